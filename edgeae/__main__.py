@@ -1,0 +1,5 @@
+import sys
+
+from edgeae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,97 @@
+"""PyTorch checkpoints that carry their own metadata (architecture, normalisation, mask, data hash, version).
+
+A checkpoint is a ``torch.save`` dict::
+
+    {"edgeae": <ModelMetadata JSON>, "state_dict": {...}, "history": [...], "metrics": {...}}
+
+``load_checkpoint`` rebuilds the right ``nn.Module`` from the metadata alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeae._optional import require
+from edgeae.metadata import METADATA_KEY, MetadataError, ModelMetadata
+
+# metadata.kind -> "module:function" that builds the nn.Module from metadata.architecture
+BUILDERS: dict[str, str] = {
+    "cae": "edgeae.models.cae:build_from_architecture",
+    "vae": "edgeae.models.vae:build_from_architecture",
+}
+
+
+@dataclass
+class Checkpoint:
+    model: Any  # torch.nn.Module, in eval mode
+    metadata: ModelMetadata
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Any,
+    metadata: ModelMetadata,
+    metrics: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (write to a temporary file, then rename)."""
+    torch = require("torch")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    blob = {
+        METADATA_KEY: metadata.to_json(),
+        "state_dict": state,
+        "metrics": metrics or {},
+        "history": history or [],
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def build_model(metadata: ModelMetadata) -> Any:
+    """Instantiate the (untrained) module that ``metadata`` describes."""
+    target = BUILDERS.get(metadata.kind)
+    if target is None:
+        raise MetadataError(f"no PyTorch builder for model kind {metadata.kind!r}")
+    module_name, func = target.split(":")
+    return getattr(importlib.import_module(module_name), func)(metadata.architecture)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or foreign files."""
+    torch = require("torch")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    try:
+        blob = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise MetadataError(f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or METADATA_KEY not in blob or "state_dict" not in blob:
+        raise MetadataError(f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?")
+    meta = ModelMetadata.from_json(blob[METADATA_KEY], source=str(path))
+    model = build_model(meta)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise MetadataError(f"{path}: weights do not match the architecture in its metadata: {exc}") from exc
+    model.eval()
+    return Checkpoint(
+        model=model,
+        metadata=meta,
+        metrics=dict(blob.get("metrics", {})),
+        history=list(blob.get("history", [])),
+        path=path,
+    )

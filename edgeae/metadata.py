@@ -1,0 +1,118 @@
+"""Model metadata: the record that travels inside every checkpoint and exported artifact.
+
+Pure Python (no numpy, no torch), so the flight runtime and the ground decoder read it the same way. It is
+stored as one JSON string: under the key ``edgeae`` in a checkpoint, in ONNX ``metadata_props`` and in a
+TFLite metadata buffer. A loader refuses an artifact whose metadata is missing or does not match its input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeae._version import __version__
+
+SCHEMA = 1
+METADATA_KEY = "edgeae"
+KINDS = ("cae", "cae-encoder", "cae-decoder", "vae")
+LAYOUTS = ("NCHW", "NHWC")
+
+
+class MetadataError(ValueError):
+    """Metadata is missing, malformed, or does not match what it is used with."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model artifact must say about itself.
+
+    ``input_shape`` is (N, C, H, W) or (N, H, W, C) following ``layout``; N is -1 for a dynamic batch.
+    ``normalisation`` says how raw pixels map to the model's input: ``{"range": [0, 1], "method":
+    "divide-by-dtype-max"}``. ``mask`` records the sampling used in training (pattern, destroyed-fraction
+    range, mode). ``score`` holds ``lambda`` and ``threshold`` for anomaly scoring models.
+    """
+
+    kind: str
+    architecture: dict[str, Any]
+    input_shape: tuple[int, ...]
+    channels: int
+    layout: str = "NCHW"
+    normalisation: dict[str, Any] = field(
+        default_factory=lambda: {"range": [0.0, 1.0], "method": "divide-by-dtype-max"}
+    )
+    mask: dict[str, Any] = field(default_factory=dict)
+    score: dict[str, Any] = field(default_factory=dict)
+    training_data_hash: str = ""
+    source_checkpoint_hash: str = ""
+    edgeae_version: str = __version__
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise MetadataError(f"unknown model kind {self.kind!r}; expected one of {KINDS}")
+        if self.layout not in LAYOUTS:
+            raise MetadataError(f"unknown layout {self.layout!r}; expected one of {LAYOUTS}")
+        if self.channels not in (1, 3) and self.kind != "cae-decoder":
+            raise MetadataError(f"channels must be 1 or 3, got {self.channels}")
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+        if len(self.input_shape) != 4:
+            raise MetadataError(f"input_shape must have 4 dimensions, got {self.input_shape}")
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "artifact") -> ModelMetadata:
+        try:
+            d = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise MetadataError(f"{source}: edgeae metadata is not valid JSON ({exc})") from exc
+        if not isinstance(d, dict):
+            raise MetadataError(f"{source}: edgeae metadata must be a JSON object")
+        if d.get("schema") != SCHEMA:
+            raise MetadataError(f"{source}: metadata schema {d.get('schema')!r} is not supported (want {SCHEMA})")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise MetadataError(f"{source}: metadata fields do not match schema {SCHEMA}: {exc}") from exc
+
+    def replace(self, **changes: Any) -> ModelMetadata:
+        d = asdict(self)
+        d.update(changes)
+        return ModelMetadata(**d)
+
+    def check_input(self, shape: tuple[int, ...], source: str = "model") -> None:
+        """Raise :class:`MetadataError` when an input batch of ``shape`` does not fit this model."""
+        if len(shape) != 4:
+            raise MetadataError(f"{source}: expected a 4-D {self.layout} batch, got shape {tuple(shape)}")
+        for i, (want, got) in enumerate(zip(self.input_shape, shape, strict=True)):
+            if want > 0 and want != got and not (i == 0):
+                raise MetadataError(
+                    f"{source}: input shape {tuple(shape)} does not match the model's "
+                    f"{self.layout} input {self.input_shape} (axis {i})"
+                )
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_hash(files: list[str | os.PathLike[str]]) -> str:
+    """Hash of a training-data manifest: sorted (name, size, sha256) of every file, as hex SHA-256."""
+    h = hashlib.sha256()
+    for p in sorted(Path(f) for f in files):
+        h.update(f"{p.name}\t{p.stat().st_size}\t{sha256_file(p)}\n".encode())
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` models. Importing this package needs torch; submodules import it at top level."""

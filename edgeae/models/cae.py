@@ -1,0 +1,110 @@
+"""The seed CAE of Scharf 2025, "The model is the message" (Icarus).
+
+128×128 input; encoder 3×3 convs with 16, 32, 64, 128 filters, ReLU, each followed by 2×2 max pooling
+(latent 8×8×128); decoder 3×3 convs 128, 64, 32, 16, ReLU, each followed by 2× nearest upsampling, then a
+3×3 conv to the input channels and a sigmoid (output in [0, 1]). RGB: 342,339 parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class CAEConfig:
+    """Architecture of a CAE. ``widths`` are the encoder widths; the decoder mirrors them."""
+
+    channels: int = 3
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    tile: int = 128
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if not self.widths or any(int(w) <= 0 for w in self.widths):
+            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.tile % (2 ** len(self.widths)) != 0:
+            raise ValueError(f"tile {self.tile} must be divisible by 2**{len(self.widths)}")
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the latent for one tile."""
+        s = self.tile // 2 ** len(self.widths)
+        return (self.widths[-1], s, s)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CAEConfig:
+        return cls(channels=int(d["channels"]), widths=tuple(d["widths"]), tile=int(d.get("tile", 128)))
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+
+
+class CAEEncoder(nn.Module):
+    """Pixels (N, C, H, W) in [0, 1] -> latent (N, widths[-1], H/16, W/16)."""
+
+    def __init__(self, config: CAEConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = config.channels
+        for w in config.widths:
+            layers += [_conv(cin, w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            cin = w
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class CAEDecoder(nn.Module):
+    """Latent -> pixels in [0, 1]."""
+
+    def __init__(self, config: CAEConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = config.widths[-1]
+        for w in reversed(config.widths):
+            layers += [_conv(cin, w), nn.ReLU(inplace=True), nn.Upsample(scale_factor=2, mode="nearest")]
+            cin = w
+        layers += [_conv(cin, config.channels), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+class CAE(nn.Module):
+    """Convolutional autoencoder: ``forward(x) -> x_hat`` with x, x_hat of shape (N, C, H, W) in [0, 1].
+
+    H and W must be multiples of 16 (128 in training). Masked pixels are given as zeros, as in the paper.
+    """
+
+    def __init__(self, config: CAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CAEConfig()
+        self.encoder = CAEEncoder(self.config)
+        self.decoder = CAEDecoder(self.config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_from_architecture(architecture: dict[str, Any]) -> CAE:
+    """Build a CAE from the ``architecture`` dict stored in model metadata."""
+    return CAE(CAEConfig.from_dict(architecture))

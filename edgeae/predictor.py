@@ -1,0 +1,80 @@
+"""One calling convention for every model format: PyTorch checkpoints, ONNX/ORT and TFLite artifacts.
+
+A predictor takes a float32 batch in NCHW layout with values in [0, 1] (whatever the artifact's own layout
+or precision, the wrapper converts) and returns:
+
+- for ``cae`` / ``cae-decoder`` models: the reconstruction (or decoded pixels), float32 NCHW in [0, 1];
+- for ``cae-encoder`` models: the latent, float32 (N, C, h, w);
+- for ``vae`` models: a dict with ``score`` (N,), ``x_hat`` (N, C, H, W) and ``mu`` (N, D).
+
+``load_predictor`` accepts a zoo name, a ``.pt`` checkpoint, or an ``.onnx``/``.ort``/``.tflite`` artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.metadata import ModelMetadata
+
+ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
+
+
+class Predictor(Protocol):
+    metadata: ModelMetadata
+    source: str
+
+    def __call__(self, batch: np.ndarray) -> Any: ...
+
+
+class TorchPredictor:
+    """Runs a PyTorch checkpoint on CPU (or CUDA when asked) with no autograd."""
+
+    def __init__(self, model: Any, metadata: ModelMetadata, source: str, device: str = "cpu") -> None:
+        self.torch = require("torch")
+        self.model = model.to(device).eval()
+        self.metadata = metadata
+        self.source = source
+        self.device = device
+
+    def __call__(self, batch: np.ndarray) -> Any:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.metadata.check_input(batch.shape, self.source)
+        with self.torch.inference_mode():
+            out = self.model(self.torch.from_numpy(batch).to(self.device))
+        if isinstance(out, dict):
+            return {k: v.detach().float().cpu().numpy() for k, v in out.items()}
+        if isinstance(out, tuple):
+            raise TypeError(f"{self.source}: model returned a tuple; models must return a tensor or a dict")
+        return out.detach().float().cpu().numpy()
+
+
+def resolve_model_path(spec: str | os.PathLike[str]) -> Path:
+    """A zoo name or a path -> an existing file path (clear error otherwise)."""
+    p = Path(spec)
+    if p.suffix in (".pt", *ARTIFACT_SUFFIXES) or p.exists():
+        if not p.is_file():
+            raise FileNotFoundError(f"model file {p} does not exist")
+        return p
+    from edgeae import zoo
+
+    return zoo.resolve(str(spec))
+
+
+def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
+    """Load any model the user can name. ``threads`` sets the interpreter's (or torch's) thread count."""
+    path = resolve_model_path(spec)
+    if path.suffix in ARTIFACT_SUFFIXES:
+        from edgeae.firmware_sim.runtime import load_artifact
+
+        return load_artifact(path, threads=threads)
+    from edgeae.checkpoint import load_checkpoint
+
+    if threads:
+        require("torch").set_num_threads(int(threads))
+    ck = load_checkpoint(path)
+    return TorchPredictor(ck.model, ck.metadata, source=str(path), device=device)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real data folder (skipped with a clear message when absent) and real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeae.data import find_data_root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = find_data_root()
+    if root is None:
+        pytest.skip("real planetary data not found: set EDGEAE_DATA or place ../shared/data beside the repo")
+    return root
+
+
+@pytest.fixture(scope="session")
+def moon() -> np.ndarray:
+    """skimage.data.moon(): a real 512×512 8-bit lunar image bundled with scikit-image."""
+    skdata = pytest.importorskip("skimage.data")
+    return np.asarray(skdata.moon())
+
+
+@pytest.fixture(scope="session")
+def rover_image_path(data_root: Path) -> Path:
+    """A real Mastcam RGB panorama (MarsScapes 137_1)."""
+    p = data_root / "rover_rgb" / "marsscapes" / "image"
+    files = sorted(p.glob("*.png"))
+    if not files:
+        pytest.skip(f"no rover images under {p}")
+    return files[0]
