@@ -1,1 +1,85 @@
-"""edgeae subpackage."""
+"""The model zoo: small trained models shipped inside the package, each with the command that made it.
+
+``ZOO`` is a plain dict; adding a model is one entry here plus its files in ``weights/``: ``NAME.pt`` (a
+checkpoint from :func:`edgeae.checkpoint.save_checkpoint`) and ``NAME.json`` (the validation metrics the
+training command wrote). Numpy-free and torch-free: listing the zoo imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+ZOO: dict[str, dict[str, Any]] = {
+    "rover-rgb-gtcae": {
+        "kind": "cae",
+        "channels": 3,
+        "file": "rover-rgb-gtcae.pt",
+        "parameters": 342_339,
+        "training_data": "rover_rgb train split (4 MarsScapes Curiosity Mastcam panoramas; val: 410_2)",
+        "description": "gt-CAE: RGB 128x128 tiles masked at a random 50-99% per sample",
+        "command": (
+            "edgeae train cae --data rover_rgb --mode gt --epochs 8 --crops 2400 --val-crops 400 --seed 1 "
+            "--threads 1 --out runs/zoo/rover-rgb-gtcae --zoo-name rover-rgb-gtcae"
+        ),
+    },
+    "orbital-gray-gtcae": {
+        "kind": "cae",
+        "channels": 1,
+        "file": "orbital-gray-gtcae.pt",
+        "parameters": 341_761,
+        "training_data": "orbital_gray train split (5 pycda tiles, 2 HiRISE browse strips; val: 1 HiRISE, Mercury)",
+        "description": "gt-CAE: grey 128x128 tiles masked at a random 50-99% per sample",
+        "command": (
+            "edgeae train cae --data orbital_gray --mode gt --epochs 8 --crops 2400 --val-crops 400 --seed 2 "
+            "--threads 1 --out runs/zoo/orbital-gray-gtcae --zoo-name orbital-gray-gtcae"
+        ),
+    },
+}
+
+
+class UnknownModelError(KeyError):
+    """A zoo name that is not registered, or whose weights file is missing."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _entry(name: str) -> dict[str, Any]:
+    if name not in ZOO:
+        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
+    return ZOO[name]
+
+
+def resolve(name: str) -> Path:
+    """Path of the weights of zoo model ``name`` (clear error for unknown names or missing files)."""
+    path = WEIGHTS_DIR / _entry(name)["file"]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"zoo model {name!r} is registered but its weights {path} are missing; "
+            f"reproduce them with: {ZOO[name]['command']}"
+        )
+    return path
+
+
+def metrics(name: str) -> dict[str, Any]:
+    """The validation metrics written beside the weights (``NAME.json``), or {} when absent."""
+    entry = _entry(name)
+    path = WEIGHTS_DIR / Path(entry["file"]).with_suffix(".json").name
+    if not path.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One dict per zoo model: the registry entry plus ``name``, ``available`` and ``metrics``."""
+    out = []
+    for name, entry in ZOO.items():
+        out.append(
+            {"name": name, **entry, "available": (WEIGHTS_DIR / entry["file"]).is_file(), "metrics": metrics(name)}
+        )
+    return out

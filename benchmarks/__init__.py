@@ -1,0 +1,1 @@
+"""edgeae benchmarks: speed, memory and quality against every baseline. Run ``python -m benchmarks``."""

@@ -1,0 +1,77 @@
+"""The machine's physical limit: large fp32 and int8 matrix products in the runtimes the models run in.
+
+onnxruntime runs both an fp32 ``MatMul`` and an int8 ``MatMulInteger`` (uint8 × int8 -> int32, the kernel
+behind QDQ int8 convolutions on x86); torch runs an fp32 ``matmul``. Each is timed as the best of several
+repeats (peak, not typical) and reported in GOP/s (one multiply-accumulate = 2 operations).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _best_seconds(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _ort_matmul(n: int, integer: bool, threads: int) -> Any:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if integer:
+        a = helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])
+        b = helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])
+        y = helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+    else:
+        a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])
+        b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
+        node = helper.make_node("MatMul", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "peak", [a, b], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    if integer:
+        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+    else:
+        feeds = {"a": rng.random((n, n), dtype=np.float32), "b": rng.random((n, n), dtype=np.float32)}
+    return lambda: sess.run(None, feeds)
+
+
+def measure_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """GOP/s of fp32 and int8 matrix products of size n×n×n with ``threads`` threads."""
+    ops = 2.0 * n**3
+    out = {
+        "ort_fp32_gops": ops / _best_seconds(_ort_matmul(n, False, threads), repeats) / 1e9,
+        "ort_int8_gops": ops / _best_seconds(_ort_matmul(n, True, threads), repeats) / 1e9,
+    }
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        a = torch.rand(n, n)
+        b = torch.rand(n, n)
+        out["torch_fp32_gops"] = ops / _best_seconds(lambda: a @ b, repeats) / 1e9
+    except ImportError:
+        pass
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps({t: measure_peak(t) for t in (1, 2)}, indent=1))

@@ -1,0 +1,229 @@
+"""Header-only probing of image files: format, size, channels, bit depth, and structural integrity.
+
+OpenCV returns None (or a partially decoded image) for truncated files without saying why, so every
+file is checked here first: PNG chunks must reach IEND, JPEG must end with the EOI marker, a binary
+PNM must hold its full payload, and TIFF strips/tiles must lie inside the file.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeae._optional import require
+
+READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, empty, truncated, corrupt or of an unsupported kind (message names it)."""
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What the header says: format ('png'|'jpeg'|'pnm'|'tiff'), size, channels without alpha, bit depth."""
+
+    format: str
+    height: int
+    width: int
+    channels: int
+    bit_depth: int
+    has_alpha: bool = False
+
+
+def sniff(head: bytes) -> str | None:
+    """Format name from the first bytes of a file, or None."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in TIFF_SIGNATURES:
+        return "tiff"
+    if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"2356" and head[2:3].isspace():
+        return "pnm"
+    return None
+
+
+def probe(p: Path) -> HeaderInfo:
+    """Check that ``p`` exists, is a supported, structurally complete image, and return its header."""
+    if not p.exists():
+        raise ImageReadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageReadError(f"{p}: is a directory, not an image file")
+    ext = p.suffix.lower()
+    if ext not in READ_EXTENSIONS:
+        raise ImageReadError(
+            f"{p}: unsupported file type {ext or '(no extension)'!r}; supported: {', '.join(READ_EXTENSIONS)}"
+        )
+    size = p.stat().st_size
+    if size == 0:
+        raise ImageReadError(f"{p}: file is empty (0 bytes)")
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    fmt = sniff(head)
+    if fmt is None:
+        raise ImageReadError(f"{p}: not a PNG, JPEG, PNM or TIFF file (starts with {head[:8]!r})")
+    if fmt == "png":
+        return _probe_png(p, size)
+    if fmt == "jpeg":
+        return _probe_jpeg(p, size)
+    if fmt == "pnm":
+        return _probe_pnm(p, size)
+    return _probe_tiff(p, size)
+
+
+def _probe_png(p: Path, size: int) -> HeaderInfo:
+    with open(p, "rb") as fh:
+        fh.seek(8)
+        hdr = fh.read(25)
+        if len(hdr) < 25 or hdr[4:8] != b"IHDR":
+            raise ImageReadError(f"{p}: truncated PNG (no complete IHDR header)")
+        width, height, depth, colour = struct.unpack(">IIBB", hdr[8:18])
+        pos, sig_bits, seen_end = 8, 0, False
+        while pos + 8 <= size:
+            fh.seek(pos)
+            length, ctype = struct.unpack(">I4s", fh.read(8))
+            if ctype == b"sBIT":
+                sig_bits = max(fh.read(min(length, 4)) or b"\x00")
+            pos += 12 + length
+            if ctype == b"IEND":
+                seen_end = pos <= size
+                break
+    if not seen_end:
+        raise ImageReadError(f"{p}: truncated PNG (file ends before the IEND chunk; {size} bytes)")
+    if width == 0 or height == 0:
+        raise ImageReadError(f"{p}: PNG header gives an empty image ({width}x{height})")
+    channels = {0: 1, 2: 3, 3: 3, 4: 1, 6: 3}.get(colour)
+    if channels is None:
+        raise ImageReadError(f"{p}: corrupt PNG header (colour type {colour})")
+    bits = 16 if depth == 16 else 8
+    if 0 < sig_bits < bits:
+        bits = sig_bits if bits == 16 else bits  # sBIT: e.g. 12 significant bits stored in 16
+    return HeaderInfo("png", height, width, channels, bits, has_alpha=colour in (4, 6))
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _probe_jpeg(p: Path, size: int) -> HeaderInfo:
+    with open(p, "rb") as fh:
+        fh.seek(max(0, size - 64))
+        tail = fh.read().rstrip(b"\x00\r\n\t ")
+        if not tail.endswith(b"\xff\xd9"):
+            raise ImageReadError(f"{p}: truncated JPEG (no end-of-image marker FFD9 at the end of the file)")
+        fh.seek(2)
+        while True:
+            b = fh.read(1)
+            while b == b"\xff":
+                b = fh.read(1)
+            if not b:
+                raise ImageReadError(f"{p}: corrupt JPEG (no frame header before the end of the file)")
+            marker = b[0]
+            if marker in (0x01, *range(0xD0, 0xD8)):
+                continue
+            seg = fh.read(2)
+            if len(seg) < 2:
+                raise ImageReadError(f"{p}: truncated JPEG header")
+            (length,) = struct.unpack(">H", seg)
+            if marker in _SOF:
+                body = fh.read(6)
+                if len(body) < 6:
+                    raise ImageReadError(f"{p}: truncated JPEG frame header")
+                precision, height, width, ncomp = struct.unpack(">BHHB", body)
+                if height == 0 or width == 0:
+                    raise ImageReadError(f"{p}: JPEG frame header gives an empty image ({width}x{height})")
+                return HeaderInfo("jpeg", height, width, 1 if ncomp == 1 else 3, precision)
+            if marker == 0xDA:
+                raise ImageReadError(f"{p}: corrupt JPEG (scan data before any frame header)")
+            fh.seek(length - 2, 1)
+
+
+def _pnm_tokens(data: bytes, count: int) -> tuple[list[int], int]:
+    """First ``count`` integer tokens of a PNM header (skipping comments) and the offset after them."""
+    tokens: list[int] = []
+    i = 2
+    while len(tokens) < count:
+        while i < len(data) and (data[i : i + 1].isspace() or data[i : i + 1] == b"#"):
+            if data[i : i + 1] == b"#":
+                while i < len(data) and data[i : i + 1] not in (b"\n", b"\r"):
+                    i += 1
+            else:
+                i += 1
+        j = i
+        while j < len(data) and data[j : j + 1].isdigit():
+            j += 1
+        if j == i:
+            raise ValueError("bad header")
+        tokens.append(int(data[i:j]))
+        i = j
+    return tokens, i + 1  # one whitespace byte separates the header from binary data
+
+
+def _probe_pnm(p: Path, size: int) -> HeaderInfo:
+    with open(p, "rb") as fh:
+        data = fh.read(4096)
+    kind = data[1:2]
+    try:
+        (width, height, maxval), offset = _pnm_tokens(data, 3)
+    except ValueError:
+        raise ImageReadError(f"{p}: corrupt or truncated PNM header") from None
+    if width == 0 or height == 0 or not 0 < maxval < 65536:
+        raise ImageReadError(f"{p}: invalid PNM header ({width}x{height}, maxval {maxval})")
+    channels = 3 if kind in (b"3", b"6") else 1
+    if kind in (b"5", b"6"):
+        need = offset + width * height * channels * (1 if maxval < 256 else 2)
+        if size < need:
+            raise ImageReadError(f"{p}: truncated PNM ({size} bytes, header promises {need})")
+    bits = max(8, math.ceil(math.log2(maxval + 1))) if maxval >= 256 else 8
+    return HeaderInfo("pnm", height, width, channels, bits)
+
+
+def _probe_tiff(p: Path, size: int) -> HeaderInfo:
+    tifffile = require("tifffile")
+    try:
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise ImageReadError(f"{p}: TIFF holds no image")
+            series = tif.series[0]
+            level = series.levels[0] if getattr(series, "levels", None) else series
+            page = level.keyframe
+            shape, axes = tuple(level.shape), level.axes.upper()
+            for pg in level.pages:
+                if pg is None:
+                    continue
+                for off, cnt in zip(pg.dataoffsets, pg.databytecounts, strict=False):
+                    if cnt and off + cnt > size:
+                        raise ImageReadError(
+                            f"{p}: truncated TIFF (image data runs to byte {off + cnt}, file has {size})"
+                        )
+            bits = int(page.bitspersample)
+            maxval = page.tags.valueof(281)  # MaxSampleValue, e.g. 4095 for 12-bit data stored in 16
+            photometric = int(page.photometric)
+            extrasamples = len(page.extrasamples) if page.extrasamples else 0
+    except ImageReadError:
+        raise
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise ImageReadError(f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+    if photometric == 3:
+        raise ImageReadError(f"{p}: palette (colour-mapped) TIFF is not supported; store grey or RGB")
+    if axes in ("YX",):
+        h, w, c = shape[0], shape[1], 1
+    elif axes == "YXS":
+        h, w, c = shape
+    elif axes == "SYX":
+        c, h, w = shape
+    else:
+        raise ImageReadError(
+            f"{p}: TIFF series has axes {axes!r} and shape {shape}; only single 2-D grey/RGB images "
+            "(optionally pyramidal) are supported"
+        )
+    c -= extrasamples if c - extrasamples in (1, 3) else 0
+    if isinstance(maxval, (int, tuple)) and bits == 16:
+        mv = max(maxval) if isinstance(maxval, tuple) else maxval
+        if 0 < mv < 65535:
+            bits = max(8, math.ceil(math.log2(mv + 1)))
+    return HeaderInfo("tiff", int(h), int(w), int(c), bits, has_alpha=extrasamples > 0)

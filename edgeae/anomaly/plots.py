@@ -1,0 +1,213 @@
+"""Figures of the paper's evaluation: anomaly maps, PR curves, KDE + rug, top-16 vs random-16, t-SNE.
+
+matplotlib (Agg) is imported lazily inside each function; every function writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.anomaly.score import PatchScores, score_map
+
+
+def _plt() -> Any:
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot")
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, bbox_inches="tight")
+    _plt().close(fig)
+    return p
+
+
+def save_score_map(
+    path: str | os.PathLike[str],
+    scores: PatchScores,
+    image: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+    threshold: float | None = None,
+    max_side: int = 1600,
+    title: str | None = None,
+) -> Path:
+    """Whole-image anomaly map (max score of the patches covering each pixel), beside the image when given.
+
+    ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined.
+    """
+    plt = _plt()
+    h, w = scores.shape
+    d = max(1, int(np.ceil(max(h, w) / max_side)))
+    heat = score_map(scores, "max", downsample=d)
+    panels = 2 if image is not None else 1
+    fig, axes = plt.subplots(
+        1, panels, figsize=(5.5 * panels, 5.5 * h / max(w, 1) + 0.6), dpi=110, squeeze=False
+    )
+    ax = axes[0]
+    if image is not None:
+        img = np.asarray(image, dtype=np.float32)
+        img = img[::d, ::d]
+        ax[0].imshow(img if img.ndim == 2 or img.shape[2] == 3 else img[..., 0], cmap="gray", vmin=0, vmax=1)
+        ax[0].set_title("image")
+    a = ax[-1]
+    finite = heat[np.isfinite(heat)]
+    lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
+    im = a.imshow(heat, cmap="inferno", vmin=lo, vmax=hi)
+    fig.colorbar(im, ax=a, fraction=0.046, pad=0.02, label="anomaly score")
+    a.set_title(title or f"anomaly map: {Path(scores.file).name}", fontsize=9)
+    if threshold is not None:
+        for x, y, s in zip(scores.x, scores.y, scores.score, strict=True):
+            if s > threshold:
+                a.add_patch(
+                    plt.Rectangle(
+                        (x / d, y / d), scores.patch / d, scores.patch / d, fill=False, ec="cyan", lw=0.6
+                    )
+                )
+    if points is not None and len(points):
+        for axis in ax:
+            axis.scatter(
+                np.asarray(points)[:, 0] / d,
+                np.asarray(points)[:, 1] / d,
+                s=14,
+                facecolors="none",
+                edgecolors="lime",
+                linewidths=0.7,
+            )
+    for axis in ax:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    return _save(fig, path)
+
+
+def pr_curves(
+    path: str | os.PathLike[str],
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    random_ap: float,
+    title: str,
+) -> Path:
+    """Precision-recall curves ``{name: (precision, recall, AP)}`` with the random baseline as a line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.8), dpi=110)
+    for name, (p, r, ap) in curves.items():
+        ax.step(np.r_[0.0, r], np.r_[p[0], p], where="pre", label=f"{name} (AP {ap:.3f})")
+    ax.axhline(random_ap, color="grey", ls="--", label=f"random (AP {random_ap:.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def kde_rug(path: str | os.PathLike[str], scores: np.ndarray, labels: np.ndarray, title: str) -> Path:
+    """Kernel density of all scores and of positives, with rug marks for the positives."""
+    plt = _plt()
+    stats = require("scipy.stats")
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    grid = np.linspace(np.percentile(s, 0.1), np.percentile(s, 99.9), 400)
+    fig, ax = plt.subplots(figsize=(5.0, 3.4), dpi=110)
+    for sel, name, colour in ((np.ones_like(y), "all patches", "tab:blue"), (y, "positives", "tab:red")):
+        if sel.sum() > 1 and np.ptp(s[sel]) > 0:
+            ax.plot(grid, stats.gaussian_kde(s[sel])(grid), color=colour, label=f"{name} ({int(sel.sum())})")
+    top = ax.get_ylim()[1]
+    ax.vlines(s[y], 0, 0.06 * top, color="tab:red", alpha=0.5, lw=0.6)
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def gallery(
+    path: str | os.PathLike[str],
+    rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, int, int, float, bool]]]],
+    patch: int,
+    context: int = 32,
+) -> Path:
+    """Rows of patches drawn with ``context`` pixels around the ``patch`` window (outlined; red = positive).
+
+    ``rows``: [(title, [(image (H, W[, C]), x, y, score, positive), ...]), ...], e.g. top-16 and random-16.
+    """
+    plt = _plt()
+    n = max(len(items) for _, items in rows)
+    cols = min(n, 8)
+    nrows = sum(-(-len(items) // cols) for _, items in rows)
+    fig, axes = plt.subplots(nrows, cols, figsize=(1.5 * cols, 1.65 * nrows), dpi=110, squeeze=False)
+    r = 0
+    for title, items in rows:
+        for i, (img, x, y, s, pos) in enumerate(items):
+            a = axes[r + i // cols][i % cols]
+            h, w = img.shape[:2]
+            y0, x0 = max(0, y - context), max(0, x - context)
+            y1, x1 = min(h, y + patch + context), min(w, x + patch + context)
+            crop = np.asarray(img[y0:y1, x0:x1], dtype=np.float32)
+            a.imshow(
+                crop[..., 0] if crop.ndim == 3 and crop.shape[2] == 1 else crop, cmap="gray", vmin=0, vmax=1
+            )
+            a.add_patch(
+                plt.Rectangle(
+                    (x - x0 - 0.5, y - y0 - 0.5),
+                    patch,
+                    patch,
+                    fill=False,
+                    ec="red" if pos else "yellow",
+                    lw=1.0,
+                )
+            )
+            a.set_title(f"{s:.0f}", fontsize=6)
+            if i == 0:
+                a.set_ylabel(title, fontsize=7)
+        for j in range(len(items), -(-len(items) // cols) * cols):
+            axes[r + j // cols][j % cols].axis("off")
+        r += -(-len(items) // cols)
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def tsne_thumbnails(
+    path: str | os.PathLike[str],
+    latents: np.ndarray,
+    thumbs: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    title: str = "t-SNE of the top patches",
+) -> Path:
+    """t-SNE (scikit-learn) of latents (N, D), each drawn as its thumbnail (N, h, w); red frame = positive."""
+    plt = _plt()
+    manifold = require("sklearn.manifold")
+    offsetbox = require("matplotlib.offsetbox")
+    z = np.asarray(latents, dtype=np.float64)
+    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3.0)))
+    emb = manifold.TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    ax.scatter(emb[:, 0], emb[:, 1], s=2, c=np.where(labels, "red", "grey"))
+    zoom = 0.35 if len(z) > 200 else 0.6
+    for (ex, ey), t, pos in zip(emb, thumbs, labels, strict=True):
+        box = offsetbox.OffsetImage(np.asarray(t, dtype=np.float32), cmap="gray", zoom=zoom, norm=None)
+        box.image.set_clim(0, 1)
+        ab = offsetbox.AnnotationBbox(
+            box,
+            (ex, ey),
+            frameon=True,
+            pad=0.05,
+            bboxprops={"edgecolor": "red" if pos else "white", "lw": 0.8},
+        )
+        ax.add_artist(ab)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,284 @@
+"""Score image patches with any model a predictor can load (β-VAE, or the CAE by masked reconstruction).
+
+The core is numpy: a :class:`PatchScorer` turns an NCHW float32 batch in [0, 1] into per-patch scores, and
+:func:`score_array` / :func:`score_file` run it over an image in batches. ``score_file`` streams the image
+through :func:`edgeae.strips.iter_patches`, so memory does not grow with the image size. The flight runtime
+and the scan pipeline reuse :class:`PatchScorer` and :func:`score_batches`.
+
+Scores:
+
+- ``vae``: the model's own ``score`` output, a(x) = Σ (x − x̂)² + λ·Σ μ² (λ inside the graph). ``rec`` and
+  ``mu2`` (the two terms) are returned too, for the baselines.
+- ``cae``: a flight computer may carry only the reconstruction CAE. The patch is sampled with a fixed mask
+  (:func:`edgeae.masks.make_mask`, ``keep`` fraction, ``seed``), reconstructed, and scored by the sum of
+  squared errors over the pixels the model did not see. Unusual terrain is predicted worst.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+SCORE_KINDS = ("vae", "cae")
+
+
+@dataclass
+class PatchScorer:
+    """Callable: (N, C, P, P) float32 in [0, 1] -> dict with ``score`` (N,) and, for the VAE, ``rec``,
+    ``mu2`` and (when ``keep_latents``) ``mu`` (N, D)."""
+
+    predictor: Callable[[np.ndarray], Any]
+    kind: str
+    channels: int
+    cae_keep: float = 0.5
+    cae_seed: int = 0
+    cae_pattern: str = "uniform"
+    keep_latents: bool = False
+    _mask: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCORE_KINDS:
+            raise ValueError(f"cannot score patches with a {self.kind!r} model; use one of {SCORE_KINDS}")
+
+    def _cae_mask(self, size: int) -> np.ndarray:
+        if self._mask is None or self._mask.shape != (size, size):
+            from edgeae.masks import make_mask
+
+            self._mask = make_mask(self.cae_seed, (size, size), self.cae_keep, self.cae_pattern)
+        return self._mask
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected an (N, {self.channels}, P, P) batch, got shape {x.shape}")
+        if self.kind == "vae":
+            out = self.predictor(x)
+            res = {
+                "score": np.asarray(out["score"], dtype=np.float64).reshape(-1),
+                "rec": ((x - out["x_hat"]).astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1),
+                "mu2": (np.asarray(out["mu"], dtype=np.float64) ** 2).sum(axis=1),
+            }
+            if self.keep_latents:
+                res["mu"] = np.asarray(out["mu"], dtype=np.float32)
+            return res
+        known = self._cae_mask(x.shape[-1])
+        x_hat = np.asarray(self.predictor(x * known), dtype=np.float32)
+        err = ((x - x_hat).astype(np.float64) ** 2) * ~known
+        return {"score": err.reshape(len(x), -1).sum(axis=1)}
+
+
+def make_scorer(
+    predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False
+) -> PatchScorer:
+    """A :class:`PatchScorer` for a loaded predictor; the kind and channels come from its metadata."""
+    meta = predictor.metadata
+    kind = "cae" if meta.kind == "cae" else meta.kind
+    return PatchScorer(
+        predictor,
+        kind=kind,
+        channels=int(meta.channels),
+        cae_keep=cae_keep,
+        cae_seed=cae_seed,
+        keep_latents=keep_latents,
+    )
+
+
+@dataclass
+class PatchScores:
+    """Scores of the patches of one image: top-left ``x``, ``y`` (full-image pixels), ``score``, extras."""
+
+    file: str
+    x: np.ndarray
+    y: np.ndarray
+    score: np.ndarray
+    valid_frac: np.ndarray
+    patch: int
+    shape: tuple[int, int]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.score.size)
+
+    @property
+    def xy(self) -> np.ndarray:
+        return np.stack([self.x, self.y], axis=1)
+
+
+def score_batches(
+    scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
+    patches: Iterable[np.ndarray],
+    batch: int = 256,
+) -> dict[str, np.ndarray]:
+    """Score an iterable of (C, P, P) patches in batches of ``batch``; concatenated outputs."""
+    parts: dict[str, list[np.ndarray]] = {}
+    buf: list[np.ndarray] = []
+
+    def flush() -> None:
+        out = scorer(np.stack(buf))
+        for k, v in out.items():
+            parts.setdefault(k, []).append(v)
+        buf.clear()
+
+    for p in patches:
+        buf.append(p)
+        if len(buf) >= batch:
+            flush()
+    if buf:
+        flush()
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _chw(pixels: np.ndarray) -> np.ndarray:
+    a = np.asarray(pixels, dtype=np.float32)
+    return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+
+
+def _collect(
+    file: str,
+    items: Iterator[tuple[int, int, np.ndarray, float]],
+    scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
+    patch: int,
+    shape: tuple[int, int],
+    batch: int,
+    min_valid: float,
+) -> PatchScores:
+    xs: list[int] = []
+    ys: list[int] = []
+    vf: list[float] = []
+
+    def kept() -> Iterator[np.ndarray]:
+        for x, y, pix, frac in items:
+            if frac < min_valid:
+                continue
+            xs.append(x)
+            ys.append(y)
+            vf.append(frac)
+            yield _chw(pix)
+
+    out = score_batches(scorer, kept(), batch)
+    score = out.pop("score", np.zeros(0))
+    return PatchScores(
+        file=file,
+        x=np.asarray(xs, dtype=np.int64),
+        y=np.asarray(ys, dtype=np.int64),
+        score=score,
+        valid_frac=np.asarray(vf, dtype=np.float64),
+        patch=patch,
+        shape=shape,
+        extras=out,
+    )
+
+
+def score_array(
+    image: np.ndarray,
+    scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
+    patch: int = 64,
+    stride: int = 64,
+    *,
+    valid: np.ndarray | None = None,
+    min_valid: float = 1.0,
+    batch: int = 256,
+    file: str = "<array>",
+    progress: bool = False,
+) -> PatchScores:
+    """Score every ``patch``×``patch`` window of an (H, W) or (H, W, C) image on a ``stride`` grid that covers
+    the right and bottom edges. Windows with less than ``min_valid`` valid pixels are skipped."""
+    from edgeae.tiling import tile_positions
+
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[..., None]
+    h, w = img.shape[:2]
+    if h < patch or w < patch:
+        raise ValueError(f"{file}: image {h}×{w} is smaller than the {patch}×{patch} patch")
+    ok = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    positions = tile_positions(h, w, patch, stride)
+    if progress:
+        tqdm = require("tqdm").tqdm
+        positions = tqdm(positions, desc=os.path.basename(file), unit="patch", leave=False)
+
+    def items() -> Iterator[tuple[int, int, np.ndarray, float]]:
+        for y, x in positions:
+            frac = float(ok[y : y + patch, x : x + patch].mean())
+            yield int(x), int(y), img[y : y + patch, x : x + patch], frac
+
+    return _collect(file, items(), scorer, patch, (h, w), batch, min_valid)
+
+
+def score_file(
+    path: str | os.PathLike[str],
+    scorer: PatchScorer,
+    patch: int = 64,
+    stride: int = 64,
+    *,
+    min_valid: float = 1.0,
+    batch: int = 256,
+    progress: bool = True,
+) -> PatchScores:
+    """Score one image file of any size, streamed strip by strip (:func:`edgeae.strips.iter_patches`)."""
+    from edgeae.imageio import image_shape
+    from edgeae.strips import iter_patches
+
+    h, w, _ = image_shape(path)
+    it: Iterable[Any] = iter_patches(path, patch, stride, channels=scorer.channels)
+    if progress:
+        from edgeae.tiling import tile_positions
+
+        tqdm = require("tqdm").tqdm
+        it = tqdm(
+            it, total=len(tile_positions(h, w, patch, stride)), desc=os.path.basename(str(path)), unit="patch"
+        )
+    items = ((int(p.x), int(p.y), p.pixels, float(p.valid_frac)) for p in it)
+    return _collect(str(path), items, scorer, patch, (h, w), batch, min_valid)
+
+
+def score_map(scores: PatchScores, reduce: str = "max", downsample: int = 1) -> np.ndarray:
+    """Whole-image anomaly map (H/d, W/d): each pixel gets the max (or mean) score of the patches covering it;
+    NaN where no scored patch covers it."""
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+    d = max(1, int(downsample))
+    h, w = (scores.shape[0] + d - 1) // d, (scores.shape[1] + d - 1) // d
+    acc = np.full((h, w), -np.inf) if reduce == "max" else np.zeros((h, w))
+    cnt = np.zeros((h, w))
+    for x, y, s in zip(scores.x, scores.y, scores.score, strict=True):
+        sl = (slice(y // d, -(-(y + scores.patch) // d)), slice(x // d, -(-(x + scores.patch) // d)))
+        if reduce == "max":
+            np.maximum(acc[sl], s, out=acc[sl])
+        else:
+            acc[sl] += s
+        cnt[sl] += 1
+    out = acc if reduce == "max" else acc / np.maximum(cnt, 1)
+    out[cnt == 0] = np.nan
+    return out
+
+
+def write_csv(path: str | os.PathLike[str], results: Iterable[PatchScores]) -> int:
+    """Write ``file,x,y,score,valid_frac`` rows; returns the number of rows."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("file,x,y,score,valid_frac\n")
+        for r in results:
+            for x, y, s, v in zip(r.x, r.y, r.score, r.valid_frac, strict=True):
+                f.write(f"{r.file},{x},{y},{s:.6g},{v:.4f}\n")
+                n += 1
+    return n
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[tuple[str, int, int, float]]:
+    """Read back ``file,x,y,score`` rows written by :func:`write_csv`."""
+    rows: list[tuple[str, int, int, float]] = []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+        if header[:4] != ["file", "x", "y", "score"]:
+            raise ValueError(f"{path}: not a scores CSV (header {header})")
+        for line in f:
+            file, x, y, s = line.rstrip("\n").rsplit(",", 4)[:4]
+            rows.append((file, int(x), int(y), float(s)))
+    return rows

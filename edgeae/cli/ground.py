@@ -1,0 +1,126 @@
+"""``edgeae ground``: decode received packets into images (file mode), or serve live over UDP."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeae.cli import CLIError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="directory for images and reports")
+    p.add_argument(
+        "--model",
+        help="CAE to fill missing pixels: zoo name, .pt, .onnx, .ort or .tflite "
+        "(default: classical inpainting)",
+    )
+    p.add_argument(
+        "--method", default="telea", help="classical inpainting without --model (telea|ns|linear|nearest)"
+    )
+    p.add_argument("--decoder", help="cae-decoder artifact for latent frames")
+    p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
+    p.add_argument("--threads", type=int, help="interpreter threads")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ground",
+        help="ground station: rebuild images from received packets",
+        description=__doc__.splitlines()[0],
+    )
+    sub = p.add_subparsers(dest="ground_command", metavar="ACTION", required=True)
+    d = sub.add_parser("decode", help="decode a packet file (or a directory of them)")
+    d.add_argument("packets", type=Path, nargs="+", help="packet files (edgeae .bin records or raw CCSDS)")
+    _common(d)
+    s = sub.add_parser("serve", help="receive packets over UDP and decode them as they arrive")
+    s.add_argument("--port", type=int, required=True, help="UDP port (0 picks a free one)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument(
+        "--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets"
+    )
+    s.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case")
+    s.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
+    _common(s)
+    return p
+
+
+def _station(args: argparse.Namespace):
+    from edgeae.ground.station import GroundStation, make_filler
+
+    fill, name = make_filler(args.model, args.method, args.threads)
+    decoder = None
+    if args.decoder:
+        from edgeae.predictor import load_predictor
+
+        decoder = load_predictor(args.decoder, threads=args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return GroundStation(out=args.out, fill=fill, fill_name=name, decoder=decoder)
+
+
+def _print(report: dict) -> None:
+    st = report["stream"]
+    print(
+        f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
+        f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
+    )
+    for name, rep in report["products"].items():
+        line = f"{name}: {rep['packets_received']}/{rep['packets_expected']} packets"
+        line += f", {rep['packets_lost']} lost, {rep['packets_corrupt']} corrupt"
+        if "pixel_fraction_received" in rep:
+            line += f", {100 * rep['pixel_fraction_received']:.1f}% of sampled pixels"
+        if "psnr" in rep:
+            line += f", PSNR {rep['psnr']:.2f} dB"
+        if "error" in rep:
+            line += f" ({rep['error']})"
+        print(line)
+
+
+def _originals(gs, path: Path, frame_ids: list[int]) -> None:
+    from edgeae.ground.sources import as_float, image_samples, load_originals
+
+    if path.is_file():
+        gs.default_original = as_float(*image_samples(path))
+    else:
+        gs.originals.update(load_originals(path, frame_ids))
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeae.ground.sources import read_packets
+
+    if args.ground_command == "decode":
+        for p in args.packets:
+            if not p.exists():
+                raise CLIError(f"packet file {p} does not exist")
+        gs = _station(args)
+        skipped = 0
+        for p in args.packets:
+            recs, rest = read_packets(p)
+            skipped += rest
+            for _, pkt in recs:
+                gs.receive(pkt)
+        if args.original:
+            _originals(gs, args.original, sorted({k[1] for k in gs.receiver.products}))
+        report = gs.finish()
+        report["stream"]["bytes_outside_packets"] = skipped
+        (args.out / "stream.json").write_text(json.dumps(report, indent=2))
+        _print(report)
+        return 0
+
+    from edgeae.ground.transport import serve_udp
+
+    gs = _station(args)
+    if args.original:
+        if not args.original.is_file():
+            raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
+        _originals(gs, args.original, [])
+
+    def ready(port: int) -> None:
+        print(f"listening on udp://{args.host}:{port}", flush=True)
+        if args.ready_file:
+            args.ready_file.write_text(str(port))
+
+    report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready)
+    _print(report)
+    return 0

@@ -1,0 +1,107 @@
+"""``edgeae train cae``: train a CAE / gt-CAE on random crops of a named dataset or a folder of images.
+
+Other model kinds add a second level here: a module listed in ``EXTRA_KINDS`` that defines
+``register_cli(subparsers) -> parser`` and ``run_cli(args) -> int`` (heavy imports inside ``run_cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+from pathlib import Path
+
+from edgeae.cli import CLIError
+
+# extra train kinds: name -> module defining register_cli(subparsers) and run_cli(args)
+EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.train.vae"}
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"widths must be comma-separated integers, got {text!r}") from exc
+    if not widths or min(widths) <= 0:
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return widths
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from exc
+    return lo, hi
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p = subparsers.add_parser("train", help="train a model (cae; vae)", description=__doc__.splitlines()[0])
+    kinds = p.add_subparsers(dest="kind", metavar="KIND")
+    c = kinds.add_parser("cae", help="train a CAE / gt-CAE", description="Train a CAE on random 128x128 crops.")
+    c.add_argument("--data", required=True, help="rover_rgb | orbital_gray | a folder of images")
+    c.add_argument("--mode", default="gt", choices=["plain", "fixed", "gt", "colour-noise"],
+                   help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE")
+    c.add_argument("--epochs", type=int, default=8)
+    c.add_argument("--crops", type=int, default=3000, help="training crops (precomputed)")
+    c.add_argument("--val-crops", type=int, default=400, help="validation crops from the val files")
+    c.add_argument("--out", required=True, help="output folder (config.json, loss.csv/png, best.pt, metrics.json)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--destroy", type=float, default=0.9, help="destroyed fraction for --mode fixed")
+    c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt")
+    c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
+    c.add_argument("--pattern", default="uniform", help="mask pattern (edgeae.masks)")
+    c.add_argument("--widths", type=_widths, default=(16, 32, 64, 128), help="encoder widths, e.g. 8,16,32,64")
+    c.add_argument("--channels", type=int, choices=[1, 3], default=None, help="default: from the dataset")
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
+    c.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
+    c.add_argument("--zoo-name", default=None,
+                   help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json")
+    c.add_argument("--no-progress", action="store_true")
+    for kind, module_name in EXTRA_KINDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        if hasattr(module, "register_cli") and hasattr(module, "run_cli"):
+            module.register_cli(kinds).set_defaults(_kind_run=module.run_cli)
+        else:  # pragma: no cover - a trainer module without a CLI yet
+            kinds.add_parser(kind, help=f"({module_name} has no register_cli yet)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "_kind_run", None):
+        return int(args._kind_run(args) or 0)
+    if args.kind != "cae":
+        raise CLIError("choose what to train: edgeae train cae ... (see edgeae train cae --help)")
+    from edgeae.train.cae import CAETrainConfig, train_cae
+
+    cfg = CAETrainConfig(
+        data=args.data, out=args.out, mode=args.mode, epochs=args.epochs, crops=args.crops,
+        val_crops=args.val_crops, batch_size=args.batch_size, lr=args.lr, seed=args.seed, destroy=args.destroy,
+        destroy_range=args.destroy_range, coverage_range=args.coverage_range, pattern=args.pattern,
+        widths=args.widths, channels=args.channels, augment=not args.no_augment, patience=args.patience,
+        device=args.device, threads=args.threads, data_root=args.data_root, progress=not args.no_progress,
+    )
+    metrics = train_cae(cfg)
+    out = Path(args.out)
+    print(f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
+          f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}")
+    for level, m in metrics.get("val_levels", {}).items():
+        print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
+    if args.zoo_name:
+        from edgeae.zoo import WEIGHTS_DIR
+
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "best.pt", WEIGHTS_DIR / f"{args.zoo_name}.pt")
+        shutil.copyfile(out / "metrics.json", WEIGHTS_DIR / f"{args.zoo_name}.json")
+        print(f"zoo: wrote {WEIGHTS_DIR / args.zoo_name}.pt and .json")
+    return 0

@@ -1,0 +1,199 @@
+"""A deterministic simulated space link: rate, contact windows, latency, loss, bursts, bit errors, reordering.
+
+Packets are offered in order at ``start_time`` and sent back to back at ``data_rate_bps`` while a contact
+window is open (a packet that does not fit in what is left of a window waits for the next one; packets
+left when the last window closes are not sent). Each sent packet is then dropped independently with
+probability ``loss``, or by a two-state Gilbert-Elliott channel (good -> bad with ``burst_p``, bad -> good
+with ``burst_r``; loss ``burst_loss_good`` / ``burst_loss_bad`` in each state, combined with ``loss``),
+has each bit flipped with probability ``ber``, arrives ``latency_s`` after its last bit (plus a uniform
+extra delay up to ``reorder_delay_s`` with probability ``reorder``), and is delivered twice with
+probability ``duplicate``.
+Every draw comes from one ``numpy.random.Generator`` seeded with ``seed``: same inputs, same output.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Parameters of the simulated link (rates in bit/s, times in s, probabilities in [0, 1])."""
+
+    seed: int = 0
+    data_rate_bps: float = 2.0e6
+    latency_s: float = 0.0
+    contacts: tuple[tuple[float, float], ...] = ()
+    loss: float = 0.0
+    burst_p: float = 0.0
+    burst_r: float = 0.5
+    burst_loss_good: float = 0.0
+    burst_loss_bad: float = 1.0
+    ber: float = 0.0
+    reorder: float = 0.0
+    reorder_delay_s: float = 0.05
+    duplicate: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "contacts", tuple((float(a), float(b)) for a, b in self.contacts))
+        if not (math.isfinite(self.data_rate_bps) and self.data_rate_bps > 0):
+            raise ValueError(f"data_rate_bps must be positive, got {self.data_rate_bps}")
+        for name in ("latency_s", "reorder_delay_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        for name in (
+            "loss",
+            "burst_p",
+            "burst_r",
+            "burst_loss_good",
+            "burst_loss_bad",
+            "ber",
+            "reorder",
+            "duplicate",
+        ):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
+        last = -math.inf
+        for a, b in self.contacts:
+            if not (a < b and a >= last):
+                raise ValueError(
+                    f"contact windows must be increasing, non-overlapping (start, end): {self.contacts}"
+                )
+            last = b
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["contacts"] = [list(c) for c in self.contacts]
+        return d
+
+
+def load_link(path: str | Path) -> LinkConfig:
+    """A :class:`LinkConfig` from a TOML file with a ``[link]`` table (keys = the dataclass fields)."""
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"link file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"link file {p} is not valid TOML: {exc}") from None
+    table = doc.get("link", doc)
+    known = {f.name for f in fields(LinkConfig)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"link file {p}: unknown keys {unknown}; allowed: {sorted(known)}")
+    try:
+        return LinkConfig(**table)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"link file {p}: {exc}") from None
+
+
+@dataclass
+class LinkStats:
+    """What happened on the link, in packets and bytes."""
+
+    offered_packets: int = 0
+    offered_bytes: int = 0
+    sent_packets: int = 0
+    sent_bytes: int = 0
+    unsent_packets: int = 0
+    lost_packets: int = 0
+    lost_bytes: int = 0
+    corrupted_packets: int = 0
+    corrupted_bytes: int = 0
+    flipped_bits: int = 0
+    duplicated_packets: int = 0
+    reordered_packets: int = 0
+    delivered_packets: int = 0
+    delivered_bytes: int = 0
+    last_arrival_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _flip_bits(packet: bytes, ber: float, rng: np.random.Generator) -> tuple[bytes, int]:
+    nbits = len(packet) * 8
+    k = int(rng.binomial(nbits, ber)) if ber > 0 else 0
+    if k == 0:
+        return packet, 0
+    pos = np.unique(rng.integers(0, nbits, size=k))
+    buf = np.frombuffer(packet, dtype=np.uint8).copy()
+    np.bitwise_xor.at(buf, pos // 8, (0x80 >> (pos % 8)).astype(np.uint8))
+    return buf.tobytes(), len(pos)
+
+
+def _next_start(t: float, duration: float, contacts: Sequence[tuple[float, float]]) -> float | None:
+    """Earliest time >= t at which a transmission of ``duration`` fits in a contact window."""
+    if not contacts:
+        return t
+    for a, b in contacts:
+        s = max(t, a)
+        if s + duration <= b:
+            return s
+    return None
+
+
+def simulate(
+    packets: Sequence[bytes], config: LinkConfig, start_time: float = 0.0
+) -> tuple[list[tuple[float, bytes]], LinkStats]:
+    """Send ``packets`` over the link; returns the deliveries ``(arrival_time_s, bytes)`` by arrival time."""
+    rng = np.random.default_rng(config.seed)
+    stats = LinkStats()
+    out: list[tuple[float, int, bytes]] = []
+    t = float(start_time)
+    bad = False
+    for i, pkt in enumerate(packets):
+        stats.offered_packets += 1
+        stats.offered_bytes += len(pkt)
+        tx = len(pkt) * 8 / config.data_rate_bps
+        s = _next_start(t, tx, config.contacts)
+        if s is None:
+            stats.unsent_packets += 1
+            continue
+        t = s + tx
+        stats.sent_packets += 1
+        stats.sent_bytes += len(pkt)
+        # the same number of draws per packet whatever the outcome keeps runs comparable across settings
+        u_loss, u_ge, u_ro, u_dup, u_delay, u_delay2 = rng.random(6)
+        if config.burst_p > 0:
+            bad = (u_ge >= config.burst_r) if bad else (u_ge < config.burst_p)
+            p_state = config.burst_loss_bad if bad else config.burst_loss_good
+            lost = u_loss < 1.0 - (1.0 - config.loss) * (1.0 - p_state)
+        else:
+            lost = u_loss < config.loss
+        if lost:
+            stats.lost_packets += 1
+            stats.lost_bytes += len(pkt)
+            continue
+        data, flips = _flip_bits(pkt, config.ber, rng)
+        if flips:
+            stats.corrupted_packets += 1
+            stats.corrupted_bytes += len(pkt)
+            stats.flipped_bits += flips
+        arrival = t + config.latency_s
+        if u_ro < config.reorder:
+            arrival += u_delay * config.reorder_delay_s
+        out.append((arrival, i, data))
+        if u_dup < config.duplicate:
+            stats.duplicated_packets += 1
+            out.append((arrival + u_delay2 * max(config.reorder_delay_s, tx), i, data))
+    out.sort(key=lambda r: (r[0], r[1]))
+    last = -1
+    for _, i, data in out:
+        stats.delivered_packets += 1
+        stats.delivered_bytes += len(data)
+        if i < last:
+            stats.reordered_packets += 1
+        last = max(last, i)
+    stats.last_arrival_s = float(out[-1][0]) if out else 0.0
+    return [(a, d) for a, _, d in out], stats

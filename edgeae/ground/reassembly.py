@@ -1,0 +1,218 @@
+"""Ground-side packet intake: check, de-duplicate, count gaps (14-bit wrap) and group pieces by product.
+
+:class:`Receiver` takes packets in any order and never raises on bad input: every packet it cannot use is
+counted by reason (``edgeae.firmware_sim.wire.parse.REASONS``). Sequence counts are unwrapped per APID
+against the highest count seen so far (a jump of 8192 or more is read as going backwards), so gaps are
+found across the 16383 -> 0 wrap and with reordering up to half the counter range.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from edgeae.firmware_sim.wire.packets import SEQ_MODULO
+from edgeae.firmware_sim.wire.parse import KIND_OF_APID, Packet, WireError, parse_packet, peek_header
+
+HALF = SEQ_MODULO // 2
+
+
+class SeqTracker:
+    """Unwraps the 14-bit sequence counts of one APID and records which were seen."""
+
+    def __init__(self) -> None:
+        self.top: int | None = None  # highest unwrapped count so far
+        self.valid: set[int] = set()
+        self.corrupt: set[int] = set()
+
+    def unwrap(self, seq: int, update: bool = True) -> int:
+        """The unwrapped count nearest the highest so far (``update=False``: an unverified header)."""
+        if self.top is None:
+            if update:
+                self.top = seq
+            return seq
+        d = (seq - self.top) % SEQ_MODULO
+        if d >= HALF:
+            d -= SEQ_MODULO
+        u = self.top + d
+        if update:
+            self.top = max(self.top, u)
+        return u
+
+    def missing(self, extra: list[tuple[int, int]] = ()) -> list[int]:  # type: ignore[assignment]
+        """Unwrapped counts never received (valid or corrupt) inside the span seen, widened by ``extra``
+        ranges [a, b) that products are known to occupy."""
+        seen = self.valid | self.corrupt
+        if not seen:
+            return []
+        lo, hi = min(seen), max(seen)
+        for a, b in extra:
+            lo, hi = min(lo, a), max(hi, b - 1)
+        return [s for s in range(lo, hi + 1) if s not in seen]
+
+
+@dataclass
+class Assembly:
+    """The received pieces of one product (kind, frame id, patch index).
+
+    Pieces are grouped by their frame-level header fields; the group with the most pieces is the product
+    (so one damaged packet that slipped past the CRC cannot take over a frame by arriving first), and
+    pieces of the other groups count as inconsistent.
+    """
+
+    kind: str
+    frame_id: int
+    groups: dict[tuple, dict[int, Packet]] = field(default_factory=dict)
+    seq0s: dict[tuple, int] = field(default_factory=dict)  # unwrapped count of part 0, per group
+
+    def _main(self) -> tuple:
+        return max(self.groups, key=lambda g: len(self.groups[g]))
+
+    @property
+    def pieces(self) -> dict[int, Packet]:
+        return self.groups[self._main()]
+
+    @property
+    def header(self) -> dict:
+        return next(iter(self.pieces.values())).header
+
+    @property
+    def parts(self) -> int:
+        return next(iter(self.pieces.values())).parts
+
+    @property
+    def inconsistent(self) -> int:
+        main = self._main()
+        return sum(len(v) for g, v in self.groups.items() if g != main)
+
+    @property
+    def seq_range(self) -> tuple[int, int]:
+        s0 = self.seq0s[self._main()]
+        return s0, s0 + self.parts
+
+
+# header fields that must agree between the pieces of one product
+_FRAME_KEYS = {
+    "sparse": ("height", "width", "channels", "bit_depth", "keep", "pattern", "seed", "prng_version"),
+    "latent": (
+        "encoder_id",
+        "height",
+        "width",
+        "channels",
+        "tile",
+        "stride",
+        "grid_rows",
+        "grid_cols",
+        "dtype",
+        "scale",
+        "latent_shape",
+    ),
+    "patch": ("x", "y", "size", "channels", "bit_depth", "score"),
+    "telemetry": ("total",),
+}
+
+
+class Receiver:
+    """Accepts raw packets; keeps the good ones grouped by product and counts everything else."""
+
+    def __init__(self) -> None:
+        self.rejected: Counter[str] = Counter()
+        self.received = 0
+        self.received_bytes = 0
+        self.accepted = 0
+        self.duplicates = 0
+        self.trackers: dict[int, SeqTracker] = {}
+        self.products: dict[tuple[str, int, int], Assembly] = {}
+        self._seen: set[tuple] = set()
+
+    def _tracker(self, apid: int) -> SeqTracker:
+        return self.trackers.setdefault(apid, SeqTracker())
+
+    def receive(self, data: bytes) -> Packet | None:
+        """Take one packet; returns it when it was new and valid, else None (and counts why)."""
+        self.received += 1
+        self.received_bytes += len(data)
+        try:
+            pkt = parse_packet(data)
+        except WireError as exc:
+            self.rejected[exc.reason] += 1
+            peek = peek_header(data)
+            if exc.reason in ("crc", "length") and peek and peek[0] in KIND_OF_APID:
+                t = self._tracker(peek[0])
+                t.corrupt.add(
+                    t.unwrap(peek[1], update=False)
+                )  # the header is unverified: an attribution, not a fact
+            return None
+        except Exception:  # a parser bug must not stop the ground station; count it apart
+            self.rejected["internal"] += 1
+            return None
+        t = self._tracker(pkt.apid)
+        u = t.unwrap(pkt.seq_count)
+        key = (pkt.apid, u, pkt.frame_id, pkt.part, data[-2:])
+        if key in self._seen:
+            self.duplicates += 1
+            return None
+        self._seen.add(key)
+        t.valid.add(u)
+        pid = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
+        asm = self.products.setdefault(pid, Assembly(pkt.kind, pkt.frame_id))
+        sig = (pkt.parts, *(pkt.header[k] for k in _FRAME_KEYS[pkt.kind]))
+        group = asm.groups.setdefault(sig, {})
+        asm.seq0s.setdefault(sig, u - pkt.part)
+        if pkt.part in group:
+            self.duplicates += 1  # the same piece under another count: a resend
+            return None
+        group[pkt.part] = pkt
+        self.accepted += 1
+        return pkt
+
+    def product_report(self, asm: Assembly) -> dict:
+        """Packets expected, received, corrupt (by sequence count in the product's range) and lost."""
+        t = self.trackers[{v: k for k, v in KIND_OF_APID.items()}[asm.kind]]
+        a, b = asm.seq_range
+        corrupt = sum(1 for s in t.corrupt if a <= s < b and s not in t.valid)
+        received = len(asm.pieces)
+        return {
+            "kind": asm.kind,
+            "frame_id": asm.frame_id,
+            "packets_expected": asm.parts,
+            "packets_received": received,
+            "packets_corrupt": corrupt,
+            "packets_lost": max(0, asm.parts - received - corrupt),
+            "packets_inconsistent": asm.inconsistent,
+        }
+
+    def stream_report(self) -> dict:
+        """Totals for the whole session: packets received, accepted, duplicated, rejected by reason, gaps."""
+        gaps = {}
+        for apid, t in sorted(self.trackers.items()):
+            kind = KIND_OF_APID.get(apid, hex(apid))
+            ranges = [a.seq_range for a in self.products.values() if a.kind == kind]
+            miss = t.missing(ranges)
+            gaps[kind] = {
+                "apid": apid,
+                "received": len(t.valid),
+                "corrupt": len(t.corrupt - t.valid),
+                "missing": len(miss),
+                "missing_ranges": _ranges([m % SEQ_MODULO for m in miss]),
+            }
+        return {
+            "packets_received": self.received,
+            "bytes_received": self.received_bytes,
+            "packets_accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": dict(sorted(self.rejected.items())),
+            "sequence": gaps,
+            "products": len(self.products),
+        }
+
+
+def _ranges(values: list[int], limit: int = 50) -> list[list[int]]:
+    """Consecutive runs as [first, last] pairs (at most ``limit``), in the given order."""
+    out: list[list[int]] = []
+    for v in values:
+        if out and v == (out[-1][1] + 1) % SEQ_MODULO:
+            out[-1][1] = v
+        else:
+            out.append([v, v])
+    return out[:limit]

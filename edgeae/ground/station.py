@@ -1,0 +1,236 @@
+"""The ground station: receive packets, decode products, rebuild images and write them with a report.
+
+Sparse frames are rebuilt from the received pixels with the CAE (``edgeae.reconstruct``, any model format
+through ``edgeae.predictor.load_predictor``) or, with no model, by classical inpainting. Latent frames are
+decoded with a ``cae-decoder`` artifact whose id matches the frame's encoder id (or any given decoder).
+Per frame it writes ``frame_<id>.png`` (reconstruction), ``frame_<id>_valid.png`` (white = pixel received)
+and ``frame_<id>.json`` (packets expected / received / lost / corrupt, pixels received, PSNR when the
+original is known); ``stream.json`` holds the session totals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .decode import DecodeError, decode_flat, decode_sparse, telemetry_json
+from .reassembly import Assembly, Receiver
+
+log = logging.getLogger(__name__)
+
+Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C)."""
+
+
+def make_filler(
+    model: str | None = None, method: str = "telea", threads: int | None = None
+) -> tuple[Filler, str]:
+    """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``."""
+    try:
+        from edgeae.reconstruct import reconstruct
+    except ImportError:  # edgeae.reconstruct not in this build: OpenCV's inpainting, channel by channel
+        if model:
+            raise
+        return _cv2_inpaint(method), f"cv2-{method}"
+    if model:
+        from edgeae.predictor import load_predictor
+
+        predictor = load_predictor(model, threads=threads)
+
+        def fill_cae(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+            return np.asarray(reconstruct(image, known, "cae", predictor=predictor), dtype=np.float32)
+
+        return fill_cae, f"cae:{Path(str(model)).name}"
+
+    def fill_classical(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        return np.asarray(reconstruct(image, known, method), dtype=np.float32)
+
+    return fill_classical, method
+
+
+def _cv2_inpaint(method: str) -> Filler:
+    from edgeae._optional import require
+
+    cv2 = require("cv2")
+    flag = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}.get(method)
+    if flag is None:
+        raise ValueError(f"inpainting method {method!r} needs edgeae.reconstruct; without it use telea or ns")
+
+    def fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        holes = (~known).astype(np.uint8)
+        u16 = np.round(np.clip(image, 0, 1) * 65535).astype(
+            np.uint16
+        )  # OpenCV's float inpainting is unstable
+        chans = [
+            cv2.inpaint(np.ascontiguousarray(u16[..., c]), holes, 3, flag) for c in range(image.shape[2])
+        ]
+        out = np.stack(chans, axis=2).astype(np.float32) / np.float32(65535)
+        out[known] = image[known]
+        return out
+
+    return fill
+
+
+@dataclass
+class GroundStation:
+    """Receives packets (any order, any damage) and decodes products into ``out`` on demand."""
+
+    out: Path | None = None
+    fill: Filler | None = None
+    fill_name: str = "none"
+    decoder: Any = None  # a predictor for latent frames (cae-decoder), or None
+    originals: dict[int, np.ndarray] = field(default_factory=dict)  # frame id -> float32 (H, W, C) in [0, 1]
+    receiver: Receiver = field(default_factory=Receiver)
+    reports: dict[str, dict] = field(default_factory=dict)
+    images: dict[int, np.ndarray] = field(default_factory=dict)  # frame id -> rebuilt float32 (H, W, C)
+    known: dict[int, np.ndarray] = field(default_factory=dict)  # frame id -> bool (H, W) pixels received
+    default_original: np.ndarray | None = None  # compared with frames missing from ``originals``
+    max_pixels: int = 1 << 28  # frames claiming more pixels are reported, not decoded
+
+    def receive(self, data: bytes) -> bool:
+        """Take one packet; True when it was new and valid."""
+        return self.receiver.receive(data) is not None
+
+    def complete(self) -> list[tuple[str, int, int]]:
+        """Products whose packets have all arrived and that were not decoded yet."""
+        return [
+            k
+            for k, a in self.receiver.products.items()
+            if len(a.pieces) == a.parts and product_name(k) not in self.reports
+        ]
+
+    def decode(self, keys: list[tuple[str, int, int]] | None = None) -> dict[str, dict]:
+        """Decode the given products (default: all received so far); returns their reports by name."""
+        done = {}
+        for key in keys if keys is not None else list(self.receiver.products):
+            asm = self.receiver.products[key]
+            try:
+                rep = self._decode_one(asm)
+            except (
+                DecodeError,
+                ValueError,
+            ) as exc:  # a product that cannot be rebuilt is reported, not fatal
+                rep = {**self.receiver.product_report(asm), "error": str(exc)}
+            self.reports[product_name(key)] = rep
+            done[product_name(key)] = rep
+            if self.out is not None:
+                (self.out / f"{product_name(key)}.json").write_text(json.dumps(rep, indent=2))
+        return done
+
+    def _decode_one(self, asm: Assembly) -> dict:
+        rep = self.receiver.product_report(asm)
+        if asm.kind == "sparse":
+            rep.update(self._sparse(asm))
+        elif asm.kind == "latent":
+            rep.update(self._latent(asm))
+        else:
+            res = decode_flat(asm)
+            rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
+            if asm.kind == "telemetry":
+                rep["telemetry"] = telemetry_json(res)
+            else:
+                rep.update(
+                    x=res.header["x"], y=res.header["y"], size=res.header["size"], score=res.header["score"]
+                )
+                if self.out is not None:
+                    from edgeae.imageio import write_image
+
+                    write_image(self.out / f"patch_{asm.frame_id}_{res.header['index']}.png", res.values)
+        return rep
+
+    def _sparse(self, asm: Assembly) -> dict:
+        t0 = time.perf_counter()
+        res = decode_sparse(asm, self.max_pixels)
+        img = res.as_float()
+        known = res.known
+        rep: dict[str, Any] = {
+            "shape": list(res.samples.shape),
+            "keep": asm.header["keep"],
+            "pixels_sent": int(res.mask.sum()),
+            "pixels_received": int(known.sum()),
+            "pixel_fraction_received": float(known.sum() / max(1, res.mask.sum())),
+            "pieces_bad": res.pieces_bad,
+            "reconstruction": self.fill_name,
+        }
+        recon = self.fill(img, known) if self.fill is not None and known.any() else img
+        rep["decode_s"] = round(time.perf_counter() - t0, 4)
+        self.images[asm.frame_id] = recon
+        self.known[asm.frame_id] = known
+        self._compare(asm.frame_id, recon, known, rep)
+        if self.out is not None:
+            from edgeae.imageio import write_image
+
+            write_image(self.out / f"frame_{asm.frame_id}.png", recon)
+            write_image(self.out / f"frame_{asm.frame_id}_valid.png", known)
+        return rep
+
+    def _latent(self, asm: Assembly) -> dict:
+        from edgeae.tiling import blend_tiles, tile_positions
+
+        res = decode_flat(asm)
+        h = res.header
+        rep: dict[str, Any] = {"encoder_id": h["encoder_id"], "elements_received": float(res.received.mean())}
+        tiles_ok = res.received.reshape(res.received.shape[0], -1).all(axis=1)
+        rep["tiles_complete"] = int(tiles_ok.sum())
+        rep["tiles"] = int(tiles_ok.size)
+        if self.decoder is None:
+            rep["error"] = "no cae-decoder artifact given (--decoder); latents not decoded"
+            return rep
+        positions = tile_positions(h["height"], h["width"], h["tile"], h["stride"])
+        if len(positions) != tiles_ok.size:
+            raise DecodeError(
+                f"latent frame {asm.frame_id}: {tiles_ok.size} tiles but the tiling gives {len(positions)}"
+            )
+        scale = h["scale"] if h["dtype"] == "int8" else 1.0
+        lat = res.values.astype(np.float32) * np.float32(scale)
+        tiles = np.asarray(self.decoder(lat), dtype=np.float32)  # (N, C, t, t)
+        recon = blend_tiles(tiles.transpose(0, 2, 3, 1), positions, (h["height"], h["width"], tiles.shape[1]))
+        self.images[asm.frame_id] = recon
+        self._compare(asm.frame_id, recon, None, rep)
+        if self.out is not None:
+            from edgeae.imageio import write_image
+
+            write_image(self.out / f"latent_{asm.frame_id}.png", recon)
+        return rep
+
+    def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
+        orig = self.originals.get(frame_id, self.default_original)
+        if orig is None:
+            return
+        if orig.shape != recon.shape:
+            rep["psnr_error"] = f"original shape {orig.shape} differs from frame {recon.shape}"
+            return
+        from edgeae.metrics import psnr
+
+        rep["psnr"] = round(float(psnr(orig, recon)), 3)
+        if known is not None and not known.all():
+            err = (orig - np.clip(recon, 0, 1))[~known]
+            rep["psnr_unknown_pixels"] = round(
+                float(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-12))), 3
+            )
+
+    def finish(self) -> dict:
+        """Decode everything not decoded yet; write and return the session report."""
+        self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
+        report = {"stream": self.receiver.stream_report(), "products": self.reports}
+        if self.out is not None:
+            (self.out / "stream.json").write_text(json.dumps(report, indent=2))
+        return report
+
+
+def product_name(key: tuple[str, int, int]) -> str:
+    """File stem of a product: frame_<id>, latent_<id>, patch_<id>_<index> or telemetry_<id>."""
+    kind, frame_id, index = key
+    return {
+        "sparse": f"frame_{frame_id}",
+        "latent": f"latent_{frame_id}",
+        "patch": f"patch_{frame_id}_{index}",
+        "telemetry": f"telemetry_{frame_id}",
+    }[kind]

@@ -1,0 +1,280 @@
+"""Read and write real planetary images (PNG, JPEG, PGM/PPM, TIFF/BigTIFF) keeping their bit depth.
+
+Pixels come back as float32 (H, W, C) in [0, 1] together with the divisor that produced them
+(``scale``: 255, 4095, 65535, ...), the stored dtype and bit depth, and a no-data validity mask.
+Decoding uses OpenCV (PNG, JPEG, PNM) and tifffile (TIFF), both imported lazily. Files are checked
+for structure first (PNG chunks up to IEND, JPEG EOI marker, PNM payload size, TIFF segment offsets)
+because OpenCV silently returns partial or no images for truncated files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae import _headers
+from edgeae._headers import ImageReadError
+from edgeae._optional import require
+from edgeae.nodata import nodata_mask
+
+__all__ = [
+    "READ_EXTENSIONS",
+    "WRITE_EXTENSIONS",
+    "ImageData",
+    "ImageReadError",
+    "convert_channels",
+    "image_shape",
+    "read_image",
+    "read_raw",
+    "to_float",
+    "write_image",
+]
+
+READ_EXTENSIONS = _headers.READ_EXTENSIONS
+WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as cv2.cvtColor
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A decoded image: ``pixels`` float32 (H, W, C) in [0, 1] = raw / ``scale``; ``valid`` bool (H, W)."""
+
+    pixels: np.ndarray
+    raw_dtype: str
+    bit_depth: int
+    scale: float
+    valid: np.ndarray
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        p, v = self.pixels, self.valid
+        if p.ndim != 3 or p.shape[2] not in (1, 3) or p.dtype != np.float32:
+            raise ValueError(f"pixels must be float32 (H, W, 1|3), got {p.dtype} {p.shape}")
+        if v.shape != p.shape[:2] or v.dtype != np.bool_:
+            raise ValueError(f"valid must be bool {p.shape[:2]}, got {v.dtype} {v.shape}")
+        if self.bit_depth <= 0 or self.scale <= 0:
+            raise ValueError(f"bit_depth and scale must be positive, got {self.bit_depth}, {self.scale}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        h, w, c = self.pixels.shape
+        return int(h), int(w), int(c)
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+    @property
+    def valid_fraction(self) -> float:
+        return float(self.valid.mean()) if self.valid.size else 0.0
+
+
+def _as_path(path: str | os.PathLike[str]) -> Path:
+    return Path(os.fspath(path))
+
+
+def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Decode ``path`` to its stored integer/float array (H, W, C) in RGB order, its bit depth, and alpha.
+
+    The alpha channel (if any) is split off and returned separately (None when absent).
+    Raises :class:`ImageReadError` naming the file and the reason.
+    """
+    p = _as_path(path)
+    info = _headers.probe(p)  # existence, extension, signature, structure/truncation
+    arr = _read_tiff(p) if info.format == "tiff" else _read_cv2(p)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{p}: unsupported pixel layout {arr.shape} (expected grey, RGB or RGBA)")
+    alpha = None
+    if arr.shape[2] in (2, 4):
+        alpha = arr[:, :, -1]
+        arr = arr[:, :, :-1]
+    if info.channels == 1 and arr.shape[2] == 3:  # OpenCV expands grey+alpha PNG to BGRA
+        arr = arr[:, :, :1]
+    if arr.dtype.kind == "f":
+        return arr, 32 if arr.dtype.itemsize >= 4 else 16, alpha
+    if arr.dtype not in (np.uint8, np.uint16, np.uint32):
+        raise ImageReadError(f"{p}: unsupported sample type {arr.dtype} (expected uint8/16/32 or float)")
+    bits = info.bit_depth if info.bit_depth and info.bit_depth <= 8 * arr.dtype.itemsize else None
+    return arr, bits or 8 * arr.dtype.itemsize, alpha
+
+
+def _read_cv2(p: Path) -> np.ndarray:
+    cv2 = require("cv2")
+    buf = np.fromfile(p, dtype=np.uint8)  # imdecode also works with non-ASCII paths
+    try:
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageReadError(f"{p}: OpenCV could not decode the file ({exc})") from exc
+    if arr is None:
+        raise ImageReadError(f"{p}: OpenCV could not decode the file (corrupt or unsupported encoding)")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, [2, 1, 0, 3]]
+    return np.ascontiguousarray(arr)
+
+
+def _read_tiff(p: Path) -> np.ndarray:
+    tifffile = require("tifffile")
+    try:
+        with tifffile.TiffFile(p) as tif:
+            series = tif.series[0]
+            level = series.levels[0] if getattr(series, "levels", None) else series
+            arr = level.asarray()
+            axes = level.axes
+    except ImageReadError:
+        raise
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise ImageReadError(f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+    return _tiff_to_hwc(p, np.asarray(arr), axes)
+
+
+def _tiff_to_hwc(p: Path, arr: np.ndarray, axes: str) -> np.ndarray:
+    """Bring a tifffile array with ``axes`` (e.g. 'YX', 'YXS', 'SYX') to (H, W[, C])."""
+    axes = axes.upper()
+    if axes in ("YX", "YXS"):
+        return arr
+    if axes == "SYX":
+        return np.moveaxis(arr, 0, -1)
+    raise ImageReadError(
+        f"{p}: TIFF series has axes {axes!r} and shape {arr.shape}; only single 2-D grey/RGB images "
+        "(optionally pyramidal) are supported"
+    )
+
+
+def to_float(raw: np.ndarray, bit_depth: int, *, path: Path | None = None) -> tuple[np.ndarray, float]:
+    """Normalise a raw array to float32 [0, 1]; return (pixels, scale) with pixels = raw / scale.
+
+    Integer data is divided by 2**bit_depth - 1. Float data must already lie in [0, 1] (NaN/inf are
+    allowed and mapped to 0; mark them invalid with :func:`finite_mask`).
+    """
+    if raw.dtype.kind == "f":
+        finite = np.isfinite(raw)
+        if finite.any():
+            lo, hi = float(raw[finite].min()), float(raw[finite].max())
+            if lo < 0.0 or hi > 1.0:
+                raise ImageReadError(
+                    f"{path or 'array'}: float samples span [{lo:.4g}, {hi:.4g}], outside [0, 1]; "
+                    "rescale the product to [0, 1] (or store it as 8/16-bit integers) first"
+                )
+        return np.where(finite, raw, 0).astype(np.float32), 1.0
+    scale = float(2**bit_depth - 1)
+    out = raw.astype(np.float32)
+    out *= np.float32(1.0 / scale)
+    if bit_depth < 8 * raw.dtype.itemsize:
+        np.clip(out, 0.0, 1.0, out=out)  # 12-bit-in-16 files may carry stray high values
+    return out, scale
+
+
+def convert_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
+    """Grey <-> RGB for float (H, W, C): grey is repeated; RGB becomes BT.601 luminance."""
+    if channels is None or pixels.shape[2] == channels:
+        return pixels
+    if channels == 3 and pixels.shape[2] == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if channels == 1 and pixels.shape[2] == 3:
+        return np.tensordot(pixels, LUMA, axes=([2], [0])).astype(np.float32)[:, :, None]
+    raise ValueError(
+        f"cannot convert {pixels.shape[2]} channels to {channels}; channels must be 1, 3 or None"
+    )
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    channels: int | None = None,
+    detect_nodata: bool = True,
+    nodata_threshold: float | None = None,
+) -> ImageData:
+    """Read a PNG/JPEG/PGM/PPM/TIFF file into an :class:`ImageData`.
+
+    ``channels``: 1 (grey), 3 (RGB) or None (as stored). ``detect_nodata``: mark black margins
+    connected to the image border invalid (see :func:`edgeae.nodata.nodata_mask`); transparent pixels
+    (alpha 0) and non-finite float samples are always invalid.
+    """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+    p = _as_path(path)
+    raw, bits, alpha = read_raw(p)
+    pixels, scale = to_float(raw, bits, path=p)
+    valid = np.ones(raw.shape[:2], dtype=bool)
+    if raw.dtype.kind == "f":
+        valid &= np.isfinite(raw).all(axis=2)
+    if alpha is not None:
+        valid &= alpha > 0
+    if detect_nodata:
+        valid &= nodata_mask(raw, bit_depth=bits, threshold=nodata_threshold)
+    return ImageData(
+        pixels=convert_channels(pixels, channels),
+        raw_dtype=str(raw.dtype),
+        bit_depth=bits,
+        scale=scale,
+        valid=valid,
+        path=p,
+        extra={"stored_channels": int(raw.shape[2]), "alpha": alpha is not None},
+    )
+
+
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """(H, W, C) as :func:`read_image` with ``channels=None`` would return it, read from the header only.
+
+    PNG (IHDR), JPEG (SOF marker), PNM (text header) and TIFF (first IFD of the finest level) are
+    parsed without decoding pixels; C drops any alpha channel.
+    """
+    info = _headers.probe(_as_path(path))
+    return info.height, info.width, info.channels
+
+
+def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: int = 8) -> Path:
+    """Write (H, W), (H, W, 1) or (H, W, 3) RGB to PNG/JPEG/PGM/PPM/TIFF; return the path.
+
+    Float arrays are taken as [0, 1] and quantised to ``bit_depth`` (8 or 16; JPEG is 8 only);
+    uint8/uint16 arrays are written as they are. Large TIFFs are written as BigTIFF automatically.
+    """
+    p = _as_path(path)
+    ext = p.suffix.lower()
+    if ext not in WRITE_EXTENSIONS:
+        raise ValueError(
+            f"{p}: cannot write {ext or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
+        )
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise ValueError(f"{p}: array must be (H, W), (H, W, 1) or (H, W, 3), got {arr.shape}")
+    if arr.dtype.kind == "f":
+        if bit_depth not in (8, 16):
+            raise ValueError(f"{p}: bit_depth must be 8 or 16, got {bit_depth}")
+        top = 2**bit_depth - 1
+        dtype = np.uint8 if bit_depth == 8 else np.uint16
+        arr = np.round(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * top).astype(dtype)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{p}: write float [0, 1], uint8 or uint16 arrays, got {arr.dtype}")
+    if ext in (".jpg", ".jpeg") and arr.dtype != np.uint8:
+        raise ValueError(f"{p}: JPEG holds 8-bit samples only; write PNG or TIFF for 16-bit")
+    if ext == ".pgm" and arr.ndim == 3:
+        raise ValueError(f"{p}: PGM is grey only; write .ppm for RGB")
+    if ext == ".ppm" and arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if ext in (".tif", ".tiff"):
+        tifffile = require("tifffile")
+        photometric = "rgb" if arr.ndim == 3 else "minisblack"
+        tifffile.imwrite(p, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
+        return p
+    cv2 = require("cv2")
+    bgr = arr[:, :, ::-1] if arr.ndim == 3 else arr
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr))
+    if not ok:
+        raise ValueError(f"{p}: OpenCV could not encode {arr.dtype} {arr.shape} as {ext}")
+    buf.tofile(p)
+    return p

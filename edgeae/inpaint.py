@@ -1,0 +1,144 @@
+"""Classical baselines that fill the destroyed pixels of a sparsely sampled image.
+
+- ``telea`` / ``ns``: OpenCV's fast-marching (Telea 2004) and Navier-Stokes inpainting, run on each channel
+  as 16-bit (OpenCV's float path for Telea is broken and its 8-bit path rounds); the radius grows with the
+  mean gap between samples.
+- ``linear``: piecewise-linear interpolation on the Delaunay triangulation of the known pixels, the same
+  interpolant as ``scipy.interpolate.griddata(method="linear")``; pixels outside the convex hull take their
+  nearest known value. Triangles are rasterised in numpy, which is ~50× faster than griddata's point
+  location on megapixel frames.
+- ``nearest``: each pixel takes the value of its nearest known pixel (exact Euclidean distance transform,
+  equivalent to ``griddata(method="nearest")`` up to ties).
+
+All methods take float32 (H, W, C) or (H, W) in [0, 1] plus ``known`` bool (H, W) and return float32 of the
+same shape with the known pixels unchanged bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgeae._optional import require
+
+METHODS = ("telea", "ns", "linear", "nearest")
+_TRI_CHUNK = 20_000  # triangles rasterised per step (bounds temporary memory)
+
+
+def _prepare(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    img = np.asarray(image, dtype=np.float32)
+    squeeze = img.ndim == 2
+    if squeeze:
+        img = img[..., None]
+    if img.ndim != 3:
+        raise ValueError(f"image must be (H, W) or (H, W, C), got {np.shape(image)}")
+    k = np.asarray(known)
+    if k.dtype != bool or k.shape != img.shape[:2]:
+        raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
+    if not k.any():
+        raise ValueError("no known pixels: nothing to interpolate from")
+    return img, k, squeeze
+
+
+def default_radius(keep: float) -> int:
+    """Inpainting radius in pixels for a kept fraction: ~0.8 × mean sample spacing, clipped to [1, 10]."""
+    return int(min(10, max(1, round(0.8 / math.sqrt(max(keep, 1e-6))))))
+
+
+def _opencv(img: np.ndarray, known: np.ndarray, method: str, radius: int | None) -> np.ndarray:
+    cv2 = require("cv2")
+    flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
+    r = default_radius(float(known.mean())) if radius is None else int(radius)
+    holes = (~known).astype(np.uint8)
+    out = np.empty_like(img)
+    for c in range(img.shape[2]):
+        ch16 = np.round(np.clip(img[..., c], 0.0, 1.0) * 65535.0).astype(np.uint16)
+        ch16[~known] = 0
+        out[..., c] = cv2.inpaint(ch16, holes, r, flag).astype(np.float32) / 65535.0
+    return out
+
+
+def nearest_indices(known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel, the (row, col) of its nearest known pixel (Euclidean distance transform)."""
+    ndimage = require("scipy.ndimage")
+    _, (iy, ix) = ndimage.distance_transform_edt(~known, return_indices=True)
+    return iy, ix
+
+
+def _nearest(img: np.ndarray, known: np.ndarray) -> np.ndarray:
+    iy, ix = nearest_indices(known)
+    return img[iy, ix]
+
+
+def _rasterise(
+    pts: np.ndarray, simplices: np.ndarray, values: np.ndarray, out: np.ndarray, todo: np.ndarray
+) -> None:
+    """Fill ``out[y, x]`` where ``todo`` is True with the barycentric interpolation of the covering triangle."""
+    h, w = todo.shape
+    for lo in range(0, len(simplices), _TRI_CHUNK):
+        s = simplices[lo : lo + _TRI_CHUNK]
+        p = pts[s]  # (T, 3, 2) integer (y, x)
+        y0, y1 = p[..., 0].min(1), p[..., 0].max(1)
+        x0, x1 = p[..., 1].min(1), p[..., 1].max(1)
+        bw = x1 - x0 + 1
+        count = (y1 - y0 + 1) * bw
+        tid = np.repeat(np.arange(len(s)), count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        cy = y0[tid] + k // bw[tid]
+        cx = x0[tid] + k % bw[tid]
+        sel = todo[cy, cx]
+        tid, cy, cx = tid[sel], cy[sel], cx[sel]
+        a, b, c = (p[tid, i].astype(np.float64) for i in range(3))
+        v0, v1 = b - a, c - a
+        v2y, v2x = cy - a[:, 0], cx - a[:, 1]
+        den = v0[:, 1] * v1[:, 0] - v1[:, 1] * v0[:, 0]
+        ok = den != 0
+        den = np.where(ok, den, 1.0)
+        l1 = (v2x * v1[:, 0] - v1[:, 1] * v2y) / den
+        l2 = (v0[:, 1] * v2y - v2x * v0[:, 0]) / den
+        l0 = 1.0 - l1 - l2
+        eps = -1e-9
+        inside = ok & (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
+        tid, cy, cx = tid[inside], cy[inside], cx[inside]
+        lam = np.stack([l0[inside], l1[inside], l2[inside]], axis=1)  # (P, 3)
+        vv = values[s[tid]]  # (P, 3, C)
+        out[cy, cx] = np.einsum("pk,pkc->pc", lam, vv).astype(np.float32)
+        todo[cy, cx] = False  # a pixel on a shared edge takes the first triangle's (identical) value
+    if h * w == 0:  # pragma: no cover
+        return
+
+
+def _linear(img: np.ndarray, known: np.ndarray) -> np.ndarray:
+    spatial = require("scipy.spatial")
+    out = img.copy()
+    ys, xs = np.nonzero(known)
+    todo = ~known
+    if len(ys) >= 3:
+        pts = np.column_stack([ys, xs]).astype(np.int64)
+        try:
+            tri = spatial.Delaunay(pts.astype(np.float64))
+        except spatial.QhullError:  # all samples collinear: no triangles, nearest fills everything
+            tri = None
+        if tri is not None:
+            _rasterise(pts, tri.simplices, img[ys, xs].astype(np.float64), out, todo)
+    if todo.any():  # outside the convex hull
+        iy, ix = nearest_indices(known)
+        out[todo] = img[iy[todo], ix[todo]]
+    return out
+
+
+def inpaint(image: np.ndarray, known: np.ndarray, method: str, radius: int | None = None) -> np.ndarray:
+    """Fill the pixels where ``known`` is False from those where it is True. See the module docstring."""
+    if method not in METHODS:
+        raise ValueError(f"unknown inpainting method {method!r}; expected one of {METHODS}")
+    img, k, squeeze = _prepare(image, known)
+    if method in ("telea", "ns"):
+        out = _opencv(img, k, method, radius)
+    elif method == "linear":
+        out = _linear(img, k)
+    else:
+        out = _nearest(img, k)
+    out = np.clip(out, 0.0, 1.0)
+    out[k] = img[k]
+    return out[..., 0] if squeeze else out

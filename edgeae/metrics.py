@@ -1,0 +1,86 @@
+"""Reconstruction quality: PSNR, SSIM, mean absolute error and error variance, for images in [0, 1].
+
+Images are (H, W) or (H, W, C) float arrays with data range 1. ``compare`` also reports the metrics over
+the destroyed pixels alone, the ones a reconstruction actually had to invent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+
+def _pair(original: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(original, dtype=np.float64)
+    b = np.asarray(recon, dtype=np.float64)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if b.ndim == 3 and b.shape[2] == 1:
+        b = b[..., 0]
+    if a.shape != b.shape:
+        raise ValueError(f"cannot compare images of different shapes {a.shape} and {b.shape}")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"images must be (H, W) or (H, W, C), got {a.shape}")
+    return a, b
+
+
+def psnr(original: np.ndarray, recon: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB for data range 1 (inf for identical images)."""
+    a, b = _pair(original, recon)
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def mae(original: np.ndarray, recon: np.ndarray) -> float:
+    """Mean absolute error over all pixels and channels (the paper's MAE, as a fraction of full scale)."""
+    a, b = _pair(original, recon)
+    return float(np.mean(np.abs(a - b)))
+
+
+def error_variance(original: np.ndarray, recon: np.ndarray) -> float:
+    """Variance of the signed error ``recon - original`` over all pixels and channels (the paper's Fig. 4)."""
+    a, b = _pair(original, recon)
+    return float(np.var(b - a))
+
+
+def ssim(original: np.ndarray, recon: np.ndarray) -> float:
+    """Structural similarity (scikit-image, data range 1, 7×7 window or the largest odd one that fits)."""
+    a, b = _pair(original, recon)
+    metrics = require("skimage.metrics")
+    win = min(7, a.shape[0], a.shape[1])
+    win -= 1 - win % 2
+    if win < 3:
+        raise ValueError(f"image {a.shape} is too small for SSIM (needs at least 3×3 pixels)")
+    kwargs: dict[str, Any] = {"data_range": 1.0, "win_size": win}
+    if a.ndim == 3:
+        kwargs["channel_axis"] = 2
+    return float(metrics.structural_similarity(a, b, **kwargs))
+
+
+def compare(original: np.ndarray, recon: np.ndarray, known: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics over the whole image; with ``known`` (bool (H, W), True = sampled pixel) also over the
+    destroyed pixels only (keys ``*_destroyed``) and the kept fraction (``keep_actual``)."""
+    a, b = _pair(original, recon)
+    out = {
+        "psnr": psnr(a, b),
+        "ssim": ssim(a, b),
+        "mae": mae(a, b),
+        "error_variance": error_variance(a, b),
+    }
+    if known is not None:
+        k = np.asarray(known, dtype=bool)
+        if k.shape != a.shape[:2]:
+            raise ValueError(f"known mask {k.shape} does not match image {a.shape}")
+        lost = ~k
+        out["keep_actual"] = float(k.mean())
+        if lost.any():
+            da, db = a[lost], b[lost]
+            mse = float(np.mean((da - db) ** 2))
+            out["psnr_destroyed"] = math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+            out["mae_destroyed"] = float(np.mean(np.abs(da - db)))
+            out["error_variance_destroyed"] = float(np.var(db - da))
+    return out

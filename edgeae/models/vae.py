@@ -1,0 +1,195 @@
+"""The convolutional β-VAE of Lesnikowski, Bickel & Angerhausen 2024 (JSTARS) for patch anomaly detection.
+
+Encoder: four 3×3 convolutions with stride 2, each followed by batch-norm and ReLU (64×64 -> 4×4), then
+fully connected layers to μ and log σ² (latent size 256 by default). Decoder (mirrored): a fully
+connected layer back to the 4×4 grid, then four stages of 2× nearest upsampling + 3×3 convolution
+(batch-norm and ReLU, the last a sigmoid), which exports to ONNX and TFLite without transposed convolutions.
+
+The anomaly score is computed inside the module so that every exported graph carries it::
+
+    a(x) = Σ_pixels (x − x̂)²  +  λ · Σ_latent μ²
+
+with x̂ decoded from μ (deterministic, no sampling at evaluation) and λ stored as a buffer. The squared
+error is a **sum** over channels and pixels (not a mean): for a 64×64 grey patch it is 4096 × the MSE.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of a β-VAE. ``widths`` are the four encoder conv widths; the decoder mirrors them.
+
+    ``score_lambda`` is the weight λ of ||μ||² in the anomaly score (tuned after training, stored in the
+    checkpoint metadata and in a buffer of the module).
+    """
+
+    channels: int = 1
+    widths: tuple[int, ...] = (16, 32, 64, 32)
+    latent: int = 256
+    patch: int = 64
+    score_lambda: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if not self.widths or any(int(w) <= 0 for w in self.widths):
+            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.latent <= 0:
+            raise ValueError(f"latent size must be positive, got {self.latent}")
+        if self.patch % (2 ** len(self.widths)) != 0 or self.patch < 2 ** len(self.widths):
+            raise ValueError(f"patch {self.patch} must be a positive multiple of 2**{len(self.widths)}")
+        if not self.score_lambda >= 0.0:
+            raise ValueError(f"score_lambda must be >= 0, got {self.score_lambda}")
+
+    @property
+    def grid(self) -> int:
+        """Side of the encoder's last feature map (4 for 64×64 patches and four stride-2 convs)."""
+        return self.patch // 2 ** len(self.widths)
+
+    @property
+    def flat(self) -> int:
+        """Size of the flattened encoder feature map feeding the fc layers."""
+        return self.widths[-1] * self.grid * self.grid
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
+        return cls(
+            channels=int(d.get("channels", 1)),
+            widths=tuple(int(w) for w in d.get("widths", (16, 32, 64, 32))),
+            latent=int(d.get("latent", 256)),
+            patch=int(d.get("patch", 64)),
+            score_lambda=float(d.get("score_lambda", 1.0)),
+        )
+
+
+def _down(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def _up(cin: int, cout: int) -> list[nn.Module]:
+    return [
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    ]
+
+
+class VAE(nn.Module):
+    """β-VAE on (N, C, P, P) patches in [0, 1].
+
+    ``forward(x)`` returns ``{"score": (N,), "x_hat": (N, C, P, P), "mu": (N, D)}`` (deterministic).
+    Training uses :meth:`training_losses`, which samples z = μ + σ·ε with the reparameterisation trick.
+    """
+
+    score_lambda: torch.Tensor
+
+    def __init__(self, config: VAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or VAEConfig()
+        layers: list[nn.Module] = []
+        cin = c.channels
+        for w in c.widths:
+            layers += _down(cin, w)
+            cin = w
+        self.encoder = nn.Sequential(*layers, nn.Flatten())
+        self.fc_mu = nn.Linear(c.flat, c.latent)
+        self.fc_logvar = nn.Linear(c.flat, c.latent)
+        self.fc_dec = nn.Linear(c.latent, c.flat)
+        dec: list[nn.Module] = []
+        rev = list(reversed(c.widths))
+        for cin, cout in itertools.pairwise(rev):
+            dec += _up(cin, cout)
+        dec += [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(rev[-1], c.channels, 3, padding=1),
+            nn.Sigmoid(),
+        ]
+        self.decoder = nn.Sequential(*dec)
+        self.register_buffer("score_lambda", torch.tensor(float(c.score_lambda)))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patches -> (μ, log σ²), each (N, D)."""
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (N, D) -> patches (N, C, P, P) in [0, 1]."""
+        c = self.config
+        h = F.relu(self.fc_dec(z)).reshape(-1, c.widths[-1], c.grid, c.grid)
+        out: torch.Tensor = self.decoder(h)
+        return out
+
+    def set_lambda(self, value: float) -> None:
+        """Set λ in the anomaly score (the buffer that exported graphs carry)."""
+        if not value >= 0.0:
+            raise ValueError(f"λ must be >= 0, got {value}")
+        self.score_lambda.fill_(float(value))
+        self.config = VAEConfig(**{**self.config.to_dict(), "score_lambda": float(value)})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, _ = self.encode(x)
+        x_hat = self.decode(mu)
+        rec = (x - x_hat).pow(2).flatten(1).sum(dim=1)
+        score = rec + self.score_lambda * mu.pow(2).sum(dim=1)
+        return {"score": score, "x_hat": x_hat, "mu": mu}
+
+    def training_losses(
+        self, x: torch.Tensor, beta: float = 0.25, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """L1 reconstruction (sum over pixels) + β·KL (sum over latent), both averaged over the batch.
+
+        Returns ``{"loss", "l1", "kl"}``; ``loss`` is what to backpropagate.
+        """
+        mu, logvar = self.encode(x)
+        logvar = logvar.clamp(-10.0, 10.0)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        x_hat = self.decode(z)
+        l1 = (x - x_hat).abs().flatten(1).sum(dim=1).mean()
+        kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+        return {"loss": l1 + beta * kl, "l1": l1, "kl": kl}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(config: VAEConfig) -> int:
+    """Multiply-accumulates of one forward pass (eval: encoder, μ head, decoder) for one patch."""
+    c = config
+    macs = 0
+    side, cin = c.patch, c.channels
+    for w in c.widths:
+        side //= 2
+        macs += side * side * w * cin * 9
+        cin = w
+    macs += c.flat * c.latent  # μ head (log σ² is unused at evaluation)
+    macs += c.latent * c.flat
+    rev = list(reversed(c.widths))
+    side = c.grid
+    for cin, cout in zip(rev, [*rev[1:], c.channels], strict=True):
+        side *= 2
+        macs += side * side * cout * cin * 9
+    return macs
+
+
+def build_from_architecture(architecture: dict[str, Any]) -> VAE:
+    """Build a VAE from the ``architecture`` dict stored in model metadata."""
+    return VAE(VAEConfig.from_dict(architecture))

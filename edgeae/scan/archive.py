@@ -1,0 +1,125 @@
+"""Walk an archive: folders of images, manifest files (one path a line) and glob patterns -> entries.
+
+Every entry has a stable ``name`` (the path relative to the folder, manifest or glob root it came from,
+with ``/`` separators) used in the results, and a ``key`` derived from it that names its result files.
+The list is sorted by name and de-duplicated, so two walks of the same archive give the same order.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One image of the archive: where it is and how the results name it."""
+
+    path: Path
+    name: str
+
+    @property
+    def key(self) -> str:
+        """File-system-safe, unique id of ``name``: a readable stem plus 12 hex digits of its SHA-1."""
+        return entry_key(self.name)
+
+
+def entry_key(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:40]
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
+    return f"{stem}-{digest}"
+
+
+def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
+    return p.is_file() and p.suffix.lower() in suffixes
+
+
+def _walk_dir(root: Path, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            p = Path(dirpath) / fn
+            if p.suffix.lower() in suffixes and not fn.startswith("."):
+                out.append(ArchiveEntry(p, p.relative_to(root).as_posix()))
+    return out
+
+
+def _read_manifest(manifest: Path) -> list[ArchiveEntry]:
+    """Lines are paths (absolute or relative to the manifest's folder); ``#`` comments and blanks skipped.
+
+    A CSV manifest takes the first comma-separated field, and skips a header line named ``file`` or ``path``.
+    """
+    out = []
+    base = manifest.parent
+    for i, line in enumerate(manifest.read_text(encoding="utf-8").splitlines()):
+        text = line.strip()
+        if manifest.suffix.lower() == ".csv":
+            text = text.split(",")[0].strip()
+            if i == 0 and text.lower() in ("file", "path", "filename"):
+                continue
+        if not text or text.startswith("#"):
+            continue
+        p = Path(text)
+        full = p if p.is_absolute() else base / p
+        # Missing files are kept: the scan records them as failed instead of losing them silently.
+        out.append(ArchiveEntry(full, p.as_posix()))
+    return out
+
+
+def _glob(pattern: str, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
+    m = _GLOB_CHARS.search(pattern)
+    root = Path(pattern[: m.start()] if m else pattern)
+    if not pattern[: m.start() if m else len(pattern)].endswith(("/", os.sep)):
+        root = root.parent
+    out = []
+    for s in sorted(glob.glob(pattern, recursive=True)):
+        p = Path(s)
+        if _is_image(p, suffixes):
+            out.append(ArchiveEntry(p, p.relative_to(root).as_posix() if p.is_relative_to(root) else s))
+    return out
+
+
+def walk_archive(
+    specs: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+) -> list[ArchiveEntry]:
+    """Entries of one or more archive specs (folder, manifest file, image file or glob), sorted by name.
+
+    Raises :class:`FileNotFoundError` for a spec that names nothing, :class:`ValueError` when two different
+    files would get the same name in the results.
+    """
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
+    entries: list[ArchiveEntry] = []
+    for spec in specs:
+        text = os.fspath(spec)
+        p = Path(text)
+        if p.is_dir():
+            entries += _walk_dir(p, suffixes)
+        elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
+            entries += _read_manifest(p)
+        elif p.is_file():
+            entries.append(ArchiveEntry(p, p.name))
+        elif _GLOB_CHARS.search(text):
+            found = _glob(text, suffixes)
+            if not found:
+                raise FileNotFoundError(f"archive glob {text!r} matches no image files")
+            entries += found
+        else:
+            raise FileNotFoundError(f"archive {text!r} is not a folder, a manifest file, an image or a glob")
+    by_name: dict[str, ArchiveEntry] = {}
+    for e in entries:
+        old = by_name.get(e.name)
+        if old is not None and old.path.resolve() != e.path.resolve():
+            raise ValueError(f"two archive files share the name {e.name!r}: {old.path} and {e.path}")
+        by_name[e.name] = e
+    return [by_name[n] for n in sorted(by_name)]

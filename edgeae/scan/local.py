@@ -1,0 +1,98 @@
+"""The local engine: the cores of this machine, one model per worker process, no server.
+
+A ``ProcessPoolExecutor`` (spawned processes, so a parent that already loaded torch is safe) gets one image
+per task; each worker builds its scorer once and returns the image's :class:`ImageResult`. Only this
+process writes the results folder. At most ``2 × workers`` images are in flight, so an archive of millions
+of files does not queue millions of futures. Workers add to a shared counter after every chunk, which
+drives a live progress bar even while a huge strip is being scanned.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.pipeline import ImageResult, ScanConfig, scan_image
+from edgeae.scan.scoring import Scorer
+
+Outcome = tuple[ArchiveEntry, ImageResult | None, str]  # (entry, result, error)
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(factory: Callable[[], Scorer], counter: Any, config: ScanConfig) -> None:
+    _worker["scorer"] = factory()
+    _worker["counter"] = counter
+    _worker["config"] = config
+
+
+def _bump(n: int) -> None:
+    counter = _worker["counter"]
+    with counter.get_lock():
+        counter.value += n
+
+
+def _scan_one(entry: ArchiveEntry) -> Outcome:
+    try:
+        result = scan_image(entry.path, entry.name, _worker["scorer"], _worker["config"], progress=_bump)
+    except Exception as exc:  # a corrupt image must not stop the scan: it is recorded as failed
+        return entry, None, error_text(exc)
+    return entry, result, ""
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+
+
+def iter_local(
+    entries: list[ArchiveEntry],
+    config: ScanConfig,
+    factory: Callable[[], Scorer],
+    *,
+    workers: int = 2,
+    on_patches: Callable[[int], None] | None = None,
+) -> Iterator[Outcome]:
+    """Scan ``entries`` and yield one outcome per image as each finishes (order not guaranteed).
+
+    ``workers=0`` scans in this process (no pool); ``on_patches(n)`` reports progress in patches.
+    """
+    report = on_patches or (lambda n: None)
+    if not entries:
+        return
+    if workers <= 0:
+        scorer = factory()
+        for entry in entries:
+            try:
+                yield entry, scan_image(entry.path, entry.name, scorer, config, progress=report), ""
+            except Exception as exc:
+                yield entry, None, error_text(exc)
+        return
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    seen = 0
+    todo = iter(entries)
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(factory, counter, config)) as pool:  # fmt: skip
+        running: set[cf.Future[Outcome]] = set()
+        while True:
+            while len(running) < 2 * workers and (entry := next(todo, None)) is not None:
+                running.add(pool.submit(_scan_one, entry))
+            if not running:
+                break
+            done, running = cf.wait(running, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            with counter.get_lock():
+                now = counter.value
+            report(now - seen)
+            seen = now
+            for fut in done:
+                try:
+                    outcome = fut.result()
+                except cf.process.BrokenProcessPool as exc:
+                    raise RuntimeError(
+                        "a scan worker process died (out of memory, or killed); finished images are saved: "
+                        "run the same command again to resume"
+                    ) from exc
+                yield outcome

@@ -1,0 +1,237 @@
+"""The per-image pipeline both engines share: tile an image in strips into chunks, score, collect.
+
+An image is streamed with :func:`edgeae.strips.iter_patches` (memory independent of image size) and cut
+into chunks of at most ``batch_size`` patches in raster order. Each chunk is scored as one batch, so the
+local engine and the Ray engine feed the model exactly the same batches and produce the same numbers.
+Patches with less than ``min_valid`` valid (not no-data) pixels are counted but not scored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeae.scan.scoring import ModelSpec, Scorer
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """How every image is cut and scored; stored next to the results and checked on resume."""
+
+    model: ModelSpec
+    stride: int
+    batch_size: int = 64
+    min_valid: float = 0.5
+    top_k: int = 16
+
+    def __post_init__(self) -> None:
+        if self.stride <= 0:
+            raise ValueError(f"stride must be positive, got {self.stride}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if not 0.0 <= self.min_valid <= 1.0:
+            raise ValueError(f"min_valid must be in [0, 1], got {self.min_valid}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    @property
+    def patch(self) -> int:
+        return self.model.patch
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScanConfig:
+        return cls(**{**d, "model": ModelSpec(**d["model"])})
+
+    def result_fingerprint(self) -> dict[str, Any]:
+        """The fields that change the numbers in the results (not paths, not the engine)."""
+        m = self.model
+        return {
+            "artifact_hash": m.artifact_hash,
+            "patch": m.patch,
+            "channels": m.channels,
+            "stride": self.stride,
+            "batch_size": self.batch_size,
+            "min_valid": self.min_valid,
+            "top_k": self.top_k,
+        }
+
+
+@dataclass
+class Chunk:
+    """Up to ``batch_size`` patches of one image, in raster order."""
+
+    xs: np.ndarray  # int32 (n,) left column of each patch
+    ys: np.ndarray  # int32 (n,) top row
+    valid: np.ndarray  # float32 (n,) valid-pixel fraction
+    pixels: np.ndarray  # float32 (n, C, P, P) in [0, 1]
+    n_skipped: int  # patches seen in this chunk's span but below min_valid
+
+
+@dataclass
+class TopK:
+    """The highest-scoring patches seen so far, best first, ties broken by (y, x)."""
+
+    scores: np.ndarray  # float64 (k,)
+    xs: np.ndarray  # int32 (k,)
+    ys: np.ndarray  # int32 (k,)
+    thumbs: np.ndarray  # uint8 (k, C, P, P)
+
+    @classmethod
+    def empty(cls, channels: int, patch: int) -> TopK:
+        z = np.zeros(0, np.int32)
+        return cls(np.zeros(0, np.float64), z, z.copy(), np.zeros((0, channels, patch, patch), np.uint8))
+
+    def merged(self, other: TopK, k: int) -> TopK:
+        scores = np.concatenate([self.scores, other.scores])
+        xs = np.concatenate([self.xs, other.xs])
+        ys = np.concatenate([self.ys, other.ys])
+        order = np.lexsort((xs, ys, -scores.astype(np.float64)))[:k]
+        thumbs = np.concatenate([self.thumbs, other.thumbs])
+        return TopK(scores[order], xs[order], ys[order], thumbs[order])
+
+
+@dataclass
+class ScoredChunk:
+    xs: np.ndarray
+    ys: np.ndarray
+    valid: np.ndarray
+    scores: np.ndarray
+    top: TopK
+    n_skipped: int
+
+
+@dataclass
+class ImageResult:
+    """Everything the scan keeps for one image: per-patch scores and its best patches."""
+
+    name: str
+    xs: np.ndarray
+    ys: np.ndarray
+    valid: np.ndarray
+    scores: np.ndarray
+    top: TopK
+    n_skipped: int
+    seconds: float = 0.0
+
+
+def _patch_source() -> Any:
+    from edgeae.strips import iter_patches
+
+    return iter_patches
+
+
+def _to_chw(pixels: np.ndarray, channels: int) -> np.ndarray:
+    a = np.asarray(pixels, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.shape[-1] != channels:
+        raise ValueError(f"patch has shape {a.shape}, the model wants {channels} channel(s)")
+    return a.transpose(2, 0, 1)
+
+
+def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chunk]:
+    """Stream ``path`` as chunks of patches (raises the reader's error for unreadable files)."""
+    iter_patches = _patch_source()
+    p, c, b = config.patch, config.model.channels, config.batch_size
+    xs: list[int] = []
+    ys: list[int] = []
+    valid: list[float] = []
+    pix = np.empty((b, c, p, p), np.float32)
+    skipped = 0
+    for patch in iter_patches(path, p, config.stride, channels=c):
+        if patch.valid_frac < config.min_valid:
+            skipped += 1
+            continue
+        pix[len(xs)] = _to_chw(patch.pixels, c)
+        xs.append(patch.x)
+        ys.append(patch.y)
+        valid.append(patch.valid_frac)
+        if len(xs) == b:
+            yield _chunk(xs, ys, valid, pix, skipped)
+            xs, ys, valid, skipped = [], [], [], 0
+    if xs or skipped:
+        yield _chunk(xs, ys, valid, pix, skipped)
+
+
+def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, skipped: int) -> Chunk:
+    n = len(xs)
+    return Chunk(
+        xs=np.asarray(xs, np.int32),
+        ys=np.asarray(ys, np.int32),
+        valid=np.asarray(valid, np.float32),
+        pixels=pix[:n].copy(),
+        n_skipped=skipped,
+    )
+
+
+def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int) -> ScoredChunk:
+    """Score one chunk as one batch and keep its ``top_k`` patches as uint8 thumbnails."""
+    n = len(chunk.xs)
+    c, p = chunk.pixels.shape[1], chunk.pixels.shape[-1]
+    if n == 0:
+        scores = np.zeros(0, np.float64)
+    else:
+        scores = np.asarray(scorer(chunk.pixels), dtype=np.float64).reshape(-1)
+        if scores.shape[0] != n:
+            raise ValueError(f"scorer returned {scores.shape[0]} scores for {n} patches")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("scorer returned non-finite scores")
+    order = np.lexsort((chunk.xs, chunk.ys, -scores.astype(np.float64)))[:top_k]
+    thumbs = np.round(np.clip(chunk.pixels[order], 0.0, 1.0) * 255).astype(np.uint8)
+    top = TopK(scores[order], chunk.xs[order], chunk.ys[order], thumbs.reshape(len(order), c, p, p))
+    return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, scores, top, chunk.n_skipped)
+
+
+def collect(name: str, scored: list[ScoredChunk], config: ScanConfig, seconds: float = 0.0) -> ImageResult:
+    """Join an image's scored chunks (in chunk order) into its :class:`ImageResult`."""
+    top = TopK.empty(config.model.channels, config.patch)
+    for s in scored:
+        top = top.merged(s.top, config.top_k)
+
+    def cat(field: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([getattr(s, field) for s in scored]).astype(dtype) if scored else np.zeros(0, dtype)
+
+    return ImageResult(
+        name=name,
+        xs=cat("xs", np.int32),
+        ys=cat("ys", np.int32),
+        valid=cat("valid", np.float32),
+        scores=cat("scores", np.float64),
+        top=top,
+        n_skipped=sum(s.n_skipped for s in scored),
+        seconds=seconds,
+    )
+
+
+def scan_image(
+    path: str | os.PathLike[str], name: str, scorer: Scorer, config: ScanConfig, progress: Any = None
+) -> ImageResult:
+    """Tile, score and collect one image in this process. ``progress(n)`` is called after each chunk."""
+    import time
+
+    t0 = time.perf_counter()
+    scored = []
+    for chunk in tile_image(path, config):
+        scored.append(score_chunk(scorer, chunk, config.top_k))
+        if progress is not None:
+            progress(len(chunk.xs) + chunk.n_skipped)
+    return collect(name, scored, config, time.perf_counter() - t0)
+
+
+def count_patches(path: str | os.PathLike[str], config: ScanConfig) -> int:
+    """Patches an image will yield (from its header; 0 when the header cannot be read)."""
+    try:
+        from edgeae.imageio import image_shape
+        from edgeae.tiling import axis_starts
+
+        h, w, _ = image_shape(path)
+        return len(axis_starts(h, config.patch, config.stride)) * len(axis_starts(w, config.patch, config.stride))
+    except Exception:
+        return 0

@@ -1,0 +1,178 @@
+"""The Ray engine: the same pipeline on Ray Data, on a local Ray instance or an existing cluster.
+
+Stages (Ray Data schedules them; there is no scheduler here):
+
+1. read: ``ray.data.from_items`` over the pending archive entries;
+2. tile: ``map_batches`` with a generator that streams each image in strips and yields one row per chunk
+   of ``batch_size`` patches (plus an ``end`` row carrying the chunk count, or an ``error`` row);
+3. score: ``map_batches`` with a callable class on an ``ActorPoolStrategy`` pool; each actor builds its
+   model once (``num_gpus=1`` per actor when the cluster has GPUs) and scores each chunk as one batch,
+   exactly as the local engine does, so both give the same numbers;
+4. write: this driver consumes the stream, joins the chunks of each image and hands finished images to the
+   same atomic per-image writer the local engine uses (resume and idempotence are identical).
+
+Chunks travel between stages as pickled bytes (one binary column), which keeps every block's schema
+fixed whatever the image size. Paths and the model file must be readable on every node of a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.local import Outcome, error_text
+from edgeae.scan.pipeline import ScanConfig, ScoredChunk, collect, score_chunk, tile_image
+from edgeae.scan.scoring import Scorer
+
+LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance shares this machine with other work
+
+
+def _row(name: str, index: int, kind: str, payload: bytes, n: int = 0) -> dict[str, np.ndarray]:
+    return {
+        "name": np.array([name], dtype=object),
+        "index": np.array([index], np.int64),
+        "kind": np.array([kind], dtype=object),
+        "payload": np.array([payload], dtype=object),
+        "n": np.array([n], np.int64),
+    }
+
+
+def tile_rows(batch: dict[str, np.ndarray], config: ScanConfig) -> Iterator[dict[str, np.ndarray]]:
+    """Ray ``map_batches`` generator: archive rows -> one row per chunk, then ``end`` or ``error``."""
+    for path, name in zip(batch["path"], batch["name"], strict=True):
+        count = 0
+        try:
+            for chunk in tile_image(str(path), config):
+                yield _row(str(name), count, "chunk", pickle.dumps(chunk, protocol=5))
+                count += 1
+        except Exception as exc:  # corrupt image: recorded as failed, the scan goes on
+            yield _row(str(name), -1, "error", error_text(exc).encode())
+            continue
+        yield _row(str(name), count, "end", b"")
+
+
+class ScoreActor:
+    """Ray Data callable class: one scorer per actor, chunks scored one batch each."""
+
+    def __init__(self, factory: Callable[[], Scorer], config: ScanConfig) -> None:
+        self.scorer = factory()
+        self.config = config
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        kinds = list(batch["kind"])
+        payloads = list(batch["payload"])
+        ns = np.zeros(len(kinds), np.int64)
+        for i, (kind, payload) in enumerate(zip(kinds, payloads, strict=True)):
+            if kind != "chunk":
+                continue
+            chunk = pickle.loads(payload)
+            ns[i] = len(chunk.xs) + chunk.n_skipped
+            try:
+                payloads[i] = pickle.dumps(score_chunk(self.scorer, chunk, self.config.top_k), protocol=5)
+            except Exception as exc:
+                kinds[i], payloads[i] = "error", error_text(exc).encode()
+        return {
+            "name": batch["name"],
+            "index": batch["index"],
+            "kind": np.array(kinds, dtype=object),
+            "payload": np.array(payloads, dtype=object),
+            "n": ns,
+        }
+
+
+def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` or start a loopback-only local instance; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **common)
+        return True
+    ray.init(
+        num_cpus=num_cpus,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+        **common,
+    )
+    return True
+
+
+def iter_ray(
+    entries: list[ArchiveEntry],
+    config: ScanConfig,
+    factory: Callable[[], Scorer],
+    *,
+    gpu_factory: Callable[[], Scorer] | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    actors: int | None = None,
+    on_patches: Callable[[int], None] | None = None,
+) -> Iterator[Outcome]:
+    """Scan ``entries`` on Ray Data and yield one outcome per image as soon as all its chunks are scored.
+
+    Starts a local Ray instance (``num_cpus``, no dashboard, loopback only) unless ``address`` names a
+    cluster or Ray is already initialised; a Ray instance started here is shut down at the end. With GPUs
+    in the cluster, one actor per GPU runs ``gpu_factory`` (when given) with ``num_gpus=1``.
+    """
+    if not entries:
+        return
+    ray = require("ray")
+    report = on_patches or (lambda n: None)
+    started = _init_ray(ray, address, num_cpus)
+    try:
+        with warnings.catch_warnings():  # Ray's own deprecated context fields, nothing we set
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        use_gpu = gpus > 0 and gpu_factory is not None
+        size = actors or (gpus if use_gpu else max(1, int(resources.get("CPU", 1))))
+        items = [{"path": str(e.path), "name": e.name} for e in entries]
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 2000))
+        ds = ds.map_batches(tile_rows, batch_size=1, fn_kwargs={"config": config}, num_cpus=1)
+        ds = ds.map_batches(
+            ScoreActor,
+            batch_size=1,
+            fn_constructor_kwargs={"factory": gpu_factory if use_gpu else factory, "config": config},
+            compute=ray.data.ActorPoolStrategy(size=size),
+            num_cpus=1,
+            num_gpus=1 if use_gpu else 0,
+        )
+        by_name = {e.name: e for e in entries}
+        chunks: dict[str, dict[int, ScoredChunk]] = {}
+        expected: dict[str, int] = {}
+        finished: set[str] = set()
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for name, index, kind, payload, n in zip(
+                batch["name"], batch["index"], batch["kind"], batch["payload"], batch["n"], strict=True
+            ):
+                report(int(n))
+                if name in finished:
+                    continue
+                if kind == "error":
+                    finished.add(name)
+                    chunks.pop(name, None)
+                    yield by_name[name], None, bytes(payload).decode()
+                    continue
+                if kind == "end":
+                    expected[name] = int(index)
+                else:
+                    chunks.setdefault(name, {})[int(index)] = pickle.loads(payload)
+                got = chunks.get(name, {})
+                if expected.get(name) == len(got):
+                    finished.add(name)
+                    scored = [got[i] for i in range(len(got))]
+                    chunks.pop(name, None)
+                    yield by_name[name], collect(name, scored, config), ""
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,130 @@
+"""``scan_archive``: walk, resume, run an engine, write each image as it finishes, finalize the report."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeae._optional import require
+from edgeae.scan.archive import walk_archive
+from edgeae.scan.pipeline import ScanConfig, count_patches
+from edgeae.scan.report import finalize
+from edgeae.scan.scoring import ModelSpec, Scorer, load_scorer, resolve_model
+from edgeae.scan.state import ScanStore
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Where the work runs: ``workers`` processes (local; 0 = in this process), or Ray (``address``,
+    ``num_cpus`` for a local instance, ``actors`` model actors, default one per CPU or GPU)."""
+
+    engine: str = "local"
+    workers: int = 2
+    address: str | None = None
+    num_cpus: int | None = None
+    actors: int | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
+        if self.workers < 0 or self.threads < 1:
+            raise ValueError(f"workers must be >= 0 and threads >= 1, got {self.workers}, {self.threads}")
+
+
+def scan_archive(
+    archive: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    engine: EngineOptions | None = None,
+    stride: int | None = None,
+    batch_size: int = 64,
+    min_valid: float = 0.5,
+    top_k: int = 16,
+    retry_failed: bool = False,
+    force: bool = False,
+    max_images: int | None = None,
+    progress: bool = True,
+    scorer_factory: Callable[[], Scorer] | None = None,
+) -> dict[str, Any]:
+    """Scan every image of ``archive`` with ``model`` into ``out``; resumes what an earlier run left.
+
+    ``max_images`` stops after that many images (as an interrupted run would). ``scorer_factory`` replaces
+    the model's own scorer (tests, custom scores); it must be picklable for worker processes and actors.
+    Returns the report dict (also written to ``out/report.json``).
+    """
+    opts = engine or EngineOptions()
+    spec: ModelSpec = resolve_model(model)
+    config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k)
+    entries = walk_archive(archive)
+    if not entries:
+        raise FileNotFoundError(f"archive {archive} holds no image files")
+    store = ScanStore(out, config, force=force)
+    todo = store.pending(entries, retry_failed=retry_failed)
+    if max_images is not None:
+        todo = todo[:max_images]
+    factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads)
+    total = sum(count_patches(e.path, config) for e in todo)
+    tqdm = require("tqdm").tqdm
+    bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
+    t0 = time.perf_counter()
+    if opts.engine == "local":
+        from edgeae.scan.local import iter_local
+
+        outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=bar.update)
+    else:
+        from edgeae.scan.ray_engine import iter_ray
+
+        gpu = None if scorer_factory else functools.partial(load_scorer, spec, opts.threads, "cuda")
+        outcomes = iter_ray(
+            todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
+            actors=opts.actors, on_patches=bar.update,
+        )  # fmt: skip
+    scanned = failed = patches = skipped = 0
+    for entry, result, error in outcomes:
+        if result is None:
+            store.mark_failed(entry, error)
+            failed += 1
+        else:
+            store.write_result(entry, result)
+            patches += len(result.scores)
+            skipped += result.n_skipped
+        scanned += 1
+        bar.set_postfix(failed=failed, refresh=False)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    run = {
+        "engine": opts.engine,
+        "workers": opts.workers if opts.engine == "local" else None,
+        "address": opts.address,
+        "images_scanned": scanned,
+        "images_failed_this_run": failed,
+        "patches": patches,
+        "patches_skipped_nodata": skipped,
+        "seconds": round(seconds, 3),
+        "patches_per_s": round(patches / seconds, 2) if seconds > 0 and patches else 0.0,
+        "patch": config.patch,
+        "stride": config.stride,
+        "batch_size": batch_size,
+    }
+    return finalize(store, entries, run)
+
+
+def main_paths(report: dict[str, Any]) -> dict[str, Path]:
+    """The files a finished scan wrote, by role."""
+    out = Path(report["out"])
+    return {
+        "results": out / "results.parquet",
+        "images": out / "images.parquet",
+        "topk": out / "topk",
+        "report": out / "report.json",
+        "manifest": out / "manifest.jsonl",
+    }

@@ -1,0 +1,177 @@
+"""The results folder and its resume state: one Parquet file per image, written atomically, then a manifest.
+
+Layout of ``OUT``::
+
+    scan.json             the ScanConfig (model, hash, patch, stride, ...); a resume must match it
+    manifest.jsonl        append-only log, one JSON line per finished image: done | failed (+ error)
+    parts/<key>.parquet   per-patch scores of one image (file, x, y, score, valid_frac, model_id, artifact_hash)
+    parts/<key>.top.npz   that image's best patches (scores, x, y, uint8 thumbnails)
+
+An image counts as done when its Parquet part exists: the part is written to a temporary name and renamed
+(atomic on POSIX), and only then is the manifest line appended. A crash between the two is harmless: the
+next run finds the part and records it as done without scoring it again. A ``done`` line whose part went
+missing sends the image back to the queue, so no image is lost. Only the driver process writes here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
+
+RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash")
+
+
+class ScanStateError(ValueError):
+    """The results folder belongs to a different scan (other model or settings)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    key: str
+    status: str  # "done" | "failed"
+    n_patches: int = 0
+    n_skipped: int = 0
+    error: str = ""
+    seconds: float = 0.0
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class ScanStore:
+    """Reads and writes one results folder; see the module docstring for the layout."""
+
+    def __init__(self, out: str | os.PathLike[str], config: ScanConfig, *, force: bool = False) -> None:
+        self.out = Path(out)
+        self.config = config
+        self.parts = self.out / "parts"
+        self.manifest = self.out / "manifest.jsonl"
+        self.parts.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.out / "scan.json"
+        if cfg_path.exists() and not force:
+            old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
+            if old.result_fingerprint() != config.result_fingerprint():
+                raise ScanStateError(
+                    f"{self.out} holds a scan with other settings {old.result_fingerprint()}; "
+                    f"this one is {config.result_fingerprint()}: choose another --out (or --force to restart)"
+                )
+        if force:
+            self.reset()
+        _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
+
+    def reset(self) -> None:
+        """Forget every result in this folder (``--force``)."""
+        for p in self.parts.glob("*"):
+            p.unlink()
+        for name in ("manifest.jsonl", "results.parquet", "images.parquet", "report.json"):
+            (self.out / name).unlink(missing_ok=True)
+
+    # -- state ------------------------------------------------------------------------------------------
+    def part_path(self, key: str) -> Path:
+        return self.parts / f"{key}.parquet"
+
+    def top_path(self, key: str) -> Path:
+        return self.parts / f"{key}.top.npz"
+
+    def records(self) -> dict[str, Record]:
+        """Last manifest record per image name (a torn last line from a crash is ignored)."""
+        out: dict[str, Record] = {}
+        if not self.manifest.exists():
+            return out
+        for line in self.manifest.read_text(encoding="utf-8").splitlines():
+            try:
+                d = json.loads(line)
+                rec = Record(**{k: d[k] for k in Record.__dataclass_fields__ if k in d})
+            except (ValueError, TypeError, KeyError):
+                continue
+            out[rec.name] = rec
+        return out
+
+    def reconcile(self, entries: list[ArchiveEntry]) -> dict[str, Record]:
+        """Records made consistent with the parts on disk: parts without a line are recorded as done."""
+        recs = self.records()
+        for e in entries:
+            rec = recs.get(e.name)
+            has_part = self.part_path(e.key).exists()
+            if has_part and (rec is None or rec.status != "done"):
+                pq = require("pyarrow.parquet")
+                n = pq.read_metadata(self.part_path(e.key)).num_rows
+                recs[e.name] = self._append(Record(e.name, e.key, "done", n_patches=n, error="recovered"))
+            elif not has_part and rec is not None and rec.status == "done":
+                del recs[e.name]
+        return recs
+
+    def pending(self, entries: list[ArchiveEntry], retry_failed: bool = False) -> list[ArchiveEntry]:
+        """Entries still to scan (failed ones only when ``retry_failed``)."""
+        recs = self.reconcile(entries)
+        todo = []
+        for e in entries:
+            rec = recs.get(e.name)
+            if rec is None or (retry_failed and rec.status == "failed"):
+                todo.append(e)
+        return todo
+
+    def _append(self, rec: Record) -> Record:
+        line = json.dumps({**rec.__dict__, "time": time.time()}, sort_keys=True)
+        with self.manifest.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return rec
+
+    # -- writing ------------------------------------------------------------------------------------------
+    def write_result(self, entry: ArchiveEntry, result: ImageResult) -> Record:
+        """Write the image's thumbnails and part atomically, then record it as done."""
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        top = result.top
+        _atomic_write(
+            self.top_path(entry.key),
+            lambda p: np.savez(p.open("wb"), scores=top.scores, xs=top.xs, ys=top.ys, thumbs=top.thumbs),
+        )
+        n = len(result.scores)
+        m = self.config.model
+        table = pa.table(
+            {
+                "file": pa.array([entry.name] * n, pa.string()),
+                "x": pa.array(result.xs, pa.int32()),
+                "y": pa.array(result.ys, pa.int32()),
+                "score": pa.array(result.scores, pa.float64()),
+                "valid_frac": pa.array(result.valid, pa.float32()),
+                "model_id": pa.array([m.model_id] * n, pa.string()),
+                "artifact_hash": pa.array([m.artifact_hash] * n, pa.string()),
+            }
+        )
+        _atomic_write(self.part_path(entry.key), lambda p: pq.write_table(table, p))
+        return self._append(
+            Record(entry.name, entry.key, "done", n, result.n_skipped, seconds=round(result.seconds, 4))
+        )
+
+    def mark_failed(self, entry: ArchiveEntry, error: str) -> Record:
+        """Record ``entry`` as failed with ``error``; any stale part of it is removed first."""
+        self.part_path(entry.key).unlink(missing_ok=True)
+        return self._append(Record(entry.name, entry.key, "failed", error=error))
+
+    def load_top(self, key: str) -> TopK:
+        with np.load(self.top_path(key)) as z:
+            return TopK(z["scores"], z["xs"], z["ys"], z["thumbs"])

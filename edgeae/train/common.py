@@ -1,0 +1,229 @@
+"""Training utilities shared by the CAE and VAE trainers: device and mixed precision, progress bars, the
+epoch loop, loss curves (CSV + PNG), best-by-validation tracking and early stopping.
+
+Trainer-agnostic: a trainer supplies ``loss_fn(model, batch, device) -> scalar tensor`` and iterables of
+batches; :func:`fit` runs the epochs and calls ``on_best`` whenever the validation loss improves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeae._optional import require
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[Any, Any, Any], Any]  # (model, batch, device) -> scalar loss tensor
+
+
+def select_device(spec: str = "auto") -> Any:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given (error if absent)."""
+    torch = require("torch")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} requested but CUDA is not available on this machine")
+    if spec != "cpu" and not spec.startswith("cuda"):
+        raise ValueError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N")
+    return torch.device(spec)
+
+
+def autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision (float16 autocast) on CUDA; a no-op on CPU."""
+    torch = require("torch")
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def grad_scaler(device: Any) -> Any:
+    """A gradient scaler for float16 training (disabled on CPU)."""
+    torch = require("torch")
+    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+
+
+def progress(iterable: Iterable[Any], desc: str, total: int | None = None, enabled: bool = True) -> Iterator[Any]:
+    """A tqdm bar on stderr (plain iteration when tqdm is missing or ``enabled`` is False)."""
+    if not enabled:
+        yield from iterable
+        return
+    try:
+        tqdm = require("tqdm").tqdm
+    except ImportError:
+        yield from iterable
+        return
+    if total is None and isinstance(iterable, Sized):
+        total = len(iterable)
+    yield from tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+def seeded_generator(seed: int) -> Any:
+    """A ``torch.Generator`` for DataLoader shuffling (never the global torch seed)."""
+    torch = require("torch")
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return g
+
+
+def run_epoch(
+    model: Any,
+    batches: Iterable[Any],
+    loss_fn: LossFn,
+    device: Any,
+    optimizer: Any = None,
+    scaler: Any = None,
+    desc: str = "epoch",
+    show_progress: bool = True,
+) -> float:
+    """One pass over ``batches``; trains when ``optimizer`` is given, else evaluates. Returns the mean loss
+    (weighted by batch size when the batch is a tensor or a tuple of tensors)."""
+    torch = require("torch")
+    train = optimizer is not None
+    model.train(train)
+    total, count = 0.0, 0
+    ctx = contextlib.nullcontext() if train else torch.no_grad()
+    with ctx:
+        for batch in progress(batches, desc, enabled=show_progress):
+            with autocast(device):
+                loss = loss_fn(model, batch, device)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None and scaler.is_enabled():
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+            n = _batch_len(batch)
+            value = float(loss.detach().float().cpu())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{desc}: loss became {value}; lower the learning rate")
+            total += value * n
+            count += n
+    return total / max(count, 1)
+
+
+def _batch_len(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(first.shape[0]) if hasattr(first, "shape") else 1
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs (0 = never)."""
+
+    patience: int = 0
+    min_delta: float = 0.0
+    best: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def update(self, epoch: int, value: float) -> bool:
+        """Record ``value``; return True when it is a new best."""
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+def write_history(history: list[dict[str, Any]], out_dir: str | os.PathLike[str], name: str = "loss") -> Path:
+    """Write ``history`` (one dict per epoch) to ``name.csv`` and a train/val curve to ``name.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / f"{name}.csv"
+    if history:
+        keys = list(history[0])
+        with csv_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(history)
+        plot_history(history, out / f"{name}.png")
+    return csv_path
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Train and validation loss per epoch (log scale), best epoch marked."""
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot")
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for key in ("train_loss", "val_loss"):
+        if key in history[0]:
+            ax.plot(epochs, [h[key] for h in history], marker="o", label=key.replace("_", " "))
+    if "val_loss" in history[0]:
+        best = min(history, key=lambda h: h["val_loss"])
+        ax.axvline(best["epoch"], color="grey", ls=":", label=f"best (epoch {best['epoch']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def fit(
+    model: Any,
+    train_batches: Callable[[int], Iterable[Any]],
+    val_batches: Callable[[], Iterable[Any]],
+    loss_fn: LossFn,
+    optimizer: Any,
+    epochs: int,
+    device: Any,
+    on_best: Callable[[int, float, list[dict[str, Any]]], None],
+    out_dir: str | os.PathLike[str] | None = None,
+    patience: int = 0,
+    show_progress: bool = True,
+    val_loss_fn: LossFn | None = None,
+) -> tuple[list[dict[str, Any]], EarlyStopping]:
+    """Train for ``epochs`` (``train_batches(epoch)`` gives that epoch's batches), validate after each,
+    call ``on_best(epoch, val_loss, history)`` on improvement, write the loss curves to ``out_dir`` after
+    every epoch, and stop early after ``patience`` epochs without improvement (0 = never)."""
+    scaler = grad_scaler(device)
+    stopper = EarlyStopping(patience=patience)
+    history: list[dict[str, Any]] = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        tr = run_epoch(model, train_batches(epoch), loss_fn, device, optimizer, scaler, f"epoch {epoch}/{epochs}",
+                       show_progress)
+        va = run_epoch(model, val_batches(), val_loss_fn or loss_fn, device, desc="validate",
+                       show_progress=show_progress)
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch, "train_loss": tr, "val_loss": va, "seconds": round(seconds, 2)})
+        improved = stopper.update(epoch, va)
+        log.info("epoch %d/%d  train %.5f  val %.5f  %.0fs%s", epoch, epochs, tr, va, seconds,
+                 "  (best)" if improved else "")
+        if improved:
+            on_best(epoch, va, history)
+        if out_dir is not None:
+            write_history(history, out_dir)
+        if stopper.should_stop:
+            log.info("early stop: no improvement for %d epochs", stopper.bad_epochs)
+            break
+    return history, stopper
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    return p

@@ -1,0 +1,149 @@
+"""Training crops: random (overlapping) square crops from master images, lightly augmented, no-data skipped.
+
+Numpy + OpenCV only. Randomness comes in as a ``numpy.random.Generator``. Augmentation is one affine warp
+per crop (``cv2.warpAffine`` sampling only the output pixels): rotation, shear and horizontal flip about
+the crop centre, plus a small shift; the random crop position itself is the large shift.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeae._optional import require
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Light augmentation limits (the paper's "≤20%"): rotation ±20% of 90°, shift ±20% of a quarter crop,
+    shear ±0.2, horizontal flip with probability 0.5. ``Augment.none()`` turns everything off."""
+
+    rotation_deg: float = 18.0
+    shift: float = 0.05
+    shear: float = 0.2
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("rotation_deg", "shift", "shear"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"augment {name} must be finite and >= 0, got {v}")
+        if self.rotation_deg > 45 or self.shear > 0.5 or self.shift > 0.5:
+            raise ValueError(
+                f"augmentation too strong for 'light' (rotation ≤ 45°, shear ≤ 0.5, shift ≤ 0.5): {self}"
+            )
+
+    @classmethod
+    def none(cls) -> Augment:
+        return cls(rotation_deg=0.0, shift=0.0, shear=0.0, flip=False)
+
+
+@dataclass(frozen=True)
+class MasterImage:
+    """A decoded master image: ``pixels`` float32 (H, W, C) in [0, 1], ``valid`` bool (H, W)."""
+
+    pixels: np.ndarray
+    valid: np.ndarray
+    path: Path
+
+
+def load_masters(files: Sequence[str | os.PathLike[str]], channels: int) -> list[MasterImage]:
+    """Read every file as ``channels`` (1 grey, 3 RGB) with its no-data mask (edgeae.imageio)."""
+    from edgeae.imageio import read_image
+
+    out = []
+    for f in files:
+        img = read_image(f, channels=channels, detect_nodata=True)
+        out.append(MasterImage(pixels=img.pixels, valid=img.valid, path=Path(f)))
+    return out
+
+
+def _affine(size: int, centre: tuple[float, float], aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    """2×3 matrix mapping output (crop) coordinates to source coordinates (for WARP_INVERSE_MAP)."""
+    theta = math.radians(rng.uniform(-aug.rotation_deg, aug.rotation_deg)) if aug.rotation_deg else 0.0
+    shear = rng.uniform(-aug.shear, aug.shear) if aug.shear else 0.0
+    flip = -1.0 if (aug.flip and rng.random() < 0.5) else 1.0
+    c, s = math.cos(theta), math.sin(theta)
+    a = np.array([[c, -s], [s, c]]) @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.array([[flip, 0.0], [0.0, 1.0]])
+    shift = rng.uniform(-aug.shift, aug.shift, size=2) * size if aug.shift else np.zeros(2)
+    half = (size - 1) / 2.0
+    src_c = np.array([centre[1], centre[0]]) + shift  # (x, y)
+    t = src_c - a @ np.array([half, half])
+    return np.hstack([a, t[:, None]]).astype(np.float64)
+
+
+def _margin(size: int, aug: Augment) -> int:
+    """Half-extent of the largest source footprint of one crop, in pixels."""
+    theta = math.radians(aug.rotation_deg)
+    spread = (abs(math.cos(theta)) + abs(math.sin(theta))) * (1.0 + aug.shear)
+    return int(math.ceil(size / 2.0 * spread + aug.shift * size)) + 1
+
+
+def random_crop(
+    master: MasterImage, size: int, aug: Augment, rng: np.random.Generator, min_valid: float = 1.0
+) -> np.ndarray | None:
+    """One augmented (size, size, C) crop, or None when it touches no-data (below ``min_valid``)."""
+    cv2 = require("cv2")
+    h, w = master.valid.shape
+    m = _margin(size, aug)
+    if h < 2 * m + 1 or w < 2 * m + 1:
+        raise ValueError(f"{master.path}: image {w}x{h} is too small for {size}-pixel crops")
+    cy, cx = float(rng.uniform(m, h - m)), float(rng.uniform(m, w - m))
+    mat = _affine(size, (cy, cx), aug, rng)
+    flags = cv2.WARP_INVERSE_MAP
+    valid = cv2.warpAffine(
+        master.valid.astype(np.uint8), mat, (size, size), flags=cv2.INTER_NEAREST | flags, borderValue=0
+    )
+    if valid.mean() < min_valid:
+        return None
+    crop = cv2.warpAffine(
+        master.pixels, mat, (size, size), flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_REFLECT
+    )
+    if crop.ndim == 2:
+        crop = crop[:, :, None]
+    return np.clip(crop, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def sample_crops(
+    masters: Sequence[MasterImage],
+    n: int,
+    size: int,
+    rng: np.random.Generator,
+    aug: Augment | None = None,
+    min_valid: float = 1.0,
+    max_tries: int = 50,
+) -> np.ndarray:
+    """``n`` crops as float32 (n, C, size, size), from images picked in proportion to their valid area.
+
+    Crops that touch no-data are skipped and redrawn (up to ``max_tries`` per crop, then an error naming
+    the images).
+    """
+    if n <= 0:
+        raise ValueError(f"number of crops must be positive, got {n}")
+    if not masters:
+        raise ValueError("no master images to crop from")
+    aug = aug or Augment()
+    weights = np.array([float(mi.valid.sum()) for mi in masters])
+    if weights.sum() <= 0:
+        raise ValueError(f"no valid pixels in {[str(mi.path) for mi in masters]}")
+    weights /= weights.sum()
+    c = masters[0].pixels.shape[2]
+    out = np.empty((n, c, size, size), dtype=np.float32)
+    for i in range(n):
+        for _ in range(max_tries):
+            mi = masters[int(rng.choice(len(masters), p=weights))]
+            crop = random_crop(mi, size, aug, rng, min_valid=min_valid)
+            if crop is not None:
+                out[i] = crop.transpose(2, 0, 1)
+                break
+        else:
+            raise ValueError(
+                f"could not find a crop free of no-data in {max_tries} tries "
+                f"(images: {', '.join(str(mi.path) for mi in masters)})"
+            )
+    return out

@@ -1,0 +1,282 @@
+"""One call exports a trained model through every route and precision and proves each artifact's parity.
+
+``export_model(spec, out_dir, ExportConfig(...))`` loads a zoo name or ``.pt`` checkpoint, writes
+``<name>[-encoder|-decoder].<precision>.<onnx|ort|tflite>`` artifacts with metadata inside, checks every
+file (format checker, int8 input range covers [0, 1], parity against PyTorch on held-out real patches)
+and writes ``parity.json`` / ``parity.md`` with sizes and latencies. Any failed check raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae.firmware_sim.runtime import load_artifact, read_metadata
+from edgeae.metadata import MetadataError, ModelMetadata, sha256_file
+
+from . import calibration as cal
+from .graphs import Graph, graphs_for, torch_outputs
+from .parity import MAIN_OUTPUT, check_parity, measure_latency, run_batched
+from .report import ArtifactRecord, ExportReport, environment, write_report
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "ort", "tflite")
+PRECISIONS = ("fp32", "int8")
+SUFFIX = {"cae": "", "cae-encoder": "-encoder", "cae-decoder": "-decoder", "vae": ""}
+
+
+class InputRangeError(ValueError):
+    """An int8 artifact's input quantiser does not cover the pixel range [0, 1]."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export and how to check it. ``calib``: image folder/file (None: the dataset's val split)."""
+
+    formats: tuple[str, ...] = FORMATS
+    precisions: tuple[str, ...] = PRECISIONS
+    calib: Path | None = None
+    n_calib: int = 128
+    n_test: int = 64
+    seed: int = 0
+    kinds: tuple[str, ...] | None = None
+    latency: bool = True
+    latency_batches: tuple[int, ...] = (1, 32)
+    latency_threads: tuple[int, ...] = (1, 2)
+    latency_repeats: int = 10
+    strict: bool = True
+    data_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ValueError(f"unknown export format(s) {bad}; choose from {FORMATS}")
+        badp = [p for p in self.precisions if p not in PRECISIONS]
+        if badp or not self.precisions:
+            raise ValueError(f"unknown precision(s) {badp}; choose from {PRECISIONS}")
+        if self.n_calib < 8 or self.n_test < 8:
+            raise ValueError("use at least 8 calibration and 8 test patches")
+
+
+def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> bool:
+    """True when an int8 input range [lo, hi] contains [0, 1]."""
+    return rng is not None and rng[0] <= tol and rng[1] >= 1.0 - tol
+
+
+def _inputs_for(graph: Graph, encoder: Graph | None, patches: np.ndarray) -> np.ndarray:
+    """The graph's input batch: pixel patches, or their latents for a decoder."""
+    if graph.kind != "cae-decoder":
+        return patches
+    if encoder is None:
+        raise ValueError("decoder inputs need the encoder")
+    return run_batched(lambda b: torch_outputs(encoder, b)["latent"], "cae-encoder", patches)["latent"]
+
+
+def _latency(path: Path, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
+    out = []
+    for threads in config.latency_threads:
+        predictor = load_artifact(path, threads=threads)
+        for b in config.latency_batches:
+            rec = measure_latency(predictor, _batch(x, b), repeats=config.latency_repeats)
+            out.append({**rec, "threads": threads})
+    return out
+
+
+def _batch(x: np.ndarray, b: int) -> np.ndarray:
+    reps = -(-b // len(x))
+    return np.ascontiguousarray(np.concatenate([x] * reps)[:b])
+
+
+def _torch_latency(graph: Graph, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
+    import torch
+
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in config.latency_threads:
+            torch.set_num_threads(threads)
+            for b in config.latency_batches:
+                rec = measure_latency(lambda v: torch_outputs(graph, v), _batch(x, b), repeats=config.latency_repeats)
+                out.append({**rec, "threads": threads})
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def _finalise(path: Path, fmt: str, meta: ModelMetadata) -> None:
+    """Rewrite the artifact's embedded metadata (precision, calibration facts)."""
+    if fmt == "tflite":
+        from .tflite_metadata import write_tflite_metadata
+
+        write_tflite_metadata(path, meta.to_json())
+    else:
+        from .onnx_export import check_onnx, write_onnx_metadata
+
+        write_onnx_metadata(path, meta)
+        check_onnx(path)
+
+
+def _build(graph: Graph, fmt: str, precision: str, stem: Path, calib: np.ndarray, done: dict[str, Path]) -> Path:
+    """Write one ``.tflite`` or ``.onnx`` artifact (ONNX files are cached in ``done`` for ORT and int8)."""
+    from . import onnx_export, quantize, tflite_export
+
+    pin = None if graph.kind == "cae-decoder" else (0.0, 1.0)
+    if fmt == "tflite":
+        path = stem.with_name(f"{stem.name}.{precision}.tflite")
+        if precision == "fp32":
+            return tflite_export.export_tflite_fp32(graph, path)
+        return tflite_export.export_tflite_int8(graph, path, calib, input_range=pin)
+    onnx_path = stem.with_name(f"{stem.name}.{precision}.onnx")
+    if f"onnx-{precision}" not in done:
+        if precision == "fp32":
+            onnx_export.export_onnx(graph, onnx_path)
+        else:
+            fp32 = done.get("onnx-fp32") or _build(graph, "onnx", "fp32", stem, calib, done)
+            done["onnx-fp32"] = fp32
+            quantize.quantize_onnx_int8(fp32, onnx_path, calib, input_range=pin)
+            onnx_export.check_onnx(onnx_path)
+        done[f"onnx-{precision}"] = onnx_path
+    return done[f"onnx-{precision}"]
+
+
+def _ort_with_metadata(onnx_path: Path, meta: ModelMetadata, out_dir: Path) -> Path:
+    """Convert a copy of ``onnx_path`` carrying ``meta`` to ``<stem>.ort`` in ``out_dir``."""
+    import shutil
+    import tempfile
+
+    from .onnx_export import write_onnx_metadata
+    from .ort import convert_to_ort
+
+    with tempfile.TemporaryDirectory(prefix="edgeae-ort-src-") as tmp:
+        src = Path(tmp) / onnx_path.name
+        shutil.copy2(onnx_path, src)
+        write_onnx_metadata(src, meta)
+        return convert_to_ort(src, out_dir)
+
+
+def _input_range(path: Path, fmt: str) -> tuple[float, float] | None:
+    if fmt == "tflite":
+        from .tflite_export import tflite_input_range
+
+        return tflite_input_range(path)
+    from .quantize import onnx_input_range
+
+    return onnx_input_range(path)
+
+
+def export_checkpoint(
+    model: Any,
+    metadata: ModelMetadata,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    calib_patches: np.ndarray,
+    test_patches: np.ndarray,
+    config: ExportConfig,
+    calib_source: str = "",
+    test_source: str = "",
+) -> ExportReport:
+    """Export an in-memory model; see the module docstring. Returns the report (also written to disk)."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = ExportReport(
+        model=name,
+        out_dir=str(out),
+        calibration={"source": calib_source, "n_patches": len(calib_patches), "seed": config.seed},
+        test={"source": test_source, "n_patches": len(test_patches), "seed": config.seed + 1},
+        environment=environment(),
+    )
+    graphs = graphs_for(model, metadata, config.kinds)
+    encoder = next((g for g in graphs_for(model, metadata, ("cae-encoder",))), None) if metadata.kind == "cae" else None
+    jobs = [(g, f, p) for g in graphs for p in config.precisions for f in config.formats]
+    done: dict[str, dict[str, Path]] = {g.kind: {} for g in graphs}
+    failures: list[str] = []
+    for graph, fmt, precision in tqdm(jobs, desc=f"export {name}", unit="artifact"):
+        calib = _inputs_for(graph, encoder, calib_patches)
+        test = _inputs_for(graph, encoder, test_patches)
+        if config.latency and graph.kind not in report.torch_latency:
+            report.torch_latency[graph.kind] = _torch_latency(graph, test, config)
+        stem = out / f"{name}{SUFFIX[graph.kind]}"
+        path = _build(graph, fmt, precision, stem, calib, done[graph.kind])
+        in_range = _input_range(path, fmt) if precision == "int8" else None  # ORT: read from its ONNX
+        if precision == "int8" and graph.kind != "cae-decoder" and not covers_unit_range(in_range):
+            failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
+        extra = {**metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
+        if precision == "int8":
+            extra["calibration"] = {
+                "source": calib_source,
+                "n_patches": len(calib),
+                "method": "minmax over the whole set",
+                "input_range": list(in_range) if in_range else None,
+            }
+        meta = graph.metadata.replace(precision=precision, extra=extra)
+        if fmt == "ort":
+            path = _ort_with_metadata(path, meta, out)
+        else:
+            _finalise(path, fmt, meta)
+        if read_metadata(path) != meta:
+            raise MetadataError(f"{path}: embedded metadata does not read back identically")
+        predictor = load_artifact(path, threads=2)
+        result = check_parity(
+            graph.kind, precision, torch_outputs_batched(graph, test), run_batched(predictor, graph.kind, test),
+            source=str(path), strict=False,
+        )
+        if not result.passed:
+            failures.append(f"{path}: {result.summary()}")
+        parity = {**result.to_dict(), "main_output": MAIN_OUTPUT[graph.kind]}
+        report.artifacts.append(
+            ArtifactRecord(
+                path=str(path), kind=graph.kind, format=fmt, precision=precision,
+                size_bytes=path.stat().st_size, sha256=sha256_file(path),
+                checker="onnx.checker full_check" if fmt != "tflite" else "ai-edge-litert load + allocate",
+                parity=parity, input_range=list(in_range) if in_range else None,
+                latency=_latency(path, test, config) if config.latency else [],
+            )
+        )
+        log.info("%s: %s", path.name, result.summary())
+    for g in graphs:  # ONNX files made only as a step towards ORT
+        if "onnx" not in config.formats:
+            for p in done[g.kind].values():
+                p.unlink(missing_ok=True)
+    write_report(report, out)
+    if failures and config.strict:
+        from .parity import ParityError
+
+        raise ParityError("export failed its checks (report in {}):\n  ".format(out) + "\n  ".join(failures))
+    return report
+
+
+def torch_outputs_batched(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """PyTorch reference outputs of ``graph`` over ``x`` in batches of 32."""
+    return run_batched(lambda b: torch_outputs(graph, b), graph.kind, x)
+
+
+def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
+    """Export a zoo model or ``.pt`` checkpoint with real calibration (val split) and test patches."""
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.predictor import resolve_model_path
+
+    path = resolve_model_path(spec)
+    ck = load_checkpoint(path)
+    meta = ck.metadata.replace(source_checkpoint_hash=sha256_file(path))
+    if config.calib is not None:
+        calib_files = cal.image_files(config.calib)
+        calib_source = str(config.calib)
+    else:
+        calib_files = cal.split_images(meta, "val", config.data_root)
+        calib_source = f"{cal.dataset_of(meta)} val split"
+    test_files = cal.split_images(meta, "test", config.data_root)
+    calib = cal.model_patches(meta, calib_files, config.n_calib, seed=config.seed)
+    test = cal.model_patches(meta, test_files, config.n_test, seed=config.seed + 1)
+    name = Path(str(spec)).stem if Path(str(spec)).suffix == ".pt" else str(spec)
+    return export_checkpoint(
+        ck.model, meta, out_dir, name, calib, test, config,
+        calib_source=calib_source, test_source=f"{cal.dataset_of(meta)} test split",
+    )

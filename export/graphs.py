@@ -1,0 +1,91 @@
+"""What gets exported: the PyTorch graph for each artifact kind, its sample input and its metadata.
+
+A CAE checkpoint yields three artifacts: the full model (``cae``), the ``cae-encoder`` (pixels -> latent,
+what a spacecraft sends) and the ``cae-decoder`` (latent -> pixels, what a ground station runs). A VAE
+yields one ``vae`` artifact whose graph computes the anomaly score inside; its dict output becomes a
+tuple in the fixed order of :data:`edgeae.firmware_sim.runtime.OUTPUT_NAMES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.firmware_sim.runtime import OUTPUT_NAMES
+from edgeae.metadata import ModelMetadata
+
+INPUT_NAMES = {"cae": "x", "cae-encoder": "x", "cae-decoder": "z", "vae": "x"}
+KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
+
+
+@dataclass
+class Graph:
+    """One exportable graph: ``module`` maps an NCHW float input to a tuple in ``output_names`` order."""
+
+    kind: str
+    module: Any  # torch.nn.Module
+    metadata: ModelMetadata
+    input_name: str
+    output_names: tuple[str, ...]
+
+    def sample(self, batch: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """A float32 NCHW sample batch of the graph's input shape with values in [0, 1]."""
+        rng = rng or np.random.default_rng(0)
+        return rng.random((batch, *self.metadata.input_shape[1:]), dtype=np.float32)
+
+
+def _tuple_module(model: Any, names: tuple[str, ...]) -> Any:
+    nn = require("torch.nn")
+
+    class TupleOutputs(nn.Module):  # type: ignore[name-defined,misc]
+        """Dict (or tensor) outputs -> a tuple in a stable, named order."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x: Any) -> Any:
+            out = self.inner(x)
+            if isinstance(out, dict):
+                return tuple(out[k] for k in names)
+            return out
+
+    return TupleOutputs().eval()
+
+
+def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | None = None) -> list[Graph]:
+    """The exportable graphs of a checkpoint's model (all of its kinds unless ``kinds`` is given)."""
+    base = metadata.kind
+    if base not in KINDS_FOR:
+        raise ValueError(f"cannot export a model of kind {base!r}; expected one of {sorted(KINDS_FOR)}")
+    wanted = kinds or KINDS_FOR[base]
+    out: list[Graph] = []
+    model = model.eval()
+    for kind in wanted:
+        if kind not in KINDS_FOR[base]:
+            raise ValueError(f"a {base} checkpoint cannot be exported as {kind!r}")
+        meta = metadata.replace(kind=kind)
+        if kind == "cae":
+            module = model
+        elif kind == "cae-encoder":
+            module = model.encoder
+        elif kind == "cae-decoder":
+            module = model.decoder
+            lat = tuple(model.config.latent_shape)
+            meta = metadata.replace(kind=kind, input_shape=(-1, *lat), channels=int(lat[0]))
+        else:
+            module = _tuple_module(model, OUTPUT_NAMES["vae"])
+        out.append(Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind]))
+    return out
+
+
+def torch_outputs(graph: Graph, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the PyTorch graph on a float32 NCHW batch; outputs by name, float32 numpy."""
+    torch = require("torch")
+    with torch.inference_mode():
+        out = graph.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+    outs = out if isinstance(out, tuple) else (out,)
+    return {k: v.detach().float().cpu().numpy() for k, v in zip(graph.output_names, outs, strict=True)}

@@ -1,0 +1,115 @@
+"""PyTorch -> TFLite with litert-torch (no TensorFlow): fp32, and int8 via PT2E static quantisation.
+
+Traps handled here (TOOLCHAIN.md): the sample input has batch 2 and a dynamic batch dimension, otherwise
+the batch specialises to 1; activations are calibrated with MinMax observers over the whole calibration
+set (the histogram default can clip), and the input observer is widened to [0, 1] so that no pixel value is
+clipped. The PT2E route yields full-integer int8 input/output tensors; the flight loader quantises and
+dequantises at the boundary with the scales stored in the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+from .graphs import Graph
+from .tflite_metadata import write_tflite_metadata
+
+log = logging.getLogger(__name__)
+
+
+def _convert(module: Any, sample: Any, path: Path, quant_config: Any = None) -> None:
+    litert_torch = require("litert_torch")
+    torch = require("torch")
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        model = litert_torch.convert(module, (sample,), dynamic_shapes=({0: batch},), quant_config=quant_config)
+        model.export(str(path))
+
+
+def export_tflite_fp32(graph: Graph, path: str | os.PathLike[str]) -> Path:
+    """Convert ``graph`` to a float32 ``.tflite`` with a dynamic batch and embed its metadata."""
+    torch = require("torch")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _convert(graph.module, torch.from_numpy(graph.sample(2)), path)
+    write_tflite_metadata(path, graph.metadata.replace(precision="fp32").to_json())
+    return path
+
+
+def _minmax_config() -> Any:
+    """litert-torch's symmetric per-channel int8 config with MinMax activation observers."""
+    pt2e = require("litert_torch.quantize.pt2e_quantizer")
+    observers = require("torchao.quantization.pt2e")
+    cfg = pt2e.get_symmetric_quantization_config(is_per_channel=True)
+    act = dataclasses.replace(
+        cfg.input_activation, observer_or_fake_quant_ctr=observers.MinMaxObserver.with_args(eps=2**-12)
+    )
+    return dataclasses.replace(cfg, input_activation=act, output_activation=act)
+
+
+def _widen_input_observers(prepared: Any, lo: float, hi: float) -> int:
+    """Make every observer reading a graph input cover [lo, hi]; returns how many were widened."""
+    torch = require("torch")
+    n = 0
+    for node in prepared.graph.nodes:
+        if node.op == "call_module" and node.args and getattr(node.args[0], "op", None) == "placeholder":
+            observer = prepared.get_submodule(node.target)
+            if hasattr(observer, "min_val") and hasattr(observer, "max_val"):  # skip e.g. _guards_fn
+                observer(torch.tensor([lo, hi], dtype=torch.float32))
+                n += 1
+    return n
+
+
+def export_tflite_int8(
+    graph: Graph,
+    path: str | os.PathLike[str],
+    calibration: np.ndarray,
+    input_range: tuple[float, float] | None = (0.0, 1.0),
+    batch: int = 16,
+) -> Path:
+    """PT2E static int8 (per-channel weights, MinMax activations over ``calibration``) -> ``.tflite``."""
+    torch = require("torch")
+    pt2e = require("litert_torch.quantize.pt2e_quantizer")
+    qcfg = require("litert_torch.quantize.quant_config")
+    quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample = torch.from_numpy(graph.sample(2))
+    dim = torch.export.Dim("batch", min=1, max=65536)
+    exported = torch.export.export(graph.module, (sample,), dynamic_shapes=({0: dim},)).module()
+    quantizer = pt2e.PT2EQuantizer().set_global(_minmax_config())
+    prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for i in range(0, len(calibration), batch):
+            prepared(torch.from_numpy(np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32)))
+    if input_range is not None and _widen_input_observers(prepared, *input_range) == 0:
+        log.warning("%s: no input observer found; the int8 input range comes from calibration only", path)
+    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    with contextlib.suppress(AttributeError, ImportError):
+        require("torchao.quantization.pt2e").move_exported_model_to_eval(converted)
+    _convert(converted, sample, path, quant_config=qcfg.QuantConfig(pt2e_quantizer=quantizer))
+    write_tflite_metadata(path, graph.metadata.replace(precision="int8").to_json())
+    return path
+
+
+def tflite_input_range(path: str | os.PathLike[str]) -> tuple[float, float] | None:
+    """Float range [lo, hi] of an int8/uint8 TFLite input tensor, or None for a float input."""
+    interpreter = require("ai_edge_litert.interpreter")
+    it = interpreter.Interpreter(model_path=str(path))
+    d = it.get_input_details()[0]
+    if d["dtype"] not in (np.int8, np.uint8):
+        return None
+    scale, zp = d["quantization"]
+    info = np.iinfo(d["dtype"])
+    return ((info.min - zp) * scale, (info.max - zp) * scale)
+

@@ -1,0 +1,186 @@
+"""A self-contained board benchmark: numpy + the artifact's interpreter, synthetic frames from a fixed seed.
+
+Stages timed per call (milliseconds, percentiles over ``iters`` calls):
+
+- ``sample``: the sparse-sampling mask of a whole frame and the gather of its kept pixels;
+- ``normalise``: one batch of raw patches into the float32 NCHW input buffer;
+- ``infer``: the interpreter on one batch;
+- ``score``: the numpy post-processing of one batch (the CAE masked score; nothing for a VAE);
+- ``scrub``: the CRC-32 check of the model's weight image;
+- ``packetise``: one anomaly patch into CCSDS packets.
+
+Throughput is patches per second through normalise + infer + score. Memory is the tracemalloc peak of the
+run and the process's peak RSS. Run it on the target board at its thread counts and compare the JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae.masks import make_mask
+
+from .budget import peak_rss_bytes
+from .guard import block_crcs
+from .score import PatchScorer
+from .wire.packets import packetise
+from .wire.products import AnomalyPatch
+
+STAGES = ("sample", "normalise", "infer", "score", "scrub", "packetise")
+
+
+def _pcts(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "n": len(ms),
+    }
+
+
+def _time(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for dist in ("onnxruntime", "ai-edge-litert", "edgeae"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def bench_threads(
+    path: Path, threads: int, batch: int, iters: int, frame: tuple[int, int], keep: float
+) -> dict[str, Any]:
+    """Benchmark one thread count."""
+    from .runtime import load_artifact
+
+    t = time.perf_counter()
+    pred = load_artifact(path, threads=threads)
+    load_ms = (time.perf_counter() - t) * 1e3
+    meta = pred.metadata
+    c = meta.channels
+    shape = meta.input_shape
+    p = int(shape[2] if meta.layout == "NCHW" else shape[1])
+    p = p if p > 0 else 64
+    method = "vae" if meta.kind == "vae" else "cae-masked"
+    rng = np.random.default_rng(0)
+    scorer = PatchScorer(pred, method, p, c, batch, 8)
+    patches = rng.integers(0, 256, (batch, p, p, c), dtype=np.uint8)
+    keep_masks = make_mask(1, (p * batch, p), keep).reshape(batch, p, p)
+    h, w = frame
+    img = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    image = np.frombuffer(path.read_bytes(), np.uint8)
+
+    def normalise() -> None:
+        for k in range(batch):
+            scorer.load(k, patches[k], keep_masks[k])
+
+    out_holder: dict[str, Any] = {}
+
+    def infer() -> None:
+        out_holder["y"] = pred(scorer.buf)
+
+    def score() -> None:
+        y = out_holder["y"]
+        if method != "vae":
+            err = np.asarray(y, np.float32) - scorer.truth
+            np.mean(err * err, axis=(1, 2, 3))
+
+    ap = AnomalyPatch(0, 0, 0, p, 1.0, patches[0], 8, 0)
+    normalise()
+    infer()  # warm-up
+    res: dict[str, list[float]] = {
+        "sample": _time(lambda: img[make_mask(7, (h, w), keep)], max(3, min(iters, 10))),
+        "normalise": _time(normalise, iters),
+        "infer": _time(infer, iters),
+    }
+    res["score"] = _time(score, iters)
+    res["scrub"] = _time(lambda: block_crcs(image), iters)
+    res["packetise"] = _time(lambda: packetise(ap), iters)
+    per_batch = np.asarray(res["normalise"]) + np.asarray(res["infer"]) + np.asarray(res["score"])
+    return {
+        "threads": threads,
+        "model": {
+            "kind": meta.kind,
+            "precision": meta.precision,
+            "input": list(shape),
+            "bytes": int(image.size),
+        },
+        "load_ms": load_ms,
+        "batch": batch,
+        "patch": p,
+        "frame": [h, w, c],
+        "stages_ms": {k: _pcts(v) for k, v in res.items()},
+        "patches_per_s": float(batch * len(per_batch) / (per_batch.sum() / 1e3)),
+    }
+
+
+def run_bench(
+    model: str | os.PathLike[str],
+    threads: Sequence[int] = (1, 2),
+    batch: int = 16,
+    iters: int = 30,
+    frame: tuple[int, int] = (1200, 1648),
+    keep: float = 0.05,
+) -> dict[str, Any]:
+    """Benchmark ``model`` at each thread count; returns a JSON-ready dict."""
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact {path} does not exist")
+    if iters < 1 or batch < 1:
+        raise ValueError("iters and batch must be >= 1")
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        runs = [bench_threads(path, int(t), batch, iters, frame, keep) for t in threads]
+        traced = tracemalloc.get_traced_memory()[1]
+    finally:
+        if started:
+            tracemalloc.stop()
+    return {
+        "artifact": str(path),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+        "versions": _versions(),
+        "runs": runs,
+        "memory": {"traced_peak_bytes": traced, "rss_peak_bytes": peak_rss_bytes()},
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text table: one row per (threads, stage) with p50/p90/p99 ms, then throughput."""
+    lines = [f"{'threads':>7} {'stage':<10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
+    for r in result["runs"]:
+        for st in STAGES:
+            s = r["stages_ms"][st]
+            lines.append(f"{r['threads']:>7} {st:<10} {s['p50']:>9.3f} {s['p90']:>9.3f} {s['p99']:>9.3f}")
+        lines.append(
+            f"{r['threads']:>7} {'throughput':<10} {r['patches_per_s']:>9.1f} patches/s "
+            f"(batch {r['batch']} × {r['patch']}² px, load {r['load_ms']:.1f} ms)"
+        )
+    m = result["memory"]
+    lines.append(f"memory: traced peak {m['traced_peak_bytes']:,} B, RSS peak {m['rss_peak_bytes']:,} B")
+    return "\n".join(lines)

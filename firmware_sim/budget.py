@@ -1,0 +1,208 @@
+"""Memory and time budgets: what is planned before flight, measured per frame, and how the runtime degrades.
+
+Degradation ladder (documented order, one level at a time, each level includes the ones before it):
+
+====  ========================  =====================================================================
+ 0    nominal                   everything the mission asks
+ 1    skip_reconstruction       no onboard reconstruction check / latent encoding
+ 2    score_half_patches        anomaly-score a checkerboard half of the patches
+ 3    score_quarter_patches     score one patch in four (every other row and column)
+ 4    lower_keep_fraction       also halve the sparse-sampling keep fraction (not below ``min_keep``)
+ 5    sparse_only               no scoring at all; keep fraction quartered (not below ``min_keep``)
+====  ========================  =====================================================================
+
+Before each frame the :class:`CostModel` (per-unit costs learned from the frames so far) predicts the time
+of every level; the lowest level that fits ``safety × (frame_ms − lateness)`` is used. During the frame a
+deadline guard stops scoring when the deadline passes. Both are recorded in the telemetry.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tracemalloc
+from dataclasses import dataclass
+
+from .mission import Mission
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rung of the degradation ladder."""
+
+    index: int
+    name: str
+    reconstruct: bool
+    score_every: int  # 1: every patch, 2: half, 4: a quarter, 0: none
+    keep_factor: float
+
+
+LADDER: tuple[Level, ...] = (
+    Level(0, "nominal", True, 1, 1.0),
+    Level(1, "skip_reconstruction", False, 1, 1.0),
+    Level(2, "score_half_patches", False, 2, 1.0),
+    Level(3, "score_quarter_patches", False, 4, 1.0),
+    Level(4, "lower_keep_fraction", False, 4, 0.5),
+    Level(5, "sparse_only", False, 0, 0.25),
+)
+
+
+def patch_selected(i: int, j: int, every: int) -> bool:
+    """Whether patch (grid row ``i``, column ``j``) is scored at a ``score_every`` setting."""
+    if every == 1:
+        return True
+    if every == 2:
+        return (i + j) % 2 == 0
+    if every == 4:
+        return i % 2 == 0 and j % 2 == 0
+    return False
+
+
+def selected_fraction(every: int) -> float:
+    return {1: 1.0, 2: 0.5, 4: 0.25}.get(every, 0.0)
+
+
+class CostModel:
+    """Per-unit costs in ms, learned with an exponential moving average from measured frames.
+
+    frame time ≈ ms_per_mpix · Mpixel (read, validate, mask) + ms_per_mkept · kept Mpixel (gather, packetise,
+    queue) + ms_per_patch · patches scored + ms_recon (when reconstructing).
+    """
+
+    def __init__(
+        self,
+        ms_per_patch: float = 1.0,
+        ms_per_mpix: float = 20.0,
+        ms_recon: float = 10.0,
+        ms_per_mkept: float = 200.0,
+    ) -> None:
+        self.ms_per_patch = ms_per_patch
+        self.ms_per_mpix = ms_per_mpix
+        self.ms_recon = ms_recon
+        self.ms_per_mkept = ms_per_mkept
+        self.alpha = 0.5
+
+    def _ema(self, old: float, new: float) -> float:
+        return (1 - self.alpha) * old + self.alpha * new
+
+    def predict(self, level: Level, mpix: float, n_patches: int, recon_wanted: bool, keep: float) -> float:
+        """Predicted ms of a frame of ``mpix`` megapixels at ``level`` (``keep``: the mission's fraction)."""
+        t = self.ms_per_mpix * mpix + self.ms_per_mkept * mpix * keep * level.keep_factor
+        t += self.ms_per_patch * n_patches * selected_fraction(level.score_every)
+        return t + (self.ms_recon if recon_wanted and level.reconstruct else 0.0)
+
+    def update(
+        self,
+        *,
+        mpix: float,
+        base_ms: float,
+        kept_mpix: float,
+        products_ms: float,
+        patches: int,
+        score_ms: float,
+        recon_ms: float | None,
+    ) -> None:
+        if mpix > 0:
+            self.ms_per_mpix = self._ema(self.ms_per_mpix, base_ms / mpix)
+        if kept_mpix > 0:
+            self.ms_per_mkept = self._ema(self.ms_per_mkept, products_ms / kept_mpix)
+        if patches > 0:
+            self.ms_per_patch = self._ema(self.ms_per_patch, score_ms / patches)
+        if recon_ms is not None:
+            self.ms_recon = self._ema(self.ms_recon, recon_ms)
+
+    def choose(
+        self, available_ms: float, mpix: float, n_patches: int, recon_wanted: bool, keep: float, safety: float
+    ) -> Level:
+        """The lowest ladder level predicted to finish within ``safety × available_ms``."""
+        for level in LADDER:
+            if self.predict(level, mpix, n_patches, recon_wanted, keep) <= safety * available_ms:
+                return level
+        return LADDER[-1]
+
+
+# ------------------------------------------------------------------------------------------------ memory
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes the runtime preallocates (or holds) for a mission, by purpose."""
+
+    items: tuple[tuple[str, int], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(v for _, v in self.items)
+
+    def as_dict(self) -> dict[str, int]:
+        return {**dict(self.items), "total": self.total}
+
+
+def plan_memory(
+    mission: Mission, width: int, height: int, model_bytes: int, patch_channels: int
+) -> MemoryPlan:
+    """Working memory a mission needs at frame width ``width`` (and ``height`` for whole-file frames)."""
+    cam, an = mission.camera, mission.anomaly
+    rows = cam.strip_rows if cam.source == "strips" else height
+    px = rows * width
+    item = 1 if cam.bit_depth <= 8 else 2
+    p2 = an.patch * an.patch * patch_channels
+    items = [
+        ("frame_strip_raw", px * cam.channels * item),
+        ("mask_rows", px),
+        ("sparse_values_strip", int(px * mission.sampling.keep * cam.channels * item) + 1),
+        ("patch_batch_f32", an.batch * p2 * 4 * 3),  # input, x_hat, squared error
+        ("top_k_patches", max(an.top_k, 1) * p2 * item),
+        ("model_image", model_bytes),
+    ]
+    if mission.reconstruction.mode != "off":
+        t2 = mission.reconstruction.tile**2 * cam.channels
+        items.append(("recon_tiles_f32", mission.reconstruction.check_tiles * t2 * 4 * 3))
+    return MemoryPlan(tuple(items))
+
+
+def rss_bytes() -> int:
+    """Current resident set size (Linux /proc; falls back to the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of the process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(v if sys.platform == "darwin" else v * 1024)
+
+
+class MemoryMeter:
+    """Peak Python/numpy memory per frame (tracemalloc) plus process RSS, compared with the budget."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.started_here = False
+        self.run_peak = 0
+
+    def start(self) -> None:
+        if self.enabled and not tracemalloc.is_tracing():
+            tracemalloc.start()
+            self.started_here = True
+
+    def stop(self) -> None:
+        if self.started_here:
+            tracemalloc.stop()
+            self.started_here = False
+
+    def reset(self) -> None:
+        if self.enabled and tracemalloc.is_tracing():
+            tracemalloc.reset_peak()
+
+    def sample(self) -> dict[str, int]:
+        traced = tracemalloc.get_traced_memory() if self.enabled and tracemalloc.is_tracing() else (0, 0)
+        self.run_peak = max(self.run_peak, traced[1])
+        return {
+            "traced_now": traced[0],
+            "traced_peak": traced[1],
+            "rss": rss_bytes(),
+            "rss_peak": peak_rss_bytes(),
+        }

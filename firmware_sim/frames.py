@@ -1,0 +1,181 @@
+"""Frame sources: what the camera hands the runtime, as raw integer (or float) arrays in row strips.
+
+A real camera delivers raw arrays; the simulator reads them from files:
+
+- ``.npy``: memory-mapped, so strips are read without loading the frame (numpy only);
+- ``.tif`` / ``.tiff`` (BigTIFF, tiled or stripped): streamed segment by segment with ``tifffile``; memory
+  holds one band of tiles plus one output strip, independent of the frame size;
+- ``.png`` / ``.jpg`` / ``.pgm`` ...: decoded whole with OpenCV, which comes with the ``ground`` extra, not
+  the flight extras (``pip install 'edgeae[ground]'``). A flight build reads the camera's raw buffer instead.
+
+Every reader yields ``(row0, strip)`` with ``strip`` shaped (rows, W, C) in the file's own dtype.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeae._optional import require
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+FRAME_SUFFIXES = (".npy", *TIFF_SUFFIXES, *IMAGE_SUFFIXES)
+
+
+class FrameError(ValueError):
+    """A frame could not be read (unreadable file, unsupported layout)."""
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """Shape and sample type of a frame, known before any pixel is read."""
+
+    source: str
+    height: int
+    width: int
+    channels: int
+    dtype: np.dtype[Any]
+
+    @property
+    def nbytes(self) -> int:
+        return self.height * self.width * self.channels * self.dtype.itemsize
+
+
+class FrameReader(Protocol):
+    header: FrameHeader
+
+    def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]: ...
+
+
+def _as_hwc(a: np.ndarray, source: str) -> np.ndarray:
+    if a.ndim == 2:
+        return a[:, :, None]
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        return a[:, :, :3] if a.shape[2] == 4 else a
+    raise FrameError(f"{source}: expected an (H, W) or (H, W, C) frame, got shape {a.shape}")
+
+
+class ArrayFrame:
+    """A frame already in memory (a decoded image, a memory-mapped ``.npy``, or a camera buffer)."""
+
+    def __init__(self, array: np.ndarray, source: str = "array") -> None:
+        self.array = _as_hwc(np.asarray(array), source)
+        h, w, c = self.array.shape
+        self.header = FrameHeader(source, h, w, c, self.array.dtype)
+
+    def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        for r0 in range(0, self.header.height, strip_rows):
+            yield r0, self.array[r0 : r0 + strip_rows]
+
+
+class TiffFrame:
+    """Streams the first page of a (Big)TIFF in row strips without reading the whole image."""
+
+    def __init__(self, path: Path) -> None:
+        tifffile = require("tifffile")
+        self.path = path
+        try:
+            with tifffile.TiffFile(path) as tf:
+                page = tf.pages[0]
+                shape, dtype = page.shape, np.dtype(page.dtype)
+                self.tiled = bool(page.is_tiled)
+        except Exception as exc:  # tifffile raises many types for damaged files
+            raise FrameError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+        if len(shape) == 2:
+            h, w, c = shape[0], shape[1], 1
+        elif len(shape) == 3 and shape[2] in (1, 3):
+            h, w, c = shape
+        else:
+            raise FrameError(f"{path}: unsupported TIFF layout {shape} (want H×W or H×W×C, contiguous)")
+        self.header = FrameHeader(str(path), int(h), int(w), int(c), dtype)
+
+    def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        h, w, c = self.header.height, self.header.width, self.header.channels
+        out = np.empty((strip_rows, w, c), self.header.dtype)
+        row0 = filled = 0
+        for band in self._bands():
+            done = 0
+            while done < band.shape[0]:
+                take = min(strip_rows - filled, band.shape[0] - done)
+                out[filled : filled + take] = band[done : done + take]
+                filled += take
+                done += take
+                if filled == strip_rows:
+                    yield row0, out
+                    row0, filled = row0 + strip_rows, 0
+        if filled:
+            yield row0, out[:filled]
+        if row0 + filled != h:
+            raise FrameError(f"{self.path}: TIFF delivered {row0 + filled} rows, header says {h}")
+
+    def _bands(self) -> Iterator[np.ndarray]:
+        """Complete rows of tiles (or strips), top to bottom, each (rows, W, C)."""
+        tifffile = require("tifffile")
+        h, w, c = self.header.height, self.header.width, self.header.channels
+        with tifffile.TiffFile(self.path) as tf:
+            band: np.ndarray | None = None
+            band_y = -1
+            page = tf.pages[0]
+            # read about one band of tiles at a time (tifffile otherwise batches reads of many bands)
+            band_bytes = (page.tilelength or page.rowsperstrip or 1) * w * c * self.header.dtype.itemsize
+            for seg, idx, _shape in page.segments(sort=True, buffersize=max(band_bytes, 1 << 16)):
+                y, x = int(idx[2]), int(idx[3])
+                seg = seg.reshape(seg.shape[-3:])  # (th, tw, C)
+                if y != band_y:
+                    if band is not None:
+                        yield band[: h - band_y]
+                    band_y = y
+                    if band is None or band.shape[0] != seg.shape[0]:
+                        band = np.empty((seg.shape[0], w, c), self.header.dtype)
+                tw = min(seg.shape[1], w - x)
+                assert band is not None  # set on the first segment
+                band[:, x : x + tw] = seg[:, :tw, :c]
+            if band is not None:
+                yield band[: h - band_y]
+
+
+def read_image_frame(path: Path) -> ArrayFrame:
+    """Decode a PNG/JPEG/PGM frame with OpenCV (``ground`` extra), keeping its raw integer samples."""
+    cv2 = require("cv2")
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise FrameError(f"{path}: OpenCV could not decode the image (damaged or unsupported)")
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        arr = arr[:, :, 2::-1] if arr.shape[2] == 3 else arr[:, :, [2, 1, 0]]
+    return ArrayFrame(np.ascontiguousarray(arr), str(path))
+
+
+def open_frame(path: str | os.PathLike[str]) -> FrameReader:
+    """Open one frame file; raises :class:`FrameError` (or FileNotFoundError) naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"frame file {p} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return ArrayFrame(np.load(p, mmap_mode="r", allow_pickle=False), str(p))
+        except ValueError as exc:
+            raise FrameError(f"{p}: not a readable .npy array ({exc})") from exc
+    if suffix in TIFF_SUFFIXES:
+        return TiffFrame(p)
+    if suffix in IMAGE_SUFFIXES:
+        return read_image_frame(p)
+    raise FrameError(f"{p}: unsupported frame type {suffix!r}; expected one of {FRAME_SUFFIXES}")
+
+
+def expand_frames(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files named on the command line, with folders expanded to their frame files in sorted order."""
+    out: list[Path] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in FRAME_SUFFIXES))
+        else:
+            out.append(p)  # a missing file is reported (and dropped) by the loop, not here
+    return out

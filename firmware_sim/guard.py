@@ -1,0 +1,148 @@
+"""Model integrity: golden-hash checks at load, and checksum scrubbing of the weights held in memory.
+
+The runtime keeps each model artifact's bytes in memory (the weight image an SEU would hit) with a CRC-32 per
+4 KiB block. :meth:`ModelGuard.scrub` recomputes the CRCs; on a mismatch it reloads the golden copy from
+storage (after checking its SHA-256 against the golden hash) and rebuilds the interpreter session, so the
+upset lives at most until the next scrub. At load, a file whose SHA-256 differs from the golden hash (from
+the mission file, else a ``<file>.sha256`` sidecar) is refused; a configured fallback copy is tried next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BLOCK = 4096
+Loader = Callable[[Path, int], Any]
+
+
+class ModelRefused(RuntimeError):
+    """No trustworthy copy of a model could be loaded."""
+
+
+def block_crcs(image: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """CRC-32 of each ``block``-byte block of a uint8 array."""
+    mv = memoryview(image.data)
+    return np.array([zlib.crc32(mv[i : i + block]) for i in range(0, image.size, block)], dtype=np.uint32)
+
+
+def golden_hash(path: Path, declared: str) -> tuple[str, str]:
+    """The hash a model file must have and where it came from: mission, sidecar, or first load."""
+    if declared:
+        return declared.lower(), "mission"
+    side = path.with_name(path.name + ".sha256")
+    if side.is_file():
+        text = side.read_text(encoding="utf-8").split()
+        if text:
+            return text[0].lower(), "sidecar"
+    return hashlib.sha256(path.read_bytes()).hexdigest(), "first-load"
+
+
+@dataclass
+class GuardEvent:
+    """Something the guard did, for the telemetry."""
+
+    kind: str
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelGuard:
+    """Holds one model: its golden hash, its in-memory weight image, and the interpreter built from it."""
+
+    def __init__(
+        self,
+        role: str,
+        path: Path,
+        loader: Loader,
+        threads: int,
+        *,
+        sha256: str = "",
+        fallback: str = "",
+        golden_path: Path | None = None,
+    ) -> None:
+        self.role = role
+        self.candidates = [path] + ([Path(fallback)] if fallback else [])
+        self.loader = loader
+        self.threads = threads
+        # the golden hash comes from the intended file (``golden_path``) when the loaded copy may be damaged
+        self.expected, self.hash_source = golden_hash(golden_path or path, sha256)
+        self.events: list[GuardEvent] = []
+        self.path: Path | None = None
+        self.predictor: Any = None
+        self.image = np.zeros(0, np.uint8)
+        self.crcs = np.zeros(0, np.uint32)
+        self.reloads = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.image.nbytes)
+
+    def load(self) -> Any:
+        """Load the first candidate whose bytes match the golden hash; raise :class:`ModelRefused` if none."""
+        reasons = []
+        for cand in self.candidates:
+            try:
+                data = cand.read_bytes()
+            except OSError as exc:
+                reasons.append(f"{cand}: unreadable ({exc})")
+                continue
+            got = hashlib.sha256(data).hexdigest()
+            if got != self.expected:
+                reasons.append(
+                    f"{cand}: SHA-256 {got[:12]}… != golden {self.expected[:12]}… ({self.hash_source})"
+                )
+                self.events.append(
+                    GuardEvent("model_file_corrupt", reasons[-1], {"role": self.role, "path": str(cand)})
+                )
+                continue
+            try:
+                self.predictor = self.loader(cand, self.threads)
+            except Exception as exc:  # interpreter errors: report and try the next copy
+                reasons.append(f"{cand}: {type(exc).__name__}: {exc}")
+                self.events.append(GuardEvent("model_unloadable", reasons[-1], {"role": self.role}))
+                continue
+            self.path = cand
+            self.image = np.frombuffer(bytearray(data), dtype=np.uint8)
+            self.crcs = block_crcs(self.image)
+            if cand != self.candidates[0]:
+                self.events.append(
+                    GuardEvent("model_fallback", f"loaded fallback {cand}", {"role": self.role})
+                )
+            return self.predictor
+        raise ModelRefused(f"{self.role} model refused: " + "; ".join(reasons))
+
+    def scrub(self) -> GuardEvent | None:
+        """Check every block; on a mismatch reload the golden copy and rebuild the session."""
+        if self.path is None:
+            return None
+        bad = np.flatnonzero(block_crcs(self.image) != self.crcs)
+        if bad.size == 0:
+            return None
+        first = int(bad[0])
+        detail = f"{bad.size} of {self.crcs.size} blocks of the {self.role} weights corrupted (first {first})"
+        try:
+            self.load()
+        except ModelRefused as exc:
+            ev = GuardEvent(
+                "seu_unrecoverable", f"{detail}; {exc}", {"role": self.role, "blocks": bad.tolist()}
+            )
+            self.predictor, self.path = None, None
+            self.events.append(ev)
+            return ev
+        self.reloads += 1
+        ev = GuardEvent(
+            "seu_detected", f"{detail}; golden copy reloaded", {"role": self.role, "blocks": bad.tolist()}
+        )
+        self.events.append(ev)
+        return ev
+
+    def drain_events(self) -> list[GuardEvent]:
+        out, self.events = self.events, []
+        return out

@@ -1,0 +1,431 @@
+"""The frame loop: acquire → validate → sample → score patches → reconstruct/encode → queue → telemetry.
+
+:class:`FlightRuntime` owns the models (behind :class:`~.guard.ModelGuard`), the downlink queue, the
+telemetry and the budgets. Each frame is streamed in strips of ``[camera] strip_rows`` rows (file frames
+are one strip), so memory depends on the frame width, not its height. Every acquired frame is entered in the
+ledger before it is processed and ends downlinked, queued, or dropped with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae.tiling import axis_starts
+
+from .budget import CostModel, MemoryMeter, plan_memory
+from .faults import FaultPlan, SimulatedReboot, corrupt_frame, flip_bits, parse_faults
+from .frames import ArrayFrame, FrameError, FrameReader, open_frame
+from .guard import GuardEvent, ModelGuard, ModelRefused
+from .mission import Mission, MissionError
+from .queue import DownlinkQueue
+from .score import PatchScorer, check_model, resolve_threshold
+from .sparse_stream import sparse_packets
+from .telemetry import TelemetryWriter, summarise, write_summary
+from .validate import check_header
+from .wire.packets import WireConfig, packetise
+from .wire.products import AnomalyPatch, TelemetryRecord
+
+Loader = Callable[[Path, int], Any]
+
+
+def default_loader(path: Path, threads: int) -> Any:
+    from .runtime import load_artifact
+
+    return load_artifact(path, threads=threads)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+class FlightRuntime:
+    """One boot of the flight software on a mission; ``out_dir`` holds everything that survives a reboot."""
+
+    def __init__(
+        self,
+        mission: Mission,
+        out_dir: str | os.PathLike[str],
+        *,
+        loader: Loader | None = None,
+        inject: Sequence[str] = (),
+        wire: WireConfig | None = None,
+    ) -> None:
+        self.m = mission
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.loader = loader or default_loader
+        self.wire = wire or WireConfig()
+        self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
+        self.meter = MemoryMeter(mission.runtime.measure_memory)
+        self.meter.start()
+        self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
+        self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
+        self.cost = CostModel()
+        self.records: list[dict[str, Any]] = []
+        self.frame_no = 0  # frames acquired in this boot
+        self.since_pass = 0
+        self.suspect: set[str] = set()
+        self.tm.write("start", mission=mission.name, mission_file=mission.source_path, pid=os.getpid())
+        if self.queue.recovered:
+            self.tm.write(
+                "recovery",
+                items=len(self.queue.items),
+                pending=len(self.queue.pending()),
+                lost=self.queue.lost_on_recovery,
+                next_frame_id=self.queue.state["next_frame_id"],
+            )
+        self.anomaly: ModelGuard | None = None
+        self.recon: ModelGuard | None = None
+        self.scorer: PatchScorer | None = None
+        self.threshold: float | None = None
+        self._load_models()
+
+    # ------------------------------------------------------------------------------------------ models
+    def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
+        path = Path(path_s)
+        if not path.is_file() and not (fallback and Path(fallback).is_file()):
+            raise MissionError(
+                f"{self.m.source_path}: {role} model {path} does not exist (export it, or override "
+                f"it with --{'anomaly' if role == 'anomaly' else 'recon'}-model)"
+            )
+        golden = None
+        if role == "anomaly" and self.faults.at(None, "corrupt-model"):
+            bad = self.out / "faults" / f"corrupt_{path.name}"
+            bad.parent.mkdir(parents=True, exist_ok=True)
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0x10
+            bad.write_bytes(bytes(data))
+            golden, path = path, bad
+            self.tm.write("event", kind="fault_injected", fault="corrupt-model@load", path=str(bad))
+        guard = ModelGuard(
+            role, path, self.loader, self.m.runtime.threads, sha256=sha, fallback=fallback, golden_path=golden
+        )
+        try:
+            guard.load()
+        except ModelRefused as exc:
+            self._events(guard.drain_events())
+            self.tm.write(
+                "event",
+                kind="model_refused",
+                role=role,
+                detail=str(exc),
+                consequence="no anomaly scoring: sparse pixels only"
+                if role == "anomaly"
+                else "no onboard reconstruction",
+            )
+            return None
+        self._events(guard.drain_events())
+        self.tm.write(
+            "event",
+            kind="model_loaded",
+            role=role,
+            path=str(guard.path),
+            bytes=guard.nbytes,
+            sha256=guard.expected,
+            hash_source=guard.hash_source,
+        )
+        return guard
+
+    def _load_models(self) -> None:
+        an, rc, cam = self.m.anomaly, self.m.reconstruction, self.m.camera
+        if an.model:
+            self.anomaly = self._guard("anomaly", an.model, an.sha256, an.fallback)
+        if self.anomaly is not None:
+            pred = self.anomaly.predictor
+            check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
+            self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
+            self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth)
+            t0 = time.perf_counter()
+            for _ in range(2):  # warm up, then calibrate the per-patch cost
+                t0 = time.perf_counter()
+                self.scorer.run(an.batch)
+            self.cost.ms_per_patch = _ms(t0) / an.batch
+        if rc.mode != "off":
+            self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
+            if self.recon is not None and self.recon.predictor.metadata.kind != "cae":
+                raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a cae model")
+
+    def _events(self, events: list[GuardEvent]) -> list[str]:
+        for ev in events:
+            self.tm.write("event", kind=ev.kind, detail=ev.detail, **ev.data)
+        return [ev.kind for ev in events]
+
+    def _scrub(self, frame_no: int) -> list[str]:
+        kinds: list[str] = []
+        for role, guard in (("anomaly", self.anomaly), ("reconstruction", self.recon)):
+            if guard is None:
+                continue
+            fault = self.faults.at(frame_no, "seu" if role == "anomaly" else "seu-recon")
+            if fault is not None:
+                flips = flip_bits(guard.image, int(float(fault.arg or 1)), self.faults.rng)
+                self.tm.write("event", kind="fault_injected", fault=str(fault), flips=flips)
+                self.suspect.add(role)
+            if frame_no % self.m.runtime.scrub_every_frames == 0:
+                ev = guard.scrub()
+                if ev is not None:
+                    kinds += self._events([ev])
+                    self.suspect.discard(role)
+                    if role == "anomaly":
+                        self._rebind_anomaly(guard)
+                    if ev.kind == "seu_unrecoverable":
+                        setattr(self, role if role == "anomaly" else "recon", None)
+        return kinds
+
+    def _rebind_anomaly(self, guard: ModelGuard) -> None:
+        if self.scorer is not None and guard.predictor is not None:
+            self.scorer.predictor = guard.predictor
+        elif guard.predictor is None:
+            self.scorer = None
+
+    # ------------------------------------------------------------------------------------------ frames
+    def _drop(self, rec: dict[str, Any], reason: str, detail: str = "") -> dict[str, Any]:
+        rec.update(status="dropped", reason=reason, detail=detail)
+        self.queue.state["frames"][str(rec["frame_id"])] = {
+            "source": rec["source"],
+            "status": "dropped",
+            "reason": f"{reason}: {detail}" if detail else reason,
+        }
+        self.queue.save()
+        return rec
+
+    def process(self, frame: str | os.PathLike[str] | np.ndarray) -> dict[str, Any]:
+        """Run one frame through the loop and return its telemetry record."""
+        t0 = time.perf_counter()
+        fno = self.frame_no
+        self.frame_no += 1
+        if self.faults.at(fno, "reboot"):
+            self.tm.write("event", kind="fault_injected", fault=f"reboot@frame{fno}")
+            self.tm.close()
+            self.meter.stop()
+            raise SimulatedReboot(f"reboot before frame {fno}")
+        fid = int(self.queue.state["next_frame_id"])
+        self.queue.state["next_frame_id"] = fid + 1
+        source = "array" if isinstance(frame, np.ndarray) else str(frame)
+        self.queue.state["frames"][str(fid)] = {"source": source, "status": "in_progress", "reason": ""}
+        self.queue.save()
+        self.meter.reset()
+        rec: dict[str, Any] = {"frame_id": fid, "frame_no": fno, "source": source, "flags": [], "events": []}
+        rec["events"] = self._scrub(fno)
+        if self.suspect:
+            rec["flags"].append("weights_unverified:" + ",".join(sorted(self.suspect)))
+        late = self.faults.at(fno, "late")
+        lateness = float(late.arg) if late and late.arg else (0.6 * self.m.budget.frame_ms if late else 0.0)
+        if late:
+            self.tm.write("event", kind="fault_injected", fault=str(late), lateness_ms=lateness)
+            rec["flags"].append("late")
+        rec["lateness_ms"] = lateness
+        try:
+            reader: FrameReader = (
+                ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
+            )
+        except (FrameError, OSError) as exc:
+            return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
+        bad = self.faults.at(fno, "bad-frame")
+        if bad is not None:
+            self.tm.write("event", kind="fault_injected", fault=str(bad))
+            reader = _corrupted(reader, bad.arg or "nan")
+        verdict = check_header(reader.header, self.m.camera)
+        if not verdict.ok:
+            return self._finish(self._drop(rec, f"invalid_{verdict.reason}", verdict.detail), t0)
+        h, w = reader.header.height, reader.header.width
+        plan = plan_memory(self.m, w, h, self._model_bytes(), self.m.camera.channels)
+        rec["memory_plan"] = plan.total
+        if plan.total > self.m.budget.memory_bytes:
+            return self._finish(
+                self._drop(rec, "memory_budget", f"needs {plan.total} B > {self.m.budget.memory_bytes} B"), t0
+            )
+        rec["acquire_ms"] = _ms(t0)
+        return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
+
+    def _model_bytes(self) -> int:
+        return sum(g.nbytes for g in (self.anomaly, self.recon) if g is not None)
+
+    def _run_frame(
+        self, reader: FrameReader, rec: dict[str, Any], fid: int, fno: int, lateness: float, t0: float
+    ) -> dict[str, Any]:
+        from .frame_work import FrameWork
+
+        m, hdr = self.m, reader.header
+        streamed = m.camera.source == "strips"
+        strip_rows = m.camera.strip_rows if m.camera.source == "strips" else hdr.height
+        ys = _patch_rows(hdr.height, m.anomaly, streamed)
+        xs = axis_starts(hdr.width, m.anomaly.patch, m.anomaly.stride) if hdr.width >= m.anomaly.patch else []
+        n_patches = len(ys) * len(xs) if self.scorer is not None else 0
+        available = m.budget.frame_ms - lateness
+        mpix = hdr.height * hdr.width / 1e6
+        recon = self.recon is not None
+        level = self.cost.choose(available, mpix, n_patches, recon, m.sampling.keep, m.budget.safety)
+        rec["level"] = {"index": level.index, "name": level.name}
+        rec["predicted_ms"] = self.cost.predict(level, mpix, n_patches, recon, m.sampling.keep)
+        rec["available_ms"] = available
+        keep = max(m.sampling.min_keep, m.sampling.keep * level.keep_factor)
+        work = FrameWork(self, reader, fid, keep, level, ys, xs, t0, available, streamed)
+        ok = work.stream(strip_rows)
+        if not ok:
+            return self._drop(rec, work.drop_reason, work.drop_detail)
+        report = work.report()
+        rec["flags"] += report.pop("flags_add")
+        rec.update(report)
+        t_prod = time.perf_counter()
+        products = self._queue_products(work, rec)
+        rec["timing_ms"]["products"] = _ms(t_prod)
+        rec["status"] = "processed"
+        self.queue.state["frames"][str(fid)] = {"source": rec["source"], "status": "processed", "reason": ""}
+        self.queue.save()
+        rec["queued_bytes"] = products
+        total = _ms(t0)
+        rec["timing_ms"]["total"] = total
+        rec["deadline_missed"] = total > available
+        tm = rec["timing_ms"]
+        base = total - tm["score"] - tm.get("recon", 0.0) - tm["products"]
+        self.cost.update(
+            mpix=mpix,
+            base_ms=base,
+            kept_mpix=work.kept / 1e6,
+            products_ms=tm["products"],
+            patches=work.topk.scored,
+            score_ms=tm["score"],
+            recon_ms=tm.get("recon"),
+        )
+        return rec
+
+    def _queue_products(self, work: Any, rec: dict[str, Any]) -> dict[str, int]:
+        queued: dict[str, int] = {"patch": 0, "sparse": 0, "telemetry": 0}
+        evicted: list[int] = []
+        bits = self.m.camera.bit_depth
+        for i, c in enumerate(work.topk.ranked()):
+            ap = AnomalyPatch(work.fid, c.x, c.y, self.m.anomaly.patch, float(c.score), c.pixels, bits, i)
+            item, ev = self.queue.put("patch", work.fid, packetise(ap, config=self.wire))
+            queued["patch"] += item.wire_bytes if item.status == "pending" else 0
+            evicted += [e.id for e in ev]
+        sf, counts = work.sparse_frame()
+        if counts is not None:
+            packets = sparse_packets(sf, counts, self.wire.max_packet_size)
+        else:
+            packets = iter(packetise(sf, config=self.wire))
+        item, ev = self.queue.put("sparse", work.fid, packets)
+        queued["sparse"] += item.wire_bytes if item.status == "pending" else 0
+        evicted += [e.id for e in ev]
+        work.close()
+        summary: dict[str, Any] = {k: rec[k] for k in ("frame_id", "level", "flags") if k in rec}
+        summary["anomaly"] = rec.get("anomaly", {}).get("patches", [])[:16]
+        tr = TelemetryRecord(work.fid, _json_bytes(summary))
+        item, ev = self.queue.put("telemetry", work.fid, packetise(tr, config=self.wire))
+        queued["telemetry"] += item.wire_bytes if item.status == "pending" else 0
+        evicted += [e.id for e in ev]
+        if evicted:
+            rec["evicted_items"] = evicted
+        return queued
+
+    def _finish(self, rec: dict[str, Any], t0: float) -> dict[str, Any]:
+        rec.setdefault("timing_ms", {})["total"] = rec.get("timing_ms", {}).get("total", _ms(t0))
+        mem = self.meter.sample()
+        budget = self.m.budget.memory_bytes
+        rec["memory"] = {**mem, "budget": budget, "over_budget": mem["traced_peak"] > budget}
+        if rec["memory"]["over_budget"]:
+            rec["flags"].append("memory_over_budget")
+        self.since_pass += 1
+        if self.since_pass >= self.m.budget.pass_every_frames:
+            self.downlink_pass()
+        rec["queue_pending_bytes"] = self.queue.stored_bytes
+        self.records.append(rec)
+        self.tm.write("frame", **rec)
+        return rec
+
+    # ---------------------------------------------------------------------------------------- downlink
+    def downlink_pass(self) -> None:
+        rep = self.queue.downlink_pass(self.m.budget.downlink_bytes_per_pass, self.out / "downlink")
+        self.since_pass = 0
+        self.tm.write(
+            "pass",
+            index=rep.index,
+            bytes=rep.bytes_sent,
+            packets=rep.packets_sent,
+            completed=rep.items_completed,
+            partial=rep.items_partial,
+            file=rep.path,
+            pending_bytes=self.queue.stored_bytes,
+        )
+
+    def run(self, frames: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+        """Process frames (skipping sources already in the ledger after a reboot); write the summary."""
+        done = {r["source"] for r in self.queue.state["frames"].values() if r["status"] != "in_progress"}
+        for f in frames:
+            if str(f) in done:
+                self.tm.write("event", kind="skip_already_acquired", source=str(f))
+                continue
+            self.process(f)
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        extra = {
+            "mission": self.m.name,
+            "budgets": {
+                "memory_bytes": self.m.budget.memory_bytes,
+                "frame_ms": self.m.budget.frame_ms,
+                "downlink_bytes_per_pass": self.m.budget.downlink_bytes_per_pass,
+            },
+            "memory": {
+                "traced_peak_bytes": self.meter.run_peak,
+                "rss_peak_bytes": self.meter.sample()["rss_peak"],
+                "within_budget": self.meter.run_peak <= self.m.budget.memory_bytes,
+            },
+            "models": {
+                r: (str(g.path) if g else None)
+                for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
+            },
+            "scrub_reloads": sum(g.reloads for g in (self.anomaly, self.recon) if g is not None),
+            "faults": [str(f) for f in self.faults.faults],
+            "recovered_from_reboot": self.queue.recovered,
+            "patches_per_s": _rate(self.records),
+        }
+        summary = summarise(self.queue, self.records, extra)
+        write_summary(self.out / "summary.json", summary)
+        self.tm.write("end", summary=summary["frames"])
+        self.tm.close()
+        self.meter.stop()
+        return summary
+
+
+def _rate(records: list[dict[str, Any]]) -> float | None:
+    scored = sum(r.get("patches", {}).get("scored", 0) for r in records)
+    secs = sum(r["timing_ms"]["total"] for r in records if r.get("status") == "processed") / 1e3
+    return scored / secs if secs > 0 and scored else None
+
+
+def _patch_rows(height: int, an: Any, streamed: bool) -> list[int]:
+    if height < an.patch:
+        return []
+    if streamed:  # patches never cross strips: the grid stops at the last whole patch row
+        return list(range(0, height - an.patch + 1, an.patch))
+    return axis_starts(height, an.patch, an.stride)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    from .telemetry import dumps
+
+    return dumps(obj).encode()
+
+
+class _Corrupted:
+    """A reader wrapper that damages every strip (the ``bad-frame`` fault)."""
+
+    def __init__(self, inner: FrameReader, mode: str) -> None:
+        self.inner, self.mode = inner, mode
+        h = inner.header
+        probe = corrupt_frame(np.zeros((1, 1, h.channels), h.dtype), mode)
+        self.header = type(h)(h.source, h.height, h.width, probe.shape[2], probe.dtype)
+
+    def strips(self, strip_rows: int) -> Any:
+        for r0, s in self.inner.strips(strip_rows):
+            yield r0, corrupt_frame(s, self.mode)
+
+
+def _corrupted(reader: FrameReader, mode: str) -> FrameReader:
+    return _Corrupted(reader, mode)

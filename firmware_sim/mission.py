@@ -1,0 +1,265 @@
+"""Mission files: one TOML file says what the camera delivers and what the spacecraft can afford.
+
+Loaded into frozen dataclasses that validate themselves, so a mission that cannot work is refused at load
+with the file and the field named. Standard library only (``tomllib``). See ``docs/firmware_sim.md`` for every
+field; ``missions/rover_mastcamz.toml`` and ``missions/orbital_nac.toml`` are worked examples.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+SOURCES = ("files", "strips")
+PATTERNS = ("uniform", "jittered")
+METHODS = ("vae", "cae-masked")
+RECON_MODES = ("off", "check", "latent")
+MISSIONS_DIR = Path(__file__).resolve().parent / "missions"
+
+
+class MissionError(ValueError):
+    """A mission file is missing, malformed, or asks for something impossible."""
+
+
+def _need(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise MissionError(f"{where}: {msg}")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What one frame looks like. ``height``/``width`` 0 accept any size (file frames of mixed sizes)."""
+
+    source: str = "files"
+    channels: int = 3
+    height: int = 0
+    width: int = 0
+    bit_depth: int = 8
+    strip_rows: int = 256
+    max_nan_fraction: float = 0.0
+    max_saturated_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        w = "[camera]"
+        _need(self.source in SOURCES, w, f"source must be one of {SOURCES}, got {self.source!r}")
+        _need(self.channels in (1, 3), w, f"channels must be 1 or 3, got {self.channels}")
+        _need(self.height >= 0 and self.width >= 0, w, "height and width must be >= 0")
+        _need(1 <= self.bit_depth <= 16, w, f"bit_depth must be in 1..16, got {self.bit_depth}")
+        _need(self.strip_rows >= 1, w, "strip_rows must be >= 1")
+        _need(0.0 <= self.max_nan_fraction <= 1.0, w, "max_nan_fraction must be in [0, 1]")
+        _need(0.0 <= self.max_saturated_fraction <= 1.0, w, "max_saturated_fraction must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Deterministic sparse sampling (``edgeae.masks``). Frame ``i`` uses seed ``seed + i``."""
+
+    keep: float = 0.05
+    pattern: str = "uniform"
+    seed: int = 0
+    min_keep: float = 0.005
+
+    def __post_init__(self) -> None:
+        w = "[sampling]"
+        _need(0.0 < self.keep <= 1.0, w, f"keep must be in (0, 1], got {self.keep}")
+        _need(0.0 < self.min_keep <= self.keep, w, f"min_keep must be in (0, keep], got {self.min_keep}")
+        _need(self.pattern in PATTERNS, w, f"pattern must be one of {PATTERNS}, got {self.pattern!r}")
+        _need(0 <= self.seed < 2**63, w, "seed must be a non-negative 63-bit integer")
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Patch anomaly scoring. ``model`` empty disables scoring (sparse pixels only).
+
+    A patch is flagged when its score exceeds ``threshold`` (a number, or "metadata" for the artifact's own
+    threshold); at most ``top_k`` flagged patches per frame are sent (this also bounds their memory).
+    Without a threshold the ``top_k`` highest-scoring patches are sent. ``sha256`` is the golden hash of the
+    model file (optional; else a ``<model>.sha256`` sidecar, else the hash at first load). ``fallback`` is
+    a second copy, loaded when the first is corrupt.
+    """
+
+    model: str = ""
+    method: str = "vae"
+    patch: int = 64
+    stride: int = 64
+    batch: int = 16
+    threshold: float | str | None = None
+    top_k: int = 8
+    min_valid: float = 0.9
+    sha256: str = ""
+    fallback: str = ""
+
+    def __post_init__(self) -> None:
+        w = "[anomaly]"
+        _need(self.method in METHODS, w, f"method must be one of {METHODS}, got {self.method!r}")
+        _need(8 <= self.patch <= 4096, w, f"patch must be in 8..4096, got {self.patch}")
+        _need(1 <= self.stride <= self.patch, w, f"stride must be in 1..patch, got {self.stride}")
+        _need(1 <= self.batch <= 4096, w, "batch must be in 1..4096")
+        _need(1 <= self.top_k <= 65535, w, "top_k (the most patches sent per frame) must be in 1..65535")
+        _need(0.0 <= self.min_valid <= 1.0, w, "min_valid must be in [0, 1]")
+        t = self.threshold
+        _need(
+            t is None or t == "metadata" or (isinstance(t, int | float) and math.isfinite(float(t))),
+            w,
+            f'threshold must be a finite number or "metadata", got {t!r}',
+        )
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Optional onboard work after scoring: ``check`` reconstructs a few tiles from the sparse pixels with the
+    CAE and records the error; ``latent`` encodes tiles with the CAE encoder and queues a LatentFrame."""
+
+    mode: str = "off"
+    model: str = ""
+    tile: int = 128
+    check_tiles: int = 2
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        w = "[reconstruction]"
+        _need(self.mode in RECON_MODES, w, f"mode must be one of {RECON_MODES}, got {self.mode!r}")
+        _need(self.mode == "off" or bool(self.model), w, f"mode {self.mode!r} needs a model")
+        _need(8 <= self.tile <= 4096, w, "tile must be in 8..4096")
+        _need(self.check_tiles >= 1, w, "check_tiles must be >= 1")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the spacecraft affords: working memory (bytes), time per frame (ms), bytes per downlink pass."""
+
+    memory_bytes: int = 256 * 2**20
+    frame_ms: float = 2000.0
+    downlink_bytes_per_pass: int = 1_000_000
+    pass_every_frames: int = 1
+    queue_capacity_bytes: int = 64 * 2**20
+    safety: float = 0.85
+
+    def __post_init__(self) -> None:
+        w = "[budget]"
+        _need(self.memory_bytes >= 2**20, w, "memory_bytes must be at least 1 MiB")
+        _need(self.frame_ms > 0, w, "frame_ms must be positive")
+        _need(self.downlink_bytes_per_pass >= 0, w, "downlink_bytes_per_pass must be >= 0")
+        _need(self.pass_every_frames >= 1, w, "pass_every_frames must be >= 1")
+        _need(self.queue_capacity_bytes >= 4096, w, "queue_capacity_bytes must be >= 4096")
+        _need(0.1 <= self.safety <= 1.0, w, "safety must be in [0.1, 1]")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Interpreter threads, weight scrubbing period and fault injection (``kind@frameN[:arg]`` strings)."""
+
+    threads: int = 1
+    scrub_every_frames: int = 1
+    measure_memory: bool = True
+    inject: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        w = "[runtime]"
+        _need(1 <= self.threads <= 256, w, "threads must be in 1..256")
+        _need(self.scrub_every_frames >= 1, w, "scrub_every_frames must be >= 1")
+        object.__setattr__(self, "inject", tuple(str(s) for s in self.inject))
+
+
+@dataclass(frozen=True)
+class Mission:
+    """A whole mission file."""
+
+    name: str
+    camera: Camera = field(default_factory=Camera)
+    sampling: Sampling = field(default_factory=Sampling)
+    anomaly: Anomaly = field(default_factory=Anomaly)
+    reconstruction: Reconstruction = field(default_factory=Reconstruction)
+    budget: Budget = field(default_factory=Budget)
+    runtime: Runtime = field(default_factory=Runtime)
+    description: str = ""
+    source_path: str = ""
+
+    def __post_init__(self) -> None:
+        _need(bool(self.name), "mission", "name must not be empty")
+        cam, an = self.camera, self.anomaly
+        if cam.source == "strips":
+            _need(
+                cam.strip_rows % an.patch == 0 and an.stride == an.patch,
+                "mission",
+                "streamed strips need strip_rows to be a multiple of [anomaly].patch and stride == patch",
+            )
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Mission:
+        """A copy with some fields of some sections replaced, e.g. ``anomaly={"model": "x.onnx"}``."""
+        changes: dict[str, Any] = {}
+        for name, values in sections.items():
+            try:
+                changes[name] = replace(getattr(self, name), **values)
+            except TypeError as exc:
+                raise MissionError(f"[{name}]: {exc}") from exc
+        return replace(self, **changes)
+
+
+_SECTIONS: dict[str, type] = {
+    "camera": Camera,
+    "sampling": Sampling,
+    "anomaly": Anomaly,
+    "reconstruction": Reconstruction,
+    "budget": Budget,
+    "runtime": Runtime,
+}
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise MissionError(f"{where}: [{cls.__name__.lower()}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise MissionError(f"{where}: unknown keys {unknown} in section; known: {sorted(known)}")
+    kwargs = dict(data)
+    if cls is Runtime and "inject" in kwargs:
+        inj = kwargs["inject"]
+        kwargs["inject"] = tuple(inj) if isinstance(inj, list) else tuple(str(inj).split(","))
+    return cls(**kwargs)
+
+
+def mission_from_dict(data: dict[str, Any], source: str = "mission") -> Mission:
+    """Build and validate a :class:`Mission` from a parsed TOML document."""
+    unknown = sorted(set(data) - set(_SECTIONS) - {"name", "description"})
+    if unknown:
+        raise MissionError(f"{source}: unknown top-level keys {unknown}")
+    try:
+        parts = {k: _section(cls, data[k], f"{source} [{k}]") for k, cls in _SECTIONS.items() if k in data}
+        return Mission(
+            name=str(data.get("name", "")),
+            description=str(data.get("description", "")),
+            source_path=source,
+            **parts,
+        )
+    except MissionError as exc:
+        msg = str(exc)
+        raise MissionError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+    except TypeError as exc:
+        raise MissionError(f"{source}: {exc}") from None
+
+
+def resolve_mission(spec: str | Path) -> Path:
+    """A path to a mission file, or the name of a shipped one (``rover_mastcamz``, ``orbital_nac``)."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    shipped = MISSIONS_DIR / f"{p.stem}.toml"
+    if p.suffix in ("", ".toml") and shipped.is_file() and p.parent == Path("."):
+        return shipped
+    known = sorted(q.stem for q in MISSIONS_DIR.glob("*.toml"))
+    raise MissionError(f"mission file {spec} does not exist (shipped missions: {known})")
+
+
+def load_mission(spec: str | Path) -> Mission:
+    """Read and validate a mission TOML file (or a shipped mission by name)."""
+    path = resolve_mission(spec)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MissionError(f"{path}: cannot read mission file ({exc})") from exc
+    return mission_from_dict(data, source=str(path))

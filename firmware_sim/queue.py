@@ -1,0 +1,259 @@
+"""The onboard downlink queue: prioritised, bounded, persisted to disk, and accountable.
+
+Products are packetised when they are queued (so their wire size is known) and kept as files of CCSDS
+packets under ``DIR/items/``; the index ``DIR/index.json`` is rewritten atomically (temporary file, fsync,
+rename) after every change, so a reboot at any instant loses nothing that was queued. A downlink pass sends
+packets in priority order (anomaly patches, then telemetry, then sparse pixels, then latents; oldest first
+within a priority) until the pass budget is spent; a product larger than what is left is sent in part and
+finished on the next pass (every packet decodes on its own). Sequence counts are stamped at send time, so
+they run without gaps in transmit order across passes and reboots.
+
+When onboard storage (``capacity_bytes``) is full, the lowest-priority, oldest items are evicted, never one
+with a higher priority than the newcomer; every eviction is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .wire.packets import crc16
+
+PRIORITY: dict[str, int] = {"patch": 0, "telemetry": 1, "sparse": 2, "latent": 3}
+PENDING, SENT, EVICTED = "pending", "sent", "evicted"
+INDEX_VERSION = 1
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def split_packets(data: bytes) -> list[bytes]:
+    """Cut concatenated CCSDS space packets apart using each primary header's length field."""
+    out, i = [], 0
+    while i + 6 <= len(data):
+        n = 7 + struct.unpack_from(">H", data, i + 4)[0]
+        out.append(data[i : i + n])
+        i += n
+    if i != len(data):
+        raise ValueError(f"{len(data) - i} trailing bytes are not a whole space packet")
+    return out
+
+
+def restamp(packet: bytes, seq_count: int) -> bytes:
+    """The packet with its 14-bit sequence count replaced and its CRC-16 recomputed."""
+    b = bytearray(packet)
+    word = struct.unpack_from(">H", b, 2)[0]
+    struct.pack_into(">H", b, 2, (word & 0xC000) | (seq_count & 0x3FFF))
+    struct.pack_into(">H", b, len(b) - 2, crc16(bytes(b[:-2])))
+    return bytes(b)
+
+
+@dataclass
+class Item:
+    """One queued product (metadata; the packets live in a file)."""
+
+    id: int
+    kind: str
+    priority: int
+    frame_id: int
+    n_packets: int
+    wire_bytes: int
+    status: str = PENDING
+    sent_packets: int = 0
+    sent_bytes: int = 0
+    reason: str = ""
+
+    @property
+    def file(self) -> str:
+        return f"{self.id:08d}.pkt"
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one downlink pass sent."""
+
+    index: int
+    bytes_sent: int
+    packets_sent: int
+    items_completed: int
+    items_partial: int
+    path: str
+
+
+class DownlinkQueue:
+    """A persistent prioritised queue of packetised products in ``root`` (created if absent)."""
+
+    def __init__(self, root: str | os.PathLike[str], capacity_bytes: int) -> None:
+        self.root = Path(root)
+        self.items_dir = self.root / "items"
+        self.items_dir.mkdir(parents=True, exist_ok=True)
+        self.capacity_bytes = int(capacity_bytes)
+        self.items: dict[int, Item] = {}
+        self.state: dict[str, Any] = {"next_id": 0, "passes": 0, "seq": {}, "frames": {}, "next_frame_id": 0}
+        self.recovered = False
+        self.lost_on_recovery: list[int] = []
+        if (self.root / "index.json").is_file():
+            self._load()
+
+    # ----------------------------------------------------------------------------------- persistence
+    def _load(self) -> None:
+        path = self.root / "index.json"
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: queue index unreadable ({exc})") from exc
+        if doc.get("version") != INDEX_VERSION:
+            raise ValueError(f"{path}: queue index version {doc.get('version')!r} is not {INDEX_VERSION}")
+        self.state = doc["state"]
+        self.items = {int(d["id"]): Item(**d) for d in doc["items"]}
+        for it in self.items.values():  # a pending item must still have its packets
+            if it.status == PENDING and not (self.items_dir / it.file).is_file():
+                it.status, it.reason = EVICTED, "item file missing after reboot"
+                self.lost_on_recovery.append(it.id)
+        self.recovered = True
+
+    def save(self) -> None:
+        doc = {
+            "version": INDEX_VERSION,
+            "state": self.state,
+            "items": [asdict(i) for i in self.items.values()],
+        }
+        atomic_write(self.root / "index.json", json.dumps(doc, separators=(",", ":")).encode())
+
+    # --------------------------------------------------------------------------------------- queries
+    @property
+    def stored_bytes(self) -> int:
+        return sum(i.wire_bytes - i.sent_bytes for i in self.items.values() if i.status == PENDING)
+
+    def pending(self) -> list[Item]:
+        return sorted(
+            (i for i in self.items.values() if i.status == PENDING), key=lambda i: (i.priority, i.id)
+        )
+
+    def frame_items(self, frame_id: int) -> list[Item]:
+        return [i for i in self.items.values() if i.frame_id == frame_id]
+
+    # --------------------------------------------------------------------------------------- enqueue
+    def put(self, kind: str, frame_id: int, packets: Iterable[bytes]) -> tuple[Item, list[Item]]:
+        """Queue one product's packets; returns the item and the items evicted to make room.
+
+        The returned item's status is ``evicted`` (reason ``queue_full``) when no room could be made.
+        Call :meth:`save` after the frame's products are queued (the loop does).
+        """
+        item = Item(
+            id=int(self.state["next_id"]),
+            kind=kind,
+            priority=PRIORITY[kind],
+            frame_id=int(frame_id),
+            n_packets=0,
+            wire_bytes=0,
+        )
+        self.state["next_id"] = item.id + 1
+        final = self.items_dir / item.file
+        tmp = final.with_name(final.name + ".tmp")
+        with tmp.open("wb") as f:  # streamed: a huge sparse frame never sits in memory as one bytes object
+            for p in packets:
+                f.write(p)
+                item.n_packets += 1
+                item.wire_bytes += len(p)
+            f.flush()
+            os.fsync(f.fileno())
+        self.items[item.id] = item
+        evicted = self._make_room(item)
+        if item.status == PENDING:
+            os.replace(tmp, final)
+        else:
+            tmp.unlink(missing_ok=True)
+        return item, evicted
+
+    def _make_room(self, new: Item) -> list[Item]:
+        need = self.stored_bytes + new.wire_bytes - self.capacity_bytes  # new is pending already
+        evicted: list[Item] = []
+        if need <= 0:
+            return evicted
+        victims = sorted(
+            (
+                i
+                for i in self.items.values()
+                if i.status == PENDING and i.id != new.id and i.priority > new.priority
+            ),
+            key=lambda i: (-i.priority, i.id),
+        )
+        freeable = sum(v.wire_bytes - v.sent_bytes for v in victims)
+        if freeable < need:
+            new.status, new.reason = EVICTED, "queue_full"
+            return evicted
+        for v in victims:
+            if need <= 0:
+                break
+            need -= v.wire_bytes - v.sent_bytes
+            self._evict(v, f"evicted for higher-priority item {new.id}")
+            evicted.append(v)
+        return evicted
+
+    def _evict(self, item: Item, reason: str) -> None:
+        item.status, item.reason = EVICTED, reason
+        (self.items_dir / item.file).unlink(missing_ok=True)
+
+    # -------------------------------------------------------------------------------------- downlink
+    def _next_seq(self, apid: int) -> int:
+        seq: dict[str, int] = self.state["seq"]
+        n = seq.get(str(apid), 0)
+        seq[str(apid)] = (n + 1) % (1 << 14)
+        return n
+
+    def downlink_pass(self, budget_bytes: int, out_dir: str | os.PathLike[str]) -> PassReport:
+        """Send up to ``budget_bytes`` of packets into ``out_dir/pass_NNNNN.bin`` (written atomically)."""
+        index = int(self.state["passes"]) + 1
+        out: list[bytes] = []
+        left, done, partial = int(budget_bytes), 0, 0
+        for it in self.pending():
+            if left <= 0:
+                break
+            packets = split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]
+            took = 0
+            for p in packets:
+                if len(p) > left:
+                    break
+                apid = struct.unpack_from(">H", p, 0)[0] & 0x7FF
+                out.append(restamp(p, self._next_seq(apid)))
+                left -= len(p)
+                it.sent_bytes += len(p)
+                took += 1
+            it.sent_packets += took
+            if it.sent_packets == it.n_packets:
+                it.status = SENT
+                done += 1
+            elif took:
+                partial += 1
+        path = Path(out_dir) / f"pass_{index:05d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, b"".join(out))
+        self.state["passes"] = index
+        self.save()  # only after the pass file is on disk: a crash in between resends, never loses
+        for it in self.items.values():
+            if it.status == SENT:
+                (self.items_dir / it.file).unlink(missing_ok=True)
+        return PassReport(index, int(budget_bytes) - left, len(out), done, partial, str(path))

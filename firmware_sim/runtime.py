@@ -1,0 +1,259 @@
+"""Flight-side artifact loader: run an exported edgeae model with numpy and one light interpreter.
+
+``load_artifact(path, threads)`` opens an ``.onnx``/``.ort`` file in onnxruntime or a ``.tflite`` file in
+ai-edge-litert, reads the edgeae metadata embedded in the file, and returns an :class:`ArtifactPredictor`
+with the one calling convention of :mod:`edgeae.predictor`: the input is always a float32 NCHW batch in
+[0, 1]; the wrapper transposes to NHWC and quantises to int8 when the artifact wants that, and returns
+
+- ``cae`` / ``cae-decoder``: float32 NCHW pixels in [0, 1];
+- ``cae-encoder``: the float32 latent (N, C, h, w);
+- ``vae``: a dict with ``score`` (N,), ``x_hat`` (N, C, H, W) and ``mu`` (N, D).
+
+This module never imports torch (a test proves it): it is the code that would run on the spacecraft.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.metadata import METADATA_KEY, MetadataError, ModelMetadata
+
+ONNX_SUFFIXES = (".onnx", ".ort")
+TFLITE_SUFFIXES = (".tflite",)
+# Logical output names per model kind, in graph order (exporters name the graph outputs this way).
+OUTPUT_NAMES: dict[str, tuple[str, ...]] = {
+    "cae": ("x_hat",),
+    "cae-encoder": ("latent",),
+    "cae-decoder": ("x_hat",),
+    "vae": ("score", "x_hat", "mu"),
+}
+
+
+class ArtifactError(ValueError):
+    """An artifact file is missing, unreadable, or not what its suffix says."""
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"model artifact {path} does not exist")
+    if path.suffix not in ONNX_SUFFIXES + TFLITE_SUFFIXES:
+        raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; expected .onnx, .ort or .tflite")
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+def tflite_metadata_entries(content: bytes, source: str = "model") -> dict[str, bytes]:
+    """All ``metadata`` entries (name -> bytes) of a TFLite flatbuffer, parsed without TensorFlow."""
+    schema = require("ai_edge_litert.schema_py_generated")
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise ArtifactError(f"{source}: not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        out: dict[str, bytes] = {}
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            name = (entry.Name() or b"").decode("utf-8", "replace")
+            buf = model.Buffers(entry.Buffer())
+            if buf is None:
+                continue
+            if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
+                data = content[buf.Offset() : buf.Offset() + buf.Size()]
+            else:
+                data = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+            out[name] = data
+    except (IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"{source}: corrupted TFLite flatbuffer ({type(exc).__name__}: {exc})") from exc
+    return out
+
+
+def _onnx_session(source: Path | bytes, threads: int | None, name: str) -> Any:
+    ort = require("onnxruntime")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    try:
+        arg = str(source) if isinstance(source, Path) else source
+        return ort.InferenceSession(arg, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidProtobuf, ...)
+        raise ArtifactError(f"{name}: cannot be loaded by onnxruntime ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse(text: str | bytes | None, source: str) -> ModelMetadata:
+    if text is None:
+        raise MetadataError(
+            f"{source}: artifact has no edgeae metadata (key {METADATA_KEY!r}); re-export it with edgeae export"
+        )
+    return ModelMetadata.from_json(text, source=source)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
+    """Read only the embedded :class:`ModelMetadata` of an artifact (raises MetadataError if absent)."""
+    p = Path(path)
+    _check_file(p)
+    if p.suffix in TFLITE_SUFFIXES:
+        entries = tflite_metadata_entries(p.read_bytes(), str(p))
+        return _parse(entries.get(METADATA_KEY), str(p))
+    sess = _onnx_session(p, 1, str(p))
+    return _parse(sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(p))
+
+
+# ------------------------------------------------------------------------------------------ quantisation
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """Float -> int8/uint8 with the TFLite affine rule q = round(x / scale) + zero_point, saturated."""
+    info = np.iinfo(dtype)
+    q = np.round(x / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """int8/uint8 -> float32: (q - zero_point) * scale."""
+    return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+
+def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" and x.ndim == 4 else x
+
+
+def _from_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NHWC" and x.ndim == 4 else x
+
+
+# ---------------------------------------------------------------------------------------------- runners
+
+
+class _OnnxRunner:
+    def __init__(self, path: Path, threads: int | None) -> None:
+        self.session = _onnx_session(path, threads, str(path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.custom = self.session.get_modelmeta().custom_metadata_map
+
+    def metadata_text(self) -> str | None:
+        return self.custom.get(METADATA_KEY)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return list(self.session.run(self.output_names, {self.input_name: x}))
+
+
+class _TFLiteRunner:
+    def __init__(self, path: Path, threads: int | None) -> None:
+        content = path.read_bytes()
+        self.entries = tflite_metadata_entries(content, str(path))
+        litert = require("ai_edge_litert.interpreter")
+        try:
+            self.interp = litert.Interpreter(model_content=content, num_threads=int(threads) if threads else None)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{path}: cannot be loaded by ai-edge-litert ({exc})") from exc
+        self.path = path
+        sigs = self.interp._get_full_signature_list()
+        if len(sigs) == 1:  # follow the signature's output names ("output_0", ...), not tensor order
+            sig = next(iter(sigs.values()))
+            self.input_index = next(iter(sig["inputs"].values()))
+            outs = sig["outputs"]
+            self.output_indices = [outs[k] for k in sorted(outs, key=_natural_key)]
+        else:
+            self.input_index = self.interp.get_input_details()[0]["index"]
+            self.output_indices = [d["index"] for d in self.interp.get_output_details()]
+        self.batch = -1
+
+    def metadata_text(self) -> bytes | None:
+        return self.entries.get(METADATA_KEY)
+
+    def _detail(self, index: int) -> dict[str, Any]:
+        for d in self.interp.get_input_details() + self.interp.get_output_details():
+            if d["index"] == index:
+                return dict(d)
+        raise ArtifactError(f"{self.path}: tensor {index} is not an input or output")
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.shape[0] != self.batch:
+            shape = list(self._detail(self.input_index)["shape"])
+            if shape[0] != x.shape[0]:
+                self.interp.resize_tensor_input(self.input_index, [x.shape[0], *x.shape[1:]], strict=False)
+            self.interp.allocate_tensors()
+            self.batch = x.shape[0]
+        d_in = self._detail(self.input_index)
+        if d_in["dtype"] in (np.int8, np.uint8):
+            scale, zp = d_in["quantization"]
+            x = quantize(x, scale, zp, d_in["dtype"])
+        self.interp.set_tensor(self.input_index, x)
+        self.interp.invoke()
+        outs = []
+        for idx in self.output_indices:
+            d = self._detail(idx)
+            y = self.interp.get_tensor(idx)
+            if d["dtype"] in (np.int8, np.uint8):
+                scale, zp = d["quantization"]
+                y = dequantize(y, scale, zp)
+            outs.append(np.array(y, dtype=np.float32))
+        return outs
+
+
+def _natural_key(name: str) -> tuple[int, str]:
+    tail = name.rsplit("_", 1)[-1]
+    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
+
+
+class ArtifactPredictor:
+    """Calls an artifact with float32 NCHW batches in [0, 1]; see the module docstring for the outputs."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.source = str(self.path)
+        _check_file(self.path)
+        self.format = "tflite" if self.path.suffix in TFLITE_SUFFIXES else "onnx"
+        self.threads = threads
+        self._runner: _OnnxRunner | _TFLiteRunner
+        if self.format == "tflite":
+            self._runner = _TFLiteRunner(self.path, threads)
+        else:
+            self._runner = _OnnxRunner(self.path, threads)
+        self.metadata = _parse(self._runner.metadata_text(), self.source)
+        self.output_names = OUTPUT_NAMES[self.metadata.kind]
+
+    @property
+    def layout(self) -> str:
+        return self.metadata.layout
+
+    def check_input(self, batch: np.ndarray) -> None:
+        """Refuse a batch whose dimensions or channels do not match the artifact's metadata."""
+        if batch.ndim != 4:
+            raise MetadataError(f"{self.source}: expected a 4-D NCHW batch, got shape {batch.shape}")
+        self.metadata.check_input(_to_layout(batch[:0], self.layout).shape, self.source)
+
+    def __call__(self, batch: np.ndarray) -> Any:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        self.check_input(x)
+        outs = self._runner.run(_to_layout(x, self.layout))
+        if len(outs) != len(self.output_names):
+            raise ArtifactError(
+                f"{self.source}: artifact has {len(outs)} outputs, a {self.metadata.kind} needs "
+                f"{len(self.output_names)} {self.output_names}"
+            )
+        named = {k: _from_layout(v, self.layout) for k, v in zip(self.output_names, outs, strict=True)}
+        if self.metadata.kind == "vae":
+            named["score"] = named["score"].reshape(-1)
+            named["mu"] = named["mu"].reshape(named["mu"].shape[0], -1)
+            return named
+        return named[self.output_names[0]]
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return f"ArtifactPredictor({self.source!r}, kind={m.kind}, precision={m.precision}, layout={m.layout})"
+
+
+def load_artifact(path: str | os.PathLike[str], threads: int | None = None) -> ArtifactPredictor:
+    """Open an ``.onnx``/``.ort``/``.tflite`` artifact; refuses files without valid edgeae metadata."""
+    return ArtifactPredictor(path, threads=threads)

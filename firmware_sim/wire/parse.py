@@ -1,0 +1,186 @@
+"""Parse one space packet of layout version 1 into a validated piece of a product (ground side, numpy only).
+
+Every check that can fail raises :class:`WireError` with a short ``reason`` code, so a receiver can count
+malformed packets by cause and carry on. Nothing here trusts a length or a count before checking it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from spacepackets.ccsds.spacepacket import PacketType, SpacePacketHeader
+
+from .codec import CodecError, decode_samples
+from .packets import (
+    APIDS,
+    COMMON,
+    CRC_LEN,
+    IDLE_APID,
+    LATENT,
+    LAYOUT_VERSION,
+    PATCH,
+    PRIMARY_HEADER,
+    SPARSE,
+    TELEMETRY,
+    crc16,
+)
+from .products import LATENT_CODES, PATTERN_CODES, sample_dtype
+
+KIND_OF_APID = {v: k for k, v in APIDS.items()}
+PATTERN_OF_CODE = {v: k for k, v in PATTERN_CODES.items()}
+LATENT_OF_CODE = {v: k for k, v in LATENT_CODES.items()}
+REASONS = ("short", "length", "crc", "apid", "idle", "type", "version", "codec", "header", "samples")
+"""Reason codes of :class:`WireError`, the keys of a receiver's malformed-packet counts."""
+
+
+class WireError(ValueError):
+    """A packet that cannot be used; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, eq=False)
+class Packet:
+    """A parsed, CRC-checked packet: its primary-header fields and the product piece it carries.
+
+    ``header`` holds the kind header fields by name (see ``docs/wire-format.md``); ``samples`` the decoded
+    samples of this piece ((n, C) for sparse, flat otherwise; telemetry as uint8).
+    """
+
+    apid: int
+    kind: str
+    seq_count: int
+    frame_id: int
+    part: int
+    parts: int
+    codec: int
+    header: dict
+    samples: np.ndarray
+    size: int
+
+
+def peek_header(data: bytes) -> tuple[int, int] | None:
+    """(apid, seq_count) from the primary header, without any check; None when shorter than 6 bytes."""
+    if len(data) < PRIMARY_HEADER:
+        return None
+    return ((data[0] & 0x07) << 8) | data[1], ((data[2] << 8) | data[3]) & 0x3FFF
+
+
+def _fail(reason: str, message: str) -> WireError:
+    return WireError(reason, message)
+
+
+def parse_packet(data: bytes) -> Packet:
+    """Check and decode one whole space packet; raises :class:`WireError` on anything malformed."""
+    data = bytes(data)
+    if len(data) < PRIMARY_HEADER + COMMON.size + CRC_LEN:
+        raise _fail("short", f"{len(data)} bytes is shorter than the smallest packet")
+    head = SpacePacketHeader.unpack(data[:PRIMARY_HEADER])
+    if head.packet_len != len(data):
+        raise _fail("length", f"length field says {head.packet_len} bytes, got {len(data)}")
+    (crc,) = struct.unpack(">H", data[-CRC_LEN:])
+    if crc16(data[:-CRC_LEN]) != crc:
+        raise _fail("crc", f"CRC mismatch (apid {head.apid}, seq {head.seq_count})")
+    if head.apid == IDLE_APID:
+        raise _fail("idle", "idle packet")
+    if head.apid not in KIND_OF_APID:
+        raise _fail("apid", f"unknown APID {head.apid:#x}")
+    if head.ccsds_version != 0 or head.packet_type != PacketType.TM or head.sec_header_flag:
+        raise _fail("type", "not a version-0 telemetry packet without secondary header")
+    kind = KIND_OF_APID[head.apid]
+    version, codec, frame_id, part, parts = COMMON.unpack_from(data, PRIMARY_HEADER)
+    if version != LAYOUT_VERSION:
+        raise _fail("version", f"payload layout version {version} (this ground reads {LAYOUT_VERSION})")
+    if codec not in (0, 1, 2):
+        raise _fail("codec", f"unknown codec {codec}")
+    if parts < 1 or part >= parts:
+        raise _fail("header", f"part {part} of {parts}")
+    kh = {"sparse": SPARSE, "latent": LATENT, "patch": PATCH, "telemetry": TELEMETRY}[kind]
+    start = PRIMARY_HEADER + COMMON.size
+    if len(data) < start + kh.size + CRC_LEN:
+        raise _fail("short", f"{kind} packet too short for its header")
+    fields = kh.unpack_from(data, start)
+    payload = data[start + kh.size : -CRC_LEN]
+    header, dtype, shape = _check_kind(kind, fields, codec)
+    try:
+        samples = decode_samples(payload, codec, dtype, shape)
+    except CodecError as exc:
+        raise _fail("samples", str(exc)) from None
+    bits = header.get("bit_depth")
+    if bits is not None and bits not in (8, 16) and samples.size and int(samples.max()) >= 2**bits:
+        raise _fail("samples", f"sample above the {bits}-bit range")
+    return Packet(head.apid, kind, head.seq_count, frame_id, part, parts, codec, header, samples, len(data))
+
+
+def _check_kind(kind: str, f: tuple, codec: int) -> tuple[dict, np.dtype, tuple[int, ...]]:
+    """Validated header dict, sample dtype and sample shape for the kind header fields ``f``."""
+    if kind == "sparse":
+        h, w, c, bits, keep, pat, seed, prng, r0, r1, c0, c1, n = f
+        if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
+            raise _fail("header", f"bad frame shape {h}x{w}x{c} or bit depth {bits}")
+        if not (math.isfinite(keep) and 0.0 < keep <= 1.0) or pat not in PATTERN_OF_CODE:
+            raise _fail("header", f"bad keep {keep} or pattern code {pat}")
+        if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w) or n > (r1 - r0) * (c1 - c0):
+            raise _fail("header", f"bad rectangle rows [{r0},{r1}) cols [{c0},{c1}) n={n}")
+        hd = dict(
+            height=h,
+            width=w,
+            channels=c,
+            bit_depth=bits,
+            keep=keep,
+            pattern=PATTERN_OF_CODE[pat],
+            seed=seed,
+            prng_version=prng,
+            row0=r0,
+            row1=r1,
+            col0=c0,
+            col1=c1,
+            n=n,
+        )
+        return hd, sample_dtype(bits), (n, c)
+    if kind == "latent":
+        eid, h, w, c, tile, stride, gr, gc, dt, scale, lc, lh, lw, e0, n = f
+        try:
+            enc = eid.rstrip(b"\0").decode("ascii")
+        except UnicodeDecodeError:
+            raise _fail("header", "encoder id is not ASCII") from None
+        if dt not in LATENT_OF_CODE or not (math.isfinite(scale) and scale > 0):
+            raise _fail("header", f"bad latent dtype {dt} or scale {scale}")
+        if min(h, w, c, tile, stride, gr, gc, lc, lh, lw) < 1:
+            raise _fail("header", "zero in a latent frame dimension")
+        total = gr * gc * lc * lh * lw
+        if e0 + n > total or (codec == 1):
+            raise _fail("header", f"element range [{e0},{e0 + n}) outside {total} or delta codec on latents")
+        hd = dict(
+            encoder_id=enc,
+            height=h,
+            width=w,
+            channels=c,
+            tile=tile,
+            stride=stride,
+            grid_rows=gr,
+            grid_cols=gc,
+            dtype=LATENT_OF_CODE[dt],
+            scale=scale,
+            latent_shape=(gr * gc, lc, lh, lw),
+            e0=e0,
+            n=n,
+        )
+        return hd, np.dtype(np.int8 if dt == 0 else np.float16), (n,)
+    if kind == "patch":
+        x, y, size, c, bits, index, score, e0, n = f
+        if size < 1 or c < 1 or not 1 <= bits <= 16 or e0 + n > size * size * c:
+            raise _fail(
+                "header", f"bad patch size {size}, channels {c}, bits {bits} or range [{e0},{e0 + n})"
+            )
+        hd = dict(x=x, y=y, size=size, channels=c, bit_depth=bits, index=index, score=score, e0=e0, n=n)
+        return hd, sample_dtype(bits), (n,)
+    total, offset, n = f
+    if offset + n > total:
+        raise _fail("header", f"telemetry range [{offset},{offset + n}) outside {total} bytes")
+    return {"total": total, "e0": offset, "n": n}, np.dtype(np.uint8), (n,)

@@ -1,0 +1,140 @@
+"""``firmware-sim run`` and ``bench`` end to end; the flight runtime never imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeae.firmware_sim.cli import EXIT_REBOOT, main
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from edgeae.firmware_sim.testing import textured_frame as frame
+from edgeae.firmware_sim.testing import tiny_vae_onnx
+
+MISSION = """
+name = "cli-test"
+[camera]
+channels = 1
+strip_rows = 64
+[sampling]
+keep = 0.1
+[anomaly]
+model = "{model}"
+patch = 32
+stride = 32
+top_k = 3
+[budget]
+frame_ms = 5000.0
+downlink_bytes_per_pass = 100000
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, list[str]]:
+    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
+    (tmp_path / "m.toml").write_text(MISSION.format(model=model))
+    frames = []
+    for i in range(3):
+        np.save(tmp_path / f"f{i}.npy", frame(i))
+        frames.append(str(tmp_path / f"f{i}.npy"))
+    return tmp_path, frames
+
+
+def test_run_writes_outputs(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    d, frames = setup
+    out = d / "out"
+    assert main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["frames"]["acquired"] == 3 and s["frames"]["downlinked"] == 3 and s["frames"]["accounted"]
+    assert len(s["anomalies"]) == 3 and s["anomalies"][0]["patches"][0] == {
+        **s["anomalies"][0]["patches"][0],
+        "x": 96,
+        "y": 64,
+    }
+    lines = [json.loads(x) for x in (out / "telemetry.jsonl").read_text().splitlines()]
+    assert [x["type"] for x in lines if x["type"] in ("start", "end")] == ["start", "end"]
+    frame_recs = [x for x in lines if x["type"] == "frame"]
+    assert all({"timing_ms", "memory", "level", "queued_bytes", "flags"} <= set(x) for x in frame_recs)
+    assert sorted(p.name for p in (out / "downlink").glob("pass_*.bin")) == [
+        f"pass_0000{i}.bin" for i in (1, 2, 3)
+    ]
+    assert "anomalous patches" in capsys.readouterr().out
+
+
+def test_run_errors_and_reboot(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    d, frames = setup
+    assert main(["run", "--mission", str(d / "nope.toml"), "--frames", *frames, "--out", str(d / "o")]) == 2
+    assert "nope.toml" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "run",
+                "--mission",
+                str(d / "m.toml"),
+                "--frames",
+                *frames,
+                "--out",
+                str(d / "o"),
+                "--inject",
+                "seu@frameX",
+            ]
+        )
+        == 2
+    )
+    args = ["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(d / "r")]
+    assert main([*args, "--inject", "reboot@frame1"]) == EXIT_REBOOT
+    assert main(args) == 0
+    s = json.loads((d / "r" / "summary.json").read_text())
+    assert s["frames"]["acquired"] == 3 and s["recovered_from_reboot"]
+
+
+def test_bench_json(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    d, _ = setup
+    rc = main(
+        [
+            "bench",
+            "--model",
+            str(d / "vae.onnx"),
+            "--threads",
+            "1",
+            "--iters",
+            "3",
+            "--batch",
+            "4",
+            "--frame-height",
+            "64",
+            "--frame-width",
+            "64",
+            "--json",
+            str(d / "b.json"),
+        ]
+    )
+    assert rc == 0
+    r = json.loads((d / "b.json").read_text())
+    run = r["runs"][0]
+    assert run["threads"] == 1 and run["patch"] == 32 and run["patches_per_s"] > 0
+    assert set(run["stages_ms"]) == {"sample", "normalise", "infer", "score", "scrub", "packetise"}
+    assert "throughput" in capsys.readouterr().out
+
+
+def test_flight_runtime_never_imports_torch(setup: tuple[Path, list[str]]) -> None:
+    d, frames = setup
+    code = (
+        "import sys\n"
+        "from edgeae.firmware_sim.cli import main\n"
+        f"rc = main(['run', '--mission', {str(d / 'm.toml')!r}, '--frames', *{frames!r},"
+        f" '--out', {str(d / 'x')!r}, '--inject', 'seu@frame1'])\n"
+        f"rc |= main(['bench', '--model', {str(d / 'vae.onnx')!r}, '--threads', '1', '--iters', '2',"
+        " '--frame-height', '64', '--frame-width', '64', '--json', '/dev/null'])\n"
+        "bad = [m for m in ('torch', 'cv2', 'scipy', 'onnx') if m in sys.modules]\n"
+        "print('FORBIDDEN', bad)\n"
+        "sys.exit(rc or (3 if bad else 0))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FORBIDDEN []" in proc.stdout

@@ -1,0 +1,161 @@
+"""The frame loop on small frames with stand-in ONNX models: products, anomalies, degradations, accounting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from edgeae.firmware_sim.budget import LADDER, CostModel
+from edgeae.firmware_sim.loop import FlightRuntime
+from edgeae.firmware_sim.queue import split_packets
+
+from edgeae.masks import make_mask
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from edgeae.firmware_sim.testing import small_mission as mission
+from edgeae.firmware_sim.testing import textured_frame as frame
+from edgeae.firmware_sim.testing import tiny_models
+from edgeae.firmware_sim.wire.parse import parse_packet
+
+P = 32
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_models(tmp_path_factory.mktemp("models"), 1, P)
+
+
+def packets(out: Path) -> list[Any]:
+    return [
+        parse_packet(p)
+        for f in sorted((out / "downlink").glob("pass_*.bin"))
+        for p in split_packets(f.read_bytes())
+    ]
+
+
+def test_frame_products_and_anomaly(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models), tmp_path)
+    img = frame()
+    rec = rt.process(img)
+    s = rt.finish()
+    assert rec["status"] == "processed" and rec["level"]["name"] == "nominal"
+    assert rec["patches"]["scored"] == rec["patches"]["grid"] == 4 * 6
+    assert (rec["anomaly"]["patches"][0]["x"], rec["anomaly"]["patches"][0]["y"]) == (96, 64)
+    assert rec["reconstruction"]["mae_destroyed"] < 0.2
+    assert s["frames"] == {**s["frames"], "acquired": 1, "downlinked": 1, "accounted": True}
+    pk = packets(tmp_path)
+    assert [p.kind for p in pk][:2] == ["patch", "patch"]  # anomaly patches first
+    patch = np.concatenate([p.samples for p in pk if p.kind == "patch" and p.header["index"] == 0])
+    assert np.array_equal(patch.reshape(P, P), img[64:96, 96:128])  # full resolution, lossless
+    mask = make_mask(rec["seed"], img.shape, rec["keep"], "uniform")
+    sparse = np.concatenate([p.samples for p in pk if p.kind == "sparse"])
+    assert np.array_equal(sparse[:, 0], img[mask])  # the ground regenerates the mask from the seed
+    assert (tmp_path / "telemetry.jsonl").is_file() and (tmp_path / "summary.json").is_file()
+
+
+def test_streamed_equals_whole_frame(tmp_path: Path, models: dict[str, Path]) -> None:
+    img = frame(1, h=256)
+    np.save(tmp_path / "f.npy", img)
+    outs = []
+    for source in ("files", "strips"):
+        rt = FlightRuntime(mission(models, camera={"source": source}), tmp_path / source)
+        rt.process(tmp_path / "f.npy")
+        rt.finish()
+        outs.append([p for p in packets(tmp_path / source) if p.kind in ("sparse", "patch")])
+    a, b = outs
+    assert len(a) == len(b) and all(
+        np.array_equal(x.samples, y.samples) and x.header == y.header for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_degradation_ladder_order() -> None:
+    cost = CostModel(ms_per_patch=1.0, ms_per_mpix=0.0, ms_recon=50.0, ms_per_mkept=1000.0)
+    # 1 Mpix, 400 patches, keep 0.1: nominal 550, -recon 500, half 300, quarter 200, keep/2 150, sparse 25
+    avail = (1000, 520, 400, 250, 160, 100, 1)
+    picks = [cost.choose(a, 1.0, 400, True, 0.1, 1.0).name for a in avail]
+    assert picks == [lv.name for lv in LADDER] + ["sparse_only"]
+
+
+@pytest.mark.parametrize(
+    ("ms_per_patch", "frame_ms", "level", "scored", "keep"),
+    [
+        (1.0, 1e4, "nominal", 24, 0.1),
+        (10.0, 300.0, "skip_reconstruction", 24, 0.1),
+        (10.0, 200.0, "score_half_patches", 12, 0.1),
+        (10.0, 110.0, "score_quarter_patches", 6, 0.1),
+        (10.0, 95.0, "lower_keep_fraction", 6, 0.05),
+        (1e4, 100.0, "sparse_only", 0, 0.025),
+    ],
+)
+def test_degrades_to_meet_deadline(
+    tmp_path: Path,
+    models: dict[str, Path],
+    ms_per_patch: float,
+    frame_ms: float,
+    level: str,
+    scored: int,
+    keep: float,
+) -> None:
+    # 128x192 frame (0.0246 Mpix, 24 patches): kept pixels cost 49 ms at keep 0.1, recon 50 ms
+    rt = FlightRuntime(mission(models, budget={"frame_ms": frame_ms, "safety": 1.0}), tmp_path)
+    rt.cost.ms_per_patch, rt.cost.ms_per_mpix, rt.cost.ms_recon, rt.cost.ms_per_mkept = (
+        ms_per_patch,
+        0.0,
+        50.0,
+        2e4,
+    )
+    rec = rt.process(frame())
+    assert rec["level"]["name"] == level and rec["patches"]["scored"] == scored
+    assert rec["keep"] == pytest.approx(keep)
+    assert (rec["reconstruction"] is not None) == (level == "nominal")
+    rt.finish()
+
+
+def test_deadline_guard_cuts_scoring(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models, budget={"frame_ms": 1e-3, "safety": 1.0}), tmp_path)
+    rt.cost.ms_per_patch = rt.cost.ms_per_mpix = rt.cost.ms_recon = rt.cost.ms_per_mkept = 0.0  # optimistic
+    rec = rt.process(frame())
+    assert "deadline_cut" in rec["flags"] and rec["deadline_missed"]
+    assert rec["patches"]["scored"] == 8 and rec["patches"]["cut_by_deadline"] == 16  # one batch, then stop
+    rt.finish()
+
+
+def test_no_loss_accounting(tmp_path: Path, models: dict[str, Path]) -> None:
+    np.save(tmp_path / "good0.npy", frame(0))
+    np.save(tmp_path / "wrong_channels.npy", np.zeros((64, 64, 3), np.uint8))
+    np.save(tmp_path / "nan.npy", np.full((64, 64), np.nan, np.float32))
+    np.save(tmp_path / "good1.npy", frame(1))
+    (tmp_path / "garbage.npy").write_bytes(b"not numpy")
+    files = [
+        tmp_path / n
+        for n in ("good0.npy", "wrong_channels.npy", "nan.npy", "missing.npy", "garbage.npy", "good1.npy")
+    ]
+    m = mission(models, budget={"downlink_bytes_per_pass": 3000})  # too small: products stay queued
+    rt = FlightRuntime(m, tmp_path / "out")
+    s = rt.run(files)
+    f = s["frames"]
+    assert f["acquired"] == 6 and f["accounted"] and f["dropped"] == 4
+    assert f["downlinked"] + f["queued"] == 2 and f["queued"] >= 1
+    reasons = " ".join(f["drop_reasons"])
+    for r in ("invalid_channels", "invalid_nan", "unreadable"):
+        assert r in reasons
+    assert s["queue"]["pending_bytes"] > 0 and s["queue"]["sent_bytes"] <= 3000 * s["queue"]["passes"]
+
+
+def test_streaming_memory_is_independent_of_height(tmp_path: Path, models: dict[str, Path]) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    peaks = []
+    for h in (256, 8192):  # 32x more rows
+        img = np.random.default_rng(h).integers(1, 200, (h, 256), dtype=np.uint8)
+        tifffile.imwrite(tmp_path / f"{h}.tif", img, tile=(64, 64), bigtiff=True)
+        rt = FlightRuntime(
+            mission(models, camera={"source": "strips"}, reconstruction={"mode": "off"}), tmp_path / f"o{h}"
+        )
+        rec = rt.process(tmp_path / f"{h}.tif")
+        rt.finish()
+        assert rec["status"] == "processed" and rec["patches"]["scored"] == (h // P) * (256 // P)
+        peaks.append(rec["memory"]["traced_peak"])
+    assert peaks[1] < 1.3 * peaks[0] and peaks[1] < 8192 * 256

@@ -1,0 +1,108 @@
+"""No-data detection: black margins connected to the border are invalid, interior shadows stay valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeae.imageio import read_image
+from edgeae.nodata import nodata_mask
+
+pytest.importorskip("scipy")
+
+
+def _scene(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(60, 200, (200, 300), dtype=np.uint8)
+
+
+def test_noisy_black_margins_are_invalid() -> None:
+    img = _scene()
+    rng = np.random.default_rng(1)
+    img[:, :30] = rng.integers(0, 5, (200, 30))  # JPEG-like noise, never exactly flat
+    img[:, -10:] = 0
+    img[:5] = rng.integers(0, 4, (5, 300))
+    valid = nodata_mask(img)
+    assert not valid[:, :30].any() and not valid[:, -10:].any() and not valid[:5].any()
+    assert valid[6:, 32:-12].all()  # one pixel of ringing guard next to each margin, the rest kept
+
+
+def test_interior_shadow_stays_valid() -> None:
+    img = _scene()
+    img[80:120, 100:160] = 0  # a fully black shadow away from the border
+    img[150:200, 280:300] = 0  # a small shadow cut by the frame corner (short contact)
+    valid = nodata_mask(img)
+    assert valid.all()
+
+
+def test_shadow_linked_by_a_thin_bridge_stays_valid() -> None:
+    img = _scene()
+    img[:, :20] = 0
+    img[90:110, 60:120] = 0
+    img[100, 20:60] = 0  # a one-pixel dark line joins the shadow to the margin
+    valid = nodata_mask(img)
+    assert not valid[:, :20].any() and valid[92:108, 62:118].all()
+
+
+def test_thresholds_scale_with_bit_depth() -> None:
+    img = _scene().astype(np.uint16) * 16  # 12-bit data in 16-bit words
+    img[:, :25] = 60  # dark in 12-bit terms (60 / 4095 < 2.5 %)
+    assert not nodata_mask(img, bit_depth=12)[:, :25].any()
+    img[:, :25] = 200
+    assert nodata_mask(img, bit_depth=12)[:, :25].all()  # 200 / 4095 = 4.9 %: not no-data
+
+
+def test_rgb_float_and_nan() -> None:
+    img = _scene().astype(np.float32)[..., None].repeat(3, axis=2) / 255
+    img[:, :20] = 0
+    img[:, 20:40, 0] = 0  # dark in red only: still data
+    img[:, -15:] = np.nan
+    valid = nodata_mask(img)
+    assert not valid[:, :20].any() and valid[:, 22:-17].all() and not valid[:, -15:].any()
+
+
+def test_seed_and_edges_for_strips() -> None:
+    img = _scene()
+    img[:100, 150:250] = 0  # reaches only the top border (a third of it)
+    assert not nodata_mask(img)[:100, 150:250].any()
+    assert nodata_mask(img, edges=("left", "right"))[:100, 150:250].all()
+    seed = np.zeros(img.shape, dtype=bool)
+    seed[0, 160] = True
+    assert not nodata_mask(img, edges=("left", "right"), seed=seed)[:100, 150:250].any()
+    with pytest.raises(ValueError, match="edges"):
+        nodata_mask(img, edges=("north",))
+    with pytest.raises(ValueError, match="threshold"):
+        nodata_mask(img, threshold=2.0)
+    with pytest.raises(ValueError, match="seed"):
+        nodata_mask(img, seed=np.zeros((3, 3), bool))
+
+
+def test_real_hirise_browse_no_data(data_root: Path) -> None:
+    """ESP_073496_0985: ~20 black rows at the top and a masked block at the bottom; dark
+    frost spots and shadows in the scene stay valid. The other browse strips have no margins."""
+    d = data_root / "orbital_gray" / "hirise_browse"
+    p = d / "ESP_073496_0985_RED.NOMAP.browse.jpg"
+    if not p.is_file():
+        pytest.skip(f"{p} not in the data folder")
+    im = read_image(p)
+    raw = np.round(im.pixels[:, :, 0] * 255)
+    assert not im.valid[:5].any()  # top margin (values 0..6 after JPEG)
+    assert not im.valid[-8:, 910:1590].any()  # masked block at the bottom
+    assert im.valid[-8:, :900].all() and im.valid[-8:, 1600:].all()  # beside it, real data
+    assert im.valid[100:4400].all()  # centre: every pixel valid ...
+    assert (raw[100:4400] <= 6).sum() > 5000  # ... although thousands of them are as dark as the margin
+    other = read_image(d / "ESP_073435_1870_RED.NOMAP.browse.jpg")
+    assert other.valid.all()
+
+
+def test_real_hirise_edge_crops(data_root: Path) -> None:
+    """Deep Mars crops labelled 'edge' (class 6) contain no-data; every one is detected."""
+    root = data_root / "hirise_landmarks"
+    if not (root / "labels.txt").is_file():
+        pytest.skip("hirise_landmarks not in the data folder")
+    rows = [line.split() for line in (root / "labels.txt").read_text().splitlines() if line.strip()]
+    edge = [root / "images" / f for f, c in rows if c == "6"][:40]
+    frac = [1 - read_image(f).valid.mean() for f in edge]
+    assert min(frac) > 0.05 and np.mean(frac) > 0.3

@@ -1,0 +1,130 @@
+"""The flight artifact loader: metadata read-back, calling convention, refusals, and no torch import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeae.metadata import METADATA_KEY, MetadataError, ModelMetadata
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from edgeae.firmware_sim import runtime  # noqa: E402
+
+
+def _meta(channels: int = 3, size: int = 16, **kw: object) -> ModelMetadata:
+    arch = {"channels": channels, "widths": [4], "tile": size}
+    return ModelMetadata(kind="cae", architecture=arch, input_shape=(-1, channels, size, size), channels=channels, **kw)
+
+
+def _onnx_cae(path: Path, channels: int = 3, size: int = 16, meta: ModelMetadata | str | None = None) -> Path:
+    """A hand-built ONNX "CAE": x_hat = sigmoid(conv1x1(x)), dynamic batch, written without torch."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(channels, channels, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"]), helper.make_node("Sigmoid", ["h"], ["x_hat"])]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, size, size])],
+        [helper.make_tensor_value_info("x_hat", TensorProto.FLOAT, ["batch", channels, size, size])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    if meta is not None:
+        entry = model.metadata_props.add()
+        entry.key = METADATA_KEY
+        entry.value = meta if isinstance(meta, str) else meta.to_json()
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_onnx_roundtrip_and_calling_convention(tmp_path: Path) -> None:
+    meta = _meta()
+    p = _onnx_cae(tmp_path / "m.onnx", meta=meta)
+    assert runtime.read_metadata(p) == meta
+    pred = runtime.load_artifact(p, threads=1)
+    assert pred.metadata == meta
+    x = np.random.default_rng(1).random((5, 3, 16, 16), dtype=np.float32)
+    y = pred(x)
+    assert y.shape == (5, 3, 16, 16) and y.dtype == np.float32
+    assert 0.0 < float(y.min()) and float(y.max()) < 1.0
+    # batch 1 after batch 5 gives the same numbers for the same image
+    np.testing.assert_allclose(pred(x[2:3])[0], y[2], rtol=1e-6, atol=1e-7)
+
+
+def test_refuses_missing_and_malformed_metadata(tmp_path: Path) -> None:
+    bare = _onnx_cae(tmp_path / "bare.onnx")
+    with pytest.raises(MetadataError, match=r"bare\.onnx.*no edgeae metadata"):
+        runtime.load_artifact(bare)
+    with pytest.raises(MetadataError, match="no edgeae metadata"):
+        runtime.read_metadata(bare)
+    bad = _onnx_cae(tmp_path / "bad.onnx", meta="{not json")
+    with pytest.raises(MetadataError, match="not valid JSON"):
+        runtime.load_artifact(bad)
+
+
+def test_refuses_mismatched_input(tmp_path: Path) -> None:
+    pred = runtime.load_artifact(_onnx_cae(tmp_path / "m.onnx", meta=_meta()))
+    with pytest.raises(MetadataError, match="axis 1"):
+        pred(np.zeros((2, 1, 16, 16), np.float32))  # grey into an RGB model
+    with pytest.raises(MetadataError, match="axis 2"):
+        pred(np.zeros((2, 3, 32, 16), np.float32))
+    with pytest.raises(MetadataError, match="4-D"):
+        pred(np.zeros((3, 16, 16), np.float32))
+
+
+def test_metadata_that_lies_about_the_graph_is_refused(tmp_path: Path) -> None:
+    """Metadata says grey, the graph wants RGB: the check passes, the interpreter must still refuse."""
+    p = _onnx_cae(tmp_path / "liar.onnx", channels=3, meta=_meta(channels=1))
+    pred = runtime.load_artifact(p)
+    with pytest.raises(Exception, match=r"(?i)dimension|shape|index"):
+        pred(np.zeros((1, 1, 16, 16), np.float32))
+
+
+def test_missing_and_corrupted_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        runtime.load_artifact(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(runtime.ArtifactError, match="junk.onnx"):
+        runtime.load_artifact(junk)
+    tfl = tmp_path / "junk.tflite"
+    tfl.write_bytes(b"\x00" * 64)
+    with pytest.raises(runtime.ArtifactError, match="junk.tflite.*TFL3"):
+        runtime.load_artifact(tfl)
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"x")
+    with pytest.raises(runtime.ArtifactError, match="unknown artifact type"):
+        runtime.load_artifact(other)
+
+
+def test_quantise_dequantise_rule() -> None:
+    x = np.array([0.0, 0.4, 1.0, 1.5, -0.2], np.float32)
+    q = runtime.quantize(x, 1 / 255, -128, np.dtype(np.int8))
+    assert q.tolist() == [-128, -26, 127, 127, -128]  # saturates outside [0, 1]
+    np.testing.assert_allclose(runtime.dequantize(q, 1 / 255, -128), [0.0, 0.4, 1.0, 1.0, 0.0], atol=1e-7)
+
+
+def test_runtime_never_imports_torch(tmp_path: Path) -> None:
+    p = _onnx_cae(tmp_path / "m.onnx", meta=_meta())
+    code = (
+        "import sys, numpy as np\n"
+        "from edgeae.firmware_sim.runtime import load_artifact\n"
+        f"pred = load_artifact({str(p)!r}, threads=1)\n"
+        "y = pred(np.zeros((2, 3, 16, 16), np.float32))\n"
+        "assert y.shape == (2, 3, 16, 16)\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"

@@ -1,0 +1,52 @@
+"""Shared builders for the scan tests (no tests here): a tiny archive cut from a real lunar image, a tiny CAE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def build_small_archive(root: Path, moon: np.ndarray, n: int = 8, seed: int = 0) -> dict[str, list[str]]:
+    """``n`` crops of the real moon image (PNG/JPEG/TIFF in two folders), a tiled BigTIFF strip written in
+    tiles, and two corrupt files. Returns the names by role."""
+    from edgeae.imageio import write_image
+    from edgeae.strips import write_tiled_bigtiff
+
+    rng = np.random.default_rng(seed)
+    names: dict[str, list[str]] = {"good": [], "corrupt": []}
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(70, 200, size=2))
+        y, x = int(rng.integers(0, moon.shape[0] - h)), int(rng.integers(0, moon.shape[1] - w))
+        name = f"{'ab'[i % 2]}/crop_{i:02d}{('.png', '.jpg', '.tif')[i % 3]}"
+        write_image(root / name, np.ascontiguousarray(moon[y : y + h, x : x + w]))
+        names["good"].append(name)
+    write_tiled_bigtiff(root / "strip.tif", (640, 192), [moon], tile=64, seed=seed, nodata_margin=40)
+    names["good"].append("strip.tif")
+    (root / "bad_trunc.png").write_bytes((root / "a/crop_00.png").read_bytes()[:200])
+    (root / "bad_noise.jpg").write_bytes(bytes(rng.integers(0, 256, 1000, dtype=np.uint8)))
+    names["corrupt"] += ["bad_noise.jpg", "bad_trunc.png"]
+    return names
+
+
+def tiny_cae(path: Path, patch: int = 32) -> Path:
+    """A seeded, untrained grey CAE checkpoint with a small patch (fast to run)."""
+    import torch
+
+    from edgeae.checkpoint import save_checkpoint
+    from edgeae.metadata import ModelMetadata
+    from edgeae.models.cae import CAE, CAEConfig
+
+    torch.manual_seed(0)
+    cfg = CAEConfig(channels=1, widths=(4, 8), tile=patch)
+    meta = ModelMetadata(kind="cae", architecture=cfg.to_dict(), input_shape=(-1, 1, patch, patch), channels=1)
+    return save_checkpoint(path, CAE(cfg), meta)
+
+
+def mean_scorer(batch: np.ndarray) -> np.ndarray:
+    """A stand-in score: the mean brightness of each patch (numpy only, picklable)."""
+    return batch.reshape(len(batch), -1).mean(axis=1).astype(np.float64)
+
+
+def mean_scorer_factory() -> object:
+    return mean_scorer
