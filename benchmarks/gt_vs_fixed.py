@@ -30,10 +30,8 @@ from edgeae.imageio import read_image
 from edgeae.masks import make_mask
 from edgeae.tiling import extract_tiles, filter_positions, tile_positions
 
-try:  # run as a script (python benchmarks/gt_vs_fixed.py) or as a module
-    from machine import machine_info  # type: ignore[import-not-found,no-redef]
-except ImportError:  # pragma: no cover
-    from benchmarks.machine import machine_info  # type: ignore[no-redef]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
+from benchmarks.machine import machine_info
 
 log = logging.getLogger("gt_vs_fixed")
 TILE = 128
@@ -104,9 +102,16 @@ def train_models(args: argparse.Namespace, root: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for name, kw in specs.items():
         cfg = CAETrainConfig(
-            data="rover_rgb", out=str(root / "models" / name), epochs=args.epochs, crops=args.crops,
-            val_crops=args.val_crops, seed=args.seed, threads=args.threads, data_root=args.data_root,
-            progress=False, **kw,
+            data="rover_rgb",
+            out=str(root / "models" / name),
+            epochs=args.epochs,
+            crops=args.crops,
+            val_crops=args.val_crops,
+            seed=args.seed,
+            threads=args.threads,
+            data_root=args.data_root,
+            progress=False,
+            **kw,
         )
         ck = Path(cfg.out) / "best.pt"
         cfg_file = Path(cfg.out) / "config.json"
@@ -127,11 +132,15 @@ def markdown(results: dict[str, Any]) -> str:
         cells = " | ".join(f"{per[f'{lv:g}']['mae']:.4f} | {per[f'{lv:g}']['psnr']:.2f}" for lv in levels)
         lines.append(f"| {name} | {cells} |")
     lines.append("")
-    lines.append(f"{results['tiles']} test tiles (128×128, rover_rgb test split, unseen); known pixels kept; "
-                 f"training budget per model: {results['budget']}.")
+    lines.append(
+        f"{results['tiles']} test tiles (128×128, rover_rgb test split, unseen); known pixels kept; "
+        f"training budget per model: {results['budget']}."
+    )
     for lv, gap in results["gt_gap"].items():
-        lines.append(f"- at {float(lv):.0%} destroyed: gt-CAE MAE − fixed-{lv} MAE = {gap['mae']:+.4f}, "
-                     f"PSNR difference {gap['psnr']:+.2f} dB")
+        lines.append(
+            f"- at {float(lv):.0%} destroyed: gt-CAE MAE − fixed-{lv} MAE = {gap['mae']:+.4f}, "
+            f"PSNR difference {gap['psnr']:+.2f} dB"
+        )
     return "\n".join(lines) + "\n"
 
 

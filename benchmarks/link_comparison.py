@@ -34,7 +34,7 @@ from edgeae.firmware_sim.wire.products import TelemetryRecord
 from edgeae.datasets import split_files
 from edgeae.ground.decode import decode_flat
 from edgeae.ground.link import LinkConfig, simulate
-from edgeae.ground.pipeline import downlink_frame
+from edgeae.ground.pipeline import downlink_frame, downlink_latents, encode_latents
 from edgeae.ground.reassembly import Receiver
 from edgeae.ground.sources import as_float, image_samples, sparse_from_samples
 from edgeae.ground.station import make_filler
@@ -46,7 +46,9 @@ LINKS: dict[str, LinkConfig] = {
     "loss 20%": LinkConfig(loss=0.20),
     "burst (GE, ~9%)": LinkConfig(burst_p=0.02, burst_r=0.2),
 }
-CODECS = ("jpeg", "jpeg2000", "webp")
+CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp")
+"""``jpeg-rst``: baseline JPEG with a restart marker every MCU row, the standard way to let a JPEG decoder
+resynchronise after damage (costs a few bytes per row)."""
 
 
 # ------------------------------------------------------------------------------------------ codecs
@@ -54,8 +56,16 @@ def encode(img: np.ndarray, codec: str, q: float) -> bytes:
     """Encode uint8 (H, W, 3) at quality ``q`` (JPEG/WebP 1-100; JPEG 2000 target PSNR in dB)."""
     import imagecodecs
 
-    if codec == "jpeg":
-        return bytes(imagecodecs.jpeg8_encode(img, level=int(q)))
+    if codec in ("jpeg", "jpeg-rst"):
+        import cv2
+
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(q)]
+        if codec == "jpeg-rst":
+            params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-img.shape[1] // 16)]  # one MCU row (4:2:0)
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), params)
+        if not ok:
+            raise RuntimeError("cv2 could not encode JPEG")
+        return buf.tobytes()
     if codec == "jpeg2000":
         return bytes(imagecodecs.jpeg2k_encode(img, level=float(q)))  # type: ignore[arg-type]  # float dB works
     return bytes(imagecodecs.webp_encode(img, level=float(q), lossless=False))
@@ -67,6 +77,7 @@ def decode(data: bytes, codec: str, shape: tuple[int, ...]) -> np.ndarray | None
 
     fn: Any = {
         "jpeg": imagecodecs.jpeg8_decode,
+        "jpeg-rst": imagecodecs.jpeg8_decode,
         "jpeg2000": imagecodecs.jpeg2k_decode,
         "webp": imagecodecs.webp_decode,
     }[codec]
@@ -125,9 +136,7 @@ def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig,
 
 
 # ------------------------------------------------------------------------------------------ sparse
-def sparse_over_link(
-    img: np.ndarray, i: int, keep: float, link: LinkConfig, max_packet: int, fill, name: str
-):
+def sparse_over_link(img: np.ndarray, i: int, keep: float, link: LinkConfig, max_packet: int, fill, name: str):
     r = downlink_frame(
         img,
         8,
@@ -146,6 +155,44 @@ def sparse_over_link(
         "packets": r.packets,
         "wire_bytes": r.wire_bytes,
     }
+
+
+def latent_rows(img: np.ndarray, i: int, enc, dec, args: argparse.Namespace, fill_named, name: str) -> list[dict]:
+    """Latent frames (int8 + deflate) over every link, and sparse pixels at the latents' byte size."""
+    fr = encode_latents(img, 8, enc, frame_id=i)
+    wire = WireConfig(args.max_packet, "deflate")
+    _, _, wb = downlink_latents(fr, dec, wire=wire)
+    keep_eq = min(1.0, wb / (img.size))
+    out = []
+    for lname, base in LINKS.items():
+        for s in range(args.seeds if lname != "perfect" else 1):
+            link = dataclasses.replace(base, seed=17 * i + s)
+            rep, _, _ = downlink_latents(fr, dec, link=link, wire=wire, original=as_float(img, 8))
+            lost = "psnr" not in rep
+            p = rep["psnr"] if not lost else float(psnr(as_float(img, 8), np.full(img.shape, 0.5, np.float32)))
+            out.append(
+                {
+                    "image": name,
+                    "link": lname,
+                    "seed": link.seed,
+                    "method": "latent int8 + deflate",
+                    "psnr": p,
+                    "lost": lost,
+                    "wire_bytes": wb,
+                }
+            )
+            r = sparse_over_link(img, i, keep_eq, link, args.max_packet, *fill_named)
+            out.append(
+                {
+                    "image": name,
+                    "link": lname,
+                    "seed": link.seed,
+                    "keep": keep_eq,
+                    "method": f"sparse at latent bytes + {fill_named[1]}",
+                    **r,
+                }
+            )
+    return out
 
 
 def centre_crop(a: np.ndarray, size: int) -> np.ndarray:
@@ -176,14 +223,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-packet", type=int, default=1024)
     ap.add_argument("--seeds", type=int, default=2, help="link seeds per condition")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N test images")
-    ap.add_argument("--model", help="CAE for the ground reconstruction (default: classical telea)")
-    ap.add_argument("--method", default="telea")
+    ap.add_argument("--model", help="also rebuild with this CAE (zoo name or artifact)")
+    ap.add_argument("--encoder", help="cae-encoder artifact: also send latent frames (with --decoder)")
+    ap.add_argument("--decoder", help="cae-decoder artifact for the latent frames")
+    ap.add_argument("--methods", default="telea,linear", help="classical fills to run, comma-separated")
+    ap.add_argument("--render", type=Path, help="only rewrite results.md from this results.json")
     args = ap.parse_args(argv)
+    if args.render:
+        d = json.loads(args.render.read_text())
+        md = markdown(d["rows"], d["sizes"], d["meta"])
+        (args.render.parent / "results.md").write_text(md)
+        print(md)
+        return 0
 
-    fill, name = make_filler(args.model, args.method)
+    fills = [make_filler(None, m) for m in args.methods.split(",") if m]
+    if args.model:
+        fills.append(make_filler(args.model))
     files = split_files("rover_rgb", "test")
     if args.limit:
         files = files[: args.limit]
+    enc = dec = None
+    if args.encoder or args.decoder:
+        from edgeae.predictor import load_predictor
+
+        if not (args.encoder and args.decoder):
+            ap.error("--encoder and --decoder go together")
+        enc, dec = load_predictor(args.encoder), load_predictor(args.decoder)
     rows: list[dict] = []
     sizes: list[dict] = []
     t0 = time.time()
@@ -201,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         for lname, base in LINKS.items():
             for s in range(args.seeds if lname != "perfect" else 1):
                 link = dataclasses.replace(base, seed=17 * i + s)
-                r = sparse_over_link(img, i, args.keep, link, args.max_packet, fill, name)
-                meth = f"sparse {args.keep} + {name}"
-                rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
+                for fill, name in fills:
+                    r = sparse_over_link(img, i, args.keep, link, args.max_packet, fill, name)
+                    meth = f"sparse {args.keep} + {name}"
+                    rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
                 for c, (d, _) in files_at.items():
                     r = codec_over_link(d, c, img, link, args.max_packet)
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": c, **r})
+        if enc is not None:
+            rows += latent_rows(img, i, enc, dec, args, fills[0], path.name)
         print(f"[{time.time() - t0:6.1f} s] {path.name} {img.shape} budget {budget} B", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "crop": args.crop,
         "max_packet": args.max_packet,
         "seeds": args.seeds,
-        "fill": name,
+        "fills": [n for _, n in fills],
         "links": {k: v.to_dict() for k, v in LINKS.items()},
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -248,16 +316,10 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
     wn = np.mean([s["none"]["wire_bytes"] for s in sizes])
     wd = np.mean([s["delta-deflate"]["wire_bytes"] for s in sizes])
     oh = np.mean([s["none"]["overhead_bytes"] for s in sizes])
-    out.write(
-        f"Bytes per frame (mean of {n} crops, keep {meta['keep']}, {meta['max_packet']}-byte packets)\n\n"
-    )
+    out.write(f"Bytes per frame (mean of {n} crops, keep {meta['keep']}, {meta['max_packet']}-byte packets)\n\n")
     out.write("| | bytes | vs raw | \n|---|---|---|\n")
-    out.write(
-        f"| raw frame | {raw:,.0f} | 1.000 |\n| sampled values (payload) | {smp:,.0f} | {smp / raw:.3f} |\n"
-    )
-    out.write(
-        f"| on the wire, codec none | {wn:,.0f} | {wn / raw:.3f} (overhead {oh / smp:.1%} of payload) |\n"
-    )
+    out.write(f"| raw frame | {raw:,.0f} | 1.000 |\n| sampled values (payload) | {smp:,.0f} | {smp / raw:.3f} |\n")
+    out.write(f"| on the wire, codec none | {wn:,.0f} | {wn / raw:.3f} (overhead {oh / smp:.1%} of payload) |\n")
     out.write(f"| on the wire, delta-deflate | {wd:,.0f} | {wd / raw:.3f} (payload ratio {wn / wd:.2f}×) |\n")
     for c in CODECS:
         b = np.mean([s[c]["bytes"] for s in sizes])
@@ -265,15 +327,17 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
     links = list(dict.fromkeys(r["link"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     out.write("\nMean PSNR (dB) over images and link seeds; in brackets: frames lost (undecodable)\n\n")
-    out.write("| method | " + " | ".join(links) + " |\n|---|" + "---|" * len(links) + "\n")
+    out.write("| method | wire bytes | " + " | ".join(links) + " |\n|---|---|" + "---|" * len(links) + "\n")
     for m in methods:
-        cells = []
+        wb = [r["wire_bytes"] for r in rows if r["method"] == m and "wire_bytes" in r]
+        cells = [f"{np.mean(wb):,.0f}" if wb else "-"]
         for lk in links:
             sel = [r for r in rows if r["method"] == m and r["link"] == lk]
             lost = sum(r["lost"] for r in sel)
             cells.append(f"{np.mean([r['psnr'] for r in sel]):.2f} ({lost}/{len(sel)})")
         out.write(f"| {m} | " + " | ".join(cells) + " |\n")
-    out.write(f"\n{meta['fill']} fill; {meta['seconds']} s; commit {meta['commit']}; `{meta['command']}`\n")
+    fills = ", ".join(meta.get("fills", []))
+    out.write(f"\nfills {fills}; {meta['seconds']} s; commit {meta['commit']}; `{meta['command']}`\n")
     return out.getvalue()
 
 

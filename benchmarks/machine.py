@@ -11,8 +11,19 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "edgeae", "numpy", "torch", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch",
-    "opencv-python-headless", "imagecodecs", "scikit-image", "spacepackets", "ray", "pyarrow",
+    "edgeae",
+    "numpy",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+    "litert-torch",
+    "opencv-python-headless",
+    "imagecodecs",
+    "scikit-image",
+    "spacepackets",
+    "ray",
+    "pyarrow",
 )
 
 
@@ -41,7 +52,10 @@ def _commit() -> str:
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=True

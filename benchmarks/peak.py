@@ -24,7 +24,6 @@ def _best_seconds(fn: Any, repeats: int) -> float:
 
 
 def _ort_matmul(n: int, integer: bool, threads: int) -> Any:
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -46,7 +45,10 @@ def _ort_matmul(n: int, integer: bool, threads: int) -> Any:
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     if integer:
-        feeds = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+        feeds = {
+            "a": rng.integers(0, 255, (n, n), dtype=np.uint8),
+            "b": rng.integers(-127, 127, (n, n), dtype=np.int8),
+        }
     else:
         feeds = {"a": rng.random((n, n), dtype=np.float32), "b": rng.random((n, n), dtype=np.float32)}
     return lambda: sess.run(None, feeds)

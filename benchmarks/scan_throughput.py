@@ -35,6 +35,16 @@ def _tables_equal(a: Path, b: Path) -> bool:
     return bool(pq.read_table(a).equals(pq.read_table(b)))
 
 
+def _peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of its largest finished child (worker), in MB."""
+    import resource
+
+    def mb(who: int) -> float:
+        return round(resource.getrusage(who).ru_maxrss / 1024, 1)
+
+    return {"driver": mb(resource.RUSAGE_SELF), "largest_child": mb(resource.RUSAGE_CHILDREN)}
+
+
 def _done_lines(out: Path) -> int:
     try:
         return sum('"done"' in line or '"failed"' in line for line in (out / "manifest.jsonl").read_text().splitlines())
@@ -97,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "machine": machine_info(threads=1),
         "load_average_at_start": [round(v, 2) for v in load_before],
-        "archive": {"path": args.archive, "files": len(entries),
-                    "synth": json.loads(synth.read_text()) if synth.exists() else None},  # fmt: skip
+        "archive": {
+            "path": args.archive,
+            "files": len(entries),
+            "synth": json.loads(synth.read_text()) if synth.exists() else None,
+        },
         "model": args.model,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "engines": {},
@@ -117,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "failures": rep["failures"],
             "lro_nac_extrapolation": rep["lro_nac_extrapolation"],
             "artifact_hash": rep["artifact_hash"],
+            "peak_rss_mb_so_far": _peak_rss_mb(),
         }
     if {"local", "ray"} <= set(args.engines):
         result["identical"] = _tables_equal(out / "local" / "results.parquet", out / "ray" / "results.parquet")
@@ -125,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         result["kill_test"] = kill_test(args.archive, args.model, out / "killed", args.workers, len(entries), ref)
     result["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     (out / "scan_throughput.json").write_text(json.dumps(result, indent=2))
-    rows = ["| engine | images | failed | patches | seconds | patches/s | LRO NAC archive (days) |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| engine | images | failed | patches | seconds | patches/s | LRO NAC archive (days) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, e in result["engines"].items():
         ex = e["lro_nac_extrapolation"] or {}
         rows.append(f"| {name} | {e['done']} | {e['failed']} | {e['patches']} | {e['seconds']} | "

@@ -33,6 +33,7 @@ class HeaderInfo:
     channels: int
     bit_depth: int
     has_alpha: bool = False
+    significant_bits: int | None = None  # PNG sBIT: fewer meaningful bits than stored
 
 
 def sniff(head: bytes) -> str | None:
@@ -101,9 +102,8 @@ def _probe_png(p: Path, size: int) -> HeaderInfo:
     if channels is None:
         raise ImageReadError(f"{p}: corrupt PNG header (colour type {colour})")
     bits = 16 if depth == 16 else 8
-    if 0 < sig_bits < bits:
-        bits = sig_bits if bits == 16 else bits  # sBIT: e.g. 12 significant bits stored in 16
-    return HeaderInfo("png", height, width, channels, bits, has_alpha=colour in (4, 6))
+    sig = sig_bits if bits == 16 and 8 < sig_bits < 16 else None
+    return HeaderInfo("png", height, width, channels, bits, has_alpha=colour in (4, 6), significant_bits=sig)
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

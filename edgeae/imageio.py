@@ -102,6 +102,11 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
     if arr.dtype not in (np.uint8, np.uint16, np.uint32):
         raise ImageReadError(f"{p}: unsupported sample type {arr.dtype} (expected uint8/16/32 or float)")
     bits = info.bit_depth if info.bit_depth and info.bit_depth <= 8 * arr.dtype.itemsize else None
+    sig = info.significant_bits
+    if sig and int(arr.max(initial=0)) < 2**sig:
+        # PNG sBIT: the spec scales samples to 16 bits, but many instrument pipelines store the
+        # raw 12-bit counts; only when every value fits in ``sig`` bits are they read as such
+        bits = sig
     return arr, bits or 8 * arr.dtype.itemsize, alpha
 
 
@@ -181,9 +186,7 @@ def convert_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
         return np.repeat(pixels, 3, axis=2)
     if channels == 1 and pixels.shape[2] == 3:
         return np.tensordot(pixels, LUMA, axes=([2], [0])).astype(np.float32)[:, :, None]
-    raise ValueError(
-        f"cannot convert {pixels.shape[2]} channels to {channels}; channels must be 1, 3 or None"
-    )
+    raise ValueError(f"cannot convert {pixels.shape[2]} channels to {channels}; channels must be 1, 3 or None")
 
 
 def read_image(
@@ -241,9 +244,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     p = _as_path(path)
     ext = p.suffix.lower()
     if ext not in WRITE_EXTENSIONS:
-        raise ValueError(
-            f"{p}: cannot write {ext or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
-        )
+        raise ValueError(f"{p}: cannot write {ext or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}")
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]

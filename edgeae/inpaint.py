@@ -71,11 +71,8 @@ def _nearest(img: np.ndarray, known: np.ndarray) -> np.ndarray:
     return img[iy, ix]
 
 
-def _rasterise(
-    pts: np.ndarray, simplices: np.ndarray, values: np.ndarray, out: np.ndarray, todo: np.ndarray
-) -> None:
+def _rasterise(pts: np.ndarray, simplices: np.ndarray, values: np.ndarray, out: np.ndarray, todo: np.ndarray) -> None:
     """Fill ``out[y, x]`` where ``todo`` is True with the barycentric interpolation of the covering triangle."""
-    h, w = todo.shape
     for lo in range(0, len(simplices), _TRI_CHUNK):
         s = simplices[lo : lo + _TRI_CHUNK]
         p = pts[s]  # (T, 3, 2) integer (y, x)
@@ -105,8 +102,6 @@ def _rasterise(
         vv = values[s[tid]]  # (P, 3, C)
         out[cy, cx] = np.einsum("pk,pkc->pc", lam, vv).astype(np.float32)
         todo[cy, cx] = False  # a pixel on a shared edge takes the first triangle's (identical) value
-    if h * w == 0:  # pragma: no cover
-        return
 
 
 def _linear(img: np.ndarray, known: np.ndarray) -> np.ndarray:

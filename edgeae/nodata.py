@@ -58,7 +58,13 @@ def nodata_mask(
         arr = arr.max(axis=2)
     if arr.ndim != 2:
         raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
+    sides = set(edges)
+    unknown = sides - set(EDGES)
+    if unknown:
+        raise ValueError(f"edges must be among {EDGES}, got {sorted(unknown)}")
     h, w = arr.shape
+    if seed is not None and seed.shape != (h, w):
+        raise ValueError(f"seed must have shape {(h, w)}, got {seed.shape}")
     valid = np.ones((h, w), dtype=bool)
     if h == 0 or w == 0:
         return valid
@@ -69,31 +75,49 @@ def nodata_mask(
     dark = ~(arr > limit) if arr.dtype.kind == "f" else arr <= limit  # NaN counts as dark
     if not dark.any():
         return valid
-    ndi = require("scipy.ndimage")
-    se = np.ones((3, 3), dtype=bool)
-    # closing fills JPEG specks inside margins, opening cuts thin links to interior shadows; the
-    # border values keep the outside of the image from creating or eroding dark pixels at the edge
-    dark = ndi.binary_erosion(ndi.binary_dilation(dark, se, border_value=0), se, border_value=1)
-    dark = ndi.binary_dilation(ndi.binary_erosion(dark, se, border_value=1), se, border_value=0)
-    labels, n = ndi.label(dark)
-    if n == 0:
+    cv2 = require("cv2")
+    se = np.ones((3, 3), dtype=np.uint8)
+    # closing fills JPEG specks inside margins, opening cuts thin links to interior shadows; OpenCV's
+    # default borders keep the outside of the image from creating or eroding dark pixels at the edge
+    d8 = cv2.morphologyEx(dark.view(np.uint8), cv2.MORPH_CLOSE, se)
+    d8 = cv2.morphologyEx(d8, cv2.MORPH_OPEN, se)
+    # 8-connectivity: ~3x faster than 4 in OpenCV; after the opening only >= 3-px links or corners join
+    n, labels = cv2.connectedComponents(d8, connectivity=8, ltype=cv2.CV_32S)
+    if n <= 1:  # label 0 is the background
         return valid
-    sides = set(edges)
-    unknown = sides - set(EDGES)
-    if unknown:
-        raise ValueError(f"edges must be among {EDGES}, got {sorted(unknown)}")
     border = {"top": labels[0], "bottom": labels[-1], "left": labels[:, 0], "right": labels[:, -1]}
-    touch = np.zeros(n + 1, dtype=bool)
+    touch = np.zeros(n, dtype=bool)
     for side in sides:
-        contact = np.bincount(border[side], minlength=n + 1)
+        contact = np.bincount(border[side], minlength=n)
         touch |= contact >= max(min_contact, min_side_fraction * border[side].size)
-    touch &= np.bincount(labels.ravel(), minlength=n + 1) >= min_area
-    if seed is not None:
-        if seed.shape != (h, w):
-            raise ValueError(f"seed must have shape {(h, w)}, got {seed.shape}")
-        touch[labels[seed]] = True
     touch[0] = False
-    invalid = touch[labels]
+    # one starting pixel per region to flood; flood fill costs O(region), not O(image) per label
+    starts: dict[int, tuple[int, int]] = {}
+    for side in sides:
+        labs, first = np.unique(border[side], return_index=True)
+        for lab, i in zip(labs.tolist(), first.tolist(), strict=True):
+            if touch[lab]:
+                xy = {"top": (i, 0), "bottom": (i, h - 1), "left": (0, i), "right": (w - 1, i)}[side]
+                starts.setdefault(lab, xy)
+    forced: set[int] = set()
+    if seed is not None:
+        ys, xs = np.nonzero(seed)
+        for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
+            lab = int(labels[y, x])
+            if lab and lab not in forced:
+                forced.add(lab)
+                starts.setdefault(lab, (x, y))
+    fill = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    small: list[int] = []
+    for lab, (x, y) in starts.items():
+        if fill[y + 1, x + 1]:
+            continue
+        area, *_ = cv2.floodFill(d8, fill, (x, y), 0, 0, 0, 8 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+        if area < min_area and lab not in forced:
+            small.append(lab)
+    invalid = fill[1:-1, 1:-1].view(bool)
+    for lab in small:  # rare: a short border region below min_area
+        invalid &= labels != lab
     if margin > 0 and invalid.any():
-        invalid = ndi.binary_dilation(invalid, structure=se, iterations=int(margin))
+        invalid = cv2.dilate(invalid.view(np.uint8), se, iterations=int(margin)).view(bool)
     return ~invalid

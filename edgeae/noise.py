@@ -34,16 +34,14 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 def _choose_pixels(shape: tuple[int, int], fraction: float, rng: np.random.Generator) -> np.ndarray:
     """A bool (H, W) map with exactly ``round(fraction * H * W)`` True pixels chosen uniformly."""
     n = shape[0] * shape[1]
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     chosen = np.zeros(n, dtype=bool)
     if k:
         chosen[rng.choice(n, size=k, replace=False)] = True
     return chosen.reshape(shape)
 
 
-def destructive_noise(
-    image: np.ndarray, coverage: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def destructive_noise(image: np.ndarray, coverage: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Zero exactly ``round(coverage * H * W)`` random pixels on all channels.
 
     Returns ``(noisy, kept)`` where ``kept`` is bool (H, W), True where the pixel survived (the same
@@ -57,9 +55,7 @@ def destructive_noise(
     return out, ~destroyed
 
 
-def additive_colour_noise(
-    image: np.ndarray, fraction: float, amplitude: float, rng: np.random.Generator
-) -> np.ndarray:
+def additive_colour_noise(image: np.ndarray, fraction: float, amplitude: float, rng: np.random.Generator) -> np.ndarray:
     """Add uniform noise in [-amplitude, +amplitude] to a random ``fraction`` of the pixels, clipped to [0, 1].
 
     One value is drawn per affected pixel and added to every channel of it (the paper's luminance+colour

@@ -77,9 +77,7 @@ class RowReader:
         level = series.levels[0] if getattr(series, "levels", None) else series
         if len(level.pages) != 1:
             self.close()
-            raise ImageReadError(
-                f"{self.path}: multi-page TIFF series cannot be streamed; store one 2-D image"
-            )
+            raise ImageReadError(f"{self.path}: multi-page TIFF series cannot be streamed; store one 2-D image")
         page = level.keyframe
         self._page = page
         self.dtype = np.dtype(page.dtype)
@@ -133,9 +131,7 @@ class RowReader:
                     try:
                         seg, (ps, _, py, px, _), _shape = page.decode(data, index, jpegtables=page.jpegtables)
                     except Exception as exc:
-                        raise ImageReadError(
-                            f"{self.path}: cannot decode TIFF segment {index} ({exc})"
-                        ) from exc
+                        raise ImageReadError(f"{self.path}: cannot decode TIFF segment {index} ({exc})") from exc
                     if seg is None:
                         continue
                     seg = seg[0]  # drop depth
@@ -174,9 +170,7 @@ def _iter_bands(
         if alpha is not None:
             valid &= alpha > 0
         if detect_nodata:
-            edges = (
-                ["left", "right"] + (["top"] if y0 == 0 else []) + (["bottom"] if y1 == reader.height else [])
-            )
+            edges = ["left", "right"] + (["top"] if y0 == 0 else []) + (["bottom"] if y1 == reader.height else [])
             ctx = prev is not None and prev[0] <= y0 - 1 < prev[1]
             if prev is not None and ctx:
                 row = y0 - 1 - prev[0]
@@ -193,7 +187,7 @@ def _iter_bands(
 
 def iter_strips(
     path: str | os.PathLike[str],
-    strip_rows: int = 1024,
+    strip_rows: int = 256,
     overlap: int = 0,
     *,
     channels: int | None = None,
@@ -219,7 +213,7 @@ def iter_patches(
     *,
     channels: int | None = None,
     min_valid: float = 0.0,
-    band_rows: int = 1024,
+    band_rows: int = 256,
     detect_nodata: bool = True,
 ) -> Iterator[Patch]:
     """Yield every ``patch``×``patch`` :class:`Patch` on the :func:`edgeae.tiling.tile_positions` grid.
@@ -344,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     st.add_argument("frame")
     st.add_argument("--patch", type=int, default=64)
     st.add_argument("--stride", type=int, default=None)
-    st.add_argument("--band-rows", type=int, default=1024)
+    st.add_argument("--band-rows", type=int, default=256)
     st.add_argument("--min-valid", type=float, default=0.0)
     args = ap.parse_args(argv)
     start_rss, t0 = _peak_rss_mb(), time.perf_counter()
@@ -355,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         result: dict[str, Any] = {"frame": str(p), "bytes": p.stat().st_size}
     else:
-        h, w, c = _headers.probe(Path(args.frame)).height, _headers.probe(Path(args.frame)).width, 1
+        info = _headers.probe(Path(args.frame))
+        h, w, c = info.height, info.width, info.channels
         n = kept = 0
         valid_sum = 0.0
         for q in iter_patches(args.frame, args.patch, args.stride, band_rows=args.band_rows):

@@ -209,6 +209,8 @@ def export_checkpoint(
         if precision == "int8" and graph.kind != "cae-decoder" and not covers_unit_range(in_range):
             failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
         extra = {**metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
+        if fmt == "tflite" and graph.tflite_static_batch:
+            extra["static_batch"] = graph.tflite_static_batch  # the loader runs bigger batches in chunks
         if precision == "int8":
             extra["calibration"] = {
                 "source": calib_source,

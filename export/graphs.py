@@ -23,13 +23,17 @@ KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
 
 @dataclass
 class Graph:
-    """One exportable graph: ``module`` maps an NCHW float input to a tuple in ``output_names`` order."""
+    """One exportable graph: ``module`` maps an NCHW float input to a tuple in ``output_names`` order.
+
+    ``tflite_static_batch`` is set when litert-torch cannot convert the graph with a dynamic batch.
+    """
 
     kind: str
     module: Any  # torch.nn.Module
     metadata: ModelMetadata
     input_name: str
     output_names: tuple[str, ...]
+    tflite_static_batch: int | None = None
 
     def sample(self, batch: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """A float32 NCHW sample batch of the graph's input shape with values in [0, 1]."""
@@ -78,12 +82,15 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
             meta = metadata.replace(kind=kind, input_shape=(-1, *lat), channels=int(lat[0]))
         else:
             module = _tuple_module(model, OUTPUT_NAMES["vae"])
-        out.append(Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind]))
+        # litert-torch bakes batch 2 into the VAE's flatten/fc layers when the batch is dynamic; its TFLite
+        # file is converted with a static batch of 1 and the flight loader runs larger batches in chunks.
+        static = 1 if kind == "vae" else None
+        out.append(Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static))
     return out
 
 
 def torch_outputs(graph: Graph, batch: np.ndarray) -> dict[str, np.ndarray]:
-    """Run the PyTorch graph on a float32 NCHW batch; outputs by name, float32 numpy."""
+    """Run the reference PyTorch model on a float32 NCHW batch; outputs by name, float32 numpy."""
     torch = require("torch")
     with torch.inference_mode():
         out = graph.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))

@@ -27,21 +27,33 @@ from .tflite_metadata import write_tflite_metadata
 log = logging.getLogger(__name__)
 
 
-def _convert(module: Any, sample: Any, path: Path, quant_config: Any = None) -> None:
-    litert_torch = require("litert_torch")
+def _dynamic(graph: Graph) -> Any:
+    """``dynamic_shapes`` for a batch axis, or None for a graph converted with a static batch."""
+    if graph.tflite_static_batch:
+        return None
     torch = require("torch")
-    batch = torch.export.Dim("batch", min=1, max=65536)
+    return ({0: torch.export.Dim("batch", min=1, max=65536)},)
+
+
+def _sample(graph: Graph) -> Any:
+    torch = require("torch")
+    return torch.from_numpy(graph.sample(graph.tflite_static_batch or 2))
+
+
+def _convert(graph: Graph, module: Any, path: Path, quant_config: Any = None) -> None:
+    litert_torch = require("litert_torch")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        model = litert_torch.convert(module, (sample,), dynamic_shapes=({0: batch},), quant_config=quant_config)
+        model = litert_torch.convert(
+            module, (_sample(graph),), dynamic_shapes=_dynamic(graph), quant_config=quant_config
+        )
         model.export(str(path))
 
 
 def export_tflite_fp32(graph: Graph, path: str | os.PathLike[str]) -> Path:
     """Convert ``graph`` to a float32 ``.tflite`` with a dynamic batch and embed its metadata."""
-    torch = require("torch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _convert(graph.module, torch.from_numpy(graph.sample(2)), path)
+    _convert(graph, graph.module, path)
     write_tflite_metadata(path, graph.metadata.replace(precision="fp32").to_json())
     return path
 
@@ -84,9 +96,7 @@ def export_tflite_int8(
     quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sample = torch.from_numpy(graph.sample(2))
-    dim = torch.export.Dim("batch", min=1, max=65536)
-    exported = torch.export.export(graph.module, (sample,), dynamic_shapes=({0: dim},)).module()
+    exported = torch.export.export(graph.module, (_sample(graph),), dynamic_shapes=_dynamic(graph)).module()
     quantizer = pt2e.PT2EQuantizer().set_global(_minmax_config())
     prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
     with torch.no_grad():
@@ -97,7 +107,7 @@ def export_tflite_int8(
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     with contextlib.suppress(AttributeError, ImportError):
         require("torchao.quantization.pt2e").move_exported_model_to_eval(converted)
-    _convert(converted, sample, path, quant_config=qcfg.QuantConfig(pt2e_quantizer=quantizer))
+    _convert(graph, converted, path, quant_config=qcfg.QuantConfig(pt2e_quantizer=quantizer))
     write_tflite_metadata(path, graph.metadata.replace(precision="int8").to_json())
     return path
 

@@ -137,9 +137,7 @@ class MemoryPlan:
         return {**dict(self.items), "total": self.total}
 
 
-def plan_memory(
-    mission: Mission, width: int, height: int, model_bytes: int, patch_channels: int
-) -> MemoryPlan:
+def plan_memory(mission: Mission, width: int, height: int, model_bytes: int, patch_channels: int) -> MemoryPlan:
     """Working memory a mission needs at frame width ``width`` (and ``height`` for whole-file frames)."""
     cam, an = mission.camera, mission.anomaly
     rows = cam.strip_rows if cam.source == "strips" else height

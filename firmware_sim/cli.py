@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,12 +36,15 @@ def _run(args: argparse.Namespace) -> int:
         overrides["runtime"] = {"threads": args.threads}
     if args.frame_ms is not None:
         overrides["budget"] = {"frame_ms": args.frame_ms}
+    for item in args.set or ():
+        section, key, value = _parse_set(item)
+        overrides.setdefault(section, {})[key] = value
     if overrides:
         mission = mission.with_overrides(**overrides)
     frames = expand_frames(args.frames)
     if not frames:
         raise MissionError("no frames: --frames names no files")
-    rt = FlightRuntime(mission, args.out, inject=args.inject or ())
+    rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
     try:
         summary = rt.run(frames)
     except SimulatedReboot as exc:
@@ -48,6 +52,19 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_REBOOT
     _print_summary(summary, args.out)
     return 0
+
+
+def _parse_set(item: str) -> tuple[str, str, Any]:
+    """``section.key=value`` with a TOML value (bare words are strings): ``anomaly.top_k=4``."""
+    lhs, sep, rhs = item.partition("=")
+    section, dot, key = lhs.strip().partition(".")
+    if not sep or not dot or not key:
+        raise MissionError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. anomaly.top_k=4")
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()
+    return section, key, value
 
 
 def _print_summary(s: dict[str, Any], out: str) -> None:
@@ -63,7 +80,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     mem = s["memory"]
     print(
         f"  memory peak (traced) {mem['traced_peak_bytes']:,} B of {s['budgets']['memory_bytes']:,} B, "
-        f"RSS peak {mem['rss_peak_bytes']:,} B; patches/s {s['patches_per_s']}"
+        f"RSS peak {mem['rss_peak_bytes']:,} B (+{mem['rss_growth_bytes']:,} B over boot); "
+        f"patches/s {s['patches_per_s']}"
     )
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
     for a in s["anomalies"]:
@@ -99,17 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser("run", help="run a mission's frame loop on frames")
     r.add_argument("--mission", required=True, help="mission TOML file, or a shipped mission name")
-    r.add_argument(
-        "--frames", nargs="+", required=True, help="frame files or folders (.npy, .tif, .png, .jpg)"
-    )
-    r.add_argument(
-        "--out", required=True, help="output folder (also the persistent state: reuse it after a reboot)"
-    )
+    r.add_argument("--frames", nargs="+", required=True, help="frame files or folders (.npy, .tif, .png, .jpg)")
+    r.add_argument("--out", required=True, help="output folder (also the persistent state: reuse it after a reboot)")
     r.add_argument("--anomaly-model", help="override [anomaly] model")
     r.add_argument("--recon-model", help="override [reconstruction] model")
     r.add_argument("--threads", type=int, help="override [runtime] threads")
     r.add_argument("--frame-ms", type=float, help="override [budget] frame_ms")
+    r.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any mission field")
     r.add_argument("--inject", action="append", help="faults, e.g. seu@frame3,late@frame5:800 (repeatable)")
+    r.add_argument("--progress", action="store_true", help="progress bar per streamed frame (needs tqdm)")
     r.set_defaults(_fn=_run)
     b = sub.add_parser("bench", help="benchmark an artifact: latency per stage, throughput, memory")
     b.add_argument("--model", required=True, help=".onnx / .ort / .tflite artifact")

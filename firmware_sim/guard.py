@@ -95,9 +95,7 @@ class ModelGuard:
                 continue
             got = hashlib.sha256(data).hexdigest()
             if got != self.expected:
-                reasons.append(
-                    f"{cand}: SHA-256 {got[:12]}… != golden {self.expected[:12]}… ({self.hash_source})"
-                )
+                reasons.append(f"{cand}: SHA-256 {got[:12]}… != golden {self.expected[:12]}… ({self.hash_source})")
                 self.events.append(
                     GuardEvent("model_file_corrupt", reasons[-1], {"role": self.role, "path": str(cand)})
                 )
@@ -112,9 +110,7 @@ class ModelGuard:
             self.image = np.frombuffer(bytearray(data), dtype=np.uint8)
             self.crcs = block_crcs(self.image)
             if cand != self.candidates[0]:
-                self.events.append(
-                    GuardEvent("model_fallback", f"loaded fallback {cand}", {"role": self.role})
-                )
+                self.events.append(GuardEvent("model_fallback", f"loaded fallback {cand}", {"role": self.role}))
             return self.predictor
         raise ModelRefused(f"{self.role} model refused: " + "; ".join(reasons))
 
@@ -130,16 +126,12 @@ class ModelGuard:
         try:
             self.load()
         except ModelRefused as exc:
-            ev = GuardEvent(
-                "seu_unrecoverable", f"{detail}; {exc}", {"role": self.role, "blocks": bad.tolist()}
-            )
+            ev = GuardEvent("seu_unrecoverable", f"{detail}; {exc}", {"role": self.role, "blocks": bad.tolist()})
             self.predictor, self.path = None, None
             self.events.append(ev)
             return ev
         self.reloads += 1
-        ev = GuardEvent(
-            "seu_detected", f"{detail}; golden copy reloaded", {"role": self.role, "blocks": bad.tolist()}
-        )
+        ev = GuardEvent("seu_detected", f"{detail}; golden copy reloaded", {"role": self.role, "blocks": bad.tolist()})
         self.events.append(ev)
         return ev
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 
 from edgeae.tiling import axis_starts
 
-from .budget import CostModel, MemoryMeter, plan_memory
+from .budget import CostModel, MemoryMeter, peak_rss_bytes, plan_memory, rss_bytes
 from .faults import FaultPlan, SimulatedReboot, corrupt_frame, flip_bits, parse_faults
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .guard import GuardEvent, ModelGuard, ModelRefused
@@ -55,15 +56,19 @@ class FlightRuntime:
         loader: Loader | None = None,
         inject: Sequence[str] = (),
         wire: WireConfig | None = None,
+        progress: bool = False,
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.loader = loader or default_loader
-        self.wire = wire or WireConfig()
+        self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
+        self.wire = wire or WireConfig(mission.downlink.max_packet_bytes, mission.downlink.codec)
+        self._cpu0 = time.process_time()
         self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
         self.meter = MemoryMeter(mission.runtime.measure_memory)
         self.meter.start()
+        self.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
         self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
         self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
         self.cost = CostModel()
@@ -141,15 +146,32 @@ class FlightRuntime:
             check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
             self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
             self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth)
-            t0 = time.perf_counter()
-            for _ in range(2):  # warm up, then calibrate the per-patch cost
-                t0 = time.perf_counter()
-                self.scorer.run(an.batch)
-            self.cost.ms_per_patch = _ms(t0) / an.batch
+            self.scorer.run(an.batch)  # warm up, then calibrate the per-patch cost (median of 3 batches)
+            self.cost.ms_per_patch = float(np.median([self._time_batch() for _ in range(3)]))
         if rc.mode != "off":
             self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
-            if self.recon is not None and self.recon.predictor.metadata.kind != "cae":
-                raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a cae model")
+            want = "cae" if rc.mode == "check" else "cae-encoder"
+            if self.recon is not None and self.recon.predictor.metadata.kind != want:
+                raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a {want} model")
+
+    def _time_batch(self) -> float:
+        """ms per patch of one full scoring batch (the buffer holds whatever it last held)."""
+        assert self.scorer is not None
+        t = time.perf_counter()
+        self.scorer.run(self.scorer.batch)
+        return _ms(t) / self.scorer.batch
+
+    def _probe(self, level: Any, slack_ms: float) -> dict[str, float] | None:
+        """Re-measure costs the frame's level did not exercise, when the frame left time to spare, so a
+        noisy estimate cannot keep the ladder at the bottom for ever."""
+        out: dict[str, float] = {}
+        if level.score_every == 0 and self.scorer is not None:
+            if self.cost.ms_per_patch * self.scorer.batch < slack_ms:
+                out["ms_per_patch"] = self._time_batch()
+                self.cost.ms_per_patch = self.cost._ema(self.cost.ms_per_patch, out["ms_per_patch"])
+            else:  # not even one batch fits: forget part of the estimate so a later frame probes
+                self.cost.ms_per_patch *= 0.75
+        return out or None
 
     def _events(self, events: list[GuardEvent]) -> list[str]:
         for ev in events:
@@ -197,6 +219,7 @@ class FlightRuntime:
     def process(self, frame: str | os.PathLike[str] | np.ndarray) -> dict[str, Any]:
         """Run one frame through the loop and return its telemetry record."""
         t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
         fno = self.frame_no
         self.frame_no += 1
         if self.faults.at(fno, "reboot"):
@@ -221,9 +244,7 @@ class FlightRuntime:
             rec["flags"].append("late")
         rec["lateness_ms"] = lateness
         try:
-            reader: FrameReader = (
-                ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
-            )
+            reader: FrameReader = ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
         except (FrameError, OSError) as exc:
             return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
         bad = self.faults.at(fno, "bad-frame")
@@ -293,10 +314,11 @@ class FlightRuntime:
             score_ms=tm["score"],
             recon_ms=tm.get("recon"),
         )
+        rec["probe"] = self._probe(level, available - total)
         return rec
 
     def _queue_products(self, work: Any, rec: dict[str, Any]) -> dict[str, int]:
-        queued: dict[str, int] = {"patch": 0, "sparse": 0, "telemetry": 0}
+        queued: dict[str, int] = {"patch": 0, "sparse": 0, "telemetry": 0, "latent": 0}
         evicted: list[int] = []
         bits = self.m.camera.bit_depth
         for i, c in enumerate(work.topk.ranked()):
@@ -305,14 +327,18 @@ class FlightRuntime:
             queued["patch"] += item.wire_bytes if item.status == "pending" else 0
             evicted += [e.id for e in ev]
         sf, counts = work.sparse_frame()
-        if counts is not None:
+        if self.wire.codec == "none" or work.spool_path is not None:  # bounded memory, the same bytes
             packets = sparse_packets(sf, counts, self.wire.max_packet_size)
-        else:
+        else:  # compressed: packetise regenerates the whole mask to cut rows
             packets = iter(packetise(sf, config=self.wire))
         item, ev = self.queue.put("sparse", work.fid, packets)
         queued["sparse"] += item.wire_bytes if item.status == "pending" else 0
         evicted += [e.id for e in ev]
         work.close()
+        if work.latents is not None:
+            item, ev = self.queue.put("latent", work.fid, packetise(work.latents, config=self.wire))
+            queued["latent"] += item.wire_bytes if item.status == "pending" else 0
+            evicted += [e.id for e in ev]
         summary: dict[str, Any] = {k: rec[k] for k in ("frame_id", "level", "flags") if k in rec}
         summary["anomaly"] = rec.get("anomaly", {}).get("patches", [])[:16]
         tr = TelemetryRecord(work.fid, _json_bytes(summary))
@@ -325,6 +351,7 @@ class FlightRuntime:
 
     def _finish(self, rec: dict[str, Any], t0: float) -> dict[str, Any]:
         rec.setdefault("timing_ms", {})["total"] = rec.get("timing_ms", {}).get("total", _ms(t0))
+        rec["cpu_ms"] = (time.process_time() - self._cpu0) * 1e3  # all threads: independent of machine load
         mem = self.meter.sample()
         budget = self.m.budget.memory_bytes
         rec["memory"] = {**mem, "budget": budget, "over_budget": mem["traced_peak"] > budget}
@@ -354,10 +381,11 @@ class FlightRuntime:
         )
 
     def run(self, frames: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-        """Process frames (skipping sources already in the ledger after a reboot); write the summary."""
-        done = {r["source"] for r in self.queue.state["frames"].values() if r["status"] != "in_progress"}
+        """Process frames (after a reboot, skipping as many of each source as the ledger holds); summarise."""
+        done = Counter(r["source"] for r in self.queue.state["frames"].values())  # a multiset: repeats count
         for f in frames:
-            if str(f) in done:
+            if done[str(f)] > 0:
+                done[str(f)] -= 1
                 self.tm.write("event", kind="skip_already_acquired", source=str(f))
                 continue
             self.process(f)
@@ -373,12 +401,14 @@ class FlightRuntime:
             },
             "memory": {
                 "traced_peak_bytes": self.meter.run_peak,
-                "rss_peak_bytes": self.meter.sample()["rss_peak"],
                 "within_budget": self.meter.run_peak <= self.m.budget.memory_bytes,
+                "rss_boot_bytes": self.rss_boot,
+                "rss_peak_bytes": peak_rss_bytes(),
+                # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline
+                "rss_growth_bytes": peak_rss_bytes() - self.rss_boot,
             },
             "models": {
-                r: (str(g.path) if g else None)
-                for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
+                r: (str(g.path) if g else None) for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
             },
             "scrub_reloads": sum(g.reloads for g in (self.anomaly, self.recon) if g is not None),
             "faults": [str(f) for f in self.faults.faults],

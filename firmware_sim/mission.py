@@ -17,6 +17,7 @@ SOURCES = ("files", "strips")
 PATTERNS = ("uniform", "jittered")
 METHODS = ("vae", "cae-masked")
 RECON_MODES = ("off", "check", "latent")
+CODECS = ("none", "delta-deflate", "deflate")
 MISSIONS_DIR = Path(__file__).resolve().parent / "missions"
 
 
@@ -149,6 +150,22 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Downlink:
+    """How products are cut into CCSDS packets (``wire.packets.WireConfig``): packet size limit and codec.
+
+    Streamed frames' sparse pixels are always sent raw (codec ``none``): they are packetised from a spool.
+    """
+
+    max_packet_bytes: int = 1024
+    codec: str = "none"
+
+    def __post_init__(self) -> None:
+        w = "[downlink]"
+        _need(128 <= self.max_packet_bytes <= 65542, w, "max_packet_bytes must be in 128..65542")
+        _need(self.codec in CODECS, w, f"codec must be one of {CODECS}, got {self.codec!r}")
+
+
+@dataclass(frozen=True)
 class Runtime:
     """Interpreter threads, weight scrubbing period and fault injection (``kind@frameN[:arg]`` strings)."""
 
@@ -174,6 +191,7 @@ class Mission:
     anomaly: Anomaly = field(default_factory=Anomaly)
     reconstruction: Reconstruction = field(default_factory=Reconstruction)
     budget: Budget = field(default_factory=Budget)
+    downlink: Downlink = field(default_factory=Downlink)
     runtime: Runtime = field(default_factory=Runtime)
     description: str = ""
     source_path: str = ""
@@ -182,6 +200,11 @@ class Mission:
         _need(bool(self.name), "mission", "name must not be empty")
         cam, an = self.camera, self.anomaly
         if cam.source == "strips":
+            _need(
+                self.reconstruction.mode != "latent",
+                "mission",
+                'latent encoding needs whole frames: use [camera] source = "files" or mode = "check"',
+            )
             _need(
                 cam.strip_rows % an.patch == 0 and an.stride == an.patch,
                 "mission",
@@ -192,6 +215,8 @@ class Mission:
         """A copy with some fields of some sections replaced, e.g. ``anomaly={"model": "x.onnx"}``."""
         changes: dict[str, Any] = {}
         for name, values in sections.items():
+            if name not in _SECTIONS:
+                raise MissionError(f"unknown mission section [{name}]; known: {sorted(_SECTIONS)}")
             try:
                 changes[name] = replace(getattr(self, name), **values)
             except TypeError as exc:
@@ -205,6 +230,7 @@ _SECTIONS: dict[str, type] = {
     "anomaly": Anomaly,
     "reconstruction": Reconstruction,
     "budget": Budget,
+    "downlink": Downlink,
     "runtime": Runtime,
 }
 

@@ -148,9 +148,7 @@ class DownlinkQueue:
         return sum(i.wire_bytes - i.sent_bytes for i in self.items.values() if i.status == PENDING)
 
     def pending(self) -> list[Item]:
-        return sorted(
-            (i for i in self.items.values() if i.status == PENDING), key=lambda i: (i.priority, i.id)
-        )
+        return sorted((i for i in self.items.values() if i.status == PENDING), key=lambda i: (i.priority, i.id))
 
     def frame_items(self, frame_id: int) -> list[Item]:
         return [i for i in self.items.values() if i.frame_id == frame_id]
@@ -194,11 +192,7 @@ class DownlinkQueue:
         if need <= 0:
             return evicted
         victims = sorted(
-            (
-                i
-                for i in self.items.values()
-                if i.status == PENDING and i.id != new.id and i.priority > new.priority
-            ),
+            (i for i in self.items.values() if i.status == PENDING and i.id != new.id and i.priority > new.priority),
             key=lambda i: (-i.priority, i.id),
         )
         freeable = sum(v.wire_bytes - v.sent_bytes for v in victims)

@@ -167,6 +167,8 @@ class _TFLiteRunner:
             self.input_index = self.interp.get_input_details()[0]["index"]
             self.output_indices = [d["index"] for d in self.interp.get_output_details()]
         self.batch = -1
+        sig0 = int(self._detail(self.input_index)["shape_signature"][0])
+        self.static_batch: int | None = sig0 if sig0 > 0 else None
 
     def metadata_text(self) -> bytes | None:
         return self.entries.get(METADATA_KEY)
@@ -178,6 +180,20 @@ class _TFLiteRunner:
         raise ArtifactError(f"{self.path}: tensor {index} is not an input or output")
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if self.static_batch is None or x.shape[0] == self.static_batch:
+            return self._run(x)
+        # a file converted with a static batch: run in chunks of that size, padding the last one
+        b = self.static_batch
+        parts: list[list[np.ndarray]] = []
+        for i in range(0, x.shape[0], b):
+            chunk = x[i : i + b]
+            n = chunk.shape[0]
+            if n < b:
+                chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
+            parts.append([y[:n] for y in self._run(chunk)])
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
         if x.shape[0] != self.batch:
             shape = list(self._detail(self.input_index)["shape"])
             if shape[0] != x.shape[0]:

@@ -28,9 +28,7 @@ def check_model(meta: Any, anomaly: Anomaly, channels: int, source: str) -> None
     """Refuse a model whose kind, channels or input size does not fit the mission."""
     want = "vae" if anomaly.method == "vae" else "cae"
     if meta.kind != want:
-        raise ScoringError(
-            f"{source}: method {anomaly.method!r} needs a {want} model, artifact is {meta.kind!r}"
-        )
+        raise ScoringError(f"{source}: method {anomaly.method!r} needs a {want} model, artifact is {meta.kind!r}")
     if meta.channels != channels:
         raise ScoringError(f"{source}: model has {meta.channels} channels, camera has {channels}")
     shape = meta.input_shape
@@ -48,9 +46,7 @@ def resolve_threshold(anomaly: Anomaly, meta: Any, source: str) -> float | None:
     if t == "metadata":
         v = (meta.score or {}).get("threshold")
         if v is None:
-            raise ScoringError(
-                f'{source}: threshold = "metadata" but the artifact records no score threshold'
-            )
+            raise ScoringError(f'{source}: threshold = "metadata" but the artifact records no score threshold')
         return float(v)
     return float(t)
 
@@ -58,9 +54,7 @@ def resolve_threshold(anomaly: Anomaly, meta: Any, source: str) -> float | None:
 class PatchScorer:
     """Scores patches in batches through a predictor, reusing one preallocated input buffer."""
 
-    def __init__(
-        self, predictor: Any, method: str, patch: int, channels: int, batch: int, bit_depth: int
-    ) -> None:
+    def __init__(self, predictor: Any, method: str, patch: int, channels: int, batch: int, bit_depth: int) -> None:
         self.predictor = predictor
         self.method = method
         self.buf = np.zeros((batch, channels, patch, patch), np.float32)
@@ -75,9 +69,7 @@ class PatchScorer:
         """Put one (P, P, C) raw patch into slot ``k`` of the batch (masked for the CAE method)."""
         np.multiply(samples.transpose(2, 0, 1), self.scale, out=self.truth[k], casting="unsafe")
         if self.method == "cae-masked":
-            np.multiply(
-                self.truth[k], keep_mask[None, :, :] if keep_mask is not None else 1.0, out=self.buf[k]
-            )
+            np.multiply(self.truth[k], keep_mask[None, :, :] if keep_mask is not None else 1.0, out=self.buf[k])
 
     def run(self, n: int) -> np.ndarray:
         """Anomaly scores (n,) of the first ``n`` slots, float64."""

@@ -53,9 +53,7 @@ def sparse_packets(
 ) -> Iterator[bytes]:
     """Yield the packets of ``frame`` (values may be a memory map) given its kept-pixel count per row."""
     if int(row_counts.sum()) != frame.values.shape[0]:
-        raise ValueError(
-            f"frame {frame.frame_id}: {frame.values.shape[0]} values but rows count {row_counts.sum()}"
-        )
+        raise ValueError(f"frame {frame.frame_id}: {frame.values.shape[0]} values but rows count {row_counts.sum()}")
     pieces = plan_pieces(frame, row_counts, max_packet_size)
     if len(pieces) >= 2**16:
         raise ValueError(f"sparse frame {frame.frame_id} needs {len(pieces)} packets (max 65535)")

@@ -27,9 +27,7 @@ OPSET = 17
 def _save(graph: Any, meta: ModelMetadata, path: str | Path) -> Path:
     onnx = require("onnx")
     helper = onnx.helper
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgeae-testing"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgeae-testing")
     model.ir_version = 8
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(model)
@@ -57,9 +55,7 @@ def tiny_vae_onnx(
         h.make_tensor("lam", tp.FLOAT, [], [lam]),
     ]
     nodes = [
-        h.make_node(
-            "AveragePool", ["x"], ["x_hat"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0
-        ),
+        h.make_node("AveragePool", ["x"], ["x_hat"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=0),
         h.make_node("Sub", ["x", "x_hat"], ["d"]),
         h.make_node("Mul", ["d", "d"], ["d2"]),
         h.make_node("ReduceSum", ["d2", "axes_chw"], ["rec"], keepdims=0),
@@ -118,12 +114,30 @@ def tiny_cae_onnx(path: str | Path, channels: int = 1, tile: int = 32, padding_b
     return _save(graph, meta, path)
 
 
+def tiny_encoder_onnx(path: str | Path, channels: int = 1, tile: int = 32) -> Path:
+    """Write a CAE-encoder-kind stand-in: the latent is the 8×8 block mean, (N, channels, tile/8, tile/8)."""
+    onnx = require("onnx")
+    h, tp = onnx.helper, onnx.TensorProto
+    x = h.make_tensor_value_info("x", tp.FLOAT, ["N", channels, tile, tile])
+    y = h.make_tensor_value_info("latent", tp.FLOAT, ["N", channels, tile // 8, tile // 8])
+    node = h.make_node("AveragePool", ["x"], ["latent"], kernel_shape=[8, 8], strides=[8, 8])
+    graph = h.make_graph([node], "tiny_encoder", [x], [y])
+    meta = ModelMetadata(
+        kind="cae-encoder",
+        architecture={"name": "tiny-test-encoder"},
+        input_shape=(-1, channels, tile, tile),
+        channels=channels,
+    )
+    return _save(graph, meta, path)
+
+
 def tiny_models(folder: str | Path, channels: int = 1, patch: int = 32) -> dict[str, Path]:
     """Both stand-ins in ``folder``: ``{"vae": ..., "cae": ...}`` (the CAE padded to 20 kB of weights)."""
     d = Path(folder)
     return {
         "vae": tiny_vae_onnx(d / "vae.onnx", channels, patch),
         "cae": tiny_cae_onnx(d / "cae.onnx", channels, patch, 20_000),
+        "encoder": tiny_encoder_onnx(d / "encoder.onnx", channels, patch),
     }
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeae.predictor import load_predictor
+
 from edgeae.anomaly.evaluate import Scored, markdown_tables, table_rows
 
 
@@ -31,18 +33,23 @@ def test_table_rows_and_markdown() -> None:
 
 
 def test_tiny_real_run_ranks_large_craters_above_random(data_root: Path) -> None:
-    """One LROC NAC mosaic (576 patches) with the zoo VAE: craters >= 32 px rank above random."""
+    """One evaluated LROC NAC mosaic (169 patches) with the zoo VAE: craters >= 32 px rank above random."""
     pytest.importorskip("torch")
-    from edgeae.anomaly.evaluate import score_lroc
-    from edgeae.anomaly.score import make_scorer
-    from edgeae.predictor import load_predictor
+    from edgeae.anomaly.evaluate import lroc_files
+    from edgeae.anomaly.labels import crater_file_for, patch_labels, read_craters
+    from edgeae.anomaly.metrics import ranking_summary
+    from edgeae.anomaly.score import make_scorer, score_array
+    from edgeae.imageio import read_image
 
     try:
         predictor = load_predictor("orbital-gray-vae", threads=1)
     except (KeyError, FileNotFoundError) as exc:
         pytest.skip(f"zoo VAE not available: {exc}")
-    scored = score_lroc(data_root, make_scorer(predictor, keep_latents=True), limit=1)
-    rows = {(r["feature"], r["method"]): r for r in table_rows(scored)}
-    row = rows[("craters >= 32 px", "vae a(x)")]
-    assert row["positives"] > 10
-    assert row["ap"] > 1.5 * row["random_ap"]
+    f = lroc_files(data_root)[0]
+    img = read_image(f, channels=1)
+    res = score_array(img.pixels, make_scorer(predictor), 64, 64, valid=img.valid, min_valid=0.0)
+    labels = patch_labels(res.xy, 64, read_craters(crater_file_for(f)), d_min=32.0)
+    row = ranking_summary(res.score, labels)
+    assert row["positives"] >= 10 and row["negatives"] >= 100
+    assert row["ap"] > row["random_ap"]
+    assert row["auc"] > 0.5

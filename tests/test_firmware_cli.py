@@ -48,10 +48,11 @@ def setup(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_run_writes_outputs(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     d, frames = setup
     out = d / "out"
-    assert main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]) == 0
+    cmd = ["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]
+    assert main([*cmd, "--set", "anomaly.top_k=2", "--set", "sampling.pattern=jittered"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["frames"]["acquired"] == 3 and s["frames"]["downlinked"] == 3 and s["frames"]["accounted"]
-    assert len(s["anomalies"]) == 3 and s["anomalies"][0]["patches"][0] == {
+    assert [len(a["patches"]) for a in s["anomalies"]] == [2, 2, 2] and s["anomalies"][0]["patches"][0] == {
         **s["anomalies"][0]["patches"][0],
         "x": 96,
         "y": 64,
@@ -60,9 +61,7 @@ def test_run_writes_outputs(setup: tuple[Path, list[str]], capsys: pytest.Captur
     assert [x["type"] for x in lines if x["type"] in ("start", "end")] == ["start", "end"]
     frame_recs = [x for x in lines if x["type"] == "frame"]
     assert all({"timing_ms", "memory", "level", "queued_bytes", "flags"} <= set(x) for x in frame_recs)
-    assert sorted(p.name for p in (out / "downlink").glob("pass_*.bin")) == [
-        f"pass_0000{i}.bin" for i in (1, 2, 3)
-    ]
+    assert sorted(p.name for p in (out / "downlink").glob("pass_*.bin")) == [f"pass_0000{i}.bin" for i in (1, 2, 3)]
     assert "anomalous patches" in capsys.readouterr().out
 
 
@@ -86,6 +85,9 @@ def test_run_errors_and_reboot(setup: tuple[Path, list[str]], capsys: pytest.Cap
         )
         == 2
     )
+    bad_set = ["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(d / "o"), "--set"]
+    assert main([*bad_set, "anomaly.top_k=0"]) == 2 and "top_k" in capsys.readouterr().err
+    assert main([*bad_set, "nosuch.x=1"]) == 2 and "unknown mission section" in capsys.readouterr().err
     args = ["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(d / "r")]
     assert main([*args, "--inject", "reboot@frame1"]) == EXIT_REBOOT
     assert main(args) == 0

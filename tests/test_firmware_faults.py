@@ -102,9 +102,7 @@ def test_declared_hash_catches_a_damaged_file(tmp_path: Path, models: dict[str, 
 
 
 def test_late_frame_degrades_and_is_recorded(tmp_path: Path, models: dict[str, Path]) -> None:
-    rt = FlightRuntime(
-        mission(models, budget={"frame_ms": 400.0, "safety": 1.0}), tmp_path, inject=["late@frame1:380"]
-    )
+    rt = FlightRuntime(mission(models, budget={"frame_ms": 400.0, "safety": 1.0}), tmp_path, inject=["late@frame1:380"])
     rt.cost.ms_per_patch, rt.cost.ms_per_mpix, rt.cost.ms_recon, rt.cost.ms_per_mkept = 1.0, 0.0, 5.0, 0.0
     recs = [rt.process(frame()) for _ in range(2)]
     rt.finish()
@@ -117,9 +115,7 @@ def test_late_frame_degrades_and_is_recorded(tmp_path: Path, models: dict[str, P
     ("mode", "reason"),
     [("nan", "invalid_nan"), ("saturate", "invalid_saturated"), ("shape", "invalid_channels")],
 )
-def test_bad_frame_dropped_with_reason(
-    tmp_path: Path, models: dict[str, Path], mode: str, reason: str
-) -> None:
+def test_bad_frame_dropped_with_reason(tmp_path: Path, models: dict[str, Path], mode: str, reason: str) -> None:
     rt = FlightRuntime(mission(models), tmp_path, inject=[f"bad-frame@frame1:{mode}"])
     recs = [rt.process(frame()) for _ in range(3)]
     s = rt.finish()

@@ -30,9 +30,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def packets(out: Path) -> list[Any]:
     return [
-        parse_packet(p)
-        for f in sorted((out / "downlink").glob("pass_*.bin"))
-        for p in split_packets(f.read_bytes())
+        parse_packet(p) for f in sorted((out / "downlink").glob("pass_*.bin")) for p in split_packets(f.read_bytes())
     ]
 
 
@@ -130,8 +128,7 @@ def test_no_loss_accounting(tmp_path: Path, models: dict[str, Path]) -> None:
     np.save(tmp_path / "good1.npy", frame(1))
     (tmp_path / "garbage.npy").write_bytes(b"not numpy")
     files = [
-        tmp_path / n
-        for n in ("good0.npy", "wrong_channels.npy", "nan.npy", "missing.npy", "garbage.npy", "good1.npy")
+        tmp_path / n for n in ("good0.npy", "wrong_channels.npy", "nan.npy", "missing.npy", "garbage.npy", "good1.npy")
     ]
     m = mission(models, budget={"downlink_bytes_per_pass": 3000})  # too small: products stay queued
     rt = FlightRuntime(m, tmp_path / "out")
@@ -159,3 +156,26 @@ def test_streaming_memory_is_independent_of_height(tmp_path: Path, models: dict[
         assert rec["status"] == "processed" and rec["patches"]["scored"] == (h // P) * (256 // P)
         peaks.append(rec["memory"]["traced_peak"])
     assert peaks[1] < 1.3 * peaks[0] and peaks[1] < 8192 * 256
+
+
+def test_latent_mode_queues_a_latent_frame(tmp_path: Path, models: dict[str, Path]) -> None:
+    m = mission(models, reconstruction={"mode": "latent", "model": str(models["encoder"])})
+    rt = FlightRuntime(m, tmp_path)
+    img = frame(h=100, w=150)  # not a multiple of the tile: edge tiles are flush with the border
+    rec = rt.process(img)
+    rt.finish()
+    assert rec["reconstruction"]["latent_tiles"] == 4 * 5 and rec["queued_bytes"]["latent"] > 0
+    pk = [p for p in packets(tmp_path) if p.kind == "latent"]
+    lat = np.concatenate([p.samples for p in pk]).astype(np.float32).reshape(20, 1, 4, 4)
+    assert pk[0].header["grid_rows"] == 4 and pk[0].header["grid_cols"] == 5
+    assert lat[0, 0, 0, 0] == pytest.approx(img[:8, :8].mean() / 255, abs=1e-3)
+    assert lat[-1, 0, -1, -1] == pytest.approx(img[-8:, -8:].mean() / 255, abs=1e-3)
+
+
+def test_ladder_recovers_after_a_pessimistic_estimate(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models, budget={"frame_ms": 2000.0}), tmp_path)
+    rt.cost.ms_per_patch = 1e4  # e.g. calibrated while the CPU was busy: no scoring level seems to fit
+    recs = [rt.process(frame()) for _ in range(2)]
+    rt.finish()
+    assert recs[0]["level"]["name"] == "sparse_only" and recs[0]["probe"]["ms_per_patch"] < 100
+    assert recs[1]["level"]["index"] < 5 and recs[1]["patches"]["scored"] > 0  # scoring resumed

@@ -162,6 +162,7 @@ def test_downlink_frame_pipeline() -> None:
 def test_latent_frame_decoded_with_a_decoder(tmp_path: Path) -> None:
     """Latents travel, a lost packet zeroes its elements, the decoder output is blended over the tiling."""
     from edgeae.firmware_sim.wire.products import LatentFrame
+
     from edgeae.tiling import tile_positions
 
     h, w, tile = 40, 56, 16
@@ -188,3 +189,22 @@ def test_latent_frame_decoded_with_a_decoder(tmp_path: Path) -> None:
         img[y : y + tile, x : x + tile], decoder(lat[:1].astype(float))[0].transpose(1, 2, 0), atol=1e-5
     )
     assert (tmp_path / "latent_4.png").is_file()
+
+
+def test_encode_latents_and_downlink() -> None:
+    from edgeae.ground.pipeline import downlink_latents, encode_latents
+    from edgeae.ground.sources import as_float
+
+    def enc(x: np.ndarray) -> np.ndarray:  # (N, 3, 32, 32) -> (N, 3, 8, 8): 4x4 average pooling
+        return x.reshape(x.shape[0], 3, 8, 4, 8, 4).mean(axis=(3, 5))
+
+    def dec(z: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(z, 4, axis=2), 4, axis=3)
+
+    y, x = np.mgrid[0:70, 0:90]
+    s = np.stack([x * 2, y * 3, x + y], axis=2).astype(np.uint8)
+    fr = encode_latents(s, 8, enc, tile=32, frame_id=3)
+    assert fr.latents.dtype == np.int8 and fr.latents.shape == (9, 3, 8, 8) and (fr.grid_rows, fr.grid_cols) == (3, 3)
+    rep, img, nbytes = downlink_latents(fr, dec, original=as_float(s, 8))
+    assert img is not None and img.shape == s.shape and nbytes < s.nbytes / 4
+    assert rep["psnr"] > 30  # a smooth ramp survives 4x pooling and int8 quantisation

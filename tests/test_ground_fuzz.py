@@ -54,9 +54,7 @@ def test_fuzz_100k_packets() -> None:
             pkt = _recrc(base)
         elif k == 3:  # truncated or extended, with or without a fixed length field and CRC
             cut = int(rng.integers(0, len(base) + 20))
-            body = bytearray(
-                base[:cut] + rng.integers(0, 256, max(0, cut - len(base)), dtype=np.uint8).tobytes()
-            )
+            body = bytearray(base[:cut] + rng.integers(0, 256, max(0, cut - len(base)), dtype=np.uint8).tobytes())
             if rng.random() < 0.5 and len(body) >= 8:
                 body[4:6] = struct.pack(">H", len(body) - 7)
                 pkt = _recrc(body)

@@ -87,9 +87,7 @@ def test_bigtiff_and_pyramid_finest_level(tmp_path: Path) -> None:
 
 def test_planar_and_compressed_tiff(tmp_path: Path) -> None:
     p = tmp_path / "planar.tif"
-    tifffile.imwrite(
-        p, np.moveaxis(RGB8, -1, 0), planarconfig="separate", photometric="rgb", compression="zlib"
-    )
+    tifffile.imwrite(p, np.moveaxis(RGB8, -1, 0), planarconfig="separate", photometric="rgb", compression="zlib")
     np.testing.assert_array_equal(_raw(read_image(p, detect_nodata=False)), RGB8)
     assert image_shape(p) == (37, 53, 3)
 
@@ -214,3 +212,25 @@ def test_real_jpeg_header_matches_decode(data_root: Path) -> None:
         pytest.skip("no HiRISE browse JPEGs in the data folder")
     im = read_image(files[0])
     assert image_shape(files[0]) == im.shape == (3190, 2048, 1)
+
+
+def _png_with_sbit(path: Path, arr: np.ndarray, bits: int) -> Path:
+    """A 16-bit grey PNG with an sBIT chunk (inserted after IHDR) declaring ``bits`` significant bits."""
+    import struct
+    import zlib
+
+    data = write_image(path, arr).read_bytes()
+    chunk = b"sBIT" + bytes([bits])
+    sbit = struct.pack(">I", 1) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    path.write_bytes(data[:33] + sbit + data[33:])  # 8 signature + 25 IHDR
+    return path
+
+
+def test_png_sbit_twelve_bit(tmp_path: Path) -> None:
+    g12 = RNG.integers(0, 4096, (20, 30)).astype(np.uint16)
+    im = read_image(_png_with_sbit(tmp_path / "raw12.png", g12, 12), detect_nodata=False)
+    assert (im.bit_depth, im.scale) == (12, 4095.0)
+    np.testing.assert_array_equal(_raw(im), g12)
+    scaled = (g12 << 4) | (g12 >> 8)  # spec-conformant: samples scaled up to the full 16 bits
+    im = read_image(_png_with_sbit(tmp_path / "scaled12.png", scaled, 12), detect_nodata=False)
+    assert (im.bit_depth, im.scale) == (16, 65535.0)

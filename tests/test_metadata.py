@@ -9,8 +9,10 @@ from edgeae.metadata import MetadataError, ModelMetadata, manifest_hash, sha256_
 
 def _meta(**kw: object) -> ModelMetadata:
     base: dict[str, object] = dict(
-        kind="cae", architecture={"channels": 3, "widths": [16, 32, 64, 128], "tile": 128},
-        input_shape=(-1, 3, 128, 128), channels=3,
+        kind="cae",
+        architecture={"channels": 3, "widths": [16, 32, 64, 128], "tile": 128},
+        input_shape=(-1, 3, 128, 128),
+        channels=3,
     )
     base.update(kw)
     return ModelMetadata(**base)  # type: ignore[arg-type]
@@ -23,8 +25,12 @@ def test_json_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "text, message",
-    [("not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"schema": 99}', "schema 99"),
-     ('{"schema": 1, "kind": "cae"}', "do not match")],
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"schema": 99}', "schema 99"),
+        ('{"schema": 1, "kind": "cae"}', "do not match"),
+    ],
 )
 def test_bad_metadata_is_refused(text: str, message: str) -> None:
     with pytest.raises(MetadataError, match=message):

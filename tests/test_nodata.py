@@ -10,7 +10,7 @@ import pytest
 from edgeae.imageio import read_image
 from edgeae.nodata import nodata_mask
 
-pytest.importorskip("scipy")
+pytest.importorskip("cv2")
 
 
 def _scene(seed: int = 0) -> np.ndarray:

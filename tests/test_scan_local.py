@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("pyarrow")
 pytest.importorskip("torch")
-import pyarrow.parquet as pq  # noqa: E402
-from test_scan_support import build_small_archive, mean_scorer_factory, tiny_cae  # noqa: E402
+import pyarrow.parquet as pq
+from test_scan_support import build_small_archive, mean_scorer_factory, tiny_cae
 
-from edgeae.scan.report import ARCHIVE_PATCHES, lro_extrapolation  # noqa: E402
-from edgeae.scan.run import EngineOptions, scan_archive  # noqa: E402
-from edgeae.scan.state import ScanStateError  # noqa: E402
+from edgeae.scan.report import ARCHIVE_PATCHES, lro_extrapolation
+from edgeae.scan.run import EngineOptions, scan_archive
+from edgeae.scan.state import ScanStateError
 
 INPROC = EngineOptions(workers=0)
 
@@ -83,7 +83,7 @@ def test_scores_are_the_anomaly_library_scores(archive, model, tmp_path) -> None
 
 def test_interrupted_scan_resumes_to_the_same_results(archive, model, tmp_path) -> None:
     root, names = archive
-    full = _scan(root, model, tmp_path / "full", scorer_factory=mean_scorer_factory)
+    _scan(root, model, tmp_path / "full", scorer_factory=mean_scorer_factory)
     first = _scan(root, model, tmp_path / "cut", max_images=4, scorer_factory=mean_scorer_factory)
     assert first["done"] + first["failed"] == 4 and first["pending"] == len(names["good"]) + 2 - 4
     second = _scan(root, model, tmp_path / "cut", scorer_factory=mean_scorer_factory)
@@ -132,7 +132,7 @@ def _manifest_lenient(out: Path) -> list[dict]:
 
 
 def test_failed_images_are_kept_failed_unless_retried(archive, model, tmp_path) -> None:
-    root, names = archive
+    root, _ = archive
     _scan(root, model, tmp_path, scorer_factory=mean_scorer_factory)
     again = _scan(root, model, tmp_path, scorer_factory=mean_scorer_factory)
     assert again["images_scanned"] == 0 and again["failed"] == 2
@@ -172,7 +172,7 @@ def test_cli_scan_prints_the_report(archive, model, tmp_path, capsys) -> None:
 
 
 def test_lro_extrapolation_reproduces_the_paper_at_the_paper_rate() -> None:
-    assert ARCHIVE_PATCHES == pytest.approx(173 * 86400 * 11.3e6 / 1800)
+    assert pytest.approx(173 * 86400 * 11.3e6 / 1800) == ARCHIVE_PATCHES
     ex = lro_extrapolation(11.3e6 / 1800)
     assert ex["days"] == pytest.approx(173.0, abs=0.1)
     assert lro_extrapolation(11.3e6 / 1800, stride=32)["days"] == pytest.approx(4 * 173.0, abs=0.5)

@@ -27,9 +27,7 @@ def frame() -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=["tiled-zlib", "strips", "png"])
-def frame_path(
-    request: pytest.FixtureRequest, frame: np.ndarray, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def frame_path(request: pytest.FixtureRequest, frame: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("frames")
     if request.param == "tiled-zlib":
         p = d / "frame.tif"
@@ -145,3 +143,32 @@ def test_real_bigtiff_from_orbital_images(data_root: Path, tmp_path: Path) -> No
     # 16 rows × 9 columns clear of the 20-px margins; a shadow that abuts a margin merges with it
     assert {q.x for q in patches} == set(range(128, 1153, 128)) and 16 * 9 - 4 <= len(patches) <= 16 * 9
     assert all(0.05 < float(q.pixels.mean()) < 0.95 and q.pixels.std() > 0.02 for q in patches)
+
+
+def test_nodata_carried_across_strips(tmp_path: Path) -> None:
+    """A masked block that reaches only the top border stays invalid in the strips below it."""
+    rng = np.random.default_rng(11)
+    img = rng.integers(60, 200, (600, 400), dtype=np.uint8)
+    img[:350, 100:300] = rng.integers(0, 4, (350, 200))  # touches the top edge only
+    img[400:450, 150:200] = 0  # an interior shadow: valid
+    p = tmp_path / "block.tif"
+    tifffile.imwrite(p, img, rowsperstrip=32)
+    full = read_image(p).valid
+    assert not full[:350, 102:298].any() and full[400:450, 150:200].all()
+    for s in iter_strips(p, 100):
+        np.testing.assert_array_equal(s.valid, full[s.y0 : s.y1], err_msg=f"rows {s.y0}:{s.y1}")
+
+
+def test_main_streams_and_reports_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edgeae.strips import main
+
+    src = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
+    srcf = write_image(tmp_path / "src.png", src)
+    frame = tmp_path / "frame.tif"
+    assert main(["make-frame", str(frame), str(srcf), "--shape", "700", "600", "--tile", "256"]) == 0
+    assert main(["stream", str(frame), "--patch", "64", "--min-valid", "0.9"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["shape"] == [700, 600, 1] and out["patches"] == len(tile_positions(700, 600, 64, 64))
+    assert out["kept"] < out["patches"] and out["peak_rss_mb"] > 0

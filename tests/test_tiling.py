@@ -19,7 +19,7 @@ from edgeae.tiling import (
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     h=st.integers(1, 300),
     w=st.integers(1, 300),

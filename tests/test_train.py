@@ -31,8 +31,20 @@ def moon_folder(tmp_path_factory: pytest.TempPathFactory, moon: np.ndarray) -> P
 
 
 def _tiny(folder: Path, out: Path, **kw: object) -> CAETrainConfig:
-    args: dict = dict(data=str(folder), out=str(out), channels=1, crops=96, val_crops=32, epochs=2,
-                      batch_size=16, lr=3e-3, widths=(8, 8, 16, 16), seed=3, threads=1, progress=False)
+    args: dict = dict(
+        data=str(folder),
+        out=str(out),
+        channels=1,
+        crops=96,
+        val_crops=32,
+        epochs=2,
+        batch_size=16,
+        lr=3e-3,
+        widths=(8, 8, 16, 16),
+        seed=3,
+        threads=1,
+        progress=False,
+    )
     args.update(kw)
     return CAETrainConfig(**args)
 
@@ -75,7 +87,7 @@ def test_corruption_levels_and_determinism(moon: np.ndarray) -> None:
     kept = a != 0
     assert np.array_equal(a[kept], img[kept])
     levels = [corrupt(img, Corruption(mode="gt"), sample_seed(0, 0, i))[1] for i in range(50)]
-    assert 0.5 <= min(levels) and max(levels) <= 0.99 and np.std(levels) > 0.1
+    assert min(levels) >= 0.5 and max(levels) <= 0.99 and np.std(levels) > 0.1
     plain, _ = corrupt(img, Corruption(mode="plain"), sample_seed(0, 0, 0))
     assert plain is img
     rgb = np.repeat(img, 3, axis=0)
@@ -102,8 +114,7 @@ def test_crops_are_deterministic_and_skip_no_data(moon: np.ndarray) -> None:
     plain = sample_crops([master], 4, 128, np.random.default_rng(5), Augment.none())
     assert plain.min() >= 0.1 - 1e-6
     with pytest.raises(ValueError, match="too small"):
-        sample_crops([MasterImage(pix[:100, :100], valid[:100, :100], Path("small"))], 1, 128,
-                     np.random.default_rng(0))
+        sample_crops([MasterImage(pix[:100, :100], valid[:100, :100], Path("small"))], 1, 128, np.random.default_rng(0))
     with pytest.raises(ValueError, match="rotation"):
         Augment(rotation_deg=90)
 
@@ -150,9 +161,31 @@ def test_training_is_reproducible_from_the_seed(moon_folder: Path, tmp_path: Pat
 
 def test_cli_train_cae_in_process(moon_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    rc = main(["train", "cae", "--data", str(moon_folder), "--mode", "colour-noise",
-               "--epochs", "1", "--crops", "32", "--val-crops", "16", "--widths", "4,8,8,8", "--seed", "1",
-               "--out", str(out), "--threads", "1", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "cae",
+            "--data",
+            str(moon_folder),
+            "--mode",
+            "colour-noise",
+            "--epochs",
+            "1",
+            "--crops",
+            "32",
+            "--val-crops",
+            "16",
+            "--widths",
+            "4,8,8,8",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert "best epoch 1" in capsys.readouterr().out
     md = load_checkpoint(out / "best.pt").metadata

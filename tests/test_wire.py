@@ -61,9 +61,7 @@ GOLDEN_LATENT = (
     "0101c0000045010000000007000000016162313200000000000000000000000000000004000000040100040004000100"
     "01003fe00000000000000002000100010000000000000002ff026239"
 )
-GOLDEN_PATCH = (
-    "0102c000002a0100000000070000000100000001000000020001010800003fd00000000000000000000000000001092071"
-)
+GOLDEN_PATCH = "0102c000002a0100000000070000000100000001000000020001010800003fd00000000000000000000000000001092071"
 
 
 def test_crc16_is_ccitt_false() -> None:
@@ -79,9 +77,7 @@ def test_golden_bytes() -> None:
     fr = SparseFrame(7, 2, 3, 1, 8, 0.5, "uniform", 5, 1, np.array([[10], [20], [30]], np.uint8))
     assert [p.hex() for p in packetise(fr)] == [GOLDEN_SPARSE]
     assert [p.hex() for p in packetise(TelemetryRecord(7, b"{}"))] == [GOLDEN_TELEMETRY]
-    lat = LatentFrame(
-        7, "ab12", 4, 4, 1, 4, 4, 1, 1, 0.5, "int8", np.array([-1, 2], np.int8).reshape(1, 2, 1, 1)
-    )
+    lat = LatentFrame(7, "ab12", 4, 4, 1, 4, 4, 1, 1, 0.5, "int8", np.array([-1, 2], np.int8).reshape(1, 2, 1, 1))
     assert [p.hex() for p in packetise(lat)] == [GOLDEN_LATENT]
     patch = AnomalyPatch(7, 1, 2, 1, 0.25, np.array([[[9]]], np.uint8))
     assert [p.hex() for p in packetise(patch)] == [GOLDEN_PATCH]
@@ -160,9 +156,7 @@ def test_other_products_round_trip() -> None:
     fp = LatentFrame(
         2, "e1", 300, 400, 3, 128, 128, 3, 4, 1.0, "fp16", rng.normal(size=(12, 4, 8, 8)).astype(np.float16)
     )
-    patch = AnomalyPatch(
-        2, 10, 20, 64, 3.5, rng.integers(0, 4095, (64, 64, 1)).astype(np.uint16), bit_depth=12
-    )
+    patch = AnomalyPatch(2, 10, 20, 64, 3.5, rng.integers(0, 4095, (64, 64, 1)).astype(np.uint16), bit_depth=12)
     for prod, arr in ((lat, lat.latents), (fp, fp.latents), (patch, patch.pixels)):
         for codec in ("none", "delta-deflate"):
             parsed = [parse_packet(p) for p in packetise(prod, config=WireConfig(1024, codec))]

@@ -284,7 +284,7 @@ def make_plots(scored: Scored, out: Path, dataset: str, seed: int = 0, tsne_k: i
     for feat, (pos, sel) in scored.features.items():
         if not pos[sel].any() or pos[sel].all():
             continue
-        slug = feat.replace(" ", "_").replace(">=", "ge").replace("/", "")
+        slug = feat.replace(" ", "_").replace(">=", "ge").replace("<", "lt").replace("/", "")
         curves = {}
         for m, v in scored.methods.items():
             p, r, _ = precision_recall_curve(v[sel], pos[sel])

@@ -35,11 +35,15 @@ class CLIError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeae", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="edgeae",
+        description="Machine learning for spacecraft and ground stations: sparse-pixel reconstruction, "
+        "patch anomaly detection, export to flight runtimes, CCSDS downlink and ground decoding.",
+    )
     parser.add_argument("--version", action="version", version=f"edgeae {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

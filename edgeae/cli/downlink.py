@@ -35,9 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, required=True)
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--link", type=Path, help="pass the packets through this simulated link first")
-    u.add_argument(
-        "--speed", type=float, default=0.0, help="replay arrival times at this speed-up (0: no timing)"
-    )
+    u.add_argument("--speed", type=float, default=0.0, help="replay arrival times at this speed-up (0: no timing)")
     return p
 
 
@@ -82,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"image {args.image} does not exist")
         samples, bits = image_samples(args.image, args.channels)
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
-        packets = packetise(
-            frame, config=WireConfig(args.max_packet, args.codec), counters=SequenceCounters()
-        )
+        packets = packetise(frame, config=WireConfig(args.max_packet, args.codec), counters=SequenceCounters())
         summary["product"] = {
             "image": str(args.image),
             "shape": list(samples.shape),

@@ -13,12 +13,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="directory for images and reports")
     p.add_argument(
         "--model",
-        help="CAE to fill missing pixels: zoo name, .pt, .onnx, .ort or .tflite "
-        "(default: classical inpainting)",
+        help="CAE to fill missing pixels: zoo name, .pt, .onnx, .ort or .tflite (default: classical inpainting)",
     )
-    p.add_argument(
-        "--method", default="telea", help="classical inpainting without --model (telea|ns|linear|nearest)"
-    )
+    p.add_argument("--method", default="telea", help="classical inpainting without --model (telea|ns|linear|nearest)")
     p.add_argument("--decoder", help="cae-decoder artifact for latent frames")
     p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
     p.add_argument("--threads", type=int, help="interpreter threads")
@@ -37,9 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="receive packets over UDP and decode them as they arrive")
     s.add_argument("--port", type=int, required=True, help="UDP port (0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument(
-        "--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets"
-    )
+    s.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets")
     s.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case")
     s.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
     _common(s)

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("archive", nargs="+", help="folder, manifest file (.txt/.lst/.csv), image file or glob")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo name, .pt checkpoint or artifact (default {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"zoo name, .pt checkpoint or artifact (default {DEFAULT_MODEL})"
+    )
     p.add_argument("--out", required=True, help="results folder (created; reused to resume)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes (default) or Ray Data")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")

@@ -35,13 +35,17 @@ def _range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train a model (cae; vae)", description=__doc__.splitlines()[0])
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
     c = kinds.add_parser("cae", help="train a CAE / gt-CAE", description="Train a CAE on random 128x128 crops.")
     c.add_argument("--data", required=True, help="rover_rgb | orbital_gray | a folder of images")
-    c.add_argument("--mode", default="gt", choices=["plain", "fixed", "gt", "colour-noise"],
-                   help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE")
+    c.add_argument(
+        "--mode",
+        default="gt",
+        choices=["plain", "fixed", "gt", "colour-noise"],
+        help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE",
+    )
     c.add_argument("--epochs", type=int, default=8)
     c.add_argument("--crops", type=int, default=3000, help="training crops (precomputed)")
     c.add_argument("--val-crops", type=int, default=400, help="validation crops from the val files")
@@ -60,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     c.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
-    c.add_argument("--zoo-name", default=None,
-                   help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json")
+    c.add_argument(
+        "--zoo-name", default=None, help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json"
+    )
     c.add_argument("--no-progress", action="store_true")
     for kind, module_name in EXTRA_KINDS.items():
         try:
@@ -85,16 +90,34 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.train.cae import CAETrainConfig, train_cae
 
     cfg = CAETrainConfig(
-        data=args.data, out=args.out, mode=args.mode, epochs=args.epochs, crops=args.crops,
-        val_crops=args.val_crops, batch_size=args.batch_size, lr=args.lr, seed=args.seed, destroy=args.destroy,
-        destroy_range=args.destroy_range, coverage_range=args.coverage_range, pattern=args.pattern,
-        widths=args.widths, channels=args.channels, augment=not args.no_augment, patience=args.patience,
-        device=args.device, threads=args.threads, data_root=args.data_root, progress=not args.no_progress,
+        data=args.data,
+        out=args.out,
+        mode=args.mode,
+        epochs=args.epochs,
+        crops=args.crops,
+        val_crops=args.val_crops,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        destroy=args.destroy,
+        destroy_range=args.destroy_range,
+        coverage_range=args.coverage_range,
+        pattern=args.pattern,
+        widths=args.widths,
+        channels=args.channels,
+        augment=not args.no_augment,
+        patience=args.patience,
+        device=args.device,
+        threads=args.threads,
+        data_root=args.data_root,
+        progress=not args.no_progress,
     )
     metrics = train_cae(cfg)
     out = Path(args.out)
-    print(f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
-          f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}")
+    print(
+        f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
+        f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}"
+    )
     for level, m in metrics.get("val_levels", {}).items():
         print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
     if args.zoo_name:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("zoo", help="list the bundled models", description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     p.add_argument("--commands", action="store_true", help="also print the command that reproduces each model")
@@ -15,19 +15,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """A short validation-metric string: val loss and MAE/PSNR at 90% destroyed when recorded."""
+    """A short validation-metric string: validation loss, MAE/PSNR at 90% destroyed (CAE), AP (VAE)."""
     if not metrics:
         return "-"
     parts = []
     if "val_loss" in metrics:
-        parts.append(f"val MSE {metrics['val_loss']:.4f}")
+        parts.append(f"val loss {metrics['val_loss']:.4g}")
     lv = metrics.get("val_levels", {}).get("0.9")
     if lv:
-        parts.append(f"@90%: MAE {lv['mae']:.4f} PSNR {lv['psnr']:.1f} dB")
-    for key in ("val_ap", "average_precision"):
-        if key in metrics:
-            parts.append(f"{key} {metrics[key]:.3f}")
+        parts.append(f"@90% destroyed: MAE {lv['mae']:.4f}, PSNR {lv['psnr']:.1f} dB")
+    ap = metrics.get("calibration", {}).get("lambda_ap")
+    if isinstance(ap, float):
+        parts.append(f"λ-tuning AP {ap:.3f}")
     return ", ".join(parts) or "-"
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         params = f"{m['parameters']:,}" if isinstance(m.get("parameters"), int) else "-"
         name = m["name"] if m["available"] else f"{m['name']} (weights missing)"
-        rows.append((name, m["kind"], str(m["channels"]), params, m.get("training_data", "-"),
-                     summary(m["metrics"])))
+        rows.append(
+            (name, m["kind"], str(m["channels"]), params, _short(m.get("training_data", "-")), summary(m["metrics"]))
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])

@@ -64,9 +64,7 @@ class LinkConfig:
         last = -math.inf
         for a, b in self.contacts:
             if not (a < b and a >= last):
-                raise ValueError(
-                    f"contact windows must be increasing, non-overlapping (start, end): {self.contacts}"
-                )
+                raise ValueError(f"contact windows must be increasing, non-overlapping (start, end): {self.contacts}")
             last = b
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")

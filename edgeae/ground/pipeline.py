@@ -7,10 +7,13 @@ through files (``edgeae downlink simulate`` then ``edgeae ground decode``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeae.firmware_sim.wire.packets import SequenceCounters, WireConfig, packetise
+from edgeae.firmware_sim.wire.products import LatentFrame
 
 from .link import LinkConfig, LinkStats, simulate
 from .sources import as_float, sparse_from_samples
@@ -71,3 +74,69 @@ def downlink_frame(
     recon = gs.images[frame_id]
     known = gs.known[frame_id]
     return DownlinkResult(recon, known, reports[name], stats, sum(map(len, pkts)), len(pkts))
+
+
+def encoder_id(encoder: Any) -> str:
+    """The id a latent frame carries: the first 16 hex digits of the source checkpoint hash in the encoder's
+    metadata (shared by the encoder and decoder exported from one checkpoint), else of the artifact file."""
+    h = getattr(getattr(encoder, "metadata", None), "source_checkpoint_hash", "") or ""
+    if h:
+        return h.split(":")[-1][:16]
+    src = getattr(encoder, "source", "")
+    if src and Path(src).is_file():
+        from edgeae.metadata import sha256_file
+
+        return sha256_file(src).split(":")[-1][:16]
+    return "unknown"
+
+
+def encode_latents(
+    samples: np.ndarray,
+    bit_depth: int,
+    encoder: Any,
+    *,
+    tile: int = 128,
+    stride: int | None = None,
+    dtype: str = "int8",
+    frame_id: int = 0,
+    batch: int = 16,
+) -> LatentFrame:
+    """A latent frame: ``encoder`` (a cae-encoder predictor) run on the tiles of ``samples`` (H, W, C).
+
+    int8 latents are quantised symmetrically with one scale per frame, ``max|z| / 127``.
+    """
+    from edgeae.tiling import extract_tiles, tile_positions
+
+    h, w, c = samples.shape
+    st = stride or tile
+    pos = tile_positions(h, w, tile, st)
+    tiles = extract_tiles(as_float(samples, bit_depth), pos, tile)  # (N, t, t, C)
+    x = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), dtype=np.float32)
+    z = np.concatenate([np.asarray(encoder(x[i : i + batch]), np.float32) for i in range(0, len(x), batch)])
+    rows, cols = len({y for y, _ in pos}), len({x0 for _, x0 in pos})
+    if dtype == "int8":
+        scale = float(np.abs(z).max()) / 127.0 or 1.0
+        q = np.clip(np.round(z / scale), -127, 127).astype(np.int8)
+    else:
+        scale, q = 1.0, z.astype(np.float16)
+    return LatentFrame(frame_id, encoder_id(encoder), h, w, c, tile, st, rows, cols, scale, dtype, q)
+
+
+def downlink_latents(
+    frame: LatentFrame,
+    decoder: Any,
+    *,
+    link: LinkConfig | None = None,
+    wire: WireConfig | None = None,
+    original: np.ndarray | None = None,
+) -> tuple[dict, np.ndarray | None, int]:
+    """Send a latent frame over ``link`` and decode it; (ground report, image or None, wire bytes)."""
+    pkts = packetise(frame, config=wire or WireConfig(codec="deflate"), counters=SequenceCounters())
+    out, _ = simulate(pkts, link or LinkConfig())
+    gs = GroundStation(decoder=decoder)
+    if original is not None:
+        gs.originals[frame.frame_id] = original
+    for _, p in out:
+        gs.receive(p)
+    rep = gs.finish()["products"].get(f"latent_{frame.frame_id}", {"frame_lost": True})
+    return rep, gs.images.get(frame.frame_id), sum(map(len, pkts))

@@ -139,9 +139,7 @@ class Receiver:
             peek = peek_header(data)
             if exc.reason in ("crc", "length") and peek and peek[0] in KIND_OF_APID:
                 t = self._tracker(peek[0])
-                t.corrupt.add(
-                    t.unwrap(peek[1], update=False)
-                )  # the header is unverified: an attribution, not a fact
+                t.corrupt.add(t.unwrap(peek[1], update=False))  # the header is unverified: an attribution, not a fact
             return None
         except Exception:  # a parser bug must not stop the ground station; count it apart
             self.rejected["internal"] += 1

@@ -29,16 +29,23 @@ Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C)."""
 
 
-def make_filler(
-    model: str | None = None, method: str = "telea", threads: int | None = None
-) -> tuple[Filler, str]:
-    """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``."""
+def make_filler(model: str | None = None, method: str = "telea", threads: int | None = None) -> tuple[Filler, str]:
+    """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
+
+    Uses ``edgeae.reconstruct.reconstruct``; without it (a build without that module) classical methods go
+    straight to ``edgeae.inpaint.inpaint``.
+    """
     try:
         from edgeae.reconstruct import reconstruct
-    except ImportError:  # edgeae.reconstruct not in this build: OpenCV's inpainting, channel by channel
+    except ImportError:
         if model:
             raise
-        return _cv2_inpaint(method), f"cv2-{method}"
+        from edgeae.inpaint import inpaint
+
+        def fill_inpaint(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+            return np.asarray(inpaint(image, known, method), dtype=np.float32)
+
+        return fill_inpaint, method
     if model:
         from edgeae.predictor import load_predictor
 
@@ -53,29 +60,6 @@ def make_filler(
         return np.asarray(reconstruct(image, known, method), dtype=np.float32)
 
     return fill_classical, method
-
-
-def _cv2_inpaint(method: str) -> Filler:
-    from edgeae._optional import require
-
-    cv2 = require("cv2")
-    flag = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}.get(method)
-    if flag is None:
-        raise ValueError(f"inpainting method {method!r} needs edgeae.reconstruct; without it use telea or ns")
-
-    def fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-        holes = (~known).astype(np.uint8)
-        u16 = np.round(np.clip(image, 0, 1) * 65535).astype(
-            np.uint16
-        )  # OpenCV's float inpainting is unstable
-        chans = [
-            cv2.inpaint(np.ascontiguousarray(u16[..., c]), holes, 3, flag) for c in range(image.shape[2])
-        ]
-        out = np.stack(chans, axis=2).astype(np.float32) / np.float32(65535)
-        out[known] = image[known]
-        return out
-
-    return fill
 
 
 @dataclass
@@ -136,9 +120,7 @@ class GroundStation:
             if asm.kind == "telemetry":
                 rep["telemetry"] = telemetry_json(res)
             else:
-                rep.update(
-                    x=res.header["x"], y=res.header["y"], size=res.header["size"], score=res.header["score"]
-                )
+                rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"], score=res.header["score"])
                 if self.out is not None:
                     from edgeae.imageio import write_image
 
@@ -183,6 +165,14 @@ class GroundStation:
         if self.decoder is None:
             rep["error"] = "no cae-decoder artifact given (--decoder); latents not decoded"
             return rep
+        dec_hash = getattr(getattr(self.decoder, "metadata", None), "source_checkpoint_hash", "") or ""
+        if (
+            dec_hash
+            and h["encoder_id"] not in ("", "unknown")
+            and not dec_hash.split(":")[-1].startswith(h["encoder_id"])
+        ):
+            rep["error"] = f"decoder comes from checkpoint {dec_hash[:23]}, not encoder {h['encoder_id']}"
+            return rep
         positions = tile_positions(h["height"], h["width"], h["tile"], h["stride"])
         if len(positions) != tiles_ok.size:
             raise DecodeError(
@@ -212,9 +202,7 @@ class GroundStation:
         rep["psnr"] = round(float(psnr(orig, recon)), 3)
         if known is not None and not known.all():
             err = (orig - np.clip(recon, 0, 1))[~known]
-            rep["psnr_unknown_pixels"] = round(
-                float(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-12))), 3
-            )
+            rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-12))), 3)
 
     def finish(self) -> dict:
         """Decode everything not decoded yet; write and return the session report."""

@@ -100,9 +100,7 @@ def serve_udp(
             asm = station.receiver.products[key]
             if len(asm.pieces) == asm.parts and product_name(key) not in station.reports:
                 for name, rep in station.decode([key]).items():
-                    log.info(
-                        "decoded %s: %d/%d packets", name, rep["packets_received"], rep["packets_expected"]
-                    )
+                    log.info("decoded %s: %d/%d packets", name, rep["packets_received"], rep["packets_expected"])
     finally:
         sock.close()
     report = station.finish()

@@ -73,13 +73,13 @@ def iter_local(
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
     seen = 0
-    todo = iter(entries)
+    todo = list(reversed(entries))  # popped from the end: archive order
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                 initargs=(factory, counter, config)) as pool:  # fmt: skip
         running: set[cf.Future[Outcome]] = set()
         while True:
-            while len(running) < 2 * workers and (entry := next(todo, None)) is not None:
-                running.add(pool.submit(_scan_one, entry))
+            while len(running) < 2 * workers and todo:
+                running.add(pool.submit(_scan_one, todo.pop()))
             if not running:
                 break
             done, running = cf.wait(running, timeout=0.25, return_when=cf.FIRST_COMPLETED)

@@ -189,25 +189,58 @@ def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int) -> ScoredChunk:
     return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, scores, top, chunk.n_skipped)
 
 
+class ImageAccumulator:
+    """Joins one image's scored chunks, arriving in any order, into its :class:`ImageResult`.
+
+    The best patches are merged as chunks arrive (the tie-break by position makes the merge order-free),
+    so only the small per-patch arrays are held, never the thumbnails of every chunk.
+    """
+
+    def __init__(self, name: str, config: ScanConfig) -> None:
+        self.name = name
+        self.top_k = config.top_k
+        self.top = TopK.empty(config.model.channels, config.patch)
+        self.parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.n_skipped = 0
+
+    def add(self, index: int, scored: ScoredChunk) -> None:
+        if index in self.parts:
+            raise ValueError(f"{self.name}: chunk {index} arrived twice")
+        self.parts[index] = (scored.xs, scored.ys, scored.valid, scored.scores)
+        self.top = self.top.merged(scored.top, self.top_k)
+        self.n_skipped += scored.n_skipped
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def result(self, seconds: float = 0.0) -> ImageResult:
+        """The image's result, chunks in raster order (raises when a chunk is missing)."""
+        order = sorted(self.parts)
+        if order != list(range(len(order))):
+            missing = sorted(set(range(max(order) + 1)) - set(order))
+            raise ValueError(f"{self.name}: chunks {missing} are missing")
+
+        def cat(i: int, dtype: Any) -> np.ndarray:
+            return np.concatenate([self.parts[k][i] for k in order]).astype(dtype) if order else np.zeros(0, dtype)
+
+        return ImageResult(
+            name=self.name,
+            xs=cat(0, np.int32),
+            ys=cat(1, np.int32),
+            valid=cat(2, np.float32),
+            scores=cat(3, np.float64),
+            top=self.top,
+            n_skipped=self.n_skipped,
+            seconds=seconds,
+        )
+
+
 def collect(name: str, scored: list[ScoredChunk], config: ScanConfig, seconds: float = 0.0) -> ImageResult:
     """Join an image's scored chunks (in chunk order) into its :class:`ImageResult`."""
-    top = TopK.empty(config.model.channels, config.patch)
-    for s in scored:
-        top = top.merged(s.top, config.top_k)
-
-    def cat(field: str, dtype: Any) -> np.ndarray:
-        return np.concatenate([getattr(s, field) for s in scored]).astype(dtype) if scored else np.zeros(0, dtype)
-
-    return ImageResult(
-        name=name,
-        xs=cat("xs", np.int32),
-        ys=cat("ys", np.int32),
-        valid=cat("valid", np.float32),
-        scores=cat("scores", np.float64),
-        top=top,
-        n_skipped=sum(s.n_skipped for s in scored),
-        seconds=seconds,
-    )
+    acc = ImageAccumulator(name, config)
+    for i, s in enumerate(scored):
+        acc.add(i, s)
+    return acc.result(seconds)
 
 
 def scan_image(
@@ -217,12 +250,12 @@ def scan_image(
     import time
 
     t0 = time.perf_counter()
-    scored = []
-    for chunk in tile_image(path, config):
-        scored.append(score_chunk(scorer, chunk, config.top_k))
+    acc = ImageAccumulator(name, config)
+    for i, chunk in enumerate(tile_image(path, config)):
+        acc.add(i, score_chunk(scorer, chunk, config.top_k))
         if progress is not None:
             progress(len(chunk.xs) + chunk.n_skipped)
-    return collect(name, scored, config, time.perf_counter() - t0)
+    return acc.result(time.perf_counter() - t0)
 
 
 def count_patches(path: str | os.PathLike[str], config: ScanConfig) -> int:

@@ -8,8 +8,9 @@ Stages (Ray Data schedules them; there is no scheduler here):
 3. score: ``map_batches`` with a callable class on an ``ActorPoolStrategy`` pool; each actor builds its
    model once (``num_gpus=1`` per actor when the cluster has GPUs) and scores each chunk as one batch,
    exactly as the local engine does, so both give the same numbers;
-4. write: this driver consumes the stream, joins the chunks of each image and hands finished images to the
-   same atomic per-image writer the local engine uses (resume and idempotence are identical).
+4. write: this driver consumes the stream, joins the chunks of each image (in any order, keeping only the
+   per-patch scores and a running top-k) and hands finished images to the same atomic per-image writer the
+   local engine uses (resume and idempotence are identical).
 
 Chunks travel between stages as pickled bytes (one binary column), which keeps every block's schema
 fixed whatever the image size. Paths and the model file must be readable on every node of a cluster.
@@ -28,7 +29,7 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.local import Outcome, error_text
-from edgeae.scan.pipeline import ScanConfig, ScoredChunk, collect, score_chunk, tile_image
+from edgeae.scan.pipeline import ImageAccumulator, ScanConfig, score_chunk, tile_image
 from edgeae.scan.scoring import Scorer
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance shares this machine with other work
@@ -148,7 +149,7 @@ def iter_ray(
             num_gpus=1 if use_gpu else 0,
         )
         by_name = {e.name: e for e in entries}
-        chunks: dict[str, dict[int, ScoredChunk]] = {}
+        partial: dict[str, ImageAccumulator] = {}
         expected: dict[str, int] = {}
         finished: set[str] = set()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -160,19 +161,20 @@ def iter_ray(
                     continue
                 if kind == "error":
                     finished.add(name)
-                    chunks.pop(name, None)
+                    partial.pop(name, None)
                     yield by_name[name], None, bytes(payload).decode()
                     continue
+                acc = partial.get(name)
+                if acc is None:
+                    acc = partial[name] = ImageAccumulator(str(name), config)
                 if kind == "end":
                     expected[name] = int(index)
                 else:
-                    chunks.setdefault(name, {})[int(index)] = pickle.loads(payload)
-                got = chunks.get(name, {})
-                if expected.get(name) == len(got):
+                    acc.add(int(index), pickle.loads(payload))
+                if expected.get(name) == len(acc):
                     finished.add(name)
-                    scored = [got[i] for i in range(len(got))]
-                    chunks.pop(name, None)
-                    yield by_name[name], collect(name, scored, config), ""
+                    del partial[name]
+                    yield by_name[name], acc.result(), ""
     finally:
         if started:
             ray.shutdown()

@@ -100,9 +100,7 @@ def build_archive(
         written.append(name)
     for j in range(n_huge):
         name = f"strips/huge_{j:02d}.tif"
-        write_tiled_bigtiff(
-            out_dir / name, huge_shape, pixels, seed=seed + 1000 + j, nodata_margin=96, progress=False
-        )
+        write_tiled_bigtiff(out_dir / name, huge_shape, pixels, seed=seed + 1000 + j, nodata_margin=96, progress=False)
         written.append(name)
     sample = (out_dir / written[0]).read_bytes()
     for j in range(n_corrupt):

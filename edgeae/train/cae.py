@@ -80,7 +80,7 @@ class CAETrainConfig:
         if self.threads is not None and self.threads <= 0:
             raise ValueError(f"threads must be positive, got {self.threads}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        self.corruption  # validates the mask/noise settings
+        _ = self.corruption  # validates the mask/noise settings
         self.architecture()  # validates widths/tile
 
     @property
@@ -109,8 +109,9 @@ class CAETrainConfig:
     def architecture(self) -> Any:
         from edgeae.models.cae import CAEConfig
 
-        return CAEConfig(channels=self.channels or DATASET_CHANNELS.get(self.data, 3), widths=self.widths,
-                         tile=self.tile)
+        return CAEConfig(
+            channels=self.channels or DATASET_CHANNELS.get(self.data, 3), widths=self.widths, tile=self.tile
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -178,8 +179,9 @@ def _predict(model: Any, x: np.ndarray, device: Any, batch: int = 64) -> np.ndar
     return np.concatenate(outs)
 
 
-def level_metrics(model: Any, clean: np.ndarray, device: Any, levels: tuple[float, ...], seed: int,
-                  pattern: str = "uniform") -> dict[str, dict[str, float]]:
+def level_metrics(
+    model: Any, clean: np.ndarray, device: Any, levels: tuple[float, ...], seed: int, pattern: str = "uniform"
+) -> dict[str, dict[str, float]]:
     """MAE and PSNR of the reconstruction (known pixels kept) on ``clean`` crops at each destroyed level."""
     out: dict[str, dict[str, float]] = {}
     for level in levels:
@@ -220,10 +222,15 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
     aug = Augment() if config.augment else Augment.none()
     train_crops = sample_crops(load_masters(train_files, channels), config.crops, config.tile, rng, aug)
     val_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x7A1]))
-    val_clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, val_rng,
-                             Augment.none())
-    log.info("%d train crops from %d files, %d val crops from %d files in %.1fs", len(train_crops),
-             len(train_files), len(val_clean), len(val_files), time.perf_counter() - t0)
+    val_clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, val_rng, Augment.none())
+    log.info(
+        "%d train crops from %d files, %d val crops from %d files in %.1fs",
+        len(train_crops),
+        len(train_files),
+        len(val_clean),
+        len(val_files),
+        time.perf_counter() - t0,
+    )
     val_in = np.stack([corrupt(c, spec, sample_seed(config.seed, -1, i))[0] for i, c in enumerate(val_clean)])
 
     torch_seed = int(np.random.SeedSequence([config.seed, 0x70]).generate_state(1)[0])
@@ -234,7 +241,10 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     dataset = CropDataset(train_crops, spec, config.seed)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, generator=seeded_generator(config.seed),
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=seeded_generator(config.seed),
         collate_fn=_collate,
     )
     val_batches = [
@@ -254,8 +264,13 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
         mask=spec.describe(),
         training_data_hash=manifest_hash(list(train_files)),
         edgeae_version=__version__,
-        extra={"data": config.data, "train_files": [p.name for p in train_files],
-               "val_files": [p.name for p in val_files], "crops": config.crops, "seed": config.seed},
+        extra={
+            "data": config.data,
+            "train_files": [p.name for p in train_files],
+            "val_files": [p.name for p in val_files],
+            "crops": config.crops,
+            "seed": config.seed,
+        },
     )
     best_path = out / "best.pt"
     best_state: dict[str, Any] = {}
@@ -265,8 +280,19 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
         best_state["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_checkpoint(best_path, model, metadata, {"best_epoch": epoch, "val_loss": val_loss}, history)
 
-    history, _ = fit(model, train_batches, lambda: val_batches, mse_loss, optimizer, config.epochs, device,
-                     on_best, out_dir=out, patience=config.patience, show_progress=config.progress)
+    history, _ = fit(
+        model,
+        train_batches,
+        lambda: val_batches,
+        mse_loss,
+        optimizer,
+        config.epochs,
+        device,
+        on_best,
+        out_dir=out,
+        patience=config.patience,
+        show_progress=config.progress,
+    )
     model.load_state_dict(best_state["state"])
     metrics: dict[str, Any] = {
         "best_epoch": best_state["epoch"],
@@ -278,8 +304,9 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
         "val_crops": config.val_crops,
     }
     if spec.mode != "colour-noise":
-        metrics["val_levels"] = level_metrics(model, val_clean, device, EVAL_LEVELS, seed=config.seed + 10_000,
-                                              pattern=spec.pattern)
+        metrics["val_levels"] = level_metrics(
+            model, val_clean, device, EVAL_LEVELS, seed=config.seed + 10_000, pattern=spec.pattern
+        )
     save_checkpoint(best_path, model, metadata, metrics, history)
     write_history(history, out)
     write_json(out / "metrics.json", metrics)

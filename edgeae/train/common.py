@@ -202,15 +202,18 @@ def fit(
     history: list[dict[str, Any]] = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        tr = run_epoch(model, train_batches(epoch), loss_fn, device, optimizer, scaler, f"epoch {epoch}/{epochs}",
-                       show_progress)
-        va = run_epoch(model, val_batches(), val_loss_fn or loss_fn, device, desc="validate",
-                       show_progress=show_progress)
+        tr = run_epoch(
+            model, train_batches(epoch), loss_fn, device, optimizer, scaler, f"epoch {epoch}/{epochs}", show_progress
+        )
+        va = run_epoch(
+            model, val_batches(), val_loss_fn or loss_fn, device, desc="validate", show_progress=show_progress
+        )
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch, "train_loss": tr, "val_loss": va, "seconds": round(seconds, 2)})
         improved = stopper.update(epoch, va)
-        log.info("epoch %d/%d  train %.5f  val %.5f  %.0fs%s", epoch, epochs, tr, va, seconds,
-                 "  (best)" if improved else "")
+        log.info(
+            "epoch %d/%d  train %.5f  val %.5f  %.0fs%s", epoch, epochs, tr, va, seconds, "  (best)" if improved else ""
+        )
         if improved:
             on_best(epoch, va, history)
         if out_dir is not None:

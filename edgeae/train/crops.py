@@ -34,9 +34,7 @@ class Augment:
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"augment {name} must be finite and >= 0, got {v}")
         if self.rotation_deg > 45 or self.shear > 0.5 or self.shift > 0.5:
-            raise ValueError(
-                f"augmentation too strong for 'light' (rotation ≤ 45°, shear ≤ 0.5, shift ≤ 0.5): {self}"
-            )
+            raise ValueError(f"augmentation too strong for 'light' (rotation ≤ 45°, shear ≤ 0.5, shift ≤ 0.5): {self}")
 
     @classmethod
     def none(cls) -> Augment:
@@ -81,7 +79,7 @@ def _margin(size: int, aug: Augment) -> int:
     """Half-extent of the largest source footprint of one crop, in pixels."""
     theta = math.radians(aug.rotation_deg)
     spread = (abs(math.cos(theta)) + abs(math.sin(theta))) * (1.0 + aug.shear)
-    return int(math.ceil(size / 2.0 * spread + aug.shift * size)) + 1
+    return math.ceil(size / 2.0 * spread + aug.shift * size) + 1
 
 
 def random_crop(

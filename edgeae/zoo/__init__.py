@@ -22,7 +22,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "training_data": "rover_rgb train split (4 MarsScapes Curiosity Mastcam panoramas; val: 410_2)",
         "description": "gt-CAE: RGB 128x128 tiles masked at a random 50-99% per sample",
         "command": (
-            "edgeae train cae --data rover_rgb --mode gt --epochs 8 --crops 2400 --val-crops 400 --seed 1 "
+            "edgeae train cae --data rover_rgb --mode gt --epochs 5 --crops 2000 --val-crops 300 --seed 1 "
             "--threads 1 --out runs/zoo/rover-rgb-gtcae --zoo-name rover-rgb-gtcae"
         ),
     },
@@ -34,8 +34,23 @@ ZOO: dict[str, dict[str, Any]] = {
         "training_data": "orbital_gray train split (5 pycda tiles, 2 HiRISE browse strips; val: 1 HiRISE, Mercury)",
         "description": "gt-CAE: grey 128x128 tiles masked at a random 50-99% per sample",
         "command": (
-            "edgeae train cae --data orbital_gray --mode gt --epochs 8 --crops 2400 --val-crops 400 --seed 2 "
+            "edgeae train cae --data orbital_gray --mode gt --epochs 5 --crops 2000 --val-crops 300 --seed 2 "
             "--threads 1 --out runs/zoo/orbital-gray-gtcae --zoo-name orbital-gray-gtcae"
+        ),
+    },
+    "orbital-gray-vae": {
+        "kind": "vae",
+        "channels": 1,
+        "file": "orbital-gray-vae.pt",
+        "parameters": 477_985,
+        "training_data": (
+            "orbital_gray train split + 384 class-0 HiRISE landmark crops of 21 landmark-free products; "
+            "val: orbital_gray val; λ: 2 LROC NAC mosaics (M1266003170, M1275410097)"
+        ),
+        "description": "β-VAE (Lesnikowski 2024) on 64x64 grey patches; score ||x - x_hat||^2 + λ||μ||^2",
+        "command": (
+            "edgeae train vae --out runs/vae/zoo --epochs 6 --crops 4096 --val-crops 512 --batch-size 64 "
+            "--seed 0 --threads 1 --zoo-name orbital-gray-vae"
         ),
     },
 }

@@ -43,12 +43,8 @@ CRC_LEN = 2
 MAX_PACKET = 65542  # CCSDS: 6-byte header + at most 65536 data bytes
 
 COMMON = struct.Struct(">BBIHH")  # layout version, codec, frame id, part index, part count
-SPARSE = struct.Struct(
-    ">IIBBdBQBIIIII"
-)  # h, w, C, bits, keep, pattern, seed, prng, row0, row1, col0, col1, n
-LATENT = struct.Struct(
-    ">16sIIBHHHHBdHHHII"
-)  # id, h, w, C, tile, stride, rows, cols, dtype, scale, lc, lh, lw, e0, n
+SPARSE = struct.Struct(">IIBBdBQBIIIII")  # h, w, C, bits, keep, pattern, seed, prng, row0, row1, col0, col1, n
+LATENT = struct.Struct(">16sIIBHHHHBdHHHII")  # id, h, w, C, tile, stride, rows, cols, dtype, scale, lc, lh, lw, e0, n
 PATCH = struct.Struct(">IIHBBHdII")  # x, y, size, C, bits, index, score, e0, n
 TELEMETRY = struct.Struct(">III")  # total length, offset, n
 KIND_HEADER = {"sparse": SPARSE, "latent": LATENT, "patch": PATCH, "telemetry": TELEMETRY}
@@ -141,9 +137,7 @@ def _sparse_bodies(frame: SparseFrame, cfg: WireConfig) -> list[tuple[int, bytes
     mask = make_mask(frame.seed, (h, w), frame.keep, frame.pattern)
     if int(mask.sum()) != frame.values.shape[0]:
         n_mask = int(mask.sum())
-        raise ValueError(
-            f"frame {frame.frame_id}: values has {frame.values.shape[0]} rows, the mask keeps {n_mask}"
-        )
+        raise ValueError(f"frame {frame.frame_id}: values has {frame.values.shape[0]} rows, the mask keeps {n_mask}")
     codec = CODECS[cfg.codec]
     unit = c * frame.values.dtype.itemsize
     budget = cfg.max_packet_size - overhead("sparse")

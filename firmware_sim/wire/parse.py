@@ -175,9 +175,7 @@ def _check_kind(kind: str, f: tuple, codec: int) -> tuple[dict, np.dtype, tuple[
     if kind == "patch":
         x, y, size, c, bits, index, score, e0, n = f
         if size < 1 or c < 1 or not 1 <= bits <= 16 or e0 + n > size * size * c:
-            raise _fail(
-                "header", f"bad patch size {size}, channels {c}, bits {bits} or range [{e0},{e0 + n})"
-            )
+            raise _fail("header", f"bad patch size {size}, channels {c}, bits {bits} or range [{e0},{e0 + n})")
         hd = dict(x=x, y=y, size=size, channels=c, bit_depth=bits, index=index, score=score, e0=e0, n=n)
         return hd, sample_dtype(bits), (n,)
     total, offset, n = f

@@ -43,9 +43,7 @@ def read_packet_file(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
     if data[:4] != MAGIC:
         raise PacketFileError(f"{path}: not an edgeae packet file (magic {data[:4]!r}, want {MAGIC!r})")
     if len(data) < 5 or data[4] != FILE_VERSION:
-        raise PacketFileError(
-            f"{path}: packet file version {data[4:5].hex() or 'missing'} is not {FILE_VERSION}"
-        )
+        raise PacketFileError(f"{path}: packet file version {data[4:5].hex() or 'missing'} is not {FILE_VERSION}")
     out: list[tuple[float, bytes]] = []
     pos = 5
     while pos + RECORD.size <= len(data):

@@ -1,0 +1,167 @@
+"""Speed and memory per model and runtime (pytest-benchmark). Not part of the default test run.
+
+    python -m pytest benchmarks/test_speed.py -m speed --benchmark-json=benchmarks/results/speed.json
+
+Each case runs one model (CAE, CAE encoder, VAE score) in one runtime (PyTorch eager fp32, onnxruntime
+fp32/int8, TFLite fp32/int8 through ai-edge-litert) at batch 1 or 32 with 1 or 2 threads. ``extra_info``
+records throughput, peak RSS during the case, the model's operation count (from its layers) and the
+achieved operations per second as a fraction of the machine's measured peak for that precision and thread
+count (benchmarks/peak.py, measured in the same session). Artifacts are built once from the zoo models
+into $EDGEAE_BENCH_ARTIFACTS (default runs/bench-artifacts) with edgeae.export.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.speed
+
+ART_DIR = Path(os.environ.get("EDGEAE_BENCH_ARTIFACTS", "runs/bench-artifacts"))
+# model kind -> (zoo model, artifact name suffix)
+MODELS = {
+    "cae": ("rover-rgb-gtcae", ""),
+    "cae-encoder": ("rover-rgb-gtcae", "-encoder"),
+    "vae": ("orbital-gray-vae", ""),
+}
+RUNTIMES = ("torch-fp32", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+BATCHES = (1, 32)
+THREADS = (1, 2)
+
+
+class PeakRSS:
+    """Samples the process RSS every millisecond in a thread; ``peak_mb`` is the high-water mark."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.001)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self._proc.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> dict[str, Path]:
+    """Zoo artifacts by ``<kind>/<format>-<precision>``, exported once (parity-checked by edgeae.export)."""
+    from edgeae.export.api import ExportConfig, export_model
+
+    out: dict[str, Path] = {}
+    for kind, (zoo_name, suffix) in MODELS.items():
+        folder = ART_DIR / zoo_name
+        for fmt, ext in (("onnx", "onnx"), ("tflite", "tflite")):
+            for precision in ("fp32", "int8"):
+                path = folder / f"{zoo_name}{suffix}.{precision}.{ext}"
+                if not path.is_file():
+                    export_model(zoo_name, folder, ExportConfig(formats=("onnx", "tflite"), latency=False))
+                out[f"{kind}/{fmt}-{precision}"] = path
+    return out
+
+
+@pytest.fixture(scope="session")
+def peaks() -> dict[int, dict[str, float]]:
+    from benchmarks.peak import measure_peak
+
+    return {t: measure_peak(t) for t in THREADS}
+
+
+_cache: dict[tuple[str, str, int], Any] = {}
+
+
+def _predictor(kind: str, runtime: str, threads: int, artifacts: dict[str, Path]) -> Any:
+    key = (kind, runtime, threads)
+    if key not in _cache:
+        if runtime == "torch-fp32":
+            import torch
+
+            from edgeae.checkpoint import load_checkpoint
+            from edgeae.predictor import TorchPredictor, resolve_model_path
+
+            torch.set_num_threads(threads)
+            ck = load_checkpoint(resolve_model_path(MODELS[kind][0]))
+            module = ck.model.encoder if kind == "cae-encoder" else ck.model
+            _cache[key] = TorchPredictor(module, ck.metadata.replace(kind=kind), source=f"zoo:{kind}")
+        else:
+            from edgeae.firmware_sim.runtime import load_artifact
+
+            _cache[key] = load_artifact(artifacts[f"{kind}/{runtime}"], threads=threads)
+    return _cache[key]
+
+
+def _macs(kind: str) -> int:
+    from benchmarks.opcount import count_macs
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.predictor import resolve_model_path
+
+    ck = load_checkpoint(resolve_model_path(MODELS[kind][0]))
+    module = ck.model.encoder if kind == "cae-encoder" else ck.model
+    return count_macs(module, tuple(ck.metadata.input_shape))
+
+
+def _cases() -> Iterator[Any]:
+    for kind in MODELS:
+        for runtime in RUNTIMES:
+            for batch in BATCHES:
+                for threads in THREADS:
+                    yield pytest.param(kind, runtime, batch, threads, id=f"{kind}-{runtime}-b{batch}-t{threads}")
+
+
+@pytest.mark.parametrize("kind, runtime, batch, threads", list(_cases()))
+def test_speed(
+    benchmark: Any,
+    kind: str,
+    runtime: str,
+    batch: int,
+    threads: int,
+    artifacts: dict[str, Path],
+    peaks: dict[int, dict[str, float]],
+) -> None:
+    predictor = _predictor(kind, runtime, threads, artifacts)
+    shape = tuple(predictor.metadata.input_shape[1:])
+    x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+    predictor(x)  # warm-up (and TFLite tensor resize)
+    with PeakRSS() as mem:
+        benchmark.pedantic(predictor, args=(x,), rounds=20 if batch == 1 else 5, iterations=1, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    macs = _macs(kind)
+    precision = runtime.split("-")[1]
+    peak_key = "ort_int8_gops" if precision == "int8" else "ort_fp32_gops"
+    gops = 2 * macs * batch / median / 1e9
+    benchmark.extra_info.update(
+        model=kind,
+        runtime=runtime,
+        batch=batch,
+        threads=threads,
+        items_per_s=batch / median,
+        mpix_per_s=batch * shape[-1] * shape[-2] / median / 1e6,
+        peak_rss_mb=round(mem.peak_mb, 1),
+        macs_per_item=macs,
+        achieved_gops=round(gops, 2),
+        machine_peak_gops=peaks[threads][peak_key],
+        fraction_of_peak=round(gops / peaks[threads][peak_key], 4),
+    )

@@ -1,0 +1,165 @@
+"""Rebuild a sparsely sampled image with the CAE (tiled, overlapped, blended) or a classical baseline.
+
+``reconstruct(image, known, method)``: ``image`` float32 (H, W) or (H, W, C) in [0, 1] (destroyed pixels may
+hold anything; they are zeroed before the model sees them, as in training), ``known`` bool (H, W), True =
+sampled pixel. The result has the same shape and keeps the known pixels bit for bit.
+
+For ``cae`` the masked image is cut into ``tile``×``tile`` tiles overlapping by ``overlap`` pixels (default
+tile / 4; edges covered flush, small images reflect-padded: :mod:`edgeae.tiling`), run through the
+predictor in batches (float32 NCHW, :func:`edgeae.predictor.load_predictor`), and blended with a Hann window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeae import inpaint as _inpaint
+from edgeae import tiling
+
+METHODS = ("cae", *_inpaint.METHODS)
+# zoo model used when none is named: by image channel count
+DEFAULT_MODELS = {3: "rover-rgb-gtcae", 1: "orbital-gray-gtcae"}
+log = logging.getLogger(__name__)
+
+
+class ChannelMismatchError(ValueError):
+    """The image and the model have different channel counts and conversion was not asked for."""
+
+
+def _model_geometry(predictor: Any, tile: int) -> tuple[int, int]:
+    """(channels, tile) the predictor expects, from its metadata (tile falls back to the argument)."""
+    meta = getattr(predictor, "metadata", None)
+    if meta is None:
+        raise ValueError("the CAE predictor has no metadata; load it with edgeae.predictor.load_predictor")
+    if meta.kind != "cae":
+        raise ValueError(f"{getattr(predictor, 'source', 'model')} is a {meta.kind!r} model, not a 'cae'")
+    if meta.layout == "NCHW":
+        h, w = meta.input_shape[2], meta.input_shape[3]
+    else:
+        h, w = meta.input_shape[1], meta.input_shape[2]
+    if h > 0 and w > 0:
+        if h != w:
+            raise ValueError(f"model input {meta.input_shape} is not square")
+        tile = int(h)
+    return int(meta.channels), tile
+
+
+def _predict_tiles(predictor: Any, tiles: np.ndarray, batch: int, progress: bool | None) -> np.ndarray:
+    """(N, p, p, C) float32 -> model output (N, p, p, C) float32, in batches with an optional progress bar."""
+    out = np.empty_like(tiles, dtype=np.float32)
+    starts = range(0, len(tiles), batch)
+    show = len(starts) > 4 if progress is None else progress
+    if show:
+        from edgeae._optional import require
+
+        starts = require("tqdm").tqdm(starts, desc="cae tiles", unit="batch", leave=False)
+    for i in starts:
+        x = np.ascontiguousarray(tiles[i : i + batch].transpose(0, 3, 1, 2), dtype=np.float32)
+        y = np.asarray(predictor(x), dtype=np.float32)
+        if y.shape != x.shape:
+            raise ValueError(f"model returned shape {y.shape} for input {x.shape}; expected the same shape")
+        out[i : i + batch] = y.transpose(0, 2, 3, 1)
+    return out
+
+
+def reconstruct_cae(
+    image: np.ndarray,
+    known: np.ndarray,
+    predictor: Any,
+    tile: int = 128,
+    overlap: int | None = None,
+    batch: int = 32,
+    convert_channels: bool = False,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """CAE reconstruction of (H, W, C) float32; see the module docstring. Known pixels are not restored here."""
+    channels, tile = _model_geometry(predictor, tile)
+    overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, {tile}), got {overlap}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    c_img = image.shape[2]
+    x = image * known[..., None]
+    if c_img != channels:
+        if not convert_channels:
+            raise ChannelMismatchError(
+                f"the image has {c_img} channel(s) but the model {getattr(predictor, 'source', '')} expects "
+                f"{channels}: use a {'grey' if channels == 3 else 'RGB'} model, or convert explicitly "
+                "(convert_channels=True, CLI --convert-channels)"
+            )
+        if c_img == 1 and channels == 3:  # grey -> replicate, reconstruct, average back
+            y = reconstruct_cae(np.repeat(image, 3, axis=2), known, predictor, tile, overlap, batch, False, progress)
+            return y.mean(axis=2, keepdims=True)
+        # RGB with a grey model: each channel is a grey image
+        planes = [
+            reconstruct_cae(image[..., c : c + 1], known, predictor, tile, overlap, batch, False, progress)
+            for c in range(c_img)
+        ]
+        return np.concatenate(planes, axis=2)
+    h, w = x.shape[:2]
+    positions = tiling.tile_positions(h, w, tile, tile - overlap)
+    tiles = tiling.extract_tiles(x.astype(np.float32), positions, tile)
+    preds = _predict_tiles(predictor, tiles, batch, progress)
+    return tiling.blend_tiles(preds, positions, x.shape, tile)
+
+
+def reconstruct(
+    image: np.ndarray,
+    known: np.ndarray,
+    method: str,
+    predictor: Any = None,
+    tile: int = 128,
+    overlap: int | None = None,
+    batch: int = 32,
+    convert_channels: bool = False,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Fill the destroyed pixels of ``image`` with ``method`` (``cae`` needs ``predictor``)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown reconstruction method {method!r}; expected one of {METHODS}")
+    img = np.asarray(image, dtype=np.float32)
+    squeeze = img.ndim == 2
+    if squeeze:
+        img = img[..., None]
+    if img.ndim != 3:
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {np.shape(image)}")
+    k = np.asarray(known)
+    if k.dtype != bool or k.shape != img.shape[:2]:
+        raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
+    if method == "cae":
+        if predictor is None:
+            raise ValueError("method 'cae' needs a predictor (edgeae.predictor.load_predictor(MODEL))")
+        out = reconstruct_cae(img, k, predictor, tile, overlap, batch, convert_channels, progress)
+        out = np.clip(out, 0.0, 1.0)
+        out[k] = img[k]
+    else:
+        out = _inpaint.inpaint(img * k[..., None], k, method)
+    return out[..., 0] if squeeze else out
+
+
+@dataclass
+class Reconstruction:
+    """One method's result on one image: the pixels, the wall time and the metrics against the original."""
+
+    method: str
+    image: np.ndarray
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def run_method(
+    original: np.ndarray, known: np.ndarray, method: str, predictor: Any = None, **kwargs: Any
+) -> Reconstruction:
+    """Reconstruct ``original`` sampled at ``known`` with ``method``, timed, with :func:`metrics.compare`."""
+    from edgeae.metrics import compare
+
+    t0 = time.perf_counter()
+    out = reconstruct(original, known, method, predictor=predictor, **kwargs)
+    seconds = time.perf_counter() - t0
+    return Reconstruction(method, out, seconds, compare(original, out, known))

@@ -1,0 +1,133 @@
+"""A small static HTML report: titled sections of text, image figures and tables.
+
+Images are written as PNG files in an ``img/`` folder beside ``index.html`` (full resolution, viewable on
+their own) and shown scaled to the page width; the HTML itself stays a few kilobytes. A report is a list of
+:class:`Section` objects, so a caller (the demo, later the export and downlink stages) adds content by
+appending sections.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+ERROR_MAP_MAX = 0.25  # |error| (fraction of full scale) shown at the top of the colour scale
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ccc}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1em}
+figure{margin:0}figure img{width:100%;image-rendering:pixelated;border:1px solid #ddd}
+figcaption{font-size:.9em;color:#555}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One image in a section: a caption and an array (H, W), (H, W, 1) or (H, W, 3), float [0, 1] or uint8."""
+
+    caption: str
+    image: np.ndarray
+    name: str = ""  # file name stem under img/ (default: from the caption)
+
+
+@dataclass
+class Section:
+    """A titled block: paragraphs (plain text), figures, then tables (a list of row dicts each)."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[list[dict[str, Any]]] = field(default_factory=list)
+    html_extra: str = ""  # trusted HTML appended as is (for sections that need more than the above)
+
+
+def error_map(original: np.ndarray, recon: np.ndarray, vmax: float = ERROR_MAP_MAX) -> np.ndarray:
+    """Mean |recon - original| over channels as an RGB uint8 colour map (magma; 0 black, ``vmax`` white)."""
+    cv2 = require("cv2")
+    a = np.asarray(original, dtype=np.float32)
+    b = np.asarray(recon, dtype=np.float32)
+    err = np.abs(b - a)
+    if err.ndim == 3:
+        err = err.mean(axis=2)
+    grey = np.round(np.clip(err / vmax, 0.0, 1.0) * 255).astype(np.uint8)
+    bgr = cv2.applyColorMap(grey, cv2.COLORMAP_MAGMA)
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "figure"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "∞" if v > 0 else "–"
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        return f"{v:.4f}"
+    return html.escape(str(v))
+
+
+def table_html(rows: Sequence[dict[str, Any]]) -> str:
+    """An HTML table from row dicts (columns = keys of the first row, in order)."""
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence[Section], intro: str = "") -> Path:
+    """Write ``out_dir/index.html`` and ``out_dir/img/*.png``; return the HTML path."""
+    from edgeae.imageio import write_image
+
+    out = Path(out_dir)
+    img_dir = out / "img"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    if intro:
+        parts.append(f"<p>{html.escape(intro)}</p>")
+    used: set[str] = set()
+    for si, sec in enumerate(sections):
+        parts.append(f"<section id='{_slug(sec.title)}'><h2>{html.escape(sec.title)}</h2>")
+        parts.extend(f"<p>{html.escape(p)}</p>" for p in sec.paragraphs)
+        if sec.figures:
+            parts.append("<div class='grid'>")
+            for fig in sec.figures:
+                name = f"{si:02d}-{_slug(fig.name or fig.caption)}.png"
+                while name in used:
+                    name = name.replace(".png", "-x.png")
+                used.add(name)
+                write_image(img_dir / name, fig.image)
+                cap = html.escape(fig.caption)
+                parts.append(
+                    f"<figure><a href='img/{name}'><img src='img/{name}' alt='{cap}'></a>"
+                    f"<figcaption>{cap}</figcaption></figure>"
+                )
+            parts.append("</div>")
+        parts.extend(table_html(t) for t in sec.tables)
+        parts.append(sec.html_extra)
+        parts.append("</section>")
+    parts.append("</body></html>\n")
+    path = out / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
