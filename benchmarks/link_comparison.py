@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = codec_over_link(d, c, img, link, args.max_packet)
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": c, **r})
         if enc is not None:
-            rows += latent_rows(img, i, enc, dec, args, fills[0], path.name)
+            rows += latent_rows(img, i, enc, dec, args, fills[-1], path.name)
         print(f"[{time.time() - t0:6.1f} s] {path.name} {img.shape} budget {budget} B", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -138,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     sweep_methods = [m for m in args.sweep_methods.split(",") if m]
     levels = [float(v) for v in args.levels.split(",") if v]
-    predictor = None
+    predictor, model_hash = None, None
     if "cae" in methods or "cae" in sweep_methods:
         from edgeae.predictor import load_predictor
 
         predictor = load_predictor(args.model, threads=args.threads)
+        from edgeae.metadata import sha256_file
+        from edgeae.predictor import resolve_model_path
+
+        model_hash = sha256_file(resolve_model_path(args.model))
     files = split_files(args.dataset, args.split, root=args.data)
     old = _reusable(args)
     result: dict[str, Any] = {
@@ -150,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(sys.argv),
         "machine": machine_info(),
         "model": args.model,
+        "model_sha256": model_hash,
         "dataset": args.dataset,
         "split": args.split,
         "keep": args.keep,

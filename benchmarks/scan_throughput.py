@@ -35,6 +35,16 @@ def _tables_equal(a: Path, b: Path) -> bool:
     return bool(pq.read_table(a).equals(pq.read_table(b)))
 
 
+def _source_hash() -> str:
+    """SHA-256 over the edgeae sources, to show that no file changed while the engines were compared."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "edgeae").rglob("*.py")):
+        h.update(p.relative_to(ROOT).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
 def _peak_rss_mb() -> dict[str, float]:
     """Peak resident memory of this process and of its largest finished child (worker), in MB."""
     import resource
@@ -115,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "engines": {},
+        "source_hash_at_start": _source_hash(),
     }
     for engine in args.engines:
         opts = EngineOptions(engine=engine, workers=args.workers, num_cpus=args.num_cpus)
@@ -138,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = out / args.engines[0] / "results.parquet"
         result["kill_test"] = kill_test(args.archive, args.model, out / "killed", args.workers, len(entries), ref)
     result["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["sources_changed_during_run"] = _source_hash() != result["source_hash_at_start"]
     (out / "scan_throughput.json").write_text(json.dumps(result, indent=2))
     rows = [
         "| engine | images | failed | patches | seconds | patches/s | LRO NAC archive (days) |",

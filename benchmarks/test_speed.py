@@ -66,21 +66,16 @@ class PeakRSS:
         return self.peak / 2**20
 
 
-@pytest.fixture(scope="session")
-def artifacts() -> dict[str, Path]:
-    """Zoo artifacts by ``<kind>/<format>-<precision>``, exported once (parity-checked by edgeae.export)."""
+def _artifact(kind: str, runtime: str) -> Path:
+    """The zoo artifact for ``kind`` and ``runtime`` (``onnx-int8`` ...), exported (and parity-checked) once."""
     from edgeae.export.api import ExportConfig, export_model
 
-    out: dict[str, Path] = {}
-    for kind, (zoo_name, suffix) in MODELS.items():
-        folder = ART_DIR / zoo_name
-        for fmt, ext in (("onnx", "onnx"), ("tflite", "tflite")):
-            for precision in ("fp32", "int8"):
-                path = folder / f"{zoo_name}{suffix}.{precision}.{ext}"
-                if not path.is_file():
-                    export_model(zoo_name, folder, ExportConfig(formats=("onnx", "tflite"), latency=False))
-                out[f"{kind}/{fmt}-{precision}"] = path
-    return out
+    zoo_name, suffix = MODELS[kind]
+    fmt, precision = runtime.split("-")
+    path = ART_DIR / zoo_name / f"{zoo_name}{suffix}.{precision}.{fmt}"
+    if not path.is_file():
+        export_model(zoo_name, ART_DIR / zoo_name, ExportConfig(formats=("onnx", "tflite"), latency=False))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +88,7 @@ def peaks() -> dict[int, dict[str, float]]:
 _cache: dict[tuple[str, str, int], Any] = {}
 
 
-def _predictor(kind: str, runtime: str, threads: int, artifacts: dict[str, Path]) -> Any:
+def _predictor(kind: str, runtime: str, threads: int) -> Any:
     key = (kind, runtime, threads)
     if key not in _cache:
         if runtime == "torch-fp32":
@@ -109,7 +104,7 @@ def _predictor(kind: str, runtime: str, threads: int, artifacts: dict[str, Path]
         else:
             from edgeae.firmware_sim.runtime import load_artifact
 
-            _cache[key] = load_artifact(artifacts[f"{kind}/{runtime}"], threads=threads)
+            _cache[key] = load_artifact(_artifact(kind, runtime), threads=threads)
     return _cache[key]
 
 
@@ -138,10 +133,9 @@ def test_speed(
     runtime: str,
     batch: int,
     threads: int,
-    artifacts: dict[str, Path],
     peaks: dict[int, dict[str, float]],
 ) -> None:
-    predictor = _predictor(kind, runtime, threads, artifacts)
+    predictor = _predictor(kind, runtime, threads)
     shape = tuple(predictor.metadata.input_shape[1:])
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
     predictor(x)  # warm-up (and TFLite tensor resize)

@@ -206,14 +206,14 @@ def read_image(
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     p = _as_path(path)
     raw, bits, alpha = read_raw(p)
-    pixels, scale = to_float(raw, bits, path=p)
     valid = np.ones(raw.shape[:2], dtype=bool)
     if raw.dtype.kind == "f":
         valid &= np.isfinite(raw).all(axis=2)
     if alpha is not None:
         valid &= alpha > 0
-    if detect_nodata:
+    if detect_nodata:  # before the float copy exists, so their temporaries do not add up
         valid &= nodata_mask(raw, bit_depth=bits, threshold=nodata_threshold)
+    pixels, scale = to_float(raw, bits, path=p)
     return ImageData(
         pixels=convert_channels(pixels, channels),
         raw_dtype=str(raw.dtype),

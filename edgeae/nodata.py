@@ -55,7 +55,7 @@ def nodata_mask(
     """
     arr = np.asarray(raw)
     if arr.ndim == 3:
-        arr = arr.max(axis=2)
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else arr.max(axis=2)
     if arr.ndim != 2:
         raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
     sides = set(edges)

@@ -262,7 +262,8 @@ def write_tiled_bigtiff(
 
     Tiles are generated one at a time (random source, random crop and flips from ``seed``) and
     streamed to tifffile, so the frame is never held in memory. ``nodata_margin`` zeroes that many
-    columns on the left and right, like the masked edges of an LRO NAC strip.
+    columns on the left and right, like the masked edges of an LRO NAC strip. The sources are held
+    in memory as grey uint8 and drawn from in the order given.
     """
     tifffile = require("tifffile")
     h, w = (int(shape[0]), int(shape[1]))
@@ -344,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_rss, t0 = _peak_rss_mb(), time.perf_counter()
     if args.cmd == "make-frame":
         p = write_tiled_bigtiff(
-            args.out, tuple(args.shape), args.sources, tile=args.tile, seed=args.seed,
+            args.out, tuple(args.shape), sorted(args.sources), tile=args.tile, seed=args.seed,
             nodata_margin=args.nodata_margin, progress=True,
         )  # fmt: skip
         result: dict[str, Any] = {"frame": str(p), "bytes": p.stat().st_size}

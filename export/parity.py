@@ -47,7 +47,9 @@ def compare_outputs(reference: dict[str, np.ndarray], test: dict[str, np.ndarray
     """Per output: max abs error, mean abs error and PSNR (pixels: peak 1; else the reference's range)."""
     out: dict[str, dict[str, float]] = {}
     for name, ref in reference.items():
-        got = np.asarray(test[name], dtype=np.float32).reshape(ref.shape)
+        got = np.asarray(test[name], dtype=np.float32)
+        if got.shape != ref.shape:
+            raise ParityError(f"output {name!r} has shape {got.shape}, PyTorch gives {ref.shape}")
         peak = 1.0 if name in PIXEL_OUTPUTS else float(np.ptp(ref)) or 1.0
         out[name] = {
             "max_abs": float(np.max(np.abs(ref - got))),

@@ -99,6 +99,7 @@ def export_tflite_int8(
     exported = torch.export.export(graph.module, (_sample(graph),), dynamic_shapes=_dynamic(graph)).module()
     quantizer = pt2e.PT2EQuantizer().set_global(_minmax_config())
     prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
+    batch = graph.tflite_static_batch or batch
     with torch.no_grad():
         for i in range(0, len(calibration), batch):
             prepared(torch.from_numpy(np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32)))

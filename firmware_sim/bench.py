@@ -111,8 +111,10 @@ def bench_threads(
     res: dict[str, list[float]] = {
         "sample": _time(lambda: img[make_mask(7, (h, w), keep)], max(3, min(iters, 10))),
         "normalise": _time(normalise, iters),
-        "infer": _time(infer, iters),
     }
+    cpu0 = time.process_time()
+    res["infer"] = _time(infer, iters)
+    infer_cpu_ms = (time.process_time() - cpu0) * 1e3 / iters  # all threads; independent of machine load
     res["score"] = _time(score, iters)
     res["scrub"] = _time(lambda: block_crcs(image), iters)
     res["packetise"] = _time(lambda: packetise(ap), iters)
@@ -131,6 +133,8 @@ def bench_threads(
         "frame": [h, w, c],
         "stages_ms": {k: _pcts(v) for k, v in res.items()},
         "patches_per_s": float(batch * len(per_batch) / (per_batch.sum() / 1e3)),
+        "infer_cpu_ms_per_batch": infer_cpu_ms,
+        "patches_per_cpu_s": float(batch / (infer_cpu_ms / 1e3)) if infer_cpu_ms > 0 else None,
     }
 
 
@@ -163,6 +167,7 @@ def run_bench(
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
+            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         },
         "versions": _versions(),
         "runs": runs,
@@ -178,9 +183,11 @@ def format_table(result: dict[str, Any]) -> str:
             s = r["stages_ms"][st]
             lines.append(f"{r['threads']:>7} {st:<10} {s['p50']:>9.3f} {s['p90']:>9.3f} {s['p99']:>9.3f}")
         lines.append(
-            f"{r['threads']:>7} {'throughput':<10} {r['patches_per_s']:>9.1f} patches/s "
-            f"(batch {r['batch']} × {r['patch']}² px, load {r['load_ms']:.1f} ms)"
+            f"{r['threads']:>7} {'throughput':<10} {r['patches_per_s']:>9.1f} patches/s wall, "
+            f"{r['patches_per_cpu_s'] or 0:.1f} per CPU-second "
+            f"(batch {r['batch']} × {r['patch']}² px, model load {r['load_ms']:.1f} ms)"
         )
     m = result["memory"]
-    lines.append(f"memory: traced peak {m['traced_peak_bytes']:,} B, RSS peak {m['rss_peak_bytes']:,} B")
+    load = result["machine"].get("loadavg_1min")
+    lines.append(f"memory: traced peak {m['traced_peak_bytes']:,} B, RSS peak {m['rss_peak_bytes']:,} B; load {load}")
     return "\n".join(lines)

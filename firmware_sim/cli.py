@@ -80,7 +80,7 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     mem = s["memory"]
     print(
         f"  memory peak (traced) {mem['traced_peak_bytes']:,} B of {s['budgets']['memory_bytes']:,} B, "
-        f"RSS peak {mem['rss_peak_bytes']:,} B (+{mem['rss_growth_bytes']:,} B over boot); "
+        f"RSS peak {mem['rss_peak_bytes']:,} B (+{mem['rss_growth_in_frames_bytes']:,} B after model load); "
         f"patches/s {s['patches_per_s']}"
     )
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")

@@ -90,6 +90,7 @@ class FlightRuntime:
         self.scorer: PatchScorer | None = None
         self.threshold: float | None = None
         self._load_models()
+        self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions and model images
 
     # ------------------------------------------------------------------------------------------ models
     def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
@@ -154,23 +155,25 @@ class FlightRuntime:
             if self.recon is not None and self.recon.predictor.metadata.kind != want:
                 raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a {want} model")
 
-    def _time_batch(self) -> float:
-        """ms per patch of one full scoring batch (the buffer holds whatever it last held)."""
+    def _time_batch(self, n: int = 0) -> float:
+        """ms per patch of a scoring batch of ``n`` (default: full) patches, whatever the buffer holds."""
         assert self.scorer is not None
+        n = n or self.scorer.batch
         t = time.perf_counter()
-        self.scorer.run(self.scorer.batch)
-        return _ms(t) / self.scorer.batch
+        self.scorer.run(n)
+        return _ms(t) / n
 
     def _probe(self, level: Any, slack_ms: float) -> dict[str, float] | None:
         """Re-measure costs the frame's level did not exercise, when the frame left time to spare, so a
         noisy estimate cannot keep the ladder at the bottom for ever."""
         out: dict[str, float] = {}
         if level.score_every == 0 and self.scorer is not None:
-            if self.cost.ms_per_patch * self.scorer.batch < slack_ms:
-                out["ms_per_patch"] = self._time_batch()
+            n = min(self.scorer.batch, int(0.5 * slack_ms / self.cost.ms_per_patch))
+            if n >= 1:
+                out["ms_per_patch"] = self._time_batch(n)
                 self.cost.ms_per_patch = self.cost._ema(self.cost.ms_per_patch, out["ms_per_patch"])
-            else:  # not even one batch fits: forget part of the estimate so a later frame probes
-                self.cost.ms_per_patch *= 0.75
+            else:  # not one patch fits in the slack: forget part of the estimate so a later frame probes
+                self.cost.ms_per_patch *= 0.5
         return out or None
 
     def _events(self, events: list[GuardEvent]) -> list[str]:
@@ -406,6 +409,8 @@ class FlightRuntime:
                 "rss_peak_bytes": peak_rss_bytes(),
                 # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline
                 "rss_growth_bytes": peak_rss_bytes() - self.rss_boot,
+                "rss_after_load_bytes": self.rss_loaded,
+                "rss_growth_in_frames_bytes": max(0, peak_rss_bytes() - self.rss_loaded),
             },
             "models": {
                 r: (str(g.path) if g else None) for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))

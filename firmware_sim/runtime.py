@@ -259,11 +259,20 @@ class ArtifactPredictor:
                 f"{len(self.output_names)} {self.output_names}"
             )
         named = {k: _from_layout(v, self.layout) for k, v in zip(self.output_names, outs, strict=True)}
+        if "x_hat" in named:
+            named["x_hat"] = self._pixels_nchw(named["x_hat"])
         if self.metadata.kind == "vae":
             named["score"] = named["score"].reshape(-1)
             named["mu"] = named["mu"].reshape(named["mu"].shape[0], -1)
             return named
         return named[self.output_names[0]]
+
+    def _pixels_nchw(self, y: np.ndarray) -> np.ndarray:
+        """Pixels as NCHW even where the converter emitted NHWC (litert-torch does for some graphs)."""
+        channels = int(self.metadata.architecture.get("channels", self.metadata.channels))
+        if y.ndim == 4 and y.shape[1] != channels and y.shape[3] == channels:
+            return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        return y
 
     def __repr__(self) -> str:
         m = self.metadata

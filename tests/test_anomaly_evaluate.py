@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeae.predictor import load_predictor
-
 from edgeae.anomaly.evaluate import Scored, markdown_tables, table_rows
+from edgeae.predictor import load_predictor
 
 
 def test_table_rows_and_markdown() -> None:

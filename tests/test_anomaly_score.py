@@ -89,9 +89,7 @@ def _tiny_checkpoint(tmp_path: Path, kind: str) -> Path:
         from edgeae.models.cae import CAE, CAEConfig
 
         cae = CAE(CAEConfig(channels=1, widths=(4, 4, 4, 4), tile=128)).eval()
-        meta = ModelMetadata(
-            kind="cae", architecture=cae.config.to_dict(), input_shape=(-1, 1, -1, -1), channels=1
-        )
+        meta = ModelMetadata(kind="cae", architecture=cae.config.to_dict(), input_shape=(-1, 1, -1, -1), channels=1)
         return save_checkpoint(tmp_path / f"{kind}.pt", cae, meta)
     return save_checkpoint(tmp_path / f"{kind}.pt", model, meta)
 

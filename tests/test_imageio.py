@@ -197,6 +197,7 @@ def test_corrupt_png_payload(tmp_path: Path) -> None:
     p.write_bytes(bytes(data))
     with pytest.raises(ImageReadError, match=r"c\.png.*could not decode"):
         read_image(p)
+    assert image_shape(p) == (37, 53, 3)  # the header alone is still readable: no pixels decoded
 
 
 def test_real_rover_png(rover_image_path: Path) -> None:

@@ -172,3 +172,25 @@ def test_main_streams_and_reports_memory(tmp_path: Path, capsys: pytest.CaptureF
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["shape"] == [700, 600, 1] and out["patches"] == len(tile_positions(700, 600, 64, 64))
     assert out["kept"] < out["patches"] and out["peak_rss_mb"] > 0
+
+
+def test_streaming_pyramid_planar_and_rgba_tiffs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(10, 250, (300, 200, 3), dtype=np.uint8)
+    pyr = tmp_path / "pyr.tif"
+    with tifffile.TiffWriter(pyr, bigtiff=True) as tw:
+        tw.write(rgb, subifds=1, tile=(64, 64), photometric="rgb", compression="zlib")
+        tw.write(rgb[::2, ::2], subfiletype=1, tile=(64, 64), photometric="rgb")
+    planar = tmp_path / "planar.tif"
+    tifffile.imwrite(planar, np.moveaxis(rgb, -1, 0), planarconfig="separate", photometric="rgb", tile=(64, 64))
+    rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
+    rgba[100:110, 50:60, 3] = 0
+    alpha = tmp_path / "rgba.tif"
+    tifffile.imwrite(alpha, rgba, photometric="rgb", extrasamples=["unassalpha"], rowsperstrip=50)
+    for p in (pyr, planar, alpha):
+        full = read_image(p)
+        np.testing.assert_array_equal(np.round(full.pixels * 255).astype(np.uint8), rgb)
+        for s in iter_strips(p, 70, 10):
+            np.testing.assert_array_equal(s.pixels, full.pixels[s.y0 : s.y1])
+            np.testing.assert_array_equal(s.valid, full.valid[s.y0 : s.y1])
+    assert read_image(alpha).valid.sum() == 300 * 200 - 100

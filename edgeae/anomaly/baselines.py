@@ -25,8 +25,6 @@ def isolation_forest(latents: np.ndarray, seed: int = 0, n_estimators: int = 200
     z = np.asarray(latents, dtype=np.float64)
     if z.ndim != 2 or len(z) < 2:
         raise ValueError(f"isolation forest needs (N >= 2, D) latents, got shape {z.shape}")
-    forest = ensemble.IsolationForest(
-        n_estimators=n_estimators, max_samples=min(256, len(z)), random_state=seed
-    )
+    forest = ensemble.IsolationForest(n_estimators=n_estimators, max_samples=min(256, len(z)), random_state=seed)
     forest.fit(z)
     return np.asarray(-forest.score_samples(z), dtype=np.float64)

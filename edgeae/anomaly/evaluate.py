@@ -242,8 +242,7 @@ def markdown_tables(rows: list[dict[str, Any]], primary: str, title: str) -> str
     out = [
         f"### {title}: {primary}",
         "",
-        "| feature | positives | negatives | AP | random AP | improvement | ROC AUC "
-        "| KS statistic | KS p-value |",
+        "| feature | positives | negatives | AP | random AP | improvement | ROC AUC | KS statistic | KS p-value |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -289,12 +288,8 @@ def make_plots(scored: Scored, out: Path, dataset: str, seed: int = 0, tsne_k: i
         for m, v in scored.methods.items():
             p, r, _ = precision_recall_curve(v[sel], pos[sel])
             curves[m] = (p, r, average_precision(v[sel], pos[sel]))
-        paths.append(
-            plots.pr_curves(out / f"pr_{slug}.png", curves, float(pos[sel].mean()), f"{dataset}: {feat}")
-        )
-        paths.append(
-            plots.kde_rug(out / f"kde_{slug}.png", s[sel], pos[sel], f"{dataset}: {feat} ({scored.primary})")
-        )
+        paths.append(plots.pr_curves(out / f"pr_{slug}.png", curves, float(pos[sel].mean()), f"{dataset}: {feat}"))
+        paths.append(plots.kde_rug(out / f"kde_{slug}.png", s[sel], pos[sel], f"{dataset}: {feat} ({scored.primary})"))
     pos, sel = scored.features[scored.plot_feature]
     idx = np.flatnonzero(sel)
     top = idx[np.argsort(-s[idx], kind="stable")[:16]]

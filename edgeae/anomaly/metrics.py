@@ -23,9 +23,7 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return s, y
 
 
-def precision_recall_curve(
-    scores: np.ndarray, labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def precision_recall_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision and recall at every distinct score threshold, highest threshold first.
 
     Returns ``(precision, recall, thresholds)``; point k counts every patch with score >= thresholds[k].

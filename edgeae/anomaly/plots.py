@@ -48,9 +48,7 @@ def save_score_map(
     d = max(1, int(np.ceil(max(h, w) / max_side)))
     heat = score_map(scores, "max", downsample=d)
     panels = 2 if image is not None else 1
-    fig, axes = plt.subplots(
-        1, panels, figsize=(5.5 * panels, 5.5 * h / max(w, 1) + 0.6), dpi=110, squeeze=False
-    )
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5.5 * h / max(w, 1) + 0.6), dpi=110, squeeze=False)
     ax = axes[0]
     if image is not None:
         img = np.asarray(image, dtype=np.float32)
@@ -67,9 +65,7 @@ def save_score_map(
         for x, y, s in zip(scores.x, scores.y, scores.score, strict=True):
             if s > threshold:
                 a.add_patch(
-                    plt.Rectangle(
-                        (x / d, y / d), scores.patch / d, scores.patch / d, fill=False, ec="cyan", lw=0.6
-                    )
+                    plt.Rectangle((x / d, y / d), scores.patch / d, scores.patch / d, fill=False, ec="cyan", lw=0.6)
                 )
     if points is not None and len(points):
         for axis in ax:
@@ -152,9 +148,7 @@ def gallery(
             y0, x0 = max(0, y - context), max(0, x - context)
             y1, x1 = min(h, y + patch + context), min(w, x + patch + context)
             crop = np.asarray(img[y0:y1, x0:x1], dtype=np.float32)
-            a.imshow(
-                crop[..., 0] if crop.ndim == 3 and crop.shape[2] == 1 else crop, cmap="gray", vmin=0, vmax=1
-            )
+            a.imshow(crop[..., 0] if crop.ndim == 3 and crop.shape[2] == 1 else crop, cmap="gray", vmin=0, vmax=1)
             a.add_patch(
                 plt.Rectangle(
                     (x - x0 - 0.5, y - y0 - 0.5),

@@ -73,9 +73,7 @@ class PatchScorer:
         return {"score": err.reshape(len(x), -1).sum(axis=1)}
 
 
-def make_scorer(
-    predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False
-) -> PatchScorer:
+def make_scorer(predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False) -> PatchScorer:
     """A :class:`PatchScorer` for a loaded predictor; the kind and channels come from its metadata."""
     meta = predictor.metadata
     kind = "cae" if meta.kind == "cae" else meta.kind
@@ -231,9 +229,7 @@ def score_file(
         from edgeae.tiling import tile_positions
 
         tqdm = require("tqdm").tqdm
-        it = tqdm(
-            it, total=len(tile_positions(h, w, patch, stride)), desc=os.path.basename(str(path)), unit="patch"
-        )
+        it = tqdm(it, total=len(tile_positions(h, w, patch, stride)), desc=os.path.basename(str(path)), unit="patch")
     items = ((int(p.x), int(p.y), p.pixels, float(p.valid_frac)) for p in it)
     return _collect(str(path), items, scorer, patch, (h, w), batch, min_valid)
 

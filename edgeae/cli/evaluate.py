@@ -21,15 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument(
-        "--limit", type=int, default=None, help="only the first N files (LROC) / N random crops (HiRISE)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit"
-    )
-    p.add_argument(
-        "--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees"
-    )
+    p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops (HiRISE)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
+    p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data-root", default=None)

@@ -30,12 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="whole-image anomaly heat map (one image) or OUT_<stem>.png per image",
     )
     p.add_argument("--batch", type=int, default=256, help="patches per model call")
-    p.add_argument(
-        "--min-valid", type=float, default=1.0, help="skip patches with less valid (non no-data) area"
-    )
-    p.add_argument(
-        "--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees"
-    )
+    p.add_argument("--min-valid", type=float, default=1.0, help="skip patches with less valid (non no-data) area")
+    p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
     p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
     p.add_argument("--no-progress", action="store_true")

@@ -23,9 +23,7 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="train the anomaly β-VAE",
         description="Train the β-VAE on 64x64 orbital patches; tune λ and the threshold.",
     )
-    v.add_argument(
-        "--out", required=True, help="output folder (config.json, loss.csv/png, best.pt, metrics.json)"
-    )
+    v.add_argument("--out", required=True, help="output folder (config.json, loss.csv/png, best.pt, metrics.json)")
     v.add_argument("--epochs", type=int, default=6)
     v.add_argument("--crops", type=int, default=4096, help="fresh random patches per epoch")
     v.add_argument("--val-crops", type=int, default=512)

@@ -97,9 +97,7 @@ def training_files(root: Path, hirise: bool = True) -> list[Path]:
     if hirise:
         labels = read_hirise_labels(root / HIRISE_DIR / "labels.txt")
         products = hirise_training_products(labels)
-        files += [
-            root / HIRISE_DIR / "images" / f for f, c in labels if c == 0 and hirise_product(f) in products
-        ]
+        files += [root / HIRISE_DIR / "images" / f for f, c in labels if c == 0 and hirise_product(f) in products]
     return files
 
 
@@ -120,9 +118,7 @@ def _val_loss(beta: float, seed: int) -> Any:
     return loss
 
 
-def calibrate(
-    model: Any, metadata: Any, root: Path, patch: int, quantile: float, batch: int = 256
-) -> dict[str, Any]:
+def calibrate(model: Any, metadata: Any, root: Path, patch: int, quantile: float, batch: int = 256) -> dict[str, Any]:
     """Tune λ on :data:`LAMBDA_FILES` (sets it in the model), then the threshold on orbital_gray val."""
     from edgeae.anomaly.calibrate import threshold, tune_lambda
     from edgeae.anomaly.labels import crater_file_for, patch_labels, read_craters
@@ -192,9 +188,7 @@ def train_vae(config: VAETrainConfig) -> dict[str, Any]:
     torch_seed = int(np.random.SeedSequence([config.seed, 0x70]).generate_state(1)[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_seed)  # weight init only, never the caller's state
-        vae_cfg = VAEConfig(
-            channels=config.channels, widths=config.widths, latent=config.latent, patch=config.patch
-        )
+        vae_cfg = VAEConfig(channels=config.channels, widths=config.widths, latent=config.latent, patch=config.patch)
         model = VAE(vae_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     noise = torch.Generator().manual_seed(torch_seed + 1)

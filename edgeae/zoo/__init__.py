@@ -53,6 +53,18 @@ ZOO: dict[str, dict[str, Any]] = {
             "--seed 0 --threads 1 --zoo-name orbital-gray-vae"
         ),
     },
+    "orbital-gray-vae-lite": {
+        "kind": "vae",
+        "channels": 1,
+        "file": "orbital-gray-vae-lite.pt",
+        "parameters": 70_673,
+        "training_data": "as orbital-gray-vae",
+        "description": "flight variant of orbital-gray-vae: widths 8-16-32-16, latent 64, 3.7 M MACs per patch",
+        "command": (
+            "edgeae train vae --out runs/vae/lite --widths 8,16,32,16 --latent 64 --epochs 6 --crops 4096 "
+            "--val-crops 512 --batch-size 64 --seed 0 --threads 1 --zoo-name orbital-gray-vae-lite"
+        ),
+    },
 }
 
 
