@@ -9,6 +9,9 @@ reconstruction keeps the known pixels (as ``edgeae reconstruct`` does); MAE and 
     .venv/bin/python benchmarks/gt_vs_fixed.py --out runs/gt_vs_fixed [--crops 1000 --epochs 4] \
         [--extra-model rover-rgb-gtcae]
 
+With ``--gt-model rover-rgb-gtcae --crops 2000 --val-crops 300 --epochs 5 --seed 1`` the zoo gt-CAE is the gt
+model (its budget is checked against these options) and only the fixed-level models are trained.
+
 Writes ``results.json`` and ``results.md`` under ``--out``; trained models under ``--out/models/``
 (reused when their ``config.json`` matches, so a rerun only evaluates).
 """
@@ -96,7 +99,7 @@ def train_models(args: argparse.Namespace, root: Path) -> dict[str, Path]:
     """Train (or reuse) the gt-CAE and the fixed-level CAEs with one equal budget."""
     from edgeae.train.cae import CAETrainConfig, train_cae
 
-    specs: dict[str, dict[str, Any]] = {"gt": {"mode": "gt"}}
+    specs: dict[str, dict[str, Any]] = {} if args.gt_model else {"gt": {"mode": "gt"}}
     for level in args.fixed:
         specs[f"fixed-{level:g}"] = {"mode": "fixed", "destroy": level}
     out: dict[str, Path] = {}
@@ -121,7 +124,25 @@ def train_models(args: argparse.Namespace, root: Path) -> dict[str, Path]:
             log.info("training %s: %s", name, kw)
             train_cae(cfg)
         out[name] = ck
+    if args.gt_model:
+        out = {"gt": check_budget(args.gt_model, args), **out}
     return out
+
+
+def check_budget(spec: str, args: argparse.Namespace) -> Path:
+    """Path of an already trained gt-CAE (zoo name or .pt), refused unless its budget equals this run's."""
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.predictor import resolve_model_path
+
+    path = resolve_model_path(spec)
+    ck = load_checkpoint(path)
+    extra, mask = ck.metadata.extra, ck.metadata.mask
+    got = (mask.get("mode"), extra.get("data"), extra.get("crops"), extra.get("seed"), len(ck.history))
+    want = ("gt", "rover_rgb", args.crops, args.seed, args.epochs)
+    if got != want:
+        raise SystemExit(f"{path}: (mode, data, crops, seed, epochs) = {got}, this run trains {want}: unfair")
+    log.info("using %s as the gt-CAE (same budget)", path)
+    return path
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -155,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", type=float, nargs="+", default=None, help="test levels (default: --fixed)")
     p.add_argument("--tiles-per-image", type=int, default=16)
     p.add_argument("--extra-model", action="append", default=[], help="also evaluate a zoo name or .pt")
+    p.add_argument("--gt-model", default=None, help="use this gt-CAE (zoo name or .pt) trained with the same budget")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-root", default=None)
     args = p.parse_args(argv)

@@ -159,7 +159,7 @@ def sparse_over_link(img: np.ndarray, i: int, keep: float, link: LinkConfig, max
 
 def latent_rows(img: np.ndarray, i: int, enc, dec, args: argparse.Namespace, fill_named, name: str) -> list[dict]:
     """Latent frames (int8 + deflate) over every link, and sparse pixels at the latents' byte size."""
-    fr = encode_latents(img, 8, enc, frame_id=i)
+    fr = encode_latents(img, 8, enc, frame_id=i, input_keep=args.latent_input_keep, seed=2000 + i)
     wire = WireConfig(args.max_packet, "deflate")
     _, _, wb = downlink_latents(fr, dec, wire=wire)
     keep_eq = min(1.0, wb / (img.size))
@@ -226,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="also rebuild with this CAE (zoo name or artifact)")
     ap.add_argument("--encoder", help="cae-encoder artifact: also send latent frames (with --decoder)")
     ap.add_argument("--decoder", help="cae-decoder artifact for the latent frames")
+    ap.add_argument(
+        "--latent-input-keep",
+        type=float,
+        default=0.5,
+        help="the encoder sees the frame sampled at this keep (a gt-CAE never saw complete inputs)",
+    )
     ap.add_argument("--methods", default="telea,linear", help="classical fills to run, comma-separated")
     ap.add_argument("--render", type=Path, help="only rewrite results.md from this results.json")
     args = ap.parse_args(argv)

@@ -71,14 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=0, help="centre crop to at most N×N pixels (0: whole image)")
     p.add_argument("--threads", type=int, help="torch threads for the CAE")
     p.add_argument(
-        "--reuse", type=Path,
-        help="earlier results.json: copy its per-image results of classical methods (same data, keep, seed, "
-        "pattern, crop) instead of recomputing them",
+        "--reuse", type=Path, nargs="*",
+        help="earlier results.json files: copy their per-image results (same data, keep, seed, pattern, crop; "
+        "CAE only from the same model file) instead of recomputing them",
     )  # fmt: skip
     return p.parse_args(argv)
 
 
-def plot(sweep: dict[str, Any], path: Path) -> None:
+def plot(sweep: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,7 +96,7 @@ def plot(sweep: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("pixels destroyed (%)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Reconstruction error vs destroyed fraction (rover_rgb test split, whole images)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model_hash = sha256_file(resolve_model_path(args.model))
     files = split_files(args.dataset, args.split, root=args.data)
-    old = _reusable(args)
+    olds = _reusable(args, model_hash)
     result: dict[str, Any] = {
         "benchmark": "reconstruction_sweep",
         "command": " ".join(sys.argv),
@@ -176,12 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         known = make_mask(args.seed + i, img.shape[:2], args.keep, args.pattern)
         per: dict[str, Any] = {}
         for m in methods:
-            if (
-                m != "cae"
-                and name in old.get("acceptance", {}).get("per_image", {})
-                and m in old["acceptance"]["per_image"][name]
-            ):
-                per[m] = old["acceptance"]["per_image"][name][m]
+            prev = _previous(olds, m, name, None)
+            if prev is not None:
+                per[m] = prev
                 continue
             per[m] = _record(run_method(img, known, m, predictor if m == "cae" else None, progress=False))
             log.info("%s keep %.2f %-8s PSNR %.2f MAE %.4f (%.1f s)", name, args.keep, m, per[m]["psnr"],
@@ -190,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         for lv in levels:
             k = make_mask(args.seed + i, img.shape[:2], 1.0 - lv, args.pattern)
             for m in sweep_methods:
-                prev = old.get("sweep", {}).get(m, {}).get(str(lv), {}).get("per_image", {}).get(name)
-                if m != "cae" and prev is not None:
+                prev = _previous(olds, m, name, lv)
+                if prev is not None:
                     result["sweep"][m].setdefault(str(lv), {"per_image": {}})["per_image"][name] = prev
                     continue
                 r = _record(run_method(img, k, m, predictor if m == "cae" else None, progress=False))
@@ -203,22 +200,42 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "results.md").write_text(markdown(result))
     if sweep_methods:
-        plot(result["sweep"], args.out / "sweep.png")
+        where = f"{args.dataset}/{args.split}, " + (f"centre {args.crop} px crops" if args.crop else "whole images")
+        plot(result["sweep"], args.out / "sweep.png", f"Reconstruction error vs destroyed fraction ({where})")
     print(markdown(result))
     print(f"wrote {args.out / 'results.json'}, results.md, sweep.png in {result['seconds_total']:.0f} s")
     return 0
 
 
-def _reusable(args: argparse.Namespace) -> dict[str, Any]:
-    """The earlier results to reuse, or {} when absent or made with other settings."""
-    if args.reuse is None or not args.reuse.is_file():
-        return {}
-    old: dict[str, Any] = json.loads(args.reuse.read_text())
-    same = {k: getattr(args, k) for k in ("dataset", "split", "keep", "seed", "pattern", "crop")}
-    if any(old.get(k) != v for k, v in same.items()):
-        log.warning("not reusing %s: made with other settings", args.reuse)
-        return {}
-    return old
+def _reusable(args: argparse.Namespace, model_hash: str | None) -> list[dict[str, Any]]:
+    """Earlier results made with the same settings; CAE results only from the same model file."""
+    olds = []
+    for path in args.reuse or []:
+        if not path.is_file():
+            log.warning("not reusing %s: no such file", path)
+            continue
+        old: dict[str, Any] = json.loads(path.read_text())
+        same = {k: getattr(args, k) for k in ("dataset", "split", "keep", "seed", "pattern", "crop")}
+        if any(old.get(k) != v for k, v in same.items()):
+            log.warning("not reusing %s: made with other settings", path)
+            continue
+        old["_cae_ok"] = model_hash is not None and old.get("model_sha256") == model_hash
+        olds.append(old)
+    return olds
+
+
+def _previous(olds: list[dict[str, Any]], method: str, name: str, level: float | None) -> Any:
+    """A reusable per-image result of ``method`` (acceptance when ``level`` is None, else the sweep)."""
+    for old in olds:
+        if method == "cae" and not old["_cae_ok"]:
+            continue
+        if level is None:
+            prev = old.get("acceptance", {}).get("per_image", {}).get(name, {}).get(method)
+        else:
+            prev = old.get("sweep", {}).get(method, {}).get(str(level), {}).get("per_image", {}).get(name)
+        if prev is not None:
+            return prev
+    return None
 
 
 def _summarise(result: dict[str, Any], methods: list[str]) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgeae.firmware_sim.runtime import load_artifact, read_metadata
+
 from edgeae.metadata import MetadataError, ModelMetadata, sha256_file
 
 from . import calibration as cal
@@ -227,18 +227,27 @@ def export_checkpoint(
             raise MetadataError(f"{path}: embedded metadata does not read back identically")
         predictor = load_artifact(path, threads=2)
         result = check_parity(
-            graph.kind, precision, torch_outputs_batched(graph, test), run_batched(predictor, graph.kind, test),
-            source=str(path), strict=False,
+            graph.kind,
+            precision,
+            torch_outputs_batched(graph, test),
+            run_batched(predictor, graph.kind, test),
+            source=str(path),
+            strict=False,
         )
         if not result.passed:
             failures.append(f"{path}: {result.summary()}")
         parity = {**result.to_dict(), "main_output": MAIN_OUTPUT[graph.kind]}
         report.artifacts.append(
             ArtifactRecord(
-                path=str(path), kind=graph.kind, format=fmt, precision=precision,
-                size_bytes=path.stat().st_size, sha256=sha256_file(path),
+                path=str(path),
+                kind=graph.kind,
+                format=fmt,
+                precision=precision,
+                size_bytes=path.stat().st_size,
+                sha256=sha256_file(path),
                 checker="onnx.checker full_check" if fmt != "tflite" else "ai-edge-litert load + allocate",
-                parity=parity, input_range=list(in_range) if in_range else None,
+                parity=parity,
+                input_range=list(in_range) if in_range else None,
                 latency=_latency(path, test, config) if config.latency else [],
             )
         )
@@ -251,7 +260,7 @@ def export_checkpoint(
     if failures and config.strict:
         from .parity import ParityError
 
-        raise ParityError("export failed its checks (report in {}):\n  ".format(out) + "\n  ".join(failures))
+        raise ParityError(f"export failed its checks (report in {out}):\n  " + "\n  ".join(failures))
     return report
 
 
@@ -279,6 +288,13 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     test = cal.model_patches(meta, test_files, config.n_test, seed=config.seed + 1)
     name = Path(str(spec)).stem if Path(str(spec)).suffix == ".pt" else str(spec)
     return export_checkpoint(
-        ck.model, meta, out_dir, name, calib, test, config,
-        calib_source=calib_source, test_source=f"{cal.dataset_of(meta)} test split",
+        ck.model,
+        meta,
+        out_dir,
+        name,
+        calib,
+        test,
+        config,
+        calib_source=calib_source,
+        test_source=f"{cal.dataset_of(meta)} test split",
     )

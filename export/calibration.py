@@ -93,7 +93,7 @@ def destroy_pixels(patches: np.ndarray, rng: np.random.Generator, lo: float = 0.
     """Copy of ``patches`` with a fraction in [lo, hi] of each patch's pixels (all channels) set to 0."""
     out = patches.copy()
     n, _, h, w = out.shape
-    frac = rng.uniform(lo, hi, size=n)
+    frac = np.asarray(rng.uniform(lo, hi, size=n), dtype=np.float64)
     for i in range(n):
         out[i, :, rng.random((h, w)) < frac[i]] = 0.0
     return out

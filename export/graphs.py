@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from edgeae.firmware_sim.runtime import OUTPUT_NAMES
 
 from edgeae._optional import require
-from edgeae.firmware_sim.runtime import OUTPUT_NAMES
 from edgeae.metadata import ModelMetadata
 
 INPUT_NAMES = {"cae": "x", "cae-encoder": "x", "cae-decoder": "z", "vae": "x"}
@@ -44,7 +44,7 @@ class Graph:
 def _tuple_module(model: Any, names: tuple[str, ...]) -> Any:
     nn = require("torch.nn")
 
-    class TupleOutputs(nn.Module):  # type: ignore[name-defined,misc]
+    class TupleOutputs(nn.Module):  # type: ignore[name-defined]
         """Dict (or tensor) outputs -> a tuple in a stable, named order."""
 
         def __init__(self) -> None:

@@ -125,13 +125,17 @@ def as_named(kind: str, out: Any) -> dict[str, np.ndarray]:
     return {MAIN_OUTPUT[kind]: np.asarray(out)}
 
 
-def run_batched(predict: Callable[[np.ndarray], Any], kind: str, x: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+def run_batched(
+    predict: Callable[[np.ndarray], Any], kind: str, x: np.ndarray, batch: int = 32
+) -> dict[str, np.ndarray]:
     """Run ``predict`` over ``x`` in batches and concatenate the named outputs."""
     parts = [as_named(kind, predict(x[i : i + batch])) for i in range(0, len(x), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def measure_latency(predict: Callable[[np.ndarray], Any], x: np.ndarray, repeats: int = 10, warmup: int = 2) -> dict[str, float]:
+def measure_latency(
+    predict: Callable[[np.ndarray], Any], x: np.ndarray, repeats: int = 10, warmup: int = 2
+) -> dict[str, float]:
     """Median and best wall time (ms) of ``predict(x)`` per batch and per image."""
     for _ in range(warmup):
         predict(x)

@@ -45,7 +45,7 @@ class ExportReport:
 
 def environment() -> dict[str, Any]:
     """Machine and package versions, recorded next to every latency figure."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib_metadata.version(name)

@@ -123,4 +123,3 @@ def tflite_input_range(path: str | os.PathLike[str]) -> tuple[float, float] | No
     scale, zp = d["quantization"]
     info = np.iinfo(d["dtype"])
     return ((info.min - zp) * scale, (info.max - zp) * scale)
-

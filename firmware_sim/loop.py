@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,18 @@ import numpy as np
 from edgeae.tiling import axis_starts
 
 from .budget import CostModel, MemoryMeter, peak_rss_bytes, plan_memory, rss_bytes
-from .faults import FaultPlan, SimulatedReboot, corrupt_frame, flip_bits, parse_faults
+from .faults import FaultPlan, SimulatedReboot, corrupt_frame, parse_faults
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
-from .guard import GuardEvent, ModelGuard, ModelRefused
+from .guard import ModelGuard
 from .mission import Mission, MissionError
+from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
-from .score import PatchScorer, check_model, resolve_threshold
+from .score import PatchScorer
 from .sparse_stream import sparse_packets
 from .telemetry import TelemetryWriter, summarise, write_summary
 from .validate import check_header
 from .wire.packets import WireConfig, packetise
 from .wire.products import AnomalyPatch, TelemetryRecord
-
-Loader = Callable[[Path, int], Any]
-
-
-def default_loader(path: Path, threads: int) -> Any:
-    from .runtime import load_artifact
-
-    return load_artifact(path, threads=threads)
 
 
 def _ms(t0: float) -> float:
@@ -75,7 +68,6 @@ class FlightRuntime:
         self.records: list[dict[str, Any]] = []
         self.frame_no = 0  # frames acquired in this boot
         self.since_pass = 0
-        self.suspect: set[str] = set()
         self.tm.write("start", mission=mission.name, mission_file=mission.source_path, pid=os.getpid())
         if self.queue.recovered:
             self.tm.write(
@@ -85,128 +77,33 @@ class FlightRuntime:
                 lost=self.queue.lost_on_recovery,
                 next_frame_id=self.queue.state["next_frame_id"],
             )
-        self.anomaly: ModelGuard | None = None
-        self.recon: ModelGuard | None = None
-        self.scorer: PatchScorer | None = None
-        self.threshold: float | None = None
-        self._load_models()
+        self.models = OnboardModels(mission, self.out, self.loader, self.faults, self.tm)
+        if self.models.scorer is not None:
+            self.cost.ms_per_patch = self.models.calibrate()
         self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions and model images
-
-    # ------------------------------------------------------------------------------------------ models
-    def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
-        path = Path(path_s)
-        if not path.is_file() and not (fallback and Path(fallback).is_file()):
-            raise MissionError(
-                f"{self.m.source_path}: {role} model {path} does not exist (export it, or override "
-                f"it with --{'anomaly' if role == 'anomaly' else 'recon'}-model)"
-            )
-        golden = None
-        if role == "anomaly" and self.faults.at(None, "corrupt-model"):
-            bad = self.out / "faults" / f"corrupt_{path.name}"
-            bad.parent.mkdir(parents=True, exist_ok=True)
-            data = bytearray(path.read_bytes())
-            data[len(data) // 2] ^= 0x10
-            bad.write_bytes(bytes(data))
-            golden, path = path, bad
-            self.tm.write("event", kind="fault_injected", fault="corrupt-model@load", path=str(bad))
-        guard = ModelGuard(
-            role, path, self.loader, self.m.runtime.threads, sha256=sha, fallback=fallback, golden_path=golden
-        )
-        try:
-            guard.load()
-        except ModelRefused as exc:
-            self._events(guard.drain_events())
-            self.tm.write(
-                "event",
-                kind="model_refused",
-                role=role,
-                detail=str(exc),
-                consequence="no anomaly scoring: sparse pixels only"
-                if role == "anomaly"
-                else "no onboard reconstruction",
-            )
-            return None
-        self._events(guard.drain_events())
-        self.tm.write(
-            "event",
-            kind="model_loaded",
-            role=role,
-            path=str(guard.path),
-            bytes=guard.nbytes,
-            sha256=guard.expected,
-            hash_source=guard.hash_source,
-        )
-        return guard
-
-    def _load_models(self) -> None:
-        an, rc, cam = self.m.anomaly, self.m.reconstruction, self.m.camera
-        if an.model:
-            self.anomaly = self._guard("anomaly", an.model, an.sha256, an.fallback)
-        if self.anomaly is not None:
-            pred = self.anomaly.predictor
-            check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
-            self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
-            self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth)
-            self.scorer.run(an.batch)  # warm up, then calibrate the per-patch cost (median of 3 batches)
-            self.cost.ms_per_patch = float(np.median([self._time_batch() for _ in range(3)]))
-        if rc.mode != "off":
-            self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
-            want = "cae" if rc.mode == "check" else "cae-encoder"
-            if self.recon is not None and self.recon.predictor.metadata.kind != want:
-                raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a {want} model")
-
-    def _time_batch(self, n: int = 0) -> float:
-        """ms per patch of a scoring batch of ``n`` (default: full) patches, whatever the buffer holds."""
-        assert self.scorer is not None
-        n = n or self.scorer.batch
-        t = time.perf_counter()
-        self.scorer.run(n)
-        return _ms(t) / n
+        cam = mission.camera
+        if cam.width and (cam.height or cam.source == "strips"):  # a fixed camera: refuse to fly what cannot fit
+            plan = plan_memory(mission, cam.width, cam.height, self._model_bytes(), cam.channels)
+            self.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
+            if plan.total > mission.budget.memory_bytes:
+                self.close()
+                raise MissionError(
+                    f"{mission.source_path}: the buffers need {plan.total:,} B but [budget] memory_bytes is "
+                    f"{mission.budget.memory_bytes:,} B ({plan.as_dict()})"
+                )
 
     def _probe(self, level: Any, slack_ms: float) -> dict[str, float] | None:
         """Re-measure costs the frame's level did not exercise, when the frame left time to spare, so a
         noisy estimate cannot keep the ladder at the bottom for ever."""
         out: dict[str, float] = {}
-        if level.score_every == 0 and self.scorer is not None:
-            n = min(self.scorer.batch, int(0.5 * slack_ms / self.cost.ms_per_patch))
+        if level.score_every == 0 and self.models.scorer is not None:
+            n = min(self.models.scorer.batch, int(0.5 * slack_ms / self.cost.ms_per_patch))
             if n >= 1:
-                out["ms_per_patch"] = self._time_batch(n)
+                out["ms_per_patch"] = self.models.time_batch(n)
                 self.cost.ms_per_patch = self.cost._ema(self.cost.ms_per_patch, out["ms_per_patch"])
             else:  # not one patch fits in the slack: forget part of the estimate so a later frame probes
                 self.cost.ms_per_patch *= 0.5
         return out or None
-
-    def _events(self, events: list[GuardEvent]) -> list[str]:
-        for ev in events:
-            self.tm.write("event", kind=ev.kind, detail=ev.detail, **ev.data)
-        return [ev.kind for ev in events]
-
-    def _scrub(self, frame_no: int) -> list[str]:
-        kinds: list[str] = []
-        for role, guard in (("anomaly", self.anomaly), ("reconstruction", self.recon)):
-            if guard is None:
-                continue
-            fault = self.faults.at(frame_no, "seu" if role == "anomaly" else "seu-recon")
-            if fault is not None:
-                flips = flip_bits(guard.image, int(float(fault.arg or 1)), self.faults.rng)
-                self.tm.write("event", kind="fault_injected", fault=str(fault), flips=flips)
-                self.suspect.add(role)
-            if frame_no % self.m.runtime.scrub_every_frames == 0:
-                ev = guard.scrub()
-                if ev is not None:
-                    kinds += self._events([ev])
-                    self.suspect.discard(role)
-                    if role == "anomaly":
-                        self._rebind_anomaly(guard)
-                    if ev.kind == "seu_unrecoverable":
-                        setattr(self, role if role == "anomaly" else "recon", None)
-        return kinds
-
-    def _rebind_anomaly(self, guard: ModelGuard) -> None:
-        if self.scorer is not None and guard.predictor is not None:
-            self.scorer.predictor = guard.predictor
-        elif guard.predictor is None:
-            self.scorer = None
 
     # ------------------------------------------------------------------------------------------ frames
     def _drop(self, rec: dict[str, Any], reason: str, detail: str = "") -> dict[str, Any]:
@@ -237,9 +134,9 @@ class FlightRuntime:
         self.queue.save()
         self.meter.reset()
         rec: dict[str, Any] = {"frame_id": fid, "frame_no": fno, "source": source, "flags": [], "events": []}
-        rec["events"] = self._scrub(fno)
-        if self.suspect:
-            rec["flags"].append("weights_unverified:" + ",".join(sorted(self.suspect)))
+        rec["events"] = self.models.scrub(fno)
+        if self.models.suspect:
+            rec["flags"].append("weights_unverified:" + ",".join(sorted(self.models.suspect)))
         late = self.faults.at(fno, "late")
         lateness = float(late.arg) if late and late.arg else (0.6 * self.m.budget.frame_ms if late else 0.0)
         if late:
@@ -268,7 +165,24 @@ class FlightRuntime:
         return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
 
     def _model_bytes(self) -> int:
-        return sum(g.nbytes for g in (self.anomaly, self.recon) if g is not None)
+        return self.models.nbytes
+
+    # the models, for callers that inspect them (tests, frame_work)
+    @property
+    def anomaly(self) -> ModelGuard | None:
+        return self.models.anomaly
+
+    @property
+    def recon(self) -> ModelGuard | None:
+        return self.models.recon
+
+    @property
+    def scorer(self) -> PatchScorer | None:
+        return self.models.scorer
+
+    @property
+    def threshold(self) -> float | None:
+        return self.models.threshold
 
     def _run_frame(
         self, reader: FrameReader, rec: dict[str, Any], fid: int, fno: int, lateness: float, t0: float
@@ -394,6 +308,11 @@ class FlightRuntime:
             self.process(f)
         return self.finish()
 
+    def close(self) -> None:
+        """Stop telemetry and memory tracing without a summary (a refused boot)."""
+        self.tm.close()
+        self.meter.stop()
+
     def finish(self) -> dict[str, Any]:
         extra = {
             "mission": self.m.name,
@@ -415,7 +334,7 @@ class FlightRuntime:
             "models": {
                 r: (str(g.path) if g else None) for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
             },
-            "scrub_reloads": sum(g.reloads for g in (self.anomaly, self.recon) if g is not None),
+            "scrub_reloads": self.models.reloads,
             "faults": [str(f) for f in self.faults.faults],
             "recovered_from_reboot": self.queue.recovered,
             "patches_per_s": _rate(self.records),

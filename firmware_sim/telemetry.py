@@ -121,6 +121,10 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "deadline_missed": sum(bool(f.get("deadline_missed")) for f in processed),
         },
         "degradations": dict(Counter(f["level"]["name"] for f in processed)),
+        "ledger": [
+            {"frame_id": fid, "source": queue.state["frames"][str(fid)]["source"], "outcome": o, "reason": r}
+            for fid, (o, r) in sorted(outcomes.items())
+        ],
         "anomalies": [
             {"frame_id": f["frame_id"], "source": f["source"], "patches": f["anomaly"]["patches"]}
             for f in processed

@@ -89,7 +89,7 @@ def _tiny_checkpoint(tmp_path: Path, kind: str) -> Path:
         from edgeae.models.cae import CAE, CAEConfig
 
         cae = CAE(CAEConfig(channels=1, widths=(4, 4, 4, 4), tile=128)).eval()
-        meta = ModelMetadata(kind="cae", architecture=cae.config.to_dict(), input_shape=(-1, 1, -1, -1), channels=1)
+        meta = ModelMetadata(kind="cae", architecture=cae.config.to_dict(), input_shape=(-1, 1, 128, 128), channels=1)
         return save_checkpoint(tmp_path / f"{kind}.pt", cae, meta)
     return save_checkpoint(tmp_path / f"{kind}.pt", model, meta)
 
@@ -114,7 +114,7 @@ def test_cae_scoring_is_masked_error(moon: np.ndarray, tmp_path: Path) -> None:
 
     pred = load_predictor(_tiny_checkpoint(tmp_path, "cae"))
     scorer = make_scorer(pred, cae_keep=0.25, cae_seed=3)
-    assert scorer.kind == "cae"
+    assert scorer.kind == "cae" and scorer.cae_tile == 128  # 64×64 patches are reflect-padded to 128
     img = moon.astype(np.float32)[:128, :128] / 255.0
     r = score_array(img, scorer, 64, 64)
     assert len(r) == 4 and (r.score > 0).all()

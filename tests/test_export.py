@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from edgeae.export import calibration as cal  # noqa: E402
 from edgeae.export.api import ExportConfig, covers_unit_range, export_checkpoint  # noqa: E402
 from edgeae.export.parity import BUDGETS, ParityError, check_parity  # noqa: E402
 from edgeae.firmware_sim.runtime import load_artifact, read_metadata  # noqa: E402
+
 from edgeae.metadata import MetadataError, ModelMetadata  # noqa: E402
 from edgeae.models.cae import CAE, CAEConfig  # noqa: E402
 
@@ -33,19 +35,26 @@ def _tiny_cae() -> tuple[CAE, ModelMetadata]:
     torch.manual_seed(0)
     cfg = CAEConfig(channels=3, widths=(4, 8, 8, 8), tile=128)
     meta = ModelMetadata(
-        kind="cae", architecture=cfg.to_dict(), input_shape=(-1, 3, 128, 128), channels=3,
-        mask={"pattern": "uniform", "destroyed": [0.5, 0.99]}, training_data_hash="abc123",
+        kind="cae",
+        architecture=cfg.to_dict(),
+        input_shape=(-1, 3, 128, 128),
+        channels=3,
+        mask={"pattern": "uniform", "destroyed": [0.5, 0.99]},
+        training_data_hash="abc123",
     )
     return CAE(cfg).eval(), meta
 
 
-def _tiny_vae() -> tuple[torch.nn.Module, ModelMetadata]:
+def _tiny_vae() -> tuple[Any, ModelMetadata]:
     from edgeae.models.vae import VAE, VAEConfig
 
     torch.manual_seed(0)
     cfg = VAEConfig(channels=1, widths=(4, 8, 8, 8), latent=16, patch=64, score_lambda=0.5)
     meta = ModelMetadata(
-        kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1,
+        kind="vae",
+        architecture=cfg.to_dict(),
+        input_shape=(-1, 1, 64, 64),
+        channels=1,
         score={"lambda": 0.5, "threshold": 12.0},
     )
     return VAE(cfg).eval(), meta
@@ -136,8 +145,8 @@ def test_tflite_refuses_mismatch_and_runs_without_torch(cae_export: tuple[dict, 
 
 
 def test_tflite_without_metadata_is_refused(cae_export: tuple[dict, Path, CAE], tmp_path: Path) -> None:
-    from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
     _, out, _ = cae_export
     model = schema.ModelT.InitFromPackedBuf(bytearray((out / "tiny.fp32.tflite").read_bytes()), 0)
@@ -153,7 +162,9 @@ def test_tflite_without_metadata_is_refused(cae_export: tuple[dict, Path, CAE], 
 def test_encoder_decoder_split_reproduces_the_cae(data_root: Path, tmp_path: Path) -> None:
     model, meta = _tiny_cae()
     config = ExportConfig(kinds=("cae-encoder", "cae-decoder"), formats=("onnx",), **FAST)
-    export_checkpoint(model, meta, tmp_path, "tiny", _patches(meta, "val", 16, 0), _patches(meta, "test", 12, 1), config)
+    export_checkpoint(
+        model, meta, tmp_path, "tiny", _patches(meta, "val", 16, 0), _patches(meta, "test", 12, 1), config
+    )
     enc = load_artifact(tmp_path / "tiny-encoder.int8.onnx")
     dec = load_artifact(tmp_path / "tiny-decoder.fp32.onnx")
     assert dec.metadata.input_shape == (-1, 8, 8, 8)
@@ -168,7 +179,9 @@ def test_encoder_decoder_split_reproduces_the_cae(data_root: Path, tmp_path: Pat
 def test_vae_scores_rank_like_torch(data_root: Path, tmp_path: Path) -> None:
     model, meta = _tiny_vae()
     config = ExportConfig(formats=("onnx", "tflite"), n_calib=16, n_test=24, latency=False)
-    report = export_checkpoint(model, meta, tmp_path, "vae", _patches(meta, "val", 16, 0), _patches(meta, "test", 24, 1), config)
+    report = export_checkpoint(
+        model, meta, tmp_path, "vae", _patches(meta, "val", 16, 0), _patches(meta, "test", 24, 1), config
+    )
     assert len(report.artifacts) == 4
     for a in report.artifacts:
         assert a.parity["spearman"] >= 0.99, a.path
@@ -185,7 +198,7 @@ def test_parity_failure_is_loud_with_numbers() -> None:
         check_parity("cae", "int8", ref, bad, source="m.onnx")
     scores = {"score": np.arange(6.0), "x_hat": np.zeros((6, 1, 4, 4)), "mu": np.zeros((6, 2))}
     flipped = {**scores, "score": np.arange(6.0)[::-1].copy()}
-    with pytest.raises(ParityError, match="Spearman -1.0000"):
+    with pytest.raises(ParityError, match=r"Spearman -1\.0000"):
         check_parity("vae", "fp32", scores, flipped)
 
 
@@ -216,8 +229,26 @@ def test_cli_export_and_predictor(data_root: Path, tmp_path: Path) -> None:
     model, meta = _tiny_cae()
     ckpt = save_checkpoint(tmp_path / "tiny.pt", model, meta)
     out = tmp_path / "art"
-    rc = main(["export", str(ckpt), "--format", "onnx", "--precision", "fp32", "--out", str(out),
-               "--kinds", "cae", "--n-calib", "8", "--n-test", "8", "--repeats", "1"])
+    rc = main(
+        [
+            "export",
+            str(ckpt),
+            "--format",
+            "onnx",
+            "--precision",
+            "fp32",
+            "--out",
+            str(out),
+            "--kinds",
+            "cae",
+            "--n-calib",
+            "8",
+            "--n-test",
+            "8",
+            "--repeats",
+            "1",
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "parity.json").read_text())
     lat = report["artifacts"][0]["latency"]
@@ -239,4 +270,6 @@ def test_zoo_export_full_size(name: str, data_root: Path, tmp_path: Path) -> Non
     pytest.importorskip("edgeae.zoo")
     report = export_model(name, tmp_path, ExportConfig(n_calib=64, n_test=32, latency=False))
     assert all(a.parity["passed"] for a in report.artifacts)
-    assert all(covers_unit_range(a.input_range) for a in report.artifacts if a.precision == "int8" and a.kind != "cae-decoder")
+    assert all(
+        covers_unit_range(a.input_range) for a in report.artifacts if a.precision == "int8" and a.kind != "cae-decoder"
+    )

@@ -143,3 +143,15 @@ def test_reboot_recovers_queue_and_ledger(tmp_path: Path, models: dict[str, Path
     assert sorted(int(k) for k in rt2.queue.state["frames"]) == [0, 1, 2, 3]
     kinds = [json.loads(x)["type"] for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
     assert "recovery" in kinds and kinds.count("start") == 2
+
+
+def test_seu_with_a_damaged_golden_copy_degrades_to_sparse_only(tmp_path: Path, models: dict[str, Path]) -> None:
+    vae = tmp_path / "vae.onnx"
+    vae.write_bytes(models["vae"].read_bytes())
+    rt = FlightRuntime(mission(models, anomaly={"model": str(vae)}), tmp_path / "out", inject=["seu@frame1"])
+    vae.write_bytes(b"\0" * 100)  # storage damaged after boot: nothing trustworthy to reload
+    recs = [rt.process(frame()) for _ in range(3)]
+    s = rt.finish()
+    assert recs[1]["events"] == ["seu_unrecoverable"] and rt.scorer is None
+    assert recs[0]["patches"]["scored"] == 24 and recs[2]["patches"]["scored"] == 0
+    assert s["frames"]["downlinked"] == 3  # the frames still go down as sparse pixels

@@ -141,6 +141,9 @@ def test_no_loss_accounting(tmp_path: Path, models: dict[str, Path]) -> None:
     for r in ("invalid_channels", "invalid_nan", "unreadable"):
         assert r in reasons
     assert s["queue"]["pending_bytes"] > 0 and s["queue"]["sent_bytes"] <= 3000 * s["queue"]["passes"]
+    ledger = {Path(e["source"]).name: (e["outcome"], e["reason"]) for e in s["ledger"]}
+    assert ledger["missing.npy"][0] == "dropped" and "does not exist" in ledger["missing.npy"][1]
+    assert ledger["good0.npy"][0] in ("downlinked", "queued") and ledger["good1.npy"][0] == "queued"
 
 
 def test_streaming_memory_is_independent_of_height(tmp_path: Path, models: dict[str, Path]) -> None:
@@ -180,3 +183,11 @@ def test_ladder_recovers_after_a_pessimistic_estimate(tmp_path: Path, models: di
     rt.finish()
     assert recs[0]["level"]["name"] == "sparse_only" and recs[0]["probe"]["ms_per_patch"] < 100
     assert recs[1]["level"]["index"] < 5 and recs[1]["patches"]["scored"] > 0  # scoring resumed
+
+
+def test_boot_refuses_a_mission_whose_buffers_exceed_the_budget(tmp_path: Path, models: dict[str, Path]) -> None:
+    from edgeae.firmware_sim.mission import MissionError
+
+    m = mission(models, camera={"width": 4096, "height": 4096}, budget={"memory_bytes": 2**20})
+    with pytest.raises(MissionError, match="memory_bytes"):
+        FlightRuntime(m, tmp_path)

@@ -11,7 +11,8 @@ Scores:
   ``mu2`` (the two terms) are returned too, for the baselines.
 - ``cae``: a flight computer may carry only the reconstruction CAE. The patch is sampled with a fixed mask
   (:func:`edgeae.masks.make_mask`, ``keep`` fraction, ``seed``), reconstructed, and scored by the sum of
-  squared errors over the pixels the model did not see. Unusual terrain is predicted worst.
+  squared errors over the pixels the model did not see. Unusual terrain is predicted worst. A CAE with a
+  fixed larger input (128×128) gets the patch reflect-padded to its size; only the patch's pixels count.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class PatchScorer:
     cae_keep: float = 0.5
     cae_seed: int = 0
     cae_pattern: str = "uniform"
+    cae_tile: int | None = None
     keep_latents: bool = False
     _mask: np.ndarray | None = field(default=None, repr=False)
 
@@ -67,20 +69,27 @@ class PatchScorer:
             if self.keep_latents:
                 res["mu"] = np.asarray(out["mu"], dtype=np.float32)
             return res
-        known = self._cae_mask(x.shape[-1])
-        x_hat = np.asarray(self.predictor(x * known), dtype=np.float32)
-        err = ((x - x_hat).astype(np.float64) ** 2) * ~known
+        p = x.shape[-1]
+        tile = max(p, self.cae_tile or p)
+        if tile > p:  # a CAE with a fixed, larger input: reflect-pad, score only the patch's own pixels
+            x_in = np.pad(x, ((0, 0), (0, 0), (0, tile - p), (0, tile - p)), mode="reflect")
+        else:
+            x_in = x
+        known = self._cae_mask(tile)
+        x_hat = np.asarray(self.predictor(x_in * known), dtype=np.float32)[..., :p, :p]
+        err = ((x - x_hat).astype(np.float64) ** 2) * ~known[:p, :p]
         return {"score": err.reshape(len(x), -1).sum(axis=1)}
 
 
 def make_scorer(predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False) -> PatchScorer:
     """A :class:`PatchScorer` for a loaded predictor; the kind and channels come from its metadata."""
     meta = predictor.metadata
-    kind = "cae" if meta.kind == "cae" else meta.kind
+    side = int(meta.input_shape[2] if meta.layout == "NCHW" else meta.input_shape[1])
     return PatchScorer(
         predictor,
-        kind=kind,
+        kind=meta.kind,
         channels=int(meta.channels),
+        cae_tile=side if side > 0 and meta.kind == "cae" else None,
         cae_keep=cae_keep,
         cae_seed=cae_seed,
         keep_latents=keep_latents,

@@ -14,7 +14,7 @@ FORMATS = ("onnx", "ort", "tflite")
 PRECISIONS = ("fp32", "int8")
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
         help="export a model to ONNX/ORT/TFLite (fp32, int8) and prove parity with PyTorch",
@@ -26,8 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="zoo name or .pt checkpoint")
     p.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="artifact format (default all)")
     p.add_argument("--precision", default="all", choices=[*PRECISIONS, "all"], help="precision (default all)")
-    p.add_argument("--calib", default=None, metavar="DIR",
-                   help="calibration images (folder or file); default: the model's dataset val split")
+    p.add_argument(
+        "--calib",
+        default=None,
+        metavar="DIR",
+        help="calibration images (folder or file); default: the model's dataset val split",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--kinds", default=None, help="comma list of cae,cae-encoder,cae-decoder (default: all)")
     p.add_argument("--n-calib", type=int, default=128, help="calibration patches (default 128)")

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     patch = args.patch or (fixed if fixed > 0 and meta.kind == "vae" else 64)
     if meta.kind == "vae" and fixed > 0 and patch != fixed:
         raise CLIError(f"{args.model} scores {fixed}x{fixed} patches; got --patch {patch}")
+    if meta.kind == "cae" and fixed > 0 and patch > fixed:
+        raise CLIError(f"{args.model} takes {fixed}x{fixed} inputs; --patch must be at most {fixed}")
     if meta.kind == "cae" and patch % 16:
         raise CLIError(f"CAE scoring needs a patch that is a multiple of 16, got {patch}")
     stride = args.stride or patch

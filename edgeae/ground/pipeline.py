@@ -100,17 +100,26 @@ def encode_latents(
     dtype: str = "int8",
     frame_id: int = 0,
     batch: int = 16,
+    input_keep: float = 1.0,
+    seed: int = 0,
 ) -> LatentFrame:
     """A latent frame: ``encoder`` (a cae-encoder predictor) run on the tiles of ``samples`` (H, W, C).
 
-    int8 latents are quantised symmetrically with one scale per frame, ``max|z| / 127``.
+    int8 latents are quantised symmetrically with one scale per frame, ``max|z| / 127``. ``input_keep`` < 1
+    shows the encoder the frame sampled by the mask of (``seed``, ``input_keep``): a gt-CAE was trained on
+    50-99 % destroyed inputs, and a complete frame is outside what it saw.
     """
     from edgeae.tiling import extract_tiles, tile_positions
 
     h, w, c = samples.shape
     st = stride or tile
     pos = tile_positions(h, w, tile, st)
-    tiles = extract_tiles(as_float(samples, bit_depth), pos, tile)  # (N, t, t, C)
+    img = as_float(samples, bit_depth)
+    if input_keep < 1.0:
+        from edgeae.masks import make_mask
+
+        img = img * make_mask(seed, (h, w), input_keep)[..., None]
+    tiles = extract_tiles(img, pos, tile)  # (N, t, t, C)
     x = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), dtype=np.float32)
     z = np.concatenate([np.asarray(encoder(x[i : i + batch]), np.float32) for i in range(0, len(x), batch)])
     rows, cols = len({y for y, _ in pos}), len({x0 for _, x0 in pos})

@@ -28,10 +28,10 @@ SOURCE_GLOBS = (
 CORRUPT_KINDS = ("truncated-png", "random-bytes", "empty-jpeg", "truncated-tiff")
 
 
-def source_images(root: Path) -> list[Path]:
-    files = sorted(p for g in SOURCE_GLOBS for p in root.glob(g))
+def source_images(root: Path, globs: Sequence[str] = SOURCE_GLOBS) -> list[Path]:
+    files = sorted(p for g in globs for p in root.glob(g))
     if not files:
-        raise FileNotFoundError(f"no orbital images under {root} (looked for {', '.join(SOURCE_GLOBS)})")
+        raise FileNotFoundError(f"no orbital images under {root} (looked for {', '.join(globs)})")
     return files
 
 
@@ -57,10 +57,14 @@ def build_archive(
     n_corrupt: int = 4,
     min_side: int = 96,
     max_side: int = 900,
+    source_globs: Sequence[str] = SOURCE_GLOBS,
     progress: bool = True,
 ) -> dict[str, object]:
     """Write ``n`` images (crops of real orbital images as PNG/JPEG/TIFF in sub-folders, a few exact copies,
-    ``n_huge`` tiled BigTIFF strips of ``huge_shape`` and ``n_corrupt`` broken files) under ``out``."""
+    ``n_huge`` tiled BigTIFF strips of ``huge_shape`` and ``n_corrupt`` broken files) under ``out``.
+
+    ``source_globs`` (relative to the data folder) choose the real images the archive is cut from.
+    """
     from edgeae.data import data_root
     from edgeae.imageio import read_image, write_image
     from edgeae.strips import write_tiled_bigtiff
@@ -68,7 +72,7 @@ def build_archive(
     if n < n_huge + n_corrupt + 1:
         raise ValueError(f"n={n} must exceed n_huge + n_corrupt = {n_huge + n_corrupt}")
     root = data_root(data)
-    sources = source_images(root)
+    sources = source_images(root, source_globs)
     rng = np.random.default_rng(seed)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,165 @@
+"""The models on board: loaded behind golden-hash checks, scrubbed every few frames, repaired after an SEU.
+
+:class:`OnboardModels` holds the anomaly model (and its :class:`~.score.PatchScorer`) and the optional
+reconstruction model, each behind a :class:`~.guard.ModelGuard`, and writes every model event (loaded,
+refused, fallback, fault injected, SEU detected) to the telemetry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .faults import FaultPlan, flip_bits
+from .guard import GuardEvent, ModelGuard, ModelRefused
+from .mission import Mission, MissionError
+from .score import PatchScorer, check_model, resolve_threshold
+from .telemetry import TelemetryWriter
+
+Loader = Callable[[Path, int], Any]
+
+
+def default_loader(path: Path, threads: int) -> Any:
+    """The flight loader: :func:`.runtime.load_artifact` (onnxruntime or ai-edge-litert by suffix)."""
+    from .runtime import load_artifact
+
+    return load_artifact(path, threads=threads)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+class OnboardModels:
+    """The anomaly and reconstruction models of one boot (either may be None: refused or not configured)."""
+
+    def __init__(self, mission: Mission, out: Path, loader: Loader, faults: FaultPlan, tm: TelemetryWriter) -> None:
+        self.m, self.out, self.loader, self.faults, self.tm = mission, out, loader, faults, tm
+        self.anomaly: ModelGuard | None = None
+        self.recon: ModelGuard | None = None
+        self.scorer: PatchScorer | None = None
+        self.threshold: float | None = None
+        self.suspect: set[str] = set()  # roles whose weights were hit and not yet scrubbed
+        self._load()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the in-memory weight images."""
+        return sum(g.nbytes for g in (self.anomaly, self.recon) if g is not None)
+
+    @property
+    def reloads(self) -> int:
+        return sum(g.reloads for g in (self.anomaly, self.recon) if g is not None)
+
+    def calibrate(self) -> float:
+        """ms per patch of the scorer: one warm-up batch, then the median of three."""
+        assert self.scorer is not None
+        self.scorer.run(self.scorer.batch)
+        return float(np.median([self.time_batch() for _ in range(3)]))
+
+    def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
+        path = Path(path_s)
+        if not path.is_file() and not (fallback and Path(fallback).is_file()):
+            raise MissionError(
+                f"{self.m.source_path}: {role} model {path} does not exist (export it, or override "
+                f"it with --{'anomaly' if role == 'anomaly' else 'recon'}-model)"
+            )
+        golden = None
+        if role == "anomaly" and self.faults.at(None, "corrupt-model"):
+            bad = self.out / "faults" / f"corrupt_{path.name}"
+            bad.parent.mkdir(parents=True, exist_ok=True)
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0x10
+            bad.write_bytes(bytes(data))
+            golden, path = path, bad
+            self.tm.write("event", kind="fault_injected", fault="corrupt-model@load", path=str(bad))
+        guard = ModelGuard(
+            role, path, self.loader, self.m.runtime.threads, sha256=sha, fallback=fallback, golden_path=golden
+        )
+        try:
+            guard.load()
+        except ModelRefused as exc:
+            self.events(guard.drain_events())
+            self.tm.write(
+                "event",
+                kind="model_refused",
+                role=role,
+                detail=str(exc),
+                consequence="no anomaly scoring: sparse pixels only"
+                if role == "anomaly"
+                else "no onboard reconstruction",
+            )
+            return None
+        self.events(guard.drain_events())
+        self.tm.write(
+            "event",
+            kind="model_loaded",
+            role=role,
+            path=str(guard.path),
+            bytes=guard.nbytes,
+            sha256=guard.expected,
+            hash_source=guard.hash_source,
+        )
+        return guard
+
+    def _load(self) -> None:
+        an, rc, cam = self.m.anomaly, self.m.reconstruction, self.m.camera
+        if an.model:
+            self.anomaly = self._guard("anomaly", an.model, an.sha256, an.fallback)
+        if self.anomaly is not None:
+            pred = self.anomaly.predictor
+            check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
+            self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
+            self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth)
+        if rc.mode != "off":
+            self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
+            want = "cae" if rc.mode == "check" else "cae-encoder"
+            if self.recon is not None and self.recon.predictor.metadata.kind != want:
+                raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a {want} model")
+
+    def time_batch(self, n: int = 0) -> float:
+        """ms per patch of a scoring batch of ``n`` (default: full) patches, whatever the buffer holds."""
+        assert self.scorer is not None
+        n = n or self.scorer.batch
+        t = time.perf_counter()
+        self.scorer.run(n)
+        return _ms(t) / n
+
+    def events(self, events: list[GuardEvent]) -> list[str]:
+        for ev in events:
+            self.tm.write("event", kind=ev.kind, detail=ev.detail, **ev.data)
+        return [ev.kind for ev in events]
+
+    def scrub(self, frame_no: int) -> list[str]:
+        """Inject this frame's SEU faults, then (every ``scrub_every_frames``) check and repair the weights."""
+        kinds: list[str] = []
+        for role, guard in (("anomaly", self.anomaly), ("reconstruction", self.recon)):
+            if guard is None:
+                continue
+            fault = self.faults.at(frame_no, "seu" if role == "anomaly" else "seu-recon")
+            if fault is not None:
+                flips = flip_bits(guard.image, int(float(fault.arg or 1)), self.faults.rng)
+                self.tm.write("event", kind="fault_injected", fault=str(fault), flips=flips)
+                self.suspect.add(role)
+            if frame_no % self.m.runtime.scrub_every_frames == 0:
+                ev = guard.scrub()
+                if ev is not None:
+                    kinds += self.events([ev])
+                    self.suspect.discard(role)
+                    if role == "anomaly":
+                        self._rebind_anomaly(guard)
+                    if ev.kind == "seu_unrecoverable" and role == "anomaly":
+                        self.anomaly = None
+                    elif ev.kind == "seu_unrecoverable":
+                        self.recon = None
+        return kinds
+
+    def _rebind_anomaly(self, guard: ModelGuard) -> None:
+        if self.scorer is not None and guard.predictor is not None:
+            self.scorer.predictor = guard.predictor
+        elif guard.predictor is None:
+            self.scorer = None
