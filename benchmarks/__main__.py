@@ -1,6 +1,6 @@
 """Run every benchmark and regenerate benchmarks/RESULTS.md.
 
-    python -m benchmarks                  # quick sizes (tens of minutes on 2 cores)
+    python -m benchmarks                  # quick sizes (about an hour on 2 cores)
     python -m benchmarks --full           # full sizes
     python -m benchmarks --only speed link
     python -m benchmarks --report-only    # rebuild RESULTS.md from the JSON already in --out
@@ -26,152 +26,96 @@ from benchmarks.report import write_results
 PY = sys.executable
 
 
+Command = tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One benchmark: ``quick``/``full`` are argument lists; ``{out}`` is replaced by the stage folder."""
+    """One benchmark: lists of commands for the quick and the full size; ``{out}`` is the stage folder."""
 
-    name: str
     title: str
-    quick: tuple[str, ...]
-    full: tuple[str, ...]
-    needs: tuple[str, ...] = ()  # commands run first (same placeholders), e.g. building an archive
+    quick: tuple[Command, ...]
+    full: tuple[Command, ...]
 
 
+SPEED: Command = (PY, "-m", "pytest", "benchmarks/test_speed.py", "-m", "speed", "-q", "-p", "no:cacheprovider",
+                  "--benchmark-json={out}/benchmark.json", "--benchmark-columns=median,iqr,rounds")  # fmt: skip
+EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--model", "orbital-gray-vae", "--out", "{out}")
+
+# fmt: off
 STAGES: dict[str, Stage] = {
     "speed": Stage(
-        "speed",
         "Speed and memory per model and runtime",
-        (
-            PY,
-            "-m",
-            "pytest",
-            "benchmarks/test_speed.py",
-            "-m",
-            "speed",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--benchmark-json={out}/benchmark.json",
-            "--benchmark-columns=median,iqr,rounds",
-        ),
-        (
-            PY,
-            "-m",
-            "pytest",
-            "benchmarks/test_speed.py",
-            "-m",
-            "speed",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--benchmark-json={out}/benchmark.json",
-            "--benchmark-columns=median,iqr,rounds",
-            "--benchmark-min-rounds=50",
-        ),
+        (SPEED,),
+        ((*SPEED, "--benchmark-min-rounds=50"),),
+    ),
+    "export": Stage(
+        "Export parity, sizes and latency of the zoo artifacts",
+        ((PY, "-m", "edgeae", "export", "rover-rgb-gtcae", "--format", "all", "--precision", "all",
+          "--out", "{out}/rover-rgb-gtcae"),
+         (PY, "-m", "edgeae", "export", "orbital-gray-vae", "--format", "all", "--precision", "all",
+          "--out", "{out}/orbital-gray-vae")),
+        ((PY, "-m", "edgeae", "export", "rover-rgb-gtcae", "--format", "all", "--precision", "all",
+          "--out", "{out}/rover-rgb-gtcae"),
+         (PY, "-m", "edgeae", "export", "orbital-gray-vae", "--format", "all", "--precision", "all",
+          "--out", "{out}/orbital-gray-vae")),
     ),
     "reconstruction": Stage(
-        "reconstruction",
-        "Reconstruction quality vs keep fraction (unseen rover images)",
-        (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}", "--quick"),
-        (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}"),
+        "Reconstruction quality vs keep fraction on unseen rover images",
+        ((PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtunet", "--model", "rover-rgb-gtunet",
+          "--methods", "cae,telea,ns,linear,nearest,normconv", "--sweep-methods", "cae,telea,linear,normconv",
+          "--crop", "512"),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae", "--model", "rover-rgb-gtcae",
+          "--methods", "cae", "--sweep-methods", "cae", "--crop", "512")),
+        ((PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtunet", "--model", "rover-rgb-gtunet",
+          "--methods", "cae,telea,ns,linear,nearest,normconv", "--sweep-methods", "cae,telea,linear,normconv"),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae", "--model", "rover-rgb-gtcae",
+          "--methods", "cae", "--sweep-methods", "cae")),
     ),
     "gt_vs_fixed": Stage(
-        "gt_vs_fixed",
-        "One gt-CAE vs CAEs trained at a fixed masking level",
-        (
-            PY,
-            "benchmarks/gt_vs_fixed.py",
-            "--out",
-            "{out}",
-            "--crops",
-            "1000",
-            "--epochs",
-            "4",
-            "--extra-model",
-            "rover-rgb-gtcae",
-        ),
-        (
-            PY,
-            "benchmarks/gt_vs_fixed.py",
-            "--out",
-            "{out}",
-            "--crops",
-            "3000",
-            "--epochs",
-            "10",
-            "--fixed",
-            "0.5",
-            "0.7",
-            "0.9",
-            "0.99",
-            "--extra-model",
-            "rover-rgb-gtcae",
-        ),
+        "One gt-CAE vs CAEs trained at a fixed masking level (equal training budget)",
+        ((PY, "benchmarks/gt_vs_fixed.py", "--out", "{out}", "--crops", "1000", "--epochs", "4"),),
+        ((PY, "benchmarks/gt_vs_fixed.py", "--out", "{out}", "--crops", "3000", "--epochs", "10",
+          "--fixed", "0.5", "0.7", "0.9", "0.99"),),
+    ),
+    "rate_distortion": Stage(
+        "Rate-distortion: sparse pixels, latents and JPEG / JPEG 2000 / WebP / JPEG XL at matched sizes",
+        ((PY, "benchmarks/rate_distortion.py", "--out", "{out}", "--quick"),),
+        ((PY, "benchmarks/rate_distortion.py", "--out", "{out}"),),
     ),
     "link": Stage(
-        "link",
-        "Downlink: sparse pixels vs JPEG / JPEG 2000 / WebP at equal bytes over a lossy link",
-        (
-            PY,
-            "benchmarks/link_comparison.py",
-            "--out",
-            "{out}",
-            "--model",
-            "rover-rgb-gtcae",
-            "--limit",
-            "4",
-            "--seeds",
-            "1",
-        ),
-        (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--model", "rover-rgb-gtcae"),
+        "Downlink over a lossy link: sparse pixels vs codecs at equal bytes",
+        ((PY, "benchmarks/link_comparison.py", "--out", "{out}", "--limit", "4", "--seeds", "1"),),
+        ((PY, "benchmarks/link_comparison.py", "--out", "{out}", "--seeds", "3"),),
+    ),
+    "quantisation": Stage(
+        "fp32 vs int8 artifacts: reconstruction quality and anomaly ranking",
+        ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}", "--quick"),),
+        ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}"),),
     ),
     "anomaly": Stage(
-        "anomaly",
         "Anomaly ranking on labelled data (the lunar paper's table)",
-        (
-            PY,
-            "-m",
-            "edgeae",
-            "evaluate",
-            "--dataset",
-            "lroc_nac_craters",
-            "--model",
-            "orbital-gray-vae",
-            "--out",
-            "{out}/lroc_nac_craters",
-        ),
-        (
-            PY,
-            "-m",
-            "edgeae",
-            "evaluate",
-            "--dataset",
-            "lroc_nac_craters",
-            "--model",
-            "orbital-gray-vae",
-            "--out",
-            "{out}/lroc_nac_craters",
-        ),
-        needs=(),
+        ((*EVALUATE, "--dataset", "lroc_nac_craters"),),
+        ((*EVALUATE, "--dataset", "all"),),
+    ),
+    "frame": Stage(
+        "Whole-frame costs in the flight runtime",
+        ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}", "--quick"),),
+        ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}"),),
     ),
     "scan": Stage(
-        "scan",
         "Archive scan throughput, local engine vs Ray",
-        (PY, "benchmarks/scan_throughput.py", "--archive", "runs/archive-quick", "--out", "{out}"),
-        (PY, "benchmarks/scan_throughput.py", "--archive", "runs/archive", "--out", "{out}", "--kill-test"),
-        needs=(PY, "-m", "edgeae.scan.synth", "--out", "runs/archive-{size}", "--n", "{n_archive}"),
+        ((PY, "-m", "edgeae.scan.synth", "--out", "runs/archive-quick", "--n", "60"),
+         (PY, "benchmarks/scan_throughput.py", "--archive", "runs/archive-quick", "--out", "{out}")),
+        ((PY, "-m", "edgeae.scan.synth", "--out", "runs/archive", "--n", "300"),
+         (PY, "benchmarks/scan_throughput.py", "--archive", "runs/archive", "--out", "{out}", "--kill-test")),
     ),
 }
+# fmt: on
 
 
-def _fill(args: tuple[str, ...], out: Path, full: bool) -> list[str]:
-    subs = {"{out}": str(out), "{size}": "full" if full else "quick", "{n_archive}": "300" if full else "60"}
-    filled = []
-    for a in args:
-        for k, v in subs.items():
-            a = a.replace(k, v)
-        filled.append(a)
-    return filled
+def _fill(args: Command, out: Path) -> list[str]:
+    return [a.replace("{out}", str(out)) for a in args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
             rc = 0
-            cmds = [stage.needs] if stage.needs else []
-            cmds.append(stage.full if args.full else stage.quick)
             shown = []
-            for cmd in cmds:
-                argv_ = _fill(cmd, out, args.full)
+            for cmd in stage.full if args.full else stage.quick:
+                argv_ = _fill(cmd, out)
                 shown.append(" ".join(["python" if a == PY else a for a in argv_]))
                 print(f"\n== {name}: {shown[-1]}", flush=True)
                 rc = subprocess.run(argv_, check=False).returncode

@@ -118,7 +118,7 @@ def train_models(args: argparse.Namespace, root: Path) -> dict[str, Path]:
         )
         ck = Path(cfg.out) / "best.pt"
         cfg_file = Path(cfg.out) / "config.json"
-        if ck.is_file() and cfg_file.is_file() and json.loads(cfg_file.read_text()) == cfg.to_dict():
+        if ck.is_file() and cfg_file.is_file() and CAETrainConfig.from_dict(json.loads(cfg_file.read_text())) == cfg:
             log.info("reusing %s", ck)
         else:
             log.info("training %s: %s", name, kw)

@@ -12,11 +12,9 @@ into $EDGEAE_BENCH_ARTIFACTS (default runs/bench-artifacts) with edgeae.export.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +22,8 @@ import pytest
 
 pytestmark = pytest.mark.speed
 
-ART_DIR = Path(os.environ.get("EDGEAE_BENCH_ARTIFACTS", "runs/bench-artifacts"))
-# model kind -> (zoo model, artifact name suffix)
-MODELS = {
-    "cae": ("rover-rgb-gtcae", ""),
-    "cae-encoder": ("rover-rgb-gtcae", "-encoder"),
-    "vae": ("orbital-gray-vae", ""),
-}
+# model kind -> zoo model (the seed CAE: the model a spacecraft would carry)
+MODELS = {"cae": ("rover-rgb-gtcae",), "cae-encoder": ("rover-rgb-gtcae",), "vae": ("orbital-gray-vae",)}
 RUNTIMES = ("torch-fp32", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 BATCHES = (1, 32)
 THREADS = (1, 2)
@@ -66,18 +59,6 @@ class PeakRSS:
         return self.peak / 2**20
 
 
-def _artifact(kind: str, runtime: str) -> Path:
-    """The zoo artifact for ``kind`` and ``runtime`` (``onnx-int8`` ...), exported (and parity-checked) once."""
-    from edgeae.export.api import ExportConfig, export_model
-
-    zoo_name, suffix = MODELS[kind]
-    fmt, precision = runtime.split("-")
-    path = ART_DIR / zoo_name / f"{zoo_name}{suffix}.{precision}.{fmt}"
-    if not path.is_file():
-        export_model(zoo_name, ART_DIR / zoo_name, ExportConfig(formats=("onnx", "tflite"), latency=False))
-    return path
-
-
 @pytest.fixture(scope="session")
 def peaks() -> dict[int, dict[str, float]]:
     from benchmarks.peak import measure_peak
@@ -104,7 +85,10 @@ def _predictor(kind: str, runtime: str, threads: int) -> Any:
         else:
             from edgeae.firmware_sim.runtime import load_artifact
 
-            _cache[key] = load_artifact(_artifact(kind, runtime), threads=threads)
+            from benchmarks.artifacts import zoo_artifact
+
+            fmt, precision = runtime.split("-")
+            _cache[key] = load_artifact(zoo_artifact(MODELS[kind][0], kind, fmt, precision), threads=threads)
     return _cache[key]
 
 

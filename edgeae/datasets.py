@@ -28,9 +28,11 @@ SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
             "rover_rgb/marsdata_rocks/img_336.png",
             "rover_rgb/marsdata_rocks/img_538.png",
             "rover_rgb/mars2020_raw/ZR0_0897_0746567741_568ECM_N0440820ZCAM08906_1100LMJ02-rjcal-rad.jpg",
-            "rover_rgb/mars2020_raw/ZL0_0038_0670307360_057ECM_N0031392ZCAM08007_1100LUJ.png",
             "rover_rgb/mars2020_raw/NLF_0670_0726421423_362ECM_N0320604NCAM08111_01_095J01.png",
         ),
+        # Raw Mastcam-Z frames, never trained on: the flight runtime's camera frames. Not a reconstruction
+        # test image: ZL0 is an undemosaiced colour-filter-array frame (values repeat in a 2×2 Bayer pattern).
+        "flight": ("rover_rgb/mars2020_raw/ZL0_0038_0670307360_057ECM_N0031392ZCAM08007_1100LUJ.png",),
     },
     # Grey orbital tiles (Moon, Mars, Mercury) for the grey gt-CAE and the VAE.
     # lroc_nac_craters is held out entirely: it is the labelled anomaly-evaluation set.
@@ -59,7 +61,7 @@ SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 # The rover frame the demo shows: calibrated Mastcam-Z colour, never trained on.
-DEMO_FRAME = SPLITS["rover_rgb"]["test"][5]
+DEMO_FRAME = "rover_rgb/mars2020_raw/ZR0_0897_0746567741_568ECM_N0440820ZCAM08906_1100LMJ02-rjcal-rad.jpg"
 
 
 def split_files(

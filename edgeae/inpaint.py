@@ -9,6 +9,10 @@
   location on megapixel frames.
 - ``nearest``: each pixel takes the value of its nearest known pixel (exact Euclidean distance transform,
   equivalent to ``griddata(method="nearest")`` up to ties).
+- ``normconv``: normalised convolution (Knutsson & Westin 1993): Gaussian-weighted means of the known pixels
+  at σ = 4, 2, 1 px, each finer scale taking over where its kernel saw about two or more samples. It is the
+  fixed pre-fill layer inside the ``unet`` CAE variant (``edgeae.models.unet_cae``), reported here on its own
+  so the learned part of that model is measured against it.
 
 All methods take float32 (H, W, C) or (H, W) in [0, 1] plus ``known`` bool (H, W) and return float32 of the
 same shape with the known pixels unchanged bit for bit.
@@ -22,7 +26,8 @@ import numpy as np
 
 from edgeae._optional import require
 
-METHODS = ("telea", "ns", "linear", "nearest")
+METHODS = ("telea", "ns", "linear", "nearest", "normconv")
+NORMCONV_SIGMAS = (1.0, 2.0, 4.0)  # must match edgeae.models.unet_cae.SIGMAS
 _TRI_CHUNK = 20_000  # triangles rasterised per step (bounds temporary memory)
 
 
@@ -123,6 +128,21 @@ def _linear(img: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
+def _normconv(img: np.ndarray, known: np.ndarray) -> np.ndarray:
+    ndimage = require("scipy.ndimage")
+    m = known.astype(np.float32)
+    x = img * m[..., None]
+    est = np.broadcast_to(x.sum((0, 1)) / max(float(m.sum()), 1e-6), img.shape).astype(np.float32)
+    for sigma in reversed(NORMCONV_SIGMAS):  # coarse to fine, as in the exported layer
+        opts = {"sigma": sigma, "mode": "nearest", "radius": max(1, math.ceil(3 * sigma))}
+        den = ndimage.gaussian_filter(m, **opts)
+        num = np.stack([ndimage.gaussian_filter(x[..., c], **opts) for c in range(img.shape[2])], axis=-1)
+        fine = num / np.maximum(den, 1e-6)[..., None]
+        w = (1 - np.exp(-den * (2 * math.pi * sigma**2) / 1.5))[..., None]
+        est = w * fine + (1 - w) * est
+    return est.astype(np.float32)
+
+
 def inpaint(image: np.ndarray, known: np.ndarray, method: str, radius: int | None = None) -> np.ndarray:
     """Fill the pixels where ``known`` is False from those where it is True. See the module docstring."""
     if method not in METHODS:
@@ -132,6 +152,8 @@ def inpaint(image: np.ndarray, known: np.ndarray, method: str, radius: int | Non
         out = _opencv(img, k, method, radius)
     elif method == "linear":
         out = _linear(img, k)
+    elif method == "normconv":
+        out = _normconv(img, k)
     else:
         out = _nearest(img, k)
     out = np.clip(out, 0.0, 1.0)

@@ -194,7 +194,8 @@ def export_checkpoint(
         environment=environment(),
     )
     graphs = graphs_for(model, metadata, config.kinds)
-    encoder = next((g for g in graphs_for(model, metadata, ("cae-encoder",))), None) if metadata.kind == "cae" else None
+    splittable = metadata.kind == "cae" and metadata.architecture.get("variant", "seed") == "seed"
+    encoder = next(iter(graphs_for(model, metadata, ("cae-encoder",)))) if splittable else None
     jobs = [(g, f, p) for g in graphs for p in config.precisions for f in config.formats]
     done: dict[str, dict[str, Path]] = {g.kind: {} for g in graphs}
     failures: list[str] = []
@@ -218,7 +219,8 @@ def export_checkpoint(
                 "method": "minmax over the whole set",
                 "input_range": list(in_range) if in_range else None,
             }
-        meta = graph.metadata.replace(precision=precision, extra=extra)
+        base = graph.tflite_metadata() if fmt == "tflite" else graph.metadata
+        meta = base.replace(precision=precision, extra=extra)
         if fmt == "ort":
             path = _ort_with_metadata(path, meta, out)
         else:

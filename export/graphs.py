@@ -25,7 +25,9 @@ KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
 class Graph:
     """One exportable graph: ``module`` maps an NCHW float input to a tuple in ``output_names`` order.
 
-    ``tflite_static_batch`` is set when litert-torch cannot convert the graph with a dynamic batch.
+    ``tflite_static_batch`` is set when litert-torch cannot convert the graph with a dynamic batch;
+    ``tflite_layout`` "NHWC" converts with channels-last input/output (litert-torch turns the NCHW→NHWC
+    transpose of a 1-channel input into a reshape that bakes in the sample's batch size).
     """
 
     kind: str
@@ -34,6 +36,14 @@ class Graph:
     input_name: str
     output_names: tuple[str, ...]
     tflite_static_batch: int | None = None
+    tflite_layout: str = "NCHW"
+
+    def tflite_metadata(self) -> ModelMetadata:
+        """Metadata of the TFLite file: NHWC input shape and layout when converted channels-last."""
+        if self.tflite_layout != "NHWC":
+            return self.metadata
+        n, c, h, w = self.metadata.input_shape
+        return self.metadata.replace(layout="NHWC", input_shape=(n, h, w, c))
 
     def sample(self, batch: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """A float32 NCHW sample batch of the graph's input shape with values in [0, 1]."""
@@ -65,7 +75,13 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
     base = metadata.kind
     if base not in KINDS_FOR:
         raise ValueError(f"cannot export a model of kind {base!r}; expected one of {sorted(KINDS_FOR)}")
-    wanted = kinds or KINDS_FOR[base]
+    if base == "cae" and metadata.architecture.get("variant", "seed") != "seed":
+        # the U-Net variant has skips between encoder and decoder: it exports whole, never split
+        wanted = kinds or ("cae",)
+        if tuple(wanted) != ("cae",):
+            raise ValueError(f"a {metadata.architecture['variant']!r} CAE exports only as 'cae', not {wanted}")
+    else:
+        wanted = kinds or KINDS_FOR[base]
     out: list[Graph] = []
     model = model.eval()
     for kind in wanted:
@@ -84,8 +100,8 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
             module = _tuple_module(model, OUTPUT_NAMES["vae"])
         # litert-torch bakes batch 2 into the VAE's flatten/fc layers when the batch is dynamic; its TFLite
         # file is converted with a static batch of 1 and the flight loader runs larger batches in chunks.
-        static = 1 if kind == "vae" else None
-        out.append(Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static))
+        static, layout = (1, "NCHW") if kind == "vae" else (None, "NHWC")
+        out.append(Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout))
     return out
 
 

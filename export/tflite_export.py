@@ -27,24 +27,42 @@ from .tflite_metadata import write_tflite_metadata
 log = logging.getLogger(__name__)
 
 
-def _dynamic(graph: Graph) -> Any:
-    """``dynamic_shapes`` for a batch axis, or None for a graph converted with a static batch."""
+def _dynamic(graph: Graph, wrapped: bool = True) -> Any:
+    """``dynamic_shapes`` for a batch axis, or None for a graph converted with a static batch.
+
+    The channels-last wrapper takes ``*args``, which needs one more level of nesting than the flat
+    graph module that PT2E quantisation returns.
+    """
     if graph.tflite_static_batch:
         return None
     torch = require("torch")
-    return ({0: torch.export.Dim("batch", min=1, max=65536)},)
+    dim = {0: torch.export.Dim("batch", min=1, max=65536)}
+    return ((dim,),) if graph.tflite_layout == "NHWC" and wrapped else (dim,)
+
+
+def _nhwc(x: np.ndarray, graph: Graph) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if graph.tflite_layout == "NHWC" else x
 
 
 def _sample(graph: Graph) -> Any:
     torch = require("torch")
-    return torch.from_numpy(graph.sample(graph.tflite_static_batch or 2))
+    return torch.from_numpy(_nhwc(graph.sample(graph.tflite_static_batch or 2), graph))
 
 
-def _convert(graph: Graph, module: Any, path: Path, quant_config: Any = None) -> None:
+def _module(graph: Graph) -> Any:
+    """The graph's module, wrapped for channels-last input/output when the TFLite layout is NHWC."""
+    if graph.tflite_layout != "NHWC":
+        return graph.module
+    litert_torch = require("litert_torch")
+    return litert_torch.to_channel_last_io(graph.module, args=[0], outputs=[0]).eval()
+
+
+def _convert(graph: Graph, module: Any, path: Path, quant_config: Any = None, wrapped: bool = True) -> None:
+    """Convert ``module`` (the wrapper when ``wrapped``, else an exported graph module) and write ``path``."""
     litert_torch = require("litert_torch")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         model = litert_torch.convert(
-            module, (_sample(graph),), dynamic_shapes=_dynamic(graph), quant_config=quant_config
+            module, (_sample(graph),), dynamic_shapes=_dynamic(graph, wrapped), quant_config=quant_config
         )
         model.export(str(path))
 
@@ -53,8 +71,8 @@ def export_tflite_fp32(graph: Graph, path: str | os.PathLike[str]) -> Path:
     """Convert ``graph`` to a float32 ``.tflite`` with a dynamic batch and embed its metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _convert(graph, graph.module, path)
-    write_tflite_metadata(path, graph.metadata.replace(precision="fp32").to_json())
+    _convert(graph, _module(graph), path)
+    write_tflite_metadata(path, graph.tflite_metadata().replace(precision="fp32").to_json())
     return path
 
 
@@ -69,23 +87,38 @@ def _minmax_config() -> Any:
     return dataclasses.replace(cfg, input_activation=act, output_activation=act)
 
 
+LAYOUT_OPS = ("permute", "transpose", "view", "reshape", "clone", "contiguous")
+
+
 def _widen_input_observers(prepared: Any, lo: float, hi: float) -> int:
-    """Make every observer reading a graph input cover [lo, hi]; returns how many were widened."""
+    """Make every observer reading a graph input (directly or through layout ops) cover [lo, hi].
+
+    Returns how many observers were widened.
+    """
     torch = require("torch")
     n = 0
-    for node in prepared.graph.nodes:
-        if node.op == "call_module" and node.args and getattr(node.args[0], "op", None) == "placeholder":
-            observer = prepared.get_submodule(node.target)
-            if hasattr(observer, "min_val") and hasattr(observer, "max_val"):  # skip e.g. _guards_fn
-                observer(torch.tensor([lo, hi], dtype=torch.float32))
-                n += 1
+    todo = [node for node in prepared.graph.nodes if node.op == "placeholder"]
+    seen = set()
+    while todo:
+        node = todo.pop()
+        for user in node.users:
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.op == "call_module":
+                observer = prepared.get_submodule(user.target)
+                if hasattr(observer, "min_val") and hasattr(observer, "max_val"):  # skip e.g. _guards_fn
+                    observer(torch.tensor([lo, hi], dtype=torch.float32))
+                    n += 1
+            elif user.op == "call_function" and any(k in str(user.target) for k in LAYOUT_OPS):
+                todo.append(user)
     return n
 
 
 def export_tflite_int8(
     graph: Graph,
     path: str | os.PathLike[str],
-    calibration: np.ndarray,
+    calibration: np.ndarray,  # float32 NCHW
     input_range: tuple[float, float] | None = (0.0, 1.0),
     batch: int = 16,
 ) -> Path:
@@ -96,20 +129,21 @@ def export_tflite_int8(
     quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    exported = torch.export.export(graph.module, (_sample(graph),), dynamic_shapes=_dynamic(graph)).module()
+    exported = torch.export.export(_module(graph), (_sample(graph),), dynamic_shapes=_dynamic(graph)).module()
     quantizer = pt2e.PT2EQuantizer().set_global(_minmax_config())
     prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
     batch = graph.tflite_static_batch or batch
     with torch.no_grad():
         for i in range(0, len(calibration), batch):
-            prepared(torch.from_numpy(np.ascontiguousarray(calibration[i : i + batch], dtype=np.float32)))
+            chunk = np.asarray(calibration[i : i + batch], dtype=np.float32)
+            prepared(torch.from_numpy(_nhwc(chunk, graph)))
     if input_range is not None and _widen_input_observers(prepared, *input_range) == 0:
         log.warning("%s: no input observer found; the int8 input range comes from calibration only", path)
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     with contextlib.suppress(AttributeError, ImportError):
         require("torchao.quantization.pt2e").move_exported_model_to_eval(converted)
-    _convert(graph, converted, path, quant_config=qcfg.QuantConfig(pt2e_quantizer=quantizer))
-    write_tflite_metadata(path, graph.metadata.replace(precision="int8").to_json())
+    _convert(graph, converted, path, quant_config=qcfg.QuantConfig(pt2e_quantizer=quantizer), wrapped=False)
+    write_tflite_metadata(path, graph.tflite_metadata().replace(precision="int8").to_json())
     return path
 
 

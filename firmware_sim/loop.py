@@ -30,7 +30,7 @@ from .score import PatchScorer
 from .sparse_stream import sparse_packets
 from .telemetry import TelemetryWriter, summarise, write_summary
 from .validate import check_header
-from .wire.packets import WireConfig, packetise
+from .wire.packets import WireConfig, overhead, packetise
 from .wire.products import AnomalyPatch, TelemetryRecord
 
 
@@ -85,6 +85,13 @@ class FlightRuntime:
         if cam.width and (cam.height or cam.source == "strips"):  # a fixed camera: refuse to fly what cannot fit
             plan = plan_memory(mission, cam.width, cam.height, self._model_bytes(), cam.channels)
             self.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
+            n_packets = sparse_packet_estimate(mission, cam.width, cam.height)
+            if n_packets >= 2**16:
+                self.close()
+                raise MissionError(
+                    f"{mission.source_path}: a full frame's sparse pixels need about {n_packets:,} packets, more "
+                    "than the wire format's 65,535 per product: raise [downlink] max_packet_bytes or lower keep"
+                )
             if plan.total > mission.budget.memory_bytes:
                 self.close()
                 raise MissionError(
@@ -162,7 +169,11 @@ class FlightRuntime:
                 self._drop(rec, "memory_budget", f"needs {plan.total} B > {self.m.budget.memory_bytes} B"), t0
             )
         rec["acquire_ms"] = _ms(t0)
-        return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
+        try:
+            return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
+        except (ValueError, OSError, RuntimeError, MemoryError) as exc:  # never let one frame stop the loop
+            self.tm.write("event", kind="frame_error", frame_id=fid, error=f"{type(exc).__name__}: {exc}")
+            return self._finish(self._drop(rec, "frame_error", f"{type(exc).__name__}: {exc}"), t0)
 
     def _model_bytes(self) -> int:
         return self.models.nbytes
@@ -204,15 +215,17 @@ class FlightRuntime:
         rec["available_ms"] = available
         keep = max(m.sampling.min_keep, m.sampling.keep * level.keep_factor)
         work = FrameWork(self, reader, fid, keep, level, ys, xs, t0, available, streamed)
-        ok = work.stream(strip_rows)
-        if not ok:
-            return self._drop(rec, work.drop_reason, work.drop_detail)
-        report = work.report()
-        rec["flags"] += report.pop("flags_add")
-        rec.update(report)
-        t_prod = time.perf_counter()
-        products = self._queue_products(work, rec)
-        rec["timing_ms"]["products"] = _ms(t_prod)
+        try:
+            if not work.stream(strip_rows):
+                return self._drop(rec, work.drop_reason, work.drop_detail)
+            report = work.report()
+            rec["flags"] += report.pop("flags_add")
+            rec.update(report)
+            t_prod = time.perf_counter()
+            products = self._queue_products(work, rec)
+            rec["timing_ms"]["products"] = _ms(t_prod)
+        finally:
+            work.close()  # the sparse spool, also when something failed
         rec["status"] = "processed"
         self.queue.state["frames"][str(fid)] = {"source": rec["source"], "status": "processed", "reason": ""}
         self.queue.save()
@@ -345,6 +358,14 @@ class FlightRuntime:
         self.tm.close()
         self.meter.stop()
         return summary
+
+
+def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
+    """Packets a frame's sparse pixels need at the nominal keep fraction (raw samples, whole rows)."""
+    item = 1 if mission.camera.bit_depth <= 8 else 2
+    per_packet = max(1, (mission.downlink.max_packet_bytes - overhead("sparse")) // (mission.camera.channels * item))
+    kept = int(height * width * mission.sampling.keep)
+    return -(-kept // per_packet) + height // 8  # row boundaries waste a little of each packet
 
 
 def _rate(records: list[dict[str, Any]]) -> float | None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ is not an installed package
-from benchmarks import quantisation_quality as qq  # noqa: E402
-from benchmarks import rate_distortion as rd  # noqa: E402
+from benchmarks import quantisation_quality as qq
+from benchmarks import rate_distortion as rd
 
 
 def _smooth(h: int = 192, w: int = 192, c: int = 3, seed: int = 0) -> np.ndarray:
@@ -117,10 +117,8 @@ def test_score_agreement() -> None:
 
 # ------------------------------------------------------------------------------------------ end to end
 def test_rate_distortion_script_on_one_crop(data_root: Path, tmp_path: Path) -> None:
-    rc = rd.main(
-        ["--out", str(tmp_path), "--limit", "1", "--crop", "176", "--keeps", "0.1", "--codecs", "jpeg", "--threads", "1"]
-    )
-    assert rc == 0
+    argv = ["--out", str(tmp_path), "--limit", "1", "--crop", "176", "--keeps", "0.1", "--codecs", "jpeg"]
+    assert rd.main([*argv, "--threads", "1"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["n_images"] == 1 and res["target_bpp"] == pytest.approx(2.4)
     cae = json.loads((tmp_path / "sparse_cae_delta_deflate.json").read_text())

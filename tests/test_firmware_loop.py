@@ -191,3 +191,29 @@ def test_boot_refuses_a_mission_whose_buffers_exceed_the_budget(tmp_path: Path, 
     m = mission(models, camera={"width": 4096, "height": 4096}, budget={"memory_bytes": 2**20})
     with pytest.raises(MissionError, match="memory_bytes"):
         FlightRuntime(m, tmp_path)
+
+
+def test_boot_refuses_a_frame_the_wire_cannot_carry(tmp_path: Path, models: dict[str, Path]) -> None:
+    from edgeae.firmware_sim.mission import MissionError
+
+    m = mission(models, camera={"width": 5064, "height": 52224, "source": "strips"}, sampling={"keep": 0.5})
+    with pytest.raises(MissionError, match="65,535"):
+        FlightRuntime(m, tmp_path)
+
+
+def test_an_unexpected_error_drops_the_frame_not_the_loop(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models), tmp_path)
+    real = rt._queue_products
+    calls = {"n": 0}
+
+    def flaky(work: Any, rec: dict[str, Any]) -> dict[str, int]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("simulated packetiser failure")
+        return real(work, rec)
+
+    rt._queue_products = flaky
+    recs = [rt.process(frame()) for _ in range(2)]
+    s = rt.finish()
+    assert [r["status"] for r in recs] == ["dropped", "processed"] and recs[0]["reason"] == "frame_error"
+    assert s["frames"]["accounted"] and s["frames"]["dropped"] == 1

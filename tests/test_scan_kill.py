@@ -15,8 +15,8 @@ import pytest
 
 pytest.importorskip("pyarrow")
 pytest.importorskip("torch")
-import pyarrow.parquet as pq  # noqa: E402
-from test_scan_support import build_small_archive, tiny_cae  # noqa: E402
+import pyarrow.parquet as pq
+from test_scan_support import build_small_archive, tiny_cae
 
 pytestmark = pytest.mark.slow
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from edgeae.scan.synth import build_archive, main
 def test_build_archive_is_reproducible_and_marks_corrupt_files(data_root: Path, tmp_path: Path) -> None:
     from edgeae.imageio import ImageReadError, image_shape
 
-    kw = {"data": data_root, "n_huge": 1, "huge_shape": (600, 300), "n_corrupt": 2, "progress": False,
+    kw: dict[str, Any] = {"data": data_root, "n_huge": 1, "huge_shape": (600, 300), "n_corrupt": 2, "progress": False,
           "source_globs": ("orbital_gray/lroc_nac_craters/*.png",)}  # fmt: skip
     info = build_archive(tmp_path / "a", 8, **kw)
     build_archive(tmp_path / "b", 8, **kw)

@@ -71,10 +71,9 @@ class PatchScorer:
             return res
         p = x.shape[-1]
         tile = max(p, self.cae_tile or p)
-        if tile > p:  # a CAE with a fixed, larger input: reflect-pad, score only the patch's own pixels
-            x_in = np.pad(x, ((0, 0), (0, 0), (0, tile - p), (0, tile - p)), mode="reflect")
-        else:
-            x_in = x
+        # a CAE with a fixed, larger input: reflect-pad, score only the patch's own pixels
+        pad = ((0, 0), (0, 0), (0, tile - p), (0, tile - p))
+        x_in = np.pad(x, pad, mode="reflect") if tile > p else x
         known = self._cae_mask(tile)
         x_hat = np.asarray(self.predictor(x_in * known), dtype=np.float32)[..., :p, :p]
         err = ((x - x_hat).astype(np.float64) ** 2) * ~known[:p, :p]

@@ -56,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
     c.add_argument("--pattern", default="uniform", help="mask pattern (edgeae.masks)")
     c.add_argument("--widths", type=_widths, default=(16, 32, 64, 128), help="encoder widths, e.g. 8,16,32,64")
+    c.add_argument(
+        "--variant",
+        choices=("seed", "unet"),
+        default="seed",
+        help="seed: the published CAE (latents); unet: normalised-convolution pre-fill + U-Net residual",
+    )
     c.add_argument("--channels", type=int, choices=[1, 3], default=None, help="default: from the dataset")
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--lr", type=float, default=1e-3)
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         coverage_range=args.coverage_range,
         pattern=args.pattern,
         widths=args.widths,
+        variant=args.variant,
         channels=args.channels,
         augment=not args.no_augment,
         patience=args.patience,

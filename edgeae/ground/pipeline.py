@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -111,6 +111,8 @@ def encode_latents(
     """
     from edgeae.tiling import extract_tiles, tile_positions
 
+    if dtype not in ("int8", "fp16"):
+        raise ValueError(f"latent dtype must be 'int8' or 'fp16', got {dtype!r}")
     h, w, c = samples.shape
     st = stride or tile
     pos = tile_positions(h, w, tile, st)
@@ -128,7 +130,8 @@ def encode_latents(
         q = np.clip(np.round(z / scale), -127, 127).astype(np.int8)
     else:
         scale, q = 1.0, z.astype(np.float16)
-    return LatentFrame(frame_id, encoder_id(encoder), h, w, c, tile, st, rows, cols, scale, dtype, q)
+    kind: Literal["int8", "fp16"] = "int8" if dtype == "int8" else "fp16"
+    return LatentFrame(frame_id, encoder_id(encoder), h, w, c, tile, st, rows, cols, scale, kind, q)
 
 
 def downlink_latents(

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+VARIANTS = ("seed", "unet")
+
 
 @dataclass(frozen=True)
 class CAEConfig:
@@ -21,8 +23,11 @@ class CAEConfig:
     channels: int = 3
     widths: tuple[int, ...] = (16, 32, 64, 128)
     tile: int = 128
+    variant: str = "seed"  # "seed": the published CAE; "unet": edgeae.models.unet_cae (ground reconstruction)
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         if not self.widths or any(int(w) <= 0 for w in self.widths):
@@ -44,7 +49,12 @@ class CAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CAEConfig:
-        return cls(channels=int(d["channels"]), widths=tuple(d["widths"]), tile=int(d.get("tile", 128)))
+        return cls(
+            channels=int(d["channels"]),
+            widths=tuple(d["widths"]),
+            tile=int(d.get("tile", 128)),
+            variant=str(d.get("variant", "seed")),
+        )
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
@@ -105,6 +115,17 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def build_from_architecture(architecture: dict[str, Any]) -> CAE:
+def build(config: CAEConfig) -> nn.Module:
+    """The module a config describes: the seed CAE, or the U-Net variant for ground reconstruction."""
+    if config.variant == "unet":
+        from edgeae.models.unet_cae import UNetCAE
+
+        model: nn.Module = UNetCAE(config.channels, config.widths)
+        model.config = config  # type: ignore[assignment]
+        return model
+    return CAE(config)
+
+
+def build_from_architecture(architecture: dict[str, Any]) -> nn.Module:
     """Build a CAE from the ``architecture`` dict stored in model metadata."""
-    return CAE(CAEConfig.from_dict(architecture))
+    return build(CAEConfig.from_dict(architecture))

@@ -74,9 +74,10 @@ def iter_local(
     counter = ctx.Value("q", 0)
     seen = 0
     todo = list(reversed(entries))  # popped from the end: archive order
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(factory, counter, config)) as pool:  # fmt: skip
-        running: set[cf.Future[Outcome]] = set()
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(factory, counter, config))  # fmt: skip
+    running: set[cf.Future[Outcome]] = set()
+    try:
         while True:
             while len(running) < 2 * workers and todo:
                 running.add(pool.submit(_scan_one, todo.pop()))
@@ -85,8 +86,9 @@ def iter_local(
             done, running = cf.wait(running, timeout=0.25, return_when=cf.FIRST_COMPLETED)
             with counter.get_lock():
                 now = counter.value
-            report(now - seen)
-            seen = now
+            if now > seen:
+                report(now - seen)
+                seen = now
             for fut in done:
                 try:
                     outcome = fut.result()
@@ -96,3 +98,6 @@ def iter_local(
                         "run the same command again to resume"
                     ) from exc
                 yield outcome
+    finally:
+        # On Ctrl-C or an early stop, queued images are dropped (a resume rescans them), not waited for.
+        pool.shutdown(wait=not running, cancel_futures=True)

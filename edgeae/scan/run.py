@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edgeae._optional import require
@@ -116,15 +115,3 @@ def scan_archive(
         "batch_size": batch_size,
     }
     return finalize(store, entries, run)
-
-
-def main_paths(report: dict[str, Any]) -> dict[str, Path]:
-    """The files a finished scan wrote, by role."""
-    out = Path(report["out"])
-    return {
-        "results": out / "results.parquet",
-        "images": out / "images.parquet",
-        "topk": out / "topk",
-        "report": out / "report.json",
-        "manifest": out / "manifest.jsonl",
-    }

@@ -52,6 +52,7 @@ class CAETrainConfig:
     amplitude: float = 1.0
     pattern: str = "uniform"
     widths: tuple[int, ...] = (16, 32, 64, 128)
+    variant: str = "seed"  # edgeae.models.cae.VARIANTS: "seed" (published CAE) or "unet"
     channels: int | None = None
     tile: int = 128
     augment: bool = True
@@ -110,7 +111,10 @@ class CAETrainConfig:
         from edgeae.models.cae import CAEConfig
 
         return CAEConfig(
-            channels=self.channels or DATASET_CHANNELS.get(self.data, 3), widths=self.widths, tile=self.tile
+            channels=self.channels or DATASET_CHANNELS.get(self.data, 3),
+            widths=self.widths,
+            tile=self.tile,
+            variant=self.variant,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,7 +208,8 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
     from edgeae import __version__
     from edgeae.checkpoint import save_checkpoint
     from edgeae.metadata import ModelMetadata, manifest_hash
-    from edgeae.models.cae import CAE, CAEConfig, count_parameters
+    from edgeae.models.cae import CAEConfig, count_parameters
+    from edgeae.models.cae import build as build_cae
     from edgeae.train.common import fit, seeded_generator, select_device, write_history, write_json
     from edgeae.train.crops import load_masters, sample_crops
 
@@ -236,8 +241,8 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
     torch_seed = int(np.random.SeedSequence([config.seed, 0x70]).generate_state(1)[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_seed)  # local to this block: weight init only, never the caller's state
-        cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile)
-        model = CAE(cae_cfg).to(device)
+        cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
+        model = build_cae(cae_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     dataset = CropDataset(train_crops, spec, config.seed)
     loader = torch.utils.data.DataLoader(

@@ -38,6 +38,36 @@ ZOO: dict[str, dict[str, Any]] = {
             "--threads 1 --out runs/zoo/orbital-gray-gtcae --zoo-name orbital-gray-gtcae"
         ),
     },
+    "rover-rgb-gtunet": {
+        "kind": "cae",
+        "channels": 3,
+        "file": "rover-rgb-gtunet.pt",
+        "parameters": 243_283,
+        "training_data": "rover_rgb train split (4 MarsScapes Curiosity Mastcam panoramas; val: 410_2)",
+        "description": (
+            "gt-trained U-Net CAE variant (normalised-convolution pre-fill + U-Net residual): the default for "
+            "sparse-pixel reconstruction of RGB frames"
+        ),
+        "command": (
+            "edgeae train cae --data rover_rgb --mode gt --variant unet --epochs 8 --crops 2000 --val-crops 300 "
+            "--seed 3 --threads 1 --out runs/zoo/rover-rgb-gtunet --zoo-name rover-rgb-gtunet"
+        ),
+    },
+    "orbital-gray-gtunet": {
+        "kind": "cae",
+        "channels": 1,
+        "file": "orbital-gray-gtunet.pt",
+        "parameters": 242_705,
+        "training_data": "orbital_gray train split (5 pycda tiles, 2 HiRISE browse strips; val: 1 HiRISE, Mercury)",
+        "description": (
+            "gt-trained U-Net CAE variant (normalised-convolution pre-fill + U-Net residual): the default for "
+            "sparse-pixel reconstruction of grey frames"
+        ),
+        "command": (
+            "edgeae train cae --data orbital_gray --mode gt --variant unet --epochs 8 --crops 2000 --val-crops 300 "
+            "--seed 4 --threads 1 --out runs/zoo/orbital-gray-gtunet --zoo-name orbital-gray-gtunet"
+        ),
+    },
     "orbital-gray-vae": {
         "kind": "vae",
         "channels": 1,

@@ -1,0 +1,101 @@
+"""A CAE variant for sparse-pixel reconstruction on the ground: a normalised-convolution pre-fill refined by a
+small U-Net (skip connections), trained like the gt-CAE.
+
+The seed CAE (``edgeae.models.cae``) squeezes a 128×128 tile through an 8×8 bottleneck with no skips: its
+output is smooth, and on our data it trails classical inpainting (OpenCV Telea) by ~2 dB at 10% of the pixels
+(measured on rover tiles, see README). This variant keeps the same contract — input: the frame with
+destroyed pixels set to 0 (N, C, H, W) in [0, 1]; output: the rebuilt frame — but
+
+1. fills the holes first by normalised convolution (Knutsson & Westin 1993): Gaussian-weighted averages of
+   the known pixels at several scales, blended by how many known samples each scale saw; a fixed, exportable
+   layer (separable depthwise convolutions), no learned weights;
+2. adds a residual predicted by a U-Net whose input is the pre-fill and the mask, and whose last layer starts
+   at zero, so an untrained model is exactly the normalised-convolution fill and training only refines it.
+
+A pixel counts as known when any channel is > 0 (as in the seed paper, destroyed pixels are zeros). It has no
+separate encoder/decoder: the latent downlink uses the seed CAE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SIGMAS = (1.0, 2.0, 4.0)
+
+
+def _gauss1d(sigma: float) -> torch.Tensor:
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+class NormConvFill(nn.Module):
+    """Holes filled by multi-scale normalised convolution; known pixels pass through unchanged."""
+
+    def __init__(self, channels: int, sigmas: tuple[float, ...] = SIGMAS) -> None:
+        super().__init__()
+        self.channels = channels
+        self.sigmas = tuple(sigmas)
+        for i, s in enumerate(self.sigmas):
+            self.register_buffer(f"k{i}", _gauss1d(s), persistent=False)
+
+    def _blur(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        n = k.numel()
+        kx = k.view(1, 1, 1, n).expand(c, 1, 1, n)
+        ky = k.view(1, 1, n, 1).expand(c, 1, n, 1)
+        x = F.conv2d(F.pad(x, (n // 2, n // 2, 0, 0), mode="replicate"), kx, groups=c)
+        return F.conv2d(F.pad(x, (0, 0, n // 2, n // 2), mode="replicate"), ky, groups=c)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = (x.amax(dim=1, keepdim=True) > 0).to(x.dtype)
+        est = x.mean(dim=(2, 3), keepdim=True).expand_as(x) / m.mean(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        for i in reversed(range(len(self.sigmas))):  # coarse to fine: finer scales win where they saw samples
+            k = getattr(self, f"k{i}")
+            num = self._blur(x * m, k)
+            den = self._blur(m, k)
+            fine = num / den.clamp_min(1e-6)
+            seen = den * (2 * math.pi * self.sigmas[i] ** 2)  # ~ number of known samples under the kernel
+            w = 1 - torch.exp(-seen / 1.5)
+            est = w * fine + (1 - w) * est
+        return m * x + (1 - m) * est, m
+
+
+class UNetCAE(nn.Module):
+    """Normalised-convolution pre-fill + U-Net residual. ``forward(x) -> x_hat`` in [0, 1]."""
+
+    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        self.fill = NormConvFill(channels)
+        self.down = nn.ModuleList()
+        cin = channels + 1
+        for w in widths:
+            self.down.append(nn.Sequential(nn.Conv2d(cin, w, 3, padding=1), nn.ReLU(inplace=True)))
+            cin = w
+        self.up = nn.ModuleList()
+        for w_skip in reversed(widths[:-1]):
+            self.up.append(nn.Sequential(nn.Conv2d(cin + w_skip, w_skip, 3, padding=1), nn.ReLU(inplace=True)))
+            cin = w_skip
+        self.head = nn.Conv2d(cin, channels, 3, padding=1)
+        with torch.no_grad():  # start as the pre-fill: training only refines it
+            self.head.weight.zero_()
+            self.head.bias.zero_()  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prefill, m = self.fill(x)
+        h = torch.cat([prefill, m], dim=1)
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                h = F.max_pool2d(h, 2)
+            h = block(h)
+            skips.append(h)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skip], dim=1))
+        return (prefill + self.head(h)).clamp(0.0, 1.0)

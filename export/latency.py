@@ -1,0 +1,57 @@
+"""Latency of exported artifacts: ``python -m edgeae.export.latency DIR [--repeats N]``.
+
+Median ms per image at batch 1 and 32 with 1 and 2 threads for every ``.onnx``/``.ort``/``.tflite`` file in
+DIR, on random [0, 1] input (speed does not depend on pixel values), written as ``latency.json`` and printed as
+a markdown table with the machine's load average (a loaded machine inflates every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeae.firmware_sim.runtime import load_artifact
+
+from .parity import measure_latency
+from .report import environment
+
+
+def artifact_latency(
+    path: str | Path, batches: tuple[int, ...] = (1, 32), threads: tuple[int, ...] = (1, 2), repeats: int = 10
+) -> list[dict[str, Any]]:
+    """Latency records for one artifact (see :func:`edgeae.export.parity.measure_latency`)."""
+    out = []
+    for t in threads:
+        pred = load_artifact(path, threads=t)
+        shape = [abs(v) for v in pred.metadata.input_shape[1:]]
+        if pred.metadata.layout == "NHWC":
+            shape = [shape[2], shape[0], shape[1]]
+        rng = np.random.default_rng(0)
+        for b in batches:
+            x = rng.random((b, *shape), dtype=np.float32)
+            out.append({**measure_latency(pred, x, repeats=repeats), "threads": t})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edgeae.export.latency", description=__doc__)
+    p.add_argument("folder", type=Path)
+    p.add_argument("--repeats", type=int, default=10)
+    args = p.parse_args(argv)
+    files = sorted(f for f in args.folder.iterdir() if f.suffix in (".onnx", ".ort", ".tflite"))
+    env = environment()
+    rows = {f.name: artifact_latency(f, repeats=args.repeats) for f in files}
+    (args.folder / "latency.json").write_text(json.dumps({"environment": env, "latency": rows}, indent=2))
+    print(f"median ms per image; {env['cpu_count']} CPUs, load {env['loadavg_1min']}")
+    print("| artifact | b1 t1 | b1 t2 | b32 t1 | b32 t2 | size (KB) |\n|---|---:|---:|---:|---:|---:|")
+    for name, recs in rows.items():
+        cells = [f"{r['median_ms_per_image']:.2f}" for r in sorted(recs, key=lambda r: (r["batch"], r["threads"]))]
+        print(f"| {name} | {' | '.join(cells)} | {(args.folder / name).stat().st_size / 1024:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
