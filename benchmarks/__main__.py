@@ -126,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="only regenerate RESULTS.md")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    status: dict[str, dict[str, object]] = {}
     status_path = args.out / "stages.json"
-    if status_path.is_file():
-        status = json.loads(status_path.read_text())
     if not args.report_only:
         (args.out / "machine.json").write_text(json.dumps(machine_info(), indent=2))
         for name in args.only or list(STAGES):
@@ -146,16 +143,20 @@ def main(argv: list[str] | None = None) -> int:
                 rc = subprocess.run(argv_, check=False).returncode
                 if rc != 0:
                     break
-            status[name] = {
+            record = {
                 "title": stage.title,
                 "commands": shown,
                 "returncode": rc,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "size": "full" if args.full else "quick",
             }
+            # re-read before writing: several `--only` runs may share the folder
+            status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+            status[name] = record
             status_path.write_text(json.dumps(status, indent=2))
     path = write_results(args.out, Path("benchmarks/RESULTS.md"))
     print(f"\nwrote {path}")
+    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
     failed = [n for n, s in status.items() if s.get("returncode")]
     if failed:
         print(f"stages that failed: {failed}", file=sys.stderr)

@@ -376,11 +376,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keeps", help=f"comma-separated keep fractions (default {','.join(map(str, KEEPS))})")
     p.add_argument("--codecs", default="jpeg,jpeg2000,webp,jpegxl")
     p.add_argument("--no-latent", action="store_true", help="skip the latent downlink")
+    p.add_argument(
+        "--latent-model", help="CAE with an encoder/decoder split for the latents (default: the dataset's seed gt-CAE)"
+    )
     p.add_argument("--latent-keep", type=float, default=0.5, help="fraction of each tile the encoder sees")
     p.add_argument("--seed", type=int, default=0, help="mask seed of image i is seed + i")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--render", action="store_true", help="only rewrite results.md and rd.png from --out/results.json")
     return p.parse_args(argv)
+
+
+# the latent downlink needs the seed CAE's encoder/decoder split (the U-Net variant has skips)
+LATENT_MODELS = {3: "rover-rgb-gtcae", 1: "orbital-gray-gtcae"}
 
 
 def _torch_parts(model: str) -> tuple[Any, Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
@@ -438,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     files = files[:limit] if limit else files
     per: dict[str, dict[float, list[Record]]] = {}
     enc = dec = None
+    latent_model = args.latent_model or LATENT_MODELS[channels]
     if not args.no_latent:
-        _, enc, dec = _torch_parts(model)
+        _, enc, dec = _torch_parts(latent_model)
     t_start = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "rate_distortion",
@@ -448,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "model": model,
         "model_sha256": sha256_file(resolve_model_path(model)),
+        "latent_model": latent_model,
         "channels": channels,
         "crop": args.crop,
         "seed": args.seed,

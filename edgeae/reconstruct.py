@@ -23,7 +23,7 @@ from edgeae import tiling
 
 METHODS = ("cae", *_inpaint.METHODS)
 # zoo model used when none is named: by image channel count
-DEFAULT_MODELS = {3: "rover-rgb-gtcae", 1: "orbital-gray-gtcae"}
+DEFAULT_MODELS = {3: "rover-rgb-gtunet", 1: "orbital-gray-gtunet"}  # the zoo U-Net CAEs (README: why)
 log = logging.getLogger(__name__)
 
 

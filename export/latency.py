@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edgeae.export.latency", description=__doc__)
     p.add_argument("folder", type=Path)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--pattern", default="*", help="file name glob within FOLDER (default: all artifacts)")
     args = p.parse_args(argv)
-    files = sorted(f for f in args.folder.iterdir() if f.suffix in (".onnx", ".ort", ".tflite"))
+    files = sorted(f for f in args.folder.glob(args.pattern) if f.suffix in (".onnx", ".ort", ".tflite"))
     env = environment()
     rows = {f.name: artifact_latency(f, repeats=args.repeats) for f in files}
     (args.folder / "latency.json").write_text(json.dumps({"environment": env, "latency": rows}, indent=2))

@@ -144,7 +144,8 @@ def test_short_training_lowers_the_loss_and_writes_a_full_checkpoint(moon_folder
     ck = load_checkpoint(tmp_path / "run" / "best.pt")
     md = ck.metadata
     assert md.kind == "cae" and md.channels == 1 and md.input_shape == (-1, 1, 128, 128)
-    assert md.architecture == {"channels": 1, "widths": [8, 8, 16, 16], "tile": 128}
+    assert md.architecture == cfg.architecture().to_dict()
+    assert md.architecture["widths"] == [8, 8, 16, 16] and md.architecture["channels"] == 1
     assert md.mask["mode"] == "gt" and md.mask["destroy_range"] == [0.5, 0.99]
     train_files, _ = split_data(cfg)
     assert md.training_data_hash == manifest_hash(list(train_files))
