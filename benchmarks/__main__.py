@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -74,9 +75,12 @@ STAGES: dict[str, Stage] = {
     ),
     "gt_vs_fixed": Stage(
         "One gt-CAE vs CAEs trained at a fixed masking level (equal training budget)",
-        ((PY, "benchmarks/gt_vs_fixed.py", "--out", "{out}", "--crops", "1000", "--epochs", "4"),),
-        ((PY, "benchmarks/gt_vs_fixed.py", "--out", "{out}", "--crops", "3000", "--epochs", "10",
-          "--fixed", "0.5", "0.7", "0.9", "0.99"),),
+        ((PY, "benchmarks/gt_vs_fixed.py", "--out", "{out}", "--gt-model", "rover-rgb-gtcae", "--crops", "2000",
+          "--val-crops", "300", "--epochs", "5", "--seed", "1", "--levels", "0.5", "0.9", "0.99",
+          "--extra-model", "rover-rgb-gtunet"),),
+        ((PY, "benchmarks/gt_vs_fixed.py", "--out", "{out}", "--gt-model", "rover-rgb-gtcae", "--crops", "2000",
+          "--val-crops", "300", "--epochs", "5", "--seed", "1", "--fixed", "0.5", "0.7", "0.9", "0.99",
+          "--levels", "0.5", "0.7", "0.9", "0.99", "--extra-model", "rover-rgb-gtunet"),),
     ),
     "rate_distortion": Stage(
         "Rate-distortion: sparse pixels, latents and JPEG / JPEG 2000 / WebP / JPEG XL at matched sizes",
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out / name
             out.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
+            load_before = [round(v, 2) for v in os.getloadavg()]
             rc = 0
             shown = []
             for cmd in stage.full if args.full else stage.quick:
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 "returncode": rc,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "size": "full" if args.full else "quick",
+                "load_average_before_after": [load_before, [round(v, 2) for v in os.getloadavg()]],
             }
             # re-read before writing: several `--only` runs may share the folder
             status = json.loads(status_path.read_text()) if status_path.is_file() else {}

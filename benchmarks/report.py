@@ -72,7 +72,11 @@ def write_results(out: Path, results_md: Path) -> Path:
         parts += [f"## {st.get('title', name)}", ""]
         cmds = st.get("commands") or []
         parts += ["Reproduce:", "", "```", *cmds, "```", ""]
-        parts.append(f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {st.get('returncode')}.")
+        load = st.get("load_average_before_after")
+        load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
+        parts.append(
+            f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {st.get('returncode')}{load_note}."
+        )
         parts.append("")
         bench = folder / "benchmark.json"
         if bench.is_file():
