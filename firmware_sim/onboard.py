@@ -23,6 +23,18 @@ from .telemetry import TelemetryWriter
 Loader = Callable[[Path, int], Any]
 
 
+ZOO_PREFIX = "zoo:"
+
+
+def resolve_model_file(spec: str) -> Path:
+    """A model file path, or ``zoo:NAME/FILE`` for an artifact shipped in the package (edgeae/zoo/artifacts)."""
+    if spec.startswith(ZOO_PREFIX):
+        import edgeae.zoo  # numpy- and torch-free
+
+        return Path(edgeae.zoo.__file__).resolve().parent / "artifacts" / spec[len(ZOO_PREFIX) :]
+    return Path(spec)
+
+
 def default_loader(path: Path, threads: int) -> Any:
     """The flight loader: :func:`.runtime.load_artifact` (onnxruntime or ai-edge-litert by suffix)."""
     from .runtime import load_artifact
@@ -62,7 +74,8 @@ class OnboardModels:
         return float(np.median([self.time_batch() for _ in range(3)]))
 
     def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
-        path = Path(path_s)
+        path = resolve_model_file(path_s)
+        fallback = str(resolve_model_file(fallback)) if fallback else ""
         if not path.is_file() and not (fallback and Path(fallback).is_file()):
             raise MissionError(
                 f"{self.m.source_path}: {role} model {path} does not exist (export it, or override "
