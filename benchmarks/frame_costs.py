@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +46,8 @@ def _nac_strip(rows: int) -> Path:
 
 def _summary(out: Path, frame_px: int, bytes_per_px: int) -> dict[str, Any]:
     s = json.loads((out / "summary.json").read_text())
+    if s["frames"]["dropped"] or s["timing_ms"]["p50"] is None:
+        raise SystemExit(f"{out}: the frame was not processed: {s['frames'].get('drop_reasons')}")
     frame_bytes = frame_px * bytes_per_px
     lines = [json.loads(x) for x in (out / "telemetry.jsonl").read_text().splitlines() if x.strip()]
     frames = [x for x in lines if "frame_id" in x and "timings_ms" in x] or lines
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rover_frame = split_files("rover_rgb", "flight")[0]
     rover_out = args.out / "rover"
+    # the output folder is also the runtime's persistent state (queue, ledger): start each measurement fresh
+    for folder in (rover_out, args.out / "orbital"):
+        shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
     _run([*fw, "--mission", "rover_mastcamz", "--frames", str(rover_frame), "--out", str(rover_out),
           "--anomaly-model", str(cae), "--recon-model", str(cae), "--frame-ms", "600000",
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     nac_out = args.out / "orbital"
     t0 = time.perf_counter()
     _run([*fw, "--mission", "orbital_nac", "--frames", str(strip), "--out", str(nac_out),
-          "--anomaly-model", str(vae), "--frame-ms", "3600000", "--threads", str(args.threads)])  # fmt: skip
+          "--anomaly-model", str(vae), "--frame-ms", "3600000", "--threads", str(args.threads),
+          "--set", f"camera.height={rows}"])  # fmt: skip
     nac = {"frame": strip.name, "shape": [rows, NAC_SHAPE[1]], "wall_s": time.perf_counter() - t0,
            **_summary(nac_out, rows * NAC_SHAPE[1], 1)}  # fmt: skip
     nac["paper_seconds_rtx2070_full_nac"] = PAPER_SECONDS_PER_NAC

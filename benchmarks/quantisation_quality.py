@@ -57,8 +57,8 @@ def artifact_path(model: str, runtime: str, folder: Path, build: bool = True) ->
         raise FileNotFoundError(f"no artifact {name} under {ZOO_ARTIFACTS / model} or {folder / model}")
     from edgeae.export.api import ExportConfig, export_model
 
-    log.info("exporting %s into %s (once; minutes of CPU)", model, folder / model)
-    export_model(model, folder / model, ExportConfig(formats=("onnx", "tflite"), latency=False))
+    log.info("exporting %s %s artifacts into %s (once; minutes of CPU)", model, fmt, folder / model)
+    export_model(model, folder / model, ExportConfig(formats=(fmt,), latency=False))
     return folder / model / name
 
 

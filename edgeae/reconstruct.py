@@ -25,6 +25,7 @@ METHODS = ("cae", *_inpaint.METHODS)
 # zoo model used when none is named: by image channel count
 DEFAULT_MODELS = {3: "rover-rgb-gtunet", 1: "orbital-gray-gtunet"}  # the zoo U-Net CAEs (README: why)
 log = logging.getLogger(__name__)
+KNOWN_FLOOR = np.float32(1.0 / 1023.0)  # below one 8-bit step; see reconstruct_cae
 
 
 class ChannelMismatchError(ValueError):
@@ -85,7 +86,10 @@ def reconstruct_cae(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     c_img = image.shape[2]
-    x = image * known[..., None]
+    # destroyed pixels are zeros (the paper's convention); kept pixels are lifted to at least KNOWN_FLOOR so a
+    # truly black kept pixel is never mistaken for a destroyed one (the U-Net variant infers its mask from the
+    # zeros). Kept pixels are restored exactly afterwards, so the floor never reaches the output.
+    x = np.where(known[..., None], np.maximum(image, KNOWN_FLOOR), np.float32(0.0))
     if c_img != channels:
         if not convert_channels:
             raise ChannelMismatchError(

@@ -54,3 +54,19 @@ def test_variant_checkpoint_round_trip(tmp_path: Path) -> None:
 def test_unknown_variant_is_refused() -> None:
     with pytest.raises(ValueError, match="variant"):
         CAEConfig(variant="transformer")
+
+
+def test_black_kept_pixels_are_not_taken_for_holes(moon: np.ndarray) -> None:
+    """A truly black region (panorama margins, shadows) must be rebuilt from its black samples."""
+    from edgeae.predictor import TorchPredictor
+    from edgeae.reconstruct import reconstruct
+
+    img, known = _crop(moon)
+    img = img.copy()
+    img[:, :64] = 0.0  # left half black, as in the black margins of stitched rover panoramas
+    model = build(CAEConfig(channels=1, variant="unet")).eval()  # untrained: exactly the normconv pre-fill
+    meta = ModelMetadata(kind="cae", architecture=model.config.to_dict(), input_shape=(-1, 1, 128, 128), channels=1)
+    out = reconstruct(img, known, "cae", TorchPredictor(model, meta, source="test"), overlap=0)
+    # black stays black beyond the largest kernel radius (12 px); a hole fill would pull in the bright half
+    assert float(np.abs(out[:, :48]).max()) < 0.05
+    np.testing.assert_allclose(out, inpaint(img, known, "normconv"), atol=2e-3)
