@@ -41,6 +41,10 @@ class Stage:
 
 SPEED: Command = (PY, "-m", "pytest", "benchmarks/test_speed.py", "-m", "speed", "-q", "-p", "no:cacheprovider",
                   "--benchmark-json={out}/benchmark.json", "--benchmark-columns=median,iqr,rounds")  # fmt: skip
+ZOO_ART = "edgeae/zoo/artifacts/rover-rgb-gtcae/rover-rgb-gtcae"
+LINK: Command = (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--methods", "telea,linear,normconv",
+                 "--model", "rover-rgb-gtunet", "--encoder", f"{ZOO_ART}-encoder.int8.onnx",
+                 "--decoder", f"{ZOO_ART}-decoder.int8.onnx")  # fmt: skip
 EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--model", "orbital-gray-vae", "--out", "{out}")
 
 # fmt: off
@@ -89,8 +93,8 @@ STAGES: dict[str, Stage] = {
     ),
     "link": Stage(
         "Downlink over a lossy link: sparse pixels vs codecs at equal bytes",
-        ((PY, "benchmarks/link_comparison.py", "--out", "{out}", "--limit", "4", "--seeds", "1"),),
-        ((PY, "benchmarks/link_comparison.py", "--out", "{out}", "--seeds", "3"),),
+        ((*LINK, "--limit", "4", "--seeds", "1"),),
+        ((*LINK, "--seeds", "3"),),
     ),
     "quantisation": Stage(
         "fp32 vs int8 artifacts: reconstruction quality and anomaly ranking",

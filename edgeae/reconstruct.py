@@ -25,7 +25,8 @@ METHODS = ("cae", *_inpaint.METHODS)
 # zoo model used when none is named: by image channel count
 DEFAULT_MODELS = {3: "rover-rgb-gtunet", 1: "orbital-gray-gtunet"}  # the zoo U-Net CAEs (README: why)
 log = logging.getLogger(__name__)
-KNOWN_FLOOR = np.float32(1.0 / 1023.0)  # below one 8-bit step; see reconstruct_cae
+# one 8-bit step: the smallest value an int8 artifact's [0, 1] input quantiser (scale 1/255) keeps non-zero
+KNOWN_FLOOR = np.float32(1.0 / 255.0)
 
 
 class ChannelMismatchError(ValueError):

@@ -53,7 +53,7 @@ class NormConvFill(nn.Module):
         return F.conv2d(F.pad(x, (0, 0, n // 2, n // 2), mode="replicate"), ky, groups=c)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = (x.amax(dim=1, keepdim=True) > 0).to(x.dtype)
+        m = (x.sum(dim=1, keepdim=True) > 0).to(x.dtype)  # pixels are >= 0: sum > 0 iff any channel > 0
         est = x.mean(dim=(2, 3), keepdim=True).expand_as(x) / m.mean(dim=(2, 3), keepdim=True).clamp_min(1e-6)
         for i in reversed(range(len(self.sigmas))):  # coarse to fine: finer scales win where they saw samples
             k = getattr(self, f"k{i}")
