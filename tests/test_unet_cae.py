@@ -69,4 +69,5 @@ def test_black_kept_pixels_are_not_taken_for_holes(moon: np.ndarray) -> None:
     out = reconstruct(img, known, "cae", TorchPredictor(model, meta, source="test"), overlap=0)
     # black stays black beyond the largest kernel radius (12 px); a hole fill would pull in the bright half
     assert float(np.abs(out[:, :48]).max()) < 0.05
-    np.testing.assert_allclose(out, inpaint(img, known, "normconv"), atol=2e-3)
+    # equal to the classical fill up to the kept-pixel floor (one 8-bit step, edgeae.reconstruct.KNOWN_FLOOR)
+    np.testing.assert_allclose(out, inpaint(img, known, "normconv"), atol=1.5 / 255)
