@@ -13,6 +13,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 echo "== ruff"
 .venv/bin/ruff check edgeae export firmware_sim benchmarks tests
+.venv/bin/ruff format --check edgeae export firmware_sim benchmarks tests
 echo "== mypy"
 bash scripts/typecheck.sh
 echo "== pytest"

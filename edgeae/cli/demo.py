@@ -27,7 +27,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
     p.add_argument("--pattern", default="uniform", help="mask pattern: uniform or jittered")
     p.add_argument("--model", help="CAE to use (zoo name or path); default: the zoo model for the frame")
-    p.add_argument("--methods", default="cae,telea,ns,linear,nearest", help="comma-separated methods to compare")
+    p.add_argument(
+        "--methods", default="cae,telea,ns,linear,nearest,normconv", help="comma-separated methods to compare"
+    )
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--data", type=Path, help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
     return p
