@@ -34,16 +34,21 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     printed = capsys.readouterr().out
     assert str((out / "index.html").resolve()) in printed
     html = (out / "index.html").read_text()
-    for title in ("Input", "Reconstructions", "Metrics"):
+    for title in (
+        "Input",
+        "Reconstructions",
+        "Metrics",
+        "Downlink: CCSDS packets over a lossy link, rebuilt on the ground",
+    ):
         assert f"<h2>{title}</h2>" in html
-    for method in ("cae", "telea", "ns", "linear", "nearest"):
+    for method in ("cae", "telea", "ns", "linear", "nearest", "normconv"):
         assert (out / "img" / f"01-recon-{method}.png").is_file()
         assert (out / "img" / f"01-error-{method}.png").is_file()
         assert f"<td>{method}" in html
     assert (out / "img" / "00-original.png").is_file() and (out / "img" / "00-masked.png").is_file()
     m = json.loads((out / "metrics.json").read_text())
     assert m["image"] == "moon" and m["keep"] == 0.1 and m["shape"] == [512, 512, 1]
-    assert set(m["results"]) == {"cae", "telea", "ns", "linear", "nearest"}
+    assert set(m["results"]) == {"cae", "telea", "ns", "linear", "nearest", "normconv"}
     assert 30 < m["results"]["linear"]["psnr"] < 45  # measured 36.9 dB (seed 0)
 
 
