@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shutil
 from pathlib import Path
 
 from edgeae.cli import CLIError
@@ -128,10 +127,7 @@ def run(args: argparse.Namespace) -> int:
     for level, m in metrics.get("val_levels", {}).items():
         print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
     if args.zoo_name:
-        from edgeae.zoo import WEIGHTS_DIR
+        from edgeae.zoo import install
 
-        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "best.pt", WEIGHTS_DIR / f"{args.zoo_name}.pt")
-        shutil.copyfile(out / "metrics.json", WEIGHTS_DIR / f"{args.zoo_name}.json")
-        print(f"zoo: wrote {WEIGHTS_DIR / args.zoo_name}.pt and .json")
+        print(f"zoo: wrote {install(args.zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 
@@ -75,10 +74,7 @@ def run_cli(args: argparse.Namespace) -> int:
         f"threshold {c['threshold']:.4g}  -> {out / 'best.pt'}"
     )
     if args.zoo_name:
-        from edgeae.zoo import WEIGHTS_DIR
+        from edgeae.zoo import install
 
-        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "best.pt", WEIGHTS_DIR / f"{args.zoo_name}.pt")
-        shutil.copyfile(out / "metrics.json", WEIGHTS_DIR / f"{args.zoo_name}.json")
-        print(f"zoo: wrote {WEIGHTS_DIR / args.zoo_name}.pt and .json")
+        print(f"zoo: wrote {install(args.zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
     return 0

@@ -111,6 +111,17 @@ def _entry(name: str) -> dict[str, Any]:
     return ZOO[name]
 
 
+def install(name: str, checkpoint: Path, metrics: Path) -> Path:
+    """Copy a training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``."""
+    import shutil
+
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    target = WEIGHTS_DIR / f"{name}.pt"
+    shutil.copyfile(checkpoint, target)
+    shutil.copyfile(metrics, target.with_suffix(".json"))
+    return target
+
+
 def resolve(name: str) -> Path:
     """Path of the weights of zoo model ``name`` (clear error for unknown names or missing files)."""
     path = WEIGHTS_DIR / _entry(name)["file"]
