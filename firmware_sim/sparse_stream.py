@@ -15,8 +15,8 @@ import numpy as np
 
 from edgeae.masks import make_mask_rows
 
-from .wire.packets import APIDS, COMMON, LAYOUT_VERSION, SPARSE, SequenceCounters, build_packet, overhead
-from .wire.products import PATTERN_CODES, SparseFrame
+from .wire.packets import APIDS, COMMON, LAYOUT_VERSION, SequenceCounters, build_packet, overhead, sparse_header
+from .wire.products import SparseFrame
 
 Piece = tuple[int, int, int, int, int, int]  # row0, row1, col0, col1, n values, first value index
 
@@ -61,21 +61,7 @@ def sparse_packets(
     apid = APIDS["sparse"]
     be = frame.values.dtype.newbyteorder(">")
     for i, (r0, r1, c0, c1, n, v0) in enumerate(pieces):
-        head = SPARSE.pack(
-            frame.height,
-            frame.width,
-            frame.channels,
-            frame.bit_depth,
-            float(frame.keep),
-            PATTERN_CODES[frame.pattern],
-            int(frame.seed),
-            int(frame.prng_version),
-            r0,
-            r1,
-            c0,
-            c1,
-            n,
-        )
+        head = sparse_header(frame, r0, r1, c0, c1, n)
         data = np.ascontiguousarray(frame.values[v0 : v0 + n]).astype(be, copy=False).tobytes()
         body = COMMON.pack(LAYOUT_VERSION, 0, frame.frame_id, i, len(pieces)) + head + data
         yield build_packet(apid, seq.take(apid), body)

@@ -210,15 +210,10 @@ def train_cae(config: CAETrainConfig) -> dict[str, Any]:
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
-    from edgeae.train.common import fit, seeded_generator, select_device, write_history, write_json
+    from edgeae.train.common import fit, seeded_generator, start_run, write_history, write_json
     from edgeae.train.crops import load_masters, sample_crops
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = select_device(config.device)
+    out, device = start_run(config.out, config.to_dict(), config.threads, config.device)
     train_files, val_files = split_data(config)
     channels = config.resolved_channels(train_files[0])
     spec = config.corruption

@@ -224,6 +224,18 @@ def fit(
     return history, stopper
 
 
+def start_run(
+    out: str | os.PathLike[str], config: dict[str, Any], threads: int | None, device: str
+) -> tuple[Path, Any]:
+    """Create the run folder, write ``config.json``, set torch's thread count; return (folder, torch device)."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "config.json", config)
+    if threads:
+        require("torch").set_num_threads(threads)
+    return folder, select_device(device)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON."""
     p = Path(path)

@@ -164,15 +164,10 @@ def train_vae(config: VAETrainConfig) -> dict[str, Any]:
     from edgeae.datasets import split_files
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
-    from edgeae.train.common import fit, select_device, write_history, write_json
+    from edgeae.train.common import fit, start_run, write_history, write_json
     from edgeae.train.crops import Augment, load_masters, sample_crops
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = select_device(config.device)
+    out, device = start_run(config.out, config.to_dict(), config.threads, config.device)
     root = data_root(config.data_root)
     train_files = training_files(root, config.hirise)
     val_files = split_files("orbital_gray", "val", root)

@@ -55,6 +55,25 @@ def crc16(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF)
 
 
+def sparse_header(frame: SparseFrame, r0: int, r1: int, c0: int, c1: int, n: int) -> bytes:
+    """The sparse-pixel header of one packet: frame geometry, mask parameters, its rectangle and value count."""
+    return SPARSE.pack(
+        frame.height,
+        frame.width,
+        frame.channels,
+        frame.bit_depth,
+        float(frame.keep),
+        PATTERN_CODES[frame.pattern],
+        int(frame.seed),
+        int(frame.prng_version),
+        r0,
+        r1,
+        c0,
+        c1,
+        n,
+    )
+
+
 def overhead(kind: str) -> int:
     """Bytes per packet that are not samples: primary header, common header, kind header, CRC."""
     return PRIMARY_HEADER + COMMON.size + KIND_HEADER[kind].size + CRC_LEN
@@ -147,21 +166,7 @@ def _sparse_bodies(frame: SparseFrame, cfg: WireConfig) -> list[tuple[int, bytes
     out: list[tuple[int, bytes, bytes]] = []
 
     def head(r0: int, r1: int, c0: int, c1: int, n: int) -> bytes:
-        return SPARSE.pack(
-            h,
-            w,
-            c,
-            frame.bit_depth,
-            float(frame.keep),
-            PATTERN_CODES[frame.pattern],
-            int(frame.seed),
-            int(frame.prng_version),
-            r0,
-            r1,
-            c0,
-            c1,
-            n,
-        )
+        return sparse_header(frame, r0, r1, c0, c1, n)
 
     r = 0
     while r < h:
