@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeae.firmware_sim.wire.packets import SequenceCounters, WireConfig, overhead, packetise
-from edgeae.firmware_sim.wire.products import TelemetryRecord
+from edgeae.wire.packets import SequenceCounters, WireConfig, overhead, packetise
+from edgeae.wire.products import TelemetryRecord
 
 from edgeae.datasets import split_files
 from edgeae.ground.decode import decode_flat

@@ -6,7 +6,7 @@ For every image of ``--dataset``/``test`` (never trained on), centre-cropped to 
   regenerates it from the seed, so only the values are sent), rebuild with the zoo CAE
   (:func:`edgeae.reconstruct.reconstruct`) or OpenCV Telea. Bytes: the sampled values as they are
   (``raw``: 8 bits × channels per kept pixel) and entropy-coded with the wire format's ``delta-deflate``
-  codec (:mod:`edgeae.firmware_sim.wire.codec`: per-channel differences in mask order, zlib level 9).
+  codec (:mod:`edgeae.wire.codec`: per-channel differences in mask order, zlib level 9).
 - ``latent``: the CAE encoder on 128×128 tiles, latents quantised to N-bit integers
   with one float32 scale per tile (``max|z| / (2**(N-1) - 1)``), deflate-coded (N-bit values in int8
   containers, zlib 9; ``int8 raw``: no coding), then the CAE decoder per tile. The encoder sees each tile
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeae.firmware_sim.wire.codec import CODECS, decode_samples, encode_samples
+from edgeae.wire.codec import CODECS, decode_samples, encode_samples
 
 from edgeae.datasets import split_files
 from edgeae.imageio import read_image

@@ -60,6 +60,69 @@ SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# train_extra/ (see ../shared/data/README.md): training and validation only, never test. Split by whole file;
+# every sixth panorama (in sol order) and two CTX tiles are validation. The test splits are the ones above, kept
+# exactly as they are so numbers stay comparable across model generations.
+_EXTRA_PANORAMAS = (
+    "122", "147", "176", "323", "343", "349", "369", "374", "384", "389", "401", "409", "419", "429", "456", "470",
+    "488", "508", "519", "526", "538", "546", "550", "555", "566", "593", "630", "689", "729", "740", "803", "1078",
+    "1099", "1144", "1172", "1187", "1216", "1267",
+)  # fmt: skip
+_PANO = "train_extra/marsscapes_panoramas/image/{}_1.png"
+_EXTRA_PANO_VAL = tuple(_PANO.format(s) for i, s in enumerate(_EXTRA_PANORAMAS) if i % 6 == 3)
+_EXTRA_PANO_TRAIN = tuple(_PANO.format(s) for i, s in enumerate(_EXTRA_PANORAMAS) if i % 6 != 3)
+_CTX = "train_extra/ctx_craters_yolov3/CTX/resized_CTX/CTX{}_1248.png"
+_HIRISE_EXTRA = "train_extra/hirise_browse_extra/Mars/ESP_072719_1970_RED.browse.jpg"
+
+SPLITS["rover_rgb_v2"] = {
+    "train": SPLITS["rover_rgb"]["train"] + _EXTRA_PANO_TRAIN,
+    "val": SPLITS["rover_rgb"]["val"] + _EXTRA_PANO_VAL,
+    "test": SPLITS["rover_rgb"]["test"],
+    "flight": SPLITS["rover_rgb"]["flight"],
+}
+SPLITS["orbital_gray_v2"] = {
+    "train": SPLITS["orbital_gray"]["train"]
+    + tuple(_CTX.format(rc) for rc in ("00", "01", "02", "10", "12", "20", "21"))
+    + (_HIRISE_EXTRA,),
+    "val": SPLITS["orbital_gray"]["val"] + tuple(_CTX.format(rc) for rc in ("11", "22")),
+    "test": SPLITS["orbital_gray"]["test"],
+}
+
+# MSL surface set v1 (train_extra/msl_surface_v1_train): 3,746 labelled browse images, split by sol because
+# images of one sol often show the same scene. Class 8 (``ground``) is the normal surface.
+MSL_SURFACE_DIR = "train_extra/msl_surface_v1_train"
+MSL_GROUND_CLASS = 8
+# Rover hardware, calibration targets and drill holes: the rare, human-made features (classes of
+# msl_synset_words-indexed.txt). Horizon (9) and sun (22) are natural scenes, left out of both sides.
+MSL_HARDWARE_CLASSES = frozenset(range(0, 8)) | frozenset(range(10, 22)) | frozenset({23, 24})
+
+
+def msl_split_of_sol(sol: int) -> str:
+    """``val`` for every fourth sol (sol % 4 == 1), ``train`` otherwise: a whole-sol split."""
+    return "val" if sol % 4 == 1 else "train"
+
+
+def msl_surface_items(
+    split: str | None = None, root: str | os.PathLike[str] | None = None
+) -> list[tuple[Path, int, int]]:
+    """``(path, class, sol)`` of the MSL surface images, optionally only those of one sol split."""
+    base = data_root(root) / MSL_SURFACE_DIR
+    listing = base / "train-calibrated-shuffled.txt"
+    if not listing.is_file():
+        raise DataNotFoundError(f"{listing} is missing from the data folder")
+    items: list[tuple[Path, int, int]] = []
+    for line in listing.read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        rel, cls = parts
+        sol = int(Path(rel).name[:4])
+        if split is None or msl_split_of_sol(sol) == split:
+            items.append((base / rel, int(cls), sol))
+    items.sort(key=lambda t: t[0].name)
+    return items
+
+
 # The rover frame the demo shows: calibrated Mastcam-Z colour, never trained on.
 DEMO_FRAME = "rover_rgb/mars2020_raw/ZR0_0897_0746567741_568ECM_N0440820ZCAM08906_1100LMJ02-rjcal-rad.jpg"
 

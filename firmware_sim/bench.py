@@ -31,8 +31,8 @@ from edgeae.masks import make_mask
 from .budget import peak_rss_bytes
 from .guard import block_crcs
 from .score import PatchScorer
-from .wire.packets import packetise
-from .wire.products import AnomalyPatch
+from edgeae.wire.packets import packetise
+from edgeae.wire.products import AnomalyPatch
 
 STAGES = ("sample", "normalise", "infer", "score", "scrub", "packetise")
 

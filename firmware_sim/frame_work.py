@@ -21,7 +21,7 @@ from .budget import Level, patch_selected
 from .frames import FrameReader
 from .score import TopK
 from .validate import check_pixels, to_samples
-from .wire.products import LatentFrame, SparseFrame, sample_dtype
+from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
 MASK_CHUNK_PIXELS = 1 << 16
 

@@ -30,8 +30,8 @@ from .score import PatchScorer
 from .sparse_stream import sparse_packets
 from .telemetry import TelemetryWriter, summarise, write_summary
 from .validate import check_header
-from .wire.packets import WireConfig, overhead, packetise
-from .wire.products import AnomalyPatch, TelemetryRecord
+from edgeae.wire.packets import WireConfig, overhead, packetise
+from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
 
 def _ms(t0: float) -> float:

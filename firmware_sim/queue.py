@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .wire.packets import crc16
+from edgeae.wire.packets import crc16
 
 PRIORITY: dict[str, int] = {"patch": 0, "telemetry": 1, "sparse": 2, "latent": 3}
 PENDING, SENT, EVICTED = "pending", "sent", "evicted"

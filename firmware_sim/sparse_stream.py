@@ -15,8 +15,8 @@ import numpy as np
 
 from edgeae.masks import make_mask_rows
 
-from .wire.packets import APIDS, COMMON, LAYOUT_VERSION, SequenceCounters, build_packet, overhead, sparse_header
-from .wire.products import SparseFrame
+from edgeae.wire.packets import APIDS, COMMON, LAYOUT_VERSION, SequenceCounters, build_packet, overhead, sparse_header
+from edgeae.wire.products import SparseFrame
 
 Piece = tuple[int, int, int, int, int, int]  # row0, row1, col0, col1, n values, first value index
 

@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime")
 from edgeae.firmware_sim.testing import small_mission as mission
 from edgeae.firmware_sim.testing import textured_frame as frame
 from edgeae.firmware_sim.testing import tiny_models
-from edgeae.firmware_sim.wire.parse import parse_packet
+from edgeae.wire.parse import parse_packet
 
 P = 32
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from edgeae.firmware_sim.queue import DownlinkQueue, restamp, split_packets
-from edgeae.firmware_sim.wire.packets import WireConfig, packetise
-from edgeae.firmware_sim.wire.parse import parse_packet
-from edgeae.firmware_sim.wire.products import AnomalyPatch, TelemetryRecord
+from edgeae.wire.packets import WireConfig, packetise
+from edgeae.wire.parse import parse_packet
+from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
 
 def _patch(fid: int, size: int = 32) -> list[bytes]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeae.firmware_sim.wire.packets import APIDS, SEQ_MODULO, SequenceCounters, WireConfig, packetise
-from edgeae.firmware_sim.wire.products import SparseFrame, TelemetryRecord
+from edgeae.wire.packets import APIDS, SEQ_MODULO, SequenceCounters, WireConfig, packetise
+from edgeae.wire.products import SparseFrame, TelemetryRecord
 
 from edgeae.ground.link import LinkConfig, simulate
 from edgeae.ground.reassembly import Receiver, SeqTracker
@@ -161,7 +161,7 @@ def test_downlink_frame_pipeline() -> None:
 
 def test_latent_frame_decoded_with_a_decoder(tmp_path: Path) -> None:
     """Latents travel, a lost packet zeroes its elements, the decoder output is blended over the tiling."""
-    from edgeae.firmware_sim.wire.products import LatentFrame
+    from edgeae.wire.products import LatentFrame
 
     from edgeae.tiling import tile_positions
 

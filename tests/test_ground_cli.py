@@ -68,7 +68,7 @@ def test_simulate_then_decode(tmp_path: Path, image: Path) -> None:
 
 
 def test_decode_reads_raw_pass_files_and_reports_garbage(tmp_path: Path, image: Path) -> None:
-    from edgeae.firmware_sim.wire.packets import WireConfig, packetise
+    from edgeae.wire.packets import WireConfig, packetise
 
     from edgeae.ground.sources import image_samples, sparse_from_samples
 
@@ -163,7 +163,7 @@ def test_udp_loopback_end_to_end(tmp_path: Path, image: Path) -> None:
 
 
 def test_serve_in_process_decodes_complete_frames_on_arrival(tmp_path: Path, image: Path) -> None:
-    from edgeae.firmware_sim.wire.packets import WireConfig, packetise
+    from edgeae.wire.packets import WireConfig, packetise
 
     from edgeae.ground.sources import image_samples, sparse_from_samples
     from edgeae.ground.station import GroundStation

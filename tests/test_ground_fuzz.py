@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from edgeae.firmware_sim.wire.packets import SequenceCounters, WireConfig, crc16, packetise
-from edgeae.firmware_sim.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
+from edgeae.wire.packets import SequenceCounters, WireConfig, crc16, packetise
+from edgeae.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
 
 from edgeae.ground.station import GroundStation
 from edgeae.masks import make_mask

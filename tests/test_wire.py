@@ -6,8 +6,8 @@ import binascii
 
 import numpy as np
 import pytest
-from edgeae.firmware_sim.wire import codec as wcodec
-from edgeae.firmware_sim.wire.packets import (
+from edgeae.wire import codec as wcodec
+from edgeae.wire.packets import (
     APIDS,
     SequenceCounters,
     WireConfig,
@@ -15,9 +15,9 @@ from edgeae.firmware_sim.wire.packets import (
     overhead,
     packetise,
 )
-from edgeae.firmware_sim.wire.parse import WireError, parse_packet
-from edgeae.firmware_sim.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
-from edgeae.firmware_sim.wire.stream import read_packet_file, split_stream, write_packet_file
+from edgeae.wire.parse import WireError, parse_packet
+from edgeae.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
+from edgeae.wire.stream import read_packet_file, split_stream, write_packet_file
 
 from edgeae.masks import make_mask
 
@@ -224,9 +224,24 @@ def test_wire_imports_nothing_heavy() -> None:
     import sys
 
     code = (
-        "import sys; import edgeae.firmware_sim.wire.packets, edgeae.firmware_sim.wire.parse, "
-        "edgeae.firmware_sim.wire.stream; "
+        "import sys; import edgeae.wire.packets, edgeae.wire.parse, "
+        "edgeae.wire.stream; "
         "print(sorted(m for m in ('torch', 'cv2', 'onnxruntime', 'scipy', 'imagecodecs') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_wire_is_neutral_ground_and_flight_never_import_each_other() -> None:
+    """The wire contract belongs to neither side: the ground never imports the flight runtime and back."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    flight_in_ground = re.compile(r"^\s*(from|import)\s+edgeae\.firmware_sim", re.M)
+    ground_in_flight = re.compile(r"^\s*(from|import)\s+edgeae\.ground", re.M)
+    wire_imports = re.compile(r"^\s*(from|import)\s+edgeae\.(firmware_sim|ground)", re.M)
+    bad = [str(p) for p in (root / "edgeae" / "ground").rglob("*.py") if flight_in_ground.search(p.read_text())]
+    bad += [str(p) for p in (root / "firmware_sim").rglob("*.py") if ground_in_flight.search(p.read_text())]
+    bad += [str(p) for p in (root / "edgeae" / "wire").rglob("*.py") if wire_imports.search(p.read_text())]
+    assert bad == []

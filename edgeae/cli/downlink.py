@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sent {n} packets to udp://{args.host}:{args.port}")
         return 0
 
-    from edgeae.firmware_sim.wire.packets import SequenceCounters, WireConfig, packetise
-    from edgeae.firmware_sim.wire.stream import write_packet_file
+    from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+    from edgeae.wire.stream import write_packet_file
 
     summary: dict = {}
     if args.image is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeae import masks
-from edgeae.firmware_sim.wire.products import sample_dtype
+from edgeae.wire.products import sample_dtype
 
 from .reassembly import Assembly
 

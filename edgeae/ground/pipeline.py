@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgeae.firmware_sim.wire.packets import SequenceCounters, WireConfig, packetise
-from edgeae.firmware_sim.wire.products import LatentFrame
+from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+from edgeae.wire.products import LatentFrame
 
 from .link import LinkConfig, LinkStats, simulate
 from .sources import as_float, sparse_from_samples

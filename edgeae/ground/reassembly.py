@@ -1,7 +1,7 @@
 """Ground-side packet intake: check, de-duplicate, count gaps (14-bit wrap) and group pieces by product.
 
 :class:`Receiver` takes packets in any order and never raises on bad input: every packet it cannot use is
-counted by reason (``edgeae.firmware_sim.wire.parse.REASONS``). Sequence counts are unwrapped per APID
+counted by reason (``edgeae.wire.parse.REASONS``). Sequence counts are unwrapped per APID
 against the highest count seen so far (a jump of 8192 or more is read as going backwards), so gaps are
 found across the 16383 -> 0 wrap and with reordering up to half the counter range.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from edgeae.firmware_sim.wire.packets import SEQ_MODULO
-from edgeae.firmware_sim.wire.parse import KIND_OF_APID, Packet, WireError, parse_packet, peek_header
+from edgeae.wire.packets import SEQ_MODULO
+from edgeae.wire.parse import KIND_OF_APID, Packet, WireError, parse_packet, peek_header
 
 HALF = SEQ_MODULO // 2
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeae.firmware_sim.wire.products import SparseFrame, sample_dtype
-from edgeae.firmware_sim.wire.stream import MAGIC, read_packet_file, split_stream
+from edgeae.wire.products import SparseFrame, sample_dtype
+from edgeae.wire.stream import MAGIC, read_packet_file, split_stream
 from edgeae.masks import PRNG_VERSION, make_mask
 
 

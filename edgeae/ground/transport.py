@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edgeae.firmware_sim.wire.packets import IDLE_APID, build_packet
+from edgeae.wire.packets import IDLE_APID, build_packet
 
 from .station import GroundStation, product_name
 
