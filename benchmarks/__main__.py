@@ -44,7 +44,7 @@ SPEED: Command = (PY, "-m", "pytest", "benchmarks/test_speed.py", "-m", "speed",
 ZOO_ART = "edgeae/zoo/artifacts/rover-rgb-gtcae/rover-rgb-gtcae"
 LINK: Command = (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--methods", "telea,linear,normconv",
                  "--model", "rover-rgb-gtunet", "--encoder", f"{ZOO_ART}-encoder.int8.onnx",
-                 "--decoder", f"{ZOO_ART}-decoder.int8.onnx")  # fmt: skip
+                 "--decoder", f"{ZOO_ART}-decoder.int8.onnx", "--compare-v1")  # fmt: skip
 EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--model", "orbital-gray-vae", "--out", "{out}")
 
 # fmt: off
@@ -96,6 +96,16 @@ STAGES: dict[str, Stage] = {
         ((*LINK, "--limit", "4", "--seeds", "1"),),
         ((*LINK, "--seeds", "3"),),
     ),
+    "lossless": Stage(
+        "Lossless sample coding on the wire: none vs delta+deflate vs CCSDS 121 on every test image",
+        ((PY, "benchmarks/lossless_coding.py", "--out", "{out}"),),
+        ((PY, "benchmarks/lossless_coding.py", "--out", "{out}"),),
+    ),
+    "science": Stage(
+        "Science per byte: JPEG 2000 vs sparse + CAE vs prioritised patches at 2/5/10% of the raw frame",
+        ((PY, "benchmarks/science_per_byte.py", "--out", "{out}", "--quick"),),
+        ((PY, "benchmarks/science_per_byte.py", "--out", "{out}"),),
+    ),
     "quantisation": Stage(
         "fp32 vs int8 artifacts: reconstruction quality and anomaly ranking",
         ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}", "--quick"),),
@@ -110,6 +120,11 @@ STAGES: dict[str, Stage] = {
         "Whole-frame costs in the flight runtime",
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}", "--quick"),),
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}"),),
+    ),
+    "nac": Stage(
+        "The lunar paper's headline: a NAC-size strip through firmware-sim and edgeae scan, scorer rates vs peak",
+        ((PY, "-m", "benchmarks.nac_headline", "--out", "{out}", "--quick"),),
+        ((PY, "-m", "benchmarks.nac_headline", "--out", "{out}"),),
     ),
     "scan": Stage(
         "Archive scan throughput, local engine vs Ray",

@@ -1,13 +1,15 @@
-"""Sparse-pixel downlink vs JPEG / JPEG 2000 / WebP at equal bytes over the same lossy link.
+"""Sparse-pixel downlink vs JPEG / JPEG 2000 / WebP at equal wire bytes over the same lossy link.
 
 For each unseen rover test image (``edgeae.datasets`` rover_rgb ``test``, a centre crop): sample ``keep``
-of the pixels, packetise (CCSDS, ``--max-packet`` bytes), send over the simulated link, rebuild on the ground
-(classical inpainting, or the CAE with ``--model``). Each codec compresses the same crop to at most the
-sparse frame's sample bytes; its file is packetised with the same packet size (telemetry APID: a flat byte
-product) and sent over the same link with the same seed. A codec decoder gets the received bytes two ways —
-the prefix before the first lost packet (as a truncated file) and the full length with lost ranges
-zero-filled — and is credited with the better of the two (generous to the codecs); if neither decodes to
-an image of the right shape, the frame is lost and scored as a flat mid-grey frame.
+of the pixels, packetise (CCSDS, ``--max-packet`` bytes, payload layout 2 — interleaved — and the ccsds121
+sample codec unless ``--codec``/``--layout`` say otherwise), send over the simulated link, rebuild on the
+ground (classical inpainting, or the CAE with ``--model``). Each codec compresses the same crop to a file
+whose packets (the same packet size, a flat product) take at most the sparse frame's wire bytes, and is sent
+over the same link with the same seed; :func:`edgeae.ground.baselines.over_link` decodes what arrived (the
+better of prefix and zero-fill, generous to the codecs). ``--compare-v1`` also sends the sparse frame in
+payload layout 1 (a packet per band of rows) with the CAE, to show what interleaving changes.
+
+Per row: PSNR, frames lost, and the longest run of image rows without any received sample.
 
     .venv/bin/python benchmarks/link_comparison.py --out runs/link_comparison [--model MODEL] [--limit N]
 
@@ -28,132 +30,44 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeae.wire.packets import SequenceCounters, WireConfig, overhead, packetise
-from edgeae.wire.products import TelemetryRecord
 
 from edgeae.datasets import split_files
-from edgeae.ground.decode import decode_flat
-from edgeae.ground.link import LinkConfig, simulate
+from edgeae.ground.baselines import at_bytes, file_budget, over_link
+from edgeae.ground.link import LinkConfig
 from edgeae.ground.pipeline import downlink_frame, downlink_latents, encode_latents
-from edgeae.ground.reassembly import Receiver
 from edgeae.ground.sources import as_float, image_samples, sparse_from_samples
 from edgeae.ground.station import make_filler
 from edgeae.metrics import psnr
+from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
+from edgeae.wire.packets import WireConfig, overhead, packetise
 
 LINKS: dict[str, LinkConfig] = {
     "perfect": LinkConfig(),
     "loss 5%": LinkConfig(loss=0.05),
+    "loss 9%": LinkConfig(loss=0.09),
     "loss 20%": LinkConfig(loss=0.20),
     "burst (GE, ~9%)": LinkConfig(burst_p=0.02, burst_r=0.2),
 }
 CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp")
-"""``jpeg-rst``: baseline JPEG with a restart marker every MCU row, the standard way to let a JPEG decoder
-resynchronise after damage (costs a few bytes per row)."""
-
-
-# ------------------------------------------------------------------------------------------ codecs
-def encode(img: np.ndarray, codec: str, q: float) -> bytes:
-    """Encode uint8 (H, W, 3) at quality ``q`` (JPEG/WebP 1-100; JPEG 2000 target PSNR in dB)."""
-    import imagecodecs
-
-    if codec in ("jpeg", "jpeg-rst"):
-        import cv2
-
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(q)]
-        if codec == "jpeg-rst":
-            params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-img.shape[1] // 16)]  # one MCU row (4:2:0)
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), params)
-        if not ok:
-            raise RuntimeError("cv2 could not encode JPEG")
-        return buf.tobytes()
-    if codec == "jpeg2000":
-        return bytes(imagecodecs.jpeg2k_encode(img, level=float(q)))  # type: ignore[arg-type]  # float dB works
-    return bytes(imagecodecs.webp_encode(img, level=float(q), lossless=False))
-
-
-def decode(data: bytes, codec: str, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Decode as far as the decoder can; None when it refuses or the shape is wrong."""
-    import imagecodecs
-
-    fn: Any = {
-        "jpeg": imagecodecs.jpeg8_decode,
-        "jpeg-rst": imagecodecs.jpeg8_decode,
-        "jpeg2000": imagecodecs.jpeg2k_decode,
-        "webp": imagecodecs.webp_decode,
-    }[codec]
-    try:
-        out = np.asarray(fn(data))
-    except Exception:
-        return None
-    return out if out.shape == shape else None
-
-
-def at_bytes(img: np.ndarray, codec: str, budget: int) -> tuple[bytes, float]:
-    """The highest-quality encoding of at most ``budget`` bytes (bisection on the quality parameter)."""
-    lo, hi = (1.0, 100.0) if codec != "jpeg2000" else (10.0, 80.0)
-    best = encode(img, codec, lo), lo
-    for _ in range(14 if codec == "jpeg2000" else 8):
-        mid = (lo + hi) / 2 if codec == "jpeg2000" else float(int((lo + hi) / 2))
-        d = encode(img, codec, mid)
-        if len(d) <= budget:
-            best, lo = (d, mid), mid
-        else:
-            hi = mid
-        if codec != "jpeg2000" and hi - lo <= 1:
-            break
-    if len(best[0]) > budget:
-        raise RuntimeError(f"{codec} cannot reach {budget} bytes")
-    return best
 
 
 def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig, max_packet: int) -> dict:
-    pkts = packetise(TelemetryRecord(1, data), config=WireConfig(max_packet), counters=SequenceCounters())
-    out, _ = simulate(pkts, link)
-    r = Receiver()
-    for _, p in out:
-        r.receive(p)
-    asm = r.products.get(("telemetry", 1, 0))
-    ref = as_float(orig, 8)
-    grey = float(psnr(ref, np.full_like(ref, 0.5)))
-    res: dict[str, Any] = {"wire_bytes": sum(map(len, pkts)), "packets": len(pkts)}
-    if asm is None:
-        return {**res, "psnr": grey, "lost": True, "bytes_received": 0.0, "how": "nothing"}
-    flat = decode_flat(asm)
-    got = flat.received
-    res["bytes_received"] = float(got.mean())
-    cands = []
-    if got.all():
-        cands.append(("complete", decode(data, codec, orig.shape)))
-    else:
-        first = int(np.argmin(got))
-        cands.append(("prefix", decode(flat.values[:first].tobytes(), codec, orig.shape) if first else None))
-        cands.append(("zero-fill", decode(flat.values.tobytes(), codec, orig.shape)))
-    scored = [(float(psnr(ref, as_float(im, 8))), how) for how, im in cands if im is not None]
-    if not scored:
-        return {**res, "psnr": grey, "lost": True, "how": "undecodable"}
-    best_psnr, how = max(scored)
-    return {**res, "psnr": best_psnr, "lost": False, "how": how}
+    r = over_link(data, codec, orig.shape, link, max_packet, original=orig)
+    p = float(psnr(as_float(orig, 8), as_float(r.image, 8)))
+    return {"wire_bytes": r.wire_bytes, "packets": r.packets, "psnr": p, "lost": r.lost, "how": r.how,
+            "bytes_received": r.bytes_received}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ sparse
-def sparse_over_link(img: np.ndarray, i: int, keep: float, link: LinkConfig, max_packet: int, fill, name: str):
-    r = downlink_frame(
-        img,
-        8,
-        keep=keep,
-        seed=1000 + i,
-        link=link,
-        wire=WireConfig(max_packet),
-        fill=fill,
-        fill_name=name,
-        frame_id=i,
-    )
+def sparse_over_link(img: np.ndarray, i: int, keep: float, link: LinkConfig, wire: WireConfig, fill, name: str):
+    r = downlink_frame(img, 8, keep=keep, seed=1000 + i, link=link, wire=wire, fill=fill, fill_name=name, frame_id=i)
     return {
         "psnr": r.report["psnr"],
         "pixels_received": r.report["pixel_fraction_received"],
         "lost": bool(r.report.get("frame_lost", False)),
         "packets": r.packets,
         "wire_bytes": r.wire_bytes,
+        "longest_row_gap": r.report["longest_row_gap"],
     }
 
 
@@ -181,7 +95,7 @@ def latent_rows(img: np.ndarray, i: int, enc, dec, args: argparse.Namespace, fil
                     "wire_bytes": wb,
                 }
             )
-            r = sparse_over_link(img, i, keep_eq, link, args.max_packet, *fill_named)
+            r = sparse_over_link(img, i, keep_eq, link, wire_config(args), *fill_named)
             out.append(
                 {
                     "image": name,
@@ -202,16 +116,21 @@ def centre_crop(a: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(a[y : y + ch, x : x + cw])
 
 
+def wire_config(args: argparse.Namespace, layout: int | None = None) -> WireConfig:
+    return WireConfig(args.max_packet, args.codec, layout or args.layout)
+
+
 def bytes_table(frame, max_packet: int) -> dict:
-    """Raw, sample and wire bytes of a sparse frame, plain and delta-deflate coded."""
+    """Raw, sample and wire bytes of a sparse frame under each sample codec (payload layouts 2 and 1)."""
     out: dict[str, Any] = {"raw_bytes": frame.raw_bytes, "sample_bytes": int(frame.values.nbytes)}
-    for codec in ("none", "delta-deflate"):
-        pk = packetise(frame, config=WireConfig(max_packet, codec))
-        out[codec] = {
-            "packets": len(pk),
-            "wire_bytes": sum(map(len, pk)),
-            "overhead_bytes": len(pk) * overhead("sparse"),
-        }
+    for layout in (2, 1):
+        for codec in ("none", "delta-deflate", "ccsds121"):
+            pk = packetise(frame, config=WireConfig(max_packet, codec, layout))
+            out[f"{codec} v{layout}"] = {
+                "packets": len(pk),
+                "wire_bytes": sum(map(len, pk)),
+                "overhead_bytes": len(pk) * overhead("sparse", layout),
+            }
     return out
 
 
@@ -233,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the encoder sees the frame sampled at this keep (a gt-CAE never saw complete inputs)",
     )
     ap.add_argument("--methods", default="telea,linear", help="classical fills to run, comma-separated")
+    ap.add_argument("--codec", default=DEFAULT_SAMPLE_CODEC, help="lossless sample codec of the sparse frames")
+    ap.add_argument("--layout", type=int, default=2, choices=(1, 2), help="payload layout of the sparse frames")
+    ap.add_argument("--compare-v1", action="store_true", help="also send layout 1 (bands of rows) with the CAE")
     ap.add_argument("--render", type=Path, help="only rewrite results.md from this results.json")
     args = ap.parse_args(argv)
     if args.render:
@@ -264,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         img = centre_crop(samples, args.crop)
         frame = sparse_from_samples(img, 8, args.keep, seed=1000 + i, frame_id=i)
-        budget = int(frame.values.nbytes)
         sizes.append({"image": path.name, "shape": list(img.shape), **bytes_table(frame, args.max_packet)})
+        wire = sum(map(len, packetise(frame, config=wire_config(args))))
+        budget = file_budget(wire, args.max_packet)  # codec files take the sparse frame's wire bytes
+        sizes[-1]["sparse_wire_bytes"] = wire
         files_at = {c: at_bytes(img, c, budget) for c in CODECS}
         for c, (d, q) in files_at.items():
             sizes[-1][c] = {"bytes": len(d), "quality": q, "bpp": 8 * len(d) / (img.shape[0] * img.shape[1])}
@@ -273,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
             for s in range(args.seeds if lname != "perfect" else 1):
                 link = dataclasses.replace(base, seed=17 * i + s)
                 for fill, name in fills:
-                    r = sparse_over_link(img, i, args.keep, link, args.max_packet, fill, name)
+                    r = sparse_over_link(img, i, args.keep, link, wire_config(args), fill, name)
                     meth = f"sparse {args.keep} + {name}"
+                    rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
+                if args.compare_v1:
+                    fill, name = fills[-1]
+                    r = sparse_over_link(img, i, args.keep, link, wire_config(args, 1), fill, name)
+                    meth = f"sparse {args.keep} layout 1 (row bands) + {name}"
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
                 for c, (d, _) in files_at.items():
                     r = codec_over_link(d, c, img, link, args.max_packet)
@@ -288,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": f"benchmarks/link_comparison.py {cmd}".strip(),
         "keep": args.keep,
+        "codec": args.codec,
+        "layout": args.layout,
         "crop": args.crop,
         "max_packet": args.max_packet,
         "seeds": args.seeds,
@@ -319,20 +250,23 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
     n = len(sizes)
     raw = np.mean([s["raw_bytes"] for s in sizes])
     smp = np.mean([s["sample_bytes"] for s in sizes])
-    wn = np.mean([s["none"]["wire_bytes"] for s in sizes])
-    wd = np.mean([s["delta-deflate"]["wire_bytes"] for s in sizes])
-    oh = np.mean([s["none"]["overhead_bytes"] for s in sizes])
     out.write(f"Bytes per frame (mean of {n} crops, keep {meta['keep']}, {meta['max_packet']}-byte packets)\n\n")
     out.write("| | bytes | vs raw | \n|---|---|---|\n")
     out.write(f"| raw frame | {raw:,.0f} | 1.000 |\n| sampled values (payload) | {smp:,.0f} | {smp / raw:.3f} |\n")
-    out.write(f"| on the wire, codec none | {wn:,.0f} | {wn / raw:.3f} (overhead {oh / smp:.1%} of payload) |\n")
-    out.write(f"| on the wire, delta-deflate | {wd:,.0f} | {wd / raw:.3f} (payload ratio {wn / wd:.2f}×) |\n")
+    for key in [k for k in sizes[0] if isinstance(sizes[0][k], dict) and "wire_bytes" in sizes[0][k]]:
+        wb = np.mean([s[key]["wire_bytes"] for s in sizes])
+        oh = np.mean([s[key]["overhead_bytes"] for s in sizes])
+        codec, layout = key.rsplit(" v", 1)
+        note = f"payload {smp / (wb - oh):.2f}× smaller, headers {oh / (wb - oh):.1%}"
+        out.write(f"| on the wire, {codec}, layout {layout} | {wb:,.0f} | {wb / raw:.3f} ({note}) |\n")
     for c in CODECS:
         b = np.mean([s[c]["bytes"] for s in sizes])
-        out.write(f"| {c} file at ≤ payload bytes | {b:,.0f} | {b / raw:.3f} |\n")
+        out.write(f"| {c} file at the sparse frame's wire bytes | {b:,.0f} | {b / raw:.3f} |\n")
     links = list(dict.fromkeys(r["link"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    out.write("\nMean PSNR (dB) over images and link seeds; in brackets: frames lost (undecodable)\n\n")
+    codec = meta.get("codec", "none")
+    out.write(f"\nMean PSNR (dB) over images and link seeds; in brackets: frames lost (undecodable). Sparse frames: "
+              f"codec {codec}, payload layout {meta.get('layout', 1)} unless the row says otherwise.\n\n")  # fmt: skip
     out.write("| method | wire bytes | " + " | ".join(links) + " |\n|---|---|" + "---|" * len(links) + "\n")
     for m in methods:
         wb = [r["wire_bytes"] for r in rows if r["method"] == m and "wire_bytes" in r]
@@ -342,6 +276,15 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
             lost = sum(r["lost"] for r in sel)
             cells.append(f"{np.mean([r['psnr'] for r in sel]):.2f} ({lost}/{len(sel)})")
         out.write(f"| {m} | " + " | ".join(cells) + " |\n")
+    gap_methods = [m for m in methods if any("longest_row_gap" in r for r in rows if r["method"] == m)]
+    if gap_methods:
+        out.write("\nLongest run of image rows with no received sample (worst crop and seed)\n\n")
+        out.write("| method | " + " | ".join(links) + " |\n|---|" + "---|" * len(links) + "\n")
+        for m in gap_methods:
+            cells = [
+                str(max(r["longest_row_gap"] for r in rows if r["method"] == m and r["link"] == lk)) for lk in links
+            ]
+            out.write(f"| {m} | " + " | ".join(cells) + " |\n")
     fills = ", ".join(meta.get("fills", []))
     out.write(f"\nfills {fills}; {meta['seconds']} s; commit {meta['commit']}; `{meta['command']}`\n")
     return out.getvalue()

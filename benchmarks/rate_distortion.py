@@ -5,8 +5,8 @@ For every image of ``--dataset``/``test`` (never trained on), centre-cropped to 
 - ``sparse+cae`` / ``sparse+telea``: keep a fraction of the pixels (seeded uniform mask; the ground
   regenerates it from the seed, so only the values are sent), rebuild with the zoo CAE
   (:func:`edgeae.reconstruct.reconstruct`) or OpenCV Telea. Bytes: the sampled values as they are
-  (``raw``: 8 bits × channels per kept pixel) and entropy-coded with the wire format's ``delta-deflate``
-  codec (:mod:`edgeae.wire.codec`: per-channel differences in mask order, zlib level 9).
+  (``raw``: 8 bits × channels per kept pixel) and entropy-coded with the wire format's default sample codec,
+  ``ccsds121`` (:mod:`edgeae.wire.codec`: CCSDS 121.0-B through libaec, each channel a plane in mask order).
 - ``latent``: the CAE encoder on 128×128 tiles, latents quantised to N-bit integers
   with one float32 scale per tile (``max|z| / (2**(N-1) - 1)``), deflate-coded (N-bit values in int8
   containers, zlib 9; ``int8 raw``: no coding), then the CAE decoder per tile. The encoder sees each tile
@@ -41,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeae.wire.codec import CODECS, decode_samples, encode_samples
 
 from edgeae.datasets import split_files
+from edgeae.ground import baselines
 from edgeae.imageio import read_image
 from edgeae.masks import PRNG_VERSION, make_mask
 from edgeae.metrics import psnr
 from edgeae.reconstruct import reconstruct
+from edgeae.wire.codec import CODECS, DEFAULT_SAMPLE_CODEC, decode_samples, encode_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
 from benchmarks.machine import machine_info
@@ -66,9 +67,9 @@ LADDERS: dict[str, tuple[float, ...]] = {
 }
 DESCRIPTIONS = {
     "sparse+cae (raw)": "kept pixels sent as plain 8-bit values; zoo CAE rebuilds the rest",
-    "sparse+cae (delta-deflate)": "kept pixels, wire codec delta-deflate; zoo CAE rebuilds the rest",
+    "sparse+cae (ccsds121)": "kept pixels, wire codec ccsds121 (CCSDS 121.0-B); zoo CAE rebuilds the rest",
     "sparse+telea (raw)": "kept pixels sent as plain 8-bit values; OpenCV Telea inpainting",
-    "sparse+telea (delta-deflate)": "kept pixels, wire codec delta-deflate; OpenCV Telea inpainting",
+    "sparse+telea (ccsds121)": "kept pixels, wire codec ccsds121 (CCSDS 121.0-B); OpenCV Telea inpainting",
     "latent int8 (raw)": "CAE encoder latents, int8 with a per-tile scale, uncoded; CAE decoder",
     "latent intN (deflate)": "CAE encoder latents, N-bit per-tile-scaled integers, deflate; CAE decoder",
     "jpeg": "OpenCV JPEG (libjpeg, 4:2:0), quality ladder",
@@ -150,17 +151,17 @@ def sparse_points(
     """(method, keep, record) for every keep fraction and fill (name -> predictor or None for classical)."""
     h, w, c = samples.shape
     orig = samples.astype(np.float32) / 255.0
-    coded = CODECS["delta-deflate"]
+    coded = CODECS[DEFAULT_SAMPLE_CODEC]
     for keep in keeps:
         t0 = time.perf_counter()
         known = make_mask(seed, (h, w), keep)
         values = samples[known]
         t_sample = time.perf_counter() - t0
         t0 = time.perf_counter()
-        blob = encode_samples(values, coded)
+        blob = encode_samples(values, coded, 8)
         t_code = time.perf_counter() - t0
         t0 = time.perf_counter()
-        got = decode_samples(blob, coded, np.dtype(np.uint8), values.shape)
+        got = decode_samples(blob, coded, np.dtype(np.uint8), values.shape, 8)
         known_g = make_mask(seed, (h, w), keep)  # the ground regenerates the mask from the seed
         img = np.zeros((h, w, c), np.float32)
         img[known_g] = got.astype(np.float32) / 255.0
@@ -171,7 +172,7 @@ def sparse_points(
             t_fill = time.perf_counter() - t0
             yield f"sparse+{name} (raw)", keep, _record(orig, recon, values.nbytes, t_sample, t_fill)
             yield (
-                f"sparse+{name} (delta-deflate)",
+                f"sparse+{name} ({DEFAULT_SAMPLE_CODEC})",
                 keep,
                 _record(orig, recon, len(blob), t_sample + t_code, t_uncode + t_fill),
             )
@@ -214,46 +215,9 @@ def latent_points(
 
 def codec_roundtrip(img: np.ndarray, codec: str, q: float) -> tuple[bytes, np.ndarray, float, float]:
     """Encode uint8 (H, W, C) with ``codec`` at ``q``; (bytes, decoded (H, W, C) uint8, enc s, dec s)."""
-    import imagecodecs
-
-    grey = img.shape[2] == 1
-    src = img[..., 0] if grey else img
-    t0 = time.perf_counter()
-    if codec == "jpeg":
-        import cv2
-
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(src if grey else src[..., ::-1]),
-                               [cv2.IMWRITE_JPEG_QUALITY, int(q)])  # fmt: skip
-        if not ok:
-            raise RuntimeError("OpenCV could not encode JPEG")
-        data = buf.tobytes()
-    elif codec == "webp":
-        data = bytes(
-            imagecodecs.webp_encode(np.repeat(img, 3, axis=2) if grey else src, level=float(q), lossless=False)
-        )
-    elif codec == "jpeg2000":
-        data = bytes(imagecodecs.jpeg2k_encode(src, level=float(q)))  # type: ignore[arg-type]
-    elif codec == "jpegxl":
-        data = bytes(imagecodecs.jpegxl_encode(src, distance=float(q)))
-    else:
+    if codec not in LADDERS:
         raise ValueError(f"unknown codec {codec!r}; choose from {sorted(LADDERS)}")
-    t_enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if codec == "jpeg":
-        import cv2
-
-        dec: Any = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
-        if dec is None:
-            raise RuntimeError("OpenCV could not decode its own JPEG")
-        dec = dec if grey else dec[..., ::-1]
-    else:
-        dec = getattr(imagecodecs, f"{codec.replace('jpeg2000', 'jpeg2k')}_decode")(data)
-    t_dec = time.perf_counter() - t0
-    out = np.asarray(dec)
-    out = out.reshape(*out.shape[:2], -1)[..., : img.shape[2]]  # WebP of a grey image decodes as RGB
-    if out.shape != img.shape:
-        raise RuntimeError(f"{codec} decoded shape {out.shape}, expected {img.shape}")
-    return data, out, t_enc, t_dec
+    return baselines.roundtrip(img, codec, q)
 
 
 def codec_points(samples: np.ndarray, codecs: tuple[str, ...]) -> Iterator[tuple[str, float, Record]]:

@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             "workers_or_cpus": args.workers if engine == "local" else args.num_cpus,
             "wall_seconds_including_startup": round(wall, 2),
             **{k: rep[k] for k in ("seconds", "patches", "patches_skipped_nodata", "patches_per_s", "done", "failed")},
+            **{k: rep.get(k) for k in ("startup_seconds", "scoring_seconds", "patches_per_s_scoring")},
+            "load_1min_after": round(os.getloadavg()[0], 2),
             "images_per_s": round(rep["images_scanned"] / rep["seconds"], 3) if rep["seconds"] else None,
             "failures": rep["failures"],
             "lro_nac_extrapolation": rep["lro_nac_extrapolation"],
@@ -156,13 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     result["sources_changed_during_run"] = _changed_sources(sources_at_start)
     (out / "scan_throughput.json").write_text(json.dumps(result, indent=2))
     rows = [
-        "| engine | images | failed | patches | seconds | patches/s | LRO NAC archive (days) |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | images | failed | patches | seconds | start-up s | patches/s (scoring) | patches/s (wall) | "
+        "LRO NAC archive (days, at the scoring rate) | load after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in result["engines"].items():
         ex = e["lro_nac_extrapolation"] or {}
         rows.append(f"| {name} | {e['done']} | {e['failed']} | {e['patches']} | {e['seconds']} | "
-                    f"{e['patches_per_s']} | {ex.get('days')} |")  # fmt: skip
+                    f"{e['startup_seconds']} | {e['patches_per_s_scoring']} | {e['patches_per_s']} | "
+                    f"{ex.get('days')} ({ex.get('rate_basis') or 'wall time'}) | {e['load_1min_after']} |")  # fmt: skip
     md = "\n".join(rows) + f"\n\nidentical results: {result.get('identical')}; kill test: {result.get('kill_test')}\n"
     (out / "scan_throughput.md").write_text(md)
     print(md)

@@ -6,12 +6,16 @@ Each case runs one model (CAE, CAE encoder, VAE score) in one runtime (PyTorch e
 fp32/int8, TFLite fp32/int8 through ai-edge-litert) at batch 1 or 32 with 1 or 2 threads. ``extra_info``
 records throughput, peak RSS during the case, the model's operation count (from its layers) and the
 achieved operations per second as a fraction of the machine's measured peak for that precision and thread
-count (benchmarks/peak.py, measured in the same session). Artifacts are built once from the zoo models
-into $EDGEAE_BENCH_ARTIFACTS (default runs/bench-artifacts) with edgeae.export.
+count (benchmarks/peak.py, measured in the same session), the ratio to PyTorch eager of the same model, batch
+and threads in the same run (``ratio_to_torch_eager``; torch cases run first) and the 1-minute load. Inputs
+are NCHW for every runtime (the predictors' calling convention; an NHWC artifact's wrapper transposes).
+Artifacts are built once from the zoo models into $EDGEAE_BENCH_ARTIFACTS (default runs/bench-artifacts)
+with edgeae.export, so the suite runs on a fresh clone.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +71,7 @@ def peaks() -> dict[int, dict[str, float]]:
 
 
 _cache: dict[tuple[str, str, int], Any] = {}
+_medians: dict[tuple[str, str, int, int], float] = {}  # (model, runtime, batch, threads) -> median s, this run
 
 
 def _predictor(kind: str, runtime: str, threads: int) -> Any:
@@ -90,6 +95,13 @@ def _predictor(kind: str, runtime: str, threads: int) -> Any:
             fmt, precision = runtime.split("-")
             _cache[key] = load_artifact(zoo_artifact(MODELS[kind][0], kind, fmt, precision), threads=threads)
     return _cache[key]
+
+
+def _nchw_item_shape(meta: Any) -> tuple[int, int, int]:
+    """(C, H, W) of one input item: the calling convention of every predictor is NCHW (an NHWC artifact's
+    wrapper transposes), so an NHWC file's ``input_shape`` must not be used as is."""
+    s = tuple(int(v) for v in meta.input_shape)
+    return (s[1], s[2], s[3]) if meta.layout == "NCHW" else (s[3], s[1], s[2])
 
 
 def _macs(kind: str) -> int:
@@ -120,12 +132,13 @@ def test_speed(
     peaks: dict[int, dict[str, float]],
 ) -> None:
     predictor = _predictor(kind, runtime, threads)
-    shape = tuple(predictor.metadata.input_shape[1:])
+    shape = _nchw_item_shape(predictor.metadata)  # every predictor takes NCHW, whatever the file's layout
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
     predictor(x)  # warm-up (and TFLite tensor resize)
     with PeakRSS() as mem:
         benchmark.pedantic(predictor, args=(x,), rounds=20 if batch == 1 else 5, iterations=1, warmup_rounds=1)
     median = benchmark.stats.stats.median
+    _medians[(kind, runtime, batch, threads)] = median
     macs = _macs(kind)
     precision = runtime.split("-")[1]
     peak_key = "ort_int8_gops" if precision == "int8" else "ort_fp32_gops"
@@ -142,4 +155,8 @@ def test_speed(
         achieved_gops=round(gops, 2),
         machine_peak_gops=peaks[threads][peak_key],
         fraction_of_peak=round(gops / peaks[threads][peak_key], 4),
+        load_1min=round(os.getloadavg()[0], 2),
     )
+    torch_ms = _medians.get((kind, "torch-fp32", batch, threads))  # the same run, threads and batch
+    if torch_ms is not None:
+        benchmark.extra_info["ratio_to_torch_eager"] = round(torch_ms / median, 3)

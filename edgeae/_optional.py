@@ -9,6 +9,8 @@ _EXTRA_FOR = {
     "torch": "train",
     "cv2": "ground",
     "tifffile": "ground",
+    "pyspng": "flight-tflite",  # also in flight-onnx and ground
+    "simplejpeg": "flight-tflite",  # also in flight-onnx and ground
     "imagecodecs": "ground",
     "scipy": "ground",
     "skimage": "ground",
@@ -23,6 +25,9 @@ _EXTRA_FOR = {
     "spacepackets": "flight-onnx",
     "pyarrow": "scan",
     "ray": "scan",
+    "rasterio": "archive",
+    "pyproj": "archive",
+    "pyogrio": "archive",
 }
 
 
@@ -40,3 +45,33 @@ def require(module: str) -> ModuleType:
         raise MissingDependencyError(
             f"{module!r} is needed here but is not installed: run  pip install 'edgeae[{extra}]'"
         ) from exc
+
+
+def missing(modules: dict[str, str]) -> list[tuple[str, str]]:
+    """The (module, extra) pairs of ``modules`` (module -> extra) that are not installed; imports nothing."""
+    import importlib.util
+
+    out = []
+    for module, extra in modules.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append((module, extra))
+    return out
+
+
+def check_extras(command: str, modules: dict[str, str]) -> None:
+    """Fail before any work when a module ``command`` needs is missing, with the exact pip line(s) to run.
+
+    ``modules`` maps an importable name to the extra that provides it, e.g. ``{"cv2": "ground"}``.
+    """
+    gone = missing(modules)
+    if not gone:
+        return
+    extras = sorted({extra for _, extra in gone})
+    names = ", ".join(repr(m) for m, _ in gone)
+    pip = f"'edgeae[{','.join(extras)}]'"
+    verb = "is" if len(gone) == 1 else "are"
+    raise MissingDependencyError(f"{command} needs {names}, which {verb} not installed: run  pip install {pip}")

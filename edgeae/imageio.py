@@ -2,13 +2,16 @@
 
 Pixels come back as float32 (H, W, C) in [0, 1] together with the divisor that produced them
 (``scale``: 255, 4095, 65535, ...), the stored dtype and bit depth, and a no-data validity mask.
-Decoding uses OpenCV (PNG, JPEG, PNM) and tifffile (TIFF), both imported lazily. Files are checked
-for structure first (PNG chunks up to IEND, JPEG EOI marker, PNM payload size, TIFF segment offsets)
-because OpenCV silently returns partial or no images for truncated files.
+Decoding goes through :mod:`edgeae.imagedecode`, the one path the flight runtime uses too: the header
+is read first and a file claiming more than ``ImageLimits`` pixels/bytes is refused before decoding (a
+decompression bomb), the structure is checked (PNG chunks and CRCs up to IEND, JPEG EOI marker, PNM payload
+size, TIFF segment offsets), then pyspng / simplejpeg / numpy / tifffile decode (OpenCV where the first two
+are absent); any decoder error becomes an :class:`ImageReadError` naming the file.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +22,16 @@ import numpy as np
 from edgeae import _headers
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
-from edgeae.nodata import nodata_mask
+from edgeae.imagedecode import ImageLimits, decode_file
+from edgeae.nodata import Margin, margin_mask, nodata_mask, valid_mask
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "READ_EXTENSIONS",
     "WRITE_EXTENSIONS",
     "ImageData",
+    "ImageLimits",
     "ImageReadError",
     "convert_channels",
     "image_shape",
@@ -85,8 +92,8 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
     Raises :class:`ImageReadError` naming the file and the reason.
     """
     p = _as_path(path)
-    info = _headers.probe(p)  # existence, extension, signature, structure/truncation
-    arr = _read_tiff(p) if info.format == "tiff" else _read_cv2(p)
+    # existence, extension, signature, size limits (decompression bombs), structure/truncation, then pixels
+    arr, info = decode_file(p)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
@@ -108,50 +115,6 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
         # raw 12-bit counts; only when every value fits in ``sig`` bits are they read as such
         bits = sig
     return arr, bits or 8 * arr.dtype.itemsize, alpha
-
-
-def _read_cv2(p: Path) -> np.ndarray:
-    cv2 = require("cv2")
-    buf = np.fromfile(p, dtype=np.uint8)  # imdecode also works with non-ASCII paths
-    try:
-        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise ImageReadError(f"{p}: OpenCV could not decode the file ({exc})") from exc
-    if arr is None:
-        raise ImageReadError(f"{p}: OpenCV could not decode the file (corrupt or unsupported encoding)")
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        arr = arr[:, :, ::-1]
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, [2, 1, 0, 3]]
-    return np.ascontiguousarray(arr)
-
-
-def _read_tiff(p: Path) -> np.ndarray:
-    tifffile = require("tifffile")
-    try:
-        with tifffile.TiffFile(p) as tif:
-            series = tif.series[0]
-            level = series.levels[0] if getattr(series, "levels", None) else series
-            arr = level.asarray()
-            axes = level.axes
-    except ImageReadError:
-        raise
-    except Exception as exc:  # tifffile raises many types for broken files
-        raise ImageReadError(f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
-    return _tiff_to_hwc(p, np.asarray(arr), axes)
-
-
-def _tiff_to_hwc(p: Path, arr: np.ndarray, axes: str) -> np.ndarray:
-    """Bring a tifffile array with ``axes`` (e.g. 'YX', 'YXS', 'SYX') to (H, W[, C])."""
-    axes = axes.upper()
-    if axes in ("YX", "YXS"):
-        return arr
-    if axes == "SYX":
-        return np.moveaxis(arr, 0, -1)
-    raise ImageReadError(
-        f"{p}: TIFF series has axes {axes!r} and shape {arr.shape}; only single 2-D grey/RGB images "
-        "(optionally pyramidal) are supported"
-    )
 
 
 def to_float(raw: np.ndarray, bit_depth: int, *, path: Path | None = None) -> tuple[np.ndarray, float]:
@@ -195,17 +158,39 @@ def read_image(
     channels: int | None = None,
     detect_nodata: bool = True,
     nodata_threshold: float | None = None,
+    bayer: str | None = None,
+    margin: Margin | None = None,
 ) -> ImageData:
     """Read a PNG/JPEG/PGM/PPM/TIFF file into an :class:`ImageData`.
 
     ``channels``: 1 (grey), 3 (RGB) or None (as stored). ``detect_nodata``: mark black margins
-    connected to the image border invalid (see :func:`edgeae.nodata.nodata_mask`); transparent pixels
-    (alpha 0) and non-finite float samples are always invalid.
+    connected to the image border invalid (see :func:`edgeae.nodata.nodata_mask`), and dark or saturated
+    margins and no-data seen from the border (:func:`edgeae.nodata.valid_mask`, the flight runtime's own
+    mask); transparent pixels (alpha 0) and non-finite float samples are always invalid. ``bayer``: the
+    frame is a raw colour-filter mosaic of that pattern ("RGGB", ...): demosaiced (OpenCV) before anything
+    else; an undeclared frame that looks like one is logged as a warning (``extra["looks_like_mosaic"]``).
+    ``margin``: a fixed margin marked invalid.
     """
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     p = _as_path(path)
+    if _is_archive(p):  # PDS3/PDS4/ISIS3/VICAR/JP2/GeoTIFF products go through GDAL (edgeae.archive)
+        from edgeae.archive.reader import read_product
+
+        return read_product(p, channels=channels)
     raw, bits, alpha = read_raw(p)
+    from edgeae.bayer import demosaic, looks_like_mosaic
+
+    extra: dict[str, Any] = {"stored_channels": int(raw.shape[2]), "alpha": alpha is not None}
+    if bayer:
+        try:
+            raw = demosaic(raw, bayer)
+        except ValueError as exc:
+            raise ImageReadError(f"{p}: cannot demosaic as {bayer}: {exc}") from exc
+        extra["demosaiced"] = bayer
+    elif looks_like_mosaic(raw):
+        log.warning("%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); pass bayer=", p)
+        extra["looks_like_mosaic"] = True
     valid = np.ones(raw.shape[:2], dtype=bool)
     if raw.dtype.kind == "f":
         valid &= np.isfinite(raw).all(axis=2)
@@ -213,6 +198,9 @@ def read_image(
         valid &= alpha > 0
     if detect_nodata:  # before the float copy exists, so their temporaries do not add up
         valid &= nodata_mask(raw, bit_depth=bits, threshold=nodata_threshold)
+        valid &= valid_mask(raw, bit_depth=bits, threshold=nodata_threshold, margin=margin)
+    elif margin:
+        valid &= margin_mask(valid.shape, margin)
     pixels, scale = to_float(raw, bits, path=p)
     return ImageData(
         pixels=convert_channels(pixels, channels),
@@ -221,7 +209,7 @@ def read_image(
         scale=scale,
         valid=valid,
         path=p,
-        extra={"stored_channels": int(raw.shape[2]), "alpha": alpha is not None},
+        extra=extra,
     )
 
 
@@ -231,8 +219,20 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     PNG (IHDR), JPEG (SOF marker), PNM (text header) and TIFF (first IFD of the finest level) are
     parsed without decoding pixels; C drops any alpha channel.
     """
-    info = _headers.probe(_as_path(path))
+    p = _as_path(path)
+    if _is_archive(p):
+        from edgeae.archive.reader import product_shape
+
+        return product_shape(p)
+    info = _headers.probe(p)
     return info.height, info.width, info.channels
+
+
+def _is_archive(p: Path) -> bool:
+    """Archive-format hook: is ``p`` a planetary product read through GDAL (see docs/archive.md)?"""
+    from edgeae.archive.formats import is_archive_path
+
+    return is_archive_path(p)
 
 
 def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: int = 8) -> Path:

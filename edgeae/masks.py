@@ -32,7 +32,7 @@ PATTERN_IDS: dict[str, int] = {"uniform": 1, "jittered": 2}
 PATTERNS = tuple(PATTERN_IDS)
 
 _U64 = np.uint64
-_CHUNK = 1 << 20  # pixels (or cells) hashed per step, bounds temporary memory on huge frames
+_CHUNK = 1 << 20  # grid cells hashed per step of the jittered pattern, bounds temporary memory
 
 
 class MaskError(ValueError):
@@ -133,15 +133,61 @@ class MaskSpec:
 
 
 # -------------------------------------------------------------------------------------------- patterns
-def _uniform_rows(key: int, w: int, keep: float, row0: int, row1: int) -> np.ndarray:
-    """Bernoulli(keep) per pixel: keep when the 53-bit uniform of hash(pixel index) < keep."""
-    out = np.empty((row1 - row0) * w, dtype=bool)
+_BLOCK = 1 << 14  # pixels hashed per step of the uniform pattern: its few uint64 buffers stay in L2 cache
+_STEPS: np.ndarray | None = None  # i * GAMMA mod 2**64 for i < _BLOCK, built on first use
+
+
+def _gamma_steps() -> np.ndarray:
+    global _STEPS
+    if _STEPS is None:
+        with np.errstate(over="ignore"):
+            _STEPS = np.arange(_BLOCK, dtype=_U64) * _U64(GAMMA)
+    return _STEPS
+
+
+def uniform_threshold(keep: float) -> int | None:
+    """The integer form of ``unit_float(h) < keep``: ``h < T`` with ``T = ceil(keep * 2**53) << 11``, or None
+    when every pixel is kept (keep = 1). Exact: keep·2**53 is exact in float64 and h >> 11 is an integer."""
+    if keep >= 1.0:
+        return None
+    return math.ceil(keep * 2.0**53) << 11
+
+
+def _uniform_rows(key: int, w: int, keep: float, row0: int, row1: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Bernoulli(keep) per pixel: keep when the 53-bit uniform of hash(pixel index) < keep.
+
+    Bit-identical to ``unit_float(hash_counter(key, idx)) < keep`` (docs/masks.md), computed in cache-sized
+    blocks with in-place uint64 arithmetic: the counter's state advances by GAMMA per pixel, so each block is
+    a precomputed ``i * GAMMA`` plus one scalar, and the float comparison becomes an integer one."""
+    n = (row1 - row0) * w
+    flat = np.empty(n, dtype=bool) if out is None else out.reshape(-1)
+    if flat.size != n or flat.dtype != bool:
+        raise MaskError(f"out must be a bool array of {n} elements, got {flat.dtype} {flat.size}")
+    threshold = uniform_threshold(keep)
+    if threshold is None:
+        flat[:] = True
+        return flat.reshape(row1 - row0, w)
+    steps = _gamma_steps()
+    z = np.empty(min(n, _BLOCK), dtype=_U64)
+    tmp = np.empty_like(z)
+    t = _U64(threshold)
     start = row0 * w
-    for lo in range(0, out.size, _CHUNK):
-        hi = min(out.size, lo + _CHUNK)
-        idx = np.arange(start + lo, start + hi, dtype=_U64)
-        out[lo:hi] = unit_float(hash_counter(key, idx)) < keep
-    return out.reshape(row1 - row0, w)
+    m64 = (1 << 64) - 1
+    for lo in range(0, n, _BLOCK):
+        k = min(_BLOCK, n - lo)
+        zz, tt = z[:k], tmp[:k]
+        state0 = (key + (start + lo + 1) * GAMMA) & m64  # hash_counter's state of pixel start + lo
+        np.add(steps[:k], _U64(state0), out=zz)
+        np.right_shift(zz, _U64(30), out=tt)
+        np.bitwise_xor(zz, tt, out=zz)
+        np.multiply(zz, _U64(MIX1), out=zz)
+        np.right_shift(zz, _U64(27), out=tt)
+        np.bitwise_xor(zz, tt, out=zz)
+        np.multiply(zz, _U64(MIX2), out=zz)
+        np.right_shift(zz, _U64(31), out=tt)
+        np.bitwise_xor(zz, tt, out=zz)
+        np.less(zz, t, out=flat[lo : lo + k])
+    return flat.reshape(row1 - row0, w)
 
 
 def jitter_grid(shape: tuple[int, int], keep: float) -> tuple[int, int]:
@@ -151,10 +197,17 @@ def jitter_grid(shape: tuple[int, int], keep: float) -> tuple[int, int]:
     return max(1, math.floor(h * s + 0.5)), max(1, math.floor(w * s + 0.5))
 
 
-def _jittered_rows(key: int, h: int, w: int, keep: float, row0: int, row1: int) -> np.ndarray:
+def _jittered_rows(
+    key: int, h: int, w: int, keep: float, row0: int, row1: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """One kept pixel per grid cell; cell (cy, cx) spans rows [cy*h//ny, (cy+1)*h//ny) (same for columns)."""
     ny, nx = jitter_grid((h, w), keep)
-    out = np.zeros((row1 - row0, w), dtype=bool)
+    if out is None:
+        out = np.zeros((row1 - row0, w), dtype=bool)
+    else:
+        if out.shape != (row1 - row0, w) or out.dtype != bool:
+            raise MaskError(f"out must be bool {(row1 - row0, w)}, got {out.dtype} {out.shape}")
+        out[...] = False
     if row1 <= row0:
         return out
     # row r lies in cell row ((r + 1) * ny - 1) // h, the largest cy with cy * h // ny <= r
@@ -188,10 +241,14 @@ def make_mask_rows(
     pattern: str = "uniform",
     row0: int = 0,
     row1: int | None = None,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows ``[row0, row1)`` of the mask of a (height, width) frame, bool (row1 - row0, width), True = kept.
 
     Equal to ``make_mask(seed, shape, keep, pattern)[row0:row1]`` bit for bit, without computing other rows.
+    ``out`` (contiguous bool, that shape) is filled and returned instead of a new array, so a streaming
+    caller reuses one buffer; temporaries stay a few hundred KiB whatever the row range.
     """
     h, w = _check_shape(shape)
     k = _check_keep(keep)
@@ -202,9 +259,11 @@ def make_mask_rows(
             raise MaskError(f"{name} must be an integer, got {v!r}")
     if not 0 <= row0 <= r1 <= h:
         raise MaskError(f"row range [{row0}, {r1}) is outside a mask of height {h}")
+    if out is not None and (out.shape != (r1 - row0, w) or not out.flags.c_contiguous):
+        raise MaskError(f"out must be a contiguous bool array of shape {(r1 - row0, w)}, got {out.shape}")
     if pattern == "uniform":
-        return _uniform_rows(key, w, k, int(row0), int(r1))
-    return _jittered_rows(key, h, w, k, int(row0), int(r1))
+        return _uniform_rows(key, w, k, int(row0), int(r1), out)
+    return _jittered_rows(key, h, w, k, int(row0), int(r1), out)
 
 
 def make_mask(seed: int, shape: tuple[int, int], keep: float, pattern: str = "uniform") -> np.ndarray:

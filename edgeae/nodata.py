@@ -10,16 +10,203 @@ bridges between a margin and a shadow that happens to touch it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgeae._optional import require
 
-__all__ = ["DEFAULT_THRESHOLD", "EDGES", "nodata_mask"]
+__all__ = ["DEFAULT_THRESHOLD", "EDGES", "Margin", "margin_mask", "nodata_mask", "patch_valid_fraction", "valid_mask"]
 
 DEFAULT_THRESHOLD = 0.025  # of full scale: 6 of 255 (HiRISE browse margins reach 6 after JPEG)
+DEFAULT_RELATIVE = 0.1  # a border row/column whose mean is below 10 % of the frame median is a dark margin
 EDGES = ("top", "bottom", "left", "right")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# valid_mask: numpy only, the one mask of flight and ground (the flight runtime imports this module; nothing
+# here may import OpenCV or SciPy at module level or inside valid_mask)
+
+
+@dataclass(frozen=True)
+class Margin:
+    """A fixed margin in pixels per side (frame coordinates), given by a mission or on the command line."""
+
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.top, self.bottom, self.left, self.right) < 0:
+            raise ValueError(f"margins must be >= 0 pixels, got {self}")
+
+    @classmethod
+    def parse(cls, spec: str | int | Sequence[int] | None) -> Margin:
+        """``N`` (every side), ``"T,B,L,R"`` or a sequence of 1 or 4 ints."""
+        if spec is None or (not isinstance(spec, int) and len(spec) == 0):
+            return cls()
+        if isinstance(spec, int):
+            vals = [spec]
+        elif isinstance(spec, str):
+            try:
+                vals = [int(v) for v in spec.replace(" ", "").split(",") if v != ""]
+            except ValueError:
+                raise ValueError(f"margin {spec!r}: expected N or TOP,BOTTOM,LEFT,RIGHT pixels") from None
+        else:
+            vals = [int(v) for v in spec]
+        if len(vals) == 1:
+            return cls(vals[0], vals[0], vals[0], vals[0])
+        if len(vals) != 4:
+            raise ValueError(f"margin {spec!r}: expected N or TOP,BOTTOM,LEFT,RIGHT pixels")
+        return cls(*vals)
+
+    def __bool__(self) -> bool:
+        return bool(self.top or self.bottom or self.left or self.right)
+
+
+def _edge_run(flag: np.ndarray, k: int = 3) -> np.ndarray:
+    """Per row of bool (R, N): length of the run of True from index 0, tolerating gaps shorter than ``k``
+    (a run ends where ``k`` consecutive False start; a JPEG speck inside a margin does not end it)."""
+    r, n = flag.shape
+    if n == 0:
+        return np.zeros(r, np.int64)
+    stop = ~flag
+    if n >= k:
+        stopk = stop[:, : n - k + 1].copy()
+        for i in range(1, k):
+            stopk &= stop[:, i : n - k + 1 + i]
+        stopk = np.concatenate([stopk, np.ones((r, k - 1), bool)], axis=1)
+    else:
+        stopk = np.ones((r, n), bool)
+    run = np.where(stopk.any(axis=1), np.argmax(stopk, axis=1), n)
+    # the margin ends at its last dark pixel before the stop
+    before = flag & (np.arange(n)[None, :] < run[:, None])
+    last = n - np.argmax(before[:, ::-1], axis=1)
+    return np.where(before.any(axis=1), last, 0).astype(np.int64)
+
+
+def _bad_profile(arr: np.ndarray, level: float, full: float, chunk: int = 32) -> int:
+    """How many whole columns of (H, W) ``arr``, from column 0 on, are dark (mean ≤ ``level``) or saturated
+    (≥ 95 % of pixels at ``full``)."""
+    w = arr.shape[1]
+    for c0 in range(0, w, chunk):
+        block = arr[:, c0 : c0 + chunk]
+        bad = (block.mean(axis=0, dtype=np.float64) <= level) | ((block >= full).mean(axis=0) >= 0.95)
+        if not bad.all():
+            return c0 + int(np.argmin(bad))
+    return w
+
+
+def valid_mask(
+    raw: np.ndarray,
+    *,
+    bit_depth: int | None = None,
+    threshold: float | None = None,
+    relative: float = DEFAULT_RELATIVE,
+    edges: Iterable[str] = EDGES,
+    margin: Margin | None = None,
+    row0: int = 0,
+    frame_height: int | None = None,
+    min_contact: int = 32,
+    min_side_fraction: float = 0.3,
+    guard: int = 1,
+) -> np.ndarray:
+    """Valid-pixel mask (H, W) bool of a frame or of a strip of one: False on no-data and margins.
+
+    Numpy only and streaming-friendly, so the flight runtime and the ground tools share it. Invalid:
+
+    - non-finite samples;
+    - dark margins seen from the border: per row (column), the run of dark pixels (≤ ``threshold`` of full
+      scale, default :data:`DEFAULT_THRESHOLD`) from the left/right (top/bottom) edge, gaps of 1-2 px
+      tolerated, counted only on sides where at least max(``min_contact``, ``min_side_fraction`` × side)
+      rows (columns) start dark (a shadow cut by the frame edge stays valid); this follows slanted
+      map-projected borders (HiRISE, NAC);
+    - dark and saturated border profiles: whole columns (rows) from an edge whose mean is below
+      max(threshold, ``relative`` × the frame median) or that are ≥ 95 % saturated (Mastcam-Z raw frames:
+      columns 0-22 and from 1631, mean 1-10 against a median of ~190, too noisy for a per-pixel threshold);
+    - a fixed ``margin`` (frame coordinates: a strip passes its first row ``row0`` and ``frame_height``).
+
+    ``edges``: the sides of ``raw`` that are real frame borders (a streamed strip passes top only for the
+    first strip, bottom only for the last). ``guard``: pixels of JPEG ringing added inside each detected
+    margin.
+    """
+    arr = np.asarray(raw)
+    if arr.ndim == 3:
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else arr.max(axis=2)
+    if arr.ndim != 2:
+        raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
+    sides = set(edges)
+    unknown = sides - set(EDGES)
+    if unknown:
+        raise ValueError(f"edges must be among {EDGES}, got {sorted(unknown)}")
+    h, w = arr.shape
+    valid = np.ones((h, w), dtype=bool)
+    if h == 0 or w == 0:
+        return valid
+    frac = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if not 0.0 <= frac < 1.0:
+        raise ValueError(f"threshold is a fraction of full scale in [0, 1), got {threshold}")
+    full = _full_scale(arr, bit_depth)
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        valid &= finite
+        arr = np.where(finite, arr, 0.0)
+    limit = frac * full
+    dark = arr <= limit
+    if dark.any():
+        need_rows = max(min(min_contact, h), min_side_fraction * h)
+        need_cols = max(min(min_contact, w), min_side_fraction * w)
+        if "left" in sides or "right" in sides:
+            for side, view in (("left", dark), ("right", dark[:, ::-1])):
+                if side not in sides or view[:, 0].sum() < need_rows:
+                    continue
+                run = _edge_run(view)
+                run = np.where(run > 0, np.minimum(run + guard, w), 0)
+                cols = np.arange(w)[None, :] < run[:, None]
+                valid &= ~(cols if side == "left" else cols[:, ::-1])
+        for side, view in (("top", dark.T), ("bottom", dark[::-1].T)):
+            if side not in sides or view[:, 0].sum() < need_cols:
+                continue
+            run = _edge_run(view)
+            run = np.where(run > 0, np.minimum(run + guard, h), 0)
+            rows = np.arange(h)[:, None] < run[None, :]
+            valid &= ~(rows if side == "top" else rows[::-1])
+    # border profiles: dark or saturated whole columns / rows, read from each edge inwards in chunks (a frame
+    # without such a margin costs one chunk per side)
+    sample = arr[:: max(1, h // 64), :: max(1, w // 64)]
+    level = max(limit, relative * float(np.median(sample)))
+    if "left" in sides and (n := _bad_profile(arr, level, full)):
+        valid[:, : min(w, n + guard)] = False
+    if "right" in sides and (n := _bad_profile(arr[:, ::-1], level, full)):
+        valid[:, max(0, w - n - guard) :] = False
+    if h >= 2 and "top" in sides and (n := _bad_profile(arr.T, level, full)):
+        valid[: min(h, n + guard)] = False
+    if h >= 2 and "bottom" in sides and (n := _bad_profile(arr[::-1].T, level, full)):
+        valid[max(0, h - n - guard) :] = False
+    if margin:
+        valid &= margin_mask((h, w), margin, row0, frame_height)
+    return valid
+
+
+def margin_mask(shape: tuple[int, int], margin: Margin, row0: int = 0, frame_height: int | None = None) -> np.ndarray:
+    """(H, W) bool, False inside the fixed ``margin``; for a strip starting at frame row ``row0`` of a frame
+    ``frame_height`` rows high (default: the strip is the frame)."""
+    h, w = shape
+    valid = np.ones((h, w), bool)
+    fh = h if frame_height is None else int(frame_height)
+    valid[: max(0, min(h, margin.top - row0))] = False
+    valid[max(0, fh - margin.bottom - row0) :] = False
+    valid[:, : margin.left] = False
+    if margin.right:
+        valid[:, max(0, w - margin.right) :] = False
+    return valid
+
+
+def patch_valid_fraction(valid: np.ndarray, y: int, x: int, patch: int) -> float:
+    """Fraction of valid pixels of the ``patch``×``patch`` window at (y, x) of a (H, W) bool mask."""
+    return float(valid[y : y + patch, x : x + patch].mean())
 
 
 def _full_scale(raw: np.ndarray, bit_depth: int | None) -> float:

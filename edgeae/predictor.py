@@ -53,16 +53,11 @@ class TorchPredictor:
         return out.detach().float().cpu().numpy()
 
 
-def resolve_model_path(spec: str | os.PathLike[str]) -> Path:
-    """A zoo name or a path -> an existing file path (clear error otherwise)."""
-    p = Path(spec)
-    if p.suffix in (".pt", *ARTIFACT_SUFFIXES) or p.exists():
-        if not p.is_file():
-            raise FileNotFoundError(f"model file {p} does not exist")
-        return p
-    from edgeae import zoo
+def resolve_model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
+    """A zoo name, ``zoo:`` name or path -> an existing model file (see :func:`edgeae.resolve.model_path`)."""
+    from edgeae.resolve import model_path
 
-    return zoo.resolve(str(spec))
+    return model_path(spec, want)
 
 
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:

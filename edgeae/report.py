@@ -27,10 +27,15 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ccc}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:1em}
+.cols2{grid-template-columns:repeat(2,minmax(0,1fr))}.cols4{grid-template-columns:repeat(4,minmax(0,1fr))}
+.cols8{grid-template-columns:repeat(8,minmax(0,1fr))}.cols8 figcaption{font-size:.75em}
+.cbar{max-width:520px;margin:.6em 0}.cbar img{width:100%;height:18px;border:1px solid #999;display:block}
+.cbar .ticks{display:flex;justify-content:space-between;font-size:.8em;color:#444}
+.conclusion{background:#f3f6fb;border-left:4px solid #4c78a8;padding:.4em 1em}
 figure{margin:0}figure img{width:100%;image-rendering:pixelated;border:1px solid #ddd}
 figcaption{font-size:.9em;color:#555}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+th{background:#f4f4f4}td:first-child,th:first-child,td.l{text-align:left}
 .note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
 """
 
@@ -46,26 +51,67 @@ class Figure:
 
 @dataclass
 class Section:
-    """A titled block: paragraphs (plain text), figures, then tables (a list of row dicts each)."""
+    """A titled block: paragraphs (plain text), ``html_before`` (trusted HTML), figures, tables, ``html_extra``.
+
+    ``columns`` fixes the figure grid (2: pairs side by side, e.g. a reconstruction and its error map;
+    0: as many as fit). ``images`` are extra PNGs (name -> array) written to ``img/`` for ``html_before`` /
+    ``html_extra`` to reference as ``img/NAME``.
+    """
 
     title: str
     paragraphs: list[str] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
     tables: list[list[dict[str, Any]]] = field(default_factory=list)
     html_extra: str = ""  # trusted HTML appended as is (for sections that need more than the above)
+    html_before: str = ""  # trusted HTML between the paragraphs and the figures
+    columns: int = 0
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def colourise(values: np.ndarray, vmin: float, vmax: float, cmap: str = "magma") -> np.ndarray:
+    """An (H, W) array as an RGB uint8 image through an OpenCV colour map (``magma`` or ``inferno``);
+    NaN becomes mid-grey."""
+    cv2 = require("cv2")
+    v = np.asarray(values, dtype=np.float64)
+    nan = ~np.isfinite(v)
+    scaled = np.clip((np.where(nan, vmin, v) - vmin) / max(vmax - vmin, 1e-12), 0.0, 1.0)
+    grey = np.round(scaled * 255).astype(np.uint8)
+    code = {"magma": cv2.COLORMAP_MAGMA, "inferno": cv2.COLORMAP_INFERNO}[cmap]
+    rgb = np.ascontiguousarray(cv2.applyColorMap(grey, code)[..., ::-1])
+    rgb[nan] = 128
+    return rgb
 
 
 def error_map(original: np.ndarray, recon: np.ndarray, vmax: float = ERROR_MAP_MAX) -> np.ndarray:
-    """Mean |recon - original| over channels as an RGB uint8 colour map (magma; 0 black, ``vmax`` white)."""
-    cv2 = require("cv2")
+    """Mean |recon - original| over channels as an RGB uint8 colour map (magma: 0 black, through purple and
+    orange, to pale yellow at ``vmax`` and above)."""
     a = np.asarray(original, dtype=np.float32)
     b = np.asarray(recon, dtype=np.float32)
     err = np.abs(b - a)
     if err.ndim == 3:
         err = err.mean(axis=2)
-    grey = np.round(np.clip(err / vmax, 0.0, 1.0) * 255).astype(np.uint8)
-    bgr = cv2.applyColorMap(grey, cv2.COLORMAP_MAGMA)
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return colourise(err, 0.0, vmax, "magma")
+
+
+def colour_bar(
+    name: str, vmin: float, vmax: float, label: str, cmap: str = "magma", ticks: int = 5
+) -> tuple[str, np.ndarray]:
+    """(trusted HTML, PNG array) of a horizontal colour bar; the HTML references ``img/NAME.png``.
+
+    Put the array in :attr:`Section.images` under ``NAME`` so the file is written beside the report.
+    """
+    bar = colourise(np.tile(np.linspace(vmin, vmax, 256), (12, 1)), vmin, vmax, cmap)
+    values = np.linspace(vmin, vmax, ticks)
+    labels = "".join(f"<span>{_fmt_tick(v)}{'+' if i == ticks - 1 else ''}</span>" for i, v in enumerate(values))
+    text = (
+        f"<div class='cbar'><img src='img/{html.escape(name)}.png' alt='colour bar: {html.escape(label)}'>"
+        f"<div class='ticks'>{labels}</div><div class='note'>{html.escape(label)}</div></div>"
+    )
+    return text, bar
+
+
+def _fmt_tick(v: float) -> str:
+    return f"{v:.3g}"
 
 
 def _slug(text: str) -> str:
@@ -88,7 +134,12 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
         return ""
     cols = list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+
+    def cell(v: Any) -> str:
+        text = isinstance(v, str) and not re.fullmatch(r"[-+]?[\d.,]+%?", v)
+        return f"<td class='l'>{_fmt(v)}</td>" if text else f"<td>{_fmt(v)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -100,7 +151,7 @@ def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence
     img_dir = out / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
@@ -110,8 +161,11 @@ def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence
     for si, sec in enumerate(sections):
         parts.append(f"<section id='{_slug(sec.title)}'><h2>{html.escape(sec.title)}</h2>")
         parts.extend(f"<p>{html.escape(p)}</p>" for p in sec.paragraphs)
+        for name, image in sec.images.items():
+            write_image(img_dir / f"{name}.png", image)
+        parts.append(sec.html_before)
         if sec.figures:
-            parts.append("<div class='grid'>")
+            parts.append(f"<div class='grid cols{sec.columns}'>" if sec.columns else "<div class='grid'>")
             for fig in sec.figures:
                 name = f"{si:02d}-{_slug(fig.name or fig.caption)}.png"
                 while name in used:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "axis_count",
     "axis_starts",
     "blend_tiles",
     "extract_tiles",
@@ -47,6 +48,17 @@ def axis_starts(n: int, patch: int, stride: int) -> list[int]:
     if starts[-1] + patch < n:
         starts.append(n - patch)
     return starts
+
+
+def axis_count(n: int, patch: int, stride: int) -> int:
+    """``len(axis_starts(n, patch, stride))`` computed without building the list (n may be huge)."""
+    _check(patch, stride)
+    if n < 1:
+        raise ValueError(f"axis length must be >= 1, got {n}")
+    if n <= patch:
+        return 1
+    k = (n - patch) // stride + 1
+    return k + 1 if (k - 1) * stride + patch < n else k
 
 
 def tile_positions(h: int, w: int, patch: int, stride: int | None = None) -> list[Position]:

@@ -21,7 +21,15 @@ from edgeae.metadata import MetadataError, ModelMetadata, sha256_file
 
 from . import calibration as cal
 from .graphs import Graph, graphs_for, torch_outputs
-from .parity import MAIN_OUTPUT, check_parity, measure_latency, run_batched
+from .parity import (
+    MAIN_OUTPUT,
+    TAIL_BUDGETS,
+    check_parity,
+    measure_latency,
+    run_batched,
+    tail_failures,
+    tail_metrics,
+)
 from .report import ArtifactRecord, ExportReport, environment, write_report
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,8 @@ class ExportConfig:
     latency_repeats: int = 10
     strict: bool = True
     data_root: Path | None = None
+    calib_tail: float = 0.25  # share of the calibration set from the tail (extremes + busiest real patches)
+    tail_check: bool = True  # rank real test frames with each scoring artifact (VAE, full CAE) and gate it
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -76,6 +86,23 @@ def _inputs_for(graph: Graph, encoder: Graph | None, patches: np.ndarray) -> np.
     if encoder is None:
         raise ValueError("decoder inputs need the encoder")
     return run_batched(lambda b: torch_outputs(encoder, b)["latent"], "cae-encoder", patches)["latent"]
+
+
+TAIL_KINDS = ("vae", "cae")
+CAE_TAIL_KEEP = 0.05  # the flight "cae-masked" score: reconstruct from 5 % of the pixels (rover mission keep)
+
+
+def _tail_scores(predict: Any, kind: str, patches: np.ndarray) -> np.ndarray:
+    """The flight anomaly score of each patch: the VAE's ``score`` output, or the CAE's masked-reconstruction
+    mean squared error (as :mod:`edgeae.firmware_sim.score` computes it, in float from the dequantised x̂)."""
+    if kind == "vae":
+        return np.asarray(run_batched(predict, kind, patches)["score"], np.float64).reshape(-1)
+    from edgeae.masks import make_mask
+
+    keep = make_mask(0, patches.shape[-2:], CAE_TAIL_KEEP, "uniform")[None, None].astype(np.float32)
+    x_hat = run_batched(predict, kind, np.ascontiguousarray(patches * keep))["x_hat"]
+    err = np.asarray(x_hat, np.float32) - patches
+    return np.asarray(np.mean(err * err, axis=(1, 2, 3), dtype=np.float64))
 
 
 def _latency(path: Path, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
@@ -139,7 +166,7 @@ def _build(graph: Graph, fmt: str, precision: str, stem: Path, calib: np.ndarray
         else:
             fp32 = done.get("onnx-fp32") or _build(graph, "onnx", "fp32", stem, calib, done)
             done["onnx-fp32"] = fp32
-            quantize.quantize_onnx_int8(fp32, onnx_path, calib, input_range=pin)
+            quantize.quantize_onnx_int8(fp32, onnx_path, calib, input_range=pin, float_outputs=graph.float_outputs)
             onnx_export.check_onnx(onnx_path)
         done[f"onnx-{precision}"] = onnx_path
     return done[f"onnx-{precision}"]
@@ -180,9 +207,16 @@ def export_checkpoint(
     config: ExportConfig,
     calib_source: str = "",
     test_source: str = "",
+    tail_frames: list[tuple[str, np.ndarray]] | None = None,
 ) -> ExportReport:
-    """Export an in-memory model; see the module docstring. Returns the report (also written to disk)."""
+    """Export an in-memory model; see the module docstring. Returns the report (also written to disk).
+
+    ``tail_frames``: (name, NCHW patches of one whole real frame) for the tail check of scoring artifacts
+    (:func:`edgeae.export.parity.tail_metrics`); None or empty skips it.
+    """
     from tqdm import tqdm
+
+    from edgeae.logs import native_stderr_to_log
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,13 +233,17 @@ def export_checkpoint(
     jobs = [(g, f, p) for g in graphs for p in config.precisions for f in config.formats]
     done: dict[str, dict[str, Path]] = {g.kind: {} for g in graphs}
     failures: list[str] = []
+    tail_ref: dict[str, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}
+    if tail_frames:
+        report.tail = {"frames": [n for n, _ in tail_frames], "patches": int(sum(len(p) for _, p in tail_frames))}
     for graph, fmt, precision in tqdm(jobs, desc=f"export {name}", unit="artifact"):
         calib = _inputs_for(graph, encoder, calib_patches)
         test = _inputs_for(graph, encoder, test_patches)
         if config.latency and graph.kind not in report.torch_latency:
             report.torch_latency[graph.kind] = _torch_latency(graph, test, config)
         stem = out / f"{name}{SUFFIX[graph.kind]}"
-        path = _build(graph, fmt, precision, stem, calib, done[graph.kind])
+        with native_stderr_to_log():  # the converters' C++ logs (TensorFlow/XNNPACK start-up lines); -v shows them
+            path = _build(graph, fmt, precision, stem, calib, done[graph.kind])
         in_range = _input_range(path, fmt) if precision == "int8" else None  # ORT: read from its ONNX
         if precision == "int8" and graph.kind != "cae-decoder" and not covers_unit_range(in_range):
             failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
@@ -216,6 +254,8 @@ def export_checkpoint(
             extra["calibration"] = {
                 "source": calib_source,
                 "n_patches": len(calib),
+                "tail": config.calib_tail,
+                "float_outputs": list(graph.float_outputs),
                 "method": "minmax over the whole set",
                 "input_range": list(in_range) if in_range else None,
             }
@@ -239,6 +279,25 @@ def export_checkpoint(
         if not result.passed:
             failures.append(f"{path}: {result.summary()}")
         parity = {**result.to_dict(), "main_output": MAIN_OUTPUT[graph.kind]}
+        if tail_frames and graph.kind in TAIL_KINDS:
+            from .calibration import extreme_patches
+
+            if graph.kind not in tail_ref:
+                ref_fn = lambda b, g=graph: torch_outputs(g, b)  # noqa: E731
+                ext = extreme_patches(int(calib_patches.shape[1]), int(calib_patches.shape[-1]))
+                tail_ref[graph.kind] = (
+                    [_tail_scores(ref_fn, graph.kind, p) for _, p in tail_frames],
+                    ext,
+                    _tail_scores(ref_fn, graph.kind, ext),
+                )
+            ref_scores, ext, ref_ext = tail_ref[graph.kind]
+            got = [_tail_scores(predictor, graph.kind, p) for _, p in tail_frames]
+            tail = tail_metrics(ref_scores, got, (ref_ext, _tail_scores(predictor, graph.kind, ext)))
+            bad = tail_failures(tail, precision)
+            parity["tail"] = {**tail, "budget": TAIL_BUDGETS[precision], "passed": not bad}
+            parity["passed"] = bool(parity["passed"] and not bad)
+            if bad:
+                failures.append(f"{path}: tail check: {', '.join(bad)}")
         report.artifacts.append(
             ArtifactRecord(
                 path=str(path),
@@ -276,7 +335,7 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     from edgeae.checkpoint import load_checkpoint
     from edgeae.predictor import resolve_model_path
 
-    path = resolve_model_path(spec)
+    path = resolve_model_path(spec, want="checkpoint")
     ck = load_checkpoint(path)
     meta = ck.metadata.replace(source_checkpoint_hash=sha256_file(path))
     if config.calib is not None:
@@ -286,8 +345,15 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         calib_files = cal.split_images(meta, "val", config.data_root)
         calib_source = f"{cal.dataset_of(meta)} val split"
     test_files = cal.split_images(meta, "test", config.data_root)
-    calib = cal.model_patches(meta, calib_files, config.n_calib, seed=config.seed)
+    calib = cal.model_patches(meta, calib_files, config.n_calib, seed=config.seed, tail=config.calib_tail)
     test = cal.model_patches(meta, test_files, config.n_test, seed=config.seed + 1)
+    tail_frames = None
+    if config.tail_check and meta.kind in TAIL_KINDS:
+        arch = meta.architecture
+        side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
+        channels = int(arch.get("channels", meta.channels))
+        files = cal.tail_frame_files(meta, config.data_root)
+        tail_frames = [(f.name, cal.frame_patches(f, channels, side)) for f in files]
     name = Path(str(spec)).stem if Path(str(spec)).suffix == ".pt" else str(spec)
     return export_checkpoint(
         ck.model,
@@ -299,4 +365,5 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         config,
         calib_source=calib_source,
         test_source=f"{cal.dataset_of(meta)} test split",
+        tail_frames=tail_frames,
     )

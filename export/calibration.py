@@ -89,6 +89,41 @@ def extract_patches(
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
 
 
+# Frames of the tail check besides the dataset's test split. No HiRISE strip is held out of orbital_gray, so
+# two of its training strips are used: int8-vs-fp32 agreement does not need unseen frames, only frames that
+# the int8 calibration (val split) never saw.
+TAIL_EXTRA_FRAMES: dict[str, tuple[str, ...]] = {
+    "orbital_gray": (
+        "orbital_gray/hirise_browse/ESP_073435_1870_RED.NOMAP.browse.jpg",
+        "orbital_gray/hirise_browse/ESP_073481_1350_RED.NOMAP.browse.jpg",
+    ),
+}
+
+
+def tail_frame_files(metadata: ModelMetadata, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Whole real frames for the tail check: the dataset's test split plus :data:`TAIL_EXTRA_FRAMES`."""
+    from edgeae.data import data_root
+
+    files = split_images(metadata, "test", root)
+    base = data_root(root)
+    return files + [base / rel for rel in TAIL_EXTRA_FRAMES.get(dataset_of(metadata), ()) if (base / rel).is_file()]
+
+
+def frame_patches(path: str | os.PathLike[str], channels: int, patch: int, min_valid: float = 0.9) -> np.ndarray:
+    """Every patch of a frame's non-overlapping grid with at least ``min_valid`` valid pixels, NCHW float32."""
+    pixels, valid = read_pixels(Path(path), channels)
+    h, w = pixels.shape[:2]
+    tiles = [
+        pixels[y : y + patch, x : x + patch].transpose(2, 0, 1)
+        for y in range(0, h - patch + 1, patch)
+        for x in range(0, w - patch + 1, patch)
+        if valid[y : y + patch, x : x + patch].mean() >= min_valid
+    ]
+    if not tiles:
+        raise ValueError(f"{path}: no {patch}-px patch with {min_valid:.0%} valid pixels")
+    return np.ascontiguousarray(np.stack(tiles), dtype=np.float32)
+
+
 def destroy_pixels(patches: np.ndarray, rng: np.random.Generator, lo: float = 0.5, hi: float = 0.99) -> np.ndarray:
     """Copy of ``patches`` with a fraction in [lo, hi] of each patch's pixels (all channels) set to 0."""
     out = patches.copy()
@@ -99,19 +134,87 @@ def destroy_pixels(patches: np.ndarray, rng: np.random.Generator, lo: float = 0.
     return out
 
 
+def extreme_patches(channels: int, patch: int, seed: int = 0) -> np.ndarray:
+    """Synthetic tail patches (NCHW float32 [0, 1]) a flight camera can deliver and a score must rank.
+
+    All-white, all-black, flat bright and dark levels, 4-px and 1-px checkerboards (40/220 and 0/255), uniform
+    noise, a half-white/half-black edge and a ramp: they make the int8 calibration cover the activation
+    ranges of the anomalies, not only of plain terrain (a score clipped at its calibrated maximum ties them).
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices((patch, patch))
+    checker4 = (yy // 4 + xx // 4) % 2 == 0
+    checker1 = (yy + xx) % 2 == 0
+    planes = [
+        np.ones((patch, patch)),
+        np.zeros((patch, patch)),
+        np.full((patch, patch), 0.9),
+        np.full((patch, patch), 0.05),
+        np.where(checker4, 40, 220) / 255.0,
+        np.where(checker4, 0.0, 1.0),
+        np.where(checker1, 40, 220) / 255.0,
+        rng.random((patch, patch)),
+        rng.random((patch, patch)),
+        (xx >= patch // 2).astype(np.float64),
+        xx / (patch - 1.0),
+    ]
+    out = np.stack([np.repeat(p[None], channels, axis=0) for p in planes])
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def busy_patches(
+    files: Sequence[str | os.PathLike[str]], channels: int, patch: int, count: int, min_valid: float = 0.99
+) -> np.ndarray:
+    """The ``count`` real patches of highest contrast (std), and among the rest the brightest and darkest,
+    drawn evenly from ``files`` on a non-overlapping grid: the real tail of the calibration frames."""
+    if count <= 0:
+        return np.zeros((0, channels, patch, patch), np.float32)
+    per_file = [count // len(files) + (1 if i < count % len(files) else 0) for i in range(len(files))]
+    out: list[np.ndarray] = []
+    for f, n in zip(files, per_file, strict=True):
+        if n == 0:
+            continue
+        pixels, valid = read_pixels(Path(f), channels)
+        h, w = pixels.shape[:2]
+        pos = [(y, x) for y in range(0, h - patch + 1, patch) for x in range(0, w - patch + 1, patch)]
+        pos = [(y, x) for y, x in pos if valid[y : y + patch, x : x + patch].mean() >= min_valid] or pos
+        tiles = np.stack([pixels[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in pos])
+        std, mean = tiles.std(axis=(1, 2, 3)), tiles.mean(axis=(1, 2, 3))
+        n_std = n - 2 * (n // 4)
+        pick = list(np.argsort(-std, kind="stable")[:n_std])
+        rest = np.setdiff1d(np.arange(len(tiles)), pick)
+        by_mean = rest[np.argsort(mean[rest], kind="stable")]
+        pick += list(by_mean[-(n // 4) :]) if n // 4 else []
+        pick += list(by_mean[: n // 4]) if n // 4 else []
+        out.append(tiles[np.asarray(pick[:n], dtype=np.int64)])
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
 def model_patches(
     metadata: ModelMetadata,
     files: Sequence[str | os.PathLike[str]],
     count: int,
     seed: int = 0,
+    tail: float = 0.0,
 ) -> np.ndarray:
-    """Real NCHW image patches shaped for ``metadata``'s model (CAE: half of them with destroyed pixels)."""
+    """Real NCHW image patches shaped for ``metadata``'s model (CAE: half of them with destroyed pixels).
+
+    ``tail``: fraction of ``count`` taken from the tail instead of at random: :func:`extreme_patches` plus the
+    real :func:`busy_patches` of ``files`` (int8 calibration; parity sets keep ``tail=0``).
+    """
     arch = metadata.architecture
     channels = int(arch.get("channels", metadata.channels))
     patch = int(arch.get("tile") or arch.get("patch") or metadata.input_shape[-1])
-    clean = extract_patches(files, channels, patch, count, seed=seed)
+    if not 0.0 <= tail < 1.0:
+        raise ValueError(f"tail must be in [0, 1), got {tail}")
+    n_tail = round(count * tail)
+    extremes = extreme_patches(channels, patch, seed)[:n_tail] if n_tail else extreme_patches(channels, patch)[:0]
+    busy = busy_patches(files, channels, patch, n_tail - len(extremes))
+    clean = np.concatenate([extract_patches(files, channels, patch, count - n_tail, seed=seed), extremes, busy])
     if metadata.kind == "vae":
         return clean
     rng = np.random.default_rng(seed + 1)
+    if n_tail:
+        clean = clean[rng.permutation(len(clean))]  # tail patches both clean and destroyed
     half = count // 2
     return np.concatenate([clean[:half], destroy_pixels(clean[half:], rng)])

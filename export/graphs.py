@@ -37,6 +37,8 @@ class Graph:
     output_names: tuple[str, ...]
     tflite_static_batch: int | None = None
     tflite_layout: str = "NCHW"
+    float_outputs: tuple[str, ...] = ()  # outputs whose head stays float32 in int8 files (the VAE score)
+    float_modules: tuple[str, ...] = ()  # the submodules computing them (names in ``module``)
 
     def tflite_metadata(self) -> ModelMetadata:
         """Metadata of the TFLite file: NHWC input shape and layout when converted channels-last."""
@@ -101,7 +103,13 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
         # litert-torch bakes batch 2 into the VAE's flatten/fc layers when the batch is dynamic; its TFLite
         # file is converted with a static batch of 1 and the flight loader runs larger batches in chunks.
         static, layout = (1, "NCHW") if kind == "vae" else (None, "NHWC")
-        out.append(Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout))
+        g = Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout)
+        if kind == "vae":  # the score head reads dequantised x̂ and μ and computes a(x) in float: no ceiling
+            from edgeae.models.vae import FLOAT_MODULES
+
+            g.float_outputs = ("score",)
+            g.float_modules = FLOAT_MODULES
+        out.append(g)
     return out
 
 

@@ -20,6 +20,16 @@ BUDGETS: dict[str, dict[str, float]] = {
     "fp16": {"psnr_db": 60.0, "spearman": 0.99},
     "int8": {"psnr_db": 40.0, "spearman": 0.99},
 }
+# the tail of the score (issue 12): what a flight top-k depends on. Spearman of the global top 1 % of real-frame
+# patches, the smallest per-frame top-k overlap with the PyTorch ranking, exact ties among the top-k that
+# PyTorch does not have, and Spearman over the synthetic extremes (all-white, all-black, checkerboards, noise)
+TAIL_BUDGETS: dict[str, dict[str, float]] = {
+    "fp32": {"tail_spearman": 0.99, "overlap_16": 1.0, "overlap_64": 0.98, "ties": 0, "extremes_spearman": 0.99},
+    "fp16": {"tail_spearman": 0.95, "overlap_16": 0.9, "overlap_64": 0.9, "ties": 0, "extremes_spearman": 0.95},
+    "int8": {"tail_spearman": 0.9, "overlap_16": 0.85, "overlap_64": 0.9, "ties": 0, "extremes_spearman": 0.95},
+}
+TAIL_KS = (16, 64)
+TAIL_FRACTION = 0.01
 MAIN_OUTPUT = {"cae": "x_hat", "cae-decoder": "x_hat", "cae-encoder": "latent", "vae": "x_hat"}
 PIXEL_OUTPUTS = ("x_hat",)
 
@@ -152,3 +162,64 @@ def measure_latency(
         "median_ms_per_image": med / len(x),
         "repeats": repeats,
     }
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-np.asarray(scores, np.float64), kind="stable")[: min(k, len(scores))]
+
+
+def tail_metrics(
+    reference: list[np.ndarray],
+    test: list[np.ndarray],
+    extremes: tuple[np.ndarray, np.ndarray] | None = None,
+    ks: tuple[int, ...] = TAIL_KS,
+    fraction: float = TAIL_FRACTION,
+) -> dict[str, float]:
+    """How an artifact's scores keep the PyTorch ranking where it matters: at the top of real frames.
+
+    ``reference`` / ``test``: per frame, the score of every patch (same order). Returns ``tail_spearman``
+    (Spearman over the global top ``fraction`` of patches by reference score, at least 8), ``overlap_<k>``
+    (smallest per-frame |top-k ∩ top-k| / k), ``ties`` (pairs of equal test scores within each frame's
+    test top-k whose reference scores differ, summed) and, with ``extremes`` = (reference, test) scores of
+    synthetic tail patches, ``extremes_spearman``.
+    """
+    if len(reference) != len(test) or not reference:
+        raise ValueError("tail metrics need the same, non-empty list of frames for reference and test")
+    ref_all = np.concatenate([np.asarray(r, np.float64).reshape(-1) for r in reference])
+    got_all = np.concatenate([np.asarray(t, np.float64).reshape(-1) for t in test])
+    top = _top(ref_all, max(8, round(fraction * len(ref_all))))
+    out: dict[str, float] = {"tail_spearman": spearman(ref_all[top], got_all[top]), "tail_n": float(len(top))}
+    ties = 0
+    for k in ks:
+        worst = 1.0
+        for r, t in zip(reference, test, strict=True):
+            r, t = np.asarray(r, np.float64).reshape(-1), np.asarray(t, np.float64).reshape(-1)
+            kk = min(k, len(r))
+            worst = min(worst, len(set(_top(r, kk).tolist()) & set(_top(t, kk).tolist())) / kk)
+        out[f"overlap_{k}"] = worst
+    k = max(ks)
+    for r, t in zip(reference, test, strict=True):
+        r, t = np.asarray(r, np.float64).reshape(-1), np.asarray(t, np.float64).reshape(-1)
+        idx = _top(t, k)
+        tv, rv = t[idx], r[idx]
+        same = tv[:, None] == tv[None, :]
+        differ = rv[:, None] != rv[None, :]
+        ties += int(np.triu(same & differ, 1).sum())
+    out["ties"] = float(ties)
+    if extremes is not None:
+        out["extremes_spearman"] = spearman(*extremes)
+    return out
+
+
+def tail_failures(metrics: dict[str, float], precision: str) -> list[str]:
+    """The tail budgets of ``precision`` that ``metrics`` miss, as readable strings (empty: passed)."""
+    budget = TAIL_BUDGETS[precision]
+    bad = []
+    for name, limit in budget.items():
+        if name not in metrics:
+            continue
+        v = metrics[name]
+        ok = v <= limit if name == "ties" else v >= limit
+        if not ok:
+            bad.append(f"{name} {v:.4g} (budget {'≤' if name == 'ties' else '≥'} {limit:g})")
+    return bad

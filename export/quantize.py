@@ -9,8 +9,9 @@ reads the range back from the file so tests and the parity report can check it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,22 +38,51 @@ class _Reader:
         self._it = self._batches()
 
 
+def head_nodes(model: Any, outputs: Sequence[str]) -> list[str]:
+    """Names of the nodes that only ``outputs`` depend on: the nodes feeding those graph outputs that feed no
+    other graph output (for the VAE: the score head after x̂ and μ)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def ancestors(names: Sequence[str]) -> set[int]:
+        seen: set[int] = set()
+        todo = [producer[t] for t in names if t in producer]
+        while todo:
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            todo += [producer[t] for t in node.input if t in producer]
+        return seen
+
+    graph_outputs = [o.name for o in model.graph.output]
+    others = ancestors([o for o in graph_outputs if o not in outputs])
+    head = ancestors([o for o in graph_outputs if o in outputs]) - others
+    nodes = [n for n in model.graph.node if id(n) in head]
+    unnamed = [n.op_type for n in nodes if not n.name]
+    if unnamed:
+        raise ValueError(f"cannot keep {list(outputs)} in float: unnamed nodes {unnamed}")
+    return [n.name for n in nodes]
+
+
 def quantize_onnx_int8(
     fp32_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     calibration: np.ndarray,
     input_range: tuple[float, float] | None = (0.0, 1.0),
+    float_outputs: Sequence[str] = (),
 ) -> Path:
     """Write a static int8 QDQ model calibrated on ``calibration`` (float32, the model's input layout).
 
     ``input_range`` pins the input quantisation range (None: take it from the calibration data, as for a
-    decoder whose input is a latent).
+    decoder whose input is a latent). ``float_outputs``: graph outputs whose own head (:func:`head_nodes`)
+    stays float32, computed from the dequantised tensors it reads (the VAE's ``score``).
     """
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
     model = onnx.load_model(str(fp32_path))
     name = model.graph.input[0].name
     extra: dict[str, object] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    exclude = head_nodes(model, float_outputs) if float_outputs else []
     if input_range is not None:
         lo, hi = (np.array(v, dtype=np.float32) for v in input_range)
         extra["TensorQuantOverrides"] = {name: [{"rmin": lo, "rmax": hi}]}
@@ -68,6 +98,7 @@ def quantize_onnx_int8(
         weight_type=q.QuantType.QInt8,
         calibrate_method=q.CalibrationMethod.MinMax,
         extra_options=extra,
+        nodes_to_exclude=exclude,
     )
     return out
 

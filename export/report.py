@@ -38,6 +38,7 @@ class ExportReport:
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     torch_latency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    tail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +89,7 @@ def markdown_table(report: ExportReport) -> str:
             f"| (PyTorch eager) | {kind} | torch | fp32 | | | | | | {_lat(recs, 1, 1)} | {_lat(recs, 1, 2)} "
             f"| {_lat(recs, 32, 1)} | {_lat(recs, 32, 2)} |"
         )
+    tails = [a for a in report.artifacts if "tail" in a.parity]
     for a in report.artifacts:
         main = a.parity["outputs"][a.parity["main_output"]]
         rho = "" if a.parity.get("spearman") is None else f"{a.parity['spearman']:.4f}"
@@ -97,6 +99,24 @@ def markdown_table(report: ExportReport) -> str:
             f"| {main['psnr_db']:.1f} | {main['max_abs']:.2g} | {rho} | {rng} | {_lat(a.latency, 1, 1)} "
             f"| {_lat(a.latency, 1, 2)} | {_lat(a.latency, 32, 1)} | {_lat(a.latency, 32, 2)} |"
         )
+    if tails:
+        lines += [
+            "",
+            f"Tail of the anomaly score on {report.tail.get('patches')} patches of whole real frames "
+            f"({', '.join(report.tail.get('frames', []))}): Spearman over the top 1 % of patches, the smallest "
+            "per-frame top-k overlap with PyTorch, ties within the top 64 that PyTorch does not have, Spearman "
+            "over synthetic extremes (all-white, all-black, checkerboards, noise).",
+            "",
+            "| artifact | tail Spearman (n) | top-16 overlap | top-64 overlap | ties | extremes Spearman | passed |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for a in tails:
+            t = a.parity["tail"]
+            lines.append(
+                f"| {Path(a.path).name} | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) | {t['overlap_16']:.3f} "
+                f"| {t['overlap_64']:.3f} | {t['ties']:.0f} | {t.get('extremes_spearman', float('nan')):.4f} "
+                f"| {'yes' if t['passed'] else 'NO'} |"
+            )
     return "\n".join(lines) + "\n"
 
 

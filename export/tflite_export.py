@@ -87,6 +87,31 @@ def _minmax_config() -> Any:
     return dataclasses.replace(cfg, input_activation=act, output_activation=act)
 
 
+def _in_modules(node: Any, names: tuple[str, ...]) -> bool:
+    """Whether an exported node was traced inside one of the submodules ``names`` (dotted paths)."""
+    for value in node.meta.get("nn_module_stack", {}).values():
+        path = str(value[0] if isinstance(value, tuple) else value)
+        path = path.replace("L['self'].", "").replace("['", ".").replace("']", "")
+        if any(path == n or path.endswith("." + n) for n in names):
+            return True
+    return False
+
+
+def _quantizer(float_modules: tuple[str, ...]) -> Any:
+    """litert-torch's PT2E quantizer that leaves the nodes of ``float_modules`` unannotated (float32: they
+    read dequantised tensors). Its own ``set_module_name(name, None)`` refuses a None config."""
+    pt2e = require("litert_torch.quantize.pt2e_quantizer")
+    if not float_modules:
+        return pt2e.PT2EQuantizer()
+
+    class FloatHeadQuantizer(pt2e.PT2EQuantizer):  # type: ignore[misc, name-defined]
+        def _annotate_for_static_quantization_config(self, model: Any) -> Any:
+            self._annotate_all_static_patterns(model, self.global_config, lambda n: not _in_modules(n, float_modules))
+            return model
+
+    return FloatHeadQuantizer()
+
+
 LAYOUT_OPS = ("permute", "transpose", "view", "reshape", "clone", "contiguous")
 
 
@@ -124,13 +149,12 @@ def export_tflite_int8(
 ) -> Path:
     """PT2E static int8 (per-channel weights, MinMax activations over ``calibration``) -> ``.tflite``."""
     torch = require("torch")
-    pt2e = require("litert_torch.quantize.pt2e_quantizer")
     qcfg = require("litert_torch.quantize.quant_config")
     quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     exported = torch.export.export(_module(graph), (_sample(graph),), dynamic_shapes=_dynamic(graph)).module()
-    quantizer = pt2e.PT2EQuantizer().set_global(_minmax_config())
+    quantizer = _quantizer(graph.float_modules).set_global(_minmax_config())
     prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
     batch = graph.tflite_static_batch or batch
     with torch.no_grad():

@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from edgeae.masks import make_mask
+from edgeae.wire.packets import packetise
+from edgeae.wire.products import AnomalyPatch
 
 from .budget import peak_rss_bytes
 from .guard import block_crcs
 from .score import PatchScorer
-from edgeae.wire.packets import packetise
-from edgeae.wire.products import AnomalyPatch
 
 STAGES = ("sample", "normalise", "infer", "score", "scrub", "packetise")
 
@@ -147,9 +147,9 @@ def run_bench(
     keep: float = 0.05,
 ) -> dict[str, Any]:
     """Benchmark ``model`` at each thread count; returns a JSON-ready dict."""
-    path = Path(model)
-    if not path.is_file():
-        raise FileNotFoundError(f"model artifact {path} does not exist")
+    from edgeae.resolve import model_path
+
+    path = model_path(model, "artifact")
     if iters < 1 or batch < 1:
         raise ValueError("iters and batch must be >= 1")
     started = not tracemalloc.is_tracing()

@@ -23,6 +23,7 @@ import resource
 import sys
 import tracemalloc
 from dataclasses import dataclass
+from typing import Any
 
 from .mission import Mission
 
@@ -173,13 +174,50 @@ def peak_rss_bytes() -> int:
     return int(v if sys.platform == "darwin" else v * 1024)
 
 
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's RSS high-water mark (VmHWM) of this process; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def hwm_rss_bytes() -> int | None:
+    """The kernel's RSS high-water mark since the last reset (VmHWM, Linux), or None."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class MemoryMeter:
-    """Peak Python/numpy memory per frame (tracemalloc) plus process RSS, compared with the budget."""
+    """What a frame really costs in memory: the process RSS (its peak per frame from the kernel's
+    high-water mark, reset before each frame, else sampled at every strip) next to the Python/numpy
+    allocations tracemalloc sees (which miss interpreter arenas, libraries and native buffers).
+
+    The budget is enforced on RSS growth over the boot baseline (``rss_boot``: Python + numpy, before models
+    and buffers); the traced peak is reported beside it.
+    """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.started_here = False
         self.run_peak = 0
+        self.rss_run_peak = 0
+        self.rss_frame_peak = 0
+        self.hwm_resettable = False
+
+    def rss(self) -> int:
+        """Current RSS, also folded into this frame's peak."""
+        now = rss_bytes()
+        self.rss_frame_peak = max(self.rss_frame_peak, now)
+        return now
 
     def start(self) -> None:
         if self.enabled and not tracemalloc.is_tracing():
@@ -194,13 +232,21 @@ class MemoryMeter:
     def reset(self) -> None:
         if self.enabled and tracemalloc.is_tracing():
             tracemalloc.reset_peak()
+        self.hwm_resettable = _reset_peak_rss()
+        self.rss_frame_peak = rss_bytes()
 
-    def sample(self) -> dict[str, int]:
+    def sample(self) -> dict[str, Any]:
         traced = tracemalloc.get_traced_memory() if self.enabled and tracemalloc.is_tracing() else (0, 0)
         self.run_peak = max(self.run_peak, traced[1])
+        now = self.rss()
+        hwm = hwm_rss_bytes() if self.hwm_resettable else None
+        frame_peak = max(self.rss_frame_peak, hwm or 0)
+        self.rss_run_peak = max(self.rss_run_peak, frame_peak)
         return {
             "traced_now": traced[0],
             "traced_peak": traced[1],
-            "rss": rss_bytes(),
-            "rss_peak": peak_rss_bytes(),
+            "rss": now,
+            "rss_frame_peak": frame_peak,
+            "rss_frame_peak_source": "VmHWM" if hwm is not None else "sampled per strip",
+            "rss_peak": self.rss_run_peak,  # the frames' high-water marks so far (not ru_maxrss: see loop.finish)
         }

@@ -2,9 +2,11 @@
 
     firmware-sim run --mission rover_mastcamz --frames FRAME.png ... --out runs/fw/rover
     firmware-sim run --mission orbital_nac.toml --frames strip.tif --out runs/fw/nac --inject seu@frame0
-    firmware-sim bench --model vae.onnx --threads 1,2,4
+    firmware-sim bench --model orbital-gray-vae --threads 1,2,4
+    firmware-sim missions
 
-Exit status: 0 done, 2 user error, 3 a simulated reboot stopped the run (run again with the same ``--out``).
+Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the run (run
+again with the same ``--out``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 import sys
 import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .faults import FaultSpecError, SimulatedReboot
 from .mission import MissionError, load_mission
 
+EXIT_ALL_DROPPED = 1
 EXIT_REBOOT = 3
 
 
@@ -38,7 +42,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides["budget"] = {"frame_ms": args.frame_ms}
     for item in args.set or ():
         section, key, value = _parse_set(item)
+        _check_set_type(mission, section, key, value, item)
         overrides.setdefault(section, {})[key] = value
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MissionError(f"--out {args.out} is an existing file; name a folder for the run's output and state")
     if overrides:
         mission = mission.with_overrides(**overrides)
     frames = expand_frames(args.frames)
@@ -50,8 +57,43 @@ def _run(args: argparse.Namespace) -> int:
     except SimulatedReboot as exc:
         print(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
         return EXIT_REBOOT
+    from .report import write_report
+
+    report = write_report(args.out, summary)
     _print_summary(summary, args.out)
+    print(f"  report: {report}")
+    f = summary["frames"]
+    if f["acquired"] and f["dropped"] == f["acquired"]:
+        hint = ""
+        if any(str(k).startswith("invalid_shape") for k in f.get("drop_reasons") or {}):
+            hint = " (for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size)"
+        print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
+        return EXIT_ALL_DROPPED
     return 0
+
+
+def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> None:
+    """``--set`` with a value of the wrong kind (``sampling.keep=abc``) is refused with one clear line."""
+    current = getattr(getattr(mission, section, None), key, None)
+    if current is None or isinstance(value, type(current)):
+        return
+    number = (int, float)
+    if isinstance(current, bool) or not isinstance(current, number):
+        if isinstance(current, bool) != isinstance(value, bool) or isinstance(current, str | tuple | list):
+            raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, number):
+        raise MissionError(f"--set {item}: [{section}] {key} takes a number (now {current!r}), not {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise MissionError(f"--set {item}: [{section}] {key} must be a finite number")
+
+
+def _reasons(f: dict[str, Any]) -> str:
+    return "; ".join(f"{k} x{v}" for k, v in (f.get("drop_reasons") or {}).items()) or "no reason recorded"
+
+
+def _ms(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.0f} ms"
 
 
 def _parse_set(item: str) -> tuple[str, str, Any]:
@@ -68,26 +110,36 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
 
 
 def _print_summary(s: dict[str, Any], out: str) -> None:
-    f, q, t = s["frames"], s["queue"], s["timing_ms"]
+    f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
+    dropped = f" ({_reasons(f)})" if f["dropped"] else ""
     print(
         f"mission {s['mission']}: {f['acquired']} frames acquired: {f['downlinked']} downlinked, "
-        f"{f['queued']} queued, {f['dropped']} dropped {f['drop_reasons'] or ''}"
+        f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
     )
+    if t.get("p50") is not None:
+        levels = ", ".join(f"{k} x{v}" for k, v in (s.get("degradations") or {}).items()) or "none"
+        print(
+            f"  frame time p50 {_ms(t['p50'])}, max {_ms(t.get('max'))}, deadlines missed "
+            f"{t.get('deadline_missed', 0)}; degradation levels: {levels}"
+        )
+    else:
+        print("  no frame was processed: no frame times")
+    mem = s.get("memory", {})
+    rate = s.get("patches_per_s")
+    rate_text = f"; {rate:.1f} patches/s" if isinstance(rate, int | float) else ""
+    mib = 2**20
     print(
-        f"  frame time p50 {t['p50']} ms, max {t['max']} ms, deadlines missed {t['deadline_missed']}; "
-        f"levels {s['degradations']}"
-    )
-    mem = s["memory"]
-    print(
-        f"  memory peak (traced) {mem['traced_peak_bytes']:,} B of {s['budgets']['memory_bytes']:,} B, "
-        f"RSS peak {mem['rss_peak_bytes']:,} B (+{mem['rss_growth_in_frames_bytes']:,} B after model load); "
-        f"patches/s {s['patches_per_s']}"
+        f"  memory peak (traced) {mem.get('traced_peak_bytes', 0) / mib:.1f} MiB of "
+        f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget, RSS peak {mem.get('rss_peak_bytes', 0) / mib:.0f} MiB"
+        f"{rate_text}"
     )
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
-    for a in s["anomalies"]:
-        top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:8])
-        print(f"  frame {a['frame_id']} {a['source']}: anomalous patches (x,y) score: {top}")
-    print(f"  wrote {out}/telemetry.jsonl, {out}/summary.json, {out}/downlink/pass_*.bin")
+    for a in s["anomalies"][:5]:
+        top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:4])
+        print(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
+    if len(s["anomalies"]) > 5:
+        print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
+    print(f"  wrote {out}/summary.json, telemetry.jsonl, downlink/pass_*.bin")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -103,46 +155,148 @@ def _bench(args: argparse.Namespace) -> int:
         keep=args.keep,
     )
     print(format_table(result))
-    text = json.dumps(result, indent=2)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        print(text)
+            fh.write(json.dumps(result, indent=2) + "\n")
+        print(f"JSON: {args.json}")
+    return 0
+
+
+def _missions(args: argparse.Namespace) -> int:
+    import textwrap
+
+    from edgeae.resolve import preset_summary, presets
+
+    from .mission import MISSIONS_DIR
+
+    found = presets(MISSIONS_DIR)
+    width = max(map(len, found), default=4)
+    for name, path in found.items():
+        m = load_mission(path)
+        cam = m.camera
+        size = f"{cam.width}x{cam.height}" if cam.height and cam.width else "any size"
+        head = f"{name:<{width}}  {size:>11} x{cam.channels}  "
+        first = preset_summary(path).replace("`", "").split(". ")[0].rstrip(".") + "."
+        print(textwrap.fill(first, 100, initial_indent=head, subsequent_indent=" " * len(head)))
+    print(f"(in {MISSIONS_DIR}; pass a name or a TOML path to --mission)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import write_report
+
+    if not (Path(args.out) / "summary.json").is_file():
+        raise MissionError(f"{args.out} holds no summary.json: is it the --out folder of firmware-sim run?")
+    print(f"report: {write_report(args.out)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="firmware-sim", description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="firmware-sim",
+        description="The flight-like runtime: run a mission's frame loop (sample, score, queue, downlink) within "
+        "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
+        "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
+        epilog="Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the "
+        "run (run it again with the same --out).",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show debug messages and the warnings and logs of third-party libraries (hidden by default)",
+    )  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    r = sub.add_parser("run", help="run a mission's frame loop on frames")
-    r.add_argument("--mission", required=True, help="mission TOML file, or a shipped mission name")
-    r.add_argument("--frames", nargs="+", required=True, help="frame files or folders (.npy, .tif, .png, .jpg)")
-    r.add_argument("--out", required=True, help="output folder (also the persistent state: reuse it after a reboot)")
-    r.add_argument("--anomaly-model", help="override [anomaly] model")
-    r.add_argument("--recon-model", help="override [reconstruction] model")
-    r.add_argument("--threads", type=int, help="override [runtime] threads")
-    r.add_argument("--frame-ms", type=float, help="override [budget] frame_ms")
-    r.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override any mission field")
-    r.add_argument("--inject", action="append", help="faults, e.g. seu@frame3,late@frame5:800 (repeatable)")
-    r.add_argument("--progress", action="store_true", help="progress bar per streamed frame (needs tqdm)")
+    r = sub.add_parser(
+        "run",
+        help="run a mission's frame loop on frames; writes summary.json, telemetry and report.html",
+        description="Run the mission's frame loop on the frames: validate each frame, sample its pixels with "
+        "the seeded mask, score its patches, queue the products by priority and downlink them in passes, "
+        "degrading when a frame would miss its deadline. Writes OUT/summary.json (every frame downlinked, "
+        "queued or dropped, with the reason), OUT/telemetry.jsonl, OUT/downlink/pass_*.bin (CCSDS packets) "
+        "and OUT/report.html. The camera size is set by the mission ([camera] height and width); use "
+        "--set camera.height=H --set camera.width=W for other frames, or 0 for any size.",
+    )
+    r.add_argument(
+        "--mission", required=True, metavar="MISSION",
+        help="a shipped mission name (rover_mastcamz, orbital_nac; see firmware-sim missions) or a mission TOML file",
+    )  # fmt: skip
+    r.add_argument(
+        "--frames", nargs="+", required=True, metavar="PATH",
+        help="frame files or folders: PNG, JPEG, TIFF/BigTIFF (streamed in strips), or .npy arrays",
+    )  # fmt: skip
+    r.add_argument(
+        "--out", required=True, metavar="DIR",
+        help="output folder; also the persistent state (queue, ledger): reuse it after a reboot",
+    )  # fmt: skip
+    r.add_argument(
+        "--anomaly-model", metavar="MODEL",
+        help="replace the mission's anomaly model: a zoo name (orbital-gray-vae, rover-rgb-gtcae) or an "
+        ".onnx / .ort / .tflite artifact",
+    )  # fmt: skip
+    r.add_argument(
+        "--recon-model", metavar="MODEL",
+        help="replace the mission's onboard reconstruction model: a zoo name or an artifact path",
+    )  # fmt: skip
+    r.add_argument("--threads", type=int, help="interpreter threads (replaces [runtime] threads)")
+    r.add_argument("--frame-ms", type=float, help="per-frame deadline in ms (replaces [budget] frame_ms)")
+    r.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE",
+        help="replace any mission field, e.g. --set camera.height=591 or --set anomaly.top_k=4 (repeatable)",
+    )  # fmt: skip
+    r.add_argument(
+        "--inject", action="append", metavar="FAULTS",
+        help="inject faults: seu, corrupt-model, late, bad-frame or reboot at a frame, e.g. "
+        "seu@frame3,late@frame5:800 (repeatable)",
+    )  # fmt: skip
+    r.add_argument("--progress", action="store_true", help="show a progress bar for each streamed frame")
     r.set_defaults(_fn=_run)
-    b = sub.add_parser("bench", help="benchmark an artifact: latency per stage, throughput, memory")
-    b.add_argument("--model", required=True, help=".onnx / .ort / .tflite artifact")
-    b.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    b.add_argument("--batch", type=int, default=16)
-    b.add_argument("--iters", type=int, default=30)
-    b.add_argument("--frame-height", type=int, default=1200)
-    b.add_argument("--frame-width", type=int, default=1648)
-    b.add_argument("--keep", type=float, default=0.05)
-    b.add_argument("--json", help="write the JSON result here instead of printing it")
+    b = sub.add_parser(
+        "bench",
+        help="benchmark a model artifact: latency per stage, throughput, memory",
+        description="Benchmark one model on this board at each thread count: the time of every onboard stage "
+        "(sample, normalise, infer, score, scrub, packetise) as p50/p90/p99, patches per second and the "
+        "memory peak. Prints a table; --json also writes every number to a file.",
+    )
+    b.add_argument(
+        "--model", required=True, metavar="MODEL",
+        help="a zoo name (its shipped artifact for the installed interpreter) or an .onnx / .ort / .tflite file",
+    )  # fmt: skip
+    b.add_argument("--threads", default="1,2", help="comma-separated thread counts to compare (default 1,2)")
+    b.add_argument("--batch", type=int, default=16, help="patches per model call (default 16)")
+    b.add_argument("--iters", type=int, default=30, help="timed repetitions of each stage (default 30)")
+    b.add_argument("--frame-height", type=int, default=1200, help="frame height for the sampling stage (default 1200)")
+    b.add_argument("--frame-width", type=int, default=1648, help="frame width for the sampling stage (default 1648)")
+    b.add_argument("--keep", type=float, default=0.05, help="fraction of pixels sampled (default 0.05)")
+    b.add_argument("--json", metavar="FILE", help="also write the full result as JSON to this file")
     b.set_defaults(_fn=_bench)
+    m = sub.add_parser(
+        "missions",
+        help="list the shipped missions (names that --mission accepts)",
+        description="List the mission files shipped with the runtime: name, camera size and channels, and what "
+        "each is for. --mission takes these names or a path to a TOML file of your own.",
+    )
+    m.set_defaults(_fn=_missions)
+    rp = sub.add_parser(
+        "report",
+        help="rebuild report.html of an earlier run",
+        description="Write DIR/report.html again from the outputs of a firmware-sim run in DIR.",
+    )
+    rp.add_argument("out", metavar="DIR", help="the --out folder of a firmware-sim run")
+    rp.set_defaults(_fn=_report)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from edgeae import logs
+
+    with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
+        return _dispatch(parser, args)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "_fn", None):
         parser.print_help()
         return 2

@@ -15,15 +15,17 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.masks import PRNG_VERSION, make_mask_rows
+from edgeae.nodata import Margin, valid_mask
 from edgeae.tiling import axis_starts
+from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
-from .budget import Level, patch_selected
+from .budget import LADDER, Level, patch_selected, selected_fraction
 from .frames import FrameReader
 from .score import TopK
 from .validate import check_pixels, to_samples
-from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
-MASK_CHUNK_PIXELS = 1 << 16
+REPLAN_AFTER_STRIPS = 8  # strips measured before the in-flight deadline projection may lower the level
+PREFETCH_STRIPS = 1  # strips decoded ahead of the one being processed (a thread; ring of PREFETCH + 2 buffers)
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
@@ -74,6 +76,18 @@ class FrameWork:
         self.drop_reason = self.drop_detail = ""
         self.pending: list[tuple[int, int, np.ndarray]] = []
         self.latents: LatentFrame | None = None
+        self.mask_buf: np.ndarray | None = None  # one strip of mask rows, reused for every strip
+        # the fast path (VAE scoring on the ScoreEngine): the batch being filled, raw samples (N, C, P, P)
+        self.batch_raw: np.ndarray | None = None
+        self.batch_xy: list[tuple[np.ndarray, np.ndarray]] = []
+        self.batch_n = 0
+        self.submitted = 0
+        self.every = level.score_every  # lowered in flight when the frame would miss its deadline
+        self.in_flight: list[dict[str, Any]] = []
+        self.rss_peak = 0  # the highest RSS seen at a strip boundary
+        self.strips_done = 0
+        self.t_wait = 0.0  # ms the caller waited for the engine
+        self.pace0: tuple[float, float, int] | None = None  # (elapsed ms, waited ms, rows) when pacing began
 
     # ---------------------------------------------------------------------------------------- stream
     def stream(self, strip_rows: int) -> bool:
@@ -88,44 +102,115 @@ class FrameWork:
                 bar.close()
 
     def _stream(self, strip_rows: int, bar: Any) -> bool:
-        for r0, strip in self.reader.strips(strip_rows):
-            if bar is not None:
-                bar.update(strip.shape[0])
-            t = time.perf_counter()
-            v = check_pixels(strip, self.m.camera)
-            self.t["validate"] += _ms(t)
-            if not v.ok:
-                self.drop_reason = f"invalid_{v.reason}"
-                self.drop_detail = f"rows {r0}-{r0 + strip.shape[0]}: {v.detail}"
-                self.close()
-                return False
-            samples = to_samples(strip, self.m.camera.bit_depth)
-            t = time.perf_counter()
-            mask = self._mask(r0, r0 + strip.shape[0])
-            vals = samples[mask]
-            self.kept += vals.shape[0]
-            self.row_counts[r0 : r0 + strip.shape[0]] = mask.sum(axis=1)
-            if self.spool is not None:
-                self.spool.write(np.ascontiguousarray(vals).tobytes())
-            else:
-                self.values.append(vals)
-            self.t["sample"] += _ms(t)
-            self._score_strip(r0, samples, mask)
-            self._recon_check(r0, samples, mask)
+        strips = self.reader.strips(strip_rows)
+        if self.streamed:  # decode the next strip while this one is sampled and scored
+            strips = prefetch(strips, PREFETCH_STRIPS)
+        try:
+            for r0, strip in strips:
+                if not self._strip(r0, strip, bar):
+                    return False
+        finally:
+            close = getattr(strips, "close", None)
+            if close is not None:
+                close()
+        self._score_flush(final=True)
         return True
 
-    def _mask(self, r0: int, r1: int) -> np.ndarray:
-        """Mask rows [r0, r1), generated a few rows at a time: the hash works on uint64 temporaries of 8 bytes
-        per pixel, which for a whole 5,064-px-wide strip would dwarf the strip itself."""
-        out = np.empty((r1 - r0, self.w), bool)
-        step = max(1, MASK_CHUNK_PIXELS // self.w)
-        for a in range(r0, r1, step):
-            b = min(r1, a + step)
-            out[a - r0 : b - r0] = make_mask_rows(self.seed, (self.h, self.w), self.keep, self.m.sampling.pattern, a, b)
-        return out
+    def _strip(self, r0: int, strip: np.ndarray, bar: Any) -> bool:
+        if bar is not None:
+            bar.update(strip.shape[0])
+        t = time.perf_counter()
+        v = check_pixels(strip, self.m.camera)
+        self.t["validate"] += _ms(t)
+        if not v.ok:
+            self.drop_reason = f"invalid_{v.reason}"
+            self.drop_detail = f"rows {r0}-{r0 + strip.shape[0]}: {v.detail}"
+            self.close()
+            return False
+        samples = to_samples(strip, self.m.camera.bit_depth)
+        t = time.perf_counter()
+        mask = self._mask(r0, r0 + strip.shape[0])
+        vals = samples[mask]
+        self.kept += vals.shape[0]
+        self.row_counts[r0 : r0 + strip.shape[0]] = mask.sum(axis=1)
+        if self.spool is not None:
+            self.spool.write(np.ascontiguousarray(vals).tobytes())
+        else:
+            self.values.append(vals)
+        self.t["sample"] += _ms(t)
+        valid = self._valid(r0, samples)
+        if self.rt.engine is not None and self.m.anomaly.method == "vae":
+            self._score_strip_fast(r0, samples, valid)
+        else:
+            self._score_strip(r0, samples, mask, valid)
+        self._recon_check(r0, samples, mask)
+        self.rss_peak = max(self.rss_peak, self.rt.meter.rss())
+        if self.streamed:
+            self._replan(r0 + strip.shape[0])
+        return True
 
-    def _score_strip(self, r0: int, samples: np.ndarray, mask: np.ndarray) -> None:
-        scorer, p, every = self.rt.scorer, self.m.anomaly.patch, self.level.score_every
+    # ------------------------------------------------------------------------------ deadline in flight
+    def _replan(self, rows_done: int) -> None:
+        """Project the frame's finish from what this frame has cost so far and, when it would miss
+        ``safety × available``, score fewer patches for the rest of the frame *now* (half, a quarter,
+        none): the ladder's scoring rungs applied in flight. The keep fraction cannot change mid-frame (the
+        ground regenerates one mask per frame)."""
+        self.strips_done += 1
+        elapsed = _ms(self.t0)
+        if self.strips_done == 2:  # the first strips carry start-up costs: measure the pace from here on
+            self.pace0 = (elapsed, self.t_wait, rows_done)
+        if self.every == 0 or rows_done >= self.h or self.cut or self.pace0 is None:
+            return
+        n_strips = -(-self.h // max(1, rows_done // self.strips_done))
+        if self.strips_done < 2 + min(REPLAN_AFTER_STRIPS, max(2, n_strips // 10)):
+            return
+        eng = self.rt.engine
+        measured = eng.ms_per_item if eng is not None else None
+        per_patch = measured if measured is not None else self.rt.cost.ms_per_patch
+        # the caller's own work per row (read, validate, mask, cut patches): all but its waits on the engine
+        e0, w0, r0 = self.pace0
+        base_per_row = max(0.0, (elapsed - e0) - (self.t_wait - w0)) / max(1, rows_done - r0)
+        rows_left = self.h - rows_done
+        grid_left = len([y for y in self.ys if y >= rows_done]) * len(self.xs)
+        target = self.m.budget.safety * self.available
+        backlog = eng.pending * eng.batch * per_patch if eng is not None else 0.0
+        products = self.rt.cost.ms_per_mkept * self.kept * self.h / rows_done / 1e6  # queued after the last strip
+        # the engine scores while the caller streams: the slower of the two sets the pace
+        scoring = backlog + grid_left * selected_fraction(self.every) * per_patch
+        projected = elapsed + max(rows_left * base_per_row, scoring) + products
+        if projected > target:  # one rung per strip: the next strips re-measure before going further
+            every = {1: 2, 2: 4, 4: 0}[self.every]
+            name = next((lv.name for lv in LADDER if lv.score_every == every), "sparse_only")
+            self.in_flight.append(
+                {"row": rows_done, "score_every": every, "level": name, "elapsed_ms": elapsed,
+                 "projected_ms": projected, "target_ms": target, "ms_per_row": base_per_row,
+                 "ms_per_patch": per_patch}
+            )  # fmt: skip
+            self.every = every
+
+    def _mask(self, r0: int, r1: int) -> np.ndarray:
+        """Mask rows [r0, r1) in one reused buffer (the generator's temporaries are a few hundred KiB)."""
+        if self.mask_buf is None or self.mask_buf.shape[0] < r1 - r0:
+            self.mask_buf = np.empty((r1 - r0, self.w), bool)
+        out = self.mask_buf[: r1 - r0]
+        return make_mask_rows(self.seed, (self.h, self.w), self.keep, self.m.sampling.pattern, r0, r1, out=out)
+
+    def _valid(self, r0: int, samples: np.ndarray) -> np.ndarray | None:
+        """The strip's valid-pixel mask (:func:`edgeae.nodata.valid_mask`, numpy only, shared with the ground
+        tools): no-data, dark or saturated margins and the mission's fixed margin. None when not scoring."""
+        if self.rt.scorer is None or self.every == 0 or self.m.anomaly.min_valid <= 0:
+            return None
+        r1 = r0 + samples.shape[0]
+        edges = ("left", "right") + (("top",) if r0 == 0 else ()) + (("bottom",) if r1 >= self.h else ())
+        cam = self.m.camera
+        valid = valid_mask(
+            samples, bit_depth=cam.bit_depth, edges=edges, margin=Margin.parse(cam.margin), row0=r0, frame_height=self.h
+        )
+        self.n["invalid_pixels"] = self.n.get("invalid_pixels", 0) + int(valid.size - np.count_nonzero(valid))
+        return valid
+
+    def _score_strip(self, r0: int, samples: np.ndarray, mask: np.ndarray, valid: np.ndarray | None = None) -> None:
+        scorer, p, every = self.rt.scorer, self.m.anomaly.patch, self.every
         if scorer is None or every == 0:
             return
         t = time.perf_counter()
@@ -141,7 +226,8 @@ class FrameWork:
                     self.n["cut_by_deadline"] += 1
                     continue
                 tile = samples[y - r0 : y - r0 + p, x : x + p]
-                if self.m.anomaly.min_valid > 0 and float((tile > 0).any(axis=2).mean()) < self.m.anomaly.min_valid:
+                frac = 1.0 if valid is None else float(valid[y - r0 : y - r0 + p, x : x + p].mean())
+                if frac < self.m.anomaly.min_valid:  # never scored, so never flagged
                     self.n["nodata_skipped"] += 1
                     continue
                 scorer.load(len(self.pending), tile, mask[y - r0 : y - r0 + p, x : x + p])
@@ -150,6 +236,85 @@ class FrameWork:
                     self._flush()
         self._flush()  # the strip buffer is reused for the next strip
         self.t["score"] += _ms(t)
+
+    def _score_strip_fast(self, r0: int, samples: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Every selected patch of the strip, cut from a zero-copy window view of the strip straight into the
+        batch buffer (raw samples), checked for no-data per row of patches, and handed to the ScoreEngine."""
+        p, every, an = self.m.anomaly.patch, self.every, self.m.anomaly
+        if every == 0:
+            return
+        t = time.perf_counter()
+        r1 = r0 + samples.shape[0]
+        rows = [(i, y) for i, y in enumerate(self.ys) if y >= r0 and y + p <= r1]
+        if not rows or not self.xs:
+            self.t["score"] += _ms(t)
+            return
+        xs = np.asarray(self.xs, np.int64)
+        cols = np.arange(len(xs))
+        win = np.lib.stride_tricks.sliding_window_view(samples, (p, p), axis=(0, 1))  # (R', W', C, p, p), a view
+        nz = valid if an.min_valid > 0 else None
+        for i, y in rows:
+            sel = _selected(i, cols, every)
+            n_sel = int(sel.sum())
+            self.n["selected"] += n_sel
+            if self.cut:
+                self.n["cut_by_deadline"] += n_sel
+                continue
+            if nz is not None:
+                colsum = np.concatenate([[0], np.cumsum(nz[y - r0 : y - r0 + p].sum(axis=0))])
+                frac = (colsum[xs + p] - colsum[xs]) / float(p * p)  # valid fraction of each patch
+                low = sel & (frac < an.min_valid)
+                self.n["nodata_skipped"] += int(low.sum())
+                sel &= ~low
+            js = np.flatnonzero(sel)
+            while js.size:
+                if self.cut:  # the deadline passed while this row was being batched
+                    self.n["cut_by_deadline"] += int(js.size)
+                    break
+                take = js[: self.rt.engine.batch - self.batch_n] if self.rt.engine else js
+                self._batch_add(win[y - r0, xs[take]], xs[take], np.full(take.size, y, np.int64))
+                js = js[take.size :]
+        self.t["score"] += _ms(t)
+
+    def _batch_add(self, raw: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
+        eng = self.rt.engine
+        assert eng is not None
+        if self.batch_raw is None:
+            self.batch_raw = np.empty((eng.batch, *raw.shape[1:]), raw.dtype)
+        self.batch_raw[self.batch_n : self.batch_n + len(raw)] = raw
+        self.batch_xy.append((xs, ys))
+        self.batch_n += len(raw)
+        if self.batch_n == eng.batch:
+            self._score_flush()
+
+    def _score_flush(self, final: bool = False) -> None:
+        """Submit the batch being filled (the engine owns its buffer from now on) and take in what finished;
+        ``final``: wait for everything still in flight."""
+        eng = self.rt.engine
+        if eng is None:
+            return
+        t = time.perf_counter()
+        done: list[tuple[Any, np.ndarray]] = []
+        if self.batch_n and self.batch_raw is not None:
+            raw = self.batch_raw[: self.batch_n]
+            xs = np.concatenate([a for a, _ in self.batch_xy])
+            ys = np.concatenate([b for _, b in self.batch_xy])
+            w = time.perf_counter()
+            done += eng.submit(raw, (xs, ys, raw))
+            self.t_wait += _ms(w)
+            self.submitted += self.batch_n
+            self.batch_raw, self.batch_xy, self.batch_n = None, [], 0
+            if _ms(self.t0) > self.available:
+                self.cut = True
+        if final:
+            w = time.perf_counter()
+            done += eng.drain()
+            self.t_wait += _ms(w)
+        for (xs, ys, raw), scores in done:
+            self.topk.offer_batch(scores, xs, ys, raw)
+            self.n["scored"] += len(scores)
+        if final:  # otherwise called from _score_strip_fast, which times itself
+            self.t["score"] += _ms(t)
 
     def _flush(self) -> None:
         if not self.pending or self.rt.scorer is None:
@@ -224,6 +389,7 @@ class FrameWork:
         return {
             "keep": self.keep,
             "seed": self.seed,
+            "degraded_in_flight": self.in_flight,
             "timing_ms": timing,
             "patches": self.n,
             "anomaly": {
@@ -265,6 +431,8 @@ class FrameWork:
         return sf, self.row_counts
 
     def close(self) -> None:
+        if self.rt.engine is not None and self.rt.engine.pending:
+            self.rt.engine.drain()  # a dropped frame: its batches finish and are discarded
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -275,3 +443,78 @@ class FrameWork:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
+
+
+def _selected(i: int, j: np.ndarray, every: int) -> np.ndarray:
+    """:func:`patch_selected` for a row of patches (grid row ``i``, columns ``j``)."""
+    if every == 1:
+        return np.ones(j.shape, bool)
+    if every == 2:
+        return (i + j) % 2 == 0
+    if every == 4:
+        return np.full(j.shape, i % 2 == 0) & (j % 2 == 0)
+    return np.zeros(j.shape, bool)
+
+
+def prefetch(strips: Any, depth: int = 1) -> Any:
+    """Iterate ``(row0, strip)`` pairs decoded by a background thread, at most ``depth`` ahead.
+
+    Readers may reuse one output buffer for every strip, so each strip is copied into a ring of
+    ``depth + 2`` buffers: the one the caller holds, ``depth`` queued, and the one being filled. Errors of
+    the reader are raised in the caller; closing the generator stops the thread.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        ring: list[np.ndarray] = []
+        k = 0
+        try:
+            for r0, strip in strips:
+                if not ring:
+                    ring = [np.empty_like(strip) for _ in range(depth + 2)]
+                slot = ring[k % len(ring)]
+                if slot.shape[1:] != strip.shape[1:] or slot.shape[0] < strip.shape[0] or slot.dtype != strip.dtype:
+                    slot = ring[k % len(ring)] = np.empty_like(strip)
+                slot = slot[: strip.shape[0]]
+                np.copyto(slot, strip)
+                k += 1
+                if not put((r0, slot)):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="edgeae-prefetch", daemon=True)
+    thread.start()
+
+    def consume() -> Any:
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+            close = getattr(strips, "close", None)
+            if close is not None and not thread.is_alive():
+                close()
+
+    return consume()

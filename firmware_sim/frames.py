@@ -5,8 +5,10 @@ A real camera delivers raw arrays; the simulator reads them from files:
 - ``.npy``: memory-mapped, so strips are read without loading the frame (numpy only);
 - ``.tif`` / ``.tiff`` (BigTIFF, tiled or stripped): streamed segment by segment with ``tifffile``; memory
   holds one band of tiles plus one output strip, independent of the frame size;
-- ``.png`` / ``.jpg`` / ``.pgm`` ...: decoded whole with OpenCV, which comes with the ``ground`` extra, not
-  the flight extras (``pip install 'edgeae[ground]'``). A flight build reads the camera's raw buffer instead.
+- ``.png`` / ``.jpg`` / ``.pgm`` / ``.ppm``: the header is read first (size and memory checks run before any
+  pixel is decoded), then the file is decoded whole through :mod:`edgeae.imagedecode`, the one decoding path
+  of flight and ground (pyspng, simplejpeg and numpy, all in the flight extras; no OpenCV). A damaged file
+  or a decompression bomb raises :class:`FrameError` naming the file, and the loop drops that frame.
 
 Every reader yields ``(row0, strip)`` with ``strip`` shaped (rows, W, C) in the file's own dtype.
 """
@@ -23,7 +25,7 @@ import numpy as np
 
 from edgeae._optional import require
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm")
 TIFF_SUFFIXES = (".tif", ".tiff")
 FRAME_SUFFIXES = (".npy", *TIFF_SUFFIXES, *IMAGE_SUFFIXES)
 
@@ -94,6 +96,13 @@ class TiffFrame:
         else:
             raise FrameError(f"{path}: unsupported TIFF layout {shape} (want H×W or H×W×C, contiguous)")
         self.header = FrameHeader(str(path), int(h), int(w), int(c), dtype)
+        from edgeae.imagedecode import ImageLimits
+
+        limits = ImageLimits.from_env()
+        if h * w > limits.max_pixels:  # streamed, but a header claiming billions of pixels is still refused
+            raise FrameError(
+                f"{path}: {w}x{h} pixels is over the limit of {limits.max_pixels:,} (EDGEAE_MAX_IMAGE_PIXELS)"
+            )
 
     def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         h, w, c = self.header.height, self.header.width, self.header.channels
@@ -140,15 +149,48 @@ class TiffFrame:
                 yield band[: h - band_y]
 
 
+class ImageFileFrame:
+    """A PNG/JPEG/PNM frame: the header is read (and size-checked) now, the pixels only when strips are asked
+    for, so the loop's shape and memory-budget checks run before anything is decoded.
+
+    Decoding goes through :mod:`edgeae.imagedecode`, the one path the ground uses too (pyspng / simplejpeg /
+    numpy with the flight extras; OpenCV is not needed).
+    """
+
+    def __init__(self, path: Path) -> None:
+        from edgeae._headers import ImageReadError
+        from edgeae.imagedecode import probe
+
+        self.path = path
+        try:
+            info = probe(path)
+        except ImageReadError as exc:
+            raise FrameError(str(exc)) from None
+        dtype = np.dtype(np.uint8 if info.bit_depth <= 8 else np.uint16)
+        self.header = FrameHeader(str(path), info.height, info.width, info.channels, dtype)
+
+    def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        from edgeae._headers import ImageReadError
+        from edgeae.imagedecode import decode_file
+
+        try:
+            arr, _ = decode_file(self.path)
+        except ImageReadError as exc:
+            raise FrameError(str(exc)) from None
+        frame = ArrayFrame(np.ascontiguousarray(arr), str(self.path))
+        h = self.header
+        if frame.header.channels != h.channels or frame.header.dtype != h.dtype:
+            raise FrameError(
+                f"{self.path}: decoded {frame.header.channels} channels of {frame.header.dtype}, the header "
+                f"promised {h.channels} of {h.dtype}"
+            )
+        yield from frame.strips(strip_rows)
+
+
 def read_image_frame(path: Path) -> ArrayFrame:
-    """Decode a PNG/JPEG/PGM frame with OpenCV (``ground`` extra), keeping its raw integer samples."""
-    cv2 = require("cv2")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise FrameError(f"{path}: OpenCV could not decode the image (damaged or unsupported)")
-    if arr.ndim == 3 and arr.shape[2] >= 3:
-        arr = arr[:, :, 2::-1] if arr.shape[2] == 3 else arr[:, :, [2, 1, 0]]
-    return ArrayFrame(np.ascontiguousarray(arr), str(path))
+    """Decode a PNG/JPEG/PGM frame whole (header and size checks first), keeping its raw integer samples."""
+    reader = ImageFileFrame(path)
+    return ArrayFrame(np.concatenate([s for _, s in reader.strips(1 << 30)]), str(path))
 
 
 def open_frame(path: str | os.PathLike[str]) -> FrameReader:
@@ -165,7 +207,7 @@ def open_frame(path: str | os.PathLike[str]) -> FrameReader:
     if suffix in TIFF_SUFFIXES:
         return TiffFrame(p)
     if suffix in IMAGE_SUFFIXES:
-        return read_image_frame(p)
+        return ImageFileFrame(p)
     raise FrameError(f"{p}: unsupported frame type {suffix!r}; expected one of {FRAME_SUFFIXES}")
 
 

@@ -18,24 +18,27 @@ from typing import Any
 import numpy as np
 
 from edgeae.tiling import axis_starts
+from edgeae.wire.packets import WireConfig, overhead, packetise
+from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
-from .budget import CostModel, MemoryMeter, peak_rss_bytes, plan_memory, rss_bytes
+from .budget import LADDER, CostModel, MemoryMeter, plan_memory, rss_bytes
 from .faults import FaultPlan, SimulatedReboot, corrupt_frame, parse_faults
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .guard import ModelGuard
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
-from .score import PatchScorer
+from .score import PatchScorer, ScoreEngine
 from .sparse_stream import sparse_packets
 from .telemetry import TelemetryWriter, summarise, write_summary
 from .validate import check_header
-from edgeae.wire.packets import WireConfig, overhead, packetise
-from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
+
+
+LADDER_INDEX = {lv.name: lv.index for lv in LADDER}
 
 
 class FlightRuntime:
@@ -50,13 +53,15 @@ class FlightRuntime:
         inject: Sequence[str] = (),
         wire: WireConfig | None = None,
         progress: bool = False,
+        parallel: str = "interpreters",
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.loader = loader or default_loader
         self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
-        self.wire = wire or WireConfig(mission.downlink.max_packet_bytes, mission.downlink.codec)
+        dl = mission.downlink
+        self.wire = wire or WireConfig(dl.max_packet_bytes, dl.codec, band_rows=dl.band_rows)
         self._cpu0 = time.process_time()
         self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
         self.meter = MemoryMeter(mission.runtime.measure_memory)
@@ -77,7 +82,7 @@ class FlightRuntime:
                 lost=self.queue.lost_on_recovery,
                 next_frame_id=self.queue.state["next_frame_id"],
             )
-        self.models = OnboardModels(mission, self.out, self.loader, self.faults, self.tm)
+        self.models = OnboardModels(mission, self.out, self.loader, self.faults, self.tm, parallel)
         if self.models.scorer is not None:
             self.cost.ms_per_patch = self.models.calibrate()
         self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions and model images
@@ -133,6 +138,7 @@ class FlightRuntime:
             self.tm.write("event", kind="fault_injected", fault=f"reboot@frame{fno}")
             self.tm.close()
             self.meter.stop()
+            self.models.close()
             raise SimulatedReboot(f"reboot before frame {fno}")
         fid = int(self.queue.state["next_frame_id"])
         self.queue.state["next_frame_id"] = fid + 1
@@ -154,26 +160,57 @@ class FlightRuntime:
             reader: FrameReader = ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
         except (FrameError, OSError) as exc:
             return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
+        except Exception as exc:  # any reader failure drops this frame only, with its reason
+            return self._finish(self._drop(rec, "unreadable", f"{type(exc).__name__}: {exc}"), t0)
         bad = self.faults.at(fno, "bad-frame")
         if bad is not None:
             self.tm.write("event", kind="fault_injected", fault=str(bad))
             reader = _corrupted(reader, bad.arg or "nan")
+        reader = self._colour_filter(reader, rec)
         verdict = check_header(reader.header, self.m.camera)
         if not verdict.ok:
             return self._finish(self._drop(rec, f"invalid_{verdict.reason}", verdict.detail), t0)
         h, w = reader.header.height, reader.header.width
         plan = plan_memory(self.m, w, h, self._model_bytes(), self.m.camera.channels)
         rec["memory_plan"] = plan.total
+        held = max(0, rss_bytes() - self.rss_boot)  # what the process already holds beyond the boot baseline
+        rec["memory_predicted"] = held + plan.total
         if plan.total > self.m.budget.memory_bytes:
             return self._finish(
                 self._drop(rec, "memory_budget", f"needs {plan.total} B > {self.m.budget.memory_bytes} B"), t0
             )
+        if held + plan.total > self.m.budget.memory_bytes:
+            detail = (
+                f"the process holds {held} B over its boot baseline; with this frame's {plan.total} B of buffers "
+                f"that exceeds {self.m.budget.memory_bytes} B"
+            )
+            return self._finish(self._drop(rec, "memory_budget", detail), t0)
         rec["acquire_ms"] = _ms(t0)
         try:
             return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
-        except (ValueError, OSError, RuntimeError, MemoryError) as exc:  # never let one frame stop the loop
+        except FrameError as exc:  # the pixels could not be decoded (damaged file, decoder error)
+            self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
+            return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
+        except Exception as exc:  # never let one frame stop the loop (cv2.error, MemoryError, ...)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=f"{type(exc).__name__}: {exc}")
             return self._finish(self._drop(rec, "frame_error", f"{type(exc).__name__}: {exc}"), t0)
+
+    def _colour_filter(self, reader: FrameReader, rec: dict[str, Any]) -> FrameReader:
+        """Demosaic a declared colour-filter mosaic (``[camera] bayer``) before anything reads the pixels;
+        flag an undeclared frame that looks like one (2×2 repeating values)."""
+        from edgeae.bayer import looks_like_mosaic
+
+        pattern = self.m.camera.bayer
+        if pattern:
+            wrapped = _Demosaiced(reader, pattern)
+            rec["camera"] = wrapped.info  # updated while streaming (a frame already in colour passes through)
+            return wrapped
+        if isinstance(reader, ArrayFrame) and looks_like_mosaic(reader.array):
+            rec["flags"].append("looks_like_bayer_mosaic")
+            rec["camera"] = {"bayer": None, "demosaiced": False, "looks_like_mosaic": True}
+            self.tm.write("event", kind="looks_like_bayer_mosaic", source=rec["source"],
+                          hint='set [camera] bayer = "RGGB" (or the sensor\'s pattern) to demosaic it')  # fmt: skip
+        return reader
 
     def _model_bytes(self) -> int:
         return self.models.nbytes
@@ -190,6 +227,10 @@ class FlightRuntime:
     @property
     def scorer(self) -> PatchScorer | None:
         return self.models.scorer
+
+    @property
+    def engine(self) -> ScoreEngine | None:
+        return self.models.engine
 
     @property
     def threshold(self) -> float | None:
@@ -233,6 +274,18 @@ class FlightRuntime:
         total = _ms(t0)
         rec["timing_ms"]["total"] = total
         rec["deadline_missed"] = total > available
+        # a frame that overran is "late" whatever level it ran at; never reported as that level alone
+        rec["deadline"] = {
+            "status": "late" if total > available else "met",
+            "available_ms": available,
+            "overrun_ms": max(0.0, total - available),
+            "predicted_ms": rec["predicted_ms"],
+            "prediction_error_ms": total - rec["predicted_ms"],
+        }
+        if work.in_flight:
+            deepest = max(work.in_flight, key=lambda d: LADDER_INDEX.get(d["level"], 0))
+            rec["level_planned"] = dict(rec["level"])
+            rec["level"] = {"index": LADDER_INDEX.get(deepest["level"], 0), "name": deepest["level"]}
         tm = rec["timing_ms"]
         base = total - tm["score"] - tm.get("recon", 0.0) - tm["products"]
         self.cost.update(
@@ -257,9 +310,9 @@ class FlightRuntime:
             queued["patch"] += item.wire_bytes if item.status == "pending" else 0
             evicted += [e.id for e in ev]
         sf, counts = work.sparse_frame()
-        if self.wire.codec == "none" or work.spool_path is not None:  # bounded memory, the same bytes
-            packets = sparse_packets(sf, counts, self.wire.max_packet_size)
-        else:  # compressed: packetise regenerates the whole mask to cut rows
+        if self.wire.layout == 2 or self.wire.codec == "none":  # from the row counts: bounded memory
+            packets = sparse_packets(sf, counts, self.wire)
+        else:  # layout 1 with a codec: packetise regenerates the whole mask to cut rows
             packets = iter(packetise(sf, config=self.wire))
         item, ev = self.queue.put("sparse", work.fid, packets)
         queued["sparse"] += item.wire_bytes if item.status == "pending" else 0
@@ -284,7 +337,15 @@ class FlightRuntime:
         rec["cpu_ms"] = (time.process_time() - self._cpu0) * 1e3  # all threads: independent of machine load
         mem = self.meter.sample()
         budget = self.m.budget.memory_bytes
-        rec["memory"] = {**mem, "budget": budget, "over_budget": mem["traced_peak"] > budget}
+        growth = max(0, int(mem["rss_frame_peak"]) - self.rss_boot)  # what the process really held
+        rec["memory"] = {
+            **mem,
+            "rss_boot": self.rss_boot,
+            "rss_growth_peak": growth,
+            "budget": budget,
+            "over_budget": growth > budget,
+            "traced_over_budget": mem["traced_peak"] > budget,
+        }
         if rec["memory"]["over_budget"]:
             rec["flags"].append("memory_over_budget")
         self.since_pass += 1
@@ -318,31 +379,52 @@ class FlightRuntime:
                 done[str(f)] -= 1
                 self.tm.write("event", kind="skip_already_acquired", source=str(f))
                 continue
-            self.process(f)
+            try:
+                self.process(f)
+            except SimulatedReboot:
+                raise  # the state on disk is what a reboot leaves; the next boot writes the summary
+            except BaseException:  # an unexpected error or Ctrl-C: the frames so far still get their summary
+                self.finish()
+                raise
         return self.finish()
 
     def close(self) -> None:
         """Stop telemetry and memory tracing without a summary (a refused boot)."""
+        if hasattr(self, "models"):  # refused before the models were loaded
+            self.models.close()
         self.tm.close()
         self.meter.stop()
 
     def finish(self) -> dict[str, Any]:
+        # this process's own peak: the per-frame high-water marks and the boot; not getrusage's ru_maxrss,
+        # which on Linux keeps the peak of the process image that exec'd us (a parent that held 500 MB)
+        rss_peak = max(self.meter.rss_run_peak, self.rss_loaded, self.rss_boot, rss_bytes())
         extra = {
             "mission": self.m.name,
+            "colour_filter": {
+                "bayer": self.m.camera.bayer or None,
+                "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in self.records),
+                "frames_looking_like_mosaic": sum("looks_like_bayer_mosaic" in r["flags"] for r in self.records),
+            },
             "budgets": {
                 "memory_bytes": self.m.budget.memory_bytes,
                 "frame_ms": self.m.budget.frame_ms,
                 "downlink_bytes_per_pass": self.m.budget.downlink_bytes_per_pass,
             },
             "memory": {
+                # the budget is enforced on RSS growth over the boot baseline; the traced peak is shown beside it
+                "enforced_on": "rss_growth_over_boot",
+                "rss_frame_peak_bytes": self.meter.rss_run_peak,
+                "rss_growth_peak_bytes": max(0, self.meter.rss_run_peak - self.rss_boot),
                 "traced_peak_bytes": self.meter.run_peak,
-                "within_budget": self.meter.run_peak <= self.m.budget.memory_bytes,
+                "within_budget": max(0, self.meter.rss_run_peak - self.rss_boot) <= self.m.budget.memory_bytes,
+                "traced_within_budget": self.meter.run_peak <= self.m.budget.memory_bytes,
                 "rss_boot_bytes": self.rss_boot,
-                "rss_peak_bytes": peak_rss_bytes(),
+                "rss_peak_bytes": rss_peak,
                 # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline
-                "rss_growth_bytes": peak_rss_bytes() - self.rss_boot,
+                "rss_growth_bytes": rss_peak - self.rss_boot,
                 "rss_after_load_bytes": self.rss_loaded,
-                "rss_growth_in_frames_bytes": max(0, peak_rss_bytes() - self.rss_loaded),
+                "rss_growth_in_frames_bytes": max(0, rss_peak - self.rss_loaded),
             },
             "models": {
                 r: (str(g.path) if g else None) for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
@@ -355,6 +437,7 @@ class FlightRuntime:
         summary = summarise(self.queue, self.records, extra)
         write_summary(self.out / "summary.json", summary)
         self.tm.write("end", summary=summary["frames"])
+        self.models.close()
         self.tm.close()
         self.meter.stop()
         return summary
@@ -386,6 +469,35 @@ def _json_bytes(obj: Any) -> bytes:
     from .telemetry import dumps
 
     return dumps(obj).encode()
+
+
+class _Demosaiced:
+    """A reader wrapper that demosaics a raw colour-filter frame into RGB strips (numpy bilinear, exact
+    across strip seams: :func:`edgeae.bayer.demosaic_strips`)."""
+
+    def __init__(self, inner: FrameReader, pattern: str) -> None:
+        self.inner, self.pattern = inner, pattern
+        h = inner.header
+        self.header = type(h)(h.source, h.height, h.width, 3, h.dtype)
+        self.info: dict[str, Any] = {"bayer": pattern, "demosaiced": True}
+
+    def strips(self, strip_rows: int) -> Any:
+        import itertools
+
+        from edgeae.bayer import demosaic_strips
+
+        it = iter(self.inner.strips(strip_rows))
+        first = next(it, None)
+        if first is None:
+            return
+        s = first[1]
+        if s.ndim == 3 and s.shape[2] == 3 and not (np.array_equal(s[..., 0], s[..., 1]) and
+                                                    np.array_equal(s[..., 1], s[..., 2])):  # fmt: skip
+            self.info.update(demosaiced=False, already_colour=True)  # distinct channels: not a mosaic
+            yield first
+            yield from it
+            return
+        yield from demosaic_strips(itertools.chain([first], it), self.pattern)
 
 
 class _Corrupted:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 SOURCES = ("files", "strips")
+BAYER_PATTERNS = ("", "RGGB", "BGGR", "GRBG", "GBRG")
 PATTERNS = ("uniform", "jittered")
 METHODS = ("vae", "cae-masked")
 RECON_MODES = ("off", "check", "latent")
-CODECS = ("none", "delta-deflate", "deflate")
+CODECS = ("none", "delta-deflate", "deflate", "ccsds121")
 MISSIONS_DIR = Path(__file__).resolve().parent / "missions"
 
 
@@ -42,9 +43,17 @@ class Camera:
     strip_rows: int = 256
     max_nan_fraction: float = 0.0
     max_saturated_fraction: float = 0.5
+    margin: tuple[int, ...] = ()  # fixed margin (pixels): [N] every side or [top, bottom, left, right]
+    bayer: str = ""  # colour-filter mosaic delivered by the sensor ("RGGB", ...): demosaiced before anything else
 
     def __post_init__(self) -> None:
         w = "[camera]"
+        m = self.margin
+        object.__setattr__(self, "margin", (int(m),) if isinstance(m, int) else tuple(int(v) for v in m))
+        _need(len(self.margin) in (0, 1, 4), w, f"margin must be N or [top, bottom, left, right], got {m!r}")
+        _need(all(v >= 0 for v in self.margin), w, "margin pixels must be >= 0")
+        _need(self.bayer in BAYER_PATTERNS, w, f"bayer must be one of {BAYER_PATTERNS}, got {self.bayer!r}")
+        _need(not self.bayer or self.channels == 3, w, "a bayer camera delivers RGB after demosaicing: channels = 3")
         _need(self.source in SOURCES, w, f"source must be one of {SOURCES}, got {self.source!r}")
         _need(self.channels in (1, 3), w, f"channels must be 1 or 3, got {self.channels}")
         _need(self.height >= 0 and self.width >= 0, w, "height and width must be >= 0")
@@ -151,18 +160,21 @@ class Budget:
 
 @dataclass(frozen=True)
 class Downlink:
-    """How products are cut into CCSDS packets (``wire.packets.WireConfig``): packet size limit and codec.
-
-    Streamed frames' sparse pixels are always sent raw (codec ``none``): they are packetised from a spool.
+    """How products are cut into CCSDS packets (``wire.packets.WireConfig``): packet size limit, lossless sample
+    codec (``ccsds121``: CCSDS 121.0-B through libaec, the smallest on every test set; ``none`` needs nothing
+    beyond numpy), and ``band_rows``: sparse samples interleaved over the whole frame (0) or within bands of
+    rows (payload layout 2; ``docs/wire-format.md``). Streamed frames are packetised from their spool file.
     """
 
     max_packet_bytes: int = 1024
-    codec: str = "none"
+    codec: str = "ccsds121"
+    band_rows: int = 0
 
     def __post_init__(self) -> None:
         w = "[downlink]"
         _need(128 <= self.max_packet_bytes <= 65542, w, "max_packet_bytes must be in 128..65542")
         _need(self.codec in CODECS, w, f"codec must be one of {CODECS}, got {self.codec!r}")
+        _need(self.band_rows >= 0, w, "band_rows must be >= 0 (0 = interleave over the whole frame)")
 
 
 @dataclass(frozen=True)
@@ -271,14 +283,12 @@ def mission_from_dict(data: dict[str, Any], source: str = "mission") -> Mission:
 
 def resolve_mission(spec: str | Path) -> Path:
     """A path to a mission file, or the name of a shipped one (``rover_mastcamz``, ``orbital_nac``)."""
-    p = Path(spec)
-    if p.is_file():
-        return p
-    shipped = MISSIONS_DIR / f"{p.stem}.toml"
-    if p.suffix in ("", ".toml") and shipped.is_file() and p.parent == Path("."):
-        return shipped
-    known = sorted(q.stem for q in MISSIONS_DIR.glob("*.toml"))
-    raise MissionError(f"mission file {spec} does not exist (shipped missions: {known})")
+    from edgeae.resolve import NameNotFound, preset_path  # standard library only
+
+    try:
+        return preset_path(spec, MISSIONS_DIR, "mission")
+    except NameNotFound as exc:
+        raise MissionError(str(exc)) from None
 
 
 def load_mission(spec: str | Path) -> Mission:

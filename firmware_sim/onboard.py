@@ -17,22 +17,33 @@ import numpy as np
 from .faults import FaultPlan, flip_bits
 from .guard import GuardEvent, ModelGuard, ModelRefused
 from .mission import Mission, MissionError
-from .score import PatchScorer, check_model, resolve_threshold
+from .score import PatchScorer, ScoreEngine, check_model, resolve_threshold, score_runner
 from .telemetry import TelemetryWriter
 
 Loader = Callable[[Path, int], Any]
 
 
 ZOO_PREFIX = "zoo:"
+# How the VAE scoring engine uses [runtime] threads cores: one interpreter of 1 thread per core (measured the
+# faster on this 2-core machine: benchmarks/nac_headline.py), or one interpreter with that many threads.
+PARALLEL_MODES = ("interpreters", "intra-op")
 
 
 def resolve_model_file(spec: str) -> Path:
-    """A model file path, or ``zoo:NAME/FILE`` for an artifact shipped in the package (edgeae/zoo/artifacts)."""
-    if spec.startswith(ZOO_PREFIX):
-        import edgeae.zoo  # numpy- and torch-free
+    """A flight artifact for ``spec``: a path, a zoo name (``orbital-gray-vae``, ``zoo:orbital-gray-vae``: its
+    shipped artifact for the installed interpreter) or ``zoo:NAME/FILE`` (edgeae/zoo/artifacts).
 
-        return Path(edgeae.zoo.__file__).resolve().parent / "artifacts" / spec[len(ZOO_PREFIX) :]
-    return Path(spec)
+    A missing artifact *path* is returned as is: the guard reports it, or loads the mission's fallback copy.
+    """
+    from edgeae.resolve import ARTIFACT_SUFFIXES, NameNotFound, model_path  # standard library only
+
+    try:
+        return model_path(spec, "artifact")
+    except NameNotFound as exc:
+        p = Path(spec)
+        if not spec.startswith(ZOO_PREFIX) and p.suffix in ARTIFACT_SUFFIXES and not p.exists():
+            return p
+        raise MissionError(str(exc)) from None
 
 
 def default_loader(path: Path, threads: int) -> Any:
@@ -49,11 +60,23 @@ def _ms(t0: float) -> float:
 class OnboardModels:
     """The anomaly and reconstruction models of one boot (either may be None: refused or not configured)."""
 
-    def __init__(self, mission: Mission, out: Path, loader: Loader, faults: FaultPlan, tm: TelemetryWriter) -> None:
+    def __init__(
+        self,
+        mission: Mission,
+        out: Path,
+        loader: Loader,
+        faults: FaultPlan,
+        tm: TelemetryWriter,
+        parallel: str = "interpreters",
+    ) -> None:
         self.m, self.out, self.loader, self.faults, self.tm = mission, out, loader, faults, tm
+        if parallel not in PARALLEL_MODES:
+            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {parallel!r}")
+        self.parallel = parallel
         self.anomaly: ModelGuard | None = None
         self.recon: ModelGuard | None = None
         self.scorer: PatchScorer | None = None
+        self.engine: ScoreEngine | None = None  # the fast VAE scoring path (None: the sequential PatchScorer)
         self.threshold: float | None = None
         self.suspect: set[str] = set()  # roles whose weights were hit and not yet scrubbed
         self._load()
@@ -68,10 +91,49 @@ class OnboardModels:
         return sum(g.reloads for g in (self.anomaly, self.recon) if g is not None)
 
     def calibrate(self) -> float:
-        """ms per patch of the scorer: one warm-up batch, then the median of three."""
+        """ms per patch of the scorer: one warm-up batch, then the median of three (through the engine, all
+        its interpreters busy, when the fast path is on)."""
         assert self.scorer is not None
+        if self.engine is not None:
+            return self._calibrate_engine(self.engine)
         self.scorer.run(self.scorer.batch)
         return float(np.median([self.time_batch() for _ in range(3)]))
+
+    def _calibrate_engine(self, eng: ScoreEngine) -> float:
+        zeros = np.zeros((eng.batch, self.m.camera.channels, self.m.anomaly.patch, self.m.anomaly.patch), np.uint8)
+        rounds = 2 * eng.workers
+        eng.warm()  # every worker builds its interpreter
+        for _ in range(rounds):
+            eng.submit(zeros)
+        eng.drain()
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(rounds):
+                eng.submit(zeros)
+            eng.drain()
+            times.append(_ms(t) / (rounds * eng.batch))
+        return float(np.median(times))
+
+    def _make_engine(self) -> ScoreEngine | None:
+        """The fast path for VAE scoring: ``[runtime] threads`` interpreters of one thread each (or one of
+        that many threads), each loaded from the verified file by the mission's loader."""
+        guard, an, cam = self.anomaly, self.m.anomaly, self.m.camera
+        if guard is None or guard.path is None or an.method != "vae":
+            return None
+        path, loader, raw_max = guard.path, self.loader, (1 << cam.bit_depth) - 1
+        threads = max(1, self.m.runtime.threads)
+        workers, per = (threads, 1) if self.parallel == "interpreters" else (1, threads)
+
+        def make() -> Any:
+            return score_runner(loader(path, per), raw_max)
+
+        return ScoreEngine(make, workers=workers, batch=an.batch)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
 
     def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
         path = resolve_model_file(path_s)
@@ -128,6 +190,7 @@ class OnboardModels:
             check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
             self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
             self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth)
+            self.engine = self._make_engine()
         if rc.mode != "off":
             self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
             want = "cae" if rc.mode == "check" else "cae-encoder"
@@ -172,7 +235,11 @@ class OnboardModels:
         return kinds
 
     def _rebind_anomaly(self, guard: ModelGuard) -> None:
+        if self.engine is not None:  # its interpreters were built from the file: rebuild them after a reload
+            self.engine.close()
+            self.engine = None
         if self.scorer is not None and guard.predictor is not None:
             self.scorer.predictor = guard.predictor
+            self.engine = self._make_engine()
         elif guard.predictor is None:
             self.scorer = None

@@ -142,6 +142,11 @@ class _OnnxRunner:
     def metadata_text(self) -> str | None:
         return self.custom.get(METADATA_KEY)
 
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The graph's real input shape; None for a dynamic axis."""
+        dims = self.session.get_inputs()[0].shape
+        return tuple(int(d) if isinstance(d, int) and d > 0 else None for d in dims)
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         return list(self.session.run(self.output_names, {self.input_name: x}))
 
@@ -151,9 +156,12 @@ class _TFLiteRunner:
         content = path.read_bytes()
         self.entries = tflite_metadata_entries(content, str(path))
         litert = require("ai_edge_litert.interpreter")
+        from edgeae.logs import native_stderr_to_log
+
         try:
-            self.interp = litert.Interpreter(model_content=content, num_threads=int(threads) if threads else None)
-            self.interp.allocate_tensors()
+            with native_stderr_to_log():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" INFO line
+                self.interp = litert.Interpreter(model_content=content, num_threads=int(threads) if threads else None)
+                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{path}: cannot be loaded by ai-edge-litert ({exc})") from exc
         self.path = path
@@ -172,6 +180,11 @@ class _TFLiteRunner:
 
     def metadata_text(self) -> bytes | None:
         return self.entries.get(METADATA_KEY)
+
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The graph's real input shape; None for a dynamic axis."""
+        dims = self._detail(self.input_index)["shape_signature"]
+        return tuple(int(d) if int(d) > 0 else None for d in dims)
 
     def _detail(self, index: int) -> dict[str, Any]:
         for d in self.interp.get_input_details() + self.interp.get_output_details():
@@ -237,6 +250,7 @@ class ArtifactPredictor:
         else:
             self._runner = _OnnxRunner(self.path, threads)
         self.metadata = _parse(self._runner.metadata_text(), self.source)
+        check_graph_input(self.metadata, self._runner.input_shape(), self.source)
         self.output_names = OUTPUT_NAMES[self.metadata.kind]
 
     @property
@@ -277,6 +291,39 @@ class ArtifactPredictor:
     def __repr__(self) -> str:
         m = self.metadata
         return f"ArtifactPredictor({self.source!r}, kind={m.kind}, precision={m.precision}, layout={m.layout})"
+
+
+MAX_INPUT_SIDE = 16384
+"""Largest input height/width an artifact's metadata may state where the graph leaves that axis dynamic."""
+
+
+def check_graph_input(meta: ModelMetadata, graph: tuple[int | None, ...], source: str) -> None:
+    """Refuse metadata that disagrees with the graph's real input (rank, channels, height, width).
+
+    The metadata travels inside the file and sizes every buffer the callers allocate (tiles, patches, batches),
+    so an edited value (tile 100000, 1 channel for an RGB graph) must fail here, clearly, not as a MemoryError
+    or an interpreter traceback later. The batch axis is not compared (a static batch of 1 runs in chunks).
+    """
+    want = tuple(meta.input_shape)
+    if len(graph) != len(want):
+        raise MetadataError(f"{source}: the graph takes a {len(graph)}-D input, the metadata says {want}")
+    c_axis = 1 if meta.layout == "NCHW" else 3
+    for axis in range(1, len(want)):
+        g = graph[axis]
+        if want[axis] < 1:
+            raise MetadataError(f"{source}: metadata input_shape {want} has a non-positive size on axis {axis}")
+        if g is not None and g != want[axis]:
+            raise MetadataError(
+                f"{source}: metadata input_shape {want} ({meta.layout}) disagrees with the graph's input "
+                f"{tuple(-1 if d is None else d for d in graph)} on axis {axis}; the metadata was edited or "
+                "belongs to another model"
+            )
+        if g is None and axis != c_axis and want[axis] > MAX_INPUT_SIDE:
+            raise MetadataError(f"{source}: metadata input side {want[axis]} is over {MAX_INPUT_SIDE}")
+    if meta.kind != "cae-decoder" and meta.channels != want[c_axis]:
+        raise MetadataError(
+            f"{source}: metadata says {meta.channels} channels but its input_shape {want} has {want[c_axis]}"
+        )
 
 
 def load_artifact(path: str | os.PathLike[str], threads: int | None = None) -> ArtifactPredictor:

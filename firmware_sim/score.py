@@ -12,6 +12,9 @@ Raw samples are normalised by the camera's bit depth (value / (2**bits − 1)) i
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,5 +115,245 @@ class TopK:
             if score > self.items[low].score:
                 self.items[low] = Candidate(score, x, y, pixels.copy())
 
+    def offer_batch(self, scores: np.ndarray, xs: np.ndarray, ys: np.ndarray, raw: np.ndarray) -> None:
+        """:meth:`offer` for a batch, in order, with the same outcome: a score at or below the lowest kept one
+        (when ``k`` are kept) can never enter, so only the few that can are offered one by one. ``raw`` holds
+        the patches as (N, C, P, P) raw samples."""
+        s = np.asarray(scores, np.float64)
+        if s.size == 0:
+            return
+        self.scored += int(s.size)
+        self.max_score = max(self.max_score, float(s.max()))
+        passing = s > self.threshold if self.threshold is not None else np.ones(s.size, bool)
+        self.flagged += int(passing.sum())
+        if len(self.items) >= self.k:
+            passing &= s > min(c.score for c in self.items)
+        for i in np.flatnonzero(passing):
+            score = float(s[i])
+            if len(self.items) < self.k:
+                self.items.append(Candidate(score, int(xs[i]), int(ys[i]), raw[i].transpose(1, 2, 0).copy()))
+                continue
+            low = min(range(len(self.items)), key=lambda j: self.items[j].score)
+            if score > self.items[low].score:
+                self.items[low] = Candidate(score, int(xs[i]), int(ys[i]), raw[i].transpose(1, 2, 0).copy())
+
     def ranked(self) -> list[Candidate]:
         return sorted(self.items, key=lambda c: (-c.score, c.y, c.x))
+
+
+# ---------------------------------------------------------------------------------------------- fast path
+# The scoring path shared by the flight loop, ``edgeae score`` and ``edgeae scan``: a runner turns one batch
+# into VAE scores with nothing but the interpreter call (only the score output is read back), and a
+# :class:`ScoreEngine` keeps both cores busy with one runner per thread while the caller prepares the next
+# batch. Scores equal the :class:`PatchScorer` ones: the same float32 normalisation, the same quantisation.
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def _raw_table(raw_max: int) -> np.ndarray:
+    """float32 value of every raw sample 0..raw_max, computed exactly as :meth:`PatchScorer.load` does."""
+    raw = np.arange(raw_max + 1, dtype=np.uint8 if raw_max <= 0xFF else np.uint16)
+    return np.asarray(np.multiply(raw, np.float32(1.0 / raw_max)), np.float32)
+
+
+def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
+    """A function (N, C, P, P) batch -> VAE scores (N,) float64 for one loaded predictor (not thread-safe:
+    one runner per thread).
+
+    ``raw_max``: the batch holds raw integer samples in [0, raw_max] (a camera's ``2**bits - 1``), normalised
+    here exactly as :class:`PatchScorer` does; None: the batch is float32 in [0, 1] already. An int8 LiteRT
+    artifact gets its quantised input through a lookup table of the same arithmetic (bit-identical to the
+    float route, without a float pass over the patch); onnxruntime computes only the ``score`` output.
+    """
+    from .runtime import _OnnxRunner, _TFLiteRunner, _to_layout, dequantize, quantize
+
+    meta = getattr(predictor, "metadata", None)
+    inner = getattr(predictor, "_runner", None)
+    layout = getattr(meta, "layout", "NCHW")
+    table = _raw_table(raw_max) if raw_max else None
+
+    def as_float(batch: np.ndarray) -> np.ndarray:
+        if table is not None:
+            return np.asarray(table[batch], np.float32)
+        return np.ascontiguousarray(batch, np.float32)
+
+    if getattr(meta, "kind", "") != "vae":
+        raise ScoringError(f"the fast scoring path runs VAE models, not {getattr(meta, 'kind', '?')!r}")
+    if isinstance(inner, _TFLiteRunner) and inner.static_batch in (None, 1):
+        interp = inner.interp
+        d_in = inner._detail(inner.input_index)
+        score_index = inner.output_indices[0]
+        d_out = inner._detail(score_index)
+        in_index = inner.input_index
+        if inner.static_batch is None:  # a dynamic batch: resized per call by the runner itself
+            return lambda batch: np.asarray(predictor(as_float(batch))["score"], np.float64).reshape(-1)
+        q_in = d_in["dtype"] in (np.int8, np.uint8)
+        in_scale, in_zero = d_in["quantization"]
+        q_table = quantize(table, in_scale, in_zero, d_in["dtype"]) if q_in and table is not None else None
+        q_out = d_out["dtype"] in (np.int8, np.uint8)
+        inner.batch = 1  # the runner's own resize bookkeeping stays valid
+
+        def run_tflite(batch: np.ndarray) -> np.ndarray:
+            if q_table is not None:
+                x = q_table[batch]
+            elif q_in:
+                x = quantize(as_float(batch), in_scale, in_zero, d_in["dtype"])
+            else:
+                x = as_float(batch)
+            x = _to_layout(x, layout)
+            out = np.empty(len(x), np.float64)
+            for k in range(len(x)):
+                interp.set_tensor(in_index, x[k : k + 1])
+                interp.invoke()
+                y = interp.get_tensor(score_index)
+                out[k] = float(dequantize(y, *d_out["quantization"]).reshape(-1)[0] if q_out else y.reshape(-1)[0])
+            return out
+
+        return run_tflite
+    if isinstance(inner, _OnnxRunner):
+        sess, name, out_name = inner.session, inner.input_name, inner.output_names[0]
+
+        def run_onnx(batch: np.ndarray) -> np.ndarray:
+            x = _to_layout(as_float(batch), layout)
+            return np.asarray(sess.run([out_name], {name: x})[0], np.float64).reshape(-1)
+
+        return run_onnx
+    return lambda batch: np.asarray(predictor(as_float(batch))["score"], np.float64).reshape(-1)
+
+
+class ScoreEngine:
+    """Scores batches on ``workers`` background threads, each with its own runner (its own interpreter:
+    ``make_runner`` is called once per thread), at most ``depth`` batches in flight; results come back in
+    submission order, so everything downstream sees the order of the sequential path.
+
+    Interpreters release the GIL while they run, so two runners keep two cores busy while the caller decodes
+    and cuts the next batch. ``workers=1`` still overlaps the caller's work with inference.
+    """
+
+    def __init__(self, make_runner: Callable[[], Runner], workers: int = 1, depth: int = 0, batch: int = 64) -> None:
+        import concurrent.futures as cf
+        import threading
+
+        self.make_runner = make_runner
+        self.batch = max(1, int(batch))  # patches per submitted batch (callers fill batches of this size)
+        self.workers = max(1, int(workers))
+        self.depth = depth or 2 * self.workers
+        self._local = threading.local()
+        self._pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="edgeae-score")
+        self._inflight: deque[tuple[Any, cf.Future[np.ndarray]]] = deque()
+        self._lock = threading.Lock()
+        self.busy_s = 0.0
+        self.done_items = 0
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        runner = getattr(self._local, "runner", None)
+        if runner is None:
+            runner = self._local.runner = self.make_runner()
+        t = time.perf_counter()
+        out = runner(batch)
+        with self._lock:  # what the interpreters really cost, for the deadline projection
+            self.busy_s += time.perf_counter() - t
+            self.done_items += len(batch)
+        return out
+
+    def warm(self) -> None:
+        """Build every worker's runner now (each thread loads its own interpreter), not during a frame."""
+        import threading
+
+        barrier = threading.Barrier(self.workers)
+
+        def build() -> None:
+            barrier.wait(timeout=60)  # one task per thread: no thread can take two of them
+            if getattr(self._local, "runner", None) is None:
+                self._local.runner = self.make_runner()
+
+        for fut in [self._pool.submit(build) for _ in range(self.workers)]:
+            fut.result()
+
+    @property
+    def ms_per_item(self) -> float | None:
+        """Wall ms per item with every worker busy (interpreter time / items / workers), None before any."""
+        with self._lock:
+            return 1e3 * self.busy_s / self.done_items / self.workers if self.done_items else None
+
+    def submit(self, batch: np.ndarray, tag: Any = None) -> list[tuple[Any, np.ndarray]]:
+        """Queue one batch (the engine owns it from now on); returns the results already finished, in order
+        (waiting for the oldest when ``depth`` batches are in flight)."""
+        self._inflight.append((tag, self._pool.submit(self._run, batch)))
+        return self.ready(wait_for=len(self._inflight) - self.depth)
+
+    def ready(self, wait_for: int = 0) -> list[tuple[Any, np.ndarray]]:
+        """Finished results in submission order; blocks until at least ``wait_for`` are available."""
+        out: list[tuple[Any, np.ndarray]] = []
+        while self._inflight and (len(out) < wait_for or self._inflight[0][1].done()):
+            tag, fut = self._inflight.popleft()
+            out.append((tag, fut.result()))
+        return out
+
+    def drain(self) -> list[tuple[Any, np.ndarray]]:
+        """Wait for every batch in flight; their results in order."""
+        return self.ready(wait_for=len(self._inflight))
+
+    @property
+    def pending(self) -> int:
+        return len(self._inflight)
+
+    def close(self) -> None:
+        for _, fut in self._inflight:
+            fut.cancel()
+        self._inflight.clear()
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ScoreEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` produced by a background thread, at most ``depth`` ahead (decoding and tiling
+    overlap with scoring); the producer's exceptions are raised here, and closing stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as exc:
+            put(_Raised(exc))
+
+    thread = threading.Thread(target=produce, name="edgeae-tiling", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Raised:
+    exc: BaseException

@@ -1,10 +1,18 @@
 """Sparse-frame packets for frames too large to hold a whole mask: the same bytes, bounded memory.
 
-``wire.packets.packetise(SparseFrame)`` builds the full (H, W) mask to count kept pixels per row; for a
-52,224 × 5,064 line-scan frame that is 264 MB. This module produces the identical packets (codec ``none``,
-tested byte for byte against ``packetise``) from per-row counts gathered strip by strip while the frame
-streams, the sample values spooled to a file, and one mask row regenerated only when a row holds more kept
-pixels than a packet carries.
+``wire.packets.packetise(SparseFrame)`` regenerates the frame's mask to count kept pixels per row; the
+flight runtime already has those counts (gathered strip by strip while the frame streamed) and the sample
+values spooled to a file. This module produces the identical packets (tested byte for byte against
+``packetise``) from the counts and the spool, read one packet at a time through a memory map.
+
+Payload layout 2 (the default) interleaves each packet's samples over the whole frame (``band_rows = 0``)
+or over bands of rows. Whole-frame interleaving costs no memory beyond one packet: a packet's samples are
+short runs gathered from across the spool file (for a NAC-size frame at keep 0.02, ~5,500 packets of ~60
+runs each, read from a 5 MB spool the page cache holds). With a sample codec the planner codes every
+packet of a band to find the fewest packets that all fit (a few passes), then codes them once more to
+send them: CPU, not memory. Band interleaving (``band_rows`` = the strip height) is for a flight computer
+that must send packets before the frame ends or cannot read its spool at random; it needs the band's
+samples only (a 256-row NAC band at keep 0.02: 26 KB).
 """
 
 from __future__ import annotations
@@ -14,18 +22,27 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgeae.masks import make_mask_rows
-
-from edgeae.wire.packets import APIDS, COMMON, LAYOUT_VERSION, SequenceCounters, build_packet, overhead, sparse_header
+from edgeae.wire.packets import (
+    APIDS,
+    COMMON,
+    SequenceCounters,
+    WireConfig,
+    build_packet,
+    overhead,
+    plan_sparse,
+    sparse_header,
+    sparse_v2_bodies,
+)
 from edgeae.wire.products import SparseFrame
 
 Piece = tuple[int, int, int, int, int, int]  # row0, row1, col0, col1, n values, first value index
 
 
 def plan_pieces(frame: SparseFrame, row_counts: np.ndarray, max_packet_size: int) -> list[Piece]:
-    """Row rectangles per packet, as ``packets._sparse_bodies`` cuts them with codec ``none``."""
+    """Layout 1: row rectangles per packet, as ``wire.sparse.sparse_v1_bodies`` cuts them with codec ``none``."""
     h, w, c = frame.height, frame.width, frame.channels
     unit = c * frame.values.dtype.itemsize
-    raw_cap = max(1, (max_packet_size - overhead("sparse")) // unit)
+    raw_cap = max(1, (max_packet_size - overhead("sparse", 1)) // unit)
     cum = np.concatenate([[0], np.cumsum(row_counts, dtype=np.int64)])
     out: list[Piece] = []
     r = 0
@@ -49,19 +66,36 @@ def plan_pieces(frame: SparseFrame, row_counts: np.ndarray, max_packet_size: int
 
 
 def sparse_packets(
-    frame: SparseFrame, row_counts: np.ndarray, max_packet_size: int, counters: SequenceCounters | None = None
+    frame: SparseFrame,
+    row_counts: np.ndarray,
+    config: WireConfig | int,
+    counters: SequenceCounters | None = None,
 ) -> Iterator[bytes]:
-    """Yield the packets of ``frame`` (values may be a memory map) given its kept-pixel count per row."""
+    """Yield the packets of ``frame`` (values may be a memory map) given its kept-pixel count per row.
+
+    ``config``: the wire configuration (an int is a packet size with the default layout and codec none).
+    Layout 1 is sent with codec ``none`` only (its rectangles need the mask to cut rows)."""
+    cfg = config if isinstance(config, WireConfig) else WireConfig(int(config))
     if int(row_counts.sum()) != frame.values.shape[0]:
         raise ValueError(f"frame {frame.frame_id}: {frame.values.shape[0]} values but rows count {row_counts.sum()}")
-    pieces = plan_pieces(frame, row_counts, max_packet_size)
-    if len(pieces) >= 2**16:
-        raise ValueError(f"sparse frame {frame.frame_id} needs {len(pieces)} packets (max 65535)")
     seq = counters if counters is not None else SequenceCounters()
     apid = APIDS["sparse"]
+    if cfg.layout == 2:
+        plan = plan_sparse(frame, np.asarray(row_counts, np.int64), cfg)
+        total = sum(b.parts for b in plan)
+        if total >= 2**16:
+            raise ValueError(f"sparse frame {frame.frame_id} needs {total} packets (max 65535)")
+        for i, (cd, head, data) in enumerate(sparse_v2_bodies(frame, plan, cfg)):
+            yield build_packet(apid, seq.take(apid), COMMON.pack(2, cd, frame.frame_id, i, total) + head + data)
+        return
+    if cfg.codec != "none":
+        raise ValueError("layout 1 sparse packets stream with codec 'none' only")
+    pieces = plan_pieces(frame, row_counts, cfg.max_packet_size)
+    if len(pieces) >= 2**16:
+        raise ValueError(f"sparse frame {frame.frame_id} needs {len(pieces)} packets (max 65535)")
     be = frame.values.dtype.newbyteorder(">")
     for i, (r0, r1, c0, c1, n, v0) in enumerate(pieces):
         head = sparse_header(frame, r0, r1, c0, c1, n)
         data = np.ascontiguousarray(frame.values[v0 : v0 + n]).astype(be, copy=False).tobytes()
-        body = COMMON.pack(LAYOUT_VERSION, 0, frame.frame_id, i, len(pieces)) + head + data
+        body = COMMON.pack(1, 0, frame.frame_id, i, len(pieces)) + head + data
         yield build_packet(apid, seq.take(apid), body)

@@ -119,8 +119,19 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "p90": float(np.percentile(totals, 90)) if totals else None,
             "max": max(totals) if totals else None,
             "deadline_missed": sum(bool(f.get("deadline_missed")) for f in processed),
+            "late": [
+                {
+                    "frame_id": f["frame_id"],
+                    "overrun_ms": f["timing_ms"]["total"] - f.get("available_ms", 0.0),
+                    "level": f["level"]["name"],
+                }
+                for f in processed
+                if f.get("deadline_missed")
+            ],
         },
-        "degradations": dict(Counter(f["level"]["name"] for f in processed)),
+        # frames by the ladder level they ran at; a frame that overran its deadline counts as "late" instead
+        "degradations": dict(Counter("late" if f.get("deadline_missed") else f["level"]["name"] for f in processed)),
+        "degraded_in_flight": sum(bool(f.get("degraded_in_flight")) for f in processed),
         "ledger": [
             {"frame_id": fid, "source": queue.state["frames"][str(fid)]["source"], "outcome": o, "reason": r}
             for fid, (o, r) in sorted(outcomes.items())

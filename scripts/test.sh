@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (if needed) and run every check CI runs: ruff, mypy, pytest.
 # Usage: bash scripts/test.sh [extra pytest args]     (e.g. -m slow for the slow suite)
+# pip's output goes to .venv/pip.log (shown when the install fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $("$PY" --version 2>&1)"
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
 # torch==2.13.0 is pinned exactly (see pyproject.toml): an unpinned torch pulls CUDA wheels.
-.venv/bin/python -m pip install -q -e ".[dev]"
+echo "== installing edgeae[dev] into .venv (minutes the first time; log: .venv/pip.log)"
+if ! {
+  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off --upgrade pip &&
+    .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -e ".[dev]"
+} >.venv/pip.log 2>&1; then
+  tail -n 25 .venv/pip.log >&2
+  echo "pip install failed; the whole log is in .venv/pip.log" >&2
+  exit 1
+fi
 echo "== ruff"
 .venv/bin/ruff check edgeae export firmware_sim benchmarks tests
 .venv/bin/ruff format --check edgeae export firmware_sim benchmarks tests

@@ -66,14 +66,14 @@ def test_sparse_bytes_are_the_kept_values() -> None:
     pts = list(rd.sparse_points(img, seed=5, keeps=(0.1, 0.3), fills={"telea": None}))
     assert [(m, k) for m, k, _ in pts] == [
         ("sparse+telea (raw)", 0.1),
-        ("sparse+telea (delta-deflate)", 0.1),
+        ("sparse+telea (ccsds121)", 0.1),
         ("sparse+telea (raw)", 0.3),
-        ("sparse+telea (delta-deflate)", 0.3),
+        ("sparse+telea (ccsds121)", 0.3),
     ]
     raw, coded = pts[0][2], pts[1][2]
     kept = int(rd.make_mask(5, img.shape[:2], 0.1).sum())
     assert raw["bytes"] == kept * 3 and raw["bpp"] == pytest.approx(8 * kept * 3 / img.shape[0] / img.shape[1])
-    assert coded["bytes"] < raw["bytes"]  # delta coding wins on a smooth image
+    assert coded["bytes"] < raw["bytes"]  # CCSDS 121 prediction wins on a smooth image
     assert raw["psnr"] == coded["psnr"] and pts[2][2]["psnr"] > raw["psnr"]  # same recon; more pixels help
 
 
@@ -121,7 +121,7 @@ def test_rate_distortion_script_on_one_crop(data_root: Path, tmp_path: Path) -> 
     assert rd.main([*argv, "--threads", "1"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["n_images"] == 1 and res["target_bpp"] == pytest.approx(2.4)
-    cae = json.loads((tmp_path / "sparse_cae_delta_deflate.json").read_text())
+    cae = json.loads((tmp_path / "sparse_cae_ccsds121.json").read_text())
     assert set(cae["results"]) >= {"bpp", "psnr", "ms-ssim", "encoding_time", "decoding_time"}
     assert cae["results"]["bpp"][0] < 2.4 < res["methods"]["sparse+cae (raw)"]["results"]["bpp"][0] + 0.1
     assert 15 < cae["results"]["psnr"][0] < 40 and 0 < cae["results"]["ms-ssim"][0] < 1

@@ -29,27 +29,70 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     pytest.importorskip("skimage")
     from edgeae.cli import main
 
+    pytest.importorskip("imagecodecs")
     out = tmp_path / "demo"
     assert main(["demo", "--source", "moon", "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert str((out / "index.html").resolve()) in printed
+    assert len(printed.splitlines()) <= 40, printed
     html = (out / "index.html").read_text()
+    assert "`" not in html
     for title in (
         "Input",
         "Reconstructions",
+        "Same bytes, standard codec: JPEG 2000",
         "Metrics",
-        "Downlink: CCSDS packets over a lossy link, rebuilt on the ground",
+        "Downlink: CCSDS packets over every link preset, rebuilt on the ground",
+        "Anomaly scores: orbital-gray-vae",
+        "Top patches",
+        "Conclusion",
     ):
         assert f"<h2>{title}</h2>" in html
     for method in ("cae", "telea", "ns", "linear", "nearest", "normconv"):
         assert (out / "img" / f"01-recon-{method}.png").is_file()
         assert (out / "img" / f"01-error-{method}.png").is_file()
-        assert f"<td>{method}" in html
+        assert f">{method}" in html
+    # each reconstruction sits next to its own error map (a two-column grid, recon then error)
+    assert html.index("01-recon-telea.png") < html.index("01-error-telea.png") < html.index("01-recon-ns.png")
+    assert (out / "img" / "colourbar-error.png").is_file() and "0.25+" in html
     assert (out / "img" / "00-original.png").is_file() and (out / "img" / "00-masked.png").is_file()
+    for link in ("perfect", "loss5", "loss20", "burst", "mars_relay"):  # every preset, in the table and printed
+        assert f">{link}<" in html and link in printed
+    assert "jpeg2000 (whole frame in" in html
     m = json.loads((out / "metrics.json").read_text())
     assert m["image"] == "moon" and m["keep"] == 0.1 and m["shape"] == [512, 512, 1]
-    assert set(m["results"]) == {"cae", "telea", "ns", "linear", "nearest", "normconv"}
+    assert set(m["results"]) == {"cae", "telea", "ns", "linear", "nearest", "normconv", "jpeg2000"}
+    assert m["same_bytes_codec"]["bytes"] <= m["same_bytes_codec"]["budget"]
     assert 30 < m["results"]["linear"]["psnr"] < 45  # measured 36.9 dB (seed 0)
+
+
+def test_conclusion_is_computed_from_the_numbers() -> None:
+    from edgeae.demo import conclusion_lines
+    from edgeae.reconstruct import Reconstruction
+
+    def ctx_with(cae_psnr: float, codec_psnr: float) -> DemoContext:
+        ctx = DemoContext(DemoConfig(), model="m")
+        img = np.zeros((2, 2, 1), np.float32)
+        base = {"ssim": 0.5, "mae": 0.02, "mae_destroyed": 0.03}
+        ctx.results = [
+            Reconstruction("cae", img, 2.0, {"psnr": cae_psnr, **base}),
+            Reconstruction("linear", img, 0.1, {"psnr": 30.0, **base, "mae": 0.01}),
+        ]
+        ctx.extra["codec"] = {"budget": 1000, "bytes": 990, "metrics": {"psnr": codec_psnr}}
+        ctx.extra["downlink"] = {
+            "perfect": {"psnr": cae_psnr, "pixels_received": 1.0},
+            "loss20": {"psnr": cae_psnr - 1.5, "pixels_received": 0.8},
+        }
+        return ctx
+
+    won = " ".join(conclusion_lines(ctx_with(31.25, 29.0)))
+    assert "best rebuild is cae (m) at 31.25 dB PSNR, 1.25 dB ahead of linear" in won
+    assert "beats the best classical method (linear, 30.00 dB) by 1.25 dB" in won and "MAE (linear" in won
+    assert "yes: sparse pixels + CAE beat JPEG 2000 at equal bytes by 2.25 dB" in won
+    lost = " ".join(conclusion_lines(ctx_with(29.5, 40.0)))
+    assert "loses to the best classical method (linear, 30.00 dB) by 0.50 dB" in lost
+    assert "On a clean link, no: JPEG 2000 at the same bytes is 10.50 dB better" in lost
+    assert "worst case is loss20: 80.0% of the sampled pixels arrive" in lost
 
 
 def test_demo_sections_are_extensible(tmp_path: Path) -> None:

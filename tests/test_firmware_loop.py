@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ pytest.importorskip("onnxruntime")
 from edgeae.firmware_sim.testing import small_mission as mission
 from edgeae.firmware_sim.testing import textured_frame as frame
 from edgeae.firmware_sim.testing import tiny_models
+
 from edgeae.wire.parse import parse_packet
+from edgeae.wire.sparse import values_in_mask_order
 
 P = 32
 
@@ -49,7 +52,7 @@ def test_frame_products_and_anomaly(tmp_path: Path, models: dict[str, Path]) -> 
     patch = np.concatenate([p.samples for p in pk if p.kind == "patch" and p.header["index"] == 0])
     assert np.array_equal(patch.reshape(P, P), img[64:96, 96:128])  # full resolution, lossless
     mask = make_mask(rec["seed"], img.shape, rec["keep"], "uniform")
-    sparse = np.concatenate([p.samples for p in pk if p.kind == "sparse"])
+    sparse = values_in_mask_order([p for p in pk if p.kind == "sparse"])  # layout 2: interleaved packets
     assert np.array_equal(sparse[:, 0], img[mask])  # the ground regenerates the mask from the seed
     assert (tmp_path / "telemetry.jsonl").is_file() and (tmp_path / "summary.json").is_file()
 
@@ -159,7 +162,9 @@ def test_streaming_memory_is_independent_of_height(tmp_path: Path, models: dict[
         rt.finish()
         assert rec["status"] == "processed" and rec["patches"]["scored"] == (h // P) * (256 // P)
         peaks.append(rec["memory"]["traced_peak"])
-    assert peaks[1] < 1.3 * peaks[0] and peaks[1] < 8192 * 256
+    # streaming holds one strip (plus the prefetched one); the products stage keeps a few bytes per row
+    # (row counts, packet plan), so allow 1 MiB of slack, still half the 8192-row frame's 2 MiB
+    assert peaks[1] < 1.3 * peaks[0] + 2**20 and peaks[1] < 8192 * 256
 
 
 def test_latent_mode_queues_a_latent_frame(tmp_path: Path, models: dict[str, Path]) -> None:
@@ -217,3 +222,76 @@ def test_an_unexpected_error_drops_the_frame_not_the_loop(tmp_path: Path, models
     s = rt.finish()
     assert [r["status"] for r in recs] == ["dropped", "processed"] and recs[0]["reason"] == "frame_error"
     assert s["frames"]["accounted"] and s["frames"]["dropped"] == 1
+
+
+class _SlowScorer:
+    """A stand-in predictor that costs ``ms`` per patch in sleep (no CPU), so deadlines are reproducible on a
+    busy machine; scores come from the real tiny VAE artifact."""
+
+    def __init__(self, inner: Any, ms: float) -> None:
+        self.inner, self.ms = inner, ms
+        self.metadata, self.source = inner.metadata, inner.source
+
+    def __call__(self, batch: np.ndarray) -> Any:
+        import time
+
+        time.sleep(self.ms * len(batch) / 1e3)
+        return self.inner(batch)
+
+
+def _slow_loader(ms: float) -> Any:
+    from edgeae.firmware_sim.onboard import default_loader
+
+    return lambda path, threads: _SlowScorer(default_loader(path, threads), ms)
+
+
+def test_tight_budget_degrades_in_flight_on_a_large_streamed_frame(tmp_path: Path, models: dict[str, Path]) -> None:
+    # 2048 x 256 streamed in 64-row strips: 512 patches at 10 ms each on 2 interpreters ~ 2.6 s of scoring;
+    # the frame gets 2.5 s (a 2 s target) and the cost model is told scoring is nearly free, so only the in-flight
+    # re-plan (from what the first strips really cost) can keep the frame in time
+    img = frame(3, h=2048, w=256)
+    np.save(tmp_path / "big.npy", img)
+    m = mission(models, camera={"source": "strips"}, reconstruction={"mode": "off"},
+                budget={"frame_ms": 2500.0, "safety": 0.8}, runtime={"threads": 2})  # fmt: skip
+    rt = FlightRuntime(m, tmp_path / "out", loader=_slow_loader(10.0))
+    rt.cost.ms_per_patch = 1e-4
+    rec = rt.process(tmp_path / "big.npy")
+    s = rt.finish()
+    steps = rec["degraded_in_flight"]
+    assert rec["level_planned"]["name"] == "nominal" and steps, "the frame must step down the ladder in flight"
+    everys = [d["score_every"] or 8 for d in steps]  # 0 (no scoring) is the deepest step
+    assert everys == sorted(everys) and len(set(everys)) == len(everys)  # only ever fewer patches
+    assert all(d["projected_ms"] > d["target_ms"] or d["score_every"] == 0 for d in steps)
+    assert rec["patches"]["scored"] < rec["patches"]["grid"] == 512
+    assert rec["level"]["name"] == steps[-1]["level"]
+    assert rec["deadline"]["status"] == "met", rec["deadline"]  # degraded before the miss
+    assert s["degraded_in_flight"] == 1 and "late" not in s["degradations"]
+
+
+def test_a_frame_that_overruns_is_recorded_late_with_its_overrun(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models, budget={"frame_ms": 20.0, "safety": 1.0}), tmp_path, loader=_slow_loader(5.0))
+    rt.cost.ms_per_patch = rt.cost.ms_per_mpix = rt.cost.ms_recon = rt.cost.ms_per_mkept = 0.0  # optimistic
+    rec = rt.process(frame())  # one strip: 24 patches at 5 ms; the first batch alone overruns 20 ms
+    s = rt.finish()
+    assert rec["level"]["name"] == "nominal" and rec["deadline"]["status"] == "late"
+    assert rec["deadline"]["overrun_ms"] == pytest.approx(rec["timing_ms"]["total"] - 20.0)
+    assert rec["deadline"]["overrun_ms"] > 0 and rec["deadline_missed"]
+    assert s["degradations"] == {"late": 1}  # never counted as nominal
+    assert s["timing_ms"]["late"][0]["overrun_ms"] == pytest.approx(rec["deadline"]["overrun_ms"], rel=1e-6)
+
+
+def test_memory_budget_is_enforced_on_process_rss(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models), tmp_path)
+    rec = rt.process(frame())
+    assert rec["memory"]["rss_growth_peak"] >= 0 and rec["memory"]["rss_frame_peak"] >= rec["memory"]["rss_boot"]
+    assert rec["memory"]["over_budget"] == (rec["memory"]["rss_growth_peak"] > rec["memory"]["budget"])
+    ballast = np.ones(64 * 2**20, np.uint8)  # 64 MiB really held by the process (pages touched)
+    rt.m = replace(rt.m, budget=replace(rt.m.budget, memory_bytes=48 * 2**20))
+    rec2 = rt.process(frame())
+    del ballast
+    s = rt.finish()
+    assert rec2["status"] == "dropped" and rec2["reason"] == "memory_budget"
+    assert rec2["memory_predicted"] > 48 * 2**20
+    mem = s["memory"]
+    assert mem["enforced_on"] == "rss_growth_over_boot" and mem["rss_frame_peak_bytes"] > 0
+    assert {"traced_peak_bytes", "rss_growth_peak_bytes", "rss_peak_bytes"} <= set(mem)

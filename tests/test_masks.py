@@ -174,3 +174,33 @@ def test_indices_and_apply_mask() -> None:
     assert apply_mask(img[..., 0], m)[1, 0] == 0
     with pytest.raises(MaskError, match="does not match"):
         apply_mask(img, m.T)
+
+
+def _float_uniform_rows(seed: int, w: int, keep: float, r0: int, r1: int) -> np.ndarray:
+    """The spec's formula in plain numpy (float comparison, one hash per pixel index): the vectorised
+    block generator must equal it bit for bit."""
+    from edgeae.masks import unit_float
+
+    key = stream_key(seed, "uniform")
+    idx = np.arange(r0 * w, r1 * w, dtype=np.uint64)
+    return (unit_float(hash_counter(key, idx)) < keep).reshape(r1 - r0, w)
+
+
+@pytest.mark.parametrize("keep", [0.02, 0.1, 0.5, 1 - 2**-53, 2**-40, 0.3333333333333333])
+def test_vectorised_uniform_equals_spec_formula(keep: float) -> None:
+    # a NAC-wide frame (5,064 px) far down the strip, spanning several internal hash blocks
+    shape = (52_224, 5_064)
+    for r0, r1 in [(0, 7), (40_000, 40_009), (52_220, 52_224)]:
+        got = make_mask_rows(1009, shape, keep, "uniform", r0, r1)
+        assert np.array_equal(got, _float_uniform_rows(1009, shape[1], keep, r0, r1))
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_out_buffer_is_filled_and_reused(pattern: str) -> None:
+    shape = (300, 211)
+    buf = np.ones((40, 211), bool)
+    got = make_mask_rows(5, shape, 0.1, pattern, 100, 140, out=buf)
+    assert got.base is buf or got is buf
+    assert np.array_equal(buf, make_mask(5, shape, 0.1, pattern)[100:140])
+    with pytest.raises(MaskError, match="out must be"):
+        make_mask_rows(5, shape, 0.1, pattern, 100, 141, out=buf)

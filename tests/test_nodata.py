@@ -106,3 +106,105 @@ def test_real_hirise_edge_crops(data_root: Path) -> None:
     edge = [root / "images" / f for f, c in rows if c == "6"][:40]
     frac = [1 - read_image(f).valid.mean() for f in edge]
     assert min(frac) > 0.05 and np.mean(frac) > 0.3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# valid_mask: the numpy-only mask shared by the flight runtime and the ground tools (issue 12)
+
+from edgeae.nodata import Margin, margin_mask, valid_mask  # noqa: E402
+
+ZL0 = "rover_rgb/mars2020_raw/ZL0_0038_0670307360_057ECM_N0031392ZCAM08007_1100LUJ.png"
+
+
+def test_valid_mask_raw_mastcam_z_dark_side_margins(data_root: Path) -> None:
+    """Raw Mastcam-Z: columns 0-22 and from 1631 hold mean values 1-10 against a median of ~190, both sides
+    (the left one was missed before); the first rows are dark too; the scene itself stays valid."""
+    cv2 = pytest.importorskip("cv2")
+    p = data_root / ZL0
+    if not p.is_file():
+        pytest.skip(f"{p} not in the data folder")
+    raw = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    v = valid_mask(raw)
+    assert not v[:, :23].any() and not v[:, 1631:].any()
+    assert v[10:-10, 25:1629].all()
+    assert read_image(p).valid[:, :23].sum() == 0  # the ground reader uses the same mask
+
+
+def test_valid_mask_slanted_black_borders_and_shadows() -> None:
+    """A map-projected strip: the footprint is a slanted band, no-data (0-5, JPEG-like) on both sides; a
+    black shadow inside the scene and one cut by the frame edge stay valid."""
+    rng = np.random.default_rng(3)
+    h, w = 400, 300
+    img = rng.integers(60, 200, (h, w)).astype(np.uint8)
+    yy, xx = np.indices((h, w))
+    left, right = 40 + yy // 8, 200 + yy // 8
+    outside = (xx < left) | (xx >= right)
+    img[outside] = rng.integers(0, 6, int(outside.sum()))
+    img[150:190, 120:160] = 0  # interior shadow
+    v = valid_mask(img)
+    assert not v[outside].any()
+    inner = (xx >= left + 2) & (xx < right - 2)
+    assert v[inner].all()
+
+
+def test_valid_mask_strips_match_the_whole_frame_and_fixed_margin() -> None:
+    rng = np.random.default_rng(4)
+    img = rng.integers(60, 200, (512, 256)).astype(np.uint8)
+    img[:, :20] = rng.integers(0, 4, (512, 20))
+    img[:, -9:] = 255  # a saturated border
+    whole = valid_mask(img, margin=Margin.parse("8,16,0,0"))
+    strips = [
+        valid_mask(
+            img[r : r + 128],
+            edges=("left", "right") + (("top",) if r == 0 else ()) + (("bottom",) if r + 128 >= 512 else ()),
+            margin=Margin(8, 16, 0, 0),
+            row0=r,
+            frame_height=512,
+        )
+        for r in range(0, 512, 128)
+    ]
+    assert np.array_equal(np.concatenate(strips), whole)
+    assert not whole[:, :20].any() and not whole[:, -9:].any()
+    assert not whole[:8].any() and not whole[-16:].any() and whole[8:-16, 22:-11].all()
+    assert np.array_equal(margin_mask((512, 256), Margin(8, 16, 0, 0)), valid_mask(img * 0 + 100, margin=Margin(8, 16)))
+    with pytest.raises(ValueError, match="margin"):
+        Margin.parse("1,2,3")
+
+
+def test_valid_mask_is_numpy_only() -> None:
+    """The flight runtime imports it: no OpenCV, SciPy or torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from edgeae.nodata import valid_mask\n"
+        "a = np.full((64, 64), 120, np.uint8); a[:, :5] = 0\n"
+        "assert not valid_mask(a)[:, :5].any()\n"
+        "bad = [m for m in ('cv2', 'scipy', 'torch') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_valid_mask_real_strips_with_black_no_data(data_root: Path) -> None:
+    """HiRISE browse ESP_073496_0985 (black top rows, a masked block at the bottom) through the numpy mask
+    alone, as the flight runtime sees it in 256-row strips."""
+    cv2 = pytest.importorskip("cv2")
+    p = data_root / "orbital_gray" / "hirise_browse" / "ESP_073496_0985_RED.NOMAP.browse.jpg"
+    if not p.is_file():
+        pytest.skip(f"{p} not in the data folder")
+    raw = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+    h = raw.shape[0]
+    v = np.concatenate(
+        [
+            valid_mask(
+                raw[r : r + 256],
+                edges=("left", "right") + (("top",) if r == 0 else ()) + (("bottom",) if r + 256 >= h else ()),
+            )
+            for r in range(0, h, 256)
+        ]
+    )
+    assert not v[:5].any()
+    assert not v[-8:, 910:1590].any()
+    assert v[100:4400].mean() > 0.999

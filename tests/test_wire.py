@@ -6,6 +6,8 @@ import binascii
 
 import numpy as np
 import pytest
+
+from edgeae.masks import make_mask
 from edgeae.wire import codec as wcodec
 from edgeae.wire.packets import (
     APIDS,
@@ -18,8 +20,6 @@ from edgeae.wire.packets import (
 from edgeae.wire.parse import WireError, parse_packet
 from edgeae.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
 from edgeae.wire.stream import read_packet_file, split_stream, write_packet_file
-
-from edgeae.masks import make_mask
 
 
 def sparse_frame(h=60, w=90, c=3, keep=0.1, seed=11, bits=8, frame_id=1, pattern="uniform") -> SparseFrame:
@@ -62,6 +62,40 @@ GOLDEN_LATENT = (
     "01003fe00000000000000002000100010000000000000002ff026239"
 )
 GOLDEN_PATCH = "0102c000002a0100000000070000000100000001000000020001010800003fd00000000000000000000000000001092071"
+# payload layout 2 (the default): the same 2x3 frame as one interleaved packet. Kind header: h w C bits keep pat
+# seed prng, band rows [0,2), n_band 3, segment 1, packet 0 of 1, step 1, n 3
+GOLDEN_SPARSE_V2 = (
+    "0100c0000042"  # primary header: data length 67-1
+    "02000000000700000001"  # layout 2, codec none, frame 7, part 0 of 1
+    "00000002"
+    "00000003"
+    "01"
+    "08"
+    "3fe0000000000000"
+    "01"
+    "0000000000000005"
+    "01"  # h w C bits keep pat seed prng
+    "00000000"
+    "00000002"
+    "00000003"  # band rows [0,2), n_band 3
+    "0001"
+    "0001"
+    "0000"
+    "0001"
+    "00000003"  # segment 1, 1 packet in the band, index 0, step 1, n 3
+    "0a141e"  # samples
+    "dbfa"  # CRC
+)
+GOLDEN_TELEMETRY_V2 = "0103c0000019020000000007000000010000000200000000000000027b7df236"
+GOLDEN_PATCH_V2 = "0102c000002a0200000000070000000100000001000000020001010800003fd0000000000000000000000000000109f970"
+# layout 2 interleave: a 4x8 RGB frame, keep 0.75 (24 kept pixels), 128-byte packets -> segments of one pixel in
+# 2 packets with step 1: packet 0 carries kept pixels 0, 2, 4, ..., packet 1 carries 1, 3, 5, ...
+GOLDEN_INTERLEAVED = [
+    "0100c000006302000000000800000002000000040000000803083fe8000000000000010000000000000003010000000000000004"
+    "0000001800010002000000010000000c00070e2a3138545b627e858ca8afb6d2d9e0fc030a262d3450575e7a8188a4abb2ced5dcf222",
+    "0100c001006302000000000800010002000000040000000803083fe8000000000000010000000000000003010000000000000004"
+    "0000001800010002000100010000000c151c233f464d697077939aa1bdc4cbe7eef511181f3b4249656c738f969db9c0c7e3eaf13c51",
+]
 
 
 def test_crc16_is_ccitt_false() -> None:
@@ -72,30 +106,51 @@ def test_crc16_is_ccitt_false() -> None:
 
 
 def test_golden_bytes() -> None:
+    """Payload layout 1: what every sender wrote before layout 2 (still written with ``layout=1``)."""
+    v1 = WireConfig(layout=1)
     m = make_mask(5, (2, 3), 0.5)
     assert m.tolist() == [[False, True, True], [True, False, False]]
     fr = SparseFrame(7, 2, 3, 1, 8, 0.5, "uniform", 5, 1, np.array([[10], [20], [30]], np.uint8))
-    assert [p.hex() for p in packetise(fr)] == [GOLDEN_SPARSE]
-    assert [p.hex() for p in packetise(TelemetryRecord(7, b"{}"))] == [GOLDEN_TELEMETRY]
+    assert [p.hex() for p in packetise(fr, config=v1)] == [GOLDEN_SPARSE]
+    assert [p.hex() for p in packetise(TelemetryRecord(7, b"{}"), config=v1)] == [GOLDEN_TELEMETRY]
     lat = LatentFrame(7, "ab12", 4, 4, 1, 4, 4, 1, 1, 0.5, "int8", np.array([-1, 2], np.int8).reshape(1, 2, 1, 1))
-    assert [p.hex() for p in packetise(lat)] == [GOLDEN_LATENT]
+    assert [p.hex() for p in packetise(lat, config=v1)] == [GOLDEN_LATENT]
     patch = AnomalyPatch(7, 1, 2, 1, 0.25, np.array([[[9]]], np.uint8))
-    assert [p.hex() for p in packetise(patch)] == [GOLDEN_PATCH]
+    assert [p.hex() for p in packetise(patch, config=v1)] == [GOLDEN_PATCH]
+
+
+def test_golden_bytes_layout_2() -> None:
+    fr = SparseFrame(7, 2, 3, 1, 8, 0.5, "uniform", 5, 1, np.array([[10], [20], [30]], np.uint8))
+    assert [p.hex() for p in packetise(fr)] == [GOLDEN_SPARSE_V2]
+    assert [p.hex() for p in packetise(TelemetryRecord(7, b"{}"))] == [GOLDEN_TELEMETRY_V2]
+    patch = AnomalyPatch(7, 1, 2, 1, 0.25, np.array([[[9]]], np.uint8))
+    assert [p.hex() for p in packetise(patch)] == [GOLDEN_PATCH_V2]
+    m = make_mask(3, (4, 8), 0.75)
+    vals = (np.arange(int(m.sum()) * 3).reshape(-1, 3) * 7 % 256).astype(np.uint8)
+    fr2 = SparseFrame(8, 4, 8, 3, 8, 0.75, "uniform", 3, 1, vals)
+    pk = packetise(fr2, config=WireConfig(128))
+    assert [p.hex() for p in pk] == GOLDEN_INTERLEAVED
+    parsed = [parse_packet(p) for p in pk]
+    np.testing.assert_array_equal(parsed[0].samples, vals[0::2])
+    np.testing.assert_array_equal(parsed[1].samples, vals[1::2])
 
 
 def test_golden_parses() -> None:
-    p = parse_packet(binascii.unhexlify(GOLDEN_SPARSE))
-    assert (p.apid, p.seq_count, p.frame_id, p.part, p.parts, p.kind) == (0x100, 0, 7, 0, 1, "sparse")
-    assert p.header["keep"] == 0.5 and p.header["seed"] == 5 and p.header["n"] == 3
-    assert p.samples.tolist() == [[10], [20], [30]]
+    for golden, layout in ((GOLDEN_SPARSE, 1), (GOLDEN_SPARSE_V2, 2)):
+        p = parse_packet(binascii.unhexlify(golden))
+        assert (p.apid, p.seq_count, p.frame_id, p.part, p.parts, p.kind) == (0x100, 0, 7, 0, 1, "sparse")
+        assert p.header["keep"] == 0.5 and p.header["seed"] == 5 and p.header["n"] == 3
+        assert p.header["layout"] == layout
+        assert p.samples.tolist() == [[10], [20], [30]]
 
 
 @pytest.mark.parametrize("codec", ["none", "delta-deflate"])
 @pytest.mark.parametrize("size", [128, 512, 4096])
 @pytest.mark.parametrize("bits", [8, 12])
 def test_sparse_round_trip(codec: str, size: int, bits: int) -> None:
+    """Layout 1: rectangles of rows that tile the frame."""
     fr = sparse_frame(bits=bits)
-    pkts = packetise(fr, config=WireConfig(size, codec))
+    pkts = packetise(fr, config=WireConfig(size, codec, layout=1))
     assert all(len(p) <= size for p in pkts)
     parsed = [parse_packet(p) for p in pkts]
     assert [q.part for q in parsed] == list(range(len(pkts)))
@@ -112,7 +167,7 @@ def test_sparse_round_trip(codec: str, size: int, bits: int) -> None:
 
 def test_long_rows_split_by_columns() -> None:
     fr = sparse_frame(h=3, w=4000, c=1, keep=0.5, bits=16)
-    pkts = packetise(fr, config=WireConfig(256))
+    pkts = packetise(fr, config=WireConfig(256, layout=1))
     parsed = [parse_packet(p) for p in pkts]
     assert any(q.header["col0"] > 0 for q in parsed)
     assert all(q.header["row1"] - q.header["row0"] == 1 for q in parsed)
@@ -130,7 +185,7 @@ def test_delta_deflate_shrinks_smooth_samples() -> None:
 def test_codec_round_trip(dtype: type) -> None:
     rng = np.random.default_rng(0)
     a: np.ndarray = rng.integers(0, np.iinfo(dtype).max, (300, 3), endpoint=True).astype(dtype)
-    for cid in (0, 1, 2):
+    for cid in (0, 1, 2, 3):
         b = wcodec.decode_samples(wcodec.encode_samples(a, cid), cid, a.dtype, a.shape)
         np.testing.assert_array_equal(a, b)
     with pytest.raises(wcodec.CodecError):
@@ -177,7 +232,8 @@ def test_sequence_counts_per_apid_wrap() -> None:
 
 
 def test_packet_overhead_is_documented() -> None:
-    assert overhead("sparse") == 6 + 10 + 48 + 2
+    assert overhead("sparse") == 6 + 10 + 52 + 2  # layout 2
+    assert overhead("sparse", 1) == 6 + 10 + 48 + 2
     assert overhead("latent") == 6 + 10 + 56 + 2
     assert overhead("patch") == 6 + 10 + 30 + 2
     assert overhead("telemetry") == 6 + 10 + 12 + 2

@@ -48,7 +48,8 @@ def test_resolve_missing_weights_says_how_to_reproduce(monkeypatch: pytest.Monke
 def test_cli_zoo_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo"]) == 0
     table = capsys.readouterr().out
-    assert all(name in table for name in CAE_MODELS) and "parameters" in table
+    assert all(name in table for name in CAE_MODELS) and "params" in table and "flight file" in table
+    assert max(map(len, table.splitlines())) <= 100  # fits a terminal
     assert main(["zoo", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert isinstance(rows, list) and {r["name"] for r in rows} >= set(CAE_MODELS)

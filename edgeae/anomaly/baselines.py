@@ -1,6 +1,13 @@
-"""Non-deep and partial baselines scored on the same patches as the β-VAE.
+"""Non-deep and partial baselines scored on the same patches as the learned scorer.
 
 - ``patch_std``: local contrast, the standard deviation of a patch's pixels (no model at all);
+- ``rx``: the classical Reed-Xiaoli detector (Reed & Yu 1990) on **patch features**: each patch becomes the
+  vector of its 8×8 block means per channel (64·C values: the patch's coarse appearance), and its score is the
+  squared Mahalanobis distance to the background mean under the background covariance (global RX). The
+  background is every patch of the same frame when the frame has at least :data:`RX_MIN_BACKGROUND` × D
+  patches, else every evaluated patch together (small frames: HiRISE landmark crops, MSL browse images);
+  the covariance is shrunk towards a scaled identity (Ledoit-Wolf), so it is invertible with few patches.
+  Nothing is learned from labels or other data: like the isolation forest it is unsupervised and transductive;
 - ``isolation_forest``: an isolation forest (scikit-learn) on the VAE latents μ, fitted on the evaluated
   patches themselves without their labels (unsupervised, transductive), seed fixed;
 - the two terms of a(x), reconstruction error and ||μ||², come from :class:`edgeae.anomaly.score.PatchScorer`.
@@ -8,15 +15,82 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edgeae._optional import require
+
+RX_GRID = 8  # block means per side: a patch becomes an 8×8×C vector
+RX_MIN_BACKGROUND = 4  # a frame is its own RX background when it has at least 4 × D patches
 
 
 def patch_std(patches: np.ndarray) -> np.ndarray:
     """(N, ...) patches -> (N,) standard deviation of each patch's values (float64)."""
     p = np.asarray(patches, dtype=np.float64)
     return p.reshape(len(p), -1).std(axis=1)
+
+
+def rx_features(patches: np.ndarray, grid: int = RX_GRID) -> np.ndarray:
+    """(N, C, P, P) or (N, P, P) patches -> (N, grid·grid·C) block means (P must be a multiple of ``grid``;
+    otherwise the patch is cropped to the largest multiple)."""
+    p = np.asarray(patches, dtype=np.float64)
+    if p.ndim == 3:
+        p = p[:, None]
+    if p.ndim != 4:
+        raise ValueError(f"expected (N, C, P, P) or (N, P, P) patches, got shape {p.shape}")
+    n, c, h, w = p.shape
+    bh, bw = h // grid, w // grid
+    if bh == 0 or bw == 0:
+        raise ValueError(f"a {h}×{w} patch is smaller than the {grid}×{grid} RX grid")
+    p = p[:, :, : bh * grid, : bw * grid].reshape(n, c, grid, bh, grid, bw)
+    return p.mean(axis=(3, 5)).reshape(n, -1)
+
+
+def _shrunk_inverse(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse Ledoit-Wolf covariance of (N, D) samples."""
+    covariance = require("sklearn.covariance")
+    lw = covariance.LedoitWolf(assume_centered=False).fit(z)
+    cov = np.asarray(lw.covariance_, dtype=np.float64)
+    # a tiny ridge keeps constant features (flat synthetic frames) invertible
+    cov = cov + np.eye(len(cov)) * max(1e-12, 1e-9 * float(np.trace(cov)) / len(cov))
+    return np.asarray(lw.location_, dtype=np.float64), np.linalg.inv(cov)
+
+
+def rx_scores(features: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+    """Global RX: squared Mahalanobis distance of each (N, D) feature row to the background (default: the
+    rows themselves) mean, under the background's shrunk covariance."""
+    z = np.asarray(features, dtype=np.float64)
+    if z.ndim != 2 or len(z) < 2:
+        raise ValueError(f"RX needs (N >= 2, D) features, got shape {z.shape}")
+    bg = z if background is None else np.asarray(background, dtype=np.float64)
+    mean, inv = _shrunk_inverse(bg)
+    d = z - mean
+    return np.einsum("nd,de,ne->n", d, inv, d)
+
+
+def rx(frames: Sequence[np.ndarray], min_background: int = RX_MIN_BACKGROUND) -> list[np.ndarray]:
+    """RX scores of the patch features of several frames (a list of (N_i, D) arrays from :func:`rx_features`).
+
+    Each frame with at least ``min_background`` × D patches is its own background; the others share one
+    background made of every patch of every frame given."""
+    frames = [np.asarray(f, dtype=np.float64) for f in frames]
+    if not frames:
+        return []
+    dim = frames[0].shape[1]
+    pooled = np.concatenate(frames)
+    pooled_fit: tuple[np.ndarray, np.ndarray] | None = None
+    out = []
+    for f in frames:
+        if len(f) >= min_background * dim:
+            out.append(rx_scores(f))
+            continue
+        if pooled_fit is None:
+            pooled_fit = _shrunk_inverse(pooled)
+        mean, inv = pooled_fit
+        d = f - mean
+        out.append(np.einsum("nd,de,ne->n", d, inv, d))
+    return out
 
 
 def isolation_forest(latents: np.ndarray, seed: int = 0, n_estimators: int = 200) -> np.ndarray:

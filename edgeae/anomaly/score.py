@@ -226,20 +226,67 @@ def score_file(
     min_valid: float = 1.0,
     batch: int = 256,
     progress: bool = True,
+    bayer: str | None = None,
+    margin: Any = None,
 ) -> PatchScores:
-    """Score one image file of any size, streamed strip by strip (:func:`edgeae.strips.iter_patches`)."""
+    """Score one image file of any size, streamed strip by strip (:func:`edgeae.strips.iter_patch_blocks`).
+
+    ``bayer``: demosaic a raw colour-filter mosaic ("RGGB", ...) first; ``margin``: a fixed
+    :class:`edgeae.nodata.Margin` (patches below ``min_valid`` are never scored)."""
+    from edgeae.firmware_sim.score import background
     from edgeae.imageio import image_shape
-    from edgeae.strips import iter_patches
+    from edgeae.strips import iter_patch_blocks
 
     h, w, _ = image_shape(path)
-    it: Iterable[Any] = iter_patches(path, patch, stride, channels=scorer.channels)
+    bar = None
     if progress:
         from edgeae.tiling import tile_positions
 
         tqdm = require("tqdm").tqdm
-        it = tqdm(it, total=len(tile_positions(h, w, patch, stride)), desc=os.path.basename(str(path)), unit="patch")
-    items = ((int(p.x), int(p.y), p.pixels, float(p.valid_frac)) for p in it)
-    return _collect(str(path), items, scorer, patch, (h, w), batch, min_valid)
+        bar = tqdm(total=len(tile_positions(h, w, patch, stride)), desc=os.path.basename(str(path)), unit="patch")
+    # decoding and tiling run in a background thread; patches go from a zero-copy view of each band straight
+    # into the batch buffer: the batches (and so the scores) of the per-patch iteration, without its copies
+    blocks = iter_patch_blocks(path, patch, stride, channels=scorer.channels, bayer=bayer, margin=margin)
+    buf = np.empty((batch, scorer.channels, patch, patch), np.float32)
+    pos: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: dict[str, list[np.ndarray]] = {}
+    n = 0
+
+    def flush() -> None:
+        for k, v in scorer(buf[:n]).items():
+            parts.setdefault(k, []).append(v)
+
+    try:
+        for blk in background(blocks, depth=2):
+            kept = np.flatnonzero(blk.valid_frac >= min_valid)
+            pos.append((blk.xs[kept], blk.ys[kept], blk.valid_frac[kept]))
+            while kept.size:
+                take = kept[: batch - n]
+                blk.pixels(take, out=buf[n : n + take.size])
+                n += take.size
+                kept = kept[take.size :]
+                if n == batch:
+                    flush()
+                    n = 0
+            if bar is not None:
+                bar.update(blk.ys.size)
+        if n:
+            flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    xs, ys, vf = (np.concatenate([q[i] for q in pos]) if pos else np.zeros(0) for i in range(3))
+    return PatchScores(
+        file=str(path),
+        x=np.asarray(xs, dtype=np.int64),
+        y=np.asarray(ys, dtype=np.int64),
+        score=out.pop("score", np.zeros(0)),
+        valid_frac=np.asarray(vf, dtype=np.float64),
+        patch=patch,
+        shape=(h, w),
+        extras=out,
+    )
 
 
 def score_map(scores: PatchScores, reduce: str = "max", downsample: int = 1) -> np.ndarray:
@@ -283,6 +330,7 @@ def read_csv(path: str | os.PathLike[str]) -> list[tuple[str, int, int, float]]:
         if header[:4] != ["file", "x", "y", "score"]:
             raise ValueError(f"{path}: not a scores CSV (header {header})")
         for line in f:
-            file, x, y, s = line.rstrip("\n").rsplit(",", 4)[:4]
+            # file names may hold commas: split the other columns off the right (map columns may follow)
+            file, x, y, s = line.rstrip("\n").rsplit(",", len(header) - 1)[:4]
             rows.append((file, int(x), int(y), float(s)))
     return rows

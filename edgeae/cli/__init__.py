@@ -1,15 +1,16 @@
 """The ``edgeae`` command line: parse, call one library function, write the result.
 
 Each subcommand lives in its own module under ``edgeae.cli`` and exposes
-``register(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``. Command modules keep heavy
-imports inside ``run`` so that ``edgeae --help`` stays fast.
+``register(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``, and optionally
+``needs(args) -> {module: extra}``: the optional packages it will import, checked before any work starts.
+Command modules keep heavy imports inside ``run`` so that ``edgeae --help`` stays fast. Third-party
+warnings and logs are captured unless ``-v`` is given (``edgeae.logs``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "downlink": "edgeae.cli.downlink",
     "ground": "edgeae.cli.ground",
     "scan": "edgeae.cli.scan",
+    "links": "edgeae.cli.links",
 }
 
 
@@ -41,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         "patch anomaly detection, export to flight runtimes, CCSDS downlink and ground decoding.",
     )
     parser.add_argument("--version", action="version", version=f"edgeae {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show debug messages and the warnings and logs of third-party libraries (hidden by default)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
         try:
@@ -51,20 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # command not available in this build
         p = module.register(sub)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _needs=getattr(module, "needs", None))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    from edgeae import logs
+
+    with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
+        return _dispatch(parser, args)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
+        if getattr(args, "_needs", None):
+            from edgeae._optional import check_extras
+
+            check_extras(f"edgeae {args.command}", args._needs(args))
         return int(args._run(args) or 0)
     except (CLIError, FileNotFoundError, ValueError, ImportError) as exc:
         print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)

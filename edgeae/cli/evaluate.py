@@ -17,18 +17,27 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Score the labelled evaluation set with MODEL and write table.md, results.json and plots "
         "to OUT/DATASET/.",
     )
-    p.add_argument("--dataset", required=True, choices=[*DATASETS, "all"])
-    p.add_argument("--model", required=True, help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact")
+    p.add_argument(
+        "--dataset", required=True, choices=[*DATASETS, "all"], help="labelled evaluation set, or all of them"
+    )
+    p.add_argument(
+        "--model", required=True, help="zoo name (orbital-gray-vae), .pt checkpoint, or .onnx/.ort/.tflite artifact"
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256, help="patches per model call (default 256)")
     p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops (HiRISE)")
     p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write tables and JSON only, no plots")
+    p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
+    p.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages this command imports (checked before any work)."""
+    return {"cv2": "ground", "scipy": "ground", "sklearn": "ground", "matplotlib": "ground", "tqdm": "ground"}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages this command imports (checked before the calibration starts)."""
+    out = {"torch": "export", "cv2": "export", "tifffile": "export"}
+    formats = FORMATS if args.format == "all" else (args.format,)
+    if {"onnx", "ort"} & set(formats):
+        out.update(onnx="export", onnxscript="export", onnxruntime="export")
+    if "tflite" in formats:
+        out.update(litert_torch="export", ai_edge_litert="export")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeae.export.api import ExportConfig, export_model
     from edgeae.export.parity import ParityError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from edgeae.cli import CLIError
@@ -13,27 +12,50 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="directory for images and reports")
     p.add_argument(
         "--model",
-        help="CAE to fill missing pixels: zoo name, .pt, .onnx, .ort or .tflite (default: classical inpainting)",
+        help="CAE to fill missing pixels: zoo name (rover-rgb-gtunet), .pt, .onnx, .ort or .tflite "
+        "(default: classical inpainting)",
     )
     p.add_argument("--method", default="telea", help="classical inpainting without --model (telea|ns|linear|nearest)")
-    p.add_argument("--decoder", help="cae-decoder artifact for latent frames")
+    p.add_argument(
+        "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"
+    )
     p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
     p.add_argument("--threads", type=int, help="interpreter threads")
+    p.add_argument(
+        "--limit",
+        action="append",
+        metavar="NAME=VALUE",
+        help="operator limit, repeatable, e.g. max_frame_pixels=1e8 or max_session_bytes=4G (docs/ground.md)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "ground",
         help="ground station: rebuild images from received packets",
-        description=__doc__.splitlines()[0],
+        description="The ground station: reassemble received packets in any order, account for every lost, "
+        "corrupt or duplicate packet, and rebuild each frame (CAE or classical inpainting for the pixels it "
+        "did not receive), from packet files (decode) or live over UDP (serve).",
     )
     sub = p.add_subparsers(dest="ground_command", metavar="ACTION", required=True)
-    d = sub.add_parser("decode", help="decode a packet file (or a directory of them)")
+    d = sub.add_parser(
+        "decode",
+        help="decode a packet file (or a directory of them)",
+        description="Decode packet files into images: OUT/frame_*.png, a validity map of the received pixels "
+        "and a JSON report per frame (packets expected, received, lost, corrupt; PSNR with --original), and "
+        "OUT/stream.json for the whole stream.",
+    )
     d.add_argument("packets", type=Path, nargs="+", help="packet files (edgeae .bin records or raw CCSDS)")
     _common(d)
-    s = sub.add_parser("serve", help="receive packets over UDP and decode them as they arrive")
+    s = sub.add_parser(
+        "serve",
+        help="receive packets over UDP and decode them as they arrive",
+        description="Listen for packets over UDP and decode frames as they complete. Stops at the "
+        "end-of-transmission datagram that edgeae downlink send ends with, after --idle-timeout seconds "
+        "without packets, or after --max-time seconds; then writes the same outputs as decode.",
+    )
     s.add_argument("--port", type=int, required=True, help="UDP port (0 picks a free one)")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets")
     s.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case")
     s.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
@@ -42,8 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _station(args: argparse.Namespace):
+    from edgeae.ground.limits import GroundLimits
     from edgeae.ground.station import GroundStation, make_filler
 
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} is an existing file; name a directory for the images and reports")
+    limits = GroundLimits.from_pairs(args.limit)
     fill, name = make_filler(args.model, args.method, args.threads)
     decoder = None
     if args.decoder:
@@ -51,7 +77,7 @@ def _station(args: argparse.Namespace):
 
         decoder = load_predictor(args.decoder, threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    return GroundStation(out=args.out, fill=fill, fill_name=name, decoder=decoder)
+    return GroundStation(out=args.out, fill=fill, fill_name=name, decoder=decoder, limits=limits)
 
 
 def _print(report: dict) -> None:
@@ -60,9 +86,11 @@ def _print(report: dict) -> None:
         f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
         f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
     )
+    if st.get("products_failed"):
+        print(f"products not rebuilt: {st['products_failed']}")
     for name, rep in report["products"].items():
-        line = f"{name}: {rep['packets_received']}/{rep['packets_expected']} packets"
-        line += f", {rep['packets_lost']} lost, {rep['packets_corrupt']} corrupt"
+        line = f"{name}: {rep.get('packets_received', '?')}/{rep.get('packets_expected', '?')} packets"
+        line += f", {rep.get('packets_lost', '?')} lost, {rep.get('packets_corrupt', '?')} corrupt"
         if "pixel_fraction_received" in rep:
             line += f", {100 * rep['pixel_fraction_received']:.1f}% of sampled pixels"
         if "psnr" in rep:
@@ -81,6 +109,11 @@ def _originals(gs, path: Path, frame_ids: list[int]) -> None:
         gs.originals.update(load_originals(path, frame_ids))
 
 
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages this command imports (checked before any packet is read)."""
+    return {"spacepackets": "ground", "cv2": "ground", "scipy": "ground", "tifffile": "ground"}
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeae.ground.sources import read_packets
 
@@ -88,18 +121,27 @@ def run(args: argparse.Namespace) -> int:
         for p in args.packets:
             if not p.exists():
                 raise CLIError(f"packet file {p} does not exist")
+            if p.is_file() and p.stat().st_size == 0:
+                raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
         gs = _station(args)
         skipped = 0
         for p in args.packets:
             recs, rest = read_packets(p)
             skipped += rest
             for _, pkt in recs:
-                gs.receive(pkt)
+                gs.receiver.receive(pkt, source=str(p))
         if args.original:
             _originals(gs, args.original, sorted({k[1] for k in gs.receiver.products}))
-        report = gs.finish()
+        try:
+            report = gs.finish()
+        except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
+            report = gs.report()
+            report["stream"]["bytes_outside_packets"] = skipped
+            gs.write_report(report)
+            print(f"interrupted: {len(report['products'])} products written to {args.out}")
+            return 130
         report["stream"]["bytes_outside_packets"] = skipped
-        (args.out / "stream.json").write_text(json.dumps(report, indent=2))
+        gs.write_report(report)
         _print(report)
         return 0
 
@@ -118,4 +160,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready)
     _print(report)
-    return 0
+    stopped = report["serve"]["stopped"]
+    if stopped == "interrupted":
+        print(f"interrupted: everything received so far is in {args.out} (stream.json, received.bin)")
+        return 130
+    return 1 if stopped.startswith("error") else 0

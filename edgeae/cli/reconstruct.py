@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeae.reconstruct import DEFAULT_MODELS
+from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,7 +31,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--keep", type=float, default=0.1, help="fraction of pixels kept, in (0, 1] (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="mask seed, 0 <= seed < 2**64 (default 0)")
     p.add_argument("--pattern", default="uniform", help="mask pattern: uniform or jittered (default uniform)")
-    p.add_argument("--method", default="cae", help="cae, telea, ns, linear or nearest (default cae)")
+    p.add_argument(
+        "--method", default="cae", metavar="|".join(METHODS),
+        help="cae (the CAE), telea or ns (OpenCV inpainting), linear (Delaunay), nearest, normconv (normalised "
+        "convolution); default cae",
+    )  # fmt: skip
     p.add_argument("-o", "--output", type=Path, required=True, help="reconstructed image (PNG/TIFF/...)")
     p.add_argument("--metrics-json", type=Path, help="write metrics, settings and timing as JSON here")
     p.add_argument(
@@ -64,6 +68,11 @@ def _side_path(output: Path, value: Any, suffix: str) -> Path | None:
 def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
     """JSON cannot hold inf/NaN: replace them by None (a perfect reconstruction has PSNR = inf)."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages this command imports (checked before any work)."""
+    return {"cv2": "ground", "scipy": "ground", "skimage": "ground", "tifffile": "ground"}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,8 +14,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="scan an image archive for anomalous patches (local cores or Ray)",
         description=(
             "Walk ARCHIVE (folders, manifest files with one path a line, globs), stream each image in strips, "
-            "score every patch and write OUT/results.parquet, OUT/images.parquet, OUT/topk/ and "
-            "OUT/report.json. Rerunning the same command resumes an interrupted scan."
+            "score every patch and write OUT/results.parquet (one row per patch), OUT/images.parquet (one row "
+            "per image, failures with their reason), OUT/topk/ (thumbnails and gallery.png), OUT/report.md "
+            "and OUT/report.json. Rerunning the same command resumes an interrupted scan."
         ),
     )
     p.add_argument("archive", nargs="+", help="folder, manifest file (.txt/.lst/.csv), image file or glob")
@@ -37,11 +38,52 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="discard earlier results in OUT and start over")
     p.add_argument("--max-images", type=int, default=None, help="stop after this many images (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q = p.add_argument_group("quality filters from the label (products outside are skipped and recorded)")
+    q.add_argument(
+        "--min-incidence", type=float, default=None, metavar="DEG", help="skip products lit more steeply (degrees)"
+    )
+    q.add_argument(
+        "--max-incidence", type=float, default=None, metavar="DEG", help="skip products lit more obliquely (degrees)"
+    )
+    q.add_argument(
+        "--max-emission", type=float, default=None, metavar="DEG", help="skip products viewed more obliquely (degrees)"
+    )
+    q.add_argument(
+        "--min-resolution", type=float, default=None, metavar="M", help="skip products with finer pixels (m/px)"
+    )
+    q.add_argument(
+        "--max-resolution", type=float, default=None, metavar="M", help="skip products with coarser pixels (m/px)"
+    )
+    q.add_argument(
+        "--max-missing", type=float, default=None, metavar="FRAC", help="skip products with more no-data (fraction)"
+    )
+    p.add_argument(
+        "--geo", default=None, metavar="OUT.gpkg",
+        help="write each map-projected product's best patches as a map layer (.gpkg or .geojson) for QGIS",
+    )  # fmt: skip
+    p.add_argument("--geo-geometry", choices=("point", "polygon"), default="point", help="layer geometry")
+    p.add_argument(
+        "--geo-crs", choices=("body", "product"), default="body",
+        help="layers in each body's planetocentric lon/lat (default) or in each product's own map CRS",
+    )  # fmt: skip
     return p
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages this command imports (checked before any image is read)."""
+    out = {"pyarrow": "scan", "cv2": "ground", "tifffile": "ground", "tqdm": "ground"}
+    if args.engine == "ray":
+        out["ray"] = "scan"
+    if args.geo:
+        out.update({"rasterio": "archive", "pyproj": "archive"})
+        if str(args.geo).lower().endswith(".gpkg"):
+            out["pyogrio"] = "archive"
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
+    from edgeae.scan.quality import QualityFilter
     from edgeae.scan.report import report_markdown
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
@@ -56,7 +98,13 @@ def run(args: argparse.Namespace) -> int:
         report = scan_archive(
             args.archive, args.model, args.out, engine=opts, stride=args.stride, batch_size=args.batch_size,
             min_valid=args.min_valid, top_k=args.top_k, retry_failed=args.retry_failed, force=args.force,
-            max_images=args.max_images, progress=not args.no_progress,
+            max_images=args.max_images, progress=not args.no_progress, geo=args.geo, geo_geometry=args.geo_geometry,
+            geo_crs=args.geo_crs,
+            quality=QualityFilter(
+                min_incidence=args.min_incidence, max_incidence=args.max_incidence, max_emission=args.max_emission,
+                min_resolution_m=args.min_resolution, max_resolution_m=args.max_resolution,
+                max_missing=args.max_missing,
+            ),
         )  # fmt: skip
     except ScanStateError as exc:
         raise CLIError(str(exc)) from exc

@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Score every patch of the images with a β-VAE (a(x) = ||x - x_hat||^2 + λ||μ||^2) or a "
         "CAE (masked-reconstruction error). Writes file,x,y,score,valid_frac (x, y: top-left pixel).",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF/BigTIFF, ...)")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE",
+        help="image files (PNG, JPEG, TIFF/BigTIFF) or planetary products (PDS3/PDS4 label or data, ISIS3 .cub, "
+        "VICAR, JP2, GeoTIFF); map-projected ones add map_x,map_y,lon,lat columns",
+    )  # fmt: skip
     p.add_argument("--model", required=True, help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact")
     p.add_argument("--patch", type=int, default=None, help="patch size (default: the model's input, else 64)")
     p.add_argument("--stride", type=int, default=None, help="patch stride (default: the patch size)")
@@ -27,20 +31,41 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--map",
         default=None,
         metavar="OUT.png",
-        help="whole-image anomaly heat map (one image) or OUT_<stem>.png per image",
+        help="whole-image anomaly heat map (one image) or OUT_<stem>.png per image; a .tif name writes a float "
+        "GeoTIFF aligned with the product instead (georeferenced when the product is)",
     )
     p.add_argument("--batch", type=int, default=256, help="patches per model call")
     p.add_argument("--min-valid", type=float, default=1.0, help="skip patches with less valid (non no-data) area")
+    p.add_argument(
+        "--bayer",
+        default=None,
+        choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="the images are raw colour-filter mosaics of this pattern: demosaic them before scoring",
+    )
+    p.add_argument(
+        "--margin",
+        default=None,
+        metavar="N|T,B,L,R",
+        help="fixed margin in pixels counted as no-data (dark and no-data margins are also detected)",
+    )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
     p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def _map_path(base: str, image: Path, many: bool) -> Path:
     b = Path(base)
     return b.with_name(f"{b.stem}_{image.stem}{b.suffix or '.png'}") if many else b
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages this command imports (checked before any work)."""
+    out = {"cv2": "ground", "tifffile": "ground", "tqdm": "ground"}
+    if args.map:
+        out["matplotlib"] = "ground"
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +78,21 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"image {f} does not exist")
     if args.batch <= 0:
         raise CLIError(f"--batch must be positive, got {args.batch}")
+    for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
+        if value is not None and value <= 0:
+            raise CLIError(f"{flag} must be a positive number of pixels, got {value}")
+    from edgeae.nodata import Margin
+
+    try:
+        margin = Margin.parse(args.margin)
+    except ValueError as exc:
+        raise CLIError(f"--margin: {exc}") from None
+    if not 0.0 <= args.min_valid <= 1.0:  # also refuses nan
+        raise CLIError(f"--min-valid must be a fraction in [0, 1], got {args.min_valid}")
+    if not 0.0 < args.cae_keep <= 1.0:
+        raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
+    if Path(args.output).is_dir():
+        raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
     predictor = load_predictor(args.model, threads=args.threads)
     meta = predictor.metadata
     if meta.kind not in ("vae", "cae"):
@@ -77,11 +117,18 @@ def run(args: argparse.Namespace) -> int:
             patch,
             stride,
             min_valid=args.min_valid,
+            bayer=args.bayer,
+            margin=margin,
             batch=args.batch,
             progress=not args.no_progress,
         )
         results.append(r)
-        if args.map:
+        if args.map and Path(args.map).suffix.lower() in (".tif", ".tiff"):
+            from edgeae.scan.geo import save_score_geotiff
+
+            out = save_score_geotiff(_map_path(args.map, f, len(files) > 1), r, f)
+            log.info("map -> %s", out)
+        elif args.map:
             from edgeae.anomaly.plots import save_score_map
 
             out = save_score_map(
@@ -90,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
                 threshold=meta.score.get("threshold") if meta.kind == "vae" else None,
             )
             log.info("map -> %s", out)
-    n = write_csv(args.output, results)
+    from edgeae.scan.geo import write_scores_csv
+
+    n = write_scores_csv(args.output, results) or write_csv(args.output, results)
     print(
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
         f"(patch {patch}, stride {stride}) -> {args.output}"

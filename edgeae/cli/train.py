@@ -7,13 +7,15 @@ Other model kinds add a second level here: a module listed in ``EXTRA_KINDS`` th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 from pathlib import Path
+from typing import Any
 
 from edgeae.cli import CLIError
 
 # extra train kinds: name -> module defining register_cli(subparsers) and run_cli(args)
-EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.train.vae"}
+EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.cli.train_vae"}
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -35,21 +37,44 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("train", help="train a model (cae; vae)", description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (cae; vae)",
+        description="Train a CAE / gt-CAE (edgeae train cae) or the anomaly β-VAE (edgeae train vae) on a named "
+        "dataset or a folder of images; see edgeae train KIND --help.",
+    )
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
     c = kinds.add_parser("cae", help="train a CAE / gt-CAE", description="Train a CAE on random 128x128 crops.")
-    c.add_argument("--data", required=True, help="rover_rgb | orbital_gray | a folder of images")
+    c.add_argument(
+        "--data",
+        default=None,
+        help="rover_rgb | rover_rgb_v2 | orbital_gray | orbital_gray_v2 | a folder of images (not with --resume)",
+    )
+    c.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
+        "may be raised)",
+    )
+    c.add_argument(
+        "--time-budget",
+        default=None,
+        help="stop cleanly with a checkpoint after this much wall time, e.g. 90m, 2h, 1h30m (resume later)",
+    )
     c.add_argument(
         "--mode",
         default="gt",
         choices=["plain", "fixed", "gt", "colour-noise"],
         help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE",
     )
-    c.add_argument("--epochs", type=int, default=8)
-    c.add_argument("--crops", type=int, default=3000, help="training crops (precomputed)")
+    c.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    c.add_argument("--crops", type=int, default=3000, help="training crops per epoch, drawn afresh every epoch")
     c.add_argument("--val-crops", type=int, default=400, help="validation crops from the val files")
-    c.add_argument("--out", required=True, help="output folder (config.json, loss.csv/png, best.pt, metrics.json)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument(
+        "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
+    )
+    c.add_argument("--seed", type=int, default=0, help="seed of crops, masks and initial weights (default 0)")
     c.add_argument("--destroy", type=float, default=0.9, help="destroyed fraction for --mode fixed")
     c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt")
     c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
@@ -57,13 +82,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--widths", type=_widths, default=(16, 32, 64, 128), help="encoder widths, e.g. 8,16,32,64")
     c.add_argument(
         "--variant",
-        choices=("seed", "unet"),
+        choices=("seed", "unet", "unet2"),
         default="seed",
-        help="seed: the published CAE (latents); unet: normalised-convolution pre-fill + U-Net residual",
+        help="seed: the published CAE (latents); unet: normalised-convolution pre-fill + U-Net residual; "
+        "unet2: the same with two convolutions per level (flight: 8,16,32,64,64; ground: 24,48,96,192)",
+    )
+    c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss")
+    c.add_argument("--no-bf16", action="store_true", help="train in float32 (default on CPU: bfloat16 autocast)")
+    c.add_argument(
+        "--lr-schedule", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule per step"
     )
     c.add_argument("--channels", type=int, choices=[1, 3], default=None, help="default: from the dataset")
-    c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--batch-size", type=int, default=32, help="crops per optimiser step (default 32)")
+    c.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     c.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     c.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -72,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument(
         "--zoo-name", default=None, help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json"
     )
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     for kind, module_name in EXTRA_KINDS.items():
         try:
             module = importlib.import_module(module_name)
@@ -87,13 +118,41 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional packages training imports (checked before the data is read)."""
+    return {"torch": "train", "cv2": "train", "tifffile": "train", "tqdm": "train", "matplotlib": "train"}
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "_kind_run", None):
         return int(args._kind_run(args) or 0)
     if args.kind != "cae":
         raise CLIError("choose what to train: edgeae train cae ... (see edgeae train cae --help)")
     from edgeae.train.cae import CAETrainConfig, train_cae
+    from edgeae.train.resume import parse_duration
 
+    try:
+        budget = parse_duration(args.time_budget)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    if args.resume:
+        from edgeae.train.cae import load_config
+
+        cfg_file = Path(args.resume) / "config.json"
+        if not cfg_file.is_file():
+            raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+        changes: dict[str, object] = {"out": str(args.resume), "time_budget": budget}
+        if args.epochs != 8:
+            changes["epochs"] = args.epochs
+        if args.threads is not None:
+            changes["threads"] = args.threads
+        if args.no_progress:
+            changes["progress"] = False
+        cfg = dataclasses.replace(load_config(cfg_file), **changes)  # type: ignore[arg-type]
+        metrics = train_cae(cfg, resume=True)
+        return _report(metrics, Path(args.resume), args.zoo_name)
+    if not args.data or not args.out:
+        raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
     cfg = CAETrainConfig(
         data=args.data,
         out=args.out,
@@ -113,21 +172,33 @@ def run(args: argparse.Namespace) -> int:
         channels=args.channels,
         augment=not args.no_augment,
         patience=args.patience,
+        loss=args.loss,
+        bf16=False if args.no_bf16 else None,
+        lr_schedule=args.lr_schedule,
+        time_budget=budget,
         device=args.device,
         threads=args.threads,
         data_root=args.data_root,
         progress=not args.no_progress,
     )
     metrics = train_cae(cfg)
-    out = Path(args.out)
+    return _report(metrics, Path(args.out), args.zoo_name)
+
+
+def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None) -> int:
+    if not metrics.get("complete", True) and "best_epoch" not in metrics:
+        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with --resume {out}")
+        return 0
+    if metrics.get("stopped"):
+        print(f"{metrics['stopped']}; continue with: edgeae train cae --resume {out}")
     print(
         f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
         f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}"
     )
     for level, m in metrics.get("val_levels", {}).items():
         print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
-    if args.zoo_name:
+    if zoo_name:
         from edgeae.zoo import install
 
-        print(f"zoo: wrote {install(args.zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
+        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
     return 0

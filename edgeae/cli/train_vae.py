@@ -1,9 +1,14 @@
-"""``edgeae train vae``: train the β-VAE on 64×64 orbital patches, tune λ and the alarm threshold."""
+"""``edgeae train vae``: train the anomaly β-VAE on 64×64 patches (grey orbital or RGB rover), tune λ and the
+alarm threshold. The defaults come from :class:`edgeae.train.vae.VAETrainConfig` (the library owns them)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Any
+
+from edgeae.cli import CLIError
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -17,64 +22,118 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from edgeae.train.vae import DATASETS, VAETrainConfig
+
+    d = {f.name: f.default for f in dataclasses.fields(VAETrainConfig)}
     v = kinds.add_parser(
         "vae",
         help="train the anomaly β-VAE",
-        description="Train the β-VAE on 64x64 orbital patches; tune λ and the threshold.",
+        description="Train the β-VAE on 64x64 patches of a named dataset (grey orbital or RGB rover); tune λ and "
+        "the threshold on validation data. Resumable: --time-budget stops cleanly, --resume RUN_DIR continues.",
     )
-    v.add_argument("--out", required=True, help="output folder (config.json, loss.csv/png, best.pt, metrics.json)")
-    v.add_argument("--epochs", type=int, default=6)
-    v.add_argument("--crops", type=int, default=4096, help="fresh random patches per epoch")
-    v.add_argument("--val-crops", type=int, default=512)
-    v.add_argument("--batch-size", type=int, default=64)
-    v.add_argument("--latent", type=int, default=256)
-    v.add_argument("--widths", type=_widths, default=(16, 32, 64, 32), help="four encoder widths")
-    v.add_argument("--channels", type=int, choices=[1, 3], default=1)
-    v.add_argument("--beta", type=float, default=0.25)
-    v.add_argument("--lr", type=float, default=1e-3)
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--no-hirise", action="store_true", help="do not add HiRISE class-0 landmark crops")
-    v.add_argument("--no-augment", action="store_true")
-    v.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
-    v.add_argument("--threads", type=int, default=None)
-    v.add_argument("--data-root", default=None)
+    v.add_argument("--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)")
+    v.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
+        "may be raised)",
+    )
+    v.add_argument(
+        "--time-budget",
+        default=None,
+        help="stop cleanly with a checkpoint after this much wall time, e.g. 60m, 1h30m (continue with --resume)",
+    )
+    v.add_argument(
+        "--data",
+        choices=sorted(DATASETS),
+        default=d["data"],
+        help=f"training registration (edgeae.datasets; default {d['data']}); orbital_* are grey, rover_* RGB",
+    )
+    v.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['epochs']})")
+    v.add_argument("--crops", type=int, default=d["crops"], help="fresh random patches per epoch")
+    v.add_argument("--val-crops", type=int, default=d["val_crops"], help=f"validation patches (default {d['val_crops']})")
+    v.add_argument("--batch-size", type=int, default=d["batch_size"], help="patches per optimiser step")
+    v.add_argument("--latent", type=int, default=d["latent"], help=f"latent dimension (default {d['latent']})")
+    v.add_argument("--widths", type=_widths, default=d["widths"], help="four encoder widths")
+    v.add_argument("--beta", type=float, default=d["beta"], help=f"weight β of the KL term (default {d['beta']})")
+    v.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate (default {d['lr']})")
+    v.add_argument("--seed", type=int, default=d["seed"], help="seed of patches, noise and initial weights")
+    v.add_argument("--no-hirise", action="store_true", help="grey: do not add HiRISE class-0 landmark crops")
+    v.add_argument(
+        "--msl-ground", action="store_true", help="RGB: add the MSL 'ground' images of the train sols"
+    )
+    v.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
+    v.add_argument("--no-bf16", action="store_true", help="train in float32 (default on CPU: bfloat16 autocast)")
+    v.add_argument("--device", default=d["device"], help="auto | cpu | cuda | cuda:N")
+    v.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    v.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
     v.add_argument("--zoo-name", default=None, help="also copy best.pt and metrics.json into the zoo weights")
-    v.add_argument("--no-progress", action="store_true")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
     return v
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from edgeae.train.vae import VAETrainConfig, train_vae
+    from edgeae.train.resume import parse_duration
+    from edgeae.train.vae import VAETrainConfig, load_config, train_vae
 
+    try:
+        budget = parse_duration(args.time_budget)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    if args.resume:
+        cfg_file = Path(args.resume) / "config.json"
+        if not cfg_file.is_file():
+            raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+        changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget}
+        if args.epochs is not None:
+            changes["epochs"] = args.epochs
+        if args.threads is not None:
+            changes["threads"] = args.threads
+        if args.no_progress:
+            changes["progress"] = False
+        cfg = dataclasses.replace(load_config(cfg_file), **changes)
+        return _report(train_vae(cfg, resume=True), Path(args.resume), args.zoo_name)
+    if not args.out:
+        raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")
     cfg = VAETrainConfig(
         out=args.out,
-        channels=args.channels,
+        data=args.data,
         widths=args.widths,
         latent=args.latent,
         beta=args.beta,
         lr=args.lr,
         batch_size=args.batch_size,
-        epochs=args.epochs,
+        epochs=args.epochs if args.epochs is not None else VAETrainConfig.epochs,
         crops=args.crops,
         val_crops=args.val_crops,
         seed=args.seed,
         hirise=not args.no_hirise,
+        msl_ground=args.msl_ground,
         augment=not args.no_augment,
+        bf16=False if args.no_bf16 else None,
+        time_budget=budget,
         device=args.device,
         threads=args.threads,
         data_root=args.data_root,
         progress=not args.no_progress,
     )
-    m = train_vae(cfg)
-    out = Path(args.out)
+    return _report(train_vae(cfg), Path(args.out), args.zoo_name)
+
+
+def _report(m: dict[str, Any], out: Path, zoo_name: str | None) -> int:
+    if not m.get("complete", True):
+        print(f"{m.get('stopped')} at epoch {m.get('epoch')}, batch {m.get('batch')}; continue with: "
+              f"edgeae train vae --resume {out}")  # fmt: skip
+        return 0
     c = m["calibration"]
     print(
         f"best epoch {m['best_epoch']}  val loss {m['val_loss']:.2f}  parameters {m['parameters']:,}  "
         f"λ {c['lambda']:.4g} (AP {c['lambda_ap']:.3f} on {c['lambda_feature']})  "
         f"threshold {c['threshold']:.4g}  -> {out / 'best.pt'}"
     )
-    if args.zoo_name:
+    if zoo_name:
         from edgeae.zoo import install
 
-        print(f"zoo: wrote {install(args.zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
+        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
     return 0

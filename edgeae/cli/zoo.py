@@ -8,26 +8,42 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("zoo", help="list the bundled models", description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "zoo",
+        help="list the bundled models",
+        description="List the models shipped in the package (every MODEL argument takes these names): kind, "
+        "channels, parameters, shipped flight artifacts and validation metrics. --json for machines.",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     p.add_argument("--commands", action="store_true", help="also print the command that reproduces each model")
     return p
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """A short validation-metric string: validation loss, MAE/PSNR at 90% destroyed (CAE), AP (VAE)."""
+    """A short validation-metric string: PSNR/MAE at 90% destroyed (CAE), λ-tuning AP (VAE), else val loss."""
     if not metrics:
         return "-"
     parts = []
-    if "val_loss" in metrics:
-        parts.append(f"val loss {metrics['val_loss']:.4g}")
     lv = metrics.get("val_levels", {}).get("0.9")
     if lv:
-        parts.append(f"@90% destroyed: MAE {lv['mae']:.4f}, PSNR {lv['psnr']:.1f} dB")
+        parts.append(f"PSNR {lv['psnr']:.1f} dB, MAE {lv['mae']:.3f} at 90% lost")
     ap = metrics.get("calibration", {}).get("lambda_ap")
     if isinstance(ap, float):
         parts.append(f"λ-tuning AP {ap:.3f}")
+    if not parts and "val_loss" in metrics:
+        parts.append(f"val loss {metrics['val_loss']:.4g}")
     return ", ".join(parts) or "-"
+
+
+def _artifacts(name: str) -> str:
+    """The shipped flight artifacts of a zoo model, e.g. "int8 onnx+tflite" ("-" when none ship)."""
+    from edgeae.resolve import shipped_artifacts
+
+    files = [p for p in shipped_artifacts(name) if p.name.split(".")[0] == name]
+    if not files:
+        return "-"
+    precisions = sorted({p.name.split(".")[1] for p in files if p.name.count(".") >= 2})
+    return f"{'/'.join(precisions)} {'+'.join(sorted({p.suffix[1:] for p in files}))}"
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -41,16 +57,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(models, indent=2, sort_keys=True))
         return 0
-    rows = [("name", "kind", "ch", "parameters", "training data", "validation metrics")]
+    rows = [("name", "kind", "ch", "params", "flight file", "validation")]
     for m in models:
-        params = f"{m['parameters']:,}" if isinstance(m.get("parameters"), int) else "-"
-        name = m["name"] if m["available"] else f"{m['name']} (weights missing)"
-        rows.append(
-            (name, m["kind"], str(m["channels"]), params, _short(m.get("training_data", "-")), summary(m["metrics"]))
-        )
+        params = f"{m['parameters'] / 1000:.0f} k" if isinstance(m.get("parameters"), int) else "-"
+        name = m["name"] if m["available"] else f"{m['name']} (no weights)"
+        rows.append((name, m["kind"], str(m["channels"]), params, _artifacts(m["name"]), summary(m["metrics"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + _short(r[-1], 40))
+    print("Every MODEL argument takes these names; --json for training data, metrics and file paths.")
     if args.commands:
         print()
         for m in models:

@@ -1,7 +1,8 @@
 """Turn the received pieces of a product back into arrays (numpy only; reconstruction is in ``rebuild``).
 
 A sparse frame comes back as its received samples placed on the regenerated mask, plus ``known`` (pixels
-whose value arrived) and ``covered`` (pixels whose packet arrived, kept or not). Latents come back with a
+whose value arrived) and ``covered`` (layout 1: pixels whose packet arrived, kept or not; layout 2: the rows
+of every band from which at least one packet arrived). Latents come back with a
 per-element received mask; patches and telemetry likewise. A piece whose regenerated mask does not hold
 the announced number of samples (a PRNG mismatch) is dropped and counted.
 """
@@ -9,6 +10,7 @@ the announced number of samples (a PRNG mismatch) is dropped and counted.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,7 @@ import numpy as np
 from edgeae import masks
 from edgeae.wire.products import sample_dtype
 
+from .limits import GroundLimits, LimitError, check_frame
 from .reassembly import Assembly
 
 
@@ -40,9 +43,14 @@ class SparseResult:
         return self.samples.astype(np.float32) / np.float32(2**self.bit_depth - 1)
 
 
-def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28) -> SparseResult:
-    """Place every received piece of a sparse frame on its regenerated mask rows."""
+def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None) -> SparseResult:
+    """Place every received piece of a sparse frame on its regenerated mask rows.
+
+    The frame size the header claims is checked against ``limits`` (default: ``GroundLimits`` with
+    ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`.
+    """
     h0 = asm.header
+    check_frame("sparse", asm.frame_id, h0["height"], h0["width"], h0["channels"], _limits(limits, max_pixels))
     h, w, c, bits = h0["height"], h0["width"], h0["channels"], h0["bit_depth"]
     if h0["prng_version"] != masks.PRNG_VERSION:
         raise DecodeError(
@@ -51,15 +59,18 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28) -> SparseResult:
         )
     if h0["pattern"] not in masks.PATTERN_IDS:
         raise DecodeError(f"frame {asm.frame_id}: mask pattern {h0['pattern']!r} is not implemented here")
-    if h * w > max_pixels:
-        raise DecodeError(f"frame {asm.frame_id}: {h}x{w} is larger than the {max_pixels}-pixel limit")
     samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
     known = np.zeros((h, w), dtype=bool)
     covered = np.zeros((h, w), dtype=bool)
     mask = masks.make_mask(h0["seed"], (h, w), h0["keep"], h0["pattern"])
     bad = 0
+    bands: dict[tuple, list] = {}
     for pkt in asm.pieces.values():
         p = pkt.header
+        if p.get("layout", 1) == 2:  # interleaved: placed band by band below
+            key = (p["row0"], p["row1"], p["n_band"], p["seg"], p["band_parts"], p["step"])
+            bands.setdefault(key, []).append(pkt)
+            continue
         r0, r1, c0, c1 = p["row0"], p["row1"], p["col0"], p["col1"]
         sub = mask[r0:r1, c0:c1]
         if int(sub.sum()) != p["n"] or pkt.samples.shape != (p["n"], c):
@@ -69,7 +80,59 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28) -> SparseResult:
         samples[ys + r0, xs + c0] = pkt.samples
         known[ys + r0, xs + c0] = True
         covered[r0:r1, c0:c1] = True
+    bad += _place_bands(bands, mask, samples, known, covered)
     return SparseResult(asm.frame_id, samples, known, covered, mask, bits, bad)
+
+
+def _place_bands(
+    bands: dict[tuple, list], mask: np.ndarray, samples: np.ndarray, known: np.ndarray, covered: np.ndarray
+) -> int:
+    """Place layout-2 pieces (``edgeae.wire.interleave``); returns how many were dropped.
+
+    Pieces of one band must agree on its parameters: when two groups claim rows that overlap, the group
+    with more pieces is placed and the other dropped, and a band whose regenerated mask does not keep
+    ``n_band`` pixels (a PRNG mismatch) is dropped whole, so no sample is ever placed on the wrong pixel.
+    """
+    from edgeae.wire.interleave import packet_indices
+
+    w, c = mask.shape[1], samples.shape[2]
+    bad = 0
+    taken = np.zeros(mask.shape[0], bool)
+    for (r0, r1, n_band, seg, parts, step), pkts in sorted(bands.items(), key=lambda kv: -len(kv[1])):
+        if taken[r0:r1].any():
+            bad += len(pkts)
+            continue
+        flat = np.flatnonzero(mask[r0:r1])  # kept pixels of the band in raster order
+        if flat.size != n_band:
+            bad += len(pkts)
+            continue
+        taken[r0:r1] = True
+        covered[r0:r1] = True  # the band's geometry arrived (its lost packets leave scattered holes)
+        for pkt in pkts:
+            idx = packet_indices(n_band, seg, parts, step, pkt.header["band_index"])
+            if pkt.samples.shape != (idx.size, c):
+                bad += 1
+                continue
+            pos = flat[idx]
+            ys, xs = pos // w + r0, pos % w
+            samples[ys, xs] = pkt.samples
+            known[ys, xs] = True
+    return bad
+
+
+def longest_row_gap(known: np.ndarray) -> int:
+    """The longest run of consecutive image rows in which no sample arrived (0 when every row has one)."""
+    rows = np.asarray(known).reshape(known.shape[0], -1).any(axis=1)
+    if rows.all():
+        return 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[1], rows.astype(np.int8), [1]])))
+    return int((edges[1::2] - edges[::2]).max())
+
+
+def _limits(limits: GroundLimits | None, max_pixels: int) -> GroundLimits:
+    if limits is not None:
+        return limits
+    return GroundLimits() if max_pixels == 1 << 28 else GroundLimits(max_frame_pixels=max_pixels)
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,8 +145,12 @@ class FlatResult:
     received: np.ndarray
 
 
-def decode_flat(asm: Assembly) -> FlatResult:
-    """Latents ((tiles, C, h, w)), patch pixels ((size, size, C)) or telemetry bytes from their pieces."""
+def decode_flat(asm: Assembly, limits: GroundLimits | None = None) -> FlatResult:
+    """Latents ((tiles, C, h, w)), patch pixels ((size, size, C)) or telemetry bytes from their pieces.
+
+    The element count the header claims is checked against ``limits`` before anything is allocated.
+    """
+    lim = limits or GroundLimits()
     h0 = asm.header
     if asm.kind == "latent":
         shape = tuple(h0["latent_shape"])
@@ -96,9 +163,11 @@ def decode_flat(asm: Assembly) -> FlatResult:
         dtype = np.dtype(np.uint8)
     else:
         raise DecodeError(f"not a flat product kind: {asm.kind}")
-    total = int(np.prod(shape, dtype=np.int64))
-    if total > 1 << 28:
-        raise DecodeError(f"{asm.kind} {asm.frame_id}: {total} elements is over the limit")
+    total = math.prod(int(v) for v in shape)  # Python ints: no int64 overflow on a crafted shape
+    cap = {"latent": lim.max_latent_elements, "patch": lim.max_patch_elements}.get(asm.kind, lim.max_telemetry_bytes)
+    if total > cap:
+        name = {"latent": "max_latent_elements", "patch": "max_patch_elements"}.get(asm.kind, "max_telemetry_bytes")
+        raise LimitError(f"{asm.kind} {asm.frame_id}: {total:,} elements is over {name} {cap:,}")
     flat = np.zeros(total, dtype=dtype)
     got = np.zeros(total, dtype=bool)
     for pkt in asm.pieces.values():

@@ -76,14 +76,21 @@ class LinkConfig:
 
 
 def load_link(path: str | Path) -> LinkConfig:
-    """A :class:`LinkConfig` from a TOML file with a ``[link]`` table (keys = the dataclass fields)."""
-    p = Path(path)
+    """A :class:`LinkConfig` from a preset name (``loss20``; ``edgeae links``) or a TOML file with a
+    ``[link]`` table (keys = the dataclass fields)."""
+    from edgeae.resolve import link_path
+
+    p = link_path(path)
     try:
         doc = tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"link file {p} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"link file {p} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"link file {p} is not a TOML text file (not UTF-8 text)") from None
+    except IsADirectoryError:
+        raise ValueError(f"link file {p} is a directory, not a TOML file") from None
     table = doc.get("link", doc)
     known = {f.name for f in fields(LinkConfig)}
     unknown = sorted(set(table) - known)

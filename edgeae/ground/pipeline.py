@@ -12,9 +12,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
 from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
 from edgeae.wire.products import LatentFrame
 
+from .decode import longest_row_gap
 from .link import LinkConfig, LinkStats, simulate
 from .sources import as_float, sparse_from_samples
 from .station import Filler, GroundStation
@@ -47,11 +49,13 @@ def downlink_frame(
 ) -> DownlinkResult:
     """Sample integer ``samples`` (H, W, C), send them over ``link`` and rebuild them with ``fill``.
 
-    The report is the ground station's per-frame report (packets expected/received/lost/corrupt, pixels
-    received, PSNR against ``samples``). If every packet is lost the result is a flat mid-grey frame.
+    ``wire`` defaults to 1024-byte packets, payload layout 2 (interleaved) and the ccsds121 sample codec. The
+    report is the ground station's per-frame report (packets expected/received/lost/corrupt, pixels
+    received, PSNR against ``samples``) plus ``longest_row_gap``: the longest run of rows in which no sample
+    arrived. If every packet is lost the result is a flat mid-grey frame.
     """
     frame = sparse_from_samples(samples, bit_depth, keep, seed, pattern, frame_id)
-    pkts = packetise(frame, config=wire or WireConfig(), counters=SequenceCounters())
+    pkts = packetise(frame, config=wire or WireConfig(codec=DEFAULT_SAMPLE_CODEC), counters=SequenceCounters())
     out, stats = simulate(pkts, link or LinkConfig())
     gs = GroundStation(fill=fill, fill_name=fill_name, originals={frame_id: as_float(samples, bit_depth)})
     for _, p in out:
@@ -69,11 +73,13 @@ def downlink_frame(
             "pixel_fraction_received": 0.0,
             "psnr": float(psnr(as_float(samples, bit_depth), recon)),
             "frame_lost": True,
+            "longest_row_gap": h,
         }
         return DownlinkResult(recon, np.zeros((h, w), bool), rep, stats, sum(map(len, pkts)), len(pkts))
     recon = gs.images[frame_id]
     known = gs.known[frame_id]
-    return DownlinkResult(recon, known, reports[name], stats, sum(map(len, pkts)), len(pkts))
+    rep = {**reports[name], "longest_row_gap": longest_row_gap(known)}
+    return DownlinkResult(recon, known, rep, stats, sum(map(len, pkts)), len(pkts))
 
 
 def encoder_id(encoder: Any) -> str:

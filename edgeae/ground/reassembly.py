@@ -8,11 +8,15 @@ found across the 16383 -> 0 wrap and with reordering up to half the counter rang
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edgeae.wire.packets import SEQ_MODULO
 from edgeae.wire.parse import KIND_OF_APID, Packet, WireError, parse_packet, peek_header
+
+from .limits import GroundLimits
 
 HALF = SEQ_MODULO // 2
 
@@ -24,6 +28,25 @@ class SeqTracker:
         self.top: int | None = None  # highest unwrapped count so far
         self.valid: set[int] = set()
         self.corrupt: set[int] = set()
+        self._sorted: list[int] = []  # ``corrupt`` in order, for range counts (rebuilt when it changed)
+        self._new: list[int] = []  # added since ``_sorted`` was built
+
+    def add_corrupt(self, u: int) -> None:
+        """Record an unwrapped count whose packet arrived damaged."""
+        if u not in self.corrupt:
+            self.corrupt.add(u)
+            self._new.append(u)
+
+    def corrupt_in(self, a: int, b: int) -> int:
+        """Counts in [a, b) that arrived only damaged: O(log n + hits), not a scan of every corrupt count."""
+        if len(self._sorted) + len(self._new) != len(self.corrupt):  # the set was changed directly
+            self._sorted, self._new = sorted(self.corrupt), []
+        elif self._new:
+            self._sorted.extend(sorted(self._new))  # two sorted runs: Timsort merges them in linear time
+            self._sorted.sort()
+            self._new = []
+        i, j = bisect.bisect_left(self._sorted, a), bisect.bisect_left(self._sorted, b)
+        return sum(1 for s in self._sorted[i:j] if s not in self.valid)
 
     def unwrap(self, seq: int, update: bool = True) -> int:
         """The unwrapped count nearest the highest so far (``update=False``: an unverified header)."""
@@ -39,16 +62,24 @@ class SeqTracker:
             self.top = max(self.top, u)
         return u
 
-    def missing(self, extra: list[tuple[int, int]] = ()) -> list[int]:  # type: ignore[assignment]
+    def gaps(self, extra: Iterable[tuple[int, int]] = (), limit: int = 50) -> tuple[int, list[list[int]]]:
         """Unwrapped counts never received (valid or corrupt) inside the span seen, widened by ``extra``
-        ranges [a, b) that products are known to occupy."""
-        seen = self.valid | self.corrupt
+        ranges [a, b) that products are known to occupy: (how many, the first ``limit`` runs as [first, last]
+        wrapped counts). Time and memory grow with the packets seen, never with the span they claim."""
+        seen = sorted(self.valid | self.corrupt)
         if not seen:
-            return []
-        lo, hi = min(seen), max(seen)
+            return 0, []
+        lo, hi = seen[0], seen[-1]
         for a, b in extra:
             lo, hi = min(lo, a), max(hi, b - 1)
-        return [s for s in range(lo, hi + 1) if s not in seen]
+        runs: list[tuple[int, int]] = []
+        prev = lo - 1
+        for s in [*seen, hi + 1]:
+            if s > prev + 1:
+                runs.append((prev + 1, s - 1))
+            prev = s
+        count = sum(b - a + 1 for a, b in runs)
+        return count, [[a % SEQ_MODULO, b % SEQ_MODULO] for a, b in runs[:limit]]
 
 
 @dataclass
@@ -85,6 +116,10 @@ class Assembly:
         main = self._main()
         return sum(len(v) for g, v in self.groups.items() if g != main)
 
+    def snapshot(self) -> Assembly:
+        """A copy that later packets cannot change (for a decoder running beside the receiver)."""
+        return Assembly(self.kind, self.frame_id, {g: dict(v) for g, v in self.groups.items()}, dict(self.seq0s))
+
     @property
     def seq_range(self) -> tuple[int, int]:
         s0 = self.seq0s[self._main()]
@@ -115,7 +150,10 @@ _FRAME_KEYS = {
 class Receiver:
     """Accepts raw packets; keeps the good ones grouped by product and counts everything else."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: GroundLimits | None = None) -> None:
+        self.limits = limits or GroundLimits()
+        self.kept_bytes = 0  # bytes of accepted packets held in memory
+        self.source_bytes: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.received = 0
         self.received_bytes = 0
@@ -128,18 +166,34 @@ class Receiver:
     def _tracker(self, apid: int) -> SeqTracker:
         return self.trackers.setdefault(apid, SeqTracker())
 
-    def receive(self, data: bytes) -> Packet | None:
-        """Take one packet; returns it when it was new and valid, else None (and counts why)."""
+    def receive(self, data: bytes, source: str | None = None) -> Packet | None:
+        """Take one packet; returns it when it was new and valid, else None (and counts why).
+
+        ``source`` (a sender address) is charged for the bytes kept, up to ``limits.max_source_bytes``; the
+        session as a whole keeps at most ``max_session_bytes`` / ``max_session_packets``.
+        """
         self.received += 1
         self.received_bytes += len(data)
+        lim = self.limits
+        if self.kept_bytes + len(data) > lim.max_session_bytes or self.accepted >= lim.max_session_packets:
+            self.rejected["session_limit"] += 1
+            return None
+        if source is not None and self.source_bytes[source] + len(data) > lim.max_source_bytes:
+            self.rejected["source_limit"] += 1
+            return None
         try:
             pkt = parse_packet(data)
         except WireError as exc:
             self.rejected[exc.reason] += 1
             peek = peek_header(data)
-            if exc.reason in ("crc", "length") and peek and peek[0] in KIND_OF_APID:
+            if (
+                exc.reason in ("crc", "length")
+                and peek
+                and peek[0] in KIND_OF_APID
+                and len(self._tracker(peek[0]).corrupt) < lim.max_session_packets
+            ):  # bounded: a flood of damaged packets cannot grow it without end
                 t = self._tracker(peek[0])
-                t.corrupt.add(t.unwrap(peek[1], update=False))  # the header is unverified: an attribution, not a fact
+                t.add_corrupt(t.unwrap(peek[1], update=False))  # the header is unverified: an attribution, not a fact
             return None
         except Exception:  # a parser bug must not stop the ground station; count it apart
             self.rejected["internal"] += 1
@@ -153,6 +207,9 @@ class Receiver:
         self._seen.add(key)
         t.valid.add(u)
         pid = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
+        if pid not in self.products and len(self.products) >= lim.max_products:
+            self.rejected["product_limit"] += 1
+            return None
         asm = self.products.setdefault(pid, Assembly(pkt.kind, pkt.frame_id))
         sig = (pkt.parts, *(pkt.header[k] for k in _FRAME_KEYS[pkt.kind]))
         group = asm.groups.setdefault(sig, {})
@@ -162,13 +219,16 @@ class Receiver:
             return None
         group[pkt.part] = pkt
         self.accepted += 1
+        self.kept_bytes += len(data)
+        if source is not None:
+            self.source_bytes[source] += len(data)
         return pkt
 
     def product_report(self, asm: Assembly) -> dict:
         """Packets expected, received, corrupt (by sequence count in the product's range) and lost."""
         t = self.trackers[{v: k for k, v in KIND_OF_APID.items()}[asm.kind]]
         a, b = asm.seq_range
-        corrupt = sum(1 for s in t.corrupt if a <= s < b and s not in t.valid)
+        corrupt = t.corrupt_in(a, b)
         received = len(asm.pieces)
         return {
             "kind": asm.kind,
@@ -186,31 +246,21 @@ class Receiver:
         for apid, t in sorted(self.trackers.items()):
             kind = KIND_OF_APID.get(apid, hex(apid))
             ranges = [a.seq_range for a in self.products.values() if a.kind == kind]
-            miss = t.missing(ranges)
+            n_missing, runs = t.gaps(ranges)
             gaps[kind] = {
                 "apid": apid,
                 "received": len(t.valid),
                 "corrupt": len(t.corrupt - t.valid),
-                "missing": len(miss),
-                "missing_ranges": _ranges([m % SEQ_MODULO for m in miss]),
+                "missing": n_missing,
+                "missing_ranges": runs,
             }
         return {
             "packets_received": self.received,
             "bytes_received": self.received_bytes,
             "packets_accepted": self.accepted,
+            "bytes_kept": self.kept_bytes,
             "duplicates": self.duplicates,
             "rejected": dict(sorted(self.rejected.items())),
             "sequence": gaps,
             "products": len(self.products),
         }
-
-
-def _ranges(values: list[int], limit: int = 50) -> list[list[int]]:
-    """Consecutive runs as [first, last] pairs (at most ``limit``), in the given order."""
-    out: list[list[int]] = []
-    for v in values:
-        if out and v == (out[-1][1] + 1) % SEQ_MODULO:
-            out[-1][1] = v
-        else:
-            out.append([v, v])
-    return out[:limit]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeae.masks import PRNG_VERSION, make_mask
 from edgeae.wire.products import SparseFrame, sample_dtype
 from edgeae.wire.stream import MAGIC, read_packet_file, split_stream
-from edgeae.masks import PRNG_VERSION, make_mask
 
 
 def image_samples(path: str | Path, channels: int | None = None) -> tuple[np.ndarray, int]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .decode import DecodeError, decode_flat, decode_sparse, telemetry_json
+from edgeae.tiling import axis_count
+
+from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, telemetry_json
+from .limits import GroundLimits, LimitError, check_frame
 from .reassembly import Assembly, Receiver
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,17 @@ class GroundStation:
     known: dict[int, np.ndarray] = field(default_factory=dict)  # frame id -> bool (H, W) pixels received
     default_original: np.ndarray | None = None  # compared with frames missing from ``originals``
     max_pixels: int = 1 << 28  # frames claiming more pixels are reported, not decoded
+    limits: GroundLimits | None = None  # every size a packet claims is checked against these first
+    failures: Counter[str] = field(default_factory=Counter)  # products not rebuilt, by reason
+    lock: Any = field(default_factory=threading.RLock)  # held while reading the receiver's state
+
+    def __post_init__(self) -> None:
+        if self.limits is None:
+            self.limits = (
+                GroundLimits() if self.max_pixels == 1 << 28 else GroundLimits(max_frame_pixels=self.max_pixels)
+            )
+        if self.receiver.limits != self.limits and not self.receiver.products:
+            self.receiver.limits = self.limits
 
     def receive(self, data: bytes) -> bool:
         """Take one packet; True when it was new and valid."""
@@ -94,28 +110,39 @@ class GroundStation:
         """Decode the given products (default: all received so far); returns their reports by name."""
         done = {}
         for key in keys if keys is not None else list(self.receiver.products):
-            asm = self.receiver.products[key]
+            with self.lock:  # the receiver may be taking packets in another thread
+                asm = self.receiver.products[key].snapshot()
+                base = self._report_or_empty(asm)
             try:
-                rep = self._decode_one(asm)
-            except (
-                DecodeError,
-                ValueError,
-            ) as exc:  # a product that cannot be rebuilt is reported, not fatal
-                rep = {**self.receiver.product_report(asm), "error": str(exc)}
+                rep = self._decode_one(asm, dict(base))
+            except Exception as exc:  # one product, whatever went wrong, is reported and counted: never fatal
+                reason = _failure_reason(exc)
+                self.failures[reason] += 1
+                log.warning("%s not rebuilt (%s): %s", product_name(key), reason, exc)
+                rep = {**base, "error": str(exc) or type(exc).__name__, "error_reason": reason}
             self.reports[product_name(key)] = rep
             done[product_name(key)] = rep
             if self.out is not None:
-                (self.out / f"{product_name(key)}.json").write_text(json.dumps(rep, indent=2))
+                try:
+                    (self.out / f"{product_name(key)}.json").write_text(json.dumps(rep, indent=2, default=str))
+                except OSError as exc:
+                    self.failures["write"] += 1
+                    rep["write_error"] = str(exc)
         return done
 
-    def _decode_one(self, asm: Assembly) -> dict:
-        rep = self.receiver.product_report(asm)
+    def _report_or_empty(self, asm: Assembly) -> dict:
+        try:
+            return self.receiver.product_report(asm)
+        except Exception:  # the report itself must not take the session down
+            return {"kind": asm.kind, "frame_id": asm.frame_id}
+
+    def _decode_one(self, asm: Assembly, rep: dict) -> dict:
         if asm.kind == "sparse":
             rep.update(self._sparse(asm))
         elif asm.kind == "latent":
             rep.update(self._latent(asm))
         else:
-            res = decode_flat(asm)
+            res = decode_flat(asm, self.limits)
             rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
             if asm.kind == "telemetry":
                 rep["telemetry"] = telemetry_json(res)
@@ -129,7 +156,7 @@ class GroundStation:
 
     def _sparse(self, asm: Assembly) -> dict:
         t0 = time.perf_counter()
-        res = decode_sparse(asm, self.max_pixels)
+        res = decode_sparse(asm, self.max_pixels, self.limits)
         img = res.as_float()
         known = res.known
         rep: dict[str, Any] = {
@@ -139,6 +166,7 @@ class GroundStation:
             "pixels_received": int(known.sum()),
             "pixel_fraction_received": float(known.sum() / max(1, res.mask.sum())),
             "pieces_bad": res.pieces_bad,
+            "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
             "reconstruction": self.fill_name,
         }
         recon = self.fill(img, known) if self.fill is not None and known.any() else img
@@ -156,8 +184,20 @@ class GroundStation:
     def _latent(self, asm: Assembly) -> dict:
         from edgeae.tiling import blend_tiles, tile_positions
 
-        res = decode_flat(asm)
-        h = res.header
+        h = asm.header
+        lim = self.limits or GroundLimits()
+        check_frame("latent", asm.frame_id, h["height"], h["width"], h["channels"], lim)
+        n_tiles = axis_count(h["height"], h["tile"], h["stride"]) * axis_count(h["width"], h["tile"], h["stride"])
+        if (h["grid_rows"] * h["grid_cols"], h["latent_shape"][0]) != (n_tiles, n_tiles):
+            raise DecodeError(
+                f"latent frame {asm.frame_id}: {h['grid_rows']}x{h['grid_cols']} tiles but the tiling gives {n_tiles}"
+            )
+        if n_tiles * h["tile"] ** 2 * h["channels"] * 4 > lim.max_frame_bytes:
+            raise LimitError(
+                f"latent frame {asm.frame_id}: {n_tiles} decoded {h['tile']}x{h['tile']}x{h['channels']} tiles "
+                f"are over max_frame_bytes {lim.max_frame_bytes:,}"
+            )
+        res = decode_flat(asm, lim)
         rep: dict[str, Any] = {"encoder_id": h["encoder_id"], "elements_received": float(res.received.mean())}
         tiles_ok = res.received.reshape(res.received.shape[0], -1).all(axis=1)
         rep["tiles_complete"] = int(tiles_ok.sum())
@@ -180,7 +220,15 @@ class GroundStation:
             )
         scale = h["scale"] if h["dtype"] == "int8" else 1.0
         lat = res.values.astype(np.float32) * np.float32(scale)
-        tiles = np.asarray(self.decoder(lat), dtype=np.float32)  # (N, C, t, t)
+        batch = 32  # bounded activations: the decoder never sees the whole frame at once
+        tiles = np.concatenate(
+            [np.asarray(self.decoder(lat[i : i + batch]), dtype=np.float32) for i in range(0, len(lat), batch)]
+        )  # (N, C, t, t)
+        if tiles.shape[1] != h["channels"] or tiles.shape[2:] != (h["tile"], h["tile"]):
+            raise DecodeError(
+                f"latent frame {asm.frame_id}: the decoder gives {tiles.shape[1:]} tiles, the frame wants "
+                f"({h['channels']}, {h['tile']}, {h['tile']})"
+            )
         recon = blend_tiles(tiles.transpose(0, 2, 3, 1), positions, (h["height"], h["width"], tiles.shape[1]))
         self.images[asm.frame_id] = recon
         self._compare(asm.frame_id, recon, None, rep)
@@ -204,13 +252,43 @@ class GroundStation:
             err = (orig - np.clip(recon, 0, 1))[~known]
             rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-12))), 3)
 
-    def finish(self) -> dict:
-        """Decode everything not decoded yet; write and return the session report."""
-        self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
-        report = {"stream": self.receiver.stream_report(), "products": self.reports}
+    def report(self) -> dict:
+        """The session report so far: stream totals (with products not rebuilt, by reason) and products."""
+        stream = self.receiver.stream_report()
+        stream["products_failed"] = dict(sorted(self.failures.items()))
+        return {"stream": stream, "products": self.reports}
+
+    def write_report(self, report: dict | None = None) -> dict:
+        """Write ``stream.json`` (the report so far, or ``report``) into ``out``; returns the report."""
+        report = report if report is not None else self.report()
         if self.out is not None:
-            (self.out / "stream.json").write_text(json.dumps(report, indent=2))
+            tmp = self.out / "stream.json.tmp"
+            tmp.write_text(json.dumps(report, indent=2, default=str))
+            tmp.replace(self.out / "stream.json")  # never a half-written report
         return report
+
+    def finish(self) -> dict:
+        """Decode everything not decoded yet; write and return the session report.
+
+        The report is written first (so an interrupted finish still leaves one), then once more at the end.
+        """
+        if self.out is not None:
+            self.write_report()
+        self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
+        return self.write_report()
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """The counter a failed product is reported under: ``limit``, ``decode``, ``memory``, ``io`` or ``internal``."""
+    if isinstance(exc, LimitError):
+        return exc.reason
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, OSError):
+        return "io"
+    if isinstance(exc, ValueError):  # DecodeError, MetadataError, shape mismatches in the decoder
+        return "decode"
+    return "internal"
 
 
 def product_name(key: tuple[str, int, int]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-VARIANTS = ("seed", "unet")
+VARIANTS = ("seed", "unet", "unet2")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class CAEConfig:
     channels: int = 3
     widths: tuple[int, ...] = (16, 32, 64, 128)
     tile: int = 128
-    variant: str = "seed"  # "seed": the published CAE; "unet": edgeae.models.unet_cae (ground reconstruction)
+    # "seed": the published CAE; "unet" / "unet2": edgeae.models.unet_cae (pre-fill + U-Net residual)
+    variant: str = "seed"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -121,6 +122,12 @@ def build(config: CAEConfig) -> nn.Module:
         from edgeae.models.unet_cae import UNetCAE
 
         model: nn.Module = UNetCAE(config.channels, config.widths)
+        model.config = config  # type: ignore[assignment]
+        return model
+    if config.variant == "unet2":
+        from edgeae.models.unet_cae import UNet2CAE
+
+        model = UNet2CAE(config.channels, config.widths)
         model.config = config  # type: ignore[assignment]
         return model
     return CAE(config)

@@ -45,6 +45,9 @@ class NormConvFill(nn.Module):
             self.register_buffer(f"k{i}", _gauss1d(s), persistent=False)
 
     def _blur(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        # Depthwise convolutions in bfloat16 on channels-last tensors hit a very slow CPU path in torch 2.13
+        # (minutes per batch); the blur runs on contiguous NCHW tensors (a no-op in exported graphs).
+        x = x.contiguous()
         c = x.shape[1]
         n = k.numel()
         kx = k.view(1, 1, 1, n).expand(c, 1, 1, n)
@@ -99,3 +102,78 @@ class UNetCAE(nn.Module):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = block(torch.cat([h, skip], dim=1))
         return (prefill + self.head(h)).clamp(0.0, 1.0)
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UNet2CAE(nn.Module):
+    """Second-generation reconstruction CAE: the same normalised-convolution pre-fill and zero-initialised
+    residual as :class:`UNetCAE`, but two 3×3 convolutions per level (a deeper receptive field for the same
+    number of levels) and a light full-resolution path: the first level's width is ``widths[0]`` and the
+    decoder's last block works on ``widths[0]`` channels. ``widths=(16, 32, 64, 128)`` is the flight-budget
+    model; ``(32, 64, 128, 256)`` the ground model. Standard ops only (conv, ReLU, max-pool, nearest
+    upsampling, concat), so ONNX/TFLite export and int8 quantisation work as for the other CAEs."""
+
+    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        self.fill = NormConvFill(channels)
+        self.down = nn.ModuleList()
+        cin = channels + 1
+        for w in widths:
+            self.down.append(_DoubleConv(cin, w))
+            cin = w
+        self.up = nn.ModuleList()
+        for w_skip in reversed(widths[:-1]):
+            self.up.append(_DoubleConv(cin + w_skip, w_skip))
+            cin = w_skip
+        self.head = nn.Conv2d(cin, channels, 3, padding=1)
+        with torch.no_grad():  # start as the pre-fill: training only refines it
+            self.head.weight.zero_()
+            self.head.bias.zero_()  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prefill, m = self.fill(x)
+        return self.refine(prefill, m)
+
+    def refine(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The learned part: pre-fill + U-Net residual. Trainers run the fixed pre-fill in float32 and only
+        this under bfloat16 autocast (the depthwise blur is slow and imprecise in bfloat16 on CPU)."""
+        h = torch.cat([prefill, m], dim=1)
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                h = F.max_pool2d(h, 2)
+            h = block(h)
+            skips.append(h)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skip], dim=1))
+        return (prefill + self.head(h)).clamp(0.0, 1.0)
+
+
+def macs_per_pixel(model: nn.Module, channels: int, tile: int = 128) -> float:
+    """Multiply-accumulates per input pixel of one forward pass (convolutions only), counted with hooks."""
+    total = 0
+
+    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(mod, nn.Conv2d)
+        k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+        total += int(out.numel()) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.rand(1, channels, tile, tile))
+    finally:
+        for h in handles:
+            h.remove()
+    return total / float(tile * tile)

@@ -77,6 +77,24 @@ class VAEConfig:
         )
 
 
+class ScoreHead(nn.Module):
+    """a(x) = Σ (x − x̂)² + λ·Σ μ² per patch, from the decoder's x̂ and the encoder's μ.
+
+    A module of its own (no parameters, nothing in the state dict) so exporters can keep it in float32 when
+    the rest of the graph is quantised: an int8 score output saturates at its calibrated maximum and ties the
+    very patches that matter (the tail), while the score computed in float from dequantised x̂ and μ keeps
+    the order of the fp32 model over its whole range.
+    """
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        rec = (x - x_hat).pow(2).flatten(1).sum(dim=1)
+        return rec + lam * mu.pow(2).sum(dim=1)
+
+
+#: module names (within :class:`VAE`) that exporters must leave unquantised
+FLOAT_MODULES = ("score_head",)
+
+
 def _down(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
@@ -122,6 +140,7 @@ class VAE(nn.Module):
         ]
         self.decoder = nn.Sequential(*dec)
         self.register_buffer("score_lambda", torch.tensor(float(c.score_lambda)))
+        self.score_head = ScoreHead()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches -> (μ, log σ²), each (N, D)."""
@@ -145,9 +164,7 @@ class VAE(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, _ = self.encode(x)
         x_hat = self.decode(mu)
-        rec = (x - x_hat).pow(2).flatten(1).sum(dim=1)
-        score = rec + self.score_lambda * mu.pow(2).sum(dim=1)
-        return {"score": score, "x_hat": x_hat, "mu": mu}
+        return {"score": self.score_head(x, x_hat, mu, self.score_lambda), "x_hat": x_hat, "mu": mu}
 
     def training_losses(
         self, x: torch.Tensor, beta: float = 0.25, generator: torch.Generator | None = None

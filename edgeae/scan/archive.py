@@ -3,6 +3,9 @@
 Every entry has a stable ``name`` (the path relative to the folder, manifest or glob root it came from,
 with ``/`` separators) used in the results, and a ``key`` derived from it that names its result files.
 The list is sorted by name and de-duplicated, so two walks of the same archive give the same order.
+Planetary products (PDS3, PDS4, ISIS3, VICAR, JP2: :mod:`edgeae.archive`) are walked too; a product with a
+detached label appears once, by its label (its data file beside it is dropped), and an ``.xml`` counts
+only when it is a PDS4 label.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+PRODUCT_SUFFIXES = (".img", ".lbl", ".cub", ".xml", ".lblx", ".vic", ".jp2", ".j2k", ".jpx", ".qub")
+SCAN_SUFFIXES = IMAGE_SUFFIXES + PRODUCT_SUFFIXES
 MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -90,7 +95,7 @@ def _glob(pattern: str, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
 
 def walk_archive(
     specs: str | os.PathLike[str] | list[str | os.PathLike[str]],
-    suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+    suffixes: tuple[str, ...] = SCAN_SUFFIXES,
 ) -> list[ArchiveEntry]:
     """Entries of one or more archive specs (folder, manifest file, image file or glob), sorted by name.
 
@@ -122,4 +127,18 @@ def walk_archive(
         if old is not None and old.path.resolve() != e.path.resolve():
             raise ValueError(f"two archive files share the name {e.name!r}: {old.path} and {e.path}")
         by_name[e.name] = e
-    return [by_name[n] for n in sorted(by_name)]
+    return [by_name[n] for n in sorted(by_name) if not _covered_by_label(by_name[n])]
+
+
+def _covered_by_label(e: ArchiveEntry) -> bool:
+    """A data file read through the detached label beside it, or an .xml that is not a PDS4 label."""
+    ext = e.path.suffix.lower()
+    if ext == ".xml":
+        from edgeae.archive.formats import is_pds4_label
+
+        return e.path.exists() and not is_pds4_label(e.path)
+    if ext not in (".img", ".qub") or not e.path.exists():
+        return False
+    from edgeae.archive.formats import label_for
+
+    return label_for(e.path) is not None

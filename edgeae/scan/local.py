@@ -23,10 +23,17 @@ Outcome = tuple[ArchiveEntry, ImageResult | None, str]  # (entry, result, error)
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(factory: Callable[[], Scorer], counter: Any, config: ScanConfig) -> None:
-    _worker["scorer"] = factory()
+def _init_worker(factory: Callable[[], Scorer], counter: Any, config: ScanConfig, threads: int = 1) -> None:
+    _worker["scorer"] = _engine(factory, threads)
     _worker["counter"] = counter
     _worker["config"] = config
+
+
+def _engine(factory: Callable[[], Scorer], threads: int) -> Any:
+    """The fast path: ``threads`` scorers (one model each) on threads, tiling overlapped with scoring."""
+    from edgeae.firmware_sim.score import ScoreEngine
+
+    return ScoreEngine(factory, workers=threads)
 
 
 def _bump(n: int) -> None:
@@ -57,29 +64,39 @@ def iter_local(
 ) -> Iterator[Outcome]:
     """Scan ``entries`` and yield one outcome per image as each finishes (order not guaranteed).
 
-    ``workers=0`` scans in this process (no pool); ``on_patches(n)`` reports progress in patches.
+    ``workers`` cores are used: with fewer images than workers (one NAC strip) the images are scanned in
+    this process with ``workers`` models on threads scoring chunks of the same image; otherwise one process
+    per worker (spawned) scans whole images, each with its share of the cores. Tiling always runs in a
+    background thread beside the scoring. ``workers=0`` scans in this process, one chunk after the other
+    (the reference path). ``on_patches(n)`` reports progress in patches.
     """
     report = on_patches or (lambda n: None)
     if not entries:
         return
-    if workers <= 0:
-        scorer = factory()
-        for entry in entries:
-            try:
-                yield entry, scan_image(entry.path, entry.name, scorer, config, progress=report), ""
-            except Exception as exc:
-                yield entry, None, error_text(exc)
+    procs = min(workers, len(entries))
+    if procs <= 1:
+        scorer: Any = factory() if workers <= 0 else _engine(factory, workers)
+        try:
+            for entry in entries:
+                try:
+                    yield entry, scan_image(entry.path, entry.name, scorer, config, progress=report), ""
+                except Exception as exc:
+                    yield entry, None, error_text(exc)
+        finally:
+            if workers > 0:
+                scorer.close()
         return
+    threads = max(1, workers // procs)
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
     seen = 0
     todo = list(reversed(entries))  # popped from the end: archive order
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(factory, counter, config))  # fmt: skip
+    pool = cf.ProcessPoolExecutor(procs, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(factory, counter, config, threads))  # fmt: skip
     running: set[cf.Future[Outcome]] = set()
     try:
         while True:
-            while len(running) < 2 * workers and todo:
+            while len(running) < 2 * procs and todo:
                 running.add(pool.submit(_scan_one, todo.pop()))
             if not running:
                 break

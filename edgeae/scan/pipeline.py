@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeae.scan.quality import QualityFilter
 from edgeae.scan.scoring import ModelSpec, Scorer
+
+if TYPE_CHECKING:
+    from edgeae.firmware_sim.score import ScoreEngine
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class ScanConfig:
     batch_size: int = 64
     min_valid: float = 0.5
     top_k: int = 16
+    quality: QualityFilter = field(default_factory=QualityFilter)  # label filters applied before scanning
 
     def __post_init__(self) -> None:
         if self.stride <= 0:
@@ -47,7 +52,7 @@ class ScanConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanConfig:
-        return cls(**{**d, "model": ModelSpec(**d["model"])})
+        return cls(**{**d, "model": ModelSpec(**d["model"]), "quality": QualityFilter.from_dict(d.get("quality"))})
 
     def result_fingerprint(self) -> dict[str, Any]:
         """The fields that change the numbers in the results (not paths, not the engine)."""
@@ -60,6 +65,7 @@ class ScanConfig:
             "batch_size": self.batch_size,
             "min_valid": self.min_valid,
             "top_k": self.top_k,
+            "quality": self.quality.to_dict(),
         }
 
 
@@ -137,7 +143,48 @@ def _to_chw(pixels: np.ndarray, channels: int) -> np.ndarray:
 
 
 def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chunk]:
-    """Stream ``path`` as chunks of patches (raises the reader's error for unreadable files)."""
+    """Stream ``path`` as chunks of patches (raises the reader's error for unreadable files).
+
+    Patches are cut from a zero-copy strided view of each decoded band straight into the chunk's buffer
+    (:func:`edgeae.strips.iter_patch_blocks`); the chunks (positions, pixels, skipped counts) are exactly those
+    of the per-patch iteration :func:`tile_image_reference` gives.
+    """
+    from edgeae.strips import iter_patch_blocks
+
+    p, c, b = config.patch, config.model.channels, config.batch_size
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pix = np.empty((b, c, p, p), np.float32)
+    n = skipped = 0
+    for blk in iter_patch_blocks(path, p, config.stride, channels=c):
+        kept = np.flatnonzero(blk.valid_frac >= config.min_valid)
+        pos = 0  # next position of this band not yet counted
+        while kept.size:
+            take = kept[: b - n]
+            skipped += int(take[-1]) + 1 - pos - take.size  # skipped positions count in the chunk they fall in
+            pos = int(take[-1]) + 1
+            blk.pixels(take, out=pix[n : n + take.size])
+            parts.append((blk.xs[take], blk.ys[take], blk.valid_frac[take]))
+            n += take.size
+            kept = kept[take.size :]
+            if n == b:
+                yield _chunk_from(parts, pix, n, skipped)
+                parts, pix, n, skipped = [], np.empty((b, c, p, p), np.float32), 0, 0
+        skipped += blk.ys.size - pos
+    if n or skipped:
+        yield _chunk_from(parts, pix, n, skipped)
+
+
+def _chunk_from(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], pix: np.ndarray, n: int, skipped: int) -> Chunk:
+    def cat(i: int, dtype: Any) -> np.ndarray:
+        return np.concatenate([q[i] for q in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
+    return Chunk(xs=cat(0, np.int32), ys=cat(1, np.int32), valid=cat(2, np.float32), pixels=pix[:n],
+                 n_skipped=skipped)  # fmt: skip
+
+
+def tile_image_reference(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chunk]:
+    """The per-patch tiling :func:`tile_image` replaced (one :class:`edgeae.strips.Patch` per patch): kept as
+    the reference the fast path is tested against."""
     iter_patches = _patch_source()
     p, c, b = config.patch, config.model.channels, config.batch_size
     xs: list[int] = []
@@ -173,12 +220,18 @@ def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, sk
 
 def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int) -> ScoredChunk:
     """Score one chunk as one batch and keep its ``top_k`` patches as uint8 thumbnails."""
+    scores = np.asarray(scorer(chunk.pixels), dtype=np.float64).reshape(-1) if len(chunk.xs) else None
+    return scored_chunk(chunk, scores, top_k)
+
+
+def scored_chunk(chunk: Chunk, scores: np.ndarray | None, top_k: int) -> ScoredChunk:
+    """A chunk with its scores (None for an empty chunk): checked, with its ``top_k`` patches as thumbnails."""
     n = len(chunk.xs)
     c, p = chunk.pixels.shape[1], chunk.pixels.shape[-1]
-    if n == 0:
+    if n == 0 or scores is None:
         scores = np.zeros(0, np.float64)
     else:
-        scores = np.asarray(scorer(chunk.pixels), dtype=np.float64).reshape(-1)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape[0] != n:
             raise ValueError(f"scorer returned {scores.shape[0]} scores for {n} patches")
         if not np.all(np.isfinite(scores)):
@@ -244,17 +297,50 @@ def collect(name: str, scored: list[ScoredChunk], config: ScanConfig, seconds: f
 
 
 def scan_image(
-    path: str | os.PathLike[str], name: str, scorer: Scorer, config: ScanConfig, progress: Any = None
+    path: str | os.PathLike[str],
+    name: str,
+    scorer: Scorer | ScoreEngine,
+    config: ScanConfig,
+    progress: Any = None,
 ) -> ImageResult:
-    """Tile, score and collect one image in this process. ``progress(n)`` is called after each chunk."""
+    """Tile, score and collect one image in this process. ``progress(n)`` is called after each chunk.
+
+    With a :class:`~edgeae.firmware_sim.score.ScoreEngine` the image is tiled in a background thread while
+    the engine's interpreters score earlier chunks (the same chunks, the same numbers, in the same order).
+    """
     import time
+
+    from edgeae.firmware_sim.score import ScoreEngine, background
 
     t0 = time.perf_counter()
     acc = ImageAccumulator(name, config)
-    for i, chunk in enumerate(tile_image(path, config)):
-        acc.add(i, score_chunk(scorer, chunk, config.top_k))
-        if progress is not None:
-            progress(len(chunk.xs) + chunk.n_skipped)
+    if not isinstance(scorer, ScoreEngine):
+        for i, chunk in enumerate(tile_image(path, config)):
+            acc.add(i, score_chunk(scorer, chunk, config.top_k))
+            if progress is not None:
+                progress(len(chunk.xs) + chunk.n_skipped)
+        return acc.result(time.perf_counter() - t0)
+    engine = scorer
+    i = 0
+
+    def take(done: list[tuple[Any, np.ndarray]]) -> None:
+        for (index, chunk), scores in done:
+            acc.add(index, scored_chunk(chunk, scores if len(chunk.xs) else None, config.top_k))
+            if progress is not None:
+                progress(len(chunk.xs) + chunk.n_skipped)
+
+    try:
+        for i, chunk in enumerate(background(tile_image(path, config), depth=2 * engine.workers)):
+            if len(chunk.xs):
+                take(engine.submit(chunk.pixels, (i, chunk)))
+            else:  # only skipped patches: nothing to score, kept in order behind the batches in flight
+                take(engine.drain())
+                take([((i, chunk), np.zeros(0))])
+        take(engine.drain())
+    except BaseException:
+        if engine.pending:  # a failed image: let its batches finish before the engine scores the next one
+            engine.drain()
+        raise
     return acc.result(time.perf_counter() - t0)
 
 

@@ -92,16 +92,24 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` or start a loopback-only local instance; True when this call started it."""
     if ray.is_initialized():
         return False
-    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **common)
-        return True
-    ray.init(
-        num_cpus=num_cpus,
-        _node_ip_address="127.0.0.1",
-        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-        **common,
-    )
+    from edgeae.logs import native_stderr_to_log
+
+    # quiet unless -v: Ray's Python loggers are configured when ray is imported, so set them here
+    verbose = logging.getLogger("edgeae").isEnabledFor(logging.DEBUG)
+    level = logging.INFO if verbose else logging.ERROR
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": level}
+    with native_stderr_to_log():  # the core worker's start-up lines (log level, token authentication)
+        if address:
+            ray.init(address=address, **common)
+            return True
+        ray.init(
+            num_cpus=num_cpus,
+            _node_ip_address="127.0.0.1",
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            **common,
+        )
     return True
 
 
@@ -132,7 +140,8 @@ def iter_ray(
             warnings.simplefilter("ignore", DeprecationWarning)
             ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        if not logging.getLogger("edgeae").isEnabledFor(logging.DEBUG):
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         use_gpu = gpus > 0 and gpu_factory is not None

@@ -30,11 +30,47 @@ PAPER_PATCH = 64
 ARCHIVE_PATCHES = PAPER_ARCHIVE_DAYS * 86400 * PAPER_PATCHES / PAPER_SECONDS
 
 
-def lro_extrapolation(patches_per_s: float, stride: int = PAPER_PATCH) -> dict[str, Any]:
-    """Days to scan the full LRO NAC archive at ``patches_per_s`` (see the module docstring for sources)."""
+class RateClock:
+    """Progress callback that also times the scan: start-up (worker processes or Ray, model loading, the
+    first chunk) ends when the first patches are reported; the scoring rate counts only what came after, so
+    a fixed start-up is not spread over the patches (and cannot hide in an archive extrapolation)."""
+
+    def __init__(self, inner: Any, t0: float) -> None:
+        import time
+
+        self.inner, self.t0, self._now = inner, t0, time.perf_counter
+        self.first: float | None = None
+        self.reported = 0
+        self.after_first = 0
+
+    def __call__(self, n: int) -> None:
+        if self.first is None and n > 0:
+            self.first = self._now()
+        elif self.first is not None:
+            self.after_first += n
+        self.reported += n
+        self.inner(n)
+
+    def rates(self, patches: int, t_end: float) -> dict[str, Any]:
+        """``startup_seconds``, ``scoring_seconds`` and ``patches_per_s_scoring`` (None when too few reports)."""
+        if self.first is None or self.reported <= 0 or t_end <= self.first or self.after_first <= 0:
+            return {"startup_seconds": None, "scoring_seconds": None, "patches_per_s_scoring": None}
+        scoring = t_end - self.first
+        scored = patches * self.after_first / self.reported  # scored patches of the reports after the first
+        return {
+            "startup_seconds": round(self.first - self.t0, 3),
+            "scoring_seconds": round(scoring, 3),
+            "patches_per_s_scoring": round(scored / scoring, 2),
+        }
+
+
+def lro_extrapolation(patches_per_s: float, stride: int = PAPER_PATCH, basis: str = "") -> dict[str, Any]:
+    """Days to scan the full LRO NAC archive at ``patches_per_s`` (see the module docstring for sources);
+    ``basis`` says which rate that is (scoring time, or wall time with start-up)."""
     patches = ARCHIVE_PATCHES * (PAPER_PATCH / stride) ** 2
     days = patches / patches_per_s / 86400 if patches_per_s > 0 else float("inf")
     return {
+        "rate_basis": basis,
         "assumed_archive_images": PAPER_ARCHIVE_IMAGES,
         "assumed_archive_patches": round(patches),
         "source": f"{PAPER}: 11.3 M patches in ~30 min on one RTX 2070; 173 days for >2 M NAC images",
@@ -64,8 +100,8 @@ def _merge_results(store: ScanStore, done: list[ArchiveEntry]) -> tuple[Any, lis
                 "max_y": int(t.column("y")[i].as_py()) if len(s) else -1,
             }
         )
-    if tables:
-        table = pa.concat_tables(tables)
+    if tables:  # parts written before the map columns existed get them as nulls
+        table = pa.concat_tables(tables, promote_options="default")
     else:
         table = pa.table({c: pa.array([], t) for c, t in zip(RESULT_COLUMNS, _types(pa), strict=True)})
     table = table.sort_by([("file", "ascending"), ("y", "ascending"), ("x", "ascending")])
@@ -73,7 +109,9 @@ def _merge_results(store: ScanStore, done: list[ArchiveEntry]) -> tuple[Any, lis
 
 
 def _types(pa: Any) -> list[Any]:
-    return [pa.string(), pa.int32(), pa.int32(), pa.float64(), pa.float32(), pa.string(), pa.string()]
+    return [pa.string(), pa.int32(), pa.int32(), pa.float64(), pa.float32(), pa.string(), pa.string()] + [
+        pa.float64()
+    ] * 4
 
 
 def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[dict[str, Any]]:
@@ -132,14 +170,21 @@ def finalize(
     s_by_name = {e.name: s for e, s in zip(done, summaries, strict=True)}
     for e in entries:
         r = recs.get(e.name) or Record(e.name, e.key, "pending")
+        meta = json.loads(store.meta_path(e.key).read_text()) if store.meta_path(e.key).exists() else {}
         per_image.append(
             {"file": e.name, "status": r.status, "error": r.error if r.status == "failed" else "",
-             "n_patches": r.n_patches, "n_skipped": r.n_skipped, **s_by_name.get(e.name, {})}
+             "reason": r.reason if r.status == "skipped" else "",
+             "n_patches": r.n_patches, "n_skipped": r.n_skipped, **s_by_name.get(e.name, {}),
+             "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
+             "body": meta.get("body") or "", "map_projected": bool(meta.get("georef"))}
         )  # fmt: skip
     pq.write_table(pa.Table.from_pylist(per_image), store.out / "images.parquet")
     top = _write_gallery(store, done, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
-    rate = run.get("patches_per_s", 0.0)
+    skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
+    rate, basis = run.get("patches_per_s_scoring"), "scoring time (start-up excluded)"
+    if not rate:
+        rate, basis = run.get("patches_per_s", 0.0), "wall time including start-up (too short to separate)"
     report = {
         **run,
         "out": str(store.out),
@@ -148,11 +193,14 @@ def finalize(
         "images": len(entries),
         "done": len(done),
         "failed": len(failures),
-        "pending": len(entries) - len(done) - len(failures),
+        "skipped": len(skipped),
+        "pending": len(entries) - len(done) - len(failures) - len(skipped),
         "patches_in_results": table.num_rows,
         "failures": failures,
+        "skipped_products": skipped,
+        "quality": store.config.quality.to_dict(),
         "top": top[:10],
-        "lro_nac_extrapolation": lro_extrapolation(rate, store.config.stride) if rate else None,
+        "lro_nac_extrapolation": lro_extrapolation(rate, store.config.stride, basis) if rate else None,
     }
     (store.out / "report.json").write_text(json.dumps(report, indent=2))
     (store.out / "report.md").write_text(report_markdown(report))
@@ -164,16 +212,28 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"# edgeae scan: {r['out']}",
         "",
         f"- model `{r['model']}` (sha256 {r['artifact_hash'][:16]}…), engine `{r.get('engine')}`",
-        f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r['pending']} pending)",
+        f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
+        f"quality filter, {r['pending']} pending)",
         f"- this run: {r.get('images_scanned', 0)} images, {r.get('patches', 0)} patches in "
-        f"{r.get('seconds', 0):.1f} s = **{r.get('patches_per_s', 0):.1f} patches/s**",
+        f"{r.get('seconds', 0):.1f} s = **{r.get('patches_per_s', 0):.1f} patches/s** (wall, start-up included)",
     ]
+    if r.get("patches_per_s_scoring"):
+        lines.append(
+            f"- scoring: **{r['patches_per_s_scoring']:.1f} patches/s** over {r['scoring_seconds']:.1f} s of scoring, "
+            f"after {r['startup_seconds']:.1f} s of start-up (processes or Ray, models, first chunk)"
+        )
     ex = r.get("lro_nac_extrapolation")
     if ex:
         lines.append(
             f"- full LRO NAC archive (~{ex['assumed_archive_patches']:.3g} patches, {ex['source']}): "
-            f"**{ex['days']:,} days** at this rate ({ex['days_on_100_such_machines']:,} days on 100 machines)"
+            f"**{ex['days']:,} days** at {ex['measured_patches_per_s']:,} patches/s, the rate over "
+            f"{ex.get('rate_basis') or 'wall time'} ({ex['days_on_100_such_machines']:,} days on 100 machines)"
         )
+    for layer in r.get("geo_layers") or []:
+        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {layer['path']}")
     if r["failures"]:
         lines += ["", "## Failures", ""] + [f"- `{f['file']}`: {f['error']}" for f in r["failures"]]
+    if r.get("skipped_products"):
+        lines += ["", "## Skipped by the quality filter", ""]
+        lines += [f"- `{f['file']}`: {f['reason']}" for f in r["skipped_products"]]
     return "\n".join(lines) + "\n"

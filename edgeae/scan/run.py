@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from typing import Any
 from edgeae._optional import require
 from edgeae.scan.archive import walk_archive
 from edgeae.scan.pipeline import ScanConfig, count_patches
-from edgeae.scan.report import finalize
+from edgeae.scan.quality import QualityFilter
+from edgeae.scan.report import RateClock, finalize, report_markdown
 from edgeae.scan.scoring import ModelSpec, Scorer, load_scorer, resolve_model
 from edgeae.scan.state import ScanStore
 
@@ -53,16 +55,24 @@ def scan_archive(
     max_images: int | None = None,
     progress: bool = True,
     scorer_factory: Callable[[], Scorer] | None = None,
+    quality: QualityFilter | None = None,
+    geo: str | os.PathLike[str] | None = None,
+    geo_geometry: str = "point",
+    geo_crs: str = "body",
 ) -> dict[str, Any]:
     """Scan every image of ``archive`` with ``model`` into ``out``; resumes what an earlier run left.
 
     ``max_images`` stops after that many images (as an interrupted run would). ``scorer_factory`` replaces
     the model's own scorer (tests, custom scores); it must be picklable for worker processes and actors.
+    ``quality``: label thresholds; products outside them are recorded as skipped, with the reason, before
+    any scoring. ``geo``: write the map-projected products' best patches as a layer (.gpkg or .geojson,
+    ``geo_geometry`` "point" or "polygon", ``geo_crs`` "body" (planetocentric lon/lat, one layer per body) or
+    "product" (map x/y, one layer per product CRS); see :mod:`edgeae.scan.geo`).
     Returns the report dict (also written to ``out/report.json``).
     """
     opts = engine or EngineOptions()
     spec: ModelSpec = resolve_model(model)
-    config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k)
+    config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter())
     entries = walk_archive(archive)
     if not entries:
         raise FileNotFoundError(f"archive {archive} holds no image files")
@@ -70,22 +80,24 @@ def scan_archive(
     todo = store.pending(entries, retry_failed=retry_failed)
     if max_images is not None:
         todo = todo[:max_images]
+    todo = _apply_quality(store, todo, config.quality)
     factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads)
     total = sum(count_patches(e.path, config) for e in todo)
     tqdm = require("tqdm").tqdm
     bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
     t0 = time.perf_counter()
+    clock = RateClock(bar.update, t0)  # splits start-up (processes, Ray, models) from scoring time
     if opts.engine == "local":
         from edgeae.scan.local import iter_local
 
-        outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=bar.update)
+        outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=clock)
     else:
         from edgeae.scan.ray_engine import iter_ray
 
         gpu = None if scorer_factory else functools.partial(load_scorer, spec, opts.threads, "cuda")
         outcomes = iter_ray(
             todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
-            actors=opts.actors, on_patches=bar.update,
+            actors=opts.actors, on_patches=clock,
         )  # fmt: skip
     scanned = failed = patches = skipped = 0
     for entry, result, error in outcomes:
@@ -110,8 +122,36 @@ def scan_archive(
         "patches_skipped_nodata": skipped,
         "seconds": round(seconds, 3),
         "patches_per_s": round(patches / seconds, 2) if seconds > 0 and patches else 0.0,
+        **clock.rates(patches, t0 + seconds),
         "patch": config.patch,
         "stride": config.stride,
         "batch_size": batch_size,
     }
-    return finalize(store, entries, run)
+    report = finalize(store, entries, run)
+    if geo is not None:
+        from edgeae.scan.geo import write_layer
+
+        report["geo_layers"] = write_layer(store, entries, geo, geometry=geo_geometry, layer_crs=geo_crs)
+        (store.out / "report.json").write_text(json.dumps(report, indent=2))
+        (store.out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def _apply_quality(store: ScanStore, todo: list[Any], quality: QualityFilter) -> list[Any]:
+    """Record products the label filters reject as skipped; return the rest. Unreadable files are kept (the
+    engine records them as failed with the reader's error)."""
+    if not quality.active:
+        return todo
+    from edgeae.scan.quality import check_product
+
+    keep = []
+    for e in todo:
+        try:
+            reason, _ = check_product(e.path, quality)
+        except Exception:
+            reason = None
+        if reason:
+            store.mark_skipped(e, reason)
+        else:
+            keep.append(e)
+    return keep

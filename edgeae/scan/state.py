@@ -3,9 +3,11 @@
 Layout of ``OUT``::
 
     scan.json             the ScanConfig (model, hash, patch, stride, ...); a resume must match it
-    manifest.jsonl        append-only log, one JSON line per finished image: done | failed (+ error)
-    parts/<key>.parquet   per-patch scores of one image (file, x, y, score, valid_frac, model_id, artifact_hash)
+    manifest.jsonl        append-only log, one JSON line per image: done | failed (+ error) | skipped (+ reason)
+    parts/<key>.parquet   per-patch scores of one image (file, x, y, score, valid_frac, model_id, artifact_hash,
+                          map_x, map_y, lon, lat: null unless the product is map-projected)
     parts/<key>.top.npz   that image's best patches (scores, x, y, uint8 thumbnails)
+    parts/<key>.meta.json archive products: label facts and georeferencing (for the map layer)
 
 An image counts as done when its Parquet part exists: the part is written to a temporary name and renamed
 (atomic on POSIX), and only then is the manifest line appended. A crash between the two is harmless: the
@@ -28,7 +30,7 @@ from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 
-RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash")
+RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", "map_x", "map_y", "lon", "lat")
 
 
 class ScanStateError(ValueError):
@@ -39,11 +41,12 @@ class ScanStateError(ValueError):
 class Record:
     name: str
     key: str
-    status: str  # "done" | "failed"
+    status: str  # "done" | "failed" | "skipped" (quality filter, before scanning)
     n_patches: int = 0
     n_skipped: int = 0
     error: str = ""
     seconds: float = 0.0
+    reason: str = ""
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -92,6 +95,9 @@ class ScanStore:
 
     def top_path(self, key: str) -> Path:
         return self.parts / f"{key}.top.npz"
+
+    def meta_path(self, key: str) -> Path:
+        return self.parts / f"{key}.meta.json"
 
     def records(self) -> dict[str, Record]:
         """Last manifest record per image name (a torn last line from a crash is ignored)."""
@@ -151,6 +157,15 @@ class ScanStore:
         )
         n = len(result.scores)
         m = self.config.model
+        from edgeae.scan.geo import geo_columns, georef_of
+
+        try:
+            geo, meta = georef_of(entry.path)
+        except Exception:  # the image was readable for scoring; a georeferencing failure only loses the map
+            geo, meta = None, {}
+        if meta:
+            _atomic_write(self.meta_path(entry.key), lambda p: p.write_text(json.dumps(meta)))
+        cols = geo_columns(geo, result.xs, result.ys, self.config.patch)
         table = pa.table(
             {
                 "file": pa.array([entry.name] * n, pa.string()),
@@ -160,6 +175,7 @@ class ScanStore:
                 "valid_frac": pa.array(result.valid, pa.float32()),
                 "model_id": pa.array([m.model_id] * n, pa.string()),
                 "artifact_hash": pa.array([m.artifact_hash] * n, pa.string()),
+                **{c: pa.array(v, pa.float64(), from_pandas=True) for c, v in cols.items()},  # NaN -> null
             }
         )
         _atomic_write(self.part_path(entry.key), lambda p: pq.write_table(table, p))
@@ -171,6 +187,11 @@ class ScanStore:
         """Record ``entry`` as failed with ``error``; any stale part of it is removed first."""
         self.part_path(entry.key).unlink(missing_ok=True)
         return self._append(Record(entry.name, entry.key, "failed", error=error))
+
+    def mark_skipped(self, entry: ArchiveEntry, reason: str) -> Record:
+        """Record ``entry`` as skipped by the quality filter, with the reason."""
+        self.part_path(entry.key).unlink(missing_ok=True)
+        return self._append(Record(entry.name, entry.key, "skipped", reason=reason))
 
     def load_top(self, key: str) -> TopK:
         with np.load(self.top_path(key)) as z:

@@ -1,4 +1,4 @@
-"""Products <-> CCSDS space packets (CCSDS 133.0-B-2), layout version 1. Spec: ``docs/wire-format.md``.
+"""Products <-> CCSDS space packets (CCSDS 133.0-B-2), payload layouts 1 and 2. Spec: ``docs/wire-format.md``.
 
 Every packet is a telemetry space packet with no secondary header, sequence flags 'unsegmented' (each
 packet decodes on its own), one APID per product kind and a 14-bit sequence count per APID. The packet data
@@ -6,91 +6,61 @@ field is ``common header | kind header | sample bytes | CRC-16``; all integers a
 CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, the ECSS PUS packet error control) over every byte of the
 packet before it, primary header included.
 
-A sparse frame is cut into rectangles of rows (whole rows, or column ranges of one row when a row is too
-long for a packet); the ground regenerates the mask of exactly that rectangle from the seed, so a lost
-packet removes only its own pixels. Latents, patch pixels and telemetry bytes are cut into flat ranges.
+A sparse frame in layout 2 (the default) is cut into interleaved packets (:mod:`.interleave`): each packet
+carries short runs of kept pixels from the whole frame (or from one band of rows), so a lost packet leaves
+scattered gaps, never a band of rows. In layout 1 each packet carried a rectangle of rows
+(:mod:`.sparse`). Latents, patch pixels and telemetry bytes are cut into flat ranges.
 """
 
 from __future__ import annotations
 
-import binascii
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacket, SpacePacketHeader
 
-from edgeae.masks import make_mask
-
 from .codec import CODECS, encode_samples
+from .layout import (  # noqa: F401  (re-exported: the names every caller imports from here)
+    APIDS,
+    COMMON,
+    CRC_LEN,
+    IDLE_APID,
+    KIND_HEADER,
+    LATENT,
+    LAYOUT_VERSION,
+    LAYOUTS,
+    MAX_PACKET,
+    MAX_PIECE_BYTES,
+    PATCH,
+    PRIMARY_HEADER,
+    SEQ_MODULO,
+    SPARSE,
+    SPARSE_V2,
+    TELEMETRY,
+    WireConfig,
+    crc16,
+    kind_header,
+    overhead,
+)
 from .products import (
     LATENT_CODES,
-    PATTERN_CODES,
     AnomalyPatch,
     LatentFrame,
     Product,
     SparseFrame,
     TelemetryRecord,
 )
-
-LAYOUT_VERSION = 1
-APIDS: dict[str, int] = {"sparse": 0x100, "latent": 0x101, "patch": 0x102, "telemetry": 0x103}
-"""Product kind -> APID (11 bits). 0x7FF is the CCSDS idle APID, which the ground skips."""
-IDLE_APID = 0x7FF
-SEQ_MODULO = 1 << 14
-PRIMARY_HEADER = 6
-CRC_LEN = 2
-MAX_PACKET = 65542  # CCSDS: 6-byte header + at most 65536 data bytes
-
-COMMON = struct.Struct(">BBIHH")  # layout version, codec, frame id, part index, part count
-SPARSE = struct.Struct(">IIBBdBQBIIIII")  # h, w, C, bits, keep, pattern, seed, prng, row0, row1, col0, col1, n
-LATENT = struct.Struct(">16sIIBHHHHBdHHHII")  # id, h, w, C, tile, stride, rows, cols, dtype, scale, lc, lh, lw, e0, n
-PATCH = struct.Struct(">IIHBBHdII")  # x, y, size, C, bits, index, score, e0, n
-TELEMETRY = struct.Struct(">III")  # total length, offset, n
-KIND_HEADER = {"sparse": SPARSE, "latent": LATENT, "patch": PATCH, "telemetry": TELEMETRY}
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected, no final xor); check 0x29B1."""
-    return binascii.crc_hqx(data, 0xFFFF)
-
-
-def sparse_header(frame: SparseFrame, r0: int, r1: int, c0: int, c1: int, n: int) -> bytes:
-    """The sparse-pixel header of one packet: frame geometry, mask parameters, its rectangle and value count."""
-    return SPARSE.pack(
-        frame.height,
-        frame.width,
-        frame.channels,
-        frame.bit_depth,
-        float(frame.keep),
-        PATTERN_CODES[frame.pattern],
-        int(frame.seed),
-        int(frame.prng_version),
-        r0,
-        r1,
-        c0,
-        c1,
-        n,
-    )
-
-
-def overhead(kind: str) -> int:
-    """Bytes per packet that are not samples: primary header, common header, kind header, CRC."""
-    return PRIMARY_HEADER + COMMON.size + KIND_HEADER[kind].size + CRC_LEN
-
-
-@dataclass(frozen=True)
-class WireConfig:
-    """How products are cut into packets: the packet size limit (bytes, header and CRC included) and codec."""
-
-    max_packet_size: int = 1024
-    codec: str = "none"
-
-    def __post_init__(self) -> None:
-        if not 128 <= self.max_packet_size <= MAX_PACKET:
-            raise ValueError(f"max_packet_size must be in 128..{MAX_PACKET}, got {self.max_packet_size}")
-        if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {tuple(CODECS)}, got {self.codec!r}")
+from .sparse import (  # noqa: F401
+    Body,
+    _fit,
+    plan_sparse,
+    ratio,
+    row_counts,
+    sparse_header,
+    sparse_header_v2,
+    sparse_v1_bodies,
+    sparse_v2_bodies,
+)
 
 
 class SequenceCounters:
@@ -120,128 +90,43 @@ def build_packet(apid: int, seq_count: int, body: bytes) -> bytes:
     return packet + struct.pack(">H", crc16(packet))
 
 
-# ------------------------------------------------------------------------------------------- planning
-def _fit(encode, n_total: int, unit_bytes: int, budget: int, codec: int, ratio: float, start: int):
-    """Largest chunk from ``start`` whose coded bytes fit ``budget``: (count, codec used, bytes).
+# ------------------------------------------------------------------------------------------- bodies
+def _flat_bodies(
+    flat: np.ndarray, kind_head, kind: str, cfg: WireConfig, codec: int, group: int = 1, bits: int | None = None
+) -> list[Body]:
+    """(codec, kind header, sample bytes) per packet for a flat sample array cut into ranges.
 
-    ``encode(lo, hi, codec)`` codes units [lo, hi). Raw coding always fits ``budget // unit_bytes`` units;
-    a compressed try starts at ``ratio`` times that and shrinks until it fits, else falls back to raw.
-    """
-    raw_cap = max(1, budget // unit_bytes)
-    remaining = n_total - start
-    if codec != 0:
-        cap = min(remaining, max(1, int(raw_cap * ratio * 0.97)))
-        for _ in range(8):
-            if cap < min(remaining, raw_cap):
-                break  # raw coding carries more units
-            data = encode(start, start + cap, codec)
-            if len(data) <= budget:
-                if cap > min(remaining, raw_cap) or len(data) < cap * unit_bytes:
-                    return cap, codec, data
-                break  # fits but no better than raw
-            cap = max(1, int(cap * budget / len(data) * 0.95))
-    cap = min(remaining, raw_cap)
-    return cap, 0, encode(start, start + cap, 0)
-
-
-def _ratio(samples: np.ndarray, codec: int) -> float:
-    if codec == 0 or samples.size == 0:
-        return 1.0
-    return samples.nbytes / max(1, len(encode_samples(samples, codec)))
-
-
-def _sparse_bodies(frame: SparseFrame, cfg: WireConfig) -> list[tuple[int, bytes, bytes]]:
-    """(codec, kind header, sample bytes) per packet of a sparse frame."""
-    h, w, c = frame.height, frame.width, frame.channels
-    mask = make_mask(frame.seed, (h, w), frame.keep, frame.pattern)
-    if int(mask.sum()) != frame.values.shape[0]:
-        n_mask = int(mask.sum())
-        raise ValueError(f"frame {frame.frame_id}: values has {frame.values.shape[0]} rows, the mask keeps {n_mask}")
-    codec = CODECS[cfg.codec]
-    unit = c * frame.values.dtype.itemsize
-    budget = cfg.max_packet_size - overhead("sparse")
-    ratio = _ratio(frame.values, codec)
-    cum = np.concatenate([[0], np.cumsum(mask.sum(axis=1), dtype=np.int64)])
-    values = frame.values
-    out: list[tuple[int, bytes, bytes]] = []
-
-    def head(r0: int, r1: int, c0: int, c1: int, n: int) -> bytes:
-        return sparse_header(frame, r0, r1, c0, c1, n)
-
-    r = 0
-    while r < h:
-        # whole rows: units are rows, coded bytes are their kept values
-        def enc_rows(lo: int, hi: int, cd: int) -> bytes:
-            return encode_samples(values[cum[lo] : cum[hi]], cd)
-
-        raw_cap = max(1, budget // unit)
-        if cum[r + 1] - cum[r] <= raw_cap:
-            # whole rows; raw coding of raw_rows always fits, a compressed try starts with more rows
-            raw_rows = int(np.searchsorted(cum, cum[r] + raw_cap, side="right")) - 1 - r
-            best = None
-            if codec:
-                want = int(np.searchsorted(cum, cum[r] + int(raw_cap * ratio * 0.97), side="right")) - 1 - r
-                try_rows = max(raw_rows, want)
-                for _ in range(8):
-                    data = enc_rows(r, r + try_rows, codec)
-                    raw_len = int(cum[r + try_rows] - cum[r]) * unit
-                    if len(data) <= budget:
-                        if try_rows > raw_rows or len(data) < raw_len:
-                            best = (try_rows, codec, data)
-                        break
-                    if try_rows <= raw_rows:
-                        break
-                    try_rows = max(raw_rows, int(try_rows * budget / len(data) * 0.95))
-            if best is None:
-                best = (raw_rows, 0, enc_rows(r, r + raw_rows, 0))
-            n_rows, cd, data = best
-            out.append((cd, head(r, r + n_rows, 0, w, int(cum[r + n_rows] - cum[r])), data))
-            r += n_rows
-            continue
-        # one row holds more kept values than a packet: cut it by columns at kept-pixel boundaries
-        cols = np.flatnonzero(mask[r])
-        row_vals = values[cum[r] : cum[r + 1]]
-        k = 0
-        while k < len(cols):
-            n, cd, data = _fit(
-                lambda a, b, cc, rv=row_vals: encode_samples(rv[a:b], cc),
-                len(cols),
-                unit,
-                budget,
-                codec,
-                ratio,
-                k,
-            )
-            c0 = 0 if k == 0 else int(cols[k])
-            c1 = w if k + n >= len(cols) else int(cols[k + n])
-            out.append((cd, head(r, r + 1, c0, c1, n), data))
-            k += n
-        r += 1
-    return out
-
-
-def _flat_bodies(flat: np.ndarray, kind_head, kind: str, cfg: WireConfig, codec: int):
-    """(codec, kind header, sample bytes) per packet for a flat sample array cut into ranges."""
-    budget = cfg.max_packet_size - overhead(kind)
-    ratio = _ratio(flat, codec)
-    out = []
+    Ranges start and end on multiples of ``group`` elements (a pixel's channels), and a range is coded as
+    (n / group, group) samples: the ccsds121 codec then codes each channel as a plane."""
+    units = flat.reshape(-1, group)
+    budget = cfg.max_packet_size - overhead(kind, cfg.layout)
+    rat = ratio(units, codec, bits)
+    out: list[Body] = []
     k = 0
     while True:
         n, cd, data = _fit(
-            lambda a, b, cc: encode_samples(flat[a:b], cc), flat.size, flat.itemsize, budget, codec, ratio, k
+            lambda a, b, cc: encode_samples(units[a:b], cc, bits if cc == 3 else None),
+            len(units),
+            units.itemsize * group,
+            budget,
+            codec,
+            rat,
+            k,
         )
-        n = min(n, flat.size - k)
-        out.append((cd, kind_head(k, n), data))
+        n = min(n, len(units) - k)
+        out.append((cd, kind_head(k * group, n * group), data))
         k += n
-        if k >= flat.size:
+        if k >= len(units):
             return out
 
 
-def packet_bodies(product: Product, cfg: WireConfig) -> tuple[str, list[tuple[int, bytes, bytes]]]:
+def packet_bodies(product: Product, cfg: WireConfig) -> tuple[str, list[Body]]:
     """The kind of ``product`` and its packets as (codec, kind header, sample bytes), in order."""
     codec = CODECS[cfg.codec]
     if isinstance(product, SparseFrame):
-        return "sparse", _sparse_bodies(product, cfg)
+        if cfg.layout == 1:
+            return "sparse", sparse_v1_bodies(product, cfg)
+        return "sparse", list(sparse_v2_bodies(product, plan_sparse(product, row_counts(product), cfg), cfg))
     if isinstance(product, LatentFrame):
         p = product
         _, lc, lh, lw = p.latents.shape
@@ -275,6 +160,8 @@ def packet_bodies(product: Product, cfg: WireConfig) -> tuple[str, list[tuple[in
             return PATCH.pack(a.x, a.y, a.size, a.channels, a.bit_depth, a.index, float(a.score), e0, n)
 
         flat = np.ascontiguousarray(a.pixels).reshape(-1)
+        if codec == 3:  # image samples: CCSDS 121, one plane per channel
+            return "patch", _flat_bodies(flat, patch_head, "patch", cfg, 3, a.channels, a.bit_depth)
         return "patch", _flat_bodies(flat, patch_head, "patch", cfg, 2 if codec else 0)
     if isinstance(product, TelemetryRecord):
         t = product
@@ -302,6 +189,6 @@ def packetise(
     apid = APIDS[kind]
     packets = []
     for i, (cd, kh, data) in enumerate(bodies):
-        body = COMMON.pack(LAYOUT_VERSION, cd, product.frame_id, i, len(bodies)) + kh + data
+        body = COMMON.pack(cfg.layout, cd, product.frame_id, i, len(bodies)) + kh + data
         packets.append(build_packet(apid, seq.take(apid), body))
     return packets

@@ -1,7 +1,9 @@
-"""Parse one space packet of layout version 1 into a validated piece of a product (ground side, numpy only).
+"""Parse one space packet (payload layout 1 or 2) into a validated piece of a product (ground side, numpy only).
 
 Every check that can fail raises :class:`WireError` with a short ``reason`` code, so a receiver can count
-malformed packets by cause and carry on. Nothing here trusts a length or a count before checking it.
+malformed packets by cause and carry on. Nothing here trusts a length or a count before checking it: every
+announced sample count is checked against the header geometry and :data:`MAX_PIECE_BYTES` before anything
+is allocated.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 from spacepackets.ccsds.spacepacket import PacketType, SpacePacketHeader
 
-from .codec import CodecError, decode_samples
-from .packets import (
+from . import interleave as il
+from .codec import CODECS, CodecError, decode_samples
+from .layout import (
     APIDS,
     COMMON,
     CRC_LEN,
     IDLE_APID,
-    LATENT,
-    LAYOUT_VERSION,
-    PATCH,
+    LAYOUTS,
+    MAX_PIECE_BYTES,
     PRIMARY_HEADER,
-    SPARSE,
-    TELEMETRY,
     crc16,
+    kind_header,
 )
 from .products import LATENT_CODES, PATTERN_CODES, sample_dtype
 
@@ -94,31 +95,47 @@ def parse_packet(data: bytes) -> Packet:
         raise _fail("type", "not a version-0 telemetry packet without secondary header")
     kind = KIND_OF_APID[head.apid]
     version, codec, frame_id, part, parts = COMMON.unpack_from(data, PRIMARY_HEADER)
-    if version != LAYOUT_VERSION:
-        raise _fail("version", f"payload layout version {version} (this ground reads {LAYOUT_VERSION})")
-    if codec not in (0, 1, 2):
+    if version not in LAYOUTS:
+        raise _fail("version", f"payload layout version {version} (this ground reads {LAYOUTS})")
+    if codec not in CODECS.values():
         raise _fail("codec", f"unknown codec {codec}")
     if parts < 1 or part >= parts:
         raise _fail("header", f"part {part} of {parts}")
-    kh = {"sparse": SPARSE, "latent": LATENT, "patch": PATCH, "telemetry": TELEMETRY}[kind]
+    kh = kind_header(kind, version)
     start = PRIMARY_HEADER + COMMON.size
     if len(data) < start + kh.size + CRC_LEN:
         raise _fail("short", f"{kind} packet too short for its header")
     fields = kh.unpack_from(data, start)
     payload = data[start + kh.size : -CRC_LEN]
-    header, dtype, shape = _check_kind(kind, fields, codec)
+    header, dtype, shape = _check_kind(kind, fields, codec, version)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes > MAX_PIECE_BYTES:
+        raise _fail("header", f"{nbytes} sample bytes in one packet (at most {MAX_PIECE_BYTES})")
+    if codec == 0 and nbytes != len(payload):
+        raise _fail("samples", f"expected {nbytes} sample bytes, got {len(payload)}")
+    if codec in (1, 3) and dtype not in (np.uint8, np.uint16):
+        raise _fail("codec", f"codec {codec} on {kind} samples")
+    header["layout"] = version
+    bits = header.get("bit_depth")
     try:
-        samples = decode_samples(payload, codec, dtype, shape)
+        if codec == 3 and kind == "patch" and header["channels"] > 1:  # planes of whole pixels
+            c = header["channels"]
+            if header["e0"] % c or header["n"] % c:
+                raise _fail("header", f"ccsds121 patch range [{header['e0']}, +{header['n']}) splits a pixel")
+            samples = decode_samples(payload, codec, dtype, (header["n"] // c, c), bits).reshape(shape)
+        else:
+            samples = decode_samples(payload, codec, dtype, shape, bits if codec == 3 else None)
     except CodecError as exc:
         raise _fail("samples", str(exc)) from None
-    bits = header.get("bit_depth")
     if bits is not None and bits not in (8, 16) and samples.size and int(samples.max()) >= 2**bits:
         raise _fail("samples", f"sample above the {bits}-bit range")
     return Packet(head.apid, kind, head.seq_count, frame_id, part, parts, codec, header, samples, len(data))
 
 
-def _check_kind(kind: str, f: tuple, codec: int) -> tuple[dict, np.dtype, tuple[int, ...]]:
+def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.dtype, tuple[int, ...]]:
     """Validated header dict, sample dtype and sample shape for the kind header fields ``f``."""
+    if kind == "sparse" and layout == 2:
+        return _check_sparse_v2(f)
     if kind == "sparse":
         h, w, c, bits, keep, pat, seed, prng, r0, r1, c0, c1, n = f
         if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
@@ -182,3 +199,38 @@ def _check_kind(kind: str, f: tuple, codec: int) -> tuple[dict, np.dtype, tuple[
     if offset + n > total:
         raise _fail("header", f"telemetry range [{offset},{offset + n}) outside {total} bytes")
     return {"total": total, "e0": offset, "n": n}, np.dtype(np.uint8), (n,)
+
+
+def _check_sparse_v2(f: tuple) -> tuple[dict, np.dtype, tuple[int, ...]]:
+    h, w, c, bits, keep, pat, seed, prng, r0, r1, n_band, seg, parts, index, step, n = f
+    if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
+        raise _fail("header", f"bad frame shape {h}x{w}x{c} or bit depth {bits}")
+    if not (math.isfinite(keep) and 0.0 < keep <= 1.0) or pat not in PATTERN_OF_CODE:
+        raise _fail("header", f"bad keep {keep} or pattern code {pat}")
+    if not 0 <= r0 < r1 <= h or n_band > (r1 - r0) * w:
+        raise _fail("header", f"bad band rows [{r0},{r1}) with {n_band} kept pixels")
+    try:
+        want = il.packet_samples(n_band, seg, parts, step, index)
+    except il.InterleaveError as exc:
+        raise _fail("header", str(exc)) from None
+    if n != want:
+        raise _fail("header", f"packet {index} of {parts} carries {want} samples, the header says {n}")
+    hd = dict(
+        height=h,
+        width=w,
+        channels=c,
+        bit_depth=bits,
+        keep=keep,
+        pattern=PATTERN_OF_CODE[pat],
+        seed=seed,
+        prng_version=prng,
+        row0=r0,
+        row1=r1,
+        n_band=n_band,
+        seg=seg,
+        band_parts=parts,
+        band_index=index,
+        step=step,
+        n=n,
+    )
+    return hd, sample_dtype(bits), (n, c)

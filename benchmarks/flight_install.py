@@ -1,0 +1,196 @@
+"""Can the flight install fly? A fresh venv with only ``edgeae[flight-tflite]`` (or ``[flight-onnx]``).
+
+For each extra: create a bare venv, ``pip install 'REPO[extra]'`` (non-editable, from this checkout; pip's own
+configuration decides the index), record the installed size (the whole venv, its site-packages, and what the
+install added to a bare venv: venv total minus the bare venv's pip/setuptools), check that neither OpenCV nor
+torch came with it, then run both shipped missions on PNG, JPEG and TIFF frames and ``firmware-sim bench``
+inside that venv. Writes ``OUT/flight_install.json`` and ``OUT/flight_install.md``.
+
+    python -m benchmarks.flight_install --out benchmarks/results/flight_install [--extras flight-tflite]
+
+Takes a few minutes per extra (the pip install dominates). Frames are written by the calling interpreter
+(which has the ``ground`` extra); the flight venv only reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BUDGET_MB = 200.0
+ARTIFACT = {"flight-tflite": ".tflite", "flight-onnx": ".onnx"}
+
+
+def du_mb(path: Path) -> float:
+    """Bytes on disk under ``path`` (apparent file sizes, symlinks not followed), in MB (10^6)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            p = Path(root) / f
+            if not p.is_symlink():
+                total += p.stat().st_size
+    return total / 1e6
+
+
+def _site(venv: Path) -> Path:
+    return next((venv / "lib").glob("python3*/site-packages"))
+
+
+def _run(cmd: list[str], timeout: float = 900, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def make_frames(folder: Path) -> dict[str, list[Path]]:
+    """Rover (1648×1200 RGB) and NAC-like (2048×5064 grey) frames as PNG, JPEG and TIFF."""
+    from edgeae.imageio import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out: dict[str, list[Path]] = {"rover_mastcamz": [], "orbital_nac": []}
+    for mission, (h, w, c) in (("rover_mastcamz", (1200, 1648, 3)), ("orbital_nac", (2048, 5064, 1))):
+        y, x = np.mgrid[0:h, 0:w]
+        base = 0.5 + 0.25 * np.sin(x / 37.0) * np.cos(y / 23.0)
+        img = np.clip(base[..., None] + 0.05 * rng.standard_normal((h, w, c)), 0.02, 0.97).astype(np.float32)
+        for suffix in (".png", ".jpg", ".tif"):
+            out[mission].append(write_image(folder / f"{mission}{suffix}", img))
+    return out
+
+
+def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: float) -> dict[str, Any]:
+    venv = work / extra
+    res: dict[str, Any] = {"extra": extra}
+    _run([sys.executable, "-m", "venv", str(venv)], check=True)
+    t0 = time.perf_counter()
+    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{REPO}[{extra}]"], timeout=1800)
+    res["pip_seconds"] = round(time.perf_counter() - t0, 1)
+    res["pip_ok"] = pip.returncode == 0
+    if pip.returncode != 0:
+        res["pip_error"] = (pip.stderr or pip.stdout)[-2000:]
+        return res
+    res["venv_mb"] = round(du_mb(venv), 1)
+    res["site_packages_mb"] = round(du_mb(_site(venv)), 1)
+    res["added_by_install_mb"] = round(res["venv_mb"] - bare_mb, 1)
+    res["within_budget"] = res["venv_mb"] <= BUDGET_MB
+    sizes = sorted(((du_mb(p), p.name) for p in _site(venv).iterdir() if p.is_dir()), reverse=True)[:8]
+    res["largest_mb"] = {name: round(mb, 1) for mb, name in sizes}
+    py = str(venv / "bin" / "python")
+    probe = "import importlib.util as u; print(' '.join(m for m in ('cv2', 'torch', 'PIL') if u.find_spec(m)))"
+    res["heavy_modules_present"] = _run([py, "-c", probe]).stdout.split()
+    fsim = str(venv / "bin" / "firmware-sim")
+    runs = {}
+    for mission, files in frames.items():
+        out = work / f"{extra}-{mission}"
+        cmd = [fsim, "run", "--mission", mission, "--frames", *map(str, files), "--out", str(out)]
+        if mission == "orbital_nac":
+            cmd += ["--set", "camera.height=2048"]  # the NAC mission's strip height, cut to a 2048-row frame
+        t0 = time.perf_counter()
+        r = _run(cmd, timeout=900)
+        entry: dict[str, Any] = {"rc": r.returncode, "seconds": round(time.perf_counter() - t0, 1)}
+        summary = out / "summary.json"
+        if summary.is_file():
+            s = json.loads(summary.read_text())
+            entry["frames"] = {k: s["frames"][k] for k in ("acquired", "downlinked", "queued", "dropped")}
+            entry["drop_reasons"] = s["frames"].get("drop_reasons")
+        tele = out / "telemetry.jsonl"
+        if tele.is_file():
+            recs = [json.loads(x) for x in tele.read_text().splitlines()]
+            entry["per_frame"] = {
+                Path(x["source"]).name: x["status"] + (f" ({x.get('reason')})" if x.get("reason") else "")
+                for x in recs
+                if "status" in x and "source" in x
+            }
+        if r.returncode != 0:
+            entry["stderr"] = r.stderr[-1500:]
+        runs[mission] = entry
+    res["missions"] = runs
+    model = next((REPO / "edgeae" / "zoo" / "artifacts" / "orbital-gray-vae").glob(f"*{ARTIFACT[extra]}"))
+    b = _run([fsim, "bench", "--model", str(model), "--threads", "1", "--iters", "5", "--json", str(work / "b.json")])
+    res["bench"] = {"rc": b.returncode, "model": model.name}
+    if b.returncode == 0 and (work / "b.json").is_file():
+        res["bench"]["result_keys"] = sorted(json.loads((work / "b.json").read_text()))
+    else:
+        res["bench"]["stderr"] = b.stderr[-1500:]
+    return res
+
+
+def bare_venv_mb(work: Path) -> float:
+    venv = work / "bare"
+    _run([sys.executable, "-m", "venv", str(venv)], check=True)
+    return round(du_mb(venv), 1)
+
+
+def to_markdown(results: list[dict[str, Any]], bare_mb: float) -> str:
+    lines = [
+        "| extra | venv MB | site-packages MB | added by the install MB | ≤ 200 MB | OpenCV/torch/PIL "
+        "| missions (PNG, JPEG, TIFF) | bench |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not r.get("pip_ok"):
+            lines.append(f"| {r['extra']} | pip failed | | | | | | |")
+            continue
+        ms = "; ".join(
+            f"{m}: rc {e['rc']}, {e.get('frames', {}).get('downlinked', 0) + e.get('frames', {}).get('queued', 0)}"
+            f"/{e.get('frames', {}).get('acquired', 0)} processed"
+            for m, e in r["missions"].items()
+        )
+        lines.append(
+            f"| {r['extra']} | {r['venv_mb']} | {r['site_packages_mb']} | {r['added_by_install_mb']} | "
+            f"{'yes' if r['within_budget'] else 'NO'} | {', '.join(r['heavy_modules_present']) or 'none'} | {ms} | "
+            f"rc {r['bench']['rc']} |"
+        )
+    lines.append("")
+    lines.append(f"A bare venv (pip + setuptools) is {bare_mb} MB. Largest packages per install:")
+    for r in results:
+        if r.get("pip_ok"):
+            lines.append(f"- {r['extra']}: " + ", ".join(f"{k} {v}" for k, v in r["largest_mb"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "flight_install")
+    ap.add_argument("--extras", nargs="+", default=["flight-tflite", "flight-onnx"], choices=sorted(ARTIFACT))
+    ap.add_argument("--keep", action="store_true", help="keep the venvs (printed) instead of deleting them")
+    ap.add_argument("--work", type=Path, help="folder for the venvs and frames (default: a new temporary folder)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.work:
+        shutil.rmtree(args.work, ignore_errors=True)
+        args.work.mkdir(parents=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="flightinstall-"))
+    try:
+        frames = make_frames(work / "frames")
+        bare = bare_venv_mb(work)
+        results = [measure(extra, work, frames, bare) for extra in args.extras]
+    finally:
+        if args.keep:
+            print(f"venvs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    from benchmarks.machine import machine_info
+
+    doc = {"machine": machine_info(), "bare_venv_mb": bare, "budget_mb": BUDGET_MB, "results": results}
+    (args.out / "flight_install.json").write_text(json.dumps(doc, indent=2, default=str))
+    md = to_markdown(results, bare)
+    (args.out / "flight_install.md").write_text(md)
+    print(md)
+    ok = all(
+        r.get("pip_ok") and all(e["rc"] == 0 for e in r["missions"].values()) and r["bench"]["rc"] == 0 for r in results
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The lunar paper's headline on this machine: a NAC-size strip end to end, on the flight runtime and the scan.
+
+    python -m benchmarks.nac_headline --out benchmarks/results/nac [--quick]
+
+The lunar VAE paper scores a 52,224 × 5,064 LRO NAC image in ~10 s and 11.3 M patches in ~30 min on one
+RTX 2070 (~6,400 patches/s). This stage measures, in one run and with the 1-minute load recorded beside every
+number (the machine is shared: compare ratios of the same run, not absolute times across runs):
+
+1. ``peak``: the int8 / fp32 matrix-product peak at 1 and 2 threads (benchmarks/peak.py);
+2. ``scorers``: the VAE scoring path (:class:`edgeae.firmware_sim.score.ScoreEngine` over
+   :func:`~edgeae.firmware_sim.score.score_runner`) for the shipped VAE and its lite variant, LiteRT and
+   onnxruntime int8, as one interpreter with one thread, one interpreter with two intra-op threads, and two
+   interpreters on two threads: patches/s (wall), CPU ms per patch (all threads, load-independent), GOP/s and
+   fraction of the int8 peak at the same thread count;
+3. ``layers``: MACs per layer (benchmarks/opcount.py): where the VAE's arithmetic goes;
+4. ``firmware``: ``firmware-sim run --mission orbital_nac`` on the strip (BigTIFF built by
+   benchmarks/frame_costs.py): wall and CPU seconds, peak RSS, deadline status, levels, memory (RSS growth
+   and traced peak side by side), for the mission's model and the lite one;
+5. ``scan``: ``edgeae scan`` (local engine, 2 workers) on the same strip: patches/s over scoring time,
+   start-up apart.
+
+``--quick`` runs a quarter strip (13,056 rows: the same width, a quarter of the patches) and fewer scorer
+patches: a few minutes on 2 cores. Without it the full 52,224 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NAC_WIDTH = 5_064
+FULL_ROWS, QUICK_ROWS = 52_224, 13_056
+PAPER_SECONDS, PAPER_PATCHES_PER_S = 10.0, 11.3e6 / 1800
+ZOO_ART = Path(__file__).resolve().parents[1] / "edgeae" / "zoo" / "artifacts"
+MODELS = {
+    "orbital-gray-vae": ZOO_ART / "orbital-gray-vae" / "orbital-gray-vae.int8",
+    "orbital-gray-vae-lite": ZOO_ART / "orbital-gray-vae-lite" / "orbital-gray-vae-lite.int8",
+}
+MODES = {  # name -> (interpreters, threads each)
+    "1 interpreter x 1 thread": (1, 1),
+    "1 interpreter x 2 threads": (1, 2),
+    "2 interpreters x 1 thread": (2, 1),
+}
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _patches(strip: Path, n: int) -> np.ndarray:
+    """``n`` real 64 × 64 patches (uint8, (n, 1, 64, 64)) from the top of the strip."""
+    from edgeae.firmware_sim.frames import open_frame
+
+    out = []
+    for _r0, s in open_frame(strip).strips(256):
+        win = np.lib.stride_tricks.sliding_window_view(s[:, :, 0], (64, 64))[::64, ::64]
+        out.append(win.reshape(-1, 64, 64).copy())
+        if sum(len(o) for o in out) >= n:
+            break
+    return np.concatenate(out)[:n, None]
+
+
+def _macs(name: str) -> tuple[int, list[tuple[str, str, int]]]:
+    from benchmarks.opcount import layer_macs
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.predictor import resolve_model_path
+
+    ck = load_checkpoint(resolve_model_path(name, "checkpoint"))
+    rows = layer_macs(ck.model, (1, 1, 64, 64))
+    return sum(r[2] for r in rows), rows
+
+
+def scorer_rates(patches: np.ndarray, peaks: dict[int, dict[str, float]], batch: int = 64) -> list[dict[str, Any]]:
+    """Patches/s, CPU ms/patch and fraction of the int8 peak of each model × runtime × parallel mode, and for
+    onnxruntime (whose batch is a real tensor dimension; the LiteRT files take one patch per call) a sweep of
+    batch sizes from L2-sized (16 patches: ~1 MiB of fp32 activations of the VAE's widest layers) up."""
+    from edgeae.firmware_sim.runtime import load_artifact
+    from edgeae.firmware_sim.score import ScoreEngine, score_runner
+
+    rows = []
+    cases = [(mode, batch) for mode in MODES] + [("1 interpreter x 1 thread", b) for b in (16, 256)]
+    for name, stem in MODELS.items():
+        macs, _ = _macs(name)
+        for fmt in ("tflite", "onnx"):
+            path = Path(f"{stem}.{fmt}")
+            if not path.is_file():
+                continue
+            for mode, bsz in cases if fmt == "onnx" else cases[: len(MODES)]:
+                interpreters, threads = MODES[mode]
+
+                def make(path: Path = path, threads: int = threads) -> Any:
+                    return score_runner(load_artifact(path, threads=threads), raw_max=255)
+
+                with ScoreEngine(make, workers=interpreters, batch=bsz) as eng:
+                    eng.warm()
+                    for i in range(0, 2 * bsz * interpreters, bsz):  # warm-up batches
+                        eng.submit(patches[i : i + bsz])
+                    eng.drain()
+                    l0, c0, t0 = load(), time.process_time(), time.perf_counter()
+                    for i in range(0, len(patches), bsz):
+                        eng.submit(patches[i : i + bsz])
+                    eng.drain()
+                    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                rate = len(patches) / wall
+                cores = interpreters * threads
+                gops = 2 * macs * rate / 1e9
+                peak = peaks[cores]["ort_int8_gops"]
+                rows.append({
+                    "model": name, "runtime": f"{fmt} int8", "mode": mode, "batch": bsz, "patches": len(patches),
+                    "patches_per_s": round(rate, 1), "cpu_ms_per_patch": round(1e3 * cpu / len(patches), 4),
+                    "gops": round(gops, 1), "int8_peak_gops": peak, "fraction_of_int8_peak": round(gops / peak, 3),
+                    "macs_per_patch": macs, "load_before_after": [l0, load()],
+                })  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _run_timed(cmd: list[str], log: Path) -> dict[str, Any]:
+    """Run ``cmd``; wall seconds, CPU seconds of the child and its peak RSS (getrusage of children)."""
+    print("+", " ".join(cmd), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    l0, t0 = load(), time.perf_counter()
+    with log.open("w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    if rc != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({rc}); see {log}")
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "child_peak_rss_mb": round(after.ru_maxrss / 1024, 1),
+            "load_before_after": [l0, load()], "command": " ".join(cmd)}  # fmt: skip
+
+
+def firmware(strip: Path, rows: int, out: Path, model: Path | None) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "edgeae.firmware_sim.cli", "run", "--mission", "orbital_nac", "--frames", str(strip),
+           "--out", str(out), "--set", f"camera.height={rows}"]  # fmt: skip
+    if model is not None:
+        cmd += ["--anomaly-model", str(model)]
+    r = _run_timed(cmd, out.with_suffix(".log"))
+    s = json.loads((out / "summary.json").read_text())
+    frame = next(json.loads(x) for x in (out / "telemetry.jsonl").read_text().splitlines() if '"type":"frame"' in x)
+    mem = s["memory"]
+    return {
+        **r,
+        "frame_ms": frame["timing_ms"]["total"],
+        "timing_ms": frame["timing_ms"],
+        "frame_cpu_ms": frame.get("cpu_ms"),
+        "patches": frame["patches"],
+        "patches_per_s": s.get("patches_per_s"),
+        "deadline": frame.get("deadline"),
+        "degraded_in_flight": frame.get("degraded_in_flight"),
+        "levels": s.get("degradations"),
+        "rss_peak_mb": round(mem["rss_peak_bytes"] / 2**20, 1),
+        "rss_growth_peak_mb": round(mem["rss_growth_peak_bytes"] / 2**20, 1),
+        "traced_peak_mb": round(mem["traced_peak_bytes"] / 2**20, 1),
+        "memory_budget_mb": round(s["budgets"]["memory_bytes"] / 2**20, 1),
+        "memory_within_budget": mem["within_budget"],
+    }
+
+
+def scan(strip: Path, out: Path, model: str) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "edgeae", "scan", str(strip), "--model", model, "--out", str(out), "--workers", "2",
+           "--no-progress", "--force"]  # fmt: skip
+    r = _run_timed(cmd, out.with_suffix(".log"))
+    rep = json.loads((out / "report.json").read_text())
+    keys = ("patches", "seconds", "patches_per_s", "startup_seconds", "scoring_seconds", "patches_per_s_scoring")
+    return {**r, **{k: rep.get(k) for k in keys}, "extrapolation": rep.get("lro_nac_extrapolation")}
+
+
+def _markdown(res: dict[str, Any]) -> str:
+    q = "quarter strip (13,056 × 5,064)" if res["quick"] else "NAC-size strip (52,224 × 5,064)"
+    md = [f"NAC headline on a {q}; 1-minute load recorded per row (the machine is shared: a load above ~1 "
+          "slows every wall-clock number here; CPU seconds are load-independent).", ""]  # fmt: skip
+    md += ["| run | model | wall s | CPU s | frame ms | patches scored | patches/s | deadline | levels | "
+           "RSS peak MB | RSS growth MB | traced peak MB | load before/after |", "|" + "---|" * 13]  # fmt: skip
+    for name, r in res["firmware"].items():
+        d = r.get("deadline") or {}
+        md.append(
+            f"| firmware-sim orbital_nac | {name} | {r['wall_s']} | {r['cpu_s']} | {r['frame_ms']:.0f} | "
+            f"{r['patches']['scored']} | {r['patches_per_s'] or 0:.0f} | {d.get('status')} "
+            f"(overrun {d.get('overrun_ms', 0):.0f} ms) | {r['levels']} | {r['rss_peak_mb']} | "
+            f"{r['rss_growth_peak_mb']} / {r['memory_budget_mb']} | {r['traced_peak_mb']} | "
+            f"{r['load_before_after'][0]}/{r['load_before_after'][1]} |"
+        )
+    md += ["", "| run | model | wall s | CPU s | patches | start-up s | scoring s | patches/s (scoring) | "
+           "patches/s (wall) | load before/after |", "|" + "---|" * 10]  # fmt: skip
+    for name, r in res["scan"].items():
+        md.append(
+            f"| edgeae scan (local, 2 workers) | {name} | {r['wall_s']} | {r['cpu_s']} | {r['patches']} | "
+            f"{r['startup_seconds']} | {r['scoring_seconds']} | {r['patches_per_s_scoring']} | {r['patches_per_s']} | "
+            f"{r['load_before_after'][0]}/{r['load_before_after'][1]} |"
+        )
+    md += ["", "| model | runtime | parallel | batch | patches/s | CPU ms/patch | GOP/s | "
+           "% of int8 peak (same cores) | load |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in res["scorers"]:
+        md.append(
+            f"| {r['model']} | {r['runtime']} | {r['mode']} | {r['batch']} | {r['patches_per_s']:.0f} | "
+            f"{r['cpu_ms_per_patch']} | "
+            f"{r['gops']} | {100 * r['fraction_of_int8_peak']:.0f} | {r['load_before_after'][0]} |"
+        )
+    p = res["peak"]
+    md += ["", f"int8 matrix-product peak (onnxruntime MatMulInteger 2048³): {p[1]['ort_int8_gops']} GOP/s on 1 "
+           f"thread, {p[2]['ort_int8_gops']} on 2 (fp32: {p[1]['ort_fp32_gops']} / {p[2]['ort_fp32_gops']}); "
+           f"load {res['peak_load']}.", ""]  # fmt: skip
+    for name, (total, rows) in res["layers"].items():
+        share = ", ".join(f"{n} {100 * m / total:.0f}%" for n, _t, m in rows if m / total >= 0.05)
+        md.append(f"- {name}: {total / 1e6:.2f} M MACs per 64 × 64 patch; layers with ≥ 5%: {share}")
+    md += ["", f"Lunar paper (one RTX 2070): ~{PAPER_SECONDS:.0f} s per full NAC image, "
+           f"{PAPER_PATCHES_PER_S:,.0f} patches/s."]  # fmt: skip
+    return "\n".join(md) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--quick", action="store_true", help="a quarter strip and fewer scorer patches")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["scorers", "firmware", "scan"])
+    args = ap.parse_args(argv)
+    from benchmarks.frame_costs import _nac_strip
+    from benchmarks.machine import machine_info
+    from benchmarks.peak import measure_peak
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = QUICK_ROWS if args.quick else FULL_ROWS
+    strip = _nac_strip(rows)
+    res: dict[str, Any] = {"machine": machine_info(2), "quick": args.quick, "rows": rows, "strip": str(strip)}
+    res["peak_load"] = load()
+    res["peak"] = {t: measure_peak(t) for t in (1, 2)}
+    res["layers"] = {name: _macs(name) for name in MODELS}
+    n = 1024 if args.quick else 4096
+    res["scorers"] = [] if "scorers" in args.skip else scorer_rates(_patches(strip, n), res["peak"])
+    res["firmware"], res["scan"] = {}, {}
+    lite = Path(f"{MODELS['orbital-gray-vae-lite']}.tflite")
+    if "firmware" not in args.skip:
+        res["firmware"]["orbital-gray-vae (mission default)"] = firmware(strip, rows, args.out / "fw-vae", None)
+        if lite.is_file():
+            res["firmware"]["orbital-gray-vae-lite"] = firmware(strip, rows, args.out / "fw-lite", lite)
+    if "scan" not in args.skip:
+        res["scan"]["orbital-gray-vae (int8 default)"] = scan(strip, args.out / "scan-vae", "orbital-gray-vae")
+        if lite.is_file():
+            res["scan"]["orbital-gray-vae-lite"] = scan(strip, args.out / "scan-lite", "orbital-gray-vae-lite")
+    (args.out / "results.json").write_text(json.dumps(res, indent=2, default=str))
+    (args.out / "results.md").write_text(_markdown(res))
+    print(_markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Does the learned reconstruction earn its place? Every model next to the best classical fill, per image.
+
+The acceptance table of issue 11, on images no model was trained on or selected with:
+
+1. the 7 unseen rover test images (``rover_rgb`` test split), 512-px centre crops, keep 0.05 / 0.1 / 0.25:
+   PSNR and SSIM of every model and every classical method (normconv, linear, telea, ns, nearest), the best
+   classical method *per image*, each model's margin over it, and on how many images the model wins;
+2. "do no harm": the smoothest 128×128 window of each test image (sky, haze, shadow; chosen automatically by
+   the lowest mean gradient magnitude, never by looking at results), keep 0.1: each model's PSNR minus the
+   best classical PSNR on that window;
+3. the demo frame exactly as ``edgeae demo`` samples it (whole frame, seed 0, keep 0.1);
+4. grey orbital test files (``orbital_gray`` test split, 512-px crops, keep 0.1) with the grey models.
+
+Masks are seeded (seed = image index), so every number is reproducible exactly. Results go to
+``results.json`` and ``results.md`` under ``--out``; the acceptance verdicts are computed from the numbers.
+
+    python benchmarks/reconstruction_acceptance.py --out benchmarks/results/reconstruction_acceptance \\
+        --rover-models rover-rgb-unet2-ground,rover-rgb-unet2-flight,rover-rgb-gtunet \\
+        --gray-models orbital-gray-gtunet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae.datasets import DEMO_FRAME, split_files
+from edgeae.imageio import read_image
+from edgeae.masks import make_mask
+from edgeae.reconstruct import run_method
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
+from benchmarks.machine import machine_info
+
+log = logging.getLogger("reconstruction_acceptance")
+CLASSICAL = ("normconv", "linear", "telea", "ns", "nearest")
+KEEPS = (0.05, 0.1, 0.25)
+SMOOTH_WINDOW = 128
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[y : y + size, x : x + size]
+
+
+def smoothest_window(img: np.ndarray, size: int = SMOOTH_WINDOW, step: int = 32) -> tuple[int, int]:
+    """(y, x) of the ``size``-px window with the lowest mean gradient magnitude (its content, not results)."""
+    grey = img.mean(axis=2)
+    gy, gx = np.gradient(grey)
+    mag = np.hypot(gy, gx)
+    # a window must be free of no-data (exact zeros) so it is a real smooth region, not a margin
+    best, where = np.inf, (0, 0)
+    for y in range(0, grey.shape[0] - size + 1, step):
+        for x in range(0, grey.shape[1] - size + 1, step):
+            win = grey[y : y + size, x : x + size]
+            if (win <= 0).mean() > 0.01:
+                continue
+            v = float(mag[y : y + size, x : x + size].mean())
+            if v < best:
+                best, where = v, (y, x)
+    return where
+
+
+def evaluate(img: np.ndarray, known: np.ndarray, methods: dict[str, Any]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for name, predictor in methods.items():
+        method = "cae" if predictor is not None else name
+        r = run_method(img, known, method, predictor, progress=False)
+        out[name] = {"psnr": float(r.metrics["psnr"]), "ssim": float(r.metrics["ssim"]), "seconds": r.seconds}
+    return out
+
+
+def summarise(per_image: dict[str, dict[str, dict[str, float]]], models: list[str]) -> dict[str, Any]:
+    """Mean per method, best classical per image, each model's margin and wins."""
+    names = list(per_image)
+    methods = list(next(iter(per_image.values())))
+    mean = {m: {k: float(np.mean([per_image[n][m][k] for n in names])) for k in ("psnr", "ssim")} for m in methods}
+    best_classical = {
+        n: max((m for m in methods if m in CLASSICAL), key=lambda m: per_image[n][m]["psnr"]) for n in names
+    }
+    best_psnr = np.array([per_image[n][best_classical[n]]["psnr"] for n in names])
+    margins: dict[str, Any] = {}
+    for m in models:
+        psnr = np.array([per_image[n][m]["psnr"] for n in names])
+        margins[m] = {
+            "mean_margin_db": float(np.mean(psnr - best_psnr)),
+            "min_margin_db": float(np.min(psnr - best_psnr)),
+            "wins": int(np.sum(psnr > best_psnr)),
+            "n": len(names),
+        }
+    return {
+        "mean": mean,
+        "best_classical_per_image": best_classical,
+        "best_classical_mean_psnr": float(best_psnr.mean()),
+        "margins": margins,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--rover-models", default="rover-rgb-gtunet", help="comma-separated zoo names / files (RGB)")
+    p.add_argument("--gray-models", default="orbital-gray-gtunet", help="comma-separated zoo names / files (grey)")
+    p.add_argument("--default-model", default=None, help="the default ground model (first rover model if unset)")
+    p.add_argument("--flight-model", default=None, help="the flight-budget model, judged at +1 dB separately")
+    p.add_argument("--keeps", default=",".join(str(k) for k in KEEPS))
+    p.add_argument("--crop", type=int, default=512)
+    p.add_argument("--data", help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--skip-demo", action="store_true", help="leave out the whole demo frame (slowest part)")
+    return p.parse_args(argv)
+
+
+def _load(names: list[str], threads: int | None) -> dict[str, Any]:
+    from edgeae.predictor import load_predictor
+
+    return {n: load_predictor(n, threads=threads) for n in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rover_models = [m for m in args.rover_models.split(",") if m]
+    gray_models = [m for m in args.gray_models.split(",") if m]
+    default = args.default_model or (rover_models[0] if rover_models else None)
+    keeps = [float(k) for k in args.keeps.split(",") if k]
+    rover = _load(rover_models, args.threads)
+    gray = _load(gray_models, args.threads)
+    rgb_methods: dict[str, Any] = {**rover, **dict.fromkeys(CLASSICAL)}
+    grey_methods: dict[str, Any] = {**gray, **dict.fromkeys(CLASSICAL)}
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {
+        "benchmark": "reconstruction_acceptance",
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine_info(),
+        "rover_models": rover_models,
+        "gray_models": gray_models,
+        "default_model": default,
+        "flight_model": args.flight_model,
+        "crop": args.crop,
+        "rover": {},
+    }
+
+    files = split_files("rover_rgb", "test", root=args.data)
+    images = [(p.name, read_image(p, channels=3).pixels) for p in files]
+    for keep in keeps:
+        per: dict[str, Any] = {}
+        for i, (name, full) in enumerate(images):
+            img = centre_crop(full, args.crop)
+            per[name] = evaluate(img, make_mask(i, img.shape[:2], keep, "uniform"), rgb_methods)
+            log.info("rover keep %.2f %s: %s", keep, name, {m: round(v["psnr"], 2) for m, v in per[name].items()})
+        result["rover"][str(keep)] = {"per_image": per, **summarise(per, rover_models)}
+
+    smooth: dict[str, Any] = {}
+    for i, (name, full) in enumerate(images):
+        y, x = smoothest_window(full)
+        win = full[y : y + SMOOTH_WINDOW, x : x + SMOOTH_WINDOW]
+        smooth[name] = evaluate(win, make_mask(i, win.shape[:2], 0.1, "uniform"), rgb_methods)
+        smooth[name]["window"] = {"y": y, "x": x, "size": SMOOTH_WINDOW}  # type: ignore[dict-item]
+    smooth_per = {n: {m: v for m, v in d.items() if m != "window"} for n, d in smooth.items()}
+    result["smooth"] = {"per_image": smooth, **summarise(smooth_per, rover_models)}
+
+    if not args.skip_demo:
+        from edgeae.data import data_path
+
+        demo = read_image(data_path(DEMO_FRAME, args.data), channels=3).pixels
+        known = make_mask(0, demo.shape[:2], 0.1, "uniform")  # edgeae demo's defaults: seed 0, keep 0.1, uniform
+        result["demo"] = evaluate(demo, known, rgb_methods)
+        log.info("demo frame: %s", {m: round(v["psnr"], 2) for m, v in result["demo"].items()})
+
+    if gray_models:
+        gper: dict[str, Any] = {}
+        for i, p in enumerate(split_files("orbital_gray", "test", root=args.data)):
+            img = centre_crop(read_image(p, channels=1).pixels, args.crop)
+            gper[p.name] = evaluate(img, make_mask(i, img.shape[:2], 0.1, "uniform"), grey_methods)
+        result["gray"] = {"per_image": gper, **summarise(gper, gray_models)}
+
+    result["acceptance"] = verdicts(result, default, args.flight_model)
+    result["seconds_total"] = round(time.perf_counter() - t0, 1)
+    (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "results.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def verdicts(result: dict[str, Any], default: str | None, flight: str | None) -> list[dict[str, Any]]:
+    """Each acceptance line of issue 11 with its measured number and whether it holds."""
+    out: list[dict[str, Any]] = []
+    r10 = result["rover"].get("0.1")
+    if default and r10:
+        m = r10["margins"][default]
+        out.append({"check": f"{default}: mean PSNR ≥ best classical + 2.0 dB (keep 0.1)",
+                    "measured": f"{m['mean_margin_db']:+.2f} dB", "ok": m["mean_margin_db"] >= 2.0})  # fmt: skip
+        out.append({"check": f"{default}: above the best classical method on every image (keep 0.1)",
+                    "measured": f"{m['wins']} of {m['n']} (worst {m['min_margin_db']:+.2f} dB)",
+                    "ok": m["wins"] == m["n"]})  # fmt: skip
+    if flight and r10 and flight in r10["margins"]:
+        m = r10["margins"][flight]
+        out.append({"check": f"{flight} (flight budget): ≥ best classical + 1.0 dB (keep 0.1)",
+                    "measured": f"{m['mean_margin_db']:+.2f} dB", "ok": m["mean_margin_db"] >= 1.0})  # fmt: skip
+    if "smooth" in result:
+        worst = min(v["min_margin_db"] for v in result["smooth"]["margins"].values())
+        out.append({"check": "do no harm: no model > 0.5 dB below the best classical fill on smooth windows",
+                    "measured": f"worst {worst:+.2f} dB", "ok": worst >= -0.5})  # fmt: skip
+    if "demo" in result and default:
+        d = result["demo"]
+        best_other = max(v["psnr"] for k, v in d.items() if k in CLASSICAL)
+        margin = d[default]["psnr"] - best_other
+        out.append({"check": f"demo frame: {default} first by ≥ 1 dB", "measured": f"{margin:+.2f} dB",
+                    "ok": margin >= 1.0})  # fmt: skip
+    if "gray" in result and result["gray_models"]:
+        g = result["gray"]["margins"][result["gray_models"][0]]
+        out.append({"check": f"{result['gray_models'][0]}: grey orbital ≥ best classical + 1.5 dB (keep 0.1)",
+                    "measured": f"{g['mean_margin_db']:+.2f} dB", "ok": g["mean_margin_db"] >= 1.5})  # fmt: skip
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["Reconstruction acceptance (issue 11): every model next to the best classical fill per image.", ""]
+    lines += ["| check | measured | holds |", "|---|---|---|"]
+    lines += [f"| {v['check']} | {v['measured']} | {'yes' if v['ok'] else '**no**'} |" for v in result["acceptance"]]
+    for keep, r in result["rover"].items():
+        lines += ["", f"Rover test images (7, {result['crop']}-px crops), keep {keep}: mean over images", ""]
+        lines += ["| method | PSNR (dB) | SSIM | margin over best classical (mean / worst) | wins |", "|---|---|---|---|---|"]
+        for m, d in sorted(r["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
+            mg = r["margins"].get(m)
+            extra = f"{mg['mean_margin_db']:+.2f} / {mg['min_margin_db']:+.2f} dB | {mg['wins']}/{mg['n']}" if mg else " | "
+            lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} | {extra} |")
+        lines.append(f"| best classical per image | {r['best_classical_mean_psnr']:.2f} | | | |")
+    if "smooth" in result:
+        s = result["smooth"]
+        lines += ["", "Smooth 128-px windows of the same images (keep 0.1): PSNR per image", ""]
+        methods = list(s["mean"])
+        lines += ["| image | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        for n, d in s["per_image"].items():
+            lines.append(f"| {n[:28]} | " + " | ".join(f"{d[m]['psnr']:.2f}" for m in methods) + " |")
+    if "demo" in result:
+        lines += ["", "Demo frame (whole frame, seed 0, keep 0.1): " + ", ".join(
+            f"{m} {v['psnr']:.2f} dB" for m, v in sorted(result["demo"].items(), key=lambda kv: -kv[1]["psnr"]))]
+    if "gray" in result:
+        g = result["gray"]
+        lines += ["", "Grey orbital test files (512-px crops, keep 0.1): mean PSNR", ""]
+        lines += ["| method | PSNR (dB) | SSIM |", "|---|---|---|"]
+        for m, d in sorted(g["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
+            lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} |")
+        lines.append(f"| best classical per image | {g['best_classical_mean_psnr']:.2f} | |")
+    lines += ["", f"Command: `{result['command']}`; {result['seconds_total']} s on "
+              f"{result['machine'].get('cpu', '?')} (load {result['machine'].get('load', '?')})."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""``python -m edgeae.archive PATH...``: one JSON line per product (or refusal) found under the paths.
+
+Shows what the scan will see: driver, shape, dtype, label facts, scaling, special values, georeferencing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from edgeae.archive.formats import is_archive_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgeae.archive", description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="+", help="folders, products, manifests or globs (as for edgeae scan)")
+    args = ap.parse_args(argv)
+    from edgeae.archive.reader import ProductReader
+    from edgeae.imageio import ImageReadError
+    from edgeae.scan.archive import walk_archive
+
+    bad = 0
+    for e in walk_archive(args.paths):
+        if not is_archive_path(e.path):
+            continue
+        try:
+            with ProductReader(e.path) as r:
+                lab, s = r.label, r.scaling
+                out = {
+                    "file": e.name, "driver": r.driver, "shape": [r.height, r.width, len(r.bands)],
+                    "bands_in_product": r.count, "dtype": str(r.raw_dtype), "product_id": lab.product_id,
+                    "instrument": lab.instrument, "target": lab.target, "incidence_deg": lab.incidence_deg,
+                    "emission_deg": lab.emission_deg, "resolution_m": lab.resolution_m,
+                    "scaling": s.to_dict(), "special_values": list(r.specials),
+                    "body": r.geo.body if r.geo else None, "map_projected": r.geo is not None,
+                }  # fmt: skip
+        except (ImageReadError, ValueError) as exc:
+            out = {"file": e.name, "error": str(exc)}
+            bad += 1
+        print(json.dumps(out))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""Where a pixel is: pixel <-> map (the product's CRS) <-> planetocentric longitude/latitude.
+
+Map coordinates use GDAL's geotransform and CRS exactly as GDAL reports them. For ISIS3 Equirectangular
+cubes GDAL reports a sphere of the *local radius* at the centre latitude (e.g. 3,392,594 m for a Mars cube
+whose Mapping group says 3,396,190 / 3,376,200 m): that is how ISIS itself defines the projection
+(x = R_local · Δlon · cos(clat), y = R_local · lat, latitudes planetocentric), so inverting with GDAL's
+sphere returns the cube's own planetocentric latitudes. We keep GDAL's CRS for map x/y and lon/lat and
+record the Mapping group's radii beside it; rebuilding the CRS from those radii would shift latitudes by
+~0.1 % (tested against the Mapping group's Minimum/MaximumLatitude in tests/test_archive_geo.py).
+
+Longitude/latitude come from pyproj: map -> the CRS's own geographic CRS (lon, geodetic lat), then the
+latitude is converted to planetocentric on that ellipsoid (tan φc = (b/a)² tan φg; a no-op on a sphere).
+Longitudes are east-positive in [-180, 180). They are given only when the body is known (from the CRS's
+datum/ellipsoid name, the label's target, or the radius of a known body).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+__all__ = ["BODY_RADII", "GeoRef", "write_score_geotiff"]
+
+# equatorial radius in metres of the bodies we name when a CRS does not (IAU 2015 / PDS values)
+BODY_RADII: dict[str, tuple[float, ...]] = {
+    "MERCURY": (2439400.0, 2440000.0),
+    "VENUS": (6051800.0, 6051000.0),
+    "EARTH": (6378137.0, 6378136.6),
+    "MOON": (1737400.0, 1737150.0),
+    "MARS": (3396190.0, 3396000.0, 3397000.0, 3376200.0),
+    "VESTA": (289000.0, 286300.0),
+    "CERES": (470000.0, 487300.0),
+    "EUROPA": (1560800.0,),
+    "GANYMEDE": (2631200.0,),
+    "CALLISTO": (2410300.0,),
+    "TITAN": (2575000.0,),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _crs(wkt: str) -> Any:
+    """pyproj CRS of a WKT (building one costs ~50 ms: cached per process)."""
+    return require("pyproj").CRS.from_wkt(wkt)
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer_for(wkt: str, inverse: bool) -> Any:
+    """map -> the CRS's own geographic CRS (lon, geodetic lat), or back; cached per process."""
+    pyproj = require("pyproj")
+    crs = _crs(wkt)
+    src, dst = (crs.geodetic_crs, crs) if inverse else (crs, crs.geodetic_crs)
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _body_from_name(name: str) -> str | None:
+    text = name.upper()
+    for body in BODY_RADII:
+        if re.search(rf"(^|[^A-Z]){body}([^A-Z]|$)", text):
+            return body
+    return None
+
+
+@dataclass(frozen=True)
+class GeoRef:
+    """A product's georeferencing: GDAL affine ``transform`` (6 floats), CRS WKT, body and radii."""
+
+    transform: tuple[float, float, float, float, float, float]  # a, b, c, d, e, f (x = a·col + b·row + c)
+    crs_wkt: str
+    width: int
+    height: int
+    body: str | None
+    semi_major: float
+    semi_minor: float
+    label_radii: tuple[float, float] | None = None  # ISIS Mapping group radii when they differ from the CRS
+    note: str = ""  # repairs made to the CRS GDAL reported
+
+    @classmethod
+    def from_dataset(cls, ds: Any, target: str | None = None, mapping: dict[str, Any] | None = None) -> GeoRef | None:
+        """From an open rasterio dataset; None when it has no CRS or only the identity transform."""
+        if ds.crs is None or ds.transform.is_identity:
+            return None
+        wkt = ds.crs.to_wkt()
+        note = ""
+        bad_k = 'PARAMETER["scale_factor",0]'
+        if bad_k in wkt:  # USGS Map-a-Planet Mercator WKT: k = 0 is no projection; the grid fits k = 1
+            wkt = wkt.replace(bad_k, 'PARAMETER["scale_factor",1]')
+            note = "scale_factor 0 in the product's WKT read as 1"
+        crs = _crs(wkt)
+        ell = crs.ellipsoid
+        a = float(ell.semi_major_metre) if ell else float("nan")
+        b = float(ell.semi_minor_metre) if ell else a
+        body = None
+        for name in (crs.datum.name if crs.datum else "", ell.name if ell else "", crs.name):
+            body = body or _body_from_name(name or "")
+        body = body or (_body_from_name(target) if target else None)
+        if body is None and math.isfinite(a):
+            body = next((k for k, rs in BODY_RADII.items() if any(abs(a - r) <= 0.002 * r for r in rs)), None)
+        radii = None
+        if mapping:
+            from edgeae.archive.label import parse_number
+
+            eq, po = parse_number(mapping.get("EquatorialRadius")), parse_number(mapping.get("PolarRadius"))
+            if eq and po and (abs(eq - a) > 0.5 or abs(po - b) > 0.5):
+                radii = (eq, po)
+        t = ds.transform
+        return cls((t.a, t.b, t.c, t.d, t.e, t.f), wkt, int(ds.width), int(ds.height), body, a, b, radii, note)
+
+    # -- pixel <-> map ---------------------------------------------------------------------------------
+    def pixel_to_map(self, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map x, y of pixel positions (col, row in pixel units; the corner of pixel (0, 0) is (0, 0))."""
+        a, b, c, d, e, f = self.transform
+        col = np.asarray(col, np.float64)
+        row = np.asarray(row, np.float64)
+        return a * col + b * row + c, d * col + e * row + f
+
+    def map_to_pixel(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`pixel_to_map`."""
+        a, b, c, d, e, f = self.transform
+        det = a * e - b * d
+        x = np.asarray(x, np.float64) - c
+        y = np.asarray(y, np.float64) - f
+        return (e * x - b * y) / det, (-d * x + a * y) / det
+
+    # -- map <-> lon/lat -------------------------------------------------------------------------------
+    def _transformer(self, inverse: bool = False) -> Any:
+        return _transformer_for(self.crs_wkt, inverse)
+
+    def map_to_lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Planetocentric east longitude [-180, 180) and latitude in degrees; NaN when the body is unknown."""
+        x = np.asarray(x, np.float64)
+        if self.body is None:
+            nan = np.full(x.shape, np.nan)
+            return nan, nan.copy()
+        try:
+            lon, lat = self._transformer().transform(x, np.asarray(y, np.float64), errcheck=False)
+        except require("pyproj").exceptions.ProjError:  # a CRS PROJ cannot invert: map x/y only
+            nan = np.full(x.shape, np.nan)
+            return nan, nan.copy()
+        lon = np.asarray(lon, np.float64)
+        lat = np.asarray(lat, np.float64)
+        if self.semi_minor != self.semi_major:
+            ratio = (self.semi_minor / self.semi_major) ** 2
+            lat = np.degrees(np.arctan(ratio * np.tan(np.radians(lat))))
+        return (lon + 180.0) % 360.0 - 180.0, lat
+
+    def lonlat_to_map(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`map_to_lonlat` (planetocentric latitude in)."""
+        lat = np.asarray(lat, np.float64)
+        if self.semi_minor != self.semi_major:
+            ratio = (self.semi_minor / self.semi_major) ** 2
+            lat = np.degrees(np.arctan(np.tan(np.radians(lat)) / ratio))
+        x, y = self._transformer(inverse=True).transform(np.asarray(lon, np.float64), lat)
+        return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+    def footprint(self) -> list[tuple[float, float]]:
+        """The product's outline in map coordinates: its four corners, closed (first = last)."""
+        cols = np.array([0, self.width, self.width, 0, 0], np.float64)
+        rows = np.array([0, 0, self.height, self.height, 0], np.float64)
+        x, y = self.pixel_to_map(cols, rows)
+        return list(zip(x.tolist(), y.tolist(), strict=True))
+
+    def pixel_size(self) -> float:
+        """Mean pixel side in CRS units (metres for projected CRSs)."""
+        a, b, _, d, e, _ = self.transform
+        return float(math.sqrt(abs(a * e - b * d)))
+
+    def resolution_m(self) -> float | None:
+        """Pixel side in metres (degrees converted on the body's radius for geographic CRSs)."""
+        crs = _crs(self.crs_wkt)
+        if crs.is_geographic:
+            return self.pixel_size() * math.pi / 180.0 * self.semi_major if self.body else None
+        unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+        return self.pixel_size() * (unit or 1.0)
+
+    def patch_columns(self, xs: np.ndarray, ys: np.ndarray, patch: int) -> dict[str, np.ndarray]:
+        """map_x, map_y (patch centre, product CRS) and lon, lat (planetocentric) of patch top-lefts.
+
+        The centre is that of the patch clipped to the product (a padded patch of a product smaller than the
+        patch still lands on the product).
+        """
+        x0 = np.asarray(xs, np.float64)
+        y0 = np.asarray(ys, np.float64)
+        cx = (x0 + np.minimum(x0 + patch, self.width)) / 2.0
+        cy = (y0 + np.minimum(y0 + patch, self.height)) / 2.0
+        mx, my = self.pixel_to_map(cx, cy)
+        lon, lat = self.map_to_lonlat(mx, my)
+        return {"map_x": mx, "map_y": my, "lon": lon, "lat": lat}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transform": list(self.transform), "crs_wkt": self.crs_wkt, "width": self.width,
+            "height": self.height, "body": self.body, "semi_major": self.semi_major,
+            "semi_minor": self.semi_minor, "label_radii": list(self.label_radii) if self.label_radii else None,
+            "note": self.note,
+        }  # fmt: skip
+
+
+def write_score_geotiff(
+    path: str | os.PathLike[str],
+    heat: np.ndarray,
+    geo: GeoRef | None,
+    *,
+    downsample: int = 1,
+) -> Path:
+    """Write a float32 score map (H/d, W/d; NaN = not scored) as a GeoTIFF aligned with its product.
+
+    The map's geotransform is the product's with pixels ``downsample`` times larger, so each map pixel
+    covers exactly ``d × d`` product pixels; without georeferencing the file is a plain float TIFF.
+    """
+    rasterio = require("rasterio")
+    from rasterio.transform import Affine
+
+    h, w = heat.shape
+    d = max(1, int(downsample))
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": "float32", "nodata": float("nan"),
+        "compress": "deflate", "tiled": h >= 256 and w >= 256,
+    }  # fmt: skip
+    if geo is not None:
+        a, b, c, dd, e, f = geo.transform
+        profile["transform"] = Affine(a * d, b * d, c, dd * d, e * d, f)
+        profile["crs"] = rasterio.crs.CRS.from_wkt(geo.crs_wkt)
+    p = Path(os.fspath(path))
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.Env(), rasterio.open(p, "w", **profile) as dst:
+        dst.write(np.asarray(heat, np.float32), 1)
+        dst.update_tags(EDGEAE="anomaly score map: max score of the patches covering each pixel; NaN = not scored")
+    return p

@@ -1,0 +1,233 @@
+"""Image-codec baselines at equal bytes: JPEG, JPEG 2000, WebP, JPEG XL, also over the simulated link.
+
+The shared part of ``edgeae downlink simulate --compare``, ``edgeae downlink plan`` and the rate-distortion
+and link benchmarks. A codec encodes a whole 8-bit frame (H, W, C), C = 1 or 3; :func:`at_bytes` finds the
+best quality that fits a byte budget; :func:`over_link` sends the file as a flat product (telemetry APID,
+the same packet size as the sparse frame) over a :class:`~edgeae.ground.link.LinkConfig` and decodes what
+arrived two ways — the prefix before the first lost packet (a truncated file) and the full length with lost
+ranges zero-filled — crediting the codec with the better of the two (generous to the codec). If neither
+decodes to an image of the right shape, the frame is lost and scored as a flat mid-grey frame.
+
+Needs the ground extras (OpenCV for JPEG, imagecodecs for the others), imported when a codec runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeae.wire.packets import SequenceCounters, WireConfig, overhead, packetise
+from edgeae.wire.products import TelemetryRecord
+
+from .decode import decode_flat
+from .link import LinkConfig, simulate
+from .reassembly import Receiver
+
+CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp", "jpegxl")
+"""``jpeg-rst``: baseline JPEG with a restart marker every MCU row, the standard way to let a JPEG decoder
+resynchronise after damage (costs a few bytes per row)."""
+QUALITY_RANGE: dict[str, tuple[float, float]] = {
+    "jpeg": (1.0, 100.0),  # quality
+    "jpeg-rst": (1.0, 100.0),
+    "webp": (1.0, 100.0),
+    "jpeg2000": (10.0, 80.0),  # target PSNR (dB) of the single quality layer
+    "jpegxl": (25.0, 0.1),  # butteraugli distance (smaller = better)
+}
+
+
+def _check(codec: str) -> None:
+    if codec not in CODECS:
+        raise ValueError(f"unknown image codec {codec!r}; choose from {', '.join(CODECS)}")
+
+
+def encode(img: np.ndarray, codec: str, q: float) -> bytes:
+    """Encode uint8 (H, W, C) (C = 1 or 3) at quality ``q`` (JPEG/WebP 1-100; JPEG 2000 target PSNR in dB;
+    JPEG XL butteraugli distance)."""
+    import imagecodecs
+
+    _check(codec)
+    grey = img.shape[2] == 1
+    src = np.ascontiguousarray(img[..., 0] if grey else img)
+    if codec in ("jpeg", "jpeg-rst"):
+        import cv2
+
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(q)]
+        if codec == "jpeg-rst":
+            params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-img.shape[1] // (8 if grey else 16))]  # one MCU row
+        ok, buf = cv2.imencode(".jpg", src if grey else np.ascontiguousarray(src[..., ::-1]), params)
+        if not ok:
+            raise RuntimeError("OpenCV could not encode JPEG")
+        return buf.tobytes()
+    if codec == "jpeg2000":
+        return bytes(imagecodecs.jpeg2k_encode(src, level=float(q)))  # type: ignore[arg-type]  # float dB works
+    if codec == "jpegxl":
+        return bytes(imagecodecs.jpegxl_encode(src, distance=float(q)))
+    return bytes(imagecodecs.webp_encode(np.repeat(img, 3, axis=2) if grey else src, level=float(q), lossless=False))
+
+
+def decode(data: bytes, codec: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Decode as far as the decoder can, as uint8 ``shape`` (H, W, C); None when it refuses or the shape is
+    wrong."""
+    _check(codec)
+    try:
+        if codec in ("jpeg", "jpeg-rst"):
+            import cv2
+
+            grey = shape[2] == 1
+            out: Any = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+            if out is None:
+                return None
+            out = out if grey else out[..., ::-1]
+        else:
+            import imagecodecs
+
+            fn: Any = {"jpeg2000": imagecodecs.jpeg2k_decode, "webp": imagecodecs.webp_decode}.get(
+                codec, imagecodecs.jpegxl_decode
+            )
+            out = fn(data)
+    except Exception:
+        return None
+    a = np.asarray(out)
+    a = a.reshape(*a.shape[:2], -1)[..., : shape[2]]  # WebP of a grey image decodes as RGB
+    return np.ascontiguousarray(a) if a.shape == tuple(shape) and a.dtype == np.uint8 else None
+
+
+def roundtrip(img: np.ndarray, codec: str, q: float) -> tuple[bytes, np.ndarray, float, float]:
+    """Encode and decode; (bytes, decoded uint8 (H, W, C), encode s, decode s)."""
+    import time
+
+    t0 = time.perf_counter()
+    data = encode(img, codec, q)
+    t1 = time.perf_counter()
+    out = decode(data, codec, img.shape)
+    t2 = time.perf_counter()
+    if out is None:
+        raise RuntimeError(f"{codec} could not decode its own file at quality {q}")
+    return data, out, t1 - t0, t2 - t1
+
+
+def at_bytes(img: np.ndarray, codec: str, budget: int) -> tuple[bytes, float]:
+    """The highest-quality encoding of at most ``budget`` bytes (bisection on the quality parameter).
+
+    Raises ValueError when even the lowest quality does not fit."""
+    _check(codec)
+    lo, hi = QUALITY_RANGE[codec]
+    integer = codec in ("jpeg", "jpeg-rst", "webp")
+    best = encode(img, codec, lo), lo
+    if len(best[0]) > budget:
+        raise ValueError(f"{codec} needs {len(best[0])} bytes at its lowest quality, over the {budget}-byte budget")
+    for _ in range(8 if integer else 12):
+        mid = float(int((lo + hi) / 2)) if integer else (lo + hi) / 2
+        d = encode(img, codec, mid)
+        if len(d) <= budget:
+            best, lo = (d, mid), mid
+        else:
+            hi = mid
+        if integer and abs(hi - lo) <= 1:
+            break
+    return best
+
+
+def file_budget(wire_bytes: int, max_packet: int) -> int:
+    """The largest file whose packets (flat product, ``max_packet`` bytes each) take at most ``wire_bytes``."""
+    per = max_packet - overhead("telemetry")
+    n = wire_bytes // max_packet
+    rest = wire_bytes - n * max_packet - overhead("telemetry")
+    return max(0, n * per + max(0, rest))
+
+
+@dataclass(frozen=True, eq=False)
+class LinkResult:
+    """A codec file after the link: ``image`` uint8 (H, W, C) (mid-grey when lost), how it was decoded."""
+
+    image: np.ndarray
+    lost: bool
+    how: str  # complete | prefix | zero-fill | undecodable | nothing
+    bytes_received: float  # fraction of the file's bytes that arrived
+    wire_bytes: int
+    packets: int
+
+
+def over_link(
+    data: bytes,
+    codec: str,
+    shape: tuple[int, ...],
+    link: LinkConfig,
+    max_packet: int,
+    original: np.ndarray | None = None,
+) -> LinkResult:
+    """Send a codec file over ``link`` (packets of ``max_packet`` bytes) and decode what arrived.
+
+    When both a prefix and a zero-filled file decode, the one closer to ``original`` (uint8 ``shape``;
+    default: the complete file decoded) is kept."""
+    pkts = packetise(TelemetryRecord(1, data), config=WireConfig(max_packet), counters=SequenceCounters())
+    out, _ = simulate(pkts, link)
+    r = Receiver()
+    for _, p in out:
+        r.receive(p)
+    asm = r.products.get(("telemetry", 1, 0))
+    wire = sum(map(len, pkts))
+    if asm is None:
+        return LinkResult(np.full(shape, 128, np.uint8), True, "nothing", 0.0, wire, len(pkts))
+    got = decode_flat(asm)
+    im, how = decode_partial(got.values, got.received, codec, shape, original)
+    lost = im is None
+    return LinkResult(np.full(shape, 128, np.uint8) if im is None else im, lost, how, float(got.received.mean()), wire,
+                      len(pkts))  # fmt: skip
+
+
+def decode_partial(
+    values: np.ndarray, received: np.ndarray, codec: str, shape: tuple[int, ...], original: np.ndarray | None = None
+) -> tuple[np.ndarray | None, str]:
+    """Decode a codec file of which only the bytes where ``received`` arrived (uint8 ``values``): the whole file,
+    or the better of the prefix before the first gap and the zero-filled file (closer to ``original``; by
+    default to whichever decodes). (image or None, how: complete | prefix | zero-fill | undecodable)."""
+    cands: list[tuple[str, np.ndarray]] = []
+    if received.all():
+        im = decode(values.tobytes(), codec, shape)
+        cands += [("complete", im)] if im is not None else []
+    else:
+        first = int(np.argmin(received))
+        im = decode(values[:first].tobytes(), codec, shape) if first else None
+        cands += [("prefix", im)] if im is not None else []
+        im = decode(values.tobytes(), codec, shape)
+        cands += [("zero-fill", im)] if im is not None else []
+    if not cands:
+        return None, "undecodable"
+    if len(cands) > 1 and original is not None:
+        ref = original.astype(np.float32)
+        cands.sort(key=lambda c: float(np.mean((c[1].astype(np.float32) - ref) ** 2)))
+    return cands[0][1], cands[0][0]
+
+
+def same_bytes(
+    img: np.ndarray, codecs: list[str] | tuple[str, ...], wire_bytes: int, link: LinkConfig, max_packet: int
+) -> list[dict[str, Any]]:
+    """Each codec's file at the best quality whose packets take at most ``wire_bytes``, sent over ``link``:
+    one row per codec with the file and wire bytes, the quality, how it decoded and the PSNR (dB) against
+    ``img`` (uint8 (H, W, C)). A codec that cannot get that small is reported with ``error``."""
+    from edgeae.metrics import psnr
+
+    ref = img.astype(np.float32) / 255.0
+    rows: list[dict[str, Any]] = []
+    for codec in codecs:
+        try:
+            data, q = at_bytes(img, codec, file_budget(wire_bytes, max_packet))
+        except ValueError as exc:
+            rows.append({"method": codec, "error": str(exc)})
+            continue
+        r = over_link(data, codec, img.shape, link, max_packet, original=img)
+        rows.append({
+            "method": codec,
+            "file_bytes": len(data),
+            "quality": q,
+            "wire_bytes": r.wire_bytes,
+            "packets": r.packets,
+            "bytes_received": r.bytes_received,
+            "decoded": r.how,
+            "lost": r.lost,
+            "psnr": round(float(psnr(ref, r.image.astype(np.float32) / 255.0)), 3),
+        })  # fmt: skip
+    return rows

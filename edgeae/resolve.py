@@ -1,0 +1,190 @@
+"""One vocabulary for naming things on the command line: models, links and missions.
+
+Every command that takes a model, a link or a mission resolves it here, so the same words work everywhere:
+
+- a **model** is a zoo name (``orbital-gray-vae``), the same with a ``zoo:`` prefix, a shipped artifact
+  (``zoo:orbital-gray-vae/orbital-gray-vae.int8.onnx``) or a path to a ``.pt`` checkpoint or an
+  ``.onnx`` / ``.ort`` / ``.tflite`` artifact;
+- a **link** is a preset name (``loss20``; ``edgeae links`` lists them) or a path to a link TOML file;
+- a **mission** is a preset name (``rover_mastcamz``; ``firmware-sim missions`` lists them) or a path.
+
+Standard library only (no numpy, no torch): the flight runtime (``edgeae.firmware_sim``) uses it too.
+Errors are :class:`NameNotFound` (a ``FileNotFoundError`` whose message lists what does exist).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tomllib
+from pathlib import Path
+
+from edgeae import zoo
+
+ZOO_PREFIX = "zoo:"
+CHECKPOINT_SUFFIX = ".pt"
+ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
+MODEL_SUFFIXES = (CHECKPOINT_SUFFIX, *ARTIFACT_SUFFIXES)
+ARTIFACTS_DIR = Path(zoo.__file__).resolve().parent / "artifacts"
+LINKS_DIR = Path(__file__).resolve().parent / "ground" / "links"
+# the interpreter each artifact suffix needs, in the order a zoo name prefers them
+_INTERPRETER = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".tflite": "ai_edge_litert"}
+
+
+class NameNotFound(FileNotFoundError):
+    """A model, link or mission name that is neither an existing file nor a known preset."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or "/" in spec or Path(spec).suffix in (*MODEL_SUFFIXES, ".toml")
+
+
+# ------------------------------------------------------------------------------------------------ models
+def shipped_artifacts(name: str) -> list[Path]:
+    """The flight artifacts shipped for zoo model ``name`` (full model first, then encoder/decoder)."""
+    folder = ARTIFACTS_DIR / name
+    files = [p for p in sorted(folder.glob("*")) if p.suffix in ARTIFACT_SUFFIXES]
+    return sorted(files, key=lambda p: (p.name.count("-encoder") + p.name.count("-decoder"), p.name))
+
+
+def zoo_artifact(name: str, part: str = "") -> Path:
+    """The shipped artifact of zoo model ``name`` that this install can run (onnxruntime first, then LiteRT).
+
+    ``part`` picks ``encoder`` or ``decoder`` of a seed CAE ("" = the full model).
+    """
+    zoo_entry(name)
+    stem = f"{name}-{part}" if part else name
+    files = [p for p in shipped_artifacts(name) if p.name.split(".")[0] == stem]
+    if not files:
+        raise NameNotFound(
+            f"zoo model {name!r} ships no flight artifact{' for its ' + part if part else ''}; make one with "
+            f"edgeae export {name} --format onnx --precision int8 --out DIR, then pass the file"
+        )
+    runnable = [p for p in files if _installed(_INTERPRETER[p.suffix])]
+    if not runnable:
+        return files[0]  # loading it names the missing interpreter and the pip line
+    order = {".onnx": 0, ".tflite": 1, ".ort": 2}
+    return min(runnable, key=lambda p: order[p.suffix])
+
+
+def zoo_entry(name: str) -> dict:
+    if name not in zoo.ZOO:
+        raise NameNotFound(f"unknown zoo model {name!r}; zoo models: {', '.join(sorted(zoo.ZOO))}")
+    return zoo.ZOO[name]
+
+
+def model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
+    """An existing model file for ``spec`` (zoo name, ``zoo:NAME``, ``zoo:NAME/FILE`` or a path).
+
+    ``want``: ``"any"`` (a zoo name gives its ``.pt`` checkpoint when PyTorch is installed, else its shipped
+    artifact), ``"checkpoint"`` (the ``.pt``: training and export), ``"artifact"`` (a flight file: the runtime).
+    """
+    if want not in ("any", "checkpoint", "artifact"):
+        raise ValueError(f"want must be any, checkpoint or artifact, got {want!r}")
+    text = os.fspath(spec)
+    p = Path(text)
+    if not text.startswith(ZOO_PREFIX) and p.is_file():
+        return _check_kind(p, want, text)
+    name = text[len(ZOO_PREFIX) :] if text.startswith(ZOO_PREFIX) else text
+    if text.startswith(ZOO_PREFIX) and "/" in name:  # zoo:NAME/FILE: one shipped file
+        shipped = ARTIFACTS_DIR / name
+        if not shipped.is_file():
+            folder = shipped.parent
+            have = ", ".join(q.name for q in shipped_artifacts(folder.name)) or "none"
+            raise NameNotFound(f"model {text}: no such shipped artifact (files of {folder.name}: {have})")
+        return _check_kind(shipped, want, text)
+    if name in zoo.ZOO:
+        weights = zoo.WEIGHTS_DIR / zoo.ZOO[name]["file"]
+        if want == "artifact":
+            return zoo_artifact(name)
+        if want == "checkpoint" or _installed("torch"):
+            return zoo.resolve(name)  # clear error (with the reproducing command) when the weights are missing
+        if shipped_artifacts(name):
+            return zoo_artifact(name)
+        raise NameNotFound(
+            f"zoo model {name!r} is a PyTorch checkpoint ({weights.name}) and no flight artifact ships for it; "
+            "'torch' is needed here but is not installed: run  pip install 'edgeae[train]'"
+        )
+    if _looks_like_path(text) or text.startswith(ZOO_PREFIX):
+        what = "zoo model" if text.startswith(ZOO_PREFIX) else "model file"
+        raise NameNotFound(f"{what} {text} does not exist; zoo models: {', '.join(sorted(zoo.ZOO))}")
+    raise NameNotFound(
+        f"model {text!r} is neither a file nor a zoo model; zoo models: {', '.join(sorted(zoo.ZOO))} "
+        "(or pass a .pt / .onnx / .ort / .tflite path)"
+    )
+
+
+def _check_kind(path: Path, want: str, spec: str) -> Path:
+    if want == "artifact" and path.suffix not in ARTIFACT_SUFFIXES:
+        raise NameNotFound(
+            f"model {spec}: the flight runtime needs an .onnx, .ort or .tflite artifact, not {path.suffix or 'a'} "
+            f"file; make one with edgeae export {spec} --out DIR"
+        )
+    if want == "checkpoint" and path.suffix != CHECKPOINT_SUFFIX:
+        raise NameNotFound(f"model {spec}: a .pt checkpoint (or a zoo name) is needed here, got {path.name}")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ presets
+def presets(folder: Path) -> dict[str, Path]:
+    """name -> TOML file of the presets in ``folder``."""
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def preset_path(spec: str | os.PathLike[str], folder: Path, what: str) -> Path:
+    """An existing file for ``spec``: a path, or the name of a preset in ``folder`` (``NAME`` or ``NAME.toml``)."""
+    text = os.fspath(spec)
+    p = Path(text)
+    if p.is_file():
+        return p
+    known = presets(folder)
+    if p.parent == Path(".") and p.suffix in ("", ".toml") and p.stem in known:
+        return known[p.stem]
+    raise NameNotFound(f"{what} {text} is neither a file nor a preset; presets: {', '.join(known) or 'none'}")
+
+
+def link_path(spec: str | os.PathLike[str]) -> Path:
+    """A link TOML file: a path, or a preset name from ``edgeae/ground/links`` (``edgeae links``)."""
+    return preset_path(spec, LINKS_DIR, "link")
+
+
+def preset_summary(path: Path) -> str:
+    """The first comment lines of a preset file: what it is for, in the author's words."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    if not lines:
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError:
+            return ""
+        return str(doc.get("description", ""))
+    return " ".join(lines)
+
+
+__all__ = [
+    "ARTIFACT_SUFFIXES",
+    "LINKS_DIR",
+    "MODEL_SUFFIXES",
+    "ZOO_PREFIX",
+    "NameNotFound",
+    "link_path",
+    "model_path",
+    "preset_path",
+    "preset_summary",
+    "presets",
+    "shipped_artifacts",
+    "zoo_artifact",
+]

@@ -1,0 +1,261 @@
+"""Detections on the map: per-patch map/lon/lat columns and the GeoPackage/GeoJSON layer of a scan.
+
+Every patch row of a map-projected product gets ``map_x``, ``map_y`` (the patch centre in the product's
+CRS) and ``lon``, ``lat`` (planetocentric degrees, east-positive; NaN when the body is unknown); rows of
+other images get nulls. Columns are computed by the driver from each product's georeferencing when it
+writes the image's part, so the local and Ray engines produce identical tables.
+
+``write_layer`` turns each map-projected product's best patches (its own top-k) into features with
+score, product, product id, instrument and thumbnail path. A layer has one CRS: by default one layer per
+body in its planetocentric lon/lat CRS (IAU 2015, e.g. ``IAU_2015:49900`` for Mars), so the detections of
+products in any projection land in one layer QGIS reprojects on the fly; ``layer_crs="product"`` keeps
+map x/y with one layer per product CRS. One GeoPackage holds every layer; GeoJSON gets one file per
+layer (the first at the path given). GeoPackage goes through ``pyogrio`` (maintained, on PyPI, with its
+own GDAL/OGR); GeoJSON is plain JSON with the legacy ``crs`` member naming the CRS (an IAU code or WKT),
+which GDAL and QGIS read (RFC 7946 assumes WGS 84 lon/lat, which a planetary layer is not).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+__all__ = ["GEO_COLUMNS", "geo_columns", "georef_of", "save_score_geotiff", "write_layer", "write_scores_csv"]
+
+GEO_COLUMNS = ("map_x", "map_y", "lon", "lat")
+LAYER_SUFFIXES = (".gpkg", ".geojson", ".json")
+
+
+def georef_of(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """(GeoRef or None, product metadata) of an image; plain images and missing GDAL give (None, {})."""
+    from edgeae.archive.formats import is_archive_path
+
+    p = Path(os.fspath(path))
+    try:
+        if not is_archive_path(p):
+            return None, {}
+        from edgeae.archive.reader import ProductReader
+
+        with ProductReader(p) as r:
+            lab = r.label
+            meta = {
+                "product_id": lab.product_id, "instrument": lab.instrument, "target": lab.target,
+                "format": lab.format, "incidence_deg": lab.incidence_deg, "emission_deg": lab.emission_deg,
+                "body": r.geo.body if r.geo else None, "georef": r.geo.to_dict() if r.geo else None,
+            }  # fmt: skip
+            return r.geo, meta
+    except ImportError:
+        return None, {}
+
+
+def geo_columns(geo: Any, xs: np.ndarray, ys: np.ndarray, patch: int) -> dict[str, np.ndarray]:
+    """The four :data:`GEO_COLUMNS` for patches with top-left (xs, ys); NaN without georeferencing."""
+    n = len(xs)
+    if geo is None or n == 0:
+        return {c: np.full(n, np.nan) for c in GEO_COLUMNS}
+    return geo.patch_columns(np.asarray(xs), np.asarray(ys), patch)
+
+
+def _wkb_point(x: float, y: float) -> bytes:
+    return struct.pack("<BIdd", 1, 1, x, y)
+
+
+def _wkb_polygon(ring: list[tuple[float, float]]) -> bytes:
+    return struct.pack("<BIII", 1, 3, 1, len(ring)) + b"".join(struct.pack("<dd", x, y) for x, y in ring)
+
+
+# planetocentric longitude/latitude CRS of each body (IAU 2015 sphere, "ocentric"), for the per-body layers
+BODY_CRS = {
+    "MERCURY": "IAU_2015:19900", "VENUS": "IAU_2015:29900", "EARTH": "IAU_2015:39900", "MOON": "IAU_2015:30100",
+    "MARS": "IAU_2015:49900", "VESTA": "IAU_2015:200000400", "CERES": "IAU_2015:200000100",
+    "EUROPA": "IAU_2015:50200", "GANYMEDE": "IAU_2015:50300", "CALLISTO": "IAU_2015:50400",
+    "TITAN": "IAU_2015:60600",
+}  # fmt: skip
+
+
+def _georef(g: dict[str, Any]) -> Any:
+    from edgeae.archive.geo import GeoRef
+
+    radii = tuple(g["label_radii"]) if g.get("label_radii") else None
+    return GeoRef(
+        tuple(g["transform"]), g["crs_wkt"], g["width"], g["height"], g["body"], g["semi_major"],
+        g["semi_minor"], radii, g.get("note", ""),
+    )  # fmt: skip
+
+
+def _features(
+    store: Any, entries: list[Any], thumbs_dir: Path, geometry: str, k: int, layer_crs: str
+) -> dict[tuple[str, str], list[dict]]:
+    """Features grouped by layer: ("body", MARS) in planetocentric lon/lat, or ("crs", WKT) in map x/y."""
+    from edgeae.imageio import write_image
+
+    patch = store.config.patch
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in entries:
+        meta_path = store.meta_path(e.key)
+        if not meta_path.exists() or not store.top_path(e.key).exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        if not meta.get("georef"):
+            continue
+        geo = _georef(meta["georef"])
+        top = store.load_top(e.key)
+        n = min(k, len(top.scores))
+        if n == 0:
+            continue
+        cols = geo.patch_columns(top.xs[:n], top.ys[:n], patch)
+        by_body = layer_crs == "body" and geo.body in BODY_CRS and bool(np.isfinite(cols["lon"]).all())
+        key = ("body", geo.body) if by_body else ("crs", geo.crs_wkt)
+        for rank in range(n):
+            x, y = int(top.xs[rank]), int(top.ys[rank])
+            fn = f"{e.key}_{rank:02d}_x{x}_y{y}.png"
+            thumbs_dir.mkdir(parents=True, exist_ok=True)
+            write_image(thumbs_dir / fn, top.thumbs[rank].transpose(1, 2, 0))
+            if geometry == "point":
+                xy = (cols["lon"][rank], cols["lat"][rank]) if by_body else (cols["map_x"][rank], cols["map_y"][rank])
+                shape: dict[str, Any] = {"type": "Point", "coordinates": [float(xy[0]), float(xy[1])]}
+            else:  # the patch's part on the product, as a ring
+                x1, y1 = min(x + patch, geo.width), min(y + patch, geo.height)
+                mx, my = geo.pixel_to_map(np.array([x, x1, x1, x, x], float), np.array([y, y, y1, y1, y], float))
+                if by_body:
+                    mx, my = geo.map_to_lonlat(mx, my)
+                ring = [[float(a), float(b)] for a, b in zip(mx, my, strict=True)]
+                shape = {"type": "Polygon", "coordinates": [ring]}
+            props = {
+                "score": float(top.scores[rank]), "rank_in_product": rank, "product": e.name,
+                "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
+                "body": geo.body or "", "x_px": x, "y_px": y, "patch_px": patch,
+                "map_x": float(cols["map_x"][rank]), "map_y": float(cols["map_y"][rank]),
+                "lon": float(cols["lon"][rank]), "lat": float(cols["lat"][rank]),
+                "thumbnail": f"{thumbs_dir.name}/{fn}",
+            }  # fmt: skip
+            groups.setdefault(key, []).append({"geometry": shape, "properties": props})
+    for feats in groups.values():
+        feats.sort(key=lambda f: (-f["properties"]["score"], f["properties"]["product"], f["properties"]["y_px"]))
+    return groups
+
+
+def _layer_names(groups: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], str]:
+    """``anomalies_<body>`` for body layers; ``anomalies_<body>_crs<i>`` (by best score) for product-CRS ones."""
+    names: dict[tuple[str, str], str] = {}
+    order = sorted(groups, key=lambda key: -groups[key][0]["properties"]["score"])
+    i = 0
+    for key in order:
+        body = (groups[key][0]["properties"]["body"] or "unknown").lower()
+        if key[0] == "body":
+            names[key] = f"anomalies_{body}"
+        else:
+            names[key] = f"anomalies_{body}_crs{i}"
+            i += 1
+    return names
+
+
+def _layer_crs(key: tuple[str, str]) -> str:
+    return BODY_CRS[key[1]] if key[0] == "body" else key[1]
+
+
+def write_layer(
+    store: Any,
+    entries: list[Any],
+    out: str | os.PathLike[str],
+    *,
+    geometry: str = "point",
+    k: int | None = None,
+    layer_crs: str = "body",
+) -> list[dict[str, Any]]:
+    """Write the detection layer(s) of a finished scan to ``out`` (.gpkg or .geojson); returns what was written.
+
+    ``layer_crs="body"``: one layer per body in its planetocentric lon/lat CRS (IAU 2015 sphere, e.g.
+    ``IAU_2015:49900`` for Mars), products of any projection together; ``"product"``: one layer per
+    product CRS in map x/y. ``k``: best patches per product (default: the scan's top_k). Products without
+    a map projection have no place on a map and are left out.
+    """
+    if geometry not in ("point", "polygon"):
+        raise ValueError(f"geometry must be 'point' or 'polygon', got {geometry!r}")
+    if layer_crs not in ("body", "product"):
+        raise ValueError(f"layer_crs must be 'body' or 'product', got {layer_crs!r}")
+    p = Path(os.fspath(out))
+    ext = p.suffix.lower()
+    if ext not in LAYER_SUFFIXES:
+        raise ValueError(f"{p}: the layer must be .gpkg or .geojson, got {ext or 'no extension'!r}")
+    thumbs = p.with_name(f"{p.stem}_thumbs")
+    groups = _features(store, entries, thumbs, geometry, store.config.top_k if k is None else k, layer_crs)
+    names = _layer_names(groups)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    written: list[dict[str, Any]] = []
+    ordered = sorted(groups, key=lambda key: names[key])
+    if ext == ".gpkg":
+        p.unlink(missing_ok=True)
+        for key in ordered:
+            _write_gpkg(p, names[key], _layer_crs(key), groups[key], geometry)
+            written.append({"path": str(p), "layer": names[key], "features": len(groups[key])})
+    else:
+        for i, key in enumerate(ordered):
+            path = p if i == 0 else p.with_name(f"{p.stem}_{names[key]}{p.suffix}")
+            doc = {
+                "type": "FeatureCollection", "name": names[key],
+                "crs": {"type": "name", "properties": {"name": _layer_crs(key)}},
+                "features": [{"type": "Feature", **f} for f in groups[key]],
+            }  # fmt: skip
+            path.write_text(json.dumps(doc))
+            written.append({"path": str(path), "layer": names[key], "features": len(groups[key])})
+    return written
+
+
+def _write_gpkg(path: Path, layer: str, wkt: str, feats: list[dict], geometry: str) -> None:
+    raw = require("pyogrio.raw")
+    props = [f["properties"] for f in feats]
+    fields = list(props[0]) if props else []
+    data = [np.asarray([d[c] for d in props]) for c in fields]
+    data = [a.astype(object) if a.dtype.kind == "U" else a for a in data]
+    geoms = []
+    for f in feats:
+        g = f["geometry"]
+        geoms.append(
+            _wkb_point(*g["coordinates"]) if g["type"] == "Point"
+            else _wkb_polygon([tuple(c) for c in g["coordinates"][0]])
+        )  # fmt: skip
+    raw.write(
+        str(path), np.array(geoms, dtype=object), data, fields, layer=layer, driver="GPKG",
+        geometry_type="Point" if geometry == "point" else "Polygon", crs=wkt, append=path.exists(),
+    )  # fmt: skip
+
+
+def write_scores_csv(path: str | os.PathLike[str], results: list[Any]) -> int:
+    """``edgeae score``'s CSV with ``map_x,map_y,lon,lat`` appended (empty cells where not map-projected);
+    returns the rows written, or 0 (and writes nothing) when no image is map-projected."""
+    geos = [georef_of(r.file)[0] for r in results]
+    if all(g is None for g in geos):
+        return 0
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("file,x,y,score,valid_frac," + ",".join(GEO_COLUMNS) + "\n")
+        for r, g in zip(results, geos, strict=True):
+            cols = geo_columns(g, r.x, r.y, r.patch)
+            for i, (x, y, s, v) in enumerate(zip(r.x, r.y, r.score, r.valid_frac, strict=True)):
+                geo = ",".join("" if np.isnan(cols[c][i]) else f"{cols[c][i]:.10g}" for c in GEO_COLUMNS)
+                f.write(f"{r.file},{x},{y},{s:.6g},{v:.4f},{geo}\n")
+                n += 1
+    return n
+
+
+def save_score_geotiff(path: str | os.PathLike[str], scores: Any, product: str | os.PathLike[str]) -> Path:
+    """The max-score map of one product as a float32 GeoTIFF aligned with it (NaN = not scored).
+
+    Full resolution up to 8192 px a side; larger products get map pixels of d × d product pixels (d the
+    smallest integer that fits), with the geotransform scaled to match.
+    """
+    from edgeae.anomaly.score import score_map
+    from edgeae.archive.geo import write_score_geotiff
+
+    h, w = scores.shape
+    d = max(1, -(-max(h, w) // 8192))
+    geo, _ = georef_of(product)
+    return write_score_geotiff(path, score_map(scores, "max", downsample=d).astype(np.float32), geo, downsample=d)

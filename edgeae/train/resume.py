@@ -1,0 +1,192 @@
+"""Resumable training: a run folder's ``last.pt`` holds everything needed to continue a stopped run.
+
+``last.pt`` (``torch.save`` dict, written atomically) carries the model and optimiser state, the learning-rate
+schedule, the epoch and the batch inside it reached, the partial epoch's loss sums, the loss history of every
+epoch so far, torch's RNG state and the training-data manifest hash. Per-epoch randomness (crop positions,
+augmentation, masks, shuffling) is derived from ``(seed, epoch)``, so a resumed run draws exactly the batches
+the uninterrupted run would have drawn. A run refuses to resume on different data or a different config.
+
+A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budget 90m``) or on SIGINT/SIGTERM
+(``nohup`` runs stopped with ``kill``), the trainer finishes the current batch, writes ``last.pt`` and returns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edgeae._optional import require
+
+STATE_FILE = "last.pt"
+STATE_VERSION = 1
+
+# Config keys that may change between a run and its resumption (they do not change what is learned).
+RESUMABLE_CHANGES = frozenset({"epochs", "time_budget", "progress", "threads", "device", "out", "resume"})
+
+
+class ResumeError(ValueError):
+    """A run folder cannot be resumed (missing state, other data, other config)."""
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds; None/"" -> None."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        t = text.strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", t):
+            seconds = float(t)
+        else:
+            parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", t)
+            if not parts or "".join(f"{a}{b}" for a, b in parts) != t.replace(" ", ""):
+                raise ValueError(f"time budget {text!r}: expected e.g. 90m, 2h, 1h30m, 45s or seconds")
+            seconds = sum(float(a) * {"h": 3600.0, "m": 60.0, "s": 1.0}[b] for a, b in parts)
+    if not seconds > 0:
+        raise ValueError(f"time budget must be positive, got {text!r}")
+    return seconds
+
+
+class Deadline:
+    """Wall-clock budget plus SIGINT/SIGTERM: ``expired`` turns True once either happens."""
+
+    def __init__(self, budget_s: float | None, handle_signals: bool = True) -> None:
+        self.start = time.monotonic()
+        self.budget_s = budget_s
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._old[sig] = signal.signal(sig, self._on_signal)
+                except ValueError:  # not the main thread: budget only
+                    pass
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signal.Signals(signum).name
+
+    @property
+    def expired(self) -> bool:
+        if self.signal is not None:
+            return True
+        return self.budget_s is not None and time.monotonic() - self.start >= self.budget_s
+
+    @property
+    def reason(self) -> str:
+        if self.signal is not None:
+            return f"stopped by {self.signal}"
+        return f"time budget of {self.budget_s:.0f} s reached"
+
+    def close(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: ``epoch`` (1-based) and ``batch`` (batches of it already done)."""
+
+    epoch: int = 1
+    batch: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = float("inf")
+    best_epoch: int = -1
+    seconds: float = 0.0  # training seconds spent in the current epoch before the last stop
+    segments: list[dict[str, Any]] = field(default_factory=list)  # one entry per start/resume
+
+
+def save_state(
+    folder: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    state: TrainState,
+    config: dict[str, Any],
+    data_hash: str,
+) -> Path:
+    """Write ``folder/last.pt`` atomically."""
+    torch = require("torch")
+    path = Path(folder) / STATE_FILE
+    blob = {
+        "version": STATE_VERSION,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "state": {
+            "epoch": state.epoch,
+            "batch": state.batch,
+            "loss_sum": state.loss_sum,
+            "loss_count": state.loss_count,
+            "history": state.history,
+            "best_val": state.best_val,
+            "best_epoch": state.best_epoch,
+            "seconds": state.seconds,
+            "segments": state.segments,
+        },
+        "torch_rng": torch.get_rng_state(),
+        "config": config,
+        "data_hash": data_hash,
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_state(
+    folder: str | os.PathLike[str],
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    config: dict[str, Any],
+    data_hash: str,
+) -> TrainState:
+    """Restore ``folder/last.pt`` into ``model``/``optimizer``/``scheduler`` after checking data and config."""
+    torch = require("torch")
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        raise ResumeError(f"cannot resume {folder}: {STATE_FILE} not found (was the run started with this edgeae?)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ResumeError(f"cannot resume {folder}: {path} is unreadable ({type(exc).__name__}: {exc})") from exc
+    if blob.get("version") != STATE_VERSION:
+        raise ResumeError(f"cannot resume {folder}: state version {blob.get('version')} != {STATE_VERSION}")
+    if blob["data_hash"] != data_hash:
+        raise ResumeError(
+            f"cannot resume {folder}: the training data changed (manifest hash {blob['data_hash'][:12]}… "
+            f"at the start, {data_hash[:12]}… now); start a new run instead"
+        )
+    old = {k: v for k, v in blob["config"].items() if k not in RESUMABLE_CHANGES}
+    new = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ResumeError(f"cannot resume {folder}: the config changed ({diffs})")
+    model.load_state_dict(blob["model"])
+    optimizer.load_state_dict(blob["optimizer"])
+    if scheduler is not None and blob.get("scheduler") is not None:
+        scheduler.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["torch_rng"])
+    s = blob["state"]
+    return TrainState(
+        epoch=int(s["epoch"]),
+        batch=int(s["batch"]),
+        loss_sum=float(s["loss_sum"]),
+        loss_count=int(s["loss_count"]),
+        history=list(s["history"]),
+        best_val=float(s["best_val"]),
+        best_epoch=int(s["best_epoch"]),
+        seconds=float(s.get("seconds", 0.0)),
+        segments=list(s.get("segments", [])),
+    )

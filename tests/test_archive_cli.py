@@ -1,0 +1,66 @@
+"""`edgeae score` on a map-projected product: map/lon/lat columns on every row and an aligned score GeoTIFF;
+`edgeae scan --geo` writes a layer QGIS opens."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rasterio = pytest.importorskip("rasterio", reason="the archive extra is not installed: pip install 'edgeae[archive]'")
+pytest.importorskip("torch")
+from test_scan_support import tiny_cae  # noqa: E402
+
+from edgeae.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def formats(data_root: Path) -> Path:
+    p = data_root / "formats"
+    if not p.is_dir():
+        pytest.skip(f"archive-format samples not found at {p}")
+    return p
+
+
+def test_score_adds_map_columns_and_writes_an_aligned_geotiff(formats: Path, tmp_path: Path) -> None:
+    model = tiny_cae(tmp_path / "tiny.pt")
+    cube = formats / "isis3/dawnEqui1.cub"
+    out = tmp_path / "s.csv"
+    args = ["score", str(cube), "--model", str(model), "--patch", "32", "-o", str(out), "--no-progress"]
+    assert main([*args, "--min-valid", "0.5", "--map", str(tmp_path / "map.tif")]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file", "x", "y", "score", "valid_frac", "map_x", "map_y", "lon", "lat"]
+    with rasterio.open(cube) as ds:
+        for r in rows:
+            x, y = int(r["x"]), int(r["y"])
+            cx, cy = (x + min(x + 32, ds.width)) / 2, (y + min(y + 32, ds.height)) / 2  # clipped patch centre
+            assert float(r["map_x"]) == pytest.approx(cx * ds.transform.a + ds.transform.c, abs=1e-3)
+            assert float(r["map_y"]) == pytest.approx(cy * ds.transform.e + ds.transform.f, abs=1e-3)
+            assert -13 < float(r["lat"]) < -1 and -4 < float(r["lon"]) < 3  # the Mapping group's extent
+        with rasterio.open(tmp_path / "map.tif") as m:
+            assert m.crs == ds.crs and m.transform == ds.transform and m.shape == ds.shape
+            heat = m.read(1)
+    assert np.isfinite(heat).mean() > 0.5
+    from edgeae.anomaly.score import read_csv
+
+    assert len(read_csv(out)) == len(rows)  # the reader tolerates the extra columns
+
+
+def test_scan_cli_geo_layer_and_quality_flags(formats: Path, tmp_path: Path) -> None:
+    pyogrio = pytest.importorskip("pyogrio")
+    model = tiny_cae(tmp_path / "tiny.pt")
+    layer = tmp_path / "det.gpkg"
+    rc = main([
+        "scan", str(formats / "isis3"), "--model", str(model), "--out", str(tmp_path / "o"), "--workers", "0",
+        "--no-progress", "--top-k", "2", "--geo", str(layer), "--geo-geometry", "polygon", "--max-missing", "0.3",
+    ])  # fmt: skip
+    assert rc == 0
+    names = {n for n, _ in pyogrio.list_layers(layer)}
+    assert "anomalies_vesta" in names  # dawnEqui1 has 27.6 % no-data: kept at max 30 %
+    info = pyogrio.read_info(layer, layer="anomalies_vesta")
+    assert (
+        info["geometry_type"] == "Polygon" and info["features"] == 2 and 'AUTHORITY["IAU","200000400"]' in info["crs"]
+    )
+    assert {"score", "product", "product_id", "thumbnail", "lon", "lat"} <= set(info["fields"])

@@ -1,0 +1,112 @@
+"""``firmware-sim run`` writes report.html; a run that drops every frame exits non-zero; missions are listed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeae.firmware_sim.cli import EXIT_ALL_DROPPED, main
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("spacepackets")
+from edgeae.firmware_sim.report import png_bytes, write_report
+from edgeae.firmware_sim.testing import textured_frame as frame
+from edgeae.firmware_sim.testing import tiny_vae_onnx
+
+MISSION = """
+name = "report-test"
+[camera]
+channels = 1
+strip_rows = 64
+height = {height}
+width = {width}
+[sampling]
+keep = 0.1
+[anomaly]
+model = "{model}"
+patch = 32
+stride = 32
+top_k = 3
+[budget]
+frame_ms = 5000.0
+downlink_bytes_per_pass = 100000
+"""
+
+
+def run_mission(tmp_path: Path, height: int = 0, width: int = 0, inject: str = "") -> tuple[int, Path]:
+    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
+    (tmp_path / "m.toml").write_text(MISSION.format(model=model, height=height, width=width))
+    frames = []
+    for i in range(3):
+        np.save(tmp_path / f"f{i}.npy", frame(i))
+        frames.append(str(tmp_path / f"f{i}.npy"))
+    out = tmp_path / "out"
+    args = ["run", "--mission", str(tmp_path / "m.toml"), "--frames", *frames, "--out", str(out)]
+    return main([*args, *(["--inject", inject] if inject else [])]), out
+
+
+def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = run_mission(tmp_path, inject="late@frame1:6000")
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "None" not in printed and f"report: {out / 'report.html'}" in printed
+    html = (out / "report.html").read_text()
+    for title in (
+        "Outcome",
+        "Frame timeline: stage times against the deadline",
+        "Memory against the budget",
+        "Ledger: every frame downlinked, queued or dropped",
+        "Downlink queue by priority",
+        "Anomaly gallery",
+        "Events: model loads, faults, recoveries",
+    ):
+        assert f"<h2>{title}</h2>" in html
+    assert "deadline 5000 ms" in html and "sparse_only" in html  # the late frame degraded
+    assert "budget 256.0 MiB" in html  # the mission's default memory budget
+    gallery = sorted((out / "report_img").glob("anomaly_*.png"))
+    # 3 patches of frames 0 and 2, decoded from the downlink packets; the late frame 1 was not scored
+    assert len(gallery) == 6 and not any(g.name.startswith("anomaly_f1_") for g in gallery)
+    assert all(f"report_img/{g.name}" in html for g in gallery)
+    assert "`" not in html
+    assert main(["report", str(out)]) == 0  # rebuilt from the folder alone
+
+
+def test_all_dropped_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = run_mission(tmp_path, height=999, width=999)
+    assert rc == EXIT_ALL_DROPPED
+    cap = capsys.readouterr()
+    assert "None" not in cap.out and "no frame was processed" in cap.out
+    assert "every frame was dropped" in cap.err and "--set camera.height=H" in cap.err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["frames"]["dropped"] == 3
+    assert "invalid_shape" in (out / "report.html").read_text()
+
+
+def test_missions_and_bench_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["missions"]) == 0
+    text = capsys.readouterr().out
+    assert "rover_mastcamz" in text and "orbital_nac" in text and "`" not in text
+    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
+    args = ["bench", "--model", str(model), "--threads", "1", "--iters", "2", "--batch", "4"]
+    assert main([*args, "--frame-height", "64", "--frame-width", "64"]) == 0
+    table = capsys.readouterr().out
+    assert "throughput" in table and "{" not in table  # the table only: JSON goes to --json
+
+
+def test_png_writer_round_trip(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    (tmp_path / "a.png").write_bytes(png_bytes(rgb))
+    assert np.array_equal(cv2.imread(str(tmp_path / "a.png"))[..., ::-1], rgb)
+    grey16 = np.full((4, 4, 1), 4095, np.uint16)
+    (tmp_path / "b.png").write_bytes(png_bytes(grey16, bit_depth=12))
+    assert int(cv2.imread(str(tmp_path / "b.png"), cv2.IMREAD_GRAYSCALE).max()) == 255
+
+
+def test_report_of_an_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text("{}")
+    html = write_report(tmp_path).read_text()
+    assert "No frame was processed" in html

@@ -1,0 +1,61 @@
+"""Raw Mastcam-Z frames in flight (issue 12): the Bayer mosaic is demosaiced and says so; no patch of the
+dark sensor margins is ever flagged; any frame size the camera produces is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeae.firmware_sim.loop import FlightRuntime
+from edgeae.firmware_sim.mission import load_mission
+
+pytest.importorskip("onnxruntime")
+cv2 = pytest.importorskip("cv2")
+
+ZL0 = "rover_rgb/mars2020_raw/ZL0_0038_0670307360_057ECM_N0031392ZCAM08007_1100LUJ.png"
+MARGIN_COLS = (23, 1631)  # raw columns [0, 23) and [1631, 1648) are the dark sensor margins
+
+
+@pytest.fixture(scope="module")
+def raw_frame(data_root: Path) -> Path:
+    p = data_root / ZL0
+    if not p.is_file():
+        pytest.skip(f"{p} not in the data folder")
+    return p
+
+
+def _run(tmp_path: Path, frames: list, **camera: object) -> tuple[dict, list[dict]]:
+    m = load_mission("rover_mastcamz")
+    m = m.with_overrides(anomaly={"top_k": 64}, reconstruction={"mode": "off"}, budget={"frame_ms": 600000.0},
+                         camera=camera)  # fmt: skip
+    rt = FlightRuntime(m, tmp_path)
+    summary = rt.run(frames)
+    return summary, rt.records
+
+
+def _touches_margin(x: int, patch: int = 128) -> bool:
+    return x < MARGIN_COLS[0] or x + patch > MARGIN_COLS[1]
+
+
+def test_raw_mastcam_z_frame_is_demosaiced_and_margins_never_flagged(raw_frame: Path, tmp_path: Path) -> None:
+    summary, recs = _run(tmp_path, [raw_frame])
+    rec = recs[0]
+    assert rec["status"] == "processed"
+    assert rec["camera"] == {"bayer": "RGGB", "demosaiced": True}
+    assert summary["colour_filter"]["frames_demosaiced"] == 1
+    flagged = rec["anomaly"]["patches"]
+    assert flagged and not [p for p in flagged if _touches_margin(p["x"])]
+    assert rec["patches"]["nodata_skipped"] >= 2 * 10  # the two patch columns over the margins, every row
+    tm = (tmp_path / "telemetry.jsonl").read_text()
+    assert '"demosaiced":true' in tm
+
+
+def test_subframes_and_undeclared_mosaics(raw_frame: Path, tmp_path: Path) -> None:
+    raw = cv2.imread(str(raw_frame), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    sub = np.ascontiguousarray(raw[200:712, 300:1068])  # a 768 x 512 subframe (even offsets: same RGGB phase)
+    summary, recs = _run(tmp_path / "sub", [sub])
+    assert recs[0]["status"] == "processed" and recs[0]["camera"]["demosaiced"]
+    summary, recs = _run(tmp_path / "undeclared", [sub], bayer="")
+    assert "looks_like_bayer_mosaic" in recs[0]["flags"]
+    assert summary["colour_filter"]["frames_looking_like_mosaic"] == 1

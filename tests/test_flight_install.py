@@ -1,0 +1,29 @@
+"""The flight install can fly: a fresh venv with only a flight extra runs both missions and the bench.
+
+Slow (a pip install per extra, 1-4 minutes each); ``python -m benchmarks.flight_install`` is the same
+measurement as a benchmark and writes the sizes to ``benchmarks/results/flight_install``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", ["flight-tflite", "flight-onnx"])
+def test_flight_extra_runs_both_missions_without_opencv(tmp_path: Path, extra: str) -> None:
+    from benchmarks.flight_install import BUDGET_MB, main
+
+    rc = main(["--extras", extra, "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    r = json.loads((tmp_path / "out" / "flight_install.json").read_text())["results"][0]
+    assert r["pip_ok"], r.get("pip_error")
+    assert r["heavy_modules_present"] == []  # no OpenCV, torch or Pillow came with it
+    for mission, run in r["missions"].items():
+        assert run["rc"] == 0, (mission, run.get("stderr"))
+        assert run["frames"]["dropped"] == 0 and run["frames"]["acquired"] == 3, (mission, run)
+    assert r["bench"]["rc"] == 0, r["bench"]
+    assert rc == 0
+    assert r["venv_mb"] <= BUDGET_MB, f"{extra} installs {r['venv_mb']} MB: {r['largest_mb']}"

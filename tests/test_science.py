@@ -1,0 +1,98 @@
+"""Science per byte (edgeae.ground.science) and the image-codec baselines, on small synthetic frames."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeae.ground import baselines, science
+from edgeae.ground.feature_sets import LabelledFrame, grid_positions
+from edgeae.ground.link import LinkConfig
+
+pytest.importorskip("imagecodecs")
+pytest.importorskip("cv2")
+
+
+def scene(h: int = 192, w: int = 256, c: int = 1, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 100 + 40 * np.sin(xx / 17.0) * np.cos(yy / 23.0)
+    return np.clip(base[..., None] + rng.normal(0, 3, (h, w, c)), 0, 255).astype(np.uint8)
+
+
+def feature_frame() -> LabelledFrame:
+    img = scene()
+    img[64:128, 128:192] = np.where((np.indices((64, 64)).sum(0) // 8) % 2, 250, 5)[..., None]  # a rare feature
+    return LabelledFrame("t", "synthetic", img, 64, np.array([[128, 64]]), "test")
+
+
+def inpaint_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    from edgeae.inpaint import inpaint
+
+    return np.asarray(inpaint(image, known, "telea"), np.float32)
+
+
+def contrast_score(batch: np.ndarray) -> dict:
+    return {"score": batch.reshape(len(batch), -1).std(axis=1)}
+
+
+def test_grid_is_the_flight_grid() -> None:
+    g = grid_positions(200, 130, 64)
+    assert g[:3].tolist() == [[0, 0], [64, 0], [66, 0]]  # right edge flush
+    assert len(g) == 4 * 3
+
+
+@pytest.mark.parametrize("method", science.METHODS)
+def test_every_method_fits_its_budget(method: str) -> None:
+    fr = feature_frame()
+    scores = science.score_grid(fr, contrast_score)
+    cfg = science.PlanConfig()
+    for frac in (0.05, 0.2):
+        budget = int(frac * fr.samples.nbytes)
+        sent = science.plan(fr, scores, budget, method, cfg)
+        assert 0.8 * budget < sent.wire_bytes <= budget
+        assert all(len(p) <= cfg.max_packet for p in sent.packets)
+
+
+def test_prioritised_sends_the_feature_at_full_resolution() -> None:
+    fr = feature_frame()
+    scores = science.score_grid(fr, contrast_score)
+    assert int(np.argmax(scores)) == [tuple(p) for p in fr.grid()].index((128, 64))
+    sent = science.plan(fr, scores, int(0.2 * fr.samples.nbytes), "prioritised", science.PlanConfig())
+    assert sent.patches[0] == (128, 64)
+    got = science.receive(fr, sent, LinkConfig(), inpaint_fill)
+    m = science.metrics(fr, got)
+    assert m["feature_recall"] == 1.0 and m["feature_psnr"] == science.MAX_PSNR
+    sparse = science.receive(fr, science.plan(fr, scores, int(0.2 * fr.samples.nbytes), "sparse", science.PlanConfig()),
+                             LinkConfig(), inpaint_fill)  # fmt: skip
+    ms = science.metrics(fr, sparse)
+    assert ms["feature_recall"] == 0.0 and ms["feature_psnr"] < 40
+
+
+def test_evaluate_rows_markdown_and_verdicts() -> None:
+    fr = feature_frame()
+    cfg = science.PlanConfig(budgets=(0.05, 0.1))
+    links = {"perfect": LinkConfig(), "loss 20%": LinkConfig(loss=0.2)}
+    rows = science.evaluate([fr], contrast_score, inpaint_fill, cfg, links, seeds=1)
+    assert len(rows) == 2 * len(science.METHODS) * 2
+    json.dumps(rows)  # the benchmark writes them as JSON
+    md = science.markdown(rows)
+    assert "| 5% | prioritised |" in md and "loss 20%" in md
+    v = science.verdicts(rows, (0.05,))
+    assert {x["method"] for x in v} == {"prioritised", "prioritised-j2k"} and all("wins" in x for x in v)
+
+
+def test_codec_baselines_hit_the_budget_and_survive_loss() -> None:
+    img = scene(c=3)
+    for codec in ("jpeg", "jpeg2000", "webp"):
+        data, q = baselines.at_bytes(img, codec, 3000)
+        assert len(data) <= 3000
+        out = baselines.decode(data, codec, img.shape)
+        assert out is not None and out.shape == img.shape
+    rows = baselines.same_bytes(img, ["jpeg2000", "webp"], 6000, LinkConfig(loss=0.5, seed=3), 256)
+    assert all(r["wire_bytes"] <= 6000 for r in rows)
+    assert all(r["decoded"] in ("complete", "prefix", "zero-fill", "undecodable") for r in rows)
+    with pytest.raises(ValueError, match="budget"):
+        baselines.at_bytes(img, "jpeg2000", 10)
