@@ -45,7 +45,17 @@ ZOO_ART = "edgeae/zoo/artifacts/rover-rgb-gtcae/rover-rgb-gtcae"
 LINK: Command = (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--methods", "telea,linear,normconv",
                  "--model", "rover-rgb-gtunet", "--encoder", f"{ZOO_ART}-encoder.int8.onnx",
                  "--decoder", f"{ZOO_ART}-decoder.int8.onnx", "--compare-v1")  # fmt: skip
-EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--model", "orbital-gray-vae", "--out", "{out}")
+RECON_MODELS = "rover-rgb-gtcae,rover-rgb-gtunet,rover-rgb-unet2-flight,rover-rgb-unet2-ground"
+RECON_ACCEPT: Command = (
+    PY, "benchmarks/reconstruction_acceptance.py", "--out", "{out}/acceptance",
+    "--rover-models", "rover-rgb-unet2-ground,rover-rgb-unet2-flight,rover-rgb-gtunet,"
+    "edgeae/zoo/artifacts/rover-rgb-unet2-ground/rover-rgb-unet2-ground.int8.onnx,"
+    "edgeae/zoo/artifacts/rover-rgb-unet2-flight/rover-rgb-unet2-flight.int8.onnx",
+    "--gray-models", "orbital-gray-unet2-ground,orbital-gray-gtunet",
+    "--default-model", "rover-rgb-unet2-ground", "--flight-model", "rover-rgb-unet2-flight",
+)  # fmt: skip
+# default models per dataset: orbital-gray-vae (LROC, HiRISE), rover-rgb-vae (MSL validation benchmark)
+EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--dataset", "all", "--out", "{out}")
 
 # fmt: off
 STAGES: dict[str, Stage] = {
@@ -66,16 +76,28 @@ STAGES: dict[str, Stage] = {
           "--out", "{out}/orbital-gray-vae")),
     ),
     "reconstruction": Stage(
-        "Reconstruction quality vs keep fraction on unseen rover images",
-        ((PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtunet", "--model", "rover-rgb-gtunet",
-          "--methods", "cae,telea,ns,linear,nearest,normconv", "--sweep-methods", "cae,telea,linear,normconv",
-          "--crop", "512"),
+        "Reconstruction: every model vs the best classical fill per image (issue 11 acceptance), Fig. 4 sweep",
+        (RECON_ACCEPT,
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-ground",
+          "--model", "rover-rgb-unet2-ground", "--methods", "cae,normconv,linear", "--sweep-methods",
+          "cae,normconv,linear,telea", "--crop", "512"),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-flight",
+          "--model", "rover-rgb-unet2-flight", "--methods", "cae", "--sweep-methods", "cae", "--crop", "512"),
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae", "--model", "rover-rgb-gtcae",
           "--methods", "cae", "--sweep-methods", "cae", "--crop", "512")),
-        ((PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtunet", "--model", "rover-rgb-gtunet",
-          "--methods", "cae,telea,ns,linear,nearest,normconv", "--sweep-methods", "cae,telea,linear,normconv"),
+        ((*RECON_ACCEPT,),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-ground",
+          "--model", "rover-rgb-unet2-ground", "--methods", "cae,telea,ns,linear,nearest,normconv",
+          "--sweep-methods", "cae,telea,linear,normconv"),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-flight",
+          "--model", "rover-rgb-unet2-flight", "--methods", "cae", "--sweep-methods", "cae"),
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae", "--model", "rover-rgb-gtcae",
           "--methods", "cae", "--sweep-methods", "cae")),
+    ),
+    "model_costs": Stage(
+        "Zoo reconstruction models: parameters, MACs per pixel, tile latency vs the seed CAE (flight budget)",
+        ((PY, "benchmarks/model_costs.py", "--out", "{out}", "--models", RECON_MODELS, "--rounds", "30"),),
+        ((PY, "benchmarks/model_costs.py", "--out", "{out}", "--models", RECON_MODELS, "--rounds", "100"),),
     ),
     "gt_vs_fixed": Stage(
         "One gt-CAE vs CAEs trained at a fixed masking level (equal training budget)",
@@ -112,9 +134,9 @@ STAGES: dict[str, Stage] = {
         ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}"),),
     ),
     "anomaly": Stage(
-        "Anomaly ranking on labelled data (the lunar paper's table)",
-        ((*EVALUATE, "--dataset", "lroc_nac_craters"),),
-        ((*EVALUATE, "--dataset", "all"),),
+        "Anomaly ranking on labelled data (the lunar paper's table; issue-12 targets in summary.md)",
+        ((*EVALUATE, "--limit", "400"),),  # all 10 LROC mosaics, 400 random HiRISE crops / MSL images
+        (EVALUATE,),
     ),
     "frame": Stage(
         "Whole-frame costs in the flight runtime",

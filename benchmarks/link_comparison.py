@@ -34,7 +34,7 @@ import numpy as np
 from edgeae.datasets import split_files
 from edgeae.ground.baselines import at_bytes, file_budget, over_link
 from edgeae.ground.link import LinkConfig
-from edgeae.ground.pipeline import downlink_frame, downlink_latents, encode_latents
+from edgeae.ground.pipeline import downlink_frame, downlink_latents, encode_latents, keep_for_bytes
 from edgeae.ground.sources import as_float, image_samples, sparse_from_samples
 from edgeae.ground.station import make_filler
 from edgeae.metrics import psnr
@@ -76,7 +76,7 @@ def latent_rows(img: np.ndarray, i: int, enc, dec, args: argparse.Namespace, fil
     fr = encode_latents(img, 8, enc, frame_id=i, input_keep=args.latent_input_keep, seed=2000 + i)
     wire = WireConfig(args.max_packet, "deflate")
     _, _, wb = downlink_latents(fr, dec, wire=wire)
-    keep_eq = min(1.0, wb / (img.size))
+    keep_eq = keep_for_bytes(img, 8, wb, wire_config(args), 1000 + i)  # the sparse frame at the latents' wire bytes
     out = []
     for lname, base in LINKS.items():
         for s in range(args.seeds if lname != "perfect" else 1):

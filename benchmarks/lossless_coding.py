@@ -180,6 +180,7 @@ def markdown(result: dict) -> str:
         "decode ms/Msample |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
     def order(kv: tuple) -> tuple:
         ds, what, keep, layout, codec = kv[0]
         return ds, what == "patch", -(keep or 0), -(layout or 0), CODECS.index(codec)

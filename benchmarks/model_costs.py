@@ -23,11 +23,24 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
-from benchmarks.artifacts import zoo_artifact
+from benchmarks.artifacts import ART_DIR
 from benchmarks.machine import machine_info
 from benchmarks.opcount import count_macs
 
 REFERENCE = "rover-rgb-gtcae"
+
+
+def onnx_artifact(name: str, precision: str) -> Path:
+    """The model's ONNX file: shipped in the zoo, else exported (ONNX only, parity-checked) under ART_DIR."""
+    from edgeae.export.api import ExportConfig, export_model
+
+    shipped = Path("edgeae/zoo/artifacts") / name / f"{name}.{precision}.onnx"
+    if shipped.is_file():
+        return shipped
+    path = ART_DIR / name / f"{name}.{precision}.onnx"
+    if not path.is_file():
+        export_model(name, ART_DIR / name, ExportConfig(formats=("onnx",), kinds=("cae",), latency=False))
+    return path
 
 
 def _onnx_session(path: Path) -> Any:
@@ -82,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
         runners[name] = {"torch fp32": torch_run}
         for precision in ("fp32", "int8"):
-            sess = _onnx_session(zoo_artifact(name, "cae", "onnx", precision))
+            sess = _onnx_session(onnx_artifact(name, precision))
             feed = {sess.get_inputs()[0].name: x}
             runners[name][f"onnxruntime {precision}"] = lambda s=sess, f=feed: s.run(None, f)
     times: dict[str, dict[str, list[float]]] = {n: {k: [] for k in r} for n, r in runners.items()}
     for _ in range(3):  # warm-up
-        for n, r in runners.items():
+        for r in runners.values():
             for fn in r.values():
                 fn()
     for _ in range(args.rounds):

@@ -5,8 +5,10 @@ For every image of ``--dataset``/``test`` (never trained on), centre-cropped to 
 - ``sparse+cae`` / ``sparse+telea``: keep a fraction of the pixels (seeded uniform mask; the ground
   regenerates it from the seed, so only the values are sent), rebuild with the zoo CAE
   (:func:`edgeae.reconstruct.reconstruct`) or OpenCV Telea. Bytes: the sampled values as they are
-  (``raw``: 8 bits × channels per kept pixel) and entropy-coded with the wire format's default sample codec,
-  ``ccsds121`` (:mod:`edgeae.wire.codec`: CCSDS 121.0-B through libaec, each channel a plane in mask order).
+  (``raw``: 8 bits × channels per kept pixel) and losslessly coded, all of a frame's values as one stream, with
+  the wire format's ``delta-deflate`` and ``ccsds121`` codecs (:mod:`edgeae.wire.codec`). On the wire each 1 KB
+  packet is coded on its own, where ccsds121 is the smaller (``benchmarks/lossless_coding.py``); as one stream
+  deflate's dictionary spans the frame and delta-deflate can come out ahead.
 - ``latent``: the CAE encoder on 128×128 tiles, latents quantised to N-bit integers
   with one float32 scale per tile (``max|z| / (2**(N-1) - 1)``), deflate-coded (N-bit values in int8
   containers, zlib 9; ``int8 raw``: no coding), then the CAE decoder per tile. The encoder sees each tile
@@ -48,7 +50,7 @@ from edgeae.imageio import read_image
 from edgeae.masks import PRNG_VERSION, make_mask
 from edgeae.metrics import psnr
 from edgeae.reconstruct import reconstruct
-from edgeae.wire.codec import CODECS, DEFAULT_SAMPLE_CODEC, decode_samples, encode_samples
+from edgeae.wire.codec import CODECS, decode_samples, encode_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
 from benchmarks.machine import machine_info
@@ -67,9 +69,11 @@ LADDERS: dict[str, tuple[float, ...]] = {
 }
 DESCRIPTIONS = {
     "sparse+cae (raw)": "kept pixels sent as plain 8-bit values; zoo CAE rebuilds the rest",
-    "sparse+cae (ccsds121)": "kept pixels, wire codec ccsds121 (CCSDS 121.0-B); zoo CAE rebuilds the rest",
+    "sparse+cae (delta-deflate)": "kept pixels, wire codec delta-deflate, one stream; zoo CAE rebuilds the rest",
+    "sparse+cae (ccsds121)": "kept pixels, wire codec ccsds121 (CCSDS 121.0-B), one stream; zoo CAE rebuilds the rest",
     "sparse+telea (raw)": "kept pixels sent as plain 8-bit values; OpenCV Telea inpainting",
-    "sparse+telea (ccsds121)": "kept pixels, wire codec ccsds121 (CCSDS 121.0-B); OpenCV Telea inpainting",
+    "sparse+telea (delta-deflate)": "kept pixels, wire codec delta-deflate, one stream; OpenCV Telea inpainting",
+    "sparse+telea (ccsds121)": "kept pixels, wire codec ccsds121 (CCSDS 121.0-B), one stream; OpenCV Telea inpainting",
     "latent int8 (raw)": "CAE encoder latents, int8 with a per-tile scale, uncoded; CAE decoder",
     "latent intN (deflate)": "CAE encoder latents, N-bit per-tile-scaled integers, deflate; CAE decoder",
     "jpeg": "OpenCV JPEG (libjpeg, 4:2:0), quality ladder",
@@ -145,37 +149,41 @@ def _record(orig: np.ndarray, recon: np.ndarray, nbytes: int, enc_s: float, dec_
     }
 
 
+SAMPLE_CODECS = ("delta-deflate", "ccsds121")
+"""Lossless codecs of the kept values, each coding all of a frame's values as one stream (no packets)."""
+
+
 def sparse_points(
     samples: np.ndarray, seed: int, keeps: tuple[float, ...], fills: dict[str, Any]
 ) -> Iterator[tuple[str, float, Record]]:
-    """(method, keep, record) for every keep fraction and fill (name -> predictor or None for classical)."""
+    """(method, keep, record) for every keep fraction and fill (name -> predictor or None for classical): the
+    kept values raw and under each of :data:`SAMPLE_CODECS` (same reconstruction, different bytes)."""
     h, w, c = samples.shape
     orig = samples.astype(np.float32) / 255.0
-    coded = CODECS[DEFAULT_SAMPLE_CODEC]
     for keep in keeps:
         t0 = time.perf_counter()
         known = make_mask(seed, (h, w), keep)
         values = samples[known]
         t_sample = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        blob = encode_samples(values, coded, 8)
-        t_code = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        got = decode_samples(blob, coded, np.dtype(np.uint8), values.shape, 8)
+        coded = {}
+        for name in SAMPLE_CODECS:
+            t0 = time.perf_counter()
+            blob = encode_samples(values, CODECS[name], 8)
+            t_code = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            got = decode_samples(blob, CODECS[name], np.dtype(np.uint8), values.shape, 8)
+            coded[name] = (len(blob), t_code, time.perf_counter() - t0)
         known_g = make_mask(seed, (h, w), keep)  # the ground regenerates the mask from the seed
         img = np.zeros((h, w, c), np.float32)
         img[known_g] = got.astype(np.float32) / 255.0
-        t_uncode = time.perf_counter() - t0
         for name, predictor in fills.items():
             t0 = time.perf_counter()
             recon = reconstruct(img, known_g, "cae" if predictor is not None else name, predictor, progress=False)
             t_fill = time.perf_counter() - t0
             yield f"sparse+{name} (raw)", keep, _record(orig, recon, values.nbytes, t_sample, t_fill)
-            yield (
-                f"sparse+{name} ({DEFAULT_SAMPLE_CODEC})",
-                keep,
-                _record(orig, recon, len(blob), t_sample + t_code, t_uncode + t_fill),
-            )
+            for cname, (nbytes, t_code, t_uncode) in coded.items():
+                rec = _record(orig, recon, nbytes, t_sample + t_code, t_uncode + t_fill)
+                yield f"sparse+{name} ({cname})", keep, rec
 
 
 def latent_points(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     rgb_methods: dict[str, Any] = {**rover, **dict.fromkeys(CLASSICAL)}
     grey_methods: dict[str, Any] = {**gray, **dict.fromkeys(CLASSICAL)}
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     result: dict[str, Any] = {
         "benchmark": "reconstruction_acceptance",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
@@ -186,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result["acceptance"] = verdicts(result, default, args.flight_model)
     result["seconds_total"] = round(time.perf_counter() - t0, 1)
+    result["load_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "results.md").write_text(markdown(result))
     print(markdown(result))
@@ -217,6 +220,16 @@ def verdicts(result: dict[str, Any], default: str | None, flight: str | None) ->
         margin = d[default]["psnr"] - best_other
         out.append({"check": f"demo frame: {default} first by ≥ 1 dB", "measured": f"{margin:+.2f} dB",
                     "ok": margin >= 1.0})  # fmt: skip
+    if r10:
+        for m in r10["mean"]:
+            if ".int8." not in m:
+                continue
+            fp32 = next((f for f in result["rover_models"] if f == Path(m).name.split(".int8.")[0]), None)
+            if fp32 is None:
+                continue
+            gap = r10["mean"][m]["psnr"] - r10["mean"][fp32]["psnr"]
+            out.append({"check": f"{Path(m).name} within 0.3 dB of {fp32} (keep 0.1)",
+                        "measured": f"{gap:+.3f} dB", "ok": abs(gap) <= 0.3})  # fmt: skip
     if "gray" in result and result["gray_models"]:
         g = result["gray"]["margins"][result["gray_models"][0]]
         out.append({"check": f"{result['gray_models'][0]}: grey orbital ≥ best classical + 1.5 dB (keep 0.1)",
@@ -230,22 +243,33 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"| {v['check']} | {v['measured']} | {'yes' if v['ok'] else '**no**'} |" for v in result["acceptance"]]
     for keep, r in result["rover"].items():
         lines += ["", f"Rover test images (7, {result['crop']}-px crops), keep {keep}: mean over images", ""]
-        lines += ["| method | PSNR (dB) | SSIM | margin over best classical (mean / worst) | wins |", "|---|---|---|---|---|"]
+        lines += [
+            "| method | PSNR (dB) | SSIM | margin over best classical (mean / worst) | wins |",
+            "|---|---|---|---|---|",
+        ]
         for m, d in sorted(r["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
             mg = r["margins"].get(m)
-            extra = f"{mg['mean_margin_db']:+.2f} / {mg['min_margin_db']:+.2f} dB | {mg['wins']}/{mg['n']}" if mg else " | "
-            lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} | {extra} |")
+            extra = (
+                f"{mg['mean_margin_db']:+.2f} / {mg['min_margin_db']:+.2f} dB | {mg['wins']}/{mg['n']}" if mg else " | "
+            )
+            lines.append(f"| {Path(m).name} | {d['psnr']:.2f} | {d['ssim']:.4f} | {extra} |")
         lines.append(f"| best classical per image | {r['best_classical_mean_psnr']:.2f} | | | |")
     if "smooth" in result:
         s = result["smooth"]
         lines += ["", "Smooth 128-px windows of the same images (keep 0.1): PSNR per image", ""]
         methods = list(s["mean"])
-        lines += ["| image | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        lines += ["| image | " + " | ".join(Path(m).name for m in methods) + " |", "|---" * (len(methods) + 1) + "|"]
         for n, d in s["per_image"].items():
             lines.append(f"| {n[:28]} | " + " | ".join(f"{d[m]['psnr']:.2f}" for m in methods) + " |")
     if "demo" in result:
-        lines += ["", "Demo frame (whole frame, seed 0, keep 0.1): " + ", ".join(
-            f"{m} {v['psnr']:.2f} dB" for m, v in sorted(result["demo"].items(), key=lambda kv: -kv[1]["psnr"]))]
+        lines += [
+            "",
+            "Demo frame (whole frame, seed 0, keep 0.1): "
+            + ", ".join(
+                f"{Path(m).name} {v['psnr']:.2f} dB"
+                for m, v in sorted(result["demo"].items(), key=lambda kv: -kv[1]["psnr"])
+            ),
+        ]
     if "gray" in result:
         g = result["gray"]
         lines += ["", "Grey orbital test files (512-px crops, keep 0.1): mean PSNR", ""]
@@ -254,7 +278,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} |")
         lines.append(f"| best classical per image | {g['best_classical_mean_psnr']:.2f} | |")
     lines += ["", f"Command: `{result['command']}`; {result['seconds_total']} s on "
-              f"{result['machine'].get('cpu', '?')} (load {result['machine'].get('load', '?')})."]  # fmt: skip
+              f"{result['machine'].get('cpu', '?')}, 1-minute load {result['load_1min']['before']} before, "
+              f"{result['load_1min']['after']} after (quality numbers do not depend on load)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

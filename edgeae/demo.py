@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -624,11 +625,14 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         worst_name, worst = min(valid.items(), key=lambda kv: kv[1]["psnr"])
         lost = [k for k, v in dl.items() if not v["pixels_received"]]
         fate = f"the frame was lost entirely on {', '.join(lost)}" if lost else "the frame arrived on every link"
-        lines.append(
-            f"Over the links, the worst case is {worst_name}: {worst['pixels_received']:.1%} of the sampled pixels "
-            f"arrive and the ground rebuild is {ref['psnr'] - worst['psnr']:.2f} dB below the perfect link "
-            f"({worst['psnr']:.2f} vs {ref['psnr']:.2f} dB); {fate}."
-        )
+        if worst["psnr"] >= ref["psnr"]:
+            lines.append(f"Over the {len(valid)} links no packet loss changed the ground rebuild; {fate}.")
+        else:
+            lines.append(
+                f"Over the links, the worst case is {worst_name}: {worst['pixels_received']:.1%} of the sampled "
+                f"pixels arrive and the ground rebuild is {ref['psnr'] - worst['psnr']:.2f} dB below the perfect "
+                f"link ({worst['psnr']:.2f} vs {ref['psnr']:.2f} dB); {fate}."
+            )
     an = ctx.extra.get("anomaly")
     if an and an["top"]:
         t = an["top"][0]
@@ -706,7 +710,17 @@ def run_demo(
     ``say`` receives one line per finished step (default: the log); ``progress`` shows a bar per long step.
     """
     t0 = time.perf_counter()
-    ctx = DemoContext(config, say=say or log.info, progress=progress)
+    emit = say or log.info
+    if progress and say is not None:
+        from edgeae._optional import require
+
+        tqdm = require("tqdm").tqdm
+
+        def emit(line: str) -> None:  # a result line above the live progress bar, not glued to it
+            with tqdm.external_write_mode(file=sys.stdout):
+                say(line)
+
+    ctx = DemoContext(config, say=emit, progress=progress)
     sections = []
     for stage in SECTIONS if stages is None else stages:
         t = time.perf_counter()

@@ -190,10 +190,10 @@ def valid_mask(
     return valid
 
 
-def margin_mask(shape: tuple[int, int], margin: Margin, row0: int = 0, frame_height: int | None = None) -> np.ndarray:
+def margin_mask(shape: tuple[int, ...], margin: Margin, row0: int = 0, frame_height: int | None = None) -> np.ndarray:
     """(H, W) bool, False inside the fixed ``margin``; for a strip starting at frame row ``row0`` of a frame
     ``frame_height`` rows high (default: the strip is the frame)."""
-    h, w = shape
+    h, w = int(shape[0]), int(shape[1])
     valid = np.ones((h, w), bool)
     fh = h if frame_height is None else int(frame_height)
     valid[: max(0, min(h, margin.top - row0))] = False

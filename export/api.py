@@ -166,7 +166,10 @@ def _build(graph: Graph, fmt: str, precision: str, stem: Path, calib: np.ndarray
         else:
             fp32 = done.get("onnx-fp32") or _build(graph, "onnx", "fp32", stem, calib, done)
             done["onnx-fp32"] = fp32
-            quantize.quantize_onnx_int8(fp32, onnx_path, calib, input_range=pin, float_outputs=graph.float_outputs)
+            quantize.quantize_onnx_int8(
+                fp32, onnx_path, calib, input_range=pin, float_outputs=graph.float_outputs,
+                learned_modules=graph.learned_modules,
+            )  # fmt: skip
             onnx_export.check_onnx(onnx_path)
         done[f"onnx-{precision}"] = onnx_path
     return done[f"onnx-{precision}"]
@@ -245,7 +248,8 @@ def export_checkpoint(
         with native_stderr_to_log():  # the converters' C++ logs (TensorFlow/XNNPACK start-up lines); -v shows them
             path = _build(graph, fmt, precision, stem, calib, done[graph.kind])
         in_range = _input_range(path, fmt) if precision == "int8" else None  # ORT: read from its ONNX
-        if precision == "int8" and graph.kind != "cae-decoder" and not covers_unit_range(in_range):
+        float_input = bool(graph.learned_modules) and fmt != "tflite" and in_range is None  # fixed layers first
+        if precision == "int8" and graph.kind != "cae-decoder" and not float_input and not covers_unit_range(in_range):
             failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
         extra = {**metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
         if fmt == "tflite" and graph.tflite_static_batch:

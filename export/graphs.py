@@ -39,6 +39,7 @@ class Graph:
     tflite_layout: str = "NCHW"
     float_outputs: tuple[str, ...] = ()  # outputs whose head stays float32 in int8 files (the VAE score)
     float_modules: tuple[str, ...] = ()  # the submodules computing them (names in ``module``)
+    learned_modules: tuple[str, ...] = ()  # when set, only these submodules are quantised in int8 ONNX files
 
     def tflite_metadata(self) -> ModelMetadata:
         """Metadata of the TFLite file: NHWC input shape and layout when converted channels-last."""
@@ -104,6 +105,8 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
         # file is converted with a static batch of 1 and the flight loader runs larger batches in chunks.
         static, layout = (1, "NCHW") if kind == "vae" else (None, "NHWC")
         g = Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout)
+        if kind == "cae" and getattr(getattr(model, "config", None), "variant", "") == "unet2":
+            g.learned_modules = ("down", "up", "head")  # pre-fill and gate stay float32 (no weights)
         if kind == "vae":  # the score head reads dequantised x̂ and μ and computes a(x) in float: no ceiling
             from edgeae.models.vae import FLOAT_MODULES
 

@@ -44,6 +44,13 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float) -> float:
     return float("inf") if mse == 0.0 else 10.0 * float(np.log10(peak * peak / mse))
 
 
+def _snap(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Scores rounded to 1e-6 of the reference's largest magnitude: differences below float32 resolution of
+    the score range (e.g. the near-zero errors of several flat patches) are ties, not an order to keep."""
+    step = 1e-6 * float(np.max(np.abs(reference))) or 1e-30
+    return np.round(np.asarray(scores, dtype=np.float64) / step)
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two 1-D arrays (average ranks for ties)."""
     from scipy.stats import spearmanr
@@ -207,7 +214,7 @@ def tail_metrics(
         ties += int(np.triu(same & differ, 1).sum())
     out["ties"] = float(ties)
     if extremes is not None:
-        out["extremes_spearman"] = spearman(*extremes)
+        out["extremes_spearman"] = spearman(*(_snap(e, extremes[0]) for e in extremes))
     return out
 
 

@@ -64,18 +64,44 @@ def head_nodes(model: Any, outputs: Sequence[str]) -> list[str]:
     return [n.name for n in nodes]
 
 
+# Ops between learned layers that int8 handles exactly (no arithmetic on values): quantised with them.
+SHAPE_OPS = frozenset({"MaxPool", "Resize", "Concat", "Relu", "Identity", "Reshape", "Transpose"})
+
+
+def fixed_nodes(model: Any, learned: Sequence[str]) -> list[str]:
+    """Names of the nodes outside the ``learned`` top-level submodules (by the exporter's name scopes): the
+    fixed numerical layers (normalised-convolution pre-fill, do-no-harm gate) that stay float32 in an int8
+    file. Their local variances and divisions span ranges one uint8 scale cannot hold; they have no weights
+    and cost little."""
+    import ast
+
+    out = []
+    for node in model.graph.node:
+        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
+        try:
+            top = [s for s in ast.literal_eval(scopes) if s][:1] if scopes else []
+        except (ValueError, SyntaxError):
+            top = []
+        learned_node = bool(top) and top[0].split(".")[0] in learned
+        if not learned_node and node.op_type not in SHAPE_OPS and node.name:
+            out.append(node.name)
+    return out
+
+
 def quantize_onnx_int8(
     fp32_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     calibration: np.ndarray,
     input_range: tuple[float, float] | None = (0.0, 1.0),
     float_outputs: Sequence[str] = (),
+    learned_modules: Sequence[str] = (),
 ) -> Path:
     """Write a static int8 QDQ model calibrated on ``calibration`` (float32, the model's input layout).
 
     ``input_range`` pins the input quantisation range (None: take it from the calibration data, as for a
     decoder whose input is a latent). ``float_outputs``: graph outputs whose own head (:func:`head_nodes`)
-    stays float32, computed from the dequantised tensors it reads (the VAE's ``score``).
+    stays float32, computed from the dequantised tensors it reads (the VAE's ``score``). ``learned_modules``:
+    when given, only the nodes of these top-level submodules are quantised (:func:`fixed_nodes`).
     """
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
@@ -83,6 +109,8 @@ def quantize_onnx_int8(
     name = model.graph.input[0].name
     extra: dict[str, object] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     exclude = head_nodes(model, float_outputs) if float_outputs else []
+    if learned_modules:
+        exclude = sorted(set(exclude) | set(fixed_nodes(model, learned_modules)))
     if input_range is not None:
         lo, hi = (np.array(v, dtype=np.float32) for v in input_range)
         extra["TensorQuantOverrides"] = {name: [{"rmin": lo, "rmax": hi}]}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeae.tiling import axis_starts
+from edgeae.wire.codec import resolve_sample_codec
 from edgeae.wire.packets import WireConfig, overhead, packetise
 from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
@@ -61,7 +62,7 @@ class FlightRuntime:
         self.loader = loader or default_loader
         self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
         dl = mission.downlink
-        self.wire = wire or WireConfig(dl.max_packet_bytes, dl.codec, band_rows=dl.band_rows)
+        self.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
         self._cpu0 = time.process_time()
         self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
         self.meter = MemoryMeter(mission.runtime.measure_memory)

@@ -18,7 +18,7 @@ BAYER_PATTERNS = ("", "RGGB", "BGGR", "GRBG", "GBRG")
 PATTERNS = ("uniform", "jittered")
 METHODS = ("vae", "cae-masked")
 RECON_MODES = ("off", "check", "latent")
-CODECS = ("none", "delta-deflate", "deflate", "ccsds121")
+CODECS = ("auto", "none", "delta-deflate", "deflate", "ccsds121")
 MISSIONS_DIR = Path(__file__).resolve().parent / "missions"
 
 
@@ -161,13 +161,15 @@ class Budget:
 @dataclass(frozen=True)
 class Downlink:
     """How products are cut into CCSDS packets (``wire.packets.WireConfig``): packet size limit, lossless sample
-    codec (``ccsds121``: CCSDS 121.0-B through libaec, the smallest on every test set; ``none`` needs nothing
-    beyond numpy), and ``band_rows``: sparse samples interleaved over the whole frame (0) or within bands of
-    rows (payload layout 2; ``docs/wire-format.md``). Streamed frames are packetised from their spool file.
+    codec (``auto``, the default: ``ccsds121`` when libaec is installed — ``edgeae[flight-ccsds121]`` — else
+    ``delta-deflate``; ``ccsds121``: CCSDS 121.0-B through libaec, the smallest on every test set; ``none``
+    needs nothing beyond numpy), and ``band_rows``: sparse samples interleaved over the whole frame (0) or
+    within bands of rows (payload layout 2; ``docs/wire-format.md``). Streamed frames are packetised from
+    their spool file.
     """
 
     max_packet_bytes: int = 1024
-    codec: str = "ccsds121"
+    codec: str = "auto"
     band_rows: int = 0
 
     def __post_init__(self) -> None:

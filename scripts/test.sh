@@ -20,6 +20,12 @@ if ! {
   echo "pip install failed; the whole log is in .venv/pip.log" >&2
   exit 1
 fi
+# The report tests load pages in headless Chromium (Debian's package); they skip with a message without it.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing chromium for the headless-browser report tests (log: .venv/apt.log)"
+  { timeout 600 apt-get update && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y --no-install-recommends chromium; } \
+    >.venv/apt.log 2>&1 || echo "   chromium could not be installed: the browser tests will skip"
+fi
 echo "== ruff"
 .venv/bin/ruff check edgeae export firmware_sim benchmarks tests
 .venv/bin/ruff format --check edgeae export firmware_sim benchmarks tests

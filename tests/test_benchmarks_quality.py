@@ -66,15 +66,18 @@ def test_sparse_bytes_are_the_kept_values() -> None:
     pts = list(rd.sparse_points(img, seed=5, keeps=(0.1, 0.3), fills={"telea": None}))
     assert [(m, k) for m, k, _ in pts] == [
         ("sparse+telea (raw)", 0.1),
+        ("sparse+telea (delta-deflate)", 0.1),
         ("sparse+telea (ccsds121)", 0.1),
         ("sparse+telea (raw)", 0.3),
+        ("sparse+telea (delta-deflate)", 0.3),
         ("sparse+telea (ccsds121)", 0.3),
     ]
-    raw, coded = pts[0][2], pts[1][2]
+    raw, coded = pts[0][2], pts[2][2]
     kept = int(rd.make_mask(5, img.shape[:2], 0.1).sum())
     assert raw["bytes"] == kept * 3 and raw["bpp"] == pytest.approx(8 * kept * 3 / img.shape[0] / img.shape[1])
     assert coded["bytes"] < raw["bytes"]  # CCSDS 121 prediction wins on a smooth image
-    assert raw["psnr"] == coded["psnr"] and pts[2][2]["psnr"] > raw["psnr"]  # same recon; more pixels help
+    assert pts[1][2]["bytes"] < raw["bytes"]
+    assert raw["psnr"] == coded["psnr"] and pts[3][2]["psnr"] > raw["psnr"]  # same recon; more pixels help
 
 
 def test_latent_bytes_and_quantisation() -> None:

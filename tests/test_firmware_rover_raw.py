@@ -59,3 +59,26 @@ def test_subframes_and_undeclared_mosaics(raw_frame: Path, tmp_path: Path) -> No
     summary, recs = _run(tmp_path / "undeclared", [sub], bayer="")
     assert "looks_like_bayer_mosaic" in recs[0]["flags"]
     assert summary["colour_filter"]["frames_looking_like_mosaic"] == 1
+
+
+def test_camera_margin_and_bayer_are_validated() -> None:
+    from edgeae.firmware_sim.mission import MissionError
+
+    m = load_mission("rover_mastcamz")
+    assert m.camera.bayer == "RGGB" and m.camera.height == 0 and m.camera.width == 0
+    assert m.with_overrides(camera={"margin": 4}).camera.margin == (4,)
+    assert m.with_overrides(camera={"margin": [1, 2, 3, 4]}).camera.margin == (1, 2, 3, 4)
+    with pytest.raises(MissionError, match="margin"):
+        m.with_overrides(camera={"margin": [1, 2]})
+    with pytest.raises(MissionError, match="bayer"):
+        m.with_overrides(camera={"bayer": "RGBW"})
+    with pytest.raises(MissionError, match="channels = 3"):
+        m.with_overrides(camera={"channels": 1})
+
+
+def test_fixed_margin_is_never_flagged(raw_frame: Path, tmp_path: Path) -> None:
+    raw = cv2.imread(str(raw_frame), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    sub = np.ascontiguousarray(raw[200:712, 300:1068])
+    _, recs = _run(tmp_path, [sub], margin=[0, 0, 256, 0])  # the two left patch columns are off limits
+    flagged = recs[0]["anomaly"]["patches"]
+    assert flagged and min(p["x"] for p in flagged) >= 256

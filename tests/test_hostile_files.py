@@ -153,7 +153,9 @@ def _flight_script(frames: list[Path], out: Path, block_cv2: bool) -> str:
             sys.modules["cv2"] = None  # as on a board: the flight extras do not install OpenCV
         from edgeae.firmware_sim.cli import main
         rc = main({args!r})
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM: this process's own high-water mark (ru_maxrss would carry the forking pytest's peak)
+        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+        peak = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(json.dumps({{"rc": rc, "peak": peak, "cv2": "cv2" in sys.modules and sys.modules["cv2"] is not None}}))
         """
     )

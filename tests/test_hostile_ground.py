@@ -228,7 +228,9 @@ def _decode_rss_script(packets_file: Path, out: Path) -> str:
         import json, resource, sys
         from edgeae.cli import main
         rc = main(["ground", "decode", {str(packets_file)!r}, "--out", {str(out)!r}])
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM: this process's own high-water mark (ru_maxrss would carry the forking pytest's peak)
+        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+        peak = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(json.dumps({{"rc": rc, "peak": peak}}))
         """
     )

@@ -87,7 +87,7 @@ def test_evaluate_rows_markdown_and_verdicts() -> None:
 def test_codec_baselines_hit_the_budget_and_survive_loss() -> None:
     img = scene(c=3)
     for codec in ("jpeg", "jpeg2000", "webp"):
-        data, q = baselines.at_bytes(img, codec, 3000)
+        data, _ = baselines.at_bytes(img, codec, 3000)
         assert len(data) <= 3000
         out = baselines.decode(data, codec, img.shape)
         assert out is not None and out.shape == img.shape

@@ -88,6 +88,10 @@ GOLDEN_SPARSE_V2 = (
 )
 GOLDEN_TELEMETRY_V2 = "0103c0000019020000000007000000010000000200000000000000027b7df236"
 GOLDEN_PATCH_V2 = "0102c000002a0200000000070000000100000001000000020001010800003fd0000000000000000000000000000109f970"
+GOLDEN_LATENT_V2 = (
+    "0101c000004502000000000700000001616231320000000000000000000000000000000400000004010004000400010001003fe0000000"
+    "0000000002000100010000000000000002ff022d20"
+)
 # layout 2 interleave: a 4x8 RGB frame, keep 0.75 (24 kept pixels), 128-byte packets -> segments of one pixel in
 # 2 packets with step 1: packet 0 carries kept pixels 0, 2, 4, ..., packet 1 carries 1, 3, 5, ...
 GOLDEN_INTERLEAVED = [
@@ -125,6 +129,8 @@ def test_golden_bytes_layout_2() -> None:
     assert [p.hex() for p in packetise(TelemetryRecord(7, b"{}"))] == [GOLDEN_TELEMETRY_V2]
     patch = AnomalyPatch(7, 1, 2, 1, 0.25, np.array([[[9]]], np.uint8))
     assert [p.hex() for p in packetise(patch)] == [GOLDEN_PATCH_V2]
+    lat = LatentFrame(7, "ab12", 4, 4, 1, 4, 4, 1, 1, 0.5, "int8", np.array([-1, 2], np.int8).reshape(1, 2, 1, 1))
+    assert [p.hex() for p in packetise(lat)] == [GOLDEN_LATENT_V2]
     m = make_mask(3, (4, 8), 0.75)
     vals = (np.arange(int(m.sum()) * 3).reshape(-1, 3) * 7 % 256).astype(np.uint8)
     fr2 = SparseFrame(8, 4, 8, 3, 8, 0.75, "uniform", 3, 1, vals)

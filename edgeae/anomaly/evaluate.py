@@ -4,14 +4,29 @@ Datasets:
 
 - ``lroc_nac_craters``: the 10 LRO NAC mosaics not used for λ (:data:`edgeae.train.vae.LAMBDA_FILES`), 64×64
   patches at stride 32. A patch is positive for a size bin when it holds the centre of a crater of that
-  diameter; every other patch is negative.
-- ``hirise_landmarks``: 227×227 crops of the products the VAE never trained on
-  (:func:`edgeae.anomaly.labels.hirise_training_products`). 25 patches per crop (stride 41); a crop's score
+  diameter; every other patch is negative. Four of the ten are the ``orbital_gray`` **test** split; the
+  ``... (test-split mosaics)`` rows rank those alone.
+- ``hirise_landmarks``: 227×227 crops of the products the VAE never trained on (the development split,
+  :func:`edgeae.anomaly.labels.hirise_training_products`). 25 patches per crop (stride 41); a crop's score
   is the **maximum** of its patch scores, for every method. Negatives are class 0; classes 1-4 are positives
   each and together; class 6 (image edge / no data) is reported separately.
+- ``msl_surface``: the MSL surface images of the **val sols** (:mod:`edgeae.anomaly.msl`), ranked by their
+  highest 64×64 patch (stride 32): hardware and calibration targets vs ground. A **validation** benchmark
+  (``train_extra/`` is never test data), scored with an RGB model trained on ground images of the train sols.
 
-Every method ranks the same patches: the VAE score a(x), its two terms (reconstruction error, ||μ||²),
-local contrast (patch std) and an isolation forest on μ. Plots are in :mod:`edgeae.anomaly.plots`.
+Every method ranks the same patches:
+
+- **the default scorer** (:data:`DEFAULT_SCORER`, :mod:`edgeae.anomaly.multiscale`): the model's score of
+  32 and 64 px windows centred on each patch (128 px was tried and lowered validation AP), each normalised
+  within its frame (robust z of the log
+  score; for MSL browse images over all images, see :data:`NORMALISATION`) and averaged;
+- the model's single-window score a(x) and its two terms (reconstruction error, ||μ||²);
+- baselines (:mod:`edgeae.anomaly.baselines`): local contrast (patch std), the Reed-Xiaoli detector on patch
+  features (RX) and an isolation forest on μ;
+- ablations: the single 64 px window with the per-frame normalisation, each window size alone, and patch std
+  with the same normalisation (how much comes from normalisation alone).
+
+``summary.md`` checks the targets of issue 12 (:func:`acceptance`). Plots are in :mod:`edgeae.anomaly.plots`.
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +55,40 @@ from edgeae.anomaly.labels import (
     read_hirise_labels,
 )
 from edgeae.anomaly.metrics import ranking_summary
+from edgeae.anomaly.multiscale import MultiScale, frame_normalise, multiscale_scores, score_windows
 from edgeae.anomaly.score import PatchScorer, PatchScores, score_array
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("lroc_nac_craters", "hirise_landmarks")
+DATASETS = ("lroc_nac_craters", "hirise_landmarks", "msl_surface")
+VALIDATION_ONLY = {"msl_surface": "validation benchmark: train_extra/ MSL images of the val sols, never test data"}
+CHANNELS = {"lroc_nac_craters": 1, "hirise_landmarks": 1, "msl_surface": 3}
+DEFAULT_MODELS = {"lroc_nac_craters": "orbital-gray-vae", "hirise_landmarks": "orbital-gray-vae",
+                  "msl_surface": "rover-rgb-vae"}  # fmt: skip
 LROC_DIR = "orbital_gray/lroc_nac_craters"
 LROC_STRIDE = 32
 HIRISE_STRIDE = 41  # 25 patches per 227×227 crop, the last row/column flush with the edge
+MSL_STRIDE = 32
 PLOT_FEATURE_MIN = 32.0  # crater diameter (px) of the feature drawn in galleries, maps and t-SNE
+
+DEFAULT = "default (multi-scale z)"
+# How the default score normalises, per dataset: survey frames (orbital products) by themselves; rover
+# browse views, where a whole frame can be hardware, over all views together.
+NORMALISATION = {"lroc_nac_craters": "robust_z", "hirise_landmarks": "robust_z", "msl_surface": "pooled"}
+# Windows chosen on validation (the two λ mosaics, craters >= 32 px, zoo orbital-gray-vae, AP over random):
+# 32+64 px 2.23x, 64 px alone 2.17x, 32+64+128 px 2.09x, 128 px alone 1.53x (mean of z; max: 2.12x, 1.91x).
+DEFAULT_SCORER = MultiScale(windows=(32, 64))
+BASELINES = ("patch std", "RX (patch features)", "isolation forest (mu)")
+MSL_GROUPS: dict[str, frozenset[int]] = {
+    "calibration targets": frozenset({1, 2, 12, 14}),
+    "drill and drill holes": frozenset({4, 5}),
+    "wheel": frozenset({24}),
+}
+
+
+def default_scorer(dataset: str) -> MultiScale:
+    """The default multi-scale scorer with the normalisation of ``dataset``."""
+    return replace(DEFAULT_SCORER, normalise=NORMALISATION.get(dataset, DEFAULT_SCORER.normalise))
 
 
 @dataclass
@@ -68,6 +108,17 @@ class Scored:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Frame:
+    """One scored frame: the base-window scores, the per-window raw scores, and baseline features."""
+
+    name: str
+    result: PatchScores
+    windows: dict[int, np.ndarray]
+    std: np.ndarray
+    rx_features: np.ndarray
+
+
 def lroc_files(root: Path) -> list[Path]:
     """The LROC NAC mosaics that are evaluated (all but the λ-validation ones), sorted."""
     from edgeae.train.vae import LAMBDA_FILES
@@ -79,20 +130,6 @@ def lroc_files(root: Path) -> list[Path]:
     return files
 
 
-def _methods(scorer: PatchScorer, results: list[PatchScores], stds: np.ndarray, seed: int) -> dict[str, Any]:
-    cat = {k: np.concatenate([r.extras[k] for r in results]) for k in results[0].extras}
-    score = np.concatenate([r.score for r in results])
-    if scorer.kind != "vae":
-        return {"cae masked error": score, "patch std": stds}
-    return {
-        "vae a(x)": score,
-        "reconstruction error": cat["rec"],
-        "||mu||^2": cat["mu2"],
-        "patch std": stds,
-        "isolation forest (mu)": baselines.isolation_forest(cat["mu"], seed=seed),
-    }
-
-
 def _read(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     from edgeae.imageio import read_image
 
@@ -100,8 +137,57 @@ def _read(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return img.pixels, img.valid
 
 
-def _stds(image: np.ndarray, r: PatchScores) -> np.ndarray:
-    return np.array([image[y : y + r.patch, x : x + r.patch].std() for x, y in zip(r.x, r.y, strict=True)])
+def score_frame(
+    pixels: np.ndarray,
+    valid: np.ndarray,
+    scorer: PatchScorer,
+    ms: MultiScale,
+    patch: int,
+    stride: int,
+    *,
+    min_valid: float = 0.0,
+    batch: int = 256,
+    name: str = "<array>",
+) -> Frame:
+    """Score one frame at every window size of ``ms`` and collect the baselines' patch features."""
+    r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=min_valid, batch=batch, file=name)
+    if len(r) == 0 and min_valid > 0:
+        r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=0.0, batch=batch, file=name)
+    per = score_windows(pixels, scorer, r, ms, patch, batch)
+    tiles = np.stack([pixels[y : y + patch, x : x + patch] for x, y in zip(r.x, r.y, strict=True)])
+    tiles = tiles.transpose(0, 3, 1, 2)  # (N, C, P, P)
+    return Frame(
+        name=name,
+        result=r,
+        windows={w: np.asarray(per[w]["score"], dtype=np.float64) for w in ms.windows},
+        std=baselines.patch_std(tiles),
+        rx_features=baselines.rx_features(tiles),
+    )
+
+
+def _methods(scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int) -> dict[str, np.ndarray]:
+    """Every method's score of every patch of ``frames`` (concatenated in frame order)."""
+    results = [f.result for f in frames]
+    cat = {k: np.concatenate([r.extras[k] for r in results]) for k in results[0].extras}
+    single = np.concatenate([r.score for r in results])
+    methods: dict[str, np.ndarray] = {DEFAULT: np.concatenate(multiscale_scores([f.windows for f in frames], ms))}
+    if scorer.kind == "vae":
+        methods |= {"vae a(x)": single, "reconstruction error": cat["rec"], "||mu||^2": cat["mu2"]}
+    else:
+        methods["cae masked error"] = single
+    std = np.concatenate([f.std for f in frames])
+    methods["patch std"] = std
+    methods["RX (patch features)"] = np.concatenate(baselines.rx([f.rx_features for f in frames]))
+    if scorer.kind == "vae":
+        methods["isolation forest (mu)"] = baselines.isolation_forest(cat["mu"], seed=seed)
+    # ablations: what the normalisation and each window size give on their own
+    for w in ms.windows:
+        one = replace(ms, windows=(w,))
+        methods[f"window {w} only, z"] = np.concatenate(multiscale_scores([f.windows for f in frames], one))
+    pooled = ms.normalise == "pooled"
+    stds = [np.concatenate([f.std for f in frames])] if pooled else [f.std for f in frames]
+    methods["patch std, z"] = np.concatenate([frame_normalise(s, "robust_z", ms.log) for s in stds])
+    return methods
 
 
 def score_lroc(
@@ -112,36 +198,45 @@ def score_lroc(
     limit: int | None = None,
     seed: int = 0,
     progress: Callable[[Any], Any] = iter,
+    ms: MultiScale | None = None,
 ) -> Scored:
     """Score every patch of the evaluated LROC mosaics; features = crater size bins and all craters."""
+    from edgeae.datasets import SPLITS
+
+    ms = ms or default_scorer("lroc_nac_craters")
     files = lroc_files(root)[:limit]
-    results, images, points, craters_all, stds = [], [], [], [], []
+    test_names = {Path(p).name for p in SPLITS["orbital_gray"]["test"]}
+    frames, images, points, craters_all = [], [], [], []
     for f in progress(files):
         pix, valid = _read(f, scorer.channels)
-        r = score_array(pix, scorer, patch, LROC_STRIDE, valid=valid, min_valid=0.0, batch=batch, file=f.name)
-        results.append(r)
+        fr = score_frame(pix, valid, scorer, ms, patch, LROC_STRIDE, batch=batch, name=f.name)
+        frames.append(fr)
         images.append(pix)
         craters = read_craters(crater_file_for(f))
-        craters_all.append((r, craters))
+        craters_all.append((fr.result, craters))
         points.append(craters[craters[:, 2] >= PLOT_FEATURE_MIN, :2])
-        stds.append(_stds(pix, r))
-    methods = _methods(scorer, results, np.concatenate(stds), seed)
+    methods = _methods(scorer, frames, ms, seed)
+    results = [fr.result for fr in frames]
     n = sum(len(r) for r in results)
     everything = np.ones(n, dtype=bool)
+    in_test = np.concatenate([np.full(len(r), r.file in test_names) for r in results])
     features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for lo, hi in ((0.0, math.inf), *CRATER_BINS):
         name = "any crater" if lo == 0.0 and math.isinf(hi) else bin_name(lo, hi)
         pos = np.concatenate([patch_labels(r.xy, patch, c, lo, hi) for r, c in craters_all])
         features[name] = (pos, everything)
     plot_feature = bin_name(PLOT_FEATURE_MIN, math.inf)
-    features[plot_feature] = (
-        np.concatenate([patch_labels(r.xy, patch, c, PLOT_FEATURE_MIN) for r, c in craters_all]),
-        everything,
-    )
+    large = np.concatenate([patch_labels(r.xy, patch, c, PLOT_FEATURE_MIN) for r, c in craters_all])
+    features[plot_feature] = (large, everything)
+    if in_test.any() and not in_test.all():
+        features[f"{plot_feature} (test-split mosaics)"] = (large, in_test)
+    primary = next(iter(methods))
+    for r, s in zip(results, _split(methods[primary], results), strict=True):
+        r.score = s  # maps and galleries show the default score
     return Scored(
         methods=methods,
         features=features,
-        primary=next(iter(methods)),
+        primary=primary,
         images=images,
         unit_image=np.concatenate([np.full(len(r), i) for i, r in enumerate(results)]),
         unit_xy=np.concatenate([r.xy for r in results]),
@@ -151,17 +246,33 @@ def score_lroc(
         plot_feature=plot_feature,
         info={
             "files": [f.name for f in files],
+            "test_split_files": sorted(test_names & {f.name for f in files}),
             "patch": patch,
             "stride": LROC_STRIDE,
+            "default_scorer": ms.describe(),
             "patches_with_nodata": int(sum(int((r.valid_frac < 1).sum()) for r in results)),
         },
     )
+
+
+def _split(values: np.ndarray, results: list[PatchScores]) -> list[np.ndarray]:
+    bounds = np.cumsum([0] + [len(r) for r in results])
+    return [values[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _centre_index(r: PatchScores) -> int:
     """Index of the patch whose centre is nearest the image centre."""
     cy, cx = (r.shape[0] - r.patch) / 2.0, (r.shape[1] - r.patch) / 2.0
     return int(np.argmin((r.x - cx) ** 2 + (r.y - cy) ** 2))
+
+
+def _per_unit(per_patch: dict[str, np.ndarray], results: list[PatchScores]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Each unit (crop, image) scored by its highest patch, for every method; index of the primary's best."""
+    bounds = np.cumsum([0] + [len(r) for r in results])
+    methods = {k: np.maximum.reduceat(v, bounds[:-1]) for k, v in per_patch.items()}
+    primary = next(iter(per_patch))
+    best = [int(np.argmax(per_patch[primary][a:b])) for a, b in itertools.pairwise(bounds)]
+    return methods, best
 
 
 def score_hirise(
@@ -172,29 +283,31 @@ def score_hirise(
     limit: int | None = None,
     seed: int = 0,
     progress: Callable[[Any], Any] = iter,
+    ms: MultiScale | None = None,
 ) -> Scored:
     """Score the landmark crops of the evaluation products; a crop's score is the max over its patches."""
+    ms = ms or default_scorer("hirise_landmarks")
     labels = read_hirise_labels(root / "hirise_landmarks" / "labels.txt")
     train = hirise_training_products(labels)
     crops = [(f, c) for f, c in labels if hirise_product(f) not in train and c in HIRISE_CLASSES]
     if limit:
         rng = np.random.default_rng(seed)
         crops = [crops[i] for i in sorted(rng.choice(len(crops), size=min(limit, len(crops)), replace=False))]
-    results, images, stds = [], [], []
+    frames, images = [], []
     for f, _ in progress(crops):
         pix, valid = _read(root / "hirise_landmarks" / "images" / f, scorer.channels)
-        r = score_array(pix, scorer, patch, HIRISE_STRIDE, valid=valid, min_valid=0.0, batch=batch, file=f)
-        results.append(r)
+        frames.append(score_frame(pix, valid, scorer, ms, patch, HIRISE_STRIDE, batch=batch, name=f))
         images.append(pix)
-        stds.append(_stds(pix, r))
-    per_patch = _methods(scorer, results, np.concatenate(stds), seed)
-    bounds = np.cumsum([0] + [len(r) for r in results])
-    methods = {k: np.maximum.reduceat(v, bounds[:-1]) for k, v in per_patch.items()}
+    results = [fr.result for fr in frames]
+    per_patch = _methods(scorer, frames, ms, seed)
+    methods, best = _per_unit(per_patch, results)
     primary = next(iter(methods))
+    bounds = np.cumsum([0] + [len(r) for r in results])
     # the landmark sits at the crop centre: also rank crops by the patch nearest the centre
     centre = [_centre_index(r) for r in results]
     methods[f"{primary}, centre patch"] = per_patch[primary][bounds[:-1] + np.array(centre)]
-    best = [int(np.argmax(per_patch[primary][a:b])) for a, b in itertools.pairwise(bounds)]
+    for r, s in zip(results, _split(per_patch[primary], results), strict=True):
+        r.score = s
     cls = np.array([c for _, c in crops])
     neg = cls == 0
     features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -215,6 +328,7 @@ def score_hirise(
         unit_image=np.arange(len(crops)),
         unit_xy=np.array([[r.x[i], r.y[i]] for r, i in zip(results, best, strict=True)]).reshape(-1, 2),
         latents=latents,
+        patch_results=results,
         plot_feature="classes 1-4 together",
         info={
             "crops": len(crops),
@@ -222,9 +336,136 @@ def score_hirise(
             "patch": patch,
             "stride": HIRISE_STRIDE,
             "crop_score": "max over 25 patches (and the centre patch alone)",
+            "default_scorer": ms.describe() + " (frame = crop)",
             "training_products_excluded": len(train),
         },
     )
+
+
+def score_msl(
+    root: Path,
+    scorer: PatchScorer,
+    patch: int = 64,
+    batch: int = 256,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: Callable[[Any], Any] = iter,
+    ms: MultiScale | None = None,
+    split: str = "val",
+) -> Scored:
+    """Score the MSL surface images of the ``split`` sols (hardware and targets vs ground; validation data)."""
+    from edgeae.anomaly.msl import MIN_VALID
+    from edgeae.datasets import MSL_GROUND_CLASS, MSL_HARDWARE_CLASSES, msl_surface_items
+
+    ms = ms or default_scorer("msl_surface")
+    items = [it for it in msl_surface_items(split, root) if it[1] == MSL_GROUND_CLASS or it[1] in MSL_HARDWARE_CLASSES]
+    if limit:
+        rng = np.random.default_rng(seed)
+        items = [items[i] for i in sorted(rng.choice(len(items), size=min(limit, len(items)), replace=False))]
+    frames, images = [], []
+    for path, _, _ in progress(items):
+        pix, valid = _read(path, scorer.channels)
+        frames.append(
+            score_frame(pix, valid, scorer, ms, patch, MSL_STRIDE, min_valid=MIN_VALID, batch=batch, name=path.name)
+        )
+        images.append(pix)
+    results = [fr.result for fr in frames]
+    per_patch = _methods(scorer, frames, ms, seed)
+    methods, best = _per_unit(per_patch, results)
+    for r, s in zip(results, _split(per_patch[next(iter(per_patch))], results), strict=True):
+        r.score = s
+    cls = np.array([c for _, c, _ in items])
+    neg = cls == MSL_GROUND_CLASS
+    hw = np.isin(cls, sorted(MSL_HARDWARE_CLASSES))
+    features: dict[str, tuple[np.ndarray, np.ndarray]] = {"hardware and targets": (hw, neg | hw)}
+    for name, group in MSL_GROUPS.items():
+        pos = np.isin(cls, sorted(group))
+        features[name] = (pos, neg | pos)
+    rest = hw & ~np.isin(cls, sorted(set().union(*MSL_GROUPS.values())))
+    features["rover deck, arm and instruments"] = (rest, neg | rest)
+    latents = None
+    if scorer.kind == "vae":
+        bounds = np.cumsum([0] + [len(r) for r in results])
+        latents = np.concatenate([r.extras["mu"] for r in results])[bounds[:-1] + np.array(best)]
+    return Scored(
+        methods=methods,
+        features=features,
+        primary=next(iter(methods)),
+        images=images,
+        unit_image=np.arange(len(items)),
+        unit_xy=np.array([[r.x[i], r.y[i]] for r, i in zip(results, best, strict=True)]).reshape(-1, 2),
+        latents=latents,
+        patch_results=results,
+        plot_feature="hardware and targets",
+        info={
+            "split": f"MSL surface images of the {split} sols (validation benchmark, never test data)",
+            "images": len(items),
+            "sols": sorted({s for _, _, s in items}),
+            "ground": int(neg.sum()),
+            "hardware_and_targets": int(hw.sum()),
+            "patch": patch,
+            "stride": MSL_STRIDE,
+            "image_score": f"max over patches with >= {MIN_VALID:.0%} valid pixels",
+            "default_scorer": ms.describe(),
+        },
+    )
+
+
+ACCEPTANCE: dict[str, dict[str, Any]] = {
+    "lroc_nac_craters": {"feature": bin_name(32.0, math.inf), "ap_gain": 1.2},
+    "hirise_landmarks": {"feature": f"class 1 {HIRISE_CLASSES[1]}", "ap_gain": 1.2, "auc": 0.80},
+    "msl_surface": {"feature": "hardware and targets", "auc": 0.85},
+}
+
+
+def acceptance(dataset: str, rows: list[dict[str, Any]], primary: str = DEFAULT) -> list[dict[str, Any]]:
+    """The targets of issue 12 for one dataset: the default scorer's AP at least ``ap_gain`` × every
+    baseline's, and its ROC AUC at least ``auc``. One dict per check: what, value, target, passed."""
+    spec = ACCEPTANCE.get(dataset)
+    if not spec:
+        return []
+    feat = spec["feature"]
+    rs = {r["method"]: r for r in rows if r["feature"] == feat}
+    if primary not in rs or rs[primary]["ap"] is None:
+        return []
+    me = rs[primary]
+    out = []
+    if "ap_gain" in spec:
+        for b in BASELINES:
+            if b not in rs or rs[b]["ap"] is None:
+                continue
+            ratio = me["ap"] / rs[b]["ap"] if rs[b]["ap"] > 0 else math.inf
+            out.append({
+                "dataset": dataset, "feature": feat, "check": f"AP vs {b}",
+                "value": ratio, "detail": f"{me['ap']:.3f} vs {rs[b]['ap']:.3f} "
+                f"({me['improvement']:.2f}x vs {rs[b]['improvement']:.2f}x random)",
+                "target": f">= {spec['ap_gain']:.2f}x", "passed": bool(ratio >= spec["ap_gain"]),
+            })  # fmt: skip
+    if "auc" in spec:
+        out.append({
+            "dataset": dataset, "feature": feat, "check": "ROC AUC", "value": me["auc"],
+            "detail": f"{me['auc']:.3f}", "target": f">= {spec['auc']:.2f}", "passed": bool(me["auc"] >= spec["auc"]),
+        })  # fmt: skip
+    return out
+
+
+def acceptance_markdown(checks: list[dict[str, Any]], models: dict[str, str] | None = None) -> str:
+    """``summary.md``: one row per target check, MISSED where a target is not met."""
+    out = [
+        "### Targets of issue 12 (default scorer vs baselines)",
+        "",
+        "| dataset | feature | check | default vs baseline | ratio / value | target | met |",
+        "|---|---|---|---|---:|---|---|",
+    ]
+    for c in checks:
+        ds = c["dataset"] + (" (validation)" if c["dataset"] in VALIDATION_ONLY else "")
+        out.append(
+            f"| {ds} | {c['feature']} | {c['check']} | {c['detail']} | {c['value']:.2f} | {c['target']} | "
+            f"{'yes' if c['passed'] else '**MISSED**'} |"
+        )
+    if models:
+        out += ["", "Models: " + "; ".join(f"{d}: `{m}`" for d, m in models.items()) + "."]
+    return "\n".join(out) + "\n"
 
 
 def table_rows(scored: Scored) -> list[dict[str, Any]]:
@@ -370,26 +611,33 @@ def evaluate(
     seed: int = 0,
     plots: bool = True,
     progress: bool = True,
+    ms: MultiScale | None = None,
 ) -> dict[str, Any]:
     """Score, label, rank and (optionally) plot one dataset; write ``table.md`` and ``results.json``."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown evaluation dataset {dataset!r}; choose from {DATASETS}")
+    if scorer.channels != CHANNELS[dataset]:
+        raise ValueError(f"{dataset} needs a {CHANNELS[dataset]}-channel model, this one has {scorer.channels}")
     bar: Callable[[Any], Any] = iter
     if progress:
         tqdm = require("tqdm").tqdm
 
         def bar(it: Any) -> Any:
-            return tqdm(it, desc=dataset, unit="image" if dataset.startswith("lroc") else "crop")
+            unit = {"lroc_nac_craters": "image", "hirise_landmarks": "crop", "msl_surface": "image"}[dataset]
+            return tqdm(it, desc=dataset, unit=unit)
 
-    fn = score_lroc if dataset == "lroc_nac_craters" else score_hirise
-    scored = fn(root, scorer, batch=batch, limit=limit, seed=seed, progress=bar)
+    fn = {"lroc_nac_craters": score_lroc, "hirise_landmarks": score_hirise, "msl_surface": score_msl}[dataset]
+    scored = fn(root, scorer, batch=batch, limit=limit, seed=seed, progress=bar, ms=ms)
     rows = table_rows(scored)
-    result = {"dataset": dataset, "primary": scored.primary, "rows": rows, "info": scored.info}
+    checks = acceptance(dataset, rows, scored.primary)
+    title = dataset + (f" ({VALIDATION_ONLY[dataset]})" if dataset in VALIDATION_ONLY else "")
+    result = {"dataset": dataset, "primary": scored.primary, "rows": rows, "info": scored.info, "acceptance": checks}
     if out is not None:
         import json
 
         out.mkdir(parents=True, exist_ok=True)
-        (out / "table.md").write_text(markdown_tables(rows, scored.primary, dataset))
+        note = f"Default scorer: {scored.info.get('default_scorer', scored.primary)}.\n\n"
+        (out / "table.md").write_text(markdown_tables(rows, scored.primary, title) + "\n" + note)
         (out / "results.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
         if plots:
             result["plots"] = [str(p) for p in make_plots(scored, out, dataset, seed=seed)]

@@ -12,7 +12,7 @@ figures, never test results.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +33,14 @@ def read_msl(path: str | os.PathLike[str], channels: int = 3) -> tuple[np.ndarra
 
 def score_msl_images(
     paths: Sequence[str | os.PathLike[str]],
-    scorer: object,
+    scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
     patch: int = 64,
     stride: int = STRIDE,
     batch: int = 256,
     channels: int | None = None,
 ) -> list[PatchScores]:
     """Patch scores of each image (an image with no patch above :data:`MIN_VALID` keeps all its patches)."""
-    ch = int(channels or getattr(scorer, "channels", 3))
+    ch = int(channels) if channels else int(getattr(scorer, "channels", 3))
     out = []
     for p in paths:
         pix, valid = read_msl(p, ch)

@@ -7,25 +7,48 @@ from pathlib import Path
 
 from edgeae.cli import CLIError
 
-DATASETS = ("lroc_nac_craters", "hirise_landmarks")
+DATASETS = ("lroc_nac_craters", "hirise_landmarks", "msl_surface")
+
+
+def _windows(text: str) -> tuple[int, ...]:
+    try:
+        w = tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"windows must be comma-separated pixel sizes, got {text!r}") from exc
+    if not w or min(w) < 4:
+        raise argparse.ArgumentTypeError(f"window sizes must be >= 4 px, got {text!r}")
+    return w
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
         help="anomaly ranking on labelled data (AP, random AP, KS, baselines, plots)",
-        description="Score the labelled evaluation set with MODEL and write table.md, results.json and plots "
-        "to OUT/DATASET/.",
+        description="Score a labelled evaluation set and write table.md, results.json and plots to OUT/DATASET/, "
+        "and the issue-12 target checks to OUT/summary.md. The default scorer combines the model's score of "
+        "32 and 64 px windows per location (--windows 32,64,128 adds 128), normalised per frame; baselines: "
+        "patch std, RX, isolation forest on μ. msl_surface is a validation benchmark (MSL images of the val sols).",
     )
     p.add_argument(
         "--dataset", required=True, choices=[*DATASETS, "all"], help="labelled evaluation set, or all of them"
     )
     p.add_argument(
-        "--model", required=True, help="zoo name (orbital-gray-vae), .pt checkpoint, or .onnx/.ort/.tflite artifact"
+        "--model",
+        default=None,
+        help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact (default: orbital-gray-vae for the grey "
+        "orbital sets, rover-rgb-vae for msl_surface; with 'all', datasets of other channels keep their default)",
     )
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--windows", type=_windows, default=None, help="window sizes of the default scorer (default 32,64)")
+    p.add_argument(
+        "--normalise",
+        choices=("robust_z", "pooled", "none"),
+        default=None,
+        help="per-frame robust z (orbital default), pooled over all frames (MSL default), or none",
+    )
+    p.add_argument("--combine", choices=("mean", "max"), default=None, help="combine window scores (default mean)")
     p.add_argument("--batch", type=int, default=256, help="patches per model call (default 256)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops (HiRISE)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops or images")
     p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--no-plots", action="store_true", help="write tables and JSON only, no plots")
@@ -41,21 +64,45 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.anomaly.evaluate import evaluate
+    import dataclasses
+
+    from edgeae.anomaly.evaluate import CHANNELS, DEFAULT_MODELS, acceptance_markdown, default_scorer, evaluate
     from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
     from edgeae.predictor import load_predictor
 
-    predictor = load_predictor(args.model, threads=args.threads)
-    if predictor.metadata.kind not in ("vae", "cae"):
-        raise CLIError(f"{args.model}: a {predictor.metadata.kind!r} model cannot score patches")
-    scorer = make_scorer(predictor, cae_keep=args.cae_keep, keep_latents=True)
+    datasets = DATASETS if args.dataset == "all" else (args.dataset,)
+    scorers: dict[str, object] = {}
+
+    def scorer_for(spec: str) -> object:
+        if spec not in scorers:
+            predictor = load_predictor(spec, threads=args.threads)
+            if predictor.metadata.kind not in ("vae", "cae"):
+                raise CLIError(f"{spec}: a {predictor.metadata.kind!r} model cannot score patches")
+            scorers[spec] = make_scorer(predictor, cae_keep=args.cae_keep, keep_latents=True)
+        return scorers[spec]
+
     root = data_root(args.data_root)
     out = Path(args.out)
-    for ds in DATASETS if args.dataset == "all" else (args.dataset,):
+    checks, used = [], {}
+    for ds in datasets:
+        spec = args.model or DEFAULT_MODELS[ds]
+        scorer = scorer_for(spec)
+        if scorer.channels != CHANNELS[ds]:  # type: ignore[attr-defined]
+            if args.dataset != "all":
+                raise CLIError(f"{ds} needs a {CHANNELS[ds]}-channel model; {spec} has {scorer.channels}")  # type: ignore[attr-defined]
+            spec = DEFAULT_MODELS[ds]
+            print(f"{ds}: {args.model} has other channels; using {spec}")
+            scorer = scorer_for(spec)
+        changes = {
+            k: v
+            for k, v in (("windows", args.windows), ("normalise", args.normalise), ("combine", args.combine))
+            if v is not None
+        }
+        ms = dataclasses.replace(default_scorer(ds), **changes)
         res = evaluate(
             ds,
-            scorer,
+            scorer,  # type: ignore[arg-type]
             root,
             out / ds,
             batch=args.batch,
@@ -63,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             plots=not args.no_plots,
             progress=not args.no_progress,
+            ms=ms,
         )
+        checks += res["acceptance"]
+        used[ds] = spec
         print((out / ds / "table.md").read_text())
         print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
+    if checks:
+        (out / "summary.md").write_text(acceptance_markdown(checks, used))
+        print((out / "summary.md").read_text())
     return 0

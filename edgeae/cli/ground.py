@@ -86,6 +86,8 @@ def _print(report: dict) -> None:
         f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
         f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
     )
+    if st.get("bytes_outside_packets"):
+        print(f"{st['bytes_outside_packets']:,} bytes formed no valid packet (noise or damage) and were skipped")
     if st.get("products_failed"):
         print(f"products not rebuilt: {st['products_failed']}")
     for name, rep in report["products"].items():

@@ -51,6 +51,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32, help="CAE tiles per batch (default 32)")
     p.add_argument("--threads", type=int, help="inference threads (default: library default)")
     p.add_argument(
+        "--bayer",
+        choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="the image is a raw colour-filter mosaic of this pattern: demosaic it (OpenCV) first",
+    )
+    p.add_argument(
         "--convert-channels", action="store_true",
         help="allow a grey model on RGB (per channel) or an RGB model on grey (replicated) images",
     )  # fmt: skip
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method not in METHODS:
         raise CLIError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
     t0 = time.perf_counter()
-    data = read_image(args.image)
+    data = read_image(args.image, bayer=args.bayer)
     original = data.pixels
     t_read = time.perf_counter() - t0
     known = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)

@@ -31,7 +31,9 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Train the β-VAE on 64x64 patches of a named dataset (grey orbital or RGB rover); tune λ and "
         "the threshold on validation data. Resumable: --time-budget stops cleanly, --resume RUN_DIR continues.",
     )
-    v.add_argument("--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)")
+    v.add_argument(
+        "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
+    )
     v.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -52,7 +54,9 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     v.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['epochs']})")
     v.add_argument("--crops", type=int, default=d["crops"], help="fresh random patches per epoch")
-    v.add_argument("--val-crops", type=int, default=d["val_crops"], help=f"validation patches (default {d['val_crops']})")
+    v.add_argument(
+        "--val-crops", type=int, default=d["val_crops"], help=f"validation patches (default {d['val_crops']})"
+    )
     v.add_argument("--batch-size", type=int, default=d["batch_size"], help="patches per optimiser step")
     v.add_argument("--latent", type=int, default=d["latent"], help=f"latent dimension (default {d['latent']})")
     v.add_argument("--widths", type=_widths, default=d["widths"], help="four encoder widths")
@@ -60,9 +64,7 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate (default {d['lr']})")
     v.add_argument("--seed", type=int, default=d["seed"], help="seed of patches, noise and initial weights")
     v.add_argument("--no-hirise", action="store_true", help="grey: do not add HiRISE class-0 landmark crops")
-    v.add_argument(
-        "--msl-ground", action="store_true", help="RGB: add the MSL 'ground' images of the train sols"
-    )
+    v.add_argument("--msl-ground", action="store_true", help="RGB: add the MSL 'ground' images of the train sols")
     v.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
     v.add_argument("--no-bf16", action="store_true", help="train in float32 (default on CPU: bfloat16 autocast)")
     v.add_argument("--device", default=d["device"], help="auto | cpu | cuda | cuda:N")

@@ -60,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
     rows = [("name", "kind", "ch", "params", "flight file", "validation")]
     for m in models:
         params = f"{m['parameters'] / 1000:.0f} k" if isinstance(m.get("parameters"), int) else "-"
-        name = m["name"] if m["available"] else f"{m['name']} (no weights)"
+        name = m["name"] if m["available"] else f"{m['name']} *"
         rows.append((name, m["kind"], str(m["channels"]), params, _artifacts(m["name"]), summary(m["metrics"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + _short(r[-1], 40))
+    if not all(m["available"] for m in models):
+        print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
     print("Every MODEL argument takes these names; --json for training data, metrics and file paths.")
     if args.commands:
         print()

@@ -210,9 +210,3 @@ def build(name: str, quick: bool = False, seed: int = 0, root: str | Path | None
     if name == "hirise-landmarks":
         return hirise_landmarks(1 if quick else 3, seed=seed, root=root)
     raise KeyError(f"unknown feature set {name!r}; known: {', '.join(SETS)}")
-
-
-def feature_recall_bound(frame: LabelledFrame, k: int) -> float:
-    """The best feature recall ``k`` full-resolution patches can reach on ``frame`` (a perfect ranking)."""
-    n = len(frame.features)
-    return 1.0 if n == 0 else min(1.0, k / n)

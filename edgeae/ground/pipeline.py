@@ -82,6 +82,33 @@ def downlink_frame(
     return DownlinkResult(recon, known, rep, stats, sum(map(len, pkts)), len(pkts))
 
 
+def keep_for_bytes(
+    samples: np.ndarray, bit_depth: int, budget: int, wire: WireConfig, seed: int, pattern: str = "uniform"
+) -> float:
+    """The largest keep fraction (to within 1.5 %) whose sparse frame of ``samples`` (H, W, C) takes at most
+    ``budget`` wire bytes under ``wire`` (secant steps: the wire size is close to linear in keep)."""
+    h, w, c = samples.shape
+    lo = 1.0 / (h * w)
+
+    def size(keep: float) -> int:
+        fr = sparse_from_samples(samples, bit_depth, keep, seed, pattern)
+        return sum(map(len, packetise(fr, config=wire)))
+
+    keep = min(1.0, max(lo, budget / (h * w * c * (1 if bit_depth <= 8 else 2))))
+    best = lo
+    for _ in range(8):
+        n = size(keep)
+        if n <= budget:
+            best = max(best, keep)
+            if n >= 0.985 * budget or keep >= 1.0:
+                break
+        nxt = min(1.0, max(lo, keep * budget / max(n, 1) * (0.995 if n > budget else 1.0)))
+        if nxt <= best or nxt == keep:
+            break
+        keep = nxt
+    return best
+
+
 def encoder_id(encoder: Any) -> str:
     """The id a latent frame carries: the first 16 hex digits of the source checkpoint hash in the encoder's
     metadata (shared by the encoder and decoder exported from one checkpoint), else of the artifact file."""

@@ -34,6 +34,7 @@ from . import baselines
 from .decode import decode_flat, decode_sparse
 from .feature_sets import LabelledFrame
 from .link import LinkConfig, simulate
+from .pipeline import keep_for_bytes
 from .reassembly import Receiver
 from .sources import sparse_from_samples
 from .station import Filler
@@ -105,38 +106,10 @@ def sparse_within(
     samples: np.ndarray, budget: int, cfg: PlanConfig, counters: SequenceCounters, frame_id: int = 0
 ) -> tuple[SparseFrame, list[bytes]]:
     """The sparse frame (8-bit ``samples``) with the largest keep whose packets fit ``budget`` wire bytes."""
-    h, w, c = samples.shape
-    wire = cfg.wire
-
-    def send(keep: float) -> tuple[SparseFrame, list[bytes]]:
-        fr = sparse_from_samples(samples, 8, keep, cfg.mask_seed + frame_id, frame_id=frame_id)
-        return fr, packetise(fr, config=wire, counters=_copy(counters))  # a trial: the counters do not move
-
-    lo_keep = 1.0 / (h * w)
-    keep = min(1.0, max(lo_keep, budget / (h * w * c)))
-    best: tuple[SparseFrame, list[bytes]] | None = None
-    for _ in range(8):  # secant steps on the wire size, which is close to linear in keep
-        fr, pk = send(keep)
-        size = sum(map(len, pk))
-        if size <= budget:
-            if best is None or fr.keep > best[0].keep:
-                best = (fr, pk)
-            if size >= 0.985 * budget or keep >= 1.0:
-                break
-        keep = min(1.0, max(lo_keep, keep * budget / max(size, 1) * (0.995 if size > budget else 1.0)))
-        if best is not None and keep <= best[0].keep:
-            break
-    if best is None:
-        fr, pk = send(lo_keep)
-        best = (fr, pk)
-    fr, _ = best
-    return fr, packetise(fr, config=wire, counters=counters)  # advance the caller's counters
-
-
-def _copy(counters: SequenceCounters) -> SequenceCounters:
-    c = SequenceCounters()
-    c._next = dict(counters._next)
-    return c
+    seed = cfg.mask_seed + frame_id
+    keep = keep_for_bytes(samples, 8, budget, cfg.wire, seed)
+    fr = sparse_from_samples(samples, 8, keep, seed, frame_id=frame_id)
+    return fr, packetise(fr, config=cfg.wire, counters=counters)
 
 
 def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: str, cfg: PlanConfig) -> Downlink:
@@ -183,7 +156,7 @@ def _top_patches(
             break
         x, y = (int(v) for v in grid[k])
         ap = AnomalyPatch(0, x, y, p, float(scores[k]), np.ascontiguousarray(s[y : y + p, x : x + p]), 8, rank)
-        pk = packetise(ap, config=cfg.wire, counters=_copy(counters))
+        pk = packetise(ap, config=cfg.wire)  # its size (sequence counts do not change it)
         cost = sum(map(len, pk)) * cfg.patch_copies
         if used + cost > cfg.patch_share * budget:
             break

@@ -7,11 +7,14 @@ server stops on it, after ``idle_timeout`` seconds without packets, or after ``m
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import queue
 import signal
 import socket
-import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +30,7 @@ from .station import GroundStation, product_name
 log = logging.getLogger(__name__)
 
 EOT = build_packet(IDLE_APID, 0, b"EDGEAE-EOT")
+EOT_PAUSES_S = (0.05, 0.25, 1.0)  # before each of the three end-of-transmission packets
 
 
 def send_udp(
@@ -51,8 +55,8 @@ def send_udp(
             elif i % 64 == 63:
                 time.sleep(0.002)
             sock.sendto(pkt, (host, port))
-        for _ in range(3):
-            time.sleep(0.01)
+        for pause in EOT_PAUSES_S:  # spread out: a receiver still draining a full buffer must not miss all three
+            time.sleep(pause)
             sock.sendto(EOT, (host, port))
     finally:
         sock.close()
@@ -69,61 +73,58 @@ def serve_udp(
 ) -> dict:
     """Receive datagrams into ``station``; a decoder thread rebuilds each product once its last packet arrived.
 
-    The receive loop only parses packets and hands completed products to the decoder through a bounded queue
-    (``station.limits.decode_queue``); a product that finds the queue full is decoded at the end instead, so
-    reception never waits for a decode. Every datagram is also appended to ``received.bin`` (an edgeae packet
-    file, re-decodable with ``edgeae ground decode``) when ``station.out`` is set. Whatever stops the loop
-    (end of transmission, time-outs, Ctrl-C / SIGTERM, an error) the products received so far are decoded
-    and ``stream.json`` is written. ``ready(port)`` is called once the socket is bound (``port`` 0 picks a
-    free one). Returns the final report with a ``serve`` section: why it stopped, packets and seconds.
+    Reception runs in a forked child process that does nothing but ``recvfrom`` and append each datagram to
+    ``received.bin`` (an edgeae packet file, re-decodable with ``edgeae ground decode``; a temporary file
+    when ``station.out`` is None). It has its own interpreter, so neither parsing nor decoding can stall it:
+    on a busy machine reception is delayed, not dropped. This process reads the file as it grows, parses the
+    packets and hands completed products to a decoder thread through a bounded queue
+    (``station.limits.decode_queue``); a product that finds the queue full is decoded at the end instead.
+    Whatever stops the session (end of transmission, time-outs, Ctrl-C / SIGTERM, an error) everything
+    received is parsed, the products are decoded and ``stream.json`` is written. ``ready(port)`` is called
+    once the socket is bound (``port`` 0 picks a free one). Returns the final report with a ``serve``
+    section: why it stopped, datagrams, seconds.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    rcvbuf = _large_receive_buffer(sock, RECEIVE_BUFFER)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     log.info("ground station listening on udp://%s:%d", host, bound)
     limits = station.limits or GroundLimits()
+    tmpdir = None
+    if station.out is not None:
+        path = Path(station.out) / "received.bin"
+    else:
+        tmpdir = tempfile.TemporaryDirectory(prefix="edgeae-serve-")
+        path = Path(tmpdir.name) / "received.bin"
+    path.write_bytes(MAGIC + bytes([FILE_VERSION]))
+    status_r, status_w = os.pipe()
+    old_term = _raise_on_sigterm()
+    t0 = time.monotonic()
+    child = os.fork()
+    if child == 0:  # the receiver: only socket and file calls from here on, then _exit
+        code = 1
+        try:
+            os.close(status_r)
+            code = _receive_child(sock, path, status_w, idle_timeout, max_time, limits)
+        finally:
+            os._exit(code)
+    sock.close()
+    os.close(status_w)
     pending: queue.Queue[tuple[str, int, int]] = queue.Queue(maxsize=limits.decode_queue)
     stop = threading.Event()
     worker = threading.Thread(target=_decode_worker, args=(station, pending, stop), name="edgeae-decode", daemon=True)
-    record = None
-    if station.out is not None:
-        record = open(Path(station.out) / "received.bin", "wb")  # noqa: SIM115 (closed in the finally below)
-        record.write(MAGIC + bytes([FILE_VERSION]))
-    t0 = last = time.monotonic()
-    datagrams = deferred = recorded = 0
-    reason = "max_time"
+    reader = _RecordTail(path)
+    datagrams = deferred = 0
     queued: set[tuple[str, int, int]] = set()
-    old_term = _raise_on_sigterm()
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, 0.0005))  # the receive thread gets the interpreter back quickly
-    try:
-        worker.start()
-        if ready is not None:
-            ready(bound)
-        sock.settimeout(0.1)
-        while True:
-            now = time.monotonic()
-            if now - t0 > max_time:
-                break
-            if now - last > idle_timeout:
-                reason = "idle_timeout"
-                break
-            try:
-                data, addr = sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            last = time.monotonic()
-            if data == EOT:
-                reason = "end_of_transmission"
-                break
+    reason = ""
+    child_done = False
+
+    def take(records: list[bytes]) -> None:
+        nonlocal datagrams, deferred
+        for data in records:
             datagrams += 1
-            if record is not None and recorded < limits.max_session_bytes:  # the disk copy is bounded too
-                record.write(RECORD.pack(last - t0, len(data)))
-                record.write(data)
-                recorded += RECORD.size + len(data)
             with station.lock:
-                pkt = station.receiver.receive(data, source=str(addr[0]))
+                pkt = station.receiver.receive(data)
                 if pkt is None:
                     continue
                 key = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
@@ -134,7 +135,18 @@ def serve_udp(
                     pending.put_nowait(key)
                     queued.add(key)
                 except queue.Full:
-                    deferred += 1  # decoded by finish(): reception never waits for the decoder
+                    deferred += 1  # decoded by finish(): parsing never waits for the decoder
+
+    try:
+        worker.start()
+        if ready is not None:
+            ready(bound)
+        while not child_done:
+            child_done = os.waitpid(child, os.WNOHANG)[0] != 0
+            records = reader.read()
+            take(records)
+            if not records and not child_done:
+                time.sleep(0.02)
     except KeyboardInterrupt:
         reason = "interrupted"
         log.warning("interrupted: decoding what was received so far")
@@ -142,26 +154,149 @@ def serve_udp(
         reason = f"error: {type(exc).__name__}: {exc}"
         log.exception("ground station receive loop failed; writing what was received")
     finally:
-        sock.close()
-        if record is not None:
-            record.close()
+        if not child_done:
+            _stop_child(child)
+        stats = _child_status(status_r)
+        try:
+            take(reader.read())  # everything the receiver wrote before it stopped
+        except Exception as exc:
+            reason = reason or f"error: {type(exc).__name__}: {exc}"
+        reader.close()
         stop.set()
         if worker.is_alive():
             worker.join()
-        sys.setswitchinterval(switch)
         try:
             report = station.finish()
         finally:
             _restore_sigterm(old_term)
+            if tmpdir is not None:
+                tmpdir.cleanup()
+    if stats.get("dropped_source_limit"):
+        report["stream"]["rejected"]["source_limit"] = stats["dropped_source_limit"]
     report["serve"] = {
         "port": bound,
-        "stopped": reason,
+        "stopped": reason or stats.get("stopped", "receiver_failed"),
         "datagrams": datagrams,
+        "datagrams_not_recorded": stats.get("not_recorded", 0),
         "decoded_after_stop": deferred,
+        "receive_buffer_bytes": rcvbuf,
         "seconds": round(time.monotonic() - t0, 3),
     }
     station.write_report(report)
     return report
+
+
+def _receive_child(
+    sock: socket.socket, path: Path, status_fd: int, idle_timeout: float, max_time: float, limits: GroundLimits
+) -> int:
+    """The receiver process: datagrams -> records in ``path`` until EOT, a time-out or a signal; then one
+    JSON status line on ``status_fd``. Per-sender and per-session byte caps apply here."""
+    stats: dict[str, Any] = {"stopped": "max_time", "not_recorded": 0, "dropped_source_limit": 0}
+    per_source: dict[str, int] = {}
+    recorded = 0
+    t0 = last = time.monotonic()
+    sock.settimeout(0.1)
+    try:
+        with open(path, "ab", buffering=0) as fh:
+            while True:
+                now = time.monotonic()
+                if now - t0 > max_time:
+                    break
+                if now - last > idle_timeout:
+                    stats["stopped"] = "idle_timeout"
+                    break
+                try:
+                    data, addr = sock.recvfrom(65536)
+                except TimeoutError:
+                    continue
+                last = time.monotonic()
+                if data == EOT:
+                    stats["stopped"] = "end_of_transmission"
+                    break
+                src = str(addr[0])
+                if per_source.get(src, 0) + len(data) > limits.max_source_bytes:
+                    stats["dropped_source_limit"] += 1
+                    continue
+                if recorded + len(data) > limits.max_session_bytes:
+                    stats["not_recorded"] += 1
+                    continue
+                per_source[src] = per_source.get(src, 0) + len(data)
+                fh.write(RECORD.pack(last - t0, len(data)) + data)  # one write: the reader never sees half
+                recorded += RECORD.size + len(data)
+    except KeyboardInterrupt:
+        stats["stopped"] = "interrupted"
+    finally:
+        sock.close()
+        os.write(status_fd, (json.dumps(stats) + "\n").encode())
+        os.close(status_fd)
+    return 0
+
+
+def _stop_child(pid: int) -> None:
+    """Stop the receiver (it writes its status and exits) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _child_status(fd: int) -> dict[str, Any]:
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            line = fh.read().decode(errors="replace").strip()
+        return json.loads(line) if line else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class _RecordTail:
+    """Reads the complete records appended to a growing packet file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self.fh.seek(len(MAGIC) + 1)
+        self.buf = b""
+
+    def read(self) -> list[bytes]:
+        self.buf += self.fh.read()
+        out, pos = [], 0
+        while pos + RECORD.size <= len(self.buf):
+            _, n = RECORD.unpack_from(self.buf, pos)
+            if pos + RECORD.size + n > len(self.buf):
+                break
+            out.append(self.buf[pos + RECORD.size : pos + RECORD.size + n])
+            pos += RECORD.size + n
+        self.buf = self.buf[pos:]
+        return out
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+RECEIVE_BUFFER = 64 << 20
+"""Socket receive buffer asked for (bytes): a whole burst of ~25,000 1 KB datagrams waits in the kernel while
+the receive loop catches up, so a busy machine delays reception instead of dropping packets."""
+
+
+def _large_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a ``size``-byte receive buffer, beyond ``net.core.rmem_max`` where allowed (SO_RCVBUFFORCE
+    needs CAP_NET_ADMIN); returns the buffer the kernel granted."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)  # capped at net.core.rmem_max
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
 def _decode_worker(station: GroundStation, pending: queue.Queue, stop: threading.Event) -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,10 +26,15 @@ class CAEConfig:
     tile: int = 128
     # "seed": the published CAE; "unet" / "unet2": edgeae.models.unet_cae (pre-fill + U-Net residual)
     variant: str = "seed"
+    gate_tau: float = 0.0  # unet2 only: do-no-harm gate on the residual (0 = off), see UNet2CAE.gate
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if not (math.isfinite(self.gate_tau) and self.gate_tau >= 0):
+            raise ValueError(f"gate_tau must be finite and >= 0, got {self.gate_tau}")
+        if self.gate_tau and self.variant != "unet2":
+            raise ValueError(f"gate_tau applies to the unet2 variant only, not {self.variant!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         if not self.widths or any(int(w) <= 0 for w in self.widths):
@@ -46,6 +52,8 @@ class CAEConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        if not self.gate_tau:
+            del d["gate_tau"]  # older artifacts' metadata stays byte-identical
         return d
 
     @classmethod
@@ -55,6 +63,7 @@ class CAEConfig:
             widths=tuple(d["widths"]),
             tile=int(d.get("tile", 128)),
             variant=str(d.get("variant", "seed")),
+            gate_tau=float(d.get("gate_tau", 0.0)),
         )
 
 
@@ -127,7 +136,7 @@ def build(config: CAEConfig) -> nn.Module:
     if config.variant == "unet2":
         from edgeae.models.unet_cae import UNet2CAE
 
-        model = UNet2CAE(config.channels, config.widths)
+        model = UNet2CAE(config.channels, config.widths, config.gate_tau)
         model.config = config  # type: ignore[assignment]
         return model
     return CAE(config)

@@ -122,9 +122,11 @@ class UNet2CAE(nn.Module):
     model; ``(32, 64, 128, 256)`` the ground model. Standard ops only (conv, ReLU, max-pool, nearest
     upsampling, concat), so ONNX/TFLite export and int8 quantisation work as for the other CAEs."""
 
-    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128), gate_tau: float = 0.0) -> None:
         super().__init__()
         self.fill = NormConvFill(channels)
+        self.gate_tau = float(gate_tau)
+        self.register_buffer("gate_k", _gauss1d(GATE_SIGMA), persistent=False)
         self.down = nn.ModuleList()
         cin = channels + 1
         for w in widths:
@@ -156,7 +158,24 @@ class UNet2CAE(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = block(torch.cat([h, skip], dim=1))
-        return (prefill + self.head(h)).clamp(0.0, 1.0)
+        residual = self.head(h)
+        if self.gate_tau > 0:
+            residual = residual * self.gate(prefill, m)
+        return (prefill + residual).clamp(0.0, 1.0)
+
+    def gate(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Do-no-harm gate in [0, 1] (N, 1, H, W): var / (var + tau²), var the local variance of the *known*
+        samples (Gaussian σ = 4 px, normalised convolution, mean over channels). Smooth regions (sky, haze,
+        shadow) keep the classical pre-fill; textured ones take the learned residual. Fixed, no weights."""
+        known = prefill * m
+        den = self.fill._blur(m, self.gate_k).clamp_min(1e-6)
+        mean = self.fill._blur(known, self.gate_k) / den
+        sq = self.fill._blur(known * known, self.gate_k) / den
+        var = (sq - mean * mean).clamp_min(0.0).mean(dim=1, keepdim=True)
+        return var / (var + self.gate_tau**2)
+
+
+GATE_SIGMA = 4.0
 
 
 def macs_per_pixel(model: nn.Module, channels: int, tile: int = 128) -> float:

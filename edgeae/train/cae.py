@@ -59,7 +59,7 @@ class CAETrainConfig:
     augment: bool = True
     patience: int = 0
     loss: str = "mse"  # "mse" or "l1"
-    bf16: bool | None = None  # bfloat16 autocast; None = on for CPU (5-8x faster here), off elsewhere
+    bf16: bool | None = None  # bfloat16 autocast; None = on for CPU (5-8x faster here) and CUDA
     channels_last: bool = True
     lr_schedule: str = "cosine"  # "cosine" (to min_lr_frac·lr over all epochs, per step) or "constant"
     min_lr_frac: float = 0.05
@@ -124,7 +124,7 @@ class CAETrainConfig:
 
     def use_bf16(self, device_type: str) -> bool:
         """Whether this run trains under bfloat16 autocast on ``device_type``."""
-        return (device_type == "cpu") if self.bf16 is None else bool(self.bf16)
+        return (device_type in ("cpu", "cuda")) if self.bf16 is None else bool(self.bf16)
 
     def architecture(self) -> Any:
         from edgeae.models.cae import CAEConfig
@@ -406,10 +406,8 @@ def _loss_fn(name: str) -> Any:
 def _autocast(torch: Any, device: Any, bf16: bool) -> Any:
     import contextlib
 
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
-    if bf16:
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    if bf16:  # bfloat16 needs no gradient scaler (float32 exponent range)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -12,6 +12,7 @@ A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budg
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -64,10 +65,8 @@ class Deadline:
         self._old: dict[int, Any] = {}
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
+                with contextlib.suppress(ValueError):  # not the main thread: budget only
                     self._old[sig] = signal.signal(sig, self._on_signal)
-                except ValueError:  # not the main thread: budget only
-                    pass
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signal.Signals(signum).name

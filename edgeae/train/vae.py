@@ -69,7 +69,9 @@ LAMBDA_CRATER_MIN = 32.0  # px: the "large crater" feature λ is tuned for
 HIRISE_DIR = "hirise_landmarks"
 DATASETS: dict[str, int] = {"orbital_gray": 1, "orbital_gray_v2": 1, "rover_rgb": 3, "rover_rgb_v2": 3}
 MSL_MIN_SIDE = 128  # MSL browse images narrower than this cannot give augmented 64-px crops
-MSL_CALIBRATION_IMAGES = 300  # per class (ground, hardware) of the train sols, for λ of the RGB model
+MSL_CALIBRATION_IMAGES = 100  # per class (ground, hardware) of the train sols, for λ of the RGB model
+MSL_CALIBRATION_STRIDE = 64
+THRESHOLD_MAX_PATCHES = 2000  # the threshold uses the val files in order until this many patches
 CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
 # Config keys that may change when a run is resumed (they do not change what is learned).
 RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "out")
@@ -154,9 +156,7 @@ def msl_ground_files(root: Path, split: str = "train") -> list[Path]:
     return out
 
 
-def training_files(
-    root: Path, hirise: bool = True, data: str = "orbital_gray", msl_ground: bool = False
-) -> list[Path]:
+def training_files(root: Path, hirise: bool = True, data: str = "orbital_gray", msl_ground: bool = False) -> list[Path]:
     """The training images of ``data``: its train split, plus HiRISE class-0 crops of the training products
     (grey, ``hirise``) or MSL ``ground`` images of the train sols (RGB, ``msl_ground``)."""
     from edgeae.anomaly.labels import hirise_product, hirise_training_products, read_hirise_labels
@@ -213,9 +213,8 @@ def _planted_frames(scorer: Any, root: Path, patch: int, batch: int) -> list[tup
     frames = []
     for f in split_files("orbital_gray", "val", root):
         img = read_image(f, channels=1)
-        pos = [
-            (y, x) for y, x in grid(*img.valid.shape, patch) if img.valid[y : y + patch, x : x + patch].mean() >= 0.9
-        ]
+        h, w = img.valid.shape[:2]
+        pos = [(y, x) for y, x in grid(h, w, patch) if img.valid[y : y + patch, x : x + patch].mean() >= 0.9]
         tiles = np.stack([img.pixels[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in pos])
         rec, mu2 = [], []
         for i in range(0, len(tiles), batch):
@@ -268,7 +267,8 @@ def _calibrate_rgb(scorer: Any, root: Path, patch: int, batch: int, seed: int) -
         pool = [it for it in items if want(it[1])]
         pick = rng.choice(len(pool), size=min(MSL_CALIBRATION_IMAGES, len(pool)), replace=False)
         chosen += [pool[i] for i in sorted(pick)]
-    per_image = score_msl_images([p for p, _, _ in chosen], scorer, patch=patch, batch=batch)
+    paths = [p for p, _, _ in chosen]
+    per_image = score_msl_images(paths, scorer, patch=patch, stride=MSL_CALIBRATION_STRIDE, batch=batch)
     y = np.array([c in MSL_HARDWARE_CLASSES for _, c, _ in chosen])
     rec = np.concatenate([r.extras["rec"] for r in per_image])
     mu2 = np.concatenate([r.extras["mu2"] for r in per_image])
@@ -287,7 +287,7 @@ def _calibrate_rgb(scorer: Any, root: Path, patch: int, batch: int, seed: int) -
         "lambda_ap": best[1],
         "lambda_grid": grid,
         "lambda_files": f"{len(chosen)} MSL images of the train sols ({MSL_CALIBRATION_IMAGES} ground, "
-        f"{MSL_CALIBRATION_IMAGES} hardware/targets), seed {seed}",
+        f"{MSL_CALIBRATION_IMAGES} hardware/targets), seed {seed}, patches at stride {MSL_CALIBRATION_STRIDE}",
         "lambda_feature": "MSL hardware and targets vs ground (image score = highest patch)",
     }
 
@@ -316,8 +316,10 @@ def calibrate(
     else:
         tuned = _calibrate_rgb(scorer, root, patch, batch, seed)
     model.set_lambda(tuned["lambda"])
-    normal = []
+    normal: list[np.ndarray] = []
     for f in split_files(data, "val", root):
+        if sum(len(n) for n in normal) >= THRESHOLD_MAX_PATCHES:
+            break
         img = read_image(f, channels=DATASETS[data])
         normal.append(score_array(img.pixels, scorer, patch, patch, valid=img.valid, batch=batch).score)
     scores = np.concatenate(normal)
@@ -369,7 +371,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         vae_cfg = VAEConfig(channels=channels, widths=config.widths, latent=config.latent, patch=config.patch)
         model = VAE(vae_cfg).to(device)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     use_bf16 = config.use_bf16(device.type)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = TrainState()
@@ -482,7 +484,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         return {"stopped": stopped, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
     model.load_state_dict(torch.load(best_state, map_location="cpu", weights_only=True))
-    model = model.to(memory_format=torch.contiguous_format).cpu().eval()
+    model = model.to(memory_format=torch.contiguous_format).cpu().eval()  # type: ignore[call-overload]
     log.info("calibrating λ and threshold")
     score = calibrate(model, metadata, root, config.patch, config.threshold_quantile, data=config.data,
                       seed=config.seed)  # fmt: skip

@@ -36,6 +36,21 @@ AEC_PREPROCESS = 8  # libaec AEC_DATA_PREPROCESS: unit-delay predictor + mapping
 PIP_AEC = "pip install imagecodecs  # libaec, for the ccsds121 sample codec"
 
 
+def aec_available() -> bool:
+    """Whether libaec (through imagecodecs) is installed, so the ccsds121 codec can be used."""
+    import importlib.util
+
+    return importlib.util.find_spec("imagecodecs") is not None
+
+
+def resolve_sample_codec(name: str) -> str:
+    """``auto`` -> ``ccsds121`` when libaec is installed (``edgeae[flight-ccsds121]``), else ``delta-deflate``
+    (stdlib zlib); any other name as given. The codec byte of every packet says which one was used."""
+    if name != "auto":
+        return name
+    return "ccsds121" if aec_available() else "delta-deflate"
+
+
 class CodecError(ValueError):
     """Coded sample bytes that do not decode to the announced number of samples."""
 

@@ -68,6 +68,58 @@ ZOO: dict[str, dict[str, Any]] = {
             "--seed 4 --threads 1 --out runs/zoo/orbital-gray-gtunet --zoo-name orbital-gray-gtunet"
         ),
     },
+    "rover-rgb-unet2-flight": {
+        "kind": "cae",
+        "channels": 3,
+        "file": "rover-rgb-unet2-flight.pt",
+        "parameters": 306_971,
+        "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
+        "description": (
+            "flight-budget reconstruction CAE (unet2, widths 8-16-32-64-64: normalised-convolution pre-fill + "
+            "two-conv U-Net residual, 12.6 k MACs/pixel), gt-trained at 60-97% destroyed, bf16 on 2 CPU cores"
+        ),
+        "command": (
+            "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-flight --variant unet2 --widths 8,16,32,64,64 "
+            "--mode gt --destroy-range 0.6,0.97 --epochs 24 --crops 3000 --val-crops 256 --batch-size 16 --lr 2e-3 "
+            "--threads 1 --time-budget 105m --zoo-name rover-rgb-unet2-flight  "
+            "# if it stops first: edgeae train cae --resume runs/i11/rover-flight --zoo-name rover-rgb-unet2-flight"
+        ),
+    },
+    "rover-rgb-unet2-ground": {
+        "kind": "cae",
+        "channels": 3,
+        "file": "rover-rgb-unet2-ground.pt",
+        "parameters": 1_096_395,
+        "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
+        "description": (
+            "ground reconstruction CAE without a flight budget (unet2, widths 24-48-96-192), gt-trained at 60-97% "
+            "destroyed, bf16 on 2 CPU cores"
+        ),
+        "command": (
+            "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground --variant unet2 --widths 24,48,96,192 "
+            "--mode gt --destroy-range 0.6,0.97 --epochs 9 --crops 3000 --val-crops 256 --batch-size 16 --lr 1e-3 "
+            "--threads 1 --time-budget 105m --zoo-name rover-rgb-unet2-ground  "
+            "# if it stops first: edgeae train cae --resume runs/i11/rover-ground --zoo-name rover-rgb-unet2-ground"
+        ),
+    },
+    "orbital-gray-unet2-ground": {
+        "kind": "cae",
+        "channels": 1,
+        "file": "orbital-gray-unet2-ground.pt",
+        "parameters": 1_095_529,
+        "training_data": (
+            "orbital_gray_v2 train split (5 pycda tiles, 3 HiRISE browse strips, 7 CTX tiles; val: 1 HiRISE, "
+            "Mercury, 2 CTX tiles)"
+        ),
+        "description": "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%",
+        "command": (
+            "edgeae train cae --data orbital_gray_v2 --out runs/i11/orbital-ground --variant unet2 "
+            "--widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 --epochs 8 --crops 3000 --val-crops 256 "
+            "--batch-size 16 --lr 1e-3 --threads 1 --time-budget 95m --zoo-name orbital-gray-unet2-ground  "
+            "# if it stops first: edgeae train cae --resume runs/i11/orbital-ground "
+            "--zoo-name orbital-gray-unet2-ground"
+        ),
+    },
     "orbital-gray-vae": {
         "kind": "vae",
         "channels": 1,
@@ -93,6 +145,22 @@ ZOO: dict[str, dict[str, Any]] = {
         "command": (
             "edgeae train vae --out runs/vae/lite --widths 8,16,32,16 --latent 64 --epochs 6 --crops 4096 "
             "--val-crops 512 --batch-size 64 --seed 0 --threads 1 --zoo-name orbital-gray-vae-lite"
+        ),
+    },
+    "rover-rgb-vae": {
+        "kind": "vae",
+        "channels": 3,
+        "file": "rover-rgb-vae.pt",
+        "parameters": 478_563,
+        "training_data": (
+            "rover_rgb_v2 train split (35 MarsScapes Mastcam panoramas) + MSL surface 'ground' images of the "
+            "train sols; val: rover_rgb_v2 val; λ: MSL train-sol hardware vs ground (the val sols are the benchmark)"
+        ),
+        "description": "RGB β-VAE for rover frames on 64x64 patches; score ||x - x_hat||^2 + λ||μ||^2",
+        "command": (
+            "edgeae train vae --data rover_rgb_v2 --msl-ground --out runs/vae2/rgb --epochs 10 --crops 16384 "
+            "--seed 0 --threads 1 --time-budget 65m  # stopped with SIGTERM after epoch 1, then: "
+            "edgeae train vae --resume runs/vae2/rgb --epochs 1 --threads 1 --zoo-name rover-rgb-vae"
         ),
     },
 }

@@ -1,0 +1,156 @@
+"""Tune the do-no-harm gate of a trained ``unet2`` CAE on validation images, and write the gated checkpoint.
+
+The gate (``UNet2CAE.gate``) scales the learned residual by var / (var + τ²), var the local variance of the
+known samples: smooth regions keep the classical pre-fill. τ is chosen on the dataset's *validation* files
+(never test files): the largest τ from ``taus`` whose mean PSNR over validation crops stays within
+``max_loss_db`` of the ungated model, which keeps the textured regions' gain and protects the smooth ones.
+
+    python -m edgeae.train.gate runs/i11/rover-ground/best.pt --data rover_rgb_v2 --out gated.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TAUS = (0.0, 0.004, 0.008, 0.016, 0.032, 0.064)
+
+
+def with_gate(checkpoint: str | os.PathLike[str], tau: float, out: str | os.PathLike[str]) -> Path:
+    """Write ``checkpoint`` with ``architecture.gate_tau = tau`` (weights unchanged) to ``out``."""
+    from edgeae.checkpoint import load_checkpoint, save_checkpoint
+    from edgeae.metadata import ModelMetadata
+
+    ck = load_checkpoint(checkpoint)
+    arch = dict(ck.metadata.architecture)
+    if arch.get("variant") != "unet2":
+        raise ValueError(f"{checkpoint}: the gate needs a unet2 CAE, not {arch.get('variant')!r}")
+    arch["gate_tau"] = float(tau)
+    meta: ModelMetadata = replace(ck.metadata, architecture=arch)
+    from edgeae.checkpoint import build_model
+
+    model = build_model(meta)
+    model.load_state_dict(ck.model.state_dict())
+    metrics = {**ck.metrics, "gate_tau": float(tau)}
+    return save_checkpoint(out, model, meta, metrics, ck.history)
+
+
+def _windows(img: np.ndarray, size: int) -> list[np.ndarray]:
+    """The centre crop and the smoothest ``size``-px window (lowest mean gradient) of one image."""
+    h, w = img.shape[:2]
+    y0, x0 = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
+    out = [img[y0 : y0 + 512, x0 : x0 + 512]]
+    grey = img.mean(axis=2)
+    mag = np.hypot(*np.gradient(grey))
+    best, where = np.inf, (0, 0)
+    for y in range(0, h - size + 1, 32):
+        for x in range(0, w - size + 1, 32):
+            if (grey[y : y + size, x : x + size] <= 0).mean() > 0.01:
+                continue
+            v = float(mag[y : y + size, x : x + size].mean())
+            if v < best:
+                best, where = v, (y, x)
+    out.append(img[where[0] : where[0] + size, where[1] : where[1] + size])
+    return out
+
+
+def tune(
+    checkpoint: str | os.PathLike[str],
+    data: str,
+    taus: tuple[float, ...] = TAUS,
+    keep: float = 0.1,
+    max_loss_db: float = 0.05,
+    root: str | None = None,
+) -> dict[str, Any]:
+    """PSNR of each τ on the validation files' centre crops and smooth windows; the chosen τ."""
+    from edgeae.checkpoint import build_model, load_checkpoint
+    from edgeae.datasets import split_files
+    from edgeae.imageio import read_image
+    from edgeae.masks import make_mask
+    from edgeae.predictor import TorchPredictor
+    from edgeae.reconstruct import run_method
+
+    ck = load_checkpoint(checkpoint)
+    c = int(ck.metadata.channels)
+    images = [read_image(p, channels=c, detect_nodata=True).pixels for p in split_files(data, "val", root=root)]
+    crops, smooth = [], []
+    for img in images:
+        a, b = _windows(img, 128)
+        crops.append(a)
+        smooth.append(b)
+    classical: dict[str, list[float]] = {"crops": [], "smooth": []}
+    for name, group in (("crops", crops), ("smooth", smooth)):
+        for i, img in enumerate(group):
+            known = make_mask(1000 + i, img.shape[:2], keep, "uniform")
+            classical[name].append(
+                max(run_method(img, known, m, progress=False).metrics["psnr"] for m in ("normconv", "linear"))
+            )
+    rows: list[dict[str, Any]] = []
+    for tau in taus:
+        arch = {**ck.metadata.architecture, "gate_tau": float(tau)}
+        model = build_model(replace(ck.metadata, architecture=arch))
+        model.load_state_dict(ck.model.state_dict())
+        model.eval()
+        pred = TorchPredictor(model, replace(ck.metadata, architecture=arch), f"{checkpoint} (gate {tau})")
+        row: dict[str, Any] = {"tau": tau}
+        for name, group in (("crops", crops), ("smooth", smooth)):
+            ps = []
+            for i, img in enumerate(group):
+                known = make_mask(1000 + i, img.shape[:2], keep, "uniform")
+                ps.append(run_method(img, known, "cae", pred, progress=False).metrics["psnr"])
+            row[f"{name}_psnr"] = float(np.mean(ps))
+            row[f"{name}_worst_margin_db"] = float(np.min(np.array(ps) - np.array(classical[name])))
+        rows.append(row)
+        log.info("tau %.4f: %s", tau, row)
+    base = rows[0]["crops_psnr"]
+    ok = [r for r in rows if r["crops_psnr"] >= base - max_loss_db]
+    chosen = max(ok, key=lambda r: r["tau"])
+    return {
+        "checkpoint": str(checkpoint),
+        "data": data,
+        "split": "val",
+        "keep": keep,
+        "max_loss_db": max_loss_db,
+        "classical_best_mean": {k: float(np.mean(v)) for k, v in classical.items()},
+        "rows": rows,
+        "chosen_tau": chosen["tau"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="dataset whose val split tunes τ (e.g. rover_rgb_v2)")
+    p.add_argument("--out", required=True, help="gated checkpoint to write (plus OUT.gate.json)")
+    p.add_argument("--taus", default=",".join(str(t) for t in TAUS))
+    p.add_argument("--max-loss-db", type=float, default=0.05)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = tune(args.checkpoint, args.data, tuple(float(t) for t in args.taus.split(",")), 0.1, args.max_loss_db)
+    out = with_gate(args.checkpoint, result["chosen_tau"], args.out)
+    Path(str(out) + ".gate.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"chosen tau {result['chosen_tau']} -> {out}")
+    for r in result["rows"]:
+        print(
+            f"  tau {r['tau']:<6g} val crops {r['crops_psnr']:.2f} dB (worst {r['crops_worst_margin_db']:+.2f}), "
+            f"smooth {r['smooth_psnr']:.2f} dB (worst {r['smooth_worst_margin_db']:+.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""Measure the score tail of existing artifacts against their PyTorch checkpoint (no re-export).
+
+    python -m edgeae.export.tail rover-rgb-gtcae edgeae/zoo/artifacts/rover-rgb-gtcae/rover-rgb-gtcae.int8.onnx
+
+Runs the checkpoint and each artifact over every patch of the tail frames (the dataset's test split, plus
+:data:`edgeae.export.calibration.TAIL_EXTRA_FRAMES`) and the synthetic extremes, and prints the tail metrics
+of :func:`edgeae.export.parity.tail_metrics` with the int8 budget's verdict, one JSON line per artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def measure(model: str, artifacts: Sequence[str], data_root: str | None = None) -> list[dict[str, Any]]:
+    """Tail metrics of each artifact of ``model`` (zoo name or .pt checkpoint) against the checkpoint."""
+    from edgeae.firmware_sim.runtime import load_artifact
+
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.predictor import TorchPredictor, resolve_model_path
+
+    from . import calibration as cal
+    from .api import TAIL_KINDS, _tail_scores
+    from .parity import tail_failures, tail_metrics
+
+    path = resolve_model_path(model)
+    ck = load_checkpoint(path)
+    meta = ck.metadata
+    if meta.kind not in TAIL_KINDS:
+        raise ValueError(f"{model}: a {meta.kind!r} model has no anomaly score")
+    arch = meta.architecture
+    channels = int(arch.get("channels", meta.channels))
+    side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
+    frames = [(f.name, cal.frame_patches(f, channels, side)) for f in cal.tail_frame_files(meta, data_root)]
+    ext = cal.extreme_patches(channels, side)
+    ref = TorchPredictor(ck.model, meta, str(path))
+    ref_scores = [_tail_scores(ref, meta.kind, p) for _, p in frames]
+    ref_ext = _tail_scores(ref, meta.kind, ext)
+    out = []
+    for a in artifacts:
+        pred = load_artifact(a, threads=2)
+        got = [_tail_scores(pred, meta.kind, p) for _, p in frames]
+        m = tail_metrics(ref_scores, got, (ref_ext, _tail_scores(pred, meta.kind, ext)))
+        precision = pred.metadata.precision if pred.metadata.precision in ("fp32", "fp16", "int8") else "int8"
+        out.append(
+            {
+                "artifact": str(a),
+                **{k: float(np.round(v, 4)) for k, v in m.items()},
+                "fails": tail_failures(m, precision),
+                "frames": [n for n, _ in frames],
+                "patches": int(sum(len(p) for _, p in frames)),
+            }
+        )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="zoo name or .pt checkpoint the artifacts were exported from")
+    ap.add_argument("artifacts", nargs="+", help=".onnx/.ort/.tflite files")
+    ap.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
+    args = ap.parse_args(argv)
+    for rec in measure(args.model, args.artifacts, args.data):
+        print(json.dumps(rec))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""RX baseline, multi-scale windows, per-frame normalisation and the issue-12 target checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeae.anomaly import baselines
+from edgeae.anomaly.evaluate import acceptance, acceptance_markdown
+from edgeae.anomaly.multiscale import (
+    MultiScale,
+    centred_windows,
+    combine_scales,
+    frame_normalise,
+    multiscale_scores,
+)
+
+
+def test_rx_ranks_the_odd_patch_first() -> None:
+    rng = np.random.default_rng(0)
+    patches = rng.normal(0.5, 0.02, size=(300, 1, 16, 16))
+    patches[17, :, :8] += 0.4  # one patch with a bright half
+    feats = baselines.rx_features(patches, grid=4)
+    assert feats.shape == (300, 16)
+    (scores,) = baselines.rx([feats])  # 300 >= 4 x 16: its own background
+    assert int(np.argmax(scores)) == 17
+    # a small frame falls back to the pooled background of every frame given
+    small = feats[:10]
+    big_scores, small_scores = baselines.rx([feats, small])
+    assert small_scores.shape == (10,) and np.all(np.isfinite(small_scores))
+    assert np.allclose(big_scores, scores)
+
+
+def test_rx_features_are_block_means() -> None:
+    p = np.arange(2 * 8 * 8, dtype=np.float64).reshape(2, 1, 8, 8)
+    f = baselines.rx_features(p, grid=2)
+    assert f[0, 0] == pytest.approx(p[0, 0, :4, :4].mean())
+    with pytest.raises(ValueError, match="smaller"):
+        baselines.rx_features(np.zeros((1, 1, 4, 4)), grid=8)
+
+
+def test_frame_normalise_is_illumination_invariant() -> None:
+    s = np.random.default_rng(1).lognormal(3.0, 0.5, size=200)
+    z = frame_normalise(s)
+    assert np.median(z) == pytest.approx(0.0, abs=1e-9)
+    assert np.allclose(frame_normalise(7.5 * s), z)  # a brighter product: same z
+    assert np.allclose(frame_normalise(s, "none"), s)
+    assert np.all(np.isfinite(frame_normalise(np.ones(5))))  # constant frame: no division by zero
+    with pytest.raises(ValueError, match="normalisation"):
+        frame_normalise(s, "bogus")
+
+
+def test_pooled_normalisation_keeps_frame_differences() -> None:
+    a, b = np.full(10, 1.0), np.full(10, 100.0)
+    a[0] = b[0] = 50.0
+    ms = MultiScale(windows=(64,), normalise="pooled")
+    za, zb = multiscale_scores([{64: a}, {64: b}], ms)
+    assert za.mean() < zb.mean()  # an all-anomalous frame stays high
+    fa, fb = multiscale_scores([{64: a}, {64: b}], MultiScale(windows=(64,)))
+    assert fa[0] > 0 and fb[0] < 0  # per frame: only what stands out in its own frame
+
+
+def test_centred_windows_and_combination() -> None:
+    img = np.arange(100 * 120, dtype=np.float32).reshape(100, 120, 1) / (100 * 120)
+    centres = np.array([[60, 50], [0, 0], [119, 99]])
+    w = centred_windows(img, centres, 32, 32)
+    assert w.shape == (3, 1, 32, 32)
+    assert w[0, 0, 16, 16] == pytest.approx(img[50, 60, 0])  # centre pixel at window // 2
+    big = centred_windows(img, centres, 128, 64)  # reflect-padded at the border, area-averaged
+    assert big.shape == (3, 1, 64, 64) and np.all(np.isfinite(big))
+    assert np.allclose(combine_scales([np.array([1.0, 3.0]), np.array([3.0, 1.0])]), [2.0, 2.0])
+    assert np.allclose(combine_scales([np.array([1.0, 3.0]), np.array([3.0, 1.0])], "max"), [3.0, 3.0])
+    with pytest.raises(ValueError):
+        MultiScale(windows=())
+
+
+def test_acceptance_checks_every_baseline() -> None:
+    feat = "craters >= 32 px"
+
+    def row(method: str, ap: float, auc: float = 0.7) -> dict[str, object]:
+        return {"feature": feat, "method": method, "ap": ap, "improvement": ap / 0.1, "auc": auc}
+
+    rows = [row("default (multi-scale z)", 0.36), row("patch std", 0.30), row("RX (patch features)", 0.2)]
+    checks = acceptance("lroc_nac_craters", rows)  # type: ignore[arg-type]
+    assert [c["check"] for c in checks] == ["AP vs patch std", "AP vs RX (patch features)"]
+    assert [c["passed"] for c in checks] == [True, True]  # 1.2x and 1.8x
+    rows[1] = row("patch std", 0.31)
+    assert not acceptance("lroc_nac_craters", rows)[0]["passed"]  # type: ignore[arg-type]
+    md = acceptance_markdown(acceptance("lroc_nac_craters", rows))  # type: ignore[arg-type]
+    assert "**MISSED**" in md

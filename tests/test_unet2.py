@@ -1,0 +1,85 @@
+"""The second-generation reconstruction CAE (unet2): budgets, the pre-fill start and the do-no-harm gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeae.models.cae import CAEConfig, build, count_parameters  # noqa: E402
+from edgeae.models.unet_cae import macs_per_pixel  # noqa: E402
+
+FLIGHT = (8, 16, 32, 64, 64)
+GROUND = (24, 48, 96, 192)
+
+
+def _sparse(seed: int, flat: bool = False) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((2, 3, 64, 64), 0.4) if flat else torch.rand(2, 3, 64, 64, generator=g) * 0.8 + 0.1
+    keep = torch.rand(2, 1, 64, 64, generator=g) < 0.1
+    return x * keep
+
+
+def test_budgets() -> None:
+    flight = build(CAEConfig(3, FLIGHT, 128, "unet2"))
+    ground = build(CAEConfig(3, GROUND, 128, "unet2"))
+    seed = build(CAEConfig(3, (16, 32, 64, 128), 128, "seed"))
+    assert count_parameters(flight) <= 350_000
+    assert count_parameters(ground) <= 3_000_000
+    # the flight model's compute stays within 2× the seed CAE's (latency is measured in benchmarks/model_costs.py)
+    assert macs_per_pixel(flight, 3) <= 2 * macs_per_pixel(seed, 3)
+
+
+def test_untrained_model_is_the_normconv_prefill() -> None:
+    model = build(CAEConfig(3, (4, 8), 64, "unet2")).eval()
+    x = _sparse(0)
+    with torch.no_grad():
+        prefill, _ = model.fill(x)
+        out = model(x)
+    torch.testing.assert_close(out, prefill.clamp(0, 1))
+
+
+def test_gate_keeps_the_prefill_where_the_known_samples_are_flat() -> None:
+    model = build(CAEConfig(3, (4, 8), 64, "unet2", gate_tau=0.01)).eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_(0, 0.5)  # a residual that would paint texture everywhere
+        flat = _sparse(1, flat=True)
+        prefill, m = model.fill(flat)
+        ungated = build(CAEConfig(3, (4, 8), 64, "unet2")).eval()
+        ungated.load_state_dict(model.state_dict())
+        assert float((ungated(flat) - prefill).abs().max()) > 0.1  # without the gate: texture in a flat region
+        assert float((model(flat) - prefill).abs().max()) < 2e-3  # with it: the classical fill, within 0.5 DN
+        busy = _sparse(2)
+        assert float(model.gate(*model.fill(busy)).mean()) > 0.5  # texture passes the gate
+
+
+def test_gate_validation() -> None:
+    with pytest.raises(ValueError, match="unet2"):
+        CAEConfig(3, (16, 32, 64, 128), 128, "unet", gate_tau=0.01)
+    with pytest.raises(ValueError, match="gate_tau"):
+        CAEConfig(3, (4, 8), 64, "unet2", gate_tau=-1.0)
+    assert "gate_tau" not in CAEConfig(3).to_dict()  # older metadata unchanged
+
+
+def test_with_gate_rewrites_metadata_only(tmp_path: Path) -> None:
+    from edgeae import __version__
+    from edgeae.checkpoint import load_checkpoint, save_checkpoint
+    from edgeae.metadata import ModelMetadata
+    from edgeae.train.gate import with_gate
+
+    cfg = CAEConfig(3, (4, 8), 64, "unet2")
+    model = build(cfg)
+    meta = ModelMetadata(
+        kind="cae", architecture=cfg.to_dict(), input_shape=(-1, 3, 64, 64), channels=3, mask={},
+        training_data_hash="0" * 64, edgeae_version=__version__,
+    )  # fmt: skip
+    save_checkpoint(tmp_path / "a.pt", model, meta)
+    with_gate(tmp_path / "a.pt", 0.004, tmp_path / "b.pt")
+    b = load_checkpoint(tmp_path / "b.pt")
+    assert b.metadata.architecture["gate_tau"] == 0.004 and b.model.gate_tau == 0.004
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), b.model.state_dict()[k].numpy())
