@@ -104,7 +104,7 @@ def _quantizer(float_modules: tuple[str, ...]) -> Any:
     if not float_modules:
         return pt2e.PT2EQuantizer()
 
-    class FloatHeadQuantizer(pt2e.PT2EQuantizer):  # type: ignore[misc, name-defined]
+    class FloatHeadQuantizer(pt2e.PT2EQuantizer):  # type: ignore[name-defined]
         def _annotate_for_static_quantization_config(self, model: Any) -> Any:
             self._annotate_all_static_patterns(model, self.global_config, lambda n: not _in_modules(n, float_modules))
             return model

@@ -10,10 +10,6 @@ import pytest
 from edgeae.data import find_data_root
 
 
-def pytest_report_header(config: pytest.Config) -> str:  # LEAD-NOTICE (temporary, removed before commit)
-    return "NOTE FROM THE LEAD TO HELPERS: read /work/HELPER_RULES.md now (no git, deadline 00:50 UTC, report format)"
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = find_data_root()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from edgeae.firmware_sim.queue import DownlinkQueue, restamp, split_packets
+
 from edgeae.wire.packets import WireConfig, packetise
 from edgeae.wire.parse import parse_packet
 from edgeae.wire.products import AnomalyPatch, TelemetryRecord

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeae.wire.packets import APIDS, SEQ_MODULO, SequenceCounters, WireConfig, packetise
-from edgeae.wire.products import SparseFrame, TelemetryRecord
 
 from edgeae.ground.link import LinkConfig, simulate
 from edgeae.ground.reassembly import Receiver, SeqTracker
 from edgeae.ground.station import GroundStation
 from edgeae.masks import make_mask
+from edgeae.wire.packets import APIDS, SEQ_MODULO, SequenceCounters, WireConfig, packetise
+from edgeae.wire.products import SparseFrame, TelemetryRecord
 
 
 def frame(frame_id: int = 1, h: int = 48, w: int = 64, keep: float = 0.2, seed: int = 9):
@@ -161,9 +161,8 @@ def test_downlink_frame_pipeline() -> None:
 
 def test_latent_frame_decoded_with_a_decoder(tmp_path: Path) -> None:
     """Latents travel, a lost packet zeroes its elements, the decoder output is blended over the tiling."""
-    from edgeae.wire.products import LatentFrame
-
     from edgeae.tiling import tile_positions
+    from edgeae.wire.products import LatentFrame
 
     h, w, tile = 40, 56, 16
     pos = tile_positions(h, w, tile, tile)

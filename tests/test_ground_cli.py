@@ -68,9 +68,8 @@ def test_simulate_then_decode(tmp_path: Path, image: Path) -> None:
 
 
 def test_decode_reads_raw_pass_files_and_reports_garbage(tmp_path: Path, image: Path) -> None:
-    from edgeae.wire.packets import WireConfig, packetise
-
     from edgeae.ground.sources import image_samples, sparse_from_samples
+    from edgeae.wire.packets import WireConfig, packetise
 
     s, bits = image_samples(image)
     pkts = packetise(sparse_from_samples(s, bits, 0.2, 1, frame_id=3), config=WireConfig(512))
@@ -163,11 +162,10 @@ def test_udp_loopback_end_to_end(tmp_path: Path, image: Path) -> None:
 
 
 def test_serve_in_process_decodes_complete_frames_on_arrival(tmp_path: Path, image: Path) -> None:
-    from edgeae.wire.packets import WireConfig, packetise
-
     from edgeae.ground.sources import image_samples, sparse_from_samples
     from edgeae.ground.station import GroundStation
     from edgeae.ground.transport import send_udp, serve_udp
+    from edgeae.wire.packets import WireConfig, packetise
 
     s, bits = image_samples(image)
     pkts = packetise(sparse_from_samples(s, bits, 0.1, 1, frame_id=2), config=WireConfig(1024))

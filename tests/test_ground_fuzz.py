@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from edgeae.wire.packets import SequenceCounters, WireConfig, crc16, packetise
-from edgeae.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
 
 from edgeae.ground.station import GroundStation
 from edgeae.masks import make_mask
+from edgeae.wire.packets import SequenceCounters, WireConfig, crc16, packetise
+from edgeae.wire.products import AnomalyPatch, LatentFrame, SparseFrame, TelemetryRecord
 
 
 def _seeds() -> list[bytes]:

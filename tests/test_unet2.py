@@ -48,7 +48,7 @@ def test_gate_keeps_the_prefill_where_the_known_samples_are_flat() -> None:
         for p in model.head.parameters():
             p.normal_(0, 0.5)  # a residual that would paint texture everywhere
         flat = _sparse(1, flat=True)
-        prefill, m = model.fill(flat)
+        prefill, _m = model.fill(flat)
         ungated = build(CAEConfig(3, (4, 8), 64, "unet2")).eval()
         ungated.load_state_dict(model.state_dict())
         assert float((ungated(flat) - prefill).abs().max()) > 0.1  # without the gate: texture in a flat region

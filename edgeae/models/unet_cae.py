@@ -168,9 +168,10 @@ class UNet2CAE(nn.Module):
         samples (Gaussian σ = 4 px, normalised convolution, mean over channels). Smooth regions (sky, haze,
         shadow) keep the classical pre-fill; textured ones take the learned residual. Fixed, no weights."""
         known = prefill * m
-        den = self.fill._blur(m, self.gate_k).clamp_min(1e-6)
-        mean = self.fill._blur(known, self.gate_k) / den
-        sq = self.fill._blur(known * known, self.gate_k) / den
+        k = getattr(self, "gate_k")  # noqa: B009  (a registered buffer: a Tensor, which mypy cannot see)
+        den = self.fill._blur(m, k).clamp_min(1e-6)
+        mean = self.fill._blur(known, k) / den
+        sq = self.fill._blur(known * known, k) / den
         var = (sq - mean * mean).clamp_min(0.0).mean(dim=1, keepdim=True)
         return var / (var + self.gate_tau**2)
 

@@ -250,7 +250,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         model = build_cae(cae_cfg).to(device)
     use_bf16 = config.use_bf16(device.type)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     n_batches = max(1, config.crops // config.batch_size)
 

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--taus", default=",".join(str(t) for t in TAUS))
     p.add_argument("--max-loss-db", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--zoo-name", default=None, help="also install the gated checkpoint into the zoo as NAME")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -144,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     out = with_gate(args.checkpoint, result["chosen_tau"], args.out)
     Path(str(out) + ".gate.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"chosen tau {result['chosen_tau']} -> {out}")
+    if args.zoo_name:
+        run_metrics = Path(args.checkpoint).parent / "metrics.json"
+        metrics = json.loads(run_metrics.read_text()) if run_metrics.is_file() else {}
+        metrics.update(gate_tau=result["chosen_tau"], gate_tuning={"split": "val", "rows": result["rows"]})
+        card = Path(str(out) + ".zoo.json")
+        card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        from edgeae.zoo import install
+
+        print(f"zoo: wrote {install(args.zoo_name, out, card)} and .json")
     for r in result["rows"]:
         print(
             f"  tau {r['tau']:<6g} val crops {r['crops_psnr']:.2f} dB (worst {r['crops_worst_margin_db']:+.2f}), "

@@ -122,15 +122,13 @@ def _fit_band(
     floor_parts = max(1, -(-n_band * unit // MAX_PIECE_BYTES))
     parts = max(floor_parts, int(np.ceil(t_count / (per_packet * max(1.0, ratio) * 0.99))))
     fits: BandPlan | None = None
-    for attempt in range(6):
+    for _ in range(8):
         if parts >= raw_parts or parts < floor_parts:
             break
         band = BandPlan(row0, row1, n_band, v0, seg, parts, il.interleave_step(parts))
         worst = _worst(values, band, codec, frame.bit_depth, budget)
-        if worst == 0:  # every packet fits: one try with 1 % fewer, then done
+        if worst == 0:  # every packet fits: try 1 % fewer until one does not
             fits = band
-            if attempt > 0 and fits.parts < raw_parts:
-                break
             parts -= max(1, parts // 100)
             continue
         if fits is not None:

@@ -81,8 +81,10 @@ ZOO: dict[str, dict[str, Any]] = {
         "command": (
             "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-flight --variant unet2 --widths 8,16,32,64,64 "
             "--mode gt --destroy-range 0.6,0.97 --epochs 24 --crops 3000 --val-crops 256 --batch-size 16 --lr 2e-3 "
-            "--threads 1 --time-budget 105m --zoo-name rover-rgb-unet2-flight  "
-            "# if it stops first: edgeae train cae --resume runs/i11/rover-flight --zoo-name rover-rgb-unet2-flight"
+            "--threads 1 --time-budget 105m  (completed 24 epochs in 52 min of training; a stopped run continues "
+            "with: edgeae train cae --resume runs/i11/rover-flight)"
+            "  &&  python -m edgeae.train.gate runs/i11/rover-flight/best.pt --data rover_rgb_v2 "
+            "--out runs/i11/rover-flight/gated.pt --threads 1 --zoo-name rover-rgb-unet2-flight"
         ),
     },
     "rover-rgb-unet2-ground": {
@@ -98,8 +100,10 @@ ZOO: dict[str, dict[str, Any]] = {
         "command": (
             "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground --variant unet2 --widths 24,48,96,192 "
             "--mode gt --destroy-range 0.6,0.97 --epochs 9 --crops 3000 --val-crops 256 --batch-size 16 --lr 1e-3 "
-            "--threads 1 --time-budget 105m --zoo-name rover-rgb-unet2-ground  "
-            "# if it stops first: edgeae train cae --resume runs/i11/rover-ground --zoo-name rover-rgb-unet2-ground"
+            "--threads 1 --time-budget 105m  (completed 9 epochs in 63 min of training; a stopped run continues "
+            "with: edgeae train cae --resume runs/i11/rover-ground)"
+            "  &&  python -m edgeae.train.gate runs/i11/rover-ground/best.pt --data rover_rgb_v2 "
+            "--out runs/i11/rover-ground/gated.pt --threads 1 --zoo-name rover-rgb-unet2-ground"
         ),
     },
     "orbital-gray-unet2-ground": {
@@ -111,13 +115,17 @@ ZOO: dict[str, dict[str, Any]] = {
             "orbital_gray_v2 train split (5 pycda tiles, 3 HiRISE browse strips, 7 CTX tiles; val: 1 HiRISE, "
             "Mercury, 2 CTX tiles)"
         ),
-        "description": "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%",
+        "description": (
+            "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%; one epoch only "
+            "(CPU time ran out): ties normconv on the orbital test files"
+        ),
         "command": (
             "edgeae train cae --data orbital_gray_v2 --out runs/i11/orbital-ground --variant unet2 "
             "--widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 --epochs 8 --crops 3000 --val-crops 256 "
-            "--batch-size 16 --lr 1e-3 --threads 1 --time-budget 95m --zoo-name orbital-gray-unet2-ground  "
-            "# if it stops first: edgeae train cae --resume runs/i11/orbital-ground "
-            "--zoo-name orbital-gray-unet2-ground"
+            "--batch-size 16 --lr 1e-3 --threads 1 --time-budget 95m  (stopped by SIGTERM after 67 batches)  &&  "
+            "edgeae train cae --resume runs/i11/orbital-ground --epochs 1 --time-budget 50m  (1 epoch, 50 min)"
+            "  &&  python -m edgeae.train.gate runs/i11/orbital-ground/best.pt --data orbital_gray_v2 "
+            "--out runs/i11/orbital-ground/gated.pt --threads 1 --zoo-name orbital-gray-unet2-ground"
         ),
     },
     "orbital-gray-vae": {
