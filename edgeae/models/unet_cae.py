@@ -34,6 +34,21 @@ def _gauss1d(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def _unet(h: torch.Tensor, down: nn.ModuleList, up: nn.ModuleList) -> torch.Tensor:
+    """The U-Net body shared by both variants: ``down`` blocks with 2×2 max pooling between them, then ``up``
+    blocks on the nearest-upsampled features concatenated with the matching skip."""
+    skips = []
+    for i, block in enumerate(down):
+        if i:
+            h = F.max_pool2d(h, 2)
+        h = block(h)
+        skips.append(h)
+    for block, skip in zip(up, reversed(skips[:-1]), strict=True):
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+        h = block(torch.cat([h, skip], dim=1))
+    return h
+
+
 class NormConvFill(nn.Module):
     """Holes filled by multi-scale normalised convolution; known pixels pass through unchanged."""
 
@@ -91,16 +106,7 @@ class UNetCAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prefill, m = self.fill(x)
-        h = torch.cat([prefill, m], dim=1)
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                h = F.max_pool2d(h, 2)
-            h = block(h)
-            skips.append(h)
-        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-            h = block(torch.cat([h, skip], dim=1))
+        h = _unet(torch.cat([prefill, m], dim=1), self.down, self.up)
         return (prefill + self.head(h)).clamp(0.0, 1.0)
 
 
@@ -148,16 +154,7 @@ class UNet2CAE(nn.Module):
     def refine(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The learned part: pre-fill + U-Net residual. Trainers run the fixed pre-fill in float32 and only
         this under bfloat16 autocast (the depthwise blur is slow and imprecise in bfloat16 on CPU)."""
-        h = torch.cat([prefill, m], dim=1)
-        skips = []
-        for i, block in enumerate(self.down):
-            if i:
-                h = F.max_pool2d(h, 2)
-            h = block(h)
-            skips.append(h)
-        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
-            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-            h = block(torch.cat([h, skip], dim=1))
+        h = _unet(torch.cat([prefill, m], dim=1), self.down, self.up)
         residual = self.head(h)
         if self.gate_tau > 0:
             residual = residual * self.gate(prefill, m)

@@ -216,7 +216,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     from edgeae.models.cae import build as build_cae
     from edgeae.train.common import select_device, write_history, write_json
     from edgeae.train.crops import load_masters, sample_crops
-    from edgeae.train.resume import Deadline, TrainState, load_state, save_state
+    from edgeae.train.resume import Deadline, TrainState, account_batch, load_state, save_state
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,12 +313,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"epoch {epoch} batch {b}: loss became {value}; lower the learning rate")
-                state.loss_sum += value * len(idx)
-                state.loss_count += len(idx)
-                state.batch = b + 1
+                account_batch(state, float(loss.detach()), len(idx), epoch, b)
                 if deadline.expired:
                     stopped = deadline.reason
                     break

@@ -13,6 +13,7 @@ A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budg
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -102,6 +103,16 @@ class TrainState:
     best_epoch: int = -1
     seconds: float = 0.0  # training seconds spent in the current epoch before the last stop
     segments: list[dict[str, Any]] = field(default_factory=list)  # one entry per start/resume
+
+
+def account_batch(state: TrainState, value: float, n: int, epoch: int, batch: int) -> None:
+    """Add one finished batch (mean loss ``value`` over ``n`` samples) to ``state``; a non-finite loss stops
+    the run with the epoch and batch where it happened."""
+    if not math.isfinite(value):
+        raise FloatingPointError(f"epoch {epoch} batch {batch}: loss became {value}; lower the learning rate")
+    state.loss_sum += value * n
+    state.loss_count += n
+    state.batch = batch + 1
 
 
 def save_state(
