@@ -8,6 +8,7 @@ ledger before it is processed and ends downlinked, queued, or dropped with a rea
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import Counter
@@ -67,6 +68,7 @@ class FlightRuntime:
         self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
         self.meter = MemoryMeter(mission.runtime.measure_memory)
         self.meter.start()
+        gc.collect()  # garbage pending at boot would inflate the baseline and hide later growth
         self.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
         self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
         self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
