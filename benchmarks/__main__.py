@@ -45,10 +45,10 @@ ZOO_ART = "edgeae/zoo/artifacts/rover-rgb-gtcae/rover-rgb-gtcae"
 LINK: Command = (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--methods", "telea,linear,normconv",
                  "--model", "rover-rgb-gtunet", "--encoder", f"{ZOO_ART}-encoder.int8.onnx",
                  "--decoder", f"{ZOO_ART}-decoder.int8.onnx", "--compare-v1")  # fmt: skip
-RECON_MODELS = "rover-rgb-gtcae,rover-rgb-gtunet,rover-rgb-unet2-flight,rover-rgb-unet2-ground"
+RECON_MODELS = "rover-rgb-gtcae,rover-rgb-gtcae-v2,rover-rgb-gtunet,rover-rgb-unet2-flight,rover-rgb-unet2-ground"
 RECON_ACCEPT: Command = (
     PY, "benchmarks/reconstruction_acceptance.py", "--out", "{out}/acceptance",
-    "--rover-models", "rover-rgb-unet2-ground,rover-rgb-unet2-flight,rover-rgb-gtunet,"
+    "--rover-models", "rover-rgb-unet2-ground,rover-rgb-unet2-flight,rover-rgb-gtunet,rover-rgb-gtcae-v2,"
     "edgeae/zoo/artifacts/rover-rgb-unet2-ground/rover-rgb-unet2-ground.int8.onnx,"
     "edgeae/zoo/artifacts/rover-rgb-unet2-flight/rover-rgb-unet2-flight.int8.onnx",
     "--gray-models", "orbital-gray-unet2-ground,orbital-gray-gtunet",
@@ -84,7 +84,9 @@ STAGES: dict[str, Stage] = {
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-flight",
           "--model", "rover-rgb-unet2-flight", "--methods", "cae", "--sweep-methods", "cae", "--crop", "512"),
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae", "--model", "rover-rgb-gtcae",
-          "--methods", "cae", "--sweep-methods", "cae", "--crop", "512")),
+          "--methods", "cae", "--sweep-methods", "cae", "--crop", "512"),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae-v2", "--model",
+          "rover-rgb-gtcae-v2", "--methods", "cae", "--sweep-methods", "cae", "--crop", "512")),
         ((*RECON_ACCEPT,),
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-ground",
           "--model", "rover-rgb-unet2-ground", "--methods", "cae,telea,ns,linear,nearest,normconv",
@@ -92,7 +94,9 @@ STAGES: dict[str, Stage] = {
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-unet2-flight",
           "--model", "rover-rgb-unet2-flight", "--methods", "cae", "--sweep-methods", "cae"),
          (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae", "--model", "rover-rgb-gtcae",
-          "--methods", "cae", "--sweep-methods", "cae")),
+          "--methods", "cae", "--sweep-methods", "cae"),
+         (PY, "benchmarks/reconstruction_sweep.py", "--out", "{out}/rover-rgb-gtcae-v2", "--model",
+          "rover-rgb-gtcae-v2", "--methods", "cae", "--sweep-methods", "cae")),
     ),
     "model_costs": Stage(
         "Zoo reconstruction models: parameters, MACs per pixel, tile latency vs the seed CAE (flight budget)",

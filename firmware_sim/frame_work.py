@@ -226,11 +226,13 @@ class FrameWork:
                     self.n["cut_by_deadline"] += 1
                     continue
                 tile = samples[y - r0 : y - r0 + p, x : x + p]
-                frac = 1.0 if valid is None else float(valid[y - r0 : y - r0 + p, x : x + p].mean())
+                vtile = None if valid is None else valid[y - r0 : y - r0 + p, x : x + p]
+                frac = 1.0 if vtile is None else float(vtile.mean())
                 if frac < self.m.anomaly.min_valid:  # never scored, so never flagged
                     self.n["nodata_skipped"] += 1
                     continue
-                scorer.load(len(self.pending), tile, mask[y - r0 : y - r0 + p, x : x + p])
+                # the error counts the valid pixels only: a margin's edge inside the patch is not an anomaly
+                scorer.load(len(self.pending), tile, mask[y - r0 : y - r0 + p, x : x + p], vtile)
                 self.pending.append((x, y, tile))
                 if len(self.pending) == scorer.batch:
                     self._flush()

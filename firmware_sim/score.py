@@ -4,8 +4,10 @@ Two methods, both computed in the artifact's own graph plus at most one numpy li
 
 - ``vae``: the exported VAE returns a(x) = ||x − x̂||² + λ·||μ||² per patch (``score`` output);
 - ``cae-masked``: the CAE reconstructs the patch from its sparse samples (destroyed pixels set to 0, as in
-  training); the score is the mean squared error of the reconstruction over all pixels of the patch. A patch
-  the CAE cannot predict from its samples is one it has not learned to expect.
+  training); the score is the mean squared error of the reconstruction over the patch's *valid* pixels (a
+  patch that overlaps a dark sensor margin or no-data by less than ``min_valid`` is scored on the rest, so the
+  edge between margin and content cannot make it anomalous). A patch the CAE cannot predict from its samples
+  is one it has not learned to expect.
 
 Raw samples are normalised by the camera's bit depth (value / (2**bits − 1)) into preallocated buffers.
 """
@@ -62,17 +64,25 @@ class PatchScorer:
         self.method = method
         self.buf = np.zeros((batch, channels, patch, patch), np.float32)
         self.truth = np.zeros_like(self.buf) if method == "cae-masked" else self.buf
+        self.weight = np.ones((batch, 1, patch, patch), np.float32)  # 1 = valid pixel (cae-masked error only)
         self.scale = np.float32(1.0 / ((1 << bit_depth) - 1))
 
     @property
     def batch(self) -> int:
         return int(self.buf.shape[0])
 
-    def load(self, k: int, samples: np.ndarray, keep_mask: np.ndarray | None = None) -> None:
-        """Put one (P, P, C) raw patch into slot ``k`` of the batch (masked for the CAE method)."""
+    def load(
+        self, k: int, samples: np.ndarray, keep_mask: np.ndarray | None = None, valid: np.ndarray | None = None
+    ) -> None:
+        """Put one (P, P, C) raw patch into slot ``k`` of the batch (masked for the CAE method); ``valid``
+        (P, P) bool limits the CAE method's error to the patch's valid pixels."""
         np.multiply(samples.transpose(2, 0, 1), self.scale, out=self.truth[k], casting="unsafe")
         if self.method == "cae-masked":
             np.multiply(self.truth[k], keep_mask[None, :, :] if keep_mask is not None else 1.0, out=self.buf[k])
+            if valid is None:
+                self.weight[k] = 1.0
+            else:
+                self.weight[k, 0] = valid
 
     def run(self, n: int) -> np.ndarray:
         """Anomaly scores (n,) of the first ``n`` slots, float64."""
@@ -80,7 +90,9 @@ class PatchScorer:
         if self.method == "vae":
             return np.asarray(out["score"], np.float64).reshape(-1)[:n]
         err = np.asarray(out, np.float32) - self.truth[:n]
-        return np.asarray(np.mean(err * err, axis=(1, 2, 3), dtype=np.float64))
+        w = self.weight[:n]
+        sq = np.sum(err * err * w, axis=(1, 2, 3), dtype=np.float64)
+        return np.asarray(sq / np.maximum(np.sum(w, axis=(1, 2, 3), dtype=np.float64) * err.shape[1], 1.0))
 
 
 @dataclass

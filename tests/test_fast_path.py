@@ -217,3 +217,22 @@ def test_scan_rate_clock_separates_start_up() -> None:
     assert seen == [100] * 4 and r["startup_seconds"] >= 0.05
     assert r["patches_per_s_scoring"] == pytest.approx(300 / r["scoring_seconds"], rel=1e-2)  # rounded fields
     assert lro_extrapolation(6400.0, basis="scoring time")["rate_basis"] == "scoring time"
+
+
+def test_cae_masked_error_counts_valid_pixels_only() -> None:
+    """A patch that overlaps a dark margin by a few rows (above min_valid) is scored on its valid pixels: the
+    margin's edge, which no CAE predicts, cannot make it anomalous (the rover frame's top rows did)."""
+    from edgeae.firmware_sim.score import PatchScorer
+
+    p = 16
+    truth = np.full((p, p, 3), 200, np.uint8)
+    truth[:2] = 3  # two dark margin rows
+    predictor = lambda batch: np.full_like(batch, 200 / 255)  # noqa: E731  (predicts the content, not the margin)
+    sc = PatchScorer(predictor, "cae-masked", p, 3, 2, 8)
+    valid = np.ones((p, p), bool)
+    valid[:2] = False
+    keep = np.ones((p, p), bool)
+    sc.load(0, truth, keep)  # no valid mask: the margin rows count
+    sc.load(1, truth, keep, valid)
+    s = sc.run(2)
+    assert s[0] > 0.05 and s[1] == pytest.approx(0.0, abs=1e-12)

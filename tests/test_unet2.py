@@ -83,3 +83,59 @@ def test_with_gate_rewrites_metadata_only(tmp_path: Path) -> None:
     assert b.metadata.architecture["gate_tau"] == 0.004 and b.model.gate_tau == 0.004
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), b.model.state_dict()[k].numpy())
+
+
+def _gradient_frame(seed: int, keep: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A sky-like linear gradient (no texture) sampled at ``keep``: (truth, sparse input, mask)."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    truth = (0.3 + 0.004 * xx + 0.002 * yy).expand(1, 3, 64, 64).clone()
+    truth[:, 1] += 0.05
+    g = torch.Generator().manual_seed(seed)
+    m = (torch.rand(1, 1, 64, 64, generator=g) < keep).float()
+    return truth, truth * m, m
+
+
+def test_plane_fill_is_exact_on_gradients_where_normconv_is_biased() -> None:
+    from edgeae.models.unet_cae import NormConvFill, PlaneFill
+
+    truth, x, m = _gradient_frame(3)
+    plane, conf, var = PlaneFill()(x, m)
+    zeroth, _ = NormConvFill(3)(x)
+    hole = (m == 0).expand_as(truth)
+    inner = torch.zeros_like(hole)
+    inner[..., 8:-8, 8:-8] = True  # away from the border, where the window is one-sided
+    err_plane = (plane - truth)[hole & inner].abs()
+    err_zeroth = float((zeroth - truth)[hole & inner].abs().mean())
+    assert float(err_plane.max()) < 1e-3  # a plane is fitted (exactly but for the small ridge on its slopes)
+    assert err_zeroth > 10 * float(err_plane.mean())  # the zeroth-order fill is biased towards denser samples
+    assert float(var.max()) < 1e-5 and float(conf[..., 8:-8, 8:-8].min()) > 0.5  # a gradient counts as smooth
+    busy = _sparse(2)
+    mb = (busy.sum(1, keepdim=True) > 0).float()
+    assert float(PlaneFill()(busy, mb)[2].mean()) > 1e-2  # texture does not
+
+
+def test_plane_gate_falls_back_to_the_plane_fit_on_gradients() -> None:
+    model = build(CAEConfig(3, (4, 8), 64, "unet2", gate_tau=0.032, smooth_fill="plane")).eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_(0, 0.5)  # a residual that would paint texture everywhere
+        truth, x, m = _gradient_frame(4)
+        out = model(x)
+    assert float((out - x)[(m > 0).expand_as(x)].abs().max()) < 2e-3  # known samples kept, within 0.5 DN
+    assert float((out - truth)[..., 8:-8, 8:-8].abs().max()) < 2e-3  # within 0.5 DN of the gradient
+    assert CAEConfig.from_dict(model.config.to_dict()).smooth_fill == "plane"
+    assert "smooth_fill" not in CAEConfig(3, (4, 8), 64, "unet2", gate_tau=0.01).to_dict()
+    with pytest.raises(ValueError, match="smooth_fill"):
+        CAEConfig(3, (4, 8), 64, "seed", smooth_fill="plane")
+
+
+def test_collapse_check_sees_dead_relus(caplog: pytest.LogCaptureFixture) -> None:
+    from edgeae.train.cae import _active_fraction
+
+    model = build(CAEConfig(1, (4, 8), 64, "unet2"))
+    x = np.random.default_rng(0).random((4, 1, 64, 64)).astype(np.float32)
+    assert _active_fraction(torch, model, x, torch.device("cpu"), False) > 0.1  # a fresh model is alive
+    with torch.no_grad():
+        model.up[-1][2].bias.fill_(-100.0)  # every last feature below zero: the ReLUs are dead
+    assert _active_fraction(torch, model, x, torch.device("cpu"), False) == 0.0
+    assert _active_fraction(torch, build(CAEConfig(1, (4, 8), 64, "seed")), x, torch.device("cpu"), False) is None

@@ -27,6 +27,9 @@ class CAEConfig:
     # "seed": the published CAE; "unet" / "unet2": edgeae.models.unet_cae (pre-fill + U-Net residual)
     variant: str = "seed"
     gate_tau: float = 0.0  # unet2 only: do-no-harm gate on the residual (0 = off), see UNet2CAE.gate
+    # unet2 with a gate only: the fill smooth regions fall back to ("normconv", or "plane": first-order
+    # normalised convolution, exact on gradients; its residual variance then drives the gate)
+    smooth_fill: str = "normconv"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -35,6 +38,10 @@ class CAEConfig:
             raise ValueError(f"gate_tau must be finite and >= 0, got {self.gate_tau}")
         if self.gate_tau and self.variant != "unet2":
             raise ValueError(f"gate_tau applies to the unet2 variant only, not {self.variant!r}")
+        if self.smooth_fill not in ("normconv", "plane"):
+            raise ValueError(f"smooth_fill must be 'normconv' or 'plane', got {self.smooth_fill!r}")
+        if self.smooth_fill != "normconv" and self.variant != "unet2":
+            raise ValueError(f"smooth_fill applies to the unet2 variant only, not {self.variant!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         if not self.widths or any(int(w) <= 0 for w in self.widths):
@@ -54,6 +61,8 @@ class CAEConfig:
         d["widths"] = list(self.widths)
         if not self.gate_tau:
             del d["gate_tau"]  # older artifacts' metadata stays byte-identical
+        if self.smooth_fill == "normconv":
+            del d["smooth_fill"]
         return d
 
     @classmethod
@@ -64,6 +73,7 @@ class CAEConfig:
             tile=int(d.get("tile", 128)),
             variant=str(d.get("variant", "seed")),
             gate_tau=float(d.get("gate_tau", 0.0)),
+            smooth_fill=str(d.get("smooth_fill", "normconv")),
         )
 
 
@@ -136,7 +146,7 @@ def build(config: CAEConfig) -> nn.Module:
     if config.variant == "unet2":
         from edgeae.models.unet_cae import UNet2CAE
 
-        model = UNet2CAE(config.channels, config.widths, config.gate_tau)
+        model = UNet2CAE(config.channels, config.widths, config.gate_tau, config.smooth_fill)
         model.config = config  # type: ignore[assignment]
         return model
     return CAE(config)

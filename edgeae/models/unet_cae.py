@@ -84,6 +84,83 @@ class NormConvFill(nn.Module):
         return m * x + (1 - m) * est, m
 
 
+class PlaneFill(nn.Module):
+    """First-order normalised convolution (Knutsson & Westin 1993; Farnebäck's polynomial expansion, degree 1):
+    at every pixel a plane c0 + cx·dx + cy·dy is fitted by Gaussian-weighted least squares to the *known* samples
+    around it; the fill is c0. Exact on linear gradients (sky, haze, vignetting), where the zeroth-order
+    normalised convolution is biased towards the side with more samples. Fixed, exportable (separable depthwise
+    convolutions and a closed-form 3×3 solve), no learned weights.
+
+    ``forward(known, m)`` returns ``(fill, conf, resid_var)``: the plane's value, its confidence in [0, 1]
+    (enough samples for a fit), and the weighted variance of the known samples around the plane (mean over
+    channels), which is ~0 on gradients and large on texture."""
+
+    def __init__(self, sigma: float = 4.0, ridge: float = 0.01) -> None:
+        super().__init__()
+        self.sigma = float(sigma)
+        self.ridge = float(ridge)  # shrinks the slopes towards 0 (zeroth order) where the fit is ill-posed
+        g = _gauss1d(sigma)
+        t = torch.arange(g.numel(), dtype=torch.float32) - g.numel() // 2
+        u = t / sigma  # offsets in units of sigma keep the normal equations O(1)
+        self.register_buffer("g0", g, persistent=False)
+        self.register_buffer("g1", g * u, persistent=False)
+        self.register_buffer("g2", g * u * u, persistent=False)
+
+    @staticmethod
+    def _sep(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
+        # zero padding: outside the frame there are no samples (replicated masks would invent some)
+        x = x.contiguous()
+        c, n = x.shape[1], kx.numel()
+        x = F.conv2d(x, kx.view(1, 1, 1, n).expand(c, 1, 1, n), padding=(0, n // 2), groups=c)
+        return F.conv2d(x, ky.view(1, 1, n, 1).expand(c, 1, n, 1), padding=(n // 2, 0), groups=c)
+
+    def forward(self, known: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g0, g1, g2 = (getattr(self, k) for k in ("g0", "g1", "g2"))
+        s00 = self._sep(m, g0, g0)
+        s10 = self._sep(m, g1, g0)  # x moments
+        s01 = self._sep(m, g0, g1)  # y moments
+        q20 = self._sep(m, g2, g0)
+        q02 = self._sep(m, g0, g2)
+        s20 = q20 + self.ridge * s00
+        s02 = q02 + self.ridge * s00
+        s11 = self._sep(m, g1, g1)
+        f = known * m
+        b0 = self._sep(f, g0, g0)
+        bx = self._sep(f, g1, g0)
+        by = self._sep(f, g0, g1)
+        # Cramer's rule for c0 of [[s00 s10 s01] [s10 s20 s11] [s01 s11 s02]] c = [b0 bx by]
+        a0 = s20 * s02 - s11 * s11
+        a1 = s10 * s02 - s11 * s01
+        a2 = s10 * s11 - s20 * s01
+        det = s00 * a0 - s10 * a1 + s01 * a2
+        ok = det.abs() > 1e-12
+        det_safe = torch.where(ok, det, torch.ones_like(det))
+        d_x = bx * s02 - s11 * by  # minors with the b column substituted
+        d_y = bx * s11 - s20 * by
+        c0 = (b0 * a0 - s10 * d_x + s01 * d_y) / det_safe
+        # the slopes, for the residual variance: solve the same system for cx, cy
+        cx = (s00 * (bx * s02 - s11 * by) - b0 * (s10 * s02 - s11 * s01) + s01 * (s10 * by - bx * s01)) / det_safe
+        cy = (s00 * (s20 * by - bx * s11) - s10 * (s10 * by - bx * s01) + b0 * (s10 * s11 - s20 * s01)) / det_safe
+        mean0 = b0 / s00.clamp_min(1e-6)
+        c0 = torch.where(ok, c0, mean0)
+        cx = torch.where(ok, cx, torch.zeros_like(cx))
+        cy = torch.where(ok, cy, torch.zeros_like(cy))
+        # weighted squared residuals around the plane: sum w (f - c0 - cx u - cy v)^2, expanded into moments
+        f2 = self._sep(f * f, g0, g0)
+        sse = (
+            f2
+            - 2 * (c0 * b0 + cx * bx + cy * by)
+            + c0 * c0 * s00
+            + cx * cx * q20
+            + cy * cy * q02
+            + 2 * (c0 * cx * s10 + c0 * cy * s01 + cx * cy * s11)
+        )
+        var = (sse / s00.clamp_min(1e-6)).clamp_min(0.0).mean(dim=1, keepdim=True)
+        seen = s00 * (2 * math.pi * self.sigma**2)  # ~ number of known samples under the window
+        conf = (1 - torch.exp(-seen / 4.0)) * ok.to(seen.dtype)
+        return c0.clamp(0.0, 1.0), conf, var
+
+
 class UNetCAE(nn.Module):
     """Normalised-convolution pre-fill + U-Net residual. ``forward(x) -> x_hat`` in [0, 1]."""
 
@@ -128,10 +205,20 @@ class UNet2CAE(nn.Module):
     model; ``(32, 64, 128, 256)`` the ground model. Standard ops only (conv, ReLU, max-pool, nearest
     upsampling, concat), so ONNX/TFLite export and int8 quantisation work as for the other CAEs."""
 
-    def __init__(self, channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128), gate_tau: float = 0.0) -> None:
+    def __init__(
+        self,
+        channels: int = 3,
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        gate_tau: float = 0.0,
+        smooth_fill: str = "normconv",
+    ) -> None:
         super().__init__()
         self.fill = NormConvFill(channels)
         self.gate_tau = float(gate_tau)
+        if smooth_fill not in SMOOTH_FILLS:
+            raise ValueError(f"smooth_fill must be one of {SMOOTH_FILLS}, got {smooth_fill!r}")
+        self.smooth_fill = smooth_fill
+        self.plane = PlaneFill() if smooth_fill == "plane" else None
         self.register_buffer("gate_k", _gauss1d(GATE_SIGMA), persistent=False)
         self.down = nn.ModuleList()
         cin = channels + 1
@@ -156,6 +243,13 @@ class UNet2CAE(nn.Module):
         this under bfloat16 autocast (the depthwise blur is slow and imprecise in bfloat16 on CPU)."""
         h = _unet(torch.cat([prefill, m], dim=1), self.down, self.up)
         residual = self.head(h)
+        if self.gate_tau > 0 and self.plane is not None:
+            # smooth regions (small variance around a local plane: flats *and* gradients) take the first-order
+            # fill, textured ones the learned output; known pixels stay as sampled
+            plane, conf, var = self.plane(prefill * m, m)
+            g = var / (var + self.gate_tau**2)
+            base = prefill + (1 - m) * conf * (plane - prefill)
+            return (g * (prefill + residual) + (1 - g) * base).clamp(0.0, 1.0)
         if self.gate_tau > 0:
             residual = residual * self.gate(prefill, m)
         return (prefill + residual).clamp(0.0, 1.0)
@@ -174,6 +268,7 @@ class UNet2CAE(nn.Module):
 
 
 GATE_SIGMA = 4.0
+SMOOTH_FILLS = ("normconv", "plane")  # what the gate falls back to in smooth regions
 
 
 def macs_per_pixel(model: nn.Module, channels: int, tile: int = 128) -> float:

@@ -335,6 +335,12 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 "seconds": round(state.seconds, 1),
             }
             state.history.append(row)
+            active = _active_fraction(torch, model, val_in, device, config.channels_last)
+            if active is not None and active < COLLAPSE_ACTIVE:
+                log.warning(
+                    "epoch %d: only %.3f%% of the U-Net's last features are active: its ReLUs died and the model has "
+                    "collapsed to the fixed pre-fill (a residual of 0); retrain with a lower --lr", epoch, 100 * active,
+                )  # fmt: skip
             improved = val < state.best_val
             log.info(
                 "epoch %d/%d  train %.5f  val %.5f  val PSNR %.2f dB  %.0fs%s", epoch, config.epochs,
@@ -389,6 +395,30 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
+
+
+COLLAPSE_ACTIVE = 0.01  # below this fraction of active last features a U-Net CAE has collapsed to its pre-fill
+
+
+def _active_fraction(torch: Any, model: Any, val_in: Any, device: Any, channels_last: bool) -> float | None:
+    """Fraction of the U-Net's last feature map (the residual head's input) that is > 0 on a validation batch;
+    None for models without a residual head. ~0 means dead ReLUs: the zero-initialised head then gets no
+    gradient and the model stays exactly its pre-fill (seen once on grey orbital data at lr 1e-3)."""
+    head = getattr(model, "head", None)
+    if head is None or not hasattr(model, "up"):
+        return None
+    seen: list[float] = []
+    hook = head.register_forward_hook(lambda _m, inp, _o: seen.append(float((inp[0] > 0).float().mean())))
+    try:
+        x = torch.as_tensor(val_in[:16]).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        hook.remove()
+    return seen[0] if seen else None
 
 
 def _loss_fn(name: str) -> Any:

@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 TAUS = (0.0, 0.004, 0.008, 0.016, 0.032, 0.064)
 
 
-def with_gate(checkpoint: str | os.PathLike[str], tau: float, out: str | os.PathLike[str]) -> Path:
-    """Write ``checkpoint`` with ``architecture.gate_tau = tau`` (weights unchanged) to ``out``."""
+def with_gate(
+    checkpoint: str | os.PathLike[str], tau: float, out: str | os.PathLike[str], smooth_fill: str = "normconv"
+) -> Path:
+    """Write ``checkpoint`` with ``architecture.gate_tau = tau`` and ``smooth_fill`` (weights unchanged) to
+    ``out``."""
     from edgeae.checkpoint import load_checkpoint, save_checkpoint
     from edgeae.metadata import ModelMetadata
 
@@ -35,12 +38,16 @@ def with_gate(checkpoint: str | os.PathLike[str], tau: float, out: str | os.Path
     if arch.get("variant") != "unet2":
         raise ValueError(f"{checkpoint}: the gate needs a unet2 CAE, not {arch.get('variant')!r}")
     arch["gate_tau"] = float(tau)
+    if smooth_fill != "normconv":
+        arch["smooth_fill"] = smooth_fill
+    else:
+        arch.pop("smooth_fill", None)
     meta: ModelMetadata = replace(ck.metadata, architecture=arch)
     from edgeae.checkpoint import build_model
 
     model = build_model(meta)
     model.load_state_dict(ck.model.state_dict())
-    metrics = {**ck.metrics, "gate_tau": float(tau)}
+    metrics = {**ck.metrics, "gate_tau": float(tau), "smooth_fill": smooth_fill}
     return save_checkpoint(out, model, meta, metrics, ck.history)
 
 
@@ -70,6 +77,7 @@ def tune(
     keep: float = 0.1,
     max_loss_db: float = 0.05,
     root: str | None = None,
+    smooth_fill: str = "normconv",
 ) -> dict[str, Any]:
     """PSNR of each τ on the validation files' centre crops and smooth windows; the chosen τ."""
     from edgeae.checkpoint import build_model, load_checkpoint
@@ -97,6 +105,8 @@ def tune(
     rows: list[dict[str, Any]] = []
     for tau in taus:
         arch = {**ck.metadata.architecture, "gate_tau": float(tau)}
+        if tau and smooth_fill != "normconv":
+            arch["smooth_fill"] = smooth_fill
         model = build_model(replace(ck.metadata, architecture=arch))
         model.load_state_dict(ck.model.state_dict())
         model.eval()
@@ -123,6 +133,7 @@ def tune(
         "classical_best_mean": {k: float(np.mean(v)) for k, v in classical.items()},
         "rows": rows,
         "chosen_tau": chosen["tau"],
+        "smooth_fill": smooth_fill,
     }
 
 
@@ -133,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="gated checkpoint to write (plus OUT.gate.json)")
     p.add_argument("--taus", default=",".join(str(t) for t in TAUS))
     p.add_argument("--max-loss-db", type=float, default=0.05)
+    p.add_argument(
+        "--smooth-fill",
+        choices=("normconv", "plane"),
+        default="normconv",
+        help="what smooth regions fall back to: the zeroth-order pre-fill, or a local plane fit (exact on gradients)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--zoo-name", default=None, help="also install the gated checkpoint into the zoo as NAME")
     args = p.parse_args(argv)
@@ -141,14 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = tune(args.checkpoint, args.data, tuple(float(t) for t in args.taus.split(",")), 0.1, args.max_loss_db)
-    out = with_gate(args.checkpoint, result["chosen_tau"], args.out)
+    taus = tuple(float(t) for t in args.taus.split(","))
+    result = tune(args.checkpoint, args.data, taus, 0.1, args.max_loss_db, smooth_fill=args.smooth_fill)
+    out = with_gate(args.checkpoint, result["chosen_tau"], args.out, args.smooth_fill if result["chosen_tau"] else "normconv")
     Path(str(out) + ".gate.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"chosen tau {result['chosen_tau']} -> {out}")
     if args.zoo_name:
         run_metrics = Path(args.checkpoint).parent / "metrics.json"
         metrics = json.loads(run_metrics.read_text()) if run_metrics.is_file() else {}
-        metrics.update(gate_tau=result["chosen_tau"], gate_tuning={"split": "val", "rows": result["rows"]})
+        metrics.update(gate_tau=result["chosen_tau"], smooth_fill=result["smooth_fill"], gate_tuning={"split": "val", "rows": result["rows"]})
         card = Path(str(out) + ".zoo.json")
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         from edgeae.zoo import install
