@@ -28,7 +28,7 @@ class CAEConfig:
     variant: str = "seed"
     gate_tau: float = 0.0  # unet2 only: do-no-harm gate on the residual (0 = off), see UNet2CAE.gate
     # unet2 with a gate only: the fill smooth regions fall back to ("normconv", or "plane": first-order
-    # normalised convolution, exact on gradients; its residual variance then drives the gate)
+    # normalised convolution, exact on gradients; see docs/training.md for its measured trade-off)
     smooth_fill: str = "normconv"
 
     def __post_init__(self) -> None:

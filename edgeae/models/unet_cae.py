@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 SIGMAS = (1.0, 2.0, 4.0)
+PLANE_SIGMAS = (4.0,)  # scales of the first-order fill (PlaneFill), finest first
+PLANE_SAMPLES = 6.0  # a plane fit's confidence is 1 - exp(-samples / PLANE_SAMPLES): ~6 samples for 2/3
 
 
 def _gauss1d(sigma: float) -> torch.Tensor:
@@ -95,16 +97,17 @@ class PlaneFill(nn.Module):
     (enough samples for a fit), and the weighted variance of the known samples around the plane (mean over
     channels), which is ~0 on gradients and large on texture."""
 
-    def __init__(self, sigma: float = 4.0, ridge: float = 0.01) -> None:
+    def __init__(self, sigmas: tuple[float, ...] = PLANE_SIGMAS, ridge: float = 0.01) -> None:
         super().__init__()
-        self.sigma = float(sigma)
+        self.sigmas = tuple(float(v) for v in sigmas)
         self.ridge = float(ridge)  # shrinks the slopes towards 0 (zeroth order) where the fit is ill-posed
-        g = _gauss1d(sigma)
-        t = torch.arange(g.numel(), dtype=torch.float32) - g.numel() // 2
-        u = t / sigma  # offsets in units of sigma keep the normal equations O(1)
-        self.register_buffer("g0", g, persistent=False)
-        self.register_buffer("g1", g * u, persistent=False)
-        self.register_buffer("g2", g * u * u, persistent=False)
+        for i, sigma in enumerate(self.sigmas):
+            g = _gauss1d(sigma)
+            t = torch.arange(g.numel(), dtype=torch.float32) - g.numel() // 2
+            u = t / sigma  # offsets in units of sigma keep the normal equations O(1)
+            self.register_buffer(f"g0_{i}", g, persistent=False)
+            self.register_buffer(f"g1_{i}", g * u, persistent=False)
+            self.register_buffer(f"g2_{i}", g * u * u, persistent=False)
 
     @staticmethod
     def _sep(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
@@ -115,7 +118,18 @@ class PlaneFill(nn.Module):
         return F.conv2d(x, ky.view(1, 1, n, 1).expand(c, 1, n, 1), padding=(n // 2, 0), groups=c)
 
     def forward(self, known: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        g0, g1, g2 = (getattr(self, k) for k in ("g0", "g1", "g2"))
+        """Coarse to fine, as :class:`NormConvFill`: a finer plane wins where its window saw enough samples
+        for a fit (it keeps detail where samples are dense); the coarsest scale's confidence and residual
+        variance are returned."""
+        fill, conf, var = self._fit(known, m, len(self.sigmas) - 1)
+        for i in reversed(range(len(self.sigmas) - 1)):
+            fine, c, _ = self._fit(known, m, i)
+            fill = c * fine + (1 - c) * fill
+        return fill, conf, var
+
+    def _fit(self, known: torch.Tensor, m: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g0, g1, g2 = (getattr(self, f"{k}_{i}") for k in ("g0", "g1", "g2"))
+        sigma = self.sigmas[i]
         s00 = self._sep(m, g0, g0)
         s10 = self._sep(m, g1, g0)  # x moments
         s01 = self._sep(m, g0, g1)  # y moments
@@ -156,8 +170,8 @@ class PlaneFill(nn.Module):
             + 2 * (c0 * cx * s10 + c0 * cy * s01 + cx * cy * s11)
         )
         var = (sse / s00.clamp_min(1e-6)).clamp_min(0.0).mean(dim=1, keepdim=True)
-        seen = s00 * (2 * math.pi * self.sigma**2)  # ~ number of known samples under the window
-        conf = (1 - torch.exp(-seen / 4.0)) * ok.to(seen.dtype)
+        seen = s00 * (2 * math.pi * sigma**2)  # ~ number of known samples under the window
+        conf = (1 - torch.exp(-seen / PLANE_SAMPLES)) * ok.to(seen.dtype)
         return c0.clamp(0.0, 1.0), conf, var
 
 
@@ -244,10 +258,10 @@ class UNet2CAE(nn.Module):
         h = _unet(torch.cat([prefill, m], dim=1), self.down, self.up)
         residual = self.head(h)
         if self.gate_tau > 0 and self.plane is not None:
-            # smooth regions (small variance around a local plane: flats *and* gradients) take the first-order
-            # fill, textured ones the learned output; known pixels stay as sampled
-            plane, conf, var = self.plane(prefill * m, m)
-            g = var / (var + self.gate_tau**2)
+            # the same gate decides where the learned residual is trusted; smooth regions fall back to the
+            # first-order fill (exact on gradients) instead of the zeroth-order pre-fill
+            plane, conf, _var = self.plane(prefill * m, m)
+            g = self.gate(prefill, m)
             base = prefill + (1 - m) * conf * (plane - prefill)
             return (g * (prefill + residual) + (1 - g) * base).clamp(0.0, 1.0)
         if self.gate_tau > 0:
@@ -268,7 +282,7 @@ class UNet2CAE(nn.Module):
 
 
 GATE_SIGMA = 4.0
-SMOOTH_FILLS = ("normconv", "plane")  # what the gate falls back to in smooth regions
+SMOOTH_FILLS = ("normconv", "plane")  # what the gate falls back to in smooth regions (docs/training.md)
 
 
 def macs_per_pixel(model: nn.Module, channels: int, tile: int = 128) -> float:

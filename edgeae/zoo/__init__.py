@@ -93,7 +93,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "description": (
             "flight-budget reconstruction CAE (unet2, widths 8-16-32-64-64: normalised-convolution pre-fill + "
             "two-conv U-Net residual, 12.6 k MACs/pixel), gt-trained at 60-97% destroyed, bf16 on 2 CPU cores; "
-            "do-no-harm gate (tau chosen on val) falls back to a local plane fit in smooth regions"
+            "do-no-harm gate (tau chosen on val)"
         ),
         "command": (
             "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-flight --variant unet2 --widths 8,16,32,64,64 "
@@ -101,8 +101,7 @@ ZOO: dict[str, dict[str, Any]] = {
             "--threads 1 --time-budget 105m  (completed 24 epochs in 52 min of training; a stopped run continues "
             "with: edgeae train cae --resume runs/i11/rover-flight)"
             "  &&  python -m edgeae.train.gate runs/i11/rover-flight/best.pt --data rover_rgb_v2 "
-            "--out runs/i11/rover-flight/gated-plane.pt --smooth-fill plane --taus 0,0.008,0.016,0.032,0.064 "
-            "--threads 1 --zoo-name rover-rgb-unet2-flight"
+            "--out runs/i11/rover-flight/gated.pt --threads 1 --zoo-name rover-rgb-unet2-flight"
         ),
     },
     "rover-rgb-unet2-ground": {
@@ -113,8 +112,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
         "description": (
             "ground reconstruction CAE without a flight budget (unet2, widths 24-48-96-192), gt-trained at 60-97% "
-            "destroyed, bf16 on 2 CPU cores; do-no-harm gate (tau chosen on val) falls back to a local plane fit "
-            "in smooth regions"
+            "destroyed, bf16 on 2 CPU cores; do-no-harm gate (tau chosen on val)"
         ),
         "command": (
             "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground --variant unet2 --widths 24,48,96,192 "
@@ -122,8 +120,7 @@ ZOO: dict[str, dict[str, Any]] = {
             "--threads 1 --time-budget 105m  (completed 9 epochs in 63 min of training; a stopped run continues "
             "with: edgeae train cae --resume runs/i11/rover-ground)"
             "  &&  python -m edgeae.train.gate runs/i11/rover-ground/best.pt --data rover_rgb_v2 "
-            "--out runs/i11/rover-ground/gated-plane.pt --smooth-fill plane --taus 0,0.008,0.016,0.032,0.064 "
-            "--threads 1 --zoo-name rover-rgb-unet2-ground"
+            "--out runs/i11/rover-ground/gated.pt --threads 1 --zoo-name rover-rgb-unet2-ground"
         ),
     },
     "orbital-gray-unet2-ground": {
