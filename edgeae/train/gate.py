@@ -160,13 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     taus = tuple(float(t) for t in args.taus.split(","))
     result = tune(args.checkpoint, args.data, taus, 0.1, args.max_loss_db, smooth_fill=args.smooth_fill)
-    out = with_gate(args.checkpoint, result["chosen_tau"], args.out, args.smooth_fill if result["chosen_tau"] else "normconv")
+    fill = args.smooth_fill if result["chosen_tau"] else "normconv"
+    out = with_gate(args.checkpoint, result["chosen_tau"], args.out, fill)
     Path(str(out) + ".gate.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"chosen tau {result['chosen_tau']} -> {out}")
     if args.zoo_name:
         run_metrics = Path(args.checkpoint).parent / "metrics.json"
         metrics = json.loads(run_metrics.read_text()) if run_metrics.is_file() else {}
-        metrics.update(gate_tau=result["chosen_tau"], smooth_fill=result["smooth_fill"], gate_tuning={"split": "val", "rows": result["rows"]})
+        metrics.update(
+            gate_tau=result["chosen_tau"],
+            smooth_fill=result["smooth_fill"],
+            gate_tuning={"split": "val", "rows": result["rows"]},
+        )
         card = Path(str(out) + ".zoo.json")
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         from edgeae.zoo import install
