@@ -133,16 +133,15 @@ ZOO: dict[str, dict[str, Any]] = {
             "Mercury, 2 CTX tiles)"
         ),
         "description": (
-            "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%; one epoch only "
-            "(CPU time ran out): ties normconv on the orbital test files"
+            "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%, 8 epochs at lr 5e-4 "
+            "(a first run at lr 1e-3 collapsed to its pre-fill: dead ReLUs, now detected by the trainer)"
         ),
         "command": (
-            "edgeae train cae --data orbital_gray_v2 --out runs/i11/orbital-ground --variant unet2 "
+            "edgeae train cae --data orbital_gray_v2 --out runs/i11/orbital-ground2 --variant unet2 "
             "--widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 --epochs 8 --crops 3000 --val-crops 256 "
-            "--batch-size 16 --lr 1e-3 --threads 1 --time-budget 95m  (stopped by SIGTERM after 67 batches)  &&  "
-            "edgeae train cae --resume runs/i11/orbital-ground --epochs 1 --time-budget 50m  (1 epoch, 50 min)"
-            "  &&  python -m edgeae.train.gate runs/i11/orbital-ground/best.pt --data orbital_gray_v2 "
-            "--out runs/i11/orbital-ground/gated.pt --threads 1 --zoo-name orbital-gray-unet2-ground"
+            "--batch-size 16 --lr 5e-4 --threads 1 --time-budget 60m  (8 epochs, 33 min of training)  &&  "
+            "python -m edgeae.train.gate runs/i11/orbital-ground2/best.pt --data orbital_gray_v2 "
+            "--out runs/i11/orbital-ground2/gated.pt --threads 2 --zoo-name orbital-gray-unet2-ground"
         ),
     },
     "orbital-gray-vae": {
