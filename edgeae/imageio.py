@@ -198,7 +198,8 @@ def read_image(
         valid &= alpha > 0
     if detect_nodata:  # before the float copy exists, so their temporaries do not add up
         valid &= nodata_mask(raw, bit_depth=bits, threshold=nodata_threshold)
-        valid &= valid_mask(raw, bit_depth=bits, threshold=nodata_threshold, margin=margin)
+        reduce = "min" if bayer else "max"  # a demosaiced margin keeps its dark measured sample
+        valid &= valid_mask(raw, bit_depth=bits, threshold=nodata_threshold, margin=margin, reduce=reduce)
     elif margin:
         valid &= margin_mask(valid.shape, margin)
     pixels, scale = to_float(raw, bits, path=p)

@@ -112,6 +112,7 @@ def valid_mask(
     min_contact: int = 32,
     min_side_fraction: float = 0.3,
     guard: int = 1,
+    reduce: str = "max",
 ) -> np.ndarray:
     """Valid-pixel mask (H, W) bool of a frame or of a strip of one: False on no-data and margins.
 
@@ -130,11 +131,16 @@ def valid_mask(
 
     ``edges``: the sides of ``raw`` that are real frame borders (a streamed strip passes top only for the
     first strip, bottom only for the last). ``guard``: pixels of JPEG ringing added inside each detected
-    margin.
+    margin. ``reduce``: how channels become one value per pixel: ``"max"`` (a pixel is dark only when every
+    channel is), or ``"min"`` for a demosaiced colour-filter frame, where interpolation lifts a dark sensor
+    margin's interpolated channels towards its bright neighbours but each pixel keeps its own measured (dark)
+    sample (raw Mastcam-Z: rows 0-1 read 4-13 of 255, demosaiced to a mean of 52).
     """
+    if reduce not in ("max", "min"):
+        raise ValueError(f"reduce must be 'max' or 'min', got {reduce!r}")
     arr = np.asarray(raw)
     if arr.ndim == 3:
-        arr = arr[:, :, 0] if arr.shape[2] == 1 else arr.max(axis=2)
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else (arr.max(axis=2) if reduce == "max" else arr.min(axis=2))
     if arr.ndim != 2:
         raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
     sides = set(edges)

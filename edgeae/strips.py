@@ -243,7 +243,13 @@ def _iter_bands(
         if detect_nodata:  # the flight runtime's own mask: dark/saturated margins, no-data seen from the border
             edges = ["left", "right"] + (["top"] if y0 == 0 else []) + (["bottom"] if y1 == reader.height else [])
             valid &= valid_mask(
-                raw, bit_depth=reader.bit_depth, edges=edges, margin=margin, row0=y0, frame_height=reader.height
+                raw,
+                bit_depth=reader.bit_depth,
+                edges=edges,
+                margin=margin,
+                row0=y0,
+                frame_height=reader.height,
+                reduce="min" if isinstance(reader, _BayerRows) else "max",  # demosaiced margins stay dark
             )
         elif margin:
             valid &= margin_mask(valid.shape, margin, y0, reader.height)

@@ -204,7 +204,14 @@ class FrameWork:
         edges = ("left", "right") + (("top",) if r0 == 0 else ()) + (("bottom",) if r1 >= self.h else ())
         cam = self.m.camera
         valid = valid_mask(
-            samples, bit_depth=cam.bit_depth, edges=edges, margin=Margin.parse(cam.margin), row0=r0, frame_height=self.h
+            samples,
+            bit_depth=cam.bit_depth,
+            edges=edges,
+            margin=Margin.parse(cam.margin),
+            row0=r0,
+            frame_height=self.h,
+            # a demosaiced margin keeps its dark measured sample in one channel
+            reduce="min" if getattr(self.reader, "info", {}).get("demosaiced") else "max",
         )
         self.n["invalid_pixels"] = self.n.get("invalid_pixels", 0) + int(valid.size - np.count_nonzero(valid))
         return valid

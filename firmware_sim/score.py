@@ -78,7 +78,10 @@ class PatchScorer:
         (P, P) bool limits the CAE method's error to the patch's valid pixels."""
         np.multiply(samples.transpose(2, 0, 1), self.scale, out=self.truth[k], casting="unsafe")
         if self.method == "cae-masked":
-            np.multiply(self.truth[k], keep_mask[None, :, :] if keep_mask is not None else 1.0, out=self.buf[k])
+            keep = keep_mask if keep_mask is not None else np.ones(self.buf.shape[2:], bool)
+            if valid is not None:  # a margin's pixels are neither shown to the CAE nor scored
+                keep = keep & valid
+            np.multiply(self.truth[k], keep[None, :, :], out=self.buf[k])
             if valid is None:
                 self.weight[k] = 1.0
             else:

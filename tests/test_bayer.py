@@ -84,3 +84,21 @@ def test_flight_demosaic_runs_without_opencv() -> None:
         "assert demosaic(m, 'RGGB').shape == (64, 64, 3)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_demosaiced_dark_margin_is_found_on_the_min_channel() -> None:
+    """Raw Mastcam-Z frames start with two dark sensor rows (4-13 of 255); demosaicing lifts their interpolated
+    channels towards the bright rows below (mean ~52), so the margin is only seen on each pixel's darkest channel."""
+    from edgeae.nodata import valid_mask
+
+    rng = np.random.default_rng(0)
+    mosaic = rng.integers(150, 230, (64, 96), dtype=np.uint8)
+    mosaic[:2] = rng.integers(2, 14, (2, 96), dtype=np.uint8)
+    rgb = demosaic(np.repeat(mosaic[:, :, None], 3, axis=2), "RGGB")
+    assert rgb[:2].mean() > 0.1 * np.median(rgb)  # lifted above the relative dark-margin level
+    lifted = valid_mask(rgb, bit_depth=8, reduce="max")
+    found = valid_mask(rgb, bit_depth=8, reduce="min")
+    assert lifted[:2].all()  # the default (max over channels) misses it
+    assert not found[:2].any() and found[4:].all()
+    with pytest.raises(ValueError, match="reduce"):
+        valid_mask(rgb, reduce="mean")
