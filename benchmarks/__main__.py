@@ -64,6 +64,11 @@ STAGES: dict[str, Stage] = {
         (SPEED,),
         ((*SPEED, "--benchmark-min-rounds=50"),),
     ),
+    "ratios": Stage(
+        "Each runtime vs PyTorch eager, interleaved round by round (the reproducible form of the speed suite's ratios)",
+        ((PY, "benchmarks/runtime_ratios.py", "--out", "{out}"),),
+        ((PY, "benchmarks/runtime_ratios.py", "--out", "{out}", "--rounds-b1", "300", "--rounds-b32", "30"),),
+    ),
     "export": Stage(
         "Export parity, sizes and latency of the zoo artifacts",
         ((PY, "-m", "edgeae", "export", "rover-rgb-gtcae", "--format", "all", "--precision", "all",

@@ -266,6 +266,10 @@ def _serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int, Path]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a foreground server, as after Ctrl-C in a terminal: when the tests themselves run as a background job
+        # (`nohup ... &`), the shell has set SIGINT to ignored, the child would inherit that, and Python keeps
+        # an inherited ignore (the server then runs on to its idle time-out and exits 0)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     t0 = time.monotonic()
     while not ready.exists() or not ready.read_text():
