@@ -178,13 +178,19 @@ def _methods(scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int
     std = np.concatenate([f.std for f in frames])
     methods["patch std"] = std
     methods["RX (patch features)"] = np.concatenate(baselines.rx([f.rx_features for f in frames]))
+    pooled = ms.normalise == "pooled"
     if scorer.kind == "vae":
         methods["isolation forest (mu)"] = baselines.isolation_forest(cat["mu"], seed=seed)
+        # a candidate (issue 12): each term normalised on its own, then the larger: a patch is unusual when its
+        # reconstruction error *or* its latent norm is, so texture is not drowned by the brightness term
+        parts = [(cat["rec"], cat["mu2"])] if pooled else [(r.extras["rec"], r.extras["mu2"]) for r in results]
+        methods["max z (rec, ||mu||^2)"] = np.concatenate(
+            [np.maximum(frame_normalise(a, "robust_z", True), frame_normalise(b, "robust_z", True)) for a, b in parts]
+        )
     # ablations: what the normalisation and each window size give on their own
     for w in ms.windows:
         one = replace(ms, windows=(w,))
         methods[f"window {w} only, z"] = np.concatenate(multiscale_scores([f.windows for f in frames], one))
-    pooled = ms.normalise == "pooled"
     stds = [np.concatenate([f.std for f in frames])] if pooled else [f.std for f in frames]
     methods["patch std, z"] = np.concatenate([frame_normalise(s, "robust_z", ms.log) for s in stds])
     return methods
