@@ -99,7 +99,7 @@ def test_plane_fill_is_exact_on_gradients_where_normconv_is_biased() -> None:
     from edgeae.models.unet_cae import NormConvFill, PlaneFill
 
     truth, x, m = _gradient_frame(3)
-    plane, conf, var = PlaneFill()(x, m)
+    plane, conf = PlaneFill()(x, m)
     zeroth, _ = NormConvFill(3)(x)
     hole = (m == 0).expand_as(truth)
     inner = torch.zeros_like(hole)
@@ -108,10 +108,7 @@ def test_plane_fill_is_exact_on_gradients_where_normconv_is_biased() -> None:
     err_zeroth = float((zeroth - truth)[hole & inner].abs().mean())
     assert float(err_plane.max()) < 1e-3  # a plane is fitted (exactly but for the small ridge on its slopes)
     assert err_zeroth > 10 * float(err_plane.mean())  # the zeroth-order fill is biased towards denser samples
-    assert float(var.max()) < 1e-5 and float(conf[..., 8:-8, 8:-8].min()) > 0.5  # a gradient counts as smooth
-    busy = _sparse(2)
-    mb = (busy.sum(1, keepdim=True) > 0).float()
-    assert float(PlaneFill()(busy, mb)[2].mean()) > 1e-2  # texture does not
+    assert float(conf[..., 8:-8, 8:-8].min()) > 0.5  # ~10 samples under a sigma = 4 px window at keep 0.1
 
 
 def test_plane_gate_falls_back_to_the_plane_fit_on_gradients() -> None:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 SIGMAS = (1.0, 2.0, 4.0)
-PLANE_SIGMAS = (4.0,)  # scales of the first-order fill (PlaneFill), finest first
+PLANE_SIGMA = 4.0  # window of the first-order fill (PlaneFill)
 PLANE_SAMPLES = 6.0  # a plane fit's confidence is 1 - exp(-samples / PLANE_SAMPLES): ~6 samples for 2/3
 
 
@@ -93,21 +93,18 @@ class PlaneFill(nn.Module):
     normalised convolution is biased towards the side with more samples. Fixed, exportable (separable depthwise
     convolutions and a closed-form 3×3 solve), no learned weights.
 
-    ``forward(known, m)`` returns ``(fill, conf, resid_var)``: the plane's value, its confidence in [0, 1]
-    (enough samples for a fit), and the weighted variance of the known samples around the plane (mean over
-    channels), which is ~0 on gradients and large on texture."""
+    ``forward(known, m)`` returns ``(fill, conf)``: the plane's value and its confidence in [0, 1] (enough
+    samples under the window for a fit)."""
 
-    def __init__(self, sigmas: tuple[float, ...] = PLANE_SIGMAS, ridge: float = 0.01) -> None:
+    def __init__(self, sigma: float = PLANE_SIGMA, ridge: float = 0.01) -> None:
         super().__init__()
-        self.sigmas = tuple(float(v) for v in sigmas)
+        self.sigma = float(sigma)
         self.ridge = float(ridge)  # shrinks the slopes towards 0 (zeroth order) where the fit is ill-posed
-        for i, sigma in enumerate(self.sigmas):
-            g = _gauss1d(sigma)
-            t = torch.arange(g.numel(), dtype=torch.float32) - g.numel() // 2
-            u = t / sigma  # offsets in units of sigma keep the normal equations O(1)
-            self.register_buffer(f"g0_{i}", g, persistent=False)
-            self.register_buffer(f"g1_{i}", g * u, persistent=False)
-            self.register_buffer(f"g2_{i}", g * u * u, persistent=False)
+        g = _gauss1d(sigma)
+        u = (torch.arange(g.numel(), dtype=torch.float32) - g.numel() // 2) / sigma  # offsets in sigmas: O(1) sums
+        self.register_buffer("g0", g, persistent=False)
+        self.register_buffer("g1", g * u, persistent=False)
+        self.register_buffer("g2", g * u * u, persistent=False)
 
     @staticmethod
     def _sep(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
@@ -117,62 +114,27 @@ class PlaneFill(nn.Module):
         x = F.conv2d(x, kx.view(1, 1, 1, n).expand(c, 1, 1, n), padding=(0, n // 2), groups=c)
         return F.conv2d(x, ky.view(1, 1, n, 1).expand(c, 1, n, 1), padding=(n // 2, 0), groups=c)
 
-    def forward(self, known: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Coarse to fine, as :class:`NormConvFill`: a finer plane wins where its window saw enough samples
-        for a fit (it keeps detail where samples are dense); the coarsest scale's confidence and residual
-        variance are returned."""
-        fill, conf, var = self._fit(known, m, len(self.sigmas) - 1)
-        for i in reversed(range(len(self.sigmas) - 1)):
-            fine, c, _ = self._fit(known, m, i)
-            fill = c * fine + (1 - c) * fill
-        return fill, conf, var
-
-    def _fit(self, known: torch.Tensor, m: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        g0, g1, g2 = (getattr(self, f"{k}_{i}") for k in ("g0", "g1", "g2"))
-        sigma = self.sigmas[i]
+    def forward(self, known: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g0, g1, g2 = (getattr(self, k) for k in ("g0", "g1", "g2"))
         s00 = self._sep(m, g0, g0)
-        s10 = self._sep(m, g1, g0)  # x moments
+        s10 = self._sep(m, g1, g0)  # x moments of the sample positions
         s01 = self._sep(m, g0, g1)  # y moments
-        q20 = self._sep(m, g2, g0)
-        q02 = self._sep(m, g0, g2)
-        s20 = q20 + self.ridge * s00
-        s02 = q02 + self.ridge * s00
+        s20 = self._sep(m, g2, g0) + self.ridge * s00
+        s02 = self._sep(m, g0, g2) + self.ridge * s00
         s11 = self._sep(m, g1, g1)
         f = known * m
-        b0 = self._sep(f, g0, g0)
-        bx = self._sep(f, g1, g0)
-        by = self._sep(f, g0, g1)
+        b0, bx, by = self._sep(f, g0, g0), self._sep(f, g1, g0), self._sep(f, g0, g1)
         # Cramer's rule for c0 of [[s00 s10 s01] [s10 s20 s11] [s01 s11 s02]] c = [b0 bx by]
         a0 = s20 * s02 - s11 * s11
-        a1 = s10 * s02 - s11 * s01
-        a2 = s10 * s11 - s20 * s01
-        det = s00 * a0 - s10 * a1 + s01 * a2
+        det = s00 * a0 - s10 * (s10 * s02 - s11 * s01) + s01 * (s10 * s11 - s20 * s01)
         ok = det.abs() > 1e-12
-        det_safe = torch.where(ok, det, torch.ones_like(det))
-        d_x = bx * s02 - s11 * by  # minors with the b column substituted
-        d_y = bx * s11 - s20 * by
-        c0 = (b0 * a0 - s10 * d_x + s01 * d_y) / det_safe
-        # the slopes, for the residual variance: solve the same system for cx, cy
-        cx = (s00 * (bx * s02 - s11 * by) - b0 * (s10 * s02 - s11 * s01) + s01 * (s10 * by - bx * s01)) / det_safe
-        cy = (s00 * (s20 * by - bx * s11) - s10 * (s10 * by - bx * s01) + b0 * (s10 * s11 - s20 * s01)) / det_safe
-        mean0 = b0 / s00.clamp_min(1e-6)
-        c0 = torch.where(ok, c0, mean0)
-        cx = torch.where(ok, cx, torch.zeros_like(cx))
-        cy = torch.where(ok, cy, torch.zeros_like(cy))
-        # weighted squared residuals around the plane: sum w (f - c0 - cx u - cy v)^2, expanded into moments
-        f2 = self._sep(f * f, g0, g0)
-        sse = (
-            f2
-            - 2 * (c0 * b0 + cx * bx + cy * by)
-            + c0 * c0 * s00
-            + cx * cx * q20
-            + cy * cy * q02
-            + 2 * (c0 * cx * s10 + c0 * cy * s01 + cx * cy * s11)
+        c0 = (b0 * a0 - s10 * (bx * s02 - s11 * by) + s01 * (bx * s11 - s20 * by)) / torch.where(
+            ok, det, torch.ones_like(det)
         )
-        var = (sse / s00.clamp_min(1e-6)).clamp_min(0.0).mean(dim=1, keepdim=True)
-        seen = s00 * (2 * math.pi * sigma**2)  # ~ number of known samples under the window
+        c0 = torch.where(ok, c0, b0 / s00.clamp_min(1e-6))  # too few samples for a plane: their mean
+        seen = s00 * (2 * math.pi * self.sigma**2)  # ~ number of known samples under the window
         conf = (1 - torch.exp(-seen / PLANE_SAMPLES)) * ok.to(seen.dtype)
-        return c0.clamp(0.0, 1.0), conf, var
+        return c0.clamp(0.0, 1.0), conf
 
 
 class UNetCAE(nn.Module):
@@ -260,7 +222,7 @@ class UNet2CAE(nn.Module):
         if self.gate_tau > 0 and self.plane is not None:
             # the same gate decides where the learned residual is trusted; smooth regions fall back to the
             # first-order fill (exact on gradients) instead of the zeroth-order pre-fill
-            plane, conf, _var = self.plane(prefill * m, m)
+            plane, conf = self.plane(prefill * m, m)
             g = self.gate(prefill, m)
             base = prefill + (1 - m) * conf * (plane - prefill)
             return (g * (prefill + residual) + (1 - g) * base).clamp(0.0, 1.0)
