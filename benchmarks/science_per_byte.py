@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grey-model", help="rebuild model for grey frames (default: the reconstruct default)")
     ap.add_argument("--rgb-model", help="rebuild model for colour frames")
     ap.add_argument("--grey-scorer", help="anomaly scorer for grey frames (default orbital-gray-vae)")
-    ap.add_argument("--rgb-scorer", help="anomaly scorer for colour frames (default rover-rgb-gtunet)")
+    ap.add_argument("--rgb-scorer", help="anomaly scorer for colour frames (default rover-rgb-vae)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = ap.parse_args(argv)

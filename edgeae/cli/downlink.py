@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pl.add_argument("--methods", default="jpeg2000,sparse,prioritised,prioritised-j2k", help="comma-separated")
     pl.add_argument("--quick", action="store_true", help="one small frame per set")
     pl.add_argument("--model", help="CAE that rebuilds the frames (default: the reconstruct default per channels)")
-    pl.add_argument("--scorer", help="anomaly scorer (default orbital-gray-vae for grey, rover-rgb-gtunet for RGB)")
+    pl.add_argument("--scorer", help="anomaly scorer (default orbital-gray-vae for grey, rover-rgb-vae for RGB)")
     pl.add_argument("--patch-share", type=float, default=0.5, help="most of a budget spent on patches (0.5)")
     pl.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times")
     pl.add_argument("--patch", type=int, default=64, help="--image: scoring patch size in pixels (64)")
