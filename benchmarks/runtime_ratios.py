@@ -28,15 +28,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
 from benchmarks.machine import machine_info
-from benchmarks.test_speed import BATCHES, MODELS, RUNTIMES, THREADS, _macs, _nchw_item_shape, _predictor
+from benchmarks.speed_cases import BATCHES, MODELS, RUNTIMES, THREADS, case_predictor, item_shape, model_macs
 
 
 def _time_group(kind: str, batch: int, threads: int, rounds: int) -> dict[str, list[float]]:
     """Seconds per call of every runtime for one (model, batch, threads), interleaved round by round."""
     import torch
 
-    preds = {rt: _predictor(kind, rt, threads) for rt in RUNTIMES}
-    shape = _nchw_item_shape(preds["torch-fp32"].metadata)
+    preds = {rt: case_predictor(kind, rt, threads) for rt in RUNTIMES}
+    shape = item_shape(preds["torch-fp32"].metadata)
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
     for pred in preds.values():  # warm-up (and TFLite tensor resize)
         torch.set_num_threads(threads)
@@ -61,7 +61,7 @@ def run(rounds_b1: int, rounds_b32: int) -> dict[str, Any]:
     peaks = {t: measure_peak(t) for t in THREADS}
     rows = []
     for kind in MODELS:
-        macs = _macs(kind)
+        macs = model_macs(kind)
         for batch in BATCHES:
             for threads in THREADS:
                 times = _time_group(kind, batch, threads, rounds_b1 if batch == 1 else rounds_b32)

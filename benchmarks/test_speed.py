@@ -22,13 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.speed
+from benchmarks.speed_cases import BATCHES, MODELS, RUNTIMES, THREADS, case_predictor, item_shape, model_macs
 
-# model kind -> zoo model (the seed CAE: the model a spacecraft would carry)
-MODELS = {"cae": ("rover-rgb-gtcae",), "cae-encoder": ("rover-rgb-gtcae",), "vae": ("orbital-gray-vae",)}
-RUNTIMES = ("torch-fp32", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
-BATCHES = (1, 32)
-THREADS = (1, 2)
+pytestmark = pytest.mark.speed
 
 
 class PeakRSS:
@@ -61,48 +57,7 @@ def peaks() -> dict[int, dict[str, float]]:
     return {t: measure_peak(t) for t in THREADS}
 
 
-_cache: dict[tuple[str, str, int], Any] = {}
 _medians: dict[tuple[str, str, int, int], float] = {}  # (model, runtime, batch, threads) -> median s, this run
-
-
-def _predictor(kind: str, runtime: str, threads: int) -> Any:
-    key = (kind, runtime, threads)
-    if key not in _cache:
-        if runtime == "torch-fp32":
-            import torch
-
-            from edgeae.checkpoint import load_checkpoint
-            from edgeae.predictor import TorchPredictor, resolve_model_path
-
-            torch.set_num_threads(threads)
-            ck = load_checkpoint(resolve_model_path(MODELS[kind][0]))
-            module = ck.model.encoder if kind == "cae-encoder" else ck.model
-            _cache[key] = TorchPredictor(module, ck.metadata.replace(kind=kind), source=f"zoo:{kind}")
-        else:
-            from edgeae.firmware_sim.runtime import load_artifact
-
-            from benchmarks.artifacts import zoo_artifact
-
-            fmt, precision = runtime.split("-")
-            _cache[key] = load_artifact(zoo_artifact(MODELS[kind][0], kind, fmt, precision), threads=threads)
-    return _cache[key]
-
-
-def _nchw_item_shape(meta: Any) -> tuple[int, int, int]:
-    """(C, H, W) of one input item: the calling convention of every predictor is NCHW (an NHWC artifact's
-    wrapper transposes), so an NHWC file's ``input_shape`` must not be used as is."""
-    s = tuple(int(v) for v in meta.input_shape)
-    return (s[1], s[2], s[3]) if meta.layout == "NCHW" else (s[3], s[1], s[2])
-
-
-def _macs(kind: str) -> int:
-    from benchmarks.opcount import count_macs
-    from edgeae.checkpoint import load_checkpoint
-    from edgeae.predictor import resolve_model_path
-
-    ck = load_checkpoint(resolve_model_path(MODELS[kind][0]))
-    module = ck.model.encoder if kind == "cae-encoder" else ck.model
-    return count_macs(module, tuple(ck.metadata.input_shape))
 
 
 def _cases() -> Iterator[Any]:
@@ -122,12 +77,12 @@ def test_speed(
     threads: int,
     peaks: dict[int, dict[str, float]],
 ) -> None:
-    predictor = _predictor(kind, runtime, threads)
+    predictor = case_predictor(kind, runtime, threads)
     if runtime == "torch-fp32":  # torch's intra-op pool is process-wide: set it for every torch case
         import torch
 
         torch.set_num_threads(threads)
-    shape = _nchw_item_shape(predictor.metadata)  # every predictor takes NCHW, whatever the file's layout
+    shape = item_shape(predictor.metadata)  # every predictor takes NCHW, whatever the file's layout
     x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
     predictor(x)  # warm-up (and TFLite tensor resize)
     with PeakRSS() as mem:
@@ -135,7 +90,7 @@ def test_speed(
         benchmark.pedantic(predictor, args=(x,), rounds=200 if batch == 1 else 20, iterations=1, warmup_rounds=3)
     median = benchmark.stats.stats.median
     _medians[(kind, runtime, batch, threads)] = median
-    macs = _macs(kind)
+    macs = model_macs(kind)
     precision = runtime.split("-")[1]
     peak_key = "ort_int8_gops" if precision == "int8" else "ort_fp32_gops"
     gops = 2 * macs * batch / median / 1e9

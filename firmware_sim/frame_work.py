@@ -21,7 +21,7 @@ from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
 from .budget import LADDER, Level, patch_selected, selected_fraction
 from .frames import FrameReader
-from .score import TopK
+from .score import TopK, background
 from .validate import check_pixels, to_samples
 
 REPLAN_AFTER_STRIPS = 8  # strips measured before the in-flight deadline projection may lower the level
@@ -466,29 +466,15 @@ def _selected(i: int, j: np.ndarray, every: int) -> np.ndarray:
 
 
 def prefetch(strips: Any, depth: int = 1) -> Any:
-    """Iterate ``(row0, strip)`` pairs decoded by a background thread, at most ``depth`` ahead.
+    """Iterate ``(row0, strip)`` pairs decoded by a background thread (:func:`.score.background`), at most
+    ``depth`` ahead.
 
     Readers may reuse one output buffer for every strip, so each strip is copied into a ring of
     ``depth + 2`` buffers: the one the caller holds, ``depth`` queued, and the one being filled. Errors of
-    the reader are raised in the caller; closing the generator stops the thread.
+    the reader are raised in the caller; closing the generator stops the thread and closes the reader.
     """
-    import queue
-    import threading
 
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
+    def copies() -> Any:
         ring: list[np.ndarray] = []
         k = 0
         try:
@@ -501,29 +487,10 @@ def prefetch(strips: Any, depth: int = 1) -> Any:
                 slot = slot[: strip.shape[0]]
                 np.copyto(slot, strip)
                 k += 1
-                if not put((r0, slot)):
-                    return
-            put(done)
-        except BaseException as exc:  # handed to the consumer
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="edgeae-prefetch", daemon=True)
-    thread.start()
-
-    def consume() -> Any:
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+                yield r0, slot
         finally:
-            stop.set()
-            thread.join()
             close = getattr(strips, "close", None)
-            if close is not None and not thread.is_alive():
+            if close is not None:
                 close()
 
-    return consume()
+    return background(copies(), depth, name="edgeae-prefetch")

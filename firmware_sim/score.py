@@ -326,9 +326,10 @@ class ScoreEngine:
         self.close()
 
 
-def background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def background(items: Iterator[Any], depth: int = 2, name: str = "edgeae-tiling") -> Iterator[Any]:
     """Iterate ``items`` produced by a background thread, at most ``depth`` ahead (decoding and tiling
-    overlap with scoring); the producer's exceptions are raised here, and closing stops the thread."""
+    overlap with scoring); the producer's exceptions are raised here, and closing stops the thread and then
+    closes ``items`` (a generator's ``finally`` blocks run, in the caller's thread)."""
     import queue
     import threading
 
@@ -354,7 +355,7 @@ def background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         except BaseException as exc:
             put(_Raised(exc))
 
-    thread = threading.Thread(target=produce, name="edgeae-tiling", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -367,6 +368,9 @@ def background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     finally:
         stop.set()
         thread.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass

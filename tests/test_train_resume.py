@@ -85,3 +85,27 @@ def test_parse_duration() -> None:
     for bad in ("ten minutes", "-5", "0"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_init_warm_starts_from_a_checkpoint_and_refuses_another_architecture(tmp_path: Path) -> None:
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.metadata import MetadataError
+
+    data = _images(tmp_path / "data")
+    first = tmp_path / "first"
+    train_cae(_config(data, first, epochs=1))
+    start = load_checkpoint(first / "best.pt")
+    # lr tiny: the fine-tuned weights stay next to the ones it started from, far from a fresh initialisation
+    tuned = train_cae(_config(data, tmp_path / "tuned", epochs=1, lr=1e-9, seed=4, init=str(first / "best.pt")))
+    fresh = train_cae(_config(data, tmp_path / "fresh", epochs=1, lr=1e-9, seed=4))
+    assert tuned["complete"] and fresh["complete"]
+    ck = load_checkpoint(tmp_path / "tuned" / "best.pt")
+    a, b = start.model.state_dict(), ck.model.state_dict()
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=1e-5, err_msg=k)
+    f = load_checkpoint(tmp_path / "fresh" / "best.pt").model.state_dict()
+    assert max(float((a[k] - f[k]).abs().max()) for k in a if a[k].is_floating_point()) > 1e-2  # not by chance
+    assert ck.metadata.extra["init"]["file"] == "best.pt"
+    assert tuned["init"]["val_psnr"] > 0  # the starting point, measured on this run's validation crops
+    with pytest.raises(MetadataError, match="architecture"):
+        train_cae(_config(data, tmp_path / "other", widths=(4, 16), init=str(first / "best.pt")))

@@ -58,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "may be raised)",
     )
     c.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        default=None,
+        help="fine-tune: start from this checkpoint's weights (same --variant/--widths; a fresh optimiser and "
+        "LR schedule), e.g. to train a shipped model longer on more data",
+    )
+    c.add_argument(
         "--time-budget",
         default=None,
         help="stop cleanly with a checkpoint after this much wall time, e.g. 90m, 2h, 1h30m (resume later)",
@@ -180,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         data_root=args.data_root,
         progress=not args.no_progress,
+        init=args.init,
     )
     metrics = train_cae(cfg)
     return _report(metrics, Path(args.out), args.zoo_name)

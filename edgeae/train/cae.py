@@ -68,6 +68,7 @@ class CAETrainConfig:
     threads: int | None = None
     data_root: str | None = None
     progress: bool = True
+    init: str | None = None  # warm start: weights of this checkpoint (same architecture); fresh optimiser/schedule
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -248,6 +249,15 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         torch.manual_seed(torch_seed)  # local to this block: weight init only, never the caller's state
         cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
         model = build_cae(cae_cfg).to(device)
+    init_info: dict[str, Any] | None = None
+    if config.init and resume and (out / "init.json").is_file():
+        init_info = json.loads((out / "init.json").read_text())  # the weights come from last.pt below
+    elif config.init and not resume:
+        init_info = _warm_start(model, config.init, cae_cfg)
+        # the bar a fine-tune has to clear, on this run's own validation crops
+        init_info["val_psnr"] = round(_psnr_of(model, val_in, val_clean, device, False), 3)
+        log.info("warm start: val PSNR %.2f dB before fine-tuning", init_info["val_psnr"])
+        write_json(out / "init.json", init_info)
     use_bf16 = config.use_bf16(device.type)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -283,6 +293,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
             "crops_per_epoch": config.crops,
             "seed": config.seed,
             "loss": config.loss,
+            **({"init": init_info} if init_info else {}),
         },
     )
     best_path = out / "best.pt"
@@ -382,6 +393,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         "segments": state.segments,
         "complete": stopped is None,
         "stopped": stopped,
+        **({"init": init_info} if init_info else {}),
     }
     if spec.mode != "colour-noise":
         metrics["val_levels"] = level_metrics(
@@ -392,6 +404,35 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     log.info("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
     return metrics
+
+
+def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
+    """Load the weights of checkpoint ``path`` into ``model`` (a fine-tune: optimiser and LR schedule start
+    afresh). The architecture must match exactly; returns what the new model's metadata records about it."""
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.metadata import MetadataError
+
+    ck = load_checkpoint(path)
+    arch = dict(ck.metadata.architecture)
+    want = cae_cfg.to_dict()
+    keys = ("variant", "channels", "widths", "tile")
+    if ck.metadata.kind != "cae" or any(_norm(arch.get(k)) != _norm(want.get(k)) for k in keys):
+        got, mine = {k: arch.get(k) for k in keys}, {k: want.get(k) for k in keys}
+        raise MetadataError(f"--init {path}: its architecture {got} is not this run's {mine}")
+    try:
+        model.load_state_dict(ck.model.state_dict())
+    except RuntimeError as exc:
+        raise MetadataError(f"--init {path}: its weights do not fit this run's model ({exc})") from exc
+    log.info("warm start from %s (its best epoch %s)", path, ck.metrics.get("best_epoch"))
+    return {
+        "file": Path(path).name,
+        "training_data_hash": ck.metadata.training_data_hash,
+        "val_loss": ck.metrics.get("val_loss"),
+    }
+
+
+def _norm(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
 
 
 CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
