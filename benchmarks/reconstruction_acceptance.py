@@ -16,7 +16,7 @@ Masks are seeded (seed = image index), so every number is reproducible exactly. 
 
     python benchmarks/reconstruction_acceptance.py --out benchmarks/results/reconstruction_acceptance \\
         --rover-models rover-rgb-unet2-ground,rover-rgb-unet2-flight,rover-rgb-gtunet \\
-        --gray-models orbital-gray-gtunet
+        --gray-models orbital-gray-unet2-ground
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--rover-models", default="rover-rgb-gtunet", help="comma-separated zoo names / files (RGB)")
-    p.add_argument("--gray-models", default="orbital-gray-gtunet", help="comma-separated zoo names / files (grey)")
+    p.add_argument(
+        "--gray-models", default="orbital-gray-unet2-ground", help="comma-separated zoo names / files (grey)"
+    )
     p.add_argument("--default-model", default=None, help="the default ground model (first rover model if unset)")
     p.add_argument("--flight-model", default=None, help="the flight-budget model, judged at +1 dB separately")
     p.add_argument("--keeps", default=",".join(str(k) for k in KEEPS))

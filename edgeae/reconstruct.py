@@ -23,7 +23,7 @@ from edgeae import tiling
 
 METHODS = ("cae", *_inpaint.METHODS)
 # zoo model used when none is named: by image channel count
-DEFAULT_MODELS = {3: "rover-rgb-unet2-ground", 1: "orbital-gray-gtunet"}  # best on the unseen test images (RESULTS)
+DEFAULT_MODELS = {3: "rover-rgb-unet2-ground", 1: "orbital-gray-unet2-ground"}  # best on validation (zoo)
 log = logging.getLogger(__name__)
 # one 8-bit step: the smallest value an int8 artifact's [0, 1] input quantiser (scale 1/255) keeps non-zero
 KNOWN_FLOOR = np.float32(1.0 / 255.0)

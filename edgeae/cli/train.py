@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         budget = parse_duration(args.time_budget)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
+    if args.resume and args.init:
+        raise CLIError("--init starts a new run from a checkpoint's weights; --resume continues a run: pass one")
     if args.resume:
         from edgeae.train.cae import load_config
 

@@ -38,8 +38,10 @@ class CAEConfig:
             raise ValueError(f"gate_tau must be finite and >= 0, got {self.gate_tau}")
         if self.gate_tau and self.variant != "unet2":
             raise ValueError(f"gate_tau applies to the unet2 variant only, not {self.variant!r}")
-        if self.smooth_fill not in ("normconv", "plane"):
-            raise ValueError(f"smooth_fill must be 'normconv' or 'plane', got {self.smooth_fill!r}")
+        from edgeae.models.unet_cae import SMOOTH_FILLS
+
+        if self.smooth_fill not in SMOOTH_FILLS:
+            raise ValueError(f"smooth_fill must be one of {SMOOTH_FILLS}, got {self.smooth_fill!r}")
         if self.smooth_fill != "normconv" and self.variant != "unet2":
             raise ValueError(f"smooth_fill applies to the unet2 variant only, not {self.variant!r}")
         if self.channels not in (1, 3):

@@ -119,8 +119,12 @@ ZOO: dict[str, dict[str, Any]] = {
             "--mode gt --destroy-range 0.6,0.97 --epochs 9 --crops 3000 --val-crops 256 --batch-size 16 --lr 1e-3 "
             "--threads 1 --time-budget 105m  (completed 9 epochs in 63 min of training; a stopped run continues "
             "with: edgeae train cae --resume runs/i11/rover-ground)"
-            "  &&  python -m edgeae.train.gate runs/i11/rover-ground/best.pt --data rover_rgb_v2 "
-            "--out runs/i11/rover-ground/gated.pt --threads 1 --zoo-name rover-rgb-unet2-ground"
+            "  &&  edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground-ft --init "
+            "runs/i11/rover-ground/best.pt --variant unet2 --widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 "
+            "--epochs 14 --crops 3000 --val-crops 256 --batch-size 16 --lr 3e-4 --seed 5 --threads 1 "
+            "--time-budget 100m  (fine-tune on fresh crops: 14 epochs in 52 min of training)"
+            "  &&  python -m edgeae.train.gate runs/i11/rover-ground-ft/best.pt --data rover_rgb_v2 "
+            "--out runs/i11/rover-ground-ft/gated.pt --threads 1 --zoo-name rover-rgb-unet2-ground"
         ),
     },
     "orbital-gray-unet2-ground": {
@@ -134,14 +138,19 @@ ZOO: dict[str, dict[str, Any]] = {
         ),
         "description": (
             "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%, 8 epochs at lr 5e-4 "
-            "(a first run at lr 1e-3 collapsed to its pre-fill: dead ReLUs, now detected by the trainer)"
+            "then a 12-epoch fine-tune at 2.5e-4 (a first run at lr 1e-3 collapsed to its pre-fill: dead ReLUs, now "
+            "detected by the trainer); the default for grey frames"
         ),
         "command": (
             "edgeae train cae --data orbital_gray_v2 --out runs/i11/orbital-ground2 --variant unet2 "
             "--widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 --epochs 8 --crops 3000 --val-crops 256 "
             "--batch-size 16 --lr 5e-4 --threads 1 --time-budget 60m  (8 epochs, 33 min of training)  &&  "
-            "python -m edgeae.train.gate runs/i11/orbital-ground2/best.pt --data orbital_gray_v2 "
-            "--out runs/i11/orbital-ground2/gated.pt --threads 2 --zoo-name orbital-gray-unet2-ground"
+            "edgeae train cae --data orbital_gray_v2 --out runs/i11/orbital-ground-ft --init "
+            "runs/i11/orbital-ground2/best.pt --variant unet2 --widths 24,48,96,192 --mode gt --destroy-range "
+            "0.6,0.97 --epochs 12 --crops 3000 --val-crops 256 --batch-size 16 --lr 2.5e-4 --seed 7 --threads 1 "
+            "--time-budget 95m  (fine-tune on fresh crops: 12 epochs in 43 min of training)  &&  "
+            "python -m edgeae.train.gate runs/i11/orbital-ground-ft/best.pt --data orbital_gray_v2 "
+            "--out runs/i11/orbital-ground-ft/gated.pt --threads 1 --zoo-name orbital-gray-unet2-ground"
         ),
     },
     "orbital-gray-vae": {
