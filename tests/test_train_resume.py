@@ -107,5 +107,14 @@ def test_init_warm_starts_from_a_checkpoint_and_refuses_another_architecture(tmp
     assert max(float((a[k] - f[k]).abs().max()) for k in a if a[k].is_floating_point()) > 1e-2  # not by chance
     assert ck.metadata.extra["init"]["file"] == "best.pt"
     assert tuned["init"]["val_psnr"] > 0  # the starting point, measured on this run's validation crops
+    # validating on the starting run's crops (its seed): the bar equals that run's own best validation PSNR
+    from edgeae.train.cae import init_val_seed
+
+    assert init_val_seed(first / "best.pt") == 3
+    same = train_cae(
+        _config(data, tmp_path / "same", epochs=1, lr=1e-9, seed=4, val_seed=3, init=str(first / "best.pt"))
+    )
+    assert same["init"]["val_psnr"] == pytest.approx(start.history[-1]["val_psnr"], abs=0.01)
+    assert tuned["init"]["val_psnr"] != pytest.approx(same["init"]["val_psnr"], abs=1e-6)  # other crops
     with pytest.raises(MetadataError, match="architecture"):
         train_cae(_config(data, tmp_path / "other", widths=(4, 16), init=str(first / "best.pt")))

@@ -82,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
     )
     c.add_argument("--seed", type=int, default=0, help="seed of crops, masks and initial weights (default 0)")
+    c.add_argument(
+        "--val-seed",
+        type=int,
+        default=None,
+        help="seed of the validation crops and masks (default: --seed; with --init, the starting run's, so the "
+        "validation figures of both runs compare)",
+    )
     c.add_argument("--destroy", type=float, default=0.9, help="destroyed fraction for --mode fixed")
     c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt")
     c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
@@ -190,9 +197,21 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         progress=not args.no_progress,
         init=args.init,
+        val_seed=_val_seed(args),
     )
     metrics = train_cae(cfg)
     return _report(metrics, Path(args.out), args.zoo_name)
+
+
+def _val_seed(args: argparse.Namespace) -> int | None:
+    if args.val_seed is not None or not args.init:
+        return args.val_seed
+    from edgeae.train.cae import init_val_seed
+
+    try:
+        return init_val_seed(args.init)
+    except (FileNotFoundError, ValueError) as exc:  # MetadataError is a ValueError
+        raise CLIError(f"--init {args.init}: {exc}") from exc
 
 
 def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None) -> int:

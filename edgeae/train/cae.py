@@ -69,6 +69,7 @@ class CAETrainConfig:
     data_root: str | None = None
     progress: bool = True
     init: str | None = None  # warm start: weights of this checkpoint (same architecture); fresh optimiser/schedule
+    val_seed: int | None = None  # seed of the validation crops and masks; None = ``seed``
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +83,8 @@ class CAETrainConfig:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.val_seed is not None and (isinstance(self.val_seed, bool) or self.val_seed < 0):
+            raise ValueError(f"val_seed must be >= 0 or None, got {self.val_seed!r}")
         if self.channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1, 3 or None, got {self.channels}")
         if self.patience < 0:
@@ -236,9 +239,10 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     aug = Augment() if config.augment else Augment.none()
     masters = load_masters(train_files, channels)
-    val_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x7A1]))
+    vseed = config.seed if config.val_seed is None else config.val_seed
+    val_rng = np.random.default_rng(np.random.SeedSequence([vseed, 0x7A1]))
     val_clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, val_rng, Augment.none())
-    val_in = np.stack([corrupt(c, spec, sample_seed(config.seed, -1, i))[0] for i, c in enumerate(val_clean)])
+    val_in = np.stack([corrupt(c, spec, sample_seed(vseed, -1, i))[0] for i, c in enumerate(val_clean)])
     log.info(
         "%d master images, %d val crops from %d files in %.1fs", len(masters), len(val_clean), len(val_files),
         time.perf_counter() - t0,
@@ -292,6 +296,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
             "val_files": [p.name for p in val_files],
             "crops_per_epoch": config.crops,
             "seed": config.seed,
+            "val_seed": vseed,
             "loss": config.loss,
             **({"init": init_info} if init_info else {}),
         },
@@ -397,7 +402,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     }
     if spec.mode != "colour-noise":
         metrics["val_levels"] = level_metrics(
-            best, val_clean, device, EVAL_LEVELS, seed=config.seed + 10_000, pattern=spec.pattern
+            best, val_clean, device, EVAL_LEVELS, seed=vseed + 10_000, pattern=spec.pattern
         )
     save_checkpoint(best_path, best, metadata, metrics, state.history)
     write_history(state.history, out)
@@ -429,6 +434,16 @@ def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
         "training_data_hash": ck.metadata.training_data_hash,
         "val_loss": ck.metrics.get("val_loss"),
     }
+
+
+def init_val_seed(path: str | os.PathLike[str]) -> int | None:
+    """The validation seed of the run that made checkpoint ``path`` (None when its metadata does not say):
+    a fine-tune that validates on the same crops gets a ``loss.csv`` comparable with its starting run's."""
+    from edgeae.checkpoint import load_checkpoint
+
+    extra = load_checkpoint(path).metadata.extra
+    seed = extra.get("val_seed", extra.get("seed"))
+    return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def _norm(v: Any) -> Any:
