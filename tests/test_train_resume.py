@@ -116,5 +116,10 @@ def test_init_warm_starts_from_a_checkpoint_and_refuses_another_architecture(tmp
     )
     assert same["init"]["val_psnr"] == pytest.approx(start.history[-1]["val_psnr"], abs=0.01)
     assert tuned["init"]["val_psnr"] != pytest.approx(same["init"]["val_psnr"], abs=1e-6)  # other crops
+    # the comparison tool measures any checkpoint on a run's own validation crops: the run's figures exactly
+    from edgeae.train.cae import compare_on_validation
+
+    again = compare_on_validation(first, [str(first / "best.pt"), str(tmp_path / "same" / "best.pt")])
+    assert again[str(first / "best.pt")] == load_checkpoint(first / "best.pt").metrics["val_levels"]
     with pytest.raises(MetadataError, match="architecture"):
         train_cae(_config(data, tmp_path / "other", widths=(4, 16), init=str(first / "best.pt")))

@@ -126,6 +126,11 @@ class CAETrainConfig:
             return 3 if image_shape(first_file)[2] >= 3 else 1
         raise ValueError(f"channels not given and {self.data!r} is not a named dataset: pass channels 1 or 3")
 
+    @property
+    def resolved_val_seed(self) -> int:
+        """The seed of the validation crops and masks: ``val_seed``, else ``seed``."""
+        return self.seed if self.val_seed is None else self.val_seed
+
     def use_bf16(self, device_type: str) -> bool:
         """Whether this run trains under bfloat16 autocast on ``device_type``."""
         return (device_type in ("cpu", "cuda")) if self.bf16 is None else bool(self.bf16)
@@ -185,6 +190,37 @@ def _predict(model: Any, x: np.ndarray, device: Any, batch: int = 64) -> np.ndar
     return np.concatenate(outs)
 
 
+def validation_crops(config: CAETrainConfig, val_files: list[Path], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, corrupted) validation crops of a run: the same crops and masks every time for one config
+    (seeded by :attr:`CAETrainConfig.resolved_val_seed`), so checkpoints can be compared on them later."""
+    from edgeae.train.crops import load_masters, sample_crops
+
+    vseed = config.resolved_val_seed
+    rng = np.random.default_rng(np.random.SeedSequence([vseed, 0x7A1]))
+    clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, rng, Augment.none())
+    corrupted = np.stack([corrupt(c, config.corruption, sample_seed(vseed, -1, i))[0] for i, c in enumerate(clean)])
+    return clean, corrupted
+
+
+def compare_on_validation(
+    run: str | os.PathLike[str], checkpoints: list[str], device: str = "cpu"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """PSNR/MAE/error variance of each checkpoint at :data:`EVAL_LEVELS` on the validation crops of training
+    run folder ``run`` (its ``config.json``): exactly the crops and masks that run's ``metrics.json`` used, so
+    a fine-tune and the model it started from compare on equal terms."""
+    from edgeae.checkpoint import load_checkpoint
+
+    config = load_config(Path(run) / "config.json")
+    train_files, val_files = split_data(config)
+    clean, _ = validation_crops(config, val_files, config.resolved_channels(train_files[0]))
+    dev = require("torch").device(device)
+    seed, pattern = config.resolved_val_seed + 10_000, config.corruption.pattern
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for ck in checkpoints:
+        out[ck] = level_metrics(load_checkpoint(ck).model.to(dev), clean, dev, EVAL_LEVELS, seed=seed, pattern=pattern)
+    return out
+
+
 def level_metrics(
     model: Any, clean: np.ndarray, device: Any, levels: tuple[float, ...], seed: int, pattern: str = "uniform"
 ) -> dict[str, dict[str, float]]:
@@ -239,10 +275,8 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     aug = Augment() if config.augment else Augment.none()
     masters = load_masters(train_files, channels)
-    vseed = config.seed if config.val_seed is None else config.val_seed
-    val_rng = np.random.default_rng(np.random.SeedSequence([vseed, 0x7A1]))
-    val_clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, val_rng, Augment.none())
-    val_in = np.stack([corrupt(c, spec, sample_seed(vseed, -1, i))[0] for i, c in enumerate(val_clean)])
+    vseed = config.resolved_val_seed
+    val_clean, val_in = validation_crops(config, val_files, channels)
     log.info(
         "%d master images, %d val crops from %d files in %.1fs", len(masters), len(val_clean), len(val_files),
         time.perf_counter() - t0,

@@ -138,6 +138,8 @@ def tune(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeae.models.unet_cae import SMOOTH_FILLS  # a training tool: torch is there anyway
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="dataset whose val split tunes τ (e.g. rover_rgb_v2)")
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-loss-db", type=float, default=0.05)
     p.add_argument(
         "--smooth-fill",
-        choices=("normconv", "plane"),
+        choices=SMOOTH_FILLS,
         default="normconv",
         help="what smooth regions fall back to: the zeroth-order pre-fill, or a local plane fit (exact on gradients)",
     )
