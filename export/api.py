@@ -233,7 +233,19 @@ def export_checkpoint(
     graphs = graphs_for(model, metadata, config.kinds)
     splittable = metadata.kind == "cae" and metadata.architecture.get("variant", "seed") == "seed"
     encoder = next(iter(graphs_for(model, metadata, ("cae-encoder",)))) if splittable else None
-    jobs = [(g, f, p) for g in graphs for p in config.precisions for f in config.formats]
+    for g in graphs:
+        if g.no_tflite and "tflite" in config.formats:
+            if set(config.formats) == {"tflite"}:
+                variant = metadata.architecture.get("variant")
+                raise ValueError(f"{name}: no TFLite export for a {variant} CAE: {g.no_tflite}")
+            log.warning("%s: skipping TFLite: %s", name, g.no_tflite)
+    jobs = [
+        (g, f, p)
+        for g in graphs
+        for p in config.precisions
+        for f in config.formats
+        if not (g.no_tflite and f == "tflite")
+    ]
     done: dict[str, dict[str, Path]] = {g.kind: {} for g in graphs}
     failures: list[str] = []
     tail_ref: dict[str, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}

@@ -40,6 +40,7 @@ class Graph:
     float_outputs: tuple[str, ...] = ()  # outputs whose head stays float32 in int8 files (the VAE score)
     float_modules: tuple[str, ...] = ()  # the submodules computing them (names in ``module``)
     learned_modules: tuple[str, ...] = ()  # when set, only these submodules are quantised in int8 ONNX files
+    no_tflite: str = ""  # why this graph cannot be converted to TFLite (empty: it can)
 
     def tflite_metadata(self) -> ModelMetadata:
         """Metadata of the TFLite file: NHWC input shape and layout when converted channels-last."""
@@ -85,6 +86,8 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
             raise ValueError(f"a {metadata.architecture['variant']!r} CAE exports only as 'cae', not {wanted}")
     else:
         wanted = kinds or KINDS_FOR[base]
+    from edgeae.models.cae import GATED_VARIANTS
+
     out: list[Graph] = []
     model = model.eval()
     for kind in wanted:
@@ -105,8 +108,12 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
         # file is converted with a static batch of 1 and the flight loader runs larger batches in chunks.
         static, layout = (1, "NCHW") if kind == "vae" else (None, "NHWC")
         g = Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout)
-        if kind == "cae" and getattr(getattr(model, "config", None), "variant", "") == "unet2":
+        if kind == "cae" and getattr(getattr(model, "config", None), "variant", "") in GATED_VARIANTS:
             g.learned_modules = ("down", "up", "head")  # pre-fill and gate stay float32 (no weights)
+            g.no_tflite = (
+                "litert-torch cannot convert the unet2 pre-fill (dynamic batch: 'broadcast_in_dim shape must have "
+                "every element be nonnegative'; with a static batch the converter crashes); use ONNX or ORT"
+            )
         if kind == "vae":  # the score head reads dequantised x̂ and μ and computes a(x) in float: no ceiling
             from edgeae.models.vae import FLOAT_MODULES
 

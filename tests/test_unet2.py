@@ -139,3 +139,104 @@ def test_collapse_check_sees_dead_relus(caplog: pytest.LogCaptureFixture) -> Non
         model.up[-1][2].bias.fill_(-100.0)  # every last feature below zero: the ReLUs are dead
     assert _active_fraction(torch, model, x, torch.device("cpu"), False) == 0.0
     assert _active_fraction(torch, build(CAEConfig(1, (4, 8), 64, "seed")), x, torch.device("cpu"), False) is None
+
+
+# --- unet2h: the half-resolution flight form ---------------------------------------------------------------
+
+
+def test_half_resolution_flight_budget() -> None:
+    half = build(CAEConfig(3, (16, 32, 64, 64), 128, "unet2h"))
+    seed = build(CAEConfig(3, (16, 32, 64, 128), 128, "seed"))
+    assert count_parameters(half) <= 350_000
+    assert macs_per_pixel(half, 3) <= 1.25 * macs_per_pixel(seed, 3)
+    # no learned layer sees the full-resolution frame: the first convolution reads 2×2 blocks of (fill, mask)
+    assert half.down[0][0].in_channels == 16 and half.head.out_channels == 12
+
+
+def test_pyramid_fill_keeps_samples_and_fills_like_normconv(moon: np.ndarray) -> None:
+    from edgeae.masks import make_mask
+    from edgeae.models.unet_cae import NormConvFill, PyramidFill
+
+    img = torch.from_numpy(moon[100:228, 200:328].astype(np.float32) / 255.0)[None, None]
+    known = torch.from_numpy(make_mask(11, (128, 128), 0.1))[None, None].float()
+    x = img * known
+    with torch.no_grad():
+        pyr, m = PyramidFill(1)(x)
+        ref, _ = NormConvFill(1)(x)
+        flat, _ = PyramidFill(1)(torch.full((1, 1, 64, 64), 0.4) * known[..., :64, :64])
+    torch.testing.assert_close(m, known)
+    assert float((pyr - img)[known > 0].abs().max()) == 0.0  # known pixels pass through unchanged
+    assert float((flat - 0.4).abs().max()) < 1e-5  # a constant is filled exactly
+    hole = known == 0
+    err_pyr = float((pyr - img)[hole].pow(2).mean())
+    err_ref = float((ref - img)[hole].pow(2).mean())
+    assert err_pyr < 1.1 * err_ref  # within 10% of the multi-scale fill's error in the holes (~0.4 dB)
+
+
+@pytest.mark.parametrize("variant", ["unet2", "unet2h"])
+def test_untrained_gated_variants_are_their_prefill(variant: str) -> None:
+    model = build(CAEConfig(3, (4, 8), 64, variant, gate_tau=0.05)).eval()
+    x = _sparse(5)
+    with torch.no_grad():
+        prefill, _ = model.fill(x)
+        torch.testing.assert_close(model(x), prefill.clamp(0, 1))
+
+
+def test_half_resolution_gate_keeps_the_prefill_where_flat() -> None:
+    model = build(CAEConfig(3, (4, 8), 64, "unet2h", gate_tau=0.01)).eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_(0, 0.5)
+        flat = _sparse(1, flat=True)
+        prefill, m = model.fill(flat)
+        assert float((model(flat) - prefill).abs().max()) < 2e-3
+        assert float(model.gate(*model.fill(_sparse(2))).mean()) > 0.5
+        assert model.gate(prefill, m).shape == (2, 1, 64, 64)
+
+
+def test_half_resolution_onnx_int8_export_matches_torch(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+    from edgeae.export.graphs import graphs_for
+    from edgeae.export.onnx_export import export_onnx
+    from edgeae.export.quantize import quantize_onnx_int8
+
+    from edgeae import __version__
+    from edgeae.metadata import ModelMetadata
+
+    cfg = CAEConfig(3, (4, 8), 64, "unet2h", gate_tau=0.02)
+    torch.manual_seed(0)
+    model = build(cfg).eval()
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.normal_(0, 0.05)
+    meta = ModelMetadata(
+        kind="cae", architecture=cfg.to_dict(), input_shape=(-1, 3, 64, 64), channels=3, mask={},
+        training_data_hash="0" * 64, edgeae_version=__version__,
+    )  # fmt: skip
+    graph = graphs_for(model, meta, ("cae",))[0]
+    assert graph.learned_modules == ("down", "up", "head")  # pre-fill and gate stay float in int8 files
+    x = _sparse(7).numpy()
+    fp32 = export_onnx(graph, tmp_path / "h.fp32.onnx")
+    int8 = quantize_onnx_int8(fp32, tmp_path / "h.int8.onnx", x, learned_modules=graph.learned_modules)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    for path, atol in ((fp32, 1e-5), (int8, 0.02)):
+        out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        np.testing.assert_allclose(out, ref, atol=atol)
+
+
+def test_tflite_export_of_gated_variants_is_refused_clearly(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgeae.export.api import ExportConfig, export_checkpoint
+
+    from edgeae.metadata import ModelMetadata
+
+    cfg = CAEConfig(3, (4, 8), 64, "unet2h")
+    meta = ModelMetadata(kind="cae", architecture=cfg.to_dict(), input_shape=(-1, 3, 64, 64), channels=3)
+    x = torch.cat([_sparse(8), _sparse(9), _sparse(10), _sparse(11)]).numpy()
+    fast = {"n_calib": 8, "n_test": 8, "latency": False, "tail_check": False}
+    with pytest.raises(ValueError, match="no TFLite export for a unet2h CAE"):
+        export_checkpoint(build(cfg), meta, tmp_path, "h", x, x, ExportConfig(formats=("tflite",), **fast))
+    report = export_checkpoint(build(cfg), meta, tmp_path, "h", x, x, ExportConfig(formats=("onnx", "tflite"), **fast))
+    assert {a.format for a in report.artifacts} == {"onnx"}  # TFLite skipped with a warning, ONNX made

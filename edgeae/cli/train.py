@@ -96,10 +96,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--widths", type=_widths, default=(16, 32, 64, 128), help="encoder widths, e.g. 8,16,32,64")
     c.add_argument(
         "--variant",
-        choices=("seed", "unet", "unet2"),
+        choices=("seed", "unet", "unet2", "unet2h"),
         default="seed",
         help="seed: the published CAE (latents); unet: normalised-convolution pre-fill + U-Net residual; "
-        "unet2: the same with two convolutions per level (flight: 8,16,32,64,64; ground: 24,48,96,192)",
+        "unet2: the same with two convolutions per level (ground: 24,48,96,192); unet2h: unet2 at half "
+        "resolution with a pyramid pre-fill, the flight-budget model (16,32,64,64)",
     )
     c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss")
     c.add_argument("--no-bf16", action="store_true", help="train in float32 (default on CPU: bfloat16 autocast)")

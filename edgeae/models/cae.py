@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-VARIANTS = ("seed", "unet", "unet2")
+VARIANTS = ("seed", "unet", "unet2", "unet2h")
+GATED_VARIANTS = ("unet2", "unet2h")  # variants with a do-no-harm gate and a smooth fill
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class CAEConfig:
     channels: int = 3
     widths: tuple[int, ...] = (16, 32, 64, 128)
     tile: int = 128
-    # "seed": the published CAE; "unet" / "unet2": edgeae.models.unet_cae (pre-fill + U-Net residual)
+    # "seed": the published CAE; "unet" / "unet2" / "unet2h": edgeae.models.unet_cae (pre-fill + U-Net
+    # residual; "unet2h" runs its U-Net at half resolution, the flight-budget form)
     variant: str = "seed"
     gate_tau: float = 0.0  # unet2 only: do-no-harm gate on the residual (0 = off), see UNet2CAE.gate
     # unet2 with a gate only: the fill smooth regions fall back to ("normconv", or "plane": first-order
@@ -36,14 +38,14 @@ class CAEConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if not (math.isfinite(self.gate_tau) and self.gate_tau >= 0):
             raise ValueError(f"gate_tau must be finite and >= 0, got {self.gate_tau}")
-        if self.gate_tau and self.variant != "unet2":
-            raise ValueError(f"gate_tau applies to the unet2 variant only, not {self.variant!r}")
+        if self.gate_tau and self.variant not in GATED_VARIANTS:
+            raise ValueError(f"gate_tau applies to the {GATED_VARIANTS} variants only, not {self.variant!r}")
         from edgeae.models.unet_cae import SMOOTH_FILLS
 
         if self.smooth_fill not in SMOOTH_FILLS:
             raise ValueError(f"smooth_fill must be one of {SMOOTH_FILLS}, got {self.smooth_fill!r}")
-        if self.smooth_fill != "normconv" and self.variant != "unet2":
-            raise ValueError(f"smooth_fill applies to the unet2 variant only, not {self.variant!r}")
+        if self.smooth_fill != "normconv" and self.variant not in GATED_VARIANTS:
+            raise ValueError(f"smooth_fill applies to the {GATED_VARIANTS} variants only, not {self.variant!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         if not self.widths or any(int(w) <= 0 for w in self.widths):
@@ -145,10 +147,11 @@ def build(config: CAEConfig) -> nn.Module:
         model: nn.Module = UNetCAE(config.channels, config.widths)
         model.config = config  # type: ignore[assignment]
         return model
-    if config.variant == "unet2":
-        from edgeae.models.unet_cae import UNet2CAE
+    if config.variant in GATED_VARIANTS:
+        from edgeae.models.unet_cae import UNet2CAE, UNet2HalfCAE
 
-        model = UNet2CAE(config.channels, config.widths, config.gate_tau, config.smooth_fill)
+        cls = UNet2HalfCAE if config.variant == "unet2h" else UNet2CAE
+        model = cls(config.channels, config.widths, config.gate_tau, config.smooth_fill)
         model.config = config  # type: ignore[assignment]
         return model
     return CAE(config)

@@ -217,8 +217,7 @@ class UNet2CAE(nn.Module):
     def refine(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The learned part: pre-fill + U-Net residual. Trainers run the fixed pre-fill in float32 and only
         this under bfloat16 autocast (the depthwise blur is slow and imprecise in bfloat16 on CPU)."""
-        h = _unet(torch.cat([prefill, m], dim=1), self.down, self.up)
-        residual = self.head(h)
+        residual = self._residual(prefill, m)
         if self.gate_tau > 0 and self.plane is not None:
             # the same gate decides where the learned residual is trusted; smooth regions fall back to the
             # first-order fill (exact on gradients) instead of the zeroth-order pre-fill
@@ -230,6 +229,9 @@ class UNet2CAE(nn.Module):
             residual = residual * self.gate(prefill, m)
         return (prefill + residual).clamp(0.0, 1.0)
 
+    def _residual(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return self.head(_unet(torch.cat([prefill, m], dim=1), self.down, self.up))
+
     def gate(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Do-no-harm gate in [0, 1] (N, 1, H, W): var / (var + tau²), var the local variance of the *known*
         samples (Gaussian σ = 4 px, normalised convolution, mean over channels). Smooth regions (sky, haze,
@@ -239,6 +241,78 @@ class UNet2CAE(nn.Module):
         den = self.fill._blur(m, k).clamp_min(1e-6)
         mean = self.fill._blur(known, k) / den
         sq = self.fill._blur(known * known, k) / den
+        var = (sq - mean * mean).clamp_min(0.0).mean(dim=1, keepdim=True)
+        return var / (var + self.gate_tau**2)
+
+
+class PyramidFill(NormConvFill):
+    """:class:`NormConvFill` on a Gaussian pyramid: every scale is one 7-tap σ = 1 blur of the 2×2-averaged
+    (known, mask) pair of the level below, upsampled bilinearly, so scale ``l`` acts like σ ≈ 2^l on the
+    full-resolution frame at a quarter of the previous level's cost (about a fifth of the multi-scale fill's
+    float work in all). Same contract as :class:`NormConvFill`: known pixels pass through unchanged."""
+
+    def __init__(self, channels: int, levels: int = 3) -> None:
+        super().__init__(channels, sigmas=(1.0,))
+        self.levels = int(levels)
+
+    def pyramid_blur(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """``x`` averaged over 2^level × 2^level blocks, blurred (σ = 1 at that level) and upsampled back."""
+        for _ in range(level):
+            x = F.avg_pool2d(x, 2)
+        x = self._blur(x, getattr(self, "k0"))  # noqa: B009  (a registered buffer, see UNet2CAE.gate)
+        if level:
+            x = F.interpolate(x, scale_factor=float(2**level), mode="bilinear", align_corners=False)
+        return x
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = (x.sum(dim=1, keepdim=True) > 0).to(x.dtype)
+        est = x.mean(dim=(2, 3), keepdim=True).expand_as(x) / m.mean(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        xm = torch.cat([x * m, m], dim=1)  # one blur for the samples and their mask
+        for level in reversed(range(self.levels)):  # coarse to fine, as NormConvFill
+            b = self.pyramid_blur(xm, level)
+            num, den = b[:, :-1], b[:, -1:]
+            fine = num / den.clamp_min(1e-6)
+            seen = den * (2 * math.pi * 4.0**level)  # ~ known samples under the kernel (σ ≈ 2^level px)
+            w = 1 - torch.exp(-seen / 1.5)
+            est = w * fine + (1 - w) * est
+        return m * x + (1 - m) * est, m
+
+
+class UNet2HalfCAE(UNet2CAE):
+    """``unet2h``: the flight-budget form of :class:`UNet2CAE`. The U-Net runs at half resolution on 2×2
+    space-to-depth blocks of (pre-fill, mask) (``pixel_unshuffle``; 4·(C+1) channels in) and its head predicts
+    2×2 blocks of the residual (``pixel_shuffle``), so no learned layer works on the full-resolution frame; the
+    pre-fill is :class:`PyramidFill` and the do-no-harm gate's local variance is taken on the 4×4-averaged
+    samples (σ = 1 there) and upsampled. Everything else (zero-initialised residual, gate, smooth fill) as
+    :class:`UNet2CAE`. Space-to-depth and depth-to-space export to ONNX and TFLite as standard ops."""
+
+    def __init__(
+        self,
+        channels: int = 3,
+        widths: tuple[int, ...] = (16, 32, 64, 64),
+        gate_tau: float = 0.0,
+        smooth_fill: str = "normconv",
+    ) -> None:
+        super().__init__(channels, widths, gate_tau, smooth_fill)
+        self.fill = PyramidFill(channels)
+        self.down[0] = _DoubleConv(4 * (channels + 1), widths[0])
+        self.head = nn.Conv2d(widths[0], 4 * channels, 3, padding=1)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()  # type: ignore[union-attr]
+
+    def _residual(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        h = _unet(F.pixel_unshuffle(torch.cat([prefill, m], dim=1), 2), self.down, self.up)
+        return F.pixel_shuffle(self.head(h), 2)
+
+    def gate(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        c = prefill.shape[1]
+        known = prefill * m
+        fill = self.fill
+        assert isinstance(fill, PyramidFill)
+        b = fill.pyramid_blur(torch.cat([known, known * known, m], dim=1), 2)  # σ ≈ 4 px, as GATE_SIGMA
+        den = b[:, -1:].clamp_min(1e-6)
+        mean, sq = b[:, :c] / den, b[:, c : 2 * c] / den
         var = (sq - mean * mean).clamp_min(0.0).mean(dim=1, keepdim=True)
         return var / (var + self.gate_tau**2)
 

@@ -53,7 +53,7 @@ class CAETrainConfig:
     amplitude: float = 1.0
     pattern: str = "uniform"
     widths: tuple[int, ...] = (16, 32, 64, 128)
-    variant: str = "seed"  # edgeae.models.cae.VARIANTS: "seed" (published CAE) or "unet"
+    variant: str = "seed"  # edgeae.models.cae.VARIANTS: "seed" (published CAE), "unet", "unet2", "unet2h"
     channels: int | None = None
     tile: int = 128
     augment: bool = True
@@ -256,7 +256,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     from edgeae.models.cae import build as build_cae
     from edgeae.train.common import select_device, write_history, write_json
     from edgeae.train.crops import load_masters, sample_crops
-    from edgeae.train.resume import Deadline, TrainState, account_batch, load_state, save_state
+    from edgeae.train.resume import Autosave, Deadline, TrainState, account_batch, load_state, save_state
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -338,12 +338,12 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     best_path = out / "best.pt"
     loss_of = _loss_fn(config.loss)
     deadline = Deadline(config.time_budget)
-    last_save = time.monotonic()
+    autosave = Autosave(state, lambda: save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash))
     stopped: str | None = None
     try:
         while state.epoch <= config.epochs and stopped is None:
             epoch = state.epoch
-            ep_t0 = time.perf_counter()
+            autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0, epoch]))
             crops = sample_crops(masters, n_batches * config.batch_size, config.tile, rng, aug)
             perm = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5F, epoch])).permutation(len(crops))
@@ -367,12 +367,8 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 if deadline.expired:
                     stopped = deadline.reason
                     break
-                if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-                    state.seconds += time.perf_counter() - ep_t0
-                    ep_t0 = time.perf_counter()
-                    save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash)
-                    last_save = time.monotonic()
-            state.seconds += time.perf_counter() - ep_t0
+                autosave.batch_done()
+            autosave.bank_time()
             if stopped is not None and state.batch < n_batches:
                 break
             val = _val_loss(torch, model, val_in, val_clean, device, use_bf16, config.channels_last, loss_of)
@@ -400,8 +396,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 state.best_val, state.best_epoch = val, epoch
                 save_checkpoint(best_path, model, metadata, {"best_epoch": epoch, "val_loss": val}, state.history)
             state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash)
-            last_save = time.monotonic()
+            autosave.save_now()
             write_history(state.history, out)
             if config.patience and epoch - state.best_epoch >= config.patience:
                 log.info("early stop: no improvement for %d epochs", epoch - state.best_epoch)
@@ -482,9 +477,6 @@ def init_val_seed(path: str | os.PathLike[str]) -> int | None:
 
 def _norm(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
-
-
-CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
 
 
 COLLAPSE_ACTIVE = 0.01  # below this fraction of active last features a U-Net CAE has collapsed to its pre-fill

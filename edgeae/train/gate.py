@@ -32,11 +32,12 @@ def with_gate(
     ``out``."""
     from edgeae.checkpoint import load_checkpoint, save_checkpoint
     from edgeae.metadata import ModelMetadata
+    from edgeae.models.cae import GATED_VARIANTS
 
     ck = load_checkpoint(checkpoint)
     arch = dict(ck.metadata.architecture)
-    if arch.get("variant") != "unet2":
-        raise ValueError(f"{checkpoint}: the gate needs a unet2 CAE, not {arch.get('variant')!r}")
+    if arch.get("variant") not in GATED_VARIANTS:
+        raise ValueError(f"{checkpoint}: the gate needs a {GATED_VARIANTS} CAE, not {arch.get('variant')!r}")
     arch["gate_tau"] = float(tau)
     if smooth_fill != "normconv":
         arch["smooth_fill"] = smooth_fill

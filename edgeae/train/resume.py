@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -30,6 +31,37 @@ STATE_VERSION = 1
 
 # Config keys that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset({"epochs", "time_budget", "progress", "threads", "device", "out", "resume"})
+
+
+CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
+
+
+class Autosave:
+    """The training clock and mid-epoch saves of one run, shared by both trainers: the time spent training
+    goes into ``state.seconds`` and ``save()`` (which writes ``last.pt``) runs at most ``every_s`` apart."""
+
+    def __init__(self, state: TrainState, save: Callable[[], object], every_s: float = CHECKPOINT_EVERY_S) -> None:
+        self.state, self._save, self.every_s = state, save, every_s
+        self._last = time.monotonic()
+        self._t0 = time.perf_counter()
+
+    def start_epoch(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def bank_time(self) -> None:
+        """Add the training time since the last call (or the epoch's start) to ``state.seconds``."""
+        now = time.perf_counter()
+        self.state.seconds += now - self._t0
+        self._t0 = now
+
+    def batch_done(self) -> None:
+        if time.monotonic() - self._last > self.every_s:
+            self.bank_time()
+            self.save_now()
+
+    def save_now(self) -> None:
+        self._save()
+        self._last = time.monotonic()
 
 
 class ResumeError(ValueError):

@@ -72,7 +72,6 @@ MSL_MIN_SIDE = 128  # MSL browse images narrower than this cannot give augmented
 MSL_CALIBRATION_IMAGES = 100  # per class (ground, hardware) of the train sols, for λ of the RGB model
 MSL_CALIBRATION_STRIDE = 64
 THRESHOLD_MAX_PATCHES = 2000  # the threshold uses the val files in order until this many patches
-CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
 # Config keys that may change when a run is resumed (they do not change what is learned).
 RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "out")
 
@@ -341,7 +340,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
     from edgeae.train.common import progress, select_device, write_history, write_json
     from edgeae.train.crops import Augment, load_masters, sample_crops
-    from edgeae.train.resume import Deadline, TrainState, account_batch, load_state, save_state
+    from edgeae.train.resume import Autosave, Deadline, TrainState, account_batch, load_state, save_state
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -418,12 +417,12 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     n_batches = max(1, math.ceil(config.crops / config.batch_size))
     best_state = out / "best_state.pt"
     deadline = Deadline(config.time_budget)
-    last_save = time.monotonic()
+    autosave = Autosave(state, lambda: save_state(out, model, optimizer, None, state, cfg_dict, data_hash))
     stopped: str | None = None
     try:
         while state.epoch <= config.epochs and stopped is None:
             epoch = state.epoch
-            ep_t0 = time.perf_counter()
+            autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
             crops = sample_crops(masters, config.crops, config.patch, rng, aug)
             order = rng.permutation(len(crops))
@@ -439,12 +438,8 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 if deadline.expired:
                     stopped = deadline.reason
                     break
-                if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-                    state.seconds += time.perf_counter() - ep_t0
-                    ep_t0 = time.perf_counter()
-                    save_state(out, model, optimizer, None, state, cfg_dict, data_hash)
-                    last_save = time.monotonic()
-            state.seconds += time.perf_counter() - ep_t0
+                autosave.batch_done()
+            autosave.bank_time()
             if stopped is not None and state.batch < n_batches:
                 break
             va = val_loss()
@@ -464,8 +459,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 state.best_val, state.best_epoch = va, epoch
                 torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, best_state)
             state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            save_state(out, model, optimizer, None, state, cfg_dict, data_hash)
-            last_save = time.monotonic()
+            autosave.save_now()
             write_history(state.history, out)
             if stopped is None and deadline.expired:
                 stopped = deadline.reason
