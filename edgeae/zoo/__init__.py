@@ -88,20 +88,20 @@ ZOO: dict[str, dict[str, Any]] = {
         "kind": "cae",
         "channels": 3,
         "file": "rover-rgb-unet2-flight.pt",
-        "parameters": 306_971,
+        "parameters": 321_740,
         "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
         "description": (
-            "flight-budget reconstruction CAE (unet2, widths 8-16-32-64-64: normalised-convolution pre-fill + "
-            "two-conv U-Net residual, 12.6 k MACs/pixel), gt-trained at 60-97% destroyed, bf16 on 2 CPU cores; "
-            "do-no-harm gate (tau chosen on val)"
+            "flight-budget reconstruction CAE (unet2h, widths 24-32-64-64: pyramid normalised-convolution pre-fill + "
+            "two-conv U-Net residual at half resolution via space-to-depth, 13.3 k MACs/pixel), gt-trained at "
+            "60-97% destroyed, bf16 on 2 CPU cores; do-no-harm gate (tau chosen on val)"
         ),
         "command": (
-            "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-flight --variant unet2 --widths 8,16,32,64,64 "
-            "--mode gt --destroy-range 0.6,0.97 --epochs 24 --crops 3000 --val-crops 256 --batch-size 16 --lr 2e-3 "
-            "--threads 1 --time-budget 105m  (completed 24 epochs in 52 min of training; a stopped run continues "
-            "with: edgeae train cae --resume runs/i11/rover-flight)"
-            "  &&  python -m edgeae.train.gate runs/i11/rover-flight/best.pt --data rover_rgb_v2 "
-            "--out runs/i11/rover-flight/gated.pt --threads 1 --zoo-name rover-rgb-unet2-flight"
+            "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-flight-h24-32-64-64 --variant unet2h "
+            "--widths 24,32,64,64 --mode gt --destroy-range 0.6,0.97 --epochs 36 --crops 3000 --val-crops 256 "
+            "--batch-size 16 --lr 1e-3 --threads 1 --time-budget 70m --no-progress  (completed 36 epochs in 31 min "
+            "of training; a stopped run continues with: edgeae train cae --resume runs/i11/rover-flight-h24-32-64-64)"
+            "  &&  python -m edgeae.train.gate runs/i11/rover-flight-h24-32-64-64/best.pt --data rover_rgb_v2 "
+            "--out runs/i11/rover-flight-h24-32-64-64/gated.pt --threads 2 --zoo-name rover-rgb-unet2-flight"
         ),
     },
     "rover-rgb-unet2-ground": {
