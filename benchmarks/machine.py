@@ -103,3 +103,19 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "threads": threads,
         "versions": versions,
     }
+
+
+def wait_for_quiet(max_load: float = 0.5, timeout_s: float = 180.0, poll_s: float = 5.0) -> dict[str, float]:
+    """Wait until the 1-minute load average is at most ``max_load`` (at most ``timeout_s``), so a wall-clock run
+    does not start on the tail of the previous one (the average decays with a one-minute time constant: after a
+    15-s run on both cores it stays above 0.5 for about a minute). Returns what it saw, for the results."""
+    import time
+
+    t0 = time.monotonic()
+    first = os.getloadavg()[0]
+    while os.getloadavg()[0] > max_load and time.monotonic() - t0 < timeout_s:
+        time.sleep(poll_s)
+    now = os.getloadavg()[0]
+    waited = round(time.monotonic() - t0, 1)
+    quiet = now <= max_load
+    return {"load_at_call": round(first, 2), "waited_s": waited, "load_at_start": round(now, 2), "quiet": quiet}

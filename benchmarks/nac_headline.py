@@ -19,6 +19,10 @@ number (the machine is shared: compare ratios of the same run, not absolute time
 5. ``scan``: ``edgeae scan`` (local engine, 2 workers) on the same strip: patches/s over scoring time,
    start-up apart.
 
+Each firmware and scan run starts once the 1-minute load is ≤ 0.5 (:func:`benchmarks.machine.wait_for_quiet`,
+at most 3 minutes; what it saw is kept as ``quiet_wait``): the previous run's own load would otherwise slow the
+next one's wall clock.
+
 ``--quick`` runs a quarter strip (13,056 rows: the same width, a quarter of the patches) and fewer scorer
 patches: a few minutes on 2 cores. Without it the full 52,224 rows.
 """
@@ -127,7 +131,10 @@ def scorer_rates(patches: np.ndarray, peaks: dict[int, dict[str, float]], batch:
 
 def _run_timed(cmd: list[str], log: Path) -> dict[str, Any]:
     """Run ``cmd``; wall seconds, CPU seconds of the child and its peak RSS (getrusage of children)."""
-    print("+", " ".join(cmd), flush=True)
+    from benchmarks.machine import wait_for_quiet
+
+    quiet = wait_for_quiet()  # every run starts on a settled machine (or says it could not)
+    print("+", " ".join(cmd), f"(load {quiet['load_at_start']} after waiting {quiet['waited_s']} s)", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     l0, t0 = load(), time.perf_counter()
     with log.open("w") as f:
@@ -138,7 +145,7 @@ def _run_timed(cmd: list[str], log: Path) -> dict[str, Any]:
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({rc}); see {log}")
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "child_peak_rss_mb": round(after.ru_maxrss / 1024, 1),
-            "load_before_after": [l0, load()], "command": " ".join(cmd)}  # fmt: skip
+            "load_before_after": [l0, load()], "quiet_wait": quiet, "command": " ".join(cmd)}  # fmt: skip
 
 
 def firmware(strip: Path, rows: int, out: Path, model: Path | None) -> dict[str, Any]:
