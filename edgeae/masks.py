@@ -93,6 +93,17 @@ def _check_keep(keep: float) -> float:
     return k
 
 
+def _check_rows(row0: int, row1: int | None, h: int) -> int:
+    """``row1`` (``h`` when None) after checking that [row0, row1) is an integer row range inside the mask."""
+    r1 = h if row1 is None else row1
+    for name, v in (("row0", row0), ("row1", r1)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise MaskError(f"{name} must be an integer, got {v!r}")
+    if not 0 <= row0 <= r1 <= h:
+        raise MaskError(f"row range [{row0}, {r1}) is outside a mask of height {h}")
+    return int(r1)
+
+
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     try:
         dims = tuple(shape)
@@ -197,19 +208,14 @@ def jitter_grid(shape: tuple[int, int], keep: float) -> tuple[int, int]:
     return max(1, math.floor(h * s + 0.5)), max(1, math.floor(w * s + 0.5))
 
 
-def _jittered_rows(
-    key: int, h: int, w: int, keep: float, row0: int, row1: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """One kept pixel per grid cell; cell (cy, cx) spans rows [cy*h//ny, (cy+1)*h//ny) (same for columns)."""
+def _jittered_points(
+    key: int, h: int, w: int, keep: float, row0: int, row1: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, columns) of the kept pixels in rows [row0, row1), one per grid cell, in blocks of cell rows;
+    cell (cy, cx) spans rows [cy*h//ny, (cy+1)*h//ny) (same for columns)."""
     ny, nx = jitter_grid((h, w), keep)
-    if out is None:
-        out = np.zeros((row1 - row0, w), dtype=bool)
-    else:
-        if out.shape != (row1 - row0, w) or out.dtype != bool:
-            raise MaskError(f"out must be bool {(row1 - row0, w)}, got {out.dtype} {out.shape}")
-        out[...] = False
     if row1 <= row0:
-        return out
+        return
     # row r lies in cell row ((r + 1) * ny - 1) // h, the largest cy with cy * h // ny <= r
     cy0 = ((row0 + 1) * ny - 1) // h
     cy1 = (row1 * ny - 1) // h + 1
@@ -229,7 +235,21 @@ def _jittered_rows(
         ys = y0[:, None] + oy.astype(np.int64)
         xs = np.broadcast_to(x0[None, :], ys.shape) + ox.astype(np.int64)
         sel = (ys >= row0) & (ys < row1)
-        out[ys[sel] - row0, xs[sel]] = True
+        yield ys[sel], xs[sel]
+
+
+def _jittered_rows(
+    key: int, h: int, w: int, keep: float, row0: int, row1: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """One kept pixel per grid cell (:func:`_jittered_points`) as a bool mask of rows [row0, row1)."""
+    if out is None:
+        out = np.zeros((row1 - row0, w), dtype=bool)
+    else:
+        if out.shape != (row1 - row0, w) or out.dtype != bool:
+            raise MaskError(f"out must be bool {(row1 - row0, w)}, got {out.dtype} {out.shape}")
+        out[...] = False
+    for ys, xs in _jittered_points(key, h, w, keep, row0, row1):
+        out[ys - row0, xs] = True
     return out
 
 
@@ -253,17 +273,48 @@ def make_mask_rows(
     h, w = _check_shape(shape)
     k = _check_keep(keep)
     key = stream_key(seed, pattern)
-    r1 = h if row1 is None else row1
-    for name, v in (("row0", row0), ("row1", r1)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise MaskError(f"{name} must be an integer, got {v!r}")
-    if not 0 <= row0 <= r1 <= h:
-        raise MaskError(f"row range [{row0}, {r1}) is outside a mask of height {h}")
+    r1 = _check_rows(row0, row1, h)
     if out is not None and (out.shape != (r1 - row0, w) or not out.flags.c_contiguous):
         raise MaskError(f"out must be a contiguous bool array of shape {(r1 - row0, w)}, got {out.shape}")
     if pattern == "uniform":
         return _uniform_rows(key, w, k, int(row0), int(r1), out)
     return _jittered_rows(key, h, w, k, int(row0), int(r1), out)
+
+
+def kept_indices_rows(
+    seed: int, shape: tuple[int, int], keep: float, pattern: str = "uniform", row0: int = 0, row1: int | None = None
+) -> np.ndarray:
+    """Flat raster indices (int64, ascending: the wire's sample order) of the kept pixels of rows ``[row0,
+    row1)``, counted from the first pixel of ``row0``: ``mask_indices(make_mask_rows(...))`` without the bool
+    mask. For ``jittered`` only the kept pixels are computed (no pass over every pixel of the rows), which is
+    what makes it the cheap pattern for huge frames; ``uniform`` hashes every pixel either way."""
+    if pattern != "jittered":
+        return np.flatnonzero(make_mask_rows(seed, shape, keep, pattern, row0, row1))
+    h, w = _check_shape(shape)
+    k = _check_keep(keep)
+    key = stream_key(seed, pattern)
+    r1 = _check_rows(row0, row1, h)
+    parts = [(ys - row0) * w + xs for ys, xs in _jittered_points(key, h, w, k, int(row0), r1)]
+    idx = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    idx.sort()
+    return idx
+
+
+def mask_rows_and_indices(
+    seed: int, shape: tuple[int, int], keep: float, pattern: str, row0: int, row1: int, *, out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[row0, row1)`` of the mask written into ``out`` (as :func:`make_mask_rows`) *and* the flat
+    indices of their kept pixels (as :func:`kept_indices_rows`), each computed the cheap way for the pattern:
+    a streaming sampler needs both (the indices pick the samples, the mask feeds masked models)."""
+    if pattern != "jittered":
+        mask = make_mask_rows(seed, shape, keep, pattern, row0, row1, out=out)
+        return mask, np.flatnonzero(mask)
+    idx = kept_indices_rows(seed, shape, keep, pattern, row0, row1)
+    if out.shape != (row1 - row0, shape[1]) or out.dtype != bool or not out.flags.c_contiguous:
+        raise MaskError(f"out must be a contiguous bool array of shape {(row1 - row0, shape[1])}, got {out.shape}")
+    out[...] = False
+    out.reshape(-1)[idx] = True
+    return out, idx
 
 
 def make_mask(seed: int, shape: tuple[int, int], keep: float, pattern: str = "uniform") -> np.ndarray:

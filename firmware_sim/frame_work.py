@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.masks import PRNG_VERSION, make_mask_rows
+from edgeae.masks import PRNG_VERSION, mask_rows_and_indices
 from edgeae.nodata import Margin, valid_mask
 from edgeae.tiling import axis_starts
 from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
@@ -129,10 +129,11 @@ class FrameWork:
             return False
         samples = to_samples(strip, self.m.camera.bit_depth)
         t = time.perf_counter()
-        mask = self._mask(r0, r0 + strip.shape[0])
-        vals = samples[mask]
+        rows = strip.shape[0]
+        mask, idx = self._mask(r0, r0 + rows)
+        vals = np.take(samples.reshape(rows * self.w, -1), idx, axis=0)  # (kept, C) in mask order
         self.kept += vals.shape[0]
-        self.row_counts[r0 : r0 + strip.shape[0]] = mask.sum(axis=1)
+        self.row_counts[r0 : r0 + rows] = np.bincount(idx // self.w, minlength=rows)
         if self.spool is not None:
             self.spool.write(np.ascontiguousarray(vals).tobytes())
         else:
@@ -188,12 +189,14 @@ class FrameWork:
             )  # fmt: skip
             self.every = every
 
-    def _mask(self, r0: int, r1: int) -> np.ndarray:
-        """Mask rows [r0, r1) in one reused buffer (the generator's temporaries are a few hundred KiB)."""
+    def _mask(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mask rows [r0, r1) in one reused buffer and the flat indices of their kept pixels (the generator's
+        temporaries are a few hundred KiB; a jittered mask is computed from its kept pixels only)."""
         if self.mask_buf is None or self.mask_buf.shape[0] < r1 - r0:
             self.mask_buf = np.empty((r1 - r0, self.w), bool)
         out = self.mask_buf[: r1 - r0]
-        return make_mask_rows(self.seed, (self.h, self.w), self.keep, self.m.sampling.pattern, r0, r1, out=out)
+        pattern = self.m.sampling.pattern
+        return mask_rows_and_indices(self.seed, (self.h, self.w), self.keep, pattern, r0, r1, out=out)
 
     def _valid(self, r0: int, samples: np.ndarray) -> np.ndarray | None:
         """The strip's valid-pixel mask (:func:`edgeae.nodata.valid_mask`, numpy only, shared with the ground

@@ -204,3 +204,38 @@ def test_out_buffer_is_filled_and_reused(pattern: str) -> None:
     assert np.array_equal(buf, make_mask(5, shape, 0.1, pattern)[100:140])
     with pytest.raises(MaskError, match="out must be"):
         make_mask_rows(5, shape, 0.1, pattern, 100, 141, out=buf)
+
+
+ROW_CASES = [
+    ((97, 131), 0.02, (0, 97)),
+    ((300, 77), 0.1, (41, 203)),
+    ((64, 64), 0.5, (63, 64)),
+    ((50, 40), 0.3, (10, 10)),
+]
+
+
+@pytest.mark.parametrize("pattern", ["uniform", "jittered"])
+@pytest.mark.parametrize(("shape", "keep", "rows"), ROW_CASES)
+def test_kept_indices_rows_equal_the_mask(
+    pattern: str, shape: tuple[int, int], keep: float, rows: tuple[int, int]
+) -> None:
+    from edgeae.masks import kept_indices_rows, mask_rows_and_indices
+
+    r0, r1 = rows
+    mask = make_mask_rows(5, shape, keep, pattern, r0, r1)
+    idx = kept_indices_rows(5, shape, keep, pattern, r0, r1)
+    np.testing.assert_array_equal(idx, np.flatnonzero(mask))
+    out = np.ones((r1 - r0, shape[1]), bool)  # stale contents must not leak into the result
+    m2, idx2 = mask_rows_and_indices(5, shape, keep, pattern, r0, r1, out=out)
+    assert m2.size == 0 or np.shares_memory(m2, out)  # filled in place
+    np.testing.assert_array_equal(m2, mask)
+    np.testing.assert_array_equal(idx2, idx)
+
+
+def test_kept_indices_rows_checks_its_arguments() -> None:
+    from edgeae.masks import kept_indices_rows
+
+    with pytest.raises(MaskError, match="row range"):
+        kept_indices_rows(1, (10, 10), 0.1, "jittered", 5, 11)
+    with pytest.raises(MaskError):
+        kept_indices_rows(1, (10, 10), 1.5, "jittered")
