@@ -249,7 +249,7 @@ class PyramidFill(NormConvFill):
     """:class:`NormConvFill` on a Gaussian pyramid: every scale is one 7-tap σ = 1 blur of the 2×2-averaged
     (known, mask) pair of the level below, upsampled bilinearly, so scale ``l`` acts like σ ≈ 2^l on the
     full-resolution frame at a quarter of the previous level's cost (about a fifth of the multi-scale fill's
-    float work in all). Same contract as :class:`NormConvFill`: known pixels pass through unchanged."""
+    blur multiply-adds in all). Same contract as :class:`NormConvFill`: known pixels pass through unchanged."""
 
     def __init__(self, channels: int, levels: int = 3) -> None:
         super().__init__(channels, sigmas=(1.0,))
@@ -284,7 +284,8 @@ class UNet2HalfCAE(UNet2CAE):
     2×2 blocks of the residual (``pixel_shuffle``), so no learned layer works on the full-resolution frame; the
     pre-fill is :class:`PyramidFill` and the do-no-harm gate's local variance is taken on the 4×4-averaged
     samples (σ = 1 there) and upsampled. Everything else (zero-initialised residual, gate, smooth fill) as
-    :class:`UNet2CAE`. Space-to-depth and depth-to-space export to ONNX and TFLite as standard ops."""
+    :class:`UNet2CAE`. Space-to-depth and depth-to-space export to ONNX as standard ops (``SpaceToDepth``,
+    ``DepthToSpace``); like every gated CAE it has no TFLite export (docs/export.md)."""
 
     def __init__(
         self,
