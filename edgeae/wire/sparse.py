@@ -87,12 +87,12 @@ def _packet_body(
     None when neither fits the packet."""
     idx = il.packet_indices(band.n_band, band.seg, band.parts, band.step, index)
     samples = np.asarray(values[band.v0 + idx]) if idx.size else values[0:0]
-    raw = encode_samples(samples, 0)
+    raw_len = samples.nbytes  # the length of encode_samples(samples, 0), built only when it is used
     if codec:
         coded = encode_samples(samples, codec, bits)
-        if len(coded) < len(raw) and len(coded) <= budget:
+        if len(coded) < raw_len and len(coded) <= budget:
             return codec, coded
-    return (0, raw) if len(raw) <= budget else None
+    return (0, encode_samples(samples, 0)) if raw_len <= budget else None
 
 
 def _fit_band(
