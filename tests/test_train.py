@@ -199,3 +199,15 @@ def test_cli_train_cae_in_process(moon_folder: Path, tmp_path: Path, capsys: pyt
 def test_named_dataset_split(data_root: Path) -> None:
     train, val = split_data(CAETrainConfig(data="rover_rgb", out="o", data_root=str(data_root)))
     assert len(train) == 4 and len(val) == 1 and all(p.is_file() for p in train + val)
+
+
+def test_cli_unet2h_defaults_to_the_flight_widths(moon_folder: Path, tmp_path: Path) -> None:
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.cli import main
+
+    out = tmp_path / "h"
+    args = ["train", "cae", "--data", str(moon_folder), "--variant", "unet2h", "--epochs", "1", "--crops", "16"]
+    args += ["--val-crops", "8", "--out", str(out), "--threads", "1", "--no-progress"]
+    assert main(args) == 0
+    arch = load_checkpoint(out / "best.pt").metadata.architecture
+    assert arch["variant"] == "unet2h" and arch["widths"] == [24, 32, 64, 64]  # within the flight budget

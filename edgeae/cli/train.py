@@ -18,6 +18,10 @@ from edgeae.cli import CLIError
 EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.cli.train_vae"}
 
 
+# --widths when not given: the published CAE's, and for unet2h the shipped flight model's (within its budget)
+DEFAULT_WIDTHS: dict[str, tuple[int, ...]] = {"seed": (16, 32, 64, 128), "unet2h": (24, 32, 64, 64)}
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(v) for v in text.split(","))
@@ -93,7 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt")
     c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
     c.add_argument("--pattern", default="uniform", help="mask pattern (edgeae.masks)")
-    c.add_argument("--widths", type=_widths, default=(16, 32, 64, 128), help="encoder widths, e.g. 8,16,32,64")
+    c.add_argument(
+        "--widths",
+        type=_widths,
+        default=None,
+        help="encoder widths, e.g. 8,16,32,64 (default: 24,32,64,64 for unet2h, the flight model; else 16,32,64,128)",
+    )
     c.add_argument(
         "--variant",
         choices=("seed", "unet", "unet2", "unet2h"),
@@ -184,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         destroy_range=args.destroy_range,
         coverage_range=args.coverage_range,
         pattern=args.pattern,
-        widths=args.widths,
+        widths=args.widths or DEFAULT_WIDTHS.get(args.variant, DEFAULT_WIDTHS["seed"]),
         variant=args.variant,
         channels=args.channels,
         augment=not args.no_augment,
