@@ -6,6 +6,7 @@ import importlib.metadata as md
 import os
 import platform
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,6 @@ def wait_for_quiet(max_load: float = 0.5, timeout_s: float = 180.0, poll_s: floa
     """Wait until the 1-minute load average is at most ``max_load`` (at most ``timeout_s``), so a wall-clock run
     does not start on the tail of the previous one (the average decays with a one-minute time constant: after a
     15-s run on both cores it stays above 0.5 for about a minute). Returns what it saw, for the results."""
-    import time
-
     t0 = time.monotonic()
     first = os.getloadavg()[0]
     while os.getloadavg()[0] > max_load and time.monotonic() - t0 < timeout_s:

@@ -177,9 +177,11 @@ class UNet2CAE(nn.Module):
     """Second-generation reconstruction CAE: the same normalised-convolution pre-fill and zero-initialised
     residual as :class:`UNetCAE`, but two 3×3 convolutions per level (a deeper receptive field for the same
     number of levels) and a light full-resolution path: the first level's width is ``widths[0]`` and the
-    decoder's last block works on ``widths[0]`` channels. ``widths=(16, 32, 64, 128)`` is the flight-budget
-    model; ``(32, 64, 128, 256)`` the ground model. Standard ops only (conv, ReLU, max-pool, nearest
-    upsampling, concat), so ONNX/TFLite export and int8 quantisation work as for the other CAEs."""
+    decoder's last block works on ``widths[0]`` channels. The zoo's ground model uses ``(24, 48, 96, 192)``;
+    the flight model is :class:`UNet2HalfCAE`. Standard ops only (conv, ReLU, max-pool, nearest upsampling,
+    concat), so ONNX export and int8 quantisation work as for the other CAEs (TFLite: see docs/export.md)."""
+
+    BLOCK = 1  # the U-Net reads BLOCK × BLOCK space-to-depth blocks (UNet2HalfCAE: 2)
 
     def __init__(
         self,
@@ -189,7 +191,7 @@ class UNet2CAE(nn.Module):
         smooth_fill: str = "normconv",
     ) -> None:
         super().__init__()
-        self.fill = NormConvFill(channels)
+        self.fill = self._make_fill(channels)
         self.gate_tau = float(gate_tau)
         if smooth_fill not in SMOOTH_FILLS:
             raise ValueError(f"smooth_fill must be one of {SMOOTH_FILLS}, got {smooth_fill!r}")
@@ -197,7 +199,8 @@ class UNet2CAE(nn.Module):
         self.plane = PlaneFill() if smooth_fill == "plane" else None
         self.register_buffer("gate_k", _gauss1d(GATE_SIGMA), persistent=False)
         self.down = nn.ModuleList()
-        cin = channels + 1
+        cells = self.BLOCK * self.BLOCK
+        cin = (channels + 1) * cells
         for w in widths:
             self.down.append(_DoubleConv(cin, w))
             cin = w
@@ -205,10 +208,14 @@ class UNet2CAE(nn.Module):
         for w_skip in reversed(widths[:-1]):
             self.up.append(_DoubleConv(cin + w_skip, w_skip))
             cin = w_skip
-        self.head = nn.Conv2d(cin, channels, 3, padding=1)
+        self.head = nn.Conv2d(cin, channels * cells, 3, padding=1)
         with torch.no_grad():  # start as the pre-fill: training only refines it
             self.head.weight.zero_()
             self.head.bias.zero_()  # type: ignore[union-attr]
+
+    @staticmethod
+    def _make_fill(channels: int) -> NormConvFill:
+        return NormConvFill(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prefill, m = self.fill(x)
@@ -287,24 +294,15 @@ class UNet2HalfCAE(UNet2CAE):
     :class:`UNet2CAE`. Space-to-depth and depth-to-space export to ONNX as standard ops (``SpaceToDepth``,
     ``DepthToSpace``); like every gated CAE it has no TFLite export (docs/export.md)."""
 
-    def __init__(
-        self,
-        channels: int = 3,
-        widths: tuple[int, ...] = (16, 32, 64, 64),
-        gate_tau: float = 0.0,
-        smooth_fill: str = "normconv",
-    ) -> None:
-        super().__init__(channels, widths, gate_tau, smooth_fill)
-        self.fill = PyramidFill(channels)
-        self.down[0] = _DoubleConv(4 * (channels + 1), widths[0])
-        self.head = nn.Conv2d(widths[0], 4 * channels, 3, padding=1)
-        with torch.no_grad():
-            self.head.weight.zero_()
-            self.head.bias.zero_()  # type: ignore[union-attr]
+    BLOCK = 2
+
+    @staticmethod
+    def _make_fill(channels: int) -> NormConvFill:
+        return PyramidFill(channels)
 
     def _residual(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        h = _unet(F.pixel_unshuffle(torch.cat([prefill, m], dim=1), 2), self.down, self.up)
-        return F.pixel_shuffle(self.head(h), 2)
+        h = _unet(F.pixel_unshuffle(torch.cat([prefill, m], dim=1), self.BLOCK), self.down, self.up)
+        return F.pixel_shuffle(self.head(h), self.BLOCK)
 
     def gate(self, prefill: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         c = prefill.shape[1]
