@@ -87,7 +87,7 @@ def _macs(name: str) -> tuple[int, list[tuple[str, str, int]]]:
 
 def scorer_rates(patches: np.ndarray, peaks: dict[int, dict[str, float]], batch: int = 64) -> list[dict[str, Any]]:
     """Patches/s, CPU ms/patch and fraction of the int8 peak of each model × runtime × parallel mode, and for
-    onnxruntime (whose batch is a real tensor dimension; the LiteRT files take one patch per call) a sweep of
+    onnxruntime (whose batch is a real tensor dimension; the LiteRT files take 16 patches per call) a sweep of
     batch sizes from L2-sized (16 patches: ~1 MiB of fp32 activations of the VAE's widest layers) up."""
     from edgeae.firmware_sim.runtime import load_artifact
     from edgeae.firmware_sim.score import ScoreEngine, score_runner

@@ -22,6 +22,9 @@ __all__ = ["DEFAULT_THRESHOLD", "EDGES", "Margin", "margin_mask", "nodata_mask",
 DEFAULT_THRESHOLD = 0.025  # of full scale: 6 of 255 (HiRISE browse margins reach 6 after JPEG)
 DEFAULT_RELATIVE = 0.1  # a border row/column whose mean is below 10 % of the frame median is a dark margin
 EDGES = ("top", "bottom", "left", "right")
+NEAR_BORDER = 4
+"""Px from a side within which a dark pixel can, after :func:`nodata_mask`'s 3 × 3 closing and opening (at most
+2 px of growth), belong to a region on that side."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -267,6 +270,13 @@ def nodata_mask(
     limit = frac * _full_scale(arr, bit_depth)
     dark = ~(arr > limit) if arr.dtype.kind == "f" else arr <= limit  # NaN counts as dark
     if not dark.any():
+        return valid
+    # The closing and opening below move dark pixels by at most 2 px, so a region can reach a side only when
+    # a dark pixel lies within NEAR_BORDER px of it: without one (and no seed), nothing is flagged; the common
+    # case of a streamed strip whose shadows stay inside, decided without labelling the whole strip.
+    near = {"top": dark[:NEAR_BORDER], "bottom": dark[-NEAR_BORDER:], "left": dark[:, :NEAR_BORDER],
+            "right": dark[:, -NEAR_BORDER:]}  # fmt: skip
+    if not any(near[side].any() for side in sides) and (seed is None or not seed.any()):
         return valid
     cv2 = require("cv2")
     se = np.ones((3, 3), dtype=np.uint8)

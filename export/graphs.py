@@ -19,6 +19,10 @@ from edgeae.metadata import ModelMetadata
 
 INPUT_NAMES = {"cae": "x", "cae-encoder": "x", "cae-decoder": "z", "vae": "x"}
 KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
+#: patches per call of a VAE's TFLite file (its static batch). 16 costs the same per patch as 1 (XNNPACK int8,
+#: 219-226 µs per 64 × 64 patch either way here) but takes the GIL once per 16 patches: with one patch per
+#: call, two scoring threads and a busy main thread convoyed on the GIL (benchmarks/nac_headline.py).
+VAE_TFLITE_BATCH = 16
 
 
 @dataclass
@@ -105,8 +109,8 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
         else:
             module = _tuple_module(model, OUTPUT_NAMES["vae"])
         # litert-torch bakes batch 2 into the VAE's flatten/fc layers when the batch is dynamic; its TFLite
-        # file is converted with a static batch of 1 and the flight loader runs larger batches in chunks.
-        static, layout = (1, "NCHW") if kind == "vae" else (None, "NHWC")
+        # file is converted with a static batch of VAE_TFLITE_BATCH and the loaders run any batch in chunks.
+        static, layout = (VAE_TFLITE_BATCH, "NCHW") if kind == "vae" else (None, "NHWC")
         g = Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout)
         if kind == "cae" and getattr(getattr(model, "config", None), "variant", "") in GATED_VARIANTS:
             g.learned_modules = ("down", "up", "head")  # pre-fill and gate stay float32 (no weights)

@@ -7,6 +7,7 @@ frames) and handed to the loop only when the whole frame passed validation, so a
 
 from __future__ import annotations
 
+import bisect
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -172,7 +173,7 @@ class FrameWork:
         e0, w0, r0 = self.pace0
         base_per_row = max(0.0, (elapsed - e0) - (self.t_wait - w0)) / max(1, rows_done - r0)
         rows_left = self.h - rows_done
-        grid_left = len([y for y in self.ys if y >= rows_done]) * len(self.xs)
+        grid_left = (len(self.ys) - bisect.bisect_left(self.ys, rows_done)) * len(self.xs)
         target = self.m.budget.safety * self.available
         backlog = eng.pending * eng.batch * per_patch if eng is not None else 0.0
         products = self.rt.cost.ms_per_mkept * self.kept * self.h / rows_done / 1e6  # queued after the last strip
@@ -257,7 +258,8 @@ class FrameWork:
             return
         t = time.perf_counter()
         r1 = r0 + samples.shape[0]
-        rows = [(i, y) for i, y in enumerate(self.ys) if y >= r0 and y + p <= r1]
+        lo, hi = bisect.bisect_left(self.ys, r0), bisect.bisect_right(self.ys, r1 - p)  # ys increase
+        rows = [(i, self.ys[i]) for i in range(lo, hi)]
         if not rows or not self.xs:
             self.t["score"] += _ms(t)
             return

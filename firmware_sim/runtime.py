@@ -302,7 +302,7 @@ def check_graph_input(meta: ModelMetadata, graph: tuple[int | None, ...], source
 
     The metadata travels inside the file and sizes every buffer the callers allocate (tiles, patches, batches),
     so an edited value (tile 100000, 1 channel for an RGB graph) must fail here, clearly, not as a MemoryError
-    or an interpreter traceback later. The batch axis is not compared (a static batch of 1 runs in chunks).
+    or an interpreter traceback later. The batch axis is not compared (a static batch runs in chunks).
     """
     want = tuple(meta.input_shape)
     if len(graph) != len(want):

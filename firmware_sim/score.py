@@ -194,7 +194,7 @@ def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
 
     if getattr(meta, "kind", "") != "vae":
         raise ScoringError(f"the fast scoring path runs VAE models, not {getattr(meta, 'kind', '?')!r}")
-    if isinstance(inner, _TFLiteRunner) and inner.static_batch in (None, 1):
+    if isinstance(inner, _TFLiteRunner):
         interp = inner.interp
         d_in = inner._detail(inner.input_index)
         score_index = inner.output_indices[0]
@@ -206,7 +206,8 @@ def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
         in_scale, in_zero = d_in["quantization"]
         q_table = quantize(table, in_scale, in_zero, d_in["dtype"]) if q_in and table is not None else None
         q_out = d_out["dtype"] in (np.int8, np.uint8)
-        inner.batch = 1  # the runner's own resize bookkeeping stays valid
+        inner.batch = inner.static_batch  # the runner's own resize bookkeeping stays valid
+        size = inner.static_batch  # one interpreter call per `size` patches: the GIL is taken once per call
 
         def run_tflite(batch: np.ndarray) -> np.ndarray:
             if q_table is not None:
@@ -216,13 +217,16 @@ def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
             else:
                 x = as_float(batch)
             x = _to_layout(x, layout)
+            n = len(x)
+            if n % size:  # pad the last call; padded patches are scored and dropped (patches are independent)
+                x = np.concatenate([x, np.zeros((size - n % size, *x.shape[1:]), x.dtype)])
             out = np.empty(len(x), np.float64)
-            for k in range(len(x)):
-                interp.set_tensor(in_index, x[k : k + 1])
+            for k in range(0, len(x), size):
+                interp.set_tensor(in_index, x[k : k + size])
                 interp.invoke()
-                y = interp.get_tensor(score_index)
-                out[k] = float(dequantize(y, *d_out["quantization"]).reshape(-1)[0] if q_out else y.reshape(-1)[0])
-            return out
+                y = interp.get_tensor(score_index).reshape(-1)
+                out[k : k + size] = dequantize(y, *d_out["quantization"]) if q_out else y
+            return out[:n]
 
         return run_tflite
     if isinstance(inner, _OnnxRunner):

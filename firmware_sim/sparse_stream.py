@@ -9,7 +9,7 @@ Payload layout 2 (the default) interleaves each packet's samples over the whole 
 or over bands of rows. Whole-frame interleaving costs no memory beyond one packet: a packet's samples are
 short runs gathered from across the spool file (for a NAC-size frame at keep 0.02, ~5,500 packets of ~60
 runs each, read from a 5 MB spool the page cache holds). With a sample codec the planner codes every
-packet of a band to find the fewest packets that all fit (a few passes), then codes them once more to
+packet of a band to check that an estimated packet count fits (one pass, more if not), then codes them again to
 send them: CPU, not memory. Band interleaving (``band_rows`` = the strip height) is for a flight computer
 that must send packets before the frame ends or cannot read its spool at random; it needs the band's
 samples only (a 256-row NAC band at keep 0.02: 26 KB).

@@ -143,6 +143,13 @@ def test_score_runner_equals_the_artifact_predictor(fmt: str) -> None:
     want = slow.run(len(tiles))
     fast = score_runner(load_artifact(path, threads=1), raw_max=255)
     assert np.array_equal(fast(tiles), want)  # the same quantised input, bit for bit
+    if fmt == "tflite":  # the shipped file runs 16 patches per call (export.graphs.VAE_TFLITE_BATCH)
+        from edgeae.export.graphs import VAE_TFLITE_BATCH
+
+        assert load_artifact(path, threads=1)._runner.static_batch == VAE_TFLITE_BATCH
+    # batches that are not a multiple of the file's static batch (TFLite: 16 per call) are padded per call
+    assert np.array_equal(fast(tiles[:5]), want[:5])
+    assert np.array_equal(fast(np.concatenate([tiles, tiles[:5]])), np.concatenate([want, want[:5]]))
     as_float = score_runner(load_artifact(path, threads=1))
     assert np.allclose(as_float(tiles.astype(np.float32) * np.float32(1 / 255)), want, rtol=1e-6)
 

@@ -208,3 +208,28 @@ def test_valid_mask_real_strips_with_black_no_data(data_root: Path) -> None:
     assert not v[:5].any()
     assert not v[-8:, 910:1590].any()
     assert v[100:4400].mean() > 0.999
+
+
+def test_border_shortcut_equals_the_full_labelling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strips whose dark pixels all lie more than NEAR_BORDER px from every side skip the labelling; the mask
+    is the one the full labelling gives, for dark blobs at every distance from the sides (0-12 px)."""
+    import edgeae.nodata as nd
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for k in range(60):
+        img = rng.integers(40, 255, (48, 96), dtype=np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            h, w = rng.integers(2, 30, 2)
+            d = int(rng.integers(0, 13))  # distance of the blob from a side
+            side = k % 4
+            y = d if side == 0 else (48 - h - d if side == 1 else int(rng.integers(0, 48 - h)))
+            x = d if side == 2 else (96 - w - d if side == 3 else int(rng.integers(0, 96 - w)))
+            img[max(0, y) : y + h, max(0, x) : x + w] = rng.integers(0, 5)
+        edges = [("top", "bottom", "left", "right"), ("left", "right")][k % 2]
+        cases.append((img, edges))
+    fast = [nd.nodata_mask(img, edges=edges, min_contact=8, min_area=16, min_side_fraction=0.1) for img, edges in cases]
+    monkeypatch.setattr(nd, "NEAR_BORDER", 10**6)  # every dark pixel is "near": always the full labelling
+    full = [nd.nodata_mask(img, edges=edges, min_contact=8, min_area=16, min_side_fraction=0.1) for img, edges in cases]
+    assert all(np.array_equal(a, b) for a, b in zip(fast, full, strict=True))
+    assert sum(not a.all() for a in full) >= 10  # the cases do flag margins, not only interior shadows

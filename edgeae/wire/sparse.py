@@ -98,7 +98,13 @@ def _packet_body(
 def _fit_band(
     values: np.ndarray, row0: int, row1: int, n_band: int, v0: int, frame: SparseFrame, cfg: WireConfig
 ) -> BandPlan:
-    """The fewest packets for one band such that every packet fits (raw packets always do at the raw count)."""
+    """Few packets for one band such that every packet fits (raw packets always do at the raw count).
+
+    With a codec the count comes from the worst of a few real packets' compression ratios, with a 1 % margin,
+    and is then checked on every packet (raised when one does not fit). Not searched further down: each try
+    codes every packet once more, for ~1 % fewer packets (NAC-size strip at keep 0.02: 5,526 packets at the
+    smallest count that fits, 5,581 with this estimate: +0.07 % bytes, for a third of the products CPU).
+    """
     unit = frame.channels * values.dtype.itemsize
     budget = cfg.max_packet_size - overhead("sparse", 2)
     cap = max(1, min(budget, MAX_PIECE_BYTES) // unit)  # samples per raw packet
@@ -111,8 +117,7 @@ def _fit_band(
     codec = CODECS[cfg.codec]
     if codec == 0 or raw_parts == 1:
         return BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
-    # the fewest packets that all fit, estimated from the worst of a few real packets at the raw count (every
-    # packet samples the whole band, so their coded sizes differ little), then checked on every packet
+    # every packet samples the whole band, so their coded sizes differ little
     band = BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
     ratio = float("inf")
     for j in np.linspace(0, raw_parts - 1, min(raw_parts, 16)).astype(int):
@@ -121,20 +126,15 @@ def _fit_band(
         ratio = min(ratio, samples.nbytes / max(1, len(encode_samples(samples, codec, frame.bit_depth))))
     floor_parts = max(1, -(-n_band * unit // MAX_PIECE_BYTES))
     parts = max(floor_parts, int(np.ceil(t_count / (per_packet * max(1.0, ratio) * 0.99))))
-    fits: BandPlan | None = None
     for _ in range(8):
-        if parts >= raw_parts or parts < floor_parts:
+        if parts >= raw_parts:
             break
         band = BandPlan(row0, row1, n_band, v0, seg, parts, il.interleave_step(parts))
         worst = _worst(values, band, codec, frame.bit_depth, budget)
-        if worst == 0:  # every packet fits: try 1 % fewer until one does not
-            fits = band
-            parts -= max(1, parts // 100)
-            continue
-        if fits is not None:
-            break
+        if worst == 0:  # every packet fits
+            return band
         parts = max(parts + 1, int(np.ceil(parts * worst / budget * 1.01)))
-    return fits or BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
+    return BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
 
 
 def _worst(values: np.ndarray, band: BandPlan, codec: int, bits: int, budget: int) -> int:
