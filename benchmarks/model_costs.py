@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
-from benchmarks.artifacts import ART_DIR
+from benchmarks.artifacts import ART_DIR, is_fresh, write_stamp
 from benchmarks.machine import machine_info
 from benchmarks.opcount import count_macs
 
@@ -38,8 +38,9 @@ def onnx_artifact(name: str, precision: str) -> Path:
     if shipped.is_file():
         return shipped
     path = ART_DIR / name / f"{name}.{precision}.onnx"
-    if not path.is_file():
+    if not path.is_file() or not is_fresh(name):  # a cache built from an older checkpoint is rebuilt
         export_model(name, ART_DIR / name, ExportConfig(formats=("onnx",), kinds=("cae",), latency=False))
+        write_stamp(name)
     return path
 
 

@@ -112,8 +112,11 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype[Any]) -> np.ndarray:
     """Float -> int8/uint8 with the TFLite affine rule q = round(x / scale) + zero_point, saturated."""
     info = np.iinfo(dtype)
-    q = np.round(x / scale) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
+    q = np.divide(x, scale)  # one temporary, rounded, shifted and clipped in place (same values)
+    np.round(q, out=q)
+    q += zero_point
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(dtype)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
