@@ -114,7 +114,22 @@ def wait_for_quiet(max_load: float = 0.5, timeout_s: float = 180.0, poll_s: floa
     first = os.getloadavg()[0]
     while os.getloadavg()[0] > max_load and time.monotonic() - t0 < timeout_s:
         time.sleep(poll_s)
+    # write back every dirty page now: the flight loop and the scan fsync their queue and results, and on this
+    # machine's ext4 disk an fsync waits for everything other processes left dirty (seconds after a pip install)
+    ts = time.monotonic()
+    os.sync()
+    sync_s = round(time.monotonic() - ts, 2)
     now = os.getloadavg()[0]
     waited = round(time.monotonic() - t0, 1)
     quiet = now <= max_load
-    return {"load_at_call": round(first, 2), "waited_s": waited, "load_at_start": round(now, 2), "quiet": quiet}
+    return {"load_at_call": round(first, 2), "waited_s": waited, "load_at_start": round(now, 2), "quiet": quiet,
+            "sync_s": sync_s, "io_pressure_avg10": io_pressure()}  # fmt: skip
+
+
+def io_pressure() -> float | None:
+    """The kernel's "some" I/O pressure over the last 10 s (% of time a task waited on I/O); None without PSI."""
+    try:
+        first = Path("/proc/pressure/io").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return float(dict(kv.split("=") for kv in first.split()[1:])["avg10"])

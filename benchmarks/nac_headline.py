@@ -19,10 +19,11 @@ number (the machine is shared: compare ratios of the same run, not absolute time
 5. ``scan``: ``edgeae scan`` (local engine, 2 workers) on the same strip: patches/s over scoring time,
    start-up apart.
 
-Before each firmware and scan run the strip is read once into the page cache (``strip_read_s``), and each
-run starts once the 1-minute load is ≤ 0.5 (:func:`benchmarks.machine.wait_for_quiet`,
-at most 3 minutes; what it saw is kept as ``quiet_wait``): the previous run's own load would otherwise slow the
-next one's wall clock. Even so, this shared machine has slow spells that no load average shows (the same
+Each firmware and scan run starts once the 1-minute load is ≤ 0.5 (:func:`benchmarks.machine.wait_for_quiet`,
+at most 3 minutes; it also writes back every dirty page, since the runs fsync their outputs and an fsync here waits
+for what other processes left dirty; what it saw is kept as ``quiet_wait``, with the I/O pressure), and then reads
+the strip once into the page cache (``strip_read_s``): the previous run's own load would otherwise slow the next
+one's wall clock. Even so, this shared machine has slow spells that no load average shows (the same
 scan took 11 s and 18 s minutes apart, at the same CPU seconds), so every firmware and scan case runs
 ``--repeats`` times (default 3), interleaved, and the run with the median time is reported with the range.
 
@@ -142,11 +143,13 @@ def warm_file(path: Path, chunk: int = 1 << 24) -> float:
     return round(time.perf_counter() - t0, 3)
 
 
-def _run_timed(cmd: list[str], log: Path) -> dict[str, Any]:
-    """Run ``cmd``; wall seconds, CPU seconds of the child and its peak RSS (getrusage of children)."""
+def _run_timed(cmd: list[str], log: Path, warm: Path) -> dict[str, Any]:
+    """Run ``cmd`` once the machine is quiet and ``warm`` is in the page cache; wall seconds, CPU seconds of the
+    child and its peak RSS (getrusage of children)."""
     from benchmarks.machine import wait_for_quiet
 
-    quiet = wait_for_quiet()  # every run starts on a settled machine (or says it could not)
+    quiet = wait_for_quiet()  # every run starts on a settled machine (or says it could not), dirty pages written
+    strip_read_s = warm_file(warm)
     print("+", " ".join(cmd), f"(load {quiet['load_at_start']} after waiting {quiet['waited_s']} s)", flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     l0, t0 = load(), time.perf_counter()
@@ -158,7 +161,8 @@ def _run_timed(cmd: list[str], log: Path) -> dict[str, Any]:
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({rc}); see {log}")
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "child_peak_rss_mb": round(after.ru_maxrss / 1024, 1),
-            "load_before_after": [l0, load()], "quiet_wait": quiet, "command": " ".join(cmd)}  # fmt: skip
+            "load_before_after": [l0, load()], "quiet_wait": quiet, "command": " ".join(cmd),
+            "strip_read_s": strip_read_s}  # fmt: skip
 
 
 def firmware(strip: Path, rows: int, out: Path, model: Path | None) -> dict[str, Any]:
@@ -167,8 +171,7 @@ def firmware(strip: Path, rows: int, out: Path, model: Path | None) -> dict[str,
            "--out", str(out), "--set", f"camera.height={rows}"]  # fmt: skip
     if model is not None:
         cmd += ["--anomaly-model", str(model)]
-    warm = warm_file(strip)
-    r = {**_run_timed(cmd, out.with_suffix(".log")), "strip_read_s": warm}
+    r = _run_timed(cmd, out.with_suffix(".log"), strip)
     s = json.loads((out / "summary.json").read_text())
     frame = next(json.loads(x) for x in (out / "telemetry.jsonl").read_text().splitlines() if '"type":"frame"' in x)
     mem = s["memory"]
@@ -194,8 +197,7 @@ def scan(strip: Path, out: Path, model: str) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "edgeae", "scan", str(strip), "--model", model, "--out", str(out), "--workers", "2",
            "--no-progress", "--force"]  # fmt: skip
-    warm = warm_file(strip)
-    r = {**_run_timed(cmd, out.with_suffix(".log")), "strip_read_s": warm}
+    r = _run_timed(cmd, out.with_suffix(".log"), strip)
     rep = json.loads((out / "report.json").read_text())
     keys = ("patches", "seconds", "patches_per_s", "startup_seconds", "scoring_seconds", "patches_per_s_scoring")
     return {**r, **{k: rep.get(k) for k in keys}, "extrapolation": rep.get("lro_nac_extrapolation")}

@@ -9,8 +9,9 @@ Payload layout 2 (the default) interleaves each packet's samples over the whole 
 or over bands of rows. Whole-frame interleaving costs no memory beyond one packet: a packet's samples are
 short runs gathered from across the spool file (for a NAC-size frame at keep 0.02, ~5,500 packets of ~60
 runs each, read from a 5 MB spool the page cache holds). With a sample codec the planner codes every
-packet of a band to check that an estimated packet count fits (one pass, more if not), then codes them again to
-send them: CPU, not memory. Band interleaving (``band_rows`` = the strip height) is for a flight computer
+packet of a band to check that an estimated packet count fits (one pass, more if not) and keeps the coded
+bytes of the count that fits in a temporary file (``edgeae.wire.sparse.BodySpool``: disk, not memory), from
+which they are sent. Band interleaving (``band_rows`` = the strip height) is for a flight computer
 that must send packets before the frame ends or cannot read its spool at random; it needs the band's
 samples only (a 256-row NAC band at keep 0.02: 26 KB).
 """
@@ -25,6 +26,7 @@ from edgeae.masks import make_mask_rows
 from edgeae.wire.packets import (
     APIDS,
     COMMON,
+    BodySpool,
     SequenceCounters,
     WireConfig,
     build_packet,
@@ -81,12 +83,17 @@ def sparse_packets(
     seq = counters if counters is not None else SequenceCounters()
     apid = APIDS["sparse"]
     if cfg.layout == 2:
-        plan = plan_sparse(frame, np.asarray(row_counts, np.int64), cfg)
-        total = sum(b.parts for b in plan)
-        if total >= 2**16:
-            raise ValueError(f"sparse frame {frame.frame_id} needs {total} packets (max 65535)")
-        for i, (cd, head, data) in enumerate(sparse_v2_bodies(frame, plan, cfg)):
-            yield build_packet(apid, seq.take(apid), COMMON.pack(2, cd, frame.frame_id, i, total) + head + data)
+        spools: list[BodySpool] = []  # the planner's coded packets, on disk: sent without coding them again
+        try:
+            plan = plan_sparse(frame, np.asarray(row_counts, np.int64), cfg, spools)
+            total = sum(b.parts for b in plan)
+            if total >= 2**16:
+                raise ValueError(f"sparse frame {frame.frame_id} needs {total} packets (max 65535)")
+            for i, (cd, head, data) in enumerate(sparse_v2_bodies(frame, plan, cfg, spools)):
+                yield build_packet(apid, seq.take(apid), COMMON.pack(2, cd, frame.frame_id, i, total) + head + data)
+        finally:
+            for sp in spools:
+                sp.close()
         return
     if cfg.codec != "none":
         raise ValueError("layout 1 sparse packets stream with codec 'none' only")

@@ -52,6 +52,7 @@ from .products import (
 )
 from .sparse import (  # noqa: F401
     Body,
+    BodySpool,
     _fit,
     plan_sparse,
     ratio,
@@ -126,7 +127,13 @@ def packet_bodies(product: Product, cfg: WireConfig) -> tuple[str, list[Body]]:
     if isinstance(product, SparseFrame):
         if cfg.layout == 1:
             return "sparse", sparse_v1_bodies(product, cfg)
-        return "sparse", list(sparse_v2_bodies(product, plan_sparse(product, row_counts(product), cfg), cfg))
+        spools: list[BodySpool] = []  # the planner's coded packets, sent without coding them again
+        try:
+            plan = plan_sparse(product, row_counts(product), cfg, spools)
+            return "sparse", list(sparse_v2_bodies(product, plan, cfg, spools))
+        finally:
+            for sp in spools:
+                sp.close()
     if isinstance(product, LatentFrame):
         p = product
         _, lc, lh, lw = p.latents.shape
