@@ -169,6 +169,13 @@ def test_planner_spools_send_the_bodies_they_checked() -> None:
             for sp in spools:
                 sp.close()
     assert n_coded > 0  # some bands were coded by the planner and sent from its spool
+    fr, _ = frame(h=256, w=256, keep=0.3)
+    cfg = WireConfig(512, "ccsds121", band_rows=8)  # 32 bands: one temporary file, not 32 descriptors
+    spools = []
+    plan = plan_sparse(fr, row_counts(fr), cfg, spools)
+    assert len(plan) == 32 and len({id(sp.file) for sp in spools}) == 1
+    assert list(sparse_v2_bodies(fr, plan, cfg, spools)) == list(sparse_v2_bodies(fr, plan, cfg))
+    spools[0].close()
 
 
 # ------------------------------------------------------------------------------------------ loss pattern

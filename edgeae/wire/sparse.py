@@ -79,16 +79,19 @@ class BandPlan:
 
 @dataclass
 class BodySpool:
-    """The coded sample bytes of one band's packets as the planner checked them, kept in a temporary file, so
-    :func:`sparse_v2_bodies` sends them without coding every packet again; memory: (codec, length) per packet.
-    Empty (``len == 0``) when the planner did not code the band (no codec, or raw packets)."""
+    """The coded sample bytes of one band's packets as the planner checked them, kept in a temporary file from
+    offset ``start`` on, so :func:`sparse_v2_bodies` sends them without coding every packet again; memory:
+    (codec, length) per packet. The bands of a frame share one file (one descriptor however many bands), each
+    written after the previous one. Empty (``len == 0``) when the planner did not code the band (no codec, or
+    raw packets)."""
 
-    file: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile(prefix="edgeae-bodies-"))  # noqa: SIM115
+    file: IO[bytes]
+    start: int = 0
     items: list[tuple[int, int]] = field(default_factory=list)
 
     def reset(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
+        self.file.seek(self.start)
+        self.file.truncate(self.start)
         self.items.clear()
 
     def add(self, codec: int, data: bytes) -> None:
@@ -96,8 +99,10 @@ class BodySpool:
         self.items.append((codec, len(data)))
 
     def replay(self) -> Iterator[tuple[int, bytes]]:
-        self.file.seek(0)
+        pos = self.start
         for codec, n in self.items:
+            self.file.seek(pos)
+            pos += n
             yield codec, self.file.read(n)
 
     def close(self) -> None:
@@ -206,12 +211,15 @@ def plan_sparse(
             f"frame {frame.frame_id}: values has {frame.values.shape[0]} rows, the mask keeps {int(counts.sum())}"
         )
     cum = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    shared = tempfile.TemporaryFile(prefix="edgeae-bodies-") if spools is not None else None  # noqa: SIM115
     plan = []
     for r0, r1 in _bands(frame.height, cfg.band_rows):
-        spool = BodySpool() if spools is not None else None
+        spool = BodySpool(shared, shared.seek(0, 2)) if shared is not None else None  # after the previous band
         plan.append(_fit_band(frame.values, r0, r1, int(cum[r1] - cum[r0]), int(cum[r0]), frame, cfg, spool))
         if spools is not None and spool is not None:
             spools.append(spool)
+    if shared is not None and not spools:  # a frame without bands: nothing will close it
+        shared.close()
     return plan
 
 
