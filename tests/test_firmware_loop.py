@@ -247,12 +247,12 @@ def _slow_loader(ms: float) -> Any:
 
 def test_tight_budget_degrades_in_flight_on_a_large_streamed_frame(tmp_path: Path, models: dict[str, Path]) -> None:
     # 2048 x 256 streamed in 64-row strips: 512 patches at 10 ms each on 2 interpreters ~ 2.6 s of scoring;
-    # the frame gets 2.5 s (a 2 s target) and the cost model is told scoring is nearly free, so only the in-flight
-    # re-plan (from what the first strips really cost) can keep the frame in time
+    # the frame gets 2.5 s (a 1.5 s target: margin for a loaded CI machine) and the cost model is told scoring is
+    # nearly free, so only the in-flight re-plan (from what the first strips really cost) can keep the frame in time
     img = frame(3, h=2048, w=256)
     np.save(tmp_path / "big.npy", img)
     m = mission(models, camera={"source": "strips"}, reconstruction={"mode": "off"},
-                budget={"frame_ms": 2500.0, "safety": 0.8}, runtime={"threads": 2})  # fmt: skip
+                budget={"frame_ms": 2500.0, "safety": 0.6}, runtime={"threads": 2})  # fmt: skip
     rt = FlightRuntime(m, tmp_path / "out", loader=_slow_loader(10.0))
     rt.cost.ms_per_patch = 1e-4
     rec = rt.process(tmp_path / "big.npy")
