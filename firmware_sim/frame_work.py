@@ -55,7 +55,7 @@ class FrameWork:
         self.ys, self.xs, self.t0, self.available, self.streamed = ys, xs, t0, available_ms, streamed
         self.topk = TopK(m.anomaly.top_k, rt.threshold)
         self.dtype = sample_dtype(m.camera.bit_depth)
-        self.t = {"validate": 0.0, "sample": 0.0, "score": 0.0}
+        self.t = {"read": 0.0, "validate": 0.0, "sample": 0.0, "score": 0.0}  # read: waiting for the reader
         self.n = {
             "grid": len(ys) * len(xs),
             "selected": 0,
@@ -106,9 +106,15 @@ class FrameWork:
         strips = self.reader.strips(strip_rows)
         if self.streamed:  # decode the next strip while this one is sampled and scored
             strips = prefetch(strips, PREFETCH_STRIPS)
+        it = iter(strips)
         try:
-            for r0, strip in strips:
-                if not self._strip(r0, strip, bar):
+            while True:
+                t = time.perf_counter()
+                item = next(it, None)  # the prefetch thread's next strip (its decode overlaps our work)
+                self.t["read"] += _ms(t)
+                if item is None:
+                    break
+                if not self._strip(item[0], item[1], bar):
                     return False
         finally:
             close = getattr(strips, "close", None)

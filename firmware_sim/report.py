@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("validate", "sample", "score", "recon", "products")
+STAGES = ("read", "validate", "sample", "score", "recon", "products")
 STAGE_COLOURS = {
+    "read": "#b3b3b3",
     "validate": "#8da0cb",
     "sample": "#66c2a5",
     "score": "#fc8d62",

@@ -73,9 +73,12 @@ def check_pixels(strip: np.ndarray, camera: Camera) -> Verdict:
         lo, hi = float(np.nanmin(strip)), float(np.nanmax(strip))
         if lo < 0.0 or hi > 1.0:
             return Verdict(False, "range", f"float samples span [{lo:.3g}, {hi:.3g}], want [0, 1]", nan_frac)
-    elif int(strip.max()) > top or (strip.dtype.kind == "i" and int(strip.min()) < 0):
+    elif (np.iinfo(strip.dtype).max > top and int(strip.max()) > top) or (
+        strip.dtype.kind == "i" and int(strip.min()) < 0
+    ):  # (a uint8 strip of an 8-bit camera cannot exceed its range: no pass over it)
         return Verdict(False, "range", f"samples exceed the {camera.bit_depth}-bit range")
-    sat = float((strip >= top).any(axis=2).sum()) / n
+    hot = strip[..., 0] >= top if strip.shape[2] == 1 else (strip >= top).any(axis=2)
+    sat = float(np.count_nonzero(hot)) / n
     if sat > camera.max_saturated_fraction:
         return Verdict(False, "saturated", f"{sat:.3f} of pixels saturated", nan_frac, sat)
     return Verdict(True, nan_fraction=nan_frac, saturated_fraction=sat)

@@ -75,5 +75,12 @@ def test_pixel_checks() -> None:
     f[0, 0] = np.nan
     assert check_pixels(f, cam).reason == "nan"
     assert check_pixels(np.full((4, 4, 1), 1.5, np.float32), cam).reason == "range"
+    # uint8 samples: an 8-bit camera cannot exceed its range (no pass), a 6-bit one can; RGB saturation per pixel
+    cam6, cam8 = Camera(channels=3, bit_depth=6), Camera(channels=3, bit_depth=8, max_saturated_fraction=0.3)
+    assert check_pixels(np.full((2, 2, 3), 100, np.uint8), cam6).reason == "range"
+    rgb = np.full((4, 4, 3), 10, np.uint8)
+    rgb[0, :, 1] = 255  # one channel at the top marks the pixel saturated
+    v = check_pixels(rgb, cam8)
+    assert v.ok and v.saturated_fraction == pytest.approx(0.25)
     assert to_samples(np.array([[[0.5]]], np.float32), 8).tolist() == [[[128]]]
     assert to_samples(np.array([[[300]]], np.uint16), 12).dtype == np.uint16
