@@ -7,6 +7,7 @@ the one a fresh clone would build.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -16,8 +17,9 @@ SUFFIX = {"cae": "", "cae-encoder": "-encoder", "cae-decoder": "-decoder", "vae"
 STAMP = ".export-stamp"
 
 
+@functools.cache
 def export_stamp(zoo_name: str) -> str:
-    """What the cached artifacts of ``zoo_name`` were built from."""
+    """What the cached artifacts of ``zoo_name`` were built from (the checkpoint is hashed once per process)."""
     from edgeae.export.graphs import VAE_TFLITE_BATCH
 
     from edgeae.predictor import resolve_model_path

@@ -20,8 +20,8 @@ from edgeae.metadata import ModelMetadata
 INPUT_NAMES = {"cae": "x", "cae-encoder": "x", "cae-decoder": "z", "vae": "x"}
 KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
 #: patches per call of a VAE's TFLite file (its static batch). 16 costs the same per patch as 1 (XNNPACK int8,
-#: 219-226 µs per 64 × 64 patch either way here) but takes the GIL once per 16 patches: with one patch per
-#: call, two scoring threads and a busy main thread convoyed on the GIL (benchmarks/nac_headline.py).
+#: 0.21-0.23 CPU-ms per 64 × 64 patch either way in benchmarks/nac_headline.py) but takes the GIL once per 16
+#: patches: with one patch per call, two scoring threads and a busy main thread convoyed on the GIL.
 VAE_TFLITE_BATCH = 16
 
 
