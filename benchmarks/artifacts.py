@@ -1,7 +1,7 @@
 """Zoo models as flight artifacts for the benchmarks: exported (and parity-checked) once, then reused.
 
 The cache folder of a model carries a stamp (the checkpoint's hash and the export choices that change the
-files, e.g. the VAE's TFLite static batch); a stale folder is exported again, so a cached artifact is always
+files, e.g. the VAE's TFLite static batch and decoder form); a stale folder is exported again, so a cached artifact is always
 the one a fresh clone would build.
 """
 
@@ -20,12 +20,12 @@ STAMP = ".export-stamp"
 @functools.cache
 def export_stamp(zoo_name: str) -> str:
     """What the cached artifacts of ``zoo_name`` were built from (the checkpoint is hashed once per process)."""
-    from edgeae.export.graphs import VAE_TFLITE_BATCH
+    from edgeae.export.graphs import VAE_EXPORT_FORM, VAE_TFLITE_BATCH
 
     from edgeae.predictor import resolve_model_path
 
     digest = hashlib.sha256(Path(resolve_model_path(zoo_name, "checkpoint")).read_bytes()).hexdigest()
-    return f"checkpoint {digest[:16]}; vae tflite static batch {VAE_TFLITE_BATCH}"
+    return f"checkpoint {digest[:16]}; vae tflite static batch {VAE_TFLITE_BATCH}; vae form {VAE_EXPORT_FORM}"
 
 
 def is_fresh(zoo_name: str) -> bool:

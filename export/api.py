@@ -20,7 +20,7 @@ from edgeae.firmware_sim.runtime import load_artifact, read_metadata
 from edgeae.metadata import MetadataError, ModelMetadata, sha256_file
 
 from . import calibration as cal
-from .graphs import Graph, graphs_for, torch_outputs
+from .graphs import VAE_EXPORT_FORM, Graph, graphs_for, torch_outputs
 from .parity import (
     MAIN_OUTPUT,
     TAIL_BUDGETS,
@@ -62,6 +62,7 @@ class ExportConfig:
     data_root: Path | None = None
     calib_tail: float = 0.25  # share of the calibration set from the tail (extremes + busiest real patches)
     tail_check: bool = True  # rank real test frames with each scoring artifact (VAE, full CAE) and gate it
+    vae_form: str = VAE_EXPORT_FORM  # "subpixel" (exact, faster) or "reference" (the decoder as trained)
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -72,6 +73,8 @@ class ExportConfig:
             raise ValueError(f"unknown precision(s) {badp}; choose from {PRECISIONS}")
         if self.n_calib < 8 or self.n_test < 8:
             raise ValueError("use at least 8 calibration and 8 test patches")
+        if self.vae_form not in ("subpixel", "reference"):
+            raise ValueError(f"vae_form must be 'subpixel' or 'reference', got {self.vae_form!r}")
 
 
 def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> bool:
@@ -230,7 +233,7 @@ def export_checkpoint(
         test={"source": test_source, "n_patches": len(test_patches), "seed": config.seed + 1},
         environment=environment(),
     )
-    graphs = graphs_for(model, metadata, config.kinds)
+    graphs = graphs_for(model, metadata, config.kinds, config.vae_form)
     splittable = metadata.kind == "cae" and metadata.architecture.get("variant", "seed") == "seed"
     encoder = next(iter(graphs_for(model, metadata, ("cae-encoder",)))) if splittable else None
     for g in graphs:
@@ -263,7 +266,7 @@ def export_checkpoint(
         float_input = bool(graph.learned_modules) and fmt != "tflite" and in_range is None  # fixed layers first
         if precision == "int8" and graph.kind != "cae-decoder" and not float_input and not covers_unit_range(in_range):
             failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
-        extra = {**metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
+        extra = {**graph.metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
         if fmt == "tflite" and graph.tflite_static_batch:
             extra["static_batch"] = graph.tflite_static_batch  # the loader runs bigger batches in chunks
         if precision == "int8":

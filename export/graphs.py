@@ -23,6 +23,9 @@ KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
 #: 0.21-0.23 CPU-ms per 64 × 64 patch either way in benchmarks/nac_headline.py) but takes the GIL once per 16
 #: patches: with one patch per call, two scoring threads and a busy main thread convoyed on the GIL.
 VAE_TFLITE_BATCH = 16
+#: how a VAE's decoder is converted: "subpixel" = each 2× nearest upsampling + 3×3 convolution as one exact
+#: sub-pixel convolution (edgeae.models.subpixel). Part of the benchmark artifact cache's stamp.
+VAE_EXPORT_FORM = "subpixel"
 
 
 @dataclass
@@ -45,6 +48,13 @@ class Graph:
     float_modules: tuple[str, ...] = ()  # the submodules computing them (names in ``module``)
     learned_modules: tuple[str, ...] = ()  # when set, only these submodules are quantised in int8 ONNX files
     no_tflite: str = ""  # why this graph cannot be converted to TFLite (empty: it can)
+    #: an equivalent, faster form of ``module`` that the converters take (``module`` stays the reference)
+    export_module: Any = None
+
+    @property
+    def converted(self) -> Any:
+        """The module the ONNX and TFLite converters take: ``export_module`` when set, else ``module``."""
+        return self.module if self.export_module is None else self.export_module
 
     def tflite_metadata(self) -> ModelMetadata:
         """Metadata of the TFLite file: NHWC input shape and layout when converted channels-last."""
@@ -78,8 +88,16 @@ def _tuple_module(model: Any, names: tuple[str, ...]) -> Any:
     return TupleOutputs().eval()
 
 
-def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | None = None) -> list[Graph]:
-    """The exportable graphs of a checkpoint's model (all of its kinds unless ``kinds`` is given)."""
+def graphs_for(
+    model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | None = None, vae_form: str = VAE_EXPORT_FORM
+) -> list[Graph]:
+    """The exportable graphs of a checkpoint's model (all of its kinds unless ``kinds`` is given).
+
+    ``vae_form`` "subpixel" (default) converts a VAE's decoder in its exact sub-pixel form; "reference" converts
+    the module as trained (for comparisons: ``benchmarks/vae_form.py``).
+    """
+    if vae_form not in ("subpixel", "reference"):
+        raise ValueError(f"vae_form must be 'subpixel' or 'reference', got {vae_form!r}")
     base = metadata.kind
     if base not in KINDS_FOR:
         raise ValueError(f"cannot export a model of kind {base!r}; expected one of {sorted(KINDS_FOR)}")
@@ -119,10 +137,14 @@ def graphs_for(model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | Non
                 "every element be nonnegative'; with a static batch the converter crashes); use ONNX or ORT"
             )
         if kind == "vae":  # the score head reads dequantised x̂ and μ and computes a(x) in float: no ceiling
-            from edgeae.models.vae import FLOAT_MODULES
+            from edgeae.models.vae import FLOAT_MODULES, export_form
 
             g.float_outputs = ("score",)
             g.float_modules = FLOAT_MODULES
+            # nearest upsampling splits LiteRT's XNNPACK delegation; the exact sub-pixel form does not
+            if vae_form == "subpixel":
+                g.export_module = _tuple_module(export_form(model), OUTPUT_NAMES["vae"])
+                g.metadata = meta.replace(extra={**meta.extra, "decoder_form": "subpixel (edgeae.models.subpixel)"})
         out.append(g)
     return out
 

@@ -51,7 +51,7 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str], opset: int = OPSET) 
     batch = torch.export.Dim("batch", min=1, max=65536)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
         program = torch.onnx.export(
-            graph.module,
+            graph.converted,
             (sample,),
             dynamo=True,
             opset_version=opset,

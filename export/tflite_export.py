@@ -52,9 +52,9 @@ def _sample(graph: Graph) -> Any:
 def _module(graph: Graph) -> Any:
     """The graph's module, wrapped for channels-last input/output when the TFLite layout is NHWC."""
     if graph.tflite_layout != "NHWC":
-        return graph.module
+        return graph.converted
     litert_torch = require("litert_torch")
-    return litert_torch.to_channel_last_io(graph.module, args=[0], outputs=[0]).eval()
+    return litert_torch.to_channel_last_io(graph.converted, args=[0], outputs=[0]).eval()
 
 
 def _convert(graph: Graph, module: Any, path: Path, quant_config: Any = None, wrapped: bool = True) -> None:

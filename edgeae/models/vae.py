@@ -15,6 +15,7 @@ error is a **sum** over channels and pixels (not a mean): for a 64×64 grey patc
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .subpixel import fold_nearest_upsampling
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,15 @@ class VAE(nn.Module):
         l1 = (x - x_hat).abs().flatten(1).sum(dim=1).mean()
         kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
         return {"loss": l1 + beta * kl, "l1": l1, "kl": kl}
+
+
+def export_form(model: VAE) -> VAE:
+    """A copy of ``model`` (eval mode) whose decoder runs each upsample → conv → batch-norm → activation as one exact
+    sub-pixel convolution (:mod:`edgeae.models.subpixel`): the graph exporters convert; the original stays the
+    reference that parity is checked against."""
+    form = copy.deepcopy(model).eval()
+    form.decoder, _ = fold_nearest_upsampling(form.decoder)
+    return form
 
 
 def count_parameters(model: nn.Module) -> int:
