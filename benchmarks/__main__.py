@@ -152,6 +152,11 @@ STAGES: dict[str, Stage] = {
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}", "--quick"),),
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}"),),
     ),
+    "vae_form": Stage(
+        "The VAE's decoder as trained vs its exact sub-pixel export form (int8 TFLite and ONNX, interleaved)",
+        ((PY, "benchmarks/vae_form.py", "--out", "{out}"),),
+        ((PY, "benchmarks/vae_form.py", "--out", "{out}", "--rounds", "60"),),
+    ),
     "nac": Stage(
         "The lunar paper's headline: a NAC-size strip through firmware-sim and edgeae scan, scorer rates vs peak",
         ((PY, "-m", "benchmarks.nac_headline", "--out", "{out}", "--quick"),),

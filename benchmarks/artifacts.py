@@ -1,8 +1,8 @@
 """Zoo models as flight artifacts for the benchmarks: exported (and parity-checked) once, then reused.
 
 The cache folder of a model carries a stamp (the checkpoint's hash and the export choices that change the
-files, e.g. the VAE's TFLite static batch and decoder form); a stale folder is exported again, so a cached artifact is always
-the one a fresh clone would build.
+files, e.g. the VAE's TFLite static batch and decoder form); a stale folder is exported again, so a cached
+artifact is always the one a fresh clone would build.
 """
 
 from __future__ import annotations

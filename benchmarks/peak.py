@@ -3,10 +3,16 @@
 onnxruntime runs both an fp32 ``MatMul`` and an int8 ``MatMulInteger`` (uint8 × int8 -> int32, the kernel
 behind QDQ int8 convolutions on x86); torch runs an fp32 ``matmul``. Each is timed as the best of several
 repeats (peak, not typical) and reported in GOP/s (one multiply-accumulate = 2 operations).
+
+Also measured, as context for the TFLite scorer: LiteRT's own int8 peak, an int8 FULLY_CONNECTED of the same
+size run by XNNPACK (``tflite_int8_gops``; the file is converted once with litert-torch and cached under
+$EDGEAE_BENCH_ARTIFACTS/peak). On a CPU with AMX tile units onnxruntime's ``MatMulInteger`` uses them and
+XNNPACK does not, so the two peaks differ by several times there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -54,6 +60,50 @@ def _ort_matmul(n: int, integer: bool, threads: int) -> Any:
     return lambda: sess.run(None, feeds)
 
 
+def tflite_fc_file(n: int) -> Any:
+    """An int8 (per-channel weights) n×n fully-connected layer with a static batch of n, as a ``.tflite``."""
+    import io
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("EDGEAE_BENCH_ARTIFACTS", "runs/bench-artifacts")) / "peak" / f"fc_int8_{n}.tflite"
+    if path.is_file():
+        return path
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(n, n, bias=False).eval()
+    x = torch.rand(n, n)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    )
+    prepared = prepare_pt2e(torch.export.export(layer, (x,)).module(), quantizer)
+    prepared(x)
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        model = litert_torch.convert(converted, (x,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+        model.export(str(path))
+    return path
+
+
+def _tflite_fc(n: int, threads: int) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(tflite_fc_file(n)), num_threads=threads)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    if inp["dtype"] != np.int8:  # the converter keeps float I/O around the int8 layer: time the layer anyway
+        x = np.random.default_rng(0).random(inp["shape"], dtype=np.float32)
+    else:
+        x = np.random.default_rng(0).integers(-127, 127, inp["shape"], dtype=np.int8)
+    it.set_tensor(inp["index"], x)
+    return it.invoke
+
+
 def measure_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict[str, float]:
     """GOP/s of fp32 and int8 matrix products of size n×n×n with ``threads`` threads."""
     ops = 2.0 * n**3
@@ -70,6 +120,8 @@ def measure_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict[str, flo
         out["torch_fp32_gops"] = ops / _best_seconds(lambda: a @ b, repeats) / 1e9
     except ImportError:
         pass
+    with contextlib.suppress(ImportError):  # LiteRT or litert-torch not installed
+        out["tflite_int8_gops"] = ops / _best_seconds(_tflite_fc(n, threads), repeats) / 1e9
     return {k: round(v, 1) for k, v in out.items()}
 
 

@@ -19,9 +19,9 @@ from edgeae.metadata import ModelMetadata
 
 INPUT_NAMES = {"cae": "x", "cae-encoder": "x", "cae-decoder": "z", "vae": "x"}
 KINDS_FOR = {"cae": ("cae", "cae-encoder", "cae-decoder"), "vae": ("vae",)}
-#: patches per call of a VAE's TFLite file (its static batch). 16 costs the same per patch as 1 (XNNPACK int8,
-#: 0.21-0.23 CPU-ms per 64 × 64 patch either way in benchmarks/nac_headline.py) but takes the GIL once per 16
-#: patches: with one patch per call, two scoring threads and a busy main thread convoyed on the GIL.
+#: patches per call of a VAE's TFLite file (its static batch). 16 cost the same per patch as 1 (XNNPACK int8,
+#: 0.21-0.23 CPU-ms per 64 × 64 patch either way in benchmarks/nac_headline.py, session 4, decoder as trained) but
+#: take the GIL once per 16 patches: with one patch per call, two scoring threads and a busy main thread convoyed.
 VAE_TFLITE_BATCH = 16
 #: how a VAE's decoder is converted: "subpixel" = each 2× nearest upsampling + 3×3 convolution as one exact
 #: sub-pixel convolution (edgeae.models.subpixel). Part of the benchmark artifact cache's stamp.

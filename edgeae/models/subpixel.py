@@ -50,7 +50,7 @@ def is_foldable(up: nn.Module, conv: nn.Module) -> bool:
         and tuple(conv.dilation) == (1, 1)
         and conv.groups == 1
         and conv.padding_mode == "zeros"
-        and tuple(conv.padding) == (1, 1)  # type: ignore[arg-type]
+        and tuple(conv.padding) == (1, 1)
     )
 
 
@@ -76,6 +76,7 @@ class SubpixelConv2d(nn.Module):
         self.out_channels = out_ch
         self.conv = nn.Conv2d(in_ch, 4 * out_ch, 3, padding=1)  # channels phase-major: (a, c, out)
         self.conv.weight.data = k.reshape(4 * out_ch, in_ch, 3, 3).to(conv.weight.dtype)
+        assert self.conv.bias is not None
         self.conv.bias.data = b.repeat(4).to(conv.weight.dtype)
         self.act = act if act is not None else nn.Identity()
 
@@ -101,8 +102,9 @@ def fold_nearest_upsampling(seq: nn.Sequential) -> tuple[nn.Sequential, int]:
             assert isinstance(conv, nn.Conv2d)
             j = i + 2
             bn = None
-            if j < len(mods) and isinstance(mods[j], nn.BatchNorm2d) and mods[j].track_running_stats:
-                bn = mods[j]
+            candidate = mods[j] if j < len(mods) else None
+            if isinstance(candidate, nn.BatchNorm2d) and candidate.track_running_stats:
+                bn = candidate
                 j += 1
             act = None
             if j < len(mods) and isinstance(mods[j], ACTIVATIONS):
