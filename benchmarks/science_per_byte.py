@@ -42,7 +42,9 @@ def markdown(result: dict) -> str:
         f"Per-frame budgets {', '.join(f'{b:.0%}' for b in cfg['budgets'])} of the raw frame, in wire bytes "
         f"({cfg['max_packet']}-byte packets, headers and CRCs counted); sample codec {cfg['codec']}; the "
         f"prioritised downlink spends up to {cfg['patch_share']:.0%} of a budget on full-resolution patches "
-        f"(each sent {cfg['patch_copies']}×). Feature recall: labelled feature patches that arrive whole at full "
+        f"(each sent {cfg['patch_copies']}×); a codec file's first packet (its header) is sent "
+        f"{1 + cfg.get('codec_head_copies', 0)}× (out of the same bytes). Feature recall: labelled feature patches "
+        "that arrive whole at full "
         "resolution; 'exact' = lossless. Models: "
         + "; ".join(f"{s}: rebuild {m}, scorer {sc}" for s, (m, sc) in result["models"].items())
         + f". Size: {result['size']}, {result['seeds']} link seed(s) per lossy condition.",
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=0, help="link seeds per lossy condition (default: 1 quick, 2 full)")
     ap.add_argument("--patch-share", type=float, default=0.5)
     ap.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times")
+    ap.add_argument("--head-copies", type=int, default=0, help="extra copies of a codec file's first packet")
     ap.add_argument("--max-packet", type=int, default=1024)
     ap.add_argument("--grey-model", help="rebuild model for grey frames (default: the reconstruct default)")
     ap.add_argument("--rgb-model", help="rebuild model for colour frames")
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         max_packet=args.max_packet,
         patch_share=args.patch_share,
         patch_copies=args.copies,
+        codec_head_copies=args.head_copies,
     )
     seeds = args.seeds or (1 if args.quick else 2)
     models = {k: v for k, v in ((1, args.grey_model), (3, args.rgb_model)) if v}

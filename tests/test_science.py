@@ -96,3 +96,53 @@ def test_codec_baselines_hit_the_budget_and_survive_loss() -> None:
     assert all(r["decoded"] in ("complete", "prefix", "zero-fill", "undecodable") for r in rows)
     with pytest.raises(ValueError, match="budget"):
         baselines.at_bytes(img, "jpeg2000", 10)
+
+
+def test_a_codec_file_without_its_header_is_not_decoded_from_zeros() -> None:
+    img = scene()
+    data, _ = baselines.at_bytes(img, "jpeg2000", 4000)
+    original = np.frombuffer(data, np.uint8)
+    received = np.ones(len(original), bool)
+    received[:200] = False  # the first packet (main header) lost
+    im, how = baselines.decode_partial(np.where(received, original, 0), received, "jpeg2000", img.shape, img)
+    assert im is None and how == "undecodable"
+    received[:200], received[1000:1200] = True, False  # a later gap: the prefix still decodes
+    im, how = baselines.decode_partial(np.where(received, original, 0), received, "jpeg2000", img.shape, img)
+    assert im is not None and how in ("prefix", "zero-fill")
+
+
+@pytest.mark.parametrize("method", ["jpeg2000", "prioritised-j2k"])
+def test_codec_header_is_resent_last_and_fills_a_lost_first_packet(method: str) -> None:
+    from edgeae.ground.decode import decode_flat
+    from edgeae.ground.reassembly import Receiver
+
+    fr = feature_frame()
+    scores = science.score_grid(fr, contrast_score)
+    budget = int(0.2 * fr.samples.nbytes)
+    sent = science.plan(fr, scores, budget, method, science.PlanConfig(codec_head_copies=1))
+    assert sent.wire_bytes <= budget
+    tm = [i for i, p in enumerate(sent.packets) if Receiver().receive(p).kind == "telemetry"]
+    assert tm[-1] == len(sent.packets) - 1  # the copy goes last (after the context and the patches)
+    rx = Receiver()
+    for i, p in enumerate(sent.packets):
+        if i != tm[0]:  # the original first packet of the codec file is lost
+            rx.receive(p)
+    asm = next(a for (kind, _, _), a in rx.products.items() if kind == "telemetry")
+    assert decode_flat(asm).received.all()
+    without = science.plan(fr, scores, budget, method, science.PlanConfig(codec_head_copies=0))
+    assert len(without.packets) <= len(sent.packets)
+
+
+def test_packetise_resends_only_the_asked_parts() -> None:
+    from edgeae.wire.packets import SequenceCounters, packetise
+    from edgeae.wire.products import TelemetryRecord
+
+    rec = TelemetryRecord(0, bytes(range(256)) * 20)
+    counters = SequenceCounters()
+    full = packetise(rec, counters=counters)
+    again = packetise(rec, counters=counters, parts=[0, 0])
+    assert len(full) > 1 and len(again) == 2
+    assert again[0][6:-2] == again[1][6:-2] == full[0][6:-2]  # same piece (CRC aside), new sequence counts
+    assert len({full[-1][2:4], again[0][2:4], again[1][2:4]}) == 3
+    with pytest.raises(ValueError, match="parts"):
+        packetise(rec, parts=[len(full)])

@@ -88,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pl.add_argument("--scorer", help="anomaly scorer (default orbital-gray-vae for grey, rover-rgb-vae for RGB)")
     pl.add_argument("--patch-share", type=float, default=0.5, help="most of a budget spent on patches (0.5)")
     pl.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times")
+    pl.add_argument(
+        "--head-copies", type=int, default=0, help="extra copies of a codec file's first packet (its header)"
+    )
     pl.add_argument("--patch", type=int, default=64, help="--image: scoring patch size in pixels (64)")
     pl.add_argument("--max-packet", type=int, default=1024, help="packet size limit in bytes (1024)")
     pl.add_argument("--threads", type=int, help="inference threads")
@@ -263,6 +266,7 @@ def _plan(args: argparse.Namespace) -> int:
             max_packet=args.max_packet,
             patch_share=args.patch_share,
             patch_copies=args.copies,
+            codec_head_copies=args.head_copies,
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from None

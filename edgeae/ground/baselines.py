@@ -183,7 +183,8 @@ def decode_partial(
 ) -> tuple[np.ndarray | None, str]:
     """Decode a codec file of which only the bytes where ``received`` arrived (uint8 ``values``): the whole file,
     or the better of the prefix before the first gap and the zero-filled file (closer to ``original``; by
-    default to whichever decodes). (image or None, how: complete | prefix | zero-fill | undecodable)."""
+    default to whichever decodes); nothing when the file's first byte is missing (its header is gone).
+    (image or None, how: complete | prefix | zero-fill | undecodable)."""
     cands: list[tuple[str, np.ndarray]] = []
     if received.all():
         im = decode(values.tobytes(), codec, shape)
@@ -192,7 +193,9 @@ def decode_partial(
         first = int(np.argmin(received))
         im = decode(values[:first].tobytes(), codec, shape) if first else None
         cands += [("prefix", im)] if im is not None else []
-        im = decode(values.tobytes(), codec, shape)
+        # without its first bytes (the main header: sizes, coding style) a codec file is noise even when a
+        # decoder accepts it: no zero-filled candidate then (a JPEG 2000 context decoded that way scored 7 dB)
+        im = decode(values.tobytes(), codec, shape) if first else None
         cands += [("zero-fill", im)] if im is not None else []
     if not cands:
         return None, "undecodable"

@@ -49,13 +49,18 @@ class PlanConfig:
     """How the budget is spent. ``budgets``: per-frame wire bytes as fractions of the raw frame's bytes.
     ``patch_share``: the most of a budget the prioritised downlink spends on full-resolution patches.
     ``patch_copies``: each patch sent this many times (later copies after the context, so one burst does not
-    take both); the ground keeps the first copy of each packet."""
+    take both); the ground keeps the first copy of each packet. ``codec_head_copies``: extra copies of the first
+    packet of a codec file (the JPEG 2000 baseline and the prioritised-j2k context), sent last: it holds the
+    file's main header, without which nothing of the file decodes; the copies come out of the same budget.
+    Default 0: one copy measured no gain over 8 link seeds at 20% loss (±1 dB either way; the file loses more
+    to truncation at the first lost packet than to a lost header, and the copy takes 1 KB of its bytes)."""
 
     budgets: tuple[float, ...] = (0.02, 0.05, 0.10)
     max_packet: int = 1024
     codec: str = DEFAULT_SAMPLE_CODEC
     patch_share: float = 0.5
     patch_copies: int = 1
+    codec_head_copies: int = 0
     mask_seed: int = 7
 
     def __post_init__(self) -> None:
@@ -65,6 +70,8 @@ class PlanConfig:
             raise ValueError(f"patch_share must be in [0, 1], got {self.patch_share}")
         if self.patch_copies < 1:
             raise ValueError(f"patch_copies must be >= 1, got {self.patch_copies}")
+        if self.codec_head_copies < 0:
+            raise ValueError(f"codec_head_copies must be >= 0, got {self.codec_head_copies}")
 
     @property
     def wire(self) -> WireConfig:
@@ -119,9 +126,10 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     s = frame.samples
     counters = SequenceCounters()
+    head = cfg.codec_head_copies * cfg.max_packet  # the header copies' share of a codec file's budget
     if method == "jpeg2000":
-        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget, cfg.max_packet))
-        return Downlink(method, _file_packets(data, cfg, counters))
+        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - head, cfg.max_packet))
+        return Downlink(method, _file_packets(data, cfg, counters) + _head_copies(data, cfg, counters))
     if method == "sparse":
         fr, pk = sparse_within(s, budget, cfg, counters)
         return Downlink(method, pk, keep=fr.keep)
@@ -132,7 +140,7 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
         fr, context = sparse_within(s, budget - used, cfg, counters)
         keep = fr.keep
     else:  # prioritised-j2k: the context as one JPEG 2000 file
-        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - used, cfg.max_packet))
+        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - used - head, cfg.max_packet))
         context, keep = _file_packets(data, cfg, counters), 0.0
     repeats = [
         q
@@ -140,7 +148,9 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
         for ap in chosen
         for q in packetise(ap, config=cfg.wire, counters=counters)
     ]
-    return Downlink(method, first + context + repeats, keep=keep, patches=tuple((a.x, a.y) for a in chosen))
+    heads = _head_copies(data, cfg, counters) if method == "prioritised-j2k" else []
+    patches = tuple((a.x, a.y) for a in chosen)
+    return Downlink(method, first + context + repeats + heads, keep=keep, patches=patches)
 
 
 def _top_patches(
@@ -173,6 +183,16 @@ def _file_packets(data: bytes, cfg: PlanConfig, counters: SequenceCounters) -> l
     return packetise(TelemetryRecord(0, data), config=WireConfig(cfg.max_packet), counters=counters)
 
 
+def _head_copies(data: bytes, cfg: PlanConfig, counters: SequenceCounters) -> list[bytes]:
+    """``cfg.codec_head_copies`` resends of the codec file's first packet (its main header)."""
+    from edgeae.wire.products import TelemetryRecord
+
+    if not cfg.codec_head_copies:
+        return []
+    parts = [0] * cfg.codec_head_copies
+    return packetise(TelemetryRecord(0, data), config=WireConfig(cfg.max_packet), counters=counters, parts=parts)
+
+
 # ------------------------------------------------------------------------------------------- ground side
 @dataclass(frozen=True, eq=False)
 class Received:
@@ -187,7 +207,8 @@ class Received:
 
 def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler | None) -> Received:
     """Send ``sent`` over ``link`` and rebuild the frame as the ground would: a codec file decoded as far as it
-    arrived, sparse samples and full-resolution pixels filled with ``fill``, patches pasted in exactly."""
+    arrived, sparse samples and full-resolution pixels filled with ``fill``, patches pasted in exactly; when only
+    patches arrived, the rest of the frame at the patches' mean."""
     h, w, c = frame.samples.shape
     rx = Receiver()
     for _, pkt in simulate(sent.packets, link)[0]:
@@ -197,12 +218,14 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     exact = np.zeros((h, w), bool)
     patch_px = np.zeros((h, w, c), np.float32)
     context: np.ndarray | None = None
+    sparse = False
     whole = []
     for (kind, _, _), asm in rx.products.items():
         if kind == "sparse":
             res = decode_sparse(asm)
             img = res.as_float()
             known |= res.known
+            sparse = True
         elif kind == "telemetry":  # a codec file: the frame, or the context of the patches
             f = decode_flat(asm)
             im, _ = baselines.decode_partial(f.values, f.received, "jpeg2000", frame.samples.shape, frame.samples)
@@ -220,6 +243,9 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     known |= exact
     if context is not None:
         out = context
+    elif known.any() and not sparse:  # only whole patches arrived (their context was lost): a learned filler
+        # wants scattered samples and paints far-off holes dark (7 dB frames); the patches' mean is the estimate
+        out = np.broadcast_to(img[known].mean(axis=0), img.shape).astype(np.float32)
     elif known.any():
         out = np.clip(np.asarray(fill(img, known), np.float32), 0.0, 1.0) if fill is not None else img
     else:

@@ -15,6 +15,7 @@ scattered gaps, never a band of rows. In layout 1 each packet carried a rectangl
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacket, SpacePacketHeader
@@ -182,20 +183,31 @@ def packet_bodies(product: Product, cfg: WireConfig) -> tuple[str, list[Body]]:
 
 
 def packetise(
-    product: Product, *, config: WireConfig | None = None, counters: SequenceCounters | None = None
+    product: Product,
+    *,
+    config: WireConfig | None = None,
+    counters: SequenceCounters | None = None,
+    parts: Sequence[int] | None = None,
 ) -> list[bytes]:
     """CCSDS space packets carrying ``product``, each at most ``config.max_packet_size`` bytes.
 
     Pass one :class:`SequenceCounters` for a whole downlink session so the counts run on across products.
+    ``parts`` (e.g. ``[0]``): only these pieces, in this order, each under a new sequence count: a resend, which
+    the ground keeps only when the first copy of that piece was lost (docs/wire-format.md, intake).
     """
     cfg = config or WireConfig()
     seq = counters if counters is not None else SequenceCounters()
     kind, bodies = packet_bodies(product, cfg)
     if len(bodies) >= 2**16:
         raise ValueError(f"{kind} product {product.frame_id} needs {len(bodies)} packets (max 65535)")
+    wanted = range(len(bodies)) if parts is None else [int(i) for i in parts]
+    bad = [i for i in wanted if not 0 <= i < len(bodies)]
+    if bad:
+        raise ValueError(f"{kind} product {product.frame_id} has parts 0-{len(bodies) - 1}; asked for {bad}")
     apid = APIDS[kind]
     packets = []
-    for i, (cd, kh, data) in enumerate(bodies):
+    for i in wanted:
+        cd, kh, data = bodies[i]
         body = COMMON.pack(cfg.layout, cd, product.frame_id, i, len(bodies)) + kh + data
         packets.append(build_packet(apid, seq.take(apid), body))
     return packets
