@@ -12,8 +12,8 @@ litert-torch converts to a single rank-6 TRANSPOSE.
 
 Why it matters: LiteRT runs RESIZE_NEAREST_NEIGHBOR with its reference kernel outside the XNNPACK delegate,
 which splits the VAE's graph into five delegate partitions with float/int8 hand-offs between them. The
-sub-pixel form delegates as one partition. Measured (``python -m benchmarks --only nac``, which times the
-zoo's files; the first /tmp comparison, 1 thread, static batch 16, int8): 0.31 → 0.10 CPU-ms per 64 × 64 patch.
+sub-pixel form delegates as one partition. Measured (``python -m benchmarks --only vae_form``, both forms of
+the zoo VAEs, int8, 1 thread): 2.5-2.8× less CPU per 64 × 64 patch in LiteRT and onnxruntime (docs/export.md).
 
 The original module stays the reference: exporters convert :func:`fold_nearest_upsampling`'s output and check
 parity against the original (equal to float rounding, ~1e-7 on x̂; tested).
