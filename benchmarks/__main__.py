@@ -157,6 +157,11 @@ STAGES: dict[str, Stage] = {
         ((PY, "benchmarks/vae_form.py", "--out", "{out}"),),
         ((PY, "benchmarks/vae_form.py", "--out", "{out}", "--rounds", "60"),),
     ),
+    "flight_planted": Stage(
+        "The rover mission's flight scorer on planted MSL hardware (firmware-sim, int8), against the rover VAE",
+        ((PY, "benchmarks/flight_planted.py", "--out", "{out}"),),
+        ((PY, "benchmarks/flight_planted.py", "--out", "{out}", "--seeds", "8"),),
+    ),
     "nac": Stage(
         "The lunar paper's headline: a NAC-size strip through firmware-sim and edgeae scan, scorer rates vs peak",
         ((PY, "-m", "benchmarks.nac_headline", "--out", "{out}", "--quick"),),
