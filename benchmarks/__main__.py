@@ -137,6 +137,13 @@ STAGES: dict[str, Stage] = {
         ((PY, "benchmarks/science_per_byte.py", "--out", "{out}", "--quick"),),
         ((PY, "benchmarks/science_per_byte.py", "--out", "{out}"),),
     ),
+    "science_oracle": Stage(
+        "Science per byte with a perfect anomaly ranking (labels rank the patches): the bound for any scorer",
+        ((PY, "benchmarks/science_per_byte.py", "--out", "{out}", "--quick", "--oracle",
+          "--methods", "jpeg2000,prioritised,prioritised-j2k"),),
+        ((PY, "benchmarks/science_per_byte.py", "--out", "{out}", "--oracle",
+          "--methods", "jpeg2000,prioritised,prioritised-j2k"),),
+    ),
     "quantisation": Stage(
         "fp32 vs int8 artifacts: reconstruction quality and anomaly ranking",
         ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}", "--quick"),),

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grey-scorer", help="anomaly scorer for grey frames (default orbital-gray-vae)")
     ap.add_argument("--rgb-scorer", help="anomaly scorer for colour frames (default rover-rgb-vae)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--oracle", action="store_true", help="rank patches by the labels: the bound for any scorer")
+    ap.add_argument("--methods", default=",".join(science.METHODS), help="comma-separated methods to run")
     ap.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = ap.parse_args(argv)
     if args.render:
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sets.split(","):
         rows = science.run_sets(
             [name], quick=args.quick, cfg=cfg, seeds=seeds, models=models, scorers=scorers, threads=args.threads,
-            log=lambda m: print(f"[{time.time() - t0:7.1f} s] {m}", flush=True),
+            log=lambda m: print(f"[{time.time() - t0:7.1f} s] {m}", flush=True), oracle=args.oracle,
+            methods=tuple(args.methods.split(",")),
         )  # fmt: skip
         result["rows"] += rows
         result["models"][name] = [rows[0]["model"], rows[0]["scorer"]]

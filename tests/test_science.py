@@ -146,3 +146,13 @@ def test_packetise_resends_only_the_asked_parts() -> None:
     assert len({full[-1][2:4], again[0][2:4], again[1][2:4]}) == 3
     with pytest.raises(ValueError, match="parts"):
         packetise(rec, parts=[len(full)])
+
+
+def test_oracle_ranking_sends_the_labelled_patches_first() -> None:
+    fr = feature_frame()
+    rows = science.evaluate(
+        [fr], None, None, science.PlanConfig(budgets=(0.2,)), {"perfect": LinkConfig()},
+        methods=("prioritised-j2k",), oracle=True,
+    )  # fmt: skip
+    assert rows[0]["patches_sent"] >= 1 and rows[0]["features_in_sent"] == 1  # the one feature patch, sent first
+    assert rows[0]["feature_recall"] == 1.0

@@ -293,13 +293,22 @@ def evaluate(
     seeds: int = 1,
     methods: tuple[str, ...] = METHODS,
     log: Callable[[str], None] | None = None,
+    oracle: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`."""
+    """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`.
+
+    ``oracle``: rank the grid by the labels instead of ``scorer`` (feature patches first, in grid order): what the
+    prioritised downlink would deliver with a perfect anomaly ranking, an upper bound for any scorer."""
     cfg = cfg or PlanConfig()
     links = links or LINKS
     rows: list[dict[str, Any]] = []
     for n, frame in enumerate(frames):
-        scores = score_grid(frame, scorer) if scorer is not None and "prioritised" in methods else None
+        if oracle:
+            features = {(int(x), int(y)) for x, y in frame.features}
+            scores: np.ndarray | None = np.array([float((int(x), int(y)) in features) for x, y in frame.grid()])
+        else:
+            prioritised = any(m.startswith("prioritised") for m in methods)
+            scores = score_grid(frame, scorer) if scorer is not None and prioritised else None
         raw = frame.samples.nbytes
         for frac in cfg.budgets:
             budget = int(frac * raw)
@@ -446,9 +455,11 @@ def run_sets(
     threads: int | None = None,
     root: str | None = None,
     log: Callable[[str], None] | None = None,
+    oracle: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
-    for its channel count (``models`` / ``scorers`` override the defaults by channel count)."""
+    for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
+    labels rank the patches)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
@@ -457,6 +468,6 @@ def run_sets(
         c = frames[0].samples.shape[2]
         model, scorer = models_for(c, (models or {}).get(c), (scorers or {}).get(c))
         fill, score = load_models(model, scorer, threads)
-        for r in evaluate(frames, score, fill, cfg, links, seeds, methods, log):
-            rows.append({**r, "model": model, "scorer": scorer})
+        for r in evaluate(frames, score, fill, cfg, links, seeds, methods, log, oracle):
+            rows.append({**r, "model": model, "scorer": "oracle (labels)" if oracle else scorer})
     return rows
