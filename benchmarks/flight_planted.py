@@ -6,8 +6,10 @@ Frames: ``edgeae.ground.feature_sets.rover_planted`` (rover test frames, centre 
 seed CAE, masked-reconstruction score, 128-px patches, top 6) and, at the same full-resolution pixel budget,
 with the rover β-VAE (int8 TFLite, 64-px patches, top 24). A planted crop counts as found when a flagged patch
 covers at least half of its cell (or lies inside it). The chance level is what the same number of patches
-drawn at random from the frame's grid would find. Validation figures: the hardware comes from validation sols
-and the frames are composites, so a found crop may owe something to its pasted edges.
+drawn at random from the frame's grid would find; the classical baseline, patch standard deviation (the ranking
+tables' contrast baseline), ranks the same frames' grid offline at each scorer's patch size and top k.
+Validation figures: the hardware comes from validation sols and the frames are composites, so a found crop may
+owe something to its pasted edges.
 
     python benchmarks/flight_planted.py --out benchmarks/results/flight_planted [--seeds 4] [--work runs/flight_planted]
 """
@@ -37,21 +39,21 @@ CASES = {  # name -> (patch size, top k, extra firmware-sim arguments; "{vae}" =
 }  # fmt: skip
 
 
-def make_frames(folder: Path, seeds: int) -> dict[str, list[tuple[int, int]]]:
-    """Write the planted frames as PNG; {file name: [(x, y) of each planted 128-px cell]}."""
+def make_frames(folder: Path, seeds: int) -> dict[str, tuple[list[tuple[int, int]], np.ndarray]]:
+    """Write the planted frames as PNG; {file name: ([(x, y) of each planted 128-px cell], uint8 (H, W, 3) frame)}."""
     import cv2
 
     from edgeae.ground.feature_sets import rover_planted
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    cells: dict[str, list[tuple[int, int]]] = {}
+    out: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
     for seed in range(seeds):
         for fr in rover_planted(3, per_frame=2, seed=seed):
             name = f"s{seed}-{fr.name}.png"
             cv2.imwrite(str(folder / name), cv2.cvtColor(fr.samples, cv2.COLOR_RGB2BGR))
-            cells[name] = [(int(p["x"]), int(p["y"])) for p in fr.notes["planted"]]
-    return cells
+            out[name] = ([(int(p["x"]), int(p["y"])) for p in fr.notes["planted"]], fr.samples)
+    return out
 
 
 def covers(cell: tuple[int, int], x: int, y: int, size: int) -> bool:
@@ -71,11 +73,14 @@ def chance(h: int, w: int, size: int, k: int) -> float:
 def run(work: Path, seeds: int) -> dict[str, Any]:
     """Frames and firmware-sim outputs go under ``work`` (they hold image data: not for the repository)."""
     from benchmarks.artifacts import zoo_artifact
+    from edgeae.anomaly.baselines import patch_std
+    from edgeae.ground.feature_sets import grid_positions
 
     frames = work / "frames"
-    cells = make_frames(frames, seeds)
+    planted = make_frames(frames, seeds)
+    cells = {n: c for n, (c, _) in planted.items()}
+    shapes = {n: img.shape[:2] for n, (_, img) in planted.items()}
     vae = zoo_artifact("rover-rgb-vae", "vae", "tflite", "int8")
-    shapes = {n: _shape(frames / n) for n in cells}
     res: dict[str, Any] = {"frames": len(cells), "planted": sum(map(len, cells.values())), "cases": {}}
     for name, (size, k, extra) in CASES.items():
         d = work / ("fw-" + name.split(",")[0].replace(" ", "-").replace("(", "").replace(")", ""))
@@ -97,22 +102,26 @@ def run(work: Path, seeds: int) -> dict[str, Any]:
                 expected += chance(*shapes[name_], size, len(a["patches"]))
         res["cases"][name] = {"patch": size, "top_k": k, "found": found, "chance": round(expected, 2),
                               "frames_reported": len(summary["anomalies"]), "command": " ".join(cmd)}  # fmt: skip
+    for size, k in ((128, 6), (64, 24)):  # the classical baseline at each scorer's grid and budget
+        found, expected = 0, 0.0
+        for c, img in planted.values():
+            grid = grid_positions(img.shape[0], img.shape[1], size)
+            scores = patch_std(np.stack([img[y : y + size, x : x + size] for x, y in grid]))
+            top = grid[np.argsort(-scores, kind="stable")[:k]]
+            found += sum(any(covers(cell, int(x), int(y), size) for x, y in top) for cell in c)
+            expected += len(c) * chance(img.shape[0], img.shape[1], size, k)
+        res["cases"][f"patch standard deviation (classical, offline, {size}-px grid)"] = {
+            "patch": size, "top_k": k, "found": found, "chance": round(expected, 2), "command": "offline"}  # fmt: skip
     res["machine"] = machine_info()
     return res
-
-
-def _shape(path: Path) -> tuple[int, int]:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return int(img.shape[0]), int(img.shape[1])
 
 
 def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"Planted MSL hardware (validation sols) in {res['frames']} rover test frames, {res['planted']} planted 128-px "
         "crops, through `firmware-sim run --mission rover_mastcamz`; both scorers flag the same full-resolution "
-        "pixels per frame (6 × 128² = 24 × 64²). Chance: the expected count for as many patches drawn at random.",
+        "pixels per frame (6 × 128² = 24 × 64²); the classical baseline ranks the same frames offline. Chance: the "
+        "expected count for as many patches drawn at random.",
         "",
         "| scorer | patch | top k | planted crops found | chance |",
         "|---|---|---|---|---|",
