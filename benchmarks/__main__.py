@@ -164,6 +164,13 @@ STAGES: dict[str, Stage] = {
         ((PY, "benchmarks/vae_form.py", "--out", "{out}"),),
         ((PY, "benchmarks/vae_form.py", "--out", "{out}", "--rounds", "60"),),
     ),
+    "planted_blocks": Stage(
+        "Planted bright / checkerboard / noise blocks in real grey frames: where each VAE score ranks them",
+        ((PY, "-m", "benchmarks.planted_blocks", "--split", "val", "--out", "{out}/val"),
+         (PY, "-m", "benchmarks.planted_blocks", "--split", "test", "--out", "{out}/test")),
+        ((PY, "-m", "benchmarks.planted_blocks", "--split", "val", "--out", "{out}/val"),
+         (PY, "-m", "benchmarks.planted_blocks", "--split", "test", "--out", "{out}/test")),
+    ),
     "flight_planted": Stage(
         "The rover mission's flight scorer on planted MSL hardware (firmware-sim, int8), against the rover VAE",
         ((PY, "benchmarks/flight_planted.py", "--out", "{out}"),),

@@ -5,8 +5,9 @@
 For each frame of ``orbital_gray`` ``--split`` (plus the HiRISE strip ESP_073435_1870) and each score variant,
 the block is planted (one at a time, grid-aligned near the frame centre) and the number of the frame's own
 patches scoring above it is counted; a block is found when fewer than 2 % do. Variants: a(x) = rec + λ·mu2
-for a λ sweep (the zoo λ among them), and max(rec / q90_frame(rec), mu2 / q90_frame(mu2)), each term
-normalised by its own 90th percentile over the frame's patches (needs whole-frame statistics). Writes
+for a λ sweep (the zoo λ among them), and max(rec / q_frame(rec), mu2 / q_frame(mu2)), each term
+normalised by its own 90th percentile or median over the frame's patches (needs whole-frame statistics; the
+median form is the orbital mission's flight score, :mod:`edgeae.anomaly.terms`). Writes
 ``planted_blocks.json`` and prints a table. Selection of anything on these numbers would be tuning on test
 frames: use ``--split val`` for that.
 """
@@ -21,6 +22,10 @@ from typing import Any
 import numpy as np
 
 LAMBDAS = (0.3, 0.5, 1.0, 3.0)
+WHAT = {
+    "val": "validation frames: the λ mosaics and the grey validation files",
+    "test": "test frames: reported only, nothing was chosen on them",
+}
 HIRISE = "orbital_gray/hirise_browse/ESP_073435_1870_RED.NOMAP.browse.jpg"
 
 
@@ -50,10 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     zoo_lambda = float(predict.metadata.score.get("lambda", 1.0))
     root = data_root(None)
     files = split_files("orbital_gray", args.split, root) + ([root / HIRISE] if args.split == "test" else [])
+    if args.split == "val":  # the frames the flight score was chosen on: λ mosaics and the v2 CTX validation tiles
+        from edgeae.train.vae import LAMBDA_FILES
+
+        files = [root / f for f in LAMBDA_FILES] + list(
+            dict.fromkeys(files + split_files("orbital_gray_v2", "val", root))
+        )
     blocks = np.stack([block(k, 64)[None] for k in BLOCKS])
     b_rec, b_mu2 = _terms(predict, blocks)
     variants: dict[str, Any] = {f"rec + {lam:g} mu2": lam for lam in (*LAMBDAS, zoo_lambda)}
     variants["max of q90-normalised terms (per frame)"] = "q90"
+    variants["terms-max: max of median-normalised terms (flight score)"] = "median"
     rows: list[dict[str, Any]] = []
     for f in files:
         img = read_image(f, channels=1)
@@ -62,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         tiles = np.stack([img.pixels[y : y + 64, x : x + 64].transpose(2, 0, 1) for y, x in pos]).astype(np.float32)
         rec, mu2 = _terms(predict, tiles)
         for name, v in variants.items():
-            if v == "q90":
-                a, b = np.quantile(rec, 0.9), np.quantile(mu2, 0.9)
+            if v in ("q90", "median"):
+                a, b = np.quantile(rec, 0.9 if v == "q90" else 0.5), np.quantile(mu2, 0.9 if v == "q90" else 0.5)
                 s, sb = np.maximum(rec / a, mu2 / b), np.maximum(b_rec / a, b_mu2 / b)
             else:
                 s, sb = rec + v * mu2, b_rec + v * b_mu2
@@ -72,13 +84,25 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"frame": f.name, "n": len(s), "variant": name, "above": above, "all_in_top_2pct": found})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "planted_blocks.json").write_text(json.dumps({"model": args.model, "rows": rows}, indent=1) + "\n")
+    md = [
+        f"Split `{args.split}` ({WHAT[args.split]}), model `{args.model}` "
+        f"(λ = {zoo_lambda:.4g}). Cells: patches of the frame scoring above the planted bright / checkerboard / noise "
+        "block (of n grid patches); a block is found when fewer than 2 % do.",
+        "",
+        "| variant | frames with all 3 found | "
+        + " | ".join(f"{r['frame'][:24]} (n={r['n']})" for r in rows if r["variant"] == next(iter(variants)))
+        + " |",
+        "|---|---:|" + "---:|" * len(files),
+    ]
     for name in variants:
         sub = [r for r in rows if r["variant"] == name]
-        print(
-            f"{name:42s} frames with all 3 blocks in the top 2 %: {sum(r['all_in_top_2pct'] for r in sub)}/{len(sub)}"
-        )
+        found = sum(r["all_in_top_2pct"] for r in sub)
+        print(f"{name:42s} frames with all 3 blocks in the top 2 %: {found}/{len(sub)}")
         for r in sub:
             print(f"    {r['frame'][:28]:28s} n={r['n']:5d} above: {r['above']}")
+        cells = [" / ".join(str(r["above"][k]) for k in BLOCKS) for r in sub]
+        md.append(f"| {name} | {found}/{len(sub)} | " + " | ".join(cells) + " |")
+    (args.out / "results.md").write_text("\n".join(md) + "\n")
     return 0
 
 

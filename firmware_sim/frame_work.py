@@ -22,7 +22,7 @@ from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
 from .budget import LADDER, Level, patch_selected, selected_fraction
 from .frames import FrameReader
-from .score import TopK, background
+from .score import TermsTopK, TopK, background
 from .validate import check_pixels, to_samples
 
 REPLAN_AFTER_STRIPS = 8  # strips measured before the in-flight deadline projection may lower the level
@@ -53,7 +53,11 @@ class FrameWork:
         self.h, self.w, self.c = reader.header.height, reader.header.width, reader.header.channels
         self.seed = (m.sampling.seed + fid) % 2**64
         self.ys, self.xs, self.t0, self.available, self.streamed = ys, xs, t0, available_ms, streamed
-        self.topk = TopK(m.anomaly.top_k, rt.threshold)
+        self.topk: TopK | TermsTopK = (
+            TermsTopK(m.anomaly.top_k, rt.threshold, len(ys) * len(xs))
+            if m.anomaly.score == "terms-max"
+            else TopK(m.anomaly.top_k, rt.threshold)
+        )
         self.dtype = sample_dtype(m.camera.bit_depth)
         self.t = {"read": 0.0, "validate": 0.0, "sample": 0.0, "score": 0.0}  # read: waiting for the reader
         self.n = {
@@ -341,7 +345,7 @@ class FrameWork:
             return
         scores = self.rt.scorer.run(len(self.pending))
         for (x, y, tile), s in zip(self.pending, scores, strict=True):
-            self.topk.offer(float(s), x, y, tile)
+            self.topk.offer(s, x, y, tile)
         self.n["scored"] += len(self.pending)
         self.pending.clear()
         if _ms(self.t0) > self.available:

@@ -17,6 +17,7 @@ SOURCES = ("files", "strips")
 BAYER_PATTERNS = ("", "RGGB", "BGGR", "GRBG", "GBRG")
 PATTERNS = ("uniform", "jittered")
 METHODS = ("vae", "cae-masked")
+SCORE_MODES = ("a", "terms-max")  # = edgeae.anomaly.terms.SCORE_MODES (this module is standard library only)
 RECON_MODES = ("off", "check", "latent")
 CODECS = ("auto", "none", "delta-deflate", "deflate", "ccsds121")
 MISSIONS_DIR = Path(__file__).resolve().parent / "missions"
@@ -88,7 +89,9 @@ class Anomaly:
     threshold); at most ``top_k`` flagged patches per frame are sent (this also bounds their memory).
     Without a threshold the ``top_k`` highest-scoring patches are sent. ``sha256`` is the golden hash of the
     model file (optional; else a ``<model>.sha256`` sidecar, else the hash at first load). ``fallback`` is
-    a second copy, loaded when the first is corrupt.
+    a second copy, loaded when the first is corrupt. ``score`` (method ``vae``): ``"a"`` ranks by the
+    artifact's a(x); ``"terms-max"`` by max(rec / median, mu2 / median) over the frame's patches
+    (:mod:`edgeae.anomaly.terms`: finds texture as well as brightness; ranked at the end of the frame).
     """
 
     model: str = ""
@@ -101,10 +104,23 @@ class Anomaly:
     min_valid: float = 0.9
     sha256: str = ""
     fallback: str = ""
+    score: str = "a"
 
     def __post_init__(self) -> None:
         w = "[anomaly]"
         _need(self.method in METHODS, w, f"method must be one of {METHODS}, got {self.method!r}")
+        _need(self.score in SCORE_MODES, w, f"score must be one of {SCORE_MODES}, got {self.score!r}")
+        _need(
+            self.score == "a" or self.method == "vae",
+            w,
+            f'score = "{self.score}" splits the VAE\'s a(x) into its terms: it needs method = "vae"',
+        )
+        _need(
+            self.score == "a" or self.threshold != "metadata",
+            w,
+            f'threshold = "metadata" is a threshold on a(x); with score = "{self.score}" give a number (a multiple'
+            " of the frame's medians) or none",
+        )
         _need(8 <= self.patch <= 4096, w, f"patch must be in 8..4096, got {self.patch}")
         _need(1 <= self.stride <= self.patch, w, f"stride must be in 1..patch, got {self.stride}")
         _need(1 <= self.batch <= 4096, w, "batch must be in 1..4096")

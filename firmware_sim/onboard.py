@@ -17,7 +17,7 @@ import numpy as np
 from .faults import FaultPlan, flip_bits
 from .guard import GuardEvent, ModelGuard, ModelRefused
 from .mission import Mission, MissionError
-from .score import PatchScorer, ScoreEngine, check_model, resolve_threshold, score_runner
+from .score import PatchScorer, ScoreEngine, check_model, model_lambda, resolve_threshold, score_runner
 from .telemetry import TelemetryWriter
 
 Loader = Callable[[Path, int], Any]
@@ -125,8 +125,10 @@ class OnboardModels:
         threads = max(1, self.m.runtime.threads)
         workers, per = (threads, 1) if self.parallel == "interpreters" else (1, threads)
 
+        terms = an.score == "terms-max"
+
         def make() -> Any:
-            return score_runner(loader(path, per), raw_max)
+            return score_runner(loader(path, per), raw_max, terms=terms)
 
         return ScoreEngine(make, workers=workers, batch=an.batch)
 
@@ -189,7 +191,8 @@ class OnboardModels:
             pred = self.anomaly.predictor
             check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
             self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
-            self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth)
+            lam = model_lambda(pred.metadata) if an.score == "terms-max" else None
+            self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth, lam)
             self.engine = self._make_engine()
         if rc.mode != "off":
             self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")

@@ -59,9 +59,19 @@ def resolve_threshold(anomaly: Anomaly, meta: Any, source: str) -> float | None:
 class PatchScorer:
     """Scores patches in batches through a predictor, reusing one preallocated input buffer."""
 
-    def __init__(self, predictor: Any, method: str, patch: int, channels: int, batch: int, bit_depth: int) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        method: str,
+        patch: int,
+        channels: int,
+        batch: int,
+        bit_depth: int,
+        terms_lambda: float | None = None,
+    ) -> None:
         self.predictor = predictor
         self.method = method
+        self.terms_lambda = terms_lambda  # set: :meth:`run` returns the VAE's (rec, mu2) terms, (n, 2)
         self.buf = np.zeros((batch, channels, patch, patch), np.float32)
         self.truth = np.zeros_like(self.buf) if method == "cae-masked" else self.buf
         self.weight = np.ones((batch, 1, patch, patch), np.float32)  # 1 = valid pixel (cae-masked error only)
@@ -88,8 +98,10 @@ class PatchScorer:
                 self.weight[k, 0] = valid
 
     def run(self, n: int) -> np.ndarray:
-        """Anomaly scores (n,) of the first ``n`` slots, float64."""
+        """Anomaly scores (n,) of the first ``n`` slots, float64 (the terms, (n, 2), with ``terms_lambda``)."""
         out = self.predictor(self.buf[:n])
+        if self.method == "vae" and self.terms_lambda is not None:
+            return _terms(np.asarray(out["score"]).reshape(-1)[:n], out["mu"][:n], self.terms_lambda)
         if self.method == "vae":
             return np.asarray(out["score"], np.float64).reshape(-1)[:n]
         err = np.asarray(out, np.float32) - self.truth[:n]
@@ -118,6 +130,7 @@ class TopK:
         self.max_score = float("-inf")
 
     def offer(self, score: float, x: int, y: int, pixels: np.ndarray) -> None:
+        score = float(score)
         self.scored += 1
         self.max_score = max(self.max_score, score)
         if self.threshold is not None and not score > self.threshold:
@@ -156,6 +169,90 @@ class TopK:
         return sorted(self.items, key=lambda c: (-c.score, c.y, c.x))
 
 
+class TermsTopK:
+    """The ``k`` highest patches of a frame by the ``terms-max`` score (:mod:`edgeae.anomaly.terms`), which
+    needs the whole frame's medians of both terms: exact and streaming, with bounded memory.
+
+    A patch among the ``k`` highest by max(rec / a, mu2 / b) is among the ``k`` highest by rec or by mu2
+    (whichever term attains its maximum: fewer than ``k`` patches can exceed it in that term), so two
+    :class:`TopK` keep those candidates (with their pixels) while the frame streams, and every scored patch's
+    two terms and position are kept (at most ``capacity``: the frame's patch grid; 24 bytes a patch) for the
+    medians. :meth:`ranked` normalises and ranks the union at the end of the frame. Offered scores are (N, 2)
+    arrays of (rec, mu2); ``threshold`` applies to the normalised score (multiples of the frame's medians).
+    """
+
+    def __init__(self, k: int, threshold: float | None, capacity: int) -> None:
+        self.k = max(1, k)
+        self.threshold = threshold
+        self.by_term = (TopK(self.k, None), TopK(self.k, None))
+        self.terms = np.empty((max(0, int(capacity)), 2), np.float64)
+        self.xy = np.empty((len(self.terms), 2), np.int64)
+        self.scored = 0
+        self._done: tuple[list[Candidate], np.ndarray] | None = None
+
+    def _keep(self, t: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
+        n, i = len(t), self.scored
+        if i + n > len(self.terms):
+            raise ValueError(f"more patches scored ({i + n}) than the frame's grid holds ({len(self.terms)})")
+        self.terms[i : i + n] = t
+        self.xy[i : i + n, 0] = xs
+        self.xy[i : i + n, 1] = ys
+        self.scored += n
+        self._done = None
+
+    def offer(self, score: np.ndarray, x: int, y: int, pixels: np.ndarray) -> None:
+        t = np.asarray(score, np.float64).reshape(1, 2)
+        self._keep(t, np.array([x]), np.array([y]))
+        for j, top in enumerate(self.by_term):
+            top.offer(float(t[0, j]), x, y, pixels)
+
+    def offer_batch(self, scores: np.ndarray, xs: np.ndarray, ys: np.ndarray, raw: np.ndarray) -> None:
+        t = np.asarray(scores, np.float64).reshape(-1, 2)
+        if t.size == 0:
+            return
+        self._keep(t, xs, ys)
+        for j, top in enumerate(self.by_term):
+            top.offer_batch(t[:, j], xs, ys, raw)
+
+    def _finish(self) -> tuple[list[Candidate], np.ndarray]:
+        if self._done is not None:
+            return self._done
+        from edgeae.anomaly.terms import frame_scales, terms_max
+
+        t, xy = self.terms[: self.scored], self.xy[: self.scored]
+        if not len(t):
+            self._done = ([], np.empty(0))
+            return self._done
+        every = terms_max(t[:, 0], t[:, 1], frame_scales(t[:, 0], t[:, 1]))
+        union = {(c.x, c.y): c for top in self.by_term for c in top.items}
+        out = []
+        for (x, y), c in union.items():
+            row = int(np.flatnonzero((xy[:, 0] == x) & (xy[:, 1] == y))[0])
+            s = float(every[row])
+            if self.threshold is None or s > self.threshold:
+                out.append(Candidate(s, x, y, c.pixels))
+        out.sort(key=lambda c: (-c.score, c.y, c.x))
+        self._done = (out[: self.k], every)
+        return self._done
+
+    def ranked(self) -> list[Candidate]:
+        return list(self._finish()[0])
+
+    @property
+    def items(self) -> list[Candidate]:
+        return self.ranked()
+
+    @property
+    def flagged(self) -> int:
+        every = self._finish()[1]
+        return int(every.size if self.threshold is None else (every > self.threshold).sum())
+
+    @property
+    def max_score(self) -> float:
+        every = self._finish()[1]
+        return float(every.max()) if every.size else float("-inf")
+
+
 # ---------------------------------------------------------------------------------------------- fast path
 # The scoring path shared by the flight loop, ``edgeae score`` and ``edgeae scan``: a runner turns one batch
 # into VAE scores with nothing but the interpreter call (only the score output is read back), and a
@@ -171,9 +268,10 @@ def _raw_table(raw_max: int) -> np.ndarray:
     return np.asarray(np.multiply(raw, np.float32(1.0 / raw_max)), np.float32)
 
 
-def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
+def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False) -> Runner:
     """A function (N, C, P, P) batch -> VAE scores (N,) float64 for one loaded predictor (not thread-safe:
-    one runner per thread).
+    one runner per thread). ``terms``: return the score's two terms instead, (N, 2) float64 columns rec and
+    mu2 (:func:`edgeae.anomaly.terms.terms_from_outputs`: the ``mu`` output is read back too).
 
     ``raw_max``: the batch holds raw integer samples in [0, raw_max] (a camera's ``2**bits - 1``), normalised
     here exactly as :class:`PatchScorer` does; None: the batch is float32 in [0, 1] already. An int8 LiteRT
@@ -194,14 +292,17 @@ def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
 
     if getattr(meta, "kind", "") != "vae":
         raise ScoringError(f"the fast scoring path runs VAE models, not {getattr(meta, 'kind', '?')!r}")
+    lam = model_lambda(meta) if terms else 0.0
     if isinstance(inner, _TFLiteRunner):
         interp = inner.interp
         d_in = inner._detail(inner.input_index)
         score_index = inner.output_indices[0]
         d_out = inner._detail(score_index)
         in_index = inner.input_index
-        if inner.static_batch is None:  # a dynamic batch: resized per call by the runner itself
-            return lambda batch: np.asarray(predictor(as_float(batch))["score"], np.float64).reshape(-1)
+        if inner.static_batch is None or (terms and len(inner.output_indices) < 3):
+            return _generic_runner(predictor, as_float, terms, lam)  # a dynamic batch: resized by the runner
+        mu_index = inner.output_indices[2] if terms else -1
+        d_mu = inner._detail(mu_index) if terms else {}
         q_in = d_in["dtype"] in (np.int8, np.uint8)
         in_scale, in_zero = d_in["quantization"]
         q_table = quantize(table, in_scale, in_zero, d_in["dtype"]) if q_in and table is not None else None
@@ -221,23 +322,60 @@ def score_runner(predictor: Any, raw_max: int | None = None) -> Runner:
             if n % size:  # pad the last call; padded patches are scored and dropped (patches are independent)
                 x = np.concatenate([x, np.zeros((size - n % size, *x.shape[1:]), x.dtype)])
             out = np.empty(len(x), np.float64)
+            mu = np.empty((len(x), int(np.prod(d_mu["shape"][1:]))), np.float32) if terms else None
             for k in range(0, len(x), size):
                 interp.set_tensor(in_index, x[k : k + size])
                 interp.invoke()
                 y = interp.get_tensor(score_index).reshape(-1)
                 out[k : k + size] = dequantize(y, *d_out["quantization"]) if q_out else y
+                if mu is not None:
+                    m = interp.get_tensor(mu_index).reshape(size, -1)
+                    mu[k : k + size] = dequantize(m, *d_mu["quantization"]) if m.dtype != np.float32 else m
+            if mu is not None:
+                return _terms(out[:n], mu[:n], lam)
             return out[:n]
 
         return run_tflite
     if isinstance(inner, _OnnxRunner):
         sess, name, out_name = inner.session, inner.input_name, inner.output_names[0]
 
+        mu_name = inner.output_names[2] if terms else ""
+
         def run_onnx(batch: np.ndarray) -> np.ndarray:
             x = _to_layout(as_float(batch), layout)
+            if terms:
+                score, mu = sess.run([out_name, mu_name], {name: x})
+                return _terms(score, mu, lam)
             return np.asarray(sess.run([out_name], {name: x})[0], np.float64).reshape(-1)
 
         return run_onnx
-    return lambda batch: np.asarray(predictor(as_float(batch))["score"], np.float64).reshape(-1)
+    return _generic_runner(predictor, as_float, terms, lam)
+
+
+def model_lambda(meta: Any) -> float:
+    """λ of a VAE artifact's a(x) = rec + λ·mu2, from its metadata (refused when it records none)."""
+    lam = (getattr(meta, "score", None) or {}).get("lambda")
+    if lam is None or not np.isfinite(float(lam)):
+        raise ScoringError('the artifact records no score lambda: score = "terms-max" needs it to split a(x)')
+    return float(lam)
+
+
+def _terms(score: np.ndarray, mu: np.ndarray, lam: float) -> np.ndarray:
+    from edgeae.anomaly.terms import terms_from_outputs
+
+    return np.stack(terms_from_outputs(score, mu, lam), axis=1)
+
+
+def _generic_runner(predictor: Any, as_float: Callable[[np.ndarray], np.ndarray], terms: bool, lam: float) -> Runner:
+    """Through the predictor's own call (every output read back): scores (N,) or terms (N, 2)."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        out = predictor(as_float(batch))
+        if terms:
+            return _terms(out["score"], out["mu"], lam)
+        return np.asarray(out["score"], np.float64).reshape(-1)
+
+    return run
 
 
 class ScoreEngine:

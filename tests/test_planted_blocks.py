@@ -3,9 +3,11 @@ textured block (4-px checkerboard 40/220, uniform noise), in fp32 (PyTorch) and 
 
 The int8 artifact must rank every planted block exactly as fp32 does (a score computed in float from
 dequantised outputs: no ceiling, no ties). Whether the textured blocks reach the top 2 % depends on the score
-definition: with the zoo λ the λ·||μ||² term dominates a(x) and sees brightness, not texture, so that part is
-an expected failure until the default scorer ranks texture (see the issue-12 report: no single λ of
-a(x) = rec + λ·mu2 puts both kinds in the top 2 % of the Tycho and M1229577647 frames).
+definition: with the zoo λ the λ·||μ||² term dominates a(x) and sees brightness, not texture (no single λ of
+a(x) = rec + λ·mu2 puts both kinds in the top 2 % of the Tycho and M1229577647 frames), so a(x) keeps a strict
+expected failure. The ``terms-max`` score (:mod:`edgeae.anomaly.terms`: each term over its frame median, the
+larger; the orbital mission's flight score) puts the bright block and the checkerboard in the top 2 % of every
+test frame, in fp32 and int8; uniform noise too, except on M1229577647 (7 of 144 patches above it: top 5 %).
 """
 
 from __future__ import annotations
@@ -39,6 +41,35 @@ def scorers() -> dict:
 
 
 @pytest.fixture(scope="module")
+def terms_ranks(data_root: Path) -> dict:
+    from edgeae.firmware_sim.runtime import load_artifact
+
+    from edgeae.anomaly.terms import frame_terms_max, terms_from_outputs
+    from edgeae.datasets import split_files
+    from edgeae.imageio import read_image
+    from edgeae.predictor import load_predictor
+
+    fp32 = load_predictor("orbital-gray-vae", threads=2)
+    lam = float(fp32.metadata.score["lambda"])
+
+    def run(p):
+        def terms(b):
+            outs = [p(b[i : i + 256]) for i in range(0, len(b), 256)]
+            return np.concatenate([np.stack(terms_from_outputs(o["score"], o["mu"], lam), 1) for o in outs])
+
+        return terms
+
+    runs = {"fp32": run(fp32), "int8": run(load_artifact(INT8, threads=2))}
+    out: dict = {}
+    for f in split_files("orbital_gray", "test", data_root):
+        img = read_image(f, channels=1)
+        for name, terms in runs.items():
+            rs = planted_ranks(terms, img.pixels, img.valid, frame_score=lambda t: frame_terms_max(t[:, 0], t[:, 1]))
+            out[(f.name, name)] = {r.kind: r for r in rs}
+    return out
+
+
+@pytest.fixture(scope="module")
 def ranks(scorers: dict, data_root: Path) -> dict:
     from edgeae.datasets import split_files
     from edgeae.imageio import read_image
@@ -68,7 +99,30 @@ def test_bright_block_ranks_in_the_top_2_percent(ranks: dict) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="the zoo VAE's a(x) sees brightness, not texture (issue 12)")
-def test_textured_blocks_rank_in_the_top_2_percent(ranks: dict) -> None:
+def test_textured_blocks_rank_in_the_top_2_percent_by_a(ranks: dict) -> None:
     for key, rs in ranks.items():
         for kind in ("checker", "noise"):
             assert rs[kind].fraction < TOP_FRACTION, (key, rs[kind])
+
+
+def test_terms_max_ranks_bright_and_checkerboard_in_the_top_2_percent(terms_ranks: dict) -> None:
+    for key, rs in terms_ranks.items():
+        for kind in ("bright", "checker"):
+            assert rs[kind].fraction < TOP_FRACTION, (key, rs[kind])
+        assert rs["noise"].fraction < 0.05, (key, rs["noise"])  # top 2 % on 4 of the 5 frames, see above
+    frames = {f for f, _ in terms_ranks}
+    noise_found = {f for f in frames if terms_ranks[(f, "fp32")]["noise"].in_top}
+    assert len(noise_found) >= len(frames) - 1, sorted(frames - noise_found)
+
+
+def test_terms_max_int8_ranks_planted_blocks_like_fp32(terms_ranks: dict) -> None:
+    for (frame, precision), rs in terms_ranks.items():
+        if precision == "int8":
+            ref = terms_ranks[(frame, "fp32")]
+            assert {k: r.above for k, r in rs.items()} == {k: r.above for k, r in ref.items()}, frame
+
+
+@pytest.mark.xfail(strict=True, reason="noise ranks 8th of 144 patches on M1229577647 (issue 12)")
+def test_terms_max_ranks_noise_in_the_top_2_percent_everywhere(terms_ranks: dict) -> None:
+    for key, rs in terms_ranks.items():
+        assert rs["noise"].fraction < TOP_FRACTION, (key, rs["noise"])

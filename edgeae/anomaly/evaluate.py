@@ -20,7 +20,9 @@ Every method ranks the same patches:
   32 and 64 px windows centred on each patch (128 px was tried and lowered validation AP), each normalised
   within its frame (robust z of the log
   score; for MSL browse images over all images, see :data:`NORMALISATION`) and averaged;
-- the model's single-window score a(x) and its two terms (reconstruction error, ||μ||²);
+- the model's single-window score a(x) and its two terms (reconstruction error, ||μ||²); the orbital
+  mission's flight score ``terms-max`` (:mod:`edgeae.anomaly.terms`: each term over its frame median, the
+  larger) and the same maximum of robust z of the log terms;
 - baselines (:mod:`edgeae.anomaly.baselines`): local contrast (patch std), the Reed-Xiaoli detector on patch
   features (RX) and an isolation forest on μ;
 - ablations: the single 64 px window with the per-frame normalisation, each window size alone, and patch std
@@ -57,6 +59,7 @@ from edgeae.anomaly.labels import (
 from edgeae.anomaly.metrics import ranking_summary
 from edgeae.anomaly.multiscale import MultiScale, frame_normalise, multiscale_scores, score_windows
 from edgeae.anomaly.score import PatchScorer, PatchScores, score_array
+from edgeae.anomaly.terms import frame_terms_max
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ MSL_STRIDE = 32
 PLOT_FEATURE_MIN = 32.0  # crater diameter (px) of the feature drawn in galleries, maps and t-SNE
 
 DEFAULT = "default (multi-scale z)"
+TERMS_MAX = "terms-max (flight)"
 # How the default score normalises, per dataset: survey frames (orbital products) by themselves; rover
 # browse views, where a whole frame can be hardware, over all views together.
 NORMALISATION = {"lroc_nac_craters": "robust_z", "hirise_landmarks": "robust_z", "msl_surface": "pooled"}
@@ -187,6 +191,8 @@ def _methods(scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int
         methods["max z (rec, ||mu||^2)"] = np.concatenate(
             [np.maximum(frame_normalise(a, "robust_z", True), frame_normalise(b, "robust_z", True)) for a, b in parts]
         )
+        # the orbital mission's flight score (edgeae.anomaly.terms): each term over its frame median, the larger
+        methods[TERMS_MAX] = np.concatenate([frame_terms_max(a, b) for a, b in parts])
     # ablations: what the normalisation and each window size give on their own
     for w in ms.windows:
         one = replace(ms, windows=(w,))

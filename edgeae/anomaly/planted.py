@@ -75,10 +75,15 @@ def planted_ranks(
     position: tuple[int, int] | None = None,
     min_valid: float = 0.9,
     seed: int = 0,
+    frame_score: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[PlantedRank]:
     """Plant each block (one at a time) into ``image`` (H, W, C) float [0, 1] and rank it among the frame's
     valid grid patches. ``score`` maps an (N, C, P, P) float32 batch to (N,) scores. ``position``: where to
-    plant (default: the valid grid patch nearest the frame centre)."""
+    plant (default: the valid grid patch nearest the frame centre).
+
+    ``frame_score``: a score normalised over the frame (:func:`edgeae.anomaly.terms.frame_terms_max`). Then
+    ``score`` returns per-patch terms (N, K) and ``frame_score`` turns the whole frame's terms, the block's
+    in place of the patch it covers, into (N,) scores."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[:, :, None]
@@ -88,7 +93,8 @@ def planted_ranks(
     if len(pos) < 2:
         raise ValueError(f"frame {h}x{w} has fewer than 2 valid {patch}-px patches")
     tiles = np.stack([img[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in pos])
-    base = np.asarray(score(tiles), np.float64).reshape(-1)
+    base = np.asarray(score(tiles), np.float64)
+    base = base if frame_score is not None else base.reshape(-1)
     if position is None:
         cy, cx = (h - patch) / 2, (w - patch) / 2
         position = min(pos, key=lambda p: (p[0] - cy) ** 2 + (p[1] - cx) ** 2)
@@ -98,8 +104,14 @@ def planted_ranks(
     out = []
     for kind in kinds:
         blk = block(kind, patch, seed)
-        s = float(np.asarray(score(np.repeat(blk[None, None], img.shape[2], axis=1)), np.float64).reshape(-1)[0])
-        others = np.delete(base, i)
+        own = np.asarray(score(np.repeat(blk[None, None], img.shape[2], axis=1)), np.float64)
+        if frame_score is None:
+            s, others = float(own.reshape(-1)[0]), np.delete(base, i)
+        else:
+            frame = base.copy()
+            frame[i] = own[0]
+            every = np.asarray(frame_score(frame), np.float64).reshape(-1)
+            s, others = float(every[i]), np.delete(every, i)
         out.append(PlantedRank(kind, position[0], position[1], int((others > s).sum()), len(base), s))
     return out
 

@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N|T,B,L,R",
         help="fixed margin in pixels counted as no-data (dark and no-data margins are also detected)",
     )
+    p.add_argument(
+        "--score",
+        default="a",
+        choices=["a", "terms-max"],
+        help="VAE score: a(x), or terms-max = max(rec / median, ||mu||^2 / median) over each image's patches "
+        "(finds unusual texture as well as brightness; docs/anomaly.md)",
+    )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
     p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
@@ -108,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     stride = args.stride or patch
     if stride <= 0:
         raise CLIError(f"--stride must be positive, got {stride}")
+    if args.score != "a" and meta.kind != "vae":
+        raise CLIError(f"--score {args.score} splits a VAE's a(x) into its terms; {args.model} is a {meta.kind}")
     scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed)
     results = []
     for f in files:
@@ -122,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch,
             progress=not args.no_progress,
         )
+        if args.score == "terms-max" and len(r.score):
+            from edgeae.anomaly.terms import frame_terms_max
+
+            r.score = frame_terms_max(r.extras["rec"], r.extras["mu2"])
         results.append(r)
         if args.map and Path(args.map).suffix.lower() in (".tif", ".tiff"):
             from edgeae.scan.geo import save_score_geotiff
@@ -134,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             out = save_score_map(
                 _map_path(args.map, f, len(files) > 1),
                 r,
-                threshold=meta.score.get("threshold") if meta.kind == "vae" else None,
+                threshold=meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None,
             )
             log.info("map -> %s", out)
     from edgeae.scan.geo import write_scores_csv
