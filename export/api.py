@@ -108,6 +108,18 @@ def _tail_scores(predict: Any, kind: str, patches: np.ndarray) -> np.ndarray:
     return np.asarray(np.mean(err * err, axis=(1, 2, 3), dtype=np.float64))
 
 
+def _tail_terms_max(predict: Any, frames: list[np.ndarray], lam: float) -> list[np.ndarray]:
+    """Per frame, the ``terms-max`` flight score (:mod:`edgeae.anomaly.terms`) of every patch: the VAE's two
+    terms from its ``score`` and ``mu`` outputs, each over its median in that frame, the larger."""
+    from edgeae.anomaly.terms import frame_terms_max, terms_from_outputs
+
+    out = []
+    for patches in frames:
+        o = run_batched(predict, "vae", patches)
+        out.append(frame_terms_max(*terms_from_outputs(o["score"], o["mu"], lam)))
+    return out
+
+
 def _latency(path: Path, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
     out = []
     for threads in config.latency_threads:
@@ -317,6 +329,16 @@ def export_checkpoint(
             parity["passed"] = bool(parity["passed"] and not bad)
             if bad:
                 failures.append(f"{path}: tail check: {', '.join(bad)}")
+            lam = (graph.metadata.score or {}).get("lambda") if graph.kind == "vae" else None
+            if lam is not None:  # the orbital mission's flight score ranks by the two terms: gate its tail too
+                frames = [p for _, p in tail_frames]
+                ref_tm = _tail_terms_max(lambda b, g=graph: torch_outputs(g, b), frames, float(lam))
+                tm = tail_metrics(ref_tm, _tail_terms_max(predictor, frames, float(lam)))
+                bad = tail_failures(tm, precision)
+                parity["tail_terms_max"] = {**tm, "budget": TAIL_BUDGETS[precision], "passed": not bad}
+                parity["passed"] = bool(parity["passed"] and not bad)
+                if bad:
+                    failures.append(f"{path}: terms-max tail check: {', '.join(bad)}")
         report.artifacts.append(
             ArtifactRecord(
                 path=str(path),

@@ -117,6 +117,13 @@ def markdown_table(report: ExportReport) -> str:
                 f"| {t['overlap_64']:.3f} | {t['ties']:.0f} | {t.get('extremes_spearman', float('nan')):.4f} "
                 f"| {'yes' if t['passed'] else 'NO'} |"
             )
+            t = a.parity.get("tail_terms_max")
+            if t:  # the terms-max flight score of the same patches (no extremes: it needs a frame)
+                lines.append(
+                    f"| {Path(a.path).name}, terms-max score | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) "
+                    f"| {t['overlap_16']:.3f} | {t['overlap_64']:.3f} | {t['ties']:.0f} | | "
+                    f"{'yes' if t['passed'] else 'NO'} |"
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,8 @@
 
 Runs the checkpoint and each artifact over every patch of the tail frames (the dataset's test split, plus
 :data:`edgeae.export.calibration.TAIL_EXTRA_FRAMES`) and the synthetic extremes, and prints the tail metrics
-of :func:`edgeae.export.parity.tail_metrics` with the int8 budget's verdict, one JSON line per artifact.
+of :func:`edgeae.export.parity.tail_metrics` with the int8 budget's verdict, one JSON line per artifact (for a
+VAE also those of the ``terms-max`` flight score, :mod:`edgeae.anomaly.terms`, under ``terms_max``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def measure(model: str, artifacts: Sequence[str], data_root: str | None = None) 
     from edgeae.predictor import TorchPredictor, resolve_model_path
 
     from . import calibration as cal
-    from .api import TAIL_KINDS, _tail_scores
+    from .api import TAIL_KINDS, _tail_scores, _tail_terms_max
     from .parity import tail_failures, tail_metrics
 
     path = resolve_model_path(model)
@@ -41,21 +42,27 @@ def measure(model: str, artifacts: Sequence[str], data_root: str | None = None) 
     ref = TorchPredictor(ck.model, meta, str(path))
     ref_scores = [_tail_scores(ref, meta.kind, p) for _, p in frames]
     ref_ext = _tail_scores(ref, meta.kind, ext)
+    lam = (meta.score or {}).get("lambda") if meta.kind == "vae" else None
+    patches = [p for _, p in frames]
+    ref_tm = _tail_terms_max(ref, patches, float(lam)) if lam is not None else None
     out = []
     for a in artifacts:
         pred = load_artifact(a, threads=2)
-        got = [_tail_scores(pred, meta.kind, p) for _, p in frames]
+        got = [_tail_scores(pred, meta.kind, p) for p in patches]
         m = tail_metrics(ref_scores, got, (ref_ext, _tail_scores(pred, meta.kind, ext)))
         precision = pred.metadata.precision if pred.metadata.precision in ("fp32", "fp16", "int8") else "int8"
-        out.append(
-            {
-                "artifact": str(a),
-                **{k: float(np.round(v, 4)) for k, v in m.items()},
-                "fails": tail_failures(m, precision),
-                "frames": [n for n, _ in frames],
-                "patches": int(sum(len(p) for _, p in frames)),
-            }
-        )
+        rec: dict[str, Any] = {
+            "artifact": str(a),
+            **{k: float(np.round(v, 4)) for k, v in m.items()},
+            "fails": tail_failures(m, precision),
+            "frames": [n for n, _ in frames],
+            "patches": int(sum(len(p) for p in patches)),
+        }
+        if ref_tm is not None and lam is not None:  # the terms-max flight score (edgeae.anomaly.terms)
+            tm = tail_metrics(ref_tm, _tail_terms_max(pred, patches, float(lam)))
+            rec["terms_max"] = {k: float(np.round(v, 4)) for k, v in tm.items()}
+            rec["terms_max"]["fails"] = tail_failures(tm, precision)
+        out.append(rec)
     return out
 
 

@@ -55,7 +55,10 @@ def test_int8_vae_score_head_stays_float(data_root: Path, tmp_path: Path) -> Non
     report = export_checkpoint(model, meta, tmp_path, "vae", calib, test, config, tail_frames=frames)
     a = report.artifacts[0]
     assert a.parity["tail"]["passed"] and a.parity["tail"]["ties"] == 0, a.parity["tail"]
-    assert "Tail of the anomaly score" in (tmp_path / "parity.md").read_text()
+    tm = a.parity["tail_terms_max"]  # the terms-max flight score (edgeae.anomaly.terms) is gated too
+    assert tm["passed"] and tm["ties"] == 0 and tm["overlap_16"] >= 0.85, tm
+    md = (tmp_path / "parity.md").read_text()
+    assert "Tail of the anomaly score" in md and "terms-max score" in md
     ext = cal.extreme_patches(1, 64)
     with torch.inference_mode():
         ref = model(torch.from_numpy(ext))["score"].numpy()
