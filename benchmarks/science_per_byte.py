@@ -81,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rgb-scorer", help="anomaly scorer for colour frames (default rover-rgb-vae)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--oracle", action="store_true", help="rank patches by the labels: the bound for any scorer")
+    ap.add_argument(
+        "--score",
+        default=None,
+        choices=["a", "terms-max"],
+        help="how a VAE scorer ranks patches (default: terms-max for grey frames, the orbital mission's flight "
+        "score; a(x) for colour)",
+    )
     ap.add_argument("--methods", default=",".join(science.METHODS), help="comma-separated methods to run")
     ap.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
     args = ap.parse_args(argv)
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = science.run_sets(
             [name], quick=args.quick, cfg=cfg, seeds=seeds, models=models, scorers=scorers, threads=args.threads,
             log=lambda m: print(f"[{time.time() - t0:7.1f} s] {m}", flush=True), oracle=args.oracle,
-            methods=tuple(args.methods.split(",")),
+            methods=tuple(args.methods.split(",")), score=args.score,
         )  # fmt: skip
         result["rows"] += rows
         result["models"][name] = [rows[0]["model"], rows[0]["scorer"]]

@@ -156,3 +156,25 @@ def test_oracle_ranking_sends_the_labelled_patches_first() -> None:
     )  # fmt: skip
     assert rows[0]["patches_sent"] >= 1 and rows[0]["features_in_sent"] == 1  # the one feature patch, sent first
     assert rows[0]["feature_recall"] == 1.0
+
+
+def test_score_grid_ranks_a_vae_by_its_frame_normalised_terms() -> None:
+    """A VAE scorer's patches are ranked by the orbital mission's flight score (terms-max) by default; the
+    terms' units do not matter, and ``score="a"`` keeps a(x)."""
+    from edgeae.anomaly.terms import frame_terms_max
+
+    fr = feature_frame()
+
+    def vae_like(batch: np.ndarray) -> dict:
+        flat = batch.reshape(len(batch), -1)
+        rec, mu2 = 1e3 * flat.std(axis=1) ** 2, flat.mean(axis=1) * 1e-3  # texture term vs a tiny brightness term
+        return {"score": rec + mu2, "rec": rec, "mu2": mu2}
+
+    tm, a = science.score_grid(fr, vae_like, score="terms-max"), science.score_grid(fr, vae_like, score="a")
+    got = vae_like(np.stack([fr.samples[y : y + 64, x : x + 64].transpose(2, 0, 1) / 255.0 for x, y in fr.grid()]))
+    np.testing.assert_allclose(tm, frame_terms_max(got["rec"], got["mu2"]), rtol=1e-5)  # float32 patches there
+    assert tuple(fr.grid()[int(np.argmax(tm))]) == (128, 64)  # the textured feature leads
+    np.testing.assert_allclose(a, got["score"], rtol=1e-5)
+    assert np.array_equal(science.score_grid(fr, contrast_score), science.score_grid(fr, contrast_score, score="a"))
+    with pytest.raises(ValueError, match="score must be"):
+        science.score_grid(fr, vae_like, score="z")

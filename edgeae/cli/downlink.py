@@ -86,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pl.add_argument("--quick", action="store_true", help="one small frame per set")
     pl.add_argument("--model", help="CAE that rebuilds the frames (default: the reconstruct default per channels)")
     pl.add_argument("--scorer", help="anomaly scorer (default orbital-gray-vae for grey, rover-rgb-vae for RGB)")
+    pl.add_argument(
+        "--score",
+        default=None,
+        choices=["a", "terms-max"],
+        help="how a VAE scorer ranks patches: terms-max (the orbital mission's flight score; default for grey "
+        "frames) or a(x) (default for colour)",
+    )
     pl.add_argument("--patch-share", type=float, default=0.5, help="most of a budget spent on patches (0.5)")
     pl.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times")
     pl.add_argument(
@@ -289,7 +296,8 @@ def _plan(args: argparse.Namespace) -> int:
         frame = LabelledFrame(args.image.stem, "image", samples, args.patch, np.zeros((0, 2), np.int64), "-")
         model, scorer = science.models_for(samples.shape[2], args.model, args.scorer)
         fill, score = science.load_models(model, scorer, args.threads)
-        rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log)
+        mode = args.score or science.SCORES[samples.shape[2]]
+        rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode)
     else:
         sets = args.sets or list(SETS)
         unknown = [s for s in sets if s not in SETS]
@@ -298,7 +306,8 @@ def _plan(args: argparse.Namespace) -> int:
         over = {c: args.model for c in (1, 3)} if args.model else None
         sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
         rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
-                                scorers=sc, methods=methods, threads=args.threads, log=log)  # fmt: skip
+                                scorers=sc, methods=methods, threads=args.threads, log=log,
+                                score=args.score)  # fmt: skip
     md = science.markdown(rows)
     print(md)
     if args.out is not None:

@@ -40,6 +40,10 @@ from .sources import sparse_from_samples
 from .station import Filler
 
 METHODS = ("jpeg2000", "sparse", "prioritised", "prioritised-j2k")
+# how a VAE scorer ranks patches, by channel count: grey frames as the orbital mission flies (terms-max,
+# edgeae.anomaly.terms), colour frames by a(x) (the rover VAE's validated score: the rover mission flies the CAE,
+# and terms-max lowered the rover frame's feature recall here, 0.62 -> 0.38 at 10 %)
+SCORES = {1: "terms-max", 3: "a"}
 MAX_PSNR = 100.0
 """PSNR reported for an exact (lossless) reconstruction."""
 
@@ -93,10 +97,18 @@ class Downlink:
 
 
 # ------------------------------------------------------------------------------------------- flight side
-def score_grid(frame: LabelledFrame, scorer: Callable[[np.ndarray], dict], min_valid: float = 0.9) -> np.ndarray:
+def score_grid(
+    frame: LabelledFrame, scorer: Callable[[np.ndarray], dict], min_valid: float = 0.9, score: str = "terms-max"
+) -> np.ndarray:
     """The anomaly score of every grid patch (``frame.grid()`` order); patches with less than ``min_valid``
-    of non-black pixels (no-data margins) score -inf, as the flight runtime skips them."""
+    of non-black pixels (no-data margins) score -inf, as the flight runtime skips them. ``score``: for a VAE
+    scorer, ``"terms-max"`` (the orbital mission's flight score, :mod:`edgeae.anomaly.terms`, over the frame's
+    valid patches) or ``"a"`` (a(x)); other scorers give their own score."""
     from edgeae.anomaly.score import score_batches
+    from edgeae.anomaly.terms import SCORE_MODES, frame_terms_max
+
+    if score not in SCORE_MODES:
+        raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
 
     p = frame.patch
     img = frame.samples.astype(np.float32) / 255.0
@@ -105,7 +117,9 @@ def score_grid(frame: LabelledFrame, scorer: Callable[[np.ndarray], dict], min_v
     tiles = (np.moveaxis(img[y : y + p, x : x + p], -1, 0) for (x, y), ok in zip(grid, valid, strict=True) if ok)
     out = np.full(len(grid), -np.inf)
     if valid.any():
-        out[valid] = score_batches(scorer, tiles, 64)["score"]
+        got = score_batches(scorer, tiles, 64)
+        terms = score == "terms-max" and "rec" in got and "mu2" in got
+        out[valid] = frame_terms_max(got["rec"], got["mu2"]) if terms else got["score"]
     return out
 
 
@@ -294,8 +308,10 @@ def evaluate(
     methods: tuple[str, ...] = METHODS,
     log: Callable[[str], None] | None = None,
     oracle: bool = False,
+    score: str = "a",
 ) -> list[dict[str, Any]]:
     """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`.
+    ``score``: how a VAE scorer ranks the patches (:func:`score_grid`).
 
     ``oracle``: rank the grid by the labels instead of ``scorer`` (feature patches first, in grid order): what the
     prioritised downlink would deliver with a perfect anomaly ranking, an upper bound for any scorer."""
@@ -308,7 +324,7 @@ def evaluate(
             scores: np.ndarray | None = np.array([float((int(x), int(y)) in features) for x, y in frame.grid()])
         else:
             prioritised = any(m.startswith("prioritised") for m in methods)
-            scores = score_grid(frame, scorer) if scorer is not None and prioritised else None
+            scores = score_grid(frame, scorer, score=score) if scorer is not None and prioritised else None
         raw = frame.samples.nbytes
         for frac in cfg.budgets:
             budget = int(frac * raw)
@@ -420,6 +436,11 @@ reconstruction error, which put none of the rover set's planted features in the 
 budget; the VAE: 0.12 / 0.25 / 0.62 at 2 / 5 / 10 %)."""
 
 
+def scorer_label(scorer_fn: Any, scorer: str, score: str) -> str:
+    """How a row names its scorer: the model, and for a VAE ranked by terms-max the mode too."""
+    return f"{scorer} ({score})" if score != "a" and getattr(scorer_fn, "kind", "") == "vae" else scorer
+
+
 def models_for(channels: int, model: str | None = None, scorer: str | None = None) -> tuple[str, str]:
     """(reconstruction model, anomaly scorer) for frames of ``channels``: the given names, else the defaults
     (``edgeae.reconstruct.DEFAULT_MODELS`` and :data:`SCORERS`)."""
@@ -456,10 +477,11 @@ def run_sets(
     root: str | None = None,
     log: Callable[[str], None] | None = None,
     oracle: bool = False,
+    score: str | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
     for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
-    labels rank the patches)."""
+    labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
@@ -467,7 +489,9 @@ def run_sets(
         frames = build(name, quick=quick, root=root)
         c = frames[0].samples.shape[2]
         model, scorer = models_for(c, (models or {}).get(c), (scorers or {}).get(c))
-        fill, score = load_models(model, scorer, threads)
-        for r in evaluate(frames, score, fill, cfg, links, seeds, methods, log, oracle):
-            rows.append({**r, "model": model, "scorer": "oracle (labels)" if oracle else scorer})
+        fill, scorer_fn = load_models(model, scorer, threads)
+        mode = score or SCORES[c]
+        for r in evaluate(frames, scorer_fn, fill, cfg, links, seeds, methods, log, oracle, mode):
+            label = "oracle (labels)" if oracle else scorer_label(scorer_fn, scorer, mode)
+            rows.append({**r, "model": model, "scorer": label})
     return rows
