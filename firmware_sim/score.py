@@ -186,7 +186,7 @@ class TermsTopK:
         self.threshold = threshold
         self.by_term = (TopK(self.k, None), TopK(self.k, None))
         self.terms = np.empty((max(0, int(capacity)), 2), np.float64)
-        self.xy = np.empty((len(self.terms), 2), np.int64)
+        self.xy = np.empty((len(self.terms), 2), np.int32)  # pixel positions: 2 x 4 bytes a patch
         self.scored = 0
         self._done: tuple[list[Candidate], np.ndarray] | None = None
 
