@@ -417,6 +417,7 @@ class FrameWork:
             "timing_ms": timing,
             "patches": self.n,
             "anomaly": {
+                "score": self.m.anomaly.score if self.m.anomaly.method == "vae" else self.m.anomaly.method,
                 "threshold": self.topk.threshold,
                 "flagged": self.topk.flagged,
                 "max_score": self.topk.max_score if self.topk.scored else None,

@@ -165,7 +165,7 @@ def test_flight_terms_max_ranks_like_the_offline_score(tmp_path: Path) -> None:
     got = fast_rec["anomaly"]["patches"]
     assert [(p["y"], p["x"]) for p in got] == [pos[i] for i in want]
     assert [p["score"] for p in got] == pytest.approx([s[i] for i in want], rel=1e-5)
-    assert fast_rec["anomaly"]["flagged"] == len(pos)
+    assert fast_rec["anomaly"]["flagged"] == len(pos) and fast_rec["anomaly"]["score"] == "terms-max"
     flagged = {(p["y"], p["x"]) for p in got}
     assert {(128, 192), (320, 64)} <= flagged  # the checkerboard and the bright block
     assert (128, 192) not in {(p["y"], p["x"]) for p in recs[("a", True)]["anomaly"]["patches"]}
