@@ -7,7 +7,9 @@ the block is planted (one at a time, grid-aligned near the frame centre) and the
 patches scoring above it is counted; a block is found when fewer than 2 % do. Variants: a(x) = rec + λ·mu2
 for a λ sweep (the zoo λ among them), and max(rec / q_frame(rec), mu2 / q_frame(mu2)), each term
 normalised by its own 90th percentile or median over the frame's patches (needs whole-frame statistics; the
-median form is the orbital mission's flight score, :mod:`edgeae.anomaly.terms`). Writes
+median form is the orbital mission's flight score, :mod:`edgeae.anomaly.terms`), the maximum of each term's
+robust z of its log, and of each term's percentile. With ``--split val`` also each variant's crater (≥ 32 px) AP
+over random on the two λ mosaics: the validation numbers the flight score was chosen by. Writes
 ``planted_blocks.json`` and prints a table. Selection of anything on these numbers would be tuning on test
 frames: use ``--split val`` for that.
 """
@@ -39,6 +41,61 @@ def _terms(predict: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rec), np.concatenate(mu2)
 
 
+FRAME_VARIANTS = {  # frame-normalised combinations of the two terms (need the frame's own terms)
+    "max of q90-normalised terms (per frame)": "q90",
+    "terms-max: max of median-normalised terms (flight score)": "median",
+    "max of robust z of log terms (per frame)": "logz",
+    "max of per-term percentiles (per frame)": "pct",
+}
+
+
+def variant_scores(v: Any, rec: np.ndarray, mu2: np.ndarray, ref_rec: np.ndarray, ref_mu2: np.ndarray) -> np.ndarray:
+    """The score of patches with terms (``rec``, ``mu2``) under variant ``v`` (a λ, or a :data:`FRAME_VARIANTS`
+    value), normalised by the frame whose patches have terms (``ref_rec``, ``ref_mu2``)."""
+    if not isinstance(v, str):
+        return rec + v * mu2
+    if v in ("q90", "median"):
+        q = 0.9 if v == "q90" else 0.5
+        return np.maximum(rec / np.quantile(ref_rec, q), mu2 / np.quantile(ref_mu2, q))
+    if v == "logz":
+
+        def z(t: np.ndarray, ref: np.ndarray) -> np.ndarray:
+            lr = np.log(np.maximum(ref, 1e-12))
+            med = np.median(lr)
+            return (np.log(np.maximum(t, 1e-12)) - med) / (1.4826 * np.median(np.abs(lr - med)) + 1e-12)
+
+        return np.maximum(z(rec, ref_rec), z(mu2, ref_mu2))
+    if v == "pct":
+        return np.maximum(
+            np.searchsorted(np.sort(ref_rec), rec, side="right") / len(ref_rec) + 1e-9 * rec / ref_rec.max(),
+            np.searchsorted(np.sort(ref_mu2), mu2, side="right") / len(ref_mu2) + 1e-9 * mu2 / ref_mu2.max(),
+        )
+    raise ValueError(f"unknown variant {v!r}")
+
+
+def crater_ap(predict: Any, root: Path, variants: dict[str, Any]) -> dict[str, float]:
+    """AP over random of craters >= 32 px on the two λ mosaics (validation only; 64-px patches at stride 32, as
+    λ is chosen), each variant normalised per mosaic."""
+    from edgeae.anomaly.labels import crater_file_for, patch_labels, read_craters
+    from edgeae.anomaly.metrics import average_precision
+    from edgeae.anomaly.score import PatchScorer, score_array
+    from edgeae.imageio import read_image
+    from edgeae.train.vae import LAMBDA_CRATER_MIN, LAMBDA_FILES
+
+    scorer = PatchScorer(predict, "vae", 1)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in variants}
+    labels = []
+    for rel in LAMBDA_FILES:
+        img = read_image(root / rel, channels=1)
+        r = score_array(img.pixels, scorer, 64, 32, valid=img.valid, batch=256, file=rel)
+        rec, mu2 = r.extras["rec"], r.extras["mu2"]
+        labels.append(patch_labels(r.xy, 64, read_craters(crater_file_for(root / rel)), LAMBDA_CRATER_MIN))
+        for name, v in variants.items():
+            parts[name].append(variant_scores(v, rec, mu2, rec, mu2))
+    lab = np.concatenate(labels)
+    return {name: float(average_precision(np.concatenate(p), lab) / lab.mean()) for name, p in parts.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block, grid
     from edgeae.data import data_root
@@ -64,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     blocks = np.stack([block(k, 64)[None] for k in BLOCKS])
     b_rec, b_mu2 = _terms(predict, blocks)
     variants: dict[str, Any] = {f"rec + {lam:g} mu2": lam for lam in (*LAMBDAS, zoo_lambda)}
-    variants["max of q90-normalised terms (per frame)"] = "q90"
-    variants["terms-max: max of median-normalised terms (flight score)"] = "median"
+    variants |= FRAME_VARIANTS
     rows: list[dict[str, Any]] = []
     for f in files:
         img = read_image(f, channels=1)
@@ -74,25 +130,25 @@ def main(argv: list[str] | None = None) -> int:
         tiles = np.stack([img.pixels[y : y + 64, x : x + 64].transpose(2, 0, 1) for y, x in pos]).astype(np.float32)
         rec, mu2 = _terms(predict, tiles)
         for name, v in variants.items():
-            if v in ("q90", "median"):
-                a, b = np.quantile(rec, 0.9 if v == "q90" else 0.5), np.quantile(mu2, 0.9 if v == "q90" else 0.5)
-                s, sb = np.maximum(rec / a, mu2 / b), np.maximum(b_rec / a, b_mu2 / b)
-            else:
-                s, sb = rec + v * mu2, b_rec + v * b_mu2
+            s, sb = variant_scores(v, rec, mu2, rec, mu2), variant_scores(v, b_rec, b_mu2, rec, mu2)
             above = {k: int((s > sb[i]).sum()) for i, k in enumerate(BLOCKS)}
             found = all(n / len(s) < TOP_FRACTION for n in above.values())
             rows.append({"frame": f.name, "n": len(s), "variant": name, "above": above, "all_in_top_2pct": found})
+    ap_of = crater_ap(predict, root, variants) if args.split == "val" else {}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "planted_blocks.json").write_text(json.dumps({"model": args.model, "rows": rows}, indent=1) + "\n")
+    out = {"model": args.model, "rows": rows, "crater_ap_over_random_lambda_mosaics": ap_of}
+    (args.out / "planted_blocks.json").write_text(json.dumps(out, indent=1) + "\n")
     md = [
         f"Split `{args.split}` ({WHAT[args.split]}), model `{args.model}` "
         f"(λ = {zoo_lambda:.4g}). Cells: patches of the frame scoring above the planted bright / checkerboard / noise "
-        "block (of n grid patches); a block is found when fewer than 2 % do.",
+        "block (of n grid patches); a block is found when fewer than 2 % do."
+        + (" Crater AP: craters ≥ 32 px on the two λ mosaics, AP over random (stride 32)." if ap_of else ""),
         "",
         "| variant | frames with all 3 found | "
+        + ("crater AP | " if ap_of else "")
         + " | ".join(f"{r['frame'][:24]} (n={r['n']})" for r in rows if r["variant"] == next(iter(variants)))
         + " |",
-        "|---|---:|" + "---:|" * len(files),
+        "|---|---:|" + ("---:|" if ap_of else "") + "---:|" * len(files),
     ]
     for name in variants:
         sub = [r for r in rows if r["variant"] == name]
@@ -101,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in sub:
             print(f"    {r['frame'][:28]:28s} n={r['n']:5d} above: {r['above']}")
         cells = [" / ".join(str(r["above"][k]) for k in BLOCKS) for r in sub]
-        md.append(f"| {name} | {found}/{len(sub)} | " + " | ".join(cells) + " |")
+        apc = f"{ap_of[name]:.2f}× | " if ap_of else ""
+        md.append(f"| {name} | {found}/{len(sub)} | {apc}" + " | ".join(cells) + " |")
     (args.out / "results.md").write_text("\n".join(md) + "\n")
     return 0
 
