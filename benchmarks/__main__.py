@@ -164,6 +164,11 @@ STAGES: dict[str, Stage] = {
         ((PY, "benchmarks/vae_form.py", "--out", "{out}"),),
         ((PY, "benchmarks/vae_form.py", "--out", "{out}", "--rounds", "60"),),
     ),
+    "grey_rates": Stage(
+        "The grey ground CAE vs classical fills at the orbital mission's sampling rate (keep 0.02) and above",
+        ((PY, "benchmarks/grey_rates.py", "--out", "{out}"),),
+        ((PY, "benchmarks/grey_rates.py", "--out", "{out}"),),
+    ),
     "planted_blocks": Stage(
         "Planted bright / checkerboard / noise blocks in real grey frames: where each VAE score ranks them",
         ((PY, "-m", "benchmarks.planted_blocks", "--split", "val", "--out", "{out}/val"),
