@@ -34,6 +34,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="patches per model call (default 64)")
     p.add_argument("--min-valid", type=float, default=0.5, help="skip patches with less valid data (default 0.5)")
     p.add_argument("--top-k", type=int, default=16, help="anomalies kept as thumbnails (default 16)")
+    p.add_argument(
+        "--score", choices=("a", "terms-max"), default="a",
+        help="ranking: a = the model's score a(x) (default); terms-max = each of a VAE's two terms over its median "
+        "in the image, the larger (what the orbital mission flies: it also sees unusual texture)",
+    )  # fmt: skip
     p.add_argument("--retry-failed", action="store_true", help="scan images recorded as failed again")
     p.add_argument("--force", action="store_true", help="discard earlier results in OUT and start over")
     p.add_argument("--max-images", type=int, default=None, help="stop after this many images (resume later)")
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             args.archive, args.model, args.out, engine=opts, stride=args.stride, batch_size=args.batch_size,
             min_valid=args.min_valid, top_k=args.top_k, retry_failed=args.retry_failed, force=args.force,
             max_images=args.max_images, progress=not args.no_progress, geo=args.geo, geo_geometry=args.geo_geometry,
-            geo_crs=args.geo_crs,
+            geo_crs=args.geo_crs, score=args.score,
             quality=QualityFilter(
                 min_incidence=args.min_incidence, max_incidence=args.max_incidence, max_emission=args.max_emission,
                 min_resolution_m=args.min_resolution, max_resolution_m=args.max_resolution,

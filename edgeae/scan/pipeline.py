@@ -4,6 +4,12 @@ An image is streamed with :func:`edgeae.strips.iter_patches` (memory independent
 into chunks of at most ``batch_size`` patches in raster order. Each chunk is scored as one batch, so the
 local engine and the Ray engine feed the model exactly the same batches and produce the same numbers.
 Patches with less than ``min_valid`` valid (not no-data) pixels are counted but not scored.
+
+``score`` chooses the ranking (:data:`edgeae.anomaly.terms.SCORE_MODES`): ``"a"``, the model's own score per
+patch; ``"terms-max"`` (VAE only), the orbital mission's flight score, max(rec / median, ||μ||² / median) over
+the image's scored patches. That one needs the whole image's medians, so each chunk keeps its best patches by
+each term and its patches' two terms; the image's scores and best patches are made when its last chunk is in
+(:meth:`ImageAccumulator.result`): exactly the ranking of the whole image, whatever the chunk order.
 """
 
 from __future__ import annotations
@@ -32,8 +38,15 @@ class ScanConfig:
     min_valid: float = 0.5
     top_k: int = 16
     quality: QualityFilter = field(default_factory=QualityFilter)  # label filters applied before scanning
+    score: str = "a"  # the ranking: "a" (the model's score) or "terms-max" (VAE; the orbital mission's)
 
     def __post_init__(self) -> None:
+        from edgeae.anomaly.terms import SCORE_MODES
+
+        if self.score not in SCORE_MODES:
+            raise ValueError(f"score must be one of {SCORE_MODES}, got {self.score!r}")
+        if self.score == "terms-max" and self.model.kind != "vae":
+            raise ValueError(f"score 'terms-max' ranks a VAE's two terms; {self.model.model_id} is a {self.model.kind}")
         if self.stride <= 0:
             raise ValueError(f"stride must be positive, got {self.stride}")
         if self.batch_size <= 0:
@@ -66,7 +79,13 @@ class ScanConfig:
             "min_valid": self.min_valid,
             "top_k": self.top_k,
             "quality": self.quality.to_dict(),
+            "score": self.score,
         }
+
+    @property
+    def terms(self) -> bool:
+        """Whether the scorer returns the VAE's two terms (N, 2) instead of one score per patch."""
+        return self.score == "terms-max"
 
 
 @dataclass
@@ -105,17 +124,21 @@ class TopK:
 
 @dataclass
 class ScoredChunk:
+    """A chunk's scores, (n,) or, for ``terms-max``, (n, 2) columns rec and mu2, and its best patches by
+    each column (one :class:`TopK` per column)."""
+
     xs: np.ndarray
     ys: np.ndarray
     valid: np.ndarray
     scores: np.ndarray
-    top: TopK
+    tops: tuple[TopK, ...]
     n_skipped: int
 
 
 @dataclass
 class ImageResult:
-    """Everything the scan keeps for one image: per-patch scores and its best patches."""
+    """Everything the scan keeps for one image: per-patch scores and its best patches (and, for
+    ``terms-max``, each patch's two terms, (n, 2) rec and mu2)."""
 
     name: str
     xs: np.ndarray
@@ -125,6 +148,7 @@ class ImageResult:
     top: TopK
     n_skipped: int
     seconds: float = 0.0
+    terms: np.ndarray | None = None
 
 
 def _patch_source() -> Any:
@@ -220,47 +244,61 @@ def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, sk
 
 def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int) -> ScoredChunk:
     """Score one chunk as one batch and keep its ``top_k`` patches as uint8 thumbnails."""
-    scores = np.asarray(scorer(chunk.pixels), dtype=np.float64).reshape(-1) if len(chunk.xs) else None
+    scores = np.asarray(scorer(chunk.pixels), dtype=np.float64) if len(chunk.xs) else None
     return scored_chunk(chunk, scores, top_k)
 
 
 def scored_chunk(chunk: Chunk, scores: np.ndarray | None, top_k: int) -> ScoredChunk:
-    """A chunk with its scores (None for an empty chunk): checked, with its ``top_k`` patches as thumbnails."""
+    """A chunk with its scores (None for an empty chunk): checked, with its ``top_k`` patches as thumbnails.
+
+    ``scores`` is (n,) one score a patch, or (n, 2) the VAE's two terms (``terms-max``): then the chunk keeps
+    its ``top_k`` patches by each term."""
     n = len(chunk.xs)
     c, p = chunk.pixels.shape[1], chunk.pixels.shape[-1]
     if n == 0 or scores is None:
         scores = np.zeros(0, np.float64)
     else:
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        scores = np.asarray(scores, dtype=np.float64)
+        scores = scores.reshape(n, 2) if scores.ndim == 2 and scores.size == 2 * n else scores.reshape(-1)
         if scores.shape[0] != n:
             raise ValueError(f"scorer returned {scores.shape[0]} scores for {n} patches")
         if not np.all(np.isfinite(scores)):
             raise ValueError("scorer returned non-finite scores")
-    order = np.lexsort((chunk.xs, chunk.ys, -scores.astype(np.float64)))[:top_k]
-    thumbs = np.round(np.clip(chunk.pixels[order], 0.0, 1.0) * 255).astype(np.uint8)
-    top = TopK(scores[order], chunk.xs[order], chunk.ys[order], thumbs.reshape(len(order), c, p, p))
-    return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, scores, top, chunk.n_skipped)
+    columns = [scores] if scores.ndim == 1 else [scores[:, 0], scores[:, 1]]
+    tops = []
+    for col in columns:
+        order = np.lexsort((chunk.xs, chunk.ys, -col))[:top_k]
+        thumbs = np.round(np.clip(chunk.pixels[order], 0.0, 1.0) * 255).astype(np.uint8)
+        tops.append(TopK(col[order], chunk.xs[order], chunk.ys[order], thumbs.reshape(len(order), c, p, p)))
+    return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, scores, tuple(tops), chunk.n_skipped)
 
 
 class ImageAccumulator:
     """Joins one image's scored chunks, arriving in any order, into its :class:`ImageResult`.
 
     The best patches are merged as chunks arrive (the tie-break by position makes the merge order-free),
-    so only the small per-patch arrays are held, never the thumbnails of every chunk.
+    so only the small per-patch arrays are held, never the thumbnails of every chunk. For ``terms-max`` the
+    best patches by each term are merged, and ranked by the image's score when the last chunk is in: a patch
+    among the ``k`` highest by max(rec / a, mu2 / b) is among the ``k`` highest by the term that attains it.
     """
 
     def __init__(self, name: str, config: ScanConfig) -> None:
         self.name = name
         self.top_k = config.top_k
-        self.top = TopK.empty(config.model.channels, config.patch)
+        self.terms = config.terms
+        self.tops = [TopK.empty(config.model.channels, config.patch) for _ in range(2 if self.terms else 1)]
         self.parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.n_skipped = 0
 
     def add(self, index: int, scored: ScoredChunk) -> None:
         if index in self.parts:
             raise ValueError(f"{self.name}: chunk {index} arrived twice")
+        if len(scored.xs) and (scored.scores.ndim == 2) != self.terms:
+            want = "(n, 2) terms" if self.terms else "one score a patch"
+            shape = scored.scores.shape
+            raise ValueError(f"{self.name}: chunk {index} has scores of shape {shape}; this scan wants {want}")
         self.parts[index] = (scored.xs, scored.ys, scored.valid, scored.scores)
-        self.top = self.top.merged(scored.top, self.top_k)
+        self.tops = [a.merged(b, self.top_k) for a, b in zip(self.tops, scored.tops, strict=True)]
         self.n_skipped += scored.n_skipped
 
     def __len__(self) -> int:
@@ -276,16 +314,38 @@ class ImageAccumulator:
         def cat(i: int, dtype: Any) -> np.ndarray:
             return np.concatenate([self.parts[k][i] for k in order]).astype(dtype) if order else np.zeros(0, dtype)
 
+        xs, ys, valid = cat(0, np.int32), cat(1, np.int32), cat(2, np.float32)
+        if not self.terms:
+            scores, top, terms = cat(3, np.float64), self.tops[0], None
+        else:
+            parts = [self.parts[k][3].reshape(-1, 2) for k in order]
+            terms = np.concatenate(parts) if parts else np.zeros((0, 2), np.float64)
+            scores, top = self._terms_ranking(xs, ys, terms)
         return ImageResult(
-            name=self.name,
-            xs=cat(0, np.int32),
-            ys=cat(1, np.int32),
-            valid=cat(2, np.float32),
-            scores=cat(3, np.float64),
-            top=self.top,
-            n_skipped=self.n_skipped,
-            seconds=seconds,
+            name=self.name, xs=xs, ys=ys, valid=valid, scores=scores, top=top, n_skipped=self.n_skipped,
+            seconds=seconds, terms=terms,
+        )  # fmt: skip
+
+    def _terms_ranking(self, xs: np.ndarray, ys: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, TopK]:
+        """Every patch's terms-max score and the image's best patches, from the two per-term candidate sets."""
+        from edgeae.anomaly.terms import frame_scales, terms_max
+
+        if not len(terms):
+            return np.zeros(0, np.float64), self.tops[0]
+        scores = terms_max(terms[:, 0], terms[:, 1], frame_scales(terms[:, 0], terms[:, 1]))
+        cand = TopK(
+            np.concatenate([t.scores for t in self.tops]),
+            np.concatenate([t.xs for t in self.tops]),
+            np.concatenate([t.ys for t in self.tops]),
+            np.concatenate([t.thumbs for t in self.tops]),
         )
+        keys = ys.astype(np.int64) << 32 | xs.astype(np.int64)
+        sort = np.argsort(keys, kind="stable")
+        ckeys = cand.ys.astype(np.int64) << 32 | cand.xs.astype(np.int64)
+        _, first = np.unique(ckeys, return_index=True)  # a patch best by both terms is one candidate
+        rows = sort[np.searchsorted(keys[sort], ckeys[first])]
+        cand = TopK(scores[rows], cand.xs[first], cand.ys[first], cand.thumbs[first])
+        return scores, TopK.empty(cand.thumbs.shape[1], cand.thumbs.shape[-1]).merged(cand, self.top_k)
 
 
 def collect(name: str, scored: list[ScoredChunk], config: ScanConfig, seconds: float = 0.0) -> ImageResult:

@@ -190,6 +190,7 @@ def finalize(
         "out": str(store.out),
         "model": store.config.model.model_id,
         "artifact_hash": store.config.model.artifact_hash,
+        "score": store.config.score,
         "images": len(entries),
         "done": len(done),
         "failed": len(failures),
@@ -211,7 +212,13 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# edgeae scan: {r['out']}",
         "",
-        f"- model `{r['model']}` (sha256 {r['artifact_hash'][:16]}…), engine `{r.get('engine')}`",
+        f"- model `{r['model']}` (sha256 {r['artifact_hash'][:16]}…), engine `{r.get('engine')}`, score "
+        f"`{r.get('score', 'a')}`"
+        + (
+            " (each of the VAE's terms over its median in the image, the larger)"
+            if r.get("score") == "terms-max"
+            else ""
+        ),
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
         f"- this run: {r.get('images_scanned', 0)} images, {r.get('patches', 0)} patches in "

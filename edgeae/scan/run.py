@@ -59,6 +59,7 @@ def scan_archive(
     geo: str | os.PathLike[str] | None = None,
     geo_geometry: str = "point",
     geo_crs: str = "body",
+    score: str = "a",
 ) -> dict[str, Any]:
     """Scan every image of ``archive`` with ``model`` into ``out``; resumes what an earlier run left.
 
@@ -67,12 +68,15 @@ def scan_archive(
     ``quality``: label thresholds; products outside them are recorded as skipped, with the reason, before
     any scoring. ``geo``: write the map-projected products' best patches as a layer (.gpkg or .geojson,
     ``geo_geometry`` "point" or "polygon", ``geo_crs`` "body" (planetocentric lon/lat, one layer per body) or
-    "product" (map x/y, one layer per product CRS); see :mod:`edgeae.scan.geo`).
+    "product" (map x/y, one layer per product CRS); see :mod:`edgeae.scan.geo`). ``score``: ``"a"`` (the
+    model's score) or ``"terms-max"`` (a VAE's two terms, each over its median in the image, the larger: the
+    score the orbital mission flies; :mod:`edgeae.anomaly.terms`); a custom ``scorer_factory`` then returns
+    (N, 2) terms.
     Returns the report dict (also written to ``out/report.json``).
     """
     opts = engine or EngineOptions()
     spec: ModelSpec = resolve_model(model)
-    config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter())
+    config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score)
     entries = walk_archive(archive)
     if not entries:
         raise FileNotFoundError(f"archive {archive} holds no image files")
@@ -81,7 +85,7 @@ def scan_archive(
     if max_images is not None:
         todo = todo[:max_images]
     todo = _apply_quality(store, todo, config.quality)
-    factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads)
+    factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads, "cpu", config.terms)
     total = sum(count_patches(e.path, config) for e in todo)
     tqdm = require("tqdm").tqdm
     bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
@@ -94,7 +98,7 @@ def scan_archive(
     else:
         from edgeae.scan.ray_engine import iter_ray
 
-        gpu = None if scorer_factory else functools.partial(load_scorer, spec, opts.threads, "cuda")
+        gpu = None if scorer_factory else functools.partial(load_scorer, spec, opts.threads, "cuda", config.terms)
         outcomes = iter_ray(
             todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
             actors=opts.actors, on_patches=clock,

@@ -5,7 +5,8 @@ Layout of ``OUT``::
     scan.json             the ScanConfig (model, hash, patch, stride, ...); a resume must match it
     manifest.jsonl        append-only log, one JSON line per image: done | failed (+ error) | skipped (+ reason)
     parts/<key>.parquet   per-patch scores of one image (file, x, y, score, valid_frac, model_id, artifact_hash,
-                          map_x, map_y, lon, lat: null unless the product is map-projected)
+                          map_x, map_y, lon, lat: null unless the product is map-projected; with
+                          ``--score terms-max`` also rec and mu2, the VAE's two terms)
     parts/<key>.top.npz   that image's best patches (scores, x, y, uint8 thumbnails)
     parts/<key>.meta.json archive products: label facts and georeferencing (for the map layer)
 
@@ -173,6 +174,11 @@ class ScanStore:
                 "y": pa.array(result.ys, pa.int32()),
                 "score": pa.array(result.scores, pa.float64()),
                 "valid_frac": pa.array(result.valid, pa.float32()),
+                **(
+                    {}
+                    if result.terms is None
+                    else {k: pa.array(result.terms[:, i], pa.float64()) for i, k in enumerate(("rec", "mu2"))}
+                ),
                 "model_id": pa.array([m.model_id] * n, pa.string()),
                 "artifact_hash": pa.array([m.artifact_hash] * n, pa.string()),
                 **{c: pa.array(v, pa.float64(), from_pandas=True) for c, v in cols.items()},  # NaN -> null
