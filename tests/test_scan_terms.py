@@ -39,13 +39,17 @@ def test_terms_max_ranking_is_the_whole_image_ranking_in_any_chunk_order(top_k: 
     chunks = _chunks(np.random.default_rng(3), 9, 8)
     scored = [score_chunk(_terms, c, top_k) for c in chunks]
     assert all(s.scores.shape == (8, 2) and len(s.tops) == 2 for s in scored)
+    empty = Chunk(xs=np.zeros(0, np.int32), ys=np.zeros(0, np.int32), valid=np.zeros(0, np.float32),
+                  pixels=np.zeros((0, 1, 16, 16), np.float32), n_skipped=3)  # fmt: skip
+    scored.insert(4, score_chunk(_terms, empty, top_k))  # only no-data patches: nothing to rank
+    chunks.insert(4, empty)
     fwd, back = ImageAccumulator("f", cfg), ImageAccumulator("b", cfg)
     for i, s in enumerate(scored):
         fwd.add(i, s)
     for i in reversed(range(len(scored))):
         back.add(i, scored[i])
     a, b = fwd.result(), back.result()
-    terms = np.concatenate([_terms(c.pixels) for c in chunks])
+    terms = np.concatenate([_terms(c.pixels) for c in chunks if len(c.xs)])
     want = frame_terms_max(terms[:, 0], terms[:, 1])
     np.testing.assert_allclose(a.scores, want)
     np.testing.assert_array_equal(a.terms, terms)

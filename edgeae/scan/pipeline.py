@@ -298,7 +298,8 @@ class ImageAccumulator:
             shape = scored.scores.shape
             raise ValueError(f"{self.name}: chunk {index} has scores of shape {shape}; this scan wants {want}")
         self.parts[index] = (scored.xs, scored.ys, scored.valid, scored.scores)
-        self.tops = [a.merged(b, self.top_k) for a, b in zip(self.tops, scored.tops, strict=True)]
+        if len(scored.xs):  # a chunk of skipped (no-data) patches only has nothing to rank
+            self.tops = [a.merged(b, self.top_k) for a, b in zip(self.tops, scored.tops, strict=True)]
         self.n_skipped += scored.n_skipped
 
     def __len__(self) -> int:
