@@ -125,6 +125,22 @@ def tune(
     base = rows[0]["crops_psnr"]
     ok = [r for r in rows if r["crops_psnr"] >= base - max_loss_db]
     chosen = max(ok, key=lambda r: r["tau"])
+    # do no harm next to known blocks (edgeae.train.known_blocks), with the chosen gate, on the validation crops
+    from edgeae.train.known_blocks import MAX_RATIO, known_block_harm
+
+    arch = {**ck.metadata.architecture, "gate_tau": float(chosen["tau"])}
+    if chosen["tau"] and smooth_fill != "normconv":
+        arch["smooth_fill"] = smooth_fill
+    model = build_model(replace(ck.metadata, architecture=arch))
+    model.load_state_dict(ck.model.state_dict())
+    model.eval()
+    pred = TorchPredictor(model, replace(ck.metadata, architecture=arch), f"{checkpoint} (gate {chosen['tau']})")
+    ratios = [
+        known_block_harm(pred, img, seed=2000 + i)["ratio"] for i, img in enumerate(crops) if min(img.shape[:2]) >= 192
+    ]
+    blocks = {"ratios": ratios, "max_ratio": max(ratios, default=0.0), "limit": MAX_RATIO,
+              "passed": max(ratios, default=0.0) <= MAX_RATIO}  # fmt: skip
+    log.info("known blocks: error around them x%.2f at worst (limit x%.1f)", blocks["max_ratio"], MAX_RATIO)
     return {
         "checkpoint": str(checkpoint),
         "data": data,
@@ -135,6 +151,7 @@ def tune(
         "rows": rows,
         "chosen_tau": chosen["tau"],
         "smooth_fill": smooth_fill,
+        "known_blocks": blocks,
     }
 
 
@@ -167,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     out = with_gate(args.checkpoint, result["chosen_tau"], args.out, fill)
     Path(str(out) + ".gate.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"chosen tau {result['chosen_tau']} -> {out}")
+    kb = result["known_blocks"]
+    print(f"known blocks: error within 16 px of them x{kb['max_ratio']:.2f} at worst (limit x{kb['limit']})")
+    if args.zoo_name and not kb["passed"]:
+        print(
+            f"not installed into the zoo: known full-resolution blocks raise the error around them "
+            f"x{kb['max_ratio']:.2f} (limit x{kb['limit']}; edgeae.train.known_blocks)"
+        )
+        return 2
     if args.zoo_name:
         run_metrics = Path(args.checkpoint).parent / "metrics.json"
         metrics = json.loads(run_metrics.read_text()) if run_metrics.is_file() else {}
@@ -174,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             gate_tau=result["chosen_tau"],
             smooth_fill=result["smooth_fill"],
             gate_tuning={"split": "val", "rows": result["rows"]},
+            known_blocks=result["known_blocks"],
         )
         card = Path(str(out) + ".zoo.json")
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
