@@ -4,6 +4,8 @@ The gate (``UNet2CAE.gate``) scales the learned residual by var / (var + τ²), 
 known samples: smooth regions keep the classical pre-fill. τ is chosen on the dataset's *validation* files
 (never test files): the largest τ from ``taus`` whose mean PSNR over validation crops stays within
 ``max_loss_db`` of the ungated model, which keeps the textured regions' gain and protects the smooth ones.
+With the chosen τ it then runs the known-block check (:mod:`edgeae.train.known_blocks`) on the same crops and
+refuses ``--zoo-name`` when whole known patches raise the error around them beyond its limit.
 
     python -m edgeae.train.gate runs/i11/rover-ground/best.pt --data rover_rgb_v2 --out gated.pt
 """
@@ -104,6 +106,7 @@ def tune(
                 max(run_method(img, known, m, progress=False).metrics["psnr"] for m in ("normconv", "linear"))
             )
     rows: list[dict[str, Any]] = []
+    preds: dict[float, Any] = {}
     for tau in taus:
         arch = {**ck.metadata.architecture, "gate_tau": float(tau)}
         if tau and smooth_fill != "normconv":
@@ -111,7 +114,7 @@ def tune(
         model = build_model(replace(ck.metadata, architecture=arch))
         model.load_state_dict(ck.model.state_dict())
         model.eval()
-        pred = TorchPredictor(model, replace(ck.metadata, architecture=arch), f"{checkpoint} (gate {tau})")
+        pred = preds[tau] = TorchPredictor(model, replace(ck.metadata, architecture=arch), f"{checkpoint} (gate {tau})")
         row: dict[str, Any] = {"tau": tau}
         for name, group in (("crops", crops), ("smooth", smooth)):
             ps = []
@@ -126,18 +129,11 @@ def tune(
     ok = [r for r in rows if r["crops_psnr"] >= base - max_loss_db]
     chosen = max(ok, key=lambda r: r["tau"])
     # do no harm next to known blocks (edgeae.train.known_blocks), with the chosen gate, on the validation crops
-    from edgeae.train.known_blocks import MAX_RATIO, known_block_harm
+    from edgeae.train.known_blocks import MAX_RATIO, MIN_SIDE, known_block_harm
 
-    arch = {**ck.metadata.architecture, "gate_tau": float(chosen["tau"])}
-    if chosen["tau"] and smooth_fill != "normconv":
-        arch["smooth_fill"] = smooth_fill
-    model = build_model(replace(ck.metadata, architecture=arch))
-    model.load_state_dict(ck.model.state_dict())
-    model.eval()
-    pred = TorchPredictor(model, replace(ck.metadata, architecture=arch), f"{checkpoint} (gate {chosen['tau']})")
-    ratios = [
-        known_block_harm(pred, img, seed=2000 + i)["ratio"] for i, img in enumerate(crops) if min(img.shape[:2]) >= 192
-    ]
+    pred = preds[chosen["tau"]]
+    ratios = [known_block_harm(pred, img, seed=2000 + i)["ratio"] for i, img in enumerate(crops)
+              if min(img.shape[:2]) >= MIN_SIDE]  # fmt: skip
     blocks = {"ratios": ratios, "max_ratio": max(ratios, default=0.0), "limit": MAX_RATIO,
               "passed": max(ratios, default=0.0) <= MAX_RATIO}  # fmt: skip
     log.info("known blocks: error around them x%.2f at worst (limit x%.1f)", blocks["max_ratio"], MAX_RATIO)

@@ -18,14 +18,15 @@ import numpy as np
 BLOCK = 64
 RING = 16
 KEEP = 0.05
+MIN_SIDE = 3 * BLOCK  # smallest frame side the four blocks fit in
 MAX_RATIO = 3.0  # shipped models: 1.56x at worst on validation crops; the rejected fine-tune 32-44x
 
 
 def block_mask(shape: tuple[int, int]) -> np.ndarray:
     """Four ``BLOCK``-px squares centred on the quarter points of an (H, W) frame (both sides >= 3 blocks)."""
     h, w = shape
-    if min(h, w) < 3 * BLOCK:
-        raise ValueError(f"known-block check needs a frame of at least {3 * BLOCK} px a side, got {h}x{w}")
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"known-block check needs a frame of at least {MIN_SIDE} px a side, got {h}x{w}")
     out = np.zeros((h, w), bool)
     for fy in (0.25, 0.75):
         for fx in (0.25, 0.75):
