@@ -54,6 +54,12 @@ RECON_ACCEPT: Command = (
     "--gray-models", "orbital-gray-unet2-ground,orbital-gray-gtunet",
     "--default-model", "rover-rgb-unet2-ground", "--flight-model", "rover-rgb-unet2-flight",
 )  # fmt: skip
+# the ground models adapted to each image (edgeae.adapt, default steps) next to the same models as shipped
+ADAPT: Command = (
+    PY, "benchmarks/reconstruction_acceptance.py", "--out", "{out}", "--rover-models", "rover-rgb-unet2-ground",
+    "--gray-models", "orbital-gray-unet2-ground", "--default-model", "rover-rgb-unet2-ground", "--keeps", "0.1",
+    "--adapt-steps", "100", "--threads", "2",
+)  # fmt: skip
 # default models per dataset: orbital-gray-vae (LROC, HiRISE), rover-rgb-vae (MSL validation benchmark)
 EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--dataset", "all", "--out", "{out}")
 
@@ -168,6 +174,11 @@ STAGES: dict[str, Stage] = {
         "The grey ground CAE vs classical fills at the orbital mission's sampling rate (keep 0.02) and above",
         ((PY, "benchmarks/grey_rates.py", "--out", "{out}"),),
         ((PY, "benchmarks/grey_rates.py", "--out", "{out}"),),
+    ),
+    "adapt": Stage(
+        "Per-frame adaptation of the ground CAEs to each image's own samples (edgeae.adapt), keep 0.1",
+        (ADAPT,),
+        (ADAPT,),
     ),
     "planted_blocks": Stage(
         "Planted bright / checkerboard / noise blocks in real grey frames: where each VAE score ranks them",

@@ -27,11 +27,13 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeae.adapt import AdaptConfig, adapt_predictor
 from edgeae.datasets import DEMO_FRAME, split_files
 from edgeae.imageio import read_image
 from edgeae.masks import make_mask
@@ -70,12 +72,26 @@ def smoothest_window(img: np.ndarray, size: int = SMOOTH_WINDOW, step: int = 32)
     return where
 
 
-def evaluate(img: np.ndarray, known: np.ndarray, methods: dict[str, Any]) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class Adapted:
+    """A method that adapts ``predictor`` to each image first (:mod:`edgeae.adapt`), seeded by the image."""
+
+    predictor: Any
+    steps: int
+
+
+def evaluate(img: np.ndarray, known: np.ndarray, methods: dict[str, Any], seed: int = 0) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name, predictor in methods.items():
         method = "cae" if predictor is not None else name
+        adapt_s = 0.0
+        if isinstance(predictor, Adapted):
+            t0 = time.perf_counter()
+            cfg = AdaptConfig(steps=predictor.steps, seed=seed)
+            predictor = adapt_predictor(predictor.predictor, img, known, cfg, progress=False)
+            adapt_s = time.perf_counter() - t0
         r = run_method(img, known, method, predictor, progress=False)
-        out[name] = {"psnr": float(r.metrics["psnr"]), "ssim": float(r.metrics["ssim"]), "seconds": r.seconds}
+        out[name] = {"psnr": float(r.metrics["psnr"]), "ssim": float(r.metrics["ssim"]), "seconds": r.seconds + adapt_s}
     return out
 
 
@@ -118,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=512)
     p.add_argument("--data", help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--adapt-steps", type=int, default=0,
+        help="also run the default rover model and the first grey model adapted to each image for this many "
+        "steps (edgeae.adapt), as rows MODEL+adapt; 0 = off",
+    )  # fmt: skip
     p.add_argument("--skip-demo", action="store_true", help="leave out the whole demo frame (slowest part)")
     p.add_argument("--report-only", action="store_true", help="rewrite results.md from --out/results.json")
     return p.parse_args(argv)
@@ -147,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     gray = _load(gray_models, args.threads)
     rgb_methods: dict[str, Any] = {**rover, **dict.fromkeys(CLASSICAL)}
     grey_methods: dict[str, Any] = {**gray, **dict.fromkeys(CLASSICAL)}
+    if args.adapt_steps:  # the adapted rows count as models: their margins and wins are reported
+        if default in rover:
+            rgb_methods[f"{default}+adapt"] = Adapted(rover[default], args.adapt_steps)
+            rover_models.append(f"{default}+adapt")
+        if gray_models:
+            grey_methods[f"{gray_models[0]}+adapt"] = Adapted(gray[gray_models[0]], args.adapt_steps)
+            gray_models.append(f"{gray_models[0]}+adapt")
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
     result: dict[str, Any] = {
@@ -167,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         per: dict[str, Any] = {}
         for i, (name, full) in enumerate(images):
             img = centre_crop(full, args.crop)
-            per[name] = evaluate(img, make_mask(i, img.shape[:2], keep, "uniform"), rgb_methods)
+            per[name] = evaluate(img, make_mask(i, img.shape[:2], keep, "uniform"), rgb_methods, seed=i)
             log.info("rover keep %.2f %s: %s", keep, name, {m: round(v["psnr"], 2) for m, v in per[name].items()})
         result["rover"][str(keep)] = {"per_image": per, **summarise(per, rover_models)}
 
@@ -175,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, full) in enumerate(images):
         y, x = smoothest_window(full)
         win = full[y : y + SMOOTH_WINDOW, x : x + SMOOTH_WINDOW]
-        smooth[name] = evaluate(win, make_mask(i, win.shape[:2], 0.1, "uniform"), rgb_methods)
+        smooth[name] = evaluate(win, make_mask(i, win.shape[:2], 0.1, "uniform"), rgb_methods, seed=i)
         smooth[name]["window"] = {"y": y, "x": x, "size": SMOOTH_WINDOW}  # type: ignore[dict-item]
     smooth_per = {n: {m: v for m, v in d.items() if m != "window"} for n, d in smooth.items()}
     result["smooth"] = {"per_image": smooth, **summarise(smooth_per, rover_models)}
@@ -192,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         gper: dict[str, Any] = {}
         for i, p in enumerate(split_files("orbital_gray", "test", root=args.data)):
             img = centre_crop(read_image(p, channels=1).pixels, args.crop)
-            gper[p.name] = evaluate(img, make_mask(i, img.shape[:2], 0.1, "uniform"), grey_methods)
+            gper[p.name] = evaluate(img, make_mask(i, img.shape[:2], 0.1, "uniform"), grey_methods, seed=i)
         result["gray"] = {"per_image": gper, **summarise(gper, gray_models)}
 
     result["acceptance"] = verdicts(result, default, args.flight_model)

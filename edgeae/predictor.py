@@ -40,6 +40,7 @@ class TorchPredictor:
         self.metadata = metadata
         self.source = source
         self.device = device
+        self.adapt_losses: list[float] = []  # set by edgeae.adapt on a model adapted to one frame
 
     def __call__(self, batch: np.ndarray) -> Any:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -39,6 +39,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="comma-separated link presets for the downlink section (default: every preset; see edgeae links)",
     )  # fmt: skip
     p.add_argument("--no-anomaly", action="store_true", help="skip the anomaly-score section")
+    p.add_argument(
+        "--adapt", nargs="?", type=int, const=100, default=0, metavar="STEPS",
+        help="also show the CAE adapted to the frame's own samples (edgeae.adapt; default 100 steps when given "
+        "without a number, ~75 s on 2 cores; 0 = off, the default)",
+    )  # fmt: skip
     return p
 
 
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data,
         links=tuple(x.strip() for x in args.links.split(",") if x.strip()) if args.links else None,
         anomaly=not args.no_anomaly,
+        adapt=args.adapt,
     )
     if config.links:
         from edgeae.resolve import link_path

@@ -22,6 +22,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
     p.add_argument("--threads", type=int, help="interpreter threads")
     p.add_argument(
+        "--adapt", type=int, default=0, metavar="STEPS",
+        help="adapt a copy of the --model CAE to each frame's received samples for STEPS steps before filling "
+        "(edgeae.adapt; a .pt or zoo model; ~1 s a step on 2 cores; default 0 = off)",
+    )  # fmt: skip
+    p.add_argument(
         "--limit",
         action="append",
         metavar="NAME=VALUE",
@@ -70,7 +75,12 @@ def _station(args: argparse.Namespace):
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} is an existing file; name a directory for the images and reports")
     limits = GroundLimits.from_pairs(args.limit)
-    fill, name = make_filler(args.model, args.method, args.threads)
+    if args.adapt and not args.model:
+        raise CLIError("--adapt needs --model: it adapts the CAE, classical inpainting has nothing to adapt")
+    try:
+        fill, name = make_filler(args.model, args.method, args.threads, adapt_steps=args.adapt)
+    except ValueError as exc:  # AdaptationError, an invalid step count
+        raise CLIError(f"--adapt: {exc}") from None
     decoder = None
     if args.decoder:
         from edgeae.predictor import load_predictor

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeae.adapt import AdaptConfig
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
 
@@ -56,6 +57,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="the image is a raw colour-filter mosaic of this pattern: demosaic it (OpenCV) first",
     )
     p.add_argument(
+        "--adapt", nargs="?", type=int, const=AdaptConfig().steps, default=0, metavar="STEPS",
+        help="before filling, fine-tune a copy of the CAE on this frame's own samples for STEPS steps (default "
+        f"{AdaptConfig().steps} when given without a number; 0 = off, the default): hides some received samples "
+        "and learns to predict them (edgeae.adapt; a PyTorch model only, ~1 s a step on 2 cores)",
+    )  # fmt: skip
+    p.add_argument(
         "--convert-channels", action="store_true",
         help="allow a grey model on RGB (per channel) or an RGB model on grey (replicated) images",
     )  # fmt: skip
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     t_read = time.perf_counter() - t0
     known = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)
     predictor, model_name = None, None
+    adapt_s = 0.0
     if args.method == "cae":
         from edgeae.predictor import load_predictor
         from edgeae.zoo import UnknownModelError
@@ -103,8 +111,20 @@ def run(args: argparse.Namespace) -> int:
             predictor = load_predictor(model_name, threads=args.threads)
         except UnknownModelError as exc:
             raise CLIError(str(exc)) from None
+        if args.adapt:
+            from edgeae.adapt import AdaptationError, adapt_predictor
+
+            try:
+                cfg = AdaptConfig(steps=args.adapt, seed=args.seed)
+                t_adapt = time.perf_counter()
+                predictor = adapt_predictor(predictor, original, known, cfg)
+                adapt_s = time.perf_counter() - t_adapt
+            except (AdaptationError, ValueError) as exc:
+                raise CLIError(f"--adapt: {exc}") from None
     elif args.model:
         print(f"note: --model is ignored by --method {args.method}")
+    if args.adapt and args.method != "cae":
+        print(f"note: --adapt is ignored by --method {args.method}")
     result = run_method(
         original, known, args.method, predictor,
         tile=args.tile, overlap=args.overlap, batch=args.batch, convert_channels=args.convert_channels,
@@ -122,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
 
         write_image(error_path, error_map(original, result.image))
     m = result.metrics
+    adapted = f" adapted to the frame in {args.adapt} steps ({adapt_s:.1f} s)," if adapt_s else ""
     summary = (
-        f"{args.image.name}: {args.method} from {known.mean():.2%} of {known.size} pixels -> "
+        f"{args.image.name}: {args.method}{adapted} from {known.mean():.2%} of {known.size} pixels -> "
         f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, MAE {m['mae']:.4f}, "
         f"error variance {m['error_variance']:.3g} ({result.seconds:.2f} s); wrote {args.output}"
     )
@@ -137,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             "pattern": args.pattern,
             "prng_version": PRNG_VERSION,
             "model": None if predictor is None else str(model_name),
+            "adapt_steps": args.adapt if adapt_s else 0,
             "image": str(args.image),
             "shape": list(original.shape),
             "bit_depth": data.bit_depth,
@@ -145,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             "error_map": str(error_path) if error_path else None,
             "timing": {
                 "read_s": round(t_read, 4),
+                "adapt_s": round(adapt_s, 4),
                 "reconstruct_s": round(result.seconds, 4),
                 "total_s": round(time.perf_counter() - t0, 4),
             },

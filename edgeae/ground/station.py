@@ -34,11 +34,15 @@ Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C)."""
 
 
-def make_filler(model: str | None = None, method: str = "telea", threads: int | None = None) -> tuple[Filler, str]:
+def make_filler(
+    model: str | None = None, method: str = "telea", threads: int | None = None, adapt_steps: int = 0
+) -> tuple[Filler, str]:
     """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
 
     Uses ``edgeae.reconstruct.reconstruct``; without it (a build without that module) classical methods go
-    straight to ``edgeae.inpaint.inpaint``.
+    straight to ``edgeae.inpaint.inpaint``. ``adapt_steps > 0`` adapts a copy of the CAE to each frame's received
+    samples first (:mod:`edgeae.adapt`; a PyTorch model only, checked here); a frame whose adaptation fails is
+    filled by the model as shipped, with a warning, never lost.
     """
     try:
         from edgeae.reconstruct import reconstruct
@@ -55,11 +59,28 @@ def make_filler(model: str | None = None, method: str = "telea", threads: int | 
         from edgeae.predictor import load_predictor
 
         predictor = load_predictor(model, threads=threads)
+        adapt_cfg = None
+        if adapt_steps:
+            from edgeae.adapt import AdaptationError, AdaptConfig, adapt_predictor
+
+            adapt_cfg = AdaptConfig(steps=adapt_steps)
+            if not hasattr(predictor, "model"):
+                raise AdaptationError(
+                    f"{model}: per-frame adaptation trains the model: name a .pt checkpoint or zoo model, "
+                    "not an exported artifact"
+                )
 
         def fill_cae(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-            return np.asarray(reconstruct(image, known, "cae", predictor=predictor), dtype=np.float32)
+            use = predictor
+            if adapt_cfg is not None and image.shape[2] == predictor.metadata.channels:
+                try:
+                    use = adapt_predictor(predictor, image, known, adapt_cfg, progress=False)
+                except Exception as exc:  # the frame is still filled, by the shipped model
+                    log.warning("adapting the CAE to the frame failed (%s): filling with the model as shipped", exc)
+            return np.asarray(reconstruct(image, known, "cae", predictor=use), dtype=np.float32)
 
-        return fill_cae, f"cae:{Path(str(model)).name}"
+        suffix = f"+adapt{adapt_steps}" if adapt_steps else ""
+        return fill_cae, f"cae:{Path(str(model)).name}{suffix}"
 
     def fill_classical(image: np.ndarray, known: np.ndarray) -> np.ndarray:
         return np.asarray(reconstruct(image, known, method), dtype=np.float32)

@@ -1,0 +1,153 @@
+"""Per-frame adaptation of a reconstruction CAE on the ground, from the received samples alone.
+
+The ground station has no compute budget and one thing no training set has: the frame's own samples. Before
+it fills a frame, :func:`adapt_predictor` fine-tunes a copy of the CAE on that frame for a few steps, as a
+self-supervised task: hide a random part of the *received* samples, ask the model to rebuild the frame from the
+rest, and score it only on the hidden samples (whose true values are known). No pixel that was not received is
+ever used, so the result is a fair reconstruction of the sparse frame; the adapted copy is thrown away after the
+frame (the shipped weights never change).
+
+Each step draws ``batch`` tiles at random positions of the frame; in each tile every received sample is hidden
+with a probability drawn uniformly from ``drop`` (so the model trains at a density a little below the frame's,
+the range it was trained on covers it), the loss is the mean squared error on the hidden samples. Adam,
+``lr``, ``steps`` steps. Seeded: the same frame, mask and config give the same adapted model (CPU).
+
+Choices made on validation crops only (docs/training.md, "Per-frame adaptation"). Needs a PyTorch model (a
+``.pt`` checkpoint or zoo name): exported ONNX/TFLite artifacts cannot be trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+
+log = logging.getLogger(__name__)
+MIN_SIDE = 32  # a frame smaller than this on either side is not adapted (too few tiles to learn from)
+MIN_HIDDEN = 256  # samples a step must hide at least (summed over its tiles) to be a meaningful loss
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How a CAE is adapted to one frame (validated). ``steps = 0`` turns adaptation off."""
+
+    steps: int = 100
+    lr: float = 1e-4
+    drop: tuple[float, float] = (0.2, 0.5)
+    batch: int = 8
+    tile: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or not 0 <= self.steps <= 100_000:
+            raise ValueError(f"adapt steps must be an integer in [0, 100000], got {self.steps!r}")
+        if not (np.isfinite(self.lr) and 0 < self.lr <= 0.1):
+            raise ValueError(f"adapt lr must be in (0, 0.1], got {self.lr!r}")
+        lo, hi = self.drop
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"adapt drop must be (lo, hi) with 0 < lo <= hi < 1, got {self.drop!r}")
+        if not 1 <= self.batch <= 256:
+            raise ValueError(f"adapt batch must be in [1, 256], got {self.batch!r}")
+        if self.tile < MIN_SIDE or self.tile % 16:
+            raise ValueError(f"adapt tile must be a multiple of 16 and >= {MIN_SIDE}, got {self.tile!r}")
+        if self.seed < 0:
+            raise ValueError(f"adapt seed must be >= 0, got {self.seed!r}")
+
+
+class AdaptationError(ValueError):
+    """The predictor cannot be adapted (not a PyTorch model, or not a CAE)."""
+
+
+def _tile_side(h: int, w: int, tile: int) -> int:
+    """The training tile of a model that takes any size: ``tile`` or the largest multiple of 16 that fits the
+    frame (a model with a fixed input size trains on tiles of that size)."""
+    return min(tile, (min(h, w) // 16) * 16)
+
+
+def adapt_predictor(
+    predictor: Any,
+    image: np.ndarray,
+    known: np.ndarray,
+    config: AdaptConfig | None = None,
+    progress: bool | None = None,
+) -> Any:
+    """A new predictor whose model is a copy of ``predictor``'s fine-tuned on this frame's received samples.
+
+    ``image`` float32 (H, W, C) in [0, 1] (only the pixels where ``known`` is True are read), ``known`` bool
+    (H, W). Returns ``predictor`` itself when there is nothing to adapt (``steps = 0``, a frame smaller than
+    32 px, or too few received samples), with a log message saying why.
+    """
+    cfg = config or AdaptConfig()
+    model = getattr(predictor, "model", None)
+    meta = getattr(predictor, "metadata", None)
+    if model is None or meta is None or not hasattr(model, "parameters"):
+        raise AdaptationError(
+            f"{getattr(predictor, 'source', 'this model')} is not a PyTorch model: per-frame adaptation trains "
+            "the model, so name a .pt checkpoint or a zoo model, not an exported ONNX/TFLite artifact"
+        )
+    if meta.kind != "cae":
+        raise AdaptationError(f"{predictor.source} is a {meta.kind!r} model; only a 'cae' can be adapted")
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[..., None]
+    k = np.asarray(known)
+    if img.ndim != 3 or k.dtype != bool or k.shape != img.shape[:2]:
+        raise ValueError(f"image (H, W[, C]) and a bool known mask of shape (H, W) needed, got {img.shape}, {k.shape}")
+    if img.shape[2] != meta.channels:
+        raise ValueError(f"the image has {img.shape[2]} channel(s), the model {meta.channels}: adapt on its input")
+    h, w = k.shape
+    fixed = int(meta.input_shape[2] if meta.layout == "NCHW" else meta.input_shape[1])
+    side = _tile_side(h, w, cfg.tile) if fixed <= 0 else (fixed if min(h, w) >= fixed else 0)
+    if cfg.steps == 0:
+        return predictor
+    if side < MIN_SIDE:
+        log.warning(
+            "frame %dx%d is too small to adapt the CAE to (< %d px): using the model as it is",
+            h,
+            w,
+            max(MIN_SIDE, fixed),
+        )
+        return predictor
+    if int(k.sum()) * cfg.drop[0] < MIN_HIDDEN:
+        log.warning("only %d received samples: too few to adapt the CAE to, using the model as it is", int(k.sum()))
+        return predictor
+    torch = require("torch")
+    tuned = copy.deepcopy(model).float().train()
+    opt = torch.optim.Adam(tuned.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    # the model's input convention (edgeae.reconstruct): destroyed pixels 0, received ones >= one 8-bit step
+    x = np.where(k[..., None], np.maximum(img, np.float32(1.0 / 255.0)), np.float32(0.0))
+    steps: Any = range(cfg.steps)
+    if progress or (progress is None and cfg.steps >= 20):
+        steps = require("tqdm").tqdm(steps, desc="adapting the CAE to the frame", unit="step", leave=False)
+    losses = []
+    for _ in steps:
+        ys = rng.integers(0, h - side + 1, size=cfg.batch)
+        xs = rng.integers(0, w - side + 1, size=cfg.batch)
+        tiles = np.stack([x[y0 : y0 + side, x0 : x0 + side] for y0, x0 in zip(ys, xs, strict=True)])
+        got = np.stack([k[y0 : y0 + side, x0 : x0 + side] for y0, x0 in zip(ys, xs, strict=True)])
+        p = rng.uniform(cfg.drop[0], cfg.drop[1], size=(cfg.batch, 1, 1))
+        keep = got & (rng.random(got.shape) >= p)
+        hidden = got & ~keep
+        if int(hidden.sum()) < MIN_HIDDEN // 4:
+            continue
+        inp = torch.from_numpy(np.ascontiguousarray((tiles * keep[..., None]).transpose(0, 3, 1, 2)))
+        target = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
+        weight = torch.from_numpy(hidden[:, None].astype(np.float32))
+        out = tuned(inp)
+        loss = (((out - target) ** 2) * weight).sum() / (weight.sum() * target.shape[1])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    tuned.eval()
+    from edgeae.predictor import TorchPredictor
+
+    adapted = TorchPredictor(tuned, meta, source=f"{predictor.source} (adapted to the frame, {cfg.steps} steps)")
+    adapted.adapt_losses = losses  # the loss of each step, for reports and tests
+    return adapted
