@@ -172,8 +172,8 @@ STAGES: dict[str, Stage] = {
     ),
     "grey_rates": Stage(
         "The grey ground CAE vs classical fills at the orbital mission's sampling rate (keep 0.02) and above",
-        ((PY, "benchmarks/grey_rates.py", "--out", "{out}"),),
-        ((PY, "benchmarks/grey_rates.py", "--out", "{out}"),),
+        ((PY, "benchmarks/grey_rates.py", "--out", "{out}", "--adapt-steps", "100", "--adapt-keeps", "0.02"),),
+        ((PY, "benchmarks/grey_rates.py", "--out", "{out}", "--adapt-steps", "100", "--adapt-keeps", "0.02"),),
     ),
     "adapt": Stage(
         "Per-frame adaptation of the ground CAEs to each image's own samples (edgeae.adapt), keep 0.1",

@@ -79,8 +79,9 @@ def adapt_predictor(
     """A new predictor whose model is a copy of ``predictor``'s fine-tuned on this frame's received samples.
 
     ``image`` float32 (H, W, C) in [0, 1] (only the pixels where ``known`` is True are read), ``known`` bool
-    (H, W). Returns ``predictor`` itself when there is nothing to adapt (``steps = 0``, a frame smaller than
-    32 px, or too few received samples), with a log message saying why.
+    (H, W). Returns ``predictor`` itself when there is nothing to adapt or adaptation cannot be trusted
+    (``steps = 0``, a frame smaller than 32 px, too few received samples, non-finite samples, a diverging loss),
+    with a log message saying why.
     """
     cfg = config or AdaptConfig()
     model = getattr(predictor, "model", None)
@@ -116,8 +117,12 @@ def adapt_predictor(
     if int(k.sum()) * cfg.drop[0] < MIN_HIDDEN:
         log.warning("only %d received samples: too few to adapt the CAE to, using the model as it is", int(k.sum()))
         return predictor
+    if not np.isfinite(img[k]).all():
+        log.warning("the frame's received samples hold NaN or infinity: using the model as it is")
+        return predictor
     torch = require("torch")
     tuned = copy.deepcopy(model).float().train()
+    device = next(tuned.parameters()).device
     opt = torch.optim.Adam(tuned.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
     # the model's input convention (edgeae.reconstruct): destroyed pixels 0, received ones >= one 8-bit step
@@ -136,11 +141,14 @@ def adapt_predictor(
         hidden = got & ~keep
         if int(hidden.sum()) < MIN_HIDDEN // 4:
             continue
-        inp = torch.from_numpy(np.ascontiguousarray((tiles * keep[..., None]).transpose(0, 3, 1, 2)))
-        target = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
-        weight = torch.from_numpy(hidden[:, None].astype(np.float32))
+        inp = torch.from_numpy(np.ascontiguousarray((tiles * keep[..., None]).transpose(0, 3, 1, 2))).to(device)
+        target = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))).to(device)
+        weight = torch.from_numpy(hidden[:, None].astype(np.float32)).to(device)
         out = tuned(inp)
         loss = (((out - target) ** 2) * weight).sum() / (weight.sum() * target.shape[1])
+        if not torch.isfinite(loss):
+            log.warning("adapting the CAE diverged (loss %s): using the model as it is", float(loss.detach()))
+            return predictor
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -148,6 +156,7 @@ def adapt_predictor(
     tuned.eval()
     from edgeae.predictor import TorchPredictor
 
-    adapted = TorchPredictor(tuned, meta, source=f"{predictor.source} (adapted to the frame, {cfg.steps} steps)")
+    source = f"{predictor.source} (adapted to the frame, {cfg.steps} steps)"
+    adapted = TorchPredictor(tuned, meta, source=source, device=str(device))
     adapted.adapt_losses = losses  # the loss of each step, for reports and tests
     return adapted

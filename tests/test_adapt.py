@@ -99,7 +99,12 @@ def test_nothing_to_adapt_returns_the_model_and_says_why(moon: np.ndarray, caplo
         strip = moon[:20, :200, None].astype(np.float32) / 255
         assert adapt_predictor(base, strip, make_mask(0, (20, 200), 0.5)) is base
         assert adapt_predictor(base, img, make_mask(0, (128, 128), 0.01)) is base
-    assert "too small" in caplog.text and "too few" in caplog.text
+        bad = img.copy()
+        bad[5, 7, 0] = np.nan
+        known = make_mask(0, (128, 128), 0.1)
+        known[5, 7] = True
+        assert adapt_predictor(base, bad, known, AdaptConfig(steps=2)) is base
+    assert "too small" in caplog.text and "too few" in caplog.text and "NaN" in caplog.text
 
 
 def test_adapting_the_zoo_model_helps_on_a_real_validation_crop(data_root: Path) -> None:
