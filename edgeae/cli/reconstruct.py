@@ -117,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
             try:
                 cfg = AdaptConfig(steps=args.adapt, seed=args.seed)
                 t_adapt = time.perf_counter()
-                predictor = adapt_predictor(predictor, original, known, cfg)
-                adapt_s = time.perf_counter() - t_adapt
+                tuned = adapt_predictor(predictor, original, known, cfg)
+                # the model as shipped comes back when there is nothing to adapt to (it logged why)
+                adapt_s = time.perf_counter() - t_adapt if tuned is not predictor else 0.0
+                predictor = tuned
             except (AdaptationError, ValueError) as exc:
                 raise CLIError(f"--adapt: {exc}") from None
     elif args.model:
