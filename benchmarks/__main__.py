@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     status_path = args.out / "stages.json"
     if not args.report_only:
-        (args.out / "machine.json").write_text(json.dumps(machine_info(), indent=2))
+        machine = machine_info()
+        (args.out / "machine.json").write_text(json.dumps(machine, indent=2))
+        # each stage keeps where it ran: machine.json is the last run's, and stages from other runs stay
+        where = {k: machine[k] for k in ("date", "commit", "cpu", "logical_cores", "gpu")}
+        where["amx"] = "amx_tile" in (machine.get("cpu_flags") or [])
         for name in args.only or list(STAGES):
             stage = STAGES[name]
             out = args.out / name
@@ -245,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(time.perf_counter() - t0, 1),
                 "size": "full" if args.full else "quick",
                 "load_average_before_after": [load_before, [round(v, 2) for v in os.getloadavg()]],
+                "machine": where,
             }
             # re-read before writing: several `--only` runs may share the folder
             status = json.loads(status_path.read_text()) if status_path.is_file() else {}

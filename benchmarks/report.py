@@ -65,7 +65,8 @@ def write_results(out: Path, results_md: Path) -> Path:
              f"`{out}/`. Do not edit by hand: rerun the command of a section to reproduce it.", ""]  # fmt: skip
     machine = out / "machine.json"
     if machine.is_file():
-        parts += ["## Machine", "", _machine_md(json.loads(machine.read_text()))]
+        note = "The machine of the most recent `python -m benchmarks` run; each section says where it ran."
+        parts += ["## Machine", "", note, "", _machine_md(json.loads(machine.read_text()))]
     stages = json.loads((out / "stages.json").read_text()) if (out / "stages.json").is_file() else {}
     for name, st in stages.items():
         folder = out / name
@@ -74,8 +75,17 @@ def write_results(out: Path, results_md: Path) -> Path:
         parts += ["Reproduce:", "", "```", *cmds, "```", ""]
         load = st.get("load_average_before_after")
         load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
+        where = st.get("machine")
+        where_note = (
+            f" Run {where.get('date')} at commit `{where.get('commit')}` on {where.get('cpu')} "
+            f"({where.get('logical_cores')} logical cores, AMX {'yes' if where.get('amx') else 'no'}, "
+            f"GPU {where.get('gpu') or 'none'})."
+            if where
+            else " Run before stages recorded their machine: see this section's own text and the git history."
+        )
         parts.append(
             f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {st.get('returncode')}{load_note}."
+            + where_note
         )
         parts.append("")
         bench = folder / "benchmark.json"

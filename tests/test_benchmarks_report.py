@@ -47,3 +47,9 @@ def test_results_page_is_generated_from_stage_outputs(tmp_path: Path) -> None:
     (out / "stages.json").write_text(json.dumps({"link": stage}))
     page = write_results(out, tmp_path / "RESULTS.md").read_text()
     assert "## Link" in page and "python x.py" in page and "| sparse | 26.9 |" in page
+    assert "Run before stages recorded their machine" in page  # an old record: no machine claimed
+    where = {"date": "2026-12-03T08:23:14+00:00", "commit": "abc1234", "cpu": "Some CPU", "logical_cores": 2,
+             "gpu": None, "amx": False}  # fmt: skip
+    (out / "stages.json").write_text(json.dumps({"link": {**stage, "machine": where}}))
+    page = write_results(out, tmp_path / "RESULTS.md").read_text()
+    assert "Run 2026-12-03T08:23:14+00:00 at commit `abc1234` on Some CPU (2 logical cores, AMX no, GPU none)." in page
