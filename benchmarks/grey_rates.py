@@ -89,6 +89,10 @@ def measure(
     return res
 
 
+def _crops_label(split: str) -> str:
+    return "test (orbital_gray)" if split == "test" else "validation (orbital_gray_v2)"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Grey ground CAE `{result['model']}` vs classical fills by sampling rate (512-px crops; `orbital_nac` flies "
@@ -99,8 +103,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for key, v in result["cells"].items():
         split, keep = key.split()
-        what = "test (orbital_gray)" if split == "test" else "validation (orbital_gray_v2)"
-        m = v["mean"]
+        what, m = _crops_label(split), v["mean"]
         lines.append(
             f"| {what} | {keep} | {m['cae']:.2f} | {m['normconv']:.2f} | {m['linear']:.2f} | {m['margin']:+.2f} "
             f"| {v['wins']}/{v['n']} |"
@@ -117,8 +120,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         for key, v in adapted.items():
             split, keep = key.split()
-            what = "test (orbital_gray)" if split == "test" else "validation (orbital_gray_v2)"
-            m = v["mean"]
+            what, m = _crops_label(split), v["mean"]
             lines.append(
                 f"| {what} | {keep} | {m['cae+adapt']:.2f} | {m['cae']:.2f} | {m['margin+adapt']:+.2f} "
                 f"| {v['wins+adapt']}/{v['n']} |"

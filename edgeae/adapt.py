@@ -63,9 +63,22 @@ class AdaptationError(ValueError):
     """The predictor cannot be adapted (not a PyTorch model, or not a CAE)."""
 
 
+def check_adaptable(predictor: Any) -> None:
+    """Raise :class:`AdaptationError` unless ``predictor`` wraps a trainable (PyTorch) CAE."""
+    model = getattr(predictor, "model", None)
+    meta = getattr(predictor, "metadata", None)
+    if model is None or meta is None or not hasattr(model, "parameters"):
+        raise AdaptationError(
+            f"{getattr(predictor, 'source', 'this model')} is not a PyTorch model: per-frame adaptation trains "
+            "the model, so name a .pt checkpoint or a zoo model, not an exported artifact (ONNX, TFLite)"
+        )
+    if meta.kind != "cae":
+        raise AdaptationError(f"{predictor.source} is a {meta.kind!r} model; only a 'cae' can be adapted")
+
+
 def _tile_side(h: int, w: int, tile: int) -> int:
     """The training tile of a model that takes any size: ``tile`` or the largest multiple of 16 that fits the
-    frame (a model with a fixed input size trains on tiles of that size)."""
+    frame (a model with a fixed input size trains on tiles of that size instead, see :func:`adapt_predictor`)."""
     return min(tile, (min(h, w) // 16) * 16)
 
 
@@ -84,15 +97,8 @@ def adapt_predictor(
     with a log message saying why.
     """
     cfg = config or AdaptConfig()
-    model = getattr(predictor, "model", None)
-    meta = getattr(predictor, "metadata", None)
-    if model is None or meta is None or not hasattr(model, "parameters"):
-        raise AdaptationError(
-            f"{getattr(predictor, 'source', 'this model')} is not a PyTorch model: per-frame adaptation trains "
-            "the model, so name a .pt checkpoint or a zoo model, not an exported ONNX/TFLite artifact"
-        )
-    if meta.kind != "cae":
-        raise AdaptationError(f"{predictor.source} is a {meta.kind!r} model; only a 'cae' can be adapted")
+    check_adaptable(predictor)
+    model, meta = predictor.model, predictor.metadata
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[..., None]

@@ -61,14 +61,10 @@ def make_filler(
         predictor = load_predictor(model, threads=threads)
         adapt_cfg = None
         if adapt_steps:
-            from edgeae.adapt import AdaptationError, AdaptConfig, adapt_predictor
+            from edgeae.adapt import AdaptConfig, adapt_predictor, check_adaptable
 
             adapt_cfg = AdaptConfig(steps=adapt_steps)
-            if not hasattr(predictor, "model"):
-                raise AdaptationError(
-                    f"{model}: per-frame adaptation trains the model: name a .pt checkpoint or zoo model, "
-                    "not an exported artifact"
-                )
+            check_adaptable(predictor)  # an exported artifact is refused now, not frame by frame
 
         def fill_cae(image: np.ndarray, known: np.ndarray) -> np.ndarray:
             use = predictor
