@@ -1,0 +1,71 @@
+"""How the per-frame adaptation defaults (edgeae.adapt) were chosen: validation crops only, never test images.
+
+    python benchmarks/adapt_validation.py --model rover-rgb-unet2-ground --data-split rover_rgb_v2:val --limit 3 \\
+        --keep 0.1 --configs 30:1e-4:0.2:0.5,100:1e-4:0.2:0.5,100:3e-4:0.2:0.5
+    python benchmarks/adapt_validation.py --model orbital-gray-unet2-ground --data-split orbital_gray_v2:val \\
+        --keep 0.1 --configs 100:1e-4:0.2:0.5,200:1e-4:0.2:0.5,100:1e-4:0.1:0.3
+
+512-px centre crops of the first ``--limit`` files of the split, uniform masks seeded by the file index, the model
+as shipped, normconv and linear interpolation, then the model adapted with each ``STEPS:LR:DROP_LO:DROP_HI``
+config (seed = file index). Prints one JSON line per file and the means; the tables of docs/training.md
+("Per-frame adaptation") come from these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from edgeae.adapt import AdaptConfig, adapt_predictor
+from edgeae.datasets import split_files
+from edgeae.imageio import read_image
+from edgeae.masks import make_mask
+from edgeae.predictor import load_predictor
+from edgeae.reconstruct import run_method
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data-split", required=True, help="DATASET:SPLIT, a validation split")
+    ap.add_argument("--keep", type=float, default=0.1)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--configs", default="100:1e-4:0.2:0.5", help="comma-separated STEPS:LR:DROP_LO:DROP_HI")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    dataset, split = args.data_split.split(":")
+    if split == "test":
+        ap.error("choose settings on validation data, not on the test split")
+    configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
+    base = load_predictor(args.model, threads=args.threads)
+    channels = base.metadata.channels
+    rows = []
+    for i, path in enumerate(split_files(dataset, split)[: args.limit]):
+        full = read_image(path, channels=channels).pixels
+        h, w = full.shape[:2]
+        y, x = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
+        img = full[y : y + 512, x : x + 512]
+        known = make_mask(i, img.shape[:2], args.keep)
+        row: dict[str, object] = {"file": path.name}
+        for m in ("normconv", "linear"):
+            row[m] = run_method(img, known, m).metrics["psnr"]
+        row["shipped"] = run_method(img, known, "cae", base, progress=False).metrics["psnr"]
+        for steps, lr, lo, hi in configs:
+            cfg = AdaptConfig(steps=int(steps), lr=float(lr), drop=(float(lo), float(hi)), seed=i)
+            t0 = time.perf_counter()
+            tuned = adapt_predictor(base, img, known, cfg, progress=False)
+            key = f"adapt {steps}:{lr}:{lo}:{hi}"
+            row[key] = run_method(img, known, "cae", tuned, progress=False).metrics["psnr"]
+            row[f"seconds {steps}:{lr}:{lo}:{hi}"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    keys = [k for k in rows[0] if k != "file" and not k.startswith("seconds")]
+    print("mean", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}))  # type: ignore[misc]
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
