@@ -7,7 +7,8 @@
 
 512-px centre crops of the first ``--limit`` files of the split, uniform masks seeded by the file index, the model
 as shipped, normconv and linear interpolation, then the model adapted with each ``STEPS:LR:DROP_LO:DROP_HI``
-config (seed = file index). Prints one JSON line per file and the means; the tables of docs/training.md
+config (seed = file index; CHECK is the held-out fraction of edgeae.adapt, 0 = the model after the last step is
+used whatever it does). Prints one JSON line per file and the means; the tables of docs/training.md
 ("Per-frame adaptation") come from these commands.
 """
 
@@ -33,13 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-split", required=True, help="DATASET:SPLIT, a validation split")
     ap.add_argument("--keep", type=float, default=0.1)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--configs", default="100:1e-4:0.2:0.5", help="comma-separated STEPS:LR:DROP_LO:DROP_HI")
+    ap.add_argument(
+        "--configs",
+        default="100:1e-4:0.2:0.5:0.1",
+        help="comma-separated STEPS:LR:DROP_LO:DROP_HI[:CHECK] (CHECK: held-out fraction, 0 = no check; default 0.1)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     dataset, split = args.data_split.split(":")
     if split == "test":
         ap.error("choose settings on validation data, not on the test split")
-    configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
+    configs = [c.split(":") for c in args.configs.split(",") if c]
+    if any(len(c) not in (4, 5) for c in configs):
+        ap.error("each config is STEPS:LR:DROP_LO:DROP_HI[:CHECK]")
     base = load_predictor(args.model, threads=args.threads)
     channels = base.metadata.channels
     rows = []
@@ -53,16 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         for m in ("normconv", "linear"):
             row[m] = run_method(img, known, m).metrics["psnr"]
         row["shipped"] = run_method(img, known, "cae", base, progress=False).metrics["psnr"]
-        for steps, lr, lo, hi in configs:
-            cfg = AdaptConfig(steps=int(steps), lr=float(lr), drop=(float(lo), float(hi)), seed=i)
+        for c in configs:
+            steps, lr, lo, hi = c[:4]
+            check = float(c[4]) if len(c) == 5 else 0.1
+            cfg = AdaptConfig(steps=int(steps), lr=float(lr), drop=(float(lo), float(hi)), seed=i, check=check)
             t0 = time.perf_counter()
-            tuned = adapt_predictor(base, img, known, cfg, progress=False)
-            key = f"adapt {steps}:{lr}:{lo}:{hi}"
-            row[key] = run_method(img, known, "cae", tuned, progress=False).metrics["psnr"]
-            row[f"seconds {steps}:{lr}:{lo}:{hi}"] = round(time.perf_counter() - t0, 1)
+            report: dict[str, object] = {}
+            tuned = adapt_predictor(base, img, known, cfg, progress=False, report=report)
+            name = ":".join(c)
+            row[f"adapt {name}"] = run_method(img, known, "cae", tuned, progress=False).metrics["psnr"]
+            row[f"seconds {name}"] = round(time.perf_counter() - t0, 1)
+            row[f"chosen step {name}"] = report.get("chosen_step", 0)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    keys = [k for k in rows[0] if k != "file" and not k.startswith("seconds")]
+    keys = [k for k in rows[0] if k != "file" and not k.startswith(("seconds", "chosen"))]
     print("mean", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}))  # type: ignore[misc]
     return 0
 

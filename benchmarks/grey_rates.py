@@ -73,8 +73,10 @@ def measure(
                 r["margin"] = r["cae"] - max(r[m] for m in CLASSICAL)
                 if adapt_steps and keep in adapt_keeps:
                     cfg = AdaptConfig(steps=adapt_steps, seed=300 + i)
-                    tuned = adapt_predictor(pred, img, known, cfg, progress=False)
+                    report: dict[str, Any] = {}
+                    tuned = adapt_predictor(pred, img, known, cfg, progress=False, report=report)
                     r["cae+adapt"] = psnr(img, reconstruct(img, known, "cae", tuned, progress=False))
+                    r["chosen_step"] = report.get("chosen_step", 0)  # the held-out check's pick (0 = as shipped)
                     r["margin+adapt"] = r["cae+adapt"] - max(r[m] for m in CLASSICAL)
                 rows.append(r)
             keys = [k for k in ("cae", *CLASSICAL, "margin", "cae+adapt", "margin+adapt") if k in rows[0]]

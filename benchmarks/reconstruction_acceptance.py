@@ -85,13 +85,16 @@ def evaluate(img: np.ndarray, known: np.ndarray, methods: dict[str, Any], seed: 
     for name, predictor in methods.items():
         method = "cae" if predictor is not None else name
         adapt_s = 0.0
+        report: dict[str, Any] = {}
         if isinstance(predictor, Adapted):
             t0 = time.perf_counter()
             cfg = AdaptConfig(steps=predictor.steps, seed=seed)
-            predictor = adapt_predictor(predictor.predictor, img, known, cfg, progress=False)
+            predictor = adapt_predictor(predictor.predictor, img, known, cfg, progress=False, report=report)
             adapt_s = time.perf_counter() - t0
         r = run_method(img, known, method, predictor, progress=False)
         out[name] = {"psnr": float(r.metrics["psnr"]), "ssim": float(r.metrics["ssim"]), "seconds": r.seconds + adapt_s}
+        if report:  # which state the held-out check chose (0 = the model as shipped)
+            out[name]["chosen_step"] = float(report["chosen_step"])
     return out
 
 
@@ -281,6 +284,21 @@ def verdicts(result: dict[str, Any], default: str | None, flight: str | None) ->
     return out
 
 
+def _held_out_picks(result: dict[str, Any]) -> dict[str, list[int]]:
+    """Per set, the step each adapted row's held-out check chose, image by image."""
+    sets = {f"rover keep {k}": v["per_image"] for k, v in result["rover"].items()}
+    sets |= {"smooth windows": result["smooth"]["per_image"]} if "smooth" in result else {}
+    sets |= {"demo frame": {"demo": result["demo"]}} if "demo" in result else {}
+    sets |= {"grey": result["gray"]["per_image"]} if "gray" in result else {}
+    out: dict[str, list[int]] = {}
+    for where, per in sets.items():
+        for image in per.values():
+            for name, v in image.items():
+                if isinstance(v, dict) and "chosen_step" in v:
+                    out.setdefault(f"{where} ({Path(name).name})", []).append(int(v["chosen_step"]))
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = ["Reconstruction acceptance (issue 11): every model next to the best classical fill per image.", ""]
     lines += ["| check | measured | holds |", "|---|---|---|"]
@@ -321,6 +339,11 @@ def markdown(result: dict[str, Any]) -> str:
         for m, d in sorted(g["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
             lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} |")
         lines.append(f"| best classical per image | {g['best_classical_mean_psnr']:.2f} | |")
+    picks = _held_out_picks(result)
+    if picks:
+        lines += ["", "The held-out check's pick per adapted row (edgeae.adapt: the step whose state had the lowest "
+                  "error on samples set aside from training; 0 = the model as shipped kept):", ""]  # fmt: skip
+        lines += [f"- {where}: {', '.join(str(s) for s in steps)}" for where, steps in picks.items()]
     lines += ["", f"Command: `{result['command']}`; {result['seconds_total']} s on "
               f"{result['machine'].get('cpu', '?')}, 1-minute load {result['load_1min']['before']} before, "
               f"{result['load_1min']['after']} after (quality numbers do not depend on load)."]  # fmt: skip

@@ -12,6 +12,13 @@ with a probability drawn uniformly from ``drop`` (so the model trains at a densi
 the range it was trained on covers it), the loss is the mean squared error on the hidden samples. Adam,
 ``lr``, ``steps`` steps. Seeded: the same frame, mask and config give the same adapted model (CPU).
 
+**Held-out check (do no harm).** Before training, a fraction ``check`` of the received samples inside up to
+``check_tiles`` tiles is set aside (a larger share on a small frame, up to a quarter, to have 256 of them): never
+an input or a target of training. Every ``check_every`` steps (and at step 0, the model as shipped) the model
+rebuilds those tiles from the other samples and its error on the set-aside ones is measured; the state with the
+lowest error is the one returned, so a frame on which adaptation does not help is filled by the model as shipped.
+The final fill still uses every received sample.
+
 Choices made on validation crops only (docs/training.md, "Per-frame adaptation"). Needs a PyTorch model (a
 ``.pt`` checkpoint or zoo name): exported ONNX/TFLite artifacts cannot be trained.
 """
@@ -30,6 +37,8 @@ from edgeae._optional import require
 log = logging.getLogger(__name__)
 MIN_SIDE = 32  # a frame smaller than this on either side is not adapted (too few tiles to learn from)
 MIN_HIDDEN = 256  # samples a step must hide at least (summed over its tiles) to be a meaningful loss
+MIN_CHECK = 256  # held-out samples wanted for the check (a small frame holds out a larger share to get them)
+MAX_CHECK = 0.25  # ... but never more than this share of the received samples in the check tiles
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,9 @@ class AdaptConfig:
     batch: int = 8
     tile: int = 128
     seed: int = 0
+    check: float = 0.1
+    check_tiles: int = 16
+    check_every: int = 25
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or not 0 <= self.steps <= 100_000:
@@ -57,6 +69,12 @@ class AdaptConfig:
             raise ValueError(f"adapt tile must be a multiple of 16 and >= {MIN_SIDE}, got {self.tile!r}")
         if self.seed < 0:
             raise ValueError(f"adapt seed must be >= 0, got {self.seed!r}")
+        if not (np.isfinite(self.check) and 0 <= self.check <= 0.5):
+            raise ValueError(f"adapt check must be a fraction in [0, 0.5] (0 = no held-out check), got {self.check!r}")
+        if not 1 <= self.check_tiles <= 1024:
+            raise ValueError(f"adapt check_tiles must be in [1, 1024], got {self.check_tiles!r}")
+        if not 1 <= self.check_every <= 100_000:
+            raise ValueError(f"adapt check_every must be in [1, 100000], got {self.check_every!r}")
 
 
 class AdaptationError(ValueError):
@@ -88,13 +106,16 @@ def adapt_predictor(
     known: np.ndarray,
     config: AdaptConfig | None = None,
     progress: bool | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Any:
     """A new predictor whose model is a copy of ``predictor``'s fine-tuned on this frame's received samples.
 
     ``image`` float32 (H, W, C) in [0, 1] (only the pixels where ``known`` is True are read), ``known`` bool
     (H, W). Returns ``predictor`` itself when there is nothing to adapt or adaptation cannot be trusted
-    (``steps = 0``, a frame smaller than 32 px, too few received samples, non-finite samples, a diverging loss),
-    with a log message saying why.
+    (``steps = 0``, a frame smaller than 32 px, too few received samples, non-finite samples, a diverging loss,
+    or no adapted state better than the shipped one on the held-out samples), with a log message saying why.
+    ``report``, when given, receives the step losses, the held-out errors (``check``: (step, mse) pairs, step 0 =
+    as shipped) and ``chosen_step`` (0 = the model as shipped was kept).
     """
     cfg = config or AdaptConfig()
     check_adaptable(predictor)
@@ -133,36 +154,145 @@ def adapt_predictor(
     rng = np.random.default_rng(cfg.seed)
     # the model's input convention (edgeae.reconstruct): destroyed pixels 0, received ones >= one 8-bit step
     x = np.where(k[..., None], np.maximum(img, np.float32(1.0 / 255.0)), np.float32(0.0))
-    steps: Any = range(cfg.steps)
+    check = _HeldOut.draw(img, x, k, side, cfg, rng, torch, device) if cfg.check > 0 else None
+    train_k = k if check is None else k & ~check.mask
+    info: dict[str, Any] = {"steps": cfg.steps, "check_samples": 0 if check is None else check.count}
+    if check is None and cfg.check > 0:
+        log.info("too few received samples to hold some out: adapting without the held-out check")
+    best_state, best_step, best_err = None, 0, np.inf
+    evals: list[tuple[int, float]] = []
+
+    def evaluate(step: int) -> None:
+        nonlocal best_state, best_step, best_err
+        if check is None:
+            return
+        err = check.error(tuned, torch)
+        evals.append((step, err))
+        if err < best_err:
+            best_err, best_step = err, step
+            best_state = None if step == 0 else copy.deepcopy(tuned.state_dict())
+
+    evaluate(0)
+    steps: Any = range(1, cfg.steps + 1)
     if progress or (progress is None and cfg.steps >= 20):
         steps = require("tqdm").tqdm(steps, desc="adapting the CAE to the frame", unit="step", leave=False)
     losses = []
-    for _ in steps:
+    for step in steps:
         ys = rng.integers(0, h - side + 1, size=cfg.batch)
         xs = rng.integers(0, w - side + 1, size=cfg.batch)
         tiles = np.stack([x[y0 : y0 + side, x0 : x0 + side] for y0, x0 in zip(ys, xs, strict=True)])
-        got = np.stack([k[y0 : y0 + side, x0 : x0 + side] for y0, x0 in zip(ys, xs, strict=True)])
+        got = np.stack([train_k[y0 : y0 + side, x0 : x0 + side] for y0, x0 in zip(ys, xs, strict=True)])
         p = rng.uniform(cfg.drop[0], cfg.drop[1], size=(cfg.batch, 1, 1))
         keep = got & (rng.random(got.shape) >= p)
         hidden = got & ~keep
-        if int(hidden.sum()) < MIN_HIDDEN // 4:
-            continue
-        inp = torch.from_numpy(np.ascontiguousarray((tiles * keep[..., None]).transpose(0, 3, 1, 2))).to(device)
-        target = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))).to(device)
-        weight = torch.from_numpy(hidden[:, None].astype(np.float32)).to(device)
-        out = tuned(inp)
-        loss = (((out - target) ** 2) * weight).sum() / (weight.sum() * target.shape[1])
-        if not torch.isfinite(loss):
-            log.warning("adapting the CAE diverged (loss %s): using the model as it is", float(loss.detach()))
+        if int(hidden.sum()) >= MIN_HIDDEN // 4:
+            inp = torch.from_numpy(np.ascontiguousarray((tiles * keep[..., None]).transpose(0, 3, 1, 2))).to(device)
+            target = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))).to(device)
+            weight = torch.from_numpy(hidden[:, None].astype(np.float32)).to(device)
+            out = tuned(inp)
+            loss = (((out - target) ** 2) * weight).sum() / (weight.sum() * target.shape[1])
+            if not torch.isfinite(loss):
+                log.warning("adapting the CAE diverged (loss %s): using the model as it is", float(loss.detach()))
+                return predictor
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        if step % cfg.check_every == 0 or step == cfg.steps:
+            evaluate(step)
+    info.update(losses=losses, check=evals, chosen_step=best_step if check is not None else cfg.steps)
+    if report is not None:
+        report.update(info)
+    if check is not None:
+        shipped_err = evals[0][1]
+        if best_state is None:
+            log.warning(
+                "adapting the CAE did not help this frame (held-out error %.3g as shipped, best adapted %.3g on %d "
+                "samples): filling with the model as shipped",
+                shipped_err,
+                min(e for _, e in evals[1:]) if len(evals) > 1 else float("nan"),
+                check.count,
+            )
             return predictor
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        tuned.load_state_dict(best_state)
+        log.info(
+            "adapted the CAE: held-out error %.3g -> %.3g (step %d of %d, %d samples)",
+            shipped_err,
+            best_err,
+            best_step,
+            cfg.steps,
+            check.count,
+        )
     tuned.eval()
     from edgeae.predictor import TorchPredictor
 
-    source = f"{predictor.source} (adapted to the frame, {cfg.steps} steps)"
+    chosen = info["chosen_step"]
+    source = f"{predictor.source} (adapted to the frame, {chosen} of {cfg.steps} steps)"
     adapted = TorchPredictor(tuned, meta, source=source, device=str(device))
     adapted.adapt_losses = losses  # the loss of each step, for reports and tests
+    adapted.adapt_report = info
     return adapted
+
+
+@dataclass
+class _HeldOut:
+    """Received samples set aside in a few tiles to check the adapted model: tiles, their inputs without the
+    held-out samples, and where those are."""
+
+    mask: np.ndarray  # (H, W) bool: the held-out samples in the whole frame
+    inputs: Any  # torch (N, C, side, side)
+    targets: Any  # torch (N, C, side, side)
+    weight: Any  # torch (N, 1, side, side): 1 on held-out samples
+    count: int
+
+    @classmethod
+    def draw(
+        cls,
+        img: np.ndarray,
+        x: np.ndarray,
+        k: np.ndarray,
+        side: int,
+        cfg: AdaptConfig,
+        rng: Any,
+        torch: Any,
+        device: Any,
+    ) -> _HeldOut | None:
+        from edgeae import tiling
+
+        h, w = k.shape
+        grid = tiling.tile_positions(h, w, side, side)
+        pick = rng.permutation(len(grid))[: cfg.check_tiles]
+        inside = np.zeros_like(k)
+        for i in pick:
+            y0, x0 = grid[i]
+            inside[y0 : y0 + side, x0 : x0 + side] = True
+        n_in = int((k & inside).sum())
+        # a small frame holds out a larger share (up to MAX_CHECK) so the check still has MIN_CHECK samples
+        frac = min(max(cfg.check, MIN_CHECK / max(n_in, 1)), MAX_CHECK)
+        mask = k & inside & (rng.random(k.shape) < frac)
+        count = int(mask.sum())
+        if count < MIN_CHECK // 4:
+            return None
+        pos = [grid[i] for i in pick]
+        keep = k & ~mask
+        inp = np.stack(
+            [x[y0 : y0 + side, x0 : x0 + side] * keep[y0 : y0 + side, x0 : x0 + side, None] for y0, x0 in pos]
+        )
+        tgt = np.stack([img[y0 : y0 + side, x0 : x0 + side] for y0, x0 in pos])
+        wgt = np.stack([mask[y0 : y0 + side, x0 : x0 + side] for y0, x0 in pos]).astype(np.float32)
+
+        def t(a: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        return cls(mask, t(inp.transpose(0, 3, 1, 2)), t(tgt.transpose(0, 3, 1, 2)), t(wgt[:, None]), count)
+
+    def error(self, model: Any, torch: Any) -> float:
+        """Mean squared error of ``model`` on the held-out samples (model left in train mode)."""
+        model.eval()
+        with torch.no_grad():
+            total = 0.0
+            for i in range(0, self.inputs.shape[0], 8):
+                out = model(self.inputs[i : i + 8]).clamp(0.0, 1.0)
+                total += float((((out - self.targets[i : i + 8]) ** 2) * self.weight[i : i + 8]).sum())
+        model.train()
+        return total / (self.count * self.targets.shape[1])

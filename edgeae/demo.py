@@ -214,7 +214,8 @@ def stage_reconstruct(ctx: DemoContext) -> Section:
 
             t0 = time.perf_counter()
             cfg_a = AdaptConfig(steps=cfg.adapt, seed=cfg.seed)
-            adapted = adapt_predictor(predictor, ctx.original, ctx.known, cfg_a, progress=ctx.progress)
+            ctx.extra["adapt_report"] = report = {}
+            adapted = adapt_predictor(predictor, ctx.original, ctx.known, cfg_a, progress=ctx.progress, report=report)
             spent = time.perf_counter() - t0
             res = run_method(ctx.original, ctx.known, "cae", adapted)
             res = dataclasses.replace(res, method=ADAPTED, seconds=res.seconds + spent)
@@ -637,8 +638,14 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
             top = max(classical, key=lambda r: r.metrics["psnr"])
             gain = adapted.metrics["psnr"] - cae.metrics["psnr"]
             d = adapted.metrics["psnr"] - top.metrics["psnr"]
+            chosen = ctx.extra.get("adapt_report", {}).get("chosen_step", ctx.config.adapt)
+            how = (
+                f"{ctx.config.adapt} steps, the state after step {chosen} chosen on held-out samples"
+                if chosen
+                else f"{ctx.config.adapt} steps did not help the held-out samples, so the model as shipped is used"
+            )
             lines.append(
-                f"Adapted to this frame's own samples first ({ctx.config.adapt} steps, {adapted.seconds:.0f} s in "
+                f"Adapted to this frame's own samples first ({how}; {adapted.seconds:.0f} s in "
                 f"all), the CAE reaches {adapted.metrics['psnr']:.2f} dB: {gain:+.2f} dB over the CAE as shipped, "
                 f"{d:+.2f} dB over the best classical method."
             )

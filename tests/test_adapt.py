@@ -45,6 +45,10 @@ def _state(predictor: object) -> dict[str, np.ndarray]:
         {"tile": 40},
         {"tile": 16},
         {"seed": -3},
+        {"check": 0.6},
+        {"check": float("nan")},
+        {"check_tiles": 0},
+        {"check_every": 0},
     ],
 )
 def test_config_is_validated(kwargs: dict[str, object]) -> None:
@@ -75,10 +79,10 @@ def test_seeded_copy_leaves_the_model_alone_and_keeps_known_pixels(moon: np.ndar
     known = make_mask(3, img.shape[:2], 0.1)
     base = _tiny_unet()
     before = _state(base)
-    cfg = AdaptConfig(steps=6, batch=2, tile=64, lr=1e-3, seed=5)
+    cfg = AdaptConfig(steps=6, batch=2, tile=64, lr=1e-3, seed=5, check=0.0)  # the last state, whatever it does
     a = adapt_predictor(base, img, known, cfg)
     b = adapt_predictor(base, img, known, cfg)
-    c = adapt_predictor(base, img, known, AdaptConfig(steps=6, batch=2, tile=64, lr=1e-3, seed=6))
+    c = adapt_predictor(base, img, known, AdaptConfig(steps=6, batch=2, tile=64, lr=1e-3, seed=6, check=0.0))
     assert a is not base and a.model is not base.model  # type: ignore[attr-defined]
     assert all(np.array_equal(before[k], v) for k, v in _state(base).items()), "the shipped weights changed"
     sa, sb, sc = _state(a), _state(b), _state(c)
@@ -126,6 +130,47 @@ def test_adapting_the_zoo_model_helps_on_a_real_validation_crop(data_root: Path)
     assert after > before + 0.05, (before, after)
 
 
+def test_held_out_check_keeps_the_shipped_model_when_adaptation_hurts(
+    moon: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Samples set aside before training judge each state: an adaptation that wrecks the model (lr 0.1) is thrown
+    away and the model as shipped fills the frame; a gentle one returns the state with the lowest held-out error."""
+    from edgeae.predictor import load_predictor
+
+    img = moon[:256, :256, None].astype(np.float32) / 255
+    known = make_mask(0, (256, 256), 0.1)
+    base = load_predictor("orbital-gray-unet2-ground", threads=2)
+    report: dict[str, object] = {}
+    with caplog.at_level(logging.WARNING, logger="edgeae.adapt"):
+        cfg = AdaptConfig(steps=6, lr=0.1, batch=2, check_every=2, seed=1)
+        assert adapt_predictor(base, img, known, cfg, progress=False, report=report) is base
+    assert "did not help" in caplog.text
+    assert report["chosen_step"] == 0 and [s for s, _ in report["check"]] == [0, 2, 4, 6]  # type: ignore[attr-defined]
+    assert report["check_samples"] >= 256  # type: ignore[operator]
+    report = {}
+    cfg = AdaptConfig(steps=6, lr=1e-4, batch=2, check_every=2, seed=1)
+    tuned = adapt_predictor(base, img, known, cfg, progress=False, report=report)
+    errs = dict(report["check"])  # type: ignore[call-overload]
+    best = min(errs, key=errs.get)
+    assert report["chosen_step"] == best
+    assert (tuned is base) == (best == 0)
+    if best:
+        assert f"{best} of 6 steps" in tuned.source and tuned.adapt_report["chosen_step"] == best
+
+
+def test_a_small_frame_holds_out_a_larger_share_and_check_zero_turns_it_off(moon: np.ndarray) -> None:
+    img = moon[:128, :128, None].astype(np.float32) / 255
+    known = make_mask(4, (128, 128), 0.1)  # ~1,640 received samples in one tile: 10 % would be too few
+    base = _tiny_unet()
+    report: dict[str, object] = {}
+    adapt_predictor(base, img, known, AdaptConfig(steps=2, batch=2, tile=64, seed=2), progress=False, report=report)
+    assert 200 <= report["check_samples"] <= 0.25 * known.sum()  # type: ignore[operator]
+    report = {}
+    a = adapt_predictor(base, img, known, AdaptConfig(steps=2, batch=2, tile=64, check=0.0), report=report)
+    assert report["check"] == [] and report["chosen_step"] == 2 and report["check_samples"] == 0
+    assert a is not base
+
+
 # ------------------------------------------------------------------------------------ CLI and ground station
 def _cli(*argv: object) -> int:
     from edgeae.cli import main
@@ -141,9 +186,10 @@ def test_cli_reconstruct_adapt(tmp_path: Path, moon: np.ndarray, capsys: pytest.
     rc = _cli("reconstruct", png, "--model", "orbital-gray-unet2-ground", "--adapt", 2, "--threads", 2,
               "-o", tmp_path / "a.png", "--metrics-json", mj)  # fmt: skip
     assert rc == 0
-    assert "adapted to the frame in 2 steps" in capsys.readouterr().out
+    assert "adapted to the frame in 2 of 2 steps" in capsys.readouterr().out
     m = json.loads(mj.read_text())
     assert m["adapt_steps"] == 2 and m["timing"]["adapt_s"] > 0
+    assert [s for s, _ in m["adapt_check"]] == [0, 2]  # held-out error as shipped and after the last step
     # an exported artifact cannot be trained: a clear error, exit status 2
     art = "zoo:orbital-gray-gtcae/orbital-gray-gtcae.int8.onnx"
     assert _cli("reconstruct", png, "--model", art, "--adapt", "-o", tmp_path / "b.png") == 2
