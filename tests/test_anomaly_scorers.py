@@ -88,3 +88,48 @@ def test_acceptance_checks_every_baseline() -> None:
     assert not acceptance("lroc_nac_craters", rows)[0]["passed"]  # type: ignore[arg-type]
     md = acceptance_markdown(acceptance("lroc_nac_craters", rows))  # type: ignore[arg-type]
     assert "**MISSED**" in md
+
+
+def test_knn_distance_ranks_the_odd_latent_first_and_refuses_bad_input() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.0, 1.0, size=(200, 8))
+    z[42] += 6.0
+    s = baselines.knn_distance(baselines.robust_z(z), k=10)
+    assert s.shape == (200,) and int(np.argmax(s)) == 42
+    assert np.all(np.isfinite(baselines.knn_distance(z[:3], k=50)))  # k is clipped to the rows there are
+    with pytest.raises(ValueError, match="NaN"):
+        baselines.knn_distance(np.array([[0.0, np.nan], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="N >= 2"):
+        baselines.knn_distance(np.zeros((1, 4)))
+    assert np.all(baselines.robust_z(np.ones((5, 2))) == 0)  # a constant dimension: no division by zero
+
+
+def test_frame_z_knn_cancels_a_frame_wide_shift_but_not_what_stands_out_in_a_frame() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0, 1, size=(60, 6)), rng.normal(0, 1, size=(60, 6))
+    a[7] += 5.0  # one odd patch in frame a
+    sa, sb = baselines.frame_z_knn([a, b], k=5)
+    assert int(np.argmax(np.concatenate([sa, sb]))) == 7
+    sa2, sb2 = baselines.frame_z_knn([a, b + 10.0], k=5)  # frame b's whole product brighter: nothing changes
+    assert np.allclose(sa, sa2) and np.allclose(sb, sb2)
+    pa, _ = baselines.frame_z_knn([a, b + 10.0], k=5, pooled=True)  # pooled: the shift moves the scaling
+    assert not np.allclose(pa, sa)
+
+
+def test_acceptance_is_reported_per_scorer() -> None:
+    from edgeae.anomaly.evaluate import FRAME_Z_KNN
+
+    feat = "class 1 crater"
+    rows = [
+        {"feature": feat, "method": m, "ap": ap, "improvement": ap / 0.1, "auc": auc}
+        for m, ap, auc in (("default (multi-scale z)", 0.14, 0.48), (FRAME_Z_KNN, 0.30, 0.76), ("patch std", 0.14, 0.4))
+    ]
+    checks = [c for s in ("default (multi-scale z)", FRAME_Z_KNN) for c in acceptance("hirise_landmarks", rows, s)]  # type: ignore[arg-type]
+    assert [(c["scorer"], c["check"], c["passed"]) for c in checks] == [
+        ("default (multi-scale z)", "AP vs patch std", False),
+        ("default (multi-scale z)", "ROC AUC", False),
+        (FRAME_Z_KNN, "AP vs patch std", True),
+        (FRAME_Z_KNN, "ROC AUC", False),
+    ]
+    md = acceptance_markdown(checks)
+    assert f"| hirise_landmarks | {FRAME_Z_KNN} | {feat} | AP vs patch std |" in md

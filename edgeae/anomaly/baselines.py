@@ -10,11 +10,20 @@
   Nothing is learned from labels or other data: like the isolation forest it is unsupervised and transductive;
 - ``isolation_forest``: an isolation forest (scikit-learn) on the VAE latents μ, fitted on the evaluated
   patches themselves without their labels (unsupervised, transductive), seed fixed;
+- ``knn_distance``: the mean Euclidean distance of each patch's VAE latent μ (each dimension robust-z scaled over
+  the evaluated patches) to its ``k`` nearest other patches: the classical nearest-neighbour novelty score on the
+  same features as the isolation forest (unsupervised, transductive);
 - the two terms of a(x), reconstruction error and ||μ||², come from :class:`edgeae.anomaly.score.PatchScorer`.
+
+And one learned-feature candidate built from them (issue 12), :func:`frame_z_knn`: each latent dimension is
+robust-z scaled within its own frame first (so a product's overall brightness and texture, which move every
+patch's μ together, cancel), then the kNN distance over every evaluated patch: a patch is unusual when it is
+unlike its own frame *and* unlike the rest of the archive.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +32,8 @@ from edgeae._optional import require
 
 RX_GRID = 8  # block means per side: a patch becomes an 8×8×C vector
 RX_MIN_BACKGROUND = 4  # a frame is its own RX background when it has at least 4 × D patches
+KNN_K = 20  # neighbours of the kNN scores (chosen on the HiRISE dev sample: k = 5 and 20 ranked alike)
+KNN_MAX = 500_000  # patches a kNN score accepts (memory of the neighbour search is bounded by this)
 
 
 def patch_std(patches: np.ndarray) -> np.ndarray:
@@ -102,3 +113,38 @@ def isolation_forest(latents: np.ndarray, seed: int = 0, n_estimators: int = 200
     forest = ensemble.IsolationForest(n_estimators=n_estimators, max_samples=min(256, len(z)), random_state=seed)
     forest.fit(z)
     return np.asarray(-forest.score_samples(z), dtype=np.float64)
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """(N, D) -> each column minus its median over its scaled MAD (1.4826 MAD; a constant column gives 0)."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != 2 or len(a) == 0:
+        raise ValueError(f"robust z needs (N >= 1, D) values, got shape {a.shape}")
+    med = np.median(a, axis=0)
+    mad = 1.4826 * np.median(np.abs(a - med), axis=0)
+    return (a - med) / np.where(mad > 1e-12, mad, 1.0)
+
+
+def knn_distance(features: np.ndarray, k: int = KNN_K) -> np.ndarray:
+    """(N, D) -> (N,) mean Euclidean distance of each row to its ``k`` nearest other rows (fewer rows: all)."""
+    neighbors = require("sklearn.neighbors")
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"kNN needs (N >= 2, D) features, got shape {f.shape}")
+    if len(f) > KNN_MAX:
+        raise ValueError(f"kNN on {len(f):,} patches is more than the {KNN_MAX:,} it accepts: score fewer at once")
+    if not np.isfinite(f).all():
+        raise ValueError("kNN features hold NaN or infinity")
+    k = max(1, min(int(k), len(f) - 1))
+    dist, _ = neighbors.NearestNeighbors(n_neighbors=k + 1).fit(f).kneighbors(f)
+    return np.asarray(dist[:, 1:].mean(axis=1), dtype=np.float64)  # column 0 is the row itself
+
+
+def frame_z_knn(latents: Sequence[np.ndarray], k: int = KNN_K, pooled: bool = False) -> list[np.ndarray]:
+    """Per frame (N_i, D) latents -> per frame (N_i,) scores: robust z per dimension within each frame (over all
+    frames together when ``pooled``), then :func:`knn_distance` over every patch of every frame."""
+    frames = [np.asarray(z, dtype=np.float64) for z in latents]
+    cat = robust_z(np.concatenate(frames)) if pooled else np.concatenate([robust_z(z) for z in frames])
+    scores = knn_distance(cat, k)
+    bounds = np.cumsum([0] + [len(z) for z in frames])
+    return [scores[a:b] for a, b in itertools.pairwise(bounds)]
