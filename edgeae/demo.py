@@ -214,7 +214,8 @@ def stage_reconstruct(ctx: DemoContext) -> Section:
 
             t0 = time.perf_counter()
             cfg_a = AdaptConfig(steps=cfg.adapt, seed=cfg.seed)
-            ctx.extra["adapt_report"] = report = {}
+            report: dict[str, Any] = {}
+            ctx.extra["adapt_report"] = report
             adapted = adapt_predictor(predictor, ctx.original, ctx.known, cfg_a, progress=ctx.progress, report=report)
             spent = time.perf_counter() - t0
             res = run_method(ctx.original, ctx.known, "cae", adapted)

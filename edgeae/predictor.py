@@ -41,6 +41,7 @@ class TorchPredictor:
         self.source = source
         self.device = device
         self.adapt_losses: list[float] = []  # set by edgeae.adapt on a model adapted to one frame
+        self.adapt_report: dict[str, Any] = {}  # ... with its held-out check (edgeae.adapt.adapt_predictor)
 
     def __call__(self, batch: np.ndarray) -> Any:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
