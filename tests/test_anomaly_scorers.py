@@ -1,6 +1,8 @@
-"""RX baseline, multi-scale windows, per-frame normalisation and the issue-12 target checks."""
+"""RX and kNN baselines, frame-z kNN, multi-scale windows, per-frame normalisation and the issue-12 target checks."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +135,23 @@ def test_acceptance_is_reported_per_scorer() -> None:
     ]
     md = acceptance_markdown(checks)
     assert f"| hirise_landmarks | {FRAME_Z_KNN} | {feat} | AP vs patch std |" in md
+
+
+def test_score_cli_frame_z_knn_ranks_a_set_of_images(tmp_path: Path, moon: np.ndarray) -> None:
+    """`edgeae score --score frame-z-knn` ranks every patch of the images given against each other (same patches
+    and CSV as a(x), another score); a CAE, which has no latents, is refused."""
+    from edgeae.anomaly.score import read_csv
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    a = write_image(tmp_path / "a.png", moon[:256, :256])
+    b = write_image(tmp_path / "b.png", moon[256:, 256:])
+    out = tmp_path / "k.csv"
+    argv = ["score", str(a), str(b), "--model", "orbital-gray-vae", "--stride", "32", "--no-progress", "--threads", "2"]
+    assert main([*argv, "--score", "frame-z-knn", "-o", str(out)]) == 0
+    rows = read_csv(out)
+    assert len(rows) == 2 * 49 and all(np.isfinite(r[3]) and r[3] >= 0 for r in rows)
+    plain = tmp_path / "a.csv"
+    assert main([*argv, "-o", str(plain)]) == 0
+    assert [r[:3] for r in read_csv(plain)] == [r[:3] for r in rows]  # the same patches, another score
+    assert main(["score", str(a), "--model", "orbital-gray-gtcae", "--score", "frame-z-knn", "-o", str(out)]) == 2

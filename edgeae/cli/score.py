@@ -51,9 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--score",
         default="a",
-        choices=["a", "terms-max"],
+        choices=["a", "terms-max", "frame-z-knn"],
         help="VAE score: a(x), or terms-max = max(rec / median, ||mu||^2 / median) over each image's patches "
-        "(finds unusual texture as well as brightness; docs/anomaly.md)",
+        "(finds unusual texture as well as brightness), or frame-z-knn = each latent dimension robust-z scaled "
+        "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
+        "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast; docs/anomaly.md)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
@@ -116,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
     if stride <= 0:
         raise CLIError(f"--stride must be positive, got {stride}")
     if args.score != "a" and meta.kind != "vae":
-        raise CLIError(f"--score {args.score} splits a VAE's a(x) into its terms; {args.model} is a {meta.kind}")
-    scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed)
+        raise CLIError(f"--score {args.score} needs a VAE (its score terms or latents); {args.model} is a {meta.kind}")
+    knn = args.score == "frame-z-knn"
+    scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=knn)
     results = []
     for f in files:
         r = score_file(
@@ -136,6 +139,18 @@ def run(args: argparse.Namespace) -> int:
 
             r.score = frame_terms_max(r.extras["rec"], r.extras["mu2"])
         results.append(r)
+    if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
+        from edgeae.anomaly.baselines import frame_z_knn
+
+        scored = [r for r in results if len(r.score)]
+        if sum(len(r.score) for r in scored) < 2:
+            raise CLIError("--score frame-z-knn ranks patches against each other: it needs at least 2 valid patches")
+        try:
+            for r, s in zip(scored, frame_z_knn([r.extras["mu"] for r in scored]), strict=True):
+                r.score = s
+        except ValueError as exc:
+            raise CLIError(f"--score frame-z-knn: {exc}") from None
+    for f, r in zip(files, results, strict=True):
         if args.map and Path(args.map).suffix.lower() in (".tif", ".tiff"):
             from edgeae.scan.geo import save_score_geotiff
 
