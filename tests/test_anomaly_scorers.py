@@ -116,6 +116,8 @@ def test_frame_z_knn_cancels_a_frame_wide_shift_but_not_what_stands_out_in_a_fra
     assert np.allclose(sa, sa2) and np.allclose(sb, sb2)
     pa, _ = baselines.frame_z_knn([a, b + 10.0], k=5, pooled=True)  # pooled: the shift moves the scaling
     assert not np.allclose(pa, sa)
+    sa3, empty, sb3 = baselines.frame_z_knn([a, np.zeros((0, 6)), b], k=5)  # a frame with no patch: no scores
+    assert empty.shape == (0,) and np.allclose(sa3, sa) and np.allclose(sb3, sb)
 
 
 def test_acceptance_is_reported_per_scorer() -> None:

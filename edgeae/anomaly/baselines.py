@@ -144,7 +144,10 @@ def frame_z_knn(latents: Sequence[np.ndarray], k: int = KNN_K, pooled: bool = Fa
     """Per frame (N_i, D) latents -> per frame (N_i,) scores: robust z per dimension within each frame (over all
     frames together when ``pooled``), then :func:`knn_distance` over every patch of every frame."""
     frames = [np.asarray(z, dtype=np.float64) for z in latents]
-    cat = robust_z(np.concatenate(frames)) if pooled else np.concatenate([robust_z(z) for z in frames])
+    if any(z.ndim != 2 for z in frames):
+        raise ValueError(f"frame-z kNN needs (N_i, D) latents per frame, got shapes {[z.shape for z in frames]}")
+    # scaled over all frames together when pooled, else each by itself (a frame with no patch contributes nothing)
+    cat = robust_z(np.concatenate(frames)) if pooled else np.concatenate([robust_z(z) if len(z) else z for z in frames])
     scores = knn_distance(cat, k)
     bounds = np.cumsum([0] + [len(z) for z in frames])
     return [scores[a:b] for a, b in itertools.pairwise(bounds)]
