@@ -47,18 +47,14 @@ def _terms(predict: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 FRAME_Z_KNN = "frame-z kNN (mu): the evaluated ground candidate (per frame)"
 
 
-def frame_z_knn_scores(mu: np.ndarray, block_mu: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def frame_z_knn_scores(mu: np.ndarray, block_mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`edgeae.anomaly.baselines.frame_z_knn` of one frame's patches, and of each planted block scored
     against that frame's patches (scaled by the frame's median / MAD; its distance to the k nearest of them)."""
-    from edgeae.anomaly.baselines import knn_distance
+    from edgeae.anomaly.baselines import knn_distance, robust_scale
 
-    med = np.median(mu, axis=0)
-    mad = 1.4826 * np.median(np.abs(mu - med), axis=0)
-    scale = np.where(mad > 1e-12, mad, 1.0)
-    z, zb = (mu - med) / scale, (block_mu - med) / scale
-    kk = min(k, len(z) - 1)
-    d = np.sqrt(((zb[:, None, :] - z[None, :, :]) ** 2).sum(axis=2))
-    return knn_distance(z, kk), np.sort(d, axis=1)[:, :kk].mean(axis=1)
+    med, scale = robust_scale(mu)
+    z = (mu - med) / scale
+    return knn_distance(z), knn_distance(z, queries=(block_mu - med) / scale)
 
 
 FRAME_VARIANTS = {  # frame-normalised combinations of the two terms (need the frame's own terms)

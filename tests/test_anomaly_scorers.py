@@ -99,6 +99,12 @@ def test_knn_distance_ranks_the_odd_latent_first_and_refuses_bad_input() -> None
     s = baselines.knn_distance(baselines.robust_z(z), k=10)
     assert s.shape == (200,) and int(np.argmax(s)) == 42
     assert np.all(np.isfinite(baselines.knn_distance(z[:3], k=50)))  # k is clipped to the rows there are
+    # queries are scored against the rows: a query equal to row 5 is as far from its neighbours as row 5 is
+    zz = baselines.robust_z(z)
+    q = baselines.knn_distance(zz, k=10, queries=np.stack([zz[5], zz[42]]))
+    assert q[1] > q[0] and q[0] < s[5]  # row 5 itself (distance 0) is now among its neighbours
+    with pytest.raises(ValueError, match="queries"):
+        baselines.knn_distance(zz, queries=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="NaN"):
         baselines.knn_distance(np.array([[0.0, np.nan], [1.0, 2.0]]))
     with pytest.raises(ValueError, match="N >= 2"):

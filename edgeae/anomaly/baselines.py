@@ -115,27 +115,42 @@ def isolation_forest(latents: np.ndarray, seed: int = 0, n_estimators: int = 200
     return np.asarray(-forest.score_samples(z), dtype=np.float64)
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    """(N, D) -> each column minus its median over its scaled MAD (1.4826 MAD; a constant column gives 0)."""
+def robust_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) -> per column (median, 1.4826 MAD), the MAD replaced by 1 where it is 0 (a constant column)."""
     a = np.asarray(values, dtype=np.float64)
     if a.ndim != 2 or len(a) == 0:
         raise ValueError(f"robust z needs (N >= 1, D) values, got shape {a.shape}")
     med = np.median(a, axis=0)
     mad = 1.4826 * np.median(np.abs(a - med), axis=0)
-    return (a - med) / np.where(mad > 1e-12, mad, 1.0)
+    return med, np.where(mad > 1e-12, mad, 1.0)
 
 
-def knn_distance(features: np.ndarray, k: int = KNN_K) -> np.ndarray:
-    """(N, D) -> (N,) mean Euclidean distance of each row to its ``k`` nearest other rows (fewer rows: all)."""
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """(N, D) -> each column minus its median over its scaled MAD (:func:`robust_scale`; a constant column gives 0)."""
+    med, scale = robust_scale(values)
+    return (np.asarray(values, dtype=np.float64) - med) / scale
+
+
+def knn_distance(features: np.ndarray, k: int = KNN_K, queries: np.ndarray | None = None) -> np.ndarray:
+    """(N, D) -> (N,) mean Euclidean distance of each row to its ``k`` nearest other rows (fewer rows: all).
+
+    With ``queries`` (M, D): the mean distance of each query to its ``k`` nearest rows (the same k as the rows
+    get), for scoring something that is not one of the rows against them."""
     neighbors = require("sklearn.neighbors")
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2 or len(f) < 2:
         raise ValueError(f"kNN needs (N >= 2, D) features, got shape {f.shape}")
     if len(f) > KNN_MAX:
         raise ValueError(f"kNN on {len(f):,} patches is more than the {KNN_MAX:,} it accepts: score fewer at once")
-    if not np.isfinite(f).all():
+    q = None if queries is None else np.asarray(queries, dtype=np.float64)
+    if q is not None and (q.ndim != 2 or q.shape[1] != f.shape[1]):
+        raise ValueError(f"kNN queries must be (M, {f.shape[1]}), got shape {q.shape}")
+    if not np.isfinite(f).all() or (q is not None and not np.isfinite(q).all()):
         raise ValueError("kNN features hold NaN or infinity")
     k = max(1, min(int(k), len(f) - 1))
+    if q is not None:
+        dist, _ = neighbors.NearestNeighbors(n_neighbors=k).fit(f).kneighbors(q)
+        return np.asarray(dist.mean(axis=1), dtype=np.float64)
     dist, _ = neighbors.NearestNeighbors(n_neighbors=k + 1).fit(f).kneighbors(f)
     return np.asarray(dist[:, 1:].mean(axis=1), dtype=np.float64)  # column 0 is the row itself
 
