@@ -269,7 +269,10 @@ class _HeldOut:
         n_in = int((k & inside).sum())
         # a small frame holds out a larger share (up to MAX_CHECK) so the check still has MIN_CHECK samples
         frac = min(max(cfg.check, MIN_CHECK / max(n_in, 1)), MAX_CHECK)
-        mask = k & inside & (rng.random(k.shape) < frac)
+        # drawn in bands of rows (the same numbers as one (H, W) draw) so a long strip never holds a float64 frame
+        mask = k & inside
+        for r0 in range(0, h, 1024):
+            mask[r0 : r0 + 1024] &= rng.random((min(1024, h - r0), w)) < frac
         count = int(mask.sum())
         if count < MIN_CHECK // 4:
             return None
