@@ -60,6 +60,13 @@ ADAPT: Command = (
     "--gray-models", "orbital-gray-unet2-ground", "--default-model", "rover-rgb-unet2-ground", "--keeps", "0.1",
     "--adapt-steps", "100", "--threads", "2",
 )  # fmt: skip
+# the ground models mixed with linear interpolation by the held-out cross-check (edgeae.crosscheck)
+XCHECK: Command = (
+    PY, "benchmarks/reconstruction_acceptance.py", "--out", "{out}/acceptance", "--rover-models",
+    "rover-rgb-unet2-ground", "--gray-models", "orbital-gray-unet2-ground", "--default-model", "rover-rgb-unet2-ground",
+    "--cross-check", "linear", "--threads", "2",
+)  # fmt: skip
+XCHECK_GREY: Command = (PY, "benchmarks/grey_rates.py", "--out", "{out}/grey_rates", "--cross-check", "linear")
 # default models per dataset: orbital-gray-vae (LROC, HiRISE), rover-rgb-vae (MSL validation benchmark)
 EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--dataset", "all", "--out", "{out}")
 
@@ -179,6 +186,11 @@ STAGES: dict[str, Stage] = {
         "Per-frame adaptation of the ground CAEs to each image's own samples (edgeae.adapt), keep 0.1",
         (ADAPT,),
         (ADAPT,),
+    ),
+    "crosscheck": Stage(
+        "The ground CAEs mixed with linear interpolation region by region by a held-out cross-check",
+        (XCHECK, XCHECK_GREY),
+        (XCHECK, XCHECK_GREY),
     ),
     "planted_blocks": Stage(
         "Planted bright / checkerboard / noise blocks in real grey frames: where each VAE score ranks them",

@@ -8,7 +8,9 @@ files (512-px centre crops, as the acceptance cuts them) and 512-px crops of the
 files (centre and upper-left quarter), at keep 0.02, 0.05 and 0.1 (uniform masks, fixed seeds): mean PSNR of the
 model, normalised convolution and linear interpolation, and the model's margin over the better of the two per
 crop. ``--adapt-steps N --adapt-keeps 0.02`` adds the same model adapted to each crop's own samples first
-(:mod:`edgeae.adapt`, seeded by the mask seed) at those rates. Writes ``results.json`` and ``results.md``.
+(:mod:`edgeae.adapt`, seeded by the mask seed) at those rates; ``--cross-check linear`` adds the model mixed with
+that classical fill by the held-out cross-check (:mod:`edgeae.crosscheck`, seeded by the mask seed) at every rate.
+Writes ``results.json`` and ``results.md``.
 """
 
 from __future__ import annotations
@@ -52,9 +54,15 @@ def crops(split: str, root: Any) -> list[tuple[str, np.ndarray]]:
 
 
 def measure(
-    model: str, root: Any, threads: int | None, adapt_steps: int = 0, adapt_keeps: tuple[float, ...] = ()
+    model: str,
+    root: Any,
+    threads: int | None,
+    adapt_steps: int = 0,
+    adapt_keeps: tuple[float, ...] = (),
+    cross_check: str = "",
 ) -> dict[str, Any]:
     from edgeae.adapt import AdaptConfig, adapt_predictor
+    from edgeae.crosscheck import CrossCheckConfig, cross_checked_fill
     from edgeae.masks import make_mask
     from edgeae.metrics import psnr
     from edgeae.predictor import load_predictor
@@ -78,16 +86,22 @@ def measure(
                     r["cae+adapt"] = psnr(img, reconstruct(img, known, "cae", tuned, progress=False))
                     r["chosen_step"] = report.get("chosen_step", 0)  # the held-out check's pick (0 = as shipped)
                     r["margin+adapt"] = r["cae+adapt"] - max(r[m] for m in CLASSICAL)
+                if cross_check:
+                    xcfg = CrossCheckConfig(method=cross_check, seed=300 + i)
+                    r["cae+xcheck"] = psnr(img, cross_checked_fill(img, known, pred, xcfg, progress=False))
+                    r["margin+xcheck"] = r["cae+xcheck"] - max(r[m] for m in CLASSICAL)
                 rows.append(r)
-            keys = [k for k in ("cae", *CLASSICAL, "margin", "cae+adapt", "margin+adapt") if k in rows[0]]
+            keys = ("cae", *CLASSICAL, "margin", "cae+adapt", "margin+adapt", "cae+xcheck", "margin+xcheck")
+            keys = tuple(k for k in keys if k in rows[0])
             res[f"{split} {keep}"] = {
                 "rows": rows,
                 "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
                 "wins": int(sum(r["margin"] > 0 for r in rows)),
                 "n": len(rows),
             }
-            if "margin+adapt" in rows[0]:
-                res[f"{split} {keep}"]["wins+adapt"] = int(sum(r["margin+adapt"] > 0 for r in rows))
+            for tag in ("+adapt", "+xcheck"):
+                if f"margin{tag}" in rows[0]:
+                    res[f"{split} {keep}"][f"wins{tag}"] = int(sum(r[f"margin{tag}"] > 0 for r in rows))
     return res
 
 
@@ -127,6 +141,23 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {what} | {keep} | {m['cae+adapt']:.2f} | {m['cae']:.2f} | {m['margin+adapt']:+.2f} "
                 f"| {v['wins+adapt']}/{v['n']} |"
             )
+    checked = {k: v for k, v in result["cells"].items() if "cae+xcheck" in v["mean"]}
+    if checked:
+        lines += [
+            "",
+            f"The same model mixed with `{result.get('cross_check')}` by the held-out cross-check "
+            "(`edgeae.crosscheck`):",
+            "",
+            "| crops | keep | CAE cross-checked | CAE alone | margin cross-checked | cross-checked ahead |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for key, v in checked.items():
+            split, keep = key.split()
+            what, m = _crops_label(split), v["mean"]
+            lines.append(
+                f"| {what} | {keep} | {m['cae+xcheck']:.2f} | {m['cae']:.2f} | {m['margin+xcheck']:+.2f} "
+                f"| {v['wins+xcheck']}/{v['n']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -138,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--adapt-steps", type=int, default=0, help="also the model adapted to each crop (0 = off)")
     ap.add_argument("--adapt-keeps", default="0.02", help="comma-separated rates at which to adapt")
+    ap.add_argument("--cross-check", default="", help="also the model cross-checked against this fill (linear)")
     args = ap.parse_args(argv)
     adapt_keeps = tuple(float(k) for k in args.adapt_keeps.split(",") if k)
     from edgeae.data import data_root
@@ -148,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "machine": machine_info(),
         "adapt_steps": args.adapt_steps,
-        "cells": measure(args.model, data_root(args.data), args.threads, args.adapt_steps, adapt_keeps),
+        "cross_check": args.cross_check,
+        "cells": measure(
+            args.model, data_root(args.data), args.threads, args.adapt_steps, adapt_keeps, args.cross_check
+        ),
     }
     result["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)

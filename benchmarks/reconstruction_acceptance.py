@@ -34,15 +34,19 @@ from typing import Any
 import numpy as np
 
 from edgeae.adapt import AdaptConfig, adapt_predictor
+from edgeae.crosscheck import CrossCheckConfig, cross_checked_fill
 from edgeae.datasets import DEMO_FRAME, split_files
 from edgeae.imageio import read_image
 from edgeae.masks import make_mask
-from edgeae.reconstruct import run_method
+from edgeae.metrics import compare
+from edgeae.reconstruct import Reconstruction, run_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
 from benchmarks.machine import machine_info
 
 log = logging.getLogger("reconstruction_acceptance")
+# rows derived from a model: adapted to each image, mixed by the cross-check, or both
+VARIANTS = ("", "+adapt", "+xcheck", "+adapt+xcheck")
 CLASSICAL = ("normconv", "linear", "telea", "ns", "nearest")
 KEEPS = (0.05, 0.1, 0.25)
 SMOOTH_WINDOW = 128
@@ -80,21 +84,43 @@ class Adapted:
     steps: int
 
 
+@dataclass(frozen=True)
+class CrossChecked:
+    """A model mixed with a classical fill by the held-out cross-check (:mod:`edgeae.crosscheck`), seeded by the
+    image; ``adapt_steps`` > 0 adapts the model to the image first."""
+
+    predictor: Any
+    method: str
+    adapt_steps: int = 0
+
+
 def evaluate(img: np.ndarray, known: np.ndarray, methods: dict[str, Any], seed: int = 0) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name, predictor in methods.items():
         method = "cae" if predictor is not None else name
         adapt_s = 0.0
         report: dict[str, Any] = {}
-        if isinstance(predictor, Adapted):
+        steps = predictor.steps if isinstance(predictor, Adapted) else 0
+        steps = predictor.adapt_steps if isinstance(predictor, CrossChecked) else steps
+        base = predictor.predictor if isinstance(predictor, (Adapted, CrossChecked)) else predictor
+        if steps:
             t0 = time.perf_counter()
-            cfg = AdaptConfig(steps=predictor.steps, seed=seed)
-            predictor = adapt_predictor(predictor.predictor, img, known, cfg, progress=False, report=report)
+            cfg = AdaptConfig(steps=steps, seed=seed)
+            base = adapt_predictor(base, img, known, cfg, progress=False, report=report)
             adapt_s = time.perf_counter() - t0
-        r = run_method(img, known, method, predictor, progress=False)
+        if isinstance(predictor, CrossChecked):
+            t0 = time.perf_counter()
+            xreport: dict[str, Any] = {}
+            xcfg = CrossCheckConfig(method=predictor.method, seed=seed)
+            filled = cross_checked_fill(img, known, base, xcfg, report=xreport, progress=False)
+            r = Reconstruction("cae", filled, time.perf_counter() - t0, compare(img, filled, known))
+        else:
+            r = run_method(img, known, method, base, progress=False)
         out[name] = {"psnr": float(r.metrics["psnr"]), "ssim": float(r.metrics["ssim"]), "seconds": r.seconds + adapt_s}
         if report:  # which state the held-out check chose (0 = the model as shipped)
             out[name]["chosen_step"] = float(report["chosen_step"])
+        if isinstance(predictor, CrossChecked):  # the mean weight of the CAE in the mix
+            out[name]["alpha_mean"] = float(xreport["alpha_mean"])
     return out
 
 
@@ -142,6 +168,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run the default rover model and the first grey model adapted to each image for this many "
         "steps (edgeae.adapt), as rows MODEL+adapt; 0 = off",
     )  # fmt: skip
+    p.add_argument(
+        "--cross-check", default="",
+        help="also run the default rover model and the first grey model mixed with this classical fill by the "
+        "held-out cross-check (edgeae.crosscheck), as rows MODEL+xcheck (and MODEL+adapt+xcheck with "
+        "--adapt-steps); empty = off",
+    )  # fmt: skip
     p.add_argument("--skip-demo", action="store_true", help="leave out the whole demo frame (slowest part)")
     p.add_argument("--report-only", action="store_true", help="rewrite results.md from --out/results.json")
     return p.parse_args(argv)
@@ -178,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         if gray_models:
             grey_methods[f"{gray_models[0]}+adapt"] = Adapted(gray[gray_models[0]], args.adapt_steps)
             gray_models.append(f"{gray_models[0]}+adapt")
+    if args.cross_check:
+        for steps in (0, args.adapt_steps) if args.adapt_steps else (0,):
+            tag = "+adapt+xcheck" if steps else "+xcheck"
+            if default in rover:
+                rgb_methods[f"{default}{tag}"] = CrossChecked(rover[default], args.cross_check, steps)
+                rover_models.append(f"{default}{tag}")
+            if gray_models:
+                grey_methods[f"{gray_models[0]}{tag}"] = CrossChecked(gray[gray_models[0]], args.cross_check, steps)
+                gray_models.append(f"{gray_models[0]}{tag}")
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
     result: dict[str, Any] = {
@@ -240,7 +281,7 @@ def verdicts(result: dict[str, Any], default: str | None, flight: str | None) ->
     out: list[dict[str, Any]] = []
     r10 = result["rover"].get("0.1")
     # the default model, and the same model adapted to each image when the run has that row (--adapt-steps)
-    defaults = [d for d in (default, f"{default}+adapt") if default and r10 and d in r10["margins"]]
+    defaults = [f"{default}{v}" for v in VARIANTS if default and r10 and f"{default}{v}" in r10["margins"]]
     for d in defaults:
         m = r10["margins"][d]
         out.append({"check": f"{d}: mean PSNR ≥ best classical + 2.0 dB (keep 0.1)",
@@ -261,7 +302,7 @@ def verdicts(result: dict[str, Any], default: str | None, flight: str | None) ->
     if "demo" in result and default:
         d = result["demo"]
         best_other = max(v["psnr"] for k, v in d.items() if k in CLASSICAL)
-        for name in (n for n in (default, f"{default}+adapt") if n in d):
+        for name in (n for n in (f"{default}{v}" for v in VARIANTS) if n in d):
             margin = d[name]["psnr"] - best_other
             out.append({"check": f"demo frame: {name} first by ≥ 1 dB", "measured": f"{margin:+.2f} dB",
                         "ok": margin >= 1.0})  # fmt: skip
@@ -277,7 +318,7 @@ def verdicts(result: dict[str, Any], default: str | None, flight: str | None) ->
                         "measured": f"{gap:+.3f} dB", "ok": abs(gap) <= 0.3})  # fmt: skip
     if "gray" in result and result["gray_models"]:
         first = result["gray_models"][0]
-        for name in (n for n in (first, f"{first}+adapt") if n in result["gray"]["margins"]):
+        for name in (n for n in (f"{first}{v}" for v in VARIANTS) if n in result["gray"]["margins"]):
             g = result["gray"]["margins"][name]
             out.append({"check": f"{name}: grey orbital ≥ best classical + 1.5 dB (keep 0.1)",
                         "measured": f"{g['mean_margin_db']:+.2f} dB", "ok": g["mean_margin_db"] >= 1.5})  # fmt: skip

@@ -27,6 +27,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         "(edgeae.adapt; a .pt or zoo model; ~1 s a step on 2 cores; default 0 = off)",
     )  # fmt: skip
     p.add_argument(
+        "--cross-check", nargs="?", const="linear", default=None, metavar="METHOD",
+        help="mix the --model CAE with a classical fill (default linear) region by region, weighted by how well "
+        "each predicts received samples set aside (edgeae.crosscheck; 4 CAE passes)",
+    )  # fmt: skip
+    p.add_argument(
         "--limit",
         action="append",
         metavar="NAME=VALUE",
@@ -77,10 +82,13 @@ def _station(args: argparse.Namespace):
     limits = GroundLimits.from_pairs(args.limit)
     if args.adapt and not args.model:
         raise CLIError("--adapt needs --model: it adapts the CAE, classical inpainting has nothing to adapt")
+    if args.cross_check and not args.model:
+        raise CLIError("--cross-check needs --model: it mixes the CAE with a classical fill")
     try:
-        fill, name = make_filler(args.model, args.method, args.threads, adapt_steps=args.adapt)
-    except ValueError as exc:  # AdaptationError, an invalid step count
-        raise CLIError(f"--adapt: {exc}") from None
+        fill, name = make_filler(args.model, args.method, args.threads, args.adapt, args.cross_check)
+    except ValueError as exc:  # AdaptationError, an invalid step count, CrossCheckError
+        flag = "--cross-check" if "cross" in type(exc).__name__.lower() else "--adapt"
+        raise CLIError(f"{flag}: {exc}") from None
     decoder = None
     if args.decoder:
         from edgeae.predictor import load_predictor

@@ -64,6 +64,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "shipped (edgeae.adapt; a PyTorch model only, ~1 s a step on 2 cores)",
     )  # fmt: skip
     p.add_argument(
+        "--cross-check", nargs="?", const="linear", default=None, metavar="METHOD",
+        help="mix the CAE with a classical fill (default linear when given without a name) region by region: "
+        "three disjoint tenths of the received samples are set aside in turn, both methods rebuild each from the "
+        "rest, and each region takes the weighted mix that predicts its set-aside samples best "
+        "(edgeae.crosscheck; 4 CAE passes)",
+    )  # fmt: skip
+    p.add_argument(
         "--convert-channels", action="store_true",
         help="allow a grey model on RGB (per channel) or an RGB model on grey (replicated) images",
     )  # fmt: skip
@@ -96,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method not in METHODS:
         raise CLIError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    xcfg = None
+    if args.cross_check is not None and args.method == "cae":
+        from edgeae.crosscheck import CrossCheckConfig, CrossCheckError
+
+        try:
+            xcfg = CrossCheckConfig(method=args.cross_check, seed=args.seed)
+        except CrossCheckError as exc:
+            raise CLIError(f"--cross-check: {exc}") from None
     t0 = time.perf_counter()
     data = read_image(args.image, bayer=args.bayer)
     original = data.pixels
@@ -128,12 +143,21 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"--adapt: {exc}") from None
     elif args.model:
         print(f"note: --model is ignored by --method {args.method}")
-    if args.adapt and args.method != "cae":
-        print(f"note: --adapt is ignored by --method {args.method}")
-    result = run_method(
-        original, known, args.method, predictor,
-        tile=args.tile, overlap=args.overlap, batch=args.batch, convert_channels=args.convert_channels,
-    )  # fmt: skip
+    for flag, value in (("--adapt", args.adapt), ("--cross-check", args.cross_check)):
+        if value and args.method != "cae":
+            print(f"note: {flag} is ignored by --method {args.method}")
+    opts = {"tile": args.tile, "overlap": args.overlap, "batch": args.batch, "convert_channels": args.convert_channels}
+    xreport: dict[str, Any] = {}
+    if xcfg is not None:
+        from edgeae.crosscheck import cross_checked_fill
+        from edgeae.metrics import compare
+        from edgeae.reconstruct import Reconstruction
+
+        t_fill = time.perf_counter()
+        filled = cross_checked_fill(original, known, predictor, xcfg, report=xreport, **opts)
+        result = Reconstruction("cae", filled, time.perf_counter() - t_fill, compare(original, filled, known))
+    else:
+        result = run_method(original, known, args.method, predictor, **opts)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_image(args.output, result.image)
     masked_path = _side_path(args.output, args.save_masked, "masked")
@@ -153,6 +177,11 @@ def run(args: argparse.Namespace) -> int:
         adapted = f" adapted to the frame in {chosen} of {args.adapt} steps ({adapt_s:.1f} s),"
     elif adapt_report:
         adapted = f" as shipped (adapting for {args.adapt} steps did not help the held-out samples, {adapt_s:.1f} s),"
+    if xreport and xcfg is not None:
+        adapted += (
+            f" mixed with {xcfg.method} by the held-out cross-check (CAE weight {xreport['alpha_mean']:.2f} on "
+            f"average, {xreport['cae_share']:.0%} of the pixels mostly CAE),"
+        )
     summary = (
         f"{args.image.name}: {args.method}{adapted} from {known.mean():.2%} of {known.size} pixels -> "
         f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, MAE {m['mae']:.4f}, "
@@ -170,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
             "model": None if predictor is None else str(model_name),
             "adapt_steps": chosen,
             "adapt_check": [[int(st), float(e)] for st, e in adapt_report.get("check", [])],  # type: ignore[attr-defined]
+            "cross_check": {"method": xcfg.method, **xreport} if xcfg is not None else None,
             "image": str(args.image),
             "shape": list(original.shape),
             "bit_depth": data.bit_depth,

@@ -35,14 +35,20 @@ Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def make_filler(
-    model: str | None = None, method: str = "telea", threads: int | None = None, adapt_steps: int = 0
+    model: str | None = None,
+    method: str = "telea",
+    threads: int | None = None,
+    adapt_steps: int = 0,
+    cross_check: str | None = None,
 ) -> tuple[Filler, str]:
     """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
 
     Uses ``edgeae.reconstruct.reconstruct``; without it (a build without that module) classical methods go
     straight to ``edgeae.inpaint.inpaint``. ``adapt_steps > 0`` adapts a copy of the CAE to each frame's received
     samples first (:mod:`edgeae.adapt`; a PyTorch model only, checked here); a frame whose adaptation fails is
-    filled by the model as shipped, with a warning, never lost.
+    filled by the model as shipped, with a warning, never lost. ``cross_check`` (a classical method) mixes the
+    CAE with it region by region (:mod:`edgeae.crosscheck`, validated here); a frame where that fails is filled
+    by the CAE alone, with a warning.
     """
     try:
         from edgeae.reconstruct import reconstruct
@@ -65,6 +71,11 @@ def make_filler(
 
             adapt_cfg = AdaptConfig(steps=adapt_steps)
             check_adaptable(predictor)  # an exported artifact is refused now, not frame by frame
+        xcfg = None
+        if cross_check:
+            from edgeae.crosscheck import CrossCheckConfig, cross_checked_fill
+
+            xcfg = CrossCheckConfig(method=cross_check)  # an unknown method is refused now
 
         def fill_cae(image: np.ndarray, known: np.ndarray) -> np.ndarray:
             use = predictor
@@ -73,9 +84,15 @@ def make_filler(
                     use = adapt_predictor(predictor, image, known, adapt_cfg, progress=False)
                 except Exception as exc:  # the frame is still filled, by the shipped model
                     log.warning("adapting the CAE to the frame failed (%s): filling with the model as shipped", exc)
+            if xcfg is not None:
+                try:
+                    return np.asarray(cross_checked_fill(image, known, use, xcfg, progress=False), dtype=np.float32)
+                except Exception as exc:  # the frame is still filled, by the CAE alone
+                    log.warning("the cross-check failed on this frame (%s): filling with the CAE alone", exc)
             return np.asarray(reconstruct(image, known, "cae", predictor=use), dtype=np.float32)
 
         suffix = f"+adapt{adapt_steps}" if adapt_steps else ""
+        suffix += f"+xcheck-{cross_check}" if cross_check else ""
         return fill_cae, f"cae:{Path(str(model)).name}{suffix}"
 
     def fill_classical(image: np.ndarray, known: np.ndarray) -> np.ndarray:
