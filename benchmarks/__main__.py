@@ -54,11 +54,12 @@ RECON_ACCEPT: Command = (
     "--gray-models", "orbital-gray-unet2-ground,orbital-gray-gtunet",
     "--default-model", "rover-rgb-unet2-ground", "--flight-model", "rover-rgb-unet2-flight",
 )  # fmt: skip
-# the ground models adapted to each image (edgeae.adapt, default steps) next to the same models as shipped
+# the ground models adapted to each image (edgeae.adapt, default steps) next to the same models as shipped, each
+# also cross-checked against linear interpolation (edgeae.crosscheck)
 ADAPT: Command = (
     PY, "benchmarks/reconstruction_acceptance.py", "--out", "{out}", "--rover-models", "rover-rgb-unet2-ground",
     "--gray-models", "orbital-gray-unet2-ground", "--default-model", "rover-rgb-unet2-ground", "--keeps", "0.1",
-    "--adapt-steps", "100", "--threads", "2",
+    "--adapt-steps", "100", "--cross-check", "linear", "--threads", "2",
 )  # fmt: skip
 # the ground models mixed with linear interpolation by the held-out cross-check (edgeae.crosscheck)
 XCHECK: Command = (
