@@ -44,6 +44,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="also show the CAE adapted to the frame's own samples (edgeae.adapt; default 100 steps when given "
         "without a number, ~75 s on 2 cores; 0 = off, the default)",
     )  # fmt: skip
+    p.add_argument(
+        "--no-cross-check", action="store_true",
+        help="leave out the CAE mixed with linear interpolation by the held-out cross-check (edgeae.crosscheck; "
+        "shown by default: 4 CAE passes)",
+    )  # fmt: skip
     return p
 
 
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         links=tuple(x.strip() for x in args.links.split(",") if x.strip()) if args.links else None,
         anomaly=not args.no_anomaly,
         adapt=args.adapt,
+        cross_check=None if args.no_cross_check else "linear",
     )
     if config.links:
         from edgeae.resolve import link_path
