@@ -68,8 +68,8 @@ class CrossCheckConfig:
             raise CrossCheckError(f"sigma must be in [{CELL}, 4096] px, got {self.sigma}")
         if not (math.isfinite(self.tau) and self.tau >= 0):
             raise CrossCheckError(f"tau must be >= 0, got {self.tau}")
-        if not 0 <= int(self.seed) < 2**63:
-            raise CrossCheckError(f"seed must be in [0, 2**63), got {self.seed}")
+        if not 0 <= int(self.seed) < 2**64:
+            raise CrossCheckError(f"seed must be in [0, 2**64), got {self.seed}")
 
 
 def _cell_sums(ys: np.ndarray, xs: np.ndarray, values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -101,6 +101,11 @@ def weight_map(
     cv2 = require("cv2")
     h, w = shape
     grid = (-(-h // CELL), -(-w // CELL))
+    # a non-finite sample (a corrupt pixel, a model that returned NaN) says nothing about either fill: left out
+    ok = np.isfinite(truth).all(axis=1) & np.isfinite(cae).all(axis=1) & np.isfinite(classical).all(axis=1)
+    if not ok.all():
+        log.warning("cross-check: %d of %d set-aside samples are not finite and are left out", (~ok).sum(), len(ok))
+        ys, xs, truth, cae, classical = ys[ok], xs[ok], truth[ok], cae[ok], classical[ok]
     d = cae.astype(np.float64) - classical
     r = truth.astype(np.float64) - classical
     num_s, den_s, rr_s = (r * d).sum(axis=1), (d * d).sum(axis=1), (r * r).sum(axis=1)

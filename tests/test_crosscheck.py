@@ -189,3 +189,16 @@ def test_reconstruct_cli_cross_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert record["cross_check"]["held"] > 0
     assert main(["reconstruct", str(src), "-o", str(out), "--cross-check", "cae"]) == 2
     assert "--cross-check: method must be one of" in capsys.readouterr().err
+
+
+def test_weight_map_leaves_out_non_finite_samples(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    ys, xs = rng.integers(0, 64, n), rng.integers(0, 64, n)
+    truth = rng.uniform(0.2, 0.8, (n, 1))
+    cae = truth + 0.1
+    cae[:5] = np.nan  # e.g. a corrupt received pixel the CAE propagated
+    with caplog.at_level(logging.WARNING, logger="edgeae.crosscheck"):
+        alpha, _ = weight_map((64, 64), ys, xs, truth, cae, truth, 16.0, 0.5)
+    assert "5 of 300 set-aside samples are not finite" in caplog.text
+    assert np.isfinite(alpha).all() and alpha.max() < 0.05
