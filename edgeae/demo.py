@@ -680,8 +680,9 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
             d = crossed.metrics["psnr"] - top.metrics["psnr"]
             lines.append(
                 f"Mixed with {ctx.config.cross_check} region by region, each region weighted by how well the two "
-                f"predict received samples set aside ({crossed.seconds:.0f} s; the CAE kept "
-                f"{report['cae_share']:.0%} of the frame), the CAE reaches {crossed.metrics['psnr']:.2f} dB: "
+                f"predict received samples set aside ({crossed.seconds:.0f} s; mean CAE weight "
+                f"{report['alpha_mean']:.2f}, at least half on {report['cae_share']:.0%} of the frame), the CAE "
+                f"reaches {crossed.metrics['psnr']:.2f} dB: "
                 f"{gain:+.2f} dB over the CAE alone, {d:+.2f} dB over the best classical method."
             )
     codec = ctx.extra.get("codec")
