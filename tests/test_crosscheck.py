@@ -202,3 +202,15 @@ def test_weight_map_leaves_out_non_finite_samples(caplog: pytest.LogCaptureFixtu
         alpha, _ = weight_map((64, 64), ys, xs, truth, cae, truth, 16.0, 0.5)
     assert "5 of 300 set-aside samples are not finite" in caplog.text
     assert np.isfinite(alpha).all() and alpha.max() < 0.05
+
+
+def test_ground_cli_cross_check_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.cli import main
+
+    pk = tmp_path / "p.bin"
+    pk.write_bytes(b"\0" * 16)
+    assert main(["ground", "decode", str(pk), "--out", str(tmp_path / "o"), "--cross-check"]) == 2
+    assert "--cross-check needs --model" in capsys.readouterr().err
+    args = ["ground", "decode", str(pk), "--out", str(tmp_path / "o"), "--model", "orbital-gray-unet2-ground"]
+    assert main([*args, "--cross-check", "cae"]) == 2
+    assert "--cross-check: method must be one of" in capsys.readouterr().err

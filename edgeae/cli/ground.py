@@ -84,11 +84,14 @@ def _station(args: argparse.Namespace):
         raise CLIError("--adapt needs --model: it adapts the CAE, classical inpainting has nothing to adapt")
     if args.cross_check and not args.model:
         raise CLIError("--cross-check needs --model: it mixes the CAE with a classical fill")
+    from edgeae.crosscheck import CrossCheckError
+
     try:
         fill, name = make_filler(args.model, args.method, args.threads, args.adapt, args.cross_check)
-    except ValueError as exc:  # AdaptationError, an invalid step count, CrossCheckError
-        flag = "--cross-check" if "cross" in type(exc).__name__.lower() else "--adapt"
-        raise CLIError(f"{flag}: {exc}") from None
+    except CrossCheckError as exc:  # an unknown classical method
+        raise CLIError(f"--cross-check: {exc}") from None
+    except ValueError as exc:  # AdaptationError, an invalid step count
+        raise CLIError(f"--adapt: {exc}") from None
     decoder = None
     if args.decoder:
         from edgeae.predictor import load_predictor
