@@ -64,7 +64,8 @@ ADAPT: Command = (
 # the ground models mixed with linear interpolation by the held-out cross-check (edgeae.crosscheck)
 XCHECK: Command = (
     PY, "benchmarks/reconstruction_acceptance.py", "--out", "{out}/acceptance", "--rover-models",
-    "rover-rgb-unet2-ground", "--gray-models", "orbital-gray-unet2-ground", "--default-model", "rover-rgb-unet2-ground",
+    "rover-rgb-unet2-ground,rover-rgb-unet2-flight", "--gray-models", "orbital-gray-unet2-ground",
+    "--default-model", "rover-rgb-unet2-ground", "--flight-model", "rover-rgb-unet2-flight",
     "--cross-check", "linear", "--threads", "2",
 )  # fmt: skip
 XCHECK_GREY: Command = (PY, "benchmarks/grey_rates.py", "--out", "{out}/grey_rates", "--cross-check", "linear")
