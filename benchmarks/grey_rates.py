@@ -109,6 +109,23 @@ def _crops_label(split: str) -> str:
     return "test (orbital_gray)" if split == "test" else "validation (orbital_gray_v2)"
 
 
+def _variant_table(result: dict[str, Any], tag: str, what: str, columns: tuple[str, str, str, str]) -> list[str]:
+    """The table of the cells that have a ``cae{tag}`` row (adapted, cross-checked), or nothing."""
+    cells = {k: v for k, v in result["cells"].items() if f"cae{tag}" in v["mean"]}
+    if not cells:
+        return []
+    header = "| crops | keep | " + " | ".join(columns) + " |"
+    lines = ["", f"The same model {what}:", "", header, "|---|---:|---:|---:|---:|---:|"]
+    for key, v in cells.items():
+        split, keep = key.split()
+        m = v["mean"]
+        lines.append(
+            f"| {_crops_label(split)} | {keep} | {m[f'cae{tag}']:.2f} | {m['cae']:.2f} | {m[f'margin{tag}']:+.2f} "
+            f"| {v[f'wins{tag}']}/{v['n']} |"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Grey ground CAE `{result['model']}` vs classical fills by sampling rate (512-px crops; `orbital_nac` flies "
@@ -124,40 +141,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {what} | {keep} | {m['cae']:.2f} | {m['normconv']:.2f} | {m['linear']:.2f} | {m['margin']:+.2f} "
             f"| {v['wins']}/{v['n']} |"
         )
-    adapted = {k: v for k, v in result["cells"].items() if "cae+adapt" in v["mean"]}
-    if adapted:
-        lines += [
-            "",
-            f"The same model adapted to each crop's own samples first ({result.get('adapt_steps')} steps, "
-            "`edgeae.adapt`):",
-            "",
-            "| crops | keep | CAE adapted | CAE as shipped | margin adapted | CAE adapted ahead |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for key, v in adapted.items():
-            split, keep = key.split()
-            what, m = _crops_label(split), v["mean"]
-            lines.append(
-                f"| {what} | {keep} | {m['cae+adapt']:.2f} | {m['cae']:.2f} | {m['margin+adapt']:+.2f} "
-                f"| {v['wins+adapt']}/{v['n']} |"
-            )
-    checked = {k: v for k, v in result["cells"].items() if "cae+xcheck" in v["mean"]}
-    if checked:
-        lines += [
-            "",
-            f"The same model mixed with `{result.get('cross_check')}` by the held-out cross-check "
-            "(`edgeae.crosscheck`):",
-            "",
-            "| crops | keep | CAE cross-checked | CAE alone | margin cross-checked | cross-checked ahead |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for key, v in checked.items():
-            split, keep = key.split()
-            what, m = _crops_label(split), v["mean"]
-            lines.append(
-                f"| {what} | {keep} | {m['cae+xcheck']:.2f} | {m['cae']:.2f} | {m['margin+xcheck']:+.2f} "
-                f"| {v['wins+xcheck']}/{v['n']} |"
-            )
+    adapted = f"adapted to each crop's own samples first ({result.get('adapt_steps')} steps, `edgeae.adapt`)"
+    crossed = f"mixed with `{result.get('cross_check')}` by the held-out cross-check (`edgeae.crosscheck`)"
+    columns = ("CAE adapted", "CAE as shipped", "margin adapted", "CAE adapted ahead")
+    lines += _variant_table(result, "+adapt", adapted, columns)
+    columns = ("CAE cross-checked", "CAE alone", "margin cross-checked", "cross-checked ahead")
+    lines += _variant_table(result, "+xcheck", crossed, columns)
     return "\n".join(lines) + "\n"
 
 
