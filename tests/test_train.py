@@ -211,3 +211,25 @@ def test_cli_unet2h_defaults_to_the_flight_widths(moon_folder: Path, tmp_path: P
     assert main(args) == 0
     arch = load_checkpoint(out / "best.pt").metadata.architecture
     assert arch["variant"] == "unet2h" and arch["widths"] == [24, 32, 64, 64]  # within the flight budget
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"), [(True, False, True), (False, True, True), (False, False, False)]
+)
+def test_bf16_default_follows_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, expected: bool
+) -> None:
+    """bfloat16 autocast is the CPU default only where the CPU computes bfloat16 in hardware (emulated it was 2-3×
+    slower than float32); an explicit setting always wins, and CUDA keeps it on for the CAE."""
+    import torch
+
+    from edgeae.train.vae import VAETrainConfig
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert CAETrainConfig(data="x", out="o", channels=1).use_bf16("cpu") is expected
+    assert VAETrainConfig(out="o").use_bf16("cpu") is expected
+    assert CAETrainConfig(data="x", out="o", channels=1, bf16=True).use_bf16("cpu") is True
+    assert CAETrainConfig(data="x", out="o", channels=1, bf16=False).use_bf16("cpu") is False
+    assert CAETrainConfig(data="x", out="o", channels=1).use_bf16("cuda") is True
+    assert VAETrainConfig(out="o").use_bf16("cuda") is False

@@ -112,7 +112,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "resolution with a pyramid pre-fill, the flight-budget model (16,32,64,64)",
     )
     c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss")
-    c.add_argument("--no-bf16", action="store_true", help="train in float32 (default on CPU: bfloat16 autocast)")
+    prec = c.add_mutually_exclusive_group()
+    prec.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast even where the CPU has no hardware bfloat16"
+    )
+    prec.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="float32 (default: bfloat16 autocast on a CPU with AVX512-BF16 or AMX, float32 on one without)",
+    )
     c.add_argument(
         "--lr-schedule", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule per step"
     )
@@ -199,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         patience=args.patience,
         loss=args.loss,
-        bf16=False if args.no_bf16 else None,
+        bf16=False if args.no_bf16 else (True if args.bf16 else None),
         lr_schedule=args.lr_schedule,
         time_budget=budget,
         device=args.device,

@@ -97,7 +97,7 @@ class VAETrainConfig:
     msl_ground: bool = False  # RGB: add the MSL ``ground`` images of the train sols
     augment: bool = True
     threshold_quantile: float = 0.99
-    bf16: bool | None = None  # bfloat16 autocast; None = on for CPU, off elsewhere
+    bf16: bool | None = None  # bfloat16 autocast; None = on a CPU with hardware bfloat16, off elsewhere
     channels_last: bool = True
     time_budget: float | None = None  # seconds of wall time before a clean, resumable stop
     device: str = "cpu"
@@ -126,7 +126,9 @@ class VAETrainConfig:
         return DATASETS[self.data]
 
     def use_bf16(self, device_type: str) -> bool:
-        return (device_type == "cpu") if self.bf16 is None else bool(self.bf16)
+        from edgeae.train.common import default_bf16
+
+        return default_bf16(device_type, cuda=False) if self.bf16 is None else bool(self.bf16)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -372,6 +374,11 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     use_bf16 = config.use_bf16(device.type)
+    log.info(
+        "precision: %s%s",
+        "bfloat16 autocast" if use_bf16 else "float32",
+        "" if config.bf16 is not None else " (chosen for this CPU: --bf16 / --no-bf16 to force)",
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = TrainState()
     if resume:
