@@ -100,6 +100,47 @@ def test_corruption_levels_and_determinism(moon: np.ndarray) -> None:
     assert masks.shape == (2, 128, 128) and np.array_equal(masked[0][:, ~masks[0]], np.zeros((3, (~masks[0]).sum())))
 
 
+def _largest_kept_square(keep: np.ndarray) -> int:
+    """Side of the largest all-True square in a bool mask (dynamic programming)."""
+    best = np.zeros(keep.shape, dtype=np.int32)
+    for y in range(keep.shape[0]):
+        for x in range(keep.shape[1]):
+            if keep[y, x]:
+                best[y, x] = 1 if y == 0 or x == 0 else 1 + min(best[y - 1, x], best[y, x - 1], best[y - 1, x - 1])
+    return int(best.max())
+
+
+def test_known_blocks_keep_whole_rectangles_and_leave_older_runs_unchanged(moon: np.ndarray) -> None:
+    """``known_blocks`` adds whole kept rectangles (the prioritised downlink's patches) to some training masks;
+    at 0 the masks are bit-identical to a run made before the option existed, and configs without it resume."""
+    img = (moon[:128, :128].astype(np.float32) / 255.0)[None] * 0.9 + 0.05  # no exact zeros
+    base = Corruption(mode="gt", destroy_range=(0.9, 0.95))
+    for i in range(10):
+        ss = sample_seed(3, 1, i)
+        a, la = corrupt(img, base, ss)
+        b, lb = corrupt(img, Corruption(mode="gt", destroy_range=(0.9, 0.95), known_blocks=0.0), ss)
+        assert la == lb and np.array_equal(a, b)
+    always = Corruption(mode="gt", destroy_range=(0.9, 0.95), known_blocks=1.0)
+    for i in range(10):
+        x, level = corrupt(img, always, sample_seed(3, 1, i))
+        y, _ = corrupt(img, always, sample_seed(3, 1, i))
+        keep = x[0] != 0
+        assert np.array_equal(x, y) and level == corrupt(img, base, sample_seed(3, 1, i))[1]
+        assert _largest_kept_square(keep) >= 16 and keep.mean() < 0.5  # a block, in a sparse context
+        assert np.array_equal(x[0][keep], img[0][keep])
+    some = [corrupt(img, Corruption(mode="gt", known_blocks=0.25), sample_seed(0, 0, i))[0] for i in range(80)]
+    with_block = sum(_largest_kept_square(s[0] != 0) >= 16 for s in some)
+    assert 8 <= with_block <= 35  # ~20 of 80
+    assert always.describe()["known_blocks"] == 1.0 and "known_blocks" not in base.describe()
+    with pytest.raises(ValueError, match="known_blocks"):
+        Corruption(known_blocks=1.5)
+    cfg = CAETrainConfig(data="orbital_gray", out="o")
+    assert "known_blocks" not in cfg.to_dict()  # a run started before the option compares equal on resume
+    kb = CAETrainConfig(data="orbital_gray", out="o", known_blocks=0.25)
+    assert CAETrainConfig.from_dict(json.loads(json.dumps(kb.to_dict()))) == kb
+    assert kb.corruption.known_blocks == 0.25
+
+
 def test_crops_are_deterministic_and_skip_no_data(moon: np.ndarray) -> None:
     pix = (moon.astype(np.float32) / 255.0)[:, :, None]
     valid = np.zeros(moon.shape, dtype=bool)
@@ -233,3 +274,14 @@ def test_bf16_default_follows_the_cpu(
     assert CAETrainConfig(data="x", out="o", channels=1, bf16=False).use_bf16("cpu") is False
     assert CAETrainConfig(data="x", out="o", channels=1).use_bf16("cuda") is True
     assert VAETrainConfig(out="o").use_bf16("cuda") is False
+
+
+def test_validation_crops_have_no_known_blocks(moon_folder: Path) -> None:
+    """A run with ``known_blocks`` validates on the same sparse inputs as its starting run."""
+    from edgeae.train.cae import validation_crops
+
+    files = sorted(moon_folder.glob("*.png"))
+    plain = CAETrainConfig(data=str(moon_folder), out="o", val_crops=8, channels=1)
+    blocks = CAETrainConfig(data=str(moon_folder), out="o", val_crops=8, channels=1, known_blocks=1.0)
+    a, b = validation_crops(plain, files, 1), validation_crops(blocks, files, 1)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

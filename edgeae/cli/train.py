@@ -95,6 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     c.add_argument("--destroy", type=float, default=0.9, help="destroyed fraction for --mode fixed")
     c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt")
+    c.add_argument(
+        "--known-blocks",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a training crop also keeps 1-2 whole blocks of 16-64 px, as the prioritised "
+        "downlink sends whole patches (default 0)",
+    )
     c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
     c.add_argument("--pattern", default="uniform", help="mask pattern (edgeae.masks)")
     c.add_argument(
@@ -199,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         destroy=args.destroy,
         destroy_range=args.destroy_range,
+        known_blocks=args.known_blocks,
         coverage_range=args.coverage_range,
         pattern=args.pattern,
         widths=args.widths or DEFAULT_WIDTHS.get(args.variant, DEFAULT_WIDTHS["seed"]),

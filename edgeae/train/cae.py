@@ -8,6 +8,7 @@ is saved with :func:`edgeae.checkpoint.save_checkpoint`; the config, loss curves
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -52,6 +53,7 @@ class CAETrainConfig:
     coverage_range: tuple[float, float] = (0.1, 1.0)
     amplitude: float = 1.0
     pattern: str = "uniform"
+    known_blocks: float = 0.0  # probability that a training crop also keeps whole blocks (Corruption)
     widths: tuple[int, ...] = (16, 32, 64, 128)
     variant: str = "seed"  # edgeae.models.cae.VARIANTS: "seed" (published CAE), "unet", "unet2", "unet2h"
     channels: int | None = None
@@ -112,6 +114,7 @@ class CAETrainConfig:
             coverage_range=self.coverage_range,
             amplitude=self.amplitude,
             pattern=self.pattern,
+            known_blocks=self.known_blocks,
         )
 
     def resolved_channels(self, first_file: str | os.PathLike[str] | None = None) -> int:
@@ -151,6 +154,8 @@ class CAETrainConfig:
         d = asdict(self)
         for k in ("widths", "destroy_range", "coverage_range"):
             d[k] = list(d[k])
+        if not d["known_blocks"]:  # absent from runs started before it existed: they still resume
+            del d["known_blocks"]
         return d
 
     @classmethod
@@ -200,7 +205,9 @@ def validation_crops(config: CAETrainConfig, val_files: list[Path], channels: in
     vseed = config.resolved_val_seed
     rng = np.random.default_rng(np.random.SeedSequence([vseed, 0x7A1]))
     clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, rng, Augment.none())
-    corrupted = np.stack([corrupt(c, config.corruption, sample_seed(vseed, -1, i))[0] for i, c in enumerate(clean)])
+    # sparse masks only (no known blocks), so runs with and without them validate on the same inputs
+    spec = dataclasses.replace(config.corruption, known_blocks=0.0)
+    corrupted = np.stack([corrupt(c, spec, sample_seed(vseed, -1, i))[0] for i, c in enumerate(clean)])
     return clean, corrupted
 
 

@@ -17,7 +17,11 @@ MODES = ("plain", "fixed", "gt", "colour-noise")
 @dataclass(frozen=True)
 class Corruption:
     """How inputs are damaged. ``destroy`` is used by ``fixed``; ``destroy_range`` by ``gt``;
-    ``coverage_range`` and ``amplitude`` by ``colour-noise``; ``pattern`` is the mask pattern."""
+    ``coverage_range`` and ``amplitude`` by ``colour-noise``; ``pattern`` is the mask pattern.
+
+    ``known_blocks`` (``fixed``/``gt``): the probability that a sample also keeps whole rectangular blocks
+    (:func:`add_known_blocks`), as the prioritised downlink sends whole patches inside a sparse context; a model
+    that never saw one in training can paint artefacts next to it (:mod:`edgeae.train.known_blocks`)."""
 
     mode: str = "gt"
     destroy: float = 0.9
@@ -25,6 +29,7 @@ class Corruption:
     coverage_range: tuple[float, float] = (0.1, 1.0)
     amplitude: float = 1.0
     pattern: str = "uniform"
+    known_blocks: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -39,6 +44,8 @@ class Corruption:
             raise ValueError(f"coverage_range must satisfy 0 <= lo <= hi <= 1, got {self.coverage_range}")
         if not 0.0 < self.amplitude <= 1.0:
             raise ValueError(f"noise amplitude must be in (0, 1], got {self.amplitude}")
+        if not 0.0 <= self.known_blocks <= 1.0:
+            raise ValueError(f"known_blocks must be a probability in [0, 1], got {self.known_blocks}")
         object.__setattr__(self, "destroy_range", tuple(float(v) for v in self.destroy_range))
         object.__setattr__(self, "coverage_range", tuple(float(v) for v in self.coverage_range))
 
@@ -55,6 +62,8 @@ class Corruption:
         if self.mode in ("fixed", "gt"):
             from edgeae.masks import PRNG_VERSION
 
+            if self.known_blocks > 0:
+                d["known_blocks"] = self.known_blocks
             d["prng_version"] = PRNG_VERSION
         return d
 
@@ -81,7 +90,24 @@ def corrupt(image: np.ndarray, spec: Corruption, ss: np.random.SeedSequence) -> 
     level = spec.destroy if spec.mode == "fixed" else float(rng.uniform(*spec.destroy_range))
     mask_seed = int(ss.generate_state(1, np.uint64)[0])
     keep = make_mask(mask_seed, image.shape[1:], 1.0 - level, spec.pattern)
+    if spec.known_blocks > 0 and rng.random() < spec.known_blocks:  # no draw at 0: older runs reproduce
+        keep = add_known_blocks(keep, rng)
     return image * keep[None].astype(np.float32), level
+
+
+BLOCK_SIDES = (16, 64)  # side range (px) of a known block, clipped to half the crop
+BLOCK_COUNT = (1, 2)
+
+
+def add_known_blocks(keep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of the bool (H, W) mask with 1-2 whole rectangles (sides 16-64 px, at most half the crop) kept."""
+    out = keep.copy()
+    h, w = keep.shape
+    for _ in range(int(rng.integers(BLOCK_COUNT[0], BLOCK_COUNT[1] + 1))):
+        bh, bw = (int(rng.integers(min(BLOCK_SIDES[0], n // 2), min(BLOCK_SIDES[1], n // 2) + 1)) for n in (h, w))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        out[y : y + bh, x : x + bw] = True
+    return out
 
 
 def corrupt_at(
