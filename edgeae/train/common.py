@@ -50,8 +50,9 @@ def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
 
     With it, bfloat16 autocast + ``channels_last`` trained the CAE 5-8× faster than float32
-    (``../shared/TOOLCHAIN.md``); without it torch emulates bfloat16 and the same autocast was 3× *slower* for the
-    ground CAE and 2× slower for the VAE (measured on an Intel Xeon with AVX-512 but no AVX512-BF16, session 11).
+    (``../shared/TOOLCHAIN.md``); without it torch emulates bfloat16 and the same autocast was 2.9× *slower* for the
+    ground CAE and 2.4× slower for the VAE on an Intel Xeon with AVX-512 but no AVX512-BF16
+    (``benchmarks/bf16_step.py``).
     """
     torch = require("torch")
     cpu = getattr(torch, "cpu", None)
