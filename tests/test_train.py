@@ -134,6 +134,8 @@ def test_known_blocks_keep_whole_rectangles_and_leave_older_runs_unchanged(moon:
     assert always.describe()["known_blocks"] == 1.0 and "known_blocks" not in base.describe()
     with pytest.raises(ValueError, match="known_blocks"):
         Corruption(known_blocks=1.5)
+    with pytest.raises(ValueError, match="masking mode"):
+        Corruption(mode="colour-noise", known_blocks=0.5)
     cfg = CAETrainConfig(data="orbital_gray", out="o")
     assert "known_blocks" not in cfg.to_dict()  # a run started before the option compares equal on resume
     kb = CAETrainConfig(data="orbital_gray", out="o", known_blocks=0.25)

@@ -46,6 +46,8 @@ class Corruption:
             raise ValueError(f"noise amplitude must be in (0, 1], got {self.amplitude}")
         if not 0.0 <= self.known_blocks <= 1.0:
             raise ValueError(f"known_blocks must be a probability in [0, 1], got {self.known_blocks}")
+        if self.known_blocks > 0 and self.mode not in ("fixed", "gt"):
+            raise ValueError(f"known_blocks needs a masking mode (fixed or gt), not {self.mode!r}")
         object.__setattr__(self, "destroy_range", tuple(float(v) for v in self.destroy_range))
         object.__setattr__(self, "coverage_range", tuple(float(v) for v in self.coverage_range))
 
