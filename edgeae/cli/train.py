@@ -40,6 +40,24 @@ def _range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def add_precision_args(parser: argparse.ArgumentParser) -> None:
+    """``--bf16`` / ``--no-bf16`` (mutually exclusive) of both trainers; read back with :func:`precision_arg`."""
+    prec = parser.add_mutually_exclusive_group()
+    prec.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast even where the CPU has no hardware bfloat16"
+    )
+    prec.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="float32 (default: bfloat16 autocast on a CPU with AVX512-BF16 or AMX, float32 on one without)",
+    )
+
+
+def precision_arg(args: argparse.Namespace) -> bool | None:
+    """The trainers' ``bf16`` config value: forced on, forced off, or None (chosen for the CPU)."""
+    return False if args.no_bf16 else (True if args.bf16 else None)
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train",
@@ -120,15 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "resolution with a pyramid pre-fill, the flight-budget model (16,32,64,64)",
     )
     c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss")
-    prec = c.add_mutually_exclusive_group()
-    prec.add_argument(
-        "--bf16", action="store_true", help="bfloat16 autocast even where the CPU has no hardware bfloat16"
-    )
-    prec.add_argument(
-        "--no-bf16",
-        action="store_true",
-        help="float32 (default: bfloat16 autocast on a CPU with AVX512-BF16 or AMX, float32 on one without)",
-    )
+    add_precision_args(c)
     c.add_argument(
         "--lr-schedule", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule per step"
     )
@@ -216,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         patience=args.patience,
         loss=args.loss,
-        bf16=False if args.no_bf16 else (True if args.bf16 else None),
+        bf16=precision_arg(args),
         lr_schedule=args.lr_schedule,
         time_budget=budget,
         device=args.device,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError
+from edgeae.cli.train import add_precision_args, precision_arg
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -66,15 +67,7 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.add_argument("--no-hirise", action="store_true", help="grey: do not add HiRISE class-0 landmark crops")
     v.add_argument("--msl-ground", action="store_true", help="RGB: add the MSL 'ground' images of the train sols")
     v.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
-    prec = v.add_mutually_exclusive_group()
-    prec.add_argument(
-        "--bf16", action="store_true", help="bfloat16 autocast even where the CPU has no hardware bfloat16"
-    )
-    prec.add_argument(
-        "--no-bf16",
-        action="store_true",
-        help="float32 (default: bfloat16 autocast on a CPU with AVX512-BF16 or AMX, float32 on one without)",
-    )
+    add_precision_args(v)
     v.add_argument("--device", default=d["device"], help="auto | cpu | cuda | cuda:N")
     v.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     v.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
@@ -121,7 +114,7 @@ def run_cli(args: argparse.Namespace) -> int:
         hirise=not args.no_hirise,
         msl_ground=args.msl_ground,
         augment=not args.no_augment,
-        bf16=False if args.no_bf16 else (True if args.bf16 else None),
+        bf16=precision_arg(args),
         time_budget=budget,
         device=args.device,
         threads=args.threads,
