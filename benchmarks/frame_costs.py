@@ -45,6 +45,10 @@ def _nac_strip(rows: int) -> Path:
     return path
 
 
+def _mb(b: int | None) -> float | None:
+    return None if b is None else b / 2**20
+
+
 def _summary(out: Path, frame_px: int, bytes_per_px: int) -> dict[str, Any]:
     s = json.loads((out / "summary.json").read_text())
     if s["frames"]["dropped"] or s["timing_ms"]["p50"] is None:
@@ -56,9 +60,11 @@ def _summary(out: Path, frame_px: int, bytes_per_px: int) -> dict[str, Any]:
         "frame_seconds_p50": s["timing_ms"]["p50"] / 1e3,
         "deadline_missed": s["timing_ms"]["deadline_missed"],
         "patches_per_s": s.get("patches_per_s"),
-        "traced_peak_mb": s["memory"]["traced_peak_bytes"] / 2**20,
+        "traced_peak_mb": _mb(s["memory"].get("traced_peak_bytes")),  # None unless [runtime] trace_allocations
         "rss_peak_mb": s["memory"]["rss_peak_bytes"] / 2**20,
         "rss_growth_peak_mb": s["memory"].get("rss_growth_peak_bytes", 0) / 2**20,
+        "memory_budget_mb": s["budgets"]["memory_bytes"] / 2**20,
+        "memory_within_budget": s["memory"].get("within_budget"),
         "late_frames": s["timing_ms"].get("late", []),
         "frame_mb": frame_bytes / 2**20,
         "degradations": s.get("degradations", {}),
@@ -108,13 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(result, indent=2, default=str))
 
     md = [
-        "| frame | size | frame MB | seconds | patches/s | peak traced MB | peak RSS MB | runtime levels |",
+        "| frame | size | frame MB | seconds | patches/s | peak RSS growth MiB / budget | peak RSS MB | "
+        "runtime levels |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in (("Mastcam-Z (rover mission)", result["rover"]), ("NAC strip (orbital mission)", nac)):
         md.append(
             f"| {name} | {r['shape'][1]}×{r['shape'][0]} | {r['frame_mb']:.0f} | {r['frame_seconds_p50']:.1f} | "
-            f"{r['patches_per_s'] or 0:.0f} | {r['traced_peak_mb']:.1f} | {r['rss_peak_mb']:.0f} | "
+            f"{r['patches_per_s'] or 0:.0f} | {r['rss_growth_peak_mb']:.1f} / {r['memory_budget_mb']:.0f}"
+            f"{'' if r['memory_within_budget'] else ' (OVER)'} | {r['rss_peak_mb']:.0f} | "
             f"{r['degradations'] or 'none'} |"
         )
     md.append(

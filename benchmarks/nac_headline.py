@@ -193,7 +193,8 @@ def firmware(strip: Path, rows: int, out: Path, model: Path | None) -> dict[str,
         "levels": s.get("degradations"),
         "rss_peak_mb": round(mem["rss_peak_bytes"] / 2**20, 1),
         "rss_growth_peak_mb": round(mem["rss_growth_peak_bytes"] / 2**20, 1),
-        "traced_peak_mb": round(mem["traced_peak_bytes"] / 2**20, 1),
+        "traced_peak_mb": None if mem.get("traced_peak_bytes") is None else round(mem["traced_peak_bytes"] / 2**20, 1),
+        "heap": mem.get("heap"),
         "memory_budget_mb": round(s["budgets"]["memory_bytes"] / 2**20, 1),
         "memory_within_budget": mem["within_budget"],
     }
@@ -253,6 +254,8 @@ def targets(res: dict[str, Any]) -> list[str]:
     if fw:
         line("firmware-sim ≤ 10 s wall (median run)", f"{fw['wall_s']} s", fw["wall_s"] <= 10.0)
         line("peak RSS ≤ 256 MB", f"{fw['rss_peak_mb']} MB", fw["rss_peak_mb"] <= 256.0)
+        grown = f"{fw['rss_growth_peak_mb']} of {fw['memory_budget_mb']} MiB"
+        line("RSS growth over boot within the mission's memory budget", grown, bool(fw["memory_within_budget"]))
         d = fw.get("deadline") or {}
         status = d.get("status")
         line("deadline accounted (met, or late with its overrun)", str(status), status in ("met", "late"))
@@ -276,14 +279,15 @@ def _markdown(res: dict[str, Any]) -> str:
           f"ran {res.get('repeats', 1)}× (interleaved); the row is the run with the median wall time (firmware) or "
           "scoring time (scan), with the range over the runs in brackets.", ""]  # fmt: skip
     md += ["| run | model | wall s | CPU s | frame ms | patches scored | patches/s | deadline | levels | "
-           "RSS peak MB | RSS growth MB | traced peak MB | load before/after |", "|" + "---|" * 13]  # fmt: skip
+           "RSS peak MB | RSS growth MiB / budget | traced peak MB | load before/after |",
+           "|" + "---|" * 13]  # fmt: skip
     for name, r in res["firmware"].items():
         d = r.get("deadline") or {}
         md.append(
             f"| firmware-sim orbital_nac | {name} | {_spread(r, 'wall_s')} | {r['cpu_s']} | {r['frame_ms']:.0f} | "
             f"{r['patches']['scored']} | {r['patches_per_s'] or 0:.0f} | {d.get('status')} "
             f"(overrun {d.get('overrun_ms', 0):.0f} ms) | {r['levels']} | {r['rss_peak_mb']} | "
-            f"{r['rss_growth_peak_mb']} / {r['memory_budget_mb']} | {r['traced_peak_mb']} | "
+            f"{r['rss_growth_peak_mb']} / {r['memory_budget_mb']} | {r['traced_peak_mb'] or '–'} | "
             f"{r['load_before_after'][0]}/{r['load_before_after'][1]} |"
         )
     md += ["", "| run | model | wall s | CPU s | patches | start-up s | scoring s | patches/s (scoring) | "

@@ -198,11 +198,12 @@ def hwm_rss_bytes() -> int | None:
 
 class MemoryMeter:
     """What a frame really costs in memory: the process RSS (its peak per frame from the kernel's
-    high-water mark, reset before each frame, else sampled at every strip) next to the Python/numpy
-    allocations tracemalloc sees (which miss interpreter arenas, libraries and native buffers).
+    high-water mark, reset before each frame, else sampled at every strip), and with ``enabled`` the
+    Python/numpy allocations tracemalloc sees beside it (they miss interpreter arenas, libraries and native
+    buffers, and tracing them costs time and memory of its own: off unless asked for).
 
     The budget is enforced on RSS growth over the boot baseline (``rss_boot``: Python + numpy, before models
-    and buffers); the traced peak is reported beside it.
+    and buffers); the traced peak is reported beside it (None when not traced).
     """
 
     def __init__(self, enabled: bool = True) -> None:
@@ -236,8 +237,10 @@ class MemoryMeter:
         self.rss_frame_peak = rss_bytes()
 
     def sample(self) -> dict[str, Any]:
-        traced = tracemalloc.get_traced_memory() if self.enabled and tracemalloc.is_tracing() else (0, 0)
-        self.run_peak = max(self.run_peak, traced[1])
+        traced: tuple[int | None, int | None] = (None, None)
+        if self.enabled and tracemalloc.is_tracing():
+            traced = tracemalloc.get_traced_memory()
+            self.run_peak = max(self.run_peak, traced[1] or 0)
         now = self.rss()
         hwm = hwm_rss_bytes() if self.hwm_resettable else None
         frame_peak = max(self.rss_frame_peak, hwm or 0)

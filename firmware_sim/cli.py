@@ -128,10 +128,13 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     rate = s.get("patches_per_s")
     rate_text = f"; {rate:.1f} patches/s" if isinstance(rate, int | float) else ""
     mib = 2**20
+    traced = mem.get("traced_peak_bytes")
+    traced_text = f", traced Python peak {traced / mib:.1f} MiB" if isinstance(traced, int) else ""
+    within = "within it" if mem.get("within_budget", True) else "OVER it"
     print(
-        f"  memory peak (traced) {mem.get('traced_peak_bytes', 0) / mib:.1f} MiB of "
-        f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget, RSS peak {mem.get('rss_peak_bytes', 0) / mib:.0f} MiB"
-        f"{rate_text}"
+        f"  memory: peak RSS growth over boot {mem.get('rss_growth_peak_bytes', 0) / mib:.1f} MiB of the "
+        f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget ({within}), RSS peak "
+        f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{traced_text}{rate_text}"
     )
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
     for a in s["anomalies"][:5]:

@@ -27,6 +27,7 @@ from .budget import LADDER, CostModel, MemoryMeter, plan_memory, rss_bytes
 from .faults import FaultPlan, SimulatedReboot, corrupt_frame, parse_faults
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .guard import ModelGuard
+from .heap import apply_heap_policy
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
@@ -66,7 +67,8 @@ class FlightRuntime:
         self.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
         self._cpu0 = time.process_time()
         self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
-        self.meter = MemoryMeter(mission.runtime.measure_memory)
+        self.heap = apply_heap_policy(mission.runtime.heap)  # before any thread allocates
+        self.meter = MemoryMeter(mission.runtime.measure_memory and mission.runtime.trace_allocations)
         self.meter.start()
         gc.collect()  # garbage pending at boot would inflate the baseline and hide later growth
         self.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
@@ -76,7 +78,7 @@ class FlightRuntime:
         self.records: list[dict[str, Any]] = []
         self.frame_no = 0  # frames acquired in this boot
         self.since_pass = 0
-        self.tm.write("start", mission=mission.name, mission_file=mission.source_path, pid=os.getpid())
+        self.tm.write("start", mission=mission.name, mission_file=mission.source_path, pid=os.getpid(), heap=self.heap)
         if self.queue.recovered:
             self.tm.write(
                 "recovery",
@@ -347,7 +349,7 @@ class FlightRuntime:
             "rss_growth_peak": growth,
             "budget": budget,
             "over_budget": growth > budget,
-            "traced_over_budget": mem["traced_peak"] > budget,
+            "traced_over_budget": None if mem["traced_peak"] is None else mem["traced_peak"] > budget,
         }
         if rec["memory"]["over_budget"]:
             rec["flags"].append("memory_over_budget")
@@ -415,13 +417,17 @@ class FlightRuntime:
                 "downlink_bytes_per_pass": self.m.budget.downlink_bytes_per_pass,
             },
             "memory": {
-                # the budget is enforced on RSS growth over the boot baseline; the traced peak is shown beside it
+                # the budget is enforced on RSS growth over the boot baseline; the traced peak (only with
+                # [runtime] trace_allocations) is shown beside it
                 "enforced_on": "rss_growth_over_boot",
                 "rss_frame_peak_bytes": self.meter.rss_run_peak,
                 "rss_growth_peak_bytes": max(0, self.meter.rss_run_peak - self.rss_boot),
-                "traced_peak_bytes": self.meter.run_peak,
+                "traced_peak_bytes": self.meter.run_peak if self.meter.enabled else None,
                 "within_budget": max(0, self.meter.rss_run_peak - self.rss_boot) <= self.m.budget.memory_bytes,
-                "traced_within_budget": self.meter.run_peak <= self.m.budget.memory_bytes,
+                "traced_within_budget": (self.meter.run_peak <= self.m.budget.memory_bytes)
+                if self.meter.enabled
+                else None,
+                "heap": self.heap,
                 "rss_boot_bytes": self.rss_boot,
                 "rss_peak_bytes": rss_peak,
                 # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline

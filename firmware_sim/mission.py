@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .heap import HEAP_POLICIES
+
 SOURCES = ("files", "strips")
 BAYER_PATTERNS = ("", "RGGB", "BGGR", "GRBG", "GBRG")
 PATTERNS = ("uniform", "jittered")
@@ -197,16 +199,22 @@ class Downlink:
 
 @dataclass(frozen=True)
 class Runtime:
-    """Interpreter threads, weight scrubbing period and fault injection (``kind@frameN[:arg]`` strings)."""
+    """Interpreter threads, weight scrubbing period, fault injection (``kind@frameN[:arg]`` strings) and the
+    malloc policy set at boot (:mod:`.heap`)."""
 
     threads: int = 1
     scrub_every_frames: int = 1
-    measure_memory: bool = True
+    measure_memory: bool = True  # the RSS high-water mark per frame, against [budget] memory_bytes
+    # also trace Python allocations (tracemalloc) beside it: a diagnostic that costs the frame time and memory
+    # it reports on (a NAC-size strip: ~6 MiB of RSS and about a third more wall time; docs/firmware_sim.md)
+    trace_allocations: bool = False
     inject: tuple[str, ...] = ()
+    heap: str = "compact"  # malloc policy set at boot (heap.py): "compact" or "system"
 
     def __post_init__(self) -> None:
         w = "[runtime]"
         _need(1 <= self.threads <= 256, w, "threads must be in 1..256")
+        _need(self.heap in HEAP_POLICIES, w, f"heap must be one of {', '.join(HEAP_POLICIES)}, got {self.heap!r}")
         _need(self.scrub_every_frames >= 1, w, "scrub_every_frames must be >= 1")
         object.__setattr__(self, "inject", tuple(str(s) for s in self.inject))
 

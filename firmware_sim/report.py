@@ -164,6 +164,14 @@ def _num(v: Any, digits: int = 1) -> str:
     return _e(v)
 
 
+def _policy(h: Any) -> str:
+    """The heap policy dict of the summary as one line ("compact: M_ARENA_MAX 1, ...")."""
+    if not isinstance(h, dict):
+        return str(h)
+    rest = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in h.items() if k != "policy")
+    return f"{h.get('policy', '?')}" + (f": {rest}" if rest else "")
+
+
 def _mib(b: Any) -> str:
     return "–" if not isinstance(b, int | float) else f"{b / 2**20:.1f} MiB"
 
@@ -323,20 +331,22 @@ def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     pts = [(f.get("frame_id"), (f.get("memory") or {})) for f in frames if f.get("memory")]
     out = []
     if pts and budget:
-        peak_max = max([budget, *[int(m.get("traced_peak") or 0) for _, m in pts]])
+        peak_max = max([budget, *[int(m.get("rss_growth_peak") or 0) for _, m in pts]])
         width, left, bar_h = 880, 120, 18
         plot_w = width - left - 120
         h = bar_h * len(pts) + 30
         svg = [_svg_open(width, h)]
         for i, (fid, m) in enumerate(pts):
             y = 6 + i * bar_h
-            peak = int(m.get("traced_peak") or 0)
+            peak = int(m.get("rss_growth_peak") or 0)
+            traced = m.get("traced_peak")
+            traced_text = f", traced Python peak {traced:,} B" if isinstance(traced, int) else ""
             colour = "#c0392b" if m.get("over_budget") else "#4c78a8"
             svg.append(f"<text x='4' y='{y + 12}'>frame {fid}</text>")
             svg.append(
                 f"<rect x='{left}' y='{y + 2}' width='{plot_w * peak / peak_max:.1f}' height='{bar_h - 5}' "
                 f"fill='{colour}'>"
-                f"<title>traced peak {peak:,} B</title></rect>"
+                f"<title>RSS growth over boot {peak:,} B{traced_text}</title></rect>"
             )
             svg.append(f"<text x='{left + plot_w * peak / peak_max + 4:.1f}' y='{y + 12}'>{_mib(peak)}</text>")
         bx = left + plot_w * budget / peak_max
@@ -344,11 +354,18 @@ def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
             f"<line x1='{bx:.1f}' x2='{bx:.1f}' y1='2' y2='{h - 20}' stroke='#c0392b' stroke-dasharray='4 3'/>"
             f"<text x='{bx - 4:.1f}' y='{h - 6}' text-anchor='end' fill='#c0392b'>budget {_mib(budget)}</text></svg>"
         )
-        out.append("<p class='note'>Traced (Python + numpy) peak per frame against the mission's memory budget.</p>")
+        out.append(
+            "<p class='note'>Each frame's peak RSS growth over the boot baseline (the kernel's high-water mark: "
+            "everything the process held, interpreters and native buffers included) against the mission's memory "
+            "budget; red: over it.</p>"
+        )
         out.append("".join(svg))
     mem = s.get("memory", {})
     if mem:
-        rows = [[_e(k.replace("_", " ")), _mib(v) if k.endswith("bytes") else _num(v)] for k, v in mem.items()]
+        rows = [
+            [_e(k.replace("_", " ")), _mib(v) if k.endswith("bytes") else _e(_policy(v)) if k == "heap" else _num(v)]
+            for k, v in mem.items()
+        ]
         out.append(_table(["whole run", "value"], rows))
     return "".join(out) or "<p>No memory was recorded.</p>"
 

@@ -15,6 +15,7 @@ This module never imports torch (a test proves it): it is the code that would ru
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +49,69 @@ def _check_file(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- metadata
 
 
+# Field slots of the TFLite schema (tensorflow/compiler/mlir/lite/schema/schema.fbs) this reader needs: the
+# vtable offset of field i is 4 + 2 i. The generated schema module costs ~4 MiB of RSS in the flight process
+# for three tables, so the runtime reads them through flatbuffers' own table accessor instead; a test checks
+# it against ai_edge_litert.schema_py_generated on every zoo artifact.
+_MODEL_BUFFERS, _MODEL_METADATA = 12, 16  # Model.buffers: [Buffer], Model.metadata: [Metadata]
+_METADATA_NAME, _METADATA_BUFFER = 4, 6  # Metadata.name: string, Metadata.buffer: uint32
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 4, 6, 8  # Buffer.data: [ubyte], offset, size: uint64
+
+
 def tflite_metadata_entries(content: bytes, source: str = "model") -> dict[str, bytes]:
     """All ``metadata`` entries (name -> bytes) of a TFLite flatbuffer, parsed without TensorFlow."""
-    schema = require("ai_edge_litert.schema_py_generated")
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise ArtifactError(f"{source}: not a TFLite flatbuffer (no TFL3 identifier)")
+    fb = require("flatbuffers")
+    from flatbuffers import number_types as nt
+    from flatbuffers.table import Table
+
+    buf = content
+
+    def table(pos: int) -> Table:
+        if not 0 <= pos < len(buf):
+            raise IndexError(f"table offset {pos} outside the {len(buf)}-byte file")
+        return Table(buf, pos)
+
+    def vector(t: Table, slot: int) -> tuple[int, int]:
+        """(start, length) of a vector of offsets, (0, 0) when the field is absent."""
+        o = t.Offset(slot)
+        if not o:
+            return 0, 0
+        start, n = t.Vector(o), t.VectorLen(o)
+        if start + 4 * n > len(buf):  # bounded before any entry is read
+            raise IndexError(f"a vector of {n} offsets at byte {start} runs past the end of the file")
+        return start, n
+
     try:
-        model = schema.Model.GetRootAs(content, 0)
+        model = table(fb.encode.Get(nt.UOffsetTFlags.packer_type, buf, 0))
+        buffers, n_buffers = vector(model, _MODEL_BUFFERS)
+        meta, n_meta = vector(model, _MODEL_METADATA)
         out: dict[str, bytes] = {}
-        for i in range(model.MetadataLength()):
-            entry = model.Metadata(i)
-            name = (entry.Name() or b"").decode("utf-8", "replace")
-            buf = model.Buffers(entry.Buffer())
-            if buf is None:
+        for i in range(n_meta):
+            entry = table(model.Indirect(meta + 4 * i))
+            o = entry.Offset(_METADATA_NAME)
+            name = (entry.String(o + entry.Pos) if o else b"").decode("utf-8", "replace")
+            o = entry.Offset(_METADATA_BUFFER)
+            index = entry.Get(nt.Uint32Flags, o + entry.Pos) if o else 0
+            if not 0 <= index < n_buffers:
+                raise IndexError(f"metadata {name!r} names buffer {index} of {n_buffers}")
+            b = table(model.Indirect(buffers + 4 * index))
+            o_off, o_size = b.Offset(_BUFFER_OFFSET), b.Offset(_BUFFER_SIZE)
+            offset = b.Get(nt.Uint64Flags, o_off + b.Pos) if o_off else 0
+            if offset > 1:  # large models keep buffers after the flatbuffer
+                size = b.Get(nt.Uint64Flags, o_size + b.Pos) if o_size else 0
+                out[name] = bytes(content[offset : offset + size])
                 continue
-            if buf.Offset() > 1:  # large models keep buffers after the flatbuffer
-                data = content[buf.Offset() : buf.Offset() + buf.Size()]
+            o = b.Offset(_BUFFER_DATA)
+            if o:
+                start, n = b.Vector(o), b.VectorLen(o)
+                if start + n > len(buf):
+                    raise IndexError(f"buffer {index} runs past the end of the file")
+                out[name] = bytes(buf[start : start + n])
             else:
-                data = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
-            out[name] = data
-    except (IndexError, ValueError, TypeError, AttributeError) as exc:
+                out[name] = b""
+    except (IndexError, ValueError, TypeError, AttributeError, struct.error) as exc:
         raise ArtifactError(f"{source}: corrupted TFLite flatbuffer ({type(exc).__name__}: {exc})") from exc
     return out
 

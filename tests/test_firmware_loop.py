@@ -155,7 +155,13 @@ def test_streaming_memory_is_independent_of_height(tmp_path: Path, models: dict[
     for h in (256, 8192):  # 32x more rows
         img = np.random.default_rng(h).integers(1, 200, (h, 256), dtype=np.uint8)
         tifffile.imwrite(tmp_path / f"{h}.tif", img, tile=(64, 64), bigtiff=True)
-        m = mission(models, camera={"source": "strips"}, reconstruction={"mode": "off"}, budget={"frame_ms": 1e7})
+        m = mission(
+            models,
+            camera={"source": "strips"},
+            reconstruction={"mode": "off"},
+            budget={"frame_ms": 1e7},
+            runtime={"trace_allocations": True},
+        )
         rt = FlightRuntime(m, tmp_path / f"o{h}")
         rt.process(img[:64])  # warm-up: first-use imports and caches are not the frame's memory
         rec = rt.process(tmp_path / f"{h}.tif")

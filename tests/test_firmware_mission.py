@@ -39,6 +39,7 @@ def test_defaults_and_overrides() -> None:
         ({"name": "x", "anomaly": {"threshold": "high"}}, "threshold"),
         ({"name": "x", "anomaly": {"top_k": 0}}, "top_k"),
         ({"name": "x", "budget": {"frame_ms": 0}}, "frame_ms"),
+        ({"name": "x", "runtime": {"heap": "tiny"}}, "heap must be one of compact, system"),
         ({"name": "x", "reconstruction": {"mode": "check"}}, "needs a model"),
         (
             {"name": "x", "camera": {"source": "strips", "strip_rows": 100}, "anomaly": {"patch": 64}},

@@ -66,6 +66,7 @@ def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert f"<h2>{title}</h2>" in html
     assert "deadline 5000 ms" in html and "sparse_only" in html  # the late frame degraded
     assert "budget 256.0 MiB" in html  # the mission's default memory budget
+    assert "RSS growth over boot" in html and "heap" in html  # the enforced figure is the one drawn
     gallery = sorted((out / "report_img").glob("anomaly_*.png"))
     # 3 patches of frames 0 and 2, decoded from the downlink packets; the late frame 1 was not scored
     assert len(gallery) == 6 and not any(g.name.startswith("anomaly_f1_") for g in gallery)

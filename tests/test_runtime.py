@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,45 @@ def test_runtime_never_imports_torch(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_tflite_metadata_reader_matches_the_generated_schema() -> None:
+    """The flight reader (flatbuffers' table accessor, no generated schema module) returns exactly what
+    ai_edge_litert's generated schema reads, on every shipped TFLite artifact; damaged files are refused."""
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    files = sorted(Path(__file__).parents[1].joinpath("edgeae", "zoo", "artifacts").glob("*/*.tflite"))
+    assert files, "no shipped .tflite artifacts"
+    for f in files:
+        content = f.read_bytes()
+        model = schema.Model.GetRootAs(content, 0)
+        want = {}
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            buf = model.Buffers(entry.Buffer())
+            want[(entry.Name() or b"").decode()] = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+        got = runtime.tflite_metadata_entries(content, str(f))
+        assert got == want, f
+        assert METADATA_KEY in got, f
+    content = files[0].read_bytes()
+    for n in (0, 7, 12, 100, len(content) // 2):
+        with pytest.raises(runtime.ArtifactError, match=r"t\.tflite"):
+            runtime.tflite_metadata_entries(content[:n], "t.tflite")
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # damaged headers: an ArtifactError or a clean read, never another exception
+        bad = np.frombuffer(content, np.uint8).copy()
+        bad[rng.integers(0, 64, 8)] = rng.integers(0, 256, 8, dtype=np.uint8)
+        with contextlib.suppress(runtime.ArtifactError):
+            runtime.tflite_metadata_entries(bad.tobytes(), "t.tflite")
+
+
+def test_flight_loader_does_not_import_the_generated_tflite_schema() -> None:
+    """The generated schema module costs ~4 MiB of RSS in the flight process: the loader must not need it."""
+    f = next(Path(__file__).parents[1].joinpath("edgeae", "zoo", "artifacts").glob("*/*.tflite"))
+    code = (
+        "import sys\nfrom edgeae.firmware_sim.runtime import load_artifact\n"
+        f"p = load_artifact({str(f)!r}, threads=1)\n"
+        "assert p.metadata.kind\nprint('schema_py_generated' in ' '.join(sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().endswith("False")
