@@ -3,8 +3,9 @@
 Flight software owns its allocator. Left to its defaults, glibc's malloc gives every thread that allocates
 its own arena (the prefetch thread and each scoring interpreter) and keeps freed memory in each of them, and
 it raises its mmap threshold after the first large buffer is freed, so later strip-sized buffers (1.3 MB for
-a NAC strip) come from the heap and stay resident after they are freed. On a NAC-size strip that was ~5 MiB
-of RSS the frame did not use (docs/firmware_sim.md, "Memory", has the measurements).
+a NAC strip) come from the heap and stay resident after they are freed. On a NAC-size strip that was 4-5 MiB
+of RSS the frame did not use (docs/firmware_sim.md, "Fitting a NAC-size strip in 64 MiB", has the
+measurements).
 
 ``compact`` (the default) sets, through ``mallopt``:
 

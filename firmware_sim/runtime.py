@@ -66,12 +66,10 @@ def tflite_metadata_entries(content: bytes, source: str = "model") -> dict[str, 
     from flatbuffers import number_types as nt
     from flatbuffers.table import Table
 
-    buf = content
-
     def table(pos: int) -> Table:
-        if not 0 <= pos < len(buf):
-            raise IndexError(f"table offset {pos} outside the {len(buf)}-byte file")
-        return Table(buf, pos)
+        if not 0 <= pos < len(content):
+            raise IndexError(f"table offset {pos} outside the {len(content)}-byte file")
+        return Table(content, pos)
 
     def vector(t: Table, slot: int) -> tuple[int, int]:
         """(start, length) of a vector of offsets, (0, 0) when the field is absent."""
@@ -79,12 +77,12 @@ def tflite_metadata_entries(content: bytes, source: str = "model") -> dict[str, 
         if not o:
             return 0, 0
         start, n = t.Vector(o), t.VectorLen(o)
-        if start + 4 * n > len(buf):  # bounded before any entry is read
+        if start + 4 * n > len(content):  # bounded before any entry is read
             raise IndexError(f"a vector of {n} offsets at byte {start} runs past the end of the file")
         return start, n
 
     try:
-        model = table(fb.encode.Get(nt.UOffsetTFlags.packer_type, buf, 0))
+        model = table(fb.encode.Get(nt.UOffsetTFlags.packer_type, content, 0))
         buffers, n_buffers = vector(model, _MODEL_BUFFERS)
         meta, n_meta = vector(model, _MODEL_METADATA)
         out: dict[str, bytes] = {}
@@ -101,14 +99,16 @@ def tflite_metadata_entries(content: bytes, source: str = "model") -> dict[str, 
             offset = b.Get(nt.Uint64Flags, o_off + b.Pos) if o_off else 0
             if offset > 1:  # large models keep buffers after the flatbuffer
                 size = b.Get(nt.Uint64Flags, o_size + b.Pos) if o_size else 0
+                if offset + size > len(content):
+                    raise IndexError(f"buffer {index} ({size} bytes at {offset}) runs past the end of the file")
                 out[name] = bytes(content[offset : offset + size])
                 continue
             o = b.Offset(_BUFFER_DATA)
             if o:
                 start, n = b.Vector(o), b.VectorLen(o)
-                if start + n > len(buf):
+                if start + n > len(content):
                     raise IndexError(f"buffer {index} runs past the end of the file")
-                out[name] = bytes(buf[start : start + n])
+                out[name] = bytes(content[start : start + n])
             else:
                 out[name] = b""
     except (IndexError, ValueError, TypeError, AttributeError, struct.error) as exc:
