@@ -204,8 +204,10 @@ class Runtime:
 
     threads: int = 1
     scrub_every_frames: int = 1
-    measure_memory: bool = True  # the RSS high-water mark per frame, against [budget] memory_bytes
-    # also trace Python allocations (tracemalloc) beside it: a diagnostic that costs the frame time and memory
+    # false turns off the memory probes that cost something (tracemalloc, below); the RSS high-water mark the
+    # budget is enforced on is read either way (it is free)
+    measure_memory: bool = True
+    # trace Python allocations (tracemalloc) beside the RSS: a diagnostic that costs the frame time and memory
     # it reports on (a NAC-size strip: ~6 MiB of RSS and about a third more wall time; docs/firmware_sim.md)
     trace_allocations: bool = False
     inject: tuple[str, ...] = ()
