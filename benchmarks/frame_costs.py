@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(result, indent=2, default=str))
 
     md = [
-        "| frame | size | frame MB | seconds | patches/s | peak RSS growth MiB / budget | peak RSS MB | "
+        "| frame | size | frame MiB | seconds | patches/s | peak RSS growth MiB / budget | peak RSS MiB | "
         "runtime levels |",
         "|---|---|---|---|---|---|---|---|",
     ]
