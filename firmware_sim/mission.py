@@ -208,7 +208,7 @@ class Runtime:
     # budget is enforced on is read either way (it is free)
     measure_memory: bool = True
     # trace Python allocations (tracemalloc) beside the RSS: a diagnostic that costs the frame time and memory
-    # it reports on (a NAC-size strip: ~6 MiB of RSS and about a third more wall time; docs/firmware_sim.md)
+    # it reports on (a NAC-size strip: ~6 MiB of RSS and about a third more CPU time; docs/firmware_sim.md)
     trace_allocations: bool = False
     inject: tuple[str, ...] = ()
     heap: str = "compact"  # malloc policy set at boot (heap.py): "compact" or "system"
