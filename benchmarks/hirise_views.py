@@ -6,8 +6,8 @@ Orbital crops have no preferred orientation. For every crop of the HiRISE develo
 VAE never trained on, :func:`edgeae.anomaly.evaluate.score_hirise`'s crops) the shipped grey VAE encodes the 25
 patches (64 px, stride 41) of the crop under each of its 8 rotations and flips; each view's μ is robust-z
 scaled within the crop (as the ``frame-z kNN (mu)`` candidate does) and mapped back to the patch it came from.
-Scores (kNN: mean distance to the 20 nearest other patches of every crop; a crop's score is the max over its
-patches, as in the evaluation):
+Scores (kNN: :func:`edgeae.anomaly.baselines.knn_distance`, the mean distance to the 20 nearest other patches of
+every crop, the evaluation's own function; a crop's score is the max over its patches, as in the evaluation):
 
 - ``identity``: the frame-z kNN candidate itself (the evaluation's number, reproduced);
 - ``mean of 8 views``, ``4 rotations``, ``identity + flip``, ``median of 8 views``: the mean (median) of the
@@ -17,8 +17,8 @@ patches, as in the evaluation):
 - ``view spread``: the norm of the views' standard deviation (how much μ changes with orientation) as a score.
 
 ROC AUC of crater (class 1) vs other (class 0), on all crops, on the seed-0 sample of 400 crops the anomaly
-benchmark uses, and on the other crops. Fixed seeds: the numbers are exact on a rerun. About 19 min on 2 cores
-(1,121 s in session 12).
+benchmark uses, and on the other crops. Fixed seeds: the numbers are exact on a rerun (session 14, after the switch
+to the library's scaling and kNN: every number the same). About 19 min on 2 cores (1,121 s in session 12).
 """
 
 from __future__ import annotations
@@ -61,35 +61,29 @@ def correspondence(pos: list[tuple[int, int]], size: int) -> np.ndarray:
     return out
 
 
-def robust_z(x: np.ndarray, axis: int) -> np.ndarray:
-    med = np.median(x, axis=axis, keepdims=True)
-    mad = np.median(np.abs(x - med), axis=axis, keepdims=True) * 1.4826
-    return (x - med) / np.maximum(mad, 1e-6)
-
-
-def knn_mean(q: np.ndarray, ref: np.ndarray, q_crop: np.ndarray, ref_crop: np.ndarray, other_crops: bool) -> np.ndarray:
-    """Mean Euclidean distance of each query to its K_NN nearest references: every other patch (the query
-    itself left out) or, with ``other_crops``, only patches of other crops."""
+def knn_other_crops(q: np.ndarray, ref: np.ndarray, q_crop: np.ndarray, ref_crop: np.ndarray) -> np.ndarray:
+    """Mean Euclidean distance of each query to its K_NN nearest references *of other crops* (a rotated view of
+    a patch lies close to its own identity view, so the query's crop is left out; :func:`knn_distance` has no
+    such exclusion)."""
     q32, r32 = q.astype(np.float32), ref.astype(np.float32)
     rn = (r32**2).sum(1)
     chunk = max(50, int(4e7 // len(ref)))
     out = np.empty(len(q))
-    skip = 0 if other_crops else 1
     for a in range(0, len(q), chunk):
         b = min(len(q), a + chunk)
         d2 = (q32[a:b] ** 2).sum(1)[:, None] + rn[None] - 2 * q32[a:b] @ r32.T
-        if other_crops:
-            d2[q_crop[a:b, None] == ref_crop[None]] = np.inf
-        near = np.sort(np.partition(d2, K_NN + skip, axis=1)[:, : K_NN + skip], 1)[:, skip:]
+        d2[q_crop[a:b, None] == ref_crop[None]] = np.inf
+        near = np.partition(d2, K_NN, axis=1)[:, :K_NN]
         out[a:b] = np.sqrt(np.maximum(near, 0)).mean(1)
     return out
 
 
 def latents(limit: int | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], int]:
     """μ (crops, VIEWS, 25, D) of the dev crops' grid patches in each view, the classes, the grid, crop size."""
-    from edgeae.anomaly.evaluate import HIRISE_CLASSES, HIRISE_STRIDE, _read
+    from edgeae.anomaly.evaluate import HIRISE_CLASSES, HIRISE_STRIDE
     from edgeae.anomaly.labels import hirise_product, hirise_training_products, read_hirise_labels
     from edgeae.data import data_root
+    from edgeae.imageio import read_image
     from edgeae.predictor import load_predictor
     from edgeae.tiling import tile_positions
 
@@ -104,7 +98,7 @@ def latents(limit: int | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, 
     size = 0
     t0 = time.perf_counter()
     for i, (f, _) in enumerate(crops):
-        img = _read(root / "hirise_landmarks" / "images" / f, 1)[0][..., 0]
+        img = read_image(root / "hirise_landmarks" / "images" / f, channels=1).pixels[..., 0]
         if img.shape[0] != img.shape[1]:
             raise SystemExit(f"{f}: crop {img.shape} is not square")
         size = img.shape[0]
@@ -128,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
     from benchmarks.machine import machine_info
+    from edgeae.anomaly.baselines import frame_z_knn, knn_distance, robust_z
 
     t0 = time.perf_counter()
     mu, cls, pos, size = latents(args.limit)
@@ -136,20 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     mu_o = np.zeros_like(mu, dtype=np.float64)  # mu_o[c, g, i]: original patch i seen in view g
     for g in range(VIEWS):
         mu_o[:, g, corr[g]] = mu[:, g]
-    zv = robust_z(mu_o, axis=2)  # each view scaled within its crop, as frame-z kNN does
+    # each view robust-z scaled within its crop, as frame-z kNN does
+    zv = np.stack([[robust_z(mu_o[c, g]) for g in range(VIEWS)] for c in range(n)])
     crop = np.repeat(np.arange(n), k)
     flat = lambda a: a.reshape(-1, d)  # noqa: E731
     scores: dict[str, np.ndarray] = {
-        "identity (frame-z kNN, the candidate)": knn_mean(flat(zv[:, 0]), flat(zv[:, 0]), crop, crop, False),
-        "mean of 8 views": knn_mean(flat(zv.mean(1)), flat(zv.mean(1)), crop, crop, False),
-        "4 rotations": knn_mean(flat(zv[:, :4].mean(1)), flat(zv[:, :4].mean(1)), crop, crop, False),
-        "identity + flip": knn_mean(flat(zv[:, [0, 4]].mean(1)), flat(zv[:, [0, 4]].mean(1)), crop, crop, False),
-        "median of 8 views": knn_mean(flat(np.median(zv, 1)), flat(np.median(zv, 1)), crop, crop, False),
+        "identity (frame-z kNN, the candidate)": np.concatenate(frame_z_knn(list(mu_o[:, 0]), K_NN)),
+        "mean of 8 views": knn_distance(flat(zv.mean(1)), K_NN),
+        "4 rotations": knn_distance(flat(zv[:, :4].mean(1)), K_NN),
+        "identity + flip": knn_distance(flat(zv[:, [0, 4]].mean(1)), K_NN),
+        "median of 8 views": knn_distance(flat(np.median(zv, 1)), K_NN),
         "view spread": np.linalg.norm(zv.std(1), axis=-1).reshape(-1),
     }
     best = np.full(n * k, np.inf)
     for g in range(VIEWS):
-        best = np.minimum(best, knn_mean(flat(zv[:, g]), flat(zv[:, 0]), crop, crop, True))
+        best = np.minimum(best, knn_other_crops(flat(zv[:, g]), flat(zv[:, 0]), crop, crop))
     scores["min over views"] = best
     pos_m, ev = cls == 1, (cls == 1) | (cls == 0)
     sample = np.zeros(n, bool)
