@@ -191,6 +191,42 @@ def test_reconstruct_cli_cross_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--cross-check: method must be one of" in capsys.readouterr().err
 
 
+def test_reconstruct_cli_cross_checks_by_default_up_to_a_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CAE alone loses to linear interpolation on images unlike its training frames (MSL browse thumbnails:
+    benchmarks/msl_browse_fill.py), so ``edgeae reconstruct`` cross-checks by default, up to a frame size."""
+    import json
+
+    import edgeae.cli.reconstruct as cli_reconstruct
+    from edgeae.cli import main
+    from edgeae.imageio import read_image, write_image
+
+    src = tmp_path / "ramp.png"
+    write_image(src, np.repeat(gradient(160), 3, axis=2))
+
+    def run(*extra: str) -> tuple[dict, np.ndarray, str]:
+        out = tmp_path / f"out{len(extra)}.png"
+        assert main(["reconstruct", str(src), "-o", str(out), "--metrics-json", f"{out}.json", *extra]) == 0
+        return json.loads(Path(f"{out}.json").read_text()), read_image(out).pixels, capsys.readouterr().out
+
+    record, mixed, said = run()
+    assert record["cross_check"]["method"] == "linear" and "held-out cross-check" in said
+    record, plain, said = run("--no-cross-check")
+    assert record["cross_check"] is None and "cross-check" not in said
+    assert not np.array_equal(mixed, plain)  # the mix differs from the CAE alone on a ramp the CAE paints over
+    record, _, said = run("--cross-check", "linear")
+    assert record["cross_check"]["method"] == "linear"
+    monkeypatch.setattr(cli_reconstruct, "AUTO_CROSS_CHECK_MAX_PIXELS", 100 * 100)
+    record, alone, said = run("--keep", "0.1")  # the frame is now "large": the CAE alone, with a note
+    assert record["cross_check"] is None and "above the 0 Mpx the cross-check runs on by default" in said
+    assert np.array_equal(alone, plain)
+    record, _, _ = run("--cross-check")  # asked for: runs whatever the size
+    assert record["cross_check"]["method"] == "linear"
+    assert main(["reconstruct", str(src), "-o", str(tmp_path / "x.png"), "--cross-check", "--no-cross-check"]) == 2
+    assert "contradict" in capsys.readouterr().err
+
+
 def test_weight_map_leaves_out_non_finite_samples(caplog: pytest.LogCaptureFixture) -> None:
     rng = np.random.default_rng(1)
     n = 300

@@ -12,6 +12,10 @@ from typing import Any
 from edgeae.adapt import AdaptConfig
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
+# The cross-check is the default up to this frame size: it rebuilds a frame 4× with the CAE and 4× with linear
+# interpolation (one float32 frame per pass, plus the mix); a larger frame gets the CAE alone unless asked for.
+AUTO_CROSS_CHECK_MAX_PIXELS = 16_000_000
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -68,7 +72,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="mix the CAE with a classical fill (default linear when given without a name) region by region: "
         "three disjoint tenths of the received samples are set aside in turn, both methods rebuild each from the "
         "rest, and each region takes the weighted mix that predicts its set-aside samples best "
-        "(edgeae.crosscheck; 4 CAE passes)",
+        "(edgeae.crosscheck; 4 CAE passes). On by default (linear) for frames of up to "
+        f"{AUTO_CROSS_CHECK_MAX_PIXELS / 1e6:.0f} Mpx: the CAE alone loses to linear interpolation on images unlike "
+        "its training frames (docs/training.md)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-cross-check", action="store_true",
+        help="the CAE alone (one pass; the default above the cross-check's size limit)",
     )  # fmt: skip
     p.add_argument(
         "--convert-channels", action="store_true",
@@ -103,18 +113,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method not in METHODS:
         raise CLIError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    if args.cross_check is not None and args.no_cross_check:
+        raise CLIError("--cross-check and --no-cross-check contradict each other: give one")
     xcfg = None
-    if args.cross_check is not None and args.method == "cae":
+    if args.method == "cae" and not args.no_cross_check:
         from edgeae.crosscheck import CrossCheckConfig, CrossCheckError
 
         try:
-            xcfg = CrossCheckConfig(method=args.cross_check, seed=args.seed)
+            xcfg = CrossCheckConfig(method=args.cross_check or "linear", seed=args.seed)
         except CrossCheckError as exc:
             raise CLIError(f"--cross-check: {exc}") from None
     t0 = time.perf_counter()
     data = read_image(args.image, bayer=args.bayer)
     original = data.pixels
     t_read = time.perf_counter() - t0
+    pixels = original.shape[0] * original.shape[1]
+    if xcfg is not None and args.cross_check is None and pixels > AUTO_CROSS_CHECK_MAX_PIXELS:
+        print(
+            f"note: {pixels / 1e6:.1f} Mpx is above the {AUTO_CROSS_CHECK_MAX_PIXELS / 1e6:.0f} Mpx the cross-check "
+            "runs on by default: the CAE alone (give --cross-check to mix it with linear interpolation anyway)"
+        )
+        xcfg = None
     known = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)
     predictor, model_name = None, None
     adapt_s = 0.0
