@@ -29,7 +29,6 @@ anomaly benchmark's seed-0 sample of 400 and on the other crops. Fixed seeds: ex
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -95,42 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="the first N dev crops only (a smoke run)")
     args = ap.parse_args(argv)
     import torch
-    from sklearn.metrics import roc_auc_score
 
+    from benchmarks.hirise_dev import crater_auc_row, dev_crops, write_results
     from benchmarks.machine import machine_info
     from edgeae.anomaly.baselines import knn_distance
-    from edgeae.anomaly.evaluate import HIRISE_CLASSES
-    from edgeae.anomaly.labels import hirise_product, hirise_training_products, read_hirise_labels
     from edgeae.checkpoint import load_checkpoint
-    from edgeae.data import data_root
     from edgeae.zoo import resolve
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    root = data_root()
-    labels = read_hirise_labels(root / "hirise_landmarks" / "labels.txt")
-    train = hirise_training_products(labels)
-    dev = [(f, c) for f, c in labels if hirise_product(f) not in train and c in HIRISE_CLASSES][: args.limit]
-    ref = [f for f, c in labels if hirise_product(f) in train and c == 0]
+    images, dev, ref = dev_crops(args.limit)
     encoder = load_checkpoint(resolve("orbital-gray-vae")).model.eval().encoder
-    images = root / "hirise_landmarks" / "images"
     fd = feature_maps([images / f for f, _ in dev], encoder)
     fr = feature_maps([images / f for f in ref], encoder)
     print(f"features of {len(dev)} dev and {len(ref)} reference crops: {time.perf_counter() - t0:.0f} s", flush=True)
     cls = np.array([c for _, c in dev])
     n = len(dev)
-    pos, ev = cls == 1, (cls == 1) | (cls == 0)
-    sample = np.zeros(n, bool)
-    sample[np.random.default_rng(0).choice(n, size=min(400, n), replace=False)] = True
     rows: list[dict[str, Any]] = []
 
     def add(method: str, crop_score: np.ndarray) -> None:
-        row: dict[str, Any] = {"method": method}
-        for part, sel in (("all", ev), ("sample 400", ev & sample), ("other", ev & ~sample)):
-            ok = pos[sel].any() and (~pos[sel]).any()
-            row[part] = round(float(roc_auc_score(pos[sel], crop_score[sel])), 3) if ok else None
-        rows.append(row)
-        print(row, flush=True)
+        rows.append(crater_auc_row(method, crop_score, cls))
 
     for scaling, floor in SCALINGS:
         for combo in COMBOS:
@@ -144,18 +127,13 @@ def main(argv: list[str] | None = None) -> int:
                 d = knn_distance(bank, k=K, queries=flat).reshape(n, -1)
                 add(f"{name}, {bank_name}", d.max(1))
             add(f"{name}, norm", np.linalg.norm(q, axis=-1).max(1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    res = {"machine": machine_info(2), "crops": n, "craters": int(pos.sum()), "other": int((cls == 0).sum()),
+    res = {"machine": machine_info(2), "crops": n, "craters": int((cls == 1).sum()), "other": int((cls == 0).sum()),
            "reference crops": len(ref), "bank": BANK, "k": K, "scalings": dict(SCALINGS), "rows": rows,
            "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    (args.out / "results.json").write_text(json.dumps(res, indent=2, default=str))
-    md = ["| features | ROC AUC all | seed-0 sample of 400 | other crops |", "|---|---:|---:|---:|"]
-    md += [f"| {r['method']} | {r['all']} | {r['sample 400']} | {r['other']} |" for r in rows]
-    md.append(f"\nHiRISE dev split, {n} crops ({res['craters']} craters, {res['other']} other); crater vs other; a "
-              "crop's score is its highest location. The bottleneck-μ candidate (frame-z kNN) gives 0.754; "
-              "target (issue 12): 0.80.")  # fmt: skip
-    (args.out / "results.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_results(args.out, res, "features",
+                  f"HiRISE dev split, {n} crops ({res['craters']} craters, {res['other']} other); crater vs other; a "
+                  "crop's score is its highest location. The bottleneck-μ candidate (frame-z kNN) gives 0.754; "
+                  "target (issue 12): 0.80.")  # fmt: skip
     return 0
 
 

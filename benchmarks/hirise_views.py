@@ -24,10 +24,8 @@ to the library's scaling and kNN: every number the same). About 19 min on 2 core
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -80,25 +78,20 @@ def knn_other_crops(q: np.ndarray, ref: np.ndarray, q_crop: np.ndarray, ref_crop
 
 def latents(limit: int | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], int]:
     """μ (crops, VIEWS, 25, D) of the dev crops' grid patches in each view, the classes, the grid, crop size."""
-    from edgeae.anomaly.evaluate import HIRISE_CLASSES, HIRISE_STRIDE
-    from edgeae.anomaly.labels import hirise_product, hirise_training_products, read_hirise_labels
-    from edgeae.data import data_root
+    from benchmarks.hirise_dev import dev_crops
+    from edgeae.anomaly.evaluate import HIRISE_STRIDE
     from edgeae.imageio import read_image
     from edgeae.predictor import load_predictor
     from edgeae.tiling import tile_positions
 
-    root = data_root()
-    labels = read_hirise_labels(root / "hirise_landmarks" / "labels.txt")
-    train = hirise_training_products(labels)
-    crops = [(f, c) for f, c in labels if hirise_product(f) not in train and c in HIRISE_CLASSES]
-    crops = crops[:limit] if limit else crops
+    images, crops, _ = dev_crops(limit)
     pred = load_predictor("orbital-gray-vae", threads=2)
     out: np.ndarray | None = None
     pos: list[tuple[int, int]] = []
     size = 0
     t0 = time.perf_counter()
     for i, (f, _) in enumerate(crops):
-        img = read_image(root / "hirise_landmarks" / "images" / f, channels=1).pixels[..., 0]
+        img = read_image(images / f, channels=1).pixels[..., 0]
         if img.shape[0] != img.shape[1]:
             raise SystemExit(f"{f}: crop {img.shape} is not square")
         size = img.shape[0]
@@ -119,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=None, help="the first N crops only (a smoke run)")
     args = ap.parse_args(argv)
-    from sklearn.metrics import roc_auc_score
-
+    from benchmarks.hirise_dev import crater_auc_row, write_results
     from benchmarks.machine import machine_info
     from edgeae.anomaly.baselines import frame_z_knn, knn_distance, robust_z
 
@@ -147,28 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     for g in range(VIEWS):
         best = np.minimum(best, knn_other_crops(flat(zv[:, g]), flat(zv[:, 0]), crop, crop))
     scores["min over views"] = best
-    pos_m, ev = cls == 1, (cls == 1) | (cls == 0)
-    sample = np.zeros(n, bool)
-    sample[np.random.default_rng(0).choice(n, size=min(400, n), replace=False)] = True
-    rows: list[dict[str, Any]] = []
-    for name, s in scores.items():
-        crop_score = s.reshape(n, k).max(1)
-        row: dict[str, Any] = {"method": name}
-        for part, sel in (("all", ev), ("sample 400", ev & sample), ("other", ev & ~sample)):
-            ok = sel.any() and pos_m[sel].any() and (~pos_m[sel]).any()
-            row[part] = round(float(roc_auc_score(pos_m[sel], crop_score[sel])), 3) if ok else None
-        rows.append(row)
-        print(row, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    res = {"machine": machine_info(2), "crops": int(n), "craters": int(pos_m.sum()), "other": int((cls == 0).sum()),
-           "k": K_NN, "views": VIEWS, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    (args.out / "results.json").write_text(json.dumps(res, indent=2, default=str))
-    md = ["| method | ROC AUC all | seed-0 sample of 400 | other crops |", "|---|---:|---:|---:|"]
-    md += [f"| {r['method']} | {r['all']} | {r['sample 400']} | {r['other']} |" for r in rows]
-    md.append(f"\nHiRISE dev split, {n} crops ({res['craters']} craters, {res['other']} other); crater vs other; "
-              "a crop's score is its highest patch. Target (issue 12): 0.80.")  # fmt: skip
-    (args.out / "results.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    rows = [crater_auc_row(name, s.reshape(n, k).max(1), cls) for name, s in scores.items()]
+    res = {"machine": machine_info(2), "crops": int(n), "craters": int((cls == 1).sum()),
+           "other": int((cls == 0).sum()), "k": K_NN, "views": VIEWS, "rows": rows,
+           "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    write_results(args.out, res, "method",
+                  f"HiRISE dev split, {n} crops ({res['craters']} craters, {res['other']} other); crater vs other; "
+                  "a crop's score is its highest patch. Target (issue 12): 0.80.")  # fmt: skip
     return 0
 
 
