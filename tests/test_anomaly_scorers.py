@@ -163,3 +163,64 @@ def test_score_cli_frame_z_knn_ranks_a_set_of_images(tmp_path: Path, moon: np.nd
     assert main([*argv, "-o", str(plain)]) == 0
     assert [r[:3] for r in read_csv(plain)] == [r[:3] for r in rows]  # the same patches, another score
     assert main(["score", str(a), "--model", "orbital-gray-gtcae", "--score", "frame-z-knn", "-o", str(out)]) == 2
+
+
+def test_local_z_finds_what_stands_out_from_its_surroundings_not_from_the_archive() -> None:
+    from edgeae.anomaly.context import local_z
+
+    rng = np.random.default_rng(5)
+    gx, gy = np.meshgrid(np.arange(12) * 32, np.arange(10) * 32)
+    xy = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    mu = rng.normal(0, 1, size=(len(xy), 8))
+    mu[:, 0] += xy[:, 0] / 32.0  # a smooth trend across the frame (illumination): locally nothing stands out
+    odd = 5 * 12 + 6
+    mu[odd] += 6.0
+    s = local_z(mu, xy)
+    assert s.shape == (len(xy),) and int(np.argmax(s)) == odd
+    # a whole-frame shift, or a frame made of the same patches in another product, scores the same
+    assert np.allclose(local_z(mu + 10.0, xy), s)
+    # the radius bounds the neighbourhood: a patch 96 px away counts, 128 px does not
+    two = np.array([[0, 0], [96, 0], [224, 0]])
+    m2 = np.array([[0.0], [1.0], [50.0]])
+    assert local_z(m2, two, radius=96)[2] == 0.0  # no neighbour within 96 px: nothing to compare with
+    assert local_z(m2, two, radius=128)[2] > 0.0
+    assert np.all(local_z(np.ones((6, 3)), xy[:6]) == 0.0)  # a constant field: every patch is ordinary
+    assert local_z(np.zeros((1, 4)), np.zeros((1, 2))).tolist() == [0.0]
+    with pytest.raises(ValueError, match="one \\(x, y\\) corner per latent"):
+        local_z(mu, xy[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        local_z(np.full((3, 2), np.nan), xy[:3])
+
+
+def test_local_z_chunks_give_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeae.anomaly import context
+
+    rng = np.random.default_rng(6)
+    gx, gy = np.meshgrid(np.arange(15) * 32, np.arange(9) * 32)
+    xy = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    mu = rng.normal(size=(len(xy), 16)).astype(np.float32)
+    whole = context.local_z(mu, xy)
+    monkeypatch.setattr(context, "_CHUNK_QUERIES", 7)
+    monkeypatch.setattr(context, "_CHUNK_VALUES", 500)
+    assert np.allclose(context.local_z(mu, xy), whole)
+    # and the sort-based median is numpy's median
+    ref = rng.normal(size=(5, 7, 3)).astype(np.float32)
+    assert np.allclose(context._median_axis1(ref), np.median(ref, axis=1))
+    assert np.allclose(context._median_axis1(ref[:, :6]), np.median(ref[:, :6], axis=1))
+
+
+def test_score_cli_local_z_scores_each_image_on_its_own(tmp_path: Path, moon: np.ndarray) -> None:
+    from edgeae.anomaly.score import read_csv
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    a = write_image(tmp_path / "a.png", moon[:256, :256])
+    b = write_image(tmp_path / "b.png", moon[256:, 256:])
+    argv = ["--model", "orbital-gray-vae", "--stride", "32", "--no-progress", "--threads", "2", "--score", "local-z"]
+    both, alone = tmp_path / "both.csv", tmp_path / "alone.csv"
+    assert main(["score", str(a), str(b), *argv, "-o", str(both)]) == 0
+    assert main(["score", str(a), *argv, "-o", str(alone)]) == 0
+    rows, rows_a = read_csv(both), read_csv(alone)
+    assert len(rows) == 2 * 49 and all(np.isfinite(r[3]) and r[3] > 0 for r in rows)
+    assert np.allclose([r[3] for r in rows[:49]], [r[3] for r in rows_a])  # another image changes nothing
+    assert main(["score", str(a), "--model", "orbital-gray-gtcae", "--score", "local-z", "-o", str(both)]) == 2

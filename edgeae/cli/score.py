@@ -51,11 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--score",
         default="a",
-        choices=["a", "terms-max", "frame-z-knn"],
+        choices=["a", "terms-max", "frame-z-knn", "local-z"],
         help="VAE score: a(x), or terms-max = max(rec / median, ||mu||^2 / median) over each image's patches "
         "(finds unusual texture as well as brightness), or frame-z-knn = each latent dimension robust-z scaled "
         "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
-        "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast; docs/anomaly.md)",
+        "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast), or local-z = how "
+        "far each patch's latents stand from those of the patches within 96 px around it, each image on its own "
+        "(LROC craters >= 32 px 2.53x random AP vs 2.40x for an isolation forest; docs/anomaly.md)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if args.score != "a" and meta.kind != "vae":
         raise CLIError(f"--score {args.score} needs a VAE (its score terms or latents); {args.model} is a {meta.kind}")
     knn = args.score == "frame-z-knn"
-    scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=knn)
+    latents = knn or args.score == "local-z"
+    scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents)
     results = []
     for f in files:
         r = score_file(
@@ -138,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
             from edgeae.anomaly.terms import frame_terms_max
 
             r.score = frame_terms_max(r.extras["rec"], r.extras["mu2"])
+        if args.score == "local-z" and len(r.score):
+            from edgeae.anomaly.context import local_z
+
+            r.score = local_z(r.extras["mu"], r.xy)
+            r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
         from edgeae.anomaly.baselines import frame_z_knn

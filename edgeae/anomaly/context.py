@@ -1,0 +1,84 @@
+"""Spatial-context novelty: how far a patch's VAE latent μ stands from those of the patches around it.
+
+:func:`local_z` compares each patch with its neighbours on the same frame (patch corners within ``radius`` pixels
+in x and in y, the patch itself left out): each latent dimension is z-scored against the neighbours' median and
+scaled MAD, and the score is the Euclidean norm of that z vector. A crater on plains, a lander on regolith or a
+pit in a mare stands out from *its own surroundings*, whatever the product's overall brightness or texture; a
+whole field of similar craters does not, however unusual that field is for the archive. Nothing is fitted to
+other frames: each frame is scored on its own (nothing transductive), so the score of a patch does not depend on
+what else is in the batch.
+
+Chosen on validation (issue 12): the two LROC NAC mosaics that are kept apart for λ
+(:data:`edgeae.train.vae.LAMBDA_FILES`), craters ≥ 32 px, AP over random: radius 96 px (3 strides of 32) with
+only the patch itself left out **2.49×**; leaving out the patches that overlap it as well: 96 px 2.39×, 64 px 2.15×,
+128 px 2.30×; 96 px leaving out the touching ones too 2.33×; against the default multi-window a(x) 2.23×, the
+isolation forest 2.00×, the kNN on μ 1.98× and patch std 1.89× on the same patches. The MAD floor (1e-3 to 0.1) and
+a global or per-frame robust-z pre-scaling of μ changed no AP by more than 0.01× (docs/anomaly.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOCAL_RADIUS = 96  # px: neighbours whose patch corner is within 96 px in x and y (7 × 7 patches at stride 32)
+MAD_FLOOR = 1e-3  # a latent dimension that is constant around a patch is scaled by this, not by 0
+_CHUNK_VALUES = 8_000_000  # neighbour values (float32) gathered at once: 32 MB
+_CHUNK_QUERIES = 4096  # patches whose neighbour lists are held at once
+
+
+def local_z(latents: np.ndarray, xy: np.ndarray, radius: float = LOCAL_RADIUS, floor: float = MAD_FLOOR) -> np.ndarray:
+    """(N, D) latents of one frame's patches at (N, 2) patch corners (x, y) -> (N,) local-z novelty scores.
+
+    A patch with no neighbour within ``radius`` scores 0 (nothing to compare it with)."""
+    mu = np.asarray(latents, dtype=np.float64)
+    pts = np.asarray(xy, dtype=np.float64)
+    if mu.ndim != 2:
+        raise ValueError(f"local z needs (N, D) latents, got shape {mu.shape}")
+    if pts.shape != (len(mu), 2):
+        raise ValueError(f"local z needs one (x, y) corner per latent: {pts.shape} corners for {len(mu)} latents")
+    if not (np.isfinite(mu).all() and np.isfinite(pts).all()):
+        raise ValueError("local z: latents or corners hold NaN or infinity")
+    if not radius > 0 or not floor > 0:
+        raise ValueError(f"local z needs radius > 0 and floor > 0, got {radius} and {floor}")
+    out = np.zeros(len(mu), dtype=np.float64)
+    if len(mu) < 2:
+        return out
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(pts)
+    dim = mu.shape[1]
+    mu32 = mu.astype(np.float32)  # the medians sort float32 (the models' own precision): 4x faster than float64
+    for a in range(0, len(mu), _CHUNK_QUERIES):  # neighbour lists of a bounded number of patches at a time
+        rows_all = np.arange(a, min(a + _CHUNK_QUERIES, len(mu)))
+        found = tree.query_ball_point(pts[rows_all], r=radius, p=np.inf)
+        lists = [np.asarray([j for j in nb if j != i], dtype=np.int64) for i, nb in zip(rows_all, found, strict=True)]
+        counts = np.array([len(nb) for nb in lists])
+        # patches with the same number of neighbours are scored together: one median over a (m, k, D) block
+        for k in np.unique(counts[counts > 0]):
+            pick = np.flatnonzero(counts == k)
+            step = max(1, _CHUNK_VALUES // (int(k) * dim))
+            for b in range(0, len(pick), step):
+                sub = pick[b : b + step]
+                ref = mu32[np.stack([lists[i] for i in sub])]  # (m, k, D)
+                med = _median_axis1(ref)
+                mad = 1.4826 * _median_axis1(np.abs(ref - med[:, None, :]))
+                z = (mu[rows_all[sub]] - med) / np.maximum(mad, floor)
+                out[rows_all[sub]] = np.sqrt((z * z).sum(axis=1))
+    return out
+
+
+def _median_axis1(block: np.ndarray) -> np.ndarray:
+    """(m, k, D) float32 -> (m, D) float64 median over axis 1, by sorting (numpy's float32 sort is vectorised and
+    several times faster than ``np.median``'s selection on these small axes)."""
+    k = block.shape[1]
+    s = np.sort(block, axis=1)
+    return 0.5 * (s[:, (k - 1) // 2].astype(np.float64) + s[:, k // 2].astype(np.float64))
+
+
+def frames_local_z(
+    latents: list[np.ndarray], corners: list[np.ndarray], radius: float = LOCAL_RADIUS, floor: float = MAD_FLOOR
+) -> list[np.ndarray]:
+    """:func:`local_z` of each frame on its own (per frame (N_i, D) latents and (N_i, 2) corners)."""
+    if len(latents) != len(corners):
+        raise ValueError(f"local z: {len(latents)} latent arrays for {len(corners)} corner arrays")
+    return [local_z(m, c, radius, floor) for m, c in zip(latents, corners, strict=True)]
