@@ -185,6 +185,10 @@ def test_local_z_finds_what_stands_out_from_its_surroundings_not_from_the_archiv
     assert local_z(m2, two, radius=96)[2] == 0.0  # no neighbour within 96 px: nothing to compare with
     assert local_z(m2, two, radius=128)[2] > 0.0
     assert np.all(local_z(np.ones((6, 3)), xy[:6]) == 0.0)  # a constant field: every patch is ordinary
+    # the default radius: 96 px, or 2 grid steps on a coarser grid (enough neighbours for a median and a MAD)
+    from edgeae.anomaly.context import default_radius
+
+    assert default_radius(xy) == 96.0 and default_radius(xy * 2) == 128.0 and default_radius(xy[:1]) == 96.0
     assert local_z(np.zeros((1, 4)), np.zeros((1, 2))).tolist() == [0.0]
     with pytest.raises(ValueError, match="one \\(x, y\\) corner per latent"):
         local_z(mu, xy[:-1])

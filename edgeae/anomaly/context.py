@@ -21,15 +21,33 @@ from __future__ import annotations
 import numpy as np
 
 LOCAL_RADIUS = 96  # px: neighbours whose patch corner is within 96 px in x and y (7 × 7 patches at stride 32)
+# (at a stride above 48 px the radius is 2 grid steps instead: :func:`default_radius`)
 MAD_FLOOR = 1e-3  # a latent dimension that is constant around a patch is scaled by this, not by 0
 _CHUNK_VALUES = 8_000_000  # neighbour values (float32) gathered at once: 32 MB
 _CHUNK_QUERIES = 4096  # patches whose neighbour lists are held at once
 
 
-def local_z(latents: np.ndarray, xy: np.ndarray, radius: float = LOCAL_RADIUS, floor: float = MAD_FLOOR) -> np.ndarray:
+def grid_step(xy: np.ndarray) -> float:
+    """The patch grid's step (the stride): the smallest non-zero difference between corner coordinates in x or y
+    (0 when all corners share both coordinates)."""
+    pts = np.asarray(xy, dtype=np.float64)
+    steps = [np.diff(np.unique(pts[:, i])) for i in (0, 1)]
+    pos = np.concatenate(steps) if len(pts) else np.zeros(0)
+    return float(pos.min()) if len(pos) else 0.0
+
+
+def default_radius(xy: np.ndarray) -> float:
+    """:data:`LOCAL_RADIUS`, or 2 grid steps where the grid is coarser (at least 24 neighbours inside a frame: at
+    stride 64 the 8 neighbours of a 96 px radius gave LROC craters ≥ 32 px 1.43× random AP on the λ mosaics, a
+    128 px radius 2.35×, 192 px 2.32×)."""
+    return max(float(LOCAL_RADIUS), 2.0 * grid_step(xy))
+
+
+def local_z(latents: np.ndarray, xy: np.ndarray, radius: float | None = None, floor: float = MAD_FLOOR) -> np.ndarray:
     """(N, D) latents of one frame's patches at (N, 2) patch corners (x, y) -> (N,) local-z novelty scores.
 
-    A patch with no neighbour within ``radius`` scores 0 (nothing to compare it with)."""
+    ``radius`` (px, in x and in y) defaults to :func:`default_radius`. A patch with no neighbour within it scores 0
+    (nothing to compare it with)."""
     mu = np.asarray(latents, dtype=np.float64)
     pts = np.asarray(xy, dtype=np.float64)
     if mu.ndim != 2:
@@ -38,6 +56,8 @@ def local_z(latents: np.ndarray, xy: np.ndarray, radius: float = LOCAL_RADIUS, f
         raise ValueError(f"local z needs one (x, y) corner per latent: {pts.shape} corners for {len(mu)} latents")
     if not (np.isfinite(mu).all() and np.isfinite(pts).all()):
         raise ValueError("local z: latents or corners hold NaN or infinity")
+    if radius is None:
+        radius = default_radius(pts) if len(pts) else float(LOCAL_RADIUS)
     if not radius > 0 or not floor > 0:
         raise ValueError(f"local z needs radius > 0 and floor > 0, got {radius} and {floor}")
     out = np.zeros(len(mu), dtype=np.float64)
@@ -76,7 +96,7 @@ def _median_axis1(block: np.ndarray) -> np.ndarray:
 
 
 def frames_local_z(
-    latents: list[np.ndarray], corners: list[np.ndarray], radius: float = LOCAL_RADIUS, floor: float = MAD_FLOOR
+    latents: list[np.ndarray], corners: list[np.ndarray], radius: float | None = None, floor: float = MAD_FLOOR
 ) -> list[np.ndarray]:
     """:func:`local_z` of each frame on its own (per frame (N_i, D) latents and (N_i, 2) corners)."""
     if len(latents) != len(corners):
