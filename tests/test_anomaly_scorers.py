@@ -184,6 +184,11 @@ def test_local_z_finds_what_stands_out_from_its_surroundings_not_from_the_archiv
     m2 = np.array([[0.0], [1.0], [50.0]])
     assert local_z(m2, two, radius=96)[2] == 0.0  # no neighbour within 96 px: nothing to compare with
     assert local_z(m2, two, radius=128)[2] > 0.0
+    # exclude leaves out near neighbours too: the 1st patch's only one (96 px away) goes, the 3rd keeps its (128 px)
+    ex = local_z(m2, two, radius=128, exclude=100)
+    assert ex[0] == 0.0 and ex[2] > 0.0
+    with pytest.raises(ValueError, match="exclude < radius"):
+        local_z(m2, two, radius=96, exclude=96)
     assert np.all(local_z(np.ones((6, 3)), xy[:6]) == 0.0)  # a constant field: every patch is ordinary
     # the default radius: 96 px, or 2 grid steps on a coarser grid (enough neighbours for a median and a MAD)
     from edgeae.anomaly.context import default_radius

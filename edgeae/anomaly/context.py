@@ -13,7 +13,8 @@ Chosen on validation (issue 12): the two LROC NAC mosaics that are kept apart fo
 only the patch itself left out **2.49×**; leaving out the patches that overlap it as well: 96 px 2.39×, 64 px 2.15×,
 128 px 2.30×; 96 px leaving out the touching ones too 2.33×; against the default multi-window a(x) 2.23×, the
 isolation forest 2.00×, the kNN on μ 1.98× and patch std 1.89× on the same patches. The MAD floor (1e-3 to 0.1) and
-a global or per-frame robust-z pre-scaling of μ changed no AP by more than 0.01× (docs/anomaly.md).
+a global or per-frame robust-z pre-scaling of μ changed no AP (``python -m benchmarks.local_z_validation``;
+docs/anomaly.md).
 """
 
 from __future__ import annotations
@@ -43,11 +44,18 @@ def default_radius(xy: np.ndarray) -> float:
     return max(float(LOCAL_RADIUS), 2.0 * grid_step(xy))
 
 
-def local_z(latents: np.ndarray, xy: np.ndarray, radius: float | None = None, floor: float = MAD_FLOOR) -> np.ndarray:
+def local_z(
+    latents: np.ndarray,
+    xy: np.ndarray,
+    radius: float | None = None,
+    floor: float = MAD_FLOOR,
+    exclude: float = 0.0,
+) -> np.ndarray:
     """(N, D) latents of one frame's patches at (N, 2) patch corners (x, y) -> (N,) local-z novelty scores.
 
-    ``radius`` (px, in x and in y) defaults to :func:`default_radius`. A patch with no neighbour within it scores 0
-    (nothing to compare it with)."""
+    ``radius`` (px, in x and in y) defaults to :func:`default_radius`; neighbours within ``exclude`` px in both x
+    and y are left out as well as the patch itself (0, the default: only the patch itself; the validation study
+    compares larger values). A patch with no neighbour left scores 0 (nothing to compare it with)."""
     mu = np.asarray(latents, dtype=np.float64)
     pts = np.asarray(xy, dtype=np.float64)
     if mu.ndim != 2:
@@ -58,8 +66,8 @@ def local_z(latents: np.ndarray, xy: np.ndarray, radius: float | None = None, fl
         raise ValueError("local z: latents or corners hold NaN or infinity")
     if radius is None:
         radius = default_radius(pts) if len(pts) else float(LOCAL_RADIUS)
-    if not radius > 0 or not floor > 0:
-        raise ValueError(f"local z needs radius > 0 and floor > 0, got {radius} and {floor}")
+    if not radius > 0 or not floor > 0 or not 0 <= exclude < radius:
+        raise ValueError(f"local z needs radius > 0, floor > 0 and 0 <= exclude < radius: {radius}, {floor}, {exclude}")
     out = np.zeros(len(mu), dtype=np.float64)
     if len(mu) < 2:
         return out
@@ -71,7 +79,7 @@ def local_z(latents: np.ndarray, xy: np.ndarray, radius: float | None = None, fl
     for a in range(0, len(mu), _CHUNK_QUERIES):  # neighbour lists of a bounded number of patches at a time
         rows_all = np.arange(a, min(a + _CHUNK_QUERIES, len(mu)))
         found = tree.query_ball_point(pts[rows_all], r=radius, p=np.inf)
-        lists = [np.asarray([j for j in nb if j != i], dtype=np.int64) for i, nb in zip(rows_all, found, strict=True)]
+        lists = [_neighbours(pts, int(i), nb, exclude) for i, nb in zip(rows_all, found, strict=True)]
         counts = np.array([len(nb) for nb in lists])
         # patches with the same number of neighbours are scored together: one median over a (m, k, D) block
         for k in np.unique(counts[counts > 0]):
@@ -85,6 +93,14 @@ def local_z(latents: np.ndarray, xy: np.ndarray, radius: float | None = None, fl
                 z = (mu[rows_all[sub]] - med) / np.maximum(mad, floor)
                 out[rows_all[sub]] = np.sqrt((z * z).sum(axis=1))
     return out
+
+
+def _neighbours(pts: np.ndarray, i: int, found: list[int], exclude: float) -> np.ndarray:
+    """The indices in ``found`` other than ``i``, less those within ``exclude`` px of patch ``i`` in x and y."""
+    nb = np.asarray([j for j in found if j != i], dtype=np.int64)
+    if exclude > 0 and len(nb):
+        nb = nb[np.abs(pts[nb] - pts[i]).max(axis=1) > exclude]
+    return nb
 
 
 def _median_axis1(block: np.ndarray) -> np.ndarray:

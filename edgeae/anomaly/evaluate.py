@@ -222,12 +222,14 @@ def score_lroc(
     seed: int = 0,
     progress: Callable[[Any], Any] = iter,
     ms: MultiScale | None = None,
+    files: list[Path] | None = None,
 ) -> Scored:
-    """Score every patch of the evaluated LROC mosaics; features = crater size bins and all craters."""
+    """Score every patch of the evaluated LROC mosaics (or of ``files``: e.g. the λ mosaics, for validation
+    studies); features = crater size bins and all craters."""
     from edgeae.datasets import SPLITS
 
     ms = ms or default_scorer("lroc_nac_craters")
-    files = lroc_files(root)[:limit]
+    files = (lroc_files(root) if files is None else list(files))[:limit]
     test_names = {Path(p).name for p in SPLITS["orbital_gray"]["test"]}
     frames, images, points, craters_all = [], [], [], []
     for f in progress(files):

@@ -1,0 +1,165 @@
+"""How the ``local z (mu)`` candidate was chosen (issue 12, session 16): validation on the two λ mosaics.
+
+    python -m benchmarks.local_z_validation --out benchmarks/results/local_z_validation [--no-hirise]
+
+:func:`edgeae.anomaly.context.local_z` scores a patch by how far its VAE latent μ stands from those of the patches
+around it on its own frame. Its radius, which neighbours it leaves out and how it is combined were chosen here, on
+the two LROC NAC mosaics kept apart for λ (:data:`edgeae.train.vae.LAMBDA_FILES`; no reported figure uses them),
+64-px patches at stride 32 as in the anomaly benchmark, AP over random of craters ≥ 32 px (the chosen metric) and
+≥ 64 px, next to the evaluation's own methods on the same patches (baselines fitted on these patches, as there):
+
+- radius 64 / 96 / 128 px, leaving out only the patch itself or also its overlapping (32 px) or touching (64 px)
+  neighbours;
+- rank sums of local z with the isolation forest, the kNN and patch std;
+- the MAD floor (1e-3, 1e-2, 0.1) and μ pre-scaled by a robust z over all patches or within each mosaic;
+- a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (why the radius is at least 2 steps).
+
+Then (unless ``--no-hirise``) the carry-over the docs quote: crater vs other ROC AUC of local z on all 2,017 HiRISE
+dev crops, the anomaly benchmark's seed-0 sample of 400 and the other crops, next to ``frame-z kNN (mu)``.
+Fixed seeds: exact on a rerun. About 3 min on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REFERENCES = (
+    "default (multi-scale z)",
+    "vae a(x)",
+    "isolation forest (mu)",
+    "kNN (mu)",
+    "patch std",
+    "RX (patch features)",
+    "frame-z kNN (mu)",
+)
+FEATURES = ("craters >= 32 px", "craters >= 64 px")
+
+
+def _per_frame(fn: Any, frames: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    return np.concatenate([fn(mu, xy) for mu, xy in frames])
+
+
+def variants(frames: list[tuple[np.ndarray, np.ndarray]], methods: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every local z variant of the study, per patch (frames: per mosaic (μ, corners))."""
+    from scipy.stats import rankdata
+
+    from edgeae.anomaly.baselines import robust_z
+    from edgeae.anomaly.context import local_z
+
+    out: dict[str, np.ndarray] = {}
+    for radius, exclude in ((96, 0), (64, 32), (96, 32), (128, 32), (96, 64)):
+        name = f"local z, radius {radius} px, leaving out {'the patch' if exclude == 0 else f'<= {exclude} px'}"
+        out[name] = _per_frame(lambda m, c, r=radius, e=exclude: local_z(m, c, radius=r, exclude=e), frames)
+    chosen = out["local z, radius 96 px, leaving out the patch"]
+
+    def rank(v: np.ndarray) -> np.ndarray:
+        return np.asarray(rankdata(v), dtype=np.float64) / len(v)
+
+    for ref in ("isolation forest (mu)", "kNN (mu)", "patch std"):
+        out[f"rank sum: local z + {ref}"] = rank(chosen) + rank(methods[ref])
+    for floor in (1e-2, 0.1):
+        out[f"local z, MAD floor {floor:g}"] = _per_frame(lambda m, c, f=floor: local_z(m, c, floor=f), frames)
+    pooled = robust_z(np.concatenate([m for m, _ in frames]))
+    bounds = np.cumsum([0] + [len(m) for m, _ in frames])
+    pre = [(pooled[a:b], c) for (a, b), (_, c) in zip(itertools.pairwise(bounds), frames, strict=True)]
+    out["local z of μ robust-z scaled over all patches"] = _per_frame(local_z, pre)
+    out["local z of μ robust-z scaled within each mosaic"] = _per_frame(lambda m, c: local_z(robust_z(m), c), frames)
+    return out
+
+
+def coarse_grid(frames: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every 2nd grid point (stride 64): the kept patches and local z at radius 96 / 128 / 192 px."""
+    from edgeae.anomaly.context import local_z
+
+    keep = np.concatenate([(c % 64 == 0).all(axis=1) for _, c in frames])
+    sub = [(m[(c % 64 == 0).all(axis=1)], c[(c % 64 == 0).all(axis=1)]) for m, c in frames]
+    out = {
+        f"stride 64, radius {r} px": _per_frame(lambda m, c, r=r: local_z(m, c, radius=r), sub) for r in (96, 128, 192)
+    }
+    return keep, out
+
+
+def hirise_rows() -> list[dict[str, Any]]:
+    """Crater vs other ROC AUC on all HiRISE dev crops of local z and of frame-z kNN (a crop: its highest patch)."""
+    from benchmarks.hirise_dev import crater_auc_row, dev_crops
+    from edgeae.anomaly import evaluate as ev
+    from edgeae.anomaly.score import make_scorer
+    from edgeae.data import data_root
+    from edgeae.predictor import load_predictor
+
+    scorer = make_scorer(load_predictor("orbital-gray-vae", threads=2), keep_latents=True)
+    scored = ev.score_hirise(data_root(), scorer, limit=None, seed=0)
+    cls = np.array([c for _, c in dev_crops()[1]])  # the same crops in the same order as score_hirise's
+    return [crater_auc_row(m, scored.methods[m], cls) for m in (ev.LOCAL_Z, ev.FRAME_Z_KNN, ev.DEFAULT)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgeae.anomaly import evaluate as ev
+    from edgeae.anomaly.metrics import ranking_summary
+    from edgeae.anomaly.score import make_scorer
+    from edgeae.data import data_root
+    from edgeae.predictor import load_predictor
+    from edgeae.train.vae import LAMBDA_FILES
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/local_z_validation"))
+    ap.add_argument("--no-hirise", action="store_true", help="skip the HiRISE carry-over (about 2 of the 3 min)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    root = data_root()
+    scorer = make_scorer(load_predictor("orbital-gray-vae", threads=2), keep_latents=True)
+    scored = ev.score_lroc(root, scorer, seed=0, files=[root / f for f in LAMBDA_FILES])
+    frames = [(r.extras["mu"], r.xy) for r in scored.patch_results]
+    methods = {m: scored.methods[m] for m in REFERENCES}
+    rows: list[dict[str, Any]] = []
+
+    def add(group: str, name: str, score: np.ndarray, keep: np.ndarray | None = None) -> None:
+        row: dict[str, Any] = {"group": group, "method": name}
+        for feat in FEATURES:
+            pos = scored.features[feat][0]
+            s = ranking_summary(score, pos if keep is None else pos[keep])
+            row[feat] = {"ap_over_random": round(float(s["improvement"]), 3), "auc": round(float(s["auc"]), 3)}
+        rows.append(row)
+
+    for name, v in methods.items():
+        add("evaluation's methods", name, v)
+    for name, v in variants(frames, methods).items():
+        add("local z variants", name, v)
+    keep, coarse = coarse_grid(frames)
+    for name, v in coarse.items():
+        add("every 2nd grid point", name, v, keep)
+    for name in ("isolation forest (mu)", "kNN (mu)", "patch std"):  # fitted on all patches, ranked on the subset
+        add("every 2nd grid point", f"{name} (fitted on every patch)", methods[name][keep], keep)
+    hirise = [] if args.no_hirise else hirise_rows()
+    args.out.mkdir(parents=True, exist_ok=True)
+    res = {"lambda_mosaics": list(LAMBDA_FILES), "rows": rows, "hirise_dev_crater_auc": hirise,
+           "seconds": round(time.time() - t0, 1)}  # fmt: skip
+    (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    md = [
+        "Validation: the two λ mosaics (" + ", ".join(Path(f).name for f in LAMBDA_FILES) + "), 64-px patches at "
+        "stride 32, AP over random (ROC AUC). `python -m benchmarks.local_z_validation`.",
+        "",
+        "| group | method | craters ≥ 32 px | craters ≥ 64 px |",
+        "|---|---|---:|---:|",
+    ]
+    for r in rows:
+        cells = [f"{r[f]['ap_over_random']:.2f}× ({r[f]['auc']:.3f})" for f in FEATURES]
+        md.append(f"| {r['group']} | {r['method']} | " + " | ".join(cells) + " |")
+    if hirise:
+        md += ["", "HiRISE dev crops, crater vs other ROC AUC (a crop scored by its highest patch):", "",
+               "| method | all | seed-0 sample of 400 | other crops |", "|---|---:|---:|---:|"]  # fmt: skip
+        md += [f"| {r['method']} | {r['all']} | {r['sample 400']} | {r['other']} |" for r in hirise]
+    (args.out / "results.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
