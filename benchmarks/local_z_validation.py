@@ -1,6 +1,6 @@
 """How the ``local z (mu)`` candidate was chosen (issue 12, session 16): validation on the two λ mosaics.
 
-    python -m benchmarks.local_z_validation --out benchmarks/results/local_z_validation [--no-hirise]
+    python -m benchmarks.local_z_validation --out benchmarks/results/local_z_validation [--no-hirise] [--model M]
 
 :func:`edgeae.anomaly.context.local_z` scores a patch by how far its VAE latent μ stands from those of the patches
 around it on its own frame. Its radius, which neighbours it leaves out and how it is combined were chosen here, on
@@ -14,9 +14,13 @@ the two LROC NAC mosaics kept apart for λ (:data:`edgeae.train.vae.LAMBDA_FILES
 - the MAD floor (1e-3, 1e-2, 0.1) and μ pre-scaled by a robust z over all patches or within each mosaic;
 - a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (why the radius is at least 2 steps).
 
-Then (unless ``--no-hirise``) the carry-over the docs quote: crater vs other ROC AUC of local z on all 2,017 HiRISE
-dev crops, the anomaly benchmark's seed-0 sample of 400 and the other crops, next to ``frame-z kNN (mu)``.
-Fixed seeds: exact on a rerun. About 3 min on 2 cores.
+Then the weight of the reconstruction error in :func:`edgeae.anomaly.context.local_novelty` (the shipped
+candidate ``local z (mu, rec)``), chosen as λ is: the AP above for each weight, and on the validation frames of
+``benchmarks.planted_blocks --split val`` whether the planted bright, checkerboard and noise blocks all rank in
+the top 2 % of the frame's patches. Then (unless ``--no-hirise``) the carry-over the docs quote: crater vs other
+ROC AUC on all 2,017 HiRISE dev crops, the anomaly benchmark's seed-0 sample of 400 and the other crops, of the
+candidate, of local z of μ alone, of ``frame-z kNN (mu)`` and of the default. Fixed seeds: exact on a rerun.
+About 3 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ REFERENCES = (
     "frame-z kNN (mu)",
 )
 FEATURES = ("craters >= 32 px", "craters >= 64 px")
+REC_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # weight of the error's local z in local_novelty (0: μ alone)
 
 
 def _per_frame(fn: Any, frames: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -86,22 +91,68 @@ def coarse_grid(frames: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return keep, out
 
 
-def hirise_rows() -> list[dict[str, Any]]:
+def planted_rows(model: str) -> list[dict[str, Any]]:
+    """Per validation frame of ``benchmarks.planted_blocks --split val`` and error weight: how many grid patches
+    score above each planted block (bright, checkerboard, noise) under local_novelty, the block in place of the
+    patch nearest the frame centre."""
+    from benchmarks.planted_blocks import _terms
+    from edgeae.anomaly.context import local_novelty
+    from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block, grid
+    from edgeae.data import data_root
+    from edgeae.datasets import split_files
+    from edgeae.imageio import read_image
+    from edgeae.predictor import load_predictor
+    from edgeae.train.vae import LAMBDA_FILES
+
+    predict = load_predictor(model, threads=2)
+    root = data_root()
+    files = [root / f for f in LAMBDA_FILES] + list(
+        dict.fromkeys(split_files("orbital_gray", "val", root) + split_files("orbital_gray_v2", "val", root))
+    )
+    b_rec, _, b_mu = _terms(predict, np.stack([block(k, 64)[None] for k in BLOCKS]))
+    rows = []
+    for f in files:
+        img = read_image(f, channels=1)
+        h, w = img.pixels.shape[:2]
+        pos = [(y, x) for y, x in grid(h, w, 64) if img.valid[y : y + 64, x : x + 64].mean() >= 0.9]
+        tiles = np.stack([img.pixels[y : y + 64, x : x + 64].transpose(2, 0, 1) for y, x in pos]).astype(np.float32)
+        rec, _, mu = _terms(predict, tiles)
+        xy = np.array([(x, y) for y, x in pos], dtype=np.float64)
+        at = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
+        for wgt in REC_WEIGHTS:
+            above = []
+            for i in range(len(BLOCKS)):
+                m, r = mu.copy(), rec.copy()
+                m[at], r[at] = b_mu[i], b_rec[i]
+                sc = local_novelty(m, r, xy, rec_weight=wgt)
+                above.append(int((sc > sc[at]).sum()))
+            found = all(a / len(pos) < TOP_FRACTION for a in above)
+            rows.append({"frame": f.name, "n": len(pos), "weight": wgt, "above": above, "all_found": found})
+    return rows
+
+
+def hirise_rows(model: str) -> list[dict[str, Any]]:
     """Crater vs other ROC AUC on all HiRISE dev crops of local z and of frame-z kNN (a crop: its highest patch)."""
     from benchmarks.hirise_dev import crater_auc_row, dev_crops
     from edgeae.anomaly import evaluate as ev
+    from edgeae.anomaly.context import local_z
     from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
     from edgeae.predictor import load_predictor
 
-    scorer = make_scorer(load_predictor("orbital-gray-vae", threads=2), keep_latents=True)
+    scorer = make_scorer(load_predictor(model, threads=2), keep_latents=True)
     scored = ev.score_hirise(data_root(), scorer, limit=None, seed=0)
     cls = np.array([c for _, c in dev_crops()[1]])  # the same crops in the same order as score_hirise's
-    return [crater_auc_row(m, scored.methods[m], cls) for m in (ev.LOCAL_Z, ev.FRAME_Z_KNN, ev.DEFAULT)]
+    rows = [crater_auc_row(m, scored.methods[m], cls) for m in (ev.LOCAL_Z, ev.FRAME_Z_KNN, ev.DEFAULT)]
+    mu_only = np.concatenate([local_z(r.extras["mu"], r.xy) for r in scored.patch_results])
+    bounds = np.cumsum([0] + [len(r) for r in scored.patch_results])
+    rows.append(crater_auc_row("local z (mu) alone", np.maximum.reduceat(mu_only, bounds[:-1]), cls))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     from edgeae.anomaly import evaluate as ev
+    from edgeae.anomaly.context import local_novelty
     from edgeae.anomaly.metrics import ranking_summary
     from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
@@ -110,13 +161,15 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/local_z_validation"))
+    ap.add_argument("--model", default="orbital-gray-vae", help="grey VAE: zoo name or checkpoint")
     ap.add_argument("--no-hirise", action="store_true", help="skip the HiRISE carry-over (about 2 of the 3 min)")
     args = ap.parse_args(argv)
     t0 = time.time()
     root = data_root()
-    scorer = make_scorer(load_predictor("orbital-gray-vae", threads=2), keep_latents=True)
+    scorer = make_scorer(load_predictor(args.model, threads=2), keep_latents=True)
     scored = ev.score_lroc(root, scorer, seed=0, files=[root / f for f in LAMBDA_FILES])
     frames = [(r.extras["mu"], r.xy) for r in scored.patch_results]
+    recs = [r.extras["rec"] for r in scored.patch_results]
     methods = {m: scored.methods[m] for m in REFERENCES}
     rows: list[dict[str, Any]] = []
 
@@ -132,19 +185,24 @@ def main(argv: list[str] | None = None) -> int:
         add("evaluation's methods", name, v)
     for name, v in variants(frames, methods).items():
         add("local z variants", name, v)
+    for w in REC_WEIGHTS:
+        v = np.concatenate([local_novelty(m, r, c, rec_weight=w) for (m, c), r in zip(frames, recs, strict=True)])
+        add("error weight (local z (mu, rec))", f"max(local z(mu) / sqrt D, {w:g} x local z(log rec))", v)
     keep, coarse = coarse_grid(frames)
     for name, v in coarse.items():
         add("every 2nd grid point", name, v, keep)
     for name in ("isolation forest (mu)", "kNN (mu)", "patch std"):  # fitted on all patches, ranked on the subset
         add("every 2nd grid point", f"{name} (fitted on every patch)", methods[name][keep], keep)
-    hirise = [] if args.no_hirise else hirise_rows()
+    planted = planted_rows(args.model)
+    hirise = [] if args.no_hirise else hirise_rows(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
-    res = {"lambda_mosaics": list(LAMBDA_FILES), "rows": rows, "hirise_dev_crater_auc": hirise,
+    res = {"model": args.model, "lambda_mosaics": list(LAMBDA_FILES), "rows": rows, "planted_val": planted,
+           "hirise_dev_crater_auc": hirise,
            "seconds": round(time.time() - t0, 1)}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     md = [
         "Validation: the two λ mosaics (" + ", ".join(Path(f).name for f in LAMBDA_FILES) + "), 64-px patches at "
-        "stride 32, AP over random (ROC AUC). `python -m benchmarks.local_z_validation`.",
+        f"stride 32, AP over random (ROC AUC); model `{args.model}`. `python -m benchmarks.local_z_validation`.",
         "",
         "| group | method | craters ≥ 32 px | craters ≥ 64 px |",
         "|---|---|---:|---:|",
@@ -152,6 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         cells = [f"{r[f]['ap_over_random']:.2f}× ({r[f]['auc']:.3f})" for f in FEATURES]
         md.append(f"| {r['group']} | {r['method']} | " + " | ".join(cells) + " |")
+    frames_ = list(dict.fromkeys(r["frame"] for r in planted))
+    sizes = {r["frame"]: r["n"] for r in planted}
+    md += ["", "Planted bright / checkerboard / noise blocks on the validation frames of `benchmarks.planted_blocks "
+           "--split val` (patches scoring above each; found: fewer than 2 % above all three):", "",
+           "| error weight | frames with all 3 found | " + " | ".join(f"{f[:24]} (n={sizes[f]})" for f in frames_)
+           + " |",
+           "|---:|---:|" + "---:|" * len(frames_)]  # fmt: skip
+    for w in REC_WEIGHTS:
+        sub = [r for r in planted if r["weight"] == w]
+        cells = [" / ".join(str(a) for a in r["above"]) for r in sub]
+        md.append(f"| {w:g} | {sum(r['all_found'] for r in sub)}/{len(sub)} | " + " | ".join(cells) + " |")
     if hirise:
         md += ["", "HiRISE dev crops, crater vs other ROC AUC (a crop scored by its highest patch):", "",
                "| method | all | seed-0 sample of 400 | other crops |", "|---|---:|---:|---:|"]  # fmt: skip

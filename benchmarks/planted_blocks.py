@@ -10,8 +10,8 @@ normalised by its own 90th percentile or median over the frame's patches (needs 
 median form is the orbital mission's flight score, :mod:`edgeae.anomaly.terms`), the maximum of each term's
 robust z of its log, and of each term's percentile; and the ground candidate frame-z kNN on the latents μ
 (:func:`edgeae.anomaly.baselines.frame_z_knn`, one frame at a time: a block's distance to its 20 nearest patches of
-the frame); and the ground candidate local z (:func:`edgeae.anomaly.context.local_z`: the block replaces the grid
-patch nearest the frame centre, and every patch is rescored with it in place). With ``--split val`` also each
+the frame); and the ground candidate local z (:func:`edgeae.anomaly.context.local_novelty`: the block replaces the
+grid patch nearest the frame centre, and every patch is rescored with it in place). With ``--split val`` also each
 variant's crater (≥ 32 px) AP
 over random on the two λ mosaics: the validation numbers the flight score was chosen by. Writes
 ``planted_blocks.json`` and prints a table. Selection of anything on these numbers would be tuning on test
@@ -59,24 +59,25 @@ def frame_z_knn_scores(mu: np.ndarray, block_mu: np.ndarray) -> tuple[np.ndarray
     return knn_distance(z), knn_distance(z, queries=(block_mu - med) / scale)
 
 
-LOCAL_Z = "local z (mu): the spatial-context ground candidate (per frame)"
+LOCAL_Z = "local z (mu, rec): the spatial-context ground candidate (per frame)"
 
 
-def local_z_above(mu: np.ndarray, xy: np.ndarray, block_mu: np.ndarray) -> tuple[int, list[int]]:
-    """:func:`edgeae.anomaly.context.local_z` needs a block's place in the frame: each block replaces the grid patch
-    nearest the frame centre (its latents), every patch is rescored, and the patches scoring above the block are
-    counted. Returns (n, above per block)."""
-    from edgeae.anomaly.context import local_z
+def local_z_above(
+    mu: np.ndarray, rec: np.ndarray, xy: np.ndarray, block_mu: np.ndarray, block_rec: np.ndarray
+) -> list[int]:
+    """:func:`edgeae.anomaly.context.local_novelty` needs a block's place in the frame: each block replaces the grid
+    patch nearest the frame centre (its latents and error), every patch is rescored, and the patches scoring above
+    the block are counted (one count per block)."""
+    from edgeae.anomaly.context import local_novelty
 
-    centre = xy.mean(axis=0)
-    at = int(np.argmin(((xy - centre) ** 2).sum(axis=1)))
+    at = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
     above = []
-    for b in block_mu:
-        m = mu.copy()
-        m[at] = b
-        s = local_z(m, xy)
+    for b_mu, b_rec in zip(block_mu, block_rec, strict=True):
+        m, r = mu.copy(), rec.copy()
+        m[at], r[at] = b_mu, b_rec
+        s = local_novelty(m, r, xy)
         above.append(int((s > s[at]).sum()))
-    return len(mu), above
+    return above
 
 
 FRAME_VARIANTS = {  # frame-normalised combinations of the two terms (need the frame's own terms)
@@ -176,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             found = all(n / len(s) < TOP_FRACTION for n in above.values())
             rows.append({"frame": f.name, "n": len(s), "variant": name, "above": above, "all_in_top_2pct": found})
         xy = np.array([(x, y) for y, x in pos], dtype=np.float64)
-        n, counts = local_z_above(mu, xy, b_mu)
+        counts = local_z_above(mu, rec, xy, b_mu, b_rec)
+        found = all(c / len(pos) < TOP_FRACTION for c in counts)
         above = dict(zip(BLOCKS, counts, strict=True))
-        found = all(c / n < TOP_FRACTION for c in counts)
-        rows.append({"frame": f.name, "n": n, "variant": LOCAL_Z, "above": above, "all_in_top_2pct": found})
+        rows.append({"frame": f.name, "n": len(pos), "variant": LOCAL_Z, "above": above, "all_in_top_2pct": found})
     ap_of = crater_ap(predict, root, variants) if args.split == "val" else {}
     args.out.mkdir(parents=True, exist_ok=True)
     out = {"model": args.model, "rows": rows, "crater_ap_over_random_lambda_mosaics": ap_of}

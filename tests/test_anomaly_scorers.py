@@ -201,6 +201,26 @@ def test_local_z_finds_what_stands_out_from_its_surroundings_not_from_the_archiv
         local_z(np.full((3, 2), np.nan), xy[:3])
 
 
+def test_local_novelty_sees_an_odd_error_as_well_as_odd_latents() -> None:
+    from edgeae.anomaly.context import local_novelty, local_z
+
+    rng = np.random.default_rng(7)
+    gx, gy = np.meshgrid(np.arange(10) * 32, np.arange(10) * 32)
+    xy = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    mu = rng.normal(0, 1, size=(100, 16))
+    rec = np.exp(rng.normal(0, 0.1, size=100))
+    rec[33] *= 20.0  # texture: an ordinary latent, a reconstruction error far above its neighbours'
+    mu[66] += 8.0  # brightness or shape: an odd latent, an ordinary error
+    s = local_novelty(mu, rec, xy)
+    assert set(np.argsort(s)[-2:].tolist()) == {33, 66}
+    assert int(np.argmax(local_z(mu, xy))) == 66 and s[33] > np.sort(local_z(mu, xy) / 4.0)[-2]
+    assert np.allclose(local_novelty(mu, rec, xy, rec_weight=0.0), local_z(mu, xy) / 4.0)  # √16: μ alone
+    with pytest.raises(ValueError, match="errors"):
+        local_novelty(mu, rec[:-1], xy)
+    with pytest.raises(ValueError, match=">= 0"):
+        local_novelty(mu, -rec, xy)
+
+
 def test_local_z_chunks_give_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeae.anomaly import context
 

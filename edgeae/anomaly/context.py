@@ -1,20 +1,22 @@
-"""Spatial-context novelty: how far a patch's VAE latent μ stands from those of the patches around it.
+"""Spatial-context novelty: how far a patch stands from the patches around it on its own frame.
 
 :func:`local_z` compares each patch with its neighbours on the same frame (patch corners within ``radius`` pixels
-in x and in y, the patch itself left out): each latent dimension is z-scored against the neighbours' median and
+in x and in y, the patch itself left out): each feature dimension is z-scored against the neighbours' median and
 scaled MAD, and the score is the Euclidean norm of that z vector. A crater on plains, a lander on regolith or a
 pit in a mare stands out from *its own surroundings*, whatever the product's overall brightness or texture; a
 whole field of similar craters does not, however unusual that field is for the archive. Nothing is fitted to
 other frames: each frame is scored on its own (nothing transductive), so the score of a patch does not depend on
 what else is in the batch.
 
-Chosen on validation (issue 12): the two LROC NAC mosaics that are kept apart for λ
-(:data:`edgeae.train.vae.LAMBDA_FILES`), craters ≥ 32 px, AP over random: radius 96 px (3 strides of 32) with
-only the patch itself left out **2.49×**; leaving out the patches that overlap it as well: 96 px 2.39×, 64 px 2.15×,
-128 px 2.30×; 96 px leaving out the touching ones too 2.33×; against the default multi-window a(x) 2.23×, the
-isolation forest 2.00×, the kNN on μ 1.98× and patch std 1.89× on the same patches. The MAD floor (1e-3 to 0.1) and
-a global or per-frame robust-z pre-scaling of μ changed no AP (``python -m benchmarks.local_z_validation``;
-docs/anomaly.md).
+:func:`local_novelty` is the evaluated candidate ``local z (mu, rec)``: the larger of the local z of the VAE latent
+μ (per dimension, over √D) and ``rec_weight`` × the local z of the log reconstruction error, since μ hardly
+encodes fine texture (a planted 4-px checkerboard has the μ of a flat grey patch) and the error does.
+
+Chosen on validation (issue 12; ``python -m benchmarks.local_z_validation``, docs/anomaly.md): on the two LROC NAC
+mosaics kept apart for λ (:data:`edgeae.train.vae.LAMBDA_FILES`), craters ≥ 32 px, AP over random, radius 96 px
+(3 strides of 32) with only the patch itself left out (μ alone **2.49×**; leaving out the overlapping patches as
+well 2.39×, radius 64 / 128 px 2.15× / 2.30×); then the error's weight as λ is chosen: the best AP among the weights
+that find the planted bright, checkerboard and noise blocks on the most validation frames (0.5).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 LOCAL_RADIUS = 96  # px: neighbours whose patch corner is within 96 px in x and y (7 × 7 patches at stride 32)
 # (at a stride above 48 px the radius is 2 grid steps instead: :func:`default_radius`)
+REC_WEIGHT = 0.5  # local_novelty: weight of the reconstruction error's local z (chosen on validation, see above)
 MAD_FLOOR = 1e-3  # a latent dimension that is constant around a patch is scaled by this, not by 0
 _CHUNK_VALUES = 8_000_000  # neighbour values (float32) gathered at once: 32 MB
 _CHUNK_QUERIES = 4096  # patches whose neighbour lists are held at once
@@ -109,6 +112,42 @@ def _median_axis1(block: np.ndarray) -> np.ndarray:
     k = block.shape[1]
     s = np.sort(block, axis=1)
     return 0.5 * (s[:, (k - 1) // 2].astype(np.float64) + s[:, k // 2].astype(np.float64))
+
+
+def local_novelty(
+    latents: np.ndarray,
+    rec: np.ndarray,
+    xy: np.ndarray,
+    radius: float | None = None,
+    rec_weight: float = REC_WEIGHT,
+) -> np.ndarray:
+    """The ``local z (mu, rec)`` candidate of one frame: max(‖local z(μ)‖ / √D, ``rec_weight`` · |local z(log rec)|).
+
+    μ carries a patch's brightness and shape but hardly its fine texture (the VAE rebuilds a 4-px checkerboard as
+    flat grey); its reconstruction error ``rec`` carries the texture. Each is compared with the patch's surroundings
+    and the larger, on a common scale (a z of one dimension vs the length of D of them over √D), is the score."""
+    mu = np.asarray(latents, dtype=np.float64)
+    r = np.asarray(rec, dtype=np.float64).reshape(-1)
+    if mu.ndim != 2 or r.shape != (len(mu),):
+        raise ValueError(f"local novelty needs (N, D) latents and (N,) errors, got {mu.shape} and {r.shape}")
+    if not rec_weight >= 0:
+        raise ValueError(f"rec_weight must be >= 0, got {rec_weight}")
+    if not np.isfinite(r).all() or (r < 0).any():
+        raise ValueError("local novelty: reconstruction errors must be finite and >= 0")
+    z_mu = local_z(mu, xy, radius) / np.sqrt(max(mu.shape[1], 1))
+    if rec_weight == 0:
+        return z_mu
+    z_rec = local_z(np.log(np.maximum(r, 1e-12))[:, None], xy, radius)
+    return np.maximum(z_mu, rec_weight * z_rec)
+
+
+def frames_local_novelty(
+    latents: list[np.ndarray], recs: list[np.ndarray], corners: list[np.ndarray], rec_weight: float = REC_WEIGHT
+) -> list[np.ndarray]:
+    """:func:`local_novelty` of each frame on its own."""
+    if not len(latents) == len(recs) == len(corners):
+        raise ValueError(f"local novelty: {len(latents)} latent, {len(recs)} error and {len(corners)} corner arrays")
+    return [local_novelty(m, r, c, rec_weight=rec_weight) for m, r, c in zip(latents, recs, corners, strict=True)]
 
 
 def frames_local_z(

@@ -26,8 +26,9 @@ Every method ranks the same patches:
 - baselines (:mod:`edgeae.anomaly.baselines`): local contrast (patch std), the Reed-Xiaoli detector on patch
   features (RX), an isolation forest on μ and a kNN distance on μ;
 - two candidate ground rankings with their own target rows: ``frame-z kNN (mu)``
-  (:func:`edgeae.anomaly.baselines.frame_z_knn`) and ``local z (mu)`` (:func:`edgeae.anomaly.context.local_z`:
-  each patch's μ against the patches around it on its own frame);
+  (:func:`edgeae.anomaly.baselines.frame_z_knn`) and ``local z (mu, rec)``
+  (:func:`edgeae.anomaly.context.local_novelty`: each patch's μ and reconstruction error against the patches
+  around it on its own frame);
 - ablations: the single 64 px window with the per-frame normalisation, each window size alone, and patch std
   with the same normalisation (how much comes from normalisation alone).
 
@@ -48,7 +49,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.anomaly import baselines
-from edgeae.anomaly.context import frames_local_z
+from edgeae.anomaly.context import frames_local_novelty
 from edgeae.anomaly.labels import (
     CRATER_BINS,
     HIRISE_CLASSES,
@@ -88,7 +89,7 @@ NORMALISATION = {"lroc_nac_craters": "robust_z", "hirise_landmarks": "robust_z",
 DEFAULT_SCORER = MultiScale(windows=(32, 64))
 BASELINES = ("patch std", "RX (patch features)", "isolation forest (mu)", "kNN (mu)")
 FRAME_Z_KNN = "frame-z kNN (mu)"  # the candidate scorer of baselines.frame_z_knn: its own acceptance rows
-LOCAL_Z = "local z (mu)"  # the candidate of edgeae.anomaly.context.local_z (spatial context): its own rows too
+LOCAL_Z = "local z (mu, rec)"  # the candidate of edgeae.anomaly.context.local_novelty (spatial context)
 SCORERS = (DEFAULT, FRAME_Z_KNN, LOCAL_Z)  # the scorers whose issue-12 targets are checked
 MSL_GROUPS: dict[str, frozenset[int]] = {
     "calibration targets": frozenset({1, 2, 12, 14}),
@@ -194,8 +195,12 @@ def _methods(scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int
         methods["isolation forest (mu)"] = baselines.isolation_forest(cat["mu"], seed=seed)
         methods["kNN (mu)"] = baselines.knn_distance(baselines.robust_z(cat["mu"]))
         methods[FRAME_Z_KNN] = np.concatenate(baselines.frame_z_knn([r.extras["mu"] for r in results], pooled=pooled))
-        # a candidate (issue 12): each patch's μ against those of the patches around it on its own frame
-        methods[LOCAL_Z] = np.concatenate(frames_local_z([r.extras["mu"] for r in results], [r.xy for r in results]))
+        # a candidate (issue 12): each patch's μ and error against those of the patches around it on its frame
+        methods[LOCAL_Z] = np.concatenate(
+            frames_local_novelty(
+                [r.extras["mu"] for r in results], [r.extras["rec"] for r in results], [r.xy for r in results]
+            )
+        )
         # a candidate (issue 12): each term normalised on its own, then the larger: a patch is unusual when its
         # reconstruction error *or* its latent norm is, so texture is not drowned by the brightness term
         parts = [(cat["rec"], cat["mu2"])] if pooled else [(r.extras["rec"], r.extras["mu2"]) for r in results]

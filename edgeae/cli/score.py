@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(finds unusual texture as well as brightness), or frame-z-knn = each latent dimension robust-z scaled "
         "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
         "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast), or local-z = how "
-        "far each patch's latents stand from those of the patches within 96 px (or 2 strides) around it, each image "
-        "on its own (LROC craters >= 32 px 2.53x random AP vs 2.40x for an isolation forest; docs/anomaly.md)",
+        "far each patch's latents and reconstruction error stand from those of the patches within 96 px (or 2 "
+        "strides) around it, each image on its own (a ground ranking for features small against the frame; "
+        "docs/anomaly.md)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
@@ -142,9 +143,9 @@ def run(args: argparse.Namespace) -> int:
 
             r.score = frame_terms_max(r.extras["rec"], r.extras["mu2"])
         if args.score == "local-z" and len(r.score):
-            from edgeae.anomaly.context import local_z
+            from edgeae.anomaly.context import local_novelty
 
-            r.score = local_z(r.extras["mu"], r.xy)
+            r.score = local_novelty(r.extras["mu"], r.extras["rec"], r.xy)
             r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
