@@ -148,12 +148,3 @@ def frames_local_novelty(
     if not len(latents) == len(recs) == len(corners):
         raise ValueError(f"local novelty: {len(latents)} latent, {len(recs)} error and {len(corners)} corner arrays")
     return [local_novelty(m, r, c, rec_weight=rec_weight) for m, r, c in zip(latents, recs, corners, strict=True)]
-
-
-def frames_local_z(
-    latents: list[np.ndarray], corners: list[np.ndarray], radius: float | None = None, floor: float = MAD_FLOOR
-) -> list[np.ndarray]:
-    """:func:`local_z` of each frame on its own (per frame (N_i, D) latents and (N_i, 2) corners)."""
-    if len(latents) != len(corners):
-        raise ValueError(f"local z: {len(latents)} latent arrays for {len(corners)} corner arrays")
-    return [local_z(m, c, radius, floor) for m, c in zip(latents, corners, strict=True)]
