@@ -59,7 +59,7 @@ def local_z(
     ``radius`` (px, in x and in y) defaults to :func:`default_radius`; neighbours within ``exclude`` px in both x
     and y are left out as well as the patch itself (0, the default: only the patch itself; the validation study
     compares larger values). A patch with no neighbour left scores 0 (nothing to compare it with)."""
-    mu = np.asarray(latents, dtype=np.float64)
+    mu = np.asarray(latents, dtype=np.float32)  # the models' own precision; float64 only per gathered block
     pts = np.asarray(xy, dtype=np.float64)
     if mu.ndim != 2:
         raise ValueError(f"local z needs (N, D) latents, got shape {mu.shape}")
@@ -78,7 +78,6 @@ def local_z(
 
     tree = cKDTree(pts)
     dim = mu.shape[1]
-    mu32 = mu.astype(np.float32)  # the medians sort float32 (the models' own precision): 4x faster than float64
     for a in range(0, len(mu), _CHUNK_QUERIES):  # neighbour lists of a bounded number of patches at a time
         rows_all = np.arange(a, min(a + _CHUNK_QUERIES, len(mu)))
         found = tree.query_ball_point(pts[rows_all], r=radius, p=np.inf)
@@ -90,10 +89,10 @@ def local_z(
             step = max(1, _CHUNK_VALUES // (int(k) * dim))
             for b in range(0, len(pick), step):
                 sub = pick[b : b + step]
-                ref = mu32[np.stack([lists[i] for i in sub])]  # (m, k, D)
+                ref = mu[np.stack([lists[i] for i in sub])]  # (m, k, D) float32: sorted 4x faster than float64
                 med = _median_axis1(ref)
-                mad = 1.4826 * _median_axis1(np.abs(ref - med[:, None, :]))
-                z = (mu[rows_all[sub]] - med) / np.maximum(mad, floor)
+                mad = 1.4826 * _median_axis1(np.abs(ref - med[:, None, :].astype(np.float32)))
+                z = (mu[rows_all[sub]].astype(np.float64) - med) / np.maximum(mad, floor)
                 out[rows_all[sub]] = np.sqrt((z * z).sum(axis=1))
     return out
 
