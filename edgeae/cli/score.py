@@ -145,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
         if args.score == "local-z" and len(r.score):
             from edgeae.anomaly.context import local_novelty
 
-            r.score = local_novelty(r.extras["mu"], r.extras["rec"], r.xy)
+            try:
+                r.score = local_novelty(r.extras["mu"], r.extras["rec"], r.xy)
+            except ValueError as exc:
+                raise CLIError(f"--score local-z on {f}: {exc}") from None
             r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
