@@ -95,37 +95,20 @@ def planted_rows(model: str) -> list[dict[str, Any]]:
     """Per validation frame of ``benchmarks.planted_blocks --split val`` and error weight: how many grid patches
     score above each planted block (bright, checkerboard, noise) under local_novelty, the block in place of the
     patch nearest the frame centre."""
-    from benchmarks.planted_blocks import _terms
-    from edgeae.anomaly.context import local_novelty
-    from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block, grid
+    from benchmarks.planted_blocks import _terms, grid_tiles, local_z_above, val_frames
+    from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block
     from edgeae.data import data_root
-    from edgeae.datasets import split_files
-    from edgeae.imageio import read_image
     from edgeae.predictor import load_predictor
-    from edgeae.train.vae import LAMBDA_FILES
 
     predict = load_predictor(model, threads=2)
-    root = data_root()
-    files = [root / f for f in LAMBDA_FILES] + list(
-        dict.fromkeys(split_files("orbital_gray", "val", root) + split_files("orbital_gray_v2", "val", root))
-    )
     b_rec, _, b_mu = _terms(predict, np.stack([block(k, 64)[None] for k in BLOCKS]))
     rows = []
-    for f in files:
-        img = read_image(f, channels=1)
-        h, w = img.pixels.shape[:2]
-        pos = [(y, x) for y, x in grid(h, w, 64) if img.valid[y : y + 64, x : x + 64].mean() >= 0.9]
-        tiles = np.stack([img.pixels[y : y + 64, x : x + 64].transpose(2, 0, 1) for y, x in pos]).astype(np.float32)
+    for f in val_frames(data_root()):
+        pos, tiles = grid_tiles(f)
         rec, _, mu = _terms(predict, tiles)
         xy = np.array([(x, y) for y, x in pos], dtype=np.float64)
-        at = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
         for wgt in REC_WEIGHTS:
-            above = []
-            for i in range(len(BLOCKS)):
-                m, r = mu.copy(), rec.copy()
-                m[at], r[at] = b_mu[i], b_rec[i]
-                sc = local_novelty(m, r, xy, rec_weight=wgt)
-                above.append(int((sc > sc[at]).sum()))
+            above = local_z_above(mu, rec, xy, b_mu, b_rec, rec_weight=wgt)
             found = all(a / len(pos) < TOP_FRACTION for a in above)
             rows.append({"frame": f.name, "n": len(pos), "weight": wgt, "above": above, "all_found": found})
     return rows

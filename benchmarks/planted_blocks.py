@@ -63,19 +63,26 @@ LOCAL_Z = "local z (mu, rec): the spatial-context ground candidate (per frame)"
 
 
 def local_z_above(
-    mu: np.ndarray, rec: np.ndarray, xy: np.ndarray, block_mu: np.ndarray, block_rec: np.ndarray
+    mu: np.ndarray,
+    rec: np.ndarray,
+    xy: np.ndarray,
+    block_mu: np.ndarray,
+    block_rec: np.ndarray,
+    rec_weight: float | None = None,
 ) -> list[int]:
     """:func:`edgeae.anomaly.context.local_novelty` needs a block's place in the frame: each block replaces the grid
     patch nearest the frame centre (its latents and error), every patch is rescored, and the patches scoring above
-    the block are counted (one count per block)."""
-    from edgeae.anomaly.context import local_novelty
+    the block are counted (one count per block). ``rec_weight``: the error's weight (default: the shipped one)."""
+    from edgeae.anomaly.context import REC_WEIGHT, local_novelty
+
+    weight = REC_WEIGHT if rec_weight is None else rec_weight
 
     at = int(np.argmin(((xy - xy.mean(axis=0)) ** 2).sum(axis=1)))
     above = []
     for b_mu, b_rec in zip(block_mu, block_rec, strict=True):
         m, r = mu.copy(), rec.copy()
         m[at], r[at] = b_mu, b_rec
-        s = local_novelty(m, r, xy)
+        s = local_novelty(m, r, xy, rec_weight=weight)
         above.append(int((s > s[at]).sum()))
     return above
 
@@ -135,11 +142,33 @@ def crater_ap(predict: Any, root: Path, variants: dict[str, Any]) -> dict[str, f
     return {name: float(average_precision(np.concatenate(p), lab) / lab.mean()) for name, p in parts.items()}
 
 
+def grid_tiles(path: Path) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """(y, x) of a grey frame's non-overlapping 64-px grid patches with ≥ 90 % valid pixels, and those patches
+    (N, 1, 64, 64) float32."""
+    from edgeae.anomaly.planted import grid
+    from edgeae.imageio import read_image
+
+    img = read_image(path, channels=1)
+    h, w = img.pixels.shape[:2]
+    pos = [(y, x) for y, x in grid(h, w, 64) if img.valid[y : y + 64, x : x + 64].mean() >= 0.9]
+    tiles = np.stack([img.pixels[y : y + 64, x : x + 64].transpose(2, 0, 1) for y, x in pos]).astype(np.float32)
+    return pos, tiles
+
+
+def val_frames(root: Path) -> list[Path]:
+    """The validation frames the flight score and the local z error weight were chosen on: the λ mosaics, then the
+    grey and the v2 CTX validation files."""
+    from edgeae.datasets import split_files
+    from edgeae.train.vae import LAMBDA_FILES
+
+    val = split_files("orbital_gray", "val", root) + split_files("orbital_gray_v2", "val", root)
+    return [root / f for f in LAMBDA_FILES] + list(dict.fromkeys(val))
+
+
 def main(argv: list[str] | None = None) -> int:
-    from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block, grid
+    from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block
     from edgeae.data import data_root
     from edgeae.datasets import split_files
-    from edgeae.imageio import read_image
     from edgeae.predictor import load_predictor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -150,23 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     predict = load_predictor(args.model, threads=2)
     zoo_lambda = float(predict.metadata.score.get("lambda", 1.0))
     root = data_root(None)
-    files = split_files("orbital_gray", args.split, root) + ([root / HIRISE] if args.split == "test" else [])
-    if args.split == "val":  # the frames the flight score was chosen on: λ mosaics and the v2 CTX validation tiles
-        from edgeae.train.vae import LAMBDA_FILES
-
-        files = [root / f for f in LAMBDA_FILES] + list(
-            dict.fromkeys(files + split_files("orbital_gray_v2", "val", root))
-        )
+    files = val_frames(root) if args.split == "val" else [*split_files("orbital_gray", "test", root), root / HIRISE]
     blocks = np.stack([block(k, 64)[None] for k in BLOCKS])
     b_rec, b_mu2, b_mu = _terms(predict, blocks)
     variants: dict[str, Any] = {f"rec + {lam:g} mu2": lam for lam in (*LAMBDAS, zoo_lambda)}
     variants |= FRAME_VARIANTS
     rows: list[dict[str, Any]] = []
     for f in files:
-        img = read_image(f, channels=1)
-        h, w = img.pixels.shape[:2]
-        pos = [(y, x) for y, x in grid(h, w, 64) if img.valid[y : y + 64, x : x + 64].mean() >= 0.9]
-        tiles = np.stack([img.pixels[y : y + 64, x : x + 64].transpose(2, 0, 1) for y, x in pos]).astype(np.float32)
+        pos, tiles = grid_tiles(f)
         rec, mu2, mu = _terms(predict, tiles)
         for name, v in [*variants.items(), (FRAME_Z_KNN, None)]:
             if name == FRAME_Z_KNN:
