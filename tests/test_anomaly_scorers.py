@@ -179,16 +179,35 @@ def test_local_z_finds_what_stands_out_from_its_surroundings_not_from_the_archiv
     assert s.shape == (len(xy),) and int(np.argmax(s)) == odd
     # a whole-frame shift, or a frame made of the same patches in another product, scores the same
     assert np.allclose(local_z(mu + 10.0, xy), s)
-    # the radius bounds the neighbourhood: a patch 96 px away counts, 128 px does not
-    two = np.array([[0, 0], [96, 0], [224, 0]])
-    m2 = np.array([[0.0], [1.0], [50.0]])
-    assert local_z(m2, two, radius=96)[2] == 0.0  # no neighbour within 96 px: nothing to compare with
-    assert local_z(m2, two, radius=128)[2] > 0.0
-    # exclude leaves out near neighbours too: the 1st patch's only one (96 px away) goes, the 3rd keeps its (128 px)
-    ex = local_z(m2, two, radius=128, exclude=100)
-    assert ex[0] == 0.0 and ex[2] > 0.0
+    # the radius bounds the neighbourhood: along a row of patches 96 px apart, a 96 px window holds 2 of them
+    row = np.array([[96 * i, 0] for i in range(6)])
+    m2 = np.arange(6.0)[:, None] ** 2
+    m2[5] = 50.0
+    # (patch 5: its window moved inward holds patches 3-4 at 96 px, patches 1-4 at 200 px)
+    assert local_z(m2, row, radius=96)[5] != local_z(m2, row, radius=200)[5]
+    # exclude leaves out near neighbours too: patch 0's neighbours within 100 px (patch 1) go, patches 2-4 stay
+    ex, full = local_z(m2, row, radius=192, exclude=100), local_z(m2, row, radius=192)
+    assert ex[0] > 0.0 and ex[0] != full[0]
     with pytest.raises(ValueError, match="exclude < radius"):
-        local_z(m2, two, radius=96, exclude=96)
+        local_z(m2, row, radius=96, exclude=96)
+    # an edge or corner patch is compared with as many patches as an interior one: its window moves inward
+    from edgeae.anomaly.context import _neighbours, window_centres
+
+    centres = window_centres(xy.astype(float), 96.0)
+    assert tuple(centres[0]) == (96.0, 96.0) and tuple(centres[odd]) == tuple(xy[odd])
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(xy.astype(float))
+    counts = {len(_neighbours(xy.astype(float), i, tree.query_ball_point(centres[i], 96, p=np.inf), 0.0))
+              for i in range(len(xy))}  # fmt: skip
+    assert counts == {48}
+    # a field of noise at stride 64: border patches do not crowd the top (with windows centred on the patch, a
+    # corner had 8 neighbours instead of 24, its MAD came out small: 15 of the top 20 were border patches here)
+    gx64, gy64 = np.meshgrid(np.arange(30) * 64, np.arange(20) * 64)
+    xy64 = np.stack([gx64.ravel(), gy64.ravel()], axis=1)
+    noise = np.random.default_rng(8).normal(0, 1, size=(len(xy64), 32))
+    edge = (xy64 == 0).any(axis=1) | (xy64 == xy64.max(axis=0)).any(axis=1)  # 96 of 600 patches: 3.2 of 20 expected
+    assert edge[np.argsort(-local_z(noise, xy64))[:20]].sum() <= 6
     assert np.all(local_z(np.ones((6, 3)), xy[:6]) == 0.0)  # a constant field: every patch is ordinary
     # the default radius: 96 px, or 2 grid steps on a coarser grid (enough neighbours for a median and a MAD)
     from edgeae.anomaly.context import default_radius
