@@ -12,7 +12,7 @@ the two LROC NAC mosaics kept apart for λ (:data:`edgeae.train.vae.LAMBDA_FILES
   neighbours;
 - rank sums of local z with the isolation forest, the kNN and patch std;
 - the MAD floor (1e-3, 1e-2, 0.1) and μ pre-scaled by a robust z over all patches or within each mosaic;
-- a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (the default radius on coarser grids).
+- a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (why the radius is at least 2 steps).
 
 Then the weight of the reconstruction error in :func:`edgeae.anomaly.context.local_novelty` (the shipped
 candidate ``local z (mu, rec)``), chosen as λ is: the AP above for each weight, and on the validation frames of

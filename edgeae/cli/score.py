@@ -56,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(finds unusual texture as well as brightness), or frame-z-knn = each latent dimension robust-z scaled "
         "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
         "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast), or local-z = how "
-        "far each patch's latents and reconstruction error stand from those of the patches within 96 px (or 1 "
-        "stride) around it, each image on its own (a ground ranking for features small against the frame; "
+        "far each patch's latents and reconstruction error stand from those of the patches within 96 px (or 2 "
+        "strides) around it, each image on its own (a ground ranking for features small against the frame; "
         "docs/anomaly.md)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
