@@ -95,17 +95,17 @@ def planted_rows(model: str) -> list[dict[str, Any]]:
     """Per validation frame of ``benchmarks.planted_blocks --split val`` and error weight: how many grid patches
     score above each planted block (bright, checkerboard, noise) under local_novelty, the block in place of the
     patch nearest the frame centre."""
-    from benchmarks.planted_blocks import _terms, grid_tiles, local_z_above, val_frames
+    from benchmarks.planted_blocks import grid_tiles, local_z_above, vae_terms, val_frames
     from edgeae.anomaly.planted import BLOCKS, TOP_FRACTION, block
     from edgeae.data import data_root
     from edgeae.predictor import load_predictor
 
     predict = load_predictor(model, threads=2)
-    b_rec, _, b_mu = _terms(predict, np.stack([block(k, 64)[None] for k in BLOCKS]))
+    b_rec, _, b_mu = vae_terms(predict, np.stack([block(k, 64)[None] for k in BLOCKS]))
     rows = []
     for f in val_frames(data_root()):
         pos, tiles = grid_tiles(f)
-        rec, _, mu = _terms(predict, tiles)
+        rec, _, mu = vae_terms(predict, tiles)
         xy = np.array([(x, y) for y, x in pos], dtype=np.float64)
         for wgt in REC_WEIGHTS:
             above = local_z_above(mu, rec, xy, b_mu, b_rec, rec_weight=wgt)

@@ -35,7 +35,8 @@ WHAT = {
 HIRISE = "orbital_gray/hirise_browse/ESP_073435_1870_RED.NOMAP.browse.jpg"
 
 
-def _terms(predict: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def vae_terms(predict: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A VAE predictor's per-patch reconstruction error, ||μ||² and μ for an (N, C, P, P) batch (256 at a time)."""
     rec, mu = [], []
     for i in range(0, len(batch), 256):
         b = batch[i : i + 256]
@@ -181,13 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     root = data_root(None)
     files = val_frames(root) if args.split == "val" else [*split_files("orbital_gray", "test", root), root / HIRISE]
     blocks = np.stack([block(k, 64)[None] for k in BLOCKS])
-    b_rec, b_mu2, b_mu = _terms(predict, blocks)
+    b_rec, b_mu2, b_mu = vae_terms(predict, blocks)
     variants: dict[str, Any] = {f"rec + {lam:g} mu2": lam for lam in (*LAMBDAS, zoo_lambda)}
     variants |= FRAME_VARIANTS
     rows: list[dict[str, Any]] = []
     for f in files:
         pos, tiles = grid_tiles(f)
-        rec, mu2, mu = _terms(predict, tiles)
+        rec, mu2, mu = vae_terms(predict, tiles)
         for name, v in [*variants.items(), (FRAME_Z_KNN, None)]:
             if name == FRAME_Z_KNN:
                 s, sb = frame_z_knn_scores(mu, b_mu)
