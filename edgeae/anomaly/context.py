@@ -140,7 +140,7 @@ def local_novelty(
     μ carries a patch's brightness and shape but hardly its fine texture (the VAE rebuilds a 4-px checkerboard as
     flat grey); its reconstruction error ``rec`` carries the texture. Each is compared with the patch's surroundings
     and the larger, on a common scale (a z of one dimension vs the length of D of them over √D), is the score."""
-    mu = np.asarray(latents, dtype=np.float64)
+    mu = np.asarray(latents)  # local_z reads it as float32: no float64 copy of a strip's latents here
     r = np.asarray(rec, dtype=np.float64).reshape(-1)
     if mu.ndim != 2 or r.shape != (len(mu),):
         raise ValueError(f"local novelty needs (N, D) latents and (N,) errors, got {mu.shape} and {r.shape}")
