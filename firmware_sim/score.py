@@ -268,10 +268,12 @@ def _raw_table(raw_max: int) -> np.ndarray:
     return np.asarray(np.multiply(raw, np.float32(1.0 / raw_max)), np.float32)
 
 
-def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False) -> Runner:
+def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False, latents: bool = False) -> Runner:
     """A function (N, C, P, P) batch -> VAE scores (N,) float64 for one loaded predictor (not thread-safe:
     one runner per thread). ``terms``: return the score's two terms instead, (N, 2) float64 columns rec and
-    mu2 (:func:`edgeae.anomaly.terms.terms_from_outputs`: the ``mu`` output is read back too).
+    mu2 (:func:`edgeae.anomaly.terms.terms_from_outputs`: the ``mu`` output is read back too). ``latents``: return
+    (N, 1 + D) float64, the reconstruction term rec then the latent mean μ (for spatial-context rankings,
+    :mod:`edgeae.anomaly.context`).
 
     ``raw_max``: the batch holds raw integer samples in [0, raw_max] (a camera's ``2**bits - 1``), normalised
     here exactly as :class:`PatchScorer` does; None: the batch is float32 in [0, 1] already. An int8 LiteRT
@@ -292,7 +294,11 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
 
     if getattr(meta, "kind", "") != "vae":
         raise ScoringError(f"the fast scoring path runs VAE models, not {getattr(meta, 'kind', '?')!r}")
-    lam = model_lambda(meta) if terms else 0.0
+    if terms and latents:
+        raise ScoringError("a runner returns the two terms or the latents, not both")
+    lam = model_lambda(meta) if terms or latents else 0.0
+    pack = _latents if latents else _terms
+    terms = terms or latents  # from here: whether the mu output is read back
     if isinstance(inner, _TFLiteRunner):
         interp = inner.interp
         d_in = inner._detail(inner.input_index)
@@ -300,7 +306,7 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
         d_out = inner._detail(score_index)
         in_index = inner.input_index
         if inner.static_batch is None or (terms and len(inner.output_indices) < 3):
-            return _generic_runner(predictor, as_float, terms, lam)  # a dynamic batch: resized by the runner
+            return _generic_runner(predictor, as_float, terms, lam, pack)  # a dynamic batch: resized by the runner
         mu_index = inner.output_indices[2] if terms else -1
         d_mu = inner._detail(mu_index) if terms else {}
         q_in = d_in["dtype"] in (np.int8, np.uint8)
@@ -332,7 +338,7 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
                     m = interp.get_tensor(mu_index).reshape(size, -1)
                     mu[k : k + size] = dequantize(m, *d_mu["quantization"]) if m.dtype != np.float32 else m
             if mu is not None:
-                return _terms(out[:n], mu[:n], lam)
+                return pack(out[:n], mu[:n], lam)
             return out[:n]
 
         return run_tflite
@@ -345,11 +351,11 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
             x = _to_layout(as_float(batch), layout)
             if terms:
                 score, mu = sess.run([out_name, mu_name], {name: x})
-                return _terms(score, mu, lam)
+                return pack(score, mu, lam)
             return np.asarray(sess.run([out_name], {name: x})[0], np.float64).reshape(-1)
 
         return run_onnx
-    return _generic_runner(predictor, as_float, terms, lam)
+    return _generic_runner(predictor, as_float, terms, lam, pack)
 
 
 def model_lambda(meta: Any) -> float:
@@ -366,13 +372,28 @@ def _terms(score: np.ndarray, mu: np.ndarray, lam: float) -> np.ndarray:
     return np.stack(terms_from_outputs(score, mu, lam), axis=1)
 
 
-def _generic_runner(predictor: Any, as_float: Callable[[np.ndarray], np.ndarray], terms: bool, lam: float) -> Runner:
-    """Through the predictor's own call (every output read back): scores (N,) or terms (N, 2)."""
+def _latents(score: np.ndarray, mu: np.ndarray, lam: float) -> np.ndarray:
+    """(N, 1 + D) float64: the reconstruction term rec (as in :func:`_terms`), then μ."""
+    from edgeae.anomaly.terms import terms_from_outputs
+
+    rec, _ = terms_from_outputs(score, mu, lam)
+    return np.concatenate([rec[:, None], np.asarray(mu, np.float64).reshape(len(rec), -1)], axis=1)
+
+
+def _generic_runner(
+    predictor: Any,
+    as_float: Callable[[np.ndarray], np.ndarray],
+    terms: bool,
+    lam: float,
+    pack: Callable[[np.ndarray, np.ndarray, float], np.ndarray] = _terms,
+) -> Runner:
+    """Through the predictor's own call (every output read back): scores (N,), or ``pack(score, mu, λ)`` when
+    ``terms`` (the two terms (N, 2), or rec and μ (N, 1 + D))."""
 
     def run(batch: np.ndarray) -> np.ndarray:
         out = predictor(as_float(batch))
         if terms:
-            return _terms(out["score"], out["mu"], lam)
+            return pack(out["score"], out["mu"], lam)
         return np.asarray(out["score"], np.float64).reshape(-1)
 
     return run

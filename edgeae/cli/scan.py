@@ -35,9 +35,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-valid", type=float, default=0.5, help="skip patches with less valid data (default 0.5)")
     p.add_argument("--top-k", type=int, default=16, help="anomalies kept as thumbnails (default 16)")
     p.add_argument(
-        "--score", choices=("a", "terms-max"), default="a",
+        "--score", choices=("a", "terms-max", "local-z"), default="a",
         help="ranking: a = the model's score a(x) (default); terms-max = each of a VAE's two terms over its median "
-        "in the image, the larger (what the orbital mission flies: it also sees unusual texture)",
+        "in the image, the larger (what the orbital mission flies: it also sees unusual texture); local-z = each "
+        "patch's VAE latents and error against the patches within ~96 px of it on its image (a ground ranking: a "
+        "crater on plains stands out from its surroundings; holds 4(D+1) bytes a patch until the image is done)",
     )  # fmt: skip
     p.add_argument("--retry-failed", action="store_true", help="scan images recorded as failed again")
     p.add_argument("--force", action="store_true", help="discard earlier results in OUT and start over")

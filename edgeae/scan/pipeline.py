@@ -5,11 +5,16 @@ into chunks of at most ``batch_size`` patches in raster order. Each chunk is sco
 local engine and the Ray engine feed the model exactly the same batches and produce the same numbers.
 Patches with less than ``min_valid`` valid (not no-data) pixels are counted but not scored.
 
-``score`` chooses the ranking (:data:`edgeae.anomaly.terms.SCORE_MODES`): ``"a"``, the model's own score per
-patch; ``"terms-max"`` (VAE only), the orbital mission's flight score, max(rec / median, ||μ||² / median) over
-the image's scored patches. That one needs the whole image's medians, so each chunk keeps its best patches by
-each term and its patches' two terms; the image's scores and best patches are made when its last chunk is in
+``score`` chooses the ranking (:data:`SCAN_SCORES`): ``"a"``, the model's own score per patch; ``"terms-max"``
+(VAE only), the orbital mission's flight score, max(rec / median, ||μ||² / median) over the image's scored
+patches. That one needs the whole image's medians, so each chunk keeps its best patches by each term and its
+patches' two terms; the image's scores and best patches are made when its last chunk is in
 (:meth:`ImageAccumulator.result`): exactly the ranking of the whole image, whatever the chunk order.
+``"local-z"`` (VAE only; a ground ranking, :func:`edgeae.anomaly.context.local_novelty`) compares each patch's
+latents and reconstruction error with those of its neighbours on the image: the chunks keep every patch's rec
+and μ (float32, 4·(D + 1) bytes a patch: 65 k patches of a NAC strip with D = 256 hold 67 MB), the scores are made
+when the image is complete, and the best patches' thumbnails are cut in a second, early-stopping read of the
+image (no chunk can know its best patches before the whole image is scored).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from edgeae.scan.scoring import ModelSpec, Scorer
 if TYPE_CHECKING:
     from edgeae.firmware_sim.score import ScoreEngine
 
+SCAN_SCORES = ("a", "terms-max", "local-z")  # the rankings a scan can write (``edgeae scan --score``)
+
 
 @dataclass(frozen=True)
 class ScanConfig:
@@ -38,15 +45,15 @@ class ScanConfig:
     min_valid: float = 0.5
     top_k: int = 16
     quality: QualityFilter = field(default_factory=QualityFilter)  # label filters applied before scanning
-    score: str = "a"  # the ranking: "a" (the model's score) or "terms-max" (VAE; the orbital mission's)
+    score: str = "a"  # the ranking: "a" (the model's score), "terms-max" (VAE; the orbital mission's) or "local-z"
 
     def __post_init__(self) -> None:
-        from edgeae.anomaly.terms import SCORE_MODES
-
-        if self.score not in SCORE_MODES:
-            raise ValueError(f"score must be one of {SCORE_MODES}, got {self.score!r}")
+        if self.score not in SCAN_SCORES:
+            raise ValueError(f"score must be one of {SCAN_SCORES}, got {self.score!r}")
         if self.score == "terms-max" and self.model.kind != "vae":
             raise ValueError(f"score 'terms-max' ranks a VAE's two terms; {self.model.model_id} is a {self.model.kind}")
+        if self.score == "local-z" and self.model.kind != "vae":
+            raise ValueError(f"score 'local-z' ranks a VAE's latents; {self.model.model_id} is a {self.model.kind}")
         if self.stride <= 0:
             raise ValueError(f"stride must be positive, got {self.stride}")
         if self.batch_size <= 0:
@@ -87,6 +94,11 @@ class ScanConfig:
         """Whether the scorer returns the VAE's two terms (N, 2) instead of one score per patch."""
         return self.score == "terms-max"
 
+    @property
+    def latents(self) -> bool:
+        """Whether the scorer returns rec and the VAE's latents, (N, 1 + D), scored per image (``local-z``)."""
+        return self.score == "local-z"
+
 
 @dataclass
 class Chunk:
@@ -125,7 +137,8 @@ class TopK:
 @dataclass
 class ScoredChunk:
     """A chunk's scores, (n,) or, for ``terms-max``, (n, 2) columns rec and mu2, and its best patches by
-    each column (one :class:`TopK` per column)."""
+    each column (one :class:`TopK` per column); for ``local-z``, (n, 1 + D) float32 rec and μ and no best
+    patches (``tops`` empty: they are known only once the whole image is in)."""
 
     xs: np.ndarray
     ys: np.ndarray
@@ -138,7 +151,7 @@ class ScoredChunk:
 @dataclass
 class ImageResult:
     """Everything the scan keeps for one image: per-patch scores and its best patches (and, for
-    ``terms-max``, each patch's two terms, (n, 2) rec and mu2)."""
+    ``terms-max`` and ``local-z``, each patch's two terms, (n, 2) rec and mu2)."""
 
     name: str
     xs: np.ndarray
@@ -242,19 +255,30 @@ def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, sk
     )
 
 
-def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int) -> ScoredChunk:
-    """Score one chunk as one batch and keep its ``top_k`` patches as uint8 thumbnails."""
+def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int, latents: bool = False) -> ScoredChunk:
+    """Score one chunk as one batch and keep its ``top_k`` patches as uint8 thumbnails (``latents``: the scorer
+    returns rec and μ, (n, 1 + D), and no thumbnails are cut; see :func:`scored_chunk`)."""
     scores = np.asarray(scorer(chunk.pixels), dtype=np.float64) if len(chunk.xs) else None
-    return scored_chunk(chunk, scores, top_k)
+    return scored_chunk(chunk, scores, top_k, latents)
 
 
-def scored_chunk(chunk: Chunk, scores: np.ndarray | None, top_k: int) -> ScoredChunk:
+def scored_chunk(chunk: Chunk, scores: np.ndarray | None, top_k: int, latents: bool = False) -> ScoredChunk:
     """A chunk with its scores (None for an empty chunk): checked, with its ``top_k`` patches as thumbnails.
 
     ``scores`` is (n,) one score a patch, or (n, 2) the VAE's two terms (``terms-max``): then the chunk keeps
-    its ``top_k`` patches by each term."""
+    its ``top_k`` patches by each term. ``latents``: ``scores`` is (n, 1 + D), rec then μ (``local-z``), kept as
+    float32 and with no thumbnails."""
     n = len(chunk.xs)
     c, p = chunk.pixels.shape[1], chunk.pixels.shape[-1]
+    if latents:
+        got = np.zeros((0, 2), np.float32) if n == 0 or scores is None else np.asarray(scores, np.float32)
+        if n and (got.ndim != 2 or got.shape[0] != n or got.shape[1] < 2):
+            raise ValueError(f"scorer returned {got.shape} for {n} patches; local-z wants (n, 1 + D) rec and latents")
+        if not np.all(np.isfinite(got)):
+            raise ValueError("scorer returned non-finite latents or errors")
+        if n and (got[:, 0] < 0).any():
+            raise ValueError("scorer returned a negative reconstruction error")
+        return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, got, (), chunk.n_skipped)
     if n == 0 or scores is None:
         scores = np.zeros(0, np.float64)
     else:
@@ -280,21 +304,27 @@ class ImageAccumulator:
     so only the small per-patch arrays are held, never the thumbnails of every chunk. For ``terms-max`` the
     best patches by each term are merged, and ranked by the image's score when the last chunk is in: a patch
     among the ``k`` highest by max(rec / a, mu2 / b) is among the ``k`` highest by the term that attains it.
+    For ``local-z`` every patch's rec and μ are held and the image's best patches are read back from ``path``
+    (:func:`read_thumbs`) once it is scored.
     """
 
-    def __init__(self, name: str, config: ScanConfig) -> None:
+    def __init__(self, name: str, config: ScanConfig, path: str | os.PathLike[str] | None = None) -> None:
         self.name = name
+        self.path = path
+        self.config = config
         self.top_k = config.top_k
         self.terms = config.terms
-        self.tops = [TopK.empty(config.model.channels, config.patch) for _ in range(2 if self.terms else 1)]
+        self.latents = config.latents
+        n_tops = 0 if self.latents else 2 if self.terms else 1
+        self.tops = [TopK.empty(config.model.channels, config.patch) for _ in range(n_tops)]
         self.parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.n_skipped = 0
 
     def add(self, index: int, scored: ScoredChunk) -> None:
         if index in self.parts:
             raise ValueError(f"{self.name}: chunk {index} arrived twice")
-        if len(scored.xs) and (scored.scores.ndim == 2) != self.terms:
-            want = "(n, 2) terms" if self.terms else "one score a patch"
+        if len(scored.xs) and (scored.scores.ndim == 2) != (self.terms or self.latents):
+            want = "(n, 2) terms" if self.terms else "(n, 1 + D) latents" if self.latents else "one score a patch"
             shape = scored.scores.shape
             raise ValueError(f"{self.name}: chunk {index} has scores of shape {shape}; this scan wants {want}")
         self.parts[index] = (scored.xs, scored.ys, scored.valid, scored.scores)
@@ -316,7 +346,9 @@ class ImageAccumulator:
             return np.concatenate([self.parts[k][i] for k in order]).astype(dtype) if order else np.zeros(0, dtype)
 
         xs, ys, valid = cat(0, np.int32), cat(1, np.int32), cat(2, np.float32)
-        if not self.terms:
+        if self.latents:
+            scores, top, terms = self._local_ranking(xs, ys, [self.parts[k][3] for k in order])
+        elif not self.terms:
             scores, top, terms = cat(3, np.float64), self.tops[0], None
         else:
             parts = [self.parts[k][3].reshape(-1, 2) for k in order]
@@ -326,6 +358,33 @@ class ImageAccumulator:
             name=self.name, xs=xs, ys=ys, valid=valid, scores=scores, top=top, n_skipped=self.n_skipped,
             seconds=seconds, terms=terms,
         )  # fmt: skip
+
+    def _local_ranking(
+        self, xs: np.ndarray, ys: np.ndarray, parts: list[np.ndarray]
+    ) -> tuple[np.ndarray, TopK, np.ndarray]:
+        """Every patch's local-z score, the image's best patches (thumbnails read back) and its (rec, mu2)."""
+        from edgeae.anomaly.context import local_novelty
+
+        c, p = self.config.model.channels, self.config.patch
+        parts = [q for q in parts if len(q)]
+        if not parts:
+            return np.zeros(0, np.float64), TopK.empty(c, p), np.zeros((0, 2), np.float64)
+        dims = {q.shape[1] for q in parts}
+        if len(dims) != 1:
+            raise ValueError(f"{self.name}: chunks hold latents of different sizes {sorted(dims)}")
+        held = np.concatenate(parts)
+        rec = held[:, 0].astype(np.float64)
+        mu = held[:, 1:]
+        mu2 = np.einsum("nd,nd->n", mu, mu, dtype=np.float64)
+        xy = np.stack([xs, ys], axis=1)
+        scores = local_novelty(mu, rec, xy)
+        del held, mu
+        order = np.lexsort((xs, ys, -scores))[: self.top_k]
+        if len(order) and self.path is None:
+            raise ValueError(f"{self.name}: local-z thumbnails are read back from the image; no path was given")
+        thumbs = read_thumbs(self.path, self.config, xs[order], ys[order]) if len(order) else np.zeros((0, c, p, p))
+        top = TopK(scores[order], xs[order], ys[order], thumbs.astype(np.uint8))
+        return scores, top, np.stack([rec, mu2], axis=1)
 
     def _terms_ranking(self, xs: np.ndarray, ys: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, TopK]:
         """Every patch's terms-max score and the image's best patches, from the two per-term candidate sets."""
@@ -349,9 +408,45 @@ class ImageAccumulator:
         return scores, TopK.empty(cand.thumbs.shape[1], cand.thumbs.shape[-1]).merged(cand, self.top_k)
 
 
-def collect(name: str, scored: list[ScoredChunk], config: ScanConfig, seconds: float = 0.0) -> ImageResult:
-    """Join an image's scored chunks (in chunk order) into its :class:`ImageResult`."""
-    acc = ImageAccumulator(name, config)
+def read_thumbs(path: str | os.PathLike[str] | None, config: ScanConfig, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """uint8 (k, C, P, P) thumbnails of the patches at corners (``xs``, ``ys``), cut exactly as
+    :func:`tile_image` cuts them (the same reader, bands and channels), in the order given. The image is read
+    band by band and the read stops at the band holding the last of them; raises when one is not on the grid."""
+    from edgeae.strips import iter_patch_blocks
+
+    if path is None:
+        raise ValueError("read_thumbs needs the image's path")
+    p, c = config.patch, config.model.channels
+    want = {(int(y), int(x)): i for i, (x, y) in enumerate(zip(xs, ys, strict=True))}
+    out = np.zeros((len(want), c, p, p), np.float32)
+    found = 0
+    last = max(want)[0] if want else -1
+    for blk in iter_patch_blocks(path, p, config.stride, channels=c):
+        if not found < len(want) or (blk.ys.size and int(blk.ys.min()) > last):
+            break
+        rows = [(j, want[(int(y), int(x))]) for j, (y, x) in enumerate(zip(blk.ys, blk.xs, strict=True))
+                if (int(y), int(x)) in want]  # fmt: skip
+        if rows:
+            take = np.asarray([j for j, _ in rows], np.int64)
+            buf = np.empty((len(take), c, p, p), np.float32)
+            blk.pixels(take, out=buf)
+            out[[i for _, i in rows]] = buf
+            found += len(rows)
+    if found != len(want) or len(want) != len(xs):
+        raise ValueError(f"{path}: {len(xs) - found} of {len(xs)} best patches are not on the image's patch grid")
+    return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def collect(
+    name: str,
+    scored: list[ScoredChunk],
+    config: ScanConfig,
+    seconds: float = 0.0,
+    path: str | os.PathLike[str] | None = None,
+) -> ImageResult:
+    """Join an image's scored chunks (in chunk order) into its :class:`ImageResult` (``path``: the image, where
+    ``local-z`` reads its best patches back)."""
+    acc = ImageAccumulator(name, config, path)
     for i, s in enumerate(scored):
         acc.add(i, s)
     return acc.result(seconds)
@@ -374,10 +469,10 @@ def scan_image(
     from edgeae.firmware_sim.score import ScoreEngine, background
 
     t0 = time.perf_counter()
-    acc = ImageAccumulator(name, config)
+    acc = ImageAccumulator(name, config, path)
     if not isinstance(scorer, ScoreEngine):
         for i, chunk in enumerate(tile_image(path, config)):
-            acc.add(i, score_chunk(scorer, chunk, config.top_k))
+            acc.add(i, score_chunk(scorer, chunk, config.top_k, config.latents))
             if progress is not None:
                 progress(len(chunk.xs) + chunk.n_skipped)
         return acc.result(time.perf_counter() - t0)
@@ -386,7 +481,7 @@ def scan_image(
 
     def take(done: list[tuple[Any, np.ndarray]]) -> None:
         for (index, chunk), scores in done:
-            acc.add(index, scored_chunk(chunk, scores if len(chunk.xs) else None, config.top_k))
+            acc.add(index, scored_chunk(chunk, scores if len(chunk.xs) else None, config.top_k, config.latents))
             if progress is not None:
                 progress(len(chunk.xs) + chunk.n_skipped)
 

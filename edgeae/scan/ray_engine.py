@@ -76,7 +76,8 @@ class ScoreActor:
             chunk = pickle.loads(payload)
             ns[i] = len(chunk.xs) + chunk.n_skipped
             try:
-                payloads[i] = pickle.dumps(score_chunk(self.scorer, chunk, self.config.top_k), protocol=5)
+                scored = score_chunk(self.scorer, chunk, self.config.top_k, self.config.latents)
+                payloads[i] = pickle.dumps(scored, protocol=5)
             except Exception as exc:
                 kinds[i], payloads[i] = "error", error_text(exc).encode()
         return {
@@ -175,7 +176,7 @@ def iter_ray(
                     continue
                 acc = partial.get(name)
                 if acc is None:
-                    acc = partial[name] = ImageAccumulator(str(name), config)
+                    acc = partial[name] = ImageAccumulator(str(name), config, by_name[name].path)
                 if kind == "end":
                     expected[name] = int(index)
                 else:
@@ -183,7 +184,12 @@ def iter_ray(
                 if expected.get(name) == len(acc):
                     finished.add(name)
                     del partial[name]
-                    yield by_name[name], acc.result(), ""
+                    try:  # local-z ranks and reads back here: a failure is this image's, not the scan's
+                        result = acc.result()
+                    except Exception as exc:
+                        yield by_name[name], None, error_text(exc)
+                        continue
+                    yield by_name[name], result, ""
     finally:
         if started:
             ray.shutdown()

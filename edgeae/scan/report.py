@@ -214,11 +214,10 @@ def report_markdown(r: dict[str, Any]) -> str:
         "",
         f"- model `{r['model']}` (sha256 {r['artifact_hash'][:16]}…), engine `{r.get('engine')}`, score "
         f"`{r.get('score', 'a')}`"
-        + (
-            " (each of the VAE's terms over its median in the image, the larger)"
-            if r.get("score") == "terms-max"
-            else ""
-        ),
+        + {
+            "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
+            "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
+        }.get(r.get("score", "a"), ""),
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
         f"- this run: {r.get('images_scanned', 0)} images, {r.get('patches', 0)} patches in "

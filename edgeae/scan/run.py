@@ -70,8 +70,9 @@ def scan_archive(
     ``geo_geometry`` "point" or "polygon", ``geo_crs`` "body" (planetocentric lon/lat, one layer per body) or
     "product" (map x/y, one layer per product CRS); see :mod:`edgeae.scan.geo`). ``score``: ``"a"`` (the
     model's score) or ``"terms-max"`` (a VAE's two terms, each over its median in the image, the larger: the
-    score the orbital mission flies; :mod:`edgeae.anomaly.terms`); a custom ``scorer_factory`` then returns
-    (N, 2) terms.
+    score the orbital mission flies; :mod:`edgeae.anomaly.terms`; a custom ``scorer_factory`` then returns
+    (N, 2) terms) or ``"local-z"`` (a VAE's latents and error against the patches around each one on its image,
+    :func:`edgeae.anomaly.context.local_novelty`: a ground ranking; a custom factory returns (N, 1 + D) rec and μ).
     Returns the report dict (also written to ``out/report.json``).
     """
     opts = engine or EngineOptions()
@@ -85,7 +86,7 @@ def scan_archive(
     if max_images is not None:
         todo = todo[:max_images]
     todo = _apply_quality(store, todo, config.quality)
-    factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads, "cpu", config.terms)
+    factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads, "cpu", config.terms, config.latents)
     total = sum(count_patches(e.path, config) for e in todo)
     tqdm = require("tqdm").tqdm
     bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
@@ -98,7 +99,11 @@ def scan_archive(
     else:
         from edgeae.scan.ray_engine import iter_ray
 
-        gpu = None if scorer_factory else functools.partial(load_scorer, spec, opts.threads, "cuda", config.terms)
+        gpu = (
+            None
+            if scorer_factory
+            else functools.partial(load_scorer, spec, opts.threads, "cuda", config.terms, config.latents)
+        )
         outcomes = iter_ray(
             todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
             actors=opts.actors, on_patches=clock,

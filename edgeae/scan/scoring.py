@@ -111,20 +111,22 @@ def resolve_model(spec: str | os.PathLike[str], predictor: Any | None = None, pr
     )
 
 
-def make_scorer(predictor: Any, terms: bool = False) -> Scorer:
+def make_scorer(predictor: Any, terms: bool = False, latents: bool = False) -> Scorer:
     """Wrap a loaded predictor as a patch scorer: the same numbers as ``edgeae score`` (VAE a(x), CAE
     masked-reconstruction error). A VAE runs the fast path (:func:`edgeae.firmware_sim.score.score_runner`:
     only the ``score`` output is computed and read back); a CAE goes through
     :class:`edgeae.anomaly.score.PatchScorer`. ``terms``: a VAE's scorer returns its two terms, (N, 2) rec
-    and mu2, for the ``terms-max`` ranking (the ``mu`` output is read back too)."""
+    and mu2, for the ``terms-max`` ranking (the ``mu`` output is read back too); ``latents``: (N, 1 + D), rec then
+    the latent mean μ, for the ``local-z`` ranking."""
     from edgeae.anomaly.score import make_scorer as make_patch_scorer
 
     if predictor.metadata.kind == "vae":
         from edgeae.firmware_sim.score import score_runner
 
-        return score_runner(predictor, terms=terms)
-    if terms:
-        raise ValueError(f"the terms-max score ranks a VAE's two terms, not a {predictor.metadata.kind!r} model's")
+        return score_runner(predictor, terms=terms, latents=latents)
+    if terms or latents:
+        what = "terms-max score ranks a VAE's two terms" if terms else "local-z score ranks a VAE's latents"
+        raise ValueError(f"the {what}, not a {predictor.metadata.kind!r} model's")
     patch_scorer = make_patch_scorer(predictor)
 
     def score(batch: np.ndarray) -> np.ndarray:
@@ -133,13 +135,15 @@ def make_scorer(predictor: Any, terms: bool = False) -> Scorer:
     return score
 
 
-def load_scorer(spec: ModelSpec, threads: int | None = 1, device: str = "cpu", terms: bool = False) -> Scorer:
+def load_scorer(
+    spec: ModelSpec, threads: int | None = 1, device: str = "cpu", terms: bool = False, latents: bool = False
+) -> Scorer:
     """Build the scorer for ``spec`` in this process; refuses a file whose hash changed since the scan began.
-    ``terms``: the VAE's two terms per patch (see :func:`make_scorer`)."""
+    ``terms``: the VAE's two terms per patch; ``latents``: rec and μ per patch (see :func:`make_scorer`)."""
     from edgeae.predictor import load_predictor
 
     if sha256_file(spec.path) != spec.artifact_hash:
         raise ValueError(f"{spec.path}: model file changed since the scan started (hash mismatch)")
     if Path(spec.path).suffix == ".pt":
-        return make_scorer(load_predictor(spec.path, threads=threads, device=device), terms)
-    return make_scorer(load_predictor(spec.path, threads=threads), terms)
+        return make_scorer(load_predictor(spec.path, threads=threads, device=device), terms, latents)
+    return make_scorer(load_predictor(spec.path, threads=threads), terms, latents)

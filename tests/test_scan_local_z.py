@@ -1,0 +1,148 @@
+"""``edgeae scan --score local-z``: each patch against its neighbours on its own image, exact per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeae.anomaly.context import local_novelty
+from edgeae.scan.pipeline import ImageAccumulator, ScanConfig, read_thumbs, score_chunk, tile_image
+from edgeae.scan.scoring import ModelSpec
+
+SPEC = ModelSpec(path="m.pt", model_id="m", artifact_hash="0" * 64, kind="vae", patch=16, channels=1)
+
+
+def _rec_mu(batch: np.ndarray) -> np.ndarray:
+    """Stand-in rec and latents: rec = patch variance (texture), μ = the four quadrant means (brightness, shape)."""
+    b = batch.reshape(len(batch), 2, 8, 2, 8).astype(np.float64)
+    mu = b.mean(axis=(2, 4)).reshape(len(batch), 4)
+    return np.concatenate([batch.reshape(len(batch), -1).var(axis=1)[:, None], mu], axis=1)
+
+
+@pytest.fixture
+def frame(tmp_path: Path) -> Path:
+    """A 160 × 192 noisy plain with a bright block and a checkerboard planted in it (16-px patches)."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(5)
+    img = np.clip(110 + 12 * rng.standard_normal((160, 192)), 0, 255)
+    img[48:64, 32:48] = 230  # bright
+    img[112:128, 144:160] = np.where((np.indices((16, 16)).sum(0) // 2) % 2 == 0, 60, 190)  # texture
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), img.astype(np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("top_k", [1, 4])
+def test_local_z_is_the_whole_image_ranking_in_any_chunk_order(frame: Path, top_k: int) -> None:
+    cfg = ScanConfig(SPEC, stride=16, batch_size=7, top_k=top_k, score="local-z")
+    chunks = list(tile_image(frame, cfg))
+    scored = [score_chunk(_rec_mu, c, top_k, latents=True) for c in chunks]
+    assert all(s.scores.dtype == np.float32 and s.scores.shape[1] == 5 and s.tops == () for s in scored)
+    fwd, back = ImageAccumulator("f", cfg, frame), ImageAccumulator("b", cfg, frame)
+    for i, s in enumerate(scored):
+        fwd.add(i, s)
+    for i in reversed(range(len(scored))):
+        back.add(i, scored[i])
+    a, b = fwd.result(), back.result()
+    held = np.concatenate([_rec_mu(c.pixels) for c in chunks]).astype(np.float32)
+    xs, ys = np.concatenate([c.xs for c in chunks]), np.concatenate([c.ys for c in chunks])
+    want = local_novelty(held[:, 1:], held[:, 0].astype(np.float64), np.stack([xs, ys], axis=1))
+    np.testing.assert_array_equal(a.scores, want)
+    np.testing.assert_array_equal(b.scores, want)
+    np.testing.assert_allclose(a.terms[:, 0], held[:, 0])  # rec and mu2 kept, as for terms-max
+    np.testing.assert_allclose(a.terms[:, 1], (held[:, 1:].astype(np.float64) ** 2).sum(axis=1), rtol=1e-6)
+    order = np.lexsort((xs, ys, -want))[:top_k]
+    pix = np.concatenate([c.pixels for c in chunks])
+    for r in (a, b):
+        np.testing.assert_array_equal(r.top.scores, want[order])
+        assert list(zip(r.top.xs, r.top.ys, strict=True)) == list(zip(xs[order], ys[order], strict=True))
+        np.testing.assert_array_equal(r.top.thumbs, np.round(np.clip(pix[order], 0, 1) * 255).astype(np.uint8))
+    # both planted blocks are found: brightness through μ, texture through the error
+    best = {(int(x), int(y)) for x, y in zip(a.top.xs, a.top.ys, strict=True)}
+    assert (32, 48) in best
+    if top_k >= 4:
+        assert (144, 112) in best
+
+
+def test_read_thumbs_cuts_what_the_tiler_cuts_and_refuses_off_grid_corners(frame: Path) -> None:
+    cfg = ScanConfig(SPEC, stride=16, batch_size=64, score="local-z")
+    chunks = list(tile_image(frame, cfg))
+    xs, ys = np.concatenate([c.xs for c in chunks]), np.concatenate([c.ys for c in chunks])
+    pix = np.concatenate([c.pixels for c in chunks])
+    pick = np.array([len(xs) - 1, 0, 37])  # any order, the last band included
+    got = read_thumbs(frame, cfg, xs[pick], ys[pick])
+    np.testing.assert_array_equal(got, np.round(pix[pick] * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="1 of 2 best patches are not on the image's patch grid"):
+        read_thumbs(frame, cfg, np.array([0, 5]), np.array([0, 0]))
+
+
+def test_local_z_config_and_chunks_are_checked() -> None:
+    cae = ModelSpec(path="c.pt", model_id="c", artifact_hash="0" * 64, kind="cae", patch=16, channels=1)
+    with pytest.raises(ValueError, match=r"local-z.*cae"):
+        ScanConfig(cae, stride=16, score="local-z")
+    z = ScanConfig(SPEC, stride=16, score="local-z")
+    assert z.latents and not z.terms
+    assert z.result_fingerprint() != ScanConfig(SPEC, stride=16, score="terms-max").result_fingerprint()
+    from edgeae.scan.pipeline import Chunk
+
+    rng = np.random.default_rng(0)
+    chunk = Chunk(xs=np.arange(4, dtype=np.int32) * 16, ys=np.zeros(4, np.int32), valid=np.ones(4, np.float32),
+                  pixels=rng.random((4, 1, 16, 16), dtype=np.float32), n_skipped=0)  # fmt: skip
+    with pytest.raises(ValueError, match=r"local-z wants \(n, 1 \+ D\)"):
+        score_chunk(lambda b: b.reshape(len(b), -1).mean(axis=1), chunk, 2, latents=True)
+    with pytest.raises(ValueError, match="non-finite"):
+        score_chunk(lambda b: np.full((len(b), 3), np.nan), chunk, 2, latents=True)
+    with pytest.raises(ValueError, match="negative reconstruction error"):
+        score_chunk(lambda b: -np.ones((len(b), 3)), chunk, 2, latents=True)
+    acc = ImageAccumulator("x", z)
+    with pytest.raises(ValueError, match=r"wants \(n, 1 \+ D\) latents"):
+        acc.add(0, score_chunk(lambda b: b.reshape(len(b), -1).mean(axis=1), chunk, 2))
+    acc.add(0, score_chunk(_rec_mu, chunk, 2, latents=True))
+    with pytest.raises(ValueError, match="no path was given"):
+        acc.result()
+
+
+def test_scan_local_z_with_the_zoo_int8_vae_matches_edgeae_score(moon: np.ndarray, tmp_path: Path) -> None:
+    """End to end with the shipped int8 VAE: the scan's local-z equals ``local_novelty`` of the same model's rec
+    and μ on the same patches, the threaded engine gives the in-process numbers, and the thumbnails are the image's
+    pixels."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("ai_edge_litert")
+    import cv2
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+    from edgeae.scan.scoring import load_scorer, resolve_model
+
+    (tmp_path / "arc").mkdir()
+    img = moon.copy()
+    img[192:256, 256:320] = np.where((np.indices((64, 64)).sum(0) // 4) % 2 == 0, 40, 220)  # a checkerboard
+    cv2.imwrite(str(tmp_path / "arc" / "moon.png"), img)
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"out{workers}"
+        report = scan_archive(tmp_path / "arc", "orbital-gray-vae", out, engine=EngineOptions(workers=workers),
+                              stride=32, top_k=4, score="local-z", progress=False)  # fmt: skip
+        assert report["done"] == 1 and report["score"] == "local-z"
+        assert "score `local-z` (each patch's VAE latents" in (out / "report.md").read_text()
+        runs[workers] = pq.read_table(out / "results.parquet").to_pandas()
+    t = runs[0]
+    assert {"rec", "mu2"} <= set(t.columns) and len(t) == 15 * 15
+    spec = resolve_model("orbital-gray-vae")
+    cfg = ScanConfig(spec, stride=32, score="local-z")
+    scorer = load_scorer(spec, latents=True)
+    held = np.concatenate([scorer(c.pixels) for c in tile_image(tmp_path / "arc" / "moon.png", cfg)])
+    want = local_novelty(held[:, 1:].astype(np.float32), held[:, 0].astype(np.float32), t[["x", "y"]].to_numpy())
+    np.testing.assert_allclose(t["score"], want, rtol=1e-5)
+    np.testing.assert_allclose(runs[2]["score"], t["score"], rtol=1e-6)
+    top = np.load(tmp_path / "out0" / "parts" / next(p.name for p in (tmp_path / "out0" / "parts").glob("*.top.npz")))
+    x, y = int(top["xs"][0]), int(top["ys"][0])
+    assert top["thumbs"].shape == (4, 1, 64, 64)
+    np.testing.assert_array_equal(top["thumbs"][0, 0], img[y : y + 64, x : x + 64])
+    # int8 latents rank as the fp32 model's do (the MAD is floored at the latents' quantisation step)
+    s32 = resolve_model("orbital-gray-vae", precision="fp32")
+    f32 = load_scorer(s32, latents=True)
+    ref = np.concatenate([f32(c.pixels) for c in tile_image(tmp_path / "arc" / "moon.png", cfg)])
+    fp32 = local_novelty(ref[:, 1:].astype(np.float32), ref[:, 0], t[["x", "y"]].to_numpy())
+    assert len(set(np.argsort(-fp32)[:16]) & set(np.argsort(-want)[:16])) >= 14
