@@ -322,6 +322,49 @@ def iter_patches(
                     yield Patch(x=x, y=ly + band.y0, pixels=tile, valid_frac=float(frac))
 
 
+def read_patch_pixels(
+    path: str | os.PathLike[str],
+    patch: int,
+    xs: Sequence[int] | np.ndarray,
+    ys: Sequence[int] | np.ndarray,
+    *,
+    channels: int | None = None,
+    stride: int | None = None,
+) -> np.ndarray:
+    """float32 (k, C, P, P) pixels of the patches with corners (``xs``, ``ys``): the pixels
+    :func:`iter_patch_blocks` cuts at those corners, read from only the rows they cover (one ``patch``-row read per
+    distinct ``y``; tiled and striped TIFFs read just those segments). Validity is not computed: it depends on the
+    rows read before (no-data carried downwards), the pixels do not. Raises when a corner is off the image, or
+    (``stride`` given) off the :func:`edgeae.tiling.axis_starts` grid of that stride."""
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+    xa, ya = np.asarray(xs, np.int64).reshape(-1), np.asarray(ys, np.int64).reshape(-1)
+    if xa.shape != ya.shape:
+        raise ValueError(f"need one y per x, got {xa.shape} and {ya.shape}")
+    with _open_reader(path) as reader:
+        h, w = reader.height, reader.width
+        bad = (xa < 0) | (ya < 0) | (xa > max(0, w - patch)) | (ya > max(0, h - patch))
+        if stride is not None:
+            bad |= ~(np.isin(xa, axis_starts(w, patch, stride)) & np.isin(ya, axis_starts(h, patch, stride)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            where = "image" if stride is None else f"patch grid (stride {stride})"
+            raise ValueError(
+                f"{path}: {int(bad.sum())} of {len(bad)} patch corners are off the {w}x{h} {where} for {patch}-px "
+                f"patches, e.g. ({xa[i]}, {ya[i]})"
+            )
+        out: np.ndarray | None = None
+        for y in np.unique(ya):
+            (band,) = _iter_bands(reader, [(int(y), min(int(y) + patch, h))], channels, False)
+            pix, _ = pad_to_patch(band.pixels, patch)
+            at = np.flatnonzero(ya == y)
+            if out is None:
+                out = np.empty((len(xa), pix.shape[2], patch, patch), np.float32)
+            for i in at:
+                out[i] = pix[:patch, xa[i] : xa[i] + patch].transpose(2, 0, 1)
+    return out if out is not None else np.zeros((0, channels or 1, patch, patch), np.float32)
+
+
 @dataclass(frozen=True)
 class PatchBlock:
     """The patches of one band of rows, as arrays: top-left ``ys``, ``xs`` (int64, full-image pixels, the

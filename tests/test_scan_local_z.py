@@ -74,7 +74,7 @@ def test_read_thumbs_cuts_what_the_tiler_cuts_and_refuses_off_grid_corners(frame
     pick = np.array([len(xs) - 1, 0, 37])  # any order, the last band included
     got = read_thumbs(frame, cfg, xs[pick], ys[pick])
     np.testing.assert_array_equal(got, np.round(pix[pick] * 255).astype(np.uint8))
-    with pytest.raises(ValueError, match="1 of 2 best patches are not on the image's patch grid"):
+    with pytest.raises(ValueError, match=r"1 of 2 patch corners are off the 192x160 patch grid \(stride 16\)"):
         read_thumbs(frame, cfg, np.array([0, 5]), np.array([0, 0]))
 
 
@@ -146,3 +146,28 @@ def test_scan_local_z_with_the_zoo_int8_vae_matches_edgeae_score(moon: np.ndarra
     ref = np.concatenate([f32(c.pixels) for c in tile_image(tmp_path / "arc" / "moon.png", cfg)])
     fp32 = local_novelty(ref[:, 1:].astype(np.float32), ref[:, 0], t[["x", "y"]].to_numpy())
     assert len(set(np.argsort(-fp32)[:16]) & set(np.argsort(-want)[:16])) >= 14
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_read_patch_pixels_are_the_pixels_the_strip_reader_cuts(moon: np.ndarray, tmp_path: Path, channels: int) -> None:
+    """Read back from only the rows they cover, on a tiled BigTIFF with no-data margins (validity depends on the
+    rows read before, the pixels do not) and an RGB PNG; corners off the image are refused."""
+    from edgeae.imageio import write_image
+    from edgeae.strips import iter_patch_blocks, read_patch_pixels, write_tiled_bigtiff
+
+    if channels == 1:
+        path = write_tiled_bigtiff(tmp_path / "strip.tif", (700, 200), [moon], tile=64, seed=1, nodata_margin=30)
+    else:
+        rgb = np.stack([moon[:300, :250], moon[100:400, 50:300], moon[200:500, 200:450]], axis=-1)
+        path = tmp_path / "rgb.png"
+        write_image(path, np.ascontiguousarray(rgb))
+    xs, ys, pix = [], [], []
+    for blk in iter_patch_blocks(path, 64, 48, channels=channels):
+        xs.append(blk.xs)
+        ys.append(blk.ys)
+        pix.append(blk.pixels(np.arange(len(blk.xs))).copy())
+    x, y, p = np.concatenate(xs), np.concatenate(ys), np.concatenate(pix)
+    pick = np.random.default_rng(2).choice(len(x), 9, replace=False)
+    np.testing.assert_array_equal(read_patch_pixels(path, 64, x[pick], y[pick], channels=channels, stride=48), p[pick])
+    with pytest.raises(ValueError, match="off the"):
+        read_patch_pixels(path, 64, [0], [10_000], channels=channels)

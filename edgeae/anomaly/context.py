@@ -56,13 +56,17 @@ def local_z(
     radius: float | None = None,
     floor: float = MAD_FLOOR,
     exclude: float = 0.0,
+    resolution_floor: bool = True,
+    threads: int = 2,
 ) -> np.ndarray:
     """(N, D) latents of one frame's patches at (N, 2) patch corners (x, y) -> (N,) local-z novelty scores.
 
     ``radius`` (px, in x and in y) defaults to :func:`default_radius`; neighbours within ``exclude`` px in both x
     and y are left out as well as the patch itself (0, the default: only the patch itself; the validation study
     compares larger values). A patch with no neighbour left scores 0 (nothing to compare it with). The MAD of a
-    dimension is floored at ``floor`` and at the dimension's :func:`value_resolution` (quantised latents)."""
+    dimension is floored at ``floor`` and (``resolution_floor``, the default; off only to measure what it changes)
+    at the dimension's :func:`value_resolution` (quantised latents). ``threads``: blocks of patches are scored on
+    that many threads (numpy's sort releases the GIL; the scores do not depend on it)."""
     mu = np.asarray(latents, dtype=np.float32)  # the models' own precision; float64 only per gathered block
     pts = np.asarray(xy, dtype=np.float64)
     if mu.ndim != 2:
@@ -75,31 +79,43 @@ def local_z(
         radius = default_radius(pts) if len(pts) else float(LOCAL_RADIUS)
     if not radius > 0 or not floor > 0 or not 0 <= exclude < radius:
         raise ValueError(f"local z needs radius > 0, floor > 0 and 0 <= exclude < radius: {radius}, {floor}, {exclude}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     out = np.zeros(len(mu), dtype=np.float64)
     if len(mu) < 2:
         return out
+    import concurrent.futures as cf
+
     from scipy.spatial import cKDTree
 
     tree = cKDTree(pts)
     dim = mu.shape[1]
     centres = window_centres(pts, radius)
-    floors = np.maximum(value_resolution(mu), floor)  # (D,): no MAD finer than the values themselves are
-    for a in range(0, len(mu), _CHUNK_QUERIES):  # neighbour lists of a bounded number of patches at a time
-        rows_all = np.arange(a, min(a + _CHUNK_QUERIES, len(mu)))
-        found = tree.query_ball_point(centres[rows_all], r=radius, p=np.inf)
-        lists = [_neighbours(pts, int(i), nb, exclude) for i, nb in zip(rows_all, found, strict=True)]
-        counts = np.array([len(nb) for nb in lists])
-        # patches with the same number of neighbours are scored together: one median over a (m, k, D) block
-        for k in np.unique(counts[counts > 0]):
-            pick = np.flatnonzero(counts == k)
-            step = max(1, _CHUNK_VALUES // (int(k) * dim))
-            for b in range(0, len(pick), step):
-                sub = pick[b : b + step]
-                ref = mu[np.stack([lists[i] for i in sub])]  # (m, k, D) float32: sorted 4x faster than float64
-                med = _median_axis1(ref)
-                mad = 1.4826 * _median_axis1(np.abs(ref - med[:, None, :].astype(np.float32)))
-                z = (mu[rows_all[sub]].astype(np.float64) - med) / np.maximum(mad, floors)
-                out[rows_all[sub]] = np.sqrt((z * z).sum(axis=1))
+    floors = np.maximum(value_resolution(mu), floor) if resolution_floor else np.full(dim, float(floor))  # (D,)
+
+    def score_block(rows: np.ndarray, nbrs: np.ndarray) -> None:
+        ref = mu[nbrs]  # (m, k, D) float32: sorted 4x faster than float64
+        med = _median_axis1(ref)
+        mad = 1.4826 * _median_axis1(np.abs(ref - med[:, None, :].astype(np.float32)))
+        z = (mu[rows].astype(np.float64) - med) / np.maximum(mad, floors)
+        out[rows] = np.sqrt((z * z).sum(axis=1))  # blocks write disjoint rows
+
+    with cf.ThreadPoolExecutor(threads, thread_name_prefix="edgeae-localz") as pool:
+        for a in range(0, len(mu), _CHUNK_QUERIES):  # neighbour lists of a bounded number of patches at a time
+            rows_all = np.arange(a, min(a + _CHUNK_QUERIES, len(mu)))
+            found = tree.query_ball_point(centres[rows_all], r=radius, p=np.inf)
+            lists = [_neighbours(pts, int(i), nb, exclude) for i, nb in zip(rows_all, found, strict=True)]
+            counts = np.array([len(nb) for nb in lists])
+            # patches with the same number of neighbours are scored together: one median over a (m, k, D) block
+            jobs = []
+            for k in np.unique(counts[counts > 0]):
+                pick = np.flatnonzero(counts == k)
+                step = max(1, _CHUNK_VALUES // (int(k) * dim * threads))  # ≤ 32 MB gathered over all threads
+                for b in range(0, len(pick), step):
+                    sub = pick[b : b + step]
+                    jobs.append(pool.submit(score_block, rows_all[sub], np.stack([lists[i] for i in sub])))
+            for job in jobs:
+                job.result()  # re-raises a block's error
     return out
 
 
@@ -154,12 +170,14 @@ def local_novelty(
     xy: np.ndarray,
     radius: float | None = None,
     rec_weight: float = REC_WEIGHT,
+    resolution_floor: bool = True,
 ) -> np.ndarray:
     """The ``local z (mu, rec)`` candidate of one frame: max(‖local z(μ)‖ / √D, ``rec_weight`` · |local z(log rec)|).
 
     μ carries a patch's brightness and shape but hardly its fine texture (the VAE rebuilds a 4-px checkerboard as
     flat grey); its reconstruction error ``rec`` carries the texture. Each is compared with the patch's surroundings
-    and the larger, on a common scale (a z of one dimension vs the length of D of them over √D), is the score."""
+    and the larger, on a common scale (a z of one dimension vs the length of D of them over √D), is the score.
+    ``resolution_floor``: see :func:`local_z`."""
     mu = np.asarray(latents)  # local_z reads it as float32: no float64 copy of a strip's latents here
     r = np.asarray(rec, dtype=np.float64).reshape(-1)
     if mu.ndim != 2 or r.shape != (len(mu),):
@@ -168,10 +186,10 @@ def local_novelty(
         raise ValueError(f"rec_weight must be >= 0, got {rec_weight}")
     if not np.isfinite(r).all() or (r < 0).any():
         raise ValueError("local novelty: reconstruction errors must be finite and >= 0")
-    z_mu = local_z(mu, xy, radius) / np.sqrt(max(mu.shape[1], 1))
+    z_mu = local_z(mu, xy, radius, resolution_floor=resolution_floor) / np.sqrt(max(mu.shape[1], 1))
     if rec_weight == 0:
         return z_mu
-    z_rec = local_z(np.log(np.maximum(r, 1e-12))[:, None], xy, radius)
+    z_rec = local_z(np.log(np.maximum(r, 1e-12))[:, None], xy, radius, resolution_floor=resolution_floor)
     return np.maximum(z_mu, rec_weight * z_rec)
 
 

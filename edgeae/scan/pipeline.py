@@ -409,32 +409,15 @@ class ImageAccumulator:
 
 
 def read_thumbs(path: str | os.PathLike[str] | None, config: ScanConfig, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """uint8 (k, C, P, P) thumbnails of the patches at corners (``xs``, ``ys``), cut exactly as
-    :func:`tile_image` cuts them (the same reader, bands and channels), in the order given. The image is read
-    band by band and the read stops at the band holding the last of them; raises when one is not on the grid."""
-    from edgeae.strips import iter_patch_blocks
+    """uint8 (k, C, P, P) thumbnails of the patches at corners (``xs``, ``ys``), in the order given: the pixels
+    :func:`tile_image` cut there, read back from only the rows they cover (:func:`edgeae.strips.read_patch_pixels`).
+    Raises when a corner is not on the scan's patch grid."""
+    from edgeae.strips import read_patch_pixels
 
     if path is None:
         raise ValueError("read_thumbs needs the image's path")
-    p, c = config.patch, config.model.channels
-    want = {(int(y), int(x)): i for i, (x, y) in enumerate(zip(xs, ys, strict=True))}
-    out = np.zeros((len(want), c, p, p), np.float32)
-    found = 0
-    last = max(want)[0] if want else -1
-    for blk in iter_patch_blocks(path, p, config.stride, channels=c):
-        if not found < len(want) or (blk.ys.size and int(blk.ys.min()) > last):
-            break
-        rows = [(j, want[(int(y), int(x))]) for j, (y, x) in enumerate(zip(blk.ys, blk.xs, strict=True))
-                if (int(y), int(x)) in want]  # fmt: skip
-        if rows:
-            take = np.asarray([j for j, _ in rows], np.int64)
-            buf = np.empty((len(take), c, p, p), np.float32)
-            blk.pixels(take, out=buf)
-            out[[i for _, i in rows]] = buf
-            found += len(rows)
-    if found != len(want) or len(want) != len(xs):
-        raise ValueError(f"{path}: {len(xs) - found} of {len(xs)} best patches are not on the image's patch grid")
-    return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
+    pix = read_patch_pixels(path, config.patch, xs, ys, channels=config.model.channels, stride=config.stride)
+    return np.round(np.clip(pix, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def collect(
