@@ -360,8 +360,8 @@ def read_patch_pixels(
             at = np.flatnonzero(ya == y)
             if out is None:
                 out = np.empty((len(xa), pix.shape[2], patch, patch), np.float32)
-            for i in at:
-                out[i] = pix[:patch, xa[i] : xa[i] + patch].transpose(2, 0, 1)
+            for j in at:
+                out[j] = pix[:patch, xa[j] : xa[j] + patch].transpose(2, 0, 1)
     return out if out is not None else np.zeros((0, channels or 1, patch, patch), np.float32)
 
 

@@ -149,7 +149,7 @@ def test_scan_local_z_with_the_zoo_int8_vae_matches_edgeae_score(moon: np.ndarra
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_read_patch_pixels_are_the_pixels_the_strip_reader_cuts(moon: np.ndarray, tmp_path: Path, channels: int) -> None:
+def test_read_patch_pixels_equal_the_strip_readers(moon: np.ndarray, tmp_path: Path, channels: int) -> None:
     """Read back from only the rows they cover, on a tiled BigTIFF with no-data margins (validity depends on the
     rows read before, the pixels do not) and an RGB PNG; corners off the image are refused."""
     from edgeae.imageio import write_image
