@@ -171,3 +171,26 @@ def test_read_patch_pixels_equal_the_strip_readers(moon: np.ndarray, tmp_path: P
     np.testing.assert_array_equal(read_patch_pixels(path, 64, x[pick], y[pick], channels=channels, stride=48), p[pick])
     with pytest.raises(ValueError, match="off the"):
         read_patch_pixels(path, 64, [0], [10_000], channels=channels)
+
+
+def test_an_image_too_large_for_local_z_fails_alone(frame: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The latents held for one image are bounded: past the limit that image is recorded as failed, saying what to
+    do, and the scan goes on with the next image."""
+    import shutil
+
+    from edgeae.scan import pipeline
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    pytest.importorskip("pyarrow")
+    arc = tmp_path / "arc"
+    arc.mkdir()
+    shutil.copy(frame, arc / "big.png")
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(arc / "small.png"), cv2.imread(str(frame), 0)[:48, :64])
+    monkeypatch.setattr(pipeline, "LOCAL_Z_MAX_BYTES", 20 * 5 * 4)  # 20 patches of (1 + 4) float32
+    monkeypatch.setattr("edgeae.scan.run.resolve_model", lambda model: SPEC)
+    r = scan_archive(arc, "m", tmp_path / "out", engine=EngineOptions(workers=0), stride=16, batch_size=8,
+                     score="local-z", scorer_factory=lambda: _rec_mu, progress=False)  # fmt: skip
+    assert r["done"] == 1 and r["failed"] == 1
+    (fail,) = r["failures"]
+    assert fail["file"] == "big.png" and "larger --stride" in fail["error"]

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from edgeae.firmware_sim.score import ScoreEngine
 
 SCAN_SCORES = ("a", "terms-max", "local-z")  # the rankings a scan can write (``edgeae scan --score``)
+# local-z holds every patch's rec and μ until its image is complete: an image that needs more is refused (recorded
+# as failed, with what to do) instead of exhausting memory. 2 GiB: 2 M patches of a 256-d VAE (a 2 Gpx product
+# at stride 32); the NAC-size strip at stride 64 needs 64 MiB.
+LOCAL_Z_MAX_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -319,10 +323,19 @@ class ImageAccumulator:
         self.tops = [TopK.empty(config.model.channels, config.patch) for _ in range(n_tops)]
         self.parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.n_skipped = 0
+        self.held_bytes = 0
 
     def add(self, index: int, scored: ScoredChunk) -> None:
         if index in self.parts:
             raise ValueError(f"{self.name}: chunk {index} arrived twice")
+        if self.latents:
+            self.held_bytes += scored.scores.nbytes
+            if self.held_bytes > LOCAL_Z_MAX_BYTES:
+                raise ValueError(
+                    f"{self.name}: --score local-z holds every patch's latents until the image is done; this image "
+                    f"needs more than {LOCAL_Z_MAX_BYTES >> 20} MiB of them (LOCAL_Z_MAX_BYTES): scan it with a "
+                    f"larger --stride, or with --score a or terms-max"
+                )
         if len(scored.xs) and (scored.scores.ndim == 2) != (self.terms or self.latents):
             want = "(n, 2) terms" if self.terms else "(n, 1 + D) latents" if self.latents else "one score a patch"
             shape = scored.scores.shape

@@ -180,7 +180,13 @@ def iter_ray(
                 if kind == "end":
                     expected[name] = int(index)
                 else:
-                    acc.add(int(index), pickle.loads(payload))
+                    try:
+                        acc.add(int(index), pickle.loads(payload))
+                    except Exception as exc:  # e.g. an image too large for local-z: this image's failure only
+                        finished.add(name)
+                        del partial[name]
+                        yield by_name[name], None, error_text(exc)
+                        continue
                 if expected.get(name) == len(acc):
                     finished.add(name)
                     del partial[name]
