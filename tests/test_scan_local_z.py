@@ -173,7 +173,7 @@ def test_read_patch_pixels_equal_the_strip_readers(moon: np.ndarray, tmp_path: P
         read_patch_pixels(path, 64, [0], [10_000], channels=channels)
 
 
-def test_an_image_too_large_for_local_z_fails_alone(frame: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_large_for_local_z_fails_alone(frame: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The latents held for one image are bounded: past the limit that image is recorded as failed, saying what to
     do, and the scan goes on with the next image."""
     import shutil
