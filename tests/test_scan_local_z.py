@@ -173,24 +173,50 @@ def test_read_patch_pixels_equal_the_strip_readers(moon: np.ndarray, tmp_path: P
         read_patch_pixels(path, 64, [0], [10_000], channels=channels)
 
 
-def test_too_large_for_local_z_fails_alone(frame: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("latent", [0, 4])
+def test_too_large_for_local_z_fails_alone(
+    frame: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, latent: int
+) -> None:
     """The latents held for one image are bounded: past the limit that image is recorded as failed, saying what to
-    do, and the scan goes on with the next image."""
+    do, and the scan goes on with the next image. With the model's latent size known (``latent``) the image is
+    refused from its header, before any scoring; without it, as its chunks come in."""
+    import dataclasses
     import shutil
 
-    from edgeae.scan import pipeline
+    from edgeae.anomaly import context
     from edgeae.scan.run import EngineOptions, scan_archive
 
     pytest.importorskip("pyarrow")
+    cv2 = pytest.importorskip("cv2")
     arc = tmp_path / "arc"
     arc.mkdir()
-    shutil.copy(frame, arc / "big.png")
-    cv2 = pytest.importorskip("cv2")
-    cv2.imwrite(str(arc / "small.png"), cv2.imread(str(frame), 0)[:48, :64])
-    monkeypatch.setattr(pipeline, "LOCAL_Z_MAX_BYTES", 20 * 5 * 4)  # 20 patches of (1 + 4) float32
-    monkeypatch.setattr("edgeae.scan.run.resolve_model", lambda model: SPEC)
+    shutil.copy(frame, arc / "big.png")  # 120 patches at stride 16: 2,400 bytes of (1 + 4) float32
+    cv2.imwrite(str(arc / "small.png"), cv2.imread(str(frame), 0)[:48, :64])  # 12 patches: 240 bytes
+    monkeypatch.setattr(context, "LOCAL_Z_MAX_BYTES", 400)
+    spec = dataclasses.replace(SPEC, latent=latent)
+    monkeypatch.setattr("edgeae.scan.run.resolve_model", lambda model: spec)
+    scored: list[int] = []
+
+    def scorer(batch: np.ndarray) -> np.ndarray:
+        scored.append(len(batch))
+        return _rec_mu(batch)
+
     r = scan_archive(arc, "m", tmp_path / "out", engine=EngineOptions(workers=0), stride=16, batch_size=8,
-                     score="local-z", scorer_factory=lambda: _rec_mu, progress=False)  # fmt: skip
+                     score="local-z", scorer_factory=lambda: scorer, progress=False)  # fmt: skip
     assert r["done"] == 1 and r["failed"] == 1
     (fail,) = r["failures"]
-    assert fail["file"] == "big.png" and "larger --stride" in fail["error"]
+    assert fail["file"] == "big.png" and "larger --stride" in fail["error"] and "limit" in fail["error"]
+    assert (sum(scored) == 12) == (latent > 0)  # refused up front: only the small image was scored
+
+
+def test_edgeae_score_refuses_local_z_past_the_limit(
+    frame: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.anomaly import context
+    from edgeae.cli import main
+
+    monkeypatch.setattr(context, "LOCAL_Z_MAX_BYTES", 1000)
+    code = main(["score", str(frame), "--model", "orbital-gray-vae", "--score", "local-z", "--stride", "32",
+                 "-o", str(frame.with_suffix(".csv")), "--no-progress"])  # fmt: skip
+    assert code == 2 and not frame.with_suffix(".csv").exists()
+    assert "frame.png: --score local-z holds every patch's latents" in capsys.readouterr().err

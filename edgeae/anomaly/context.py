@@ -28,6 +28,11 @@ LOCAL_RADIUS = 96  # px: neighbours whose patch corner is within 96 px in x and 
 # (at a stride above 48 px the radius is 2 grid steps instead: :func:`default_radius`)
 REC_WEIGHT = 0.5  # local_novelty: weight of the reconstruction error's local z (chosen on validation, see above)
 MAD_FLOOR = 1e-3  # a latent dimension that is constant around a patch is scaled by this, not by 0
+# Scoring an image by local z holds every patch's latents (and error) until the image is complete: an image that
+# needs more than this is refused, saying what to do, instead of exhausting memory (``edgeae scan`` records it as
+# failed and goes on). 2 GiB: 2 M patches of a 256-d VAE (a 2 Gpx product at stride 32); the NAC-size strip at
+# stride 64 needs 64 MiB.
+LOCAL_Z_MAX_BYTES = 2 << 30
 _CHUNK_VALUES = 8_000_000  # neighbour values (float32) gathered at once: 32 MB
 _CHUNK_QUERIES = 4096  # patches whose neighbour lists are held at once
 
@@ -200,3 +205,13 @@ def frames_local_novelty(
     if not len(latents) == len(recs) == len(corners):
         raise ValueError(f"local novelty: {len(latents)} latent, {len(recs)} error and {len(corners)} corner arrays")
     return [local_novelty(m, r, c, rec_weight=rec_weight) for m, r, c in zip(latents, recs, corners, strict=True)]
+
+
+def check_local_z_size(name: str, nbytes: int) -> None:
+    """Raise when one image's local-z latents (``nbytes``) would pass :data:`LOCAL_Z_MAX_BYTES`."""
+    if nbytes > LOCAL_Z_MAX_BYTES:
+        raise ValueError(
+            f"{name}: --score local-z holds every patch's latents until the image is done; this image needs "
+            f"{nbytes / 2**20:.0f} MiB of them, over the {LOCAL_Z_MAX_BYTES >> 20} MiB limit (LOCAL_Z_MAX_BYTES): "
+            "use a larger --stride, or --score a or terms-max"
+        )

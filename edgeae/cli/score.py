@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from edgeae.cli import CLIError
 
@@ -127,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents)
     results = []
     for f in files:
+        if args.score == "local-z":  # every patch's latents are held until the image is scored: bounded first
+            _check_local_z_size(f, meta, patch, stride)
         r = score_file(
             f,
             scorer,
@@ -185,3 +188,22 @@ def run(args: argparse.Namespace) -> int:
         f"(patch {patch}, stride {stride}) -> {args.output}"
     )
     return 0
+
+
+def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
+    """CLIError before scoring when ``path``'s local-z latents would pass the limit (header size; an unreadable
+    header is left to the reader's own error)."""
+    from edgeae.anomaly.context import check_local_z_size
+    from edgeae.imageio import image_shape
+    from edgeae.tiling import tile_positions
+
+    latent = int((meta.architecture or {}).get("latent", 0) or 0)
+    try:
+        h, w, _ = image_shape(path)
+    except Exception:
+        return
+    n = len(tile_positions(h, w, patch, stride))
+    try:
+        check_local_z_size(str(path), n * (latent + 1) * 4)  # as edgeae scan counts it: μ and rec, float32
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeae.anomaly.context import check_local_z_size
 from edgeae.scan.quality import QualityFilter
 from edgeae.scan.scoring import ModelSpec, Scorer
 
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
     from edgeae.firmware_sim.score import ScoreEngine
 
 SCAN_SCORES = ("a", "terms-max", "local-z")  # the rankings a scan can write (``edgeae scan --score``)
-# local-z holds every patch's rec and μ until its image is complete: an image that needs more is refused (recorded
-# as failed, with what to do) instead of exhausting memory. 2 GiB: 2 M patches of a 256-d VAE (a 2 Gpx product
-# at stride 32); the NAC-size strip at stride 64 needs 64 MiB.
-LOCAL_Z_MAX_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -193,6 +190,8 @@ def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chu
     from edgeae.strips import iter_patch_blocks
 
     p, c, b = config.patch, config.model.channels, config.batch_size
+    if config.latents and config.model.latent:  # refused before any scoring when the header tells the size
+        check_local_z_size(os.fspath(path), count_patches(path, config) * (config.model.latent + 1) * 4)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pix = np.empty((b, c, p, p), np.float32)
     n = skipped = 0
@@ -330,12 +329,7 @@ class ImageAccumulator:
             raise ValueError(f"{self.name}: chunk {index} arrived twice")
         if self.latents:
             self.held_bytes += scored.scores.nbytes
-            if self.held_bytes > LOCAL_Z_MAX_BYTES:
-                raise ValueError(
-                    f"{self.name}: --score local-z holds every patch's latents until the image is done; this image "
-                    f"needs more than {LOCAL_Z_MAX_BYTES >> 20} MiB of them (LOCAL_Z_MAX_BYTES): scan it with a "
-                    f"larger --stride, or with --score a or terms-max"
-                )
+            check_local_z_size(self.name, self.held_bytes)
         if len(scored.xs) and (scored.scores.ndim == 2) != (self.terms or self.latents):
             want = "(n, 2) terms" if self.terms else "(n, 1 + D) latents" if self.latents else "one score a patch"
             shape = scored.scores.shape

@@ -32,6 +32,7 @@ class ModelSpec:
     kind: str
     patch: int
     channels: int
+    latent: int = 0  # a VAE's latent size D (0: unknown or not a VAE); bounds what local-z holds per image
 
     def __post_init__(self) -> None:
         if self.patch <= 0 or self.channels not in (1, 3):
@@ -108,6 +109,7 @@ def resolve_model(spec: str | os.PathLike[str], predictor: Any | None = None, pr
         kind=meta.kind,
         patch=patch,
         channels=channels,
+        latent=int((meta.architecture or {}).get("latent", 0) or 0) if meta.kind == "vae" else 0,
     )
 
 
