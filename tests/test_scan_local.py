@@ -180,3 +180,19 @@ def test_lro_extrapolation_reproduces_the_paper_at_the_paper_rate() -> None:
     ex = lro_extrapolation(11.3e6 / 1800)
     assert ex["days"] == pytest.approx(173.0, abs=0.1)
     assert lro_extrapolation(11.3e6 / 1800, stride=32)["days"] == pytest.approx(4 * 173.0, abs=0.5)
+
+
+def test_worker_processes_keep_third_party_warnings_quiet(moon, model, tmp_path, capfd) -> None:
+    """A spawned worker starts with no logging set up: tifffile's warning on a TIFF whose first page is out of
+    the file reached stderr through Python's last-resort handler. Workers now take the parent's setting."""
+    from edgeae.imageio import write_image
+
+    root = tmp_path / "arc"
+    root.mkdir()
+    write_image(root / "good.png", np.ascontiguousarray(moon[:100, :120]))
+    write_image(root / "good2.png", np.ascontiguousarray(moon[200:300, :120]))
+    (root / "bad.tif").write_bytes(b"II*\x00" + (1_000_000).to_bytes(4, "little") + bytes(64))
+    r = _scan(root, model, tmp_path / "out", engine=EngineOptions(workers=2), scorer_factory=mean_scorer_factory)
+    assert r["done"] == 2 and r["failed"] == 1
+    err = capfd.readouterr().err
+    assert "tifffile" not in err and "invalid offset" not in err, err

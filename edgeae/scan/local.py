@@ -10,6 +10,7 @@ drives a live progress bar even while a huge strip is being scanned.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing as mp
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,7 +24,14 @@ Outcome = tuple[ArchiveEntry, ImageResult | None, str]  # (entry, result, error)
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(factory: Callable[[], Scorer], counter: Any, config: ScanConfig, threads: int = 1) -> None:
+def _init_worker(
+    factory: Callable[[], Scorer], counter: Any, config: ScanConfig, threads: int = 1, verbose: bool = False
+) -> None:
+    from edgeae import logs
+
+    # a spawned process starts with no logging set up: third-party warnings (tifffile on a corrupt file) would
+    # reach stderr through Python's last-resort handler; the parent's quiet (or -v) setting applies here too
+    logs.setup(verbose)
     _worker["scorer"] = _engine(factory, threads)
     _worker["counter"] = counter
     _worker["config"] = config
@@ -91,8 +99,9 @@ def iter_local(
     counter = ctx.Value("q", 0)
     seen = 0
     todo = list(reversed(entries))  # popped from the end: archive order
+    verbose = logging.getLogger("edgeae").isEnabledFor(logging.DEBUG)
     pool = cf.ProcessPoolExecutor(procs, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(factory, counter, config, threads))  # fmt: skip
+                                  initargs=(factory, counter, config, threads, verbose))  # fmt: skip
     running: set[cf.Future[Outcome]] = set()
     try:
         while True:
