@@ -12,9 +12,10 @@ patches' two terms; the image's scores and best patches are made when its last c
 (:meth:`ImageAccumulator.result`): exactly the ranking of the whole image, whatever the chunk order.
 ``"local-z"`` (VAE only; a ground ranking, :func:`edgeae.anomaly.context.local_novelty`) compares each patch's
 latents and reconstruction error with those of its neighbours on the image: the chunks keep every patch's rec
-and μ (float32, 4·(D + 1) bytes a patch: 65 k patches of a NAC strip with D = 256 hold 67 MB), the scores are made
-when the image is complete, and the best patches' thumbnails are cut in a second, early-stopping read of the
-image (no chunk can know its best patches before the whole image is scored).
+and μ (float32, 4·(D + 1) bytes a patch: 65 k patches of a NAC strip with D = 256 hold 67 MB; bounded by
+:data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`), the scores are made when the image is complete, and the best
+patches' thumbnails are read back from only their rows (no chunk can know its best patches before the whole image
+is scored).
 """
 
 from __future__ import annotations
