@@ -224,6 +224,10 @@ def test_scan_rate_clock_separates_start_up() -> None:
     assert seen == [100] * 4 and r["startup_seconds"] >= 0.05
     assert r["patches_per_s_scoring"] == pytest.approx(300 / r["scoring_seconds"], rel=1e-2)  # rounded fields
     assert lro_extrapolation(6400.0, basis="scoring time")["rate_basis"] == "scoring time"
+    tiny = RateClock(seen.append, t0)  # a few small images: the first report holds most of the patches
+    tiny(40)
+    tiny(3)
+    assert tiny.rates(43, time.perf_counter() + 0.3)["patches_per_s_scoring"] is None  # the wall rate is used
 
 
 def test_cae_masked_error_counts_valid_pixels_only() -> None:
