@@ -181,7 +181,7 @@ def cross_checked_fill(
             "cross-check: only %d received samples to set aside (need %d): the CAE alone is used", n_held, MIN_HELD
         )
         if report is not None:
-            report.update(alpha_mean=1.0, alpha_frame=1.0, held=n_held, cae_share=1.0)
+            report.update(alpha_mean=1.0, alpha_frame=1.0, held=n_held, cae_share=1.0, skipped=True)
         return full_cae[..., 0] if squeeze else full_cae
     ys, xs = np.nonzero(held)
     fold = held[ys, xs]

@@ -102,7 +102,7 @@ def test_too_few_samples_to_set_aside_uses_the_cae_alone(caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING, logger="edgeae.crosscheck"):
         out = cross_checked_fill(img[..., 0], known, pred, report=report)
     assert "the CAE alone is used" in caplog.text
-    assert out.shape == (32, 32) and report["alpha_mean"] == 1.0
+    assert out.shape == (32, 32) and report["alpha_mean"] == 1.0 and report["skipped"]
     assert np.array_equal(out, reconstruct(img[..., 0], known, "cae", predictor=pred))
 
 

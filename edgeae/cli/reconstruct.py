@@ -197,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
         adapted = f" adapted to the frame in {chosen} of {args.adapt} steps ({adapt_s:.1f} s),"
     elif adapt_report:
         adapted = f" as shipped (adapting for {args.adapt} steps did not help the held-out samples, {adapt_s:.1f} s),"
-    if xreport and xcfg is not None:
+    if xreport and xcfg is not None and xreport.get("skipped"):
+        adapted += f" alone (the cross-check was skipped: only {xreport['held']} received samples to set aside),"
+    elif xreport and xcfg is not None:
         adapted += (
             f" mixed with {xcfg.method} by the held-out cross-check (CAE weight {xreport['alpha_mean']:.2f} on "
             f"average, {xreport['cae_share']:.0%} of the pixels mostly CAE),"
