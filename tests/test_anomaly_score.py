@@ -149,3 +149,19 @@ def test_score_cli_writes_csv_and_map(moon: np.ndarray, tmp_path: Path) -> None:
     assert {(x, y) for _, x, y, _ in rows} == {(x, y) for x in range(0, 449, 32) for y in range(0, 449, 32)}
     assert (tmp_path / "map.png").stat().st_size > 1000
     assert main(["score", str(img), "--model", str(ck), "--patch", "32", "-o", str(out)]) == 2
+
+
+def test_score_cli_without_model_uses_the_zoo_vae_for_the_images_channels(
+    moon: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--model`` is optional, as for ``edgeae scan``: a grey image gets the orbital VAE, a colour one the rover VAE
+    (RGB scored with the grey model would silently lose its colour)."""
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    grey = write_image(tmp_path / "grey.png", np.ascontiguousarray(moon[:128, :128]))
+    rgb = write_image(tmp_path / "rgb.png", np.ascontiguousarray(np.stack([moon[:128, :128]] * 3, axis=-1)))
+    for img, want in ((grey, "orbital-gray-vae"), (rgb, "rover-rgb-vae")):
+        assert main(["score", str(img), "-o", str(tmp_path / "s.csv"), "--no-progress"]) == 0
+        assert f"scored with vae {want} " in capsys.readouterr().out
+        assert len(read_csv(tmp_path / "s.csv")) == 4

@@ -10,6 +10,7 @@ from typing import Any
 from edgeae.cli import CLIError
 
 log = logging.getLogger(__name__)
+DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="image files (PNG, JPEG, TIFF/BigTIFF) or planetary products (PDS3/PDS4 label or data, ISIS3 .cub, "
         "VICAR, JP2, GeoTIFF); map-projected ones add map_x,map_y,lon,lat columns",
     )  # fmt: skip
-    p.add_argument("--model", required=True, help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact")
+    p.add_argument(
+        "--model", default=None,
+        help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact (default: the zoo VAE for the first image: "
+        f"{DEFAULT_MODELS[1]} for grey images and planetary products, {DEFAULT_MODELS[3]} for colour ones)",
+    )  # fmt: skip
     p.add_argument("--patch", type=int, default=None, help="patch size (default: the model's input, else 64)")
     p.add_argument("--stride", type=int, default=None, help="patch stride (default: the patch size)")
     p.add_argument("-o", "--output", required=True, help="output CSV")
@@ -106,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
     if Path(args.output).is_dir():
         raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
+    if args.model is None:
+        args.model = _default_model(files[0], args.bayer)
+        log.info("no --model: scoring with the zoo's %s (chosen by %s's channels)", args.model, files[0].name)
     predictor = load_predictor(args.model, threads=args.threads)
     meta = predictor.metadata
     if meta.kind not in ("vae", "cae"):
@@ -207,3 +215,17 @@ def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
         check_local_z_size(str(path), n * (latent + 1) * 4)  # as edgeae scan counts it: μ and rec, float32
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+
+
+def _default_model(first: Path, bayer: str | None) -> str:
+    """The zoo VAE for ``first``: the RGB rover VAE for a colour image (or a raw colour mosaic), else the grey
+    orbital one (also when the header cannot be read here: the reader's own error comes later)."""
+    if bayer:
+        return DEFAULT_MODELS[3]
+    from edgeae.imageio import image_shape
+
+    try:
+        channels = image_shape(first)[2]
+    except Exception:
+        return DEFAULT_MODELS[1]
+    return DEFAULT_MODELS[3] if channels >= 3 else DEFAULT_MODELS[1]
