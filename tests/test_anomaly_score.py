@@ -163,5 +163,6 @@ def test_score_cli_without_model_uses_the_zoo_vae_for_the_images_channels(
     rgb = write_image(tmp_path / "rgb.png", np.ascontiguousarray(np.stack([moon[:128, :128]] * 3, axis=-1)))
     for img, want in ((grey, "orbital-gray-vae"), (rgb, "rover-rgb-vae")):
         assert main(["score", str(img), "-o", str(tmp_path / "s.csv"), "--no-progress"]) == 0
-        assert f"scored with vae {want} " in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"scored with vae {want} " in out and "highest 4 of 4:" in out  # the best patches, listed
         assert len(read_csv(tmp_path / "s.csv")) == 4

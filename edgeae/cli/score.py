@@ -195,7 +195,30 @@ def run(args: argparse.Namespace) -> int:
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
         f"(patch {patch}, stride {stride}) -> {args.output}"
     )
+    _print_top(results, SHOW_TOP)
     return 0
+
+
+SHOW_TOP = 5  # the highest-scoring patches printed after the summary line (all of them are in the CSV)
+
+
+def _print_top(results: list[Any], k: int) -> None:
+    """The ``k`` highest-scoring patches over every image (ties by image order, y, x), one line each."""
+    import numpy as np
+
+    scored = [(i, r) for i, r in enumerate(results) if len(r.score)]
+    if not scored or k <= 0:
+        return
+    score = np.concatenate([np.asarray(r.score, np.float64) for _, r in scored])
+    img = np.concatenate([np.full(len(r.score), i) for i, r in scored])
+    ys = np.concatenate([np.asarray(r.y) for _, r in scored])
+    xs = np.concatenate([np.asarray(r.x) for _, r in scored])
+    order = np.lexsort((xs, ys, img, -score))[:k]
+    names = {i: Path(results[i].file).name for i in np.unique(img[order])}
+    width = max(len(n) for n in names.values())
+    print(f"highest {len(order)} of {len(score)}:")
+    for rank, j in enumerate(order, 1):
+        print(f"  {rank}. {names[img[j]]:<{width}}  x={xs[j]:<6d} y={ys[j]:<6d} score {score[j]:.6g}")
 
 
 def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
