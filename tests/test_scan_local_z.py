@@ -146,6 +146,12 @@ def test_scan_local_z_with_the_zoo_int8_vae_matches_edgeae_score(moon: np.ndarra
     ref = np.concatenate([f32(c.pixels) for c in tile_image(tmp_path / "arc" / "moon.png", cfg)])
     fp32 = local_novelty(ref[:, 1:].astype(np.float32), ref[:, 0], t[["x", "y"]].to_numpy())
     assert len(set(np.argsort(-fp32)[:16]) & set(np.argsort(-want)[:16])) >= 14
+    # --precision fp32 scans with the checkpoint: exactly the fp32 ranking
+    r32 = scan_archive(tmp_path / "arc", "orbital-gray-vae", tmp_path / "out32", engine=EngineOptions(workers=0),
+                       stride=32, top_k=4, score="local-z", progress=False, precision="fp32")  # fmt: skip
+    assert r32["artifact_hash"] == s32.artifact_hash != spec.artifact_hash
+    np.testing.assert_allclose(pq.read_table(tmp_path / "out32" / "results.parquet")["score"].to_numpy(), fp32,
+                               rtol=1e-5)  # fmt: skip
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -194,7 +200,7 @@ def test_too_large_for_local_z_fails_alone(
     cv2.imwrite(str(arc / "small.png"), cv2.imread(str(frame), 0)[:48, :64])  # 12 patches: 240 bytes
     monkeypatch.setattr(context, "LOCAL_Z_MAX_BYTES", 400)
     spec = dataclasses.replace(SPEC, latent=latent)
-    monkeypatch.setattr("edgeae.scan.run.resolve_model", lambda model: spec)
+    monkeypatch.setattr("edgeae.scan.run.resolve_model", lambda model, **kw: spec)
     scored: list[int] = []
 
     def scorer(batch: np.ndarray) -> np.ndarray:

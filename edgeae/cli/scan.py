@@ -41,6 +41,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "patch's VAE latents and error against the patches within ~96 px of it on its image (a ground ranking: a "
         "crater on plains stands out from its surroundings; holds 4(D+1) bytes a patch until the image is done)",
     )  # fmt: skip
+    p.add_argument(
+        "--precision", choices=("int8", "fp32"), default="int8",
+        help="for a zoo name: its shipped int8 artifact (default; fast) or its fp32 checkpoint (the numbers of "
+        "edgeae score and the evaluation; slower)",
+    )  # fmt: skip
     p.add_argument("--retry-failed", action="store_true", help="scan images recorded as failed again")
     p.add_argument("--force", action="store_true", help="discard earlier results in OUT and start over")
     p.add_argument("--max-images", type=int, default=None, help="stop after this many images (resume later)")
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             args.archive, args.model, args.out, engine=opts, stride=args.stride, batch_size=args.batch_size,
             min_valid=args.min_valid, top_k=args.top_k, retry_failed=args.retry_failed, force=args.force,
             max_images=args.max_images, progress=not args.no_progress, geo=args.geo, geo_geometry=args.geo_geometry,
-            geo_crs=args.geo_crs, score=args.score,
+            geo_crs=args.geo_crs, score=args.score, precision=args.precision,
             quality=QualityFilter(
                 min_incidence=args.min_incidence, max_incidence=args.max_incidence, max_emission=args.max_emission,
                 min_resolution_m=args.min_resolution, max_resolution_m=args.max_resolution,

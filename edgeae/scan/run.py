@@ -60,6 +60,7 @@ def scan_archive(
     geo_geometry: str = "point",
     geo_crs: str = "body",
     score: str = "a",
+    precision: str = "int8",
 ) -> dict[str, Any]:
     """Scan every image of ``archive`` with ``model`` into ``out``; resumes what an earlier run left.
 
@@ -73,10 +74,12 @@ def scan_archive(
     score the orbital mission flies; :mod:`edgeae.anomaly.terms`; a custom ``scorer_factory`` then returns
     (N, 2) terms) or ``"local-z"`` (a VAE's latents and error against the patches around each one on its image,
     :func:`edgeae.anomaly.context.local_novelty`: a ground ranking; a custom factory returns (N, 1 + D) rec and μ).
-    Returns the report dict (also written to ``out/report.json``).
+    ``precision``: for a zoo name, ``"int8"`` (its shipped int8 artifact when its parity passed: the fast path)
+    or ``"fp32"`` (its PyTorch checkpoint, the numbers ``edgeae score`` and the evaluation give); a file is used
+    as given. Returns the report dict (also written to ``out/report.json``).
     """
     opts = engine or EngineOptions()
-    spec: ModelSpec = resolve_model(model)
+    spec: ModelSpec = resolve_model(model, precision=precision)
     config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score)
     entries = walk_archive(archive)
     if not entries:
