@@ -124,8 +124,13 @@ def iter_ray(
     num_cpus: int | None = None,
     actors: int | None = None,
     on_patches: Callable[[int], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> Iterator[Outcome]:
     """Scan ``entries`` on Ray Data and yield one outcome per image as soon as all its chunks are scored.
+
+    ``on_ready()`` is called when Ray is up and the dataset is about to execute: Ray Data tiles and scores before
+    the first batch reaches the driver, so the first progress report is no mark of the end of start-up here (a
+    single NAC-size strip reported its first patches after 24 s, most of its scoring done).
 
     Starts a local Ray instance (``num_cpus``, no dashboard, loopback only) unless ``address`` names a
     cluster or Ray is already initialised; a Ray instance started here is shut down at the end. With GPUs
@@ -162,6 +167,8 @@ def iter_ray(
         partial: dict[str, ImageAccumulator] = {}
         expected: dict[str, int] = {}
         finished: set[str] = set()
+        if on_ready is not None:
+            on_ready()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for name, index, kind, payload, n in zip(
                 batch["name"], batch["index"], batch["kind"], batch["payload"], batch["n"], strict=True

@@ -43,6 +43,12 @@ class RateClock:
         self.reported = 0
         self.after_first = 0
 
+    def start(self) -> None:
+        """Mark the end of start-up now (an engine that knows it, e.g. Ray once it is up); every report from here
+        on counts as scoring."""
+        if self.first is None:
+            self.first = self._now()
+
     def __call__(self, n: int) -> None:
         if self.first is None and n > 0:
             self.first = self._now()
@@ -229,7 +235,12 @@ def report_markdown(r: dict[str, Any]) -> str:
     if r.get("patches_per_s_scoring"):
         lines.append(
             f"- scoring: **{r['patches_per_s_scoring']:.1f} patches/s** over {r['scoring_seconds']:.1f} s of scoring, "
-            f"after {r['startup_seconds']:.1f} s of start-up (processes or Ray, models, first chunk)"
+            f"after {r['startup_seconds']:.1f} s of start-up ("
+            + (
+                "Ray up and the dataset built; its actors' start and model loading count as scoring)"
+                if r.get("engine") == "ray"
+                else "processes, models, first chunk)"
+            )
         )
     ex = r.get("lro_nac_extrapolation")
     if ex:

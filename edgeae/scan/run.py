@@ -109,7 +109,7 @@ def scan_archive(
         )
         outcomes = iter_ray(
             todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
-            actors=opts.actors, on_patches=clock,
+            actors=opts.actors, on_patches=clock, on_ready=clock.start,
         )  # fmt: skip
     scanned = failed = patches = skipped = 0
     for entry, result, error in outcomes:
