@@ -196,3 +196,19 @@ def test_worker_processes_keep_third_party_warnings_quiet(moon, model, tmp_path,
     assert r["done"] == 2 and r["failed"] == 1
     err = capfd.readouterr().err
     assert "tifffile" not in err and "invalid offset" not in err, err
+
+
+def test_colour_images_under_a_grey_model_are_flagged_once(moon, model, tmp_path, caplog) -> None:
+    import logging
+
+    from edgeae.imageio import write_image
+
+    root = tmp_path / "arc"
+    root.mkdir()
+    write_image(root / "grey.png", np.ascontiguousarray(moon[:96, :96]))
+    write_image(root / "rgb.png", np.ascontiguousarray(np.stack([moon[:96, :96]] * 3, axis=-1)))
+    with caplog.at_level(logging.WARNING, logger="edgeae.scan.run"):
+        r = _scan(root, model, tmp_path / "out", scorer_factory=mean_scorer_factory)
+    assert r["done"] == 2
+    (rec,) = [m for m in caplog.messages if "colour" in m]
+    assert rec.startswith("1 of the first 2 images are colour") and "rover-rgb-vae" in rec

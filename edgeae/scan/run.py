@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from edgeae.scan.scoring import ModelSpec, Scorer, load_scorer, resolve_model
 from edgeae.scan.state import ScanStore
 
 ENGINES = ("local", "ray")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def scan_archive(
     entries = walk_archive(archive)
     if not entries:
         raise FileNotFoundError(f"archive {archive} holds no image files")
+    _warn_colour_with_grey_model(entries, spec)
     store = ScanStore(out, config, force=force)
     todo = store.pending(entries, retry_failed=retry_failed)
     if max_images is not None:
@@ -147,6 +150,30 @@ def scan_archive(
         (store.out / "report.json").write_text(json.dumps(report, indent=2))
         (store.out / "report.md").write_text(report_markdown(report))
     return report
+
+
+COLOUR_SAMPLE = 20  # archive images whose headers are read to warn of colour images under a grey model
+
+
+def _warn_colour_with_grey_model(entries: list[Any], spec: ModelSpec) -> None:
+    """A grey model scores colour images as grey (their channels averaged): say so once when any of the first
+    :data:`COLOUR_SAMPLE` images is colour (headers only; unreadable ones are left to the scan)."""
+    if spec.channels != 1:
+        return
+    from edgeae.imageio import image_shape
+
+    colour = 0
+    for e in entries[:COLOUR_SAMPLE]:
+        try:
+            colour += image_shape(e.path)[2] >= 3
+        except Exception:
+            continue
+    if colour:
+        n = min(len(entries), COLOUR_SAMPLE)
+        log.warning(
+            "%d of the first %d images are colour; the grey model %s scores them as grey (for colour: --model "
+            "rover-rgb-vae)", colour, n, spec.model_id,
+        )  # fmt: skip
 
 
 def _apply_quality(store: ScanStore, todo: list[Any], quality: QualityFilter) -> list[Any]:
