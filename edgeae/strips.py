@@ -330,18 +330,20 @@ def read_patch_pixels(
     *,
     channels: int | None = None,
     stride: int | None = None,
+    bayer: str | None = None,
 ) -> np.ndarray:
     """float32 (k, C, P, P) pixels of the patches with corners (``xs``, ``ys``): the pixels
     :func:`iter_patch_blocks` cuts at those corners, read from only the rows they cover (one ``patch``-row read per
     distinct ``y``; tiled and striped TIFFs read just those segments). Validity is not computed: it depends on the
     rows read before (no-data carried downwards), the pixels do not. Raises when a corner is off the image, or
-    (``stride`` given) off the :func:`edgeae.tiling.axis_starts` grid of that stride."""
+    (``stride`` given) off the :func:`edgeae.tiling.axis_starts` grid of that stride. ``bayer``: demosaiced first, as
+    the scan read them."""
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     xa, ya = np.asarray(xs, np.int64).reshape(-1), np.asarray(ys, np.int64).reshape(-1)
     if xa.shape != ya.shape:
         raise ValueError(f"need one y per x, got {xa.shape} and {ya.shape}")
-    with _open_reader(path) as reader:
+    with _open_reader(path, bayer) as reader:
         h, w = reader.height, reader.width
         bad = (xa < 0) | (ya < 0) | (xa > max(0, w - patch)) | (ya > max(0, h - patch))
         if stride is not None:

@@ -46,6 +46,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="for a zoo name: its shipped int8 artifact (default; fast) or its fp32 checkpoint (the numbers of "
         "edgeae score and the evaluation; slower)",
     )  # fmt: skip
+    p.add_argument(
+        "--bayer", default=None, choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="the images are raw colour-filter mosaics of this pattern: demosaic them before scoring",
+    )  # fmt: skip
+    p.add_argument(
+        "--margin", default=None, metavar="N|T,B,L,R",
+        help="fixed margin in pixels counted as no-data (dark and no-data margins are also detected)",
+    )  # fmt: skip
     p.add_argument("--retry-failed", action="store_true", help="scan images recorded as failed again")
     p.add_argument("--force", action="store_true", help="discard earlier results in OUT and start over")
     p.add_argument("--max-images", type=int, default=None, help="stop after this many images (resume later)")
@@ -102,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
+    if args.margin is not None:
+        from edgeae.nodata import Margin
+
+        try:
+            Margin.parse(args.margin)
+        except ValueError as exc:
+            raise CLIError(f"--margin: {exc}") from None
     try:
         opts = EngineOptions(
             engine=args.engine, workers=args.workers, address=args.address, num_cpus=args.num_cpus,
@@ -111,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             args.archive, args.model, args.out, engine=opts, stride=args.stride, batch_size=args.batch_size,
             min_valid=args.min_valid, top_k=args.top_k, retry_failed=args.retry_failed, force=args.force,
             max_images=args.max_images, progress=not args.no_progress, geo=args.geo, geo_geometry=args.geo_geometry,
-            geo_crs=args.geo_crs, score=args.score, precision=args.precision,
+            geo_crs=args.geo_crs, score=args.score, precision=args.precision, bayer=args.bayer, margin=args.margin,
             quality=QualityFilter(
                 min_incidence=args.min_incidence, max_incidence=args.max_incidence, max_emission=args.max_emission,
                 min_resolution_m=args.min_resolution, max_resolution_m=args.max_resolution,

@@ -48,8 +48,17 @@ class ScanConfig:
     top_k: int = 16
     quality: QualityFilter = field(default_factory=QualityFilter)  # label filters applied before scanning
     score: str = "a"  # the ranking: "a" (the model's score), "terms-max" (VAE; the orbital mission's) or "local-z"
+    bayer: str | None = None  # the images are raw colour-filter mosaics of this pattern: demosaiced first
+    margin: str | None = None  # a fixed margin counted as no-data: "N" or "TOP,BOTTOM,LEFT,RIGHT" pixels
 
     def __post_init__(self) -> None:
+        from edgeae.bayer import PATTERNS
+        from edgeae.nodata import Margin
+
+        if self.bayer is not None and self.bayer not in PATTERNS:
+            raise ValueError(f"bayer must be one of {PATTERNS}, got {self.bayer!r}")
+        if self.margin is not None:
+            Margin.parse(self.margin)  # raises with the accepted forms
         if self.score not in SCAN_SCORES:
             raise ValueError(f"score must be one of {SCAN_SCORES}, got {self.score!r}")
         if self.score == "terms-max" and self.model.kind != "vae":
@@ -89,7 +98,15 @@ class ScanConfig:
             "top_k": self.top_k,
             "quality": self.quality.to_dict(),
             "score": self.score,
+            "bayer": self.bayer,
+            "margin": self.margin,
         }
+
+    def read_options(self) -> dict[str, Any]:
+        """How the images are read (:func:`edgeae.strips.iter_patch_blocks` keywords): demosaicing, fixed margin."""
+        from edgeae.nodata import Margin
+
+        return {"bayer": self.bayer, "margin": Margin.parse(self.margin) if self.margin else None}
 
     @property
     def terms(self) -> bool:
@@ -196,7 +213,7 @@ def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chu
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pix = np.empty((b, c, p, p), np.float32)
     n = skipped = 0
-    for blk in iter_patch_blocks(path, p, config.stride, channels=c):
+    for blk in iter_patch_blocks(path, p, config.stride, channels=c, **config.read_options()):
         kept = np.flatnonzero(blk.valid_frac >= config.min_valid)
         pos = 0  # next position of this band not yet counted
         while kept.size:
@@ -233,7 +250,7 @@ def tile_image_reference(path: str | os.PathLike[str], config: ScanConfig) -> It
     valid: list[float] = []
     pix = np.empty((b, c, p, p), np.float32)
     skipped = 0
-    for patch in iter_patches(path, p, config.stride, channels=c):
+    for patch in iter_patches(path, p, config.stride, channels=c, **config.read_options()):
         if patch.valid_frac < config.min_valid:
             skipped += 1
             continue
@@ -424,7 +441,9 @@ def read_thumbs(path: str | os.PathLike[str] | None, config: ScanConfig, xs: np.
 
     if path is None:
         raise ValueError("read_thumbs needs the image's path")
-    pix = read_patch_pixels(path, config.patch, xs, ys, channels=config.model.channels, stride=config.stride)
+    pix = read_patch_pixels(
+        path, config.patch, xs, ys, channels=config.model.channels, stride=config.stride, bayer=config.bayer
+    )
     return np.round(np.clip(pix, 0.0, 1.0) * 255).astype(np.uint8)
 
 

@@ -63,6 +63,8 @@ def scan_archive(
     geo_crs: str = "body",
     score: str = "a",
     precision: str = "int8",
+    bayer: str | None = None,
+    margin: str | None = None,
 ) -> dict[str, Any]:
     """Scan every image of ``archive`` with ``model`` into ``out``; resumes what an earlier run left.
 
@@ -78,11 +80,15 @@ def scan_archive(
     :func:`edgeae.anomaly.context.local_novelty`: a ground ranking; a custom factory returns (N, 1 + D) rec and μ).
     ``precision``: for a zoo name, ``"int8"`` (its shipped int8 artifact when its parity passed: the fast path)
     or ``"fp32"`` (its PyTorch checkpoint, the numbers ``edgeae score`` and the evaluation give); a file is used
-    as given. Returns the report dict (also written to ``out/report.json``).
+    as given. ``bayer``: the images are raw colour-filter mosaics of this pattern ("RGGB", ...), demosaiced before
+    scoring; ``margin``: a fixed margin counted as no-data ("N" or "TOP,BOTTOM,LEFT,RIGHT" pixels), on top of the
+    detected ones. Returns the report dict (also written to ``out/report.json``).
     """
     opts = engine or EngineOptions()
     spec: ModelSpec = resolve_model(model, precision=precision)
-    config = ScanConfig(spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score)
+    config = ScanConfig(
+        spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin
+    )
     entries = walk_archive(archive)
     if not entries:
         raise FileNotFoundError(f"archive {archive} holds no image files")
