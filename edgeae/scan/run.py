@@ -177,8 +177,8 @@ def _warn_colour_with_grey_model(entries: list[Any], spec: ModelSpec) -> None:
     if colour:
         n = min(len(entries), COLOUR_SAMPLE)
         log.warning(
-            "%d of the first %d images are colour; the grey model %s scores them as grey (for colour: --model "
-            "rover-rgb-vae)", colour, n, spec.model_id,
+            "%d of the first %d images are colour (3 channels); the grey model %s scores them as grey (for colour: "
+            "--model rover-rgb-vae)", colour, n, spec.model_id,
         )  # fmt: skip
 
 
