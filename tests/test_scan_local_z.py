@@ -110,23 +110,14 @@ def test_scan_local_z_with_the_zoo_int8_vae_matches_edgeae_score(moon: np.ndarra
     pixels."""
     pq = pytest.importorskip("pyarrow.parquet")
     pytest.importorskip("ai_edge_litert")
-    import cv2
+    from test_scan_support import checkerboard_moon_archive, scan_with_both_local_paths
 
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.scoring import load_scorer, resolve_model
 
-    (tmp_path / "arc").mkdir()
-    img = moon.copy()
-    img[192:256, 256:320] = np.where((np.indices((64, 64)).sum(0) // 4) % 2 == 0, 40, 220)  # a checkerboard
-    cv2.imwrite(str(tmp_path / "arc" / "moon.png"), img)
-    runs = {}
-    for workers in (0, 2):
-        out = tmp_path / f"out{workers}"
-        report = scan_archive(tmp_path / "arc", "orbital-gray-vae", out, engine=EngineOptions(workers=workers),
-                              stride=32, top_k=4, score="local-z", progress=False)  # fmt: skip
-        assert report["done"] == 1 and report["score"] == "local-z"
-        assert "score `local-z` (each patch's VAE latents" in (out / "report.md").read_text()
-        runs[workers] = pq.read_table(out / "results.parquet").to_pandas()
+    _, img = checkerboard_moon_archive(tmp_path / "arc", moon)
+    runs = scan_with_both_local_paths(tmp_path / "arc", tmp_path, "local-z", stride=32)
+    assert "(each patch's VAE latents" in (tmp_path / "out0" / "report.md").read_text()
     t = runs[0]
     assert {"rec", "mu2"} <= set(t.columns) and len(t) == 15 * 15
     spec = resolve_model("orbital-gray-vae")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,3 +51,35 @@ def mean_scorer(batch: np.ndarray) -> np.ndarray:
 
 def mean_scorer_factory() -> object:
     return mean_scorer
+
+
+def checkerboard_moon_archive(root: Path, moon: np.ndarray) -> tuple[Path, np.ndarray]:
+    """``root/moon.png``: the real moon image with a 4-px checkerboard (40/220) planted at x 256, y 192 (64 px).
+    Returns the image path and its pixels."""
+    import cv2
+
+    root.mkdir(parents=True, exist_ok=True)
+    img = moon.copy()
+    img[192:256, 256:320] = np.where((np.indices((64, 64)).sum(0) // 4) % 2 == 0, 40, 220)
+    path = root / "moon.png"
+    cv2.imwrite(str(path), img)
+    return path, img
+
+
+def scan_with_both_local_paths(archive: Path, out: Path, score: str, **kw: Any) -> dict[int, Any]:
+    """Scan ``archive`` with the zoo ``orbital-gray-vae`` in this process (workers 0) and on the threaded worker
+    pool (workers 2) into ``out/out0`` and ``out/out2``; checks the report names ``score`` and returns each run's
+    results.parquet as a DataFrame."""
+    import pyarrow.parquet as pq
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    runs: dict[int, Any] = {}
+    for workers in (0, 2):
+        dest = out / f"out{workers}"
+        report = scan_archive(archive, "orbital-gray-vae", dest, engine=EngineOptions(workers=workers), top_k=4,
+                              score=score, progress=False, **kw)  # fmt: skip
+        assert report["done"] == 1 and report["score"] == score
+        assert f"score `{score}`" in (dest / "report.md").read_text()
+        runs[workers] = pq.read_table(dest / "results.parquet").to_pandas()
+    return runs

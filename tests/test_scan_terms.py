@@ -88,25 +88,15 @@ def test_terms_max_config_is_checked_and_changes_the_fingerprint() -> None:
 def test_scan_terms_max_with_the_zoo_int8_vae_matches_the_offline_score(moon: np.ndarray, tmp_path: Path) -> None:
     """End to end with the shipped int8 VAE: rec and mu2 columns, score = terms-max of the image, and the same
     numbers from the threaded engine as from the in-process reference path."""
-    pq = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("pyarrow.parquet")
     pytest.importorskip("ai_edge_litert")
-    import cv2
+    from test_scan_support import checkerboard_moon_archive, scan_with_both_local_paths
 
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
 
-    (tmp_path / "arc").mkdir()
-    img = moon.copy()
-    img[192:256, 256:320] = np.where((np.indices((64, 64)).sum(0) // 4) % 2 == 0, 40, 220)  # a checkerboard
-    cv2.imwrite(str(tmp_path / "arc" / "moon.png"), img)
-    runs = {}
-    for workers in (0, 2):
-        out = tmp_path / f"out{workers}"
-        report = scan_archive(tmp_path / "arc", "orbital-gray-vae", out, engine=EngineOptions(workers=workers),
-                              top_k=4, score="terms-max", progress=False)  # fmt: skip
-        assert report["done"] == 1 and report["score"] == "terms-max"
-        assert "score `terms-max`" in (out / "report.md").read_text()
-        runs[workers] = pq.read_table(out / "results.parquet").to_pandas()
+    checkerboard_moon_archive(tmp_path / "arc", moon)
+    runs = scan_with_both_local_paths(tmp_path / "arc", tmp_path, "terms-max")
     t = runs[0]
     assert {"rec", "mu2"} <= set(t.columns) and len(t) == 64
     np.testing.assert_allclose(t["score"], frame_terms_max(t["rec"].to_numpy(), t["mu2"].to_numpy()))
