@@ -279,7 +279,8 @@ def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, sk
 def score_chunk(scorer: Scorer, chunk: Chunk, top_k: int, latents: bool = False) -> ScoredChunk:
     """Score one chunk as one batch and keep its ``top_k`` patches as uint8 thumbnails (``latents``: the scorer
     returns rec and μ, (n, 1 + D), and no thumbnails are cut; see :func:`scored_chunk`)."""
-    scores = np.asarray(scorer(chunk.pixels), dtype=np.float64) if len(chunk.xs) else None
+    dtype = np.float32 if latents else np.float64  # latents are held as float32: one conversion, not two
+    scores = np.asarray(scorer(chunk.pixels), dtype=dtype) if len(chunk.xs) else None
     return scored_chunk(chunk, scores, top_k, latents)
 
 
