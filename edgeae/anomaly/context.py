@@ -207,6 +207,11 @@ def frames_local_novelty(
     return [local_novelty(m, r, c, rec_weight=rec_weight) for m, r, c in zip(latents, recs, corners, strict=True)]
 
 
+def local_z_bytes(patches: int, latent: int) -> int:
+    """What local z holds for an image of ``patches`` patches: each patch's error and ``latent`` latents, float32."""
+    return int(patches) * (int(latent) + 1) * 4
+
+
 def check_local_z_size(name: str, nbytes: int) -> None:
     """Raise when one image's local-z latents (``nbytes``) would pass :data:`LOCAL_Z_MAX_BYTES`."""
     if nbytes > LOCAL_Z_MAX_BYTES:

@@ -224,7 +224,7 @@ def _print_top(results: list[Any], k: int) -> None:
 def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
     """CLIError before scoring when ``path``'s local-z latents would pass the limit (header size; an unreadable
     header is left to the reader's own error)."""
-    from edgeae.anomaly.context import check_local_z_size
+    from edgeae.anomaly.context import check_local_z_size, local_z_bytes
     from edgeae.imageio import image_shape
     from edgeae.tiling import tile_positions
 
@@ -235,7 +235,7 @@ def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
         return
     n = len(tile_positions(h, w, patch, stride))
     try:
-        check_local_z_size(str(path), n * (latent + 1) * 4)  # as edgeae scan counts it: μ and rec, float32
+        check_local_z_size(str(path), local_z_bytes(n, latent))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeae.anomaly.context import check_local_z_size
+from edgeae.anomaly.context import check_local_z_size, local_z_bytes
 from edgeae.scan.quality import QualityFilter
 from edgeae.scan.scoring import ModelSpec, Scorer
 
@@ -209,7 +209,7 @@ def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chu
 
     p, c, b = config.patch, config.model.channels, config.batch_size
     if config.latents and config.model.latent:  # refused before any scoring when the header tells the size
-        check_local_z_size(os.fspath(path), count_patches(path, config) * (config.model.latent + 1) * 4)
+        check_local_z_size(os.fspath(path), local_z_bytes(count_patches(path, config), config.model.latent))
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pix = np.empty((b, c, p, p), np.float32)
     n = skipped = 0
