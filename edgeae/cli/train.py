@@ -149,6 +149,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument(
+        "--data-workers", type=int, default=1,
+        help="threads that draw crops and masks ahead of the optimiser (default 1; 3-4 keep a GPU busy). Part of "
+        "the run's recipe: other values draw other crops",
+    )  # fmt: skip
     c.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
     c.add_argument(
         "--zoo-name", default=None, help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json"
@@ -231,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget=budget,
         device=args.device,
         threads=args.threads,
+        data_workers=args.data_workers,
         data_root=args.data_root,
         progress=not args.no_progress,
         init=args.init,

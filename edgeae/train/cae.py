@@ -14,6 +14,9 @@ import logging
 import math
 import os
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,7 @@ class CAETrainConfig:
     time_budget: float | None = None  # seconds; the run stops cleanly with last.pt when it is spent
     device: str = "auto"
     threads: int | None = None
+    data_workers: int = 1  # threads drawing crops and masks ahead of the optimiser (a GPU outruns one)
     data_root: str | None = None
     progress: bool = True
     init: str | None = None  # warm start: weights of this checkpoint (same architecture); fresh optimiser/schedule
@@ -93,6 +97,8 @@ class CAETrainConfig:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.threads is not None and self.threads <= 0:
             raise ValueError(f"threads must be positive, got {self.threads}")
+        if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) or self.data_workers < 1:
+            raise ValueError(f"data_workers must be a positive integer, got {self.data_workers!r}")
         if self.loss not in ("mse", "l1"):
             raise ValueError(f"loss must be mse or l1, got {self.loss!r}")
         if self.lr_schedule not in ("cosine", "constant"):
@@ -354,19 +360,21 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     deadline = Deadline(config.time_budget)
     autosave = Autosave(state, lambda: save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash))
     stopped: str | None = None
+    pool = ThreadPoolExecutor(config.data_workers) if config.data_workers > 1 else None
     try:
         while state.epoch <= config.epochs and stopped is None:
             epoch = state.epoch
             autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0, epoch]))
-            crops = sample_crops(masters, n_batches * config.batch_size, config.tile, rng, aug)
+            crops = sample_crops(
+                masters, n_batches * config.batch_size, config.tile, rng, aug, workers=config.data_workers
+            )
             perm = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5F, epoch])).permutation(len(crops))
             model.train()
             bar = _progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", config.progress)
-            for b in bar:
-                idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
+            batches = _masked_batches(crops, perm, range(state.batch, n_batches), config, spec, epoch, pool)
+            for b, (idx, x) in zip(bar, batches, strict=False):
                 clean = crops[idx]
-                x = np.stack([corrupt(crops[i], spec, sample_seed(config.seed, epoch, int(i)))[0] for i in idx])
                 xt = torch.from_numpy(x).to(device)
                 yt = torch.from_numpy(clean).to(device)
                 if config.channels_last:
@@ -419,6 +427,8 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 stopped = deadline.reason
     finally:
         deadline.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
     save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash)
     if stopped is not None:
@@ -452,6 +462,48 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     log.info("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
     return metrics
+
+
+def _masked_batch(crops: np.ndarray, idx: np.ndarray, spec: Corruption, seed: int, epoch: int) -> np.ndarray:
+    return np.stack([corrupt(crops[i], spec, sample_seed(seed, epoch, int(i)))[0] for i in idx])
+
+
+def _masked_batches(
+    crops: np.ndarray,
+    perm: np.ndarray,
+    batches: range,
+    config: CAETrainConfig,
+    spec: Corruption,
+    epoch: int,
+    pool: ThreadPoolExecutor | None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(indices, masked inputs) of each batch in ``batches``. With a pool, up to ``data_workers + 1`` batches
+    are masked ahead in threads while the optimiser works; the inputs are the same either way (each sample's
+    mask comes from its own seed)."""
+    bs = config.batch_size
+
+    def indices(b: int) -> np.ndarray:
+        return perm[b * bs : (b + 1) * bs]
+
+    if pool is None:
+        for b in batches:
+            idx = indices(b)
+            yield idx, _masked_batch(crops, idx, spec, config.seed, epoch)
+        return
+    ahead: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+    todo = iter(batches)
+    for b in todo:
+        idx = indices(b)
+        ahead.append((idx, pool.submit(_masked_batch, crops, idx, spec, config.seed, epoch)))
+        if len(ahead) > config.data_workers:
+            break
+    while ahead:
+        idx, fut = ahead.popleft()
+        nxt = next(todo, None)
+        if nxt is not None:
+            nidx = indices(nxt)
+            ahead.append((nidx, pool.submit(_masked_batch, crops, nidx, spec, config.seed, epoch)))
+        yield idx, fut.result()
 
 
 def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:

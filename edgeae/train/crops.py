@@ -67,12 +67,14 @@ def _affine(size: int, centre: tuple[float, float], aug: Augment, rng: np.random
     shear = rng.uniform(-aug.shear, aug.shear) if aug.shear else 0.0
     flip = -1.0 if (aug.flip and rng.random() < 0.5) else 1.0
     c, s = math.cos(theta), math.sin(theta)
-    a = np.array([[c, -s], [s, c]]) @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.array([[flip, 0.0], [0.0, 1.0]])
-    shift = rng.uniform(-aug.shift, aug.shift, size=2) * size if aug.shift else np.zeros(2)
+    # rotation @ shear @ flip, written out (2x2 numpy products cost more than the warp itself)
+    a00, a01, a10, a11 = c * flip, c * shear - s, s * flip, s * shear + c
+    sx, sy = (float(v) * size for v in rng.uniform(-aug.shift, aug.shift, size=2)) if aug.shift else (0.0, 0.0)
     half = (size - 1) / 2.0
-    src_c = np.array([centre[1], centre[0]]) + shift  # (x, y)
-    t = src_c - a @ np.array([half, half])
-    return np.hstack([a, t[:, None]]).astype(np.float64)
+    src_x, src_y = centre[1] + sx, centre[0] + sy
+    return np.array(
+        [[a00, a01, src_x - (a00 * half + a01 * half)], [a10, a11, src_y - (a10 * half + a11 * half)]], np.float64
+    )
 
 
 def _margin(size: int, aug: Augment) -> int:
@@ -80,6 +82,14 @@ def _margin(size: int, aug: Augment) -> int:
     theta = math.radians(aug.rotation_deg)
     spread = (abs(math.cos(theta)) + abs(math.sin(theta))) * (1.0 + aug.shear)
     return math.ceil(size / 2.0 * spread + aug.shift * size) + 1
+
+
+def _as_u8(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as uint8 0/1 for OpenCV: a zero-copy view when it is contiguous (a copy of the whole master
+    per crop was most of the crop's cost on a 2400-pixel panorama)."""
+    if mask.dtype == np.bool_ and mask.flags.c_contiguous:
+        return mask.view(np.uint8)
+    return mask.astype(np.uint8)
 
 
 def random_crop(
@@ -94,9 +104,7 @@ def random_crop(
     cy, cx = float(rng.uniform(m, h - m)), float(rng.uniform(m, w - m))
     mat = _affine(size, (cy, cx), aug, rng)
     flags = cv2.WARP_INVERSE_MAP
-    valid = cv2.warpAffine(
-        master.valid.astype(np.uint8), mat, (size, size), flags=cv2.INTER_NEAREST | flags, borderValue=0
-    )
+    valid = cv2.warpAffine(_as_u8(master.valid), mat, (size, size), flags=cv2.INTER_NEAREST | flags, borderValue=0)
     if valid.mean() < min_valid:
         return None
     crop = cv2.warpAffine(
@@ -115,14 +123,33 @@ def sample_crops(
     aug: Augment | None = None,
     min_valid: float = 1.0,
     max_tries: int = 50,
+    workers: int = 1,
 ) -> np.ndarray:
     """``n`` crops as float32 (n, C, size, size), from images picked in proportion to their valid area.
 
     Crops that touch no-data are skipped and redrawn (up to ``max_tries`` per crop, then an error naming
-    the images).
+    the images). ``workers`` > 1 draws ``workers`` contiguous shares of the crops in threads (OpenCV's warps
+    release the GIL), share k from ``rng.spawn(workers)[k]``: deterministic for a given (rng, workers), a
+    different stream from ``workers=1``.
     """
     if n <= 0:
         raise ValueError(f"number of crops must be positive, got {n}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers > 1 and n >= workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n, workers + 1).astype(int)
+        rngs = rng.spawn(workers)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(
+                pool.map(
+                    lambda k: sample_crops(masters, int(bounds[k + 1] - bounds[k]), size, rngs[k], aug, min_valid,
+                                           max_tries),
+                    range(workers),
+                )
+            )  # fmt: skip
+        return np.concatenate(parts)
     if not masters:
         raise ValueError("no master images to crop from")
     aug = aug or Augment()

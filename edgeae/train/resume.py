@@ -31,6 +31,8 @@ STATE_VERSION = 1
 
 # Config keys that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset({"epochs", "time_budget", "progress", "threads", "device", "out", "resume"})
+# Config keys added after runs were saved, with the value those runs had in effect.
+ADDED_LATER: dict[str, object] = {"data_workers": 1}
 
 
 CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
@@ -211,6 +213,9 @@ def load_state(
         )
     old = {k: v for k, v in blob["config"].items() if k not in RESUMABLE_CHANGES}
     new = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    for k, default in ADDED_LATER.items():  # runs saved before a key existed ran with its default
+        if k in new and k not in old:
+            old[k] = default
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
