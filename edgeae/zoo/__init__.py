@@ -120,32 +120,23 @@ ZOO: dict[str, dict[str, Any]] = {
         "kind": "cae",
         "channels": 3,
         "file": "rover-rgb-unet2-ground.pt",
-        "parameters": 1_948_003,
-        "training_data": (
-            "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas), as JPEG q95 "
-            "copies (scripts/gpu_pack.py, 57-61 dB against the PNGs) to fit the GPU machine's 64 MiB transfer"
-        ),
+        "parameters": 1_096_395,
+        "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
         "description": (
-            "ground reconstruction CAE without a flight budget (unet2, widths 32-64-128-256, 1.95 M parameters), "
-            "gt-trained at 60-97% destroyed on an H200 GPU (session 18: 20 + 9 epochs of 12,288 crops, 356 k crops, "
-            "7.1 min of training; the 1.1 M model it replaces saw 69 k crops in 115 min of CPU); do-no-harm gate "
-            "(tau chosen on val)"
+            "ground reconstruction CAE without a flight budget (unet2, widths 24-48-96-192), gt-trained at 60-97% "
+            "destroyed, bf16 on 2 CPU cores; do-no-harm gate (tau chosen on val)"
         ),
         "command": (
-            "edgeae train cae --data rover_rgb_v2 --variant unet2 --widths 32,64,128,256 --lr 1e-3 --batch-size 64 "
-            "--mode gt --destroy-range 0.6,0.97 --val-crops 256 --seed 11 --data-workers 4 --threads 2 --device cuda "
-            "--epochs 20 --crops 12288 --time-budget 420s --out runs/gpu-main/rover-ground-w32  (on a lent H200: job "
-            "rover-ground-w32 of bash scripts/gpu_train.sh, device run carrying .gpu, with EDGEAE_DATA=.gpu/data "
-            "written by python scripts/gpu_pack.py rover_rgb_v2 orbital_gray_v2 --out .gpu/data; 20 epochs, 4.4 min "
-            "of training; kept as runs/gpu1/rover-ground-w32)  &&  second lease (carry .gpu and that best.pt): "
-            "JOBSET=continue MAIN_S=240 bash scripts/gpu_train.sh, job rover-ground-w32-2: EDGEAE_DATA=.gpu/data "
-            "edgeae train cae --data rover_rgb_v2 --variant unet2 --widths 32,64,128,256 --init "
-            "runs/gpu1/rover-ground-w32/best.pt --lr 3e-4 --batch-size 64 --seed 12 --data-workers 10 --mode gt "
-            "--destroy-range 0.6,0.97 --val-crops 256 --threads 2 --device cuda --epochs 9 --crops 12288 "
-            "--time-budget 300s --out runs/gpu-main/rover-ground-w32-2  (9 epochs, 2.7 min; kept as "
-            "runs/gpu2/rover-ground-w32-2)  &&  python -m edgeae.train.gate runs/gpu2/rover-ground-w32-2/best.pt "
-            "--data rover_rgb_v2 --out runs/gpu2/rover-ground-w32-2/gated.pt --threads 2 --zoo-name "
-            "rover-rgb-unet2-ground"
+            "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground --variant unet2 --widths 24,48,96,192 "
+            "--mode gt --destroy-range 0.6,0.97 --epochs 9 --crops 3000 --val-crops 256 --batch-size 16 --lr 1e-3 "
+            "--threads 1 --time-budget 105m  (completed 9 epochs in 63 min of training; a stopped run continues "
+            "with: edgeae train cae --resume runs/i11/rover-ground)"
+            "  &&  edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground-ft --init "
+            "runs/i11/rover-ground/best.pt --variant unet2 --widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 "
+            "--epochs 14 --crops 3000 --val-crops 256 --batch-size 16 --lr 3e-4 --seed 5 --val-seed 5 --threads 1 "
+            "--time-budget 100m  (fine-tune on fresh crops: 14 epochs in 52 min of training)"
+            "  &&  python -m edgeae.train.gate runs/i11/rover-ground-ft/best.pt --data rover_rgb_v2 "
+            "--out runs/i11/rover-ground-ft/gated.pt --threads 1 --zoo-name rover-rgb-unet2-ground"
         ),
     },
     "orbital-gray-unet2-ground": {
