@@ -63,6 +63,9 @@ class ExportConfig:
     calib_tail: float = 0.25  # share of the calibration set from the tail (extremes + busiest real patches)
     tail_check: bool = True  # rank real test frames with each scoring artifact (VAE, full CAE) and gate it
     vae_form: str = VAE_EXPORT_FORM  # "subpixel" (exact, faster) or "reference" (the decoder as trained)
+    # int8 ONNX weights in 7 bits: no u8s8 saturation on x86 CPUs without VNNI (docs/export.md), one bit less
+    # weight precision everywhere. Off by default: the zoo artifacts were made without it.
+    reduce_range: bool = False
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -164,7 +167,15 @@ def _finalise(path: Path, fmt: str, meta: ModelMetadata) -> None:
         check_onnx(path)
 
 
-def _build(graph: Graph, fmt: str, precision: str, stem: Path, calib: np.ndarray, done: dict[str, Path]) -> Path:
+def _build(
+    graph: Graph,
+    fmt: str,
+    precision: str,
+    stem: Path,
+    calib: np.ndarray,
+    done: dict[str, Path],
+    reduce_range: bool = False,
+) -> Path:
     """Write one ``.tflite`` or ``.onnx`` artifact (ONNX files are cached in ``done`` for ORT and int8)."""
     from . import onnx_export, quantize, tflite_export
 
@@ -183,7 +194,7 @@ def _build(graph: Graph, fmt: str, precision: str, stem: Path, calib: np.ndarray
             done["onnx-fp32"] = fp32
             quantize.quantize_onnx_int8(
                 fp32, onnx_path, calib, input_range=pin, float_outputs=graph.float_outputs,
-                learned_modules=graph.learned_modules,
+                learned_modules=graph.learned_modules, reduce_range=reduce_range,
             )  # fmt: skip
             onnx_export.check_onnx(onnx_path)
         done[f"onnx-{precision}"] = onnx_path
@@ -274,12 +285,14 @@ def export_checkpoint(
             report.torch_latency[graph.kind] = _torch_latency(graph, test, config)
         stem = out / f"{name}{SUFFIX[graph.kind]}"
         with native_stderr_to_log():  # the converters' C++ logs (TensorFlow/XNNPACK start-up lines); -v shows them
-            path = _build(graph, fmt, precision, stem, calib, done[graph.kind])
+            path = _build(graph, fmt, precision, stem, calib, done[graph.kind], config.reduce_range)
         in_range = _input_range(path, fmt) if precision == "int8" else None  # ORT: read from its ONNX
         float_input = bool(graph.learned_modules) and fmt != "tflite" and in_range is None  # fixed layers first
         if precision == "int8" and graph.kind != "cae-decoder" and not float_input and not covers_unit_range(in_range):
             failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
         extra = {**graph.metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
+        if precision == "int8" and fmt == "onnx" and config.reduce_range:
+            extra["int8_weights"] = "7-bit (reduce_range)"
         if fmt == "tflite" and graph.tflite_static_batch:
             extra["static_batch"] = graph.tflite_static_batch  # the loader runs bigger batches in chunks
         if precision == "int8":

@@ -95,6 +95,7 @@ def quantize_onnx_int8(
     input_range: tuple[float, float] | None = (0.0, 1.0),
     float_outputs: Sequence[str] = (),
     learned_modules: Sequence[str] = (),
+    reduce_range: bool = False,
 ) -> Path:
     """Write a static int8 QDQ model calibrated on ``calibration`` (float32, the model's input layout).
 
@@ -102,6 +103,7 @@ def quantize_onnx_int8(
     decoder whose input is a latent). ``float_outputs``: graph outputs whose own head (:func:`head_nodes`)
     stays float32, computed from the dequantised tensors it reads (the VAE's ``score``). ``learned_modules``:
     when given, only the nodes of these top-level submodules are quantised (:func:`fixed_nodes`).
+    ``reduce_range``: 7-bit weights, so onnxruntime's u8s8 kernels cannot saturate on x86 without VNNI.
     """
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
@@ -122,6 +124,7 @@ def quantize_onnx_int8(
         _Reader(name, calibration),
         quant_format=q.QuantFormat.QDQ,
         per_channel=True,
+        reduce_range=reduce_range,
         activation_type=q.QuantType.QUInt8,
         weight_type=q.QuantType.QInt8,
         calibrate_method=q.CalibrationMethod.MinMax,
