@@ -14,6 +14,7 @@ This module never imports torch (a test proves it): it is the code that would ru
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from pathlib import Path
@@ -298,6 +299,8 @@ class ArtifactPredictor:
             self._runner = _OnnxRunner(self.path, threads)
         self.metadata = _parse(self._runner.metadata_text(), self.source)
         check_graph_input(self.metadata, self._runner.input_shape(), self.source)
+        if self.format == "onnx" and self.metadata.precision == "int8":
+            _warn_if_int8_saturates(self.source, self.metadata)
         self.output_names = OUTPUT_NAMES[self.metadata.kind]
 
     @property
@@ -371,6 +374,23 @@ def check_graph_input(meta: ModelMetadata, graph: tuple[int | None, ...], source
         raise MetadataError(
             f"{source}: metadata says {meta.channels} channels but its input_shape {want} has {want[c_axis]}"
         )
+
+
+_WARNED_SATURATION: set[str] = set()
+
+
+def _warn_if_int8_saturates(source: str, meta: ModelMetadata) -> None:
+    """Warn once per artifact when a full-range int8 ONNX file runs on a CPU whose int8 kernels saturate."""
+    from edgeae.firmware_sim.cpu import int8_saturates
+
+    if "int8_weights" in meta.extra or source in _WARNED_SATURATION or not int8_saturates():
+        return
+    _WARNED_SATURATION.add(source)
+    logging.getLogger(__name__).warning(
+        "%s: full-range int8 ONNX on an x86 CPU without VNNI: onnxruntime's int8 kernels can saturate here "
+        "(scores may hit a ceiling and reorder); re-export with `edgeae export --reduce-range` or use the fp32 "
+        "artifact (docs/export.md)", source,
+    )  # fmt: skip
 
 
 def load_artifact(path: str | os.PathLike[str], threads: int | None = None) -> ArtifactPredictor:

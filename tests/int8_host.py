@@ -1,4 +1,4 @@
-"""Whether this CPU runs onnxruntime's int8 (u8s8) kernels without saturation.
+"""Whether this CPU runs onnxruntime's int8 (u8s8) kernels without saturation (:mod:`edgeae.firmware_sim.cpu`).
 
 On x86 without VNNI (AVX2 or AVX-512 alone) onnxruntime multiplies u8 activations by s8 weights with VPMADDUBSW,
 whose 16-bit pairwise sums can saturate (onnxruntime's quantization docs; OpenVINO documents the same trait).
@@ -11,30 +11,11 @@ above a planted bright block that fp32 ranks first. The int8 expectations of the
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+from edgeae.firmware_sim.cpu import int8_saturates
 
 REASON = (
     "x86 CPU without VNNI: onnxruntime's u8s8 int8 kernels saturate here (tests/int8_host.py); the int8 "
     "expectation holds on VNNI hosts; open defect"
 )
-
-
-def _flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def int8_saturates() -> bool:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    flags = _flags()
-    return bool(flags) and not ({"avx512_vnni", "avx_vnni"} & flags)
-
 
 INT8_SATURATES = int8_saturates()

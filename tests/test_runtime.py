@@ -170,3 +170,31 @@ def test_flight_loader_does_not_import_the_generated_tflite_schema() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().endswith("False")
+
+
+def test_full_range_int8_onnx_warns_once_on_a_saturating_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full-range int8 ONNX file on an x86 CPU without VNNI gets one warning naming the file and the fix;
+    a ``--reduce-range`` file, an fp32 file, or a VNNI CPU get none."""
+    import dataclasses
+
+    from edgeae.firmware_sim import cpu
+
+    int8 = dataclasses.replace(_meta(), precision="int8")
+    full = _onnx_cae(tmp_path / "full.int8.onnx", meta=int8)
+    seven = _onnx_cae(tmp_path / "seven.int8.onnx", meta=dataclasses.replace(int8, extra={"int8_weights": "7-bit"}))
+    fp32 = _onnx_cae(tmp_path / "m.fp32.onnx", meta=_meta())
+    monkeypatch.setattr(runtime, "_WARNED_SATURATION", set())
+    monkeypatch.setattr(cpu, "int8_saturates", lambda: True)
+    with caplog.at_level("WARNING"):
+        for p in (full, full, seven, fp32):
+            runtime.load_artifact(p, threads=1)
+    warned = [r.getMessage() for r in caplog.records if "saturate" in r.getMessage()]
+    assert len(warned) == 1 and "full.int8.onnx" in warned[0] and "--reduce-range" in warned[0]
+    caplog.clear()
+    monkeypatch.setattr(runtime, "_WARNED_SATURATION", set())
+    monkeypatch.setattr(cpu, "int8_saturates", lambda: False)
+    with caplog.at_level("WARNING"):
+        runtime.load_artifact(full, threads=1)
+    assert not [r for r in caplog.records if "saturate" in r.getMessage()]

@@ -1,0 +1,35 @@
+"""What the host CPU means for int8 artifacts (stdlib only: the flight runtime imports it).
+
+On x86 without VNNI (AVX2, or AVX-512 without VNNI) onnxruntime multiplies u8 activations by s8 weights with
+VPMADDUBSW, whose 16-bit pairwise sums can saturate. Measured in session 18 on an AVX2-only AMD EPYC: the zoo's
+full-range int8 VAE gave a planted bright block one ceiling score on three frames and 3-10 patches above it where
+fp32 has 0-1; re-exported with ``edgeae export --reduce-range`` (7-bit weights) it ranked them exactly as fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where it cannot be read, e.g. not Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.cache
+def int8_saturates() -> bool:
+    """True on an x86 CPU whose flags are known and include no VNNI: full-range u8s8 int8 ONNX may saturate."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    flags = cpu_flags()
+    return bool(flags) and not (VNNI_FLAGS & flags)
