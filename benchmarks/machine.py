@@ -39,14 +39,9 @@ def _cpu_model() -> str:
 
 
 def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")) or f == "avx512_vnni")
-    except OSError:
-        pass
-    return []
+    from edgeae.firmware_sim.cpu import cpu_flags
+
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")) or f == "avx512_vnni")
 
 
 def _commit() -> str:

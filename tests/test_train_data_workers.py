@@ -15,6 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from test_train_resume import _config, _images  # noqa: E402  (the tiny run of the resume tests)
+
 from edgeae.train.cae import CAETrainConfig, _masked_batches, train_cae  # noqa: E402
 from edgeae.train.crops import Augment, MasterImage, _affine, sample_crops  # noqa: E402
 
@@ -74,29 +76,10 @@ def test_masked_batches_are_the_same_with_and_without_threads(moon: np.ndarray) 
         CAETrainConfig(data="x", out="y", data_workers=0)
 
 
-def _images(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        img = cv2.GaussianBlur(rng.random((96, 112, 3)).astype(np.float32), (0, 0), 2)
-        img = 40 + 160 * (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"im{i}.png"), img.astype(np.uint8))
-    return folder
-
-
-def _config(data: Path, out: Path, **kw: object) -> CAETrainConfig:
-    base = dict(
-        data=str(data), out=str(out), variant="unet2", widths=(4, 8), tile=32, epochs=1, crops=24,
-        val_crops=8, batch_size=8, threads=1, progress=False, seed=3,
-    )  # fmt: skip
-    base.update(kw)
-    return CAETrainConfig(**base)  # type: ignore[arg-type]
-
-
 def test_a_run_with_workers_is_reproducible(tmp_path: Path) -> None:
     data = _images(tmp_path / "data")
-    a = train_cae(_config(data, tmp_path / "a", data_workers=2))
-    b = train_cae(_config(data, tmp_path / "b", data_workers=2))
+    a = train_cae(_config(data, tmp_path / "a", epochs=1, data_workers=2))
+    b = train_cae(_config(data, tmp_path / "b", epochs=1, data_workers=2))
     assert a["complete"] and a["val_loss"] == b["val_loss"]
     assert json.loads((tmp_path / "a" / "config.json").read_text())["data_workers"] == 2
 
