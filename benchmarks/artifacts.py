@@ -20,12 +20,17 @@ STAMP = ".export-stamp"
 @functools.cache
 def export_stamp(zoo_name: str) -> str:
     """What the cached artifacts of ``zoo_name`` were built from (the checkpoint is hashed once per process)."""
+    from edgeae.export.api import ExportConfig
     from edgeae.export.graphs import VAE_EXPORT_FORM, VAE_TFLITE_BATCH
 
     from edgeae.predictor import resolve_model_path
 
     digest = hashlib.sha256(Path(resolve_model_path(zoo_name, "checkpoint")).read_bytes()).hexdigest()
-    return f"checkpoint {digest[:16]}; vae tflite static batch {VAE_TFLITE_BATCH}; vae form {VAE_EXPORT_FORM}"
+    bits = 7 if ExportConfig().reduce_range else 8
+    return (
+        f"checkpoint {digest[:16]}; vae tflite static batch {VAE_TFLITE_BATCH}; vae form {VAE_EXPORT_FORM}; "
+        f"int8 onnx weights {bits}-bit"
+    )
 
 
 def is_fresh(zoo_name: str) -> bool:

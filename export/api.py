@@ -63,9 +63,10 @@ class ExportConfig:
     calib_tail: float = 0.25  # share of the calibration set from the tail (extremes + busiest real patches)
     tail_check: bool = True  # rank real test frames with each scoring artifact (VAE, full CAE) and gate it
     vae_form: str = VAE_EXPORT_FORM  # "subpixel" (exact, faster) or "reference" (the decoder as trained)
-    # int8 ONNX weights in 7 bits: no u8s8 saturation on x86 CPUs without VNNI (docs/export.md), one bit less
-    # weight precision everywhere. Off by default: the zoo artifacts were made without it.
-    reduce_range: bool = False
+    # int8 ONNX weights in 7 bits: no u8s8 saturation on x86 CPUs without VNNI, so the artifact matches PyTorch
+    # the same way on every CPU; costs 0.8-2.9 dB of parity PSNR on a VNNI host (docs/export.md, measured with
+    # edgeae.export.board). False: full 8-bit weights, for a board known to have VNNI (or Arm).
+    reduce_range: bool = True
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -78,6 +79,11 @@ class ExportConfig:
             raise ValueError("use at least 8 calibration and 8 test patches")
         if self.vae_form not in ("subpixel", "reference"):
             raise ValueError(f"vae_form must be 'subpixel' or 'reference', got {self.vae_form!r}")
+
+
+# what an int8 ONNX artifact's metadata says of its weights (``extra["int8_weights"]``), by ``reduce_range``;
+# files made before session 19 have no such entry and are full range
+INT8_WEIGHTS = {True: "7-bit (reduce_range)", False: "8-bit (full range)"}
 
 
 def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> bool:
@@ -291,8 +297,8 @@ def export_checkpoint(
         if precision == "int8" and graph.kind != "cae-decoder" and not float_input and not covers_unit_range(in_range):
             failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
         extra = {**graph.metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
-        if precision == "int8" and fmt == "onnx" and config.reduce_range:
-            extra["int8_weights"] = "7-bit (reduce_range)"
+        if precision == "int8" and fmt == "onnx":
+            extra["int8_weights"] = INT8_WEIGHTS[config.reduce_range]
         if fmt == "tflite" and graph.tflite_static_batch:
             extra["static_batch"] = graph.tflite_static_batch  # the loader runs bigger batches in chunks
         if precision == "int8":

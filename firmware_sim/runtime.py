@@ -383,13 +383,14 @@ def _warn_if_int8_saturates(source: str, meta: ModelMetadata) -> None:
     """Warn once per artifact when a full-range int8 ONNX file runs on a CPU whose int8 kernels saturate."""
     from edgeae.firmware_sim.cpu import int8_saturates
 
-    if "int8_weights" in meta.extra or source in _WARNED_SATURATION or not int8_saturates():
+    full_range = str(meta.extra.get("int8_weights", "8-bit")).startswith("8-bit")  # no entry: made before 7-bit
+    if not full_range or source in _WARNED_SATURATION or not int8_saturates():
         return
     _WARNED_SATURATION.add(source)
     logging.getLogger(__name__).warning(
         "%s: full-range int8 ONNX on an x86 CPU without VNNI: onnxruntime's int8 kernels can saturate here "
-        "(scores may hit a ceiling and reorder); re-export with `edgeae export --reduce-range` or use the fp32 "
-        "artifact (docs/export.md)", source,
+        "(scores may hit a ceiling and reorder); re-export it with `edgeae export` (7-bit weights, the default) "
+        "or use the fp32 artifact (docs/export.md)", source,
     )  # fmt: skip
 
 

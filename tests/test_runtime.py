@@ -176,7 +176,8 @@ def test_full_range_int8_onnx_warns_once_on_a_saturating_cpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A full-range int8 ONNX file on an x86 CPU without VNNI gets one warning naming the file and the fix;
-    a ``--reduce-range`` file, an fp32 file, or a VNNI CPU get none."""
+    a 7-bit file (the default since session 19), an fp32 file, or a VNNI CPU get none; a file that says
+    "8-bit (full range)" (``--full-range``) warns like one made before the label existed."""
     import dataclasses
 
     from edgeae.firmware_sim import cpu
@@ -185,13 +186,17 @@ def test_full_range_int8_onnx_warns_once_on_a_saturating_cpu(
     full = _onnx_cae(tmp_path / "full.int8.onnx", meta=int8)
     seven = _onnx_cae(tmp_path / "seven.int8.onnx", meta=dataclasses.replace(int8, extra={"int8_weights": "7-bit"}))
     fp32 = _onnx_cae(tmp_path / "m.fp32.onnx", meta=_meta())
+    labelled = _onnx_cae(
+        tmp_path / "lab.int8.onnx", meta=dataclasses.replace(int8, extra={"int8_weights": "8-bit (full range)"})
+    )
     monkeypatch.setattr(runtime, "_WARNED_SATURATION", set())
     monkeypatch.setattr(cpu, "int8_saturates", lambda: True)
     with caplog.at_level("WARNING"):
-        for p in (full, full, seven, fp32):
+        for p in (full, full, seven, fp32, labelled):
             runtime.load_artifact(p, threads=1)
     warned = [r.getMessage() for r in caplog.records if "saturate" in r.getMessage()]
-    assert len(warned) == 1 and "full.int8.onnx" in warned[0] and "--reduce-range" in warned[0]
+    assert len(warned) == 2 and "full.int8.onnx" in warned[0] and "7-bit weights, the default" in warned[0]
+    assert "lab.int8.onnx" in warned[1]
     caplog.clear()
     monkeypatch.setattr(runtime, "_WARNED_SATURATION", set())
     monkeypatch.setattr(cpu, "int8_saturates", lambda: False)

@@ -40,10 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurements")
     p.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure")
     p.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
-    p.add_argument(
-        "--reduce-range", action="store_true",
-        help="int8 ONNX weights in 7 bits: exact ranking on x86 CPUs without VNNI, where onnxruntime's int8 "
-        "kernels otherwise saturate (docs/export.md)",
+    rng = p.add_mutually_exclusive_group()
+    rng.add_argument(
+        "--reduce-range", dest="reduce_range", action="store_true", default=True,
+        help="int8 ONNX weights in 7 bits (the default): the same parity on every x86 CPU; without VNNI "
+        "onnxruntime's int8 kernels saturate on 8-bit weights (docs/export.md)",
+    )  # fmt: skip
+    rng.add_argument(
+        "--full-range", dest="reduce_range", action="store_false",
+        help="int8 ONNX weights in 8 bits: 1-3 dB closer to PyTorch on a VNNI or Arm board, wrong on x86 "
+        "without VNNI (check it there with python -m edgeae.export.board)",
     )  # fmt: skip
     return p
 

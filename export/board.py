@@ -1,0 +1,296 @@
+"""Parity on the target CPU without PyTorch or the data: a bundle made where the checkpoint is, checked on the board.
+
+onnxruntime picks its int8 kernels by instruction set, so an int8 artifact's outputs, and the ranking of its
+anomaly scores, can differ between the machine that exported it and the flight board (docs/export.md). This
+module carries the export's parity and tail checks to the board::
+
+    # where the checkpoint and the data are (PyTorch):
+    python -m edgeae.export.board bundle orbital-gray-vae --out vae.bundle.npz
+    # on the board (numpy + onnxruntime or ai-edge-litert; no PyTorch, no image files):
+    python -m edgeae.export.board check vae.bundle.npz orbital-gray-vae.int8.onnx [...] --json board.json
+
+The bundle (``.npz``, no pickled objects) holds the same inputs ``edgeae export`` checks parity on (held-out
+test-split patches; a decoder's latents), PyTorch's outputs on them, and for a scoring model (VAE, CAE) the
+patches of the tail frames, the synthetic extremes and PyTorch's scores of both. ``check`` runs each artifact
+over them and applies the export's budgets (:data:`edgeae.export.parity.BUDGETS`, ``TAIL_BUDGETS``), plus one
+number the export does not report: ``extreme_rank_shift``, the most frame patches by which an extreme patch
+(all-white, checkerboard, noise, ...) moves in its frame's ranking against PyTorch, the planted-block test in
+miniature. Exit status 1 when any artifact misses a budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # refuse to load anything larger (a bundle of the zoo VAE is ~12 MB)
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, malformed, or for another model kind."""
+
+
+INV255 = np.float32(1.0 / 255.0)  # how edgeae.imageio.to_float scales 8-bit samples
+
+
+def _as_u8(x: np.ndarray) -> np.ndarray | None:
+    """``x`` as uint8 when it is exactly 8-bit samples scaled as the image reader does, else None."""
+    u8 = np.rint(np.asarray(x, np.float32) * np.float32(255.0))
+    if u8.min() < 0 or u8.max() > 255 or not np.array_equal(u8.astype(np.float32) * INV255, x):
+        return None
+    return u8.astype(np.uint8)
+
+
+def _pack_pixels(arrays: dict[str, np.ndarray], key: str, x: np.ndarray) -> None:
+    u8 = _as_u8(x)
+    if u8 is not None:
+        arrays[f"{key}.u8"] = u8
+    else:
+        arrays[f"{key}.f32"] = np.ascontiguousarray(x, np.float32)
+
+
+def _unpack_pixels(data: Any, key: str) -> np.ndarray:
+    if f"{key}.u8" in data:
+        return np.asarray(data[f"{key}.u8"], np.float32) * INV255
+    if f"{key}.f32" in data:
+        return np.asarray(data[f"{key}.f32"], np.float32)
+    raise BundleError(f"bundle has no {key!r} array")
+
+
+def make_bundle(
+    model: str,
+    out: str | os.PathLike[str],
+    kinds: Sequence[str] | None = None,
+    n_test: int = 64,
+    seed: int = 0,
+    data_root: str | None = None,
+    tail: bool = True,
+) -> dict[str, Any]:
+    """Write the bundle of ``model`` (zoo name or ``.pt``) to ``out``; return its summary. Needs PyTorch.
+
+    ``tail=False`` leaves out the tail frames (parity patches only: a much smaller bundle)."""
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.metadata import sha256_file
+    from edgeae.predictor import resolve_model_path
+
+    from . import calibration as cal
+    from .api import TAIL_KINDS, _inputs_for, _tail_scores, _tail_terms_max, torch_outputs_batched
+    from .graphs import graphs_for, torch_outputs
+
+    path = resolve_model_path(model, want="checkpoint")
+    ck = load_checkpoint(path)
+    meta = ck.metadata
+    graphs = graphs_for(ck.model, meta, tuple(kinds) if kinds else None)
+    splittable = meta.kind == "cae" and meta.architecture.get("variant", "seed") == "seed"
+    encoder = next(iter(graphs_for(ck.model, meta, ("cae-encoder",)))) if splittable else None
+    # the export's own parity set: test split, seed + 1 (edgeae.export.api.export_model)
+    test = cal.model_patches(meta, cal.split_images(meta, "test", data_root), n_test, seed=seed + 1)
+    arrays: dict[str, np.ndarray] = {}
+    summary: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": str(model),
+        "checkpoint_sha256": sha256_file(path),
+        "model_kind": meta.kind,
+        "kinds": [],
+        "test": f"{n_test} patches of the {cal.dataset_of(meta)} test split, seed {seed + 1}",
+        "made_on": {"machine": platform.machine(), "python": platform.python_version()},
+    }
+    for g in graphs:
+        x = _inputs_for(g, encoder, test)
+        if g.kind == "cae-decoder":  # latents, not pixels
+            arrays[f"{g.kind}/input.f32"] = np.ascontiguousarray(x, np.float32)
+        else:
+            _pack_pixels(arrays, f"{g.kind}/input", x)
+        for name, v in torch_outputs_batched(g, x).items():
+            arrays[f"{g.kind}/ref/{name}"] = np.ascontiguousarray(v, np.float32)
+        summary["kinds"].append(g.kind)
+    tail_kind = next((g for g in graphs if g.kind in TAIL_KINDS), None) if tail else None
+    if tail_kind is not None:
+        arch = meta.architecture
+        side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
+        channels = int(arch.get("channels", meta.channels))
+        files = cal.tail_frame_files(meta, data_root)
+        frames = [cal.frame_patches(f, channels, side) for f in files]
+        ext = cal.extreme_patches(channels, side)
+        ref = lambda b, g=tail_kind: torch_outputs(g, b)  # noqa: E731
+        _pack_pixels(arrays, "tail/patches", np.concatenate(frames))
+        arrays["tail/offsets"] = np.cumsum([0] + [len(f) for f in frames]).astype(np.int64)
+        arrays["tail/ref"] = np.concatenate([_tail_scores(ref, tail_kind.kind, f) for f in frames])
+        arrays["extremes.f32"] = ext
+        arrays["extremes/ref"] = _tail_scores(ref, tail_kind.kind, ext)
+        lam = (tail_kind.metadata.score or {}).get("lambda") if tail_kind.kind == "vae" else None
+        if lam is not None:
+            arrays["tail/ref_terms_max"] = np.concatenate(_tail_terms_max(ref, frames, float(lam)))
+            summary["lambda"] = float(lam)
+        n_tail = int(sum(map(len, frames)))
+        summary["tail"] = {"kind": tail_kind.kind, "frames": [f.name for f in files], "patches": n_tail}
+    arrays["summary"] = np.array(json.dumps(summary))
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+    summary["bytes"] = out_path.stat().st_size
+    return summary
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any]:
+    """(summary, npz) of a bundle, checked for size, format and version before anything is decompressed."""
+    p = Path(path)
+    if not p.is_file():
+        raise BundleError(f"{p}: no such bundle")
+    size = p.stat().st_size
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{p}: {size} bytes, more than the {MAX_BUNDLE_BYTES} a bundle may have")
+    try:
+        data = np.load(p, allow_pickle=False)
+        summary = json.loads(str(data["summary"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise BundleError(f"{p}: not an edgeae parity bundle ({e})") from e
+    if summary.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{p}: bundle format {summary.get('format_version')!r}, this edgeae reads {FORMAT_VERSION}")
+    return summary, data
+
+
+def _rank_shift(ref: np.ndarray, got: np.ndarray, ref_ext: np.ndarray, got_ext: np.ndarray) -> int:
+    """Most frame patches by which one extreme patch moves in the frame's ranking (test vs reference)."""
+    above_ref = (ref[None, :] > ref_ext[:, None]).sum(axis=1)
+    above_got = (got[None, :] > got_ext[:, None]).sum(axis=1)
+    return int(np.max(np.abs(above_ref - above_got)))
+
+
+def check_artifact(
+    summary: dict[str, Any], data: Any, artifact: str | os.PathLike[str], threads: int = 2
+) -> dict[str, Any]:
+    """Parity (and tail) of one artifact against the bundle's PyTorch outputs, with the export's budgets."""
+    from edgeae.firmware_sim.runtime import load_artifact
+
+    from .api import _tail_scores, _tail_terms_max
+    from .parity import TAIL_BUDGETS, check_parity, run_batched, tail_failures, tail_metrics
+
+    pred = load_artifact(artifact, threads=threads)
+    kind, precision = pred.metadata.kind, pred.metadata.precision
+    if kind not in summary["kinds"]:
+        raise BundleError(f"{artifact}: a {kind!r} artifact; the bundle holds {summary['kinds']} of {summary['model']}")
+    budget_precision = precision if precision in ("fp32", "fp16", "int8") else "int8"
+    x = _unpack_pixels(data, f"{kind}/input")
+    ref = {k.rsplit("/", 1)[1]: np.asarray(data[k]) for k in data.files if k.startswith(f"{kind}/ref/")}
+    result = check_parity(kind, budget_precision, ref, run_batched(pred, kind, x), source=str(artifact), strict=False)
+    rec: dict[str, Any] = {
+        "artifact": str(artifact),
+        "kind": kind,
+        "precision": precision,
+        "int8_weights": pred.metadata.extra.get("int8_weights", "8-bit") if precision == "int8" else None,
+        **result.to_dict(),
+        "psnr_db": result.main_psnr,
+    }
+    tail = summary.get("tail")
+    if tail is not None and tail["kind"] == kind:
+        offsets = np.asarray(data["tail/offsets"])
+        patches = _unpack_pixels(data, "tail/patches")
+        frames = [patches[a:b] for a, b in itertools.pairwise(offsets)]
+        ref_all, ref_ext = np.asarray(data["tail/ref"]), np.asarray(data["extremes/ref"])
+        ref_frames = [ref_all[a:b] for a, b in itertools.pairwise(offsets)]
+        ext = np.asarray(data["extremes.f32"], np.float32)
+        got = [_tail_scores(pred, kind, f) for f in frames]
+        got_ext = _tail_scores(pred, kind, ext)
+        m = tail_metrics(ref_frames, got, (ref_ext, got_ext))
+        shifts = [_rank_shift(r, g, ref_ext, got_ext) for r, g in zip(ref_frames, got, strict=True)]
+        m["extreme_rank_shift"] = float(max(shifts))
+        bad = tail_failures(m, budget_precision)
+        rec["tail"] = {**m, "budget": TAIL_BUDGETS[budget_precision], "passed": not bad, "fails": bad}
+        if "tail/ref_terms_max" in data.files and "lambda" in summary:
+            tm_ref_all = np.asarray(data["tail/ref_terms_max"])
+            tm_ref = [tm_ref_all[a:b] for a, b in itertools.pairwise(offsets)]
+            tm = tail_metrics(tm_ref, _tail_terms_max(pred, frames, float(summary["lambda"])))
+            bad_tm = tail_failures(tm, budget_precision)
+            rec["tail_terms_max"] = {**tm, "passed": not bad_tm, "fails": bad_tm}
+            bad += bad_tm
+        rec["passed"] = bool(rec["passed"] and not bad)
+    return rec
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _cpu() -> dict[str, Any]:
+    from edgeae.firmware_sim.cpu import VNNI_FLAGS, cpu_flags, int8_saturates
+
+    info: dict[str, Any] = {"machine": platform.machine(), "int8_saturates": int8_saturates()}
+    flags = cpu_flags()
+    info["vnni"] = bool(flags & VNNI_FLAGS) if flags else None
+    info["cpu_model"] = _cpu_model()
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgeae.export.board", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bundle", help="write a model's parity bundle (needs PyTorch and the data)")
+    b.add_argument("model", help="zoo name or .pt checkpoint")
+    b.add_argument("--out", required=True, help="bundle file (.npz)")
+    b.add_argument("--kinds", default=None, help="comma list of cae,cae-encoder,cae-decoder (default: all)")
+    b.add_argument("--n-test", type=int, default=64, help="held-out parity patches (default 64, as edgeae export)")
+    b.add_argument("--seed", type=int, default=0, help="the export's --seed (default 0)")
+    b.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
+    b.add_argument("--no-tail", action="store_true", help="parity patches only, no tail frames (small bundle)")
+    c = sub.add_parser("check", help="check artifacts against a bundle (needs onnxruntime or ai-edge-litert only)")
+    c.add_argument("bundle")
+    c.add_argument("artifacts", nargs="+")
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.cmd == "bundle":
+        kinds = args.kinds.split(",") if args.kinds else None
+        s = make_bundle(args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail)
+        n_tail = s.get("tail", {}).get("patches", 0)
+        print(f"{args.out}: {s['bytes'] / 1e6:.1f} MB, kinds {s['kinds']}, tail {n_tail} patches")
+        return 0
+    try:
+        summary, data = load_bundle(args.bundle)
+        cpu = _cpu()
+        recs = [check_artifact(summary, data, a, args.threads) for a in args.artifacts]
+    except (BundleError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for r in recs:
+        t = r.get("tail", {})
+        line = f"{'ok  ' if r['passed'] else 'FAIL'} {r['artifact']}: {r['kind']} {r['precision']}"
+        line += f" ({r['int8_weights']} weights)" if r["int8_weights"] else ""
+        line += f" psnr {r['psnr_db']:.1f} dB"
+        if t:
+            line += f", tail Spearman {t['tail_spearman']:.4f}, top-16 {t['overlap_16']:.3f}"
+            line += f", top-64 {t['overlap_64']:.3f}"
+            line += f", ties {t['ties']:.0f}, extremes rank shift {t['extreme_rank_shift']:.0f}"
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"bundle": summary, "cpu": cpu, "results": recs}, indent=1))
+    print(f"cpu: {cpu}")
+    return 0 if all(r["passed"] for r in recs) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Parity on the target CPU (edgeae.export.board): bundle where PyTorch is, check where only the runtime is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from edgeae.export import calibration as cal  # noqa: E402
+from edgeae.export.api import ExportConfig, export_checkpoint  # noqa: E402
+from edgeae.export.board import BundleError, check_artifact, load_bundle, make_bundle  # noqa: E402
+
+from edgeae.checkpoint import save_checkpoint  # noqa: E402
+from edgeae.metadata import ModelMetadata  # noqa: E402
+from edgeae.models.vae import VAE, VAEConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict[str, Path]:
+    """A tiny grey VAE checkpoint, its fp32 and reduce-range int8 ONNX files and its bundle."""
+    tmp = tmp_path_factory.mktemp("board")
+    torch.manual_seed(0)
+    cfg = VAEConfig(channels=1, widths=(4, 8, 8, 8), latent=16, patch=64, score_lambda=5.0)
+    meta = ModelMetadata(
+        kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1, score={"lambda": 5.0}
+    )
+    model = VAE(cfg).eval()
+    ckpt = save_checkpoint(tmp / "tiny.pt", model, meta)
+    calib = cal.model_patches(meta, cal.split_images(meta, "val", data_root), 16, seed=0)
+    test = cal.model_patches(meta, cal.split_images(meta, "test", data_root), 64, seed=1)
+    config = ExportConfig(formats=("onnx",), n_calib=16, n_test=64, latency=False, reduce_range=True, tail_check=False)
+    export_checkpoint(model, meta, tmp, "tiny", calib, test, config)
+    bundle = tmp / "tiny.npz"
+    make_bundle(str(ckpt), bundle, data_root=str(data_root))
+    return {"bundle": bundle, "fp32": tmp / "tiny.fp32.onnx", "int8": tmp / "tiny.int8.onnx", "dir": tmp}
+
+
+def test_bundle_checks_artifacts_like_the_export(tiny_vae_run: dict[str, Path]) -> None:
+    summary, data = load_bundle(tiny_vae_run["bundle"])
+    assert summary["kinds"] == ["vae"] and summary["tail"]["patches"] > 1000
+    assert "vae/input.u8" in data.files  # 8-bit frames travel as bytes
+    fp32 = check_artifact(summary, data, tiny_vae_run["fp32"])
+    assert fp32["passed"] and fp32["psnr_db"] > 100 and fp32["tail"]["extreme_rank_shift"] == 0, fp32
+    assert fp32["tail"]["tail_spearman"] > 0.999 and fp32["tail_terms_max"]["passed"]
+    q = check_artifact(summary, data, tiny_vae_run["int8"])
+    assert q["precision"] == "int8" and q["int8_weights"] == "7-bit (reduce_range)"
+    assert q["passed"] and q["psnr_db"] >= 40 and q["tail"]["overlap_16"] >= 0.85, q
+
+
+def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path]) -> None:
+    """The board side needs numpy and the runtime only: PyTorch is never imported."""
+    out = tiny_vae_run["dir"] / "board.json"
+    code = (
+        "import sys; from edgeae.export.board import main; "
+        f"rc = main(['check', {str(tiny_vae_run['bundle'])!r}, {str(tiny_vae_run['fp32'])!r}, "
+        f"'--json', {str(out)!r}]); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tiny.fp32.onnx: vae fp32" in r.stdout and "extremes rank shift 0" in r.stdout
+    rec = json.loads(out.read_text())
+    assert rec["results"][0]["passed"] and "int8_saturates" in rec["cpu"]
+
+
+def test_bad_bundles_are_refused_with_the_reason(tiny_vae_run: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no such bundle"):
+        load_bundle(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(BundleError, match="not an edgeae parity bundle"):
+        load_bundle(junk)
+    old = tmp_path / "old.npz"
+    np.savez(old, summary=np.array(json.dumps({"format_version": 0})))
+    with pytest.raises(BundleError, match="bundle format 0"):
+        load_bundle(old)
+    summary, data = load_bundle(tiny_vae_run["bundle"])
+    with pytest.raises(BundleError, match="holds \\['cae'\\]"):
+        check_artifact({**summary, "kinds": ["cae"]}, data, tiny_vae_run["fp32"])
