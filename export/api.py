@@ -64,7 +64,7 @@ class ExportConfig:
     tail_check: bool = True  # rank real test frames with each scoring artifact (VAE, full CAE) and gate it
     vae_form: str = VAE_EXPORT_FORM  # "subpixel" (exact, faster) or "reference" (the decoder as trained)
     # int8 ONNX weights in 7 bits: no u8s8 saturation on x86 CPUs without VNNI, so the artifact matches PyTorch
-    # the same way on every CPU; costs 0.8-2.9 dB of parity PSNR on a VNNI host (docs/export.md, measured with
+    # the same way on every CPU; costs 0.8-4.8 dB of parity PSNR on a VNNI host (docs/export.md, measured with
     # edgeae.export.board). False: full 8-bit weights, for a board known to have VNNI (or Arm).
     reduce_range: bool = True
 
