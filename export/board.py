@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
-MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # refuse to load anything larger (a bundle of the zoo VAE is ~12 MB)
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # refuse a larger file (the zoo VAE's bundle with its tail is 14 MB)
+MAX_UNPACKED_BYTES = 4 * 1024**3  # and one whose arrays would unpack to more (the zoo VAE's: 18 MB)
 
 
 class BundleError(ValueError):
@@ -153,10 +154,18 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any]:
     if size > MAX_BUNDLE_BYTES:
         raise BundleError(f"{p}: {size} bytes, more than the {MAX_BUNDLE_BYTES} a bundle may have")
     try:
+        with zipfile.ZipFile(p) as zf:  # sizes as the archive declares them, before anything is decompressed
+            unpacked = sum(i.file_size for i in zf.infolist())
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise BundleError(f"{p}: its arrays unpack to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
         data = np.load(p, allow_pickle=False)
         summary = json.loads(str(data["summary"]))
+    except BundleError:
+        raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise BundleError(f"{p}: not an edgeae parity bundle ({e})") from e
+    if not isinstance(summary, dict):
+        raise BundleError(f"{p}: not an edgeae parity bundle (its summary is not a JSON object)")
     if summary.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{p}: bundle format {summary.get('format_version')!r}, this edgeae reads {FORMAT_VERSION}")
     return summary, data
@@ -180,6 +189,10 @@ def check_artifact(
 
     pred = load_artifact(artifact, threads=threads)
     kind, precision = pred.metadata.kind, pred.metadata.precision
+    made_from = pred.metadata.source_checkpoint_hash
+    if made_from and made_from != summary["checkpoint_sha256"]:
+        bundled = str(summary["checkpoint_sha256"])
+        raise BundleError(f"{artifact}: exported from checkpoint {made_from[:12]}…, the bundle from {bundled[:12]}…")
     if kind not in summary["kinds"]:
         raise BundleError(f"{artifact}: a {kind!r} artifact; the bundle holds {summary['kinds']} of {summary['model']}")
     budget_precision = precision if precision in ("fp32", "fp16", "int8") else "int8"

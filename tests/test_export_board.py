@@ -19,7 +19,7 @@ from edgeae.export.api import ExportConfig, export_checkpoint  # noqa: E402
 from edgeae.export.board import BundleError, check_artifact, load_bundle, make_bundle  # noqa: E402
 
 from edgeae.checkpoint import save_checkpoint  # noqa: E402
-from edgeae.metadata import ModelMetadata  # noqa: E402
+from edgeae.metadata import ModelMetadata, sha256_file  # noqa: E402
 from edgeae.models.vae import VAE, VAEConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,7 @@ def tiny_vae_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> d
     )
     model = VAE(cfg).eval()
     ckpt = save_checkpoint(tmp / "tiny.pt", model, meta)
+    meta = meta.replace(source_checkpoint_hash=sha256_file(ckpt))  # as edgeae export records it
     calib = cal.model_patches(meta, cal.split_images(meta, "val", data_root), 16, seed=0)
     test = cal.model_patches(meta, cal.split_images(meta, "test", data_root), 64, seed=1)
     config = ExportConfig(formats=("onnx",), n_calib=16, n_test=64, latency=False, reduce_range=True, tail_check=False)
@@ -87,3 +88,24 @@ def test_bad_bundles_are_refused_with_the_reason(tiny_vae_run: dict[str, Path], 
     summary, data = load_bundle(tiny_vae_run["bundle"])
     with pytest.raises(BundleError, match="holds \\['cae'\\]"):
         check_artifact({**summary, "kinds": ["cae"]}, data, tiny_vae_run["fp32"])
+
+
+def test_bundle_sizes_are_bounded_before_unpacking(
+    tiny_vae_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle whose arrays would unpack past the limit is refused from the sizes its archive declares."""
+    from edgeae.export import board
+
+    monkeypatch.setattr(board, "MAX_UNPACKED_BYTES", 1000)
+    with pytest.raises(BundleError, match="unpack to"):
+        load_bundle(tiny_vae_run["bundle"])
+    monkeypatch.setattr(board, "MAX_BUNDLE_BYTES", 10)
+    with pytest.raises(BundleError, match="more than the 10"):
+        load_bundle(tiny_vae_run["bundle"])
+
+
+def test_artifact_of_another_checkpoint_is_refused(tiny_vae_run: dict[str, Path]) -> None:
+    summary, data = load_bundle(tiny_vae_run["bundle"])
+    other = {**summary, "checkpoint_sha256": "0" * 64}
+    with pytest.raises(BundleError, match="exported from checkpoint"):
+        check_artifact(other, data, tiny_vae_run["fp32"])
