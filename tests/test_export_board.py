@@ -109,3 +109,22 @@ def test_artifact_of_another_checkpoint_is_refused(tiny_vae_run: dict[str, Path]
     other = {**summary, "checkpoint_sha256": "0" * 64}
     with pytest.raises(BundleError, match="exported from checkpoint"):
         check_artifact(other, data, tiny_vae_run["fp32"])
+
+
+def test_check_fails_an_artifact_that_misses_its_budget(tiny_vae_run: dict[str, Path], tmp_path: Path) -> None:
+    """A bundle whose reference outputs disagree with the artifact (as a saturating CPU's outputs would with
+    PyTorch's) makes ``check`` print FAIL and exit 1, with the failed tail budgets named in the JSON."""
+    from edgeae.export.board import main
+
+    with np.load(tiny_vae_run["bundle"], allow_pickle=False) as d:
+        arrays = {k: d[k] for k in d.files}
+    rng = np.random.default_rng(0)
+    arrays["vae/ref/x_hat"] = arrays["vae/ref/x_hat"] + rng.normal(0, 0.05, arrays["vae/ref/x_hat"].shape)
+    arrays["tail/ref"] = rng.permutation(arrays["tail/ref"])  # another ranking of the tail
+    bad = tmp_path / "bad.npz"
+    np.savez_compressed(bad, **arrays)
+    out = tmp_path / "bad.json"
+    assert main(["check", str(bad), str(tiny_vae_run["fp32"]), "--json", str(out)]) == 1
+    (rec,) = json.loads(out.read_text())["results"]
+    assert not rec["passed"] and rec["psnr_db"] < 40
+    assert any("tail_spearman" in f for f in rec["tail"]["fails"]), rec["tail"]
