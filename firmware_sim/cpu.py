@@ -3,8 +3,9 @@
 On x86 without VNNI (AVX2, or AVX-512 without VNNI) onnxruntime multiplies u8 activations by s8 weights with
 VPMADDUBSW, whose 16-bit pairwise sums can saturate. Measured in session 18 on an AVX2-only AMD EPYC: the zoo's
 full-range int8 VAE gave a planted bright block one ceiling score on three frames and 3-10 patches above it where
-fp32 has 0-1; re-exported with 7-bit weights (``reduce_range``, the export's default since session 19) it ranked
-them exactly as fp32, on that host and on an AVX-512 VNNI one (``python -m edgeae.export.board``).
+fp32 has 0-1; re-exported with 7-bit weights (``reduce_range``, the export's default since session 19) it ranks
+them as fp32 does in the tail (tests/test_planted_blocks.py) and gives identical parity on that host and on an
+AVX-512 VNNI one (``python -m edgeae.export.board``, docs/export.md).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Planted anomalies in real test frames (issue 12): where the shipped VAE score ranks a bright block and a
 textured block (4-px checkerboard 40/220, uniform noise), in fp32 (PyTorch) and in the shipped int8 ONNX.
 
-The int8 artifact must rank every planted block exactly as fp32 does (a score computed in float from
-dequantised outputs: no ceiling, no ties). Whether the textured blocks reach the top 2 % depends on the score
-definition: with the zoo λ the λ·||μ||² term dominates a(x) and sees brightness, not texture (no single λ of
-a(x) = rec + λ·mu2 puts both kinds in the top 2 % of the Tycho and M1229577647 frames), so a(x) keeps a strict
-expected failure. The ``terms-max`` score (:mod:`edgeae.anomaly.terms`: each term over its frame median, the
-larger; the orbital mission's flight score) puts the bright block and the checkerboard in the top 2 % of every
-test frame, in fp32 and int8; uniform noise too, except on M1229577647 (7 of 144 patches above it: top 5 %).
+The int8 artifact must rank every planted block as fp32 does: within one place in the top 5 % of the frame, within
+5 % of the frame below that (a score computed in float from dequantised outputs: no ceiling, no ties). Whether the
+textured blocks reach the top 2 % depends on the score definition: with the zoo λ the λ·||μ||² term dominates a(x)
+and sees brightness, not texture (no single λ of a(x) = rec + λ·mu2 puts both kinds in the top 2 % of the Tycho and
+M1229577647 frames), so a(x) keeps a strict expected failure. The ``terms-max`` score (:mod:`edgeae.anomaly.terms`:
+each term over its frame median, the larger; the orbital mission's flight score) puts the bright block and the
+checkerboard in the top 2 % of every test frame, in fp32 and int8; uniform noise too, except on M1229577647 (7 of
+144 patches above it: top 5 %).
 """
 
 from __future__ import annotations
