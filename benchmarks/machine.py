@@ -29,13 +29,9 @@ PACKAGES = (
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from edgeae.firmware_sim.cpu import cpu_model
+
+    return cpu_model() or platform.processor() or "unknown"
 
 
 def _cpu_flags() -> list[str]:

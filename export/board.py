@@ -233,23 +233,13 @@ def check_artifact(
     return rec
 
 
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def _cpu() -> dict[str, Any]:
-    from edgeae.firmware_sim.cpu import VNNI_FLAGS, cpu_flags, int8_saturates
+    from edgeae.firmware_sim.cpu import VNNI_FLAGS, cpu_flags, cpu_model, int8_saturates
 
     info: dict[str, Any] = {"machine": platform.machine(), "int8_saturates": int8_saturates()}
     flags = cpu_flags()
     info["vnni"] = bool(flags & VNNI_FLAGS) if flags else None
-    info["cpu_model"] = _cpu_model()
+    info["cpu_model"] = cpu_model()
     try:
         import onnxruntime
 

@@ -17,15 +17,25 @@ from pathlib import Path
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where it cannot be read, e.g. not Linux)."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with ``field`` (None where it cannot be read)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where it cannot be read, e.g. not Linux)."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None where it cannot be read)."""
+    return _cpuinfo("model name")
 
 
 @functools.cache
