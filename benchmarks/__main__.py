@@ -204,7 +204,9 @@ STAGES: dict[str, Stage] = {
     "local_z_int8": Stage(
         "local z (mu, rec) from the int8 VAE vs the fp32 one: top-k overlap, with and without the resolution floor",
         ((PY, "-m", "benchmarks.local_z_int8", "--out", "{out}"),),
-        ((PY, "-m", "benchmarks.local_z_int8", "--out", "{out}", "--strip", "runs/frames/nac_52224x5064.tif"),),
+        ((PY, "-m", "benchmarks.local_z_int8", "--out", "{out}", "--strip", "runs/frames/nac_52224x5064.tif"),
+         (PY, "-m", "benchmarks.local_z_int8", "--out", "{out}/onnx", "--runtime", "onnx", "--strip",
+          "runs/frames/nac_52224x5064.tif")),
     ),
     "flight_planted": Stage(
         "The rover mission's flight scorer on planted MSL hardware (firmware-sim, int8), against the rover VAE",

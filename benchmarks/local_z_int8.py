@@ -3,12 +3,13 @@
     python -m benchmarks.local_z_int8 --out benchmarks/results/local_z_int8 [--strip runs/frames/nac_52224x5064.tif]
 
 For each grey test frame (``orbital_gray`` test split) at strides 32 and 64, and optionally the NAC-size strip
-``python -m benchmarks --only nac`` writes (stride 64; adds ~3 min), the zoo VAE's shipped int8 artifact (what
-``edgeae scan`` uses) and its fp32 checkpoint (what ``edgeae score`` and the evaluation use) score the same patches
-(64 px, every patch fully valid, the scan's tiler). :func:`edgeae.anomaly.context.local_novelty` of each, with the
-MAD floored at each latent dimension's resolution (the default since session 17) and without (the first version):
-top-k overlap of the int8 ranking with the fp32 one (k = 8, 16, 64, capped at an eighth of the frame's patches)
-and Spearman over all patches. Deterministic: exact on a rerun.
+``python -m benchmarks --only nac`` writes (stride 64; adds ~3 min), the zoo VAE's shipped int8 artifact (LiteRT by
+default, ``--runtime onnx`` for the onnxruntime one: ``edgeae scan`` picks one by CPU) and its fp32 checkpoint (what
+``edgeae score`` and the evaluation use) score the same patches (64 px, every patch fully valid, the scan's tiler).
+:func:`edgeae.anomaly.context.local_novelty` of each, with the MAD floored at each latent dimension's resolution (the
+default since session 17) and without (the first version): top-k overlap of the int8 ranking with the fp32 one (k = 8,
+16, 64, capped at an eighth of the frame's patches) and Spearman over all patches.
+Deterministic: exact on a rerun.
 """
 
 from __future__ import annotations
@@ -85,9 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/local_z_int8"))
     ap.add_argument("--model", default="orbital-gray-vae", help="zoo name with a shipped int8 artifact")
     ap.add_argument("--strip", type=Path, default=None, help="also the NAC-size strip (stride 64)")
+    ap.add_argument(
+        "--runtime", default="tflite", choices=("tflite", "onnx", "auto"),
+        help="which int8 artifact (default tflite: the same numbers on every machine; auto = what edgeae scan "
+        "picks on this CPU)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     t0 = time.time()
-    s8, s32 = resolve_model(args.model), resolve_model(args.model, precision="fp32")
+    s8, s32 = resolve_model(args.model, runtime=args.runtime), resolve_model(args.model, precision="fp32")
     if Path(s8.path).suffix == ".pt":
         raise SystemExit(f"{args.model}: no shipped int8 artifact with passed parity to compare")
     cases = [(f, st) for f in split_files("orbital_gray", "test") for st in (32, 64)]

@@ -200,13 +200,14 @@ def firmware(strip: Path, rows: int, out: Path, model: Path | None) -> dict[str,
     }
 
 
-def scan(strip: Path, out: Path, model: str) -> dict[str, Any]:
+def scan(strip: Path, out: Path, model: str, runtime: str = "auto") -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "edgeae", "scan", str(strip), "--model", model, "--out", str(out), "--workers", "2",
-           "--no-progress", "--force"]  # fmt: skip
+           "--no-progress", "--force", "--runtime", runtime]  # fmt: skip
     r = _run_timed(cmd, out.with_suffix(".log"), strip)
     rep = json.loads((out / "report.json").read_text())
-    keys = ("patches", "seconds", "patches_per_s", "startup_seconds", "scoring_seconds", "patches_per_s_scoring")
+    keys = ("patches", "seconds", "patches_per_s", "startup_seconds", "scoring_seconds", "patches_per_s_scoring",
+            "artifact")  # fmt: skip
     return {**r, **{k: rep.get(k) for k in keys}, "extrapolation": rep.get("lro_nac_extrapolation")}
 
 
@@ -295,7 +296,8 @@ def _markdown(res: dict[str, Any]) -> str:
            "patches/s (wall) | load before/after |", "|" + "---|" * 10]  # fmt: skip
     for name, r in res["scan"].items():
         md.append(
-            f"| edgeae scan (local, 2 workers) | {name} | {r['wall_s']} | {r['cpu_s']} | {r['patches']} | "
+            f"| edgeae scan (local, 2 workers) | {name} (`{r.get('artifact', '?')}`) | {r['wall_s']} | {r['cpu_s']} | "
+            f"{r['patches']} | "
             f"{r['startup_seconds']} | {_spread(r, 'scoring_seconds')} | {r['patches_per_s_scoring']} | "
             f"{r['patches_per_s']} | "
             f"{r['load_before_after'][0]}/{r['load_before_after'][1]} |"
@@ -357,19 +359,28 @@ def main(argv: list[str] | None = None) -> int:
     lite = Path(f"{MODELS['orbital-gray-vae-lite']}.tflite")
     res["repeats"] = args.repeats
     if "firmware" not in args.skip:
-        cases = {"orbital-gray-vae (mission default)": ("fw-vae", None)}
+        cases: dict[str, tuple[str, Path | None]] = {"orbital-gray-vae (mission default)": ("fw-vae", None)}
         if lite.is_file():
             cases["orbital-gray-vae-lite"] = ("fw-lite", lite)
+        onnx = Path(f"{MODELS['orbital-gray-vae']}.onnx")
+        if onnx.is_file():  # faster than LiteRT on x86 without VNNI, but does it fit the mission's memory budget?
+            cases["orbital-gray-vae (int8 onnx)"] = ("fw-vae-onnx", onnx)
         res["firmware"] = _repeated(
             {k: (lambda d, m=m: firmware(strip, rows, d, m), folder) for k, (folder, m) in cases.items()},
             args.out, args.repeats, key="wall_s",
         )  # fmt: skip
     if "scan" not in args.skip:
-        scans = {"orbital-gray-vae (int8 default)": ("scan-vae", "orbital-gray-vae")}
+        from edgeae.scan.scoring import int8_preference
+
+        other = "tflite" if int8_preference()[0] != ".tflite" else "onnx"
+        scans = {
+            "orbital-gray-vae (int8 default)": ("scan-vae", "orbital-gray-vae", "auto"),
+            f"orbital-gray-vae (int8 {other})": (f"scan-vae-{other}", "orbital-gray-vae", other),
+        }
         if lite.is_file():
-            scans["orbital-gray-vae-lite"] = ("scan-lite", "orbital-gray-vae-lite")
+            scans["orbital-gray-vae-lite"] = ("scan-lite", "orbital-gray-vae-lite", "auto")
         res["scan"] = _repeated(
-            {k: (lambda d, m=m: scan(strip, d, m), folder) for k, (folder, m) in scans.items()},
+            {k: (lambda d, m=m, rt=rt: scan(strip, d, m, rt), folder) for k, (folder, m, rt) in scans.items()},
             args.out, args.repeats, key="scoring_seconds",
         )  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(res, indent=2, default=str))

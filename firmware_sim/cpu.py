@@ -39,9 +39,14 @@ def cpu_model() -> str | None:
 
 
 @functools.cache
-def int8_saturates() -> bool:
-    """True on an x86 CPU whose flags are known and include no VNNI: full-range u8s8 int8 ONNX may saturate."""
+def x86_without_vnni() -> bool:
+    """True on an x86 CPU whose flags are known and include no VNNI (AVX2, or AVX-512 without VNNI)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     flags = cpu_flags()
     return bool(flags) and not (VNNI_FLAGS & flags)
+
+
+def int8_saturates() -> bool:
+    """True on an x86 CPU whose flags are known and include no VNNI: full-range u8s8 int8 ONNX may saturate."""
+    return x86_without_vnni()

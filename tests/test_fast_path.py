@@ -190,22 +190,44 @@ def test_flight_fast_path_equals_the_sequential_path(tmp_path: Path) -> None:
     assert a["sparse"] == b["sparse"]
 
 
-def test_int8_default_ranks_like_the_fp32_checkpoint() -> None:
+@pytest.mark.parametrize("runtime", ["tflite", "onnx"])
+def test_int8_default_ranks_like_the_fp32_checkpoint(runtime: str) -> None:
     pytest.importorskip("torch")
-    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("ai_edge_litert" if runtime == "tflite" else "onnxruntime")
     from scipy.stats import spearmanr
 
     from edgeae.scan.scoring import load_scorer, resolve_model
 
-    int8 = resolve_model("orbital-gray-vae")
+    int8 = resolve_model("orbital-gray-vae", runtime=runtime)
     fp32 = resolve_model("orbital-gray-vae", precision="fp32")
-    assert int8.path.endswith(".int8.tflite") and fp32.path.endswith(".pt")
+    assert int8.path.endswith(f".int8.{runtime}") and fp32.path.endswith(".pt")
     rng = np.random.default_rng(0)
     imgs = [_textured(256, 256, seed=s) for s in range(4)]
     x = np.stack([im[y : y + 64, xx : xx + 64] for im in imgs for y in range(0, 256, 64) for xx in range(0, 256, 64)])
     x = (x[:, None].astype(np.float32) / 255.0)[rng.permutation(len(x))]
     a, b = load_scorer(int8)(x), load_scorer(fp32)(x)
     assert spearmanr(a, b).statistic >= PARITY_SPEARMAN
+
+
+def test_scan_picks_the_int8_runtime_by_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: onnxruntime first on x86 without VNNI (faster there), LiteRT first elsewhere; a pinned runtime
+    is used as asked, and one that cannot be had is an error, not a silent fallback to the checkpoint."""
+    pytest.importorskip("ai_edge_litert")
+    from edgeae.firmware_sim import cpu
+
+    from edgeae.scan import scoring
+
+    for no_vnni, suffix in ((True, ".int8.onnx"), (False, ".int8.tflite")):
+        monkeypatch.setattr(cpu, "x86_without_vnni", lambda v=no_vnni: v)
+        assert str(scoring.shipped_int8("orbital-gray-vae")).endswith(suffix)
+        assert str(scoring.shipped_int8("orbital-gray-vae", "tflite")).endswith(".int8.tflite")
+        assert str(scoring.shipped_int8("orbital-gray-vae", "onnx")).endswith(".int8.onnx")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        scoring.int8_preference("tensorrt")
+    with pytest.raises(ValueError, match="no shipped int8 onnx artifact"):
+        scoring.resolve_model("rover-rgb-vae", runtime="onnx")  # the rover VAE ships no int8 file
+    with pytest.raises(ValueError, match="picks an int8 artifact"):
+        scoring.resolve_model("orbital-gray-vae", precision="fp32", runtime="tflite")
 
 
 def test_scan_rate_clock_separates_start_up() -> None:

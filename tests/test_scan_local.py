@@ -151,6 +151,20 @@ def test_other_settings_in_the_same_folder_are_refused(archive, model, tmp_path)
     assert r["done"] == r["images"]
 
 
+def test_a_resume_with_the_other_int8_runtime_is_refused_and_says_why(archive, tmp_path) -> None:
+    """A zoo name's int8 artifact depends on the CPU with --runtime auto: resuming a scan on a machine that picks
+    the other runtime is refused with the two file names and the option that pins one."""
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("onnxruntime")
+    root, _ = archive
+    r = _scan(root / "b", "orbital-gray-vae", tmp_path, runtime="tflite")
+    assert r["artifact"] == "orbital-gray-vae.int8.tflite" and "orbital-gray-vae.int8.tflite" in (
+        tmp_path / "report.md"
+    ).read_text()
+    with pytest.raises(ScanStateError, match=r"orbital-gray-vae\.int8\.onnx.*pin it with --runtime"):
+        _scan(root / "b", "orbital-gray-vae", tmp_path, runtime="onnx")
+
+
 def test_process_pool_gives_the_same_results_as_in_process(archive, model, tmp_path) -> None:
     # the numpy stand-in keeps torch out of the spawned workers (seconds, not tens of seconds); the real
     # model across processes is covered by tests/test_scan_kill.py, tests/test_scan_ray.py and the benchmark

@@ -47,6 +47,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "edgeae score and the evaluation; slower)",
     )  # fmt: skip
     p.add_argument(
+        "--runtime", choices=("auto", "tflite", "onnx"), default="auto",
+        help="which int8 artifact of a zoo name: auto (default) = the faster on this CPU (LiteRT on x86 with VNNI "
+        "and elsewhere, onnxruntime on x86 without VNNI, e.g. AVX2-only); tflite or onnx pins one, so the "
+        "scores do not depend on the machine",
+    )  # fmt: skip
+    p.add_argument(
         "--bayer", default=None, choices=["RGGB", "BGGR", "GRBG", "GBRG"],
         help="the images are raw colour-filter mosaics of this pattern: demosaic them before scoring",
     )  # fmt: skip
@@ -110,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
+    if args.runtime != "auto" and args.precision != "int8":
+        raise CLIError(f"--runtime {args.runtime} picks an int8 artifact; it does not go with --precision fp32")
     if args.margin is not None:
         from edgeae.nodata import Margin
 
@@ -126,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
             args.archive, args.model, args.out, engine=opts, stride=args.stride, batch_size=args.batch_size,
             min_valid=args.min_valid, top_k=args.top_k, retry_failed=args.retry_failed, force=args.force,
             max_images=args.max_images, progress=not args.no_progress, geo=args.geo, geo_geometry=args.geo_geometry,
-            geo_crs=args.geo_crs, score=args.score, precision=args.precision, bayer=args.bayer, margin=args.margin,
+            geo_crs=args.geo_crs, score=args.score, precision=args.precision, runtime=args.runtime, bayer=args.bayer,
+            margin=args.margin,
             quality=QualityFilter(
                 min_incidence=args.min_incidence, max_incidence=args.max_incidence, max_emission=args.max_emission,
                 min_resolution_m=args.min_resolution, max_resolution_m=args.max_resolution,

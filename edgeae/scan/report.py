@@ -199,6 +199,7 @@ def finalize(
         "out": str(store.out),
         "model": store.config.model.model_id,
         "artifact_hash": store.config.model.artifact_hash,
+        "artifact": Path(store.config.model.path).name,
         "score": store.config.score,
         "images": len(entries),
         "done": len(done),
@@ -221,7 +222,8 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# edgeae scan: {r['out']}",
         "",
-        f"- model `{r['model']}` (sha256 {r['artifact_hash'][:16]}…), engine `{r.get('engine')}`, score "
+        f"- model `{r['model']}` (`{r.get('artifact', '?')}`, sha256 {r['artifact_hash'][:16]}…), "
+        f"engine `{r.get('engine')}`, score "
         f"`{r.get('score', 'a')}`"
         + {
             "terms-max": " (each of the VAE's terms over its median in the image, the larger)",

@@ -63,6 +63,7 @@ def scan_archive(
     geo_crs: str = "body",
     score: str = "a",
     precision: str = "int8",
+    runtime: str = "auto",
     bayer: str | None = None,
     margin: str | None = None,
 ) -> dict[str, Any]:
@@ -80,12 +81,14 @@ def scan_archive(
     :func:`edgeae.anomaly.context.local_novelty`: a ground ranking; a custom factory returns (N, 1 + D) rec and μ).
     ``precision``: for a zoo name, ``"int8"`` (its shipped int8 artifact when its parity passed: the fast path)
     or ``"fp32"`` (its PyTorch checkpoint, the numbers ``edgeae score`` and the evaluation give); a file is used
-    as given. ``bayer``: the images are raw colour-filter mosaics of this pattern ("RGGB", ...), demosaiced before
-    scoring; ``margin``: a fixed margin counted as no-data ("N" or "TOP,BOTTOM,LEFT,RIGHT" pixels), on top of the
-    detected ones. Returns the report dict (also written to ``out/report.json``).
+    as given. ``runtime``: which int8 artifact of a zoo name, ``"auto"`` (the faster on this CPU,
+    :func:`edgeae.scan.scoring.int8_preference`), ``"tflite"`` or ``"onnx"`` (the same numbers on any machine).
+    ``bayer``: the images are raw colour-filter mosaics of this pattern ("RGGB", ...), demosaiced before scoring;
+    ``margin``: a fixed margin counted as no-data ("N" or "TOP,BOTTOM,LEFT,RIGHT" pixels), on top of the detected
+    ones. Returns the report dict (also written to ``out/report.json``).
     """
     opts = engine or EngineOptions()
-    spec: ModelSpec = resolve_model(model, precision=precision)
+    spec: ModelSpec = resolve_model(model, precision=precision, runtime=runtime)
     config = ScanConfig(
         spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin
     )

@@ -47,19 +47,39 @@ def _input_geometry(meta: ModelMetadata, source: str) -> tuple[int, int]:
     return int(c), int(h)
 
 
-# The format the scan prefers for a zoo name, fastest first on this kind of machine (benchmarks/nac_headline.py:
-# LiteRT int8 runs the VAE about 2x faster than onnxruntime int8 on 2 cores, with a third of its RSS).
+# The format the scan prefers for a zoo name, fastest first, by the kind of CPU (benchmarks/nac_headline.py, the
+# orbital VAE on 2 cores, 2 interpreters x 1 thread): on x86 with VNNI (session 12, Intel Xeon with AMX) LiteRT
+# int8 10,929 patches/s vs onnxruntime int8 9,555; on x86 without VNNI (session 19, AVX2-only AMD EPYC)
+# onnxruntime int8 6,468 vs LiteRT 4,230. The ground scan has no flight memory budget, so the faster one wins
+# (onnxruntime holds more memory: the flight mission keeps LiteRT for that reason, docs/firmware_sim.md).
 INT8_PREFERENCE = (".tflite", ".onnx", ".ort")
+INT8_PREFERENCE_NO_VNNI = (".onnx", ".ort", ".tflite")
+RUNTIMES = ("auto", "tflite", "onnx")
+_SUFFIXES = {"tflite": (".tflite",), "onnx": (".onnx", ".ort")}
 
 
-def shipped_int8(name: str) -> Path | None:
+def int8_preference(runtime: str = "auto") -> tuple[str, ...]:
+    """The int8 file suffixes to try, in order: ``runtime`` "tflite" or "onnx" pins one runtime (results then
+    do not depend on the machine); "auto" takes the faster one on this CPU (:data:`INT8_PREFERENCE`, or
+    :data:`INT8_PREFERENCE_NO_VNNI` on x86 without VNNI)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime != "auto":
+        return _SUFFIXES[runtime]
+    from edgeae.firmware_sim.cpu import x86_without_vnni
+
+    return INT8_PREFERENCE_NO_VNNI if x86_without_vnni() else INT8_PREFERENCE
+
+
+def shipped_int8(name: str, runtime: str = "auto") -> Path | None:
     """The shipped int8 artifact of zoo model ``name`` whose export parity passed (``parity.json`` beside it),
-    in :data:`INT8_PREFERENCE` order; None when there is none (then the checkpoint scores)."""
+    in :func:`int8_preference` order; None when there is none (then the checkpoint scores)."""
     import importlib.util
     import json
 
     from edgeae import zoo
 
+    order = int8_preference(runtime)
     if name not in zoo.ZOO:
         return None
     folder = Path(zoo.__file__).resolve().parent / "artifacts" / name
@@ -71,19 +91,22 @@ def shipped_int8(name: str) -> Path | None:
         for a in json.loads(report.read_text()).get("artifacts", [])
         if a.get("precision") == "int8" and (a.get("parity") or {}).get("passed")
     }
-    runtime = {".tflite": "ai_edge_litert", ".onnx": "onnxruntime", ".ort": "onnxruntime"}
-    for suffix in INT8_PREFERENCE:
+    found = {".tflite": "ai_edge_litert", ".onnx": "onnxruntime", ".ort": "onnxruntime"}
+    for suffix in order:
         p = folder / f"{name}.int8{suffix}"
-        if p.name in passed and p.is_file() and importlib.util.find_spec(runtime[suffix]) is not None:
+        if p.name in passed and p.is_file() and importlib.util.find_spec(found[suffix]) is not None:
             return p
     return None
 
 
-def resolve_model(spec: str | os.PathLike[str], predictor: Any | None = None, precision: str = "int8") -> ModelSpec:
+def resolve_model(
+    spec: str | os.PathLike[str], predictor: Any | None = None, precision: str = "int8", runtime: str = "auto"
+) -> ModelSpec:
     """Resolve a zoo name or a model file into a :class:`ModelSpec` (loads the model once to read metadata).
 
     A zoo name scores with its shipped int8 artifact when its parity passed (``precision="int8"``, the
-    default: the fast path) and with its PyTorch checkpoint otherwise (``precision="fp32"``); a path is
+    default: the fast path; ``runtime`` picks LiteRT or onnxruntime, "auto" the faster on this CPU, see
+    :func:`int8_preference`) and with its PyTorch checkpoint otherwise (``precision="fp32"``); a path is
     used as given.
     """
     from edgeae.predictor import load_predictor, resolve_model_path
@@ -92,7 +115,14 @@ def resolve_model(spec: str | os.PathLike[str], predictor: Any | None = None, pr
         raise ValueError(f"precision must be int8 or fp32, got {precision!r}")
     text = os.fspath(spec)
     name = text.removeprefix("zoo:")
-    shipped = shipped_int8(name) if precision == "int8" and not Path(text).exists() else None
+    if runtime != "auto" and precision != "int8":
+        raise ValueError(f"runtime {runtime!r} picks an int8 artifact; precision {precision!r} scores the checkpoint")
+    shipped = shipped_int8(name, runtime) if precision == "int8" and not Path(text).exists() else None
+    if shipped is None and runtime != "auto" and not Path(text).exists():
+        raise ValueError(
+            f"{name}: no shipped int8 {runtime} artifact that passed its parity check, or its runtime "
+            f"({'ai-edge-litert' if runtime == 'tflite' else 'onnxruntime'}) is not installed; use --runtime auto"
+        )
     path = shipped if shipped is not None else resolve_model_path(spec)
     if predictor is None:
         predictor = load_predictor(path, threads=1)

@@ -75,9 +75,19 @@ class ScanStore:
         if cfg_path.exists() and not force:
             old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
             if old.result_fingerprint() != config.result_fingerprint():
+                hint = ""
+                if (
+                    old.model.artifact_hash != config.model.artifact_hash
+                    and Path(old.model.path).name != Path(config.model.path).name
+                ):
+                    hint = (
+                        f" (it scored with {Path(old.model.path).name}, this run would score with "
+                        f"{Path(config.model.path).name}: the int8 runtime a zoo name picks depends on the CPU; "
+                        "pin it with --runtime tflite|onnx)"
+                    )
                 raise ScanStateError(
                     f"{self.out} holds a scan with other settings {old.result_fingerprint()}; "
-                    f"this one is {config.result_fingerprint()}: choose another --out (or --force to restart)"
+                    f"this one is {config.result_fingerprint()}: choose another --out (or --force to restart)" + hint
                 )
         if force:
             self.reset()
