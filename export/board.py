@@ -8,6 +8,8 @@ module carries the export's parity and tail checks to the board::
     python -m edgeae.export.board bundle orbital-gray-vae --out vae.bundle.npz
     # on the board (numpy + onnxruntime or ai-edge-litert; no PyTorch, no image files):
     python -m edgeae.export.board check vae.bundle.npz orbital-gray-vae.int8.onnx [...] --json board.json
+    # ... and which of them is fastest on this board, with how much memory each interpreter takes:
+    python -m edgeae.export.board check vae.bundle.npz *.int8.onnx *.int8.tflite --time
 
 The bundle (``.npz``, no pickled objects) holds the same inputs ``edgeae export`` checks parity on (held-out
 test-split patches; a decoder's latents), PyTorch's outputs on them, and for a scoring model (VAE, CAE) the
@@ -15,7 +17,9 @@ patches of the tail frames, the synthetic extremes and PyTorch's scores of both.
 over them and applies the export's budgets (:data:`edgeae.export.parity.BUDGETS`, ``TAIL_BUDGETS``), plus one
 number the export does not report: ``extreme_rank_shift``, the most frame patches by which an extreme patch
 (all-white, checkerboard, noise, ...) moves in its frame's ranking against PyTorch, the planted-block test in
-miniature. Exit status 1 when any artifact misses a budget.
+miniature. ``--time`` also times each artifact in a fresh process on this CPU (items per second, RSS growth) and
+names the fastest one that passed, per model kind: which runtime is faster depends on the CPU (docs/export.md),
+and a faster interpreter may not fit the mission's memory budget. Exit status 1 when any artifact misses a budget.
 """
 
 from __future__ import annotations
@@ -233,6 +237,116 @@ def check_artifact(
     return rec
 
 
+def _rss_bytes() -> int | None:
+    """This process's resident set size now (Linux /proc; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in bytes; None where it cannot be read."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux: ``5`` to /proc/self/clear_refs), so that
+    the peak read later is the peak since now, not of the bundle loading before; False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def time_artifact(
+    summary: dict[str, Any], data: Any, artifact: str | os.PathLike[str], threads: int = 1, batch: int = 64,
+    seconds: float = 2.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Throughput and memory of one artifact on this machine: items per second over at least ``seconds`` of
+    calls on ``batch`` of the bundle's inputs (after two warm-up calls), and how much this process's RSS grew
+    from before the interpreter was loaded (peak, Linux only; and after loading). Run it in a fresh process per artifact
+    (``check --time`` does) so that one interpreter's memory is not counted against the next."""
+    import time
+
+    from edgeae.firmware_sim.runtime import load_artifact
+
+    if batch < 1 or not 0 < seconds <= 600:
+        raise ValueError(f"batch must be >= 1 and seconds in (0, 600], got {batch} and {seconds}")
+    inputs = {k: _unpack_pixels(data, f"{k}/input") for k in summary["kinds"]}  # before the baseline RSS
+    import gc
+
+    gc.collect()
+    rss0 = _rss_bytes()
+    peak_ok = _reset_peak_rss()
+    pred = load_artifact(artifact, threads=threads)
+    kind = pred.metadata.kind
+    if kind not in inputs:
+        raise BundleError(f"{artifact}: a {kind!r} artifact; the bundle holds {summary['kinds']} of {summary['model']}")
+    rss_loaded = _rss_bytes()
+    x = inputs[kind]
+    x = np.ascontiguousarray(np.concatenate([x] * -(-batch // len(x)))[:batch])
+    for _ in range(2):
+        pred(x)
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        pred(x)
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and calls >= 3:
+            break
+    peak = _status_bytes("VmHWM") if peak_ok else None
+    mib = 2.0**20
+    return {
+        "artifact": str(artifact),
+        "kind": kind,
+        "precision": pred.metadata.precision,
+        "threads": threads,
+        "batch": batch,
+        "calls": calls,
+        "items_per_s": round(calls * batch / elapsed, 1),
+        "ms_per_item": round(1e3 * elapsed / (calls * batch), 4),
+        "rss_after_load_mib": None if rss0 is None or rss_loaded is None else round((rss_loaded - rss0) / mib, 1),
+        "rss_growth_peak_mib": None if rss0 is None or peak is None else round((peak - rss0) / mib, 1),
+    }
+
+
+def _time_in_subprocess(bundle: str, artifact: str, threads: int, batch: int, seconds: float) -> dict[str, Any]:
+    """:func:`time_artifact` in a fresh interpreter process (its memory is its own); errors come back as text."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "edgeae.export.board", "time", bundle, artifact, "--threads", str(threads),
+           "--batch", str(batch), "--seconds", str(seconds)]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 20 + 120, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {seconds * 20 + 120:.0f} s"}
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]}
+    try:
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return {"error": f"no result in the output: {done.stdout[-200:]!r}"}
+
+
+def fastest_passing(recs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Per model kind, the artifact with the most items per second among those that passed every budget."""
+    best: dict[str, tuple[float, str]] = {}
+    for r in recs:
+        rate = (r.get("speed") or {}).get("items_per_s")
+        if r.get("passed") and rate and rate > best.get(r["kind"], (0.0, ""))[0]:
+            best[r["kind"]] = (float(rate), str(r["artifact"]))
+    return {k: v[1] for k, v in best.items()}
+
+
 def _cpu() -> dict[str, Any]:
     from edgeae.firmware_sim.cpu import VNNI_FLAGS, cpu_flags, cpu_model, int8_saturates
 
@@ -265,12 +379,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("artifacts", nargs="+")
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--json", default=None, help="also write the results here")
+    c.add_argument(
+        "--time", action="store_true",
+        help="also time each artifact on this machine (a fresh process each: items/s and RSS growth) and name the "
+        "fastest that passed, per model kind",
+    )  # fmt: skip
+    c.add_argument("--batch", type=int, default=64, help="items per call when timing (default 64)")
+    c.add_argument("--seconds", type=float, default=2.0, help="seconds of calls per artifact when timing")
+    t = sub.add_parser("time", help="time one artifact on the bundle's inputs; prints one JSON line")
+    t.add_argument("bundle")
+    t.add_argument("artifact")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--seconds", type=float, default=2.0)
     args = ap.parse_args(argv)
     if args.cmd == "bundle":
         kinds = args.kinds.split(",") if args.kinds else None
         s = make_bundle(args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail)
         n_tail = s.get("tail", {}).get("patches", 0)
         print(f"{args.out}: {s['bytes'] / 1e6:.1f} MB, kinds {s['kinds']}, tail {n_tail} patches")
+        return 0
+    if args.cmd == "time":
+        try:
+            summary, data = load_bundle(args.bundle)
+            print(json.dumps(time_artifact(summary, data, args.artifact, args.threads, args.batch, args.seconds)))
+        except (BundleError, OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     try:
         summary, data = load_bundle(args.bundle)
@@ -279,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BundleError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.time:
+        for r in recs:
+            r["speed"] = _time_in_subprocess(args.bundle, r["artifact"], args.threads, args.batch, args.seconds)
     for r in recs:
         t = r.get("tail", {})
         line = f"{'ok  ' if r['passed'] else 'FAIL'} {r['artifact']}: {r['kind']} {r['precision']}"
@@ -288,9 +426,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             line += f", tail Spearman {t['tail_spearman']:.4f}, top-16 {t['overlap_16']:.3f}"
             line += f", top-64 {t['overlap_64']:.3f}"
             line += f", ties {t['ties']:.0f}, extremes rank shift {t['extreme_rank_shift']:.0f}"
+        sp = r.get("speed")
+        if sp and "error" in sp:
+            line += f"; timing failed: {sp['error']}"
+        elif sp:
+            line += f"; {sp['items_per_s']:,.0f} items/s ({sp['threads']} threads, batch {sp['batch']})"
+            if sp.get("rss_growth_peak_mib") is not None:
+                line += f", RSS +{sp['rss_growth_peak_mib']} MiB"
         print(line)
+    fastest = fastest_passing(recs) if args.time else {}
+    for kind, path in fastest.items():
+        print(f"fastest passing {kind} artifact here: {path}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"bundle": summary, "cpu": cpu, "results": recs}, indent=1))
+        out = {"bundle": summary, "cpu": cpu, "results": recs, "fastest_passing": fastest}
+        Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"cpu: {cpu}")
     return 0 if all(r["passed"] for r in recs) else 1
 

@@ -59,19 +59,37 @@ def test_bundle_checks_artifacts_like_the_export(tiny_vae_run: dict[str, Path]) 
 
 
 def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path]) -> None:
-    """The board side needs numpy and the runtime only: PyTorch is never imported."""
+    """The board side needs numpy and the runtime only: PyTorch is never imported. ``--time`` times each
+    artifact in a fresh process and names the fastest that passed."""
     out = tiny_vae_run["dir"] / "board.json"
     code = (
         "import sys; from edgeae.export.board import main; "
         f"rc = main(['check', {str(tiny_vae_run['bundle'])!r}, {str(tiny_vae_run['fp32'])!r}, "
-        f"'--json', {str(out)!r}]); "
+        f"{str(tiny_vae_run['int8'])!r}, '--json', {str(out)!r}, '--time', '--seconds', '0.2', '--batch', '16']); "
         "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "tiny.fp32.onnx: vae fp32" in r.stdout and "extremes rank shift 0" in r.stdout
+    assert "items/s (2 threads, batch 16)" in r.stdout and "fastest passing vae artifact here: " in r.stdout
     rec = json.loads(out.read_text())
     assert rec["results"][0]["passed"] and "int8_saturates" in rec["cpu"]
+    speeds = [x["speed"] for x in rec["results"]]
+    assert all(sp["items_per_s"] > 0 and sp["calls"] >= 3 and sp["batch"] == 16 for sp in speeds), speeds
+    assert all(sp["rss_growth_peak_mib"] is not None and sp["rss_growth_peak_mib"] >= 0 for sp in speeds), speeds
+    fastest = max(rec["results"], key=lambda x: x["speed"]["items_per_s"])["artifact"]
+    assert rec["fastest_passing"] == {"vae": fastest}
+
+
+def test_timing_a_missing_artifact_reports_the_error(tiny_vae_run: dict[str, Path]) -> None:
+    from edgeae.export.board import _time_in_subprocess, fastest_passing
+
+    got = _time_in_subprocess(str(tiny_vae_run["bundle"]), str(tiny_vae_run["dir"] / "nope.onnx"), 1, 8, 0.1)
+    assert "error" in got and "nope.onnx" in got["error"], got
+    recs = [{"kind": "vae", "artifact": "a", "passed": False, "speed": {"items_per_s": 9.0}},
+            {"kind": "vae", "artifact": "b", "passed": True, "speed": {"items_per_s": 5.0}},
+            {"kind": "vae", "artifact": "c", "passed": True, "speed": got}]  # fmt: skip
+    assert fastest_passing(recs) == {"vae": "b"}  # a failed artifact is never named, however fast
 
 
 def test_bad_bundles_are_refused_with_the_reason(tiny_vae_run: dict[str, Path], tmp_path: Path) -> None:

@@ -158,9 +158,10 @@ def test_a_resume_with_the_other_int8_runtime_is_refused_and_says_why(archive, t
     pytest.importorskip("onnxruntime")
     root, _ = archive
     r = _scan(root / "b", "orbital-gray-vae", tmp_path, runtime="tflite")
-    assert r["artifact"] == "orbital-gray-vae.int8.tflite" and "orbital-gray-vae.int8.tflite" in (
-        tmp_path / "report.md"
-    ).read_text()
+    assert (
+        r["artifact"] == "orbital-gray-vae.int8.tflite"
+        and "orbital-gray-vae.int8.tflite" in (tmp_path / "report.md").read_text()
+    )
     with pytest.raises(ScanStateError, match=r"orbital-gray-vae\.int8\.onnx.*pin it with --runtime"):
         _scan(root / "b", "orbital-gray-vae", tmp_path, runtime="onnx")
 
