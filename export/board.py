@@ -273,8 +273,9 @@ def time_artifact(
 ) -> dict[str, Any]:  # fmt: skip
     """Throughput and memory of one artifact on this machine: items per second over at least ``seconds`` of
     calls on ``batch`` of the bundle's inputs (after two warm-up calls), and how much this process's RSS grew
-    from before the interpreter was loaded (peak, Linux only; and after loading). Run it in a fresh process per artifact
-    (``check --time`` does) so that one interpreter's memory is not counted against the next."""
+    from before the interpreter was loaded (peak, Linux only; and after loading). Run it in a fresh process per
+    artifact (``check --time`` does) so that one interpreter's memory is not counted against the next."""
+    import gc
     import time
 
     from edgeae.firmware_sim.runtime import load_artifact
@@ -282,8 +283,6 @@ def time_artifact(
     if batch < 1 or not 0 < seconds <= 600:
         raise ValueError(f"batch must be >= 1 and seconds in (0, 600], got {batch} and {seconds}")
     inputs = {k: _unpack_pixels(data, f"{k}/input") for k in summary["kinds"]}  # before the baseline RSS
-    import gc
-
     gc.collect()
     rss0 = _rss_bytes()
     peak_ok = _reset_peak_rss()
@@ -407,6 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.time and (args.batch < 1 or not 0 < args.seconds <= 600):
+        print(
+            f"error: --batch must be >= 1 and --seconds in (0, 600], got {args.batch} and {args.seconds}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         summary, data = load_bundle(args.bundle)
         cpu = _cpu()

@@ -82,8 +82,9 @@ def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path])
 
 
 def test_timing_a_missing_artifact_reports_the_error(tiny_vae_run: dict[str, Path]) -> None:
-    from edgeae.export.board import _time_in_subprocess, fastest_passing
+    from edgeae.export.board import _time_in_subprocess, fastest_passing, main
 
+    assert main(["check", str(tiny_vae_run["bundle"]), str(tiny_vae_run["int8"]), "--time", "--seconds", "0"]) == 2
     got = _time_in_subprocess(str(tiny_vae_run["bundle"]), str(tiny_vae_run["dir"] / "nope.onnx"), 1, 8, 0.1)
     assert "error" in got and "nope.onnx" in got["error"], got
     recs = [{"kind": "vae", "artifact": "a", "passed": False, "speed": {"items_per_s": 9.0}},

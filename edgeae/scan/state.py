@@ -76,14 +76,11 @@ class ScanStore:
             old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
             if old.result_fingerprint() != config.result_fingerprint():
                 hint = ""
-                if (
-                    old.model.artifact_hash != config.model.artifact_hash
-                    and Path(old.model.path).name != Path(config.model.path).name
-                ):
+                was, now = Path(old.model.path).name, Path(config.model.path).name
+                if was != now and ".int8." in was and was.split(".int8.")[0] == now.split(".int8.")[0]:
                     hint = (
-                        f" (it scored with {Path(old.model.path).name}, this run would score with "
-                        f"{Path(config.model.path).name}: the int8 runtime a zoo name picks depends on the CPU; "
-                        "pin it with --runtime tflite|onnx)"
+                        f" (it scored with {was}, this run would score with {now}: the int8 runtime a zoo name "
+                        "picks depends on the CPU; pin it with --runtime tflite|onnx)"
                     )
                 raise ScanStateError(
                     f"{self.out} holds a scan with other settings {old.result_fingerprint()}; "
