@@ -304,12 +304,15 @@ def nodata_mask(
                 starts.setdefault(lab, xy)
     forced: set[int] = set()
     if seed is not None:
-        ys, xs = np.nonzero(seed)
-        for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
-            lab = int(labels[y, x])
-            if lab and lab not in forced:
-                forced.add(lab)
-                starts.setdefault(lab, (x, y))
+        # row by row over the rows that hold seed pixels (a streamed strip seeds its first row only): the
+        # first seed pixel of each region in row-major order, without a nonzero() over the whole strip
+        for y in np.flatnonzero(seed.any(axis=1)).tolist():
+            xs = np.flatnonzero(seed[y])
+            labs, first = np.unique(labels[y, xs], return_index=True)
+            for lab, i in zip(labs.tolist(), first.tolist(), strict=True):
+                if lab and lab not in forced:
+                    forced.add(lab)
+                    starts.setdefault(lab, (int(xs[i]), y))
     fill = np.zeros((h + 2, w + 2), dtype=np.uint8)
     small: list[int] = []
     for lab, (x, y) in starts.items():
