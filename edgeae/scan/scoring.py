@@ -50,7 +50,7 @@ def _input_geometry(meta: ModelMetadata, source: str) -> tuple[int, int]:
 # The format the scan prefers for a zoo name, fastest first, by the kind of CPU (benchmarks/nac_headline.py, the
 # orbital VAE on 2 cores, 2 interpreters x 1 thread): on x86 with VNNI (session 12, Intel Xeon with AVX-512 VNNI) LiteRT
 # int8 10,929 patches/s vs onnxruntime int8 9,555; on x86 without VNNI (session 20, AVX2-only AMD EPYC)
-# onnxruntime int8 7,457 vs LiteRT 4,350. The ground scan has no flight memory budget, so the faster one wins
+# onnxruntime int8 7,258 vs LiteRT 4,340. The ground scan has no flight memory budget, so the faster one wins
 # (onnxruntime holds more memory: the flight mission keeps LiteRT for that reason, docs/firmware_sim.md).
 INT8_PREFERENCE = (".tflite", ".onnx", ".ort")
 INT8_PREFERENCE_NO_VNNI = (".onnx", ".ort", ".tflite")
