@@ -162,8 +162,11 @@ def test_a_resume_with_the_other_int8_runtime_is_refused_and_says_why(archive, t
         r["artifact"] == "orbital-gray-vae.int8.tflite"
         and "orbital-gray-vae.int8.tflite" in (tmp_path / "report.md").read_text()
     )
-    with pytest.raises(ScanStateError, match=r"orbital-gray-vae\.int8\.onnx.*pin it with --runtime"):
+    with pytest.raises(ScanStateError, match=r"scored with orbital-gray-vae\.int8\.tflite; this run would score with "
+                       r"orbital-gray-vae\.int8\.onnx .*pin it with --runtime"):  # fmt: skip
         _scan(root / "b", "orbital-gray-vae", tmp_path, runtime="onnx")
+    with pytest.raises(ScanStateError, match="other settings"):  # another setting too: the full comparison
+        _scan(root / "b", "orbital-gray-vae", tmp_path, runtime="onnx", stride=32)
 
 
 def test_process_pool_gives_the_same_results_as_in_process(archive, model, tmp_path) -> None:

@@ -75,16 +75,22 @@ class ScanStore:
         if cfg_path.exists() and not force:
             old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
             if old.result_fingerprint() != config.result_fingerprint():
-                hint = ""
                 was, now = Path(old.model.path).name, Path(config.model.path).name
-                if was != now and ".int8." in was and was.split(".int8.")[0] == now.split(".int8.")[0]:
-                    hint = (
-                        f" (it scored with {was}, this run would score with {now}: the int8 runtime a zoo name "
-                        "picks depends on the CPU; pin it with --runtime tflite|onnx)"
+                other = {k for k, v in old.result_fingerprint().items() if config.result_fingerprint()[k] != v}
+                if (
+                    other == {"artifact_hash"}
+                    and was != now
+                    and ".int8." in was
+                    and was.split(".int8.")[0] == (now.split(".int8.")[0])
+                ):  # the same scan but the other int8 file of the model: --runtime auto chose differently here
+                    raise ScanStateError(
+                        f"{self.out} holds a scan that scored with {was}; this run would score with {now} (the int8 "
+                        "runtime a zoo name picks depends on the CPU): pin it with --runtime tflite|onnx, or choose "
+                        "another --out (or --force to restart)"
                     )
                 raise ScanStateError(
                     f"{self.out} holds a scan with other settings {old.result_fingerprint()}; "
-                    f"this one is {config.result_fingerprint()}: choose another --out (or --force to restart)" + hint
+                    f"this one is {config.result_fingerprint()}: choose another --out (or --force to restart)"
                 )
         if force:
             self.reset()
