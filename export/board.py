@@ -269,46 +269,57 @@ def _reset_peak_rss() -> bool:
 
 def time_artifact(
     summary: dict[str, Any], data: Any, artifact: str | os.PathLike[str], threads: int = 1, batch: int = 64,
-    seconds: float = 2.0,
+    seconds: float = 2.0, workers: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Throughput and memory of one artifact on this machine: items per second over at least ``seconds`` of
-    calls on ``batch`` of the bundle's inputs (after two warm-up calls), and how much this process's RSS grew
-    from before the interpreter was loaded (peak, Linux only; and after loading). Run it in a fresh process per
-    artifact (``check --time`` does) so that one interpreter's memory is not counted against the next."""
+    calls on ``batch`` of the bundle's inputs (after two warm-up calls), by ``workers`` interpreters of ``threads``
+    threads each, called from as many Python threads at once (the flight loop's scoring workers), and how much this
+    process's RSS grew from before the interpreters were loaded (peak, Linux only; and after loading). Run it in a
+    fresh process per artifact (``check --time`` does) so that one interpreter's memory is not counted against the
+    next."""
+    import concurrent.futures as cf
     import gc
     import time
 
     from edgeae.firmware_sim.runtime import load_artifact
 
-    if batch < 1 or not 0 < seconds <= 600:
-        raise ValueError(f"batch must be >= 1 and seconds in (0, 600], got {batch} and {seconds}")
+    if batch < 1 or workers < 1 or not 0 < seconds <= 600:
+        raise ValueError(f"batch and workers must be >= 1 and seconds in (0, 600], got {batch}, {workers}, {seconds}")
     inputs = {k: _unpack_pixels(data, f"{k}/input") for k in summary["kinds"]}  # before the baseline RSS
     gc.collect()
     rss0 = _rss_bytes()
     peak_ok = _reset_peak_rss()
-    pred = load_artifact(artifact, threads=threads)
-    kind = pred.metadata.kind
+    preds = [load_artifact(artifact, threads=threads) for _ in range(workers)]
+    kind = preds[0].metadata.kind
     if kind not in inputs:
         raise BundleError(f"{artifact}: a {kind!r} artifact; the bundle holds {summary['kinds']} of {summary['model']}")
     rss_loaded = _rss_bytes()
     x = inputs[kind]
     x = np.ascontiguousarray(np.concatenate([x] * -(-batch // len(x)))[:batch])
-    for _ in range(2):
-        pred(x)
-    calls, t0 = 0, time.perf_counter()
-    while True:
-        pred(x)
-        calls += 1
+
+    def loop(pred: Any, t0: float) -> int:
+        calls = 0
+        while True:
+            pred(x)
+            calls += 1
+            if time.perf_counter() - t0 >= seconds and calls >= 3:
+                return calls
+
+    for pred in preds:
+        for _ in range(2):
+            pred(x)
+    with cf.ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        calls = sum(pool.map(lambda p: loop(p, t0), preds))
         elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and calls >= 3:
-            break
     peak = _status_bytes("VmHWM") if peak_ok else None
     mib = 2.0**20
     return {
         "artifact": str(artifact),
         "kind": kind,
-        "precision": pred.metadata.precision,
+        "precision": preds[0].metadata.precision,
         "threads": threads,
+        "workers": workers,
         "batch": batch,
         "calls": calls,
         "items_per_s": round(calls * batch / elapsed, 1),
@@ -318,12 +329,14 @@ def time_artifact(
     }
 
 
-def _time_in_subprocess(bundle: str, artifact: str, threads: int, batch: int, seconds: float) -> dict[str, Any]:
+def _time_in_subprocess(
+    bundle: str, artifact: str, threads: int, batch: int, seconds: float, workers: int = 1
+) -> dict[str, Any]:
     """:func:`time_artifact` in a fresh interpreter process (its memory is its own); errors come back as text."""
     import subprocess
 
     cmd = [sys.executable, "-m", "edgeae.export.board", "time", bundle, artifact, "--threads", str(threads),
-           "--batch", str(batch), "--seconds", str(seconds)]  # fmt: skip
+           "--batch", str(batch), "--seconds", str(seconds), "--workers", str(workers)]  # fmt: skip
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 20 + 120, check=False)
     except subprocess.TimeoutExpired:
@@ -385,12 +398,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     c.add_argument("--batch", type=int, default=64, help="items per call when timing (default 64)")
     c.add_argument("--seconds", type=float, default=2.0, help="seconds of calls per artifact when timing")
+    c.add_argument(
+        "--workers", type=int, default=1,
+        help="interpreters called at once when timing, each with --threads threads (the flight loop's scoring "
+        "workers: the orbital mission runs 2 x 1 thread)",
+    )  # fmt: skip
     t = sub.add_parser("time", help="time one artifact on the bundle's inputs; prints one JSON line")
     t.add_argument("bundle")
     t.add_argument("artifact")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--seconds", type=float, default=2.0)
+    t.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     if args.cmd == "bundle":
         kinds = args.kinds.split(",") if args.kinds else None
@@ -401,14 +420,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "time":
         try:
             summary, data = load_bundle(args.bundle)
-            print(json.dumps(time_artifact(summary, data, args.artifact, args.threads, args.batch, args.seconds)))
+            rec = time_artifact(summary, data, args.artifact, args.threads, args.batch, args.seconds, args.workers)
+            print(json.dumps(rec))
         except (BundleError, OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    if args.time and (args.batch < 1 or not 0 < args.seconds <= 600):
+    if args.time and (args.batch < 1 or args.workers < 1 or not 0 < args.seconds <= 600):
         print(
-            f"error: --batch must be >= 1 and --seconds in (0, 600], got {args.batch} and {args.seconds}",
+            f"error: --batch and --workers must be >= 1 and --seconds in (0, 600], got {args.batch}, {args.workers}, "
+            f"{args.seconds}",
             file=sys.stderr,
         )
         return 2
@@ -421,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.time:
         for r in recs:
-            r["speed"] = _time_in_subprocess(args.bundle, r["artifact"], args.threads, args.batch, args.seconds)
+            r["speed"] = _time_in_subprocess(
+                args.bundle, r["artifact"], args.threads, args.batch, args.seconds, args.workers
+            )
     for r in recs:
         t = r.get("tail", {})
         line = f"{'ok  ' if r['passed'] else 'FAIL'} {r['artifact']}: {r['kind']} {r['precision']}"
@@ -435,7 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sp and "error" in sp:
             line += f"; timing failed: {sp['error']}"
         elif sp:
-            line += f"; {sp['items_per_s']:,.0f} items/s ({sp['threads']} threads, batch {sp['batch']})"
+            line += (
+                f"; {sp['items_per_s']:,.0f} items/s ({sp['workers']} x {sp['threads']} threads, batch {sp['batch']})"
+            )
             if sp.get("rss_growth_peak_mib") is not None:
                 line += f", RSS +{sp['rss_growth_peak_mib']} MiB"
         print(line)

@@ -30,7 +30,7 @@ for bundle in "$B"/*.npz; do
   echo "== $m"
   # shellcheck disable=SC2086
   "$PY" -m edgeae.export.board check "$bundle" "$A"/$m/*.int8.onnx $([ $TFL = 1 ] && ls "$A"/$m/*.int8.tflite 2>/dev/null) \
-    $(ls "$B"/new/$m/*.onnx 2>/dev/null) --threads 2 --time --json "$OUT/$m.json" 2>&1 | grep -v -E "^(WARNING|INFO)"
+    $(ls "$B"/new/$m/*.onnx 2>/dev/null) --threads 1 --workers 2 --time --json "$OUT/$m.json" 2>&1 | grep -v -E "^(WARNING|INFO)"
 done
 grep -E "Model name|onnxruntime" "$OUT/cpu.txt"
 grep -o -w -E "avx512_vnni|avx_vnni|avx512f|amx_int8" "$OUT/cpu.txt" | sort -u | tr '\n' ' '; echo

@@ -65,17 +65,19 @@ def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path])
     code = (
         "import sys; from edgeae.export.board import main; "
         f"rc = main(['check', {str(tiny_vae_run['bundle'])!r}, {str(tiny_vae_run['fp32'])!r}, "
-        f"{str(tiny_vae_run['int8'])!r}, '--json', {str(out)!r}, '--time', '--seconds', '0.2', '--batch', '16']); "
+        f"{str(tiny_vae_run['int8'])!r}, '--json', {str(out)!r}, '--time', '--seconds', '0.2', '--batch', '16', "
+        "'--workers', '2', '--threads', '1']); "
         "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "tiny.fp32.onnx: vae fp32" in r.stdout and "extremes rank shift 0" in r.stdout
-    assert "items/s (2 threads, batch 16)" in r.stdout and "fastest passing vae artifact here: " in r.stdout
+    assert "items/s (2 x 1 threads, batch 16)" in r.stdout and "fastest passing vae artifact here: " in r.stdout
     rec = json.loads(out.read_text())
     assert rec["results"][0]["passed"] and "int8_saturates" in rec["cpu"]
     speeds = [x["speed"] for x in rec["results"]]
-    assert all(sp["items_per_s"] > 0 and sp["calls"] >= 3 and sp["batch"] == 16 for sp in speeds), speeds
+    assert all(sp["items_per_s"] > 0 and sp["calls"] >= 6 and sp["batch"] == 16 for sp in speeds), speeds
+    assert all(sp["workers"] == 2 and sp["threads"] == 1 for sp in speeds), speeds
     assert all(sp["rss_growth_peak_mib"] is not None and sp["rss_growth_peak_mib"] >= 0 for sp in speeds), speeds
     fastest = max(rec["results"], key=lambda x: x["speed"]["items_per_s"])["artifact"]
     assert rec["fastest_passing"] == {"vae": fastest}
