@@ -39,10 +39,11 @@ def _windows(img: np.ndarray, size: int, stride: int) -> np.ndarray:
     resampled to the model's 64-px input by area averaging."""
     import cv2
 
+    from edgeae.tiling import tile_positions
+
     h, w = img.shape
-    ys = sorted({*range(0, h - size + 1, stride), h - size})
-    xs = sorted({*range(0, w - size + 1, stride), w - size})
-    out = [cv2.resize(img[y : y + size, x : x + size], (P, P), interpolation=cv2.INTER_AREA) for y in ys for x in xs]
+    pos = tile_positions(h, w, size, stride)
+    out = [cv2.resize(img[y : y + size, x : x + size], (P, P), interpolation=cv2.INTER_AREA) for y, x in pos]
     return np.stack(out).astype(np.float32)
 
 

@@ -33,9 +33,9 @@ class PeakRSS:
     be reset, the block's start and end RSS (a lower bound)."""
 
     def __enter__(self) -> PeakRSS:
-        from edgeae.firmware_sim.budget import _reset_peak_rss, rss_bytes
+        from edgeae.firmware_sim.budget import reset_peak_rss, rss_bytes
 
-        self.resettable = _reset_peak_rss()
+        self.resettable = reset_peak_rss()
         self.peak = rss_bytes()
         return self
 

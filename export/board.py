@@ -237,36 +237,6 @@ def check_artifact(
     return rec
 
 
-def _rss_bytes() -> int | None:
-    """This process's resident set size now (Linux /proc; None elsewhere)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def _status_bytes(field: str) -> int | None:
-    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in bytes; None where it cannot be read."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux: ``5`` to /proc/self/clear_refs), so that
-    the peak read later is the peak since now, not of the bundle loading before; False where it cannot."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def time_artifact(
     summary: dict[str, Any], data: Any, artifact: str | os.PathLike[str], threads: int = 1, batch: int = 64,
     seconds: float = 2.0, workers: int = 1,
@@ -281,19 +251,20 @@ def time_artifact(
     import gc
     import time
 
+    from edgeae.firmware_sim.budget import hwm_rss_bytes, reset_peak_rss, rss_bytes
     from edgeae.firmware_sim.runtime import load_artifact
 
     if batch < 1 or workers < 1 or not 0 < seconds <= 600:
         raise ValueError(f"batch and workers must be >= 1 and seconds in (0, 600], got {batch}, {workers}, {seconds}")
     inputs = {k: _unpack_pixels(data, f"{k}/input") for k in summary["kinds"]}  # before the baseline RSS
     gc.collect()
-    rss0 = _rss_bytes()
-    peak_ok = _reset_peak_rss()
+    rss0 = rss_bytes()
+    peak_ok = reset_peak_rss()
     preds = [load_artifact(artifact, threads=threads) for _ in range(workers)]
     kind = preds[0].metadata.kind
     if kind not in inputs:
         raise BundleError(f"{artifact}: a {kind!r} artifact; the bundle holds {summary['kinds']} of {summary['model']}")
-    rss_loaded = _rss_bytes()
+    rss_loaded = rss_bytes()
     x = inputs[kind]
     x = np.ascontiguousarray(np.concatenate([x] * -(-batch // len(x)))[:batch])
 
@@ -312,7 +283,7 @@ def time_artifact(
         t0 = time.perf_counter()
         calls = sum(pool.map(lambda p: loop(p, t0), preds))
         elapsed = time.perf_counter() - t0
-    peak = _status_bytes("VmHWM") if peak_ok else None
+    peak = hwm_rss_bytes() if peak_ok else None
     mib = 2.0**20
     return {
         "artifact": str(artifact),
@@ -324,8 +295,8 @@ def time_artifact(
         "calls": calls,
         "items_per_s": round(calls * batch / elapsed, 1),
         "ms_per_item": round(1e3 * elapsed / (calls * batch), 4),
-        "rss_after_load_mib": None if rss0 is None or rss_loaded is None else round((rss_loaded - rss0) / mib, 1),
-        "rss_growth_peak_mib": None if rss0 is None or peak is None else round((peak - rss0) / mib, 1),
+        "rss_after_load_mib": round((rss_loaded - rss0) / mib, 1),
+        "rss_growth_peak_mib": None if peak is None else round((peak - rss0) / mib, 1),
     }
 
 

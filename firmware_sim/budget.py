@@ -174,7 +174,7 @@ def peak_rss_bytes() -> int:
     return int(v if sys.platform == "darwin" else v * 1024)
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Reset the kernel's RSS high-water mark (VmHWM) of this process; False where that is not possible."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -233,7 +233,7 @@ class MemoryMeter:
     def reset(self) -> None:
         if self.enabled and tracemalloc.is_tracing():
             tracemalloc.reset_peak()
-        self.hwm_resettable = _reset_peak_rss()
+        self.hwm_resettable = reset_peak_rss()
         self.rss_frame_peak = rss_bytes()
 
     def sample(self) -> dict[str, Any]:
