@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -233,3 +234,59 @@ def test_border_shortcut_equals_the_full_labelling(monkeypatch: pytest.MonkeyPat
     full = [nd.nodata_mask(img, edges=edges, min_contact=8, min_area=16, min_side_fraction=0.1) for img, edges in cases]
     assert all(np.array_equal(a, b) for a, b in zip(fast, full, strict=True))
     assert sum(not a.all() for a in full) >= 10  # the cases do flag margins, not only interior shadows
+
+
+def _reference_nodata(raw: np.ndarray, edges: tuple[str, ...], seed: np.ndarray | None, **kw: Any) -> np.ndarray:
+    """nodata_mask's rule written plainly, by labelling every region (SciPy, 8-connected): a dark region of the
+    3 × 3 closed-then-opened mask is no-data when a seed pixel lies in it, or when it has at least ``min_area``
+    pixels and at least max(min_contact, min_side_fraction × side) of them on one real side; then grown by
+    ``margin``."""
+    import cv2
+    from scipy import ndimage
+
+    se = np.ones((3, 3), np.uint8)
+    dark = (raw <= 0.025 * 255).view(np.uint8)
+    d8 = cv2.morphologyEx(cv2.morphologyEx(dark, cv2.MORPH_CLOSE, se), cv2.MORPH_OPEN, se)
+    labels, n = ndimage.label(d8, structure=np.ones((3, 3)))
+    h, w = raw.shape
+    border = {"top": labels[0], "bottom": labels[-1], "left": labels[:, 0], "right": labels[:, -1]}
+    invalid = np.zeros((h, w), bool)
+    for lab in range(1, n + 1):
+        region = labels == lab
+        forced = seed is not None and bool((seed & region).any())
+        need = {s: max(kw["min_contact"], kw["min_side_fraction"] * border[s].size) for s in edges}
+        touches = any(int((border[s] == lab).sum()) >= need[s] for s in edges)
+        if forced or (touches and region.sum() >= kw["min_area"]):
+            invalid |= region
+    if kw["margin"] and invalid.any():
+        invalid = cv2.dilate(invalid.view(np.uint8), se, iterations=int(kw["margin"])).view(bool)
+    return ~invalid
+
+
+def test_region_fills_equal_a_plain_labelling_of_every_region() -> None:
+    """nodata_mask floods only the regions that reach a real side or a seed (cost follows them, not the strip);
+    on 400 random frames (blobs, speckle, seeds on the first row and scattered, every mix of sides and limits) it
+    gives exactly the mask of the plain rule (:func:`_reference_nodata`)."""
+    rng = np.random.default_rng(3)
+    flagged = 0
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(3, 60, 2))
+        img = rng.integers(20, 255, (h, w)).astype(np.uint8)
+        for _ in range(int(rng.integers(0, 8))):
+            bh, bw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            img[y : y + bh, x : x + bw] = rng.integers(0, 6)
+        if rng.random() < 0.3:
+            img[rng.random((h, w)) < 0.2] = 0
+        edges = tuple(e for e in ("top", "bottom", "left", "right") if rng.random() < 0.6)
+        seed = None
+        if rng.random() < 0.4:
+            seed = np.zeros((h, w), bool)
+            seed[0] = rng.random(w) < 0.5
+            seed |= rng.random((h, w)) < (0.02 if rng.random() < 0.3 else 0.0)
+        kw: dict[str, Any] = {"min_contact": int(rng.integers(1, 10)), "min_area": int(rng.integers(1, 40)),
+              "min_side_fraction": float(rng.uniform(0, 0.5)), "margin": int(rng.integers(0, 3))}  # fmt: skip
+        got = nodata_mask(img, edges=edges, seed=seed, **kw)
+        np.testing.assert_array_equal(got, _reference_nodata(img, edges, seed, **kw))
+        flagged += not got.all()
+    assert flagged >= 150  # the cases do flag no-data, not only interior shadows
