@@ -1,0 +1,367 @@
+"""A self-supervised (contrastive) grey encoder for the HiRISE crater ranking (issue 12, session 21; measured, not
+shipped).
+
+    python -m benchmarks.hirise_contrastive train --run runs/contrastive [--time-budget 100m] [--threads 2]
+    python -m benchmarks.hirise_contrastive train --run runs/contrastive --resume      # continue after a stop
+    python -m benchmarks.hirise_contrastive evaluate --run runs/contrastive --out benchmarks/results/hirise_contrastive
+
+Every scorer tried so far for HiRISE crater vs other (target ROC AUC 0.80) describes a patch by what a
+*reconstruction* model keeps (VAE latents, reconstruction error): best 0.754 (``frame-z kNN (mu)``). The one kind
+left untried was a representation learned to tell places apart rather than to redraw them. This trains a small
+SimCLR-style encoder (NT-Xent loss, temperature 0.2; about 0.29 M parameters, 32-px input = a 64-px window averaged
+2 × 2) on the grey orbital *training* files only (``orbital_gray_v2`` train: the HiRISE strips, CTX tiles, pycda
+tiles) and the landmark crops of the HiRISE *training* products (class 0 only, labels unused): never a dev crop.
+Two views of one place: random windows of 48-96 px inside one 96-px region, each resized to 32 px, random
+rotation by 90° and flip, gamma, blur and noise; each view standardised by its own mean and deviation (so the
+encoder cannot lean on brightness, which the frame-z scaling already removes).
+
+``evaluate`` encodes the 25 grid patches (64 px, stride 41) of every dev crop and ranks crops as the candidate does
+(a crop's score is its highest patch's): ``frame-z kNN`` (features robust-z scaled within each crop, then the mean
+distance to the 20 nearest patches of all crops: :func:`edgeae.anomaly.baselines.frame_z_knn`), ``cosine kNN``
+(unit features, same kNN), and ``cosine kNN to training crops`` (each patch against the patches of the training
+products' class-0 crops only). ROC AUC crater vs other on all dev crops, the anomaly benchmark's seed-0 sample of
+400 and the rest (:func:`benchmarks.hirise_dev.crater_auc_row`).
+
+The training is resumable (model, optimiser, step, NumPy and torch RNG state in ``RUN/checkpoint.pt``, written
+every 200 steps and at the end of ``--time-budget``) and refuses a resume on other data (the files' SHA-256
+manifest). Fixed seeds; on a fixed number of steps the run is reproducible on one machine and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT = 32  # encoder input (px): a 64-px window averaged 2 x 2
+WINDOW = 64  # the evaluation's patch (px), as the VAE candidate
+REGION = 96  # both views of a pair come from one region this size
+VIEW_MIN = 48
+BATCH = 256  # pairs per step
+TEMPERATURE = 0.2
+K_NN = 20
+CKPT_EVERY = 200
+MAX_DARK = 0.02  # a region with more than 2 % pixels at or below 2/255 (no-data margins) is drawn again
+
+
+def _duration(text: str) -> float:
+    """'90m', '2h', '45s' or seconds -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    try:
+        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90m, 2h, 3600)") from None
+
+
+def build_encoder() -> Any:
+    """Plain conv encoder, (N, 1, 32, 32) -> (N, 128); and a projection head 128 -> 64 for the loss."""
+    import torch.nn as nn
+
+    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    enc = nn.Sequential(
+        *block(1, 32, 1), *block(32, 32, 2),  # 16
+        *block(32, 64, 1), *block(64, 64, 2),  # 8
+        *block(64, 128, 1), *block(128, 128, 2),  # 4
+        *block(128, 128, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )  # fmt: skip
+    head = nn.Sequential(nn.Linear(128, 128), nn.ReLU(inplace=True), nn.Linear(128, 64))
+    return enc, head
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> each window minus its mean over max(its std, 2/255)."""
+    m = x.mean(axis=(1, 2), keepdims=True)
+    s = np.maximum(x.std(axis=(1, 2), keepdims=True), 2.0 / 255.0)
+    return ((x - m) / s).astype(np.float32)
+
+
+def encoder_input(windows: np.ndarray) -> np.ndarray:
+    """(N, 64, 64) float [0, 1] windows -> (N, 1, 32, 32) standardised encoder input (2 x 2 means)."""
+    n, h, w = windows.shape
+    small = windows.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    return standardise(small)[:, None]
+
+
+class Sources:
+    """The training images (grey float32 [0, 1]) and how often each is drawn."""
+
+    def __init__(self) -> None:
+        from benchmarks.hirise_dev import dev_crops
+        from edgeae.data import data_root
+        from edgeae.datasets import SPLITS
+        from edgeae.imageio import read_image
+
+        root = data_root()
+        files = [root / f for f in SPLITS["orbital_gray_v2"]["train"]]
+        images, _, ref = dev_crops()
+        crops = [images / f for f in ref]
+        self.files = [str(p.relative_to(root)) for p in files + crops]
+        self.images: list[np.ndarray] = []
+        for p in files + crops:
+            self.images.append(read_image(p, channels=1).pixels[..., 0])
+        # half the draws from HiRISE (strips and training-product crops), half from the rest, by area within each
+        hirise = np.array(["hirise" in f.lower() for f in self.files])
+        area = np.array([im.size for im in self.images], np.float64)
+        w = np.where(hirise, area / area[hirise].sum(), area / area[~hirise].sum()) * 0.5
+        self.weights = w / w.sum()
+
+    def manifest(self) -> str:
+        from edgeae.data import data_root
+
+        root, h = data_root(), hashlib.sha256()
+        for f in self.files:
+            h.update(f.encode() + hashlib.sha256((root / f).read_bytes()).digest())
+        return h.hexdigest()
+
+    def pairs(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two augmented views of ``n`` random regions: (n, 1, 32, 32) each."""
+        import cv2
+
+        views: list[list[np.ndarray]] = [[], []]
+        while len(views[0]) < n:
+            im = self.images[rng.choice(len(self.images), p=self.weights)]
+            h, w = im.shape
+            if h < REGION or w < REGION:
+                continue
+            y, x = rng.integers(0, h - REGION + 1), rng.integers(0, w - REGION + 1)
+            region = im[y : y + REGION, x : x + REGION]
+            if (region <= 2.0 / 255.0).mean() > MAX_DARK:
+                continue
+            for v in views:
+                s = int(rng.integers(VIEW_MIN, REGION + 1))
+                vy, vx = rng.integers(0, REGION - s + 1), rng.integers(0, REGION - s + 1)
+                crop = cv2.resize(region[vy : vy + s, vx : vx + s], (INPUT, INPUT), interpolation=cv2.INTER_AREA)
+                crop = np.rot90(crop, int(rng.integers(4)))
+                if rng.random() < 0.5:
+                    crop = crop[:, ::-1]
+                crop = np.clip(crop, 0, 1) ** float(np.exp(rng.normal(0, 0.25)))  # gamma
+                if rng.random() < 0.3:
+                    sigma = float(rng.uniform(0.3, 1.0))
+                    crop = cv2.GaussianBlur(np.ascontiguousarray(crop, np.float32), (3, 3), sigma)
+                crop = crop + rng.normal(0, rng.uniform(0, 0.02), crop.shape)
+                v.append(np.asarray(crop, np.float32))
+        return standardise(np.stack(views[0]))[:, None], standardise(np.stack(views[1]))[:, None]
+
+
+def nt_xent(z1: Any, z2: Any, temperature: float = TEMPERATURE) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(sim, target)
+
+
+def train(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    run: Path = args.run
+    ckpt_path = run / "checkpoint.pt"
+    src = Sources()
+    manifest = src.manifest()
+    enc, head = build_encoder()
+    params = list(enc.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    step, history = 0, []
+    if ckpt_path.exists():
+        if not args.resume:
+            raise SystemExit(f"{ckpt_path} exists: pass --resume to continue it, or choose another --run")
+        ck = torch.load(ckpt_path, weights_only=False)
+        if ck["manifest"] != manifest:
+            raise SystemExit(f"{ckpt_path}: trained on other data (manifest {ck['manifest'][:12]} vs {manifest[:12]})")
+        enc.load_state_dict(ck["encoder"])
+        head.load_state_dict(ck["head"])
+        opt.load_state_dict(ck["optimizer"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        step, history = ck["step"], ck["history"]
+        print(f"resumed at step {step}", flush=True)
+    elif args.resume:
+        raise SystemExit(f"--resume: no checkpoint at {ckpt_path}")
+    run.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"encoder": enc.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
+                    "history": history, "manifest": manifest, "files": src.files,
+                    "config": {"input": INPUT, "batch": BATCH, "temperature": TEMPERATURE, "lr": args.lr,
+                               "seed": args.seed, "threads": args.threads}}, tmp)  # fmt: skip
+        tmp.replace(ckpt_path)
+
+    enc.train()
+    head.train()
+    t0, t_data, losses = time.perf_counter(), 0.0, []
+    stop = args.steps if args.stop_at is None else min(args.stop_at, args.steps)
+    while step < stop and time.perf_counter() - t0 < args.time_budget:
+        ta = time.perf_counter()
+        a, b = src.pairs(rng, BATCH)
+        t_data += time.perf_counter() - ta
+        lr = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * min(step / args.steps, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = nt_xent(head(enc(torch.from_numpy(a))), head(enc(torch.from_numpy(b))))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 50 == 0:
+            history.append({"step": step, "loss": float(np.mean(losses)), "lr": lr})
+            losses = []
+            el = time.perf_counter() - t0
+            print(f"step {step}/{args.steps} loss {history[-1]['loss']:.3f} lr {lr:.2e} {el:.0f} s "
+                  f"(data {t_data / el:.0%})", flush=True)  # fmt: skip
+        if step % CKPT_EVERY == 0:
+            save()
+    save()
+    print(f"stopped at step {step} after {time.perf_counter() - t0:.0f} s; checkpoint {ckpt_path}", flush=True)
+    return 0
+
+
+def _encode(enc: Any, windows: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return np.asarray(enc(torch.from_numpy(encoder_input(windows))).numpy(), np.float64)
+
+
+def _crop_windows(path: Path) -> np.ndarray:
+    from edgeae.anomaly.evaluate import HIRISE_STRIDE
+    from edgeae.imageio import read_image
+    from edgeae.tiling import tile_positions
+
+    img = read_image(path, channels=1).pixels[..., 0]
+    return np.stack([img[y : y + WINDOW, x : x + WINDOW] for y, x in tile_positions(*img.shape, WINDOW, HIRISE_STRIDE)])
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from benchmarks.hirise_dev import crater_auc_row, dev_crops, write_results
+    from benchmarks.machine import machine_info
+    from edgeae.anomaly.baselines import frame_z_knn, knn_distance
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    ck = torch.load(args.run / "checkpoint.pt", weights_only=False)
+    enc, _ = build_encoder()
+    enc.load_state_dict(ck["encoder"])
+    enc.eval()
+    images, crops, ref = dev_crops(args.limit)
+    feats = [_encode(enc, _crop_windows(images / f)) for f, _ in crops]
+    ref_feats = np.concatenate([_encode(enc, _crop_windows(images / f)) for f in ref])
+    cls = np.array([c for _, c in crops])
+    n, k = len(feats), len(feats[0])
+
+    def per_crop(s: np.ndarray) -> np.ndarray:
+        return s.reshape(n, k).max(1)
+
+    unit = np.concatenate([f / np.linalg.norm(f, axis=1, keepdims=True) for f in feats])
+    ref_unit = ref_feats / np.linalg.norm(ref_feats, axis=1, keepdims=True)
+    scores = {
+        "contrastive frame-z kNN": per_crop(np.concatenate(frame_z_knn(feats, K_NN))),
+        "contrastive cosine kNN": per_crop(knn_distance(unit, K_NN)),
+        "contrastive cosine kNN to training crops": per_crop(knn_distance(ref_unit, K_NN, queries=unit)),
+    }
+    rows = [crater_auc_row(name, s, cls) for name, s in scores.items()]
+    lroc = lroc_rows(enc)
+    res = {"machine": machine_info(args.threads), "lroc": lroc, "crops": n, "craters": int((cls == 1).sum()),
+           "other": int((cls == 0).sum()), "reference_crops": len(ref), "k": K_NN, "step": ck["step"],
+           "final_loss": ck["history"][-1]["loss"] if ck["history"] else None, "config": ck["config"],
+           "history": ck["history"], "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    note = (f"HiRISE dev split, {n} crops ({res['craters']} craters, {res['other']} other); crater vs other; "
+            f"encoder after {ck['step']} steps of {BATCH} pairs. Candidate to beat: frame-z kNN (mu) of the grey VAE, "
+            "0.754 / 0.726 / 0.760 (benchmarks/results/hirise_scales). Target (issue 12): 0.80.")  # fmt: skip
+    write_results(args.out, res, "scorer (contrastive encoder)", note)
+    md = ["", "LROC NAC craters (the anomaly benchmark's 10 mosaics, 64-px patches, stride 32; AP over random AP, ROC "
+          "AUC). From the anomaly benchmark on the same patches: kNN (mu) 2.53x / 2.18x (test-split mosaics), "
+          "local z 2.53x / 2.53x, patch std 2.23x / 1.80x (craters >= 32 px).", "",
+          "| scorer | feature | positives | AP / random | ROC AUC |", "|---|---|---:|---:|---:|"]  # fmt: skip
+    md += [f"| {r['method']} | {r['feature']} | {r['positives']} | {r['improvement']:.2f}x | {r['auc']:.3f} |"
+           for r in lroc]  # fmt: skip
+    with (args.out / "results.md").open("a") as fh:
+        fh.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+def lroc_rows(enc: Any) -> list[dict[str, Any]]:
+    """The contrastive features on the anomaly benchmark's LROC patches: AP improvement and ROC AUC of craters
+    >= 32 px and >= 64 px, on all 10 mosaics and on the 4 test-split ones."""
+    import math
+
+    from edgeae.anomaly.baselines import frame_z_knn, knn_distance
+    from edgeae.anomaly.evaluate import LROC_STRIDE, lroc_files
+    from edgeae.anomaly.labels import crater_file_for, patch_labels, read_craters
+    from edgeae.anomaly.metrics import ranking_summary
+    from edgeae.data import data_root
+    from edgeae.datasets import SPLITS
+    from edgeae.imageio import read_image
+    from edgeae.tiling import tile_positions
+
+    test = {Path(p).name for p in SPLITS["orbital_gray"]["test"]}
+    feats, labels32, labels64, in_test = [], [], [], []
+    for f in lroc_files(data_root()):
+        img = read_image(f, channels=1).pixels[..., 0]
+        pos = tile_positions(*img.shape, WINDOW, LROC_STRIDE)
+        feats.append(_encode(enc, np.stack([img[y : y + WINDOW, x : x + WINDOW] for y, x in pos])))
+        xy = np.array([(x, y) for y, x in pos])
+        craters = read_craters(crater_file_for(f))
+        labels32.append(patch_labels(xy, WINDOW, craters, 32.0, math.inf))
+        labels64.append(patch_labels(xy, WINDOW, craters, 64.0, math.inf))
+        in_test.append(np.full(len(pos), f.name in test))
+    unit = np.concatenate([x / np.linalg.norm(x, axis=1, keepdims=True) for x in feats])
+    scores = {"contrastive frame-z kNN": np.concatenate(frame_z_knn(feats, K_NN)),
+              "contrastive cosine kNN": knn_distance(unit, K_NN)}  # fmt: skip
+    y32, y64, t = np.concatenate(labels32), np.concatenate(labels64), np.concatenate(in_test)
+    rows = []
+    for name, s in scores.items():
+        for feature, y, sel in (("craters >= 32 px", y32, slice(None)), ("craters >= 64 px", y64, slice(None)),
+                                ("craters >= 32 px (test-split mosaics)", y32, t)):  # fmt: skip
+            r = ranking_summary(s[sel], y[sel])
+            rows.append({"method": name, "feature": feature, **{k: r[k] for k in ("positives", "improvement", "auc")}})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--run", type=Path, required=True)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--steps", type=int, default=6000, help="length of the cosine schedule (default 6000)")
+    t.add_argument("--time-budget", type=_duration, default=float("inf"), help="stop cleanly after this (90m, 2h)")
+    t.add_argument("--stop-at", type=int, default=None,
+                   help="stop after this many steps (the schedule stays --steps long): repeats a run that a time "
+                   "budget ended")  # fmt: skip
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    e = sub.add_parser("evaluate")
+    e.add_argument("--run", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--limit", type=int, default=None, help="the first N dev crops only (a smoke run)")
+    e.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if getattr(args, "steps", 1) < 1 or getattr(args, "threads", 1) < 1:
+        ap.error("--steps and --threads must be at least 1")
+    return train(args) if args.cmd == "train" else evaluate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
