@@ -162,7 +162,7 @@ def nt_xent(z1: Any, z2: Any, temperature: float = TEMPERATURE) -> Any:
     n = z1.shape[0]
     sim = z @ z.T / temperature
     sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(0, n, device=z.device)])
     return F.cross_entropy(sim, target)
 
 
@@ -174,7 +174,9 @@ def train(args: argparse.Namespace) -> int:
     ckpt_path = run / "checkpoint.pt"
     src = Sources()
     manifest = src.manifest()
+    dev = torch.device(args.device)
     enc, head = build_encoder()
+    enc, head = enc.to(dev), head.to(dev)
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
@@ -183,7 +185,7 @@ def train(args: argparse.Namespace) -> int:
     if ckpt_path.exists():
         if not args.resume:
             raise SystemExit(f"{ckpt_path} exists: pass --resume to continue it, or choose another --run")
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=False, map_location="cpu")
         if ck["manifest"] != manifest:
             raise SystemExit(f"{ckpt_path}: trained on other data (manifest {ck['manifest'][:12]} vs {manifest[:12]})")
         enc.load_state_dict(ck["encoder"])
@@ -217,7 +219,7 @@ def train(args: argparse.Namespace) -> int:
         lr = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * min(step / args.steps, 1.0)))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = nt_xent(head(enc(torch.from_numpy(a))), head(enc(torch.from_numpy(b))))
+        loss = nt_xent(head(enc(torch.from_numpy(a).to(dev))), head(enc(torch.from_numpy(b).to(dev))))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -261,7 +263,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    ck = torch.load(args.run / "checkpoint.pt", weights_only=False)
+    ck = torch.load(args.run / "checkpoint.pt", weights_only=False, map_location="cpu")
     enc, _ = build_encoder()
     enc.load_state_dict(ck["encoder"])
     enc.eval()
@@ -356,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda); evaluation runs on the CPU")
     e = sub.add_parser("evaluate")
     e.add_argument("--run", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)

@@ -288,7 +288,8 @@ def nodata_mask(
     # Each dark region of d8 that reaches a real side or a seed pixel is flood-filled on its own (8-connected,
     # as a labelling with 8-connectivity would join them; after the opening only >= 3-px links or corners join)
     # and kept or dropped from its own bounding box: the cost follows the border regions, not the strip (a
-    # streamed NAC band: 1.3 Mpx of which a few border shadows; labelling every shadow was ~40 % of the mask).
+    # streamed NAC band: 1.3 Mpx of which a few border shadows; labelling every shadow was ~37 % of the mask's
+    # time: benchmarks/nodata_cost.py).
     fill = np.zeros((h + 2, w + 2), dtype=np.uint8)  # floodFill's mask: 0 unvisited, then _KEEP or _DROP
     need = {side: max(min_contact, min_side_fraction * (w if side in ("top", "bottom") else h)) for side in sides}
 
