@@ -16,7 +16,9 @@ SimCLR-style encoder (NT-Xent loss, temperature 0.2; 0.43 M parameters and a 25 
 strips, CTX tiles, pycda tiles) and the landmark crops of the HiRISE *training* products (class 0 only, labels
 unused): never a dev crop. Two views of one place: random windows of 48-96 px inside one 96-px region, each resized
 to 32 px, random rotation by 90° and flip, gamma, blur and noise; each view standardised by its own mean and
-deviation (so the encoder cannot lean on brightness, which the frame-z scaling already removes).
+deviation (so the encoder cannot lean on brightness, which the frame-z scaling already removes). ``--input-norm
+fixed`` keeps brightness instead (a fixed affine map, as the VAE sees its input) and gives each view a random gain
+and offset.
 
 ``evaluate`` encodes the 25 grid patches (64 px, stride 41) of every dev crop and ranks crops as the candidate does
 (a crop's score is its highest patch's): ``frame-z kNN`` (features robust-z scaled within each crop, then the mean
@@ -86,11 +88,21 @@ def standardise(x: np.ndarray) -> np.ndarray:
     return ((x - m) / s).astype(np.float32)
 
 
-def encoder_input(windows: np.ndarray) -> np.ndarray:
-    """(N, 64, 64) float [0, 1] windows -> (N, 1, 32, 32) standardised encoder input (2 x 2 means)."""
+def normalise(x: np.ndarray, how: str) -> np.ndarray:
+    """(N, H, W) -> encoder input values: ``window`` (:func:`standardise`, brightness and contrast removed) or
+    ``fixed`` ((x - 0.5) / 0.25: brightness kept, as the VAE sees it)."""
+    if how == "window":
+        return standardise(x)
+    if how == "fixed":
+        return ((x - 0.5) / 0.25).astype(np.float32)
+    raise ValueError(f"input normalisation must be 'window' or 'fixed', got {how!r}")
+
+
+def encoder_input(windows: np.ndarray, how: str = "window") -> np.ndarray:
+    """(N, 64, 64) float [0, 1] windows -> (N, 1, 32, 32) encoder input (2 x 2 means, :func:`normalise`)."""
     n, h, w = windows.shape
     small = windows.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
-    return standardise(small)[:, None]
+    return normalise(small, how)[:, None]
 
 
 class Sources:
@@ -124,8 +136,9 @@ class Sources:
             h.update(f.encode() + hashlib.sha256((root / f).read_bytes()).digest())
         return h.hexdigest()
 
-    def pairs(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Two augmented views of ``n`` random regions: (n, 1, 32, 32) each."""
+    def pairs(self, rng: np.random.Generator, n: int, how: str = "window") -> tuple[np.ndarray, np.ndarray]:
+        """Two augmented views of ``n`` random regions: (n, 1, 32, 32) each (``how``: :func:`normalise`; with
+        ``fixed`` each view also gets a random gain and offset, so brightness alone cannot pair views)."""
         import cv2
 
         views: list[list[np.ndarray]] = [[], []]
@@ -146,12 +159,14 @@ class Sources:
                 if rng.random() < 0.5:
                     crop = crop[:, ::-1]
                 crop = np.clip(crop, 0, 1) ** float(np.exp(rng.normal(0, 0.25)))  # gamma
+                if how == "fixed":  # drawn only here, so the window variant's random stream is unchanged
+                    crop = crop * float(np.exp(rng.normal(0, 0.1))) + float(rng.normal(0, 0.03))
                 if rng.random() < 0.3:
                     sigma = float(rng.uniform(0.3, 1.0))
                     crop = cv2.GaussianBlur(np.ascontiguousarray(crop, np.float32), (3, 3), sigma)
                 crop = crop + rng.normal(0, rng.uniform(0, 0.02), crop.shape)
                 v.append(np.asarray(crop, np.float32))
-        return standardise(np.stack(views[0]))[:, None], standardise(np.stack(views[1]))[:, None]
+        return normalise(np.stack(views[0]), how)[:, None], normalise(np.stack(views[1]), how)[:, None]
 
 
 def nt_xent(z1: Any, z2: Any, temperature: float = TEMPERATURE) -> Any:
@@ -205,7 +220,8 @@ def train(args: argparse.Namespace) -> int:
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
                     "history": history, "manifest": manifest, "files": src.files,
                     "config": {"input": INPUT, "batch": BATCH, "temperature": TEMPERATURE, "lr": args.lr,
-                               "seed": args.seed, "threads": args.threads}}, tmp)  # fmt: skip
+                               "seed": args.seed, "threads": args.threads, "input_norm": args.input_norm}},
+                   tmp)  # fmt: skip
         tmp.replace(ckpt_path)
 
     enc.train()
@@ -214,7 +230,7 @@ def train(args: argparse.Namespace) -> int:
     stop = args.steps if args.stop_at is None else min(args.stop_at, args.steps)
     while step < stop and time.perf_counter() - t0 < args.time_budget:
         ta = time.perf_counter()
-        a, b = src.pairs(rng, BATCH)
+        a, b = src.pairs(rng, BATCH, args.input_norm)
         t_data += time.perf_counter() - ta
         lr = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * min(step / args.steps, 1.0)))
         for g in opt.param_groups:
@@ -238,11 +254,11 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _encode(enc: Any, windows: np.ndarray) -> np.ndarray:
+def _encode(enc: Any, windows: np.ndarray, how: str) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return np.asarray(enc(torch.from_numpy(encoder_input(windows))).numpy(), np.float64)
+        return np.asarray(enc(torch.from_numpy(encoder_input(windows, how))).numpy(), np.float64)
 
 
 def _crop_windows(path: Path) -> np.ndarray:
@@ -267,9 +283,10 @@ def evaluate(args: argparse.Namespace) -> int:
     enc, _ = build_encoder()
     enc.load_state_dict(ck["encoder"])
     enc.eval()
+    how = ck["config"].get("input_norm", "window")
     images, crops, ref = dev_crops(args.limit)
-    feats = [_encode(enc, _crop_windows(images / f)) for f, _ in crops]
-    ref_feats = np.concatenate([_encode(enc, _crop_windows(images / f)) for f in ref])
+    feats = [_encode(enc, _crop_windows(images / f), how) for f, _ in crops]
+    ref_feats = np.concatenate([_encode(enc, _crop_windows(images / f), how) for f in ref])
     cls = np.array([c for _, c in crops])
     n, k = len(feats), len(feats[0])
 
@@ -284,14 +301,15 @@ def evaluate(args: argparse.Namespace) -> int:
         "contrastive cosine kNN to training crops": per_crop(knn_distance(ref_unit, K_NN, queries=unit)),
     }
     rows = [crater_auc_row(name, s, cls) for name, s in scores.items()]
-    lroc = lroc_rows(enc)
+    lroc = lroc_rows(enc, how)
     res = {"machine": machine_info(args.threads), "lroc": lroc, "crops": n, "craters": int((cls == 1).sum()),
            "other": int((cls == 0).sum()), "reference_crops": len(ref), "k": K_NN, "step": ck["step"],
            "final_loss": ck["history"][-1]["loss"] if ck["history"] else None, "config": ck["config"],
            "history": ck["history"], "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     note = (f"HiRISE dev split, {n} crops ({res['craters']} craters, {res['other']} other); crater vs other; "
-            f"encoder after {ck['step']} steps of {BATCH} pairs. Candidate to beat: frame-z kNN (mu) of the grey VAE, "
-            "0.754 / 0.726 / 0.760 (benchmarks/results/hirise_scales). Target (issue 12): 0.80.")  # fmt: skip
+            f"encoder after {ck['step']} steps of {BATCH} pairs, input {how}. Candidate to beat: frame-z kNN (mu) "
+            "of the grey VAE, 0.754 / 0.726 / 0.760 (benchmarks/results/hirise_scales). "
+            "Target (issue 12): 0.80.")  # fmt: skip
     write_results(args.out, res, "scorer (contrastive encoder)", note)
     md = ["", "LROC NAC craters (the anomaly benchmark's 10 mosaics, 64-px patches, stride 32; AP over random AP, ROC "
           "AUC). From the anomaly benchmark on the same patches, craters >= 32 px (all / test-split mosaics): kNN (mu) "
@@ -306,7 +324,7 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def lroc_rows(enc: Any) -> list[dict[str, Any]]:
+def lroc_rows(enc: Any, how: str) -> list[dict[str, Any]]:
     """The contrastive features on the anomaly benchmark's LROC patches: AP improvement and ROC AUC of craters
     >= 32 px and >= 64 px, on all 10 mosaics and on the 4 test-split ones."""
     import math
@@ -325,7 +343,7 @@ def lroc_rows(enc: Any) -> list[dict[str, Any]]:
     for f in lroc_files(data_root()):
         img = read_image(f, channels=1).pixels[..., 0]
         pos = tile_positions(*img.shape, WINDOW, LROC_STRIDE)
-        feats.append(_encode(enc, np.stack([img[y : y + WINDOW, x : x + WINDOW] for y, x in pos])))
+        feats.append(_encode(enc, np.stack([img[y : y + WINDOW, x : x + WINDOW] for y, x in pos]), how))
         xy = np.array([(x, y) for y, x in pos])
         craters = read_craters(crater_file_for(f))
         labels32.append(patch_labels(xy, WINDOW, craters, 32.0, math.inf))
@@ -358,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument(
+        "--input-norm",
+        choices=("window", "fixed"),
+        default="window",
+        help="window: each view standardised (default); fixed: brightness kept, random gain/offset",
+    )
     t.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda); evaluation runs on the CPU")
     e = sub.add_parser("evaluate")
     e.add_argument("--run", type=Path, required=True)

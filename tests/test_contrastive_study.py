@@ -37,3 +37,14 @@ def test_the_time_budget_reads_units_and_refuses_nonsense() -> None:
     assert _duration("90m") == 5400 and _duration("2h") == 7200 and _duration("45") == 45
     with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
         _duration("soon")
+
+
+def test_fixed_input_keeps_brightness_and_unknown_modes_are_refused() -> None:
+    from benchmarks.hirise_contrastive import normalise
+
+    w = np.full((2, 8, 8), 0.25, np.float32)
+    w[1] = 0.75
+    x = encoder_input(np.repeat(np.repeat(w, 8, axis=1), 8, axis=2), "fixed")
+    assert x[0].max() == -1.0 and x[1].min() == 1.0  # (v - 0.5) / 0.25: the brighter window stays brighter
+    with pytest.raises(ValueError, match="'window' or 'fixed'"):
+        normalise(w, "per-frame")
