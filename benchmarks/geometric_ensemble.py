@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     from benchmarks.machine import machine_info
+    from benchmarks.reconstruction_acceptance import centre_crop
     from edgeae.datasets import split_files
     from edgeae.imageio import read_image
     from edgeae.masks import make_mask
@@ -69,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     pred = load_predictor(args.model, threads=args.threads)
     rows: list[dict[str, Any]] = []
     for i, f in enumerate(split_files("rover_rgb_v2", "val")):
-        img = read_image(f, channels=pred.metadata.channels).pixels  # type: ignore[attr-defined]
-        h, w = img.shape[:2]
-        y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
-        img = img[y : y + CROP, x : x + CROP]
+        img = centre_crop(read_image(f, channels=pred.metadata.channels).pixels, CROP)  # type: ignore[attr-defined]
         known = make_mask(i, img.shape[:2], args.keep)
         row: dict[str, Any] = {"image": f.name}
         for name, views in VIEWS.items():

@@ -54,13 +54,17 @@ MAX_DARK = 0.02  # a region with more than 2 % pixels at or below 2/255 (no-data
 
 
 def _duration(text: str) -> float:
-    """'90m', '2h', '45s' or seconds -> seconds."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    t = text.strip().lower()
+    """'90m', '2h', '1h30m', '45s' or seconds -> seconds (:func:`edgeae.train.resume.parse_duration`, the
+    training CLI's own reader), as an argparse type."""
+    from edgeae.train.resume import parse_duration
+
     try:
-        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+        seconds = parse_duration(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90m, 2h, 3600)") from None
+        seconds = None
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90m, 2h, 3600)")
+    return seconds
 
 
 def build_encoder() -> Any:
@@ -264,10 +268,10 @@ def _encode(enc: Any, windows: np.ndarray, how: str) -> np.ndarray:
 def _crop_windows(path: Path) -> np.ndarray:
     from edgeae.anomaly.evaluate import HIRISE_STRIDE
     from edgeae.imageio import read_image
-    from edgeae.tiling import tile_positions
+    from edgeae.tiling import extract_tiles, tile_positions
 
     img = read_image(path, channels=1).pixels[..., 0]
-    return np.stack([img[y : y + WINDOW, x : x + WINDOW] for y, x in tile_positions(*img.shape, WINDOW, HIRISE_STRIDE)])
+    return extract_tiles(img, tile_positions(*img.shape, WINDOW, HIRISE_STRIDE), WINDOW)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -336,14 +340,14 @@ def lroc_rows(enc: Any, how: str) -> list[dict[str, Any]]:
     from edgeae.data import data_root
     from edgeae.datasets import SPLITS
     from edgeae.imageio import read_image
-    from edgeae.tiling import tile_positions
+    from edgeae.tiling import extract_tiles, tile_positions
 
     test = {Path(p).name for p in SPLITS["orbital_gray"]["test"]}
     feats, labels32, labels64, in_test = [], [], [], []
     for f in lroc_files(data_root()):
         img = read_image(f, channels=1).pixels[..., 0]
         pos = tile_positions(*img.shape, WINDOW, LROC_STRIDE)
-        feats.append(_encode(enc, np.stack([img[y : y + WINDOW, x : x + WINDOW] for y, x in pos]), how))
+        feats.append(_encode(enc, extract_tiles(img, pos, WINDOW), how))
         xy = np.array([(x, y) for y, x in pos])
         craters = read_craters(crater_file_for(f))
         labels32.append(patch_labels(xy, WINDOW, craters, 32.0, math.inf))
