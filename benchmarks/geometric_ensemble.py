@@ -11,7 +11,10 @@ not the test split), 512-px centre crops, keep 0.1, seed = image index (as the r
 - ``plain``: the model as shipped;
 - ``+ left-right flip``: the mean of the identity and the left-right mirrored view (a rover scene mirrored is
   still a rover scene);
-- ``8 views``: the mean over the 4 rotations by 90° and their mirrors.
+- ``8 views``: the mean over the 4 rotations by 90° and their mirrors;
+- with ``--with-model M`` (session 22), ``mean with M``: the plain model's output averaged with another model's
+  (a two-model ensemble; the flight model ``rover-rgb-unet2-flight`` is another architecture of similar quality),
+  and ``M alone``.
 
 Each row: mean PSNR and its difference from ``plain``, and normalised convolution on the same crops for scale.
 Deterministic: exact on a rerun. About 4 min on 2 cores.
@@ -29,6 +32,18 @@ import numpy as np
 
 CROP = 512
 VIEWS = {"plain": (0,), "+ left-right flip": (0, 4), "8 views": tuple(range(8))}
+
+
+class ModelMean:
+    """A predictor that averages two predictors' outputs (same tiles, same contract)."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+        self.metadata, self.source = first.metadata, getattr(first, "source", "")
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        a = np.asarray(self.first(batch), np.float64)
+        return ((a + np.asarray(self.second(batch), np.float64)) / 2).astype(np.float32)
 
 
 class GeometricEnsemble:
@@ -56,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="rover-rgb-unet2-ground")
     ap.add_argument("--keep", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--with-model", default=None, help="also average the plain model with this one (zoo name/path)")
     args = ap.parse_args(argv)
     from benchmarks.machine import machine_info
     from benchmarks.reconstruction_acceptance import centre_crop
@@ -68,19 +84,27 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     pred = load_predictor(args.model, threads=args.threads)
+    other = load_predictor(args.with_model, threads=args.threads) if args.with_model else None
+    channels = pred.metadata.channels  # type: ignore[attr-defined]
+    if other is not None and other.metadata.channels != channels:  # type: ignore[attr-defined]
+        raise SystemExit(f"{args.with_model}: not the channels of {args.model} ({channels})")
+    extra = {f"{args.with_model} alone": other, f"mean with {args.with_model}": ModelMean(pred, other)} if other else {}
     rows: list[dict[str, Any]] = []
     for i, f in enumerate(split_files("rover_rgb_v2", "val")):
-        img = centre_crop(read_image(f, channels=pred.metadata.channels).pixels, CROP)  # type: ignore[attr-defined]
+        img = centre_crop(read_image(f, channels=channels).pixels, CROP)
         known = make_mask(i, img.shape[:2], args.keep)
         row: dict[str, Any] = {"image": f.name}
         for name, views in VIEWS.items():
             out = reconstruct(img, known, "cae", predictor=GeometricEnsemble(pred, views), progress=False)
             row[name] = compare(img, out, known)["psnr"]
+        for name, p in extra.items():
+            row[name] = compare(img, reconstruct(img, known, "cae", predictor=p, progress=False), known)["psnr"]
         row["normconv"] = compare(img, reconstruct(img, known, "normconv"), known)["psnr"]
         rows.append(row)
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in (*VIEWS, "normconv")}
-    res = {"machine": machine_info(args.threads), "model": args.model, "keep": args.keep, "crop": CROP,
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in (*VIEWS, *extra, "normconv")}
+    res = {"machine": machine_info(args.threads), "model": args.model, "with_model": args.with_model,
+           "keep": args.keep, "crop": CROP,
            "images": rows, "mean_psnr": mean, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(res, indent=2))

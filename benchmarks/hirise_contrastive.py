@@ -4,9 +4,12 @@ shipped).
     python -m benchmarks.hirise_contrastive train --run runs/contrastive --steps 7000 --time-budget 105m --threads 2
     python -m benchmarks.hirise_contrastive train --run runs/contrastive --resume ...   # continue after a stop
     python -m benchmarks.hirise_contrastive evaluate --run runs/contrastive --out benchmarks/results/hirise_contrastive
+    python -m benchmarks.hirise_contrastive export --run runs/contrastive --out benchmarks/weights/hirise-contrastive.pt
 
 Session 21's run (the first command) stopped on its time budget after 6,422 steps; ``--steps 7000 --stop-at 6422``
-repeats it without the clock (and ``--stop-at 1000`` etc. the curve's earlier points).
+repeats it without the clock (and ``--stop-at 1000`` etc. the curve's earlier points). Its encoder alone (1.8 MB,
+``export``) is committed as ``benchmarks/weights/hirise-contrastive.pt`` so that ``evaluate --run`` that file and
+``benchmarks.encoder_fusion`` rerun in minutes.
 
 Every scorer tried so far for HiRISE crater vs other (target ROC AUC 0.80) describes a patch by what a
 *reconstruction* model keeps (VAE latents, reconstruction error): best 0.754 (``frame-z kNN (mu)``). The one kind
@@ -258,6 +261,27 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_path(run: Path) -> Path:
+    """A run folder's ``checkpoint.pt``, or ``run`` itself when it is a file (an exported encoder)."""
+    path = run if run.is_file() else run / "checkpoint.pt"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such checkpoint")
+    return path
+
+
+def export_encoder(args: argparse.Namespace) -> int:
+    """The encoder of a run without what only training needs (projection head, optimiser, RNG state): what
+    ``evaluate`` and ``benchmarks.encoder_fusion`` read, small enough to commit."""
+    import torch
+
+    ck = torch.load(checkpoint_path(args.run), weights_only=False, map_location="cpu")
+    keep = {k: ck[k] for k in ("encoder", "config", "step", "history", "manifest", "files") if k in ck}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(keep, args.out)
+    print(f"{args.out}: encoder after {ck['step']} steps, {args.out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
 def _encode(enc: Any, windows: np.ndarray, how: str) -> np.ndarray:
     import torch
 
@@ -283,7 +307,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    ck = torch.load(args.run / "checkpoint.pt", weights_only=False, map_location="cpu")
+    ck = torch.load(checkpoint_path(args.run), weights_only=False, map_location="cpu")
     enc, _ = build_encoder()
     enc.load_state_dict(ck["encoder"])
     enc.eval()
@@ -388,14 +412,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     t.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda); evaluation runs on the CPU")
     e = sub.add_parser("evaluate")
-    e.add_argument("--run", type=Path, required=True)
+    e.add_argument("--run", type=Path, required=True, help="a run folder or an exported encoder (.pt)")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--limit", type=int, default=None, help="the first N dev crops only (a smoke run)")
     e.add_argument("--threads", type=int, default=2)
+    x = sub.add_parser("export", help="write a run's encoder alone (no head, optimiser or RNG state) to --out")
+    x.add_argument("--run", type=Path, required=True)
+    x.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if getattr(args, "steps", 1) < 1 or getattr(args, "threads", 1) < 1:
         ap.error("--steps and --threads must be at least 1")
-    return train(args) if args.cmd == "train" else evaluate(args)
+    return {"train": train, "evaluate": evaluate, "export": export_encoder}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def knn_other_crops(q: np.ndarray, ref: np.ndarray, q_crop: np.ndarray, ref_crop
     return out
 
 
-def latents(limit: int | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], int]:
-    """μ (crops, VIEWS, 25, D) of the dev crops' grid patches in each view, the classes, the grid, crop size."""
+def latents(limit: int | None, views: int = VIEWS) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], int]:
+    """μ (crops, views, 25, D) of the dev crops' grid patches in each of the first ``views`` views, the classes, the
+    grid, crop size."""
     from benchmarks.hirise_dev import dev_crops
     from edgeae.anomaly.evaluate import HIRISE_STRIDE
     from edgeae.imageio import read_image
@@ -96,11 +97,11 @@ def latents(limit: int | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, 
             raise SystemExit(f"{f}: crop {img.shape} is not square")
         size = img.shape[0]
         pos = [tuple(p) for p in tile_positions(size, size, P, HIRISE_STRIDE)]
-        batch = np.stack([view(img, g)[y : y + P, x : x + P] for g in range(VIEWS) for y, x in pos])
+        batch = np.stack([view(img, g)[y : y + P, x : x + P] for g in range(views) for y, x in pos])
         mu = np.asarray(pred(np.ascontiguousarray(batch[:, None], np.float32))["mu"], np.float32)
         if out is None:
-            out = np.zeros((len(crops), VIEWS, len(pos), mu.shape[-1]), np.float32)
-        out[i] = mu.reshape(VIEWS, len(pos), -1)
+            out = np.zeros((len(crops), views, len(pos), mu.shape[-1]), np.float32)
+        out[i] = mu.reshape(views, len(pos), -1)
         if i % 250 == 0:
             print(f"{i}/{len(crops)} crops, {time.perf_counter() - t0:.0f} s", flush=True)
     assert out is not None

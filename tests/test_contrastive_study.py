@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,3 +49,22 @@ def test_fixed_input_keeps_brightness_and_unknown_modes_are_refused() -> None:
     assert x[0].max() == -1.0 and x[1].min() == 1.0  # (v - 0.5) / 0.25: the brighter window stays brighter
     with pytest.raises(ValueError, match="'window' or 'fixed'"):
         normalise(w, "per-frame")
+
+
+def test_export_keeps_the_encoder_and_drops_what_only_training_needs(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from benchmarks.hirise_contrastive import build_encoder, checkpoint_path, main
+
+    enc, head = build_encoder()
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"encoder": enc.state_dict(), "head": head.state_dict(), "optimizer": {"state": {}}, "step": 7,
+                "history": [], "config": {"input_norm": "window"}, "numpy_rng": {}}, run / "checkpoint.pt")  # fmt: skip
+    out = tmp_path / "enc.pt"
+    assert main(["export", "--run", str(run), "--out", str(out)]) == 0
+    ck = torch.load(out, weights_only=False)
+    assert set(ck) == {"encoder", "config", "step", "history"}
+    assert all(torch.equal(ck["encoder"][k], v) for k, v in enc.state_dict().items())
+    assert checkpoint_path(run) == run / "checkpoint.pt" and checkpoint_path(out) == out
+    with pytest.raises(SystemExit, match="no such checkpoint"):
+        checkpoint_path(tmp_path / "missing")

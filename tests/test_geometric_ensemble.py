@@ -37,3 +37,12 @@ def test_a_mirror_keeps_an_up_down_prior_and_rotations_break_it() -> None:
     ramp = _VerticalRamp()(x)
     np.testing.assert_allclose(GeometricEnsemble(_VerticalRamp(), VIEWS["+ left-right flip"])(x), ramp, atol=1e-6)
     assert np.abs(GeometricEnsemble(_VerticalRamp(), VIEWS["8 views"])(x) - ramp).max() > 0.2
+
+
+def test_the_model_mean_is_the_mean_of_the_two_outputs() -> None:
+    from benchmarks.geometric_ensemble import ModelMean
+
+    x = np.random.default_rng(1).random((2, 1, 16, 16)).astype(np.float32)
+    out = ModelMean(_Copy(), _VerticalRamp())(x)
+    np.testing.assert_allclose(out, (x + _VerticalRamp()(x)) / 2, atol=1e-6)
+    assert out.dtype == np.float32
