@@ -53,31 +53,19 @@ WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def contrastive_features(
-    checkpoint: Path, images: Path, files: list[str], views: int = 1, pos: list[tuple[int, int]] | None = None
+    enc: Any, how: str, images: Path, files: list[str], views: int, pos: list[tuple[int, int]]
 ) -> np.ndarray:
-    """(crops, 25, D) unit features of the contrastive encoder on the crops' grid patches; with ``views`` = 8 the
-    mean of the unit features of each patch seen in the 8 rotations and flips of its crop (``pos``: the grid),
-    normalised again."""
-    import torch
-
-    from benchmarks.hirise_contrastive import WINDOW, _encode, build_encoder
+    """(crops, 25, D) unit features of the contrastive encoder (``enc``, input normalisation ``how``) on the crops'
+    grid patches ``pos``; with ``views`` = 8 the mean of the unit features of each patch seen in the 8 rotations
+    and flips of its crop, normalised again."""
+    from benchmarks.hirise_contrastive import WINDOW, _encode
     from benchmarks.hirise_views import correspondence, view
     from edgeae.imageio import read_image
 
-    ck = torch.load(checkpoint, weights_only=False, map_location="cpu")
-    enc, _ = build_encoder()
-    enc.load_state_dict(ck["encoder"])
-    enc.eval()
-    how = ck["config"].get("input_norm", "window")
     out = []
     corr: np.ndarray | None = None
     for f in files:
         img = read_image(images / f, channels=1).pixels[..., 0]
-        if pos is None:
-            from edgeae.anomaly.evaluate import HIRISE_STRIDE
-            from edgeae.tiling import tile_positions
-
-            pos = [tuple(p) for p in tile_positions(*img.shape, WINDOW, HIRISE_STRIDE)]
         if corr is None:
             corr = correspondence(pos, img.shape[0])
         wins = np.stack([view(img, g)[y : y + WINDOW, x : x + WINDOW] for g in range(views) for y, x in pos])
@@ -140,25 +128,16 @@ LROC_BASELINES = ("patch std", "RX (patch features)", "isolation forest (mu)", "
 LROC_FEATURES = ("craters >= 32 px", "craters >= 64 px", "craters >= 32 px (test-split mosaics)")
 
 
-def lroc_scores(checkpoint: Path, files: list[Path] | None) -> tuple[dict[str, np.ndarray], Any]:
-    """The evaluation's methods on the LROC patches of ``files`` (None: the evaluated mosaics) and the fusions
-    with the contrastive encoder at every weight, per patch."""
-    import torch
-
-    from benchmarks.hirise_contrastive import WINDOW, _encode, build_encoder
+def lroc_scores(scorer: Any, enc: Any, how: str, files: list[Path] | None) -> tuple[dict[str, np.ndarray], Any]:
+    """The evaluation's methods (VAE ``scorer``) on the LROC patches of ``files`` (None: the evaluated mosaics)
+    and the fusions with the contrastive encoder (``enc``, input normalisation ``how``) at every weight, per
+    patch."""
+    from benchmarks.hirise_contrastive import WINDOW, _encode
     from edgeae.anomaly import evaluate as ev
     from edgeae.anomaly.baselines import frame_z_knn, knn_distance, robust_z
-    from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
-    from edgeae.predictor import load_predictor
 
-    scorer = make_scorer(load_predictor("orbital-gray-vae", threads=2), keep_latents=True)
     scored = ev.score_lroc(data_root(), scorer, seed=0, files=files)
-    ck = torch.load(checkpoint, weights_only=False, map_location="cpu")
-    enc, _ = build_encoder()
-    enc.load_state_dict(ck["encoder"])
-    enc.eval()
-    how = ck["config"].get("input_norm", "window")
     feats = []
     for img, r in zip(scored.images, scored.patch_results, strict=True):
         tiles = np.stack([img[y : y + WINDOW, x : x + WINDOW, 0] for x, y in r.xy.astype(int)])
@@ -179,17 +158,21 @@ def lroc_scores(checkpoint: Path, files: list[Path] | None) -> tuple[dict[str, n
     return out, scored
 
 
-def lroc_rows(checkpoint: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def lroc_rows(enc: Any, how: str) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """AP over random (ROC AUC) of every method on the λ mosaics and on the evaluated ones; w per fusion chosen on
     the λ mosaics."""
     from edgeae.anomaly.metrics import ranking_summary
+    from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
+    from edgeae.predictor import load_predictor
     from edgeae.train.vae import LAMBDA_FILES
+
+    scorer = make_scorer(load_predictor("orbital-gray-vae", threads=2), keep_latents=True)
 
     rows: list[dict[str, Any]] = []
     chosen: dict[str, float] = {}
     for part, files in (("lambda", [data_root() / f for f in LAMBDA_FILES]), ("evaluated", None)):
-        scores, scored = lroc_scores(checkpoint, files)
+        scores, scored = lroc_scores(scorer, enc, how, files)
         for name, s in scores.items():
             row: dict[str, Any] = {"part": part, "method": name}
             for feat in LROC_FEATURES:
@@ -211,29 +194,28 @@ def lroc_rows(checkpoint: Path) -> tuple[list[dict[str, Any]], dict[str, float]]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--contrastive", type=Path, default=Path("benchmarks/weights/hirise-contrastive.pt"),
-                    help="the contrastive encoder (exported, or a run's checkpoint.pt)")  # fmt: skip
+                    help="the contrastive encoder (exported, or a run folder)")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True)
     views_help = "features of 1 or 8 views (rotations and flips) of each crop, both encoders (default 1)"
     ap.add_argument("--views", type=int, choices=(1, 8), default=1, help=views_help)
     ap.add_argument("--limit", type=int, default=None, help="the first N crops only (a smoke run)")
     ap.add_argument("--no-lroc", action="store_true", help="HiRISE only")
     args = ap.parse_args(argv)
-    if not args.contrastive.is_file():
-        raise SystemExit(f"{args.contrastive}: no such checkpoint (see the module docstring for the command that "
-                         "makes it)")  # fmt: skip
     import torch
     from scipy.stats import spearmanr
 
+    from benchmarks.hirise_contrastive import load_encoder
     from benchmarks.hirise_dev import SAMPLE, crater_auc_row, dev_crops, write_results
     from benchmarks.hirise_views import latents
     from benchmarks.machine import machine_info
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
+    enc, how, _ = load_encoder(args.contrastive)  # first: a missing file is refused before minutes of work
     images, crops, _ = dev_crops(args.limit)
     mu, cls, pos, size = latents(args.limit, views=args.views)
     z_vae = vae_frame_z(mu, pos, size)
-    unit = contrastive_features(args.contrastive, images, [f for f, _ in crops], args.views, pos)
+    unit = contrastive_features(enc, how, images, [f for f, _ in crops], args.views, pos)
     fused = fusion_scores(z_vae, unit)
     rows: list[dict[str, Any]] = []
     for name, by_w in fused.items():
@@ -260,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "Target (issue 12): 0.80.")  # fmt: skip
     write_results(args.out, res, "fusion", note)
     if not args.no_lroc:
-        lroc, picked = lroc_rows(args.contrastive)
+        lroc, picked = lroc_rows(enc, how)
         res["lroc"], res["lroc_chosen_on_lambda"] = lroc, picked
         (args.out / "results.json").write_text(json.dumps(res, indent=2, default=str))
         with (args.out / "results.md").open("a") as fh:

@@ -263,10 +263,22 @@ def train(args: argparse.Namespace) -> int:
 
 def checkpoint_path(run: Path) -> Path:
     """A run folder's ``checkpoint.pt``, or ``run`` itself when it is a file (an exported encoder)."""
-    path = run if run.is_file() else run / "checkpoint.pt"
+    path = run / "checkpoint.pt" if run.is_dir() else run
     if not path.is_file():
         raise SystemExit(f"{path}: no such checkpoint")
     return path
+
+
+def load_encoder(run: Path) -> tuple[Any, str, dict[str, Any]]:
+    """The encoder of a run folder or exported file (:func:`checkpoint_path`), in eval mode, with the input
+    normalisation it was trained with (old checkpoints: ``window``) and the checkpoint itself."""
+    import torch
+
+    ck = torch.load(checkpoint_path(run), weights_only=False, map_location="cpu")
+    enc, _ = build_encoder()
+    enc.load_state_dict(ck["encoder"])
+    enc.eval()
+    return enc, ck["config"].get("input_norm", "window"), ck
 
 
 def export_encoder(args: argparse.Namespace) -> int:
@@ -307,11 +319,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    ck = torch.load(checkpoint_path(args.run), weights_only=False, map_location="cpu")
-    enc, _ = build_encoder()
-    enc.load_state_dict(ck["encoder"])
-    enc.eval()
-    how = ck["config"].get("input_norm", "window")
+    enc, how, ck = load_encoder(args.run)
     images, crops, ref = dev_crops(args.limit)
     feats = [_encode(enc, _crop_windows(images / f), how) for f, _ in crops]
     ref_feats = np.concatenate([_encode(enc, _crop_windows(images / f), how) for f in ref])
