@@ -187,7 +187,7 @@ def context_markdown(rows: list[dict[str, Any]], views: int) -> list[str]:
     three = max(grid, key=lambda r: (r[sample], r["w"]))
     two = max((r for r in grid if r["w"][1] == 0.0), key=lambda r: (r[sample], r["w"]))
     hind = max(grid, key=lambda r: (r["all"], r["w"]))
-    show = [r for r in grid if r["w"][1] == 0.0 or r["w"] in ([0.0, 1.0, 0.0],)]
+    show = [r for r in grid if r["w"][1] == 0.0 or r["w"] == [0.0, 1.0, 0.0]]
     show += [r for r in rows if r["method"] == "equal thirds"]
     md = ["", f"Two contexts (VAE latents of {views} view(s)): patch z sum of a · the VAE's kNN on μ scaled within the "
           "crop + b · the contrastive cosine kNN + c · the VAE's kNN on μ scaled over the crop's parent product "
