@@ -169,6 +169,15 @@ STAGES: dict[str, Stage] = {
         ((*EVALUATE, "--limit", "400"),),  # all 10 LROC mosaics, 400 random HiRISE crops / MSL images
         (EVALUATE,),
     ),
+    # the two-context kNN candidate with each patch's 8 rotations and flips, on the HiRISE dev split: the 400-crop
+    # sample (quick) or every dev crop, the split the issue-12 ROC AUC target names (full, about 11 min on 2 cores)
+    "hirise_context": Stage(
+        "HiRISE craters: the two-context kNN candidate with 8 views per patch (crop and product contexts)",
+        ((PY, "-m", "edgeae", "evaluate", "--dataset", "hirise_landmarks", "--views", "8", "--limit", "400",
+          "--no-plots", "--no-progress", "--out", "{out}"),),
+        ((PY, "-m", "edgeae", "evaluate", "--dataset", "hirise_landmarks", "--views", "8", "--no-plots",
+          "--no-progress", "--out", "{out}"),),
+    ),
     "frame": Stage(
         "Whole-frame costs in the flight runtime",
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}", "--quick"),),

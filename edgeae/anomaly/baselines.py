@@ -166,3 +166,54 @@ def frame_z_knn(latents: Sequence[np.ndarray], k: int = KNN_K, pooled: bool = Fa
     scores = knn_distance(cat, k)
     bounds = np.cumsum([0] + [len(z) for z in frames])
     return [scores[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+CONTEXT_WEIGHTS = (0.5, 0.5)  # frame context, group context: equal, chosen without labels (docs/anomaly.md)
+
+
+def _views_z(frames: Sequence[np.ndarray], members: Sequence[int]) -> np.ndarray:
+    """Robust z of the given frames' (N_i, V, D) latents pooled, each view scaled on its own, the mean over views."""
+    a = np.concatenate([frames[i] for i in members])
+    return np.mean([robust_z(a[:, v]) for v in range(a.shape[1])], axis=0)
+
+
+def context_knn(
+    latents: Sequence[np.ndarray],
+    groups: Sequence[object] | None = None,
+    k: int = KNN_K,
+    weights: tuple[float, float] = CONTEXT_WEIGHTS,
+) -> list[np.ndarray]:
+    """The ``two-context kNN (mu)`` candidate: per frame (N_i, D) or (N_i, V, D) latents (V views of each patch,
+    :mod:`edgeae.anomaly.views`) -> per frame (N_i,) scores.
+
+    Two contexts scale the latents before the kNN distance over every patch of every frame: the patch's own frame
+    (as :func:`frame_z_knn`: a product's illumination cancels, but so does a feature that fills the frame) and the
+    frame's group (``groups``: one label per frame, e.g. the parent product of a set of crops; ``None``: all frames
+    are one group), where a frame-filling feature still stands out. Each context's kNN scores are robust-z scaled
+    over all patches and summed with ``weights``. With views, each view is scaled on its own and the views' z
+    averaged before the kNN."""
+    frames = [np.asarray(z, dtype=np.float64) for z in latents]
+    if not frames or any(z.ndim not in (2, 3) for z in frames) or len({z.shape[1:] for z in frames}) != 1:
+        shapes = [z.shape for z in frames]
+        raise ValueError(f"context kNN needs (N_i, D) or (N_i, V, D) latents per frame, alike; got {shapes}")
+    frames = [z[:, None] if z.ndim == 2 else z for z in frames]
+    labels = [0] * len(frames) if groups is None else list(groups)
+    if len(labels) != len(frames):
+        raise ValueError(f"context kNN: {len(labels)} group labels for {len(frames)} frames")
+    if len(weights) != 2 or not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"context kNN weights must be two non-negative numbers, not both 0; got {weights}")
+    d = frames[0].shape[2]
+    bounds = np.cumsum([0] + [len(z) for z in frames])
+    z_frame = np.zeros((bounds[-1], d))
+    z_group = np.zeros((bounds[-1], d))
+    for i, z in enumerate(frames):
+        if len(z):
+            z_frame[bounds[i] : bounds[i + 1]] = _views_z(frames, [i])
+    for lab in dict.fromkeys(labels):
+        members = [i for i, x in enumerate(labels) if x == lab and len(frames[i])]
+        if members:
+            rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
+            z_group[rows] = _views_z(frames, members)
+    parts = [robust_z(knn_distance(z, k)[:, None])[:, 0] for z in (z_frame, z_group)]
+    scores = weights[0] * parts[0] + weights[1] * parts[1]
+    return [scores[a:b] for a, b in itertools.pairwise(bounds)]

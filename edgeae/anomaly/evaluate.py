@@ -25,10 +25,12 @@ Every method ranks the same patches:
   larger) and the same maximum of robust z of the log terms;
 - baselines (:mod:`edgeae.anomaly.baselines`): local contrast (patch std), the Reed-Xiaoli detector on patch
   features (RX), an isolation forest on μ and a kNN distance on μ;
-- two candidate ground rankings with their own target rows: ``frame-z kNN (mu)``
-  (:func:`edgeae.anomaly.baselines.frame_z_knn`) and ``local z (mu, rec)``
+- three candidate ground rankings with their own target rows: ``frame-z kNN (mu)``
+  (:func:`edgeae.anomaly.baselines.frame_z_knn`), ``local z (mu, rec)``
   (:func:`edgeae.anomaly.context.local_novelty`: each patch's μ and reconstruction error against the patches
-  around it on its own frame);
+  around it on its own frame) and ``two-context kNN (mu)`` (:func:`edgeae.anomaly.baselines.context_knn`: the
+  frame-z kNN plus the kNN of μ scaled over the frame's parent product, HiRISE, or over all frames; with a
+  scorer of ``views`` > 1, each patch's rotations and flips averaged);
 - ablations: the single 64 px window with the per-frame normalisation, each window size alone, and patch std
   with the same normalisation (how much comes from normalisation alone).
 
@@ -90,7 +92,8 @@ DEFAULT_SCORER = MultiScale(windows=(32, 64))
 BASELINES = ("patch std", "RX (patch features)", "isolation forest (mu)", "kNN (mu)")
 FRAME_Z_KNN = "frame-z kNN (mu)"  # the candidate scorer of baselines.frame_z_knn: its own acceptance rows
 LOCAL_Z = "local z (mu, rec)"  # the candidate of edgeae.anomaly.context.local_novelty (spatial context)
-SCORERS = (DEFAULT, FRAME_Z_KNN, LOCAL_Z)  # the scorers whose issue-12 targets are checked
+CONTEXT_KNN = "two-context kNN (mu)"  # the candidate of baselines.context_knn (frame and product contexts)
+SCORERS = (DEFAULT, FRAME_Z_KNN, LOCAL_Z, CONTEXT_KNN)  # the scorers whose issue-12 targets are checked
 MSL_GROUPS: dict[str, frozenset[int]] = {
     "calibration targets": frozenset({1, 2, 12, 14}),
     "drill and drill holes": frozenset({4, 5}),
@@ -165,7 +168,8 @@ def score_frame(
     r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=min_valid, batch=batch, file=name)
     if len(r) == 0 and min_valid > 0:
         r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=0.0, batch=batch, file=name)
-    per = score_windows(pixels, scorer, r, ms, patch, batch)
+    one_view = replace(scorer, views=1) if scorer.views > 1 else scorer  # the views' latents: of the patches only
+    per = score_windows(pixels, one_view, r, ms, patch, batch)
     tiles = np.stack([pixels[y : y + patch, x : x + patch] for x, y in zip(r.x, r.y, strict=True)])
     tiles = tiles.transpose(0, 3, 1, 2)  # (N, C, P, P)
     return Frame(
@@ -177,8 +181,11 @@ def score_frame(
     )
 
 
-def _methods(scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int) -> dict[str, np.ndarray]:
-    """Every method's score of every patch of ``frames`` (concatenated in frame order)."""
+def _methods(
+    scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int, groups: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Every method's score of every patch of ``frames`` (concatenated in frame order); ``groups``: each frame's
+    parent product (the second context of ``two-context kNN``; None: all frames are one)."""
     results = [f.result for f in frames]
     cat = {k: np.concatenate([r.extras[k] for r in results]) for k in results[0].extras}
     single = np.concatenate([r.score for r in results])
@@ -201,6 +208,11 @@ def _methods(scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int
                 [r.extras["mu"] for r in results], [r.extras["rec"] for r in results], [r.xy for r in results]
             )
         )
+        # a candidate (issue 12): the latents scaled within the frame and within its product, two kNN scores summed
+        # (pooled datasets: one context, the whole set); views > 1: each view scaled on its own, then averaged
+        key = "mu_views" if "mu_views" in cat else "mu"
+        per = [cat[key]] if pooled else [r.extras[key] for r in results]
+        methods[CONTEXT_KNN] = np.concatenate(baselines.context_knn(per, None if pooled else groups))
         # a candidate (issue 12): each term normalised on its own, then the larger: a patch is unusual when its
         # reconstruction error *or* its latent norm is, so texture is not drowned by the brightness term
         parts = [(cat["rec"], cat["mu2"])] if pooled else [(r.extras["rec"], r.extras["mu2"]) for r in results]
@@ -329,7 +341,7 @@ def score_hirise(
         frames.append(score_frame(pix, valid, scorer, ms, patch, HIRISE_STRIDE, batch=batch, name=f))
         images.append(pix)
     results = [fr.result for fr in frames]
-    per_patch = _methods(scorer, frames, ms, seed)
+    per_patch = _methods(scorer, frames, ms, seed, groups=[hirise_product(f) for f, _ in crops])
     methods, best = _per_unit(per_patch, results)
     primary = next(iter(methods))
     bounds = np.cumsum([0] + [len(r) for r in results])

@@ -32,7 +32,9 @@ SCORE_KINDS = ("vae", "cae")
 @dataclass
 class PatchScorer:
     """Callable: (N, C, P, P) float32 in [0, 1] -> dict with ``score`` (N,) and, for the VAE, ``rec``,
-    ``mu2`` and (when ``keep_latents``) ``mu`` (N, D)."""
+    ``mu2`` and (when ``keep_latents``) ``mu`` (N, D); with ``views`` > 1 also ``mu_views`` (N, views, D), the
+    latents of each patch's first ``views`` rotations and flips (:mod:`edgeae.anomaly.views`; view 0 is the patch,
+    the other outputs are view 0's), at ``views`` times the model calls (one per view)."""
 
     predictor: Callable[[np.ndarray], Any]
     kind: str
@@ -42,11 +44,18 @@ class PatchScorer:
     cae_pattern: str = "uniform"
     cae_tile: int | None = None
     keep_latents: bool = False
+    views: int = 1
     _mask: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in SCORE_KINDS:
             raise ValueError(f"cannot score patches with a {self.kind!r} model; use one of {SCORE_KINDS}")
+        from edgeae.anomaly.views import VIEWS
+
+        if not 1 <= self.views <= VIEWS:
+            raise ValueError(f"views must be 1 to {VIEWS} (rotations and flips of a patch), got {self.views}")
+        if self.views > 1 and not (self.kind == "vae" and self.keep_latents):
+            raise ValueError("views > 1 average latents: they need a VAE scorer that keeps its latents")
 
     def _cae_mask(self, size: int) -> np.ndarray:
         if self._mask is None or self._mask.shape != (size, size):
@@ -60,7 +69,15 @@ class PatchScorer:
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"expected an (N, {self.channels}, P, P) batch, got shape {x.shape}")
         if self.kind == "vae":
-            out = self.predictor(x)
+            if self.views > 1:
+                from edgeae.anomaly.views import dihedral
+
+                out = self.predictor(x)  # view 0; then one call per view, so no call is larger than the batch
+                mus = [np.asarray(out["mu"], dtype=np.float32)]
+                mus += [np.asarray(self.predictor(dihedral(x, g))["mu"], np.float32) for g in range(1, self.views)]
+                views = np.stack(mus, axis=1)
+            else:
+                out = self.predictor(x)
             res = {
                 "score": np.asarray(out["score"], dtype=np.float64).reshape(-1),
                 "rec": ((x - out["x_hat"]).astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1),
@@ -68,6 +85,8 @@ class PatchScorer:
             }
             if self.keep_latents:
                 res["mu"] = np.asarray(out["mu"], dtype=np.float32)
+            if self.views > 1:
+                res["mu_views"] = np.ascontiguousarray(views)
             return res
         p = x.shape[-1]
         tile = max(p, self.cae_tile or p)
@@ -80,7 +99,9 @@ class PatchScorer:
         return {"score": err.reshape(len(x), -1).sum(axis=1)}
 
 
-def make_scorer(predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False) -> PatchScorer:
+def make_scorer(
+    predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False, views: int = 1
+) -> PatchScorer:
     """A :class:`PatchScorer` for a loaded predictor; the kind and channels come from its metadata."""
     meta = predictor.metadata
     side = int(meta.input_shape[2] if meta.layout == "NCHW" else meta.input_shape[1])
@@ -92,6 +113,7 @@ def make_scorer(predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, kee
         cae_keep=cae_keep,
         cae_seed=cae_seed,
         keep_latents=keep_latents,
+        views=views,
     )
 
 

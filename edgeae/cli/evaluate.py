@@ -51,6 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops or images")
     p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=range(1, 9),
+        default=1,
+        metavar="{1..8}",
+        help="VAE latents of each patch's first N rotations and flips, averaged in the 'two-context kNN (mu)' "
+        "candidate (8: every one, 8x the model calls; default 1)",
+    )
     p.add_argument("--no-plots", action="store_true", help="write tables and JSON only, no plots")
     p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
     p.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
@@ -79,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
             predictor = load_predictor(spec, threads=args.threads)
             if predictor.metadata.kind not in ("vae", "cae"):
                 raise CLIError(f"{spec}: a {predictor.metadata.kind!r} model cannot score patches")
-            scorers[spec] = make_scorer(predictor, cae_keep=args.cae_keep, keep_latents=True)
+            kind = predictor.metadata.kind
+            if args.views > 1 and kind != "vae":
+                raise CLIError(f"--views {args.views}: views average VAE latents; {spec} is a {kind}")
+            scorers[spec] = make_scorer(predictor, cae_keep=args.cae_keep, keep_latents=True, views=args.views)
         return scorers[spec]
 
     root = data_root(args.data_root)

@@ -57,14 +57,25 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--score",
         default="a",
-        choices=["a", "terms-max", "frame-z-knn", "local-z"],
+        choices=["a", "terms-max", "frame-z-knn", "local-z", "context-knn"],
         help="VAE score: a(x), or terms-max = max(rec / median, ||mu||^2 / median) over each image's patches "
         "(finds unusual texture as well as brightness), or frame-z-knn = each latent dimension robust-z scaled "
         "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
         "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast), or local-z = how "
         "far each patch's latents and reconstruction error stand from those of the patches within 96 px (or 2 "
         "strides) around it, each image on its own (a ground ranking for features small against the frame; "
-        "docs/anomaly.md)",
+        "docs/anomaly.md), or context-knn = the frame-z-knn distance plus the same distance with the latents "
+        "scaled over all the images given (give the crops of one product together: a crater that fills its crop "
+        "still stands out in the product; with --views 8 the best HiRISE crater ranking in docs/anomaly.md)",
+    )
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=range(1, 9),
+        default=1,
+        metavar="{1..8}",
+        help="--score context-knn: average the latents of each patch's first N rotations and flips (8: all of "
+        "them, 8x the model calls; default 1)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
@@ -131,9 +142,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--stride must be positive, got {stride}")
     if args.score != "a" and meta.kind != "vae":
         raise CLIError(f"--score {args.score} needs a VAE (its score terms or latents); {args.model} is a {meta.kind}")
-    knn = args.score == "frame-z-knn"
+    if args.views > 1 and args.score != "context-knn":
+        raise CLIError(f"--views {args.views} averages latents for --score context-knn only (got --score {args.score})")
+    knn = args.score in ("frame-z-knn", "context-knn")
     latents = knn or args.score == "local-z"
-    scorer = make_scorer(predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents)
+    scorer = make_scorer(
+        predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents, views=args.views
+    )
     results = []
     for f in files:
         if args.score == "local-z":  # every patch's latents are held until the image is scored: bounded first
@@ -163,16 +178,20 @@ def run(args: argparse.Namespace) -> int:
             r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
-        from edgeae.anomaly.baselines import frame_z_knn
+        from edgeae.anomaly.baselines import context_knn, frame_z_knn
 
         scored = [r for r in results if len(r.score)]
         if sum(len(r.score) for r in scored) < 2:
-            raise CLIError("--score frame-z-knn ranks patches against each other: it needs at least 2 valid patches")
+            raise CLIError(f"--score {args.score} ranks patches against each other: it needs at least 2 valid patches")
         try:
-            for r, s in zip(scored, frame_z_knn([r.extras["mu"] for r in scored]), strict=True):
-                r.score = s
+            if args.score == "context-knn":
+                ranked = context_knn([r.extras.pop("mu_views", r.extras["mu"]) for r in scored])
+            else:
+                ranked = frame_z_knn([r.extras["mu"] for r in scored])
         except ValueError as exc:
-            raise CLIError(f"--score frame-z-knn: {exc}") from None
+            raise CLIError(f"--score {args.score}: {exc}") from None
+        for r, s in zip(scored, ranked, strict=True):
+            r.score = s
     for f, r in zip(files, results, strict=True):
         if args.map and Path(args.map).suffix.lower() in (".tif", ".tiff"):
             from edgeae.scan.geo import save_score_geotiff

@@ -1,0 +1,138 @@
+"""The ``two-context kNN (mu)`` candidate (frame and product contexts) and latents averaged over patch views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgeae.anomaly import baselines
+from edgeae.anomaly.score import PatchScorer
+from edgeae.anomaly.views import VIEWS, dihedral
+
+
+def test_dihedral_views_are_the_eight_rotations_and_flips() -> None:
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    views = [dihedral(x, g) for g in range(VIEWS)]
+    assert np.array_equal(views[0], x)
+    assert np.array_equal(views[1][0, 0], np.rot90(x[0, 0]))
+    assert np.array_equal(views[4][0, 0], x[0, 0, :, ::-1])
+    assert len({v.tobytes() for v in views}) == VIEWS  # an asymmetric patch: eight different views
+    with pytest.raises(ValueError, match=r"0\.\.7"):
+        dihedral(x, 8)
+    with pytest.raises(ValueError, match="square"):
+        dihedral(np.zeros((1, 1, 4, 6)), 1)
+
+
+class _FakeVAE:
+    """mu = per-channel quadrant means (orientation-dependent), x_hat = x, score = sum of mu."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, x: np.ndarray) -> dict[str, Any]:
+        self.calls.append(len(x))
+        h = x.shape[-1] // 2
+        mu = np.stack([x[:, 0, :h, :h].mean((1, 2)), x[:, 0, :h, h:].mean((1, 2)), x[:, 0, h:, :h].mean((1, 2))], 1)
+        return {"mu": mu, "x_hat": x, "score": mu.sum(1)}
+
+
+def test_patch_scorer_views_add_each_views_latents_and_keep_view_0_outputs() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 1, 8, 8)).astype(np.float32)
+    fake = _FakeVAE()
+    one = PatchScorer(fake, kind="vae", channels=1, keep_latents=True)(x)
+    fake8 = _FakeVAE()
+    eight = PatchScorer(fake8, kind="vae", channels=1, keep_latents=True, views=8)(x)
+    assert fake8.calls == [5] * 8  # one model call per view: none larger than the batch
+    assert eight["mu_views"].shape == (5, 8, 3)
+    assert np.allclose(eight["mu_views"][:, 0], one["mu"]) and np.allclose(eight["mu"], one["mu"])
+    assert np.allclose(eight["score"], one["score"]) and np.allclose(eight["rec"], one["rec"])
+    rot = PatchScorer(_FakeVAE(), kind="vae", channels=1, keep_latents=True)(dihedral(x, 3))
+    assert np.allclose(eight["mu_views"][:, 3], rot["mu"])  # view g is the patch turned by g
+    with pytest.raises(ValueError, match="keeps its latents"):
+        PatchScorer(fake, kind="vae", channels=1, views=8)
+    with pytest.raises(ValueError, match="1 to 8"):
+        PatchScorer(fake, kind="vae", channels=1, keep_latents=True, views=9)
+    with pytest.raises(ValueError, match="keeps its latents"):
+        PatchScorer(fake, kind="cae", channels=1, keep_latents=True, views=2)
+
+
+def _crops(rng: np.random.Generator, n: int = 30, k: int = 9, d: int = 5) -> list[np.ndarray]:
+    # each crop has its own offset (its illumination), as crops of one product differ
+    return [rng.normal(0, 1, size=(k, d)) + rng.normal(0, 0.3, size=d) for _ in range(n)]
+
+
+def test_context_knn_product_context_finds_a_crop_filling_feature() -> None:
+    rng = np.random.default_rng(1)
+    crops = _crops(rng)
+    crops[3] = crops[3] + 4.0  # a feature that fills crop 3: every patch of it moved (fewer patches than k)
+
+    def above(s: list[np.ndarray]) -> int:  # crops whose highest patch outscores crop 3's
+        return int((np.array([c.max() for c in s]) > s[3].max()).sum())
+
+    group_only = baselines.context_knn(crops, k=10, weights=(0.0, 1.0))
+    assert above(baselines.frame_z_knn(crops, k=10)) >= 10  # scaled within its crop, the feature cancels
+    assert above(group_only) == 0 and above(baselines.context_knn(crops, k=10)) == 0
+    # only the group context: the same as a kNN on latents scaled over the whole group
+    ref = baselines.knn_distance(baselines.robust_z(np.concatenate(crops)), 10)
+    assert np.allclose(baselines.robust_z(ref[:, None])[:, 0], np.concatenate(group_only))
+
+
+def test_context_knn_frame_context_and_groups() -> None:
+    rng = np.random.default_rng(2)
+    crops = _crops(rng)
+    crops[5][7] += 6.0  # a single odd patch
+    s = baselines.context_knn(crops, k=10)
+    assert int(np.argmax(np.concatenate(s))) == 5 * 9 + 7
+    # two products: a crop-filling feature is found against its own product (``groups``), not against both
+    a_crops, b_crops = _crops(rng), [c * 3.0 + 10.0 for c in _crops(rng)]
+    a_crops[3] = a_crops[3] + 4.0
+    groups = ["A"] * 30 + ["B"] * 30
+    grouped = baselines.context_knn(a_crops + b_crops, groups=groups, k=10, weights=(0.0, 1.0))
+    pooled = baselines.context_knn(a_crops + b_crops, k=10, weights=(0.0, 1.0))
+    # scaled over its own product crop 3 comes first; scaled over both products (the spread of B dominates) it
+    # is lost among B's crops
+    assert int(np.argmax([c.max() for c in grouped])) == 3
+    assert int((np.array([c.max() for c in pooled]) > pooled[3].max()).sum()) >= 10
+    # views: identical views give the one-view scores
+    same = baselines.context_knn([np.repeat(c[:, None], 4, axis=1) for c in crops], k=10)
+    assert np.allclose(np.concatenate(same), np.concatenate(baselines.context_knn(crops, k=10)))
+    empty = baselines.context_knn([crops[0], np.zeros((0, 5)), crops[1]], k=10)
+    assert empty[1].shape == (0,) and empty[0].shape == (9,)
+
+
+def test_context_knn_refuses_bad_input() -> None:
+    a = np.zeros((10, 4))
+    with pytest.raises(ValueError, match="group labels"):
+        baselines.context_knn([a, a], groups=["x"])
+    with pytest.raises(ValueError, match="latents per frame"):
+        baselines.context_knn([a, np.zeros((10, 5))])
+    with pytest.raises(ValueError, match="weights"):
+        baselines.context_knn([a, a], weights=(0.0, 0.0))
+    with pytest.raises(ValueError, match="latents per frame"):
+        baselines.context_knn([])
+    with pytest.raises(ValueError, match="NaN"):
+        baselines.context_knn([np.full((10, 4), np.nan), a])
+
+
+def test_score_cli_context_knn_with_views(tmp_path: Path, moon: np.ndarray) -> None:
+    """`edgeae score --score context-knn --views 8` ranks the images given together; --views needs context-knn."""
+    from edgeae.anomaly.score import read_csv
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    a = write_image(tmp_path / "a.png", moon[:192, :192])
+    b = write_image(tmp_path / "b.png", moon[256:448, 256:448])
+    out = tmp_path / "c.csv"
+    argv = ["score", str(a), str(b), "--model", "orbital-gray-vae", "--stride", "32", "--no-progress", "--threads", "2"]
+    assert main([*argv, "--score", "context-knn", "--views", "8", "-o", str(out)]) == 0
+    rows = read_csv(out)
+    assert len(rows) == 2 * 25 and all(np.isfinite(r[3]) for r in rows)
+    one = tmp_path / "c1.csv"
+    assert main([*argv, "--score", "context-knn", "-o", str(one)]) == 0
+    assert [r[:3] for r in read_csv(one)] == [r[:3] for r in rows]  # the same patches
+    assert [r[3] for r in read_csv(one)] != [r[3] for r in rows]  # views change the latents
+    assert main([*argv, "--views", "8", "-o", str(out)]) == 2  # views only average latents for context-knn
