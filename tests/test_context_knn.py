@@ -136,3 +136,12 @@ def test_score_cli_context_knn_with_views(tmp_path: Path, moon: np.ndarray) -> N
     assert [r[:3] for r in read_csv(one)] == [r[:3] for r in rows]  # the same patches
     assert [r[3] for r in read_csv(one)] != [r[3] for r in rows]  # views change the latents
     assert main([*argv, "--views", "8", "-o", str(out)]) == 2  # views only average latents for context-knn
+    # --group: each image its own product, so the two contexts coincide and the ranking is frame-z-knn's
+    own, fz = tmp_path / "own.csv", tmp_path / "fz.csv"
+    assert main([*argv, "--score", "context-knn", "--group", "^[ab]", "-o", str(own)]) == 0
+    assert main([*argv, "--score", "frame-z-knn", "-o", str(fz)]) == 0
+    order = [np.argsort([r[3] for r in read_csv(f)], kind="stable") for f in (own, fz)]
+    assert np.array_equal(order[0], order[1])
+    assert main([*argv, "--score", "context-knn", "--group", "^c", "-o", str(own)]) == 2  # a.png has no product
+    assert main([*argv, "--score", "context-knn", "--group", "(", "-o", str(own)]) == 2  # not a regex
+    assert main([*argv, "--group", "^[ab]", "-o", str(own)]) == 2  # --group is for context-knn

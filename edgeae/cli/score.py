@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "still stands out in the product; with --views 8 the best HiRISE crater ranking in docs/anomaly.md)",
     )
     p.add_argument(
+        "--group",
+        default=None,
+        metavar="REGEX",
+        help="--score context-knn: images whose file names give the same match of REGEX share a product context "
+        "(e.g. 'ESP_[0-9]+_[0-9]+' for HiRISE crops of several products; default: all images given are one)",
+    )
+    p.add_argument(
         "--views",
         type=int,
         choices=range(1, 9),
@@ -82,6 +89,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _groups(files: list[Path], pattern: str) -> list[str]:
+    """Each file's product label for ``--group``: the first match of ``pattern`` in its name."""
+    import re
+
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise CLIError(f"--group {pattern!r} is not a regular expression: {exc}") from None
+    out = []
+    for f in files:
+        m = rx.search(f.name)
+        if m is None or not m.group(0):
+            raise CLIError(f"--group {pattern!r} does not match the file name {f.name!r}: every image needs a product")
+        out.append(m.group(0))
+    return out
 
 
 def _map_path(base: str, image: Path, many: bool) -> Path:
@@ -144,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--score {args.score} needs a VAE (its score terms or latents); {args.model} is a {meta.kind}")
     if args.views > 1 and args.score != "context-knn":
         raise CLIError(f"--views {args.views} averages latents for --score context-knn only (got --score {args.score})")
+    groups = _groups(files, args.group) if args.group is not None else None
+    if groups is not None and args.score != "context-knn":
+        raise CLIError(f"--group sets the product context of --score context-knn only (got --score {args.score})")
     knn = args.score in ("frame-z-knn", "context-knn")
     latents = knn or args.score == "local-z"
     scorer = make_scorer(
@@ -185,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--score {args.score} ranks patches against each other: it needs at least 2 valid patches")
         try:
             if args.score == "context-knn":
-                ranked = context_knn([r.extras.pop("mu_views", r.extras["mu"]) for r in scored])
+                labels = None if groups is None else [groups[i] for i, r in enumerate(results) if len(r.score)]
+                ranked = context_knn([r.extras.pop("mu_views", r.extras["mu"]) for r in scored], labels)
             else:
                 ranked = frame_z_knn([r.extras["mu"] for r in scored])
         except ValueError as exc:
