@@ -145,3 +145,21 @@ def test_score_cli_context_knn_with_views(tmp_path: Path, moon: np.ndarray) -> N
     assert main([*argv, "--score", "context-knn", "--group", "^c", "-o", str(own)]) == 2  # a.png has no product
     assert main([*argv, "--score", "context-knn", "--group", "(", "-o", str(own)]) == 2  # not a regex
     assert main([*argv, "--group", "^[ab]", "-o", str(own)]) == 2  # --group is for context-knn
+
+
+def test_score_cli_set_rankings_are_bounded_before_scoring(
+    tmp_path: Path, moon: np.ndarray, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A set ranking holds every image's latents: too many patches are refused before any is scored."""
+    from edgeae.anomaly import context
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    a = write_image(tmp_path / "a.png", moon[:192, :192])
+    argv = ["score", str(a), str(a), "--model", "orbital-gray-vae", "--stride", "32", "--no-progress"]
+    # 2 x 25 patches x 8 views x 256 latents x 4 bytes = 400 KiB: over a 300 KiB limit, under it with one view
+    monkeypatch.setattr(context, "LOCAL_Z_MAX_BYTES", 300 << 10)
+    out = str(tmp_path / "s.csv")
+    assert main([*argv, "--score", "context-knn", "--views", "8", "-o", out]) == 2
+    assert "50 patches" in capsys.readouterr().err
+    assert main([*argv, "--score", "context-knn", "-o", out]) == 0

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "strides) around it, each image on its own (a ground ranking for features small against the frame; "
         "docs/anomaly.md), or context-knn = the frame-z-knn distance plus the same distance with the latents "
         "scaled over all the images given (give the crops of one product together: a crater that fills its crop "
-        "still stands out in the product; with --views 8 the best HiRISE crater ranking in docs/anomaly.md)",
+        "still stands out in the product; with --views 8, HiRISE crater vs other ROC AUC 0.804 on the dev split, "
+        "docs/anomaly.md)",
     )
     p.add_argument(
         "--group",
@@ -172,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     if groups is not None and args.score != "context-knn":
         raise CLIError(f"--group sets the product context of --score context-knn only (got --score {args.score})")
     knn = args.score in ("frame-z-knn", "context-knn")
+    if knn:  # every image's latents are held until the set is ranked: bounded first
+        _check_set_size(files, meta, patch, stride, args.views, args.score)
     latents = knn or args.score == "local-z"
     scorer = make_scorer(
         predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents, views=args.views
@@ -266,6 +269,32 @@ def _print_top(results: list[Any], k: int) -> None:
     print(f"highest {len(order)} of {len(score)}:")
     for rank, j in enumerate(order, 1):
         print(f"  {rank}. {names[img[j]]:<{width}}  x={xs[j]:<6d} y={ys[j]:<6d} score {score[j]:.6g}")
+
+
+def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views: int, score: str) -> None:
+    """CLIError before scoring when a ranking of the whole set (``frame-z-knn``, ``context-knn``) would hold more
+    patches than the kNN accepts or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES` (header
+    sizes; an unreadable header is left to the reader's own error)."""
+    from edgeae.anomaly.baselines import KNN_MAX
+    from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
+    from edgeae.imageio import image_shape
+    from edgeae.tiling import tile_positions
+
+    latent = int((meta.architecture or {}).get("latent", 0) or 0)
+    n = 0
+    for f in files:
+        try:
+            h, w, _ = image_shape(f)
+        except Exception:
+            continue
+        n += len(tile_positions(h, w, patch, stride))
+    nbytes = n * views * latent * 4
+    if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
+        raise CLIError(
+            f"--score {score} ranks every patch of the {len(files)} images together: they give {n:,} patches "
+            f"({nbytes / 2**20:,.0f} MiB of latents with --views {views}), over the limit of {KNN_MAX:,} patches and "
+            f"{LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per run"
+        )
 
 
 def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
