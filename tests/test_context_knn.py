@@ -163,3 +163,16 @@ def test_score_cli_set_rankings_are_bounded_before_scoring(
     assert main([*argv, "--score", "context-knn", "--views", "8", "-o", out]) == 2
     assert "50 patches" in capsys.readouterr().err
     assert main([*argv, "--score", "context-knn", "-o", out]) == 0
+
+
+def test_context_knn_scales_are_floored_on_nearly_flat_frames() -> None:
+    """A frame whose patches are nearly all alike (a flat colour map: float noise around one latent) must not blow
+    that noise up into huge scores; the few patches that do differ still rank first."""
+    rng = np.random.default_rng(7)
+    flat = np.ones((60, 8)) + rng.normal(0, 1e-7, size=(60, 8))  # MADs of float noise only
+    flat[:4] += rng.normal(0, 1.0, size=(4, 8))  # four patches of another colour
+    (s,) = baselines.context_knn([flat], k=5)
+    assert set(np.argsort(s)[-4:]) == {0, 1, 2, 3}
+    assert s.max() < 1e5  # the noise would otherwise be scaled by its own 1e-7 MAD
+    _, scale = baselines.robust_scale(np.zeros((5, 2)), 1e-3)
+    assert np.all(scale == 1.0)  # a constant column is still scaled by 1, not by the floor
