@@ -180,9 +180,13 @@ CONTEXT_DISTANCE_FLOOR = 1e-3
 
 
 def _views_z(frames: Sequence[np.ndarray], members: Sequence[int]) -> np.ndarray:
-    """Robust z of the given frames' (N_i, V, D) latents pooled, each view scaled on its own, the mean over views."""
-    a = np.concatenate([frames[i] for i in members])
-    return np.mean([robust_z(a[:, v], CONTEXT_MAD_FLOOR) for v in range(a.shape[1])], axis=0)
+    """Robust z of the given frames' (N_i, V, D) latents pooled, each view scaled on its own, the mean over views
+    (one view's (N, D) slice in float64 at a time: the latents themselves are not copied whole)."""
+    views = frames[members[0]].shape[1]
+    out = robust_z(np.concatenate([frames[i][:, 0] for i in members]), CONTEXT_MAD_FLOOR)
+    for v in range(1, views):
+        out += robust_z(np.concatenate([frames[i][:, v] for i in members]), CONTEXT_MAD_FLOOR)
+    return out / views
 
 
 def _distance_z(d: np.ndarray) -> np.ndarray:
@@ -205,7 +209,7 @@ def context_knn(
     are one group), where a frame-filling feature still stands out. Each context's kNN scores are robust-z scaled
     over all patches and summed with ``weights``. With views, each view is scaled on its own and the views' z
     averaged before the kNN."""
-    frames = [np.asarray(z, dtype=np.float64) for z in latents]
+    frames = [np.asarray(z) for z in latents]  # float32 latents stay float32 (scaled one view at a time)
     if not frames or any(z.ndim not in (2, 3) for z in frames) or len({z.shape[1:] for z in frames}) != 1:
         shapes = [z.shape for z in frames]
         raise ValueError(f"context kNN needs (N_i, D) or (N_i, V, D) latents per frame, alike; got {shapes}")
