@@ -174,5 +174,8 @@ def test_context_knn_scales_are_floored_on_nearly_flat_frames() -> None:
     (s,) = baselines.context_knn([flat], k=5)
     assert set(np.argsort(s)[-4:]) == {0, 1, 2, 3}
     assert s.max() < 1e5  # the noise would otherwise be scaled by its own 1e-7 MAD
+    (fz,) = baselines.frame_z_knn([flat], k=5, floor=baselines.LATENT_MAD_FLOOR)  # as evaluate and the CLI call it
+    (raw,) = baselines.frame_z_knn([flat], k=5)  # floor 0 (the default, for features on another scale)
+    assert set(np.argsort(fz)[-4:]) == {0, 1, 2, 3} and fz.max() < 1e5 < raw.max()
     _, scale = baselines.robust_scale(np.zeros((5, 2)), 1e-3)
     assert np.all(scale == 1.0)  # a constant column is still scaled by 1, not by the floor

@@ -156,26 +156,34 @@ def knn_distance(features: np.ndarray, k: int = KNN_K, queries: np.ndarray | Non
     return np.asarray(dist[:, 1:].mean(axis=1), dtype=np.float64)  # column 0 is the row itself
 
 
-def frame_z_knn(latents: Sequence[np.ndarray], k: int = KNN_K, pooled: bool = False) -> list[np.ndarray]:
+def frame_z_knn(
+    latents: Sequence[np.ndarray], k: int = KNN_K, pooled: bool = False, floor: float = 0.0
+) -> list[np.ndarray]:
     """Per frame (N_i, D) latents -> per frame (N_i,) scores: robust z per dimension within each frame (over all
-    frames together when ``pooled``), then :func:`knn_distance` over every patch of every frame."""
+    frames together when ``pooled``), each MAD at least ``floor`` (the evaluation and ``edgeae score`` pass
+    :data:`LATENT_MAD_FLOOR` for VAE latents; 0 for features on another scale), then :func:`knn_distance` over
+    every patch of every frame."""
     frames = [np.asarray(z, dtype=np.float64) for z in latents]
     if any(z.ndim != 2 for z in frames):
         raise ValueError(f"frame-z kNN needs (N_i, D) latents per frame, got shapes {[z.shape for z in frames]}")
     # scaled over all frames together when pooled, else each by itself (a frame with no patch contributes nothing)
-    cat = robust_z(np.concatenate(frames)) if pooled else np.concatenate([robust_z(z) if len(z) else z for z in frames])
+    if pooled:
+        cat = robust_z(np.concatenate(frames), floor)
+    else:
+        cat = np.concatenate([robust_z(z, floor) if len(z) else z for z in frames])
     scores = knn_distance(cat, k)
     bounds = np.cumsum([0] + [len(z) for z in frames])
     return [scores[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 CONTEXT_WEIGHTS = (0.5, 0.5)  # frame context, group context: equal, chosen without labels (docs/anomaly.md)
-# Floors of context_knn's scalings. A VAE latent is on the scale of its N(0, 1) prior: a dimension whose MAD in a
-# context is below 1e-3 (float noise on a flat frame) is scaled by 1e-3, not by its noise; and the kNN distances
-# of a context whose patches are nearly all alike are scaled by at least 1e-3 of their mean. Neither floor moves
-# any figure of the evaluation (its rows are identical with and without them); two MarsScapes colour label maps
-# (flat colours: over half their patches alike) scored up to 4.9e11 without them, 6.3e3 with them.
-CONTEXT_MAD_FLOOR = 1e-3
+# Floors of the latent scalings (context_knn; frame_z_knn as the evaluation and `edgeae score` call it). A VAE
+# latent is on the scale of its N(0, 1) prior: a dimension whose MAD in a context is below 1e-3 (float noise on a
+# flat frame) is scaled by 1e-3, not by its noise; and context_knn's kNN distances of a context whose patches are
+# nearly all alike are scaled by at least 1e-3 of their mean. Neither floor moves any figure of the evaluation
+# (its rows are identical with and without them); two MarsScapes colour label maps (flat colours: over half their
+# patches alike) scored up to 4.9e11 under context-knn without them, 6.3e3 with them.
+LATENT_MAD_FLOOR = 1e-3
 CONTEXT_DISTANCE_FLOOR = 1e-3
 
 
@@ -183,9 +191,9 @@ def _views_z(frames: Sequence[np.ndarray], members: Sequence[int]) -> np.ndarray
     """Robust z of the given frames' (N_i, V, D) latents pooled, each view scaled on its own, the mean over views
     (one view's (N, D) slice in float64 at a time: the latents themselves are not copied whole)."""
     views = frames[members[0]].shape[1]
-    out = robust_z(np.concatenate([frames[i][:, 0] for i in members]), CONTEXT_MAD_FLOOR)
+    out = robust_z(np.concatenate([frames[i][:, 0] for i in members]), LATENT_MAD_FLOOR)
     for v in range(1, views):
-        out += robust_z(np.concatenate([frames[i][:, v] for i in members]), CONTEXT_MAD_FLOOR)
+        out += robust_z(np.concatenate([frames[i][:, v] for i in members]), LATENT_MAD_FLOOR)
     return out / views
 
 

@@ -201,7 +201,9 @@ def _methods(
     if scorer.kind == "vae":
         methods["isolation forest (mu)"] = baselines.isolation_forest(cat["mu"], seed=seed)
         methods["kNN (mu)"] = baselines.knn_distance(baselines.robust_z(cat["mu"]))
-        methods[FRAME_Z_KNN] = np.concatenate(baselines.frame_z_knn([r.extras["mu"] for r in results], pooled=pooled))
+        methods[FRAME_Z_KNN] = np.concatenate(
+            baselines.frame_z_knn([r.extras["mu"] for r in results], pooled=pooled, floor=baselines.LATENT_MAD_FLOOR)
+        )
         # a candidate (issue 12): each patch's μ and error against those of the patches around it on its frame
         methods[LOCAL_Z] = np.concatenate(
             frames_local_novelty(

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
-        from edgeae.anomaly.baselines import context_knn, frame_z_knn
+        from edgeae.anomaly.baselines import LATENT_MAD_FLOOR, context_knn, frame_z_knn
 
         scored = [r for r in results if len(r.score)]
         if sum(len(r.score) for r in scored) < 2:
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
                 labels = None if groups is None else [groups[i] for i, r in enumerate(results) if len(r.score)]
                 ranked = context_knn([r.extras.pop("mu_views", r.extras["mu"]) for r in scored], labels)
             else:
-                ranked = frame_z_knn([r.extras["mu"] for r in scored])
+                ranked = frame_z_knn([r.extras["mu"] for r in scored], floor=LATENT_MAD_FLOOR)
         except ValueError as exc:
             raise CLIError(f"--score {args.score}: {exc}") from None
         for r, s in zip(scored, ranked, strict=True):
