@@ -230,15 +230,18 @@ def context_knn(
     d = frames[0].shape[2]
     bounds = np.cumsum([0] + [len(z) for z in frames])
     z_frame = np.zeros((bounds[-1], d))
-    z_group = np.zeros((bounds[-1], d))
     for i, z in enumerate(frames):
         if len(z):
             z_frame[bounds[i] : bounds[i + 1]] = _views_z(frames, [i])
-    for lab in dict.fromkeys(labels):
-        members = [i for i, x in enumerate(labels) if x == lab and len(frames[i])]
-        if members:
-            rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
-            z_group[rows] = _views_z(frames, members)
-    parts = [_distance_z(knn_distance(z, k)) for z in (z_frame, z_group)]
-    scores = weights[0] * parts[0] + weights[1] * parts[1]
+    frame_part = _distance_z(knn_distance(z_frame, k))
+    members = {lab: [i for i, x in enumerate(labels) if x == lab and len(frames[i])] for lab in dict.fromkeys(labels)}
+    if all(len(m) <= 1 for m in members.values()):  # every group one frame: the two contexts are the same
+        group_part = frame_part
+    else:
+        z_group = np.zeros((bounds[-1], d))
+        for m in members.values():
+            if m:
+                z_group[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in m])] = _views_z(frames, m)
+        group_part = _distance_z(knn_distance(z_group, k))
+    scores = weights[0] * frame_part + weights[1] * group_part
     return [scores[a:b] for a, b in itertools.pairwise(bounds)]

@@ -187,7 +187,8 @@ def _methods(
     """Every method's score of every patch of ``frames`` (concatenated in frame order); ``groups``: each frame's
     parent product (the second context of ``two-context kNN``; None: all frames are one)."""
     results = [f.result for f in frames]
-    cat = {k: np.concatenate([r.extras[k] for r in results]) for k in results[0].extras}
+    # every extra over all frames, but the views' latents (8x μ) only where a method needs them pooled
+    cat = {k: np.concatenate([r.extras[k] for r in results]) for k in results[0].extras if k != "mu_views"}
     single = np.concatenate([r.score for r in results])
     methods: dict[str, np.ndarray] = {DEFAULT: np.concatenate(multiscale_scores([f.windows for f in frames], ms))}
     if scorer.kind == "vae":
@@ -212,8 +213,8 @@ def _methods(
         )
         # a candidate (issue 12): the latents scaled within the frame and within its product, two kNN scores summed
         # (pooled datasets: one context, the whole set); views > 1: each view scaled on its own, then averaged
-        key = "mu_views" if "mu_views" in cat else "mu"
-        per = [cat[key]] if pooled else [r.extras[key] for r in results]
+        key = "mu_views" if "mu_views" in results[0].extras else "mu"
+        per = [np.concatenate([r.extras[key] for r in results])] if pooled else [r.extras[key] for r in results]
         methods[CONTEXT_KNN] = np.concatenate(baselines.context_knn(per, None if pooled else groups))
         # a candidate (issue 12): each term normalised on its own, then the larger: a patch is unusual when its
         # reconstruction error *or* its latent norm is, so texture is not drowned by the brightness term

@@ -36,6 +36,16 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
+def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--views 1..VIEWS``: VAE latents of each patch's first N rotations and flips (``edgeae score`` and
+    ``edgeae evaluate``; :mod:`edgeae.anomaly.views`)."""
+    from edgeae.anomaly.views import VIEWS
+
+    p.add_argument(
+        "--views", type=int, choices=range(1, VIEWS + 1), default=1, metavar=f"{{1..{VIEWS}}}", help=help_text
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeae",

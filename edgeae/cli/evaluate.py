@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, add_views_argument
 
 DATASETS = ("lroc_nac_craters", "hirise_landmarks", "msl_surface")
 
@@ -51,13 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops or images")
     p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
-    p.add_argument(
-        "--views",
-        type=int,
-        choices=range(1, 9),
-        default=1,
-        metavar="{1..8}",
-        help="VAE latents of each patch's first N rotations and flips, averaged in the 'two-context kNN (mu)' "
+    add_views_argument(
+        p,
+        "VAE latents of each patch's first N rotations and flips, averaged in the 'two-context kNN (mu)' "
         "candidate (8: every one, 8x the model calls; default 1)",
     )
     p.add_argument("--no-plots", action="store_true", help="write tables and JSON only, no plots")

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, add_views_argument
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
@@ -76,13 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="--score context-knn: images whose file names give the same match of REGEX share a product context "
         "(e.g. 'ESP_[0-9]+_[0-9]+' for HiRISE crops of several products; default: all images given are one)",
     )
-    p.add_argument(
-        "--views",
-        type=int,
-        choices=range(1, 9),
-        default=1,
-        metavar="{1..8}",
-        help="--score context-knn: average the latents of each patch's first N rotations and flips (8: all of "
+    add_views_argument(
+        p,
+        "--score context-knn: average the latents of each patch's first N rotations and flips (8: all of "
         "them, 8x the model calls; default 1)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
@@ -271,23 +267,28 @@ def _print_top(results: list[Any], k: int) -> None:
         print(f"  {rank}. {names[img[j]]:<{width}}  x={xs[j]:<6d} y={ys[j]:<6d} score {score[j]:.6g}")
 
 
+def _header_patches(path: Path, patch: int, stride: int) -> int | None:
+    """How many patches ``path`` gives on the scoring grid, from its header (None when the header cannot be read
+    here: the reader's own error comes later)."""
+    from edgeae.imageio import image_shape
+    from edgeae.tiling import tile_positions
+
+    try:
+        h, w, _ = image_shape(path)
+    except Exception:
+        return None
+    return len(tile_positions(h, w, patch, stride))
+
+
 def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views: int, score: str) -> None:
     """CLIError before scoring when a ranking of the whole set (``frame-z-knn``, ``context-knn``) would hold more
     patches than the kNN accepts or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES` (header
     sizes; an unreadable header is left to the reader's own error)."""
     from edgeae.anomaly.baselines import KNN_MAX
     from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
-    from edgeae.imageio import image_shape
-    from edgeae.tiling import tile_positions
 
     latent = int((meta.architecture or {}).get("latent", 0) or 0)
-    n = 0
-    for f in files:
-        try:
-            h, w, _ = image_shape(f)
-        except Exception:
-            continue
-        n += len(tile_positions(h, w, patch, stride))
+    n = sum(_header_patches(f, patch, stride) or 0 for f in files)
     nbytes = n * views * latent * 4
     if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
         raise CLIError(
@@ -301,15 +302,11 @@ def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
     """CLIError before scoring when ``path``'s local-z latents would pass the limit (header size; an unreadable
     header is left to the reader's own error)."""
     from edgeae.anomaly.context import check_local_z_size, local_z_bytes
-    from edgeae.imageio import image_shape
-    from edgeae.tiling import tile_positions
 
     latent = int((meta.architecture or {}).get("latent", 0) or 0)
-    try:
-        h, w, _ = image_shape(path)
-    except Exception:
+    n = _header_patches(path, patch, stride)
+    if n is None:
         return
-    n = len(tile_positions(h, w, patch, stride))
     try:
         check_local_z_size(str(path), local_z_bytes(n, latent))
     except ValueError as exc:
