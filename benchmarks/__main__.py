@@ -181,6 +181,14 @@ STAGES: dict[str, Stage] = {
          (*HIRISE_CONTEXT, "--limit", "400", "--model", GRAY_VAE_INT8, "--out", "{out}/int8")),
         ((*HIRISE_CONTEXT, "--out", "{out}"), (*HIRISE_CONTEXT, "--model", GRAY_VAE_INT8, "--out", "{out}/int8")),
     ),
+    # the two-context ranking over an archive (edgeae scan --score context-knn on the HiRISE dev crops, 8 views) and
+    # how far its kNN reference may be a sample of the set (full: ~5 + ~9 min)
+    "context_scale": Stage(
+        "HiRISE craters: the two-context kNN as an archive scan, and with a sample of the set as its kNN reference",
+        ((PY, "-m", "benchmarks.scan_context", "--limit", "400", "--out", "{out}/scan"),),
+        ((PY, "-m", "benchmarks.scan_context", "--out", "{out}/scan"),
+         (PY, "-m", "benchmarks.context_bank", "--out", "{out}/bank")),
+    ),
     "frame": Stage(
         "Whole-frame costs in the flight runtime",
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}", "--quick"),),

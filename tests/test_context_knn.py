@@ -179,3 +179,40 @@ def test_context_knn_scales_are_floored_on_nearly_flat_frames() -> None:
     assert set(np.argsort(fz)[-4:]) == {0, 1, 2, 3} and fz.max() < 1e5 < raw.max()
     _, scale = baselines.robust_scale(np.zeros((5, 2)), 1e-3)
     assert np.all(scale == 1.0)  # a constant column is still scaled by 1, not by the floor
+
+
+def test_bank_knn_distance_leaves_each_bank_row_out_and_equals_the_exact_knn_on_a_full_bank() -> None:
+    rng = np.random.default_rng(4)
+    f = rng.normal(size=(60, 5))
+    every = np.arange(60)
+    assert np.allclose(baselines.bank_knn_distance(f, every, 7), baselines.knn_distance(f, 7))
+    bank = np.arange(0, 60, 3)
+    d = baselines.bank_knn_distance(f, bank, 4)
+    for i in (0, 1, 30, 59):  # a bank row against the other bank rows; any other row against all bank rows
+        ref = np.sort(np.linalg.norm(f[bank] - f[i], axis=1))
+        ref = ref[1:5] if i in bank else ref[:4]
+        assert d[i] == pytest.approx(ref.mean())
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        baselines.bank_knn_distance(f, np.array([3, 1, 2]))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        baselines.bank_knn_distance(f, np.array([1, 60]))
+    with pytest.raises(ValueError, match=">= 2 bank rows"):
+        baselines.bank_knn_distance(f, np.array([1]))
+
+
+def test_context_knn_measures_a_large_set_against_a_sample_of_it() -> None:
+    """Over ``bank`` patches the set is measured against a seeded uniform sample of itself: the same scores for
+    the same seed, exact at or under the bank size, and an odd patch still found."""
+    rng = np.random.default_rng(5)
+    crops = _crops(rng)
+    crops[5][7] += 6.0
+    n = sum(len(c) for c in crops)
+    exact = np.concatenate(baselines.context_knn(crops, k=10))
+    assert np.array_equal(np.concatenate(baselines.context_knn(crops, k=10, bank=n)), exact)
+    sampled = np.concatenate(baselines.context_knn(crops, k=10, bank=n // 3, seed=1))
+    assert np.array_equal(sampled, np.concatenate(baselines.context_knn(crops, k=10, bank=n // 3, seed=1)))
+    assert not np.allclose(sampled, exact)
+    assert int(np.argmax(sampled)) == 5 * 9 + 7
+    assert np.corrcoef(sampled, exact)[0, 1] > 0.9
+    with pytest.raises(ValueError, match="at least 2"):
+        baselines.context_knn(crops, bank=1)

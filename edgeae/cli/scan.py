@@ -35,12 +35,29 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-valid", type=float, default=0.5, help="skip patches with less valid data (default 0.5)")
     p.add_argument("--top-k", type=int, default=16, help="anomalies kept as thumbnails (default 16)")
     p.add_argument(
-        "--score", choices=("a", "terms-max", "local-z"), default="a",
+        "--score", choices=("a", "terms-max", "local-z", "context-knn"), default="a",
         help="ranking: a = the model's score a(x) (default); terms-max = each of a VAE's two terms over its median "
         "in the image, the larger (what the orbital mission flies: it also sees unusual texture); local-z = each "
         "patch's VAE latents and error against the patches within ~96 px of it on its image (a ground ranking: a "
-        "crater on plains stands out from its surroundings; holds 4(D+1) bytes a patch until the image is done)",
+        "crater on plains stands out from its surroundings; holds 4(D+1) bytes a patch until the image is done); "
+        "context-knn = each patch's VAE latents, scaled within its image and within its product, against those of "
+        "every patch scanned (a ground ranking of the whole set, made once every image is in and again on each "
+        "resume; HiRISE crater vs other ROC AUC 0.804 on the dev split with --views 8 and products given by "
+        "--group; keeps 4(views*D+1) bytes a patch on disk)",
     )  # fmt: skip
+    p.add_argument(
+        "--group", default=None, metavar="REGEX",
+        help="--score context-knn: images whose file names give the same match of REGEX share a product context "
+        "(e.g. 'ESP_[0-9]+_[0-9]+' for HiRISE crops of several products; default: all images scanned are one); "
+        "a name without a match is refused before scanning",
+    )  # fmt: skip
+    from edgeae.cli import add_views_argument
+
+    add_views_argument(
+        p,
+        "--score context-knn: average the latents of each patch's first N rotations and flips (8: all of them, "
+        "8x the model calls; default 1)",
+    )
     p.add_argument(
         "--precision", choices=("int8", "fp32"), default="int8",
         help="for a zoo name: its shipped int8 artifact (default; fast) or its fp32 checkpoint (the numbers of "
@@ -116,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.address and args.engine != "ray":
         raise CLIError("--address needs --engine ray")
+    if args.views > 1 and args.score != "context-knn":
+        raise CLIError(f"--views {args.views} averages latents for --score context-knn only (got --score {args.score})")
+    if args.group is not None and args.score != "context-knn":
+        raise CLIError(f"--group sets the product context of --score context-knn only (got --score {args.score})")
     if args.runtime != "auto" and args.precision != "int8":
         raise CLIError(f"--runtime {args.runtime} picks an int8 artifact; it does not go with --precision fp32")
     if args.margin is not None:
@@ -135,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             min_valid=args.min_valid, top_k=args.top_k, retry_failed=args.retry_failed, force=args.force,
             max_images=args.max_images, progress=not args.no_progress, geo=args.geo, geo_geometry=args.geo_geometry,
             geo_crs=args.geo_crs, score=args.score, precision=args.precision, runtime=args.runtime, bayer=args.bayer,
-            margin=args.margin,
+            margin=args.margin, views=args.views, group=args.group,
             quality=QualityFilter(
                 min_incidence=args.min_incidence, max_incidence=args.max_incidence, max_emission=args.max_emission,
                 min_resolution_m=args.min_resolution, max_resolution_m=args.max_resolution,

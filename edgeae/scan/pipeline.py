@@ -34,7 +34,8 @@ from edgeae.scan.scoring import ModelSpec, Scorer
 if TYPE_CHECKING:
     from edgeae.firmware_sim.score import ScoreEngine
 
-SCAN_SCORES = ("a", "terms-max", "local-z")  # the rankings a scan can write (``edgeae scan --score``)
+SCAN_SCORES = ("a", "terms-max", "local-z", "context-knn")  # the rankings a scan can write (``edgeae scan --score``)
+INTERIM_BANK = 5_000  # context-knn: patches an image's interim ranking (against itself) measures each patch against
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class ScanConfig:
     score: str = "a"  # the ranking: "a" (the model's score), "terms-max" (VAE; the orbital mission's) or "local-z"
     bayer: str | None = None  # the images are raw colour-filter mosaics of this pattern: demosaiced first
     margin: str | None = None  # a fixed margin counted as no-data: "N" or "TOP,BOTTOM,LEFT,RIGHT" pixels
+    views: int = 1  # context-knn: latents of each patch's first N rotations and flips, averaged after scaling
+    group: str | None = None  # context-knn: images whose names give the same match of this regex share a product
 
     def __post_init__(self) -> None:
         from edgeae.bayer import PATTERNS
@@ -63,8 +66,23 @@ class ScanConfig:
             raise ValueError(f"score must be one of {SCAN_SCORES}, got {self.score!r}")
         if self.score == "terms-max" and self.model.kind != "vae":
             raise ValueError(f"score 'terms-max' ranks a VAE's two terms; {self.model.model_id} is a {self.model.kind}")
-        if self.score == "local-z" and self.model.kind != "vae":
-            raise ValueError(f"score 'local-z' ranks a VAE's latents; {self.model.model_id} is a {self.model.kind}")
+        if self.score in ("local-z", "context-knn") and self.model.kind != "vae":
+            kind = self.model.kind
+            raise ValueError(f"score {self.score!r} ranks a VAE's latents; {self.model.model_id} is a {kind}")
+        from edgeae.anomaly.views import VIEWS
+
+        if not 1 <= self.views <= VIEWS:
+            raise ValueError(f"views must be 1 to {VIEWS} (rotations and flips of a patch), got {self.views}")
+        if (self.views > 1 or self.group is not None) and self.score != "context-knn":
+            what = f"views {self.views}" if self.views > 1 else f"group {self.group!r}"
+            raise ValueError(f"{what} belongs to score 'context-knn', not {self.score!r}")
+        if self.group is not None:
+            import re
+
+            try:
+                re.compile(self.group)
+            except re.error as exc:
+                raise ValueError(f"group {self.group!r} is not a regular expression: {exc}") from None
         if self.stride <= 0:
             raise ValueError(f"stride must be positive, got {self.stride}")
         if self.batch_size <= 0:
@@ -100,6 +118,8 @@ class ScanConfig:
             "score": self.score,
             "bayer": self.bayer,
             "margin": self.margin,
+            # only where they apply, so scans made before these settings existed resume unchanged
+            **({"views": self.views, "group": self.group} if self.score == "context-knn" else {}),
         }
 
     def read_options(self) -> dict[str, Any]:
@@ -115,8 +135,21 @@ class ScanConfig:
 
     @property
     def latents(self) -> bool:
-        """Whether the scorer returns rec and the VAE's latents, (N, 1 + D), scored per image (``local-z``)."""
-        return self.score == "local-z"
+        """Whether the scorer returns rec and the VAE's latents, (N, 1 + views·D): scored per image (``local-z``)
+        or over the whole set once every image is in (``context-knn``, :mod:`edgeae.scan.context`)."""
+        return self.score in ("local-z", "context-knn")
+
+    def product(self, name: str) -> str | None:
+        """The product an image belongs to for ``context-knn``: the ``group`` regex's match in its name (None
+        without a ``group``: every image of the scan is one product); raises when the name does not match."""
+        if self.group is None:
+            return None
+        import re
+
+        m = re.search(self.group, name)
+        if m is None:
+            raise ValueError(f"{name}: its name does not match --group {self.group!r}")
+        return m.group(0)
 
 
 @dataclass
@@ -181,6 +214,7 @@ class ImageResult:
     n_skipped: int
     seconds: float = 0.0
     terms: np.ndarray | None = None
+    latents: np.ndarray | None = None  # context-knn: float32 (n, views, D), ranked with the set's once all are in
 
 
 def _patch_source() -> Any:
@@ -209,7 +243,8 @@ def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chu
 
     p, c, b = config.patch, config.model.channels, config.batch_size
     if config.latents and config.model.latent:  # refused before any scoring when the header tells the size
-        check_local_z_size(os.fspath(path), local_z_bytes(count_patches(path, config), config.model.latent))
+        n_latent = config.model.latent * config.views
+        check_local_z_size(os.fspath(path), local_z_bytes(count_patches(path, config), n_latent))
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pix = np.empty((b, c, p, p), np.float32)
     n = skipped = 0
@@ -372,8 +407,13 @@ class ImageAccumulator:
             return np.concatenate([self.parts[k][i] for k in order]).astype(dtype) if order else np.zeros(0, dtype)
 
         xs, ys, valid = cat(0, np.int32), cat(1, np.int32), cat(2, np.float32)
+        latents = None
         if self.latents:
-            scores, top, terms = self._local_ranking(xs, ys, [self.parts[k][3] for k in order])
+            parts = [self.parts[k][3] for k in order]
+            if self.config.score == "context-knn":
+                scores, top, terms, latents = self._context_ranking(xs, ys, parts)
+            else:
+                scores, top, terms = self._local_ranking(xs, ys, parts)
         elif not self.terms:
             scores, top, terms = cat(3, np.float64), self.tops[0], None
         else:
@@ -382,7 +422,7 @@ class ImageAccumulator:
             scores, top = self._terms_ranking(xs, ys, terms)
         return ImageResult(
             name=self.name, xs=xs, ys=ys, valid=valid, scores=scores, top=top, n_skipped=self.n_skipped,
-            seconds=seconds, terms=terms,
+            seconds=seconds, terms=terms, latents=latents,
         )  # fmt: skip
 
     def _local_ranking(
@@ -405,12 +445,36 @@ class ImageAccumulator:
         xy = np.stack([xs, ys], axis=1)
         scores = local_novelty(mu, rec, xy)
         del held, mu
-        order = np.lexsort((xs, ys, -scores))[: self.top_k]
-        if len(order) and self.path is None:
-            raise ValueError(f"{self.name}: local-z thumbnails are read back from the image; no path was given")
-        thumbs = read_thumbs(self.path, self.config, xs[order], ys[order]) if len(order) else np.zeros((0, c, p, p))
-        top = TopK(scores[order], xs[order], ys[order], thumbs.astype(np.uint8))
+        top = best_patches(self.name, self.path, self.config, xs, ys, scores)
         return scores, top, np.stack([rec, mu2], axis=1)
+
+    def _context_ranking(
+        self, xs: np.ndarray, ys: np.ndarray, parts: list[np.ndarray]
+    ) -> tuple[np.ndarray, TopK, np.ndarray, np.ndarray]:
+        """The image's ``context-knn`` ranking on its own (its patches against each other: the scores the image
+        keeps until the set is ranked, :func:`edgeae.scan.context.rank_set`), its best patches, (rec, mu2) and
+        its latents (n, views, D) for the set's ranking."""
+        from edgeae.anomaly.baselines import context_knn
+
+        c, p, views = self.config.model.channels, self.config.patch, self.config.views
+        parts = [q for q in parts if len(q)]
+        if not parts:
+            return np.zeros(0, np.float64), TopK.empty(c, p), np.zeros((0, 2), np.float64), np.zeros((0, views, 0))
+        dims = {q.shape[1] for q in parts}
+        if len(dims) != 1:
+            raise ValueError(f"{self.name}: chunks hold latents of different sizes {sorted(dims)}")
+        held = np.concatenate(parts)
+        if (held.shape[1] - 1) % views:
+            raise ValueError(f"{self.name}: {held.shape[1] - 1} latents do not split into {views} views")
+        rec = held[:, 0].astype(np.float64)
+        latents = np.ascontiguousarray(held[:, 1:].reshape(len(held), views, -1))
+        del held
+        mu2 = np.einsum("nd,nd->n", latents[:, 0], latents[:, 0], dtype=np.float64)
+        # the image against itself only until the set is ranked: a sample of its patches as the reference keeps this
+        # interim ranking cheap on a large product (the set's ranking replaces it)
+        scores = context_knn([latents], bank=INTERIM_BANK)[0] if len(latents) >= 2 else np.zeros(len(latents))
+        top = best_patches(self.name, self.path, self.config, xs, ys, scores)
+        return scores, top, np.stack([rec, mu2], axis=1), latents
 
     def _terms_ranking(self, xs: np.ndarray, ys: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, TopK]:
         """Every patch's terms-max score and the image's best patches, from the two per-term candidate sets."""
@@ -432,6 +496,24 @@ class ImageAccumulator:
         rows = sort[np.searchsorted(keys[sort], ckeys[first])]
         cand = TopK(scores[rows], cand.xs[first], cand.ys[first], cand.thumbs[first])
         return scores, TopK.empty(cand.thumbs.shape[1], cand.thumbs.shape[-1]).merged(cand, self.top_k)
+
+
+def best_patches(
+    name: str,
+    path: str | os.PathLike[str] | None,
+    config: ScanConfig,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    scores: np.ndarray,
+) -> TopK:
+    """An image's ``config.top_k`` best patches by ``scores`` (ties by y, x), thumbnails read back from ``path``
+    (rankings known only once the whole image, or the whole set, is in: ``local-z``, ``context-knn``)."""
+    c, p = config.model.channels, config.patch
+    order = np.lexsort((xs, ys, -scores))[: config.top_k]
+    if len(order) and path is None:
+        raise ValueError(f"{name}: {config.score} thumbnails are read back from the image; no path was given")
+    thumbs = read_thumbs(path, config, xs[order], ys[order]) if len(order) else np.zeros((0, c, p, p))
+    return TopK(scores[order], xs[order], ys[order], thumbs.astype(np.uint8))
 
 
 def read_thumbs(path: str | os.PathLike[str] | None, config: ScanConfig, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

@@ -228,6 +228,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         + {
             "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
             "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
+            "context-knn": " (each patch's VAE latents, scaled within its image and its product, against every "
+            "patch scanned: scores are relative to this set)",
         }.get(r.get("score", "a"), ""),
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
@@ -243,6 +245,13 @@ def report_markdown(r: dict[str, Any]) -> str:
                 if r.get("engine") == "ray"
                 else "processes, models, first chunk)"
             )
+        )
+    ctx = r.get("context_knn")
+    if ctx:
+        lines.append(
+            f"- context-knn: {ctx['patches']:,} patches of {ctx['images']} images ranked together in "
+            f"{ctx['seconds']:.1f} s"
+            + (f"; {n} images without latents recorded as failed" if (n := ctx["latents_missing"]) else "")
         )
     ex = r.get("lro_nac_extrapolation")
     if ex:

@@ -66,6 +66,8 @@ def scan_archive(
     runtime: str = "auto",
     bayer: str | None = None,
     margin: str | None = None,
+    views: int = 1,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """Scan every image of ``archive`` with ``model`` into ``out``; resumes what an earlier run left.
 
@@ -78,7 +80,11 @@ def scan_archive(
     model's score) or ``"terms-max"`` (a VAE's two terms, each over its median in the image, the larger: the
     score the orbital mission flies; :mod:`edgeae.anomaly.terms`; a custom ``scorer_factory`` then returns
     (N, 2) terms) or ``"local-z"`` (a VAE's latents and error against the patches around each one on its image,
-    :func:`edgeae.anomaly.context.local_novelty`: a ground ranking; a custom factory returns (N, 1 + D) rec and μ).
+    :func:`edgeae.anomaly.context.local_novelty`: a ground ranking; a custom factory returns (N, 1 + D) rec and μ)
+    or ``"context-knn"`` (every patch's latents against those of the whole scanned set, scaled within its image and
+    within its product, :mod:`edgeae.scan.context`: ranked once every image is in; ``views`` rotations and flips
+    of each patch averaged, ``group`` a regex whose match in an image's name is its product, default all images
+    one; a custom factory returns (N, 1 + views·D)).
     ``precision``: for a zoo name, ``"int8"`` (its shipped int8 artifact when its parity passed: the fast path)
     or ``"fp32"`` (its PyTorch checkpoint, the numbers ``edgeae score`` and the evaluation give); a file is used
     as given. ``runtime``: which int8 artifact of a zoo name, ``"auto"`` (the faster on this CPU,
@@ -90,18 +96,25 @@ def scan_archive(
     opts = engine or EngineOptions()
     spec: ModelSpec = resolve_model(model, precision=precision, runtime=runtime)
     config = ScanConfig(
-        spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin
-    )
+        spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin,
+        views, group,
+    )  # fmt: skip
     entries = walk_archive(archive)
     if not entries:
         raise FileNotFoundError(f"archive {archive} holds no image files")
+    if config.score == "context-knn":  # the whole set's latents are held for its ranking: bounded before scoring
+        from edgeae.scan.context import check_set_size
+
+        check_set_size(entries, config)
     _warn_colour_with_grey_model(entries, spec)
     store = ScanStore(out, config, force=force)
     todo = store.pending(entries, retry_failed=retry_failed)
     if max_images is not None:
         todo = todo[:max_images]
     todo = _apply_quality(store, todo, config.quality)
-    factory = scorer_factory or functools.partial(load_scorer, spec, opts.threads, "cpu", config.terms, config.latents)
+    factory = scorer_factory or functools.partial(
+        load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
+    )
     total = sum(count_patches(e.path, config) for e in todo)
     tqdm = require("tqdm").tqdm
     bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
@@ -117,7 +130,7 @@ def scan_archive(
         gpu = (
             None
             if scorer_factory
-            else functools.partial(load_scorer, spec, opts.threads, "cuda", config.terms, config.latents)
+            else functools.partial(load_scorer, spec, opts.threads, "cuda", config.terms, config.latents, config.views)
         )
         outcomes = iter_ray(
             todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
@@ -136,6 +149,11 @@ def scan_archive(
         bar.set_postfix(failed=failed, refresh=False)
     seconds = time.perf_counter() - t0
     bar.close()
+    context = None
+    if config.score == "context-knn":  # every image is in (or failed): rank the set together
+        from edgeae.scan.context import rank_set
+
+        context = rank_set(store, entries, progress)
     run = {
         "engine": opts.engine,
         "workers": opts.workers if opts.engine == "local" else None,
@@ -150,6 +168,7 @@ def scan_archive(
         "patch": config.patch,
         "stride": config.stride,
         "batch_size": batch_size,
+        **({} if context is None else {"context_knn": context}),
     }
     report = finalize(store, entries, run)
     if geo is not None:

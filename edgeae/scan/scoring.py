@@ -143,19 +143,36 @@ def resolve_model(
     )
 
 
-def make_scorer(predictor: Any, terms: bool = False, latents: bool = False) -> Scorer:
+def make_scorer(predictor: Any, terms: bool = False, latents: bool = False, views: int = 1) -> Scorer:
     """Wrap a loaded predictor as a patch scorer: the same numbers as ``edgeae score`` (VAE a(x), CAE
     masked-reconstruction error). A VAE runs the fast path (:func:`edgeae.firmware_sim.score.score_runner`:
     only the ``score`` output is computed and read back); a CAE goes through
-    :class:`edgeae.anomaly.score.PatchScorer`. ``terms``: a VAE's scorer returns its two terms, (N, 2) rec
-    and mu2, for the ``terms-max`` ranking (the ``mu`` output is read back too); ``latents``: (N, 1 + D), rec then
-    the latent mean μ, for the ``local-z`` ranking."""
+    :class:`edgeae.anomaly.score.PatchScorer`. ``terms``: a VAE's scorer returns its two terms, (N, 2) rec and
+    mu2, for the ``terms-max`` ranking (the ``mu`` output is read back too); ``latents``: (N, 1 + D), rec then the
+    latent mean μ, for the ``local-z`` and ``context-knn`` rankings; with ``views`` > 1, (N, 1 + views·D): rec of
+    the patch, then the μ of each of its first ``views`` rotations and flips (:mod:`edgeae.anomaly.views`), one
+    model call per view."""
     from edgeae.anomaly.score import make_scorer as make_patch_scorer
+    from edgeae.anomaly.views import VIEWS
 
+    if not 1 <= views <= VIEWS:
+        raise ValueError(f"views must be 1 to {VIEWS} (rotations and flips of a patch), got {views}")
+    if views > 1 and not latents:
+        raise ValueError("views > 1 read each view's latents: they need the latents scorer")
     if predictor.metadata.kind == "vae":
         from edgeae.firmware_sim.score import score_runner
 
-        return score_runner(predictor, terms=terms, latents=latents)
+        runner = score_runner(predictor, terms=terms, latents=latents)
+        if views == 1:
+            return runner
+        from edgeae.anomaly.views import dihedral
+
+        def score_views(batch: np.ndarray) -> np.ndarray:
+            first = np.asarray(runner(batch))
+            rest = [np.asarray(runner(dihedral(batch, g)))[:, 1:] for g in range(1, views)]
+            return np.concatenate([first, *rest], axis=1)
+
+        return score_views
     if terms or latents:
         what = "terms-max score ranks a VAE's two terms" if terms else "local-z score ranks a VAE's latents"
         raise ValueError(f"the {what}, not a {predictor.metadata.kind!r} model's")
@@ -168,14 +185,20 @@ def make_scorer(predictor: Any, terms: bool = False, latents: bool = False) -> S
 
 
 def load_scorer(
-    spec: ModelSpec, threads: int | None = 1, device: str = "cpu", terms: bool = False, latents: bool = False
+    spec: ModelSpec,
+    threads: int | None = 1,
+    device: str = "cpu",
+    terms: bool = False,
+    latents: bool = False,
+    views: int = 1,
 ) -> Scorer:
     """Build the scorer for ``spec`` in this process; refuses a file whose hash changed since the scan began.
-    ``terms``: the VAE's two terms per patch; ``latents``: rec and μ per patch (see :func:`make_scorer`)."""
+    ``terms``: the VAE's two terms per patch; ``latents``: rec and μ per patch, of ``views`` views (see
+    :func:`make_scorer`)."""
     from edgeae.predictor import load_predictor
 
     if sha256_file(spec.path) != spec.artifact_hash:
         raise ValueError(f"{spec.path}: model file changed since the scan started (hash mismatch)")
     if Path(spec.path).suffix == ".pt":
-        return make_scorer(load_predictor(spec.path, threads=threads, device=device), terms, latents)
-    return make_scorer(load_predictor(spec.path, threads=threads), terms, latents)
+        return make_scorer(load_predictor(spec.path, threads=threads, device=device), terms, latents, views)
+    return make_scorer(load_predictor(spec.path, threads=threads), terms, latents, views)

@@ -9,6 +9,9 @@ Layout of ``OUT``::
                           ``--score terms-max`` or ``local-z`` also rec and mu2, the VAE's two terms)
     parts/<key>.top.npz   that image's best patches (scores, x, y, uint8 thumbnails)
     parts/<key>.meta.json archive products: label facts and georeferencing (for the map layer)
+    parts/<key>.latents.npy  ``--score context-knn``: the image's float32 (n, views, D) latents; once every image is
+                          in, the set is ranked from them and each part's scores and best patches are rewritten
+                          (:mod:`edgeae.scan.context`)
 
 An image counts as done when its Parquet part exists: the part is written to a temporary name and renamed
 (atomic on POSIX), and only then is the manifest line appended. A crash between the two is harmless: the
@@ -48,6 +51,11 @@ class Record:
     error: str = ""
     seconds: float = 0.0
     reason: str = ""
+
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    with path.open("wb") as f:
+        np.save(f, a)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -113,6 +121,10 @@ class ScanStore:
     def meta_path(self, key: str) -> Path:
         return self.parts / f"{key}.meta.json"
 
+    def latents_path(self, key: str) -> Path:
+        """An image's float32 (n, views, D) latents, kept for the set's ``context-knn`` ranking."""
+        return self.parts / f"{key}.latents.npy"
+
     def records(self) -> dict[str, Record]:
         """Last manifest record per image name (a torn last line from a crash is ignored)."""
         out: dict[str, Record] = {}
@@ -165,6 +177,9 @@ class ScanStore:
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         top = result.top
+        if result.latents is not None:  # written before the part: an image recorded as done has its latents
+            lat = np.ascontiguousarray(result.latents, np.float32)
+            _atomic_write(self.latents_path(entry.key), lambda p: _save_npy(p, lat))
         _atomic_write(
             self.top_path(entry.key),
             lambda p: np.savez(p.open("wb"), scores=top.scores, xs=top.xs, ys=top.ys, thumbs=top.thumbs),
@@ -205,11 +220,13 @@ class ScanStore:
     def mark_failed(self, entry: ArchiveEntry, error: str) -> Record:
         """Record ``entry`` as failed with ``error``; any stale part of it is removed first."""
         self.part_path(entry.key).unlink(missing_ok=True)
+        self.latents_path(entry.key).unlink(missing_ok=True)
         return self._append(Record(entry.name, entry.key, "failed", error=error))
 
     def mark_skipped(self, entry: ArchiveEntry, reason: str) -> Record:
         """Record ``entry`` as skipped by the quality filter, with the reason."""
         self.part_path(entry.key).unlink(missing_ok=True)
+        self.latents_path(entry.key).unlink(missing_ok=True)
         return self._append(Record(entry.name, entry.key, "skipped", reason=reason))
 
     def load_top(self, key: str) -> TopK:

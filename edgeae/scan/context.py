@@ -1,0 +1,106 @@
+"""``edgeae scan --score context-knn``: the two-context kNN ranking of the whole scanned set.
+
+The ``two-context kNN (mu)`` score (:func:`edgeae.anomaly.baselines.context_knn`) measures each patch against the
+patches of every image of the set, so no image's score is final until every image is scored. The scan therefore
+ranks in two steps: each image, as it finishes, keeps its latents (``parts/<key>.latents.npy``) and, meanwhile, its
+ranking against its own patches; once no image is left to scan, :func:`rank_set` ranks every done image's patches
+together (frame context: the image; product context: images whose names give the same match of ``--group``, or
+all images) and rewrites each part's scores and best patches. A resumed or extended scan ranks the grown set again,
+so scores are relative to the images scanned so far. The latents of the whole set are bounded up front
+(:func:`check_set_size`, :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`); a set of more than
+:data:`edgeae.anomaly.baselines.CONTEXT_BANK` patches is measured against a seeded sample of them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.pipeline import ScanConfig, best_patches, count_patches
+from edgeae.scan.state import ScanStore, _atomic_write
+
+
+def check_set_size(entries: list[ArchiveEntry], config: ScanConfig) -> None:
+    """Raise before any scoring when the set's latents (header sizes; an unreadable header counts 0) would pass
+    :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`, and when an image's name does not match ``--group``."""
+    from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES, local_z_bytes
+
+    for e in entries:
+        config.product(e.name)  # raises for a name outside the group regex
+    n = sum(count_patches(e.path, config) for e in entries)
+    nbytes = local_z_bytes(n, config.model.latent * config.views)
+    if nbytes > LOCAL_Z_MAX_BYTES:
+        raise ValueError(
+            f"--score context-knn ranks every patch of the {len(entries)} images together: they give {n:,} patches "
+            f"({nbytes / 2**20:,.0f} MiB of latents with --views {config.views}), over the "
+            f"{LOCAL_Z_MAX_BYTES >> 20} MiB limit: use a larger --stride, fewer views or fewer images per scan"
+        )
+
+
+def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = False) -> dict[str, Any]:
+    """Rank every done image's patches together and rewrite their parts' scores and best patches.
+
+    An image recorded as done whose latents are missing, unreadable or not its patches' (a deleted or damaged
+    file) is recorded as failed with the reason, so ``--retry-failed`` scans it again; it is never ranked with
+    made-up latents. Returns what was ranked (images, patches, seconds)."""
+    import time
+
+    from edgeae.anomaly.baselines import context_knn
+
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    tqdm = require("tqdm").tqdm
+    config = store.config
+    t0 = time.perf_counter()
+    recs = store.reconcile(entries)
+    done = [e for e in entries if (r := recs.get(e.name)) is not None and r.status == "done"]
+    ranked: list[ArchiveEntry] = []
+    latents: list[np.ndarray] = []
+    lost = 0
+    for e in done:
+        path = store.latents_path(e.key)
+        try:
+            lat = np.load(path)  # in memory (bounded up front): a memory map per image would hold a descriptor each
+            want = recs[e.name].n_patches
+            if lat.ndim != 3 or len(lat) != want or lat.dtype != np.float32:
+                raise ValueError(f"holds {lat.dtype} {lat.shape}, not float32 ({want}, views, D)")
+        except (OSError, ValueError, EOFError) as exc:
+            why = "missing" if not path.exists() else f"unreadable ({exc})"
+            store.mark_failed(e, f"latents for --score context-knn {why}; scan it again with --retry-failed")
+            lost += 1
+            continue
+        if len(lat):
+            ranked.append(e)
+            latents.append(lat)
+    n = sum(len(z) for z in latents)
+    info = {"images": len(ranked), "patches": n, "latents_missing": lost}
+    if n < 2:  # nothing to rank against: each image keeps its own ranking
+        return {**info, "seconds": round(time.perf_counter() - t0, 3)}
+    shapes = {z.shape[1:] for z in latents}
+    if len(shapes) != 1:
+        raise ValueError(f"scanned images hold latents of different shapes {sorted(shapes)}; rescan with --force")
+    groups = None if config.group is None else [config.product(e.name) for e in ranked]
+    scores = context_knn(latents, groups)
+    del latents
+    for e, s in tqdm(
+        list(zip(ranked, scores, strict=True)), desc="context-knn", unit="image", disable=not progress, leave=False
+    ):
+        table = pq.read_table(store.part_path(e.key))
+        if table.num_rows != len(s):
+            raise ValueError(f"{e.name}: {table.num_rows} patches in its part, {len(s)} latents; rescan with --force")
+        xs = table.column("x").to_numpy()
+        ys = table.column("y").to_numpy()
+        table = table.set_column(table.schema.get_field_index("score"), "score", pa.array(s, pa.float64()))
+        top = best_patches(e.name, e.path, config, xs, ys, s)
+        _atomic_write(store.top_path(e.key), lambda p, t=top: _write_top(p, t))
+        _atomic_write(store.part_path(e.key), lambda p, t=table: pq.write_table(t, p))
+    return {**info, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _write_top(path: os.PathLike[str], top: Any) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, scores=top.scores, xs=top.xs, ys=top.ys, thumbs=top.thumbs)
