@@ -7,8 +7,9 @@
 uniform sample (its reference bank) of that many of its own patches. This study scores the HiRISE development
 split once (every dev crop, the shipped grey VAE, 8 rotations/flips per patch, crop and product contexts, exactly
 as ``edgeae evaluate --views 8`` does) and ranks it with the exact kNN and with banks of several sizes (seeds 0-2),
-each timed; and, as two other references, with the kNN restricted to each product's own crops and against a bank
-made of the VAE's 21 training products (their class-0 and class-6 crops, never evaluated), scaled the same way.
+each timed; and, as references, with the kNN restricted to each product's own crops, with each product's crops
+as one frame (no crop context: what scanning whole product files, one frame each, gives), and against a bank made
+of the VAE's 21 training products (their class-0 and class-6 crops, never evaluated), scaled the same way.
 Crater (class 1) vs other (class 0), a crop's score is its highest patch; ROC AUC and AP over random.
 
 Fixed seeds: quality numbers are exact on a rerun; timings are one run each on the machine recorded.
@@ -140,6 +141,18 @@ def main(argv: list[str] | None = None) -> int:
             for i in idx:
                 per_product[i] = np.zeros(len(dev[i]))
     rows.append(_row("kNN within each product only", per_product, cls, time.perf_counter() - t))
+    # reference: each product one frame (what a scan of whole product files, one file a product, would give): the
+    # crop context is gone, the product is the frame and the whole set the group
+    t = time.perf_counter()
+    members = {g: [i for i, x in enumerate(groups) if x == g] for g in dict.fromkeys(groups)}
+    merged = context_knn([np.concatenate([dev[i] for i in idx]) for idx in members.values()])
+    per_frame: list[np.ndarray] = [np.zeros(0)] * len(dev)
+    for idx, s in zip(members.values(), merged, strict=True):
+        for i, part in zip(idx, np.split(s, np.cumsum([len(dev[i]) for i in idx])[:-1]), strict=True):
+            per_frame[i] = part
+    rows.append(
+        _row("each product one frame, the set one group (no crop context)", per_frame, cls, time.perf_counter() - t)
+    )
     # reference: an outside bank, the crops of the products the VAE trained on (never evaluated)
     labels = read_hirise_labels(data_root() / "hirise_landmarks" / "labels.txt")
     train = hirise_training_products(labels)

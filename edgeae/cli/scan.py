@@ -56,7 +56,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     add_views_argument(
         p,
         "--score context-knn: average the latents of each patch's first N rotations and flips (8: all of them, "
-        "8x the model calls; default 1)",
+        "8x the model calls; helps HiRISE crops, hurts LROC NAC frames; default 1)",
     )
     p.add_argument(
         "--precision", choices=("int8", "fp32"), default="int8",
