@@ -85,13 +85,31 @@ def test_scan_context_knn_refusals_and_lost_latents(
     damaged = next((out / "parts").glob("A_0-*.latents.npy"))
     damaged.write_bytes(damaged.read_bytes()[:300])  # a torn file
     report = scan_archive(crops, "orbital-gray-vae", out, **kw)  # nothing left to scan: the set is ranked again
-    assert report["context_knn"]["latents_missing"] == 2 and report["failed"] == 2
+    assert report["context_knn"]["images_failed"] == 2 and report["failed"] == 2
     assert report["context_knn"]["images"] == 2
     errors = {f["file"]: f["error"] for f in report["failures"]}
     assert "latents for --score context-knn missing" in errors["B_3.png"]
     assert "latents for --score context-knn unreadable" in errors["A_0.png"]
     report = scan_archive(crops, "orbital-gray-vae", out, retry_failed=True, **kw)
     assert report["failed"] == 0 and report["context_knn"]["images"] == 4
+    # an image moved away after its scan: the set is still ranked, its scores kept, its thumbnails left out
+    import json
+
+    from edgeae.scan.archive import walk_archive
+    from edgeae.scan.context import rank_set
+    from edgeae.scan.state import ScanStore
+
+    entries = walk_archive(crops)
+    store = ScanStore(out, ScanConfig.from_dict(json.loads((out / "scan.json").read_text())["config"]))
+    (crops / "B_2.png").rename(tmp_path / "B_2.png")
+    info = rank_set(store, entries)
+    assert info["images"] == 4 and info["thumbnails_unread"] == 1 and info["images_failed"] == 0
+    # a damaged part: that image is recorded as failed, the others ranked
+    part = next((out / "parts").glob("A_1-*.parquet"))
+    part.write_bytes(b"not parquet")
+    info = rank_set(store, entries)
+    assert info["images_failed"] == 1 and info["images"] == 3
+    assert "part unreadable" in store.records()["A_1.png"].error
 
 
 def test_context_knn_config_is_checked_and_old_fingerprints_are_unchanged() -> None:

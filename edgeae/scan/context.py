@@ -13,6 +13,7 @@ so scores are relative to the images scanned so far. The latents of the whole se
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -20,8 +21,10 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
-from edgeae.scan.pipeline import ScanConfig, best_patches, count_patches
+from edgeae.scan.pipeline import ScanConfig, TopK, best_patches, count_patches
 from edgeae.scan.state import ScanStore, _atomic_write
+
+log = logging.getLogger(__name__)
 
 
 def check_set_size(entries: list[ArchiveEntry], config: ScanConfig) -> None:
@@ -77,28 +80,42 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
             ranked.append(e)
             latents.append(lat)
     n = sum(len(z) for z in latents)
-    info = {"images": len(ranked), "patches": n, "latents_missing": lost}
+    info = {"images": len(ranked), "patches": n, "images_failed": lost}
     if n < 2:  # nothing to rank against: each image keeps its own ranking
-        return {**info, "seconds": round(time.perf_counter() - t0, 3)}
+        return {**info, "thumbnails_unread": 0, "seconds": round(time.perf_counter() - t0, 3)}
     shapes = {z.shape[1:] for z in latents}
     if len(shapes) != 1:
         raise ValueError(f"scanned images hold latents of different shapes {sorted(shapes)}; rescan with --force")
     groups = None if config.group is None else [config.product(e.name) for e in ranked]
     scores = context_knn(latents, groups)
     del latents
+    no_thumbs = 0
     for e, s in tqdm(
         list(zip(ranked, scores, strict=True)), desc="context-knn", unit="image", disable=not progress, leave=False
     ):
-        table = pq.read_table(store.part_path(e.key))
-        if table.num_rows != len(s):
-            raise ValueError(f"{e.name}: {table.num_rows} patches in its part, {len(s)} latents; rescan with --force")
+        try:
+            table = pq.read_table(store.part_path(e.key))
+            if table.num_rows != len(s):
+                raise ValueError(f"{table.num_rows} patches in its part, {len(s)} latents")
+        except (OSError, ValueError) as exc:  # a damaged part: its image is scanned again on --retry-failed
+            store.mark_failed(e, f"part unreadable for --score context-knn ({exc}); scan it again with --retry-failed")
+            info["images_failed"] += 1
+            info["images"] -= 1
+            continue
         xs = table.column("x").to_numpy()
         ys = table.column("y").to_numpy()
         table = table.set_column(table.schema.get_field_index("score"), "score", pa.array(s, pa.float64()))
-        top = best_patches(e.name, e.path, config, xs, ys, s)
+        try:
+            top = best_patches(e.name, e.path, config, xs, ys, s)
+        except Exception as exc:  # the image moved or changed since it was scanned: scores kept, no thumbnails
+            log.warning(
+                "%s: best patches not read back (%s); its scores are kept, the gallery goes without it", e.name, exc
+            )
+            top = TopK.empty(config.model.channels, config.patch)
+            no_thumbs += 1
         _atomic_write(store.top_path(e.key), lambda p, t=top: _write_top(p, t))
         _atomic_write(store.part_path(e.key), lambda p, t=table: pq.write_table(t, p))
-    return {**info, "seconds": round(time.perf_counter() - t0, 3)}
+    return {**info, "thumbnails_unread": no_thumbs, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _write_top(path: os.PathLike[str], top: Any) -> None:

@@ -251,7 +251,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"- context-knn: {ctx['patches']:,} patches of {ctx['images']} images ranked together in "
             f"{ctx['seconds']:.1f} s"
-            + (f"; {n} images without latents recorded as failed" if (n := ctx["latents_missing"]) else "")
+            + (f"; {n} images recorded as failed (latents or part unreadable)" if (n := ctx["images_failed"]) else "")
+            + (f"; {n} images' best patches not read back" if (n := ctx.get("thumbnails_unread")) else "")
         )
     ex = r.get("lro_nac_extrapolation")
     if ex:
