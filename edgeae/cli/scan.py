@@ -47,9 +47,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--group", default=None, metavar="REGEX",
-        help="--score context-knn: images whose file names give the same match of REGEX share a product context "
-        "(e.g. 'ESP_[0-9]+_[0-9]+' for HiRISE crops of several products; default: all images scanned are one); "
-        "a name without a match is refused before scanning",
+        help="--score context-knn: images whose names in the archive (paths below its root) give the same match of "
+        "REGEX share a product context (e.g. 'ESP_[0-9]+_[0-9]+' for HiRISE crops of several products, '^[^/]+' for "
+        "one folder a product; default: all images scanned are one); a name without a match is refused before "
+        "scanning",
     )  # fmt: skip
     from edgeae.cli import add_views_argument
 

@@ -140,15 +140,16 @@ class ScanConfig:
         return self.score in ("local-z", "context-knn")
 
     def product(self, name: str) -> str | None:
-        """The product an image belongs to for ``context-knn``: the ``group`` regex's match in its name (None
-        without a ``group``: every image of the scan is one product); raises when the name does not match."""
+        """The product an image belongs to for ``context-knn``: the ``group`` regex's first match in its name in the
+        archive (its path below the archive root, so a folder can be the product: ``^[^/]+``); None without a
+        ``group`` (every image of the scan is one product); raises when the name gives no (or an empty) match."""
         if self.group is None:
             return None
         import re
 
         m = re.search(self.group, name)
-        if m is None:
-            raise ValueError(f"{name}: its name does not match --group {self.group!r}")
+        if m is None or not m.group(0):
+            raise ValueError(f"{name}: its name does not match --group {self.group!r} (every image needs a product)")
         return m.group(0)
 
 

@@ -6,7 +6,7 @@ Layout of ``OUT``::
     manifest.jsonl        append-only log, one JSON line per image: done | failed (+ error) | skipped (+ reason)
     parts/<key>.parquet   per-patch scores of one image (file, x, y, score, valid_frac, model_id, artifact_hash,
                           map_x, map_y, lon, lat: null unless the product is map-projected; with
-                          ``--score terms-max`` or ``local-z`` also rec and mu2, the VAE's two terms)
+                          ``--score terms-max``, ``local-z`` or ``context-knn`` also rec and mu2, the VAE's two terms)
     parts/<key>.top.npz   that image's best patches (scores, x, y, uint8 thumbnails)
     parts/<key>.meta.json archive products: label facts and georeferencing (for the map layer)
     parts/<key>.latents.npy  ``--score context-knn``: the image's float32 (n, views, D) latents; once every image is
