@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,11 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
     if len(shapes) != 1:
         raise ValueError(f"scanned images hold latents of different shapes {sorted(shapes)}; rescan with --force")
     groups = None if config.group is None else [config.product(e.name) for e in ranked]
+    products = "one product" if groups is None else f"{len(set(groups))} products"
+    msg = f"context-knn: ranking {n:,} patches of {len(ranked)} images ({products}) together"
+    log.info(msg)
+    if progress:  # the kNN is one silent step (about a minute per 50,000 patches on 2 cores): say it is running
+        print(msg + " ...", file=sys.stderr, flush=True)
     scores = context_knn(latents, groups)
     del latents
     no_thumbs = 0
