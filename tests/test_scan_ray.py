@@ -64,3 +64,20 @@ def test_ray_engine_local_z_matches_the_local_engine(local_ray, moon: np.ndarray
     assert b.num_rows == r["patches"] > 0 and "rec" in b.column_names
     np.testing.assert_allclose(b["score"].to_numpy(), a["score"].to_numpy(), rtol=1e-6)
     assert [(t["file"], t["x"], t["y"]) for t in r["top"]] == [(t["file"], t["x"], t["y"]) for t in local["top"]]
+
+
+def test_ray_engine_context_knn_matches_the_local_engine(local_ray, moon: np.ndarray, tmp_path: Path) -> None:
+    """``--score context-knn`` on Ray: each image's latents come back to the driver with it, the set is ranked there
+    once every image is in: the same results as the local engine; corrupt images recorded as failed."""
+    root = tmp_path / "archive"
+    names = build_small_archive(root, moon, n=4)
+    kw = {"stride": 32, "top_k": 4, "score": "context-knn", "views": 2, "group": "^[^/]+", "progress": False}
+    local = scan_archive(root, "orbital-gray-vae", tmp_path / "local", engine=EngineOptions(workers=0), **kw)
+    r = scan_archive(root, "orbital-gray-vae", tmp_path / "ray", engine=EngineOptions(engine="ray", actors=2), **kw)
+    assert r["done"] == len(names["good"]) and r["failed"] == len(names["corrupt"])
+    assert r["context_knn"]["images"] == local["context_knn"]["images"] == len(names["good"])
+    a = pq.read_table(tmp_path / "local" / "results.parquet")
+    b = pq.read_table(tmp_path / "ray" / "results.parquet")
+    assert b.num_rows == r["patches"] > 0
+    np.testing.assert_allclose(b["score"].to_numpy(), a["score"].to_numpy(), rtol=1e-6)
+    assert [(t["file"], t["x"], t["y"]) for t in r["top"]] == [(t["file"], t["x"], t["y"]) for t in local["top"]]
