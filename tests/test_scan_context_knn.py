@@ -146,3 +146,15 @@ def test_scan_cli_views_and_group_belong_to_context_knn(
     assert "--views 2 averages latents for --score context-knn only" in capsys.readouterr().err
     assert main([*base, "--group", "^A"]) == 2
     assert "--group sets the product context of --score context-knn only" in capsys.readouterr().err
+
+
+def test_scan_context_knn_refuses_a_set_over_the_knn_patch_bound(
+    crops: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeae.anomaly import baselines
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    monkeypatch.setattr(baselines, "KNN_MAX", 60)  # the four crops give 64 patches at stride 32
+    with pytest.raises(ValueError, match=r"64 patches .*over the limit of 60 patches"):
+        scan_archive(crops, "orbital-gray-vae", tmp_path / "o", engine=EngineOptions(workers=0), stride=32,
+                     progress=False, score="context-knn")  # fmt: skip

@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "docs/anomaly.md), or context-knn = the frame-z-knn distance plus the same distance with the latents "
         "scaled over all the images given (give the crops of one product together: a crater that fills its crop "
         "still stands out in the product; with --views 8, HiRISE crater vs other ROC AUC 0.804 on the dev split, "
-        "docs/anomaly.md; a set of over 100,000 patches is measured against a seeded sample of 100,000 of them)",
+        "docs/anomaly.md; a set of over 100,000 patches, up to 500,000, is measured against a seeded sample of 100,000 "
+        "of them)",
     )
     p.add_argument(
         "--group",
@@ -281,24 +282,21 @@ def _header_patches(path: Path, patch: int, stride: int) -> int | None:
 
 
 def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views: int, score: str) -> None:
-    """CLIError before scoring when a ranking of the whole set would hold more latents than
-    :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES` or, for ``frame-z-knn`` (an exact kNN over every patch), more
-    patches than the kNN accepts (``context-knn`` measures a set over :data:`edgeae.anomaly.baselines.CONTEXT_BANK`
-    patches against a sample of them, so only its latents bound it). Header sizes; an unreadable header is left to
-    the reader's own error."""
+    """CLIError before scoring when a ranking of the whole set (``frame-z-knn``, ``context-knn``) would hold more
+    patches than the kNN accepts (:data:`edgeae.anomaly.baselines.KNN_MAX`: it also bounds the scaled copies of the
+    latents the ranking makes) or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES` (header sizes;
+    an unreadable header is left to the reader's own error)."""
     from edgeae.anomaly.baselines import KNN_MAX
     from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
 
     latent = int((meta.architecture or {}).get("latent", 0) or 0)
     n = sum(_header_patches(f, patch, stride) or 0 for f in files)
     nbytes = n * views * latent * 4
-    exact = score == "frame-z-knn"
-    if (exact and n > KNN_MAX) or nbytes > LOCAL_Z_MAX_BYTES:
-        limit = f"{KNN_MAX:,} patches and " if exact else ""
+    if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
         raise CLIError(
             f"--score {score} ranks every patch of the {len(files)} images together: they give {n:,} patches "
-            f"({nbytes / 2**20:,.0f} MiB of latents with --views {views}), over the limit of {limit}"
-            f"{LOCAL_Z_MAX_BYTES >> 20} MiB of latents: use a larger --stride, fewer views or fewer images per run"
+            f"({nbytes / 2**20:,.0f} MiB of latents with --views {views}), over the limit of {KNN_MAX:,} patches and "
+            f"{LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per run"
         )
 
 

@@ -6,9 +6,9 @@ ranks in two steps: each image, as it finishes, keeps its latents (``parts/<key>
 ranking against its own patches; once no image is left to scan, :func:`rank_set` ranks every done image's patches
 together (frame context: the image; product context: images whose names give the same match of ``--group``, or
 all images) and rewrites each part's scores and best patches. A resumed or extended scan ranks the grown set again,
-so scores are relative to the images scanned so far. The latents of the whole set are bounded up front
-(:func:`check_set_size`, :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`); a set of more than
-:data:`edgeae.anomaly.baselines.CONTEXT_BANK` patches is measured against a seeded sample of them.
+so scores are relative to the images scanned so far. The whole set is bounded up front (:func:`check_set_size`:
+500,000 patches and 2 GiB of latents); a set of more than :data:`edgeae.anomaly.baselines.CONTEXT_BANK` patches
+is measured against a seeded sample of them.
 """
 
 from __future__ import annotations
@@ -29,19 +29,22 @@ log = logging.getLogger(__name__)
 
 
 def check_set_size(entries: list[ArchiveEntry], config: ScanConfig) -> None:
-    """Raise before any scoring when the set's latents (header sizes; an unreadable header counts 0) would pass
-    :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`, and when an image's name does not match ``--group``."""
+    """Raise before any scoring when the set (header sizes; an unreadable header counts 0) would give more patches
+    than :data:`edgeae.anomaly.baselines.KNN_MAX` (the ranking's scaled copies of the latents, float64, grow with
+    it) or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`, and when an image's name does not
+    match ``--group``."""
+    from edgeae.anomaly.baselines import KNN_MAX
     from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES, local_z_bytes
 
     for e in entries:
         config.product(e.name)  # raises for a name outside the group regex
     n = sum(count_patches(e.path, config) for e in entries)
     nbytes = local_z_bytes(n, config.model.latent * config.views)
-    if nbytes > LOCAL_Z_MAX_BYTES:
+    if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
         raise ValueError(
             f"--score context-knn ranks every patch of the {len(entries)} images together: they give {n:,} patches "
-            f"({nbytes / 2**20:,.0f} MiB of latents with --views {config.views}), over the "
-            f"{LOCAL_Z_MAX_BYTES >> 20} MiB limit: use a larger --stride, fewer views or fewer images per scan"
+            f"({nbytes / 2**20:,.0f} MiB of latents with --views {config.views}), over the limit of {KNN_MAX:,} "
+            f"patches and {LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per scan"
         )
 
 
