@@ -216,3 +216,13 @@ def test_context_knn_measures_a_large_set_against_a_sample_of_it() -> None:
     assert np.corrcoef(sampled, exact)[0, 1] > 0.9
     with pytest.raises(ValueError, match="at least 2"):
         baselines.context_knn(crops, bank=1)
+
+
+def test_frame_latent_z_is_the_frame_context_of_context_knn() -> None:
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(30, 4)).astype(np.float32)
+    np.testing.assert_allclose(baselines.frame_latent_z(z), baselines.robust_z(z, baselines.LATENT_MAD_FLOOR))
+    views = np.stack([z, 2 * z + 1], axis=1)  # a second view on another scale: the same z once scaled (float32)
+    np.testing.assert_allclose(baselines.frame_latent_z(views), baselines.frame_latent_z(z), atol=1e-5)
+    with pytest.raises(ValueError, match="N >= 1"):
+        baselines.frame_latent_z(np.zeros((0, 4)))

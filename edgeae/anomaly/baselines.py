@@ -224,6 +224,16 @@ def _views_z(frames: Sequence[np.ndarray], members: Sequence[int]) -> np.ndarray
     return out / views
 
 
+def frame_latent_z(latents: np.ndarray) -> np.ndarray:
+    """One frame's (N, D) or (N, V, D) latents -> (N, D) float64: each dimension robust-z scaled within the frame
+    (MAD floored at :data:`LATENT_MAD_FLOOR`), each view on its own, the views averaged: the frame context of
+    :func:`context_knn` before its kNN."""
+    z = np.asarray(latents)
+    if z.ndim not in (2, 3) or len(z) == 0:
+        raise ValueError(f"frame latent z needs (N >= 1, D) or (N, V, D) latents, got shape {z.shape}")
+    return _views_z([z[:, None] if z.ndim == 2 else z], [0])
+
+
 def _distance_z(d: np.ndarray) -> np.ndarray:
     """kNN distances robust-z scaled, the scale at least :data:`CONTEXT_DISTANCE_FLOOR` of their mean."""
     return robust_z(d[:, None], CONTEXT_DISTANCE_FLOOR * float(d.mean()))[:, 0]

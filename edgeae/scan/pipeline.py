@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from edgeae.firmware_sim.score import ScoreEngine
 
 SCAN_SCORES = ("a", "terms-max", "local-z", "context-knn")  # the rankings a scan can write (``edgeae scan --score``)
-INTERIM_BANK = 5_000  # context-knn: patches an image's interim ranking (against itself) measures each patch against
 
 
 @dataclass(frozen=True)
@@ -452,10 +451,10 @@ class ImageAccumulator:
     def _context_ranking(
         self, xs: np.ndarray, ys: np.ndarray, parts: list[np.ndarray]
     ) -> tuple[np.ndarray, TopK, np.ndarray, np.ndarray]:
-        """The image's ``context-knn`` ranking on its own (its patches against each other: the scores the image
-        keeps until the set is ranked, :func:`edgeae.scan.context.rank_set`), its best patches, (rec, mu2) and
+        """The image's interim ``context-knn`` scores (each patch's latents against its own image's: the scores the
+        image keeps until the set is ranked, :func:`edgeae.scan.context.rank_set`), its best patches, (rec, mu2) and
         its latents (n, views, D) for the set's ranking."""
-        from edgeae.anomaly.baselines import context_knn
+        from edgeae.anomaly.baselines import frame_latent_z
 
         c, p, views = self.config.model.channels, self.config.patch, self.config.views
         parts = [q for q in parts if len(q)]
@@ -471,9 +470,9 @@ class ImageAccumulator:
         latents = np.ascontiguousarray(held[:, 1:].reshape(len(held), views, -1))
         del held
         mu2 = np.einsum("nd,nd->n", latents[:, 0], latents[:, 0], dtype=np.float64)
-        # the image against itself only until the set is ranked: a sample of its patches as the reference keeps this
-        # interim ranking cheap on a large product (the set's ranking replaces it)
-        scores = context_knn([latents], bank=INTERIM_BANK)[0] if len(latents) >= 2 else np.zeros(len(latents))
+        # until the set is ranked (which replaces it): how far each patch's latents lie from its image's median, in
+        # the image's robust z; no kNN per image (on small crops that cost more than the VAE itself)
+        scores = np.sqrt((frame_latent_z(latents) ** 2).mean(axis=1))
         top = best_patches(self.name, self.path, self.config, xs, ys, scores)
         return scores, top, np.stack([rec, mu2], axis=1), latents
 
