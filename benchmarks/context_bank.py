@@ -73,17 +73,10 @@ def _bank_scores(
 ) -> list[np.ndarray]:
     """Both contexts' z of the dev patches measured against the same z of an outside bank's patches (each set
     scaled within its own crops and products), each part robust-z scaled over the dev patches, summed equally."""
-    from edgeae.anomaly.baselines import _distance_z, _views_z, knn_distance
+    from edgeae.anomaly.baselines import _distance_z, grouped_latent_z, knn_distance
 
     def zs(frames: list[np.ndarray], labels: list[Any]) -> np.ndarray:
-        f3 = [z[:, None] if z.ndim == 2 else z for z in frames]
-        bounds = np.cumsum([0] + [len(z) for z in f3])
-        out = np.zeros((int(bounds[-1]), f3[0].shape[2]))
-        for lab in dict.fromkeys(labels):
-            m = [i for i, x in enumerate(labels) if x == lab and len(f3[i])]
-            if m:
-                out[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in m])] = _views_z(f3, m)
-        return out
+        return grouped_latent_z([z[:, None] if z.ndim == 2 else z for z in frames], labels)
 
     parts = []
     for dev_labels, bank_labels in ((list(range(len(dev))), list(range(len(bank)))), (groups, bank_groups)):
@@ -103,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from benchmarks.hirise_dev import dev_crops
-    from benchmarks.machine import machine_info
+    from benchmarks.machine import machine_info, wait_for_quiet
     from edgeae.anomaly.baselines import CONTEXT_BANK, context_knn
     from edgeae.anomaly.labels import hirise_product, hirise_training_products, read_hirise_labels
     from edgeae.data import data_root
 
+    quiet = wait_for_quiet(max_load=1.0, timeout_s=300)  # timings start on a settled machine (or say they did not)
     t_start = time.perf_counter()
     load = __import__("os").getloadavg()[0]
     _, crops, _ = dev_crops(args.limit)
@@ -172,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {
         "machine": machine_info(2),
         "load_1min_at_start": round(load, 2),
+        "wait_for_quiet": quiet,
         "model": args.model,
         "views": args.views,
         "crops": len(files),

@@ -23,6 +23,7 @@ unlike its own frame *and* unlike the rest of the archive.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Sequence
 
@@ -224,6 +225,21 @@ def _views_z(frames: Sequence[np.ndarray], members: Sequence[int]) -> np.ndarray
     return out / views
 
 
+def grouped_latent_z(frames: Sequence[np.ndarray], labels: Sequence[object]) -> np.ndarray:
+    """Per frame (N_i, V, D) latents and one label per frame -> (sum N_i, D) float64: each patch's latents robust-z
+    scaled over every patch of the frames sharing its frame's label (each view on its own, the views averaged;
+    :func:`_views_z`), in frame order. Labels ``range(len(frames))``: each frame its own context."""
+    bounds = np.cumsum([0] + [len(z) for z in frames])
+    out = np.zeros((int(bounds[-1]), frames[0].shape[2]))
+    members: dict[object, list[int]] = {}
+    for i, lab in enumerate(labels):
+        if len(frames[i]):
+            members.setdefault(lab, []).append(i)
+    for m in members.values():
+        out[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in m])] = _views_z(frames, m)
+    return out
+
+
 def frame_latent_z(latents: np.ndarray) -> np.ndarray:
     """One frame's (N, D) or (N, V, D) latents -> (N, D) float64: each dimension robust-z scaled within the frame
     (MAD floored at :data:`LATENT_MAD_FLOOR`), each view on its own, the views averaged: the frame context of
@@ -270,7 +286,6 @@ def context_knn(
         raise ValueError(f"context kNN weights must be two non-negative numbers, not both 0; got {weights}")
     if int(bank) < 2:
         raise ValueError(f"context kNN bank must hold at least 2 patches, got {bank}")
-    d = frames[0].shape[2]
     bounds = np.cumsum([0] + [len(z) for z in frames])
     n = int(bounds[-1])
     rows = None if n <= bank else np.sort(np.random.default_rng(seed).choice(n, size=int(bank), replace=False))
@@ -278,19 +293,11 @@ def context_knn(
     def distances(z: np.ndarray) -> np.ndarray:
         return knn_distance(z, k) if rows is None else bank_knn_distance(z, rows, k)
 
-    z_frame = np.zeros((bounds[-1], d))
-    for i, z in enumerate(frames):
-        if len(z):
-            z_frame[bounds[i] : bounds[i + 1]] = _views_z(frames, [i])
-    frame_part = _distance_z(distances(z_frame))
-    members = {lab: [i for i, x in enumerate(labels) if x == lab and len(frames[i])] for lab in dict.fromkeys(labels)}
-    if all(len(m) <= 1 for m in members.values()):  # every group one frame: the two contexts are the same
+    frame_part = _distance_z(distances(grouped_latent_z(frames, range(len(frames)))))
+    sizes = collections.Counter(lab for lab, z in zip(labels, frames, strict=True) if len(z))
+    if all(c <= 1 for c in sizes.values()):  # every group one frame: the two contexts are the same
         group_part = frame_part
     else:
-        z_group = np.zeros((bounds[-1], d))
-        for m in members.values():
-            if m:
-                z_group[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in m])] = _views_z(frames, m)
-        group_part = _distance_z(distances(z_group))
+        group_part = _distance_z(distances(grouped_latent_z(frames, labels)))
     scores = weights[0] * frame_part + weights[1] * group_part
     return [scores[a:b] for a, b in itertools.pairwise(bounds)]

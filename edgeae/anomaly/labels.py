@@ -118,6 +118,21 @@ def hirise_product(name: str) -> str:
     return Path(name).name.split("_RED")[0]
 
 
+def group_label(name: str, pattern: str) -> str:
+    """The product an image belongs to under a ``--group`` regex (``edgeae score``, ``edgeae scan``): the first
+    match of ``pattern`` in ``name``; ValueError when the pattern is not a regular expression or gives no (or an
+    empty) match (every image needs a product)."""
+    import re
+
+    try:
+        m = re.search(pattern, name)
+    except re.error as exc:
+        raise ValueError(f"group {pattern!r} is not a regular expression: {exc}") from None
+    if m is None or not m.group(0):
+        raise ValueError(f"{name}: its name does not match --group {pattern!r} (every image needs a product)")
+    return m.group(0)
+
+
 def _product_hash(product: str) -> float:
     return int(hashlib.sha256(product.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 

@@ -91,19 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _groups(files: list[Path], pattern: str) -> list[str]:
     """Each file's product label for ``--group``: the first match of ``pattern`` in its name."""
-    import re
+    from edgeae.anomaly.labels import group_label
 
     try:
-        rx = re.compile(pattern)
-    except re.error as exc:
-        raise CLIError(f"--group {pattern!r} is not a regular expression: {exc}") from None
-    out = []
-    for f in files:
-        m = rx.search(f.name)
-        if m is None or not m.group(0):
-            raise CLIError(f"--group {pattern!r} does not match the file name {f.name!r}: every image needs a product")
-        out.append(m.group(0))
-    return out
+        return [group_label(f.name, pattern) for f in files]
+    except ValueError as exc:
+        raise CLIError(f"--{exc}" if str(exc).startswith("group ") else str(exc)) from None
 
 
 def _map_path(base: str, image: Path, many: bool) -> Path:

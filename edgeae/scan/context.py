@@ -85,18 +85,19 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
             latents.append(lat)
     n = sum(len(z) for z in latents)
     info = {"images": len(ranked), "patches": n, "images_failed": lost}
-    if n < 2:  # nothing to rank against: each image keeps its own ranking
-        return {**info, "thumbnails_unread": 0, "seconds": round(time.perf_counter() - t0, 3)}
     shapes = {z.shape[1:] for z in latents}
-    if len(shapes) != 1:
+    if len(shapes) > 1:
         raise ValueError(f"scanned images hold latents of different shapes {sorted(shapes)}; rescan with --force")
-    groups = None if config.group is None else [config.product(e.name) for e in ranked]
-    products = "one product" if groups is None else f"{len(set(groups))} products"
-    msg = f"context-knn: ranking {n:,} patches of {len(ranked)} images ({products}) together"
-    log.info(msg)
-    if progress:  # the kNN is one silent step (about a minute per 50,000 patches on 2 cores): say it is running
-        print(msg + " ...", file=sys.stderr, flush=True)
-    scores = context_knn(latents, groups)
+    if n < 2:  # a single patch has nothing to be ranked against: score 0
+        scores = [np.zeros(len(z)) for z in latents]
+    else:
+        groups = None if config.group is None else [config.product(e.name) for e in ranked]
+        products = "one product" if groups is None else f"{len(set(groups))} products"
+        msg = f"context-knn: ranking {n:,} patches of {len(ranked)} images ({products}) together"
+        log.info(msg)
+        if progress:  # the kNN is one silent step (about a minute per 50,000 patches on 2 cores): say it is running
+            print(msg + " ...", file=sys.stderr, flush=True)
+        scores = context_knn(latents, groups)
     del latents
     no_thumbs = 0
     for e, s in tqdm(

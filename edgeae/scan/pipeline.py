@@ -144,12 +144,9 @@ class ScanConfig:
         ``group`` (every image of the scan is one product); raises when the name gives no (or an empty) match."""
         if self.group is None:
             return None
-        import re
+        from edgeae.anomaly.labels import group_label
 
-        m = re.search(self.group, name)
-        if m is None or not m.group(0):
-            raise ValueError(f"{name}: its name does not match --group {self.group!r} (every image needs a product)")
-        return m.group(0)
+        return group_label(name, self.group)
 
 
 @dataclass
@@ -452,8 +449,8 @@ class ImageAccumulator:
         self, xs: np.ndarray, ys: np.ndarray, parts: list[np.ndarray]
     ) -> tuple[np.ndarray, TopK, np.ndarray, np.ndarray]:
         """The image's interim ``context-knn`` scores (each patch's latents against its own image's: the scores the
-        image keeps until the set is ranked, :func:`edgeae.scan.context.rank_set`), its best patches, (rec, mu2) and
-        its latents (n, views, D) for the set's ranking."""
+        image keeps until the set is ranked, :func:`edgeae.scan.context.rank_set`, which also picks its best
+        patches), (rec, mu2) and its latents (n, views, D) for the set's ranking."""
         from edgeae.anomaly.baselines import frame_latent_z
 
         c, p, views = self.config.model.channels, self.config.patch, self.config.views
@@ -473,8 +470,8 @@ class ImageAccumulator:
         # until the set is ranked (which replaces it): how far each patch's latents lie from its image's median, in
         # the image's robust z; no kNN per image (on small crops that cost more than the VAE itself)
         scores = np.sqrt((frame_latent_z(latents) ** 2).mean(axis=1))
-        top = best_patches(self.name, self.path, self.config, xs, ys, scores)
-        return scores, top, np.stack([rec, mu2], axis=1), latents
+        # no thumbnails yet: the set's ranking picks the image's best patches and reads them back once
+        return scores, TopK.empty(c, p), np.stack([rec, mu2], axis=1), latents
 
     def _terms_ranking(self, xs: np.ndarray, ys: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, TopK]:
         """Every patch's terms-max score and the image's best patches, from the two per-term candidate sets."""
