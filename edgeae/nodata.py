@@ -103,6 +103,28 @@ def _bad_profile(arr: np.ndarray, level: float, full: float, chunk: int = 32) ->
     return w
 
 
+def _checked_input(
+    raw: np.ndarray, edges: Iterable[str], threshold: float | None, reduce: str
+) -> tuple[np.ndarray, set[str], float]:
+    """The checks :func:`valid_mask` and :func:`nodata_mask` share: ``raw`` as one (H, W) value per pixel (channels
+    reduced by ``reduce``), the real sides, and the darkness threshold as a fraction of full scale."""
+    if reduce not in ("max", "min"):
+        raise ValueError(f"reduce must be 'max' or 'min', got {reduce!r}")
+    arr = np.asarray(raw)
+    if arr.ndim == 3:
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else (arr.max(axis=2) if reduce == "max" else arr.min(axis=2))
+    if arr.ndim != 2:
+        raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
+    sides = set(edges)
+    unknown = sides - set(EDGES)
+    if unknown:
+        raise ValueError(f"edges must be among {EDGES}, got {sorted(unknown)}")
+    frac = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if not 0.0 <= frac < 1.0:
+        raise ValueError(f"threshold is a fraction of full scale in [0, 1), got {threshold}")
+    return arr, sides, frac
+
+
 def valid_mask(
     raw: np.ndarray,
     *,
@@ -140,24 +162,11 @@ def valid_mask(
     margin's interpolated channels towards its bright neighbours but each pixel keeps its own measured (dark)
     sample (raw Mastcam-Z: rows 0-1 read 4-13 of 255, demosaiced to a mean of 52).
     """
-    if reduce not in ("max", "min"):
-        raise ValueError(f"reduce must be 'max' or 'min', got {reduce!r}")
-    arr = np.asarray(raw)
-    if arr.ndim == 3:
-        arr = arr[:, :, 0] if arr.shape[2] == 1 else (arr.max(axis=2) if reduce == "max" else arr.min(axis=2))
-    if arr.ndim != 2:
-        raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
-    sides = set(edges)
-    unknown = sides - set(EDGES)
-    if unknown:
-        raise ValueError(f"edges must be among {EDGES}, got {sorted(unknown)}")
+    arr, sides, frac = _checked_input(raw, edges, threshold, reduce)
     h, w = arr.shape
     valid = np.ones((h, w), dtype=bool)
     if h == 0 or w == 0:
         return valid
-    frac = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    if not 0.0 <= frac < 1.0:
-        raise ValueError(f"threshold is a fraction of full scale in [0, 1), got {threshold}")
     full = _full_scale(arr, bit_depth)
     if arr.dtype.kind == "f":
         finite = np.isfinite(arr)
@@ -250,24 +259,13 @@ def nodata_mask(
     seed: optional bool (H, W) of pixels already known to be no-data (e.g. from the strip above);
     dark regions touching them count as no-data too.
     """
-    arr = np.asarray(raw)
-    if arr.ndim == 3:
-        arr = arr[:, :, 0] if arr.shape[2] == 1 else arr.max(axis=2)
-    if arr.ndim != 2:
-        raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
-    sides = set(edges)
-    unknown = sides - set(EDGES)
-    if unknown:
-        raise ValueError(f"edges must be among {EDGES}, got {sorted(unknown)}")
+    arr, sides, frac = _checked_input(raw, edges, threshold, "max")
     h, w = arr.shape
     if seed is not None and seed.shape != (h, w):
         raise ValueError(f"seed must have shape {(h, w)}, got {seed.shape}")
     valid = np.ones((h, w), dtype=bool)
     if h == 0 or w == 0:
         return valid
-    frac = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    if not 0.0 <= frac < 1.0:
-        raise ValueError(f"threshold is a fraction of full scale in [0, 1), got {threshold}")
     limit = frac * _full_scale(arr, bit_depth)
     dark = ~(arr > limit) if arr.dtype.kind == "f" else arr <= limit  # NaN counts as dark
     if not dark.any():

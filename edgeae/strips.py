@@ -166,6 +166,18 @@ def _row_ranges(height: int, size: int, step: int) -> list[tuple[int, int]]:
         y += step
 
 
+def _band_groups(height: int, patch: int, stride: int, band_rows: int) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Patch rows grouped into bands of about ``band_rows`` rows: each group's patch top rows and the band's
+    [row0, row1) that holds all of their pixels."""
+    groups: list[list[int]] = []
+    for y in axis_starts(height, patch, stride):
+        if groups and y + patch - groups[-1][0] <= max(band_rows, patch):
+            groups[-1].append(y)
+        else:
+            groups.append([y])
+    return groups, [(g[0], min(g[-1] + patch, height)) for g in groups]
+
+
 def _open_reader(path: str | os.PathLike[str], bayer: str | None = None) -> Any:
     """A row reader for ``path``: GDAL windows for archive products, else TIFF segments / one decode;
     ``bayer``: demosaic the rows of a raw colour-filter mosaic (:class:`_BayerRows`)."""
@@ -304,14 +316,8 @@ def iter_patches(
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     with _open_reader(path, bayer) as reader:
         h, w = reader.height, reader.width
-        ys, xs = axis_starts(h, patch, stride), axis_starts(w, patch, stride)
-        groups: list[list[int]] = []
-        for y in ys:
-            if groups and y + patch - groups[-1][0] <= max(band_rows, patch):
-                groups[-1].append(y)
-            else:
-                groups.append([y])
-        ranges = [(g[0], min(g[-1] + patch, h)) for g in groups]
+        xs = axis_starts(w, patch, stride)
+        groups, ranges = _band_groups(h, patch, stride, band_rows)
         for group, band in zip(groups, _iter_bands(reader, ranges, channels, detect_nodata, margin), strict=True):
             pix, _ = pad_to_patch(band.pixels, patch)
             local = [(y - band.y0, x) for y in group for x in xs]
@@ -407,14 +413,8 @@ def iter_patch_blocks(
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     with _open_reader(path, bayer) as reader:
         h, w = reader.height, reader.width
-        ys, xs = axis_starts(h, patch, stride), axis_starts(w, patch, stride)
-        groups: list[list[int]] = []
-        for y in ys:
-            if groups and y + patch - groups[-1][0] <= max(band_rows, patch):
-                groups[-1].append(y)
-            else:
-                groups.append([y])
-        ranges = [(g[0], min(g[-1] + patch, h)) for g in groups]
+        xs = axis_starts(w, patch, stride)
+        groups, ranges = _band_groups(h, patch, stride, band_rows)
         xa = np.asarray(xs, np.int64)
         for group, band in zip(groups, _iter_bands(reader, ranges, channels, detect_nodata, margin), strict=True):
             pix, _ = pad_to_patch(band.pixels, patch)

@@ -138,10 +138,7 @@ def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.
         return _check_sparse_v2(f)
     if kind == "sparse":
         h, w, c, bits, keep, pat, seed, prng, r0, r1, c0, c1, n = f
-        if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
-            raise _fail("header", f"bad frame shape {h}x{w}x{c} or bit depth {bits}")
-        if not (math.isfinite(keep) and 0.0 < keep <= 1.0) or pat not in PATTERN_OF_CODE:
-            raise _fail("header", f"bad keep {keep} or pattern code {pat}")
+        _check_frame(h, w, c, bits, keep, pat)
         if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w) or n > (r1 - r0) * (c1 - c0):
             raise _fail("header", f"bad rectangle rows [{r0},{r1}) cols [{c0},{c1}) n={n}")
         hd = dict(
@@ -201,12 +198,17 @@ def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.
     return {"total": total, "e0": offset, "n": n}, np.dtype(np.uint8), (n,)
 
 
-def _check_sparse_v2(f: tuple) -> tuple[dict, np.dtype, tuple[int, ...]]:
-    h, w, c, bits, keep, pat, seed, prng, r0, r1, n_band, seg, parts, index, step, n = f
+def _check_frame(h: int, w: int, c: int, bits: int, keep: float, pat: int) -> None:
+    """The frame fields both sparse header versions carry."""
     if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
         raise _fail("header", f"bad frame shape {h}x{w}x{c} or bit depth {bits}")
     if not (math.isfinite(keep) and 0.0 < keep <= 1.0) or pat not in PATTERN_OF_CODE:
         raise _fail("header", f"bad keep {keep} or pattern code {pat}")
+
+
+def _check_sparse_v2(f: tuple) -> tuple[dict, np.dtype, tuple[int, ...]]:
+    h, w, c, bits, keep, pat, seed, prng, r0, r1, n_band, seg, parts, index, step, n = f
+    _check_frame(h, w, c, bits, keep, pat)
     if not 0 <= r0 < r1 <= h or n_band > (r1 - r0) * w:
         raise _fail("header", f"bad band rows [{r0},{r1}) with {n_band} kept pixels")
     try:
