@@ -47,8 +47,9 @@ def error_variance(original: np.ndarray, recon: np.ndarray) -> float:
     return float(np.var(b - a))
 
 
-def ssim(original: np.ndarray, recon: np.ndarray) -> float:
-    """Structural similarity (scikit-image, data range 1, 7×7 window or the largest odd one that fits)."""
+def ssim(original: np.ndarray, recon: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Structural similarity (scikit-image, data range 1, 7×7 window or the largest odd one that fits); with
+    ``valid`` (bool (H, W)) the mean of the SSIM map over the valid pixels only."""
     a, b = _pair(original, recon)
     metrics = require("skimage.metrics")
     win = min(7, a.shape[0], a.shape[1])
@@ -58,19 +59,43 @@ def ssim(original: np.ndarray, recon: np.ndarray) -> float:
     kwargs: dict[str, Any] = {"data_range": 1.0, "win_size": win}
     if a.ndim == 3:
         kwargs["channel_axis"] = 2
-    return float(metrics.structural_similarity(a, b, **kwargs))
+    if valid is None:
+        return float(metrics.structural_similarity(a, b, **kwargs))
+    _, smap = metrics.structural_similarity(a, b, full=True, **kwargs)
+    smap = smap.mean(axis=2) if smap.ndim == 3 else smap
+    return float(smap[valid].mean())
 
 
-def compare(original: np.ndarray, recon: np.ndarray, known: np.ndarray | None = None) -> dict[str, float]:
+def compare(
+    original: np.ndarray, recon: np.ndarray, known: np.ndarray | None = None, valid: np.ndarray | None = None
+) -> dict[str, float]:
     """All metrics over the whole image; with ``known`` (bool (H, W), True = sampled pixel) also over the
-    destroyed pixels only (keys ``*_destroyed``) and the kept fraction (``keep_actual``)."""
+    destroyed pixels only (keys ``*_destroyed``) and the kept fraction (``keep_actual``). ``ssim`` is NaN for
+    an image under 3 pixels high or wide (a line scan), which SSIM's window does not fit.
+
+    ``valid`` (bool (H, W), e.g. :attr:`edgeae.imageio.ImageData.valid`): every metric over the valid pixels only,
+    so a product's no-data margins and NaN samples, whose "truth" is a fill value, do not count; adds
+    ``valid_fraction``. All metrics are NaN when no pixel is valid."""
     a, b = _pair(original, recon)
+    v = None if valid is None else np.asarray(valid, dtype=bool)
+    if v is not None and v.shape != a.shape[:2]:
+        raise ValueError(f"valid mask {v.shape} does not match image {a.shape}")
+    if v is not None and not v.all():
+        if not v.any():
+            nan = math.nan
+            return {"psnr": nan, "ssim": nan, "mae": nan, "error_variance": nan, "valid_fraction": 0.0}
+        out = compare(a[v][:, None], b[v][:, None], None if known is None else np.asarray(known, bool)[v][:, None])
+        out["ssim"] = ssim(a, b, v) if min(a.shape[0], a.shape[1]) >= 3 else math.nan
+        out["valid_fraction"] = float(v.mean())
+        return out
     out = {
         "psnr": psnr(a, b),
-        "ssim": ssim(a, b),
+        "ssim": ssim(a, b) if min(a.shape[0], a.shape[1]) >= 3 else math.nan,
         "mae": mae(a, b),
         "error_variance": error_variance(a, b),
     }
+    if v is not None:
+        out["valid_fraction"] = 1.0
     if known is not None:
         k = np.asarray(known, dtype=bool)
         if k.shape != a.shape[:2]:

@@ -64,6 +64,8 @@ def resolve_model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
 
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
     """Load any model the user can name. ``threads`` sets the interpreter's (or torch's) thread count."""
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)
     if path.suffix in ARTIFACT_SUFFIXES:
         from edgeae.firmware_sim.runtime import load_artifact

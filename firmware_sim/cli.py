@@ -305,7 +305,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     try:
         return int(args._fn(args))
-    except (MissionError, FaultSpecError, FileNotFoundError, ValueError, ImportError) as exc:
+    except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
         print(f"firmware-sim {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -84,6 +84,30 @@ def test_decode_reads_raw_pass_files_and_reports_garbage(tmp_path: Path, image: 
     assert rep["stream"]["bytes_outside_packets"] == 8
 
 
+def test_float_and_sixteen_bit_images_travel_with_their_values(tmp_path: Path) -> None:
+    """A float image is sent as 16-bit samples of its values (not 0/1 counts of [0, 1]); a 16-bit frame is
+    decoded into a 16-bit PNG whose received samples are those sent."""
+    tifffile = pytest.importorskip("tifffile")
+    from edgeae.ground.sources import image_samples
+    from edgeae.imageio import read_image, write_image
+
+    y, x = np.mgrid[0:48, 0:64]
+    img = ((x + 2 * y) / (63 + 94)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", img)
+    s, bits = image_samples(tmp_path / "f.tif")
+    assert bits == 16 and s.dtype == np.uint16
+    assert np.abs(s[..., 0] / 65535.0 - img).max() <= 0.5 / 65535 + 1e-7
+    deep = write_image(tmp_path / "d.png", img, bit_depth=16)
+    pk, out = tmp_path / "p.bin", tmp_path / "g"
+    assert main(["downlink", "simulate", "--image", str(deep), "--keep", "0.3", "--out", str(pk)]) == 0
+    assert main(["ground", "decode", str(pk), "--out", str(out), "--original", str(deep)]) == 0
+    frame = next(out.glob("frame_*[0-9].png"))
+    got, sent = read_image(frame), read_image(deep)
+    assert got.bit_depth == 16
+    rx = read_image(frame.with_name(frame.stem + "_valid.png")).pixels[..., 0] > 0.5
+    assert rx.any() and np.array_equal(got.pixels[rx], sent.pixels[rx])
+
+
 def test_missing_file_is_a_clean_error(tmp_path: Path, capsys) -> None:
     assert main(["ground", "decode", str(tmp_path / "nope.bin"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err

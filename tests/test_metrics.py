@@ -52,3 +52,22 @@ def test_compare_destroyed_only() -> None:
 def test_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="different shapes"):
         mae(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_compare_over_valid_pixels_only(moon: np.ndarray) -> None:
+    """A no-data margin (whose 'truth' is a fill value) is left out of every metric when ``valid`` is given."""
+    from edgeae.metrics import compare
+
+    img = moon[:64, :80].astype(np.float64) / 255.0
+    rec = img + 0.01
+    rec[:, :10] = 1.0  # a margin rebuilt badly
+    valid = np.ones(img.shape, bool)
+    valid[:, :10] = False
+    known = np.zeros(img.shape, bool)
+    known[::3, ::3] = True
+    whole, inside = compare(img, rec, known), compare(img, rec, known, valid=valid)
+    assert whole["psnr"] < 30 and inside["psnr"] == pytest.approx(40.0, abs=1e-6)
+    assert inside["valid_fraction"] == pytest.approx(70 / 80) and inside["mae"] == pytest.approx(0.01)
+    assert inside["ssim"] > whole["ssim"] and "psnr_destroyed" in inside
+    assert compare(img, rec, known, valid=np.ones(img.shape, bool))["psnr"] == whole["psnr"]
+    assert np.isnan(compare(img, rec, valid=np.zeros(img.shape, bool))["psnr"])

@@ -147,6 +147,22 @@ def test_cli_classical(moon_png: Path, tmp_path: Path) -> None:
     assert np.array_equal(rec[known], orig[known])  # 8-bit round trip of the kept pixels is exact
 
 
+def test_cli_keeps_sixteen_bit_samples(moon: np.ndarray, tmp_path: Path) -> None:
+    """A 16-bit image is rebuilt into a 16-bit file whose kept samples are the source's, not cut to 8 bits."""
+    from edgeae.imageio import read_image, write_image
+
+    deep = moon[:64, :80].astype(np.float32) / np.float32(255 * 1.1) + np.float32(0.03)  # not 8-bit values
+    src = write_image(tmp_path / "deep.png", deep, bit_depth=16)
+    raw = read_image(src)
+    assert raw.bit_depth == 16
+    out = tmp_path / "r.png"
+    assert _cli("reconstruct", src, "--method", "linear", "--keep", 0.2, "--seed", 1, "-o", out, "--save-masked") == 0
+    rec = read_image(out)
+    assert rec.bit_depth == 16 and read_image(tmp_path / "r.masked.png").bit_depth == 16
+    known = make_mask(1, raw.pixels.shape[:2], 0.2)
+    assert np.array_equal(rec.pixels[known], raw.pixels[known])
+
+
 def test_cli_cae_checkpoint(moon_png: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
     mj = tmp_path / "m.json"
     rc = _cli("reconstruct", moon_png, "--model", tiny_checkpoint, "--method", "cae", "--keep", 0.1,
@@ -165,6 +181,25 @@ def test_cli_user_errors(moon_png: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert _cli("reconstruct", tmp_path / "missing.png", "--method", "ns", "-o", tmp_path / "x.png") == 2
     assert _cli("reconstruct", moon_png, "--model", "no-such-model", "-o", tmp_path / "x.png") == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_cli_line_scans_threads_and_os_errors(
+    moon: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1-row image is rebuilt and written (SSIM n/a, null in the JSON) instead of failing after the work; a bad
+    --threads and an output path that is a folder are clean errors, not tracebacks."""
+    from edgeae.imageio import write_image
+
+    line = write_image(tmp_path / "line.png", moon[:1, :200])
+    out, mj = tmp_path / "l.png", tmp_path / "l.json"
+    assert _cli("reconstruct", line, "--method", "linear", "--keep", 0.3, "-o", out, "--metrics-json", mj) == 0
+    assert out.is_file() and json.loads(mj.read_text())["ssim"] is None
+    assert "SSIM n/a" in capsys.readouterr().out
+    assert _cli("reconstruct", line, "--method", "cae", "--threads", -1, "-o", out) == 2
+    assert "threads must be" in capsys.readouterr().err
+    (tmp_path / "adir").mkdir()
+    assert _cli("reconstruct", line, "--method", "linear", "-o", out, "--metrics-json", tmp_path / "adir") == 2
+    assert "adir" in capsys.readouterr().err
 
 
 def test_zoo_cae_beats_classical_on_unseen_rover_crop(data_root: Path) -> None:

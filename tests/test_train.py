@@ -158,6 +158,10 @@ def test_crops_are_deterministic_and_skip_no_data(moon: np.ndarray) -> None:
     assert plain.min() >= 0.1 - 1e-6
     with pytest.raises(ValueError, match="too small"):
         sample_crops([MasterImage(pix[:100, :100], valid[:100, :100], Path("small"))], 1, 128, np.random.default_rng(0))
+    # one small image among good ones is refused before any crop is drawn (it used to fail only when drawn)
+    small = MasterImage(pix[:30, :30], valid[:30, :30], Path("thumb.png"))
+    with pytest.raises(ValueError, match=r"1 of 2 images are too small.*thumb\.png \(30x30\)"):
+        sample_crops([master, small], 1, 128, np.random.default_rng(0))
     with pytest.raises(ValueError, match="rotation"):
         Augment(rotation_deg=90)
 

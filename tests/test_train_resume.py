@@ -123,3 +123,30 @@ def test_init_warm_starts_from_a_checkpoint_and_refuses_another_architecture(tmp
     assert again[str(first / "best.pt")] == load_checkpoint(first / "best.pt").metrics["val_levels"]
     with pytest.raises(MetadataError, match="architecture"):
         train_cae(_config(data, tmp_path / "other", widths=(4, 16), init=str(first / "best.pt")))
+
+
+def test_cli_resume_refuses_flags_that_change_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edgeae train cae --resume RUN` with a flag that would change the run names it and what the run has
+    (it used to be ignored); flags equal to the run's pass; an explicit --epochs 8 (the default) is applied."""
+    import json
+
+    from edgeae.cli import main
+    from edgeae.cli.train import data_arg
+
+    data = _images(tmp_path / "data")
+    run = tmp_path / "run"
+    train_cae(_config(data, run, time_budget=1e-9))
+    assert main(["train", "cae", "--resume", str(run), "--lr", "0.5", "--variant", "seed", "--no-augment"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.5" in err and "--variant 'seed'" in err and "--no-augment" in err and "config.json" in err
+    assert main(["train", "cae", "--resume", str(run), "--data", str(tmp_path / "other")]) == 2
+    assert "--data" in capsys.readouterr().err
+    # the same values as the run's are not a change; --epochs 8 raises the 2-epoch run to 8
+    args = ["train", "cae", "--resume", str(run), "--seed", "3", "--data", str(data), "--epochs", "8", "--no-progress"]
+    assert main(args) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 8
+    # a folder given relative to the working directory is kept absolute, so the run resumes from anywhere
+    monkeypatch.chdir(tmp_path)
+    assert data_arg("data") == str(data.resolve()) and data_arg("rover_rgb") == "rover_rgb"

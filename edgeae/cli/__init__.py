@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (train --resume checks)
     from edgeae import logs
 
     with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
@@ -89,7 +90,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
             check_extras(f"edgeae {args.command}", args._needs(args))
         return int(args._run(args) or 0)
-    except (CLIError, FileNotFoundError, ValueError, ImportError) as exc:
+    except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
         print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -101,6 +101,24 @@ def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def _ssim_text(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "n/a (image under 3 px high or wide)"
+
+
+def output_depth(source_bits: int, path: Path) -> int:
+    """Bits per sample to write a reconstruction of a ``source_bits`` image with: 16 for a source deeper than 8
+    bits (PNG, TIFF, PGM/PPM), else 8; JPEG holds 8 only (a note says the samples are cut to 8 bits)."""
+    if source_bits <= 8:
+        return 8
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        print(
+            f"note: {path.name}: JPEG holds 8 bits per sample; the {source_bits}-bit image is written at 8 "
+            "(use .png or .tif)"
+        )
+        return 8
+    return 16
+
+
 def needs(args: argparse.Namespace) -> dict[str, str]:
     """Optional packages this command imports (checked before any work)."""
     return {"cv2": "ground", "scipy": "ground", "skimage": "ground", "tifffile": "ground"}
@@ -179,18 +197,25 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = run_method(original, known, args.method, predictor, **opts)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_image(args.output, result.image)
+    depth = output_depth(data.bit_depth, args.output)
+    write_image(args.output, result.image, bit_depth=depth)
     masked_path = _side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask
 
-        write_image(masked_path, apply_mask(original, known))
+        write_image(masked_path, apply_mask(original, known), bit_depth=output_depth(data.bit_depth, masked_path))
     error_path = _side_path(args.output, args.save_error_map, "error")
     if error_path:
         from edgeae.report import error_map
 
         write_image(error_path, error_map(original, result.image))
     m = result.metrics
+    scope = ""
+    if not data.valid.all():  # no-data margins, NaN samples: their "truth" is a fill value, not the scene
+        from edgeae.metrics import compare
+
+        m = compare(original, result.image, known, valid=data.valid)
+        scope = f" over the {m['valid_fraction']:.1%} of the pixels with data (no-data and non-finite left out)"
     chosen = int(adapt_report.get("chosen_step", 0))  # type: ignore[call-overload]
     adapted = ""
     if adapt_report and chosen:
@@ -206,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         )
     summary = (
         f"{args.image.name}: {args.method}{adapted} from {known.mean():.2%} of {known.size} pixels -> "
-        f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, MAE {m['mae']:.4f}, "
+        f"PSNR{scope} {m['psnr']:.2f} dB, SSIM {_ssim_text(m['ssim'])}, MAE {m['mae']:.4f}, "
         f"error variance {m['error_variance']:.3g} ({result.seconds:.2f} s); wrote {args.output}"
     )
     print(summary)

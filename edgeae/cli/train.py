@@ -53,6 +53,108 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# flags of `edgeae train cae` that set a field of the run's config (flag dest -> field); on --resume each must
+# be left out or equal the run's (--epochs, --time-budget, --threads, --no-progress may change)
+CAE_FLAG_FIELDS: dict[str, str] = {
+    name: name
+    for name in (
+        "data",
+        "mode",
+        "crops",
+        "val_crops",
+        "batch_size",
+        "lr",
+        "seed",
+        "destroy",
+        "destroy_range",
+        "known_blocks",
+        "coverage_range",
+        "pattern",
+        "widths",
+        "variant",
+        "channels",
+        "patience",
+        "loss",
+        "lr_schedule",
+        "device",
+        "data_workers",
+        "data_root",
+        "init",
+        "val_seed",
+    )
+} | {"no_augment": "augment", "bf16": "bf16", "no_bf16": "bf16"}
+
+
+def data_arg(data: str) -> str:
+    """``--data`` as the config keeps it: a dataset name as given, a folder as its absolute path (so a run can be
+    resumed from another working directory)."""
+    from edgeae.datasets import SPLITS
+
+    return data if data in SPLITS or not Path(data).is_dir() else str(Path(data).resolve())
+
+
+def refuse_resume_changes(args: argparse.Namespace, saved: object, fields: dict[str, str]) -> None:
+    """``--resume`` continues a run as it was configured: a flag given with it that would change the run's data or
+    training (``fields``: flag dest -> config field) is refused with what the run has, not silently ignored."""
+    given = given_flags(args)
+    diffs = []
+    for dest, name in fields.items():
+        value = getattr(args, dest, None)
+        if dest not in given:
+            continue
+        have = getattr(saved, name)
+        want: Any = value
+        if dest == "no_augment":
+            want = not value
+        elif dest in ("bf16", "no_bf16"):
+            want = dest == "bf16"
+        elif dest == "data" and value is not None:
+            want = data_arg(value)
+        if isinstance(have, list | tuple) and isinstance(want, list | tuple):
+            have, want = tuple(have), tuple(want)
+        if want != have:
+            flag = "--" + dest.replace("_", "-")
+            shown = flag if isinstance(value, bool) else f"{flag} {value!r}"
+            diffs.append(f"{shown} (the run has {name} = {have!r})")
+    if diffs:
+        raise CLIError(
+            f"--resume {args.resume} continues the run as configured in its config.json; these flags would change "
+            f"it: {'; '.join(diffs)}. Leave them out (only --epochs, --time-budget, --threads and --no-progress may "
+            "change), or start a new run with --out (--init CHECKPOINT to start from its weights)"
+        )
+
+
+def record_flag_defaults(parser: argparse.ArgumentParser) -> None:
+    """Keep the parser's option strings and defaults on the parsed args, so ``--resume`` can tell which flags
+    were given (:func:`given_flags`)."""
+    actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    parser.set_defaults(
+        _flag_options={a.dest: tuple(a.option_strings) for a in actions},
+        _flag_defaults={a.dest: a.default for a in actions},
+    )
+
+
+def given_flags(args: argparse.Namespace) -> set[str]:
+    """Dests of the flags on the command line (``args._argv``, kept by the CLI's main; argparse's unique prefixes
+    count), or, without it, those whose value differs from the default."""
+    options: dict[str, tuple[str, ...]] = getattr(args, "_flag_options", {})
+    argv = getattr(args, "_argv", None)
+    if argv is None:
+        defaults: dict[str, Any] = getattr(args, "_flag_defaults", {})
+        return {d for d, v in defaults.items() if getattr(args, d, v) != v}
+    every = {o: d for d, opts in options.items() for o in opts}
+    given = set()
+    for token in argv:
+        if not token.startswith("--") or token == "--":
+            continue
+        word = token.split("=", 1)[0]
+        if word in every:
+            given.add(every[word])
+        elif len(hits := {d for o, d in every.items() if o.startswith(word)}) == 1:
+            given |= hits
+    return given
+
+
 def precision_arg(args: argparse.Namespace) -> bool | None:
     """The trainers' ``bf16`` config value: forced on, forced off, or None (chosen for the CPU)."""
     return False if args.no_bf16 else (True if args.bf16 else None)
@@ -97,7 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=["plain", "fixed", "gt", "colour-noise"],
         help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE",
     )
-    c.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    c.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
     c.add_argument("--crops", type=int, default=3000, help="training crops per epoch, drawn afresh every epoch")
     c.add_argument("--val-crops", type=int, default=400, help="validation crops from the val files")
     c.add_argument(
@@ -133,9 +235,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--variant",
         choices=("seed", "unet", "unet2", "unet2h"),
         default="seed",
-        help="seed: the published CAE (latents); unet: normalised-convolution pre-fill + U-Net residual; "
-        "unet2: the same with two convolutions per level (ground: 24,48,96,192); unet2h: unet2 at half "
-        "resolution with a pyramid pre-fill, the flight-budget model (16,32,64,64)",
+        help="seed (default): the published CAE (latents); unet: normalised-convolution pre-fill + U-Net residual; "
+        "unet2: the same with two convolutions per level (the shipped ground models: --widths 24,48,96,192); "
+        "unet2h: unet2 at half resolution with a pyramid pre-fill, the flight-budget model (widths 24,32,64,64 "
+        "by default); edgeae zoo --commands gives each shipped model's exact command",
     )
     c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss")
     add_precision_args(c)
@@ -159,6 +262,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--zoo-name", default=None, help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json"
     )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    record_flag_defaults(c)
     for kind, module_name in EXTRA_KINDS.items():
         try:
             module = importlib.import_module(module_name)
@@ -198,23 +302,25 @@ def run(args: argparse.Namespace) -> int:
         cfg_file = Path(args.resume) / "config.json"
         if not cfg_file.is_file():
             raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+        saved = load_config(cfg_file)
+        refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
         changes: dict[str, object] = {"out": str(args.resume), "time_budget": budget}
-        if args.epochs != 8:
+        if args.epochs is not None:
             changes["epochs"] = args.epochs
         if args.threads is not None:
             changes["threads"] = args.threads
         if args.no_progress:
             changes["progress"] = False
-        cfg = dataclasses.replace(load_config(cfg_file), **changes)  # type: ignore[arg-type]
+        cfg = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
         metrics = train_cae(cfg, resume=True)
         return _report(metrics, Path(args.resume), args.zoo_name)
     if not args.data or not args.out:
         raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
     cfg = CAETrainConfig(
-        data=args.data,
+        data=data_arg(args.data),
         out=args.out,
         mode=args.mode,
-        epochs=args.epochs,
+        epochs=CAETrainConfig.epochs if args.epochs is None else args.epochs,
         crops=args.crops,
         val_crops=args.val_crops,
         batch_size=args.batch_size,

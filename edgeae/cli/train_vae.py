@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError
-from edgeae.cli.train import add_precision_args, precision_arg
+from edgeae.cli.train import add_precision_args, precision_arg, record_flag_defaults, refuse_resume_changes
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -73,7 +73,27 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
     v.add_argument("--zoo-name", default=None, help="also copy best.pt and metrics.json into the zoo weights")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    record_flag_defaults(v)
     return v
+
+
+# flags that set a field of the run's config (flag dest -> field): on --resume each must be left out or equal
+VAE_FLAG_FIELDS: dict[str, str] = {
+    name: name
+    for name in (
+        "data",
+        "crops",
+        "val_crops",
+        "batch_size",
+        "latent",
+        "widths",
+        "beta",
+        "lr",
+        "seed",
+        "device",
+        "data_root",
+    )
+} | {"no_hirise": "hirise", "msl_ground": "msl_ground", "no_augment": "augment", "bf16": "bf16", "no_bf16": "bf16"}
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -88,6 +108,8 @@ def run_cli(args: argparse.Namespace) -> int:
         cfg_file = Path(args.resume) / "config.json"
         if not cfg_file.is_file():
             raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+        saved = load_config(cfg_file)
+        refuse_resume_changes(args, saved, VAE_FLAG_FIELDS)
         changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget}
         if args.epochs is not None:
             changes["epochs"] = args.epochs
@@ -95,7 +117,7 @@ def run_cli(args: argparse.Namespace) -> int:
             changes["threads"] = args.threads
         if args.no_progress:
             changes["progress"] = False
-        cfg = dataclasses.replace(load_config(cfg_file), **changes)
+        cfg = dataclasses.replace(saved, **changes)
         return _report(train_vae(cfg, resume=True), Path(args.resume), args.zoo_name)
     if not args.out:
         raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")

@@ -13,13 +13,18 @@ from edgeae.wire.stream import MAGIC, read_packet_file, split_stream
 
 
 def image_samples(path: str | Path, channels: int | None = None) -> tuple[np.ndarray, int]:
-    """An image file as integer samples (H, W, C) uint8/uint16 and its bit depth."""
+    """An image file as integer samples (H, W, C) uint8/uint16 and its bit depth.
+
+    Integer samples of up to 16 bits are kept exactly; float samples (in [0, 1]) and integers of more than 16
+    bits, which the wire format cannot carry, are quantised to 16 bits (NaN and inf become 0)."""
     from edgeae.imageio import read_image
 
     img = read_image(path, channels=channels, detect_nodata=False)
-    bits = min(16, max(1, int(img.bit_depth)))
+    exact = np.dtype(img.raw_dtype).kind in "ui" and img.bit_depth <= 16
+    bits = max(1, int(img.bit_depth)) if exact else 16
     top = 2**bits - 1
-    samples = np.round(np.clip(img.pixels * np.float32(img.scale), 0, top)).astype(sample_dtype(bits))
+    factor = np.float32(img.scale if exact else top)
+    samples = np.round(np.clip(img.pixels * factor, 0, top)).astype(sample_dtype(bits))
     return samples, bits
 
 

@@ -211,7 +211,9 @@ class GroundStation:
         if self.out is not None:
             from edgeae.imageio import write_image
 
-            write_image(self.out / f"frame_{asm.frame_id}.png", recon)
+            # a frame deeper than 8 bits keeps 16 (PNG holds 16): its received samples stay as sent
+            depth = 16 if asm.header["bit_depth"] > 8 else 8
+            write_image(self.out / f"frame_{asm.frame_id}.png", recon, bit_depth=depth)
             write_image(self.out / f"frame_{asm.frame_id}_valid.png", known)
         return rep
 

@@ -153,6 +153,16 @@ def sample_crops(
     if not masters:
         raise ValueError("no master images to crop from")
     aug = aug or Augment()
+    m = _margin(size, aug)
+    small = [
+        f"{mi.path.name} ({mi.valid.shape[1]}x{mi.valid.shape[0]})" for mi in masters if min(mi.valid.shape) < 2 * m + 1
+    ]
+    if small:  # found before any crop is drawn, not when the file is first drawn epochs into a run
+        raise ValueError(
+            f"{len(small)} of {len(masters)} images are too small for {size}-pixel crops with this augmentation "
+            f"(each side needs at least {2 * m + 1} px): {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}; "
+            "remove them from the data folder"
+        )
     weights = np.array([float(mi.valid.sum()) for mi in masters])
     if weights.sum() <= 0:
         raise ValueError(f"no valid pixels in {[str(mi.path) for mi in masters]}")

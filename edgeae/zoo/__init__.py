@@ -111,7 +111,8 @@ ZOO: dict[str, dict[str, Any]] = {
             "EDGEAE_DATA=.gpu/data edgeae train cae --data rover_rgb_v2 --variant unet2h --widths 24,32,64,64 --init "
             "edgeae/zoo/weights/rover-rgb-unet2-flight.pt --lr 5e-4 --batch-size 64 --mode gt --destroy-range 0.6,0.97 "
             "--val-crops 256 --seed 11 --data-workers 4 --threads 2 --device cuda --epochs 27 --crops 12288 "
-            "--time-budget 420s --out runs/gpu-main/rover-flight-ft  (27 epochs, 4.6 min of training)  &&  python -m "
+            "--time-budget 420s --out runs/gpu-main/rover-flight-ft  (27 epochs, 4.6 min of training; kept as "
+            "runs/gpu1/rover-flight-ft)  &&  python -m "
             "edgeae.train.gate runs/gpu1/rover-flight-ft/best.pt --data rover_rgb_v2 --out runs/gpu1/rover-flight-ft/"
             "gated.pt --threads 2 --zoo-name rover-rgb-unet2-flight"
         ),
@@ -220,7 +221,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "description": "RGB β-VAE for rover frames on 64x64 patches; score ||x - x_hat||^2 + λ||μ||^2",
         "command": (
             "edgeae train vae --data rover_rgb_v2 --msl-ground --out runs/vae2/rgb --epochs 10 --crops 16384 "
-            "--seed 0 --threads 1 --time-budget 65m  # stopped with SIGTERM after epoch 1, then: "
+            "--seed 0 --threads 1 --time-budget 65m  (stopped with SIGTERM after epoch 1)  &&  "
             "edgeae train vae --resume runs/vae2/rgb --epochs 1 --threads 1 --zoo-name rover-rgb-vae"
         ),
     },
