@@ -92,6 +92,11 @@ def test_scan_context_knn_refusals_and_lost_latents(
     assert "latents for --score context-knn unreadable" in errors["A_0.png"]
     report = scan_archive(crops, "orbital-gray-vae", out, retry_failed=True, **kw)
     assert report["failed"] == 0 and report["context_knn"]["images"] == 4
+    # the folder resumed with another score: refused naming the change (was a KeyError on 'views')
+    from edgeae.scan.state import ScanStateError
+
+    with pytest.raises(ScanStateError, match=r"score: 'context-knn' -> 'a'.*views: 1 -> '\(none\)'"):
+        scan_archive(crops, "orbital-gray-vae", out, **{**kw, "score": "a"})
     # an image moved away after its scan: the set is still ranked, its scores kept, its thumbnails left out
     import json
 

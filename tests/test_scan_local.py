@@ -145,7 +145,7 @@ def test_failed_images_are_kept_failed_unless_retried(archive, model, tmp_path) 
 def test_other_settings_in_the_same_folder_are_refused(archive, model, tmp_path) -> None:
     root, _ = archive
     _scan(root / "b", model, tmp_path)
-    with pytest.raises(ScanStateError, match="other settings"):
+    with pytest.raises(ScanStateError, match=r"other settings \(stride: 32 -> 16\)"):  # names what changed
         _scan(root / "b", model, tmp_path, stride=16)
     r = _scan(root / "b", model, tmp_path, stride=16, force=True)
     assert r["done"] == r["images"]

@@ -82,9 +82,11 @@ class ScanStore:
         cfg_path = self.out / "scan.json"
         if cfg_path.exists() and not force:
             old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
-            if old.result_fingerprint() != config.result_fingerprint():
+            before, after = old.result_fingerprint(), config.result_fingerprint()
+            if before != after:
                 was, now = Path(old.model.path).name, Path(config.model.path).name
-                other = {k for k, v in old.result_fingerprint().items() if config.result_fingerprint()[k] != v}
+                # a key only one side has (views/group: context-knn only) counts as changed
+                other = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
                 if (
                     other == {"artifact_hash"}
                     and was != now
@@ -96,9 +98,12 @@ class ScanStore:
                         "runtime a zoo name picks depends on the CPU): pin it with --runtime tflite|onnx, or choose "
                         "another --out (or --force to restart)"
                     )
+                changes = "; ".join(
+                    f"{k}: {before.get(k, '(none)')!r} -> {after.get(k, '(none)')!r}" for k in sorted(other)
+                )
                 raise ScanStateError(
-                    f"{self.out} holds a scan with other settings {old.result_fingerprint()}; "
-                    f"this one is {config.result_fingerprint()}: choose another --out (or --force to restart)"
+                    f"{self.out} holds a scan with other settings ({changes}): choose another --out (or --force "
+                    "to restart)"
                 )
         if force:
             self.reset()
