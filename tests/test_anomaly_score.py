@@ -151,6 +151,32 @@ def test_score_cli_writes_csv_and_map(moon: np.ndarray, tmp_path: Path) -> None:
     assert main(["score", str(img), "--model", str(ck), "--patch", "32", "-o", str(out)]) == 2
 
 
+def test_score_cli_keeps_the_readable_images_and_every_map(
+    moon: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt file among good ones is skipped and reported (exit 1) instead of losing the others' scores; two
+    images with the same stem get two maps; a bad --map suffix and an output folder are checked before scoring."""
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    ck = _tiny_checkpoint(tmp_path, "vae")
+    a = write_image(tmp_path / "d1" / "img.png", moon[:128, :128])
+    b = write_image(tmp_path / "d2" / "img.png", moon[128:256, :128])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    out = tmp_path / "new" / "folder" / "s.csv"  # a missing folder is made up front
+    argv = ["score", str(a), str(bad), str(b), "--model", str(ck), "-o", str(out), "--no-progress"]
+    assert main([*argv, "--map", str(tmp_path / "m.png")]) == 1
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err and "1 image(s) could not be read" in captured.err
+    rows = read_csv(out)
+    assert len(rows) == 8 and len({r[0] for r in rows}) == 2 and not any("broken" in r[0] for r in rows)
+    assert sorted(p.name for p in tmp_path.glob("m_*.png")) == ["m_0_img.png", "m_1_img.png"]
+    assert "maps -> " in captured.out
+    assert main([*argv[:2], *argv[4:], "--map", str(tmp_path / "m.xyz")]) == 2
+    assert "--map" in capsys.readouterr().err
+
+
 def test_score_cli_without_model_uses_the_zoo_vae_for_the_images_channels(
     moon: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

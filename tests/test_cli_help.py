@@ -63,3 +63,26 @@ def test_every_edgeae_command_is_registered() -> None:
     missing = set(COMMANDS) - set(sub.choices)
     if missing:
         pytest.skip(f"commands not available in this install: {sorted(missing)}")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["scan", "ARCHIVE", "--out", "OUT", "--max-images", "-1"],  # was: every image but the last
+        ["scan", "ARCHIVE", "--out", "OUT", "--stride", "0"],  # was: silently the patch size
+        ["evaluate", "--dataset", "msl_surface", "--out", "OUT", "--limit", "0"],  # was: the whole dataset
+        ["reconstruct", "IMG", "-o", "x.png", "--threads", "0"],  # refused when the model loads
+    ],
+)
+def test_counts_below_one_are_refused(argv: list[str], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.cli import main
+
+    argv = [str(tmp_path / a) if a in ("ARCHIVE", "OUT", "IMG") else a for a in argv]
+    (tmp_path / "ARCHIVE").mkdir()
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's refusal
+        code = exc.code
+    assert code == 2
+    assert "at least 1" in capsys.readouterr().err or "threads must be" in capsys.readouterr().err

@@ -663,6 +663,8 @@ def evaluate(
         raise ValueError(f"unknown evaluation dataset {dataset!r}; choose from {DATASETS}")
     if scorer.channels != CHANNELS[dataset]:
         raise ValueError(f"{dataset} needs a {CHANNELS[dataset]}-channel model, this one has {scorer.channels}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (or None for every file), got {limit}")
     bar: Callable[[Any], Any] = iter
     if progress:
         tqdm = require("tqdm").tqdm

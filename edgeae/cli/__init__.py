@@ -36,6 +36,17 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count, a stride, a thread count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
     """``--views 1..VIEWS``: VAE latents of each patch's first N rotations and flips (``edgeae score`` and
     ``edgeae evaluate``; :mod:`edgeae.anomaly.views`)."""

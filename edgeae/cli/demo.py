@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgeae.cli import positive_int
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -32,7 +34,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--methods", default="cae,telea,ns,linear,nearest,normconv", help="comma-separated methods to compare"
     )
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--data", type=Path, help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
     p.add_argument(
         "--links", default=None,

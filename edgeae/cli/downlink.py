@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     pl.add_argument("--patch", type=int, default=64, help="--image: scoring patch size in pixels (64)")
     pl.add_argument("--max-packet", type=int, default=1024, help="packet size limit in bytes (1024)")
-    pl.add_argument("--threads", type=int, help="inference threads")
+    pl.add_argument("--threads", type=positive_int, help="inference threads")
     pl.add_argument("--out", type=Path, help="write report.json and report.md to this folder")
     u = sub.add_parser(
         "send",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeae.cli import CLIError, add_views_argument
+from edgeae.cli import CLIError, add_views_argument, positive_int
 
 DATASETS = ("lroc_nac_craters", "hirise_landmarks", "msl_surface")
 
@@ -47,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="per-frame robust z (orbital default), pooled over all frames (MSL default), or none",
     )
     p.add_argument("--combine", choices=("mean", "max"), default=None, help="combine window scores (default mean)")
-    p.add_argument("--batch", type=int, default=256, help="patches per model call (default 256)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N files (LROC) / N random crops or images")
+    p.add_argument("--batch", type=positive_int, default=256, help="patches per model call (default 256)")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="only the first N files (LROC) / N random crops or images"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     add_views_argument(
@@ -57,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "candidate (8: every one, 8x the model calls; default 1)",
     )
     p.add_argument("--no-plots", action="store_true", help="write tables and JSON only, no plots")
-    p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
     p.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, positive_int
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"
     )
     p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
-    p.add_argument("--threads", type=int, help="interpreter threads")
+    p.add_argument("--threads", type=positive_int, help="interpreter threads")
     p.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
         help="adapt a copy of the --model CAE to each frame's received samples for STEPS steps before filling "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae.adapt import AdaptConfig
+from edgeae.cli import positive_int
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
 # The cross-check is the default up to this frame size: it rebuilds a frame 4× with the CAE and 4× with linear
@@ -55,7 +56,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=128, help="CAE tile size when the model does not fix it")
     p.add_argument("--overlap", type=int, help="CAE tile overlap in pixels (default tile/4: 32)")
     p.add_argument("--batch", type=int, default=32, help="CAE tiles per batch (default 32)")
-    p.add_argument("--threads", type=int, help="inference threads (default: library default)")
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
     p.add_argument(
         "--bayer",
         choices=["RGGB", "BGGR", "GRBG", "GBRG"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgeae.cli import positive_int
+
 DEFAULT_MODEL = "orbital-gray-vae"
 
 
@@ -27,13 +29,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes (default) or Ray Data")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (0 = this process; default 2)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
-    p.add_argument("--actors", type=int, default=None, help="Ray model actors (default: one per CPU, or per GPU)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads per worker/actor (default 1)")
-    p.add_argument("--stride", type=int, default=None, help="patch stride in pixels (default: the patch size)")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per model call (default 64)")
+    p.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs of a local Ray instance (default: all)")
+    p.add_argument(
+        "--actors", type=positive_int, default=None, help="Ray model actors (default: one per CPU, or per GPU)"
+    )
+    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads per worker/actor (default 1)")
+    p.add_argument("--stride", type=positive_int, default=None, help="patch stride in pixels (default: the patch size)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="patches per model call (default 64)")
     p.add_argument("--min-valid", type=float, default=0.5, help="skip patches with less valid data (default 0.5)")
-    p.add_argument("--top-k", type=int, default=16, help="anomalies kept as thumbnails (default 16)")
+    p.add_argument("--top-k", type=positive_int, default=16, help="anomalies kept as thumbnails (default 16)")
     p.add_argument(
         "--score", choices=("a", "terms-max", "local-z", "context-knn"), default="a",
         help="ranking: a = the model's score a(x) (default); terms-max = each of a VAE's two terms over its median "
@@ -80,7 +84,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--retry-failed", action="store_true", help="scan images recorded as failed again")
     p.add_argument("--force", action="store_true", help="discard earlier results in OUT and start over")
-    p.add_argument("--max-images", type=int, default=None, help="stop after this many images (resume later)")
+    p.add_argument("--max-images", type=positive_int, default=None, help="stop after this many images (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = p.add_argument_group("quality filters from the label (products outside are skipped and recorded)")
     q.add_argument(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
-from edgeae.cli import CLIError, add_views_argument
+from edgeae._headers import ImageReadError
+from edgeae.cli import CLIError, add_views_argument, positive_int
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
@@ -84,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
-    p.add_argument("--threads", type=int, default=None, help="interpreter / torch threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -99,9 +101,21 @@ def _groups(files: list[Path], pattern: str) -> list[str]:
         raise CLIError(f"--{exc}" if str(exc).startswith("group ") else str(exc)) from None
 
 
-def _map_path(base: str, image: Path, many: bool) -> Path:
+MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".tif", ".tiff")
+
+
+def _map_paths(base: str, images: list[Path]) -> list[Path]:
+    """Where each image's ``--map`` goes: BASE itself for one image, else BASE_<stem> per image, numbered when
+    two images share a stem (so no map overwrites another)."""
     b = Path(base)
-    return b.with_name(f"{b.stem}_{image.stem}{b.suffix or '.png'}") if many else b
+    b = b if b.suffix else b.with_suffix(".png")
+    if len(images) == 1:
+        return [b]
+    stems = [f.stem for f in images]
+    tags = (
+        stems if len(set(stems)) == len(stems) else [f"{i:0{len(str(len(stems)))}d}_{s}" for i, s in enumerate(stems)]
+    )
+    return [b.with_name(f"{b.stem}_{t}{b.suffix}") for t in tags]
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -137,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
     if Path(args.output).is_dir():
         raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
+    if args.map and Path(args.map).suffix.lower() not in (*MAP_SUFFIXES, ""):
+        raise CLIError(f"--map {args.map}: write one of {', '.join(MAP_SUFFIXES)} (.tif: a float GeoTIFF)")
+    for target in [Path(args.output)] + ([Path(args.map)] if args.map else []):  # before the scoring, not after
+        target.parent.mkdir(parents=True, exist_ok=True)
     if args.model is None:
         args.model = _default_model(files[0], args.bayer)
         log.info("no --model: scoring with the zoo's %s (chosen by %s's channels)", args.model, files[0].name)
@@ -170,20 +188,30 @@ def run(args: argparse.Namespace) -> int:
         predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents, views=args.views
     )
     results = []
-    for f in files:
+    unread: list[str] = []
+    kept: list[int] = []
+    for i, f in enumerate(files):
         if args.score == "local-z":  # every patch's latents are held until the image is scored: bounded first
             _check_local_z_size(f, meta, patch, stride)
-        r = score_file(
-            f,
-            scorer,
-            patch,
-            stride,
-            min_valid=args.min_valid,
-            bayer=args.bayer,
-            margin=margin,
-            batch=args.batch,
-            progress=not args.no_progress,
-        )
+        try:
+            r = score_file(
+                f,
+                scorer,
+                patch,
+                stride,
+                min_valid=args.min_valid,
+                bayer=args.bayer,
+                margin=margin,
+                batch=args.batch,
+                progress=not args.no_progress,
+            )
+        except ImageReadError as exc:  # one bad file does not lose the others' scores
+            if len(files) == 1:
+                raise
+            print(f"skipped: {exc}", file=sys.stderr)
+            unread.append(str(f))
+            continue
+        kept.append(i)
         if args.score == "terms-max" and len(r.score):
             from edgeae.anomaly.terms import frame_terms_max
 
@@ -197,6 +225,11 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"--score local-z on {f}: {exc}") from None
             r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
+    if not results:
+        raise CLIError(f"no image could be read ({len(unread)} skipped, reasons above)")
+    if unread:  # the set is what could be read
+        files = [files[i] for i in kept]
+        groups = None if groups is None else [groups[i] for i in kept]
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
         from edgeae.anomaly.baselines import LATENT_MAD_FLOOR, context_knn, frame_z_knn
 
@@ -213,21 +246,19 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--score {args.score}: {exc}") from None
         for r, s in zip(scored, ranked, strict=True):
             r.score = s
-    for f, r in zip(files, results, strict=True):
-        if args.map and Path(args.map).suffix.lower() in (".tif", ".tiff"):
+    maps = _map_paths(args.map, files) if args.map else []
+    for f, r, where in zip(files, results, maps, strict=False):
+        if where.suffix.lower() in (".tif", ".tiff"):
             from edgeae.scan.geo import save_score_geotiff
 
-            out = save_score_geotiff(_map_path(args.map, f, len(files) > 1), r, f)
-            log.info("map -> %s", out)
-        elif args.map:
+            out = save_score_geotiff(where, r, f)
+        else:
             from edgeae.anomaly.plots import save_score_map
 
             out = save_score_map(
-                _map_path(args.map, f, len(files) > 1),
-                r,
-                threshold=meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None,
+                where, r, threshold=meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None
             )
-            log.info("map -> %s", out)
+        log.info("map -> %s", out)
     from edgeae.scan.geo import write_scores_csv
 
     n = write_scores_csv(args.output, results) or write_csv(args.output, results)
@@ -235,7 +266,12 @@ def run(args: argparse.Namespace) -> int:
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
         f"(patch {patch}, stride {stride}) -> {args.output}"
     )
+    if maps:
+        print(f"maps -> {maps[0]}" + (f" ... {maps[-1].name} ({len(maps)} files)" if len(maps) > 1 else ""))
     _print_top(results, SHOW_TOP)
+    if unread:
+        print(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, positive_int
 
 # extra train kinds: name -> module defining register_cli(subparsers) and run_cli(args)
 EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.cli.train_vae"}
@@ -251,7 +251,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     c.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     c.add_argument(
         "--data-workers", type=int, default=1,
         help="threads that draw crops and masks ahead of the optimiser (default 1; 3-4 keep a GPU busy). Part of "

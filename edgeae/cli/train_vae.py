@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, positive_int
 from edgeae.cli.train import add_precision_args, precision_arg, record_flag_defaults, refuse_resume_changes
 
 
@@ -69,7 +69,7 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
     add_precision_args(v)
     v.add_argument("--device", default=d["device"], help="auto | cpu | cuda | cuda:N")
-    v.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    v.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     v.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
     v.add_argument("--zoo-name", default=None, help="also copy best.pt and metrics.json into the zoo weights")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")

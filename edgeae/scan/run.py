@@ -93,10 +93,13 @@ def scan_archive(
     ``margin``: a fixed margin counted as no-data ("N" or "TOP,BOTTOM,LEFT,RIGHT" pixels), on top of the detected
     ones. Returns the report dict (also written to ``out/report.json``).
     """
+    if (stride is not None and stride < 1) or (max_images is not None and max_images < 1):
+        raise ValueError(f"stride and max_images must be >= 1 when given, got {stride}, {max_images}")
     opts = engine or EngineOptions()
     spec: ModelSpec = resolve_model(model, precision=precision, runtime=runtime)
+    stride = spec.patch if stride is None else stride
     config = ScanConfig(
-        spec, stride or spec.patch, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin,
+        spec, stride, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin,
         views, group,
     )  # fmt: skip
     entries = walk_archive(archive)
