@@ -189,7 +189,11 @@ def read_image(
             raise ImageReadError(f"{p}: cannot demosaic as {bayer}: {exc}") from exc
         extra["demosaiced"] = bayer
     elif looks_like_mosaic(raw):
-        log.warning("%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); pass bayer=", p)
+        log.warning(
+            "%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); give --bayer PATTERN "
+            "(bayer= in the library) to demosaic it",
+            p,
+        )
         extra["looks_like_mosaic"] = True
     valid = np.ones(raw.shape[:2], dtype=bool)
     if raw.dtype.kind == "f":

@@ -17,6 +17,7 @@ too; their no-data comes from the label's special values, not from the black-mar
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,8 @@ from edgeae._optional import require
 from edgeae.imageio import convert_channels, read_image, read_raw, to_float
 from edgeae.nodata import Margin, margin_mask, nodata_mask, valid_mask
 from edgeae.tiling import axis_starts, pad_to_patch, valid_fraction
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Patch",
@@ -234,6 +237,15 @@ def _iter_bands(
     prev: tuple[int, int, np.ndarray, np.ndarray] | None = None  # y0, y1, raw, valid of the last band
     for y0, y1 in ranges:
         raw, alpha = reader.read_rows(y0, y1)
+        if prev is None and not isinstance(reader, _BayerRows):  # the first band tells, as read_image's check does
+            from edgeae.bayer import looks_like_mosaic
+
+            if looks_like_mosaic(raw):
+                log.warning(
+                    "%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); give --bayer "
+                    "PATTERN (bayer= in the library) to demosaic it",
+                    reader.path,
+                )
         pixels, _ = to_float(raw, reader.bit_depth, path=reader.path)
         valid = np.ones(raw.shape[:2], dtype=bool)
         if raw.dtype.kind == "f":

@@ -75,6 +75,25 @@ def test_mosaic_detection_on_real_frames(data_root: Path) -> None:
     assert not looks_like_mosaic(rgb[:, :, 1])
 
 
+def test_streamed_scoring_warns_of_a_mosaic(data_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The streamed path edgeae score / scan read (edgeae.strips) warns of an undemosaiced frame as read_image
+    does, and not when --bayer demosaics it."""
+    import logging
+
+    from edgeae.strips import iter_patch_blocks
+
+    raw = data_root / ZL0
+    if not raw.is_file():
+        pytest.skip(f"{raw} not in the data folder")
+    with caplog.at_level(logging.WARNING, logger="edgeae"):
+        next(iter_patch_blocks(raw, 64, channels=3))
+    assert "undemosaiced colour-filter mosaic" in caplog.text and "--bayer" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgeae"):
+        next(iter_patch_blocks(raw, 64, channels=3, bayer="RGGB"))
+    assert "undemosaiced" not in caplog.text
+
+
 def test_flight_demosaic_runs_without_opencv() -> None:
     code = (
         "import sys, numpy as np\n"
