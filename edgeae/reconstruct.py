@@ -96,7 +96,7 @@ def reconstruct_cae(
             raise ChannelMismatchError(
                 f"the image has {c_img} channel(s) but the model {getattr(predictor, 'source', '')} expects "
                 f"{channels}: use a {'grey' if channels == 3 else 'RGB'} model, or convert explicitly "
-                "(convert_channels=True, CLI --convert-channels)"
+                "(convert_channels=True; edgeae reconstruct --convert-channels)"
             )
         if c_img == 1 and channels == 3:  # grey -> replicate, reconstruct, average back
             y = reconstruct_cae(np.repeat(image, 3, axis=2), known, predictor, tile, overlap, batch, False, progress)

@@ -206,3 +206,21 @@ def test_serve_in_process_decodes_complete_frames_on_arrival(tmp_path: Path, ima
     th.join(25)
     assert result["serve"]["datagrams"] == len(pkts)
     assert result["products"]["frame_2"]["packets_lost"] == 0
+
+
+def test_decode_says_why_there_is_no_psnr_and_checks_the_method(
+    tmp_path: Path, image: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An original of another shape: the line says why there is no PSNR (was only in the JSON); an unknown
+    --method is refused before any packet is read (was exit 0 with 'products not rebuilt')."""
+    from edgeae.imageio import write_image
+
+    pk = tmp_path / "p.bin"
+    assert main(["downlink", "simulate", "--image", str(image), "--keep", "0.3", "--out", str(pk)]) == 0
+    capsys.readouterr()
+    other = write_image(tmp_path / "other.png", np.zeros((10, 10), np.uint8))
+    assert main(["ground", "decode", str(pk), "--out", str(tmp_path / "g"), "--original", str(other)]) == 0
+    assert "no PSNR: original shape" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["ground", "decode", str(pk), "--out", str(tmp_path / "g2"), "--method", "bogus"])
+    assert exc.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err

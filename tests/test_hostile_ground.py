@@ -248,7 +248,7 @@ def test_crafted_stream_peak_rss_under_1gb(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    assert got["rc"] == 0
+    assert got["rc"] == 1  # products were refused: decode says so in its exit status
     assert got["peak"] <= GB, f"peak RSS {got['peak'] / 2**20:.0f} MiB"
     rep = json.loads((out / "stream.json").read_text())
     assert rep["stream"]["products_failed"] == {"limit": len(CRAFTED)}

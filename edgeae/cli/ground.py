@@ -15,7 +15,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="CAE to fill missing pixels: zoo name (rover-rgb-gtunet), .pt, .onnx, .ort or .tflite "
         "(default: classical inpainting)",
     )
-    p.add_argument("--method", default="telea", help="classical inpainting without --model (telea|ns|linear|nearest)")
+    p.add_argument(
+        "--method",
+        default="telea",
+        choices=("telea", "ns", "linear", "nearest", "normconv"),
+        help="classical fill without --model (default telea)",
+    )
     p.add_argument(
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"
     )
@@ -118,6 +123,8 @@ def _print(report: dict) -> None:
             line += f", {100 * rep['pixel_fraction_received']:.1f}% of sampled pixels"
         if "psnr" in rep:
             line += f", PSNR {rep['psnr']:.2f} dB"
+        elif "psnr_error" in rep:
+            line += f", no PSNR: {rep['psnr_error']}"
         if "error" in rep:
             line += f" ({rep['error']})"
         print(line)
@@ -166,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
         report["stream"]["bytes_outside_packets"] = skipped
         gs.write_report(report)
         _print(report)
-        return 0
+        # a product that could not be rebuilt at all (its reason above and in stream.json) is an error for a
+        # script to see; packets lost on the link are not (they are accounted per product)
+        return 1 if report["stream"].get("products_failed") else 0
 
     from edgeae.ground.transport import serve_udp
 
