@@ -145,10 +145,18 @@ def test_geo_layer_points_fall_inside_their_products(mixed, model, scanned, tmp_
             n += 1
     assert n == sum(lay["features"] for lay in r["geo_layers"]) > 0
     out = tmp_path / "layer.geojson"
-    gj = _scan(root / "products" / "isis3", model, tmp_path / "gj", top_k=2, geo=out, geo_crs="product")
+    # --min-valid 0.5: some of these small cubes (a patch or two each, part no-data) have no patch at the
+    # default 0.9, which the report lists (checked below)
+    kw = dict(top_k=2, geo=out, geo_crs="product", min_valid=0.5)
+    gj = _scan(root / "products" / "isis3", model, tmp_path / "gj", **kw)
     first = json.loads(out.read_text())
     assert first["type"] == "FeatureCollection" and first["features"] and gj["geo_layers"][0]["path"] == str(out)
     assert len(gj["geo_layers"]) == 5  # product CRSs: one file each
+    assert gj["images_without_patches"] == []
+    strict = _scan(root / "products" / "isis3", model, tmp_path / "strict", top_k=2)
+    empty = strict["images_without_patches"]
+    md = (tmp_path / "strict" / "report.md").read_text()
+    assert empty and "without a scored patch" in md and all(f"`{f}`" in md for f in empty)
     back = pyogrio.read_info(out)
     assert back["features"] == len(first["features"]) and back["crs"]  # GDAL reads the CRS member back
 

@@ -195,8 +195,9 @@ def test_cli_line_scans_threads_and_os_errors(
     assert _cli("reconstruct", line, "--method", "linear", "--keep", 0.3, "-o", out, "--metrics-json", mj) == 0
     assert out.is_file() and json.loads(mj.read_text())["ssim"] is None
     assert "SSIM n/a" in capsys.readouterr().out
-    assert _cli("reconstruct", line, "--method", "cae", "--threads", -1, "-o", out) == 2
-    assert "threads must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse refuses it
+        _cli("reconstruct", line, "--method", "cae", "--threads", -1, "-o", out)
+    assert exc.value.code == 2 and "--threads: must be at least 1" in capsys.readouterr().err
     (tmp_path / "adir").mkdir()
     assert _cli("reconstruct", line, "--method", "linear", "-o", out, "--metrics-json", tmp_path / "adir") == 2
     assert "adir" in capsys.readouterr().err

@@ -36,7 +36,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads per worker/actor (default 1)")
     p.add_argument("--stride", type=positive_int, default=None, help="patch stride in pixels (default: the patch size)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="patches per model call (default 64)")
-    p.add_argument("--min-valid", type=float, default=0.5, help="skip patches with less valid data (default 0.5)")
+    p.add_argument(
+        "--min-valid",
+        type=float,
+        default=0.9,
+        help="skip patches with a smaller valid (not no-data) fraction (default 0.9, as the flight missions; a "
+        "patch part margin otherwise ranks by its black edge; a scan made before 0.9 was the default resumes "
+        "with --min-valid 0.5)",
+    )
     p.add_argument("--top-k", type=positive_int, default=16, help="anomalies kept as thumbnails (default 16)")
     p.add_argument(
         "--score", choices=("a", "terms-max", "local-z", "context-knn"), default="a",

@@ -44,7 +44,7 @@ class ScanConfig:
     model: ModelSpec
     stride: int
     batch_size: int = 64
-    min_valid: float = 0.5
+    min_valid: float = 0.9  # 0.5 until session 26: half-margin patches topped scans of strips with borders
     top_k: int = 16
     quality: QualityFilter = field(default_factory=QualityFilter)  # label filters applied before scanning
     score: str = "a"  # the ranking: "a" (the model's score), "terms-max" (VAE; the orbital mission's) or "local-z"

@@ -191,6 +191,8 @@ def finalize(
     top = _write_gallery(store, done, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
+    # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames)
+    empty = [p["file"] for p in per_image if p["status"] == "done" and p["n_patches"] == 0]
     rate, basis = run.get("patches_per_s_scoring"), "scoring time (start-up excluded)"
     if not rate:
         rate, basis = run.get("patches_per_s", 0.0), "wall time including start-up (too short to separate)"
@@ -209,6 +211,8 @@ def finalize(
         "patches_in_results": table.num_rows,
         "failures": failures,
         "skipped_products": skipped,
+        "images_without_patches": empty,
+        "min_valid": store.config.min_valid,
         "quality": store.config.quality.to_dict(),
         "top": top[:10],
         "lro_nac_extrapolation": lro_extrapolation(rate, store.config.stride, basis) if rate else None,
@@ -263,6 +267,21 @@ def report_markdown(r: dict[str, Any]) -> str:
         )
     for layer in r.get("geo_layers") or []:
         lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {layer['path']}")
+    if r.get("images_without_patches"):
+        empty = r["images_without_patches"]
+        lines += (
+            [
+                "",
+                f"## {len(empty)} images without a scored patch",
+                "",
+                f"Every patch had less than --min-valid {r.get('min_valid', '')} valid (not no-data) pixels: "
+                "a small product with no-data borders, a dark or blank frame, a wide --margin. Lower --min-valid "
+                "to score them.",
+                "",
+            ]
+            + [f"- `{f}`" for f in empty[:50]]
+            + ([f"- ... and {len(empty) - 50} more"] if len(empty) > 50 else [])
+        )
     if r["failures"]:
         lines += ["", "## Failures", ""] + [f"- `{f['file']}`: {f['error']}" for f in r["failures"]]
     if r.get("skipped_products"):

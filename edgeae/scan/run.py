@@ -50,7 +50,7 @@ def scan_archive(
     engine: EngineOptions | None = None,
     stride: int | None = None,
     batch_size: int = 64,
-    min_valid: float = 0.5,
+    min_valid: float = 0.9,
     top_k: int = 16,
     retry_failed: bool = False,
     force: bool = False,
