@@ -137,6 +137,8 @@ def reconstruct(
     k = np.asarray(known)
     if k.dtype != bool or k.shape != img.shape[:2]:
         raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
+    if not k.any():  # every method, the CAE too (it would paint a frame from nothing)
+        raise ValueError("no known pixels: nothing to reconstruct from (raise the keep fraction)")
     if method == "cae":
         if predictor is None:
             raise ValueError("method 'cae' needs a predictor (edgeae.predictor.load_predictor(MODEL))")

@@ -201,6 +201,14 @@ def test_cli_line_scans_threads_and_os_errors(
     (tmp_path / "adir").mkdir()
     assert _cli("reconstruct", line, "--method", "linear", "-o", out, "--metrics-json", tmp_path / "adir") == 2
     assert "adir" in capsys.readouterr().err
+    # outputs are checked before the fill: the input image is never overwritten, no two outputs collide
+    before = line.read_bytes()
+    assert _cli("reconstruct", line, "--method", "linear", "-o", line) == 2
+    assert "is the input image" in capsys.readouterr().err and line.read_bytes() == before
+    assert _cli("reconstruct", line, "--method", "linear", "-o", out, "--save-masked", out) == 2
+    assert "same file" in capsys.readouterr().err
+    assert _cli("reconstruct", line, "--method", "linear", "-o", tmp_path / "x.bmp") == 2
+    assert "cannot write '.bmp'" in capsys.readouterr().err
 
 
 def test_zoo_cae_beats_classical_on_unseen_rover_crop(data_root: Path) -> None:

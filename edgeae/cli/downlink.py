@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         from edgeae.ground.sources import image_samples, sparse_from_samples
 
         if not args.image.is_file():
-            raise CLIError(f"image {args.image} does not exist")
+            what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
+            raise CLIError(f"image {args.image} {what}")
         samples, bits = image_samples(args.image, args.channels)
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)

@@ -102,6 +102,28 @@ def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file the command will write: a format it can write, none the input image, no two the same."""
+    from edgeae.cli import CLIError
+    from edgeae.imageio import WRITE_EXTENSIONS
+
+    images = [p for p in (args.output, _side_path(args.output, args.save_masked, "masked"),
+                          _side_path(args.output, args.save_error_map, "error")) if p is not None]  # fmt: skip
+    for p in images:
+        if p.suffix.lower() not in WRITE_EXTENSIONS:
+            raise CLIError(
+                f"{p}: cannot write {p.suffix or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
+            )
+    every = [*images, *([Path(args.metrics_json)] if args.metrics_json else [])]
+    where = [p.resolve() for p in every]
+    if args.image.resolve() in where:
+        raise CLIError(f"{every[where.index(args.image.resolve())]} is the input image: name another output file")
+    if len(set(where)) < len(where):
+        raise CLIError(f"two outputs name the same file ({', '.join(str(p) for p in every)}): give each its own")
+    if args.metrics_json and Path(args.metrics_json).is_dir():
+        raise CLIError(f"--metrics-json {args.metrics_json} is a folder: name the JSON file to write")
+
+
 def _ssim_text(value: float) -> str:
     return f"{value:.4f}" if math.isfinite(value) else "n/a (image under 3 px high or wide)"
 
@@ -143,9 +165,12 @@ def run(args: argparse.Namespace) -> int:
             xcfg = CrossCheckConfig(method=args.cross_check or "linear", seed=args.seed)
         except CrossCheckError as exc:
             raise CLIError(f"--cross-check: {exc}") from None
+    _check_outputs(args)  # before minutes of filling, not after
     t0 = time.perf_counter()
     data = read_image(args.image, bayer=args.bayer)
     original = data.pixels
+    if original.shape[2] == 3 and args.output.suffix.lower() == ".pgm":
+        raise CLIError(f"-o {args.output}: PGM is grey only and {args.image.name} is RGB; write .ppm, .png or .tif")
     t_read = time.perf_counter() - t0
     pixels = original.shape[0] * original.shape[1]
     if xcfg is not None and args.cross_check is None and pixels > AUTO_CROSS_CHECK_MAX_PIXELS:

@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.images]
     for f in files:
         if not f.is_file():
-            raise CLIError(f"image {f} does not exist")
+            what = "is a folder (edgeae scan takes a folder)" if f.is_dir() else "does not exist"
+            raise CLIError(f"image {f} {what}")
     if args.batch <= 0:
         raise CLIError(f"--batch must be positive, got {args.batch}")
     for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
     if args.model is None:
         args.model = _default_model(files[0], args.bayer)
-        log.info("no --model: scoring with the zoo's %s (chosen by %s's channels)", args.model, files[0].name)
+        log.info("no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, files[0].name)
     predictor = load_predictor(args.model, threads=args.threads)
     meta = predictor.metadata
     if meta.kind not in ("vae", "cae"):
@@ -349,7 +350,11 @@ def _default_model(first: Path, bayer: str | None) -> str:
     orbital one (also when the header cannot be read here: the reader's own error comes later)."""
     if bayer:
         return DEFAULT_MODELS[3]
+    from edgeae.archive.formats import is_archive_path
     from edgeae.imageio import image_shape
+
+    if is_archive_path(first):  # a planetary product: the orbital model, as the help and edgeae scan say
+        return DEFAULT_MODELS[1]
 
     try:
         channels = image_shape(first)[2]
