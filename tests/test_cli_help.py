@@ -86,3 +86,19 @@ def test_counts_below_one_are_refused(argv: list[str], tmp_path, capsys: pytest.
         code = exc.code
     assert code == 2
     assert "at least 1" in capsys.readouterr().err or "threads must be" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_a_message_not_a_traceback(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import edgeae.scan.run as scan_run
+    from edgeae.cli import main
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_run, "scan_archive", interrupted)
+    (tmp_path / "a").mkdir()
+    assert main(["scan", str(tmp_path / "a"), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (run the same command again to resume)" in err and "Traceback" not in err

@@ -101,6 +101,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
             check_extras(f"edgeae {args.command}", args._needs(args))
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: a message, not a traceback (a scan keeps what it finished)
+        again = " (run the same command again to resume)" if args.command == "scan" else ""
+        print(f"\nedgeae {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the output was piped into a reader that stopped (| head): nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 1
     except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
         print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)
         return 2
