@@ -37,6 +37,17 @@ def test_coordinates_round_trip_to_the_right_pixels(tmp_path: Path) -> None:
     for file, x, y, s in read_csv(csv):
         assert file == "img.png"
         assert s == pytest.approx(img[y : y + 64, x : x + 64].mean(), rel=1e-5)
+    # a file name with a comma and a quote is quoted, so a standard CSV reader gets the five columns back
+    import csv as csv_module
+
+    res.file = 'a,b "c".png'
+    write_csv(csv, [res])
+    with open(csv, newline="") as f:
+        rows = list(csv_module.reader(f))
+    assert all(len(r) == 5 for r in rows) and rows[1][0] == 'a,b "c".png'
+    assert read_csv(csv)[0][0] == 'a,b "c".png'
+    csv.write_text("file,x,y,score,valid_frac\nold,name.png,0,48,0.5,1.0000\n")  # written before the quoting
+    assert read_csv(csv) == [("old,name.png", 0, 48, 0.5)]
     # the streamed file path gives the same rows
     streamed = score_file(path, _StreamScorer(), 64, 48, progress=False, min_valid=0.0)  # type: ignore[arg-type]
     np.testing.assert_array_equal(streamed.x, res.x)

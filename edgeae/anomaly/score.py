@@ -333,26 +333,35 @@ def score_map(scores: PatchScores, reduce: str = "max", downsample: int = 1) -> 
 
 
 def write_csv(path: str | os.PathLike[str], results: Iterable[PatchScores]) -> int:
-    """Write ``file,x,y,score,valid_frac`` rows; returns the number of rows."""
+    """Write ``file,x,y,score,valid_frac`` rows (CSV quoting: a file name with a comma or quote is quoted, so
+    pandas and spreadsheets read it); returns the number of rows."""
+    import csv
+
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("file,x,y,score,valid_frac\n")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(["file", "x", "y", "score", "valid_frac"])
         for r in results:
             for x, y, s, v in zip(r.x, r.y, r.score, r.valid_frac, strict=True):
-                f.write(f"{r.file},{x},{y},{s:.6g},{v:.4f}\n")
+                out.writerow([r.file, int(x), int(y), f"{s:.6g}", f"{v:.4f}"])
                 n += 1
     return n
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[tuple[str, int, int, float]]:
-    """Read back ``file,x,y,score`` rows written by :func:`write_csv`."""
+    """Read back ``file,x,y,score`` rows written by :func:`write_csv` (also the unquoted names of files written
+    before it quoted them: a row with extra cells gives them back to the file name)."""
+    import csv
+
     rows: list[tuple[str, int, int, float]] = []
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().strip().split(",")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
         if header[:4] != ["file", "x", "y", "score"]:
             raise ValueError(f"{path}: not a scores CSV (header {header})")
-        for line in f:
-            # file names may hold commas: split the other columns off the right (map columns may follow)
-            file, x, y, s = line.rstrip("\n").rsplit(",", len(header) - 1)[:4]
-            rows.append((file, int(x), int(y), float(s)))
+        for row in reader:
+            extra = len(row) - len(header)
+            file = ",".join(row[: extra + 1]) if extra > 0 else row[0]
+            x, y, sc = row[max(extra, 0) + 1 : max(extra, 0) + 4]
+            rows.append((file, int(x), int(y), float(sc)))
     return rows

@@ -234,14 +234,17 @@ def write_scores_csv(path: str | os.PathLike[str], results: list[Any]) -> int:
     geos = [georef_of(r.file)[0] for r in results]
     if all(g is None for g in geos):
         return 0
+    import csv
+
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("file,x,y,score,valid_frac," + ",".join(GEO_COLUMNS) + "\n")
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")  # a file name with a comma is quoted
+        out.writerow(["file", "x", "y", "score", "valid_frac", *GEO_COLUMNS])
         for r, g in zip(results, geos, strict=True):
             cols = geo_columns(g, r.x, r.y, r.patch)
             for i, (x, y, s, v) in enumerate(zip(r.x, r.y, r.score, r.valid_frac, strict=True)):
-                geo = ",".join("" if np.isnan(cols[c][i]) else f"{cols[c][i]:.10g}" for c in GEO_COLUMNS)
-                f.write(f"{r.file},{x},{y},{s:.6g},{v:.4f},{geo}\n")
+                geo = ["" if np.isnan(cols[c][i]) else f"{cols[c][i]:.10g}" for c in GEO_COLUMNS]
+                out.writerow([r.file, int(x), int(y), f"{s:.6g}", f"{v:.4f}", *geo])
                 n += 1
     return n
 
