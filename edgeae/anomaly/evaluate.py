@@ -494,8 +494,11 @@ def acceptance(dataset: str, rows: list[dict[str, Any]], primary: str = DEFAULT)
     return out
 
 
-def acceptance_markdown(checks: list[dict[str, Any]], models: dict[str, str] | None = None) -> str:
-    """``summary.md``: one row per target check, MISSED where a target is not met."""
+def acceptance_markdown(
+    checks: list[dict[str, Any]], models: dict[str, str] | None = None, data: dict[str, str] | None = None
+) -> str:
+    """``summary.md``: one row per target check, MISSED where a target is not met; ``data``: per dataset, what
+    was evaluated (sample sizes, a ``--limit``)."""
     out = [
         "### Targets of issue 12 (each scorer vs the baselines)",
         "",
@@ -510,7 +513,20 @@ def acceptance_markdown(checks: list[dict[str, Any]], models: dict[str, str] | N
         )
     if models:
         out += ["", "Models: " + "; ".join(f"{d}: `{m}`" for d, m in models.items()) + "."]
+    if data:
+        out += ["", "Data: " + "; ".join(f"{d}: {v}" for d, v in data.items()) + "."]
     return "\n".join(out) + "\n"
+
+
+def data_note(dataset: str, rows: list[dict[str, Any]], checks: list[dict[str, Any]], limit: int | None) -> str:
+    """What a dataset's checks were measured on: positives and negatives of each checked feature, and whether
+    ``limit`` made it a sample (the targets are stated for the whole split)."""
+    feats = dict.fromkeys(c["feature"] for c in checks if c["dataset"] == dataset)
+    counts = {r["feature"]: (r["positives"], r["negatives"]) for r in rows if r["feature"] in feats}
+    text = ", ".join(f"{f} {p} positives / {n} negatives" for f, (p, n) in counts.items())
+    if limit is not None:
+        text += f" (a sample: --limit {limit}; the targets are stated for the whole split)"
+    return text
 
 
 def table_rows(scored: Scored) -> list[dict[str, Any]]:

@@ -73,7 +73,14 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from edgeae.anomaly.evaluate import CHANNELS, DEFAULT_MODELS, acceptance_markdown, default_scorer, evaluate
+    from edgeae.anomaly.evaluate import (
+        CHANNELS,
+        DEFAULT_MODELS,
+        acceptance_markdown,
+        data_note,
+        default_scorer,
+        evaluate,
+    )
     from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
     from edgeae.predictor import load_predictor
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     root = data_root(args.data_root)
     out = Path(args.out)
     checks, used = [], {}
+    data: dict[str, str] = {}
     for ds in datasets:
         spec = args.model or DEFAULT_MODELS[ds]
         scorer = scorer_for(spec)
@@ -124,9 +132,10 @@ def run(args: argparse.Namespace) -> int:
         )
         checks += res["acceptance"]
         used[ds] = spec
+        data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit)
         print((out / ds / "table.md").read_text())
         print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
     if checks:
-        (out / "summary.md").write_text(acceptance_markdown(checks, used))
+        (out / "summary.md").write_text(acceptance_markdown(checks, used, data))
         print((out / "summary.md").read_text())
     return 0
