@@ -147,6 +147,10 @@ def test_cli_resume_refuses_flags_that_change_the_run(
     args = ["train", "cae", "--resume", str(run), "--seed", "3", "--data", str(data), "--epochs", "8", "--no-progress"]
     assert main(args) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 8
+    # a damaged config.json is named, not a bare JSON error
+    (run / "config.json").write_text('{"data": ')
+    assert main(["train", "cae", "--resume", str(run)]) == 2
+    assert "config.json: not a readable training config" in capsys.readouterr().err
     # a folder given relative to the working directory is kept absolute, so the run resumes from anywhere
     monkeypatch.chdir(tmp_path)
     assert data_arg("data") == str(data.resolve()) and data_arg("rover_rgb") == "rover_rgb"

@@ -629,5 +629,8 @@ def _psnr_of(model: Any, x: np.ndarray, y: np.ndarray, device: Any, cl: bool) ->
 
 
 def load_config(path: str | os.PathLike[str]) -> CAETrainConfig:
-    """Read a ``config.json`` written by :func:`train_cae`."""
-    return CAETrainConfig.from_dict(json.loads(Path(path).read_text()))
+    """Read a ``config.json`` written by :func:`train_cae` (a damaged one: a ValueError naming the file)."""
+    try:
+        return CAETrainConfig.from_dict(json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:  # not JSON, or not this trainer's fields
+        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None

@@ -514,5 +514,8 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike[str]) -> VAETrainConfig:
-    """Read a ``config.json`` written by :func:`train_vae`."""
-    return VAETrainConfig.from_dict(json.loads(Path(path).read_text()))
+    """Read a ``config.json`` written by :func:`train_vae` (a damaged one: a ValueError naming the file)."""
+    try:
+        return VAETrainConfig.from_dict(json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:  # not JSON, or not this trainer's fields
+        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
