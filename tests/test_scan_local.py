@@ -133,6 +133,31 @@ def _manifest_lenient(out: Path) -> list[dict]:
     return rows
 
 
+def test_an_image_changed_since_its_scan_is_scanned_again(archive, model, tmp_path, caplog) -> None:
+    """A file replaced after its scan (size or modification time) is not left with stale scores; an unchanged
+    one is not scored again; a corrupt file repaired in place is retried without --retry-failed."""
+    import logging
+    import os
+    import shutil
+
+    root = tmp_path / "arc"
+    shutil.copytree(archive[0], root)  # the shared archive stays as it is
+    out = tmp_path / "out"
+    first = _scan(root, model, out, scorer_factory=mean_scorer_factory)
+    assert first["failed"] == 2
+    a, b = root / "a" / "crop_00.png", root / "b" / "crop_03.png"
+    shutil.copyfile(b, a)
+    st = a.stat()
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # another image under the same name
+    with caplog.at_level(logging.WARNING, logger="edgeae"):
+        again = _scan(root, model, out, scorer_factory=mean_scorer_factory)
+    assert again["images_scanned"] == 1 and "changed since they were scanned" in caplog.text
+    assert _scan(root, model, out, scorer_factory=_no_scoring)["images_scanned"] == 0
+    shutil.copyfile(b, root / "bad_trunc.png")  # the truncated file repaired in place
+    r = _scan(root, model, out, scorer_factory=mean_scorer_factory)
+    assert r["images_scanned"] == 1 and r["failed"] == 1
+
+
 def test_failed_images_are_kept_failed_unless_retried(archive, model, tmp_path) -> None:
     root, _ = archive
     _scan(root, model, tmp_path, scorer_factory=mean_scorer_factory)

@@ -112,6 +112,9 @@ def scan_archive(
     _warn_colour_with_grey_model(entries, spec)
     store = ScanStore(out, config, force=force)
     todo = store.pending(entries, retry_failed=retry_failed)
+    if store.changed:
+        shown = ", ".join(store.changed[:5]) + (f" and {len(store.changed) - 5} more" if len(store.changed) > 5 else "")
+        log.warning("%d image(s) changed since they were scanned and are scanned again: %s", len(store.changed), shown)
     if max_images is not None:
         todo = todo[:max_images]
     todo = _apply_quality(store, todo, config.quality)

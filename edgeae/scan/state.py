@@ -51,6 +51,16 @@ class Record:
     error: str = ""
     seconds: float = 0.0
     reason: str = ""
+    stamp: str = ""  # the file's size and modification time when recorded ("" in older manifests: not checked)
+
+
+def file_stamp(path: Path) -> str:
+    """``size:mtime_ns`` of ``path`` ("" when it cannot be read): a file replaced since its record differs."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _save_npy(path: Path, a: np.ndarray) -> None:
@@ -159,12 +169,17 @@ class ScanStore:
         return recs
 
     def pending(self, entries: list[ArchiveEntry], retry_failed: bool = False) -> list[ArchiveEntry]:
-        """Entries still to scan (failed ones only when ``retry_failed``)."""
+        """Entries still to scan: new ones, failed ones when ``retry_failed``, and any whose file changed (size
+        or modification time) since it was recorded done or failed (:attr:`changed` lists those)."""
         recs = self.reconcile(entries)
         todo = []
+        self.changed: list[str] = []
         for e in entries:
             rec = recs.get(e.name)
-            if rec is None or (retry_failed and rec.status == "failed"):
+            if rec is not None and rec.stamp and rec.status in ("done", "failed") and rec.stamp != file_stamp(e.path):
+                self.changed.append(e.name)
+                todo.append(e)
+            elif rec is None or (retry_failed and rec.status == "failed"):
                 todo.append(e)
         return todo
 
@@ -219,14 +234,22 @@ class ScanStore:
         )
         _atomic_write(self.part_path(entry.key), lambda p: pq.write_table(table, p))
         return self._append(
-            Record(entry.name, entry.key, "done", n, result.n_skipped, seconds=round(result.seconds, 4))
+            Record(
+                entry.name,
+                entry.key,
+                "done",
+                n,
+                result.n_skipped,
+                seconds=round(result.seconds, 4),
+                stamp=file_stamp(entry.path),
+            )
         )
 
     def mark_failed(self, entry: ArchiveEntry, error: str) -> Record:
         """Record ``entry`` as failed with ``error``; any stale part of it is removed first."""
         self.part_path(entry.key).unlink(missing_ok=True)
         self.latents_path(entry.key).unlink(missing_ok=True)
-        return self._append(Record(entry.name, entry.key, "failed", error=error))
+        return self._append(Record(entry.name, entry.key, "failed", error=error, stamp=file_stamp(entry.path)))
 
     def mark_skipped(self, entry: ArchiveEntry, reason: str) -> Record:
         """Record ``entry`` as skipped by the quality filter, with the reason."""
