@@ -250,11 +250,13 @@ def score_file(
     progress: bool = True,
     bayer: str | None = None,
     margin: Any = None,
+    leave: bool = True,
 ) -> PatchScores:
     """Score one image file of any size, streamed strip by strip (:func:`edgeae.strips.iter_patch_blocks`).
 
     ``bayer``: demosaic a raw colour-filter mosaic ("RGGB", ...) first; ``margin``: a fixed
-    :class:`edgeae.nodata.Margin` (patches below ``min_valid`` are never scored)."""
+    :class:`edgeae.nodata.Margin` (patches below ``min_valid`` are never scored); ``leave``: keep the finished
+    progress bar on screen."""
     from edgeae.firmware_sim.score import background
     from edgeae.imageio import image_shape
     from edgeae.strips import iter_patch_blocks
@@ -265,7 +267,8 @@ def score_file(
         from edgeae.tiling import tile_positions
 
         tqdm = require("tqdm").tqdm
-        bar = tqdm(total=len(tile_positions(h, w, patch, stride)), desc=os.path.basename(str(path)), unit="patch")
+        total = len(tile_positions(h, w, patch, stride))
+        bar = tqdm(total=total, desc=os.path.basename(str(path)), unit="patch", leave=leave)
     # decoding and tiling run in a background thread; patches go from a zero-copy view of each band straight
     # into the batch buffer: the batches (and so the scores) of the per-patch iteration, without its copies
     blocks = iter_patch_blocks(path, patch, stride, channels=scorer.channels, bayer=bayer, margin=margin)

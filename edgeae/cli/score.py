@@ -191,7 +191,15 @@ def run(args: argparse.Namespace) -> int:
     results = []
     unread: list[str] = []
     kept: list[int] = []
+    many = len(files) > 1 and not args.no_progress  # one bar over the images, each image's bar cleared when done
+    over: Any = None
+    if many:
+        from tqdm import tqdm
+
+        over = tqdm(total=len(files), desc="images", unit="image")
     for i, f in enumerate(files):
+        if over is not None and i:
+            over.update(1)
         if args.score == "local-z":  # every patch's latents are held until the image is scored: bounded first
             _check_local_z_size(f, meta, patch, stride)
         try:
@@ -205,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
                 margin=margin,
                 batch=args.batch,
                 progress=not args.no_progress,
+                leave=not many,
             )
         except ImageReadError as exc:  # one bad file does not lose the others' scores
             if len(files) == 1:
@@ -226,6 +235,9 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"--score local-z on {f}: {exc}") from None
             r.extras.pop("mu", None)  # (N, D) per image: not kept once its scores are known
         results.append(r)
+    if over is not None:
+        over.update(1)
+        over.close()
     if not results:
         raise CLIError(f"no image could be read ({len(unread)} skipped, reasons above)")
     if unread:  # the set is what could be read
