@@ -78,7 +78,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     try:
         blob = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise MetadataError(f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {exc})") from exc
+        # the first line of torch's message only: the rest advises weights_only=False, which would run any pickled
+        # code in the file (edgeae never loads a checkpoint that way)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        if "weights only load failed" in first.lower():
+            first = "not a PyTorch weights file, or one that holds code; edgeae loads weights only"
+        raise MetadataError(f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {first})") from exc
     if not isinstance(blob, dict) or METADATA_KEY not in blob or "state_dict" not in blob:
         raise MetadataError(f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?")
     meta = ModelMetadata.from_json(blob[METADATA_KEY], source=str(path))
