@@ -222,6 +222,14 @@ def run(args: argparse.Namespace) -> int:
             unread.append(str(f))
             continue
         kept.append(i)
+        if not len(r):
+            log.warning(
+                "%s: no patch has --min-valid %g of valid pixels, so none is scored: a blank or dark image (12-bit "
+                "data stored as 16-bit without an sBIT chunk reads dark), mostly no-data, or a wide --margin; "
+                "lower --min-valid to score it anyway",
+                f.name,
+                args.min_valid,
+            )
         if args.score == "terms-max" and len(r.score):
             from edgeae.anomaly.terms import frame_terms_max
 
