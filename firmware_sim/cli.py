@@ -112,10 +112,16 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
 def _print_summary(s: dict[str, Any], out: str) -> None:
     f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
+    partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
     print(
-        f"mission {s['mission']}: {f['acquired']} frames acquired: {f['downlinked']} downlinked, "
+        f"mission {s['mission']}: {f['acquired']} frames acquired: {f['downlinked']} downlinked{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
     )
+    if q.get("evicted_items"):
+        print(
+            f"  queue full: {q['evicted_items']} products evicted or refused (each an 'evicted' or 'queue_refused' "
+            "event in telemetry.jsonl; raise budget.queue_capacity_bytes or the pass budget)"
+        )
     if t.get("p50") is not None:
         levels = ", ".join(f"{k} x{v}" for k, v in (s.get("degradations") or {}).items()) or "none"
         print(

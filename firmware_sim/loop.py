@@ -333,8 +333,20 @@ class FlightRuntime:
         item, ev = self.queue.put("telemetry", work.fid, packetise(tr, config=self.wire))
         queued["telemetry"] += item.wire_bytes if item.status == "pending" else 0
         evicted += [e.id for e in ev]
+        refused = [
+            it for it in self.queue.items.values() if it.frame_id == work.fid and it.reason == "queue_full"
+        ]  # this frame's products no eviction made room for
+        for it in refused:
+            self.tm.write("event", kind="queue_refused", item=it.id, product=it.kind, frame_id=it.frame_id,
+                          bytes=it.wire_bytes, reason=it.reason)  # fmt: skip
+        for iid in evicted:
+            it = self.queue.items[iid]
+            self.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=it.frame_id,
+                          bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
         if evicted:
             rec["evicted_items"] = evicted
+        if refused:
+            rec["refused_items"] = [it.id for it in refused]
         return queued
 
     def _finish(self, rec: dict[str, Any], t0: float) -> dict[str, Any]:

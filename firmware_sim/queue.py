@@ -8,8 +8,10 @@ within a priority) until the pass budget is spent; a product larger than what is
 finished on the next pass (every packet decodes on its own). Sequence counts are stamped at send time, so
 they run without gaps in transmit order across passes and reboots.
 
-When onboard storage (``capacity_bytes``) is full, the lowest-priority, oldest items are evicted, never one
-with a higher priority than the newcomer; every eviction is recorded with its reason.
+When onboard storage (``capacity_bytes``) is full, items of lower priority than the newcomer are evicted, the
+lowest-priority and oldest first; an item of the same or a higher priority is never evicted for it (a newcomer
+that no such eviction makes room for is refused, reason ``queue_full``: what was queued first goes first). Every
+eviction and refusal is recorded with its reason.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ class DownlinkQueue:
         return item, evicted
 
     def _make_room(self, new: Item) -> list[Item]:
-        need = self.stored_bytes + new.wire_bytes - self.capacity_bytes  # new is pending already
+        need = self.stored_bytes - self.capacity_bytes  # new is pending already, so counted in stored_bytes
         evicted: list[Item] = []
         if need <= 0:
             return evicted

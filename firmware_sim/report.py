@@ -33,7 +33,7 @@ STAGE_COLOURS = {
     "products": "#a6d854",
     "other": "#cccccc",
 }
-OUTCOME_COLOURS = {"downlinked": "#1b9e77", "queued": "#d95f02", "dropped": "#c0392b"}
+OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
 PRIORITY = ("patch", "telemetry", "sparse", "latent")  # the queue's order (queue.PRIORITY)
 GALLERY_MAX = 48
 
@@ -209,7 +209,9 @@ def _verdict(s: dict[str, Any]) -> str:
     n, down, queued, dropped = (int(f.get(k) or 0) for k in ("acquired", "downlinked", "queued", "dropped"))
     t = s.get("timing_ms", {})
     mem = s.get("memory", {})
-    parts = [f"{n} frame(s) acquired: {down} downlinked, {queued} queued, {dropped} dropped."]
+    part = int(f.get("partial") or 0)
+    some = f", {part} downlinked in part (products evicted for room)" if part else ""
+    parts = [f"{n} frame(s) acquired: {down} downlinked{some}, {queued} queued, {dropped} dropped."]
     bad = n == 0 or dropped == n
     if dropped:
         reasons = "; ".join(f"{k} (×{v})" for k, v in (f.get("drop_reasons") or {}).items())

@@ -61,10 +61,12 @@ class TelemetryWriter:
 
 
 def frame_outcomes(queue: DownlinkQueue) -> dict[int, tuple[str, str]]:
-    """Final state of every acquired frame in the ledger: (``downlinked`` | ``queued`` | ``dropped``, reason).
+    """Final state of every acquired frame in the ledger: (``downlinked`` | ``partial`` | ``queued`` |
+    ``dropped``, reason).
 
-    A processed frame is ``queued`` while any of its products waits, ``downlinked`` when none waits and at
-    least one was sent, and ``dropped`` (reason: the evictions) when all of its products were evicted.
+    A processed frame is ``queued`` while any of its products waits, ``downlinked`` when none waits and every one
+    was sent, ``partial`` (reason: the evictions) when some were sent and the others evicted or refused for room,
+    and ``dropped`` (reason: the evictions) when none was sent.
     """
     by_frame: dict[int, list[Any]] = {}
     for it in queue.items.values():
@@ -81,8 +83,11 @@ def frame_outcomes(queue: DownlinkQueue) -> dict[int, tuple[str, str]]:
         items = by_frame.get(fid, [])
         if any(i.status == PENDING for i in items):
             out[fid] = ("queued", "")
-        elif any(i.status == SENT for i in items):
+        elif any(i.status == SENT for i in items) and all(i.status == SENT for i in items):
             out[fid] = ("downlinked", "")
+        elif any(i.status == SENT for i in items):
+            lost = sorted({f"{i.kind}: {i.reason}" for i in items if i.status != SENT})
+            out[fid] = ("partial", "; ".join(lost))
         else:
             reasons = sorted({i.reason for i in items}) or ["no products"]
             out[fid] = ("dropped", "; ".join(reasons))
@@ -102,9 +107,12 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "acquired": len(outcomes),
             "downlinked": counts["downlinked"],
             "queued": counts["queued"],
+            "partial": counts["partial"],  # some products sent, the others evicted or refused for room
             "dropped": counts["dropped"],
             "drop_reasons": dict(drops),
-            "accounted": counts["downlinked"] + counts["queued"] + counts["dropped"] == len(outcomes),
+            "partial_reasons": dict(Counter(r for s, r in outcomes.values() if s == "partial")),
+            "accounted": counts["downlinked"] + counts["partial"] + counts["queued"] + counts["dropped"]
+            == len(outcomes),
             "this_run": len(frames),
         },
         "queue": {

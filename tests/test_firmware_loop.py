@@ -303,3 +303,24 @@ def test_memory_budget_is_enforced_on_process_rss(tmp_path: Path, models: dict[s
     mem = s["memory"]
     assert mem["enforced_on"] == "rss_growth_over_boot" and mem["rss_frame_peak_bytes"] > 0
     assert {"traced_peak_bytes", "rss_growth_peak_bytes", "rss_peak_bytes"} <= set(mem)
+
+
+def test_a_frame_whose_product_was_refused_for_room_is_partial_not_downlinked(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """Frame 1's sparse pixels find no room (frame 0's wait, same priority): the frame is `partial` with the
+    reason, the refusal is an event in telemetry.jsonl, and the accounting still adds up (it was `downlinked`)."""
+    import json
+
+    for i in range(2):
+        np.save(tmp_path / f"f{i}.npy", frame(i))
+    m = mission(models, budget={"downlink_bytes_per_pass": 2100, "queue_capacity_bytes": 4200})
+    s = FlightRuntime(m, tmp_path / "out").run([tmp_path / "f0.npy", tmp_path / "f1.npy"])
+    f = s["frames"]
+    assert f["partial"] == 1 and f["downlinked"] == 0 and f["accounted"]
+    assert f["partial_reasons"] == {"sparse: queue_full": 1}
+    ledger = {Path(e["source"]).name: e for e in s["ledger"]}
+    assert ledger["f1.npy"]["outcome"] == "partial" and "sparse: queue_full" in ledger["f1.npy"]["reason"]
+    events = [json.loads(x) for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
+    refused = [e for e in events if e.get("kind") == "queue_refused"]
+    assert len(refused) == 1 and refused[0]["product"] == "sparse" and refused[0]["frame_id"] == 1

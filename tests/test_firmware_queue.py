@@ -60,6 +60,11 @@ def test_eviction_and_queue_full(tmp_path: Path) -> None:
     assert d.status == "pending" and [e.id for e in ev] == [a.id]
     assert a.status == "evicted" and "evicted for" in a.reason
     assert not (q.items_dir / a.file).exists() and q.stored_bytes <= q.capacity_bytes
+    # an item that fits is accepted (its bytes were counted twice: a 2,500-byte item refused by a 4,096-byte queue)
+    q2 = DownlinkQueue(tmp_path / "q2", capacity_bytes=4096)
+    assert q2.put("sparse", 0, [b"x" * 2500])[0].status == "pending"
+    assert q2.put("sparse", 1, [b"x" * 1596])[0].status == "pending" and q2.stored_bytes == 4096
+    assert q2.put("sparse", 2, [b"x"])[0].status == "evicted"
 
 
 def test_restamp_keeps_packet_valid() -> None:
