@@ -116,3 +116,14 @@ def manifest_hash(files: list[str | os.PathLike[str]]) -> str:
     for p in sorted(Path(f) for f in files):
         h.update(f"{p.name}\t{p.stat().st_size}\t{sha256_file(p)}\n".encode())
     return h.hexdigest()
+
+
+def latent_encoder_id(metadata: Any, file_hash: str = "") -> str:
+    """The 16-hex-digit id a latent frame carries for the ground to pick the matching decoder: the source
+    checkpoint hash in ``metadata`` (shared by the encoder and decoder exported from one checkpoint), else
+    ``file_hash`` (the encoder file's SHA-256), else ``"unknown"``. The flight runtime and the ground encoder
+    both use this one function."""
+    h = getattr(metadata, "source_checkpoint_hash", "") or ""
+    if h:
+        return str(h).split(":")[-1][:16]
+    return str(file_hash).split(":")[-1][:16] if file_hash else "unknown"

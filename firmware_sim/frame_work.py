@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.masks import PRNG_VERSION, mask_rows_and_indices
+from edgeae.metadata import latent_encoder_id
 from edgeae.nodata import Margin, valid_mask
 from edgeae.tiling import axis_starts
 from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
@@ -389,7 +390,9 @@ class FrameWork:
             rows.append(np.asarray(guard.predictor(batch), np.float32).astype(np.float16))
         self.latents = LatentFrame(
             self.fid,
-            guard.expected[:16],
+            # the id the ground matches its decoder by: the encoder's source checkpoint (the file hash only for
+            # an artifact without one; it was always the file hash, which no decoder matches)
+            latent_encoder_id(getattr(guard.predictor, "metadata", None), guard.expected),
             self.h,
             self.w,
             self.c,

@@ -324,3 +324,30 @@ def test_a_frame_whose_product_was_refused_for_room_is_partial_not_downlinked(
     events = [json.loads(x) for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
     refused = [e for e in events if e.get("kind") == "queue_refused"]
     assert len(refused) == 1 and refused[0]["product"] == "sparse" and refused[0]["frame_id"] == 1
+
+
+def test_latents_from_the_flight_encoder_are_decoded_by_its_ground_decoder(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """The zoo's int8 encoder in flight, its int8 decoder on the ground: the frame's encoder id is the source
+    checkpoint's, which the decoder carries (the flight stamped the encoder file's hash, so the ground refused
+    every latent frame of the pair)."""
+    from edgeae.ground.station import GroundStation
+    from edgeae.predictor import load_predictor
+
+    art = "zoo:orbital-gray-gtcae/orbital-gray-gtcae-{}.int8.onnx"
+    m = mission(models, reconstruction={"mode": "latent", "model": art.format("encoder"), "tile": 128})
+    rt = FlightRuntime(m, tmp_path / "fl")
+    img = frame(h=128, w=256)
+    rt.process(img)
+    rt.finish()
+    (tmp_path / "g").mkdir()
+    gs = GroundStation(out=tmp_path / "g", decoder=load_predictor(art.format("decoder")))
+    for f in sorted((tmp_path / "fl" / "downlink").glob("pass_*.bin")):
+        for p in split_packets(f.read_bytes()):
+            gs.receive(p)
+    rep = gs.finish()
+    lat = rep["products"][next(k for k in rep["products"] if k.startswith("latent_"))]
+    assert "error" not in lat and not rep["stream"].get("products_failed"), lat
+    rebuilt = gs.images[0][..., 0]
+    assert rebuilt.shape == img.shape and np.abs(rebuilt - img / 255.0).mean() < 0.1

@@ -110,17 +110,16 @@ def keep_for_bytes(
 
 
 def encoder_id(encoder: Any) -> str:
-    """The id a latent frame carries: the first 16 hex digits of the source checkpoint hash in the encoder's
-    metadata (shared by the encoder and decoder exported from one checkpoint), else of the artifact file."""
-    h = getattr(getattr(encoder, "metadata", None), "source_checkpoint_hash", "") or ""
-    if h:
-        return h.split(":")[-1][:16]
-    src = getattr(encoder, "source", "")
-    if src and Path(src).is_file():
-        from edgeae.metadata import sha256_file
+    """The id a latent frame carries (:func:`edgeae.metadata.latent_encoder_id`): the first 16 hex digits of the
+    source checkpoint hash in the encoder's metadata (shared by the encoder and decoder exported from one
+    checkpoint), else of the artifact file."""
+    from edgeae.metadata import latent_encoder_id, sha256_file
 
-        return sha256_file(src).split(":")[-1][:16]
-    return "unknown"
+    meta = getattr(encoder, "metadata", None)
+    if getattr(meta, "source_checkpoint_hash", ""):
+        return latent_encoder_id(meta)
+    src = getattr(encoder, "source", "")
+    return latent_encoder_id(None, sha256_file(src) if src and Path(src).is_file() else "")
 
 
 def encode_latents(

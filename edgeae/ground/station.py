@@ -240,6 +240,8 @@ class GroundStation:
         rep["tiles"] = int(tiles_ok.size)
         if self.decoder is None:
             rep["error"] = "no cae-decoder artifact given (--decoder); latents not decoded"
+            rep["error_reason"] = "no_decoder"
+            self.failures["no_decoder"] += 1
             return rep
         dec_hash = getattr(getattr(self.decoder, "metadata", None), "source_checkpoint_hash", "") or ""
         if (
@@ -248,6 +250,8 @@ class GroundStation:
             and not dec_hash.split(":")[-1].startswith(h["encoder_id"])
         ):
             rep["error"] = f"decoder comes from checkpoint {dec_hash[:23]}, not encoder {h['encoder_id']}"
+            rep["error_reason"] = "decoder_mismatch"
+            self.failures["decoder_mismatch"] += 1
             return rep
         positions = tile_positions(h["height"], h["width"], h["tile"], h["stride"])
         if len(positions) != tiles_ok.size:
