@@ -111,6 +111,8 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
 
 def _print_summary(s: dict[str, Any], out: str) -> None:
     f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
+    for r in s.get("models_refused") or []:
+        print(f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}")
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
     partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
     print(

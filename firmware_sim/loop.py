@@ -450,6 +450,9 @@ class FlightRuntime:
             "models": {
                 r: (str(g.path) if g else None) for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
             },
+            # a model the mission names that could not be loaded at boot: the run goes on without it (a flight
+            # loop never stops for it), and the summary and console say so
+            "models_refused": list(self.models.refused),
             "scrub_reloads": self.models.reloads,
             "faults": [str(f) for f in self.faults.faults],
             "recovered_from_reboot": self.queue.recovered,

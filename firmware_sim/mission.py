@@ -34,6 +34,11 @@ def _need(cond: bool, where: str, msg: str) -> None:
         raise MissionError(f"{where}: {msg}")
 
 
+def _is_sha256(text: str) -> bool:
+    """Empty (no golden hash given) or 64 hexadecimal digits (a malformed one would refuse the model in flight)."""
+    return text == "" or (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text))
+
+
 @dataclass(frozen=True)
 class Camera:
     """What one frame looks like. ``height``/``width`` 0 accept any size (file frames of mixed sizes)."""
@@ -128,6 +133,7 @@ class Anomaly:
         _need(1 <= self.batch <= 4096, w, "batch must be in 1..4096")
         _need(1 <= self.top_k <= 65535, w, "top_k (the most patches sent per frame) must be in 1..65535")
         _need(0.0 <= self.min_valid <= 1.0, w, "min_valid must be in [0, 1]")
+        _need(_is_sha256(self.sha256), w, f"sha256 must be empty or 64 hex digits, got {self.sha256!r}")
         t = self.threshold
         _need(
             t is None or t == "metadata" or (isinstance(t, int | float) and math.isfinite(float(t))),
@@ -153,6 +159,7 @@ class Reconstruction:
         _need(self.mode == "off" or bool(self.model), w, f"mode {self.mode!r} needs a model")
         _need(8 <= self.tile <= 4096, w, "tile must be in 8..4096")
         _need(self.check_tiles >= 1, w, "check_tiles must be >= 1")
+        _need(_is_sha256(self.sha256), w, f"sha256 must be empty or 64 hex digits, got {self.sha256!r}")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class OnboardModels:
         self.parallel = parallel
         self.anomaly: ModelGuard | None = None
         self.recon: ModelGuard | None = None
+        self.refused: list[dict[str, str]] = []  # models refused at boot: role, detail, consequence
         self.scorer: PatchScorer | None = None
         self.engine: ScoreEngine | None = None  # the fast VAE scoring path (None: the sequential PatchScorer)
         self.threshold: float | None = None
@@ -161,15 +162,9 @@ class OnboardModels:
             guard.load()
         except ModelRefused as exc:
             self.events(guard.drain_events())
-            self.tm.write(
-                "event",
-                kind="model_refused",
-                role=role,
-                detail=str(exc),
-                consequence="no anomaly scoring: sparse pixels only"
-                if role == "anomaly"
-                else "no onboard reconstruction",
-            )
+            consequence = "no anomaly scoring: sparse pixels only" if role == "anomaly" else "no onboard reconstruction"
+            self.refused.append({"role": role, "detail": str(exc), "consequence": consequence})
+            self.tm.write("event", kind="model_refused", role=role, detail=str(exc), consequence=consequence)
             return None
         self.events(guard.drain_events())
         self.tm.write(

@@ -82,6 +82,15 @@ def test_corrupt_model_refused_without_fallback(tmp_path: Path, models: dict[str
     ev = {e["kind"]: e for e in events(tmp_path)}
     assert "model_file_corrupt" in ev and "SHA-256" in ev["model_file_corrupt"]["detail"]
     assert "sparse pixels only" in ev["model_refused"]["consequence"]
+    refused = s["models_refused"]  # the summary says so too, and the console prints it (firmware_sim.cli)
+    assert [r["role"] for r in refused] == ["anomaly"] and "sparse pixels only" in refused[0]["consequence"]
+
+
+def test_a_malformed_golden_hash_is_refused_at_mission_load(models: dict[str, Path]) -> None:
+    from edgeae.firmware_sim.mission import MissionError
+
+    with pytest.raises(MissionError, match="sha256 must be empty or 64 hex digits, got 'abc'"):
+        mission(models, anomaly={"sha256": "abc"})
 
 
 def test_corrupt_model_falls_back_to_golden_copy(tmp_path: Path, models: dict[str, Path]) -> None:
