@@ -46,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.setdefault(section, {})[key] = value
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise MissionError(f"--out {args.out} is an existing file; name a folder for the run's output and state")
+    if args.fresh:
+        _discard_state(Path(args.out))
     if overrides:
         mission = mission.with_overrides(**overrides)
     frames = expand_frames(args.frames)
@@ -109,10 +111,34 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
+STATE_PATHS = ("queue", "downlink", "faults", "telemetry.jsonl", "summary.json", "report.html", "mission.json")
+
+
+def _discard_state(out: Path) -> None:
+    """``--fresh``: remove what a run keeps in its output folder (queue, ledger, passes, telemetry, reports)."""
+    import shutil
+
+    for name in STATE_PATHS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def _print_summary(s: dict[str, Any], out: str) -> None:
     f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
     for r in s.get("models_refused") or []:
         print(f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}")
+    if s.get("skipped_already_acquired"):
+        print(
+            f"resumed the mission state in {out}: {s['skipped_already_acquired']} frame(s) already acquired there "
+            "were not taken again (--fresh starts over)"
+        )
+    if s.get("mission_settings_changed"):
+        print(
+            f"  settings changed since that state began (new frames only): {'; '.join(s['mission_settings_changed'])}"
+        )
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
     partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
     print(
@@ -261,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         "seu@frame3,late@frame5:800 (repeatable)",
     )  # fmt: skip
     r.add_argument("--progress", action="store_true", help="show a progress bar for each streamed frame")
+    r.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the mission state in --out (queue, frame ledger, passes, telemetry) and start over; without "
+        "it a rerun into the same folder continues that mission (frames already acquired are not taken again)",
+    )
     r.set_defaults(_fn=_run)
     b = sub.add_parser(
         "bench",

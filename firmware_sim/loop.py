@@ -42,6 +42,42 @@ def _ms(t0: float) -> float:
 
 
 LADDER_INDEX = {lv.name: lv.index for lv in LADDER}
+MISSION_STATE = "mission.json"  # the mission whose state (queue, ledger) an output folder holds
+
+
+def _check_mission_state(out: Path, mission: Mission) -> list[str]:
+    """An output folder continues one mission (a reboot, a rerun of the same command): another mission's
+    state is refused, and the settings that differ from those the folder was started with are returned
+    ("section.key: old -> new"; they apply to new frames only). Records this run's mission."""
+    import dataclasses
+    import json
+
+    from .queue import atomic_write
+
+    now = {
+        f"{sec}.{k}": (v if isinstance(v, int | float | str | bool) or v is None else str(v))
+        for sec, fields in dataclasses.asdict(mission).items()
+        if isinstance(fields, dict)
+        for k, v in fields.items()
+    }
+    path = out / MISSION_STATE
+    changed: list[str] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("name") not in (None, mission.name):
+            raise MissionError(
+                f"{out} holds the state of mission {old['name']!r} (its queue and frame ledger); this run is "
+                f"{mission.name!r}: choose another --out, or --fresh to discard that state"
+            )
+        before = old.get("settings", {})
+        changed = [
+            f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(now) if k in before and before[k] != now[k]
+        ]
+    atomic_write(path, (json.dumps({"name": mission.name, "settings": now}, indent=2) + "\n").encode())
+    return changed
 
 
 class FlightRuntime:
@@ -61,6 +97,7 @@ class FlightRuntime:
         self.m = mission
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.settings_changed = _check_mission_state(self.out, mission)  # before any state is opened
         self.loader = loader or default_loader
         self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
         dl = mission.downlink
@@ -79,6 +116,8 @@ class FlightRuntime:
         self.frame_no = 0  # frames acquired in this boot
         self.since_pass = 0
         self.tm.write("start", mission=mission.name, mission_file=mission.source_path, pid=os.getpid(), heap=self.heap)
+        if self.settings_changed:
+            self.tm.write("event", kind="mission_settings_changed", changes=self.settings_changed)
         if self.queue.recovered:
             self.tm.write(
                 "recovery",
@@ -391,9 +430,11 @@ class FlightRuntime:
     def run(self, frames: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
         """Process frames (after a reboot, skipping as many of each source as the ledger holds); summarise."""
         done = Counter(r["source"] for r in self.queue.state["frames"].values())  # a multiset: repeats count
+        self.skipped_already_acquired = 0
         for f in frames:
             if done[str(f)] > 0:
                 done[str(f)] -= 1
+                self.skipped_already_acquired += 1
                 self.tm.write("event", kind="skip_already_acquired", source=str(f))
                 continue
             try:
@@ -453,6 +494,9 @@ class FlightRuntime:
             # a model the mission names that could not be loaded at boot: the run goes on without it (a flight
             # loop never stops for it), and the summary and console say so
             "models_refused": list(self.models.refused),
+            # a rerun into the same folder continues the mission: frames already in its ledger are not taken again
+            "skipped_already_acquired": getattr(self, "skipped_already_acquired", 0),
+            "mission_settings_changed": self.settings_changed,
             "scrub_reloads": self.models.reloads,
             "faults": [str(f) for f in self.faults.faults],
             "recovered_from_reboot": self.queue.recovered,

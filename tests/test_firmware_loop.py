@@ -351,3 +351,26 @@ def test_latents_from_the_flight_encoder_are_decoded_by_its_ground_decoder(
     assert "error" not in lat and not rep["stream"].get("products_failed"), lat
     rebuilt = gs.images[0][..., 0]
     assert rebuilt.shape == img.shape and np.abs(rebuilt - img / 255.0).mean() < 0.1
+
+
+def test_an_output_folder_continues_one_mission(tmp_path: Path, models: dict[str, Path]) -> None:
+    """A rerun into the same folder continues the mission and says what it skipped and which settings changed;
+    another mission's state is refused (two missions' ledgers were merged); the CLI's --fresh starts over."""
+    import json
+    from dataclasses import replace as dc_replace
+
+    from edgeae.firmware_sim.cli import main as fw_main
+    from edgeae.firmware_sim.mission import MissionError
+
+    np.save(tmp_path / "f0.npy", frame(0))
+    out = tmp_path / "out"
+    FlightRuntime(mission(models), out).run([tmp_path / "f0.npy"])
+    m2 = mission(models, sampling={"keep": 0.2})
+    s = FlightRuntime(m2, out).run([tmp_path / "f0.npy"])
+    assert s["skipped_already_acquired"] == 1 and s["mission_settings_changed"] == ["sampling.keep: 0.1 -> 0.2"]
+    with pytest.raises(MissionError, match=r"holds the state of mission 'test'.*--fresh"):
+        FlightRuntime(dc_replace(mission(models), name="other"), out)
+    argv = ["run", "--mission", "rover_mastcamz", "--frames", str(tmp_path / "f0.npy"), "--out", str(out)]
+    assert fw_main(argv) == 2  # refused: the folder holds mission 'test'
+    fw_main([*argv, "--fresh"])  # the grey test frame is dropped by the rover camera: what matters is the state
+    assert json.loads((out / "mission.json").read_text())["name"] == "rover_mastcamz"
