@@ -178,12 +178,19 @@ class FlightRuntime:
         self._cpu0 = time.process_time()
         fno = self.frame_no
         self.frame_no += 1
-        if self.faults.at(fno, "reboot"):
-            self.tm.write("event", kind="fault_injected", fault=f"reboot@frame{fno}")
+        # faults are placed by frame id (counted across reboots); a reboot fires once per output folder, so the
+        # same command run again recovers instead of rebooting again before the same frame
+        nxt = int(self.queue.state["next_frame_id"])
+        reboot = self.faults.at(nxt, "reboot")
+        fired: list[str] = self.queue.state.setdefault("faults_fired", [])
+        if reboot is not None and str(reboot) not in fired:
+            fired.append(str(reboot))
+            self.queue.save()
+            self.tm.write("event", kind="fault_injected", fault=str(reboot))
             self.tm.close()
             self.meter.stop()
             self.models.close()
-            raise SimulatedReboot(f"reboot before frame {fno}")
+            raise SimulatedReboot(f"reboot before frame {nxt}")
         fid = int(self.queue.state["next_frame_id"])
         self.queue.state["next_frame_id"] = fid + 1
         source = "array" if isinstance(frame, np.ndarray) else str(frame)
@@ -191,10 +198,10 @@ class FlightRuntime:
         self.queue.save()
         self.meter.reset()
         rec: dict[str, Any] = {"frame_id": fid, "frame_no": fno, "source": source, "flags": [], "events": []}
-        rec["events"] = self.models.scrub(fno)
+        rec["events"] = self.models.scrub(fno, fault_frame=fid)
         if self.models.suspect:
             rec["flags"].append("weights_unverified:" + ",".join(sorted(self.models.suspect)))
-        late = self.faults.at(fno, "late")
+        late = self.faults.at(fid, "late")
         lateness = float(late.arg) if late and late.arg else (0.6 * self.m.budget.frame_ms if late else 0.0)
         if late:
             self.tm.write("event", kind="fault_injected", fault=str(late), lateness_ms=lateness)
@@ -206,7 +213,7 @@ class FlightRuntime:
             return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
         except Exception as exc:  # any reader failure drops this frame only, with its reason
             return self._finish(self._drop(rec, "unreadable", f"{type(exc).__name__}: {exc}"), t0)
-        bad = self.faults.at(fno, "bad-frame")
+        bad = self.faults.at(fid, "bad-frame")
         if bad is not None:
             self.tm.write("event", kind="fault_injected", fault=str(bad))
             reader = _corrupted(reader, bad.arg or "nan")

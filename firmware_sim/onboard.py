@@ -208,13 +208,16 @@ class OnboardModels:
             self.tm.write("event", kind=ev.kind, detail=ev.detail, **ev.data)
         return [ev.kind for ev in events]
 
-    def scrub(self, frame_no: int) -> list[str]:
-        """Inject this frame's SEU faults, then (every ``scrub_every_frames``) check and repair the weights."""
+    def scrub(self, frame_no: int, fault_frame: int | None = None) -> list[str]:
+        """Inject this frame's SEU faults (placed by ``fault_frame``, the frame id; default ``frame_no``), then
+        (every ``scrub_every_frames`` frames of this boot, ``frame_no``) check and repair the weights."""
         kinds: list[str] = []
         for role, guard in (("anomaly", self.anomaly), ("reconstruction", self.recon)):
             if guard is None:
                 continue
-            fault = self.faults.at(frame_no, "seu" if role == "anomaly" else "seu-recon")
+            fault = self.faults.at(
+                frame_no if fault_frame is None else fault_frame, "seu" if role == "anomaly" else "seu-recon"
+            )
             if fault is not None:
                 flips = flip_bits(guard.image, int(float(fault.arg or 1)), self.faults.rng)
                 self.tm.write("event", kind="fault_injected", fault=str(fault), flips=flips)

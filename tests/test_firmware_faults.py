@@ -139,7 +139,7 @@ def test_bad_frame_dropped_with_reason(tmp_path: Path, models: dict[str, Path], 
 
 def test_reboot_recovers_queue_and_ledger(tmp_path: Path, models: dict[str, Path]) -> None:
     files = []
-    for i in range(4):
+    for i in range(5):
         np.save(tmp_path / f"f{i}.npy", frame(i))
         files.append(tmp_path / f"f{i}.npy")
     m = mission(models, budget={"downlink_bytes_per_pass": 2500})
@@ -148,12 +148,14 @@ def test_reboot_recovers_queue_and_ledger(tmp_path: Path, models: dict[str, Path
         rt.run(files)
     pending_before = rt.queue.stored_bytes
     assert pending_before > 0  # products were waiting when the computer went down
-    rt2 = FlightRuntime(m, tmp_path / "out")  # the next boot, same storage
+    # the next boot, same storage, the same command (the same --inject): the reboot fired already, so it recovers
+    # (the fault was placed by per-boot frame count and rebooted again before every boot's third frame)
+    rt2 = FlightRuntime(m, tmp_path / "out", inject=["reboot@frame2"])
     assert rt2.queue.recovered and rt2.queue.stored_bytes == pending_before
     s = rt2.run(files)
     f = s["frames"]
-    assert f["acquired"] == 4 and f["this_run"] == 2 and f["accounted"] and f["dropped"] == 0
-    assert sorted(int(k) for k in rt2.queue.state["frames"]) == [0, 1, 2, 3]
+    assert f["acquired"] == 5 and f["this_run"] == 3 and f["accounted"] and f["dropped"] == 0
+    assert sorted(int(k) for k in rt2.queue.state["frames"]) == [0, 1, 2, 3, 4]
     kinds = [json.loads(x)["type"] for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
     assert "recovery" in kinds and kinds.count("start") == 2
 
