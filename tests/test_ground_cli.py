@@ -224,3 +224,9 @@ def test_decode_says_why_there_is_no_psnr_and_checks_the_method(
     with pytest.raises(SystemExit) as exc:
         main(["ground", "decode", str(pk), "--out", str(tmp_path / "g2"), "--method", "bogus"])
     assert exc.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    # one original for a stream of two frames: refused (every frame was compared with that one image)
+    pk2 = tmp_path / "p2.bin"
+    argv = ["downlink", "simulate", "--image", str(image), "--keep", "0.3", "--frame-id", "1", "--out", str(pk2)]
+    assert main(argv) == 0
+    both = ["ground", "decode", str(pk), str(pk2), "--out", str(tmp_path / "g3"), "--original", str(image)]
+    assert main(both) == 2 and "packets hold 2 frames (ids 0, 1)" in capsys.readouterr().err

@@ -134,6 +134,12 @@ def _originals(gs, path: Path, frame_ids: list[int]) -> None:
     from edgeae.ground.sources import as_float, image_samples, load_originals
 
     if path.is_file():
+        if len(frame_ids) > 1:  # one image for several frames would give each frame a PSNR against the wrong one
+            shown = ", ".join(map(str, frame_ids[:8])) + (" ..." if len(frame_ids) > 8 else "")
+            raise CLIError(
+                f"--original {path} is one image but the packets hold {len(frame_ids)} frames (ids {shown}): give "
+                "a folder of originals whose names end in the frame id (frame_3.png, img_0003.tif)"
+            )
         gs.default_original = as_float(*image_samples(path))
     else:
         gs.originals.update(load_originals(path, frame_ids))
