@@ -42,8 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides["budget"] = {"frame_ms": args.frame_ms}
     for item in args.set or ():
         section, key, value = _parse_set(item)
-        _check_set_type(mission, section, key, value, item)
-        overrides.setdefault(section, {})[key] = value
+        overrides.setdefault(section, {})[key] = _check_set_type(mission, section, key, value, item)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise MissionError(f"--out {args.out} is an existing file; name a folder for the run's output and state")
     if args.fresh:
@@ -74,20 +73,33 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> None:
-    """``--set`` with a value of the wrong kind (``sampling.keep=abc``) is refused with one clear line."""
-    current = getattr(getattr(mission, section, None), key, None)
+def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:
+    """``--set`` with an unknown key or a value of the wrong kind (``sampling.keep=abc``) is refused with one clear
+    line; returns the value (a TOML array as the tuple a list field holds)."""
+    import dataclasses
+
+    part = getattr(mission, section, None)
+    if dataclasses.is_dataclass(part):
+        known = [f.name for f in dataclasses.fields(part)]
+        if key not in known:
+            raise MissionError(f"--set {item}: [{section}] has no key {key!r}; its keys: {', '.join(known)}")
+    current = getattr(part, key, None)
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)  # TOML arrays are lists; the mission keeps tuples
+    if isinstance(current, tuple) and isinstance(value, int) and not isinstance(value, bool):
+        return value  # camera.margin=N: the mission's own check reads a number as every side
     if current is None or isinstance(value, type(current)):
-        return
+        return value
     number = (int, float)
     if isinstance(current, bool) or not isinstance(current, number):
         if isinstance(current, bool) != isinstance(value, bool) or isinstance(current, str | tuple | list):
             raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
-        return
+        return value
     if isinstance(value, bool) or not isinstance(value, number):
         raise MissionError(f"--set {item}: [{section}] {key} takes a number (now {current!r}), not {value!r}")
     if value != value or value in (float("inf"), float("-inf")):
         raise MissionError(f"--set {item}: [{section}] {key} must be a finite number")
+    return value
 
 
 def _reasons(f: dict[str, Any]) -> str:
