@@ -565,10 +565,17 @@ class _Demosaiced:
         first = next(it, None)
         if first is None:
             return
+        from edgeae.bayer import looks_like_mosaic
+
         s = first[1]
         if s.ndim == 3 and s.shape[2] == 3 and not (np.array_equal(s[..., 0], s[..., 1]) and
                                                     np.array_equal(s[..., 1], s[..., 2])):  # fmt: skip
             self.info.update(demosaiced=False, already_colour=True)  # distinct channels: not a mosaic
+            yield first
+            yield from it
+            return
+        if not looks_like_mosaic(s):  # a grey frame (a Navcam image) has no 2x2 filter pattern: no false colour
+            self.info.update(demosaiced=False, grey_not_a_mosaic=True)
             yield first
             yield from it
             return

@@ -59,6 +59,11 @@ def test_subframes_and_undeclared_mosaics(raw_frame: Path, tmp_path: Path) -> No
     summary, recs = _run(tmp_path / "undeclared", [sub], bayer="")
     assert "looks_like_bayer_mosaic" in recs[0]["flags"]
     assert summary["colour_filter"]["frames_looking_like_mosaic"] == 1
+    # a grey frame (equal channels, no 2x2 filter pattern) is not demosaiced into false colour
+    grey = cv2.GaussianBlur(np.ascontiguousarray(raw[200:712, 300:1068, 1]), (0, 0), 3)
+    summary, recs = _run(tmp_path / "grey", [np.repeat(grey[:, :, None], 3, axis=2)])
+    assert recs[0]["status"] == "processed" and recs[0]["camera"]["demosaiced"] is False
+    assert recs[0]["camera"].get("grey_not_a_mosaic")
 
 
 def test_camera_margin_and_bayer_are_validated() -> None:
