@@ -257,6 +257,13 @@ class Mission:
                 "mission",
                 "streamed strips need strip_rows to be a multiple of [anomaly].patch and stride == patch",
             )
+        per_pass, packet = self.budget.downlink_bytes_per_pass, self.downlink.max_packet_bytes
+        _need(
+            per_pass == 0 or per_pass >= packet,
+            "mission",
+            f"[budget] downlink_bytes_per_pass ({per_pass}) must hold at least one full packet ([downlink] "
+            f"max_packet_bytes = {packet}): products of larger packets would wait forever (0: no passes)",
+        )
 
     def with_overrides(self, **sections: dict[str, Any]) -> Mission:
         """A copy with some fields of some sections replaced, e.g. ``anomaly={"model": "x.onnx"}``."""

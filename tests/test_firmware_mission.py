@@ -47,6 +47,9 @@ def test_defaults_and_overrides() -> None:
         ),
         ({"name": ""}, "name"),
         ({"name": "x", "extra": 1}, "unknown top-level"),
+        ({"name": "x", "budget": {"downlink_bytes_per_pass": 500}}, "must hold at least one full packet"),
+        ({"name": "x", "anomaly": {"sha256": "abc"}}, "64 hex digits"),
+        ({"name": "x", "reconstruction": {"mode": "check", "model": "m.onnx", "sha256": "z" * 64}}, "64 hex"),
     ],
 )
 def test_invalid_missions_are_refused(doc: dict, match: str) -> None:
