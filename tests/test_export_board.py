@@ -149,3 +149,18 @@ def test_check_fails_an_artifact_that_misses_its_budget(tiny_vae_run: dict[str, 
     (rec,) = json.loads(out.read_text())["results"]
     assert not rec["passed"] and rec["psnr_db"] < 40
     assert any("tail_spearman" in f for f in rec["tail"]["fails"]), rec["tail"]
+
+
+def test_bundle_mistakes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`board bundle` with a missing model, a folder as --out or --n-test 0: exit 2 and one line (tracebacks)."""
+    from edgeae.export.board import main as board_main
+
+    out = str(tmp_path / "b.npz")
+    for argv, match in (
+        (["bundle", "no-such-model", "--out", out], "no-such-model"),
+        (["bundle", "orbital-gray-vae-lite", "--out", str(tmp_path)], "is a folder"),
+        (["bundle", "orbital-gray-vae-lite", "--n-test", "0", "--out", out], "--n-test must be at least 1"),
+    ):
+        assert board_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, err
