@@ -384,14 +384,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "bundle":
         kinds = args.kinds.split(",") if args.kinds else None
-        out = Path(args.out)
+        target = Path(args.out)
         try:  # what can be checked before minutes of PyTorch work, then one line for whatever fails
             if args.n_test < 1:
                 raise ValueError(f"--n-test must be at least 1, got {args.n_test}")
-            if out.is_dir():
-                raise ValueError(f"--out {out} is a folder: name the .npz file to write")
-            if not out.parent.is_dir():
-                raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+            if target.is_dir():
+                raise ValueError(f"--out {target} is a folder: name the .npz file to write")
+            if not target.parent.is_dir():
+                raise ValueError(f"--out {target}: folder {target.parent} does not exist")
             s = make_bundle(args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail)
         except (BundleError, OSError, ValueError, KeyError) as e:  # MetadataError, UnknownModelError: ValueErrors
             print(f"error: {e}", file=sys.stderr)
