@@ -77,6 +77,12 @@ def bench_threads(
     pred = load_artifact(path, threads=threads)
     load_ms = (time.perf_counter() - t) * 1e3
     meta = pred.metadata
+    if meta.kind not in ("vae", "cae"):  # the bench times the scoring path of the flight loop
+        raise ValueError(
+            f"{path.name} is a {meta.kind} artifact: firmware-sim bench times the flight loop's patch scoring, "
+            "with a vae or cae (the whole model); time encoders and decoders with python -m edgeae.export.board "
+            "check BUNDLE FILE --time"
+        )
     c = meta.channels
     shape = meta.input_shape
     p = int(shape[2] if meta.layout == "NCHW" else shape[1])

@@ -126,6 +126,10 @@ def test_bench_json(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture
     assert run["threads"] == 1 and run["patch"] == 32 and run["patches_per_s"] > 0
     assert set(run["stages_ms"]) == {"sample", "normalise", "infer", "score", "scrub", "packetise"}
     assert "throughput" in capsys.readouterr().out
+    # a decoder is not a scorer: one clear line (was a numpy broadcasting error)
+    dec = "zoo:rover-rgb-gtcae/rover-rgb-gtcae-decoder.int8.onnx"
+    assert main(["bench", "--model", dec, "--threads", "1", "--iters", "1"]) == 2
+    assert "is a cae-decoder artifact" in capsys.readouterr().err
 
 
 def test_flight_runtime_never_imports_torch(setup: tuple[Path, list[str]]) -> None:
