@@ -87,8 +87,12 @@ class TiffFrame:
                 page = tf.pages[0]
                 shape, dtype = page.shape, np.dtype(page.dtype)
                 self.tiled = bool(page.is_tiled)
+                # a pyramid's reduced levels (SubIFDs, reduced-resolution pages) are not frames
+                n_pages = sum(1 for pg in tf.pages if not getattr(pg, "is_reduced", False))
         except Exception as exc:  # tifffile raises many types for damaged files
             raise FrameError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+        if n_pages != 1:  # page 0 alone would drop the others without a word
+            raise FrameError(f"{path}: a TIFF of {n_pages} pages; firmware-sim takes one frame per file")
         if len(shape) == 2:
             h, w, c = shape[0], shape[1], 1
         elif len(shape) == 3 and shape[2] in (1, 3):

@@ -84,3 +84,16 @@ def test_pixel_checks() -> None:
     assert v.ok and v.saturated_fraction == pytest.approx(0.25)
     assert to_samples(np.array([[[0.5]]], np.float32), 8).tolist() == [[[128]]]
     assert to_samples(np.array([[[300]]], np.uint16), 12).dtype == np.uint16
+
+
+def test_a_multi_page_tiff_is_refused_not_cut_to_its_first_page(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    p = tmp_path / "stack.tif"
+    with tifffile.TiffWriter(p) as tw:
+        for _ in range(3):
+            tw.write(np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    with pytest.raises(FrameError, match="a TIFF of 3 pages; firmware-sim takes one frame per file"):
+        open_frame(p)
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    assert open_frame(one).header.height == 32
