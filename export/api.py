@@ -376,10 +376,11 @@ def export_checkpoint(
             )
         )
         log.info("%s: %s", path.name, result.summary())
-    for g in graphs:  # ONNX files made only as a step towards ORT
-        if "onnx" not in config.formats:
-            for p in done[g.kind].values():
-                p.unlink(missing_ok=True)
+    for g in graphs:  # ONNX files made only as a step (towards ORT, or the fp32 file int8 is quantised from)
+        for key, p in done[g.kind].items():
+            fmt_, _, prec = key.partition("-")
+            if not (fmt_ == "onnx" and "onnx" in config.formats and prec in config.precisions):
+                p.unlink(missing_ok=True)  # not asked for, so not parity-checked: not left in --out
     write_report(report, out)
     if failures and config.strict:
         from .parity import ParityError

@@ -171,6 +171,8 @@ def test_int8_onnx_weights_are_7_bit_by_default_and_say_so(data_root: Path, tmp_
     assert config.reduce_range
     (art,) = export_checkpoint(model, meta, tmp_path / "seven", "tiny", calib, test, config).artifacts
     assert art.parity["passed"], art.parity
+    # only what was asked for and checked is left: the fp32 ONNX int8 is quantised from is not
+    assert sorted(p.name for p in (tmp_path / "seven").glob("*.onnx")) == [Path(art.path).name]
     assert read_metadata(art.path).extra["int8_weights"] == "7-bit (reduce_range)"
     full = dataclasses.replace(config, reduce_range=False, strict=False)
     (art,) = export_checkpoint(model, meta, tmp_path / "full", "tiny", calib, test, full).artifacts
