@@ -236,8 +236,17 @@ def _report(args: argparse.Namespace) -> int:
 
     from .report import write_report
 
-    if not (Path(args.out) / "summary.json").is_file():
+    summary = Path(args.out) / "summary.json"
+    if not summary.is_file():
         raise MissionError(f"{args.out} holds no summary.json: is it the --out folder of firmware-sim run?")
+    import json
+
+    try:
+        doc = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # a damaged summary would make a report of "mission ?" with 0 frames
+        raise MissionError(f"{summary} is not readable JSON ({exc}); run the mission again to rewrite it") from None
+    if not isinstance(doc, dict) or "frames" not in doc:
+        raise MissionError(f"{summary} is not a firmware-sim run summary (no 'frames' record)")
     print(f"report: {write_report(args.out)}")
     return 0
 

@@ -111,3 +111,14 @@ def test_report_of_an_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text("{}")
     html = write_report(tmp_path).read_text()
     assert "No frame was processed" in html
+
+
+def test_report_command_refuses_a_damaged_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.firmware_sim.cli import main as fw_main
+
+    (tmp_path / "summary.json").write_text('{"frames": {"acq')
+    assert fw_main(["report", str(tmp_path)]) == 2
+    assert "summary.json is not readable JSON" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    assert fw_main(["report", str(tmp_path)]) == 2
+    assert "not a firmware-sim run summary" in capsys.readouterr().err
