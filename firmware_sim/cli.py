@@ -84,6 +84,8 @@ def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str)
         if key not in known:
             raise MissionError(f"--set {item}: [{section}] has no key {key!r}; its keys: {', '.join(known)}")
     current = getattr(part, key, None)
+    if isinstance(value, bool) and current is not None and not isinstance(current, bool):
+        raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
     if isinstance(current, tuple) and isinstance(value, list):
         return tuple(value)  # TOML arrays are lists; the mission keeps tuples
     if isinstance(current, tuple) and isinstance(value, int) and not isinstance(value, bool):
@@ -194,7 +196,14 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_table, run_bench
 
-    threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
+    try:
+        threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
+    except ValueError:
+        raise MissionError(f"--threads takes comma-separated whole numbers, e.g. 1,2; got {args.threads!r}") from None
+    if not threads or min(threads) < 1:
+        raise MissionError(f"--threads takes thread counts of at least 1, got {args.threads!r}")
+    if args.json and not Path(args.json).parent.is_dir():  # before the benchmark, not after
+        raise MissionError(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
     result = run_bench(
         args.model,
         threads=threads,

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from edgeae.cli import CLIError
+from edgeae.cli import CLIError, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=64, help="held-out parity patches (default 64)")
     p.add_argument("--seed", type=int, default=0, help="patch selection seed")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurements")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per latency figure")
     p.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
     rng = p.add_mutually_exclusive_group()
     rng.add_argument(
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.calib is not None and not Path(args.calib).exists():
         raise CLIError(f"--calib {args.calib} does not exist")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out} is a file: name a folder for the artifacts and the parity report")
     if args.calib is None:
         log.info("no --calib given: calibrating on the model's dataset val split")
     try:
