@@ -219,6 +219,8 @@ def test_ground_filler_adapts_and_never_loses_a_frame(
     assert name == "cae:orbital-gray-unet2-ground+adapt2"
     out = fill(img, known)
     assert out.shape == img.shape and np.array_equal(out[known], img[known])
+    # what adaptation did on this frame is recorded beside the fill's name (0: the shipped model was kept)
+    assert fill.last_adapt["steps"] == 2 and fill.last_adapt["chosen_step"] in (0, 1, 2)  # type: ignore[attr-defined]
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("out of memory (simulated)")
@@ -228,5 +230,6 @@ def test_ground_filler_adapts_and_never_loses_a_frame(
     with caplog.at_level(logging.WARNING, logger="edgeae.ground.station"):
         again = fill_broken(img, known)
     assert "simulated" in caplog.text and "as shipped" in caplog.text
+    assert fill_broken.last_adapt["chosen_step"] == 0 and "simulated" in fill_broken.last_adapt["error"]  # type: ignore[attr-defined]
     plain, _ = make_filler("orbital-gray-unet2-ground", threads=2)
     assert np.array_equal(again, plain(img, known))  # the shipped model filled the frame

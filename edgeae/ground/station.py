@@ -79,11 +79,20 @@ def make_filler(
 
         def fill_cae(image: np.ndarray, known: np.ndarray) -> np.ndarray:
             use = predictor
+            fill_cae.last_adapt = None  # type: ignore[attr-defined]
             if adapt_cfg is not None and image.shape[2] == predictor.metadata.channels:
+                info: dict[str, Any] = {}
                 try:
-                    use = adapt_predictor(predictor, image, known, adapt_cfg, progress=False)
+                    use = adapt_predictor(predictor, image, known, adapt_cfg, progress=False, report=info)
                 except Exception as exc:  # the frame is still filled, by the shipped model
                     log.warning("adapting the CAE to the frame failed (%s): filling with the model as shipped", exc)
+                    info = {"error": str(exc)}
+                # the fill's name says adaptation was asked for; this says what it did on this frame (0: the
+                # model as shipped was kept, adapting did not help the held-out samples)
+                fill_cae.last_adapt = {  # type: ignore[attr-defined]
+                    "steps": adapt_steps, "chosen_step": int(info.get("chosen_step", 0)), **({"error": info["error"]}
+                    if "error" in info else {}),
+                }  # fmt: skip
             if xcfg is not None:
                 try:
                     return np.asarray(cross_checked_fill(image, known, use, xcfg, progress=False), dtype=np.float32)
@@ -204,6 +213,8 @@ class GroundStation:
             "reconstruction": self.fill_name,
         }
         recon = self.fill(img, known) if self.fill is not None and known.any() else img
+        if getattr(self.fill, "last_adapt", None) is not None:
+            rep["adapt"] = self.fill.last_adapt  # type: ignore[union-attr]
         rep["decode_s"] = round(time.perf_counter() - t0, 4)
         self.images[asm.frame_id] = recon
         self.known[asm.frame_id] = known
