@@ -203,6 +203,12 @@ def test_cli_reconstruct_adapt(tmp_path: Path, moon: np.ndarray, capsys: pytest.
     bad = ("--adapt", -4, "-o", tmp_path / "c.png")
     assert _cli("reconstruct", png, "--model", "orbital-gray-unet2-ground", *bad) == 2
     assert "adapt steps" in capsys.readouterr().err
+    # an RGB frame with the grey model and --convert-channels: adapted on the grey frame it is given (was refused)
+    rgb = write_image(tmp_path / "rgb.png", np.repeat(moon[:128, :128, None], 3, axis=2))
+    rc = _cli("reconstruct", rgb, "--model", "orbital-gray-unet2-ground", "--convert-channels", "--adapt", 1,
+              "--no-cross-check", "--threads", 2, "-o", tmp_path / "r.png")  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and ("adapted to the frame" in out or "did not help the held-out samples" in out)  # it ran
 
 
 def test_ground_filler_adapts_and_never_loses_a_frame(

@@ -200,7 +200,13 @@ def run(args: argparse.Namespace) -> int:
             try:
                 cfg = AdaptConfig(steps=args.adapt, seed=args.seed)
                 t_adapt = time.perf_counter()
-                tuned = adapt_predictor(predictor, original, known, cfg, report=adapt_report)
+                target = original
+                want = predictor.metadata.channels
+                if args.convert_channels and original.shape[2] != want:  # adapt on what the model will be given
+                    from edgeae.imageio import convert_channels
+
+                    target = convert_channels(original, want)
+                tuned = adapt_predictor(predictor, target, known, cfg, report=adapt_report)
                 # the model as shipped comes back when there is nothing to adapt to, or when no adapted state
                 # beat it on the held-out samples (it logged why)
                 adapt_s = time.perf_counter() - t_adapt if adapt_report else 0.0
