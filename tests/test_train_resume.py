@@ -144,7 +144,23 @@ def test_cli_resume_refuses_flags_that_change_the_run(
     assert main(["train", "cae", "--resume", str(run), "--data", str(tmp_path / "other")]) == 2
     assert "--data" in capsys.readouterr().err
     # the same values as the run's are not a change; --epochs 8 raises the 2-epoch run to 8
-    args = ["train", "cae", "--resume", str(run), "--seed", "3", "--data", str(data), "--epochs", "8", "--no-progress"]
+    args = [
+        "train",
+        "cae",
+        "--resume",
+        str(run),
+        "--seed",
+        "3",
+        "--data",
+        str(data),
+        "--epochs",
+        "8",
+        "--no-progress",
+        "--data-root",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]  # fmt: skip  (where it continues may change)
     assert main(args) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 8
     # a damaged config.json is named, not a bare JSON error

@@ -54,7 +54,8 @@ def add_precision_args(parser: argparse.ArgumentParser) -> None:
 
 
 # flags of `edgeae train cae` that set a field of the run's config (flag dest -> field); on --resume each must
-# be left out or equal the run's (--epochs, --time-budget, --threads, --no-progress may change)
+# be left out or equal the run's (--epochs, --time-budget, --threads, --no-progress, --device and --data-root
+# may change: where the run continues, not what it trains on; the data's manifest hash is checked on resume)
 CAE_FLAG_FIELDS: dict[str, str] = {
     name: name
     for name in (
@@ -76,9 +77,7 @@ CAE_FLAG_FIELDS: dict[str, str] = {
         "patience",
         "loss",
         "lr_schedule",
-        "device",
         "data_workers",
-        "data_root",
         "init",
         "val_seed",
     )
@@ -119,9 +118,17 @@ def refuse_resume_changes(args: argparse.Namespace, saved: object, fields: dict[
     if diffs:
         raise CLIError(
             f"--resume {args.resume} continues the run as configured in its config.json; these flags would change "
-            f"it: {'; '.join(diffs)}. Leave them out (only --epochs, --time-budget, --threads and --no-progress may "
-            "change), or start a new run with --out (--init CHECKPOINT to start from its weights)"
+            f"it: {'; '.join(diffs)}. Leave them out (only --epochs, --time-budget, --threads, --no-progress, "
+            "--device and --data-root may change), or start a new run with --out (--init CHECKPOINT to start "
+            "from its weights)"
         )
+
+
+def where_it_continues(args: argparse.Namespace) -> dict[str, Any]:
+    """``--device`` / ``--data-root`` given with ``--resume``: where the run continues (a lent GPU, data moved),
+    not what it trains on (the data's manifest hash is checked on resume)."""
+    given = given_flags(args)
+    return {dest: getattr(args, dest) for dest in ("device", "data_root") if dest in given}
 
 
 def record_flag_defaults(parser: argparse.ArgumentParser) -> None:
@@ -311,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
             changes["threads"] = args.threads
         if args.no_progress:
             changes["progress"] = False
+        changes |= where_it_continues(args)
         cfg = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
         metrics = train_cae(cfg, resume=True)
         return _report(metrics, Path(args.resume), args.zoo_name)

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError, positive_int
-from edgeae.cli.train import add_precision_args, precision_arg, record_flag_defaults, refuse_resume_changes
+from edgeae.cli.train import (
+    add_precision_args,
+    precision_arg,
+    record_flag_defaults,
+    refuse_resume_changes,
+    where_it_continues,
+)
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -90,8 +96,6 @@ VAE_FLAG_FIELDS: dict[str, str] = {
         "beta",
         "lr",
         "seed",
-        "device",
-        "data_root",
     )
 } | {"no_hirise": "hirise", "msl_ground": "msl_ground", "no_augment": "augment", "bf16": "bf16", "no_bf16": "bf16"}
 
@@ -117,6 +121,7 @@ def run_cli(args: argparse.Namespace) -> int:
             changes["threads"] = args.threads
         if args.no_progress:
             changes["progress"] = False
+        changes |= where_it_continues(args)
         cfg = dataclasses.replace(saved, **changes)
         return _report(train_vae(cfg, resume=True), Path(args.resume), args.zoo_name)
     if not args.out:

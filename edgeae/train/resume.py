@@ -30,7 +30,9 @@ STATE_FILE = "last.pt"
 STATE_VERSION = 1
 
 # Config keys that may change between a run and its resumption (they do not change what is learned).
-RESUMABLE_CHANGES = frozenset({"epochs", "time_budget", "progress", "threads", "device", "out", "resume"})
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "time_budget", "progress", "threads", "device", "data_root", "out", "resume"}
+)  # data_root: where the same files are (the manifest hash, by name, size and content, is checked)
 # Config keys added after runs were saved, with the value those runs had in effect.
 ADDED_LATER: dict[str, object] = {"data_workers": 1}
 

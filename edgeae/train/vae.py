@@ -73,7 +73,7 @@ MSL_CALIBRATION_IMAGES = 100  # per class (ground, hardware) of the train sols, 
 MSL_CALIBRATION_STRIDE = 64
 THRESHOLD_MAX_PATCHES = 2000  # the threshold uses the val files in order until this many patches
 # Config keys that may change when a run is resumed (they do not change what is learned).
-RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "out")
+RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "data_root", "out")
 
 
 @dataclass(frozen=True)
