@@ -185,6 +185,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{traced_text}{rate_text}"
     )
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
+    if s.get("faults_not_fired"):
+        print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
     for a in s["anomalies"][:5]:
         top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:4])
         print(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")

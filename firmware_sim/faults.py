@@ -86,6 +86,11 @@ class FaultPlan:
     def __init__(self, faults: tuple[Fault, ...], seed: int = 0) -> None:
         self.faults = faults
         self.rng = np.random.default_rng(seed)
+        self.fired: list[str] = []  # the faults injected in this boot (the summary lists those that never were)
+
+    def mark(self, fault: object) -> None:
+        """Record that ``fault`` was injected."""
+        self.fired.append(str(fault))
 
     def at(self, frame: int | None, kind: str) -> Fault | None:
         for f in self.faults:

@@ -187,6 +187,7 @@ class FlightRuntime:
             fired.append(str(reboot))
             self.queue.save()
             self.tm.write("event", kind="fault_injected", fault=str(reboot))
+            self.faults.mark(reboot)
             self.tm.close()
             self.meter.stop()
             self.models.close()
@@ -205,6 +206,7 @@ class FlightRuntime:
         lateness = float(late.arg) if late and late.arg else (0.6 * self.m.budget.frame_ms if late else 0.0)
         if late:
             self.tm.write("event", kind="fault_injected", fault=str(late), lateness_ms=lateness)
+            self.faults.mark(late)
             rec["flags"].append("late")
         rec["lateness_ms"] = lateness
         try:
@@ -216,6 +218,7 @@ class FlightRuntime:
         bad = self.faults.at(fid, "bad-frame")
         if bad is not None:
             self.tm.write("event", kind="fault_injected", fault=str(bad))
+            self.faults.mark(bad)
             reader = _corrupted(reader, bad.arg or "nan")
         reader = self._colour_filter(reader, rec)
         verdict = check_header(reader.header, self.m.camera)
@@ -506,6 +509,12 @@ class FlightRuntime:
             "mission_settings_changed": self.settings_changed,
             "scrub_reloads": self.models.reloads,
             "faults": [str(f) for f in self.faults.faults],
+            # asked for but never injected (a frame id never reached, a model the fault needs not loaded)
+            "faults_not_fired": [
+                str(f)
+                for f in self.faults.faults
+                if str(f) not in self.faults.fired and str(f) not in self.queue.state.get("faults_fired", [])
+            ],
             "recovered_from_reboot": self.queue.recovered,
             "patches_per_s": _rate(self.records),
         }

@@ -155,6 +155,7 @@ class OnboardModels:
             bad.write_bytes(bytes(data))
             golden, path = path, bad
             self.tm.write("event", kind="fault_injected", fault="corrupt-model@load", path=str(bad))
+            self.faults.mark("corrupt-model@load")
         guard = ModelGuard(
             role, path, self.loader, self.m.runtime.threads, sha256=sha, fallback=fallback, golden_path=golden
         )
@@ -221,6 +222,7 @@ class OnboardModels:
             if fault is not None:
                 flips = flip_bits(guard.image, int(float(fault.arg or 1)), self.faults.rng)
                 self.tm.write("event", kind="fault_injected", fault=str(fault), flips=flips)
+                self.faults.mark(fault)
                 self.suspect.add(role)
             if frame_no % self.m.runtime.scrub_every_frames == 0:
                 ev = guard.scrub()

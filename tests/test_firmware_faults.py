@@ -170,3 +170,11 @@ def test_seu_with_a_damaged_golden_copy_degrades_to_sparse_only(tmp_path: Path, 
     assert recs[1]["events"] == ["seu_unrecoverable"] and rt.scorer is None
     assert recs[0]["patches"]["scored"] == 24 and recs[2]["patches"]["scored"] == 0
     assert s["frames"]["downlinked"] == 3  # the frames still go down as sparse pixels
+
+
+def test_faults_that_never_fire_are_listed(tmp_path: Path, models: dict[str, Path]) -> None:
+    rt = FlightRuntime(mission(models), tmp_path, inject=["seu@frame0", "seu@frame99", "late@frame7"])
+    rt.process(frame())
+    s = rt.finish()
+    assert s["faults"] == ["seu@frame0", "seu@frame99", "late@frame7"]
+    assert s["faults_not_fired"] == ["seu@frame99", "late@frame7"]
