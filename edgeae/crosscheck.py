@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,20 @@ def held_out(known: np.ndarray, share: float, seed: int, folds: int = 1) -> np.n
     return held
 
 
+def _steps(total: int, show: bool | None, pixels: int) -> Callable[..., None]:
+    """A step counter with a progress bar when ``show`` (None: frames over a megapixel); ``tick(close=True)``."""
+    if not (show if show is not None else pixels > 1_000_000):
+        return lambda close=False: None
+    bar = require("tqdm").tqdm(total=total, desc="cross-check", unit="fill", leave=False)
+
+    def tick(close: bool = False) -> None:
+        bar.update(1)
+        if close:
+            bar.close()
+
+    return tick
+
+
 def cross_checked_fill(
     image: np.ndarray,
     known: np.ndarray,
@@ -175,13 +190,19 @@ def cross_checked_fill(
         raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
     held = held_out(k, cfg.holdout, cfg.seed, cfg.folds)
     n_held = int(np.count_nonzero(held))
+    # one bar over the whole cross-check (its CAE passes and classical fills), not one bar per CAE pass
+    show = reconstruct_kwargs.pop("progress", None)
+    reconstruct_kwargs["progress"] = False
+    tick = _steps(2 + 2 * cfg.folds, show, k.size)
     full_cae = reconstruct(img, k, "cae", predictor=predictor, **reconstruct_kwargs)
+    tick()
     if n_held < MIN_HELD:
         log.warning(
             "cross-check: only %d received samples to set aside (need %d): the CAE alone is used", n_held, MIN_HELD
         )
         if report is not None:
             report.update(alpha_mean=1.0, alpha_frame=1.0, held=n_held, cae_share=1.0, skipped=True)
+        tick(close=True)
         return full_cae[..., 0] if squeeze else full_cae
     ys, xs = np.nonzero(held)
     fold = held[ys, xs]
@@ -191,9 +212,12 @@ def cross_checked_fill(
         rest = k & (held != f)
         sel = fold == f
         part_cae[sel] = reconstruct(img, rest, "cae", predictor=predictor, **reconstruct_kwargs)[ys[sel], xs[sel]]
+        tick()
         part_cls[sel] = _inpaint.inpaint(img * rest[..., None], rest, cfg.method)[ys[sel], xs[sel]]
+        tick()
     alpha, alpha_g = weight_map(k.shape, ys, xs, img[ys, xs], part_cae, part_cls, cfg.sigma, cfg.tau)
     full_cls = _inpaint.inpaint(img * k[..., None], k, cfg.method)
+    tick(close=True)
     out = full_cls + alpha[..., None] * (full_cae - full_cls)
     out = np.clip(out, 0.0, 1.0)
     out[k] = img[k]
