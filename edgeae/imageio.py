@@ -114,6 +114,15 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
         # PNG sBIT: the spec scales samples to 16 bits, but many instrument pipelines store the
         # raw 12-bit counts; only when every value fits in ``sig`` bits are they read as such
         bits = sig
+    elif arr.dtype == np.uint16 and (bits or 16) == 16 and 0 < (top := int(arr.max(initial=0))) < 4096:
+        # read as 16-bit the image is nearly black (and may count as no-data): say what is probably going on
+        log.warning(
+            "%s: 16-bit samples reach only %d of 65535; if this is 12-bit (or narrower) data stored without a "
+            "bit-depth record (PNG sBIT, TIFF BitsPerSample), it reads nearly black: store it with its bit depth "
+            "or rescale it",
+            p,
+            top,
+        )
     return arr, bits or 8 * arr.dtype.itemsize, alpha
 
 

@@ -235,3 +235,17 @@ def test_png_sbit_twelve_bit(tmp_path: Path) -> None:
     scaled = (g12 << 4) | (g12 >> 8)  # spec-conformant: samples scaled up to the full 16 bits
     im = read_image(_png_with_sbit(tmp_path / "scaled12.png", scaled, 12), detect_nodata=False)
     assert (im.bit_depth, im.scale) == (16, 65535.0)
+
+
+def test_twelve_bit_data_without_a_bit_depth_record_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """12-bit counts in a 16-bit PNG without sBIT read as 16-bit (nearly black): a warning says why."""
+    import logging
+
+    cv2 = pytest.importorskip("cv2")
+    g12 = RNG.integers(1, 4096, (20, 30)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "bare12.png"), g12)
+    with caplog.at_level(logging.WARNING, logger="edgeae"):
+        im = read_image(tmp_path / "bare12.png", detect_nodata=False)
+    assert im.bit_depth == 16 and "reach only" in caplog.text and "bit-depth record" in caplog.text
