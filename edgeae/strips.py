@@ -264,7 +264,10 @@ def _iter_bands(
             else:
                 nd = nodata_mask(raw, bit_depth=reader.bit_depth, edges=edges)
             valid &= nd
-        if detect_nodata:  # the flight runtime's own mask: dark/saturated margins, no-data seen from the border
+        # the flight runtime's own mask (dark/saturated margins seen from the border), for images; a planetary
+        # product's label says what is missing (its no-data values), as read_product does for the whole product:
+        # the heuristics read a product stretched to its range as margin (an HRSC strip: 0 % valid)
+        if detect_nodata and getattr(reader, "heuristic_nodata", True):
             edges = ["left", "right"] + (["top"] if y0 == 0 else []) + (["bottom"] if y1 == reader.height else [])
             valid &= valid_mask(
                 raw,
@@ -275,7 +278,7 @@ def _iter_bands(
                 frame_height=reader.height,
                 reduce="min" if isinstance(reader, _BayerRows) else "max",  # demosaiced margins stay dark
             )
-        elif margin:
+        elif margin:  # a fixed margin still applies
             valid &= margin_mask(valid.shape, margin, y0, reader.height)
         prev = (y0, y1, raw, valid)
         yield Strip(y0, y1, convert_channels(pixels, channels), valid)
