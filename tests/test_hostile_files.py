@@ -271,6 +271,37 @@ def test_non_toml_link_names_the_file(tmp_path: Path, grey_png: Path, capsys) ->
     assert len(err.splitlines()) == 1 and "bad.toml" in err and "not a TOML text file" in err
 
 
+@pytest.mark.parametrize(
+    ("toml", "match"),
+    [
+        ("[link]\nseed = 1.5\n", "seed must be a whole number"),  # was a TypeError from numpy's SeedSequence
+        ("link = 5\n", "'link' must be a table"),  # was "'int' object is not iterable"
+        ('[link]\nloss = "high"\n', "loss must be a number"),
+        ("[link]\nloss = true\n", "loss must be a number"),  # was taken as 100 % loss
+    ],
+)
+def test_link_file_mistakes_are_one_line_errors(tmp_path: Path, grey_png: Path, capsys, toml, match) -> None:
+    from edgeae.cli import main
+
+    link = tmp_path / "l.toml"
+    link.write_text(toml)
+    argv = ["downlink", "simulate", "--image", str(grey_png), "--link", str(link), "--out", str(tmp_path / "p")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "l.toml" in err and match in err, err
+
+
+def test_ports_outside_the_udp_range_are_refused(tmp_path: Path, capsys) -> None:
+    from edgeae.cli import main
+
+    for argv in (["downlink", "send", str(tmp_path / "p.bin"), "--port", "70000"],
+                 ["ground", "serve", "--port", "-1", "--out", str(tmp_path / "g")]):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "a UDP port is 0-65535" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
 def test_firmware_sim_mistakes_exit_2_with_one_line(tmp_path: Path, grey_png: Path, capsys) -> None:
     from edgeae.firmware_sim.cli import main
 

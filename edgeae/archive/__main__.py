@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 
 from edgeae.archive.formats import is_archive_path
@@ -21,7 +22,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgeae.scan.archive import walk_archive
 
     bad = 0
-    for e in walk_archive(args.paths):
+    try:
+        entries = walk_archive(args.paths)
+    except (FileNotFoundError, ValueError) as exc:  # a path that is not there: one line, not a traceback
+        print(f"python -m edgeae.archive: error: {exc}", file=sys.stderr)
+        return 2
+    if not any(is_archive_path(e.path) for e in entries):
+        print(f"python -m edgeae.archive: no planetary product under {', '.join(args.paths)}", file=sys.stderr)
+        return 1
+    for e in entries:
         if not is_archive_path(e.path):
             continue
         try:

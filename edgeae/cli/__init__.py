@@ -47,6 +47,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def udp_port(text: str) -> int:
+    """argparse type: a UDP port, 0-65535 (0: the system picks a free one where listening)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a UDP port is 0-65535, got {value}")
+    return value
+
+
 def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
     """``--views 1..VIEWS``: VAE latents of each patch's first N rotations and flips (``edgeae score`` and
     ``edgeae evaluate``; :mod:`edgeae.anomaly.views`)."""

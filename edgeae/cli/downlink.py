@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeae.cli import CLIError, positive_int
+from edgeae.cli import CLIError, positive_int, udp_port
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -109,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "serve), then one end-of-transmission datagram, on which the station decodes what it has and exits.",
     )
     u.add_argument("packets", type=Path, help="packet file or directory of packet files")
-    u.add_argument("--port", type=int, required=True, help="UDP port the ground station listens on")
+    u.add_argument("--port", type=udp_port, required=True, help="UDP port the ground station listens on")
     u.add_argument("--host", default="127.0.0.1", help="ground station address (default 127.0.0.1)")
     u.add_argument(
         "--link", type=Path, metavar="LINK",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeae.cli import CLIError, positive_int
+from edgeae.cli import CLIError, positive_int, udp_port
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "end-of-transmission datagram that edgeae downlink send ends with, after --idle-timeout seconds "
         "without packets, or after --max-time seconds; then writes the same outputs as decode.",
     )
-    s.add_argument("--port", type=int, required=True, help="UDP port (0 picks a free one)")
+    s.add_argument("--port", type=udp_port, required=True, help="UDP port (0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets")
     s.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case")

@@ -41,6 +41,9 @@ class LinkConfig:
     duplicate: float = 0.0
 
     def __post_init__(self) -> None:
+        for name, v in asdict(self).items():  # TOML gives any type: a number where a number belongs
+            if name not in ("contacts", "seed", "name") and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ValueError(f"{name} must be a number, got {v!r}")
         object.__setattr__(self, "contacts", tuple((float(a), float(b)) for a, b in self.contacts))
         if not (math.isfinite(self.data_rate_bps) and self.data_rate_bps > 0):
             raise ValueError(f"data_rate_bps must be positive, got {self.data_rate_bps}")
@@ -66,8 +69,8 @@ class LinkConfig:
             if not (a < b and a >= last):
                 raise ValueError(f"contact windows must be increasing, non-overlapping (start, end): {self.contacts}")
             last = b
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be a whole number in [0, 2**63), got {self.seed!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -92,6 +95,8 @@ def load_link(path: str | Path) -> LinkConfig:
     except IsADirectoryError:
         raise ValueError(f"link file {p} is a directory, not a TOML file") from None
     table = doc.get("link", doc)
+    if not isinstance(table, dict):
+        raise ValueError(f"link file {p}: 'link' must be a table ([link] with key = value lines), got {table!r}")
     known = {f.name for f in fields(LinkConfig)}
     unknown = sorted(set(table) - known)
     if unknown:
