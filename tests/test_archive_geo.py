@@ -107,6 +107,24 @@ def test_map_a_planet_mercator_k0_is_repaired(formats: Path) -> None:
     assert lon[0] == pytest.approx(0.0, abs=1e-9) and lon[1] == pytest.approx(179.9675, abs=1e-4)
 
 
+def test_hirise_geojp2_centre_latitude_is_repaired(formats: Path) -> None:
+    """PSP_001892_1715 (orbit 1892, near 8.5° S) was placed at 13.25° S: its GeoJP2 writes the centre latitude
+    (-5) as latitude_of_origin (GDAL ticket 2706); read as the standard parallel, the corner is at 8.25° S."""
+    with ProductReader(formats / "jp2/test.jp2") as r:
+        geo = r.geo
+    assert "HiRISE GeoJP2 CRS repaired" in geo.note
+    lon, lat = geo.map_to_lonlat(*geo.pixel_to_map(np.array([0.0]), np.array([0.0])))
+    assert lat[0] == pytest.approx(-8.2465, abs=1e-3) and lon[0] == pytest.approx(-84.590, abs=1e-3)
+    # a CRS that only looks alike (the sphere is not Mars's local radius there) is left as it is
+    from edgeae.archive.geo import _hirise_equirectangular
+
+    other = geo.crs_wkt.replace('PARAMETER["latitude_of_origin",0]', 'PARAMETER["latitude_of_origin",-5]').replace(
+        'PARAMETER["standard_parallel_1",-5]', 'PARAMETER["standard_parallel_1",0]'
+    )
+    assert _hirise_equirectangular(other)[1]  # the original form is recognised
+    assert not _hirise_equirectangular(other.replace("3396036.8126024", "3396190"))[1]
+
+
 def test_score_geotiff_is_aligned_with_its_product(formats: Path, tmp_path: Path) -> None:
     rasterio = pytest.importorskip("rasterio")
     from edgeae.archive.geo import write_score_geotiff

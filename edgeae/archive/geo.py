@@ -69,6 +69,40 @@ def _body_from_name(name: str) -> str | None:
     return None
 
 
+MARS_AXES = (3396190.0, 3376200.0)  # IAU 2015 equatorial and polar radii (m)
+
+
+def _wkt_param(wkt: str, name: str) -> float | None:
+    m = re.search(rf'PARAMETER\["{name}",\s*(-?[0-9.eE+-]+)\]', wkt)
+    return float(m.group(1)) if m else None
+
+
+def _hirise_equirectangular(wkt: str) -> tuple[str, str]:
+    """Repair the HiRISE GeoJP2 Equirectangular CRS (GDAL ticket 2706; USGS ``HiRISE_fix_jp2``): the product's
+    centre latitude is written as ``latitude_of_origin`` instead of ``standard_parallel_1``, which moves the
+    product by that many degrees of latitude (PSP_001892_1715, near 8.5° S, read at 13.25° S). Recognised only
+    when the sphere's radius is Mars's local radius at that latitude (what the HiRISE pipeline writes, to the
+    metre) and the standard parallel is 0; returns (WKT, note), the note empty when nothing was changed."""
+    if 'PROJECTION["Equirectangular"]' not in wkt:
+        return wkt, ""
+    lat0, sp1 = _wkt_param(wkt, "latitude_of_origin"), _wkt_param(wkt, "standard_parallel_1")
+    m = re.search(r'SPHEROID\["[^"]*",\s*([0-9.eE+]+),\s*0\]', wkt)  # a sphere (inverse flattening 0)
+    if not lat0 or sp1 != 0.0 or m is None:
+        return wkt, ""
+    a, b = MARS_AXES
+    phi = math.radians(lat0)
+    local = a * b / math.hypot(b * math.cos(phi), a * math.sin(phi))
+    if abs(float(m.group(1)) - local) > 2.0:
+        return wkt, ""
+    wkt = re.sub(r'PARAMETER\["latitude_of_origin",\s*-?[0-9.eE+-]+\]', 'PARAMETER["latitude_of_origin",0]', wkt)
+    wkt = re.sub(
+        r'PARAMETER\["standard_parallel_1",\s*-?[0-9.eE+-]+\]', f'PARAMETER["standard_parallel_1",{lat0:g}]', wkt
+    )
+    note = (f"HiRISE GeoJP2 CRS repaired: latitude_of_origin {lat0:g} read as standard_parallel_1 (the centre "
+            "latitude; GDAL ticket 2706)")  # fmt: skip
+    return wkt, note
+
+
 @dataclass(frozen=True)
 class GeoRef:
     """A product's georeferencing: GDAL affine ``transform`` (6 floats), CRS WKT, body and radii."""
@@ -94,6 +128,9 @@ class GeoRef:
         if bad_k in wkt:  # USGS Map-a-Planet Mercator WKT: k = 0 is no projection; the grid fits k = 1
             wkt = wkt.replace(bad_k, 'PARAMETER["scale_factor",1]')
             note = "scale_factor 0 in the product's WKT read as 1"
+        wkt, fixed = _hirise_equirectangular(wkt)
+        if fixed:
+            note = (note + "; " if note else "") + fixed
         crs = _crs(wkt)
         ell = crs.ellipsoid
         a = float(ell.semi_major_metre) if ell else float("nan")
