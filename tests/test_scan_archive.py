@@ -57,3 +57,20 @@ def test_errors_name_the_spec(tmp_path: Path) -> None:
     _touch(tmp_path, "p/1.png", "q/1.png")
     with pytest.raises(ValueError, match="share the name"):
         walk_archive([tmp_path / "p", tmp_path / "q"])
+
+
+def test_a_data_file_named_alone_is_scanned_through_its_label(tmp_path: Path) -> None:
+    """A PDS3 data file in a manifest (or given as the archive) is read through the label beside it; it was
+    dropped without a word. Named together with its label, the product is scanned once."""
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "x.img").write_bytes(b"\0" * 16)
+    (d / "x.lbl").write_text("PDS_VERSION_ID = PDS3\n^IMAGE = \"x.img\"\nEND\n")
+    (d / "y.png").write_bytes(b"")
+    m = tmp_path / "list.txt"
+    m.write_text(f"{d / 'x.img'}\n{d / 'y.png'}\n")
+    entries = walk_archive(m)
+    assert [e.path.name for e in entries] == ["x.lbl", "y.png"]
+    assert [e.path.name for e in walk_archive(d / "x.img")] == ["x.lbl"]
+    assert [e.path.name for e in walk_archive([d / "x.img", d / "x.lbl"])] == ["x.lbl"]
+    assert [e.path.name for e in walk_archive(d)] == ["x.lbl", "y.png"]  # a folder: the label, once

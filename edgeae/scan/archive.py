@@ -127,18 +127,35 @@ def walk_archive(
         if old is not None and old.path.resolve() != e.path.resolve():
             raise ValueError(f"two archive files share the name {e.name!r}: {old.path} and {e.path}")
         by_name[e.name] = e
-    return [by_name[n] for n in sorted(by_name) if not _covered_by_label(by_name[n])]
+    listed = {e.path.resolve() for e in by_name.values()}
+    out: dict[str, ArchiveEntry] = {}
+    for n in sorted(by_name):
+        e = by_name[n]
+        if _not_a_label(e):
+            continue
+        label = _detached_label(e)
+        if label is not None:  # a data file is read through its label: once, by the label's entry
+            if label.resolve() in listed:
+                continue
+            e = ArchiveEntry(label, str(Path(e.name).with_name(label.name)))  # named alone (a manifest, a path)
+        out.setdefault(e.name, e)
+    return [out[n] for n in sorted(out)]
 
 
-def _covered_by_label(e: ArchiveEntry) -> bool:
-    """A data file read through the detached label beside it, or an .xml that is not a PDS4 label."""
-    ext = e.path.suffix.lower()
-    if ext == ".xml":
-        from edgeae.archive.formats import is_pds4_label
-
-        return e.path.exists() and not is_pds4_label(e.path)
-    if ext not in (".img", ".qub") or not e.path.exists():
+def _not_a_label(e: ArchiveEntry) -> bool:
+    """An .xml that is not a PDS4 label (left out of the scan)."""
+    if e.path.suffix.lower() != ".xml":
         return False
+    from edgeae.archive.formats import is_pds4_label
+
+    return e.path.exists() and not is_pds4_label(e.path)
+
+
+def _detached_label(e: ArchiveEntry) -> Path | None:
+    """The detached label beside a PDS3 data file (.img, .qub), which the product is read through, or None."""
+    if e.path.suffix.lower() not in (".img", ".qub") or not e.path.exists():
+        return None
     from edgeae.archive.formats import label_for
 
-    return label_for(e.path) is not None
+    label = label_for(e.path)
+    return None if label is None else Path(label)
