@@ -65,7 +65,7 @@ def test_a_data_file_named_alone_is_scanned_through_its_label(tmp_path: Path) ->
     d = tmp_path / "p"
     d.mkdir()
     (d / "x.img").write_bytes(b"\0" * 16)
-    (d / "x.lbl").write_text("PDS_VERSION_ID = PDS3\n^IMAGE = \"x.img\"\nEND\n")
+    (d / "x.lbl").write_text('PDS_VERSION_ID = PDS3\n^IMAGE = "x.img"\nEND\n')
     (d / "y.png").write_bytes(b"")
     m = tmp_path / "list.txt"
     m.write_text(f"{d / 'x.img'}\n{d / 'y.png'}\n")
