@@ -187,3 +187,24 @@ def test_ray_engine_matches_local_on_a_mixed_archive(mixed, model, tmp_path: Pat
     b = pq.read_table(tmp_path / "ray" / "results.parquet")
     assert b.num_rows == a.num_rows > 0 and a.equals(b)
     assert rr["top"] == local["top"]
+
+
+def test_polygons_cross_the_antimeridian_continuously(data_root: Path, model, tmp_path: Path) -> None:
+    """A global cube's patches on the ±180° line: each ring's longitudes run on continuously (a 48° patch was
+    drawn as a 312° ring round the planet), with points along the edges."""
+    import shutil
+
+    src = data_root / "formats" / "isis3" / "ldem_4_reduced.cub"  # 480 px over 360°
+    if not src.is_file():
+        pytest.skip(f"{src} not in the data folder")
+    arc = tmp_path / "arc"
+    arc.mkdir()
+    shutil.copy(src, arc / src.name)
+    layer = tmp_path / "l.geojson"
+    _scan(arc, model, tmp_path / "out", top_k=500, geo=layer, geo_geometry="polygon", min_valid=0.0)
+    feats = json.loads(layer.read_text())["features"]
+    assert feats
+    rings = [np.array(f["geometry"]["coordinates"][0]) for f in feats]
+    widths = {f["properties"]["x_px"]: r[:, 0].max() - r[:, 0].min() for f, r in zip(feats, rings, strict=True)}
+    assert max(widths.values()) <= feats[0]["properties"]["patch_px"] * 360.0 / 480 + 1e-4, widths
+    assert all(len(r) == 4 * 8 + 1 for r in rings)

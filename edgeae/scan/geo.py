@@ -123,9 +123,14 @@ def _features(
                 shape: dict[str, Any] = {"type": "Point", "coordinates": [float(xy[0]), float(xy[1])]}
             else:  # the patch's part on the product, as a ring
                 x1, y1 = min(x + patch, geo.width), min(y + patch, geo.height)
-                mx, my = geo.pixel_to_map(np.array([x, x1, x1, x, x], float), np.array([y, y, y1, y1, y], float))
+                t = np.linspace(0.0, 1.0, RING_STEPS, endpoint=False)  # points along each edge: a projected
+                cx = np.concatenate([x + (x1 - x) * t, np.full_like(t, x1), x1 - (x1 - x) * t, np.full_like(t, x), [x]])
+                cy = np.concatenate([np.full_like(t, y), y + (y1 - y) * t, np.full_like(t, y1), y1 - (y1 - y) * t, [y]])
+                mx, my = geo.pixel_to_map(cx, cy)  # straight edge is a curve in lon/lat
                 if by_body:
                     mx, my = geo.map_to_lonlat(mx, my)
+                    # continuous across ±180°: a patch on the antimeridian spans 144..192°, not -168..144°
+                    mx = np.degrees(np.unwrap(np.radians(mx)))
                 ring = [[float(a), float(b)] for a, b in zip(mx, my, strict=True)]
                 shape = {"type": "Polygon", "coordinates": [ring]}
             props = {
@@ -140,6 +145,9 @@ def _features(
     for feats in groups.values():
         feats.sort(key=lambda f: (-f["properties"]["score"], f["properties"]["product"], f["properties"]["y_px"]))
     return groups
+
+
+RING_STEPS = 8  # points per patch edge in polygon geometry
 
 
 def _layer_names(groups: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], str]:
