@@ -300,6 +300,9 @@ def test_ports_outside_the_udp_range_are_refused(tmp_path: Path, capsys) -> None
             main(argv)
         assert exc.value.code == 2 and "a UDP port is 0-65535" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+    (tmp_path / "empty.bin").write_bytes(b"")  # nothing to send: refused (it sent only end-of-transmission)
+    assert main(["downlink", "send", str(tmp_path / "empty.bin"), "--port", "9"]) == 2
+    assert "holds no packets" in capsys.readouterr().err
 
 
 def test_firmware_sim_mistakes_exit_2_with_one_line(tmp_path: Path, grey_png: Path, capsys) -> None:

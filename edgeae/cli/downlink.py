@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from edgeae.cli import CLIError, positive_int, udp_port
@@ -106,7 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "send",
         help="replay a packet file over UDP to a ground station (edgeae ground serve)",
         description="Send the packets of a packet file as UDP datagrams to a ground station (edgeae ground "
-        "serve), then one end-of-transmission datagram, on which the station decodes what it has and exits.",
+        "serve), then the end-of-transmission datagram (three times, spread over about a second), on which the "
+        "station decodes what it has and exits.",
     )
     u.add_argument("packets", type=Path, help="packet file or directory of packet files")
     u.add_argument("--port", type=udp_port, required=True, help="UDP port the ground station listens on")
@@ -149,7 +151,15 @@ def run(args: argparse.Namespace) -> int:
         from edgeae.ground.sources import read_packets
         from edgeae.ground.transport import send_udp
 
-        recs, _ = read_packets(args.packets)
+        if not (args.speed >= 0 and math.isfinite(args.speed)):
+            raise CLIError(f"--speed must be a finite number >= 0 (0: no timing), got {args.speed}")
+        recs, skipped = read_packets(args.packets)
+        if not recs:  # nothing to send: say so rather than end a live station's session with an empty pass
+            raise CLIError(
+                f"{args.packets} holds no packets ({skipped:,} bytes formed none): nothing sent, no end of transmission"
+            )
+        if skipped:
+            print(f"{skipped:,} bytes of {args.packets} formed no packet and are not sent")
         if args.link:
             out, st = simulate([p for _, p in recs], _link(args))
             recs = out
@@ -219,8 +229,8 @@ def run(args: argparse.Namespace) -> int:
     report.write_text(json.dumps(summary, indent=2))
     print(
         f"{len(packets)} packets ({summary['wire_bytes']} bytes) offered; "
-        f"{stats.delivered_packets} delivered, {stats.lost_packets} lost, "
-        f"{stats.corrupted_packets} corrupted, {stats.unsent_packets} unsent "
+        f"{stats.delivered_packets} delivered (of which {stats.duplicated_packets} duplicates), "
+        f"{stats.lost_packets} lost, {stats.corrupted_packets} corrupted, {stats.unsent_packets} unsent "
         f"-> {args.out} (report {report})"
     )
     if args.compare:
