@@ -144,6 +144,22 @@ def test_truncated_cassini_pair_is_refused(formats: Path, name: str) -> None:
         read_image(formats / "pds3" / name)
 
 
+def test_a_truncated_product_with_a_mixed_case_label_is_refused_with_the_promise(formats: Path, tmp_path: Path) -> None:
+    """Kaguya labels write `Object = IMAGE` ... `End_Object`: the byte check read only upper case, so a truncated
+    product gave GDAL's bare "Read failed" instead of what the label promises."""
+    import shutil
+
+    src = formats / "pds3" / "MI_MAP_03_N51E124N50E125SC_cropped"
+    shutil.copy(src.with_suffix(".lbl"), tmp_path / "k.lbl")
+    text = (tmp_path / "k.lbl").read_text(encoding="latin-1").replace(src.name + ".img", "k.img")
+    text = text.replace(src.name.upper() + ".IMG", "k.img")
+    (tmp_path / "k.lbl").write_text(text, encoding="latin-1")
+    data = src.with_suffix(".img").read_bytes()
+    (tmp_path / "k.img").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="truncated: its label promises"):
+        read_image(tmp_path / "k.lbl")
+
+
 def test_hirise_based_integer_missing_constant(formats: Path) -> None:
     """MISSING_CONSTANT = 16#FF# is 255; GDAL 3.10 reports no-data 16, which would drop 22,405 real pixels."""
     rasterio = pytest.importorskip("rasterio")

@@ -190,13 +190,14 @@ def _pds3_pointer(label_text: str, label_path: Path) -> tuple[Path, int] | None:
 
 def _pds3_image_bytes(label_text: str) -> tuple[int, int] | None:
     """(bytes of the IMAGE object, LINES) from its LINES, LINE_SAMPLES, SAMPLE_BITS, BANDS, prefix/suffix."""
-    m = re.search(r"^\s*OBJECT\s*=\s*IMAGE\s*$(.*?)^\s*END_OBJECT\s*=\s*IMAGE\s*$", label_text, re.M | re.S)
+    # keywords in any case (Kaguya writes Object = IMAGE ... End_Object), END_OBJECT with or without the name
+    m = re.search(r"^\s*OBJECT\s*=\s*IMAGE\s*$(.*?)^\s*END_OBJECT(?:\s*=\s*IMAGE)?\s*$", label_text, re.M | re.S | re.I)
     if not m:
         return None
     body = m.group(1)
 
     def num(key: str, default: int = 0) -> int:
-        k = re.search(rf"^\s*{key}\s*=\s*(\d+)", body, re.M)
+        k = re.search(rf"^\s*{key}\s*=\s*(\d+)", body, re.M | re.I)
         return int(k.group(1)) if k else default
 
     lines, samples, bits = num("LINES"), num("LINE_SAMPLES"), num("SAMPLE_BITS", 8)
