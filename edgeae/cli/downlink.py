@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--links", default="perfect,loss20,burst",
         help="comma-separated link presets (edgeae links) or TOML files (default perfect,loss20,burst)",
     )  # fmt: skip
-    pl.add_argument("--seeds", type=int, default=1, help="link seeds per lossy link (default 1)")
+    pl.add_argument("--seeds", type=positive_int, default=1, help="link seeds per lossy link (default 1)")
     pl.add_argument("--methods", default="jpeg2000,sparse,prioritised,prioritised-j2k", help="comma-separated")
     pl.add_argument("--quick", action="store_true", help="one small frame per set")
     pl.add_argument("--model", help="CAE that rebuilds the frames (default: the reconstruct default per channels)")
@@ -289,6 +289,8 @@ def _plan(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not methods:
+        raise CLIError(f"--methods names no method; choose from {', '.join(science.METHODS)}")
     bad = [m for m in methods if m not in science.METHODS]
     if bad:
         raise CLIError(f"--methods: unknown {bad}; choose from {', '.join(science.METHODS)}")

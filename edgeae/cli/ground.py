@@ -71,8 +71,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     s.add_argument("--port", type=udp_port, required=True, help="UDP port (0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets")
-    s.add_argument("--max-time", type=float, default=600.0, help="stop after this many seconds in any case")
+    s.add_argument(
+        "--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets (default 10)"
+    )
+    s.add_argument(
+        "--max-time",
+        type=float,
+        default=600.0,
+        help="stop after this many seconds in any case (default 600; a relay pass with contact windows far apart "
+        "needs more)",
+    )
     s.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
     _common(s)
     return p
