@@ -111,16 +111,13 @@ class DemoContext:
             yield from it
 
 
-def load_frame(config: DemoConfig, valid_out: list[np.ndarray] | None = None) -> tuple[np.ndarray, str, str]:
-    """(pixels float32 (H, W, C), short name, description) of the demo frame; its valid-pixel mask (no-data
-    margins, NaN) is appended to ``valid_out`` when given."""
+def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None]:
+    """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame."""
     from edgeae.imageio import read_image
 
     if config.image is not None:
         data = read_image(config.image)
-        if valid_out is not None:
-            valid_out.append(data.valid)
-        return data.pixels, config.image.name, f"{config.image} ({data.bit_depth}-bit)"
+        return data.pixels, config.image.name, f"{config.image} ({data.bit_depth}-bit)", data.valid
     if config.source in ("auto", "rover"):
         from edgeae.data import find_data_root
         from edgeae.datasets import DEMO_FRAME
@@ -129,13 +126,12 @@ def load_frame(config: DemoConfig, valid_out: list[np.ndarray] | None = None) ->
         path = root / DEMO_FRAME if root is not None else None
         if path is not None and path.is_file():
             data = read_image(path)
-            if valid_out is not None:
-                valid_out.append(data.valid)
             return (
                 data.pixels,
                 path.name,
                 f"Perseverance Mastcam-Z calibrated colour frame {path.name} from {root}; never trained on "
                 "(rover_rgb test split)",
+                data.valid,
             )
         if config.source == "rover":
             raise FileNotFoundError(f"demo rover frame {DEMO_FRAME} not found: set $EDGEAE_DATA or use --source moon")
@@ -143,7 +139,8 @@ def load_frame(config: DemoConfig, valid_out: list[np.ndarray] | None = None) ->
     from edgeae._optional import require
 
     moon = np.asarray(require("skimage.data").moon(), dtype=np.float32) / 255.0
-    return moon[..., None], "moon", "skimage.data.moon(): 512×512 8-bit lunar surface (bundled with scikit-image)"
+    moon_text = "skimage.data.moon(): 512×512 8-bit lunar surface (bundled with scikit-image)"
+    return moon[..., None], "moon", moon_text, None
 
 
 ANOMALY_MIN_VALID = 0.9  # as edgeae scan and the flight missions: a patch of mostly margin is not scored
@@ -170,9 +167,7 @@ def stage_frame(ctx: DemoContext) -> Section:
     """Load the frame and sample it with the seeded mask."""
     cfg = ctx.config
     t0 = time.perf_counter()
-    masks: list[np.ndarray] = []
-    ctx.original, ctx.name, ctx.description = load_frame(cfg, masks)
-    ctx.extra["valid"] = masks[0] if masks else None
+    ctx.original, ctx.name, ctx.description, ctx.extra["valid"] = load_frame(cfg)
     ctx.known = MaskSpec(cfg.seed, cfg.keep, cfg.pattern).make(ctx.original.shape[:2])
     ctx.timings["load_and_sample_s"] = time.perf_counter() - t0
     h, w, c = ctx.original.shape

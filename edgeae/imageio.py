@@ -110,11 +110,12 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
         raise ImageReadError(f"{p}: unsupported sample type {arr.dtype} (expected uint8/16/32 or float)")
     bits = info.bit_depth if info.bit_depth and info.bit_depth <= 8 * arr.dtype.itemsize else None
     sig = info.significant_bits
-    if sig and int(arr.max(initial=0)) < 2**sig:
+    top = int(arr.max(initial=0)) if sig or arr.dtype == np.uint16 else 0  # one pass, only where it is read
+    if sig and top < 2**sig:
         # PNG sBIT: the spec scales samples to 16 bits, but many instrument pipelines store the
         # raw 12-bit counts; only when every value fits in ``sig`` bits are they read as such
         bits = sig
-    elif arr.dtype == np.uint16 and (bits or 16) == 16 and 0 < (top := int(arr.max(initial=0))) < 4096:
+    elif arr.dtype == np.uint16 and (bits or 16) == 16 and 0 < top < 4096:
         # read as 16-bit the image is nearly black (and may count as no-data): say what is probably going on
         log.warning(
             "%s: 16-bit samples reach only %d of 65535; if this is 12-bit (or narrower) data stored without a "
