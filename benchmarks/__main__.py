@@ -190,6 +190,11 @@ STAGES: dict[str, Stage] = {
          (PY, "-m", "benchmarks.scan_context", "--views", "1", "--out", "{out}/scan_1view"),
          (PY, "-m", "benchmarks.context_bank", "--out", "{out}/bank")),
     ),
+    "nodata_fill": Stage(
+        "Tried, not adopted: no-data filled with the crop's median before scoring (HiRISE craters)",
+        ((PY, "-m", "benchmarks.nodata_fill", "--limit", "400", "--out", "{out}"),),
+        ((PY, "-m", "benchmarks.nodata_fill", "--out", "{out}"),),
+    ),
     "frame": Stage(
         "Whole-frame costs in the flight runtime",
         ((PY, "-m", "benchmarks.frame_costs", "--out", "{out}", "--quick"),),

@@ -88,6 +88,7 @@ class ScanStore:
         self.config = config
         self.parts = self.out / "parts"
         self.manifest = self.out / "manifest.jsonl"
+        self.changed: list[str] = []  # images found changed since their record by the last pending()
         self.parts.mkdir(parents=True, exist_ok=True)
         cfg_path = self.out / "scan.json"
         if cfg_path.exists() and not force:
@@ -173,7 +174,7 @@ class ScanStore:
         or modification time) since it was recorded done or failed (:attr:`changed` lists those)."""
         recs = self.reconcile(entries)
         todo = []
-        self.changed: list[str] = []
+        self.changed = []
         for e in entries:
             rec = recs.get(e.name)
             if rec is not None and rec.stamp and rec.status in ("done", "failed") and rec.stamp != file_stamp(e.path):
