@@ -450,7 +450,7 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             seed=cfg.seed,
             pattern=cfg.pattern,
             link=load_link(name),
-            fill=lambda img, known: reconstruct(img, known, "cae", predictor),
+            fill=lambda img, known, notes=None: reconstruct(img, known, "cae", predictor),
             fill_name=_label(ctx, "cae"),
         )
         rep = res.report

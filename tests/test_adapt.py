@@ -223,10 +223,11 @@ def test_ground_filler_adapts_and_never_loses_a_frame(
         make_filler("zoo:orbital-gray-gtcae/orbital-gray-gtcae.int8.onnx", adapt_steps=5)
     fill, name = make_filler("orbital-gray-unet2-ground", threads=2, adapt_steps=2)
     assert name == "cae:orbital-gray-unet2-ground+adapt2"
-    out = fill(img, known)
+    notes: dict = {}
+    out = fill(img, known, notes)
     assert out.shape == img.shape and np.array_equal(out[known], img[known])
     # what adaptation did on this frame is recorded beside the fill's name (0: the shipped model was kept)
-    assert fill.last_adapt["steps"] == 2 and fill.last_adapt["chosen_step"] in (0, 1, 2)  # type: ignore[attr-defined]
+    assert notes["adapt"]["steps"] == 2 and notes["adapt"]["chosen_step"] in (0, 1, 2)
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("out of memory (simulated)")
@@ -234,8 +235,8 @@ def test_ground_filler_adapts_and_never_loses_a_frame(
     monkeypatch.setattr(edgeae.adapt, "adapt_predictor", broken)
     fill_broken, _ = make_filler("orbital-gray-unet2-ground", threads=2, adapt_steps=2)
     with caplog.at_level(logging.WARNING, logger="edgeae.ground.station"):
-        again = fill_broken(img, known)
+        again = fill_broken(img, known, notes)
     assert "simulated" in caplog.text and "as shipped" in caplog.text
-    assert fill_broken.last_adapt["chosen_step"] == 0 and "simulated" in fill_broken.last_adapt["error"]  # type: ignore[attr-defined]
+    assert notes["adapt"]["chosen_step"] == 0 and "simulated" in notes["adapt"]["error"]
     plain, _ = make_filler("orbital-gray-unet2-ground", threads=2)
     assert np.array_equal(again, plain(img, known))  # the shipped model filled the frame

@@ -166,8 +166,10 @@ def test_ground_filler_cross_checks_and_never_loses_a_frame(
     monkeypatch.setattr(edgeae.crosscheck, "cross_checked_fill", broken)
     fill_broken, _ = make_filler("orbital-gray-unet2-ground", threads=2, cross_check="linear")
     with caplog.at_level(logging.WARNING, logger="edgeae.ground.station"):
-        again = fill_broken(img, known)
+        notes: dict = {}
+        again = fill_broken(img, known, notes)
     assert "simulated" in caplog.text and "CAE alone" in caplog.text
+    assert "simulated" in notes["cross_check_error"]  # the frame's report says the fallback happened
     assert np.array_equal(again, plain(img, known))  # the CAE alone filled the frame
 
 

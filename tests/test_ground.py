@@ -159,6 +159,22 @@ def test_downlink_frame_pipeline() -> None:
     assert gone.report["frame_lost"] and gone.recon.shape == s.shape
 
 
+def test_what_the_fill_did_reaches_the_frame_report() -> None:
+    """A fill's notes (the adaptation step kept, a cross-check that fell back) land in the frame's report."""
+    from edgeae.ground.pipeline import downlink_frame
+
+    def fill(image: np.ndarray, known: np.ndarray, notes: dict | None = None) -> np.ndarray:
+        if notes is not None:
+            notes["adapt"] = {"steps": 3, "chosen_step": 1}
+            notes["cross_check_error"] = "simulated"
+        return image
+
+    s = (np.arange(48 * 64 * 3).reshape(48, 64, 3) % 251).astype(np.uint8)
+    rep = downlink_frame(s, 8, keep=0.2, seed=1, fill=fill, fill_name="test").report
+    assert rep["adapt"] == {"steps": 3, "chosen_step": 1} and rep["cross_check_error"] == "simulated"
+    assert "adapt" not in downlink_frame(s, 8, keep=0.2, seed=1).report
+
+
 def test_latent_frame_decoded_with_a_decoder(tmp_path: Path) -> None:
     """Latents travel, a lost packet zeroes its elements, the decoder output is blended over the tiling."""
     from edgeae.tiling import tile_positions

@@ -457,7 +457,7 @@ def load_models(model: str, scorer: str, threads: int | None = None) -> tuple[Fi
 
     predictor = load_predictor(model, threads=threads)
 
-    def fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    def fill(image: np.ndarray, known: np.ndarray, notes: dict | None = None) -> np.ndarray:
         return np.asarray(reconstruct(image, known, "cae", predictor=predictor, progress=False), np.float32)
 
     return fill, make_scorer(load_predictor(scorer, threads=threads))

@@ -15,10 +15,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,8 +29,16 @@ from .reassembly import Assembly, Receiver
 
 log = logging.getLogger(__name__)
 
-Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C)."""
+
+class Filler(Protocol):
+    """fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C).
+
+    ``notes``, when given, receives what the fill did on this frame beyond its name (``adapt``: the steps
+    asked for and the one kept; ``cross_check_error``: why the cross-check fell back to the CAE alone); the
+    ground station copies them into the frame's report.
+    """
+
+    def __call__(self, image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray: ...
 
 
 def make_filler(
@@ -57,7 +64,7 @@ def make_filler(
             raise
         from edgeae.inpaint import inpaint
 
-        def fill_inpaint(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        def fill_inpaint(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
             return np.asarray(inpaint(image, known, method), dtype=np.float32)
 
         return fill_inpaint, method
@@ -77,9 +84,9 @@ def make_filler(
 
             xcfg = CrossCheckConfig(method=cross_check)  # an unknown method is refused now
 
-        def fill_cae(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        def fill_cae(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
             use = predictor
-            fill_cae.last_adapt = None  # type: ignore[attr-defined]
+            notes = {} if notes is None else notes
             if adapt_cfg is not None and image.shape[2] == predictor.metadata.channels:
                 info: dict[str, Any] = {}
                 try:
@@ -89,7 +96,7 @@ def make_filler(
                     info = {"error": str(exc)}
                 # the fill's name says adaptation was asked for; this says what it did on this frame (0: the
                 # model as shipped was kept, adapting did not help the held-out samples)
-                fill_cae.last_adapt = {  # type: ignore[attr-defined]
+                notes["adapt"] = {
                     "steps": adapt_steps, "chosen_step": int(info.get("chosen_step", 0)), **({"error": info["error"]}
                     if "error" in info else {}),
                 }  # fmt: skip
@@ -98,13 +105,14 @@ def make_filler(
                     return np.asarray(cross_checked_fill(image, known, use, xcfg, progress=False), dtype=np.float32)
                 except Exception as exc:  # the frame is still filled, by the CAE alone
                     log.warning("the cross-check failed on this frame (%s): filling with the CAE alone", exc)
+                    notes["cross_check_error"] = str(exc)
             return np.asarray(reconstruct(image, known, "cae", predictor=use), dtype=np.float32)
 
         suffix = f"+adapt{adapt_steps}" if adapt_steps else ""
         suffix += f"+xcheck-{cross_check}" if cross_check else ""
         return fill_cae, f"cae:{Path(str(model)).name}{suffix}"
 
-    def fill_classical(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    def fill_classical(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
         return np.asarray(reconstruct(image, known, method), dtype=np.float32)
 
     return fill_classical, method
@@ -212,9 +220,9 @@ class GroundStation:
             "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
             "reconstruction": self.fill_name,
         }
-        recon = self.fill(img, known) if self.fill is not None and known.any() else img
-        if getattr(self.fill, "last_adapt", None) is not None:
-            rep["adapt"] = self.fill.last_adapt  # type: ignore[union-attr]
+        notes: dict[str, Any] = {}
+        recon = self.fill(img, known, notes) if self.fill is not None and known.any() else img
+        rep.update(notes)
         rep["decode_s"] = round(time.perf_counter() - t0, 4)
         self.images[asm.frame_id] = recon
         self.known[asm.frame_id] = known
