@@ -253,6 +253,7 @@ def _is_archive(p: Path) -> bool:
 def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: int = 8) -> Path:
     """Write (H, W), (H, W, 1) or (H, W, 3) RGB to PNG/JPEG/PGM/PPM/TIFF; return the path.
 
+    TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
     Float arrays are taken as [0, 1] and quantised to ``bit_depth`` (8 or 16; JPEG is 8 only);
     uint8/uint16 arrays are written as they are. Large TIFFs are written as BigTIFF automatically.
     """
@@ -263,8 +264,11 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise ValueError(f"{p}: array must be (H, W), (H, W, 1) or (H, W, 3), got {arr.shape}")
+    tiff = ext in (".tif", ".tiff")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3 and not tiff):
+        raise ValueError(
+            f"{p}: array must be (H, W), (H, W, 1) or (H, W, 3), got {arr.shape} (TIFF holds any channel count)"
+        )
     if arr.dtype.kind == "f":
         if bit_depth not in (8, 16):
             raise ValueError(f"{p}: bit_depth must be 8 or 16, got {bit_depth}")
@@ -284,7 +288,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     p.parent.mkdir(parents=True, exist_ok=True)
     if ext in (".tif", ".tiff"):
         tifffile = require("tifffile")
-        photometric = "rgb" if arr.ndim == 3 else "minisblack"
+        photometric = "rgb" if arr.ndim == 3 and arr.shape[2] == 3 else "minisblack"
         tifffile.imwrite(p, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
         return p
     cv2 = require("cv2")

@@ -424,6 +424,7 @@ class FrameWork:
                 "threshold": self.topk.threshold,
                 "flagged": self.topk.flagged,
                 "max_score": self.topk.max_score if self.topk.scored else None,
+                **({"nonfinite_scores": self.topk.nonfinite} if self.topk.nonfinite else {}),
                 "patches": [{"x": c.x, "y": c.y, "score": c.score} for c in ranked],
             },
             "sparse": {"kept": self.kept, "keep": self.keep, "pattern": self.m.sampling.pattern},

@@ -14,6 +14,7 @@ Raw samples are normalised by the camera's bit depth (value / (2**bits − 1)) i
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -127,11 +128,15 @@ class TopK:
         self.items: list[Candidate] = []
         self.flagged = 0
         self.scored = 0
+        self.nonfinite = 0  # scores that were NaN or infinite (a model fault): counted, never flagged
         self.max_score = float("-inf")
 
     def offer(self, score: float, x: int, y: int, pixels: np.ndarray) -> None:
         score = float(score)
         self.scored += 1
+        if not math.isfinite(score):
+            self.nonfinite += 1
+            return
         self.max_score = max(self.max_score, score)
         if self.threshold is not None and not score > self.threshold:
             return
@@ -151,8 +156,11 @@ class TopK:
         if s.size == 0:
             return
         self.scored += int(s.size)
-        self.max_score = max(self.max_score, float(s.max()))
-        passing = s > self.threshold if self.threshold is not None else np.ones(s.size, bool)
+        finite = np.isfinite(s)
+        self.nonfinite += int(s.size - finite.sum())
+        if finite.any():
+            self.max_score = max(self.max_score, float(s[finite].max()))
+        passing = (s > self.threshold if self.threshold is not None else np.ones(s.size, bool)) & finite
         self.flagged += int(passing.sum())
         if len(self.items) >= self.k:
             passing &= s > min(c.score for c in self.items)
@@ -229,7 +237,7 @@ class TermsTopK:
         for (x, y), c in union.items():
             row = int(np.flatnonzero((xy[:, 0] == x) & (xy[:, 1] == y))[0])
             s = float(every[row])
-            if self.threshold is None or s > self.threshold:
+            if math.isfinite(s) and (self.threshold is None or s > self.threshold):
                 out.append(Candidate(s, x, y, c.pixels))
         out.sort(key=lambda c: (-c.score, c.y, c.x))
         self._done = (out[: self.k], every)
@@ -245,11 +253,18 @@ class TermsTopK:
     @property
     def flagged(self) -> int:
         every = self._finish()[1]
+        every = every[np.isfinite(every)]
         return int(every.size if self.threshold is None else (every > self.threshold).sum())
+
+    @property
+    def nonfinite(self) -> int:
+        every = self._finish()[1]
+        return int(every.size - np.isfinite(every).sum())
 
     @property
     def max_score(self) -> float:
         every = self._finish()[1]
+        every = every[np.isfinite(every)]
         return float(every.max()) if every.size else float("-inf")
 
 

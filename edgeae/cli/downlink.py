@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "reordering) and write what arrives to OUT, with a JSON report beside it (OUT with .json).",
     )
     src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--products", type=Path, help="directory of packet files (flight runtime pass_*.bin)")
+    src.add_argument("--products", type=Path, help="packet file or folder of them (flight runtime pass_*.bin)")
     src.add_argument("--image", type=Path, help="make a sparse product straight from this image")
     s.add_argument("--keep", type=float, default=0.1, help="--image: fraction of pixels kept (default 0.1)")
     s.add_argument("--seed", type=int, default=0, help="--image: mask seed (default 0)")
@@ -179,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare and args.image is None:
         raise CLIError("--compare needs --image (the codecs encode the image itself)")
 
+    report = args.out.with_suffix(".json")
+    if report == args.out:  # the report would overwrite the packets just written
+        raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")
     summary: dict = {}
     if args.image is not None:
         from edgeae.ground.sources import image_samples, sparse_from_samples
@@ -208,10 +211,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         from edgeae.ground.sources import read_packets
 
-        if not args.products.is_dir():
-            raise CLIError(f"products directory {args.products} does not exist")
+        if not args.products.exists():
+            raise CLIError(f"--products {args.products} does not exist")
         recs, skipped = read_packets(args.products)
         packets = [p for _, p in recs]
+        if not packets:
+            raise CLIError(
+                f"--products {args.products}: no packets found ({skipped:,} bytes formed no valid packet); "
+                "give the flight runtime's pass_*.bin files or a folder of them"
+            )
         summary["product"] = {"products": str(args.products), "bytes_skipped": skipped}
     cfg = _link(args)
     out, stats = simulate(packets, cfg)
@@ -225,7 +233,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.compare:
         summary["compare"] = _compare(args, samples, bits, out, summary["wire_bytes"], cfg)
-    report = args.out.with_suffix(".json")
     report.write_text(json.dumps(summary, indent=2))
     print(
         f"{len(packets)} packets ({summary['wire_bytes']} bytes) offered; "

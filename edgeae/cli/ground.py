@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 from pathlib import Path
+from typing import Any
 
-from edgeae.cli import CLIError, positive_int, udp_port
+from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -72,11 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--port", type=udp_port, required=True, help="UDP port (0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument(
-        "--idle-timeout", type=float, default=10.0, help="stop after this many seconds without packets (default 10)"
+        "--idle-timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="stop after this many seconds without packets (default 10)",
     )
     s.add_argument(
         "--max-time",
-        type=float,
+        type=positive_seconds,
         default=600.0,
         help="stop after this many seconds in any case (default 600; a relay pass with contact windows far apart "
         "needs more)",
@@ -92,6 +98,14 @@ def _station(args: argparse.Namespace):
 
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} is an existing file; name a directory for the images and reports")
+    held = [n for n in SESSION_FILES if (args.out / n).exists()]
+    if held:  # a second session would overwrite the first's recording and mix its frames with stale ones
+        raise CLIError(
+            f"--out {args.out} already holds a ground session ({', '.join(held)}): name a new folder, or move "
+            "that one away first"
+        )
+    if args.original is not None and not args.original.exists():
+        raise CLIError(f"--original {args.original} does not exist")
     limits = GroundLimits.from_pairs(args.limit)
     if args.adapt and not args.model:
         raise CLIError("--adapt needs --model: it adapts the CAE, classical inpainting has nothing to adapt")
@@ -114,19 +128,41 @@ def _station(args: argparse.Namespace):
     return GroundStation(out=args.out, fill=fill, fill_name=name, decoder=decoder, limits=limits)
 
 
+SESSION_FILES = ("stream.json", "received.bin")
+"""Files that mark a folder as holding a ground session already."""
+
+REFUSED = ("session_limit", "source_limit", "product_limit")
+"""Rejection reasons that are the station's own --limit, not damage on the link."""
+
+
 def _print(report: dict) -> None:
     st = report["stream"]
     print(
         f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
         f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
     )
+    refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}
+    if refused:
+        print(
+            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): the products "
+            "below count them as lost; raise the limit with --limit to keep them"
+        )
     if st.get("bytes_outside_packets"):
         print(f"{st['bytes_outside_packets']:,} bytes formed no valid packet (noise or damage) and were skipped")
     if st.get("products_failed"):
         print(f"products not rebuilt: {st['products_failed']}")
+    if not report["products"]:
+        print("no product could be assembled from these packets")
     for name, rep in report["products"].items():
         line = f"{name}: {rep.get('packets_received', '?')}/{rep.get('packets_expected', '?')} packets"
         line += f", {rep.get('packets_lost', '?')} lost, {rep.get('packets_corrupt', '?')} corrupt"
+        if rep.get("packets_inconsistent"):
+            line += (
+                f", {rep['packets_inconsistent']} with other frame headers set aside (a second frame with the same "
+                "id, or damaged headers)"
+            )
+        if rep.get("pieces_bad"):
+            line += f", {rep['pieces_bad']} pieces that did not fit the sample mask dropped"
         if "pixel_fraction_received" in rep:
             line += f", {100 * rep['pixel_fraction_received']:.1f}% of sampled pixels"
         if "psnr" in rep:
@@ -159,7 +195,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.ground.sources import read_packets
+    from edgeae.ground.sources import feed_packets
 
     if args.ground_command == "decode":
         for p in args.packets:
@@ -169,11 +205,13 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
         gs = _station(args)
         skipped = 0
+        damage = []
         for p in args.packets:
-            recs, rest = read_packets(p)
+            # streamed: packets go to the receiver as they are read, so a huge file costs no more memory
+            # than the packets the station keeps (its --limit caps)
+            rest, hurt = feed_packets(p, functools.partial(_take, gs.receiver, str(p)))
             skipped += rest
-            for _, pkt in recs:
-                gs.receiver.receive(pkt, source=str(p))
+            damage += hurt
         if args.original:
             _originals(gs, args.original, sorted({k[1] for k in gs.receiver.products}))
         try:
@@ -185,11 +223,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"interrupted: {len(report['products'])} products written to {args.out}")
             return 130
         report["stream"]["bytes_outside_packets"] = skipped
+        if damage:  # damaged record files: where, and what was skipped or repaired (first 100)
+            report["stream"]["file_damage"] = [dataclasses.asdict(d) for d in damage[:100]]
         gs.write_report(report)
         _print(report)
-        # a product that could not be rebuilt at all (its reason above and in stream.json) is an error for a
-        # script to see; packets lost on the link are not (they are accounted per product)
-        return 1 if report["stream"].get("products_failed") else 0
+        return _status(report)
 
     from edgeae.ground.transport import serve_udp
 
@@ -198,6 +236,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.original.is_file():
             raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
         _originals(gs, args.original, [])
+
+    if args.ready_file:
+        try:  # checked before binding: a bad path must not surface as a traceback after the socket is up
+            args.ready_file.write_text("")
+        except OSError as exc:
+            raise CLIError(f"--ready-file {args.ready_file}: cannot write it ({exc.strerror or exc})") from None
 
     def ready(port: int) -> None:
         print(f"listening on udp://{args.host}:{port}", flush=True)
@@ -210,4 +254,16 @@ def run(args: argparse.Namespace) -> int:
     if stopped == "interrupted":
         print(f"interrupted: everything received so far is in {args.out} (stream.json, received.bin)")
         return 130
-    return 1 if stopped.startswith("error") else 0
+    return 1 if stopped.startswith("error") else _status(report)
+
+
+def _take(receiver: Any, source: str, _arrival: float, packet: bytes) -> None:
+    receiver.receive(packet, source=source)
+
+
+def _status(report: dict) -> int:
+    """1 when a product could not be rebuilt, nothing was assembled, or the station's own limits refused
+    packets (errors for a script to see); packets lost on the link are not (they are accounted per product)."""
+    st = report["stream"]
+    refused = any(k in REFUSED for k in st["rejected"])
+    return 1 if st.get("products_failed") or not report["products"] or refused else 0

@@ -3,8 +3,9 @@
 A packet header can claim any frame size (a 66-byte packet can announce 4096×4096×255 samples); the ground
 allocates nothing from a header before :func:`check_frame` (and the per-kind checks in ``decode``) has
 compared it with these limits, and a product over a limit is reported with the reason ``limit``, not
-decoded. The defaults leave room on a 24 GB workstation: the largest frame allowed (a NAC-size strip,
-52,224 × 5,064 grey) needs about 5 GB to rebuild. Set them with ``edgeae ground ... --limit NAME=VALUE``
+decoded. The largest frame the defaults allow (a NAC-size strip, 52,224 × 5,064 grey) needs about 9-12 GB to
+rebuild with telea or nearest and about 30 GB with linear (35-112 bytes a pixel, measured: docs/ground.md):
+lower ``max_frame_pixels`` on a smaller machine. Set them with ``edgeae ground ... --limit NAME=VALUE``
 (``docs/ground.md`` lists them) or in code with ``GroundLimits(...)``.
 """
 

@@ -147,6 +147,11 @@ _FRAME_KEYS = {
 }
 
 
+def _same(value: object) -> object:
+    """A header value as a grouping key: NaN equals NaN (a NaN score must not split a product into pieces)."""
+    return "nan" if isinstance(value, float) and value != value else value
+
+
 class Receiver:
     """Accepts raw packets; keeps the good ones grouped by product and counts everything else."""
 
@@ -199,6 +204,11 @@ class Receiver:
             self.rejected["internal"] += 1
             return None
         t = self._tracker(pkt.apid)
+        pid = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
+        if pid not in self.products and len(self.products) >= lim.max_products:
+            # refused before anything is remembered of it: a flood of new products cannot grow memory
+            self.rejected["product_limit"] += 1
+            return None
         u = t.unwrap(pkt.seq_count)
         key = (pkt.apid, u, pkt.frame_id, pkt.part, data[-2:])
         if key in self._seen:
@@ -206,12 +216,8 @@ class Receiver:
             return None
         self._seen.add(key)
         t.valid.add(u)
-        pid = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
-        if pid not in self.products and len(self.products) >= lim.max_products:
-            self.rejected["product_limit"] += 1
-            return None
         asm = self.products.setdefault(pid, Assembly(pkt.kind, pkt.frame_id))
-        sig = (pkt.parts, *(pkt.header[k] for k in _FRAME_KEYS[pkt.kind]))
+        sig = (pkt.parts, *(_same(pkt.header[k]) for k in _FRAME_KEYS[pkt.kind]))
         group = asm.groups.setdefault(sig, {})
         asm.seq0s.setdefault(sig, u - pkt.part)
         if pkt.part in group:
@@ -230,13 +236,17 @@ class Receiver:
         a, b = asm.seq_range
         corrupt = t.corrupt_in(a, b)
         received = len(asm.pieces)
+        # pieces of this product that arrived only with other frame-level headers (damaged headers that
+        # passed the CRC) arrived: they are inconsistent, not lost on the link
+        stray = set().union(*(set(g) for g in asm.groups.values())) - set(asm.pieces) if asm.groups else set()
+        stray = {p for p in stray if 0 <= p < asm.parts}
         return {
             "kind": asm.kind,
             "frame_id": asm.frame_id,
             "packets_expected": asm.parts,
             "packets_received": received,
             "packets_corrupt": corrupt,
-            "packets_lost": max(0, asm.parts - received - corrupt),
+            "packets_lost": max(0, asm.parts - received - corrupt - len(stray)),
             "packets_inconsistent": asm.inconsistent,
         }
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from edgeae.masks import PRNG_VERSION, make_mask
 from edgeae.wire.products import SparseFrame, sample_dtype
-from edgeae.wire.stream import MAGIC, read_packet_file, split_stream
+from edgeae.wire.stream import GARBAGE, MAGIC, Damage, iter_packet_file, iter_stream_file
+
+log = logging.getLogger(__name__)
+MAX_DAMAGE_LINES = 20
+"""Damaged stretches of one file logged one by one; the rest are summed up in one line."""
 
 
 def image_samples(path: str | Path, channels: int | None = None) -> tuple[np.ndarray, int]:
@@ -42,36 +48,75 @@ def sparse_from_samples(
     return SparseFrame(frame_id, h, w, c, bit_depth, keep, pattern, seed, PRNG_VERSION, samples[mask])
 
 
-def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
-    """Packets of one file, with arrival times when recorded, and bytes that formed no packet.
-
-    An edgeae packet file (``EAPK`` records) keeps every record as it is, damaged or not; anything else is
-    read as CCSDS space packets back to back (a flight-runtime ``pass_NNNNN.bin``), resynchronising on the
-    CRC. A directory means every ``*.bin`` file in it, in name order.
-    """
+def packet_files(path: str | Path) -> list[Path]:
+    """``path`` itself, or for a directory every ``*.bin`` file in it, in name order."""
     p = Path(path)
-    if p.is_dir():
-        out: list[tuple[float, bytes]] = []
-        rest = 0
-        files = sorted(p.glob("*.bin"))
-        if not files:
-            raise FileNotFoundError(f"no *.bin packet files in {p}")
-        for f in files:
-            recs, r = read_packets(f)
-            out += recs
-            rest += r
-        return out, rest
-    data = p.read_bytes()
-    if data[:4] == MAGIC:
-        return read_packet_file(p)
-    recs = []
+    if not p.is_dir():
+        return [p]
+    files = sorted(p.glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"no *.bin packet files in {p}")
+    return files
+
+
+def iter_packets(path: str | Path) -> Iterator[tuple[float, bytes] | Damage]:
+    """Packets of one file (or directory, see :func:`packet_files`), with arrival times when recorded, and a
+    :class:`~edgeae.wire.stream.Damage` for each stretch of bytes that formed no packet, read a window at a
+    time (memory does not grow with the file; a caller that hands each packet on keeps none).
+
+    An edgeae packet file (``EAPK`` records) keeps every record as it is, damaged or not, and resynchronises
+    after a damaged record length; anything else is read as CCSDS space packets back to back (a
+    flight-runtime ``pass_NNNNN.bin``), resynchronising on the CRC, with damaged packets handed on for the
+    receiver to count as corrupt. Errors in the file header (:class:`~edgeae.wire.stream.PacketFileError`)
+    are raised before the first item.
+    """
+    files = packet_files(path)
+    for f in files:
+        with open(f, "rb") as fh:
+            magic = fh.read(len(MAGIC))
+        yield from iter_packet_file(f) if magic == MAGIC else iter_stream_file(f)
+
+
+def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tuple[int, list[Damage]]:
+    """Hand every packet of ``path`` (see :func:`iter_packets`) to ``take(arrival_time, packet)`` as it is
+    read, keeping none; returns the bytes that formed no packet and the damaged stretches of record files.
+
+    Damage in a record file (a record length that cannot be right, a truncated last record) is logged as a
+    warning naming the file, the record number and the byte offset (the first :data:`MAX_DAMAGE_LINES` per
+    file one by one, then one summary line); noise in a plain stream only at debug level (the caller reports
+    the total).
+    """
     skipped = 0
-    for pkt, k in split_stream(data):
-        if pkt is None:
-            skipped += k
-        else:
-            recs.append((0.0, pkt))
-    return recs, skipped
+    damage: list[Damage] = []
+    logged: dict[str, list[int]] = {}
+    for item in iter_packets(path):
+        if not isinstance(item, Damage):
+            take(*item)
+            continue
+        skipped += item.nbytes
+        if item.reason == GARBAGE:
+            log.debug("%s", item)
+            continue
+        damage.append(item)
+        seen = logged.setdefault(item.path, [0, 0])
+        seen[0] += 1
+        seen[1] += item.nbytes
+        if seen[0] <= MAX_DAMAGE_LINES:
+            log.warning("%s", item)
+    for name, (n, nbytes) in logged.items():
+        if n > MAX_DAMAGE_LINES:
+            log.warning(
+                "%s: %d more damaged stretches (%s bytes skipped in all)", name, n - MAX_DAMAGE_LINES, f"{nbytes:,}"
+            )
+    return skipped, damage
+
+
+def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
+    """Packets of one file (see :func:`iter_packets`) and the number of bytes that formed no packet, as a list
+    (damage logged as :func:`feed_packets` does)."""
+    out: list[tuple[float, bytes]] = []
+    skipped, _ = feed_packets(path, lambda t, pkt: out.append((t, pkt)))
+    return out, skipped
 
 
 def load_originals(path: str | Path, frame_ids: list[int]) -> dict[int, np.ndarray]:

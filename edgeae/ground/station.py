@@ -3,9 +3,9 @@
 Sparse frames are rebuilt from the received pixels with the CAE (``edgeae.reconstruct``, any model format
 through ``edgeae.predictor.load_predictor``) or, with no model, by classical inpainting. Latent frames are
 decoded with a ``cae-decoder`` artifact whose id matches the frame's encoder id (or any given decoder).
-Per frame it writes ``frame_<id>.png`` (reconstruction), ``frame_<id>_valid.png`` (white = pixel received)
-and ``frame_<id>.json`` (packets expected / received / lost / corrupt, pixels received, PSNR when the
-original is known); ``stream.json`` holds the session totals.
+Per frame it writes ``frame_<id>.png`` (reconstruction; ``.tif`` for other than 1 or 3 channels),
+``frame_<id>_valid.png`` (white = pixel received) and ``frame_<id>.json`` (packets expected / received /
+lost / corrupt, pixels received, PSNR when the original is known); ``stream.json`` holds the session totals.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ class GroundStation:
                 if self.out is not None:
                     from edgeae.imageio import write_image
 
-                    write_image(self.out / f"patch_{asm.frame_id}_{res.header['index']}.png", res.values)
+                    ext = _image_ext(res.values)
+                    write_image(self.out / f"patch_{asm.frame_id}_{res.header['index']}{ext}", res.values)
         return rep
 
     def _sparse(self, asm: Assembly) -> dict:
@@ -210,6 +211,11 @@ class GroundStation:
         res = decode_sparse(asm, self.max_pixels, self.limits)
         img = res.as_float()
         known = res.known
+        if res.pieces_bad and not known.any():  # nothing placed: a black frame would pass for a rebuilt one
+            raise DecodeError(
+                f"frame {asm.frame_id}: none of the {res.pieces_bad} pieces received fits the frame's sample mask "
+                "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
+            )
         rep: dict[str, Any] = {
             "shape": list(res.samples.shape),
             "keep": asm.header["keep"],
@@ -232,7 +238,8 @@ class GroundStation:
 
             # a frame deeper than 8 bits keeps 16 (PNG holds 16): its received samples stay as sent
             depth = 16 if asm.header["bit_depth"] > 8 else 8
-            write_image(self.out / f"frame_{asm.frame_id}.png", recon, bit_depth=depth)
+            # grey and RGB as PNG; any other channel count (multispectral) as a TIFF of that many samples
+            write_image(self.out / f"frame_{asm.frame_id}{_image_ext(recon)}", recon, bit_depth=depth)
             write_image(self.out / f"frame_{asm.frame_id}_valid.png", known)
         return rep
 
@@ -294,7 +301,7 @@ class GroundStation:
         if self.out is not None:
             from edgeae.imageio import write_image
 
-            write_image(self.out / f"latent_{asm.frame_id}.png", recon)
+            write_image(self.out / f"latent_{asm.frame_id}{_image_ext(recon)}", recon)
         return rep
 
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
@@ -335,6 +342,11 @@ class GroundStation:
             self.write_report()
         self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
         return self.write_report()
+
+
+def _image_ext(image: np.ndarray) -> str:
+    """``.png`` for grey and RGB, ``.tif`` for any other channel count (PNG holds 1 or 3)."""
+    return ".png" if image.ndim == 2 or image.shape[2] in (1, 3) else ".tif"
 
 
 def _failure_reason(exc: BaseException) -> str:

@@ -171,8 +171,13 @@ def serve_udp(
             _restore_sigterm(old_term)
             if tmpdir is not None:
                 tmpdir.cleanup()
-    if stats.get("dropped_source_limit"):
-        report["stream"]["rejected"]["source_limit"] = stats["dropped_source_limit"]
+    # datagrams the receiver process dropped at its caps never reached the parser: counted here, so that
+    # received = accepted + duplicates + rejected holds for the whole session
+    rejected = report["stream"]["rejected"]
+    for key, why in (("dropped_source_limit", "source_limit"), ("not_recorded", "session_limit")):
+        if stats.get(key):
+            rejected[why] = rejected.get(why, 0) + stats[key]
+            report["stream"]["packets_received"] += stats[key]
     report["serve"] = {
         "port": bound,
         "stopped": reason or stats.get("stopped", "receiver_failed"),

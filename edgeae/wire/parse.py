@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from spacepackets.ccsds.spacepacket import PacketType, SpacePacketHeader
+from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacketHeader
 
 from . import interleave as il
 from .codec import CODECS, CodecError, decode_samples
@@ -93,6 +93,11 @@ def parse_packet(data: bytes) -> Packet:
         raise _fail("apid", f"unknown APID {head.apid:#x}")
     if head.ccsds_version != 0 or head.packet_type != PacketType.TM or head.sec_header_flag:
         raise _fail("type", "not a version-0 telemetry packet without secondary header")
+    if head.seq_flags != SequenceFlags.UNSEGMENTED:  # this wire format never segments: each packet stands alone
+        flags = f"{int(head.seq_flags):02b}"
+        raise _fail(
+            "type", f"sequence flags 0b{flags}, not 0b11 'unsegmented' (apid {head.apid}, seq {head.seq_count})"
+        )
     kind = KIND_OF_APID[head.apid]
     version, codec, frame_id, part, parts = COMMON.unpack_from(data, PRIMARY_HEADER)
     if version not in LAYOUTS:

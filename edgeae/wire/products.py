@@ -7,6 +7,7 @@ module runs on the flight computer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -169,6 +170,8 @@ class AnomalyPatch:
             raise ValueError(f"size must be in 1..65535, got {self.size}")
         if not 0 <= self.index < 2**16:
             raise ValueError(f"index must be in 0..65535, got {self.index}")
+        if not math.isfinite(self.score):
+            raise ValueError(f"score must be finite, got {self.score}")
         if self.pixels.ndim != 3 or self.pixels.shape[:2] != (self.size, self.size):
             raise ValueError(f"pixels must be ({self.size}, {self.size}, C), got {self.pixels.shape}")
         if not 1 <= self.pixels.shape[2] <= 255:
