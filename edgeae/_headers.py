@@ -15,6 +15,11 @@ from pathlib import Path
 from edgeae._optional import require
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".tif", ".tiff")
+# planetary products, read through GDAL (edgeae.archive): labels, data files opened through the label of the
+# same stem beside them, and every suffix only GDAL reads (.xml only when it is a PDS4 label)
+ARCHIVE_LABEL_SUFFIXES = (".lbl", ".xml", ".lblx")
+ARCHIVE_DATA_SUFFIXES = (".img", ".dat", ".fits", ".fit", ".qub")
+ARCHIVE_SUFFIXES = (".img", ".lbl", ".cub", ".xml", ".lblx", ".vic", ".jp2", ".j2k", ".jpx", ".qub")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
@@ -57,8 +62,16 @@ def probe(p: Path) -> HeaderInfo:
         raise ImageReadError(f"{p}: is a directory, not an image file")
     ext = p.suffix.lower()
     if ext not in READ_EXTENSIONS:
+        if ext in ARCHIVE_DATA_SUFFIXES:
+            raise ImageReadError(
+                f"{p}: a planetary data file ({ext}) is read through its label, and its label was not found "
+                f"(no {p.stem}.lbl / .xml / .lblx beside it)"
+            )
+        planetary = ", ".join(dict.fromkeys(ARCHIVE_SUFFIXES + ARCHIVE_DATA_SUFFIXES))
+        note = " (an .xml only when it is a PDS4 label)" if ext == ".xml" else ""
         raise ImageReadError(
-            f"{p}: unsupported file type {ext or '(no extension)'!r}; supported: {', '.join(READ_EXTENSIONS)}"
+            f"{p}: unsupported file type {ext or '(no extension)'!r}; supported: {', '.join(READ_EXTENSIONS)}, "
+            f"and planetary products through GDAL (pip install 'edgeae[archive]'): {planetary}{note}"
         )
     size = p.stat().st_size
     if size == 0:

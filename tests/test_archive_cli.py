@@ -64,3 +64,24 @@ def test_scan_cli_geo_layer_and_quality_flags(formats: Path, tmp_path: Path) -> 
         info["geometry_type"] == "Polygon" and info["features"] == 2 and 'AUTHORITY["IAU","200000400"]' in info["crs"]
     )
     assert {"score", "product", "product_id", "thumbnail", "lon", "lat"} <= set(info["fields"])
+
+
+def test_score_skips_a_label_pointing_out_of_its_folder(formats: Path, tmp_path: Path, capsys) -> None:
+    """A PDS3 ``^IMAGE = ("../../../../etc/passwd", 1 <BYTES>)`` raised an unnamed ValueError ("Invalid name")
+    that aborted the whole run; it is now an ImageReadError naming the label, and the other products are scored."""
+    model = tiny_cae(tmp_path / "tiny.pt")
+    folder = tmp_path / "products"
+    folder.mkdir()
+    (folder / "dawnEqui1.cub").symlink_to(formats / "isis3/dawnEqui1.cub")
+    (folder / "evil.lbl").write_text(
+        'PDS_VERSION_ID = PDS3\r\n^IMAGE = ("../../../../etc/passwd", 1 <BYTES>)\r\nOBJECT = IMAGE\r\n  LINES = 2\r\n'
+        "  LINE_SAMPLES = 4\r\n  SAMPLE_BITS = 8\r\nEND_OBJECT = IMAGE\r\nEND\r\n"
+    )
+    out = tmp_path / "s.csv"
+    rc = main(["score", str(folder / "evil.lbl"), str(folder / "dawnEqui1.cub"), "--model", str(model), "--patch",
+               "32", "-o", str(out), "--no-progress", "--min-valid", "0.5"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "evil.lbl: its ^IMAGE pointer names '../../../../etc/passwd'" in err
+    rows = list(csv.DictReader(out.open()))
+    assert rows and {Path(r["file"]).name for r in rows} == {"dawnEqui1.cub"}
+    assert rc == 1  # one product could not be read: the exit status says so too

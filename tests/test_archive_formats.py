@@ -24,18 +24,22 @@ def formats(data_root: Path) -> Path:
 
 
 # file: (H, W, C, stored dtype, scaling kind, (raw_lo, raw_hi) or None for "measured", invalid pixels)
+# The HRSC and LOLA ranges were pinned at (0, 25610) and (2573, 32034) while their label text was read as
+# pixels: the crops left a stale ^IMAGE pointer inside the label (and LOLA a nested ^IMAGE GDAL followed from
+# byte 0). Read from where the image starts (right after the label's END), HRSC holds 0..165 (its 4 text
+# "pixels" made it read black) and LOLA -1010..735 (×0.5 m + 1737.4 km); see test_stale_pointer_*.
 PDS3 = {
     "pds3/PSP_001446_1790_BG12_0.IMG": (5000, 256, 1, "uint8", "bit_depth", (0, 255), 4430),
     "pds3/nacl.img": (10, 5064, 1, "uint8", "bit_depth", (0, 255), 0),
     "pds3/wac0000a1c4_cropped.img": (100, 704, 1, "uint8", "bit_depth", (0, 255), 9218),
     "pds3/ab102401_cropped.img": (5, 640, 1, "uint8", "bit_depth", (0, 255), 0),
-    "pds3/h2862_0006_sr2_cropped.img": (5, 1008, 1, "int16", "range", (0, 25610), 0),
+    "pds3/h2862_0006_sr2_cropped.img": (5, 1008, 1, "int16", "range", (0, 165), 0),
     "pds3/1F483288473EFFCMUFP1214L0M1.IMG": (1024, 1024, 1, "int16", "bit_depth", (0, 4095), 0),
     "pds3/TC1S2B0_01_05186N225E0040_mini.lbl": (3, 3208, 1, "int16", "range", (122, 1634), 0),
     "pds3/TC1S2B0_01_05186N225E0040_mini.img": (3, 3208, 1, "int16", "range", (122, 1634), 0),
     "pds3/MI_MAP_03_N51E124N50E125SC_cropped.lbl": (5, 5, 1, "int16", "range", (2699, 3371), 0),
     "pds3/MI_MAP_03_N51E124N50E125SC_cropped.img": (5, 5, 1, "int16", "range", (2699, 3371), 0),
-    "pds3/ldem_4_cropped.img": (1, 1440, 1, "int16", "range", (2573, 32034), 0),
+    "pds3/ldem_4_cropped.img": (1, 1440, 1, "int16", "range", (-1010, 735), 0),
     "pds3/frt00003e25_01_de156l_ddr1.lbl": (15, 64, 1, "float32", "range", None, 0),
     "pds3/frt00003e25_01_de156l_ddr1.img": (15, 64, 1, "float32", "range", None, 0),
 }

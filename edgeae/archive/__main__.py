@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "emission_deg": lab.emission_deg, "resolution_m": lab.resolution_m,
                     "scaling": s.to_dict(), "special_values": list(r.specials),
                     "body": r.geo.body if r.geo else None, "map_projected": r.geo is not None,
+                    **({"warnings": r.warnings} if r.warnings else {}),
                 }  # fmt: skip
         except (ImageReadError, ValueError) as exc:
             out = {"file": e.name, "error": str(exc)}

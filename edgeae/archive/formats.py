@@ -10,6 +10,12 @@ Truncated products are refused before any pixel is read, naming the file and the
 must hold what the PDS3 ``^IMAGE`` pointer and IMAGE object promise, and a VICAR label (a file of its own,
 or embedded in the data file after a PDS3 label) must be followed by its NL × NB records. FILE_RECORDS is
 not used: several real products were cropped upstream with LINES edited and FILE_RECORDS left as it was.
+
+Labels are not trusted blindly: a file a PDS3 or PDS4 label points to must be a plain name in the label's
+own folder (``../../etc/passwd`` is refused, naming the label and the pointer), a PDS3 label without an
+IMAGE object is refused as such, and a PDS3 ``^IMAGE`` that lands inside its own label (a stale pointer
+left by a crop) is either relocated, when exactly one placement of the image fits, or refused
+(:func:`check_complete`, :mod:`edgeae.archive.pds3`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import logging
 import re
 from pathlib import Path
 
+from edgeae import _headers
 from edgeae._headers import ImageReadError
+from edgeae.archive.pds3 import IMAGE_OBJECTS, ImageLayout, OdlLabel, RawImage, image_bytes, parse_pointer, scan_label
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -28,13 +36,16 @@ __all__ = [
     "is_archive_path",
     "label_for",
     "open_target",
+    "pds4_files",
+    "product_files",
     "sniff_tiff_needs_gdal",
 ]
 
-LABEL_SUFFIXES = (".lbl", ".xml", ".lblx")
-DATA_SUFFIXES = (".img", ".dat", ".fits", ".fit", ".qub")
+# defined with the other readable suffixes (the error for an unsupported file lists them too)
+LABEL_SUFFIXES = _headers.ARCHIVE_LABEL_SUFFIXES
+DATA_SUFFIXES = _headers.ARCHIVE_DATA_SUFFIXES
 # files that only GDAL reads (the scan walks these; .xml only when it is a PDS4 label)
-ARCHIVE_SUFFIXES = (".img", ".lbl", ".cub", ".xml", ".lblx", ".vic", ".jp2", ".j2k", ".jpx", ".qub")
+ARCHIVE_SUFFIXES = _headers.ARCHIVE_SUFFIXES
 
 
 def _head(p: Path, n: int = 4096) -> bytes:
@@ -153,84 +164,168 @@ def _vicar_extent(data: bytes, start: int) -> tuple[int, int, int] | None:
     return start + lblsize + recsize * (nlb + nl * max(nb, 1)), nl, recsize
 
 
-_PDS3_KV = re.compile(r"^\s*(\^?[A-Z0-9_:]+)\s*=\s*(.+?)\s*$", re.M)
+def _in_label_dir(label: Path, name: str, what: str) -> Path:
+    """The file ``name`` that ``label`` points to, in the label's own folder (as written, upper or lower case).
+
+    Refuses, naming the label and the pointer, a name with a path separator or one that is not a file name
+    (``..``, an absolute path): a label must not send the reader to files outside its product's folder.
+    """
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise ImageReadError(
+            f"{label}: its {what} names {name!r}, not a file beside the label: a pointer must stay in the "
+            "label's folder (no path separators)"
+        )
+    for cand in dict.fromkeys((name, name.upper(), name.lower())):
+        p = label.with_name(cand)
+        if p.exists():
+            return p
+    return label.with_name(name)
 
 
-def _pds3_pointer(label_text: str, label_path: Path) -> tuple[Path, int] | None:
-    """(data file, byte offset) of the ``^IMAGE`` pointer of a PDS3 label; quotes of either kind accepted."""
-    m = re.search(r"^\s*\^IMAGE\s*=\s*(.+?)\s*$", label_text, re.M)
-    if not m:
-        return None
-    val = m.group(1).strip()
-    rec = re.search(r"RECORD_BYTES\s*=\s*(\d+)", label_text)
-    record_bytes = int(rec.group(1)) if rec else 0
-    name, where = None, None
-    t = re.fullmatch(r"\(\s*[\"']?([^\"',]+)[\"']?\s*,\s*(\d+)\s*(<BYTES>)?\s*\)", val)
-    if t:
-        name, where, in_bytes = t.group(1), int(t.group(2)), bool(t.group(3))
-    else:
-        q = re.fullmatch(r"[\"']([^\"']+)[\"']", val)
-        if q:
-            name, where, in_bytes = q.group(1), 1, True
-        else:
-            n = re.fullmatch(r"(\d+)\s*(<BYTES>)?", val)
-            if not n:
-                return None
-            where, in_bytes = int(n.group(1)), bool(n.group(2))
-    if name is None:
-        data = label_path
-    else:
-        data = label_path.with_name(name)
-        if not data.exists():  # case differs between label and file system (FOO.IMG vs foo.img)
-            lower = {c.name.lower(): c for c in label_path.parent.iterdir()}
-            data = lower.get(name.lower(), data)
-    offset = where - 1 if in_bytes else (where - 1) * record_bytes
-    return data, offset
+def _read_at(p: Path, start: int, n: int) -> bytes:
+    with open(p, "rb") as fh:
+        fh.seek(start)
+        return fh.read(n)
 
 
-def _pds3_image_bytes(label_text: str) -> tuple[int, int] | None:
-    """(bytes of the IMAGE object, LINES) from its LINES, LINE_SAMPLES, SAMPLE_BITS, BANDS, prefix/suffix."""
-    # keywords in any case (Kaguya writes Object = IMAGE ... End_Object), END_OBJECT with or without the name
-    m = re.search(r"^\s*OBJECT\s*=\s*IMAGE\s*$(.*?)^\s*END_OBJECT(?:\s*=\s*IMAGE)?\s*$", label_text, re.M | re.S | re.I)
-    if not m:
-        return None
-    body = m.group(1)
-
-    def num(key: str, default: int = 0) -> int:
-        k = re.search(rf"^\s*{key}\s*=\s*(\d+)", body, re.M | re.I)
-        return int(k.group(1)) if k else default
-
-    lines, samples, bits = num("LINES"), num("LINE_SAMPLES"), num("SAMPLE_BITS", 8)
-    bands = num("BANDS", 1)
-    prefix, suffix = num("LINE_PREFIX_BYTES"), num("LINE_SUFFIX_BYTES")
-    if not lines or not samples:
-        return None
-    return lines * bands * (prefix + samples * bits // 8 + suffix), lines
+_PAD = frozenset(b" \t\r\n\0")
 
 
-def check_complete(p: Path) -> None:
-    """Refuse a truncated PDS3 / VICAR product with :class:`ImageReadError` naming the file and the bytes."""
+def _stale_start(p: Path, lab: OdlLabel, layout: ImageLayout, offset: int, size: int) -> RawImage:
+    """Where the image of an attached label whose ``^IMAGE`` lands inside the label really starts.
+
+    Unambiguous only when exactly one placement fits: right after the END line with at most padding (blanks,
+    NULs, newlines; less than one line) after it, or flush with the end of the file with only padding between
+    the label and it. Anything else is refused: where the pixels start is then a guess.
+    """
+    assert lab.end is not None
+    end, need = lab.end, layout.nbytes
+    if end + need > size:
+        n = layout.lines
+        raise ImageReadError(
+            f"{p}: truncated: its label promises {n} line{'s' if n != 1 else ''} ({need} bytes), the file holds "
+            f"{size - end} bytes after its label (which ends at byte {end}; its stale ^IMAGE pointer, byte "
+            f"{offset + 1}, lies inside it)"
+        )
+    starts = set()
+    tail = size - (end + need)
+    if 0 <= tail < max(layout.line_bytes, 2) and set(_read_at(p, end + need, tail)) <= _PAD:
+        starts.add(end)
+    gap = size - need - end
+    if 0 < gap <= 65536 and set(_read_at(p, end, gap)) <= _PAD:
+        starts.add(size - need)
+    if len(starts) != 1:
+        raise ImageReadError(
+            f"{p}: its ^IMAGE pointer (byte {offset + 1}) lies inside its label, which ends at byte {end}: a stale "
+            f"pointer, and the {need}-byte image does not fill the {size - end} bytes after the label "
+            "unambiguously, so where its pixels start is unknown"
+        )
+    start = starts.pop()
+    note = (
+        f"the label's ^IMAGE pointer (byte {offset + 1}) lies inside the label, which ends at byte {end} (a stale "
+        f"pointer left by an edit of the label); the {need}-byte image fills the file after the label, so it is "
+        f"read from byte {start + 1}"
+    )
+    return RawImage(p, start, layout, note)
+
+
+def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
+    """(data file, relocated image or None) of a PDS3 label; refuses a label GDAL would misread."""
+    lab = scan_label(head)
+    if not lab.has_image() and b"PDS_VERSION_ID" in head[:4096] and b"LBLSIZE=" not in head:
+        found = [name for name, depth, _ in lab.objects if depth == 0]
+        what = f" (it describes {', '.join(dict.fromkeys(found))})" if found else ""
+        raise ImageReadError(f"{p}: the label has no IMAGE object{what}: not an image product")
+    for obj, key, value in [("", k, v) for k, v in lab.top.items()] + lab.nested_pointers:
+        if key[1:] in IMAGE_OBJECTS:  # every image pointer GDAL might follow stays in the label's folder
+            ptr = parse_pointer(value, 0)
+            if ptr is not None and ptr[0] is not None:
+                _in_label_dir(p, ptr[0], f"{key} pointer" + (f" (in {obj})" if obj else ""))
+    packed = lab.compressed_file()
+    if packed is not None:  # GDAL reads the compressed file (a JP2), not the IMAGE object's raw layout
+        data = _in_label_dir(p, packed, "COMPRESSED_FILE FILE_NAME")
+        if not data.is_file():
+            raise ImageReadError(f"{p}: the data file {data.name} named by its COMPRESSED_FILE does not exist")
+        return data, None
+    pointer = lab.pointer()
+    ptr = parse_pointer(pointer, _int(lab.top, "RECORD_BYTES")) if pointer is not None else None
+    if ptr is None:
+        return p, None
+    name, offset = ptr
+    data = p if name is None else _in_label_dir(p, name, "^IMAGE pointer")
+    if not data.exists():
+        raise ImageReadError(f"{p}: the data file {data.name} named by its ^IMAGE pointer does not exist")
+    if not data.is_file():
+        raise ImageReadError(f"{p}: the data file {data.name} named by its ^IMAGE pointer is not a file")
+    layout = image_bytes(lab)
+    if layout is None:
+        return data, None
+    size = data.stat().st_size
+    moved = None
+    if data == p and lab.end is not None and offset < lab.end:
+        moved = _stale_start(p, lab, layout, offset, size)
+    elif "^IMAGE" in lab.top and any(
+        k == "^IMAGE" and parse_pointer(v, 0) != parse_pointer(lab.top["^IMAGE"], 0) for _, k, v in lab.nested_pointers
+    ):
+        obj = next(o for o, k, _ in lab.nested_pointers if k == "^IMAGE")
+        moved = RawImage(
+            data, offset, layout, f"the label also holds a ^IMAGE nested in {obj}, which GDAL would follow; the "
+            f"top-level ^IMAGE is read (byte {offset + 1})"
+        )  # fmt: skip
+    start = moved.offset if moved else offset
+    if start + layout.nbytes > size:
+        n = layout.lines
+        raise ImageReadError(
+            f"{p}: truncated: its label promises {n} line{'s' if n != 1 else ''} ({start + layout.nbytes} bytes "
+            f"up to the end of the image in {data.name}), the file holds {size} bytes"
+        )
+    return data, moved
+
+
+def _int(kw: dict[str, str], key: str) -> int:
+    m = re.match(r"\s*(\d+)", kw.get(key, ""))
+    return int(m.group(1)) if m else 0
+
+
+def pds4_files(label: Path) -> list[Path]:
+    """The data files of a PDS4 label (``File/file_name``), each checked to be in the label's folder."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(label).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise ImageReadError(f"{label}: not a readable PDS4 label ({exc})") from exc
+    out = []
+    for el in root.iter():
+        ns, _, local = el.tag.rpartition("}")
+        if local != "File" or not (ns == "" or ns.startswith("{http://pds.nasa.gov/pds4/pds/")):
+            continue  # pds:File only (psa:file_name and the like name documents, not data GDAL reads)
+        for k in el:
+            if k.tag == (f"{ns}}}file_name" if ns else "file_name"):
+                out.append(_in_label_dir(label, (k.text or "").strip(), "<file_name>"))
+    return out
+
+
+def check_complete(p: Path) -> RawImage | None:
+    """Refuse a truncated or misleading product with :class:`ImageReadError` naming the file and the bytes.
+
+    Returns where a PDS3 image really starts when GDAL would read it from elsewhere (see :mod:`.pds3`), else
+    None. Every file a PDS3 or PDS4 label points to must be in the label's folder.
+    """
     head = _head(p, 65536)
-    data_path, data_head, label_text = p, head, ""
-    if head.lstrip().startswith(b"PDS_VERSION_ID") or p.suffix.lower() == ".lbl":
-        label_text = head.decode("latin-1").split("\nEND\r", 1)[0].split("\nEND\n", 1)[0]
-        ptr = _pds3_pointer(label_text, p)
-        if ptr is not None:
-            data_path, offset = ptr
-            if not data_path.exists():
-                raise ImageReadError(f"{p}: the data file {data_path.name} named by its ^IMAGE pointer does not exist")
-            size = data_path.stat().st_size
-            need = _pds3_image_bytes(label_text)
-            if need is not None and offset + need[0] > size:
-                raise ImageReadError(
-                    f"{p}: truncated: its label promises {need[1]} lines ({offset + need[0]} bytes up to the end of "
-                    f"the image in {data_path.name}), the file holds {size} bytes"
-                )
-            data_head = head if data_path == p else _head(data_path, 65536)
+    data_path, data_head, is_pds3, moved = p, head, False, None
+    if p.suffix.lower() in (".xml", ".lblx") and is_pds4_label(p):
+        for f in pds4_files(p):
+            if not f.exists():
+                raise ImageReadError(f"{p}: the data file {f.name} named by its <file_name> does not exist")
+    elif b"PDS_VERSION_ID" in head[:1024] or p.suffix.lower() == ".lbl":  # after an SFDU header too, as GDAL
+        is_pds3 = True
+        data_path, moved = _pds3_checks(p, head)
+        data_head = head if data_path == p else _head(data_path, 65536)
     size = data_path.stat().st_size
     # a VICAR label: the file itself, or embedded after the PDS3 label (MER, MSL, Mars 2020 EDRs)
     starts = [0] if data_head.startswith(b"LBLSIZE=") else []
-    if label_text and data_path == p:
+    if is_pds3 and data_path == p:
         m = re.search(rb"LBLSIZE=\s*\d+", data_head)
         if m:
             starts.append(m.start())
@@ -240,6 +335,37 @@ def check_complete(p: Path) -> None:
             full = max(0, (size - (ext[0] - ext[1] * ext[2])) // ext[2])
             where = f"{p}: the data file {data_path.name}" if data_path != p else str(p)
             raise ImageReadError(
-                f"{where} is truncated: its VICAR label promises {ext[1]} lines of {ext[2]}-byte records "
-                f"({ext[0]} bytes), the file holds {size} bytes (about {full} complete lines)"
+                f"{where} is truncated: its VICAR label promises {ext[1]} line{'s' if ext[1] != 1 else ''} of "
+                f"{ext[2]}-byte records ({ext[0]} bytes), the file holds {size} bytes (about {full} complete lines)"
             )
+    return moved
+
+
+def product_files(p: Path) -> list[Path]:
+    """The other files ``p`` is read with: its detached label, or the data files its label names (no GDAL).
+
+    For the resume stamps of a scan, so a product whose data file changed is scanned again. Cheap: a file
+    with an attached label (or a cube, VICAR file, JPEG 2000) costs one 64-byte read. Best effort: a product
+    whose files cannot be worked out gives [] (reading it then fails with the reason).
+    """
+    ext = p.suffix.lower()
+    if ext not in LABEL_SUFFIXES + DATA_SUFFIXES:
+        return []
+    try:
+        target = open_target(p)  # the detached label of a bare data file, else p
+        files = [] if target == p else [target]
+        if target.suffix.lower() in (".xml", ".lblx"):
+            files += pds4_files(target) if is_pds4_label(target) else []
+        elif target.suffix.lower() == ".lbl":
+            lab = scan_label(_head(target, 65536))
+            packed = lab.compressed_file()
+            if packed is not None:
+                files.append(_in_label_dir(target, packed, "COMPRESSED_FILE FILE_NAME"))
+            for key in ("^IMAGE", "^QUBE", "^SPECTRAL_QUBE", "^CORE"):
+                value = lab.pointer(key)
+                ptr = parse_pointer(value, 0) if value is not None else None
+                if ptr is not None and ptr[0] is not None:
+                    files.append(_in_label_dir(target, ptr[0], f"{key} pointer"))
+    except (ImageReadError, OSError):
+        return []
+    return [f for f in dict.fromkeys(files) if f != p and f.is_file()]

@@ -17,13 +17,18 @@ not applied: the label is the authority on missing data.
 Reads are windowed (``read_rows``), and GDAL's block cache is capped at :data:`GDAL_CACHE_MB`, so
 streaming a product larger than memory keeps peak RSS flat. Measuring the range of a ``range``-scaled
 product costs one extra windowed pass over it before the first strip.
+
+Hostile or broken labels are refused before anything large is allocated: a raw product (PDS3, PDS4, ISIS3,
+VICAR) whose declared samples do not fit in its files, any read window over ``EDGEAE_MAX_IMAGE_BYTES``
+(:class:`edgeae.imagedecode.ImageLimits`), and any file GDAL would read outside the label's folder. A PDS3
+image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``, :mod:`edgeae.archive.pds3`)
+is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,74 +37,46 @@ import numpy as np
 
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
-from edgeae.archive.formats import check_complete, open_target
+from edgeae.archive.formats import _head, check_complete, open_target
 from edgeae.archive.label import FLOAT_SPECIAL_BELOW, ISIS_SPECIALS, ProductLabel, label_from_dataset
+from edgeae.archive.pds3 import RawImage
+from edgeae.archive.scaling import Scaling, choose_scaling, normalise, valid_range
 
 if TYPE_CHECKING:
     from edgeae.imageio import ImageData
 
-__all__ = ["GDAL_CACHE_MB", "ProductReader", "Scaling", "read_product"]
+__all__ = ["GDAL_CACHE_MB", "ProductReader", "Scaling", "choose_scaling", "read_product", "valid_range"]
 
 GDAL_CACHE_MB = 16  # GDAL's default is 5 % of RAM: RSS would grow with every block a stream reads
 PASS_BYTES = 8 * 1024**2  # samples read per window of the range pass
 RAW_DRIVERS = ("PDS", "PDS4", "ISIS3", "VICAR")  # uncompressed layouts: reading the last line is cheap
+# data files that hold compressed samples although a raw driver opened them (ISIS3 GeoTIFF cores, PDS3 JP2)
+_COMPRESSED_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".jpg", ".jpeg", ".png", ".gz", ".zip")
 
 
-@dataclass(frozen=True)
-class Scaling:
-    """pixels = (raw - raw_lo) / (raw_hi - raw_lo); physical value = raw × multiplier + offset."""
-
-    kind: str  # "bit_depth" | "range"
-    raw_lo: float
-    raw_hi: float
-    bits: int
-    multiplier: float = 1.0
-    offset: float = 0.0
-    unit: str | None = None
-
-    @property
-    def physical_lo(self) -> float:
-        return self.raw_lo * self.multiplier + self.offset
-
-    @property
-    def physical_hi(self) -> float:
-        return self.raw_hi * self.multiplier + self.offset
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "physical_lo": self.physical_lo, "physical_hi": self.physical_hi}
+def gdal_message(exc: BaseException) -> str:
+    """GDAL's own words for a rasterio error: "Read failed. See previous exception..." carries them in its cause."""
+    top = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    if "See previous exception" in top and cause is not None:
+        return f"{top.split('.')[0]}: {str(cause).strip() or type(cause).__name__}"
+    return top or type(exc).__name__
 
 
-def choose_scaling(dtype: np.dtype, bits: int | None, vmin: float | None, vmax: float | None) -> Scaling:
-    """The scaling rule of the module docstring from the valid range (None when nothing is valid)."""
-    if dtype == np.uint8:
-        return Scaling("bit_depth", 0.0, 255.0, 8)
-    if dtype.kind in "ui" and bits and 0 < bits <= 8 * dtype.itemsize:
-        top = float(2**bits - 1)
-        if vmin is None or vmax is None or (vmin >= 0 and vmax <= top):
-            return Scaling("bit_depth", 0.0, top, bits)
-    width = 8 * dtype.itemsize
-    if vmin is None or vmax is None:
-        return Scaling("range", 0.0, 1.0, width)
-    return Scaling("range", float(vmin), float(vmax) if vmax > vmin else float(vmin) + 1.0, width)
+def _size(n: int) -> str:
+    for unit, k in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << k:
+            return f"{n / (1 << k):.1f} {unit}"
+    return f"{n} bytes"
 
 
-def valid_range(raw: np.ndarray, bad: np.ndarray) -> tuple[float | None, float | None]:
-    """(min, max) of ``raw`` (rows, W, C) where ``bad`` (rows, W) is False; (None, None) when nothing is.
-
-    Masked reductions: boolean indexing would allocate two int64 index arrays (8× the mask) per call.
-    """
-    ok = ~bad
-    if not ok.any():
-        return None, None
-    lo = hi = None
-    for c in range(raw.shape[2]):
-        a = raw[:, :, c]
-        big = np.inf if a.dtype.kind == "f" else np.iinfo(a.dtype).max
-        small = -np.inf if a.dtype.kind == "f" else np.iinfo(a.dtype).min
-        m, n = float(np.min(a, where=ok, initial=big)), float(np.max(a, where=ok, initial=small))
-        lo = m if lo is None else min(lo, m)
-        hi = n if hi is None else max(hi, n)
-    return lo, hi
+def max_window_bytes() -> int:
+    """The most bytes one read window may take: ``EDGEAE_MAX_IMAGE_BYTES`` (the decode limit, 2 GiB by default)."""
+    try:
+        from edgeae.imagedecode import ImageLimits
+    except ImportError:  # an edgeae without decode limits
+        return 2 << 30
+    return ImageLimits.from_env().max_bytes
 
 
 def _open_env(**extra: Any) -> Any:
@@ -126,21 +103,23 @@ class ProductReader:
         rasterio = require("rasterio")
         self.path = Path(os.fspath(path))
         target = open_target(self.path)
-        check_complete(target)
+        self._moved = check_complete(target)
+        self._moved_dtype: np.dtype | None = None
         self._opts: dict[str, Any] = {}
         try:
             self.ds = _open(rasterio, target, self._opts)
         except rasterio.errors.RasterioIOError as exc:
-            if b"LBLSIZE=" not in target.read_bytes()[:65536]:
-                raise ImageReadError(f"{self.path}: GDAL cannot open it ({exc})") from exc
+            if b"LBLSIZE=" not in _head(target, 65536):
+                raise ImageReadError(f"{self.path}: GDAL cannot open it ({gdal_message(exc)})") from exc
             # a PDS3 label GDAL rejects over an embedded VICAR label: let the VICAR driver read it
             self._opts = {"GDAL_TRY_PDS3_WITH_VICAR": "YES"}
             try:
                 self.ds = _open(rasterio, target, self._opts)
             except rasterio.errors.RasterioIOError as exc2:
-                raise ImageReadError(f"{self.path}: GDAL cannot open it ({exc2})") from exc2
+                raise ImageReadError(f"{self.path}: GDAL cannot open it ({gdal_message(exc2)})") from exc2
         ds = self.ds
         try:
+            self._check_files(target)
             self.height, self.width, self.count = int(ds.height), int(ds.width), int(ds.count)
             self.driver = str(ds.driver)
             if bands is None:
@@ -151,6 +130,9 @@ class ProductReader:
             self.raw_dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
             if self.raw_dtype.kind == "c":
                 raise ImageReadError(f"{self.path}: complex samples ({self.raw_dtype}) are not images")
+            self._check_declared_size()
+            if self._moved is not None:
+                self._moved_dtype = self._direct_dtype(self._moved)
             self.label: ProductLabel = label_from_dataset(ds, target)
             self.specials = self._special_values()
             self._check_last_line()
@@ -163,6 +145,44 @@ class ProductReader:
         except BaseException:
             self.close()
             raise
+
+    # -- checks at open ---------------------------------------------------------------------------------
+    def _check_files(self, target: Path) -> None:
+        """Every file GDAL reads for the product lies in the label's folder (a label cannot point elsewhere)."""
+        home = os.path.normpath(os.path.abspath(target.parent))
+        for f in self.ds.files:
+            if os.path.dirname(os.path.normpath(os.path.abspath(f))) != home:
+                raise ImageReadError(
+                    f"{self.path}: its label points to {f}, outside the label's folder: a pointer must stay in "
+                    "the label's folder"
+                )
+
+    def _check_declared_size(self) -> None:
+        """A raw product's declared samples must fit in its files: refused before any line is allocated."""
+        if self.driver not in RAW_DRIVERS or self.ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION"):
+            return
+        files = [Path(f) for f in self.ds.files]
+        if not files or any(f.suffix.lower() in _COMPRESSED_SUFFIXES for f in files):
+            return
+        need = self.height * self.width * self.count * self.raw_dtype.itemsize
+        have = sum(f.stat().st_size for f in files if f.is_file())
+        if need > have:
+            raise ImageReadError(
+                f"{self.path}: truncated or corrupt: its label declares {self.height} × {self.width} × {self.count} "
+                f"{self.raw_dtype} samples ({need} bytes), more than its file{'s' if len(files) > 1 else ''} "
+                f"hold{'' if len(files) > 1 else 's'} ({have} bytes)"
+            )
+
+    def _direct_dtype(self, moved: RawImage) -> np.dtype:
+        """The byte-ordered sample type to read a relocated PDS3 image with; refused where GDAL disagrees."""
+        lay = moved.layout
+        why = moved.dtype(self.raw_dtype)
+        if (self.height, self.width, self.count) != (lay.lines, lay.samples, lay.bands):
+            gdal, label = (self.height, self.width, self.count), (lay.lines, lay.samples, lay.bands)
+            why = f"GDAL reads {' × '.join(map(str, gdal))} samples, the label says {' × '.join(map(str, label))}"
+        if isinstance(why, str):
+            raise ImageReadError(f"{self.path}: {moved.note}; but it cannot be read from there: {why}")
+        return why
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -210,17 +230,37 @@ class ProductReader:
         """Stored samples of rows [y0, y1) as (rows, W, C), read through a GDAL window."""
         if not 0 <= y0 < y1 <= self.height:
             raise ValueError(f"{self.path}: rows [{y0}, {y1}) outside 0..{self.height}")
+        nbytes = self._check_window(y0, y1)
         rasterio = require("rasterio")
         from rasterio.windows import Window
 
         try:
+            if self._moved is not None and self._moved_dtype is not None:
+                return self._moved.read(y0, y1, self.bands, self._moved_dtype)
             with _open_env(**self._opts):
                 arr = self.ds.read(self.bands, window=Window(0, y0, self.width, y1 - y0))
         except rasterio.errors.RasterioIOError as exc:
-            raise ImageReadError(f"{self.path}: GDAL read of rows {y0}..{y1} failed ({exc})") from exc
+            raise ImageReadError(f"{self.path}: GDAL read of rows {y0}..{y1} failed ({gdal_message(exc)})") from exc
+        except OSError as exc:
+            raise ImageReadError(f"{self.path}: read of rows {y0}..{y1} failed ({exc})") from exc
+        except MemoryError:
+            raise ImageReadError(f"{self.path}: out of memory reading rows {y0}..{y1} ({nbytes} bytes)") from None
         return np.ascontiguousarray(np.moveaxis(arr, 0, -1))
 
+    def _check_window(self, y0: int, y1: int) -> int:
+        """Bytes of a read of rows [y0, y1), refused over :func:`max_window_bytes` before anything is allocated."""
+        nbytes = (y1 - y0) * self.width * len(self.bands) * self.raw_dtype.itemsize
+        cap = max_window_bytes()
+        if nbytes > cap:
+            raise ImageReadError(
+                f"{self.path}: reading rows {y0}..{y1} takes {_size(nbytes)} ({y1 - y0} × {self.width} × "
+                f"{len(self.bands)} samples of {self.raw_dtype}), over the {_size(cap)} read limit "
+                "(EDGEAE_MAX_IMAGE_BYTES)"
+            )
+        return nbytes
+
     def _check_last_line(self) -> None:
+        self._check_window(self.height - 1, self.height)  # for every driver: a line too wide is refused as such
         if self.driver not in RAW_DRIVERS:  # compressed (JP2, GeoTIFF): one line can mean decoding many tiles
             return
         try:
@@ -270,14 +310,7 @@ class ProductReader:
 
     def normalise(self, raw: np.ndarray, bad: np.ndarray, scaling: Scaling | None = None) -> np.ndarray:
         """float32 (rows, W, C) in [0, 1]; invalid pixels are 0."""
-        s = scaling or self.scaling
-        out = raw.astype(np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):
-            out -= np.float32(s.raw_lo)
-            out *= np.float32(1.0 / (s.raw_hi - s.raw_lo))
-        out[bad] = 0.0
-        np.clip(out, 0.0, 1.0, out=out)  # float rounding only: every valid value lies in [lo, hi]
-        return out
+        return normalise(raw, bad, scaling or self.scaling)
 
     def read_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows [y0, y1) as (pixels float32 (rows, W, C) in [0, 1], valid as uint8 alpha (rows, W))."""
@@ -296,8 +329,13 @@ class ProductReader:
             "format": self.label.format, "driver": self.driver, "label": self.label.to_dict(),
             "scaling": s.to_dict(), "offset": s.raw_lo, "bands_in_product": self.count, "bands_read": self.bands,
             "special_values": list(self.specials), "georef": self.geo.to_dict() if self.geo else None,
-            "gdal_options": dict(self._opts),
+            "gdal_options": dict(self._opts), "warnings": self.warnings,
         }  # fmt: skip
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the reader did that the label did not say (e.g. a stale ``^IMAGE`` pointer relocated)."""
+        return [self._moved.note] if self._moved is not None else []
 
 
 def read_product(

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.archive.formats import product_files
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 
@@ -51,16 +52,37 @@ class Record:
     error: str = ""
     seconds: float = 0.0
     reason: str = ""
-    stamp: str = ""  # the file's size and modification time when recorded ("" in older manifests: not checked)
+    stamp: str = ""  # the files' sizes and modification times when recorded ("" in older manifests: not checked)
 
 
-def file_stamp(path: Path) -> str:
-    """``size:mtime_ns`` of ``path`` ("" when it cannot be read): a file replaced since its record differs."""
+def _stat(path: Path) -> str:
     try:
         st = path.stat()
     except OSError:
         return ""
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def file_stamp(path: Path) -> str:
+    """``size:mtime_ns`` of ``path``, then ``;name=size:mtime_ns`` of each other file the product is read with
+    (a detached label's data file, a data file's label); "" when ``path`` cannot be read. A product any of whose
+    files was replaced since its record has another stamp."""
+    own = _stat(path)
+    if not own:
+        return ""
+    return ";".join([own, *(f"{f.name}={_stat(f)}" for f in product_files(path))])
+
+
+def stamp_changed(old: str, path: Path) -> bool:
+    """Does ``path`` (or a file it is read with) differ from its recorded stamp ``old``?
+
+    Manifests written before data files were stamped hold ``size:mtime_ns`` of the entry alone: only that
+    part is compared for them, so an old scan resumes without scanning every detached product again.
+    """
+    new = file_stamp(path)
+    if ";" not in old:
+        return old != new.split(";", 1)[0]
+    return old != new
 
 
 def _save_npy(path: Path, a: np.ndarray) -> None:
@@ -170,14 +192,14 @@ class ScanStore:
         return recs
 
     def pending(self, entries: list[ArchiveEntry], retry_failed: bool = False) -> list[ArchiveEntry]:
-        """Entries still to scan: new ones, failed ones when ``retry_failed``, and any whose file changed (size
-        or modification time) since it was recorded done or failed (:attr:`changed` lists those)."""
+        """Entries still to scan: new ones, failed ones when ``retry_failed``, and any whose file or data file
+        changed (size or modification time) since it was recorded done or failed (:attr:`changed` lists those)."""
         recs = self.reconcile(entries)
         todo = []
         self.changed = []
         for e in entries:
             rec = recs.get(e.name)
-            if rec is not None and rec.stamp and rec.status in ("done", "failed") and rec.stamp != file_stamp(e.path):
+            if rec is not None and rec.stamp and rec.status in ("done", "failed") and stamp_changed(rec.stamp, e.path):
                 self.changed.append(e.name)
                 todo.append(e)
             elif rec is None or (retry_failed and rec.status == "failed"):
