@@ -317,7 +317,8 @@ def _plan(args: argparse.Namespace) -> int:
         model, scorer = science.models_for(samples.shape[2], args.model, args.scorer)
         fill, score = science.load_models(model, scorer, args.threads)
         mode = args.score or science.SCORES[samples.shape[2]]
-        rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode)
+        rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
+                                progress=None if log else args.image.name)  # fmt: skip
     else:
         sets = args.sets or list(SETS)
         unknown = [s for s in sets if s not in SETS]
@@ -327,7 +328,7 @@ def _plan(args: argparse.Namespace) -> int:
         sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
         rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
                                 scorers=sc, methods=methods, threads=args.threads, log=log,
-                                score=args.score)  # fmt: skip
+                                score=args.score, progress=log is None)  # fmt: skip
     md = science.markdown(rows)
     print(md)
     if args.out is not None:

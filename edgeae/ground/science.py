@@ -309,15 +309,21 @@ def evaluate(
     log: Callable[[str], None] | None = None,
     oracle: bool = False,
     score: str = "a",
+    progress: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`.
-    ``score``: how a VAE scorer ranks the patches (:func:`score_grid`).
+    ``score``: how a VAE scorer ranks the patches (:func:`score_grid`). ``progress``: a label for a progress
+    bar over the frames (on stderr), or None for none.
 
     ``oracle``: rank the grid by the labels instead of ``scorer`` (feature patches first, in grid order): what the
     prioritised downlink would deliver with a perfect anomaly ranking, an upper bound for any scorer."""
     cfg = cfg or PlanConfig()
     links = links or LINKS
     rows: list[dict[str, Any]] = []
+    if progress is not None:
+        from edgeae._optional import require
+
+        frames = require("tqdm").tqdm(frames, desc=progress, unit="frame")
     for n, frame in enumerate(frames):
         if oracle:
             features = {(int(x), int(y)) for x, y in frame.features}
@@ -478,10 +484,12 @@ def run_sets(
     log: Callable[[str], None] | None = None,
     oracle: bool = False,
     score: str | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
     for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
-    labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`)."""
+    labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`; ``progress``: a
+    progress bar per set)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
@@ -491,7 +499,8 @@ def run_sets(
         model, scorer = models_for(c, (models or {}).get(c), (scorers or {}).get(c))
         fill, scorer_fn = load_models(model, scorer, threads)
         mode = score or SCORES[c]
-        for r in evaluate(frames, scorer_fn, fill, cfg, links, seeds, methods, log, oracle, mode):
+        bar = name if progress else None
+        for r in evaluate(frames, scorer_fn, fill, cfg, links, seeds, methods, log, oracle, mode, progress=bar):
             label = "oracle (labels)" if oracle else scorer_label(scorer_fn, scorer, mode)
             rows.append({**r, "model": model, "scorer": label})
     return rows

@@ -31,7 +31,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "channels": 3,
         "file": "rover-rgb-gtcae-v2.pt",
         "parameters": 342_339,
-        "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
+        "training_data": "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
         "description": (
             "the seed paper's gt-CAE exactly as published (architecture and recipe), retrained on the larger "
             "rover_rgb_v2 data: the reference the newer models are measured against"
@@ -90,7 +90,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "file": "rover-rgb-unet2-flight.pt",
         "parameters": 321_740,
         "training_data": (
-            "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas); the GPU "
+            "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas); the GPU "
             "fine-tune read JPEG q95 copies of the PNGs (scripts/gpu_pack.py, 57-61 dB)"
         ),
         "description": (
@@ -122,7 +122,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "channels": 3,
         "file": "rover-rgb-unet2-ground.pt",
         "parameters": 1_096_395,
-        "training_data": "rover_rgb_v2 train split (4 + 31 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
+        "training_data": "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
         "description": (
             "ground reconstruction CAE without a flight budget (unet2, widths 24-48-96-192), gt-trained at 60-97% "
             "destroyed, bf16 on 2 CPU cores; do-no-harm gate (tau chosen on val)"
