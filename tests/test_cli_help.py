@@ -102,3 +102,21 @@ def test_ctrl_c_is_a_message_not_a_traceback(
     assert main(["scan", str(tmp_path / "a"), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert "interrupted (run the same command again to resume)" in err and "Traceback" not in err
+
+
+def test_a_dead_worker_process_is_a_message_not_a_traceback(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    import edgeae.scan.run as scan_run
+    from edgeae.cli import main
+
+    def killed(*a: object, **k: object) -> None:
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(scan_run, "scan_archive", killed)
+    (tmp_path / "a").mkdir()
+    assert main(["scan", str(tmp_path / "a"), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "a worker process died" in err and "resume" in err and "Traceback" not in err

@@ -216,6 +216,11 @@ def test_cli_scan_prints_the_report(archive, model, tmp_path, capsys) -> None:
     assert "patches/s" in out and "LRO NAC" in out
     assert main(["scan", str(root / "a"), "--model", str(model), "--out", str(tmp_path), "--stride", "8"]) == 2
     assert main(["scan", str(root), "--model", str(model), "--out", str(tmp_path), "--address", "x:1"]) == 2
+    capsys.readouterr()
+    # the archive's two corrupt files: everything else is scanned, and the exit status says some failed
+    rc = main(["scan", str(root), "--model", str(model), "--out", str(tmp_path / "all"), "--workers", "0",
+               "--no-progress"])  # fmt: skip
+    assert rc == 1 and "2 image(s) could not be read" in capsys.readouterr().err
 
 
 def test_lro_extrapolation_reproduces_the_paper_at_the_paper_rate() -> None:

@@ -14,6 +14,7 @@ import importlib
 import math
 import sys
 from collections.abc import Sequence
+from concurrent.futures import BrokenExecutor
 
 from edgeae._version import __version__
 
@@ -128,6 +129,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         again = " (run the same command again to resume)" if args.command == "scan" else ""
         print(f"\nedgeae {args.command}: interrupted{again}", file=sys.stderr)
         return 130
+    except BrokenExecutor as exc:  # a worker process died (killed, out of memory): no traceback, a way on
+        again = "; run the same command again to resume" if args.command == "scan" else ""
+        print(f"edgeae {args.command}: error: a worker process died ({exc}){again}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the output was piped into a reader that stopped (| head): nothing more to say
         import os
 

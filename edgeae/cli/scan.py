@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from edgeae.cli import positive_int
@@ -178,4 +180,11 @@ def run(args: argparse.Namespace) -> int:
     except ScanStateError as exc:
         raise CLIError(str(exc)) from exc
     print(report_markdown(report), end="")
+    if report.get("failed"):  # the rest is scanned and recorded; a script still needs to see it
+        print(
+            f"edgeae scan: {report['failed']} image(s) could not be read (listed in {Path(args.out) / 'report.md'}; "
+            "--retry-failed scans them again)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
