@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 
@@ -120,3 +121,19 @@ def test_a_dead_worker_process_is_a_message_not_a_traceback(
     assert main(["scan", str(tmp_path / "a"), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "a worker process died" in err and "resume" in err and "Traceback" not in err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    img = tmp_path / "i.png"
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(img), np.zeros((32, 32), np.uint8))
+    assert main(["reconstruct", str(img), "--method", "linear", "-o", str(blocker / "r.png")]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+    assert main(["score", str(img), "-o", str(blocker / "s.csv"), "--no-progress"]) == 2
+    assert "-o" in capsys.readouterr().err

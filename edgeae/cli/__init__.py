@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor
@@ -58,6 +59,21 @@ def positive_seconds(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text}")
     return value
+
+
+def check_writable(path: str | os.PathLike[str], flag: str) -> None:
+    """Refuse, before any work, an output file whose folder cannot be made or written (a read-only disk, a
+    permission, a file where a folder should be): a file is created and removed in that folder to find out."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".edgeae-write-check-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{flag} {path}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def udp_port(text: str) -> int:

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
             "(PSNR, SSIM, MAE, error variance) against the original."
         ),
     )
-    p.add_argument("image", type=Path, help="PNG, JPEG, PGM or TIFF, grey or RGB, any size")
+    p.add_argument(
+        "image", type=Path, help="PNG, JPEG, PGM or TIFF, or a planetary product (docs/archive.md); grey or RGB"
+    )
     p.add_argument(
         "--model",
         help="zoo name or checkpoint/artifact path for --method cae "
@@ -104,7 +106,7 @@ def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Every file the command will write: a format it can write, none the input image, no two the same."""
-    from edgeae.cli import CLIError
+    from edgeae.cli import CLIError, check_writable
     from edgeae.imageio import WRITE_EXTENSIONS
 
     images = [p for p in (args.output, _side_path(args.output, args.save_masked, "masked"),
@@ -122,6 +124,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise CLIError(f"two outputs name the same file ({', '.join(str(p) for p in every)}): give each its own")
     if args.metrics_json and Path(args.metrics_json).is_dir():
         raise CLIError(f"--metrics-json {args.metrics_json} is a folder: name the JSON file to write")
+    for p in every:
+        check_writable(p, "--metrics-json" if p.suffix.lower() == ".json" else "-o")
 
 
 def _ssim_text(value: float) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._headers import ImageReadError
-from edgeae.cli import CLIError, add_views_argument, positive_int
+from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
@@ -43,7 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "GeoTIFF aligned with the product instead (georeferenced when the product is)",
     )
     p.add_argument("--batch", type=int, default=256, help="patches per model call")
-    p.add_argument("--min-valid", type=float, default=1.0, help="skip patches with less valid (non no-data) area")
+    p.add_argument(
+        "--min-valid",
+        type=float,
+        default=1.0,
+        help="skip patches with a smaller valid (not no-data) fraction (default 1.0: only whole patches; edgeae scan "
+        "and the flight missions use 0.9)",
+    )
     p.add_argument(
         "--bayer",
         default=None,
@@ -154,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
     if args.map and Path(args.map).suffix.lower() not in (*MAP_SUFFIXES, ""):
         raise CLIError(f"--map {args.map}: write one of {', '.join(MAP_SUFFIXES)} (.tif: a float GeoTIFF)")
-    for target in [Path(args.output)] + ([Path(args.map)] if args.map else []):  # before the scoring, not after
-        target.parent.mkdir(parents=True, exist_ok=True)
+    for flag, target in [("-o", Path(args.output))] + ([("--map", Path(args.map))] if args.map else []):
+        check_writable(target, flag)  # before the scoring, not after
     if args.model is None:
         args.model = _default_model(files[0], args.bayer)
         log.info("no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, files[0].name)
