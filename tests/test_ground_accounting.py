@@ -199,3 +199,24 @@ def test_flight_top_k_never_ranks_a_non_finite_score() -> None:
     top.offer_batch(np.array([np.inf, 1.0, np.nan]), np.array([8, 12, 16]), np.array([0, 0, 0]), raw)
     assert [c.score for c in top.ranked()] == [2.0, 1.0]
     assert top.nonfinite == 3 and top.scored == 5 and top.max_score == 2.0
+
+
+def test_a_raw_mosaic_original_is_demosaiced_with_bayer(tmp_path: Path, capsys) -> None:
+    """The rover mission demosaics onboard; the ground compares against the original demosaiced the same way."""
+    cv2 = pytest.importorskip("cv2")
+    y, x = np.mgrid[0:64, 0:96]
+    rgb = np.stack([x * 2, y * 3, x + y], axis=2).astype(np.uint8)
+    raw = np.zeros((64, 96), np.uint8)  # an RGGB mosaic of the scene
+    raw[0::2, 0::2], raw[0::2, 1::2] = rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1]
+    raw[1::2, 0::2], raw[1::2, 1::2] = rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]
+    mosaic = tmp_path / "raw.png"
+    cv2.imwrite(str(mosaic), raw)
+    sent = tmp_path / "s.bin"
+    assert main(["downlink", "simulate", "--image", str(mosaic), "--bayer", "RGGB", "--keep", "1", "--out",
+                 str(sent)]) == 0  # fmt: skip
+    assert main(["ground", "decode", str(sent), "--out", str(tmp_path / "g"), "--original", str(mosaic), "--bayer",
+                 "RGGB"]) == 0  # fmt: skip
+    rep = json.loads((tmp_path / "g" / "frame_0.json").read_text())
+    assert rep["shape"] == [64, 96, 3] and rep["psnr"] > 60  # every sample sent: the demosaiced frame exactly
+    assert main(["ground", "decode", str(sent), "--out", str(tmp_path / "h"), "--bayer", "RGGB"]) == 2
+    assert "give --original" in capsys.readouterr().err

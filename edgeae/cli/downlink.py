@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--pattern", default="uniform", help="--image: mask pattern (uniform|jittered)")
     s.add_argument("--frame-id", type=int, default=0, help="--image: frame id (default 0)")
     s.add_argument("--channels", type=int, choices=(1, 3), help="--image: convert to 1 or 3 channels")
+    s.add_argument(
+        "--bayer",
+        default=None,
+        choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="--image is a raw colour-filter mosaic of this pattern: demosaic it first (as the rover mission does)",
+    )
     s.add_argument("--max-packet", type=int, default=1024, help="--image: packet size limit in bytes")
     s.add_argument(
         "--codec", default="ccsds121",
@@ -182,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     report = args.out.with_suffix(".json")
     if report == args.out:  # the report would overwrite the packets just written
         raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")
+    if args.bayer and args.image is None:
+        raise CLIError("--bayer applies to --image (a raw mosaic to demosaic before sampling)")
     summary: dict = {}
     if args.image is not None:
         from edgeae.ground.sources import image_samples, sparse_from_samples
@@ -189,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.image.is_file():
             what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
             raise CLIError(f"image {args.image} {what}")
-        samples, bits = image_samples(args.image, args.channels)
+        samples, bits = image_samples(args.image, args.channels, args.bayer)
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)
         packets = packetise(frame, config=wire, counters=SequenceCounters())

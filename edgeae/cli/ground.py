@@ -28,6 +28,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"
     )
     p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
+    p.add_argument(
+        "--bayer",
+        default=None,
+        choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="the --original images are raw colour-filter mosaics of this pattern: demosaic them (as the rover "
+        "mission does onboard) before comparing",
+    )
     p.add_argument("--threads", type=positive_int, help="interpreter threads")
     p.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
@@ -106,6 +113,8 @@ def _station(args: argparse.Namespace):
         )
     if args.original is not None and not args.original.exists():
         raise CLIError(f"--original {args.original} does not exist")
+    if args.bayer and args.original is None:
+        raise CLIError("--bayer applies to the --original images: give --original")
     limits = GroundLimits.from_pairs(args.limit)
     if args.adapt and not args.model:
         raise CLIError("--adapt needs --model: it adapts the CAE, classical inpainting has nothing to adapt")
@@ -174,7 +183,7 @@ def _print(report: dict) -> None:
         print(line)
 
 
-def _originals(gs, path: Path, frame_ids: list[int]) -> None:
+def _originals(gs, path: Path, frame_ids: list[int], bayer: str | None = None) -> None:
     from edgeae.ground.sources import as_float, image_samples, load_originals
 
     if path.is_file():
@@ -184,9 +193,9 @@ def _originals(gs, path: Path, frame_ids: list[int]) -> None:
                 f"--original {path} is one image but the packets hold {len(frame_ids)} frames (ids {shown}): give "
                 "a folder of originals whose names end in the frame id (frame_3.png, img_0003.tif)"
             )
-        gs.default_original = as_float(*image_samples(path))
+        gs.default_original = as_float(*image_samples(path, bayer=bayer))
     else:
-        gs.originals.update(load_originals(path, frame_ids))
+        gs.originals.update(load_originals(path, frame_ids, bayer))
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -213,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             skipped += rest
             damage += hurt
         if args.original:
-            _originals(gs, args.original, sorted({k[1] for k in gs.receiver.products}))
+            _originals(gs, args.original, sorted({k[1] for k in gs.receiver.products}), args.bayer)
         try:
             report = gs.finish()
         except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
@@ -235,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     if args.original:
         if not args.original.is_file():
             raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
-        _originals(gs, args.original, [])
+        _originals(gs, args.original, [], args.bayer)
 
     if args.ready_file:
         try:  # checked before binding: a bad path must not surface as a traceback after the socket is up

@@ -18,14 +18,15 @@ MAX_DAMAGE_LINES = 20
 """Damaged stretches of one file logged one by one; the rest are summed up in one line."""
 
 
-def image_samples(path: str | Path, channels: int | None = None) -> tuple[np.ndarray, int]:
+def image_samples(path: str | Path, channels: int | None = None, bayer: str | None = None) -> tuple[np.ndarray, int]:
     """An image file as integer samples (H, W, C) uint8/uint16 and its bit depth.
 
     Integer samples of up to 16 bits are kept exactly; float samples (in [0, 1]) and integers of more than 16
-    bits, which the wire format cannot carry, are quantised to 16 bits (NaN and inf become 0)."""
+    bits, which the wire format cannot carry, are quantised to 16 bits (NaN and inf become 0). ``bayer``: the
+    file is a raw colour-filter mosaic of that pattern, demosaiced first (as the rover mission does onboard)."""
     from edgeae.imageio import read_image
 
-    img = read_image(path, channels=channels, detect_nodata=False)
+    img = read_image(path, channels=channels, detect_nodata=False, bayer=bayer)
     exact = np.dtype(img.raw_dtype).kind in "ui" and img.bit_depth <= 16
     bits = max(1, int(img.bit_depth)) if exact else 16
     top = 2**bits - 1
@@ -119,9 +120,9 @@ def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
     return out, skipped
 
 
-def load_originals(path: str | Path, frame_ids: list[int]) -> dict[int, np.ndarray]:
+def load_originals(path: str | Path, frame_ids: list[int], bayer: str | None = None) -> dict[int, np.ndarray]:
     """Originals for PSNR from a directory of files whose name ends in the frame id (``frame_3.png``,
-    ``3.png``, ``img_0003.tif``), as float32 in [0, 1]."""
+    ``3.png``, ``img_0003.tif``), as float32 in [0, 1] (``bayer``: demosaiced, see :func:`image_samples`)."""
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"original {p} does not exist")
@@ -133,6 +134,6 @@ def load_originals(path: str | Path, frame_ids: list[int]) -> dict[int, np.ndarr
             and int(m.group(1)) in frame_ids
             and f.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
         ):
-            s, bits = image_samples(f)
+            s, bits = image_samples(f, bayer=bayer)
             out[int(m.group(1))] = as_float(s, bits)
     return out
