@@ -75,8 +75,13 @@ def decode(data: bytes, codec: str, shape: tuple[int, ...]) -> np.ndarray | None
         if codec in ("jpeg", "jpeg-rst"):
             import cv2
 
+            from edgeae.logs import native_stderr_to_log
+
             grey = shape[2] == 1
-            out: Any = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+            with native_stderr_to_log():  # libjpeg says "Corrupt JPEG data" on stderr for a damaged stream (-v shows)
+                out: Any = cv2.imdecode(
+                    np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
+                )
             if out is None:
                 return None
             out = out if grey else out[..., ::-1]
