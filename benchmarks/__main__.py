@@ -1,6 +1,6 @@
 """Run every benchmark and regenerate benchmarks/RESULTS.md.
 
-    python -m benchmarks                  # quick sizes (about an hour on 2 cores)
+    python -m benchmarks                  # quick sizes (~1.6 h on 2 cores: the sum of stages.json's quick runs)
     python -m benchmarks --full           # full sizes
     python -m benchmarks --only speed link
     python -m benchmarks --report-only    # rebuild RESULTS.md from the JSON already in --out
@@ -23,6 +23,9 @@ from pathlib import Path
 
 from benchmarks.machine import machine_info
 from benchmarks.report import write_results
+
+KEY_VERSIONS = ("numpy", "torch", "onnxruntime", "ai-edge-litert")
+"""Versions each stage records beside its machine (machine.json has every package, for the last run only)."""
 
 PY = sys.executable
 
@@ -273,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "machine.json").write_text(json.dumps(machine, indent=2))
         # each stage keeps where it ran: machine.json is the last run's, and stages from other runs stay
         where = {k: machine[k] for k in ("date", "commit", "cpu", "logical_cores", "gpu")}
-        where["amx"] = "amx_tile" in (machine.get("cpu_flags") or [])
+        flags = machine.get("cpu_flags") or []
+        where["amx"] = "amx_tile" in flags
+        where["vnni"] = "avx512_vnni" in flags or "avx_vnni" in flags  # int8 results move with it
+        where["versions"] = {k: v for k, v in machine["versions"].items() if k in KEY_VERSIONS}
         for name in args.only or list(STAGES):
             stage = STAGES[name]
             out = args.out / name

@@ -229,6 +229,9 @@ def _repeated(cases: dict[str, tuple[Any, str]], out: Path, repeats: int, key: s
         shutil.rmtree(final, ignore_errors=True)
         where.rename(final)
         where.with_suffix(".log").replace(final.with_suffix(".log"))
+        report = final / "report.md"  # a scan's report names the folder it ran in: name the one kept
+        if report.is_file():
+            report.write_text(report.read_text().replace(str(where), str(final)))
         for _r, other in rs:
             if other != where:
                 shutil.rmtree(other, ignore_errors=True)

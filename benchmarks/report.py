@@ -79,7 +79,13 @@ def write_results(out: Path, results_md: Path) -> Path:
         where_note = (
             f" Run {where.get('date')} at commit `{where.get('commit')}` on {where.get('cpu')} "
             f"({where.get('logical_cores')} logical cores, AMX {'yes' if where.get('amx') else 'no'}, "
-            f"GPU {where.get('gpu') or 'none'})."
+            + (f"VNNI {'yes' if where['vnni'] else 'no'}, " if "vnni" in where else "")
+            + f"GPU {where.get('gpu') or 'none'})."
+            + (
+                " Versions: " + ", ".join(f"{k} {v}" for k, v in where["versions"].items() if v) + "."
+                if where.get("versions")
+                else ""
+            )
             if where
             else " Run before stages recorded their machine: see this section's own text and the git history."
         )

@@ -52,3 +52,14 @@ def test_tiny_real_run_ranks_large_craters_above_random(data_root: Path) -> None
     assert row["positives"] >= 10 and row["negatives"] >= 100
     assert row["ap"] > row["random_ap"]
     assert row["auc"] > 0.5
+
+
+def test_data_note_calls_a_run_a_sample_only_when_the_limit_left_items_out() -> None:
+    from edgeae.anomaly.evaluate import data_note
+
+    rows = [{"feature": "craters", "positives": 5, "negatives": 95}]
+    checks = [{"dataset": "lroc_nac_craters", "feature": "craters"}]
+    # --limit 400 over the 10 LROC mosaics scores them all: not a sample
+    assert "a sample" not in data_note("lroc_nac_craters", rows, checks, 400, sampled=False)
+    assert "a sample: --limit 400" in data_note("lroc_nac_craters", rows, checks, 400, sampled=True)
+    assert "5 positives / 95 negatives" in data_note("lroc_nac_craters", rows, checks, None)

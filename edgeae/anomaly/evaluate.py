@@ -249,7 +249,8 @@ def score_lroc(
     from edgeae.datasets import SPLITS
 
     ms = ms or default_scorer("lroc_nac_craters")
-    files = (lroc_files(root) if files is None else list(files))[:limit]
+    every = lroc_files(root) if files is None else list(files)
+    files = every[:limit]
     test_names = {Path(p).name for p in SPLITS["orbital_gray"]["test"]}
     frames, images, points, craters_all = [], [], [], []
     for f in progress(files):
@@ -290,6 +291,7 @@ def score_lroc(
         points=points,
         plot_feature=plot_feature,
         info={
+            "sampled": len(files) < len(every),
             "files": [f.name for f in files],
             "test_split_files": sorted(test_names & {f.name for f in files}),
             "patch": patch,
@@ -335,6 +337,7 @@ def score_hirise(
     labels = read_hirise_labels(root / "hirise_landmarks" / "labels.txt")
     train = hirise_training_products(labels)
     crops = [(f, c) for f, c in labels if hirise_product(f) not in train and c in HIRISE_CLASSES]
+    sampled = bool(limit) and limit < len(crops)
     if limit:
         rng = np.random.default_rng(seed)
         crops = [crops[i] for i in sorted(rng.choice(len(crops), size=min(limit, len(crops)), replace=False))]
@@ -376,6 +379,7 @@ def score_hirise(
         patch_results=results,
         plot_feature="classes 1-4 together",
         info={
+            "sampled": sampled,
             "crops": len(crops),
             "classes": {str(k): int((cls == k).sum()) for k in HIRISE_CLASSES},
             "patch": patch,
@@ -404,6 +408,7 @@ def score_msl(
 
     ms = ms or default_scorer("msl_surface")
     items = [it for it in msl_surface_items(split, root) if it[1] == MSL_GROUND_CLASS or it[1] in MSL_HARDWARE_CLASSES]
+    sampled = bool(limit) and limit < len(items)
     if limit:
         rng = np.random.default_rng(seed)
         items = [items[i] for i in sorted(rng.choice(len(items), size=min(limit, len(items)), replace=False))]
@@ -443,6 +448,7 @@ def score_msl(
         patch_results=results,
         plot_feature="hardware and targets",
         info={
+            "sampled": sampled,
             "split": f"MSL surface images of the {split} sols (validation benchmark, never test data)",
             "images": len(items),
             "sols": sorted({s for _, _, s in items}),
@@ -518,13 +524,15 @@ def acceptance_markdown(
     return "\n".join(out) + "\n"
 
 
-def data_note(dataset: str, rows: list[dict[str, Any]], checks: list[dict[str, Any]], limit: int | None) -> str:
+def data_note(
+    dataset: str, rows: list[dict[str, Any]], checks: list[dict[str, Any]], limit: int | None, sampled: bool = True
+) -> str:
     """What a dataset's checks were measured on: positives and negatives of each checked feature, and whether
-    ``limit`` made it a sample (the targets are stated for the whole split)."""
+    ``limit`` made it a sample (``sampled``: it left items out; the targets are stated for the whole split)."""
     feats = dict.fromkeys(c["feature"] for c in checks if c["dataset"] == dataset)
     counts = {r["feature"]: (r["positives"], r["negatives"]) for r in rows if r["feature"] in feats}
     text = ", ".join(f"{f} {p} positives / {n} negatives" for f, (p, n) in counts.items())
-    if limit is not None:
+    if limit is not None and sampled:
         text += f" (a sample: --limit {limit}; the targets are stated for the whole split)"
     return text
 

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         )
         checks += res["acceptance"]
         used[ds] = spec
-        data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit)
+        data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit, bool(res["info"].get("sampled", True)))
         print((out / ds / "table.md").read_text())
         print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
     if checks:
