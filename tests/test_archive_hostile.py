@@ -6,6 +6,7 @@ are read in place (those tests skip when the folder is absent)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -192,6 +193,15 @@ def test_crism_constant_band_reads(formats: Path) -> None:
     im = read_product(formats / "pds3/frt00003e25_01_de156l_ddr1.lbl", bands=[11])
     assert im.shape == (15, 64, 1) and im.scale > 0 and not im.pixels.any()
     assert im.extra["scaling"]["raw_lo"] == pytest.approx(1e32, rel=1e-6)
+
+
+def test_a_multiband_product_says_which_band_it_read(formats: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 14-band CRISM DDR read without bands= used band 1 without a word."""
+    with caplog.at_level(logging.WARNING, logger="edgeae.archive.reader"):
+        im = read_product(formats / "pds3/frt00003e25_01_de156l_ddr1.lbl")
+    assert im.extra["bands_read"] == [1] and "14 bands in the product; band 1 is read" in caplog.text
+    assert im.extra["warnings"] == ["14 bands in the product; band 1 is read (choose others with bands=[...])"]
+    assert not read_product(formats / "pds3/frt00003e25_01_de156l_ddr1.lbl", bands=[2]).extra["warnings"]
 
 
 # -- 4. pointers stay in the label's folder -----------------------------------------------------------------------

@@ -337,7 +337,7 @@ def score_hirise(
     labels = read_hirise_labels(root / "hirise_landmarks" / "labels.txt")
     train = hirise_training_products(labels)
     crops = [(f, c) for f, c in labels if hirise_product(f) not in train and c in HIRISE_CLASSES]
-    sampled = bool(limit) and limit < len(crops)
+    sampled = limit is not None and 0 < limit < len(crops)
     if limit:
         rng = np.random.default_rng(seed)
         crops = [crops[i] for i in sorted(rng.choice(len(crops), size=min(limit, len(crops)), replace=False))]
@@ -408,7 +408,7 @@ def score_msl(
 
     ms = ms or default_scorer("msl_surface")
     items = [it for it in msl_surface_items(split, root) if it[1] == MSL_GROUND_CLASS or it[1] in MSL_HARDWARE_CLASSES]
-    sampled = bool(limit) and limit < len(items)
+    sampled = limit is not None and 0 < limit < len(items)
     if limit:
         rng = np.random.default_rng(seed)
         items = [items[i] for i in sorted(rng.choice(len(items), size=min(limit, len(items)), replace=False))]

@@ -27,6 +27,7 @@ is read here with numpy from where it really starts, and ``extra["warnings"]`` s
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GDAL_CACHE_MB", "ProductReader", "Scaling", "choose_scaling", "read_product", "valid_range"]
 
+log = logging.getLogger(__name__)
 GDAL_CACHE_MB = 16  # GDAL's default is 5 % of RAM: RSS would grow with every block a stream reads
 PASS_BYTES = 8 * 1024**2  # samples read per window of the range pass
 RAW_DRIVERS = ("PDS", "PDS4", "ISIS3", "VICAR")  # uncompressed layouts: reading the last line is cheap
@@ -122,8 +124,13 @@ class ProductReader:
             self._check_files(target)
             self.height, self.width, self.count = int(ds.height), int(ds.width), int(ds.count)
             self.driver = str(ds.driver)
+            self._band_note: str | None = None
             if bands is None:
                 bands = [1, 2, 3] if self.count == 3 else [1]
+                if self.count not in (1, 3):  # a multispectral cube: say which band the pixels are
+                    self._band_note = (
+                        f"{self.count} bands in the product; band 1 is read (choose others with bands=[...])"
+                    )
             if not bands or any(not 1 <= b <= self.count for b in bands) or len(bands) not in (1, 3):
                 raise ImageReadError(f"{self.path}: bands {bands} not in 1..{self.count} (read 1 or 3 bands)")
             self.bands = list(bands)
@@ -335,7 +342,9 @@ class ProductReader:
     @property
     def warnings(self) -> list[str]:
         """What the reader did that the label did not say (e.g. a stale ``^IMAGE`` pointer relocated)."""
-        return [self._moved.note] if self._moved is not None else []
+        notes = [self._moved.note] if self._moved is not None else []
+        band: str | None = getattr(self, "_band_note", None)
+        return notes + ([band] if band else [])
 
 
 def read_product(
@@ -346,6 +355,8 @@ def read_product(
 
     with ProductReader(path, bands=bands) as r:
         _check_limits(r)
+        for note in r.warnings:  # what the reader chose or repaired, where the user sees it
+            log.warning("%s: %s", r.path, note)
         raw = r.read_raw(0, r.height)
         bad = r.invalid(raw)
         s = r.scaling_from(*valid_range(raw, bad))
