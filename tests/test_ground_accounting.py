@@ -220,3 +220,13 @@ def test_a_raw_mosaic_original_is_demosaiced_with_bayer(tmp_path: Path, capsys) 
     assert rep["shape"] == [64, 96, 3] and rep["psnr"] > 60  # every sample sent: the demosaiced frame exactly
     assert main(["ground", "decode", str(sent), "--out", str(tmp_path / "h"), "--bayer", "RGGB"]) == 2
     assert "give --original" in capsys.readouterr().err
+
+
+def test_a_telemetry_record_that_is_not_json_says_so() -> None:
+    from edgeae.wire.products import TelemetryRecord
+
+    gs = GroundStation()
+    for p in packetise(TelemetryRecord(4, b"\xff\xfe not json"), config=WireConfig(256)):
+        gs.receive(p)
+    rep = gs.finish()["products"]["telemetry_4"]
+    assert rep["telemetry"] is None and rep["telemetry_error"] == "the record is not UTF-8 JSON"

@@ -197,6 +197,10 @@ class GroundStation:
             rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
             if asm.kind == "telemetry":
                 rep["telemetry"] = telemetry_json(res)
+                if rep["telemetry"] is None:  # say why, not just null
+                    rep["telemetry_error"] = (
+                        "bytes missing (packets lost)" if not res.received.all() else "the record is not UTF-8 JSON"
+                    )
             else:
                 rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"], score=res.header["score"])
                 if self.out is not None:
