@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,13 @@ def _touch(root: Path, *names: str) -> None:
         (root / n).write_bytes(b"x")
 
 
-def test_folder_walk_is_sorted_recursive_and_filters_suffixes(tmp_path: Path) -> None:
-    _touch(tmp_path, "b/2.png", "a/1.JPG", "a/notes.txt", "c.tif", ".hidden.png")
-    names = [e.name for e in walk_archive(tmp_path)]
-    assert names == ["a/1.JPG", "b/2.png", "c.tif"]
+def test_folder_walk_is_sorted_recursive_and_filters_suffixes(tmp_path: Path, caplog) -> None:
+    _touch(tmp_path, "b/2.png", "a/1.JPG", "a/notes.txt", "c.tif", ".hidden.png", "d.pnm", "e.tab", "f.tab")
+    with caplog.at_level(logging.WARNING, logger="edgeae.scan.archive"):
+        names = [e.name for e in walk_archive(tmp_path)]
+    assert names == ["a/1.JPG", "b/2.png", "c.tif", "d.pnm"]
+    # what is not scanned is said, by type (hidden files are not counted)
+    assert "3 file(s) of other types" in caplog.text and ".tab 2, .txt 1" in caplog.text
 
 
 def test_manifest_relative_paths_comments_and_missing_files_kept(tmp_path: Path) -> None:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".pnm")
 PRODUCT_SUFFIXES = (".img", ".lbl", ".cub", ".xml", ".lblx", ".vic", ".jp2", ".j2k", ".jpx", ".qub")
 SCAN_SUFFIXES = IMAGE_SUFFIXES + PRODUCT_SUFFIXES
 MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
@@ -49,12 +53,23 @@ def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
 
 def _walk_dir(root: Path, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
     out = []
+    other: Counter[str] = Counter()  # files of other types: not scanned, but said so
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
-            if p.suffix.lower() in suffixes and not fn.startswith("."):
+            if fn.startswith("."):
+                continue
+            if p.suffix.lower() in suffixes:
                 out.append(ArchiveEntry(p, p.relative_to(root).as_posix()))
+            else:
+                other[p.suffix.lower() or "(no extension)"] += 1
+    if other:
+        kinds = ", ".join(f"{k} {n}" for k, n in other.most_common(6)) + (", ..." if len(other) > 6 else "")
+        log.warning(
+            "%s: %d file(s) of other types are not images or products and were not scanned (%s)",
+            root, sum(other.values()), kinds,
+        )  # fmt: skip
     return out
 
 
