@@ -30,7 +30,7 @@ from .guard import ModelGuard
 from .heap import apply_heap_policy
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
-from .queue import DownlinkQueue
+from .queue import PENDING, DownlinkQueue
 from .score import PatchScorer, ScoreEngine
 from .sparse_stream import sparse_packets
 from .telemetry import TelemetryWriter, summarise, write_summary
@@ -244,10 +244,27 @@ class FlightRuntime:
             return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
         except FrameError as exc:  # the pixels could not be decoded (damaged file, decoder error)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
+            self._withdraw(fid, rec)
             return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
         except Exception as exc:  # never let one frame stop the loop (cv2.error, MemoryError, ...)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=f"{type(exc).__name__}: {exc}")
+            self._withdraw(fid, rec)
             return self._finish(self._drop(rec, "frame_error", f"{type(exc).__name__}: {exc}"), t0)
+
+    def _withdraw(self, fid: int, rec: dict[str, Any]) -> None:
+        """A frame that fails after some of its products were queued is dropped whole: those products are
+        withdrawn (evicted, reason ``frame_dropped``, each an ``evicted`` event), so the ledger, the queue and
+        the downlink agree."""
+        withdrawn = []
+        for it in self.queue.frame_items(fid):
+            if it.status == PENDING:
+                self.queue.withdraw(it, "frame_dropped")
+                self.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=fid,
+                              bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
+                withdrawn.append(it.id)
+        if withdrawn:
+            rec["evicted_items"] = withdrawn
+            self.queue.save()
 
     def _colour_filter(self, reader: FrameReader, rec: dict[str, Any]) -> FrameReader:
         """Demosaic a declared colour-filter mosaic (``[camera] bayer``) before anything reads the pixels;
@@ -585,6 +602,11 @@ class _Demosaiced:
             return
         if not looks_like_mosaic(s):  # a grey frame (a Navcam image) has no 2x2 filter pattern: no false colour
             self.info.update(demosaiced=False, grey_not_a_mosaic=True)
+            if s.shape[2] == 1:  # one stored channel: flown as grey in the camera's three (the header says 3)
+                self.info["channels_replicated"] = True
+                for y0, strip in itertools.chain([first], it):
+                    yield y0, np.repeat(strip, 3, axis=2)
+                return
             yield first
             yield from it
             return

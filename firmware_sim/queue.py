@@ -209,6 +209,10 @@ class DownlinkQueue:
             evicted.append(v)
         return evicted
 
+    def withdraw(self, item: Item, reason: str) -> None:
+        """Take a pending item off the queue (its file removed), recorded as evicted for ``reason``."""
+        self._evict(item, reason)
+
     def _evict(self, item: Item, reason: str) -> None:
         item.status, item.reason = EVICTED, reason
         (self.items_dir / item.file).unlink(missing_ok=True)

@@ -43,7 +43,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 table{border-collapse:collapse;margin:.8em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.25em .6em;
 text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
 .verdict{font-size:1.1em;padding:.6em .9em;border-radius:4px;background:#eef7ee;border:1px solid #9c9}
-.verdict.bad{background:#fbeeee;border-color:#d99}.note{color:#555;font-size:.9em}
+.verdict.bad{background:#fbeeee;border-color:#d99}.verdict.warn{background:#fdf6e3;border-color:#d9b55a}.note{color:#555;font-size:.9em}
 .gallery{display:flex;flex-wrap:wrap;gap:.8em}.gallery figure{margin:0;width:132px}
 .gallery img{width:128px;height:128px;image-rendering:pixelated;border:1px solid #999}
 figcaption{font-size:.8em;color:#444}.legend span{display:inline-block;margin-right:1em;font-size:.85em}
@@ -222,7 +222,8 @@ def _verdict(s: dict[str, Any]) -> str:
     if mem.get("within_budget") is False:
         parts.append("Memory went OVER its budget.")
         bad = True
-    cls = "verdict bad" if bad else "verdict"
+    # red: nothing came through or memory overran; amber: some frames dropped, in part or late
+    cls = "verdict bad" if bad else ("verdict warn" if dropped or part or missed else "verdict")
     return f"<p class='{cls}'>{_e(' '.join(parts))}</p>"
 
 

@@ -137,8 +137,11 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
                 if f.get("deadline_missed")
             ],
         },
-        # frames by the ladder level they ran at; a frame that overran its deadline counts as "late" instead
-        "degradations": dict(Counter("late" if f.get("deadline_missed") else f["level"]["name"] for f in processed)),
+        # frames by the ladder level they ran at; a frame that overran its deadline is counted under its level
+        # with " (late)" after it: never as if it had met the deadline at that level
+        "degradations": dict(
+            Counter(f["level"]["name"] + (" (late)" if f.get("deadline_missed") else "") for f in processed)
+        ),
         "degraded_in_flight": sum(bool(f.get("degraded_in_flight")) for f in processed),
         "ledger": [
             {"frame_id": fid, "source": queue.state["frames"][str(fid)]["source"], "outcome": o, "reason": r}

@@ -122,3 +122,15 @@ def test_report_command_refuses_a_damaged_summary(tmp_path: Path, capsys: pytest
     (tmp_path / "summary.json").write_text("[1, 2]")
     assert fw_main(["report", str(tmp_path)]) == 2
     assert "not a firmware-sim run summary" in capsys.readouterr().err
+
+
+def test_verdict_is_amber_when_some_frames_were_dropped_or_late() -> None:
+    from edgeae.firmware_sim.report import _verdict
+
+    ok = {"frames": {"acquired": 3, "downlinked": 3}, "timing_ms": {"p50": 10.0, "max": 12.0, "deadline_missed": 0}}
+    assert "class='verdict'" in _verdict(ok)
+    dropped = {**ok, "frames": {"acquired": 3, "downlinked": 2, "dropped": 1, "drop_reasons": {"frame_error": 1}}}
+    assert "verdict warn" in _verdict(dropped)
+    late = {**ok, "timing_ms": {"p50": 10.0, "max": 90.0, "deadline_missed": 2}}
+    assert "verdict warn" in _verdict(late)
+    assert "verdict bad" in _verdict({**ok, "frames": {"acquired": 2, "dropped": 2}})

@@ -87,3 +87,30 @@ def test_fixed_margin_is_never_flagged(raw_frame: Path, tmp_path: Path) -> None:
     _, recs = _run(tmp_path, [sub], margin=[0, 0, 256, 0])  # the two left patch columns are off limits
     flagged = recs[0]["anomaly"]["patches"]
     assert flagged and min(p["x"] for p in flagged) >= 256
+
+
+def test_a_one_channel_grey_frame_flies_in_the_colour_mission(tmp_path: Path) -> None:
+    """A grey Navcam JPEG (one stored channel) in the Bayer rover mission was demosaic-skipped, passed on with one
+    channel and failed mid-frame after its patches were queued (session 27 audit)."""
+    y, x = np.mgrid[0:256, 0:384]
+    grey = ((np.sin(x / 9.0) * np.cos(y / 13.0) + 1) * 100 + 20).astype(np.uint8)[:, :, None]
+    _, recs = _run(tmp_path, [grey])
+    assert recs[0]["status"] == "processed", recs[0].get("detail")
+    assert recs[0]["camera"]["channels_replicated"] and recs[0]["camera"]["demosaiced"] is False
+
+
+def test_a_frame_that_fails_after_queueing_withdraws_its_products(tmp_path: Path, monkeypatch) -> None:
+    from edgeae.firmware_sim import frame_work
+
+    def broken(self: object) -> object:
+        raise RuntimeError("simulated failure after the patches were queued")
+
+    monkeypatch.setattr(frame_work.FrameWork, "sparse_frame", broken)
+    rgb = (np.random.default_rng(0).integers(0, 255, (256, 384, 3))).astype(np.uint8)
+    _, recs = _run(tmp_path, [rgb])
+    assert recs[0]["status"] == "dropped" and recs[0]["evicted_items"]
+    import json
+
+    items = json.loads((tmp_path / "queue" / "index.json").read_text())["items"]
+    mine = [it for it in items if it["frame_id"] == recs[0]["frame_id"]]
+    assert mine and all(it["status"] == "evicted" and it["reason"] == "frame_dropped" for it in mine)
