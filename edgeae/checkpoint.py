@@ -87,7 +87,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     if not isinstance(blob, dict) or METADATA_KEY not in blob or "state_dict" not in blob:
         raise MetadataError(f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?")
     meta = ModelMetadata.from_json(blob[METADATA_KEY], source=str(path))
-    model = build_model(meta)
+    with torch.random.fork_rng(devices=[]):  # the throw-away initial weights must not move the caller's RNG
+        model = build_model(meta)
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:

@@ -54,7 +54,7 @@ def stream_key(seed: int, pattern: str) -> int:
     _check_seed(seed)
     pid = _pattern_id(pattern)
     salt = (pid * GAMMA) & 0xFFFFFFFFFFFFFFFF
-    return int(mix64(np.array([seed ^ salt], dtype=_U64))[0])
+    return int(mix64(np.array([int(seed) ^ salt], dtype=_U64))[0])  # int(): a numpy integer seed too
 
 
 def hash_counter(key: int, counter: np.ndarray) -> np.ndarray:

@@ -73,7 +73,13 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
         return load_artifact(path, threads=threads)
     from edgeae.checkpoint import load_checkpoint
 
+    torch = require("torch")
+    if device != "cpu":
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as exc:  # a CPU-only build asserts deep inside torch
+            raise ValueError(f"device {device!r} is not available to this torch build ({exc})") from None
     if threads:
-        require("torch").set_num_threads(int(threads))
+        torch.set_num_threads(int(threads))
     ck = load_checkpoint(path)
     return TorchPredictor(ck.model, ck.metadata, source=str(path), device=device)

@@ -137,8 +137,13 @@ def reconstruct(
     k = np.asarray(known)
     if k.dtype != bool or k.shape != img.shape[:2]:
         raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
+    finite = np.isfinite(img).all(axis=2)
+    if (k & ~finite).any():  # a NaN/inf sample would spread through every fill: it is not known
+        log.warning("%d known pixels hold NaN or inf samples: treated as destroyed", int((k & ~finite).sum()))
+        k = k & finite
     if not k.any():  # every method, the CAE too (it would paint a frame from nothing)
         raise ValueError("no known pixels: nothing to reconstruct from (raise the keep fraction)")
+    img = np.where(k[..., None], img, np.float32(0.0))  # destroyed pixels may hold anything, NaN included
     if method == "cae":
         if predictor is None:
             raise ValueError("method 'cae' needs a predictor (edgeae.predictor.load_predictor(MODEL))")
@@ -146,7 +151,7 @@ def reconstruct(
         out = np.clip(out, 0.0, 1.0)
         out[k] = img[k]
     else:
-        out = _inpaint.inpaint(img * k[..., None], k, method)
+        out = _inpaint.inpaint(img, k, method)
     return out[..., 0] if squeeze else out
 
 

@@ -311,7 +311,10 @@ class ArtifactPredictor:
         """Refuse a batch whose dimensions or channels do not match the artifact's metadata."""
         if batch.ndim != 4:
             raise MetadataError(f"{self.source}: expected a 4-D NCHW batch, got shape {batch.shape}")
-        self.metadata.check_input(_to_layout(batch[:0], self.layout).shape, self.source)
+        if batch.shape[0] == 0:
+            raise MetadataError(f"{self.source}: the batch is empty (shape {batch.shape}): give at least one patch")
+        shape = (batch.shape[0], *_to_layout(batch[:0], self.layout).shape[1:])  # batch[:0]: no copy of the data
+        self.metadata.check_input(shape, self.source)
 
     def __call__(self, batch: np.ndarray) -> Any:
         x = np.ascontiguousarray(batch, dtype=np.float32)
@@ -395,5 +398,8 @@ def _warn_if_int8_saturates(source: str, meta: ModelMetadata) -> None:
 
 
 def load_artifact(path: str | os.PathLike[str], threads: int | None = None) -> ArtifactPredictor:
-    """Open an ``.onnx``/``.ort``/``.tflite`` artifact; refuses files without valid edgeae metadata."""
+    """Open an ``.onnx``/``.ort``/``.tflite`` artifact; refuses files without valid edgeae metadata.
+    ``threads``: the interpreter's thread count (a whole number >= 1; None: the runtime's default)."""
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     return ArtifactPredictor(path, threads=threads)

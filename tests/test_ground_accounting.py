@@ -230,3 +230,64 @@ def test_a_telemetry_record_that_is_not_json_says_so() -> None:
         gs.receive(p)
     rep = gs.finish()["products"]["telemetry_4"]
     assert rep["telemetry"] is None and rep["telemetry_error"] == "the record is not UTF-8 JSON"
+
+
+def test_library_calls_from_the_api_audit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Session 27's API audit: numpy integer seeds, NaN samples, a str output folder, the wire's pattern codes."""
+    import logging
+
+    torch = pytest.importorskip("torch")
+    from edgeae.masks import PATTERN_IDS, make_mask
+    from edgeae.reconstruct import reconstruct
+    from edgeae.wire.products import PATTERN_CODES
+
+    # a seed drawn with rng.integers() is np.int64: it made an OverflowError
+    assert np.array_equal(make_mask(np.int64(5), (8, 8), 0.5), make_mask(5, (8, 8), 0.5))
+    assert np.array_equal(make_mask(np.uint32(7), (8, 8), 0.5), make_mask(7, (8, 8), 0.5))
+    # destroyed pixels may hold anything: NaN there must not spread (normconv filled most of the frame with NaN)
+    y, x = np.mgrid[0:64, 0:64]
+    img = ((x + y) / 126.0).astype(np.float32)[:, :, None]
+    k = make_mask(0, (64, 64), 0.2)
+    bad = img.copy()
+    bad[~k] = np.nan
+    for method in ("normconv", "linear", "nearest", "telea"):
+        assert np.isfinite(reconstruct(bad, k, method)).all(), method
+    # a NaN among the known samples is treated as destroyed, with a warning
+    bad2 = img.copy()
+    ys, xs = np.nonzero(k)
+    bad2[ys[:5], xs[:5]] = np.nan
+    with caplog.at_level(logging.WARNING, logger="edgeae.reconstruct"):
+        assert np.isfinite(reconstruct(bad2, k, "normconv")).all()
+    assert "5 known pixels hold NaN" in caplog.text
+    # the wire carries exactly the patterns the mask module makes
+    assert PATTERN_CODES == PATTERN_IDS
+    # loading a checkpoint does not move torch's global RNG
+    from edgeae.predictor import load_predictor
+
+    torch.manual_seed(1)
+    state = torch.random.get_rng_state()
+    load_predictor("orbital-gray-vae")
+    assert torch.equal(state, torch.random.get_rng_state())
+    with pytest.raises(ValueError, match="not available"):
+        load_predictor("orbital-gray-vae", device="cuda:7")
+    # a str output folder works like a Path
+    gs = GroundStation(out=str(tmp_path / "g"))  # type: ignore[arg-type]
+    for p in packetise(_frame(), config=WireConfig(256)):
+        gs.receive(p)
+    assert not gs.finish()["stream"].get("products_failed")
+
+
+def test_artifact_batch_errors_name_the_batch() -> None:
+    pytest.importorskip("onnxruntime")
+    from edgeae.metadata import MetadataError
+    from edgeae.predictor import load_predictor
+
+    art = load_predictor("zoo:orbital-gray-gtcae/orbital-gray-gtcae.int8.onnx")
+    with pytest.raises(MetadataError, match="empty"):
+        art(np.zeros((0, 1, 128, 128), np.float32))
+    with pytest.raises(MetadataError, match=r"\(2, 3, 128, 128\)"):  # the batch axis as given, not 0
+        art(np.zeros((2, 3, 128, 128), np.float32))
+    from edgeae.firmware_sim.runtime import load_artifact
+
+    with pytest.raises(ValueError, match="threads"):
+        load_artifact(art.source, threads=0)

@@ -138,6 +138,9 @@ class GroundStation:
     lock: Any = field(default_factory=threading.RLock)  # held while reading the receiver's state
 
     def __post_init__(self) -> None:
+        if self.out is not None:
+            self.out = Path(self.out)  # a str path works too
+            self.out.mkdir(parents=True, exist_ok=True)
         if self.limits is None:
             self.limits = (
                 GroundLimits() if self.max_pixels == 1 << 28 else GroundLimits(max_frame_pixels=self.max_pixels)

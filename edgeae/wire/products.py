@@ -13,7 +13,7 @@ from typing import Literal, Union
 
 import numpy as np
 
-PATTERN_CODES: dict[str, int] = {"uniform": 1, "jittered": 2, "bluenoise": 3}
+PATTERN_CODES: dict[str, int] = {"uniform": 1, "jittered": 2}  # = edgeae.masks.PATTERN_IDS (a test checks)
 """Mask pattern name -> the pattern byte on the wire (the same ids as ``edgeae.masks.PATTERN_IDS``)."""
 PATTERNS: tuple[str, ...] = tuple(PATTERN_CODES)
 
