@@ -486,6 +486,36 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+SCORE_MEANING = {
+    "cae-masked": "the mean squared error of the CAE's rebuild of a patch from a sample of its pixels, over the "
+    "patch's valid pixels (samples scaled to [0, 1])",
+    "vae": "the β-VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 summed over the patch (or terms-max: each term over its "
+    "median in the frame, the larger)",
+}
+
+
+def _scoring_note(out: Path) -> str:
+    """How the patches were chosen, from the run's mission settings (mission.json): score, model, patch size,
+    stride and whether a threshold or only the top-k rank selected them."""
+    m = (_read_json(out / "mission.json") or {}).get("settings") or {}
+    if not m:
+        return ""
+    method = str(m.get("anomaly.method", ""))
+    score = SCORE_MEANING.get(method, method)
+    if method == "vae" and m.get("anomaly.score"):
+        score += f"; this run ranks by {m['anomaly.score']}"
+    threshold = m.get("anomaly.threshold")
+    chosen = (
+        f"patches scoring above {threshold}, at most {m.get('anomaly.top_k')} a frame"
+        if threshold is not None
+        else f"no threshold: the top {m.get('anomaly.top_k')} of each frame by rank"
+    )
+    return (
+        f"Score: {score}. Model {m.get('anomaly.model')}, {m.get('anomaly.patch')}-px patches every "
+        f"{m.get('anomaly.stride')} px; sent: {chosen}."
+    )
+
+
 def _gallery(out: Path, s: dict[str, Any]) -> str:
     patches = decode_patches(out / "downlink")
     if patches:
@@ -503,8 +533,9 @@ def _gallery(out: Path, s: dict[str, Any]) -> str:
             )
         more = f"<p class='note'>{len(patches) - GALLERY_MAX} more not shown.</p>" if len(patches) > GALLERY_MAX else ""
         return (
-            "<p class='note'>The anomalous patches as the ground receives them: decoded from the downlink packet "
-            "files, full resolution, highest score first within each frame. (x, y) is the top-left pixel.</p>"
+            "<p class='note'>The highest-scoring patches as the ground receives them: decoded from the downlink "
+            "packet files, full resolution, highest score first within each frame. (x, y) is the top-left pixel. "
+            f"{_e(_scoring_note(out))}</p>"
             f"<div class='gallery'>{''.join(figs)}</div>{more}"
         )
     rows = [

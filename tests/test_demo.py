@@ -64,6 +64,9 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     assert set(m["results"]) == {"cae", "cae-xcheck", "telea", "ns", "linear", "nearest", "normconv", "jpeg2000"}
     assert m["same_bytes_codec"]["bytes"] <= m["same_bytes_codec"]["budget"]
     assert 30 < m["results"]["linear"]["psnr"] < 45  # measured 36.9 dB (seed 0)
+    # every number the page shows is in the JSON beside it: downlink per link, anomaly top patches, conclusion
+    assert set(m["downlink"]) >= {"perfect", "loss5", "loss20", "burst", "mars_relay"}
+    assert m["anomaly"]["top"] and m["anomaly"]["median"] > 0 and m["conclusion"]
 
 
 def test_conclusion_is_computed_from_the_numbers() -> None:

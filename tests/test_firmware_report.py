@@ -134,3 +134,17 @@ def test_verdict_is_amber_when_some_frames_were_dropped_or_late() -> None:
     late = {**ok, "timing_ms": {"p50": 10.0, "max": 90.0, "deadline_missed": 2}}
     assert "verdict warn" in _verdict(late)
     assert "verdict bad" in _verdict({**ok, "frames": {"acquired": 2, "dropped": 2}})
+
+
+def test_gallery_note_says_how_patches_were_chosen(tmp_path: Path) -> None:
+    from edgeae.firmware_sim.report import _scoring_note
+
+    settings = {"anomaly.method": "cae-masked", "anomaly.model": "m.onnx", "anomaly.patch": 128,
+                "anomaly.stride": 128, "anomaly.threshold": None, "anomaly.top_k": 6}  # fmt: skip
+    (tmp_path / "mission.json").write_text(json.dumps({"name": "x", "settings": settings}))
+    note = _scoring_note(tmp_path)
+    assert "no threshold: the top 6 of each frame by rank" in note and "128-px patches" in note
+    settings["anomaly.threshold"] = 0.5
+    (tmp_path / "mission.json").write_text(json.dumps({"name": "x", "settings": settings}))
+    assert "above 0.5" in _scoring_note(tmp_path)
+    assert _scoring_note(tmp_path / "nowhere") == ""
