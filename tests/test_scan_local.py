@@ -64,6 +64,10 @@ def test_scan_writes_results_summaries_topk_and_records_corrupt_files(archive, m
     assert report["top"][0]["file"] == best["file"]
     assert report["top"][0]["score"] == pytest.approx(t.column("score").to_numpy().max())
     assert report["lro_nac_extrapolation"]["days"] > 0
+    # the report names what was scanned and lists every top patch with its thumbnail (it kept 10 in the JSON)
+    assert len(report["top"]) == 5 and report["archive"] == [str(root)]
+    md = (tmp_path / "report.md").read_text()
+    assert f"- archive: `{root}`" in md and "## Top 5 patches" in md and f"topk/{report['top'][4]['thumbnail']}" in md
 
 
 def test_scores_are_the_anomaly_library_scores(archive, model, tmp_path) -> None:

@@ -214,7 +214,7 @@ def finalize(
         "images_without_patches": empty,
         "min_valid": store.config.min_valid,
         "quality": store.config.quality.to_dict(),
-        "top": top[:10],
+        "top": top,  # every patch of topk/, best first (rank, file, x, y, score, thumbnail)
         "lro_nac_extrapolation": lro_extrapolation(rate, store.config.stride, basis) if rate else None,
     }
     (store.out / "report.json").write_text(json.dumps(report, indent=2))
@@ -223,13 +223,17 @@ def finalize(
 
 
 def report_markdown(r: dict[str, Any]) -> str:
+    archive = ", ".join(f"`{a}`" for a in r.get("archive") or []) or "(not recorded)"
     lines = [
         f"# edgeae scan: {r['out']}",
         "",
+        f"- archive: {archive}",
         f"- model `{r['model']}` (`{r.get('artifact', '?')}`, sha256 {r['artifact_hash'][:16]}…), "
         f"engine `{r.get('engine')}`, score "
         f"`{r.get('score', 'a')}`"
         + {
+            "a": " (the VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 of each patch: higher is more unusual; its scale "
+            "depends on the model and the patch size, so compare scores within one model)",
             "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
             "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
             "context-knn": " (each patch's VAE latents, scaled within its image and its product, against every "
@@ -282,6 +286,19 @@ def report_markdown(r: dict[str, Any]) -> str:
             + [f"- `{f}`" for f in empty[:50]]
             + ([f"- ... and {len(empty) - 50} more"] if len(empty) > 50 else [])
         )
+    if r.get("top"):
+        lines += [
+            "",
+            f"## Top {len(r['top'])} patches (thumbnails in topk/, contact sheet topk/gallery.png in this order, "
+            "8 a row)",
+            "",
+            "| rank | file | x | y | score | thumbnail |",
+            "|---:|---|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {t['rank']} | `{t['file']}` | {t['x']} | {t['y']} | {t['score']:.6g} | topk/{t['thumbnail']} |"
+            for t in r["top"]
+        ]
     if r["failures"]:
         lines += ["", "## Failures", ""] + [f"- `{f['file']}`: {f['error']}" for f in r["failures"]]
     if r.get("skipped_products"):

@@ -160,7 +160,9 @@ def scan_archive(
         from edgeae.scan.context import rank_set
 
         context = rank_set(store, entries, progress)
+    specs = archive if isinstance(archive, list) else [archive]
     run = {
+        "archive": [os.fspath(a) for a in specs],
         "engine": opts.engine,
         "workers": opts.workers if opts.engine == "local" else None,
         "address": opts.address,
