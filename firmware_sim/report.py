@@ -43,7 +43,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 table{border-collapse:collapse;margin:.8em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.25em .6em;
 text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
 .verdict{font-size:1.1em;padding:.6em .9em;border-radius:4px;background:#eef7ee;border:1px solid #9c9}
-.verdict.bad{background:#fbeeee;border-color:#d99}.verdict.warn{background:#fdf6e3;border-color:#d9b55a}.note{color:#555;font-size:.9em}
+.scroll{overflow-x:auto}.verdict.bad{background:#fbeeee;border-color:#d99}.verdict.warn{background:#fdf6e3;border-color:#d9b55a}.note{color:#555;font-size:.9em}
 .gallery{display:flex;flex-wrap:wrap;gap:.8em}.gallery figure{margin:0;width:132px}
 .gallery img{width:128px;height:128px;image-rendering:pixelated;border:1px solid #999}
 figcaption{font-size:.8em;color:#444}.legend span{display:inline-block;margin-right:1em;font-size:.85em}
@@ -182,7 +182,7 @@ def _table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
         "<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f"<table><tr>{th}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"  # a narrow window scrolls the table
 
 
 def _legend(items: dict[str, str]) -> str:
@@ -229,8 +229,8 @@ def _verdict(s: dict[str, Any]) -> str:
 
 def _svg_open(width: int, height: int) -> str:
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='11' "
-        "font-family='sans-serif'>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
+        f"style='max-width:{width}px' font-size='11' font-family='sans-serif'>"  # scales down in a narrow window
     )
 
 
@@ -366,7 +366,10 @@ def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     mem = s.get("memory", {})
     if mem:
         rows = [
-            [_e(k.replace("_", " ")), _mib(v) if k.endswith("bytes") else _e(_policy(v)) if k == "heap" else _num(v)]
+            [
+                _e(k.removesuffix("_bytes").replace("_", " ")),  # the value is shown in MiB
+                _mib(v) if k.endswith("bytes") else _e(_policy(v)) if k == "heap" else _num(v),
+            ]
             for k, v in mem.items()
         ]
         out.append(_table(["whole run", "value"], rows))
