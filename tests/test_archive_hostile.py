@@ -202,6 +202,8 @@ def test_a_multiband_product_says_which_band_it_read(formats: Path, caplog: pyte
     assert im.extra["bands_read"] == [1] and "14 bands in the product; band 1 is read" in caplog.text
     assert im.extra["warnings"] == ["14 bands in the product; band 1 is read (choose others with bands=[...])"]
     assert not read_product(formats / "pds3/frt00003e25_01_de156l_ddr1.lbl", bands=[2]).extra["warnings"]
+    with pytest.raises(ValueError, match=r"e.g. \[2\]"):  # an int was a bare TypeError
+        read_product(formats / "pds3/frt00003e25_01_de156l_ddr1.lbl", bands=2)  # type: ignore[arg-type]
 
 
 # -- 4. pointers stay in the label's folder -----------------------------------------------------------------------

@@ -104,6 +104,8 @@ class ProductReader:
     def __init__(self, path: str | os.PathLike[str], bands: list[int] | None = None) -> None:
         rasterio = require("rasterio")
         self.path = Path(os.fspath(path))
+        if bands is not None and (isinstance(bands, (int, str)) or not all(isinstance(b, int) for b in bands)):
+            raise ValueError(f"bands must be a list of 1-based band numbers, e.g. [2] or [4, 3, 2]; got {bands!r}")
         target = open_target(self.path)
         self._moved = check_complete(target)
         self._moved_dtype: np.dtype | None = None
