@@ -291,3 +291,28 @@ def test_artifact_batch_errors_name_the_batch() -> None:
 
     with pytest.raises(ValueError, match="threads"):
         load_artifact(art.source, threads=0)
+
+
+def test_a_frame_too_big_for_the_memory_available_is_refused_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One packet can announce a frame whose rebuild needs more memory than the machine has: the station says
+    so for that frame (reason memory) instead of being killed by the system."""
+    import edgeae.ground.limits as limits
+    from edgeae.ground.limits import rebuild_bytes
+
+    # measured costs (bytes a pixel): linear > telea, colour > grey, the CAE cross-checked adds linear's
+    assert rebuild_bytes(100, 100, 1, "linear") > rebuild_bytes(100, 100, 1, "telea")
+    assert rebuild_bytes(100, 100, 3, "telea") > rebuild_bytes(100, 100, 1, "telea")
+    both = rebuild_bytes(10, 10, 3, "cae:m") + rebuild_bytes(10, 10, 3, "linear")
+    assert rebuild_bytes(10, 10, 3, "cae:m+xcheck-linear") == pytest.approx(both, abs=1)
+    monkeypatch.setattr(limits, "available_memory", lambda: 1 << 16)  # 64 KiB free
+    gs = GroundStation(fill_name="telea")
+    for p in packetise(_frame(), config=WireConfig(256)):
+        gs.receive(p)
+    rep = gs.finish()
+    assert rep["stream"]["products_failed"] == {"memory": 1}
+    assert "GiB to rebuild with telea" in rep["products"]["frame_7"]["error"]
+    monkeypatch.setattr(limits, "available_memory", lambda: None)  # unknown: not checked
+    gs = GroundStation(fill_name="telea")
+    for p in packetise(_frame(), config=WireConfig(256)):
+        gs.receive(p)
+    assert not gs.finish()["stream"].get("products_failed")

@@ -4,8 +4,9 @@ A packet header can claim any frame size (a 66-byte packet can announce 4096×40
 allocates nothing from a header before :func:`check_frame` (and the per-kind checks in ``decode``) has
 compared it with these limits, and a product over a limit is reported with the reason ``limit``, not
 decoded. The largest frame the defaults allow (a NAC-size strip, 52,224 × 5,064 grey) needs about 9-12 GB to
-rebuild with telea or nearest and about 30 GB with linear (35-112 bytes a pixel, measured: docs/ground.md):
-lower ``max_frame_pixels`` on a smaller machine. Set them with ``edgeae ground ... --limit NAME=VALUE``
+rebuild with telea or nearest and about 30 GB with linear (35-112 bytes a grey pixel, measured: docs/ground.md),
+so :func:`check_memory` also refuses a frame whose estimated rebuild does not fit in the memory available now
+(reason ``memory``). Set them with ``edgeae ground ... --limit NAME=VALUE``
 (``docs/ground.md`` lists them) or in code with ``GroundLimits(...)``.
 """
 
@@ -73,6 +74,60 @@ def parse_size(text: str, what: str = "size") -> int:
     if not v >= 1 or v != v or v == float("inf"):
         raise ValueError(f"{what}: {text!r} must be a positive number")
     return int(v)
+
+
+REBUILD_BYTES: dict[str, tuple[float, float]] = {
+    "nearest": (36.8, 9.1),
+    "telea": (21.8, 15.0),
+    "ns": (19.2, 15.0),
+    "linear": (99.5, 13.0),
+    "normconv": (14.3, 34.2),
+    "cae": (41.3, 42.2),
+}
+"""Peak memory of rebuilding a sparse frame, bytes per pixel: (a, b) gives a + b × channels. Measured in session 27
+with ``/usr/bin/time -v edgeae ground decode`` on 4096 × 4096 grey and RGB frames at keep 0.1 (peak RSS minus a
+63 MB process baseline; ``cae``: the ground U-Nets, torch included); 8192 × 8192 grey agreed within 8%."""
+
+MEMORY_MARGIN = 1.25
+"""A frame is refused when its estimated rebuild memory times this exceeds the memory available."""
+
+
+def rebuild_bytes(h: int, w: int, c: int, fill: str) -> int:
+    """Estimated peak memory (bytes) of rebuilding an h × w × c sparse frame with the fill named ``fill`` (a
+    classical method, ``cae:MODEL``, with ``+xcheck-METHOD`` adding that method's cost; ``none``: the decode
+    alone, as ``nearest`` without its distance transform)."""
+    parts = fill.split("+")
+    name = parts[0].split(":")[0]
+    methods = [name if name in REBUILD_BYTES else "nearest"]
+    methods += [p.removeprefix("xcheck-") for p in parts[1:] if p.removeprefix("xcheck-") in REBUILD_BYTES]
+    per_pixel = sum(REBUILD_BYTES[m][0] + REBUILD_BYTES[m][1] * c for m in methods)
+    return int(h * w * per_pixel)
+
+
+def available_memory() -> int | None:
+    """Memory the system can give without swapping (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(kind: str, frame_id: int, h: int, w: int, c: int, fill: str, available: int | None = None) -> None:
+    """Refuse (``LimitError``, reason ``memory``) a frame whose rebuild would not fit in the memory available now:
+    the ground station says so for that frame and goes on, instead of being killed by the system."""
+    avail = available_memory() if available is None else available
+    need = rebuild_bytes(h, w, c, fill)
+    if avail is not None and need * MEMORY_MARGIN > avail:
+        raise LimitError(
+            f"{kind} frame {frame_id}: {h}x{w}x{c} needs about {need / 2**30:.1f} GiB to rebuild with {fill}, "
+            f"{avail / 2**30:.1f} GiB is available: not decoded (decode it on a larger machine, or with a lighter "
+            "--method such as nearest or telea)",
+            reason="memory",
+        )
 
 
 def check_frame(kind: str, frame_id: int, h: int, w: int, c: int, limits: GroundLimits) -> None:

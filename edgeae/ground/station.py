@@ -24,7 +24,7 @@ import numpy as np
 from edgeae.tiling import axis_count
 
 from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, telemetry_json
-from .limits import GroundLimits, LimitError, check_frame
+from .limits import GroundLimits, LimitError, check_frame, check_memory
 from .reassembly import Assembly, Receiver
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,9 @@ class GroundStation:
 
     def _sparse(self, asm: Assembly) -> dict:
         t0 = time.perf_counter()
+        h = asm.header  # the size limits first, then whether the rebuild fits in memory: before any allocation
+        check_frame("sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.limits or GroundLimits())
+        check_memory("sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.fill_name)
         res = decode_sparse(asm, self.max_pixels, self.limits)
         img = res.as_float()
         known = res.known
