@@ -188,19 +188,6 @@ def test_serve_counts_datagrams_dropped_at_the_session_cap() -> None:
     assert _balanced(st)
 
 
-def test_flight_top_k_never_ranks_a_non_finite_score() -> None:
-    from firmware_sim.score import TopK
-
-    top = TopK(3, None)
-    px = np.zeros((4, 4, 1), np.uint8)
-    top.offer(float("nan"), 0, 0, px)
-    top.offer(2.0, 4, 0, px)
-    raw = np.zeros((3, 1, 4, 4), np.uint8)
-    top.offer_batch(np.array([np.inf, 1.0, np.nan]), np.array([8, 12, 16]), np.array([0, 0, 0]), raw)
-    assert [c.score for c in top.ranked()] == [2.0, 1.0]
-    assert top.nonfinite == 3 and top.scored == 5 and top.max_score == 2.0
-
-
 def test_a_raw_mosaic_original_is_demosaiced_with_bayer(tmp_path: Path, capsys) -> None:
     """The rover mission demosaics onboard; the ground compares against the original demosaiced the same way."""
     cv2 = pytest.importorskip("cv2")
@@ -230,67 +217,6 @@ def test_a_telemetry_record_that_is_not_json_says_so() -> None:
         gs.receive(p)
     rep = gs.finish()["products"]["telemetry_4"]
     assert rep["telemetry"] is None and rep["telemetry_error"] == "the record is not UTF-8 JSON"
-
-
-def test_library_calls_from_the_api_audit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Session 27's API audit: numpy integer seeds, NaN samples, a str output folder, the wire's pattern codes."""
-    import logging
-
-    torch = pytest.importorskip("torch")
-    from edgeae.masks import PATTERN_IDS, make_mask
-    from edgeae.reconstruct import reconstruct
-    from edgeae.wire.products import PATTERN_CODES
-
-    # a seed drawn with rng.integers() is np.int64: it made an OverflowError
-    assert np.array_equal(make_mask(np.int64(5), (8, 8), 0.5), make_mask(5, (8, 8), 0.5))
-    assert np.array_equal(make_mask(np.uint32(7), (8, 8), 0.5), make_mask(7, (8, 8), 0.5))
-    # destroyed pixels may hold anything: NaN there must not spread (normconv filled most of the frame with NaN)
-    y, x = np.mgrid[0:64, 0:64]
-    img = ((x + y) / 126.0).astype(np.float32)[:, :, None]
-    k = make_mask(0, (64, 64), 0.2)
-    bad = img.copy()
-    bad[~k] = np.nan
-    for method in ("normconv", "linear", "nearest", "telea"):
-        assert np.isfinite(reconstruct(bad, k, method)).all(), method
-    # a NaN among the known samples is treated as destroyed, with a warning
-    bad2 = img.copy()
-    ys, xs = np.nonzero(k)
-    bad2[ys[:5], xs[:5]] = np.nan
-    with caplog.at_level(logging.WARNING, logger="edgeae.reconstruct"):
-        assert np.isfinite(reconstruct(bad2, k, "normconv")).all()
-    assert "5 known pixels hold NaN" in caplog.text
-    # the wire carries exactly the patterns the mask module makes
-    assert PATTERN_CODES == PATTERN_IDS
-    # loading a checkpoint does not move torch's global RNG
-    from edgeae.predictor import load_predictor
-
-    torch.manual_seed(1)
-    state = torch.random.get_rng_state()
-    load_predictor("orbital-gray-vae")
-    assert torch.equal(state, torch.random.get_rng_state())
-    with pytest.raises(ValueError, match="not available"):
-        load_predictor("orbital-gray-vae", device="cuda:7")
-    # a str output folder works like a Path
-    gs = GroundStation(out=str(tmp_path / "g"))  # type: ignore[arg-type]
-    for p in packetise(_frame(), config=WireConfig(256)):
-        gs.receive(p)
-    assert not gs.finish()["stream"].get("products_failed")
-
-
-def test_artifact_batch_errors_name_the_batch() -> None:
-    pytest.importorskip("onnxruntime")
-    from edgeae.metadata import MetadataError
-    from edgeae.predictor import load_predictor
-
-    art = load_predictor("zoo:orbital-gray-gtcae/orbital-gray-gtcae.int8.onnx")
-    with pytest.raises(MetadataError, match="empty"):
-        art(np.zeros((0, 1, 128, 128), np.float32))
-    with pytest.raises(MetadataError, match=r"\(2, 3, 128, 128\)"):  # the batch axis as given, not 0
-        art(np.zeros((2, 3, 128, 128), np.float32))
-    from edgeae.firmware_sim.runtime import load_artifact
-
-    with pytest.raises(ValueError, match="threads"):
-        load_artifact(art.source, threads=0)
 
 
 def test_a_frame_too_big_for_the_memory_available_is_refused_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:

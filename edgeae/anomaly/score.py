@@ -56,6 +56,8 @@ class PatchScorer:
             raise ValueError(f"views must be 1 to {VIEWS} (rotations and flips of a patch), got {self.views}")
         if self.views > 1 and not (self.kind == "vae" and self.keep_latents):
             raise ValueError("views > 1 average latents: they need a VAE scorer that keeps its latents")
+        if self.kind == "cae" and not 0.0 < self.cae_keep <= 1.0:  # also refuses NaN; now, not at the first call
+            raise ValueError(f"cae_keep must be a fraction in (0, 1]: the pixels the CAE sees, got {self.cae_keep}")
 
     def _cae_mask(self, size: int) -> np.ndarray:
         if self._mask is None or self._mask.shape != (size, size):
