@@ -244,9 +244,11 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     if not timed:
         return "<p>No frame was processed, so there is no timeline.</p>"
     totals = [float(f["timing_ms"].get("total") or 0.0) for f in timed]
-    scale_max = max([*totals, budget, 1.0]) * 1.08
+    longest = max([*totals, 1.0])
+    off_scale = budget > 4 * longest  # a long deadline would squeeze every bar to a few pixels: scale to the frames
+    scale_max = longest if off_scale else max(longest, budget)
     row_h, left, width = 22, 190, 880
-    plot_w = width - left - 10
+    plot_w = width - left - 110  # room right of the longest bar for its label
     h = row_h * len(timed) + 40
 
     def x(ms: float) -> float:
@@ -257,7 +259,10 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
         y = 10 + i * row_h
         tms = f["timing_ms"]
         level = (f.get("level") or {}).get("name", "?")
-        svg.append(f"<text x='4' y='{y + 14}'>frame {f.get('frame_id')} · {_e(level)}</text>")
+        if f.get("status") == "dropped":  # its stages ran, but nothing of it is downlinked
+            svg.append(f"<text x='4' y='{y + 14}' fill='#c0392b'>frame {f.get('frame_id')} · dropped</text>")
+        else:
+            svg.append(f"<text x='4' y='{y + 14}'>frame {f.get('frame_id')} · {_e(level)}</text>")
         cursor, known = 0.0, 0.0
         for st in STAGES:
             v = float(tms.get(st) or 0.0)
@@ -286,7 +291,12 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
         mark = " ✗ missed" if f.get("deadline_missed") else ""
         total = float(tms.get("total") or 0)
         svg.append(f"<text x='{x(total) + 4:.1f}' y='{y + 14}'>{total:.0f} ms{mark}</text>")
-    if budget:
+    if budget and off_scale:
+        svg.append(
+            f"<text x='{width - 4}' y='{h - 12}' text-anchor='end' fill='#c0392b'>deadline {budget:.0f} ms: off "
+            f"this scale ({budget / longest:.0f}× the longest frame) →</text>"
+        )
+    elif budget:
         svg.append(
             f"<line x1='{x(budget):.1f}' x2='{x(budget):.1f}' y1='4' y2='{h - 26}' stroke='#c0392b' "
             "stroke-dasharray='4 3'/>"
