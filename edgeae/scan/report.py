@@ -161,8 +161,25 @@ def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[d
         for i, th in enumerate(best.thumbs):
             r, q = divmod(i, cols)
             sheet[r * (p + 2) : r * (p + 2) + p, q * (p + 2) : q * (p + 2) + p] = th.transpose(1, 2, 0)
+        _label_ranks(sheet, n, cols, p)
         write_image(folder / "gallery.png", sheet)
     return rows
+
+
+def _label_ranks(sheet: np.ndarray, n: int, cols: int, p: int) -> None:
+    """Write each tile's rank (0 = best, as in report.md's table) in its top-left corner, white on a dark box."""
+    try:
+        import cv2
+    except ImportError:  # a build without OpenCV: the table in report.md still gives the order
+        return
+    img = np.ascontiguousarray(sheet)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        x0, y0 = q * (p + 2), r * (p + 2)
+        (tw, th), _ = cv2.getTextSize(str(i), cv2.FONT_HERSHEY_PLAIN, 0.8, 1)
+        cv2.rectangle(img, (x0, y0), (x0 + tw + 3, y0 + th + 4), (0,) * img.shape[2], -1)  # a dark box: any tile
+        cv2.putText(img, str(i), (x0 + 1, y0 + th + 2), cv2.FONT_HERSHEY_PLAIN, 0.8, (255,) * img.shape[2], 1)
+    sheet[...] = img
 
 
 def finalize(
