@@ -33,8 +33,10 @@ class ChannelMismatchError(ValueError):
     """The image and the model have different channel counts and conversion was not asked for."""
 
 
-def _model_geometry(predictor: Any, tile: int) -> tuple[int, int]:
-    """(channels, tile) the predictor expects, from its metadata (tile falls back to the argument)."""
+def _model_geometry(predictor: Any, tile: int | None) -> tuple[int, int]:
+    """(channels, tile) the predictor expects, from its metadata (tile falls back to the argument, else 128)."""
+    if tile is not None and tile < 8:
+        raise ValueError(f"tile must be at least 8 pixels, got {tile}")
     meta = getattr(predictor, "metadata", None)
     if meta is None:
         raise ValueError("the CAE predictor has no metadata; load it with edgeae.predictor.load_predictor")
@@ -47,8 +49,10 @@ def _model_geometry(predictor: Any, tile: int) -> tuple[int, int]:
     if h > 0 and w > 0:
         if h != w:
             raise ValueError(f"model input {meta.input_shape} is not square")
+        if tile is not None and tile != int(h):  # the model's input size wins: say so rather than ignore it
+            log.warning("tile %d ignored: %s takes %d-px tiles", tile, getattr(predictor, "source", "the model"), h)
         tile = int(h)
-    return int(meta.channels), tile
+    return int(meta.channels), 128 if tile is None else tile
 
 
 def _predict_tiles(predictor: Any, tiles: np.ndarray, batch: int, progress: bool | None) -> np.ndarray:
@@ -73,7 +77,7 @@ def reconstruct_cae(
     image: np.ndarray,
     known: np.ndarray,
     predictor: Any,
-    tile: int = 128,
+    tile: int | None = None,
     overlap: int | None = None,
     batch: int = 32,
     convert_channels: bool = False,
@@ -119,7 +123,7 @@ def reconstruct(
     known: np.ndarray,
     method: str,
     predictor: Any = None,
-    tile: int = 128,
+    tile: int | None = None,
     overlap: int | None = None,
     batch: int = 32,
     convert_channels: bool = False,

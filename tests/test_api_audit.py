@@ -102,3 +102,28 @@ def test_a_cae_scorer_refuses_a_keep_fraction_it_cannot_use_when_made() -> None:
         with pytest.raises(ValueError, match="cae_keep"):
             make_scorer(cae, cae_keep=bad)
     assert make_scorer(cae, cae_keep=0.5).cae_keep == 0.5
+
+
+def test_arguments_a_call_cannot_honour_are_said_not_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from edgeae.anomaly.score import make_scorer, score_array, score_file
+    from edgeae.imageio import write_image
+    from edgeae.masks import make_mask
+    from edgeae.predictor import load_predictor
+    from edgeae.reconstruct import reconstruct
+
+    cae = load_predictor("zoo:orbital-gray-gtcae/orbital-gray-gtcae.int8.onnx")  # fixed 128-px tiles
+    img = (np.arange(160 * 160).reshape(160, 160, 1) % 97 / 97).astype(np.float32)
+    k = make_mask(0, (160, 160), 0.3)
+    with caplog.at_level(logging.WARNING, logger="edgeae.reconstruct"):
+        reconstruct(img, k, "cae", predictor=cae, tile=64)
+    assert "tile 64 ignored" in caplog.text and "128-px tiles" in caplog.text
+    with pytest.raises(ValueError, match="tile must be at least 8"):
+        reconstruct(img, k, "cae", predictor=cae, tile=0)
+    scorer = make_scorer(cae)
+    with pytest.raises(ValueError, match="min_valid"):
+        score_array(img, scorer, 128, 128, min_valid=1.5)
+    path = write_image(tmp_path / "i.png", img)
+    with pytest.raises(ValueError, match="min_valid"):
+        score_file(path, scorer, 128, 128, min_valid=2.0)

@@ -227,6 +227,8 @@ def score_array(
     h, w = img.shape[:2]
     if h < patch or w < patch:
         raise ValueError(f"{file}: image {h}×{w} is smaller than the {patch}×{patch} patch")
+    if not 0.0 <= min_valid <= 1.0:  # above 1 no patch could ever qualify: an empty result with no word
+        raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
     ok = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     positions = tile_positions(h, w, patch, stride)
     if progress:
@@ -249,7 +251,7 @@ def score_file(
     *,
     min_valid: float = 1.0,
     batch: int = 256,
-    progress: bool = True,
+    progress: bool = False,
     bayer: str | None = None,
     margin: Any = None,
     leave: bool = True,
@@ -258,10 +260,13 @@ def score_file(
 
     ``bayer``: demosaic a raw colour-filter mosaic ("RGGB", ...) first; ``margin``: a fixed
     :class:`edgeae.nodata.Margin` (patches below ``min_valid`` are never scored); ``leave``: keep the finished
-    progress bar on screen."""
+    progress bar on screen (``progress``: a bar on stderr, as ``score_array``'s, off by default in a library call)."""
     from edgeae.firmware_sim.score import background
     from edgeae.imageio import image_shape
     from edgeae.strips import iter_patch_blocks
+
+    if not 0.0 <= min_valid <= 1.0:  # above 1 no patch could ever qualify: an empty result with no word
+        raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
 
     h, w, _ = image_shape(path)
     bar = None

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--save-error-map", nargs="?", type=Path, const=True, default=None, metavar="PATH",
         help="also write a colour map of |error| (0 to 0.25 of full scale); default path OUTPUT.error.png",
     )  # fmt: skip
-    p.add_argument("--tile", type=int, default=128, help="CAE tile size when the model does not fix it")
+    p.add_argument("--tile", type=int, default=None, help="CAE tile size when the model does not fix it (default 128)")
     p.add_argument("--overlap", type=int, help="CAE tile overlap in pixels (default tile/4: 32)")
     p.add_argument("--batch", type=int, default=32, help="CAE tiles per batch (default 32)")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
