@@ -19,6 +19,15 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def formats(data_root: Path) -> Path:
+    """The small real products in PDS3, PDS4, ISIS3, VICAR, GeoTIFF and JPEG 2000 (``formats/`` of the data)."""
+    p = data_root / "formats"
+    if not p.is_dir():
+        pytest.skip(f"archive-format samples not found at {p} (the formats/ folder of the data README)")
+    return p
+
+
+@pytest.fixture(scope="session")
 def moon() -> np.ndarray:
     """skimage.data.moon(): a real 512×512 8-bit lunar image bundled with scikit-image."""
     skdata = pytest.importorskip("skimage.data")

@@ -16,14 +16,6 @@ from test_scan_support import tiny_cae  # noqa: E402
 from edgeae.cli import main  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def formats(data_root: Path) -> Path:
-    p = data_root / "formats"
-    if not p.is_dir():
-        pytest.skip(f"archive-format samples not found at {p}")
-    return p
-
-
 def test_score_adds_map_columns_and_writes_an_aligned_geotiff(formats: Path, tmp_path: Path) -> None:
     model = tiny_cae(tmp_path / "tiny.pt")
     cube = formats / "isis3/dawnEqui1.cub"

@@ -14,15 +14,6 @@ pytest.importorskip("rasterio", reason="the archive extra is not installed: pip 
 
 from edgeae.imageio import ImageReadError, image_shape, read_image
 
-
-@pytest.fixture(scope="module")
-def formats(data_root: Path) -> Path:
-    p = data_root / "formats"
-    if not p.is_dir():
-        pytest.skip(f"archive-format samples not found at {p} (the formats/ folder of the data README)")
-    return p
-
-
 # file: (H, W, C, stored dtype, scaling kind, (raw_lo, raw_hi) or None for "measured", invalid pixels)
 # The HRSC and LOLA ranges were pinned at (0, 25610) and (2573, 32034) while their label text was read as
 # pixels: the crops left a stale ^IMAGE pointer inside the label (and LOLA a nested ^IMAGE GDAL followed from

@@ -35,14 +35,6 @@ PROJECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def formats(data_root: Path) -> Path:
-    p = data_root / "formats"
-    if not p.is_dir():
-        pytest.skip(f"archive-format samples not found at {p}")
-    return p
-
-
 @pytest.mark.parametrize("name", sorted(PROJECTED))
 def test_pixel_map_lonlat_round_trip(formats: Path, name: str) -> None:
     with ProductReader(formats / name) as r:

@@ -20,14 +20,6 @@ from edgeae.archive.reader import ProductReader, choose_scaling, read_product  #
 from edgeae.imageio import ImageReadError, read_image  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def formats(data_root: Path) -> Path:
-    p = data_root / "formats"
-    if not p.is_dir():
-        pytest.skip(f"archive-format samples not found at {p} (the formats/ folder of the data README)")
-    return p
-
-
 def _label_end(data: bytes) -> int:
     """Byte offset just after a PDS3 label's END line (any case), found independently of the reader."""
     m = re.search(rb"\r?\n(END|End)\r?\n", data)
