@@ -26,7 +26,16 @@ from pathlib import Path
 
 from edgeae import _headers
 from edgeae._headers import ImageReadError
-from edgeae.archive.pds3 import IMAGE_OBJECTS, ImageLayout, OdlLabel, RawImage, image_bytes, parse_pointer, scan_label
+from edgeae.archive.pds3 import (
+    IMAGE_OBJECTS,
+    ImageLayout,
+    OdlLabel,
+    RawImage,
+    image_bytes,
+    int_value,
+    parse_pointer,
+    scan_label,
+)
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -248,7 +257,7 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
             raise ImageReadError(f"{p}: the data file {data.name} named by its COMPRESSED_FILE does not exist")
         return data, None
     pointer = lab.pointer()
-    ptr = parse_pointer(pointer, _int(lab.top, "RECORD_BYTES")) if pointer is not None else None
+    ptr = parse_pointer(pointer, int_value(lab.top, "RECORD_BYTES")) if pointer is not None else None
     if ptr is None:
         return p, None
     name, offset = ptr
@@ -280,11 +289,6 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
             f"up to the end of the image in {data.name}), the file holds {size} bytes"
         )
     return data, moved
-
-
-def _int(kw: dict[str, str], key: str) -> int:
-    m = re.match(r"\s*(\d+)", kw.get(key, ""))
-    return int(m.group(1)) if m else 0
 
 
 def pds4_files(label: Path) -> list[Path]:

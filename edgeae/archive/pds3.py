@@ -132,7 +132,8 @@ def scan_label(head: bytes) -> OdlLabel:
     return OdlLabel(None, top, objects, nested)
 
 
-def _int(kw: dict[str, str], key: str, default: int = 0) -> int:
+def int_value(kw: dict[str, str], key: str, default: int = 0) -> int:
+    """The leading integer of a label value (``RECORD_BYTES = 512``, ``LINES = 15 <...>``), else ``default``."""
     m = re.match(r"\s*([+-]?\d+)", kw.get(key, ""))
     return int(m.group(1)) if m else default
 
@@ -187,17 +188,17 @@ def image_bytes(label: OdlLabel) -> ImageLayout | None:
     kw = label.image_object()
     if kw is None:
         return None
-    lines, samples = _int(kw, "LINES"), _int(kw, "LINE_SAMPLES")
+    lines, samples = int_value(kw, "LINES"), int_value(kw, "LINE_SAMPLES")
     if lines <= 0 or samples <= 0:
         return None
     return ImageLayout(
         lines=lines,
         samples=samples,
-        bands=max(_int(kw, "BANDS", 1), 1),
-        bits=_int(kw, "SAMPLE_BITS", 8),
+        bands=max(int_value(kw, "BANDS", 1), 1),
+        bits=int_value(kw, "SAMPLE_BITS", 8),
         sample_type=kw.get("SAMPLE_TYPE", "").strip().strip("\"'").upper(),
-        prefix=max(_int(kw, "LINE_PREFIX_BYTES"), 0),
-        suffix=max(_int(kw, "LINE_SUFFIX_BYTES"), 0),
+        prefix=max(int_value(kw, "LINE_PREFIX_BYTES"), 0),
+        suffix=max(int_value(kw, "LINE_SUFFIX_BYTES"), 0),
         storage=kw.get("BAND_STORAGE_TYPE", "BAND_SEQUENTIAL").strip().strip("\"'").upper(),
     )
 

@@ -122,11 +122,11 @@ class ProductReader:
             except rasterio.errors.RasterioIOError as exc2:
                 raise ImageReadError(f"{self.path}: GDAL cannot open it ({gdal_message(exc2)})") from exc2
         ds = self.ds
+        self._band_note: str | None = None  # set below when a multiband product is read by its first band
         try:
             self._check_files(target)
             self.height, self.width, self.count = int(ds.height), int(ds.width), int(ds.count)
             self.driver = str(ds.driver)
-            self._band_note: str | None = None
             if bands is None:
                 bands = [1, 2, 3] if self.count == 3 else [1]
                 if self.count not in (1, 3):  # a multispectral cube: say which band the pixels are
@@ -345,8 +345,7 @@ class ProductReader:
     def warnings(self) -> list[str]:
         """What the reader did that the label did not say (e.g. a stale ``^IMAGE`` pointer relocated)."""
         notes = [self._moved.note] if self._moved is not None else []
-        band: str | None = getattr(self, "_band_note", None)
-        return notes + ([band] if band else [])
+        return notes + ([self._band_note] if self._band_note else [])
 
 
 def read_product(
