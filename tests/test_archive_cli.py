@@ -1,5 +1,5 @@
 """`edgeae score` on a map-projected product: map/lon/lat columns on every row and an aligned score GeoTIFF;
-`edgeae scan --geo` writes a layer QGIS opens."""
+`edgeae scan --geo` writes a layer QGIS opens; `edgeae reconstruct` keeps the product's georeferencing."""
 
 from __future__ import annotations
 
@@ -77,3 +77,14 @@ def test_score_skips_a_label_pointing_out_of_its_folder(formats: Path, tmp_path:
     rows = list(csv.DictReader(out.open()))
     assert rows and {Path(r["file"]).name for r in rows} == {"dawnEqui1.cub"}
     assert rc == 1  # one product could not be read: the exit status says so too
+
+
+def test_reconstruct_keeps_a_map_projected_products_georeferencing(formats: Path, tmp_path: Path, capsys) -> None:
+    src = formats / "geotiff/ESP_037156_1800_RED.byte.tif"
+    out = tmp_path / "r.tif"
+    assert main(["reconstruct", str(src), "--method", "telea", "-o", str(out)]) == 0
+    with rasterio.open(src) as ds, rasterio.open(out) as r:
+        assert r.crs == ds.crs and r.transform == ds.transform and r.shape == ds.shape
+    assert "map-projected" not in capsys.readouterr().out
+    assert main(["reconstruct", str(src), "--method", "telea", "-o", str(tmp_path / "r.png")]) == 0
+    assert "is map-projected; write -o *.tif" in capsys.readouterr().out  # a PNG cannot hold it: said

@@ -272,3 +272,23 @@ def write_score_geotiff(
         dst.write(np.asarray(heat, np.float32), 1)
         dst.update_tags(EDGEAE="anomaly score map: max score of the patches covering each pixel; NaN = not scored")
     return p
+
+
+def stamp_georef(path: str | os.PathLike[str], georef: dict[str, Any] | None) -> bool:
+    """Give a TIFF written at the product's own size the product's map georeferencing (``GeoRef.to_dict``).
+
+    ``edgeae reconstruct`` of a map-projected product writes pixels aligned with the product's grid; this adds
+    the CRS and affine transform so a GIS places the rebuilt image where the product lies. Returns False (and
+    changes nothing) when there is no georeferencing or the file's size is not the product's.
+    """
+    if not georef:
+        return False
+    rasterio = require("rasterio")
+    from rasterio.transform import Affine
+
+    with rasterio.Env(), rasterio.open(os.fspath(path), "r+") as dst:
+        if (dst.width, dst.height) != (int(georef["width"]), int(georef["height"])):
+            return False
+        dst.crs = rasterio.crs.CRS.from_wkt(str(georef["crs_wkt"]))
+        dst.transform = Affine(*[float(v) for v in georef["transform"]])
+    return True

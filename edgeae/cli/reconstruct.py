@@ -151,6 +151,15 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
     return {"cv2": "ground", "scipy": "ground", "skimage": "ground", "tifffile": "ground"}
 
 
+def _keep_georef(path: Path, georef: Any) -> bool:
+    """Stamp a map-projected product's CRS and transform on a TIFF output (other formats cannot hold them)."""
+    if not georef or path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    from edgeae.archive.geo import stamp_georef
+
+    return stamp_georef(path, georef)
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
     from edgeae.imageio import read_image, write_image
@@ -237,16 +246,22 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     depth = output_depth(data.bit_depth, args.output)
     write_image(args.output, result.image, bit_depth=depth)
+    georef = data.extra.get("georef")
+    geo_written = _keep_georef(args.output, georef)
     masked_path = _side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask
 
         write_image(masked_path, apply_mask(original, known), bit_depth=output_depth(data.bit_depth, masked_path))
+        _keep_georef(masked_path, georef)
     error_path = _side_path(args.output, args.save_error_map, "error")
     if error_path:
         from edgeae.report import error_map
 
         write_image(error_path, error_map(original, result.image))
+        _keep_georef(error_path, georef)
+    if georef and not geo_written:
+        print(f"note: {args.image.name} is map-projected; write -o *.tif to keep its map coordinates in the output")
     m = result.metrics
     scope = ""
     if not data.valid.all():  # no-data margins, NaN samples: their "truth" is a fill value, not the scene
