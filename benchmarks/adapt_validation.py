@@ -29,7 +29,9 @@ from edgeae.reconstruct import run_method
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.adapt_validation", description=(__doc__ or "").splitlines()[0]
+    )
     ap.add_argument("--model", required=True)
     ap.add_argument("--data-split", required=True, help="DATASET:SPLIT, a validation split")
     ap.add_argument("--keep", type=float, default=0.1)

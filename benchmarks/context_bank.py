@@ -88,7 +88,7 @@ def _bank_scores(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.context_bank", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--model", default=DEFAULT_MODEL, help=f"the grey VAE (default {DEFAULT_MODEL})")
     ap.add_argument("--views", type=int, default=8, help="rotations/flips per patch (default 8)")

@@ -68,7 +68,9 @@ def _items(dataset: str, split: str, limit: int | None, channels: int, sky: bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.crosscheck_validation", description=(__doc__ or "").splitlines()[0]
+    )
     ap.add_argument("--model", required=True)
     ap.add_argument("--data-split", required=True, help="DATASET:SPLIT, a validation split")
     ap.add_argument("--keep", type=float, default=0.1)

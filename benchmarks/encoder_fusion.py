@@ -279,7 +279,7 @@ def lroc_rows(enc: Any, how: str) -> tuple[list[dict[str, Any]], dict[str, float
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.encoder_fusion", description=__doc__.splitlines()[0])
     ap.add_argument("--contrastive", type=Path, default=Path("benchmarks/weights/hirise-contrastive.pt"),
                     help="the contrastive encoder (exported, or a run folder)")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True)

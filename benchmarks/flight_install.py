@@ -159,7 +159,7 @@ def to_markdown(results: list[dict[str, Any]], bare_mb: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.flight_install", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "flight_install")
     ap.add_argument("--extras", nargs="+", default=["flight-tflite", "flight-onnx"], choices=sorted(ARTIFACT))
     ap.add_argument("--keep", action="store_true", help="keep the venvs (printed) instead of deleting them")

@@ -132,7 +132,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.flight_planted",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seeds", type=int, default=4, help="placements per base frame (3 base frames each)")
     ap.add_argument("--work", type=Path, default=Path("runs/flight_planted"), help="frames and firmware-sim outputs")

@@ -66,7 +66,7 @@ class GeometricEnsemble:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.geometric_ensemble", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--model", default="rover-rgb-unet2-ground")
     ap.add_argument("--keep", type=float, default=0.1)

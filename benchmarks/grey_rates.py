@@ -151,7 +151,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.grey_rates", description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--model", default="orbital-gray-unet2-ground")
     ap.add_argument("--data", default=None, help="shared data folder (default $EDGEAE_DATA or ../shared/data)")

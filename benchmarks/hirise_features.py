@@ -89,7 +89,7 @@ def crop_z(f: np.ndarray, floor: float | None) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.hirise_features", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=None, help="the first N dev crops only (a smoke run)")
     args = ap.parse_args(argv)

@@ -109,7 +109,7 @@ def latents(limit: int | None, views: int = VIEWS) -> tuple[np.ndarray, np.ndarr
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.hirise_views", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=None, help="the first N crops only (a smoke run)")
     args = ap.parse_args(argv)

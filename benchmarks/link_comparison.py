@@ -135,7 +135,7 @@ def bytes_table(frame, max_packet: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.link_comparison", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/link_comparison"))
     ap.add_argument("--keep", type=float, default=0.1)
     ap.add_argument("--crop", type=int, default=512)

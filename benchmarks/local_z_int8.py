@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeae.datasets import split_files
     from edgeae.scan.scoring import resolve_model
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.local_z_int8", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/local_z_int8"))
     ap.add_argument("--model", default="orbital-gray-vae", help="zoo name with a shipped int8 artifact")
     ap.add_argument("--strip", type=Path, default=None, help="also the NAC-size strip (stride 64)")

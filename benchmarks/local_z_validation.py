@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeae.predictor import load_predictor
     from edgeae.train.vae import LAMBDA_FILES
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.local_z_validation", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/local_z_validation"))
     ap.add_argument("--model", default="orbital-gray-vae", help="grey VAE: zoo name or checkpoint")
     ap.add_argument("--no-hirise", action="store_true", help="skip the HiRISE carry-over (about 2 of the 3 min)")

@@ -92,7 +92,7 @@ def measure_patches(samples: np.ndarray, patch: int, codec: str, max_packet: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.lossless_coding", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/lossless"))
     ap.add_argument("--keeps", default="0.1,0.02", help="keep fractions, comma-separated")
     ap.add_argument("--max-packet", type=int, default=1024)

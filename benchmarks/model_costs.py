@@ -54,7 +54,9 @@ def _onnx_session(path: Path) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.model_costs", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--models", default=f"{REFERENCE},rover-rgb-gtunet")
     p.add_argument("--rounds", type=int, default=30)

@@ -28,7 +28,7 @@ MODELS = ("rover-rgb-unet2-ground", "rover-rgb-unet2-flight")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.msl_browse_fill", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--step", type=int, default=3, help="every N-th validation image (default 3)")
     ap.add_argument("--keep", type=float, default=0.1, help="fraction of pixels received (default 0.1)")

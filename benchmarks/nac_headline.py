@@ -336,7 +336,7 @@ def _markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.nac_headline", description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true", help="a quarter strip and fewer scorer patches")
     ap.add_argument("--skip", nargs="*", default=[], choices=["scorers", "firmware", "scan"])

@@ -82,7 +82,7 @@ def labelled_nodata(arr: np.ndarray, edges: list[str], seed: np.ndarray | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.nodata_cost", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rows", type=int, default=52224, help="strip height (the benchmark strip: 52,224)")
     ap.add_argument("--repeats", type=int, default=3)

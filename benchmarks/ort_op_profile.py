@@ -47,7 +47,7 @@ def profile(path: str, runs: int = 40, seed: int = 0) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ort_op_profile", description=__doc__.splitlines()[0])
     p.add_argument("artifacts", nargs="+")
     p.add_argument("--runs", type=int, default=40)
     args = p.parse_args(argv)

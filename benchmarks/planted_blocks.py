@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeae.datasets import split_files
     from edgeae.predictor import load_predictor
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.planted_blocks", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="orbital-gray-vae")
     ap.add_argument("--split", default="test", choices=("val", "test"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/anomaly"))

@@ -207,7 +207,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------ CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.quantisation_quality", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quick", action="store_true", help="2 crops of 256 px, keep 0.1, 2 LROC mosaics")
     p.add_argument("--cae", default="rover-rgb-gtcae")

@@ -337,7 +337,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.rate_distortion", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quick", action="store_true", help="3 images, fewer keep fractions")
     p.add_argument("--dataset", default="rover_rgb", choices=("rover_rgb", "orbital_gray"))

@@ -156,7 +156,9 @@ def summarise(per_image: dict[str, dict[str, dict[str, float]]], models: list[st
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.reconstruction_acceptance", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--rover-models", default="rover-rgb-gtunet", help="comma-separated zoo names / files (RGB)")
     p.add_argument(

@@ -56,7 +56,9 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.reconstruction_sweep", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", default="rover-rgb-gtcae", help="zoo name or checkpoint for the CAE")
     p.add_argument("--dataset", default="rover_rgb")

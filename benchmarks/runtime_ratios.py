@@ -121,7 +121,9 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.runtime_ratios", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--rounds-b1", type=int, default=100)
     p.add_argument("--rounds-b32", type=int, default=10)

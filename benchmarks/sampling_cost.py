@@ -43,7 +43,7 @@ def cpu_per_frame(pattern: str, indexed: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sampling_cost", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args(argv)
     print(f"1-minute load before: {os.getloadavg()[0]:.2f}")

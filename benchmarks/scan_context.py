@@ -26,7 +26,7 @@ GROUP = r"^[A-Z]+_[0-9]+_[0-9]+"  # a HiRISE crop's parent product: ESP_011289_1
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.scan_context", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--limit", type=int, default=None, help="the first N dev crops only (a smoke run)")

@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgeae.scan.report import report_markdown
     from edgeae.scan.run import EngineOptions, scan_archive
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.scan_throughput", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     ap.add_argument("--archive", default="runs/archive")
     ap.add_argument("--model", default="orbital-gray-vae")
     ap.add_argument("--out", default="runs/scan_bench")

@@ -65,7 +65,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.science_per_byte", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/science"))
     ap.add_argument("--quick", action="store_true", help="one small frame per set, one link seed")
     ap.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)}")

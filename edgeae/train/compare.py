@@ -14,7 +14,7 @@ import json
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m edgeae.train.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="training run folder whose config.json defines the validation crops")
     p.add_argument("checkpoints", nargs="+", help=".pt checkpoints to measure")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -154,7 +154,9 @@ def tune(
 def main(argv: list[str] | None = None) -> int:
     from edgeae.models.unet_cae import SMOOTH_FILLS  # a training tool: torch is there anyway
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="python -m edgeae.train.gate", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="dataset whose val split tunes τ (e.g. rover_rgb_v2)")
     p.add_argument("--out", required=True, help="gated checkpoint to write (plus OUT.gate.json)")
