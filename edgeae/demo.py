@@ -467,7 +467,7 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
                 "lost": rep.get("packets_lost"),
                 "corrupt": rep.get("packets_corrupt"),
                 "pixels received": f"{received:.1%}",
-                "PSNR (dB)": psnr if psnr is not None else float("nan"),
+                "PSNR (dB)": f"{psnr:.2f}" if psnr is not None else "–",  # as on the console, not 4 decimals
             }
         )
         ctx.say(
