@@ -469,42 +469,82 @@ ACCEPTANCE: dict[str, dict[str, Any]] = {
 }
 
 
-def acceptance(dataset: str, rows: list[dict[str, Any]], primary: str = DEFAULT) -> list[dict[str, Any]]:
+MIN_COUNT = 10  # fewer positives (or negatives) of a target's feature: its checks are indicative, not met/missed
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def acceptance(
+    dataset: str, rows: list[dict[str, Any]], primary: str = DEFAULT, sampled: bool = False
+) -> list[dict[str, Any]]:
     """The targets of issue 12 for one dataset: the default scorer's AP at least ``ap_gain`` × every
-    baseline's, and its ROC AUC at least ``auc``. One dict per check: what, value, target, passed."""
+    baseline's, and its ROC AUC at least ``auc``. One dict per check: what, value, target, passed, the feature's
+    positives and negatives, and ``indicative``: measured on a sample (``sampled``: a ``--limit`` left items out)
+    or on fewer than :data:`MIN_COUNT` positives or negatives, so not a verdict on the target. A check that
+    cannot be computed (no positive or no negative) is kept with ``value`` and ``passed`` None."""
     spec = ACCEPTANCE.get(dataset)
     if not spec:
         return []
     feat = spec["feature"]
     rs = {r["method"]: r for r in rows if r["feature"] == feat}
-    if primary not in rs or rs[primary]["ap"] is None:
+    if primary not in rs:  # this model has no such scorer (a CAE has no latents)
         return []
     me = rs[primary]
+    pos, neg = me.get("positives"), me.get("negatives")
+    few = pos is not None and neg is not None and min(pos, neg) < MIN_COUNT
+    base = {"dataset": dataset, "scorer": primary, "feature": feat, "positives": pos, "negatives": neg,
+            "indicative": bool(sampled or few)}  # fmt: skip
+    checks: list[tuple[str, str | None]] = [(f"AP vs {b}", b) for b in BASELINES if b in rs if "ap_gain" in spec]
+    checks += [("ROC AUC", None)] if "auc" in spec else []
+    if me["ap"] is None:  # 0 positives or 0 negatives: nothing to rank, one row says so for all the checks
+        none = "0 positives" if not pos else "0 negatives"
+        why = f"not evaluated: {none}" + (" in this sample" if sampled else "")
+        what = ", ".join(dict.fromkeys("AP vs each baseline" if b else c for c, b in checks))
+        target = ", ".join(dict.fromkeys(_target(spec, b) for _, b in checks))
+        return [{**base, "check": what, "value": None, "detail": why, "target": target, "passed": None}]
     out = []
-    if "ap_gain" in spec:
-        for b in BASELINES:
-            if b not in rs or rs[b]["ap"] is None:
-                continue
-            ratio = me["ap"] / rs[b]["ap"] if rs[b]["ap"] > 0 else math.inf
-            out.append({
-                "dataset": dataset, "scorer": primary, "feature": feat, "check": f"AP vs {b}",
-                "value": ratio, "detail": f"{me['ap']:.3f} vs {rs[b]['ap']:.3f} "
-                f"({me['improvement']:.2f}x vs {rs[b]['improvement']:.2f}x random)",
-                "target": f">= {spec['ap_gain']:.2f}x", "passed": bool(ratio >= spec["ap_gain"]),
-            })  # fmt: skip
-    if "auc" in spec:
-        out.append({
-            "dataset": dataset, "scorer": primary, "feature": feat, "check": "ROC AUC", "value": me["auc"],
-            "detail": f"{me['auc']:.3f}", "target": f">= {spec['auc']:.2f}", "passed": bool(me["auc"] >= spec["auc"]),
-        })  # fmt: skip
+    for check, b in checks:
+        if b is None:
+            value, detail = me["auc"], f"{me['auc']:.3f}"
+        else:
+            value = me["ap"] / rs[b]["ap"] if rs[b]["ap"] > 0 else math.inf
+            detail = (f"{me['ap']:.3f} vs {rs[b]['ap']:.3f} "
+                      f"({me['improvement']:.2f}x vs {rs[b]['improvement']:.2f}x random)")  # fmt: skip
+        goal = spec["auc"] if b is None else spec["ap_gain"]
+        out.append({**base, "check": check, "value": value, "detail": detail, "target": _target(spec, b),
+                    "passed": bool(value >= goal)})  # fmt: skip
     return out
 
 
+def _target(spec: dict[str, Any], baseline: str | None) -> str:
+    return f">= {spec['auc']:.2f}" if baseline is None else f">= {spec['ap_gain']:.2f}x"
+
+
+def verdict(check: dict[str, Any]) -> str:
+    """The ``met`` cell of a check: yes, **MISSED**, not evaluated, or indicative (n=...) on a sample or on fewer
+    than :data:`MIN_COUNT` positives or negatives (whatever the value, it says nothing about the target)."""
+    if check["passed"] is None:
+        return "not evaluated"
+    if check.get("indicative"):
+        pos, neg = check.get("positives"), check.get("negatives")
+        if pos is None or neg is None:
+            return "indicative (a sample)"
+        return f"indicative (n={_plural(pos, 'positive')} / {_plural(neg, 'negative')})"
+    return "yes" if check["passed"] else "**MISSED**"
+
+
 def acceptance_markdown(
-    checks: list[dict[str, Any]], models: dict[str, str] | None = None, data: dict[str, str] | None = None
+    checks: list[dict[str, Any]],
+    models: dict[str, str] | None = None,
+    data: dict[str, str] | None = None,
+    run: str = "",
 ) -> str:
-    """``summary.md``: one row per target check, MISSED where a target is not met; ``data``: per dataset, what
-    was evaluated (sample sizes, a ``--limit``)."""
+    """``summary.md``: one row per target check, MISSED where a target is not met (indicative on a sample or too
+    few positives, "not evaluated" where it cannot be computed); ``models``: per dataset, the model, ``run``:
+    the settings shared by every dataset (views, seed, CAE keep); ``data``: per dataset, what was evaluated
+    (sample sizes, a ``--limit``, the default scorer's settings)."""
     out = [
         "### Targets of issue 12 (each scorer vs the baselines)",
         "",
@@ -513,27 +553,63 @@ def acceptance_markdown(
     ]
     for c in checks:
         ds = c["dataset"] + (" (validation)" if c["dataset"] in VALIDATION_ONLY else "")
+        value = "n/a" if c["value"] is None else f"{c['value']:.2f}"
         out.append(
             f"| {ds} | {c.get('scorer', DEFAULT)} | {c['feature']} | {c['check']} | {c['detail']} | "
-            f"{c['value']:.2f} | {c['target']} | {'yes' if c['passed'] else '**MISSED**'} |"
+            f"{value} | {c['target']} | {verdict(c)} |"
         )
+    if not checks:
+        out.append("| (no target checked) | | | | | | | |")
+    if any(verdict(c).startswith("indicative") for c in checks):
+        out += ["", f"indicative: measured on a sample (--limit) or on fewer than {MIN_COUNT} positives or "
+                "negatives; the targets are stated for the whole split."]  # fmt: skip
     if models:
-        out += ["", "Models: " + "; ".join(f"{d}: `{m}`" for d, m in models.items()) + "."]
+        out += ["", "Models: " + "; ".join(f"{d}: `{m}`" for d, m in models.items()) + (f" ({run})" if run else "")
+                + "."]  # fmt: skip
     if data:
         out += ["", "Data: " + "; ".join(f"{d}: {v}" for d, v in data.items()) + "."]
     return "\n".join(out) + "\n"
 
 
+def run_settings(
+    scorer: PatchScorer, ms: MultiScale, model: str | None, limit: int | None, seed: int
+) -> dict[str, Any]:
+    """What a run's numbers depend on beyond the data: model, views, seed, limit, the default scorer's windows,
+    normalisation and combination, the CAE's kept fraction (``results.json["info"]["settings"]``)."""
+    return {
+        "model": model, "model_kind": scorer.kind, "views": scorer.views, "seed": seed, "limit": limit,
+        "windows": list(ms.windows), "normalise": ms.normalise, "combine": ms.combine,
+        "cae_keep": scorer.cae_keep if scorer.kind == "cae" else None,
+    }  # fmt: skip
+
+
+def settings_note(settings: dict[str, Any]) -> str:
+    """The per-dataset settings of :func:`run_settings` as summary text (the shared ones go on the Models line)."""
+    sizes = "/".join(str(w) for w in settings["windows"])
+    return f"windows {sizes} px, normalise {settings['normalise']}, combine {settings['combine']}"
+
+
 def data_note(
-    dataset: str, rows: list[dict[str, Any]], checks: list[dict[str, Any]], limit: int | None, sampled: bool = True
+    dataset: str,
+    rows: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
+    limit: int | None,
+    sampled: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> str:
     """What a dataset's checks were measured on: positives and negatives of each checked feature, and whether
-    ``limit`` made it a sample (``sampled``: it left items out; the targets are stated for the whole split)."""
+    ``limit`` made it a sample (``sampled``: it left items out; the targets are stated for the whole split);
+    ``settings`` (:func:`run_settings`): the default scorer's settings."""
     feats = dict.fromkeys(c["feature"] for c in checks if c["dataset"] == dataset)
     counts = {r["feature"]: (r["positives"], r["negatives"]) for r in rows if r["feature"] in feats}
-    text = ", ".join(f"{f} {p} positives / {n} negatives" for f, (p, n) in counts.items())
+    text = ", ".join(f"{f} {_plural(p, 'positive')} / {_plural(n, 'negative')}" for f, (p, n) in counts.items())
+    text = text or "no target checked"
     if limit is not None and sampled:
         text += f" (a sample: --limit {limit}; the targets are stated for the whole split)"
+    elif limit is not None:
+        text += f" (--limit {limit}: every item)"
+    if settings:
+        text += f", {settings_note(settings)}"
     return text
 
 
@@ -632,6 +708,8 @@ def make_plots(scored: Scored, out: Path, dataset: str, seed: int = 0, tsne_k: i
             out / "gallery_top16_vs_random16.png",
             [("top 16", items(top)), ("random 16", items(rnd))],
             patch=patch,
+            caption=f"{dataset}, {scored.primary}: red outline = {scored.plot_feature}, yellow = not one; number = "
+            "the score (top 16: the highest; random 16: seeded by --seed)",
         )
     )
     for res, img, pts in list(zip(scored.patch_results, scored.images, scored.points, strict=False))[:3]:
@@ -642,6 +720,7 @@ def make_plots(scored: Scored, out: Path, dataset: str, seed: int = 0, tsne_k: i
                 image=img,
                 points=pts,
                 title=f"{res.file}: {scored.primary} (circles: {scored.plot_feature})",
+                score_label=scored.primary,
             )
         )
     if scored.latents is not None and len(idx) > 10:
@@ -669,6 +748,20 @@ def make_plots(scored: Scored, out: Path, dataset: str, seed: int = 0, tsne_k: i
     return paths
 
 
+# what evaluate() writes in a dataset's folder: a new run removes the previous run's before writing its own
+OUTPUTS = ("table.md", "results.json", "pr_*.png", "kde_*.png", "gallery_top16_vs_random16.png", "map_*.png",
+           "tsne_top.png")  # fmt: skip
+
+
+def clear_outputs(out: Path) -> list[Path]:
+    """Remove what an earlier :func:`evaluate` wrote in ``out`` (:data:`OUTPUTS`: tables, JSON, plots; nothing
+    else), so no plot or table of another run is left beside this one's; returns what was removed."""
+    gone = sorted({p for pattern in OUTPUTS for p in out.glob(pattern) if p.is_file()})
+    for p in gone:
+        p.unlink()
+    return gone
+
+
 def evaluate(
     dataset: str,
     scorer: PatchScorer,
@@ -681,14 +774,18 @@ def evaluate(
     plots: bool = True,
     progress: bool = True,
     ms: MultiScale | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Score, label, rank and (optionally) plot one dataset; write ``table.md`` and ``results.json``."""
+    """Score, label, rank and (optionally) plot one dataset; write ``table.md`` and ``results.json`` (with the run
+    settings, :func:`run_settings`; ``model``: the model's name as given) to ``out``, replacing the outputs of an
+    earlier run there (:func:`clear_outputs`)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown evaluation dataset {dataset!r}; choose from {DATASETS}")
     if scorer.channels != CHANNELS[dataset]:
         raise ValueError(f"{dataset} needs a {CHANNELS[dataset]}-channel model, this one has {scorer.channels}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 (or None for every file), got {limit}")
+    ms = ms or default_scorer(dataset)
     bar: Callable[[Any], Any] = iter
     if progress:
         tqdm = require("tqdm").tqdm
@@ -699,15 +796,19 @@ def evaluate(
 
     fn = {"lroc_nac_craters": score_lroc, "hirise_landmarks": score_hirise, "msl_surface": score_msl}[dataset]
     scored = fn(root, scorer, batch=batch, limit=limit, seed=seed, progress=bar, ms=ms)
+    scored.info["settings"] = run_settings(scorer, ms, model, limit, seed)
     rows = table_rows(scored)
-    checks = [c for name in SCORERS for c in acceptance(dataset, rows, name)]
+    sampled = bool(scored.info.get("sampled", limit is not None))
+    checks = [c for name in SCORERS for c in acceptance(dataset, rows, name, sampled=sampled)]
     title = dataset + (f" ({VALIDATION_ONLY[dataset]})" if dataset in VALIDATION_ONLY else "")
     result = {"dataset": dataset, "primary": scored.primary, "rows": rows, "info": scored.info, "acceptance": checks}
     if out is not None:
         import json
 
         out.mkdir(parents=True, exist_ok=True)
+        clear_outputs(out)
         note = f"Default scorer: {scored.info.get('default_scorer', scored.primary)}.\n\n"
+        note += f"Run settings: {json.dumps(scored.info['settings'])}.\n"
         (out / "table.md").write_text(markdown_tables(rows, scored.primary, title) + "\n" + note)
         (out / "results.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
         if plots:

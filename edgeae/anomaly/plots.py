@@ -30,6 +30,9 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     return p
 
 
+NOT_SCORED = "white"  # map pixels no scored patch covers (no-data, below --min-valid)
+
+
 def save_score_map(
     path: str | os.PathLike[str],
     scores: PatchScores,
@@ -38,10 +41,13 @@ def save_score_map(
     threshold: float | None = None,
     max_side: int = 1600,
     title: str | None = None,
+    score_label: str = "anomaly score",
 ) -> Path:
     """Whole-image anomaly map (max score of the patches covering each pixel), beside the image when given.
 
     ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined.
+    ``score_label``: what the score is (the colour bar's label). Pixels no scored patch covers are white, and
+    the map says so; a map with no scored patch says "no patch scored" instead of drawing a colour bar.
     """
     plt = _plt()
     h, w = scores.shape
@@ -56,11 +62,18 @@ def save_score_map(
         ax[0].imshow(img if img.ndim == 2 or img.shape[2] == 3 else img[..., 0], cmap="gray", vmin=0, vmax=1)
         ax[0].set_title("image")
     a = ax[-1]
-    finite = heat[np.isfinite(heat)]
-    lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
-    im = a.imshow(heat, cmap="inferno", vmin=lo, vmax=hi)
-    fig.colorbar(im, ax=a, fraction=0.046, pad=0.02, label="anomaly score")
     a.set_title(title or f"anomaly map: {Path(scores.file).name}", fontsize=9)
+    finite = heat[np.isfinite(heat)]
+    if finite.size:
+        lo, hi = np.percentile(finite, [1, 99.5])
+        cmap = plt.get_cmap("inferno").with_extremes(bad=NOT_SCORED)
+        im = a.imshow(heat, cmap=cmap, vmin=lo, vmax=hi)
+        fig.colorbar(im, ax=a, fraction=0.046, pad=0.02, label=score_label)
+        if finite.size < heat.size:
+            a.set_xlabel(f"{NOT_SCORED}: not scored (no data, or below the valid fraction)", fontsize=7)
+    else:  # nothing to scale a colour bar to: say so instead of drawing a made-up one
+        a.imshow(np.ones(heat.shape), cmap="gray", vmin=0, vmax=1)
+        a.text(0.5, 0.5, "no patch scored", transform=a.transAxes, ha="center", va="center", fontsize=11)
     if threshold is not None:
         for x, y, s in zip(scores.x, scores.y, scores.score, strict=True):
             if s > threshold:
@@ -83,24 +96,42 @@ def save_score_map(
     return _save(fig, path)
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def curve_styles(n: int) -> list[tuple[Any, str]]:
+    """``n`` (colour, line style) pairs, each pair different: tab20's 18 non-grey colours (dark shades first,
+    then light) and black, and a line style that also differs between the dark and light shade of a hue."""
+    plt = _plt()
+    tab20 = plt.get_cmap("tab20").colors
+    colours = [tab20[i] for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)] + [(0.0, 0.0, 0.0)]
+    k = len(colours)
+    return [(colours[i % k], LINE_STYLES[(i % k + i // k) % len(LINE_STYLES)]) for i in range(n)]
+
+
 def pr_curves(
     path: str | os.PathLike[str],
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
     random_ap: float,
     title: str,
 ) -> Path:
-    """Precision-recall curves ``{name: (precision, recall, AP)}`` with the random baseline as a line."""
+    """Precision-recall curves ``{name: (precision, recall, AP)}`` with the random baseline as a grey line; each
+    curve its own colour and line style (the first, the primary method, drawn thicker), the legend beside the
+    axes so it hides no curve."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 3.8), dpi=110)
-    for name, (p, r, ap) in curves.items():
-        ax.step(np.r_[0.0, r], np.r_[p[0], p], where="pre", label=f"{name} (AP {ap:.3f})")
-    ax.axhline(random_ap, color="grey", ls="--", label=f"random (AP {random_ap:.3f})")
+    for i, ((name, (p, r, ap)), (colour, ls)) in enumerate(zip(curves.items(), curve_styles(len(curves)), strict=True)):
+        ax.step(
+            np.r_[0.0, r], np.r_[p[0], p], where="pre", color=colour, ls=ls, lw=2.0 if i == 0 else 1.1,
+            label=f"{name} (AP {ap:.3f})",
+        )  # fmt: skip
+    ax.axhline(random_ap, color="grey", ls="--", lw=0.9, label=f"random (AP {random_ap:.3f})")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, handlelength=3.0)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -125,13 +156,24 @@ def kde_rug(path: str | os.PathLike[str], scores: np.ndarray, labels: np.ndarray
     return _save(fig, path)
 
 
+GALLERY_CAPTION = "red outline: a labelled positive; yellow: not one. Number: the patch's score."
+
+
+def score_text(s: float) -> str:
+    """A tile's score as its label: 2 decimals (scores a few units apart must read apart), 3 significant
+    digits in exponent form when it is too large or too small for that."""
+    return f"{s:.2f}" if s == 0 or 0.01 <= abs(s) < 1e5 else f"{s:.2e}"
+
+
 def gallery(
     path: str | os.PathLike[str],
     rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, int, int, float, bool]]]],
     patch: int,
     context: int = 32,
+    caption: str = GALLERY_CAPTION,
 ) -> Path:
-    """Rows of patches drawn with ``context`` pixels around the ``patch`` window (outlined; red = positive).
+    """Rows of patches drawn with ``context`` pixels around the ``patch`` window (outlined; red = positive),
+    each titled with its score (:func:`score_text`); ``caption`` under the figure says what the colours mean.
 
     ``rows``: [(title, [(image (H, W[, C]), x, y, score, positive), ...]), ...], e.g. top-16 and random-16.
     """
@@ -139,7 +181,7 @@ def gallery(
     n = max(len(items) for _, items in rows)
     cols = min(n, 8)
     nrows = sum(-(-len(items) // cols) for _, items in rows)
-    fig, axes = plt.subplots(nrows, cols, figsize=(1.5 * cols, 1.65 * nrows), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(1.5 * cols, 1.65 * nrows + 0.35), dpi=110, squeeze=False)
     r = 0
     for title, items in rows:
         for i, (img, x, y, s, pos) in enumerate(items):
@@ -159,7 +201,7 @@ def gallery(
                     lw=1.0,
                 )
             )
-            a.set_title(f"{s:.0f}", fontsize=6)
+            a.set_title(score_text(s), fontsize=6)
             if i == 0:
                 a.set_ylabel(title, fontsize=7)
         for j in range(len(items), -(-len(items) // cols) * cols):
@@ -168,7 +210,8 @@ def gallery(
     for a in axes.ravel():
         a.set_xticks([])
         a.set_yticks([])
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.35 / (1.65 * nrows + 0.35), 1.0, 1.0))
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7, wrap=True)
     return _save(fig, path)
 
 

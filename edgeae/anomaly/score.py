@@ -358,6 +358,28 @@ def write_csv(path: str | os.PathLike[str], results: Iterable[PatchScores]) -> i
     return n
 
 
+SETTINGS_SUFFIX = ".json"  # scores.csv -> scores.csv.json: what made the scores (the CSV stays plain rows)
+
+
+def settings_path(csv_path: str | os.PathLike[str]) -> str:
+    """Where :func:`write_settings` puts the settings of ``csv_path``: the CSV's name + ``.json``."""
+    return os.fspath(csv_path) + SETTINGS_SUFFIX
+
+
+def write_settings(csv_path: str | os.PathLike[str], settings: dict[str, Any]) -> str:
+    """Write ``settings`` (model, score kind, patch, stride, ...: what the CSV's ``score`` column means) beside
+    the CSV as :func:`settings_path`, with the edgeae version; returns its path."""
+    import json
+
+    from edgeae._version import __version__
+
+    out = settings_path(csv_path)
+    doc = {"csv": os.path.basename(os.fspath(csv_path)), **settings, "edgeae_version": __version__}
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+    return out
+
+
 def read_csv(path: str | os.PathLike[str]) -> list[tuple[str, int, int, float]]:
     """Read back ``file,x,y,score`` rows written by :func:`write_csv` (also the unquoted names of files written
     before it quoted them: a row with extra cells gives them back to the file name)."""

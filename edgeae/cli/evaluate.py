@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-from edgeae.cli import CLIError, add_views_argument, positive_int
+from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int
+
+MIN_COUNT = 10  # edgeae.anomaly.evaluate.MIN_COUNT (not imported here: --help stays fast; a test pins the two)
 
 DATASETS = ("lroc_nac_craters", "hirise_landmarks", "msl_surface")
 
@@ -20,14 +23,37 @@ def _windows(text: str) -> tuple[int, ...]:
     return w
 
 
+SEED_MAX = 2**32 - 1  # scikit-learn's random_state (isolation forest, t-SNE) takes 0 .. 2**32 - 1
+
+
+def seed_arg(limit: int = SEED_MAX) -> Callable[[str], int]:
+    """argparse type: a whole-number seed in 0..``limit`` (refused while parsing, not by a library after the
+    scoring)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole-number seed, got {text!r}") from None
+        if not 0 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"a seed is 0 to {limit}, got {value}")
+        return value
+
+    return parse
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
         help="anomaly ranking on labelled data (AP, random AP, KS, baselines, plots)",
-        description="Score a labelled evaluation set and write table.md, results.json and plots to OUT/DATASET/, "
-        "and the issue-12 target checks to OUT/summary.md. The default scorer combines the model's score of "
-        "32 and 64 px windows per location (--windows 32,64,128 adds 128), normalised per frame; baselines: "
-        "patch std, RX, isolation forest on μ. msl_surface is a validation benchmark (MSL images of the val sols).",
+        description="Score a labelled evaluation set and write table.md, results.json (with the run settings) and "
+        "plots to OUT/DATASET/, and the issue-12 target checks to OUT/summary.md. The default scorer combines the "
+        "model's score of 32 and 64 px windows per location (--windows 32,64,128 adds 128), normalised per frame; "
+        "baselines: patch std, RX, isolation forest on μ. msl_surface is a validation benchmark (MSL images of the "
+        f"val sols). A target is 'indicative' rather than met or MISSED under a --limit that leaves items out or "
+        f"with fewer than {MIN_COUNT} positives or negatives, and 'not evaluated' with none. A new run into the "
+        "same OUT replaces summary.md and, in each dataset folder it evaluates, the tables, JSON and plots of the "
+        "run before (other files, and the folders of datasets it does not evaluate, are left).",
     )
     p.add_argument(
         "--dataset", required=True, choices=[*DATASETS, "all"], help="labelled evaluation set, or all of them"
@@ -38,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact (default: orbital-gray-vae for the grey "
         "orbital sets, rover-rgb-vae for msl_surface; with 'all', datasets of other channels keep their default)",
     )
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (made if missing; checked before any scoring)")
     p.add_argument("--windows", type=_windows, default=None, help="window sizes of the default scorer (default 32,64)")
     p.add_argument(
         "--normalise",
@@ -51,8 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--limit", type=positive_int, default=None, help="only the first N files (LROC) / N random crops or images"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of random-16 gallery, isolation forest, t-SNE, --limit")
-    p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
+    p.add_argument(
+        "--seed", type=seed_arg(), default=0,
+        help=f"seed of random-16 gallery, isolation forest, t-SNE, --limit (0 to {SEED_MAX})",
+    )  # fmt: skip
+    p.add_argument(
+        "--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees, in (0, 1]"
+    )
     add_views_argument(
         p,
         "VAE latents of each patch's first N rotations and flips, averaged in the 'two-context kNN (mu)' "
@@ -68,6 +99,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def needs(args: argparse.Namespace) -> dict[str, str]:
     """Optional packages this command imports (checked before any work)."""
     return {"cv2": "ground", "scipy": "ground", "sklearn": "ground", "matplotlib": "ground", "tqdm": "ground"}
+
+
+def _check_out(out: Path, datasets: tuple[str, ...]) -> None:
+    """Refuse, before loading any model or data, an ``--out`` that is a file or whose dataset folders cannot be
+    made and written."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; name a folder (made if missing)")
+    for ds in datasets:
+        check_writable(out / ds / "results.json", "--out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.predictor import load_predictor
 
     datasets = DATASETS if args.dataset == "all" else (args.dataset,)
+    if not 0.0 < args.cae_keep <= 1.0:  # also refuses nan
+        raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
+    out = Path(args.out)
+    _check_out(out, datasets)
     scorers: dict[str, object] = {}
 
     def scorer_for(spec: str) -> object:
@@ -100,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
         return scorers[spec]
 
     root = data_root(args.data_root)
-    out = Path(args.out)
-    checks, used = [], {}
+    checks, used, cae = [], {}, False
     data: dict[str, str] = {}
     for ds in datasets:
         spec = args.model or DEFAULT_MODELS[ds]
@@ -118,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             if v is not None
         }
         ms = dataclasses.replace(default_scorer(ds), **changes)
+        (out / "summary.md").unlink(missing_ok=True)  # a run that stops from here on leaves no summary of the last
         res = evaluate(
             ds,
             scorer,  # type: ignore[arg-type]
@@ -129,13 +173,16 @@ def run(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
             progress=not args.no_progress,
             ms=ms,
+            model=spec,
         )
         checks += res["acceptance"]
         used[ds] = spec
-        data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit, bool(res["info"].get("sampled", True)))
+        cae |= res["info"]["settings"]["model_kind"] == "cae"
+        sampled = bool(res["info"].get("sampled", True))
+        data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit, sampled, res["info"]["settings"])
         print((out / ds / "table.md").read_text())
         print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
-    if checks:
-        (out / "summary.md").write_text(acceptance_markdown(checks, used, data))
-        print((out / "summary.md").read_text())
+    run = f"--views {args.views}, --seed {args.seed}" + (f", --cae-keep {args.cae_keep:g}" if cae else "")
+    (out / "summary.md").write_text(acceptance_markdown(checks, used, data, run))
+    print((out / "summary.md").read_text())
     return 0

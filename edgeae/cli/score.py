@@ -10,9 +10,19 @@ from typing import Any
 
 from edgeae._headers import ImageReadError
 from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int
+from edgeae.cli.evaluate import seed_arg
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
+# what the CSV's score column is, per --score (a CAE scores with its masked error): the maps and the settings JSON
+SCORE_MEANING = {
+    "a": "a(x) = ||x - x_hat||^2 + λ||μ||^2",
+    "terms-max": "terms-max: the larger term over its image median",
+    "frame-z-knn": "frame-z-knn: kNN distance of per-image z latents",
+    "local-z": "local-z: novelty against the patches around it",
+    "context-knn": "context-knn: kNN distance in image and product",
+    "cae": "CAE masked-reconstruction error",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "score",
         help="anomaly scores of image patches (β-VAE or CAE) to CSV",
         description="Score every patch of the images with a β-VAE (a(x) = ||x - x_hat||^2 + λ||μ||^2) or a "
-        "CAE (masked-reconstruction error). Writes file,x,y,score,valid_frac (x, y: top-left pixel).",
+        "CAE (masked-reconstruction error). Writes file,x,y,score,valid_frac (x, y: top-left pixel) to the CSV "
+        "and what the score is (model, --score, patch, stride, ...) to CSV.json beside it. Outputs that would "
+        "overwrite an input or each other are refused before any work.",
     )
     p.add_argument(
         "images", nargs="+", metavar="IMAGE",
@@ -29,18 +41,25 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--model", default=None,
-        help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact (default: the zoo VAE for the first image: "
-        f"{DEFAULT_MODELS[1]} for grey images and planetary products, {DEFAULT_MODELS[3]} for colour ones)",
+        help="zoo name, .pt checkpoint, or .onnx/.ort/.tflite artifact (default: the zoo VAE chosen by the FIRST "
+        f"image: {DEFAULT_MODELS[1]} for grey images and planetary products, {DEFAULT_MODELS[3]} for colour ones "
+        "and --bayer mosaics; images of other channels than the model are converted, colour to grey or grey "
+        "copied to RGB, with a warning)",
     )  # fmt: skip
     p.add_argument("--patch", type=int, default=None, help="patch size (default: the model's input, else 64)")
     p.add_argument("--stride", type=int, default=None, help="patch stride (default: the patch size)")
-    p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT.csv",
+        help="output CSV (a .csv name); OUT.csv.json beside it records the model, --score, patch, stride, "
+        "--min-valid, --views and the edgeae version",
+    )  # fmt: skip
     p.add_argument(
         "--map",
         default=None,
         metavar="OUT.png",
-        help="whole-image anomaly heat map (one image) or OUT_<stem>.png per image; a .tif name writes a float "
-        "GeoTIFF aligned with the product instead (georeferenced when the product is)",
+        help="whole-image anomaly heat map (one image) or OUT_<stem>.png per image (numbered by place in the list "
+        "given when stems repeat); a .tif name writes a float GeoTIFF aligned with the product instead "
+        "(georeferenced when the product is)",
     )
     p.add_argument("--batch", type=int, default=256, help="patches per model call")
     p.add_argument(
@@ -91,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "them, 8x the model calls; default 1)",
     )
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
-    p.add_argument("--cae-seed", type=int, default=0, help="CAE scoring: mask seed")
+    p.add_argument("--cae-seed", type=seed_arg(2**64 - 1), default=0, help="CAE scoring: mask seed (0 to 2**64 - 1)")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -133,7 +152,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.anomaly.score import make_scorer, score_file, write_csv
+    from edgeae.anomaly.score import make_scorer, score_file
     from edgeae.predictor import load_predictor
 
     files = [Path(f) for f in args.images]
@@ -156,13 +175,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--min-valid must be a fraction in [0, 1], got {args.min_valid}")
     if not 0.0 < args.cae_keep <= 1.0:
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
-    if Path(args.output).is_dir():
-        raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
-    if args.map and Path(args.map).suffix.lower() not in (*MAP_SUFFIXES, ""):
-        raise CLIError(f"--map {args.map}: write one of {', '.join(MAP_SUFFIXES)} (.tif: a float GeoTIFF)")
-    for flag, target in [("-o", Path(args.output))] + ([("--map", Path(args.map))] if args.map else []):
-        check_writable(target, flag)  # before the scoring, not after
-    if args.model is None:
+    maps = _check_outputs(args, files)
+    auto = args.model is None
+    if auto:
         args.model = _default_model(files[0], args.bayer)
         log.info("no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, files[0].name)
     predictor = load_predictor(args.model, threads=args.threads)
@@ -187,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     groups = _groups(files, args.group) if args.group is not None else None
     if groups is not None and args.score != "context-knn":
         raise CLIError(f"--group sets the product context of --score context-knn only (got --score {args.score})")
+    _warn_channels(files, meta.channels, args, auto)
     knn = args.score in ("frame-z-knn", "context-knn")
     if knn:  # every image's latents are held until the set is ranked: bounded first
         _check_set_size(files, meta, patch, stride, args.views, args.score)
@@ -254,9 +270,10 @@ def run(args: argparse.Namespace) -> int:
         over.close()
     if not results:
         raise CLIError(f"no image could be read ({len(unread)} skipped, reasons above)")
-    if unread:  # the set is what could be read
+    if unread:  # the set is what could be read; each kept image keeps the map name the whole list gave it
         files = [files[i] for i in kept]
         groups = None if groups is None else [groups[i] for i in kept]
+        maps = [maps[i] for i in kept] if maps else []
     if knn:  # a ranking of the whole set: every image's latents are needed before any score is known
         from edgeae.anomaly.baselines import LATENT_MAD_FLOOR, context_knn, frame_z_knn
 
@@ -273,22 +290,10 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--score {args.score}: {exc}") from None
         for r, s in zip(scored, ranked, strict=True):
             r.score = s
-    maps = _map_paths(args.map, files) if args.map else []
-    for f, r, where in zip(files, results, maps, strict=False):
-        if where.suffix.lower() in (".tif", ".tiff"):
-            from edgeae.scan.geo import save_score_geotiff
-
-            out = save_score_geotiff(where, r, f)
-        else:
-            from edgeae.anomaly.plots import save_score_map
-
-            out = save_score_map(
-                where, r, threshold=meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None
-            )
-        log.info("map -> %s", out)
-    from edgeae.scan.geo import write_scores_csv
-
-    n = write_scores_csv(args.output, results) or write_csv(args.output, results)
+    kind = "cae" if meta.kind == "cae" else args.score
+    threshold = meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None
+    _write_maps(files, results, maps, kind, threshold)
+    n = _write_csv(args, results, unread, meta, kind, patch, stride)
     print(
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
         f"(patch {patch}, stride {stride}) -> {args.output}"
@@ -300,6 +305,73 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_outputs(args: argparse.Namespace, files: list[Path]) -> list[Path]:
+    """Refuse, before any work, a CSV that is not a .csv, a bad --map suffix, and outputs (the CSV, its settings
+    JSON, every image's map) that resolve to an input or to each other; make sure their folders can be written.
+    Returns the map path of each image (empty without --map)."""
+    from edgeae.anomaly.score import settings_path
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
+    if out.suffix.lower() != ".csv":
+        raise CLIError(f"-o {args.output}: the scores are CSV; name a .csv file (e.g. scores.csv)")
+    if args.map and Path(args.map).suffix.lower() not in (*MAP_SUFFIXES, ""):
+        raise CLIError(f"--map {args.map}: write one of {', '.join(MAP_SUFFIXES)} (.tif: a float GeoTIFF)")
+    maps = _map_paths(args.map, files) if args.map else []
+    outputs = [("-o", out), ("-o (its settings)", Path(settings_path(out)))] + [("--map", m) for m in maps]
+    seen: dict[Path, tuple[str, Path]] = {f.resolve(): ("input image", f) for f in files}
+    for flag, path in outputs:
+        key = path.resolve()
+        if key in seen:
+            what, other = seen[key]
+            raise CLIError(f"{flag} {path} is the {what} {other}: it would be overwritten; name another file")
+        seen[key] = (f"{flag} output", path)
+    for flag, target in [("-o", out)] + ([("--map", maps[0])] if maps else []):
+        check_writable(target, flag)  # before the scoring, not after
+    return maps
+
+
+def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: str, threshold: Any) -> None:
+    """Each image's ``--map``: a float GeoTIFF (.tif) or a picture titled with what the score is (``kind``: the
+    --score, or "cae")."""
+    meaning, label = SCORE_MEANING[kind], {"a": "a(x)", "cae": "CAE masked error"}.get(kind, kind) + " score"
+    for f, r, where in zip(files, results, maps, strict=False):
+        if where.suffix.lower() in (".tif", ".tiff"):
+            from edgeae.scan.geo import save_score_geotiff
+
+            out = save_score_geotiff(where, r, f)
+        else:
+            from edgeae.anomaly.plots import save_score_map
+
+            out = save_score_map(where, r, threshold=threshold, title=f"{f.name}\nscore: {meaning}", score_label=label)
+        log.info("map -> %s", out)
+
+
+def _write_csv(
+    args: argparse.Namespace, results: list[Any], unread: list[str], meta: Any, kind: str, patch: int, stride: int
+) -> int:
+    """The scores CSV (with map columns when any image is map-projected, even one with no scored patch) and the
+    settings JSON beside it; returns the rows written."""
+    from edgeae.anomaly.score import write_csv, write_settings
+    from edgeae.scan.geo import write_scores_csv
+
+    n = write_scores_csv(args.output, results)
+    if n is None:  # no image is map-projected
+        n = write_csv(args.output, results)
+    settings = {
+        "model": args.model, "model_kind": meta.kind, "model_channels": meta.channels,
+        "score": kind, "score_meaning": SCORE_MEANING[kind],
+        "patch": patch, "stride": stride, "x_y": "top-left pixel of the patch in the full image",
+        "min_valid": args.min_valid, "views": args.views, "group": args.group, "bayer": args.bayer,
+        "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
+        "cae_seed": args.cae_seed if meta.kind == "cae" else None,
+        "images": [r.file for r in results], "skipped": unread, "patches": n,
+    }  # fmt: skip
+    write_settings(args.output, settings)
+    return n
 
 
 SHOW_TOP = 5  # the highest-scoring patches printed after the summary line (all of them are in the CSV)
@@ -317,11 +389,49 @@ def _print_top(results: list[Any], k: int) -> None:
     ys = np.concatenate([np.asarray(r.y) for _, r in scored])
     xs = np.concatenate([np.asarray(r.x) for _, r in scored])
     order = np.lexsort((xs, ys, img, -score))[:k]
-    names = {i: Path(results[i].file).name for i in np.unique(img[order])}
-    width = max(len(n) for n in names.values())
+    names = _display_names([r.file for r in results])
+    width = max(len(names[i]) for i in img[order])
     print(f"highest {len(order)} of {len(score)}:")
     for rank, j in enumerate(order, 1):
         print(f"  {rank}. {names[img[j]]:<{width}}  x={xs[j]:<6d} y={ys[j]:<6d} score {score[j]:.6g}")
+
+
+def _display_names(files: list[str]) -> list[str]:
+    """Each file's name for the terminal: its file name, or the path as given where two files share a name."""
+    base = [Path(f).name for f in files]
+    return [f if base.count(b) > 1 else b for f, b in zip(files, base, strict=True)]
+
+
+def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, auto: bool) -> None:
+    """Warn (one line) when some images have other channels than the model: a grey model scores colour images as
+    grey (their channels averaged), a colour one grey images copied to R, G, B (headers only; ``--bayer`` mosaics
+    are colour; an unreadable header is left to the reader's own error). ``auto``: the model was chosen by the first
+    image (no --model)."""
+    from edgeae.imageio import image_shape
+
+    odd = []
+    for f in files:
+        try:
+            colour = bool(args.bayer) or image_shape(f)[2] >= 3
+        except Exception:
+            continue
+        if colour != (channels >= 3):
+            odd.append(f)
+    if not odd:
+        return
+    names = ", ".join(_display_names([str(f) for f in odd][:5])) + (", ..." if len(odd) > 5 else "")
+    what, model_is, done, other = (
+        ("colour (3 channels)", "grey", "scored as grey (channels averaged)", DEFAULT_MODELS[3])
+        if channels < 3
+        else ("grey", "colour", "scored with the grey copied to R, G, B", DEFAULT_MODELS[1])
+    )
+    chosen = f" (no --model: chosen by the first image, {files[0].name})" if auto else ""
+    one = len(odd) == 1
+    log.warning(
+        "%d of %d images %s %s and the model %s is %s%s; %s %s (for %s: --model %s): %s",
+        len(odd), len(files), "is" if one else "are", what, args.model, model_is, chosen, "it is" if one else
+        "they are", done, "it" if one else "them", other, names,
+    )  # fmt: skip
 
 
 def _header_patches(path: Path, patch: int, stride: int) -> int | None:

@@ -236,12 +236,13 @@ def _write_gpkg(path: Path, layer: str, wkt: str, feats: list[dict], geometry: s
     )  # fmt: skip
 
 
-def write_scores_csv(path: str | os.PathLike[str], results: list[Any]) -> int:
-    """``edgeae score``'s CSV with ``map_x,map_y,lon,lat`` appended (empty cells where not map-projected);
-    returns the rows written, or 0 (and writes nothing) when no image is map-projected."""
+def write_scores_csv(path: str | os.PathLike[str], results: list[Any]) -> int | None:
+    """``edgeae score``'s CSV with ``map_x,map_y,lon,lat`` appended (empty cells where not map-projected) when
+    any image is map-projected, even one with no scored patch (the header says what the columns are); returns
+    the rows written, or None (and writes nothing) when no image is map-projected."""
     geos = [georef_of(r.file)[0] for r in results]
     if all(g is None for g in geos):
-        return 0
+        return None
     import csv
 
     n = 0
