@@ -11,7 +11,7 @@ Degradation ladder (documented order, one level at a time, each level includes t
  5    sparse_only               no scoring at all; keep fraction quartered (not below ``min_keep``)
 ====  ========================  =====================================================================
 
-Before each frame the :class:`CostModel` (per-unit costs learned from the frames so far) predicts the time
+Before each frame the :class:`CostModel` (fixed and per-unit costs learned from the frames so far) predicts the time
 of every level; the lowest level that fits ``safety × (frame_ms − lateness)`` is used. During the frame a
 deadline guard stops scoring when the deadline passes. Both are recorded in the telemetry.
 """
@@ -24,6 +24,8 @@ import sys
 import tracemalloc
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .mission import Mission
 
@@ -64,11 +66,56 @@ def selected_fraction(every: int) -> float:
     return {1: 1.0, 2: 0.5, 4: 0.25}.get(every, 0.0)
 
 
-class CostModel:
-    """Per-unit costs in ms, learned with an exponential moving average from measured frames.
+class StageCost:
+    """ms ≈ fixed + rate · units for one stage of a frame (units: Mpixel, kept Mpixel), fitted by least squares
+    over the frames measured so far, each weighted ``(1 − alpha)^age``.
 
-    frame time ≈ ms_per_mpix · Mpixel (read, validate, mask) + ms_per_mkept · kept Mpixel (gather, packetise,
-    queue) + ms_per_patch · patches scored + ms_recon (when reconstructing).
+    The fixed part (opening the file, telemetry, queue writes: the same for a thumbnail and a full frame) can
+    be told from the rate only when the frames differ in size (weighted sizes spread by ``SPREAD`` of their
+    mean); until then the rate absorbs it, which predicts frames of that size right. So a thumbnail among full
+    frames teaches the fixed cost instead of inflating the rate ``1/Mpixel``-fold (it once switched scoring
+    off for the next full frame).
+    """
+
+    SPREAD = 0.5  # coefficient of variation of the sizes above which a line is fitted
+
+    def __init__(self, rate: float, fixed: float = 0.0, alpha: float = 0.5) -> None:
+        self.rate, self.fixed, self.alpha = rate, fixed, alpha
+        self._sums = np.zeros(5)  # weighted n, Σu, Σms, Σu², Σu·ms
+
+    def predict(self, units: float) -> float:
+        return self.fixed + self.rate * units
+
+    def update(self, units: float, ms: float) -> None:
+        """Fold in one frame's measured ``ms`` for ``units``; a frame of no units teaches nothing."""
+        if units <= 0:
+            return
+        ms = max(0.0, ms)
+        self._sums = (1 - self.alpha) * self._sums + (1.0, units, ms, units * units, units * ms)
+        n, su, sm, suu, sum_ = (float(v) for v in self._sums)
+        mu, mm = su / n, sm / n
+        var = suu / n - mu * mu
+        if var > (self.SPREAD * mu) ** 2:  # sizes differ enough to separate the two terms
+            rate = (sum_ / n - mu * mm) / var
+            fixed = mm - rate * mu
+            if rate < 0:  # noise: bigger frames were not slower; a flat cost
+                rate, fixed = 0.0, mm
+            elif fixed < 0:  # no fixed cost to see: through the origin
+                rate, fixed = sum_ / suu, 0.0
+            self.rate, self.fixed = rate, fixed
+        else:  # one size: keep the fixed part learned before, the rest is the rate
+            self.fixed = min(self.fixed, mm)
+            self.rate = (mm - self.fixed) / mu
+
+
+class CostModel:
+    """The time of a frame in ms, learned from measured frames (:class:`StageCost` fits, EMA per patch):
+
+    frame time ≈ base(Mpixel) (read, validate, mask) + products(kept Mpixel) (gather, packetise, queue)
+    + ms_per_patch · patches scored + ms_recon (when reconstructing),
+
+    where base and products are each a fixed per-frame cost plus a cost per unit. The per-patch cost learns
+    only from frames that scored at least ``min_patches`` (the scorer's batch: a part batch costs a whole one).
     """
 
     def __init__(
@@ -78,18 +125,36 @@ class CostModel:
         ms_recon: float = 10.0,
         ms_per_mkept: float = 200.0,
     ) -> None:
-        self.ms_per_patch = ms_per_patch
-        self.ms_per_mpix = ms_per_mpix
-        self.ms_recon = ms_recon
-        self.ms_per_mkept = ms_per_mkept
         self.alpha = 0.5
+        self.base = StageCost(ms_per_mpix, alpha=self.alpha)
+        self.products = StageCost(ms_per_mkept, alpha=self.alpha)
+        self.ms_per_patch = ms_per_patch
+        self.ms_recon = ms_recon
+        self.min_patches = 1
+
+    # the per-unit rates, as the telemetry and the tests name them
+    @property
+    def ms_per_mpix(self) -> float:
+        return self.base.rate
+
+    @ms_per_mpix.setter
+    def ms_per_mpix(self, v: float) -> None:
+        self.base.rate = v
+
+    @property
+    def ms_per_mkept(self) -> float:
+        return self.products.rate
+
+    @ms_per_mkept.setter
+    def ms_per_mkept(self, v: float) -> None:
+        self.products.rate = v
 
     def _ema(self, old: float, new: float) -> float:
         return (1 - self.alpha) * old + self.alpha * new
 
     def predict(self, level: Level, mpix: float, n_patches: int, recon_wanted: bool, keep: float) -> float:
         """Predicted ms of a frame of ``mpix`` megapixels at ``level`` (``keep``: the mission's fraction)."""
-        t = self.ms_per_mpix * mpix + self.ms_per_mkept * mpix * keep * level.keep_factor
+        t = self.base.predict(mpix) + self.products.predict(mpix * keep * level.keep_factor)
         t += self.ms_per_patch * n_patches * selected_fraction(level.score_every)
         return t + (self.ms_recon if recon_wanted and level.reconstruct else 0.0)
 
@@ -104,14 +169,23 @@ class CostModel:
         score_ms: float,
         recon_ms: float | None,
     ) -> None:
-        if mpix > 0:
-            self.ms_per_mpix = self._ema(self.ms_per_mpix, base_ms / mpix)
-        if kept_mpix > 0:
-            self.ms_per_mkept = self._ema(self.ms_per_mkept, products_ms / kept_mpix)
-        if patches > 0:
+        self.base.update(mpix, base_ms)
+        self.products.update(kept_mpix, products_ms)
+        if patches >= max(1, self.min_patches):
             self.ms_per_patch = self._ema(self.ms_per_patch, score_ms / patches)
         if recon_ms is not None:
             self.ms_recon = self._ema(self.ms_recon, recon_ms)
+
+    def state(self) -> dict[str, float]:
+        """The current estimates (for the telemetry)."""
+        return {
+            "ms_per_frame_base": self.base.fixed,
+            "ms_per_mpix": self.base.rate,
+            "ms_per_frame_products": self.products.fixed,
+            "ms_per_mkept": self.products.rate,
+            "ms_per_patch": self.ms_per_patch,
+            "ms_recon": self.ms_recon,
+        }
 
     def choose(
         self, available_ms: float, mpix: float, n_patches: int, recon_wanted: bool, keep: float, safety: float

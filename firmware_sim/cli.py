@@ -6,7 +6,8 @@
     firmware-sim missions
 
 Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the run (run
-again with the same ``--out``).
+again with the same ``--out``), 130 interrupted (Ctrl-C; the summary and report of the frames so far are written
+and the same command goes on).
 """
 
 from __future__ import annotations
@@ -24,12 +25,61 @@ from .mission import MissionError, load_mission
 
 EXIT_ALL_DROPPED = 1
 EXIT_REBOOT = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .frames import expand_frames
-    from .loop import FlightRuntime
+    from .frames import collect_frames
+    from .loop import FlightRuntime, RunInterrupted
+    from .state import discard_state
 
+    mission = _mission_with_overrides(args)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MissionError(f"--out {args.out} is an existing file; name a folder for the run's output and state")
+    found = collect_frames(args.frames)
+    for note in found.empty:
+        print(f"firmware-sim: --frames {note}", file=sys.stderr)
+    if not found.files:
+        raise MissionError("no frames: --frames names no frame files")
+    if args.fresh:
+        discard_state(Path(args.out))
+    rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
+    try:
+        summary = rt.run(found.files, inputs=found.notes())
+    except SimulatedReboot as exc:
+        print(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
+        return EXIT_REBOOT
+    except RunInterrupted as stop:
+        _write_outputs(stop.summary, args.out)
+        print(
+            f"firmware-sim: interrupted after {stop.frames_done} frame(s) of this run; state kept in {args.out}: "
+            "run the same command again to go on (the interrupted frame is taken again)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _write_outputs(summary, args.out)
+    f = summary["frames"]
+    if f["acquired"] and f["dropped"] == f["acquired"]:
+        hint = ""
+        if any(str(k).startswith("invalid_shape") for k in f.get("drop_reasons") or {}):
+            hint = " (for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size)"
+        print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
+        return EXIT_ALL_DROPPED
+    return 0
+
+
+def _write_outputs(summary: dict[str, Any], out: str) -> None:
+    """report.html and the console summary of a run."""
+    from .report import write_report
+
+    report = write_report(out, summary)
+    _print_summary(summary, out)
+    print(f"  report: {report}")
+
+
+def _mission_with_overrides(args: argparse.Namespace) -> Any:
+    """The mission file with ``--anomaly-model``, ``--recon-model``, ``--threads``, ``--frame-ms`` and ``--set``
+    applied (each checked like the file's own fields)."""
     mission = load_mission(args.mission)
     overrides: dict[str, dict[str, Any]] = {}
     if args.anomaly_model is not None:
@@ -43,34 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     for item in args.set or ():
         section, key, value = _parse_set(item)
         overrides.setdefault(section, {})[key] = _check_set_type(mission, section, key, value, item)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise MissionError(f"--out {args.out} is an existing file; name a folder for the run's output and state")
-    if args.fresh:
-        _discard_state(Path(args.out))
-    if overrides:
-        mission = mission.with_overrides(**overrides)
-    frames = expand_frames(args.frames)
-    if not frames:
-        raise MissionError("no frames: --frames names no files")
-    rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
-    try:
-        summary = rt.run(frames)
-    except SimulatedReboot as exc:
-        print(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
-        return EXIT_REBOOT
-    from .report import write_report
-
-    report = write_report(args.out, summary)
-    _print_summary(summary, args.out)
-    print(f"  report: {report}")
-    f = summary["frames"]
-    if f["acquired"] and f["dropped"] == f["acquired"]:
-        hint = ""
-        if any(str(k).startswith("invalid_shape") for k in f.get("drop_reasons") or {}):
-            hint = " (for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size)"
-        print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
-        return EXIT_ALL_DROPPED
-    return 0
+    return mission.with_overrides(**overrides) if overrides else mission
 
 
 def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:
@@ -125,25 +148,18 @@ def _parse_set(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-STATE_PATHS = ("queue", "downlink", "faults", "telemetry.jsonl", "summary.json", "report.html", "mission.json")
-
-
-def _discard_state(out: Path) -> None:
-    """``--fresh``: remove what a run keeps in its output folder (queue, ledger, passes, telemetry, reports)."""
-    import shutil
-
-    for name in STATE_PATHS:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
-
-
 def _print_summary(s: dict[str, Any], out: str) -> None:
     f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
     for r in s.get("models_refused") or []:
         print(f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}")
+    for w in s.get("warnings") or []:
+        print(f"WARNING: {w}")
+    skipped = (s.get("inputs") or {}).get("skipped_in_folders") or []
+    if skipped:
+        names = ", ".join(Path(x.removesuffix("/ (a folder)")).name for x in skipped[:3])
+        more = ", ..." if len(skipped) > 3 else ""
+        print(f"  {len(skipped)} entries of --frames folders are not frame files, skipped ({names}{more}; all in "
+              "summary.json inputs)")  # fmt: skip
     if s.get("skipped_already_acquired"):
         print(
             f"resumed the mission state in {out}: {s['skipped_already_acquired']} frame(s) already acquired there "
@@ -155,13 +171,15 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         )
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
     partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
+    boots = f" (over {s['boots']} boots)" if int(s.get("boots") or 1) > 1 else ""
     print(
-        f"mission {s['mission']}: {f['acquired']} frames acquired: {f['downlinked']} downlinked{partial}, "
+        f"mission {s['mission']}: {f['acquired']} frames acquired{boots}: {f['downlinked']} downlinked{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
     )
-    if q.get("evicted_items"):
+    full = int(q.get("evicted_items") or 0) - int(q.get("withdrawn_items") or 0)  # not those of a dropped frame
+    if full:
         print(
-            f"  queue full: {q['evicted_items']} products evicted or refused (each an 'evicted' or 'queue_refused' "
+            f"  queue full: {full} products evicted or refused (each an 'evicted' or 'queue_refused' "
             "event in telemetry.jsonl; raise budget.queue_capacity_bytes or the pass budget)"
         )
     if t.get("p50") is not None:
@@ -182,7 +200,7 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     print(
         f"  memory: peak RSS growth over boot {mem.get('rss_growth_peak_bytes', 0) / mib:.1f} MiB of the "
         f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget ({within}), RSS peak "
-        f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{traced_text}{rate_text}"
+        f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{' (this boot)' if boots else ''}{traced_text}{rate_text}"
     )
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
     if s.get("faults_not_fired"):
@@ -192,7 +210,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         print(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
     if len(s["anomalies"]) > 5:
         print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
-    print(f"  wrote {out}/summary.json, telemetry.jsonl, downlink/pass_*.bin")
+    passes = ", downlink/pass_*.bin" if q.get("passes") else ""
+    print(f"  wrote {out}/summary.json, telemetry.jsonl{passes}")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -243,22 +262,13 @@ def _missions(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .report import load_summary, write_report
 
-    from .report import write_report
-
-    summary = Path(args.out) / "summary.json"
-    if not summary.is_file():
-        raise MissionError(f"{args.out} holds no summary.json: is it the --out folder of firmware-sim run?")
-    import json
-
-    try:
-        doc = json.loads(summary.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # a damaged summary would make a report of "mission ?" with 0 frames
-        raise MissionError(f"{summary} is not readable JSON ({exc}); run the mission again to rewrite it") from None
-    if not isinstance(doc, dict) or "frames" not in doc:
-        raise MissionError(f"{summary} is not a firmware-sim run summary (no 'frames' record)")
-    print(f"report: {write_report(args.out)}")
+    out = Path(args.out)
+    summary, notes = load_summary(out)
+    print(f"report: {write_report(out, summary)}")
+    for note in notes:
+        print(f"  {note}")
     return 0
 
 
@@ -269,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
         "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
         epilog="Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the "
-        "run (run it again with the same --out).",
+        "run (run it again with the same --out), 130 interrupted by Ctrl-C (state kept; the same command goes on).",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true",
@@ -380,6 +390,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
         print(f"firmware-sim {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the frame loop started (loading models, calibrating): nothing to keep
+        print(f"firmware-sim {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -187,7 +187,7 @@ class FrameWork:
         grid_left = (len(self.ys) - bisect.bisect_left(self.ys, rows_done)) * len(self.xs)
         target = self.m.budget.safety * self.available
         backlog = eng.pending * eng.batch * per_patch if eng is not None else 0.0
-        products = self.rt.cost.ms_per_mkept * self.kept * self.h / rows_done / 1e6  # queued after the last strip
+        products = self.rt.cost.products.predict(self.kept * self.h / rows_done / 1e6)  # queued after the last strip
         # the engine scores while the caller streams: the slower of the two sets the pace
         scoring = backlog + grid_left * selected_fraction(self.every) * per_patch
         projected = elapsed + max(rows_left * base_per_row, scoring) + products

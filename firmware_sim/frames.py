@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,7 +112,7 @@ class TiffFrame:
         h, w, c = self.header.height, self.header.width, self.header.channels
         out = np.empty((strip_rows, w, c), self.header.dtype)
         row0 = filled = 0
-        for band in self._bands():
+        for band in self._read_bands():
             done = 0
             while done < band.shape[0]:
                 take = min(strip_rows - filled, band.shape[0] - done)
@@ -126,6 +126,21 @@ class TiffFrame:
             yield row0, out[:filled]
         if row0 + filled != h:
             raise FrameError(f"{self.path}: TIFF delivered {row0 + filled} rows, header says {h}")
+
+    def _read_bands(self) -> Iterator[np.ndarray]:
+        """:meth:`_bands`, a damaged file's read errors (truncated, corrupt tiles: tifffile raises many types)
+        raised as :class:`FrameError` naming the file, so the loop drops the frame as ``unreadable``."""
+        bands = self._bands()
+        while True:
+            try:
+                band = next(bands)
+            except StopIteration:
+                return
+            except (FrameError, MemoryError):
+                raise
+            except Exception as exc:
+                raise FrameError(f"{self.path}: TIFF data unreadable ({type(exc).__name__}: {exc})") from exc
+            yield band
 
     def _bands(self) -> Iterator[np.ndarray]:
         """Complete rows of tiles (or strips), top to bottom, each (rows, W, C)."""
@@ -200,6 +215,8 @@ def read_image_frame(path: Path) -> ArrayFrame:
 def open_frame(path: str | os.PathLike[str]) -> FrameReader:
     """Open one frame file; raises :class:`FrameError` (or FileNotFoundError) naming the file."""
     p = Path(path)
+    if p.is_dir():
+        raise FrameError(f"{p} is a directory, not a frame file")
     if not p.is_file():
         raise FileNotFoundError(f"frame file {p} does not exist")
     suffix = p.suffix.lower()
@@ -215,13 +232,40 @@ def open_frame(path: str | os.PathLike[str]) -> FrameReader:
     raise FrameError(f"{p}: unsupported frame type {suffix!r}; expected one of {FRAME_SUFFIXES}")
 
 
-def expand_frames(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files named on the command line, with folders expanded to their frame files in sorted order."""
-    out: list[Path] = []
+@dataclass
+class FrameList:
+    """The frame files ``--frames`` names, and what it named that gives no frame: ``empty`` (each argument
+    that yields nothing, with why) and ``skipped`` (the entries of a folder that are not frame files)."""
+
+    files: list[Path] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def notes(self) -> dict[str, list[str]]:
+        """For the run summary (``inputs``)."""
+        return {"arguments_without_frames": self.empty, "skipped_in_folders": self.skipped}
+
+
+def collect_frames(specs: Sequence[str | os.PathLike[str]]) -> FrameList:
+    """Files named on the command line, folders expanded to their frame files in sorted order (not
+    recursively: a sub-folder is skipped, whatever its name). A name that does not exist is kept: the loop
+    drops it with its reason, so it is accounted in the ledger."""
+    out = FrameList()
     for spec in specs:
         p = Path(spec)
-        if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in FRAME_SUFFIXES))
-        else:
-            out.append(p)  # a missing file is reported (and dropped) by the loop, not here
+        if not p.is_dir():
+            out.files.append(p)
+            continue
+        entries = sorted(p.iterdir())
+        frames = [q for q in entries if q.suffix.lower() in FRAME_SUFFIXES and not q.is_dir()]
+        out.files.extend(frames)
+        out.skipped.extend(f"{q}{'/ (a folder)' if q.is_dir() else ''}" for q in entries if q not in frames)
+        if not frames:
+            what = "is a directory" + (" (named like a frame file)" if p.suffix.lower() in FRAME_SUFFIXES else "")
+            out.empty.append(f"{spec}: {what} holding no frame files ({len(entries)} other entries)")
     return out
+
+
+def expand_frames(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The frame files of :func:`collect_frames`."""
+    return collect_frames(specs).files

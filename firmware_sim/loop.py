@@ -8,10 +8,10 @@ ledger before it is processed and ends downlinked, queued, or dropped with a rea
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,18 @@ from edgeae.wire.packets import WireConfig, overhead, packetise
 from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
 from .budget import LADDER, CostModel, MemoryMeter, plan_memory, rss_bytes
-from .faults import FaultPlan, SimulatedReboot, corrupt_frame, parse_faults
+from .faults import FaultPlan, SimulatedReboot, parse_faults
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .guard import ModelGuard
 from .heap import apply_heap_policy
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import PENDING, DownlinkQueue
+from .reader_wrappers import Corrupted, Demosaiced
 from .score import PatchScorer, ScoreEngine
 from .sparse_stream import sparse_packets
-from .telemetry import TelemetryWriter, summarise, write_summary
+from .state import check_mission_state, discard_state, frames_to_take, holds_state, write_mission_state
+from .telemetry import INTERRUPTED, History, TelemetryWriter, read_history, summarise, write_summary
 from .validate import check_header
 
 
@@ -42,42 +44,19 @@ def _ms(t0: float) -> float:
 
 
 LADDER_INDEX = {lv.name: lv.index for lv in LADDER}
-MISSION_STATE = "mission.json"  # the mission whose state (queue, ledger) an output folder holds
+NO_ANOMALY_MODEL = (
+    "the mission names no [anomaly] model: no patch is scored and no anomaly is sent, only sparse pixels "
+    "(give one with --anomaly-model or [anomaly] model)"
+)
 
 
-def _check_mission_state(out: Path, mission: Mission) -> list[str]:
-    """An output folder continues one mission (a reboot, a rerun of the same command): another mission's
-    state is refused, and the settings that differ from those the folder was started with are returned
-    ("section.key: old -> new"; they apply to new frames only). Records this run's mission."""
-    import dataclasses
-    import json
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`FlightRuntime.run`: the frame in progress was marked ``interrupted`` (a rerun on
+    the same folder takes it again) and the summary of the frames so far was written (``summary``)."""
 
-    from .queue import atomic_write
-
-    now = {
-        f"{sec}.{k}": (v if isinstance(v, int | float | str | bool) or v is None else str(v))
-        for sec, fields in dataclasses.asdict(mission).items()
-        if isinstance(fields, dict)
-        for k, v in fields.items()
-    }
-    path = out / MISSION_STATE
-    changed: list[str] = []
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            old = {}
-        if old.get("name") not in (None, mission.name):
-            raise MissionError(
-                f"{out} holds the state of mission {old['name']!r} (its queue and frame ledger); this run is "
-                f"{mission.name!r}: choose another --out, or --fresh to discard that state"
-            )
-        before = old.get("settings", {})
-        changed = [
-            f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(now) if k in before and before[k] != now[k]
-        ]
-    atomic_write(path, (json.dumps({"name": mission.name, "settings": now}, indent=2) + "\n").encode())
-    return changed
+    def __init__(self, summary: dict[str, Any], frames_done: int) -> None:
+        super().__init__(f"interrupted after {frames_done} frame(s)")
+        self.summary, self.frames_done = summary, frames_done
 
 
 class FlightRuntime:
@@ -96,8 +75,25 @@ class FlightRuntime:
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
+        first_boot, existed = not holds_state(self.out), self.out.exists()
+        self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
         self.out.mkdir(parents=True, exist_ok=True)
-        self.settings_changed = _check_mission_state(self.out, mission)  # before any state is opened
+        try:
+            self._boot(loader, inject, wire, progress, parallel)
+        except BaseException:  # a refused boot: nothing flew, so a first boot leaves no state behind
+            self.close()
+            if first_boot:
+                discard_state(self.out)
+                if not existed:
+                    with contextlib.suppress(OSError):  # something else was put there meanwhile: leave it
+                        self.out.rmdir()
+            raise
+        write_mission_state(self.out, mission)
+
+    def _boot(
+        self, loader: Loader | None, inject: Sequence[str], wire: WireConfig | None, progress: bool, parallel: str
+    ) -> None:
+        mission = self.m
         self.loader = loader or default_loader
         self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
         dl = mission.downlink
@@ -112,10 +108,20 @@ class FlightRuntime:
         self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
         self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
         self.cost = CostModel()
-        self.records: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []  # this boot's frame records
         self.frame_no = 0  # frames acquired in this boot
         self.since_pass = 0
-        self.tm.write("start", mission=mission.name, mission_file=mission.source_path, pid=os.getpid(), heap=self.heap)
+        self.skipped_already_acquired = 0
+        self.inputs: dict[str, list[str]] = {}  # notes on the frame arguments (FrameList.notes), for the summary
+        self._current: int | None = None  # the frame id being processed
+        self.tm.write(
+            "start",
+            mission=mission.name,
+            mission_file=mission.source_path,
+            pid=os.getpid(),
+            heap=self.heap,
+            resumed=self.queue.recovered,  # false: a fresh state, earlier lines belong to another
+        )
         if self.settings_changed:
             self.tm.write("event", kind="mission_settings_changed", changes=self.settings_changed)
         if self.queue.recovered:
@@ -126,27 +132,35 @@ class FlightRuntime:
                 lost=self.queue.lost_on_recovery,
                 next_frame_id=self.queue.state["next_frame_id"],
             )
+        if not mission.anomaly.model:
+            self.tm.write("event", kind="no_anomaly_model", detail=NO_ANOMALY_MODEL)
         self.models = OnboardModels(mission, self.out, self.loader, self.faults, self.tm, parallel)
         if self.models.scorer is not None:
             self.cost.ms_per_patch = self.models.calibrate()
+            eng = self.models.engine  # a part batch costs a whole one: learn per patch from full batches
+            self.cost.min_patches = eng.batch if eng is not None else self.models.scorer.batch
         self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions and model images
-        cam = mission.camera
-        if cam.width and (cam.height or cam.source == "strips"):  # a fixed camera: refuse to fly what cannot fit
-            plan = plan_memory(mission, cam.width, cam.height, self._model_bytes(), cam.channels)
-            self.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
-            n_packets = sparse_packet_estimate(mission, cam.width, cam.height)
-            if n_packets >= 2**16:
-                self.close()
-                raise MissionError(
-                    f"{mission.source_path}: a full frame's sparse pixels need about {n_packets:,} packets, more "
-                    "than the wire format's 65,535 per product: raise [downlink] max_packet_bytes or lower keep"
-                )
-            if plan.total > mission.budget.memory_bytes:
-                self.close()
-                raise MissionError(
-                    f"{mission.source_path}: the buffers need {plan.total:,} B but [budget] memory_bytes is "
-                    f"{mission.budget.memory_bytes:,} B ({plan.as_dict()})"
-                )
+        self._check_fixed_camera()
+
+    def _check_fixed_camera(self) -> None:
+        """A fixed camera: refuse to fly what cannot fit (buffers over the memory budget, a frame the wire
+        format cannot carry)."""
+        mission, cam = self.m, self.m.camera
+        if not (cam.width and (cam.height or cam.source == "strips")):
+            return
+        plan = plan_memory(mission, cam.width, cam.height, self._model_bytes(), cam.channels)
+        self.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
+        n_packets = sparse_packet_estimate(mission, cam.width, cam.height)
+        if n_packets >= 2**16:
+            raise MissionError(
+                f"{mission.source_path}: a full frame's sparse pixels need about {n_packets:,} packets, more "
+                "than the wire format's 65,535 per product: raise [downlink] max_packet_bytes or lower keep"
+            )
+        if plan.total > mission.budget.memory_bytes:
+            raise MissionError(
+                f"{mission.source_path}: the buffers need {plan.total:,} B but [budget] memory_bytes is "
+                f"{mission.budget.memory_bytes:,} B ({plan.as_dict()})"
+            )
 
     def _probe(self, level: Any, slack_ms: float) -> dict[str, float] | None:
         """Re-measure costs the frame's level did not exercise, when the frame left time to spare, so a
@@ -168,77 +182,115 @@ class FlightRuntime:
             "source": rec["source"],
             "status": "dropped",
             "reason": f"{reason}: {detail}" if detail else reason,
+            "code": reason,  # what the summary counts drops by; the detail stays in the ledger
         }
         self.queue.save()
         return rec
 
-    def process(self, frame: str | os.PathLike[str] | np.ndarray) -> dict[str, Any]:
-        """Run one frame through the loop and return its telemetry record."""
-        t0 = time.perf_counter()
-        self._cpu0 = time.process_time()
+    def _reboot_if_due(self, fid: int) -> None:
+        """The ``reboot`` fault placed before frame ``fid``: it fires once per output folder, so the same command
+        run again recovers instead of rebooting again before the same frame."""
+        reboot = self.faults.at(fid, "reboot")
+        fired: list[str] = self.queue.state.setdefault("faults_fired", [])
+        if reboot is None or str(reboot) in fired:
+            return
+        fired.append(str(reboot))
+        self.queue.save()
+        self.tm.write("event", kind="fault_injected", fault=str(reboot))
+        self.faults.mark(reboot)
+        self.tm.close()
+        self.meter.stop()
+        self.models.close()
+        raise SimulatedReboot(f"reboot before frame {fid}")
+
+    def _acquire(self, frame: str | os.PathLike[str] | np.ndarray, frame_id: int | None) -> dict[str, Any]:
+        """Enter the frame in the ledger (``in_progress``) under the next frame id, or under ``frame_id`` when
+        it retries a frame an interrupted run did not finish; its record so far."""
         fno = self.frame_no
         self.frame_no += 1
-        # faults are placed by frame id (counted across reboots); a reboot fires once per output folder, so the
-        # same command run again recovers instead of rebooting again before the same frame
-        nxt = int(self.queue.state["next_frame_id"])
-        reboot = self.faults.at(nxt, "reboot")
-        fired: list[str] = self.queue.state.setdefault("faults_fired", [])
-        if reboot is not None and str(reboot) not in fired:
-            fired.append(str(reboot))
-            self.queue.save()
-            self.tm.write("event", kind="fault_injected", fault=str(reboot))
-            self.faults.mark(reboot)
-            self.tm.close()
-            self.meter.stop()
-            self.models.close()
-            raise SimulatedReboot(f"reboot before frame {nxt}")
-        fid = int(self.queue.state["next_frame_id"])
-        self.queue.state["next_frame_id"] = fid + 1
+        # faults are placed by frame id (counted across reboots)
+        fid = int(self.queue.state["next_frame_id"]) if frame_id is None else frame_id
+        if frame_id is None:
+            self._reboot_if_due(fid)
+            self.queue.state["next_frame_id"] = fid + 1
         source = "array" if isinstance(frame, np.ndarray) else str(frame)
         self.queue.state["frames"][str(fid)] = {"source": source, "status": "in_progress", "reason": ""}
         self.queue.save()
-        self.meter.reset()
+        self._current = fid
         rec: dict[str, Any] = {"frame_id": fid, "frame_no": fno, "source": source, "flags": [], "events": []}
-        rec["events"] = self.models.scrub(fno, fault_frame=fid)
-        if self.models.suspect:
-            rec["flags"].append("weights_unverified:" + ",".join(sorted(self.models.suspect)))
-        late = self.faults.at(fid, "late")
+        if frame_id is not None:
+            rec["flags"].append("retried_after_interrupt")
+        return rec
+
+    def _late(self, rec: dict[str, Any]) -> float:
+        """The lateness (ms) of a ``late`` fault placed on this frame, else 0."""
+        late = self.faults.at(rec["frame_id"], "late")
         lateness = float(late.arg) if late and late.arg else (0.6 * self.m.budget.frame_ms if late else 0.0)
         if late:
             self.tm.write("event", kind="fault_injected", fault=str(late), lateness_ms=lateness)
             self.faults.mark(late)
             rec["flags"].append("late")
         rec["lateness_ms"] = lateness
+        return lateness
+
+    def _open(self, frame: str | os.PathLike[str] | np.ndarray, rec: dict[str, Any]) -> FrameReader | None:
+        """The frame's reader, damaged by a ``bad-frame`` fault, its header checked, demosaiced when the camera
+        has a colour filter; None (the frame dropped with its reason) when it cannot be flown."""
+        fid = rec["frame_id"]
         try:
             reader: FrameReader = ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
         except (FrameError, OSError) as exc:
-            return self._finish(self._drop(rec, "unreadable", str(exc)), t0)
+            self._drop(rec, "unreadable", str(exc))
+            return None
         except Exception as exc:  # any reader failure drops this frame only, with its reason
-            return self._finish(self._drop(rec, "unreadable", f"{type(exc).__name__}: {exc}"), t0)
+            self._drop(rec, "unreadable", f"{type(exc).__name__}: {exc}")
+            return None
         bad = self.faults.at(fid, "bad-frame")
         if bad is not None:
             self.tm.write("event", kind="fault_injected", fault=str(bad))
             self.faults.mark(bad)
-            reader = _corrupted(reader, bad.arg or "nan")
-        reader = self._colour_filter(reader, rec)
-        verdict = check_header(reader.header, self.m.camera)
+            reader = Corrupted(reader, bad.arg or "nan")
+        verdict = check_header(reader.header, self.m.camera)  # the frame as stored (before any demosaicing)
         if not verdict.ok:
-            return self._finish(self._drop(rec, f"invalid_{verdict.reason}", verdict.detail), t0)
+            self._drop(rec, f"invalid_{verdict.reason}", verdict.detail)
+            return None
+        return self._colour_filter(reader, rec)
+
+    def _memory_refusal(self, reader: FrameReader, rec: dict[str, Any]) -> str | None:
+        """Why the frame's buffers cannot fit the memory budget now, or None."""
         h, w = reader.header.height, reader.header.width
         plan = plan_memory(self.m, w, h, self._model_bytes(), self.m.camera.channels)
         rec["memory_plan"] = plan.total
         held = max(0, rss_bytes() - self.rss_boot)  # what the process already holds beyond the boot baseline
         rec["memory_predicted"] = held + plan.total
-        if plan.total > self.m.budget.memory_bytes:
-            return self._finish(
-                self._drop(rec, "memory_budget", f"needs {plan.total} B > {self.m.budget.memory_bytes} B"), t0
-            )
-        if held + plan.total > self.m.budget.memory_bytes:
-            detail = (
+        budget = self.m.budget.memory_bytes
+        if plan.total > budget:
+            return f"needs {plan.total} B > {budget} B"
+        if held + plan.total > budget:
+            return (
                 f"the process holds {held} B over its boot baseline; with this frame's {plan.total} B of buffers "
-                f"that exceeds {self.m.budget.memory_bytes} B"
+                f"that exceeds {budget} B"
             )
-            return self._finish(self._drop(rec, "memory_budget", detail), t0)
+        return None
+
+    def process(self, frame: str | os.PathLike[str] | np.ndarray, frame_id: int | None = None) -> dict[str, Any]:
+        """Run one frame through the loop and return its telemetry record (``frame_id``: retry that frame of
+        the ledger, which an interrupted run did not finish)."""
+        t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
+        rec = self._acquire(frame, frame_id)
+        fid, fno = rec["frame_id"], rec["frame_no"]
+        self.meter.reset()
+        rec["events"] = self.models.scrub(fno, fault_frame=fid)
+        if self.models.suspect:
+            rec["flags"].append("weights_unverified:" + ",".join(sorted(self.models.suspect)))
+        lateness = self._late(rec)
+        reader = self._open(frame, rec)
+        if reader is None:
+            return self._finish(rec, t0)
+        refusal = self._memory_refusal(reader, rec)
+        if refusal is not None:
+            return self._finish(self._drop(rec, "memory_budget", refusal), t0)
         rec["acquire_ms"] = _ms(t0)
         try:
             return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
@@ -251,14 +303,14 @@ class FlightRuntime:
             self._withdraw(fid, rec)
             return self._finish(self._drop(rec, "frame_error", f"{type(exc).__name__}: {exc}"), t0)
 
-    def _withdraw(self, fid: int, rec: dict[str, Any]) -> None:
+    def _withdraw(self, fid: int, rec: dict[str, Any], reason: str = "frame_dropped") -> None:
         """A frame that fails after some of its products were queued is dropped whole: those products are
         withdrawn (evicted, reason ``frame_dropped``, each an ``evicted`` event), so the ledger, the queue and
         the downlink agree."""
         withdrawn = []
         for it in self.queue.frame_items(fid):
             if it.status == PENDING:
-                self.queue.withdraw(it, "frame_dropped")
+                self.queue.withdraw(it, reason)
                 self.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=fid,
                               bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
                 withdrawn.append(it.id)
@@ -273,8 +325,8 @@ class FlightRuntime:
 
         pattern = self.m.camera.bayer
         if pattern:
-            wrapped = _Demosaiced(reader, pattern)
-            rec["camera"] = wrapped.info  # updated while streaming (a frame already in colour passes through)
+            wrapped = Demosaiced(reader, pattern)  # the stored channels were checked (1 or 3)
+            rec["camera"] = wrapped.info  # updated while streaming: demosaiced turns true when it is
             return wrapped
         if isinstance(reader, ArrayFrame) and looks_like_mosaic(reader.array):
             rec["flags"].append("looks_like_bayer_mosaic")
@@ -432,11 +484,13 @@ class FlightRuntime:
         if rec["memory"]["over_budget"]:
             rec["flags"].append("memory_over_budget")
         self.since_pass += 1
-        if self.since_pass >= self.m.budget.pass_every_frames:
+        # downlink_bytes_per_pass = 0: no passes at all (no empty pass files)
+        if self.m.budget.downlink_bytes_per_pass > 0 and self.since_pass >= self.m.budget.pass_every_frames:
             self.downlink_pass()
         rec["queue_pending_bytes"] = self.queue.stored_bytes
         self.records.append(rec)
         self.tm.write("frame", **rec)
+        self._current = None
         return rec
 
     # ---------------------------------------------------------------------------------------- downlink
@@ -454,67 +508,81 @@ class FlightRuntime:
             pending_bytes=self.queue.stored_bytes,
         )
 
-    def run(self, frames: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-        """Process frames (after a reboot, skipping as many of each source as the ledger holds); summarise."""
-        done = Counter(r["source"] for r in self.queue.state["frames"].values())  # a multiset: repeats count
-        self.skipped_already_acquired = 0
-        for f in frames:
-            if done[str(f)] > 0:
-                done[str(f)] -= 1
-                self.skipped_already_acquired += 1
-                self.tm.write("event", kind="skip_already_acquired", source=str(f))
-                continue
-            try:
-                self.process(f)
-            except SimulatedReboot:
-                raise  # the state on disk is what a reboot leaves; the next boot writes the summary
-            except BaseException:  # an unexpected error or Ctrl-C: the frames so far still get their summary
-                self.finish()
-                raise
+    def run(
+        self, frames: Sequence[str | os.PathLike[str]], inputs: dict[str, list[str]] | None = None
+    ) -> dict[str, Any]:
+        """Process frames (after a reboot or an interrupted run, skipping as many of each source as the ledger
+        holds, retrying the one that was interrupted); summarise (``inputs``: notes on the frame arguments, kept
+        in the summary). Ctrl-C raises :class:`RunInterrupted` after the summary is written."""
+        self.inputs = inputs or {}
+        try:
+            for f, frame_id in frames_to_take(self.queue.state["frames"], frames, self._skip):
+                self.process(f, frame_id)
+        except SimulatedReboot:
+            raise  # the state on disk is what a reboot leaves; the next boot writes the summary
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise RunInterrupted(self.finish(), len(self.records)) from None
+        except BaseException:  # an unexpected error: the frames so far still get their summary
+            self.finish()
+            raise
         return self.finish()
 
+    def _skip(self, source: str) -> None:
+        self.skipped_already_acquired += 1
+        self.tm.write("event", kind="skip_already_acquired", source=source)
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: the frame in progress is marked ``interrupted`` (a rerun retries it), what it had queued is
+        withdrawn, and the state saved."""
+        fid, self._current = self._current, None
+        entry = self.queue.state["frames"].get(str(fid)) if fid is not None else None
+        if fid is not None and entry is not None and entry["status"] == "in_progress":
+            entry.update(status="interrupted", reason=INTERRUPTED)
+            self._withdraw(fid, {}, reason="frame_interrupted")
+            self.tm.write("event", kind="interrupted", frame_id=fid, source=entry["source"])
+        else:
+            self.tm.write("event", kind="interrupted", frame_id=None)
+        self.queue.save()
+
     def close(self) -> None:
-        """Stop telemetry and memory tracing without a summary (a refused boot)."""
-        if hasattr(self, "models"):  # refused before the models were loaded
-            self.models.close()
-        self.tm.close()
-        self.meter.stop()
+        """Stop telemetry, models and memory tracing without a summary (a refused boot)."""
+        for part in ("models", "tm", "meter"):
+            obj = getattr(self, part, None)  # a boot refused early has not made them all
+            if obj is not None:
+                obj.close() if part != "meter" else obj.stop()
 
     def finish(self) -> dict[str, Any]:
-        # this process's own peak: the per-frame high-water marks and the boot; not getrusage's ru_maxrss,
-        # which on Linux keeps the peak of the process image that exec'd us (a parent that held 500 MB)
-        rss_peak = max(self.meter.rss_run_peak, self.rss_loaded, self.rss_boot, rss_bytes())
-        extra = {
+        """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close."""
+        history = read_history(self.out / "telemetry.jsonl")  # flushed per line: this boot's lines are there
+        ledger = self.queue.state["frames"]
+        records = [history.frames[k] for k in sorted(history.frames) if str(k) in ledger]
+        if not records and self.records:  # telemetry lost: this boot's records are all there is
+            records = self.records
+        summary = summarise(self.queue, records, self._extra(history, records))
+        write_summary(self.out / "summary.json", summary)
+        self.tm.write("end", summary=summary["frames"])
+        self.close()
+        return summary
+
+    def _extra(self, history: History, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The summary's sections beyond the frame accounting (every boot unless they say ``this_boot``)."""
+        processed = [r for r in records if r.get("status") == "processed"]
+        fired = history.faults_fired() | set(self.faults.fired) | set(self.queue.state.get("faults_fired", []))
+        return {
             "mission": self.m.name,
+            "warnings": [NO_ANOMALY_MODEL] if not self.m.anomaly.model else [],
             "colour_filter": {
                 "bayer": self.m.camera.bayer or None,
-                "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in self.records),
-                "frames_looking_like_mosaic": sum("looks_like_bayer_mosaic" in r["flags"] for r in self.records),
+                "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in processed),
+                "frames_looking_like_mosaic": sum("looks_like_bayer_mosaic" in r["flags"] for r in records),
             },
             "budgets": {
                 "memory_bytes": self.m.budget.memory_bytes,
                 "frame_ms": self.m.budget.frame_ms,
                 "downlink_bytes_per_pass": self.m.budget.downlink_bytes_per_pass,
             },
-            "memory": {
-                # the budget is enforced on RSS growth over the boot baseline; the traced peak (only with
-                # [runtime] trace_allocations) is shown beside it
-                "enforced_on": "rss_growth_over_boot",
-                "rss_frame_peak_bytes": self.meter.rss_run_peak,
-                "rss_growth_peak_bytes": max(0, self.meter.rss_run_peak - self.rss_boot),
-                "traced_peak_bytes": self.meter.run_peak if self.meter.enabled else None,
-                "within_budget": max(0, self.meter.rss_run_peak - self.rss_boot) <= self.m.budget.memory_bytes,
-                "traced_within_budget": (self.meter.run_peak <= self.m.budget.memory_bytes)
-                if self.meter.enabled
-                else None,
-                "heap": self.heap,
-                "rss_boot_bytes": self.rss_boot,
-                "rss_peak_bytes": rss_peak,
-                # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline
-                "rss_growth_bytes": rss_peak - self.rss_boot,
-                "rss_after_load_bytes": self.rss_loaded,
-                "rss_growth_in_frames_bytes": max(0, rss_peak - self.rss_loaded),
-            },
+            "memory": self._memory_summary(records),
             "models": {
                 r: (str(g.path) if g else None) for r, g in (("anomaly", self.anomaly), ("reconstruction", self.recon))
             },
@@ -522,26 +590,58 @@ class FlightRuntime:
             # loop never stops for it), and the summary and console say so
             "models_refused": list(self.models.refused),
             # a rerun into the same folder continues the mission: frames already in its ledger are not taken again
-            "skipped_already_acquired": getattr(self, "skipped_already_acquired", 0),
+            "skipped_already_acquired": self.skipped_already_acquired,
             "mission_settings_changed": self.settings_changed,
-            "scrub_reloads": self.models.reloads,
+            "scrub_reloads": history.count("seu_detected"),
             "faults": [str(f) for f in self.faults.faults],
-            # asked for but never injected (a frame id never reached, a model the fault needs not loaded)
-            "faults_not_fired": [
-                str(f)
-                for f in self.faults.faults
-                if str(f) not in self.faults.fired and str(f) not in self.queue.state.get("faults_fired", [])
-            ],
+            # asked for but never injected in any boot (a frame id never reached, a model the fault needs not
+            # loaded)
+            "faults_not_fired": [str(f) for f in self.faults.faults if str(f) not in fired],
             "recovered_from_reboot": self.queue.recovered,
-            "patches_per_s": _rate(self.records),
+            "boots": max(1, history.boots),
+            "this_boot": {
+                "frames": len(self.records),
+                "processed": sum(r.get("status") == "processed" for r in self.records),
+                "skipped_already_acquired": self.skipped_already_acquired,
+                "scrub_reloads": self.models.reloads,
+                "faults_fired": sorted(set(self.faults.fired)),
+            },
+            "patches_per_s": _rate(records),
+            "inputs": self.inputs,
         }
-        summary = summarise(self.queue, self.records, extra)
-        write_summary(self.out / "summary.json", summary)
-        self.tm.write("end", summary=summary["frames"])
-        self.models.close()
-        self.tm.close()
-        self.meter.stop()
-        return summary
+
+    def _memory_summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Frame peaks over every boot's frames; the process's own figures (``rss_boot``, ``rss_peak``,
+        ``rss_after_load``, ``rss_growth*``) of this boot."""
+        # this process's own peak: the per-frame high-water marks and the boot; not getrusage's ru_maxrss,
+        # which on Linux keeps the peak of the process image that exec'd us (a parent that held 500 MB)
+        rss_peak = max(self.meter.rss_run_peak, self.rss_loaded, self.rss_boot, rss_bytes())
+        mems = [r["memory"] for r in records if isinstance(r.get("memory"), dict)]
+        growth = max([max(0, self.meter.rss_run_peak - self.rss_boot), *(int(m.get("rss_growth_peak") or 0)
+                                                                          for m in mems)])  # fmt: skip
+        traced = [int(m["traced_peak"]) for m in mems if isinstance(m.get("traced_peak"), int)]
+        if self.meter.enabled:
+            traced.append(self.meter.run_peak)
+        budget = self.m.budget.memory_bytes
+        return {
+            # the budget is enforced on RSS growth over the boot baseline; the traced peak (only with
+            # [runtime] trace_allocations) is shown beside it
+            "enforced_on": "rss_growth_over_boot",
+            "rss_frame_peak_bytes": max([self.meter.rss_run_peak, *(int(m.get("rss_frame_peak") or 0) for m in mems)]),
+            "rss_growth_peak_bytes": growth,
+            "traced_peak_bytes": max(traced) if traced else None,
+            "within_budget": growth <= budget,
+            "traced_within_budget": (max(traced) <= budget) if traced else None,
+            "heap": self.heap,
+            "rss_boot_bytes": self.rss_boot,
+            "rss_peak_bytes": rss_peak,
+            # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline
+            "rss_growth_bytes": rss_peak - self.rss_boot,
+            "rss_after_load_bytes": self.rss_loaded,
+            "rss_growth_in_frames_bytes": max(0, rss_peak - self.rss_loaded),
+            "scope": "frame peaks and within_budget: every boot's frames; rss_boot, rss_peak, rss_after_load, "
+            "rss_growth, rss_growth_in_frames: this boot's process",
+        }
 
 
 def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
@@ -570,62 +670,3 @@ def _json_bytes(obj: Any) -> bytes:
     from .telemetry import dumps
 
     return dumps(obj).encode()
-
-
-class _Demosaiced:
-    """A reader wrapper that demosaics a raw colour-filter frame into RGB strips (numpy bilinear, exact
-    across strip seams: :func:`edgeae.bayer.demosaic_strips`)."""
-
-    def __init__(self, inner: FrameReader, pattern: str) -> None:
-        self.inner, self.pattern = inner, pattern
-        h = inner.header
-        self.header = type(h)(h.source, h.height, h.width, 3, h.dtype)
-        self.info: dict[str, Any] = {"bayer": pattern, "demosaiced": True}
-
-    def strips(self, strip_rows: int) -> Any:
-        import itertools
-
-        from edgeae.bayer import demosaic_strips
-
-        it = iter(self.inner.strips(strip_rows))
-        first = next(it, None)
-        if first is None:
-            return
-        from edgeae.bayer import looks_like_mosaic
-
-        s = first[1]
-        if s.ndim == 3 and s.shape[2] == 3 and not (np.array_equal(s[..., 0], s[..., 1]) and
-                                                    np.array_equal(s[..., 1], s[..., 2])):  # fmt: skip
-            self.info.update(demosaiced=False, already_colour=True)  # distinct channels: not a mosaic
-            yield first
-            yield from it
-            return
-        if not looks_like_mosaic(s):  # a grey frame (a Navcam image) has no 2x2 filter pattern: no false colour
-            self.info.update(demosaiced=False, grey_not_a_mosaic=True)
-            if s.shape[2] == 1:  # one stored channel: flown as grey in the camera's three (the header says 3)
-                self.info["channels_replicated"] = True
-                for y0, strip in itertools.chain([first], it):
-                    yield y0, np.repeat(strip, 3, axis=2)
-                return
-            yield first
-            yield from it
-            return
-        yield from demosaic_strips(itertools.chain([first], it), self.pattern)
-
-
-class _Corrupted:
-    """A reader wrapper that damages every strip (the ``bad-frame`` fault)."""
-
-    def __init__(self, inner: FrameReader, mode: str) -> None:
-        self.inner, self.mode = inner, mode
-        h = inner.header
-        probe = corrupt_frame(np.zeros((1, 1, h.channels), h.dtype), mode)
-        self.header = type(h)(h.source, h.height, h.width, probe.shape[2], probe.dtype)
-
-    def strips(self, strip_rows: int) -> Any:
-        for r0, s in self.inner.strips(strip_rows):
-            yield r0, corrupt_frame(s, self.mode)
-
-
-def _corrupted(reader: FrameReader, mode: str) -> FrameReader:
-    return _Corrupted(reader, mode)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,69 @@ def _need(cond: bool, where: str, msg: str) -> None:
         raise MissionError(f"{where}: {msg}")
 
 
+def _conforms(value: Any, want: Any) -> tuple[bool, Any]:
+    """Whether ``value`` (from TOML or ``--set``) is of the annotated type ``want``, and the value to keep: an
+    int is an int (not a bool, not 3.0), a float a finite number (an int is taken as that float), a bool a
+    bool, a ``tuple[X, ...]`` a list of X, a union any of its arms."""
+    origin, args = typing.get_origin(want), typing.get_args(want)
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:
+            ok, kept = _conforms(value, arm)
+            if ok:
+                return True, kept
+        return False, value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return False, value
+        checked = [_conforms(v, args[0]) for v in value]
+        return all(ok for ok, _ in checked), tuple(v for _, v in checked)
+    if want is type(None):
+        return value is None, value
+    if want is bool:
+        return isinstance(value, bool), value
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if want is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return (number and math.isfinite(value)), (float(value) if number else value)
+    return isinstance(value, want), value
+
+
+def _describe(want: Any) -> str:
+    origin, args = typing.get_origin(want), typing.get_args(want)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+    return names.get(want, "none" if want is type(None) else getattr(want, "__name__", str(want)))
+
+
+def _check_types(obj: Any, where: str) -> None:
+    """Each field of a section against its annotation, naming the section and the field (a range check on
+    a value of the wrong type would fail with a bare TypeError, or a float would fly as an int)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        ok, kept = _conforms(value, hints[f.name])
+        _need(ok, where, f"{f.name} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})")
+        if kept is not value:
+            object.__setattr__(obj, f.name, kept)
+
+
 def _is_sha256(text: str) -> bool:
     """Empty (no golden hash given) or 64 hexadecimal digits (a malformed one would refuse the model in flight)."""
     return text == "" or (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text))
+
+
+def margin_sides(margin: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """``[camera] margin`` as (top, bottom, left, right) pixels: () none, (N,) every side."""
+    if not margin:
+        return (0, 0, 0, 0)
+    if len(margin) == 1:
+        return (margin[0],) * 4
+    t, b, left, right = margin
+    return t, b, left, right
 
 
 @dataclass(frozen=True)
@@ -57,9 +119,22 @@ class Camera:
     def __post_init__(self) -> None:
         w = "[camera]"
         m = self.margin
-        object.__setattr__(self, "margin", (int(m),) if isinstance(m, int) else tuple(int(v) for v in m))
+        if isinstance(m, int) and not isinstance(m, bool):  # N: every side
+            object.__setattr__(self, "margin", (m,))
+        _check_types(self, w)
         _need(len(self.margin) in (0, 1, 4), w, f"margin must be N or [top, bottom, left, right], got {m!r}")
         _need(all(v >= 0 for v in self.margin), w, "margin pixels must be >= 0")
+        t, b, left, right = margin_sides(self.margin)
+        _need(
+            not self.height or t + b < self.height,
+            w,
+            f"margin {list(self.margin)} leaves no row of the camera's {self.height} (top + bottom >= height)",
+        )
+        _need(
+            not self.width or left + right < self.width,
+            w,
+            f"margin {list(self.margin)} leaves no column of the camera's {self.width} (left + right >= width)",
+        )
         _need(self.bayer in BAYER_PATTERNS, w, f"bayer must be one of {BAYER_PATTERNS}, got {self.bayer!r}")
         _need(not self.bayer or self.channels == 3, w, "a bayer camera delivers RGB after demosaicing: channels = 3")
         _need(self.source in SOURCES, w, f"source must be one of {SOURCES}, got {self.source!r}")
@@ -82,6 +157,7 @@ class Sampling:
 
     def __post_init__(self) -> None:
         w = "[sampling]"
+        _check_types(self, w)
         _need(0.0 < self.keep <= 1.0, w, f"keep must be in (0, 1], got {self.keep}")
         _need(0.0 < self.min_keep <= self.keep, w, f"min_keep must be in (0, keep], got {self.min_keep}")
         _need(self.pattern in PATTERNS, w, f"pattern must be one of {PATTERNS}, got {self.pattern!r}")
@@ -115,6 +191,7 @@ class Anomaly:
 
     def __post_init__(self) -> None:
         w = "[anomaly]"
+        _check_types(self, w)
         _need(self.method in METHODS, w, f"method must be one of {METHODS}, got {self.method!r}")
         _need(self.score in SCORE_MODES, w, f"score must be one of {SCORE_MODES}, got {self.score!r}")
         _need(
@@ -155,6 +232,7 @@ class Reconstruction:
 
     def __post_init__(self) -> None:
         w = "[reconstruction]"
+        _check_types(self, w)
         _need(self.mode in RECON_MODES, w, f"mode must be one of {RECON_MODES}, got {self.mode!r}")
         _need(self.mode == "off" or bool(self.model), w, f"mode {self.mode!r} needs a model")
         _need(8 <= self.tile <= 4096, w, "tile must be in 8..4096")
@@ -175,6 +253,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         w = "[budget]"
+        _check_types(self, w)
         _need(self.memory_bytes >= 2**20, w, "memory_bytes must be at least 1 MiB")
         _need(self.frame_ms > 0, w, "frame_ms must be positive")
         _need(self.downlink_bytes_per_pass >= 0, w, "downlink_bytes_per_pass must be >= 0")
@@ -199,6 +278,7 @@ class Downlink:
 
     def __post_init__(self) -> None:
         w = "[downlink]"
+        _check_types(self, w)
         _need(128 <= self.max_packet_bytes <= 65542, w, "max_packet_bytes must be in 128..65542")
         _need(self.codec in CODECS, w, f"codec must be one of {CODECS}, got {self.codec!r}")
         _need(self.band_rows >= 0, w, "band_rows must be >= 0 (0 = interleave over the whole frame)")
@@ -222,10 +302,12 @@ class Runtime:
 
     def __post_init__(self) -> None:
         w = "[runtime]"
+        if isinstance(self.inject, str):  # "seu@frame1,late@frame2" (from --set)
+            object.__setattr__(self, "inject", tuple(x for x in self.inject.split(",") if x.strip()))
+        _check_types(self, w)
         _need(1 <= self.threads <= 256, w, "threads must be in 1..256")
         _need(self.heap in HEAP_POLICIES, w, f"heap must be one of {', '.join(HEAP_POLICIES)}, got {self.heap!r}")
         _need(self.scrub_every_frames >= 1, w, "scrub_every_frames must be >= 1")
-        object.__setattr__(self, "inject", tuple(str(s) for s in self.inject))
 
 
 @dataclass(frozen=True)
@@ -296,11 +378,7 @@ def _section(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise MissionError(f"{where}: unknown keys {unknown} in section; known: {sorted(known)}")
-    kwargs = dict(data)
-    if cls is Runtime and "inject" in kwargs:
-        inj = kwargs["inject"]
-        kwargs["inject"] = tuple(inj) if isinstance(inj, list) else tuple(str(inj).split(","))
-    return cls(**kwargs)
+    return cls(**data)  # each section checks its fields' types and ranges
 
 
 def mission_from_dict(data: dict[str, Any], source: str = "mission") -> Mission:

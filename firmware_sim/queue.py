@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeae.wire.packets import crc16
-
 PRIORITY: dict[str, int] = {"patch": 0, "telemetry": 1, "sparse": 2, "latent": 3}
 PENDING, SENT, EVICTED = "pending", "sent", "evicted"
 INDEX_VERSION = 1
@@ -65,6 +63,8 @@ def split_packets(data: bytes) -> list[bytes]:
 
 def restamp(packet: bytes, seq_count: int) -> bytes:
     """The packet with its 14-bit sequence count replaced and its CRC-16 recomputed."""
+    from edgeae.wire.packets import crc16  # (spacepackets) so reading a queue index needs numpy and stdlib only
+
     b = bytearray(packet)
     word = struct.unpack_from(">H", b, 2)[0]
     struct.pack_into(">H", b, 2, (word & 0xC000) | (seq_count & 0x3FFF))
@@ -218,40 +218,43 @@ class DownlinkQueue:
         (self.items_dir / item.file).unlink(missing_ok=True)
 
     # -------------------------------------------------------------------------------------- downlink
-    def _next_seq(self, apid: int) -> int:
-        seq: dict[str, int] = self.state["seq"]
-        n = seq.get(str(apid), 0)
-        seq[str(apid)] = (n + 1) % (1 << 14)
-        return n
-
     def downlink_pass(self, budget_bytes: int, out_dir: str | os.PathLike[str]) -> PassReport:
-        """Send up to ``budget_bytes`` of packets into ``out_dir/pass_NNNNN.bin`` (written atomically)."""
+        """Send up to ``budget_bytes`` of packets into ``out_dir/pass_NNNNN.bin`` (written atomically).
+
+        Nothing in memory changes until the pass file is on disk, and the index is saved right after, so an
+        interruption at any point either sent the pass (file and state) or did not (neither)."""
         index = int(self.state["passes"]) + 1
+        seq = dict(self.state["seq"])
         out: list[bytes] = []
-        left, done, partial = int(budget_bytes), 0, 0
+        sent: list[tuple[Item, int, int]] = []  # (item, packets, bytes) taken in this pass
+        left = int(budget_bytes)
         for it in self.pending():
             if left <= 0:
                 break
-            packets = split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]
-            took = 0
-            for p in packets:
+            took = took_bytes = 0
+            for p in split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]:
                 if len(p) > left:
                     break
                 apid = struct.unpack_from(">H", p, 0)[0] & 0x7FF
-                out.append(restamp(p, self._next_seq(apid)))
+                n = seq.get(str(apid), 0)
+                seq[str(apid)] = (n + 1) % (1 << 14)
+                out.append(restamp(p, n))
                 left -= len(p)
-                it.sent_bytes += len(p)
-                took += 1
+                took, took_bytes = took + 1, took_bytes + len(p)
+            sent.append((it, took, took_bytes))
+        path = Path(out_dir) / f"pass_{index:05d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, b"".join(out))
+        done = partial = 0
+        for it, took, took_bytes in sent:
             it.sent_packets += took
+            it.sent_bytes += took_bytes
             if it.sent_packets == it.n_packets:
                 it.status = SENT
                 done += 1
             elif took:
                 partial += 1
-        path = Path(out_dir) / f"pass_{index:05d}.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, b"".join(out))
-        self.state["passes"] = index
+        self.state["seq"], self.state["passes"] = seq, index
         self.save()  # only after the pass file is on disk: a crash in between resends, never loses
         for it in self.items.values():
             if it.status == SENT:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .telemetry import read_history, read_lines, rebuild_summary, run_finished
+
 STAGES = ("read", "validate", "sample", "score", "recon", "products")
 STAGE_COLOURS = {
     "read": "#b3b3b3",
@@ -62,19 +64,38 @@ def _read_json(path: Path) -> Any:
 
 def read_telemetry(path: Path) -> list[dict[str, Any]]:
     """The records of ``telemetry.jsonl`` (a torn last line after a crash is skipped)."""
-    out: list[dict[str, Any]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return out
-    for line in lines:
+    return read_lines(path)
+
+
+def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
+    """The summary a report is built from, and notes on it: ``summary.json`` when the last boot wrote it;
+    else (a run rebooted, interrupted or killed) one rebuilt from ``telemetry.jsonl`` and ``queue/index.json``
+    (:func:`.telemetry.rebuild_summary`), the notes naming what was missing. Raises ``MissionError`` when the
+    folder holds none of them or a damaged summary of a finished run."""
+    from .mission import MissionError
+
+    lines = read_lines(out / "telemetry.jsonl")
+    have = [n for n in ("summary.json", "telemetry.jsonl", "queue/index.json") if (out / n).is_file()]
+    if not have:
+        raise MissionError(
+            f"{out} holds no summary.json, telemetry.jsonl or queue/index.json: is it the --out folder of "
+            "firmware-sim run?"
+        )
+    if "summary.json" in have and (not lines or run_finished(lines)):
+        path = out / "summary.json"
         try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # a damaged summary would make a report of "mission ?" with 0 frames
+            raise MissionError(f"{path} is not readable JSON ({exc}); run the mission again to rewrite it") from None
+        if not isinstance(doc, dict) or "frames" not in doc:
+            raise MissionError(f"{path} is not a firmware-sim run summary (no 'frames' record)")
+        return doc, []
+    summary, missing = rebuild_summary(out)
+    notes = ["run incomplete (rebooted or interrupted): rebuilt from " + ", ".join(
+        n for n in ("telemetry.jsonl", "queue/index.json", "mission.json") if n not in missing)]  # fmt: skip
+    if missing:
+        notes.append("missing: " + ", ".join(missing))
+    return summary, notes
 
 
 def decode_patches(downlink_dir: Path) -> list[dict[str, Any]]:
@@ -222,8 +243,17 @@ def _verdict(s: dict[str, Any]) -> str:
     if mem.get("within_budget") is False:
         parts.append("Memory went OVER its budget.")
         bad = True
-    # red: nothing came through or memory overran; amber: some frames dropped, in part or late
-    cls = "verdict bad" if bad else ("verdict warn" if dropped or part or missed else "verdict")
+    unknown = int(f.get("unknown") or 0)
+    if unknown:
+        parts.append(f"{unknown} processed frame(s) of unknown outcome (no queue index).")
+    inc = s.get("incomplete")
+    if isinstance(inc, dict):
+        missing = inc.get("missing") or []
+        parts.insert(0, "Run incomplete (rebooted or interrupted): this report is rebuilt from what the folder "
+                     f"holds{'; missing: ' + ', '.join(missing) if missing else ''}.")  # fmt: skip
+    # red: nothing came through or memory overran; amber: some frames dropped, in part or late, or incomplete
+    warn = dropped or part or missed or unknown or inc
+    cls = "verdict bad" if bad else ("verdict warn" if warn else "verdict")
     return f"<p class='{cls}'>{_e(' '.join(parts))}</p>"
 
 
@@ -232,10 +262,6 @@ def _svg_open(width: int, height: int) -> str:
         f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
         f"style='max-width:{width}px' font-size='11' font-family='sans-serif'>"  # scales down in a narrow window
     )
-
-
-def _frames(tm: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in tm if r.get("type") == "frame"]
 
 
 def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
@@ -309,15 +335,16 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     for f in frames:
         tms = f.get("timing_ms") or {}
         p = f.get("patches") or {}
+        processed = f.get("status") == "processed"
         rows.append(
             [
                 _e(f.get("frame_id")),
                 (_short_source(f.get("source"))),
                 _e(f.get("status", "")),
-                _e((f.get("level") or {}).get("name", "–")),
+                _e((f.get("level") or {}).get("name", "–")) if processed else "–",  # a dropped frame ran at none
                 _num(tms.get("total")),
                 _num(f.get("available_ms")),
-                "yes" if f.get("deadline_missed") else "no",
+                ("yes" if f.get("deadline_missed") else "no") if processed else "–",
                 _num(f.get("keep"), 4),
                 f"{p.get('scored', '–')} / {p.get('grid', '–')}",
                 _e(", ".join(f.get("flags") or []) or "–"),
@@ -389,7 +416,7 @@ def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
 def _ledger(s: dict[str, Any]) -> str:
     ledger = s.get("ledger") or []
     counts = Counter(r.get("outcome", "?") for r in ledger)
-    reasons = Counter(r.get("reason") for r in ledger if r.get("outcome") == "dropped")
+    reasons = Counter(r.get("code") or r.get("reason") for r in ledger if r.get("outcome") == "dropped")
     parts = [
         "<p>"
         + ", ".join(f"<b style='color:{OUTCOME_COLOURS.get(k, '#222')}'>{v} {_e(k)}</b>" for k, v in counts.items())
@@ -588,12 +615,27 @@ def _other(s: dict[str, Any]) -> str:
     return f"<pre>{_e(json.dumps(rest, indent=2))}</pre>"
 
 
+def _any_summary(out: Path) -> dict[str, Any]:
+    """:func:`load_summary`, or whatever ``summary.json`` holds when that refuses the folder (a report is
+    still written)."""
+    from .mission import MissionError
+
+    try:
+        return load_summary(out)[0]
+    except MissionError:
+        doc = _read_json(out / "summary.json")
+        return doc if isinstance(doc, dict) else {}
+
+
 def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:
     """Write ``out_dir/report.html`` (and ``out_dir/report_img/``) from a run's outputs; return its path."""
     out = Path(out_dir)
-    s = summary if summary is not None else (_read_json(out / "summary.json") or {})
+    s = summary if summary is not None else _any_summary(out)
     tm = read_telemetry(out / "telemetry.jsonl")
-    frames = _frames(tm)
+    history = read_history(out / "telemetry.jsonl")  # every boot on this state, the last record of each frame
+    frames = [history.frames[k] for k in sorted(history.frames)]
+    processed = (s.get("frames") or {}).get("processed") or 0
+    no_timeline = not (out / "telemetry.jsonl").is_file() and processed
     title = f"firmware-sim run: mission {s.get('mission', '?')}"
     levels = s.get("degradations") or {}
     sections = [
@@ -606,12 +648,18 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
                 else ""
             ),
         ),
-        ("Frame timeline: stage times against the deadline", _timeline(frames, s)),
+        (
+            "Frame timeline: stage times against the deadline",
+            _timeline(frames, s)
+            if not no_timeline
+            else "<p>telemetry.jsonl is missing, so there is no per-frame timeline (the summary counts "
+            f"{_e(processed)} processed frames).</p>",
+        ),
         ("Memory against the budget", _memory(frames, s)),
         ("Ledger: every frame downlinked, queued or dropped", _ledger(s)),
         ("Downlink queue by priority", _queue(out, tm, s)),
         ("Anomaly gallery", _gallery(out, s)),
-        ("Events: model loads, faults, recoveries", _events(tm)),
+        ("Events: model loads, faults, recoveries", _events(history.events)),
     ]
     other = _other(s)
     if other:
@@ -631,4 +679,4 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     return path
 
 
-__all__ = ["decode_patches", "png_bytes", "read_telemetry", "write_report"]
+__all__ = ["decode_patches", "load_summary", "png_bytes", "read_telemetry", "write_report"]

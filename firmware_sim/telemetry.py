@@ -2,7 +2,9 @@
 
 Lines are flushed as they are written, so a reboot keeps everything up to the last event. Every line has
 ``type`` (``start``, ``frame``, ``pass``, ``event``, ``recovery``, ``end``) and ``t`` (seconds since the
-run started). The summary's frame accounting satisfies acquired = downlinked + queued + dropped.
+run started). The summary is built from the lines of every boot on the folder's state (a reboot, an
+interrupted run, a rerun), and its frame accounting satisfies acquired = downlinked + partial + queued +
+dropped.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import math
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from .queue import PENDING, SENT, DownlinkQueue, atomic_write
+from .queue import EVICTED, PENDING, SENT, DownlinkQueue, atomic_write
 
 
 def _clean(v: Any) -> Any:
@@ -60,45 +63,117 @@ class TelemetryWriter:
             self._f = None
 
 
-def frame_outcomes(queue: DownlinkQueue) -> dict[int, tuple[str, str]]:
-    """Final state of every acquired frame in the ledger: (``downlinked`` | ``partial`` | ``queued`` |
-    ``dropped``, reason).
+def read_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a ``telemetry.jsonl`` (a torn last line after a crash is skipped; no file: none)."""
+    out: list[dict[str, Any]] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
-    A processed frame is ``queued`` while any of its products waits, ``downlinked`` when none waits and every one
-    was sent, ``partial`` (reason: the evictions) when some were sent and the others evicted or refused for room,
-    and ``dropped`` (reason: the evictions) when none was sent.
-    """
+
+@dataclass
+class History:
+    """What every boot on one mission state wrote to ``telemetry.jsonl``: the last frame record of each frame
+    id, the fault events, the boots. A boot that started a fresh state (``resumed`` false) starts it over."""
+
+    frames: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    boots: int = 0
+
+    def faults_fired(self) -> set[str]:
+        return {str(e.get("fault")) for e in self.events if e.get("kind") == "fault_injected"}
+
+    def count(self, kind: str) -> int:
+        return sum(e.get("kind") == kind for e in self.events)
+
+
+def read_history(path: str | os.PathLike[str]) -> History:
+    h = History()
+    for rec in read_lines(path):
+        kind = rec.get("type")
+        if kind == "start":
+            if rec.get("resumed") is False:  # a fresh state: what came before belongs to another
+                h = History()
+            h.boots += 1
+        elif kind == "frame" and isinstance(rec.get("frame_id"), int):
+            h.frames[rec["frame_id"]] = rec
+        elif kind == "event":
+            h.events.append(rec)
+    return h
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The final state of one acquired frame: ``outcome`` (downlinked | partial | queued | dropped), ``code``
+    (a short machine-readable reason: what the summary counts by) and ``reason`` (the detail, for the ledger)."""
+
+    outcome: str
+    code: str = ""
+    reason: str = ""
+
+
+INTERRUPTED = "interrupted: the run was stopped during this frame; a rerun with the same --out takes it again"
+WITHDRAWN = ("frame_dropped", "frame_interrupted")  # reasons of products taken back from the queue, not evicted
+
+
+def _lost(items: list[Any]) -> str:
+    return "; ".join(sorted({f"{i.kind}: {i.reason}" for i in items if i.status == EVICTED}))
+
+
+def _processed_outcome(items: list[Any]) -> Outcome:
+    """A processed frame by its products: ``dropped`` (code ``products_lost``) when every science product
+    (patches, sparse pixels, latents) was evicted or refused, whatever became of its telemetry record;
+    ``queued`` while any product waits, ``downlinked`` when every one was sent, else ``partial``. The products
+    lost are named in the reason of each."""
+    science = [i for i in items if i.kind != "telemetry"]
+    lost = _lost(items)
+    if not science or all(i.status == EVICTED for i in science):
+        return Outcome("dropped", "products_lost", lost or "no products")
+    if any(i.status == PENDING for i in items):
+        return Outcome("queued", "", lost)
+    if all(i.status == SENT for i in items):
+        return Outcome("downlinked")
+    kinds = ", ".join(sorted({i.kind for i in items if i.status == EVICTED}))
+    return Outcome("partial", f"lost {kinds}", lost)
+
+
+def frame_outcomes(queue: DownlinkQueue) -> dict[int, Outcome]:
+    """The outcome of every acquired frame in the ledger (see :func:`_processed_outcome`); a frame dropped
+    before its products keeps the code it was dropped with (``unreadable``, ``invalid_shape``, ...)."""
     by_frame: dict[int, list[Any]] = {}
     for it in queue.items.values():
         by_frame.setdefault(it.frame_id, []).append(it)
-    out: dict[int, tuple[str, str]] = {}
+    out: dict[int, Outcome] = {}
     for key, rec in queue.state["frames"].items():
         fid = int(key)
-        if rec["status"] == "dropped":
-            out[fid] = ("dropped", rec["reason"])
-            continue
-        if rec["status"] == "in_progress":
-            out[fid] = ("dropped", "reboot during processing")
-            continue
-        items = by_frame.get(fid, [])
-        if any(i.status == PENDING for i in items):
-            out[fid] = ("queued", "")
-        elif any(i.status == SENT for i in items) and all(i.status == SENT for i in items):
-            out[fid] = ("downlinked", "")
-        elif any(i.status == SENT for i in items):
-            lost = sorted({f"{i.kind}: {i.reason}" for i in items if i.status != SENT})
-            out[fid] = ("partial", "; ".join(lost))
-        else:
-            reasons = sorted({i.reason for i in items}) or ["no products"]
-            out[fid] = ("dropped", "; ".join(reasons))
+        status = rec["status"]
+        if status == "dropped":
+            code = rec.get("code") or str(rec["reason"]).split(":", 1)[0]
+            out[fid] = Outcome("dropped", code, rec["reason"])
+        elif status == "in_progress":
+            out[fid] = Outcome("dropped", "reboot_during_processing", "reboot during processing")
+        elif status == "interrupted":
+            out[fid] = Outcome("dropped", "interrupted", INTERRUPTED)
+        else:  # what an interrupted attempt at this frame had queued was withdrawn: not this attempt's
+            items = [i for i in by_frame.get(fid, []) if i.reason != "frame_interrupted"]
+            out[fid] = _processed_outcome(items)
     return out
 
 
 def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
-    """The run summary: accounting, budgets, timings, anomalies, faults (``frames``: this run's records)."""
+    """The run summary: accounting, budgets, timings, anomalies, faults. ``frames``: the frame records of every
+    boot on this state (:func:`read_history`), so a recovery or a rerun counts the frames of earlier boots."""
     outcomes = frame_outcomes(queue)
-    counts = Counter(s for s, _ in outcomes.values())
-    drops = Counter(r for s, r in outcomes.values() if s == "dropped")
+    counts = Counter(o.outcome for o in outcomes.values())
     processed = [f for f in frames if f.get("status") == "processed"]
     totals = [f["timing_ms"]["total"] for f in processed]
     items = list(queue.items.values())
@@ -109,17 +184,19 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "queued": counts["queued"],
             "partial": counts["partial"],  # some products sent, the others evicted or refused for room
             "dropped": counts["dropped"],
-            "drop_reasons": dict(drops),
-            "partial_reasons": dict(Counter(r for s, r in outcomes.values() if s == "partial")),
+            # by reason code; each frame's detail is in the ledger
+            "drop_reasons": dict(Counter(o.code for o in outcomes.values() if o.outcome == "dropped")),
+            "partial_reasons": dict(Counter(o.code for o in outcomes.values() if o.outcome == "partial")),
             "accounted": counts["downlinked"] + counts["partial"] + counts["queued"] + counts["dropped"]
             == len(outcomes),
-            "this_run": len(frames),
+            "processed": sum(r["status"] == "processed" for r in queue.state["frames"].values()),  # every boot
         },
         "queue": {
             "pending_items": sum(i.status == PENDING for i in items),
             "pending_bytes": queue.stored_bytes,
             "sent_bytes": sum(i.sent_bytes for i in items),
-            "evicted_items": sum(i.status == "evicted" for i in items),
+            "evicted_items": sum(i.status == EVICTED for i in items),
+            "withdrawn_items": sum(i.status == EVICTED and i.reason in WITHDRAWN for i in items),  # among them
             "passes": queue.state["passes"],
         },
         "timing_ms": {
@@ -144,8 +221,14 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
         ),
         "degraded_in_flight": sum(bool(f.get("degraded_in_flight")) for f in processed),
         "ledger": [
-            {"frame_id": fid, "source": queue.state["frames"][str(fid)]["source"], "outcome": o, "reason": r}
-            for fid, (o, r) in sorted(outcomes.items())
+            {
+                "frame_id": fid,
+                "source": queue.state["frames"][str(fid)]["source"],
+                "outcome": o.outcome,
+                "code": o.code,
+                "reason": o.reason,
+            }
+            for fid, o in sorted(outcomes.items())
         ],
         "anomalies": [
             {"frame_id": f["frame_id"], "source": f["source"], "patches": f["anomaly"]["patches"]}
@@ -155,6 +238,89 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
         **extra,
     }
     return _clean(summary)
+
+
+def run_finished(lines: list[dict[str, Any]]) -> bool:
+    """Whether the last boot in these telemetry lines wrote its summary (an ``end`` line after its ``start``)."""
+    kinds = [r.get("type") for r in lines]
+    starts = [i for i, k in enumerate(kinds) if k == "start"]
+    return bool(starts) and "end" in kinds[starts[-1] :]
+
+
+def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str]]:
+    """A summary of an incomplete run (rebooted, interrupted, killed) from what its folder holds: the frame
+    records and events of ``telemetry.jsonl``, the ledger and queue of ``queue/index.json`` and the mission of
+    ``mission.json``; and the names of those that are missing. Without the queue index the outcome of a
+    processed frame is ``unknown`` (its products' fate is in the index only)."""
+    root = Path(out)
+    missing = [n for n in ("telemetry.jsonl", "queue/index.json", "mission.json") if not (root / n).is_file()]
+    history = read_history(root / "telemetry.jsonl")
+    records = [history.frames[k] for k in sorted(history.frames)]
+    try:
+        mission = json.loads((root / "mission.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        mission = {}
+    settings = mission.get("settings") or {}
+    extra: dict[str, Any] = {
+        "mission": mission.get("name") or "?",
+        "budgets": {k: settings.get(f"budget.{k}") for k in ("memory_bytes", "frame_ms", "downlink_bytes_per_pass")},
+        "boots": history.boots,
+        "incomplete": {
+            "why": "the last boot did not write a summary (rebooted, interrupted or killed)",
+            "missing": missing,
+        },
+    }
+    if (root / "queue" / "index.json").is_file():
+        queue = DownlinkQueue(root / "queue", 1 << 62)  # read only: nothing is queued or saved
+        ledger = queue.state["frames"]
+        summary = summarise(queue, [r for r in records if str(r["frame_id"]) in ledger], extra)
+    else:
+        summary = _summary_without_queue(records, extra)
+    return summary, missing
+
+
+def _summary_without_queue(records: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    """Frame accounting from the frame records alone: a processed frame's outcome is ``unknown``."""
+    outcome = {r["frame_id"]: ("unknown" if r.get("status") == "processed" else "dropped") for r in records}
+    counts = Counter(outcome.values())
+    processed = [r for r in records if r.get("status") == "processed"]
+    totals = [r["timing_ms"]["total"] for r in processed if isinstance(r.get("timing_ms"), dict)]
+    return _clean(
+        {
+            "frames": {
+                "acquired": len(records),
+                "downlinked": 0,
+                "queued": 0,
+                "partial": 0,
+                "dropped": counts["dropped"],
+                "unknown": counts["unknown"],
+                "drop_reasons": dict(Counter(str(r.get("reason")) for r in records if r.get("status") == "dropped")),
+                "accounted": False,
+                "processed": len(processed),
+            },
+            "timing_ms": {
+                "p50": float(np.percentile(totals, 50)) if totals else None,
+                "max": max(totals) if totals else None,
+                "deadline_missed": sum(bool(r.get("deadline_missed")) for r in processed),
+            },
+            "ledger": [
+                {
+                    "frame_id": r["frame_id"],
+                    "source": r.get("source"),
+                    "outcome": outcome[r["frame_id"]],
+                    "code": str(r.get("reason") or ""),
+                    "reason": str(r.get("detail") or ""),
+                }
+                for r in records
+            ],
+            "anomalies": [
+                {"frame_id": r["frame_id"], "source": r.get("source"), "patches": r["anomaly"]["patches"]}
+                for r in processed
+                if (r.get("anomaly") or {}).get("patches")
+            ],
+            **extra,
+        }
+    )
 
 
 def write_summary(path: str | os.PathLike[str], summary: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .frames import FrameHeader
-from .mission import Camera
+from .mission import Camera, margin_sides
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,27 @@ def max_value(bit_depth: int) -> int:
 
 
 def check_header(header: FrameHeader, camera: Camera) -> Verdict:
-    """Shape, channels and sample type against the mission's camera."""
+    """Shape, channels and sample type against the mission's camera. With ``[camera] bayer`` this is the
+    stored frame, before demosaicing: 1 channel (the mosaic) or 3 (grey-stored mosaic, or colour already)."""
     if header.height < 1 or header.width < 1:
         return Verdict(False, "shape", f"empty frame {header.height}x{header.width}")
     if camera.height and header.height != camera.height:
         return Verdict(False, "shape", f"height {header.height} != camera height {camera.height}")
     if camera.width and header.width != camera.width:
         return Verdict(False, "shape", f"width {header.width} != camera width {camera.width}")
-    if header.channels != camera.channels:
+    if camera.bayer and header.channels not in (1, 3):
+        return Verdict(
+            False, "channels", f"{header.channels} channels: a {camera.bayer} colour-filter frame has 1 or 3"
+        )
+    if not camera.bayer and header.channels != camera.channels:
         return Verdict(False, "channels", f"{header.channels} channels != camera's {camera.channels}")
+    t, b, left, right = margin_sides(camera.margin)
+    if t + b >= header.height or left + right >= header.width:
+        return Verdict(
+            False,
+            "margin",
+            f"the fixed margin {list(camera.margin)} leaves no pixel of a {header.width}x{header.height} frame",
+        )
     kind = header.dtype.kind
     if kind not in "uf" and not (kind == "i" and header.dtype.itemsize <= 2):
         return Verdict(False, "dtype", f"sample type {header.dtype} is not an unsigned integer or float")

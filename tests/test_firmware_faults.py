@@ -154,7 +154,8 @@ def test_reboot_recovers_queue_and_ledger(tmp_path: Path, models: dict[str, Path
     assert rt2.queue.recovered and rt2.queue.stored_bytes == pending_before
     s = rt2.run(files)
     f = s["frames"]
-    assert f["acquired"] == 5 and f["this_run"] == 3 and f["accounted"] and f["dropped"] == 0
+    assert f["acquired"] == 5 and s["this_boot"]["frames"] == 3 and f["accounted"] and f["dropped"] == 0
+    assert f["processed"] == 5 and s["boots"] == 2  # the summary counts the frames of the first boot too
     assert sorted(int(k) for k in rt2.queue.state["frames"]) == [0, 1, 2, 3, 4]
     kinds = [json.loads(x)["type"] for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
     assert "recovery" in kinds and kinds.count("start") == 2

@@ -318,7 +318,7 @@ def test_a_frame_whose_product_was_refused_for_room_is_partial_not_downlinked(
     s = FlightRuntime(m, tmp_path / "out").run([tmp_path / "f0.npy", tmp_path / "f1.npy"])
     f = s["frames"]
     assert f["partial"] == 1 and f["downlinked"] == 0 and f["accounted"]
-    assert f["partial_reasons"] == {"sparse: queue_full": 1}
+    assert f["partial_reasons"] == {"lost sparse": 1}  # by code; the detail is in the ledger
     ledger = {Path(e["source"]).name: e for e in s["ledger"]}
     assert ledger["f1.npy"]["outcome"] == "partial" and "sparse: queue_full" in ledger["f1.npy"]["reason"]
     events = [json.loads(x) for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]

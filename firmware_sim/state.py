@@ -1,0 +1,101 @@
+"""What an output folder keeps across boots: the mission it flies (``mission.json``), the queue and frame
+ledger (``queue/``), passes, telemetry and reports. A reboot, an interrupted run or a rerun of the same
+command continues that state; ``--fresh`` discards it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .mission import Mission, MissionError
+
+MISSION_STATE = "mission.json"  # the mission whose state (queue, ledger) an output folder holds
+
+
+def _mission_settings(mission: Mission) -> dict[str, Any]:
+    import dataclasses
+
+    return {
+        f"{sec}.{k}": (v if isinstance(v, int | float | str | bool) or v is None else str(v))
+        for sec, fields in dataclasses.asdict(mission).items()
+        if isinstance(fields, dict)
+        for k, v in fields.items()
+    }
+
+
+def check_mission_state(out: Path, mission: Mission) -> list[str]:
+    """An output folder continues one mission (a reboot, a rerun of the same command): another mission's
+    state is refused, and the settings that differ from those the folder was started with are returned
+    ("section.key: old -> new"; they apply to new frames only)."""
+    import json
+
+    path = out / MISSION_STATE
+    if not path.exists():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        old = {}
+    if old.get("name") not in (None, mission.name):
+        raise MissionError(
+            f"{out} holds the state of mission {old['name']!r} (its queue and frame ledger); this run is "
+            f"{mission.name!r}: choose another --out, or --fresh to discard that state"
+        )
+    before, now = old.get("settings", {}), _mission_settings(mission)
+    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(now) if k in before and before[k] != now[k]]
+
+
+def write_mission_state(out: Path, mission: Mission) -> None:
+    """Record the mission whose state the folder holds (once the boot succeeded)."""
+    import json
+
+    from .queue import atomic_write
+
+    doc = {"name": mission.name, "settings": _mission_settings(mission)}
+    atomic_write(out / MISSION_STATE, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+# what a run keeps in its output folder (``--fresh`` removes it; a refused first boot leaves none of it)
+STATE_PATHS = (
+    "queue", "downlink", "faults", "telemetry.jsonl", "summary.json", "report.html", "report_img", MISSION_STATE,
+)  # fmt: skip
+
+
+def discard_state(out: Path) -> None:
+    """Remove what a run keeps in ``out`` (queue, ledger, passes, telemetry, reports); other files stay."""
+    import shutil
+
+    for name in STATE_PATHS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def holds_state(out: Path) -> bool:
+    return any((out / name).exists() for name in (MISSION_STATE, "queue", "telemetry.jsonl"))
+
+
+def frames_to_take(
+    ledger: dict[str, dict[str, Any]], frames: Sequence[str | os.PathLike[str]], skip: Callable[[str], None]
+) -> Iterator[tuple[str | os.PathLike[str], int | None]]:
+    """``(frame, frame_id)`` for each frame not yet in the ``ledger`` (a multiset: repeats count; ``skip`` is
+    called with each source that is), ``frame_id`` the id to retry for a frame an interrupted run left
+    ``interrupted``, None for a new frame."""
+    done = Counter(r["source"] for r in ledger.values() if r["status"] != "interrupted")
+    retry: dict[str, list[int]] = {}
+    for key in sorted(ledger, key=int):
+        if ledger[key]["status"] == "interrupted":
+            retry.setdefault(ledger[key]["source"], []).append(int(key))
+    for f in frames:
+        if done[str(f)] > 0:
+            done[str(f)] -= 1
+            skip(str(f))
+            continue
+        again = retry.get(str(f))
+        yield f, (again.pop(0) if again else None)
