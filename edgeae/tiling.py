@@ -150,7 +150,8 @@ def blend_tiles(
 def valid_fraction(valid: np.ndarray, positions: Sequence[Position], patch: int) -> np.ndarray:
     """Fraction of valid pixels in each tile (N,) from a bool (H, W) mask, via a summed-area table.
 
-    Only pixels inside the image count (a padded tile of a small image is judged on its real part).
+    The denominator is the whole tile: the reflected padding of an image smaller than the patch counts as
+    missing, so such a tile is not reported as whole (it is scored from mirrored pixels).
     """
     v = np.asarray(valid, dtype=bool)
     h, w = v.shape
@@ -161,7 +162,7 @@ def valid_fraction(valid: np.ndarray, positions: Sequence[Position], patch: int)
     for i, (y, x) in enumerate(positions):
         y1, x1 = min(y + patch, h), min(x + patch, w)
         total = int(sat[y1, x1]) - int(sat[y, x1]) - int(sat[y1, x]) + int(sat[y, x])
-        out[i] = total / max(1, (y1 - y) * (x1 - x))
+        out[i] = total / (patch * patch)
     return out
 
 

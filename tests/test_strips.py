@@ -55,11 +55,14 @@ def test_strips_equal_full_read(frame_path: Path, rows: int, overlap: int) -> No
 
 
 def test_patches_round_trip_to_pixels(frame_path: Path) -> None:
-    full = read_image(frame_path).pixels
+    im = read_image(frame_path)
+    full, valid = im.pixels, im.valid
     patches = list(iter_patches(frame_path, 128, 96, band_rows=500))
     assert [(p.y, p.x) for p in patches] == tile_positions(3000, 700, 128, 96)
-    for p in patches:
-        np.testing.assert_array_equal(p.pixels, full[p.y : p.y + 128, p.x : p.x + 128])
+    for p in patches:  # the pixels with data as read; the no-data margin filled (fill_nodata), not black
+        ok = valid[p.y : p.y + 128, p.x : p.x + 128]
+        np.testing.assert_array_equal(p.pixels[ok], full[p.y : p.y + 128, p.x : p.x + 128][ok])
+        assert ok.all() or p.pixels[~ok].min() > 0.1  # the margin reads 0
     assert patches[-1].y + 128 == 3000 and patches[-1].x + 128 == 700  # edges covered
     assert patches[0].valid_frac == pytest.approx(1 - 25 / 128, abs=0.02)  # margin + 1 px ringing guard
 
@@ -76,7 +79,8 @@ def test_small_image_is_padded(tmp_path: Path) -> None:
     p = write_image(tmp_path / "small.png", np.full((20, 30), 200, np.uint8))
     (patch,) = list(iter_patches(p, 64))
     assert (patch.x, patch.y, patch.pixels.shape) == (0, 0, (64, 64, 1))
-    assert np.allclose(patch.pixels, 200 / 255) and patch.valid_frac == 1.0
+    # the reflected padding is not data: 20 × 30 of the 64 × 64 pixels are (so --min-valid 1 skips it)
+    assert np.allclose(patch.pixels, 200 / 255) and patch.valid_frac == 20 * 30 / 64**2
 
 
 def _stream_peak(p: Path) -> tuple[int, int]:

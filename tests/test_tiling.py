@@ -113,9 +113,9 @@ def test_valid_fraction_and_filtering() -> None:
     frac = valid_fraction(valid, pos, 32)
     np.testing.assert_allclose(frac, [0.5, 1, 1, 0.5, 1, 1])
     assert filter_positions(valid, pos, 32, 0.9) == [(0, 32), (0, 64), (32, 32), (32, 64)]
-    # a small image is judged on its real pixels, not the padding
+    # a small image's reflected padding counts as missing: 50 valid pixels of a 32 × 32 tile
     small = np.zeros((10, 10), dtype=bool)
     small[:5] = True
-    np.testing.assert_allclose(valid_fraction(small, [(0, 0)], 32), [0.5])
+    np.testing.assert_allclose(valid_fraction(small, [(0, 0)], 32), [50 / 32**2])
     with pytest.raises(ValueError, match="min_valid"):
         filter_positions(valid, pos, 32, 1.5)

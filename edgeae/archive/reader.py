@@ -12,7 +12,9 @@ Scaling (recorded in ``ImageData.extra["scaling"]``, never a silent clip):
 No-data (``valid`` False): GDAL's no-data value, the label's special values (see
 :mod:`edgeae.archive.label`), ISIS special pixels, non-finite floats and any float at or below
 -3.4028e38 (every ISIS real special and -FLT_MAX). The black-margin heuristic of :mod:`edgeae.nodata` is
-not applied: the label is the authority on missing data.
+not applied: the label is the authority on missing data. One exception (:attr:`ProductReader.zero_fill`): an
+unsigned product that declares no no-data value at all has its regions of exact 0 that reach the border read
+as no-data (map-projected byte GeoTIFFs and JPEG 2000 products fill outside the image with 0 unsaid).
 
 Reads are windowed (``read_rows``), and GDAL's block cache is capped at :data:`GDAL_CACHE_MB`, so
 streaming a product larger than memory keeps peak RSS flat. Measuring the range of a ``range``-scaled
@@ -328,6 +330,14 @@ class ProductReader:
         return self.normalise(raw, bad), (~bad).view(np.uint8)
 
     @property
+    def zero_fill(self) -> bool:
+        """True when regions of 0 reaching the product's border are read as no-data: unsigned samples, no
+        no-data value declared (label, GDAL, ISIS), and a scaling that maps 0 to 0. Map-projected byte
+        GeoTIFFs and JPEG 2000 products fill the area outside the image with 0 without saying so (a HiRISE
+        RDR's black diamond: 28 % of ESP_037156_1800_RED.byte.tif), and those patches otherwise ranked first."""
+        return self.raw_dtype.kind == "u" and not self.specials and self.scaling.raw_lo == 0
+
+    @property
     def bit_depth(self) -> int:
         """Bit depth of what :meth:`read_rows` returns (float32, for :func:`edgeae.imageio.to_float`)."""
         return 32
@@ -353,6 +363,7 @@ def read_product(
 ) -> ImageData:
     """Read a whole archive product into an :class:`edgeae.imageio.ImageData` (see the module docstring)."""
     from edgeae.imageio import ImageData, convert_channels
+    from edgeae.nodata import nodata_mask
 
     with ProductReader(path, bands=bands) as r:
         _check_limits(r)
@@ -361,6 +372,9 @@ def read_product(
         raw = r.read_raw(0, r.height)
         bad = r.invalid(raw)
         s = r.scaling_from(*valid_range(raw, bad))
+        r._scaling = s  # zero_fill reads it
+        if r.zero_fill:  # the same rule and mask as the streamed read (edgeae.strips)
+            bad |= ~nodata_mask(raw, threshold=0.0)
         pixels = r.normalise(raw, bad, s)
         del raw
         return ImageData(

@@ -245,12 +245,20 @@ def run(args: argparse.Namespace) -> int:
             continue
         kept.append(i)
         if not len(r):
+            from edgeae.imageio import image_shape
+
+            h, w, _ = image_shape(f)
+            if min(h, w) < patch:
+                why = f"{w}x{h} px is smaller than one {patch}-px patch (the rest of it would be reflection)"
+            else:
+                why = ("a blank or dark image (12-bit data stored as 16-bit without an sBIT chunk reads dark), mostly "
+                       "no-data, or a wide --margin")  # fmt: skip
             log.warning(
-                "%s: no patch has --min-valid %g of valid pixels, so none is scored: a blank or dark image (12-bit "
-                "data stored as 16-bit without an sBIT chunk reads dark), mostly no-data, or a wide --margin; "
-                "lower --min-valid to score it anyway",
+                "%s: no patch has --min-valid %g of valid pixels, so none is scored: %s; lower --min-valid to score "
+                "it anyway",
                 f.name,
                 args.min_valid,
+                why,
             )
         if args.score == "terms-max" and len(r.score):
             from edgeae.anomaly.terms import frame_terms_max

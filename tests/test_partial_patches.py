@@ -1,0 +1,81 @@
+"""What a patch holds where it has no data (issue 12, no-data everywhere): reflected padding of a small image is
+not counted as data, a no-data part of a patch is filled with its surroundings' mean before scoring (not read as
+black, which ranked partial patches first), and a product that declares no no-data value has its zero-filled
+border read as no-data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tifffile = pytest.importorskip("tifffile")
+pytest.importorskip("cv2")
+
+from edgeae.strips import fill_nodata, iter_patch_blocks, iter_patches  # noqa: E402
+
+
+def test_fill_nodata_continues_the_local_mean_and_leaves_whole_bands_alone() -> None:
+    rng = np.random.default_rng(0)
+    pix = (0.6 + 0.02 * rng.standard_normal((40, 60, 1))).astype(np.float32)
+    valid = np.ones((40, 60), dtype=bool)
+    assert fill_nodata(pix, valid) is pix  # nothing to fill: no copy
+    valid[:, :6] = False
+    holed = pix.copy()
+    holed[~valid] = np.nan  # a NaN sample is no-data too; it must not spread
+    out = fill_nodata(holed, valid)
+    assert np.isfinite(out).all() and np.array_equal(out[valid], holed[valid])
+    assert np.abs(out[~valid] - 0.6).max() < 0.02  # the neighbours' level, not 0
+
+
+def test_a_no_data_edge_does_not_lift_a_patch(tmp_path: Path, moon: np.ndarray) -> None:
+    clean, holed = tmp_path / "clean.tif", tmp_path / "holed.tif"
+    img = (moon / 255.0).astype(np.float32)
+    tifffile.imwrite(clean, img)
+    img[:, :4] = np.nan  # 4 columns without data: the x = 0 patches are 15/16 valid
+    tifffile.imwrite(holed, img)
+
+    def edge_contrast(p: Path) -> list[float]:
+        # a patch's own standard deviation: what a black edge inside it would inflate
+        return [float(q.pixels.std()) for q in iter_patches(p, 64, min_valid=0.9) if q.x == 0]
+
+    a, b = edge_contrast(clean), edge_contrast(holed)
+    assert len(a) == len(b) == 8
+    assert max(abs(x - y) / x for x, y in zip(a, b, strict=True)) < 0.15  # read as black: +60 % and more
+    # iter_patch_blocks, which edgeae score and scan use, holds the same filled pixels
+    (blk,) = [b for b in iter_patch_blocks(holed, 64) if b.y0 == 0][:1]
+    first = blk.pixels(np.array([0]))[0]
+    assert np.isfinite(first).all() and first[..., :4].min() > 0.05
+
+
+def test_a_small_image_has_no_whole_patch(tmp_path: Path, moon: np.ndarray) -> None:
+    p = tmp_path / "tiny.tif"
+    tifffile.imwrite(p, moon[:40, :50])
+    assert list(iter_patches(p, 64, min_valid=1.0)) == []  # 2,000 of 4,096 pixels; the rest would be reflection
+    (q,) = list(iter_patches(p, 64))
+    assert q.valid_frac == 40 * 50 / 64**2
+
+
+def test_zero_filled_border_of_a_product_without_no_data_is_no_data(formats: Path) -> None:
+    pytest.importorskip("rasterio")
+    from edgeae.imageio import read_image
+
+    p = formats / "geotiff/ESP_037156_1800_RED.byte.tif"  # a HiRISE RDR: its black diamond declares no no-data
+    im = read_image(p)
+    assert im.extra["special_values"] == [] and 0.29 < 1 - im.valid.mean() < 0.31
+    kept = list(iter_patches(p, 64, min_valid=0.9))
+    assert kept and all(q.pixels.mean() > 0.2 for q in kept)  # no patch of the black margin is scored
+    # a product whose label declares its no-data value keeps only that (LOLA's Lambert map: 0 declared)
+    lam = read_image(formats / "geotiff/Lunar_LRO_LOLA_Shade_MAP2_90.0N20.0_LAMB.tif")
+    assert lam.extra["special_values"] == [0.0]
+
+
+def test_score_says_an_image_is_smaller_than_a_patch(tmp_path: Path, moon: np.ndarray, caplog) -> None:
+    pytest.importorskip("torch")
+    from edgeae.cli import main
+
+    p = tmp_path / "tiny.tif"
+    tifffile.imwrite(p, moon[:40, :50])
+    assert main(["score", str(p), "-o", str(tmp_path / "s.csv"), "--no-progress"]) == 0
+    assert "50x40 px is smaller than one 64-px patch" in caplog.text
