@@ -79,3 +79,20 @@ def test_score_says_an_image_is_smaller_than_a_patch(tmp_path: Path, moon: np.nd
     tifffile.imwrite(p, moon[:40, :50])
     assert main(["score", str(p), "-o", str(tmp_path / "s.csv"), "--no-progress"]) == 0
     assert "50x40 px is smaller than one 64-px patch" in caplog.text
+
+
+def test_a_scan_written_before_the_fill_is_not_resumed(tmp_path: Path) -> None:
+    import json
+
+    from edgeae.scan.pipeline import ModelSpec, ScanConfig
+    from edgeae.scan.state import ScanStateError, ScanStore
+
+    spec = ModelSpec(path="m.pt", model_id="m", artifact_hash="0" * 64, kind="vae", patch=64, channels=1)
+    cfg = ScanConfig(spec, stride=64)
+    old = cfg.to_dict()
+    del old["pixels"]  # scan.json of an earlier edgeae: no-data read as black
+    (tmp_path / "scan.json").write_text(json.dumps({"config": old}))
+    with pytest.raises(ScanStateError, match="read no-data inside a patch as black"):
+        ScanStore(tmp_path, cfg)
+    ScanStore(tmp_path, cfg, force=True)  # --force starts over
+    assert json.loads((tmp_path / "scan.json").read_text())["config"]["pixels"] == 2

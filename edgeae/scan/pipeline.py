@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 SCAN_SCORES = ("a", "terms-max", "local-z", "context-knn")  # the rankings a scan can write (``edgeae scan --score``)
 
 
+PIXELS_REVISION = 2  # see ScanConfig.pixels
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     """How every image is cut and scored; stored next to the results and checked on resume."""
@@ -52,6 +55,9 @@ class ScanConfig:
     margin: str | None = None  # a fixed margin counted as no-data: "N" or "TOP,BOTTOM,LEFT,RIGHT" pixels
     views: int = 1  # context-knn: latents of each patch's first N rotations and flips, averaged after scaling
     group: str | None = None  # context-knn: images whose names give the same match of this regex share a product
+    # how patches are read: 2 (session 28) fills no-data inside a patch with its surroundings' mean and counts a
+    # small image's reflected padding as missing; 1 (scans written before) read no-data as black, padding as data
+    pixels: int = PIXELS_REVISION
 
     def __post_init__(self) -> None:
         from edgeae.bayer import PATTERNS
@@ -100,6 +106,7 @@ class ScanConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanConfig:
+        d = {"pixels": 1, **d}  # a scan.json without it was written before session 28
         return cls(**{**d, "model": ModelSpec(**d["model"]), "quality": QualityFilter.from_dict(d.get("quality"))})
 
     def result_fingerprint(self) -> dict[str, Any]:
@@ -117,6 +124,7 @@ class ScanConfig:
             "score": self.score,
             "bayer": self.bayer,
             "margin": self.margin,
+            "pixels": self.pixels,
             # only where they apply, so scans made before these settings existed resume unchanged
             **({"views": self.views, "group": self.group} if self.score == "context-knn" else {}),
         }

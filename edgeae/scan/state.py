@@ -131,6 +131,12 @@ class ScanStore:
                         "runtime a zoo name picks depends on the CPU): pin it with --runtime tflite|onnx, or choose "
                         "another --out (or --force to restart)"
                     )
+                if other == {"pixels"}:
+                    raise ScanStateError(
+                        f"{self.out} holds a scan made by an earlier edgeae, which read no-data inside a patch as "
+                        "black and a small image's padding as data; scores of this version differ there: choose "
+                        "another --out (or --force to restart)"
+                    )
                 changes = "; ".join(
                     f"{k}: {before.get(k, '(none)')!r} -> {after.get(k, '(none)')!r}" for k in sorted(other)
                 )
