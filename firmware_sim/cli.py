@@ -83,8 +83,10 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
     mission = load_mission(args.mission)
     overrides: dict[str, dict[str, Any]] = {}
     if args.anomaly_model is not None:
+        _check_named_model("--anomaly-model", args.anomaly_model)
         overrides["anomaly"] = {"model": args.anomaly_model}
     if args.recon_model is not None:
+        _check_named_model("--recon-model", args.recon_model)
         overrides["reconstruction"] = {"model": args.recon_model}
     if args.threads is not None:
         overrides["runtime"] = {"threads": args.threads}
@@ -94,6 +96,33 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
         section, key, value = _parse_set(item)
         overrides.setdefault(section, {})[key] = _check_set_type(mission, section, key, value, item)
     return mission.with_overrides(**overrides) if overrides else mission
+
+
+def _check_named_model(flag: str, spec: str) -> None:
+    """A model named on the command line must exist, match the hash its export recorded (a ``.sha256`` sidecar
+    or ``parity.json`` beside it) and open in its runtime: refused here (exit 2), not flown without scoring as a
+    mission's own damaged model is (the flight loop's fault tolerance is for what happens in flight)."""
+    import hashlib
+
+    from .guard import golden_hash
+    from .onboard import resolve_model_file
+    from .runtime import load_artifact
+
+    path = resolve_model_file(spec)  # unknown zoo names: MissionError
+    if not path.is_file():
+        raise MissionError(f"{flag} {spec}: no such file")
+    expected, source = golden_hash(path, "")
+    if source != "first-load":
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != expected:
+            raise MissionError(
+                f"{flag} {path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the "
+                "file was damaged or changed after export"
+            )
+    try:
+        load_artifact(path, threads=1)
+    except Exception as exc:  # the runtimes raise their own types; the message is what matters
+        raise MissionError(f"{flag} {path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
 
 
 def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:

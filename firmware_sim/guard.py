@@ -4,12 +4,14 @@ The runtime keeps each model artifact's bytes in memory (the weight image an SEU
 4 KiB block. :meth:`ModelGuard.scrub` recomputes the CRCs; on a mismatch it reloads the golden copy from
 storage (after checking its SHA-256 against the golden hash) and rebuilds the interpreter session, so the
 upset lives at most until the next scrub. At load, a file whose SHA-256 differs from the golden hash (from
-the mission file, else a ``<file>.sha256`` sidecar) is refused; a configured fallback copy is tried next.
+the mission file, else a ``<file>.sha256`` sidecar, else the export's ``parity.json`` beside it) is refused;
+a configured fallback copy is tried next.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +35,8 @@ def block_crcs(image: np.ndarray, block: int = BLOCK) -> np.ndarray:
 
 
 def golden_hash(path: Path, declared: str) -> tuple[str, str]:
-    """The hash a model file must have and where it came from: mission, sidecar, or first load."""
+    """The hash a model file must have and where it came from: the mission, a ``<file>.sha256`` sidecar, the
+    ``parity.json`` that ``edgeae export`` wrote beside it, or (none of those) the file as first loaded."""
     if declared:
         return declared.lower(), "mission"
     side = path.with_name(path.name + ".sha256")
@@ -41,7 +44,27 @@ def golden_hash(path: Path, declared: str) -> tuple[str, str]:
         text = side.read_text(encoding="utf-8").split()
         if text:
             return text[0].lower(), "sidecar"
+    exported = parity_hash(path)
+    if exported:
+        return exported, "parity.json"
     return hashlib.sha256(path.read_bytes()).hexdigest(), "first-load"
+
+
+def parity_hash(path: Path) -> str | None:
+    """The SHA-256 that the export's ``parity.json`` beside ``path`` records for a file of that name, if any
+    (an unreadable or foreign parity.json counts as none: the sidecar and the mission are the firm sources)."""
+    record = path.with_name("parity.json")
+    try:
+        if not record.is_file() or record.stat().st_size > 8 << 20:
+            return None
+        doc = json.loads(record.read_text(encoding="utf-8"))
+        for entry in doc.get("artifacts", []) if isinstance(doc, dict) else []:
+            if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
+                sha = str(entry.get("sha256") or "").lower()
+                return sha if len(sha) == 64 else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return None
 
 
 @dataclass

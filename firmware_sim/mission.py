@@ -418,4 +418,24 @@ def load_mission(spec: str | Path) -> Mission:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise MissionError(f"{path}: cannot read mission file ({exc})") from exc
+    _models_beside(data, path.parent)
     return mission_from_dict(data, source=str(path))
+
+
+MODEL_FIELDS = (("anomaly", "model"), ("anomaly", "fallback"), ("reconstruction", "model"))
+ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
+
+
+def _models_beside(data: dict[str, Any], folder: Path) -> None:
+    """A relative model path in a mission file names a file beside the mission file (as a config file's paths
+    do), whatever folder the command runs from; when no such file exists there the path is left as written
+    (read from the current folder, as before)."""
+    for section, key in MODEL_FIELDS:
+        sec = data.get(section)
+        if not isinstance(sec, dict):
+            continue
+        value = sec.get(key)
+        if not isinstance(value, str) or not value or value.startswith("zoo:") or Path(value).is_absolute():
+            continue
+        if Path(value).suffix.lower() in ARTIFACT_SUFFIXES and (folder / value).is_file():
+            sec[key] = str(folder / value)

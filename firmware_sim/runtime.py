@@ -45,6 +45,18 @@ def _check_file(path: Path) -> None:
         raise FileNotFoundError(f"model artifact {path} does not exist")
     if path.suffix not in ONNX_SUFFIXES + TFLITE_SUFFIXES:
         raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; expected .onnx, .ort or .tflite")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ArtifactError(f"{path}: empty file (0 bytes): not a model artifact")
+    tflite = head[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    if tflite and path.suffix in ONNX_SUFFIXES:
+        raise ArtifactError(f"{path}: this is a TFLite flatbuffer (TFL3), not {path.suffix}: name it .tflite")
+    if path.suffix == ".ort" and head[4:8] != b"ORTM":
+        raise ArtifactError(f"{path}: not an ONNX Runtime (.ort) file (no ORTM identifier)")
+    if not tflite and path.suffix in TFLITE_SUFFIXES:
+        what = " (an ONNX Runtime .ort file: name it .ort)" if head[4:8] == b"ORTM" else ""
+        raise ArtifactError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier){what}")
 
 
 # ---------------------------------------------------------------------------------------------- metadata

@@ -465,3 +465,61 @@ def test_a_refused_first_boot_leaves_nothing(tmp_path: Path, models: dict[str, P
     with pytest.raises(MissionError):
         FlightRuntime(m, tmp_path / "mine")
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
+
+
+# ----------------------------------------------------------------------------- export audit: models named
+def test_a_relative_model_path_in_a_mission_file_is_beside_the_file(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, frames = cli_setup
+    sub = d / "missions"
+    sub.mkdir()
+    (sub / "vae.onnx").write_bytes((d / "vae.onnx").read_bytes())
+    text = (d / "m.toml").read_text().replace(str(d / "vae.onnx"), "vae.onnx")
+    (sub / "rel.toml").write_text(text)
+    elsewhere = d / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # was read from the current folder: "does not exist"
+    assert main(["run", "--mission", str(sub / "rel.toml"), "--frames", frames[0], "--out", str(d / "r")]) == 0
+    s = json.loads((d / "r" / "summary.json").read_text())
+    assert s["frames"]["downlinked"] + s["frames"].get("queued", 0) == 1
+
+
+def test_a_model_named_on_the_command_line_is_checked_before_the_run(
+    cli_setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    d, frames = cli_setup
+    args = ["run", "--mission", str(d / "m.toml"), "--frames", frames[0], "--out", str(d / "o"), "--anomaly-model"]
+    (d / "empty.onnx").write_bytes(b"")
+    assert main([*args, str(d / "empty.onnx")]) == 2
+    assert "empty file (0 bytes)" in capsys.readouterr().err
+    (d / "renamed.onnx").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    assert main([*args, str(d / "renamed.onnx")]) == 2
+    assert "this is a TFLite flatbuffer (TFL3), not .onnx" in capsys.readouterr().err
+    assert main([*args, str(d / "nope.onnx")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    # a bit flipped after export: parity.json beside it records the exported file's SHA-256
+    good = (d / "vae.onnx").read_bytes()
+    record = {"artifacts": [{"path": "runs/x/flipped.onnx", "sha256": hashlib.sha256(good).hexdigest()}]}
+    (d / "parity.json").write_text(json.dumps(record))
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x10
+    (d / "flipped.onnx").write_bytes(bytes(bad))
+    assert main([*args, str(d / "flipped.onnx")]) == 2
+    assert "differs from the" in capsys.readouterr().err
+    assert not (d / "o").exists()  # refused before anything was written
+
+
+def test_golden_hash_reads_the_exports_parity_record(tmp_path: Path) -> None:
+    from edgeae.firmware_sim.guard import golden_hash
+
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"model")
+    assert golden_hash(f, "")[1] == "first-load"
+    (tmp_path / "parity.json").write_text(json.dumps({"artifacts": [{"path": "a/m.tflite", "sha256": "ab" * 32}]}))
+    assert golden_hash(f, "") == ("ab" * 32, "parity.json")
+    assert golden_hash(f, "CD" * 32) == ("cd" * 32, "mission")  # the mission's own hash comes first
+    (tmp_path / "parity.json").write_text("{not json")
+    assert golden_hash(f, "")[1] == "first-load"  # a broken record is no record
