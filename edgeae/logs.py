@@ -57,6 +57,9 @@ def quiet_environment() -> None:
         os.environ.setdefault(key, value)
 
 
+_CHATTY = ("matplotlib.font_manager",)  # kept at INFO even with -v: 2,493 of a 2-epoch training log's 2,508 lines
+
+
 def setup(verbose: bool = False) -> None:
     """Configure logging and warnings for a command-line run (idempotent)."""
     root = logging.getLogger()
@@ -73,6 +76,8 @@ def setup(verbose: bool = False) -> None:
         logging.getLogger("edgeae").setLevel(logging.DEBUG)
         for name in (*_THIRD_PARTY, "py.warnings"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+        for name in _CHATTY:  # thousands of debug lines (font scoring) that bury the run's own
+            logging.getLogger(name).setLevel(logging.INFO)
         warnings.simplefilter("default")
         return
     quiet_environment()
@@ -89,7 +94,7 @@ def session(verbose: bool = False) -> Iterator[None]:
     """:func:`setup` for the length of one command, then the logging and warnings state as it was before
     (so calling ``main()`` from Python, or from a test, leaves the caller's configuration alone)."""
     root = logging.getLogger()
-    names = ("edgeae", "py.warnings", *_THIRD_PARTY)
+    names = ("edgeae", "py.warnings", *_THIRD_PARTY, *_CHATTY)
     levels = {n: logging.getLogger(n).level for n in names}
     root_level, handlers = root.level, list(root.handlers)
     capturing = getattr(logging, "_warnings_showwarning", None) is not None

@@ -30,8 +30,10 @@ def test_verbose_shows_everything(capsys: pytest.CaptureFixture[str]) -> None:
     with logs.session(verbose=True):
         logging.getLogger("numexpr.utils").warning("third-party chatter")
         logging.getLogger("edgeae.x").debug("edgeae detail")
+        logging.getLogger("matplotlib.font_manager").debug("findfont: score 10.05")  # thousands per training run
     err = capsys.readouterr().err
-    assert "third-party chatter" in err and "edgeae detail" in err
+    assert "third-party chatter" in err and "edgeae detail" in err and "findfont" not in err
+    assert logging.getLogger("matplotlib.font_manager").level == logging.NOTSET  # restored after
 
 
 def test_native_stderr_is_captured(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:

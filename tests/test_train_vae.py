@@ -23,8 +23,13 @@ def test_config_channels_follow_the_data_and_old_configs_load() -> None:
         VAETrainConfig(out="x", data="rover_rgb_v2", channels=1)
     with pytest.raises(ValueError, match="unknown VAE training data"):
         VAETrainConfig(out="x", data="nope")
-    old = {"out": "x", "channels": 1, "widths": [8, 8, 8, 8], "hirise": True, "removed_key": 1}
+    old = {"out": "x", "channels": 1, "widths": [8, 8, 8, 8], "hirise": True}  # no kind, fewer keys: it loads
     assert VAETrainConfig.from_dict(old).widths == (8, 8, 8, 8)
+    # an unknown key is refused, not dropped: a CAE config (its mode, variant, ...) once loaded as a VAE's
+    with pytest.raises(ValueError, match="does not know: removed_key"):
+        VAETrainConfig.from_dict({**old, "removed_key": 1})
+    with pytest.raises(ValueError, match="config of a CAE run"):
+        VAETrainConfig.from_dict({"kind": "cae", "out": "x"})
 
 
 def _stub_calibrate(*args: Any, **kwargs: Any) -> dict[str, Any]:

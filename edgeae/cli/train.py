@@ -7,15 +7,123 @@ Other model kinds add a second level here: a module listed in ``EXTRA_KINDS`` th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError, positive_int
+from edgeae.train.resume import EXIT_BUDGET, EXIT_SIGINT, EXIT_SIGTERM  # standard library only: --help stays fast
 
 # extra train kinds: name -> module defining register_cli(subparsers) and run_cli(args)
 EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.cli.train_vae"}
+
+
+# the exit statuses of a run that stopped before it was complete (edgeae.train.resume.stop_exit_status)
+EXIT_STATUS_HELP = (
+    f"Exit status: 0 when the run completed (and, with --zoo-name, was installed); {EXIT_BUDGET} when --time-budget "
+    f"stopped it and {EXIT_SIGINT} / {EXIT_SIGTERM} when SIGINT / SIGTERM did (last.pt saved: continue with --resume "
+    "RUN_DIR; nothing is installed, and a chain such as: edgeae train ... && python -m edgeae.train.gate ... stops "
+    "there); 2 for a refused command or a failed run."
+)
+# flags that only mean something in one --mode (flag dest -> modes that use it): refused with another mode
+MODE_FLAGS: dict[str, tuple[str, ...]] = {
+    "destroy": ("fixed",),
+    "destroy_range": ("gt",),
+    "coverage_range": ("colour-noise",),
+}
+
+
+@contextlib.contextmanager
+def training_log() -> Iterator[None]:
+    """Show the trainers' progress lines (data, precision, warm start, resume, one line per epoch, early stop,
+    stops, calibration) without ``-v``: the ``edgeae.train`` loggers at INFO for the length of the command. The
+    rest of edgeae keeps the quiet default of :mod:`edgeae.logs`; with ``-v`` nothing changes."""
+    logger = logging.getLogger("edgeae.train")
+    old = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def resolved_root(data_root: str | None) -> str | None:
+    """``--data-root`` as the config keeps it: absolute, so a resume from another working directory finds it."""
+    return None if data_root is None else str(Path(data_root).resolve())
+
+
+def refuse_out_on_resume(args: argparse.Namespace) -> None:
+    """``--out`` with ``--resume``: a resumed run continues in its own folder; another folder is refused."""
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise CLIError(
+            f"--out {args.out}: a resumed run continues in its own folder (--resume {args.resume}); to train a copy "
+            f"elsewhere, start a new run with --out {args.out} --init {Path(args.resume) / 'best.pt'}"
+        )
+
+
+def check_resume_kind(args: argparse.Namespace, kind: str) -> Path:
+    """The ``config.json`` of ``--resume RUN_DIR`` after checking that the run is one of ``kind`` (before anything
+    is read or written: a CAE run handed to ``train vae`` is named, not rewritten)."""
+    from edgeae.train.resume import run_kind
+
+    cfg_file = Path(args.resume) / "config.json"
+    if not cfg_file.is_file():
+        raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+    found = run_kind(args.resume)
+    if found is not None and found != kind:
+        raise CLIError(
+            f"--resume {args.resume}: {args.resume} is a {found.upper()} run; use edgeae train {found} --resume "
+            f"{args.resume}"
+        )
+    return cfg_file
+
+
+def add_zoo_args(parser: argparse.ArgumentParser) -> None:
+    """``--zoo-name`` / ``--force`` of both trainers."""
+    parser.add_argument(
+        "--zoo-name",
+        default=None,
+        metavar="NAME",
+        help="when the run completes, also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json (NAME: "
+        "lower-case letters, digits, - and _); a registered zoo model is only replaced by one of the same kind, "
+        "channels and architecture",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="with --zoo-name: replace a registered zoo model even if it differs"
+    )
+
+
+def check_zoo_args(
+    args: argparse.Namespace,
+    kind: str,
+    channels: int | None,
+    architecture: dict[str, Any],
+    parameters: Callable[[], int] | None = None,
+) -> None:
+    """Refuse an unsafe or mismatched ``--zoo-name`` before training (:func:`edgeae.zoo.check_install`);
+    ``parameters``: a function giving the parameter count of the model the run trains (called only when needed)."""
+    if args.force and not args.zoo_name:
+        raise CLIError("--force only applies with --zoo-name")
+    if args.zoo_name:
+        from edgeae.zoo import ZOO, check_install
+
+        count = parameters() if parameters is not None and args.zoo_name in ZOO and not args.force else None
+        check_install(args.zoo_name, kind, channels, architecture, count, force=args.force)
+
+
+def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool) -> None:
+    """``--zoo-name``: install a complete run's best.pt and metrics.json (:func:`edgeae.zoo.install`)."""
+    if zoo_name and metrics.get("complete"):
+        from edgeae.zoo import install
+
+        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json', force=force)} and .json")
+    elif zoo_name:
+        print(f"zoo: {zoo_name} not installed: the run is not complete")
 
 
 # --widths when not given: the published CAE's, and for unet2h the shipped flight model's (within its budget)
@@ -92,6 +200,15 @@ def data_arg(data: str) -> str:
     return data if data in SPLITS or not Path(data).is_dir() else str(Path(data).resolve())
 
 
+def refuse_mode_flags(args: argparse.Namespace, mode: str) -> None:
+    """A mask or noise flag given with a ``--mode`` that does not use it is refused, not silently ignored."""
+    given = given_flags(args)
+    for dest, modes in MODE_FLAGS.items():
+        if dest in given and mode not in modes:
+            flag = "--" + dest.replace("_", "-")
+            raise CLIError(f"{flag} applies to --mode {' / '.join(modes)}, not to --mode {mode}; leave it out")
+
+
 def refuse_resume_changes(args: argparse.Namespace, saved: object, fields: dict[str, str]) -> None:
     """``--resume`` continues a run as it was configured: a flag given with it that would change the run's data or
     training (``fields``: flag dest -> config field) is refused with what the run has, not silently ignored."""
@@ -128,7 +245,10 @@ def where_it_continues(args: argparse.Namespace) -> dict[str, Any]:
     """``--device`` / ``--data-root`` given with ``--resume``: where the run continues (a lent GPU, data moved),
     not what it trains on (the data's manifest hash is checked on resume)."""
     given = given_flags(args)
-    return {dest: getattr(args, dest) for dest in ("device", "data_root") if dest in given}
+    out: dict[str, Any] = {dest: getattr(args, dest) for dest in ("device", "data_root") if dest in given}
+    if "data_root" in out:
+        out["data_root"] = resolved_root(out["data_root"])
+    return out
 
 
 def record_flag_defaults(parser: argparse.ArgumentParser) -> None:
@@ -173,9 +293,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="train a model (cae; vae)",
         description="Train a CAE / gt-CAE (edgeae train cae) or the anomaly β-VAE (edgeae train vae) on a named "
         "dataset or a folder of images; see edgeae train KIND --help.",
+        epilog=EXIT_STATUS_HELP,
     )
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
-    c = kinds.add_parser("cae", help="train a CAE / gt-CAE", description="Train a CAE on random 128x128 crops.")
+    c = kinds.add_parser(
+        "cae",
+        help="train a CAE / gt-CAE",
+        description="Train a CAE on random 128x128 crops. Progress lines (one per epoch) go to stderr.",
+        epilog=EXIT_STATUS_HELP,
+    )
     c.add_argument(
         "--data",
         default=None,
@@ -186,7 +312,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         default=None,
         help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
-        "may be raised)",
+        "may be raised; a complete run only with a larger --epochs)",
     )
     c.add_argument(
         "--init",
@@ -198,7 +324,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument(
         "--time-budget",
         default=None,
-        help="stop cleanly with a checkpoint after this much wall time, e.g. 90m, 2h, 1h30m (resume later)",
+        help="stop cleanly with a checkpoint after this much wall time, e.g. 90m, 2h, 1h30m (resume later; the "
+        "command then exits with status 75)",
     )
     c.add_argument(
         "--mode",
@@ -207,7 +334,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE",
     )
     c.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
-    c.add_argument("--crops", type=int, default=3000, help="training crops per epoch, drawn afresh every epoch")
+    c.add_argument(
+        "--crops", type=int, default=3000,
+        help="training crops per epoch, drawn afresh every epoch (rounded down to whole batches of --batch-size)",
+    )  # fmt: skip
     c.add_argument("--val-crops", type=int, default=400, help="validation crops from the val files")
     c.add_argument(
         "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
@@ -265,9 +395,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "the run's recipe: other values draw other crops",
     )  # fmt: skip
     c.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
-    c.add_argument(
-        "--zoo-name", default=None, help="also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json"
-    )
+    add_zoo_args(c)
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     record_flag_defaults(c)
     for kind, module_name in EXTRA_KINDS.items():
@@ -291,9 +419,15 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "_kind_run", None):
-        return int(args._kind_run(args) or 0)
+        with training_log():
+            return int(args._kind_run(args) or 0)
     if args.kind != "cae":
         raise CLIError("choose what to train: edgeae train cae ... (see edgeae train cae --help)")
+    with training_log():
+        return _run_cae(args)
+
+
+def _run_cae(args: argparse.Namespace) -> int:
     from edgeae.train.cae import CAETrainConfig, train_cae
     from edgeae.train.resume import parse_duration
 
@@ -306,9 +440,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         from edgeae.train.cae import load_config
 
-        cfg_file = Path(args.resume) / "config.json"
-        if not cfg_file.is_file():
-            raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+        cfg_file = check_resume_kind(args, "cae")
+        refuse_out_on_resume(args)
         saved = load_config(cfg_file)
         refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
         changes: dict[str, object] = {"out": str(args.resume), "time_budget": budget}
@@ -320,10 +453,12 @@ def run(args: argparse.Namespace) -> int:
             changes["progress"] = False
         changes |= where_it_continues(args)
         cfg = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
+        _check_cae_zoo(args, cfg)
         metrics = train_cae(cfg, resume=True)
-        return _report(metrics, Path(args.resume), args.zoo_name)
+        return _report(metrics, Path(args.resume), args.zoo_name, args.force)
     if not args.data or not args.out:
         raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
+    refuse_mode_flags(args, args.mode)
     cfg = CAETrainConfig(
         data=data_arg(args.data),
         out=args.out,
@@ -351,13 +486,34 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         data_workers=args.data_workers,
-        data_root=args.data_root,
+        data_root=resolved_root(args.data_root),
         progress=not args.no_progress,
         init=args.init,
         val_seed=_val_seed(args),
     )
+    _check_cae_zoo(args, cfg)
     metrics = train_cae(cfg)
-    return _report(metrics, Path(args.out), args.zoo_name)
+    return _report(metrics, Path(args.out), args.zoo_name, args.force)
+
+
+def _check_cae_zoo(args: argparse.Namespace, cfg: Any) -> None:
+    """``--zoo-name`` checks before training: the channels come from the data (a folder's first image)."""
+    if not args.zoo_name and not args.force:
+        return
+    from edgeae.train.cae import split_data
+
+    channels = cfg.channels
+    if channels is None and args.zoo_name:
+        train_files, _ = split_data(cfg)
+        channels = cfg.resolved_channels(train_files[0])
+    arch = {"variant": cfg.variant, "widths": list(cfg.widths), "tile": cfg.tile}
+
+    def parameters() -> int:
+        from edgeae.models.cae import build, count_parameters
+
+        return int(count_parameters(build(dataclasses.replace(cfg.architecture(), channels=channels or 3))))
+
+    check_zoo_args(args, "cae", channels, arch, parameters)
 
 
 def _val_seed(args: argparse.Namespace) -> int | None:
@@ -371,11 +527,18 @@ def _val_seed(args: argparse.Namespace) -> int | None:
         raise CLIError(f"--init {args.init}: {exc}") from exc
 
 
-def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None) -> int:
-    if not metrics.get("complete", True) and "best_epoch" not in metrics:
-        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with --resume {out}")
-        return 0
-    if metrics.get("stopped"):
+def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:
+    """Print the result; return 0 for a complete run, the stop's exit status (75, 130, 143) for a stopped one."""
+    from edgeae.train.resume import stop_exit_status
+
+    status = 0 if metrics.get("complete") else stop_exit_status(metrics.get("stop") or "budget")
+    if not metrics.get("complete") and "best_epoch" not in metrics:
+        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with: edgeae train cae "
+              f"--resume {out}")  # fmt: skip
+        if zoo_name:
+            print(f"zoo: {zoo_name} not installed: the run is not complete")
+        return status
+    if not metrics.get("complete"):
         print(f"{metrics['stopped']}; continue with: edgeae train cae --resume {out}")
     print(
         f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
@@ -383,8 +546,5 @@ def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None) -> int:
     )
     for level, m in metrics.get("val_levels", {}).items():
         print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
-    if zoo_name:
-        from edgeae.zoo import install
-
-        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
-    return 0
+    install_into_zoo(metrics, out, zoo_name, force)
+    return status

@@ -10,10 +10,18 @@ from typing import Any
 
 from edgeae.cli import CLIError, positive_int
 from edgeae.cli.train import (
+    EXIT_STATUS_HELP,
     add_precision_args,
+    add_zoo_args,
+    check_resume_kind,
+    check_zoo_args,
+    given_flags,
+    install_into_zoo,
     precision_arg,
     record_flag_defaults,
+    refuse_out_on_resume,
     refuse_resume_changes,
+    resolved_root,
     where_it_continues,
 )
 
@@ -36,7 +44,9 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "vae",
         help="train the anomaly β-VAE",
         description="Train the β-VAE on 64x64 patches of a named dataset (grey orbital or RGB rover); tune λ and "
-        "the threshold on validation data. Resumable: --time-budget stops cleanly, --resume RUN_DIR continues.",
+        "the threshold on validation data. Resumable: --time-budget stops cleanly, --resume RUN_DIR continues. "
+        "Progress lines (one per epoch, then the calibration) go to stderr.",
+        epilog=EXIT_STATUS_HELP,
     )
     v.add_argument(
         "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
@@ -46,12 +56,13 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         default=None,
         help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
-        "may be raised)",
+        "may be raised; a complete run only with a larger --epochs)",
     )
     v.add_argument(
         "--time-budget",
         default=None,
-        help="stop cleanly with a checkpoint after this much wall time, e.g. 60m, 1h30m (continue with --resume)",
+        help="stop cleanly with a checkpoint after this much wall time, e.g. 60m, 1h30m (continue with --resume; "
+        "the command then exits with status 75)",
     )
     v.add_argument(
         "--data",
@@ -60,7 +71,10 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help=f"training registration (edgeae.datasets; default {d['data']}); orbital_* are grey, rover_* RGB",
     )
     v.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['epochs']})")
-    v.add_argument("--crops", type=int, default=d["crops"], help="fresh random patches per epoch")
+    v.add_argument(
+        "--crops", type=int, default=d["crops"],
+        help="fresh random patches per epoch (rounded down to whole batches of --batch-size)",
+    )  # fmt: skip
     v.add_argument(
         "--val-crops", type=int, default=d["val_crops"], help=f"validation patches (default {d['val_crops']})"
     )
@@ -68,16 +82,22 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.add_argument("--latent", type=int, default=d["latent"], help=f"latent dimension (default {d['latent']})")
     v.add_argument("--widths", type=_widths, default=d["widths"], help="four encoder widths")
     v.add_argument("--beta", type=float, default=d["beta"], help=f"weight β of the KL term (default {d['beta']})")
-    v.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate (default {d['lr']})")
+    v.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate in (0, 1) (default {d['lr']})")
     v.add_argument("--seed", type=int, default=d["seed"], help="seed of patches, noise and initial weights")
-    v.add_argument("--no-hirise", action="store_true", help="grey: do not add HiRISE class-0 landmark crops")
-    v.add_argument("--msl-ground", action="store_true", help="RGB: add the MSL 'ground' images of the train sols")
+    v.add_argument("--no-hirise", action="store_true", help="grey data only: do not add HiRISE class-0 landmark crops")
+    v.add_argument(
+        "--msl-ground", action="store_true", help="RGB data only: add the MSL 'ground' images of the train sols"
+    )
     v.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
     add_precision_args(v)
-    v.add_argument("--device", default=d["device"], help="auto | cpu | cuda | cuda:N")
+    v.add_argument(
+        "--device", default=d["device"],
+        help=f"auto | cpu | cuda | cuda:N (default {d['device']}, unlike train cae's auto: the zoo's VAEs were trained "
+        "on CPUs; on CUDA --no-bf16 is float32, the default there)",
+    )  # fmt: skip
     v.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     v.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
-    v.add_argument("--zoo-name", default=None, help="also copy best.pt and metrics.json into the zoo weights")
+    add_zoo_args(v)
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     record_flag_defaults(v)
     return v
@@ -102,16 +122,15 @@ VAE_FLAG_FIELDS: dict[str, str] = {
 
 def run_cli(args: argparse.Namespace) -> int:
     from edgeae.train.resume import parse_duration
-    from edgeae.train.vae import VAETrainConfig, load_config, train_vae
+    from edgeae.train.vae import DATASETS, VAETrainConfig, load_config, train_vae
 
     try:
         budget = parse_duration(args.time_budget)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
     if args.resume:
-        cfg_file = Path(args.resume) / "config.json"
-        if not cfg_file.is_file():
-            raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
+        cfg_file = check_resume_kind(args, "vae")
+        refuse_out_on_resume(args)
         saved = load_config(cfg_file)
         refuse_resume_changes(args, saved, VAE_FLAG_FIELDS)
         changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget}
@@ -123,9 +142,14 @@ def run_cli(args: argparse.Namespace) -> int:
             changes["progress"] = False
         changes |= where_it_continues(args)
         cfg = dataclasses.replace(saved, **changes)
-        return _report(train_vae(cfg, resume=True), Path(args.resume), args.zoo_name)
+        _check_vae_zoo(args, cfg)
+        return _report(train_vae(cfg, resume=True), Path(args.resume), args.zoo_name, args.force)
     if not args.out:
         raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")
+    if args.no_hirise and DATASETS[args.data] != 1:
+        raise CLIError(f"--no-hirise applies to grey data (orbital_*); --data {args.data} adds no HiRISE crops")
+    if "msl_ground" in given_flags(args) and DATASETS[args.data] != 3:
+        raise CLIError(f"--msl-ground applies to RGB data (rover_*); --data {args.data} is grey")
     cfg = VAETrainConfig(
         out=args.out,
         data=args.data,
@@ -145,25 +169,41 @@ def run_cli(args: argparse.Namespace) -> int:
         time_budget=budget,
         device=args.device,
         threads=args.threads,
-        data_root=args.data_root,
+        data_root=resolved_root(args.data_root),
         progress=not args.no_progress,
     )
-    return _report(train_vae(cfg), Path(args.out), args.zoo_name)
+    _check_vae_zoo(args, cfg)
+    return _report(train_vae(cfg), Path(args.out), args.zoo_name, args.force)
 
 
-def _report(m: dict[str, Any], out: Path, zoo_name: str | None) -> int:
-    if not m.get("complete", True):
+def _check_vae_zoo(args: argparse.Namespace, cfg: Any) -> None:
+    arch = {"widths": list(cfg.widths), "latent": cfg.latent, "patch": cfg.patch}
+
+    def parameters() -> int:
+        from edgeae.models.vae import VAE, VAEConfig, count_parameters
+
+        return int(count_parameters(VAE(VAEConfig(cfg.n_channels, cfg.widths, cfg.latent, cfg.patch))))
+
+    check_zoo_args(args, "vae", cfg.n_channels, arch, parameters)
+
+
+def _report(m: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:
+    """Print the result; return 0 for a complete run, the stop's exit status (75, 130, 143) for a stopped one."""
+    from edgeae.train.resume import stop_exit_status
+
+    if not m.get("complete"):
         print(f"{m.get('stopped')} at epoch {m.get('epoch')}, batch {m.get('batch')}; continue with: "
               f"edgeae train vae --resume {out}")  # fmt: skip
-        return 0
+        if zoo_name:
+            print(f"zoo: {zoo_name} not installed: the run is not complete")
+        return stop_exit_status(m.get("stop") or "budget")
     c = m["calibration"]
+    base = c.get("baseline_patch_std_ap")
+    baseline = f", patch-std baseline {base:.3f}" if isinstance(base, float) else ""
     print(
         f"best epoch {m['best_epoch']}  val loss {m['val_loss']:.2f}  parameters {m['parameters']:,}  "
-        f"λ {c['lambda']:.4g} (AP {c['lambda_ap']:.3f} on {c['lambda_feature']})  "
+        f"λ {c['lambda']:.4g} (in-sample AP {c['lambda_ap']:.3f}{baseline} on {c['lambda_feature']})  "
         f"threshold {c['threshold']:.4g}  -> {out / 'best.pt'}"
     )
-    if zoo_name:
-        from edgeae.zoo import install
-
-        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json')} and .json")
+    install_into_zoo(m, out, zoo_name, force)
     return 0

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.train.corrupt import MODES, Corruption, corrupt, corrupt_at, sample_seed
+from edgeae.train.corrupt import MODES, Corruption, corrupt, corrupt_at, corrupt_keep, sample_seed
 from edgeae.train.crops import Augment
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,12 @@ class CAETrainConfig:
         raise ValueError(f"channels not given and {self.data!r} is not a named dataset: pass channels 1 or 3")
 
     @property
+    def crops_per_epoch(self) -> int:
+        """The crops an epoch trains on: whole batches only, ``crops`` rounded down to a multiple of ``batch_size``
+        (at least one batch). The VAE trainer follows the same rule."""
+        return max(1, self.crops // self.batch_size) * self.batch_size
+
+    @property
     def resolved_val_seed(self) -> int:
         """The seed of the validation crops and masks: ``val_seed``, else ``seed``."""
         return self.seed if self.val_seed is None else self.val_seed
@@ -166,7 +172,10 @@ class CAETrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CAETrainConfig:
-        d = dict(d)
+        """The config of a ``config.json`` (its ``kind`` must be ``cae`` where present; unknown keys refused)."""
+        from edgeae.train.common import config_fields
+
+        d = config_fields(cls, d, "cae")
         for k in ("widths", "destroy_range", "coverage_range"):
             if k in d:
                 d[k] = tuple(d[k])
@@ -206,6 +215,15 @@ def _predict(model: Any, x: np.ndarray, device: Any, batch: int = 64) -> np.ndar
 def validation_crops(config: CAETrainConfig, val_files: list[Path], channels: int) -> tuple[np.ndarray, np.ndarray]:
     """(clean, corrupted) validation crops of a run: the same crops and masks every time for one config
     (seeded by :attr:`CAETrainConfig.resolved_val_seed`), so checkpoints can be compared on them later."""
+    clean, corrupted, _keep = validation_set(config, val_files, channels)
+    return clean, corrupted
+
+
+def validation_set(
+    config: CAETrainConfig, val_files: list[Path], channels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`validation_crops` plus the bool (N, H, W) masks of the pixels each corrupted crop keeps (None for
+    ``plain`` and ``colour-noise``, which keep no pixel known: their PSNR is over every pixel)."""
     from edgeae.train.crops import load_masters, sample_crops
 
     vseed = config.resolved_val_seed
@@ -213,8 +231,11 @@ def validation_crops(config: CAETrainConfig, val_files: list[Path], channels: in
     clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, rng, Augment.none())
     # sparse masks only (no known blocks), so runs with and without them validate on the same inputs
     spec = dataclasses.replace(config.corruption, known_blocks=0.0)
-    corrupted = np.stack([corrupt(c, spec, sample_seed(vseed, -1, i))[0] for i, c in enumerate(clean)])
-    return clean, corrupted
+    parts = [corrupt_keep(c, spec, sample_seed(vseed, -1, i)) for i, c in enumerate(clean)]
+    corrupted = np.stack([x for x, _, _ in parts])
+    keeps = [k for _, _, k in parts]
+    keep = None if any(k is None for k in keeps) else np.stack([k for k in keeps if k is not None])
+    return clean, corrupted, keep
 
 
 def compare_on_validation(
@@ -224,15 +245,32 @@ def compare_on_validation(
     run folder ``run`` (its ``config.json``): exactly the crops and masks that run's ``metrics.json`` used, so
     a fine-tune and the model it started from compare on equal terms."""
     from edgeae.checkpoint import load_checkpoint
+    from edgeae.train.resume import run_kind
 
-    config = load_config(Path(run) / "config.json")
+    cfg_file = Path(run) / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{run}: no config.json there (not a training run folder)")
+    kind = run_kind(run)
+    if kind not in (None, "cae"):
+        raise ValueError(f"{run} is a {kind.upper()} run: checkpoints are compared on a CAE run's validation crops")
+    config = load_config(cfg_file)
     train_files, val_files = split_data(config)
-    clean, _ = validation_crops(config, val_files, config.resolved_channels(train_files[0]))
+    channels = config.resolved_channels(train_files[0])
+    loaded = {}
+    for ck in checkpoints:  # all checked before the validation crops are drawn
+        c = load_checkpoint(ck)
+        if c.metadata.kind != "cae" or c.metadata.channels != channels:
+            raise ValueError(
+                f"{ck}: a {c.metadata.kind.upper()} with {c.metadata.channels} channel(s); the run {run} validates "
+                f"CAEs of {channels} channel(s)"
+            )
+        loaded[ck] = c.model
+    clean, _ = validation_crops(config, val_files, channels)
     dev = require("torch").device(device)
     seed, pattern = config.resolved_val_seed + 10_000, config.corruption.pattern
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for ck in checkpoints:
-        out[ck] = level_metrics(load_checkpoint(ck).model.to(dev), clean, dev, EVAL_LEVELS, seed=seed, pattern=pattern)
+    for ck, model in loaded.items():
+        out[ck] = level_metrics(model.to(dev), clean, dev, EVAL_LEVELS, seed=seed, pattern=pattern)
     return out
 
 
@@ -258,10 +296,12 @@ def level_metrics(
 def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) one training; return the metrics (also in ``out/metrics.json``).
 
-    Each epoch draws ``config.crops`` fresh crops from the master images (seeded by ``(seed, epoch)``), so
-    the data is streamed rather than one precomputed array, and a resumed run sees exactly the batches an
-    uninterrupted one would. ``out/last.pt`` is written at every epoch end, every few minutes and when the
-    time budget or a SIGINT/SIGTERM stops the run (see :mod:`edgeae.train.resume`).
+    Each epoch draws :attr:`CAETrainConfig.crops_per_epoch` fresh crops from the master images (seeded by
+    ``(seed, epoch)``), so the data is streamed rather than one precomputed array, and a resumed run sees exactly
+    the batches an uninterrupted one would. ``out/last.pt`` is written at every epoch end, every few minutes and
+    when the time budget or a SIGINT/SIGTERM stops the run (see :mod:`edgeae.train.resume`); the result then says
+    ``complete: False`` and ``stop`` (``"budget"``, ``"SIGINT"`` or ``"SIGTERM"``). A refused resume (another
+    kind of run, a complete one, fewer epochs than it did, other data or config) writes nothing.
     """
     torch = require("torch")
     from edgeae import __version__
@@ -269,29 +309,49 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
-    from edgeae.train.common import select_device, write_history, write_json
+    from edgeae.train.common import check_memory, select_device, write_history, write_json
     from edgeae.train.crops import load_masters, sample_crops
-    from edgeae.train.resume import Autosave, Deadline, TrainState, account_batch, load_state, save_state
+    from edgeae.train.resume import (
+        Autosave,
+        Deadline,
+        TrainingDiverged,
+        TrainState,
+        account_batch,
+        check_resume,
+        load_state,
+        save_state,
+    )
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    if resume:
+        check_resume(out, "cae", config.epochs)  # before any work: nothing is written when it refuses
     device = select_device(config.device)
     train_files, val_files = split_data(config)
+    if not resume and (out / "last.pt").exists():
+        raise FileExistsError(f"{out} already holds a run (last.pt): pass --resume {out} or choose another --out")
     channels = config.resolved_channels(train_files[0])
+    n_batches = config.crops_per_epoch // config.batch_size
+    crop_bytes = channels * config.tile * config.tile * 4
+    check_memory({"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, 3 * crop_bytes)})
+    if config.threads:
+        torch.set_num_threads(config.threads)
     spec = config.corruption
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = config.to_dict()
-    if not resume and (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a run (last.pt): pass --resume {out} or choose another --out")
-    write_json(out / "config.json", cfg_dict)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_json(out / "config.json", {"kind": "cae", **cfg_dict})
+    if config.crops_per_epoch != config.crops:
+        log.info(
+            "each epoch trains %d batches of %d = %d crops (crops %d rounded to whole batches)", n_batches,
+            config.batch_size, config.crops_per_epoch, config.crops,
+        )  # fmt: skip
 
     t0 = time.perf_counter()
     aug = Augment() if config.augment else Augment.none()
     masters = load_masters(train_files, channels)
     vseed = config.resolved_val_seed
-    val_clean, val_in = validation_crops(config, val_files, channels)
+    val_clean, val_in, val_keep = validation_set(config, val_files, channels)
     log.info(
         "%d master images, %d val crops from %d files in %.1fs", len(masters), len(val_clean), len(val_files),
         time.perf_counter() - t0,
@@ -308,7 +368,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     elif config.init and not resume:
         init_info = _warm_start(model, config.init, cae_cfg)
         # the bar a fine-tune has to clear, on this run's own validation crops
-        init_info["val_psnr"] = round(_psnr_of(model, val_in, val_clean, device, False), 3)
+        init_info["val_psnr"] = round(_psnr_of(model, val_in, val_clean, device, False, val_keep), 3)
         log.info("warm start: val PSNR %.2f dB before fine-tuning", init_info["val_psnr"])
         write_json(out / "init.json", init_info)
     use_bf16 = config.use_bf16(device.type)
@@ -320,7 +380,6 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    n_batches = max(1, config.crops // config.batch_size)
 
     def lr_factor(step: int) -> float:
         if config.lr_schedule == "constant":
@@ -333,7 +392,9 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     state = TrainState()
     if resume:
         state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash)
-        log.info("resumed %s at epoch %d, batch %d/%d", out, state.epoch, state.batch, n_batches)
+        state.complete = False  # a complete run resumes only to more epochs (check_resume)
+        write_json(out / "config.json", {"kind": "cae", **cfg_dict})  # the checks passed: --epochs etc. apply
+        log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
     state.segments.append({"start_epoch": state.epoch, "start_batch": state.batch, "started": time.time()})
 
     metadata = ModelMetadata(
@@ -348,7 +409,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
             "data": config.data,
             "train_files": [p.name for p in train_files],
             "val_files": [p.name for p in val_files],
-            "crops_per_epoch": config.crops,
+            "crops_per_epoch": config.crops_per_epoch,
             "seed": config.seed,
             "val_seed": vseed,
             "loss": config.loss,
@@ -358,20 +419,23 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     best_path = out / "best.pt"
     loss_of = _loss_fn(config.loss)
     deadline = Deadline(config.time_budget)
-    autosave = Autosave(state, lambda: save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash))
+
+    def save() -> Path:
+        return save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash, kind="cae")
+
+    autosave = Autosave(state, save)
     stopped: str | None = None
+    cause: str | None = None
     pool = ThreadPoolExecutor(config.data_workers) if config.data_workers > 1 else None
     try:
         while state.epoch <= config.epochs and stopped is None:
             epoch = state.epoch
             autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0, epoch]))
-            crops = sample_crops(
-                masters, n_batches * config.batch_size, config.tile, rng, aug, workers=config.data_workers
-            )
+            crops = sample_crops(masters, config.crops_per_epoch, config.tile, rng, aug, workers=config.data_workers)
             perm = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5F, epoch])).permutation(len(crops))
             model.train()
-            bar = _progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", config.progress)
+            bar = _progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", config.progress, n_batches)
             batches = _masked_batches(crops, perm, range(state.batch, n_batches), config, spec, epoch, pool)
             for b, (idx, x) in zip(bar, batches, strict=False):
                 clean = crops[idx]
@@ -387,18 +451,21 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 scheduler.step()
                 account_batch(state, float(loss.detach()), len(idx), epoch, b)
                 if deadline.expired:
-                    stopped = deadline.reason
+                    stopped, cause = deadline.reason, deadline.cause
                     break
                 autosave.batch_done()
             autosave.bank_time()
             if stopped is not None and state.batch < n_batches:
                 break
             val = _val_loss(torch, model, val_in, val_clean, device, use_bf16, config.channels_last, loss_of)
+            if not math.isfinite(val):
+                raise TrainingDiverged(f"training diverged: the validation loss became {val} after epoch {epoch}; "
+                                       "lower the learning rate")  # fmt: skip
             row = {
                 "epoch": epoch,
                 "train_loss": state.loss_sum / max(state.loss_count, 1),
                 "val_loss": val,
-                "val_psnr": _psnr_of(model, val_in, val_clean, device, config.channels_last),
+                "val_psnr": _psnr_of(model, val_in, val_clean, device, config.channels_last, val_keep),
                 "lr": float(optimizer.param_groups[0]["lr"]),
                 "seconds": round(state.seconds, 1),
             }
@@ -422,19 +489,22 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
             write_history(state.history, out)
             if config.patience and epoch - state.best_epoch >= config.patience:
                 log.info("early stop: no improvement for %d epochs", epoch - state.best_epoch)
+                state.early_stop = True
                 break
-            if stopped is None and deadline.expired:
-                stopped = deadline.reason
+            if stopped is None and deadline.expired and state.epoch <= config.epochs:
+                stopped, cause = deadline.reason, deadline.cause
     finally:
         deadline.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+    if stopped is None or state.epoch > config.epochs or state.early_stop:  # every epoch done: not a stop
+        stopped = cause = None
     state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
-    save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash)
+    save()
     if stopped is not None:
         log.info("%s: state saved to %s; continue with --resume %s", stopped, out / "last.pt", out)
     if state.best_epoch < 0:
-        return {"stopped": stopped, "epoch": state.epoch, "batch": state.batch, "complete": False}
+        return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
     from edgeae.checkpoint import load_checkpoint
 
@@ -447,10 +517,13 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         "train_seconds": round(sum(h["seconds"] for h in state.history), 1),
         "device": str(device),
         "bf16": use_bf16,
+        "crops_per_epoch": config.crops_per_epoch,
         "val_crops": config.val_crops,
         "segments": state.segments,
         "complete": stopped is None,
         "stopped": stopped,
+        "stop": cause,
+        **({"early_stop": True} if state.early_stop else {}),
         **({"init": init_info} if init_info else {}),
     }
     if spec.mode != "colour-noise":
@@ -460,6 +533,9 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     save_checkpoint(best_path, best, metadata, metrics, state.history)
     write_history(state.history, out)
     write_json(out / "metrics.json", metrics)
+    if stopped is None:  # recorded last: a run killed before its final files resumes to write them
+        state.complete = True
+        save()
     log.info("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
     return metrics
 
@@ -513,7 +589,7 @@ def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
     from edgeae.metadata import MetadataError
 
     ck = load_checkpoint(path)
-    arch = dict(ck.metadata.architecture)
+    arch = {"variant": "seed", "tile": 128, **ck.metadata.architecture}  # absent = the defaults, as build() reads it
     want = cae_cfg.to_dict()
     keys = ("variant", "channels", "widths", "tile")
     if ck.metadata.kind != "cae" or any(_norm(arch.get(k)) != _norm(want.get(k)) for k in keys):
@@ -596,10 +672,11 @@ def _forward(torch: Any, model: Any, x: Any, device: Any, bf16: bool) -> Any:
         return model(x)
 
 
-def _progress(it: Any, desc: str, enabled: bool) -> Any:
+def _progress(it: range, desc: str, enabled: bool, total: int) -> Any:
+    """A bar over the batches ``it`` of an epoch of ``total``: a resumed epoch's starts at ``it.start``."""
     from edgeae.train.common import progress
 
-    return progress(it, desc, total=len(it), enabled=enabled)
+    return progress(it, desc, total=total, enabled=enabled, initial=it.start)
 
 
 def _val_loss(
@@ -618,11 +695,12 @@ def _val_loss(
     return total / len(x)
 
 
-def _psnr_of(model: Any, x: np.ndarray, y: np.ndarray, device: Any, cl: bool) -> float:
-    """fp32 PSNR of the reconstruction with known pixels kept, over the validation crops."""
+def _psnr_of(model: Any, x: np.ndarray, y: np.ndarray, device: Any, cl: bool, keep: np.ndarray | None) -> float:
+    """fp32 PSNR of the reconstruction over the validation crops, with the known pixels (bool ``keep`` (N, H, W),
+    the masks that made ``x``) kept; ``keep`` None (plain, colour-noise): over every pixel as reconstructed."""
     recon = _predict(model, x, device)
-    keep = x.sum(axis=1, keepdims=True) > 0  # destroyed pixels are zeros in every channel
-    recon = np.where(keep, y, recon)
+    if keep is not None:
+        recon = np.where(keep[:, None], y, recon)
     mse = float(np.mean((recon - y) ** 2))
     model.train()
     return float(10 * np.log10(1.0 / max(mse, 1e-12)))
@@ -631,6 +709,9 @@ def _psnr_of(model: Any, x: np.ndarray, y: np.ndarray, device: Any, cl: bool) ->
 def load_config(path: str | os.PathLike[str]) -> CAETrainConfig:
     """Read a ``config.json`` written by :func:`train_cae` (a damaged one: a ValueError naming the file)."""
     try:
-        return CAETrainConfig.from_dict(json.loads(Path(path).read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:  # not JSON, or not this trainer's fields
+        d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        return CAETrainConfig.from_dict(d)
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
         raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None

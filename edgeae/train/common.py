@@ -73,8 +73,11 @@ def grad_scaler(device: Any) -> Any:
     return torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
 
-def progress(iterable: Iterable[Any], desc: str, total: int | None = None, enabled: bool = True) -> Iterator[Any]:
-    """A tqdm bar on stderr (plain iteration when tqdm is missing or ``enabled`` is False)."""
+def progress(
+    iterable: Iterable[Any], desc: str, total: int | None = None, enabled: bool = True, initial: int = 0
+) -> Iterator[Any]:
+    """A tqdm bar on stderr (plain iteration when tqdm is missing or ``enabled`` is False). ``initial``: items
+    done before ``iterable`` starts (a resumed epoch: its bar reads 16/20, not 0/4; ``total`` counts them)."""
     if not enabled:
         yield from iterable
         return
@@ -84,8 +87,8 @@ def progress(iterable: Iterable[Any], desc: str, total: int | None = None, enabl
         yield from iterable
         return
     if total is None and isinstance(iterable, Sized):
-        total = len(iterable)
-    yield from tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+        total = len(iterable) + initial
+    yield from tqdm(iterable, desc=desc, total=total, initial=initial, leave=False, dynamic_ncols=True)
 
 
 def seeded_generator(seed: int) -> Any:
@@ -129,7 +132,9 @@ def run_epoch(
             n = _batch_len(batch)
             value = float(loss.detach().float().cpu())
             if not math.isfinite(value):
-                raise FloatingPointError(f"{desc}: loss became {value}; lower the learning rate")
+                from edgeae.train.resume import TrainingDiverged
+
+                raise TrainingDiverged(f"{desc}: loss became {value}; lower the learning rate")
             total += value * n
             count += n
     return total / max(count, 1)
@@ -255,6 +260,55 @@ def start_run(
     if threads:
         require("torch").set_num_threads(threads)
     return folder, select_device(device)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give a new allocation now (``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class MemoryEstimateError(ValueError):
+    """A run's arrays would not fit in memory: refused before any data is read."""
+
+
+def check_memory(arrays: dict[str, tuple[int, int]]) -> None:
+    """Refuse, before the data is read, a run whose crop arrays need more memory than is available.
+
+    ``arrays``: config field -> (number of crops, bytes per crop); the message names each field and the total."""
+    need = sum(n * size for n, size in arrays.values())
+    have = available_memory()
+    if have is None or need <= have:
+        return
+    parts = ", ".join(f"{name} {n:,} ({n * size / 2**30:.1f} GiB)" for name, (n, size) in arrays.items())
+    raise MemoryEstimateError(
+        f"the crops of this run need about {need / 2**30:.1f} GiB of memory ({parts}) but {have / 2**30:.1f} GiB is "
+        "available: lower the number of crops"
+    )
+
+
+def config_fields(cls: Any, d: dict[str, Any], kind: str, source: str = "config") -> dict[str, Any]:
+    """``d`` (a run's ``config.json``) without its ``kind`` key, after checking that it is of model ``kind`` and
+    has no key the ``cls`` config does not know (a ValueError naming them)."""
+    from edgeae.train.resume import config_kind
+
+    found = config_kind(d)
+    if found is not None and found != kind:
+        raise ValueError(f"{source} is the config of a {found.upper()} run, not of a {kind.upper()} run")
+    out = {k: v for k, v in d.items() if k != "kind"}
+    unknown = sorted(set(out) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{source} has keys the {kind.upper()} trainer does not know: {', '.join(unknown)}")
+    return out
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

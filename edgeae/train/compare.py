@@ -11,15 +11,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+PROG = "python -m edgeae.train.compare"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgeae.train.compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="training run folder whose config.json defines the validation crops")
-    p.add_argument("checkpoints", nargs="+", help=".pt checkpoints to measure")
+    """Exit status 0, or 2 with a one-line error (a missing run or checkpoint, a VAE, other channels)."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="CAE training run folder whose config.json defines the validation crops")
+    p.add_argument("checkpoints", nargs="+", help=".pt CAE checkpoints to measure (the run's channel count)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
+    try:
+        return _run(args)
+    except (OSError, ValueError, ImportError) as exc:  # MetadataError, ResumeError, DataNotFoundError among them
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.threads:
         import torch
 

@@ -78,15 +78,24 @@ def sample_seed(base_seed: int, epoch: int, index: int) -> np.random.SeedSequenc
 def corrupt(image: np.ndarray, spec: Corruption, ss: np.random.SeedSequence) -> tuple[np.ndarray, float]:
     """Damage one (C, H, W) float32 sample; return (input, level) where level is the destroyed fraction
     (or the noise coverage). Deterministic in ``ss``."""
+    out, level, _keep = corrupt_keep(image, spec, ss)
+    return out, level
+
+
+def corrupt_keep(
+    image: np.ndarray, spec: Corruption, ss: np.random.SeedSequence
+) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """:func:`corrupt` plus the bool (H, W) mask of the pixels kept, None for the modes without one (``plain``
+    and ``colour-noise``: every pixel is given to the model, none is known to be clean)."""
     if spec.mode == "plain":
-        return image, 0.0
+        return image, 0.0, None
     rng = np.random.default_rng(ss)
     if spec.mode == "colour-noise":
         from edgeae.noise import additive_colour_noise
 
         cov = float(rng.uniform(*spec.coverage_range))
         noisy = additive_colour_noise(image.transpose(1, 2, 0), cov, spec.amplitude, rng)
-        return np.ascontiguousarray(noisy.transpose(2, 0, 1), dtype=np.float32), cov
+        return np.ascontiguousarray(noisy.transpose(2, 0, 1), dtype=np.float32), cov, None
     from edgeae.masks import make_mask
 
     level = spec.destroy if spec.mode == "fixed" else float(rng.uniform(*spec.destroy_range))
@@ -94,7 +103,7 @@ def corrupt(image: np.ndarray, spec: Corruption, ss: np.random.SeedSequence) -> 
     keep = make_mask(mask_seed, image.shape[1:], 1.0 - level, spec.pattern)
     if spec.known_blocks > 0 and rng.random() < spec.known_blocks:  # no draw at 0: older runs reproduce
         keep = add_known_blocks(keep, rng)
-    return image * keep[None].astype(np.float32), level
+    return image * keep[None].astype(np.float32), level, keep
 
 
 BLOCK_SIDES = (16, 64)  # side range (px) of a known block, clipped to half the crop

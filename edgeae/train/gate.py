@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -151,13 +152,16 @@ def tune(
     }
 
 
+PROG = "python -m edgeae.train.gate"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0; 2 with a one-line error (checked before tuning), or when the known-block check refuses
+    ``--zoo-name``."""
     from edgeae.models.unet_cae import SMOOTH_FILLS  # a training tool: torch is there anyway
 
-    p = argparse.ArgumentParser(
-        prog="python -m edgeae.train.gate", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    p.add_argument("checkpoint")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("checkpoint", help="best.pt of a complete unet2 / unet2h CAE training run")
     p.add_argument("--data", required=True, help="dataset whose val split tunes τ (e.g. rover_rgb_v2)")
     p.add_argument("--out", required=True, help="gated checkpoint to write (plus OUT.gate.json)")
     p.add_argument("--taus", default=",".join(str(t) for t in TAUS))
@@ -169,14 +173,80 @@ def main(argv: list[str] | None = None) -> int:
         help="what smooth regions fall back to: the zeroth-order pre-fill, or a local plane fit (exact on gradients)",
     )
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--zoo-name", default=None, help="also install the gated checkpoint into the zoo as NAME")
+    p.add_argument(
+        "--zoo-name",
+        default=None,
+        metavar="NAME",
+        help="also install the gated checkpoint into the zoo as NAME (a complete run only; a registered zoo model "
+        "only by one of the same kind, channels and architecture)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="with --zoo-name: replace a registered zoo model even if it differs"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        taus, card_base = _check(args)
+        return _run(args, taus, card_base)
+    except (OSError, ValueError, ImportError) as exc:  # MetadataError, ZooInstallError, DataNotFoundError among them
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check(args: argparse.Namespace) -> tuple[tuple[float, ...], dict[str, Any]]:
+    """Everything that can be refused, before the tuning starts: (τ values, the run's metrics for the zoo card)."""
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.datasets import SPLITS
+    from edgeae.models.cae import GATED_VARIANTS
+
+    try:
+        taus = tuple(float(t) for t in args.taus.split(","))
+    except ValueError:
+        raise ValueError(f"--taus {args.taus!r}: expected comma-separated numbers, e.g. 0,0.016,0.064") from None
+    if not taus or any(not (t >= 0 and np.isfinite(t)) for t in taus):
+        raise ValueError(f"--taus {args.taus!r}: each τ must be a finite number >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.force and not args.zoo_name:
+        raise ValueError("--force only applies with --zoo-name")
+    if args.zoo_name:
+        from edgeae.zoo import check_name
+
+        check_name(args.zoo_name)
+    if args.data not in SPLITS:
+        raise ValueError(
+            f"--data {args.data!r}: the gate tunes τ on a named dataset's val split: one of {sorted(SPLITS)}"
+        )
+    ck = load_checkpoint(args.checkpoint)
+    variant = ck.metadata.architecture.get("variant", "seed")
+    if ck.metadata.kind != "cae" or variant not in GATED_VARIANTS:
+        raise ValueError(
+            f"{args.checkpoint}: the gate needs a {' / '.join(GATED_VARIANTS)} CAE, not a {ck.metadata.kind} of "
+            f"variant {variant!r}"
+        )
+    card: dict[str, Any] = {}
+    if args.zoo_name:
+        from edgeae.zoo import check_install, run_complete
+
+        run_metrics = Path(args.checkpoint).parent / "metrics.json"
+        card = json.loads(run_metrics.read_text()) if run_metrics.is_file() else dict(ck.metrics)
+        if not isinstance(card, dict) or not run_complete(card):
+            stop = card.get("stopped") if isinstance(card, dict) else None
+            raise ValueError(
+                f"--zoo-name {args.zoo_name}: {args.checkpoint} is not from a complete run "
+                f"({stop or 'no final metrics'}); finish the run with edgeae train cae --resume first"
+            )
+        params = sum(int(t.numel()) for t in ck.model.parameters())
+        arch = dict(ck.metadata.architecture)
+        check_install(args.zoo_name, "cae", ck.metadata.channels, arch, params, force=args.force)
+    return taus, card
+
+
+def _run(args: argparse.Namespace, taus: tuple[float, ...], card_base: dict[str, Any]) -> int:
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    taus = tuple(float(t) for t in args.taus.split(","))
     result = tune(args.checkpoint, args.data, taus, 0.1, args.max_loss_db, smooth_fill=args.smooth_fill)
     fill = args.smooth_fill if result["chosen_tau"] else "normconv"
     out = with_gate(args.checkpoint, result["chosen_tau"], args.out, fill)
@@ -191,8 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if args.zoo_name:
-        run_metrics = Path(args.checkpoint).parent / "metrics.json"
-        metrics = json.loads(run_metrics.read_text()) if run_metrics.is_file() else {}
+        metrics = dict(card_base)
         metrics.update(
             gate_tau=result["chosen_tau"],
             smooth_fill=result["smooth_fill"],
@@ -203,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         from edgeae.zoo import install
 
-        print(f"zoo: wrote {install(args.zoo_name, out, card)} and .json")
+        print(f"zoo: wrote {install(args.zoo_name, out, card, force=args.force)} and .json")
     for r in result["rows"]:
         print(
             f"  tau {r['tau']:<6g} val crops {r['crops_psnr']:.2f} dB (worst {r['crops_worst_margin_db']:+.2f}), "

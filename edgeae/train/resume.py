@@ -7,12 +7,17 @@ augmentation, masks, shuffling) is derived from ``(seed, epoch)``, so a resumed 
 the uninterrupted run would have drawn. A run refuses to resume on different data or a different config.
 
 A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budget 90m``) or on SIGINT/SIGTERM
-(``nohup`` runs stopped with ``kill``), the trainer finishes the current batch, writes ``last.pt`` and returns.
+(``nohup`` runs stopped with ``kill``), the trainer finishes the current batch, writes ``last.pt`` and returns;
+the command line then exits with :func:`stop_exit_status` (not 0: a chain ``train ... && gate ...`` stops there).
+
+``last.pt`` also records the kind of model (``cae``/``vae``) and whether the run is complete, so a run is only
+resumed by its own trainer and a finished run is not silently trained further (:func:`check_resume`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -28,6 +33,11 @@ from edgeae._optional import require
 
 STATE_FILE = "last.pt"
 STATE_VERSION = 1
+
+# exit statuses of a training command whose run stopped before it was complete (continue with --resume)
+EXIT_BUDGET = 75  # EX_TEMPFAIL: the time budget ran out; try again later
+EXIT_SIGINT = 130  # 128 + SIGINT, as a shell reports a process killed by it
+EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 # Config keys that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset(
@@ -69,7 +79,19 @@ class Autosave:
 
 
 class ResumeError(ValueError):
-    """A run folder cannot be resumed (missing state, other data, other config)."""
+    """A run folder cannot be resumed (missing state, other data, other config, another kind, complete)."""
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the run cannot go on (a user error: too high a learning rate)."""
+
+
+def stop_exit_status(stop: str | None) -> int:
+    """The exit status of a training command whose run stopped for ``stop`` (``"budget"``, ``"SIGINT"``,
+    ``"SIGTERM"``; None = not stopped): 0, :data:`EXIT_BUDGET`, :data:`EXIT_SIGINT` or :data:`EXIT_SIGTERM`."""
+    if stop is None:
+        return 0
+    return {"SIGINT": EXIT_SIGINT, "SIGTERM": EXIT_SIGTERM}.get(stop, EXIT_BUDGET)
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
@@ -118,7 +140,13 @@ class Deadline:
     def reason(self) -> str:
         if self.signal is not None:
             return f"stopped by {self.signal}"
-        return f"time budget of {self.budget_s:.0f} s reached"
+        budget = self.budget_s or 0.0
+        return f"time budget of {budget:.0f} s reached" if budget >= 10 else f"time budget of {budget:.2g} s reached"
+
+    @property
+    def cause(self) -> str:
+        """What stopped the run, for :func:`stop_exit_status`: the signal's name, else ``"budget"``."""
+        return self.signal if self.signal is not None else "budget"
 
     def close(self) -> None:
         for sig, old in self._old.items():
@@ -139,13 +167,22 @@ class TrainState:
     best_epoch: int = -1
     seconds: float = 0.0  # training seconds spent in the current epoch before the last stop
     segments: list[dict[str, Any]] = field(default_factory=list)  # one entry per start/resume
+    complete: bool = False  # the run finished (all its epochs, or stopped early) and wrote its final files
+    early_stop: bool = False  # it finished by early stopping (patience): more epochs would not train on
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs finished (a partly trained epoch does not count)."""
+        return self.epoch - 1
 
 
 def account_batch(state: TrainState, value: float, n: int, epoch: int, batch: int) -> None:
     """Add one finished batch (mean loss ``value`` over ``n`` samples) to ``state``; a non-finite loss stops
     the run with the epoch and batch where it happened."""
     if not math.isfinite(value):
-        raise FloatingPointError(f"epoch {epoch} batch {batch}: loss became {value}; lower the learning rate")
+        raise TrainingDiverged(
+            f"training diverged: the loss became {value} at epoch {epoch}, batch {batch + 1}; lower the learning rate"
+        )
     state.loss_sum += value * n
     state.loss_count += n
     state.batch = batch + 1
@@ -159,8 +196,9 @@ def save_state(
     state: TrainState,
     config: dict[str, Any],
     data_hash: str,
+    kind: str = "",
 ) -> Path:
-    """Write ``folder/last.pt`` atomically."""
+    """Write ``folder/last.pt`` atomically (``kind``: the trainer's model kind, checked by :func:`check_resume`)."""
     torch = require("torch")
     path = Path(folder) / STATE_FILE
     blob = {
@@ -178,10 +216,13 @@ def save_state(
             "best_epoch": state.best_epoch,
             "seconds": state.seconds,
             "segments": state.segments,
+            "complete": state.complete,
+            "early_stop": state.early_stop,
         },
         "torch_rng": torch.get_rng_state(),
         "config": config,
         "data_hash": data_hash,
+        **({"kind": kind} if kind else {}),
     }
     tmp = path.with_suffix(".pt.tmp")
     torch.save(blob, tmp)
@@ -199,15 +240,7 @@ def load_state(
 ) -> TrainState:
     """Restore ``folder/last.pt`` into ``model``/``optimizer``/``scheduler`` after checking data and config."""
     torch = require("torch")
-    path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        raise ResumeError(f"cannot resume {folder}: {STATE_FILE} not found (was the run started with this edgeae?)")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ResumeError(f"cannot resume {folder}: {path} is unreadable ({type(exc).__name__}: {exc})") from exc
-    if blob.get("version") != STATE_VERSION:
-        raise ResumeError(f"cannot resume {folder}: state version {blob.get('version')} != {STATE_VERSION}")
+    blob = _read_state(folder)
     if blob["data_hash"] != data_hash:
         raise ResumeError(
             f"cannot resume {folder}: the training data changed (manifest hash {blob['data_hash'][:12]}… "
@@ -238,4 +271,97 @@ def load_state(
         best_epoch=int(s["best_epoch"]),
         seconds=float(s.get("seconds", 0.0)),
         segments=list(s.get("segments", [])),
+        complete=_was_complete(Path(folder), s),
+        early_stop=bool(s.get("early_stop", False)),
     )
+
+
+def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    torch = require("torch")
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        raise ResumeError(f"cannot resume {folder}: {STATE_FILE} not found (was the run started with this edgeae?)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ResumeError(f"cannot resume {folder}: {path} is unreadable ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("version") != STATE_VERSION:
+        version = blob.get("version") if isinstance(blob, dict) else None
+        raise ResumeError(f"cannot resume {folder}: state version {version} != {STATE_VERSION}")
+    return blob
+
+
+def _was_complete(folder: Path, s: dict[str, Any]) -> bool:
+    """The state's ``complete`` flag; for a ``last.pt`` written before it existed, whether the run's final
+    ``metrics.json`` says complete for exactly the epochs the state holds."""
+    if "complete" in s:
+        return bool(s["complete"])
+    try:
+        m = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("complete") is True and m.get("epochs_run") == len(s.get("history", []))
+
+
+def config_kind(config: dict[str, Any]) -> str | None:
+    """The model kind of a run's ``config.json`` contents: its ``kind`` key, or for a run written before the key
+    existed, the kind its fields belong to (a VAE config has ``beta`` and ``latent``, a CAE config ``mode``)."""
+    kind = config.get("kind")
+    if isinstance(kind, str):
+        return kind
+    if "beta" in config and "latent" in config:
+        return "vae"
+    if "mode" in config and "widths" in config:
+        return "cae"
+    return None
+
+
+def run_kind(folder: str | os.PathLike[str]) -> str | None:
+    """The model kind of the run in ``folder`` (:func:`config_kind` of its ``config.json``), None when unknown."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config_kind(config) if isinstance(config, dict) else None
+
+
+def check_kind(folder: str | os.PathLike[str], kind: str, found: str | None = None) -> None:
+    """Refuse to resume the run in ``folder`` (of kind ``found``, by default its ``config.json``'s) with the
+    trainer of another model kind ``kind``."""
+    found = run_kind(folder) if found is None else found
+    if found is not None and found != kind:
+        raise ResumeError(
+            f"{folder} is a {found.upper()} run, not a {kind.upper()} run; use edgeae train {found} --resume {folder}"
+        )
+
+
+def check_resume(folder: str | os.PathLike[str], kind: str, epochs: int) -> TrainState:
+    """Check, before any work and without writing anything, that the run in ``folder`` can be resumed by the
+    ``kind`` trainer to ``epochs`` epochs: the same kind, ``epochs`` not below the epochs it has done, and a
+    complete run only with more epochs (never one that stopped early). Returns the state it holds."""
+    check_kind(folder, kind)
+    blob = _read_state(folder)
+    check_kind(folder, kind, blob.get("kind") or config_kind(blob.get("config", {})))
+    s = blob["state"]
+    state = TrainState(
+        epoch=int(s["epoch"]),
+        batch=int(s["batch"]),
+        history=list(s["history"]),
+        best_epoch=int(s["best_epoch"]),
+        complete=_was_complete(Path(folder), s),
+        early_stop=bool(s.get("early_stop", False)),
+    )
+    done = state.epochs_done
+    if state.complete and state.early_stop:
+        raise ResumeError(
+            f"{folder} is already complete: it stopped early after epoch {done} (no better validation loss for its "
+            f"patience); more epochs would stop again: start a new run with --init {Path(folder) / 'best.pt'} instead"
+        )
+    if epochs < done:
+        raise ResumeError(
+            f"cannot resume {folder} with epochs {epochs}: it has already trained {done} epochs; pass --epochs {done} "
+            "or more"
+        )
+    if state.complete and epochs <= done:
+        raise ResumeError(f"{folder} is already complete ({done} epochs); pass a larger --epochs to train it further")
+    return state

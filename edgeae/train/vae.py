@@ -21,15 +21,24 @@ Calibration (:func:`calibrate`), on validation data only:
 - RGB: λ on MSL images of the *train* sols (hardware and targets vs ground, an image scored by its highest
   patch; the training used only their ``ground`` images), threshold on the rover val split.
 
+The AP reported beside λ (``lambda_ap``) is in-sample: λ is chosen to maximise it on the same images
+(``lambda_ap_in_sample``), so it flatters the model; ``baseline_patch_std_ap`` is the AP of a trivial score, the
+patches' standard deviation, on the same patches and labels, the figure to read it against.
+
 Loss: L1 reconstruction (sum over pixels) + β·KL, β = 1/4; Adam 1e-3 (as in the paper). On a CPU the forward
 pass runs under bfloat16 autocast with channels-last tensors (5-8× faster on AVX-512 BF16 machines); the loss
-is computed in float32.
+is computed in float32. ``bf16=False`` is float32 everywhere, CUDA included. The device defaults to ``cpu``
+(the zoo's VAEs were trained there; the CAE trainer's default is ``auto``).
+
+Each epoch trains whole batches: ``crops`` rounded down to a multiple of ``batch_size``, at least one batch
+(:attr:`VAETrainConfig.crops_per_epoch`, the CAE trainer's rule).
 
 Resumable (in the spirit of :mod:`edgeae.train.resume`): ``out/last.pt`` holds the model, optimiser, epoch
-and batch reached, loss sums, history, torch RNG state, config and data-manifest hash; it is written at every
-epoch end, every few minutes and when ``time_budget`` or SIGINT/SIGTERM stops the run. ``out/best_state.pt``
-holds the best weights so far. :func:`train_vae` with ``resume=True`` continues exactly where it stopped: the
-batches of an epoch and the reparameterisation noise of a batch derive from ``(seed, epoch, batch)`` only.
+and batch reached, loss sums, history, torch RNG state, config, data-manifest hash, kind and completion; it is
+written at every epoch end, every few minutes and when ``time_budget`` or SIGINT/SIGTERM stops the run.
+``out/best_state.pt`` holds the best weights so far. :func:`train_vae` with ``resume=True`` continues exactly where
+it stopped: the batches of an epoch and the reparameterisation noise of a batch derive from ``(seed, epoch, batch)``
+only.
 """
 
 from __future__ import annotations
@@ -116,14 +125,22 @@ class VAETrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (0 < self.lr < 1):
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.msl_ground and DATASETS[self.data] != 3:
+            raise ValueError(f"msl_ground adds RGB MSL images: it needs RGB data (rover_*), not {self.data}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
 
     @property
     def n_channels(self) -> int:
         return DATASETS[self.data]
+
+    @property
+    def crops_per_epoch(self) -> int:
+        """The crops an epoch trains on: whole batches, ``crops`` rounded down to a multiple of ``batch_size``
+        (at least one batch), as in the CAE trainer."""
+        return max(1, self.crops // self.batch_size) * self.batch_size
 
     def use_bf16(self, device_type: str) -> bool:
         from edgeae.train.common import default_bf16
@@ -137,10 +154,13 @@ class VAETrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAETrainConfig:
-        d = dict(d)
+        """The config of a ``config.json`` (its ``kind`` must be ``vae`` where present; unknown keys refused:
+        they would be dropped silently, as a CAE run's ``mode`` once was)."""
+        from edgeae.train.common import config_fields
+
+        d = config_fields(cls, d, "vae")
         d["widths"] = tuple(d.get("widths", (16, 32, 64, 32)))
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**d)
 
 
 def msl_ground_files(root: Path, split: str = "train") -> list[Path]:
@@ -174,10 +194,9 @@ def training_files(root: Path, hirise: bool = True, data: str = "orbital_gray", 
 
 
 def _autocast(torch: Any, device: Any, bf16: bool) -> Any:
+    """bfloat16 autocast, or float32 (no autocast) on every device: float16 would need a gradient scaler."""
     if bf16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
 
 
@@ -201,6 +220,20 @@ def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast
 
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class _WithPatchStd:
+    """A patch scorer that also returns each patch's standard deviation (``patch_std``): the trivial baseline
+    the in-sample λ-tuning AP is reported against."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+        self.channels = scorer.channels
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = dict(self.scorer(x))
+        out["patch_std"] = np.asarray(x, np.float64).reshape(len(x), -1).std(axis=1)
+        return out
 
 
 def _planted_frames(scorer: Any, root: Path, patch: int, batch: int) -> list[tuple[Any, ...]]:
@@ -229,16 +262,19 @@ def _planted_frames(scorer: Any, root: Path, patch: int, batch: int) -> list[tup
 def _calibrate_grey(scorer: Any, root: Path, patch: int, batch: int) -> dict[str, Any]:
     from edgeae.anomaly.calibrate import RELATIVE_GRID
     from edgeae.anomaly.labels import crater_file_for, patch_labels, read_craters
+    from edgeae.anomaly.metrics import average_precision
     from edgeae.anomaly.planted import select_lambda
     from edgeae.anomaly.score import score_array
     from edgeae.imageio import read_image
 
-    rec, mu2, labels = [], [], []
+    rec, mu2, std, labels = [], [], [], []
+    with_std = _WithPatchStd(scorer)
     for rel in LAMBDA_FILES:
         img = read_image(root / rel, channels=1)
-        r = score_array(img.pixels, scorer, patch, patch // 2, valid=img.valid, batch=batch, file=rel)
+        r = score_array(img.pixels, with_std, patch, patch // 2, valid=img.valid, batch=batch, file=rel)
         rec.append(r.extras["rec"])
         mu2.append(r.extras["mu2"])
+        std.append(r.extras["patch_std"])
         labels.append(patch_labels(r.xy, patch, read_craters(crater_file_for(root / rel)), LAMBDA_CRATER_MIN))
     rec_a, mu2_a, lab = np.concatenate(rec), np.concatenate(mu2), np.concatenate(labels)
     scale = float(np.median(rec_a) / max(float(np.median(mu2_a)), 1e-12))
@@ -248,6 +284,8 @@ def _calibrate_grey(scorer: Any, root: Path, patch: int, batch: int) -> dict[str
     return {
         "lambda": float(chosen["lambda"]),  # type: ignore[arg-type]
         "lambda_ap": float(chosen["ap"]),  # type: ignore[arg-type]
+        "lambda_ap_in_sample": True,  # λ was chosen on these same patches
+        "baseline_patch_std_ap": float(average_precision(np.concatenate(std), lab)),
         "lambda_grid": chosen["grid"],
         "lambda_planted_constraint_met": chosen["constraint_met"],
         "lambda_files": [Path(r).name for r in LAMBDA_FILES],
@@ -269,14 +307,35 @@ def _calibrate_rgb(scorer: Any, root: Path, patch: int, batch: int, seed: int) -
         pick = rng.choice(len(pool), size=min(MSL_CALIBRATION_IMAGES, len(pool)), replace=False)
         chosen += [pool[i] for i in sorted(pick)]
     paths = [p for p, _, _ in chosen]
-    per_image = score_msl_images(paths, scorer, patch=patch, stride=MSL_CALIBRATION_STRIDE, batch=batch)
+    per_image = score_msl_images(paths, _WithPatchStd(scorer), patch=patch, stride=MSL_CALIBRATION_STRIDE, batch=batch)
     y = np.array([c in MSL_HARDWARE_CLASSES for _, c, _ in chosen])
     rec = np.concatenate([r.extras["rec"] for r in per_image])
     mu2 = np.concatenate([r.extras["mu2"] for r in per_image])
+    std = np.concatenate([r.extras["patch_std"] for r in per_image])
     bounds = np.cumsum([0] + [len(r) for r in per_image])
+    return {
+        **_rgb_lambda(rec, mu2, std, bounds, y, RELATIVE_GRID, average_precision),
+        "lambda_files": f"{len(chosen)} MSL images of the train sols ({MSL_CALIBRATION_IMAGES} ground, "
+        f"{MSL_CALIBRATION_IMAGES} hardware/targets), seed {seed}, patches at stride {MSL_CALIBRATION_STRIDE}",
+        "lambda_feature": "MSL hardware and targets vs ground (image score = highest patch)",
+    }
+
+
+def _rgb_lambda(
+    rec: np.ndarray,
+    mu2: np.ndarray,
+    std: np.ndarray,
+    bounds: np.ndarray,
+    y: np.ndarray,
+    relative_grid: Any,
+    average_precision: Any,
+) -> dict[str, Any]:
+    """λ of the RGB model: of ``relative_grid`` × median(rec)/median(μ²), the one whose image scores (highest patch
+    of rec + λ·μ², images delimited by ``bounds``) give the best AP for the labels ``y``; that AP is in-sample.
+    ``baseline_patch_std_ap``: the AP of the highest patch standard deviation ``std`` on the same images."""
     scale = float(np.median(rec) / max(float(np.median(mu2)), 1e-12))
     grid, best = [], (0.0, -1.0)
-    for rel in RELATIVE_GRID:
+    for rel in relative_grid:
         lam = rel * scale
         s = np.maximum.reduceat(rec + lam * mu2, bounds[:-1])
         ap = average_precision(s, y)
@@ -286,10 +345,9 @@ def _calibrate_rgb(scorer: Any, root: Path, patch: int, batch: int, seed: int) -
     return {
         "lambda": best[0],
         "lambda_ap": best[1],
+        "lambda_ap_in_sample": True,  # λ was chosen for this AP on these same images
+        "baseline_patch_std_ap": float(average_precision(np.maximum.reduceat(std, bounds[:-1]), y)),
         "lambda_grid": grid,
-        "lambda_files": f"{len(chosen)} MSL images of the train sols ({MSL_CALIBRATION_IMAGES} ground, "
-        f"{MSL_CALIBRATION_IMAGES} hardware/targets), seed {seed}, patches at stride {MSL_CALIBRATION_STRIDE}",
-        "lambda_feature": "MSL hardware and targets vs ground (image score = highest patch)",
     }
 
 
@@ -331,8 +389,9 @@ def calibrate(
 def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) and calibrate; write ``best.pt``, ``metrics.json`` and loss curves.
 
-    Returns the metrics, or ``{"complete": False, "stopped": ...}`` when the time budget or a signal stopped
-    the run first (continue it with ``resume=True``)."""
+    Returns the metrics, or ``{"complete": False, "stopped": ..., "stop": ...}`` when the time budget or a signal
+    stopped the run first (continue it with ``resume=True``). A refused resume (a CAE run, a complete one, fewer
+    epochs than it did, other data or config) writes nothing."""
     torch = require("torch")
     from edgeae import __version__
     from edgeae.checkpoint import save_checkpoint
@@ -340,24 +399,44 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     from edgeae.datasets import split_files
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
-    from edgeae.train.common import progress, select_device, write_history, write_json
+    from edgeae.train.common import check_memory, progress, select_device, write_history, write_json
     from edgeae.train.crops import Augment, load_masters, sample_crops
-    from edgeae.train.resume import Autosave, Deadline, TrainState, account_batch, load_state, save_state
+    from edgeae.train.resume import (
+        Autosave,
+        Deadline,
+        TrainingDiverged,
+        TrainState,
+        account_batch,
+        check_resume,
+        load_state,
+        save_state,
+    )
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume and (out / "last.pt").exists():
+    if resume:
+        check_resume(out, "vae", config.epochs)  # before any work: nothing is written when it refuses
+    elif (out / "last.pt").exists():
         raise FileExistsError(f"{out} already holds a run (last.pt): resume it or choose another --out")
-    if config.threads:
-        torch.set_num_threads(config.threads)
     device = select_device(config.device)
     channels = config.n_channels
+    crop_bytes = channels * config.patch * config.patch * 4
+    check_memory({"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)})
+    if config.threads:
+        torch.set_num_threads(config.threads)
     root = data_root(config.data_root)
     train_files = training_files(root, config.hirise, config.data, config.msl_ground)
     val_files = split_files(config.data, "val", root)
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
-    write_json(out / "config.json", config.to_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_json(out / "config.json", {"kind": "vae", **config.to_dict()})
+    n_batches = config.crops_per_epoch // config.batch_size
+    if config.crops_per_epoch != config.crops:
+        log.info(
+            "each epoch trains %d batches of %d = %d crops (crops %d rounded to whole batches)", n_batches,
+            config.batch_size, config.crops_per_epoch, config.crops,
+        )  # fmt: skip
 
     t0 = time.perf_counter()
     masters = load_masters(train_files, channels)
@@ -383,7 +462,9 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     state = TrainState()
     if resume:
         state = load_state(out, model, optimizer, None, cfg_dict, data_hash)
-        log.info("resumed %s at epoch %d, batch %d", out, state.epoch, state.batch)
+        state.complete = False  # a complete run resumes only to more epochs (check_resume)
+        write_json(out / "config.json", {"kind": "vae", **config.to_dict()})  # the checks passed: --epochs applies
+        log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
     state.segments.append({"start_epoch": state.epoch, "start_batch": state.batch, "started": time.time()})
 
     def to_device(x: np.ndarray) -> Any:
@@ -417,24 +498,31 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
             "val_files": [p.name for p in val_files],
             "beta": config.beta,
             "seed": config.seed,
-            "crops_per_epoch": config.crops,
+            "crops_per_epoch": config.crops_per_epoch,
             "score": "sum over pixels of (x - x_hat)^2 + lambda * sum(mu^2), x_hat decoded from mu",
         },
     )
-    n_batches = max(1, math.ceil(config.crops / config.batch_size))
     best_state = out / "best_state.pt"
     deadline = Deadline(config.time_budget)
-    autosave = Autosave(state, lambda: save_state(out, model, optimizer, None, state, cfg_dict, data_hash))
+
+    def save() -> Path:
+        return save_state(out, model, optimizer, None, state, cfg_dict, data_hash, kind="vae")
+
+    autosave = Autosave(state, save)
     stopped: str | None = None
+    cause: str | None = None
     try:
         while state.epoch <= config.epochs and stopped is None:
             epoch = state.epoch
             autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
-            crops = sample_crops(masters, config.crops, config.patch, rng, aug)
+            crops = sample_crops(masters, config.crops_per_epoch, config.patch, rng, aug)
             order = rng.permutation(len(crops))
             model.train()
-            bar = progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", enabled=config.progress)
+            bar = progress(
+                range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", total=n_batches,
+                enabled=config.progress, initial=state.batch,
+            )  # fmt: skip
             for b in bar:
                 idx = order[b * config.batch_size : (b + 1) * config.batch_size]
                 loss = _losses(torch, model, to_device(crops[idx]), config.beta, _seed(config.seed, epoch, b), ac())
@@ -443,13 +531,16 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 optimizer.step()
                 account_batch(state, float(loss.detach()), len(idx), epoch, b)
                 if deadline.expired:
-                    stopped = deadline.reason
+                    stopped, cause = deadline.reason, deadline.cause
                     break
                 autosave.batch_done()
             autosave.bank_time()
             if stopped is not None and state.batch < n_batches:
                 break
             va = val_loss()
+            if not math.isfinite(va):
+                raise TrainingDiverged(f"training diverged: the validation loss became {va} after epoch {epoch}; "
+                                       "lower the learning rate or beta")  # fmt: skip
             row = {
                 "epoch": epoch,
                 "train_loss": state.loss_sum / max(state.loss_count, 1),
@@ -468,22 +559,28 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
             state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
             autosave.save_now()
             write_history(state.history, out)
-            if stopped is None and deadline.expired:
-                stopped = deadline.reason
+            if stopped is None and deadline.expired and state.epoch <= config.epochs:
+                stopped, cause = deadline.reason, deadline.cause
     finally:
         deadline.close()
+    if stopped is not None and state.epoch > config.epochs:  # every epoch done: not a stop
+        stopped = cause = None
     state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
-    save_state(out, model, optimizer, None, state, cfg_dict, data_hash)
+    save()
     if stopped is not None:
         log.info("%s: state saved to %s; continue with --resume %s", stopped, out / "last.pt", out)
-    if stopped is not None and state.epoch <= config.epochs:
-        return {"stopped": stopped, "epoch": state.epoch, "batch": state.batch, "complete": False}
+        return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
     model.load_state_dict(torch.load(best_state, map_location="cpu", weights_only=True))
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()  # type: ignore[call-overload]
-    log.info("calibrating λ and threshold")
+    log.info("calibrating λ and threshold on validation data (a minute or so)")
     score = calibrate(model, metadata, root, config.patch, config.threshold_quantile, data=config.data,
                       seed=config.seed)  # fmt: skip
+    log.info(
+        "λ %.4g: AP %.3f (in-sample: λ was chosen on these images; patch-std baseline AP %s) on %s",
+        score["lambda"], score["lambda_ap"], _ap_text(score.get("baseline_patch_std_ap")),
+        score.get("lambda_feature", "?"),
+    )  # fmt: skip
     vae_cfg = model.config
     metadata = metadata.replace(
         architecture=vae_cfg.to_dict(), score={"lambda": score["lambda"], "threshold": score["threshold"]}
@@ -499,6 +596,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         "bf16": use_bf16,
         "data": config.data,
         "train_files": len(train_files),
+        "crops_per_epoch": config.crops_per_epoch,
         "segments": state.segments,
         "complete": True,
         "calibration": score,
@@ -506,6 +604,8 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     path = save_checkpoint(out / "best.pt", model, metadata, metrics, state.history)
     write_history(state.history, out)
     write_json(out / "metrics.json", metrics)
+    state.complete = True  # recorded last: a run killed before its final files resumes to write them
+    save()
     log.info(
         "best epoch %d, val loss %.2f, λ %.4g, threshold %.4g -> %s", state.best_epoch, state.best_val,
         score["lambda"], score["threshold"], path,
@@ -513,9 +613,16 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     return metrics
 
 
+def _ap_text(ap: Any) -> str:
+    return f"{ap:.3f}" if isinstance(ap, float) else "n/a"
+
+
 def load_config(path: str | os.PathLike[str]) -> VAETrainConfig:
     """Read a ``config.json`` written by :func:`train_vae` (a damaged one: a ValueError naming the file)."""
     try:
-        return VAETrainConfig.from_dict(json.loads(Path(path).read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:  # not JSON, or not this trainer's fields
+        d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        return VAETrainConfig.from_dict(d)
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
         raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None

@@ -8,6 +8,7 @@ training command wrote). Numpy-free and torch-free: listing the zoo imports noth
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -241,14 +242,120 @@ def _entry(name: str) -> dict[str, Any]:
     return ZOO[name]
 
 
-def install(name: str, checkpoint: Path, metrics: Path) -> Path:
-    """Copy a training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``."""
+# a zoo name becomes a file name in WEIGHTS_DIR: lower-case letters, digits, '-' and '_', no separators or dots
+ZOO_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# architecture keys that must match a registered model's to replace it (absent keys: the builders' defaults);
+# the gate's tau, smooth fill and the VAE's lambda are tuned after training and may differ
+ARCHITECTURE_KEYS: dict[str, dict[str, Any]] = {
+    "cae": {"variant": "seed", "widths": None, "tile": 128},
+    "vae": {"widths": None, "latent": None, "patch": 64},
+}
+
+
+class ZooInstallError(ValueError):
+    """A model may not be installed under that zoo name (unsafe name, incomplete run, another model's name)."""
+
+
+def check_name(name: str) -> str:
+    """``name`` when it is a safe zoo name (:data:`ZOO_NAME`), else a :class:`ZooInstallError`."""
+    if not isinstance(name, str) or not ZOO_NAME.fullmatch(name):
+        raise ZooInstallError(
+            f"--zoo-name {name!r}: a zoo name is 1-64 lower-case letters, digits, '-' and '_' (no '/', '.' or '..'), "
+            "e.g. rover-rgb-mymodel"
+        )
+    return name
+
+
+def _arch(kind: str, architecture: dict[str, Any]) -> dict[str, Any]:
+    keys = ARCHITECTURE_KEYS.get(kind, {})
+    out = {}
+    for k, default in keys.items():
+        v = architecture.get(k, default)
+        out[k] = list(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def check_install(
+    name: str,
+    kind: str,
+    channels: int | None = None,
+    architecture: dict[str, Any] | None = None,
+    parameters: int | None = None,
+    force: bool = False,
+) -> None:
+    """Refuse, before any work, to install a model as zoo model ``name`` when the name is unsafe or is a
+    registered model (``ZOO``) of another kind, channel count, parameter count or architecture (that of the
+    registered model's shipped weights, where present). ``force``: replace a registered model anyway."""
+    check_name(name)
+    if name not in ZOO or force:
+        return
+    entry = ZOO[name]
+    diffs = []
+    if kind != entry["kind"]:
+        diffs.append(f"kind {kind} (the zoo's: {entry['kind']})")
+    if channels is not None and int(channels) != int(entry["channels"]):
+        diffs.append(f"{channels} channel(s) (the zoo's: {entry['channels']})")
+    if parameters is not None and "parameters" in entry and int(parameters) != int(entry["parameters"]):
+        diffs.append(f"{parameters:,} parameters (the zoo's: {entry['parameters']:,})")
+    shipped = _shipped_architecture(name) if architecture is not None and kind == entry["kind"] else None
+    if shipped is not None and architecture is not None:
+        mine, theirs = _arch(kind, architecture), _arch(kind, shipped)
+        diffs += [f"{k} {mine[k]!r} (the zoo's: {theirs[k]!r})" for k in mine if mine[k] != theirs[k]]
+    if diffs:
+        raise ZooInstallError(
+            f"--zoo-name {name}: refusing to replace the shipped zoo model {name!r} with a model of {'; '.join(diffs)}"
+            "; choose another name, or pass --force to replace it anyway"
+        )
+
+
+def _shipped_architecture(name: str) -> dict[str, Any] | None:
+    """The architecture in the metadata of zoo model ``name``'s installed weights, None when there are none."""
+    path = WEIGHTS_DIR / _entry(name)["file"]
+    if not path.is_file():
+        return None
+    from edgeae.checkpoint import load_checkpoint
+
+    return dict(load_checkpoint(path).metadata.architecture)
+
+
+def run_complete(metrics: dict[str, Any]) -> bool:
+    """Whether ``metrics`` (a training run's ``metrics.json``) are those of a complete run: final metrics
+    (``epochs_run``) that do not say it stopped (``complete`` false or a ``stopped`` reason)."""
+    return "epochs_run" in metrics and metrics.get("complete", True) is True and not metrics.get("stopped")
+
+
+def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> Path:
+    """Copy a complete training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``.
+
+    Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, and a
+    registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway)."""
+    import os
     import shutil
 
+    check_name(name)
+    try:
+        card = json.loads(Path(metrics).read_text())
+    except (OSError, ValueError) as exc:
+        raise ZooInstallError(f"--zoo-name {name}: cannot read the run's metrics {metrics} ({exc})") from None
+    if not isinstance(card, dict) or not run_complete(card):
+        stop = card.get("stopped") if isinstance(card, dict) else None
+        raise ZooInstallError(
+            f"--zoo-name {name}: {checkpoint} is not from a complete run ({stop or 'no final metrics'}); finish it "
+            "with --resume first"
+        )
+    from edgeae.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    params = sum(int(p.numel()) for p in ck.model.parameters())
+    check_install(name, ck.metadata.kind, ck.metadata.channels, dict(ck.metadata.architecture), params, force)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS_DIR / f"{name}.pt"
-    shutil.copyfile(checkpoint, target)
-    shutil.copyfile(metrics, target.with_suffix(".json"))
+    if target.resolve().parent != WEIGHTS_DIR.resolve():  # the pattern allows no separator; never write elsewhere
+        raise ZooInstallError(f"--zoo-name {name!r}: {target} is outside {WEIGHTS_DIR}")
+    for src, dst in ((checkpoint, target), (metrics, target.with_suffix(".json"))):
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
     return target
 
 
