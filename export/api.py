@@ -2,14 +2,19 @@
 
 ``export_model(spec, out_dir, ExportConfig(...))`` loads a zoo name or ``.pt`` checkpoint, writes
 ``<name>[-encoder|-decoder].<precision>.<onnx|ort|tflite>`` artifacts with metadata inside, checks every
-file (format checker, int8 input range covers [0, 1], parity against PyTorch on held-out real patches)
-and writes ``parity.json`` / ``parity.md`` with sizes and latencies. Any failed check raises.
+file (converter, format checker, int8 input range covers [0, 1], parity against PyTorch on held-out real
+patches, the score's tail) and writes ``parity.json`` / ``parity.md`` with sizes, latencies and a verdict per
+file and overall (``passed``, ``failures``). Files are built in a temporary folder and placed in the output
+folder once checked: a file that failed as ``NAME.<precision>.FAILED.<ext>``; an earlier export there keeps
+its records that still hold (:mod:`edgeae.export.outdir`). Any failed check raises :class:`ExportFailed`
+after the report is written.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,20 +22,14 @@ from typing import Any
 import numpy as np
 from edgeae.firmware_sim.runtime import load_artifact, read_metadata
 
-from edgeae.metadata import MetadataError, ModelMetadata, sha256_file
+from edgeae.metadata import ModelMetadata, sha256_file
 
 from . import calibration as cal
+from .build import INT8_WEIGHTS as INT8_WEIGHTS  # re-exported: where it was defined before
 from .graphs import VAE_EXPORT_FORM, Graph, graphs_for, torch_outputs
-from .parity import (
-    MAIN_OUTPUT,
-    TAIL_BUDGETS,
-    check_parity,
-    measure_latency,
-    run_batched,
-    tail_failures,
-    tail_metrics,
-)
+from .parity import BUDGETS, MAIN_OUTPUT, ParityError, check_parity, measure_latency, run_batched
 from .report import ArtifactRecord, ExportReport, environment, write_report
+from .tailgate import TAIL_KINDS, TailGate
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +80,6 @@ class ExportConfig:
             raise ValueError(f"vae_form must be 'subpixel' or 'reference', got {self.vae_form!r}")
 
 
-# what an int8 ONNX artifact's metadata says of its weights (``extra["int8_weights"]``), by ``reduce_range``;
-# files made before session 19 have no such entry and are full range
-INT8_WEIGHTS = {True: "7-bit (reduce_range)", False: "8-bit (full range)"}
-
-
 def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> bool:
     """True when an int8 input range [lo, hi] contains [0, 1]."""
     return rng is not None and rng[0] <= tol and rng[1] >= 1.0 - tol
@@ -98,35 +92,6 @@ def _inputs_for(graph: Graph, encoder: Graph | None, patches: np.ndarray) -> np.
     if encoder is None:
         raise ValueError("decoder inputs need the encoder")
     return run_batched(lambda b: torch_outputs(encoder, b)["latent"], "cae-encoder", patches)["latent"]
-
-
-TAIL_KINDS = ("vae", "cae")
-CAE_TAIL_KEEP = 0.05  # the flight "cae-masked" score: reconstruct from 5 % of the pixels (rover mission keep)
-
-
-def _tail_scores(predict: Any, kind: str, patches: np.ndarray) -> np.ndarray:
-    """The flight anomaly score of each patch: the VAE's ``score`` output, or the CAE's masked-reconstruction
-    mean squared error (as :mod:`edgeae.firmware_sim.score` computes it, in float from the dequantised x̂)."""
-    if kind == "vae":
-        return np.asarray(run_batched(predict, kind, patches)["score"], np.float64).reshape(-1)
-    from edgeae.masks import make_mask
-
-    keep = make_mask(0, patches.shape[-2:], CAE_TAIL_KEEP, "uniform")[None, None].astype(np.float32)
-    x_hat = run_batched(predict, kind, np.ascontiguousarray(patches * keep))["x_hat"]
-    err = np.asarray(x_hat, np.float32) - patches
-    return np.asarray(np.mean(err * err, axis=(1, 2, 3), dtype=np.float64))
-
-
-def _tail_terms_max(predict: Any, frames: list[np.ndarray], lam: float) -> list[np.ndarray]:
-    """Per frame, the ``terms-max`` flight score (:mod:`edgeae.anomaly.terms`) of every patch: the VAE's two
-    terms from its ``score`` and ``mu`` outputs, each over its median in that frame, the larger."""
-    from edgeae.anomaly.terms import frame_terms_max, terms_from_outputs
-
-    out = []
-    for patches in frames:
-        o = run_batched(predict, "vae", patches)
-        out.append(frame_terms_max(*terms_from_outputs(o["score"], o["mu"], lam)))
-    return out
 
 
 def _latency(path: Path, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
@@ -160,76 +125,90 @@ def _torch_latency(graph: Graph, x: np.ndarray, config: ExportConfig) -> list[di
     return out
 
 
-def _finalise(path: Path, fmt: str, meta: ModelMetadata) -> None:
-    """Rewrite the artifact's embedded metadata (precision, calibration facts)."""
-    if fmt == "tflite":
-        from .tflite_metadata import write_tflite_metadata
+class ExportFailed(ParityError):
+    """An export in which at least one artifact failed a check; ``report`` (also on disk) says which and why."""
 
-        write_tflite_metadata(path, meta.to_json())
-    else:
-        from .onnx_export import check_onnx, write_onnx_metadata
-
-        write_onnx_metadata(path, meta)
-        check_onnx(path)
+    def __init__(self, message: str, report: ExportReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
-def _build(
-    graph: Graph,
-    fmt: str,
-    precision: str,
-    stem: Path,
-    calib: np.ndarray,
-    done: dict[str, Path],
-    reduce_range: bool = False,
-) -> Path:
-    """Write one ``.tflite`` or ``.onnx`` artifact (ONNX files are cached in ``done`` for ORT and int8)."""
-    from . import onnx_export, quantize, tflite_export
+@dataclass
+class _Run:
+    """What every artifact of one export run shares: its folders, inputs, caches and checks."""
 
-    pin = None if graph.kind == "cae-decoder" else (0.0, 1.0)
-    if fmt == "tflite":
-        path = stem.with_name(f"{stem.name}.{precision}.tflite")
-        if precision == "fp32":
-            return tflite_export.export_tflite_fp32(graph, path)
-        return tflite_export.export_tflite_int8(graph, path, calib, input_range=pin)
-    onnx_path = stem.with_name(f"{stem.name}.{precision}.onnx")
-    if f"onnx-{precision}" not in done:
-        if precision == "fp32":
-            onnx_export.export_onnx(graph, onnx_path)
+    out: Path
+    work: Path
+    name: str
+    config: ExportConfig
+    calibration: dict[str, Any]  # the calibration facts each int8 file records
+    encoder: Graph | None
+    calib_patches: np.ndarray
+    test_patches: np.ndarray
+    gate: TailGate | None
+    done: dict[str, dict[str, Path | str]]  # per graph kind: the ONNX files built (or why not), build.build
+
+
+def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> ArtifactRecord:
+    """Build one artifact in the work folder, check it, and place it in ``--out`` (``*.FAILED.*`` when it
+    failed); a converter's exception becomes the record's failure (nothing is placed then)."""
+    from edgeae.logs import native_stderr_to_log
+
+    from . import build, outdir
+
+    calib = _inputs_for(graph, run.encoder, run.calib_patches)
+    test = _inputs_for(graph, run.encoder, run.test_patches)
+    stem = f"{run.name}{SUFFIX[graph.kind]}"
+    record = ArtifactRecord(
+        path=str(run.out / outdir.failed_name(f"{stem}.{precision}.{fmt}")), kind=graph.kind, format=fmt,
+        precision=precision, size_bytes=0, sha256="", checker=build.CHECKER[fmt], passed=False,
+        parity={"passed": False, "budget": BUDGETS[precision], "main_output": MAIN_OUTPUT[graph.kind]},
+    )  # fmt: skip
+    try:  # the converters raise anything (JAX TypeErrors, RuntimeErrors, ...): this artifact's failure alone
+        with native_stderr_to_log():  # the converters' C++ logs (TensorFlow/XNNPACK start-up lines); -v shows them
+            built = build.build(
+                graph, fmt, precision, run.work / "build" / stem, calib, run.done[graph.kind], run.config.reduce_range
+            )
+        in_range = build.input_range(built, fmt) if precision == "int8" else None  # ORT: read from its ONNX
+        facts = {**run.calibration, "n_patches": len(calib)}
+        meta = build.artifact_metadata(graph, fmt, precision, in_range, facts, run.config.reduce_range)
+        if fmt == "ort":
+            path = build.ort_with_metadata(built, meta, run.work / "final")
         else:
-            fp32 = done.get("onnx-fp32") or _build(graph, "onnx", "fp32", stem, calib, done)
-            done["onnx-fp32"] = fp32
-            quantize.quantize_onnx_int8(
-                fp32, onnx_path, calib, input_range=pin, float_outputs=graph.float_outputs,
-                learned_modules=graph.learned_modules, reduce_range=reduce_range,
-            )  # fmt: skip
-            onnx_export.check_onnx(onnx_path)
-        done[f"onnx-{precision}"] = onnx_path
-    return done[f"onnx-{precision}"]
-
-
-def _ort_with_metadata(onnx_path: Path, meta: ModelMetadata, out_dir: Path) -> Path:
-    """Convert a copy of ``onnx_path`` carrying ``meta`` to ``<stem>.ort`` in ``out_dir``."""
-    import shutil
-    import tempfile
-
-    from .onnx_export import write_onnx_metadata
-    from .ort import convert_to_ort
-
-    with tempfile.TemporaryDirectory(prefix="edgeae-ort-src-") as tmp:
-        src = Path(tmp) / onnx_path.name
-        shutil.copy2(onnx_path, src)
-        write_onnx_metadata(src, meta)
-        return convert_to_ort(src, out_dir)
-
-
-def _input_range(path: Path, fmt: str) -> tuple[float, float] | None:
-    if fmt == "tflite":
-        from .tflite_export import tflite_input_range
-
-        return tflite_input_range(path)
-    from .quantize import onnx_input_range
-
-    return onnx_input_range(path)
+            path = run.work / "final" / built.name
+            shutil.copyfile(built, path)  # the built ONNX stays as it is: int8 and ORT are made from it
+            build.finalise(path, fmt, meta)
+        predictor = load_artifact(path, threads=2)
+    except Exception as exc:
+        log.debug("%s: conversion failed", record.path, exc_info=True)
+        record.failures.append(f"{fmt} {precision} conversion failed: {build.error_text(exc)}")
+        return record
+    failures = record.failures
+    float_input = bool(graph.learned_modules) and fmt != "tflite" and in_range is None  # fixed layers first
+    range_ok = not (
+        precision == "int8" and graph.kind != "cae-decoder" and not float_input and not covers_unit_range(in_range)
+    )
+    if not range_ok:
+        failures.append(f"int8 input range {in_range} does not cover [0, 1]")
+    if read_metadata(path) != meta:
+        failures.append("embedded metadata does not read back identically")
+    ref = torch_outputs_batched(graph, test)
+    result = check_parity(graph.kind, precision, ref, run_batched(predictor, graph.kind, test), str(path), strict=False)
+    if not result.passed:
+        failures.append(result.summary())
+    parity = {**result.to_dict(), "main_output": MAIN_OUTPUT[graph.kind], "input_range_covers_0_1": range_ok}
+    if run.gate is not None and graph.kind in TAIL_KINDS:
+        tail, bad = run.gate.check(graph, predictor, precision)
+        parity.update(tail)
+        failures += bad
+    parity["passed"] = not failures  # every check, not the PSNR budget alone
+    record.parity, record.passed = parity, not failures
+    record.input_range = list(in_range) if in_range else None
+    record.latency = _latency(path, test, run.config) if run.config.latency else []
+    placed = outdir.place(path, run.out, record.passed)
+    record.path, record.size_bytes, record.sha256 = str(placed), placed.stat().st_size, sha256_file(placed)
+    log.info("%s: %s", placed.name, result.summary())
+    return record
 
 
 def export_checkpoint(
@@ -243,25 +222,36 @@ def export_checkpoint(
     calib_source: str = "",
     test_source: str = "",
     tail_frames: list[tuple[str, np.ndarray]] | None = None,
+    provenance: dict[str, dict[str, Any]] | None = None,
 ) -> ExportReport:
     """Export an in-memory model; see the module docstring. Returns the report (also written to disk).
 
     ``tail_frames``: (name, NCHW patches of one whole real frame) for the tail check of scoring artifacts
-    (:func:`edgeae.export.parity.tail_metrics`); None or empty skips it.
+    (:func:`edgeae.export.parity.tail_metrics`); None or empty skips it. ``provenance``: more facts for the
+    report's ``calibration``, ``test`` and ``tail`` sections (file hashes, overlaps: :func:`export_model`).
+    Every artifact is built and checked in a temporary folder, then placed in ``out_dir`` (a failed one as
+    ``*.FAILED.*``: :mod:`edgeae.export.outdir`); the records of an earlier export there that still hold are kept.
+    Raises :class:`ExportFailed` after writing the report when any check failed (``config.strict``).
     """
+    import datetime
+    import tempfile
+
     from tqdm import tqdm
 
-    from edgeae.logs import native_stderr_to_log
+    from . import outdir
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = outdir.ensure_writable(out_dir)
+    prov = provenance or {}
     report = ExportReport(
         model=name,
         out_dir=str(out),
         calibration={"source": calib_source, "n_patches": len(calib_patches), "seed": config.seed},
         test={"source": test_source, "n_patches": len(test_patches), "seed": config.seed + 1},
         environment=environment(),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
+    report.calibration.update(prov.get("calibration", {}))
+    report.test.update(prov.get("test", {}))
     graphs = graphs_for(model, metadata, config.kinds, config.vae_form)
     splittable = metadata.kind == "cae" and metadata.architecture.get("variant", "seed") == "seed"
     encoder = next(iter(graphs_for(model, metadata, ("cae-encoder",)))) if splittable else None
@@ -278,114 +268,35 @@ def export_checkpoint(
         for f in config.formats
         if not (g.no_tflite and f == "tflite")
     ]
-    done: dict[str, dict[str, Path]] = {g.kind: {} for g in graphs}
-    failures: list[str] = []
-    tail_ref: dict[str, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {}
-    tail_ref_tm: dict[str, list[np.ndarray]] = {}  # PyTorch's terms-max per tail frame, once per graph kind
+    gate = None
     if tail_frames:
         report.tail = {"frames": [n for n, _ in tail_frames], "patches": int(sum(len(p) for _, p in tail_frames))}
-    for graph, fmt, precision in tqdm(jobs, desc=f"export {name}", unit="artifact"):
-        calib = _inputs_for(graph, encoder, calib_patches)
-        test = _inputs_for(graph, encoder, test_patches)
-        if config.latency and graph.kind not in report.torch_latency:
-            report.torch_latency[graph.kind] = _torch_latency(graph, test, config)
-        stem = out / f"{name}{SUFFIX[graph.kind]}"
-        with native_stderr_to_log():  # the converters' C++ logs (TensorFlow/XNNPACK start-up lines); -v shows them
-            path = _build(graph, fmt, precision, stem, calib, done[graph.kind], config.reduce_range)
-        in_range = _input_range(path, fmt) if precision == "int8" else None  # ORT: read from its ONNX
-        float_input = bool(graph.learned_modules) and fmt != "tflite" and in_range is None  # fixed layers first
-        if precision == "int8" and graph.kind != "cae-decoder" and not float_input and not covers_unit_range(in_range):
-            failures.append(f"{path}: int8 input range {in_range} does not cover [0, 1]")
-        extra = {**graph.metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
-        if precision == "int8" and fmt == "onnx":
-            extra["int8_weights"] = INT8_WEIGHTS[config.reduce_range]
-        if fmt == "tflite" and graph.tflite_static_batch:
-            extra["static_batch"] = graph.tflite_static_batch  # the loader runs bigger batches in chunks
-        if precision == "int8":
-            extra["calibration"] = {
-                "source": calib_source,
-                "n_patches": len(calib),
-                "tail": config.calib_tail,
-                "float_outputs": list(graph.float_outputs),
-                "method": "minmax over the whole set",
-                "input_range": list(in_range) if in_range else None,
-            }
-        base = graph.tflite_metadata() if fmt == "tflite" else graph.metadata
-        meta = base.replace(precision=precision, extra=extra)
-        if fmt == "ort":
-            path = _ort_with_metadata(path, meta, out)
-        else:
-            _finalise(path, fmt, meta)
-        if read_metadata(path) != meta:
-            raise MetadataError(f"{path}: embedded metadata does not read back identically")
-        predictor = load_artifact(path, threads=2)
-        result = check_parity(
-            graph.kind,
-            precision,
-            torch_outputs_batched(graph, test),
-            run_batched(predictor, graph.kind, test),
-            source=str(path),
-            strict=False,
-        )
-        if not result.passed:
-            failures.append(f"{path}: {result.summary()}")
-        parity = {**result.to_dict(), "main_output": MAIN_OUTPUT[graph.kind]}
-        if tail_frames and graph.kind in TAIL_KINDS:
-            from .calibration import extreme_patches
-
-            if graph.kind not in tail_ref:
-                ref_fn = lambda b, g=graph: torch_outputs(g, b)  # noqa: E731
-                ext = extreme_patches(int(calib_patches.shape[1]), int(calib_patches.shape[-1]))
-                tail_ref[graph.kind] = (
-                    [_tail_scores(ref_fn, graph.kind, p) for _, p in tail_frames],
-                    ext,
-                    _tail_scores(ref_fn, graph.kind, ext),
-                )
-            ref_scores, ext, ref_ext = tail_ref[graph.kind]
-            got = [_tail_scores(predictor, graph.kind, p) for _, p in tail_frames]
-            tail = tail_metrics(ref_scores, got, (ref_ext, _tail_scores(predictor, graph.kind, ext)))
-            bad = tail_failures(tail, precision)
-            parity["tail"] = {**tail, "budget": TAIL_BUDGETS[precision], "passed": not bad}
-            parity["passed"] = bool(parity["passed"] and not bad)
-            if bad:
-                failures.append(f"{path}: tail check: {', '.join(bad)}")
-            lam = (graph.metadata.score or {}).get("lambda") if graph.kind == "vae" else None
-            if lam is not None:  # the orbital mission's flight score ranks by the two terms: gate its tail too
-                frames = [p for _, p in tail_frames]
-                if graph.kind not in tail_ref_tm:
-                    ref_fn = lambda b, g=graph: torch_outputs(g, b)  # noqa: E731
-                    tail_ref_tm[graph.kind] = _tail_terms_max(ref_fn, frames, float(lam))
-                tm = tail_metrics(tail_ref_tm[graph.kind], _tail_terms_max(predictor, frames, float(lam)))
-                bad = tail_failures(tm, precision)
-                parity["tail_terms_max"] = {**tm, "budget": TAIL_BUDGETS[precision], "passed": not bad}
-                parity["passed"] = bool(parity["passed"] and not bad)
-                if bad:
-                    failures.append(f"{path}: terms-max tail check: {', '.join(bad)}")
-        report.artifacts.append(
-            ArtifactRecord(
-                path=str(path),
-                kind=graph.kind,
-                format=fmt,
-                precision=precision,
-                size_bytes=path.stat().st_size,
-                sha256=sha256_file(path),
-                checker="onnx.checker full_check" if fmt != "tflite" else "ai-edge-litert load + allocate",
-                parity=parity,
-                input_range=list(in_range) if in_range else None,
-                latency=_latency(path, test, config) if config.latency else [],
-            )
-        )
-        log.info("%s: %s", path.name, result.summary())
-    for g in graphs:  # ONNX files made only as a step (towards ORT, or the fp32 file int8 is quantised from)
-        for key, p in done[g.kind].items():
-            fmt_, _, prec = key.partition("-")
-            if not (fmt_ == "onnx" and "onnx" in config.formats and prec in config.precisions):
-                p.unlink(missing_ok=True)  # not asked for, so not parity-checked: not left in --out
+        report.tail.update(prov.get("tail", {}))
+        gate = TailGate(tail_frames, int(calib_patches.shape[1]), int(calib_patches.shape[-1]))
+    facts: dict[str, Any] = {k: report.calibration[k] for k in ("source", "files_sha256") if k in report.calibration}
+    made: list[ArtifactRecord] = []
+    with tempfile.TemporaryDirectory(prefix="edgeae-export-") as tmp:
+        work = Path(tmp)
+        (work / "build").mkdir()
+        (work / "final").mkdir()
+        run = _Run(
+            out, work, name, config, {**facts, "tail": config.calib_tail}, encoder, calib_patches, test_patches,
+            gate, {g.kind: {} for g in graphs},
+        )  # fmt: skip
+        for graph, fmt, precision in tqdm(jobs, desc=f"export {name}", unit="artifact"):
+            if config.latency and graph.kind not in report.torch_latency:
+                test = _inputs_for(graph, encoder, test_patches)
+                report.torch_latency[graph.kind] = _torch_latency(graph, test, config)
+            made.append(_export_one(run, graph, fmt, precision))
+    written = {Path(a.path).name for a in made if a.size_bytes}
+    report.artifacts = outdir.carried_records(out, name, metadata.source_checkpoint_hash, written) + made
     write_report(report, out)
+    stray = outdir.unrecorded(out, report.artifacts)
+    if stray:
+        log.warning("%s: files without a record in parity.json (not checked by this export): %s", out, ", ".join(stray))
+    failures = [f"{Path(a.path).name}: {f}" for a in made for f in a.failures]
     if failures and config.strict:
-        from .parity import ParityError
-
-        raise ParityError(f"export failed its checks (report in {out}):\n  " + "\n  ".join(failures))
+        raise ExportFailed(f"export failed its checks (report in {out}):\n  " + "\n  ".join(failures), report)
     return report
 
 
@@ -394,31 +305,76 @@ def torch_outputs_batched(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     return run_batched(lambda b: torch_outputs(graph, b), graph.kind, x)
 
 
+# characters a file name cannot hold on FAT/exFAT flight media (and Windows), besides control characters
+UNSAFE_NAME_CHARS = frozenset('<>:"/\\|?*')
+
+
+def artifact_stem(spec: str | os.PathLike[str], checkpoint: Path) -> str:
+    """The file-name stem of a model's artifacts: a zoo name without ``zoo:``, else the checkpoint's stem.
+
+    Characters that FAT flight media cannot store in a name become ``_`` (with a warning)."""
+    from edgeae.resolve import ZOO_PREFIX
+
+    text = os.fspath(spec)
+    name = text.removeprefix(ZOO_PREFIX) if not Path(text).is_file() else ""
+    if not name or "/" in name or "\\" in name or Path(name).suffix == ".pt":
+        name = checkpoint.stem
+    safe = "".join("_" if c in UNSAFE_NAME_CHARS or ord(c) < 32 else c for c in name)
+    if safe != name:
+        log.warning("%s: artifact files are named %r (FAT media cannot store %r)", spec, safe, name)
+    return safe
+
+
 def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
-    """Export a zoo model or ``.pt`` checkpoint with real calibration (val split) and test patches."""
+    """Export a zoo model or ``.pt`` checkpoint with real calibration (val split) and test patches.
+
+    Warns when ``config.calib`` holds images of another channel count (converted) or frames of the parity test
+    split or the tail check (the report then no longer calls them held out), and records the calibration
+    folder's resolved path and a hash of its files' contents in the report and in each int8 artifact.
+    """
     from edgeae.checkpoint import load_checkpoint
     from edgeae.predictor import resolve_model_path
 
+    from . import outdir
+
     path = resolve_model_path(spec, want="checkpoint")
+    name = artifact_stem(spec, path)
+    outdir.ensure_writable(out_dir)  # before minutes of work
     ck = load_checkpoint(path)
     meta = ck.metadata.replace(source_checkpoint_hash=sha256_file(path))
+    arch = meta.architecture
+    side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
+    channels = int(arch.get("channels", meta.channels))
     if config.calib is not None:
-        calib_files = cal.image_files(config.calib)
-        calib_source = str(config.calib)
+        calib_root = Path(config.calib).resolve()
+        calib_files = cal.image_files(calib_root)
+        calib_source = str(calib_root)
     else:
         calib_files = cal.split_images(meta, "val", config.data_root)
         calib_source = f"{cal.dataset_of(meta)} val split"
     test_files = cal.split_images(meta, "test", config.data_root)
+    tail = config.tail_check and meta.kind in TAIL_KINDS
+    tail_files = cal.tail_frame_files(meta, config.data_root) if tail else []
+    prov = cal.provenance(calib_files, test_files, tail_files)
+    shared = prov["calibration"].get("overlaps", [])
+    if shared:
+        log.warning(
+            "%d calibration image(s) are frames of the parity test split or the tail check (%s): int8 parity is "
+            "then not measured on held-out data; calibrate on other images (the default: the val split)",
+            len(shared), ", ".join(shared),
+        )  # fmt: skip
+    converted = cal.channel_mismatches(calib_files, channels)
+    if converted:
+        stored = sorted({c for _, c in converted})
+        log.warning(
+            "%d of %d calibration images have %s channel(s), the model takes %d: converted for calibration "
+            "(is %s the right folder?)",
+            len(converted), len(calib_files), "/".join(map(str, stored)), channels, calib_source,
+        )  # fmt: skip
+        prov["calibration"]["converted_channels"] = len(converted)
     calib = cal.model_patches(meta, calib_files, config.n_calib, seed=config.seed, tail=config.calib_tail)
     test = cal.model_patches(meta, test_files, config.n_test, seed=config.seed + 1)
-    tail_frames = None
-    if config.tail_check and meta.kind in TAIL_KINDS:
-        arch = meta.architecture
-        side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
-        channels = int(arch.get("channels", meta.channels))
-        files = cal.tail_frame_files(meta, config.data_root)
-        tail_frames = [(f.name, cal.frame_patches(f, channels, side)) for f in files]
-    name = Path(str(spec)).stem if Path(str(spec)).suffix == ".pt" else str(spec)
+    tail_frames = [(f.name, cal.frame_patches(f, channels, side)) for f in tail_files] if tail else None
     return export_checkpoint(
         ck.model,
         meta,
@@ -430,4 +386,5 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         calib_source=calib_source,
         test_source=f"{cal.dataset_of(meta)} test split",
         tail_frames=tail_frames,
+        provenance=prov,
     )

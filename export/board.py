@@ -90,8 +90,9 @@ def make_bundle(
     from edgeae.predictor import resolve_model_path
 
     from . import calibration as cal
-    from .api import TAIL_KINDS, _inputs_for, _tail_scores, _tail_terms_max, torch_outputs_batched
+    from .api import _inputs_for, torch_outputs_batched
     from .graphs import graphs_for, torch_outputs
+    from .tailgate import TAIL_KINDS, tail_scores, tail_terms_max
 
     path = resolve_model_path(model, want="checkpoint")
     ck = load_checkpoint(path)
@@ -131,12 +132,12 @@ def make_bundle(
         ref = lambda b, g=tail_kind: torch_outputs(g, b)  # noqa: E731
         _pack_pixels(arrays, "tail/patches", np.concatenate(frames))
         arrays["tail/offsets"] = np.cumsum([0] + [len(f) for f in frames]).astype(np.int64)
-        arrays["tail/ref"] = np.concatenate([_tail_scores(ref, tail_kind.kind, f) for f in frames])
+        arrays["tail/ref"] = np.concatenate([tail_scores(ref, tail_kind.kind, f) for f in frames])
         arrays["extremes.f32"] = ext
-        arrays["extremes/ref"] = _tail_scores(ref, tail_kind.kind, ext)
+        arrays["extremes/ref"] = tail_scores(ref, tail_kind.kind, ext)
         lam = (tail_kind.metadata.score or {}).get("lambda") if tail_kind.kind == "vae" else None
         if lam is not None:
-            arrays["tail/ref_terms_max"] = np.concatenate(_tail_terms_max(ref, frames, float(lam)))
+            arrays["tail/ref_terms_max"] = np.concatenate(tail_terms_max(ref, frames, float(lam)))
             summary["lambda"] = float(lam)
         n_tail = int(sum(map(len, frames)))
         summary["tail"] = {"kind": tail_kind.kind, "frames": [f.name for f in files], "patches": n_tail}
@@ -188,9 +189,11 @@ def check_artifact(
     """Parity (and tail) of one artifact against the bundle's PyTorch outputs, with the export's budgets."""
     from edgeae.firmware_sim.runtime import load_artifact
 
-    from .api import _tail_scores, _tail_terms_max
+    from .filetype import check_artifact_file
     from .parity import TAIL_BUDGETS, check_parity, run_batched, tail_failures, tail_metrics
+    from .tailgate import tail_scores, tail_terms_max
 
+    check_artifact_file(artifact)  # "0-byte file", "a TFLite flatbuffer, not ONNX": before the runtime's parser
     pred = load_artifact(artifact, threads=threads)
     kind, precision = pred.metadata.kind, pred.metadata.precision
     made_from = pred.metadata.source_checkpoint_hash
@@ -219,8 +222,8 @@ def check_artifact(
         ref_all, ref_ext = np.asarray(data["tail/ref"]), np.asarray(data["extremes/ref"])
         ref_frames = [ref_all[a:b] for a, b in itertools.pairwise(offsets)]
         ext = np.asarray(data["extremes.f32"], np.float32)
-        got = [_tail_scores(pred, kind, f) for f in frames]
-        got_ext = _tail_scores(pred, kind, ext)
+        got = [tail_scores(pred, kind, f) for f in frames]
+        got_ext = tail_scores(pred, kind, ext)
         m = tail_metrics(ref_frames, got, (ref_ext, got_ext))
         shifts = [_rank_shift(r, g, ref_ext, got_ext) for r, g in zip(ref_frames, got, strict=True)]
         m["extreme_rank_shift"] = float(max(shifts))
@@ -229,7 +232,7 @@ def check_artifact(
         if "tail/ref_terms_max" in data.files and "lambda" in summary:
             tm_ref_all = np.asarray(data["tail/ref_terms_max"])
             tm_ref = [tm_ref_all[a:b] for a, b in itertools.pairwise(offsets)]
-            tm = tail_metrics(tm_ref, _tail_terms_max(pred, frames, float(summary["lambda"])))
+            tm = tail_metrics(tm_ref, tail_terms_max(pred, frames, float(summary["lambda"])))
             bad_tm = tail_failures(tm, budget_precision)
             rec["tail_terms_max"] = {**tm, "passed": not bad_tm, "fails": bad_tm}
             bad += bad_tm

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,48 @@ def image_files(source: str | os.PathLike[str]) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {p}")
     return files
+
+
+def channel_mismatches(files: Sequence[str | os.PathLike[str]], channels: int) -> list[tuple[Path, int]]:
+    """(file, stored channels) of the images whose channel count is not ``channels`` (read from the headers;
+    a file whose header cannot be read is left to the reader, which names it)."""
+    from edgeae.imageio import image_shape
+
+    out = []
+    for f in files:
+        try:
+            stored = int(image_shape(f)[2])
+        except (OSError, ValueError):
+            continue
+        if stored != channels:
+            out.append((Path(f), stored))
+    return out
+
+
+def provenance(calib: Sequence[Path], test: Sequence[Path], tail: Sequence[Path] = ()) -> dict[str, dict[str, Any]]:
+    """What the export report and the int8 artifacts record of the calibration files, by content.
+
+    ``calibration``: ``files_sha256`` (SHA-256 of the sorted SHA-256s of the files' contents: the same images
+    anywhere give the same hash), ``n_files`` and ``overlaps`` (names of the ``test`` and ``tail`` frames
+    that are also calibration images, by content); ``test`` / ``tail``: ``held_out`` (no such overlap).
+    """
+    import hashlib
+
+    from edgeae.metadata import sha256_file
+
+    calib_sha = {sha256_file(f) for f in calib}
+    digest = hashlib.sha256("\n".join(sorted(calib_sha)).encode()).hexdigest()
+    held = {f: sha256_file(f) for f in dict.fromkeys([*test, *tail])}
+    shared_test = [f.name for f in test if held[f] in calib_sha]
+    shared_tail = [f.name for f in tail if held[f] in calib_sha]
+    out: dict[str, dict[str, Any]] = {
+        "calibration": {"files_sha256": digest, "n_files": len(calib)},
+        "test": {"held_out": not shared_test},
+        "tail": {"held_out": not shared_tail},
+    }
+    if shared_test or shared_tail:
+        out["calibration"]["overlaps"] = list(dict.fromkeys([*shared_test, *shared_tail]))
+    return out
 
 
 def split_images(metadata: ModelMetadata, split: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -176,6 +219,8 @@ def busy_patches(
             continue
         pixels, valid = read_pixels(Path(f), channels)
         h, w = pixels.shape[:2]
+        if h < patch or w < patch:
+            raise ValueError(f"{f}: image {w}×{h} is smaller than one {patch}×{patch} patch")
         pos = [(y, x) for y in range(0, h - patch + 1, patch) for x in range(0, w - patch + 1, patch)]
         pos = [(y, x) for y, x in pos if valid[y : y + patch, x : x + patch].mean() >= min_valid] or pos
         tiles = np.stack([pixels[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in pos])

@@ -88,6 +88,14 @@ def _tuple_module(model: Any, names: tuple[str, ...]) -> Any:
     return TupleOutputs().eval()
 
 
+def has_prefill(model: Any) -> bool:
+    """Whether a CAE starts with the normalised-convolution pre-fill of :mod:`edgeae.models.unet_cae` (every
+    U-Net variant: ``unet``, ``unet2``, ``unet2h``), which litert-torch cannot convert."""
+    from edgeae.models.unet_cae import NormConvFill
+
+    return isinstance(getattr(model, "fill", None), NormConvFill)
+
+
 def graphs_for(
     model: Any, metadata: ModelMetadata, kinds: tuple[str, ...] | None = None, vae_form: str = VAE_EXPORT_FORM
 ) -> list[Graph]:
@@ -130,11 +138,14 @@ def graphs_for(
         # file is converted with a static batch of VAE_TFLITE_BATCH and the loaders run any batch in chunks.
         static, layout = (VAE_TFLITE_BATCH, "NCHW") if kind == "vae" else (None, "NHWC")
         g = Graph(kind, module.eval(), meta, INPUT_NAMES[kind], OUTPUT_NAMES[kind], static, layout)
-        if kind == "cae" and getattr(getattr(model, "config", None), "variant", "") in GATED_VARIANTS:
+        variant = getattr(getattr(model, "config", None), "variant", "")
+        if kind == "cae" and variant in GATED_VARIANTS:
             g.learned_modules = ("down", "up", "head")  # pre-fill and gate stay float32 (no weights)
+        if kind == "cae" and has_prefill(model):
             g.no_tflite = (
-                "litert-torch cannot convert the unet2 pre-fill (dynamic batch: 'broadcast_in_dim shape must have "
-                "every element be nonnegative'; with a static batch the converter crashes); use ONNX or ORT"
+                f"litert-torch cannot convert the {variant} pre-fill (normalised convolution; dynamic batch: "
+                "'broadcast_in_dim shape must have every element be nonnegative', with a static batch the converter "
+                "crashes); use ONNX or ORT"
             )
         if kind == "vae":  # the score head reads dequantised x̂ and μ and computes a(x) in float: no ceiling
             from edgeae.models.vae import FLOAT_MODULES, export_form

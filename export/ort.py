@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgeae._optional import require
+
+# the Python loggers of onnxruntime.tools that the conversion writes to (their names carry no package prefix)
+TOOL_LOGGERS = ("ort_format_model", "convert_onnx_models_to_ort")
 
 
 def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -33,7 +38,7 @@ def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike
     with tempfile.TemporaryDirectory(prefix="edgeae-ort-") as tmp:
         work = Path(tmp)
         shutil.copy2(src, work / src.name)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_tool_loggers():
             tool.convert_onnx_models_to_ort(
                 work / src.name,
                 output_dir=work / "out",
@@ -45,6 +50,26 @@ def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike
         ort_path = dest / f"{src.stem}.ort"
         shutil.copy2(made[0], ort_path)
         configs = sorted((work / "out").glob("*.config"))
-        if configs:
-            shutil.copy2(configs[0], dest / f"{src.stem}.required_operators.config")
+        if configs:  # its header names the model by the temporary path it was made at: name the file instead
+            lines = configs[0].read_text().splitlines(keepends=True)
+            named = [f"# - {ort_path.name}\n" if ln.startswith("# - ") else ln for ln in lines]
+            (dest / f"{src.stem}.required_operators.config").write_text("".join(named))
     return ort_path
+
+
+@contextlib.contextmanager
+def _quiet_tool_loggers() -> Iterator[None]:
+    """Keep the converter's INFO lines ("Created config in /tmp/...") out of a quiet run: its loggers set
+    themselves to DEBUG (``onnxruntime.tools.logger.get_logger``); shown with ``-v`` (edgeae at DEBUG)."""
+    if logging.getLogger("edgeae").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith(TOOL_LOGGERS)]
+    saved = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,20 @@ class ArtifactRecord:
     parity: dict[str, Any]
     input_range: list[float] | None = None
     latency: list[dict[str, Any]] = field(default_factory=list)
+    passed: bool = True  # every check: converter, checker, int8 input range, parity, tail
+    failures: list[str] = field(default_factory=list)  # what failed, one line each (empty when passed)
+    #: for a record carried over from an earlier export into the same folder: that run's time, calibration and
+    #: test set (the report's own fields describe this run); None for the artifacts this run made
+    earlier_run: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArtifactRecord:
+        """A record as :meth:`ExportReport.to_dict` wrote it (also by an edgeae before ``passed`` existed)."""
+        known = {f.name for f in fields(cls)}
+        rec = cls(**{k: v for k, v in d.items() if k in known})
+        if "passed" not in d:
+            rec.passed = bool(d.get("parity", {}).get("passed", False))
+        return rec
 
 
 @dataclass
@@ -39,9 +53,19 @@ class ExportReport:
     torch_latency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     tail: dict[str, Any] = field(default_factory=dict)
+    created: str = ""  # UTC time of the run, ISO 8601
+
+    @property
+    def failures(self) -> list[str]:
+        """Every failed check of every artifact, ``file: what``."""
+        return [f"{Path(a.path).name}: {f}" for a in self.artifacts for f in a.failures]
+
+    @property
+    def passed(self) -> bool:
+        return all(a.passed for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"passed": self.passed, "failures": self.failures, **asdict(self)}
 
 
 def environment() -> dict[str, Any]:
@@ -70,44 +94,97 @@ def _lat(records: list[dict[str, Any]], batch: int, threads: int) -> str:
     return "–"
 
 
+def budget_text(parity: dict[str, Any]) -> str:
+    """The parity budget of a record, as the markdown table shows it (``≥ 40 dB``, ``, ρ ≥ 0.99`` for a VAE)."""
+    budget = parity.get("budget") or {}
+    if "psnr_db" not in budget:
+        return ""
+    text = f"≥ {budget['psnr_db']:g} dB"
+    if parity.get("spearman") is not None and "spearman" in budget:
+        text += f", ρ ≥ {budget['spearman']:g}"
+    return text
+
+
+def _passed_cell(a: ArtifactRecord) -> str:
+    if not a.passed:
+        return "**NO**"
+    return "yes (earlier run)" if a.earlier_run else "yes"
+
+
 def markdown_table(report: ExportReport) -> str:
-    """A readable summary: parity, input range, size and latency (ms per image) of every artifact."""
+    """A readable summary: verdict, parity against its budget, input range, size and latency (ms per image)."""
+    held_out = report.test.get("held_out", True)
+    n_test, test_source = report.test.get("n_patches"), report.test.get("source")
+    parity_on = (
+        f"Parity on {n_test} held-out patches from {test_source}"
+        if held_out
+        else f"Parity on {n_test} patches from {test_source}, NOT held out (the calibration images include "
+        f"{', '.join(report.calibration.get('overlaps', [])) or 'some of its frames'})"
+    )
+    failed = [a for a in report.artifacts if not a.passed]
+    if failed:
+        verdict = [f"**FAILED**: {len(failed)} of {len(report.artifacts)} artifacts failed their checks "
+                   "(renamed `*.FAILED.*`, so nothing loads them by name):", ""]  # fmt: skip
+        verdict += [f"- {f}" for f in report.failures]
+    else:
+        verdict = [f"All {len(report.artifacts)} artifacts passed their checks."]
     lines = [
         f"# Export report: {report.model}",
         "",
-        f"Parity on {report.test.get('n_patches')} held-out patches from {report.test.get('source')}; "
-        f"calibration: {report.calibration.get('n_patches')} patches from {report.calibration.get('source')}.",
+        *verdict,
+        "",
+        f"{parity_on}; calibration: {report.calibration.get('n_patches')} patches from "
+        f"{report.calibration.get('source')}.",
         "Latency: median ms per image (batch b, threads t), "
         f"{report.environment.get('cpu_count')} CPUs, load {report.environment.get('loadavg_1min')}.",
         "",
-        "| artifact | kind | format | precision | size (KB) | PSNR vs torch (dB) | max abs | Spearman "
-        "| int8 input range | b1 t1 | b1 t2 | b32 t1 | b32 t2 |",
-        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| artifact | kind | format | precision | size (KB) | PSNR vs torch (dB) | max abs | Spearman | budget "
+        "| passed | int8 input range | b1 t1 | b1 t2 | b32 t1 | b32 t2 |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|",
     ]
     for kind, recs in report.torch_latency.items():
         lines.append(
-            f"| (PyTorch eager) | {kind} | torch | fp32 | | | | | | {_lat(recs, 1, 1)} | {_lat(recs, 1, 2)} "
+            f"| (PyTorch eager) | {kind} | torch | fp32 | | | | | | | | {_lat(recs, 1, 1)} | {_lat(recs, 1, 2)} "
             f"| {_lat(recs, 32, 1)} | {_lat(recs, 32, 2)} |"
         )
     tails = [a for a in report.artifacts if "tail" in a.parity]
     for a in report.artifacts:
+        name = Path(a.path).name
+        if "outputs" not in a.parity:  # not converted: no file, no numbers
+            lines.append(
+                f"| {name} (not written) | {a.kind} | {a.format} | {a.precision} | | | | | {budget_text(a.parity)} "
+                f"| {_passed_cell(a)} | | | | | |"
+            )
+            continue
         main = a.parity["outputs"][a.parity["main_output"]]
         rho = "" if a.parity.get("spearman") is None else f"{a.parity['spearman']:.4f}"
         rng = "" if a.input_range is None else f"[{a.input_range[0]:.3f}, {a.input_range[1]:.3f}]"
         lines.append(
-            f"| {Path(a.path).name} | {a.kind} | {a.format} | {a.precision} | {a.size_bytes / 1024:.0f} "
-            f"| {main['psnr_db']:.1f} | {main['max_abs']:.2g} | {rho} | {rng} | {_lat(a.latency, 1, 1)} "
-            f"| {_lat(a.latency, 1, 2)} | {_lat(a.latency, 32, 1)} | {_lat(a.latency, 32, 2)} |"
+            f"| {name} | {a.kind} | {a.format} | {a.precision} | {a.size_bytes / 1024:.0f} "
+            f"| {main['psnr_db']:.1f} | {main['max_abs']:.2g} | {rho} | {budget_text(a.parity)} | {_passed_cell(a)} "
+            f"| {rng} | {_lat(a.latency, 1, 1)} | {_lat(a.latency, 1, 2)} | {_lat(a.latency, 32, 1)} "
+            f"| {_lat(a.latency, 32, 2)} |"
         )
+    earlier = [a for a in report.artifacts if a.earlier_run]
+    if earlier:
+        lines += [
+            "",
+            f"{len(earlier)} rows marked 'earlier run' were checked by an earlier export into this folder (same "
+            "checkpoint, files unchanged since: SHA-256), with that run's calibration and test set "
+            "(`earlier_run` in parity.json).",
+        ]
     if tails:
+        tail_note = "" if report.tail.get("held_out", True) else " NOT unseen by the calibration (it includes some)."
         lines += [
             "",
             f"Tail of the anomaly score on {report.tail.get('patches')} patches of whole real frames "
             f"({', '.join(report.tail.get('frames', []))}): Spearman over the top 1 % of patches, the smallest "
             "per-frame top-k overlap with PyTorch, ties within the top 64 that PyTorch does not have, Spearman "
-            "over synthetic extremes (all-white, all-black, checkerboards, noise).",
+            "over synthetic extremes (all-white, all-black, checkerboards, noise). The last column is the tail "
+            "budget alone; an artifact passes only when the table above says so." + tail_note,
             "",
-            "| artifact | tail Spearman (n) | top-16 overlap | top-64 overlap | ties | extremes Spearman | passed |",
+            "| artifact | tail Spearman (n) | top-16 overlap | top-64 overlap | ties | extremes Spearman "
+            "| within tail budget |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for a in tails:
@@ -127,12 +204,25 @@ def markdown_table(report: ExportReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``parity.json`` as written by :func:`write_report` (ValueError when it is not one)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p}: not an export report ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
+        raise ValueError(f"{p}: not an export report (no list of artifacts)")
+    return data
+
+
 def write_report(report: ExportReport, out_dir: str | os.PathLike[str], stem: str = "parity") -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    j = out / f"{stem}.json"
-    j.write_text(json.dumps(report.to_dict(), indent=2, default=float) + "\n")
-    m = out / f"{stem}.md"
-    m.write_text(markdown_table(report))
+    j, m = out / f"{stem}.json", out / f"{stem}.md"
+    for path, text in ((j, json.dumps(report.to_dict(), indent=2, default=float) + "\n"), (m, markdown_table(report))):
+        tmp = path.with_name(f".{path.name}.partial")  # a report cut short never replaces a whole one
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return j, m

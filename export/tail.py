@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +27,8 @@ def measure(model: str, artifacts: Sequence[str], data_root: str | None = None) 
     from edgeae.predictor import TorchPredictor, resolve_model_path
 
     from . import calibration as cal
-    from .api import TAIL_KINDS, _tail_scores, _tail_terms_max
     from .parity import tail_failures, tail_metrics
+    from .tailgate import TAIL_KINDS, tail_scores, tail_terms_max
 
     path = resolve_model_path(model)
     ck = load_checkpoint(path)
@@ -40,16 +41,16 @@ def measure(model: str, artifacts: Sequence[str], data_root: str | None = None) 
     frames = [(f.name, cal.frame_patches(f, channels, side)) for f in cal.tail_frame_files(meta, data_root)]
     ext = cal.extreme_patches(channels, side)
     ref = TorchPredictor(ck.model, meta, str(path))
-    ref_scores = [_tail_scores(ref, meta.kind, p) for _, p in frames]
-    ref_ext = _tail_scores(ref, meta.kind, ext)
+    ref_scores = [tail_scores(ref, meta.kind, p) for _, p in frames]
+    ref_ext = tail_scores(ref, meta.kind, ext)
     lam = (meta.score or {}).get("lambda") if meta.kind == "vae" else None
     patches = [p for _, p in frames]
-    ref_tm = _tail_terms_max(ref, patches, float(lam)) if lam is not None else None
+    ref_tm = tail_terms_max(ref, patches, float(lam)) if lam is not None else None
     out = []
     for a in artifacts:
         pred = load_artifact(a, threads=2)
-        got = [_tail_scores(pred, meta.kind, p) for p in patches]
-        m = tail_metrics(ref_scores, got, (ref_ext, _tail_scores(pred, meta.kind, ext)))
+        got = [tail_scores(pred, meta.kind, p) for p in patches]
+        m = tail_metrics(ref_scores, got, (ref_ext, tail_scores(pred, meta.kind, ext)))
         precision = pred.metadata.precision if pred.metadata.precision in ("fp32", "fp16", "int8") else "int8"
         rec: dict[str, Any] = {
             "artifact": str(a),
@@ -59,7 +60,7 @@ def measure(model: str, artifacts: Sequence[str], data_root: str | None = None) 
             "patches": int(sum(len(p) for p in patches)),
         }
         if ref_tm is not None and lam is not None:  # the terms-max flight score (edgeae.anomaly.terms)
-            tm = tail_metrics(ref_tm, _tail_terms_max(pred, patches, float(lam)))
+            tm = tail_metrics(ref_tm, tail_terms_max(pred, patches, float(lam)))
             rec["terms_max"] = {k: float(np.round(v, 4)) for k, v in tm.items()}
             rec["terms_max"]["fails"] = tail_failures(tm, precision)
         out.append(rec)
@@ -72,7 +73,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("artifacts", nargs="+", help=".onnx/.ort/.tflite files")
     ap.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
     args = ap.parse_args(argv)
-    for rec in measure(args.model, args.artifacts, args.data):
+    from .filetype import check_artifact_file
+
+    try:
+        for a in args.artifacts:  # before the minutes of PyTorch scoring
+            check_artifact_file(a)
+        recs = measure(args.model, args.artifacts, args.data)
+    except (OSError, ValueError, ImportError) as exc:  # ArtifactError, MetadataError, unknown model: ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for rec in recs:
         print(json.dumps(rec))
     return 0
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from edgeae.cli import CLIError, positive_int
+from edgeae.cli import CLIError, check_writable, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Export a CAE (full model, encoder and decoder) or VAE to flight artifacts with metadata "
         "inside, check each with its format's checker, compare it with PyTorch on held-out real patches "
         "(budgets: fp32 >= 100 dB, int8 >= 40 dB PSNR, VAE score Spearman >= 0.99) and write parity.json "
-        "and parity.md with sizes and latencies. Fails (exit 1) when any check fails.",
+        "and parity.md with sizes and latencies. Fails (exit 1) when any check fails: a failed file is kept as "
+        "NAME.PRECISION.FAILED.EXT, so nothing loads it by name. Files are built in a temporary folder; an earlier "
+        "export in --out is kept (its parity records that still hold are carried into the new report).",
     )
     p.add_argument("model", metavar="MODEL", help="zoo name or .pt checkpoint")
     p.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="artifact format (default all)")
@@ -66,13 +69,13 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.export.api import ExportConfig, export_model
-    from edgeae.export.parity import ParityError
+    from edgeae.export.api import ExportConfig, ExportFailed, export_model
 
     if args.calib is not None and not Path(args.calib).exists():
         raise CLIError(f"--calib {args.calib} does not exist")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out} is a file: name a folder for the artifacts and the parity report")
+    check_writable(Path(args.out) / "parity.json", "--out")  # before the minutes of calibration and conversion
     if args.calib is None:
         log.info("no --calib given: calibrating on the model's dataset val split")
     try:
@@ -91,15 +94,22 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
+    failed: ExportFailed | None = None
     try:
         report = export_model(args.model, args.out, config)
-    except ParityError as exc:
-        print(f"edgeae export: FAILED: {exc}")
-        return 1
+    except ExportFailed as exc:
+        failed, report = exc, exc.report
     print(f"calibration: {report.calibration['source']} ({report.calibration['n_patches']} patches)")
     for a in report.artifacts:
+        if "outputs" not in a.parity:
+            print(f"{a.path}  FAILED: {'; '.join(a.failures)}")
+            continue
         main = a.parity["outputs"][a.parity["main_output"]]
         rho = f", Spearman {a.parity['spearman']:.4f}" if a.parity.get("spearman") is not None else ""
-        print(f"{a.path}  {a.size_bytes / 1024:.0f} KB  PSNR vs torch {main['psnr_db']:.1f} dB{rho}")
+        verdict = ("ok" if a.passed else "FAILED") + (" (earlier run)" if a.earlier_run else "")
+        print(f"{a.path}  {a.size_bytes / 1024:.0f} KB  PSNR vs torch {main['psnr_db']:.1f} dB{rho}  {verdict}")
     print(f"report: {Path(args.out) / 'parity.md'} and parity.json")
+    if failed is not None:
+        print(f"edgeae export: FAILED: {failed}", file=sys.stderr)
+        return 1
     return 0
