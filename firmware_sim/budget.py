@@ -18,6 +18,7 @@ deadline guard stops scoring when the deadline passes. Both are recorded in the 
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
@@ -72,19 +73,23 @@ class StageCost:
 
     The fixed part (opening the file, telemetry, queue writes: the same for a thumbnail and a full frame) can
     be told from the rate only when the frames differ in size (weighted sizes spread by ``SPREAD`` of their
-    mean); until then the rate absorbs it, which predicts frames of that size right. So a thumbnail among full
-    frames teaches the fixed cost instead of inflating the rate ``1/Mpixel``-fold (it once switched scoring
-    off for the next full frame).
+    mean and by at least ``min_units``); until then the rate absorbs it, which predicts frames of that size
+    right. Frames smaller than ``min_units`` never set the rate: their time is mostly the fixed part, and
+    ``ms / units`` of a 0.001 Mpixel thumbnail, extrapolated to a full frame, once predicted 13 s for 56 ms
+    of work (and switched scoring off); their time beyond what the rate so far explains is the fixed part.
+    A fit in which bigger frames were faster (noise, a cold first frame) predicts the larger of the mean and
+    the through-origin line, never less than either, so a big frame is not planned at a small one's cost.
     """
 
     SPREAD = 0.5  # coefficient of variation of the sizes above which a line is fitted
 
-    def __init__(self, rate: float, fixed: float = 0.0, alpha: float = 0.5) -> None:
-        self.rate, self.fixed, self.alpha = rate, fixed, alpha
+    def __init__(self, rate: float, fixed: float = 0.0, alpha: float = 0.5, min_units: float = 0.1) -> None:
+        self.rate, self.fixed, self.alpha, self.min_units = rate, fixed, alpha, min_units
+        self.floor = 0.0  # a prediction is never below this (the mean ms, after a fit with a negative slope)
         self._sums = np.zeros(5)  # weighted n, Σu, Σms, Σu², Σu·ms
 
     def predict(self, units: float) -> float:
-        return self.fixed + self.rate * units
+        return max(self.floor, self.fixed + self.rate * units)
 
     def update(self, units: float, ms: float) -> None:
         """Fold in one frame's measured ``ms`` for ``units``; a frame of no units teaches nothing."""
@@ -95,14 +100,17 @@ class StageCost:
         n, su, sm, suu, sum_ = (float(v) for v in self._sums)
         mu, mm = su / n, sm / n
         var = suu / n - mu * mu
-        if var > (self.SPREAD * mu) ** 2:  # sizes differ enough to separate the two terms
+        self.floor = 0.0
+        if var > max(self.SPREAD * mu, self.min_units) ** 2:  # sizes differ enough to separate the two terms
             rate = (sum_ / n - mu * mm) / var
             fixed = mm - rate * mu
-            if rate < 0:  # noise: bigger frames were not slower; a flat cost
-                rate, fixed = 0.0, mm
+            if rate < 0:  # bigger frames were not slower: the mean or the line through the origin, the larger
+                rate, fixed, self.floor = sum_ / suu, 0.0, mm
             elif fixed < 0:  # no fixed cost to see: through the origin
                 rate, fixed = sum_ / suu, 0.0
             self.rate, self.fixed = rate, fixed
+        elif mu < self.min_units:  # small frames only: keep the rate, the rest of their time is fixed cost
+            self.fixed = max(0.0, mm - self.rate * mu)
         else:  # one size: keep the fixed part learned before, the rest is the rate
             self.fixed = min(self.fixed, mm)
             self.rate = (mm - self.fixed) / mu
@@ -114,8 +122,10 @@ class CostModel:
     frame time ≈ base(Mpixel) (read, validate, mask) + products(kept Mpixel) (gather, packetise, queue)
     + ms_per_patch · patches scored + ms_recon (when reconstructing),
 
-    where base and products are each a fixed per-frame cost plus a cost per unit. The per-patch cost learns
-    only from frames that scored at least ``min_patches`` (the scorer's batch: a part batch costs a whole one).
+    where base and products are each a fixed per-frame cost plus a cost per unit. ``batch``: the model's own
+    batch (a LiteRT file converted with a static batch pads a part batch, which costs a whole one), so patches
+    are predicted, and their measured time spread, in whole batches of it (1: a model with a dynamic batch).
+    The per-patch cost learns only from frames that scored at least ``min_patches`` (the scorer's batch).
     """
 
     def __init__(
@@ -126,10 +136,12 @@ class CostModel:
         ms_per_mkept: float = 200.0,
     ) -> None:
         self.alpha = 0.5
-        self.base = StageCost(ms_per_mpix, alpha=self.alpha)
-        self.products = StageCost(ms_per_mkept, alpha=self.alpha)
+        # below 0.1 Mpixel (0.005 kept Mpixel: 0.1 Mpixel at keep 0.05) a frame's time is mostly fixed cost
+        self.base = StageCost(ms_per_mpix, alpha=self.alpha, min_units=0.1)
+        self.products = StageCost(ms_per_mkept, alpha=self.alpha, min_units=0.005)
         self.ms_per_patch = ms_per_patch
         self.ms_recon = ms_recon
+        self.batch = 1
         self.min_patches = 1
 
     # the per-unit rates, as the telemetry and the tests name them
@@ -155,7 +167,8 @@ class CostModel:
     def predict(self, level: Level, mpix: float, n_patches: int, recon_wanted: bool, keep: float) -> float:
         """Predicted ms of a frame of ``mpix`` megapixels at ``level`` (``keep``: the mission's fraction)."""
         t = self.base.predict(mpix) + self.products.predict(mpix * keep * level.keep_factor)
-        t += self.ms_per_patch * n_patches * selected_fraction(level.score_every)
+        scored, batch = math.ceil(n_patches * selected_fraction(level.score_every)), max(1, self.batch)
+        t += self.ms_per_patch * math.ceil(scored / batch) * batch  # a part batch costs a whole one
         return t + (self.ms_recon if recon_wanted and level.reconstruct else 0.0)
 
     def update(
@@ -171,8 +184,9 @@ class CostModel:
     ) -> None:
         self.base.update(mpix, base_ms)
         self.products.update(kept_mpix, products_ms)
-        if patches >= max(1, self.min_patches):
-            self.ms_per_patch = self._ema(self.ms_per_patch, score_ms / patches)
+        batch = max(1, self.batch)
+        if patches >= max(1, self.min_patches):  # per slot of the batches run: 12 patches in batches of 8 ran 16
+            self.ms_per_patch = self._ema(self.ms_per_patch, score_ms / (math.ceil(patches / batch) * batch))
         if recon_ms is not None:
             self.ms_recon = self._ema(self.ms_recon, recon_ms)
 

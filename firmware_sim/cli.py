@@ -99,18 +99,24 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
 
 
 def _check_named_model(flag: str, spec: str) -> None:
-    """A model named on the command line must exist, match the hash its export recorded (a ``.sha256`` sidecar
-    or ``parity.json`` beside it) and open in its runtime: refused here (exit 2), not flown without scoring as a
-    mission's own damaged model is (the flight loop's fault tolerance is for what happens in flight)."""
+    """A model named on the command line must exist, be what its suffix says (not empty, not a TFLite file named
+    .onnx) and match the hash its export recorded (a ``.sha256`` sidecar or ``parity.json`` beside it): refused
+    here (exit 2), not flown without scoring as a mission's own damaged model is (the flight loop's fault
+    tolerance is for what happens in flight). Nothing is loaded here: an interpreter opened before the boot
+    would sit inside the RSS baseline the memory budget is measured from."""
     import hashlib
 
     from .guard import golden_hash
     from .onboard import resolve_model_file
-    from .runtime import load_artifact
+    from .runtime import ArtifactError, check_artifact_file
 
     path = resolve_model_file(spec)  # unknown zoo names: MissionError
     if not path.is_file():
         raise MissionError(f"{flag} {spec}: no such file")
+    try:
+        check_artifact_file(path)
+    except ArtifactError as exc:
+        raise MissionError(f"{flag} {exc}") from None
     expected, source = golden_hash(path, "")
     if source != "first-load":
         got = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -119,10 +125,6 @@ def _check_named_model(flag: str, spec: str) -> None:
                 f"{flag} {path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the "
                 "file was damaged or changed after export"
             )
-    try:
-        load_artifact(path, threads=1)
-    except Exception as exc:  # the runtimes raise their own types; the message is what matters
-        raise MissionError(f"{flag} {path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
 
 
 def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:
@@ -142,6 +144,8 @@ def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str)
         return tuple(value)  # TOML arrays are lists; the mission keeps tuples
     if isinstance(current, tuple) and isinstance(value, int) and not isinstance(value, bool):
         return value  # camera.margin=N: the mission's own check reads a number as every side
+    if isinstance(current, tuple) and isinstance(value, str) and (section, key) == ("runtime", "inject"):
+        return value  # runtime.inject=seu@frame1,late@frame2: the mission splits the list
     if current is None or isinstance(value, type(current)):
         return value
     number = (int, float)

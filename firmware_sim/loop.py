@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -34,7 +35,14 @@ from .queue import PENDING, DownlinkQueue
 from .reader_wrappers import Corrupted, Demosaiced
 from .score import PatchScorer, ScoreEngine
 from .sparse_stream import sparse_packets
-from .state import check_mission_state, discard_state, frames_to_take, holds_state, write_mission_state
+from .state import (
+    check_mission_state,
+    discard_state,
+    frames_to_take,
+    holds_state,
+    state_present,
+    write_mission_state,
+)
 from .telemetry import INTERRUPTED, History, TelemetryWriter, read_history, summarise, write_summary
 from .validate import check_header
 
@@ -76,14 +84,15 @@ class FlightRuntime:
         self.m = mission
         self.out = Path(out_dir)
         first_boot, existed = not holds_state(self.out), self.out.exists()
+        before = state_present(self.out)  # a user's own summary.json, downlink/... in an existing --out
         self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
         self.out.mkdir(parents=True, exist_ok=True)
         try:
             self._boot(loader, inject, wire, progress, parallel)
-        except BaseException:  # a refused boot: nothing flew, so a first boot leaves no state behind
+        except BaseException:  # a refused boot: nothing flew, so a first boot removes what it created, only that
             self.close()
             if first_boot:
-                discard_state(self.out)
+                discard_state(self.out, keep=before)
                 if not existed:
                     with contextlib.suppress(OSError):  # something else was put there meanwhile: leave it
                         self.out.rmdir()
@@ -114,6 +123,7 @@ class FlightRuntime:
         self.skipped_already_acquired = 0
         self.inputs: dict[str, list[str]] = {}  # notes on the frame arguments (FrameList.notes), for the summary
         self._current: int | None = None  # the frame id being processed
+        self._unwritten: tuple[dict[str, Any], float] | None = None  # its record and start, until written
         self.tm.write(
             "start",
             mission=mission.name,
@@ -139,6 +149,7 @@ class FlightRuntime:
             self.cost.ms_per_patch = self.models.calibrate()
             eng = self.models.engine  # a part batch costs a whole one: learn per patch from full batches
             self.cost.min_patches = eng.batch if eng is not None else self.models.scorer.batch
+            self.cost.batch = padded_batch(self.models.scorer.predictor)
         self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions and model images
         self._check_fixed_camera()
 
@@ -167,9 +178,10 @@ class FlightRuntime:
         noisy estimate cannot keep the ladder at the bottom for ever."""
         out: dict[str, float] = {}
         if level.score_every == 0 and self.models.scorer is not None:
-            n = min(self.models.scorer.batch, int(0.5 * slack_ms / self.cost.ms_per_patch))
+            q = max(1, self.cost.batch)  # a model's static batch: n patches cost ceil(n / q) * q
+            n = min(self.models.scorer.batch, int(0.5 * slack_ms / self.cost.ms_per_patch) // q * q)
             if n >= 1:
-                out["ms_per_patch"] = self.models.time_batch(n)
+                out["ms_per_patch"] = self.models.time_batch(n) * n / (math.ceil(n / q) * q)  # per slot run
                 self.cost.ms_per_patch = self.cost._ema(self.cost.ms_per_patch, out["ms_per_patch"])
             else:  # not one patch fits in the slack: forget part of the estimate so a later frame probes
                 self.cost.ms_per_patch *= 0.5
@@ -279,6 +291,7 @@ class FlightRuntime:
         t0 = time.perf_counter()
         self._cpu0 = time.process_time()
         rec = self._acquire(frame, frame_id)
+        self._unwritten = (rec, t0)  # until its frame line is written
         fid, fno = rec["frame_id"], rec["frame_no"]
         self.meter.reset()
         rec["events"] = self.models.scrub(fno, fault_frame=fid)
@@ -468,6 +481,18 @@ class FlightRuntime:
         return queued
 
     def _finish(self, rec: dict[str, Any], t0: float) -> dict[str, Any]:
+        self._complete(rec, t0)
+        # the frame line before the pass: Ctrl-C or a crash in the pass cannot lose a finished frame's record
+        # (the ledger says processed, so no later run takes the frame again to write it)
+        self._write_record(rec)
+        self.since_pass += 1
+        # downlink_bytes_per_pass = 0: no passes at all (no empty pass files)
+        if self.m.budget.downlink_bytes_per_pass > 0 and self.since_pass >= self.m.budget.pass_every_frames:
+            self.downlink_pass()
+        return rec
+
+    def _complete(self, rec: dict[str, Any], t0: float) -> None:
+        """The frame's total time, CPU time and memory, into its record."""
         rec.setdefault("timing_ms", {})["total"] = rec.get("timing_ms", {}).get("total", _ms(t0))
         rec["cpu_ms"] = (time.process_time() - self._cpu0) * 1e3  # all threads: independent of machine load
         mem = self.meter.sample()
@@ -483,15 +508,31 @@ class FlightRuntime:
         }
         if rec["memory"]["over_budget"]:
             rec["flags"].append("memory_over_budget")
-        self.since_pass += 1
-        # downlink_bytes_per_pass = 0: no passes at all (no empty pass files)
-        if self.m.budget.downlink_bytes_per_pass > 0 and self.since_pass >= self.m.budget.pass_every_frames:
-            self.downlink_pass()
+
+    def _write_record(self, rec: dict[str, Any]) -> None:
+        """The frame's one ``frame`` line (``queue_pending_bytes``: what waits in the queue, before any pass)."""
         rec["queue_pending_bytes"] = self.queue.stored_bytes
         self.records.append(rec)
         self.tm.write("frame", **rec)
+        self._unwritten = None
         self._current = None
-        return rec
+
+    def _write_unwritten(self) -> int | None:
+        """The record of a frame the ledger already holds as done (processed or dropped) but that was stopped
+        before its ``frame`` line (Ctrl-C in the probe, an error): written now, as no rerun takes that frame
+        again; its frame id, or None when there was none."""
+        pending, self._unwritten = self._unwritten, None
+        if pending is None:
+            return None
+        rec, t0 = pending
+        entry = self.queue.state["frames"].get(str(rec["frame_id"]))
+        if entry is None or entry["status"] in ("in_progress", "interrupted"):
+            return None
+        rec.setdefault("status", entry["status"])
+        if "memory" not in rec:
+            self._complete(rec, t0)
+        self._write_record(rec)
+        return int(rec["frame_id"])
 
     # ---------------------------------------------------------------------------------------- downlink
     def downlink_pass(self) -> None:
@@ -538,10 +579,12 @@ class FlightRuntime:
         fid, self._current = self._current, None
         entry = self.queue.state["frames"].get(str(fid)) if fid is not None else None
         if fid is not None and entry is not None and entry["status"] == "in_progress":
+            self._unwritten = None  # no frame line: a rerun takes the frame again
             entry.update(status="interrupted", reason=INTERRUPTED)
             self._withdraw(fid, {}, reason="frame_interrupted")
             self.tm.write("event", kind="interrupted", frame_id=fid, source=entry["source"])
-        else:
+        else:  # between frames, or after the ledger closed the frame: its record is written if it was not
+            self._write_unwritten()
             self.tm.write("event", kind="interrupted", frame_id=None)
         self.queue.save()
 
@@ -554,6 +597,7 @@ class FlightRuntime:
 
     def finish(self) -> dict[str, Any]:
         """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close."""
+        self._write_unwritten()  # a frame the ledger holds as done whose line an error stopped (run's except)
         history = read_history(self.out / "telemetry.jsonl")  # flushed per line: this boot's lines are there
         ledger = self.queue.state["frames"]
         records = [history.frames[k] for k in sorted(history.frames) if str(k) in ledger]
@@ -650,6 +694,13 @@ def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
     per_packet = max(1, (mission.downlink.max_packet_bytes - overhead("sparse")) // (mission.camera.channels * item))
     kept = int(height * width * mission.sampling.keep)
     return -(-kept // per_packet) + height // 8  # row boundaries waste a little of each packet
+
+
+def padded_batch(predictor: Any) -> int:
+    """The batch a model runs every call at (a LiteRT file converted with a static batch pads a part batch to
+    it, so a part batch costs a whole one); 1 for a model with a dynamic batch (a call runs its patches)."""
+    static = getattr(getattr(predictor, "_runner", None), "static_batch", None)
+    return int(static) if isinstance(static, int) and static > 0 else 1
 
 
 def _rate(records: list[dict[str, Any]]) -> float | None:

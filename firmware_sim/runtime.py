@@ -40,7 +40,9 @@ class ArtifactError(ValueError):
     """An artifact file is missing, unreadable, or not what its suffix says."""
 
 
-def _check_file(path: Path) -> None:
+def check_artifact_file(path: Path) -> None:
+    """Refuse, from its first bytes and without loading it, a file that is missing, empty or not the artifact
+    its suffix says (a TFLite flatbuffer named ``.onnx``, an ``.ort`` or ONNX file named ``.tflite``)."""
     if not path.is_file():
         raise FileNotFoundError(f"model artifact {path} does not exist")
     if path.suffix not in ONNX_SUFFIXES + TFLITE_SUFFIXES:
@@ -155,7 +157,7 @@ def _parse(text: str | bytes | None, source: str) -> ModelMetadata:
 def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
     """Read only the embedded :class:`ModelMetadata` of an artifact (raises MetadataError if absent)."""
     p = Path(path)
-    _check_file(p)
+    check_artifact_file(p)
     if p.suffix in TFLITE_SUFFIXES:
         entries = tflite_metadata_entries(p.read_bytes(), str(p))
         return _parse(entries.get(METADATA_KEY), str(p))
@@ -301,7 +303,7 @@ class ArtifactPredictor:
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         self.path = Path(path)
         self.source = str(self.path)
-        _check_file(self.path)
+        check_artifact_file(self.path)
         self.format = "tflite" if self.path.suffix in TFLITE_SUFFIXES else "onnx"
         self.threads = threads
         self._runner: _OnnxRunner | _TFLiteRunner

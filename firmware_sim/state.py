@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,19 @@ STATE_PATHS = (
 )  # fmt: skip
 
 
-def discard_state(out: Path) -> None:
-    """Remove what a run keeps in ``out`` (queue, ledger, passes, telemetry, reports); other files stay."""
+def state_present(out: Path) -> frozenset[str]:
+    """The names of :data:`STATE_PATHS` that ``out`` holds now (a user's own ``summary.json``, ``downlink/``...)."""
+    return frozenset(name for name in STATE_PATHS if (out / name).exists() or (out / name).is_symlink())
+
+
+def discard_state(out: Path, keep: Collection[str] = ()) -> None:
+    """Remove what a run keeps in ``out`` (queue, ledger, passes, telemetry, reports) but the names in ``keep``
+    (a refused first boot keeps what was there before it: :func:`state_present`); other files stay."""
     import shutil
 
     for name in STATE_PATHS:
+        if name in keep:
+            continue
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)

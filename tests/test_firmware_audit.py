@@ -523,3 +523,156 @@ def test_golden_hash_reads_the_exports_parity_record(tmp_path: Path) -> None:
     assert golden_hash(f, "CD" * 32) == ("cd" * 32, "mission")  # the mission's own hash comes first
     (tmp_path / "parity.json").write_text("{not json")
     assert golden_hash(f, "")[1] == "first-load"  # a broken record is no record
+
+
+def test_checking_a_named_model_loads_nothing_before_the_boot(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interpreter opened by the check would sit in the RSS baseline the memory budget is measured from."""
+    import edgeae.firmware_sim.runtime as runtime
+    from edgeae.firmware_sim.cli import _check_named_model
+
+    d, _ = cli_setup
+
+    def no_load(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the check loaded the model")
+
+    monkeypatch.setattr(runtime, "load_artifact", no_load)
+    _check_named_model("--anomaly-model", str(d / "vae.onnx"))
+
+
+def test_set_takes_a_fault_list(cli_setup: tuple[Path, list[str]]) -> None:
+    d, frames = cli_setup
+    args = ["run", "--mission", str(d / "m.toml"), "--frames", *frames[:2], "--out", str(d / "f")]
+    assert main([*args, "--set", "runtime.inject=late@frame1:10"]) == 0
+    assert any(e.get("fault") == "late@frame1:10" for e in _lines(d / "f") if e.get("kind") == "fault_injected")
+
+
+# ----------------------------------------------------------------------------- review of the audit fixes
+@pytest.mark.parametrize("where", ["downlink_pass", "probe"])
+def test_ctrl_c_after_a_frame_was_processed_keeps_its_record(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Ctrl-C in the downlink pass after frame 1 (or in its probe, after the ledger said processed): frame 1 is
+    not taken again, so its one frame line (anomalies, timing, level) must be written; it was lost for good."""
+    from edgeae.firmware_sim.loop import RunInterrupted
+    from edgeae.firmware_sim.queue import DownlinkQueue
+
+    files = _save_frames(tmp_path, 3)
+    m = mission(models, reconstruction={"mode": "off"})
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    owner: Any = DownlinkQueue if where == "downlink_pass" else FlightRuntime
+    name = "downlink_pass" if where == "downlink_pass" else "_probe"
+    real = getattr(owner, name)
+
+    def stop_at_frame_1(self: Any, *a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # one pass / one probe per frame: the second is frame 1's
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(owner, name, stop_at_frame_1)
+    with pytest.raises(RunInterrupted) as stopped:
+        FlightRuntime(m, out).run(files)
+    s = stopped.value.summary
+    assert s["frames"]["processed"] == 2 and [a["frame_id"] for a in s["anomalies"]] == [0, 1]
+    assert sum(s["degradations"].values()) == 2
+    monkeypatch.setattr(owner, name, real)
+    s = FlightRuntime(m, out).run(files)
+    assert s["skipped_already_acquired"] == 2 and s["frames"]["processed"] == 3
+    assert [a["frame_id"] for a in s["anomalies"]] == [0, 1, 2] and sum(s["degradations"].values()) == 3
+    assert [x["frame_id"] for x in _lines(out) if x["type"] == "frame"] == [0, 1, 2]  # exactly one line each
+
+
+def test_a_refused_first_boot_keeps_the_users_files_in_an_existing_out(tmp_path: Path, models: dict[str, Path]) -> None:
+    """A refused first boot removes what it created (queue/, telemetry.jsonl), not a user's summary.json,
+    report.html, downlink/, report_img/ or faults/ that were there before it (they were deleted)."""
+    out = tmp_path / "results"
+    mine = {
+        "summary.json": b'{"mine": 1}',
+        "report.html": b"<html>my report</html>",
+        "downlink/ground_capture.bin": b"x" * 10,
+        "report_img/p.png": b"png",
+        "faults/note.txt": b"n",
+        "notes.txt": b"keep me",
+    }
+    for rel, data in mine.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    m = mission(models, anomaly={"model": str(tmp_path / "missing.onnx")})  # refused after queue/ was opened
+    with pytest.raises(MissionError, match="does not exist"):
+        FlightRuntime(m, out)
+    left = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert left == set(mine) and all((out / rel).read_bytes() == data for rel, data in mine.items())
+    assert not (out / "queue").exists() and not (out / "telemetry.jsonl").exists()
+
+
+def test_a_thumbnail_as_the_first_frame_does_not_switch_scoring_off() -> None:
+    """Each boot starts a fresh cost model: a thumbnail first set the rate to its ms / 0.001 Mpixel (the next full
+    frame predicted 13 s, ran sparse_only); a frame below ``min_units`` never sets the rate, its time is fixed
+    cost, and two small frames of different sizes fit no line either."""
+    cost = CostModel(ms_per_patch=2.0)
+    thumb = {"mpix": 0.001, "base_ms": 18.0, "kept_mpix": 5e-5, "products_ms": 5.0, "patches": 0, "score_ms": 0.0}
+    cost.update(**thumb, recon_ms=None)
+    assert cost.base.rate == 20.0 and cost.base.fixed == pytest.approx(18.0, abs=0.1)  # the prior rate kept
+    assert cost.predict(LADDER[0], 0.001, 0, False, 0.05) == pytest.approx(18 + 5, rel=0.01)  # its own cost
+    assert cost.predict(LADDER[0], 2.0, 130, False, 0.05) < 400  # 18 + 40 + 5 + 20 + 260, not 46,000
+    assert cost.choose(3000.0, 2.0, 130, False, 0.05, 0.85).name == "nominal"
+    full = {"mpix": 2.0, "base_ms": 300.0, "kept_mpix": 0.1, "products_ms": 60.0, "patches": 130, "score_ms": 260.0}
+    cost.update(**full, recon_ms=None)  # two sizes: the line separates fixed cost and rate
+    assert cost.base.fixed == pytest.approx(18, rel=0.05) and cost.base.rate == pytest.approx(141, rel=0.02)
+    one_pixel = StageCost(rate=100.0)
+    one_pixel.update(1e-9, 5.0)
+    assert one_pixel.rate == 100.0 and one_pixel.predict(1.0) == pytest.approx(105.0)  # was 5e9 ms per Mpixel
+    one_pixel.update(0.001, 23.0)  # 18 ms more for 0.001 Mpixel more: noise, not 18,000 ms per Mpixel
+    assert one_pixel.rate == 100.0 and one_pixel.predict(1.0) < 150
+
+
+def test_a_boot_that_starts_with_a_thumbnail_scores_the_next_full_frame(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    rng = np.random.default_rng(0)
+    thumb, full = ((rng.random(shape) * 200).astype(np.uint8) for shape in ((32, 32), (1024, 1024)))
+    rt = FlightRuntime(mission(models, budget={"frame_ms": 2000.0}, reconstruction={"mode": "off"}), tmp_path)
+    recs = [rt.process(thumb), rt.process(full)]
+    rt.finish()
+    assert recs[1]["level"]["name"] == "nominal", recs[1]["predicted_ms"]  # was sparse_only, predicted 13-24 s
+    assert recs[1]["predicted_ms"] < 1000
+
+
+def test_bigger_frames_that_ran_faster_do_not_plan_a_big_frame_at_their_mean() -> None:
+    """A cold 0.25 Mpixel frame at 400 ms, then 2 Mpixel at 300 ms: a negative slope made the stage flat (333 ms
+    for a 264 Mpixel frame that takes ~40 s); now the larger of the mean and the line through the origin."""
+    c = StageCost(rate=20.0)
+    c.update(0.25, 400.0)
+    c.update(2.0, 300.0)
+    assert c.predict(264.0) > 35_000  # ~150 ms per Mpixel
+    assert c.predict(2.0) >= 300.0 and c.predict(0.25) >= 300.0  # never below what either frame cost
+    assert c.predict(2.0) < 400.0  # and not the cold frame's rate applied to the big one
+
+
+def test_a_part_batch_is_predicted_as_a_whole_one() -> None:
+    """A model with a static batch of 8 pads 12 patches to 16: predicted (and learned) per slot run."""
+    cost = CostModel(ms_per_patch=10.0, ms_per_mpix=0.0, ms_recon=0.0, ms_per_mkept=0.0)
+    cost.batch = cost.min_patches = 8
+    predicted = [cost.predict(LADDER[i], 0.01, 12, False, 0.1) for i in (0, 2, 3, 5)]
+    assert predicted == [160.0, 80.0, 80.0, 0.0]  # 12 -> 16, 6 -> 8, 3 -> 8, none (was 120, 60, 30)
+    cost.update(mpix=0.01, base_ms=0, kept_mpix=0.001, products_ms=0, patches=12, score_ms=160.0, recon_ms=None)
+    assert cost.ms_per_patch == pytest.approx(10.0)  # 160 ms for 16 slots, not 13.3 per patch
+    cost.batch = 1  # a dynamic batch: a call runs only its patches
+    assert cost.predict(LADDER[0], 0.01, 12, False, 0.1) == pytest.approx(120.0)
+
+
+def test_the_runtime_knows_the_models_static_batch(tmp_path: Path, models: dict[str, Path]) -> None:
+    from edgeae.firmware_sim.loop import padded_batch
+    from edgeae.firmware_sim.runtime import ArtifactPredictor
+
+    rt = FlightRuntime(mission(models), tmp_path)
+    rt.finish()
+    assert rt.cost.batch == 1 and rt.cost.min_patches == 8  # the ONNX stand-in has a dynamic batch
+    pytest.importorskip("ai_edge_litert")
+    lite = REPO / "edgeae" / "zoo" / "artifacts" / "orbital-gray-vae-lite" / "orbital-gray-vae-lite.int8.tflite"
+    if not lite.is_file():
+        pytest.skip("the shipped LiteRT VAE is not in this checkout")
+    assert padded_batch(ArtifactPredictor(lite)) == 16  # converted with a static batch of 16
