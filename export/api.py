@@ -5,9 +5,10 @@
 file (converter, format checker, int8 input range covers [0, 1], parity against PyTorch on held-out real
 patches, the score's tail) and writes ``parity.json`` / ``parity.md`` with sizes, latencies and a verdict per
 file and overall (``passed``, ``failures``). Files are built in a temporary folder and placed in the output
-folder once checked: a file that failed as ``NAME.<precision>.FAILED.<ext>``; an earlier export there keeps
-its records that still hold (:mod:`edgeae.export.outdir`). Any failed check raises :class:`ExportFailed`
-after the report is written.
+folder once checked: a file that failed as ``NAME.<precision>.FAILED.<ext>``; ``parity.json`` is rewritten
+around every file placed, so it matches the folder whenever the run stops; an earlier export of the same model
+there keeps its records that still hold, another model's is refused (:mod:`edgeae.export.outdir`). Any failed
+check raises :class:`ExportFailed` after the report is written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from . import calibration as cal
 from .build import INT8_WEIGHTS as INT8_WEIGHTS  # re-exported: where it was defined before
 from .graphs import VAE_EXPORT_FORM, Graph, graphs_for, torch_outputs
 from .parity import BUDGETS, MAIN_OUTPUT, ParityError, check_parity, measure_latency, run_batched
-from .report import ArtifactRecord, ExportReport, environment, write_report
+from .report import ArtifactRecord, ExportReport, environment
 from .tailgate import TAIL_KINDS, TailGate
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,8 @@ class ExportFailed(ParityError):
 
 @dataclass
 class _Run:
-    """What every artifact of one export run shares: its folders, inputs, caches and checks."""
+    """What every artifact of one export run shares: its work folder, inputs, caches and checks."""
 
-    out: Path
     work: Path
     name: str
     config: ExportConfig
@@ -149,19 +149,20 @@ class _Run:
     done: dict[str, dict[str, Path | str]]  # per graph kind: the ONNX files built (or why not), build.build
 
 
-def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> ArtifactRecord:
-    """Build one artifact in the work folder, check it, and place it in ``--out`` (``*.FAILED.*`` when it
-    failed); a converter's exception becomes the record's failure (nothing is placed then)."""
+def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> tuple[ArtifactRecord, Path | None]:
+    """Build one artifact in the work folder and check it: its record and the checked file, to place in ``--out``
+    (:meth:`edgeae.export.outdir.Ledger.place`). A converter's exception becomes the record's failure, with no
+    file (the record's ``path`` is then ``""``)."""
     from edgeae.logs import native_stderr_to_log
 
-    from . import build, outdir
+    from . import build
 
     calib = _inputs_for(graph, run.encoder, run.calib_patches)
     test = _inputs_for(graph, run.encoder, run.test_patches)
     stem = f"{run.name}{SUFFIX[graph.kind]}"
     record = ArtifactRecord(
-        path=str(run.out / outdir.failed_name(f"{stem}.{precision}.{fmt}")), kind=graph.kind, format=fmt,
-        precision=precision, size_bytes=0, sha256="", checker=build.CHECKER[fmt], passed=False,
+        path="", name=f"{stem}.{precision}.{fmt}", kind=graph.kind, format=fmt, precision=precision, size_bytes=0,
+        sha256="", checker=build.CHECKER[fmt], passed=False,
         parity={"passed": False, "budget": BUDGETS[precision], "main_output": MAIN_OUTPUT[graph.kind]},
     )  # fmt: skip
     try:  # the converters raise anything (JAX TypeErrors, RuntimeErrors, ...): this artifact's failure alone
@@ -180,9 +181,9 @@ def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> ArtifactRe
             build.finalise(path, fmt, meta)
         predictor = load_artifact(path, threads=2)
     except Exception as exc:
-        log.debug("%s: conversion failed", record.path, exc_info=True)
+        log.debug("%s: conversion failed", record.name, exc_info=True)
         record.failures.append(f"{fmt} {precision} conversion failed: {build.error_text(exc)}")
-        return record
+        return record, None
     failures = record.failures
     float_input = bool(graph.learned_modules) and fmt != "tflite" and in_range is None  # fixed layers first
     range_ok = not (
@@ -205,10 +206,8 @@ def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> ArtifactRe
     record.parity, record.passed = parity, not failures
     record.input_range = list(in_range) if in_range else None
     record.latency = _latency(path, test, run.config) if run.config.latency else []
-    placed = outdir.place(path, run.out, record.passed)
-    record.path, record.size_bytes, record.sha256 = str(placed), placed.stat().st_size, sha256_file(placed)
-    log.info("%s: %s", placed.name, result.summary())
-    return record
+    log.info("%s: %s", path.name, result.summary())
+    return record, path
 
 
 def export_checkpoint(
@@ -230,7 +229,9 @@ def export_checkpoint(
     (:func:`edgeae.export.parity.tail_metrics`); None or empty skips it. ``provenance``: more facts for the
     report's ``calibration``, ``test`` and ``tail`` sections (file hashes, overlaps: :func:`export_model`).
     Every artifact is built and checked in a temporary folder, then placed in ``out_dir`` (a failed one as
-    ``*.FAILED.*``: :mod:`edgeae.export.outdir`); the records of an earlier export there that still hold are kept.
+    ``*.FAILED.*``: :mod:`edgeae.export.outdir`) and the report rewritten, so it matches the folder whenever the
+    run stops; the records of an earlier export of ``name`` there that still hold are kept, a folder holding another
+    model's export is refused (:class:`edgeae.export.outdir.OtherModelsExport`, before any work).
     Raises :class:`ExportFailed` after writing the report when any check failed (``config.strict``).
     """
     import datetime
@@ -241,6 +242,7 @@ def export_checkpoint(
     from . import outdir
 
     out = outdir.ensure_writable(out_dir)
+    outdir.refuse_other_model(out, name)
     prov = provenance or {}
     report = ExportReport(
         model=name,
@@ -273,28 +275,28 @@ def export_checkpoint(
         report.tail = {"frames": [n for n, _ in tail_frames], "patches": int(sum(len(p) for _, p in tail_frames))}
         report.tail.update(prov.get("tail", {}))
         gate = TailGate(tail_frames, int(calib_patches.shape[1]), int(calib_patches.shape[-1]))
-    facts: dict[str, Any] = {k: report.calibration[k] for k in ("source", "files_sha256") if k in report.calibration}
-    made: list[ArtifactRecord] = []
+    keys = ("source", "files_sha256", "others_sha256")
+    facts: dict[str, Any] = {k: report.calibration[k] for k in keys if k in report.calibration}
+    ledger = outdir.Ledger(report, metadata.source_checkpoint_hash, len(jobs))
     with tempfile.TemporaryDirectory(prefix="edgeae-export-") as tmp:
         work = Path(tmp)
         (work / "build").mkdir()
         (work / "final").mkdir()
         run = _Run(
-            out, work, name, config, {**facts, "tail": config.calib_tail}, encoder, calib_patches, test_patches,
+            work, name, config, {**facts, "tail": config.calib_tail}, encoder, calib_patches, test_patches,
             gate, {g.kind: {} for g in graphs},
         )  # fmt: skip
         for graph, fmt, precision in tqdm(jobs, desc=f"export {name}", unit="artifact"):
             if config.latency and graph.kind not in report.torch_latency:
                 test = _inputs_for(graph, encoder, test_patches)
                 report.torch_latency[graph.kind] = _torch_latency(graph, test, config)
-            made.append(_export_one(run, graph, fmt, precision))
-    written = {Path(a.path).name for a in made if a.size_bytes}
-    report.artifacts = outdir.carried_records(out, name, metadata.source_checkpoint_hash, written) + made
-    write_report(report, out)
-    stray = outdir.unrecorded(out, report.artifacts)
-    if stray:
-        log.warning("%s: files without a record in parity.json (not checked by this export): %s", out, ", ".join(stray))
-    failures = [f"{Path(a.path).name}: {f}" for a in made for f in a.failures]
+            record, checked = _export_one(run, graph, fmt, precision)
+            if checked is None:
+                ledger.add(record)
+            else:
+                ledger.place(checked, record)
+    ledger.finish()
+    failures = [f"{a.name}: {f}" for a in ledger.made for f in a.failures]
     if failures and config.strict:
         raise ExportFailed(f"export failed its checks (report in {out}):\n  " + "\n  ".join(failures), report)
     return report
@@ -330,7 +332,8 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
 
     Warns when ``config.calib`` holds images of another channel count (converted) or frames of the parity test
     split or the tail check (the report then no longer calls them held out), and records the calibration
-    folder's resolved path and a hash of its files' contents in the report and in each int8 artifact.
+    folder's resolved path and a hash of the sampled files' contents (and of the others' names, sizes and times:
+    :func:`edgeae.export.calibration.provenance`) in the report and in each int8 artifact.
     """
     from edgeae.checkpoint import load_checkpoint
     from edgeae.predictor import resolve_model_path
@@ -339,7 +342,7 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
 
     path = resolve_model_path(spec, want="checkpoint")
     name = artifact_stem(spec, path)
-    outdir.ensure_writable(out_dir)  # before minutes of work
+    outdir.refuse_other_model(outdir.ensure_writable(out_dir), name)  # before minutes of work
     ck = load_checkpoint(path)
     meta = ck.metadata.replace(source_checkpoint_hash=sha256_file(path))
     arch = meta.architecture
@@ -355,7 +358,8 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     test_files = cal.split_images(meta, "test", config.data_root)
     tail = config.tail_check and meta.kind in TAIL_KINDS
     tail_files = cal.tail_frame_files(meta, config.data_root) if tail else []
-    prov = cal.provenance(calib_files, test_files, tail_files)
+    sampled = cal.sampled_files(calib_files, config.n_calib, config.calib_tail)  # hashed; the rest listed
+    prov = cal.provenance(calib_files, test_files, tail_files, sampled)
     shared = prov["calibration"].get("overlaps", [])
     if shared:
         log.warning(

@@ -58,27 +58,43 @@ def channel_mismatches(files: Sequence[str | os.PathLike[str]], channels: int) -
     return out
 
 
-def provenance(calib: Sequence[Path], test: Sequence[Path], tail: Sequence[Path] = ()) -> dict[str, dict[str, Any]]:
-    """What the export report and the int8 artifacts record of the calibration files, by content.
+def provenance(
+    calib: Sequence[Path], test: Sequence[Path], tail: Sequence[Path] = (), sampled: Sequence[Path] | None = None
+) -> dict[str, dict[str, Any]]:
+    """What the export report and the int8 artifacts record of the calibration files.
 
-    ``calibration``: ``files_sha256`` (SHA-256 of the sorted SHA-256s of the files' contents: the same images
-    anywhere give the same hash), ``n_files`` and ``overlaps`` (names of the ``test`` and ``tail`` frames
-    that are also calibration images, by content); ``test`` / ``tail``: ``held_out`` (no such overlap).
+    Only the ``sampled`` calibration files (those the calibration patches come from, :func:`sampled_files`;
+    default: all) are read: a folder of GB-size products is not hashed whole. ``calibration``: ``files_sha256``
+    (SHA-256 of the sorted SHA-256s of the sampled files' contents: the same images anywhere give the same hash),
+    ``n_files``, ``n_hashed``, ``others_sha256`` when files were not sampled (SHA-256 of their relative paths,
+    sizes and modification times, one line each) and ``overlaps`` (names of the ``test`` and ``tail`` frames that
+    are also sampled calibration images, by content; only frames of a sampled file's size are hashed);
+    ``test`` / ``tail``: ``held_out`` (no such overlap).
     """
     import hashlib
 
     from edgeae.metadata import sha256_file
 
-    calib_sha = {sha256_file(f) for f in calib}
+    read = list(dict.fromkeys(calib if sampled is None else sampled))
+    calib_sha = {sha256_file(f) for f in read}
     digest = hashlib.sha256("\n".join(sorted(calib_sha)).encode()).hexdigest()
-    held = {f: sha256_file(f) for f in dict.fromkeys([*test, *tail])}
-    shared_test = [f.name for f in test if held[f] in calib_sha]
-    shared_tail = [f.name for f in tail if held[f] in calib_sha]
+    sizes = {f.stat().st_size for f in read}
+    held = {f: sha256_file(f) for f in dict.fromkeys([*test, *tail]) if f.stat().st_size in sizes}
+    shared_test = [f.name for f in test if held.get(f) in calib_sha]
+    shared_tail = [f.name for f in tail if held.get(f) in calib_sha]
     out: dict[str, dict[str, Any]] = {
-        "calibration": {"files_sha256": digest, "n_files": len(calib)},
+        "calibration": {"files_sha256": digest, "n_files": len(calib), "n_hashed": len(read)},
         "test": {"held_out": not shared_test},
         "tail": {"held_out": not shared_tail},
     }
+    others = sorted(set(calib) - set(read))
+    if others:
+        root = Path(os.path.commonpath([f.parent for f in calib]))
+        lines = []
+        for f in others:
+            st = f.stat()
+            lines.append(f"{f.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}")
+        out["calibration"]["others_sha256"] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     if shared_test or shared_tail:
         out["calibration"]["overlaps"] = list(dict.fromkeys([*shared_test, *shared_tail]))
     return out
@@ -99,6 +115,27 @@ def read_pixels(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(img.pixels, dtype=np.float32), np.asarray(img.valid, dtype=bool)
 
 
+def _per_file(count: int, n_files: int) -> list[int]:
+    """Patches drawn from each of ``n_files`` files for ``count`` patches: even shares, the first files one more
+    (with fewer patches than files, only the first ``count`` files are read)."""
+    return [count // n_files + (1 if i < count % n_files else 0) for i in range(n_files)]
+
+
+def _tail_counts(count: int, tail: float) -> tuple[int, int, int]:
+    """(random, synthetic extreme, busiest real) patches of a calibration set of ``count`` (:func:`model_patches`)."""
+    if not 0.0 <= tail < 1.0:
+        raise ValueError(f"tail must be in [0, 1), got {tail}")
+    n_tail = round(count * tail)
+    n_extremes = min(n_tail, len(extreme_patches(1, 2)))
+    return count - n_tail, n_extremes, n_tail - n_extremes
+
+
+def sampled_files(files: Sequence[Path], count: int, tail: float = 0.0) -> list[Path]:
+    """The files :func:`model_patches` reads for ``count`` patches (at most ``count``): what provenance hashes."""
+    n_random, _, n_busy = _tail_counts(count, tail)
+    return list(files[: max(n_random, n_busy)])
+
+
 def extract_patches(
     files: Sequence[str | os.PathLike[str]],
     channels: int,
@@ -113,7 +150,7 @@ def extract_patches(
     margins) are skipped; the choice among the rest is seeded.
     """
     rng = np.random.default_rng(seed)
-    per_file = [count // len(files) + (1 if i < count % len(files) else 0) for i in range(len(files))]
+    per_file = _per_file(count, len(files))
     out: list[np.ndarray] = []
     for f, n in zip(files, per_file, strict=True):
         if n == 0:
@@ -212,7 +249,7 @@ def busy_patches(
     drawn evenly from ``files`` on a non-overlapping grid: the real tail of the calibration frames."""
     if count <= 0:
         return np.zeros((0, channels, patch, patch), np.float32)
-    per_file = [count // len(files) + (1 if i < count % len(files) else 0) for i in range(len(files))]
+    per_file = _per_file(count, len(files))
     out: list[np.ndarray] = []
     for f, n in zip(files, per_file, strict=True):
         if n == 0:
@@ -250,16 +287,14 @@ def model_patches(
     arch = metadata.architecture
     channels = int(arch.get("channels", metadata.channels))
     patch = int(arch.get("tile") or arch.get("patch") or metadata.input_shape[-1])
-    if not 0.0 <= tail < 1.0:
-        raise ValueError(f"tail must be in [0, 1), got {tail}")
-    n_tail = round(count * tail)
-    extremes = extreme_patches(channels, patch, seed)[:n_tail] if n_tail else extreme_patches(channels, patch)[:0]
-    busy = busy_patches(files, channels, patch, n_tail - len(extremes))
-    clean = np.concatenate([extract_patches(files, channels, patch, count - n_tail, seed=seed), extremes, busy])
+    n_random, n_extremes, n_busy = _tail_counts(count, tail)
+    extremes = extreme_patches(channels, patch, seed if n_extremes else 0)[:n_extremes]
+    busy = busy_patches(files, channels, patch, n_busy)
+    clean = np.concatenate([extract_patches(files, channels, patch, n_random, seed=seed), extremes, busy])
     if metadata.kind == "vae":
         return clean
     rng = np.random.default_rng(seed + 1)
-    if n_tail:
+    if n_extremes + n_busy:
         clean = clean[rng.permutation(len(clean))]  # tail patches both clean and destroyed
     half = count // 2
     return np.concatenate([clean[:half], destroy_pixels(clean[half:], rng)])

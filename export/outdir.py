@@ -4,9 +4,11 @@ Every file is built and checked in a temporary folder (so is the fp32 ONNX that 
 from) and only then copied into ``--out``: under its own name when it passed every check, as
 ``NAME.<precision>.FAILED.<ext>`` when it failed, so no mission or tool that opens ``NAME.<precision>.<ext>``
 picks it up, and a failed file never replaces a good one of the same name. A folder that already holds an
-export keeps it: :func:`carried_records` takes over the records of its ``parity.json`` whose files are still
-there, unchanged (SHA-256) and made from the same checkpoint; the others are dropped with a warning, and
-artifact files left without any record are named in one.
+export of the same model keeps it: :class:`Ledger` takes over the records of its ``parity.json`` whose files are
+still there, unchanged (SHA-256) and made from the same checkpoint; the others are dropped with a warning, and
+artifact files left without any record are named in one. A folder holding another model's export is refused
+(:func:`refuse_other_model`). ``parity.json`` is rewritten around every file placed, so at every moment each
+record in it matches its file: a run that stops half-way never leaves a new file beside the old one's hash.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from edgeae.metadata import sha256_file
 
-from .report import ArtifactRecord, read_report
+from .report import ArtifactRecord, ExportReport, read_report, write_report
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +54,42 @@ def is_failed(name: str) -> bool:
     return f".{FAILED}." in name
 
 
+class OtherModelsExport(ValueError):
+    """``--out`` holds the export of another model: exporting there would leave its files without records."""
+
+
+def refuse_other_model(out: Path, model: str) -> None:
+    """Raise :class:`OtherModelsExport` when ``out``'s ``parity.json`` is another model's export whose files are
+    still there (one report per folder: its records would be dropped and its files left unrecorded)."""
+    p = out / REPORT
+    try:
+        data = read_report(p) if p.is_file() else None
+    except (OSError, ValueError):
+        return  # not a report: nothing to keep (the export warns that it cannot be read)
+    if data is None or data.get("model") in (None, model):
+        return
+    names = [Path(str(d.get("path") or "")).name for d in data["artifacts"] if isinstance(d, dict)]
+    if any(n and (out / n).is_file() for n in names):
+        other = data["model"]
+        raise OtherModelsExport(
+            f"--out {out} holds the export of {other} (parity.json): exporting {model} there would leave {other}'s "
+            f"files without records; choose another --out (e.g. {out / model})"
+        )
+
+
 def _copy(src: Path, dest: Path, replace: tuple[str, str] | None = None) -> None:
-    """Copy ``src`` to ``dest`` through a hidden partial file: a cut-short copy never sits under the real name."""
+    """Copy ``src`` to ``dest`` through a hidden partial file: a cut-short copy never sits under the real name,
+    and an interrupted one (Ctrl-C, a full disk) leaves no partial file behind."""
     tmp = dest.with_name(f".{dest.name}.partial")
-    if replace is None:
-        shutil.copyfile(src, tmp)
-    else:
-        tmp.write_text(src.read_text().replace(*replace))
-    os.replace(tmp, dest)
+    try:
+        if replace is None:
+            shutil.copyfile(src, tmp)
+        else:
+            tmp.write_text(src.read_text().replace(*replace))
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def place(work_file: Path, out: Path, passed: bool) -> Path:
@@ -94,45 +124,94 @@ def _drop_reason(rec: ArtifactRecord, file: Path, same_model: bool, checkpoint: 
     return "" if made_from == checkpoint else "made from another checkpoint"
 
 
-def carried_records(out: Path, model: str, checkpoint: str | None, made: set[str]) -> list[ArtifactRecord]:
-    """The records of the export already in ``out`` that still hold, to keep in the new report.
+def earlier_records(
+    out: Path, model: str, checkpoint: str | None
+) -> tuple[list[ArtifactRecord], list[tuple[str, str]]]:
+    """The records of the export already in ``out`` that still hold, and (name, why) of those that do not.
 
-    A record is carried when this run did not write a file of its name (``made``), it passed, it is of the same
-    ``model``, its file is still there with the recorded SHA-256 and the file's metadata names the same source
-    ``checkpoint`` (SHA-256). The others are dropped with one warning saying why.
+    A record holds when it passed, it is of the same ``model``, its file is still there with the recorded SHA-256
+    and the file's metadata names the same source ``checkpoint`` (SHA-256).
     """
     p = out / REPORT
     if not p.is_file():
-        return []
+        return [], []
     try:
         data = read_report(p)
     except (OSError, ValueError) as exc:
         log.warning("%s: cannot be read (%s); its records are not carried into the new report", p, exc)
-        return []
+        return [], []
     run: dict[str, Any] = {k: data.get(k) for k in ("created", "calibration", "test")}
-    kept, dropped = [], []
+    kept: list[ArtifactRecord] = []
+    dropped: list[tuple[str, str]] = []
     for d in data["artifacts"]:
         try:
             rec = ArtifactRecord.from_dict(d)
         except (TypeError, AttributeError):
-            dropped.append(f"{d!r:.60} (not an artifact record)")
+            dropped.append((f"{d!r:.60}", "not an artifact record"))
             continue
-        name = Path(rec.path).name
-        if name in made:
-            continue  # this run's record replaces it
-        why = _drop_reason(rec, out / name, data.get("model") == model, checkpoint)
+        why = _drop_reason(rec, out / rec.name, data.get("model") == model, checkpoint)
         if why:
-            dropped.append(f"{name} ({why})")
+            dropped.append((rec.name, why))
             continue
-        rec.path = str(out / name)
+        rec.path = str(out / rec.name)
         rec.earlier_run = rec.earlier_run or run
         kept.append(rec)
-    if dropped:
-        log.warning("%s: %d earlier record(s) not carried into the new report: %s", p, len(dropped), "; ".join(dropped))
-    return kept
+    return kept, dropped
+
+
+class Ledger:
+    """The report of one export into ``out``, rewritten around every file placed so that ``parity.json`` never
+    names a file with another file's SHA-256, whenever the run stops (Ctrl-C, killed, an exception).
+
+    Before a file is copied in, the record of its name is dropped from ``parity.json``; once it is there, its
+    new record is added. Until :meth:`finish`, ``report.unfinished`` counts the artifacts still to make.
+    """
+
+    def __init__(self, report: ExportReport, checkpoint: str | None, planned: int) -> None:
+        self.report, self.out, self.planned = report, Path(report.out_dir), planned
+        self.carried, self._dropped = earlier_records(self.out, report.model, checkpoint)
+        self.made: list[ArtifactRecord] = []
+
+    def _write(self, unfinished: int) -> None:
+        self.report.artifacts = self.carried + self.made
+        self.report.unfinished = unfinished
+        write_report(self.report, self.out)
+
+    def place(self, work_file: Path, record: ArtifactRecord) -> Path:
+        """Copy a checked file into ``out`` (:func:`place`) and record it (path, size, SHA-256) in the report."""
+        name = work_file.name if record.passed else failed_name(work_file.name)
+        self.carried = [r for r in self.carried if r.name != name]
+        self._write(self.planned - len(self.made))  # no record of that name while its file is replaced
+        placed = place(work_file, self.out, record.passed)
+        record.path, record.name = str(placed), placed.name
+        record.size_bytes, record.sha256 = placed.stat().st_size, sha256_file(placed)
+        self.add(record)
+        return placed
+
+    def add(self, record: ArtifactRecord) -> None:
+        """Record an artifact (placed, or a converter's failure with no file) and rewrite the report."""
+        self.made.append(record)
+        self._write(self.planned - len(self.made))
+
+    def finish(self) -> ExportReport:
+        """Write the final report; warn about the earlier records dropped and the files without a record."""
+        written = {a.name for a in self.made if a.path}
+        dropped = [f"{n} ({why})" for n, why in self._dropped if n not in written]  # written: replaced
+        if dropped:
+            log.warning(
+                "%s: %d earlier record(s) not carried into the new report: %s",
+                self.out / REPORT, len(dropped), "; ".join(dropped),
+            )  # fmt: skip
+        self._write(0)
+        stray = unrecorded(self.out, self.report.artifacts)
+        if stray:
+            log.warning(
+                "%s: files without a record in parity.json (not checked by this export): %s", self.out, ", ".join(stray)
+            )
+        return self.report
 
 
 def unrecorded(out: Path, records: list[ArtifactRecord]) -> list[str]:
     """Artifact files in ``out`` that no record of the report describes (not checked by any export kept there)."""
-    named = {Path(a.path).name for a in records}
+    named = {a.name for a in records if a.path}
     return sorted(f.name for f in out.iterdir() if f.suffix in ARTIFACT_SUFFIXES and f.name not in named)

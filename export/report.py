@@ -15,7 +15,10 @@ PACKAGES = ("edgeae", "torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-l
 
 @dataclass
 class ArtifactRecord:
-    """One exported file: what it is, how big, how close to PyTorch, how fast."""
+    """One exported file: what it is, how big, how close to PyTorch, how fast.
+
+    ``path`` is where the file lies, ``""`` when none was written (its converter failed); ``name`` is the
+    artifact's file name either way (``m.int8.onnx``; ``m.int8.FAILED.onnx`` once a failed file is placed)."""
 
     path: str
     kind: str
@@ -32,6 +35,11 @@ class ArtifactRecord:
     #: for a record carried over from an earlier export into the same folder: that run's time, calibration and
     #: test set (the report's own fields describe this run); None for the artifacts this run made
     earlier_run: dict[str, Any] | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name and self.path:  # a record from before ``name`` existed
+            self.name = Path(self.path).name
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ArtifactRecord:
@@ -54,15 +62,19 @@ class ExportReport:
     environment: dict[str, Any] = field(default_factory=dict)
     tail: dict[str, Any] = field(default_factory=dict)
     created: str = ""  # UTC time of the run, ISO 8601
+    #: artifacts this run had still to make when the report was written: it is rewritten after every file placed,
+    #: so a run that stopped (Ctrl-C, killed, an error) leaves a report that says so; 0 once the run finished
+    unfinished: int = 0
 
     @property
     def failures(self) -> list[str]:
         """Every failed check of every artifact, ``file: what``."""
-        return [f"{Path(a.path).name}: {f}" for a in self.artifacts for f in a.failures]
+        return [f"{a.name}: {f}" for a in self.artifacts for f in a.failures]
 
     @property
     def passed(self) -> bool:
-        return all(a.passed for a in self.artifacts)
+        """Every artifact passed and the run made all it set out to."""
+        return not self.unfinished and all(a.passed for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "failures": self.failures, **asdict(self)}
@@ -122,7 +134,11 @@ def markdown_table(report: ExportReport) -> str:
         f"{', '.join(report.calibration.get('overlaps', [])) or 'some of its frames'})"
     )
     failed = [a for a in report.artifacts if not a.passed]
-    if failed:
+    if report.unfinished:
+        verdict = [f"**UNFINISHED**: this export stopped with {report.unfinished} artifact(s) still to make; the "
+                   "rows below are the files in this folder and their checks. Run it again.", ""]  # fmt: skip
+        verdict += [f"- {f}" for f in report.failures]
+    elif failed:
         verdict = [f"**FAILED**: {len(failed)} of {len(report.artifacts)} artifacts failed their checks "
                    "(renamed `*.FAILED.*`, so nothing loads them by name):", ""]  # fmt: skip
         verdict += [f"- {f}" for f in report.failures]
@@ -149,7 +165,7 @@ def markdown_table(report: ExportReport) -> str:
         )
     tails = [a for a in report.artifacts if "tail" in a.parity]
     for a in report.artifacts:
-        name = Path(a.path).name
+        name = a.name
         if "outputs" not in a.parity:  # not converted: no file, no numbers
             lines.append(
                 f"| {name} (not written) | {a.kind} | {a.format} | {a.precision} | | | | | {budget_text(a.parity)} "
@@ -190,14 +206,14 @@ def markdown_table(report: ExportReport) -> str:
         for a in tails:
             t = a.parity["tail"]
             lines.append(
-                f"| {Path(a.path).name} | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) | {t['overlap_16']:.3f} "
+                f"| {a.name} | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) | {t['overlap_16']:.3f} "
                 f"| {t['overlap_64']:.3f} | {t['ties']:.0f} | {t.get('extremes_spearman', float('nan')):.4f} "
                 f"| {'yes' if t['passed'] else 'NO'} |"
             )
             t = a.parity.get("tail_terms_max")
             if t:  # the terms-max flight score of the same patches (no extremes: it needs a frame)
                 lines.append(
-                    f"| {Path(a.path).name}, terms-max score | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) "
+                    f"| {a.name}, terms-max score | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) "
                     f"| {t['overlap_16']:.3f} | {t['overlap_64']:.3f} | {t['ties']:.0f} | | "
                     f"{'yes' if t['passed'] else 'NO'} |"
                 )
@@ -223,6 +239,10 @@ def write_report(report: ExportReport, out_dir: str | os.PathLike[str], stem: st
     j, m = out / f"{stem}.json", out / f"{stem}.md"
     for path, text in ((j, json.dumps(report.to_dict(), indent=2, default=float) + "\n"), (m, markdown_table(report))):
         tmp = path.with_name(f".{path.name}.partial")  # a report cut short never replaces a whole one
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except BaseException:  # Ctrl-C, a full disk: no hidden partial file left behind
+            tmp.unlink(missing_ok=True)
+            raise
     return j, m

@@ -90,6 +90,111 @@ def test_reexport_into_a_folder_keeps_its_files_and_records(cae_patches: Any, tm
     assert names == ["tiny.int8.onnx"]
 
 
+def _records_match_files(out: Path) -> None:
+    """Every record of ``out``'s parity.json that names a file names one with the recorded SHA-256 (what the
+    flight runtime's guard checks an artifact against)."""
+    from edgeae.metadata import sha256_file
+
+    if not (out / "parity.json").is_file():
+        return
+    for a in json.loads((out / "parity.json").read_text())["artifacts"]:
+        if a["path"] and (out / Path(a["path"]).name).is_file():
+            assert sha256_file(out / Path(a["path"]).name) == a["sha256"], a["path"]
+
+
+def test_parity_json_matches_the_folder_at_every_moment(
+    cae_patches: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review E4: each file was placed in --out as soon as it passed, parity.json written only after the last
+    one: an export stopped in between (Ctrl-C during the next conversion) left the new file beside the old
+    report's SHA-256, and the flight runtime refused the new file as damaged."""
+    from edgeae.export import build, outdir
+
+    out = tmp_path / "stop"
+    _export(out, cae_patches, formats=("onnx",), precisions=("int8",))
+    before = (out / "tiny.int8.onnx").read_bytes()
+    place = outdir.place
+
+    def checked_place(*args: Any, **kwargs: Any) -> Path:
+        _records_match_files(out)
+        placed = place(*args, **kwargs)
+        _records_match_files(out)
+        return placed
+
+    def ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outdir, "place", checked_place)
+    monkeypatch.setattr(build, "ort_with_metadata", ctrl_c)
+    calib, test = cae_patches
+    with pytest.raises(KeyboardInterrupt):  # other calibration patches: another int8 file, then Ctrl-C
+        _export(out, (calib[:8], test), formats=("onnx", "ort"), precisions=("int8",))
+    assert (out / "tiny.int8.onnx").read_bytes() != before
+    _records_match_files(out)
+    data = json.loads((out / "parity.json").read_text())
+    assert [Path(a["path"]).name for a in data["artifacts"]] == ["tiny.int8.onnx"]
+    assert data["unfinished"] == 1 and data["passed"] is False  # the report says the run stopped
+    assert "**UNFINISHED**: this export stopped with 1 artifact(s) still to make" in (out / "parity.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["parity.json", "parity.md", "tiny.int8.onnx"]
+
+
+def test_an_interrupted_copy_leaves_no_partial_file(
+    cae_patches: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review E4: a copy into --out cut short by Ctrl-C left a hidden ``.NAME.partial`` file behind (so did a
+    report write)."""
+    from edgeae.export import outdir, report
+
+    copyfile = shutil.copyfile
+
+    def cut_short(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+        if not str(dst).endswith(".partial"):
+            return copyfile(src, dst, *args, **kwargs)
+        Path(dst).write_bytes(Path(src).read_bytes()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outdir.shutil, "copyfile", cut_short)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        _export(out, cae_patches, formats=("onnx",), precisions=("fp32",))
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".partial")]
+    assert not list(out.glob("*.onnx"))
+
+    def replace_cut(src: Any, dst: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.os, "replace", replace_cut)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_report(report.ExportReport("m", str(out), {}, {}), out)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".partial")]
+
+
+def test_another_models_export_in_out_is_refused(cae_patches: Any, tmp_path: Path) -> None:
+    """Review E3: exporting model B into a folder holding model A's export dropped every record of A, leaving
+    A's files in --out without records. Now refused before any work, in one line naming both."""
+    from edgeae.export import outdir
+
+    from edgeae.cli import main
+
+    out = tmp_path / "a"
+    _export(out, cae_patches, formats=("onnx",), precisions=("fp32",))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    model, meta = _tiny_cae()
+    cfg = ExportConfig(kinds=("cae",), formats=("onnx",), precisions=("fp32",), **FAST)
+    with pytest.raises(outdir.OtherModelsExport) as err:
+        export_checkpoint(model, meta, out, "other", *cae_patches, cfg)
+    msg = str(err.value)
+    assert "\n" not in msg and "holds the export of tiny" in msg and "exporting other there" in msg
+    assert "choose another --out" in msg
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # A's export untouched
+    assert main(["export", "orbital-gray-vae-lite", "--no-latency", "--out", str(out)]) == 2  # CLI: at once
+    # a folder whose earlier export left no file of it behind is not refused
+    for p in out.glob("*.onnx"):
+        p.unlink()
+    export_checkpoint(model, meta, out, "other", *cae_patches, cfg)
+    assert json.loads((out / "parity.json").read_text())["model"] == "other"
+
+
 # ------------------------------------------------------------------------------------------- 2: failures
 
 
@@ -193,6 +298,44 @@ def test_a_converter_error_is_recorded_and_the_report_written(
     assert not list(out.glob("*.tflite")) and "(not written)" in (out / "parity.md").read_text()
 
 
+def test_a_converter_failure_records_no_file(
+    cae_patches: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review E5: a converter's failure was recorded at ``out/NAME.FAILED.ext`` though nothing was written, so
+    the record named another run's file of that name (and hid it from the "without a record" warning)."""
+    from edgeae.export import tflite_export
+
+    from edgeae.cli import main
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("boom")
+
+    monkeypatch.setattr(tflite_export, "export_tflite_fp32", crash)
+    out = tmp_path / "left"
+    out.mkdir()
+    leftover = out / "tiny.fp32.FAILED.tflite"
+    leftover.write_bytes(b"another run's file")
+    with pytest.raises(ParityError, match="boom"):
+        _export(out, cae_patches, formats=("onnx", "tflite"), precisions=("fp32",))
+    data = json.loads((out / "parity.json").read_text())
+    rec = next(a for a in data["artifacts"] if a["format"] == "tflite")
+    assert rec["path"] == "" and rec["name"] == "tiny.fp32.tflite" and rec["sha256"] == ""
+    assert data["failures"] == ["tiny.fp32.tflite: tflite fp32 conversion failed: TypeError: boom"]
+    assert leftover.read_bytes() == b"another run's file"
+    assert "| tiny.fp32.tflite (not written) |" in (out / "parity.md").read_text()
+    warned = [r.getMessage() for r in caplog.records if "without a record" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].endswith("tiny.fp32.FAILED.tflite")
+    # the CLI says the same
+    report = api.ExportReport("tiny", str(out), {"source": "s", "n_patches": 8}, {"source": "t", "n_patches": 8})
+    report.artifacts = [api.ArtifactRecord.from_dict(rec)]
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise api.ExportFailed("export failed its checks", report)
+
+    monkeypatch.setattr(api, "export_model", fail)
+    assert main(["export", "orbital-gray-vae-lite", "--no-latency", "--out", str(tmp_path / "o")]) == 1
+
+
 # ------------------------------------------------------------------------------------- 4 and 13: ORT files
 
 
@@ -284,6 +427,75 @@ def test_rgb_calibration_images_for_a_grey_model_are_counted(
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "channel" in r.getMessage()]
     assert len(warned) == 1 and "3 of 3 calibration images have 3 channel(s), the model takes 1" in warned[0]
     assert captured["provenance"]["calibration"]["converted_channels"] == 3
+
+
+def test_calibration_provenance_reads_only_the_sampled_files(
+    data_root: Path, tmp_path: Path, captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review E2: the calibration provenance hashed every byte of every file under --calib (minutes on a folder
+    of GB-size products). Now only the files the calibration patches come from (at most n_calib) are read; the
+    others are listed by path, size and modification time."""
+    import edgeae.metadata
+
+    cv2 = pytest.importorskip("cv2")
+    calib = tmp_path / "calib"
+    (calib / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = [calib / f"f{i:02d}.png" for i in range(12)] + [calib / "sub" / f"g{i}.png" for i in range(8)]
+    for f in files:
+        cv2.imwrite(str(f), rng.integers(0, 255, (96, 96), dtype=np.uint8))
+    hashed: list[Path] = []
+    read: list[Path] = []
+    sha256_file, read_pixels = edgeae.metadata.sha256_file, cal.read_pixels
+
+    def counting_sha(p: Any) -> str:
+        hashed.append(Path(p))
+        return sha256_file(p)
+
+    def counting_read(p: Path, channels: int) -> Any:
+        read.append(Path(p))
+        return read_pixels(p, channels)
+
+    monkeypatch.setattr(edgeae.metadata, "sha256_file", counting_sha)
+    monkeypatch.setattr(cal, "read_pixels", counting_read)
+    api.export_model("orbital-gray-vae-lite", tmp_path / "out", dataclasses.replace(LITE, calib=calib))
+    in_calib = [p for p in read if calib in p.parents]
+    sampled = cal.sampled_files(sorted(files), LITE.n_calib, LITE.calib_tail)
+    assert sorted(set(in_calib)) == sampled and 0 < len(sampled) <= LITE.n_calib  # what the calibration read
+    assert sorted(hashed) == sampled  # hashed: those alone (no test or tail frame has their size)
+    facts = captured["provenance"]["calibration"]
+    assert facts["n_files"] == 20 and facts["n_hashed"] == len(sampled)
+    # contents of the sampled files, the others by name, size and time
+    same = cal.provenance(sorted(files), [], [], sampled)["calibration"]
+    assert same["files_sha256"] == facts["files_sha256"] and same["others_sha256"] == facts["others_sha256"]
+    other = files[-1]
+    st = other.stat()
+    import os
+
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = cal.provenance(sorted(files), [], [], sampled)["calibration"]
+    assert touched["files_sha256"] == facts["files_sha256"] and touched["others_sha256"] != facts["others_sha256"]
+    sampled[0].write_bytes(sampled[0].read_bytes() + b"\0")
+    changed = cal.provenance(sorted(files), [], [], sampled)["calibration"]
+    assert changed["files_sha256"] != facts["files_sha256"]
+
+
+@pytest.mark.parametrize(("count", "tail", "n_files"), [(8, 0.25, 20), (40, 0.5, 30), (16, 0.0, 4), (128, 0.25, 200)])
+def test_sampled_files_are_the_files_calibration_reads(
+    count: int, tail: float, n_files: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review E2: what provenance hashes is what :func:`model_patches` reads (random and busiest patches)."""
+    read: list[Path] = []
+
+    def fake_read(p: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        read.append(Path(p))
+        return np.full((16, 16, 1), int(p.stem) / 255, np.float32), np.ones((16, 16), bool)
+
+    monkeypatch.setattr(cal, "read_pixels", fake_read)
+    files = [Path(f"{i:03d}.png") for i in range(n_files)]
+    meta = ModelMetadata(kind="vae", architecture={"channels": 1, "patch": 8}, input_shape=(-1, 1, 8, 8), channels=1)
+    cal.model_patches(meta, files, count, tail=tail)
+    assert sorted(set(read)) == cal.sampled_files(files, count, tail)
 
 
 # ----------------------------------------------------------------------------------------- 8: small images

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(budgets: fp32 >= 100 dB, int8 >= 40 dB PSNR, VAE score Spearman >= 0.99) and write parity.json "
         "and parity.md with sizes and latencies. Fails (exit 1) when any check fails: a failed file is kept as "
         "NAME.PRECISION.FAILED.EXT, so nothing loads it by name. Files are built in a temporary folder; an earlier "
-        "export in --out is kept (its parity records that still hold are carried into the new report).",
+        "export of the same model in --out is kept (its parity records that still hold are carried into the new "
+        "report); a folder holding another model's export is refused.",
     )
     p.add_argument("model", metavar="MODEL", help="zoo name or .pt checkpoint")
     p.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="artifact format (default all)")
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"calibration: {report.calibration['source']} ({report.calibration['n_patches']} patches)")
     for a in report.artifacts:
         if "outputs" not in a.parity:
-            print(f"{a.path}  FAILED: {'; '.join(a.failures)}")
+            print(f"{a.path or a.name + ' (not written)'}  FAILED: {'; '.join(a.failures)}")
             continue
         main = a.parity["outputs"][a.parity["main_output"]]
         rho = f", Spearman {a.parity['spearman']:.4f}" if a.parity.get("spearman") is not None else ""
