@@ -46,9 +46,19 @@ fi
 COMMON="--mode gt --destroy-range 0.6,0.97 --val-crops 256 --threads 2 --device $DEVICE --no-progress"
 [ "${JOBSET:-first}" = continue ] || COMMON="$COMMON --seed 11 --data-workers 4"
 
+# how a training run ended (its exit status: edgeae.train.resume): 75 is a --time-budget stop, not a failure
+report_exit() {  # phase name dir status
+  case $4 in
+    0) ;;
+    75) echo "[$1] $2: stopped by its time budget (exit 75): continue with: edgeae train cae --resume $3" ;;
+    130 | 143) echo "[$1] $2: stopped by a signal (exit $4): continue with: edgeae train cae --resume $3" ;;
+    *) echo "[$1] $2: failed (exit $4): see $3/train.log" ;;
+  esac
+}
+
 run_all() {  # phase epochs_of_job...
   local phase=$1; shift
-  local pids=() i=0
+  local pids=() names=() dirs=() i=0
   for job in "${JOBS[@]}"; do
     IFS='|' read -r name data args <<<"$job"
     if [ -n "${JOBS_ONLY:-}" ] && [[ ",$JOBS_ONLY," != *",$name,"* ]]; then i=$((i + 1)); continue; fi
@@ -61,9 +71,13 @@ run_all() {  # phase epochs_of_job...
     # shellcheck disable=SC2086
     "$PY" -m edgeae -v train cae --data "$data" $args $COMMON --epochs "$epochs" --crops "$crops" \
       --time-budget "$budget" --out "$dir" >"$dir/train.log" 2>&1 &
-    pids+=($!); i=$((i + 1))
+    pids+=($!); names+=("$name"); dirs+=("$dir"); i=$((i + 1))
   done
-  for p in "${pids[@]}"; do wait "$p" || echo "a $phase run failed (exit $?)"; done
+  local k rc
+  for k in "${!pids[@]}"; do
+    wait "${pids[$k]}"; rc=$?
+    report_exit "$phase" "${names[$k]}" "${dirs[$k]}" "$rc"
+  done
 }
 
 run_all probe

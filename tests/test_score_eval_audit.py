@@ -266,18 +266,21 @@ def test_evaluate_rerun_replaces_the_run_before_and_always_writes_summary_and_se
     data_root: Path, tmp_path: Path
 ) -> None:
     """A --limit 3 HiRISE sample (seed 0: no crater crop) into a folder of an earlier run: the earlier plots and
-    summary are gone, the user's own file stays, summary.md says the crater targets were not evaluated, and the
-    run settings are recorded."""
+    summary are gone, the user's own files stay (a score map included), summary.md says the crater targets were
+    not evaluated, and the run settings and the files written are recorded."""
     pytest.importorskip("torch")
     out = tmp_path / "ev"
     ds = out / "hirise_landmarks"
     ds.mkdir(parents=True)
-    for name in ("pr_class_1_crater.png", "tsne_top.png", "notes.txt"):
+    for name in ("pr_class_1_crater.png", "tsne_top.png", "notes.txt", "map_mine.png"):
         (ds / name).write_text("earlier run")
+    # the results.json of a run from before the outputs were listed: its plots are named by its features
+    (ds / "results.json").write_text(json.dumps({"rows": [{"feature": "class 1 crater"}], "info": {}}))
     (out / "summary.md").write_text("| hirise_landmarks | ... | yes |\n")
     argv = ["evaluate", "--dataset", "hirise_landmarks", "--limit", "3", "--no-plots", "--out", str(out)]
     assert main([*argv, "--threads", "1", "--no-progress", "--data-root", str(data_root)]) == 0
-    assert sorted(p.name for p in ds.iterdir()) == ["notes.txt", "results.json", "table.md"]
+    assert sorted(p.name for p in ds.iterdir()) == ["map_mine.png", "notes.txt", "results.json", "table.md"]
+    assert json.loads((ds / "results.json").read_text())["outputs"] == ["table.md", "results.json"]
     summary = (out / "summary.md").read_text()
     assert "not evaluated: 0 positives in this sample" in summary and "| yes |" not in summary
     assert "class 1 crater 0 positives / 3 negatives" in summary and "--views 1, --seed 0" in summary
@@ -303,3 +306,65 @@ def test_evaluate_that_stops_leaves_no_summary_of_the_run_before(
     argv = ["evaluate", "--dataset", "hirise_landmarks", "--out", str(tmp_path), "--data-root", str(data_root)]
     assert main([*argv, "--threads", "1", "--no-progress"]) == 2
     assert not (tmp_path / "summary.md").exists()
+
+
+def test_evaluate_removes_only_the_files_the_run_before_recorded(tmp_path: Path) -> None:
+    """clear_outputs used to delete every pr_*, kde_* and map_*.png in OUT/DATASET: also the map_<stem>.png that
+    `edgeae score --map OUT/DATASET/map.png` writes there."""
+    from edgeae.anomaly.evaluate import clear_outputs
+
+    ds = tmp_path / "lroc_nac_craters"
+    ds.mkdir()
+    recorded = ["table.md", "results.json", "pr_any_crater.png", "kde_any_crater.png", "map_M1.png"]
+    mine = ["map_M2.png", "pr_mine.png", "kde_mine.png", "notes.txt"]
+    for name in [*recorded, "gallery_top16_vs_random16.png", "tsne_top.png", *mine]:
+        (ds / name).write_text("x")
+    (ds / "results.json").write_text(json.dumps({"rows": [], "outputs": recorded}))
+    gone = clear_outputs(ds)
+    assert sorted(p.name for p in gone) == sorted([*recorded, "gallery_top16_vs_random16.png", "tsne_top.png"])
+    assert sorted(p.name for p in ds.iterdir()) == sorted(mine)
+    # a results.json from before the list: the plots its features and first three files would have had
+    rows = [{"feature": "craters >= 32 px"}, {"feature": "any crater"}]
+    (ds / "results.json").write_text(json.dumps({"rows": rows, "info": {"files": ["M1.png", "M3.png"]}}))
+    for name in ("pr_craters_ge_32_px.png", "kde_any_crater.png", "map_M1.png", "map_M3.png"):
+        (ds / name).write_text("x")
+    assert sorted(p.name for p in clear_outputs(ds)) == [
+        "kde_any_crater.png", "map_M1.png", "map_M3.png", "pr_craters_ge_32_px.png", "results.json",
+    ]  # fmt: skip
+    assert sorted(p.name for p in ds.iterdir()) == sorted(mine)
+    # a results.json that lists other files (edited, damaged): only names evaluate could have written, here
+    outside = tmp_path / "map_out.png"
+    outside.write_text("x")
+    listed = ["notes.txt", "../map_out.png", str(outside), "pr_mine.png/..", "."]
+    (ds / "results.json").write_text(json.dumps({"outputs": listed}))
+    assert [p.name for p in clear_outputs(ds)] == ["results.json"]
+    assert outside.is_file() and sorted(p.name for p in ds.iterdir()) == sorted(mine)
+    (ds / "results.json").write_text("{not json")
+    assert [p.name for p in clear_outputs(ds)] == ["results.json"]
+
+
+def test_evaluate_records_its_plots_and_the_next_run_removes_those_only(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from edgeae.anomaly import evaluate as library
+
+    made: list[str] = ["pr_class_1_crater.png", "map_crop.png"]
+
+    def plots(scored: Any, out: Path, dataset: str, seed: int = 0) -> list[Path]:
+        for name in made:
+            (out / name).write_text("plot")
+        return [out / name for name in made]
+
+    monkeypatch.setattr(library, "make_plots", plots)
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--dataset", "hirise_landmarks", "--limit", "3", "--out", str(out), "--threads", "1"]
+    argv += ["--no-progress", "--data-root", str(data_root)]
+    assert main(argv) == 0
+    ds = out / "hirise_landmarks"
+    recorded = json.loads((ds / "results.json").read_text())["outputs"]
+    assert recorded == ["table.md", "results.json", "pr_class_1_crater.png", "map_crop.png"]
+    (ds / "map_moon.png").write_text("edgeae score --map OUT/hirise_landmarks/map.png")
+    made.clear()
+    assert main(argv) == 0
+    assert sorted(p.name for p in ds.iterdir()) == ["map_moon.png", "results.json", "table.md"]

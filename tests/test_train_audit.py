@@ -47,9 +47,11 @@ def folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The zoo's weights folder, moved to a temporary one: no test writes into the real zoo."""
+    """The zoo's weights folder, moved to a temporary one: no test writes into the real zoo (nor reads its
+    shipped artifacts: the artifacts folder moves to an empty temporary one too)."""
     w = tmp_path / "zoo-weights"
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
+    monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
     return w
 
 
@@ -380,7 +382,7 @@ def test_vae_learning_rate_is_bounded_like_the_cae_one(tmp_path: Path, capsys: p
     assert main(["train", "vae", "--out", str(tmp_path / "v"), "--lr", "1000"]) == 2
     assert "lr must be in (0, 1)" in capsys.readouterr().err
     with pytest.raises(ValueError, match="lr"):
-        VAETrainConfig(out="x", lr=1.0)
+        VAETrainConfig(out="x", lr=1.0).check_new_run()  # a new run's rule (a saved run still loads)
 
 
 def test_compare_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -473,7 +475,7 @@ def test_ignored_flags_are_refused(folder: Path, tmp_path: Path, capsys: pytest.
     assert main(["train", "vae", "--out", str(tmp_path / "v"), "--data", "rover_rgb", "--no-hirise"]) == 2
     assert "--no-hirise applies to grey data" in capsys.readouterr().err
     with pytest.raises(ValueError, match="msl_ground"):
-        VAETrainConfig(out="x", msl_ground=True)
+        VAETrainConfig(out="x", msl_ground=True).check_new_run()
     assert not (tmp_path / "d").exists() and not (tmp_path / "v").exists()
 
 
@@ -559,3 +561,177 @@ def test_vae_trainer_records_its_run_and_refuses_to_redo_it(
     assert main(["train", "vae", "--out", str(tmp_path / "nan"), *tiny]) == 2
     err = capsys.readouterr().err
     assert "training diverged: the loss became nan" in err and "Traceback" not in err
+
+
+# the review of the training changes: zoo names kept in the run, --force, early stops killed before their final
+# files, older configs, the GPU script's exit statuses
+
+
+def test_a_stopped_zoo_run_keeps_its_zoo_name_and_a_complete_run_installs_without_training(
+    folder: Path, tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printed hint of a stopped `--zoo-name` run used to drop the name: following it exited 0 and installed
+    nothing, and `--resume t3 --zoo-name NAME` of the then complete run was refused as already complete."""
+    run = tmp_path / "t3"
+    argv = _cli(folder, run, "--epochs", "2", "--time-budget", "0.000001", "--zoo-name", "review-test", "--force")
+    assert main(argv) == 75
+    assert f"continue with: edgeae train cae --resume {run} --zoo-name review-test --force" in capsys.readouterr().out
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["zoo_name"] == "review-test" and saved["zoo_force"] is True
+    assert main(["train", "cae", "--resume", str(run)]) == 0  # the name is the run's: a plain resume installs it
+    assert f"zoo: wrote {weights / 'review-test.pt'}" in capsys.readouterr().out
+    assert (weights / "review-test.pt").read_bytes() == (run / "best.pt").read_bytes()
+    before = _snapshot(run)
+    assert main(["train", "cae", "--resume", str(run), "--zoo-name", "review-test-2"]) == 0
+    out = capsys.readouterr().out
+    assert "is complete (2 epochs): installing it without training" in out and "zoo: wrote" in out
+    assert (weights / "review-test-2.pt").read_bytes() == (run / "best.pt").read_bytes()
+    assert _snapshot(run) == before  # nothing trained, nothing rewritten
+    assert main(["train", "cae", "--resume", str(run)]) == 2  # without a name a complete run is still refused
+    assert "or only --zoo-name NAME to install it" in capsys.readouterr().err
+    plain = tmp_path / "plain"  # a run without --zoo-name: its config.json has no zoo keys
+    assert main(_cli(folder, plain)) == 0
+    assert not {"zoo_name", "zoo_force"} & set(json.loads((plain / "config.json").read_text()))
+
+
+def test_force_never_replaces_a_model_of_another_kind_or_channels(
+    folder: Path, tmp_path: Path, weights: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--zoo-name orbital-gray-vae --force` of a CAE run replaced the registered VAE (`edgeae zoo` then listed a
+    341 k CAE as "vae 1 478 k"); a replaced model's shipped artifacts were left to look current."""
+    done = tmp_path / "metrics.json"
+    done.write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))
+    grey_cae = _cae_checkpoint(tmp_path / "cae.pt")
+    with pytest.raises(zoo.ZooInstallError, match=r"kind cae \(the zoo's: vae\).*--force does not change"):
+        zoo.install("orbital-gray-vae", grey_cae, done, force=True)
+    rgb_cae = _cae_checkpoint(tmp_path / "rgb.pt", channels=3)
+    with pytest.raises(zoo.ZooInstallError, match=r"3 channel\(s\) \(the zoo's: 1\)"):
+        zoo.install("orbital-gray-gtcae", rgb_cae, done, force=True)
+    assert not weights.exists()
+    assert main(_cli(folder, tmp_path / "run", "--zoo-name", "orbital-gray-vae", "--force")) == 2
+    assert "--force does not change a registered model's kind or channels" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    # an architecture change is what --force is for; the shipped artifacts of the old weights are then stale
+    arts = zoo.ARTIFACTS_DIR / "orbital-gray-gtcae"
+    arts.mkdir(parents=True)
+    for name in ("orbital-gray-gtcae.int8.onnx", "orbital-gray-gtcae.int8.tflite", "parity.json"):
+        (arts / name).write_text("old")
+    unet = _cae_checkpoint(tmp_path / "unet.pt", variant="unet")
+    with caplog.at_level(logging.WARNING, logger="edgeae.zoo"):
+        assert zoo.install("orbital-gray-gtcae", unet, done, force=True).is_file()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "orbital-gray-gtcae.int8.onnx, orbital-gray-gtcae.int8.tflite" in warning and "now stale" in warning
+    assert "edgeae export orbital-gray-gtcae --no-latency --out runs/export/orbital-gray-gtcae" in warning
+    assert (arts / "parity.json").read_text() == "old"  # said, not deleted
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgeae.zoo"):
+        zoo.install("rover-rgb-gtunet", _cae_checkpoint(tmp_path / "u3.pt", channels=3, variant="unet"), done)
+    assert not caplog.records  # no artifacts ship for it: nothing to say
+
+
+def _simulate_kill_before_final_files(run: Path, **state: Any) -> None:
+    """As if the run had been killed after its last ``save()`` but before ``metrics.json`` was written."""
+    blob = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    blob["state"].update(complete=False, **state)
+    torch.save(blob, run / "last.pt")
+    (run / "metrics.json").unlink()
+
+
+def test_an_early_stopped_run_killed_before_its_final_files_only_finalises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its last.pt says early_stop=True, complete=False: the resume used to train a third epoch."""
+    monkeypatch.setattr(cae_mod, "_val_loss", lambda *a, **k: 1.0)  # never better after epoch 1
+    data = _images(tmp_path / "data")
+    run = tmp_path / "es"
+    assert train_cae(_config(data, run, epochs=4, patience=1))["epochs_run"] == 2
+    _simulate_kill_before_final_files(run)
+    weights_before = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"]
+    m = train_cae(_config(data, run, epochs=4, patience=1), resume=True)
+    assert m["complete"] and m["early_stop"] and m["epochs_run"] == 2 and m["best_epoch"] == 1
+    assert len((run / "loss.csv").read_text().splitlines()) == 3  # header + the two epochs, no third
+    after = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert after["state"]["complete"] and after["state"]["epoch"] == 3
+    assert all(torch.equal(weights_before[k], v) for k, v in after["model"].items())  # not one more step
+    with pytest.raises(ResumeError, match="stopped early after epoch 2"):
+        train_cae(_config(data, run, epochs=4, patience=1), resume=True)
+
+
+def test_older_vae_configs_load_with_a_warning_and_only_new_runs_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run saved with --msl-ground on grey data (ignored then) or an lr of 1 or more could no longer be loaded,
+    so not resumed."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"kind": "vae", **VAETrainConfig(out="o").to_dict(), "msl_ground": True, "lr": 1.5}))
+    with caplog.at_level(logging.WARNING, logger="edgeae.train.vae"):
+        loaded = vae_mod.load_config(cfg)
+    assert loaded.msl_ground and loaded.lr == 1.5
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "lr must be in (0, 1), got 1.5" in warned and "msl_ground adds RGB MSL images" in warned
+    assert "this run resumes as it started" in warned
+    assert dataclasses.replace(loaded, epochs=9).epochs == 9  # --epochs on resume: no new refusal either
+    with pytest.raises(ValueError, match=r"lr must be in \(0, 1\)"):
+        vae_mod.train_vae(VAETrainConfig(out=str(tmp_path / "new"), lr=1.5))  # a new run: refused
+    assert not (tmp_path / "new").exists()
+    assert main(["train", "vae", "--out", str(tmp_path / "v"), "--lr", "1"]) == 2
+    assert "lr must be in (0, 1), got 1.0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="positive"):
+        VAETrainConfig(out="o", lr=0.0)
+
+
+def test_vae_runs_keep_their_zoo_name_and_older_runs_resume(
+    data_root: Path, tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A stopped `train vae --zoo-name` run is installed when resumed to completion; a run saved with --msl-ground
+    on grey data and before the crops per epoch were recorded resumes (with warnings); a state that records an
+    early stop trains no further."""
+    monkeypatch.setattr(vae_mod, "calibrate", _stub_calibrate)
+    tiny = ["--widths", "4,4,4,4", "--latent", "8", "--epochs", "2", "--crops", "80", "--batch-size", "32"]
+    tiny += ["--val-crops", "32", "--no-hirise", "--threads", "1", "--no-progress", "--data-root", str(data_root)]
+    run = tmp_path / "v"
+    assert main(["train", "vae", "--out", str(run), *tiny, "--time-budget", "0.000001", "--zoo-name", "vae-t"]) == 75
+    assert f"continue with: edgeae train vae --resume {run} --zoo-name vae-t" in capsys.readouterr().out
+    # as an older run saved it: msl_ground on grey data (then ignored), no crops per epoch in its state
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "msl_ground": True}))
+    blob = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert blob["state"].pop("crops_per_epoch") == 64
+    blob["config"]["msl_ground"] = True
+    torch.save(blob, run / "last.pt")
+    with caplog.at_level(logging.WARNING):
+        assert main(["train", "vae", "--resume", str(run)]) == 0
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "msl_ground adds RGB MSL images" in warned
+    assert "drew 80 crops (3 batches, the last of 16), the rest of its epochs draw 64 (2 batches of 32)" in warned
+    assert f"zoo: wrote {weights / 'vae-t.pt'}" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
+    done = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["state"]
+    assert done["crops_per_epoch"] == 64 and len(done["history"]) == 2
+    # a state recording an early stop after epoch 1 (the CAE trainer's kind of state): finalised, not trained on
+    hist = done["history"]
+    _simulate_kill_before_final_files(run, epoch=2, batch=0, history=hist[:1], best_epoch=1, early_stop=True)
+    assert main(["train", "vae", "--resume", str(run), "--zoo-name", "vae-t2"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 1
+    assert (weights / "vae-t2.pt").is_file()
+
+
+def test_gpu_script_tells_a_time_budget_stop_from_a_failure(tmp_path: Path) -> None:
+    """`wait "$p" || echo "a $phase run failed (exit $?)"` called a --time-budget stop (75) a failure."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_train.sh"
+    fake = tmp_path / "fake-python"  # the probe parser's one epoch; every training run exits $FAKE_RC
+    fake.write_text('#!/usr/bin/env bash\nif [ "$1" = - ]; then cat >/dev/null; echo 1; exit 0; fi\nexit "$FAKE_RC"\n')
+    fake.chmod(0o755)
+    results = {}
+    for rc in ("75", "2"):
+        env = {**os.environ, "PY": str(fake), "FAKE_RC": rc, "JOBS_ONLY": "rover-ground-ft", "OUT": "out"}
+        proc = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        results[rc] = proc.stdout
+    stop = results["75"]
+    assert "[main] rover-ground-ft: stopped by its time budget (exit 75): continue with: edgeae train cae " in stop
+    assert "--resume runs/gpu-main/rover-ground-ft" in stop and "failed" not in stop
+    assert "[main] rover-ground-ft: failed (exit 2): see runs/gpu-main/rover-ground-ft/train.log" in results["2"]

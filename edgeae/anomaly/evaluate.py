@@ -748,18 +748,54 @@ def make_plots(scored: Scored, out: Path, dataset: str, seed: int = 0, tsne_k: i
     return paths
 
 
-# what evaluate() writes in a dataset's folder: a new run removes the previous run's before writing its own
+# what evaluate() writes in a dataset's folder under names of its own: a new run removes the previous run's
+# (clear_outputs) before writing its own; results.json lists them ("outputs", with the plots of that run)
 OUTPUTS = ("table.md", "results.json", "pr_*.png", "kde_*.png", "gallery_top16_vs_random16.png", "map_*.png",
            "tsne_top.png")  # fmt: skip
+FIXED_OUTPUTS = ("table.md", "results.json", "gallery_top16_vs_random16.png", "tsne_top.png")  # the same every run
 
 
 def clear_outputs(out: Path) -> list[Path]:
-    """Remove what an earlier :func:`evaluate` wrote in ``out`` (:data:`OUTPUTS`: tables, JSON, plots; nothing
-    else), so no plot or table of another run is left beside this one's; returns what was removed."""
-    gone = sorted({p for pattern in OUTPUTS for p in out.glob(pattern) if p.is_file()})
+    """Remove what an earlier :func:`evaluate` wrote in ``out``: :data:`FIXED_OUTPUTS` and the files its
+    ``results.json`` lists (``outputs``; a ``results.json`` written before they were listed: the PR and KDE plots
+    of its features and the maps of its first three files, as :func:`make_plots` names them). Nothing else: a
+    ``map_*.png`` that ``edgeae score --map OUT/DATASET/map.png`` wrote there stays. Returns what was removed."""
+    names = set(FIXED_OUTPUTS) | _earlier_outputs(out / "results.json")
+    gone = sorted(out / n for n in names if (out / n).is_file())
     for p in gone:
         p.unlink()
     return gone
+
+
+def _earlier_outputs(results: Path) -> set[str]:
+    """The file names an earlier run's ``results.json`` says it wrote beside it; only plain names of
+    :data:`OUTPUTS`' patterns count (a damaged or edited file names nothing outside the folder)."""
+    import fnmatch
+    import json
+
+    try:
+        data = json.loads(results.read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    listed = data.get("outputs")
+    if listed is None:  # written before outputs were listed: the names its plots would have had
+        rows, info = data.get("rows"), data.get("info")
+        feats = {r.get("feature") for r in rows if isinstance(r, dict)} if isinstance(rows, list) else set()
+        slugs = [f.replace(" ", "_").replace(">=", "ge").replace("<", "lt").replace("/", "") for f in feats
+                 if isinstance(f, str)]  # fmt: skip
+        files = info.get("files") if isinstance(info, dict) else None
+        files = [f for f in files if isinstance(f, str)][:3] if isinstance(files, list) else []
+        listed = [f"pr_{s}.png" for s in slugs] + [f"kde_{s}.png" for s in slugs]
+        listed += [f"map_{Path(f).stem}.png" for f in files]
+    if not isinstance(listed, list):
+        return set()
+    return {
+        n for n in listed
+        if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
+        and any(fnmatch.fnmatchcase(n, pattern) for pattern in OUTPUTS)
+    }  # fmt: skip
 
 
 def evaluate(
@@ -810,7 +846,12 @@ def evaluate(
         note = f"Default scorer: {scored.info.get('default_scorer', scored.primary)}.\n\n"
         note += f"Run settings: {json.dumps(scored.info['settings'])}.\n"
         (out / "table.md").write_text(markdown_tables(rows, scored.primary, title) + "\n" + note)
+        written = ["table.md", "results.json"]  # what the next run into out removes (clear_outputs)
+        result["outputs"] = written
         (out / "results.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
         if plots:
-            result["plots"] = [str(p) for p in make_plots(scored, out, dataset, seed=seed)]
+            made = make_plots(scored, out, dataset, seed=seed)
+            written += [Path(p).name for p in made]
+            (out / "results.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+            result["plots"] = [str(p) for p in made]
     return result

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,8 +27,9 @@ EXTRA_KINDS: dict[str, str] = {"vae": "edgeae.cli.train_vae"}
 EXIT_STATUS_HELP = (
     f"Exit status: 0 when the run completed (and, with --zoo-name, was installed); {EXIT_BUDGET} when --time-budget "
     f"stopped it and {EXIT_SIGINT} / {EXIT_SIGTERM} when SIGINT / SIGTERM did (last.pt saved: continue with --resume "
-    "RUN_DIR; nothing is installed, and a chain such as: edgeae train ... && python -m edgeae.train.gate ... stops "
-    "there); 2 for a refused command or a failed run."
+    "RUN_DIR, which installs the run under its --zoo-name once it completes; nothing is installed yet, and a chain "
+    "such as: edgeae train ... && python -m edgeae.train.gate ... stops there); 2 for a refused command or a failed "
+    "run."
 )
 # flags that only mean something in one --mode (flag dest -> modes that use it): refused with another mode
 MODE_FLAGS: dict[str, tuple[str, ...]] = {
@@ -91,29 +93,65 @@ def add_zoo_args(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="when the run completes, also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json (NAME: "
         "lower-case letters, digits, - and _); a registered zoo model is only replaced by one of the same kind, "
-        "channels and architecture",
+        "channels and architecture. Kept in the run: a stopped run resumed to completion is installed. With "
+        "--resume of a complete run (no larger --epochs): install it as it is, without training",
     )
     parser.add_argument(
-        "--force", action="store_true", help="with --zoo-name: replace a registered zoo model even if it differs"
+        "--force",
+        action="store_true",
+        help="with --zoo-name: replace a registered zoo model of another architecture or parameter count (never "
+        "of another kind or channel count)",
     )
+
+
+def zoo_target(args: argparse.Namespace, saved: Any = None) -> tuple[str | None, bool]:
+    """(zoo name, force) of the run: ``--zoo-name`` / ``--force`` as given, else, on ``--resume``, those the run
+    was started (or last resumed) with (``saved``: its config; ``--force`` alone applies to its stored name)."""
+    if args.zoo_name:
+        return args.zoo_name, bool(args.force)
+    stored = getattr(saved, "zoo_name", None)
+    if args.force and not stored:
+        raise CLIError("--force only applies with --zoo-name")
+    return stored, bool(args.force or getattr(saved, "zoo_force", False))
 
 
 def check_zoo_args(
-    args: argparse.Namespace,
+    zoo_name: str | None,
+    force: bool,
     kind: str,
     channels: int | None,
     architecture: dict[str, Any],
     parameters: Callable[[], int] | None = None,
 ) -> None:
-    """Refuse an unsafe or mismatched ``--zoo-name`` before training (:func:`edgeae.zoo.check_install`);
-    ``parameters``: a function giving the parameter count of the model the run trains (called only when needed)."""
-    if args.force and not args.zoo_name:
-        raise CLIError("--force only applies with --zoo-name")
-    if args.zoo_name:
+    """Refuse an unsafe or mismatched zoo name (:func:`zoo_target`) before training
+    (:func:`edgeae.zoo.check_install`); ``parameters``: a function giving the parameter count of the model the run
+    trains (called only when needed)."""
+    if zoo_name:
         from edgeae.zoo import ZOO, check_install
 
-        count = parameters() if parameters is not None and args.zoo_name in ZOO and not args.force else None
-        check_install(args.zoo_name, kind, channels, architecture, count, force=args.force)
+        count = parameters() if parameters is not None and zoo_name in ZOO and not force else None
+        check_install(zoo_name, kind, channels, architecture, count, force=force)
+
+
+def install_complete_run(args: argparse.Namespace, kind: str) -> int | None:
+    """``--resume RUN --zoo-name NAME`` of a complete run (``--epochs`` left out or the epochs it trained):
+    install it as it is, without training; returns the exit status, or None when the run is to be trained
+    (not complete, a larger ``--epochs``, no ``--zoo-name``)."""
+    if not args.zoo_name:
+        return None
+    from edgeae.train.resume import read_run_state
+
+    state = read_run_state(args.resume, kind)
+    if not state.complete or args.epochs not in (None, state.epochs_done):
+        return None
+    out = Path(args.resume)
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--resume {out}: complete, but its metrics.json is unreadable ({exc})") from None
+    print(f"{out} is complete ({state.epochs_done} epochs): installing it without training")
+    install_into_zoo(metrics, out, args.zoo_name, bool(args.force))
+    return 0
 
 
 def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool) -> None:
@@ -312,7 +350,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         default=None,
         help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
-        "may be raised; a complete run only with a larger --epochs)",
+        "may be raised; a complete run only with a larger --epochs, or with --zoo-name alone to install it)",
     )
     c.add_argument(
         "--init",
@@ -444,7 +482,12 @@ def _run_cae(args: argparse.Namespace) -> int:
         refuse_out_on_resume(args)
         saved = load_config(cfg_file)
         refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
+        zoo_name, force = zoo_target(args, saved)
+        done = install_complete_run(args, "cae")
+        if done is not None:
+            return done
         changes: dict[str, object] = {"out": str(args.resume), "time_budget": budget}
+        changes |= {"zoo_name": zoo_name, "zoo_force": force}
         if args.epochs is not None:
             changes["epochs"] = args.epochs
         if args.threads is not None:
@@ -453,12 +496,13 @@ def _run_cae(args: argparse.Namespace) -> int:
             changes["progress"] = False
         changes |= where_it_continues(args)
         cfg = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
-        _check_cae_zoo(args, cfg)
+        _check_cae_zoo(cfg)
         metrics = train_cae(cfg, resume=True)
-        return _report(metrics, Path(args.resume), args.zoo_name, args.force)
+        return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)
     if not args.data or not args.out:
         raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
     refuse_mode_flags(args, args.mode)
+    zoo_name, force = zoo_target(args)
     cfg = CAETrainConfig(
         data=data_arg(args.data),
         out=args.out,
@@ -490,20 +534,22 @@ def _run_cae(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         init=args.init,
         val_seed=_val_seed(args),
+        zoo_name=zoo_name,
+        zoo_force=force,
     )
-    _check_cae_zoo(args, cfg)
+    _check_cae_zoo(cfg)
     metrics = train_cae(cfg)
-    return _report(metrics, Path(args.out), args.zoo_name, args.force)
+    return _report(metrics, Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 
-def _check_cae_zoo(args: argparse.Namespace, cfg: Any) -> None:
+def _check_cae_zoo(cfg: Any) -> None:
     """``--zoo-name`` checks before training: the channels come from the data (a folder's first image)."""
-    if not args.zoo_name and not args.force:
+    if not cfg.zoo_name:
         return
     from edgeae.train.cae import split_data
 
     channels = cfg.channels
-    if channels is None and args.zoo_name:
+    if channels is None:
         train_files, _ = split_data(cfg)
         channels = cfg.resolved_channels(train_files[0])
     arch = {"variant": cfg.variant, "widths": list(cfg.widths), "tile": cfg.tile}
@@ -513,7 +559,7 @@ def _check_cae_zoo(args: argparse.Namespace, cfg: Any) -> None:
 
         return int(count_parameters(build(dataclasses.replace(cfg.architecture(), channels=channels or 3))))
 
-    check_zoo_args(args, "cae", channels, arch, parameters)
+    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "cae", channels, arch, parameters)
 
 
 def _val_seed(args: argparse.Namespace) -> int | None:
@@ -529,17 +575,17 @@ def _val_seed(args: argparse.Namespace) -> int | None:
 
 def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:
     """Print the result; return 0 for a complete run, the stop's exit status (75, 130, 143) for a stopped one."""
-    from edgeae.train.resume import stop_exit_status
+    from edgeae.train.resume import resume_command, stop_exit_status
 
     status = 0 if metrics.get("complete") else stop_exit_status(metrics.get("stop") or "budget")
+    hint = resume_command("cae", out, zoo_name, force)
     if not metrics.get("complete") and "best_epoch" not in metrics:
-        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with: edgeae train cae "
-              f"--resume {out}")  # fmt: skip
+        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with: {hint}")
         if zoo_name:
             print(f"zoo: {zoo_name} not installed: the run is not complete")
         return status
     if not metrics.get("complete"):
-        print(f"{metrics['stopped']}; continue with: edgeae train cae --resume {out}")
+        print(f"{metrics['stopped']}; continue with: {hint}")
     print(
         f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
         f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}"

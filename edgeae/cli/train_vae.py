@@ -16,6 +16,7 @@ from edgeae.cli.train import (
     check_resume_kind,
     check_zoo_args,
     given_flags,
+    install_complete_run,
     install_into_zoo,
     precision_arg,
     record_flag_defaults,
@@ -23,6 +24,7 @@ from edgeae.cli.train import (
     refuse_resume_changes,
     resolved_root,
     where_it_continues,
+    zoo_target,
 )
 
 
@@ -56,7 +58,7 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         default=None,
         help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
-        "may be raised; a complete run only with a larger --epochs)",
+        "may be raised; a complete run only with a larger --epochs, or with --zoo-name alone to install it)",
     )
     v.add_argument(
         "--time-budget",
@@ -133,7 +135,12 @@ def run_cli(args: argparse.Namespace) -> int:
         refuse_out_on_resume(args)
         saved = load_config(cfg_file)
         refuse_resume_changes(args, saved, VAE_FLAG_FIELDS)
+        zoo_name, force = zoo_target(args, saved)
+        done = install_complete_run(args, "vae")
+        if done is not None:
+            return done
         changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget}
+        changes |= {"zoo_name": zoo_name, "zoo_force": force}
         if args.epochs is not None:
             changes["epochs"] = args.epochs
         if args.threads is not None:
@@ -142,14 +149,15 @@ def run_cli(args: argparse.Namespace) -> int:
             changes["progress"] = False
         changes |= where_it_continues(args)
         cfg = dataclasses.replace(saved, **changes)
-        _check_vae_zoo(args, cfg)
-        return _report(train_vae(cfg, resume=True), Path(args.resume), args.zoo_name, args.force)
+        _check_vae_zoo(cfg)
+        return _report(train_vae(cfg, resume=True), Path(args.resume), cfg.zoo_name, cfg.zoo_force)
     if not args.out:
         raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")
     if args.no_hirise and DATASETS[args.data] != 1:
         raise CLIError(f"--no-hirise applies to grey data (orbital_*); --data {args.data} adds no HiRISE crops")
     if "msl_ground" in given_flags(args) and DATASETS[args.data] != 3:
         raise CLIError(f"--msl-ground applies to RGB data (rover_*); --data {args.data} is grey")
+    zoo_name, force = zoo_target(args)
     cfg = VAETrainConfig(
         out=args.out,
         data=args.data,
@@ -171,12 +179,17 @@ def run_cli(args: argparse.Namespace) -> int:
         threads=args.threads,
         data_root=resolved_root(args.data_root),
         progress=not args.no_progress,
+        zoo_name=zoo_name,
+        zoo_force=force,
     )
-    _check_vae_zoo(args, cfg)
-    return _report(train_vae(cfg), Path(args.out), args.zoo_name, args.force)
+    problems = cfg.new_run_problems()  # rules for new runs only: a saved run that breaks them still resumes
+    if problems:
+        raise CLIError(problems[0])
+    _check_vae_zoo(cfg)
+    return _report(train_vae(cfg), Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 
-def _check_vae_zoo(args: argparse.Namespace, cfg: Any) -> None:
+def _check_vae_zoo(cfg: Any) -> None:
     arch = {"widths": list(cfg.widths), "latent": cfg.latent, "patch": cfg.patch}
 
     def parameters() -> int:
@@ -184,16 +197,16 @@ def _check_vae_zoo(args: argparse.Namespace, cfg: Any) -> None:
 
         return int(count_parameters(VAE(VAEConfig(cfg.n_channels, cfg.widths, cfg.latent, cfg.patch))))
 
-    check_zoo_args(args, "vae", cfg.n_channels, arch, parameters)
+    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "vae", cfg.n_channels, arch, parameters)
 
 
 def _report(m: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:
     """Print the result; return 0 for a complete run, the stop's exit status (75, 130, 143) for a stopped one."""
-    from edgeae.train.resume import stop_exit_status
+    from edgeae.train.resume import resume_command, stop_exit_status
 
     if not m.get("complete"):
         print(f"{m.get('stopped')} at epoch {m.get('epoch')}, batch {m.get('batch')}; continue with: "
-              f"edgeae train vae --resume {out}")  # fmt: skip
+              f"{resume_command('vae', out, zoo_name, force)}")  # fmt: skip
         if zoo_name:
             print(f"zoo: {zoo_name} not installed: the run is not complete")
         return stop_exit_status(m.get("stop") or "budget")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.train.common import check_zoo_fields, drop_zoo_defaults
 from edgeae.train.corrupt import MODES, Corruption, corrupt, corrupt_at, corrupt_keep, sample_seed
 from edgeae.train.crops import Augment
 
@@ -77,6 +78,8 @@ class CAETrainConfig:
     init: str | None = None  # warm start: weights of this checkpoint (same architecture); fresh optimiser/schedule
     val_seed: int | None = None  # seed of the validation crops and masks; None = ``seed``
     extra: dict[str, Any] = field(default_factory=dict)
+    zoo_name: str | None = None  # --zoo-name: the command line installs the run here once it is complete
+    zoo_force: bool = False  # --force: that install may replace a registered model of another architecture
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -107,6 +110,7 @@ class CAETrainConfig:
             raise ValueError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
+        check_zoo_fields(self.zoo_name, self.zoo_force)
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         _ = self.corruption  # validates the mask/noise settings
         self.architecture()  # validates widths/tile
@@ -168,7 +172,7 @@ class CAETrainConfig:
             d[k] = list(d[k])
         if not d["known_blocks"]:  # absent from runs started before it existed: they still resume
             del d["known_blocks"]
-        return d
+        return drop_zoo_defaults(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CAETrainConfig:
@@ -319,6 +323,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         account_batch,
         check_resume,
         load_state,
+        resume_command,
         save_state,
     )
 
@@ -394,7 +399,11 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash)
         state.complete = False  # a complete run resumes only to more epochs (check_resume)
         write_json(out / "config.json", {"kind": "cae", **cfg_dict})  # the checks passed: --epochs etc. apply
-        log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
+        if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
+            log.info("resumed %s: it stopped early after epoch %d; writing its final files", out, state.epochs_done)
+        else:
+            log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
+    state.crops_per_epoch = config.crops_per_epoch
     state.segments.append({"start_epoch": state.epoch, "start_batch": state.batch, "started": time.time()})
 
     metadata = ModelMetadata(
@@ -428,7 +437,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     cause: str | None = None
     pool = ThreadPoolExecutor(config.data_workers) if config.data_workers > 1 else None
     try:
-        while state.epoch <= config.epochs and stopped is None:
+        while state.epoch <= config.epochs and stopped is None and not state.early_stop:
             epoch = state.epoch
             autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0, epoch]))
@@ -502,7 +511,8 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
     save()
     if stopped is not None:
-        log.info("%s: state saved to %s; continue with --resume %s", stopped, out / "last.pt", out)
+        log.info("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
+                 resume_command("cae", out, config.zoo_name, config.zoo_force))  # fmt: skip
     if state.best_epoch < 0:
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 

@@ -311,6 +311,27 @@ def config_fields(cls: Any, d: dict[str, Any], kind: str, source: str = "config"
     return out
 
 
+def check_zoo_fields(zoo_name: str | None, zoo_force: bool) -> None:
+    """The ``zoo_name`` / ``zoo_force`` of a training config (both trainers): a safe zoo name or None, and
+    ``zoo_force`` only with a name (a ValueError otherwise)."""
+    if zoo_name is not None:
+        from edgeae.zoo import check_name
+
+        check_name(zoo_name)
+    if zoo_force and not zoo_name:
+        raise ValueError("zoo_force (--force) only applies with zoo_name (--zoo-name)")
+
+
+def drop_zoo_defaults(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without ``zoo_name`` / ``zoo_force`` when they are unset: the ``config.json`` of a run
+    without ``--zoo-name`` stays as it was before they were recorded."""
+    if d.get("zoo_name") is None:
+        d.pop("zoo_name", None)
+    if not d.get("zoo_force"):
+        d.pop("zoo_force", None)
+    return d
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON."""
     p = Path(path)

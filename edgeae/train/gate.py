@@ -181,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         "only by one of the same kind, channels and architecture)",
     )
     p.add_argument(
-        "--force", action="store_true", help="with --zoo-name: replace a registered zoo model even if it differs"
+        "--force",
+        action="store_true",
+        help="with --zoo-name: replace a registered zoo model of another architecture or parameter count (never of "
+        "another kind or channel count)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -41,8 +41,9 @@ EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 # Config keys that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "time_budget", "progress", "threads", "device", "data_root", "out", "resume"}
-)  # data_root: where the same files are (the manifest hash, by name, size and content, is checked)
+    {"epochs", "time_budget", "progress", "threads", "device", "data_root", "out", "resume", "zoo_name", "zoo_force"}
+)  # data_root: where the same files are (the manifest hash, by name, size and content, is checked); zoo_name and
+# zoo_force: where a complete run is installed (--zoo-name, --force), set at the start or on any resume
 # Config keys added after runs were saved, with the value those runs had in effect.
 ADDED_LATER: dict[str, object] = {"data_workers": 1}
 
@@ -169,6 +170,8 @@ class TrainState:
     segments: list[dict[str, Any]] = field(default_factory=list)  # one entry per start/resume
     complete: bool = False  # the run finished (all its epochs, or stopped early) and wrote its final files
     early_stop: bool = False  # it finished by early stopping (patience): more epochs would not train on
+    # crops each epoch trains (the config's crops_per_epoch); None in a last.pt written before it was recorded
+    crops_per_epoch: int | None = None
 
     @property
     def epochs_done(self) -> int:
@@ -218,6 +221,7 @@ def save_state(
             "segments": state.segments,
             "complete": state.complete,
             "early_stop": state.early_stop,
+            **({"crops_per_epoch": state.crops_per_epoch} if state.crops_per_epoch is not None else {}),
         },
         "torch_rng": torch.get_rng_state(),
         "config": config,
@@ -273,6 +277,7 @@ def load_state(
         segments=list(s.get("segments", [])),
         complete=_was_complete(Path(folder), s),
         early_stop=bool(s.get("early_stop", False)),
+        crops_per_epoch=int(s["crops_per_epoch"]) if s.get("crops_per_epoch") is not None else None,
     )
 
 
@@ -335,22 +340,38 @@ def check_kind(folder: str | os.PathLike[str], kind: str, found: str | None = No
         )
 
 
-def check_resume(folder: str | os.PathLike[str], kind: str, epochs: int) -> TrainState:
-    """Check, before any work and without writing anything, that the run in ``folder`` can be resumed by the
-    ``kind`` trainer to ``epochs`` epochs: the same kind, ``epochs`` not below the epochs it has done, and a
-    complete run only with more epochs (never one that stopped early). Returns the state it holds."""
+def read_run_state(folder: str | os.PathLike[str], kind: str) -> TrainState:
+    """Where the run in ``folder`` stands (epoch, batch, history, best epoch, completion, early stop) after
+    checking that it is a run of ``kind``; reads ``last.pt`` without loading anything into a model."""
     check_kind(folder, kind)
     blob = _read_state(folder)
     check_kind(folder, kind, blob.get("kind") or config_kind(blob.get("config", {})))
     s = blob["state"]
-    state = TrainState(
+    return TrainState(
         epoch=int(s["epoch"]),
         batch=int(s["batch"]),
         history=list(s["history"]),
         best_epoch=int(s["best_epoch"]),
         complete=_was_complete(Path(folder), s),
         early_stop=bool(s.get("early_stop", False)),
+        crops_per_epoch=int(s["crops_per_epoch"]) if s.get("crops_per_epoch") is not None else None,
     )
+
+
+def resume_command(kind: str, folder: str | os.PathLike[str], zoo_name: str | None = None, force: bool = False) -> str:
+    """The command that continues the stopped run in ``folder``, with the ``--zoo-name`` (and ``--force``) it
+    installs a complete run under: ``edgeae train cae --resume RUN --zoo-name NAME``."""
+    cmd = f"edgeae train {kind} --resume {folder}"
+    if zoo_name:
+        cmd += f" --zoo-name {zoo_name}" + (" --force" if force else "")
+    return cmd
+
+
+def check_resume(folder: str | os.PathLike[str], kind: str, epochs: int) -> TrainState:
+    """Check, before any work and without writing anything, that the run in ``folder`` can be resumed by the
+    ``kind`` trainer to ``epochs`` epochs: the same kind, ``epochs`` not below the epochs it has done, and a
+    complete run only with more epochs (never one that stopped early). Returns the state it holds."""
+    state = read_run_state(folder, kind)
     done = state.epochs_done
     if state.complete and state.early_stop:
         raise ResumeError(
@@ -363,5 +384,8 @@ def check_resume(folder: str | os.PathLike[str], kind: str, epochs: int) -> Trai
             "or more"
         )
     if state.complete and epochs <= done:
-        raise ResumeError(f"{folder} is already complete ({done} epochs); pass a larger --epochs to train it further")
+        raise ResumeError(
+            f"{folder} is already complete ({done} epochs); pass a larger --epochs to train it further (or only "
+            "--zoo-name NAME to install it as it is)"
+        )
     return state

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.train.common import check_zoo_fields, drop_zoo_defaults
 
 __all__ = [
     "DATASETS",
@@ -82,7 +83,7 @@ MSL_CALIBRATION_IMAGES = 100  # per class (ground, hardware) of the train sols, 
 MSL_CALIBRATION_STRIDE = 64
 THRESHOLD_MAX_PATCHES = 2000  # the threshold uses the val files in order until this many patches
 # Config keys that may change when a run is resumed (they do not change what is learned).
-RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "data_root", "out")
+RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "data_root", "out", "zoo_name", "zoo_force")
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,12 @@ class VAETrainConfig:
     threads: int | None = None
     data_root: str | None = None
     progress: bool = True
+    zoo_name: str | None = None  # --zoo-name: the command line installs the run here once it is complete
+    zoo_force: bool = False  # --force: that install may replace a registered model of another architecture
 
     def __post_init__(self) -> None:
+        """The checks every config passes, a saved run's included; :meth:`new_run_problems` adds those a new run
+        must pass (introduced after runs were saved that break them: such a run still loads and resumes)."""
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.data not in DATASETS:
             raise ValueError(f"unknown VAE training data {self.data!r}; choose from {sorted(DATASETS)}")
@@ -125,12 +130,27 @@ class VAETrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
-        if not (0 < self.lr < 1):
-            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
-        if self.msl_ground and DATASETS[self.data] != 3:
-            raise ValueError(f"msl_ground adds RGB MSL images: it needs RGB data (rover_*), not {self.data}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
+        check_zoo_fields(self.zoo_name, self.zoo_force)
+
+    def new_run_problems(self) -> list[str]:
+        """What a new run may not have, though a saved run may (it started before the rule and still resumes):
+        an ``lr`` of 1 or more, ``msl_ground`` with grey data (the trainer adds no MSL image to grey data)."""
+        problems = []
+        if not self.lr < 1:
+            problems.append(f"lr must be in (0, 1), got {self.lr}")
+        if self.msl_ground and DATASETS[self.data] != 3:
+            problems.append(f"msl_ground adds RGB MSL images: it needs RGB data (rover_*), not {self.data}")
+        return problems
+
+    def check_new_run(self) -> None:
+        """Raise a ValueError for the first of :meth:`new_run_problems`."""
+        problems = self.new_run_problems()
+        if problems:
+            raise ValueError(problems[0])
 
     @property
     def n_channels(self) -> int:
@@ -150,7 +170,7 @@ class VAETrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["widths"] = list(self.widths)
-        return d
+        return drop_zoo_defaults(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAETrainConfig:
@@ -409,14 +429,17 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         account_batch,
         check_resume,
         load_state,
+        resume_command,
         save_state,
     )
 
     out = Path(config.out)
     if resume:
         check_resume(out, "vae", config.epochs)  # before any work: nothing is written when it refuses
-    elif (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a run (last.pt): resume it or choose another --out")
+    else:
+        config.check_new_run()
+        if (out / "last.pt").exists():
+            raise FileExistsError(f"{out} already holds a run (last.pt): resume it or choose another --out")
     device = select_device(config.device)
     channels = config.n_channels
     crop_bytes = channels * config.patch * config.patch * 4
@@ -464,7 +487,12 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         state = load_state(out, model, optimizer, None, cfg_dict, data_hash)
         state.complete = False  # a complete run resumes only to more epochs (check_resume)
         write_json(out / "config.json", {"kind": "vae", **config.to_dict()})  # the checks passed: --epochs applies
-        log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
+        if state.early_stop:  # no early stopping here, but a state that records one is finished: no more epochs
+            log.info("resumed %s: it stopped early after epoch %d; writing its final files", out, state.epochs_done)
+        else:
+            log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
+        _warn_crop_count(config, state, out)
+    state.crops_per_epoch = config.crops_per_epoch
     state.segments.append({"start_epoch": state.epoch, "start_batch": state.batch, "started": time.time()})
 
     def to_device(x: np.ndarray) -> Any:
@@ -512,7 +540,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     stopped: str | None = None
     cause: str | None = None
     try:
-        while state.epoch <= config.epochs and stopped is None:
+        while state.epoch <= config.epochs and stopped is None and not state.early_stop:
             epoch = state.epoch
             autosave.start_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
@@ -563,12 +591,13 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
                 stopped, cause = deadline.reason, deadline.cause
     finally:
         deadline.close()
-    if stopped is not None and state.epoch > config.epochs:  # every epoch done: not a stop
+    if stopped is not None and (state.epoch > config.epochs or state.early_stop):  # every epoch done: not a stop
         stopped = cause = None
     state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
     save()
     if stopped is not None:
-        log.info("%s: state saved to %s; continue with --resume %s", stopped, out / "last.pt", out)
+        log.info("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
+                 resume_command("vae", out, config.zoo_name, config.zoo_force))  # fmt: skip
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
     model.load_state_dict(torch.load(best_state, map_location="cpu", weights_only=True))
@@ -613,6 +642,21 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     return metrics
 
 
+def _warn_crop_count(config: VAETrainConfig, state: Any, out: Path) -> None:
+    """Warn when a resumed run started before an epoch was rounded down to whole batches (its ``last.pt`` records
+    no crops per epoch) and its ``crops`` is no multiple of ``batch_size``: its earlier epochs drew all ``crops``,
+    the last batch partial; the rest draw :attr:`VAETrainConfig.crops_per_epoch`, whole batches only."""
+    if state.crops_per_epoch is not None or config.crops % config.batch_size == 0:
+        return
+    bs = config.batch_size
+    log.warning(
+        "%s started before an epoch was rounded down to whole batches: its epochs so far drew %d crops (%d batches, "
+        "the last of %d), the rest of its epochs draw %d (%d batches of %d): a different crop count, so it will not "
+        "end as an uninterrupted run of either version would", out, config.crops, -(-config.crops // bs),
+        config.crops % bs, config.crops_per_epoch, config.crops_per_epoch // bs, bs,
+    )  # fmt: skip
+
+
 def _ap_text(ap: Any) -> str:
     return f"{ap:.3f}" if isinstance(ap, float) else "n/a"
 
@@ -623,6 +667,9 @@ def load_config(path: str | os.PathLike[str]) -> VAETrainConfig:
         d = json.loads(Path(path).read_text())
         if not isinstance(d, dict):
             raise TypeError("not a JSON object")
-        return VAETrainConfig.from_dict(d)
+        config = VAETrainConfig.from_dict(d)
     except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
         raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
+    for problem in config.new_run_problems():  # a saved run keeps what it started with
+        log.warning("%s: %s (a new run would be refused; this run resumes as it started)", path, problem)
+    return config

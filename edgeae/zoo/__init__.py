@@ -8,11 +8,16 @@ training command wrote). Numpy-free and torch-free: listing the zoo imports noth
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"  # NAME/: the shipped flight artifacts of zoo model NAME
+ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
 
 ZOO: dict[str, dict[str, Any]] = {
     "rover-rgb-gtcae": {
@@ -285,16 +290,26 @@ def check_install(
 ) -> None:
     """Refuse, before any work, to install a model as zoo model ``name`` when the name is unsafe or is a
     registered model (``ZOO``) of another kind, channel count, parameter count or architecture (that of the
-    registered model's shipped weights, where present). ``force``: replace a registered model anyway."""
+    registered model's shipped weights, where present). ``force`` replaces a registered model of another
+    parameter count or architecture, never one of another kind or channel count: ``ZOO`` states those, and
+    ``edgeae zoo``, the commands that pick a model by kind and the shipped artifacts would contradict the file."""
     check_name(name)
-    if name not in ZOO or force:
+    if name not in ZOO:
         return
     entry = ZOO[name]
-    diffs = []
+    fixed = []
     if kind != entry["kind"]:
-        diffs.append(f"kind {kind} (the zoo's: {entry['kind']})")
+        fixed.append(f"kind {kind} (the zoo's: {entry['kind']})")
     if channels is not None and int(channels) != int(entry["channels"]):
-        diffs.append(f"{channels} channel(s) (the zoo's: {entry['channels']})")
+        fixed.append(f"{channels} channel(s) (the zoo's: {entry['channels']})")
+    if fixed:
+        raise ZooInstallError(
+            f"--zoo-name {name}: refusing to replace the shipped zoo model {name!r} with a model of "
+            f"{'; '.join(fixed)}; --force does not change a registered model's kind or channels: choose another name"
+        )
+    if force:
+        return
+    diffs = []
     if parameters is not None and "parameters" in entry and int(parameters) != int(entry["parameters"]):
         diffs.append(f"{parameters:,} parameters (the zoo's: {entry['parameters']:,})")
     shipped = _shipped_architecture(name) if architecture is not None and kind == entry["kind"] else None
@@ -356,7 +371,26 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
         tmp = dst.with_name(dst.name + ".tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+    stale = stale_artifacts_warning(name)
+    if stale:
+        log.warning(stale)
     return target
+
+
+def stale_artifacts_warning(name: str) -> str | None:
+    """What to say after zoo model ``name``'s weights were replaced while flight artifacts made from the old
+    weights ship in ``ARTIFACTS_DIR/NAME`` (they now score differently from ``NAME.pt``); None when none ship."""
+    folder = ARTIFACTS_DIR / name
+    files = sorted(p.name for p in folder.glob("*") if p.suffix in ARTIFACT_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        return None
+    formats = "" if any(f.endswith(".tflite") for f in files) else " --format onnx --precision all"  # no TFLite
+    return (
+        f"zoo model {name!r} was replaced: its shipped artifacts in {folder} ({', '.join(files)}) were exported from "
+        f"the old weights and are now stale; re-export them: edgeae export {name}{formats} --no-latency --out "
+        f"runs/export/{name} && cp runs/export/{name}/*.int8.* runs/export/{name}/parity.* {folder}/ "
+        "(docs/export.md, Zoo artifacts)"
+    )
 
 
 def resolve(name: str) -> Path:
