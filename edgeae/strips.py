@@ -338,12 +338,17 @@ def iter_patches(
         xs = axis_starts(w, patch, stride)
         groups, ranges = _band_groups(h, patch, stride, band_rows)
         for group, band in zip(groups, _iter_bands(reader, ranges, channels, detect_nodata, margin), strict=True):
-            pix, _ = pad_to_patch(fill_nodata(band.pixels, band.valid), patch)
+            pix, _ = pad_to_patch(band.pixels, patch)
+            ok = _padded_valid(band.valid, patch)
             local = [(y - band.y0, x) for y in group for x in xs]
             fracs = valid_fraction(band.valid, local, patch)
             for (ly, x), frac in zip(local, fracs, strict=True):
                 if frac >= min_valid:
                     tile = np.ascontiguousarray(pix[ly : ly + patch, x : x + patch])
+                    if 0.0 < frac < 1.0:  # (P, P, C) <-> (1, C, P, P)
+                        m = ok[None, ly : ly + patch, x : x + patch]
+                        filled = fill_patches(tile.transpose(2, 0, 1)[None], m)[0]
+                        tile = np.ascontiguousarray(filled.transpose(1, 2, 0))
                     yield Patch(x=x, y=ly + band.y0, pixels=tile, valid_frac=float(frac))
 
 
@@ -403,13 +408,20 @@ class PatchBlock:
     xs: np.ndarray
     valid_frac: np.ndarray
     windows: np.ndarray
+    valid_windows: np.ndarray | None = None  # (rows', W', P, P) bool view of the band's valid mask
 
     def pixels(self, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The patches at positions ``index`` as (n, C, P, P) float32 (written into ``out`` when given)."""
-        got = self.windows[self.ys[index] - self.y0, self.xs[index]]
+        """The patches at positions ``index`` as (n, C, P, P) float32 (written into ``out`` when given), the
+        no-data pixels of a partial patch filled with the mean of its valid ones (:func:`fill_patches`)."""
+        rows, cols = self.ys[index] - self.y0, self.xs[index]
+        got = self.windows[rows, cols]
         if out is None:
-            return got
-        out[...] = got
+            out = got  # fancy indexing made a copy
+        else:
+            out[...] = got
+        part = np.flatnonzero((self.valid_frac[index] < 1.0) & (self.valid_frac[index] > 0.0))
+        if part.size and self.valid_windows is not None:
+            out[part] = fill_patches(out[part], self.valid_windows[rows[part], cols[part]])
         return out
 
 
@@ -436,38 +448,44 @@ def iter_patch_blocks(
         groups, ranges = _band_groups(h, patch, stride, band_rows)
         xa = np.asarray(xs, np.int64)
         for group, band in zip(groups, _iter_bands(reader, ranges, channels, detect_nodata, margin), strict=True):
-            pix, _ = pad_to_patch(fill_nodata(band.pixels, band.valid), patch)
+            pix, _ = pad_to_patch(band.pixels, patch)
             by = np.repeat(np.asarray(group, np.int64), len(xa))
             bx = np.tile(xa, len(group))
             windows = np.lib.stride_tricks.sliding_window_view(pix, (patch, patch), axis=(0, 1))
+            vwin = np.lib.stride_tricks.sliding_window_view(_padded_valid(band.valid, patch), (patch, patch))
             frac = _valid_fractions(band.valid, by - band.y0, bx, patch)
-            yield PatchBlock(band.y0, by, bx, frac, windows)
+            yield PatchBlock(band.y0, by, bx, frac, windows, vwin)
 
 
-def fill_nodata(pixels: np.ndarray, valid: np.ndarray, sigma: float = 8.0) -> np.ndarray:
-    """``pixels`` (H, W, C) float with each invalid pixel set to the local mean of the valid ones.
+def fill_patches(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``pixels`` (n, C, P, P) float with each patch's no-data pixels (``valid`` (n, P, P) False) set to the mean
+    of its valid ones, per channel; returns ``pixels`` (filled in place when writable).
 
-    What a scored patch holds where it has no data: read as 0 (black), a no-data margin or NaN sample inside
-    a patch added an edge that the reconstruction error scores, so partial patches ranked above whole ones
-    (a moon crop with 4 NaN columns: its edge patches up 10-30 %, ranks 13-54 → 10-17). The fill is a
-    normalised convolution (Gaussian, ``sigma`` px) of the valid pixels, the band's valid mean where none is
-    near; ``pixels`` is returned unchanged (not copied) when every pixel is valid.
+    What a scored patch holds where it has no data: read as 0 (black), a no-data margin, NaN sample or the
+    reflected padding of a small image inside a patch added an edge that the reconstruction error scores, so
+    partial patches ranked above whole ones (a moon crop with 4 NaN columns: its edge patches up 10-30 %, ranks
+    13-54 → 10-17). The patch's own mean depends on nothing outside it (not on where a band of rows starts),
+    and costs only the partial patches (a strip's margins: the patches along them). A patch with no valid
+    pixel is left as read.
     """
+    out = pixels if pixels.flags.writeable else np.array(pixels)
     ok = np.asarray(valid, dtype=bool)
-    if ok.all() or not ok.any():
-        return pixels
-    cv2 = require("cv2")
-    w = ok.astype(np.float32)
-    den = cv2.GaussianBlur(w, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    near = den > 1e-3
-    out = np.array(pixels, dtype=np.float32, copy=True)
-    for c in range(out.shape[2]):
-        band = out[:, :, c]
-        num = cv2.GaussianBlur(np.where(ok, band, 0.0).astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-        est = np.full(band.shape, float(band[ok].mean()), dtype=np.float32)
-        np.divide(num, den, out=est, where=near)
-        band[~ok] = est[~ok]
+    for k in range(out.shape[0]):
+        m = ok[k]
+        if m.all() or not m.any():
+            continue
+        for c in range(out.shape[1]):
+            band = out[k, c]
+            band[~m] = float(band[m].mean())
     return out
+
+
+def _padded_valid(valid: np.ndarray, patch: int) -> np.ndarray:
+    """The band's valid mask padded (bottom/right) to at least ``patch`` with False, as :func:`pad_to_patch`
+    pads the pixels: the reflected padding is not data."""
+    h, w = valid.shape
+    ph, pw = max(0, patch - h), max(0, patch - w)
+    return np.pad(valid, ((0, ph), (0, pw)), constant_values=False) if ph or pw else valid
 
 
 def _valid_fractions(valid: np.ndarray, ys: np.ndarray, xs: np.ndarray, patch: int) -> np.ndarray:

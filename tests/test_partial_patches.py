@@ -13,20 +13,33 @@ import pytest
 tifffile = pytest.importorskip("tifffile")
 pytest.importorskip("cv2")
 
-from edgeae.strips import fill_nodata, iter_patch_blocks, iter_patches  # noqa: E402
+from edgeae.strips import fill_patches, iter_patch_blocks, iter_patches  # noqa: E402
 
 
-def test_fill_nodata_continues_the_local_mean_and_leaves_whole_bands_alone() -> None:
+def test_fill_patches_sets_no_data_to_the_patch_mean_and_leaves_whole_and_empty_patches() -> None:
     rng = np.random.default_rng(0)
-    pix = (0.6 + 0.02 * rng.standard_normal((40, 60, 1))).astype(np.float32)
-    valid = np.ones((40, 60), dtype=bool)
-    assert fill_nodata(pix, valid) is pix  # nothing to fill: no copy
-    valid[:, :6] = False
-    holed = pix.copy()
-    holed[~valid] = np.nan  # a NaN sample is no-data too; it must not spread
-    out = fill_nodata(holed, valid)
-    assert np.isfinite(out).all() and np.array_equal(out[valid], holed[valid])
-    assert np.abs(out[~valid] - 0.6).max() < 0.02  # the neighbours' level, not 0
+    pix = (0.6 + 0.02 * rng.standard_normal((3, 2, 16, 16))).astype(np.float32)
+    valid = np.ones((3, 16, 16), dtype=bool)
+    valid[1, :, :4] = False  # a partial patch: 4 columns without data (NaN: must not spread)
+    valid[2] = False  # nothing valid: left as read
+    pix[1][:, ~valid[1]] = np.nan
+    before = pix.copy()
+    out = fill_patches(pix, valid)
+    assert np.array_equal(out[0], before[0]) and np.array_equal(out[2], before[2], equal_nan=True)
+    for c in range(2):
+        ok = valid[1]
+        assert np.isfinite(out[1, c]).all() and np.array_equal(out[1, c][ok], before[1, c][ok])
+        assert np.allclose(out[1, c][~ok], before[1, c][ok].mean())  # the patch's own level, not 0
+
+
+def test_the_fill_does_not_depend_on_band_boundaries(tmp_path: Path, moon: np.ndarray) -> None:
+    img = (moon / 255.0).astype(np.float32)
+    img[:, :9] = np.nan
+    p = tmp_path / "holed.tif"
+    tifffile.imwrite(p, img)
+    a = {(q.y, q.x): q.pixels for q in iter_patches(p, 64, 32, band_rows=64)}
+    b = {(q.y, q.x): q.pixels for q in iter_patches(p, 64, 32, band_rows=512)}
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_a_no_data_edge_does_not_lift_a_patch(tmp_path: Path, moon: np.ndarray) -> None:

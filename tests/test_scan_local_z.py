@@ -165,7 +165,7 @@ def test_read_patch_pixels_equal_the_strip_readers(moon: np.ndarray, tmp_path: P
         pix.append(blk.pixels(np.arange(len(blk.xs))).copy())
         frac.append(blk.valid_frac)
     x, y, p = np.concatenate(xs), np.concatenate(ys), np.concatenate(pix)
-    # whole patches: the scorer's copy of a partial one has its no-data filled (fill_nodata), a thumbnail not
+    # whole patches: the scorer's copy of a partial one has its no-data filled (fill_patches), a thumbnail not
     whole = np.flatnonzero(np.concatenate(frac) == 1.0)
     pick = np.random.default_rng(2).choice(whole, 9, replace=False)
     np.testing.assert_array_equal(read_patch_pixels(path, 64, x[pick], y[pick], channels=channels, stride=48), p[pick])

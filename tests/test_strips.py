@@ -59,7 +59,7 @@ def test_patches_round_trip_to_pixels(frame_path: Path) -> None:
     full, valid = im.pixels, im.valid
     patches = list(iter_patches(frame_path, 128, 96, band_rows=500))
     assert [(p.y, p.x) for p in patches] == tile_positions(3000, 700, 128, 96)
-    for p in patches:  # the pixels with data as read; the no-data margin filled (fill_nodata), not black
+    for p in patches:  # the pixels with data as read; the no-data margin filled (fill_patches), not black
         ok = valid[p.y : p.y + 128, p.x : p.x + 128]
         np.testing.assert_array_equal(p.pixels[ok], full[p.y : p.y + 128, p.x : p.x + 128][ok])
         assert ok.all() or p.pixels[~ok].min() > 0.1  # the margin reads 0
