@@ -194,9 +194,11 @@ STAGES: dict[str, Stage] = {
          (PY, "-m", "benchmarks.context_bank", "--out", "{out}/bank")),
     ),
     "nodata_fill": Stage(
-        "Tried, not adopted: no-data filled with the crop's median before scoring (HiRISE craters)",
+        "No-data filled before the evaluation scores (HiRISE craters): the crop's median (tried, not adopted) and "
+        "each patch's own mean (what edgeae score and scan do)",
         ((PY, "-m", "benchmarks.nodata_fill", "--limit", "400", "--out", "{out}"),),
-        ((PY, "-m", "benchmarks.nodata_fill", "--out", "{out}"),),
+        ((PY, "-m", "benchmarks.nodata_fill", "--out", "{out}"),
+         (PY, "-m", "benchmarks.nodata_fill", "--modes", "as read,patch mean", "--out", "{out}/session28")),
     ),
     "frame": Stage(
         "Whole-frame costs in the flight runtime",

@@ -109,3 +109,24 @@ def test_a_scan_written_before_the_fill_is_not_resumed(tmp_path: Path) -> None:
         ScanStore(tmp_path, cfg)
     ScanStore(tmp_path, cfg, force=True)  # --force starts over
     assert json.loads((tmp_path / "scan.json").read_text())["config"]["pixels"] == 2
+
+
+def test_score_array_fills_partial_windows_only_when_asked(moon: np.ndarray) -> None:
+    from edgeae.anomaly.score import score_array
+
+    img = (moon[:128, :128] / 255.0).astype(np.float32)
+    valid = np.ones((128, 128), dtype=bool)
+    valid[:, :8] = False
+    img[~valid] = 0.0  # no-data as the readers hand it over: 0
+    seen: list[np.ndarray] = []
+
+    def scorer(batch: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(batch.copy())
+        return {"score": batch.std(axis=(1, 2, 3)).astype(np.float64)}
+
+    as_read = score_array(img, scorer, 64, 64, valid=valid, min_valid=0.0)
+    filled = score_array(img, scorer, 64, 64, valid=valid, min_valid=0.0, fill=True)
+    first, second = seen
+    assert first[0, 0, :, :8].max() == 0.0 and second[0, 0, :, :8].min() > 0.1  # x = 0 windows: filled
+    assert np.array_equal(first[1], second[1])  # a whole window is untouched
+    assert filled.score[0] < as_read.score[0]  # the black edge no longer adds contrast

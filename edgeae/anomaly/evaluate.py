@@ -152,6 +152,12 @@ def _read(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return img.pixels, img.valid
 
 
+# Whether the evaluation fills a partial patch's no-data with the patch's valid mean before scoring (what
+# edgeae score / scan do since session 28). Off: the published evaluation scores no-data as read; the study
+# python -m benchmarks.nodata_fill --modes "as read,patch mean" measures the difference.
+FILL_PARTIAL = False
+
+
 def score_frame(
     pixels: np.ndarray,
     valid: np.ndarray,
@@ -163,15 +169,27 @@ def score_frame(
     min_valid: float = 0.0,
     batch: int = 256,
     name: str = "<array>",
+    fill: bool | None = None,
 ) -> Frame:
-    """Score one frame at every window size of ``ms`` and collect the baselines' patch features."""
-    r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=min_valid, batch=batch, file=name)
+    """Score one frame at every window size of ``ms`` and collect the baselines' patch features. ``fill``
+    (default :data:`FILL_PARTIAL`): the patches' no-data filled with each patch's valid mean, as ``edgeae score``
+    does, for the patch scores and the baselines' tiles (not yet the other window sizes of ``ms``)."""
+    fill = FILL_PARTIAL if fill is None else fill
+    r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=min_valid, batch=batch, file=name, fill=fill)
     if len(r) == 0 and min_valid > 0:
-        r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=0.0, batch=batch, file=name)
+        r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=0.0, batch=batch, file=name, fill=fill)
     one_view = replace(scorer, views=1) if scorer.views > 1 else scorer  # the views' latents: of the patches only
     per = score_windows(pixels, one_view, r, ms, patch, batch)
     tiles = np.stack([pixels[y : y + patch, x : x + patch] for x, y in zip(r.x, r.y, strict=True)])
     tiles = tiles.transpose(0, 3, 1, 2)  # (N, C, P, P)
+    if fill:
+        from edgeae.strips import fill_patches
+
+        masks = np.stack([valid[y : y + patch, x : x + patch] for x, y in zip(r.x, r.y, strict=True)])
+        part = np.flatnonzero((masks.mean(axis=(1, 2)) < 1.0) & masks.any(axis=(1, 2)))
+        if part.size:
+            tiles = np.ascontiguousarray(tiles)
+            tiles[part] = fill_patches(tiles[part], masks[part])
     return Frame(
         name=name,
         result=r,

@@ -216,9 +216,12 @@ def score_array(
     batch: int = 256,
     file: str = "<array>",
     progress: bool = False,
+    fill: bool = False,
 ) -> PatchScores:
     """Score every ``patch``×``patch`` window of an (H, W) or (H, W, C) image on a ``stride`` grid that covers
-    the right and bottom edges. Windows with less than ``min_valid`` valid pixels are skipped."""
+    the right and bottom edges. Windows with less than ``min_valid`` valid pixels are skipped. ``fill``: a
+    partial window's no-data pixels take the mean of its valid ones first (:func:`edgeae.strips.fill_patches`,
+    what ``edgeae score`` and ``edgeae scan`` do); off by default, as ``edgeae evaluate`` scores."""
     from edgeae.tiling import tile_positions
 
     img = np.asarray(image, dtype=np.float32)
@@ -236,9 +239,15 @@ def score_array(
         positions = tqdm(positions, desc=os.path.basename(file), unit="patch", leave=False)
 
     def items() -> Iterator[tuple[int, int, np.ndarray, float]]:
+        from edgeae.strips import fill_patches
+
         for y, x in positions:
-            frac = float(ok[y : y + patch, x : x + patch].mean())
-            yield int(x), int(y), img[y : y + patch, x : x + patch], frac
+            m = ok[y : y + patch, x : x + patch]
+            frac = float(m.mean())
+            tile = img[y : y + patch, x : x + patch]
+            if fill and 0.0 < frac < 1.0:  # (P, P, C) <-> (1, C, P, P)
+                tile = fill_patches(tile.transpose(2, 0, 1)[None].copy(), m[None])[0].transpose(1, 2, 0)
+            yield int(x), int(y), tile, frac
 
     return _collect(file, items(), scorer, patch, (h, w), batch, min_valid)
 
