@@ -49,11 +49,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--metrics-json", type=Path, help="write metrics, settings and timing as JSON here")
     p.add_argument(
         "--save-masked", nargs="?", type=Path, const=True, default=None, metavar="PATH",
-        help="also write the masked input (destroyed pixels black); default path OUTPUT.masked.png",
+        help="also write the masked input (destroyed pixels black); default: OUTPUT with .masked.png in place of "
+        "its extension",
     )  # fmt: skip
     p.add_argument(
         "--save-error-map", nargs="?", type=Path, const=True, default=None, metavar="PATH",
-        help="also write a colour map of |error| (0 to 0.25 of full scale); default path OUTPUT.error.png",
+        help="also write a colour map of |error| (0 to 0.25 of full scale); default: OUTPUT with .error.png in "
+        "place of its extension",
     )  # fmt: skip
     p.add_argument("--tile", type=int, default=None, help="CAE tile size when the model does not fix it (default 128)")
     p.add_argument("--overlap", type=int, help="CAE tile overlap in pixels (default tile/4: 32)")
