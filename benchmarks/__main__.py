@@ -78,6 +78,8 @@ HIRISE_CONTEXT: Command = (PY, "-m", "edgeae", "evaluate", "--dataset", "hirise_
 GRAY_VAE_INT8 = "edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"
 # default models per dataset: orbital-gray-vae (LROC, HiRISE), rover-rgb-vae (MSL validation benchmark)
 EVALUATE: Command = (PY, "-m", "edgeae", "evaluate", "--dataset", "all", "--out", "{out}")
+MSL_FULL: Command = (PY, "-m", "edgeae", "evaluate", "--dataset", "msl_surface", "--no-plots", "--no-progress", "--out",
+                     "{out}")  # fmt: skip
 
 # fmt: off
 STAGES: dict[str, Stage] = {
@@ -175,6 +177,12 @@ STAGES: dict[str, Stage] = {
         "Anomaly ranking on labelled data (the lunar paper's table; issue-12 targets in summary.md)",
         ((*EVALUATE, "--limit", "400"),),  # all 10 LROC mosaics, 400 random HiRISE crops / MSL images
         (EVALUATE,),
+    ),
+    # the MSL target on every image of the held-out sols (the anomaly stage's quick size samples 400 of 1,201)
+    "msl_full": Stage(
+        "MSL hardware and calibration targets vs ground on every validation-sol image (the issue-12 MSL target)",
+        (MSL_FULL,),
+        (MSL_FULL,),
     ),
     # the two-context kNN candidate with each patch's 8 rotations and flips, on the HiRISE dev split: the 400-crop
     # sample (quick) or every dev crop, the split the issue-12 ROC AUC target names (full: ~11 min fp32 + ~4 min int8)
