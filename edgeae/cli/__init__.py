@@ -14,7 +14,7 @@ import importlib
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor
 
 from edgeae._version import __version__
@@ -37,6 +37,22 @@ COMMANDS: dict[str, str] = {
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def seed_arg(limit: int = 2**32 - 1) -> Callable[[str], int]:
+    """argparse type: a whole-number seed in 0..``limit`` (refused while parsing, not by a library after the
+    scoring; the default limit is scikit-learn's ``random_state`` range)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole-number seed, got {text!r}") from None
+        if not 0 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"a seed is 0 to {limit}, got {value}")
+        return value
+
+    return parse
 
 
 def positive_int(text: str) -> int:

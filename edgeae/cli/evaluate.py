@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int
+from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int, seed_arg
 
 MIN_COUNT = 10  # edgeae.anomaly.evaluate.MIN_COUNT (not imported here: --help stays fast; a test pins the two)
 
@@ -24,22 +23,6 @@ def _windows(text: str) -> tuple[int, ...]:
 
 
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state (isolation forest, t-SNE) takes 0 .. 2**32 - 1
-
-
-def seed_arg(limit: int = SEED_MAX) -> Callable[[str], int]:
-    """argparse type: a whole-number seed in 0..``limit`` (refused while parsing, not by a library after the
-    scoring)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole-number seed, got {text!r}") from None
-        if not 0 <= value <= limit:
-            raise argparse.ArgumentTypeError(f"a seed is 0 to {limit}, got {value}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -78,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--limit", type=positive_int, default=None, help="only the first N files (LROC) / N random crops or images"
     )
     p.add_argument(
-        "--seed", type=seed_arg(), default=0,
+        "--seed", type=seed_arg(SEED_MAX), default=0,
         help=f"seed of random-16 gallery, isolation forest, t-SNE, --limit (0 to {SEED_MAX})",
     )  # fmt: skip
     p.add_argument(

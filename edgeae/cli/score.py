@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._headers import ImageReadError
-from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int
-from edgeae.cli.evaluate import seed_arg
+from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int, seed_arg
 
 log = logging.getLogger(__name__)
 DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
