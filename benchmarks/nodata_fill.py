@@ -7,8 +7,8 @@ patch's own valid mean).
 on the same crops: ``as read`` (a crop's black no-data border reaches the scorers as black), ``median`` (each
 crop's invalid pixels set to the median of its valid ones, per channel, before anything scores it: session 26,
 not adopted) and ``patch mean`` (each partial patch's invalid pixels set to that patch's valid mean, what
-``edgeae score`` and ``edgeae scan`` do since session 28: ``edgeae.anomaly.evaluate.FILL_PARTIAL``; the patch
-scores and the baselines' tiles, not the 32-px windows of the default's multi-window score). 781 of the 2,522
+``edgeae score`` and ``edgeae scan`` do since session 28: ``edgeae evaluate --fill-nodata``; the patch scores
+and the baselines' tiles, not the 32-px windows of the default's multi-window score). 781 of the 2,522
 HiRISE landmark crops hold some no-data. Writes ``results.md`` and ``results.json`` (crater vs other: AP over
 random and ROC AUC of every method, each mode).
 """
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             with mock.patch.object(ev, "_read", filled_read(ev._read)):
                 rc = edgeae_main(argv2)
         else:
-            with mock.patch.object(ev, "FILL_PARTIAL", True):
-                rc = edgeae_main(argv2)
+            rc = edgeae_main([*argv2, "--fill-nodata"])
         if rc != 0:
             return rc
         res = json.loads((out / "hirise_landmarks" / "results.json").read_text())

@@ -130,3 +130,17 @@ def test_score_array_fills_partial_windows_only_when_asked(moon: np.ndarray) -> 
     assert first[0, 0, :, :8].max() == 0.0 and second[0, 0, :, :8].min() > 0.1  # x = 0 windows: filled
     assert np.array_equal(first[1], second[1])  # a whole window is untouched
     assert filled.score[0] < as_read.score[0]  # the black edge no longer adds contrast
+
+
+def test_evaluate_fill_nodata_is_recorded(data_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import json
+
+    from edgeae.cli import main
+
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--dataset", "hirise_landmarks", "--limit", "3", "--no-plots", "--no-progress", "--out"]
+    assert main([*argv, str(out), "--threads", "1", "--data-root", str(data_root), "--fill-nodata"]) == 0
+    settings = json.loads((out / "hirise_landmarks" / "results.json").read_text())["info"]["settings"]
+    assert settings["fill_nodata"] is True
+    assert "partial patches' no-data filled (--fill-nodata)" in (out / "summary.md").read_text()

@@ -288,6 +288,7 @@ def test_evaluate_rerun_replaces_the_run_before_and_always_writes_summary_and_se
     assert settings["views"] == 1 and settings["seed"] == 0 and settings["limit"] == 3
     assert settings["windows"] == [32, 64] and settings["normalise"] == "robust_z" and settings["cae_keep"] is None
     assert settings["model"] == "orbital-gray-vae" and settings["model_kind"] == "vae"
+    assert settings["fill_nodata"] is False and "no-data filled" not in summary
 
 
 def test_evaluate_that_stops_leaves_no_summary_of_the_run_before(

@@ -152,12 +152,6 @@ def _read(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return img.pixels, img.valid
 
 
-# Whether the evaluation fills a partial patch's no-data with the patch's valid mean before scoring (what
-# edgeae score / scan do since session 28). Off: the published evaluation scores no-data as read; the study
-# python -m benchmarks.nodata_fill --modes "as read,patch mean" measures the difference.
-FILL_PARTIAL = False
-
-
 def score_frame(
     pixels: np.ndarray,
     valid: np.ndarray,
@@ -169,12 +163,12 @@ def score_frame(
     min_valid: float = 0.0,
     batch: int = 256,
     name: str = "<array>",
-    fill: bool | None = None,
+    fill: bool = False,
 ) -> Frame:
     """Score one frame at every window size of ``ms`` and collect the baselines' patch features. ``fill``
-    (default :data:`FILL_PARTIAL`): the patches' no-data filled with each patch's valid mean, as ``edgeae score``
-    does, for the patch scores and the baselines' tiles (not yet the other window sizes of ``ms``)."""
-    fill = FILL_PARTIAL if fill is None else fill
+    (``edgeae evaluate --fill-nodata``): the patches' no-data filled with each patch's valid mean, as
+    ``edgeae score`` does, for the patch scores and the baselines' tiles (not the other window sizes of ``ms``);
+    off by default: the published evaluation scores no-data as read."""
     r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=min_valid, batch=batch, file=name, fill=fill)
     if len(r) == 0 and min_valid > 0:
         r = score_array(pixels, scorer, patch, stride, valid=valid, min_valid=0.0, batch=batch, file=name, fill=fill)
@@ -259,6 +253,7 @@ def score_lroc(
     limit: int | None = None,
     seed: int = 0,
     progress: Callable[[Any], Any] = iter,
+    fill: bool = False,
     ms: MultiScale | None = None,
     files: list[Path] | None = None,
 ) -> Scored:
@@ -273,7 +268,7 @@ def score_lroc(
     frames, images, points, craters_all = [], [], [], []
     for f in progress(files):
         pix, valid = _read(f, scorer.channels)
-        fr = score_frame(pix, valid, scorer, ms, patch, LROC_STRIDE, batch=batch, name=f.name)
+        fr = score_frame(pix, valid, scorer, ms, patch, LROC_STRIDE, batch=batch, name=f.name, fill=fill)
         frames.append(fr)
         images.append(pix)
         craters = read_craters(crater_file_for(f))
@@ -348,6 +343,7 @@ def score_hirise(
     limit: int | None = None,
     seed: int = 0,
     progress: Callable[[Any], Any] = iter,
+    fill: bool = False,
     ms: MultiScale | None = None,
 ) -> Scored:
     """Score the landmark crops of the evaluation products; a crop's score is the max over its patches."""
@@ -362,7 +358,7 @@ def score_hirise(
     frames, images = [], []
     for f, _ in progress(crops):
         pix, valid = _read(root / "hirise_landmarks" / "images" / f, scorer.channels)
-        frames.append(score_frame(pix, valid, scorer, ms, patch, HIRISE_STRIDE, batch=batch, name=f))
+        frames.append(score_frame(pix, valid, scorer, ms, patch, HIRISE_STRIDE, batch=batch, name=f, fill=fill))
         images.append(pix)
     results = [fr.result for fr in frames]
     per_patch = _methods(scorer, frames, ms, seed, groups=[hirise_product(f) for f, _ in crops])
@@ -417,6 +413,7 @@ def score_msl(
     limit: int | None = None,
     seed: int = 0,
     progress: Callable[[Any], Any] = iter,
+    fill: bool = False,
     ms: MultiScale | None = None,
     split: str = "val",
 ) -> Scored:
@@ -434,7 +431,9 @@ def score_msl(
     for path, _, _ in progress(items):
         pix, valid = _read(path, scorer.channels)
         frames.append(
-            score_frame(pix, valid, scorer, ms, patch, MSL_STRIDE, min_valid=MIN_VALID, batch=batch, name=path.name)
+            score_frame(
+                pix, valid, scorer, ms, patch, MSL_STRIDE, min_valid=MIN_VALID, batch=batch, name=path.name, fill=fill
+            )
         )
         images.append(pix)
     results = [fr.result for fr in frames]
@@ -590,21 +589,22 @@ def acceptance_markdown(
 
 
 def run_settings(
-    scorer: PatchScorer, ms: MultiScale, model: str | None, limit: int | None, seed: int
+    scorer: PatchScorer, ms: MultiScale, model: str | None, limit: int | None, seed: int, fill: bool = False
 ) -> dict[str, Any]:
     """What a run's numbers depend on beyond the data: model, views, seed, limit, the default scorer's windows,
     normalisation and combination, the CAE's kept fraction (``results.json["info"]["settings"]``)."""
     return {
         "model": model, "model_kind": scorer.kind, "views": scorer.views, "seed": seed, "limit": limit,
         "windows": list(ms.windows), "normalise": ms.normalise, "combine": ms.combine,
-        "cae_keep": scorer.cae_keep if scorer.kind == "cae" else None,
+        "cae_keep": scorer.cae_keep if scorer.kind == "cae" else None, "fill_nodata": fill,
     }  # fmt: skip
 
 
 def settings_note(settings: dict[str, Any]) -> str:
     """The per-dataset settings of :func:`run_settings` as summary text (the shared ones go on the Models line)."""
     sizes = "/".join(str(w) for w in settings["windows"])
-    return f"windows {sizes} px, normalise {settings['normalise']}, combine {settings['combine']}"
+    filled = ", partial patches' no-data filled (--fill-nodata)" if settings.get("fill_nodata") else ""
+    return f"windows {sizes} px, normalise {settings['normalise']}, combine {settings['combine']}{filled}"
 
 
 def data_note(
@@ -829,10 +829,12 @@ def evaluate(
     progress: bool = True,
     ms: MultiScale | None = None,
     model: str | None = None,
+    fill: bool = False,
 ) -> dict[str, Any]:
     """Score, label, rank and (optionally) plot one dataset; write ``table.md`` and ``results.json`` (with the run
     settings, :func:`run_settings`; ``model``: the model's name as given) to ``out``, replacing the outputs of an
-    earlier run there (:func:`clear_outputs`)."""
+    earlier run there (:func:`clear_outputs`). ``fill``: partial patches' no-data filled with their valid mean
+    first, as ``edgeae score`` does (:func:`score_frame`)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown evaluation dataset {dataset!r}; choose from {DATASETS}")
     if scorer.channels != CHANNELS[dataset]:
@@ -849,8 +851,8 @@ def evaluate(
             return tqdm(it, desc=dataset, unit=unit)
 
     fn = {"lroc_nac_craters": score_lroc, "hirise_landmarks": score_hirise, "msl_surface": score_msl}[dataset]
-    scored = fn(root, scorer, batch=batch, limit=limit, seed=seed, progress=bar, ms=ms)
-    scored.info["settings"] = run_settings(scorer, ms, model, limit, seed)
+    scored = fn(root, scorer, batch=batch, limit=limit, seed=seed, progress=bar, ms=ms, fill=fill)
+    scored.info["settings"] = run_settings(scorer, ms, model, limit, seed, fill)
     rows = table_rows(scored)
     sampled = bool(scored.info.get("sampled", limit is not None))
     checks = [c for name in SCORERS for c in acceptance(dataset, rows, name, sampled=sampled)]

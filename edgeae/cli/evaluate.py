@@ -67,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees, in (0, 1]"
     )
+    p.add_argument(
+        "--fill-nodata", action="store_true",
+        help="fill a partial patch's no-data pixels with the mean of its valid ones before scoring, as edgeae "
+        "score and edgeae scan do (default: scored as read, the published evaluation; the 32-px windows of the "
+        "default scorer are not filled)",
+    )  # fmt: skip
     add_views_argument(
         p,
         "VAE latents of each patch's first N rotations and flips, averaged in the 'two-context kNN (mu)' "
@@ -157,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             ms=ms,
             model=spec,
+            fill=args.fill_nodata,
         )
         checks += res["acceptance"]
         used[ds] = spec
