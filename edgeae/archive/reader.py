@@ -335,7 +335,11 @@ class ProductReader:
         no-data value declared (label, GDAL, ISIS), and a scaling that maps 0 to 0. Map-projected byte
         GeoTIFFs and JPEG 2000 products fill the area outside the image with 0 without saying so (a HiRISE
         RDR's black diamond: 28 % of ESP_037156_1800_RED.byte.tif), and those patches otherwise ranked first."""
-        return self.raw_dtype.kind == "u" and not self.specials and self.scaling.raw_lo == 0
+        return self.fills_zero(self.scaling)
+
+    def fills_zero(self, scaling: Scaling) -> bool:
+        """:attr:`zero_fill` under ``scaling`` (a whole read measures its own before the property's pass would)."""
+        return self.raw_dtype.kind == "u" and not self.specials and scaling.raw_lo == 0
 
     @property
     def bit_depth(self) -> int:
@@ -372,8 +376,7 @@ def read_product(
         raw = r.read_raw(0, r.height)
         bad = r.invalid(raw)
         s = r.scaling_from(*valid_range(raw, bad))
-        r._scaling = s  # zero_fill reads it
-        if r.zero_fill:  # the same rule and mask as the streamed read (edgeae.strips)
+        if r.fills_zero(s):  # the same rule and mask as the streamed read (edgeae.strips)
             bad |= ~nodata_mask(raw, threshold=0.0)
         pixels = r.normalise(raw, bad, s)
         del raw
