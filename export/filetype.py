@@ -10,20 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# flatbuffer file identifiers (bytes 4-8) and what they mean
-IDENTIFIERS = {b"TFL3": ("tflite", "a TFLite flatbuffer (TFL3)"), b"ORTM": ("ort", "an ORT-format model (ORTM)")}
+from edgeae.firmware_sim.runtime import IDENTIFIERS, sniff  # the runtime's own first-bytes check
+
 EXPECTED = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite"}
 WHAT = {"onnx": "ONNX", "ort": "ORT format", "tflite": "TFLite"}
-
-
-def sniff(head: bytes) -> str:
-    """The format the first bytes of a file show: ``tflite``, ``ort``, ``onnx`` (a protobuf whose first field is
-    ``ir_version``), ``empty`` or ``unknown``."""
-    if not head:
-        return "empty"
-    if head[4:8] in IDENTIFIERS:
-        return IDENTIFIERS[head[4:8]][0]
-    return "onnx" if head[:1] == b"\x08" else "unknown"
 
 
 def check_artifact_file(path: str | os.PathLike[str]) -> None:

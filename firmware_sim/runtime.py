@@ -40,6 +40,20 @@ class ArtifactError(ValueError):
     """An artifact file is missing, unreadable, or not what its suffix says."""
 
 
+# flatbuffer file identifiers (bytes 4-8) and what they mean
+IDENTIFIERS = {b"TFL3": ("tflite", "a TFLite flatbuffer (TFL3)"), b"ORTM": ("ort", "an ORT-format model (ORTM)")}
+
+
+def sniff(head: bytes) -> str:
+    """The format the first bytes of a file show: ``tflite``, ``ort``, ``onnx`` (a protobuf whose first field is
+    ``ir_version``), ``empty`` or ``unknown`` (the export tools use it too: ``edgeae.export.filetype``)."""
+    if not head:
+        return "empty"
+    if head[4:8] in IDENTIFIERS:
+        return IDENTIFIERS[head[4:8]][0]
+    return "onnx" if head[:1] == b"\x08" else "unknown"
+
+
 def check_artifact_file(path: Path) -> None:
     """Refuse, from its first bytes and without loading it, a file that is missing, empty or not the artifact
     its suffix says (a TFLite flatbuffer named ``.onnx``, an ``.ort`` or ONNX file named ``.tflite``)."""
@@ -48,16 +62,15 @@ def check_artifact_file(path: Path) -> None:
     if path.suffix not in ONNX_SUFFIXES + TFLITE_SUFFIXES:
         raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; expected .onnx, .ort or .tflite")
     with path.open("rb") as f:
-        head = f.read(8)
-    if not head:
+        got = sniff(f.read(8))
+    if got == "empty":
         raise ArtifactError(f"{path}: empty file (0 bytes): not a model artifact")
-    tflite = head[4:8] == b"TFL3"  # the flatbuffer's file identifier
-    if tflite and path.suffix in ONNX_SUFFIXES:
+    if got == "tflite" and path.suffix in ONNX_SUFFIXES:
         raise ArtifactError(f"{path}: this is a TFLite flatbuffer (TFL3), not {path.suffix}: name it .tflite")
-    if path.suffix == ".ort" and head[4:8] != b"ORTM":
+    if path.suffix == ".ort" and got != "ort":
         raise ArtifactError(f"{path}: not an ONNX Runtime (.ort) file (no ORTM identifier)")
-    if not tflite and path.suffix in TFLITE_SUFFIXES:
-        what = " (an ONNX Runtime .ort file: name it .ort)" if head[4:8] == b"ORTM" else ""
+    if got != "tflite" and path.suffix in TFLITE_SUFFIXES:
+        what = " (an ONNX Runtime .ort file: name it .ort)" if got == "ort" else ""
         raise ArtifactError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier){what}")
 
 
