@@ -4,7 +4,7 @@
 # type-check a materialised copy of the installed layout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tree=build/typecheck
+tree=${TYPECHECK_TREE:-build/typecheck}  # a separate tree lets two checks run at once
 rm -rf "$tree" && mkdir -p "$tree"
 cp -r edgeae "$tree/edgeae"
 cp -r export "$tree/edgeae/export"
