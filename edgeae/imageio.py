@@ -254,7 +254,8 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     """Write (H, W), (H, W, 1) or (H, W, 3) RGB to PNG/JPEG/PGM/PPM/TIFF; return the path.
 
     TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
-    Float arrays are taken as [0, 1] and quantised to ``bit_depth`` (8 or 16; JPEG is 8 only);
+    Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning) and
+    quantised to ``bit_depth`` (8 or 16; JPEG is 8 only);
     uint8/uint16 arrays are written as they are. Large TIFFs are written as BigTIFF automatically.
     """
     p = _as_path(path)
@@ -274,7 +275,10 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
             raise ValueError(f"{p}: bit_depth must be 8 or 16, got {bit_depth}")
         top = 2**bit_depth - 1
         dtype = np.uint8 if bit_depth == 8 else np.uint16
-        arr = np.round(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * top).astype(dtype)
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:  # a NaN or inf sample has no pixel value: say how many were written as black (or white, +inf)
+            log.warning("%s: %d NaN/inf samples written as 0 (NaN, -inf) or full scale (+inf)", p, bad)
+        arr = np.round(np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * top).astype(dtype)
     elif arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     elif arr.dtype not in (np.uint8, np.uint16):

@@ -63,7 +63,9 @@ def resolve_model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
 
 
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
-    """Load any model the user can name. ``threads`` sets the interpreter's (or torch's) thread count."""
+    """Load any model the user can name. ``threads`` sets the interpreter's thread count for an artifact; for a
+    PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide (every torch model in the
+    process then uses that many threads)."""
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)

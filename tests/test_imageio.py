@@ -68,6 +68,19 @@ def test_float_write_quantises_to_requested_depth(tmp_path: Path) -> None:
         write_image(tmp_path / "x.bmp", x)
 
 
+def test_float_write_of_nan_and_inf_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    x = np.full((4, 4), 0.5, dtype=np.float32)
+    x[0, 0], x[1, 1], x[2, 2], x[3, 3] = np.nan, np.inf, -np.inf, 1.5
+    with caplog.at_level("WARNING", logger="edgeae.imageio"):
+        im = read_image(write_image(tmp_path / "nan.png", x), detect_nodata=False)
+    assert "3 NaN/inf samples" in caplog.text and "nan.png" in caplog.text
+    np.testing.assert_array_equal(np.diag(im.pixels[..., 0] * 255).round(), [0, 255, 0, 255])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edgeae.imageio"):
+        write_image(tmp_path / "ok.png", np.full((4, 4), 1.25, dtype=np.float32))  # clipped, not reported
+    assert "NaN" not in caplog.text
+
+
 def test_bigtiff_and_pyramid_finest_level(tmp_path: Path) -> None:
     big = tmp_path / "big.tif"
     tifffile.imwrite(big, GREY16, bigtiff=True, tile=(16, 16))
