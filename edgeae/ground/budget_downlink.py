@@ -1,0 +1,259 @@
+"""The budgeted downlink of one frame: what each method sends within a byte budget, and what the ground rebuilds.
+
+Four ways to spend the same wire bytes on one frame (packets, headers and CRCs counted for all four):
+
+- ``jpeg2000``: the whole frame as one JPEG 2000 file (:mod:`.baselines`), sent as a flat product.
+- ``sparse``: the frame's sparse samples (payload layout 2, lossless sample codec) at the keep fraction that
+  fills the budget, rebuilt on the ground with the CAE.
+- ``prioritised``: what edgeae's flight runtime sends: the top-ranked anomaly patches at full resolution
+  (lossless, the same sample codec), as many as fit in ``patch_share`` of the budget, then sparse context in
+  the bytes left; the ground rebuilds the context with the CAE, using every full-resolution pixel that
+  arrived as known, and pastes the patches in exactly.
+- ``prioritised-j2k``: the same patches, with the context as one JPEG 2000 file in the bytes left.
+
+Flight side: :func:`plan` (with :func:`score_grid` ranking the grid's patches); ground side: :func:`receive`
+rebuilds the frame from the packets that arrive. :mod:`.science` measures how much science that returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
+from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+from edgeae.wire.products import AnomalyPatch, SparseFrame
+
+from . import baselines
+from .decode import decode_flat, decode_sparse
+from .feature_sets import LabelledFrame
+from .link import LinkConfig, simulate
+from .pipeline import keep_for_bytes
+from .reassembly import Receiver
+from .sources import sparse_from_samples
+from .station import Filler
+
+METHODS = ("jpeg2000", "sparse", "prioritised", "prioritised-j2k")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """How the budget is spent. ``budgets``: per-frame wire bytes as fractions of the raw frame's bytes.
+    ``patch_share``: the most of a budget the prioritised downlink spends on full-resolution patches.
+    ``patch_copies``: each patch sent this many times (later copies after the context, so one burst does not
+    take both); the ground keeps the first copy of each packet. ``codec_head_copies``: extra copies of the first
+    packet of a codec file (the JPEG 2000 baseline and the prioritised-j2k context), sent last: it holds the
+    file's main header, without which nothing of the file decodes; the copies come out of the same budget.
+    Default 0: one copy measured no gain over 8 link seeds at 20% loss (±1 dB either way; the file loses more
+    to truncation at the first lost packet than to a lost header, and the copy takes 1 KB of its bytes)."""
+
+    budgets: tuple[float, ...] = (0.02, 0.05, 0.10)
+    max_packet: int = 1024
+    codec: str = DEFAULT_SAMPLE_CODEC
+    patch_share: float = 0.5
+    patch_copies: int = 1
+    codec_head_copies: int = 0
+    mask_seed: int = 7
+
+    def __post_init__(self) -> None:
+        if not self.budgets or any(not 0.0 < b <= 1.0 for b in self.budgets):
+            raise ValueError(f"budgets must be fractions of the raw frame in (0, 1], got {self.budgets}")
+        if not 0.0 <= self.patch_share <= 1.0:
+            raise ValueError(f"patch_share must be in [0, 1], got {self.patch_share}")
+        if self.patch_copies < 1:
+            raise ValueError(f"patch_copies must be >= 1, got {self.patch_copies}")
+        if self.codec_head_copies < 0:
+            raise ValueError(f"codec_head_copies must be >= 0, got {self.codec_head_copies}")
+
+    @property
+    def wire(self) -> WireConfig:
+        return WireConfig(self.max_packet, self.codec)
+
+
+@dataclass(frozen=True, eq=False)
+class Downlink:
+    """The packets one method sends for one frame, in send order, and what they carry."""
+
+    method: str
+    packets: list[bytes]
+    keep: float = 0.0
+    patches: tuple[tuple[int, int], ...] = ()  # (x, y) of the full-resolution patches, in rank order
+
+    @property
+    def wire_bytes(self) -> int:
+        return sum(map(len, self.packets))
+
+
+# ------------------------------------------------------------------------------------------- flight side
+def score_grid(
+    frame: LabelledFrame, scorer: Callable[[np.ndarray], dict], min_valid: float = 0.9, score: str = "terms-max"
+) -> np.ndarray:
+    """The anomaly score of every grid patch (``frame.grid()`` order); patches with less than ``min_valid``
+    of non-black pixels (no-data margins) score -inf, as the flight runtime skips them. ``score``: for a VAE
+    scorer, ``"terms-max"`` (the orbital mission's flight score, :mod:`edgeae.anomaly.terms`, over the frame's
+    valid patches) or ``"a"`` (a(x)); other scorers give their own score."""
+    from edgeae.anomaly.score import score_batches
+    from edgeae.anomaly.terms import SCORE_MODES, frame_terms_max
+
+    if score not in SCORE_MODES:
+        raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
+
+    p = frame.patch
+    img = frame.samples.astype(np.float32) / 255.0
+    grid = frame.grid()
+    valid = np.array([(frame.samples[y : y + p, x : x + p] > 0).any(axis=2).mean() >= min_valid for x, y in grid])
+    tiles = (np.moveaxis(img[y : y + p, x : x + p], -1, 0) for (x, y), ok in zip(grid, valid, strict=True) if ok)
+    out = np.full(len(grid), -np.inf)
+    if valid.any():
+        got = score_batches(scorer, tiles, 64)
+        terms = score == "terms-max" and "rec" in got and "mu2" in got
+        out[valid] = frame_terms_max(got["rec"], got["mu2"]) if terms else got["score"]
+    return out
+
+
+def sparse_within(
+    samples: np.ndarray, budget: int, cfg: PlanConfig, counters: SequenceCounters, frame_id: int = 0
+) -> tuple[SparseFrame, list[bytes]]:
+    """The sparse frame (8-bit ``samples``) with the largest keep whose packets fit ``budget`` wire bytes."""
+    seed = cfg.mask_seed + frame_id
+    keep = keep_for_bytes(samples, 8, budget, cfg.wire, seed)
+    fr = sparse_from_samples(samples, 8, keep, seed, frame_id=frame_id)
+    return fr, packetise(fr, config=cfg.wire, counters=counters)
+
+
+def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: str, cfg: PlanConfig) -> Downlink:
+    """What ``method`` sends for ``frame`` within ``budget`` wire bytes (``scores``: the grid's anomaly scores,
+    needed by the prioritised methods)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    s = frame.samples
+    counters = SequenceCounters()
+    head = cfg.codec_head_copies * cfg.max_packet  # the header copies' share of a codec file's budget
+    if method == "jpeg2000":
+        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - head, cfg.max_packet))
+        return Downlink(method, _file_packets(data, cfg, counters) + _head_copies(data, cfg, counters))
+    if method == "sparse":
+        fr, pk = sparse_within(s, budget, cfg, counters)
+        return Downlink(method, pk, keep=fr.keep)
+    if scores is None:
+        raise ValueError("the prioritised downlink needs the grid's anomaly scores")
+    chosen, first, used = _top_patches(frame, scores, budget, cfg, counters)
+    if method == "prioritised":
+        fr, context = sparse_within(s, budget - used, cfg, counters)
+        keep = fr.keep
+    else:  # prioritised-j2k: the context as one JPEG 2000 file
+        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - used - head, cfg.max_packet))
+        context, keep = _file_packets(data, cfg, counters), 0.0
+    repeats = [
+        q
+        for _ in range(cfg.patch_copies - 1)
+        for ap in chosen
+        for q in packetise(ap, config=cfg.wire, counters=counters)
+    ]
+    heads = _head_copies(data, cfg, counters) if method == "prioritised-j2k" else []
+    patches = tuple((a.x, a.y) for a in chosen)
+    return Downlink(method, first + context + repeats + heads, keep=keep, patches=patches)
+
+
+def _top_patches(
+    frame: LabelledFrame, scores: np.ndarray, budget: int, cfg: PlanConfig, counters: SequenceCounters
+) -> tuple[list[AnomalyPatch], list[bytes], int]:
+    """The best-scoring grid patches whose packets (times ``patch_copies``) fit ``patch_share`` of the budget."""
+    grid, p, s = frame.grid(), frame.patch, frame.samples
+    chosen: list[AnomalyPatch] = []
+    packets: list[bytes] = []
+    used = 0
+    for rank, k in enumerate(np.argsort(-scores, kind="stable")):
+        if not np.isfinite(scores[k]):
+            break
+        x, y = (int(v) for v in grid[k])
+        ap = AnomalyPatch(0, x, y, p, float(scores[k]), np.ascontiguousarray(s[y : y + p, x : x + p]), 8, rank)
+        pk = packetise(ap, config=cfg.wire)  # its size (sequence counts do not change it)
+        cost = sum(map(len, pk)) * cfg.patch_copies
+        if used + cost > cfg.patch_share * budget:
+            break
+        packets += packetise(ap, config=cfg.wire, counters=counters)
+        chosen.append(ap)
+        used += cost
+    return chosen, packets, used
+
+
+def _file_packets(data: bytes, cfg: PlanConfig, counters: SequenceCounters) -> list[bytes]:
+    """A codec file as a flat product (the telemetry APID), as :func:`baselines.over_link` sends it."""
+    from edgeae.wire.products import TelemetryRecord
+
+    return packetise(TelemetryRecord(0, data), config=WireConfig(cfg.max_packet), counters=counters)
+
+
+def _head_copies(data: bytes, cfg: PlanConfig, counters: SequenceCounters) -> list[bytes]:
+    """``cfg.codec_head_copies`` resends of the codec file's first packet (its main header)."""
+    from edgeae.wire.products import TelemetryRecord
+
+    if not cfg.codec_head_copies:
+        return []
+    parts = [0] * cfg.codec_head_copies
+    return packetise(TelemetryRecord(0, data), config=WireConfig(cfg.max_packet), counters=counters, parts=parts)
+
+
+# ------------------------------------------------------------------------------------------- ground side
+@dataclass(frozen=True, eq=False)
+class Received:
+    """The ground's rebuild: ``image`` float32 (H, W, C) in [0, 1]; ``exact`` bool (H, W) pixels that arrived
+    at full resolution (patches); ``whole`` (x, y) of patches that arrived complete; ``lost``: nothing usable."""
+
+    image: np.ndarray
+    exact: np.ndarray
+    whole: tuple[tuple[int, int], ...]
+    lost: bool
+
+
+def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler | None) -> Received:
+    """Send ``sent`` over ``link`` and rebuild the frame as the ground would: a codec file decoded as far as it
+    arrived, sparse samples and full-resolution pixels filled with ``fill``, patches pasted in exactly; when only
+    patches arrived, the rest of the frame at the patches' mean."""
+    h, w, c = frame.samples.shape
+    rx = Receiver()
+    for _, pkt in simulate(sent.packets, link)[0]:
+        rx.receive(pkt)
+    img = np.zeros((h, w, c), np.float32)
+    known = np.zeros((h, w), bool)
+    exact = np.zeros((h, w), bool)
+    patch_px = np.zeros((h, w, c), np.float32)
+    context: np.ndarray | None = None
+    sparse = False
+    whole = []
+    for (kind, _, _), asm in rx.products.items():
+        if kind == "sparse":
+            res = decode_sparse(asm)
+            img = res.as_float()
+            known |= res.known
+            sparse = True
+        elif kind == "telemetry":  # a codec file: the frame, or the context of the patches
+            f = decode_flat(asm)
+            im, _ = baselines.decode_partial(f.values, f.received, "jpeg2000", frame.samples.shape, frame.samples)
+            context = None if im is None else im.astype(np.float32) / 255.0
+        elif kind == "patch":
+            res_p = decode_flat(asm)
+            hd = res_p.header
+            x, y, p = hd["x"], hd["y"], hd["size"]
+            got = res_p.received.all(axis=2)
+            patch_px[y : y + p, x : x + p][got] = res_p.values[got].astype(np.float32) / 255.0
+            exact[y : y + p, x : x + p] |= got
+            if got.all():
+                whole.append((int(x), int(y)))
+    img[exact] = patch_px[exact]
+    known |= exact
+    if context is not None:
+        out = context
+    elif known.any() and not sparse:  # only whole patches arrived (their context was lost): a learned filler
+        # wants scattered samples and paints far-off holes dark (7 dB frames); the patches' mean is the estimate
+        out = np.broadcast_to(img[known].mean(axis=0), img.shape).astype(np.float32)
+    elif known.any():
+        out = np.clip(np.asarray(fill(img, known), np.float32), 0.0, 1.0) if fill is not None else img
+    else:
+        return Received(np.full((h, w, c), 0.5, np.float32), exact, (), True)
+    out = out.copy()
+    out[exact] = patch_px[exact]
+    return Received(out, exact, tuple(whole), False)
