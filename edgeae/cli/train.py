@@ -2,6 +2,9 @@
 
 Other model kinds add a second level here: a module listed in ``EXTRA_KINDS`` that defines
 ``register_cli(subparsers) -> parser`` and ``run_cli(args) -> int`` (heavy imports inside ``run_cli``).
+
+The flags and ``--resume`` checks both trainers share live in :mod:`edgeae.cli.train_flags`, the ``--zoo-name``
+install in :mod:`edgeae.cli.train_zoo`; their names are importable from here too.
 """
 
 from __future__ import annotations
@@ -10,13 +13,27 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
-import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError, positive_int
+from edgeae.cli.train_flags import add_precision_args as add_precision_args
+from edgeae.cli.train_flags import check_resume_kind as check_resume_kind
+from edgeae.cli.train_flags import data_arg as data_arg
+from edgeae.cli.train_flags import given_flags as given_flags
+from edgeae.cli.train_flags import precision_arg as precision_arg
+from edgeae.cli.train_flags import record_flag_defaults as record_flag_defaults
+from edgeae.cli.train_flags import refuse_out_on_resume as refuse_out_on_resume
+from edgeae.cli.train_flags import refuse_resume_changes as refuse_resume_changes
+from edgeae.cli.train_flags import resolved_root as resolved_root
+from edgeae.cli.train_flags import where_it_continues as where_it_continues
+from edgeae.cli.train_zoo import add_zoo_args as add_zoo_args
+from edgeae.cli.train_zoo import check_zoo_args as check_zoo_args
+from edgeae.cli.train_zoo import install_complete_run as install_complete_run
+from edgeae.cli.train_zoo import install_into_zoo as install_into_zoo
+from edgeae.cli.train_zoo import zoo_target as zoo_target
 from edgeae.train.resume import EXIT_BUDGET, EXIT_SIGINT, EXIT_SIGTERM  # standard library only: --help stays fast
 
 # extra train kinds: name -> module defining register_cli(subparsers) and run_cli(args)
@@ -54,116 +71,6 @@ def training_log() -> Iterator[None]:
         logger.setLevel(old)
 
 
-def resolved_root(data_root: str | None) -> str | None:
-    """``--data-root`` as the config keeps it: absolute, so a resume from another working directory finds it."""
-    return None if data_root is None else str(Path(data_root).resolve())
-
-
-def refuse_out_on_resume(args: argparse.Namespace) -> None:
-    """``--out`` with ``--resume``: a resumed run continues in its own folder; another folder is refused."""
-    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
-        raise CLIError(
-            f"--out {args.out}: a resumed run continues in its own folder (--resume {args.resume}); to train a copy "
-            f"elsewhere, start a new run with --out {args.out} --init {Path(args.resume) / 'best.pt'}"
-        )
-
-
-def check_resume_kind(args: argparse.Namespace, kind: str) -> Path:
-    """The ``config.json`` of ``--resume RUN_DIR`` after checking that the run is one of ``kind`` (before anything
-    is read or written: a CAE run handed to ``train vae`` is named, not rewritten)."""
-    from edgeae.train.resume import run_kind
-
-    cfg_file = Path(args.resume) / "config.json"
-    if not cfg_file.is_file():
-        raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
-    found = run_kind(args.resume)
-    if found is not None and found != kind:
-        raise CLIError(
-            f"--resume {args.resume}: {args.resume} is a {found.upper()} run; use edgeae train {found} --resume "
-            f"{args.resume}"
-        )
-    return cfg_file
-
-
-def add_zoo_args(parser: argparse.ArgumentParser) -> None:
-    """``--zoo-name`` / ``--force`` of both trainers."""
-    parser.add_argument(
-        "--zoo-name",
-        default=None,
-        metavar="NAME",
-        help="when the run completes, also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json (NAME: "
-        "lower-case letters, digits, - and _); a registered zoo model is only replaced by one of the same kind, "
-        "channels and architecture. Kept in the run: a stopped run resumed to completion is installed. With "
-        "--resume of a complete run (no larger --epochs): install it as it is, without training",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="with --zoo-name: replace a registered zoo model of another architecture or parameter count (never "
-        "of another kind or channel count)",
-    )
-
-
-def zoo_target(args: argparse.Namespace, saved: Any = None) -> tuple[str | None, bool]:
-    """(zoo name, force) of the run: ``--zoo-name`` / ``--force`` as given, else, on ``--resume``, those the run
-    was started (or last resumed) with (``saved``: its config; ``--force`` alone applies to its stored name)."""
-    if args.zoo_name:
-        return args.zoo_name, bool(args.force)
-    stored = getattr(saved, "zoo_name", None)
-    if args.force and not stored:
-        raise CLIError("--force only applies with --zoo-name")
-    return stored, bool(args.force or getattr(saved, "zoo_force", False))
-
-
-def check_zoo_args(
-    zoo_name: str | None,
-    force: bool,
-    kind: str,
-    channels: int | None,
-    architecture: dict[str, Any],
-    parameters: Callable[[], int] | None = None,
-) -> None:
-    """Refuse an unsafe or mismatched zoo name (:func:`zoo_target`) before training
-    (:func:`edgeae.zoo.check_install`); ``parameters``: a function giving the parameter count of the model the run
-    trains (called only when needed)."""
-    if zoo_name:
-        from edgeae.zoo import ZOO, check_install
-
-        count = parameters() if parameters is not None and zoo_name in ZOO and not force else None
-        check_install(zoo_name, kind, channels, architecture, count, force=force)
-
-
-def install_complete_run(args: argparse.Namespace, kind: str) -> int | None:
-    """``--resume RUN --zoo-name NAME`` of a complete run (``--epochs`` left out or the epochs it trained):
-    install it as it is, without training; returns the exit status, or None when the run is to be trained
-    (not complete, a larger ``--epochs``, no ``--zoo-name``)."""
-    if not args.zoo_name:
-        return None
-    from edgeae.train.resume import read_run_state
-
-    state = read_run_state(args.resume, kind)
-    if not state.complete or args.epochs not in (None, state.epochs_done):
-        return None
-    out = Path(args.resume)
-    try:
-        metrics = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"--resume {out}: complete, but its metrics.json is unreadable ({exc})") from None
-    print(f"{out} is complete ({state.epochs_done} epochs): installing it without training")
-    install_into_zoo(metrics, out, args.zoo_name, bool(args.force))
-    return 0
-
-
-def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool) -> None:
-    """``--zoo-name``: install a complete run's best.pt and metrics.json (:func:`edgeae.zoo.install`)."""
-    if zoo_name and metrics.get("complete"):
-        from edgeae.zoo import install
-
-        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json', force=force)} and .json")
-    elif zoo_name:
-        print(f"zoo: {zoo_name} not installed: the run is not complete")
-
-
 # --widths when not given: the published CAE's, and for unet2h the shipped flight model's (within its budget)
 DEFAULT_WIDTHS: dict[str, tuple[int, ...]] = {"seed": (16, 32, 64, 128), "unet2h": (24, 32, 64, 64)}
 
@@ -184,19 +91,6 @@ def _range(text: str) -> tuple[float, float]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from exc
     return lo, hi
-
-
-def add_precision_args(parser: argparse.ArgumentParser) -> None:
-    """``--bf16`` / ``--no-bf16`` (mutually exclusive) of both trainers; read back with :func:`precision_arg`."""
-    prec = parser.add_mutually_exclusive_group()
-    prec.add_argument(
-        "--bf16", action="store_true", help="bfloat16 autocast even where the CPU has no hardware bfloat16"
-    )
-    prec.add_argument(
-        "--no-bf16",
-        action="store_true",
-        help="float32 (default: bfloat16 autocast on a CPU with AVX512-BF16 or AMX, float32 on one without)",
-    )
 
 
 # flags of `edgeae train cae` that set a field of the run's config (flag dest -> field); on --resume each must
@@ -230,14 +124,6 @@ CAE_FLAG_FIELDS: dict[str, str] = {
 } | {"no_augment": "augment", "bf16": "bf16", "no_bf16": "bf16"}
 
 
-def data_arg(data: str) -> str:
-    """``--data`` as the config keeps it: a dataset name as given, a folder as its absolute path (so a run can be
-    resumed from another working directory)."""
-    from edgeae.datasets import SPLITS
-
-    return data if data in SPLITS or not Path(data).is_dir() else str(Path(data).resolve())
-
-
 def refuse_mode_flags(args: argparse.Namespace, mode: str) -> None:
     """A mask or noise flag given with a ``--mode`` that does not use it is refused, not silently ignored."""
     given = given_flags(args)
@@ -245,84 +131,6 @@ def refuse_mode_flags(args: argparse.Namespace, mode: str) -> None:
         if dest in given and mode not in modes:
             flag = "--" + dest.replace("_", "-")
             raise CLIError(f"{flag} applies to --mode {' / '.join(modes)}, not to --mode {mode}; leave it out")
-
-
-def refuse_resume_changes(args: argparse.Namespace, saved: object, fields: dict[str, str]) -> None:
-    """``--resume`` continues a run as it was configured: a flag given with it that would change the run's data or
-    training (``fields``: flag dest -> config field) is refused with what the run has, not silently ignored."""
-    given = given_flags(args)
-    diffs = []
-    for dest, name in fields.items():
-        value = getattr(args, dest, None)
-        if dest not in given:
-            continue
-        have = getattr(saved, name)
-        want: Any = value
-        if dest == "no_augment":
-            want = not value
-        elif dest in ("bf16", "no_bf16"):
-            want = dest == "bf16"
-        elif dest == "data" and value is not None:
-            want = data_arg(value)
-        if isinstance(have, list | tuple) and isinstance(want, list | tuple):
-            have, want = tuple(have), tuple(want)
-        if want != have:
-            flag = "--" + dest.replace("_", "-")
-            shown = flag if isinstance(value, bool) else f"{flag} {value!r}"
-            diffs.append(f"{shown} (the run has {name} = {have!r})")
-    if diffs:
-        raise CLIError(
-            f"--resume {args.resume} continues the run as configured in its config.json; these flags would change "
-            f"it: {'; '.join(diffs)}. Leave them out (only --epochs, --time-budget, --threads, --no-progress, "
-            "--device and --data-root may change), or start a new run with --out (--init CHECKPOINT to start "
-            "from its weights)"
-        )
-
-
-def where_it_continues(args: argparse.Namespace) -> dict[str, Any]:
-    """``--device`` / ``--data-root`` given with ``--resume``: where the run continues (a lent GPU, data moved),
-    not what it trains on (the data's manifest hash is checked on resume)."""
-    given = given_flags(args)
-    out: dict[str, Any] = {dest: getattr(args, dest) for dest in ("device", "data_root") if dest in given}
-    if "data_root" in out:
-        out["data_root"] = resolved_root(out["data_root"])
-    return out
-
-
-def record_flag_defaults(parser: argparse.ArgumentParser) -> None:
-    """Keep the parser's option strings and defaults on the parsed args, so ``--resume`` can tell which flags
-    were given (:func:`given_flags`)."""
-    actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
-    parser.set_defaults(
-        _flag_options={a.dest: tuple(a.option_strings) for a in actions},
-        _flag_defaults={a.dest: a.default for a in actions},
-    )
-
-
-def given_flags(args: argparse.Namespace) -> set[str]:
-    """Dests of the flags on the command line (``args._argv``, kept by the CLI's main; argparse's unique prefixes
-    count), or, without it, those whose value differs from the default."""
-    options: dict[str, tuple[str, ...]] = getattr(args, "_flag_options", {})
-    argv = getattr(args, "_argv", None)
-    if argv is None:
-        defaults: dict[str, Any] = getattr(args, "_flag_defaults", {})
-        return {d for d, v in defaults.items() if getattr(args, d, v) != v}
-    every = {o: d for d, opts in options.items() for o in opts}
-    given = set()
-    for token in argv:
-        if not token.startswith("--") or token == "--":
-            continue
-        word = token.split("=", 1)[0]
-        if word in every:
-            given.add(every[word])
-        elif len(hits := {d for o, d in every.items() if o.startswith(word)}) == 1:
-            given |= hits
-    return given
-
-
-def precision_arg(args: argparse.Namespace) -> bool | None:
-    """The trainers' ``bf16`` config value: forced on, forced off, or None (chosen for the CPU)."""
-    return False if args.no_bf16 else (True if args.bf16 else None)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -4,297 +4,44 @@ Input = masked or noisy crop, target = clean crop, MSE, Adam, batch 32. The best
 is saved with :func:`edgeae.checkpoint.save_checkpoint`; the config, loss curves and metrics sit beside it::
 
     out/config.json  out/loss.csv  out/loss.png  out/best.pt  out/metrics.json
+
+The configuration lives in :mod:`edgeae.train.cae_config`, the validation metrics in
+:mod:`edgeae.train.cae_validation` and the steps of the loop in :mod:`edgeae.train.cae_steps`; their public names
+are importable from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import os
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.train.common import check_zoo_fields, drop_zoo_defaults
-from edgeae.train.corrupt import MODES, Corruption, corrupt, corrupt_at, corrupt_keep, sample_seed
+from edgeae.train.cae_config import DATASET_CHANNELS as DATASET_CHANNELS
+from edgeae.train.cae_config import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from edgeae.train.cae_config import CAETrainConfig as CAETrainConfig
+from edgeae.train.cae_config import load_config as load_config
+from edgeae.train.cae_config import split_data as split_data
+
+# train_cae looks the names it imports up in this module: tests patch edgeae.train.cae._loss_fn and _val_loss
+from edgeae.train.cae_steps import COLLAPSE_ACTIVE as COLLAPSE_ACTIVE
+from edgeae.train.cae_steps import _active_fraction, _forward, _loss_fn, _masked_batches, _progress, _val_loss
+from edgeae.train.cae_validation import EVAL_LEVELS as EVAL_LEVELS
+from edgeae.train.cae_validation import _psnr_of
+from edgeae.train.cae_validation import compare_on_validation as compare_on_validation
+from edgeae.train.cae_validation import level_metrics as level_metrics
+from edgeae.train.cae_validation import validation_crops as validation_crops
+from edgeae.train.cae_validation import validation_set as validation_set
 from edgeae.train.crops import Augment
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
-DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1}
-EVAL_LEVELS = (0.5, 0.9, 0.99)  # destroyed fractions reported in metrics.json
-
-
-@dataclass(frozen=True)
-class CAETrainConfig:
-    """Everything that defines a CAE training run (validated; written to ``config.json``).
-
-    ``data`` is a dataset name of :mod:`edgeae.datasets` (train/val splits by file) or a folder of images
-    (sorted; every fifth file, at least one, is validation). ``channels`` None = from the dataset.
-    """
-
-    data: str
-    out: str
-    mode: str = "gt"
-    epochs: int = 8
-    crops: int = 3000
-    val_crops: int = 400
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    destroy: float = 0.9
-    destroy_range: tuple[float, float] = (0.5, 0.99)
-    coverage_range: tuple[float, float] = (0.1, 1.0)
-    amplitude: float = 1.0
-    pattern: str = "uniform"
-    known_blocks: float = 0.0  # probability that a training crop also keeps whole blocks (Corruption)
-    widths: tuple[int, ...] = (16, 32, 64, 128)
-    variant: str = "seed"  # edgeae.models.cae.VARIANTS: "seed" (published CAE), "unet", "unet2", "unet2h"
-    channels: int | None = None
-    tile: int = 128
-    augment: bool = True
-    patience: int = 0
-    loss: str = "mse"  # "mse" or "l1"
-    bf16: bool | None = None  # bfloat16 autocast; None = on CUDA and on a CPU with hardware bfloat16
-    channels_last: bool = True
-    lr_schedule: str = "cosine"  # "cosine" (to min_lr_frac·lr over all epochs, per step) or "constant"
-    min_lr_frac: float = 0.05
-    time_budget: float | None = None  # seconds; the run stops cleanly with last.pt when it is spent
-    device: str = "auto"
-    threads: int | None = None
-    data_workers: int = 1  # threads drawing crops and masks ahead of the optimiser (a GPU outruns one)
-    data_root: str | None = None
-    progress: bool = True
-    init: str | None = None  # warm start: weights of this checkpoint (same architecture); fresh optimiser/schedule
-    val_seed: int | None = None  # seed of the validation crops and masks; None = ``seed``
-    extra: dict[str, Any] = field(default_factory=dict)
-    zoo_name: str | None = None  # --zoo-name: the command line installs the run here once it is complete
-    zoo_force: bool = False  # --force: that install may replace a registered model of another architecture
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown training mode {self.mode!r}; expected one of {MODES}")
-        for name in ("epochs", "crops", "val_crops", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (0 < self.lr < 1):
-            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.val_seed is not None and (isinstance(self.val_seed, bool) or self.val_seed < 0):
-            raise ValueError(f"val_seed must be >= 0 or None, got {self.val_seed!r}")
-        if self.channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1, 3 or None, got {self.channels}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience}")
-        if self.threads is not None and self.threads <= 0:
-            raise ValueError(f"threads must be positive, got {self.threads}")
-        if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) or self.data_workers < 1:
-            raise ValueError(f"data_workers must be a positive integer, got {self.data_workers!r}")
-        if self.loss not in ("mse", "l1"):
-            raise ValueError(f"loss must be mse or l1, got {self.loss!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be cosine or constant, got {self.lr_schedule!r}")
-        if not (0 <= self.min_lr_frac <= 1):
-            raise ValueError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
-        check_zoo_fields(self.zoo_name, self.zoo_force)
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        _ = self.corruption  # validates the mask/noise settings
-        self.architecture()  # validates widths/tile
-
-    @property
-    def corruption(self) -> Corruption:
-        return Corruption(
-            mode=self.mode,
-            destroy=self.destroy,
-            destroy_range=self.destroy_range,
-            coverage_range=self.coverage_range,
-            amplitude=self.amplitude,
-            pattern=self.pattern,
-            known_blocks=self.known_blocks,
-        )
-
-    def resolved_channels(self, first_file: str | os.PathLike[str] | None = None) -> int:
-        """``channels``, else the dataset's, else 3 when ``first_file`` is colour and 1 when grey."""
-        if self.channels is not None:
-            return self.channels
-        if self.data in DATASET_CHANNELS:
-            return DATASET_CHANNELS[self.data]
-        if first_file is not None:
-            from edgeae.imageio import image_shape
-
-            return 3 if image_shape(first_file)[2] >= 3 else 1
-        raise ValueError(f"channels not given and {self.data!r} is not a named dataset: pass channels 1 or 3")
-
-    @property
-    def crops_per_epoch(self) -> int:
-        """The crops an epoch trains on: whole batches only, ``crops`` rounded down to a multiple of ``batch_size``
-        (at least one batch). The VAE trainer follows the same rule."""
-        return max(1, self.crops // self.batch_size) * self.batch_size
-
-    @property
-    def resolved_val_seed(self) -> int:
-        """The seed of the validation crops and masks: ``val_seed``, else ``seed``."""
-        return self.seed if self.val_seed is None else self.val_seed
-
-    def use_bf16(self, device_type: str) -> bool:
-        """Whether this run trains under bfloat16 autocast on ``device_type``."""
-        from edgeae.train.common import default_bf16
-
-        return default_bf16(device_type) if self.bf16 is None else bool(self.bf16)
-
-    def architecture(self) -> Any:
-        from edgeae.models.cae import CAEConfig
-
-        return CAEConfig(
-            channels=self.channels or DATASET_CHANNELS.get(self.data, 3),
-            widths=self.widths,
-            tile=self.tile,
-            variant=self.variant,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("widths", "destroy_range", "coverage_range"):
-            d[k] = list(d[k])
-        if not d["known_blocks"]:  # absent from runs started before it existed: they still resume
-            del d["known_blocks"]
-        return drop_zoo_defaults(d)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CAETrainConfig:
-        """The config of a ``config.json`` (its ``kind`` must be ``cae`` where present; unknown keys refused)."""
-        from edgeae.train.common import config_fields
-
-        d = config_fields(cls, d, "cae")
-        for k in ("widths", "destroy_range", "coverage_range"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-
-def split_data(config: CAETrainConfig) -> tuple[list[Path], list[Path]]:
-    """(train files, val files) for ``config.data``: a named dataset split or a folder split by file."""
-    from edgeae.datasets import SPLITS, split_files
-
-    if config.data in SPLITS:
-        return (
-            split_files(config.data, "train", root=config.data_root),
-            split_files(config.data, "val", root=config.data_root),
-        )
-    folder = Path(config.data)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--data {config.data!r} is neither a dataset ({sorted(SPLITS)}) nor a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if len(files) < 2:
-        raise ValueError(f"{folder}: need at least 2 images to split train/val by file, found {len(files)}")
-    val = files[::5]
-    train = [f for f in files if f not in val]
-    return train, val
-
-
-def _predict(model: Any, x: np.ndarray, device: Any, batch: int = 64) -> np.ndarray:
-    torch = require("torch")
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            outs.append(model(torch.from_numpy(x[i : i + batch]).to(device)).float().cpu().numpy())
-    return np.concatenate(outs)
-
-
-def validation_crops(config: CAETrainConfig, val_files: list[Path], channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, corrupted) validation crops of a run: the same crops and masks every time for one config
-    (seeded by :attr:`CAETrainConfig.resolved_val_seed`), so checkpoints can be compared on them later."""
-    clean, corrupted, _keep = validation_set(config, val_files, channels)
-    return clean, corrupted
-
-
-def validation_set(
-    config: CAETrainConfig, val_files: list[Path], channels: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """:func:`validation_crops` plus the bool (N, H, W) masks of the pixels each corrupted crop keeps (None for
-    ``plain`` and ``colour-noise``, which keep no pixel known: their PSNR is over every pixel)."""
-    from edgeae.train.crops import load_masters, sample_crops
-
-    vseed = config.resolved_val_seed
-    rng = np.random.default_rng(np.random.SeedSequence([vseed, 0x7A1]))
-    clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, rng, Augment.none())
-    # sparse masks only (no known blocks), so runs with and without them validate on the same inputs
-    spec = dataclasses.replace(config.corruption, known_blocks=0.0)
-    parts = [corrupt_keep(c, spec, sample_seed(vseed, -1, i)) for i, c in enumerate(clean)]
-    corrupted = np.stack([x for x, _, _ in parts])
-    keeps = [k for _, _, k in parts]
-    keep = None if any(k is None for k in keeps) else np.stack([k for k in keeps if k is not None])
-    return clean, corrupted, keep
-
-
-def compare_on_validation(
-    run: str | os.PathLike[str], checkpoints: list[str], device: str = "cpu"
-) -> dict[str, dict[str, dict[str, float]]]:
-    """PSNR/MAE/error variance of each checkpoint at :data:`EVAL_LEVELS` on the validation crops of training
-    run folder ``run`` (its ``config.json``): exactly the crops and masks that run's ``metrics.json`` used, so
-    a fine-tune and the model it started from compare on equal terms."""
-    from edgeae.checkpoint import load_checkpoint
-    from edgeae.train.resume import run_kind
-
-    cfg_file = Path(run) / "config.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"{run}: no config.json there (not a training run folder)")
-    kind = run_kind(run)
-    if kind not in (None, "cae"):
-        raise ValueError(f"{run} is a {kind.upper()} run: checkpoints are compared on a CAE run's validation crops")
-    config = load_config(cfg_file)
-    train_files, val_files = split_data(config)
-    channels = config.resolved_channels(train_files[0])
-    loaded = {}
-    for ck in checkpoints:  # all checked before the validation crops are drawn
-        c = load_checkpoint(ck)
-        if c.metadata.kind != "cae" or c.metadata.channels != channels:
-            raise ValueError(
-                f"{ck}: a {c.metadata.kind.upper()} with {c.metadata.channels} channel(s); the run {run} validates "
-                f"CAEs of {channels} channel(s)"
-            )
-        loaded[ck] = c.model
-    clean, _ = validation_crops(config, val_files, channels)
-    dev = require("torch").device(device)
-    seed, pattern = config.resolved_val_seed + 10_000, config.corruption.pattern
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for ck, model in loaded.items():
-        out[ck] = level_metrics(model.to(dev), clean, dev, EVAL_LEVELS, seed=seed, pattern=pattern)
-    return out
-
-
-def level_metrics(
-    model: Any, clean: np.ndarray, device: Any, levels: tuple[float, ...], seed: int, pattern: str = "uniform"
-) -> dict[str, dict[str, float]]:
-    """MAE and PSNR of the reconstruction (known pixels kept) on ``clean`` crops at each destroyed level."""
-    out: dict[str, dict[str, float]] = {}
-    for level in levels:
-        masked, keep = corrupt_at(clean, level, seed, pattern)
-        recon = _predict(model, masked, device)
-        recon = np.where(keep[:, None], clean, recon)
-        err = recon - clean
-        mse = float(np.mean(err**2))
-        out[f"{level:g}"] = {
-            "mae": float(np.mean(np.abs(err))),
-            "psnr": float(10 * np.log10(1.0 / max(mse, 1e-12))),
-            "error_variance": float(np.var(err)),
-        }
-    return out
 
 
 def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -550,48 +297,6 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     return metrics
 
 
-def _masked_batch(crops: np.ndarray, idx: np.ndarray, spec: Corruption, seed: int, epoch: int) -> np.ndarray:
-    return np.stack([corrupt(crops[i], spec, sample_seed(seed, epoch, int(i)))[0] for i in idx])
-
-
-def _masked_batches(
-    crops: np.ndarray,
-    perm: np.ndarray,
-    batches: range,
-    config: CAETrainConfig,
-    spec: Corruption,
-    epoch: int,
-    pool: ThreadPoolExecutor | None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(indices, masked inputs) of each batch in ``batches``. With a pool, up to ``data_workers + 1`` batches
-    are masked ahead in threads while the optimiser works; the inputs are the same either way (each sample's
-    mask comes from its own seed)."""
-    bs = config.batch_size
-
-    def indices(b: int) -> np.ndarray:
-        return perm[b * bs : (b + 1) * bs]
-
-    if pool is None:
-        for b in batches:
-            idx = indices(b)
-            yield idx, _masked_batch(crops, idx, spec, config.seed, epoch)
-        return
-    ahead: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
-    todo = iter(batches)
-    for b in todo:
-        idx = indices(b)
-        ahead.append((idx, pool.submit(_masked_batch, crops, idx, spec, config.seed, epoch)))
-        if len(ahead) > config.data_workers:
-            break
-    while ahead:
-        idx, fut = ahead.popleft()
-        nxt = next(todo, None)
-        if nxt is not None:
-            nidx = indices(nxt)
-            ahead.append((nidx, pool.submit(_masked_batch, crops, nidx, spec, config.seed, epoch)))
-        yield idx, fut.result()
-
-
 def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
     """Load the weights of checkpoint ``path`` into ``model`` (a fine-tune: optimiser and LR schedule start
     afresh). The architecture must match exactly; returns what the new model's metadata records about it."""
@@ -629,99 +334,3 @@ def init_val_seed(path: str | os.PathLike[str]) -> int | None:
 
 def _norm(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
-
-
-COLLAPSE_ACTIVE = 0.01  # below this fraction of active last features a U-Net CAE has collapsed to its pre-fill
-
-
-def _active_fraction(torch: Any, model: Any, val_in: Any, device: Any, channels_last: bool) -> float | None:
-    """Fraction of the U-Net's last feature map (the residual head's input) that is > 0 on a validation batch;
-    None for models without a residual head. ~0 means dead ReLUs: the zero-initialised head then gets no
-    gradient and the model stays exactly its pre-fill (seen once on grey orbital data at lr 1e-3)."""
-    head = getattr(model, "head", None)
-    if head is None or not hasattr(model, "up"):
-        return None
-    seen: list[float] = []
-    hook = head.register_forward_hook(lambda _m, inp, _o: seen.append(float((inp[0] > 0).float().mean())))
-    try:
-        x = torch.as_tensor(val_in[:16]).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        hook.remove()
-    return seen[0] if seen else None
-
-
-def _loss_fn(name: str) -> Any:
-    torch = require("torch")
-    if name == "l1":
-        return torch.nn.functional.l1_loss
-    return torch.nn.functional.mse_loss
-
-
-def _autocast(torch: Any, device: Any, bf16: bool) -> Any:
-    import contextlib
-
-    if bf16:  # bfloat16 needs no gradient scaler (float32 exponent range)
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _forward(torch: Any, model: Any, x: Any, device: Any, bf16: bool) -> Any:
-    """``model(x)``, under bfloat16 autocast when asked; a model with a fixed pre-fill (``fill`` + ``refine``)
-    runs the pre-fill in float32 and only the learned part under autocast."""
-    if hasattr(model, "refine") and hasattr(model, "fill"):
-        with torch.no_grad():
-            prefill, m = model.fill(x)
-        with _autocast(torch, device, bf16):
-            return model.refine(prefill, m)
-    with _autocast(torch, device, bf16):
-        return model(x)
-
-
-def _progress(it: range, desc: str, enabled: bool, total: int) -> Any:
-    """A bar over the batches ``it`` of an epoch of ``total``: a resumed epoch's starts at ``it.start``."""
-    from edgeae.train.common import progress
-
-    return progress(it, desc, total=total, enabled=enabled, initial=it.start)
-
-
-def _val_loss(
-    torch: Any, model: Any, x: np.ndarray, y: np.ndarray, device: Any, bf16: bool, cl: bool, loss_of: Any
-) -> float:
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for i in range(0, len(x), 32):
-            xt = torch.from_numpy(x[i : i + 32]).to(device)
-            if cl:
-                xt = xt.contiguous(memory_format=torch.channels_last)
-            pred = _forward(torch, model, xt, device, bf16)
-            total += float(loss_of(pred.float(), torch.from_numpy(y[i : i + 32]).to(device))) * len(xt)
-    model.train()
-    return total / len(x)
-
-
-def _psnr_of(model: Any, x: np.ndarray, y: np.ndarray, device: Any, cl: bool, keep: np.ndarray | None) -> float:
-    """fp32 PSNR of the reconstruction over the validation crops, with the known pixels (bool ``keep`` (N, H, W),
-    the masks that made ``x``) kept; ``keep`` None (plain, colour-noise): over every pixel as reconstructed."""
-    recon = _predict(model, x, device)
-    if keep is not None:
-        recon = np.where(keep[:, None], y, recon)
-    mse = float(np.mean((recon - y) ** 2))
-    model.train()
-    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
-
-
-def load_config(path: str | os.PathLike[str]) -> CAETrainConfig:
-    """Read a ``config.json`` written by :func:`train_cae` (a damaged one: a ValueError naming the file)."""
-    try:
-        d = json.loads(Path(path).read_text())
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
-        return CAETrainConfig.from_dict(d)
-    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
-        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None

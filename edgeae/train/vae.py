@@ -12,18 +12,8 @@ Data (named, never the evaluation patches; :func:`training_files`):
 No-data patches are skipped, light augmentation (:mod:`edgeae.train.crops`), fresh crops every epoch drawn from
 ``(seed, epoch)``. Loss validation: crops of the registration's val split.
 
-Calibration (:func:`calibrate`), on validation data only:
-
-- grey: λ on two LROC NAC crater mosaics kept apart from every reported figure (:data:`LAMBDA_FILES`), AP of
-  "patch holds a crater centre ≥ 32 px", among the λ for which planted textured blocks rank in the top 2% of the
-  orbital_gray val frames (:func:`edgeae.anomaly.planted.select_lambda`); threshold: the 99th percentile of
-  the val split's patch scores;
-- RGB: λ on MSL images of the *train* sols (hardware and targets vs ground, an image scored by its highest
-  patch; the training used only their ``ground`` images), threshold on the rover val split.
-
-The AP reported beside λ (``lambda_ap``) is in-sample: λ is chosen to maximise it on the same images
-(``lambda_ap_in_sample``), so it flatters the model; ``baseline_patch_std_ap`` is the AP of a trivial score, the
-patches' standard deviation, on the same patches and labels, the figure to read it against.
+Calibration of λ and the alarm threshold on validation data: :func:`calibrate`
+(:mod:`edgeae.train.vae_calibrate`).
 
 Loss: L1 reconstruction (sum over pixels) + β·KL, β = 1/4; Adam 1e-3 (as in the paper). On a CPU the forward
 pass runs under bfloat16 autocast with channels-last tensors (5-8× faster on AVX-512 BF16 machines); the loss
@@ -44,19 +34,26 @@ only.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.train.common import check_zoo_fields, drop_zoo_defaults
+from edgeae.train.vae_calibrate import LAMBDA_CRATER_MIN as LAMBDA_CRATER_MIN
+from edgeae.train.vae_calibrate import LAMBDA_FILES as LAMBDA_FILES
+from edgeae.train.vae_calibrate import MSL_CALIBRATION_IMAGES as MSL_CALIBRATION_IMAGES
+from edgeae.train.vae_calibrate import MSL_CALIBRATION_STRIDE as MSL_CALIBRATION_STRIDE
+from edgeae.train.vae_calibrate import THRESHOLD_MAX_PATCHES as THRESHOLD_MAX_PATCHES
+from edgeae.train.vae_calibrate import _rgb_lambda as _rgb_lambda  # tests reach it here
+from edgeae.train.vae_calibrate import calibrate as calibrate  # train_vae looks it up here: tests patch it here
+from edgeae.train.vae_config import DATASETS as DATASETS
+from edgeae.train.vae_config import RESUMABLE as RESUMABLE
+from edgeae.train.vae_config import VAETrainConfig as VAETrainConfig
+from edgeae.train.vae_config import load_config as load_config
 
 __all__ = [
     "DATASETS",
@@ -70,117 +67,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# LROC NAC mosaics used only to choose λ (never reported); the other 10 are the evaluation set.
-LAMBDA_FILES: tuple[str, ...] = (
-    "orbital_gray/lroc_nac_craters/M1266003170_mosaic_train_small.png",
-    "orbital_gray/lroc_nac_craters/M1275410097_mosaic_train_small.png",
-)
-LAMBDA_CRATER_MIN = 32.0  # px: the "large crater" feature λ is tuned for
 HIRISE_DIR = "hirise_landmarks"
-DATASETS: dict[str, int] = {"orbital_gray": 1, "orbital_gray_v2": 1, "rover_rgb": 3, "rover_rgb_v2": 3}
 MSL_MIN_SIDE = 128  # MSL browse images narrower than this cannot give augmented 64-px crops
-MSL_CALIBRATION_IMAGES = 100  # per class (ground, hardware) of the train sols, for λ of the RGB model
-MSL_CALIBRATION_STRIDE = 64
-THRESHOLD_MAX_PATCHES = 2000  # the threshold uses the val files in order until this many patches
-# Config keys that may change when a run is resumed (they do not change what is learned).
-RESUMABLE = ("epochs", "time_budget", "progress", "threads", "device", "data_root", "out", "zoo_name", "zoo_force")
-
-
-@dataclass(frozen=True)
-class VAETrainConfig:
-    """One VAE training run; written to ``out/config.json``."""
-
-    out: str
-    data: str = "orbital_gray"
-    channels: int | None = None  # None: from ``data`` (1 grey orbital, 3 RGB rover)
-    widths: tuple[int, ...] = (16, 32, 64, 32)
-    latent: int = 256
-    patch: int = 64
-    beta: float = 0.25
-    lr: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 6
-    crops: int = 4096
-    val_crops: int = 512
-    seed: int = 0
-    hirise: bool = True  # grey: add the class-0 HiRISE landmark crops of the training products
-    msl_ground: bool = False  # RGB: add the MSL ``ground`` images of the train sols
-    augment: bool = True
-    threshold_quantile: float = 0.99
-    bf16: bool | None = None  # bfloat16 autocast; None = on a CPU with hardware bfloat16, off elsewhere
-    channels_last: bool = True
-    time_budget: float | None = None  # seconds of wall time before a clean, resumable stop
-    device: str = "cpu"
-    threads: int | None = None
-    data_root: str | None = None
-    progress: bool = True
-    zoo_name: str | None = None  # --zoo-name: the command line installs the run here once it is complete
-    zoo_force: bool = False  # --force: that install may replace a registered model of another architecture
-
-    def __post_init__(self) -> None:
-        """The checks every config passes, a saved run's included; :meth:`new_run_problems` adds those a new run
-        must pass (introduced after runs were saved that break them: such a run still loads and resumes)."""
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if self.data not in DATASETS:
-            raise ValueError(f"unknown VAE training data {self.data!r}; choose from {sorted(DATASETS)}")
-        if self.channels is not None and int(self.channels) != DATASETS[self.data]:
-            raise ValueError(f"{self.data} has {DATASETS[self.data]} channel(s), not {self.channels}")
-        for name in ("batch_size", "epochs", "crops", "val_crops", "latent", "patch"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive and finite, got {self.lr}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
-        check_zoo_fields(self.zoo_name, self.zoo_force)
-
-    def new_run_problems(self) -> list[str]:
-        """What a new run may not have, though a saved run may (it started before the rule and still resumes):
-        an ``lr`` of 1 or more, ``msl_ground`` with grey data (the trainer adds no MSL image to grey data)."""
-        problems = []
-        if not self.lr < 1:
-            problems.append(f"lr must be in (0, 1), got {self.lr}")
-        if self.msl_ground and DATASETS[self.data] != 3:
-            problems.append(f"msl_ground adds RGB MSL images: it needs RGB data (rover_*), not {self.data}")
-        return problems
-
-    def check_new_run(self) -> None:
-        """Raise a ValueError for the first of :meth:`new_run_problems`."""
-        problems = self.new_run_problems()
-        if problems:
-            raise ValueError(problems[0])
-
-    @property
-    def n_channels(self) -> int:
-        return DATASETS[self.data]
-
-    @property
-    def crops_per_epoch(self) -> int:
-        """The crops an epoch trains on: whole batches, ``crops`` rounded down to a multiple of ``batch_size``
-        (at least one batch), as in the CAE trainer."""
-        return max(1, self.crops // self.batch_size) * self.batch_size
-
-    def use_bf16(self, device_type: str) -> bool:
-        from edgeae.train.common import default_bf16
-
-        return default_bf16(device_type, cuda=False) if self.bf16 is None else bool(self.bf16)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["widths"] = list(self.widths)
-        return drop_zoo_defaults(d)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VAETrainConfig:
-        """The config of a ``config.json`` (its ``kind`` must be ``vae`` where present; unknown keys refused:
-        they would be dropped silently, as a CAE run's ``mode`` once was)."""
-        from edgeae.train.common import config_fields
-
-        d = config_fields(cls, d, "vae")
-        d["widths"] = tuple(d.get("widths", (16, 32, 64, 32)))
-        return cls(**d)
 
 
 def msl_ground_files(root: Path, split: str = "train") -> list[Path]:
@@ -240,170 +128,6 @@ def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast
 
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-class _WithPatchStd:
-    """A patch scorer that also returns each patch's standard deviation (``patch_std``): the trivial baseline
-    the in-sample λ-tuning AP is reported against."""
-
-    def __init__(self, scorer: Any) -> None:
-        self.scorer = scorer
-        self.channels = scorer.channels
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = dict(self.scorer(x))
-        out["patch_std"] = np.asarray(x, np.float64).reshape(len(x), -1).std(axis=1)
-        return out
-
-
-def _planted_frames(scorer: Any, root: Path, patch: int, batch: int) -> list[tuple[Any, ...]]:
-    """(rec, mu2 of the grid patches; rec, mu2 of each planted block) of every orbital_gray val frame."""
-    from edgeae.anomaly.planted import BLOCKS, block, grid
-    from edgeae.datasets import split_files
-    from edgeae.imageio import read_image
-
-    blocks = np.stack([block(k, patch)[None] for k in BLOCKS]).astype(np.float32)
-    b = scorer(blocks)
-    frames = []
-    for f in split_files("orbital_gray", "val", root):
-        img = read_image(f, channels=1)
-        h, w = img.valid.shape[:2]
-        pos = [(y, x) for y, x in grid(h, w, patch) if img.valid[y : y + patch, x : x + patch].mean() >= 0.9]
-        tiles = np.stack([img.pixels[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in pos])
-        rec, mu2 = [], []
-        for i in range(0, len(tiles), batch):
-            o = scorer(tiles[i : i + batch])
-            rec.append(o["rec"])
-            mu2.append(o["mu2"])
-        frames.append((np.concatenate(rec), np.concatenate(mu2), b["rec"], b["mu2"]))
-    return frames
-
-
-def _calibrate_grey(scorer: Any, root: Path, patch: int, batch: int) -> dict[str, Any]:
-    from edgeae.anomaly.calibrate import RELATIVE_GRID
-    from edgeae.anomaly.labels import crater_file_for, patch_labels, read_craters
-    from edgeae.anomaly.metrics import average_precision
-    from edgeae.anomaly.planted import select_lambda
-    from edgeae.anomaly.score import score_array
-    from edgeae.imageio import read_image
-
-    rec, mu2, std, labels = [], [], [], []
-    with_std = _WithPatchStd(scorer)
-    for rel in LAMBDA_FILES:
-        img = read_image(root / rel, channels=1)
-        r = score_array(img.pixels, with_std, patch, patch // 2, valid=img.valid, batch=batch, file=rel)
-        rec.append(r.extras["rec"])
-        mu2.append(r.extras["mu2"])
-        std.append(r.extras["patch_std"])
-        labels.append(patch_labels(r.xy, patch, read_craters(crater_file_for(root / rel)), LAMBDA_CRATER_MIN))
-    rec_a, mu2_a, lab = np.concatenate(rec), np.concatenate(mu2), np.concatenate(labels)
-    scale = float(np.median(rec_a) / max(float(np.median(mu2_a)), 1e-12))
-    chosen = select_lambda(
-        rec_a, mu2_a, lab, _planted_frames(scorer, root, patch, batch), [r * scale for r in RELATIVE_GRID]
-    )
-    return {
-        "lambda": float(chosen["lambda"]),  # type: ignore[arg-type]
-        "lambda_ap": float(chosen["ap"]),  # type: ignore[arg-type]
-        "lambda_ap_in_sample": True,  # λ was chosen on these same patches
-        "baseline_patch_std_ap": float(average_precision(np.concatenate(std), lab)),
-        "lambda_grid": chosen["grid"],
-        "lambda_planted_constraint_met": chosen["constraint_met"],
-        "lambda_files": [Path(r).name for r in LAMBDA_FILES],
-        "lambda_feature": f"craters >= {LAMBDA_CRATER_MIN:g} px (planted checker/noise blocks in the top 2%)",
-    }
-
-
-def _calibrate_rgb(scorer: Any, root: Path, patch: int, batch: int, seed: int) -> dict[str, Any]:
-    from edgeae.anomaly.calibrate import RELATIVE_GRID
-    from edgeae.anomaly.metrics import average_precision
-    from edgeae.anomaly.msl import score_msl_images
-    from edgeae.datasets import MSL_GROUND_CLASS, MSL_HARDWARE_CLASSES, msl_surface_items
-
-    items = msl_surface_items("train", root)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x315]))
-    chosen: list[tuple[Path, int, int]] = []
-    for want in (lambda c: c == MSL_GROUND_CLASS, lambda c: c in MSL_HARDWARE_CLASSES):
-        pool = [it for it in items if want(it[1])]
-        pick = rng.choice(len(pool), size=min(MSL_CALIBRATION_IMAGES, len(pool)), replace=False)
-        chosen += [pool[i] for i in sorted(pick)]
-    paths = [p for p, _, _ in chosen]
-    per_image = score_msl_images(paths, _WithPatchStd(scorer), patch=patch, stride=MSL_CALIBRATION_STRIDE, batch=batch)
-    y = np.array([c in MSL_HARDWARE_CLASSES for _, c, _ in chosen])
-    rec = np.concatenate([r.extras["rec"] for r in per_image])
-    mu2 = np.concatenate([r.extras["mu2"] for r in per_image])
-    std = np.concatenate([r.extras["patch_std"] for r in per_image])
-    bounds = np.cumsum([0] + [len(r) for r in per_image])
-    return {
-        **_rgb_lambda(rec, mu2, std, bounds, y, RELATIVE_GRID, average_precision),
-        "lambda_files": f"{len(chosen)} MSL images of the train sols ({MSL_CALIBRATION_IMAGES} ground, "
-        f"{MSL_CALIBRATION_IMAGES} hardware/targets), seed {seed}, patches at stride {MSL_CALIBRATION_STRIDE}",
-        "lambda_feature": "MSL hardware and targets vs ground (image score = highest patch)",
-    }
-
-
-def _rgb_lambda(
-    rec: np.ndarray,
-    mu2: np.ndarray,
-    std: np.ndarray,
-    bounds: np.ndarray,
-    y: np.ndarray,
-    relative_grid: Any,
-    average_precision: Any,
-) -> dict[str, Any]:
-    """λ of the RGB model: of ``relative_grid`` × median(rec)/median(μ²), the one whose image scores (highest patch
-    of rec + λ·μ², images delimited by ``bounds``) give the best AP for the labels ``y``; that AP is in-sample.
-    ``baseline_patch_std_ap``: the AP of the highest patch standard deviation ``std`` on the same images."""
-    scale = float(np.median(rec) / max(float(np.median(mu2)), 1e-12))
-    grid, best = [], (0.0, -1.0)
-    for rel in relative_grid:
-        lam = rel * scale
-        s = np.maximum.reduceat(rec + lam * mu2, bounds[:-1])
-        ap = average_precision(s, y)
-        grid.append((float(lam), float(ap)))
-        if ap > best[1] + 1e-12:
-            best = (float(lam), float(ap))
-    return {
-        "lambda": best[0],
-        "lambda_ap": best[1],
-        "lambda_ap_in_sample": True,  # λ was chosen for this AP on these same images
-        "baseline_patch_std_ap": float(average_precision(np.maximum.reduceat(std, bounds[:-1]), y)),
-        "lambda_grid": grid,
-    }
-
-
-def calibrate(
-    model: Any,
-    metadata: Any,
-    root: Path,
-    patch: int,
-    quantile: float,
-    batch: int = 256,
-    data: str = "orbital_gray",
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Tune λ on validation data (sets it in the model), then the threshold on the val split of ``data``."""
-    from edgeae.anomaly.calibrate import threshold
-    from edgeae.anomaly.score import make_scorer, score_array
-    from edgeae.datasets import split_files
-    from edgeae.imageio import read_image
-    from edgeae.predictor import TorchPredictor
-
-    model.eval()
-    scorer = make_scorer(TorchPredictor(model, metadata, "training"))
-    if DATASETS[data] == 1:
-        tuned = _calibrate_grey(scorer, root, patch, batch)
-    else:
-        tuned = _calibrate_rgb(scorer, root, patch, batch, seed)
-    model.set_lambda(tuned["lambda"])
-    normal: list[np.ndarray] = []
-    for f in split_files(data, "val", root):
-        if sum(len(n) for n in normal) >= THRESHOLD_MAX_PATCHES:
-            break
-        img = read_image(f, channels=DATASETS[data])
-        normal.append(score_array(img.pixels, scorer, patch, patch, valid=img.valid, batch=batch).score)
-    scores = np.concatenate(normal)
-    return {**tuned, "threshold": threshold(scores, quantile), "threshold_quantile": quantile,
-            "threshold_patches": int(scores.size)}  # fmt: skip
 
 
 def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -659,17 +383,3 @@ def _warn_crop_count(config: VAETrainConfig, state: Any, out: Path) -> None:
 
 def _ap_text(ap: Any) -> str:
     return f"{ap:.3f}" if isinstance(ap, float) else "n/a"
-
-
-def load_config(path: str | os.PathLike[str]) -> VAETrainConfig:
-    """Read a ``config.json`` written by :func:`train_vae` (a damaged one: a ValueError naming the file)."""
-    try:
-        d = json.loads(Path(path).read_text())
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
-        config = VAETrainConfig.from_dict(d)
-    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
-        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
-    for problem in config.new_run_problems():  # a saved run keeps what it started with
-        log.warning("%s: %s (a new run would be refused; this run resumes as it started)", path, problem)
-    return config
