@@ -13,6 +13,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.train.cae_config import CAETrainConfig
+from edgeae.train.common import bf16_autocast as _autocast
 from edgeae.train.corrupt import Corruption, corrupt, sample_seed
 
 
@@ -87,14 +88,6 @@ def _loss_fn(name: str) -> Any:
     if name == "l1":
         return torch.nn.functional.l1_loss
     return torch.nn.functional.mse_loss
-
-
-def _autocast(torch: Any, device: Any, bf16: bool) -> Any:
-    import contextlib
-
-    if bf16:  # bfloat16 needs no gradient scaler (float32 exponent range)
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _forward(torch: Any, model: Any, x: Any, device: Any, bf16: bool) -> Any:

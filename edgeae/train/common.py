@@ -46,6 +46,15 @@ def autocast(device: Any) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+def bf16_autocast(torch: Any, device: Any, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """The trainers' precision: bfloat16 autocast when ``bf16``, else float32 (no autocast) on every device;
+    bfloat16 keeps float32's exponent range, so it needs no gradient scaler (float16 would)."""
+    if bf16:
+        ctx: contextlib.AbstractContextManager[Any] = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return ctx
+    return contextlib.nullcontext()
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
 

@@ -33,7 +33,6 @@ only.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.train.common import bf16_autocast as _autocast  # tests reach it here
 from edgeae.train.vae_calibrate import LAMBDA_CRATER_MIN as LAMBDA_CRATER_MIN
 from edgeae.train.vae_calibrate import LAMBDA_FILES as LAMBDA_FILES
 from edgeae.train.vae_calibrate import MSL_CALIBRATION_IMAGES as MSL_CALIBRATION_IMAGES
@@ -99,13 +99,6 @@ def training_files(root: Path, hirise: bool = True, data: str = "orbital_gray", 
     if msl_ground and DATASETS[data] == 3:
         files += msl_ground_files(root, "train")
     return files
-
-
-def _autocast(torch: Any, device: Any, bf16: bool) -> Any:
-    """bfloat16 autocast, or float32 (no autocast) on every device: float16 would need a gradient scaler."""
-    if bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast: Any) -> Any:
