@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modes", default="as read,median", help=f"comma-separated, of: {', '.join(MODES)}")
     args = ap.parse_args(argv)
-    import edgeae.anomaly.evaluate as ev
+    import edgeae.anomaly.eval_datasets as ev  # score_hirise looks _read up there: the patch below must hit it
     from edgeae.cli import main as edgeae_main
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]

@@ -1,4 +1,7 @@
-"""``edgeae score``: anomaly scores of every patch of one or more images (any size, streamed) to a CSV."""
+"""``edgeae score``: anomaly scores of every patch of one or more images (any size, streamed) to a CSV.
+
+The input checks are in :mod:`edgeae.cli.score_checks`, what it writes and prints in
+:mod:`edgeae.cli.score_outputs`."""
 
 from __future__ import annotations
 
@@ -9,19 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._headers import ImageReadError
-from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int, seed_arg
+from edgeae.cli import CLIError, add_views_argument, positive_int, seed_arg
+from edgeae.cli.score_checks import (
+    DEFAULT_MODELS,
+    _check_local_z_size,
+    _check_set_size,
+    _default_model,
+    _groups,
+    _warn_channels,
+)
+from edgeae.cli.score_outputs import MAP_SUFFIXES as MAP_SUFFIXES
+from edgeae.cli.score_outputs import SCORE_MEANING as SCORE_MEANING
+from edgeae.cli.score_outputs import SHOW_TOP, _check_outputs, _print_top, _write_csv, _write_maps
 
 log = logging.getLogger(__name__)
-DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
-# what the CSV's score column is, per --score (a CAE scores with its masked error): the maps and the settings JSON
-SCORE_MEANING = {
-    "a": "a(x) = ||x - x_hat||^2 + λ||μ||^2",
-    "terms-max": "terms-max: the larger term over its image median",
-    "frame-z-knn": "frame-z-knn: kNN distance of per-image z latents",
-    "local-z": "local-z: novelty against the patches around it",
-    "context-knn": "context-knn: kNN distance in image and product",
-    "cae": "CAE masked-reconstruction error",
-}
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -113,33 +117,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def _groups(files: list[Path], pattern: str) -> list[str]:
-    """Each file's product label for ``--group``: the first match of ``pattern`` in its name."""
-    from edgeae.anomaly.labels import group_label
-
-    try:
-        return [group_label(f.name, pattern) for f in files]
-    except ValueError as exc:
-        raise CLIError(f"--{exc}" if str(exc).startswith("group ") else str(exc)) from None
-
-
-MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".tif", ".tiff")
-
-
-def _map_paths(base: str, images: list[Path]) -> list[Path]:
-    """Where each image's ``--map`` goes: BASE itself for one image, else BASE_<stem> per image, numbered when
-    two images share a stem (so no map overwrites another)."""
-    b = Path(base)
-    b = b if b.suffix else b.with_suffix(".png")
-    if len(images) == 1:
-        return [b]
-    stems = [f.stem for f in images]
-    tags = (
-        stems if len(set(stems)) == len(stems) else [f"{i:0{len(str(len(stems)))}d}_{s}" for i, s in enumerate(stems)]
-    )
-    return [b.with_name(f"{b.stem}_{t}{b.suffix}") for t in tags]
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -312,195 +289,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _check_outputs(args: argparse.Namespace, files: list[Path]) -> list[Path]:
-    """Refuse, before any work, a CSV that is not a .csv, a bad --map suffix, and outputs (the CSV, its settings
-    JSON, every image's map) that resolve to an input or to each other; make sure their folders can be written.
-    Returns the map path of each image (empty without --map)."""
-    from edgeae.anomaly.score import settings_path
-
-    out = Path(args.output)
-    if out.is_dir():
-        raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
-    if out.suffix.lower() != ".csv":
-        raise CLIError(f"-o {args.output}: the scores are CSV; name a .csv file (e.g. scores.csv)")
-    if args.map and Path(args.map).suffix.lower() not in (*MAP_SUFFIXES, ""):
-        raise CLIError(f"--map {args.map}: write one of {', '.join(MAP_SUFFIXES)} (.tif: a float GeoTIFF)")
-    maps = _map_paths(args.map, files) if args.map else []
-    outputs = [("-o", out), ("-o (its settings)", Path(settings_path(out)))] + [("--map", m) for m in maps]
-    seen: dict[Path, tuple[str, Path]] = {f.resolve(): ("input image", f) for f in files}
-    for flag, path in outputs:
-        key = path.resolve()
-        if key in seen:
-            what, other = seen[key]
-            raise CLIError(f"{flag} {path} is the {what} {other}: it would be overwritten; name another file")
-        seen[key] = (f"{flag} output", path)
-    for flag, target in [("-o", out)] + ([("--map", maps[0])] if maps else []):
-        check_writable(target, flag)  # before the scoring, not after
-    return maps
-
-
-def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: str, threshold: Any) -> None:
-    """Each image's ``--map``: a float GeoTIFF (.tif) or a picture titled with what the score is (``kind``: the
-    --score, or "cae")."""
-    meaning, label = SCORE_MEANING[kind], {"a": "a(x)", "cae": "CAE masked error"}.get(kind, kind) + " score"
-    for f, r, where in zip(files, results, maps, strict=False):
-        if where.suffix.lower() in (".tif", ".tiff"):
-            from edgeae.scan.geo import save_score_geotiff
-
-            out = save_score_geotiff(where, r, f)
-        else:
-            from edgeae.anomaly.plots import save_score_map
-
-            out = save_score_map(where, r, threshold=threshold, title=f"{f.name}\nscore: {meaning}", score_label=label)
-        log.info("map -> %s", out)
-
-
-def _write_csv(
-    args: argparse.Namespace, results: list[Any], unread: list[str], meta: Any, kind: str, patch: int, stride: int
-) -> int:
-    """The scores CSV (with map columns when any image is map-projected, even one with no scored patch) and the
-    settings JSON beside it; returns the rows written."""
-    from edgeae.anomaly.score import write_csv, write_settings
-    from edgeae.scan.geo import write_scores_csv
-
-    n = write_scores_csv(args.output, results)
-    if n is None:  # no image is map-projected
-        n = write_csv(args.output, results)
-    settings = {
-        "model": args.model, "model_kind": meta.kind, "model_channels": meta.channels,
-        "score": kind, "score_meaning": SCORE_MEANING[kind],
-        "patch": patch, "stride": stride, "x_y": "top-left pixel of the patch in the full image",
-        "min_valid": args.min_valid, "views": args.views, "group": args.group, "bayer": args.bayer,
-        "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
-        "cae_seed": args.cae_seed if meta.kind == "cae" else None,
-        "images": [r.file for r in results], "skipped": unread, "patches": n,
-    }  # fmt: skip
-    write_settings(args.output, settings)
-    return n
-
-
-SHOW_TOP = 5  # the highest-scoring patches printed after the summary line (all of them are in the CSV)
-
-
-def _print_top(results: list[Any], k: int) -> None:
-    """The ``k`` highest-scoring patches over every image (ties by image order, y, x), one line each."""
-    import numpy as np
-
-    scored = [(i, r) for i, r in enumerate(results) if len(r.score)]
-    if not scored or k <= 0:
-        return
-    score = np.concatenate([np.asarray(r.score, np.float64) for _, r in scored])
-    img = np.concatenate([np.full(len(r.score), i) for i, r in scored])
-    ys = np.concatenate([np.asarray(r.y) for _, r in scored])
-    xs = np.concatenate([np.asarray(r.x) for _, r in scored])
-    order = np.lexsort((xs, ys, img, -score))[:k]
-    names = _display_names([r.file for r in results])
-    width = max(len(names[i]) for i in img[order])
-    print(f"highest {len(order)} of {len(score)}:")
-    for rank, j in enumerate(order, 1):
-        print(f"  {rank}. {names[img[j]]:<{width}}  x={xs[j]:<6d} y={ys[j]:<6d} score {score[j]:.6g}")
-
-
-def _display_names(files: list[str]) -> list[str]:
-    """Each file's name for the terminal: its file name, or the path as given where two files share a name."""
-    base = [Path(f).name for f in files]
-    return [f if base.count(b) > 1 else b for f, b in zip(files, base, strict=True)]
-
-
-def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, auto: bool) -> None:
-    """Warn (one line) when some images have other channels than the model: a grey model scores colour images as
-    grey (their channels averaged), a colour one grey images copied to R, G, B (headers only; ``--bayer`` mosaics
-    are colour; an unreadable header is left to the reader's own error). ``auto``: the model was chosen by the first
-    image (no --model)."""
-    from edgeae.imageio import image_shape
-
-    odd = []
-    for f in files:
-        try:
-            colour = bool(args.bayer) or image_shape(f)[2] >= 3
-        except Exception:
-            continue
-        if colour != (channels >= 3):
-            odd.append(f)
-    if not odd:
-        return
-    names = ", ".join(_display_names([str(f) for f in odd][:5])) + (", ..." if len(odd) > 5 else "")
-    what, model_is, done, other = (
-        ("colour (3 channels)", "grey", "scored as grey (channels averaged)", DEFAULT_MODELS[3])
-        if channels < 3
-        else ("grey", "colour", "scored with the grey copied to R, G, B", DEFAULT_MODELS[1])
-    )
-    chosen = f" (no --model: chosen by the first image, {files[0].name})" if auto else ""
-    one = len(odd) == 1
-    log.warning(
-        "%d of %d images %s %s and the model %s is %s%s; %s %s (for %s: --model %s): %s",
-        len(odd), len(files), "is" if one else "are", what, args.model, model_is, chosen, "it is" if one else
-        "they are", done, "it" if one else "them", other, names,
-    )  # fmt: skip
-
-
-def _header_patches(path: Path, patch: int, stride: int) -> int | None:
-    """How many patches ``path`` gives on the scoring grid, from its header (None when the header cannot be read
-    here: the reader's own error comes later)."""
-    from edgeae.imageio import image_shape
-    from edgeae.tiling import tile_positions
-
-    try:
-        h, w, _ = image_shape(path)
-    except Exception:
-        return None
-    return len(tile_positions(h, w, patch, stride))
-
-
-def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views: int, score: str) -> None:
-    """CLIError before scoring when a ranking of the whole set (``frame-z-knn``, ``context-knn``) would hold more
-    patches than the kNN accepts (:data:`edgeae.anomaly.baselines.KNN_MAX`: it also bounds the scaled copies of the
-    latents the ranking makes) or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES` (header sizes;
-    an unreadable header is left to the reader's own error)."""
-    from edgeae.anomaly.baselines import KNN_MAX
-    from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
-
-    latent = int((meta.architecture or {}).get("latent", 0) or 0)
-    n = sum(_header_patches(f, patch, stride) or 0 for f in files)
-    nbytes = n * views * latent * 4
-    if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
-        raise CLIError(
-            f"--score {score} ranks every patch of the {len(files)} images together: they give {n:,} patches "
-            f"({nbytes / 2**20:,.0f} MiB of latents with --views {views}), over the limit of {KNN_MAX:,} patches and "
-            f"{LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per run"
-        )
-
-
-def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
-    """CLIError before scoring when ``path``'s local-z latents would pass the limit (header size; an unreadable
-    header is left to the reader's own error)."""
-    from edgeae.anomaly.context import check_local_z_size, local_z_bytes
-
-    latent = int((meta.architecture or {}).get("latent", 0) or 0)
-    n = _header_patches(path, patch, stride)
-    if n is None:
-        return
-    try:
-        check_local_z_size(str(path), local_z_bytes(n, latent))
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _default_model(first: Path, bayer: str | None) -> str:
-    """The zoo VAE for ``first``: the RGB rover VAE for a colour image (or a raw colour mosaic), else the grey
-    orbital one (also when the header cannot be read here: the reader's own error comes later)."""
-    if bayer:
-        return DEFAULT_MODELS[3]
-    from edgeae.archive.formats import is_archive_path
-    from edgeae.imageio import image_shape
-
-    if is_archive_path(first):  # a planetary product: the orbital model, as the help and edgeae scan say
-        return DEFAULT_MODELS[1]
-
-    try:
-        channels = image_shape(first)[2]
-    except Exception:
-        return DEFAULT_MODELS[1]
-    return DEFAULT_MODELS[3] if channels >= 3 else DEFAULT_MODELS[1]

@@ -1,0 +1,123 @@
+"""The input checks ``edgeae score`` makes before scoring: the zoo model chosen by the first image, images whose
+channels differ from the model's, ``--group`` product labels, and the size bounds of the rankings that hold
+every patch's latents (``--score frame-z-knn``, ``context-knn``, ``local-z``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgeae.cli import CLIError
+from edgeae.cli.score_outputs import _display_names
+
+log = logging.getLogger("edgeae.cli.score")  # the command's logger, as before these helpers left edgeae.cli.score
+DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
+
+
+def _groups(files: list[Path], pattern: str) -> list[str]:
+    """Each file's product label for ``--group``: the first match of ``pattern`` in its name."""
+    from edgeae.anomaly.labels import group_label
+
+    try:
+        return [group_label(f.name, pattern) for f in files]
+    except ValueError as exc:
+        raise CLIError(f"--{exc}" if str(exc).startswith("group ") else str(exc)) from None
+
+
+def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, auto: bool) -> None:
+    """Warn (one line) when some images have other channels than the model: a grey model scores colour images as
+    grey (their channels averaged), a colour one grey images copied to R, G, B (headers only; ``--bayer`` mosaics
+    are colour; an unreadable header is left to the reader's own error). ``auto``: the model was chosen by the first
+    image (no --model)."""
+    from edgeae.imageio import image_shape
+
+    odd = []
+    for f in files:
+        try:
+            colour = bool(args.bayer) or image_shape(f)[2] >= 3
+        except Exception:
+            continue
+        if colour != (channels >= 3):
+            odd.append(f)
+    if not odd:
+        return
+    names = ", ".join(_display_names([str(f) for f in odd][:5])) + (", ..." if len(odd) > 5 else "")
+    what, model_is, done, other = (
+        ("colour (3 channels)", "grey", "scored as grey (channels averaged)", DEFAULT_MODELS[3])
+        if channels < 3
+        else ("grey", "colour", "scored with the grey copied to R, G, B", DEFAULT_MODELS[1])
+    )
+    chosen = f" (no --model: chosen by the first image, {files[0].name})" if auto else ""
+    one = len(odd) == 1
+    log.warning(
+        "%d of %d images %s %s and the model %s is %s%s; %s %s (for %s: --model %s): %s",
+        len(odd), len(files), "is" if one else "are", what, args.model, model_is, chosen, "it is" if one else
+        "they are", done, "it" if one else "them", other, names,
+    )  # fmt: skip
+
+
+def _header_patches(path: Path, patch: int, stride: int) -> int | None:
+    """How many patches ``path`` gives on the scoring grid, from its header (None when the header cannot be read
+    here: the reader's own error comes later)."""
+    from edgeae.imageio import image_shape
+    from edgeae.tiling import tile_positions
+
+    try:
+        h, w, _ = image_shape(path)
+    except Exception:
+        return None
+    return len(tile_positions(h, w, patch, stride))
+
+
+def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views: int, score: str) -> None:
+    """CLIError before scoring when a ranking of the whole set (``frame-z-knn``, ``context-knn``) would hold more
+    patches than the kNN accepts (:data:`edgeae.anomaly.baselines.KNN_MAX`: it also bounds the scaled copies of the
+    latents the ranking makes) or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES` (header sizes;
+    an unreadable header is left to the reader's own error)."""
+    from edgeae.anomaly.baselines import KNN_MAX
+    from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
+
+    latent = int((meta.architecture or {}).get("latent", 0) or 0)
+    n = sum(_header_patches(f, patch, stride) or 0 for f in files)
+    nbytes = n * views * latent * 4
+    if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
+        raise CLIError(
+            f"--score {score} ranks every patch of the {len(files)} images together: they give {n:,} patches "
+            f"({nbytes / 2**20:,.0f} MiB of latents with --views {views}), over the limit of {KNN_MAX:,} patches and "
+            f"{LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per run"
+        )
+
+
+def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
+    """CLIError before scoring when ``path``'s local-z latents would pass the limit (header size; an unreadable
+    header is left to the reader's own error)."""
+    from edgeae.anomaly.context import check_local_z_size, local_z_bytes
+
+    latent = int((meta.architecture or {}).get("latent", 0) or 0)
+    n = _header_patches(path, patch, stride)
+    if n is None:
+        return
+    try:
+        check_local_z_size(str(path), local_z_bytes(n, latent))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _default_model(first: Path, bayer: str | None) -> str:
+    """The zoo VAE for ``first``: the RGB rover VAE for a colour image (or a raw colour mosaic), else the grey
+    orbital one (also when the header cannot be read here: the reader's own error comes later)."""
+    if bayer:
+        return DEFAULT_MODELS[3]
+    from edgeae.archive.formats import is_archive_path
+    from edgeae.imageio import image_shape
+
+    if is_archive_path(first):  # a planetary product: the orbital model, as the help and edgeae scan say
+        return DEFAULT_MODELS[1]
+
+    try:
+        channels = image_shape(first)[2]
+    except Exception:
+        return DEFAULT_MODELS[1]
+    return DEFAULT_MODELS[3] if channels >= 3 else DEFAULT_MODELS[1]

@@ -1,0 +1,133 @@
+"""What ``edgeae score`` writes: its output paths (checked before any work), the ``--map`` of each image, the CSV
+with its settings JSON, and the highest-scoring patches printed after the summary line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgeae.cli import CLIError, check_writable
+
+log = logging.getLogger("edgeae.cli.score")  # the command's logger, as before these helpers left edgeae.cli.score
+# what the CSV's score column is, per --score (a CAE scores with its masked error): the maps and the settings JSON
+SCORE_MEANING = {
+    "a": "a(x) = ||x - x_hat||^2 + λ||μ||^2",
+    "terms-max": "terms-max: the larger term over its image median",
+    "frame-z-knn": "frame-z-knn: kNN distance of per-image z latents",
+    "local-z": "local-z: novelty against the patches around it",
+    "context-knn": "context-knn: kNN distance in image and product",
+    "cae": "CAE masked-reconstruction error",
+}
+
+MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".tif", ".tiff")
+
+
+def _map_paths(base: str, images: list[Path]) -> list[Path]:
+    """Where each image's ``--map`` goes: BASE itself for one image, else BASE_<stem> per image, numbered when
+    two images share a stem (so no map overwrites another)."""
+    b = Path(base)
+    b = b if b.suffix else b.with_suffix(".png")
+    if len(images) == 1:
+        return [b]
+    stems = [f.stem for f in images]
+    tags = (
+        stems if len(set(stems)) == len(stems) else [f"{i:0{len(str(len(stems)))}d}_{s}" for i, s in enumerate(stems)]
+    )
+    return [b.with_name(f"{b.stem}_{t}{b.suffix}") for t in tags]
+
+
+def _check_outputs(args: argparse.Namespace, files: list[Path]) -> list[Path]:
+    """Refuse, before any work, a CSV that is not a .csv, a bad --map suffix, and outputs (the CSV, its settings
+    JSON, every image's map) that resolve to an input or to each other; make sure their folders can be written.
+    Returns the map path of each image (empty without --map)."""
+    from edgeae.anomaly.score import settings_path
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise CLIError(f"-o {args.output} is a directory; name the CSV file to write")
+    if out.suffix.lower() != ".csv":
+        raise CLIError(f"-o {args.output}: the scores are CSV; name a .csv file (e.g. scores.csv)")
+    if args.map and Path(args.map).suffix.lower() not in (*MAP_SUFFIXES, ""):
+        raise CLIError(f"--map {args.map}: write one of {', '.join(MAP_SUFFIXES)} (.tif: a float GeoTIFF)")
+    maps = _map_paths(args.map, files) if args.map else []
+    outputs = [("-o", out), ("-o (its settings)", Path(settings_path(out)))] + [("--map", m) for m in maps]
+    seen: dict[Path, tuple[str, Path]] = {f.resolve(): ("input image", f) for f in files}
+    for flag, path in outputs:
+        key = path.resolve()
+        if key in seen:
+            what, other = seen[key]
+            raise CLIError(f"{flag} {path} is the {what} {other}: it would be overwritten; name another file")
+        seen[key] = (f"{flag} output", path)
+    for flag, target in [("-o", out)] + ([("--map", maps[0])] if maps else []):
+        check_writable(target, flag)  # before the scoring, not after
+    return maps
+
+
+def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: str, threshold: Any) -> None:
+    """Each image's ``--map``: a float GeoTIFF (.tif) or a picture titled with what the score is (``kind``: the
+    --score, or "cae")."""
+    meaning, label = SCORE_MEANING[kind], {"a": "a(x)", "cae": "CAE masked error"}.get(kind, kind) + " score"
+    for f, r, where in zip(files, results, maps, strict=False):
+        if where.suffix.lower() in (".tif", ".tiff"):
+            from edgeae.scan.geo import save_score_geotiff
+
+            out = save_score_geotiff(where, r, f)
+        else:
+            from edgeae.anomaly.plots import save_score_map
+
+            out = save_score_map(where, r, threshold=threshold, title=f"{f.name}\nscore: {meaning}", score_label=label)
+        log.info("map -> %s", out)
+
+
+def _write_csv(
+    args: argparse.Namespace, results: list[Any], unread: list[str], meta: Any, kind: str, patch: int, stride: int
+) -> int:
+    """The scores CSV (with map columns when any image is map-projected, even one with no scored patch) and the
+    settings JSON beside it; returns the rows written."""
+    from edgeae.anomaly.score import write_csv, write_settings
+    from edgeae.scan.geo import write_scores_csv
+
+    n = write_scores_csv(args.output, results)
+    if n is None:  # no image is map-projected
+        n = write_csv(args.output, results)
+    settings = {
+        "model": args.model, "model_kind": meta.kind, "model_channels": meta.channels,
+        "score": kind, "score_meaning": SCORE_MEANING[kind],
+        "patch": patch, "stride": stride, "x_y": "top-left pixel of the patch in the full image",
+        "min_valid": args.min_valid, "views": args.views, "group": args.group, "bayer": args.bayer,
+        "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
+        "cae_seed": args.cae_seed if meta.kind == "cae" else None,
+        "images": [r.file for r in results], "skipped": unread, "patches": n,
+    }  # fmt: skip
+    write_settings(args.output, settings)
+    return n
+
+
+SHOW_TOP = 5  # the highest-scoring patches printed after the summary line (all of them are in the CSV)
+
+
+def _print_top(results: list[Any], k: int) -> None:
+    """The ``k`` highest-scoring patches over every image (ties by image order, y, x), one line each."""
+    import numpy as np
+
+    scored = [(i, r) for i, r in enumerate(results) if len(r.score)]
+    if not scored or k <= 0:
+        return
+    score = np.concatenate([np.asarray(r.score, np.float64) for _, r in scored])
+    img = np.concatenate([np.full(len(r.score), i) for i, r in scored])
+    ys = np.concatenate([np.asarray(r.y) for _, r in scored])
+    xs = np.concatenate([np.asarray(r.x) for _, r in scored])
+    order = np.lexsort((xs, ys, img, -score))[:k]
+    names = _display_names([r.file for r in results])
+    width = max(len(names[i]) for i in img[order])
+    print(f"highest {len(order)} of {len(score)}:")
+    for rank, j in enumerate(order, 1):
+        print(f"  {rank}. {names[img[j]]:<{width}}  x={xs[j]:<6d} y={ys[j]:<6d} score {score[j]:.6g}")
+
+
+def _display_names(files: list[str]) -> list[str]:
+    """Each file's name for the terminal: its file name, or the path as given where two files share a name."""
+    base = [Path(f).name for f in files]
+    return [f if base.count(b) > 1 else b for f, b in zip(files, base, strict=True)]
