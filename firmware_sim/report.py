@@ -9,219 +9,28 @@ packets, exactly as the ground receives them) and the events (faults, model load
 
 numpy and the standard library only (charts are inline SVG, gallery images PNG written with zlib), like the
 rest of the flight runtime. Keys that a newer runtime adds to ``summary.json`` are shown in the last section.
+This module lays out the page and its sections; the run's outputs are read in :mod:`.report_inputs`, the
+timeline and memory charts drawn in :mod:`.report_charts`, and the HTML building blocks and the PNG writer
+are in :mod:`.report_html`.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import struct
-import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .report_charts import STAGE_COLOURS as STAGE_COLOURS
+from .report_charts import STAGES as STAGES
+from .report_charts import _memory, _timeline
+from .report_html import _CSS, _e, _num, _short_source, _table, png_bytes
+from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_telemetry
+from .telemetry import read_history
 
-from .telemetry import read_history, read_lines, rebuild_summary, run_finished
-
-STAGES = ("read", "validate", "sample", "score", "recon", "products")
-STAGE_COLOURS = {
-    "read": "#b3b3b3",
-    "validate": "#8da0cb",
-    "sample": "#66c2a5",
-    "score": "#fc8d62",
-    "recon": "#e78ac3",
-    "products": "#a6d854",
-    "other": "#cccccc",
-}
 OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
 PRIORITY = ("patch", "telemetry", "sparse", "latent")  # the queue's order (queue.PRIORITY)
 GALLERY_MAX = 48
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.25em .6em;
-text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
-.verdict{font-size:1.1em;padding:.6em .9em;border-radius:4px;background:#eef7ee;border:1px solid #9c9}
-.scroll{overflow-x:auto}.verdict.bad{background:#fbeeee;border-color:#d99}.verdict.warn{background:#fdf6e3;border-color:#d9b55a}.note{color:#555;font-size:.9em}
-.gallery{display:flex;flex-wrap:wrap;gap:.8em}.gallery figure{margin:0;width:132px}
-.gallery img{width:128px;height:128px;image-rendering:pixelated;border:1px solid #999}
-figcaption{font-size:.8em;color:#444}.legend span{display:inline-block;margin-right:1em;font-size:.85em}
-.legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em}
-pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
-"""
-
-
-# ------------------------------------------------------------------------------------------------ inputs
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def read_telemetry(path: Path) -> list[dict[str, Any]]:
-    """The records of ``telemetry.jsonl`` (a torn last line after a crash is skipped)."""
-    return read_lines(path)
-
-
-def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
-    """The summary a report is built from, and notes on it: ``summary.json`` when the last boot wrote it;
-    else (a run rebooted, interrupted or killed) one rebuilt from ``telemetry.jsonl`` and ``queue/index.json``
-    (:func:`.telemetry.rebuild_summary`), the notes naming what was missing. Raises ``MissionError`` when the
-    folder holds none of them or a damaged summary of a finished run."""
-    from .mission import MissionError
-
-    lines = read_lines(out / "telemetry.jsonl")
-    have = [n for n in ("summary.json", "telemetry.jsonl", "queue/index.json") if (out / n).is_file()]
-    if not have:
-        raise MissionError(
-            f"{out} holds no summary.json, telemetry.jsonl or queue/index.json: is it the --out folder of "
-            "firmware-sim run?"
-        )
-    if "summary.json" in have and (not lines or run_finished(lines)):
-        path = out / "summary.json"
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # a damaged summary would make a report of "mission ?" with 0 frames
-            raise MissionError(f"{path} is not readable JSON ({exc}); run the mission again to rewrite it") from None
-        if not isinstance(doc, dict) or "frames" not in doc:
-            raise MissionError(f"{path} is not a firmware-sim run summary (no 'frames' record)")
-        return doc, []
-    summary, missing = rebuild_summary(out)
-    notes = ["run incomplete (rebooted or interrupted): rebuilt from " + ", ".join(
-        n for n in ("telemetry.jsonl", "queue/index.json", "mission.json") if n not in missing)]  # fmt: skip
-    if missing:
-        notes.append("missing: " + ", ".join(missing))
-    return summary, notes
-
-
-def decode_patches(downlink_dir: Path) -> list[dict[str, Any]]:
-    """Anomaly patches rebuilt from the downlink packet files: frame_id, x, y, size, score, pixels (H, W, C)."""
-    try:
-        from edgeae.wire.parse import WireError, parse_packet
-    except ImportError:  # spacepackets missing: the gallery falls back to the summary's list
-        return []
-    from .queue import split_packets
-
-    pieces: dict[tuple[int, int], dict[str, Any]] = {}
-    for f in sorted(downlink_dir.glob("pass_*.bin")):
-        try:
-            packets = split_packets(f.read_bytes())  # a pass file: CCSDS packets back to back
-        except (OSError, ValueError):
-            continue
-        for data in packets:
-            try:
-                pkt = parse_packet(data)
-            except WireError:
-                continue
-            if pkt.kind != "patch":
-                continue
-            h = pkt.header
-            key = (pkt.frame_id, int(h["index"]))
-            size, ch = int(h["size"]), int(h["channels"])
-            entry = pieces.setdefault(
-                key,
-                {
-                    "frame_id": pkt.frame_id,
-                    "x": int(h["x"]),
-                    "y": int(h["y"]),
-                    "size": size,
-                    "score": float(h["score"]),
-                    "bit_depth": int(h["bit_depth"]),
-                    "flat": np.zeros(size * size * ch, pkt.samples.dtype),
-                    "got": 0,
-                    "channels": ch,
-                },
-            )
-            e0, n = int(h["e0"]), int(h["n"])
-            entry["flat"][e0 : e0 + n] = pkt.samples[:n]
-            entry["got"] += n
-    out = []
-    for e in pieces.values():
-        e["complete"] = e["got"] >= e["flat"].size
-        e["pixels"] = e.pop("flat").reshape(e["size"], e["size"], e["channels"])
-        out.append(e)
-    return sorted(out, key=lambda e: (e["frame_id"], -e["score"]))
-
-
-# ------------------------------------------------------------------------------------------------ PNG
-def png_bytes(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
-    """An 8-bit grey or RGB PNG of ``pixels`` (H, W[, C]); wider samples are scaled down from ``bit_depth``."""
-    a = np.asarray(pixels)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.dtype != np.uint8:
-        a = np.clip(np.round(a.astype(np.float64) * 255.0 / max(1, 2**bit_depth - 1)), 0, 255).astype(np.uint8)
-    h, w, c = a.shape
-    if c not in (1, 3):
-        a, c = a[..., :1], 1
-    colour = 0 if c == 1 else 2
-    raw = b"".join(b"\x00" + a[y].tobytes() for y in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    head = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def _e(v: Any) -> str:
-    return html.escape(str(v))
-
-
-def _num(v: Any, digits: int = 1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return _e(v)
-
-
-def _policy(h: Any) -> str:
-    """The heap policy dict of the summary as one line ("compact: M_ARENA_MAX 1, ...")."""
-    if not isinstance(h, dict):
-        return str(h)
-    rest = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in h.items() if k != "policy")
-    return f"{h.get('policy', '?')}" + (f": {rest}" if rest else "")
-
-
-def _mib(b: Any) -> str:
-    return "–" if not isinstance(b, int | float) else f"{b / 2**20:.1f} MiB"
-
-
-def _table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
-    th = "".join(f"<th class='l'>{_e(h)}</th>" if i < left else f"<th>{_e(h)}</th>" for i, h in enumerate(head))
-    body = "".join(
-        "<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
-        for r in rows
-    )
-    return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"  # a narrow window scrolls the table
-
-
-def _legend(items: dict[str, str]) -> str:
-    return (
-        "<div class='legend'>"
-        + "".join(f"<span><i style='background:{c}'></i>{_e(k)}</span>" for k, c in items.items())
-        + "</div>"
-    )
-
-
-def _short_source(src: Any, width: int = 36) -> str:
-    """The file name of a frame source, cut in the middle to ``width`` characters (full path on hover)."""
-    if not src:
-        return "–"
-    name = Path(str(src)).name
-    if len(name) > width:
-        name = name[: width // 2 - 1] + "…" + name[-(width // 2) :]
-    return f"<span title='{_e(src)}'>{_e(name)}</span>"
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -255,162 +64,6 @@ def _verdict(s: dict[str, Any]) -> str:
     warn = dropped or part or missed or unknown or inc
     cls = "verdict bad" if bad else ("verdict warn" if warn else "verdict")
     return f"<p class='{cls}'>{_e(' '.join(parts))}</p>"
-
-
-def _svg_open(width: int, height: int) -> str:
-    return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
-        f"style='max-width:{width}px' font-size='11' font-family='sans-serif'>"  # scales down in a narrow window
-    )
-
-
-def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
-    budget = float(s.get("budgets", {}).get("frame_ms") or 0.0)
-    timed = [f for f in frames if isinstance(f.get("timing_ms"), dict)]
-    if not timed:
-        return "<p>No frame was processed, so there is no timeline.</p>"
-    totals = [float(f["timing_ms"].get("total") or 0.0) for f in timed]
-    longest = max([*totals, 1.0])
-    off_scale = budget > 4 * longest  # a long deadline would squeeze every bar to a few pixels: scale to the frames
-    scale_max = longest if off_scale else max(longest, budget)
-    row_h, left, width = 22, 190, 880
-    plot_w = width - left - 110  # room right of the longest bar for its label
-    h = row_h * len(timed) + 40
-
-    def x(ms: float) -> float:
-        return left + plot_w * ms / scale_max
-
-    svg = [_svg_open(width, h)]
-    for i, f in enumerate(timed):
-        y = 10 + i * row_h
-        tms = f["timing_ms"]
-        level = (f.get("level") or {}).get("name", "?")
-        if f.get("status") == "dropped":  # its stages ran, but nothing of it is downlinked
-            svg.append(f"<text x='4' y='{y + 14}' fill='#c0392b'>frame {f.get('frame_id')} · dropped</text>")
-        else:
-            svg.append(f"<text x='4' y='{y + 14}'>frame {f.get('frame_id')} · {_e(level)}</text>")
-        cursor, known = 0.0, 0.0
-        for st in STAGES:
-            v = float(tms.get(st) or 0.0)
-            if v <= 0:
-                continue
-            svg.append(
-                f"<rect x='{x(cursor):.1f}' y='{y + 3}' width='{max(0.5, x(cursor + v) - x(cursor)):.1f}' "
-                f"height='{row_h - 6}' fill='{STAGE_COLOURS[st]}'><title>{st}: {v:.1f} ms</title></rect>"
-            )
-            cursor += v
-            known += v
-        rest = float(tms.get("total") or 0.0) - known
-        if rest > 0.5:
-            svg.append(
-                f"<rect x='{x(cursor):.1f}' y='{y + 3}' width='{x(cursor + rest) - x(cursor):.1f}' "
-                f"height='{row_h - 6}' "
-                f"fill='{STAGE_COLOURS['other']}'><title>other (I/O, queue): {rest:.1f} ms</title></rect>"
-            )
-        avail = f.get("available_ms")
-        if isinstance(avail, int | float) and budget and 0 <= avail < budget:
-            svg.append(
-                f"<line x1='{x(avail):.1f}' x2='{x(avail):.1f}' y1='{y + 1}' y2='{y + row_h - 1}' stroke='#d95f02' "
-                f"stroke-width='2'><title>time left after {f.get('lateness_ms', 0):.0f} ms lateness: {avail:.0f} ms"
-                "</title></line>"
-            )
-        mark = " ✗ missed" if f.get("deadline_missed") else ""
-        total = float(tms.get("total") or 0)
-        svg.append(f"<text x='{x(total) + 4:.1f}' y='{y + 14}'>{total:.0f} ms{mark}</text>")
-    if budget and off_scale:
-        svg.append(
-            f"<text x='{width - 4}' y='{h - 12}' text-anchor='end' fill='#c0392b'>deadline {budget:.0f} ms: off "
-            f"this scale ({budget / longest:.0f}× the longest frame) →</text>"
-        )
-    elif budget:
-        svg.append(
-            f"<line x1='{x(budget):.1f}' x2='{x(budget):.1f}' y1='4' y2='{h - 26}' stroke='#c0392b' "
-            "stroke-dasharray='4 3'/>"
-            f"<text x='{x(budget) - 4:.1f}' y='{h - 12}' text-anchor='end' fill='#c0392b'>"
-            f"deadline {budget:.0f} ms</text>"
-        )
-    svg.append(f"<text x='{left}' y='{h - 12}'>0 ms</text></svg>")
-    legend = _legend({**{k: STAGE_COLOURS[k] for k in STAGES}, "other": STAGE_COLOURS["other"]})
-    rows = []
-    for f in frames:
-        tms = f.get("timing_ms") or {}
-        p = f.get("patches") or {}
-        processed = f.get("status") == "processed"
-        rows.append(
-            [
-                _e(f.get("frame_id")),
-                (_short_source(f.get("source"))),
-                _e(f.get("status", "")),
-                _e((f.get("level") or {}).get("name", "–")) if processed else "–",  # a dropped frame ran at none
-                _num(tms.get("total")),
-                _num(f.get("available_ms")),
-                ("yes" if f.get("deadline_missed") else "no") if processed else "–",
-                _num(f.get("keep"), 4),
-                f"{p.get('scored', '–')} / {p.get('grid', '–')}",
-                _e(", ".join(f.get("flags") or []) or "–"),
-            ]
-        )
-    table = _table(
-        ["frame", "source", "status", "degradation level", "total ms", "time available ms", "missed",
-         "keep", "patches scored", "flags"],
-        rows,
-        left=4,
-    )  # fmt: skip
-    note = (
-        "<p class='note'>Each bar is one frame, split into its stages; the dashed red line is the per-frame "
-        "deadline of the mission's budget, an orange tick the time that was left when the frame arrived late. "
-        "When a frame would miss its deadline the runtime degrades in a fixed order (skip reconstruction, "
-        "score half, a quarter of the patches, halve the keep fraction, sparse only); the level is named on "
-        "the left.</p>"
-    )
-    return note + "\n".join(svg) + legend + table
-
-
-def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
-    budget = s.get("budgets", {}).get("memory_bytes") or s.get("memory", {}).get("budget_bytes")
-    pts = [(f.get("frame_id"), (f.get("memory") or {})) for f in frames if f.get("memory")]
-    out = []
-    if pts and budget:
-        peak_max = max([budget, *[int(m.get("rss_growth_peak") or 0) for _, m in pts]])
-        width, left, bar_h = 880, 120, 18
-        plot_w = width - left - 120
-        h = bar_h * len(pts) + 30
-        svg = [_svg_open(width, h)]
-        for i, (fid, m) in enumerate(pts):
-            y = 6 + i * bar_h
-            peak = int(m.get("rss_growth_peak") or 0)
-            traced = m.get("traced_peak")
-            traced_text = f", traced Python peak {traced:,} B" if isinstance(traced, int) else ""
-            colour = "#c0392b" if m.get("over_budget") else "#4c78a8"
-            svg.append(f"<text x='4' y='{y + 12}'>frame {fid}</text>")
-            svg.append(
-                f"<rect x='{left}' y='{y + 2}' width='{plot_w * peak / peak_max:.1f}' height='{bar_h - 5}' "
-                f"fill='{colour}'>"
-                f"<title>RSS growth over boot {peak:,} B{traced_text}</title></rect>"
-            )
-            svg.append(f"<text x='{left + plot_w * peak / peak_max + 4:.1f}' y='{y + 12}'>{_mib(peak)}</text>")
-        bx = left + plot_w * budget / peak_max
-        svg.append(
-            f"<line x1='{bx:.1f}' x2='{bx:.1f}' y1='2' y2='{h - 20}' stroke='#c0392b' stroke-dasharray='4 3'/>"
-            f"<text x='{bx - 4:.1f}' y='{h - 6}' text-anchor='end' fill='#c0392b'>budget {_mib(budget)}</text></svg>"
-        )
-        out.append(
-            "<p class='note'>Each frame's peak RSS growth over the boot baseline (the kernel's high-water mark: "
-            "everything the process held, interpreters and native buffers included) against the mission's memory "
-            "budget; red: over it.</p>"
-        )
-        out.append("".join(svg))
-    mem = s.get("memory", {})
-    if mem:
-        rows = [
-            [
-                _e(k.removesuffix("_bytes").replace("_", " ")),  # the value is shown in MiB
-                _mib(v) if k.endswith("bytes") else _e(_policy(v)) if k == "heap" else _num(v),
-            ]
-            for k, v in mem.items()
-        ]
-        out.append(_table(["whole run", "value"], rows))
-    return "".join(out) or "<p>No memory was recorded.</p>"
 
 
 def _ledger(s: dict[str, Any]) -> str:
@@ -613,18 +266,6 @@ def _other(s: dict[str, Any]) -> str:
     if not rest:
         return ""
     return f"<pre>{_e(json.dumps(rest, indent=2))}</pre>"
-
-
-def _any_summary(out: Path) -> dict[str, Any]:
-    """:func:`load_summary`, or whatever ``summary.json`` holds when that refuses the folder (a report is
-    still written)."""
-    from .mission import MissionError
-
-    try:
-        return load_summary(out)[0]
-    except MissionError:
-        doc = _read_json(out / "summary.json")
-        return doc if isinstance(doc, dict) else {}
 
 
 def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:

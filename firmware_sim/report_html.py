@@ -1,0 +1,111 @@
+"""The building blocks of ``report.html``: its stylesheet, escaping and number formats, tables, legends, the
+frame of an inline SVG chart, and the PNG images of the anomaly gallery (written with zlib).
+
+numpy and the standard library only, like the rest of the flight runtime.
+"""
+
+from __future__ import annotations
+
+import html
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.8em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
+.verdict{font-size:1.1em;padding:.6em .9em;border-radius:4px;background:#eef7ee;border:1px solid #9c9}
+.scroll{overflow-x:auto}.verdict.bad{background:#fbeeee;border-color:#d99}.verdict.warn{background:#fdf6e3;border-color:#d9b55a}.note{color:#555;font-size:.9em}
+.gallery{display:flex;flex-wrap:wrap;gap:.8em}.gallery figure{margin:0;width:132px}
+.gallery img{width:128px;height:128px;image-rendering:pixelated;border:1px solid #999}
+figcaption{font-size:.8em;color:#444}.legend span{display:inline-block;margin-right:1em;font-size:.85em}
+.legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
+"""
+
+
+def png_bytes(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
+    """An 8-bit grey or RGB PNG of ``pixels`` (H, W[, C]); wider samples are scaled down from ``bit_depth``."""
+    a = np.asarray(pixels)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.dtype != np.uint8:
+        a = np.clip(np.round(a.astype(np.float64) * 255.0 / max(1, 2**bit_depth - 1)), 0, 255).astype(np.uint8)
+    h, w, c = a.shape
+    if c not in (1, 3):
+        a, c = a[..., :1], 1
+    colour = 0 if c == 1 else 2
+    raw = b"".join(b"\x00" + a[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    head = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def _num(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return _e(v)
+
+
+def _policy(h: Any) -> str:
+    """The heap policy dict of the summary as one line ("compact: M_ARENA_MAX 1, ...")."""
+    if not isinstance(h, dict):
+        return str(h)
+    rest = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in h.items() if k != "policy")
+    return f"{h.get('policy', '?')}" + (f": {rest}" if rest else "")
+
+
+def _mib(b: Any) -> str:
+    return "–" if not isinstance(b, int | float) else f"{b / 2**20:.1f} MiB"
+
+
+def _table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
+    th = "".join(f"<th class='l'>{_e(h)}</th>" if i < left else f"<th>{_e(h)}</th>" for i, h in enumerate(head))
+    body = "".join(
+        "<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"  # a narrow window scrolls the table
+
+
+def _legend(items: dict[str, str]) -> str:
+    return (
+        "<div class='legend'>"
+        + "".join(f"<span><i style='background:{c}'></i>{_e(k)}</span>" for k, c in items.items())
+        + "</div>"
+    )
+
+
+def _short_source(src: Any, width: int = 36) -> str:
+    """The file name of a frame source, cut in the middle to ``width`` characters (full path on hover)."""
+    if not src:
+        return "–"
+    name = Path(str(src)).name
+    if len(name) > width:
+        name = name[: width // 2 - 1] + "…" + name[-(width // 2) :]
+    return f"<span title='{_e(src)}'>{_e(name)}</span>"
+
+
+def _svg_open(width: int, height: int) -> str:
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
+        f"style='max-width:{width}px' font-size='11' font-family='sans-serif'>"  # scales down in a narrow window
+    )

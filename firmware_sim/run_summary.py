@@ -1,0 +1,104 @@
+"""The sections of a flight run's ``summary.json`` beyond the frame accounting (which
+:func:`.telemetry.summarise` does): mission, budgets, memory against the budget, models, faults, boots.
+
+Functions over the :class:`~.loop.FlightRuntime` that finishes the run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .budget import rss_bytes
+from .telemetry import History
+
+if TYPE_CHECKING:
+    from .loop import FlightRuntime
+
+NO_ANOMALY_MODEL = (
+    "the mission names no [anomaly] model: no patch is scored and no anomaly is sent, only sparse pixels "
+    "(give one with --anomaly-model or [anomaly] model)"
+)
+
+
+def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's sections beyond the frame accounting (every boot unless they say ``this_boot``)."""
+    processed = [r for r in records if r.get("status") == "processed"]
+    fired = history.faults_fired() | set(rt.faults.fired) | set(rt.queue.state.get("faults_fired", []))
+    return {
+        "mission": rt.m.name,
+        "warnings": [NO_ANOMALY_MODEL] if not rt.m.anomaly.model else [],
+        "colour_filter": {
+            "bayer": rt.m.camera.bayer or None,
+            "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in processed),
+            "frames_looking_like_mosaic": sum("looks_like_bayer_mosaic" in r["flags"] for r in records),
+        },
+        "budgets": {
+            "memory_bytes": rt.m.budget.memory_bytes,
+            "frame_ms": rt.m.budget.frame_ms,
+            "downlink_bytes_per_pass": rt.m.budget.downlink_bytes_per_pass,
+        },
+        "memory": memory_summary(rt, records),
+        "models": {r: (str(g.path) if g else None) for r, g in (("anomaly", rt.anomaly), ("reconstruction", rt.recon))},
+        # a model the mission names that could not be loaded at boot: the run goes on without it (a flight
+        # loop never stops for it), and the summary and console say so
+        "models_refused": list(rt.models.refused),
+        # a rerun into the same folder continues the mission: frames already in its ledger are not taken again
+        "skipped_already_acquired": rt.skipped_already_acquired,
+        "mission_settings_changed": rt.settings_changed,
+        "scrub_reloads": history.count("seu_detected"),
+        "faults": [str(f) for f in rt.faults.faults],
+        # asked for but never injected in any boot (a frame id never reached, a model the fault needs not
+        # loaded)
+        "faults_not_fired": [str(f) for f in rt.faults.faults if str(f) not in fired],
+        "recovered_from_reboot": rt.queue.recovered,
+        "boots": max(1, history.boots),
+        "this_boot": {
+            "frames": len(rt.records),
+            "processed": sum(r.get("status") == "processed" for r in rt.records),
+            "skipped_already_acquired": rt.skipped_already_acquired,
+            "scrub_reloads": rt.models.reloads,
+            "faults_fired": sorted(set(rt.faults.fired)),
+        },
+        "patches_per_s": _rate(records),
+        "inputs": rt.inputs,
+    }
+
+
+def memory_summary(rt: FlightRuntime, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Frame peaks over every boot's frames; the process's own figures (``rss_boot``, ``rss_peak``,
+    ``rss_after_load``, ``rss_growth*``) of this boot."""
+    # this process's own peak: the per-frame high-water marks and the boot; not getrusage's ru_maxrss,
+    # which on Linux keeps the peak of the process image that exec'd us (a parent that held 500 MB)
+    rss_peak = max(rt.meter.rss_run_peak, rt.rss_loaded, rt.rss_boot, rss_bytes())
+    mems = [r["memory"] for r in records if isinstance(r.get("memory"), dict)]
+    growth = max([max(0, rt.meter.rss_run_peak - rt.rss_boot), *(int(m.get("rss_growth_peak") or 0)
+                                                                    for m in mems)])  # fmt: skip
+    traced = [int(m["traced_peak"]) for m in mems if isinstance(m.get("traced_peak"), int)]
+    if rt.meter.enabled:
+        traced.append(rt.meter.run_peak)
+    budget = rt.m.budget.memory_bytes
+    return {
+        # the budget is enforced on RSS growth over the boot baseline; the traced peak (only with
+        # [runtime] trace_allocations) is shown beside it
+        "enforced_on": "rss_growth_over_boot",
+        "rss_frame_peak_bytes": max([rt.meter.rss_run_peak, *(int(m.get("rss_frame_peak") or 0) for m in mems)]),
+        "rss_growth_peak_bytes": growth,
+        "traced_peak_bytes": max(traced) if traced else None,
+        "within_budget": growth <= budget,
+        "traced_within_budget": (max(traced) <= budget) if traced else None,
+        "heap": rt.heap,
+        "rss_boot_bytes": rt.rss_boot,
+        "rss_peak_bytes": rss_peak,
+        # interpreter arenas and code pages are outside tracemalloc: RSS growth over the boot baseline
+        "rss_growth_bytes": rss_peak - rt.rss_boot,
+        "rss_after_load_bytes": rt.rss_loaded,
+        "rss_growth_in_frames_bytes": max(0, rss_peak - rt.rss_loaded),
+        "scope": "frame peaks and within_budget: every boot's frames; rss_boot, rss_peak, rss_after_load, "
+        "rss_growth, rss_growth_in_frames: this boot's process",
+    }
+
+
+def _rate(records: list[dict[str, Any]]) -> float | None:
+    scored = sum(r.get("patches", {}).get("scored", 0) for r in records)
+    secs = sum(r["timing_ms"]["total"] for r in records if r.get("status") == "processed") / 1e3
+    return scored / secs if secs > 0 and scored else None
