@@ -3,6 +3,7 @@
 Kept apart from :mod:`.loop` (which decides *whether* and *how much* to do) so each stays readable. Nothing
 is queued here: products are staged (top-k patches in memory, sparse samples in a spool file for streamed
 frames) and handed to the loop only when the whole frame passed validation, so a bad frame leaves nothing.
+Scoring a strip's patches (the PatchScorer path and the ScoreEngine fast path) is in :mod:`.strip_scoring`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from edgeae.nodata import Margin, valid_mask
 from edgeae.tiling import axis_starts
 from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
-from .budget import LADDER, Level, patch_selected, selected_fraction
+from .budget import LADDER, Level, selected_fraction
 from .frames import FrameReader
-from .score import TermsTopK, TopK, background
+from .score_engine import background
+from .strip_scoring import _ms, score_flush, score_strip, score_strip_fast
+from .topk import TermsTopK, TopK
 from .validate import check_pixels, to_samples
 
 REPLAN_AFTER_STRIPS = 8  # strips measured before the in-flight deadline projection may lower the level
@@ -125,7 +128,7 @@ class FrameWork:
             close = getattr(strips, "close", None)
             if close is not None:
                 close()
-        self._score_flush(final=True)
+        score_flush(self, final=True)
         return True
 
     def _strip(self, r0: int, strip: np.ndarray, bar: Any) -> bool:
@@ -153,9 +156,9 @@ class FrameWork:
         self.t["sample"] += _ms(t)
         valid = self._valid(r0, samples)
         if self.rt.engine is not None and self.m.anomaly.method == "vae":
-            self._score_strip_fast(r0, samples, valid)
+            score_strip_fast(self, r0, samples, valid)
         else:
-            self._score_strip(r0, samples, mask, valid)
+            score_strip(self, r0, samples, mask, valid)
         self._recon_check(r0, samples, mask)
         self.rss_peak = max(self.rss_peak, self.rt.meter.rss())
         if self.streamed:
@@ -230,127 +233,6 @@ class FrameWork:
         )
         self.n["invalid_pixels"] = self.n.get("invalid_pixels", 0) + int(valid.size - np.count_nonzero(valid))
         return valid
-
-    def _score_strip(self, r0: int, samples: np.ndarray, mask: np.ndarray, valid: np.ndarray | None = None) -> None:
-        scorer, p, every = self.rt.scorer, self.m.anomaly.patch, self.every
-        if scorer is None or every == 0:
-            return
-        t = time.perf_counter()
-        r1 = r0 + samples.shape[0]
-        for i, y in enumerate(self.ys):
-            if y < r0 or y + p > r1:
-                continue
-            for j, x in enumerate(self.xs):
-                if not patch_selected(i, j, every):
-                    continue
-                self.n["selected"] += 1
-                if self.cut:
-                    self.n["cut_by_deadline"] += 1
-                    continue
-                tile = samples[y - r0 : y - r0 + p, x : x + p]
-                vtile = None if valid is None else valid[y - r0 : y - r0 + p, x : x + p]
-                frac = 1.0 if vtile is None else float(vtile.mean())
-                if frac < self.m.anomaly.min_valid:  # never scored, so never flagged
-                    self.n["nodata_skipped"] += 1
-                    continue
-                # the error counts the valid pixels only: a margin's edge inside the patch is not an anomaly
-                scorer.load(len(self.pending), tile, mask[y - r0 : y - r0 + p, x : x + p], vtile)
-                self.pending.append((x, y, tile))
-                if len(self.pending) == scorer.batch:
-                    self._flush()
-        self._flush()  # the strip buffer is reused for the next strip
-        self.t["score"] += _ms(t)
-
-    def _score_strip_fast(self, r0: int, samples: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """Every selected patch of the strip, cut from a zero-copy window view of the strip straight into the
-        batch buffer (raw samples), checked for no-data per row of patches, and handed to the ScoreEngine."""
-        p, every, an = self.m.anomaly.patch, self.every, self.m.anomaly
-        if every == 0:
-            return
-        t = time.perf_counter()
-        r1 = r0 + samples.shape[0]
-        lo, hi = bisect.bisect_left(self.ys, r0), bisect.bisect_right(self.ys, r1 - p)  # ys increase
-        rows = [(i, self.ys[i]) for i in range(lo, hi)]
-        if not rows or not self.xs:
-            self.t["score"] += _ms(t)
-            return
-        xs = np.asarray(self.xs, np.int64)
-        cols = np.arange(len(xs))
-        win = np.lib.stride_tricks.sliding_window_view(samples, (p, p), axis=(0, 1))  # (R', W', C, p, p), a view
-        nz = valid if an.min_valid > 0 else None
-        for i, y in rows:
-            sel = _selected(i, cols, every)
-            n_sel = int(sel.sum())
-            self.n["selected"] += n_sel
-            if self.cut:
-                self.n["cut_by_deadline"] += n_sel
-                continue
-            if nz is not None:
-                colsum = np.concatenate([[0], np.cumsum(nz[y - r0 : y - r0 + p].sum(axis=0))])
-                frac = (colsum[xs + p] - colsum[xs]) / float(p * p)  # valid fraction of each patch
-                low = sel & (frac < an.min_valid)
-                self.n["nodata_skipped"] += int(low.sum())
-                sel &= ~low
-            js = np.flatnonzero(sel)
-            while js.size:
-                if self.cut:  # the deadline passed while this row was being batched
-                    self.n["cut_by_deadline"] += int(js.size)
-                    break
-                take = js[: self.rt.engine.batch - self.batch_n] if self.rt.engine else js
-                self._batch_add(win[y - r0, xs[take]], xs[take], np.full(take.size, y, np.int64))
-                js = js[take.size :]
-        self.t["score"] += _ms(t)
-
-    def _batch_add(self, raw: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
-        eng = self.rt.engine
-        assert eng is not None
-        if self.batch_raw is None:
-            self.batch_raw = np.empty((eng.batch, *raw.shape[1:]), raw.dtype)
-        self.batch_raw[self.batch_n : self.batch_n + len(raw)] = raw
-        self.batch_xy.append((xs, ys))
-        self.batch_n += len(raw)
-        if self.batch_n == eng.batch:
-            self._score_flush()
-
-    def _score_flush(self, final: bool = False) -> None:
-        """Submit the batch being filled (the engine owns its buffer from now on) and take in what finished;
-        ``final``: wait for everything still in flight."""
-        eng = self.rt.engine
-        if eng is None:
-            return
-        t = time.perf_counter()
-        done: list[tuple[Any, np.ndarray]] = []
-        if self.batch_n and self.batch_raw is not None:
-            raw = self.batch_raw[: self.batch_n]
-            xs = np.concatenate([a for a, _ in self.batch_xy])
-            ys = np.concatenate([b for _, b in self.batch_xy])
-            w = time.perf_counter()
-            done += eng.submit(raw, (xs, ys, raw))
-            self.t_wait += _ms(w)
-            self.submitted += self.batch_n
-            self.batch_raw, self.batch_xy, self.batch_n = None, [], 0
-            if _ms(self.t0) > self.available:
-                self.cut = True
-        if final:
-            w = time.perf_counter()
-            done += eng.drain()
-            self.t_wait += _ms(w)
-        for (xs, ys, raw), scores in done:
-            self.topk.offer_batch(scores, xs, ys, raw)
-            self.n["scored"] += len(scores)
-        if final:  # otherwise called from _score_strip_fast, which times itself
-            self.t["score"] += _ms(t)
-
-    def _flush(self) -> None:
-        if not self.pending or self.rt.scorer is None:
-            return
-        scores = self.rt.scorer.run(len(self.pending))
-        for (x, y, tile), s in zip(self.pending, scores, strict=True):
-            self.topk.offer(s, x, y, tile)
-        self.n["scored"] += len(self.pending)
-        self.pending.clear()
-        if _ms(self.t0) > self.available:
-            self.cut = True
 
     def _recon_check(self, r0: int, samples: np.ndarray, mask: np.ndarray) -> None:
         guard, rc = self.rt.recon, self.m.reconstruction
@@ -470,23 +352,8 @@ class FrameWork:
         self.values = []
 
 
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1e3
-
-
-def _selected(i: int, j: np.ndarray, every: int) -> np.ndarray:
-    """:func:`patch_selected` for a row of patches (grid row ``i``, columns ``j``)."""
-    if every == 1:
-        return np.ones(j.shape, bool)
-    if every == 2:
-        return (i + j) % 2 == 0
-    if every == 4:
-        return np.full(j.shape, i % 2 == 0) & (j % 2 == 0)
-    return np.zeros(j.shape, bool)
-
-
 def prefetch(strips: Any, depth: int = 1) -> Any:
-    """Iterate ``(row0, strip)`` pairs decoded by a background thread (:func:`.score.background`), at most
+    """Iterate ``(row0, strip)`` pairs decoded by a background thread (:func:`.score_engine.background`), at most
     ``depth`` ahead.
 
     Readers may reuse one output buffer for every strip, so each strip is copied into a ring of

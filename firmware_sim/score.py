@@ -1,4 +1,4 @@
-"""Patch anomaly scoring onboard: batches of patches through the exported model, and the top-k keeper.
+"""Patch anomaly scoring onboard: batches of patches through the exported model.
 
 Two methods, both computed in the artifact's own graph plus at most one numpy line here:
 
@@ -10,20 +10,23 @@ Two methods, both computed in the artifact's own graph plus at most one numpy li
   is one it has not learned to expect.
 
 Raw samples are normalised by the camera's bit depth (value / (2**bits − 1)) into preallocated buffers.
+The top-k keepers live in :mod:`.topk`, the scoring threads in :mod:`.score_engine` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .mission import Anomaly
+from .score_engine import Runner as Runner
+from .score_engine import ScoreEngine as ScoreEngine
+from .score_engine import background as background
+from .topk import Candidate as Candidate
+from .topk import TermsTopK as TermsTopK
+from .topk import TopK as TopK
 
 
 class ScoringError(ValueError):
@@ -111,170 +114,12 @@ class PatchScorer:
         return np.asarray(sq / np.maximum(np.sum(w, axis=(1, 2, 3), dtype=np.float64) * err.shape[1], 1.0))
 
 
-@dataclass
-class Candidate:
-    score: float
-    x: int
-    y: int
-    pixels: np.ndarray
-
-
-class TopK:
-    """The ``k`` highest-scoring patches of a frame (above ``threshold`` when one is set), bounded memory."""
-
-    def __init__(self, k: int, threshold: float | None) -> None:
-        self.k = max(1, k)
-        self.threshold = threshold
-        self.items: list[Candidate] = []
-        self.flagged = 0
-        self.scored = 0
-        self.nonfinite = 0  # scores that were NaN or infinite (a model fault): counted, never flagged
-        self.max_score = float("-inf")
-
-    def offer(self, score: float, x: int, y: int, pixels: np.ndarray) -> None:
-        score = float(score)
-        self.scored += 1
-        if not math.isfinite(score):
-            self.nonfinite += 1
-            return
-        self.max_score = max(self.max_score, score)
-        if self.threshold is not None and not score > self.threshold:
-            return
-        self.flagged += 1
-        if len(self.items) < self.k:
-            self.items.append(Candidate(score, x, y, pixels.copy()))
-        else:
-            low = min(range(len(self.items)), key=lambda i: self.items[i].score)
-            if score > self.items[low].score:
-                self.items[low] = Candidate(score, x, y, pixels.copy())
-
-    def offer_batch(self, scores: np.ndarray, xs: np.ndarray, ys: np.ndarray, raw: np.ndarray) -> None:
-        """:meth:`offer` for a batch, in order, with the same outcome: a score at or below the lowest kept one
-        (when ``k`` are kept) can never enter, so only the few that can are offered one by one. ``raw`` holds
-        the patches as (N, C, P, P) raw samples."""
-        s = np.asarray(scores, np.float64)
-        if s.size == 0:
-            return
-        self.scored += int(s.size)
-        finite = np.isfinite(s)
-        self.nonfinite += int(s.size - finite.sum())
-        if finite.any():
-            self.max_score = max(self.max_score, float(s[finite].max()))
-        passing = (s > self.threshold if self.threshold is not None else np.ones(s.size, bool)) & finite
-        self.flagged += int(passing.sum())
-        if len(self.items) >= self.k:
-            passing &= s > min(c.score for c in self.items)
-        for i in np.flatnonzero(passing):
-            score = float(s[i])
-            if len(self.items) < self.k:
-                self.items.append(Candidate(score, int(xs[i]), int(ys[i]), raw[i].transpose(1, 2, 0).copy()))
-                continue
-            low = min(range(len(self.items)), key=lambda j: self.items[j].score)
-            if score > self.items[low].score:
-                self.items[low] = Candidate(score, int(xs[i]), int(ys[i]), raw[i].transpose(1, 2, 0).copy())
-
-    def ranked(self) -> list[Candidate]:
-        return sorted(self.items, key=lambda c: (-c.score, c.y, c.x))
-
-
-class TermsTopK:
-    """The ``k`` highest patches of a frame by the ``terms-max`` score (:mod:`edgeae.anomaly.terms`), which
-    needs the whole frame's medians of both terms: exact and streaming, with bounded memory.
-
-    A patch among the ``k`` highest by max(rec / a, mu2 / b) is among the ``k`` highest by rec or by mu2
-    (whichever term attains its maximum: fewer than ``k`` patches can exceed it in that term), so two
-    :class:`TopK` keep those candidates (with their pixels) while the frame streams, and every scored patch's
-    two terms and position are kept (at most ``capacity``: the frame's patch grid; 24 bytes a patch) for the
-    medians. :meth:`ranked` normalises and ranks the union at the end of the frame. Offered scores are (N, 2)
-    arrays of (rec, mu2); ``threshold`` applies to the normalised score (multiples of the frame's medians).
-    """
-
-    def __init__(self, k: int, threshold: float | None, capacity: int) -> None:
-        self.k = max(1, k)
-        self.threshold = threshold
-        self.by_term = (TopK(self.k, None), TopK(self.k, None))
-        self.terms = np.empty((max(0, int(capacity)), 2), np.float64)
-        self.xy = np.empty((len(self.terms), 2), np.int32)  # pixel positions: 2 x 4 bytes a patch
-        self.scored = 0
-        self._done: tuple[list[Candidate], np.ndarray] | None = None
-
-    def _keep(self, t: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
-        n, i = len(t), self.scored
-        if i + n > len(self.terms):
-            raise ValueError(f"more patches scored ({i + n}) than the frame's grid holds ({len(self.terms)})")
-        self.terms[i : i + n] = t
-        self.xy[i : i + n, 0] = xs
-        self.xy[i : i + n, 1] = ys
-        self.scored += n
-        self._done = None
-
-    def offer(self, score: np.ndarray, x: int, y: int, pixels: np.ndarray) -> None:
-        t = np.asarray(score, np.float64).reshape(1, 2)
-        self._keep(t, np.array([x]), np.array([y]))
-        for j, top in enumerate(self.by_term):
-            top.offer(float(t[0, j]), x, y, pixels)
-
-    def offer_batch(self, scores: np.ndarray, xs: np.ndarray, ys: np.ndarray, raw: np.ndarray) -> None:
-        t = np.asarray(scores, np.float64).reshape(-1, 2)
-        if t.size == 0:
-            return
-        self._keep(t, xs, ys)
-        for j, top in enumerate(self.by_term):
-            top.offer_batch(t[:, j], xs, ys, raw)
-
-    def _finish(self) -> tuple[list[Candidate], np.ndarray]:
-        if self._done is not None:
-            return self._done
-        from edgeae.anomaly.terms import frame_scales, terms_max
-
-        t, xy = self.terms[: self.scored], self.xy[: self.scored]
-        if not len(t):
-            self._done = ([], np.empty(0))
-            return self._done
-        every = terms_max(t[:, 0], t[:, 1], frame_scales(t[:, 0], t[:, 1]))
-        union = {(c.x, c.y): c for top in self.by_term for c in top.items}
-        out = []
-        for (x, y), c in union.items():
-            row = int(np.flatnonzero((xy[:, 0] == x) & (xy[:, 1] == y))[0])
-            s = float(every[row])
-            if math.isfinite(s) and (self.threshold is None or s > self.threshold):
-                out.append(Candidate(s, x, y, c.pixels))
-        out.sort(key=lambda c: (-c.score, c.y, c.x))
-        self._done = (out[: self.k], every)
-        return self._done
-
-    def ranked(self) -> list[Candidate]:
-        return list(self._finish()[0])
-
-    @property
-    def items(self) -> list[Candidate]:
-        return self.ranked()
-
-    @property
-    def flagged(self) -> int:
-        every = self._finish()[1]
-        every = every[np.isfinite(every)]
-        return int(every.size if self.threshold is None else (every > self.threshold).sum())
-
-    @property
-    def nonfinite(self) -> int:
-        every = self._finish()[1]
-        return int(every.size - np.isfinite(every).sum())
-
-    @property
-    def max_score(self) -> float:
-        every = self._finish()[1]
-        every = every[np.isfinite(every)]
-        return float(every.max()) if every.size else float("-inf")
-
-
 # ---------------------------------------------------------------------------------------------- fast path
 # The scoring path shared by the flight loop, ``edgeae score`` and ``edgeae scan``: a runner turns one batch
 # into VAE scores with nothing but the interpreter call (only the score output is read back), and a
-# :class:`ScoreEngine` keeps both cores busy with one runner per thread while the caller prepares the next
-# batch. Scores equal the :class:`PatchScorer` ones: the same float32 normalisation, the same quantisation.
-
-Runner = Callable[[np.ndarray], np.ndarray]
+# :class:`.score_engine.ScoreEngine` keeps both cores busy with one runner per thread while the caller
+# prepares the next batch. Scores equal the :class:`PatchScorer` ones: the same float32 normalisation, the
+# same quantisation.
 
 
 def _raw_table(raw_max: int) -> np.ndarray:
@@ -412,145 +257,3 @@ def _generic_runner(
         return np.asarray(out["score"], np.float64).reshape(-1)
 
     return run
-
-
-class ScoreEngine:
-    """Scores batches on ``workers`` background threads, each with its own runner (its own interpreter:
-    ``make_runner`` is called once per thread), at most ``depth`` batches in flight; results come back in
-    submission order, so everything downstream sees the order of the sequential path.
-
-    Interpreters release the GIL while they run, so two runners keep two cores busy while the caller decodes
-    and cuts the next batch. ``workers=1`` still overlaps the caller's work with inference.
-    """
-
-    def __init__(self, make_runner: Callable[[], Runner], workers: int = 1, depth: int = 0, batch: int = 64) -> None:
-        import concurrent.futures as cf
-        import threading
-
-        self.make_runner = make_runner
-        self.batch = max(1, int(batch))  # patches per submitted batch (callers fill batches of this size)
-        self.workers = max(1, int(workers))
-        self.depth = depth or 2 * self.workers
-        self._local = threading.local()
-        self._pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="edgeae-score")
-        self._inflight: deque[tuple[Any, cf.Future[np.ndarray]]] = deque()
-        self._lock = threading.Lock()
-        self.busy_s = 0.0
-        self.done_items = 0
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        runner = getattr(self._local, "runner", None)
-        if runner is None:
-            runner = self._local.runner = self.make_runner()
-        t = time.perf_counter()
-        out = runner(batch)
-        with self._lock:  # what the interpreters really cost, for the deadline projection
-            self.busy_s += time.perf_counter() - t
-            self.done_items += len(batch)
-        return out
-
-    def warm(self) -> None:
-        """Build every worker's runner now (each thread loads its own interpreter), not during a frame."""
-        import threading
-
-        barrier = threading.Barrier(self.workers)
-
-        def build() -> None:
-            barrier.wait(timeout=60)  # one task per thread: no thread can take two of them
-            if getattr(self._local, "runner", None) is None:
-                self._local.runner = self.make_runner()
-
-        for fut in [self._pool.submit(build) for _ in range(self.workers)]:
-            fut.result()
-
-    @property
-    def ms_per_item(self) -> float | None:
-        """Wall ms per item with every worker busy (interpreter time / items / workers), None before any."""
-        with self._lock:
-            return 1e3 * self.busy_s / self.done_items / self.workers if self.done_items else None
-
-    def submit(self, batch: np.ndarray, tag: Any = None) -> list[tuple[Any, np.ndarray]]:
-        """Queue one batch (the engine owns it from now on); returns the results already finished, in order
-        (waiting for the oldest when ``depth`` batches are in flight)."""
-        self._inflight.append((tag, self._pool.submit(self._run, batch)))
-        return self.ready(wait_for=len(self._inflight) - self.depth)
-
-    def ready(self, wait_for: int = 0) -> list[tuple[Any, np.ndarray]]:
-        """Finished results in submission order; blocks until at least ``wait_for`` are available."""
-        out: list[tuple[Any, np.ndarray]] = []
-        while self._inflight and (len(out) < wait_for or self._inflight[0][1].done()):
-            tag, fut = self._inflight.popleft()
-            out.append((tag, fut.result()))
-        return out
-
-    def drain(self) -> list[tuple[Any, np.ndarray]]:
-        """Wait for every batch in flight; their results in order."""
-        return self.ready(wait_for=len(self._inflight))
-
-    @property
-    def pending(self) -> int:
-        return len(self._inflight)
-
-    def close(self) -> None:
-        for _, fut in self._inflight:
-            fut.cancel()
-        self._inflight.clear()
-        self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> ScoreEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def background(items: Iterator[Any], depth: int = 2, name: str = "edgeae-tiling") -> Iterator[Any]:
-    """Iterate ``items`` produced by a background thread, at most ``depth`` ahead (decoding and tiling
-    overlap with scoring); the producer's exceptions are raised here, and closing stops the thread and then
-    closes ``items`` (a generator's ``finally`` blocks run, in the caller's thread)."""
-    import queue
-    import threading
-
-    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-    end = object()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(end)
-        except BaseException as exc:
-            put(_Raised(exc))
-
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
-
-
-@dataclass
-class _Raised:
-    exc: BaseException
