@@ -292,8 +292,9 @@ class FrameWork:
     def report(self) -> dict[str, Any]:
         flags = ["deadline_cut"] if self.cut else []
         timing = dict(self.t)
-        if self.recon:
-            timing["recon"] = self.recon.pop("ms")
+        recon = dict(self.recon)  # a copy: the report can be asked for again
+        if recon:
+            timing["recon"] = recon.pop("ms")
         ranked = self.topk.ranked()
         return {
             "keep": self.keep,
@@ -310,7 +311,7 @@ class FrameWork:
                 "patches": [{"x": c.x, "y": c.y, "score": c.score} for c in ranked],
             },
             "sparse": {"kept": self.kept, "keep": self.keep, "pattern": self.m.sampling.pattern},
-            "reconstruction": self.recon or None,
+            "reconstruction": recon or None,
             "flags_add": flags,
         }
 

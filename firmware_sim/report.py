@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from .queue import PRIORITY as _QUEUE_PRIORITY
 from .report_charts import STAGE_COLOURS as STAGE_COLOURS
 from .report_charts import STAGES as STAGES
 from .report_charts import _memory, _timeline
@@ -29,7 +30,7 @@ from .report_inputs import _any_summary, _read_json, decode_patches, load_summar
 from .telemetry import read_history
 
 OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
-PRIORITY = ("patch", "telemetry", "sparse", "latent")  # the queue's order (queue.PRIORITY)
+PRIORITY = tuple(sorted(_QUEUE_PRIORITY, key=_QUEUE_PRIORITY.__getitem__))  # the queue's order, from the queue
 GALLERY_MAX = 48
 
 

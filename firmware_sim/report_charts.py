@@ -124,7 +124,7 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
 
 
 def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
-    budget = s.get("budgets", {}).get("memory_bytes") or s.get("memory", {}).get("budget_bytes")
+    budget = s.get("budgets", {}).get("memory_bytes")
     pts = [(f.get("frame_id"), (f.get("memory") or {})) for f in frames if f.get("memory")]
     out = []
     if pts and budget:

@@ -363,8 +363,9 @@ def test_evaluate_records_its_plots_and_the_next_run_removes_those_only(
     argv += ["--no-progress", "--data-root", str(data_root)]
     assert main(argv) == 0
     ds = out / "hirise_landmarks"
-    recorded = json.loads((ds / "results.json").read_text())["outputs"]
-    assert recorded == ["table.md", "results.json", "pr_class_1_crater.png", "map_crop.png"]
+    doc = json.loads((ds / "results.json").read_text())
+    assert doc["outputs"] == ["table.md", "results.json", "pr_class_1_crater.png", "map_crop.png"]
+    assert [Path(p).name for p in doc["plots"]] == made  # the plots' paths reach the file (they were set after it)
     (ds / "map_moon.png").write_text("edgeae score --map OUT/hirise_landmarks/map.png")
     made.clear()
     assert main(argv) == 0

@@ -336,6 +336,6 @@ def evaluate(
         if plots:
             made = make_plots(scored, out, dataset, seed=seed)
             written += [Path(p).name for p in made]
+            result["plots"] = [str(p) for p in made]  # before the rewrite, so results.json lists them too
             (out / "results.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-            result["plots"] = [str(p) for p in made]
     return result
