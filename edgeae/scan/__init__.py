@@ -1,8 +1,9 @@
 """Scan an image archive for anomalous patches: streaming, resumable, on local cores or on Ray Data.
 
 Entry point: :func:`edgeae.scan.run.scan_archive` (``edgeae scan`` on the command line). Modules:
-``archive`` (walk folders, manifests, globs), ``pipeline`` (tile in strips, score, collect; shared by both
-engines), ``scoring`` (model -> patch scorer), ``state`` (results folder, manifest, resume), ``local`` and
+``archive`` (walk folders, manifests, globs), ``config`` (the scan's settings), ``pipeline`` (tile in strips and
+score; shared by both engines), ``accumulator`` (an image's scored chunks joined into its result),
+``scoring`` (model -> patch scorer), ``state`` (results folder, manifest, resume), ``local`` and
 ``ray_engine`` (engines), ``report`` (merged results, top-k gallery, throughput and LRO NAC estimate),
 ``synth`` (a synthetic archive from the real orbital images). Nothing heavy is imported here.
 """
