@@ -182,6 +182,15 @@ class _BayerRows:
         self.path, self.height, self.width = inner.path, inner.height, inner.width
         self.bit_depth = inner.bit_depth
 
+    @property
+    def heuristic_nodata(self) -> bool:
+        """The inner reader's no-data rule (a planetary product's label, not the black-margin heuristics)."""
+        return bool(getattr(self.inner, "heuristic_nodata", True))
+
+    @property
+    def zero_fill(self) -> bool:
+        return bool(getattr(self.inner, "zero_fill", False))
+
     def read_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
         from edgeae.bayer import demosaic_bilinear, shifted
 

@@ -121,3 +121,28 @@ def test_a_demosaiced_dark_margin_is_found_on_the_min_channel() -> None:
     assert not found[:2].any() and found[4:].all()
     with pytest.raises(ValueError, match="reduce"):
         valid_mask(rgb, reduce="mean")
+
+
+def test_demosaiced_rows_keep_a_products_no_data_rule() -> None:
+    """A planetary product's label says what is missing (its reader turns the margin heuristics off); read with
+    bayer= its rows were judged by the black/dark-margin heuristics all the same (the wrapper hid the rule)."""
+    from edgeae.row_bands import _BayerRows, _iter_bands
+
+    class ProductRows:  # what edgeae.archive.reader.ProductReader tells the band reader
+        path, height, width, bit_depth = Path("product.IMG"), 32, 48, 8
+        heuristic_nodata, zero_fill = False, False
+
+        def read_rows(self, y0: int, y1: int) -> tuple[np.ndarray, None]:
+            raw = np.full((y1 - y0, self.width, 1), 120, np.uint8)
+            raw[:, :6] = 2  # a dark left margin that is real content by the label (no no-data value declared)
+            return raw, None
+
+        def close(self) -> None:
+            pass
+
+    bayer = _BayerRows(ProductRows(), "RGGB")
+    assert bayer.heuristic_nodata is False and bayer.zero_fill is False
+    strips = list(_iter_bands(bayer, [(0, 16), (16, 32)], None, True))
+    assert all(s.valid.all() for s in strips)  # was: the dark margin marked invalid in every band
+    plain = list(_iter_bands(ProductRows(), [(0, 16), (16, 32)], None, True))
+    assert all(s.valid.all() for s in plain)
