@@ -115,12 +115,12 @@ def test_bundle_sizes_are_bounded_before_unpacking(
     tiny_vae_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bundle whose arrays would unpack past the limit is refused from the sizes its archive declares."""
-    from edgeae.export import board
+    from edgeae.export import board_bundle
 
-    monkeypatch.setattr(board, "MAX_UNPACKED_BYTES", 1000)
+    monkeypatch.setattr(board_bundle, "MAX_UNPACKED_BYTES", 1000)
     with pytest.raises(BundleError, match="unpack to"):
         load_bundle(tiny_vae_run["bundle"])
-    monkeypatch.setattr(board, "MAX_BUNDLE_BYTES", 10)
+    monkeypatch.setattr(board_bundle, "MAX_BUNDLE_BYTES", 10)
     with pytest.raises(BundleError, match="more than the 10"):
         load_bundle(tiny_vae_run["bundle"])
 
@@ -164,3 +164,18 @@ def test_bundle_mistakes_are_one_line_errors(tmp_path: Path, capsys: pytest.Capt
         assert board_main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_terms_max_failures_are_not_counted_as_the_tails(tiny_vae_run: dict[str, Path], tmp_path: Path) -> None:
+    """Only the flight score's reference ranking disagrees: the artifact fails on ``tail_terms_max`` alone, and
+    ``tail.fails`` stays empty (it used to list the terms-max failures too: one list object for both)."""
+    with np.load(tiny_vae_run["bundle"], allow_pickle=False) as d:
+        arrays = {k: d[k] for k in d.files}
+    assert "tail/ref_terms_max" in arrays
+    arrays["tail/ref_terms_max"] = np.random.default_rng(1).permutation(arrays["tail/ref_terms_max"])
+    bad = tmp_path / "tm.npz"
+    np.savez_compressed(bad, **arrays)
+    summary, data = load_bundle(bad)
+    rec = check_artifact(summary, data, tiny_vae_run["fp32"])
+    assert not rec["passed"] and not rec["tail_terms_max"]["passed"] and rec["tail_terms_max"]["fails"]
+    assert rec["tail"]["passed"] and rec["tail"]["fails"] == [], rec["tail"]
