@@ -8,6 +8,9 @@
 Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the run (run
 again with the same ``--out``), 130 interrupted (Ctrl-C; the summary and report of the frames so far are written
 and the same command goes on).
+
+This module holds the parser and the commands; ``run``'s mission overrides are in :mod:`.cli_overrides`, what it
+prints and writes at the end in :mod:`.cli_outputs`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from .cli_outputs import _reasons, _write_outputs
+from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
+from .cli_overrides import _mission_with_overrides
 from .faults import FaultSpecError, SimulatedReboot
 from .mission import MissionError, load_mission
 
@@ -66,185 +70,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
         return EXIT_ALL_DROPPED
     return 0
-
-
-def _write_outputs(summary: dict[str, Any], out: str) -> None:
-    """report.html and the console summary of a run."""
-    from .report import write_report
-
-    report = write_report(out, summary)
-    _print_summary(summary, out)
-    print(f"  report: {report}")
-
-
-def _mission_with_overrides(args: argparse.Namespace) -> Any:
-    """The mission file with ``--anomaly-model``, ``--recon-model``, ``--threads``, ``--frame-ms`` and ``--set``
-    applied (each checked like the file's own fields)."""
-    mission = load_mission(args.mission)
-    overrides: dict[str, dict[str, Any]] = {}
-    if args.anomaly_model is not None:
-        _check_named_model("--anomaly-model", args.anomaly_model)
-        overrides["anomaly"] = {"model": args.anomaly_model}
-    if args.recon_model is not None:
-        _check_named_model("--recon-model", args.recon_model)
-        overrides["reconstruction"] = {"model": args.recon_model}
-    if args.threads is not None:
-        overrides["runtime"] = {"threads": args.threads}
-    if args.frame_ms is not None:
-        overrides["budget"] = {"frame_ms": args.frame_ms}
-    for item in args.set or ():
-        section, key, value = _parse_set(item)
-        overrides.setdefault(section, {})[key] = _check_set_type(mission, section, key, value, item)
-    return mission.with_overrides(**overrides) if overrides else mission
-
-
-def _check_named_model(flag: str, spec: str) -> None:
-    """A model named on the command line must exist, be what its suffix says (not empty, not a TFLite file named
-    .onnx) and match the hash its export recorded (a ``.sha256`` sidecar or ``parity.json`` beside it): refused
-    here (exit 2), not flown without scoring as a mission's own damaged model is (the flight loop's fault
-    tolerance is for what happens in flight). Nothing is loaded here: an interpreter opened before the boot
-    would sit inside the RSS baseline the memory budget is measured from."""
-    import hashlib
-
-    from .guard import golden_hash
-    from .onboard import resolve_model_file
-    from .runtime import ArtifactError, check_artifact_file
-
-    path = resolve_model_file(spec)  # unknown zoo names: MissionError
-    if not path.is_file():
-        raise MissionError(f"{flag} {spec}: no such file")
-    try:
-        check_artifact_file(path)
-    except ArtifactError as exc:
-        raise MissionError(f"{flag} {exc}") from None
-    expected, source = golden_hash(path, "")
-    if source != "first-load":
-        got = hashlib.sha256(path.read_bytes()).hexdigest()
-        if got != expected:
-            raise MissionError(
-                f"{flag} {path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the "
-                "file was damaged or changed after export"
-            )
-
-
-def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:
-    """``--set`` with an unknown key or a value of the wrong kind (``sampling.keep=abc``) is refused with one clear
-    line; returns the value (a TOML array as the tuple a list field holds)."""
-    import dataclasses
-
-    part = getattr(mission, section, None)
-    if dataclasses.is_dataclass(part):
-        known = [f.name for f in dataclasses.fields(part)]
-        if key not in known:
-            raise MissionError(f"--set {item}: [{section}] has no key {key!r}; its keys: {', '.join(known)}")
-    current = getattr(part, key, None)
-    if isinstance(value, bool) and current is not None and not isinstance(current, bool):
-        raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
-    if isinstance(current, tuple) and isinstance(value, list):
-        return tuple(value)  # TOML arrays are lists; the mission keeps tuples
-    if isinstance(current, tuple) and isinstance(value, int) and not isinstance(value, bool):
-        return value  # camera.margin=N: the mission's own check reads a number as every side
-    if isinstance(current, tuple) and isinstance(value, str) and (section, key) == ("runtime", "inject"):
-        return value  # runtime.inject=seu@frame1,late@frame2: the mission splits the list
-    if current is None or isinstance(value, type(current)):
-        return value
-    number = (int, float)
-    if isinstance(current, bool) or not isinstance(current, number):
-        if isinstance(current, bool) != isinstance(value, bool) or isinstance(current, str | tuple | list):
-            raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, number):
-        raise MissionError(f"--set {item}: [{section}] {key} takes a number (now {current!r}), not {value!r}")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise MissionError(f"--set {item}: [{section}] {key} must be a finite number")
-    return value
-
-
-def _reasons(f: dict[str, Any]) -> str:
-    return "; ".join(f"{k} x{v}" for k, v in (f.get("drop_reasons") or {}).items()) or "no reason recorded"
-
-
-def _ms(v: Any) -> str:
-    return "n/a" if v is None else f"{float(v):.0f} ms"
-
-
-def _parse_set(item: str) -> tuple[str, str, Any]:
-    """``section.key=value`` with a TOML value (bare words are strings): ``anomaly.top_k=4``."""
-    lhs, sep, rhs = item.partition("=")
-    section, dot, key = lhs.strip().partition(".")
-    if not sep or not dot or not key:
-        raise MissionError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. anomaly.top_k=4")
-    try:
-        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = rhs.strip()
-    return section, key, value
-
-
-def _print_summary(s: dict[str, Any], out: str) -> None:
-    f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
-    for r in s.get("models_refused") or []:
-        print(f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}")
-    for w in s.get("warnings") or []:
-        print(f"WARNING: {w}")
-    skipped = (s.get("inputs") or {}).get("skipped_in_folders") or []
-    if skipped:
-        names = ", ".join(Path(x.removesuffix("/ (a folder)")).name for x in skipped[:3])
-        more = ", ..." if len(skipped) > 3 else ""
-        print(f"  {len(skipped)} entries of --frames folders are not frame files, skipped ({names}{more}; all in "
-              "summary.json inputs)")  # fmt: skip
-    if s.get("skipped_already_acquired"):
-        print(
-            f"resumed the mission state in {out}: {s['skipped_already_acquired']} frame(s) already acquired there "
-            "were not taken again (--fresh starts over)"
-        )
-    if s.get("mission_settings_changed"):
-        print(
-            f"  settings changed since that state began (new frames only): {'; '.join(s['mission_settings_changed'])}"
-        )
-    dropped = f" ({_reasons(f)})" if f["dropped"] else ""
-    partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
-    boots = f" (over {s['boots']} boots)" if int(s.get("boots") or 1) > 1 else ""
-    print(
-        f"mission {s['mission']}: {f['acquired']} frames acquired{boots}: {f['downlinked']} downlinked{partial}, "
-        f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
-    )
-    full = int(q.get("evicted_items") or 0) - int(q.get("withdrawn_items") or 0)  # not those of a dropped frame
-    if full:
-        print(
-            f"  queue full: {full} products evicted or refused (each an 'evicted' or 'queue_refused' "
-            "event in telemetry.jsonl; raise budget.queue_capacity_bytes or the pass budget)"
-        )
-    if t.get("p50") is not None:
-        levels = ", ".join(f"{k} x{v}" for k, v in (s.get("degradations") or {}).items()) or "none"
-        print(
-            f"  frame time p50 {_ms(t['p50'])}, max {_ms(t.get('max'))}, deadlines missed "
-            f"{t.get('deadline_missed', 0)}; degradation levels: {levels}"
-        )
-    else:
-        print("  no frame was processed: no frame times")
-    mem = s.get("memory", {})
-    rate = s.get("patches_per_s")
-    rate_text = f"; {rate:.1f} patches/s" if isinstance(rate, int | float) else ""
-    mib = 2**20
-    traced = mem.get("traced_peak_bytes")
-    traced_text = f", traced Python peak {traced / mib:.1f} MiB" if isinstance(traced, int) else ""
-    within = "within it" if mem.get("within_budget", True) else "OVER it"
-    print(
-        f"  memory: peak RSS growth over boot {mem.get('rss_growth_peak_bytes', 0) / mib:.1f} MiB of the "
-        f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget ({within}), RSS peak "
-        f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{' (this boot)' if boots else ''}{traced_text}{rate_text}"
-    )
-    print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
-    if s.get("faults_not_fired"):
-        print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
-    for a in s["anomalies"][:5]:
-        top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:4])
-        print(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
-    if len(s["anomalies"]) > 5:
-        print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
-    passes = ", downlink/pass_*.bin" if q.get("passes") else ""
-    print(f"  wrote {out}/summary.json, telemetry.jsonl{passes}")
 
 
 def _bench(args: argparse.Namespace) -> int:

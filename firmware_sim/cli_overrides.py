@@ -1,0 +1,107 @@
+"""The command line's changes to a ``firmware-sim run`` mission: ``--anomaly-model``, ``--recon-model``,
+``--threads``, ``--frame-ms`` and ``--set SECTION.KEY=VALUE``, each refused with one clear line (exit 2) when it
+names a missing or damaged model, an unknown key or a value of the wrong kind."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from typing import Any
+
+from .mission import MissionError, load_mission
+
+
+def _mission_with_overrides(args: argparse.Namespace) -> Any:
+    """The mission file with ``--anomaly-model``, ``--recon-model``, ``--threads``, ``--frame-ms`` and ``--set``
+    applied (each checked like the file's own fields)."""
+    mission = load_mission(args.mission)
+    overrides: dict[str, dict[str, Any]] = {}
+    if args.anomaly_model is not None:
+        _check_named_model("--anomaly-model", args.anomaly_model)
+        overrides["anomaly"] = {"model": args.anomaly_model}
+    if args.recon_model is not None:
+        _check_named_model("--recon-model", args.recon_model)
+        overrides["reconstruction"] = {"model": args.recon_model}
+    if args.threads is not None:
+        overrides["runtime"] = {"threads": args.threads}
+    if args.frame_ms is not None:
+        overrides["budget"] = {"frame_ms": args.frame_ms}
+    for item in args.set or ():
+        section, key, value = _parse_set(item)
+        overrides.setdefault(section, {})[key] = _check_set_type(mission, section, key, value, item)
+    return mission.with_overrides(**overrides) if overrides else mission
+
+
+def _check_named_model(flag: str, spec: str) -> None:
+    """A model named on the command line must exist, be what its suffix says (not empty, not a TFLite file named
+    .onnx) and match the hash its export recorded (a ``.sha256`` sidecar or ``parity.json`` beside it): refused
+    here (exit 2), not flown without scoring as a mission's own damaged model is (the flight loop's fault
+    tolerance is for what happens in flight). Nothing is loaded here: an interpreter opened before the boot
+    would sit inside the RSS baseline the memory budget is measured from."""
+    import hashlib
+
+    from .guard import golden_hash
+    from .onboard import resolve_model_file
+    from .runtime import ArtifactError, check_artifact_file
+
+    path = resolve_model_file(spec)  # unknown zoo names: MissionError
+    if not path.is_file():
+        raise MissionError(f"{flag} {spec}: no such file")
+    try:
+        check_artifact_file(path)
+    except ArtifactError as exc:
+        raise MissionError(f"{flag} {exc}") from None
+    expected, source = golden_hash(path, "")
+    if source != "first-load":
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != expected:
+            raise MissionError(
+                f"{flag} {path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the "
+                "file was damaged or changed after export"
+            )
+
+
+def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:
+    """``--set`` with an unknown key or a value of the wrong kind (``sampling.keep=abc``) is refused with one clear
+    line; returns the value (a TOML array as the tuple a list field holds)."""
+    import dataclasses
+
+    part = getattr(mission, section, None)
+    if dataclasses.is_dataclass(part):
+        known = [f.name for f in dataclasses.fields(part)]
+        if key not in known:
+            raise MissionError(f"--set {item}: [{section}] has no key {key!r}; its keys: {', '.join(known)}")
+    current = getattr(part, key, None)
+    if isinstance(value, bool) and current is not None and not isinstance(current, bool):
+        raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)  # TOML arrays are lists; the mission keeps tuples
+    if isinstance(current, tuple) and isinstance(value, int) and not isinstance(value, bool):
+        return value  # camera.margin=N: the mission's own check reads a number as every side
+    if isinstance(current, tuple) and isinstance(value, str) and (section, key) == ("runtime", "inject"):
+        return value  # runtime.inject=seu@frame1,late@frame2: the mission splits the list
+    if current is None or isinstance(value, type(current)):
+        return value
+    number = (int, float)
+    if isinstance(current, bool) or not isinstance(current, number):
+        if isinstance(current, bool) != isinstance(value, bool) or isinstance(current, str | tuple | list):
+            raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, number):
+        raise MissionError(f"--set {item}: [{section}] {key} takes a number (now {current!r}), not {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise MissionError(f"--set {item}: [{section}] {key} must be a finite number")
+    return value
+
+
+def _parse_set(item: str) -> tuple[str, str, Any]:
+    """``section.key=value`` with a TOML value (bare words are strings): ``anomaly.top_k=4``."""
+    lhs, sep, rhs = item.partition("=")
+    section, dot, key = lhs.strip().partition(".")
+    if not sep or not dot or not key:
+        raise MissionError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. anomaly.top_k=4")
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()
+    return section, key, value
