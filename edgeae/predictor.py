@@ -12,6 +12,7 @@ or precision, the wrapper converts) and returns:
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,7 +67,7 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
     """Load any model the user can name. ``threads`` sets the interpreter's thread count for an artifact; for a
     PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide (every torch model in the
     process then uses that many threads)."""
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)
     if path.suffix in ARTIFACT_SUFFIXES:

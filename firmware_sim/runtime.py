@@ -16,6 +16,7 @@ of the file itself are in :mod:`.artifact_file`, the onnxruntime and LiteRT runn
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,6 @@ def _warn_if_int8_saturates(source: str, meta: ModelMetadata) -> None:
 def load_artifact(path: str | os.PathLike[str], threads: int | None = None) -> ArtifactPredictor:
     """Open an ``.onnx``/``.ort``/``.tflite`` artifact; refuses files without valid edgeae metadata.
     ``threads``: the interpreter's thread count (a whole number >= 1; None: the runtime's default)."""
-    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     return ArtifactPredictor(path, threads=threads)

@@ -203,3 +203,14 @@ def test_full_range_int8_onnx_warns_once_on_a_saturating_cpu(
     with caplog.at_level("WARNING"):
         runtime.load_artifact(full, threads=1)
     assert not [r for r in caplog.records if "saturate" in r.getMessage()]
+
+
+@pytest.mark.parametrize("threads", [1.5, 0, -1, True, "2"])
+def test_thread_counts_must_be_whole_numbers(threads: object) -> None:
+    """1.5 used to pass the check (int(1.5) is 1) and reach the interpreter as a float."""
+    from edgeae.predictor import load_predictor
+
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        runtime.load_artifact("missing.onnx", threads=threads)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        load_predictor("missing.onnx", threads=threads)  # type: ignore[arg-type]
