@@ -1,18 +1,10 @@
-"""Score image patches with any model a predictor can load (β-VAE, or the CAE by masked reconstruction).
+"""Score images patch by patch with a :class:`edgeae.anomaly.scorer.PatchScorer` (any model a predictor can load).
 
-The core is numpy: a :class:`PatchScorer` turns an NCHW float32 batch in [0, 1] into per-patch scores, and
-:func:`score_array` / :func:`score_file` run it over an image in batches. ``score_file`` streams the image
-through :func:`edgeae.strips.iter_patches`, so memory does not grow with the image size. The flight runtime
-and the scan pipeline reuse :class:`PatchScorer` and :func:`score_batches`.
-
-Scores:
-
-- ``vae``: the model's own ``score`` output, a(x) = Σ (x − x̂)² + λ·Σ μ² (λ inside the graph). ``rec`` and
-  ``mu2`` (the two terms) are returned too, for the baselines.
-- ``cae``: a flight computer may carry only the reconstruction CAE. The patch is sampled with a fixed mask
-  (:func:`edgeae.masks.make_mask`, ``keep`` fraction, ``seed``), reconstructed, and scored by the sum of
-  squared errors over the pixels the model did not see. Unusual terrain is predicted worst. A CAE with a
-  fixed larger input (128×128) gets the patch reflect-padded to its size; only the patch's pixels count.
+:func:`score_array` / :func:`score_file` run a scorer over an image in batches and return its :class:`PatchScores`;
+``score_file`` streams the image through :func:`edgeae.strips.iter_patches`, so memory does not grow with the
+image size. :func:`score_map` turns the scores into a whole-image anomaly map. The scan pipeline reuses
+:func:`score_batches`. The scorer itself (what the ``vae`` and ``cae`` scores are) is :mod:`edgeae.anomaly.scorer`;
+the scores CSV and its settings file are :mod:`edgeae.anomaly.scores_csv`.
 """
 
 from __future__ import annotations
@@ -25,98 +17,14 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-
-SCORE_KINDS = ("vae", "cae")
-
-
-@dataclass
-class PatchScorer:
-    """Callable: (N, C, P, P) float32 in [0, 1] -> dict with ``score`` (N,) and, for the VAE, ``rec``,
-    ``mu2`` and (when ``keep_latents``) ``mu`` (N, D); with ``views`` > 1 also ``mu_views`` (N, views, D), the
-    latents of each patch's first ``views`` rotations and flips (:mod:`edgeae.anomaly.views`; view 0 is the patch,
-    the other outputs are view 0's), at ``views`` times the model calls (one per view)."""
-
-    predictor: Callable[[np.ndarray], Any]
-    kind: str
-    channels: int
-    cae_keep: float = 0.5
-    cae_seed: int = 0
-    cae_pattern: str = "uniform"
-    cae_tile: int | None = None
-    keep_latents: bool = False
-    views: int = 1
-    _mask: np.ndarray | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.kind not in SCORE_KINDS:
-            raise ValueError(f"cannot score patches with a {self.kind!r} model; use one of {SCORE_KINDS}")
-        from edgeae.anomaly.views import VIEWS
-
-        if not 1 <= self.views <= VIEWS:
-            raise ValueError(f"views must be 1 to {VIEWS} (rotations and flips of a patch), got {self.views}")
-        if self.views > 1 and not (self.kind == "vae" and self.keep_latents):
-            raise ValueError("views > 1 average latents: they need a VAE scorer that keeps its latents")
-        if self.kind == "cae" and not 0.0 < self.cae_keep <= 1.0:  # also refuses NaN; now, not at the first call
-            raise ValueError(f"cae_keep must be a fraction in (0, 1]: the pixels the CAE sees, got {self.cae_keep}")
-
-    def _cae_mask(self, size: int) -> np.ndarray:
-        if self._mask is None or self._mask.shape != (size, size):
-            from edgeae.masks import make_mask
-
-            self._mask = make_mask(self.cae_seed, (size, size), self.cae_keep, self.cae_pattern)
-        return self._mask
-
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        x = np.ascontiguousarray(batch, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"expected an (N, {self.channels}, P, P) batch, got shape {x.shape}")
-        if self.kind == "vae":
-            if self.views > 1:
-                from edgeae.anomaly.views import dihedral
-
-                out = self.predictor(x)  # view 0; then one call per view, so no call is larger than the batch
-                mus = [np.asarray(out["mu"], dtype=np.float32)]
-                mus += [np.asarray(self.predictor(dihedral(x, g))["mu"], np.float32) for g in range(1, self.views)]
-                views = np.stack(mus, axis=1)
-            else:
-                out = self.predictor(x)
-            res = {
-                "score": np.asarray(out["score"], dtype=np.float64).reshape(-1),
-                "rec": ((x - out["x_hat"]).astype(np.float64) ** 2).reshape(len(x), -1).sum(axis=1),
-                "mu2": (np.asarray(out["mu"], dtype=np.float64) ** 2).sum(axis=1),
-            }
-            if self.keep_latents:
-                res["mu"] = np.asarray(out["mu"], dtype=np.float32)
-            if self.views > 1:
-                res["mu_views"] = np.ascontiguousarray(views)
-            return res
-        p = x.shape[-1]
-        tile = max(p, self.cae_tile or p)
-        # a CAE with a fixed, larger input: reflect-pad, score only the patch's own pixels
-        pad = ((0, 0), (0, 0), (0, tile - p), (0, tile - p))
-        x_in = np.pad(x, pad, mode="reflect") if tile > p else x
-        known = self._cae_mask(tile)
-        x_hat = np.asarray(self.predictor(x_in * known), dtype=np.float32)[..., :p, :p]
-        err = ((x - x_hat).astype(np.float64) ** 2) * ~known[:p, :p]
-        return {"score": err.reshape(len(x), -1).sum(axis=1)}
-
-
-def make_scorer(
-    predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False, views: int = 1
-) -> PatchScorer:
-    """A :class:`PatchScorer` for a loaded predictor; the kind and channels come from its metadata."""
-    meta = predictor.metadata
-    side = int(meta.input_shape[2] if meta.layout == "NCHW" else meta.input_shape[1])
-    return PatchScorer(
-        predictor,
-        kind=meta.kind,
-        channels=int(meta.channels),
-        cae_tile=side if side > 0 and meta.kind == "cae" else None,
-        cae_keep=cae_keep,
-        cae_seed=cae_seed,
-        keep_latents=keep_latents,
-        views=views,
-    )
+from edgeae.anomaly.scorer import SCORE_KINDS as SCORE_KINDS
+from edgeae.anomaly.scorer import PatchScorer as PatchScorer
+from edgeae.anomaly.scorer import make_scorer as make_scorer
+from edgeae.anomaly.scores_csv import SETTINGS_SUFFIX as SETTINGS_SUFFIX
+from edgeae.anomaly.scores_csv import read_csv as read_csv
+from edgeae.anomaly.scores_csv import settings_path as settings_path
+from edgeae.anomaly.scores_csv import write_csv as write_csv
+from edgeae.anomaly.scores_csv import write_settings as write_settings
 
 
 @dataclass
@@ -349,60 +257,3 @@ def score_map(scores: PatchScores, reduce: str = "max", downsample: int = 1) -> 
     out = acc if reduce == "max" else acc / np.maximum(cnt, 1)
     out[cnt == 0] = np.nan
     return out
-
-
-def write_csv(path: str | os.PathLike[str], results: Iterable[PatchScores]) -> int:
-    """Write ``file,x,y,score,valid_frac`` rows (CSV quoting: a file name with a comma or quote is quoted, so
-    pandas and spreadsheets read it); returns the number of rows."""
-    import csv
-
-    n = 0
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        out = csv.writer(f, lineterminator="\n")
-        out.writerow(["file", "x", "y", "score", "valid_frac"])
-        for r in results:
-            for x, y, s, v in zip(r.x, r.y, r.score, r.valid_frac, strict=True):
-                out.writerow([r.file, int(x), int(y), f"{s:.6g}", f"{v:.4f}"])
-                n += 1
-    return n
-
-
-SETTINGS_SUFFIX = ".json"  # scores.csv -> scores.csv.json: what made the scores (the CSV stays plain rows)
-
-
-def settings_path(csv_path: str | os.PathLike[str]) -> str:
-    """Where :func:`write_settings` puts the settings of ``csv_path``: the CSV's name + ``.json``."""
-    return os.fspath(csv_path) + SETTINGS_SUFFIX
-
-
-def write_settings(csv_path: str | os.PathLike[str], settings: dict[str, Any]) -> str:
-    """Write ``settings`` (model, score kind, patch, stride, ...: what the CSV's ``score`` column means) beside
-    the CSV as :func:`settings_path`, with the edgeae version; returns its path."""
-    import json
-
-    from edgeae._version import __version__
-
-    out = settings_path(csv_path)
-    doc = {"csv": os.path.basename(os.fspath(csv_path)), **settings, "edgeae_version": __version__}
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
-    return out
-
-
-def read_csv(path: str | os.PathLike[str]) -> list[tuple[str, int, int, float]]:
-    """Read back ``file,x,y,score`` rows written by :func:`write_csv` (also the unquoted names of files written
-    before it quoted them: a row with extra cells gives them back to the file name)."""
-    import csv
-
-    rows: list[tuple[str, int, int, float]] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        if header[:4] != ["file", "x", "y", "score"]:
-            raise ValueError(f"{path}: not a scores CSV (header {header})")
-        for row in reader:
-            extra = len(row) - len(header)
-            file = ",".join(row[: extra + 1]) if extra > 0 else row[0]
-            x, y, sc = row[max(extra, 0) + 1 : max(extra, 0) + 4]
-            rows.append((file, int(x), int(y), float(sc)))
-    return rows

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,9 @@ import numpy as np
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
 from edgeae.archive.formats import _head, check_complete, open_target
+from edgeae.archive.gdal_env import GDAL_CACHE_MB, _open, _open_env
+from edgeae.archive.gdal_env import gdal_message as gdal_message
+from edgeae.archive.gdal_env import max_window_bytes as max_window_bytes
 from edgeae.archive.label import FLOAT_SPECIAL_BELOW, ISIS_SPECIALS, ProductLabel, label_from_dataset
 from edgeae.archive.pds3 import RawImage
 from edgeae.archive.scaling import Scaling, choose_scaling, normalise, valid_range
@@ -51,20 +53,10 @@ if TYPE_CHECKING:
 __all__ = ["GDAL_CACHE_MB", "ProductReader", "Scaling", "choose_scaling", "read_product", "valid_range"]
 
 log = logging.getLogger(__name__)
-GDAL_CACHE_MB = 16  # GDAL's default is 5 % of RAM: RSS would grow with every block a stream reads
 PASS_BYTES = 8 * 1024**2  # samples read per window of the range pass
 RAW_DRIVERS = ("PDS", "PDS4", "ISIS3", "VICAR")  # uncompressed layouts: reading the last line is cheap
 # data files that hold compressed samples although a raw driver opened them (ISIS3 GeoTIFF cores, PDS3 JP2)
 _COMPRESSED_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".jpg", ".jpeg", ".png", ".gz", ".zip")
-
-
-def gdal_message(exc: BaseException) -> str:
-    """GDAL's own words for a rasterio error: "Read failed. See previous exception..." carries them in its cause."""
-    top = str(exc).strip()
-    cause = exc.__cause__ or exc.__context__
-    if "See previous exception" in top and cause is not None:
-        return f"{top.split('.')[0]}: {str(cause).strip() or type(cause).__name__}"
-    return top or type(exc).__name__
 
 
 def _size(n: int) -> str:
@@ -72,27 +64,6 @@ def _size(n: int) -> str:
         if n >= 1 << k:
             return f"{n / (1 << k):.1f} {unit}"
     return f"{n} bytes"
-
-
-def max_window_bytes() -> int:
-    """The most bytes one read window may take: ``EDGEAE_MAX_IMAGE_BYTES`` (the decode limit, 2 GiB by default)."""
-    try:
-        from edgeae.imagedecode import ImageLimits
-    except ImportError:  # an edgeae without decode limits
-        return 2 << 30
-    return ImageLimits.from_env().max_bytes
-
-
-def _open_env(**extra: Any) -> Any:
-    rasterio = require("rasterio")
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024**2, CPL_DEBUG=False, **extra)  # bytes in rasterio
-
-
-def _open(rasterio: Any, target: Path, opts: dict[str, Any]) -> Any:
-    with _open_env(**opts), warnings.catch_warnings():
-        # camera-geometry products have no geotransform: that is expected, not worth a warning per file
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        return rasterio.open(target)
 
 
 class ProductReader:
