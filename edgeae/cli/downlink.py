@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
+from typing import Any
 
-from edgeae.cli import CLIError, positive_int, udp_port
+from edgeae.cli import CLIError, check_writable, positive_int, udp_port
+
+IMAGE_OPTIONS: dict[str, object] = {
+    "keep": 0.1,
+    "seed": 0,
+    "pattern": "uniform",
+    "frame_id": 0,
+    "channels": None,
+    "bayer": None,
+    "max_packet": 1024,
+    "codec": "ccsds121",  # edgeae.wire.codec.DEFAULT_SAMPLE_CODEC
+    "layout": 2,
+    "band_rows": 0,
+}
+"""``downlink simulate`` options that shape the product made from ``--image`` (their defaults): refused with
+``--products``, whose packet files are sent as they are. Parsed with default None so a given one is seen."""
+
+
+def packet_size(text: str) -> int:
+    """argparse type: a packet size limit in bytes, header and CRC included (128 to the CCSDS maximum)."""
+    from edgeae.wire.layout import MAX_PACKET
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, got {text!r}") from None
+    if not 128 <= value <= MAX_PACKET:
+        raise argparse.ArgumentTypeError(f"a packet is 128 to {MAX_PACKET} bytes, got {value}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,10 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--products", type=Path, help="packet file or folder of them (flight runtime pass_*.bin)")
     src.add_argument("--image", type=Path, help="make a sparse product straight from this image")
-    s.add_argument("--keep", type=float, default=0.1, help="--image: fraction of pixels kept (default 0.1)")
-    s.add_argument("--seed", type=int, default=0, help="--image: mask seed (default 0)")
-    s.add_argument("--pattern", default="uniform", help="--image: mask pattern (uniform|jittered)")
-    s.add_argument("--frame-id", type=int, default=0, help="--image: frame id (default 0)")
+    s.add_argument("--keep", type=float, help="--image: fraction of pixels kept (default 0.1)")
+    s.add_argument("--seed", type=int, help="--image: mask seed (default 0)")
+    s.add_argument("--pattern", help="--image: mask pattern (uniform|jittered; default uniform)")
+    s.add_argument("--frame-id", type=int, help="--image: frame id (default 0)")
     s.add_argument("--channels", type=int, choices=(1, 3), help="--image: convert to 1 or 3 channels")
     s.add_argument(
         "--bayer",
@@ -39,18 +67,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=["RGGB", "BGGR", "GRBG", "GBRG"],
         help="--image is a raw colour-filter mosaic of this pattern: demosaic it first (as the rover mission does)",
     )
-    s.add_argument("--max-packet", type=int, default=1024, help="--image: packet size limit in bytes")
+    s.add_argument("--max-packet", type=packet_size, help="--image: packet size limit in bytes (default 1024)")
     s.add_argument(
-        "--codec", default="ccsds121",
+        "--codec",
         help="--image: lossless sample coding: ccsds121 (CCSDS 121.0-B, libaec; default), delta-deflate or none",
     )  # fmt: skip
     s.add_argument(
-        "--layout", type=int, choices=(1, 2), default=2,
+        "--layout", type=int, choices=(1, 2),
         help="--image: payload layout: 2 interleaves each packet's samples over the frame (default), 1 sends "
         "bands of rows",
     )  # fmt: skip
     s.add_argument(
-        "--band-rows", type=int, default=0,
+        "--band-rows", type=int,
         help="--image, layout 2: interleave within bands of this many rows (default 0: the whole frame)",
     )  # fmt: skip
     s.add_argument(
@@ -69,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--link-seed", type=int, help="override the link file's seed")
     s.add_argument("--out", type=Path, required=True, help="packet file to write (report beside it, .json)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing --out and its report")
     pl = sub.add_parser(
         "plan",
         help="science per byte: JPEG 2000 vs sparse + CAE vs prioritised patches at per-frame byte budgets",
@@ -105,10 +134,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pl.add_argument(
         "--head-copies", type=int, default=0, help="extra copies of a codec file's first packet (its header)"
     )
-    pl.add_argument("--patch", type=int, default=64, help="--image: scoring patch size in pixels (64)")
-    pl.add_argument("--max-packet", type=int, default=1024, help="packet size limit in bytes (1024)")
+    pl.add_argument(
+        "--patch", type=positive_int,
+        help="--image: scoring patch size in pixels (default 64; a scorer with a fixed input needs its own size)",
+    )  # fmt: skip
+    pl.add_argument("--max-packet", type=packet_size, default=1024, help="packet size limit in bytes (1024)")
     pl.add_argument("--threads", type=positive_int, help="inference threads")
     pl.add_argument("--out", type=Path, help="write report.json and report.md to this folder")
+    pl.add_argument("--force", action="store_true", help="overwrite report.json and report.md in --out")
     u = sub.add_parser(
         "send",
         help="replay a packet file over UDP to a ground station (edgeae ground serve)",
@@ -143,7 +176,8 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
     out = {"spacepackets": "ground"}
     if getattr(args, "image", None) is not None:
         out.update(cv2="ground", tifffile="ground")
-    if getattr(args, "codec", None) == "ccsds121" or getattr(args, "compare", None):
+    image_codec = getattr(args, "codec", None) or (IMAGE_OPTIONS["codec"] if getattr(args, "image", None) else None)
+    if image_codec == "ccsds121" or getattr(args, "compare", None):
         out.update(imagecodecs="ground")
     if args.downlink_command == "plan":
         out.update(cv2="ground", imagecodecs="ground", scipy="ground")
@@ -182,21 +216,14 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
     from edgeae.wire.stream import write_packet_file
 
-    if args.compare and args.image is None:
-        raise CLIError("--compare needs --image (the codecs encode the image itself)")
-
+    codecs = _check_simulate(args)
     report = args.out.with_suffix(".json")
-    if report == args.out:  # the report would overwrite the packets just written
-        raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")
-    if args.bayer and args.image is None:
-        raise CLIError("--bayer applies to --image (a raw mosaic to demosaic before sampling)")
+    cfg = _link(args)
+    filler = _filler(args.model) if codecs else None  # loaded (and so checked) before any work
     summary: dict = {}
     if args.image is not None:
         from edgeae.ground.sources import image_samples, sparse_from_samples
 
-        if not args.image.is_file():
-            what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
-            raise CLIError(f"image {args.image} {what}")
         samples, bits = image_samples(args.image, args.channels, args.bayer)
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)
@@ -213,14 +240,12 @@ def run(args: argparse.Namespace) -> int:
             "sample_bytes": int(frame.values.nbytes),
             "codec": args.codec,
             "layout": args.layout,
-            "band_rows": args.band_rows,
+            "band_rows": args.band_rows if args.layout == 2 else None,  # layout 1 has no bands
             "max_packet": args.max_packet,
         }
     else:
         from edgeae.ground.sources import read_packets
 
-        if not args.products.exists():
-            raise CLIError(f"--products {args.products} does not exist")
         recs, skipped = read_packets(args.products)
         packets = [p for _, p in recs]
         if not packets:
@@ -229,43 +254,126 @@ def run(args: argparse.Namespace) -> int:
                 "give the flight runtime's pass_*.bin files or a folder of them"
             )
         summary["product"] = {"products": str(args.products), "bytes_skipped": skipped}
-    cfg = _link(args)
     out, stats = simulate(packets, cfg)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_packet_file(args.out, out)
     summary.update(
         packets=len(packets),
         wire_bytes=sum(map(len, packets)),
         link=cfg.to_dict(),
         link_stats=stats.to_dict(),
     )
-    if args.compare:
-        summary["compare"] = _compare(args, samples, bits, out, summary["wire_bytes"], cfg)
-    report.write_text(json.dumps(summary, indent=2))
+    if filler is not None:
+        summary["compare"] = _compare(args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_packet_file(args.out, out)  # only now: a refused or failed run leaves no half-finished output
+    report.write_text(_strict_json(summary))
     print(
         f"{len(packets)} packets ({summary['wire_bytes']} bytes) offered; "
         f"{stats.delivered_packets} delivered (of which {stats.duplicated_packets} duplicates), "
         f"{stats.lost_packets} lost, {stats.corrupted_packets} corrupted, {stats.unsent_packets} unsent "
         f"-> {args.out} (report {report})"
     )
-    if args.compare:
+    if filler is not None:
         print(_compare_table(summary["compare"]))
     return 0
 
 
-def _compare(args: argparse.Namespace, samples, bits: int, received, wire_bytes: int, link) -> list[dict]:
-    """The sparse frame rebuilt on the ground, and each codec at the same wire bytes over the same link."""
+def _check_simulate(args: argparse.Namespace) -> list[str]:
+    """Refuse, before any work, options the run would ignore, unknown --compare codecs, missing inputs and outputs
+    that would overwrite an input or (without --force) earlier results; fill in the --image defaults. Returns
+    the --compare codecs (empty without --compare)."""
+    from edgeae.ground.baselines import CODECS
+
+    if args.image is None:
+        if args.compare is not None:
+            raise CLIError("--compare needs --image (the codecs encode the image itself)")
+        if args.bayer:
+            raise CLIError("--bayer applies to --image (a raw mosaic to demosaic before sampling)")
+        given = [f"--{k.replace('_', '-')}" for k in IMAGE_OPTIONS if getattr(args, k) is not None]
+        if given:
+            raise CLIError(
+                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --image; --products sends its "
+                "packet files as they are"
+            )
+        if not args.products.exists():
+            raise CLIError(f"--products {args.products} does not exist")
+    else:
+        for name, default in IMAGE_OPTIONS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+        if args.layout == 1 and args.band_rows:
+            raise CLIError(
+                f"--band-rows {args.band_rows} applies to layout 2 (interleaved bands); layout 1 sends row rectangles"
+            )
+        if not args.image.is_file():
+            what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
+            raise CLIError(f"image {args.image} {what}")
+    if args.model and args.compare is None:
+        raise CLIError("--model rebuilds the sparse frame for --compare; without --compare nothing is rebuilt")
+    codecs: list[str] = []
+    if args.compare is not None:
+        codecs = [c.strip() for c in args.compare.split(",") if c.strip()]
+        unknown = [c for c in codecs if c not in CODECS]
+        if unknown or not codecs:
+            what = f"unknown codec(s) {unknown}" if unknown else "names no codec"
+            raise CLIError(f"--compare: {what}; choose from {', '.join(CODECS)}")
+    report = args.out.with_suffix(".json")
+    if report == args.out:  # the report would overwrite the packets just written
+        raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")
+    for flag, path in (("--out", args.out), ("--out (its report)", report)):
+        if path.is_dir():
+            raise CLIError(f"{flag} {path} is a folder; name the packet file to write (e.g. rx.bin)")
+        for what, source in _inputs(args):
+            if path.resolve() == source.resolve():
+                raise CLIError(f"{flag} {path} is the {what} {source}: it would be overwritten; name another file")
+    held = [str(p) for p in (args.out, report) if p.exists()]
+    if held and not args.force:
+        raise CLIError(f"{' and '.join(held)} already exist: give --force to overwrite, or name another --out")
+    check_writable(args.out, "--out")
+    return codecs
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(what, path) of every file ``downlink simulate`` reads: the image or packet files, and the link file."""
+    from edgeae.ground.sources import packet_files
+
+    out: list[tuple[str, Path]] = []
+    if args.image is not None:
+        out.append(("--image", args.image))
+    elif args.products.is_file() or any(args.products.glob("*.bin")):
+        out += [("--products file", f) for f in packet_files(args.products)]
+    if args.link is not None and Path(args.link).is_file():
+        out.append(("--link file", Path(args.link)))
+    return out
+
+
+def _filler(model: str | None):
+    """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else classical Telea."""
+    from edgeae.ground.station import make_filler
+
+    return make_filler(model) if model else make_filler(None, "telea")
+
+
+def _strict_json(obj: Any) -> str:
+    """Strict JSON (a non-finite number as null, not ``Infinity``/``NaN``), as the ground station writes it."""
+    from edgeae.ground.station import strict_json
+
+    return strict_json(obj)
+
+
+def _compare(
+    args: argparse.Namespace, codecs: list[str], filler, samples, bits: int, received, wire_bytes: int, link
+) -> list[dict]:
+    """The sparse frame rebuilt on the ground, and each codec at the same wire bytes over the same link. A lost
+    frame (sparse or codec) has ``psnr`` None and ``lost`` True; one identical to the original has ``identical``
+    True and ``psnr`` the ground station's cap (``PSNR_CAP_DB``, 120 dB: its PSNR is infinite, which JSON cannot
+    hold), as the ground station's own reports give it."""
     import numpy as np
 
-    from edgeae.ground.baselines import CODECS, same_bytes
+    from edgeae.ground.baselines import same_bytes
     from edgeae.ground.sources import as_float
-    from edgeae.ground.station import GroundStation, make_filler
+    from edgeae.ground.station import PSNR_CAP_DB, GroundStation
 
-    codecs = [c.strip() for c in args.compare.split(",") if c.strip()]
-    unknown = [c for c in codecs if c not in CODECS]
-    if unknown:
-        raise CLIError(f"--compare: unknown codec(s) {unknown}; choose from {', '.join(CODECS)}")
-    fill, name = make_filler(args.model) if args.model else make_filler(None, "telea")
+    fill, name = filler
     gs = GroundStation(fill=fill, fill_name=name, originals={args.frame_id: as_float(samples, bits)})
     for _, p in received:
         gs.receive(p)
@@ -273,7 +381,13 @@ def _compare(args: argparse.Namespace, samples, bits: int, received, wire_bytes:
     rows = [{"method": f"sparse keep {args.keep} + {name}", "wire_bytes": wire_bytes, "psnr": rep.get("psnr"),
              "lost": "psnr" not in rep, "longest_row_gap": rep.get("longest_row_gap")}]  # fmt: skip
     img8 = samples if bits <= 8 else np.round(as_float(samples, bits) * 255).astype(np.uint8)
-    return rows + same_bytes(img8, codecs, wire_bytes, link, args.max_packet)
+    if "psnr_note" in rep:  # the station's exact rebuild: PSNR reported at its cap
+        rows[0]["psnr"], rows[0]["identical"] = PSNR_CAP_DB, True
+    rows += same_bytes(img8, codecs, wire_bytes, link, args.max_packet)
+    for r in rows[1:]:
+        if isinstance(r.get("psnr"), float) and math.isinf(r["psnr"]):
+            r["psnr"], r["identical"] = PSNR_CAP_DB, True
+    return rows
 
 
 def _compare_table(rows: list[dict]) -> str:
@@ -282,7 +396,10 @@ def _compare_table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['method']} | - | - | {r['error']} |")
             continue
-        p = "lost" if r.get("lost") or r.get("psnr") is None else f"{r['psnr']:.2f}"
+        if r.get("identical"):
+            p = "identical"
+        else:
+            p = "lost" if r.get("lost") or r.get("psnr") is None else f"{r['psnr']:.2f}"
         lines.append(f"| {r['method']} | {r['wire_bytes']:,} | {p} | {r.get('decoded', '')} |")
     return "\n".join(lines)
 
@@ -293,23 +410,37 @@ def _plan(args: argparse.Namespace) -> int:
     from edgeae.ground.feature_sets import SETS, LabelledFrame
     from edgeae.ground.link import load_link
 
+    budgets = []
+    for b in (b.strip() for b in args.budgets.split(",") if b.strip()):
+        try:
+            budgets.append(float(b))
+        except ValueError:
+            raise CLIError(
+                f"--budgets: {b!r} is not a number (fractions of the raw frame, e.g. 0.02,0.05,0.1)"
+            ) from None
     try:
         cfg = science.PlanConfig(
-            budgets=tuple(float(b) for b in args.budgets.split(",")),
+            budgets=tuple(budgets),
             max_packet=args.max_packet,
             patch_share=args.patch_share,
             patch_copies=args.copies,
             codec_head_copies=args.head_copies,
         )
     except ValueError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(f"{_PLAN_FLAGS.get(str(exc).split(' ')[0], 'downlink plan')}: {exc}") from None
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods:
         raise CLIError(f"--methods names no method; choose from {', '.join(science.METHODS)}")
     bad = [m for m in methods if m not in science.METHODS]
     if bad:
         raise CLIError(f"--methods: unknown {bad}; choose from {', '.join(science.METHODS)}")
-    links = {name: load_link(_preset(name)) for name in (n.strip() for n in args.links.split(",")) if name}
+    names = [n.strip() for n in args.links.split(",") if n.strip()]
+    if not names:
+        raise CLIError(f"--links {args.links!r} names no link; give presets (edgeae links) or TOML files")
+    links = {name: load_link(_preset(name)) for name in names}
+    if args.image is None and args.patch is not None:
+        raise CLIError("--patch applies to --image (the labelled sets score on their own patch grid)")
+    _check_plan_out(args)
     log = (lambda m: print(m, flush=True)) if args.verbose else None
     if args.image is not None:
         import numpy as np
@@ -321,9 +452,10 @@ def _plan(args: argparse.Namespace) -> int:
         samples, bits = image_samples(args.image)
         if bits > 8:
             samples = np.round(samples.astype(np.float64) / (2**bits - 1) * 255).astype(np.uint8)
-        frame = LabelledFrame(args.image.stem, "image", samples, args.patch, np.zeros((0, 2), np.int64), "-")
         model, scorer = science.models_for(samples.shape[2], args.model, args.scorer)
         fill, score = science.load_models(model, scorer, args.threads)
+        patch = _plan_patch(args.patch, score, scorer)
+        frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-")
         mode = args.score or science.SCORES[samples.shape[2]]
         rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
                                 progress=None if log else args.image.name)  # fmt: skip
@@ -341,10 +473,52 @@ def _plan(args: argparse.Namespace) -> int:
     print(md)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "report.json").write_text(json.dumps({"config": {**cfg.__dict__}, "rows": rows}, indent=2))
+        (args.out / "report.json").write_text(_strict_json({"config": {**cfg.__dict__}, "rows": rows}))
         (args.out / "report.md").write_text(md)
         print(f"wrote {args.out / 'report.json'} and report.md")
     return 0
+
+
+_PLAN_FLAGS = {
+    "budgets": "--budgets",
+    "patch_share": "--patch-share",
+    "patch_copies": "--copies",
+    "codec_head_copies": "--head-copies",
+}
+"""The ``downlink plan`` flag of each :class:`PlanConfig` field, to name it in an error."""
+PLAN_FILES = ("report.json", "report.md")
+
+
+def _check_plan_out(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an --out that is a file, or one holding an earlier report (without --force)."""
+    if args.out is None:
+        if args.force:
+            raise CLIError("--force overwrites the reports in --out: give --out")
+        return
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} is a file; name a folder for {' and '.join(PLAN_FILES)}")
+    held = [n for n in PLAN_FILES if (args.out / n).exists()]
+    if held and not args.force:
+        raise CLIError(f"--out {args.out} already holds {', '.join(held)}: give --force to overwrite, or name another")
+    check_writable(args.out / PLAN_FILES[0], "--out")
+
+
+def _plan_patch(patch: int | None, scorer_fn: object, scorer: str) -> int:
+    """The scoring patch side for ``plan --image``: ``--patch`` checked against the scorer's input (a VAE with a
+    fixed input scores only patches of that side; a CAE takes multiples of 16 up to its input), else the VAE's
+    side or 64."""
+    meta = getattr(getattr(scorer_fn, "predictor", None), "metadata", None)
+    if meta is None:  # a scorer without model metadata: nothing to check against
+        return patch or 64
+    fixed = int(meta.input_shape[2] if meta.layout == "NCHW" else meta.input_shape[1])
+    side = patch or (fixed if fixed > 0 and meta.kind == "vae" else 64)
+    if meta.kind == "vae" and fixed > 0 and side != fixed:
+        raise CLIError(f"--patch {side}: the scorer {scorer} scores {fixed}x{fixed} patches; give --patch {fixed}")
+    if meta.kind == "cae" and fixed > 0 and side > fixed:
+        raise CLIError(f"--patch {side}: the scorer {scorer} takes {fixed}x{fixed} inputs; give at most {fixed}")
+    if meta.kind == "cae" and side % 16:
+        raise CLIError(f"--patch {side}: CAE scoring ({scorer}) needs a multiple of 16")
+    return side
 
 
 def _preset(name: str) -> Path | str:

@@ -99,7 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _station(args: argparse.Namespace):
+def _station(args: argparse.Namespace, make_out: bool = True):
+    """The station of the options, every option checked first; ``make_out`` False: ``--out`` is neither
+    created nor set (``serve`` binds its socket first)."""
     from edgeae.ground.limits import GroundLimits
     from edgeae.ground.station import GroundStation, make_filler
 
@@ -128,13 +130,20 @@ def _station(args: argparse.Namespace):
         raise CLIError(f"--cross-check: {exc}") from None
     except ValueError as exc:  # AdaptationError, an invalid step count
         raise CLIError(f"--adapt: {exc}") from None
+    # a frame the CAE cannot fill (another channel count) is filled by the classical --method instead
+    fallback, fallback_name = make_filler(None, args.method) if args.model else (None, "")
     decoder = None
     if args.decoder:
         from edgeae.predictor import load_predictor
 
         decoder = load_predictor(args.decoder, threads=args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    return GroundStation(out=args.out, fill=fill, fill_name=name, decoder=decoder, limits=limits)
+    gs = GroundStation(
+        fill=fill, fill_name=name, decoder=decoder, limits=limits, fallback=fallback, fallback_name=fallback_name
+    )
+    if make_out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        gs.out = args.out
+    return gs
 
 
 SESSION_FILES = ("stream.json", "received.bin")
@@ -174,10 +183,14 @@ def _print(report: dict) -> None:
             line += f", {rep['pieces_bad']} pieces that did not fit the sample mask dropped"
         if "pixel_fraction_received" in rep:
             line += f", {100 * rep['pixel_fraction_received']:.1f}% of sampled pixels"
-        if "psnr" in rep:
-            line += f", PSNR {rep['psnr']:.2f} dB"
+        if rep.get("psnr") is not None:
+            line += f", PSNR {rep['psnr']:.2f} dB" + (f" ({rep['psnr_note']})" if "psnr_note" in rep else "")
         elif "psnr_error" in rep:
             line += f", no PSNR: {rep['psnr_error']}"
+        if "fill_fallback" in rep:
+            line += f" ({rep['fill_fallback']})"
+        if rep.get("telemetry_nonfinite"):
+            line += f", non-finite telemetry written as null: {', '.join(rep['telemetry_nonfinite'][:8])}"
         if "error" in rep:
             line += f" ({rep['error']})"
         print(line)
@@ -194,8 +207,8 @@ def _originals(gs, path: Path, frame_ids: list[int], bayer: str | None = None) -
                 "a folder of originals whose names end in the frame id (frame_3.png, img_0003.tif)"
             )
         gs.default_original = as_float(*image_samples(path, bayer=bayer))
-    else:
-        gs.originals.update(load_originals(path, frame_ids, bayer))
+    else:  # a frame without its original (or with one that cannot be read) says so in its report
+        gs.originals.update(load_originals(path, frame_ids, bayer, missing=gs.original_notes))
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -204,14 +217,17 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.ground.sources import feed_packets
+    from edgeae.ground.sources import check_packet_files, feed_packets, original_files
 
     if args.ground_command == "decode":
-        for p in args.packets:
+        for p in args.packets:  # every plain mistake before --out is created or a packet read
             if not p.exists():
                 raise CLIError(f"packet file {p} does not exist")
             if p.is_file() and p.stat().st_size == 0:
                 raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
+            check_packet_files(p)
+        if args.original is not None and args.original.is_dir():
+            original_files(args.original)  # two files for one frame id, or one that is no image: refused now
         gs = _station(args)
         skipped = 0
         damage = []
@@ -238,9 +254,9 @@ def run(args: argparse.Namespace) -> int:
         _print(report)
         return _status(report)
 
-    from edgeae.ground.transport import serve_udp
+    from edgeae.ground.transport import BindError, bind_udp, serve_udp
 
-    gs = _station(args)
+    gs = _station(args, make_out=False)  # --out is created once the socket is bound
     if args.original:
         if not args.original.is_file():
             raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
@@ -251,13 +267,18 @@ def run(args: argparse.Namespace) -> int:
             args.ready_file.write_text("")
         except OSError as exc:
             raise CLIError(f"--ready-file {args.ready_file}: cannot write it ({exc.strerror or exc})") from None
+    try:
+        sock = bind_udp(args.host, args.port)
+    except BindError as exc:  # a busy port, an unknown host: the address and why, exit status 2
+        raise CLIError(str(exc.strerror)) from None
+    gs.out = args.out  # serve_udp creates it
 
     def ready(port: int) -> None:
         print(f"listening on udp://{args.host}:{port}", flush=True)
         if args.ready_file:
             args.ready_file.write_text(str(port))
 
-    report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready)
+    report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready, sock=sock)
     _print(report)
     stopped = report["serve"]["stopped"]
     if stopped == "interrupted":

@@ -6,7 +6,8 @@ best quality that fits a byte budget; :func:`over_link` sends the file as a flat
 the same packet size as the sparse frame) over a :class:`~edgeae.ground.link.LinkConfig` and decodes what
 arrived two ways — the prefix before the first lost packet (a truncated file) and the full length with lost
 ranges zero-filled — crediting the codec with the better of the two (generous to the codec). If neither
-decodes to an image of the right shape, the frame is lost and scored as a flat mid-grey frame.
+decodes to an image of the right shape, the frame is lost: :func:`over_link` returns a flat mid-grey frame (the
+link benchmark scores that), :func:`same_bytes` reports its PSNR as None, as the ground does a lost sparse frame.
 
 Needs the ground extras (OpenCV for JPEG, imagecodecs for the others), imported when a codec runs.
 """
@@ -215,7 +216,9 @@ def same_bytes(
 ) -> list[dict[str, Any]]:
     """Each codec's file at the best quality whose packets take at most ``wire_bytes``, sent over ``link``:
     one row per codec with the file and wire bytes, the quality, how it decoded and the PSNR (dB) against
-    ``img`` (uint8 (H, W, C)). A codec that cannot get that small is reported with ``error``."""
+    ``img`` (uint8 (H, W, C)): None when the frame is lost (nothing decoded; not the mid-grey frame's PSNR, so a
+    lost codec frame reads as a lost sparse frame does), inf when identical. A codec that cannot get that small is
+    reported with ``error``."""
     from edgeae.metrics import psnr
 
     ref = img.astype(np.float32) / 255.0
@@ -236,6 +239,6 @@ def same_bytes(
             "bytes_received": r.bytes_received,
             "decoded": r.how,
             "lost": r.lost,
-            "psnr": round(float(psnr(ref, r.image.astype(np.float32) / 255.0)), 3),
+            "psnr": None if r.lost else round(float(psnr(ref, r.image.astype(np.float32) / 255.0)), 3),
         })  # fmt: skip
     return rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,12 +178,29 @@ def decode_flat(asm: Assembly, limits: GroundLimits | None = None) -> FlatResult
     return FlatResult(asm.frame_id, h0, flat.reshape(shape), got.reshape(shape))
 
 
-def telemetry_json(res: FlatResult) -> dict | None:
-    """The telemetry record as JSON when every byte arrived and it parses; else None."""
+def telemetry_json(res: FlatResult, nonfinite: list[str] | None = None) -> dict | None:
+    """The telemetry record as JSON when every byte arrived and it parses; else None.
+
+    JSON cannot hold NaN or infinities (``{"temp": NaN}`` parses in Python, but no strict reader takes it):
+    such values become None, and their paths (``temp``, ``a.b[2]``) are appended to ``nonfinite``.
+    """
     if not res.received.all():
         return None
     try:
         out = json.loads(res.values.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return out if isinstance(out, dict) else {"value": out}
+    out = out if isinstance(out, dict) else {"value": out}
+    return _finite_values(out, "", [] if nonfinite is None else nonfinite)
+
+
+def _finite_values(obj: object, path: str, nonfinite: list[str]) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None; their paths appended to ``nonfinite``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        nonfinite.append(path or "value")
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_values(v, f"{path}.{k}" if path else str(k), nonfinite) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_values(v, f"{path}[{i}]", nonfinite) for i, v in enumerate(obj)]
+    return obj

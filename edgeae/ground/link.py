@@ -44,7 +44,7 @@ class LinkConfig:
         for name, v in asdict(self).items():  # TOML gives any type: a number where a number belongs
             if name not in ("contacts", "seed", "name") and (isinstance(v, bool) or not isinstance(v, int | float)):
                 raise ValueError(f"{name} must be a number, got {v!r}")
-        object.__setattr__(self, "contacts", tuple((float(a), float(b)) for a, b in self.contacts))
+        object.__setattr__(self, "contacts", _contacts(self.contacts))
         if not (math.isfinite(self.data_rate_bps) and self.data_rate_bps > 0):
             raise ValueError(f"data_rate_bps must be positive, got {self.data_rate_bps}")
         for name in ("latency_s", "reorder_delay_s"):
@@ -78,9 +78,30 @@ class LinkConfig:
         return d
 
 
+def _contacts(value: object) -> tuple[tuple[float, float], ...]:
+    """Contact windows as ((start_s, end_s), ...) from any sequence of pairs of numbers; ValueError saying what
+    ``contacts`` must be otherwise (a TOML file can give it anything)."""
+
+    def number(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    pairs = value if isinstance(value, list | tuple) else None
+    if pairs is None or not all(isinstance(w, list | tuple) and len(w) == 2 and all(map(number, w)) for w in pairs):
+        raise ValueError(
+            "contacts must be a list of [start_s, end_s] windows in seconds, e.g. [[0.0, 600.0], [5400.0, 6000.0]] "
+            f"(empty: always in contact), got {value!r}"
+        )
+    return tuple((float(a), float(b)) for a, b in pairs)
+
+
+TOP_LEVEL = ("link", "description")
+"""What a link file may hold outside ``[link]``: the table itself and a one-line ``description`` (``edgeae links``)."""
+
+
 def load_link(path: str | Path) -> LinkConfig:
     """A :class:`LinkConfig` from a preset name (``loss20``; ``edgeae links``) or a TOML file with a
-    ``[link]`` table (keys = the dataclass fields)."""
+    ``[link]`` table (keys = the dataclass fields; anything else at the top level but ``description`` is
+    refused), or with those keys at the top level."""
     from edgeae.resolve import link_path
 
     p = link_path(path)
@@ -97,6 +118,15 @@ def load_link(path: str | Path) -> LinkConfig:
     table = doc.get("link", doc)
     if not isinstance(table, dict):
         raise ValueError(f"link file {p}: 'link' must be a table ([link] with key = value lines), got {table!r}")
+    if "link" in doc:  # a mistyped table ([links], [lnk]) or a key above [link] would be a setting lost unseen
+        stray = sorted(set(doc) - set(TOP_LEVEL))
+        if stray:
+            raise ValueError(
+                f"link file {p}: unknown top-level keys or tables {stray}; the settings go in [link] "
+                f"(top level allows only {', '.join(TOP_LEVEL)})"
+            )
+    else:
+        table = {k: v for k, v in table.items() if k != "description"}
     known = {f.name for f in fields(LinkConfig)}
     unknown = sorted(set(table) - known)
     if unknown:

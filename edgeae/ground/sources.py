@@ -120,20 +120,74 @@ def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
     return out, skipped
 
 
-def load_originals(path: str | Path, frame_ids: list[int], bayer: str | None = None) -> dict[int, np.ndarray]:
-    """Originals for PSNR from a directory of files whose name ends in the frame id (``frame_3.png``,
-    ``3.png``, ``img_0003.tif``), as float32 in [0, 1] (``bayer``: demosaiced, see :func:`image_samples`)."""
+ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+"""Image files an ``--original`` folder is searched for."""
+
+
+def original_files(path: str | Path, check: bool = True) -> dict[int, Path]:
+    """The originals of a folder by frame id: image files whose name ends in the id (``frame_3.png``,
+    ``3.png``, ``img_0003.tif``). Two files for one id (``frame_3.png``, ``frame_03.png``) are refused
+    (ValueError) rather than one picked by name order; ``check``: each file's header is read
+    (:func:`edgeae.imagedecode.probe`), so a file that is no readable image is refused before any packet is."""
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"original {p} does not exist")
-    out = {}
+    found: dict[int, list[Path]] = {}
     for f in sorted(p.iterdir()):
         m = re.search(r"(\d+)$", f.stem)
-        if (
-            m
-            and int(m.group(1)) in frame_ids
-            and f.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
-        ):
-            s, bits = image_samples(f, bayer=bayer)
-            out[int(m.group(1))] = as_float(s, bits)
+        if m and f.suffix.lower() in ORIGINAL_SUFFIXES and f.is_file():
+            found.setdefault(int(m.group(1)), []).append(f)
+    twice = {i: fs for i, fs in found.items() if len(fs) > 1}
+    if twice:
+        i, fs = next(iter(twice.items()))
+        more = f" (and {len(twice) - 1} more ids)" if len(twice) > 1 else ""
+        raise ValueError(
+            f"--original {p}: {len(fs)} files for frame {i} ({', '.join(f.name for f in fs)}){more}: keep one "
+            "original per frame id"
+        )
+    if check:
+        from edgeae.imagedecode import probe
+
+        for fs in found.values():
+            probe(fs[0])
+    return {i: fs[0] for i, fs in found.items()}
+
+
+def load_originals(
+    path: str | Path, frame_ids: list[int], bayer: str | None = None, missing: dict[int, str] | None = None
+) -> dict[int, np.ndarray]:
+    """Originals for PSNR from a directory of files whose name ends in the frame id (``frame_3.png``,
+    ``3.png``, ``img_0003.tif``; see :func:`original_files`), as float32 in [0, 1] (``bayer``: demosaiced,
+    see :func:`image_samples`). ``missing``, when given, receives why a frame of ``frame_ids`` has none (no
+    file, or one whose pixels cannot be read); without it an unreadable file raises."""
+    files = original_files(path, check=False)
+    out = {}
+    for i in frame_ids:
+        if i not in files:
+            if missing is not None:
+                missing[i] = f"no original for frame {i} in {path} (a file whose name ends in {i})"
+            continue
+        try:
+            s, bits = image_samples(files[i], bayer=bayer)
+        except (OSError, ValueError) as exc:  # the header read fine (original_files), the pixels did not
+            if missing is None:
+                raise
+            missing[i] = f"original {files[i]} could not be read: {exc}"
+            continue
+        out[i] = as_float(s, bits)
     return out
+
+
+def check_packet_files(path: str | Path) -> list[Path]:
+    """The files :func:`iter_packets` would read, each checked for a readable header first: a folder without
+    ``*.bin`` files (FileNotFoundError) or a record file with a wrong magic or version
+    (:class:`~edgeae.wire.stream.PacketFileError`) is refused before any packet is read."""
+    from edgeae.wire.stream import FILE_VERSION, PacketFileError
+
+    files = packet_files(path)
+    for f in files:
+        with open(f, "rb") as fh:
+            head = fh.read(len(MAGIC) + 1)
+        if head[: len(MAGIC)] == MAGIC and (len(head) <= len(MAGIC) or head[len(MAGIC)] != FILE_VERSION):
+            raise PacketFileError(f"{f}: packet file version {head[4:5].hex() or 'missing'} is not {FILE_VERSION}")
+    return files

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -135,6 +136,9 @@ class GroundStation:
     max_pixels: int = 1 << 28  # frames claiming more pixels are reported, not decoded
     limits: GroundLimits | None = None  # every size a packet claims is checked against these first
     failures: Counter[str] = field(default_factory=Counter)  # products not rebuilt, by reason
+    fallback: Filler | None = None  # fills a frame that ``fill`` (a CAE) cannot: classical inpainting
+    fallback_name: str = ""
+    original_notes: dict[int, str] = field(default_factory=dict)  # frame id -> why it has no original
     lock: Any = field(default_factory=threading.RLock)  # held while reading the receiver's state
 
     def __post_init__(self) -> None:
@@ -172,15 +176,17 @@ class GroundStation:
             except Exception as exc:  # one product, whatever went wrong, is reported and counted: never fatal
                 reason = _failure_reason(exc)
                 self.failures[reason] += 1
-                log.warning("%s not rebuilt (%s): %s", product_name(key), reason, exc)
+                # the report (and the CLI's product line) says it; not a second time on the console
+                log.info("%s not rebuilt (%s): %s", product_name(key), reason, exc)
                 rep = {**base, "error": str(exc) or type(exc).__name__, "error_reason": reason}
             self.reports[product_name(key)] = rep
             done[product_name(key)] = rep
             if self.out is not None:
                 try:
-                    (self.out / f"{product_name(key)}.json").write_text(json.dumps(rep, indent=2, default=str))
+                    (self.out / f"{product_name(key)}.json").write_text(strict_json(rep))
                 except OSError as exc:
-                    self.failures["write"] += 1
+                    if "error_reason" not in rep:  # a product that failed already is counted once, not twice
+                        self.failures["write"] += 1
                     rep["write_error"] = str(exc)
         return done
 
@@ -199,13 +205,22 @@ class GroundStation:
             res = decode_flat(asm, self.limits)
             rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
             if asm.kind == "telemetry":
-                rep["telemetry"] = telemetry_json(res)
+                nonfinite: list[str] = []
+                rep["telemetry"] = telemetry_json(res, nonfinite)
+                if nonfinite:  # NaN / Infinity in the record: JSON cannot hold them, so null, and said where
+                    rep["telemetry_nonfinite"] = nonfinite
                 if rep["telemetry"] is None:  # say why, not just null
                     rep["telemetry_error"] = (
                         "bytes missing (packets lost)" if not res.received.all() else "the record is not UTF-8 JSON"
                     )
             else:
-                rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"], score=res.header["score"])
+                rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"])
+                if not math.isfinite(res.header["score"]):  # the sender refuses these: a damaged or rogue product
+                    raise DecodeError(
+                        f"patch {asm.frame_id}/{res.header['index']}: anomaly score {res.header['score']} is not "
+                        "finite (a flight product always has a finite score): patch not written"
+                    )
+                rep["score"] = res.header["score"]
                 if self.out is not None:
                     from edgeae.imageio import write_image
 
@@ -237,7 +252,18 @@ class GroundStation:
             "reconstruction": self.fill_name,
         }
         notes: dict[str, Any] = {}
-        recon = self.fill(img, known, notes) if self.fill is not None and known.any() else img
+        recon = img
+        if self.fill is not None and known.any():
+            try:
+                recon = self.fill(img, known, notes)
+            except Exception as exc:  # e.g. a grey frame for an RGB CAE: the classical fill still rebuilds it
+                if self.fallback is None:
+                    raise
+                recon = self.fallback(img, known, {})
+                rep["reconstruction"] = self.fallback_name
+                rep["fill_fallback"] = (
+                    f"{self.fill_name} could not fill this frame ({exc}); filled with {self.fallback_name}"
+                )
         rep.update(notes)
         rep["decode_s"] = round(time.perf_counter() - t0, 4)
         self.images[asm.frame_id] = recon
@@ -317,16 +343,23 @@ class GroundStation:
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
         orig = self.originals.get(frame_id, self.default_original)
         if orig is None:
+            if frame_id in self.original_notes:
+                rep["psnr_error"] = self.original_notes[frame_id]
             return
         if orig.shape != recon.shape:
             rep["psnr_error"] = f"original shape {orig.shape} differs from frame {recon.shape}"
             return
         from edgeae.metrics import psnr
 
-        rep["psnr"] = round(float(psnr(orig, recon)), 3)
+        value = float(psnr(orig, recon))
+        # JSON has no Infinity: PSNR is capped at PSNR_CAP_DB (MSE floored at 1e-12, as psnr_unknown_pixels)
+        rep["psnr"] = round(min(value, PSNR_CAP_DB), 3) if not math.isnan(value) else None
+        if math.isinf(value) and value > 0:
+            rep["psnr_note"] = f"identical to the original (PSNR infinite, reported as {PSNR_CAP_DB:g} dB)"
         if known is not None and not known.all():
             err = (orig - np.clip(recon, 0, 1))[~known]
-            rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-12))), 3)
+            mse = max(float(np.mean(err**2)), 10 ** (-PSNR_CAP_DB / 10))
+            rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / mse)), 3)
 
     def report(self) -> dict:
         """The session report so far: stream totals (with products not rebuilt, by reason) and products."""
@@ -339,7 +372,7 @@ class GroundStation:
         report = report if report is not None else self.report()
         if self.out is not None:
             tmp = self.out / "stream.json.tmp"
-            tmp.write_text(json.dumps(report, indent=2, default=str))
+            tmp.write_text(strict_json(report))
             tmp.replace(self.out / "stream.json")  # never a half-written report
         return report
 
@@ -352,6 +385,26 @@ class GroundStation:
             self.write_report()
         self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
         return self.write_report()
+
+
+PSNR_CAP_DB = 120.0
+"""The highest PSNR a report gives (an MSE of 1e-12 on [0, 1] samples): an exact rebuild reports this, not
+Infinity, which JSON cannot hold."""
+
+
+def strict_json(obj: Any) -> str:
+    """``obj`` as indented, strict JSON: a NaN or infinite float (which JSON cannot hold) is written as null."""
+    return json.dumps(_finite(obj), indent=2, default=str, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _image_ext(image: np.ndarray) -> str:

@@ -63,6 +63,22 @@ def send_udp(
     return len(records)
 
 
+class BindError(OSError):
+    """The server could not listen: the message names ``udp://HOST:PORT`` and why (port busy, unknown host)."""
+
+
+def bind_udp(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A UDP socket bound to ``host:port`` with a large receive buffer; :class:`BindError` names the address."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        _large_receive_buffer(sock, RECEIVE_BUFFER)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise BindError(exc.errno, f"cannot listen on udp://{host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def serve_udp(
     station: GroundStation,
     host: str = "127.0.0.1",
@@ -70,6 +86,7 @@ def serve_udp(
     idle_timeout: float = 5.0,
     max_time: float = 60.0,
     ready: Callable[[int], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> dict:
     """Receive datagrams into ``station``; a decoder thread rebuilds each product once its last packet arrived.
 
@@ -82,21 +99,27 @@ def serve_udp(
     Whatever stops the session (end of transmission, time-outs, Ctrl-C / SIGTERM, an error) everything
     received is parsed, the products are decoded and ``stream.json`` is written. ``ready(port)`` is called
     once the socket is bound (``port`` 0 picks a free one). Returns the final report with a ``serve``
-    section: why it stopped, datagrams, seconds.
+    section: why it stopped, datagrams, seconds. ``sock``: a socket from :func:`bind_udp` (bound before
+    ``station.out`` is created, so a busy port leaves no folder behind); otherwise one is bound here
+    (:class:`BindError` when it cannot be).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rcvbuf = _large_receive_buffer(sock, RECEIVE_BUFFER)
-    sock.bind((host, port))
+    sock = sock if sock is not None else bind_udp(host, port)
+    rcvbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
     bound = sock.getsockname()[1]
     log.info("ground station listening on udp://%s:%d", host, bound)
     limits = station.limits or GroundLimits()
     tmpdir = None
-    if station.out is not None:
-        path = Path(station.out) / "received.bin"
-    else:
-        tmpdir = tempfile.TemporaryDirectory(prefix="edgeae-serve-")
-        path = Path(tmpdir.name) / "received.bin"
-    path.write_bytes(MAGIC + bytes([FILE_VERSION]))
+    try:
+        if station.out is not None:
+            Path(station.out).mkdir(parents=True, exist_ok=True)
+            path = Path(station.out) / "received.bin"
+        else:
+            tmpdir = tempfile.TemporaryDirectory(prefix="edgeae-serve-")
+            path = Path(tmpdir.name) / "received.bin"
+        path.write_bytes(MAGIC + bytes([FILE_VERSION]))
+    except OSError:
+        sock.close()
+        raise
     status_r, status_w = os.pipe()
     old_term = _raise_on_sigterm()
     t0 = time.monotonic()

@@ -62,6 +62,7 @@ from .sparse import (  # noqa: F401
     sparse_header_v2,
     sparse_v1_bodies,
     sparse_v2_bodies,
+    too_many_packets,
 )
 
 
@@ -199,7 +200,7 @@ def packetise(
     seq = counters if counters is not None else SequenceCounters()
     kind, bodies = packet_bodies(product, cfg)
     if len(bodies) >= 2**16:
-        raise ValueError(f"{kind} product {product.frame_id} needs {len(bodies)} packets (max 65535)")
+        raise ValueError(too_many_packets(kind, product.frame_id, len(bodies)))
     wanted = range(len(bodies)) if parts is None else [int(i) for i in parts]
     bad = [i for i in wanted if not 0 <= i < len(bodies)]
     if bad:

@@ -220,7 +220,18 @@ def plan_sparse(
             spools.append(spool)
     if shared is not None and not spools:  # a frame without bands: nothing will close it
         shared.close()
+    total = sum(b.parts for b in plan)
+    if total >= 2**16:  # before a header packs a count into its 16-bit field (the caller closes ``spools``)
+        raise ValueError(too_many_packets("sparse", frame.frame_id, total))
     return plan
+
+
+def too_many_packets(kind: str, frame_id: int, n: int) -> str:
+    """The error for a product that needs more packets than the 16-bit part count holds, with what helps."""
+    helps = "raise the packet size (--max-packet)"
+    if kind == "sparse":
+        helps += ", keep fewer pixels (--keep) or code the samples (--codec ccsds121)"
+    return f"{kind} product {frame_id} needs {n:,} packets, over the 65,535 a product can have: {helps}"
 
 
 def sparse_v2_bodies(
