@@ -1,0 +1,100 @@
+"""How the ground station fills a sparse frame: the CAE (optionally adapted to the frame and cross-checked
+against a classical fill) or a classical method, as one callable (:class:`Filler`, :func:`make_filler`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger("edgeae.ground.station")  # the station's logger, as before this module was split off
+
+
+class Filler(Protocol):
+    """fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C).
+
+    ``notes``, when given, receives what the fill did on this frame beyond its name (``adapt``: the steps
+    asked for and the one kept; ``cross_check_error``: why the cross-check fell back to the CAE alone); the
+    ground station copies them into the frame's report.
+    """
+
+    def __call__(self, image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray: ...
+
+
+def make_filler(
+    model: str | None = None,
+    method: str = "telea",
+    threads: int | None = None,
+    adapt_steps: int = 0,
+    cross_check: str | None = None,
+) -> tuple[Filler, str]:
+    """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
+
+    Uses ``edgeae.reconstruct.reconstruct``; without it (a build without that module) classical methods go
+    straight to ``edgeae.inpaint.inpaint``. ``adapt_steps > 0`` adapts a copy of the CAE to each frame's received
+    samples first (:mod:`edgeae.adapt`; a PyTorch model only, checked here); a frame whose adaptation fails is
+    filled by the model as shipped, with a warning, never lost. ``cross_check`` (a classical method) mixes the
+    CAE with it region by region (:mod:`edgeae.crosscheck`, validated here); a frame where that fails is filled
+    by the CAE alone, with a warning.
+    """
+    try:
+        from edgeae.reconstruct import reconstruct
+    except ImportError:
+        if model:
+            raise
+        from edgeae.inpaint import inpaint
+
+        def fill_inpaint(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+            return np.asarray(inpaint(image, known, method), dtype=np.float32)
+
+        return fill_inpaint, method
+    if model:
+        from edgeae.predictor import load_predictor
+
+        predictor = load_predictor(model, threads=threads)
+        adapt_cfg = None
+        if adapt_steps:
+            from edgeae.adapt import AdaptConfig, adapt_predictor, check_adaptable
+
+            adapt_cfg = AdaptConfig(steps=adapt_steps)
+            check_adaptable(predictor)  # an exported artifact is refused now, not frame by frame
+        xcfg = None
+        if cross_check:
+            from edgeae.crosscheck import CrossCheckConfig, cross_checked_fill
+
+            xcfg = CrossCheckConfig(method=cross_check)  # an unknown method is refused now
+
+        def fill_cae(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+            use = predictor
+            notes = {} if notes is None else notes
+            if adapt_cfg is not None and image.shape[2] == predictor.metadata.channels:
+                info: dict[str, Any] = {}
+                try:
+                    use = adapt_predictor(predictor, image, known, adapt_cfg, progress=False, report=info)
+                except Exception as exc:  # the frame is still filled, by the shipped model
+                    log.warning("adapting the CAE to the frame failed (%s): filling with the model as shipped", exc)
+                    info = {"error": str(exc)}
+                # the fill's name says adaptation was asked for; this says what it did on this frame (0: the
+                # model as shipped was kept, adapting did not help the held-out samples)
+                notes["adapt"] = {
+                    "steps": adapt_steps, "chosen_step": int(info.get("chosen_step", 0)), **({"error": info["error"]}
+                    if "error" in info else {}),
+                }  # fmt: skip
+            if xcfg is not None:
+                try:
+                    return np.asarray(cross_checked_fill(image, known, use, xcfg, progress=False), dtype=np.float32)
+                except Exception as exc:  # the frame is still filled, by the CAE alone
+                    log.warning("the cross-check failed on this frame (%s): filling with the CAE alone", exc)
+                    notes["cross_check_error"] = str(exc)
+            return np.asarray(reconstruct(image, known, "cae", predictor=use), dtype=np.float32)
+
+        suffix = f"+adapt{adapt_steps}" if adapt_steps else ""
+        suffix += f"+xcheck-{cross_check}" if cross_check else ""
+        return fill_cae, f"cae:{Path(str(model)).name}{suffix}"
+
+    def fill_classical(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+        return np.asarray(reconstruct(image, known, method), dtype=np.float32)
+
+    return fill_classical, method
