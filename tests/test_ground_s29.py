@@ -189,3 +189,18 @@ def test_original_folder_problems_are_refused_before_reading_or_noted(tmp_path: 
     rep = _strict((tmp_path / "g3" / "frame_7.json").read_text())
     assert "no original for frame 7" in rep["psnr_error"] and "psnr" not in rep
     assert "no PSNR: no original for frame 7" in capsys.readouterr().out
+
+
+def test_image_samples_say_how_many_pixels_hold_no_data(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A float TIFF with NaN pixels went out as real zeros without a word (audit a2, item 19)."""
+    tifffile = pytest.importorskip("tifffile")
+    from edgeae.ground.sources import image_samples
+
+    img = np.full((16, 16), 0.5, np.float32)
+    img[2:4, 2:5] = np.nan
+    path = tmp_path / "nan.tif"
+    tifffile.imwrite(path, img)
+    with caplog.at_level("WARNING", logger="edgeae.ground.sources"):
+        samples, bits = image_samples(path)
+    assert bits == 16 and samples[2, 2, 0] == 0
+    assert "6 pixel(s) hold no data" in caplog.text

@@ -32,6 +32,9 @@ def image_samples(path: str | Path, channels: int | None = None, bayer: str | No
     top = 2**bits - 1
     factor = np.float32(img.scale if exact else top)
     samples = np.round(np.clip(img.pixels * factor, 0, top)).astype(sample_dtype(bits))
+    empty = int(img.valid.size - np.count_nonzero(img.valid))  # NaN/inf samples, transparent pixels
+    if empty:
+        log.warning("%s: %d pixel(s) hold no data (NaN/inf or transparent): sent as sample value 0", path, empty)
     return samples, bits
 
 
