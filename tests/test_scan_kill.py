@@ -35,7 +35,8 @@ def test_sigkilled_scan_resumes_to_the_uninterrupted_result(moon: np.ndarray, tm
     model = tiny_cae(tmp_path / "tiny.pt")
     base = [sys.executable, "-m", "edgeae", "scan", str(root), "--model", str(model), "--no-progress"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run([*base, "--out", str(ref), "--workers", "0"], check=True, capture_output=True)
+    done = subprocess.run([*base, "--out", str(ref), "--workers", "0"], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr  # status 1: the archive's corrupt files failed, as documented
     proc = subprocess.Popen([*base, "--out", str(cut), "--workers", "1"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     while proc.poll() is None and _finished(cut) < total // 2:
@@ -45,7 +46,8 @@ def test_sigkilled_scan_resumes_to_the_uninterrupted_result(moon: np.ndarray, tm
     killed_at = _finished(cut)
     assert 0 < killed_at < total, "the scan was not interrupted half-way"
     assert not (cut / "results.parquet").exists()
-    subprocess.run([*base, "--out", str(cut), "--workers", "1"], check=True, capture_output=True)
+    resumed = subprocess.run([*base, "--out", str(cut), "--workers", "1"], capture_output=True, text=True)
+    assert resumed.returncode == 1, resumed.stderr
     assert pq.read_table(cut / "results.parquet").equals(pq.read_table(ref / "results.parquet"))
     report = json.loads((cut / "report.json").read_text())
     assert report["images_scanned"] <= total - killed_at + 1 and report["pending"] == 0

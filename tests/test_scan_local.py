@@ -58,7 +58,8 @@ def test_scan_writes_results_summaries_topk_and_records_corrupt_files(archive, m
     assert np.all(np.isfinite(t.column("score").to_numpy()))
     imgs = pq.read_table(tmp_path / "images.parquet").to_pylist()
     assert len(imgs) == len(names["good"]) + 2
-    best = max(imgs, key=lambda r: r.get("score_max") or -1)
+    assert all((r["score_max"] is None) == (r["status"] != "done") for r in imgs)  # null for the failed ones
+    best = max((r for r in imgs if r["status"] == "done"), key=lambda r: r["score_max"])
     top = sorted((tmp_path / "topk").glob("0*.png"))
     assert len(top) == 5 and (tmp_path / "topk" / "gallery.png").exists()
     assert report["top"][0]["file"] == best["file"]

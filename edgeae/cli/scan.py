@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             Margin.parse(args.margin)
         except ValueError as exc:
             raise CLIError(f"--margin: {exc}") from None
+    restore = _sigterm_as_interrupt()
     try:
         opts = EngineOptions(
             engine=args.engine, workers=args.workers, address=args.address, num_cpus=args.num_cpus,
@@ -179,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ScanStateError as exc:
         raise CLIError(str(exc)) from exc
+    finally:
+        restore()
     print(report_markdown(report), end="")
     if report.get("failed"):  # the rest is scanned and recorded; a script still needs to see it
         print(
@@ -188,3 +191,19 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (``kill``, a batch system's stop) ends the scan as Ctrl-C does: finished images kept, queued ones
+    dropped, the "interrupted" line; returns what puts the previous handler back (a no-op off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old)

@@ -26,6 +26,8 @@ PRODUCT_SUFFIXES = (".img", ".lbl", ".cub", ".xml", ".lblx", ".vic", ".jp2", ".j
 SCAN_SUFFIXES = IMAGE_SUFFIXES + PRODUCT_SUFFIXES
 MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# what a scan writes at the top of its results folder (not archive files when that folder is the archive's)
+RESULT_FILES = ("scan.json", "manifest.jsonl", "results.parquet", "images.parquet", "report.json", "report.md")
 
 
 @dataclass(frozen=True)
@@ -51,19 +53,32 @@ def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
     return p.is_file() and p.suffix.lower() in suffixes
 
 
-def _walk_dir(root: Path, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
+def _walk_dir(root: Path, suffixes: tuple[str, ...], skip: frozenset[Path] = frozenset()) -> list[ArchiveEntry]:
+    """Images and products below ``root``; folders whose resolved path is in ``skip`` (a results folder inside
+    the archive) are not walked."""
     out = []
     other: Counter[str] = Counter()  # files of other types: not scanned, but said so
     for dirpath, dirnames, filenames in os.walk(root):
+        if skip:
+            dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() not in skip]
         dirnames.sort()
+        found, rest = [], []
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
             if fn.startswith("."):
                 continue
             if p.suffix.lower() in suffixes:
+                found.append(p)
                 out.append(ArchiveEntry(p, p.relative_to(root).as_posix()))
             else:
-                other[p.suffix.lower() or "(no extension)"] += 1
+                rest.append(p)
+        if skip and (Path(dirpath) / "parts").resolve() in skip:  # the results folder is this one
+            rest = [p for p in rest if p.name not in RESULT_FILES]
+        if rest and found:  # a PDS4 product's data files (.dat, .fits, ...) are read through its label
+            read = _read_via_labels(found)
+            rest = [p for p in rest if p not in read]
+        for p in rest:
+            other[p.suffix.lower() or "(no extension)"] += 1
     if other:
         kinds = ", ".join(f"{k} {n}" for k, n in other.most_common(6)) + (", ..." if len(other) > 6 else "")
         log.warning(
@@ -73,19 +88,41 @@ def _walk_dir(root: Path, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
     return out
 
 
+def _read_via_labels(files: list[Path]) -> set[Path]:
+    """The data files that the labels among ``files`` name (PDS4 .dat, .fits, ...: scanned through the label)."""
+    from edgeae.archive.formats import product_files
+
+    read: set[Path] = set()
+    for p in files:
+        if p.suffix.lower() in (".xml", ".lblx", ".lbl"):
+            read.update(product_files(p))
+    return read
+
+
+def _manifest_lines(manifest: Path) -> list[str]:
+    """The first field of each line: the line itself, or a CSV row's first column (quotes and commas as the csv
+    module reads them)."""
+    text = manifest.read_text(encoding="utf-8")
+    if manifest.suffix.lower() != ".csv":
+        return text.splitlines()
+    import csv
+    import io
+
+    return [row[0] if row else "" for row in csv.reader(io.StringIO(text))]
+
+
 def _read_manifest(manifest: Path) -> list[ArchiveEntry]:
     """Lines are paths (absolute or relative to the manifest's folder); ``#`` comments and blanks skipped.
 
-    A CSV manifest takes the first comma-separated field, and skips a header line named ``file`` or ``path``.
+    A CSV manifest takes the first column (read with :mod:`csv`: a quoted path may hold commas), and skips a
+    header line named ``file``, ``path`` or ``filename``.
     """
     out = []
     base = manifest.parent
-    for i, line in enumerate(manifest.read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(_manifest_lines(manifest)):
         text = line.strip()
-        if manifest.suffix.lower() == ".csv":
-            text = text.split(",")[0].strip()
-            if i == 0 and text.lower() in ("file", "path", "filename"):
-                continue
+        if i == 0 and manifest.suffix.lower() == ".csv" and text.lower() in ("file", "path", "filename"):
+            continue
         if not text or text.startswith("#"):
             continue
         p = Path(text)
@@ -111,20 +148,26 @@ def _glob(pattern: str, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
 def walk_archive(
     specs: str | os.PathLike[str] | list[str | os.PathLike[str]],
     suffixes: tuple[str, ...] = SCAN_SUFFIXES,
+    *,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> list[ArchiveEntry]:
     """Entries of one or more archive specs (folder, manifest file, image file or glob), sorted by name.
 
+    ``exclude``: a scan's results folder; nothing in it is an archive image (when it is inside a walked folder,
+    or that folder itself, its thumbnails would be scanned on the next run). A file listed twice under different
+    names (``arch arch/sub``, ``../a/x.png`` and ``../a/sub/../x.png``) is kept once, by the name it was first given.
     Raises :class:`FileNotFoundError` for a spec that names nothing, :class:`ValueError` when two different
     files would get the same name in the results.
     """
     if isinstance(specs, (str, os.PathLike)):
         specs = [specs]
+    skip = _results_folders(specs, exclude)
     entries: list[ArchiveEntry] = []
     for spec in specs:
         text = os.fspath(spec)
         p = Path(text)
         if p.is_dir():
-            entries += _walk_dir(p, suffixes)
+            entries += _walk_dir(p, suffixes, skip)
         elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
             entries += _read_manifest(p)
         elif p.is_file():
@@ -136,6 +179,8 @@ def walk_archive(
             entries += found
         else:
             raise FileNotFoundError(f"archive {text!r} is not a folder, a manifest file, an image or a glob")
+    if skip:
+        entries = [e for e in entries if not any(e.path.resolve().is_relative_to(d) for d in skip)]
     by_name: dict[str, ArchiveEntry] = {}
     for e in entries:
         old = by_name.get(e.name)
@@ -143,6 +188,7 @@ def walk_archive(
             raise ValueError(f"two archive files share the name {e.name!r}: {old.path} and {e.path}")
         by_name[e.name] = e
     listed = {e.path.resolve() for e in by_name.values()}
+    given = {e.name: i for i, e in reversed(list(enumerate(entries)))}  # where each name was first listed
     out: dict[str, ArchiveEntry] = {}
     for n in sorted(by_name):
         e = by_name[n]
@@ -152,9 +198,35 @@ def walk_archive(
         if label is not None:  # a data file is read through its label: once, by the label's entry
             if label.resolve() in listed:
                 continue
+            given.setdefault(str(Path(e.name).with_name(label.name)), given[n])
             e = ArchiveEntry(label, str(Path(e.name).with_name(label.name)))  # named alone (a manifest, a path)
         out.setdefault(e.name, e)
-    return [out[n] for n in sorted(out)]
+    kept: dict[Path, ArchiveEntry] = {}
+    dropped: list[tuple[ArchiveEntry, ArchiveEntry]] = []
+    for n in sorted(out, key=lambda n: (given[n], n)):  # a file listed twice keeps the name it was first given
+        e = out[n]
+        first = kept.setdefault(e.path.resolve(), e)
+        if first is not e:
+            dropped.append((e, first))
+    if dropped:
+        e, first = dropped[0]
+        log.warning(
+            "%d archive file(s) listed under two names are scanned once (e.g. %r, scanned as %r)",
+            len(dropped), e.name, first.name,
+        )  # fmt: skip
+    return sorted(kept.values(), key=lambda e: e.name)
+
+
+def _results_folders(specs: list[str | os.PathLike[str]], out: str | os.PathLike[str] | None) -> frozenset[Path]:
+    """What of the results folder ``out`` is left out of the archive: all of it, or, when an archive spec lies in
+    it (the results written into the archive's own folder), the ``parts/`` and ``topk/`` the scan writes."""
+    if out is None:
+        return frozenset()
+    ex = Path(os.fspath(out)).resolve()
+    roots = [_GLOB_CHARS.split(os.fspath(s), 1)[0] or "." for s in specs]  # a glob by the folder it starts in
+    if any(Path(r).resolve().is_relative_to(ex) for r in roots):
+        return frozenset({ex / "parts", ex / "topk"})
+    return frozenset({ex})
 
 
 def _not_a_label(e: ArchiveEntry) -> bool:

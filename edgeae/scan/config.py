@@ -13,6 +13,9 @@ SCAN_SCORES = ("a", "terms-max", "local-z", "context-knn")  # the rankings a sca
 
 
 PIXELS_REVISION = 2  # see ScanConfig.pixels
+# the float32 pixels of one batch (each chunk's buffer; the model's activations are a multiple of it): 1 GiB is
+# 65,536 grey 64x64 patches, 1,024x the default batch
+MAX_BATCH_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,18 @@ class ScanConfig:
                 raise ValueError(f"group {self.group!r} is not a regular expression: {exc}") from None
         if self.stride <= 0:
             raise ValueError(f"stride must be positive, got {self.stride}")
+        if self.stride > self.patch:  # checked here, not charged to every image as it is read
+            raise ValueError(f"stride {self.stride} > patch {self.patch} would leave gaps between patches")
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        per_patch = 4 * self.model.channels * self.patch**2  # float32 pixels of one patch
+        if self.batch_size * per_patch > MAX_BATCH_BYTES:
+            most = MAX_BATCH_BYTES // per_patch
+            raise ValueError(
+                f"batch_size {self.batch_size} would hold {self.batch_size * per_patch / 2**30:,.1f} GiB of patches "
+                f"per model call; at most {most} patches of {self.model.channels}x{self.patch}x{self.patch} "
+                f"({MAX_BATCH_BYTES // 2**30} GiB)"
+            )
         if not 0.0 <= self.min_valid <= 1.0:
             raise ValueError(f"min_valid must be in [0, 1], got {self.min_valid}")
         if self.top_k < 0:

@@ -27,7 +27,15 @@ import numpy as np
 
 from edgeae._optional import require
 
-__all__ = ["GEO_COLUMNS", "geo_columns", "georef_of", "save_score_geotiff", "write_layer", "write_scores_csv"]
+__all__ = [
+    "GEO_COLUMNS",
+    "check_layer",
+    "geo_columns",
+    "georef_of",
+    "save_score_geotiff",
+    "write_layer",
+    "write_scores_csv",
+]
 
 GEO_COLUMNS = ("map_x", "map_y", "lon", "lat")
 LAYER_SUFFIXES = (".gpkg", ".geojson", ".json")
@@ -169,6 +177,20 @@ def _layer_crs(key: tuple[str, str]) -> str:
     return BODY_CRS[key[1]] if key[0] == "body" else key[1]
 
 
+def check_layer(out: str | os.PathLike[str], geometry: str = "point", layer_crs: str = "body") -> Path:
+    """``out`` as a Path when :func:`write_layer` can write it with these options, else :class:`ValueError` naming
+    what is wrong (a scan checks this before it scores anything)."""
+    if geometry not in ("point", "polygon"):
+        raise ValueError(f"geometry must be 'point' or 'polygon', got {geometry!r}")
+    if layer_crs not in ("body", "product"):
+        raise ValueError(f"layer_crs must be 'body' or 'product', got {layer_crs!r}")
+    p = Path(os.fspath(out))
+    ext = p.suffix.lower()
+    if ext not in LAYER_SUFFIXES:
+        raise ValueError(f"{p}: the layer must be .gpkg or .geojson, got {ext or 'no extension'!r}")
+    return p
+
+
 def write_layer(
     store: Any,
     entries: list[Any],
@@ -185,21 +207,15 @@ def write_layer(
     product CRS in map x/y. ``k``: best patches per product (default: the scan's top_k). Products without
     a map projection have no place on a map and are left out.
     """
-    if geometry not in ("point", "polygon"):
-        raise ValueError(f"geometry must be 'point' or 'polygon', got {geometry!r}")
-    if layer_crs not in ("body", "product"):
-        raise ValueError(f"layer_crs must be 'body' or 'product', got {layer_crs!r}")
-    p = Path(os.fspath(out))
+    p = check_layer(out, geometry, layer_crs)
     ext = p.suffix.lower()
-    if ext not in LAYER_SUFFIXES:
-        raise ValueError(f"{p}: the layer must be .gpkg or .geojson, got {ext or 'no extension'!r}")
     thumbs = p.with_name(f"{p.stem}_thumbs")
     groups = _features(store, entries, thumbs, geometry, store.config.top_k if k is None else k, layer_crs)
     names = _layer_names(groups)
     p.parent.mkdir(parents=True, exist_ok=True)
     written: list[dict[str, Any]] = []
     ordered = sorted(groups, key=lambda key: names[key])
-    if ext == ".gpkg":
+    if ext == ".gpkg" and ordered:  # an earlier layer file is replaced only when there is something to write
         p.unlink(missing_ok=True)
         for key in ordered:
             _write_gpkg(p, names[key], _layer_crs(key), groups[key], geometry)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,9 +35,25 @@ def _init_worker(
     # a spawned process starts with no logging set up: third-party warnings (tifffile on a corrupt file) would
     # reach stderr through Python's last-resort handler; the parent's quiet (or -v) setting applies here too
     logs.setup(verbose)
+    # a worker whose driver was killed (SIGKILL: no shutdown reaches it) would wait for work for ever: it leaves
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="edgeae-parent-watch").start()
     _worker["scorer"] = _engine(factory, threads)
     _worker["counter"] = counter
     _worker["config"] = config
+
+
+def _watch_parent(
+    parent: int,
+    interval: float = 1.0,
+    *,
+    getppid: Callable[[], int] = os.getppid,
+    leave: Callable[[int], Any] = os._exit,
+) -> None:
+    """Return only by ending this process (``leave(1)``) once its parent is no longer ``parent`` (it died and the
+    process was re-parented); checks every ``interval`` seconds."""
+    while getppid() == parent:
+        time.sleep(interval)
+    leave(1)
 
 
 def _engine(factory: Callable[[], Scorer], threads: int) -> Any:
@@ -119,9 +138,9 @@ def iter_local(
                 try:
                     outcome = fut.result()
                 except cf.process.BrokenProcessPool as exc:
-                    raise RuntimeError(
-                        "a scan worker process died (out of memory, or killed); finished images are saved: "
-                        "run the same command again to resume"
+                    # still a BrokenExecutor, which the command reports in one line (status 1), not a traceback
+                    raise cf.process.BrokenProcessPool(
+                        "out of memory, or killed; the images finished before it are saved"
                     ) from exc
                 yield outcome
     finally:

@@ -11,6 +11,7 @@ scan uses another stride, since the paper's patches did not overlap.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,22 @@ def _merge_results(store: ScanStore, done: list[ArchiveEntry]) -> tuple[Any, lis
     return table, summaries
 
 
+def _images_schema(pa: Any) -> Any:
+    """images.parquet's columns: one row per archive image; score_* and max_x/max_y null unless it is done."""
+    s, i, f = pa.string(), pa.int64(), pa.float64()
+    cols = [("file", s), ("status", s), ("error", s), ("reason", s), ("n_patches", i), ("n_skipped", i),
+            ("score_mean", f), ("score_max", f), ("score_p99", f), ("max_x", i), ("max_y", i),
+            ("product_id", s), ("instrument", s), ("body", s), ("map_projected", pa.bool_())]  # fmt: skip
+    return pa.schema(cols)
+
+
 def _types(pa: Any) -> list[Any]:
     return [pa.string(), pa.int32(), pa.int32(), pa.float64(), pa.float32(), pa.string(), pa.string()] + [
         pa.float64()
     ] * 4
+
+
+_THUMB = re.compile(r"^\d{3,}_.*_x-?\d+_y-?\d+\.png$")  # a top-k thumbnail's name (rank, image stem, x, y)
 
 
 def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[dict[str, Any]]:
@@ -146,8 +159,9 @@ def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[d
         names = best_names[order]
     folder = store.out / "topk"
     folder.mkdir(exist_ok=True)
-    for old in folder.glob("*.png"):
-        old.unlink()
+    for old in folder.glob("*.png"):  # the last run's thumbnails and sheet; other files there are not the scan's
+        if old.name == "gallery.png" or _THUMB.match(old.name):
+            old.unlink()
     rows = []
     for rank, (name, s, x, y, th) in enumerate(zip(names, best.scores, best.xs, best.ys, best.thumbs, strict=True)):
         fn = f"{rank:03d}_{Path(str(name)).stem}_x{int(x)}_y{int(y)}.png"
@@ -204,7 +218,8 @@ def finalize(
              "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
              "body": meta.get("body") or "", "map_projected": bool(meta.get("georef"))}
         )  # fmt: skip
-    pq.write_table(pa.Table.from_pylist(per_image), store.out / "images.parquet")
+    # an explicit schema: the score columns of images that are not done are null, whichever image comes first
+    pq.write_table(pa.Table.from_pylist(per_image, schema=_images_schema(pa)), store.out / "images.parquet")
     top = _write_gallery(store, done, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
@@ -219,6 +234,7 @@ def finalize(
         "model": store.config.model.model_id,
         "artifact_hash": store.config.model.artifact_hash,
         "artifact": Path(store.config.model.path).name,
+        "model_kind": store.config.model.kind,
         "score": store.config.score,
         "images": len(entries),
         "done": len(done),
@@ -239,6 +255,15 @@ def finalize(
     return report
 
 
+# what score "a" means, by the model's kind (report.json's model_kind; reports written before it say neither)
+_SCORE_A = {
+    "vae": " (the VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 of each patch: higher is more unusual; its scale "
+    "depends on the model and the patch size, so compare scores within one model)",
+    "cae": " (the CAE's masked-reconstruction error of each patch: the squared error over the pixels a fixed mask "
+    "hid from the model; higher is more unusual; compare scores within one model)",
+}
+
+
 def report_markdown(r: dict[str, Any]) -> str:
     archive = ", ".join(f"`{a}`" for a in r.get("archive") or []) or "(not recorded)"
     lines = [
@@ -249,8 +274,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"engine `{r.get('engine')}`, score "
         f"`{r.get('score', 'a')}`"
         + {
-            "a": " (the VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 of each patch: higher is more unusual; its scale "
-            "depends on the model and the patch size, so compare scores within one model)",
+            "a": _SCORE_A.get(r.get("model_kind", ""), " (the model's score of each patch: higher is more unusual)"),
             "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
             "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
             "context-knn": " (each patch's VAE latents, scaled within its image and its product, against every "
@@ -288,6 +312,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         )
     for layer in r.get("geo_layers") or []:
         lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {layer['path']}")
+    if r.get("geo_note"):
+        lines.append(f"- {r['geo_note']}")
     if r.get("images_without_patches"):
         empty = r["images_without_patches"]
         lines += (

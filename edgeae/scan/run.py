@@ -17,7 +17,7 @@ from edgeae.scan.pipeline import ScanConfig, count_patches
 from edgeae.scan.quality import QualityFilter
 from edgeae.scan.report import RateClock, finalize, report_markdown
 from edgeae.scan.scoring import ModelSpec, Scorer, load_scorer, resolve_model
-from edgeae.scan.state import ScanStore
+from edgeae.scan.state import ScanStore, file_stamp
 
 ENGINES = ("local", "ray")
 log = logging.getLogger(__name__)
@@ -96,13 +96,17 @@ def scan_archive(
     if (stride is not None and stride < 1) or (max_images is not None and max_images < 1):
         raise ValueError(f"stride and max_images must be >= 1 when given, got {stride}, {max_images}")
     opts = engine or EngineOptions()
+    if geo is not None:  # before any scoring: a wrong layer name must not cost a whole scan
+        from edgeae.scan.geo import check_layer
+
+        check_layer(geo, geo_geometry, geo_crs)
     spec: ModelSpec = resolve_model(model, precision=precision, runtime=runtime)
     stride = spec.patch if stride is None else stride
     config = ScanConfig(
         spec, stride, batch_size, min_valid, top_k, quality or QualityFilter(), score, bayer, margin,
         views, group,
     )  # fmt: skip
-    entries = walk_archive(archive)
+    entries = walk_archive(archive, exclude=out)  # a results folder inside the archive is not part of it
     if not entries:
         raise FileNotFoundError(f"archive {archive} holds no image files")
     if config.score == "context-knn":  # the whole set's latents are held for its ranking: bounded before scoring
@@ -118,6 +122,9 @@ def scan_archive(
     if max_images is not None:
         todo = todo[:max_images]
     todo = _apply_quality(store, todo, config.quality)
+    # each file's stamp is taken before it is read: one that changes while it is scanned (a copy still being
+    # written) no longer matches its record, and is scanned again on the next run
+    stamps = {e.name: file_stamp(e.path) for e in todo}
     factory = scorer_factory or functools.partial(
         load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
     )
@@ -143,18 +150,29 @@ def scan_archive(
             actors=opts.actors, on_patches=clock, on_ready=clock.start,
         )  # fmt: skip
     scanned = failed = patches = skipped = 0
+    moved: list[str] = []  # images that changed while they were scanned
     for entry, result, error in outcomes:
+        stamp = stamps[entry.name]
+        now = file_stamp(entry.path)
+        if now != stamp:
+            moved.append(entry.name)
+            stamp = stamp or "0:0"  # it appeared while scanned: a stamp it does not match, so it is scanned again
         if result is None:
-            store.mark_failed(entry, error)
+            store.mark_failed(entry, error, stamp=stamp)
             failed += 1
         else:
-            store.write_result(entry, result)
+            store.write_result(entry, result, stamp=stamp)
             patches += len(result.scores)
             skipped += result.n_skipped
         scanned += 1
         bar.set_postfix(failed=failed, refresh=False)
     seconds = time.perf_counter() - t0
     bar.close()
+    if moved:
+        log.warning(
+            "%d image(s) changed while they were scanned and are scanned again on the next run: %s",
+            len(moved), ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
+        )  # fmt: skip
     context = None
     if config.score == "context-knn":  # every image is in (or failed): rank the set together
         from edgeae.scan.context import rank_set
@@ -183,6 +201,12 @@ def scan_archive(
         from edgeae.scan.geo import write_layer
 
         report["geo_layers"] = write_layer(store, entries, geo, geometry=geo_geometry, layer_crs=geo_crs)
+        if not report["geo_layers"]:  # said in report.md (printed by the command) and report.json
+            kept = " (the file there is left as it was)" if os.path.exists(geo) else ""
+            report["geo_note"] = (
+                f"no map layer written to {os.fspath(geo)}{kept}: none of the {report['done']} done images is a "
+                "map-projected product with a scored patch"
+            )
         (store.out / "report.json").write_text(json.dumps(report, indent=2))
         (store.out / "report.md").write_text(report_markdown(report))
     return report

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,25 @@ def stamp_changed(old: str, path: Path) -> bool:
     return old != new
 
 
+# the files a scan writes in parts/ (``<key>`` + suffix, :func:`edgeae.scan.archive.entry_key`) and the temporary
+# names they are written under (:func:`_atomic_write`); anything else there is not the scan's and is left alone
+_PART = re.compile(r"^.*-[0-9a-f]{12}\.(parquet|top\.npz|meta\.json|latents\.npy)$")
+_TEMP = re.compile(r"^\..+\.tmp-\d+$")
+
+
+def _foreign(out: Path) -> str:
+    """What makes ``out`` a folder a scan must not take over: "" when it is missing or empty (a scan's own
+    temporary scan.json or empty parts/, left by a crash, do not count), else the first few names in it."""
+    if not out.is_dir():
+        return ""
+    names = sorted(
+        p.name
+        for p in out.iterdir()
+        if not p.name.startswith(".scan.json.tmp-") and not (p.name == "parts" and p.is_dir() and not any(p.iterdir()))
+    )  # an empty parts/ is what a crash of an earlier version before its scan.json left
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _save_npy(path: Path, a: np.ndarray) -> None:
     with path.open("wb") as f:
         np.save(f, a)
@@ -111,10 +131,20 @@ class ScanStore:
         self.parts = self.out / "parts"
         self.manifest = self.out / "manifest.jsonl"
         self.changed: list[str] = []  # images found changed since their record by the last pending()
-        self.parts.mkdir(parents=True, exist_ok=True)
         cfg_path = self.out / "scan.json"
+        if not cfg_path.exists() and (foreign := _foreign(self.out)):
+            raise ScanStateError(
+                f"{self.out} is not empty and holds no scan (no scan.json; it holds {foreign}): a scan writes and "
+                "deletes files there, so choose a new or empty --out"
+            )
         if cfg_path.exists() and not force:
-            old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
+            try:
+                old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
+            except (ValueError, KeyError, TypeError) as exc:  # e.g. a stride > patch that earlier versions took
+                raise ScanStateError(
+                    f"{cfg_path} holds settings this version cannot resume ({exc}): choose another --out (or --force "
+                    "to restart)"
+                ) from None
             before, after = old.result_fingerprint(), config.result_fingerprint()
             if before != after:
                 was, now = Path(old.model.path).name, Path(config.model.path).name
@@ -144,15 +174,19 @@ class ScanStore:
                     f"{self.out} holds a scan with other settings ({changes}): choose another --out (or --force "
                     "to restart)"
                 )
+        self.out.mkdir(parents=True, exist_ok=True)
         if force:
             self.reset()
         _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
+        self.parts.mkdir(exist_ok=True)  # after scan.json: a folder left by a crash here is still a scan's
 
     def reset(self) -> None:
-        """Forget every result in this folder (``--force``)."""
-        for p in self.parts.glob("*"):
-            p.unlink()
-        for name in ("manifest.jsonl", "results.parquet", "images.parquet", "report.json"):
+        """Forget every result in this folder (``--force``): only the files a scan writes are removed."""
+        if self.parts.is_dir():
+            for p in self.parts.iterdir():
+                if p.is_file() and (_PART.match(p.name) or _TEMP.match(p.name)):
+                    p.unlink()
+        for name in ("manifest.jsonl", "results.parquet", "images.parquet", "report.json", "report.md"):
             (self.out / name).unlink(missing_ok=True)
 
     # -- state ------------------------------------------------------------------------------------------
@@ -221,8 +255,10 @@ class ScanStore:
         return rec
 
     # -- writing ------------------------------------------------------------------------------------------
-    def write_result(self, entry: ArchiveEntry, result: ImageResult) -> Record:
-        """Write the image's thumbnails and part atomically, then record it as done."""
+    def write_result(self, entry: ArchiveEntry, result: ImageResult, stamp: str | None = None) -> Record:
+        """Write the image's thumbnails and part atomically, then record it as done, with ``stamp``: its
+        :func:`file_stamp` taken before it was read (None: now), so a file that changed while it was scanned
+        counts as changed on the next run."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         top = result.top
@@ -270,15 +306,17 @@ class ScanStore:
                 n,
                 result.n_skipped,
                 seconds=round(result.seconds, 4),
-                stamp=file_stamp(entry.path),
+                stamp=file_stamp(entry.path) if stamp is None else stamp,
             )
         )
 
-    def mark_failed(self, entry: ArchiveEntry, error: str) -> Record:
-        """Record ``entry`` as failed with ``error``; any stale part of it is removed first."""
+    def mark_failed(self, entry: ArchiveEntry, error: str, stamp: str | None = None) -> Record:
+        """Record ``entry`` as failed with ``error`` and ``stamp`` (as :meth:`write_result`: a file still being
+        copied that failed as truncated is scanned again once it is complete); any stale part is removed first."""
         self.part_path(entry.key).unlink(missing_ok=True)
         self.latents_path(entry.key).unlink(missing_ok=True)
-        return self._append(Record(entry.name, entry.key, "failed", error=error, stamp=file_stamp(entry.path)))
+        stamp = file_stamp(entry.path) if stamp is None else stamp
+        return self._append(Record(entry.name, entry.key, "failed", error=error, stamp=stamp))
 
     def mark_skipped(self, entry: ArchiveEntry, reason: str) -> Record:
         """Record ``entry`` as skipped by the quality filter, with the reason."""
