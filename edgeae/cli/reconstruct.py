@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgeae.adapt import AdaptConfig
 from edgeae.cli import positive_int
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
+
+if TYPE_CHECKING:
+    from edgeae.imageio import ImageData
 
 # The cross-check is the default up to this frame size: it rebuilds a frame 4× with the CAE and 4× with linear
 # interpolation, ~4× the CAE's time (session 14, 2 cores: a 0.47 Mpx frame 9-10 s vs 2 s, 16 Mpx 490 s vs 90 s);
@@ -57,9 +63,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="also write a colour map of |error| (0 to 0.25 of full scale); default: OUTPUT with .error.png in "
         "place of its extension",
     )  # fmt: skip
-    p.add_argument("--tile", type=int, default=None, help="CAE tile size when the model does not fix it (default 128)")
-    p.add_argument("--overlap", type=int, help="CAE tile overlap in pixels (default tile/4: 32)")
-    p.add_argument("--batch", type=int, default=32, help="CAE tiles per batch (default 32)")
+    p.add_argument("--tile", type=positive_int, help="CAE tile size when the model does not fix it (default 128)")
+    p.add_argument("--overlap", type=_non_negative_int, help="CAE tile overlap in pixels (default tile/4: 32)")
+    p.add_argument("--batch", type=positive_int, help="CAE tiles per batch (default 32)")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
     p.add_argument(
         "--bayer",
@@ -93,6 +99,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _side_path(output: Path, value: Any, suffix: str) -> Path | None:
     if value is None:
         return None
@@ -106,46 +123,120 @@ def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Every file the command will write: a format it can write, none the input image, no two the same."""
+def _named_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(flag, path) of every file the command may write, the valid map left aside (known after the read)."""
+    named = [
+        ("-o", args.output),
+        ("--save-masked", _side_path(args.output, args.save_masked, "masked")),
+        ("--save-error-map", _side_path(args.output, args.save_error_map, "error")),
+        ("--metrics-json", Path(args.metrics_json) if args.metrics_json else None),
+    ]
+    return [(flag, p) for flag, p in named if p is not None]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names: a hard or symbolic link, or the same path spelt two ways."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] = ()) -> None:
+    """Every file the command will write: a format it can write, not a folder, none the input image (a link to
+    it included), no two the same, a folder that can be written in. Each refusal names its flag."""
     from edgeae.cli import CLIError, check_writable
     from edgeae.imageio import WRITE_EXTENSIONS
 
-    images = [p for p in (args.output, _side_path(args.output, args.save_masked, "masked"),
-                          _side_path(args.output, args.save_error_map, "error")) if p is not None]  # fmt: skip
-    for p in images:
-        if p.suffix.lower() not in WRITE_EXTENSIONS:
+    named = [*_named_outputs(args), *more]
+    for flag, p in named:
+        if flag != "--metrics-json" and p.suffix.lower() not in WRITE_EXTENSIONS:
             raise CLIError(
-                f"{p}: cannot write {p.suffix or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
+                f"{flag} {p}: cannot write {p.suffix or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
             )
-    every = [*images, *([Path(args.metrics_json)] if args.metrics_json else [])]
-    where = [p.resolve() for p in every]
-    if args.image.resolve() in where:
-        raise CLIError(f"{every[where.index(args.image.resolve())]} is the input image: name another output file")
-    if len(set(where)) < len(where):
-        raise CLIError(f"two outputs name the same file ({', '.join(str(p) for p in every)}): give each its own")
-    if args.metrics_json and Path(args.metrics_json).is_dir():
-        raise CLIError(f"--metrics-json {args.metrics_json} is a folder: name the JSON file to write")
-    for p in every:
-        check_writable(p, "--metrics-json" if p.suffix.lower() == ".json" else "-o")
+        if p.is_dir():
+            raise CLIError(f"{flag} {p} is a folder: name the file to write")
+        if _same_file(p, args.image):
+            raise CLIError(f"{flag} {p} is the input image: name another output file")
+    for i, (_, a) in enumerate(named):
+        if any(_same_file(a, b) for _, b in named[i + 1 :]):
+            raise CLIError(f"two outputs name the same file ({', '.join(str(p) for _, p in named)}): give each its own")
+    for flag, p in named:
+        check_writable(p, flag)
 
 
 def _ssim_text(value: float) -> str:
     return f"{value:.4f}" if math.isfinite(value) else "n/a (image under 3 px high or wide)"
 
 
-def output_depth(source_bits: int, path: Path) -> int:
-    """Bits per sample to write a reconstruction of a ``source_bits`` image with: 16 for a source deeper than 8
-    bits (PNG, TIFF, PGM/PPM), else 8; JPEG holds 8 only (a note says the samples are cut to 8 bits)."""
-    if source_bits <= 8:
-        return 8
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        print(
-            f"note: {path.name}: JPEG holds 8 bits per sample; the {source_bits}-bit image is written at 8 "
-            "(use .png or .tif)"
+# Peak RSS of `edgeae reconstruct` grows by ~130 bytes per pixel on grey images and ~190 on RGB with every method
+# (session 29, getrusage in a fresh process, 0.25 vs 2 Mpx PNGs, 2 cores: grey 89-135, RGB 142-188 B/px; the image,
+# its float copies, the mask, the fill's work arrays and the written samples), rounded up by a third below. The CAE
+# adds ~650 MB for PyTorch and the model whatever the size; the cross-check's extra fills add little (grey 110 B/px).
+FILL_BYTES_PER_PIXEL = 130  # plus FILL_BYTES_PER_CHANNEL per channel
+FILL_BYTES_PER_CHANNEL = 40
+FILL_BASE_BYTES = {"cae": 700 * 2**20, "linear": 80 * 2**20}  # scipy's Delaunay for linear
+CROSS_CHECK_FACTOR = 1.25
+
+
+def fill_bytes(method: str, pixels: int, channels: int, cross_check: bool) -> int:
+    """Rough, deliberately high estimate of the memory ``edgeae reconstruct`` needs to fill an image."""
+    per_pixel = (FILL_BYTES_PER_PIXEL + FILL_BYTES_PER_CHANNEL * max(channels, 1)) * pixels
+    return int(per_pixel * (CROSS_CHECK_FACTOR if cross_check else 1.0)) + FILL_BASE_BYTES.get(method, 0)
+
+
+def _check_memory(args: argparse.Namespace, shape: tuple[int, ...], cross_check: bool) -> None:
+    """Refuse, before the fill allocates, an image whose fill would not fit in the memory available now."""
+    from edgeae.cli import CLIError
+    from edgeae.train import common
+
+    h, w, c = shape
+    need, have = fill_bytes(args.method, h * w, c, cross_check), common.available_memory()
+    if have is not None and need > have:
+        raise CLIError(
+            f"{args.image}: rebuilding {h}×{w}×{c} with --method {args.method}"
+            f"{' and the cross-check' if cross_check else ''} needs about {need / 2**30:.1f} GiB, more than the "
+            f"{have / 2**30:.1f} GiB available: crop the image or cut it into tiles and rebuild each"
         )
-        return 8
-    return 16
+
+
+def encode_samples(data: ImageData, image: np.ndarray, path: Path) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """What to write for ``image`` (float32 (H, W, C) in [0, 1], like ``data.pixels``) at ``path``: the samples,
+    their bit depth and how they map back to the input's values (for the metrics JSON).
+
+    8-bit input: 8-bit samples. Integer input of 9-16 bits whose values fit 0-65535: its own counts, raw =
+    pixels × scale + raw_lo (``ImageData.scale``, ``extra["scaling"]``), so kept samples are bit-exact. Anything
+    else (float, signed below 0, 32-bit): 16-bit samples v of the [0, 1] scale, raw = raw_lo + v / 65535 ×
+    (raw_hi - raw_lo). JPEG holds 8 bits only. No-data pixels (``data.valid`` False) are written as 0."""
+    scaling = data.extra.get("scaling") or {}
+    lo = float(scaling.get("raw_lo", 0.0))
+    hi = float(scaling.get("raw_hi", lo + data.scale))
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    counts = (
+        not jpeg
+        and np.dtype(data.raw_dtype).kind in "ui"
+        and 8 < data.bit_depth <= 16
+        and lo >= 0
+        and lo.is_integer()
+        and float(data.scale).is_integer()
+        and lo + data.scale <= 65535
+    )
+    px = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    rule: dict[str, Any]
+    if counts:
+        out: np.ndarray = np.rint(px.astype(np.float64) * data.scale + lo).astype(np.uint16)
+        bits = 16
+        rule = {"rule": "the input's own counts: raw = pixels * scale + raw_lo", "scale": data.scale, "raw_lo": lo}
+    else:
+        bits = 8 if jpeg or data.bit_depth <= 8 else 16
+        top = 2**bits - 1
+        out = np.rint(px * top).astype(np.uint8 if bits == 8 else np.uint16)
+        rule = {"rule": f"raw = raw_lo + v / {top} * (raw_hi - raw_lo)", "raw_lo": lo, "raw_hi": hi}
+    if not data.valid.all():
+        out[~data.valid] = 0
+    return out, bits, {"bits": bits, **rule, "nodata_written_as": None if data.valid.all() else 0}
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -153,18 +244,53 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
     return {"cv2": "ground", "scipy": "ground", "skimage": "ground", "tifffile": "ground"}
 
 
-def _keep_georef(path: Path, georef: Any) -> bool:
-    """Stamp a map-projected product's CRS and transform on a TIFF output (other formats cannot hold them)."""
+def _keep_georef(path: Path, georef: Any, nodata_zero: bool = False) -> bool:
+    """Stamp a map-projected product's CRS and transform on a TIFF output (other formats cannot hold them), and
+    declare 0 as its no-data value where ``nodata_zero`` (no pixel with data was written as 0)."""
     if not georef or path.suffix.lower() not in (".tif", ".tiff"):
         return False
     from edgeae.archive.geo import stamp_georef
 
-    return stamp_georef(path, georef)
+    stamped = stamp_georef(path, georef)
+    if stamped and nodata_zero:
+        import rasterio
+
+        with rasterio.Env(), rasterio.open(os.fspath(path), "r+") as dst:
+            dst.nodata = 0
+    return stamped
+
+
+def _write(path: Path, data: ImageData, image: np.ndarray, georef: Any, lossy: list[str]) -> dict[str, Any]:
+    """Write ``image`` as :func:`encode_samples` says; return its record. A JPEG is noted as lossy once."""
+    from edgeae.imageio import write_image
+
+    samples, bits, record = encode_samples(data, image, path)
+    write_image(path, samples, bit_depth=bits)
+    nodata_zero = not data.valid.all() and not bool((samples[data.valid] == 0).any())
+    georef_kept = _keep_georef(path, georef, nodata_zero)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        deeper = f"; the {data.bit_depth}-bit image is written at 8 bits" if data.bit_depth > 8 else ""
+        lossy.append(
+            f"{path.name}: JPEG is lossy, its samples (the kept ones too) differ from the rebuilt image's{deeper}"
+        )
+    return {**record, "path": str(path), "georef": georef_kept, "nodata_tag": georef_kept and nodata_zero}
+
+
+def _ignored_options(args: argparse.Namespace) -> list[str]:
+    """The CAE-only options given with a classical --method."""
+    if args.method == "cae":
+        return []
+    given = {
+        "--model": args.model, "--tile": args.tile, "--overlap": args.overlap, "--batch": args.batch,
+        "--threads": args.threads, "--convert-channels": args.convert_channels, "--adapt": args.adapt,
+        "--cross-check": args.cross_check, "--no-cross-check": args.no_cross_check,
+    }  # fmt: skip
+    return [flag for flag, value in given.items() if value not in (None, False, 0)]
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
-    from edgeae.imageio import read_image, write_image
+    from edgeae.imageio import read_image
     from edgeae.masks import PRNG_VERSION, make_mask
     from edgeae.reconstruct import METHODS, run_method
 
@@ -172,6 +298,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
     if args.cross_check is not None and args.no_cross_check:
         raise CLIError("--cross-check and --no-cross-check contradict each other: give one")
+    if args.tile is not None and args.overlap is not None and args.overlap >= args.tile and args.method == "cae":
+        raise CLIError(f"--overlap {args.overlap} must be smaller than --tile {args.tile}")
+    ignored = _ignored_options(args)
+    if ignored:
+        print(f"note: {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored by --method {args.method}")
     xcfg = None
     if args.method == "cae" and not args.no_cross_check:
         from edgeae.crosscheck import CrossCheckConfig, CrossCheckError
@@ -186,6 +317,9 @@ def run(args: argparse.Namespace) -> int:
     original = data.pixels
     if original.shape[2] == 3 and args.output.suffix.lower() == ".pgm":
         raise CLIError(f"-o {args.output}: PGM is grey only and {args.image.name} is RGB; write .ppm, .png or .tif")
+    valid_path = None if data.valid.all() else _side_path(args.output, True, "valid")
+    if valid_path is not None:
+        _check_outputs(args, (("the valid map", valid_path),))
     t_read = time.perf_counter() - t0
     pixels = original.shape[0] * original.shape[1]
     if xcfg is not None and args.cross_check is None and pixels > AUTO_CROSS_CHECK_MAX_PIXELS:
@@ -194,9 +328,17 @@ def run(args: argparse.Namespace) -> int:
             "runs on by default: the CAE alone (give --cross-check to mix it with linear interpolation anyway)"
         )
         xcfg = None
-    known = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)
+    sampled = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)
+    known = sampled & data.valid  # a sampled no-data or NaN pixel carries nothing: it is not received
+    sampled_no_data = int(np.count_nonzero(sampled)) - int(np.count_nonzero(known))
+    if not known.any():
+        raise CLIError(
+            f"{args.image}: none of the {int(np.count_nonzero(sampled))} sampled pixels holds data (no-data or "
+            "non-finite): nothing to rebuild from (raise --keep or change --seed)"
+        )
     if known.all() and xcfg is not None:  # nothing to fill, so nothing to cross-check (4 CAE passes saved)
         xcfg = None
+    _check_memory(args, data.shape, xcfg is not None)
     predictor, model_name = None, None
     adapt_s = 0.0
     adapt_report: dict[str, object] = {}
@@ -228,12 +370,10 @@ def run(args: argparse.Namespace) -> int:
                 predictor = tuned
             except (AdaptationError, ValueError) as exc:
                 raise CLIError(f"--adapt: {exc}") from None
-    elif args.model:
-        print(f"note: --model is ignored by --method {args.method}")
-    for flag, value in (("--adapt", args.adapt), ("--cross-check", args.cross_check)):
-        if value and args.method != "cae":
-            print(f"note: {flag} is ignored by --method {args.method}")
-    opts = {"tile": args.tile, "overlap": args.overlap, "batch": args.batch, "convert_channels": args.convert_channels}
+    opts = {
+        "tile": args.tile, "overlap": args.overlap, "batch": 32 if args.batch is None else args.batch,
+        "convert_channels": args.convert_channels,
+    }  # fmt: skip
     xreport: dict[str, Any] = {}
     if xcfg is not None:
         from edgeae.crosscheck import cross_checked_fill
@@ -245,28 +385,39 @@ def run(args: argparse.Namespace) -> int:
         result = Reconstruction("cae", filled, time.perf_counter() - t_fill, compare(original, filled, known))
     else:
         result = run_method(original, known, args.method, predictor, **opts)
+    rebuilt = result.image
+    if valid_path is not None:  # no-data stays no-data: 0 in every output, the valid map beside them
+        rebuilt = np.where(data.valid[..., None], rebuilt, np.float32(0.0))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    depth = output_depth(data.bit_depth, args.output)
-    write_image(args.output, result.image, bit_depth=depth)
     georef = data.extra.get("georef")
-    geo_written = _keep_georef(args.output, georef)
+    lossy: list[str] = []
+    written = _write(args.output, data, rebuilt, georef, lossy)
     masked_path = _side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask
 
-        write_image(masked_path, apply_mask(original, known), bit_depth=output_depth(data.bit_depth, masked_path))
-        _keep_georef(masked_path, georef)
+        _write(masked_path, data, apply_mask(original, known), georef, lossy)
     error_path = _side_path(args.output, args.save_error_map, "error")
     if error_path:
+        from edgeae.imageio import write_image
         from edgeae.report import error_map
 
-        write_image(error_path, error_map(original, result.image))
+        write_image(error_path, error_map(original, rebuilt))
         _keep_georef(error_path, georef)
-    if georef and not geo_written:
+    if valid_path is not None:
+        from edgeae.imageio import write_image
+
+        write_image(valid_path, data.valid)
+        _keep_georef(valid_path, georef)
+    if georef and not written["georef"]:
         print(f"note: {args.image.name} is map-projected; write -o *.tif to keep its map coordinates in the output")
+    for text in lossy:
+        print(
+            f"note: {text}; the metrics are of the rebuilt image before encoding (write .png or .tif for exact samples)"
+        )
     m = result.metrics
     scope = ""
-    if not data.valid.all():  # no-data margins, NaN samples: their "truth" is a fill value, not the scene
+    if valid_path is not None:  # no-data margins, NaN samples: their "truth" is a fill value, not the scene
         from edgeae.metrics import compare
 
         m = compare(original, result.image, known, valid=data.valid)
@@ -284,10 +435,12 @@ def run(args: argparse.Namespace) -> int:
             f" mixed with {xcfg.method} by the held-out cross-check (CAE weight {xreport['alpha_mean']:.2f} on "
             f"average, {xreport['cae_share']:.0%} of the pixels mostly CAE),"
         )
+    left_out = f" ({sampled_no_data} sampled pixels hold no data: not used)" if sampled_no_data else ""
     summary = (
-        f"{args.image.name}: {args.method}{adapted} from {known.mean():.2%} of {known.size} pixels -> "
+        f"{args.image.name}: {args.method}{adapted} from {known.mean():.2%} of {known.size} pixels{left_out} -> "
         f"PSNR{scope} {m['psnr']:.2f} dB, SSIM {_ssim_text(m['ssim'])}, MAE {m['mae']:.4f}, "
         f"error variance {m['error_variance']:.3g} ({result.seconds:.2f} s); wrote {args.output}"
+        + (f" and its valid map {valid_path}" if valid_path is not None else "")
     )
     print(summary)
     if args.metrics_json:
@@ -298,6 +451,9 @@ def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "pattern": args.pattern,
             "prng_version": PRNG_VERSION,
+            "sampled": int(np.count_nonzero(sampled)),
+            "received": int(np.count_nonzero(known)),
+            "sampled_no_data": sampled_no_data,
             "model": None if predictor is None else str(model_name),
             "adapt_steps": chosen,
             "adapt_check": [[int(st), float(e)] for st, e in adapt_report.get("check", [])],  # type: ignore[attr-defined]
@@ -305,9 +461,15 @@ def run(args: argparse.Namespace) -> int:
             "image": str(args.image),
             "shape": list(original.shape),
             "bit_depth": data.bit_depth,
+            "raw_dtype": data.raw_dtype,
+            "scale": data.scale,
+            "scaling": data.extra.get("scaling"),
             "output": str(args.output),
+            "output_samples": written,
+            "metrics_of": "the rebuilt image as float samples, before quantising and encoding",
             "masked": str(masked_path) if masked_path else None,
             "error_map": str(error_path) if error_path else None,
+            "valid_map": str(valid_path) if valid_path else None,
             "timing": {
                 "read_s": round(t_read, 4),
                 "adapt_s": round(adapt_s, 4),
