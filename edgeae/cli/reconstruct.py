@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,10 +13,11 @@ import numpy as np
 
 from edgeae.adapt import AdaptConfig
 from edgeae.cli import positive_int
+from edgeae.cli.reconstruct_outputs import check_outputs, finite_or_none, keep_georef, side_path, write_output
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
 if TYPE_CHECKING:
-    from edgeae.imageio import ImageData
+    pass
 
 # The cross-check is the default up to this frame size: it rebuilds a frame 4× with the CAE and 4× with linear
 # interpolation, ~4× the CAE's time (session 14, 2 cores: a 0.47 Mpx frame 9-10 s vs 2 s, 16 Mpx 490 s vs 90 s);
@@ -110,63 +110,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _side_path(output: Path, value: Any, suffix: str) -> Path | None:
-    if value is None:
-        return None
-    if value is True:
-        return output.with_name(f"{output.stem}.{suffix}.png")
-    return Path(value)
-
-
-def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON cannot hold inf/NaN: replace them by None (a perfect reconstruction has PSNR = inf)."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-def _named_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
-    """(flag, path) of every file the command may write, the valid map left aside (known after the read)."""
-    named = [
-        ("-o", args.output),
-        ("--save-masked", _side_path(args.output, args.save_masked, "masked")),
-        ("--save-error-map", _side_path(args.output, args.save_error_map, "error")),
-        ("--metrics-json", Path(args.metrics_json) if args.metrics_json else None),
-    ]
-    return [(flag, p) for flag, p in named if p is not None]
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """One file under two names: a hard or symbolic link, or the same path spelt two ways."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def _check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] = ()) -> None:
-    """Every file the command will write: a format it can write, not a folder, none the input image (a link to
-    it included), no two the same, a folder that can be written in. Each refusal names its flag."""
-    from edgeae.cli import CLIError, check_writable
-    from edgeae.imageio import WRITE_EXTENSIONS
-
-    named = [*_named_outputs(args), *more]
-    for flag, p in named:
-        if flag != "--metrics-json" and p.suffix.lower() not in WRITE_EXTENSIONS:
-            raise CLIError(
-                f"{flag} {p}: cannot write {p.suffix or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
-            )
-        if p.is_dir():
-            raise CLIError(f"{flag} {p} is a folder: name the file to write")
-        if _same_file(p, args.image):
-            raise CLIError(f"{flag} {p} is the input image: name another output file")
-    for i, (_, a) in enumerate(named):
-        if any(_same_file(a, b) for _, b in named[i + 1 :]):
-            raise CLIError(f"two outputs name the same file ({', '.join(str(p) for _, p in named)}): give each its own")
-    for flag, p in named:
-        check_writable(p, flag)
-
-
 def _ssim_text(value: float) -> str:
     return f"{value:.4f}" if math.isfinite(value) else "n/a (image under 3 px high or wide)"
 
@@ -202,78 +145,9 @@ def _check_memory(args: argparse.Namespace, shape: tuple[int, ...], cross_check:
         )
 
 
-def encode_samples(data: ImageData, image: np.ndarray, path: Path) -> tuple[np.ndarray, int, dict[str, Any]]:
-    """What to write for ``image`` (float32 (H, W, C) in [0, 1], like ``data.pixels``) at ``path``: the samples,
-    their bit depth and how they map back to the input's values (for the metrics JSON).
-
-    8-bit input: 8-bit samples. Integer input of 9-16 bits whose values fit 0-65535: its own counts, raw =
-    pixels × scale + raw_lo (``ImageData.scale``, ``extra["scaling"]``), so kept samples are bit-exact. Anything
-    else (float, signed below 0, 32-bit): 16-bit samples v of the [0, 1] scale, raw = raw_lo + v / 65535 ×
-    (raw_hi - raw_lo). JPEG holds 8 bits only. No-data pixels (``data.valid`` False) are written as 0."""
-    scaling = data.extra.get("scaling") or {}
-    lo = float(scaling.get("raw_lo", 0.0))
-    hi = float(scaling.get("raw_hi", lo + data.scale))
-    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    counts = (
-        not jpeg
-        and np.dtype(data.raw_dtype).kind in "ui"
-        and 8 < data.bit_depth <= 16
-        and lo >= 0
-        and lo.is_integer()
-        and float(data.scale).is_integer()
-        and lo + data.scale <= 65535
-    )
-    px = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0), 0.0, 1.0)
-    rule: dict[str, Any]
-    if counts:
-        out: np.ndarray = np.rint(px.astype(np.float64) * data.scale + lo).astype(np.uint16)
-        bits = 16
-        rule = {"rule": "the input's own counts: raw = pixels * scale + raw_lo", "scale": data.scale, "raw_lo": lo}
-    else:
-        bits = 8 if jpeg or data.bit_depth <= 8 else 16
-        top = 2**bits - 1
-        out = np.rint(px * top).astype(np.uint8 if bits == 8 else np.uint16)
-        rule = {"rule": f"raw = raw_lo + v / {top} * (raw_hi - raw_lo)", "raw_lo": lo, "raw_hi": hi}
-    if not data.valid.all():
-        out[~data.valid] = 0
-    return out, bits, {"bits": bits, **rule, "nodata_written_as": None if data.valid.all() else 0}
-
-
 def needs(args: argparse.Namespace) -> dict[str, str]:
     """Optional packages this command imports (checked before any work)."""
     return {"cv2": "ground", "scipy": "ground", "skimage": "ground", "tifffile": "ground"}
-
-
-def _keep_georef(path: Path, georef: Any, nodata_zero: bool = False) -> bool:
-    """Stamp a map-projected product's CRS and transform on a TIFF output (other formats cannot hold them), and
-    declare 0 as its no-data value where ``nodata_zero`` (no pixel with data was written as 0)."""
-    if not georef or path.suffix.lower() not in (".tif", ".tiff"):
-        return False
-    from edgeae.archive.geo import stamp_georef
-
-    stamped = stamp_georef(path, georef)
-    if stamped and nodata_zero:
-        import rasterio
-
-        with rasterio.Env(), rasterio.open(os.fspath(path), "r+") as dst:
-            dst.nodata = 0
-    return stamped
-
-
-def _write(path: Path, data: ImageData, image: np.ndarray, georef: Any, lossy: list[str]) -> dict[str, Any]:
-    """Write ``image`` as :func:`encode_samples` says; return its record. A JPEG is noted as lossy once."""
-    from edgeae.imageio import write_image
-
-    samples, bits, record = encode_samples(data, image, path)
-    write_image(path, samples, bit_depth=bits)
-    nodata_zero = not data.valid.all() and not bool((samples[data.valid] == 0).any())
-    georef_kept = _keep_georef(path, georef, nodata_zero)
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        deeper = f"; the {data.bit_depth}-bit image is written at 8 bits" if data.bit_depth > 8 else ""
-        lossy.append(
-            f"{path.name}: JPEG is lossy, its samples (the kept ones too) differ from the rebuilt image's{deeper}"
-        )
-    return {**record, "path": str(path), "georef": georef_kept, "nodata_tag": georef_kept and nodata_zero}
 
 
 def _ignored_options(args: argparse.Namespace) -> list[str]:
@@ -311,15 +185,15 @@ def run(args: argparse.Namespace) -> int:
             xcfg = CrossCheckConfig(method=args.cross_check or "linear", seed=args.seed)
         except CrossCheckError as exc:
             raise CLIError(f"--cross-check: {exc}") from None
-    _check_outputs(args)  # before minutes of filling, not after
+    check_outputs(args)  # before minutes of filling, not after
     t0 = time.perf_counter()
     data = read_image(args.image, bayer=args.bayer)
     original = data.pixels
     if original.shape[2] == 3 and args.output.suffix.lower() == ".pgm":
         raise CLIError(f"-o {args.output}: PGM is grey only and {args.image.name} is RGB; write .ppm, .png or .tif")
-    valid_path = None if data.valid.all() else _side_path(args.output, True, "valid")
+    valid_path = None if data.valid.all() else side_path(args.output, True, "valid")
     if valid_path is not None:
-        _check_outputs(args, (("the valid map", valid_path),))
+        check_outputs(args, (("the valid map", valid_path),))
     t_read = time.perf_counter() - t0
     pixels = original.shape[0] * original.shape[1]
     if xcfg is not None and args.cross_check is None and pixels > AUTO_CROSS_CHECK_MAX_PIXELS:
@@ -391,24 +265,24 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     georef = data.extra.get("georef")
     lossy: list[str] = []
-    written = _write(args.output, data, rebuilt, georef, lossy)
-    masked_path = _side_path(args.output, args.save_masked, "masked")
+    written = write_output(args.output, data, rebuilt, georef, lossy)
+    masked_path = side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask
 
-        _write(masked_path, data, apply_mask(original, known), georef, lossy)
-    error_path = _side_path(args.output, args.save_error_map, "error")
+        write_output(masked_path, data, apply_mask(original, known), georef, lossy)
+    error_path = side_path(args.output, args.save_error_map, "error")
     if error_path:
         from edgeae.imageio import write_image
         from edgeae.report import error_map
 
         write_image(error_path, error_map(original, rebuilt))
-        _keep_georef(error_path, georef)
+        keep_georef(error_path, georef)
     if valid_path is not None:
         from edgeae.imageio import write_image
 
         write_image(valid_path, data.valid)
-        _keep_georef(valid_path, georef)
+        keep_georef(valid_path, georef)
     if georef and not written["georef"]:
         print(f"note: {args.image.name} is map-projected; write -o *.tif to keep its map coordinates in the output")
     for text in lossy:
