@@ -174,20 +174,19 @@ def cross_checked_fill(
 ) -> np.ndarray:
     """α·CAE + (1 − α)·``config.method`` of ``image`` sampled at ``known`` (see the module docstring).
 
-    ``image`` (H, W) or (H, W, C) float32 in [0, 1], ``known`` bool (H, W). ``report`` (optional dict) receives
-    ``alpha_mean``, ``alpha_frame`` (the frame-wide weight), ``held`` (samples set aside) and ``cae_share``
+    ``image`` (H, W) or (H, W, C) float32 in [0, 1] (checked as :func:`edgeae.reconstruct.reconstruct` does: a
+    NaN/inf known sample counts as destroyed, with a warning), ``known`` bool (H, W). ``report`` (optional dict)
+    receives ``alpha_mean``, ``alpha_frame`` (the frame-wide weight), ``held`` (samples set aside) and ``cae_share``
     (fraction of pixels with α ≥ 0.5). ``reconstruct_kwargs`` go to :func:`edgeae.reconstruct.reconstruct`.
     """
     from edgeae.reconstruct import reconstruct
 
     cfg = config or CrossCheckConfig()
-    img = np.asarray(image, dtype=np.float32)
-    squeeze = img.ndim == 2
-    if squeeze:
-        img = img[..., None]
-    k = np.asarray(known)
-    if k.dtype != bool or k.shape != img.shape[:2]:
-        raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
+    # as reconstruct() does: float [0, 1] only, a NaN/inf known sample is destroyed (it would spread through
+    # every fill and weight), destroyed pixels zeroed; done once here, so every fill below gets clean input
+    img, k, squeeze, bad = _inpaint.prepare(image, known)
+    if bad:
+        log.warning("%d known pixels hold NaN or inf samples: treated as destroyed", bad)
     held = held_out(k, cfg.holdout, cfg.seed, cfg.folds)
     n_held = int(np.count_nonzero(held))
     # one bar over the whole cross-check (its CAE passes and classical fills), not one bar per CAE pass

@@ -180,16 +180,24 @@ def read_image(
     frame is a raw colour-filter mosaic of that pattern ("RGGB", ...): demosaiced (OpenCV) before anything
     else; an undeclared frame that looks like one is logged as a warning (``extra["looks_like_mosaic"]``).
     ``margin``: a fixed margin marked invalid.
+
+    Archive products (PDS3/PDS4/ISIS3/VICAR/JP2/GeoTIFF, :func:`edgeae.archive.reader.read_product`) take their
+    no-data from the label (special values, non-finite samples: always invalid, they hold no sample) and, for an
+    unsigned product that declares none, from regions of exact 0 reaching the border; ``detect_nodata=False``
+    keeps only the label's. ``bayer`` demosaics the product's normalised samples (as ``score_file`` streams
+    it), ``margin`` is marked invalid; ``nodata_threshold`` (the black-margin detection of image files) is
+    refused for a product.
     """
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
+    from edgeae.bayer import PATTERNS, demosaic, looks_like_mosaic
+
+    if bayer and bayer.upper() not in PATTERNS:  # before any reading, for every kind of file
+        raise ValueError(f"unknown Bayer pattern {bayer!r} for {path}; choose from {', '.join(PATTERNS)}")
     p = _as_path(path)
     if _is_archive(p):  # PDS3/PDS4/ISIS3/VICAR/JP2/GeoTIFF products go through GDAL (edgeae.archive)
-        from edgeae.archive.reader import read_product
-
-        return read_product(p, channels=channels)
+        return _read_archive(p, channels, detect_nodata, nodata_threshold, bayer, margin)
     raw, bits, alpha = read_raw(p)
-    from edgeae.bayer import demosaic, looks_like_mosaic
 
     extra: dict[str, Any] = {"stored_channels": int(raw.shape[2]), "alpha": alpha is not None}
     if bayer:
@@ -228,6 +236,45 @@ def read_image(
     )
 
 
+def _read_archive(
+    p: Path,
+    channels: int | None,
+    detect_nodata: bool,
+    nodata_threshold: float | None,
+    bayer: str | None,
+    margin: Margin | None,
+) -> ImageData:
+    """:func:`read_image` of an archive product: :func:`edgeae.archive.reader.read_product`, then the options."""
+    from edgeae.archive.reader import read_product
+
+    if nodata_threshold is not None:
+        raise ValueError(
+            f"{p}: nodata_threshold sets the black-margin detection of image files; an archive product's no-data "
+            "comes from its label (special values; exact 0 at the border when it declares none): leave it unset"
+        )
+    data = read_product(p, channels=None if bayer else channels)
+    pixels, valid, extra = data.pixels, data.valid, dict(data.extra)
+    dtype, specials = np.dtype(data.raw_dtype), extra.get("special_values")
+    if not detect_nodata and dtype.kind == "u" and not specials and extra.get("offset") == 0:
+        # read_product's zero-fill rule (ProductReader.fills_zero) is the only no-data of such a product, and a
+        # detection, not a declaration: skipped as the black-margin detection of an image is. Its pixels are 0.
+        valid = np.ones_like(valid)
+    if bayer:
+        from edgeae.bayer import demosaic_bilinear
+
+        try:
+            pixels = demosaic_bilinear(pixels, bayer)  # what the streamed read (score_file, scan) computes
+        except ValueError as exc:
+            raise ImageReadError(f"{p}: cannot demosaic as {bayer}: {exc}") from exc
+        pixels = convert_channels(pixels, channels)
+        extra["demosaiced"] = bayer
+    if margin:
+        valid = valid & margin_mask(valid.shape, margin)
+    if pixels is data.pixels and valid is data.valid:
+        return data
+    return ImageData(pixels, data.raw_dtype, data.bit_depth, data.scale, valid, data.path, extra)
+
+
 def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """(H, W, C) as :func:`read_image` with ``channels=None`` would return it, read from the header only.
 
@@ -254,15 +301,19 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     """Write (H, W), (H, W, 1) or (H, W, 3) RGB to PNG/JPEG/PGM/PPM/TIFF; return the path.
 
     TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
-    Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning) and
-    quantised to ``bit_depth`` (8 or 16; JPEG is 8 only);
-    uint8/uint16 arrays are written as they are. Large TIFFs are written as BigTIFF automatically.
+    Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning; an
+    array reaching past 1.5, 0-255 data, is clipped with a warning naming its range) and quantised to
+    ``bit_depth`` (8 or 16; JPEG is 8 only); uint8/uint16 arrays are written as they are, at their own depth
+    (``bit_depth=16`` with uint8 is warned about: scale it first). An empty array is refused. Large TIFFs are
+    written as BigTIFF automatically.
     """
     p = _as_path(path)
     ext = p.suffix.lower()
     if ext not in WRITE_EXTENSIONS:
         raise ValueError(f"{p}: cannot write {ext or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}")
     arr = np.asarray(array)
+    if arr.size == 0:
+        raise ValueError(f"{p}: the array is empty (shape {arr.shape}): no image to write")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     tiff = ext in (".tif", ".tiff")
@@ -275,14 +326,32 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
             raise ValueError(f"{p}: bit_depth must be 8 or 16, got {bit_depth}")
         top = 2**bit_depth - 1
         dtype = np.uint8 if bit_depth == 8 else np.uint16
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        finite = np.isfinite(arr)
+        bad = int(arr.size - np.count_nonzero(finite))
         if bad:  # a NaN or inf sample has no pixel value: say how many were written as black (or white, +inf)
             log.warning("%s: %d NaN/inf samples written as 0 (NaN, -inf) or full scale (+inf)", p, bad)
+        hi = float(np.max(arr, where=finite, initial=-np.inf))
+        if hi > 1.5:  # 0-255 (or raw count) data: clipped to [0, 1] it would be written nearly all white
+            lo = float(np.min(arr, where=finite, initial=np.inf))
+            log.warning(
+                "%s: float samples span [%.4g, %.4g] but are written as [0, 1] (%d samples above 1 clipped to "
+                "white); divide by 255 (2**bits - 1) first, or pass uint8/uint16 samples",
+                p,
+                lo,
+                hi,
+                int(np.count_nonzero(arr > 1.0)),
+            )
         arr = np.round(np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * top).astype(dtype)
     elif arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     elif arr.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"{p}: write float [0, 1], uint8 or uint16 arrays, got {arr.dtype}")
+    elif arr.dtype == np.uint8 and bit_depth == 16:
+        log.warning(
+            "%s: uint8 samples are written at 8 bits (bit_depth=16 applies to float arrays); for a 16-bit file pass "
+            "uint16 (e.g. array.astype(np.uint16) * 257) or floats in [0, 1]",
+            p,
+        )
     if ext in (".jpg", ".jpeg") and arr.dtype != np.uint8:
         raise ValueError(f"{p}: JPEG holds 8-bit samples only; write PNG or TIFF for 16-bit")
     if ext == ".pgm" and arr.ndim == 3:

@@ -15,11 +15,14 @@
   so the learned part of that model is measured against it.
 
 All methods take float32 (H, W, C) or (H, W) in [0, 1] plus ``known`` bool (H, W) and return float32 of the
-same shape with the known pixels unchanged bit for bit.
+same shape with the known pixels unchanged bit for bit. :func:`prepare` checks that contract for every fill (this
+module's, :func:`edgeae.reconstruct.reconstruct`, :func:`edgeae.crosscheck.cross_checked_fill`): integer samples
+and floats outside [0, 1] are refused, a NaN/inf known sample counts as destroyed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -29,21 +32,68 @@ from edgeae._optional import require
 METHODS = ("telea", "ns", "linear", "nearest", "normconv")
 NORMCONV_SIGMAS = (1.0, 2.0, 4.0)  # must match edgeae.models.unet_cae.SIGMAS
 _TRI_CHUNK = 20_000  # triangles rasterised per step (bounds temporary memory)
+# how far known samples may stray outside [0, 1] (resampling overshoot, rounding) before the image is refused
+RANGE_SLACK = 0.01
+log = logging.getLogger(__name__)
 
 
-def _prepare(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    img = np.asarray(image, dtype=np.float32)
+def _convert_hint(dtype: np.dtype) -> str:
+    if dtype.kind == "b":
+        return "image.astype(np.float32)"
+    if dtype.kind in "iu" and dtype.itemsize <= 2:
+        top = np.iinfo(dtype).max
+        return f"divide by {top} (or by 2**bits - 1 for samples of fewer bits)"
+    return "divide by 2**bits - 1 for bits-deep samples (255 for 8-bit)"
+
+
+def prepare(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, int]:
+    """Check a fill's input and return (float32 (H, W, C) with the destroyed pixels zeroed, the known mask less
+    its non-finite samples, whether the input was (H, W), how many known samples were non-finite).
+
+    Refused (ValueError): integer or bool samples and floats outside [0, 1] by more than ``RANGE_SLACK`` (a
+    fill clips what it invents to [0, 1] and keeps the known samples as given: 0-255 data came out as a mix of
+    both), a bad ``known``, and an image with no finite known sample. A NaN/inf known sample would spread
+    through every fill: it is not known (the caller says so; the count is returned).
+    """
+    raw = np.asarray(image)
+    if raw.dtype.kind not in "f":
+        raise ValueError(
+            f"image samples are {raw.dtype}, but a fill takes float images in [0, 1]: use "
+            f"edgeae.read_image(path).pixels, or {_convert_hint(raw.dtype)}"
+        )
+    img = raw.astype(np.float32, copy=False)
     squeeze = img.ndim == 2
     if squeeze:
         img = img[..., None]
     if img.ndim != 3:
-        raise ValueError(f"image must be (H, W) or (H, W, C), got {np.shape(image)}")
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {np.shape(image)}")
     k = np.asarray(known)
     if k.dtype != bool or k.shape != img.shape[:2]:
         raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
+    if img.size == 0:
+        raise ValueError(f"image is empty (shape {np.shape(image)}): nothing to reconstruct")
+    finite = np.isfinite(img).all(axis=2)
+    bad = int(np.count_nonzero(k & ~finite))
+    if bad:
+        k = k & finite
     if not k.any():
-        raise ValueError("no known pixels: nothing to interpolate from")
-    return img, k, squeeze
+        if not finite.any():
+            why = "the image holds no finite sample (all NaN or inf)"
+        elif bad:
+            why = f"all {bad} known pixels hold NaN or inf samples"
+        else:
+            why = "no known pixels (raise the keep fraction)"
+        raise ValueError(f"nothing to reconstruct from: {why}")
+    vals = img[k]
+    lo, hi = float(vals.min()), float(vals.max())
+    if lo < -RANGE_SLACK or hi > 1.0 + RANGE_SLACK:
+        hint = "; 0-255 data? divide by 255 (2**bits - 1 for bits-deep samples)" if hi > 1.5 else ""
+        raise ValueError(
+            f"known samples span [{lo:.4g}, {hi:.4g}], outside [0, 1]: a fill takes float images in [0, 1] "
+            f"(edgeae.read_image(path).pixels){hint}"
+        )
+    img = np.where(k[..., None], img, np.float32(0.0))  # destroyed pixels may hold anything, NaN included
+    return img, k, squeeze, bad
 
 
 def default_radius(keep: float) -> int:
@@ -147,7 +197,9 @@ def inpaint(image: np.ndarray, known: np.ndarray, method: str, radius: int | Non
     """Fill the pixels where ``known`` is False from those where it is True. See the module docstring."""
     if method not in METHODS:
         raise ValueError(f"unknown inpainting method {method!r}; expected one of {METHODS}")
-    img, k, squeeze = _prepare(image, known)
+    img, k, squeeze, bad = prepare(image, known)
+    if bad:
+        log.warning("%d known pixels hold NaN or inf samples: treated as destroyed", bad)
     if method in ("telea", "ns"):
         out = _opencv(img, k, method, radius)
     elif method == "linear":

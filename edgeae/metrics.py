@@ -1,11 +1,14 @@
 """Reconstruction quality: PSNR, SSIM, mean absolute error and error variance, for images in [0, 1].
 
-Images are (H, W) or (H, W, C) float arrays with data range 1. ``compare`` also reports the metrics over
-the destroyed pixels alone, the ones a reconstruction actually had to invent.
+Images are (H, W) or (H, W, C) float arrays with data range 1: integer arrays are refused (0-255 pairs gave a
+PSNR of -8 dB next to an SSIM of 0.999), float samples far outside [0, 1] and NaN/inf samples (which make every
+metric they touch NaN) are logged as warnings with their count. ``compare`` also reports the metrics over the
+destroyed pixels alone, the ones a reconstruction actually had to invent.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -13,8 +16,41 @@ import numpy as np
 
 from edgeae._optional import require
 
+log = logging.getLogger(__name__)
 
-def _pair(original: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def _check_samples(a: np.ndarray, b: np.ndarray) -> None:
+    """Warn (one line) about NaN/inf samples and about float data clearly outside the range [0, 1] assumed."""
+    bad_a, bad_b = (int(x.size - np.count_nonzero(np.isfinite(x))) for x in (a, b))
+    if bad_a or bad_b:
+        log.warning(
+            "image metrics: %d NaN/inf samples in the original and %d in the reconstruction: every metric they "
+            "touch is NaN (compare over valid= pixels, or replace them first)",
+            bad_a,
+            bad_b,
+        )
+    for name, x in (("original", a), ("reconstruction", b)):
+        ok = np.isfinite(x)
+        lo, hi = float(np.min(x, where=ok, initial=np.inf)), float(np.max(x, where=ok, initial=-np.inf))
+        if hi > 1.5 or lo < -0.5:
+            log.warning(
+                "image metrics: the %s spans [%.4g, %.4g], but the metrics assume data range 1 (images in [0, 1]): "
+                "0-255 data? divide by 255 (2**bits - 1 for bits-deep samples)",
+                name,
+                lo,
+                hi,
+            )
+
+
+def _pair(original: np.ndarray, recon: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as float64 of one shape ((H, W, 1) squeezed to (H, W)); ``check``: warn about their samples."""
+    for name, x in (("original", original), ("reconstruction", recon)):
+        dt = np.asarray(x).dtype
+        if dt.kind not in "f":
+            raise ValueError(
+                f"image metrics take float images in [0, 1] (data range 1); the {name} is {dt}: convert it "
+                "(edgeae.read_image(path).pixels, or divide by 255, 2**bits - 1 for bits-deep samples)"
+            )
     a = np.asarray(original, dtype=np.float64)
     b = np.asarray(recon, dtype=np.float64)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -25,14 +61,35 @@ def _pair(original: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"cannot compare images of different shapes {a.shape} and {b.shape}")
     if a.ndim not in (2, 3):
         raise ValueError(f"images must be (H, W) or (H, W, C), got {a.shape}")
+    if check:
+        _check_samples(a, b)
     return a, b
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def _ssim(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:
+    metrics = require("skimage.metrics")
+    win = min(7, a.shape[0], a.shape[1])
+    win -= 1 - win % 2
+    if win < 3:
+        raise ValueError(f"image {a.shape} is too small for SSIM (needs at least 3×3 pixels)")
+    kwargs: dict[str, Any] = {"data_range": 1.0, "win_size": win}
+    if a.ndim == 3:
+        kwargs["channel_axis"] = 2
+    if valid is None:
+        return float(metrics.structural_similarity(a, b, **kwargs))
+    _, smap = metrics.structural_similarity(a, b, full=True, **kwargs)
+    smap = smap.mean(axis=2) if smap.ndim == 3 else smap
+    return float(smap[valid].mean())
 
 
 def psnr(original: np.ndarray, recon: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB for data range 1 (inf for identical images)."""
-    a, b = _pair(original, recon)
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    return _psnr(*_pair(original, recon))
 
 
 def mae(original: np.ndarray, recon: np.ndarray) -> float:
@@ -50,20 +107,7 @@ def error_variance(original: np.ndarray, recon: np.ndarray) -> float:
 def ssim(original: np.ndarray, recon: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Structural similarity (scikit-image, data range 1, 7×7 window or the largest odd one that fits); with
     ``valid`` (bool (H, W)) the mean of the SSIM map over the valid pixels only."""
-    a, b = _pair(original, recon)
-    metrics = require("skimage.metrics")
-    win = min(7, a.shape[0], a.shape[1])
-    win -= 1 - win % 2
-    if win < 3:
-        raise ValueError(f"image {a.shape} is too small for SSIM (needs at least 3×3 pixels)")
-    kwargs: dict[str, Any] = {"data_range": 1.0, "win_size": win}
-    if a.ndim == 3:
-        kwargs["channel_axis"] = 2
-    if valid is None:
-        return float(metrics.structural_similarity(a, b, **kwargs))
-    _, smap = metrics.structural_similarity(a, b, full=True, **kwargs)
-    smap = smap.mean(axis=2) if smap.ndim == 3 else smap
-    return float(smap[valid].mean())
+    return _ssim(*_pair(original, recon), valid)
 
 
 def compare(
@@ -75,8 +119,10 @@ def compare(
 
     ``valid`` (bool (H, W), e.g. :attr:`edgeae.imageio.ImageData.valid`): every metric over the valid pixels only,
     so a product's no-data margins and NaN samples, whose "truth" is a fill value, do not count; adds
-    ``valid_fraction``. All metrics are NaN when no pixel is valid."""
-    a, b = _pair(original, recon)
+    ``valid_fraction``. All metrics are NaN when no pixel is valid. Float images in [0, 1] (data range 1):
+    integer arrays are refused; NaN/inf samples (over the valid pixels) are logged as a warning with their
+    count."""
+    a, b = _pair(original, recon, check=False)  # checked once below, over the pixels that count
     v = None if valid is None else np.asarray(valid, dtype=bool)
     if v is not None and v.shape != a.shape[:2]:
         raise ValueError(f"valid mask {v.shape} does not match image {a.shape}")
@@ -85,14 +131,15 @@ def compare(
             nan = math.nan
             return {"psnr": nan, "ssim": nan, "mae": nan, "error_variance": nan, "valid_fraction": 0.0}
         out = compare(a[v][:, None], b[v][:, None], None if known is None else np.asarray(known, bool)[v][:, None])
-        out["ssim"] = ssim(a, b, v) if min(a.shape[0], a.shape[1]) >= 3 else math.nan
+        out["ssim"] = _ssim(a, b, v) if min(a.shape[0], a.shape[1]) >= 3 else math.nan
         out["valid_fraction"] = float(v.mean())
         return out
+    _check_samples(a, b)
     out = {
-        "psnr": psnr(a, b),
-        "ssim": ssim(a, b) if min(a.shape[0], a.shape[1]) >= 3 else math.nan,
-        "mae": mae(a, b),
-        "error_variance": error_variance(a, b),
+        "psnr": _psnr(a, b),
+        "ssim": _ssim(a, b) if min(a.shape[0], a.shape[1]) >= 3 else math.nan,
+        "mae": float(np.mean(np.abs(a - b))),
+        "error_variance": float(np.var(b - a)),
     }
     if v is not None:
         out["valid_fraction"] = 1.0
@@ -104,8 +151,7 @@ def compare(
         out["keep_actual"] = float(k.mean())
         if lost.any():
             da, db = a[lost], b[lost]
-            mse = float(np.mean((da - db) ** 2))
-            out["psnr_destroyed"] = math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+            out["psnr_destroyed"] = _psnr(da, db)
             out["mae_destroyed"] = float(np.mean(np.abs(da - db)))
             out["error_variance_destroyed"] = float(np.var(db - da))
     return out

@@ -91,15 +91,17 @@ def reconstruct_cae(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     c_img = image.shape[2]
-    # destroyed pixels are zeros (the paper's convention); kept pixels are lifted to at least KNOWN_FLOOR so a
-    # truly black kept pixel is never mistaken for a destroyed one (the U-Net variant infers its mask from the
-    # zeros). Kept pixels are restored exactly afterwards, so the floor never reaches the output.
-    x = np.where(known[..., None], np.maximum(image, KNOWN_FLOOR), np.float32(0.0))
     if c_img != channels:
+        name = getattr(predictor, "source", "the model")
+        if c_img not in (1, 3) or channels not in (1, 3):  # no conversion exists: say so, not "convert"
+            raise ChannelMismatchError(
+                f"the image has {c_img} channels and the CAE {name} takes {channels}: the CAE fills grey (1) or "
+                "RGB (3) images only; pick those bands first (drop an alpha channel, split a multispectral cube)"
+            )
         if not convert_channels:
             raise ChannelMismatchError(
-                f"the image has {c_img} channel(s) but the model {getattr(predictor, 'source', '')} expects "
-                f"{channels}: use a {'grey' if channels == 3 else 'RGB'} model, or convert explicitly "
+                f"the image has {c_img} channel(s) but the model {name} expects {channels}: use "
+                f"{'a grey' if c_img == 1 else 'an RGB'} model, or convert explicitly "
                 "(convert_channels=True; edgeae reconstruct --convert-channels)"
             )
         if c_img == 1 and channels == 3:  # grey -> replicate, reconstruct, average back
@@ -111,6 +113,10 @@ def reconstruct_cae(
             for c in range(c_img)
         ]
         return np.concatenate(planes, axis=2)
+    # destroyed pixels are zeros (the paper's convention); kept pixels are lifted to at least KNOWN_FLOOR so a
+    # truly black kept pixel is never mistaken for a destroyed one (the U-Net variant infers its mask from the
+    # zeros). Kept pixels are restored exactly afterwards, so the floor never reaches the output.
+    x = np.where(known[..., None], np.maximum(image, KNOWN_FLOOR), np.float32(0.0))
     h, w = x.shape[:2]
     positions = tiling.tile_positions(h, w, tile, tile - overlap)
     tiles = tiling.extract_tiles(x.astype(np.float32), positions, tile)
@@ -129,25 +135,17 @@ def reconstruct(
     convert_channels: bool = False,
     progress: bool | None = None,
 ) -> np.ndarray:
-    """Fill the destroyed pixels of ``image`` with ``method`` (``cae`` needs ``predictor``)."""
+    """Fill the destroyed pixels of ``image`` with ``method`` (``cae`` needs ``predictor``).
+
+    ``image`` float (H, W) or (H, W, C) in [0, 1]: integer samples and floats outside [0, 1] are refused
+    (:func:`edgeae.inpaint.prepare`; ``edgeae.read_image(path).pixels`` is in [0, 1])."""
     if method not in METHODS:
         raise ValueError(f"unknown reconstruction method {method!r}; expected one of {METHODS}")
-    img = np.asarray(image, dtype=np.float32)
-    squeeze = img.ndim == 2
-    if squeeze:
-        img = img[..., None]
-    if img.ndim != 3:
-        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {np.shape(image)}")
-    k = np.asarray(known)
-    if k.dtype != bool or k.shape != img.shape[:2]:
-        raise ValueError(f"known must be a bool array of shape {img.shape[:2]}, got {k.dtype} {k.shape}")
-    finite = np.isfinite(img).all(axis=2)
-    if (k & ~finite).any():  # a NaN/inf sample would spread through every fill: it is not known
-        log.warning("%d known pixels hold NaN or inf samples: treated as destroyed", int((k & ~finite).sum()))
-        k = k & finite
-    if not k.any():  # every method, the CAE too (it would paint a frame from nothing)
-        raise ValueError("no known pixels: nothing to reconstruct from (raise the keep fraction)")
-    img = np.where(k[..., None], img, np.float32(0.0))  # destroyed pixels may hold anything, NaN included
+    # float [0, 1] only; a NaN/inf known sample is destroyed; no known pixel is refused for every method, the
+    # CAE too (it would paint a frame from nothing); destroyed pixels are zeroed (they may hold anything)
+    img, k, squeeze, bad = _inpaint.prepare(image, known)
+    if bad:
+        log.warning("%d known pixels hold NaN or inf samples: treated as destroyed", bad)
     if method == "cae":
         if predictor is None:
             raise ValueError("method 'cae' needs a predictor (edgeae.predictor.load_predictor(MODEL))")

@@ -115,6 +115,16 @@ def model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
             f"zoo model {name!r} is a PyTorch checkpoint ({weights.name}) and no flight artifact ships for it; "
             "'torch' is needed here but is not installed: run  pip install 'edgeae[train]'"
         )
+    if not text.startswith(ZOO_PREFIX) and p.is_dir():  # it exists: "does not exist" would send users astray
+        try:
+            inside = sorted(q.name for q in p.iterdir() if q.suffix in MODEL_SUFFIXES)[:5]
+        except OSError:  # an unreadable folder: the message still says what it is
+            inside = []
+        raise NameNotFound(
+            f"model {text} is a folder, not a model file; give a .pt checkpoint or an .onnx / .ort / .tflite "
+            f"artifact{' (in it: ' + ', '.join(inside) + ')' if inside else ''}, or a zoo model: "
+            f"{', '.join(sorted(zoo.ZOO))}"
+        )
     if _looks_like_path(text) or text.startswith(ZOO_PREFIX):
         what = "zoo model" if text.startswith(ZOO_PREFIX) else "model file"
         raise NameNotFound(f"{what} {text} does not exist; zoo models: {', '.join(sorted(zoo.ZOO))}")

@@ -9,6 +9,7 @@ the scores CSV and its settings file are :mod:`edgeae.anomaly.scores_csv`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from edgeae.anomaly.scores_csv import read_csv as read_csv
 from edgeae.anomaly.scores_csv import settings_path as settings_path
 from edgeae.anomaly.scores_csv import write_csv as write_csv
 from edgeae.anomaly.scores_csv import write_settings as write_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +80,18 @@ def _chw(pixels: np.ndarray) -> np.ndarray:
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
+def _warn_nonfinite(file: str, score: np.ndarray) -> None:
+    """Never hand back a NaN/inf score without a word: it ranks nowhere (argmax returns a NaN patch first)."""
+    bad = int(score.size - np.count_nonzero(np.isfinite(score)))
+    if bad:
+        log.warning(
+            "%s: %d of %d patch scores are NaN or inf (the model's output); rank with np.nanargmax or drop them",
+            file,
+            bad,
+            score.size,
+        )
+
+
 def _collect(
     file: str,
     items: Iterator[tuple[int, int, np.ndarray, float]],
@@ -101,6 +116,7 @@ def _collect(
 
     out = score_batches(scorer, kept(), batch)
     score = out.pop("score", np.zeros(0))
+    _warn_nonfinite(file, score)
     return PatchScores(
         file=file,
         x=np.asarray(xs, dtype=np.int64),
@@ -129,18 +145,33 @@ def score_array(
     """Score every ``patch``×``patch`` window of an (H, W) or (H, W, C) image on a ``stride`` grid that covers
     the right and bottom edges. Windows with less than ``min_valid`` valid pixels are skipped. ``fill``: a
     partial window's no-data pixels take the mean of its valid ones first (:func:`edgeae.strips.fill_patches`,
-    what ``edgeae score`` and ``edgeae scan`` do); off by default, as ``edgeae evaluate`` scores."""
+    what ``edgeae score`` and ``edgeae scan`` do); off by default, as ``edgeae evaluate`` scores.
+
+    ``valid``: bool (H, W), True = data (:attr:`edgeae.imageio.ImageData.valid`). NaN/inf pixels are no-data
+    too, whatever ``valid`` says: they are read as 0, as :func:`edgeae.imageio.read_image` reads them, and count
+    against ``min_valid`` (and are filled with ``fill``) like any other no-data pixel."""
     from edgeae.tiling import tile_positions
 
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[..., None]
+    if img.ndim != 3:
+        raise ValueError(f"{file}: image must be (H, W) or (H, W, C), got shape {np.shape(image)}")
     h, w = img.shape[:2]
     if h < patch or w < patch:
         raise ValueError(f"{file}: image {h}×{w} is smaller than the {patch}×{patch} patch")
     if not 0.0 <= min_valid <= 1.0:  # above 1 no patch could ever qualify: an empty result with no word
         raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
-    ok = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    ok: np.ndarray = np.ones((h, w), dtype=bool) if valid is None else np.asarray(valid)
+    if ok.dtype != np.bool_ or ok.shape != (h, w):  # a float mask of 0.2 was True; another shape was cropped
+        raise ValueError(
+            f"{file}: valid must be a bool mask of the image's shape {(h, w)} (True = data), got {ok.dtype} {ok.shape}"
+        )
+    finite = np.asarray(np.isfinite(img).all(axis=2))
+    if not finite.all():
+        log.warning("%s: %d NaN/inf pixels are no-data (read as 0)", file, int(finite.size - finite.sum()))
+        ok = ok & finite
+        img = np.where(finite[..., None], img, np.float32(0.0))
     positions = tile_positions(h, w, patch, stride)
     if progress:
         tqdm = require("tqdm").tqdm
@@ -185,7 +216,29 @@ def score_file(
     if not 0.0 <= min_valid <= 1.0:  # above 1 no patch could ever qualify: an empty result with no word
         raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
 
-    h, w, _ = image_shape(path)
+    h, w, stored = image_shape(path)
+    if min(h, w) < patch:  # score_array refuses this; the CLI scores it padded (--min-valid): said, not silent
+        log.warning(
+            "%s: image %d×%d is smaller than the %d×%d patch: at most %.3g of its patch is image, the rest reflected "
+            "padding counted as no-data, so it is scored only with min_valid <= %.3g (min_valid is %g)",
+            path,
+            h,
+            w,
+            patch,
+            patch,
+            min(h, patch) * min(w, patch) / patch**2,
+            min(h, patch) * min(w, patch) / patch**2,
+            min_valid,
+        )
+    colour = 3 if bayer else stored
+    if colour != scorer.channels:
+        log.info(
+            "%s: %d channel(s) scored by a %d-channel model: %s",
+            path,
+            colour,
+            scorer.channels,
+            "RGB converted to BT.601 luminance" if scorer.channels == 1 else "grey copied to R, G, B",
+        )
     bar = None
     if progress:
         from edgeae.tiling import tile_positions
@@ -226,11 +279,13 @@ def score_file(
             bar.close()
     out = {k: np.concatenate(v) for k, v in parts.items()}
     xs, ys, vf = (np.concatenate([q[i] for q in pos]) if pos else np.zeros(0) for i in range(3))
+    score = out.pop("score", np.zeros(0))
+    _warn_nonfinite(str(path), score)
     return PatchScores(
         file=str(path),
         x=np.asarray(xs, dtype=np.int64),
         y=np.asarray(ys, dtype=np.int64),
-        score=out.pop("score", np.zeros(0)),
+        score=score,
         valid_frac=np.asarray(vf, dtype=np.float64),
         patch=patch,
         shape=(h, w),
