@@ -216,3 +216,4 @@ def test_limit_values_must_be_whole_numbers() -> None:
     with pytest.raises(ValueError, match="not a whole number"):  # was silently 5
         GroundLimits.from_pairs(["max_session_packets=5.7"])
     assert parse_size("1.5K") == 1536 and parse_size("1e8") == 10**8
+    assert parse_size("2.2G") == int(2.2 * 2**30) and parse_size("0.3M") == int(0.3 * 2**20)  # units round down

@@ -158,6 +158,11 @@ def test_a_folder_that_holds_no_scan_is_refused(tmp_path: Path, force: bool) -> 
     ScanStore(tmp_path / "new", ScanConfig(SPEC, stride=32))  # a new folder, and an empty one, are fine
     (tmp_path / "empty").mkdir()
     ScanStore(tmp_path / "empty", ScanConfig(SPEC, stride=32))
+    logged = tmp_path / "logged"  # mkdir out; edgeae scan A --out out 2> out/scan.log; and hidden files
+    logged.mkdir()
+    (logged / "scan.log").write_text("")
+    (logged / ".gitkeep").write_text("")
+    ScanStore(logged, ScanConfig(SPEC, stride=32))
 
 
 def test_force_and_the_gallery_remove_only_what_a_scan_writes(moon, model, tmp_path) -> None:

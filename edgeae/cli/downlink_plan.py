@@ -112,8 +112,8 @@ def _check_plan_out(args: argparse.Namespace) -> None:
 
 def _plan_patch(patch: int | None, scorer_fn: object, scorer: str) -> int:
     """The scoring patch side for ``plan --image``: ``--patch`` checked against the scorer's input (a VAE with a
-    fixed input scores only patches of that side; a CAE takes multiples of 16 up to its input), else the VAE's
-    side or 64."""
+    fixed input scores only patches of that side; a CAE with a fixed input any side up to it, padded; one with a
+    dynamic input multiples of 16), else the VAE's side or 64."""
     meta = getattr(getattr(scorer_fn, "predictor", None), "metadata", None)
     if meta is None:  # a scorer without model metadata: nothing to check against
         return patch or 64
@@ -123,7 +123,7 @@ def _plan_patch(patch: int | None, scorer_fn: object, scorer: str) -> int:
         raise CLIError(f"--patch {side}: the scorer {scorer} scores {fixed}x{fixed} patches; give --patch {fixed}")
     if meta.kind == "cae" and fixed > 0 and side > fixed:
         raise CLIError(f"--patch {side}: the scorer {scorer} takes {fixed}x{fixed} inputs; give at most {fixed}")
-    if meta.kind == "cae" and side % 16:
+    if meta.kind == "cae" and fixed <= 0 and side % 16:  # a fixed-input CAE pads a smaller patch to its input
         raise CLIError(f"--patch {side}: CAE scoring ({scorer}) needs a multiple of 16")
     return side
 

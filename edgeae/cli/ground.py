@@ -22,7 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--method",
         default="telea",
         choices=("telea", "ns", "linear", "nearest", "normconv"),
-        help="classical fill without --model (default telea)",
+        help="classical fill without --model, and for a frame the --model cannot fill (default telea)",
     )
     p.add_argument(
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"

@@ -63,8 +63,8 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_size(text: str, what: str = "size") -> int:
-    """A positive integer from ``123``, ``1e8``, ``64M``, ``1.5K`` or ``2G`` (binary units); ValueError otherwise
-    (also for a value that is not whole, such as ``5.7`` or ``0.1K``)."""
+    """A positive integer from ``123``, ``1e8``, ``64M``, ``1.5K`` or ``2.2G`` (binary units: a fraction of a unit
+    rounds down to whole bytes); ValueError otherwise (also for a plain count that is not whole, such as ``5.7``)."""
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
     number = t[: len(t) - len(unit)]
@@ -74,7 +74,7 @@ def parse_size(text: str, what: str = "size") -> int:
         raise ValueError(f"{what}: {text!r} is not a size (examples: 1000000, 1e8, 64M, 2G)") from None
     if not v >= 1 or v != v or v == float("inf"):
         raise ValueError(f"{what}: {text!r} must be a positive number")
-    if v != int(v):  # 5.7 packets, 1.5 bytes: a typo, not a size to round down silently
+    if not unit and v != int(v):  # 5.7 packets, 1.5 bytes: a typo, not a size to round down silently
         raise ValueError(f"{what}: {text!r} is not a whole number ({v:g})")
     return int(v)
 

@@ -34,7 +34,7 @@ def image_samples(path: str | Path, channels: int | None = None, bayer: str | No
     samples = np.round(np.clip(img.pixels * factor, 0, top)).astype(sample_dtype(bits))
     empty = int(img.valid.size - np.count_nonzero(img.valid))  # NaN/inf samples, transparent pixels
     if empty:
-        log.warning("%s: %d pixel(s) hold no data (NaN/inf or transparent): sent as sample value 0", path, empty)
+        log.warning("%s: %d pixel(s) hold no data (NaN/inf or transparent): read as sample value 0", path, empty)
     return samples, bits
 
 

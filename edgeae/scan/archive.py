@@ -179,15 +179,23 @@ def walk_archive(
             entries += found
         else:
             raise FileNotFoundError(f"archive {text!r} is not a folder, a manifest file, an image or a glob")
+    resolved: dict[Path, Path] = {}  # each path resolved once (a syscall per component: slow on big or NFS trees)
+
+    def res(path: Path) -> Path:
+        r = resolved.get(path)
+        if r is None:
+            r = resolved[path] = path.resolve()
+        return r
+
     if skip:
-        entries = [e for e in entries if not any(e.path.resolve().is_relative_to(d) for d in skip)]
+        entries = [e for e in entries if not any(res(e.path).is_relative_to(d) for d in skip)]
     by_name: dict[str, ArchiveEntry] = {}
     for e in entries:
         old = by_name.get(e.name)
-        if old is not None and old.path.resolve() != e.path.resolve():
+        if old is not None and res(old.path) != res(e.path):
             raise ValueError(f"two archive files share the name {e.name!r}: {old.path} and {e.path}")
         by_name[e.name] = e
-    listed = {e.path.resolve() for e in by_name.values()}
+    listed = {res(e.path) for e in by_name.values()}
     given = {e.name: i for i, e in reversed(list(enumerate(entries)))}  # where each name was first listed
     out: dict[str, ArchiveEntry] = {}
     for n in sorted(by_name):
@@ -196,7 +204,7 @@ def walk_archive(
             continue
         label = _detached_label(e)
         if label is not None:  # a data file is read through its label: once, by the label's entry
-            if label.resolve() in listed:
+            if res(label) in listed:
                 continue
             given.setdefault(str(Path(e.name).with_name(label.name)), given[n])
             e = ArchiveEntry(label, str(Path(e.name).with_name(label.name)))  # named alone (a manifest, a path)
@@ -205,7 +213,7 @@ def walk_archive(
     dropped: list[tuple[ArchiveEntry, ArchiveEntry]] = []
     for n in sorted(out, key=lambda n: (given[n], n)):  # a file listed twice keeps the name it was first given
         e = out[n]
-        first = kept.setdefault(e.path.resolve(), e)
+        first = kept.setdefault(res(e.path), e)
         if first is not e:
             dropped.append((e, first))
     if dropped:

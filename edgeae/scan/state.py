@@ -93,15 +93,19 @@ _TEMP = re.compile(r"^\..+\.tmp-\d+$")
 
 
 def _foreign(out: Path) -> str:
-    """What makes ``out`` a folder a scan must not take over: "" when it is missing or empty (a scan's own
-    temporary scan.json or empty parts/, left by a crash, do not count), else the first few names in it."""
+    """What makes ``out`` a folder a scan must not take over: "" when it is missing or empty, else the first few
+    names in it. Not counted: hidden files (.gitkeep, NFS's .nfs*, a scan's own temporary scan.json), logs (*.log:
+    a user's ``2> out/scan.log``; a scan never deletes them) and an empty parts/ (left by a crash of an earlier
+    version before its scan.json)."""
     if not out.is_dir():
         return ""
     names = sorted(
         p.name
         for p in out.iterdir()
-        if not p.name.startswith(".scan.json.tmp-") and not (p.name == "parts" and p.is_dir() and not any(p.iterdir()))
-    )  # an empty parts/ is what a crash of an earlier version before its scan.json left
+        if not p.name.startswith(".")
+        and not (p.suffix == ".log" and p.is_file())
+        and not (p.name == "parts" and p.is_dir() and not any(p.iterdir()))
+    )
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
