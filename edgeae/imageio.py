@@ -179,7 +179,8 @@ def read_image(
     mask); transparent pixels (alpha 0) and non-finite float samples are always invalid. ``bayer``: the
     frame is a raw colour-filter mosaic of that pattern ("RGGB", ...): demosaiced (OpenCV) before anything
     else; an undeclared frame that looks like one is logged as a warning (``extra["looks_like_mosaic"]``).
-    ``margin``: a fixed margin marked invalid.
+    ``margin``: a fixed margin marked invalid. Where the margin guesses marked more pixels invalid than the file
+    declares (NaN/inf, alpha 0, ``margin``), ``extra["declared_valid"]`` holds the declared mask alone.
 
     Archive products (PDS3/PDS4/ISIS3/VICAR/JP2/GeoTIFF, :func:`edgeae.archive.reader.read_product`) take their
     no-data from the label (special values, non-finite samples: always invalid, they hold no sample) and, for an
@@ -219,9 +220,14 @@ def read_image(
     if alpha is not None:
         valid &= alpha > 0
     if detect_nodata:  # before the float copy exists, so their temporaries do not add up
+        declared = valid.copy()  # what the file itself says is missing (NaN/inf, transparent), before the guesses
         valid &= nodata_mask(raw, bit_depth=bits, threshold=nodata_threshold)
         reduce = "min" if bayer else "max"  # a demosaiced margin keeps its dark measured sample
         valid &= valid_mask(raw, bit_depth=bits, threshold=nodata_threshold, margin=margin, reduce=reduce)
+        if margin:
+            declared &= margin_mask(valid.shape, margin)  # a margin the user gave is declared, not guessed
+        if not np.array_equal(declared, valid):  # guessed margins: kept apart, e.g. a rebuild still uses them
+            extra["declared_valid"] = declared
     elif margin:
         valid &= margin_mask(valid.shape, margin)
     pixels, scale = to_float(raw, bits, path=p)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgeae.imageio import read_image
 from edgeae.masks import make_mask
 
 
@@ -66,8 +67,9 @@ def test_no_data_pixels_are_not_received(tmp_path: Path, capsys: pytest.CaptureF
     assert np.array_equal(read_image(vmap).pixels[..., 0] > 0.5, valid)
 
 
-def test_twelve_bit_counts_written_back_bit_exact(tmp_path: Path) -> None:
-    """A 12-bit image is written in its own counts (0-4095 in 16-bit samples), not stretched ×16."""
+def test_twelve_bit_counts_come_back_exactly_and_the_output_reads_as_the_same_image(tmp_path: Path) -> None:
+    """A 12-bit image is written at full 16-bit scale, from which the kept counts come back exactly
+    (raw = round(v * 4095 / 65535)); its own counts in a 16-bit file read back 16x darker (review of the first fix)."""
     tifffile = pytest.importorskip("tifffile")
     cv2 = pytest.importorskip("cv2")
     y, x = np.mgrid[0:40, 0:56]
@@ -79,12 +81,17 @@ def test_twelve_bit_counts_written_back_bit_exact(tmp_path: Path) -> None:
         assert _cli("reconstruct", src, "--method", "nearest", "--keep", 0.25, "--seed", 2, "-o", out,
                     "--metrics-json", mj, "--save-masked") == 0  # fmt: skip
         rec = tifffile.imread(out) if name.endswith(".tif") else cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
-        assert rec.dtype == np.uint16 and np.array_equal(rec[known], counts[known]) and rec.max() <= 4095
+        back = np.rint(rec.astype(np.float64) * 4095 / 65535).astype(np.uint16)
+        assert rec.dtype == np.uint16 and np.array_equal(back[known], counts[known])
+        again = read_image(out, detect_nodata=False).pixels[..., 0]  # reads back as bright as the input
+        assert abs(float(again.mean()) - float(read_image(src, detect_nodata=False).pixels.mean())) < 0.02
         masked = tmp_path / f"r.masked.{'png'}"
         mrec = cv2.imread(str(masked), cv2.IMREAD_UNCHANGED)
-        assert np.array_equal(mrec[known], counts[known]) and (mrec[~known] == 0).all()
+        mback = np.rint(mrec.astype(np.float64) * 4095 / 65535).astype(np.uint16)
+        assert np.array_equal(mback[known], counts[known]) and (mrec[~known] == 0).all()
         s = json.loads(mj.read_text())
         assert s["scale"] == 4095 and s["output_samples"]["scale"] == 4095 and s["output_samples"]["raw_lo"] == 0
+        assert "exact" in s["output_samples"]["rule"]
 
 
 def test_hard_and_symbolic_links_to_the_input_are_refused(
@@ -138,6 +145,9 @@ def test_memory_estimate_refuses_before_the_fill(
     ramp_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgeae.cli.reconstruct import fill_bytes
+
+    # linear triangulates the kept samples: at keep 0.9 a 1 Mpx grey image peaked at 1.65 GB (review, measured)
+    assert fill_bytes("linear", 10**6, 1, False, kept=900_000) > 1.65e9 > fill_bytes("linear", 10**6, 1, False)
     from edgeae.train import common
 
     monkeypatch.setattr(common, "available_memory", lambda: 100_000)
@@ -178,7 +188,8 @@ def test_jpeg_output_is_noted_lossy(ramp_png: Path, tmp_path: Path, capsys: pyte
 
 def test_real_products_no_data_and_counts(formats: Path, tmp_path: Path) -> None:
     """The DTEEC DEM: no-data left out of the received samples (PSNR 34 dB, not 24.5); dawnEqui1 (ISIS int16):
-    written in its own counts, ISIS Null as 0 declared as the GeoTIFF's no-data, the valid map beside it."""
+    its kept counts come back exactly from the 16-bit output, ISIS Null written as 0 (declared as the GeoTIFF's
+    no-data value only where no pixel with data was written as 0), the valid map beside it."""
     rasterio = pytest.importorskip("rasterio")
     from edgeae.imageio import read_image
 
@@ -197,9 +208,31 @@ def test_real_products_no_data_and_counts(formats: Path, tmp_path: Path) -> None
     out = tmp_path / "dawn.tif"
     assert _cli("reconstruct", cub, "--method", "linear", "-o", out, "--metrics-json", mj) == 0
     known = make_mask(0, raw.shape, 0.1) & data.valid
+    scale = data.extra["scaling"]["raw_hi"] - lo
     with rasterio.open(out) as f:
         rec = f.read(1)
-        assert f.nodata == 0 and f.crs is not None
-    assert rec.dtype == np.uint16 and np.array_equal(rec[known], raw[known].astype(np.uint16))
-    assert (rec[~data.valid] == 0).all() and rec[data.valid].min() >= lo
-    assert (tmp_path / "dawn.valid.png").is_file() and json.loads(mj.read_text())["output_samples"]["nodata_tag"]
+        nodata = f.nodata
+        assert f.crs is not None
+    back = np.rint(rec.astype(np.float64) * scale / 65535) + lo
+    assert rec.dtype == np.uint16 and np.array_equal(back[known], raw[known].astype(np.float64))
+    assert (rec[~data.valid] == 0).all()
+    tagged = not (rec[data.valid] == 0).any()
+    assert (nodata == 0) == tagged and json.loads(mj.read_text())["output_samples"]["nodata_tag"] == tagged
+    assert (tmp_path / "dawn.valid.png").is_file()
+
+
+def test_guessed_dark_margins_stay_samples_and_are_written(tmp_path: Path) -> None:
+    """A plain image's dark border is only guessed to be a margin: its pixels stay received samples and are
+    written back (dark content is content; the first fix wrote them as 0), while the metrics leave them out."""
+    cv2 = pytest.importorskip("cv2")
+    img = np.full((64, 64), 120, np.uint8)
+    img[:, :6] = 3  # what the margin heuristics call no-data
+    src, out, mj = tmp_path / "dm.png", tmp_path / "o.png", tmp_path / "m.json"
+    cv2.imwrite(str(src), img)
+    assert read_image(src).valid[:, :6].sum() == 0  # the guess
+    assert _cli("reconstruct", src, "--method", "linear", "-o", out, "--metrics-json", mj) == 0
+    rec = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    known = make_mask(0, img.shape, 0.1)
+    assert np.array_equal(rec[known], img[known]) and (rec[:, :6] > 0).all()
+    m = json.loads(mj.read_text())
+    assert m["sampled_no_data"] == 0 and m["valid_fraction"] < 1.0

@@ -122,21 +122,27 @@ FILL_BYTES_PER_PIXEL = 130  # plus FILL_BYTES_PER_CHANNEL per channel
 FILL_BYTES_PER_CHANNEL = 40
 FILL_BASE_BYTES = {"cae": 700 * 2**20, "linear": 80 * 2**20}  # scipy's Delaunay for linear
 CROSS_CHECK_FACTOR = 1.25
+# linear interpolation (and the cross-check, which runs it) triangulates the kept samples: ~1.8 KB more peak RSS
+# per kept sample (session 29 review: a 1000×1000 grey PNG, `/usr/bin/time -f %M edgeae reconstruct big.png
+# --method linear --keep K -o x.png`, 227 MB at keep 0.1, 1.65 GB at keep 0.9), rounded up
+LINEAR_BYTES_PER_SAMPLE = 2048
 
 
-def fill_bytes(method: str, pixels: int, channels: int, cross_check: bool) -> int:
-    """Rough, deliberately high estimate of the memory ``edgeae reconstruct`` needs to fill an image."""
+def fill_bytes(method: str, pixels: int, channels: int, cross_check: bool, kept: int = 0) -> int:
+    """Rough, deliberately high estimate of the memory ``edgeae reconstruct`` needs to fill an image from
+    ``kept`` samples."""
     per_pixel = (FILL_BYTES_PER_PIXEL + FILL_BYTES_PER_CHANNEL * max(channels, 1)) * pixels
-    return int(per_pixel * (CROSS_CHECK_FACTOR if cross_check else 1.0)) + FILL_BASE_BYTES.get(method, 0)
+    triangulated = LINEAR_BYTES_PER_SAMPLE * kept if method == "linear" or cross_check else 0
+    return int(per_pixel * (CROSS_CHECK_FACTOR if cross_check else 1.0)) + triangulated + FILL_BASE_BYTES.get(method, 0)
 
 
-def _check_memory(args: argparse.Namespace, shape: tuple[int, ...], cross_check: bool) -> None:
+def _check_memory(args: argparse.Namespace, shape: tuple[int, ...], cross_check: bool, kept: int = 0) -> None:
     """Refuse, before the fill allocates, an image whose fill would not fit in the memory available now."""
     from edgeae.cli import CLIError
     from edgeae.train import common
 
     h, w, c = shape
-    need, have = fill_bytes(args.method, h * w, c, cross_check), common.available_memory()
+    need, have = fill_bytes(args.method, h * w, c, cross_check, kept), common.available_memory()
     if have is not None and need > have:
         raise CLIError(
             f"{args.image}: rebuilding {h}×{w}×{c} with --method {args.method}"
@@ -203,7 +209,11 @@ def run(args: argparse.Namespace) -> int:
         )
         xcfg = None
     sampled = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)
-    known = sampled & data.valid  # a sampled no-data or NaN pixel carries nothing: it is not received
+    # a sampled pixel the file declares missing (NaN/inf, transparent, a product's no-data, --margin) carries
+    # nothing: it is not received. Guessed dark margins of a plain image stay samples (dark content is content);
+    # the metrics still leave them out.
+    has_data = data.extra.get("declared_valid", data.valid)
+    known = sampled & has_data
     sampled_no_data = int(np.count_nonzero(sampled)) - int(np.count_nonzero(known))
     if not known.any():
         raise CLIError(
@@ -212,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if known.all() and xcfg is not None:  # nothing to fill, so nothing to cross-check (4 CAE passes saved)
         xcfg = None
-    _check_memory(args, data.shape, xcfg is not None)
+    _check_memory(args, data.shape, xcfg is not None, int(np.count_nonzero(known)))
     predictor, model_name = None, None
     adapt_s = 0.0
     adapt_report: dict[str, object] = {}
@@ -260,8 +270,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = run_method(original, known, args.method, predictor, **opts)
     rebuilt = result.image
-    if valid_path is not None:  # no-data stays no-data: 0 in every output, the valid map beside them
-        rebuilt = np.where(data.valid[..., None], rebuilt, np.float32(0.0))
+    if not has_data.all():  # declared no-data stays no-data: 0 in every output, the valid map beside them
+        rebuilt = np.where(has_data[..., None], rebuilt, np.float32(0.0))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     georef = data.extra.get("georef")
     lossy: list[str] = []

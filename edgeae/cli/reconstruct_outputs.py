@@ -76,37 +76,39 @@ def encode_samples(data: ImageData, image: np.ndarray, path: Path) -> tuple[np.n
     """What to write for ``image`` (float32 (H, W, C) in [0, 1], like ``data.pixels``) at ``path``: the samples,
     their bit depth and how they map back to the input's values (for the metrics JSON).
 
-    8-bit input: 8-bit samples. Integer input of 9-16 bits whose values fit 0-65535: its own counts, raw =
-    pixels × scale + raw_lo (``ImageData.scale``, ``extra["scaling"]``), so kept samples are bit-exact. Anything
-    else (float, signed below 0, 32-bit): 16-bit samples v of the [0, 1] scale, raw = raw_lo + v / 65535 ×
-    (raw_hi - raw_lo). JPEG holds 8 bits only. No-data pixels (``data.valid`` False) are written as 0."""
+    8-bit input: 8-bit samples, the input's values. Integer input of 9-16 bits whose values fit 0-65535: 16-bit
+    samples at full scale, v = round(pixels × 65535), from which the input's counts come back exactly,
+    raw = round(v × scale / 65535) + raw_lo (``ImageData.scale``, ``extra["scaling"]``): kept samples are
+    recoverable bit for bit, and the file reads back as the same image (its own counts in a 16-bit file would read
+    back 16× darker: a PNG/PGM written by OpenCV cannot say it holds 12 bits). Anything else (float, signed below
+    0, 32-bit): v of the [0, 1] scale, raw ≈ raw_lo + v / 65535 × (raw_hi - raw_lo). JPEG holds 8 bits only.
+    Declared no-data pixels are written as 0."""
     scaling = data.extra.get("scaling") or {}
     lo = float(scaling.get("raw_lo", 0.0))
     hi = float(scaling.get("raw_hi", lo + data.scale))
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    counts = (
+    exact = (
         not jpeg
         and np.dtype(data.raw_dtype).kind in "ui"
         and 8 < data.bit_depth <= 16
         and lo >= 0
         and lo.is_integer()
         and float(data.scale).is_integer()
-        and lo + data.scale <= 65535
+        and data.scale <= 65535
     )
     px = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    bits = 8 if jpeg or data.bit_depth <= 8 else 16
+    top = 2**bits - 1
+    out: np.ndarray = np.rint(px.astype(np.float64) * top).astype(np.uint8 if bits == 8 else np.uint16)
     rule: dict[str, Any]
-    if counts:
-        out: np.ndarray = np.rint(px.astype(np.float64) * data.scale + lo).astype(np.uint16)
-        bits = 16
-        rule = {"rule": "the input's own counts: raw = pixels * scale + raw_lo", "scale": data.scale, "raw_lo": lo}
+    if exact:
+        rule = {"rule": f"raw = round(v * scale / {top}) + raw_lo (exact)", "scale": data.scale, "raw_lo": lo}
     else:
-        bits = 8 if jpeg or data.bit_depth <= 8 else 16
-        top = 2**bits - 1
-        out = np.rint(px * top).astype(np.uint8 if bits == 8 else np.uint16)
         rule = {"rule": f"raw = raw_lo + v / {top} * (raw_hi - raw_lo)", "raw_lo": lo, "raw_hi": hi}
-    if not data.valid.all():
-        out[~data.valid] = 0
-    return out, bits, {"bits": bits, **rule, "nodata_written_as": None if data.valid.all() else 0}
+    has_data = data.extra.get("declared_valid", data.valid)
+    if not has_data.all():
+        out[~has_data] = 0
+    return out, bits, {"bits": bits, **rule, "nodata_written_as": None if has_data.all() else 0}
 
 
 def keep_georef(path: Path, georef: Any, nodata_zero: bool = False) -> bool:
@@ -131,7 +133,8 @@ def write_output(path: Path, data: ImageData, image: np.ndarray, georef: Any, lo
 
     samples, bits, record = encode_samples(data, image, path)
     write_image(path, samples, bit_depth=bits)
-    nodata_zero = not data.valid.all() and not bool((samples[data.valid] == 0).any())
+    has_data = data.extra.get("declared_valid", data.valid)
+    nodata_zero = not has_data.all() and not bool((samples[has_data] == 0).any())
     georef_kept = keep_georef(path, georef, nodata_zero)
     if path.suffix.lower() in (".jpg", ".jpeg"):
         deeper = f"; the {data.bit_depth}-bit image is written at 8 bits" if data.bit_depth > 8 else ""
