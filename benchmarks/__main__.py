@@ -318,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
             status = json.loads(status_path.read_text()) if status_path.is_file() else {}
             status[name] = record
             status_path.write_text(json.dumps(status, indent=2))
-    path = write_results(args.out, Path("benchmarks/RESULTS.md"))
+    # the published RESULTS.md is composed from the default folder only; a run into another --out (a check, a
+    # scratch run) gets its own RESULTS.md there instead of overwriting the published one with partial results
+    default = Path("benchmarks/results").resolve()
+    results_md = Path("benchmarks/RESULTS.md") if args.out.resolve() == default else args.out / "RESULTS.md"
+    path = write_results(args.out, results_md)
     print(f"\nwrote {path}")
     status = json.loads(status_path.read_text()) if status_path.is_file() else {}
     failed = [n for n, s in status.items() if s.get("returncode")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,8 @@ def write_results(out: Path, results_md: Path) -> Path:
                     parts += [f"### {rel.parent}", ""]
                 parts += [md.read_text().strip(), ""]
         for png in sorted(folder.rglob("*.png"))[:12]:
-            parts.append(f"![{png.stem}]({png.relative_to(results_md.parent).as_posix()})")
+            link = Path(os.path.relpath(png.resolve(), results_md.resolve().parent)).as_posix()
+            parts.append(f"![{png.stem}]({link})")
         parts.append("")
     results_md.write_text("\n".join(parts).rstrip() + "\n")
     return results_md

@@ -53,3 +53,20 @@ def test_results_page_is_generated_from_stage_outputs(tmp_path: Path) -> None:
     (out / "stages.json").write_text(json.dumps({"link": {**stage, "machine": where}}))
     page = write_results(out, tmp_path / "RESULTS.md").read_text()
     assert "Run 2026-12-03T08:23:14+00:00 at commit `abc1234` on Some CPU (2 logical cores, AMX no, GPU none)." in page
+
+
+def test_a_run_into_another_folder_writes_its_own_results_page(tmp_path: Path) -> None:
+    """`python -m benchmarks --out /tmp/x` crashed composing the page (a figure outside benchmarks/) and would have
+    overwritten the published benchmarks/RESULTS.md with a partial run: its page now goes into --out."""
+    from benchmarks.__main__ import main
+
+    published = Path("benchmarks/RESULTS.md")
+    before = published.read_bytes() if published.is_file() else None
+    out = tmp_path / "check"
+    (out / "scan" / "topk").mkdir(parents=True)
+    (out / "scan" / "topk" / "000_x.png").write_bytes(b"png")
+    (out / "stages.json").write_text(json.dumps({"scan": {"title": "Scan", "commands": [], "returncode": 0}}))
+    assert main(["--report-only", "--out", str(out)]) == 0
+    page = (out / "RESULTS.md").read_text()
+    assert "](scan/topk/000_x.png)" in page
+    assert (published.read_bytes() if published.is_file() else None) == before
