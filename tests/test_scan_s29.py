@@ -80,6 +80,12 @@ def test_a_results_folder_inside_the_archive_is_not_scanned(moon, model, tmp_pat
         (root / n).parent.mkdir(exist_ok=True)
         (root / n).write_bytes(b"x")
     assert [e.name for e in walk_archive(root, exclude=root)] == ["b.png", "c.png"]
+    # another scan's results folder in the archive (not this run's --out): its thumbnails are not images either
+    old = root / "old_scan"
+    for n in ("scan.json", "topk/000_b_x0_y0.png", "topk/gallery.png", "parts/x.top.npz"):
+        (old / n).parent.mkdir(parents=True, exist_ok=True)
+        (old / n).write_bytes(b"x")
+    assert [e.name for e in walk_archive(root, exclude=tmp_path / "elsewhere")] == ["b.png", "c.png"]
 
 
 # -- 3: stamps taken before reading --------------------------------------------------------------------------------

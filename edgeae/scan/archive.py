@@ -54,13 +54,17 @@ def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
 
 
 def _walk_dir(root: Path, suffixes: tuple[str, ...], skip: frozenset[Path] = frozenset()) -> list[ArchiveEntry]:
-    """Images and products below ``root``; folders whose resolved path is in ``skip`` (a results folder inside
-    the archive) are not walked."""
+    """Images and products below ``root``; folders whose resolved path is in ``skip`` (this scan's results folder
+    inside the archive) are not walked, nor the ``topk/`` and ``parts/`` of any other scan's results folder (one
+    holding a ``scan.json``)."""
     out = []
     other: Counter[str] = Counter()  # files of other types: not scanned, but said so
     for dirpath, dirnames, filenames in os.walk(root):
         if skip:
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() not in skip]
+        if "scan.json" in filenames:  # another scan's results folder: its thumbnails and parts are not archive images
+            dirnames[:] = [d for d in dirnames if d not in ("topk", "parts")]
+            filenames = [f for f in filenames if f not in RESULT_FILES]
         dirnames.sort()
         found, rest = [], []
         for fn in sorted(filenames):
