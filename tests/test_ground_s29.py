@@ -153,6 +153,11 @@ def test_plain_mistakes_leave_no_out_folder(tmp_path: Path, capsys) -> None:
     assert "no *.bin" in capsys.readouterr().err and not out.exists()
     rc = main(["ground", "serve", "--port", "0", "--out", str(out), "--ready-file", str(tmp_path / "no" / "p")])
     assert rc == 2 and "--ready-file" in capsys.readouterr().err and not out.exists()
+    pk = _bin(tmp_path / "a.bin", packetise(_frame(7, (24, 32, 3)), config=WireConfig(256)))
+    text = tmp_path / "notimg.png"  # a single --original that is no image: found before --out (was after the packets)
+    text.write_text("not an image")
+    assert main(["ground", "decode", str(pk), "--out", str(out), "--original", str(text)]) == 2
+    assert "notimg.png" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_busy_port_is_named_and_leaves_no_out_folder(tmp_path: Path, capsys) -> None:

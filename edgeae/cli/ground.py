@@ -228,6 +228,10 @@ def run(args: argparse.Namespace) -> int:
             check_packet_files(p)
         if args.original is not None and args.original.is_dir():
             original_files(args.original)  # two files for one frame id, or one that is no image: refused now
+        elif args.original is not None:  # one image: its header read now, not after every packet
+            from edgeae.imageio import image_shape
+
+            image_shape(args.original)
         gs = _station(args)
         skipped = 0
         damage = []
