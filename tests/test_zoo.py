@@ -54,7 +54,11 @@ def test_cli_zoo_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = json.loads(capsys.readouterr().out)
     assert isinstance(rows, list) and {r["name"] for r in rows} >= set(CAE_MODELS)
     for r in rows:
-        assert {"name", "kind", "channels"} <= set(r)
+        assert {"name", "kind", "channels", "weights_path", "flight_artifacts"} <= set(r)
+    # the table's "flight file" column, for machines too (the JSON had no artifact and a bare file name)
+    vae = next(r for r in rows if r["name"] == "orbital-gray-vae")
+    assert Path(vae["weights_path"]).is_file() and Path(vae["weights_path"]).name == vae["file"]
+    assert sorted(Path(p).suffix for p in vae["flight_artifacts"]) == [".onnx", ".tflite"]
 
 
 @pytest.mark.parametrize("name", CAE_MODELS)

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "downlink",
         help="simulate the lossy downlink of packetised products",
         description="Send products through a simulated bandwidth-limited, lossy link into a packet file "
-        "(simulate), or replay a packet file over UDP to a live ground station (send).",
+        "(simulate), compare what each downlink method returns per byte (plan), or replay a packet file over UDP "
+        "to a live ground station (send).",
     )
     sub = p.add_subparsers(dest="downlink_command", metavar="ACTION", required=True)
     s = sub.add_parser(
@@ -112,13 +113,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="a labelled frame set: lroc-nac, rover-planted, hirise-landmarks (repeatable; default all three)",
     )  # fmt: skip
     what.add_argument("--image", type=Path, help="plan for this image instead (no labels: whole-frame PSNR only)")
-    pl.add_argument("--budgets", default="0.02,0.05,0.1", help="budgets as fractions of the raw frame")
+    pl.add_argument(
+        "--budgets", default="0.02,0.05,0.1", help="budgets as fractions of the raw frame (default 0.02,0.05,0.1)"
+    )
     pl.add_argument(
         "--links", default="perfect,loss20,burst",
         help="comma-separated link presets (edgeae links) or TOML files (default perfect,loss20,burst)",
     )  # fmt: skip
     pl.add_argument("--seeds", type=positive_int, default=1, help="link seeds per lossy link (default 1)")
-    pl.add_argument("--methods", default="jpeg2000,sparse,prioritised,prioritised-j2k", help="comma-separated")
+    pl.add_argument(
+        "--methods", default="jpeg2000,sparse,prioritised,prioritised-j2k",
+        help="comma-separated, of jpeg2000, sparse, prioritised, prioritised-j2k (default all four)",
+    )  # fmt: skip
     pl.add_argument("--quick", action="store_true", help="one small frame per set")
     pl.add_argument("--model", help="CAE that rebuilds the frames (default: the reconstruct default per channels)")
     pl.add_argument("--scorer", help="anomaly scorer (default orbital-gray-vae for grey, rover-rgb-vae for RGB)")
@@ -130,9 +136,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "frames) or a(x) (default for colour)",
     )
     pl.add_argument("--patch-share", type=float, default=0.5, help="most of a budget spent on patches (0.5)")
-    pl.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times")
+    pl.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times (default 1)")
     pl.add_argument(
-        "--head-copies", type=int, default=0, help="extra copies of a codec file's first packet (its header)"
+        "--head-copies",
+        type=int,
+        default=0,
+        help="extra copies of a codec file's first packet (its header; default 0)",
     )
     pl.add_argument(
         "--patch", type=positive_int,
@@ -156,7 +165,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--link", type=Path, metavar="LINK",
         help="pass the packets through this simulated link first: a preset name (edgeae links) or a TOML file",
     )  # fmt: skip
-    u.add_argument("--speed", type=float, default=0.0, help="replay arrival times at this speed-up (0: no timing)")
+    u.add_argument(
+        "--speed", type=float, default=0.0, help="replay arrival times at this speed-up (default 0: no timing)"
+    )
     return p
 
 

@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         with training_log():
             return int(args._kind_run(args) or 0)
     if args.kind != "cae":
-        raise CLIError("choose what to train: edgeae train cae ... (see edgeae train cae --help)")
+        raise CLIError("choose what to train: edgeae train cae ... or edgeae train vae ... (see their --help)")
     with training_log():
         return _run_cae(args)
 
