@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (if needed), install edgeae with the training/ground extras, run the demo.
 # Usage: bash scripts/demo.sh [edgeae demo options]   (the report lands in ./edgeae-demo/index.html)
-# pip's output goes to .venv/pip.log (shown when the install fails).
+# The demo runs in the directory you call this from: relative --image/--out/--data paths and the default
+# ./edgeae-demo are taken from there. The .venv is the repository's; pip's output goes to .venv/pip.log
+# (shown when the install fails).
 set -euo pipefail
+HERE=$PWD
 cd "$(dirname "$0")/.."
+REPO=$PWD
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
@@ -20,4 +24,5 @@ if ! {
   exit 1
 fi
 echo "== running the demo (about two minutes on 2 CPU cores)"
-exec .venv/bin/edgeae demo "$@"
+cd "$HERE"
+exec "$REPO/.venv/bin/edgeae" demo "$@"

@@ -23,8 +23,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--image", type=Path, help="use this image instead of the demo frame")
     p.add_argument(
-        "--source", default="auto", choices=("auto", "rover", "moon"),
-        help="demo frame when --image is absent: auto (rover if the data is present, else moon)",
+        "--source", choices=("auto", "rover", "moon"),
+        help="demo frame (not with --image): auto, the default, is rover if the data is present, else moon",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("edgeae-demo"), help="report folder (default ./edgeae-demo)")
     p.add_argument("--keep", type=float, default=0.1, help="fraction of pixels kept (default 0.1)")
@@ -63,14 +63,22 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.cli import CLIError
+    from edgeae.cli import CLIError, check_writable
     from edgeae.demo import DemoConfig, run_demo
     from edgeae.zoo import UnknownModelError
 
+    if args.image is not None:  # the frame is the image: a source or data folder would be ignored
+        given = [f for f, v in (("--source", args.source), ("--data", args.data)) if v is not None]
+        if given:
+            drop = "them" if len(given) > 1 else "it"
+            raise CLIError(f"--image {args.image} is the frame; {' and '.join(given)} would be ignored: drop {drop}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out}: is a file; the demo writes a report folder (index.html, img/, metrics.json)")
+    check_writable(args.out / "index.html", "--out")  # before the minutes of work, not after
     config = DemoConfig(
         out=args.out,
         image=args.image,
-        source=args.source,
+        source=args.source or "auto",
         keep=args.keep,
         seed=args.seed,
         pattern=args.pattern,

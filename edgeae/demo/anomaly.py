@@ -47,6 +47,11 @@ def stage_anomaly(ctx: DemoContext) -> Section | None:
     """The frame's anomaly score map and its top patches, scored by the zoo scorer for its channel count."""
     if not ctx.config.anomaly:
         return None
+    h, w = ctx.original.shape[:2]
+    if h < ANOMALY_PATCH or w < ANOMALY_PATCH:  # not one patch fits: say so instead of failing after the rest
+        why = f"the {w}×{h} frame is smaller than the {ANOMALY_PATCH}×{ANOMALY_PATCH} patch the scorer reads"
+        ctx.say(f"anomaly: not run ({why})")
+        return Section("Anomaly scores: not run", paragraphs=[f"Not run: {why}."])
     from edgeae.anomaly.score import make_scorer, score_array, score_map
     from edgeae.predictor import load_predictor
     from edgeae.resolve import NameNotFound, model_path
@@ -59,7 +64,6 @@ def stage_anomaly(ctx: DemoContext) -> Section | None:
         path = model_path(name)
     predictor = load_predictor(path, threads=ctx.config.threads)
     scorer = make_scorer(predictor, cae_keep=0.5)
-    h, w = ctx.original.shape[:2]
     from edgeae.tiling import tile_positions
 
     positions = tile_positions(h, w, ANOMALY_PATCH, ANOMALY_STRIDE)

@@ -60,6 +60,8 @@ class DemoConfig:
             CrossCheckConfig(method=self.cross_check)  # validates the method
         if self.source not in SOURCES:
             raise ValueError(f"unknown demo source {self.source!r}; expected one of {SOURCES}")
+        if self.image is not None and (self.source != "auto" or self.data_root is not None):
+            raise ValueError(f"demo image {self.image} replaces the demo frame: leave source and data_root unset")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"unknown methods {bad}; expected some of {METHODS}")
@@ -118,8 +120,16 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
                 "(rover_rgb test split)",
                 data.valid,
             )
+        if config.data_root is not None:  # a folder named on purpose that does not hold the frame is a mistake
+            where = "is not a folder" if root is None else f"has no {DEMO_FRAME}"
+            raise FileNotFoundError(
+                f"--data {config.data_root} {where}: point it at the shared data folder (the one holding "
+                "rover_rgb/)" + (", or use --source moon" if config.source == "rover" else ", or leave it out")
+            )
         if config.source == "rover":
-            raise FileNotFoundError(f"demo rover frame {DEMO_FRAME} not found: set $EDGEAE_DATA or use --source moon")
+            raise FileNotFoundError(
+                f"demo rover frame {DEMO_FRAME} not found: pass --data or set $EDGEAE_DATA, or use --source moon"
+            )
         log.info("shared data not found; using skimage.data.moon()")
     from edgeae._optional import require
 

@@ -130,8 +130,12 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
     from edgeae.resolve import link_path, preset_summary
 
     predictor = ctx.extra.get("predictor")
-    if predictor is None:
-        return None
+    if predictor is None:  # the ground rebuilds with the CAE: without it there is nothing to send the frame for
+        why = "the ground station rebuilds with the CAE and --methods has no cae" + (
+            "; --links ignored" if ctx.config.links is not None else ""
+        )
+        ctx.say(f"downlink: not run ({why})")
+        return Section("Downlink: not run", paragraphs=[f"Not run: {why}."])
     samples = _samples(ctx)
     cfg = ctx.config
     rows, figures, results = [], [], {}
@@ -149,8 +153,9 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
         )
         rep = res.report
         received = float(rep.get("pixel_fraction_received", 0.0))
-        psnr = rep.get("psnr")
-        results[name] = {"psnr": psnr, "pixels_received": received, "packets": res.packets, "report": rep}
+        lost = bool(rep.get("frame_lost"))
+        psnr = None if lost else rep.get("psnr")  # a lost frame was not rebuilt: its mid-grey stand-in is not scored
+        results[name] = {"psnr": psnr, "pixels_received": received, "lost": lost, "packets": res.packets, "report": rep}
         what = preset_summary(link_path(name)).split(". ")[0].split(":")[0].rstrip(".")
         rows.append(
             {
@@ -164,19 +169,26 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
                 "PSNR (dB)": f"{psnr:.2f}" if psnr is not None else "–",  # as on the console, not 4 decimals
             }
         )
+        outcome = (
+            "frame lost: no ground rebuild"
+            if lost
+            else f"ground rebuild PSNR {psnr if psnr is not None else float('nan'):6.2f} dB"
+        )
         ctx.say(
             f"  {name:12s} {rep.get('packets_received', 0):4d}/{res.packets} packets, {received:6.1%} of the "
-            f"sampled pixels received, ground rebuild PSNR {psnr if psnr is not None else float('nan'):6.2f} dB"
+            f"sampled pixels received, {outcome}"
         )
         figures.append(
             Figure(f"{name}: pixels received ({received:.1%})", apply_mask(ctx.original, res.known), f"rx-{name}")
         )
         shown = f"PSNR {psnr:.2f} dB" if psnr is not None else "PSNR –"  # as in the table: no PSNR was measured
-        figures.append(Figure(f"{name}: ground rebuild, {shown}", res.recon, f"ground-{name}"))
+        caption = f"{name}: frame lost, nothing to rebuild" if lost else f"{name}: ground rebuild, {shown}"
+        figures.append(Figure(caption, res.recon, f"ground-{name}"))
     ctx.extra["downlink"] = results
     raw = ctx.original.size
+    title = "every link preset" if cfg.links is None else f"{len(names)} link{'s' if len(names) != 1 else ''}"
     return Section(
-        "Downlink: CCSDS packets over every link preset, rebuilt on the ground",
+        f"Downlink: CCSDS packets over {title}, rebuilt on the ground",
         paragraphs=[
             f"The kept pixels travel as CCSDS space packets (docs/wire-format.md) through each seeded link "
             f"preset (edgeae links lists them; edgeae/ground/links/*.toml); raw frame: {raw:,} bytes. Each "

@@ -52,7 +52,9 @@ def downlink_frame(
     ``wire`` defaults to 1024-byte packets, payload layout 2 (interleaved) and the ccsds121 sample codec. The
     report is the ground station's per-frame report (packets expected/received/lost/corrupt, pixels
     received, PSNR against ``samples``) plus ``longest_row_gap``: the longest run of rows in which no sample
-    arrived. If every packet is lost the result is a flat mid-grey frame.
+    arrived. If no packet arrives intact the report says ``frame_lost``, every packet counts as lost or corrupt,
+    and the result is a flat mid-grey frame whose PSNR is the report's ``psnr`` (what the benchmarks count for a
+    lost frame; a report that shows the frame as lost should not show it as a rebuild).
     """
     frame = sparse_from_samples(samples, bit_depth, keep, seed, pattern, frame_id)
     pkts = packetise(frame, config=wire or WireConfig(codec=DEFAULT_SAMPLE_CODEC), counters=SequenceCounters())
@@ -67,9 +69,12 @@ def downlink_frame(
         recon = np.full((h, w, c), 0.5, np.float32)
         from edgeae.metrics import psnr
 
+        corrupt = min(len(pkts), stats.corrupted_packets)  # arrived damaged and failed the CRC: not lost
         rep = {
             "packets_expected": len(pkts),
             "packets_received": 0,
+            "packets_lost": len(pkts) - corrupt,
+            "packets_corrupt": corrupt,
             "pixel_fraction_received": 0.0,
             "psnr": float(psnr(as_float(samples, bit_depth), recon)),
             "frame_lost": True,
