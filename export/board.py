@@ -19,7 +19,9 @@ number the export does not report: ``extreme_rank_shift``, the most frame patche
 (all-white, checkerboard, noise, ...) moves in its frame's ranking against PyTorch, the planted-block test in
 miniature. ``--time`` also times each artifact in a fresh process on this CPU (items per second, RSS growth) and
 names the fastest one that passed, per model kind: which runtime is faster depends on the CPU (docs/export.md),
-and a faster interpreter may not fit the mission's memory budget. Exit status 1 when any artifact misses a budget.
+and a faster interpreter may not fit the mission's memory budget. Each file gets its own line (a file that cannot be
+checked an ``error`` line; the others are checked all the same). Exit status 0 when every artifact passed, 1 when any
+failed a budget, could not be checked or timed, 2 for a usage error or an unreadable bundle (nothing checked).
 The bundle file itself (writing, reading, its limits) is :mod:`edgeae.export.board_bundle`.
 """
 
@@ -54,6 +56,24 @@ def _rank_shift(ref: np.ndarray, got: np.ndarray, ref_ext: np.ndarray, got_ext: 
     return int(np.max(np.abs(above_ref - above_got)))
 
 
+def check_recorded_hash(artifact: str | os.PathLike[str]) -> None:
+    """Refuse a file whose SHA-256 differs from the one its export recorded (a ``<file>.sha256`` sidecar or the
+    ``parity.json`` beside it), as ``firmware-sim run`` does: a flipped bit can still pass parity on a bundle."""
+    import hashlib
+
+    from edgeae.firmware_sim.guard import golden_hash
+
+    path = Path(artifact)
+    expected, source = golden_hash(path, "")
+    if source != "first-load":
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != expected:
+            raise BundleError(
+                f"{path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the file was "
+                "damaged or changed after export"
+            )
+
+
 def check_artifact(
     summary: dict[str, Any], data: Any, artifact: str | os.PathLike[str], threads: int = 2
 ) -> dict[str, Any]:
@@ -65,6 +85,7 @@ def check_artifact(
     from .tailgate import tail_scores, tail_terms_max
 
     check_artifact_file(artifact)  # "0-byte file", "a TFLite flatbuffer, not ONNX": before the runtime's parser
+    check_recorded_hash(artifact)
     pred = load_artifact(artifact, threads=threads)
     kind, precision = pred.metadata.kind, pred.metadata.precision
     made_from = pred.metadata.source_checkpoint_hash
@@ -128,8 +149,12 @@ def time_artifact(
     from edgeae.firmware_sim.budget import hwm_rss_bytes, reset_peak_rss, rss_bytes
     from edgeae.firmware_sim.runtime import load_artifact
 
-    if batch < 1 or workers < 1 or not 0 < seconds <= 600:
-        raise ValueError(f"batch and workers must be >= 1 and seconds in (0, 600], got {batch}, {workers}, {seconds}")
+    (b_lo, b_hi), (w_lo, w_hi) = TIME_LIMITS["batch"], TIME_LIMITS["workers"]
+    if not (b_lo <= batch <= b_hi and w_lo <= workers <= w_hi and 0 < seconds <= 600):
+        raise ValueError(
+            f"batch must be {b_lo}-{b_hi}, workers {w_lo}-{w_hi} and seconds in (0, 600], got {batch}, {workers}, "
+            f"{seconds}"
+        )
     inputs = {k: _unpack_pixels(data, f"{k}/input") for k in summary["kinds"]}  # before the baseline RSS
     gc.collect()
     rss0 = rss_bytes()
@@ -241,12 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time each artifact on this machine (a fresh process each: items/s and RSS growth) and name the "
         "fastest that passed, per model kind",
     )  # fmt: skip
-    c.add_argument("--batch", type=int, default=64, help="items per call when timing (default 64)")
-    c.add_argument("--seconds", type=float, default=2.0, help="seconds of calls per artifact when timing")
+    c.add_argument("--batch", type=int, default=None, help="items per call when timing (1-4096, default 64)")
     c.add_argument(
-        "--workers", type=int, default=1,
-        help="interpreters called at once when timing, each with --threads threads (the flight loop's scoring "
-        "workers: the orbital mission runs 2 x 1 thread)",
+        "--seconds", type=float, default=None, help="seconds of calls per artifact when timing (default 2, most 600)"
+    )
+    c.add_argument(
+        "--workers", type=int, default=None,
+        help="interpreters called at once when timing (1-64, default 1), each with --threads threads (the flight "
+        "loop's scoring workers: the orbital mission runs 2 x 1 thread)",
     )  # fmt: skip
     t = sub.add_parser("time", help="time one artifact on the bundle's inputs; prints one JSON line")
     t.add_argument("bundle")
@@ -282,52 +309,126 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    if args.time and (args.batch < 1 or args.workers < 1 or not 0 < args.seconds <= 600):
-        print(
-            f"error: --batch and --workers must be >= 1 and --seconds in (0, 600], got {args.batch}, {args.workers}, "
-            f"{args.seconds}",
-            file=sys.stderr,
-        )
+    err = _check_usage(args)
+    if err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     try:
         summary, data = load_bundle(args.bundle)
-        cpu = _cpu()
-        recs = [check_artifact(summary, data, a, args.threads) for a in args.artifacts]
-    except (BundleError, OSError, ValueError) as e:
+    except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cpu = _cpu()
+    recs: list[dict[str, Any]] = []
+    for a in args.artifacts:
+        try:
+            recs.append(check_artifact(summary, data, a, args.threads))
+        except Exception as e:  # one file's failure (any kind) goes on its own line; the others are still checked
+            msg = str(e) if isinstance(e, ValueError | OSError) else f"{type(e).__name__}: {e}"
+            recs.append({"artifact": str(a), "passed": False, "error": msg if str(a) in msg else f"{a}: {msg}"})
     if args.time:
         for r in recs:
-            r["speed"] = _time_in_subprocess(
-                args.bundle, r["artifact"], args.threads, args.batch, args.seconds, args.workers
-            )
+            if "error" not in r:
+                r["speed"] = _time_in_subprocess(
+                    args.bundle, r["artifact"], args.threads, args.batch, args.seconds, args.workers
+                )
     for r in recs:
-        t = r.get("tail", {})
-        line = f"{'ok  ' if r['passed'] else 'FAIL'} {r['artifact']}: {r['kind']} {r['precision']}"
-        line += f" ({r['int8_weights']} weights)" if r["int8_weights"] else ""
-        line += f" psnr {r['psnr_db']:.1f} dB"
-        if t:
-            line += f", tail Spearman {t['tail_spearman']:.4f}, top-16 {t['overlap_16']:.3f}"
-            line += f", top-64 {t['overlap_64']:.3f}"
-            line += f", ties {t['ties']:.0f}, extremes rank shift {t['extreme_rank_shift']:.0f}"
-        sp = r.get("speed")
-        if sp and "error" in sp:
-            line += f"; timing failed: {sp['error']}"
-        elif sp:
-            line += (
-                f"; {sp['items_per_s']:,.0f} items/s ({sp['workers']} x {sp['threads']} threads, batch {sp['batch']})"
-            )
-            if sp.get("rss_growth_peak_mib") is not None:
-                line += f", RSS +{sp['rss_growth_peak_mib']} MiB"
-        print(line)
+        print(_result_line(r))
     fastest = fastest_passing(recs) if args.time else {}
     for kind, path in fastest.items():
         print(f"fastest passing {kind} artifact here: {path}")
     if args.json:
+        existed = Path(args.json).exists()
         out = {"bundle": summary, "cpu": cpu, "results": recs, "fastest_passing": fastest}
         Path(args.json).write_text(json.dumps(out, indent=1))
+        print(f"results: {args.json}" + (" (overwrote the earlier file)" if existed else ""))
     print(f"cpu: {cpu}")
-    return 0 if all(r["passed"] for r in recs) else 1
+    timing_failed = any("error" in (r.get("speed") or {}) for r in recs)
+    return 0 if all(r["passed"] for r in recs) and not timing_failed else 1
+
+
+TIME_LIMITS = {"batch": (1, 4096), "workers": (1, 64)}  # items per call, interpreters at once: check --time
+TIME_DEFAULTS = {"batch": 64, "seconds": 2.0, "workers": 1}
+
+
+def _check_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``check``'s options (None: nothing), before the bundle is read: timing options without
+    ``--time`` or out of range (filling in their defaults), a thread count below 1, a ``--json`` file that could
+    not be written."""
+    given = [f"--{k}" for k in TIME_DEFAULTS if getattr(args, k) is not None]
+    if given and not args.time:
+        return f"{', '.join(given)} only apply with --time"
+    for k, v in TIME_DEFAULTS.items():
+        setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
+    for k, (lo, hi) in TIME_LIMITS.items():
+        if not lo <= getattr(args, k) <= hi:
+            return f"--{k} must be {lo}-{hi}, got {getattr(args, k)}"
+    if not 0 < args.seconds <= 600:
+        return f"--seconds must be in (0, 600], got {args.seconds}"
+    if args.threads < 1:
+        return f"--threads must be at least 1, got {args.threads}"
+    return _check_writable(args.json, "--json") if args.json else None
+
+
+def _check_writable(path: str, flag: str) -> str | None:
+    """Why ``path`` could not be written (None: it can): a folder, a missing folder, a folder we may not write."""
+    import tempfile
+
+    target = Path(path)
+    if target.is_dir():
+        return f"{flag} {target} is a folder: name the file to write"
+    if not target.parent.is_dir():
+        return f"{flag} {target}: folder {target.parent} does not exist"
+    try:
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".edgeae-write-check-"):
+            pass
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"{flag} {target}: the file exists and cannot be overwritten"
+    except OSError as e:
+        return f"{flag} {target}: cannot write in {target.parent} ({e.strerror or e})"
+    return None
+
+
+def _result_line(r: dict[str, Any]) -> str:
+    """One artifact's line: ok/FAIL/error, its parity and tail numbers, the checks it failed, its timing."""
+    if "error" in r:
+        return f"error {r['error']}"
+    t, tm = r.get("tail", {}), r.get("tail_terms_max", {})
+    line = f"{'ok  ' if r['passed'] else 'FAIL'} {r['artifact']}: {r['kind']} {r['precision']}"
+    line += f" ({r['int8_weights']} weights)" if r["int8_weights"] else ""
+    line += f" psnr {r['psnr_db']:.1f} dB"
+    if r.get("spearman") is not None:
+        line += f", score Spearman {r['spearman']:.4f}"
+    if t:
+        line += f", tail Spearman {t['tail_spearman']:.4f}, top-16 {t['overlap_16']:.3f}"
+        line += f", top-64 {t['overlap_64']:.3f}"
+        line += f", ties {t['ties']:.0f}, extremes rank shift {t['extreme_rank_shift']:.0f}"
+    if tm:
+        line += f"; terms-max tail Spearman {tm['tail_spearman']:.4f}, top-16 {tm['overlap_16']:.3f}"
+        line += f", top-64 {tm['overlap_64']:.3f}, ties {tm['ties']:.0f}"
+    if not r["passed"]:
+        line += f"; failed: {', '.join(_failures(r)) or 'see the JSON'}"
+    sp = r.get("speed")
+    if sp and "error" in sp:
+        line += f"; timing failed: {sp['error']}"
+    elif sp:
+        line += f"; {sp['items_per_s']:,.0f} items/s ({sp['workers']} x {sp['threads']} threads, batch {sp['batch']})"
+        if sp.get("rss_growth_peak_mib") is not None:
+            line += f", RSS +{sp['rss_growth_peak_mib']} MiB"
+    return line
+
+
+def _failures(r: dict[str, Any]) -> list[str]:
+    """The budgets a checked artifact missed, named with their values: parity, then the tails'."""
+    budget = r["budget"]
+    out = []
+    if not r["psnr_db"] >= budget["psnr_db"]:  # NaN fails too
+        out.append(f"psnr {r['psnr_db']:.1f} dB (budget ≥ {budget['psnr_db']:g})")
+    if r.get("spearman") is not None and not r["spearman"] >= budget["spearman"]:
+        out.append(f"score Spearman {r['spearman']:.4f} (budget ≥ {budget['spearman']:g})")
+    out += [f"tail {f}" for f in r.get("tail", {}).get("fails", [])]
+    out += [f"terms-max tail {f}" for f in r.get("tail_terms_max", {}).get("fails", [])]
+    return out
 
 
 if __name__ == "__main__":

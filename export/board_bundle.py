@@ -10,9 +10,11 @@ against it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,8 +134,128 @@ def make_bundle(
     return summary
 
 
-def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any]:
-    """(summary, npz) of a bundle, checked for size, format and version before anything is decompressed."""
+class BundleArrays(dict[str, np.ndarray]):
+    """A bundle's arrays by name, read and checked: ``files`` lists the names (as ``numpy.load``'s archive does)."""
+
+    @property
+    def files(self) -> list[str]:
+        return list(self)
+
+
+_PARITY_KINDS = ("cae", "cae-encoder", "cae-decoder", "vae")  # edgeae.export.parity.MAIN_OUTPUT
+_MAIN_OUTPUT = {"cae": "x_hat", "cae-decoder": "x_hat", "cae-encoder": "latent", "vae": "x_hat"}
+
+
+def _read_arrays(p: Path, zf: zipfile.ZipFile) -> BundleArrays:
+    """Every member as an array: each ``.npy`` header is read and its shape x itemsize checked against the bytes
+    the member holds (and the bundle's limit) before its data is, so a forged header cannot allocate gigabytes."""
+    from numpy.lib import format as npy
+
+    headers: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in zf.infolist():
+        key = info.filename.removesuffix(".npy")
+        if key == info.filename or key in headers:
+            raise BundleError(f"{p}: member {info.filename!r} is not one .npy array of a bundle")
+        try:
+            with zf.open(info) as fh:
+                version = npy.read_magic(fh)
+                read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise BundleError(f"{p}: {key}: .npy format {version}, a bundle uses 1.0 or 2.0")
+                shape, _, dtype = read_header(fh)
+                header_len = fh.tell()
+        except BundleError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a small member: read whole
+            raise BundleError(f"{p}: {key}: damaged ({e})") from e
+        if dtype.hasobject or dtype.kind not in ("U" if key == "summary" else "biuf"):
+            raise BundleError(f"{p}: {key}: dtype {dtype} is not a bundle's (numbers; text for the summary)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes != info.file_size - header_len:
+            raise BundleError(
+                f"{p}: {key}: its header declares shape {shape} of {dtype} ({nbytes} bytes), the member holds "
+                f"{info.file_size - header_len}"
+            )
+        total += nbytes
+        if total > MAX_UNPACKED_BYTES:
+            raise BundleError(f"{p}: its arrays unpack to more than {MAX_UNPACKED_BYTES} bytes")
+        headers[key] = info
+    arrays = BundleArrays()
+    for key, info in headers.items():
+        try:
+            with zf.open(info) as fh:
+                arrays[key] = npy.read_array(fh, allow_pickle=False)
+                fh.read()  # to the member's end, where zipfile checks its CRC-32
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise BundleError(f"{p}: {key}: damaged ({e})") from e
+    return arrays
+
+
+def _check_contents(p: Path, summary: dict[str, Any], arrays: BundleArrays) -> None:
+    """Raise :class:`BundleError` unless the summary has what ``board check`` reads and the arrays agree with it:
+    each kind's inputs and PyTorch outputs (same count), the tail frames (offsets from 0 to the patch count,
+    increasing), PyTorch's scores of them and of the extremes; every float finite."""
+
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise BundleError(f"{p}: not a usable parity bundle: {what}")
+
+    def pixels(key: str) -> np.ndarray:
+        found = [arrays[k] for k in (f"{key}.u8", f"{key}.f32") if k in arrays]
+        need(len(found) == 1, f"{'no' if not found else 'two'} {key!r} array{'s' if found else ''}")
+        need(found[0].ndim >= 2 and len(found[0]) >= 1, f"{key!r} has shape {found[0].shape}, not a batch")
+        return found[0]
+
+    for key in ("model", "checkpoint_sha256"):
+        need(isinstance(summary.get(key), str) and bool(summary[key]), f"summary has no {key!r} text")
+    kinds: Any = summary.get("kinds")
+    need(isinstance(kinds, list) and bool(kinds), f"summary 'kinds' is {kinds!r}, not a list of model kinds")
+    for kind in kinds:
+        need(kind in _PARITY_KINDS and kinds.count(kind) == 1, f"summary 'kinds' {kinds!r}: {kind!r}")
+        n = len(pixels(f"{kind}/input"))
+        refs = {k.rsplit("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{kind}/ref/")}
+        wanted = [_MAIN_OUTPUT[kind]] + (["score"] if kind == "vae" else [])
+        for name in wanted:
+            need(name in refs, f"no PyTorch output {kind}/ref/{name}")
+        for name, v in refs.items():
+            need(v.ndim >= 1 and len(v) == n, f"{kind}/ref/{name} has shape {v.shape}, for {n} inputs")
+        need(kind != "vae" or n >= 3, f"{n} vae inputs; the score's Spearman needs at least 3")
+    tail: Any = summary.get("tail")
+    if tail is not None:
+        need(isinstance(tail, dict) and tail.get("kind") in kinds, f"summary 'tail' {tail!r} names no bundled kind")
+        patches = pixels("tail/patches")
+        n = len(patches)
+        x_shape = pixels(f"{tail['kind']}/input").shape
+        need(
+            patches.shape[1:] == x_shape[1:], f"tail/patches has shape {patches.shape}, {tail['kind']}/input {x_shape}"
+        )
+        for key in ("tail/offsets", "tail/ref", "extremes.f32", "extremes/ref"):
+            need(key in arrays, f"no {key!r} array (summary has a tail)")
+        off = arrays["tail/offsets"]
+        need(
+            off.dtype.kind in "iu" and off.ndim == 1 and len(off) >= 2 and off[0] == 0 and off[-1] == n
+            and bool(np.all(np.diff(off) > 0)),
+            f"tail/offsets must increase from 0 to the {n} tail patches, got {off[:8].tolist()}...",
+        )  # fmt: skip
+        need(n >= 3, f"{n} tail patches; the tail's Spearman needs at least 3")
+        ext = arrays["extremes.f32"]
+        need(ext.shape[1:] == patches.shape[1:] and len(ext) >= 3, f"extremes.f32 has shape {ext.shape}")
+        for key, count in (("tail/ref", n), ("extremes/ref", len(ext)), ("tail/ref_terms_max", n)):
+            got = arrays.get(key)
+            shape = None if got is None else got.shape
+            need(shape in (None, (count,)), f"{key} has shape {shape}, not ({count},)")
+    if "lambda" in summary:
+        lam = summary["lambda"]
+        need(isinstance(lam, int | float) and math.isfinite(lam), f"summary 'lambda' is {lam!r}")
+    for key, v in arrays.items():
+        need(v.dtype.kind != "f" or bool(np.isfinite(v).all()), f"{key} holds NaN or infinity")
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], BundleArrays]:
+    """(summary, arrays) of a bundle, checked before use: its file size, each array's declared size against the
+    bytes it has (before anything is decompressed), its format version, every member's CRC, and that the summary
+    and the arrays hold what ``board check`` reads (:func:`_check_contents`). Raises :class:`BundleError`."""
     p = Path(path)
     if not p.is_file():
         raise BundleError(f"{p}: no such bundle")
@@ -143,16 +265,19 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any]:
     try:
         with zipfile.ZipFile(p) as zf:  # sizes as the archive declares them, before anything is decompressed
             unpacked = sum(i.file_size for i in zf.infolist())
-        if unpacked > MAX_UNPACKED_BYTES:
-            raise BundleError(f"{p}: its arrays unpack to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
-        data = np.load(p, allow_pickle=False)
-        summary = json.loads(str(data["summary"]))
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise BundleError(f"{p}: its arrays unpack to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
+            if "summary.npy" not in zf.namelist():
+                raise BundleError(f"{p}: not an edgeae parity bundle (no summary)")
+            arrays = _read_arrays(p, zf)
+        summary = json.loads(str(arrays.pop("summary")))
     except BundleError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise BundleError(f"{p}: not an edgeae parity bundle ({e})") from e
     if not isinstance(summary, dict):
         raise BundleError(f"{p}: not an edgeae parity bundle (its summary is not a JSON object)")
     if summary.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{p}: bundle format {summary.get('format_version')!r}, this edgeae reads {FORMAT_VERSION}")
-    return summary, data
+    _check_contents(p, summary, arrays)
+    return summary, arrays

@@ -51,13 +51,35 @@ def _snap(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(scores, dtype=np.float64) / step)
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two 1-D arrays (average ranks for ties)."""
-    from scipy.stats import spearmanr
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of the values of ``x`` (flattened), tied values sharing their average rank (float64)."""
+    v = np.asarray(x, np.float64).reshape(-1)
+    order = np.argsort(v, kind="stable")
+    first = np.r_[True, v[order][1:] != v[order][:-1]]  # where each run of equal sorted values starts
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.r_[starts, len(v)])
+    ranks = np.empty(len(v), np.float64)
+    ranks[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
+    return ranks
 
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two 1-D arrays: Pearson of their average ranks (ties share a rank).
+
+    numpy only (the board has no scipy); the same value as ``scipy.stats.spearmanr`` with its defaults, NaN
+    when either array holds a NaN or is constant."""
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    if len(a) != len(b):
+        raise ValueError(f"Spearman needs two arrays of the same length, got {len(a)} and {len(b)}")
     if len(a) < 3:
         raise ValueError("Spearman needs at least 3 scores")
-    return float(spearmanr(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)).statistic)
+    if np.isnan(a.astype(np.float64)).any() or np.isnan(b.astype(np.float64)).any():
+        return float("nan")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    den = float(np.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
+    return float(np.clip(np.dot(ra, rb) / den, -1.0, 1.0)) if den > 0 else float("nan")
 
 
 def compare_outputs(reference: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

@@ -73,7 +73,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, run_bench
+    from .bench import check_bench_args, format_table, run_bench
+
+    check_bench_args(args.batch, args.iters, (args.frame_height, args.frame_width), args.keep)  # before the model
 
     try:
         threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
@@ -206,11 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a zoo name (its shipped artifact for the installed interpreter) or an .onnx / .ort / .tflite file",
     )  # fmt: skip
     b.add_argument("--threads", default="1,2", help="comma-separated thread counts to compare (default 1,2)")
-    b.add_argument("--batch", type=int, default=16, help="patches per model call (default 16)")
-    b.add_argument("--iters", type=int, default=30, help="timed repetitions of each stage (default 30)")
-    b.add_argument("--frame-height", type=int, default=1200, help="frame height for the sampling stage (default 1200)")
+    b.add_argument("--batch", type=int, default=16, help="patches per model call (1-1024, default 16)")
+    b.add_argument("--iters", type=int, default=30, help="timed repetitions of each stage (1-10000, default 30)")
+    b.add_argument(
+        "--frame-height", type=int, default=1200,
+        help="frame height for the sampling stage (default 1200; each side at most 65536 px, 2^28 px in all)",
+    )  # fmt: skip
     b.add_argument("--frame-width", type=int, default=1648, help="frame width for the sampling stage (default 1648)")
-    b.add_argument("--keep", type=float, default=0.05, help="fraction of pixels sampled (default 0.05)")
+    b.add_argument("--keep", type=float, default=0.05, help="fraction of pixels sampled, in (0, 1] (default 0.05)")
     b.add_argument("--json", metavar="FILE", help="also write the full result as JSON to this file")
     b.set_defaults(_fn=_bench)
     m = sub.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,71 @@ def test_terms_max_failures_are_not_counted_as_the_tails(tiny_vae_run: dict[str,
     rec = check_artifact(summary, data, tiny_vae_run["fp32"])
     assert not rec["passed"] and not rec["tail_terms_max"]["passed"] and rec["tail_terms_max"]["fails"]
     assert rec["tail"]["passed"] and rec["tail"]["fails"] == [], rec["tail"]
+
+
+def test_check_runs_without_scipy(tiny_vae_run: dict[str, Path], tmp_path: Path) -> None:
+    """Flight installs have no SciPy: ``board check`` (the VAE's score and tail Spearman) runs with it blocked."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('scipy', 'torch'):\n"
+        "            raise ImportError(f'blocked {name}')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    code = (
+        "import sys; from edgeae.export.board import main; "
+        f"rc = main(['check', {str(tiny_vae_run['bundle'])!r}, {str(tiny_vae_run['fp32'])!r}]); "
+        "assert 'scipy' not in sys.modules; sys.exit(rc)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok   " in r.stdout and "score Spearman 1.0000, tail Spearman" in r.stdout, r.stdout
+
+
+def test_one_bad_file_does_not_hide_the_others(
+    tiny_vae_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that cannot be checked gets an ``error`` line and a record; the others are checked; exit 1."""
+    from edgeae.export.board import main
+
+    readme, out = ROOT / "README.md", tmp_path / "r.json"
+    argv = ["check", str(tiny_vae_run["bundle"]), str(tiny_vae_run["fp32"]), str(readme), str(tiny_vae_run["int8"])]
+    assert main([*argv, "--json", str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ok   ") and "tiny.fp32.onnx" in lines[0], lines
+    assert lines[1].startswith(f"error {readme}: not an artifact"), lines
+    assert lines[2].startswith("ok   ") and "tiny.int8.onnx" in lines[2], lines
+    assert lines[3] == f"results: {out}", lines
+    recs = json.loads(out.read_text())["results"]
+    assert [r["passed"] for r in recs] == [True, False, True] and "not an artifact" in recs[1]["error"]
+    assert main([*argv[:3], "--json", str(out)]) == 0  # the good file alone; the JSON is replaced, and says so
+    assert f"results: {out} (overwrote the earlier file)" in capsys.readouterr().out
+
+
+def test_fail_line_names_the_failed_checks(
+    tiny_vae_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the terms-max (flight score) tail fails: the FAIL line shows its numbers and the failed budgets."""
+    from edgeae.export.board import main
+
+    with np.load(tiny_vae_run["bundle"], allow_pickle=False) as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays["tail/ref_terms_max"] = np.random.default_rng(1).permutation(arrays["tail/ref_terms_max"])
+    bad = tmp_path / "tm.npz"
+    np.savez_compressed(bad, **arrays)
+    assert main(["check", str(bad), str(tiny_vae_run["fp32"])]) == 1
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("FAIL ") and "; terms-max tail Spearman " in line, line
+    assert "; failed: terms-max tail tail_spearman " in line and "(budget ≥ 0.99)" in line, line
+
+
+def test_a_failed_timing_exits_1(
+    tiny_vae_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.export import board
+
+    monkeypatch.setattr(board, "_time_in_subprocess", lambda *a, **k: {"error": "timed out after 160 s"})
+    assert board.main(["check", str(tiny_vae_run["bundle"]), str(tiny_vae_run["fp32"]), "--time"]) == 1
+    assert "ok   " in (out := capsys.readouterr().out) and "; timing failed: timed out after 160 s" in out, out
