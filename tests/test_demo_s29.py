@@ -37,6 +37,21 @@ def test_lost_frame_report_counts_every_packet_and_keeps_the_grey_psnr() -> None
     assert rep["psnr"] == pytest.approx(float(psnr(s.astype(np.float32) / 255.0, grey)))
 
 
+def test_a_frame_that_arrived_but_was_not_rebuilt_is_not_reported_lost() -> None:
+    """Every packet delivered, the fill failed: the station's own counts and error, not 'lost on the link'."""
+    from edgeae.ground.pipeline import downlink_frame
+
+    s = (np.arange(48 * 64 * 3).reshape(48, 64, 3) % 251).astype(np.uint8)
+
+    def broken(img: np.ndarray, known: np.ndarray, notes: object = None) -> np.ndarray:
+        raise RuntimeError("the fill broke")
+
+    res = downlink_frame(s, 8, fill=broken)
+    rep = res.report
+    assert not rep["frame_lost"] and rep["rebuilt"] is False and "the fill broke" in rep.get("error", "")
+    assert rep["packets_received"] == res.packets and rep.get("packets_lost", 0) == 0
+
+
 def test_demo_downlink_shows_a_lost_frame_as_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Table: lost = packets sent, corrupt 0, PSNR –; console: no ground rebuild; conclusion: lost, not a dB cost."""
     import edgeae.reconstruct
@@ -214,6 +229,11 @@ def test_demo_image_with_source_or_data_is_refused(
     args = ["demo", "--image", "x.png", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
     assert main(args) == 2
     assert "--image x.png is the frame; --data would be ignored: drop it" in capsys.readouterr().err
+    # --source auto is the default, not a source that would be ignored; a missing image is said before --out exists
+    assert main(["demo", "--image", "x.png", "--source", "auto", "--out", str(tmp_path / "o2")]) == 2
+    assert "--image x.png: no such file" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    assert main(["demo", "--out", str(tmp_path / "o3" / "deep"), "--links", "nosuchlink"]) == 2
+    assert not (tmp_path / "o3").exists()  # a plain mistake leaves no empty report folder
 
 
 def test_demo_sh_runs_the_demo_in_the_callers_directory(tmp_path: Path) -> None:

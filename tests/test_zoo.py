@@ -59,6 +59,10 @@ def test_cli_zoo_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     vae = next(r for r in rows if r["name"] == "orbital-gray-vae")
     assert Path(vae["weights_path"]).is_file() and Path(vae["weights_path"]).name == vae["file"]
     assert sorted(Path(p).suffix for p in vae["flight_artifacts"]) == [".onnx", ".tflite"]
+    gtcae = next(r for r in rows if r["name"] == "rover-rgb-gtcae")  # its latent downlink's encoder/decoder too
+    assert any("-encoder." in p for p in gtcae["flight_artifacts"]) and any(
+        "-decoder." in p for p in gtcae["flight_artifacts"]
+    )
 
 
 @pytest.mark.parametrize("name", CAE_MODELS)

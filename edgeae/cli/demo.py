@@ -68,13 +68,14 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.zoo import UnknownModelError
 
     if args.image is not None:  # the frame is the image: a source or data folder would be ignored
-        given = [f for f, v in (("--source", args.source), ("--data", args.data)) if v is not None]
+        given = [f for f, v in (("--source", args.source), ("--data", args.data)) if v not in (None, "auto")]
         if given:
             drop = "them" if len(given) > 1 else "it"
             raise CLIError(f"--image {args.image} is the frame; {' and '.join(given)} would be ignored: drop {drop}")
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out}: is a file; the demo writes a report folder (index.html, img/, metrics.json)")
-    check_writable(args.out / "index.html", "--out")  # before the minutes of work, not after
+    if args.image is not None and not args.image.is_file():
+        raise CLIError(f"--image {args.image}: no such file")
     config = DemoConfig(
         out=args.out,
         image=args.image,
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
         for name in config.links:
             link_path(name)  # an unknown preset fails now, not after the reconstructions
+    check_writable(args.out / "index.html", "--out")  # after the plain mistakes (it makes the folder), before the work
     try:
         result = run_demo(config, say=lambda line: print(line, flush=True), progress=True)
     except UnknownModelError as exc:

@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         from edgeae.resolve import shipped_artifacts
         from edgeae.zoo import WEIGHTS_DIR
 
-        for m in models:  # what the table shows, for machines: the weights' path and every shipped flight file
+        for m in models:  # for machines: the weights' path and every shipped flight file (encoder/decoder parts too)
             m["weights_path"] = str(WEIGHTS_DIR / m["file"])
-            m["flight_artifacts"] = [str(p) for p in shipped_artifacts(m["name"]) if p.name.split(".")[0] == m["name"]]
+            m["flight_artifacts"] = [str(p) for p in shipped_artifacts(m["name"])]
         print(json.dumps(models, indent=2, sort_keys=True))
         return 0
     rows = [("name", "kind", "ch", "params", "flight file", "validation")]

@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo runs on. ``image`` overrides ``source``; ``model`` overrides the zoo default.
+    """What the demo runs on. ``image`` replaces the demo frame (then ``source`` stays "auto" and ``data_root``
+    unset); ``model`` overrides the zoo default.
 
     ``links``: link presets for the downlink section (None: every preset); ``anomaly`` and ``codec`` turn
     those sections off.

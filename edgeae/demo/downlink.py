@@ -103,7 +103,8 @@ def stage_codec(ctx: DemoContext) -> Section | None:
             f"CRCs; the raw 8-bit frame is {raw:,} bytes). Given the same budget, JPEG 2000 (OpenJPEG through "
             f"imagecodecs, one quality layer, target {target:.1f} dB) codes the whole frame in {len(data):,} "
             "bytes. Its row in the metrics table below is marked jpeg2000. Unlike the sparse sample, a "
-            "JPEG 2000 stream that loses a packet cannot be decoded past it: see the downlink section."
+            "JPEG 2000 stream that loses a packet cannot be decoded past it (benchmarks/RESULTS.md, the link "
+            "stage, measures both over the same lossy links)."
         ],
         figures=[
             Figure(f"JPEG 2000, {len(data):,} bytes: PSNR {metrics['psnr']:.2f} dB", decoded, "recon-jpeg2000"),
@@ -154,8 +155,11 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
         rep = res.report
         received = float(rep.get("pixel_fraction_received", 0.0))
         lost = bool(rep.get("frame_lost"))
-        psnr = None if lost else rep.get("psnr")  # a lost frame was not rebuilt: its mid-grey stand-in is not scored
-        results[name] = {"psnr": psnr, "pixels_received": received, "lost": lost, "packets": res.packets, "report": rep}
+        rebuilt = not lost and rep.get("rebuilt", True)  # arrived but not rebuilt: a decode or fill error
+        psnr = rep.get("psnr") if rebuilt else None  # a lost frame's mid-grey stand-in is not scored
+        record = {k: v for k, v in rep.items() if k != "psnr"} if lost else rep  # nor kept in metrics.json
+        results[name] = {"psnr": psnr, "pixels_received": received, "lost": lost, "packets": res.packets,
+                         "report": record}  # fmt: skip
         what = preset_summary(link_path(name)).split(". ")[0].split(":")[0].rstrip(".")
         rows.append(
             {
@@ -169,11 +173,12 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
                 "PSNR (dB)": f"{psnr:.2f}" if psnr is not None else "–",  # as on the console, not 4 decimals
             }
         )
-        outcome = (
-            "frame lost: no ground rebuild"
-            if lost
-            else f"ground rebuild PSNR {psnr if psnr is not None else float('nan'):6.2f} dB"
-        )
+        if lost:
+            outcome = "frame lost: no ground rebuild"
+        elif not rebuilt:
+            outcome = f"frame arrived but was not rebuilt ({rep.get('error', 'no image')})"
+        else:
+            outcome = f"ground rebuild PSNR {psnr if psnr is not None else float('nan'):6.2f} dB"
         ctx.say(
             f"  {name:12s} {rep.get('packets_received', 0):4d}/{res.packets} packets, {received:6.1%} of the "
             f"sampled pixels received, {outcome}"

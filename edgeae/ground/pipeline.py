@@ -52,9 +52,10 @@ def downlink_frame(
     ``wire`` defaults to 1024-byte packets, payload layout 2 (interleaved) and the ccsds121 sample codec. The
     report is the ground station's per-frame report (packets expected/received/lost/corrupt, pixels
     received, PSNR against ``samples``) plus ``longest_row_gap``: the longest run of rows in which no sample
-    arrived. If no packet arrives intact the report says ``frame_lost``, every packet counts as lost or corrupt,
-    and the result is a flat mid-grey frame whose PSNR is the report's ``psnr`` (what the benchmarks count for a
-    lost frame; a report that shows the frame as lost should not show it as a rebuild).
+    arrived. A frame that arrived but could not be rebuilt keeps the station's report (its counts, its ``error``)
+    with ``rebuilt`` False. If no packet arrives intact the report says ``frame_lost``, every packet counts as
+    lost or corrupt, and the result is a flat mid-grey frame whose PSNR is the report's ``psnr`` (what the
+    benchmarks count for a lost frame; a report that shows the frame as lost should not show it as a rebuild).
     """
     frame = sparse_from_samples(samples, bit_depth, keep, seed, pattern, frame_id)
     pkts = packetise(frame, config=wire or WireConfig(codec=DEFAULT_SAMPLE_CODEC), counters=SequenceCounters())
@@ -65,7 +66,12 @@ def downlink_frame(
     reports = gs.finish()["products"]
     name = f"frame_{frame_id}"
     h, w, c = samples.shape
-    if name not in reports or frame_id not in gs.images:
+    if name in reports and frame_id not in gs.images:  # it arrived but was not rebuilt (a decode or fill error)
+        rep = {**reports[name], "frame_lost": False, "rebuilt": False, "longest_row_gap": h}
+        return DownlinkResult(
+            np.full((h, w, c), 0.5, np.float32), np.zeros((h, w), bool), rep, stats, sum(map(len, pkts)), len(pkts)
+        )
+    if name not in reports:
         recon = np.full((h, w, c), 0.5, np.float32)
         from edgeae.metrics import psnr
 
