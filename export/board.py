@@ -62,19 +62,11 @@ def _rank_shift(ref: np.ndarray, got: np.ndarray, ref_ext: np.ndarray, got_ext: 
 def check_recorded_hash(artifact: str | os.PathLike[str]) -> None:
     """Refuse a file whose SHA-256 differs from the one its export recorded (a ``<file>.sha256`` sidecar or the
     ``parity.json`` beside it), as ``firmware-sim run`` does: a flipped bit can still pass parity on a bundle."""
-    import hashlib
+    from edgeae.firmware_sim.guard import recorded_hash_mismatch
 
-    from edgeae.firmware_sim.guard import golden_hash
-
-    path = Path(artifact)
-    expected, source = golden_hash(path, "")
-    if source != "first-load":
-        got = hashlib.sha256(path.read_bytes()).hexdigest()
-        if got != expected:
-            raise BundleError(
-                f"{path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the file was "
-                "damaged or changed after export"
-            )
+    why = recorded_hash_mismatch(Path(artifact))
+    if why:
+        raise BundleError(why)
 
 
 def check_artifact(

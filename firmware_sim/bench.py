@@ -170,18 +170,11 @@ def bench_threads(
 def check_recorded_hash(path: Path) -> None:
     """Refuse a model file whose SHA-256 differs from the one its export recorded (a ``.sha256`` sidecar or the
     ``parity.json`` beside it), as ``firmware-sim run`` does, instead of timing a damaged file."""
-    import hashlib
+    from .guard import recorded_hash_mismatch
 
-    from .guard import golden_hash
-
-    expected, source = golden_hash(path, "")
-    if source != "first-load":
-        got = hashlib.sha256(path.read_bytes()).hexdigest()
-        if got != expected:
-            raise ValueError(
-                f"{path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the file was "
-                "damaged or changed after export"
-            )
+    why = recorded_hash_mismatch(Path(path))
+    if why:
+        raise ValueError(why)
 
 
 def run_bench(

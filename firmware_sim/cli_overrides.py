@@ -38,9 +38,7 @@ def _check_named_model(flag: str, spec: str) -> None:
     here (exit 2), not flown without scoring as a mission's own damaged model is (the flight loop's fault
     tolerance is for what happens in flight). Nothing is loaded here: an interpreter opened before the boot
     would sit inside the RSS baseline the memory budget is measured from."""
-    import hashlib
-
-    from .guard import golden_hash
+    from .guard import recorded_hash_mismatch
     from .onboard import resolve_model_file
     from .runtime import ArtifactError, check_artifact_file
 
@@ -51,14 +49,9 @@ def _check_named_model(flag: str, spec: str) -> None:
         check_artifact_file(path)
     except ArtifactError as exc:
         raise MissionError(f"{flag} {exc}") from None
-    expected, source = golden_hash(path, "")
-    if source != "first-load":
-        got = hashlib.sha256(path.read_bytes()).hexdigest()
-        if got != expected:
-            raise MissionError(
-                f"{flag} {path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the "
-                "file was damaged or changed after export"
-            )
+    why = recorded_hash_mismatch(path)
+    if why:
+        raise MissionError(f"{flag} {why}")
 
 
 def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:

@@ -50,6 +50,21 @@ def golden_hash(path: Path, declared: str) -> tuple[str, str]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), "first-load"
 
 
+def recorded_hash_mismatch(path: Path) -> str | None:
+    """Why ``path`` is not the file its ``.sha256`` sidecar or ``parity.json`` records (None: it is, or nothing
+    records it): what ``firmware-sim run``, ``firmware-sim bench`` and the board check refuse to use."""
+    expected, source = golden_hash(path, "")
+    if source == "first-load":
+        return None
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got == expected:
+        return None
+    return (
+        f"{path}: SHA-256 {got[:12]}… differs from the {expected[:12]}… its {source} records: the file was "
+        "damaged or changed after export"
+    )
+
+
 def parity_hash(path: Path) -> str | None:
     """The SHA-256 that the export's ``parity.json`` beside ``path`` records for a file of that name, if any
     (an unreadable or foreign parity.json counts as none: the sidecar and the mission are the firm sources)."""

@@ -55,15 +55,24 @@ def seed_arg(limit: int = 2**32 - 1) -> Callable[[str], int]:
     return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (a count, a stride, a thread count)."""
+def _whole_at_least(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count, a stride, a thread count)."""
+    return _whole_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (an overlap, a number of steps)."""
+    return _whole_at_least(text, 0)
 
 
 def positive_seconds(text: str) -> float:

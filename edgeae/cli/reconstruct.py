@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeae.adapt import AdaptConfig
-from edgeae.cli import positive_int
+from edgeae.cli import non_negative_int, positive_int
 from edgeae.cli.reconstruct_outputs import check_outputs, finite_or_none, keep_georef, side_path, write_output
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
@@ -64,7 +64,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "place of its extension",
     )  # fmt: skip
     p.add_argument("--tile", type=positive_int, help="CAE tile size when the model does not fix it (default 128)")
-    p.add_argument("--overlap", type=_non_negative_int, help="CAE tile overlap in pixels (default tile/4: 32)")
+    p.add_argument("--overlap", type=non_negative_int, help="CAE tile overlap in pixels (default tile/4: 32)")
     p.add_argument("--batch", type=positive_int, help="CAE tiles per batch (default 32)")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
     p.add_argument(
@@ -97,17 +97,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="allow a grey model on RGB (per channel) or an RGB model on grey (replicated) images",
     )  # fmt: skip
     return p
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
 
 
 def _ssim_text(value: float) -> str:
