@@ -105,7 +105,10 @@ def test_summary_after_a_reboot_and_a_rerun_counts_every_boot(tmp_path: Path, mo
     assert again["skipped_already_acquired"] == 5 and again["this_boot"]["frames"] == 0
     for key in ("frames", "timing_ms", "degradations", "anomalies", "faults_not_fired", "scrub_reloads"):
         assert again[key] == s[key], key
-    assert again["memory"]["rss_growth_peak_bytes"] >= s["memory"]["rss_growth_peak_bytes"] > 0
+    # the peak over every boot is kept (a boot inside a long test process may grow RSS by nothing at all: the
+    # allocator reuses what earlier tests freed, so 0 is a valid measurement, not a missing one)
+    assert again["memory"]["rss_growth_peak_bytes"] >= s["memory"]["rss_growth_peak_bytes"] >= 0
+    assert s["memory"]["rss_growth_peak_bytes"] is not None
 
 
 def test_a_fresh_state_does_not_count_old_telemetry(tmp_path: Path, models: dict[str, Path]) -> None:
