@@ -109,6 +109,16 @@ def _missions(args: argparse.Namespace) -> int:
     from .mission import MISSIONS_DIR
 
     found = presets(MISSIONS_DIR)
+    if getattr(args, "json", False):  # every setting of every shipped mission, for scripts (as edgeae links --json)
+        import dataclasses
+        import json
+
+        doc = {
+            name: {"file": str(path), "summary": preset_summary(path), **dataclasses.asdict(load_mission(path))}
+            for name, path in found.items()
+        }
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
     width = max(map(len, found), default=4)
     for name, path in found.items():
         m = load_mission(path)
@@ -224,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the mission files shipped with the runtime: name, camera size and channels, and what "
         "each is for. --mission takes these names or a path to a TOML file of your own.",
     )
+    m.add_argument("--json", action="store_true", help="every setting of each mission as JSON")
     m.set_defaults(_fn=_missions)
     rp = sub.add_parser(
         "report",

@@ -153,3 +153,16 @@ def test_flight_runtime_never_imports_torch(setup: tuple[Path, list[str]]) -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FORBIDDEN []" in proc.stdout
+
+
+def test_missions_as_json_give_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    """`firmware-sim missions --json`, as `edgeae links --json` and `edgeae zoo --json` (it was unrecognised)."""
+    from edgeae.firmware_sim.mission import load_mission
+
+    assert main(["missions", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"rover_mastcamz", "orbital_nac"} <= set(doc)
+    nac = doc["orbital_nac"]
+    m = load_mission(nac["file"])
+    assert nac["camera"]["height"] == m.camera.height == 52224 and nac["camera"]["width"] == m.camera.width
+    assert nac["budget"]["memory_bytes"] == m.budget.memory_bytes and nac["summary"]
