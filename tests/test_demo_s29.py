@@ -270,3 +270,22 @@ def test_report_intro_names_only_the_sections_shown(tmp_path: Path) -> None:
     html = run_demo(cfg).html.read_text()
     assert "Sections: input, reconstructions with their error maps, metrics, conclusion." in html
     assert "<h2>Downlink: not run</h2>" in html
+
+
+def test_a_run_that_fails_half_way_leaves_the_earlier_metrics_beside_the_earlier_report(tmp_path: Path) -> None:
+    """metrics.json was written in the metrics stage: a later failure left it describing the new run beside the
+    old index.html. It is written with the report now."""
+    from edgeae.demo import SECTIONS, run_demo
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"image": "earlier"}\n')
+
+    def broken(ctx: DemoContext) -> None:
+        raise RuntimeError("a later stage failed")
+
+    stages = [*[s for s in SECTIONS if s.__name__ in ("stage_frame", "stage_reconstruct", "stage_metrics")], broken]
+    cfg = DemoConfig(out=out, source="moon", methods=("normconv",), anomaly=False, cross_check=None)
+    with pytest.raises(RuntimeError, match="later stage"):
+        run_demo(cfg, stages=stages)
+    assert (out / "metrics.json").read_text() == '{"image": "earlier"}\n'
