@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeae.train.common import check_zoo_fields, drop_zoo_defaults
+from edgeae.train.common import check_zoo_fields, drop_zoo_defaults, read_config
 from edgeae.train.corrupt import MODES, Corruption
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
@@ -191,10 +190,5 @@ def split_data(config: CAETrainConfig) -> tuple[list[Path], list[Path]]:
 def load_config(path: str | os.PathLike[str]) -> CAETrainConfig:
     """Read a ``config.json`` written by :func:`edgeae.train.cae.train_cae` (a damaged one: a ValueError naming
     the file)."""
-    try:
-        d = json.loads(Path(path).read_text())
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
-        return CAETrainConfig.from_dict(d)
-    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
-        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
+    config: CAETrainConfig = read_config(path, CAETrainConfig)
+    return config

@@ -305,6 +305,18 @@ def check_memory(arrays: dict[str, tuple[int, int]]) -> None:
     )
 
 
+def read_config(path: str | os.PathLike[str], cls: Any) -> Any:
+    """A trainer's ``config.json`` as ``cls`` (``cls.from_dict``); a damaged one (not JSON, another trainer's,
+    unknown fields): a ValueError naming the file."""
+    try:
+        d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        return cls.from_dict(d)
+    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
+        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
+
+
 def config_fields(cls: Any, d: dict[str, Any], kind: str, source: str = "config") -> dict[str, Any]:
     """``d`` (a run's ``config.json``) without its ``kind`` key, after checking that it is of model ``kind`` and
     has no key the ``cls`` config does not know (a ValueError naming them)."""

@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from edgeae.train.common import check_zoo_fields, drop_zoo_defaults
+from edgeae.train.common import check_zoo_fields, drop_zoo_defaults, read_config
 
 log = logging.getLogger("edgeae.train.vae")  # the trainer's logger: its warnings keep the name they always had
 
@@ -121,13 +119,7 @@ class VAETrainConfig:
 def load_config(path: str | os.PathLike[str]) -> VAETrainConfig:
     """Read a ``config.json`` written by :func:`edgeae.train.vae.train_vae` (a damaged one: a ValueError naming
     the file)."""
-    try:
-        d = json.loads(Path(path).read_text())
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
-        config = VAETrainConfig.from_dict(d)
-    except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
-        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
+    config: VAETrainConfig = read_config(path, VAETrainConfig)
     for problem in config.new_run_problems():  # a saved run keeps what it started with
         log.warning("%s: %s (a new run would be refused; this run resumes as it started)", path, problem)
     return config
