@@ -212,10 +212,10 @@ def cross_checked_fill(
         sel = fold == f
         part_cae[sel] = reconstruct(img, rest, "cae", predictor=predictor, **reconstruct_kwargs)[ys[sel], xs[sel]]
         tick()
-        part_cls[sel] = _inpaint.inpaint(img * rest[..., None], rest, cfg.method)[ys[sel], xs[sel]]
+        part_cls[sel] = _inpaint.fill_prepared(img * rest[..., None], rest, cfg.method)[ys[sel], xs[sel]]
         tick()
     alpha, alpha_g = weight_map(k.shape, ys, xs, img[ys, xs], part_cae, part_cls, cfg.sigma, cfg.tau)
-    full_cls = _inpaint.inpaint(img * k[..., None], k, cfg.method)
+    full_cls = _inpaint.fill_prepared(img, k, cfg.method)
     tick(close=True)
     out = full_cls + alpha[..., None] * (full_cae - full_cls)
     out = np.clip(out, 0.0, 1.0)

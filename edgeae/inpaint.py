@@ -195,11 +195,19 @@ def _normconv(img: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def inpaint(image: np.ndarray, known: np.ndarray, method: str, radius: int | None = None) -> np.ndarray:
     """Fill the pixels where ``known`` is False from those where it is True. See the module docstring."""
-    if method not in METHODS:
-        raise ValueError(f"unknown inpainting method {method!r}; expected one of {METHODS}")
     img, k, squeeze, bad = prepare(image, known)
     if bad:
         log.warning("%d known pixels hold NaN or inf samples: treated as destroyed", bad)
+    out = fill_prepared(img, k, method, radius)
+    return out[..., 0] if squeeze else out
+
+
+def fill_prepared(img: np.ndarray, k: np.ndarray, method: str, radius: int | None = None) -> np.ndarray:
+    """:func:`inpaint` of an input :func:`prepare` already checked (float32 (H, W, C), destroyed pixels zeroed,
+    ``k`` without non-finite samples), for callers that prepared it themselves (``reconstruct``, the
+    cross-check): the checks and the image copy are not done twice."""
+    if method not in METHODS:
+        raise ValueError(f"unknown inpainting method {method!r}; expected one of {METHODS}")
     if method in ("telea", "ns"):
         out = _opencv(img, k, method, radius)
     elif method == "linear":
@@ -210,4 +218,4 @@ def inpaint(image: np.ndarray, known: np.ndarray, method: str, radius: int | Non
         out = _nearest(img, k)
     out = np.clip(out, 0.0, 1.0)
     out[k] = img[k]
-    return out[..., 0] if squeeze else out
+    return out

@@ -153,7 +153,7 @@ def reconstruct(
         out = np.clip(out, 0.0, 1.0)
         out[k] = img[k]
     else:
-        out = _inpaint.inpaint(img, k, method)
+        out = _inpaint.fill_prepared(img, k, method)
     return out[..., 0] if squeeze else out
 
 
