@@ -289,3 +289,37 @@ def test_a_run_that_fails_half_way_leaves_the_earlier_metrics_beside_the_earlier
     with pytest.raises(RuntimeError, match="later stage"):
         run_demo(cfg, stages=stages)
     assert (out / "metrics.json").read_text() == '{"image": "earlier"}\n'
+
+
+def test_demo_moon_source_with_a_data_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The moon frame is scikit-image's: a --data folder given with it would be ignored without a word."""
+    import edgeae.demo
+    from edgeae.cli import main
+
+    with pytest.raises(ValueError, match="would be unused"):
+        DemoConfig(source="moon", data_root=tmp_path)
+    monkeypatch.setattr(edgeae.demo, "run_demo", _no_work)
+    assert main(["demo", "--source", "moon", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--source moon is scikit-image's bundled frame" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_refusal_after_the_write_check_leaves_no_empty_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check_writable makes the --out folders to test them; a later refusal removes those still empty."""
+    from edgeae.cli import main
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"x")
+    out = tmp_path / "new" / "deep" / "rx.bin"
+    assert main(["downlink", "simulate", "--image", str(bad), "--link", "perfect", "--out", str(out)]) == 2
+    assert "not a PNG" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    (kept / "deep").mkdir(parents=True)
+    (kept / "deep" / "other.txt").write_text("x")
+    assert main(["downlink", "simulate", "--image", str(bad), "--out", str(kept / "deep" / "more" / "rx.bin")]) == 2
+    assert (kept / "deep" / "other.txt").exists() and not (kept / "deep" / "more").exists()

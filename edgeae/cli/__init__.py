@@ -86,15 +86,32 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+_MADE_FOLDERS: list[os.PathLike[str]] = []  # folders check_writable made, removed again if the command fails
+
+
+def _remove_made_folders() -> None:
+    """After a failed command: remove the folders ``check_writable`` made that are still empty (deepest first),
+    so that a refusal after the check leaves nothing behind."""
+    import contextlib
+
+    for folder in _MADE_FOLDERS:
+        with contextlib.suppress(OSError):  # not empty (the command wrote something) or gone: leave it
+            os.rmdir(folder)
+    _MADE_FOLDERS.clear()
+
+
 def check_writable(path: str | os.PathLike[str], flag: str) -> None:
     """Refuse, before any work, an output file whose folder cannot be made or written (a read-only disk, a
-    permission, a file where a folder should be): a file is created and removed in that folder to find out."""
+    permission, a file where a folder should be): a file is created and removed in that folder to find out.
+    The folders it makes are removed again if the command then fails with an error and they are still empty."""
     import tempfile
     from pathlib import Path
 
     folder = Path(path).parent
+    made = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _MADE_FOLDERS.extend(made)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".edgeae-write-check-"):
             pass
     except OSError as exc:
@@ -160,6 +177,25 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    try:
+        return _run_command(args)
+    finally:
+        _MADE_FOLDERS.clear()
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command; on any error exit, the empty folders ``check_writable`` made are removed again."""
+    try:
+        code = _run_guarded(args)
+    except BaseException:
+        _remove_made_folders()
+        raise
+    if code != 0:
+        _remove_made_folders()
+    return code
+
+
+def _run_guarded(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "_needs", None):
             from edgeae._optional import check_extras

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         if given:
             drop = "them" if len(given) > 1 else "it"
             raise CLIError(f"--image {args.image} is the frame; {' and '.join(given)} would be ignored: drop {drop}")
+    if args.source == "moon" and args.data is not None:  # the moon frame comes with scikit-image, not the data
+        raise CLIError(f"--source moon is scikit-image's bundled frame; --data {args.data} would be ignored: drop it")
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out}: is a file; the demo writes a report folder (index.html, img/, metrics.json)")
     if args.image is not None and not args.image.is_file():

@@ -63,6 +63,8 @@ class DemoConfig:
             raise ValueError(f"unknown demo source {self.source!r}; expected one of {SOURCES}")
         if self.image is not None and (self.source != "auto" or self.data_root is not None):
             raise ValueError(f"demo image {self.image} replaces the demo frame: leave source and data_root unset")
+        if self.source == "moon" and self.data_root is not None:
+            raise ValueError(f"the moon frame comes with scikit-image: data_root {self.data_root} would be unused")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"unknown methods {bad}; expected some of {METHODS}")
