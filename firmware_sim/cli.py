@@ -187,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--recon-model", metavar="MODEL",
         help="replace the mission's onboard reconstruction model: a zoo name or an artifact path",
     )  # fmt: skip
-    r.add_argument("--threads", type=int, help="interpreter threads (replaces [runtime] threads)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        help="threads (replaces [runtime] threads): VAE scoring runs that many one-thread interpreters, the other "
+        "models one interpreter of that many threads",
+    )
     r.add_argument("--frame-ms", type=float, help="per-frame deadline in ms (replaces [budget] frame_ms)")
     r.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE",
@@ -217,7 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, metavar="MODEL",
         help="a zoo name (its shipped artifact for the installed interpreter) or an .onnx / .ort / .tflite file",
     )  # fmt: skip
-    b.add_argument("--threads", default="1,2", help="comma-separated thread counts to compare (default 1,2)")
+    b.add_argument(
+        "--threads",
+        default="1,2",
+        help="comma-separated thread counts to compare (default 1,2): intra-op threads of ONE interpreter; a "
+        "mission's [runtime] threads = N scores with a VAE on N one-thread interpreters instead (firmware-sim run)",
+    )
     b.add_argument("--batch", type=int, default=16, help="patches per model call (1-1024, default 16)")
     b.add_argument("--iters", type=int, default=30, help="timed repetitions of each stage (1-10000, default 30)")
     b.add_argument(
