@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 from pathlib import Path
-from typing import Any
 
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 
@@ -165,6 +163,13 @@ def _print(report: dict) -> None:
             f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): the products "
             "below count them as lost; raise the limit with --limit to keep them"
         )
+    mixed = {kind: q["count_conflicts"] for kind, q in st["sequence"].items() if q.get("count_conflicts")}
+    if mixed:
+        print(
+            f"WARNING: {sum(mixed.values()):,} packets came under sequence counts already received with other "
+            f"contents ({mixed}): two streams are mixed in one file or session, and frames under one id may be set "
+            "aside; decode each sender's packets on its own"
+        )
     if st.get("bytes_outside_packets"):
         print(f"{st['bytes_outside_packets']:,} bytes formed no valid packet (noise or damage) and were skipped")
     if st.get("products_failed"):
@@ -217,7 +222,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.ground.sources import check_packet_files, feed_packets, original_files
+    from edgeae.ground.sources import check_packet_files, feed_captures, original_files
 
     if args.ground_command == "decode":
         for p in args.packets:  # every plain mistake before --out is created or a packet read
@@ -233,30 +238,37 @@ def run(args: argparse.Namespace) -> int:
 
             image_shape(args.original)
         gs = _station(args)
-        skipped = 0
-        damage = []
-        for p in args.packets:
-            # streamed: packets go to the receiver as they are read, so a huge file costs no more memory
-            # than the packets the station keeps (its --limit caps)
-            rest, hurt = feed_packets(p, functools.partial(_take, gs.receiver, str(p)))
-            skipped += rest
-            damage += hurt
+        # streamed: packets go to the receivers as they are read, so a huge file costs no more memory than the
+        # packets the stations keep (their --limit caps); a file whose sequence counts restart is a capture of
+        # its own (OUT/capture_<k>), so frames of two captures under one id are both rebuilt
+        caps = feed_captures(args.packets, gs)
         if args.original:
-            _originals(gs, args.original, sorted({k[1] for k in gs.receiver.products}), args.bayer)
-        try:
-            report = gs.finish()
-        except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
-            report = gs.report()
-            report["stream"]["bytes_outside_packets"] = skipped
-            gs.write_report(report)
-            print(f"interrupted: {len(report['products'])} products written to {args.out}")
-            return 130
-        report["stream"]["bytes_outside_packets"] = skipped
-        if damage:  # damaged record files: where, and what was skipped or repaired (first 100)
-            report["stream"]["file_damage"] = [dataclasses.asdict(d) for d in damage[:100]]
-        gs.write_report(report)
-        _print(report)
-        return _status(report)
+            _originals_of_captures(caps, args.original, args.bayer)
+        listing = _capture_list(caps, args.out) if len(caps) > 1 else None
+        status = 0
+        for k, cap in enumerate(caps, 1):
+            if listing:
+                print(f"capture {k} ({_files(cap.files)}) -> {cap.station.out}")
+            try:
+                report = cap.station.finish()
+            except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
+                report = cap.station.report()
+                report["stream"]["bytes_outside_packets"] = cap.skipped
+                cap.station.write_report(report)
+                print(f"interrupted: {len(report['products'])} products written to {cap.station.out}")
+                return 130
+            report["stream"]["bytes_outside_packets"] = cap.skipped
+            if cap.damage:  # damaged record files: where, and what was skipped or repaired (first 100)
+                report["stream"]["file_damage"] = [dataclasses.asdict(d) for d in cap.damage[:100]]
+            if listing:
+                report["stream"]["captures"] = listing
+                report["stream"]["capture"] = k
+            cap.station.write_report(report)
+            if cap.reason:
+                print(f"WARNING: {cap.reason}; decoded as capture {k} of its own into {cap.station.out}")
+            _print(report)
+            status = max(status, _status(report))
+        return status
 
     from edgeae.ground.transport import BindError, bind_udp, serve_udp
 
@@ -291,8 +303,40 @@ def run(args: argparse.Namespace) -> int:
     return 1 if stopped.startswith("error") else _status(report)
 
 
-def _take(receiver: Any, source: str, _arrival: float, packet: bytes) -> None:
-    receiver.receive(packet, source=source)
+def _files(files: list[str]) -> str:
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def _capture_list(caps: list, out: Path) -> list[dict]:
+    """What ``stream.json`` says of each capture: its files, folder, packets and why it is one of its own."""
+    return [
+        {
+            "capture": k,
+            "files": cap.files,
+            "out": str(Path(cap.station.out).relative_to(out)) if cap.station.out is not None else None,
+            "packets_received": cap.station.receiver.received,
+            "reason": cap.reason or None,
+        }
+        for k, cap in enumerate(caps, 1)
+    ]
+
+
+def _originals_of_captures(caps: list, path: Path, bayer: str | None) -> None:
+    """``--original`` for every capture; a frame id found in two captures gets none (which one it shows is
+    not known), and its report says so."""
+    ids = [sorted({k[1] for k in cap.station.receiver.products}) for cap in caps]
+    if path.is_file():
+        _originals(caps[0].station, path, [i for cap_ids in ids for i in cap_ids], bayer)
+        for cap in caps[1:]:
+            cap.station.default_original = caps[0].station.default_original
+        return
+    holding = {i: sum(i in c for c in ids) for cap_ids in ids for i in cap_ids}  # frame id -> captures with it
+    shared = {i for i, n in holding.items() if n > 1}
+    for cap, cap_ids in zip(caps, ids, strict=True):
+        gs = cap.station
+        for i in shared & set(cap_ids):
+            gs.original_notes[i] = f"frame id {i} is in {holding[i]} captures: which of them {path} shows is not known"
+        _originals(gs, path, [i for i in cap_ids if i not in shared], bayer)
 
 
 def _status(report: dict) -> int:

@@ -67,11 +67,10 @@ class SeqTracker:
         ranges [a, b) that products are known to occupy: (how many, the first ``limit`` runs as [first, last]
         wrapped counts). Time and memory grow with the packets seen, never with the span they claim."""
         seen = sorted(self.valid | self.corrupt)
-        if not seen:
+        span = self.span(extra, seen)
+        if span is None:
             return 0, []
-        lo, hi = seen[0], seen[-1]
-        for a, b in extra:
-            lo, hi = min(lo, a), max(hi, b - 1)
+        lo, hi = span
         runs: list[tuple[int, int]] = []
         prev = lo - 1
         for s in [*seen, hi + 1]:
@@ -80,6 +79,18 @@ class SeqTracker:
             prev = s
         count = sum(b - a + 1 for a, b in runs)
         return count, [[a % SEQ_MODULO, b % SEQ_MODULO] for a, b in runs[:limit]]
+
+    def span(self, extra: Iterable[tuple[int, int]] = (), seen: list[int] | None = None) -> tuple[int, int] | None:
+        """The unwrapped counts [first, last] that gaps are counted in: those received (valid or corrupt),
+        widened by the ``extra`` ranges [a, b) of products; None before any. Nothing outside it can be seen
+        (a product lost whole before the first count received, as at the start of a pass decoded alone)."""
+        seen = seen if seen is not None else sorted(self.valid | self.corrupt)
+        if not seen:
+            return None
+        lo, hi = seen[0], seen[-1]
+        for a, b in extra:
+            lo, hi = min(lo, a), max(hi, b - 1)
+        return lo, hi
 
 
 @dataclass
@@ -167,6 +178,8 @@ class Receiver:
         self.trackers: dict[int, SeqTracker] = {}
         self.products: dict[tuple[str, int, int], Assembly] = {}
         self._seen: set[tuple] = set()
+        # valid packets under an (APID, count) already received with other contents: two streams mixed
+        self.count_conflicts: Counter[int] = Counter()
 
     def _tracker(self, apid: int) -> SeqTracker:
         return self.trackers.setdefault(apid, SeqTracker())
@@ -214,6 +227,8 @@ class Receiver:
         if key in self._seen:
             self.duplicates += 1
             return None
+        if u in t.valid:  # another packet under this count: not a copy of the one received (CRC or piece differ)
+            self.count_conflicts[pkt.apid] += 1
         self._seen.add(key)
         t.valid.add(u)
         asm = self.products.setdefault(pid, Assembly(pkt.kind, pkt.frame_id))
@@ -229,6 +244,37 @@ class Receiver:
         if source is not None:
             self.source_bytes[source] += len(data)
         return pkt
+
+    def clash(self, data: bytes) -> str | None:
+        """Why the valid packet ``data`` cannot continue the stream received so far, or None (it can, or it is
+        not valid). It cannot when its APID and count were received with other contents (the counts of another
+        sender, or of a restarted one), or when it is a piece of a product received already, with the same
+        frame-level headers, at a count that is not that product's (a second frame under the same id that
+        would be taken for resends). Only reads the receiver's state."""
+        if not self.trackers:  # nothing received: anything can start the stream
+            return None
+        try:
+            pkt = parse_packet(data)
+        except Exception:  # not valid: no evidence either way
+            return None
+        t = self.trackers.get(pkt.apid)
+        if t is None:
+            return None
+        u = t.unwrap(pkt.seq_count, update=False)
+        if u in t.valid and (pkt.apid, u, pkt.frame_id, pkt.part, data[-2:]) not in self._seen:
+            return (
+                f"APID {pkt.apid:#x} count {pkt.seq_count} was already received with other contents "
+                "(its sequence counts restart or belong to another sender)"
+            )
+        asm = self.products.get((pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0))))
+        sig = (pkt.parts, *(_same(pkt.header[k]) for k in _FRAME_KEYS[pkt.kind]))
+        if asm is not None and sig in asm.seq0s and asm.seq0s[sig] != u - pkt.part:
+            s0 = asm.seq0s[sig] % SEQ_MODULO
+            return (
+                f"{pkt.kind} {pkt.frame_id} was received at counts from {s0}, a piece with the same headers "
+                f"arrives at count {pkt.seq_count} (another frame under the same id)"
+            )
+        return None
 
     def product_report(self, asm: Assembly) -> dict:
         """Packets expected, received, corrupt (by sequence count in the product's range) and lost."""
@@ -257,12 +303,17 @@ class Receiver:
             kind = KIND_OF_APID.get(apid, hex(apid))
             ranges = [a.seq_range for a in self.products.values() if a.kind == kind]
             n_missing, runs = t.gaps(ranges)
+            span = t.span(ranges)
             gaps[kind] = {
                 "apid": apid,
                 "received": len(t.valid),
                 "corrupt": len(t.corrupt - t.valid),
                 "missing": n_missing,
                 "missing_ranges": runs,
+                # gaps are counted between these (wrapped) counts only: see SEQUENCE_SCOPE
+                "first_count": None if span is None else span[0] % SEQ_MODULO,
+                "last_count": None if span is None else span[1] % SEQ_MODULO,
+                "count_conflicts": self.count_conflicts[apid],
             }
         return {
             "packets_received": self.received,
@@ -272,5 +323,15 @@ class Receiver:
             "duplicates": self.duplicates,
             "rejected": dict(sorted(self.rejected.items())),
             "sequence": gaps,
+            "sequence_scope": SEQUENCE_SCOPE,
             "products": len(self.products),
         }
+
+
+SEQUENCE_SCOPE = (
+    "missing counts are counted from first_count to last_count of each APID (the counts received, widened by the "
+    "products they belong to): a product lost whole before the first count received or after the last one (at the "
+    "start or end of a pass decoded without the passes around it) cannot be seen; flight counts start at 0 on a "
+    "mission's first pass and continue across passes and reboots"
+)
+"""What the per-APID gap counts of ``stream.json`` cannot see (written there as ``sequence_scope``)."""

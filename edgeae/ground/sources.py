@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeae.masks import PRNG_VERSION, make_mask
 from edgeae.wire.products import SparseFrame, sample_dtype
 from edgeae.wire.stream import GARBAGE, MAGIC, Damage, iter_packet_file, iter_stream_file
+
+if TYPE_CHECKING:
+    from .station import GroundStation
 
 log = logging.getLogger(__name__)
 MAX_DAMAGE_LINES = 20
@@ -121,6 +126,87 @@ def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
     out: list[tuple[float, bytes]] = []
     skipped, _ = feed_packets(path, lambda t, pkt: out.append((t, pkt)))
     return out, skipped
+
+
+CAPTURE_LOOKAHEAD = 64
+"""Packets at the start of a file (after the first) compared with each capture before the file is given to one."""
+CAPTURE_LOOKAHEAD_BYTES = 4 << 20
+"""... or fewer, once they hold this many bytes (what deciding may buffer)."""
+
+
+@dataclass
+class Capture:
+    """One stream of packets, decoded by a station of its own, and the files it was read from (in order)."""
+
+    station: GroundStation
+    files: list[str] = field(default_factory=list)
+    reason: str = ""  # why its first file continues no earlier capture ("" for the first)
+    skipped: int = 0  # bytes that formed no packet
+    damage: list[Damage] = field(default_factory=list)
+
+
+def feed_captures(paths: Iterable[str | Path], station: GroundStation) -> list[Capture]:
+    """Hand the packets of ``paths`` (files, or folders of ``*.bin`` files in name order) to ``station``, except
+    those of a file that is another capture: it gets a station of its own (:meth:`GroundStation.sibling`,
+    writing into ``station.out / "capture_<k>"``), so two frames under one id in two captures are both rebuilt.
+
+    Each file is compared with the captures so far, in order, by its first :data:`CAPTURE_LOOKAHEAD` packets
+    (:meth:`~edgeae.ground.reassembly.Receiver.clash`) and joins the first whose stream it can continue:
+    flight passes (sequence counts continuing from pass to pass, a frame spanning two files) and two
+    receptions of one transmission stay one capture; a file whose counts restart starts a new one. Packets
+    are streamed as :func:`feed_packets` does (memory: at most the look-ahead besides what the stations keep)."""
+    caps = [Capture(station)]
+    for path in paths:
+        for f in packet_files(path):
+            router = _FileRouter(caps, str(f))
+            skipped, damage = feed_packets(f, router.take)
+            cap = router.decide()
+            cap.files.append(str(f))
+            cap.skipped += skipped
+            cap.damage += damage
+    return caps
+
+
+class _FileRouter:
+    """Buffers the first packets of one file until it is known which capture the file belongs to."""
+
+    def __init__(self, caps: list[Capture], path: str) -> None:
+        self.caps, self.path = caps, path
+        self.buf: list[bytes] = []
+        self.nbytes = 0
+        # the first file read (nothing received yet) starts capture 1: nothing to compare it with
+        self.cap: Capture | None = caps[0] if len(caps) == 1 and not caps[0].station.receiver.received else None
+
+    def take(self, _arrival: float, packet: bytes) -> None:
+        if self.cap is not None:
+            self.cap.station.receiver.receive(packet, source=self.path)
+            return
+        self.buf.append(packet)
+        self.nbytes += len(packet)
+        if len(self.buf) >= CAPTURE_LOOKAHEAD or self.nbytes >= CAPTURE_LOOKAHEAD_BYTES:
+            self.decide()
+
+    def decide(self) -> Capture:
+        if self.cap is None:
+            self.cap = self._choose()
+            for packet in self.buf:
+                self.cap.station.receiver.receive(packet, source=self.path)
+            self.buf = []
+        return self.cap
+
+    def _choose(self) -> Capture:
+        why = ""
+        for cap in self.caps:
+            why = next((w for w in map(cap.station.receiver.clash, self.buf) if w), "")
+            if not why:
+                return cap
+        out = self.caps[0].station.out
+        cap = Capture(
+            self.caps[0].station.sibling(None if out is None else out / f"capture_{len(self.caps) + 1}"),
+            reason=f"{self.path} does not continue the stream of the files before it: {why}",
+        )
+        self.caps.append(cap)
+        return cap
 
 
 ORIGINAL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")

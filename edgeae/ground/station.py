@@ -66,6 +66,15 @@ class GroundStation:
         if self.receiver.limits != self.limits and not self.receiver.products:
             self.receiver.limits = self.limits
 
+    def sibling(self, out: Path | None) -> GroundStation:
+        """A station for another capture: the same fill, decoder and limits, its own receiver, products and
+        ``out`` (so its sequence counts and frame ids are its own)."""
+        return GroundStation(
+            out=out, fill=self.fill, fill_name=self.fill_name, decoder=self.decoder, limits=self.limits,
+            max_pixels=self.max_pixels, receiver=Receiver(self.limits), fallback=self.fallback,
+            fallback_name=self.fallback_name,
+        )  # fmt: skip
+
     def receive(self, data: bytes) -> bool:
         """Take one packet; True when it was new and valid."""
         return self.receiver.receive(data) is not None
