@@ -327,3 +327,26 @@ def nodata_mask(
     if margin > 0 and invalid.any():
         invalid = cv2.dilate(invalid.view(np.uint8), se, iterations=int(margin)).view(bool)
     return ~invalid
+
+
+def fill_patches(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``pixels`` (n, C, P, P) float with each patch's no-data pixels (``valid`` (n, P, P) False) set to the mean
+    of its valid ones, per channel; returns ``pixels`` (filled in place when writable).
+
+    What a scored patch holds where it has no data: read as 0 (black), a no-data margin, NaN sample or the
+    reflected padding of a small image inside a patch added an edge that the reconstruction error scores, so
+    partial patches ranked above whole ones (a moon crop with 4 NaN columns: its edge patches up 10-30 %, ranks
+    13-54 → 10-17). The patch's own mean depends on nothing outside it (not on where a band of rows starts),
+    and costs only the partial patches (a strip's margins: the patches along them). A patch with no valid
+    pixel is left as read.
+    """
+    out = pixels if pixels.flags.writeable else np.array(pixels)
+    ok = np.asarray(valid, dtype=bool)
+    for k in range(out.shape[0]):
+        m = ok[k]
+        if m.all() or not m.any():
+            continue
+        for c in range(out.shape[1]):
+            band = out[k, c]
+            band[~m] = float(band[m].mean())
+    return out

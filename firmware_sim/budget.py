@@ -67,6 +67,30 @@ def selected_fraction(every: int) -> float:
     return {1: 1.0, 2: 0.5, 4: 0.25}.get(every, 0.0)
 
 
+def selected_per_row(rows: np.ndarray, n_cols: int, every: int) -> np.ndarray:
+    """How many of the ``n_cols`` patches of each grid row in ``rows`` :func:`patch_selected` picks (int64)."""
+    i = np.asarray(rows, np.int64)
+    if every == 1:
+        return np.full(i.shape, n_cols, np.int64)
+    if every == 2:  # even rows take the even columns, odd rows the odd ones
+        return np.where(i % 2 == 0, (n_cols + 1) // 2, n_cols // 2).astype(np.int64)
+    if every == 4:
+        return np.where(i % 2 == 0, (n_cols + 1) // 2, 0).astype(np.int64)
+    return np.zeros(i.shape, np.int64)
+
+
+def scoring_left_ms(flushes: Any, batch: int, ms_per_patch: float, in_flight: int = 0) -> float:
+    """Projected ms to score what is left of a frame, in whole batches: every call runs (and costs) a whole
+    ``batch``, so 17 patches in batches of 16 cost 32 patches' time, not 17. ``flushes``: the patches run
+    between two flushes of a part batch (one count per strip for the PatchScorer path, which flushes at each
+    strip's end; one count for the ScoreEngine, whose batches run across strips, including the patches already
+    in the batch being filled); ``in_flight``: whole batches submitted and not finished."""
+    b = max(1, int(batch))
+    n = np.asarray(flushes, np.int64)
+    slots = int((-(-n // b)).sum()) * b + max(0, int(in_flight)) * b
+    return slots * ms_per_patch
+
+
 class StageCost:
     """ms ≈ fixed + rate · units for one stage of a frame (units: Mpixel, kept Mpixel), fitted by least squares
     over the frames measured so far, each weighted ``(1 − alpha)^age``.

@@ -22,7 +22,7 @@ from edgeae.nodata import Margin, valid_mask
 from edgeae.tiling import axis_starts
 from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
-from .budget import LADDER, Level, selected_fraction
+from .budget import LADDER, Level, scoring_left_ms, selected_per_row
 from .frames import FrameReader
 from .score_engine import background
 from .strip_scoring import _ms, score_flush, score_strip, score_strip_fast
@@ -89,6 +89,7 @@ class FrameWork:
         # the fast path (VAE scoring on the ScoreEngine): the batch being filled, raw samples (N, C, P, P)
         self.batch_raw: np.ndarray | None = None
         self.batch_xy: list[tuple[np.ndarray, np.ndarray]] = []
+        self.batch_fill: list[tuple[np.ndarray, np.ndarray]] = []  # its partial patches (score_engine.Fill)
         self.batch_n = 0
         self.submitted = 0
         self.every = level.score_every  # lowered in flight when the frame would miss its deadline
@@ -97,10 +98,12 @@ class FrameWork:
         self.strips_done = 0
         self.t_wait = 0.0  # ms the caller waited for the engine
         self.pace0: tuple[float, float, int] | None = None  # (elapsed ms, waited ms, rows) when pacing began
+        self.strip_rows = 1  # set by :meth:`stream`
 
     # ---------------------------------------------------------------------------------------- stream
     def stream(self, strip_rows: int) -> bool:
         """Process every strip; False (with ``drop_reason``) when a strip fails validation."""
+        self.strip_rows = strip_rows
         bar = None
         if self.rt.progress and self.streamed:
             bar = require("tqdm").tqdm(total=self.h, unit="row", desc=f"frame {self.fid}", leave=False)
@@ -187,12 +190,10 @@ class FrameWork:
         e0, w0, r0 = self.pace0
         base_per_row = max(0.0, (elapsed - e0) - (self.t_wait - w0)) / max(1, rows_done - r0)
         rows_left = self.h - rows_done
-        grid_left = (len(self.ys) - bisect.bisect_left(self.ys, rows_done)) * len(self.xs)
         target = self.m.budget.safety * self.available
-        backlog = eng.pending * eng.batch * per_patch if eng is not None else 0.0
         products = self.rt.cost.products.predict(self.kept * self.h / rows_done / 1e6)  # queued after the last strip
         # the engine scores while the caller streams: the slower of the two sets the pace
-        scoring = backlog + grid_left * selected_fraction(self.every) * per_patch
+        scoring = self._scoring_left(rows_done, per_patch)
         projected = elapsed + max(rows_left * base_per_row, scoring) + products
         if projected > target:  # one rung per strip: the next strips re-measure before going further
             every = {1: 2, 2: 4, 4: 0}[self.every]
@@ -203,6 +204,20 @@ class FrameWork:
                  "ms_per_patch": per_patch}
             )  # fmt: skip
             self.every = every
+
+    def _scoring_left(self, rows_done: int, per_patch: float) -> float:
+        """Projected ms to score the selected patches from row ``rows_done`` on (and what the engine holds), in the
+        whole batches they run in (:func:`.budget.scoring_left_ms`): the ScoreEngine's batches of the mission's
+        ``batch`` run across strips; the PatchScorer flushes at each strip's end, in calls of the model's
+        padded batch (1 for a dynamic batch), as :meth:`.budget.CostModel.predict` counts them."""
+        first = bisect.bisect_left(self.ys, rows_done)
+        per_row = selected_per_row(np.arange(first, len(self.ys)), len(self.xs), self.every)
+        eng = self.rt.engine
+        if eng is not None:
+            return scoring_left_ms([self.batch_n + int(per_row.sum())], eng.batch, per_patch, eng.pending)
+        strip = (np.asarray(self.ys[first:], np.int64) - rows_done) // max(1, self.strip_rows)
+        per_strip = np.bincount(strip, weights=per_row, minlength=1).astype(np.int64)
+        return scoring_left_ms(per_strip, self.rt.cost.batch, per_patch)
 
     def _mask(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Mask rows [r0, r1) in one reused buffer and the flat indices of their kept pixels (the generator's

@@ -9,6 +9,10 @@ Two methods, both computed in the artifact's own graph plus at most one numpy li
   edge between margin and content cannot make it anomalous). A patch the CAE cannot predict from its samples
   is one it has not learned to expect.
 
+A partial patch's no-data pixels reach the VAE filled with the mean of the patch's valid pixels, per channel
+(:func:`fill_no_data`: ``edgeae.nodata.fill_patches``, the ground's own fill): read as black, the margin's edge inside
+the patch was texture the VAE scored.
+
 Raw samples are normalised by the camera's bit depth (value / (2**bits − 1)) into preallocated buffers.
 The top-k keepers live in :mod:`.topk`, the scoring threads in :mod:`.score_engine` (both re-exported here).
 """
@@ -20,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeae.nodata import fill_patches as fill_no_data
+
 from .mission import Anomaly
+from .score_engine import Fill as Fill
 from .score_engine import Runner as Runner
 from .score_engine import ScoreEngine as ScoreEngine
 from .score_engine import background as background
@@ -89,8 +96,11 @@ class PatchScorer:
         self, k: int, samples: np.ndarray, keep_mask: np.ndarray | None = None, valid: np.ndarray | None = None
     ) -> None:
         """Put one (P, P, C) raw patch into slot ``k`` of the batch (masked for the CAE method); ``valid``
-        (P, P) bool limits the CAE method's error to the patch's valid pixels."""
+        (P, P) bool: the VAE gets a partial patch's no-data pixels filled (:func:`fill_no_data`), the CAE
+        method's error counts the valid pixels only."""
         np.multiply(samples.transpose(2, 0, 1), self.scale, out=self.truth[k], casting="unsafe")
+        if self.method == "vae" and valid is not None:  # the CAE method neither shows nor scores no-data
+            fill_no_data(self.truth[k : k + 1], valid[None])
         if self.method == "cae-masked":
             keep = keep_mask if keep_mask is not None else np.ones(self.buf.shape[2:], bool)
             if valid is not None:  # a margin's pixels are neither shown to the CAE nor scored
@@ -139,6 +149,10 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
     here exactly as :class:`PatchScorer` does; None: the batch is float32 in [0, 1] already. An int8 LiteRT
     artifact gets its quantised input through a lookup table of the same arithmetic (bit-identical to the
     float route, without a float pass over the patch); onnxruntime computes only the ``score`` output.
+
+    The runner takes an optional ``fill`` (:data:`Fill`: the batch's partial patches, by index, with their
+    (k, P, P) valid masks): their no-data pixels are filled with the mean of their valid ones after
+    normalisation (:func:`fill_no_data`), as :class:`PatchScorer` fills them; only those patches pay for it.
     """
     from .runtime import _OnnxRunner, _TFLiteRunner, _to_layout, dequantize, quantize
 
@@ -147,10 +161,12 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
     layout = getattr(meta, "layout", "NCHW")
     table = _raw_table(raw_max) if raw_max else None
 
-    def as_float(batch: np.ndarray) -> np.ndarray:
-        if table is not None:
-            return np.asarray(table[batch], np.float32)
-        return np.ascontiguousarray(batch, np.float32)
+    def as_float(batch: np.ndarray, fill: Fill | None = None) -> np.ndarray:
+        x = np.asarray(table[batch], np.float32) if table is not None else np.ascontiguousarray(batch, np.float32)
+        if fill is not None:  # filled in place: never the caller's batch
+            x = x if x is not batch else x.copy()
+            x[fill[0]] = fill_no_data(x[fill[0]], fill[1])
+        return x
 
     if getattr(meta, "kind", "") != "vae":
         raise ScoringError(f"the fast scoring path runs VAE models, not {getattr(meta, 'kind', '?')!r}")
@@ -176,13 +192,16 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
         inner.batch = inner.static_batch  # the runner's own resize bookkeeping stays valid
         size = inner.static_batch  # one interpreter call per `size` patches: the GIL is taken once per call
 
-        def run_tflite(batch: np.ndarray) -> np.ndarray:
+        def run_tflite(batch: np.ndarray, fill: Fill | None = None) -> np.ndarray:
             if q_table is not None:
                 x = q_table[batch]
+                if fill is not None:  # only the partial patches take the float route
+                    at, part = fill[0], (np.arange(fill[0].size), fill[1])
+                    x[at] = quantize(as_float(batch[at], part), in_scale, in_zero, d_in["dtype"])
             elif q_in:
-                x = quantize(as_float(batch), in_scale, in_zero, d_in["dtype"])
+                x = quantize(as_float(batch, fill), in_scale, in_zero, d_in["dtype"])
             else:
-                x = as_float(batch)
+                x = as_float(batch, fill)
             x = _to_layout(x, layout)
             n = len(x)
             if n % size:  # pad the last call; padded patches are scored and dropped (patches are independent)
@@ -207,8 +226,8 @@ def score_runner(predictor: Any, raw_max: int | None = None, terms: bool = False
 
         mu_name = inner.output_names[2] if terms else ""
 
-        def run_onnx(batch: np.ndarray) -> np.ndarray:
-            x = _to_layout(as_float(batch), layout)
+        def run_onnx(batch: np.ndarray, fill: Fill | None = None) -> np.ndarray:
+            x = _to_layout(as_float(batch, fill), layout)
             if terms:
                 score, mu = sess.run([out_name, mu_name], {name: x})
                 return pack(score, mu, lam)
@@ -242,7 +261,7 @@ def _latents(score: np.ndarray, mu: np.ndarray, lam: float) -> np.ndarray:
 
 def _generic_runner(
     predictor: Any,
-    as_float: Callable[[np.ndarray], np.ndarray],
+    as_float: Callable[[np.ndarray, Fill | None], np.ndarray],
     terms: bool,
     lam: float,
     pack: Callable[[np.ndarray, np.ndarray, float], np.ndarray] = _terms,
@@ -250,8 +269,8 @@ def _generic_runner(
     """Through the predictor's own call (every output read back): scores (N,), or ``pack(score, mu, λ)`` when
     ``terms`` (the two terms (N, 2), or rec and μ (N, 1 + D))."""
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        out = predictor(as_float(batch))
+    def run(batch: np.ndarray, fill: Fill | None = None) -> np.ndarray:
+        out = predictor(as_float(batch, fill))
         if terms:
             return pack(out["score"], out["mu"], lam)
         return np.asarray(out["score"], np.float64).reshape(-1)

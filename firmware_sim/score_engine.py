@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 Runner = Callable[[np.ndarray], np.ndarray]
+Fill = tuple[np.ndarray, np.ndarray]
+"""A batch's partial patches: their indices in the batch and their (k, P, P) bool valid masks (True = data)."""
 
 
 class ScoreEngine:
@@ -40,12 +42,12 @@ class ScoreEngine:
         self.busy_s = 0.0
         self.done_items = 0
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        runner = getattr(self._local, "runner", None)
+    def _run(self, batch: np.ndarray, fill: Fill | None = None) -> np.ndarray:
+        runner: Any = getattr(self._local, "runner", None)  # a Runner; score_runner's take a Fill too
         if runner is None:
             runner = self._local.runner = self.make_runner()
         t = time.perf_counter()
-        out = runner(batch)
+        out = runner(batch) if fill is None else runner(batch, fill)
         with self._lock:  # what the interpreters really cost, for the deadline projection
             self.busy_s += time.perf_counter() - t
             self.done_items += len(batch)
@@ -71,10 +73,11 @@ class ScoreEngine:
         with self._lock:
             return 1e3 * self.busy_s / self.done_items / self.workers if self.done_items else None
 
-    def submit(self, batch: np.ndarray, tag: Any = None) -> list[tuple[Any, np.ndarray]]:
+    def submit(self, batch: np.ndarray, tag: Any = None, fill: Fill | None = None) -> list[tuple[Any, np.ndarray]]:
         """Queue one batch (the engine owns it from now on); returns the results already finished, in order
-        (waiting for the oldest when ``depth`` batches are in flight)."""
-        self._inflight.append((tag, self._pool.submit(self._run, batch)))
+        (waiting for the oldest when ``depth`` batches are in flight). ``fill``: the batch's partial patches,
+        handed to the runner (one of :func:`.score.score_runner`'s) to fill their no-data pixels."""
+        self._inflight.append((tag, self._pool.submit(self._run, batch, fill)))
         return self.ready(wait_for=len(self._inflight) - self.depth)
 
     def ready(self, wait_for: int = 0) -> list[tuple[Any, np.ndarray]]:

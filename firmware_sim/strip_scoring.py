@@ -1,8 +1,10 @@
 """Scoring the patches of one strip of a :class:`~.frame_work.FrameWork` frame, in one of two ways:
 through the mission's :class:`~.score.PatchScorer` (batches scored in the caller's thread), or, for a VAE
 with a :class:`~.score_engine.ScoreEngine`, the fast path (patches cut from a window view of the strip into
-batches of raw samples scored on the engine's threads). Either way the scores go to the frame's top-k keeper,
-and a frame past its available time stops scoring (``cut``).
+batches of raw samples scored on the engine's threads). Either way a partial patch (some no-data pixels) is
+scored with those pixels filled with the mean of its valid ones (:func:`.score.fill_no_data`, as the ground
+scores it), the scores go to the frame's top-k keeper (with the pixels as read), and a frame past its
+available time stops scoring (``cut``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .budget import patch_selected
+from .score_engine import Fill
 
 if TYPE_CHECKING:
     from .frame_work import FrameWork
@@ -53,7 +56,8 @@ def score_strip(fw: FrameWork, r0: int, samples: np.ndarray, mask: np.ndarray, v
 
 def score_strip_fast(fw: FrameWork, r0: int, samples: np.ndarray, valid: np.ndarray | None = None) -> None:
     """Every selected patch of the strip, cut from a zero-copy window view of the strip straight into the
-    batch buffer (raw samples), checked for no-data per row of patches, and handed to the ScoreEngine."""
+    batch buffer (raw samples), checked for no-data per row of patches, and handed to the ScoreEngine; a
+    partial patch's valid mask goes with it (the engine's runner fills it, :func:`.score.score_runner`)."""
     p, every, an = fw.m.anomaly.patch, fw.every, fw.m.anomaly
     if every == 0:
         return
@@ -67,7 +71,7 @@ def score_strip_fast(fw: FrameWork, r0: int, samples: np.ndarray, valid: np.ndar
     xs = np.asarray(fw.xs, np.int64)
     cols = np.arange(len(xs))
     win = np.lib.stride_tricks.sliding_window_view(samples, (p, p), axis=(0, 1))  # (R', W', C, p, p), a view
-    nz = valid if an.min_valid > 0 else None
+    vwin = None if valid is None else np.lib.stride_tricks.sliding_window_view(valid, (p, p))  # (R', W', p, p)
     for i, y in rows:
         sel = _selected(i, cols, every)
         n_sel = int(sel.sum())
@@ -75,30 +79,46 @@ def score_strip_fast(fw: FrameWork, r0: int, samples: np.ndarray, valid: np.ndar
         if fw.cut:
             fw.n["cut_by_deadline"] += n_sel
             continue
-        if nz is not None:
-            colsum = np.concatenate([[0], np.cumsum(nz[y - r0 : y - r0 + p].sum(axis=0))])
-            frac = (colsum[xs + p] - colsum[xs]) / float(p * p)  # valid fraction of each patch
-            low = sel & (frac < an.min_valid)
+        part = None  # selected patches with some no-data pixels: filled before scoring
+        if valid is not None:
+            colsum = np.concatenate([[0], np.cumsum(valid[y - r0 : y - r0 + p].sum(axis=0))])
+            count = colsum[xs + p] - colsum[xs]  # valid pixels of each patch
+            low = sel & (count / float(p * p) < an.min_valid)
             fw.n["nodata_skipped"] += int(low.sum())
             sel &= ~low
+            part = sel & (count < p * p)
         js = np.flatnonzero(sel)
         while js.size:
             if fw.cut:  # the deadline passed while this row was being batched
                 fw.n["cut_by_deadline"] += int(js.size)
                 break
             take = js[: fw.rt.engine.batch - fw.batch_n] if fw.rt.engine else js
-            _batch_add(fw, win[y - r0, xs[take]], xs[take], np.full(take.size, y, np.int64))
+            fill = None
+            if part is not None and vwin is not None and part[take].any():
+                at = np.flatnonzero(part[take])
+                fill = (at, vwin[y - r0, xs[take[at]]])  # fancy indexing copies: the strip's mask is not kept
+            _batch_add(fw, win[y - r0, xs[take]], xs[take], np.full(take.size, y, np.int64), fill)
             js = js[take.size :]
     fw.t["score"] += _ms(t)
 
 
-def _batch_add(fw: FrameWork, raw: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
+def _batch_add(
+    fw: FrameWork,
+    raw: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    fill: Fill | None = None,
+) -> None:
+    """Append patches to the batch being filled; ``fill``: (indices among them, their (k, P, P) valid masks)
+    of the partial ones."""
     eng = fw.rt.engine
     assert eng is not None
     if fw.batch_raw is None:
         fw.batch_raw = np.empty((eng.batch, *raw.shape[1:]), raw.dtype)
     fw.batch_raw[fw.batch_n : fw.batch_n + len(raw)] = raw
     fw.batch_xy.append((xs, ys))
+    if fill is not None:
+        fw.batch_fill.append((fw.batch_n + fill[0], fill[1]))
     fw.batch_n += len(raw)
     if fw.batch_n == eng.batch:
         score_flush(fw)
@@ -116,11 +136,14 @@ def score_flush(fw: FrameWork, final: bool = False) -> None:
         raw = fw.batch_raw[: fw.batch_n]
         xs = np.concatenate([a for a, _ in fw.batch_xy])
         ys = np.concatenate([b for _, b in fw.batch_xy])
+        fill = None  # the runner fills the partial patches' no-data; the top-k keeps the pixels as read
+        if fw.batch_fill:
+            fill = (np.concatenate([a for a, _ in fw.batch_fill]), np.concatenate([v for _, v in fw.batch_fill]))
         w = time.perf_counter()
-        done += eng.submit(raw, (xs, ys, raw))
+        done += eng.submit(raw, (xs, ys, raw), fill)
         fw.t_wait += _ms(w)
         fw.submitted += fw.batch_n
-        fw.batch_raw, fw.batch_xy, fw.batch_n = None, [], 0
+        fw.batch_raw, fw.batch_xy, fw.batch_fill, fw.batch_n = None, [], [], 0
         if _ms(fw.t0) > fw.available:
             fw.cut = True
     if final:
