@@ -3,6 +3,7 @@
     firmware-sim run --mission rover_mastcamz --frames FRAME.png ... --out runs/fw/rover
     firmware-sim run --mission orbital_nac.toml --frames strip.tif --out runs/fw/nac --inject seu@frame0
     firmware-sim bench --model orbital-gray-vae --threads 1,2,4
+    firmware-sim check --mission orbital_nac.toml --set runtime.threads=4
     firmware-sim missions
 
 Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the run (run
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_outputs import _reasons, _write_outputs
+from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, check_lines
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_with_overrides
 from .faults import FaultSpecError, SimulatedReboot
@@ -48,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.fresh:
         discard_state(Path(args.out))
     rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
+    for warning in rt.boot_warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     try:
         summary = rt.run(found.files, inputs=found.notes())
     except SimulatedReboot as exc:
@@ -61,14 +64,30 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    _write_outputs(summary, args.out)
+    _write_outputs(summary, args.out, advice_lines(summary, rt.records, mission, rt.rss_loaded - rt.rss_boot))
     f = summary["frames"]
     if f["acquired"] and f["dropped"] == f["acquired"]:
-        hint = ""
-        if any(str(k).startswith("invalid_shape") for k in f.get("drop_reasons") or {}):
-            hint = " (for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size)"
+        hints = [DROP_HINTS[k] for k in f.get("drop_reasons") or {} if k in DROP_HINTS]
+        hint = f" ({'; '.join(hints)})" if hints else ""
         print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
         return EXIT_ALL_DROPPED
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``firmware-sim check``: boot the mission in a temporary folder, print the plan, keep nothing."""
+    import tempfile
+
+    from .loop import FlightRuntime
+
+    mission = _mission_with_overrides(args)
+    with tempfile.TemporaryDirectory(prefix="firmware-sim-check-") as tmp:
+        rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or ())
+        try:
+            for line in check_lines(rt):
+                print(line)
+        finally:
+            rt.close()
     return 0
 
 
@@ -142,41 +161,11 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="firmware-sim",
-        description="The flight-like runtime: run a mission's frame loop (sample, score, queue, downlink) within "
-        "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
-        "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
-        epilog="Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the "
-        "run (run it again with the same --out), 130 interrupted by Ctrl-C (state kept; the same command goes on).",
-    )
-    p.add_argument(
-        "-v", "--verbose", action="store_true",
-        help="show debug messages and the warnings and logs of third-party libraries (hidden by default)",
-    )  # fmt: skip
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    r = sub.add_parser(
-        "run",
-        help="run a mission's frame loop on frames; writes summary.json, telemetry and report.html",
-        description="Run the mission's frame loop on the frames: validate each frame, sample its pixels with "
-        "the seeded mask, score its patches, queue the products by priority and downlink them in passes, "
-        "degrading when a frame would miss its deadline. Writes OUT/summary.json (every frame downlinked, "
-        "queued or dropped, with the reason), OUT/telemetry.jsonl, OUT/downlink/pass_*.bin (CCSDS packets) "
-        "and OUT/report.html. The camera size is set by the mission ([camera] height and width); use "
-        "--set camera.height=H --set camera.width=W for other frames, or 0 for any size.",
-    )
+def _mission_arguments(r: argparse.ArgumentParser) -> None:
+    """The options that choose and change a mission (``run`` and ``check``)."""
     r.add_argument(
         "--mission", required=True, metavar="MISSION",
         help="a shipped mission name (rover_mastcamz, orbital_nac; see firmware-sim missions) or a mission TOML file",
-    )  # fmt: skip
-    r.add_argument(
-        "--frames", nargs="+", required=True, metavar="PATH",
-        help="frame files or folders: PNG, JPEG, TIFF/BigTIFF (streamed in strips), or .npy arrays",
-    )  # fmt: skip
-    r.add_argument(
-        "--out", required=True, metavar="DIR",
-        help="output folder; also the persistent state (queue, ledger): reuse it after a reboot",
     )  # fmt: skip
     r.add_argument(
         "--anomaly-model", metavar="MODEL",
@@ -203,6 +192,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject faults: seu, corrupt-model, late, bad-frame or reboot at a frame, e.g. "
         "seu@frame3,late@frame5:800 (repeatable)",
     )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="firmware-sim",
+        description="The flight-like runtime: run a mission's frame loop (sample, score, queue, downlink) within "
+        "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
+        "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
+        epilog="Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the "
+        "run (run it again with the same --out), 130 interrupted by Ctrl-C (state kept; the same command goes on).",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show debug messages and the warnings and logs of third-party libraries (hidden by default)",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    r = sub.add_parser(
+        "run",
+        help="run a mission's frame loop on frames; writes summary.json, telemetry and report.html",
+        description="Run the mission's frame loop on the frames: validate each frame, sample its pixels with "
+        "the seeded mask, score its patches, queue the products by priority and downlink them in passes, "
+        "degrading when a frame would miss its deadline. Writes OUT/summary.json (every frame downlinked, "
+        "queued or dropped, with the reason), OUT/telemetry.jsonl, OUT/downlink/pass_*.bin (CCSDS packets) "
+        "and OUT/report.html. The camera size is set by the mission ([camera] height and width); use "
+        "--set camera.height=H --set camera.width=W for other frames, or 0 for any size.",
+    )
+    r.add_argument(
+        "--frames", nargs="+", required=True, metavar="PATH",
+        help="frame files or folders: PNG, JPEG, TIFF/BigTIFF (streamed in strips), or .npy arrays",
+    )  # fmt: skip
+    r.add_argument(
+        "--out", required=True, metavar="DIR",
+        help="output folder; also the persistent state (queue, ledger): reuse it after a reboot",
+    )  # fmt: skip
+    _mission_arguments(r)
     r.add_argument("--progress", action="store_true", help="show a progress bar for each streamed frame")
     r.add_argument(
         "--fresh",
@@ -211,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
         "it a rerun into the same folder continues that mission (frames already acquired are not taken again)",
     )
     r.set_defaults(_fn=_run)
+    c = sub.add_parser(
+        "check",
+        help="validate a mission without running it: every boot-time check, then the plan; writes nothing",
+        description="Do every check a run does at boot without taking a frame: parse the mission and its "
+        "overrides, load and verify the models (golden hash, kind, channels, patch and tile size), measure what "
+        "the loaded interpreters hold, and for a fixed-size camera check the buffers against [budget] "
+        "memory_bytes and the packets a frame needs. Prints the plan; exit status 0 when the mission would "
+        "boot, 2 when it would be refused. Writes nothing (the boot runs in a temporary folder).",
+    )
+    _mission_arguments(c)
+    c.set_defaults(_fn=_check)
     b = sub.add_parser(
         "bench",
         help="benchmark a model artifact: latency per stage, throughput, memory",

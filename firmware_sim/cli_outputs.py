@@ -3,21 +3,48 @@ downlinked, queued and dropped, frame times, memory, downlink, anomalous patches
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def _write_outputs(summary: dict[str, Any], out: str) -> None:
-    """report.html and the console summary of a run."""
+def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> None:
+    """report.html and the console summary of a run (``advice``: lines from :func:`advice_lines`)."""
     from .report import write_report
 
     report = write_report(out, summary)
     _print_summary(summary, out)
+    for line in advice:
+        print(line)
     print(f"  report: {report}")
 
 
 def _reasons(f: dict[str, Any]) -> str:
     return "; ".join(f"{k} x{v}" for k, v in (f.get("drop_reasons") or {}).items()) or "no reason recorded"
+
+
+# what to change for frames dropped with a reason code (the detail of each frame, in the ledger, gives the numbers)
+DROP_HINTS = {
+    "invalid_shape": "for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size",
+    "memory_budget": "raise [budget] memory_bytes (the detail names the bytes held and needed), or lower "
+    "[runtime] threads",
+    "too_many_packets": "raise [downlink] max_packet_bytes or lower [sampling] keep",
+    "invalid_margin": "make [camera] margin smaller than the frame",
+}
+
+
+def _first_drops(s: dict[str, Any]) -> list[str]:
+    """One console line per drop reason code: how many, and the first such frame's full reason (the numbers)."""
+    first: dict[str, tuple[Any, str]] = {}
+    for entry in s.get("ledger") or []:
+        code = entry.get("code")
+        if entry.get("outcome") == "dropped" and code and code not in first:
+            first[code] = (entry.get("frame_id"), str(entry.get("reason") or code))
+    counts = (s.get("frames") or {}).get("drop_reasons") or {}
+    return [
+        f"  dropped {code} x{counts.get(code, 1)}, e.g. frame {fid}: {reason.removeprefix(code + ': ')}"
+        for code, (fid, reason) in first.items()
+    ]
 
 
 def _ms(v: Any) -> str:
@@ -52,6 +79,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         f"mission {s['mission']}: {f['acquired']} frames acquired{boots}: {f['downlinked']} downlinked{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
     )
+    for line in _first_drops(s):
+        print(line)
     full = int(q.get("evicted_items") or 0) - int(q.get("withdrawn_items") or 0)  # not those of a dropped frame
     if full:
         print(
@@ -88,3 +117,92 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
     passes = ", downlink/pass_*.bin" if q.get("passes") else ""
     print(f"  wrote {out}/summary.json, telemetry.jsonl{passes}")
+
+
+def advice_lines(
+    summary: dict[str, Any], records: Sequence[dict[str, Any]], mission: Any, held_at_boot: int | None = None
+) -> list[str]:
+    """What to change when frames went over the memory budget, missed their deadline or scored nothing for time,
+    from this boot's frame records: the measured peaks and times against the mission's budgets (``held_at_boot``:
+    what the loaded models held over the boot baseline)."""
+    out = []
+    over = [r for r in records if (r.get("memory") or {}).get("over_budget")]
+    if over:
+        r = max(over, key=lambda r: int(r["memory"]["rss_growth_peak"]))
+        peak, mib = int(r["memory"]["rss_growth_peak"]), 2**20
+        boot = f"{held_at_boot / mib:.1f} MiB held by the loaded models, " if held_at_boot is not None else ""
+        planned = f"{int(r['memory_plan']) / mib:.1f} MiB of planned frame buffers" if "memory_plan" in r else ""
+        out.append(
+            f"  {len(over)} frame(s) over the memory budget; frame {r['frame_id']} peaked at {peak / mib:.1f} MiB over "
+            f"boot ({boot}{planned or 'no frame buffers'}, the rest the interpreters' working memory and "
+            f"temporaries): raise [budget] memory_bytes to at least {-(-peak // mib)} MiB or lower [runtime] threads"
+        )
+    budget, safety = mission.budget.frame_ms, mission.budget.safety
+    done = [r for r in records if r.get("status") == "processed"]
+    late = [r for r in done if (r.get("deadline") or {}).get("status") == "late"]
+    if late:
+        slowest = max(float(r["timing_ms"]["total"]) for r in late)
+        want = _round_up(slowest / safety)
+        out.append(
+            f"  {len(late)} frame(s) missed the {budget:.0f} ms deadline (the slowest took {slowest:.0f} ms): raise "
+            f"[budget] frame_ms to about {want} ms (--frame-ms {want}), or lower the work per frame"
+        )
+    starved = [r for r in done if "predicted_nominal_ms" in r and "memory_degraded" not in r["flags"]]
+    if starved:
+        r = max(starved, key=lambda r: float(r["predicted_nominal_ms"]))
+        pred, grid, avail = float(r["predicted_nominal_ms"]), int(r["patches"]["grid"]), float(r["available_ms"])
+        out.append(
+            f"  {len(starved)} frame(s) ran sparse_only, no patch scored: scoring frame {r['frame_id']}'s {grid:,} "
+            f"patches ([anomaly] stride = {mission.anomaly.stride}) was predicted to take {pred:,.0f} ms of the "
+            f"{avail:,.0f} ms available: raise [budget] frame_ms to about {_round_up(pred / safety)} ms"
+            + (f" or [anomaly] stride (up to patch = {mission.anomaly.patch})" if grid and mission.anomaly.stride
+               < mission.anomaly.patch else "")
+        )  # fmt: skip
+    return out
+
+
+def _round_up(ms: float) -> int:
+    """``ms`` rounded up to 2 significant digits (advice, not a measurement)."""
+    if ms <= 0:
+        return 0
+    step = 10 ** max(0, len(str(int(ms))) - 2)
+    return int(-(-ms // step) * step)
+
+
+def check_lines(rt: Any) -> list[str]:
+    """What ``firmware-sim check`` prints of a booted runtime: models, memory at boot, the frame plan."""
+    from .budget import plan_memory
+    from .frame_intake import sparse_packet_estimate
+
+    m, cam, mib = rt.m, rt.m.camera, 2**20
+    out = [f"mission {m.name} ({m.source_path}): boots"]
+    for role, guard in (("anomaly", rt.anomaly), ("reconstruction", rt.recon)):
+        if guard is not None:
+            out.append(f"  {role} model: {guard.path} ({guard.nbytes:,} B, SHA-256 from {guard.hash_source})")
+    if not m.anomaly.model:
+        out.append("  no [anomaly] model: sparse pixels only")
+    for r in rt.models.refused:
+        out.append(f"WARNING: the {r['role']} model would be refused at boot, so {r['consequence']}: {r['detail']}")
+    for w in rt.boot_warnings:
+        out.append(f"WARNING: {w}")
+    held = max(0, rt.rss_loaded - rt.rss_boot)
+    out.append(
+        f"  memory: the loaded models hold {held / mib:.1f} MiB over the boot baseline of the "
+        f"{m.budget.memory_bytes / mib:.0f} MiB budget ([runtime] threads = {m.runtime.threads})"
+    )
+    if cam.width and (cam.height or cam.source == "strips"):
+        plan = plan_memory(m, cam.width, cam.height, rt._model_bytes(), cam.channels)
+        items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
+        out.append(f"  a {cam.width} x {cam.height or 'any'} frame's buffers: {plan.total:,} B ({items})")
+        fits = held + plan.total <= m.budget.memory_bytes
+        out.append(
+            f"  held + buffers: {(held + plan.total) / mib:.1f} MiB: "
+            + ("fits at nominal" if fits else "does not fit at nominal: frames go down the ladder")
+        )
+        n = sparse_packet_estimate(m, cam.width, cam.height)
+        out.append(f"  sparse pixels of a full frame: about {n:,} packets of the 65,535 a product can have")
+    else:
+        out.append("  any frame size: each frame's buffers and packets are checked when it arrives")
+    scoring = f"; scoring measured at boot: {rt.cost.ms_per_patch:.3g} ms per patch" if rt.scorer is not None else ""
+    out.append(f"  frame deadline {m.budget.frame_ms:,.0f} ms{scoring}")
+    return out

@@ -1,7 +1,8 @@
 """A frame's way into the loop, before its pixels are processed: its ledger entry (``in_progress``, or
 ``dropped`` with its reason), the faults placed on it (``reboot``, ``late``, ``bad-frame``), its reader with the
-header checked and any colour filter applied, and whether its buffers fit the memory budget now; at boot,
-whether a fixed camera's frames can fit at all (buffers, packets per product).
+header checked and any colour filter applied, whether the wire format can carry its sparse pixels and whether its
+buffers fit the memory budget now (at its level, or lower on the ladder); at boot, whether a fixed camera's frames
+can fit at all (buffers, packets per product) and whether the loaded models leave room for a frame.
 
 Functions over the :class:`~.loop.FlightRuntime` whose frame they take in (as :mod:`.frame_work` does).
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 from edgeae.wire.packets import overhead
 
-from .budget import plan_memory, rss_bytes
+from .budget import LADDER, Level, MemoryPlan, plan_memory, rss_bytes
 from .faults import SimulatedReboot
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .mission import Mission, MissionError
@@ -113,22 +114,71 @@ def open_reader(
     return colour_filter(rt, reader, rec)
 
 
-def memory_refusal(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> str | None:
-    """Why the frame's buffers cannot fit the memory budget now, or None."""
+def level_plan(plan: MemoryPlan, level: Level) -> MemoryPlan:
+    """The buffers of ``plan`` a frame run at ``level`` still needs: no reconstruction tiles when it skips the
+    reconstruction, no patch batch or top-k store when it scores nothing, fewer sparse values at a lower keep."""
+    items = []
+    for name, size in plan.items:
+        if name == "recon_tiles_f32" and not level.reconstruct:
+            continue
+        if name in ("patch_batch_f32", "top_k_patches") and level.score_every == 0:
+            continue
+        items.append((name, int(size * level.keep_factor) + 1 if name == "sparse_values_strip" else size))
+    return MemoryPlan(tuple(items))
+
+
+def plan_text(plan: MemoryPlan) -> str:
+    """``name N B, ...``: a plan's items, for the messages that refuse it."""
+    return ", ".join(f"{name} {size:,} B" for name, size in plan.items)
+
+
+def memory_fit(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> tuple[str | None, Level | None]:
+    """Whether the frame's buffers fit the memory budget now: ``(None, None)`` at any level; ``(None, level)``
+    only from that ladder level down (a frame that does not fit at its level goes down the ladder rather than
+    being dropped: ``sparse_only`` needs no scoring buffers); ``(why, None)`` when not even at ``sparse_only``."""
     h, w = reader.header.height, reader.header.width
     plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels)
     rec["memory_plan"] = plan.total
     held = max(0, rss_bytes() - rt.rss_boot)  # what the process already holds beyond the boot baseline
-    rec["memory_predicted"] = held + plan.total
     budget = rt.m.budget.memory_bytes
-    if plan.total > budget:
-        return f"needs {plan.total} B > {budget} B"
-    if held + plan.total > budget:
-        return (
-            f"the process holds {held} B over its boot baseline; with this frame's {plan.total} B of buffers "
-            f"that exceeds {budget} B"
-        )
-    return None
+    if held + plan.total > budget:  # memory freed by the last frame may still be resident: return it first
+        trim_heap()
+        held = max(0, rss_bytes() - rt.rss_boot)
+    rec["memory_predicted"] = held + plan.total
+    for level in LADDER:
+        need = level_plan(plan, level).total
+        if held + need <= budget:
+            if level.index == 0:
+                return None, None
+            rec.update(memory_plan=need, memory_plan_nominal=plan.total, memory_predicted=held + need)
+            return None, level
+    least = level_plan(plan, LADDER[-1])
+    return (
+        f"the process holds {held:,} B over its boot baseline and this frame's buffers need {plan.total:,} B "
+        f"({plan_text(plan)}), {least.total:,} B even at sparse_only: {held + least.total:,} B > [budget] "
+        f"memory_bytes = {budget:,} B (raise it to at least {mib_up(held + least.total)} MiB)"
+    ), None
+
+
+def trim_heap() -> bool:
+    """Collect Python's garbage and return the heap's free memory to the system (glibc ``malloc_trim``);
+    False where there is no such call."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
+def mib_up(n: int) -> int:
+    """``n`` bytes in whole MiB, rounded up."""
+    return -(-int(n) // 2**20)
 
 
 def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> FrameReader:
@@ -157,17 +207,70 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
         return
     plan = plan_memory(mission, cam.width, cam.height, rt._model_bytes(), cam.channels)
     rt.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
-    n_packets = sparse_packet_estimate(mission, cam.width, cam.height)
-    if n_packets >= 2**16:
-        raise MissionError(
-            f"{mission.source_path}: a full frame's sparse pixels need about {n_packets:,} packets, more "
-            "than the wire format's 65,535 per product: raise [downlink] max_packet_bytes or lower keep"
-        )
+    too_many = packet_refusal(mission, cam.width, cam.height)
+    if too_many is not None:
+        raise MissionError(f"{mission.source_path}: a full frame's {too_many}")
     if plan.total > mission.budget.memory_bytes:
         raise MissionError(
             f"{mission.source_path}: the buffers need {plan.total:,} B but [budget] memory_bytes is "
             f"{mission.budget.memory_bytes:,} B ({plan.as_dict()})"
         )
+
+
+def check_loaded_memory(rt: FlightRuntime) -> list[str]:
+    """After the models loaded (and ran once): refuse a boot whose interpreters and one frame's buffers cannot
+    fit the memory budget even at ``sparse_only`` (every frame would be dropped), with the numbers and the keys
+    that change them; the warnings to print (``[runtime] threads`` over this machine's cores)."""
+    m, cam = rt.m, rt.m.camera
+    held = max(0, rt.rss_loaded - rt.rss_boot)  # interpreter libraries, sessions, arenas, weight images
+    fixed = bool(cam.width and (cam.height or cam.source == "strips"))
+    width, height = (cam.width, cam.height) if fixed else (0, 0)  # any size: the size-independent buffers
+    least = level_plan(plan_memory(m, width, height, rt._model_bytes(), cam.channels), LADDER[-1])
+    budget = m.budget.memory_bytes
+    rt.tm.write("event", kind="memory_loaded", held=held, sparse_only_plan=least.as_dict(), budget=budget)
+    if held + least.total > budget:
+        frame = f"a {cam.width} x {cam.height or 'any'} frame's" if fixed else "the size-independent"
+        raise MissionError(
+            f"{m.source_path}: after the models loaded the process holds {held:,} B over its boot baseline "
+            f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
+            f"{frame} buffers need {least.total:,} B even at sparse_only ({plan_text(least)}): "
+            f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
+            f"at least {mib_up(held + least.total)} MiB or lower [runtime] threads"
+        )
+    warnings = []
+    cores = usable_cores()
+    if cores and m.runtime.threads > cores:
+        warnings.append(
+            f"[runtime] threads = {m.runtime.threads} but this machine gives the process {cores} core(s): the "
+            "extra interpreters cost memory and time without scoring faster"
+        )
+    for w in warnings:
+        rt.tm.write("event", kind="boot_warning", detail=w)
+    return warnings
+
+
+def usable_cores() -> int | None:
+    """The cores this process may run on (its CPU affinity where the OS says; None where unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def packet_refusal(mission: Mission, width: int, height: int) -> str | None:
+    """Why a ``height`` × ``width`` frame's sparse pixels cannot fit the wire format's 65,535 packets per
+    product at the nominal keep fraction (planned on raw samples, as a frame that compresses badly needs them),
+    naming the mission keys that help; None when they fit."""
+    n = sparse_packet_estimate(mission, width, height)
+    if n < 2**16:
+        return None
+    dl, keep = mission.downlink, mission.sampling.keep
+    return (
+        f"sparse pixels ({width} x {height} px at keep {keep:g}) need about {n:,} packets, more than the wire "
+        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}) or lower "
+        f"[sampling] keep (now {keep:g}); [downlink] codec ({dl.codec!r}) does not change this count, which is "
+        "planned on raw samples"
+    )
 
 
 def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:

@@ -27,9 +27,18 @@ from edgeae.tiling import axis_starts
 from edgeae.wire.codec import resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 
-from .budget import LADDER, CostModel, MemoryMeter, rss_bytes
-from .faults import FaultPlan, SimulatedReboot, parse_faults
-from .frame_intake import acquire, check_fixed_camera, drop, late_fault, memory_refusal, open_reader
+from .budget import LADDER, CostModel, Level, MemoryMeter, rss_bytes
+from .faults import FaultPlan, FaultSpecError, SimulatedReboot, parse_faults
+from .frame_intake import (
+    acquire,
+    check_fixed_camera,
+    check_loaded_memory,
+    drop,
+    late_fault,
+    memory_fit,
+    open_reader,
+    packet_refusal,
+)
 from .frame_intake import sparse_packet_estimate as sparse_packet_estimate
 from .frame_outcome import complete_record, queue_products, withdraw, write_record, write_unwritten
 from .frames import FrameError, FrameReader
@@ -108,7 +117,11 @@ class FlightRuntime:
         dl = mission.downlink
         self.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
         self._cpu0 = time.process_time()
-        self.faults = FaultPlan(parse_faults([*mission.runtime.inject, *inject]), seed=mission.sampling.seed)
+        try:
+            planned = parse_faults(list(mission.runtime.inject))
+        except FaultSpecError as exc:
+            raise FaultSpecError(f"{mission.source_path} [runtime] inject: {exc}") from None
+        self.faults = FaultPlan((*planned, *parse_faults(list(inject))), seed=mission.sampling.seed)
         self.heap = apply_heap_policy(mission.runtime.heap)  # before any thread allocates
         self.meter = MemoryMeter(mission.runtime.measure_memory and mission.runtime.trace_allocations)
         self.meter.start()
@@ -150,8 +163,10 @@ class FlightRuntime:
             eng = self.models.engine  # a part batch costs a whole one: learn per patch from full batches
             self.cost.min_patches = eng.batch if eng is not None else self.models.scorer.batch
             self.cost.batch = padded_batch(self.models.scorer.predictor)
-        self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions and model images
+        self.models.warm_recon()  # its interpreter's arena grows on the first run: in the boot's count, not frame 0's
+        self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
         check_fixed_camera(self)
+        self.boot_warnings = [*self.models.notes, *check_loaded_memory(self)]
 
     def _probe(self, level: Any, slack_ms: float) -> dict[str, float] | None:
         """Re-measure costs the frame's level did not exercise, when the frame left time to spare, so a
@@ -184,12 +199,15 @@ class FlightRuntime:
         reader = open_reader(self, frame, rec)
         if reader is None:
             return self._finish(rec, t0)
-        refusal = memory_refusal(self, reader, rec)
+        too_many = packet_refusal(self.m, reader.header.width, reader.header.height)
+        if too_many is not None:  # before sampling: the wire format could not carry the frame's pixels
+            return self._finish(drop(self, rec, "too_many_packets", f"the frame's {too_many}"), t0)
+        refusal, floor = memory_fit(self, reader, rec)
         if refusal is not None:
             return self._finish(drop(self, rec, "memory_budget", refusal), t0)
         rec["acquire_ms"] = _ms(t0)
         try:
-            return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0), t0)
+            return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0, floor), t0)
         except FrameError as exc:  # the pixels could not be decoded (damaged file, decoder error)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
             withdraw(self, fid, rec)
@@ -224,7 +242,14 @@ class FlightRuntime:
         return self.models.threshold
 
     def _run_frame(
-        self, reader: FrameReader, rec: dict[str, Any], fid: int, fno: int, lateness: float, t0: float
+        self,
+        reader: FrameReader,
+        rec: dict[str, Any],
+        fid: int,
+        fno: int,
+        lateness: float,
+        t0: float,
+        floor: Level | None = None,
     ) -> dict[str, Any]:
         from .frame_work import FrameWork
 
@@ -238,8 +263,14 @@ class FlightRuntime:
         mpix = hdr.height * hdr.width / 1e6
         recon = self.recon is not None
         level = self.cost.choose(available, mpix, n_patches, recon, m.sampling.keep, m.budget.safety)
+        if floor is not None and floor.index > level.index:  # its buffers fit the memory budget only from there
+            rec["flags"].append("memory_degraded")
+            rec["memory_level"] = {"index": floor.index, "name": floor.name, "time_level": level.name}
+            level = floor
         rec["level"] = {"index": level.index, "name": level.name}
         rec["predicted_ms"] = self.cost.predict(level, mpix, n_patches, recon, m.sampling.keep)
+        if level.score_every == 0 and n_patches:  # why nothing is scored: what scoring every patch would cost
+            rec["predicted_nominal_ms"] = self.cost.predict(LADDER[0], mpix, n_patches, recon, m.sampling.keep)
         rec["available_ms"] = available
         keep = max(m.sampling.min_keep, m.sampling.keep * level.keep_factor)
         work = FrameWork(self, reader, fid, keep, level, ys, xs, t0, available, streamed)

@@ -62,7 +62,8 @@ class Mission:
             _need(
                 cam.strip_rows % an.patch == 0 and an.stride == an.patch,
                 "mission",
-                "streamed strips need strip_rows to be a multiple of [anomaly].patch and stride == patch",
+                "streamed strips need [camera] strip_rows to be a multiple of [anomaly] patch and stride == patch, "
+                f"got strip_rows = {cam.strip_rows}, patch = {an.patch}, stride = {an.stride}",
             )
         per_pass, packet = self.budget.downlink_bytes_per_pass, self.downlink.max_packet_bytes
         _need(
@@ -111,11 +112,14 @@ def mission_from_dict(data: dict[str, Any], source: str = "mission") -> Mission:
     unknown = sorted(set(data) - set(_SECTIONS) - {"name", "description"})
     if unknown:
         raise MissionError(f"{source}: unknown top-level keys {unknown}")
+    for key in ("name", "description"):
+        if not isinstance(data.get(key, ""), str):
+            raise MissionError(f"{source}: {key} must be a string, got {data[key]!r} ({type(data[key]).__name__})")
     try:
         parts = {k: _section(cls, data[k], f"{source} [{k}]") for k, cls in _SECTIONS.items() if k in data}
         return Mission(
-            name=str(data.get("name", "")),
-            description=str(data.get("description", "")),
+            name=data.get("name", ""),
+            description=data.get("description", ""),
             source_path=source,
             **parts,
         )

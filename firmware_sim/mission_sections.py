@@ -120,6 +120,8 @@ class Camera:
         _check_types(self, w)
         _need(len(self.margin) in (0, 1, 4), w, f"margin must be N or [top, bottom, left, right], got {m!r}")
         _need(all(v >= 0 for v in self.margin), w, "margin pixels must be >= 0")
+        _need(self.height >= 0, w, f"height must be >= 0 (0 = any), got {self.height}")
+        _need(self.width >= 0, w, f"width must be >= 0 (0 = any), got {self.width}")
         t, b, left, right = margin_sides(self.margin)
         _need(
             not self.height or t + b < self.height,
@@ -135,7 +137,6 @@ class Camera:
         _need(not self.bayer or self.channels == 3, w, "a bayer camera delivers RGB after demosaicing: channels = 3")
         _need(self.source in SOURCES, w, f"source must be one of {SOURCES}, got {self.source!r}")
         _need(self.channels in (1, 3), w, f"channels must be 1 or 3, got {self.channels}")
-        _need(self.height >= 0 and self.width >= 0, w, "height and width must be >= 0")
         _need(1 <= self.bit_depth <= 16, w, f"bit_depth must be in 1..16, got {self.bit_depth}")
         _need(self.strip_rows >= 1, w, "strip_rows must be >= 1")
         _need(0.0 <= self.max_nan_fraction <= 1.0, w, "max_nan_fraction must be in [0, 1]")
@@ -212,6 +213,12 @@ class Anomaly:
             t is None or t == "metadata" or (isinstance(t, int | float) and math.isfinite(float(t))),
             w,
             f'threshold must be a finite number or "metadata", got {t!r}',
+        )
+        _need(
+            self.method != "cae-masked" or not isinstance(t, int | float) or t >= 0,
+            w,
+            f"threshold {t!r} is negative: the cae-masked score is a mean squared error (>= 0), so every patch "
+            "would be flagged",
         )
 
 
@@ -304,3 +311,8 @@ class Runtime:
         _need(1 <= self.threads <= 256, w, "threads must be in 1..256")
         _need(self.heap in HEAP_POLICIES, w, f"heap must be one of {', '.join(HEAP_POLICIES)}, got {self.heap!r}")
         _need(self.scrub_every_frames >= 1, w, "scrub_every_frames must be >= 1")
+        _need(
+            self.measure_memory or not self.trace_allocations,
+            w,
+            "trace_allocations = true needs measure_memory = true (the traced peak is one of its probes)",
+        )

@@ -46,6 +46,29 @@ def resolve_model_file(spec: str) -> Path:
         raise MissionError(str(exc)) from None
 
 
+def check_recon_model(meta: Any, rc: Any, channels: int, source: str) -> None:
+    """Refuse at boot a ``[reconstruction]`` model that cannot take the mission's tiles (kind, channels, tile
+    size), as :func:`.score.check_model` refuses the anomaly model: otherwise every frame would fail in flight."""
+    want = "cae" if rc.mode == "check" else "cae-encoder"
+    if meta.kind != want:
+        raise MissionError(
+            f"{source}: [reconstruction] mode {rc.mode!r} needs a {want} model, artifact is {meta.kind!r}"
+        )
+    if meta.channels != channels:
+        raise MissionError(
+            f"{source}: the [reconstruction] model takes {meta.channels} channel(s), the camera has {channels} "
+            "([camera] channels)"
+        )
+    shape = tuple(meta.input_shape)
+    hw = shape[2:] if meta.layout == "NCHW" else shape[1:3]
+    if any(v > 0 and v != rc.tile for v in hw):
+        sizes = " x ".join(str(v) for v in hw)
+        raise MissionError(
+            f"{source}: the [reconstruction] model takes {sizes}-px tiles (input {shape}), but [reconstruction] "
+            f"tile = {rc.tile}: set tile = {max(hw)}"
+        )
+
+
 def default_loader(path: Path, threads: int) -> Any:
     """The flight loader: :func:`.runtime.load_artifact` (onnxruntime or ai-edge-litert by suffix)."""
     from .runtime import load_artifact
@@ -80,6 +103,7 @@ class OnboardModels:
         self.engine: ScoreEngine | None = None  # the fast VAE scoring path (None: the sequential PatchScorer)
         self.threshold: float | None = None
         self.suspect: set[str] = set()  # roles whose weights were hit and not yet scrubbed
+        self.notes: list[str] = []  # for the console: a model refused at boot whose fallback copy was loaded
         self._load()
 
     @property
@@ -167,7 +191,13 @@ class OnboardModels:
             self.refused.append({"role": role, "detail": str(exc), "consequence": consequence})
             self.tm.write("event", kind="model_refused", role=role, detail=str(exc), consequence=consequence)
             return None
-        self.events(guard.drain_events())
+        events = guard.drain_events()
+        self.events(events)
+        if any(ev.kind == "model_fallback" for ev in events):
+            why = "; ".join(ev.detail for ev in events if ev.kind in ("model_file_corrupt", "model_unloadable"))
+            self.notes.append(
+                f"the {role} model failed its checks at boot ({why}): flying its fallback copy {guard.path}"
+            )
         self.tm.write(
             "event",
             kind="model_loaded",
@@ -192,9 +222,23 @@ class OnboardModels:
             self.engine = self._make_engine()
         if rc.mode != "off":
             self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
-            want = "cae" if rc.mode == "check" else "cae-encoder"
-            if self.recon is not None and self.recon.predictor.metadata.kind != want:
-                raise MissionError(f"{rc.model}: reconstruction mode {rc.mode!r} needs a {want} model")
+            if self.recon is not None:
+                check_recon_model(self.recon.predictor.metadata, rc, cam.channels, str(self.recon.path))
+
+    def warm_recon(self) -> None:
+        """Run the reconstruction model once on zeros of the size a frame gives it (its interpreter's arena grows
+        on the first run: measured at boot, in what the models hold, instead of in the first frame)."""
+        guard, rc, cam = self.recon, self.m.reconstruction, self.m.camera
+        if guard is None or guard.predictor is None:
+            return
+        n = rc.check_tiles if rc.mode == "check" else max(1, -(-cam.width // rc.tile))  # a row of tiles
+        try:
+            guard.predictor(np.zeros((n, cam.channels, rc.tile, rc.tile), np.float32))
+        except Exception as exc:  # it would fail on every frame as well
+            raise MissionError(
+                f"{guard.path}: the [reconstruction] model failed its first run at boot on {n} tile(s) of "
+                f"{cam.channels} x {rc.tile} x {rc.tile}: {type(exc).__name__}: {exc}"
+            ) from None
 
     def time_batch(self, n: int = 0) -> float:
         """ms per patch of a scoring batch of ``n`` (default: full) patches, whatever the buffer holds."""
