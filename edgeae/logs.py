@@ -16,8 +16,10 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 # native (C++) loggers of the libraries edgeae imports, and the value that keeps them to fatal errors
 _NATIVE_QUIET = {
@@ -112,34 +114,52 @@ def session(verbose: bool = False) -> Iterator[None]:
             logging.captureWarnings(capturing)
 
 
+_NATIVE_LOCK = threading.Lock()
+_native: dict[str, Any] = {"depth": 0}  # the one redirection shared by every thread inside a block
+
+
 @contextlib.contextmanager
 def native_stderr_to_log(logger: str = "edgeae.native") -> Iterator[None]:
     """Capture what native (C/C++) code writes to file descriptor 2 inside the block and log it at DEBUG.
 
     For libraries whose own logger ignores every switch (LiteRT prints "Created TensorFlow Lite XNNPACK
     delegate" at INFO when an interpreter is made). With ``-v`` (DEBUG enabled) the output goes through.
+    Thread-safe: fd 2 is process-wide, so blocks entered by several threads at once (scoring threads each
+    making an interpreter) share one redirection, made by the first to enter and undone by the last to leave;
+    before, two overlapping blocks could leave fd 2 on a closed temporary file, and every later error message
+    of the process (a boot refusal) was lost.
     """
     log = logging.getLogger(logger)
     if log.isEnabledFor(logging.DEBUG):
         yield
         return
+    with _NATIVE_LOCK:
+        if _native["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError):  # no file descriptor 2 (embedded interpreters)
+                saved = None
+            tmp = tempfile.TemporaryFile() if saved is not None else None  # noqa: SIM115 (closed by the last to leave)
+            if tmp is not None:
+                os.dup2(tmp.fileno(), 2)
+            _native.update(saved=saved, tmp=tmp)
+        _native["depth"] += 1
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no file descriptor 2 (embedded interpreters)
         yield
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace").strip()
-            if text:
-                log.debug("native output: %s", text)
+    finally:
+        with _NATIVE_LOCK:
+            _native["depth"] -= 1
+            if _native["depth"] == 0:
+                saved, tmp = _native.pop("saved"), _native.pop("tmp")
+                if saved is not None and tmp is not None:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    tmp.seek(0)
+                    text = tmp.read().decode("utf-8", "replace").strip()
+                    tmp.close()
+                    if text:
+                        log.debug("native output: %s", text)
 
 
 __all__ = ["native_stderr_to_log", "quiet_environment", "session", "setup"]

@@ -43,3 +43,33 @@ def test_native_stderr_is_captured(capfd: pytest.CaptureFixture[str], caplog: py
     with caplog.at_level(logging.DEBUG, logger="edgeae.native"), logs.native_stderr_to_log():
         os.write(2, b"shown with -v\n")
     assert "shown with -v" in capfd.readouterr().err  # DEBUG enabled: passed through
+
+
+def test_native_stderr_blocks_of_several_threads_leave_fd2_where_it_was() -> None:
+    """Overlapping blocks in two threads (scoring threads each making an interpreter) share one redirection:
+    afterwards fd 2 is the process's stderr again (it was once left on a closed temporary file, and every later
+    error message was lost)."""
+    import threading
+
+    before = os.fstat(2)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with logs.native_stderr_to_log():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()  # the first to enter leaves first
+
+    def second() -> None:
+        a_in.wait(5)
+        with logs.native_stderr_to_log():
+            b_in.set()
+            a_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
