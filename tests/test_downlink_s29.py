@@ -85,9 +85,9 @@ def test_a_frame_over_65535_layout_2_packets_is_a_clear_error(tmp_path: Path, ca
 
     values = np.random.default_rng(0).integers(0, 256, (2048 * 2048, 1), dtype=np.uint8)
     frame = SparseFrame(0, 2048, 2048, 1, 8, 1.0, "uniform", 0, 1, values)
-    with pytest.raises(ValueError, match=r"needs 87,382 packets.*--max-packet"):  # was struct.error ('H' format)
+    with pytest.raises(ValueError, match=r"needs 87,382 packets.*packet size limit"):  # was struct.error ('H' format)
         packetise(frame, config=WireConfig(128, "none", 2))
-    with pytest.raises(ValueError, match=r"needs .* packets.*--max-packet"):  # layout 1 says the same
+    with pytest.raises(ValueError, match=r"needs .* packets.*packet size limit"):  # layout 1 says the same
         packetise(frame, config=WireConfig(128, "none", 1))
 
 

@@ -25,6 +25,11 @@ IMAGE_OPTIONS: dict[str, object] = {
 ``--products``, whose packet files are sent as they are. Parsed with default None so a given one is seen."""
 
 
+SAMPLE_CODEC_CHOICES = ("ccsds121", "delta-deflate", "none", "auto")
+"""``--codec`` values: ``edgeae.wire.codec.SAMPLE_CODECS`` and ``auto`` (not imported here: the CLI starts
+without numpy; a test checks they agree)."""
+
+
 def packet_size(text: str) -> int:
     """argparse type: a packet size limit in bytes, header and CRC included (128 to the CCSDS maximum)."""
     from edgeae.wire.layout import MAX_PACKET
@@ -70,8 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     s.add_argument("--max-packet", type=packet_size, help="--image: packet size limit in bytes (default 1024)")
     s.add_argument(
-        "--codec",
-        help="--image: lossless sample coding: ccsds121 (CCSDS 121.0-B, libaec; default), delta-deflate or none",
+        "--codec", choices=SAMPLE_CODEC_CHOICES,
+        help="--image: lossless sample coding: ccsds121 (CCSDS 121.0-B, libaec; default), delta-deflate (zlib), "
+        "none, or auto (ccsds121 when libaec is installed, else delta-deflate, as the missions do)",
     )  # fmt: skip
     s.add_argument(
         "--layout", type=int, choices=(1, 2),
@@ -226,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
         from edgeae.cli.downlink_plan import plan
 
         return plan(args)
-    from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+    from edgeae.wire.codec import resolve_sample_codec
+    from edgeae.wire.packets import SequenceCounters, TooManyPackets, WireConfig, packetise
     from edgeae.wire.stream import write_packet_file
 
     codecs = _check_simulate(args)
@@ -239,8 +246,12 @@ def run(args: argparse.Namespace) -> int:
 
         samples, bits = image_samples(args.image, args.channels, args.bayer)
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
+        args.codec = resolve_sample_codec(args.codec)  # auto: the codec the packets carry, in the report too
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)
-        packets = packetise(frame, config=wire, counters=SequenceCounters())
+        try:
+            packets = packetise(frame, config=wire, counters=SequenceCounters())
+        except TooManyPackets as exc:
+            raise CLIError(f"{exc} (--max-packet, --keep, --codec)") from None
         summary["product"] = {
             "image": str(args.image),
             "shape": list(samples.shape),

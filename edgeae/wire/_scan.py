@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .packets import CRC_LEN, MAX_PACKET, PRIMARY_HEADER, crc16
+from .packets import CRC_LEN, IDLE_APID, MAX_PACKET, PRIMARY_HEADER, crc16
 
 
 class Window:
@@ -95,20 +95,32 @@ def crc_ok(buf: bytes, i: int, total: int) -> bool:
     return crc16(buf[i : i + total - CRC_LEN]) == int.from_bytes(buf[i + total - CRC_LEN : i + total], "big")
 
 
+def idle_fill(buf: bytes, i: int, total: int, at_end: bool, apids: frozenset[int]) -> bool:
+    """Whether the plausible packet of ``total`` bytes at ``buf[i:]`` is a CCSDS idle packet (APID 0x7FF) that
+    lines up: it ends the data (``at_end``) or a plausible header (``apids``) follows it. Idle packets carry
+    no CRC of ours (other senders' fill has none), so lining up stands in for the CRC."""
+    return (
+        bool(apids)
+        and ((buf[i] & 0x07) << 8 | buf[i + 1]) == IDLE_APID
+        and (at_end or packet_total(buf, i + total, apids) > 0)
+    )
+
+
 class Finder:
     """Finds the CRC-valid packets ahead in a window: plausible headers by numpy, a window's ``chunk`` bytes
     at a time and every offset once; the CRC only at those. Calls must come with non-decreasing ``start``."""
 
-    def __init__(self, win: Window, table: np.ndarray) -> None:
-        self.win, self.table = win, table
+    def __init__(self, win: Window, table: np.ndarray, apids: frozenset[int] = frozenset()) -> None:
+        self.win, self.table, self.apids = win, table, apids  # apids: also stop at idle packets that line up
         self.idx = np.zeros(0, dtype=np.int64)  # absolute offsets of plausible headers not yet passed
         self.tot = np.zeros(0, dtype=np.int64)
         self.k = 0
         self.done = win.floor  # header offsets below this have been looked at
 
     def next(self, start: int, stop: int, release: bool) -> int | None:
-        """The first offset in [start, stop) where a CRC-valid packet starts, or None. ``release``: bytes
-        before the offsets looked at are not needed (else the window keeps them)."""
+        """The first offset in [start, stop) where a CRC-valid packet (or an idle packet that lines up, see
+        :func:`idle_fill`) starts, or None. ``release``: bytes before the offsets looked at are not needed (else
+        the window keeps them)."""
         win = self.win
         stop = min(stop, win.size)
         while True:
@@ -118,8 +130,8 @@ class Finder:
                     return None
                 if i >= start:
                     t = int(self.tot[self.k])
-                    buf, base = win.span(i, i + t)
-                    if crc_ok(buf, i - base, t):
+                    buf, base = win.span(i, i + t + PRIMARY_HEADER)
+                    if crc_ok(buf, i - base, t) or idle_fill(buf, i - base, t, i + t == win.size, self.apids):
                         return i
                 self.k += 1
             lo = max(self.done, start)

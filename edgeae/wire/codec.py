@@ -5,6 +5,7 @@ Codec ids are part of the wire format (``docs/wire-format.md``):
 - 0 ``none``: samples big-endian, interleaved (row-major over (n, C) or the flat element order).
 - 1 ``delta-deflate``: per-channel differences along the sample order (modulo 2**8 or 2**16, the first
   sample against 0), uint16 split into a high-byte plane then a low-byte plane, then zlib/deflate level 9.
+  A patch packet's flat range of interleaved pixels differs per channel too (:func:`encode_delta_pixels`).
 - 2 ``deflate``: the ``none`` bytes, then zlib/deflate level 9 (for latents, which are not smooth).
 - 3 ``ccsds121``: CCSDS 121.0-B lossless data compression (the Rice-based adaptive entropy coder flown on
   many missions) as implemented by libaec: unit-delay predictor, block size 16, reference sample interval
@@ -96,11 +97,7 @@ def encode_samples(samples: np.ndarray, codec: int, bits: int | None = None) -> 
     if codec == 1:
         a2 = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
         delta = np.diff(a2, axis=0, prepend=np.zeros((1, a2.shape[1]), a2.dtype))  # wraps modulo 2**bits
-        if delta.dtype == np.uint16:
-            raw = (delta >> 8).astype(np.uint8).tobytes() + (delta & 0xFF).astype(np.uint8).tobytes()
-        else:
-            raw = delta.tobytes()
-        return zlib.compress(raw, 9)
+        return _delta_bytes(delta)
     if codec == 3:
         b = _bits(arr.dtype, bits)
         if arr.size == 0:
@@ -139,17 +136,59 @@ def decode_samples(
         raise CodecError(f"expected {nbytes} sample bytes, got {len(raw)}")
     if codec != 1:
         return np.frombuffer(raw, dtype=_be(dtype)).astype(dtype).reshape(shape)
-    if dtype not in (np.uint8, np.uint16):
-        raise CodecError(f"delta-deflate decodes uint8/uint16 samples, not {dtype}")
+    delta = _deltas(raw, dtype, count)
     cols = 1 if len(shape) < 2 else int(np.prod(shape[1:], dtype=np.int64))
     rows = count // cols if cols else 0
-    if dtype == np.uint16:
-        planes = np.frombuffer(raw, dtype=np.uint8)
-        delta = (planes[:count].astype(np.uint16) << 8) | planes[count:].astype(np.uint16)
-    else:
-        delta = np.frombuffer(raw, dtype=np.uint8)
     out = np.cumsum(delta.reshape(rows, cols), axis=0, dtype=dtype)  # wraps back modulo 2**bits
     return out.reshape(shape)
+
+
+def _delta_bytes(delta: np.ndarray) -> bytes:
+    """Codec 1's bytes of the differences ``delta``: u16 as a high-byte plane then a low-byte plane; zlib."""
+    if delta.dtype == np.uint16:
+        raw = (delta >> 8).astype(np.uint8).tobytes() + (delta & 0xFF).astype(np.uint8).tobytes()
+    else:
+        raw = delta.tobytes()
+    return zlib.compress(raw, 9)
+
+
+def _deltas(raw: bytes, dtype: np.dtype, count: int) -> np.ndarray:
+    """The ``count`` differences (flat, ``dtype``) in the inflated bytes of a codec-1 stream."""
+    if dtype not in (np.uint8, np.uint16):
+        raise CodecError(f"delta-deflate decodes uint8/uint16 samples, not {dtype}")
+    if dtype == np.uint16:
+        planes = np.frombuffer(raw, dtype=np.uint8)
+        return (planes[:count].astype(np.uint16) << 8) | planes[count:].astype(np.uint16)
+    return np.frombuffer(raw, dtype=np.uint8)
+
+
+def _pixel_rows(flat: np.ndarray, channels: int, first: int) -> np.ndarray:
+    """``flat`` (n samples of interleaved pixels, the first of channel ``first``) as whole-pixel rows, zeros
+    before and after: (ceil((first + n) / channels), channels)."""
+    n = flat.shape[0]
+    full = np.zeros(-(-(first + n) // channels) * channels, flat.dtype)
+    full[first : first + n] = flat
+    return full.reshape(-1, channels)
+
+
+def encode_delta_pixels(flat: np.ndarray, channels: int, first: int = 0) -> bytes:
+    """Codec 1 (delta-deflate) of a flat range of interleaved pixel samples (an anomaly patch packet's e0 and
+    n): each sample minus the previous sample *of its channel* in the range (the first of each channel minus
+    0); the range starts at channel ``first`` (e0 mod C) and need not hold whole pixels."""
+    arr = np.ascontiguousarray(flat).reshape(-1)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise CodecError(f"codec 1 codes uint8/uint16 samples, got {arr.dtype}")
+    rows = _pixel_rows(arr, channels, first)
+    delta = np.diff(rows, axis=0, prepend=np.zeros((1, channels), arr.dtype)).reshape(-1)
+    return _delta_bytes(delta[first : first + arr.shape[0]])
+
+
+def decode_delta_pixels(data: bytes, dtype: np.dtype, n: int, channels: int, first: int = 0) -> np.ndarray:
+    """Inverse of :func:`encode_delta_pixels`: ``n`` samples (flat), per-channel differences undone."""
+    dtype = np.dtype(dtype)
+    delta = _deltas(decode_samples(data, 2, np.dtype(np.uint8), (n * dtype.itemsize,)).tobytes(), dtype, n)
+    rows = np.cumsum(_pixel_rows(delta, channels, first), axis=0, dtype=dtype)  # wraps back modulo 2**bits
+    return rows.reshape(-1)[first : first + n]
 
 
 def _decode_aec(data: bytes, dtype: np.dtype, shape: tuple[int, ...], count: int, bits: int | None) -> np.ndarray:

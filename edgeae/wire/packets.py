@@ -14,6 +14,7 @@ scattered gaps, never a band of rows. In layout 1 each packet carried a rectangl
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Sequence
 
@@ -54,6 +55,7 @@ from .products import (
 from .sparse import (  # noqa: F401
     Body,
     BodySpool,
+    TooManyPackets,
     _fit,
     plan_sparse,
     ratio,
@@ -64,6 +66,8 @@ from .sparse import (  # noqa: F401
     sparse_v2_bodies,
     too_many_packets,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SequenceCounters:
@@ -127,6 +131,13 @@ def packet_bodies(product: Product, cfg: WireConfig) -> tuple[str, list[Body]]:
     """The kind of ``product`` and its packets as (codec, kind header, sample bytes), in order."""
     codec = CODECS[cfg.codec]
     if isinstance(product, SparseFrame):
+        if not product.values.size:  # legal (one packet, n = 0), but rarely what the caller meant
+            log.warning(
+                "sparse frame %d: keep %r keeps 0 of %s pixels: sent with no samples",
+                product.frame_id,
+                product.keep,
+                f"{product.height * product.width:,}",
+            )
         if cfg.layout == 1:
             return "sparse", sparse_v1_bodies(product, cfg)
         spools: list[BodySpool] = []  # the planner's coded packets, sent without coding them again
@@ -200,7 +211,7 @@ def packetise(
     seq = counters if counters is not None else SequenceCounters()
     kind, bodies = packet_bodies(product, cfg)
     if len(bodies) >= 2**16:
-        raise ValueError(too_many_packets(kind, product.frame_id, len(bodies)))
+        raise TooManyPackets(too_many_packets(kind, product.frame_id, len(bodies)))
     wanted = range(len(bodies)) if parts is None else [int(i) for i in parts]
     bad = [i for i in wanted if not 0 <= i < len(bodies)]
     if bad:

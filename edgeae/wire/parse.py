@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacketHeader
 
+from edgeae.masks import PRNG_VERSION
+
 from . import interleave as il
-from .codec import CODECS, CodecError, decode_samples
+from .codec import CODECS, CodecError, decode_delta_pixels, decode_samples
 from .layout import (
     APIDS,
     COMMON,
@@ -72,6 +74,17 @@ def peek_header(data: bytes) -> tuple[int, int] | None:
     return ((data[0] & 0x07) << 8) | data[1], ((data[2] << 8) | data[3]) & 0x3FFF
 
 
+def is_idle(data: bytes) -> bool:
+    """Whether ``data`` is a whole CCSDS idle packet: version 0, APID 0x7FF and a length field that gives
+    ``len(data)``. Its CRC is not checked: idle packets are fill, and other senders' carry none."""
+    return (
+        len(data) > PRIMARY_HEADER
+        and (data[0] & 0xE0) == 0
+        and ((data[0] & 0x07) << 8 | data[1]) == IDLE_APID
+        and (data[4] << 8 | data[5]) + PRIMARY_HEADER + 1 == len(data)
+    )
+
+
 def _fail(reason: str, message: str) -> WireError:
     return WireError(reason, message)
 
@@ -79,6 +92,8 @@ def _fail(reason: str, message: str) -> WireError:
 def parse_packet(data: bytes) -> Packet:
     """Check and decode one whole space packet; raises :class:`WireError` on anything malformed."""
     data = bytes(data)
+    if is_idle(data):  # CCSDS fill: not ours, carries no CRC of ours
+        raise _fail("idle", f"idle packet (APID {IDLE_APID:#x}, {len(data)} bytes)")
     if len(data) < PRIMARY_HEADER + COMMON.size + CRC_LEN:
         raise _fail("short", f"{len(data)} bytes is shorter than the smallest packet")
     head = SpacePacketHeader.unpack(data[:PRIMARY_HEADER])
@@ -87,8 +102,6 @@ def parse_packet(data: bytes) -> Packet:
     (crc,) = struct.unpack(">H", data[-CRC_LEN:])
     if crc16(data[:-CRC_LEN]) != crc:
         raise _fail("crc", f"CRC mismatch (apid {head.apid}, seq {head.seq_count})")
-    if head.apid == IDLE_APID:
-        raise _fail("idle", "idle packet")
     if head.apid not in KIND_OF_APID:
         raise _fail("apid", f"unknown APID {head.apid:#x}")
     if head.ccsds_version != 0 or head.packet_type != PacketType.TM or head.sec_header_flag:
@@ -128,6 +141,9 @@ def parse_packet(data: bytes) -> Packet:
             if header["e0"] % c or header["n"] % c:
                 raise _fail("header", f"ccsds121 patch range [{header['e0']}, +{header['n']}) splits a pixel")
             samples = decode_samples(payload, codec, dtype, (header["n"] // c, c), bits).reshape(shape)
+        elif codec == 1 and kind == "patch" and header["channels"] > 1:  # differences per channel
+            c = header["channels"]
+            samples = decode_delta_pixels(payload, dtype, header["n"], c, header["e0"] % c)
         else:
             samples = decode_samples(payload, codec, dtype, shape, bits if codec == 3 else None)
     except CodecError as exc:
@@ -143,7 +159,7 @@ def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.
         return _check_sparse_v2(f)
     if kind == "sparse":
         h, w, c, bits, keep, pat, seed, prng, r0, r1, c0, c1, n = f
-        _check_frame(h, w, c, bits, keep, pat)
+        _check_frame(h, w, c, bits, keep, pat, prng)
         if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w) or n > (r1 - r0) * (c1 - c0):
             raise _fail("header", f"bad rectangle rows [{r0},{r1}) cols [{c0},{c1}) n={n}")
         hd = dict(
@@ -195,16 +211,22 @@ def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.
         x, y, size, c, bits, index, score, e0, n = f
         if size < 1 or c < 1 or not 1 <= bits <= 16 or e0 + n > size * size * c:
             raise _fail("header", f"bad patch size {size}, channels {c}, bits {bits} or range [{e0},{e0 + n})")
+        if max(x, y) + size > 0xFFFFFFFF:  # frame sides are u32: no frame holds this patch
+            raise _fail("header", f"patch at ({x}, {y}) of size {size} runs past the largest frame (2^32 - 1 pixels)")
         hd = dict(x=x, y=y, size=size, channels=c, bit_depth=bits, index=index, score=score, e0=e0, n=n)
         return hd, sample_dtype(bits), (n,)
     total, offset, n = f
+    if codec in (1, 3):  # telemetry is JSON bytes, sent as they are or deflated
+        raise _fail("codec", f"codec {codec} on telemetry (none or deflate only)")
     if offset + n > total:
         raise _fail("header", f"telemetry range [{offset},{offset + n}) outside {total} bytes")
     return {"total": total, "e0": offset, "n": n}, np.dtype(np.uint8), (n,)
 
 
-def _check_frame(h: int, w: int, c: int, bits: int, keep: float, pat: int) -> None:
+def _check_frame(h: int, w: int, c: int, bits: int, keep: float, pat: int, prng: int) -> None:
     """The frame fields both sparse header versions carry."""
+    if prng != PRNG_VERSION:  # the mask could not be regenerated: refused before anything is kept
+        raise _fail("header", f"mask PRNG version {prng} (this ground implements version {PRNG_VERSION})")
     if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
         raise _fail("header", f"bad frame shape {h}x{w}x{c} or bit depth {bits}")
     if not (math.isfinite(keep) and 0.0 < keep <= 1.0) or pat not in PATTERN_OF_CODE:
@@ -213,7 +235,7 @@ def _check_frame(h: int, w: int, c: int, bits: int, keep: float, pat: int) -> No
 
 def _check_sparse_v2(f: tuple) -> tuple[dict, np.dtype, tuple[int, ...]]:
     h, w, c, bits, keep, pat, seed, prng, r0, r1, n_band, seg, parts, index, step, n = f
-    _check_frame(h, w, c, bits, keep, pat)
+    _check_frame(h, w, c, bits, keep, pat, prng)
     if not 0 <= r0 < r1 <= h or n_band > (r1 - r0) * w:
         raise _fail("header", f"bad band rows [{r0},{r1}) with {n_band} kept pixels")
     try:

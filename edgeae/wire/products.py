@@ -168,6 +168,8 @@ class AnomalyPatch:
         _check_u32("y", self.y)
         if not 1 <= self.size < 2**16:
             raise ValueError(f"size must be in 1..65535, got {self.size}")
+        if max(self.x, self.y) + self.size >= 2**32:  # frame sides are u32; the ground refuses such a patch
+            raise ValueError(f"patch at ({self.x}, {self.y}) of size {self.size} runs past the largest frame")
         if not 0 <= self.index < 2**16:
             raise ValueError(f"index must be in 0..65535, got {self.index}")
         if not math.isfinite(self.score):

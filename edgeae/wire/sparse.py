@@ -169,7 +169,7 @@ def _fit_band(
         idx = il.packet_indices(n_band, seg, raw_parts, band.step, int(j))
         samples = np.asarray(values[v0 + idx])
         ratio = min(ratio, samples.nbytes / max(1, len(encode_samples(samples, codec, frame.bit_depth))))
-    floor_parts = max(1, -(-n_band * unit // MAX_PIECE_BYTES))
+    floor_parts = max(1, -(-t_count // max(1, MAX_PIECE_BYTES // (seg * unit))))  # a packet: <= ceil(T/P) segments
     parts = max(floor_parts, int(np.ceil(t_count / (per_packet * max(1.0, ratio) * 0.99))))
     for _ in range(8):
         if parts >= raw_parts:
@@ -222,15 +222,20 @@ def plan_sparse(
         shared.close()
     total = sum(b.parts for b in plan)
     if total >= 2**16:  # before a header packs a count into its 16-bit field (the caller closes ``spools``)
-        raise ValueError(too_many_packets("sparse", frame.frame_id, total))
+        raise TooManyPackets(too_many_packets("sparse", frame.frame_id, total))
     return plan
+
+
+class TooManyPackets(ValueError):
+    """A product that needs more packets than the 16-bit part count holds (a front end may add its own
+    option names to the message)."""
 
 
 def too_many_packets(kind: str, frame_id: int, n: int) -> str:
     """The error for a product that needs more packets than the 16-bit part count holds, with what helps."""
-    helps = "raise the packet size (--max-packet)"
+    helps = "raise the packet size limit"
     if kind == "sparse":
-        helps += ", keep fewer pixels (--keep) or code the samples (--codec ccsds121)"
+        helps += ", keep fewer pixels or code the samples losslessly"
     return f"{kind} product {frame_id} needs {n:,} packets, over the 65,535 a product can have: {helps}"
 
 
@@ -320,7 +325,8 @@ def sparse_v1_bodies(frame: SparseFrame, cfg: WireConfig) -> list[Body]:
             raw_rows = int(np.searchsorted(cum, cum[r] + raw_cap, side="right")) - 1 - r
             best = None
             if codec:
-                want = int(np.searchsorted(cum, cum[r] + int(raw_cap * rat * 0.97), side="right")) - 1 - r
+                most = min(int(raw_cap * rat * 0.97), MAX_PIECE_BYTES // unit)  # a packet's decoded bytes too
+                want = int(np.searchsorted(cum, cum[r] + most, side="right")) - 1 - r
                 try_rows = max(raw_rows, want)
                 for _ in range(8):
                     data = enc_rows(r, r + try_rows, codec)

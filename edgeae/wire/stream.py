@@ -8,7 +8,8 @@ reported as :class:`Damage` with its record number and byte offset, and the read
 next whole record; so is a truncated last record. Nothing is raised but a wrong magic or version.
 
 A plain stream is space packets back to back, as CCSDS defines them; the reader trusts the length field
-only when the CRC then matches, and otherwise resynchronises on the next plausible header, counting skipped
+only when the CRC then matches (an idle packet, APID 0x7FF: when the next header or the end of the file
+follows it), and otherwise resynchronises on the next plausible header, counting skipped
 bytes. A damaged packet (a plausible header of a wire APID whose CRC or length fails) is handed on as it
 is, so that a receiver counts it as corrupt just as it does a damaged record.
 
@@ -27,7 +28,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from ._scan import Finder, Window, apid_table, bytes_reader, crc_ok, file_reader, headers, packet_total
+from ._scan import Finder, Window, apid_table, bytes_reader, crc_ok, file_reader, headers, idle_fill, packet_total
 from .packets import APIDS, COMMON, CRC_LEN, IDLE_APID, MAX_PACKET, PRIMARY_HEADER
 
 MAGIC = b"EAPK"
@@ -86,7 +87,8 @@ def write_packet_file(path: str | Path, records: Iterable[tuple[float, bytes]]) 
 # ------------------------------------------------------------------------------------------- windows
 # ------------------------------------------------------------------------------------------- plain streams
 class Piece(NamedTuple):
-    """One stretch of a plain stream: a CRC-valid ``packet``, a ``corrupt`` packet (a plausible header of a
+    """One stretch of a plain stream: a CRC-valid ``packet`` (or a CCSDS idle packet, APID 0x7FF, that lines
+    up with what follows: idle fill carries no CRC of ours), a ``corrupt`` packet (a plausible header of a
     wire APID whose CRC or length fails; ``data`` holds its bytes) or ``garbage`` (``data`` is empty)."""
 
     kind: str
@@ -99,16 +101,21 @@ def _pieces(win: Window, apids: Iterable[int]) -> Iterator[Piece]:
     """The pieces of the plain stream in ``win``, in order; together they cover every byte once."""
     aps = frozenset(apids)
     wire = aps - {IDLE_APID}
-    finder = Finder(win, apid_table(aps))
+    finder = Finder(win, apid_table(aps), aps)
     pos = win.floor
     while pos < win.size:
-        buf, base = win.span(pos, pos + win.chunk + MAX_PACKET)
+        buf, base = win.span(pos, pos + win.chunk + MAX_PACKET + PRIMARY_HEADER)
         end = base + len(buf)
-        visible = end if end >= win.size else end - MAX_PACKET  # a packet starting before it lies in buf
+        # a packet starting before it lies in buf, and so does the header after it
+        visible = end if end >= win.size else end - MAX_PACKET - PRIMARY_HEADER
         t = 0
         while pos < visible:  # packets back to back: no numpy, no search
             t = packet_total(buf, pos - base, aps)
-            if not (t and pos + t <= end and crc_ok(buf, pos - base, t)):
+            if not (
+                t
+                and pos + t <= end
+                and (crc_ok(buf, pos - base, t) or idle_fill(buf, pos - base, t, pos + t == win.size, aps))
+            ):
                 break
             yield Piece(PACKET, pos, t, buf[pos - base : pos - base + t])
             pos += t
@@ -141,7 +148,8 @@ def stream_pieces(data: bytes, apids: Iterable[int] | None = None, chunk: int = 
 
 
 def split_stream(data: bytes, apids: Iterable[int] | None = None) -> Iterator[tuple[bytes | None, int]]:
-    """Split back-to-back space packets: yields ``(packet, 0)`` for each CRC-valid packet and
+    """Split back-to-back space packets: yields ``(packet, 0)`` for each CRC-valid packet (and each idle packet
+    that lines up) and
     ``(None, k)`` for each run of k bytes skipped while resynchronising (garbage or a damaged packet).
 
     Linear time and memory bounded by :data:`CHUNK`: plausible primary headers (``apids``: the wire format's
@@ -306,6 +314,20 @@ def _records(win: Window, path: str, apids: frozenset[int]) -> Iterator[tuple[fl
         pos = q
 
 
+def check_header(head: bytes, path: str | Path) -> None:
+    """Raise :class:`PacketFileError` unless ``head`` (the first 5 bytes of the file ``path``) is a record
+    file's header: the magic and version :data:`FILE_VERSION`."""
+    if len(head) < len(MAGIC) + 1 and MAGIC.startswith(head[: len(MAGIC)]):
+        missing = "version missing" if len(head) == len(MAGIC) else "magic cut short, version missing"
+        raise PacketFileError(
+            f"{path}: truncated packet-file header ({len(head)} of {len(MAGIC) + 1} bytes; {missing})"
+        )
+    if head[: len(MAGIC)] != MAGIC:
+        raise PacketFileError(f"{path}: not an edgeae packet file (magic {head[: len(MAGIC)]!r}, want {MAGIC!r})")
+    if head[len(MAGIC)] != FILE_VERSION:
+        raise PacketFileError(f"{path}: packet file version {head[len(MAGIC)]} is not {FILE_VERSION}")
+
+
 def iter_packet_file(
     path: str | Path, apids: Iterable[int] | None = None, chunk: int = CHUNK
 ) -> Iterator[tuple[float, bytes] | Damage]:
@@ -315,10 +337,7 @@ def iter_packet_file(
     f = open(path, "rb")  # noqa: SIM115 (closed by the generator)
     try:
         head = f.read(len(MAGIC) + 1)
-        if head[:4] != MAGIC:
-            raise PacketFileError(f"{path}: not an edgeae packet file (magic {head[:4]!r}, want {MAGIC!r})")
-        if len(head) < 5 or head[4] != FILE_VERSION:
-            raise PacketFileError(f"{path}: packet file version {head[4:5].hex() or 'missing'} is not {FILE_VERSION}")
+        check_header(head, path)
         f.seek(0, 2)
         win = Window(file_reader(f), len(head), f.tell(), chunk)
     except BaseException:
