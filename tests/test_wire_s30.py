@@ -211,6 +211,12 @@ def image(tmp_path: Path) -> Path:
 def test_simulate_adds_its_option_names_to_too_many_packets(
     tmp_path: Path, image: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # modules that bind packetise when first imported are imported unpatched first, so that the stand-in
+    # below cannot leak into later tests
+    import importlib
+
+    for name in ("edgeae.ground.baselines", "edgeae.ground.pipeline", "edgeae.ground.budget_downlink"):
+        importlib.import_module(name)
     import edgeae.wire.packets as wpackets
 
     def refuse(*_a: object, **_k: object) -> list[bytes]:
