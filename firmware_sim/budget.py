@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeae.tiling import axis_count, axis_starts
+
 from .mission import Mission
 
 
@@ -236,39 +238,114 @@ class CostModel:
 
 
 # ------------------------------------------------------------------------------------------------ memory
+PREFETCH_STRIPS = 1  # strips decoded ahead of the one being processed (a thread; ring of PREFETCH + 2 buffers)
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Bytes the runtime preallocates (or holds) for a mission, by purpose."""
+    """Bytes a frame allocates beyond what the process holds before it, by purpose (``items``, summed in
+    :attr:`total`), and the buffers allocated at boot that a frame uses (``boot``: listed, never added: they are
+    in the RSS the frame check starts from)."""
 
     items: tuple[tuple[str, int], ...]
+    boot: tuple[tuple[str, int], ...] = ()
 
     @property
     def total(self) -> int:
         return sum(v for _, v in self.items)
 
-    def as_dict(self) -> dict[str, int]:
-        return {**dict(self.items), "total": self.total}
+    def as_dict(self) -> dict[str, Any]:
+        return {**dict(self.items), "total": self.total, **({"boot_held": dict(self.boot)} if self.boot else {})}
+
+
+def patch_grid(mission: Mission, width: int, height: int) -> int | None:
+    """Patches in a ``height`` × ``width`` frame's scoring grid, as the loop builds it (a streamed frame's rows
+    stop at the last whole patch row, one patch apart); None when a size is unknown (0)."""
+    an = mission.anomaly
+    if width <= 0 or height <= 0:
+        return None
+    if width < an.patch or height < an.patch:
+        return 0
+    if mission.camera.source == "strips":
+        rows = (height - an.patch) // an.patch + 1
+    else:
+        rows = axis_count(height, an.patch, an.stride)
+    return rows * axis_count(width, an.patch, an.stride)
+
+
+def recon_check_positions(rows: int, width: int, tile: int, n: int) -> list[tuple[int, int]]:
+    """The (y, x) corners of the tiles the reconstruction check takes from ``rows`` × ``width`` samples: at most
+    ``n`` cells of the tile grid (:func:`edgeae.tiling.axis_starts`, the last flush with the edge), spread evenly
+    over the cells in row-major order, none twice; [] when the samples are smaller than a tile."""
+    if rows < tile or width < tile or n < 1:
+        return []
+    ys, xs = axis_starts(rows, tile, tile), axis_starts(width, tile, tile)
+    cells = len(ys) * len(xs)
+    picks = np.unique(np.rint(np.linspace(0, cells - 1, min(n, cells))).astype(np.int64))
+    return [(ys[int(i) // len(xs)], xs[int(i) % len(xs)]) for i in picks]
+
+
+def scoring_plan(mission: Mission, patch_channels: int, grid: int | None) -> tuple[int, int]:
+    """(bytes a frame's scoring allocates, bytes of the :class:`~.score.PatchScorer` buffers allocated at boot).
+
+    ``vae`` scores on the :class:`~.score_engine.ScoreEngine` (the fast path): raw-sample batches, at most
+    ``2 × threads`` in flight and one being filled, and per scoring thread the float32 input it builds from one
+    batch plus one layout or padding copy (an int8 model's input is a quarter of that); the PatchScorer's
+    buffers are never filled on this path. ``cae-masked`` fills the PatchScorer's input, truth and weight buffers
+    (allocated at boot) and each call allocates the reconstruction, its error and the weighted squared error.
+    A batch never holds more patches than the frame's ``grid``."""
+    an, cam = mission.anomaly, mission.camera
+    pp = an.patch * an.patch
+    f32 = pp * patch_channels * 4  # one patch as float32
+    slots = an.batch if grid is None else min(an.batch, grid)
+    boot = an.batch * (f32 + pp * 4) + (an.batch * f32 if an.method == "cae-masked" else 0)
+    if an.method == "vae":
+        workers = max(1, mission.runtime.threads)
+        raw = (2 * workers + 1) * an.batch
+        raw = raw if grid is None else min(raw, grid)
+        item = 1 if cam.bit_depth <= 8 else 2
+        return raw * pp * patch_channels * item + workers * slots * f32 * 2, boot
+    return slots * f32 * 3, boot
 
 
 def plan_memory(mission: Mission, width: int, height: int, model_bytes: int, patch_channels: int) -> MemoryPlan:
-    """Working memory a mission needs at frame width ``width`` (and ``height`` for whole-file frames)."""
-    cam, an = mission.camera, mission.anomaly
-    rows = cam.strip_rows if cam.source == "strips" else height
+    """What a frame of ``width`` × ``height`` (0: unknown) allocates beyond the buffers the boot already holds
+    (the model images and the PatchScorer's buffers, listed under ``boot``), on the mission's scoring path.
+
+    The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
+    than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`)."""
+    cam, an, rc = mission.camera, mission.anomaly, mission.reconstruction
+    streamed = cam.source == "strips"
+    rows = (min(cam.strip_rows, height) if height > 0 else cam.strip_rows) if streamed else height
     px = rows * width
     item = 1 if cam.bit_depth <= 8 else 2
-    p2 = an.patch * an.patch * patch_channels
+    pixels = an.patch * an.patch * patch_channels * item  # one kept patch, raw samples
+    grid = patch_grid(mission, width, height)
+    k = max(an.top_k, 1) if grid is None else min(max(an.top_k, 1), grid)
+    top_k = k * pixels
+    if an.method == "vae" and an.score == "terms-max":  # two keepers (one per term) and 24 B per scored patch
+        top_k = 2 * top_k + 24 * (grid or 0)
+    score, scorer_boot = scoring_plan(mission, patch_channels, grid)
     items = [
-        ("frame_strip_raw", px * cam.channels * item),
+        ("frame_strip_raw", px * cam.channels * item * (PREFETCH_STRIPS + 3 if streamed else 1)),  # + ring
         ("mask_rows", px),
         ("sparse_values_strip", int(px * mission.sampling.keep * cam.channels * item) + 1),
-        ("patch_batch_f32", an.batch * p2 * 4 * 3),  # input, x_hat, squared error
-        ("top_k_patches", max(an.top_k, 1) * p2 * item),
-        ("model_image", model_bytes),
+        ("patch_batch_f32", score),
+        ("top_k_patches", top_k),
     ]
-    if mission.reconstruction.mode != "off":
-        t2 = mission.reconstruction.tile**2 * cam.channels
-        items.append(("recon_tiles_f32", mission.reconstruction.check_tiles * t2 * 4 * 3))
-    return MemoryPlan(tuple(items))
+    t2 = rc.tile * rc.tile * cam.channels
+    if rc.mode == "check":  # truth, masked input, x_hat, |error| as float32 and the known mask
+        tiles = (
+            rc.check_tiles
+            if width <= 0 or rows <= 0
+            else len(recon_check_positions(rows, width, rc.tile, rc.check_tiles))
+        )
+        items.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1)))
+    elif rc.mode == "latent":  # one row of tiles in, the encoder's output of that row (at most as large)
+        cols = axis_count(width, rc.tile, rc.tile) if width > 0 else 1
+        items.append(("recon_tiles_f32", cols * t2 * 4 * 2))
+    boot = (("model_image", model_bytes), ("patch_scorer_buffers", scorer_boot if an.model else 0))
+    return MemoryPlan(tuple(items), tuple((n, v) for n, v in boot if v))
 
 
 def rss_bytes() -> int:

@@ -22,7 +22,7 @@ from edgeae.nodata import Margin, valid_mask
 from edgeae.tiling import axis_starts
 from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
-from .budget import LADDER, Level, scoring_left_ms, selected_per_row
+from .budget import LADDER, PREFETCH_STRIPS, Level, recon_check_positions, scoring_left_ms, selected_per_row
 from .frames import FrameReader
 from .score_engine import background
 from .strip_scoring import _ms, score_flush, score_strip, score_strip_fast
@@ -30,7 +30,6 @@ from .topk import TermsTopK, TopK
 from .validate import check_pixels, to_samples
 
 REPLAN_AFTER_STRIPS = 8  # strips measured before the in-flight deadline projection may lower the level
-PREFETCH_STRIPS = 1  # strips decoded ahead of the one being processed (a thread; ring of PREFETCH + 2 buffers)
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
@@ -162,7 +161,11 @@ class FrameWork:
             score_strip_fast(self, r0, samples, valid)
         else:
             score_strip(self, r0, samples, mask, valid)
-        self._recon_check(r0, samples, mask)
+        t = time.perf_counter()
+        try:
+            self._recon_check(r0, samples, mask)
+        except Exception as exc:  # an optional product: the frame's sparse pixels and patches still fly
+            self.recon = {"tiles": 0, "error": f"{type(exc).__name__}: {exc}"[:300], "ms": _ms(t)}
         self.rss_peak = max(self.rss_peak, self.rt.meter.rss())
         if self.streamed:
             self._replan(r0 + strip.shape[0])
@@ -250,26 +253,47 @@ class FrameWork:
         return valid
 
     def _recon_check(self, r0: int, samples: np.ndarray, mask: np.ndarray) -> None:
+        """Reconstruct the check tiles of the first strip with a tile's rows (a whole-file frame: the frame),
+        distinct cells of its tile grid spread over its rows and columns (:func:`.budget.recon_check_positions`),
+        and record the MAE over their destroyed pixels."""
         guard, rc = self.rt.recon, self.m.reconstruction
         if rc.mode == "latent":
             self._encode_latents(samples)
             return
-        if guard is None or not self.level.reconstruct or self.cut or self.recon or samples.shape[0] < rc.tile:
+        if guard is None or not self.level.reconstruct or self.cut or self.recon:
             return
-        if self.w < rc.tile:
+        at = recon_check_positions(samples.shape[0], self.w, rc.tile, rc.check_tiles)
+        if not at:
             return
         t = time.perf_counter()
-        n = rc.check_tiles
-        xs = np.linspace(0, self.w - rc.tile, n).astype(int)
         scale = np.float32(1.0 / ((1 << self.m.camera.bit_depth) - 1))
-        truth = np.stack([samples[: rc.tile, x : x + rc.tile].transpose(2, 0, 1) for x in xs]).astype(np.float32)
+        truth = np.stack([samples[y : y + rc.tile, x : x + rc.tile].transpose(2, 0, 1) for y, x in at])
+        truth = truth.astype(np.float32)
         truth *= scale
-        known = np.stack([mask[: rc.tile, x : x + rc.tile] for x in xs])[:, None]
+        known = np.stack([mask[y : y + rc.tile, x : x + rc.tile] for y, x in at])[:, None]
         x_hat = np.asarray(guard.predictor(truth * known), np.float32)
         destroyed = np.broadcast_to(~known, truth.shape)
         err = np.abs(x_hat - truth)[destroyed]
-        self.recon = {"tiles": int(n), "row": r0, "mae_destroyed": float(err.mean()) if err.size else 0.0}
+        self.recon = {"tiles": len(at), "row": r0, "positions": [[r0 + y, x] for y, x in at]}
+        if len(at) < rc.check_tiles:  # the strip's tile grid has fewer cells than asked for
+            self.recon["check_tiles"] = rc.check_tiles
+        self.recon["mae_destroyed"] = float(err.mean()) if err.size else 0.0
         self.recon["ms"] = _ms(t)
+
+    def recon_skipped(self) -> str | None:
+        """Why a frame whose level asked for the reconstruction check has none (too small for a tile, cut by the
+        deadline first), or None."""
+        guard, rc = self.rt.recon, self.m.reconstruction
+        if rc.mode != "check" or guard is None or not self.level.reconstruct or self.recon:
+            return None
+        if self.cut:
+            return "deadline_cut: the frame's time ran out before the check"
+        tile = f"a {rc.tile} x {rc.tile} tile ([reconstruction] tile = {rc.tile})"
+        if self.h < rc.tile or self.w < rc.tile:
+            return f"smaller than a tile: the frame ({self.h} x {self.w} px) is smaller than {tile}"
+        if self.streamed and self.strip_rows < rc.tile:
+            return f"smaller than a tile: its strips ([camera] strip_rows = {self.strip_rows}) are shorter than {tile}"
+        return None
 
     def _encode_latents(self, samples: np.ndarray) -> None:
         """Encode every tile of a whole frame (``tile_positions`` order) into float16 latents."""
@@ -306,10 +330,15 @@ class FrameWork:
     # ---------------------------------------------------------------------------------------- results
     def report(self) -> dict[str, Any]:
         flags = ["deadline_cut"] if self.cut else []
+        if "error" in self.recon:
+            flags.append("recon_failed")
         timing = dict(self.t)
         recon = dict(self.recon)  # a copy: the report can be asked for again
         if recon:
             timing["recon"] = recon.pop("ms")
+        skipped = self.recon_skipped()
+        if skipped is not None:
+            recon = {"tiles": 0, "skipped": skipped}
         ranked = self.topk.ranked()
         return {
             "keep": self.keep,

@@ -76,6 +76,10 @@ class RunInterrupted(KeyboardInterrupt):
         self.summary, self.frames_done = summary, frames_done
 
 
+PROBE_PATCHES_MAX = 16
+"""Patches one cost probe times on a model with a dynamic batch (enough for a per-patch time, little memory)."""
+
+
 class FlightRuntime:
     """One boot of the flight software on a mission; ``out_dir`` holds everything that survives a reboot."""
 
@@ -174,7 +178,10 @@ class FlightRuntime:
         out: dict[str, float] = {}
         if level.score_every == 0 and self.models.scorer is not None:
             q = max(1, self.cost.batch)  # a model's static batch: n patches cost ceil(n / q) * q
-            n = min(self.models.scorer.batch, int(0.5 * slack_ms / self.cost.ms_per_patch) // q * q)
+            # at most one static batch of the model (or PROBE_PATCHES_MAX for a dynamic one): a probe after a
+            # sparse_only frame must not allocate a mission-sized batch's temporaries (batch = 1000: +32 MiB)
+            cap = min(self.models.scorer.batch, q if q > 1 else PROBE_PATCHES_MAX)
+            n = min(cap, int(0.5 * slack_ms / self.cost.ms_per_patch) // q * q)
             if n >= 1:
                 out["ms_per_patch"] = self.models.time_batch(n) * n / (math.ceil(n / q) * q)  # per slot run
                 self.cost.ms_per_patch = self.cost._ema(self.cost.ms_per_patch, out["ms_per_patch"])

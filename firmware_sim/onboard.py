@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .budget import recon_check_positions
 from .faults import FaultPlan, flip_bits
 from .guard import GuardEvent, ModelGuard, ModelRefused
 from .mission import Mission, MissionError
@@ -27,6 +28,9 @@ ZOO_PREFIX = "zoo:"
 # How the VAE scoring engine uses [runtime] threads cores: one interpreter of 1 thread per core (measured the
 # faster on this 2-core machine: benchmarks/nac_headline.py), or one interpreter with that many threads.
 PARALLEL_MODES = ("interpreters", "intra-op")
+WARM_TILES_MAX = 64
+"""At most this many tiles in the reconstruction model's boot run (``check_tiles`` is only bounded by a frame's
+tile grid, which a camera of any size does not know at boot)."""
 
 
 def resolve_model_file(spec: str) -> Path:
@@ -220,6 +224,9 @@ class OnboardModels:
             lam = model_lambda(pred.metadata) if an.score == "terms-max" else None
             self.scorer = PatchScorer(pred, an.method, an.patch, cam.channels, an.batch, cam.bit_depth, lam)
             self.engine = self._make_engine()
+            if self.engine is None:  # the PatchScorer scores every frame: its buffers resident now, in what the
+                for buf in {id(b): b for b in (self.scorer.buf, self.scorer.truth)}.values():  # boot holds
+                    buf.fill(0)
         if rc.mode != "off":
             self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
             if self.recon is not None:
@@ -231,7 +238,13 @@ class OnboardModels:
         guard, rc, cam = self.recon, self.m.reconstruction, self.m.camera
         if guard is None or guard.predictor is None:
             return
-        n = rc.check_tiles if rc.mode == "check" else max(1, -(-cam.width // rc.tile))  # a row of tiles
+        if rc.mode == "check":  # the tiles a frame's check runs: no more than its tile grid has (budget's rule)
+            rows = cam.strip_rows if cam.source == "strips" else cam.height
+            known = rows > 0 and cam.width > 0
+            n = len(recon_check_positions(rows, cam.width, rc.tile, rc.check_tiles)) if known else rc.check_tiles
+            n = max(1, min(n, WARM_TILES_MAX))
+        else:
+            n = max(1, -(-cam.width // rc.tile))  # a row of tiles
         try:
             guard.predictor(np.zeros((n, cam.channels, rc.tile, rc.tile), np.float32))
         except Exception as exc:  # it would fail on every frame as well

@@ -120,7 +120,7 @@ def test_boot_refused_when_the_loaded_models_and_buffers_exceed_the_budget(
     msg = str(err.value)
     assert "after the models loaded the process holds 209,715,200 B" in msg
     assert "[runtime] threads = 2" in msg and "[budget] memory_bytes = 67,108,864 B" in msg
-    assert "model_image" in msg and "raise [budget] memory_bytes to at least 201 MiB" in msg
+    assert "frame_strip_raw" in msg and "raise [budget] memory_bytes to at least 201 MiB" in msg
     assert not out.exists()
 
 
@@ -253,3 +253,48 @@ def test_a_fallback_loaded_after_a_corrupt_model_says_so_in_one_line(tmp_path: P
     rt.close()
     notes = [w for w in rt.boot_warnings if "fallback" in w]
     assert len(notes) == 1 and "failed its checks at boot" in notes[0] and str(copy) in notes[0]
+
+
+# ------------------------------------------------------------------ a reconstruction failure inside a frame
+def test_a_recon_failure_inside_a_frame_keeps_the_frames_products(tmp_path: Path, models: dict[str, Path]) -> None:
+    """The reconstruction check is optional: when it fails mid-frame, the frame's sparse pixels and patches still
+    fly, the frame is flagged ``recon_failed`` and its record says why (it was dropped as ``frame_error``)."""
+    rt = FlightRuntime(mission(models), tmp_path / "out")
+    assert rt.recon is not None
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("arena allocation failed")
+
+    rt.recon.predictor = broken
+    rec = rt.process(frame())
+    rt.finish()
+    assert rec["status"] != "dropped", rec.get("reason")
+    assert "recon_failed" in rec["flags"]
+    assert rec["reconstruction"]["tiles"] == 0 and "arena allocation failed" in rec["reconstruction"]["error"]
+    assert rec["status"] == "processed" and rec["queued_bytes"]["sparse"] > 0 and rec["queued_bytes"]["patch"] > 0
+
+
+def test_boot_warms_the_recon_model_on_no_more_tiles_than_a_frame_checks(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """check_tiles = 1,000,000 on a 128 x 192 camera: the boot run takes the 24 cells of the tile grid (it asked
+    the model for a million tiles, 3.8 GiB, and failed with MemoryError)."""
+    seen: list[int] = []
+
+    def loader(path: Path, threads: int) -> Any:
+        real = default_loader(path, threads)
+        if path.name != "cae.onnx":
+            return real
+
+        class Counting:
+            metadata = real.metadata
+
+            def __call__(self, x: np.ndarray) -> np.ndarray:
+                seen.append(x.shape[0])
+                return real(x)
+
+        return Counting()
+
+    m = mission(models, camera={"height": 128, "width": 192}, reconstruction={"check_tiles": 1_000_000})
+    FlightRuntime(m, tmp_path / "out", loader=loader).close()
+    assert seen and max(seen) == (128 // P) * (192 // P)
