@@ -323,3 +323,19 @@ def test_a_refusal_after_the_write_check_leaves_no_empty_folders(
     (kept / "deep" / "other.txt").write_text("x")
     assert main(["downlink", "simulate", "--image", str(bad), "--out", str(kept / "deep" / "more" / "rx.bin")]) == 2
     assert (kept / "deep" / "other.txt").exists() and not (kept / "deep" / "more").exists()
+
+
+def test_folders_made_for_several_outputs_are_all_removed_after_a_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two outputs in sibling new folders: the common parent is removed too (the folders of every check are
+    removed deepest first, not in the order the checks made them)."""
+    from edgeae.cli import main
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"x")
+    out = tmp_path / "new"
+    argv = ["reconstruct", str(bad), "-o", str(out / "a" / "o.png"), "--metrics-json", str(out / "b" / "m.json")]
+    assert main(argv) == 2
+    assert "not a PNG" in capsys.readouterr().err
+    assert not out.exists()

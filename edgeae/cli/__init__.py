@@ -93,8 +93,10 @@ def _remove_made_folders() -> None:
     """After a failed command: remove the folders ``check_writable`` made that are still empty (deepest first),
     so that a refusal after the check leaves nothing behind."""
     import contextlib
+    from pathlib import Path
 
-    for folder in _MADE_FOLDERS:
+    # the deepest first over every check's folders (one command may check several outputs in sibling folders)
+    for folder in sorted({Path(f) for f in _MADE_FOLDERS}, key=lambda f: len(f.parts), reverse=True):
         with contextlib.suppress(OSError):  # not empty (the command wrote something) or gone: leave it
             os.rmdir(folder)
     _MADE_FOLDERS.clear()
@@ -108,10 +110,11 @@ def check_writable(path: str | os.PathLike[str], flag: str) -> None:
     from pathlib import Path
 
     folder = Path(path).parent
-    made = [f for f in (folder, *folder.parents) if not f.exists()]  # deepest first
+    made = [f for f in (folder, *folder.parents) if not f.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _MADE_FOLDERS.extend(made)
+        for f in reversed(made):  # the outermost first, each recorded as it is made
+            f.mkdir(exist_ok=True)
+            _MADE_FOLDERS.append(f)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".edgeae-write-check-"):
             pass
     except OSError as exc:
