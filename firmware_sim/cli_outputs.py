@@ -199,8 +199,11 @@ def check_lines(rt: Any) -> list[str]:
             f"  held + buffers: {(held + plan.total) / mib:.1f} MiB: "
             + ("fits at nominal" if fits else "does not fit at nominal: frames go down the ladder")
         )
-        n = sparse_packet_estimate(m, cam.width, cam.height)
-        out.append(f"  sparse pixels of a full frame: about {n:,} packets of the 65,535 a product can have")
+        if cam.height:
+            n = sparse_packet_estimate(m, cam.width, cam.height)
+            out.append(f"  sparse pixels of a full frame: about {n:,} packets of the 65,535 a product can have")
+        else:
+            out.append("  any frame height: each frame's packets are checked when it arrives")
     else:
         out.append("  any frame size: each frame's buffers and packets are checked when it arrives")
     scoring = f"; scoring measured at boot: {rt.cost.ms_per_patch:.3g} ms per patch" if rt.scorer is not None else ""

@@ -207,9 +207,9 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
         return
     plan = plan_memory(mission, cam.width, cam.height, rt._model_bytes(), cam.channels)
     rt.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
-    too_many = packet_refusal(mission, cam.width, cam.height)
+    too_many = packet_refusal(mission, cam.width, cam.height, worst_case=True)
     if too_many is not None:
-        raise MissionError(f"{mission.source_path}: a full frame's {too_many}")
+        raise MissionError(f"{mission.source_path}: a full frame's {too_many} (planned on raw samples)")
     if plan.total > mission.budget.memory_bytes:
         raise MissionError(
             f"{mission.source_path}: the buffers need {plan.total:,} B but [budget] memory_bytes is "
@@ -257,19 +257,36 @@ def usable_cores() -> int | None:
         return os.cpu_count()
 
 
-def packet_refusal(mission: Mission, width: int, height: int) -> str | None:
+def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool = False) -> str | None:
     """Why a ``height`` × ``width`` frame's sparse pixels cannot fit the wire format's 65,535 packets per
-    product at the nominal keep fraction (planned on raw samples, as a frame that compresses badly needs them),
-    naming the mission keys that help; None when they fit."""
+    product at the nominal keep fraction, naming the mission keys that help; None when they fit or may fit.
+
+    A frame (``worst_case`` False): only with ``[downlink] codec = "none"`` is the count known before sampling
+    (raw samples); a coding codec packs a compressible frame into fewer packets, so such a frame is sampled and
+    a packetiser refusal drops it afterwards (``too_many_packets`` all the same, :func:`packet_advice`). The
+    boot check of a fixed camera (``worst_case``) plans on raw samples whatever the codec: a mission whose
+    frames fit only when they compress well is refused while it can still be changed."""
+    if mission.downlink.codec != "none" and not worst_case:
+        return None
     n = sparse_packet_estimate(mission, width, height)
     if n < 2**16:
         return None
     dl, keep = mission.downlink, mission.sampling.keep
     return (
         f"sparse pixels ({width} x {height} px at keep {keep:g}) need about {n:,} packets, more than the wire "
-        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}) or lower "
-        f"[sampling] keep (now {keep:g}); [downlink] codec ({dl.codec!r}) does not change this count, which is "
-        "planned on raw samples"
+        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}), lower "
+        f"[sampling] keep (now {keep:g})"
+        + (" or code the samples ([downlink] codec, now 'none')" if dl.codec == "none" else "")
+    )
+
+
+def packet_advice(mission: Mission, detail: str) -> str:
+    """The packetiser's too-many-packets refusal, with the mission keys that help."""
+    dl, keep = mission.downlink, mission.sampling.keep
+    return (
+        f"{detail.split(':')[0]}, over the 65,535 a product can have, after coding ([downlink] codec "
+        f"{dl.codec!r}): raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}) or lower [sampling] keep "
+        f"(now {keep:g})"
     )
 
 

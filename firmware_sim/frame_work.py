@@ -233,8 +233,9 @@ class FrameWork:
 
     def _valid(self, r0: int, samples: np.ndarray) -> np.ndarray | None:
         """The strip's valid-pixel mask (:func:`edgeae.nodata.valid_mask`, numpy only, shared with the ground
-        tools): no-data, dark or saturated margins and the mission's fixed margin. None when not scoring."""
-        if self.rt.scorer is None or self.every == 0 or self.m.anomaly.min_valid <= 0:
+        tools): no-data, dark or saturated margins and the mission's fixed margin. None when not scoring. Made
+        at any ``min_valid`` (0 included): it also says which pixels of a partial patch are filled."""
+        if self.rt.scorer is None or self.every == 0:
             return None
         r1 = r0 + samples.shape[0]
         edges = ("left", "right") + (("top",) if r0 == 0 else ()) + (("bottom",) if r1 >= self.h else ())

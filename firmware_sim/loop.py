@@ -26,6 +26,7 @@ import numpy as np
 from edgeae.tiling import axis_starts
 from edgeae.wire.codec import resolve_sample_codec
 from edgeae.wire.packets import WireConfig
+from edgeae.wire.sparse import TooManyPackets
 
 from .budget import LADDER, CostModel, Level, MemoryMeter, rss_bytes
 from .faults import FaultPlan, FaultSpecError, SimulatedReboot, parse_faults
@@ -37,6 +38,7 @@ from .frame_intake import (
     late_fault,
     memory_fit,
     open_reader,
+    packet_advice,
     packet_refusal,
 )
 from .frame_intake import sparse_packet_estimate as sparse_packet_estimate
@@ -219,6 +221,10 @@ class FlightRuntime:
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
             withdraw(self, fid, rec)
             return self._finish(drop(self, rec, "unreadable", str(exc)), t0)
+        except TooManyPackets as exc:  # its pixels compressed too little for the wire format (packetised last)
+            self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
+            withdraw(self, fid, rec)
+            return self._finish(drop(self, rec, "too_many_packets", packet_advice(self.m, str(exc))), t0)
         except Exception as exc:  # never let one frame stop the loop (cv2.error, MemoryError, ...)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=f"{type(exc).__name__}: {exc}")
             withdraw(self, fid, rec)

@@ -36,6 +36,7 @@ from edgeae.wire.packets import (
     sparse_v2_bodies,
 )
 from edgeae.wire.products import SparseFrame
+from edgeae.wire.sparse import TooManyPackets, too_many_packets
 
 Piece = tuple[int, int, int, int, int, int]  # row0, row1, col0, col1, n values, first value index
 
@@ -86,9 +87,7 @@ def sparse_packets(
         spools: list[BodySpool] = []  # the planner's coded packets, on disk: sent without coding them again
         try:
             plan = plan_sparse(frame, np.asarray(row_counts, np.int64), cfg, spools)
-            total = sum(b.parts for b in plan)
-            if total >= 2**16:
-                raise ValueError(f"sparse frame {frame.frame_id} needs {total} packets (max 65535)")
+            total = sum(b.parts for b in plan)  # plan_sparse refuses a frame over 65,535 (TooManyPackets)
             for i, (cd, head, data) in enumerate(sparse_v2_bodies(frame, plan, cfg, spools)):
                 yield build_packet(apid, seq.take(apid), COMMON.pack(2, cd, frame.frame_id, i, total) + head + data)
         finally:
@@ -99,7 +98,7 @@ def sparse_packets(
         raise ValueError("layout 1 sparse packets stream with codec 'none' only")
     pieces = plan_pieces(frame, row_counts, cfg.max_packet_size)
     if len(pieces) >= 2**16:
-        raise ValueError(f"sparse frame {frame.frame_id} needs {len(pieces)} packets (max 65535)")
+        raise TooManyPackets(too_many_packets("sparse", frame.frame_id, len(pieces)))
     be = frame.values.dtype.newbyteorder(">")
     for i, (r0, r1, c0, c1, n, v0) in enumerate(pieces):
         head = sparse_header(frame, r0, r1, c0, c1, n)

@@ -138,6 +138,8 @@ def test_a_frame_over_the_memory_budget_goes_down_the_ladder(
     tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     m = mission(models, budget={"memory_bytes": 2**20, "frame_ms": 1e6})
+    base = loop.rss_bytes()
+    monkeypatch.setattr(loop, "rss_bytes", lambda: base)  # the boot: nothing held yet (whatever was imported)
     rt = FlightRuntime(m, tmp_path)
     h, w = 128, 192
     plan = plan_memory(m, w, h, rt._model_bytes(), 1)
@@ -298,3 +300,25 @@ def test_boot_warms_the_recon_model_on_no_more_tiles_than_a_frame_checks(
     m = mission(models, camera={"height": 128, "width": 192}, reconstruction={"check_tiles": 1_000_000})
     FlightRuntime(m, tmp_path / "out", loader=loader).close()
     assert seen and max(seen) == (128 // P) * (192 // P)
+
+
+def test_a_compressible_frame_over_the_raw_packet_count_still_flies_and_one_that_is_not_is_dropped(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """With a coding codec the packet count is known only after coding: a flat frame whose raw samples would need
+    ~84,000 packets flies (it was dropped before sampling), an incompressible one is dropped as
+    ``too_many_packets`` (not ``frame_error``) with the mission keys."""
+    m = mission(
+        models,
+        anomaly={"model": ""},
+        reconstruction={"mode": "off"},
+        sampling={"keep": 1.0},
+        downlink={"max_packet_bytes": 128, "codec": "delta-deflate"},
+    )
+    rt = FlightRuntime(m, tmp_path / "out")
+    flat = rt.process(np.full((2048, 4096), 77, np.uint8))
+    noise = rt.process(np.random.default_rng(0).integers(0, 256, (2048, 4096), dtype=np.uint8))
+    rt.finish()
+    assert flat["status"] == "processed", flat.get("reason")
+    assert noise["status"] == "dropped" and noise["reason"].startswith("too_many_packets")
+    assert "[downlink] max_packet_bytes (now 128)" in noise["detail"]

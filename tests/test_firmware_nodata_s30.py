@@ -40,19 +40,21 @@ def _mission(fallback_model: str, min_valid: float = 0.5) -> object:
     )  # fmt: skip
 
 
-def test_fill_no_data_equals_the_ground_fill() -> None:
+def test_fill_no_data_is_the_ground_fill_and_fills_with_the_valid_mean() -> None:
     from edgeae.strips import fill_patches
 
+    assert fill_no_data is fill_patches  # one function for flight and ground (edgeae.nodata)
     rng = np.random.default_rng(0)
     pix = rng.random((5, 3, 16, 16), dtype=np.float32)
     valid = rng.random((5, 16, 16)) > 0.3
     valid[1] = True  # whole: left as read
     valid[2] = False  # no valid pixel: left as read
-    want = fill_patches(pix.copy(), valid)
     got = fill_no_data(pix.copy(), valid)
-    assert np.array_equal(got, want)
+    for k in (0, 3, 4):  # an independent reference: each channel's no-data pixels take its valid mean
+        for c in range(3):
+            ref = np.where(valid[k], pix[k, c], pix[k, c][valid[k]].mean())
+            np.testing.assert_allclose(got[k, c], ref, rtol=1e-6)
     assert np.array_equal(got[1:3], pix[1:3])
-    assert not np.array_equal(got[0], pix[0])
 
 
 def test_patch_scorer_fills_a_partial_patch_for_the_vae_only() -> None:
@@ -102,10 +104,12 @@ def test_score_runner_fills_the_partial_patches_it_is_given(fmt: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fast", "fmt"), [(True, "onnx"), (True, "tflite"), (False, "onnx")], ids=["engine", "engine-litert", "scorer"]
+    ("fast", "fmt", "min_valid"),
+    [(True, "onnx", 0.5), (True, "tflite", 0.5), (False, "onnx", 0.5), (True, "onnx", 0.0), (False, "onnx", 0.0)],
+    ids=["engine", "engine-litert", "scorer", "engine-min-valid-0", "scorer-min-valid-0"],
 )
 def test_flight_scores_a_partial_patch_as_the_ground_fills_it(
-    data_root: Path, tmp_path: Path, fast: bool, fmt: str
+    data_root: Path, tmp_path: Path, fast: bool, fmt: str, min_valid: float
 ) -> None:
     pytest.importorskip("ai_edge_litert" if fmt == "tflite" else "onnxruntime")
     from edgeae.firmware_sim.loop import FlightRuntime
@@ -127,7 +131,7 @@ def test_flight_scores_a_partial_patch_as_the_ground_fills_it(
     np.save(tmp_path / "f.npy", img)
 
     model = str(ZOO_VAE / f"orbital-gray-vae.int8.{fmt}")
-    rt = FlightRuntime(_mission(model), tmp_path / "out")
+    rt = FlightRuntime(_mission(model, min_valid), tmp_path / "out")
     try:
         if not fast:
             assert rt.models.engine is not None
