@@ -156,6 +156,7 @@ def _print(report: dict) -> None:
     print(
         f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
         f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
+        + (f", {st['idle_packets']:,} idle (fill) packets" if st.get("idle_packets") else "")
     )
     refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}
     if refused:
@@ -179,6 +180,8 @@ def _print(report: dict) -> None:
     for name, rep in report["products"].items():
         line = f"{name}: {rep.get('packets_received', '?')}/{rep.get('packets_expected', '?')} packets"
         line += f", {rep.get('packets_lost', '?')} lost, {rep.get('packets_corrupt', '?')} corrupt"
+        if rep.get("packets_refused"):
+            line += f", {rep['packets_refused']} refused (intact, but headers or samples this ground refuses)"
         if rep.get("packets_inconsistent"):
             line += (
                 f", {rep['packets_inconsistent']} with other frame headers set aside (a second frame with the same "
@@ -187,7 +190,8 @@ def _print(report: dict) -> None:
         if rep.get("pieces_bad"):
             line += f", {rep['pieces_bad']} pieces that did not fit the sample mask dropped"
         if "pixel_fraction_received" in rep:
-            line += f", {100 * rep['pixel_fraction_received']:.1f}% of sampled pixels"
+            frac = rep["pixel_fraction_received"]
+            line += ", no pixels sampled" if frac is None else f", {100 * frac:.1f}% of sampled pixels"
         if rep.get("psnr") is not None:
             line += f", PSNR {rep['psnr']:.2f} dB" + (f" ({rep['psnr_note']})" if "psnr_note" in rep else "")
         elif "psnr_error" in rep:

@@ -153,7 +153,7 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             fill_name=_label(ctx, "cae"),
         )
         rep = res.report
-        received = float(rep.get("pixel_fraction_received", 0.0))
+        received = float(rep.get("pixel_fraction_received") or 0.0)  # null: a mask that kept no pixel
         lost = bool(rep.get("frame_lost"))
         rebuilt = not lost and rep.get("rebuilt", True)  # arrived but not rebuilt: a decode or fill error
         psnr = rep.get("psnr") if rebuilt else None  # a lost frame's mid-grey stand-in is not scored

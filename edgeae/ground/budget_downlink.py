@@ -201,12 +201,14 @@ def _head_copies(data: bytes, cfg: PlanConfig, counters: SequenceCounters) -> li
 @dataclass(frozen=True, eq=False)
 class Received:
     """The ground's rebuild: ``image`` float32 (H, W, C) in [0, 1]; ``exact`` bool (H, W) pixels that arrived
-    at full resolution (patches); ``whole`` (x, y) of patches that arrived complete; ``lost``: nothing usable."""
+    at full resolution (patches); ``whole`` (x, y) of patches that arrived complete; ``lost``: nothing usable;
+    ``patches_clipped``: patches that ran past the frame (only their pixels inside it were used)."""
 
     image: np.ndarray
     exact: np.ndarray
     whole: tuple[tuple[int, int], ...]
     lost: bool
+    patches_clipped: int = 0
 
 
 def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler | None) -> Received:
@@ -224,6 +226,7 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     context: np.ndarray | None = None
     sparse = False
     whole = []
+    clipped = 0
     for (kind, _, _), asm in rx.products.items():
         if kind == "sparse":
             res = decode_sparse(asm)
@@ -238,10 +241,13 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
             res_p = decode_flat(asm)
             hd = res_p.header
             x, y, p = hd["x"], hd["y"], hd["size"]
-            got = res_p.received.all(axis=2)
-            patch_px[y : y + p, x : x + p][got] = res_p.values[got].astype(np.float32) / 255.0
-            exact[y : y + p, x : x + p] |= got
-            if got.all():
+            ph, pw = max(0, min(p, h - y)), max(0, min(p, w - x))  # the part inside the frame
+            if (ph, pw) != (p, p):  # a patch past the frame's edge: its pixels outside have nowhere to go
+                clipped += 1
+            got = np.asarray(res_p.received.all(axis=2))[:ph, :pw]
+            patch_px[y : y + ph, x : x + pw][got] = res_p.values[:ph, :pw][got].astype(np.float32) / 255.0
+            exact[y : y + ph, x : x + pw] |= got
+            if (ph, pw) == (p, p) and got.all():
                 whole.append((int(x), int(y)))
     img[exact] = patch_px[exact]
     known |= exact
@@ -253,7 +259,7 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     elif known.any():
         out = np.clip(np.asarray(fill(img, known), np.float32), 0.0, 1.0) if fill is not None else img
     else:
-        return Received(np.full((h, w, c), 0.5, np.float32), exact, (), True)
+        return Received(np.full((h, w, c), 0.5, np.float32), exact, (), True, clipped)
     out = out.copy()
     out[exact] = patch_px[exact]
-    return Received(out, exact, tuple(whole), False)
+    return Received(out, exact, tuple(whole), False, clipped)

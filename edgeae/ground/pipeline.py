@@ -81,7 +81,8 @@ def downlink_frame(
             "packets_received": 0,
             "packets_lost": len(pkts) - corrupt,
             "packets_corrupt": corrupt,
-            "pixel_fraction_received": 0.0,
+            "packets_refused": 0,
+            "pixel_fraction_received": 0.0 if frame.values.size else None,  # None: the mask sampled no pixel
             "psnr": float(psnr(as_float(samples, bit_depth), recon)),
             "frame_lost": True,
             "longest_row_gap": h,

@@ -1,7 +1,8 @@
 """Ground-side packet intake: check, de-duplicate, count gaps (14-bit wrap) and group pieces by product.
 
 :class:`Receiver` takes packets in any order and never raises on bad input: every packet it cannot use is
-counted by reason (``edgeae.wire.parse.REASONS``). Sequence counts are unwrapped per APID
+counted by reason (``edgeae.wire.parse.REASONS``; CCSDS idle fill apart, in ``idle``), and charged to its
+sequence count as corrupt or refused when its primary header can be read. Sequence counts are unwrapped per APID
 against the highest count seen so far (a jump of 8192 or more is read as going backwards), so gaps are
 found across the 16383 -> 0 wrap and with reordering up to half the counter range.
 """
@@ -19,34 +20,65 @@ from edgeae.wire.parse import KIND_OF_APID, Packet, WireError, parse_packet, pee
 from .limits import GroundLimits
 
 HALF = SEQ_MODULO // 2
+DAMAGED = ("crc", "length", "short")
+"""Parse failures of a packet damaged on the way (unverified header): charged to its count as corrupt. Other
+reasons (``header``, ``codec``, ``samples``, ``type``, ``version``) come after the CRC matched: refused."""
+
+
+class _Sorted:
+    """A set of unwrapped counts kept in order as well, for range counts (rebuilt when the set was changed
+    directly)."""
+
+    def __init__(self, counts: set[int]) -> None:
+        self.counts = counts
+        self.sorted: list[int] = []
+        self.new: list[int] = []  # added since ``sorted`` was built
+
+    def add(self, u: int) -> None:
+        if u not in self.counts:
+            self.counts.add(u)
+            self.new.append(u)
+
+    def count_in(self, a: int, b: int, exclude: tuple[set[int], ...]) -> int:
+        """Counts in [a, b) not in any of ``exclude``: O(log n + hits), not a scan of every count."""
+        if len(self.sorted) + len(self.new) != len(self.counts):
+            self.sorted, self.new = sorted(self.counts), []
+        elif self.new:
+            self.sorted.extend(sorted(self.new))  # two sorted runs: Timsort merges them in linear time
+            self.sorted.sort()
+            self.new = []
+        i, j = bisect.bisect_left(self.sorted, a), bisect.bisect_left(self.sorted, b)
+        return sum(1 for s in self.sorted[i:j] if not any(s in e for e in exclude))
 
 
 class SeqTracker:
-    """Unwraps the 14-bit sequence counts of one APID and records which were seen."""
+    """Unwraps the 14-bit sequence counts of one APID and records which were seen: ``valid``, ``corrupt``
+    (arrived damaged: CRC, length, cut short) and ``refused`` (arrived CRC-valid but refused for their headers:
+    a codec, header or sample check), the last two attributed by their unverified primary header."""
 
     def __init__(self) -> None:
         self.top: int | None = None  # highest unwrapped count so far
         self.valid: set[int] = set()
         self.corrupt: set[int] = set()
-        self._sorted: list[int] = []  # ``corrupt`` in order, for range counts (rebuilt when it changed)
-        self._new: list[int] = []  # added since ``_sorted`` was built
+        self.refused: set[int] = set()
+        self._corrupt = _Sorted(self.corrupt)
+        self._refused = _Sorted(self.refused)
 
     def add_corrupt(self, u: int) -> None:
         """Record an unwrapped count whose packet arrived damaged."""
-        if u not in self.corrupt:
-            self.corrupt.add(u)
-            self._new.append(u)
+        self._corrupt.add(u)
+
+    def add_refused(self, u: int) -> None:
+        """Record an unwrapped count whose packet arrived (CRC-valid) but was refused for its headers."""
+        self._refused.add(u)
 
     def corrupt_in(self, a: int, b: int) -> int:
         """Counts in [a, b) that arrived only damaged: O(log n + hits), not a scan of every corrupt count."""
-        if len(self._sorted) + len(self._new) != len(self.corrupt):  # the set was changed directly
-            self._sorted, self._new = sorted(self.corrupt), []
-        elif self._new:
-            self._sorted.extend(sorted(self._new))  # two sorted runs: Timsort merges them in linear time
-            self._sorted.sort()
-            self._new = []
-        i, j = bisect.bisect_left(self._sorted, a), bisect.bisect_left(self._sorted, b)
-        return sum(1 for s in self._sorted[i:j] if s not in self.valid)
+        return self._corrupt.count_in(a, b, (self.valid,))
+
+    def refused_in(self, a: int, b: int) -> int:
+        """Counts in [a, b) that arrived only refused (neither valid nor damaged)."""
+        return self._refused.count_in(a, b, (self.valid, self.corrupt))
 
     def unwrap(self, seq: int, update: bool = True) -> int:
         """The unwrapped count nearest the highest so far (``update=False``: an unverified header)."""
@@ -63,10 +95,10 @@ class SeqTracker:
         return u
 
     def gaps(self, extra: Iterable[tuple[int, int]] = (), limit: int = 50) -> tuple[int, list[list[int]]]:
-        """Unwrapped counts never received (valid or corrupt) inside the span seen, widened by ``extra``
+        """Unwrapped counts never received (valid, corrupt or refused) inside the span seen, widened by ``extra``
         ranges [a, b) that products are known to occupy: (how many, the first ``limit`` runs as [first, last]
         wrapped counts). Time and memory grow with the packets seen, never with the span they claim."""
-        seen = sorted(self.valid | self.corrupt)
+        seen = sorted(self.valid | self.corrupt | self.refused)
         span = self.span(extra, seen)
         if span is None:
             return 0, []
@@ -81,10 +113,10 @@ class SeqTracker:
         return count, [[a % SEQ_MODULO, b % SEQ_MODULO] for a, b in runs[:limit]]
 
     def span(self, extra: Iterable[tuple[int, int]] = (), seen: list[int] | None = None) -> tuple[int, int] | None:
-        """The unwrapped counts [first, last] that gaps are counted in: those received (valid or corrupt),
+        """The unwrapped counts [first, last] that gaps are counted in: those received (valid, corrupt, refused),
         widened by the ``extra`` ranges [a, b) of products; None before any. Nothing outside it can be seen
         (a product lost whole before the first count received, as at the start of a pass decoded alone)."""
-        seen = seen if seen is not None else sorted(self.valid | self.corrupt)
+        seen = seen if seen is not None else sorted(self.valid | self.corrupt | self.refused)
         if not seen:
             return None
         lo, hi = seen[0], seen[-1]
@@ -175,6 +207,7 @@ class Receiver:
         self.received_bytes = 0
         self.accepted = 0
         self.duplicates = 0
+        self.idle = 0  # CCSDS idle packets (APID 0x7FF): fill, counted apart from rejected
         self.trackers: dict[int, SeqTracker] = {}
         self.products: dict[tuple[str, int, int], Assembly] = {}
         self._seen: set[tuple] = set()
@@ -202,19 +235,15 @@ class Receiver:
         try:
             pkt = parse_packet(data)
         except WireError as exc:
+            if exc.reason == "idle":  # CCSDS fill: neither damage nor a product's packet
+                self.idle += 1
+                return None
             self.rejected[exc.reason] += 1
-            peek = peek_header(data)
-            if (
-                exc.reason in ("crc", "length")
-                and peek
-                and peek[0] in KIND_OF_APID
-                and len(self._tracker(peek[0]).corrupt) < lim.max_session_packets
-            ):  # bounded: a flood of damaged packets cannot grow it without end
-                t = self._tracker(peek[0])
-                t.add_corrupt(t.unwrap(peek[1], update=False))  # the header is unverified: an attribution, not a fact
+            self._attribute(data, damaged=exc.reason in DAMAGED)
             return None
         except Exception:  # a parser bug must not stop the ground station; count it apart
             self.rejected["internal"] += 1
+            self._attribute(data, damaged=False)
             return None
         t = self._tracker(pkt.apid)
         pid = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
@@ -244,6 +273,24 @@ class Receiver:
         if source is not None:
             self.source_bytes[source] += len(data)
         return pkt
+
+    def _attribute(self, data: bytes, damaged: bool) -> None:
+        """Charge a packet that arrived but could not be used to its APID and count, when its primary header
+        can be read and names a wire APID: ``damaged`` (CRC, length, cut short) as corrupt, else (CRC-valid,
+        refused for its headers or samples) as refused. The header is unverified (a CRC failure) or was refused:
+        an attribution, not a fact, so it never moves the counter's top. Bounded: a flood of such packets
+        cannot grow the sets without end."""
+        peek = peek_header(data)
+        if not peek or peek[0] not in KIND_OF_APID:
+            return
+        t = self._tracker(peek[0])
+        if len(t.corrupt) + len(t.refused) >= self.limits.max_session_packets:
+            return
+        u = t.unwrap(peek[1], update=False)
+        if damaged:
+            t.add_corrupt(u)
+        else:
+            t.add_refused(u)
 
     def clash(self, data: bytes) -> str | None:
         """Why the valid packet ``data`` cannot continue the stream received so far, or None (it can, or it is
@@ -277,10 +324,12 @@ class Receiver:
         return None
 
     def product_report(self, asm: Assembly) -> dict:
-        """Packets expected, received, corrupt (by sequence count in the product's range) and lost."""
+        """Packets expected, received, corrupt and refused (by sequence count in the product's range) and lost
+        (never arrived in any form)."""
         t = self.trackers[{v: k for k, v in KIND_OF_APID.items()}[asm.kind]]
         a, b = asm.seq_range
         corrupt = t.corrupt_in(a, b)
+        refused = t.refused_in(a, b)
         received = len(asm.pieces)
         # pieces of this product that arrived only with other frame-level headers (damaged headers that
         # passed the CRC) arrived: they are inconsistent, not lost on the link
@@ -292,12 +341,14 @@ class Receiver:
             "packets_expected": asm.parts,
             "packets_received": received,
             "packets_corrupt": corrupt,
-            "packets_lost": max(0, asm.parts - received - corrupt - len(stray)),
+            "packets_refused": refused,
+            "packets_lost": max(0, asm.parts - received - corrupt - refused - len(stray)),
             "packets_inconsistent": asm.inconsistent,
         }
 
     def stream_report(self) -> dict:
-        """Totals for the whole session: packets received, accepted, duplicated, rejected by reason, gaps."""
+        """Totals for the whole session: packets received (= accepted + duplicates + idle + rejected), accepted,
+        duplicated, idle fill, rejected by reason, gaps."""
         gaps = {}
         for apid, t in sorted(self.trackers.items()):
             kind = KIND_OF_APID.get(apid, hex(apid))
@@ -308,6 +359,7 @@ class Receiver:
                 "apid": apid,
                 "received": len(t.valid),
                 "corrupt": len(t.corrupt - t.valid),
+                "refused": len(t.refused - t.valid - t.corrupt),
                 "missing": n_missing,
                 "missing_ranges": runs,
                 # gaps are counted between these (wrapped) counts only: see SEQUENCE_SCOPE
@@ -321,6 +373,7 @@ class Receiver:
             "packets_accepted": self.accepted,
             "bytes_kept": self.kept_bytes,
             "duplicates": self.duplicates,
+            "idle_packets": self.idle,
             "rejected": dict(sorted(self.rejected.items())),
             "sequence": gaps,
             "sequence_scope": SEQUENCE_SCOPE,

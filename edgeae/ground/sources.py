@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeae.masks import PRNG_VERSION, make_mask
+from edgeae.wire.packets import MAX_PACKET, PRIMARY_HEADER
 from edgeae.wire.products import SparseFrame, sample_dtype
-from edgeae.wire.stream import GARBAGE, MAGIC, Damage, iter_packet_file, iter_stream_file
+from edgeae.wire.stream import GARBAGE, MAGIC, RECORD, Damage, check_header, iter_packet_file, iter_stream_file
 
 if TYPE_CHECKING:
     from .station import GroundStation
@@ -82,8 +83,8 @@ def iter_packets(path: str | Path) -> Iterator[tuple[float, bytes] | Damage]:
     files = packet_files(path)
     for f in files:
         with open(f, "rb") as fh:
-            magic = fh.read(len(MAGIC))
-        yield from iter_packet_file(f) if magic == MAGIC else iter_stream_file(f)
+            head = fh.read(len(MAGIC) + 1)
+        yield from iter_packet_file(f) if _record_file(head) else iter_stream_file(f)
 
 
 def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tuple[int, list[Damage]]:
@@ -93,7 +94,9 @@ def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tu
     Damage in a record file (a record length that cannot be right, a truncated last record) is logged as a
     warning naming the file, the record number and the byte offset (the first :data:`MAX_DAMAGE_LINES` per
     file one by one, then one summary line); noise in a plain stream only at debug level (the caller reports
-    the total).
+    the total). The part of a truncated last record's packet that is there (a primary header at least) is
+    handed to ``take`` as a damaged packet, as a plain stream's reader hands on a cut packet, so the receiver
+    counts it as corrupt, not lost; its bytes are then not counted as forming no packet.
     """
     skipped = 0
     damage: list[Damage] = []
@@ -102,7 +105,11 @@ def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tu
         if not isinstance(item, Damage):
             take(*item)
             continue
-        skipped += item.nbytes
+        cut = _truncated_packet(item)
+        if cut is not None:  # handed on as a damaged packet: the receiver charges it to its count as corrupt
+            take(*cut)
+        else:
+            skipped += item.nbytes
         if item.reason == GARBAGE:
             log.debug("%s", item)
             continue
@@ -111,13 +118,32 @@ def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tu
         seen[0] += 1
         seen[1] += item.nbytes
         if seen[0] <= MAX_DAMAGE_LINES:
-            log.warning("%s", item)
+            log.warning("%s%s", item, " (its packet is handed on as a damaged packet)" if cut else "")
     for name, (n, nbytes) in logged.items():
         if n > MAX_DAMAGE_LINES:
             log.warning(
                 "%s: %d more damaged stretches (%s bytes skipped in all)", name, n - MAX_DAMAGE_LINES, f"{nbytes:,}"
             )
     return skipped, damage
+
+
+def _truncated_packet(item: Damage) -> tuple[float, bytes] | None:
+    """The arrival time and bytes of the packet in a record file's truncated last record (``item``, read back
+    from its file: :class:`Damage` carries where, not the bytes), when the record header is whole and at least
+    a primary header of the packet is there; else None. Handed to the receiver like a damaged record, it counts
+    as a corrupt packet of its product, not a lost one."""
+    if item.reason != "truncated" or item.nbytes < RECORD.size + PRIMARY_HEADER:
+        return None
+    try:
+        with open(item.path, "rb") as fh:
+            fh.seek(item.offset)
+            data = fh.read(min(item.nbytes, RECORD.size + MAX_PACKET))
+    except OSError:
+        return None
+    if len(data) < RECORD.size + PRIMARY_HEADER:
+        return None
+    t, _ = RECORD.unpack_from(data)
+    return t, data[RECORD.size :]
 
 
 def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
@@ -269,14 +295,20 @@ def load_originals(
 
 def check_packet_files(path: str | Path) -> list[Path]:
     """The files :func:`iter_packets` would read, each checked for a readable header first: a folder without
-    ``*.bin`` files (FileNotFoundError) or a record file with a wrong magic or version
-    (:class:`~edgeae.wire.stream.PacketFileError`) is refused before any packet is read."""
-    from edgeae.wire.stream import FILE_VERSION, PacketFileError
-
+    ``*.bin`` files (FileNotFoundError) or a record file with a wrong version or a truncated header
+    (:class:`~edgeae.wire.stream.PacketFileError`, from :func:`edgeae.wire.stream.check_header`) is refused
+    before any packet is read."""
     files = packet_files(path)
     for f in files:
         with open(f, "rb") as fh:
             head = fh.read(len(MAGIC) + 1)
-        if head[: len(MAGIC)] == MAGIC and (len(head) <= len(MAGIC) or head[len(MAGIC)] != FILE_VERSION):
-            raise PacketFileError(f"{f}: packet file version {head[4:5].hex() or 'missing'} is not {FILE_VERSION}")
+        if _record_file(head):
+            check_header(head, f)
     return files
+
+
+def _record_file(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (its first 5 bytes) is read as a record file: it starts with the
+    magic, or is shorter than it and all of it is the magic's start (a truncated header, refused as such).
+    Anything else is a plain stream of space packets."""
+    return head[: len(MAGIC)] == MAGIC or (0 < len(head) < len(MAGIC) and MAGIC.startswith(head))

@@ -5,7 +5,8 @@ through ``edgeae.predictor.load_predictor``) or, with no model, by classical inp
 decoded with a ``cae-decoder`` artifact whose id matches the frame's encoder id (or any given decoder).
 Per frame it writes ``frame_<id>.png`` (reconstruction; ``.tif`` for other than 1 or 3 channels),
 ``frame_<id>_valid.png`` (white = pixel received) and ``frame_<id>.json`` (packets expected / received /
-lost / corrupt, pixels received, PSNR when the original is known); ``stream.json`` holds the session totals.
+lost / corrupt / refused, pixels received, PSNR when the original is known); ``stream.json`` holds the session
+totals.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class GroundStation:
                     )
             else:
                 rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"])
+                self._check_patch_in_frame(asm.frame_id, res.header)
                 if not math.isfinite(res.header["score"]):  # the sender refuses these: a damaged or rogue product
                     raise DecodeError(
                         f"patch {asm.frame_id}/{res.header['index']}: anomaly score {res.header['score']} is not "
@@ -150,6 +152,20 @@ class GroundStation:
                     ext = _image_ext(res.values)
                     write_image(self.out / f"patch_{asm.frame_id}_{res.header['index']}{ext}", res.values)
         return rep
+
+    def _check_patch_in_frame(self, frame_id: int, hd: dict) -> None:
+        """Refuse (:class:`DecodeError`) a patch that does not lie inside the sparse or latent frame of its id
+        that this session has received so far (a patch of a frame not received cannot be checked)."""
+        x, y, size = hd["x"], hd["y"], hd["size"]
+        for kind in ("sparse", "latent"):
+            with self.lock:  # the receiver may be taking packets in another thread
+                frame = self.receiver.products.get((kind, frame_id, 0))
+                shape = None if frame is None else (frame.header["height"], frame.header["width"])
+            if shape is not None and (x + size > shape[1] or y + size > shape[0]):
+                raise DecodeError(
+                    f"patch {frame_id}/{hd['index']}: {size}x{size} at (x={x}, y={y}) runs past its {kind} frame "
+                    f"{frame_id} ({shape[1]} wide, {shape[0]} high): patch not written"
+                )
 
     def _sparse(self, asm: Assembly) -> dict:
         t0 = time.perf_counter()
@@ -169,7 +185,8 @@ class GroundStation:
             "keep": asm.header["keep"],
             "pixels_sent": int(res.mask.sum()),
             "pixels_received": int(known.sum()),
-            "pixel_fraction_received": float(known.sum() / max(1, res.mask.sum())),
+            # of the pixels the mask sampled; None when it sampled none (0 of 0 is no fraction)
+            "pixel_fraction_received": float(known.sum() / res.mask.sum()) if res.mask.any() else None,
             "pieces_bad": res.pieces_bad,
             "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
             "reconstruction": self.fill_name,
@@ -219,7 +236,17 @@ class GroundStation:
                 f"are over max_frame_bytes {lim.max_frame_bytes:,}"
             )
         res = decode_flat(asm, lim)
-        rep: dict[str, Any] = {"encoder_id": h["encoder_id"], "elements_received": float(res.received.mean())}
+        # float16 NaN / inf pass the wire checks: such an element is taken as not received (0), so the decoder
+        # never sees one, and counted
+        bad = ~np.isfinite(res.values) if res.values.dtype.kind == "f" else np.zeros(res.values.shape, bool)
+        if bad.any():
+            res.values[bad] = 0
+            res.received[bad] = False
+        rep: dict[str, Any] = {
+            "encoder_id": h["encoder_id"],
+            "elements_received": float(res.received.mean()),
+            "latent_nonfinite": int(bad.sum()),
+        }
         tiles_ok = res.received.reshape(res.received.shape[0], -1).all(axis=1)
         rep["tiles_complete"] = int(tiles_ok.sum())
         rep["tiles"] = int(tiles_ok.size)
