@@ -194,3 +194,38 @@ def test_a_capture_is_recognised_even_when_its_first_counterpart_was_lost(tmp_pa
                  str(out)]) == 0  # fmt: skip
     assert _json(out / "capture_2" / "frame_0.json")["packets_received"] == len(b)
     assert _json(out / "frame_0.json")["packets_inconsistent"] == 0
+
+
+def test_the_later_passes_of_a_longer_second_mission_join_its_own_capture(tmp_path: Path) -> None:
+    """Mission 1: one frame over 2 passes; mission 2: three frames over 5 passes. Mission 2's later passes clash
+    with nothing in capture 1 (their counts run past mission 1's last one, their frame ids are new there): they
+    joined capture 1 and split mission 2's frame 1 in two. They continue capture 2's counts: they go there."""
+    budget = sum(map(len, packetise(_frame(_image(10), 0, 0.5), config=WIRE))) * 2 // 3
+    _mission(tmp_path / "m1", [_frame(_image(10), 0, 0.5)], budget)
+    m2 = _mission(tmp_path / "m2", [_frame(_image(20 + i), i, 0.5) for i in range(3)], budget)
+    assert len(m2) >= 4
+    out = tmp_path / "g"
+    argv = ["ground", "decode", str(tmp_path / "m1" / "downlink"), str(tmp_path / "m2" / "downlink"), "--out", str(out)]
+    assert main(argv) == 0
+    caps = _json(out / "stream.json")["stream"]["captures"]
+    assert [len(c["files"]) for c in caps] == [2, len(m2)]
+    for fid in range(3):
+        rep = _json(out / "capture_2" / f"frame_{fid}.json")
+        assert rep["packets_lost"] == 0 and rep["packets_received"] == rep["packets_expected"]
+    assert not (out / "frame_1.json").exists()
+
+
+def test_the_session_limits_bound_every_capture_together(tmp_path: Path) -> None:
+    """Four captures whose counts restart, each under max_session_bytes: together over it. Each capture had a
+    budget of its own (N captures held N times the limit); the limit is the decode's."""
+    files = []
+    for k in range(4):
+        p = packetise(_frame(_image(k)), config=WIRE, counters=SequenceCounters())
+        files.append(str(_bin(tmp_path / f"f{k}.bin", p)))
+    one = sum(map(len, p))
+    out = tmp_path / "g"
+    assert main(["ground", "decode", *files, "--limit", f"max_session_bytes={one + 100}", "--out", str(out)]) != 0
+    accepted = sum(_json(s)["stream"]["packets_accepted"] for s in out.rglob("stream.json"))
+    assert accepted == len(p)  # the first capture's packets; the others refused by the limit, and counted
+    refused = sum(_json(s)["stream"]["rejected"].get("session_limit", 0) for s in out.rglob("stream.json"))
+    assert refused == 3 * len(p)

@@ -164,6 +164,13 @@ def _print(report: dict) -> None:
             f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): the products "
             "below count them as lost; raise the limit with --limit to keep them"
         )
+    if st["rejected"].get("prng"):
+        from edgeae.masks import PRNG_VERSION
+
+        print(
+            f"WARNING: {st['rejected']['prng']:,} sparse packets name a mask PRNG version other than the "
+            f"{PRNG_VERSION} this ground implements: their masks cannot be regenerated (a newer sender? update edgeae)"
+        )
     mixed = {kind: q["count_conflicts"] for kind, q in st["sequence"].items() if q.get("count_conflicts")}
     if mixed:
         print(

@@ -195,11 +195,24 @@ def _same(value: object) -> object:
     return "nan" if isinstance(value, float) and value != value else value
 
 
-class Receiver:
-    """Accepts raw packets; keeps the good ones grouped by product and counts everything else."""
+@dataclass
+class SessionTotals:
+    """What the receivers of one session keep in all (several captures decoded together share one): the
+    ``max_session_*`` and ``max_products`` limits bound these, so N captures cannot hold N times the memory."""
 
-    def __init__(self, limits: GroundLimits | None = None) -> None:
+    kept_bytes: int = 0
+    accepted: int = 0
+    products: int = 0
+
+
+class Receiver:
+    """Accepts raw packets; keeps the good ones grouped by product and counts everything else.
+
+    ``totals``: shared with the receivers of other captures of the same session (:meth:`sibling`)."""
+
+    def __init__(self, limits: GroundLimits | None = None, totals: SessionTotals | None = None) -> None:
         self.limits = limits or GroundLimits()
+        self.totals = totals if totals is not None else SessionTotals()
         self.kept_bytes = 0  # bytes of accepted packets held in memory
         self.source_bytes: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -226,7 +239,8 @@ class Receiver:
         self.received += 1
         self.received_bytes += len(data)
         lim = self.limits
-        if self.kept_bytes + len(data) > lim.max_session_bytes or self.accepted >= lim.max_session_packets:
+        tot = self.totals
+        if tot.kept_bytes + len(data) > lim.max_session_bytes or tot.accepted >= lim.max_session_packets:
             self.rejected["session_limit"] += 1
             return None
         if source is not None and self.source_bytes[source] + len(data) > lim.max_source_bytes:
@@ -247,7 +261,7 @@ class Receiver:
             return None
         t = self._tracker(pkt.apid)
         pid = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
-        if pid not in self.products and len(self.products) >= lim.max_products:
+        if pid not in self.products and tot.products >= lim.max_products:
             # refused before anything is remembered of it: a flood of new products cannot grow memory
             self.rejected["product_limit"] += 1
             return None
@@ -260,6 +274,8 @@ class Receiver:
             self.count_conflicts[pkt.apid] += 1
         self._seen.add(key)
         t.valid.add(u)
+        if pid not in self.products:
+            tot.products += 1
         asm = self.products.setdefault(pid, Assembly(pkt.kind, pkt.frame_id))
         sig = (pkt.parts, *(_same(pkt.header[k]) for k in _FRAME_KEYS[pkt.kind]))
         group = asm.groups.setdefault(sig, {})
@@ -270,6 +286,8 @@ class Receiver:
         group[pkt.part] = pkt
         self.accepted += 1
         self.kept_bytes += len(data)
+        tot.accepted += 1
+        tot.kept_bytes += len(data)
         if source is not None:
             self.source_bytes[source] += len(data)
         return pkt
@@ -322,6 +340,18 @@ class Receiver:
                 f"arrives at count {pkt.seq_count} (another frame under the same id)"
             )
         return None
+
+    def distance(self, data: bytes) -> int | None:
+        """How far the valid packet ``data``'s count lies from the highest count received under its APID (0: it
+        overlaps or directly follows what was received), or None when it is not valid or its APID has none."""
+        try:
+            pkt = parse_packet(data)
+        except Exception:
+            return None
+        t = self.trackers.get(pkt.apid)
+        if t is None or t.top is None:
+            return None
+        return max(0, t.unwrap(pkt.seq_count, update=False) - t.top - 1)
 
     def product_report(self, asm: Assembly) -> dict:
         """Packets expected, received, corrupt and refused (by sequence count in the product's range) and lost

@@ -177,7 +177,8 @@ def feed_captures(paths: Iterable[str | Path], station: GroundStation) -> list[C
     writing into ``station.out / "capture_<k>"``), so two frames under one id in two captures are both rebuilt.
 
     Each file is compared with the captures so far, in order, by its first :data:`CAPTURE_LOOKAHEAD` packets
-    (:meth:`~edgeae.ground.reassembly.Receiver.clash`) and joins the first whose stream it can continue:
+    (:meth:`~edgeae.ground.reassembly.Receiver.clash`) and joins the one whose counts it continues most closely
+    (:meth:`~edgeae.ground.reassembly.Receiver.distance`; the newest on a tie):
     flight passes (sequence counts continuing from pass to pass, a frame spanning two files) and two
     receptions of one transmission stay one capture; a file whose counts restart starts a new one. Packets
     are streamed as :func:`feed_packets` does (memory: at most the look-ahead besides what the stations keep)."""
@@ -222,10 +223,19 @@ class _FileRouter:
 
     def _choose(self) -> Capture:
         why = ""
-        for cap in self.caps:
-            why = next((w for w in map(cap.station.receiver.clash, self.buf) if w), "")
-            if not why:
-                return cap
+        fits: list[tuple[int, int, Capture]] = []
+        for k, cap in enumerate(self.caps):
+            rx = cap.station.receiver
+            reason = next((w for w in map(rx.clash, self.buf) if w), "")
+            if reason:
+                why = why or reason
+                continue
+            # the capture whose counts this file continues most closely (a later pass of the second of two
+            # missions must not join the first just because its counts do not clash there); the newest on a tie
+            near = [d for d in map(rx.distance, self.buf) if d is not None]
+            fits.append((min(near) if near else 1 << 30, -k, cap))
+        if fits:
+            return min(fits, key=lambda f: f[:2])[2]
         out = self.caps[0].station.out
         cap = Capture(
             self.caps[0].station.sibling(None if out is None else out / f"capture_{len(self.caps) + 1}"),

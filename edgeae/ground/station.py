@@ -69,10 +69,10 @@ class GroundStation:
 
     def sibling(self, out: Path | None) -> GroundStation:
         """A station for another capture: the same fill, decoder and limits, its own receiver, products and
-        ``out`` (so its sequence counts and frame ids are its own)."""
+        ``out`` (so its sequence counts and frame ids are its own); the session limits bound both together."""
         return GroundStation(
             out=out, fill=self.fill, fill_name=self.fill_name, decoder=self.decoder, limits=self.limits,
-            max_pixels=self.max_pixels, receiver=Receiver(self.limits), fallback=self.fallback,
+            max_pixels=self.max_pixels, receiver=Receiver(self.limits, self.receiver.totals), fallback=self.fallback,
             fallback_name=self.fallback_name,
         )  # fmt: skip
 

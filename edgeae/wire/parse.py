@@ -35,7 +35,7 @@ from .products import LATENT_CODES, PATTERN_CODES, sample_dtype
 KIND_OF_APID = {v: k for k, v in APIDS.items()}
 PATTERN_OF_CODE = {v: k for k, v in PATTERN_CODES.items()}
 LATENT_OF_CODE = {v: k for k, v in LATENT_CODES.items()}
-REASONS = ("short", "length", "crc", "apid", "idle", "type", "version", "codec", "header", "samples")
+REASONS = ("short", "length", "crc", "apid", "idle", "type", "version", "codec", "header", "prng", "samples")
 """Reason codes of :class:`WireError`, the keys of a receiver's malformed-packet counts."""
 
 
@@ -226,7 +226,7 @@ def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.
 def _check_frame(h: int, w: int, c: int, bits: int, keep: float, pat: int, prng: int) -> None:
     """The frame fields both sparse header versions carry."""
     if prng != PRNG_VERSION:  # the mask could not be regenerated: refused before anything is kept
-        raise _fail("header", f"mask PRNG version {prng} (this ground implements version {PRNG_VERSION})")
+        raise _fail("prng", f"mask PRNG version {prng} (this ground implements version {PRNG_VERSION})")
     if h < 1 or w < 1 or not 1 <= c <= 255 or not 1 <= bits <= 16:
         raise _fail("header", f"bad frame shape {h}x{w}x{c} or bit depth {bits}")
     if not (math.isfinite(keep) and 0.0 < keep <= 1.0) or pat not in PATTERN_OF_CODE:
