@@ -32,8 +32,14 @@ class ModelMetadata:
 
     ``input_shape`` is (N, C, H, W) or (N, H, W, C) following ``layout``; N is -1 for a dynamic batch.
     ``normalisation`` says how raw pixels map to the model's input: ``{"range": [0, 1], "method":
-    "divide-by-dtype-max"}``. ``mask`` records the sampling used in training (pattern, destroyed-fraction
-    range, mode). ``score`` holds ``lambda`` and ``threshold`` for anomaly scoring models.
+    "divide-by-dtype-max"}``, which edgeae applies as samples / (2**bit_depth - 1), the bit depth from the product
+    or the file (PNG ``sBIT``, PGM ``maxval``, TIFF ``MaxSampleValue``): 12-bit data in uint16 words is divided by
+    4095, not 65535; archive products that do not fit their bit depth are stretched, (raw - raw_lo) / (raw_hi -
+    raw_lo) (:mod:`edgeae.archive.scaling`). The method name is kept as written so every artifact loads as before.
+    ``mask`` records the sampling used in training (pattern, destroyed-fraction range, mode); a CAE's input has
+    destroyed pixels 0 and kept ones at least 1/255 (docs/masks.md). ``score`` holds ``lambda`` and ``threshold``
+    (the 99th percentile of the validation patches' scores) for anomaly scoring models. What each field means to a
+    program without edgeae: docs/export.md, "Using an artifact without edgeae".
     """
 
     kind: str

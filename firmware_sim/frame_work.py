@@ -30,6 +30,8 @@ from .topk import TermsTopK, TopK
 from .validate import check_pixels, to_samples
 
 REPLAN_AFTER_STRIPS = 8  # strips measured before the in-flight deadline projection may lower the level
+# the fraction of pixels a cae-encoder is shown when its metadata records no training range: what the benchmarks use
+ENCODER_INPUT_KEEP = 0.5
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
@@ -297,18 +299,29 @@ class FrameWork:
         return None
 
     def _encode_latents(self, samples: np.ndarray) -> None:
-        """Encode every tile of a whole frame (``tile_positions`` order) into float16 latents."""
+        """Encode every tile of a whole frame (``tile_positions`` order) into float16 latents.
+
+        The encoder sees the frame sampled as it was trained (:func:`encoder_input_mask`,
+        :func:`mask_encoder_input`): the mask ``make_mask(seed, (h, w), input_keep, input_pattern)`` of the frame's
+        seed, so the ground can regenerate it; ``input_keep`` and ``input_pattern`` go into the frame record."""
+        from edgeae.masks import make_mask_rows
+
         guard, rc = self.rt.recon, self.m.reconstruction
         if guard is None or not self.level.reconstruct or self.cut or samples.shape[0] != self.h:
             return
         t = time.perf_counter()
         ys, xs = axis_starts(self.h, rc.tile, rc.tile), axis_starts(self.w, rc.tile, rc.tile)
+        keep, pattern = encoder_input_mask(getattr(guard.predictor, "metadata", None))
         scale = np.float32(1.0 / ((1 << self.m.camera.bit_depth) - 1))
         batch = np.empty((len(xs), self.c, rc.tile, rc.tile), np.float32)
+        known = np.empty((len(xs), rc.tile, rc.tile), bool)
         rows = []
         for y in ys:  # one row of tiles per call bounds the input buffer
+            kept = make_mask_rows(self.seed, (self.h, self.w), keep, pattern, y, min(y + rc.tile, self.h))
             for j, x in enumerate(xs):
                 np.multiply(samples[y : y + rc.tile, x : x + rc.tile].transpose(2, 0, 1), scale, out=batch[j])
+                known[j] = kept[:, x : x + rc.tile]
+            mask_encoder_input(batch, known)
             rows.append(np.asarray(guard.predictor(batch), np.float32).astype(np.float16))
         self.latents = LatentFrame(
             self.fid,
@@ -326,7 +339,13 @@ class FrameWork:
             "fp16",
             np.concatenate(rows),
         )
-        self.recon = {"latent_tiles": len(ys) * len(xs), "latent_shape": list(rows[0].shape[1:]), "ms": _ms(t)}
+        self.recon = {
+            "latent_tiles": len(ys) * len(xs),
+            "latent_shape": list(rows[0].shape[1:]),
+            "input_keep": keep,  # the encoder saw make_mask(seed, (h, w), input_keep, input_pattern)
+            "input_pattern": pattern,
+            "ms": _ms(t),
+        }
 
     # ---------------------------------------------------------------------------------------- results
     def report(self) -> dict[str, Any]:
@@ -396,6 +415,42 @@ class FrameWork:
         if self.spool_path is not None:
             self.spool_path.unlink(missing_ok=True)
         self.values = []
+
+
+def encoder_input_mask(metadata: Any, keep: float | None = None) -> tuple[float, str]:
+    """(keep, pattern) of the mask a cae-encoder's input is sampled with, shared by the flight and the ground
+    (:func:`edgeae.ground.pipeline.encode_latents`).
+
+    A gt-CAE was trained on 50-99 % destroyed inputs: a complete frame is outside what it saw (about 9 dB lost on
+    a Mastcam crop). ``keep`` given wins; else :data:`ENCODER_INPUT_KEEP` moved inside the training keep range
+    that ``metadata.mask`` records (``destroy_range`` [lo, hi] -> keep in [1 - hi, 1 - lo]; a fixed-mode model's
+    ``destroy`` -> 1 - destroy). The pattern is the training pattern (``uniform`` when none is recorded).
+    """
+    from edgeae.masks import PATTERNS
+
+    mask = getattr(metadata, "mask", None) or {}
+    pattern = mask.get("pattern") if mask.get("pattern") in PATTERNS else "uniform"
+    destroy, lo_hi = mask.get("destroy"), mask.get("destroy_range")
+    if keep is None:
+        keep = ENCODER_INPUT_KEEP
+        if mask.get("mode") == "fixed" and isinstance(destroy, int | float):
+            keep = 1.0 - float(destroy)
+        elif isinstance(lo_hi, list | tuple) and len(lo_hi) == 2 and all(isinstance(v, int | float) for v in lo_hi):
+            keep = min(max(keep, 1.0 - float(lo_hi[1])), 1.0 - float(lo_hi[0]))
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"encoder input keep must be in (0, 1], got {keep}")
+    return float(keep), str(pattern)
+
+
+def mask_encoder_input(x: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """In place on float32 tiles ``x`` (N, C, t, t) in [0, 1], ``known`` bool (N, t, t): the CAE input convention
+    of :func:`edgeae.reconstruct.reconstruct_cae` (destroyed pixels 0, kept pixels lifted to at least
+    ``KNOWN_FLOOR`` = 1/255 of full scale whatever the bit depth, so a black kept pixel is not read as destroyed)."""
+    from edgeae.reconstruct import KNOWN_FLOOR
+
+    np.maximum(x, KNOWN_FLOOR, out=x)
+    x *= known[:, None]
+    return x
 
 
 def prefetch(strips: Any, depth: int = 1) -> Any:

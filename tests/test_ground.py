@@ -218,7 +218,7 @@ def test_encode_latents_and_downlink() -> None:
 
     y, x = np.mgrid[0:70, 0:90]
     s = np.stack([x * 2, y * 3, x + y], axis=2).astype(np.uint8)
-    fr = encode_latents(s, 8, enc, tile=32, frame_id=3)
+    fr = encode_latents(s, 8, enc, tile=32, frame_id=3, input_keep=1.0)  # a stand-in encoder: the whole tile
     assert fr.latents.dtype == np.int8 and fr.latents.shape == (9, 3, 8, 8) and (fr.grid_rows, fr.grid_cols) == (3, 3)
     rep, img, nbytes = downlink_latents(fr, dec, original=as_float(s, 8))
     assert img is not None and img.shape == s.shape and nbytes < s.nbytes / 4

@@ -13,7 +13,14 @@ import numpy as np
 
 from edgeae.adapt import AdaptConfig
 from edgeae.cli import non_negative_int, positive_int
-from edgeae.cli.reconstruct_outputs import check_outputs, finite_or_none, keep_georef, side_path, write_output
+from edgeae.cli.reconstruct_outputs import (
+    cae_tiling,
+    check_outputs,
+    finite_or_none,
+    keep_georef,
+    side_path,
+    write_output,
+)
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
 
 if TYPE_CHECKING:
@@ -204,6 +211,11 @@ def run(args: argparse.Namespace) -> int:
     has_data = data.extra.get("declared_valid", data.valid)
     known = sampled & has_data
     sampled_no_data = int(np.count_nonzero(sampled)) - int(np.count_nonzero(known))
+    if not sampled.any():  # a tiny image at a small --keep: the mask kept no pixel at all
+        raise CLIError(
+            f"{args.image}: the mask sampled none of its {sampled.size} pixel(s) at --keep {args.keep:g} (seed "
+            f"{args.seed}): nothing to rebuild from (raise --keep or change --seed)"
+        )
     if not known.any():
         raise CLIError(
             f"{args.image}: none of the {int(np.count_nonzero(sampled))} sampled pixels holds data (no-data or "
@@ -331,6 +343,7 @@ def run(args: argparse.Namespace) -> int:
             "adapt_steps": chosen,
             "adapt_check": [[int(st), float(e)] for st, e in adapt_report.get("check", [])],  # type: ignore[attr-defined]
             "cross_check": {"method": xcfg.method, **xreport} if xcfg is not None else None,
+            "tiling": cae_tiling(predictor, args.tile, opts) if predictor is not None else None,
             "image": str(args.image),
             "shape": list(original.shape),
             "bit_depth": data.bit_depth,

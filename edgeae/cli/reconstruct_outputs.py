@@ -28,6 +28,25 @@ def finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def cae_tiling(predictor: Any, tile_asked: int | None, opts: dict[str, Any]) -> dict[str, Any]:
+    """How :func:`edgeae.reconstruct.reconstruct_cae` tiled the image, for the metrics JSON: the tile used (a model
+    with a fixed input takes its own size whatever ``--tile`` asked), the overlap (default tile / 4), the blending
+    window and the tiles per batch."""
+    meta = getattr(predictor, "metadata", None)
+    shape = tuple(getattr(meta, "input_shape", ()))
+    side = int(shape[2] if getattr(meta, "layout", "NCHW") == "NCHW" else shape[1]) if len(shape) == 4 else -1
+    tile = side if side > 0 else (tile_asked or 128)
+    overlap = opts.get("overlap")
+    return {
+        "tile": tile,
+        "tile_asked": tile_asked,
+        "model_input": side if side > 0 else None,
+        "overlap": tile // 4 if overlap is None else int(overlap),
+        "window": "hann",  # sin² per axis, sampled at pixel centres (edgeae.tiling.tile_window)
+        "batch": int(opts["batch"]),
+    }
+
+
 def named_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """(flag, path) of every file the command may write, the valid map left aside (known after the read)."""
     named = [

@@ -23,7 +23,7 @@ from edgeae.cli.score_checks import (
 )
 from edgeae.cli.score_outputs import MAP_SUFFIXES as MAP_SUFFIXES
 from edgeae.cli.score_outputs import SCORE_MEANING as SCORE_MEANING
-from edgeae.cli.score_outputs import SHOW_TOP, _check_outputs, _print_top, _write_csv, _write_maps
+from edgeae.cli.score_outputs import SHOW_TOP, _below_min_valid, _check_outputs, _print_top, _write_csv, _write_maps
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "and --bayer mosaics; images of other channels than the model are converted, colour to grey or grey "
         "copied to RGB, with a warning)",
     )  # fmt: skip
-    p.add_argument("--patch", type=int, default=None, help="patch size (default: the model's input, else 64)")
+    p.add_argument(
+        "--patch", type=int, default=None,
+        help="patch size (default: a VAE's fixed input; 64 for a CAE, whose larger fixed input, e.g. 128, is "
+        "reflect-padded around the patch, and for a VAE with a dynamic input)",
+    )  # fmt: skip
     p.add_argument("--stride", type=int, default=None, help="patch stride (default: the patch size)")
     p.add_argument(
         "-o", "--output", required=True, metavar="OUT.csv",
@@ -278,9 +282,11 @@ def run(args: argparse.Namespace) -> int:
     threshold = meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None
     _write_maps(files, results, maps, kind, threshold)
     n = _write_csv(args, results, unread, meta, kind, patch, stride)
+    below = sum(_below_min_valid(results, patch, stride))
     print(
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
         f"(patch {patch}, stride {stride}) -> {args.output}"
+        + (f"; {below} patch(es) below --min-valid {args.min_valid:g} not scored" if below else "")
     )
     if maps:
         print(f"maps -> {maps[0]}" + (f" ... {maps[-1].name} ({len(maps)} files)" if len(maps) > 1 else ""))

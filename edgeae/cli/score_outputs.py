@@ -100,9 +100,20 @@ def _write_csv(
         "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
         "cae_seed": args.cae_seed if meta.kind == "cae" else None,
         "images": [r.file for r in results], "skipped": unread, "patches": n,
+        # per image (the order of "images"): grid patches not scored, their valid fraction under min_valid
+        "below_min_valid": _below_min_valid(results, patch, stride),
     }  # fmt: skip
+    settings["patches_below_min_valid"] = sum(settings["below_min_valid"])
     write_settings(args.output, settings)
     return n
+
+
+def _below_min_valid(results: list[Any], patch: int, stride: int) -> list[int]:
+    """Per image, the patches of its grid (:func:`edgeae.tiling.tile_positions`, what ``score_file`` visits) that
+    were not scored: their valid fraction was under ``--min-valid``."""
+    from edgeae.tiling import axis_count
+
+    return [axis_count(r.shape[0], patch, stride) * axis_count(r.shape[1], patch, stride) - len(r) for r in results]
 
 
 SHOW_TOP = 5  # the highest-scoring patches printed after the summary line (all of them are in the CSV)

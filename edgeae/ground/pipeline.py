@@ -144,15 +144,21 @@ def encode_latents(
     dtype: str = "int8",
     frame_id: int = 0,
     batch: int = 16,
-    input_keep: float = 1.0,
+    input_keep: float | None = None,
     seed: int = 0,
 ) -> LatentFrame:
     """A latent frame: ``encoder`` (a cae-encoder predictor) run on the tiles of ``samples`` (H, W, C).
 
-    int8 latents are quantised symmetrically with one scale per frame, ``max|z| / 127``. ``input_keep`` < 1
-    shows the encoder the frame sampled by the mask of (``seed``, ``input_keep``): a gt-CAE was trained on
-    50-99 % destroyed inputs, and a complete frame is outside what it saw.
+    int8 latents are quantised symmetrically with one scale per frame, ``max|z| / 127``. The encoder sees the
+    frame sampled as it was trained, as the flight runtime shows it (both use
+    :func:`edgeae.firmware_sim.frame_work.encoder_input_mask` and ``mask_encoder_input``): the pixels of
+    ``make_mask(seed, (H, W), input_keep, pattern)``, destroyed pixels 0 and kept ones at least 1/255 (the CAE
+    input convention of :func:`edgeae.reconstruct.reconstruct_cae`). ``input_keep`` None: 0.5, moved inside the
+    keep range the encoder's metadata records for its training (a gt-CAE was trained on 50-99 % destroyed
+    inputs; a complete frame, ``input_keep=1.0``, is outside what it saw and rebuilds about 9 dB worse).
     """
+    from edgeae.firmware_sim.frame_work import encoder_input_mask, mask_encoder_input
+    from edgeae.masks import make_mask
     from edgeae.tiling import extract_tiles, tile_positions
 
     if dtype not in ("int8", "fp16"):
@@ -160,13 +166,10 @@ def encode_latents(
     h, w, c = samples.shape
     st = stride or tile
     pos = tile_positions(h, w, tile, st)
-    img = as_float(samples, bit_depth)
-    if input_keep < 1.0:
-        from edgeae.masks import make_mask
-
-        img = img * make_mask(seed, (h, w), input_keep)[..., None]
-    tiles = extract_tiles(img, pos, tile)  # (N, t, t, C)
-    x = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), dtype=np.float32)
+    keep, pattern = encoder_input_mask(getattr(encoder, "metadata", None), input_keep)
+    tiles = extract_tiles(as_float(samples, bit_depth), pos, tile)  # (N, t, t, C)
+    known = extract_tiles(make_mask(seed, (h, w), keep, pattern), pos, tile)  # (N, t, t)
+    x = mask_encoder_input(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), dtype=np.float32), known)
     z = np.concatenate([np.asarray(encoder(x[i : i + batch]), np.float32) for i in range(0, len(x), batch)])
     rows, cols = len({y for y, _ in pos}), len({x0 for _, x0 in pos})
     if dtype == "int8":
