@@ -16,7 +16,7 @@ GTCAE = ZOO / "rover-rgb-gtcae" / "rover-rgb-gtcae-{}.int8.onnx"
 
 # ------------------------------------------------------------------------ item 1: the encoder input is masked
 def test_encoder_input_keep_follows_the_training_range() -> None:
-    from edgeae.firmware_sim.frame_work import encoder_input_mask
+    from edgeae.cae_input import encoder_input_mask
 
     def meta(**mask: object) -> SimpleNamespace:
         return SimpleNamespace(mask=mask)

@@ -151,13 +151,13 @@ def encode_latents(
 
     int8 latents are quantised symmetrically with one scale per frame, ``max|z| / 127``. The encoder sees the
     frame sampled as it was trained, as the flight runtime shows it (both use
-    :func:`edgeae.firmware_sim.frame_work.encoder_input_mask` and ``mask_encoder_input``): the pixels of
+    :func:`edgeae.cae_input.encoder_input_mask` and ``mask_encoder_input``): the pixels of
     ``make_mask(seed, (H, W), input_keep, pattern)``, destroyed pixels 0 and kept ones at least 1/255 (the CAE
     input convention of :func:`edgeae.reconstruct.reconstruct_cae`). ``input_keep`` None: 0.5, moved inside the
     keep range the encoder's metadata records for its training (a gt-CAE was trained on 50-99 % destroyed
     inputs; a complete frame, ``input_keep=1.0``, is outside what it saw and rebuilds about 9 dB worse).
     """
-    from edgeae.firmware_sim.frame_work import encoder_input_mask, mask_encoder_input
+    from edgeae.cae_input import encoder_input_mask, mask_encoder_input
     from edgeae.masks import make_mask
     from edgeae.tiling import extract_tiles, tile_positions
 
