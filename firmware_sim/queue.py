@@ -170,16 +170,20 @@ class DownlinkQueue:
             n_packets=0,
             wire_bytes=0,
         )
-        self.state["next_id"] = item.id + 1
         final = self.items_dir / item.file
         tmp = final.with_name(final.name + ".tmp")
-        with tmp.open("wb") as f:  # streamed: a huge sparse frame never sits in memory as one bytes object
-            for p in packets:
-                f.write(p)
-                item.n_packets += 1
-                item.wire_bytes += len(p)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with tmp.open("wb") as f:  # streamed: a huge sparse frame never sits in memory as one bytes object
+                for p in packets:  # a lazy packetiser may refuse here (too many packets): nothing is left behind
+                    f.write(p)
+                    item.n_packets += 1
+                    item.wire_bytes += len(p)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.state["next_id"] = item.id + 1
         self.items[item.id] = item
         evicted = self._make_room(item)
         if item.status == PENDING:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from edgeae.firmware_sim.queue import DownlinkQueue, restamp, split_packets
 
 from edgeae.wire.packets import WireConfig, packetise
@@ -81,3 +83,19 @@ def test_missing_item_file_is_reported_after_reboot(tmp_path: Path) -> None:
     (q.items_dir / it.file).unlink()
     q2 = DownlinkQueue(tmp_path / "q", capacity_bytes=1 << 20)
     assert q2.lost_on_recovery == [it.id] and q2.items[it.id].status == "evicted"
+
+
+def test_a_product_refused_while_it_is_written_leaves_no_file_and_no_item(tmp_path: Path) -> None:
+    """A lazy packetiser that refuses part-way (too many packets after coding): the queue keeps no empty .tmp
+    file on the flight storage and hands out the item id again."""
+    q = DownlinkQueue(tmp_path / "queue", 1 << 20)
+
+    def refusing() -> Iterator[bytes]:
+        yield b"x" * 10
+        raise ValueError("sparse product 0 needs 70,000 packets")
+
+    with pytest.raises(ValueError, match="70,000"):
+        q.put("sparse", 0, refusing())
+    assert list((tmp_path / "queue" / "items").glob("*")) == [] and not q.items
+    item, _ = q.put("sparse", 1, [b"y" * 10])
+    assert item.id == 0
