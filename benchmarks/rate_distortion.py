@@ -198,8 +198,12 @@ def latent_points(
     t0 = time.perf_counter()
     pos = tile_positions(h, w, tile, tile)
     x = np.ascontiguousarray(extract_tiles(orig, pos, tile).transpose(0, 3, 1, 2))
-    if input_keep < 1.0:
-        x *= make_mask(seed, (tile, tile), input_keep)
+    if input_keep < 1.0:  # the encoder's input as flight and edgeae.ground.pipeline.encode_latents give it
+        from edgeae.cae_input import encoder_input_mask, mask_encoder_input
+
+        keep, pattern = encoder_input_mask(getattr(encoder, "metadata", None), input_keep)
+        frame_mask = make_mask(seed, (h, w), keep, pattern)[..., None]
+        mask_encoder_input(x, extract_tiles(frame_mask, pos, tile)[..., 0])
     z = np.asarray(encoder(x), np.float32)
     t_enc = time.perf_counter() - t0
     zmax = np.abs(z).reshape(len(z), -1).max(axis=1).reshape(-1, 1, 1, 1)
