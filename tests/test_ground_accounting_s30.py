@@ -208,3 +208,23 @@ def test_packet_file_headers_are_checked_by_the_wire(tmp_path: Path, capsys, hea
         list(iter_packets(f))
     assert main(["ground", "decode", str(f), "--out", str(tmp_path / "g")]) == 2
     assert msg in capsys.readouterr().err and not (tmp_path / "g").exists()
+
+
+def test_a_patch_decoded_before_its_frame_is_checked_again_at_the_end(tmp_path: Path) -> None:
+    """``serve`` decodes a patch as soon as it is complete, and the flight sends patches before the frame: the
+    patch past its frame was written and never checked. ``finish`` checks it again and removes its file."""
+    ctr = SequenceCounters()
+    outside = packetise(AnomalyPatch(5, 6, 0, 4, 1.0, np.full((4, 4, 1), 9, np.uint8), index=0), counters=ctr)
+    frame = packetise(_frame(5, (8, 8, 1), keep=0.5), counters=ctr)
+    gs = GroundStation(out=tmp_path / "g")
+    for p in outside:
+        gs.receive(p)
+    gs.decode(gs.complete())  # what serve's decode worker does as soon as a product is complete
+    assert (tmp_path / "g" / "patch_5_0.png").exists()
+    for p in frame:
+        gs.receive(p)
+    rep = gs.finish()
+    assert rep["products"]["patch_5_0"]["error_reason"] == "decode"
+    assert rep["stream"]["products_failed"] == {"decode": 1}
+    assert not (tmp_path / "g" / "patch_5_0.png").exists()
+    assert json.loads((tmp_path / "g" / "patch_5_0.json").read_text())["error_reason"] == "decode"

@@ -19,6 +19,7 @@ from edgeae.cli import main
 from edgeae.ground.reassembly import SEQUENCE_SCOPE, Receiver
 from edgeae.ground.sources import sparse_from_samples
 from edgeae.imageio import read_image, write_image
+from edgeae.masks import make_mask
 from edgeae.wire.layout import APIDS
 from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
 from edgeae.wire.products import SparseFrame
@@ -229,3 +230,22 @@ def test_the_session_limits_bound_every_capture_together(tmp_path: Path) -> None
     assert accepted == len(p)  # the first capture's packets; the others refused by the limit, and counted
     refused = sum(_json(s)["stream"]["rejected"].get("session_limit", 0) for s in out.rglob("stream.json"))
     assert refused == 3 * len(p)
+
+
+def test_two_spacecraft_whose_passes_alternate_keep_their_own_captures(tmp_path: Path) -> None:
+    """A station alternating between two spacecraft of the same configuration (same frame ids, same mask seed):
+    A1 B1 A2 B2. A2 follows both captures' highest count exactly; it joined the newest, so each frame_0 was
+    rebuilt from half of A and half of B and reported whole. It joins the capture of the product it continues."""
+    fa = sparse_from_samples(_image(1), 8, 0.5, 1, frame_id=0)
+    fb = sparse_from_samples(_image(2), 8, 0.5, 1, frame_id=0)
+    budget = sum(map(len, packetise(fa, config=WIRE))) // 2 + 10
+    a = _mission(tmp_path / "A", [fa], budget)
+    b = _mission(tmp_path / "B", [fb], budget)
+    files = [str(x) for pair in zip(a, b, strict=False) for x in pair]
+    out = tmp_path / "g"
+    assert main(["ground", "decode", *files, "--out", str(out)]) == 0
+    caps = _json(out / "stream.json")["stream"]["captures"]
+    assert [{Path(f).parent.parent.name for f in c["files"]} for c in caps] == [{"A"}, {"B"}]
+    known = make_mask(fa.seed, (fa.height, fa.width), fa.keep, fa.pattern)  # both frames: same seed and keep
+    for folder, image in ((out, _image(1)), (out / "capture_2", _image(2))):
+        assert np.array_equal(_pixels(folder / "frame_0.png")[known], image[known])

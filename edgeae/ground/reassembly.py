@@ -341,6 +341,20 @@ class Receiver:
             )
         return None
 
+    def continues(self, data: bytes) -> bool:
+        """Whether the valid packet ``data`` is a piece of a product received here, with the same frame-level
+        headers, at the count that product's pieces give it (its pass continued in another file)."""
+        try:
+            pkt = parse_packet(data)
+        except Exception:
+            return False
+        t = self.trackers.get(pkt.apid)
+        asm = self.products.get((pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0))))
+        if t is None or asm is None:
+            return False
+        sig = (pkt.parts, *(_same(pkt.header[k]) for k in _FRAME_KEYS[pkt.kind]))
+        return asm.seq0s.get(sig) == t.unwrap(pkt.seq_count, update=False) - pkt.part
+
     def distance(self, data: bytes) -> int | None:
         """How far the valid packet ``data``'s count lies from the highest count received under its APID (0: it
         overlaps or directly follows what was received), or None when it is not valid or its APID has none."""

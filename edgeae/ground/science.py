@@ -56,6 +56,8 @@ def metrics(frame: LabelledFrame, got: Received) -> dict[str, Any]:
         "feature_psnr": _psnr(ref[fm], got.image[fm]) if fm.any() else None,
         "frame_psnr": _psnr(ref, got.image),
         "lost": got.lost,
+        # patches that ran past the frame (never from flight or the budget plan): only their pixels inside it
+        **({"patches_clipped": got.patches_clipped} if got.patches_clipped else {}),
     }
 
 

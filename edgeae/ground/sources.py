@@ -87,7 +87,9 @@ def iter_packets(path: str | Path) -> Iterator[tuple[float, bytes] | Damage]:
         yield from iter_packet_file(f) if _record_file(head) else iter_stream_file(f)
 
 
-def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tuple[int, list[Damage]]:
+def feed_packets(
+    path: str | Path, take: Callable[[float, bytes], object], hand_on_cut: bool = True
+) -> tuple[int, list[Damage]]:
     """Hand every packet of ``path`` (see :func:`iter_packets`) to ``take(arrival_time, packet)`` as it is
     read, keeping none; returns the bytes that formed no packet and the damaged stretches of record files.
 
@@ -96,7 +98,9 @@ def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tu
     file one by one, then one summary line); noise in a plain stream only at debug level (the caller reports
     the total). The part of a truncated last record's packet that is there (a primary header at least) is
     handed to ``take`` as a damaged packet, as a plain stream's reader hands on a cut packet, so the receiver
-    counts it as corrupt, not lost; its bytes are then not counted as forming no packet.
+    counts it as corrupt, not lost; its bytes are then not counted as forming no packet (``hand_on_cut``
+    False: not handed on, its bytes skipped, for a caller that sends or replays the packets rather than
+    receiving them).
     """
     skipped = 0
     damage: list[Damage] = []
@@ -105,7 +109,7 @@ def feed_packets(path: str | Path, take: Callable[[float, bytes], object]) -> tu
         if not isinstance(item, Damage):
             take(*item)
             continue
-        cut = _truncated_packet(item)
+        cut = _truncated_packet(item) if hand_on_cut else None
         if cut is not None:  # handed on as a damaged packet: the receiver charges it to its count as corrupt
             take(*cut)
         else:
@@ -148,9 +152,10 @@ def _truncated_packet(item: Damage) -> tuple[float, bytes] | None:
 
 def read_packets(path: str | Path) -> tuple[list[tuple[float, bytes]], int]:
     """Packets of one file (see :func:`iter_packets`) and the number of bytes that formed no packet, as a list
-    (damage logged as :func:`feed_packets` does)."""
+    (damage logged as :func:`feed_packets` does), for sending or replaying them: a truncated last record's cut
+    packet is not among them (its bytes are counted as skipped), so ``downlink send`` never transmits it."""
     out: list[tuple[float, bytes]] = []
-    skipped, _ = feed_packets(path, lambda t, pkt: out.append((t, pkt)))
+    skipped, _ = feed_packets(path, lambda t, pkt: out.append((t, pkt)), hand_on_cut=False)
     return out, skipped
 
 
@@ -178,7 +183,7 @@ def feed_captures(paths: Iterable[str | Path], station: GroundStation) -> list[C
 
     Each file is compared with the captures so far, in order, by its first :data:`CAPTURE_LOOKAHEAD` packets
     (:meth:`~edgeae.ground.reassembly.Receiver.clash`) and joins the one whose counts it continues most closely
-    (:meth:`~edgeae.ground.reassembly.Receiver.distance`; the newest on a tie):
+    (a product it continues first, then :meth:`~edgeae.ground.reassembly.Receiver.distance`; the oldest on a tie):
     flight passes (sequence counts continuing from pass to pass, a frame spanning two files) and two
     receptions of one transmission stay one capture; a file whose counts restart starts a new one. Packets
     are streamed as :func:`feed_packets` does (memory: at most the look-ahead besides what the stations keep)."""
@@ -223,19 +228,22 @@ class _FileRouter:
 
     def _choose(self) -> Capture:
         why = ""
-        fits: list[tuple[int, int, Capture]] = []
+        fits: list[tuple[int, int, int, Capture]] = []
         for k, cap in enumerate(self.caps):
             rx = cap.station.receiver
             reason = next((w for w in map(rx.clash, self.buf) if w), "")
             if reason:
                 why = why or reason
                 continue
-            # the capture whose counts this file continues most closely (a later pass of the second of two
-            # missions must not join the first just because its counts do not clash there); the newest on a tie
+            # the capture this file continues: first one with a product the file's pieces continue (a frame
+            # spanning two passes), then the one whose counts it follows most closely (a later pass of the second
+            # of two missions must not join the first just because nothing clashes there), the oldest on a tie
+            # (two spacecraft whose passes alternate: each file joins the capture it started in)
+            open_product = any(map(rx.continues, self.buf))
             near = [d for d in map(rx.distance, self.buf) if d is not None]
-            fits.append((min(near) if near else 1 << 30, -k, cap))
+            fits.append((0 if open_product else 1, min(near) if near else 1 << 30, k, cap))
         if fits:
-            return min(fits, key=lambda f: f[:2])[2]
+            return min(fits, key=lambda f: f[:3])[3]
         out = self.caps[0].station.out
         cap = Capture(
             self.caps[0].station.sibling(None if out is None else out / f"capture_{len(self.caps) + 1}"),

@@ -334,7 +334,26 @@ class GroundStation:
         if self.out is not None:
             self.write_report()
         self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
+        self._recheck_patches()
         return self.write_report()
+
+    def _recheck_patches(self) -> None:
+        """Check again every patch written before its frame arrived (``serve`` decodes a patch as soon as it is
+        complete, and the flight sends patches first): one that runs past its frame fails now, its file removed."""
+        for key in [k for k in self.receiver.products if k[0] == "patch"]:
+            name, rep = product_name(key), self.reports.get(product_name(key))
+            if rep is None or "error_reason" in rep or "x" not in rep:
+                continue
+            try:
+                self._check_patch_in_frame(key[1], {"x": rep["x"], "y": rep["y"], "size": rep["size"], "index": key[2]})
+            except DecodeError as exc:
+                self.failures["decode"] += 1
+                rep.update(error=str(exc), error_reason="decode")
+                if self.out is not None:
+                    for f in self.out.glob(f"patch_{key[1]}_{key[2]}.*"):
+                        if f.suffix != ".json":
+                            f.unlink(missing_ok=True)
+                    (self.out / f"{name}.json").write_text(strict_json(rep))
 
 
 PSNR_CAP_DB = 120.0

@@ -122,7 +122,7 @@ def parse_packet(data: bytes) -> Packet:
     kh = kind_header(kind, version)
     start = PRIMARY_HEADER + COMMON.size
     if len(data) < start + kh.size + CRC_LEN:
-        raise _fail("short", f"{kind} packet too short for its header")
+        raise _fail("header", f"{kind} packet too short for its header (the CRC matched: a sender error, not damage)")
     fields = kh.unpack_from(data, start)
     payload = data[start + kh.size : -CRC_LEN]
     header, dtype, shape = _check_kind(kind, fields, codec, version)
