@@ -32,16 +32,30 @@ _EXTRA_FOR = {
 
 
 class MissingDependencyError(ImportError):
-    """An optional dependency is not installed; the message says which extra provides it."""
+    """An optional dependency is not installed, or is installed but fails to import; the message says which
+    extra provides it, or why the import failed."""
+
+
+def _not_installed(exc: ImportError, module: str) -> bool:
+    """Whether ``exc`` says ``module`` itself (or a package above it) is absent, not that importing it failed (a
+    shared library it cannot map, a module of its own that is missing, an error inside it)."""
+    if not isinstance(exc, ModuleNotFoundError) or exc.name is None:
+        return False
+    parts = module.split(".")
+    return exc.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
 
 
 def require(module: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
+    """Import ``module`` or raise :class:`MissingDependencyError`: naming the extra to install when it is not
+    installed, with the cause when it is installed but fails to import (the pip line would not help)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
         extra = _EXTRA_FOR.get(top, "dev")
+        if not _not_installed(exc, module):
+            cause = " ".join(str(exc).split()) or type(exc).__name__
+            raise MissingDependencyError(f"{module!r} is installed but failed to import: {cause}") from exc
         raise MissingDependencyError(
             f"{module!r} is needed here but is not installed: run  pip install 'edgeae[{extra}]'"
         ) from exc

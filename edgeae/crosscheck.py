@@ -151,8 +151,11 @@ def held_out(known: np.ndarray, share: float, seed: int, folds: int = 1) -> np.n
 
 
 def _steps(total: int, show: bool | None, pixels: int) -> Callable[..., None]:
-    """A step counter with a progress bar when ``show`` (None: frames over a megapixel); ``tick(close=True)``."""
-    if not (show if show is not None else pixels > 1_000_000):
+    """A step counter with a progress bar when ``show`` (None: frames over a megapixel) and stderr is a terminal;
+    ``tick(close=True)``."""
+    from edgeae.reconstruct import show_progress
+
+    if not show_progress(show, pixels, 1_000_000):
         return lambda close=False: None
     bar = require("tqdm").tqdm(total=total, desc="cross-check", unit="fill", leave=False)
 

@@ -23,7 +23,7 @@ from edgeae import _headers
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
 from edgeae.imagedecode import ImageLimits, decode_file
-from edgeae.nodata import Margin, margin_mask, nodata_mask, valid_mask
+from edgeae.nodata import Margin, across_channels, margin_mask, nodata_mask, valid_mask
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def read_image(
         extra["looks_like_mosaic"] = True
     valid = np.ones(raw.shape[:2], dtype=bool)
     if raw.dtype.kind == "f":
-        valid &= np.isfinite(raw).all(axis=2)
+        valid &= across_channels(raw, np.logical_and, np.isfinite)
     if alpha is not None:
         valid &= alpha > 0
     if detect_nodata:  # before the float copy exists, so their temporaries do not add up

@@ -10,14 +10,23 @@ bridges between a margin and a shadow that happens to touch it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgeae._optional import require
 
-__all__ = ["DEFAULT_THRESHOLD", "EDGES", "Margin", "margin_mask", "nodata_mask", "patch_valid_fraction", "valid_mask"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "EDGES",
+    "Margin",
+    "across_channels",
+    "margin_mask",
+    "nodata_mask",
+    "patch_valid_fraction",
+    "valid_mask",
+]
 
 DEFAULT_THRESHOLD = 0.025  # of full scale: 6 of 255 (HiRISE browse margins reach 6 after JPEG)
 DEFAULT_RELATIVE = 0.1  # a border row/column whose mean is below 10 % of the frame median is a dark margin
@@ -70,6 +79,26 @@ class Margin:
         return bool(self.top or self.bottom or self.left or self.right)
 
 
+def across_channels(
+    arr: np.ndarray, combine: np.ufunc, plane: Callable[[np.ndarray], np.ndarray] | None = None
+) -> np.ndarray:
+    """(H, W, C) -> (H, W): ``combine`` (``np.maximum``, ``np.minimum``, ``np.logical_and``, ``np.logical_or``)
+    over the channel planes, each first mapped by ``plane`` (e.g. ``np.isfinite``; it must return a new array).
+
+    The same values as ``combine.reduce(plane(arr), axis=2)`` (``arr.max(axis=2)``,
+    ``np.isfinite(arr).all(axis=2)``), computed plane by plane: a reduction over a short last axis runs 9-28x
+    slower than combining whole planes (1200x1648x3 uint8 ``max``: 46 ms against 1.7 ms).
+    """
+    if arr.ndim != 3 or arr.shape[2] == 0:
+        return combine.reduce(arr if plane is None else plane(arr), axis=2)
+    out = arr[..., 0].copy() if plane is None else plane(arr[..., 0])
+    if not out.flags.writeable or not out.flags.owndata:  # never write into the caller's array
+        out = out.copy()
+    for c in range(1, arr.shape[2]):
+        combine(out, arr[..., c] if plane is None else plane(arr[..., c]), out=out)
+    return out
+
+
 def _edge_run(flag: np.ndarray, k: int = 3) -> np.ndarray:
     """Per row of bool (R, N): length of the run of True from index 0, tolerating gaps shorter than ``k``
     (a run ends where ``k`` consecutive False start; a JPEG speck inside a margin does not end it)."""
@@ -112,7 +141,7 @@ def _checked_input(
         raise ValueError(f"reduce must be 'max' or 'min', got {reduce!r}")
     arr = np.asarray(raw)
     if arr.ndim == 3:
-        arr = arr[:, :, 0] if arr.shape[2] == 1 else (arr.max(axis=2) if reduce == "max" else arr.min(axis=2))
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else across_channels(arr, np.maximum if reduce == "max" else np.minimum)
     if arr.ndim != 2:
         raise ValueError(f"raw must be (H, W) or (H, W, C), got shape {np.shape(raw)}")
     sides = set(edges)

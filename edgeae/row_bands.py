@@ -28,7 +28,7 @@ from edgeae import _headers
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
 from edgeae.imageio import convert_channels, read_raw, to_float
-from edgeae.nodata import Margin, margin_mask, nodata_mask, valid_mask
+from edgeae.nodata import Margin, across_channels, margin_mask, nodata_mask, valid_mask
 from edgeae.tiling import axis_starts
 
 log = logging.getLogger("edgeae.strips")  # the logger these warnings had before the module was split
@@ -235,7 +235,7 @@ def _iter_bands(
         pixels, _ = to_float(raw, reader.bit_depth, path=reader.path)
         valid = np.ones(raw.shape[:2], dtype=bool)
         if raw.dtype.kind == "f":
-            valid &= np.isfinite(raw).all(axis=2)
+            valid &= across_channels(raw, np.logical_and, np.isfinite)
         if alpha is not None:
             valid &= alpha > 0
         heuristic = detect_nodata and getattr(reader, "heuristic_nodata", True)

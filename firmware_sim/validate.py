@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeae.nodata import across_channels
+
 from .frames import FrameHeader
 from .mission import Camera, margin_sides
 
@@ -78,7 +80,7 @@ def check_pixels(strip: np.ndarray, camera: Camera) -> Verdict:
     top = 1.0 if strip.dtype.kind == "f" else max_value(camera.bit_depth)
     nan_frac = 0.0
     if strip.dtype.kind == "f":
-        bad = ~np.isfinite(strip).all(axis=2)
+        bad = ~across_channels(strip, np.logical_and, np.isfinite)
         nan_frac = float(bad.sum()) / n
         if nan_frac > camera.max_nan_fraction:
             return Verdict(False, "nan", f"{nan_frac:.4f} of pixels are NaN/inf", nan_frac)
@@ -89,7 +91,7 @@ def check_pixels(strip: np.ndarray, camera: Camera) -> Verdict:
         strip.dtype.kind == "i" and int(strip.min()) < 0
     ):  # (a uint8 strip of an 8-bit camera cannot exceed its range: no pass over it)
         return Verdict(False, "range", f"samples exceed the {camera.bit_depth}-bit range")
-    hot = strip[..., 0] >= top if strip.shape[2] == 1 else (strip >= top).any(axis=2)
+    hot = across_channels(strip, np.logical_or, lambda p: p >= top)
     sat = float(np.count_nonzero(hot)) / n
     if sat > camera.max_saturated_fraction:
         return Verdict(False, "saturated", f"{sat:.3f} of pixels saturated", nan_frac, sat)

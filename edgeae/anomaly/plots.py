@@ -39,15 +39,17 @@ def save_score_map(
     image: np.ndarray | None = None,
     points: np.ndarray | None = None,
     threshold: float | None = None,
-    max_side: int = 1600,
+    max_side: int = 800,
     title: str | None = None,
     score_label: str = "anomaly score",
 ) -> Path:
     """Whole-image anomaly map (max score of the patches covering each pixel), beside the image when given.
 
     ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined.
-    ``score_label``: what the score is (the colour bar's label). Pixels no scored patch covers are white, and
-    the map says so; a map with no scored patch says "no patch scored" instead of drawing a colour bar.
+    ``score_label``: what the score is (the colour bar's label). ``max_side``: the image and map are drawn
+    downsampled to at most this many pixels a side (the panels are ~500 px wide; the PNG's size does not depend
+    on it). Pixels no scored patch covers are white, and the map says so; a map with no scored patch says "no
+    patch scored" instead of drawing a colour bar.
     """
     plt = _plt()
     h, w = scores.shape

@@ -150,6 +150,7 @@ def score_array(
     ``valid``: bool (H, W), True = data (:attr:`edgeae.imageio.ImageData.valid`). NaN/inf pixels are no-data
     too, whatever ``valid`` says: they are read as 0, as :func:`edgeae.imageio.read_image` reads them, and count
     against ``min_valid`` (and are filled with ``fill``) like any other no-data pixel."""
+    from edgeae.nodata import across_channels
     from edgeae.tiling import tile_positions
 
     img = np.asarray(image, dtype=np.float32)
@@ -167,7 +168,7 @@ def score_array(
         raise ValueError(
             f"{file}: valid must be a bool mask of the image's shape {(h, w)} (True = data), got {ok.dtype} {ok.shape}"
         )
-    finite = np.asarray(np.isfinite(img).all(axis=2))
+    finite = across_channels(img, np.logical_and, np.isfinite)
     if not finite.all():
         log.warning("%s: %d NaN/inf pixels are no-data (read as 0)", file, int(finite.size - finite.sum()))
         ok = ok & finite

@@ -35,6 +35,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=positive_int, help="interpreter threads")
     p.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bars (they are drawn only when stderr is a terminal: a frame's CAE tiles, cross-check "
+        "fills and --adapt steps)",
+    )  # fmt: skip
+    p.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
         help="adapt a copy of the --model CAE to each frame's received samples for STEPS steps before filling "
         "(edgeae.adapt; a .pt or zoo model; ~1 s a step on 2 cores; default 0 = off)",
@@ -123,7 +128,8 @@ def _station(args: argparse.Namespace, make_out: bool = True):
     from edgeae.crosscheck import CrossCheckError
 
     try:
-        fill, name = make_filler(args.model, args.method, args.threads, args.adapt, args.cross_check)
+        progress = False if args.no_progress else None  # None: bars when stderr is a terminal
+        fill, name = make_filler(args.model, args.method, args.threads, args.adapt, args.cross_check, progress)
     except CrossCheckError as exc:  # an unknown classical method
         raise CLIError(f"--cross-check: {exc}") from None
     except ValueError as exc:  # AdaptationError, an invalid step count

@@ -21,7 +21,7 @@ from edgeae.cli.reconstruct_outputs import (
     side_path,
     write_output,
 )
-from edgeae.reconstruct import DEFAULT_MODELS, METHODS
+from edgeae.reconstruct import DEFAULT_BATCH, DEFAULT_MODELS, METHODS
 
 if TYPE_CHECKING:
     pass
@@ -72,7 +72,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--tile", type=positive_int, help="CAE tile size when the model does not fix it (default 128)")
     p.add_argument("--overlap", type=non_negative_int, help="CAE tile overlap in pixels (default tile/4: 32)")
-    p.add_argument("--batch", type=positive_int, help="CAE tiles per batch (default 32)")
+    p.add_argument("--batch", type=positive_int, help="CAE tiles per batch (default 8; lowered to fit the memory)")
     p.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
     p.add_argument(
         "--bayer",
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             except (AdaptationError, ValueError) as exc:
                 raise CLIError(f"--adapt: {exc}") from None
     opts = {
-        "tile": args.tile, "overlap": args.overlap, "batch": 32 if args.batch is None else args.batch,
+        "tile": args.tile, "overlap": args.overlap, "batch": DEFAULT_BATCH if args.batch is None else args.batch,
         "convert_channels": args.convert_channels,
     }  # fmt: skip
     xreport: dict[str, Any] = {}

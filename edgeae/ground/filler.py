@@ -29,6 +29,7 @@ def make_filler(
     threads: int | None = None,
     adapt_steps: int = 0,
     cross_check: str | None = None,
+    progress: bool | None = None,
 ) -> tuple[Filler, str]:
     """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
 
@@ -37,7 +38,8 @@ def make_filler(
     samples first (:mod:`edgeae.adapt`; a PyTorch model only, checked here); a frame whose adaptation fails is
     filled by the model as shipped, with a warning, never lost. ``cross_check`` (a classical method) mixes the
     CAE with it region by region (:mod:`edgeae.crosscheck`, validated here); a frame where that fails is filled
-    by the CAE alone, with a warning.
+    by the CAE alone, with a warning. ``progress``: ``None`` draws a bar per frame for the CAE's passes (its
+    tiles, or the cross-check's fills, and the adaptation's steps) when stderr is a terminal; ``False`` none.
     """
     try:
         from edgeae.reconstruct import reconstruct
@@ -66,13 +68,19 @@ def make_filler(
 
             xcfg = CrossCheckConfig(method=cross_check)  # an unknown method is refused now
 
+        from edgeae.reconstruct import show_progress
+
+        # one bar per frame on a terminal: the cross-check's over all its fills; adapt's from 20 steps
+        bar = show_progress(progress, 1, 0)
+        adapt_bar = None if bar else False
+
         def fill_cae(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
             use = predictor
             notes = {} if notes is None else notes
             if adapt_cfg is not None and image.shape[2] == predictor.metadata.channels:
                 info: dict[str, Any] = {}
                 try:
-                    use = adapt_predictor(predictor, image, known, adapt_cfg, progress=False, report=info)
+                    use = adapt_predictor(predictor, image, known, adapt_cfg, progress=adapt_bar, report=info)
                 except Exception as exc:  # the frame is still filled, by the shipped model
                     log.warning("adapting the CAE to the frame failed (%s): filling with the model as shipped", exc)
                     info = {"error": str(exc)}
@@ -84,11 +92,12 @@ def make_filler(
                 }  # fmt: skip
             if xcfg is not None:
                 try:
-                    return np.asarray(cross_checked_fill(image, known, use, xcfg, progress=False), dtype=np.float32)
+                    filled = cross_checked_fill(image, known, use, xcfg, progress=bar)
+                    return np.asarray(filled, dtype=np.float32)
                 except Exception as exc:  # the frame is still filled, by the CAE alone
                     log.warning("the cross-check failed on this frame (%s): filling with the CAE alone", exc)
                     notes["cross_check_error"] = str(exc)
-            return np.asarray(reconstruct(image, known, "cae", predictor=use), dtype=np.float32)
+            return np.asarray(reconstruct(image, known, "cae", predictor=use, progress=progress), dtype=np.float32)
 
         suffix = f"+adapt{adapt_steps}" if adapt_steps else ""
         suffix += f"+xcheck-{cross_check}" if cross_check else ""

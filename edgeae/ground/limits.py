@@ -13,6 +13,8 @@ so :func:`check_memory` also refuses a frame whose estimated rebuild does not fi
 from __future__ import annotations
 
 import dataclasses
+import os
+import resource
 from dataclasses import dataclass
 
 
@@ -91,32 +93,113 @@ REBUILD_BYTES: dict[str, tuple[float, float]] = {
 with ``/usr/bin/time -v edgeae ground decode`` on 4096 × 4096 grey and RGB frames at keep 0.1 (peak RSS minus a
 63 MB process baseline; ``cae``: the ground U-Nets, torch included); 8192 × 8192 grey agreed within 8%."""
 
+CAE_FIXED_BYTES = 180 << 20
+"""What a CAE rebuild holds whatever the frame size: torch and the model loaded (peak RSS at batch 4 and 32 on
+591 × 795 and 1182 × 1590 RGB, extrapolated to no tile and no pixel, less the 63 MB process baseline; session 30)."""
+
+CAE_TILE_PIXEL_BYTES = 1250
+"""Peak memory of one CAE tile in a batch, bytes per tile pixel (19.3 MiB for a 128-px tile of the ground U-Nets:
+peak RSS at batch 4, 8 and 32 on the same frames, session 30): the batch adds ``batch × tile² ×`` this."""
+
+CAE_TILE = 128  # the ground U-Nets' tile (px) and their default overlap, for the batch term of an estimate
+CAE_OVERLAP = CAE_TILE // 4
+
 MEMORY_MARGIN = 1.25
 """A frame is refused when its estimated rebuild memory times this exceeds the memory available."""
 
 
-def rebuild_bytes(h: int, w: int, c: int, fill: str) -> int:
+def cae_tiles(h: int, w: int, tile: int = CAE_TILE, overlap: int = CAE_OVERLAP) -> int:
+    """How many ``tile``-px tiles a CAE rebuild cuts an h × w frame into (:func:`edgeae.tiling.tile_positions`)."""
+    step = tile - overlap
+    return (1 + max(0, -(-(h - tile) // step))) * (1 + max(0, -(-(w - tile) // step)))
+
+
+def cae_batch_bytes(batch: int, tile: int = CAE_TILE) -> int:
+    """Peak memory (bytes) that a batch of ``batch`` CAE tiles adds (:data:`CAE_TILE_PIXEL_BYTES`)."""
+    return int(batch * tile * tile * CAE_TILE_PIXEL_BYTES)
+
+
+def rebuild_bytes(h: int, w: int, c: int, fill: str, batch: int = 2) -> int:
     """Estimated peak memory (bytes) of rebuilding an h × w × c sparse frame with the fill named ``fill`` (a
     classical method, ``cae:MODEL``, with ``+xcheck-METHOD`` adding that method's cost; ``none``: the decode
-    alone, as ``nearest`` without its distance transform)."""
+    alone, as ``nearest`` without its distance transform). A CAE adds torch and the model
+    (:data:`CAE_FIXED_BYTES`) and its batch of tiles, at most ``batch`` and at most the frame's tiles; the
+    default is the smallest batch a rebuild runs (:func:`edgeae.reconstruct.reconstruct_cae` lowers its batch
+    to what the memory available allows)."""
     parts = fill.split("+")
     name = parts[0].split(":")[0]
     methods = [name if name in REBUILD_BYTES else "nearest"]
     methods += [p.removeprefix("xcheck-") for p in parts[1:] if p.removeprefix("xcheck-") in REBUILD_BYTES]
     per_pixel = sum(REBUILD_BYTES[m][0] + REBUILD_BYTES[m][1] * c for m in methods)
-    return int(h * w * per_pixel)
+    need = int(h * w * per_pixel)
+    if name == "cae":
+        need += CAE_FIXED_BYTES + cae_batch_bytes(max(1, min(batch, cae_tiles(h, w))))
+    return need
 
 
-def available_memory() -> int | None:
-    """Memory the system can give without swapping (Linux ``MemAvailable``), or None where unknown."""
+MEMINFO = "/proc/meminfo"
+CGROUP = "/sys/fs/cgroup"  # v2 files in it (memory.max), v1 files in its memory/ folder (memory.limit_in_bytes)
+PROC_STATUS = "/proc/self/status"
+_UNLIMITED = 1 << 60  # a cgroup v1 limit at or above this is "no limit" (the kernel writes ~2**63)
+
+
+def _read_int(path: str) -> int | None:
+    """The integer a one-value file holds; None when it is missing, unreadable or ``max``."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _stat_value(path: str, key: str, unit: int = 1) -> int | None:
+    """The number after ``key`` in a ``KEY value`` file (/proc/meminfo, memory.stat), times ``unit``."""
+    try:
+        with open(path, encoding="ascii") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                fields = line.split()  # "VmSize:\t  123 kB", "MemAvailable:   123 kB", "inactive_file 123"
+                if fields and fields[0].rstrip(":") == key:
+                    return int(fields[1]) * unit
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes this process's memory cgroup can still take (its limit less its usage, page cache that can be dropped
+    not counted as used), v2 or v1; None where there is no limit."""
+    for limit_file, usage_file, stat_file, cache_key in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat", "total_inactive_file"),
+    ):
+        limit = _read_int(os.path.join(CGROUP, limit_file))
+        if limit is None or limit >= _UNLIMITED:
+            continue
+        used = _read_int(os.path.join(CGROUP, usage_file)) or 0
+        used -= min(used, _stat_value(os.path.join(CGROUP, stat_file), cache_key) or 0)
+        return max(0, limit - used)
+    return None
+
+
+def _address_space_room() -> int | None:
+    """Bytes of address space left under ``RLIMIT_AS`` (``ulimit -v``); None where there is no such limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = _stat_value(PROC_STATUS, "VmSize", 1024) or 0
+    return max(0, soft - used)
+
+
+def available_memory() -> int | None:
+    """Memory this process can get without swapping or being killed: the smallest of the system's
+    ``MemAvailable``, the room left under its memory cgroup's limit (v2 ``memory.max`` less ``memory.current``,
+    v1 ``memory.limit_in_bytes`` less usage; reclaimable page cache counted as free) and the address space left
+    under ``RLIMIT_AS``; None where none of them is known."""
+    known = [
+        v for v in (_stat_value(MEMINFO, "MemAvailable", 1024), _cgroup_room(), _address_space_room()) if v is not None
+    ]
+    return min(known) if known else None
 
 
 def check_memory(kind: str, frame_id: int, h: int, w: int, c: int, fill: str, available: int | None = None) -> None:

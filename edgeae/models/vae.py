@@ -111,6 +111,39 @@ def _up(cin: int, cout: int) -> list[nn.Module]:
     ]
 
 
+def _is_nearest2x(layer: nn.Module) -> bool:
+    return (
+        isinstance(layer, nn.Upsample)
+        and layer.mode == "nearest"
+        and layer.size is None
+        and layer.scale_factor in (2, 2.0, (2, 2), (2.0, 2.0))
+    )
+
+
+def _nearest2x(h: torch.Tensor) -> torch.Tensor:
+    """2x nearest upsampling of (N, C, H, W) as a broadcast copy: the values of ``nn.Upsample(scale_factor=2)``
+    bit for bit, 2x faster than its kernel on the CPU (it was 22 % of ``edgeae score`` with a VAE)."""
+    n, c, hh, ww = h.shape
+    return h[:, :, :, None, :, None].expand(n, c, hh, 2, ww, 2).reshape(n, c, 2 * hh, 2 * ww)
+
+
+def _eager_inference(h: torch.Tensor) -> bool:
+    """Whether :meth:`VAE.decode` may take its fast path: a plain contiguous tensor run eagerly without
+    gradients. Exporters and tracers (ONNX, torch.export, dynamo, jit, fx) see the modules as they are, so an
+    exported graph keeps its resize (or the folded sub-pixel form); training keeps the upsampling's own
+    backward."""
+    return (
+        type(h) is torch.Tensor
+        and h.is_contiguous()
+        and not (h.requires_grad and torch.is_grad_enabled())
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.onnx.is_in_onnx_export()
+        and not torch.compiler.is_exporting()
+        and not torch.compiler.is_compiling()
+    )
+
+
 class VAE(nn.Module):
     """β-VAE on (N, C, P, P) patches in [0, 1].
 
@@ -154,8 +187,12 @@ class VAE(nn.Module):
         """Latent (N, D) -> patches (N, C, P, P) in [0, 1]."""
         c = self.config
         h = F.relu(self.fc_dec(z)).reshape(-1, c.widths[-1], c.grid, c.grid)
-        out: torch.Tensor = self.decoder(h)
-        return out
+        if not _eager_inference(h):
+            out: torch.Tensor = self.decoder(h)
+            return out
+        for layer in self.decoder:  # the same modules, each 2x nearest upsampling as a copy (bit-identical)
+            h = _nearest2x(h) if _is_nearest2x(layer) else layer(h)
+        return h
 
     def set_lambda(self, value: float) -> None:
         """Set λ in the anomaly score (the buffer that exported graphs carry)."""
