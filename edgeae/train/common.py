@@ -272,14 +272,14 @@ def start_run(
 
 
 def available_memory() -> int | None:
-    """Bytes of memory the system can give a new allocation now (``MemAvailable``), None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    """Bytes of memory this process can get now: the smallest of ``MemAvailable``, the room under its memory cgroup
+    and under ``ulimit -v`` (:func:`edgeae.ground.limits.available_memory`, stdlib only), else the free physical
+    pages; None where unknown."""
+    from edgeae.ground.limits import available_memory as room
+
+    known = room()
+    if known is not None:
+        return known
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, OSError, ValueError):
