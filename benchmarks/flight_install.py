@@ -4,7 +4,9 @@ For each extra: create a bare venv, ``pip install 'REPO[extra]'`` (non-editable,
 configuration decides the index), record the installed size (the whole venv, its site-packages, and what the
 install added to a bare venv: venv total minus the bare venv's pip/setuptools), check that neither OpenCV nor
 torch came with it, then run both shipped missions on PNG, JPEG and TIFF frames and ``firmware-sim bench``
-inside that venv. Writes ``OUT/flight_install.json`` and ``OUT/flight_install.md``.
+inside that venv. Writes ``OUT/flight_install.json`` and ``OUT/flight_install.md``. A mission run that flew
+without a model it names (``summary.json`` ``models_refused``) is flagged; without its anomaly model it fails
+(exit status 1): its frames were processed but nothing was scored.
 
     python -m benchmarks.flight_install --out benchmarks/results/flight_install [--extras flight-tflite]
 
@@ -102,6 +104,7 @@ def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: floa
             s = json.loads(summary.read_text())
             entry["frames"] = {k: s["frames"][k] for k in ("acquired", "downlinked", "queued", "dropped")}
             entry["drop_reasons"] = s["frames"].get("drop_reasons")
+            entry.update(model_outcome(s))
         tele = out / "telemetry.jsonl"
         if tele.is_file():
             recs = [json.loads(x) for x in tele.read_text().splitlines()]
@@ -124,6 +127,34 @@ def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: floa
     return res
 
 
+def model_outcome(summary: dict[str, Any]) -> dict[str, Any]:
+    """The models a run flew (file names) and those refused at boot: a run that exits 0 without its anomaly
+    model scored nothing (sparse pixels only), which its frame counts do not show."""
+    refused = list(summary.get("models_refused") or [])
+    return {
+        "models": {role: Path(p).name if p else None for role, p in (summary.get("models") or {}).items()},
+        "models_refused": refused,
+        "flew_without": sorted({str(r.get("role")) for r in refused}),
+    }
+
+
+def mission_ok(entry: dict[str, Any]) -> bool:
+    """A mission run passes when it exited 0, wrote its summary and flew its anomaly model (a reconstruction
+    model refused is flagged, not failed: the onboard check is optional, and a zoo model may ship for one
+    interpreter only)."""
+    return entry["rc"] == 0 and "frames" in entry and "anomaly" not in entry.get("flew_without", [])
+
+
+def _mission_cell(m: str, e: dict[str, Any]) -> str:
+    f = e.get("frames", {})
+    text = f"{m}: rc {e['rc']}, {f.get('downlinked', 0) + f.get('queued', 0)}/{f.get('acquired', 0)} processed"
+    if "frames" not in e:
+        text += ", NO summary"
+    if e.get("flew_without"):
+        text += f", flew WITHOUT its {' and '.join(e['flew_without'])} model"
+    return text
+
+
 def bare_venv_mb(work: Path) -> float:
     venv = work / "bare"
     _run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -140,11 +171,7 @@ def to_markdown(results: list[dict[str, Any]], bare_mb: float) -> str:
         if not r.get("pip_ok"):
             lines.append(f"| {r['extra']} | pip failed | | | | | | |")
             continue
-        ms = "; ".join(
-            f"{m}: rc {e['rc']}, {e.get('frames', {}).get('downlinked', 0) + e.get('frames', {}).get('queued', 0)}"
-            f"/{e.get('frames', {}).get('acquired', 0)} processed"
-            for m, e in r["missions"].items()
-        )
+        ms = "; ".join(_mission_cell(m, e) for m, e in r["missions"].items())
         lines.append(
             f"| {r['extra']} | {r['venv_mb']} | {r['site_packages_mb']} | {r['added_by_install_mb']} | "
             f"{'yes' if r['within_budget'] else 'NO'} | {', '.join(r['heavy_modules_present']) or 'none'} | {ms} | "
@@ -155,6 +182,12 @@ def to_markdown(results: list[dict[str, Any]], bare_mb: float) -> str:
     for r in results:
         if r.get("pip_ok"):
             lines.append(f"- {r['extra']}: " + ", ".join(f"{k} {v}" for k, v in r["largest_mb"].items()))
+    refused = [(r["extra"], m, x) for r in results for m, e in r.get("missions", {}).items()
+               for x in e.get("models_refused", [])]  # fmt: skip
+    if refused:
+        lines.append("")
+        lines.append("Models refused at boot (the run flew without them):")
+        lines += [f"- {extra}, {m}: {x.get('role')}: {x.get('detail')}" for extra, m, x in refused]
     return "\n".join(lines) + "\n"
 
 
@@ -187,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "flight_install.md").write_text(md)
     print(md)
     ok = all(
-        r.get("pip_ok") and all(e["rc"] == 0 for e in r["missions"].values()) and r["bench"]["rc"] == 0 for r in results
+        r.get("pip_ok") and all(mission_ok(e) for e in r["missions"].values()) and r["bench"]["rc"] == 0
+        for r in results
     )
     return 0 if ok else 1
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgeae import zoo
@@ -27,8 +28,10 @@ ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
 MODEL_SUFFIXES = (CHECKPOINT_SUFFIX, *ARTIFACT_SUFFIXES)
 ARTIFACTS_DIR = Path(zoo.__file__).resolve().parent / "artifacts"
 LINKS_DIR = Path(__file__).resolve().parent / "ground" / "links"
-# the interpreter each artifact suffix needs, in the order a zoo name prefers them
+# the interpreter each artifact suffix needs, in the order a zoo name prefers them (unless told otherwise)
 _INTERPRETER = {".onnx": "onnxruntime", ".ort": "onnxruntime", ".tflite": "ai_edge_litert"}
+# the flight extra that installs each interpreter
+INTERPRETER_EXTRA = {"onnxruntime": "flight-onnx", "ai_edge_litert": "flight-tflite"}
 
 
 class NameNotFound(FileNotFoundError):
@@ -57,10 +60,21 @@ def shipped_artifacts(name: str) -> list[Path]:
     return sorted(files, key=lambda p: (p.name.count("-encoder") + p.name.count("-decoder"), p.name))
 
 
-def zoo_artifact(name: str, part: str = "") -> Path:
-    """The shipped artifact of zoo model ``name`` that this install can run (onnxruntime first, then LiteRT).
+def _preference(prefer: Sequence[str]) -> dict[str, int]:
+    """Artifact suffix -> rank: the suffixes of ``prefer`` (``"tflite"`` or ``".tflite"``) first, in that order,
+    then the default order (onnxruntime, LiteRT, ORT format)."""
+    wanted = [s if s.startswith(".") else f".{s}" for s in prefer]
+    order = [*dict.fromkeys([*wanted, ".onnx", ".tflite", ".ort"])]
+    return {suffix: i for i, suffix in enumerate(order)}
 
-    ``part`` picks ``encoder`` or ``decoder`` of a seed CAE ("" = the full model).
+
+def zoo_artifact(name: str, part: str = "", prefer: Sequence[str] = ()) -> Path:
+    """The shipped artifact of zoo model ``name`` that this install can run: the first of ``prefer``'s formats
+    (e.g. ``("tflite", "onnx")``) whose interpreter is installed, else onnxruntime's, then LiteRT's.
+
+    ``part`` picks ``encoder`` or ``decoder`` of a seed CAE ("" = the full model). When no shipped file's
+    interpreter is installed, the most preferred file is returned (:func:`interpreter_missing` says why it cannot
+    run and what to install).
     """
     zoo_entry(name)
     stem = f"{name}-{part}" if part else name
@@ -70,11 +84,39 @@ def zoo_artifact(name: str, part: str = "") -> Path:
             f"zoo model {name!r} ships no flight artifact{' for its ' + part if part else ''}; make one with "
             f"edgeae export {name} --format onnx --precision int8 --out DIR, then pass the file"
         )
+    order = _preference(prefer)
     runnable = [p for p in files if _installed(_INTERPRETER[p.suffix])]
-    if not runnable:
-        return files[0]  # loading it names the missing interpreter and the pip line
-    order = {".onnx": 0, ".tflite": 1, ".ort": 2}
-    return min(runnable, key=lambda p: order[p.suffix])
+    return min(runnable or files, key=lambda p: order[p.suffix])
+
+
+def interpreter_missing(path: Path, flag: str = "") -> str | None:
+    """Why this install cannot run the artifact ``path`` (the interpreter its suffix needs is not installed) and
+    what to do instead, in one line; None when it can (or ``path`` is no artifact). For a shipped zoo artifact
+    with a sibling the installed interpreter runs, the line names that file (``flag``: the option that takes it,
+    e.g. ``--anomaly-model``), never a second interpreter to install."""
+    module = _INTERPRETER.get(path.suffix)
+    if module is None or _installed(module):
+        return None
+    need = f"{path.name} needs {module}, which is not installed"
+    pip = f"pip install 'edgeae[{INTERPRETER_EXTRA[module]}]'"
+    try:
+        shipped = path.resolve().parent.parent == ARTIFACTS_DIR
+    except OSError:
+        shipped = False
+    if not shipped:
+        return f"{need}: run  {pip}, or give an artifact for the installed interpreter (.onnx/.ort or .tflite)"
+    name, stem = path.parent.name, path.name.split(".")[0]
+    siblings = [p for p in shipped_artifacts(name) if p.name.split(".")[0] == stem]
+    runnable = [p for p in siblings if _installed(_INTERPRETER[p.suffix])]
+    if runnable:
+        use = f"zoo:{name}/{runnable[0].name}"
+        part = stem.removeprefix(name).lstrip("-")
+        whole = f" (or the zoo name {name}: the file for the installed interpreter)" if not part else ""
+        return (
+            f"{need}; this install runs the shipped {runnable[0].name}: use {(flag + ' ') if flag else ''}{use}{whole}"
+        )
+    formats = ", ".join(sorted({p.suffix for p in siblings}))
+    return f"{need}, and zoo model {name} ships only {formats} (docs/export.md, Zoo artifacts): to fly it, run  {pip}"
 
 
 def zoo_entry(name: str) -> dict:
@@ -83,11 +125,12 @@ def zoo_entry(name: str) -> dict:
     return zoo.ZOO[name]
 
 
-def model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
+def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence[str] = ()) -> Path:
     """An existing model file for ``spec`` (zoo name, ``zoo:NAME``, ``zoo:NAME/FILE`` or a path).
 
     ``want``: ``"any"`` (a zoo name gives its ``.pt`` checkpoint when PyTorch is installed, else its shipped
     artifact), ``"checkpoint"`` (the ``.pt``: training and export), ``"artifact"`` (a flight file: the runtime).
+    ``prefer``: the artifact formats a zoo name takes first (:func:`zoo_artifact`).
     """
     if want not in ("any", "checkpoint", "artifact"):
         raise ValueError(f"want must be any, checkpoint or artifact, got {want!r}")
@@ -106,11 +149,11 @@ def model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
     if name in zoo.ZOO:
         weights = zoo.WEIGHTS_DIR / zoo.ZOO[name]["file"]
         if want == "artifact":
-            return zoo_artifact(name)
+            return zoo_artifact(name, prefer=prefer)
         if want == "checkpoint" or _installed("torch"):
             return zoo.resolve(name)  # clear error (with the reproducing command) when the weights are missing
         if shipped_artifacts(name):
-            return zoo_artifact(name)
+            return zoo_artifact(name, prefer=prefer)
         raise NameNotFound(
             f"zoo model {name!r} is a PyTorch checkpoint ({weights.name}) and no flight artifact ships for it; "
             "'torch' is needed here but is not installed: run  pip install 'edgeae[train]'"
@@ -136,10 +179,13 @@ def model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
 
 def _check_kind(path: Path, want: str, spec: str) -> Path:
     if want == "artifact" and path.suffix not in ARTIFACT_SUFFIXES:
-        raise NameNotFound(
-            f"model {spec}: the flight runtime needs an .onnx, .ort or .tflite artifact, not {path.suffix or 'a'} "
-            f"file; make one with edgeae export {spec} --out DIR"
-        )
+        if path.suffix == CHECKPOINT_SUFFIX:
+            what = f"{path.name} is a PyTorch checkpoint: make an artifact from it with  edgeae export {spec} --out DIR"
+        elif path.suffix:
+            what = f"{path.name} is a {path.suffix} file, not a model artifact"
+        else:
+            what = f"{path.name} has no artifact suffix (.onnx, .ort, .tflite)"
+        raise NameNotFound(f"model {spec}: the flight runtime needs an .onnx, .ort or .tflite artifact; {what}")
     if want == "checkpoint" and path.suffix != CHECKPOINT_SUFFIX:
         raise NameNotFound(f"model {spec}: a .pt checkpoint (or a zoo name) is needed here, got {path.name}")
     return path
@@ -186,10 +232,12 @@ def preset_summary(path: Path) -> str:
 
 __all__ = [
     "ARTIFACT_SUFFIXES",
+    "INTERPRETER_EXTRA",
     "LINKS_DIR",
     "MODEL_SUFFIXES",
     "ZOO_PREFIX",
     "NameNotFound",
+    "interpreter_missing",
     "link_path",
     "model_path",
     "preset_path",

@@ -75,12 +75,17 @@ def check_artifact(
     """Parity (and tail) of one artifact against the bundle's PyTorch outputs, with the export's budgets."""
     from edgeae.firmware_sim.runtime import load_artifact
 
+    from edgeae.resolve import interpreter_missing
+
     from .filetype import check_artifact_file
     from .parity import TAIL_BUDGETS, check_parity, run_batched, tail_failures, tail_metrics
     from .tailgate import tail_scores, tail_terms_max
 
     check_artifact_file(artifact)  # "0-byte file", "a TFLite flatbuffer, not ONNX": before the runtime's parser
     check_recorded_hash(artifact)
+    missing = interpreter_missing(Path(artifact))  # a shipped file: names the sibling this install runs
+    if missing:
+        raise BundleError(f"{artifact}: {missing}")
     pred = load_artifact(artifact, threads=threads)
     kind, precision = pred.metadata.kind, pred.metadata.precision
     made_from = pred.metadata.source_checkpoint_hash
@@ -240,6 +245,28 @@ def _cpu() -> dict[str, Any]:
     return info
 
 
+def cpu_line(cpu: dict[str, Any]) -> str:
+    """The ``cpu`` record of a check, readable: machine, model, VNNI, whether 8-bit int8 ONNX weights saturate here,
+    the onnxruntime version."""
+    yes_no = {True: "yes", False: "no", None: "unknown"}
+    parts = [str(cpu.get("machine") or "unknown machine"), str(cpu.get("cpu_model") or "model unknown")]
+    parts.append(f"VNNI {yes_no.get(cpu.get('vnni'), cpu.get('vnni'))}")
+    parts.append(f"full-range int8 ONNX saturates here: {yes_no.get(cpu.get('int8_saturates'), '?')}")
+    parts.append(f"onnxruntime {cpu.get('onnxruntime') or 'not installed'}")
+    return "; ".join(parts)
+
+
+def resolve_artifact(spec: str) -> str:
+    """An artifact argument: a file, or a zoo name as every MODEL argument takes (``orbital-gray-vae``: its shipped
+    int8 file for the installed interpreter; ``zoo:NAME/FILE``: that shipped file). A path that does not exist
+    is returned as given (its check says so)."""
+    from edgeae.resolve import ZOO_PREFIX, model_path
+
+    if Path(spec).exists() or (not spec.startswith(ZOO_PREFIX) and ("/" in spec or Path(spec).suffix)):
+        return spec
+    return str(model_path(spec, "artifact"))  # NameNotFound (an OSError) names the zoo models
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgeae.export.board", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -253,7 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--no-tail", action="store_true", help="parity patches only, no tail frames (small bundle)")
     c = sub.add_parser("check", help="check artifacts against a bundle (needs onnxruntime or ai-edge-litert only)")
     c.add_argument("bundle")
-    c.add_argument("artifacts", nargs="+")
+    c.add_argument(
+        "artifacts", nargs="+", metavar="ARTIFACT",
+        help="an .onnx / .ort / .tflite file, or a zoo name (orbital-gray-vae: its shipped int8 file for the "
+        "installed interpreter; zoo:orbital-gray-vae/orbital-gray-vae.int8.tflite: that file)",
+    )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--json", default=None, help="also write the results here")
     c.add_argument(
@@ -298,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "time":
         try:
             summary, data = load_bundle(args.bundle)
-            rec = time_artifact(summary, data, args.artifact, args.threads, args.batch, args.seconds, args.workers)
+            artifact = resolve_artifact(args.artifact)
+            rec = time_artifact(summary, data, artifact, args.threads, args.batch, args.seconds, args.workers)
             print(json.dumps(rec))
         except (BundleError, OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -317,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     recs: list[dict[str, Any]] = []
     for a in args.artifacts:
         try:
-            recs.append(check_artifact(summary, data, a, args.threads))
+            recs.append(check_artifact(summary, data, resolve_artifact(a), args.threads))
         except Exception as e:  # one file's failure (any kind) goes on its own line; the others are still checked
             msg = str(e) if isinstance(e, ValueError | OSError) else f"{type(e).__name__}: {e}"
             recs.append({"artifact": str(a), "passed": False, "error": msg if str(a) in msg else f"{a}: {msg}"})
@@ -337,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = {"bundle": summary, "cpu": cpu, "results": recs, "fastest_passing": fastest}
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"results: {args.json}" + (" (overwrote the earlier file)" if existed else ""))
-    print(f"cpu: {cpu}")
+    print(f"cpu: {cpu_line(cpu)}")
     timing_failed = any("error" in (r.get("speed") or {}) for r in recs)
     return 0 if all(r["passed"] for r in recs) and not timing_failed else 1
 

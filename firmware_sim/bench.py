@@ -167,6 +167,26 @@ def bench_threads(
     }
 
 
+def thread_warning(threads: Sequence[int]) -> str | None:
+    """What ``firmware-sim run`` warns about a mission's ``[runtime] threads``, for bench's thread counts: more
+    threads than the cores this process may use cost time without scoring faster."""
+    from .frame_intake import usable_cores
+
+    cores = usable_cores()
+    over = sorted({int(t) for t in threads if cores and int(t) > cores})
+    if not over:
+        return None
+    return (
+        f"--threads {','.join(map(str, over))}: more than the {cores} core(s) this machine gives the process; "
+        "those runs measure contention, not a faster board"
+    )
+
+
+def runtime_name(path: Path) -> str:
+    """The interpreter an artifact runs in, by its suffix (as :func:`.runtime.load_artifact` chooses it)."""
+    return "ai-edge-litert" if path.suffix == ".tflite" else "onnxruntime"
+
+
 def check_recorded_hash(path: Path) -> None:
     """Refuse a model file whose SHA-256 differs from the one its export recorded (a ``.sha256`` sidecar or the
     ``parity.json`` beside it), as ``firmware-sim run`` does, instead of timing a damaged file."""
@@ -186,13 +206,16 @@ def run_bench(
     keep: float = 0.05,
 ) -> dict[str, Any]:
     """Benchmark ``model`` at each thread count; returns a JSON-ready dict."""
-    from edgeae.resolve import model_path
+    from edgeae.resolve import interpreter_missing, model_path
 
     check_bench_args(batch, iters, frame, keep)
     if not threads:
         raise ValueError("bench needs at least one thread count")
     path = model_path(model, "artifact")
     check_recorded_hash(path)
+    missing = interpreter_missing(path, "--model")  # names the shipped file this install runs, if there is one
+    if missing:
+        raise ValueError(missing)
     runs = [bench_threads(path, int(t), batch, iters, frame, keep) for t in threads]  # timed untraced
     started = not tracemalloc.is_tracing()
     if started:
@@ -204,8 +227,11 @@ def run_bench(
     finally:
         if started:
             tracemalloc.stop()
+    warning = thread_warning(threads)
     return {
         "artifact": str(path),
+        "runtime": runtime_name(path),
+        "warnings": [warning] if warning else [],
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
@@ -219,8 +245,17 @@ def run_bench(
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A plain-text table: one row per (threads, stage) with p50/p90/p99 ms, then throughput."""
-    lines = [f"{'threads':>7} {'stage':<10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
+    """A plain-text table: the artifact and interpreter measured, one row per (threads, stage) with p50/p90/p99
+    ms, then throughput."""
+    runtime = result.get("runtime") or runtime_name(Path(result["artifact"]))
+    version = (result.get("versions") or {}).get(runtime)
+    model = (result.get("runs") or [{}])[0].get("model") or {}
+    kind = f", {model.get('kind')} {model.get('precision')}" if model else ""
+    lines = [
+        f"artifact {Path(result['artifact']).name} ({runtime}{' ' + version if version else ''}{kind}): "
+        f"{result['artifact']}",
+        f"{'threads':>7} {'stage':<10} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}",
+    ]
     for r in result["runs"]:
         for st in STAGES:
             s = r["stages_ms"][st]
@@ -232,8 +267,13 @@ def format_table(result: dict[str, Any]) -> str:
         )
     m = result["memory"]
     load = result["machine"].get("loadavg_1min")
+    cpus = result["machine"].get("cpus")
+    load_text = f"{load:.2f}" if isinstance(load, int | float) else "unknown"
+    if isinstance(load, int | float) and isinstance(cpus, int) and load >= cpus:
+        load_text += f" (at or above the {cpus} cores: the timings are of a busy machine)"
     lines.append(
         f"memory: traced peak {m['traced_peak_bytes']:,} B (Python side, an untimed pass), RSS peak "
-        f"{m['rss_peak_bytes']:,} B; load {load}"
+        f"{m['rss_peak_bytes']:,} B; 1-minute load {load_text}"
     )
+    lines += [f"WARNING: {w}" for w in result.get("warnings") or []]
     return "\n".join(lines)

@@ -6,9 +6,9 @@
     firmware-sim check --mission orbital_nac.toml --set runtime.threads=4
     firmware-sim missions
 
-Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the run (run
-again with the same ``--out``), 130 interrupted (Ctrl-C; the summary and report of the frames so far are written
-and the same command goes on).
+Exit status: 0 done, 1 every frame was dropped (``check``: the mission boots degraded, without a model it
+names), 2 user error, 3 a simulated reboot stopped the run (run again with the same ``--out``), 130 interrupted
+(Ctrl-C; the summary and report of the frames so far are written and the same command goes on).
 
 This module holds the parser and the commands; ``run``'s mission overrides are in :mod:`.cli_overrides`, what it
 prints and writes at the end in :mod:`.cli_outputs`.
@@ -29,6 +29,7 @@ from .faults import FaultSpecError, SimulatedReboot
 from .mission import MissionError, load_mission
 
 EXIT_ALL_DROPPED = 1
+EXIT_DEGRADED = 1  # check: the mission boots, but without a model it names (refused, or no interpreter for it)
 EXIT_REBOOT = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -88,11 +89,11 @@ def _check(args: argparse.Namespace) -> int:
                 print(line)
         finally:
             rt.close()
-    return 0
+    return EXIT_DEGRADED if rt.models.refused else 0  # a run would fly, without the refused model
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import check_bench_args, format_table, run_bench
+    from .bench import check_bench_args, format_table, run_bench, thread_warning
 
     check_bench_args(args.batch, args.iters, (args.frame_height, args.frame_width), args.keep)  # before the model
 
@@ -102,8 +103,17 @@ def _bench(args: argparse.Namespace) -> int:
         raise MissionError(f"--threads takes comma-separated whole numbers, e.g. 1,2; got {args.threads!r}") from None
     if not threads or min(threads) < 1:
         raise MissionError(f"--threads takes thread counts of at least 1, got {args.threads!r}")
-    if args.json and not Path(args.json).parent.is_dir():  # before the benchmark, not after
-        raise MissionError(f"--json {args.json}: folder {Path(args.json).parent} does not exist")
+    replaces = False
+    if args.json:  # before the benchmark, not after
+        target = Path(args.json)
+        if target.is_dir():
+            raise MissionError(f"--json {args.json} is a folder; name a file, e.g. --json {target / 'bench.json'}")
+        if not target.parent.is_dir():
+            raise MissionError(f"--json {args.json}: folder {target.parent} does not exist")
+        replaces = target.exists()
+    warning = thread_warning(threads)
+    if warning:  # said before minutes of timing, and again under the table
+        print(f"WARNING: {warning}", file=sys.stderr)
     result = run_bench(
         args.model,
         threads=threads,
@@ -116,7 +126,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(result, indent=2) + "\n")
-        print(f"JSON: {args.json}")
+        print(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))
     return 0
 
 
@@ -142,11 +152,12 @@ def _missions(args: argparse.Namespace) -> int:
     for name, path in found.items():
         m = load_mission(path)
         cam = m.camera
-        size = f"{cam.width}x{cam.height}" if cam.height and cam.width else "any size"
+        size = f"{cam.height}x{cam.width}" if cam.height and cam.width else "any size"
         head = f"{name:<{width}}  {size:>11} x{cam.channels}  "
         first = preset_summary(path).replace("`", "").split(". ")[0].rstrip(".") + "."
         print(textwrap.fill(first, 100, initial_indent=head, subsequent_indent=" " * len(head)))
-    print(f"(in {MISSIONS_DIR}; pass a name or a TOML path to --mission)")
+    print(f"(frame sizes in px, height x width, as [camera] gives them; in {MISSIONS_DIR}; pass a name or a TOML "
+          "path to --mission)")  # fmt: skip
     return 0
 
 
@@ -242,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides, load and verify the models (golden hash, kind, channels, patch and tile size), measure what "
         "the loaded interpreters hold, and for a fixed-size camera check the buffers against [budget] "
         "memory_bytes and the packets a frame needs. Prints the plan; exit status 0 when the mission would "
-        "boot, 2 when it would be refused. Writes nothing (the boot runs in a temporary folder).",
+        "boot, 1 when it would boot degraded (a model it names refused, e.g. no installed interpreter runs it: "
+        "a run flies without it), 2 when it would be refused. Writes nothing (the boot runs in a temporary "
+        "folder).",
     )
     _mission_arguments(c)
     c.set_defaults(_fn=_check)
@@ -306,6 +319,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     try:
         return int(args._fn(args))
+    except BrokenPipeError:  # the output was piped into a reader that stopped (| head): nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 1  # as edgeae's own commands
     except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
         print(f"firmware-sim {args.command}: error: {exc}", file=sys.stderr)
         return 2

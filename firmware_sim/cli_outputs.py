@@ -107,7 +107,11 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget ({within}), RSS peak "
         f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{' (this boot)' if boots else ''}{traced_text}{rate_text}"
     )
-    print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending")
+    codec = s.get("sample_codec") or {}
+    coded = f"; samples coded {codec['used']}" if codec.get("used") else ""
+    if codec.get("configured") == "auto" and codec.get("used") != "ccsds121":
+        coded += " (codec auto: libaec is not installed, so not ccsds121)"
+    print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending{coded}")
     if s.get("faults_not_fired"):
         print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
     for a in s["anomalies"][:5]:
@@ -175,7 +179,10 @@ def check_lines(rt: Any) -> list[str]:
     from .frame_intake import sparse_packet_estimate
 
     m, cam, mib = rt.m, rt.m.camera, 2**20
-    out = [f"mission {m.name} ({m.source_path}): boots"]
+    roles = [r["role"] for r in rt.models.refused]
+    refused = f"{' and '.join(roles)} model{'s' if len(roles) > 1 else ''}"
+    state = f"boots degraded, without its {refused} (exit status 1)" if roles else "boots"
+    out = [f"mission {m.name} ({m.source_path}): {state}"]
     for role, guard in (("anomaly", rt.anomaly), ("reconstruction", rt.recon)):
         if guard is not None:
             out.append(f"  {role} model: {guard.path} ({guard.nbytes:,} B, SHA-256 from {guard.hash_source})")
@@ -193,7 +200,8 @@ def check_lines(rt: Any) -> list[str]:
     if cam.width and (cam.height or cam.source == "strips"):
         plan = plan_memory(m, cam.width, cam.height, rt._model_bytes(), cam.channels)
         items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
-        out.append(f"  a {cam.width} x {cam.height or 'any'} frame's buffers: {plan.total:,} B ({items})")
+        size = f"{cam.height or 'any'} x {cam.width} px (height x width)"
+        out.append(f"  a {size} frame's buffers: {plan.total:,} B ({items})")
         fits = held + plan.total <= m.budget.memory_bytes
         out.append(
             f"  held + buffers: {(held + plan.total) / mib:.1f} MiB: "

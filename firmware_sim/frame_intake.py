@@ -229,7 +229,9 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     budget = m.budget.memory_bytes
     rt.tm.write("event", kind="memory_loaded", held=held, sparse_only_plan=least.as_dict(), budget=budget)
     if held + least.total > budget:
-        frame = f"a {cam.width} x {cam.height or 'any'} frame's" if fixed else "the size-independent"
+        frame = (
+            f"a {cam.height or 'any'} x {cam.width} px (height x width) frame's" if fixed else "the size-independent"
+        )
         raise MissionError(
             f"{m.source_path}: after the models loaded the process holds {held:,} B over its boot baseline "
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
@@ -273,7 +275,7 @@ def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool =
         return None
     dl, keep = mission.downlink, mission.sampling.keep
     return (
-        f"sparse pixels ({width} x {height} px at keep {keep:g}) need about {n:,} packets, more than the wire "
+        f"sparse pixels ({height} x {width} px at keep {keep:g}) need about {n:,} packets, more than the wire "
         f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}), lower "
         f"[sampling] keep (now {keep:g})"
         + (" or code the samples ([downlink] codec, now 'none')" if dl.codec == "none" else "")

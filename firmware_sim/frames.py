@@ -16,7 +16,7 @@ Every reader yields ``(row0, strip)`` with ``strip`` shaped (rows, W, C) in the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,44 +105,56 @@ class TiffFrame:
         limits = ImageLimits.from_env()
         if h * w > limits.max_pixels:  # streamed, but a header claiming billions of pixels is still refused
             raise FrameError(
-                f"{path}: {w}x{h} pixels is over the limit of {limits.max_pixels:,} (EDGEAE_MAX_IMAGE_PIXELS)"
+                f"{path}: {h} x {w} px (height x width) is over the limit of {limits.max_pixels:,} pixels "
+                "(EDGEAE_MAX_IMAGE_PIXELS)"
             )
 
     def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         h, w, c = self.header.height, self.header.width, self.header.channels
         out = np.empty((strip_rows, w, c), self.header.dtype)
         row0 = filled = 0
-        for band in self._read_bands():
-            done = 0
-            while done < band.shape[0]:
-                take = min(strip_rows - filled, band.shape[0] - done)
-                out[filled : filled + take] = band[done : done + take]
-                filled += take
-                done += take
-                if filled == strip_rows:
-                    yield row0, out
-                    row0, filled = row0 + strip_rows, 0
+        bands = self._read_bands()
+        try:
+            for band in bands:
+                done = 0
+                while done < band.shape[0]:
+                    take = min(strip_rows - filled, band.shape[0] - done)
+                    out[filled : filled + take] = band[done : done + take]
+                    filled += take
+                    done += take
+                    if filled == strip_rows:
+                        yield row0, out
+                        row0, filled = row0 + strip_rows, 0
+        finally:  # stopped early (a dropped frame) or failed: the file is closed now, not when garbage is collected
+            bands.close()
         if filled:
             yield row0, out[:filled]
         if row0 + filled != h:
             raise FrameError(f"{self.path}: TIFF delivered {row0 + filled} rows, header says {h}")
 
-    def _read_bands(self) -> Iterator[np.ndarray]:
+    def _read_bands(self) -> Generator[np.ndarray, None, None]:
         """:meth:`_bands`, a damaged file's read errors (truncated, corrupt tiles: tifffile raises many types)
-        raised as :class:`FrameError` naming the file, so the loop drops the frame as ``unreadable``."""
+        raised as :class:`FrameError` naming the file, so the loop drops the frame as ``unreadable``; the
+        TiffFile is closed on every way out."""
         bands = self._bands()
-        while True:
-            try:
-                band = next(bands)
-            except StopIteration:
-                return
-            except (FrameError, MemoryError):
-                raise
-            except Exception as exc:
-                raise FrameError(f"{self.path}: TIFF data unreadable ({type(exc).__name__}: {exc})") from exc
-            yield band
+        try:
+            while True:
+                failure = ""
+                try:
+                    band = next(bands)
+                except StopIteration:
+                    return
+                except (FrameError, MemoryError):
+                    raise
+                except Exception as exc:
+                    failure = f"{self.path}: TIFF data unreadable ({type(exc).__name__}: {exc})"
+                if failure:  # raised outside the handler: chained to tifffile's error, its traceback would keep
+                    raise FrameError(failure)  # this reader's frames (band buffers, TiffFile) alive after the drop
+                yield band
+        finally:
+            bands.close()
 
-    def _bands(self) -> Iterator[np.ndarray]:
+    def _bands(self) -> Generator[np.ndarray, None, None]:
         """Complete rows of tiles (or strips), top to bottom, each (rows, W, C)."""
         tifffile = require("tifffile")
         h, w, c = self.header.height, self.header.width, self.header.channels

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeae.tiling import axis_starts
-from edgeae.wire.codec import resolve_sample_codec
+from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
 
@@ -46,7 +46,7 @@ from .frame_outcome import complete_record, queue_products, withdraw, write_reco
 from .frames import FrameError, FrameReader
 from .guard import ModelGuard
 from .heap import apply_heap_policy
-from .mission import Mission
+from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
 from .run_summary import NO_ANOMALY_MODEL, summary_sections
@@ -122,6 +122,7 @@ class FlightRuntime:
         self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
         dl = mission.downlink
         self.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
+        check_codec(mission, self.wire.codec)
         self._cpu0 = time.process_time()
         try:
             planned = parse_faults(list(mission.runtime.inject))
@@ -218,14 +219,17 @@ class FlightRuntime:
         try:
             return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0, floor), t0)
         except FrameError as exc:  # the pixels could not be decoded (damaged file, decoder error)
+            release_traceback(exc)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
             withdraw(self, fid, rec)
             return self._finish(drop(self, rec, "unreadable", str(exc)), t0)
         except TooManyPackets as exc:  # its pixels compressed too little for the wire format (packetised last)
+            release_traceback(exc)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
             withdraw(self, fid, rec)
             return self._finish(drop(self, rec, "too_many_packets", packet_advice(self.m, str(exc))), t0)
         except Exception as exc:  # never let one frame stop the loop (cv2.error, MemoryError, ...)
+            release_traceback(exc)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=f"{type(exc).__name__}: {exc}")
             withdraw(self, fid, rec)
             return self._finish(drop(self, rec, "frame_error", f"{type(exc).__name__}: {exc}"), t0)
@@ -419,6 +423,32 @@ class FlightRuntime:
         self.tm.write("end", summary=summary["frames"])
         self.close()
         return summary
+
+
+def check_codec(mission: Mission, codec: str) -> None:
+    """Refuse at boot a sample codec this install cannot code (``ccsds121`` without libaec): otherwise every frame
+    would be sampled and scored, then dropped when its packets are coded."""
+    if codec == "ccsds121" and not aec_available():
+        raise MissionError(
+            f'{mission.source_path}: [downlink] codec = "ccsds121" needs libaec, which is not installed: run  '
+            f'{PIP_AEC}, or set codec = "auto" (ccsds121 when libaec is installed, else delta-deflate)'
+        )
+
+
+def release_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of a frame's error and of the errors it chains. Raised through the prefetch thread's
+    generators, a traceback holds their frames (strip buffers, the frame's work, a reader's TiffFile) in a
+    reference cycle that only the garbage collector frees: until then the next frame's memory would count them
+    (after truncated 8,192-row NAC strips, up to 11 MiB more: docs/firmware_sim.md). The record keeps the message."""
+    todo: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
 
 
 def padded_batch(predictor: Any) -> int:

@@ -21,6 +21,7 @@ METHODS = ("vae", "cae-masked")
 SCORE_MODES = ("a", "terms-max")  # = edgeae.anomaly.terms.SCORE_MODES (this module is standard library only)
 RECON_MODES = ("off", "check", "latent")
 CODECS = ("auto", "none", "delta-deflate", "deflate", "ccsds121")
+ARTIFACT_FORMATS = ("onnx", "ort", "tflite")  # [anomaly] / [reconstruction] prefer: a zoo model's file formats
 
 
 class MissionError(ValueError):
@@ -85,6 +86,12 @@ def _check_types(obj: Any, where: str) -> None:
 def _is_sha256(text: str) -> bool:
     """Empty (no golden hash given) or 64 hexadecimal digits (a malformed one would refuse the model in flight)."""
     return text == "" or (len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text))
+
+
+def _check_prefer(prefer: tuple[str, ...], where: str) -> None:
+    bad = [f for f in prefer if f not in ARTIFACT_FORMATS]
+    _need(not bad, where, f"prefer takes artifact formats of {ARTIFACT_FORMATS}, got {bad}")
+    _need(len(set(prefer)) == len(prefer), where, f"prefer names a format twice: {list(prefer)}")
 
 
 def margin_sides(margin: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -172,6 +179,8 @@ class Anomaly:
     a second copy, loaded when the first is corrupt. ``score`` (method ``vae``): ``"a"`` ranks by the
     artifact's a(x); ``"terms-max"`` by max(rec / median, mu2 / median) over the frame's patches
     (:mod:`edgeae.anomaly.terms`: finds texture as well as brightness; ranked at the end of the frame).
+    ``model`` may be a zoo model (``"zoo:orbital-gray-vae"``): its shipped int8 artifact for an installed
+    interpreter, the formats of ``prefer`` first (e.g. ``["tflite", "onnx"]``; default onnx, tflite, ort).
     """
 
     model: str = ""
@@ -185,10 +194,12 @@ class Anomaly:
     sha256: str = ""
     fallback: str = ""
     score: str = "a"
+    prefer: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         w = "[anomaly]"
         _check_types(self, w)
+        _check_prefer(self.prefer, w)
         _need(self.method in METHODS, w, f"method must be one of {METHODS}, got {self.method!r}")
         _need(self.score in SCORE_MODES, w, f"score must be one of {SCORE_MODES}, got {self.score!r}")
         _need(
@@ -225,17 +236,20 @@ class Anomaly:
 @dataclass(frozen=True)
 class Reconstruction:
     """Optional onboard work after scoring: ``check`` reconstructs a few tiles from the sparse pixels with the
-    CAE and records the error; ``latent`` encodes tiles with the CAE encoder and queues a LatentFrame."""
+    CAE and records the error; ``latent`` encodes tiles with the CAE encoder and queues a LatentFrame. ``model``
+    and ``prefer`` as in :class:`Anomaly`."""
 
     mode: str = "off"
     model: str = ""
     tile: int = 128
     check_tiles: int = 2
     sha256: str = ""
+    prefer: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         w = "[reconstruction]"
         _check_types(self, w)
+        _check_prefer(self.prefer, w)
         _need(self.mode in RECON_MODES, w, f"mode must be one of {RECON_MODES}, got {self.mode!r}")
         _need(self.mode == "off" or bool(self.model), w, f"mode {self.mode!r} needs a model")
         _need(8 <= self.tile <= 4096, w, "tile must be in 8..4096")

@@ -33,16 +33,17 @@ WARM_TILES_MAX = 64
 tile grid, which a camera of any size does not know at boot)."""
 
 
-def resolve_model_file(spec: str) -> Path:
+def resolve_model_file(spec: str, prefer: tuple[str, ...] = ()) -> Path:
     """A flight artifact for ``spec``: a path, a zoo name (``orbital-gray-vae``, ``zoo:orbital-gray-vae``: its
-    shipped artifact for the installed interpreter) or ``zoo:NAME/FILE`` (edgeae/zoo/artifacts).
+    shipped artifact for the installed interpreter, the formats of ``prefer`` first) or ``zoo:NAME/FILE``
+    (edgeae/zoo/artifacts).
 
     A missing artifact *path* is returned as is: the guard reports it, or loads the mission's fallback copy.
     """
     from edgeae.resolve import ARTIFACT_SUFFIXES, NameNotFound, model_path  # standard library only
 
     try:
-        return model_path(spec, "artifact")
+        return model_path(spec, "artifact", prefer=prefer)
     except NameNotFound as exc:
         p = Path(spec)
         if not spec.startswith(ZOO_PREFIX) and p.suffix in ARTIFACT_SUFFIXES and not p.exists():
@@ -166,14 +167,28 @@ class OnboardModels:
             self.engine.close()
             self.engine = None
 
-    def _guard(self, role: str, path_s: str, sha: str, fallback: str) -> ModelGuard | None:
-        path = resolve_model_file(path_s)
-        fallback = str(resolve_model_file(fallback)) if fallback else ""
+    def _refuse(self, role: str, detail: str) -> None:
+        consequence = "no anomaly scoring: sparse pixels only" if role == "anomaly" else "no onboard reconstruction"
+        self.refused.append({"role": role, "detail": detail, "consequence": consequence})
+        self.tm.write("event", kind="model_refused", role=role, detail=detail, consequence=consequence)
+
+    def _guard(
+        self, role: str, path_s: str, sha: str, fallback: str, prefer: tuple[str, ...] = ()
+    ) -> ModelGuard | None:
+        from edgeae.resolve import interpreter_missing
+
+        flag = f"--{'anomaly' if role == 'anomaly' else 'recon'}-model"
+        path = resolve_model_file(path_s, prefer)
+        fallback = str(resolve_model_file(fallback, prefer)) if fallback else ""
         if not path.is_file() and not (fallback and Path(fallback).is_file()):
             raise MissionError(
-                f"{self.m.source_path}: {role} model {path} does not exist (export it, or override "
-                f"it with --{'anomaly' if role == 'anomaly' else 'recon'}-model)"
+                f"{self.m.source_path}: {role} model {path} does not exist (export it, or override it with {flag})"
             )
+        if self.loader is default_loader:  # a file no installed interpreter runs: said in one line, not loaded
+            cannot = [interpreter_missing(p, flag) for p in (path, Path(fallback)) if p.is_file()]
+            if cannot and all(cannot):
+                self._refuse(role, f"{role} model refused: {cannot[0]}")
+                return None
         golden = None
         if role == "anomaly" and self.faults.at(None, "corrupt-model"):
             bad = self.out / "faults" / f"corrupt_{path.name}"
@@ -191,9 +206,7 @@ class OnboardModels:
             guard.load()
         except ModelRefused as exc:
             self.events(guard.drain_events())
-            consequence = "no anomaly scoring: sparse pixels only" if role == "anomaly" else "no onboard reconstruction"
-            self.refused.append({"role": role, "detail": str(exc), "consequence": consequence})
-            self.tm.write("event", kind="model_refused", role=role, detail=str(exc), consequence=consequence)
+            self._refuse(role, str(exc))
             return None
         events = guard.drain_events()
         self.events(events)
@@ -216,7 +229,7 @@ class OnboardModels:
     def _load(self) -> None:
         an, rc, cam = self.m.anomaly, self.m.reconstruction, self.m.camera
         if an.model:
-            self.anomaly = self._guard("anomaly", an.model, an.sha256, an.fallback)
+            self.anomaly = self._guard("anomaly", an.model, an.sha256, an.fallback, an.prefer)
         if self.anomaly is not None:
             pred = self.anomaly.predictor
             check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
@@ -228,7 +241,7 @@ class OnboardModels:
                 for buf in {id(b): b for b in (self.scorer.buf, self.scorer.truth)}.values():  # boot holds
                     buf.fill(0)
         if rc.mode != "off":
-            self.recon = self._guard("reconstruction", rc.model, rc.sha256, "")
+            self.recon = self._guard("reconstruction", rc.model, rc.sha256, "", rc.prefer)
             if self.recon is not None:
                 check_recon_model(self.recon.predictor.metadata, rc, cam.channels, str(self.recon.path))
 

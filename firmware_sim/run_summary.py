@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from edgeae.wire.codec import PIP_AEC
+
 from .budget import rss_bytes
 from .telemetry import History
 
@@ -42,6 +44,7 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         # a model the mission names that could not be loaded at boot: the run goes on without it (a flight
         # loop never stops for it), and the summary and console say so
         "models_refused": list(rt.models.refused),
+        "sample_codec": codec_summary(rt),
         # a rerun into the same folder continues the mission: frames already in its ledger are not taken again
         "skipped_already_acquired": rt.skipped_already_acquired,
         "mission_settings_changed": rt.settings_changed,
@@ -62,6 +65,20 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         "patches_per_s": _rate(records),
         "inputs": rt.inputs,
     }
+
+
+def codec_summary(rt: FlightRuntime) -> dict[str, str]:
+    """The sample codec this boot coded with: ``[downlink] codec`` as configured and as resolved (``auto`` falls
+    back to delta-deflate where libaec is missing: a bigger downlink that would otherwise go unnoticed)."""
+    configured, used = rt.m.downlink.codec, rt.wire.codec
+    out = {"configured": configured, "used": used}
+    if configured == "auto":
+        out["why"] = (
+            "auto: libaec is installed"
+            if used == "ccsds121"
+            else f"auto: libaec is not installed ({PIP_AEC} for ccsds121, the smaller downlink)"
+        )
+    return out
 
 
 def memory_summary(rt: FlightRuntime, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -56,7 +56,8 @@ def check_header(header: FrameHeader, camera: Camera) -> Verdict:
         return Verdict(
             False,
             "margin",
-            f"the fixed margin {list(camera.margin)} leaves no pixel of a {header.width}x{header.height} frame",
+            f"the fixed margin {list(camera.margin)} leaves no pixel of a {header.height} x {header.width} px "
+            "(height x width) frame",
         )
     kind = header.dtype.kind
     if kind not in "uf" and not (kind == "i" and header.dtype.itemsize <= 2):

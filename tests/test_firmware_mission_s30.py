@@ -238,7 +238,8 @@ def test_check_validates_a_mission_without_running_it(
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["check", "--mission", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "mission t" in out and "boots" in out and "a 192 x 128 frame's buffers" in out and "packets" in out
+    assert "mission t" in out and "boots" in out and "packets" in out
+    assert "a 128 x 192 px (height x width) frame's buffers" in out
     assert main(["check", "--mission", str(path), "--set", "reconstruction.tile=16"]) == 2
     assert "set tile = 32" in capsys.readouterr().err
     assert main(["check", "--mission", str(path), "--set", "downlink.max_packet_bytes=128", "--set",

@@ -34,7 +34,7 @@ DEFAULT_SAMPLE_CODEC = "ccsds121"
 AEC_BLOCK = 16  # J: samples per coded block (CCSDS 121 allows 8, 16, 32, 64)
 AEC_RSI = 128  # reference sample interval, in blocks
 AEC_PREPROCESS = 8  # libaec AEC_DATA_PREPROCESS: unit-delay predictor + mapping (CCSDS 121 section 4)
-PIP_AEC = "pip install imagecodecs  # libaec, for the ccsds121 sample codec"
+PIP_AEC = "pip install 'edgeae[flight-ccsds121]'"  # imagecodecs, which brings libaec (also in the ground extra)
 
 
 def aec_available() -> bool:
