@@ -276,20 +276,24 @@ def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool =
     dl, keep = mission.downlink, mission.sampling.keep
     return (
         f"sparse pixels ({height} x {width} px at keep {keep:g}) need about {n:,} packets, more than the wire "
-        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}), lower "
-        f"[sampling] keep (now {keep:g})"
-        + (" or code the samples ([downlink] codec, now 'none')" if dl.codec == "none" else "")
+        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
+        + (
+            f", lower [sampling] keep (now {keep:g}) or code the samples ([downlink] codec, now 'none')"
+            if dl.codec == "none"
+            else f" or lower [sampling] keep (now {keep:g})"
+        )
     )
 
 
 def packet_advice(mission: Mission, detail: str) -> str:
-    """The packetiser's too-many-packets refusal, with the mission keys that help."""
+    """The packetiser's too-many-packets refusal (``detail``: "KIND product N needs M packets, over the 65,535 a
+    product can have: ..."), with the mission keys that help that kind of product."""
     dl, keep = mission.downlink, mission.sampling.keep
-    return (
-        f"{detail.split(':')[0]}, over the 65,535 a product can have, after coding ([downlink] codec "
-        f"{dl.codec!r}): raise [downlink] max_packet_bytes (now {dl.max_packet_bytes}) or lower [sampling] keep "
-        f"(now {keep:g})"
-    )
+    what = detail.split(":")[0]
+    helps = f"raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
+    if what.startswith("sparse"):
+        helps += f" or lower [sampling] keep (now {keep:g})"
+    return f"{what}, after coding ([downlink] codec {dl.codec!r}): {helps}"
 
 
 def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:

@@ -322,4 +322,69 @@ def test_a_compressible_frame_over_the_raw_packet_count_still_flies_and_one_that
     rt.finish()
     assert flat["status"] == "processed", flat.get("reason")
     assert noise["status"] == "dropped" and noise["reason"].startswith("too_many_packets")
-    assert "[downlink] max_packet_bytes (now 128)" in noise["detail"]
+    assert noise["detail"] == (
+        "sparse product 1 needs 174,763 packets, over the 65,535 a product can have, after coding ([downlink] codec "
+        "'delta-deflate'): raise [downlink] max_packet_bytes (now 128) or lower [sampling] keep (now 1)"
+    )
+    events = [json.loads(line) for line in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
+    kinds = {e.get("kind") for e in events if e.get("frame_id") == 1}
+    assert "too_many_packets" in kinds and "frame_error" not in kinds
+    assert not list((tmp_path / "out" / "queue" / "items").glob("*.tmp"))  # nothing left on the flight storage
+
+
+def test_the_cost_probe_times_at_most_one_static_batch_or_16_patches(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a sparse_only frame with time to spare the per-patch cost is re-measured on a few patches, not on a
+    mission-sized batch (batch = 1000 allocated that many patches' temporaries: +32 MiB)."""
+    rt = FlightRuntime(mission(models, anomaly={"batch": 1000}), tmp_path / "out")
+    timed: list[int] = []
+    monkeypatch.setattr(rt.models, "time_batch", lambda n=0: timed.append(n) or 0.01)
+    rt.cost.batch = 1  # a model with a dynamic batch
+    assert rt._probe(LADDER[-1], slack_ms=1e9) is not None and timed == [loop.PROBE_PATCHES_MAX]
+    rt.cost.batch = 16  # a static batch of 16: one call of it
+    assert rt._probe(LADDER[-1], slack_ms=1e9) is not None and timed[-1] == 16
+    rt.finish()
+
+
+def test_boot_warms_an_any_size_cameras_recon_model_on_at_most_64_tiles(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    seen: list[int] = []
+
+    def loader(path: Path, threads: int) -> Any:
+        real = default_loader(path, threads)
+        if path.name != "cae.onnx":
+            return real
+
+        class Counting:
+            metadata = real.metadata
+
+            def __call__(self, x: np.ndarray) -> np.ndarray:
+                seen.append(x.shape[0])
+                return real(x)
+
+        return Counting()
+
+    m = mission(models, camera={"height": 0, "width": 0}, reconstruction={"check_tiles": 1_000_000})
+    FlightRuntime(m, tmp_path / "out", loader=loader).close()
+    from edgeae.firmware_sim.onboard import WARM_TILES_MAX
+
+    assert seen and max(seen) == WARM_TILES_MAX == 64
+
+
+def test_a_latent_encoder_failure_inside_a_frame_keeps_its_other_products(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    rt = FlightRuntime(mission(models, reconstruction={"mode": "latent", "model": str(models["encoder"])}), tmp_path)
+    assert rt.recon is not None
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("encoder fault")
+
+    rt.recon.predictor = broken
+    rec = rt.process(frame(h=100, w=150))
+    rt.finish()
+    assert rec["status"] == "processed" and "recon_failed" in rec["flags"]
+    assert "encoder fault" in rec["reconstruction"]["error"]
+    assert rec["queued_bytes"]["latent"] == 0 and rec["queued_bytes"]["sparse"] > 0
