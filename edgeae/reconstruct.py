@@ -30,8 +30,8 @@ DEFAULT_MODELS = {3: "rover-rgb-unet2-ground", 1: "orbital-gray-unet2-ground"}  
 log = logging.getLogger(__name__)
 # one 8-bit step: the smallest value an int8 artifact's [0, 1] input quantiser (scale 1/255) keeps non-zero
 KNOWN_FLOOR = np.float32(1.0 / 255.0)
-# CAE tiles per batch: 8 rebuilds the demo frame no slower than 32 (interleaved runs, session 30) and with half
-# the peak memory (peak RSS 471 MiB against 905 MiB); the result is the same (:func:`_batches`)
+# CAE tiles per batch: 8 rebuilds the demo frame no slower than 32 and with half the peak memory (docs/ground.md:
+# peak RSS 472 against 919 MiB); the result is the same (:func:`_batches`)
 DEFAULT_BATCH = 8
 
 

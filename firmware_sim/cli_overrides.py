@@ -17,10 +17,10 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
     mission = load_mission(args.mission)
     overrides: dict[str, dict[str, Any]] = {}
     if args.anomaly_model is not None:
-        _check_named_model("--anomaly-model", args.anomaly_model)
+        _check_named_model("--anomaly-model", args.anomaly_model, mission.anomaly.prefer)
         overrides["anomaly"] = {"model": args.anomaly_model}
     if args.recon_model is not None:
-        _check_named_model("--recon-model", args.recon_model)
+        _check_named_model("--recon-model", args.recon_model, mission.reconstruction.prefer)
         overrides["reconstruction"] = {"model": args.recon_model}
     if args.threads is not None:
         overrides["runtime"] = {"threads": args.threads}
@@ -32,17 +32,18 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
     return mission.with_overrides(**overrides) if overrides else mission
 
 
-def _check_named_model(flag: str, spec: str) -> None:
+def _check_named_model(flag: str, spec: str, prefer: tuple[str, ...] = ()) -> None:
     """A model named on the command line must exist, be what its suffix says (not empty, not a TFLite file named
     .onnx) and match the hash its export recorded (a ``.sha256`` sidecar or ``parity.json`` beside it): refused
     here (exit 2), not flown without scoring as a mission's own damaged model is (the flight loop's fault
     tolerance is for what happens in flight). Nothing is loaded here: an interpreter opened before the boot
-    would sit inside the RSS baseline the memory budget is measured from."""
+    would sit inside the RSS baseline the memory budget is measured from. ``prefer``: the mission section's
+    format order, so a zoo name is checked as the file the boot will fly."""
     from .guard import recorded_hash_mismatch
     from .onboard import resolve_model_file
     from .runtime import ArtifactError, check_artifact_file
 
-    path = resolve_model_file(spec)  # unknown zoo names: MissionError
+    path = resolve_model_file(spec, prefer)  # unknown zoo names: MissionError
     if not path.is_file():
         raise MissionError(f"{flag} {spec}: no such file")
     try:

@@ -16,15 +16,52 @@ from .mission import Mission, MissionError
 MISSION_STATE = "mission.json"  # the mission whose state (queue, ledger) an output folder holds
 
 
+MODEL_SECTIONS = ("anomaly", "reconstruction")
+
+
+def _model_file(spec: str, prefer: Any = ()) -> str | None:
+    """The artifact file a model setting flies (a zoo name resolves to the installed interpreter's file), or None."""
+    if not spec:
+        return None
+    from .onboard import resolve_model_file
+
+    try:
+        return resolve_model_file(str(spec), tuple(prefer) if isinstance(prefer, list | tuple) else ()).name
+    except Exception:  # unknown name, nothing installed: the boot says so; here it only names what changed
+        return None
+
+
 def _mission_settings(mission: Mission) -> dict[str, Any]:
     import dataclasses
 
-    return {
+    out = {
         f"{sec}.{k}": (v if isinstance(v, int | float | str | bool) or v is None else str(v))
         for sec, fields in dataclasses.asdict(mission).items()
         if isinstance(fields, dict)
         for k, v in fields.items()
     }
+    for sec in MODEL_SECTIONS:  # the file each model setting flies on this install
+        section = getattr(mission, sec)
+        out[f"{sec}.model_file"] = _model_file(section.model, getattr(section, "prefer", ()))
+    return out
+
+
+def _changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings that differ, as "section.key: old -> new". A model named another way that flies the same file
+    (``zoo:NAME/FILE`` -> ``zoo:NAME`` with a ``prefer``) is not a change; the file flown changing is, even when
+    the setting is the same (another interpreter installed between boots)."""
+    same_file: set[str] = set()
+    for sec in MODEL_SECTIONS:
+        old_file = before.get(f"{sec}.model_file", _model_file(before.get(f"{sec}.model") or ""))
+        if old_file == now.get(f"{sec}.model_file"):
+            same_file.add(sec)
+    return [
+        f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(now)
+        if k in before
+        and before[k] != now[k]
+        and not (k.split(".")[0] in same_file and k.split(".")[1] in ("model", "prefer", "model_file"))
+    ]
 
 
 def check_mission_state(out: Path, mission: Mission) -> list[str]:
@@ -45,8 +82,7 @@ def check_mission_state(out: Path, mission: Mission) -> list[str]:
             f"{out} holds the state of mission {old['name']!r} (its queue and frame ledger); this run is "
             f"{mission.name!r}: choose another --out, or --fresh to discard that state"
         )
-    before, now = old.get("settings", {}), _mission_settings(mission)
-    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(now) if k in before and before[k] != now[k]]
+    return _changes(old.get("settings", {}), _mission_settings(mission))
 
 
 def write_mission_state(out: Path, mission: Mission) -> None:

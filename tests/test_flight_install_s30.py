@@ -309,3 +309,30 @@ def test_a_file_that_is_no_artifact_is_named_for_what_it_is(tmp_path: Path) -> N
     ckpt.write_bytes(b"x")
     with pytest.raises(NameNotFound, match=r"m.pt is a PyTorch checkpoint: make an artifact from it with  edgeae "):
         model_path(str(ckpt), "artifact")
+
+
+def test_a_resumed_out_compares_the_files_flown_not_how_the_model_was_named(tmp_path: Path) -> None:
+    """A folder started when orbital_nac pinned zoo:orbital-gray-vae/orbital-gray-vae.int8.tflite, resumed with
+    today's zoo:orbital-gray-vae + prefer (the same file on this install): no settings change is reported. The
+    file flown changing (another interpreter installed between boots) is."""
+    import json
+
+    from edgeae.firmware_sim.mission import load_mission
+    from edgeae.firmware_sim.state import check_mission_state, write_mission_state
+
+    m = load_mission(str(REPO / "firmware_sim" / "missions" / "orbital_nac.toml"))
+    write_mission_state(tmp_path, m)
+    doc = json.loads((tmp_path / "mission.json").read_text())
+    flown = doc["settings"]["anomaly.model_file"]
+    assert flown and flown.endswith(".tflite")
+    old = dict(doc["settings"])
+    old["anomaly.model"] = f"zoo:orbital-gray-vae/{flown}"
+    old["anomaly.prefer"] = "()"
+    del old["anomaly.model_file"]  # written before session 30
+    (tmp_path / "mission.json").write_text(json.dumps({"name": doc["name"], "settings": old}))
+    assert check_mission_state(tmp_path, m) == []
+    doc["settings"]["anomaly.model_file"] = flown.replace(".tflite", ".onnx")
+    (tmp_path / "mission.json").write_text(json.dumps(doc))
+    assert check_mission_state(tmp_path, m) == [
+        f"anomaly.model_file: {flown.replace('.tflite', '.onnx')!r} -> {flown!r}"
+    ]

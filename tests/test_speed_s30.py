@@ -141,13 +141,16 @@ def test_vae_training_and_exporters_see_nn_upsample(monkeypatch: pytest.MonkeyPa
     torch = pytest.importorskip("torch")
     from edgeae.models import vae
 
-    model = _small_vae()
+    model = _small_vae().eval()
     x = torch.rand(2, 1, 32, 32)
     monkeypatch.setattr(vae, "_nearest2x", lambda h: pytest.fail("fast path while tracing or training"))
-    traced = torch.jit.trace(model, (x,), strict=False, check_trace=False)
-    assert "upsample_nearest2d" in str(traced.inlined_graph)
-    program = torch.export.export(model, (x,))
-    assert any("upsample_nearest2d" in str(n.target) for n in program.graph.nodes)
+    model.requires_grad_(False)  # as an exporter sees it: frozen, no grad (gradients alone would keep it off)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (x,), strict=False, check_trace=False)
+        assert "upsample_nearest2d" in str(traced.inlined_graph)
+        program = torch.export.export(model, (x,))
+        assert any("upsample_nearest2d" in str(n.target) for n in program.graph.nodes)
+    model.requires_grad_(True)
     model.train()
     model.training_losses(x, generator=torch.Generator().manual_seed(0))["loss"].backward()
 
@@ -445,3 +448,26 @@ def test_score_map_draws_at_800_px_with_the_same_png_size(tmp_path) -> None:  # 
         out = plots.save_score_map(tmp_path / f"m{side}.png", ps, image=image, max_side=side, threshold=0.99)
         sizes.append(plots._plt().imread(out).shape)
     assert sizes[0] == sizes[1]
+
+
+def test_the_cgroup_limit_is_read_from_the_process_own_cgroup_and_those_above(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A limit set on the process's own cgroup (Slurm, systemd-run -p MemoryMax) or on one above it, not on the
+    root: found from /proc/self/cgroup (only the root's files were read)."""
+    from edgeae.ground import limits
+
+    cg = tmp_path / "cg"
+    job = cg / "slice" / "job"
+    job.mkdir(parents=True)
+    (job / "memory.max").write_text(str(2 << 30))
+    (job / "memory.current").write_text(str(1 << 30))
+    (cg / "slice" / "memory.max").write_text(str(3 << 30))
+    (cg / "slice" / "memory.current").write_text(str(2 << 30 | 512 << 20))  # the parent has less room left
+    own = tmp_path / "cgroup"
+    own.write_text("0::/slice/job\n")
+    monkeypatch.setattr(limits, "CGROUP", str(cg))
+    monkeypatch.setattr(limits, "PROC_CGROUP", str(own))
+    assert limits._cgroup_room() == (3 << 30) - (2 << 30 | 512 << 20)
+    own.write_text("5:cpu,memory:/slice/job\n")  # v1: under CGROUP/memory, absent here: the root alone
+    assert limits._cgroup_room() is None

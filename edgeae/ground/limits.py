@@ -119,13 +119,14 @@ def cae_batch_bytes(batch: int, tile: int = CAE_TILE) -> int:
     return int(batch * tile * tile * CAE_TILE_PIXEL_BYTES)
 
 
-def rebuild_bytes(h: int, w: int, c: int, fill: str, batch: int = 2) -> int:
+def rebuild_bytes(h: int, w: int, c: int, fill: str, batch: int = 2, model_loaded: bool = False) -> int:
     """Estimated peak memory (bytes) of rebuilding an h × w × c sparse frame with the fill named ``fill`` (a
     classical method, ``cae:MODEL``, with ``+xcheck-METHOD`` adding that method's cost; ``none``: the decode
     alone, as ``nearest`` without its distance transform). A CAE adds torch and the model
     (:data:`CAE_FIXED_BYTES`) and its batch of tiles, at most ``batch`` and at most the frame's tiles; the
     default is the smallest batch a rebuild runs (:func:`edgeae.reconstruct.reconstruct_cae` lowers its batch
-    to what the memory available allows)."""
+    to what the memory available allows). ``model_loaded``: torch and the model are loaded already (in the memory
+    the available figure is taken after), so only the frame's own part is counted."""
     parts = fill.split("+")
     name = parts[0].split(":")[0]
     methods = [name if name in REBUILD_BYTES else "nearest"]
@@ -133,7 +134,7 @@ def rebuild_bytes(h: int, w: int, c: int, fill: str, batch: int = 2) -> int:
     per_pixel = sum(REBUILD_BYTES[m][0] + REBUILD_BYTES[m][1] * c for m in methods)
     need = int(h * w * per_pixel)
     if name == "cae":
-        need += CAE_FIXED_BYTES + cae_batch_bytes(max(1, min(batch, cae_tiles(h, w))))
+        need += (0 if model_loaded else CAE_FIXED_BYTES) + cae_batch_bytes(max(1, min(batch, cae_tiles(h, w))))
     return need
 
 
@@ -166,20 +167,51 @@ def _stat_value(path: str, key: str, unit: int = 1) -> int | None:
     return None
 
 
+PROC_CGROUP = "/proc/self/cgroup"
+V2_FILES = ("memory.max", "memory.current", "memory.stat", "inactive_file")  # limit, usage, stat, reclaimable key
+V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_inactive_file")
+
+
+def _cgroup_dirs() -> list[tuple[str, tuple[str, str, str, str]]]:
+    """(folder, its files) of this process's memory cgroup and each cgroup above it, the deepest first: its path
+    from ``/proc/self/cgroup`` (v2 ``0::PATH``, v1 a line whose controllers include ``memory``) under
+    :data:`CGROUP`, then the root's (all a container with a view of its own has)."""
+    found: list[tuple[str, tuple[str, str, str, str]]] = []
+    try:
+        with open(PROC_CGROUP, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            base, files = CGROUP, V2_FILES
+        elif "memory" in parts[1].split(","):
+            base, files = os.path.join(CGROUP, "memory"), V1_FILES
+        else:
+            continue
+        rel = parts[2].strip("/")
+        while rel:
+            if os.path.isdir(os.path.join(base, rel)):
+                found.append((os.path.join(base, rel), files))
+            rel = os.path.dirname(rel)
+    return [*found, (CGROUP, V2_FILES), (os.path.join(CGROUP, "memory"), V1_FILES)]
+
+
 def _cgroup_room() -> int | None:
-    """Bytes this process's memory cgroup can still take (its limit less its usage, page cache that can be dropped
-    not counted as used), v2 or v1; None where there is no limit."""
-    for limit_file, usage_file, stat_file, cache_key in (
-        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat", "total_inactive_file"),
-    ):
-        limit = _read_int(os.path.join(CGROUP, limit_file))
+    """Bytes this process's memory cgroup can still take: the least, over its cgroup and those above it, of the
+    limit less the usage (page cache that can be dropped not counted as used), v2 or v1; None where no limit."""
+    rooms: list[int] = []
+    for folder, (limit_file, usage_file, stat_file, cache_key) in _cgroup_dirs():
+        limit = _read_int(os.path.join(folder, limit_file))
         if limit is None or limit >= _UNLIMITED:
             continue
-        used = _read_int(os.path.join(CGROUP, usage_file)) or 0
-        used -= min(used, _stat_value(os.path.join(CGROUP, stat_file), cache_key) or 0)
-        return max(0, limit - used)
-    return None
+        used = _read_int(os.path.join(folder, usage_file)) or 0
+        used -= min(used, _stat_value(os.path.join(folder, stat_file), cache_key) or 0)
+        rooms.append(max(0, limit - used))
+    return min(rooms) if rooms else None
 
 
 def _address_space_room() -> int | None:
@@ -204,9 +236,10 @@ def available_memory() -> int | None:
 
 def check_memory(kind: str, frame_id: int, h: int, w: int, c: int, fill: str, available: int | None = None) -> None:
     """Refuse (``LimitError``, reason ``memory``) a frame whose rebuild would not fit in the memory available now:
-    the ground station says so for that frame and goes on, instead of being killed by the system."""
+    the ground station says so for that frame and goes on, instead of being killed by the system. The station
+    loads its fill's model before the first frame, so that part is in use already, not counted again."""
     avail = available_memory() if available is None else available
-    need = rebuild_bytes(h, w, c, fill)
+    need = rebuild_bytes(h, w, c, fill, model_loaded=True)
     if avail is not None and need * MEMORY_MARGIN > avail:
         raise LimitError(
             f"{kind} frame {frame_id}: {h}x{w}x{c} needs about {need / 2**30:.1f} GiB to rebuild with {fill}, "
