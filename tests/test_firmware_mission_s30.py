@@ -283,21 +283,7 @@ def test_boot_warms_the_recon_model_on_no_more_tiles_than_a_frame_checks(
     """check_tiles = 1,000,000 on a 128 x 192 camera: the boot run takes the 24 cells of the tile grid (it asked
     the model for a million tiles, 3.8 GiB, and failed with MemoryError)."""
     seen: list[int] = []
-
-    def loader(path: Path, threads: int) -> Any:
-        real = default_loader(path, threads)
-        if path.name != "cae.onnx":
-            return real
-
-        class Counting:
-            metadata = real.metadata
-
-            def __call__(self, x: np.ndarray) -> np.ndarray:
-                seen.append(x.shape[0])
-                return real(x)
-
-        return Counting()
-
+    loader = _counting_recon_loader(seen)
     m = mission(models, camera={"height": 128, "width": 192}, reconstruction={"check_tiles": 1_000_000})
     FlightRuntime(m, tmp_path / "out", loader=loader).close()
     assert seen and max(seen) == (128 // P) * (192 // P)
@@ -351,21 +337,7 @@ def test_boot_warms_an_any_size_cameras_recon_model_on_at_most_64_tiles(
     tmp_path: Path, models: dict[str, Path]
 ) -> None:
     seen: list[int] = []
-
-    def loader(path: Path, threads: int) -> Any:
-        real = default_loader(path, threads)
-        if path.name != "cae.onnx":
-            return real
-
-        class Counting:
-            metadata = real.metadata
-
-            def __call__(self, x: np.ndarray) -> np.ndarray:
-                seen.append(x.shape[0])
-                return real(x)
-
-        return Counting()
-
+    loader = _counting_recon_loader(seen)
     m = mission(models, camera={"height": 0, "width": 0}, reconstruction={"check_tiles": 1_000_000})
     FlightRuntime(m, tmp_path / "out", loader=loader).close()
     from edgeae.firmware_sim.onboard import WARM_TILES_MAX
@@ -388,3 +360,23 @@ def test_a_latent_encoder_failure_inside_a_frame_keeps_its_other_products(
     assert rec["status"] == "processed" and "recon_failed" in rec["flags"]
     assert "encoder fault" in rec["reconstruction"]["error"]
     assert rec["queued_bytes"]["latent"] == 0 and rec["queued_bytes"]["sparse"] > 0
+
+
+def _counting_recon_loader(seen: list[int]) -> Any:
+    """The default loader, with the reconstruction model (cae.onnx) recording the tiles of every call in ``seen``."""
+
+    def loader(path: Path, threads: int) -> Any:
+        real = default_loader(path, threads)
+        if path.name != "cae.onnx":
+            return real
+
+        class Counting:
+            metadata = real.metadata
+
+            def __call__(self, x: np.ndarray) -> np.ndarray:
+                seen.append(x.shape[0])
+                return real(x)
+
+        return Counting()
+
+    return loader
