@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="The flight-like runtime: run a mission's frame loop (sample, score, queue, downlink) within "
         "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
         "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
-        epilog="Exit status: 0 done, 1 every frame was dropped, 2 user error, 3 a simulated reboot stopped the "
-        "run (run it again with the same --out), 130 interrupted by Ctrl-C (state kept; the same command goes on).",
+        epilog="Exit status: 0 done, 1 every frame was dropped (check: boots degraded), 2 user error, 3 a simulated "
+        "reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C (state kept; the same "
+        "command goes on).",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true",

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "decode",
         help="decode a packet file (or a directory of them)",
         description="Decode packet files into images: OUT/frame_*.png, a validity map of the received pixels "
-        "and a JSON report per frame (packets expected, received, lost, corrupt; PSNR with --original), and "
+        "and a JSON report per frame (packets expected, received, lost, corrupt, refused; PSNR with --original), and "
         "OUT/stream.json for the whole stream.",
     )
     d.add_argument("packets", type=Path, nargs="+", help="packet files (edgeae .bin records or raw CCSDS)")
