@@ -53,7 +53,7 @@ def _changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     same_file: set[str] = set()
     for sec in MODEL_SECTIONS:
         old_file = before.get(f"{sec}.model_file", _model_file(before.get(f"{sec}.model") or ""))
-        if old_file == now.get(f"{sec}.model_file"):
+        if old_file is not None and old_file == now.get(f"{sec}.model_file"):
             same_file.add(sec)
     return [
         f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
