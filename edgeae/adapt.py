@@ -174,7 +174,9 @@ def adapt_predictor(
 
     evaluate(0)
     steps: Any = range(1, cfg.steps + 1)
-    if progress or (progress is None and cfg.steps >= 20):
+    from edgeae.reconstruct import show_progress
+
+    if show_progress(progress, cfg.steps, more_than=19):  # a terminal only: a redirected log gets no bar
         steps = require("tqdm").tqdm(steps, desc="adapting the CAE to the frame", unit="step", leave=False)
     losses = []
     for step in steps:

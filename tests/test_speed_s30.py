@@ -471,3 +471,15 @@ def test_the_cgroup_limit_is_read_from_the_process_own_cgroup_and_those_above(
     assert limits._cgroup_room() == (3 << 30) - (2 << 30 | 512 << 20)
     own.write_text("5:cpu,memory:/slice/job\n")  # v1: under CGROUP/memory, absent here: the root alone
     assert limits._cgroup_room() is None
+
+
+def test_demo_and_adapt_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """scripts/demo.sh > log and an adapting ground decode into a log wrote their progress bars into the log."""
+    import sys
+
+    from edgeae.demo import DemoConfig, DemoContext
+
+    ctx = DemoContext(DemoConfig(), say=lambda _line: None, progress=True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert list(ctx.bar(range(3), "x")) == [0, 1, 2]
+    assert "x:" not in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edgeae.masks import MaskSpec
-from edgeae.reconstruct import METHODS, Reconstruction
+from edgeae.reconstruct import METHODS, Reconstruction, show_progress
 
 log = logging.getLogger("edgeae.demo")  # the package's logger, as before the split
 SOURCES = ("auto", "rover", "moon")
@@ -90,8 +90,9 @@ class DemoContext:
     progress: bool = False
 
     def bar(self, items: Iterable[T], desc: str, total: int | None = None, unit: str = "step") -> Iterator[T]:
-        """``items`` behind one progress bar (stderr, removed when done) when ``progress`` is on."""
-        if not self.progress:
+        """``items`` behind one progress bar (stderr, removed when done) when ``progress`` is on and stderr is a
+        terminal (a redirected log, ``scripts/demo.sh > log``, gets the result lines without the bars)."""
+        if not show_progress(bool(self.progress), 0):
             yield from items
             return
         from edgeae._optional import require
