@@ -138,6 +138,7 @@ def _live_readers() -> tuple[list[str], int]:
 
 def test_a_damaged_tiff_leaves_no_reader_and_no_memory_behind(tmp_path: Path) -> None:
     tifffile = pytest.importorskip("tifffile")
+    from edgeae.firmware_sim.frame_intake import trim_heap
     from edgeae.firmware_sim.loop import FlightRuntime
     from edgeae.firmware_sim.mission import load_mission
 
@@ -152,6 +153,7 @@ def test_a_damaged_tiff_leaves_no_reader_and_no_memory_behind(tmp_path: Path) ->
     )
     growth = {}
     for name, frames in (("after_good", (good, good)), ("after_bad", (bad, bad, good))):
+        trim_heap()  # each runtime's boot baseline without the garbage of what ran before it in this process
         rt = FlightRuntime(m, tmp_path / name)
         try:
             for f in frames:
@@ -163,8 +165,8 @@ def test_a_damaged_tiff_leaves_no_reader_and_no_memory_behind(tmp_path: Path) ->
         finally:
             rt.finish()
     # the strip and band buffers of the dropped frames (about 6 MiB each, uncollected) no longer sit in the good
-    # frame's memory
-    assert growth["after_bad"] <= growth["after_good"] + 3 * 2**20, growth
+    # frame's memory (two of them kept: +12 MiB; the margin is the RSS noise between two runtimes of one process)
+    assert growth["after_bad"] <= growth["after_good"] + 6 * 2**20, growth
 
 
 # ------------------------------------------------------------------- 3, 4: the sample codec at boot and in the summary
