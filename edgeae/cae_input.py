@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 KNOWN_FLOOR = np.float32(1.0 / 255.0)
-"""The least value a kept pixel is given in a CAE's input (a kept 0 would read as destroyed)."""
+"""The least value a kept pixel is given in a CAE's input (a kept 0 would read as destroyed): one 8-bit step, the
+smallest value an int8 artifact's [0, 1] input quantiser (scale 1/255) keeps non-zero."""
 ENCODER_INPUT_KEEP = 0.5
 """The fraction of pixels a cae-encoder is shown when its metadata records no training range (the benchmarks'
 choice)."""

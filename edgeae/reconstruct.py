@@ -23,13 +23,12 @@ import numpy as np
 
 from edgeae import inpaint as _inpaint
 from edgeae import tiling
+from edgeae.cae_input import KNOWN_FLOOR as KNOWN_FLOOR  # the CAE input convention (one place)
 
 METHODS = ("cae", *_inpaint.METHODS)
 # zoo model used when none is named: by image channel count
 DEFAULT_MODELS = {3: "rover-rgb-unet2-ground", 1: "orbital-gray-unet2-ground"}  # best on validation (zoo)
 log = logging.getLogger(__name__)
-# one 8-bit step: the smallest value an int8 artifact's [0, 1] input quantiser (scale 1/255) keeps non-zero
-KNOWN_FLOOR = np.float32(1.0 / 255.0)
 # CAE tiles per batch: 8 rebuilds the demo frame no slower than 32 and with half the peak memory (docs/ground.md:
 # peak RSS 472 against 919 MiB); the result is the same (:func:`_batches`)
 DEFAULT_BATCH = 8
