@@ -5,7 +5,8 @@ telemetry and the budgets. Each frame is streamed in strips of ``[camera] strip_
 are one strip), so memory depends on the frame width, not its height. Every acquired frame is entered in the
 ledger before it is processed and ends downlinked, queued, or dropped with a reason.
 
-How a frame is taken in (ledger entry, faults, reader, memory check) is in :mod:`.frame_intake`, how it ends
+How a frame is taken in (ledger entry, faults, reader, memory check) is in :mod:`.frame_intake`, how a
+readable frame runs (level, strip stream, deadline, cost update) in :mod:`.frame_run`, how it ends
 (products queued or withdrawn, its ``frame`` line) in :mod:`.frame_outcome`, and the summary's sections
 beyond the frame accounting in :mod:`.run_summary`: functions over the runtime, which this module sequences.
 """
@@ -23,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeae.tiling import axis_starts
 from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
 
-from .budget import LADDER, CostModel, Level, MemoryMeter, rss_bytes
+from .budget import CostModel, Level, MemoryMeter, rss_bytes
 from .faults import FaultPlan, FaultSpecError, SimulatedReboot, parse_faults
 from .frame_intake import (
     acquire,
@@ -43,6 +43,7 @@ from .frame_intake import (
 )
 from .frame_intake import sparse_packet_estimate as sparse_packet_estimate
 from .frame_outcome import complete_record, queue_products, withdraw, write_record, write_unwritten
+from .frame_run import run_frame
 from .frames import FrameError, FrameReader
 from .guard import ModelGuard
 from .heap import apply_heap_policy
@@ -64,9 +65,6 @@ from .telemetry import INTERRUPTED, TelemetryWriter, read_history, summarise, wr
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
-
-
-LADDER_INDEX = {lv.name: lv.index for lv in LADDER}
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -269,72 +267,7 @@ class FlightRuntime:
         t0: float,
         floor: Level | None = None,
     ) -> dict[str, Any]:
-        from .frame_work import FrameWork
-
-        m, hdr = self.m, reader.header
-        streamed = m.camera.source == "strips"
-        strip_rows = m.camera.strip_rows if m.camera.source == "strips" else hdr.height
-        ys = _patch_rows(hdr.height, m.anomaly, streamed)
-        xs = axis_starts(hdr.width, m.anomaly.patch, m.anomaly.stride) if hdr.width >= m.anomaly.patch else []
-        n_patches = len(ys) * len(xs) if self.scorer is not None else 0
-        available = m.budget.frame_ms - lateness
-        mpix = hdr.height * hdr.width / 1e6
-        recon = self.recon is not None
-        level = self.cost.choose(available, mpix, n_patches, recon, m.sampling.keep, m.budget.safety)
-        if floor is not None and floor.index > level.index:  # its buffers fit the memory budget only from there
-            rec["flags"].append("memory_degraded")
-            rec["memory_level"] = {"index": floor.index, "name": floor.name, "time_level": level.name}
-            level = floor
-        rec["level"] = {"index": level.index, "name": level.name}
-        rec["predicted_ms"] = self.cost.predict(level, mpix, n_patches, recon, m.sampling.keep)
-        if level.score_every == 0 and n_patches:  # why nothing is scored: what scoring every patch would cost
-            rec["predicted_nominal_ms"] = self.cost.predict(LADDER[0], mpix, n_patches, recon, m.sampling.keep)
-        rec["available_ms"] = available
-        keep = max(m.sampling.min_keep, m.sampling.keep * level.keep_factor)
-        work = FrameWork(self, reader, fid, keep, level, ys, xs, t0, available, streamed)
-        try:
-            if not work.stream(strip_rows):
-                return drop(self, rec, work.drop_reason, work.drop_detail)
-            report = work.report()
-            rec["flags"] += report.pop("flags_add")
-            rec.update(report)
-            t_prod = time.perf_counter()
-            products = self._queue_products(work, rec)
-            rec["timing_ms"]["products"] = _ms(t_prod)
-        finally:
-            work.close()  # the sparse spool, also when something failed
-        rec["status"] = "processed"
-        self.queue.state["frames"][str(fid)] = {"source": rec["source"], "status": "processed", "reason": ""}
-        self.queue.save()
-        rec["queued_bytes"] = products
-        total = _ms(t0)
-        rec["timing_ms"]["total"] = total
-        rec["deadline_missed"] = total > available
-        # a frame that overran is "late" whatever level it ran at; never reported as that level alone
-        rec["deadline"] = {
-            "status": "late" if total > available else "met",
-            "available_ms": available,
-            "overrun_ms": max(0.0, total - available),
-            "predicted_ms": rec["predicted_ms"],
-            "prediction_error_ms": total - rec["predicted_ms"],
-        }
-        if work.in_flight:
-            deepest = max(work.in_flight, key=lambda d: LADDER_INDEX.get(d["level"], 0))
-            rec["level_planned"] = dict(rec["level"])
-            rec["level"] = {"index": LADDER_INDEX.get(deepest["level"], 0), "name": deepest["level"]}
-        tm = rec["timing_ms"]
-        base = total - tm["score"] - tm.get("recon", 0.0) - tm["products"]
-        self.cost.update(
-            mpix=mpix,
-            base_ms=base,
-            kept_mpix=work.kept / 1e6,
-            products_ms=tm["products"],
-            patches=work.topk.scored,
-            score_ms=tm["score"],
-            recon_ms=tm.get("recon"),
-        )
-        rec["probe"] = self._probe(level, available - total)
-        return rec
+        return run_frame(self, reader, rec, fid, lateness, t0, floor)
 
     def _queue_products(self, work: Any, rec: dict[str, Any]) -> dict[str, int]:
         return queue_products(self, work, rec)  # a method: tests stop a run here (monkeypatch on the class)
@@ -457,11 +390,3 @@ def padded_batch(predictor: Any) -> int:
     it, so a part batch costs a whole one); 1 for a model with a dynamic batch (a call runs its patches)."""
     static = getattr(getattr(predictor, "_runner", None), "static_batch", None)
     return int(static) if isinstance(static, int) and static > 0 else 1
-
-
-def _patch_rows(height: int, an: Any, streamed: bool) -> list[int]:
-    if height < an.patch:
-        return []
-    if streamed:  # patches never cross strips: the grid stops at the last whole patch row
-        return list(range(0, height - an.patch + 1, an.patch))
-    return axis_starts(height, an.patch, an.stride)
