@@ -137,7 +137,17 @@ def test_bench_json(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture
     assert "does not exist" in capsys.readouterr().err
 
 
+FLIGHT_IMPORTS_FROM_EDGEAE = {  # docs/firmware_sim.md, "What the flight runtime imports": numpy-only, shared
+    *("edgeae._optional", "edgeae._version", "edgeae._headers", "edgeae.imagedecode", "edgeae.metadata"),
+    *("edgeae.masks", "edgeae.cae_input", "edgeae.nodata", "edgeae.tiling", "edgeae.bayer", "edgeae.logs"),
+    *("edgeae.resolve", "edgeae.zoo", "edgeae.zoo.registry", "edgeae.anomaly", "edgeae.anomaly.terms"),
+    "edgeae.wire",
+}
+
+
 def test_flight_runtime_never_imports_torch(setup: tuple[Path, list[str]]) -> None:
+    """A run (with an SEU), a board benchmark and both missions' checks (zoo names, terms-max, raw frames) load no
+    torch/OpenCV/SciPy/onnx and, of edgeae, only the numpy-only modules docs/firmware_sim.md lists."""
     d, frames = setup
     code = (
         "import sys\n"
@@ -146,7 +156,11 @@ def test_flight_runtime_never_imports_torch(setup: tuple[Path, list[str]]) -> No
         f" '--out', {str(d / 'x')!r}, '--inject', 'seu@frame1'])\n"
         f"rc |= main(['bench', '--model', {str(d / 'vae.onnx')!r}, '--threads', '1', '--iters', '2',"
         " '--frame-height', '64', '--frame-width', '64', '--json', '/dev/null'])\n"
+        "rc |= main(['check', '--mission', 'orbital_nac']) | main(['check', '--mission', 'rover_mastcamz'])\n"
         "bad = [m for m in ('torch', 'cv2', 'scipy', 'onnx') if m in sys.modules]\n"
+        f"ok = {sorted(FLIGHT_IMPORTS_FROM_EDGEAE)!r}\n"
+        "bad += [m for m in sys.modules if m.startswith('edgeae.') and not m.startswith('edgeae.firmware_sim')"
+        " and m not in ok and not m.startswith('edgeae.wire.')]\n"
         "print('FORBIDDEN', bad)\n"
         "sys.exit(rc or (3 if bad else 0))\n"
     )
