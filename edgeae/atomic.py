@@ -1,0 +1,72 @@
+"""Atomic file writes, shared by ground, flight, training and export (standard library only).
+
+A file written through :func:`atomic_path` (or :func:`write_bytes` / :func:`write_text`) appears complete or not at
+all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``), is flushed to disk, then renamed over
+the target; on any error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps
+what it held before. ``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file :func:`atomic_path` writes for ``path`` (hidden, per process)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every file system lets a folder be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; on a clean exit it replaces ``path``.
+
+    ``durable``: fsync the file before the rename and the folder after it (a crash or power loss then leaves
+    the old or the new file, never an empty one). An exception (``BaseException``: also Ctrl-C) removes the
+    temporary file and propagates; an ``OSError`` without a file name gets the target's."""
+    target = Path(path)
+    tmp = temp_name(target)
+    try:
+        yield tmp
+        if durable:
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename is None:  # e.g. numpy's tofile: "N requested and M written", no path, no errno
+            msg = f"cannot write {target}: {exc.strerror or exc}"
+            raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    if durable:
+        fsync_folder(target.parent)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path, durable=durable) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path, durable=durable) as tmp:
+        tmp.write_text(text, encoding=encoding)
