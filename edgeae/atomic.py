@@ -49,7 +49,7 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
                 os.fsync(f.fileno())
         os.replace(tmp, target)
     except OSError as exc:
-        if exc.filename is None:  # e.g. numpy's tofile: "N requested and M written", no path, no errno
+        if exc.filename is None or str(exc.filename) == str(tmp):  # numpy's tofile names nothing; open() the temp
             msg = f"cannot write {target}: {exc.strerror or exc}"
             raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
         raise

@@ -11,6 +11,7 @@ are absent); any decoder error becomes an :class:`ImageReadError` naming the fil
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -311,7 +312,8 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     array reaching past 1.5, 0-255 data, is clipped with a warning naming its range) and quantised to
     ``bit_depth`` (8 or 16; JPEG is 8 only); uint8/uint16 arrays are written as they are, at their own depth
     (``bit_depth=16`` with uint8 is warned about: scale it first). An empty array is refused. Large TIFFs are
-    written as BigTIFF automatically.
+    written as BigTIFF automatically. The file is written atomically (:mod:`edgeae.atomic`): a failed write (a full
+    disk) leaves no cut-off file, and its ``OSError`` names the file.
     """
     p = _as_path(path)
     ext = p.suffix.lower()
@@ -365,15 +367,27 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     if ext == ".ppm" and arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     p.parent.mkdir(parents=True, exist_ok=True)
+    from edgeae.atomic import atomic_path  # the file appears whole or not at all (a full disk, Ctrl-C)
+
     if ext in (".tif", ".tiff"):
         tifffile = require("tifffile")
         photometric = "rgb" if arr.ndim == 3 and arr.shape[2] == 3 else "minisblack"
-        tifffile.imwrite(p, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
+        with atomic_path(p) as tmp, _PlainWriter(io.FileIO(tmp, "wb")) as f:
+            tifffile.imwrite(f, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
         return p
     cv2 = require("cv2")
     bgr = arr[:, :, ::-1] if arr.ndim == 3 else arr
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr))
     if not ok:
         raise ValueError(f"{p}: OpenCV could not encode {arr.dtype} {arr.shape} as {ext}")
-    buf.tofile(p)
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(buf.tobytes())  # not buf.tofile: its OSError on a full disk has no errno
     return p
+
+
+class _PlainWriter(io.BufferedWriter):
+    """A file that numpy's ``tofile`` cannot use (no ``fileno``), so that tifffile writes it with ``write``: on a
+    full disk that raises an ``OSError`` with its errno (ENOSPC), ``tofile`` one with none."""
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")

@@ -26,3 +26,10 @@ def test_an_oserror_without_a_path_names_the_target(tmp_path: Path) -> None:
     with pytest.raises(OSError, match=r"cannot write .*x\.png: 9 requested") as e, atomic_path(p):
         raise OSError("9 requested and 3 written")
     assert str(p) in str(e.value) and not p.exists()
+
+
+def test_a_temp_file_that_cannot_be_created_is_reported_as_the_target(tmp_path: Path) -> None:
+    p = tmp_path / "missing_folder" / "r.json"
+    with pytest.raises(OSError, match=r"cannot write .*missing_folder/r\.json") as e:
+        write_text(p, "{}")
+    assert ".tmp-" not in str(e.value)

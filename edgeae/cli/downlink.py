@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,6 @@ def run(args: argparse.Namespace) -> int:
         return plan(args)
     from edgeae.wire.codec import resolve_sample_codec
     from edgeae.wire.packets import SequenceCounters, TooManyPackets, WireConfig, packetise
-    from edgeae.wire.stream import write_packet_file
 
     codecs = _check_simulate(args)
     report = args.out.with_suffix(".json")
@@ -288,8 +288,7 @@ def run(args: argparse.Namespace) -> int:
     if filler is not None:
         summary["compare"] = _compare(args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_packet_file(args.out, out)  # only now: a refused or failed run leaves no half-finished output
-    report.write_text(_strict_json(summary))
+    _write_outputs(args.out, out, report, _strict_json(summary))
     print(
         f"{len(packets)} packets ({summary['wire_bytes']} bytes) offered; "
         f"{stats.delivered_packets} delivered (of which {stats.duplicated_packets} duplicates), "
@@ -351,9 +350,32 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
                 raise CLIError(f"{flag} {path} is the {what} {source}: it would be overwritten; name another file")
     held = [str(p) for p in (args.out, report) if p.exists()]
     if held and not args.force:
-        raise CLIError(f"{' and '.join(held)} already exist: give --force to overwrite, or name another --out")
+        verb = "exists" if len(held) == 1 else "exist"
+        raise CLIError(f"{' and '.join(held)} already {verb}: give --force to overwrite, or name another --out")
     check_writable(args.out, "--out")
     return codecs
+
+
+def _write_outputs(out: Path, records: list, report: Path, text: str) -> None:
+    """The packet file and its report, both or neither: written only now (a refused or failed run leaves no
+    half-finished output), each atomically (a full disk leaves no cut-off file, and the error names it); the
+    report is committed after the packets, and a report that cannot be written takes the packet file with it."""
+    from edgeae.atomic import atomic_path
+    from edgeae.wire.stream import write_packet_file
+
+    written = False
+    try:
+        with atomic_path(report) as tmp:
+            tmp.write_text(text)
+            try:
+                write_packet_file(out, records)
+            except OSError as exc:  # named as the packet file's error, not (by atomic_path) as the report's
+                raise OSError(exc.errno, os.strerror(exc.errno) if exc.errno else str(exc), str(out)) from exc
+            written = True
+    except BaseException:
+        if written:  # the packets are in place but the report's own commit failed: not one without the other
+            out.unlink(missing_ok=True)
+        raise
 
 
 def _inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:

@@ -111,6 +111,12 @@ def _station(args: argparse.Namespace, make_out: bool = True):
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} is an existing file; name a directory for the images and reports")
     held = [n for n in SESSION_FILES if (args.out / n).exists()]
+    unfinished = _unfinished(args.out) if "stream.json" in held else None
+    if unfinished:  # its outputs are partial: say so, and how to decode again
+        raise CLIError(
+            f"--out {args.out} holds a ground session that did not finish ({unfinished}): its outputs are partial; "
+            "to decode again, remove that folder (or move it away) and rerun the same command, or name a new folder"
+        )
     if held:  # a second session would overwrite the first's recording and mix its frames with stale ones
         raise CLIError(
             f"--out {args.out} already holds a ground session ({', '.join(held)}): name a new folder, or move "
@@ -152,6 +158,26 @@ def _station(args: argparse.Namespace, make_out: bool = True):
 
 SESSION_FILES = ("stream.json", "received.bin")
 """Files that mark a folder as holding a ground session already."""
+
+
+def _unfinished(out: Path) -> str | None:
+    """Why the session whose ``stream.json`` is in ``out`` did not finish (interrupted, its disk full, killed),
+    or None when it did (or wrote no ``complete`` field: an older edgeae's)."""
+    import json
+
+    try:
+        stream = json.loads((out / "stream.json").read_text())["stream"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its stream.json cannot be read: {exc}"
+    if not isinstance(stream, dict) or stream.get("complete", True) is not False:
+        return None
+    how = (
+        f"interrupted by {stream['interrupted']}"
+        if stream.get("interrupted")
+        else "stopped before its end (killed, or its disk full)"
+    )
+    return f"{how}; stream.json says complete: false, {stream.get('products_not_decoded', '?')} products not decoded"
+
 
 REFUSED = ("session_limit", "source_limit", "product_limit")
 """Rejection reasons that are the station's own --limit, not damage on the link."""
@@ -239,7 +265,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.ground.sources import check_packet_files, feed_captures, original_files
+    from edgeae.ground.sources import check_packet_files, original_files
 
     if args.ground_command == "decode":
         for p in args.packets:  # every plain mistake before --out is created or a packet read
@@ -255,37 +281,12 @@ def run(args: argparse.Namespace) -> int:
 
             image_shape(args.original)
         gs = _station(args)
-        # streamed: packets go to the receivers as they are read, so a huge file costs no more memory than the
-        # packets the stations keep (their --limit caps); a file whose sequence counts restart is a capture of
-        # its own (OUT/capture_<k>), so frames of two captures under one id are both rebuilt
-        caps = feed_captures(args.packets, gs)
-        if args.original:
-            _originals_of_captures(caps, args.original, args.bayer)
-        listing = _capture_list(caps, args.out) if len(caps) > 1 else None
-        status = 0
-        for k, cap in enumerate(caps, 1):
-            if listing:
-                print(f"capture {k} ({_files(cap.files)}) -> {cap.station.out}")
-            try:
-                report = cap.station.finish()
-            except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
-                report = cap.station.report()
-                report["stream"]["bytes_outside_packets"] = cap.skipped
-                cap.station.write_report(report)
-                print(f"interrupted: {len(report['products'])} products written to {cap.station.out}")
-                return 130
-            report["stream"]["bytes_outside_packets"] = cap.skipped
-            if cap.damage:  # damaged record files: where, and what was skipped or repaired (first 100)
-                report["stream"]["file_damage"] = [dataclasses.asdict(d) for d in cap.damage[:100]]
-            if listing:
-                report["stream"]["captures"] = listing
-                report["stream"]["capture"] = k
-            cap.station.write_report(report)
-            if cap.reason:
-                print(f"WARNING: {cap.reason}; decoded as capture {k} of its own into {cap.station.out}")
-            _print(report)
-            status = max(status, _status(report))
-        return status
+        signal_name = ["SIGINT"]  # which signal stopped the run, for stream.json
+        restore = _sigterm_as_interrupt(signal_name)
+        try:
+            return _decode(args, gs, signal_name)
+        finally:
+            restore()
 
     from edgeae.ground.transport import BindError, bind_udp, serve_udp
 
@@ -318,6 +319,89 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: everything received so far is in {args.out} (stream.json, received.bin)")
         return 130
     return 1 if stopped.startswith("error") else _status(report)
+
+
+def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
+    """``ground decode`` after its options are checked: every capture's products and ``stream.json``."""
+    from edgeae.ground.sources import feed_captures
+
+    # streamed: packets go to the receivers as they are read, so a huge file costs no more memory than the
+    # packets the stations keep (their --limit caps); a file whose sequence counts restart is a capture of
+    # its own (OUT/capture_<k>), so frames of two captures under one id are both rebuilt
+    caps = feed_captures(args.packets, gs)
+    if args.original:
+        _originals_of_captures(caps, args.original, args.bayer)
+    listing = _capture_list(caps, args.out) if len(caps) > 1 else None
+    status = 0
+    for k, cap in enumerate(caps, 1):
+        if listing:
+            print(f"capture {k} ({_files(cap.files)}) -> {cap.station.out}")
+        try:
+            report = cap.station.finish(write=False)  # written below, with what only this command knows
+        except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
+            report = cap.station.report()  # complete: false, and the products not decoded
+            report["stream"]["interrupted"] = signal_name[0]
+            report["stream"]["bytes_outside_packets"] = cap.skipped
+            written = _write_final(cap.station, report)
+            print(
+                f"interrupted ({signal_name[0]}): {len(report['products'])} products written to {cap.station.out}, "
+                f"{report['stream']['products_not_decoded']} not decoded"
+                + (" (stream.json says which)" if written else "")
+            )
+            return 130
+        report["stream"]["bytes_outside_packets"] = cap.skipped
+        if cap.damage:  # damaged record files: where, and what was skipped or repaired (first 100)
+            report["stream"]["file_damage"] = [dataclasses.asdict(d) for d in cap.damage[:100]]
+        if listing:
+            report["stream"]["captures"] = listing
+            report["stream"]["capture"] = k
+        written = _write_final(cap.station, report)
+        if cap.reason:
+            print(f"WARNING: {cap.reason}; decoded as capture {k} of its own into {cap.station.out}")
+        _print(report)
+        status = max(status, _status(report), 0 if written else 1)
+    return status
+
+
+def _write_final(station, report: dict) -> bool:
+    """Write ``stream.json``; when it cannot be written (a full disk), one line on stderr says so and what the
+    folder then holds, and False is returned (exit status 1): the products' own files and reports are written."""
+    import sys
+
+    try:
+        station.write_report(report)
+    except OSError as exc:
+        early = Path(station.out) / "stream.json"
+        left = (
+            f"the {early} there is the first one, which says complete: false"
+            if early.exists()
+            else "the folder holds no stream.json"
+        )
+        print(
+            f"edgeae ground: error: {exc}: the session report was not written ({left}); the products' files and "
+            "reports are written as they say",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _sigterm_as_interrupt(signal_name: list[str]):
+    """SIGTERM (``kill``, a batch system's stop) stops ``ground decode`` as Ctrl-C does: the products decoded so far
+    are kept and stream.json says the run was interrupted; ``signal_name[0]`` becomes ``"SIGTERM"``. Returns what
+    puts the previous handler back (a no-op off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame) -> None:
+        signal_name[0] = "SIGTERM"
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _files(files: list[str]) -> str:

@@ -6,14 +6,17 @@ decoded with a ``cae-decoder`` artifact whose id matches the frame's encoder id 
 Per frame it writes ``frame_<id>.png`` (reconstruction; ``.tif`` for other than 1 or 3 channels),
 ``frame_<id>_valid.png`` (white = pixel received) and ``frame_<id>.json`` (packets expected / received /
 lost / corrupt / refused, pixels received, PSNR when the original is known); ``stream.json`` holds the session
-totals.
+totals. Every file is written atomically (:mod:`edgeae.atomic`): a write that fails (a full disk) leaves no cut-off
+file, and the product is reported as failed (``io``) with the file and the errno.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeae import atomic
 from edgeae.tiling import axis_count
 
 from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, telemetry_json
@@ -55,6 +59,7 @@ class GroundStation:
     fallback_name: str = ""
     original_notes: dict[int, str] = field(default_factory=dict)  # frame id -> why it has no original
     lock: Any = field(default_factory=threading.RLock)  # held while reading the receiver's state
+    finished: bool = False  # finish() has decoded every product: stream.json says ``complete``
 
     def __post_init__(self) -> None:
         if self.out is not None:
@@ -103,11 +108,14 @@ class GroundStation:
                 # the report (and the CLI's product line) says it; not a second time on the console
                 log.info("%s not rebuilt (%s): %s", product_name(key), reason, exc)
                 rep = {**base, "error": str(exc) or type(exc).__name__, "error_reason": reason}
+                if isinstance(exc, OSError):  # which file, and the system's reason (ENOSPC: the disk is full)
+                    rep["error_file"] = str(exc.path if isinstance(exc, OutputError) else exc.filename or "") or None
+                    rep["errno"] = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else None
             self.reports[product_name(key)] = rep
             done[product_name(key)] = rep
             if self.out is not None:
                 try:
-                    (self.out / f"{product_name(key)}.json").write_text(strict_json(rep))
+                    atomic.write_text(self.out / f"{product_name(key)}.json", strict_json(rep))
                 except OSError as exc:
                     if "error_reason" not in rep:  # a product that failed already is counted once, not twice
                         self.failures["write"] += 1
@@ -146,12 +154,32 @@ class GroundStation:
                         "finite (a flight product always has a finite score): patch not written"
                     )
                 rep["score"] = res.header["score"]
-                if self.out is not None:
-                    from edgeae.imageio import write_image
-
-                    ext = _image_ext(res.values)
-                    write_image(self.out / f"patch_{asm.frame_id}_{res.header['index']}{ext}", res.values)
+                self._write_images(
+                    [(f"patch_{asm.frame_id}_{res.header['index']}{_image_ext(res.values)}", res.values, 8)]
+                )
         return rep
+
+    def _write_images(self, images: list[tuple[str, np.ndarray, int]]) -> None:
+        """Write one product's images (file name in ``out``, array, bit depth), each atomically; when one cannot
+        be written, the ones written before it are removed (a failed product leaves no file that looks complete)
+        and :class:`OutputError` names the file."""
+        if self.out is None:
+            return
+        from edgeae.imageio import write_image
+
+        written: list[Path] = []
+        path = self.out
+        try:
+            for name, array, depth in images:
+                path = self.out / name
+                write_image(path, array, bit_depth=depth)
+                written.append(path)
+        except BaseException as exc:
+            for f in written:
+                f.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise OutputError(path, exc) from exc
+            raise
 
     def _check_patch_in_frame(self, frame_id: int, hd: dict) -> None:
         """Refuse (:class:`DecodeError`) a patch that does not lie inside the sparse or latent frame of its id
@@ -209,14 +237,12 @@ class GroundStation:
         self.images[asm.frame_id] = recon
         self.known[asm.frame_id] = known
         self._compare(asm.frame_id, recon, known, rep)
-        if self.out is not None:
-            from edgeae.imageio import write_image
-
-            # a frame deeper than 8 bits keeps 16 (PNG holds 16): its received samples stay as sent
-            depth = 16 if asm.header["bit_depth"] > 8 else 8
-            # grey and RGB as PNG; any other channel count (multispectral) as a TIFF of that many samples
-            write_image(self.out / f"frame_{asm.frame_id}{_image_ext(recon)}", recon, bit_depth=depth)
-            write_image(self.out / f"frame_{asm.frame_id}_valid.png", known)
+        # a frame deeper than 8 bits keeps 16 (PNG holds 16): its received samples stay as sent; grey and RGB as
+        # PNG, any other channel count (multispectral) as a TIFF of that many samples
+        depth = 16 if asm.header["bit_depth"] > 8 else 8
+        self._write_images(
+            [(f"frame_{asm.frame_id}{_image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
+        )
         return rep
 
     def _latent(self, asm: Assembly) -> dict:
@@ -284,10 +310,7 @@ class GroundStation:
         recon = blend_tiles(tiles.transpose(0, 2, 3, 1), positions, (h["height"], h["width"], tiles.shape[1]))
         self.images[asm.frame_id] = recon
         self._compare(asm.frame_id, recon, None, rep)
-        if self.out is not None:
-            from edgeae.imageio import write_image
-
-            write_image(self.out / f"latent_{asm.frame_id}{_image_ext(recon)}", recon)
+        self._write_images([(f"latent_{asm.frame_id}{_image_ext(recon)}", recon, 8)])
         return rep
 
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
@@ -312,30 +335,44 @@ class GroundStation:
             rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / mse)), 3)
 
     def report(self) -> dict:
-        """The session report so far: stream totals (with products not rebuilt, by reason) and products."""
+        """The session report so far: stream totals (with products not rebuilt, by reason) and products.
+
+        ``stream.complete`` is False until :meth:`finish` has decoded every product; until then
+        ``products_not_decoded`` counts the products received but not decoded (yet), and
+        ``products_not_decoded_names`` names the first :data:`NAMES_LISTED` of them."""
         stream = self.receiver.stream_report()
         stream["products_failed"] = dict(sorted(self.failures.items()))
+        stream["complete"] = self.finished
+        if not self.finished:
+            with self.lock:
+                pending = [n for n in map(product_name, list(self.receiver.products)) if n not in self.reports]
+            stream["products_not_decoded"] = len(pending)
+            stream["products_not_decoded_names"] = pending[:NAMES_LISTED]
         return {"stream": stream, "products": self.reports}
 
     def write_report(self, report: dict | None = None) -> dict:
-        """Write ``stream.json`` (the report so far, or ``report``) into ``out``; returns the report."""
+        """Write ``stream.json`` (the report so far, or ``report``) into ``out`` atomically (never a half-written
+        report); returns the report. An ``OSError`` (a full disk) names ``stream.json``."""
         report = report if report is not None else self.report()
         if self.out is not None:
-            tmp = self.out / "stream.json.tmp"
-            tmp.write_text(strict_json(report))
-            tmp.replace(self.out / "stream.json")  # never a half-written report
+            atomic.write_text(self.out / "stream.json", strict_json(report))
         return report
 
-    def finish(self) -> dict:
-        """Decode everything not decoded yet; write and return the session report.
+    def finish(self, write: bool = True) -> dict:
+        """Decode everything not decoded yet; write (``write``: else the caller does) and return the session report.
 
-        The report is written first (so an interrupted finish still leaves one), then once more at the end.
+        A first report (``complete: false``) is written before decoding, so an interrupted finish still leaves
+        one; when even that cannot be written (a full disk), decoding goes on: each product says how it fared.
         """
         if self.out is not None:
-            self.write_report()
+            try:
+                self.write_report()
+            except OSError as exc:
+                log.warning("%s; decoding goes on", exc)
         self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
         self._recheck_patches()
-        return self.write_report()
+        self.finished = True
+        return self.write_report() if write else self.report()
 
     def _recheck_patches(self) -> None:
         """Check again every patch written before its frame arrived (``serve`` decodes a patch as soon as it is
@@ -353,7 +390,27 @@ class GroundStation:
                     for f in self.out.glob(f"patch_{key[1]}_{key[2]}.*"):
                         if f.suffix != ".json":
                             f.unlink(missing_ok=True)
-                    (self.out / f"{name}.json").write_text(strict_json(rep))
+                    try:
+                        atomic.write_text(self.out / f"{name}.json", strict_json(rep))
+                    except OSError as exc:
+                        rep["write_error"] = str(exc)
+
+
+NAMES_LISTED = 1000
+"""Products a report names as not decoded (all are counted)."""
+
+
+class OutputError(OSError):
+    """A product's output file could not be written: ``path`` is the file, ``errno`` the system's reason."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        # no errno (numpy, a library's own message): its text, without the file name edgeae.atomic added
+        why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc)).removeprefix(f"cannot write {path}: ")
+        super().__init__(exc.errno, f"cannot write {path}: {why}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 PSNR_CAP_DB = 120.0

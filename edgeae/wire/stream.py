@@ -73,9 +73,14 @@ class Damage:
 
 
 def write_packet_file(path: str | Path, records: Iterable[tuple[float, bytes]]) -> int:
-    """Write ``(arrival_time_s, packet)`` records; returns the number written."""
+    """Write ``(arrival_time_s, packet)`` records; returns the number written.
+
+    Atomic (:mod:`edgeae.atomic`): a failed write (a full disk, Ctrl-C) leaves no cut-off file, ``path`` keeps
+    what it held before, and the ``OSError`` names ``path``."""
+    from edgeae.atomic import atomic_path
+
     n = 0
-    with open(path, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(MAGIC + bytes([FILE_VERSION]))
         for t, pkt in records:
             f.write(RECORD.pack(float(t), len(pkt)))
