@@ -7,8 +7,12 @@
     firmware-sim missions
 
 Exit status: 0 done, 1 every frame was dropped (``check``: the mission boots degraded, without a model it
-names), 2 user error, 3 a simulated reboot stopped the run (run again with the same ``--out``), 130 interrupted
-(Ctrl-C; the summary and report of the frames so far are written and the same command goes on).
+names), 2 user error, 3 a simulated reboot stopped the run (run again with the same ``--out``), 130
+interrupted (Ctrl-C or SIGTERM; the summary and report of the frames so far are written and the same command goes
+on), 4 the run stopped on a write it cannot go on without (the queue index on a full or read-only disk: the file
+is named; the state is kept and the same command goes on). A file ``run`` cannot write at its end (report.html,
+summary.json) is a WARNING naming it, and the status stays the run's: the frames are in telemetry.jsonl and the
+queue.
 
 This module holds the parser and the commands; ``run``'s mission overrides are in :mod:`.cli_overrides`, what it
 prints and writes at the end in :mod:`.cli_outputs`.
@@ -21,6 +25,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from edgeae.atomic import write_text
 
 from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, check_lines
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
@@ -31,12 +38,42 @@ from .mission import MissionError, load_mission
 EXIT_ALL_DROPPED = 1
 EXIT_DEGRADED = 1  # check: the mission boots, but without a model it names (refused, or no interpreter for it)
 EXIT_REBOOT = 3
+EXIT_STORAGE = 4  # run: a write the loop cannot go on without failed (a full or read-only disk), after it began
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
+def _sigterm_as_ctrl_c(received: list[str]) -> Any:
+    """SIGTERM (``kill``, a batch system's stop) stops ``run`` as Ctrl-C does: the frame in progress is marked
+    interrupted (a rerun takes it again), the summary and report of the frames so far are written, status 130.
+    Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set);
+    ``received`` gets ``"SIGTERM"`` when it came. A power loss stays what ``--inject reboot@frameN`` or ``kill -9``
+    simulates."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append("SIGTERM")
+        raise KeyboardInterrupt("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
 def _run(args: argparse.Namespace) -> int:
+    received: list[str] = []
+    restore = _sigterm_as_ctrl_c(received)
+    try:
+        return _run_mission(args, received)
+    finally:
+        restore()
+
+
+def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .frames import collect_frames
-    from .loop import FlightRuntime, RunInterrupted
+    from .loop import FlightRuntime, RunInterrupted, StorageFailed
     from .state import discard_state
 
     mission = _mission_with_overrides(args)
@@ -57,10 +94,19 @@ def _run(args: argparse.Namespace) -> int:
     except SimulatedReboot as exc:
         print(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
         return EXIT_REBOOT
+    except StorageFailed as failed:  # the run began: not a user error
+        _write_outputs(failed.summary, args.out)
+        print(
+            f"firmware-sim: stopped after {failed.frames_done} frame(s) of this run: {failed}; state kept in "
+            f"{args.out}: once there is room, run the same command again to go on",
+            file=sys.stderr,
+        )
+        return EXIT_STORAGE
     except RunInterrupted as stop:
         _write_outputs(stop.summary, args.out)
         print(
-            f"firmware-sim: interrupted after {stop.frames_done} frame(s) of this run; state kept in {args.out}: "
+            f"firmware-sim: interrupted{' by ' + signals[0] if signals else ''} after {stop.frames_done} frame(s) of "
+            f"this run; state kept in {args.out}: "
             "run the same command again to go on (the interrupted frame is taken again)",
             file=sys.stderr,
         )
@@ -124,8 +170,7 @@ def _bench(args: argparse.Namespace) -> int:
     )
     print(format_table(result))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(result, indent=2) + "\n")
+        write_text(args.json, json.dumps(result, indent=2) + "\n")  # atomically: no half file on a full disk
         print(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))
     return 0
 
@@ -211,9 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="The flight-like runtime: run a mission's frame loop (sample, score, queue, downlink) within "
         "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
         "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
-        epilog="Exit status: 0 done, 1 every frame was dropped (check: boots degraded), 2 user error, 3 a simulated "
-        "reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C (state kept; the same "
-        "command goes on).",
+        epilog="Exit status: 0 done, 1 every frame was dropped (check: boots degraded), 2 user error, 3 "
+        "a simulated reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C or SIGTERM "
+        "(state kept; the same command goes on), 4 run stopped on a storage error it cannot go on without (a full or "
+        "read-only disk; the file is named; state kept). A file run cannot write at its end (report.html, "
+        "summary.json) is a WARNING naming it; the status stays the run's.",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true",

@@ -3,20 +3,42 @@ downlinked, queued and dropped, frame times, memory, downlink, anomalous patches
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> None:
-    """report.html and the console summary of a run (``advice``: lines from :func:`advice_lines`)."""
+def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> dict[str, str]:
+    """report.html and the console summary of a run (``advice``: lines from :func:`advice_lines`). A file the run
+    could not write at its end (report.html here, summary.json in the summary's ``not_written``) is a WARNING
+    naming it, after the console summary: the run happened, its results are in telemetry.jsonl. Returns
+    those files and their errors."""
     from .report import write_report
 
-    report = write_report(out, summary)
+    not_written = dict(summary.get("not_written") or {})
+    report = None
+    try:
+        report = write_report(out, summary)
+    except OSError as exc:  # a full or read-only disk: written atomically, so no partial report.html is left
+        not_written[str(Path(out) / "report.html")] = str(exc)
     _print_summary(summary, out)
     for line in advice:
         print(line)
-    print(f"  report: {report}")
+    if report is not None:
+        print(f"  report: {report}")
+    for path, error in not_written.items():
+        again = (
+            f"firmware-sim report {out} writes it again"
+            if Path(path).name == "report.html"
+            else "the same command run again writes it (no frame is taken twice)"
+        )
+        print(
+            f"WARNING: {path} was not written: {error}; the run's frames, events and passes are in "
+            f"{Path(out) / 'telemetry.jsonl'} and {Path(out) / 'queue'} (once there is room, {again})",
+            file=sys.stderr,
+        )
+    return not_written
 
 
 def _reasons(f: dict[str, Any]) -> str:
@@ -112,6 +134,13 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     if codec.get("configured") == "auto" and codec.get("used") != "ccsds121":
         coded += " (codec auto: libaec is not installed, so not ccsds121)"
     print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending{coded}")
+    failed = int(s.get("downlink_passes_failed") or 0)
+    if failed:
+        print(
+            f"WARNING: {failed} downlink pass(es) could not be written (a full or read-only disk: each a "
+            "'downlink_failed' event in telemetry.jsonl with the file and the error); their products stay queued "
+            "for the next pass"
+        )
     if s.get("faults_not_fired"):
         print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
     for a in s["anomalies"][:5]:
@@ -120,7 +149,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     if len(s["anomalies"]) > 5:
         print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
     passes = ", downlink/pass_*.bin" if q.get("passes") else ""
-    print(f"  wrote {out}/summary.json, telemetry.jsonl{passes}")
+    summary_json = "" if any(Path(p).name == "summary.json" for p in s.get("not_written") or {}) else "summary.json, "
+    print(f"  wrote {out}/{summary_json}telemetry.jsonl{passes}")
 
 
 def advice_lines(

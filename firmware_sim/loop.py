@@ -14,6 +14,7 @@ beyond the frame accounting in :mod:`.run_summary`: functions over the runtime, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import math
 import os
@@ -73,6 +74,16 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __init__(self, summary: dict[str, Any], frames_done: int) -> None:
         super().__init__(f"interrupted after {frames_done} frame(s)")
+        self.summary, self.frames_done = summary, frames_done
+
+
+class StorageFailed(OSError):
+    """A write the loop cannot go on without failed (the queue index or telemetry on a full or read-only disk:
+    the error names the file): :meth:`FlightRuntime.run` stopped after writing the summary of the frames so far
+    where it could (``summary``). The state on disk is what the last write left; a rerun goes on from it."""
+
+    def __init__(self, exc: OSError, summary: dict[str, Any], frames_done: int) -> None:
+        super().__init__(exc.errno, exc.strerror or str(exc), exc.filename)
         self.summary, self.frames_done = summary, frames_done
 
 
@@ -141,6 +152,8 @@ class FlightRuntime:
         self.skipped_already_acquired = 0
         self.inputs: dict[str, list[str]] = {}  # notes on the frame arguments (FrameList.notes), for the summary
         self._current: int | None = None  # the frame id being processed
+        # frames a reboot stopped in an earlier boot (reboot_during_processing): never this boot's frame in progress
+        self._stale = {k for k, e in self.queue.state["frames"].items() if e["status"] == "in_progress"}
         self._unwritten: tuple[dict[str, Any], float] | None = None  # its record and start, until written
         self.tm.write(
             "start",
@@ -215,23 +228,26 @@ class FlightRuntime:
             return self._finish(drop(self, rec, "memory_budget", refusal), t0)
         rec["acquire_ms"] = _ms(t0)
         try:
-            return self._finish(self._run_frame(reader, rec, fid, fno, lateness, t0, floor), t0)
+            rec = self._run_frame(reader, rec, fid, fno, lateness, t0, floor)
         except FrameError as exc:  # the pixels could not be decoded (damaged file, decoder error)
             release_traceback(exc)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
             withdraw(self, fid, rec)
-            return self._finish(drop(self, rec, "unreadable", str(exc)), t0)
+            rec = drop(self, rec, "unreadable", str(exc))
         except TooManyPackets as exc:  # its pixels compressed too little for the wire format (packetised last)
             release_traceback(exc)
             advice = packet_advice(self.m, str(exc))
             self.tm.write("event", kind="too_many_packets", frame_id=fid, detail=advice)
             withdraw(self, fid, rec)
-            return self._finish(drop(self, rec, "too_many_packets", advice), t0)
-        except Exception as exc:  # never let one frame stop the loop (cv2.error, MemoryError, ...)
+            rec = drop(self, rec, "too_many_packets", advice)
+        except Exception as exc:  # never let one frame stop the loop (cv2.error, MemoryError, a full disk, ...)
             release_traceback(exc)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=f"{type(exc).__name__}: {exc}")
             withdraw(self, fid, rec)
-            return self._finish(drop(self, rec, "frame_error", f"{type(exc).__name__}: {exc}"), t0)
+            rec = drop(self, rec, "frame_error", f"{type(exc).__name__}: {exc}")
+        # outside the frame's try: what follows its end (its line, the downlink pass) is not the frame's failure,
+        # so it never withdraws or drops a frame that was processed (a pass that fails is a downlink event)
+        return self._finish(rec, t0)
 
     def _model_bytes(self) -> int:
         return self.models.nbytes
@@ -285,8 +301,26 @@ class FlightRuntime:
 
     # ---------------------------------------------------------------------------------------- downlink
     def downlink_pass(self) -> None:
-        rep = self.queue.downlink_pass(self.m.budget.downlink_bytes_per_pass, self.out / "downlink")
-        self.since_pass = 0
+        """One downlink pass. A pass file that cannot be written (a full or read-only disk) is a ``downlink_failed``
+        event naming the file and the error: its products stay queued for the next pass, and the loop goes on."""
+        self.since_pass = 0  # this pass opportunity is spent, whether or not its file could be written
+        folder = self.out / "downlink"
+        index = int(self.queue.state["passes"]) + 1
+        try:
+            rep = self.queue.downlink_pass(self.m.budget.downlink_bytes_per_pass, folder)
+        except OSError as exc:
+            self.tm.write(
+                "event",
+                kind="downlink_failed",
+                index=index,
+                file=str(folder / f"pass_{index:05d}.bin"),
+                errno=errno.errorcode.get(exc.errno, exc.errno) if exc.errno is not None else None,
+                error=str(exc),
+                pending_bytes=self.queue.stored_bytes,  # still queued: the next pass sends it
+            )
+            return
+        if rep.index_error:  # the pass is on disk but the queue index could not record it (yet)
+            self.tm.write("event", kind="queue_index_not_saved", index=rep.index, file=rep.path, error=rep.index_error)
         self.tm.write(
             "pass",
             index=rep.index,
@@ -303,7 +337,8 @@ class FlightRuntime:
     ) -> dict[str, Any]:
         """Process frames (after a reboot or an interrupted run, skipping as many of each source as the ledger
         holds, retrying the one that was interrupted); summarise (``inputs``: notes on the frame arguments, kept
-        in the summary). Ctrl-C raises :class:`RunInterrupted` after the summary is written."""
+        in the summary). Ctrl-C raises :class:`RunInterrupted` after the summary is written, a write the loop
+        cannot go on without (the queue index) :class:`StorageFailed`."""
         self.inputs = inputs or {}
         try:
             for f, frame_id in frames_to_take(self.queue.state["frames"], frames, self._skip):
@@ -313,6 +348,10 @@ class FlightRuntime:
         except KeyboardInterrupt:
             self._interrupted()
             raise RunInterrupted(self.finish(), len(self.records)) from None
+        except OSError as exc:  # a frame's own errors drop that frame; this one stops the loop (state unsaved)
+            with contextlib.suppress(OSError):  # the frame in progress as after Ctrl-C, if the disk lets us save
+                self._interrupted(error=str(exc))
+            raise StorageFailed(exc, self.finish(), len(self.records)) from exc
         except BaseException:  # an unexpected error: the frames so far still get their summary
             self.finish()
             raise
@@ -322,19 +361,23 @@ class FlightRuntime:
         self.skipped_already_acquired += 1
         self.tm.write("event", kind="skip_already_acquired", source=source)
 
-    def _interrupted(self) -> None:
-        """Ctrl-C: the frame in progress is marked ``interrupted`` (a rerun retries it), what it had queued is
-        withdrawn, and the state saved."""
+    def _interrupted(self, error: str | None = None) -> None:
+        """Ctrl-C (or ``error``, a storage failure that stops the loop): the frame in progress is marked
+        ``interrupted`` (a rerun retries it), what it had queued is withdrawn, and the state saved."""
+        why = {"error": error} if error else {}
         fid, self._current = self._current, None
+        if fid is None:  # stopped in acquire, between its ledger entry and its save
+            frames = self.queue.state["frames"].items()
+            fid = next((int(k) for k, e in frames if e["status"] == "in_progress" and k not in self._stale), None)
         entry = self.queue.state["frames"].get(str(fid)) if fid is not None else None
         if fid is not None and entry is not None and entry["status"] == "in_progress":
             self._unwritten = None  # no frame line: a rerun takes the frame again
             entry.update(status="interrupted", reason=INTERRUPTED)
             withdraw(self, fid, {}, reason="frame_interrupted")
-            self.tm.write("event", kind="interrupted", frame_id=fid, source=entry["source"])
+            self.tm.write("event", kind="interrupted", frame_id=fid, source=entry["source"], **why)
         else:  # between frames, or after the ledger closed the frame: its record is written if it was not
             write_unwritten(self)
-            self.tm.write("event", kind="interrupted", frame_id=None)
+            self.tm.write("event", kind="interrupted", frame_id=None, **why)
         self.queue.save()
 
     def close(self) -> None:
@@ -345,7 +388,9 @@ class FlightRuntime:
                 obj.close() if part != "meter" else obj.stop()
 
     def finish(self) -> dict[str, Any]:
-        """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close."""
+        """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close; return the
+        summary. A ``summary.json`` that cannot be written is an ``output_not_written`` event and the returned
+        summary's ``not_written`` (``{path: error}``), not an error: the frames are in ``telemetry.jsonl``."""
         write_unwritten(self)  # a frame the ledger holds as done whose line an error stopped (run's except)
         history = read_history(self.out / "telemetry.jsonl")  # flushed per line: this boot's lines are there
         ledger = self.queue.state["frames"]
@@ -353,8 +398,14 @@ class FlightRuntime:
         if not records and self.records:  # telemetry lost: this boot's records are all there is
             records = self.records
         summary = summarise(self.queue, records, summary_sections(self, history, records))
-        write_summary(self.out / "summary.json", summary)
-        self.tm.write("end", summary=summary["frames"])
+        path = self.out / "summary.json"
+        try:
+            write_summary(path, summary)
+        except OSError as exc:  # the run happened: its frames are in telemetry.jsonl and the queue index
+            summary["not_written"] = {str(path): str(exc)}  # the caller says so (firmware-sim run: a WARNING)
+            self.tm.write("event", kind="output_not_written", file=str(path), error=str(exc))
+        else:  # "end": this boot wrote its summary (without it a report is rebuilt from telemetry and the index)
+            self.tm.write("end", summary=summary["frames"])
         self.close()
         return summary
 

@@ -20,7 +20,7 @@ import json
 import os
 import struct
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,12 @@ INDEX_VERSION = 1
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix; on an error
+    (a full or read-only disk) the temporary file is removed and the ``OSError`` names ``path``
+    (:func:`edgeae.atomic.write_bytes`)."""
+    from edgeae.atomic import write_bytes
+
+    write_bytes(path, data)
 
 
 def split_packets(data: bytes) -> list[bytes]:
@@ -102,6 +91,7 @@ class PassReport:
     items_completed: int
     items_partial: int
     path: str
+    index_error: str = ""  # the pass file was written but the queue index could not be saved (the error)
 
 
 class DownlinkQueue:
@@ -180,8 +170,11 @@ class DownlinkQueue:
                     item.wire_bytes += len(p)
                 f.flush()
                 os.fsync(f.fileno())
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.filename is None:  # a failed write or fsync names no file
+                msg = f"cannot write queue item {final}: {exc.strerror or exc}"
+                raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
             raise
         self.state["next_id"] = item.id + 1
         self.items[item.id] = item
@@ -226,7 +219,9 @@ class DownlinkQueue:
         """Send up to ``budget_bytes`` of packets into ``out_dir/pass_NNNNN.bin`` (written atomically).
 
         Nothing in memory changes until the pass file is on disk, and the index is saved right after, so an
-        interruption at any point either sent the pass (file and state) or did not (neither)."""
+        interruption at any point either sent the pass (file and state) or did not (neither). A pass file that
+        cannot be written raises ``OSError`` (naming the file) with nothing changed: every item stays pending and
+        the next pass sends it under the same pass number."""
         index = int(self.state["passes"]) + 1
         seq = dict(self.state["seq"])
         out: list[bytes] = []
@@ -259,8 +254,12 @@ class DownlinkQueue:
             elif took:
                 partial += 1
         self.state["seq"], self.state["passes"] = seq, index
-        self.save()  # only after the pass file is on disk: a crash in between resends, never loses
+        report = PassReport(index, int(budget_bytes) - left, len(out), done, partial, str(path))
+        try:
+            self.save()  # only after the pass file is on disk: a crash in between resends, never loses
+        except OSError as exc:  # the pass was sent; the next save records it. Until then a reboot would load the
+            return replace(report, index_error=str(exc))  # old index: keep the sent items' packets
         for it in self.items.values():
             if it.status == SENT:
                 (self.items_dir / it.file).unlink(missing_ok=True)
-        return PassReport(index, int(budget_bytes) - left, len(out), done, partial, str(path))
+        return report

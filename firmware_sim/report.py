@@ -21,6 +21,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from edgeae.atomic import write_bytes, write_text
+
 from .queue import PRIORITY as _QUEUE_PRIORITY
 from .report_charts import STAGE_COLOURS as STAGE_COLOURS
 from .report_charts import STAGES as STAGES
@@ -218,7 +220,7 @@ def _gallery(out: Path, s: dict[str, Any]) -> str:
         figs = []
         for p in patches[:GALLERY_MAX]:
             name = f"anomaly_f{p['frame_id']}_x{p['x']}_y{p['y']}.png"
-            (img_dir / name).write_bytes(png_bytes(p["pixels"], p["bit_depth"]))
+            write_bytes(img_dir / name, png_bytes(p["pixels"], p["bit_depth"]), durable=False)  # whole or none
             part = "" if p["complete"] else " (partly received)"
             figs.append(
                 f"<figure><img src='report_img/{name}' alt='frame {p['frame_id']} patch at {p['x']},{p['y']}'>"
@@ -270,7 +272,8 @@ def _other(s: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:
-    """Write ``out_dir/report.html`` (and ``out_dir/report_img/``) from a run's outputs; return its path."""
+    """Write ``out_dir/report.html`` (and ``out_dir/report_img/``) from a run's outputs; return its path. Each file
+    is written atomically: an ``OSError`` (a full or read-only disk) leaves no partial file."""
     out = Path(out_dir)
     s = summary if summary is not None else _any_summary(out)
     tm = read_telemetry(out / "telemetry.jsonl")
@@ -317,7 +320,7 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         parts.append(f"<section><h2>{_e(name)}</h2>{body}</section>")
     parts.append("</body></html>\n")
     path = out / "report.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text(path, "\n".join(parts))  # atomically: a full disk leaves the old report or none, never half a page
     return path
 
 

@@ -49,6 +49,8 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         "skipped_already_acquired": rt.skipped_already_acquired,
         "mission_settings_changed": rt.settings_changed,
         "scrub_reloads": history.count("seu_detected"),
+        # pass files that could not be written (a full or read-only disk): their products stayed queued
+        "downlink_passes_failed": history.count("downlink_failed"),
         "faults": [str(f) for f in rt.faults.faults],
         # asked for but never injected in any boot (a frame id never reached, a model the fault needs not
         # loaded)
