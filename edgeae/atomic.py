@@ -34,14 +34,19 @@ def fsync_folder(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, durable: bool = True, temp: str | os.PathLike[str] | None = None
+) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on a clean exit it replaces ``path``.
+
+    ``temp``: the temporary file (default :func:`temp_name`, per process); a fixed name suits a folder one process
+    owns (the flight's storage: a power loss mid-write leaves one file the next write replaces, not one per boot).
 
     ``durable``: fsync the file before the rename and the folder after it (a crash or power loss then leaves
     the old or the new file, never an empty one). An exception (``BaseException``: also Ctrl-C) removes the
     temporary file and propagates; an ``OSError`` without a file name gets the target's."""
     target = Path(path)
-    tmp = temp_name(target)
+    tmp = temp_name(target) if temp is None else Path(temp)
     try:
         yield tmp
         if durable:
@@ -60,9 +65,11 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
         fsync_folder(target.parent)
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
+def write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, durable: bool = True, temp: str | os.PathLike[str] | None = None
+) -> None:
     """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
-    with atomic_path(path, durable=durable) as tmp:
+    with atomic_path(path, durable=durable, temp=temp) as tmp:
         tmp.write_bytes(data)
 
 

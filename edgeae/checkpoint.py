@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._optional import require
+from edgeae.atomic import atomic_path
 from edgeae.metadata import METADATA_KEY, MetadataError, ModelMetadata
 
 # metadata.kind -> "module:function" that builds the nn.Module from metadata.architecture
@@ -42,7 +43,8 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (write to a temporary file, then rename)."""
+    """Write a checkpoint atomically (:func:`edgeae.atomic.atomic_path`: complete or not at all, no temporary
+    file left behind)."""
     torch = require("torch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,9 +55,8 @@ def save_checkpoint(
         "metrics": metrics or {},
         "history": history or [],
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

@@ -60,13 +60,12 @@ def _rank_shift(ref: np.ndarray, got: np.ndarray, ref_ext: np.ndarray, got_ext: 
 
 
 def check_recorded_hash(artifact: str | os.PathLike[str]) -> None:
-    """Refuse a file whose SHA-256 differs from the one its export recorded (a ``<file>.sha256`` sidecar or the
-    ``parity.json`` beside it), as ``firmware-sim run`` does: a flipped bit can still pass parity on a bundle."""
-    from edgeae.firmware_sim.guard import recorded_hash_mismatch
+    """Refuse (:class:`BundleError`) a file whose SHA-256 differs from the one its export recorded, with the
+    flight's check (:func:`edgeae.firmware_sim.bench.check_recorded_hash`): a flipped bit can still pass parity
+    on a bundle."""
+    from edgeae.firmware_sim.bench import check_recorded_hash as flight_check
 
-    why = recorded_hash_mismatch(Path(artifact))
-    if why:
-        raise BundleError(why)
+    flight_check(artifact, BundleError)
 
 
 def check_artifact(

@@ -1,8 +1,10 @@
 """What an artifact file is, from its first bytes: a plain refusal before a runtime's parser error.
 
 onnxruntime says "No graph was found in the protobuf" for an empty ``.onnx`` and "Protobuf parsing failed" for
-a TFLite file named ``.onnx``; :func:`check_artifact_file` says "0-byte file" and "this is a TFLite flatbuffer
-(TFL3), not ONNX" instead. The export tools (``latency``, ``tail``, ``board check``) call it on every file.
+a TFLite or ORT-format file named ``.onnx``; :func:`check_artifact_file` says "0-byte file" and "this is a TFLite
+flatbuffer (TFL3), not ONNX" instead. The export tools (``latency``, ``tail``, ``board check``) call it on every
+file. The check is the flight runtime's own (:func:`edgeae.firmware_sim.artifact_file.check_artifact_file`), so
+the export refuses exactly the files ``firmware-sim`` refuses; only the words are the export's (what to rename).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeae.firmware_sim.runtime import IDENTIFIERS, sniff  # the runtime's own first-bytes check
+from edgeae.firmware_sim.artifact_file import IDENTIFIERS, ArtifactError
+from edgeae.firmware_sim.artifact_file import check_artifact_file as flight_check
 
-EXPECTED = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite"}
 WHAT = {"onnx": "ONNX", "ort": "ORT format", "tflite": "TFLite"}
+TAGS = {"ort": "ORTM", "tflite": "TFL3"}
 
 
 def check_artifact_file(path: str | os.PathLike[str]) -> None:
@@ -22,18 +25,17 @@ def check_artifact_file(path: str | os.PathLike[str]) -> None:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
-    want = EXPECTED.get(p.suffix)
-    if want is None:
-        raise ValueError(f"{p}: not an artifact (expected .onnx, .ort or .tflite)")
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-    got = sniff(head)
-    if got == "empty":
-        raise ValueError(f"{p}: 0-byte file (an interrupted copy or export?)")
-    if got == want or (got == "unknown" and want == "onnx"):
-        return
-    if got == "unknown":
-        tag = {"ort": "ORTM", "tflite": "TFL3"}[want]
-        raise ValueError(f"{p}: not {WHAT[want]} (no {tag} identifier at byte 4: a damaged or different file)")
-    what = IDENTIFIERS[head[4:8]][1] if got in ("tflite", "ort") else "an ONNX protobuf"
-    raise ValueError(f"{p}: this is {what}, not {WHAT[want]}; rename it to {p.stem}.{got}")
+    try:
+        flight_check(p)
+    except ArtifactError as exc:
+        want, got = exc.expected, exc.found
+        if want is None or got is None:  # not a suffix/content mismatch (an unknown suffix)
+            raise ArtifactError(f"{p}: not an artifact (expected .onnx, .ort or .tflite)") from None
+        if got == "empty":
+            msg = f"{p}: 0-byte file (an interrupted copy or export?)"
+        elif got == "unknown":
+            msg = f"{p}: not {WHAT[want]} (no {TAGS[want]} identifier at byte 4: a damaged or different file)"
+        else:
+            what = next((text for fmt, text in IDENTIFIERS.values() if fmt == got), "an ONNX protobuf")
+            msg = f"{p}: this is {what}, not {WHAT[want]}; rename it to {p.stem}.{got}"
+        raise ArtifactError(msg, expected=want, found=got) from None

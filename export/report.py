@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from edgeae.atomic import write_text
 
 PACKAGES = ("edgeae", "torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy")
 
@@ -45,7 +50,8 @@ class ArtifactRecord:
     def from_dict(cls, d: dict[str, Any]) -> ArtifactRecord:
         """A record as :meth:`ExportReport.to_dict` wrote it (also by an edgeae before ``passed`` existed)."""
         known = {f.name for f in fields(cls)}
-        rec = cls(**{k: v for k, v in d.items() if k in known})
+        numbers = ("parity", "latency", "input_range")  # where a non-finite number was written as a string
+        rec = cls(**{k: _from_json(v) if k in numbers else v for k, v in d.items() if k in known})
         if "passed" not in d:
             rec.passed = bool(d.get("parity", {}).get("passed", False))
         return rec
@@ -232,17 +238,43 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+#: how :func:`report_json` writes a non-finite number (strict JSON has none; the inf PSNR of identical outputs is
+#: one): as the string of JavaScript's and Python's own spelling, which ``Number(s)`` / ``float(s)`` parse back
+NONFINITE = ("Infinity", "-Infinity", "NaN")
+
+
+def _to_json(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        v = float(obj)
+        return v if math.isfinite(v) else ("NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_json(v) for v in obj]
+    return obj
+
+
+def _from_json(obj: Any) -> Any:
+    if isinstance(obj, str) and obj in NONFINITE:
+        return float(obj)
+    if isinstance(obj, dict):
+        return {k: _from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v) for v in obj]
+    return obj
+
+
+def report_json(report: ExportReport) -> str:
+    """``report`` as indented strict JSON: a non-finite number as one of the strings :data:`NONFINITE`
+    (:meth:`ArtifactRecord.from_dict` reads them back as numbers)."""
+    return json.dumps(_to_json(report.to_dict()), indent=2, default=float, allow_nan=False) + "\n"
+
+
 def write_report(report: ExportReport, out_dir: str | os.PathLike[str], stem: str = "parity") -> tuple[Path, Path]:
-    """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir``."""
+    """Write ``<stem>.json`` (:func:`report_json`) and ``<stem>.md`` into ``out_dir``, each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     j, m = out / f"{stem}.json", out / f"{stem}.md"
-    for path, text in ((j, json.dumps(report.to_dict(), indent=2, default=float) + "\n"), (m, markdown_table(report))):
-        tmp = path.with_name(f".{path.name}.partial")  # a report cut short never replaces a whole one
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        except BaseException:  # Ctrl-C, a full disk: no hidden partial file left behind
-            tmp.unlink(missing_ok=True)
-            raise
+    for path, text in ((j, report_json(report)), (m, markdown_table(report))):
+        write_text(path, text)  # a report cut short (Ctrl-C, a full disk) never replaces a whole one
     return j, m

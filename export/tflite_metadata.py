@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.atomic import write_bytes
 from edgeae.metadata import METADATA_KEY
 
 TFLITE_IDENTIFIER = b"TFL3"
@@ -41,7 +42,5 @@ def write_tflite_metadata(path: str | os.PathLike[str], text: str, key: str = ME
     """Rewrite the ``.tflite`` file at ``path`` with the metadata embedded (atomic replace)."""
     p = Path(path)
     out = embed_tflite_metadata(p.read_bytes(), text, key)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_bytes(out)
-    os.replace(tmp, p)
+    write_bytes(p, out)
     return p

@@ -16,7 +16,14 @@ TFLITE_SUFFIXES = (".tflite",)
 
 
 class ArtifactError(ValueError):
-    """An artifact file is missing, unreadable, or not what its suffix says."""
+    """An artifact file is missing, unreadable, or not what its suffix says.
+
+    ``expected`` / ``found``: for a file that is not what its suffix says, the format its suffix names and the one
+    its first bytes show (:func:`sniff`); None otherwise."""
+
+    def __init__(self, message: str, expected: str | None = None, found: str | None = None) -> None:
+        super().__init__(message)
+        self.expected, self.found = expected, found
 
 
 # flatbuffer file identifiers (bytes 4-8) and what they mean
@@ -33,24 +40,34 @@ def sniff(head: bytes) -> str:
     return "onnx" if head[:1] == b"\x08" else "unknown"
 
 
+#: the format each artifact suffix names
+SUFFIX_FORMATS = {".onnx": "onnx", ".ort": "ort", ".tflite": "tflite"}
+
+
 def check_artifact_file(path: Path) -> None:
     """Refuse, from its first bytes and without loading it, a file that is missing, empty or not the artifact
-    its suffix says (a TFLite flatbuffer named ``.onnx``, an ``.ort`` or ONNX file named ``.tflite``)."""
+    its suffix says (a TFLite flatbuffer or an ORT-format model named ``.onnx``, an ``.ort`` or ONNX file named
+    ``.tflite``): the one check of the flight runtime and the export tools (``edgeae.export.filetype`` words it
+    for them). A ``.onnx`` file whose bytes show no known format goes on to onnxruntime's parser."""
     if not path.is_file():
         raise FileNotFoundError(f"model artifact {path} does not exist")
-    if path.suffix not in ONNX_SUFFIXES + TFLITE_SUFFIXES:
+    want = SUFFIX_FORMATS.get(path.suffix)
+    if want is None:
         raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; expected .onnx, .ort or .tflite")
     with path.open("rb") as f:
         got = sniff(f.read(8))
+    if got == want or (got == "unknown" and want == "onnx"):
+        return
     if got == "empty":
-        raise ArtifactError(f"{path}: empty file (0 bytes): not a model artifact")
-    if got == "tflite" and path.suffix in ONNX_SUFFIXES:
-        raise ArtifactError(f"{path}: this is a TFLite flatbuffer (TFL3), not {path.suffix}: name it .tflite")
-    if path.suffix == ".ort" and got != "ort":
-        raise ArtifactError(f"{path}: not an ONNX Runtime (.ort) file (no ORTM identifier)")
-    if got != "tflite" and path.suffix in TFLITE_SUFFIXES:
-        what = " (an ONNX Runtime .ort file: name it .ort)" if got == "ort" else ""
-        raise ArtifactError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier){what}")
+        msg = f"{path}: empty file (0 bytes): not a model artifact"
+    elif got in ("tflite", "ort"):
+        what = next(text for fmt, text in IDENTIFIERS.values() if fmt == got)
+        msg = f"{path}: this is {what}, not {path.suffix}: name it .{got}"
+    elif want == "ort":
+        msg = f"{path}: not an ONNX Runtime (.ort) file (no ORTM identifier)"
+    else:
+        msg = f"{path}: not a TFLite flatbuffer (no TFL3 identifier)"
+    raise ArtifactError(msg, expected=want, found=got)
 
 
 # Field slots of the TFLite schema (tensorflow/compiler/mlir/lite/schema/schema.fbs) this reader needs: the

@@ -187,14 +187,15 @@ def runtime_name(path: Path) -> str:
     return "ai-edge-litert" if path.suffix == ".tflite" else "onnxruntime"
 
 
-def check_recorded_hash(path: Path) -> None:
-    """Refuse a model file whose SHA-256 differs from the one its export recorded (a ``.sha256`` sidecar or the
-    ``parity.json`` beside it), as ``firmware-sim run`` does, instead of timing a damaged file."""
+def check_recorded_hash(path: str | os.PathLike[str], error: type[Exception] = ValueError) -> None:
+    """Refuse (``error``) a model file whose SHA-256 differs from the one its export recorded (a ``.sha256``
+    sidecar or the ``parity.json`` beside it), as ``firmware-sim run`` does, instead of timing a damaged file
+    (the board check, ``edgeae.export.board``, refuses with this too)."""
     from .guard import recorded_hash_mismatch
 
     why = recorded_hash_mismatch(Path(path))
     if why:
-        raise ValueError(why)
+        raise error(why)
 
 
 def run_bench(

@@ -32,10 +32,11 @@ INDEX_VERSION = 1
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix; on an error
     (a full or read-only disk) the temporary file is removed and the ``OSError`` names ``path``
-    (:func:`edgeae.atomic.write_bytes`)."""
+    (:func:`edgeae.atomic.write_bytes`). The temporary file is ``NAME.tmp``, one per file whatever the process: a
+    power loss mid-write leaves one, which the next write replaces."""
     from edgeae.atomic import write_bytes
 
-    write_bytes(path, data)
+    write_bytes(path, data, temp=path.with_name(path.name + ".tmp"))
 
 
 def split_packets(data: bytes) -> list[bytes]:

@@ -333,7 +333,8 @@ def macs_per_pixel(model: nn.Module, channels: int, tile: int = 128) -> float:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
-            model.eval()(torch.rand(1, channels, tile, tile))
+            x = torch.rand(1, channels, tile, tile, generator=torch.Generator().manual_seed(0))  # not the caller's RNG
+            model.eval()(x)
     finally:
         for h in handles:
             h.remove()

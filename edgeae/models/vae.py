@@ -15,6 +15,7 @@ error is a **sum** over channels and pixels (not a mean): for a 64×64 grey patc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 from dataclasses import asdict, dataclass
@@ -148,7 +149,7 @@ class VAE(nn.Module):
     """β-VAE on (N, C, P, P) patches in [0, 1].
 
     ``forward(x)`` returns ``{"score": (N,), "x_hat": (N, C, P, P), "mu": (N, D)}`` (deterministic).
-    Training uses :meth:`training_losses`, which samples z = μ + σ·ε with the reparameterisation trick.
+    Training uses :meth:`training_losses`, which samples z = μ + σ·ε (reparameterisation trick, ε from a generator).
     """
 
     score_lambda: torch.Tensor
@@ -207,18 +208,29 @@ class VAE(nn.Module):
         return {"score": self.score_head(x, x_hat, mu, self.score_lambda), "x_hat": x_hat, "mu": mu}
 
     def training_losses(
-        self, x: torch.Tensor, beta: float = 0.25, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        beta: float = 0.25,
+        *,
+        generator: torch.Generator,
+        autocast: contextlib.AbstractContextManager[Any] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """L1 reconstruction (sum over pixels) + β·KL (sum over latent), both averaged over the batch.
+        """L1 reconstruction (sum over pixels) + β·KL (sum over latent), both averaged over the batch: the loss
+        the trainer (:mod:`edgeae.train.vae`) backpropagates.
 
-        Returns ``{"loss", "l1", "kl"}``; ``loss`` is what to backpropagate.
+        ε of z = μ + σ·ε is drawn from ``generator`` (on its device, then moved to μ's), never the global RNG.
+        The network runs under ``autocast`` (e.g. bfloat16; none by default), the loss in float32. Returns
+        ``{"loss", "l1", "kl"}``; ``loss`` is what to backpropagate.
         """
-        mu, logvar = self.encode(x)
-        logvar = logvar.clamp(-10.0, 10.0)
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        ctx = contextlib.nullcontext() if autocast is None else autocast
+        with ctx:
+            mu, logvar = self.encode(x)
+        mu, logvar = mu.float(), logvar.float().clamp(-10.0, 10.0)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=generator.device).to(mu.device)
         z = mu + torch.exp(0.5 * logvar) * eps
-        x_hat = self.decode(z)
-        l1 = (x - x_hat).abs().flatten(1).sum(dim=1).mean()
+        with ctx:
+            x_hat = self.decode(z)
+        l1 = (x.float() - x_hat.float()).abs().flatten(1).sum(dim=1).mean()
         kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
         return {"loss": l1 + beta * kl, "l1": l1, "kl": kl}
 

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from edgeae._optional import require
+from edgeae.atomic import atomic_path
 
 STATE_FILE = "last.pt"
 STATE_VERSION = 1
@@ -228,9 +229,8 @@ def save_state(
         "data_hash": data_hash,
         **({"kind": kind} if kind else {}),
     }
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

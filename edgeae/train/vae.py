@@ -102,21 +102,10 @@ def training_files(root: Path, hirise: bool = True, data: str = "orbital_gray", 
 
 
 def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast: Any) -> Any:
-    """L1 (sum over pixels) + β·KL, batch mean; the network under ``autocast``, the loss in float32.
-
-    The same as :meth:`edgeae.models.vae.VAE.training_losses` with ε drawn from ``eps_seed``."""
-    with autocast:
-        mu, logvar = model.encode(x)
-    mu, logvar = mu.float(), logvar.float().clamp(-10.0, 10.0)
+    """The loss to backpropagate: :meth:`edgeae.models.vae.VAE.training_losses` with ε drawn from ``eps_seed``
+    (a CPU generator, so a run draws the same ε on every device) and the network under ``autocast``."""
     g = torch.Generator().manual_seed(int(eps_seed))
-    eps = torch.randn(mu.shape, generator=g, dtype=mu.dtype).to(mu.device)
-    z = mu + torch.exp(0.5 * logvar) * eps
-    with autocast:
-        x_hat = model.decode(z)
-    x_hat = x_hat.float()
-    l1 = (x.float() - x_hat).abs().flatten(1).sum(dim=1).mean()
-    kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
-    return l1 + beta * kl
+    return model.training_losses(x, beta, generator=g, autocast=autocast)["loss"]
 
 
 def _seed(*parts: int) -> int:
@@ -131,6 +120,7 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     epochs than it did, other data or config) writes nothing."""
     torch = require("torch")
     from edgeae import __version__
+    from edgeae.atomic import atomic_path
     from edgeae.checkpoint import save_checkpoint
     from edgeae.data import data_root
     from edgeae.datasets import split_files
@@ -300,7 +290,8 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = va, epoch
-                torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, best_state)
+                with atomic_path(best_state) as tmp:
+                    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
             state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
             autosave.save_now()
             write_history(state.history, out)

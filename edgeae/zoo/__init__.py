@@ -132,8 +132,9 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
 
     Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, and a
     registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway)."""
-    import os
     import shutil
+
+    from edgeae.atomic import atomic_path
 
     check_name(name)
     try:
@@ -156,9 +157,8 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
     if target.resolve().parent != WEIGHTS_DIR.resolve():  # the pattern allows no separator; never write elsewhere
         raise ZooInstallError(f"--zoo-name {name!r}: {target} is outside {WEIGHTS_DIR}")
     for src, dst in ((checkpoint, target), (metrics, target.with_suffix(".json"))):
-        tmp = dst.with_name(dst.name + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     stale = stale_artifacts_warning(name)
     if stale:
         log.warning(stale)
