@@ -6,7 +6,8 @@ are one strip), so memory depends on the frame width, not its height. Every acqu
 ledger before it is processed and ends downlinked, queued, or dropped with a reason.
 
 How a frame is taken in (ledger entry, faults, reader, memory check) is in :mod:`.frame_intake`, how a
-readable frame runs (level, strip stream, deadline, cost update) in :mod:`.frame_run`, how it ends
+readable frame runs (level, strip stream, deadline, cost update) in :mod:`.frame_run`, how a run stops (Ctrl-C,
+SIGTERM, a failed write) and a downlink pass that cannot be written in :mod:`.stops`, how it ends
 (products queued or withdrawn, its ``frame`` line) in :mod:`.frame_outcome`, and the summary's sections
 beyond the frame accounting in :mod:`.run_summary`: functions over the runtime, which this module sequences.
 """
@@ -14,7 +15,6 @@ beyond the frame accounting in :mod:`.run_summary`: functions over the runtime, 
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import math
 import os
@@ -61,30 +61,14 @@ from .state import (
     state_present,
     write_mission_state,
 )
-from .telemetry import INTERRUPTED, TelemetryWriter, read_history, summarise, write_summary
+from .stops import RunInterrupted as RunInterrupted
+from .stops import StorageFailed as StorageFailed
+from .stops import downlink_pass, interrupted
+from .telemetry import TelemetryWriter, read_history, summarise, write_summary
 
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped :meth:`FlightRuntime.run`: the frame in progress was marked ``interrupted`` (a rerun on
-    the same folder takes it again) and the summary of the frames so far was written (``summary``)."""
-
-    def __init__(self, summary: dict[str, Any], frames_done: int) -> None:
-        super().__init__(f"interrupted after {frames_done} frame(s)")
-        self.summary, self.frames_done = summary, frames_done
-
-
-class StorageFailed(OSError):
-    """A write the loop cannot go on without failed (the queue index or telemetry on a full or read-only disk:
-    the error names the file): :meth:`FlightRuntime.run` stopped after writing the summary of the frames so far
-    where it could (``summary``). The state on disk is what the last write left; a rerun goes on from it."""
-
-    def __init__(self, exc: OSError, summary: dict[str, Any], frames_done: int) -> None:
-        super().__init__(exc.errno, exc.strerror or str(exc), exc.filename)
-        self.summary, self.frames_done = summary, frames_done
 
 
 PROBE_PATCHES_MAX = 16
@@ -301,36 +285,8 @@ class FlightRuntime:
 
     # ---------------------------------------------------------------------------------------- downlink
     def downlink_pass(self) -> None:
-        """One downlink pass. A pass file that cannot be written (a full or read-only disk) is a ``downlink_failed``
-        event naming the file and the error: its products stay queued for the next pass, and the loop goes on."""
-        self.since_pass = 0  # this pass opportunity is spent, whether or not its file could be written
-        folder = self.out / "downlink"
-        index = int(self.queue.state["passes"]) + 1
-        try:
-            rep = self.queue.downlink_pass(self.m.budget.downlink_bytes_per_pass, folder)
-        except OSError as exc:
-            self.tm.write(
-                "event",
-                kind="downlink_failed",
-                index=index,
-                file=str(folder / f"pass_{index:05d}.bin"),
-                errno=errno.errorcode.get(exc.errno, exc.errno) if exc.errno is not None else None,
-                error=str(exc),
-                pending_bytes=self.queue.stored_bytes,  # still queued: the next pass sends it
-            )
-            return
-        if rep.index_error:  # the pass is on disk but the queue index could not record it (yet)
-            self.tm.write("event", kind="queue_index_not_saved", index=rep.index, file=rep.path, error=rep.index_error)
-        self.tm.write(
-            "pass",
-            index=rep.index,
-            bytes=rep.bytes_sent,
-            packets=rep.packets_sent,
-            completed=rep.items_completed,
-            partial=rep.items_partial,
-            file=rep.path,
-            pending_bytes=self.queue.stored_bytes,
-        )
+        """One downlink pass (:func:`.stops.downlink_pass`: a pass file that cannot be written is an event)."""
+        downlink_pass(self)
 
     def run(
         self, frames: Sequence[str | os.PathLike[str]], inputs: dict[str, list[str]] | None = None
@@ -362,23 +318,7 @@ class FlightRuntime:
         self.tm.write("event", kind="skip_already_acquired", source=source)
 
     def _interrupted(self, error: str | None = None) -> None:
-        """Ctrl-C (or ``error``, a storage failure that stops the loop): the frame in progress is marked
-        ``interrupted`` (a rerun retries it), what it had queued is withdrawn, and the state saved."""
-        why = {"error": error} if error else {}
-        fid, self._current = self._current, None
-        if fid is None:  # stopped in acquire, between its ledger entry and its save
-            frames = self.queue.state["frames"].items()
-            fid = next((int(k) for k, e in frames if e["status"] == "in_progress" and k not in self._stale), None)
-        entry = self.queue.state["frames"].get(str(fid)) if fid is not None else None
-        if fid is not None and entry is not None and entry["status"] == "in_progress":
-            self._unwritten = None  # no frame line: a rerun takes the frame again
-            entry.update(status="interrupted", reason=INTERRUPTED)
-            withdraw(self, fid, {}, reason="frame_interrupted")
-            self.tm.write("event", kind="interrupted", frame_id=fid, source=entry["source"], **why)
-        else:  # between frames, or after the ledger closed the frame: its record is written if it was not
-            write_unwritten(self)
-            self.tm.write("event", kind="interrupted", frame_id=None, **why)
-        self.queue.save()
+        interrupted(self, error)  # a method: tests stop a run here
 
     def close(self) -> None:
         """Stop telemetry, models and memory tracing without a summary (a refused boot)."""
