@@ -33,9 +33,10 @@ SEEDS = (0, 1, 2)
 
 def _latents(model: str, views: int, crops: list[str]) -> list[np.ndarray]:
     """(N_i, V, D) μ of every crop's patches (64 px, stride 41), as the evaluation scores them."""
-    from edgeae.anomaly.evaluate import HIRISE_STRIDE, _read, default_scorer, score_frame
+    from edgeae.anomaly.evaluate import HIRISE_STRIDE, default_scorer, score_frame
     from edgeae.anomaly.score import make_scorer
     from edgeae.data import data_root
+    from edgeae.imageio import read_image
     from edgeae.predictor import load_predictor
 
     folder = data_root() / "hirise_landmarks" / "images"
@@ -44,7 +45,8 @@ def _latents(model: str, views: int, crops: list[str]) -> list[np.ndarray]:
     out = []
     t0 = time.perf_counter()
     for i, f in enumerate(crops):
-        pix, valid = _read(folder / f, 1)
+        img = read_image(folder / f, channels=1)  # what the evaluation's HIRISE scoring reads (eval_datasets)
+        pix, valid = img.pixels, img.valid
         r = score_frame(pix, valid, scorer, ms, 64, HIRISE_STRIDE, batch=256, name=f).result
         out.append(np.asarray(r.extras["mu_views"] if views > 1 else r.extras["mu"], np.float32))
         if i % 500 == 0:

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 
-NAC_WIDTH = 5_064
 FULL_ROWS, QUICK_ROWS = 52_224, 13_056
 PAPER_SECONDS, PAPER_PATCHES_PER_S = 10.0, 11.3e6 / 1800
 ZOO_ART = Path(__file__).resolve().parents[1] / "edgeae" / "zoo" / "artifacts"

@@ -22,13 +22,16 @@ _EXTRA_FOR = {
     "litert_torch": "export",
     "onnxruntime": "flight-onnx",
     "ai_edge_litert": "flight-tflite",
-    "spacepackets": "flight-onnx",
     "pyarrow": "scan",
     "ray": "scan",
     "rasterio": "archive",
     "pyproj": "archive",
     "pyogrio": "archive",
 }
+
+
+_BASE = frozenset({"numpy", "spacepackets"})
+"""Dependencies of every install (pyproject ``dependencies``): missing, the install itself is broken."""
 
 
 class MissingDependencyError(ImportError):
@@ -53,6 +56,10 @@ def require(module: str) -> ModuleType:
     except ImportError as exc:
         top = module.split(".")[0]
         extra = _EXTRA_FOR.get(top, "dev")
+        if _not_installed(exc, module) and top in _BASE:
+            raise MissingDependencyError(
+                f"{module!r} is missing, though every edgeae install has it: reinstall edgeae (pip install edgeae)"
+            ) from exc
         if not _not_installed(exc, module):
             cause = " ".join(str(exc).split()) or type(exc).__name__
             raise MissingDependencyError(f"{module!r} is installed but failed to import: {cause}") from exc

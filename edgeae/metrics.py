@@ -66,9 +66,21 @@ def _pair(original: np.ndarray, recon: np.ndarray, check: bool = True) -> tuple[
     return a, b
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr_db(reference: np.ndarray, test: np.ndarray, peak: float = 1.0, cap: float | None = None) -> float:
+    """PSNR in dB of ``test`` against ``reference``, 10·log10(peak² / MSE) in float64 over every sample: the one
+    PSNR of edgeae (:func:`psnr` adds the image checks; export parity passes its ``peak``; ground/science its
+    ``cap``). Identical arrays give inf, or ``cap`` when given, which then stands for every MSE at or below
+    peak²·10^(-cap/10). NaN samples give NaN; arrays of different shapes or no samples are refused."""
+    a = np.asarray(reference).astype(np.float64, copy=False)
+    b = np.asarray(test).astype(np.float64, copy=False)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"PSNR needs two arrays of the same non-empty shape, got {a.shape} and {b.shape}")
+    if not (math.isfinite(peak) and peak > 0):
+        raise ValueError(f"PSNR peak must be a finite number > 0, got {peak}")
     mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    if cap is not None and mse <= peak * peak * 10 ** (-cap / 10):
+        return cap
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
 def _ssim(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:
@@ -89,7 +101,7 @@ def _ssim(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> floa
 
 def psnr(original: np.ndarray, recon: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB for data range 1 (inf for identical images)."""
-    return _psnr(*_pair(original, recon))
+    return psnr_db(*_pair(original, recon))
 
 
 def mae(original: np.ndarray, recon: np.ndarray) -> float:
@@ -136,7 +148,7 @@ def compare(
         return out
     _check_samples(a, b)
     out = {
-        "psnr": _psnr(a, b),
+        "psnr": psnr_db(a, b),
         "ssim": _ssim(a, b) if min(a.shape[0], a.shape[1]) >= 3 else math.nan,
         "mae": float(np.mean(np.abs(a - b))),
         "error_variance": float(np.var(b - a)),
@@ -151,7 +163,7 @@ def compare(
         out["keep_actual"] = float(k.mean())
         if lost.any():
             da, db = a[lost], b[lost]
-            out["psnr_destroyed"] = _psnr(da, db)
+            out["psnr_destroyed"] = psnr_db(da, db)
             out["mae_destroyed"] = float(np.mean(np.abs(da - db)))
             out["error_variance_destroyed"] = float(np.var(db - da))
     return out

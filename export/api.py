@@ -39,10 +39,6 @@ PRECISIONS = ("fp32", "int8")
 SUFFIX = {"cae": "", "cae-encoder": "-encoder", "cae-decoder": "-decoder", "vae": ""}
 
 
-class InputRangeError(ValueError):
-    """An int8 artifact's input quantiser does not cover the pixel range [0, 1]."""
-
-
 @dataclass(frozen=True)
 class ExportConfig:
     """What to export and how to check it. ``calib``: image folder/file (None: the dataset's val split)."""

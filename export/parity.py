@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeae.metrics import psnr_db
+
 # minimum PSNR (dB) of the main output against PyTorch, and minimum Spearman of VAE scores
 BUDGETS: dict[str, dict[str, float]] = {
     "fp32": {"psnr_db": 100.0, "spearman": 0.99},
@@ -36,12 +38,6 @@ PIXEL_OUTPUTS = ("x_hat",)
 
 class ParityError(ValueError):
     """An artifact's outputs differ from PyTorch by more than its precision's budget."""
-
-
-def psnr(reference: np.ndarray, test: np.ndarray, peak: float) -> float:
-    """PSNR in dB of ``test`` against ``reference`` (inf when identical)."""
-    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0.0 else 10.0 * float(np.log10(peak * peak / mse))
 
 
 def _snap(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -93,7 +89,7 @@ def compare_outputs(reference: dict[str, np.ndarray], test: dict[str, np.ndarray
         out[name] = {
             "max_abs": float(np.max(np.abs(ref - got))),
             "mean_abs": float(np.mean(np.abs(ref - got))),
-            "psnr_db": psnr(ref, got, peak),
+            "psnr_db": psnr_db(ref, got, peak),
             "peak": peak,
         }
     return out

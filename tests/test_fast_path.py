@@ -230,26 +230,29 @@ def test_scan_picks_the_int8_runtime_by_cpu(monkeypatch: pytest.MonkeyPatch) -> 
         scoring.resolve_model("orbital-gray-vae", precision="fp32", runtime="tflite")
 
 
-def test_scan_rate_clock_separates_start_up() -> None:
+def test_scan_rate_clock_separates_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from edgeae.scan.report import RateClock, lro_extrapolation
 
+    now = [1000.0]  # a fake perf_counter (RateClock reads it): no real sleeping, exact numbers
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     seen: list[int] = []
-    t0 = time.perf_counter()
+    t0 = now[0]
     clock = RateClock(seen.append, t0)
-    time.sleep(0.05)  # start-up
+    now[0] += 0.5  # start-up
     for _ in range(4):
         clock(100)
-        time.sleep(0.05)  # long enough that the report's 1 ms rounding stays far below 1 %
-    r = clock.rates(400, time.perf_counter())
-    assert seen == [100] * 4 and r["startup_seconds"] >= 0.05
-    assert r["patches_per_s_scoring"] == pytest.approx(300 / r["scoring_seconds"], rel=1e-2)  # rounded fields
+        now[0] += 0.25
+    r = clock.rates(400, now[0])
+    assert seen == [100] * 4
+    # start-up ends at the first report; the 300 patches after it took the remaining 4 x 0.25 s
+    assert r == {"startup_seconds": 0.5, "scoring_seconds": 1.0, "patches_per_s_scoring": 300.0}
     assert lro_extrapolation(6400.0, basis="scoring time")["rate_basis"] == "scoring time"
     tiny = RateClock(seen.append, t0)  # a few small images: the first report holds most of the patches
     tiny(40)
     tiny(3)
-    assert tiny.rates(43, time.perf_counter() + 0.3)["patches_per_s_scoring"] is None  # the wall rate is used
+    assert tiny.rates(43, now[0] + 0.3)["patches_per_s_scoring"] is None  # the wall rate is used
 
 
 def test_cae_masked_error_counts_valid_pixels_only() -> None:

@@ -282,17 +282,38 @@ def _serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int, Path]:
     return proc, int(ready.read_text()), out
 
 
+def _wait_for_size(path: Path, size: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Poll until ``path`` holds ``size`` bytes (the server's receiver appends one record per datagram)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size >= size):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            have = path.stat().st_size if path.exists() else None
+            proc.kill()
+            raise AssertionError(
+                f"{path} holds {have} bytes, not {size}, after {timeout:g} s (server rc {proc.poll()})"
+            )
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_serve_writes_everything_received(tmp_path: Path, sig: int) -> None:
     import socket
 
+    from edgeae.wire.stream import MAGIC, RECORD
+
     proc, port, out = _serve(tmp_path)
     good = good_frame()
     try:
+        sent = [*good[:-1], sparse_bomb(2, 16384, 16384, 255, bits=16, seq=9000)]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for p in [*good[:-1], sparse_bomb(2, 16384, 16384, 255, bits=16, seq=9000)]:
+            for p in sent:
                 s.sendto(p, ("127.0.0.1", port))  # no end-of-transmission: only the signal stops it
-        time.sleep(1.0)
+        # signal once the receiver has recorded every datagram (not after a fixed sleep: a race on a busy host)
+        _wait_for_size(
+            out / "received.bin",
+            len(MAGIC) + 1 + sum(RECORD.size + len(p) for p in sent),  # magic, version byte, one record each
+            proc,
+        )
         os.kill(proc.pid, sig)
         stdout, _ = proc.communicate(timeout=60)
     finally:

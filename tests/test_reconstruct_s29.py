@@ -148,9 +148,9 @@ def test_memory_estimate_refuses_before_the_fill(
 
     # linear triangulates the kept samples: at keep 0.9 a 1 Mpx grey image peaked at 1.65 GB (review, measured)
     assert fill_bytes("linear", 10**6, 1, False, kept=900_000) > 1.65e9 > fill_bytes("linear", 10**6, 1, False)
-    from edgeae.train import common
+    from edgeae.ground import limits
 
-    monkeypatch.setattr(common, "available_memory", lambda: 100_000)
+    monkeypatch.setattr(limits, "available_memory", lambda: 100_000)
     out = tmp_path / "r.png"
     assert _cli("reconstruct", ramp_png, "--method", "linear", "-o", out) == 2
     err = capsys.readouterr().err
@@ -158,7 +158,7 @@ def test_memory_estimate_refuses_before_the_fill(
     # the audit's measurements (peak RSS, whole process): grey linear 673 MB at 4.2 Mpx, RGB CAE 1.24 GB at 4.2 Mpx
     assert fill_bytes("linear", 4_200_000, 1, False) >= 450e6
     assert fill_bytes("cae", 4_200_000, 3, False) >= 1.0e9
-    monkeypatch.setattr(common, "available_memory", lambda: None)  # unknown: no refusal
+    monkeypatch.setattr(limits, "available_memory", lambda: None)  # unknown: no refusal
     assert _cli("reconstruct", ramp_png, "--method", "linear", "-o", out) == 0
 
 

@@ -69,7 +69,6 @@ from edgeae.anomaly.eval_datasets import (
     score_lroc,
     score_msl,
 )
-from edgeae.anomaly.eval_datasets import _read as _read  # benchmarks import it from here
 from edgeae.anomaly.eval_methods import (
     BASELINES,
     CONTEXT_KNN,
@@ -84,7 +83,6 @@ from edgeae.anomaly.eval_methods import (
     default_scorer,
     score_frame,
 )
-from edgeae.anomaly.eval_methods import _methods as _methods  # docs/anomaly.md names it here
 from edgeae.anomaly.eval_report import (
     ACCEPTANCE,
     MIN_COUNT,

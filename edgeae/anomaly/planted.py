@@ -38,14 +38,6 @@ def grid(h: int, w: int, patch: int) -> list[tuple[int, int]]:
     return [(y, x) for y in range(0, h - patch + 1, patch) for x in range(0, w - patch + 1, patch)]
 
 
-def plant(image: np.ndarray, blk: np.ndarray, y: int, x: int) -> np.ndarray:
-    """Copy of (H, W, C) float ``image`` with ``blk`` (P, P) written into every channel at (y, x)."""
-    out = np.array(image, dtype=np.float32, copy=True)
-    p = blk.shape[0]
-    out[y : y + p, x : x + p, :] = blk[:, :, None]
-    return out
-
-
 @dataclass(frozen=True)
 class PlantedRank:
     """Where one planted block ranks: ``above`` patches of its frame score higher; ``fraction`` = above / n."""

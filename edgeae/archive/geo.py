@@ -198,13 +198,6 @@ class GeoRef:
         x, y = self._transformer(inverse=True).transform(np.asarray(lon, np.float64), lat)
         return np.asarray(x, np.float64), np.asarray(y, np.float64)
 
-    def footprint(self) -> list[tuple[float, float]]:
-        """The product's outline in map coordinates: its four corners, closed (first = last)."""
-        cols = np.array([0, self.width, self.width, 0, 0], np.float64)
-        rows = np.array([0, 0, self.height, self.height, 0], np.float64)
-        x, y = self.pixel_to_map(cols, rows)
-        return list(zip(x.tolist(), y.tolist(), strict=True))
-
     def pixel_size(self) -> float:
         """Mean pixel side in CRS units (metres for projected CRSs)."""
         a, b, _, d, e, _ = self.transform

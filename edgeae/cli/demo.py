@@ -58,7 +58,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
     """Optional packages the demo imports (checked before it starts)."""
     return {
         "cv2": "ground", "scipy": "ground", "skimage": "ground", "imagecodecs": "ground", "tqdm": "ground",
-        "spacepackets": "ground", "onnxruntime": "ground",
+        "onnxruntime": "ground",
     }  # fmt: skip
 
 

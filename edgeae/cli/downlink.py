@@ -191,7 +191,7 @@ def _link(args: argparse.Namespace):
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
     """Optional packages this command imports (checked before any work)."""
-    out = {"spacepackets": "ground"}
+    out: dict[str, str] = {}
     if getattr(args, "image", None) is not None:
         out.update(cv2="ground", tifffile="ground")
     image_codec = getattr(args, "codec", None) or (IMAGE_OPTIONS["codec"] if getattr(args, "image", None) else None)

@@ -261,7 +261,7 @@ def _originals(gs, path: Path, frame_ids: list[int], bayer: str | None = None) -
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
     """Optional packages this command imports (checked before any packet is read)."""
-    return {"spacepackets": "ground", "cv2": "ground", "scipy": "ground", "tifffile": "ground"}
+    return {"cv2": "ground", "scipy": "ground", "tifffile": "ground"}
 
 
 def run(args: argparse.Namespace) -> int:

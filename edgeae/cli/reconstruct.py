@@ -135,10 +135,10 @@ def fill_bytes(method: str, pixels: int, channels: int, cross_check: bool, kept:
 def _check_memory(args: argparse.Namespace, shape: tuple[int, ...], cross_check: bool, kept: int = 0) -> None:
     """Refuse, before the fill allocates, an image whose fill would not fit in the memory available now."""
     from edgeae.cli import CLIError
-    from edgeae.train import common
+    from edgeae.ground import limits  # stdlib only: the same figure the ground station and the CAE batch use
 
     h, w, c = shape
-    need, have = fill_bytes(args.method, h * w, c, cross_check, kept), common.available_memory()
+    need, have = fill_bytes(args.method, h * w, c, cross_check, kept), limits.available_memory()
     if have is not None and need > have:
         raise CLIError(
             f"{args.image}: rebuilding {h}×{w}×{c} with --method {args.method}"

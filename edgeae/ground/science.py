@@ -12,11 +12,12 @@ stands for lossless) and PSNR of the whole frame, on each link condition.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+
+from edgeae.metrics import psnr_db
 
 from .budget_downlink import METHODS as METHODS
 from .budget_downlink import Downlink as Downlink
@@ -39,8 +40,7 @@ MAX_PSNR = 100.0
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
-    return MAX_PSNR if mse <= 10 ** (-MAX_PSNR / 10) else 10 * math.log10(1.0 / mse)
+    return psnr_db(a, b, cap=MAX_PSNR)
 
 
 def metrics(frame: LabelledFrame, got: Received) -> dict[str, Any]:

@@ -12,6 +12,7 @@ report.json).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ class QualityFilter:
 
     def __post_init__(self) -> None:
         for name, v in asdict(self).items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)):  # True is not 1°
+                raise ValueError(f"quality threshold {name} must be a number or None, got {v!r}")
             if v is not None and (not math.isfinite(v) or v < 0):
                 raise ValueError(f"quality threshold {name} must be a finite number >= 0, got {v}")
         if self.max_missing is not None and self.max_missing > 1:

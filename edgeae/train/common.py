@@ -100,14 +100,6 @@ def progress(
     yield from tqdm(iterable, desc=desc, total=total, initial=initial, leave=False, dynamic_ncols=True)
 
 
-def seeded_generator(seed: int) -> Any:
-    """A ``torch.Generator`` for DataLoader shuffling (never the global torch seed)."""
-    torch = require("torch")
-    g = torch.Generator()
-    g.manual_seed(int(seed))
-    return g
-
-
 def run_epoch(
     model: Any,
     batches: Iterable[Any],
@@ -259,33 +251,6 @@ def fit(
     return history, stopper
 
 
-def start_run(
-    out: str | os.PathLike[str], config: dict[str, Any], threads: int | None, device: str
-) -> tuple[Path, Any]:
-    """Create the run folder, write ``config.json``, set torch's thread count; return (folder, torch device)."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "config.json", config)
-    if threads:
-        require("torch").set_num_threads(threads)
-    return folder, select_device(device)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can get now: the smallest of ``MemAvailable``, the room under its memory cgroup
-    and under ``ulimit -v`` (:func:`edgeae.ground.limits.available_memory`, stdlib only), else the free physical
-    pages; None where unknown."""
-    from edgeae.ground.limits import available_memory as room
-
-    known = room()
-    if known is not None:
-        return known
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 class MemoryEstimateError(ValueError):
     """A run's arrays would not fit in memory: refused before any data is read."""
 
@@ -294,8 +259,10 @@ def check_memory(arrays: dict[str, tuple[int, int]]) -> None:
     """Refuse, before the data is read, a run whose crop arrays need more memory than is available.
 
     ``arrays``: config field -> (number of crops, bytes per crop); the message names each field and the total."""
+    from edgeae.ground import limits
+
     need = sum(n * size for n, size in arrays.values())
-    have = available_memory()
+    have = limits.available_memory()
     if have is None or need <= have:
         return
     parts = ", ".join(f"{name} {n:,} ({n * size / 2**30:.1f} GiB)" for name, (n, size) in arrays.items())

@@ -8,6 +8,7 @@ layout 1, with the version byte 2. The ground reads both layouts.
 from __future__ import annotations
 
 import binascii
+import numbers
 import struct
 from dataclasses import dataclass
 
@@ -70,9 +71,14 @@ class WireConfig:
     band_rows: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("max_packet_size", "layout", "band_rows"):  # 1000.7 or True would fail deep in packetise
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"WireConfig.{name} must be a whole number (int), got {v!r}")
+            object.__setattr__(self, name, int(v))  # a numpy integer becomes a plain int
         if not 128 <= self.max_packet_size <= MAX_PACKET:
             raise ValueError(f"max_packet_size must be in 128..{MAX_PACKET}, got {self.max_packet_size}")
-        if self.codec not in CODECS:
+        if not isinstance(self.codec, str) or self.codec not in CODECS:
             raise ValueError(f"codec must be one of {tuple(CODECS)}, got {self.codec!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout}")

@@ -140,10 +140,6 @@ class LatentFrame:
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"scale must be a positive finite number, got {self.scale}")
 
-    def dequantised(self) -> np.ndarray:
-        """The latents as float32 (int8 values times ``scale``)."""
-        return self.latents.astype(np.float32) * np.float32(self.scale if self.dtype == "int8" else 1.0)
-
 
 @dataclass(frozen=True, eq=False)
 class AnomalyPatch:
