@@ -13,10 +13,8 @@ file, and the product is reported as failed (``io``) with the file and the errno
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -33,6 +31,11 @@ from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, te
 from .filler import Filler as Filler
 from .filler import make_filler as make_filler
 from .limits import GroundLimits, LimitError, check_frame, check_memory
+from .outputs import NAMES_LISTED, failure_reason, image_ext, write_images
+from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
+from .outputs import OutputError as OutputError
+from .outputs import product_name as product_name
+from .outputs import strict_json as strict_json
 from .reassembly import Assembly, Receiver
 
 log = logging.getLogger(__name__)
@@ -103,7 +106,7 @@ class GroundStation:
             try:
                 rep = self._decode_one(asm, dict(base))
             except Exception as exc:  # one product, whatever went wrong, is reported and counted: never fatal
-                reason = _failure_reason(exc)
+                reason = failure_reason(exc)
                 self.failures[reason] += 1
                 # the report (and the CLI's product line) says it; not a second time on the console
                 log.info("%s not rebuilt (%s): %s", product_name(key), reason, exc)
@@ -155,31 +158,13 @@ class GroundStation:
                     )
                 rep["score"] = res.header["score"]
                 self._write_images(
-                    [(f"patch_{asm.frame_id}_{res.header['index']}{_image_ext(res.values)}", res.values, 8)]
+                    [(f"patch_{asm.frame_id}_{res.header['index']}{image_ext(res.values)}", res.values, 8)]
                 )
         return rep
 
     def _write_images(self, images: list[tuple[str, np.ndarray, int]]) -> None:
-        """Write one product's images (file name in ``out``, array, bit depth), each atomically; when one cannot
-        be written, the ones written before it are removed (a failed product leaves no file that looks complete)
-        and :class:`OutputError` names the file."""
-        if self.out is None:
-            return
-        from edgeae.imageio import write_image
-
-        written: list[Path] = []
-        path = self.out
-        try:
-            for name, array, depth in images:
-                path = self.out / name
-                write_image(path, array, bit_depth=depth)
-                written.append(path)
-        except BaseException as exc:
-            for f in written:
-                f.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise OutputError(path, exc) from exc
-            raise
+        if self.out is not None:
+            write_images(self.out, images)
 
     def _check_patch_in_frame(self, frame_id: int, hd: dict) -> None:
         """Refuse (:class:`DecodeError`) a patch that does not lie inside the sparse or latent frame of its id
@@ -241,7 +226,7 @@ class GroundStation:
         # PNG, any other channel count (multispectral) as a TIFF of that many samples
         depth = 16 if asm.header["bit_depth"] > 8 else 8
         self._write_images(
-            [(f"frame_{asm.frame_id}{_image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
+            [(f"frame_{asm.frame_id}{image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
         )
         return rep
 
@@ -310,7 +295,7 @@ class GroundStation:
         recon = blend_tiles(tiles.transpose(0, 2, 3, 1), positions, (h["height"], h["width"], tiles.shape[1]))
         self.images[asm.frame_id] = recon
         self._compare(asm.frame_id, recon, None, rep)
-        self._write_images([(f"latent_{asm.frame_id}{_image_ext(recon)}", recon, 8)])
+        self._write_images([(f"latent_{asm.frame_id}{image_ext(recon)}", recon, 8)])
         return rep
 
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
@@ -394,69 +379,3 @@ class GroundStation:
                         atomic.write_text(self.out / f"{name}.json", strict_json(rep))
                     except OSError as exc:
                         rep["write_error"] = str(exc)
-
-
-NAMES_LISTED = 1000
-"""Products a report names as not decoded (all are counted)."""
-
-
-class OutputError(OSError):
-    """A product's output file could not be written: ``path`` is the file, ``errno`` the system's reason."""
-
-    def __init__(self, path: Path, exc: OSError) -> None:
-        # no errno (numpy, a library's own message): its text, without the file name edgeae.atomic added
-        why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc)).removeprefix(f"cannot write {path}: ")
-        super().__init__(exc.errno, f"cannot write {path}: {why}")
-        self.path = path
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-PSNR_CAP_DB = 120.0
-"""The highest PSNR a report gives (an MSE of 1e-12 on [0, 1] samples): an exact rebuild reports this, not
-Infinity, which JSON cannot hold."""
-
-
-def strict_json(obj: Any) -> str:
-    """``obj`` as indented, strict JSON: a NaN or infinite float (which JSON cannot hold) is written as null."""
-    return json.dumps(_finite(obj), indent=2, default=str, allow_nan=False)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _image_ext(image: np.ndarray) -> str:
-    """``.png`` for grey and RGB, ``.tif`` for any other channel count (PNG holds 1 or 3)."""
-    return ".png" if image.ndim == 2 or image.shape[2] in (1, 3) else ".tif"
-
-
-def _failure_reason(exc: BaseException) -> str:
-    """The counter a failed product is reported under: ``limit``, ``decode``, ``memory``, ``io`` or ``internal``."""
-    if isinstance(exc, LimitError):
-        return exc.reason
-    if isinstance(exc, MemoryError):
-        return "memory"
-    if isinstance(exc, OSError):
-        return "io"
-    if isinstance(exc, ValueError):  # DecodeError, MetadataError, shape mismatches in the decoder
-        return "decode"
-    return "internal"
-
-
-def product_name(key: tuple[str, int, int]) -> str:
-    """File stem of a product: frame_<id>, latent_<id>, patch_<id>_<index> or telemetry_<id>."""
-    kind, frame_id, index = key
-    return {
-        "sparse": f"frame_{frame_id}",
-        "latent": f"latent_{frame_id}",
-        "patch": f"patch_{frame_id}_{index}",
-        "telemetry": f"telemetry_{frame_id}",
-    }[kind]
