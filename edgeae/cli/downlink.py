@@ -6,9 +6,10 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 from edgeae.cli import CLIError, check_writable, positive_int, udp_port
+
+from .downlink_compare import compare, compare_filler, compare_table, strict_json
 
 IMAGE_OPTIONS: dict[str, object] = {
     "keep": 0.1,
@@ -24,7 +25,6 @@ IMAGE_OPTIONS: dict[str, object] = {
 }
 """``downlink simulate`` options that shape the product made from ``--image`` (their defaults): refused with
 ``--products``, whose packet files are sent as they are. Parsed with default None so a given one is seen."""
-
 
 SAMPLE_CODEC_CHOICES = ("ccsds121", "delta-deflate", "none", "auto")
 """``--codec`` values: ``edgeae.wire.codec.SAMPLE_CODECS`` and ``auto`` (not imported here: the CLI starts
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     codecs = _check_simulate(args)
     report = args.out.with_suffix(".json")
     cfg = _link(args)
-    filler = _filler(args.model) if codecs else None  # loaded (and so checked) before any work
+    filler = compare_filler(args.model) if codecs else None  # loaded (and so checked) before any work
     summary: dict = {}
     if args.image is not None:
         from edgeae.ground.sources import image_samples, sparse_from_samples
@@ -286,9 +286,9 @@ def run(args: argparse.Namespace) -> int:
         link_stats=stats.to_dict(),
     )
     if filler is not None:
-        summary["compare"] = _compare(args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg)
+        summary["compare"] = compare(args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    _write_outputs(args.out, out, report, _strict_json(summary))
+    _write_outputs(args.out, out, report, strict_json(summary))
     print(
         f"{len(packets)} packets ({summary['wire_bytes']} bytes) offered; "
         f"{stats.delivered_packets} delivered (of which {stats.duplicated_packets} duplicates), "
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         f"-> {args.out} (report {report})"
     )
     if filler is not None:
-        print(_compare_table(summary["compare"]))
+        print(compare_table(summary["compare"]))
     return 0
 
 
@@ -390,61 +390,3 @@ def _inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     if args.link is not None and Path(args.link).is_file():
         out.append(("--link file", Path(args.link)))
     return out
-
-
-def _filler(model: str | None):
-    """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else classical Telea."""
-    from edgeae.ground.station import make_filler
-
-    return make_filler(model) if model else make_filler(None, "telea")
-
-
-def _strict_json(obj: Any) -> str:
-    """Strict JSON (a non-finite number as null, not ``Infinity``/``NaN``), as the ground station writes it."""
-    from edgeae.ground.station import strict_json
-
-    return strict_json(obj)
-
-
-def _compare(
-    args: argparse.Namespace, codecs: list[str], filler, samples, bits: int, received, wire_bytes: int, link
-) -> list[dict]:
-    """The sparse frame rebuilt on the ground, and each codec at the same wire bytes over the same link. A lost
-    frame (sparse or codec) has ``psnr`` None and ``lost`` True; one identical to the original has ``identical``
-    True and ``psnr`` the ground station's cap (``PSNR_CAP_DB``, 120 dB: its PSNR is infinite, which JSON cannot
-    hold), as the ground station's own reports give it."""
-    import numpy as np
-
-    from edgeae.ground.baselines import same_bytes
-    from edgeae.ground.sources import as_float
-    from edgeae.ground.station import PSNR_CAP_DB, GroundStation
-
-    fill, name = filler
-    gs = GroundStation(fill=fill, fill_name=name, originals={args.frame_id: as_float(samples, bits)})
-    for _, p in received:
-        gs.receive(p)
-    rep = gs.finish()["products"].get(f"frame_{args.frame_id}", {})
-    rows = [{"method": f"sparse keep {args.keep} + {name}", "wire_bytes": wire_bytes, "psnr": rep.get("psnr"),
-             "lost": "psnr" not in rep, "longest_row_gap": rep.get("longest_row_gap")}]  # fmt: skip
-    img8 = samples if bits <= 8 else np.round(as_float(samples, bits) * 255).astype(np.uint8)
-    if "psnr_note" in rep:  # the station's exact rebuild: PSNR reported at its cap
-        rows[0]["psnr"], rows[0]["identical"] = PSNR_CAP_DB, True
-    rows += same_bytes(img8, codecs, wire_bytes, link, args.max_packet)
-    for r in rows[1:]:
-        if isinstance(r.get("psnr"), float) and math.isinf(r["psnr"]):
-            r["psnr"], r["identical"] = PSNR_CAP_DB, True
-    return rows
-
-
-def _compare_table(rows: list[dict]) -> str:
-    lines = ["| method | wire bytes | PSNR (dB) | decoded |", "|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['method']} | - | - | {r['error']} |")
-            continue
-        if r.get("identical"):
-            p = "identical"
-        else:
-            p = "lost" if r.get("lost") or r.get("psnr") is None else f"{r['psnr']:.2f}"
-        lines.append(f"| {r['method']} | {r['wire_bytes']:,} | {p} | {r.get('decoded', '')} |")
-    return "\n".join(lines)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 
+from .ground_output import capture_list, exit_status, file_list, print_report
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="directory for images and reports")
@@ -179,71 +181,6 @@ def _unfinished(out: Path) -> str | None:
     return f"{how}; stream.json says complete: false, {stream.get('products_not_decoded', '?')} products not decoded"
 
 
-REFUSED = ("session_limit", "source_limit", "product_limit")
-"""Rejection reasons that are the station's own --limit, not damage on the link."""
-
-
-def _print(report: dict) -> None:
-    st = report["stream"]
-    print(
-        f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
-        f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
-        + (f", {st['idle_packets']:,} idle (fill) packets" if st.get("idle_packets") else "")
-    )
-    refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}
-    if refused:
-        print(
-            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): the products "
-            "below count them as lost; raise the limit with --limit to keep them"
-        )
-    if st["rejected"].get("prng"):
-        from edgeae.masks import PRNG_VERSION
-
-        print(
-            f"WARNING: {st['rejected']['prng']:,} sparse packets name a mask PRNG version other than the "
-            f"{PRNG_VERSION} this ground implements: their masks cannot be regenerated (a newer sender? update edgeae)"
-        )
-    mixed = {kind: q["count_conflicts"] for kind, q in st["sequence"].items() if q.get("count_conflicts")}
-    if mixed:
-        print(
-            f"WARNING: {sum(mixed.values()):,} packets came under sequence counts already received with other "
-            f"contents ({mixed}): two streams are mixed in one file or session, and frames under one id may be set "
-            "aside; decode each sender's packets on its own"
-        )
-    if st.get("bytes_outside_packets"):
-        print(f"{st['bytes_outside_packets']:,} bytes formed no valid packet (noise or damage) and were skipped")
-    if st.get("products_failed"):
-        print(f"products not rebuilt: {st['products_failed']}")
-    if not report["products"]:
-        print("no product could be assembled from these packets")
-    for name, rep in report["products"].items():
-        line = f"{name}: {rep.get('packets_received', '?')}/{rep.get('packets_expected', '?')} packets"
-        line += f", {rep.get('packets_lost', '?')} lost, {rep.get('packets_corrupt', '?')} corrupt"
-        if rep.get("packets_refused"):
-            line += f", {rep['packets_refused']} refused (intact, but headers or samples this ground refuses)"
-        if rep.get("packets_inconsistent"):
-            line += (
-                f", {rep['packets_inconsistent']} with other frame headers set aside (a second frame with the same "
-                "id, or damaged headers)"
-            )
-        if rep.get("pieces_bad"):
-            line += f", {rep['pieces_bad']} pieces that did not fit the sample mask dropped"
-        if "pixel_fraction_received" in rep:
-            frac = rep["pixel_fraction_received"]
-            line += ", no pixels sampled" if frac is None else f", {100 * frac:.1f}% of sampled pixels"
-        if rep.get("psnr") is not None:
-            line += f", PSNR {rep['psnr']:.2f} dB" + (f" ({rep['psnr_note']})" if "psnr_note" in rep else "")
-        elif "psnr_error" in rep:
-            line += f", no PSNR: {rep['psnr_error']}"
-        if "fill_fallback" in rep:
-            line += f" ({rep['fill_fallback']})"
-        if rep.get("telemetry_nonfinite"):
-            line += f", non-finite telemetry written as null: {', '.join(rep['telemetry_nonfinite'][:8])}"
-        if "error" in rep:
-            line += f" ({rep['error']})"
-        print(line)
-
-
 def _originals(gs, path: Path, frame_ids: list[int], bayer: str | None = None) -> None:
     from edgeae.ground.sources import as_float, image_samples, load_originals
 
@@ -313,12 +250,12 @@ def run(args: argparse.Namespace) -> int:
             args.ready_file.write_text(str(port))
 
     report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready, sock=sock)
-    _print(report)
+    print_report(report)
     stopped = report["serve"]["stopped"]
     if stopped == "interrupted":
         print(f"interrupted: everything received so far is in {args.out} (stream.json, received.bin)")
         return 130
-    return 1 if stopped.startswith("error") else _status(report)
+    return 1 if stopped.startswith("error") else exit_status(report)
 
 
 def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
@@ -331,11 +268,11 @@ def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
     caps = feed_captures(args.packets, gs)
     if args.original:
         _originals_of_captures(caps, args.original, args.bayer)
-    listing = _capture_list(caps, args.out) if len(caps) > 1 else None
+    listing = capture_list(caps, args.out) if len(caps) > 1 else None
     status = 0
     for k, cap in enumerate(caps, 1):
         if listing:
-            print(f"capture {k} ({_files(cap.files)}) -> {cap.station.out}")
+            print(f"capture {k} ({file_list(cap.files)}) -> {cap.station.out}")
         try:
             report = cap.station.finish(write=False)  # written below, with what only this command knows
         except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
@@ -358,8 +295,8 @@ def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
         written = _write_final(cap.station, report)
         if cap.reason:
             print(f"WARNING: {cap.reason}; decoded as capture {k} of its own into {cap.station.out}")
-        _print(report)
-        status = max(status, _status(report), 0 if written else 1)
+        print_report(report)
+        status = max(status, exit_status(report), 0 if written else 1)
     return status
 
 
@@ -404,24 +341,6 @@ def _sigterm_as_interrupt(signal_name: list[str]):
     return lambda: signal.signal(signal.SIGTERM, old)
 
 
-def _files(files: list[str]) -> str:
-    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-
-
-def _capture_list(caps: list, out: Path) -> list[dict]:
-    """What ``stream.json`` says of each capture: its files, folder, packets and why it is one of its own."""
-    return [
-        {
-            "capture": k,
-            "files": cap.files,
-            "out": str(Path(cap.station.out).relative_to(out)) if cap.station.out is not None else None,
-            "packets_received": cap.station.receiver.received,
-            "reason": cap.reason or None,
-        }
-        for k, cap in enumerate(caps, 1)
-    ]
-
-
 def _originals_of_captures(caps: list, path: Path, bayer: str | None) -> None:
     """``--original`` for every capture; a frame id found in two captures gets none (which one it shows is
     not known), and its report says so."""
@@ -438,11 +357,3 @@ def _originals_of_captures(caps: list, path: Path, bayer: str | None) -> None:
         for i in shared & set(cap_ids):
             gs.original_notes[i] = f"frame id {i} is in {holding[i]} captures: which of them {path} shows is not known"
         _originals(gs, path, [i for i in cap_ids if i not in shared], bayer)
-
-
-def _status(report: dict) -> int:
-    """1 when a product could not be rebuilt, nothing was assembled, or the station's own limits refused
-    packets (errors for a script to see); packets lost on the link are not (they are accounted per product)."""
-    st = report["stream"]
-    refused = any(k in REFUSED for k in st["rejected"])
-    return 1 if st.get("products_failed") or not report["products"] or refused else 0
