@@ -33,14 +33,14 @@ class PeakRSS:
     be reset, the block's start and end RSS (a lower bound)."""
 
     def __enter__(self) -> PeakRSS:
-        from edgeae.firmware_sim.budget import reset_peak_rss, rss_bytes
+        from edgeae.firmware_sim.memory_meter import reset_peak_rss, rss_bytes
 
         self.resettable = reset_peak_rss()
         self.peak = rss_bytes()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from edgeae.firmware_sim.budget import hwm_rss_bytes, rss_bytes
+        from edgeae.firmware_sim.memory_meter import hwm_rss_bytes, rss_bytes
 
         hwm = hwm_rss_bytes() if self.resettable else None
         self.peak = max(self.peak, rss_bytes(), hwm or 0)

@@ -145,7 +145,7 @@ def time_artifact(
     import gc
     import time
 
-    from edgeae.firmware_sim.budget import hwm_rss_bytes, reset_peak_rss, rss_bytes
+    from edgeae.firmware_sim.memory_meter import hwm_rss_bytes, reset_peak_rss, rss_bytes
     from edgeae.firmware_sim.runtime import load_artifact
 
     (b_lo, b_hi), (w_lo, w_hi) = TIME_LIMITS["batch"], TIME_LIMITS["workers"]

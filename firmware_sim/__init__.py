@@ -6,12 +6,12 @@ Installed as ``edgeae.firmware_sim`` (the folder sits at the repository top). Mo
 ``strip_scoring`` / ``frame_outcome`` (a frame's entry, its run, its strips, their scoring, its products and
 record), ``stops`` (interruptions, storage failures, the downlink pass), ``run_summary``, ``state`` (the mission
 state kept in ``--out``), ``onboard`` (the models a boot loads), ``score`` / ``score_engine`` / ``topk`` (patch
-scoring, its worker threads, the top-k keeper), ``budget`` / ``heap`` / ``cpu`` (memory/time budgets and degradation
-ladder, the allocator policy, CPU features), ``report`` / ``report_inputs`` / ``report_charts`` / ``report_html``
-(the run's HTML report), ``queue`` / ``sparse_stream`` (persistent downlink queue, CCSDS packets of the neutral
-``edgeae.wire``), ``guard`` / ``faults`` (model integrity, fault injection), ``telemetry``, ``bench`` (board
-benchmark), ``cli`` / ``cli_overrides`` / ``cli_outputs`` (``firmware-sim``), ``runtime`` / ``artifact_file`` /
-``interpreters`` (artifact loader), ``testing`` (tiny artifacts for tests). Of ``edgeae`` it imports only the
-numpy-only modules listed in ``docs/firmware_sim.md`` ("What the flight runtime imports"; a test checks it). See
-``docs/firmware_sim.md``.
+scoring, its worker threads, the top-k keeper), ``budget`` / ``memory_meter`` / ``heap`` / ``cpu`` (memory/time
+budgets and degradation ladder, RSS measured per frame, the allocator policy, CPU features), ``report`` /
+``report_inputs`` / ``report_charts`` / ``report_html`` (the run's HTML report), ``queue`` / ``sparse_stream``
+(persistent downlink queue, CCSDS packets of the neutral ``edgeae.wire``), ``guard`` / ``faults`` (model integrity,
+fault injection), ``telemetry``, ``bench`` (board benchmark), ``cli`` / ``cli_overrides`` / ``cli_outputs``
+(``firmware-sim``), ``runtime`` / ``artifact_file`` / ``interpreters`` (artifact loader), ``testing`` (tiny
+artifacts for tests). Of ``edgeae`` it imports only the numpy-only modules listed in ``docs/firmware_sim.md`` ("What
+the flight runtime imports"; a test checks it). See ``docs/firmware_sim.md``.
 """

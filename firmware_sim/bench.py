@@ -33,8 +33,8 @@ from edgeae.masks import make_mask
 from edgeae.wire.packets import packetise
 from edgeae.wire.products import AnomalyPatch
 
-from .budget import peak_rss_bytes
 from .guard import block_crcs
+from .memory_meter import peak_rss_bytes
 from .score import PatchScorer
 
 STAGES = ("sample", "normalise", "infer", "score", "scrub", "packetise")

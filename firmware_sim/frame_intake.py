@@ -16,9 +16,10 @@ import numpy as np
 
 from edgeae.wire.packets import overhead
 
-from .budget import LADDER, Level, MemoryPlan, plan_memory, rss_bytes
+from .budget import LADDER, Level, MemoryPlan, plan_memory
 from .faults import SimulatedReboot
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
+from .memory_meter import rss_bytes
 from .mission import Mission, MissionError
 from .reader_wrappers import Corrupted, Demosaiced
 from .validate import check_header

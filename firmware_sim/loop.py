@@ -29,7 +29,7 @@ from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
 
-from .budget import CostModel, Level, MemoryMeter, rss_bytes
+from .budget import CostModel, Level
 from .faults import FaultPlan, FaultSpecError, SimulatedReboot, parse_faults
 from .frame_intake import (
     acquire,
@@ -48,6 +48,7 @@ from .frame_run import run_frame
 from .frames import FrameError, FrameReader
 from .guard import ModelGuard
 from .heap import apply_heap_policy
+from .memory_meter import MemoryMeter, rss_bytes
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeae.wire.codec import PIP_AEC
 
-from .budget import rss_bytes
+from .memory_meter import rss_bytes
 from .telemetry import History
 
 if TYPE_CHECKING:
