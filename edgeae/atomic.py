@@ -4,6 +4,8 @@ A file written through :func:`atomic_path` (or :func:`write_bytes` / :func:`writ
 all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``), is flushed to disk, then renamed over
 the target; on any error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps
 what it held before. ``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not).
+A symlink is followed (the file it points to is replaced, the link stays); an existing target that is not a regular
+file (a FIFO, ``/dev/stdout``) is written directly.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def atomic_path(
     the old or the new file, never an empty one). An exception (``BaseException``: also Ctrl-C) removes the
     temporary file and propagates; an ``OSError`` without a file name gets the target's."""
     target = Path(path)
+    if target.is_symlink():  # the file it points to is replaced, the link kept (a shared results file)
+        target = Path(os.path.realpath(target))
+    if target.exists() and not target.is_file():  # a FIFO, /dev/stdout: written through, nothing to rename
+        yield target
+        return
     tmp = temp_name(target) if temp is None else Path(temp)
     try:
         yield tmp

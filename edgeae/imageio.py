@@ -11,7 +11,6 @@ are absent); any decoder error becomes an :class:`ImageReadError` naming the fil
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -304,16 +303,18 @@ def _is_archive(p: Path) -> bool:
     return is_archive_path(p)
 
 
-def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: int = 8) -> Path:
+def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: int = 8, durable: bool = False) -> Path:
     """Write (H, W), (H, W, 1) or (H, W, 3) RGB to PNG/JPEG/PGM/PPM/TIFF; return the path.
 
-    TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
-    Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning; an
-    array reaching past 1.5, 0-255 data, is clipped with a warning naming its range) and quantised to
-    ``bit_depth`` (8 or 16; JPEG is 8 only); uint8/uint16 arrays are written as they are, at their own depth
-    (``bit_depth=16`` with uint8 is warned about: scale it first). An empty array is refused. Large TIFFs are
-    written as BigTIFF automatically. The file is written atomically (:mod:`edgeae.atomic`): a failed write (a full
-    disk) leaves no cut-off file, and its ``OSError`` names the file.
+        TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
+        Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning; an
+        array reaching past 1.5, 0-255 data, is clipped with a warning naming its range) and quantised to
+        ``bit_depth`` (8 or 16; JPEG is 8 only); uint8/uint16 arrays are written as they are, at their own depth
+        (``bit_depth=16`` with uint8 is warned about: scale it first). An empty array is refused. Large TIFFs are
+        written as BigTIFF automatically. The file is written atomically (:mod:`edgeae.atomic`): a failed write (a full
+        disk) leaves no cut-off file, and its ``OSError`` names the file (with its errno, except a TIFF's: numpy writes
+    its samples, uncopied, and gives none). ``durable``: also fsync the file and its folder
+        (a power loss then cannot leave an empty file; off by default: it costs milliseconds a file).
     """
     p = _as_path(path)
     ext = p.suffix.lower()
@@ -372,22 +373,16 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     if ext in (".tif", ".tiff"):
         tifffile = require("tifffile")
         photometric = "rgb" if arr.ndim == 3 and arr.shape[2] == 3 else "minisblack"
-        with atomic_path(p) as tmp, _PlainWriter(io.FileIO(tmp, "wb")) as f:
-            tifffile.imwrite(f, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
+        # to the path, so tifffile writes the samples with numpy's tofile (no copy of the image; on a full disk its
+        # error has no errno, and atomic_path names the file); through a file object it would copy them first
+        with atomic_path(p, durable=durable) as tmp:
+            tifffile.imwrite(tmp, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
         return p
     cv2 = require("cv2")
     bgr = arr[:, :, ::-1] if arr.ndim == 3 else arr
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr))
     if not ok:
         raise ValueError(f"{p}: OpenCV could not encode {arr.dtype} {arr.shape} as {ext}")
-    with atomic_path(p) as tmp:
-        tmp.write_bytes(buf.tobytes())  # not buf.tofile: its OSError on a full disk has no errno
+    with atomic_path(p, durable=durable) as tmp, open(tmp, "wb") as f:
+        f.write(buf)  # the encoded bytes, uncopied (not buf.tofile: its OSError on a full disk has no errno)
     return p
-
-
-class _PlainWriter(io.BufferedWriter):
-    """A file that numpy's ``tofile`` cannot use (no ``fileno``), so that tifffile writes it with ``write``: on a
-    full disk that raises an ``OSError`` with its errno (ENOSPC), ``tofile`` one with none."""
-
-    def fileno(self) -> int:
-        raise io.UnsupportedOperation("fileno")

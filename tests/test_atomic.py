@@ -33,3 +33,23 @@ def test_a_temp_file_that_cannot_be_created_is_reported_as_the_target(tmp_path: 
     with pytest.raises(OSError, match=r"cannot write .*missing_folder/r\.json") as e:
         write_text(p, "{}")
     assert ".tmp-" not in str(e.value)
+
+
+def test_a_symlink_is_followed_and_a_fifo_written_through(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_text(fifo, "through")
+    reader.join(5)
+    assert got == ["through"] and fifo.is_fifo()

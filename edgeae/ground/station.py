@@ -118,7 +118,7 @@ class GroundStation:
             done[product_name(key)] = rep
             if self.out is not None:
                 try:
-                    atomic.write_text(self.out / f"{product_name(key)}.json", strict_json(rep))
+                    atomic.write_text(self.out / f"{product_name(key)}.json", strict_json(rep), durable=False)
                 except OSError as exc:
                     if "error_reason" not in rep:  # a product that failed already is counted once, not twice
                         self.failures["write"] += 1
@@ -376,6 +376,6 @@ class GroundStation:
                         if f.suffix != ".json":
                             f.unlink(missing_ok=True)
                     try:
-                        atomic.write_text(self.out / f"{name}.json", strict_json(rep))
+                        atomic.write_text(self.out / f"{name}.json", strict_json(rep), durable=False)
                     except OSError as exc:
                         rep["write_error"] = str(exc)
