@@ -14,7 +14,6 @@ is measured against a seeded sample of them.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -23,28 +22,33 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.pipeline import ScanConfig, TopK, best_patches, count_patches
-from edgeae.scan.state import ScanStore, _atomic_write
+from edgeae.scan.state import ScanStore, _atomic_write, save_top
 
 log = logging.getLogger(__name__)
 
 
 def check_set_size(entries: list[ArchiveEntry], config: ScanConfig) -> None:
-    """Raise before any scoring when the set (header sizes; an unreadable header counts 0) would give more patches
+    """Raise before any scoring when the set (header sizes; an unreadable header counts 0, and so does a file over
+    the reader's decode limits, which will fail: :func:`edgeae.scan.pipeline.count_patches`) would give more patches
     than :data:`edgeae.anomaly.baselines.KNN_MAX` (the ranking's scaled copies of the latents, float64, grow with
     it) or more latents than :data:`edgeae.anomaly.context.LOCAL_Z_MAX_BYTES`, and when an image's name does not
-    match ``--group``."""
+    match ``--group``. The message names the images that give the most patches."""
     from edgeae.anomaly.baselines import KNN_MAX
     from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES, local_z_bytes
 
     for e in entries:
         config.product(e.name)  # raises for a name outside the group regex
-    n = sum(count_patches(e.path, config) for e in entries)
+    counts = [count_patches(e.path, config) for e in entries]
+    n = sum(counts)
     nbytes = local_z_bytes(n, config.model.latent * config.views)
     if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
+        order = sorted(range(len(entries)), key=lambda i: -counts[i])[:3]
+        largest = ", ".join(f"{entries[i].name} ({counts[i]:,})" for i in order if counts[i])
         raise ValueError(
             f"--score context-knn ranks every patch of the {len(entries)} images together: they give {n:,} patches "
             f"({nbytes / 2**20:,.0f} MiB of latents with --views {config.views}), over the limit of {KNN_MAX:,} "
-            f"patches and {LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per scan"
+            f"patches and {LOCAL_Z_MAX_BYTES >> 20} MiB (most from {largest}): use a larger --stride, fewer views "
+            "or fewer images per scan"
         )
 
 
@@ -123,11 +127,6 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
             )
             top = TopK.empty(config.model.channels, config.patch)
             no_thumbs += 1
-        _atomic_write(store.top_path(e.key), lambda p, t=top: _write_top(p, t))
+        _atomic_write(store.top_path(e.key), lambda p, t=top: save_top(p, t))
         _atomic_write(store.part_path(e.key), lambda p, t=table: pq.write_table(t, p))
     return {**info, "thumbnails_unread": no_thumbs, "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def _write_top(path: os.PathLike[str], top: Any) -> None:
-    with open(path, "wb") as f:
-        np.savez(f, scores=top.scores, xs=top.xs, ys=top.ys, thumbs=top.thumbs)

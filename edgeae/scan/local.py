@@ -145,4 +145,20 @@ def iter_local(
                 yield outcome
     finally:
         # On Ctrl-C or an early stop, queued images are dropped (a resume rescans them), not waited for.
+        if running:
+            _stop_workers(pool)
         pool.shutdown(wait=not running, cancel_futures=True)
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor, timeout: float = 2.0) -> None:
+    """End the pool's worker processes now (an early stop: their images are dropped anyway) and wait for them.
+
+    Left running, a worker still starting up unpickles the shared counter after this process has exited and
+    removed its semaphore, and prints a FileNotFoundError traceback under the command's "interrupted" line."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # pid -> Process; private, hence the guard
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))

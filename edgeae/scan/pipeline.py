@@ -246,12 +246,39 @@ def scan_image(
 
 
 def count_patches(path: str | os.PathLike[str], config: ScanConfig) -> int:
-    """Patches an image will yield (from its header; 0 when the header cannot be read)."""
+    """Patches an image will yield (from its header; 0 when the header cannot be read, and for a file the reader
+    decodes whole, not a TIFF or a planetary product, whose header claims more than the reader's
+    :class:`~edgeae.imagedecode.ImageLimits`: it will fail as a decompression bomb, so it must not count)."""
     try:
         from edgeae.imageio import image_shape
         from edgeae.tiling import axis_starts
 
         h, w, _ = image_shape(path)
+        if not decodes_within_limits(path):
+            return 0
         return len(axis_starts(h, config.patch, config.stride)) * len(axis_starts(w, config.patch, config.stride))
     except Exception:
         return 0
+
+
+def decodes_within_limits(path: str | os.PathLike[str]) -> bool:
+    """False when ``path`` is a file the scan's row reader decodes whole (PNG, JPEG, PNM: not a TIFF, read by
+    segments, nor a planetary product, read by windows) and its header claims more than the limits the reader
+    applies (:func:`edgeae.imagedecode.probe`); such a file is recorded as failed with the reader's message."""
+    from pathlib import Path
+
+    from edgeae import _headers
+    from edgeae.archive.formats import is_archive_path
+    from edgeae.imagedecode import ImageLimits, check_limits
+
+    p = Path(os.fspath(path))
+    if is_archive_path(p):
+        return True
+    info = _headers.probe(p)
+    if info.format == "tiff":
+        return True
+    try:
+        check_limits(info, p, ImageLimits.from_env())
+    except _headers.ImageReadError:
+        return False
+    return True

@@ -18,8 +18,11 @@ fixed whatever the image size. Paths and the model file must be readable on ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
+import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -90,7 +93,11 @@ class ScoreActor:
 
 
 def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
-    """Connect to ``address`` or start a loopback-only local instance; True when this call started it."""
+    """Connect to ``address`` or start a loopback-only local instance; True when this call started it.
+
+    A cluster address ``HOST:PORT`` (or ``ray://HOST:PORT``) is probed first (:data:`CONNECT_TIMEOUT_S`): Ray itself
+    retries a wrong one for minutes, silently. ``ray.init`` installs Ray's own SIGTERM handler (``sys.exit``); the
+    handler in place before (the command's: SIGTERM ends a scan as Ctrl-C does) is put back after it."""
     if ray.is_initialized():
         return False
     from edgeae.logs import native_stderr_to_log
@@ -101,17 +108,76 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(level)
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": level}
-    with native_stderr_to_log():  # the core worker's start-up lines (log level, token authentication)
+    if address:
+        _probe_address(address)
+    # native_stderr_to_log: the core worker's start-up lines (log level, token authentication)
+    with _sigterm_kept(), native_stderr_to_log():
         if address:
-            ray.init(address=address, **common)
+            try:
+                ray.init(address=address, **common)
+            except ConnectionError:
+                raise
+            except Exception as exc:
+                raise ConnectionError(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}") from exc
             return True
-        ray.init(
-            num_cpus=num_cpus,
-            _node_ip_address="127.0.0.1",
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            **common,
-        )
+        try:
+            ray.init(
+                num_cpus=num_cpus,
+                _node_ip_address="127.0.0.1",
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                **common,
+            )
+        except Exception as exc:  # e.g. RAY_TMPDIR not writable: say it is Ray that could not start
+            raise OSError(
+                f"cannot start a local Ray instance: {_first_line(exc)} (RAY_TMPDIR, default /tmp/ray, must be "
+                "a writable folder; -v shows Ray's own messages)"
+            ) from exc
     return True
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Put the SIGTERM handler in place on entry back on exit (main thread only). ``ray.init`` replaces it with its
+    own (``sys.exit``), and ``ray.shutdown`` resets the process's disposition to the default (killed, no
+    "interrupted" line) while Python still lists the old handler: it is installed again either way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None:  # None: a handler not installed from Python, left alone
+            signal.signal(signal.SIGTERM, handler)
+
+
+CONNECT_TIMEOUT_S = 10.0  # a cluster's GCS port that does not accept a connection in this time is not reached
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ``ConnectionError`` when ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` and other forms
+    are left to Ray) does not accept a TCP connection within ``timeout`` seconds."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    host = host.strip("[]")  # [::1]:6379
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address}: {why} (waited up to {timeout:g} s; is the cluster up, and is "
+            "this its head node's GCS address, as `ray status` there shows?)"
+        ) from None
 
 
 def iter_ray(
@@ -205,4 +271,5 @@ def iter_ray(
                     yield by_name[name], result, ""
     finally:
         if started:
-            ray.shutdown()
+            with _sigterm_kept():
+                ray.shutdown()

@@ -204,6 +204,8 @@ def finalize(
     pq = require("pyarrow.parquet")
     recs = store.reconcile(entries)
     done = [e for e in entries if (r := recs.get(e.name)) is not None and r.status == "done"]
+    names = {e.name for e in entries}
+    elsewhere = sorted(n for n in recs if n not in names)  # recorded by a run over another ARCHIVE: not reported
     table, summaries = _merge_results(store, done)
     pq.write_table(table, store.out / "results.parquet")
     per_image = []
@@ -241,6 +243,10 @@ def finalize(
         "failed": len(failures),
         "skipped": len(skipped),
         "pending": len(entries) - len(done) - len(failures) - len(skipped),
+        # images recorded in this folder (earlier runs) that this ARCHIVE does not give: left out of every result
+        # above, their parts kept; the first 50 named
+        "recorded_not_in_archive": len(elsewhere),
+        "recorded_not_in_archive_files": elsewhere[:50],
         "patches_in_results": table.num_rows,
         "failures": failures,
         "skipped_products": skipped,
@@ -264,6 +270,22 @@ _SCORE_A = {
 }
 
 
+def _count(n: int, noun: str, plural: str = "") -> str:
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _this_run(r: dict[str, Any]) -> str:
+    """The run's line: what it scanned and how fast, or that it had nothing to scan."""
+    n = r.get("images_scanned", 0)
+    if not n:
+        return "- this run: no image scanned (every image of the archive is recorded: done, failed or skipped)"
+    patches = _count(r.get("patches", 0), "patch", "patches")
+    return (
+        f"- this run: {_count(n, 'image')}, {patches} in {r.get('seconds', 0):.1f} s = "
+        f"**{r.get('patches_per_s', 0):.1f} patches/s** (wall, start-up included)"
+    )
+
+
 def report_markdown(r: dict[str, Any]) -> str:
     archive = ", ".join(f"`{a}`" for a in r.get("archive") or []) or "(not recorded)"
     lines = [
@@ -282,9 +304,14 @@ def report_markdown(r: dict[str, Any]) -> str:
         }.get(r.get("score", "a"), ""),
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
-        f"- this run: {r.get('images_scanned', 0)} images, {r.get('patches', 0)} patches in "
-        f"{r.get('seconds', 0):.1f} s = **{r.get('patches_per_s', 0):.1f} patches/s** (wall, start-up included)",
+        _this_run(r),
     ]
+    if r.get("recorded_not_in_archive"):
+        lines.append(
+            f"- {_count(r['recorded_not_in_archive'], 'image')} recorded in this folder by earlier runs "
+            "not in this archive: left out of these results (their parts are kept; scan their archive too to "
+            "include them)"
+        )
     if r.get("patches_per_s_scoring"):
         lines.append(
             f"- scoring: **{r['patches_per_s_scoring']:.1f} patches/s** over {r['scoring_seconds']:.1f} s of scoring, "

@@ -107,65 +107,77 @@ def scan_archive(
         views, group,
     )  # fmt: skip
     entries = walk_archive(archive, exclude=out)  # a results folder inside the archive is not part of it
+    specs = archive if isinstance(archive, list) else [archive]
     if not entries:
-        raise FileNotFoundError(f"archive {archive} holds no image files")
+        raise FileNotFoundError(f"archive {', '.join(os.fspath(a) for a in specs)} holds no image files")
     if config.score == "context-knn":  # the whole set's latents are held for its ranking: bounded before scoring
         from edgeae.scan.context import check_set_size
 
         check_set_size(entries, config)
     _warn_colour_with_grey_model(entries, spec)
     store = ScanStore(out, config, force=force)
-    todo = store.pending(entries, retry_failed=retry_failed)
-    if store.changed:
-        shown = ", ".join(store.changed[:5]) + (f" and {len(store.changed) - 5} more" if len(store.changed) > 5 else "")
-        log.warning("%d image(s) changed since they were scanned and are scanned again: %s", len(store.changed), shown)
-    if max_images is not None:
-        todo = todo[:max_images]
-    todo = _apply_quality(store, todo, config.quality)
-    # each file's stamp is taken before it is read: one that changes while it is scanned (a copy still being
-    # written) no longer matches its record, and is scanned again on the next run
-    stamps = {e.name: file_stamp(e.path) for e in todo}
-    factory = scorer_factory or functools.partial(
-        load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
-    )
-    total = sum(count_patches(e.path, config) for e in todo)
-    tqdm = require("tqdm").tqdm
-    bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
-    t0 = time.perf_counter()
-    clock = RateClock(bar.update, t0)  # splits start-up (processes, Ray, models) from scoring time
-    if opts.engine == "local":
-        from edgeae.scan.local import iter_local
-
-        outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=clock)
-    else:
-        from edgeae.scan.ray_engine import iter_ray
-
-        gpu = (
-            None
-            if scorer_factory
-            else functools.partial(load_scorer, spec, opts.threads, "cuda", config.terms, config.latents, config.views)
+    try:  # a run that fails before its first image (Ray cannot start) leaves no folder claiming a scan
+        todo = store.pending(entries, retry_failed=retry_failed)
+        _warn_recorded_elsewhere(store, entries)
+        if store.changed:
+            shown = ", ".join(store.changed[:5]) + (
+                f" and {len(store.changed) - 5} more" if len(store.changed) > 5 else ""
+            )
+            log.warning(
+                "%d image(s) changed since they were scanned and are scanned again: %s", len(store.changed), shown
+            )
+        if max_images is not None:
+            todo = todo[:max_images]
+        todo = _apply_quality(store, todo, config.quality)
+        # each file's stamp is taken before it is read: one that changes while it is scanned (a copy still being
+        # written) no longer matches its record, and is scanned again on the next run
+        stamps = {e.name: file_stamp(e.path) for e in todo}
+        factory = scorer_factory or functools.partial(
+            load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
         )
-        outcomes = iter_ray(
-            todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
-            actors=opts.actors, on_patches=clock, on_ready=clock.start,
-        )  # fmt: skip
-    scanned = failed = patches = skipped = 0
-    moved: list[str] = []  # images that changed while they were scanned
-    for entry, result, error in outcomes:
-        stamp = stamps[entry.name]
-        now = file_stamp(entry.path)
-        if now != stamp:
-            moved.append(entry.name)
-            stamp = stamp or "0:0"  # it appeared while scanned: a stamp it does not match, so it is scanned again
-        if result is None:
-            store.mark_failed(entry, error, stamp=stamp)
-            failed += 1
+        total = sum(count_patches(e.path, config) for e in todo)
+        tqdm = require("tqdm").tqdm
+        bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
+        t0 = time.perf_counter()
+        clock = RateClock(bar.update, t0)  # splits start-up (processes, Ray, models) from scoring time
+        if opts.engine == "local":
+            from edgeae.scan.local import iter_local
+
+            outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=clock)
         else:
-            store.write_result(entry, result, stamp=stamp)
-            patches += len(result.scores)
-            skipped += result.n_skipped
-        scanned += 1
-        bar.set_postfix(failed=failed, refresh=False)
+            from edgeae.scan.ray_engine import iter_ray
+
+            gpu = (
+                None
+                if scorer_factory
+                else functools.partial(
+                    load_scorer, spec, opts.threads, "cuda", config.terms, config.latents, config.views
+                )
+            )
+            outcomes = iter_ray(
+                todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
+                actors=opts.actors, on_patches=clock, on_ready=clock.start,
+            )  # fmt: skip
+        scanned = failed = patches = skipped = 0
+        moved: list[str] = []  # images that changed while they were scanned
+        for entry, result, error in outcomes:
+            stamp = stamps[entry.name]
+            now = file_stamp(entry.path)
+            if now != stamp:
+                moved.append(entry.name)
+                stamp = stamp or "0:0"  # it appeared while scanned: a stamp it does not match, so it is scanned again
+            if result is None:
+                store.mark_failed(entry, error, stamp=stamp)
+                failed += 1
+            else:
+                store.write_result(entry, result, stamp=stamp)
+                patches += len(result.scores)
+                skipped += result.n_skipped
+            scanned += 1
+            bar.set_postfix(failed=failed, refresh=False)
+    except BaseException:
+        store.discard_if_unused()
+        raise
     seconds = time.perf_counter() - t0
     bar.close()
     if moved:
@@ -178,7 +190,6 @@ def scan_archive(
         from edgeae.scan.context import rank_set
 
         context = rank_set(store, entries, progress)
-    specs = archive if isinstance(archive, list) else [archive]
     run = {
         "archive": [os.fspath(a) for a in specs],
         "engine": opts.engine,
@@ -210,6 +221,23 @@ def scan_archive(
         (store.out / "report.json").write_text(json.dumps(report, indent=2))
         (store.out / "report.md").write_text(report_markdown(report))
     return report
+
+
+def _warn_recorded_elsewhere(store: ScanStore, entries: list[Any]) -> None:
+    """Say when ``out`` holds records of images this archive does not give (a rerun with another ARCHIVE): they are
+    left out of this run's results, images.parquet and gallery, but their parts are kept (report.json counts them,
+    ``recorded_not_in_archive``); scanning the earlier archive into ``out`` again brings them back."""
+    names = {e.name for e in entries}
+    recs = store.records()
+    others = sorted(n for n in recs if n not in names)
+    if others:
+        done = sum(recs[n].status == "done" for n in others)
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        log.warning(
+            "%s holds %d recorded image(s) (%d done) that this archive does not give (%s): they are left out of "
+            "results.parquet, images.parquet and the gallery, and kept in parts/ (give their archive too, or use "
+            "another --out)", store.out, len(others), done, shown,
+        )  # fmt: skip
 
 
 COLOUR_SAMPLE = 20  # archive images whose headers are read to warn of colour images under a grey model

@@ -33,6 +33,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.archive.formats import product_files
+from edgeae.atomic import atomic_path
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 
@@ -40,7 +41,8 @@ RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact
 
 
 class ScanStateError(ValueError):
-    """The results folder belongs to a different scan (other model or settings)."""
+    """The results folder cannot take this scan: it belongs to a different scan (other model or settings), holds
+    other files, or is not a folder that can be made."""
 
 
 @dataclass(frozen=True)
@@ -109,21 +111,35 @@ def _foreign(out: Path) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
+def _check_out_path(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or lies below one, with a line that says so (mkdir says only "File
+    exists" or "Not a directory")."""
+    if out.exists() and not out.is_dir():
+        raise ScanStateError(f"--out {out} is a file, not a folder: choose a new or empty folder for the results")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ScanStateError(f"cannot create the results folder --out {out}: {parent} is a file, not a folder")
+            return
+
+
 def _save_npy(path: Path, a: np.ndarray) -> None:
     with path.open("wb") as f:
         np.save(f, a)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    """``write(tmp)`` then rename ``tmp`` over ``path`` (:func:`edgeae.atomic.atomic_path`: its temporary name is
+    the one :data:`_TEMP` matches)."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+
+def save_top(path: os.PathLike[str], top: TopK) -> None:
+    """An image's best patches as ``.npz`` at exactly ``path`` (``np.savez`` given a name would add ``.npz`` to a
+    temporary one; the file it is given is closed here)."""
+    with open(path, "wb") as f:
+        np.savez(f, scores=top.scores, xs=top.xs, ys=top.ys, thumbs=top.thumbs)
 
 
 class ScanStore:
@@ -135,7 +151,9 @@ class ScanStore:
         self.parts = self.out / "parts"
         self.manifest = self.out / "manifest.jsonl"
         self.changed: list[str] = []  # images found changed since their record by the last pending()
+        self._created: list[Path] = []  # what this store made, oldest first (:meth:`discard_if_unused`)
         cfg_path = self.out / "scan.json"
+        _check_out_path(self.out)
         if not cfg_path.exists() and (foreign := _foreign(self.out)):
             raise ScanStateError(
                 f"{self.out} is not empty and holds no scan (no scan.json; it holds {foreign}): a scan writes and "
@@ -178,11 +196,33 @@ class ScanStore:
                     f"{self.out} holds a scan with other settings ({changes}): choose another --out (or --force "
                     "to restart)"
                 )
-        self.out.mkdir(parents=True, exist_ok=True)
+        missing = [d for d in (self.out, *self.out.parents) if not d.exists()]
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScanStateError(f"cannot create the results folder --out {self.out}: {exc.strerror or exc}") from None
+        self._created += reversed(missing)
         if force:
             self.reset()
+        if not cfg_path.exists():
+            self._created.append(cfg_path)
         _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
+        if not self.parts.exists():
+            self._created.append(self.parts)
         self.parts.mkdir(exist_ok=True)  # after scan.json: a folder left by a crash here is still a scan's
+
+    def discard_if_unused(self) -> None:
+        """Remove what this store created (the folder and its missing parents, scan.json, parts/) while nothing is
+        recorded in it yet (no manifest, parts/ empty): a run that fails before its first image (Ray cannot start)
+        leaves no folder that claims a scan. Folders are removed only when empty."""
+        if self.manifest.exists() or (self.parts.is_dir() and any(self.parts.iterdir())):
+            return
+        for path in reversed(self._created):
+            try:
+                path.rmdir() if path.is_dir() else path.unlink()
+            except OSError:  # no longer empty (another process wrote there): kept
+                return
+        self._created.clear()
 
     def reset(self) -> None:
         """Forget every result in this folder (``--force``): only the files a scan writes are removed."""
@@ -269,10 +309,7 @@ class ScanStore:
         if result.latents is not None:  # written before the part: an image recorded as done has its latents
             lat = np.ascontiguousarray(result.latents, np.float32)
             _atomic_write(self.latents_path(entry.key), lambda p: _save_npy(p, lat))
-        _atomic_write(
-            self.top_path(entry.key),
-            lambda p: np.savez(p.open("wb"), scores=top.scores, xs=top.xs, ys=top.ys, thumbs=top.thumbs),
-        )
+        _atomic_write(self.top_path(entry.key), lambda p: save_top(p, top))
         n = len(result.scores)
         m = self.config.model
         from edgeae.scan.geo import geo_columns, georef_of
