@@ -194,11 +194,16 @@ def walk_archive(
     if skip:
         entries = [e for e in entries if not any(res(e.path).is_relative_to(d) for d in skip)]
     by_name: dict[str, ArchiveEntry] = {}
+    repeats: list[str] = []
     for e in entries:
         old = by_name.get(e.name)
         if old is not None and res(old.path) != res(e.path):
             raise ValueError(f"two archive files share the name {e.name!r}: {old.path} and {e.path}")
+        if old is not None:
+            repeats.append(e.name)
         by_name[e.name] = e
+    if repeats:  # a manifest line given twice, or a file both in a folder and named again: one scan of it
+        log.warning("%d archive file(s) listed more than once are scanned once (e.g. %r)", len(repeats), repeats[0])
     listed = {res(e.path) for e in by_name.values()}
     given = {e.name: i for i, e in reversed(list(enumerate(entries)))}  # where each name was first listed
     out: dict[str, ArchiveEntry] = {}
