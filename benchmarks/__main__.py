@@ -8,6 +8,11 @@
 Each stage is one command (printed before it runs, so any number can be reproduced alone) that writes
 JSON + a markdown table + plots under ``--out/<stage>/``. ``machine.json`` records machine, versions,
 threads and commit; RESULTS.md is generated from those files by benchmarks/report.py.
+
+Stage folders are never cleared (a quick run must not delete a published full-size table), so each stage's record
+in ``stages.json`` lists the files its run wrote (``files``) and, for the tables and plots left in the folder by
+an earlier run, which run wrote them (``earlier``). A section of RESULTS.md shows only its run's files and names
+the others with their run; a stage that failed is marked FAILED there (and this command exits 1).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.machine import machine_info
 from benchmarks.report import write_results
@@ -272,6 +278,55 @@ def _fill(args: Command, out: Path) -> list[str]:
     return [a.replace("{out}", str(out)) for a in args]
 
 
+OUTPUT_SUFFIXES = (".md", ".json", ".png")
+"""The files a stage record lists: tables, results and plots (not models, frames or logs)."""
+
+
+def written_since(folder: Path, t0: float) -> list[str]:
+    """Paths (relative to ``folder``, sorted) of the tables, JSON and plots modified at or after ``t0`` (epoch s;
+    1 s of slack for file systems with coarse timestamps)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix in OUTPUT_SUFFIXES and p.is_file() and p.stat().st_mtime >= t0 - 1.0
+    )
+
+
+def earlier_runs(folder: Path, written: list[str], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """For each output in ``folder`` this run did not write: the run that did, from the stage's previous record
+    (its size, date and commit; None when that record does not say)."""
+    mine = set(written)
+    out: dict[str, Any] = {}
+    prev = previous or {}
+    where = prev.get("machine") or {}
+    origin = {"size": prev.get("size"), "date": where.get("date"), "commit": where.get("commit")} if prev else None
+    for rel in written_since(folder, float("-inf")):
+        if rel in mine:
+            continue
+        # a record from before files were listed showed its whole folder: those files count as its run's
+        if "files" not in prev or rel in prev["files"]:
+            out[rel] = origin
+        else:
+            out[rel] = (prev.get("earlier") or {}).get(rel)
+    return out
+
+
+def _out_folder(ap: argparse.ArgumentParser, out: Path, report_only: bool) -> None:
+    """Refuse an --out that is a file, cannot be created, or (``report_only``) holds nothing to report."""
+    if out.exists() and not out.is_dir():
+        ap.error(f"--out {out} is a file, not a folder")
+    if report_only:
+        if not (out / "stages.json").is_file():
+            ap.error(f"--out {out} holds no stages.json: nothing to report (run a stage into it first)")
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        ap.error(f"--out {out}: cannot create the folder: {e.strerror or e}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="full sizes (slow)")
@@ -279,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--report-only", action="store_true", help="only regenerate RESULTS.md")
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    _out_folder(ap, args.out, args.report_only)
     status_path = args.out / "stages.json"
     if not args.report_only:
         machine = machine_info()
@@ -290,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         where["amx"] = "amx_tile" in flags
         where["vnni"] = "avx512_vnni" in flags or "avx_vnni" in flags  # int8 results move with it
         where["versions"] = {k: v for k, v in machine["versions"].items() if k in KEY_VERSIONS}
+        where["cpu_flags"] = flags  # the SIMD level moves float results (report.simd_level)
         for name in args.only or list(STAGES):
             stage = STAGES[name]
             out = args.out / name
             out.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
+            started = time.time()
             load_before = [round(v, 2) for v in os.getloadavg()]
             rc = 0
             shown = []
@@ -305,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
                 rc = subprocess.run(argv_, check=False).returncode
                 if rc != 0:
                     break
+            # re-read before writing: several `--only` runs may share the folder
+            status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+            written = written_since(out, started)
             record = {
                 "title": stage.title,
                 "commands": shown,
@@ -313,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                 "size": "full" if args.full else "quick",
                 "load_average_before_after": [load_before, [round(v, 2) for v in os.getloadavg()]],
                 "machine": where,
+                "files": written,
+                "earlier": earlier_runs(out, written, status.get(name)),
             }
-            # re-read before writing: several `--only` runs may share the folder
-            status = json.loads(status_path.read_text()) if status_path.is_file() else {}
             status[name] = record
             status_path.write_text(json.dumps(status, indent=2))
     # the published RESULTS.md is composed from the default folder only; a run into another --out (a check, a

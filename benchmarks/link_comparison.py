@@ -61,6 +61,8 @@ def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig,
 # ------------------------------------------------------------------------------------------ sparse
 def sparse_over_link(img: np.ndarray, i: int, keep: float, link: LinkConfig, wire: WireConfig, fill, name: str):
     r = downlink_frame(img, 8, keep=keep, seed=1000 + i, link=link, wire=wire, fill=fill, fill_name=name, frame_id=i)
+    if "psnr" not in r.report:  # it arrived but was not rebuilt: the station's report says why
+        raise SystemExit(f"frame {i} ({name}, {link}): not rebuilt: {r.report.get('error', 'no error recorded')}")
     return {
         "psnr": r.report["psnr"],
         "pixels_received": r.report["pixel_fraction_received"],
@@ -134,14 +136,31 @@ def bytes_table(frame, max_packet: int) -> dict:
     return out
 
 
+def check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values that would silently drop rows or images (one argparse error line, exit 2)."""
+    from edgeae.inpaint import METHODS
+
+    if args.seeds < 1:
+        ap.error(f"--seeds must be at least 1 (each lossy link runs that many seeds), got {args.seeds}")
+    if args.limit < 0:
+        ap.error(f"--limit must be 0 (every test image) or a positive count, got {args.limit}")
+    if not 0 < args.keep <= 1:
+        ap.error(f"--keep must be in (0, 1], got {args.keep}")
+    bad = [m for m in args.methods.split(",") if m and m not in METHODS]
+    if bad:
+        ap.error(
+            f"--methods: unknown classical fill {', '.join(map(repr, bad))}; expected some of {', '.join(METHODS)}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.link_comparison", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/link_comparison"))
     ap.add_argument("--keep", type=float, default=0.1)
     ap.add_argument("--crop", type=int, default=512)
     ap.add_argument("--max-packet", type=int, default=1024)
-    ap.add_argument("--seeds", type=int, default=2, help="link seeds per condition")
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N test images")
+    ap.add_argument("--seeds", type=int, default=2, help="link seeds per lossy condition (at least 1)")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: every one)")
     ap.add_argument("--model", help="also rebuild with this CAE (zoo name or artifact)")
     ap.add_argument("--encoder", help="cae-encoder artifact: also send latent frames (with --decoder)")
     ap.add_argument("--decoder", help="cae-decoder artifact for the latent frames")
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-v1", action="store_true", help="also send layout 1 (bands of rows) with the CAE")
     ap.add_argument("--render", type=Path, help="only rewrite results.md from this results.json")
     args = ap.parse_args(argv)
+    check_args(ap, args)
     if args.render:
         d = json.loads(args.render.read_text())
         md = markdown(d["rows"], d["sizes"], d["meta"])

@@ -2,10 +2,13 @@
 
     python -m benchmarks.local_z_int8 --out benchmarks/results/local_z_int8 [--strip runs/frames/nac_52224x5064.tif]
 
-For each grey test frame (``orbital_gray`` test split) at strides 32 and 64, and optionally the NAC-size strip
-``python -m benchmarks --only nac`` writes (stride 64; adds ~3 min), the zoo VAE's shipped int8 artifact (LiteRT by
-default, ``--runtime onnx`` for the onnxruntime one: ``edgeae scan`` picks one by CPU) and its fp32 checkpoint (what
-``edgeae score`` and the evaluation use) score the same patches (64 px, every patch fully valid, the scan's tiler).
+For each grey test frame (``orbital_gray`` test split) at strides 32 and 64, and with ``--strip`` the NAC-size strip
+``runs/frames/nac_52224x5064.tif`` (stride 64; adds ~3 min; ``python -m benchmarks --only frame`` or ``--only nac
+--full`` writes it; a ``--strip`` that is missing is an error, exit 1, as in ``python -m benchmarks --only
+local_z_int8 --full``; without ``--strip`` results.md says the strip row was left out), the zoo VAE's shipped int8
+artifact (LiteRT by default, ``--runtime onnx`` for the onnxruntime one: ``edgeae scan`` picks one by CPU) and its
+fp32 checkpoint (what ``edgeae score`` and the evaluation use) score the same patches (64 px, every patch fully valid,
+the scan's tiler).
 :func:`edgeae.anomaly.context.local_novelty` of each, with the MAD floored at each latent dimension's resolution (the
 default since session 17) and without (the first version): top-k overlap of the int8 ranking with the fp32 one (k = 8,
 16, 64, capped at an eighth of the frame's patches) and Spearman over all patches.
@@ -55,6 +58,12 @@ def agreement(i8: np.ndarray, f32: np.ndarray, xy: np.ndarray) -> dict[str, Any]
     return row
 
 
+STRIP_HINT = (
+    "`python -m benchmarks --only frame` (or `--only nac --full`) writes runs/frames/nac_52224x5064.tif; then "
+    "`python -m benchmarks --only local_z_int8 --full`"
+)
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"int8 `{meta['int8']}` vs fp32 `{meta['fp32']}` under local z (mu, rec); {meta['seconds']:.0f} s.",
@@ -75,6 +84,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {r['frame']} | {r['stride']} | {r['patches']} | {cell(a, 8)} | {cell(a, 16)} | {cell(a, 64)} | "
             f"{a['spearman']} | {old} |"
         )
+    if meta.get("strip") is None and "strip" in meta:
+        lines += ["", f"The NAC-size strip row is left out: this run had no `--strip` ({STRIP_HINT})."]
     return "\n".join(lines) + "\n"
 
 
@@ -92,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         "picks on this CPU)",
     )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.strip is not None and not args.strip.is_file():
+        raise SystemExit(f"--strip {args.strip} is missing: {STRIP_HINT} (or leave out --strip)")
     t0 = time.time()
     s8, s32 = resolve_model(args.model, runtime=args.runtime), resolve_model(args.model, precision="fp32")
     if Path(s8.path).suffix == ".pt":
         raise SystemExit(f"{args.model}: no shipped int8 artifact with passed parity to compare")
     cases = [(f, st) for f in split_files("orbital_gray", "test") for st in (32, 64)]
-    if args.strip is not None and not args.strip.is_file():
-        print(f"{args.strip} is missing (python -m benchmarks --only nac writes it): the strip is left out")
-    elif args.strip is not None:
+    if args.strip is not None:
         cases.append((args.strip, 64))
     rows = []
     for path, stride in cases:
@@ -109,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{path}: int8 and fp32 scored different patches")
         rows.append({"frame": path.name, "stride": stride, **agreement(i8, f32, xy)})
         print(json.dumps(rows[-1]), flush=True)
-    meta = {"int8": Path(s8.path).name, "fp32": Path(s32.path).name, "seconds": time.time() - t0}
+    strip = None if args.strip is None else str(args.strip)
+    meta = {"int8": Path(s8.path).name, "fp32": Path(s32.path).name, "seconds": time.time() - t0, "strip": strip}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (args.out / "results.md").write_text(markdown(rows, meta))

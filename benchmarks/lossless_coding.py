@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "lossless_coding",
-        "command": " ".join(["lossless_coding.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python benchmarks/lossless_coding.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "images": images,
         "keeps": keeps,
@@ -207,4 +207,9 @@ def markdown(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edgeae.data import DataNotFoundError
+
+    try:
+        raise SystemExit(main())
+    except DataNotFoundError as e:  # one line, not a traceback: the data folder is a setting, not a bug
+        raise SystemExit(f"lossless_coding: {e}") from None

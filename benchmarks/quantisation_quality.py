@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "quantisation_quality",
-        "command": " ".join(["quantisation_quality.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python benchmarks/quantisation_quality.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "cae": args.cae,
         "vae": args.vae,

@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "rate_distortion",
-        "command": " ".join(["rate_distortion.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python benchmarks/rate_distortion.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "dataset": args.dataset,
         "model": model,

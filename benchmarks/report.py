@@ -1,4 +1,11 @@
-"""Generate benchmarks/RESULTS.md from the JSON and markdown the stages wrote (never typed by hand)."""
+"""Generate benchmarks/RESULTS.md from the JSON and markdown the stages wrote (never typed by hand).
+
+What a section shows: each stage record in ``stages.json`` (written by ``python -m benchmarks``) names the files its
+run wrote (``files``, paths relative to the stage folder). A section shows those tables and plots only; tables left
+in the folder by an earlier run are not shown as this run's: the section names them and the run they came from
+(``earlier``). A record without ``files`` (stages recorded before session 31) shows every table in its folder, as
+before. A stage that exited non-zero is marked FAILED at the top of its section.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,68 @@ import os
 from pathlib import Path
 from typing import Any
 
-STAGE_TABLES = ("results.md", "scan_throughput.md", "table.md", "summary.md", "report.md")
+STAGE_TABLES = ("results.md", "scan_throughput.md", "table.md", "summary.md", "report.md", "parity.md")
+MAX_PLOTS = 12
+"""Plots linked per section; the rest are counted with the folders that hold them."""
+
+FLOAT_NOTE = (
+    "fp32 results compared with PyTorch (PSNR above ~140 dB, max abs ~1e-7) are float rounding: they are exact on "
+    "a rerun on the same CPU but move by a few dB on a CPU with another SIMD level (AVX2 / AVX-512 / VNNI / AMX: "
+    "each section names the level its run recorded, where it did); int8 and quality figures do not move with it."
+)
+
+
+def simd_level(flags: list[str] | tuple[str, ...]) -> str:
+    """The instruction-set level that changes float results: AVX-512 / AVX2 / AVX / SSE, + VNNI, + AMX."""
+    fl = set(flags)
+    top = "AVX-512" if "avx512f" in fl else "AVX2" if "avx2" in fl else "AVX" if "avx" in fl else "SSE"
+    if "avx512_vnni" in fl or "avx_vnni" in fl:
+        top += " + VNNI"
+    if "amx_tile" in fl:
+        top += " + AMX"
+    return top
+
+
+def _json_machine(path: Path) -> tuple[list[str], str | None] | None:
+    """The CPU flags a stage's JSON recorded (``machine.cpu_flags``; pytest-benchmark's ``machine_info.cpu``) and
+    the commit it recorded, or None."""
+    if path.stat().st_size > 5_000_000:
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(d, dict):
+        return None
+    m = d.get("machine")
+    if isinstance(m, dict) and isinstance(m.get("cpu_flags"), list):
+        return [str(f) for f in m["cpu_flags"]], m.get("commit")
+    info = d.get("machine_info")
+    cpu = info.get("cpu") if isinstance(info, dict) else None
+    if isinstance(cpu, dict) and isinstance(cpu.get("flags"), list):
+        return [str(f) for f in cpu["flags"]], (d.get("commit_info") or {}).get("id", "")[:7] or None
+    return None
+
+
+def simd_note(where: dict[str, Any] | None, folder: Path, jsons: list[Path]) -> str:
+    """' SIMD: ...' from the stage record's cpu flags, else from those its JSON files recorded (with the JSON's
+    commit where it is not the record's); ' SIMD level not recorded.' if none did."""
+    if where and isinstance(where.get("cpu_flags"), list):
+        return f" SIMD: {simd_level(where['cpu_flags'])}."
+    base = str((where or {}).get("commit") or "").split("+")[0]
+    levels: dict[str, list[str]] = {}
+    for j in jsons:
+        got = _json_machine(j)
+        if got is not None:
+            flags, commit = got
+            other = commit and base and str(commit).split("+")[0] != base
+            levels.setdefault(simd_level(flags), []).append(
+                j.relative_to(folder).as_posix() + (f" at commit {commit}" if other else "")
+            )
+    if not levels:
+        return " SIMD level not recorded."
+    per = "; ".join(f"{lvl} ({', '.join(files)})" for lvl, files in sorted(levels.items()))
+    return f" SIMD, from the CPU flags its JSON recorded: {per}."
 
 
 def speed_table(bench_json: Path) -> str:
@@ -59,54 +127,132 @@ def _machine_md(m: dict[str, Any]) -> str:
     )
 
 
+def _where_note(where: dict[str, Any] | None) -> str:
+    if not where:
+        return " Run before stages recorded their machine: see this section's own text and the git history."
+    return (
+        f" Run {where.get('date')} at commit `{where.get('commit')}` on {where.get('cpu')} "
+        f"({where.get('logical_cores')} logical cores, AMX {'yes' if where.get('amx') else 'no'}, "
+        + (f"VNNI {'yes' if where['vnni'] else 'no'}, " if "vnni" in where else "")
+        + f"GPU {where.get('gpu') or 'none'})."
+        + (
+            " Versions: " + ", ".join(f"{k} {v}" for k, v in where["versions"].items() if v) + "."
+            if where.get("versions")
+            else ""
+        )
+    )
+
+
+def _run_label(origin: dict[str, Any] | None) -> str:
+    if not origin:
+        return "a run that recorded no files"
+    return f"the {origin.get('size')} run of {origin.get('date')} at commit `{origin.get('commit')}`"
+
+
+def _earlier_note(rel_folder: str, kept: list[str], earlier: dict[str, Any]) -> list[str]:
+    """Lines naming the tables and plots in the folder that the recorded run did not write, by the run they are from."""
+    by_run: dict[str, list[str]] = {}
+    for rel in kept:
+        by_run.setdefault(_run_label(earlier.get(rel)), []).append(rel)
+    lines = []
+    for label, rels in by_run.items():
+        lines.append(
+            f"Not shown: {len(rels)} file(s) in `{rel_folder}/` that this run did not write, from {label} "
+            f"(not this section's run): " + ", ".join(f"`{r}`" for r in rels) + "."
+        )
+    return lines
+
+
+def _parity_note(text: str) -> str:
+    if "| budget |" in text:
+        return ""
+    return (
+        "_This table was written by an earlier `edgeae export` than the current one: it predates the budget and "
+        "passed columns of the parity table (its tail table's last column, `passed`, is the tail budget alone). "
+        "The Reproduce commands write the current layout._"
+    )
+
+
+def _plots_md(folder: Path, plots: list[Path], results_md: Path) -> list[str]:
+    lines = []
+    for png in plots[:MAX_PLOTS]:
+        link = Path(os.path.relpath(png.resolve(), results_md.resolve().parent)).as_posix()
+        lines.append(f"![{png.stem}]({link})")
+    rest = plots[MAX_PLOTS:]
+    if rest:
+        per: dict[str, int] = {}
+        for png in rest:
+            rel = Path(os.path.relpath(png.parent.resolve(), results_md.resolve().parent)).as_posix()
+            per[rel] = per.get(rel, 0) + 1
+        where = ", ".join(f"{n} in `{rel}/`" for rel, n in per.items())
+        lines += ["", f"{len(rest)} more plot(s) not linked here (the first {MAX_PLOTS} are): {where}."]
+    return lines
+
+
+def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path) -> list[str]:
+    """The markdown lines of one stage's section (see the module docstring for what it shows)."""
+    parts = [f"## {st.get('title', name)}", ""]
+    rc = st.get("returncode")
+    if rc:
+        parts += [
+            f"**FAILED: the last run of this stage exited with status {rc}** (its output is in that run's log). "
+            "Only what that run wrote before it stopped is shown below.",
+            "",
+        ]
+    cmds = st.get("commands") or []
+    parts += ["Reproduce:", "", "```", *cmds, "```", ""]
+    load = st.get("load_average_before_after")
+    load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
+    where = st.get("machine")
+    written = st.get("files")
+    every = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    mine = every if written is None else [p for p in every if p.relative_to(folder).as_posix() in set(written)]
+    jsons = [p for p in mine if p.suffix == ".json"]
+    parts.append(
+        f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {rc}{load_note}."
+        + _where_note(where)
+        + simd_note(where, folder, jsons)
+    )
+    parts.append("")
+    bench = folder / "benchmark.json"
+    if bench in mine:
+        parts += [speed_table(bench), ""]
+    for md in (p for p in mine if p.suffix == ".md" and p.name in STAGE_TABLES):
+        rel = md.relative_to(folder)
+        if len(rel.parts) > 1:
+            parts += [f"### {rel.parent}", ""]
+        text = md.read_text().strip()
+        if md.name == "parity.md" and text.startswith("# "):  # its title: the ### heading above names the model
+            text = text.split("\n", 1)[-1].strip()
+        if md.name == "parity.md" and _parity_note(text):
+            parts += [_parity_note(text), ""]
+        parts += [text, ""]
+    if written is not None:
+        kept = [
+            p.relative_to(folder).as_posix()
+            for p in every
+            if p not in mine and (p.suffix == ".png" or (p.suffix == ".md" and p.name in STAGE_TABLES))
+        ]
+        if kept:
+            rel_folder = Path(os.path.relpath(folder.resolve(), results_md.resolve().parent)).as_posix()
+            parts += [*_earlier_note(rel_folder, kept, st.get("earlier") or {}), ""]
+    parts += _plots_md(folder, [p for p in mine if p.suffix == ".png"], results_md)
+    parts.append("")
+    return parts
+
+
 def write_results(out: Path, results_md: Path) -> Path:
     """Compose RESULTS.md from ``out/machine.json``, ``out/stages.json`` and each stage's outputs."""
     parts = ["# edgeae benchmark results", "",
              "Generated by `python -m benchmarks` (benchmarks/report.py) from the JSON under "
-             f"`{out}/`. Do not edit by hand: rerun the command of a section to reproduce it.", ""]  # fmt: skip
+             f"`{out}/`. Do not edit by hand: rerun the command of a section to reproduce it.", "",
+             FLOAT_NOTE, ""]  # fmt: skip
     machine = out / "machine.json"
     if machine.is_file():
         note = "The machine of the most recent `python -m benchmarks` run; each section says where it ran."
         parts += ["## Machine", "", note, "", _machine_md(json.loads(machine.read_text()))]
     stages = json.loads((out / "stages.json").read_text()) if (out / "stages.json").is_file() else {}
     for name, st in stages.items():
-        folder = out / name
-        parts += [f"## {st.get('title', name)}", ""]
-        cmds = st.get("commands") or []
-        parts += ["Reproduce:", "", "```", *cmds, "```", ""]
-        load = st.get("load_average_before_after")
-        load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
-        where = st.get("machine")
-        where_note = (
-            f" Run {where.get('date')} at commit `{where.get('commit')}` on {where.get('cpu')} "
-            f"({where.get('logical_cores')} logical cores, AMX {'yes' if where.get('amx') else 'no'}, "
-            + (f"VNNI {'yes' if where['vnni'] else 'no'}, " if "vnni" in where else "")
-            + f"GPU {where.get('gpu') or 'none'})."
-            + (
-                " Versions: " + ", ".join(f"{k} {v}" for k, v in where["versions"].items() if v) + "."
-                if where.get("versions")
-                else ""
-            )
-            if where
-            else " Run before stages recorded their machine: see this section's own text and the git history."
-        )
-        parts.append(
-            f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {st.get('returncode')}{load_note}."
-            + where_note
-        )
-        parts.append("")
-        bench = folder / "benchmark.json"
-        if bench.is_file():
-            parts += [speed_table(bench), ""]
-        for md in sorted(folder.rglob("*.md")):
-            if md.name in STAGE_TABLES:
-                rel = md.relative_to(folder)
-                if len(rel.parts) > 1:
-                    parts += [f"### {rel.parent}", ""]
-                parts += [md.read_text().strip(), ""]
-        for png in sorted(folder.rglob("*.png"))[:12]:
-            link = Path(os.path.relpath(png.resolve(), results_md.resolve().parent)).as_posix()
-            parts.append(f"![{png.stem}]({link})")
-        parts.append("")
+        parts += stage_section(name, st, out / name, results_md)
     results_md.write_text("\n".join(parts).rstrip() + "\n")
     return results_md

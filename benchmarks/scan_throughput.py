@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {name} | {e['done']} | {e['failed']} | {e['patches']} | {e['seconds']} | "
                     f"{e['startup_seconds']} | {e['patches_per_s_scoring']} | {e['patches_per_s']} | "
                     f"{ex.get('days')} ({ex.get('rate_basis') or 'wall time'}) | {e['load_1min_after']} |")  # fmt: skip
-    md = "\n".join(rows) + f"\n\nidentical results: {result.get('identical')}; kill test: {result.get('kill_test')}\n"
+    kill = "not run (--kill-test runs it)" if result.get("kill_test") is None else result["kill_test"]
+    md = "\n".join(rows) + f"\n\nidentical results: {result.get('identical')}; kill test: {kill}\n"
     (out / "scan_throughput.md").write_text(md)
     print(md)
     return 0

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,19 @@ class ExportConfig:
             raise ValueError("use at least 8 calibration and 8 test patches")
         if self.vae_form not in ("subpixel", "reference"):
             raise ValueError(f"vae_form must be 'subpixel' or 'reference', got {self.vae_form!r}")
+
+
+def progress_bar(jobs: list[Any], name: str) -> Iterable[Any]:
+    """The export's jobs behind a tqdm bar when stderr is a terminal (a redirected log gets none), else as they are."""
+    try:
+        tty = sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        tty = False
+    if not tty:
+        return jobs
+    from tqdm import tqdm
+
+    return tqdm(jobs, desc=f"export {name}", unit="artifact")
 
 
 def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> bool:
@@ -233,8 +248,6 @@ def export_checkpoint(
     import datetime
     import tempfile
 
-    from tqdm import tqdm
-
     from . import outdir
 
     out = outdir.ensure_writable(out_dir)
@@ -282,7 +295,7 @@ def export_checkpoint(
             work, name, config, {**facts, "tail": config.calib_tail}, encoder, calib_patches, test_patches,
             gate, {g.kind: {} for g in graphs},
         )  # fmt: skip
-        for graph, fmt, precision in tqdm(jobs, desc=f"export {name}", unit="artifact"):
+        for graph, fmt, precision in progress_bar(jobs, name):
             if config.latency and graph.kind not in report.torch_latency:
                 test = _inputs_for(graph, encoder, test_patches)
                 report.torch_latency[graph.kind] = _torch_latency(graph, test, config)

@@ -45,6 +45,7 @@ names are importable from here.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,24 @@ def _earlier_outputs(results: Path) -> set[str]:
     }  # fmt: skip
 
 
+def progress_bar(dataset: str, progress: bool = True) -> Callable[[Any], Any]:
+    """What wraps the dataset's files: a tqdm bar when ``progress`` and stderr is a terminal (a redirected log gets
+    no bars, as in ``edgeae reconstruct``), else plain iteration."""
+    try:
+        tty = sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        tty = False
+    if not (progress and tty):
+        return iter
+    tqdm = require("tqdm").tqdm
+    unit = {"lroc_nac_craters": "image", "hirise_landmarks": "crop", "msl_surface": "image"}[dataset]
+
+    def bar(it: Any) -> Any:
+        return tqdm(it, desc=dataset, unit=unit)
+
+    return bar
+
+
 def evaluate(
     dataset: str,
     scorer: PatchScorer,
@@ -294,7 +313,8 @@ def evaluate(
     fill: bool = False,
 ) -> dict[str, Any]:
     """Score, label, rank and (optionally) plot one dataset; write ``table.md`` and ``results.json`` (with the run
-    settings, :func:`run_settings`; ``model``: the model's name as given) to ``out``, replacing the outputs of an
+    settings, :func:`run_settings`; ``model``: the model's name as given) to ``out``; ``progress``: a bar per dataset
+    when stderr is a terminal (:func:`progress_bar`), replacing the outputs of an
     earlier run there (:func:`clear_outputs`). ``fill``: partial patches' no-data filled with their valid mean
     first, as ``edgeae score`` does (:func:`score_frame`)."""
     if dataset not in DATASETS:
@@ -304,14 +324,7 @@ def evaluate(
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1 (or None for every file), got {limit}")
     ms = ms or default_scorer(dataset)
-    bar: Callable[[Any], Any] = iter
-    if progress:
-        tqdm = require("tqdm").tqdm
-
-        def bar(it: Any) -> Any:
-            unit = {"lroc_nac_craters": "image", "hirise_landmarks": "crop", "msl_surface": "image"}[dataset]
-            return tqdm(it, desc=dataset, unit=unit)
-
+    bar = progress_bar(dataset, progress)
     fn = {"lroc_nac_craters": score_lroc, "hirise_landmarks": score_hirise, "msl_surface": score_msl}[dataset]
     scored = fn(root, scorer, batch=batch, limit=limit, seed=seed, progress=bar, ms=ms, fill=fill)
     scored.info["settings"] = run_settings(scorer, ms, model, limit, seed, fill)
