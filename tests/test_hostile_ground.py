@@ -255,12 +255,26 @@ def test_crafted_stream_peak_rss_under_1gb(tmp_path: Path) -> None:
     assert "error" not in rep["products"]["frame_5"]
 
 
-def _serve(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int, Path]:
+SLOW_PARSE = """
+import sys, time
+from edgeae.ground.reassembly import Receiver
+real = Receiver.receive
+def slow(self, *a, **k):  # a busy host: the signal lands while the parser is still on its first batch
+    time.sleep(0.05)
+    return real(self, *a, **k)
+Receiver.receive = slow
+from edgeae.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _serve(tmp_path: Path, *extra: str, slow_parse: bool = False) -> tuple[subprocess.Popen, int, Path]:
     out = tmp_path / "live"
     ready = tmp_path / "port"
+    launcher = ("-c", SLOW_PARSE) if slow_parse else ("-m", "edgeae")
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "edgeae", "ground", "serve", "--port", "0", "--ready-file", str(ready)),
+            *(sys.executable, *launcher, "ground", "serve", "--port", "0", "--ready-file", str(ready)),
             *("--out", str(out), "--idle-timeout", "30", "--max-time", "60", *extra),
         ],
         stdout=subprocess.PIPE,
@@ -295,13 +309,17 @@ def _wait_for_size(path: Path, size: int, proc: subprocess.Popen, timeout: float
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_serve_writes_everything_received(tmp_path: Path, sig: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "slow_parse"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)]
+)
+def test_signal_to_serve_writes_everything_received(tmp_path: Path, sig: int, slow_parse: bool) -> None:
+    """Every datagram the receiver recorded is in stream.json, also when the signal lands mid-parse (slow_parse:
+    the records of a batch read from the file but not yet parsed were lost with the interrupt)."""
     import socket
 
     from edgeae.wire.stream import MAGIC, RECORD
 
-    proc, port, out = _serve(tmp_path)
+    proc, port, out = _serve(tmp_path, slow_parse=slow_parse)
     good = good_frame()
     try:
         sent = [*good[:-1], sparse_bomb(2, 16384, 16384, 255, bits=16, seq=9000)]

@@ -7,6 +7,7 @@ server stops on it, after ``idle_timeout`` seconds without packets, or after ``m
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -142,12 +143,19 @@ def serve_udp(
     reason = ""
     child_done = False
 
+    backlog: collections.deque[bytes] = collections.deque()  # records read from the file, not yet parsed
+
     def take(records: list[bytes]) -> None:
+        """Parse ``records`` after any left by an interrupted call: Ctrl-C/SIGTERM raise in here, and a record
+        read from the file but not yet parsed stays in the backlog for the final drain (none is lost)."""
         nonlocal datagrams, deferred
-        for data in records:
-            datagrams += 1
+        backlog.extend(records)
+        while backlog:
+            data = backlog[0]
             with station.lock:
                 pkt = station.receiver.receive(data)
+                backlog.popleft()
+                datagrams += 1
                 if pkt is None:
                     continue
                 key = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
