@@ -34,6 +34,15 @@ _BASE = frozenset({"numpy", "spacepackets"})
 """Dependencies of every install (pyproject ``dependencies``): missing, the install itself is broken."""
 
 
+def base_missing(exc: BaseException) -> str | None:
+    """The message for an import of a base dependency that failed because it is not installed (a broken install:
+    reinstall, no extra helps), or None for any other error."""
+    name = getattr(exc, "name", None)
+    if isinstance(exc, ModuleNotFoundError) and name and name.split(".")[0] in _BASE:
+        return f"{name!r} is missing, though every edgeae install has it: reinstall edgeae (pip install edgeae)"
+    return None
+
+
 class MissingDependencyError(ImportError):
     """An optional dependency is not installed, or is installed but fails to import; the message says which
     extra provides it, or why the import failed."""
@@ -57,9 +66,7 @@ def require(module: str) -> ModuleType:
         top = module.split(".")[0]
         extra = _EXTRA_FOR.get(top, "dev")
         if _not_installed(exc, module) and top in _BASE:
-            raise MissingDependencyError(
-                f"{module!r} is missing, though every edgeae install has it: reinstall edgeae (pip install edgeae)"
-            ) from exc
+            raise MissingDependencyError(base_missing(exc) or f"{module!r} is missing: reinstall edgeae") from exc
         if not _not_installed(exc, module):
             cause = " ".join(str(exc).split()) or type(exc).__name__
             raise MissingDependencyError(f"{module!r} is installed but failed to import: {cause}") from exc

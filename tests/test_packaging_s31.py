@@ -89,3 +89,26 @@ def test_a_missing_base_dependency_says_reinstall_not_an_extra(monkeypatch: pyte
     with pytest.raises(MissingDependencyError, match="reinstall edgeae") as e:
         require("spacepackets")
     assert "[" not in str(e.value)  # no extra named
+
+
+def test_the_cli_says_reinstall_when_a_base_dependency_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    """edgeae.wire imports spacepackets at top level: a command that reaches it names the broken install, not a
+    bare "No module named" (review, session 31)."""
+    import sys
+
+    from edgeae.cli import main
+
+    for name in [m for m in sys.modules if m == "spacepackets" or m.startswith(("spacepackets.", "edgeae.wire"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "spacepackets", None)
+    img = tmp_path / "a.png"
+    import numpy as np
+
+    from edgeae.imageio import write_image
+
+    write_image(img, np.zeros((32, 32), np.uint8))
+    rc = main(["downlink", "simulate", "--image", str(img), "--codec", "none", "--out", str(tmp_path / "p.bin")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "reinstall edgeae" in err, err

@@ -62,3 +62,16 @@ def test_macs_per_pixel_leaves_the_global_rng_alone() -> None:
     before = torch.get_rng_state()
     assert macs_per_pixel(model, 3, tile=16) == 3 * 9 * 4 + 4 * 2
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_training_losses_keep_a_float64_model_in_float64() -> None:
+    """The float32 upcast is for bf16/half under autocast: a float64 model trains in float64 (it failed with a
+    dtype mismatch after the losses were merged; review, session 31)."""
+    import torch
+
+    from edgeae.models.vae import VAE, VAEConfig
+
+    model = VAE(VAEConfig(channels=1, widths=(4, 4, 4, 4), latent=8, patch=32)).double()
+    x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
+    out = model.training_losses(x, generator=torch.Generator().manual_seed(0))
+    assert out["loss"].dtype == torch.float64 and torch.isfinite(out["loss"])

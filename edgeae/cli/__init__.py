@@ -219,7 +219,9 @@ def _run_guarded(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 1
     except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
-        print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)
+        from edgeae._optional import base_missing
+
+        print(f"edgeae {args.command}: error: {base_missing(exc) or exc}", file=sys.stderr)
         return 2
 
 

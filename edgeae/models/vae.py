@@ -219,18 +219,20 @@ class VAE(nn.Module):
         the trainer (:mod:`edgeae.train.vae`) backpropagates.
 
         ε of z = μ + σ·ε is drawn from ``generator`` (on its device, then moved to μ's), never the global RNG.
-        The network runs under ``autocast`` (e.g. bfloat16; none by default), the loss in float32. Returns
+        The network runs under ``autocast`` (e.g. bfloat16; none by default), the loss in float32 (float64 for a
+        float64 model). Returns
         ``{"loss", "l1", "kl"}``; ``loss`` is what to backpropagate.
         """
         ctx = contextlib.nullcontext() if autocast is None else autocast
         with ctx:
             mu, logvar = self.encode(x)
-        mu, logvar = mu.float(), logvar.float().clamp(-10.0, 10.0)
+        dt = torch.promote_types(mu.dtype, torch.float32)  # bf16/half under autocast up to float32; float64 kept
+        mu, logvar = mu.to(dt), logvar.to(dt).clamp(-10.0, 10.0)
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=generator.device).to(mu.device)
         z = mu + torch.exp(0.5 * logvar) * eps
         with ctx:
             x_hat = self.decode(z)
-        l1 = (x.float() - x_hat.float()).abs().flatten(1).sum(dim=1).mean()
+        l1 = (x.to(dt) - x_hat.to(dt)).abs().flatten(1).sum(dim=1).mean()
         kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
         return {"loss": l1 + beta * kl, "l1": l1, "kl": kl}
 
