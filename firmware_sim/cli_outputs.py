@@ -28,17 +28,30 @@ def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()
     if report is not None:
         print(f"  report: {report}")
     for path, error in not_written.items():
-        again = (
-            f"firmware-sim report {out} writes it again"
-            if Path(path).name == "report.html"
-            else "the same command run again writes it (no frame is taken twice)"
-        )
-        print(
-            f"WARNING: {path} was not written: {error}; the run's frames, events and passes are in "
-            f"{Path(out) / 'telemetry.jsonl'} and {Path(out) / 'queue'} (once there is room, {again})",
-            file=sys.stderr,
-        )
+        print(f"WARNING: {path} was not written: {error}; {_not_written_means(Path(path), Path(out))}", file=sys.stderr)
     return not_written
+
+
+def _not_written_means(path: Path, out: Path) -> str:
+    """What a file the run could not write means for the user, and what writes it again."""
+    telemetry, index = out / "telemetry.jsonl", out / "queue" / "index.json"
+    if path == telemetry:
+        return (
+            "lines of this run (frame records, events) are missing from it; the summary above is from memory and "
+            f"the frames' outcomes are in {index}"
+        )
+    if path == index:
+        return (
+            "the queue and frame ledger on disk are those of its last save; once there is room, the same command "
+            f"goes on from there (the frame in progress is taken again when {telemetry} recorded it interrupted, "
+            "else it is dropped as reboot_during_processing)"
+        )
+    again = (
+        f"firmware-sim report {out} writes it again"
+        if path.name == "report.html"
+        else "the same command run again writes it (no frame is taken twice)"
+    )
+    return f"the run's frames, events and passes are in {telemetry} and {out / 'queue'} (once there is room, {again})"
 
 
 def _reasons(f: dict[str, Any]) -> str:

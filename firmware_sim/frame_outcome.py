@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from edgeae.wire.packets import packetise
 from edgeae.wire.products import AnomalyPatch, TelemetryRecord
 
-from .queue import PENDING
+from .queue import PENDING, Item
 from .sparse_stream import sparse_packets
 
 if TYPE_CHECKING:
@@ -72,16 +72,27 @@ def withdraw(rt: FlightRuntime, fid: int, rec: dict[str, Any], reason: str = "fr
     """A frame that fails after some of its products were queued is dropped whole: those products are
     withdrawn (evicted, reason ``frame_dropped``, each an ``evicted`` event), so the ledger, the queue and
     the downlink agree."""
-    withdrawn = []
-    for it in rt.queue.frame_items(fid):
-        if it.status == PENDING:
-            rt.queue.withdraw(it, reason)
-            rt.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=fid,
-                        bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
-            withdrawn.append(it.id)
+    withdrawn = take_back(rt, fid, reason)
     if withdrawn:
-        rec["evicted_items"] = withdrawn
+        rec["evicted_items"] = [it.id for it in withdrawn]
+        log_withdrawn(rt, withdrawn)
         rt.queue.save()
+
+
+def take_back(rt: FlightRuntime, fid: int, reason: str) -> list[Item]:
+    """The frame's pending products taken off the queue (their files removed, the index not saved), all of them
+    before any is logged (:func:`log_withdrawn`): on a full disk the room comes back before telemetry is tried."""
+    withdrawn = [it for it in rt.queue.frame_items(fid) if it.status == PENDING]
+    for it in withdrawn:
+        rt.queue.withdraw(it, reason)
+    return withdrawn
+
+
+def log_withdrawn(rt: FlightRuntime, items: list[Item]) -> None:
+    """An ``evicted`` event for each product :func:`take_back` withdrew."""
+    for it in items:
+        rt.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=it.frame_id,
+                    bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
 
 
 def complete_record(rt: FlightRuntime, rec: dict[str, Any], t0: float) -> None:

@@ -51,7 +51,7 @@ from .heap import apply_heap_policy
 from .memory_meter import MemoryMeter, rss_bytes
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
-from .queue import DownlinkQueue
+from .queue import DownlinkQueue, IndexNotSaved
 from .run_summary import NO_ANOMALY_MODEL, summary_sections
 from .score import PatchScorer, ScoreEngine
 from .state import (
@@ -64,7 +64,7 @@ from .state import (
 )
 from .stops import RunInterrupted as RunInterrupted
 from .stops import StorageFailed as StorageFailed
-from .stops import downlink_pass, interrupted
+from .stops import downlink_pass, interrupted, quietly, retake_unsaved
 from .telemetry import TelemetryWriter, read_history, summarise, write_summary
 
 
@@ -137,6 +137,8 @@ class FlightRuntime:
         self.skipped_already_acquired = 0
         self.inputs: dict[str, list[str]] = {}  # notes on the frame arguments (FrameList.notes), for the summary
         self._current: int | None = None  # the frame id being processed
+        self.not_written: dict[str, str] = {}  # files a stop could not write ({path: error}), for the summary
+        retaken = retake_unsaved(self)  # frames the last boot stopped in and could not mark interrupted in the index
         # frames a reboot stopped in an earlier boot (reboot_during_processing): never this boot's frame in progress
         self._stale = {k for k, e in self.queue.state["frames"].items() if e["status"] == "in_progress"}
         self._unwritten: tuple[dict[str, Any], float] | None = None  # its record and start, until written
@@ -157,6 +159,7 @@ class FlightRuntime:
                 pending=len(self.queue.pending()),
                 lost=self.queue.lost_on_recovery,
                 next_frame_id=self.queue.state["next_frame_id"],
+                **({"interrupted_unsaved": retaken} if retaken and self.queue.unsaved else {}),  # for the next boot
             )
         if not mission.anomaly.model:
             self.tm.write("event", kind="no_anomaly_model", detail=NO_ANOMALY_MODEL)
@@ -214,6 +217,8 @@ class FlightRuntime:
         rec["acquire_ms"] = _ms(t0)
         try:
             rec = self._run_frame(reader, rec, fid, fno, lateness, t0, floor)
+        except IndexNotSaved:  # not the frame's failure: the loop stops and the frame is retried (run, stops.py)
+            raise
         except FrameError as exc:  # the pixels could not be decoded (damaged file, decoder error)
             release_traceback(exc)
             self.tm.write("event", kind="frame_error", frame_id=fid, error=str(exc))
@@ -303,11 +308,10 @@ class FlightRuntime:
         except SimulatedReboot:
             raise  # the state on disk is what a reboot leaves; the next boot writes the summary
         except KeyboardInterrupt:
-            self._interrupted()
+            self.not_written.update(self._interrupted())
             raise RunInterrupted(self.finish(), len(self.records)) from None
         except OSError as exc:  # a frame's own errors drop that frame; this one stops the loop (state unsaved)
-            with contextlib.suppress(OSError):  # the frame in progress as after Ctrl-C, if the disk lets us save
-                self._interrupted(error=str(exc))
+            self.not_written.update(self._interrupted(error=str(exc)))  # the frame in progress as after Ctrl-C
             raise StorageFailed(exc, self.finish(), len(self.records)) from exc
         except BaseException:  # an unexpected error: the frames so far still get their summary
             self.finish()
@@ -318,8 +322,8 @@ class FlightRuntime:
         self.skipped_already_acquired += 1
         self.tm.write("event", kind="skip_already_acquired", source=source)
 
-    def _interrupted(self, error: str | None = None) -> None:
-        interrupted(self, error)  # a method: tests stop a run here
+    def _interrupted(self, error: str | None = None) -> dict[str, str]:
+        return interrupted(self, error)  # a method: tests stop a run here
 
     def close(self) -> None:
         """Stop telemetry, models and memory tracing without a summary (a refused boot)."""
@@ -330,24 +334,33 @@ class FlightRuntime:
 
     def finish(self) -> dict[str, Any]:
         """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close; return the
-        summary. A ``summary.json`` that cannot be written is an ``output_not_written`` event and the returned
-        summary's ``not_written`` (``{path: error}``), not an error: the frames are in ``telemetry.jsonl``."""
-        write_unwritten(self)  # a frame the ledger holds as done whose line an error stopped (run's except)
-        history = read_history(self.out / "telemetry.jsonl")  # flushed per line: this boot's lines are there
-        ledger = self.queue.state["frames"]
-        records = [history.frames[k] for k in sorted(history.frames) if str(k) in ledger]
-        if not records and self.records:  # telemetry lost: this boot's records are all there is
-            records = self.records
-        summary = summarise(self.queue, records, summary_sections(self, history, records))
-        path = self.out / "summary.json"
+        summary. A file that cannot be written (``summary.json``, a telemetry line, the queue index at a stop) is in
+        the returned summary's ``not_written`` (``{path: error}``), not an error (``summary.json``'s also an
+        ``output_not_written`` event): the frames are in ``telemetry.jsonl`` and the queue index, or in memory."""
+        failed = self.not_written
         try:
-            write_summary(path, summary)
-        except OSError as exc:  # the run happened: its frames are in telemetry.jsonl and the queue index
-            summary["not_written"] = {str(path): str(exc)}  # the caller says so (firmware-sim run: a WARNING)
-            self.tm.write("event", kind="output_not_written", file=str(path), error=str(exc))
-        else:  # "end": this boot wrote its summary (without it a report is rebuilt from telemetry and the index)
-            self.tm.write("end", summary=summary["frames"])
-        self.close()
+            # a frame the ledger holds as done whose line an error stopped (run's except)
+            quietly(failed, lambda: write_unwritten(self), self.tm.path)
+            history = read_history(self.out / "telemetry.jsonl")  # written per line: this boot's lines are there
+            ledger = self.queue.state["frames"]
+            records = {k: r for k, r in history.frames.items() if str(k) in ledger}
+            for r in self.records:  # lines telemetry could not take: this boot's records from memory
+                records.setdefault(r["frame_id"], r)
+            frames = [records[k] for k in sorted(records)]
+            summary = summarise(self.queue, frames, summary_sections(self, history, frames))
+            path = self.out / "summary.json"
+            if failed:
+                summary["not_written"] = dict(failed)
+            if not quietly(failed, lambda: write_summary(path, summary), path):  # the caller says so (a WARNING)
+                error = failed[str(path)]
+                event = {"kind": "output_not_written", "file": str(path), "error": error}
+                quietly(failed, lambda: self.tm.write("event", **event), self.tm.path)
+            else:  # "end": this boot wrote its summary (without it a report is rebuilt from telemetry and the index)
+                quietly(failed, lambda: self.tm.write("end", summary=summary["frames"]), self.tm.path)
+            if failed:
+                summary["not_written"] = dict(failed)
+        finally:
+            self.close()
         return summary
 
 

@@ -29,6 +29,18 @@ PENDING, SENT, EVICTED = "pending", "sent", "evicted"
 INDEX_VERSION = 1
 
 
+class IndexNotSaved(OSError):
+    """The queue index could not be written (a full or read-only disk; the message names the file): memory is ahead
+    of the index on disk, which still holds what the last save wrote. The loop cannot go on without it (the frame
+    in progress is marked interrupted, :func:`.stops.interrupted`), unlike a product that cannot be stored."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        why = exc.strerror or str(exc)
+        msg = why if exc.filename is None and str(path) in why else f"cannot write {path}: {why}"
+        super().__init__(*((exc.errno, msg) if exc.errno is not None else (msg,)))
+        self.path = str(path)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix; on an error
     (a full or read-only disk) the temporary file is removed and the ``OSError`` names ``path``
@@ -107,6 +119,7 @@ class DownlinkQueue:
         self.state: dict[str, Any] = {"next_id": 0, "passes": 0, "seq": {}, "frames": {}, "next_frame_id": 0}
         self.recovered = False
         self.lost_on_recovery: list[int] = []
+        self.unsaved = ""  # the error of the last save when it failed: the index on disk is behind memory
         if (self.root / "index.json").is_file():
             self._load()
 
@@ -128,12 +141,20 @@ class DownlinkQueue:
         self.recovered = True
 
     def save(self) -> None:
+        """Write the index atomically; :class:`IndexNotSaved` (naming it) when it cannot be written."""
         doc = {
             "version": INDEX_VERSION,
             "state": self.state,
             "items": [asdict(i) for i in self.items.values()],
         }
-        atomic_write(self.root / "index.json", json.dumps(doc, separators=(",", ":")).encode())
+        index = self.root / "index.json"
+        try:
+            atomic_write(index, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError as exc:
+            err = IndexNotSaved(index, exc)
+            self.unsaved = str(err)
+            raise err from exc
+        self.unsaved = ""
 
     # --------------------------------------------------------------------------------------- queries
     @property

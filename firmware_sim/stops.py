@@ -8,13 +8,16 @@ Functions over the :class:`~.loop.FlightRuntime` (as :mod:`.frame_outcome` and :
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .frame_outcome import withdraw, write_unwritten
+from .frame_outcome import log_withdrawn, take_back, write_unwritten
 from .telemetry import INTERRUPTED
+from .telemetry import retake_unsaved as telemetry_retake_unsaved
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
+    from .queue import Item
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -29,31 +32,62 @@ class RunInterrupted(KeyboardInterrupt):
 class StorageFailed(OSError):
     """A write the loop cannot go on without failed (the queue index or telemetry on a full or read-only disk:
     the error names the file): :meth:`FlightRuntime.run` stopped after writing the summary of the frames so far
-    where it could (``summary``). The state on disk is what the last write left; a rerun goes on from it."""
+    where it could (``summary``; the files it could not write in its ``not_written``). The state on disk is what
+    the last write left; a rerun goes on from it."""
 
     def __init__(self, exc: OSError, summary: dict[str, Any], frames_done: int) -> None:
         super().__init__(exc.errno, exc.strerror or str(exc), exc.filename)
         self.summary, self.frames_done = summary, frames_done
 
 
-def interrupted(rt: FlightRuntime, error: str | None = None) -> None:
+def quietly(failed: dict[str, str], write: Callable[[], object], file: object = None) -> bool:
+    """Run ``write``; an ``OSError`` (a full or read-only disk) goes into ``failed`` as ``{file: error}`` (the
+    first per file; ``file``, else the one the error names) instead of stopping what is left. Whether it succeeded."""
+    try:
+        write()
+    except OSError as exc:
+        failed.setdefault(str(file or getattr(exc, "path", None) or exc.filename or "?"), str(exc))
+        return False
+    return True
+
+
+def interrupted(rt: FlightRuntime, error: str | None = None) -> dict[str, str]:
     """Ctrl-C (or ``error``, a storage failure that stops the loop): the frame in progress is marked
-    ``interrupted`` (a rerun retries it), what it had queued is withdrawn, and the state saved."""
+    ``interrupted`` (a rerun retries it), what it had queued is withdrawn, and the state saved. When the queue
+    index on disk is behind memory (its last save failed) it still holds the frame as taken in, so the frame is
+    interrupted whatever memory says it became (processed, dropped), and its ``interrupted`` event, written before
+    the save is tried again, is what tells a rerun to take it again (:func:`.telemetry.retake_unsaved`). Returns the
+    files that could not be written (``{file: error}``): every write is tried."""
     why = {"error": error} if error else {}
+    failed: dict[str, str] = {}
     fid, rt._current = rt._current, None
+    frames = rt.queue.state["frames"]
     if fid is None:  # stopped in acquire, between its ledger entry and its save
-        frames = rt.queue.state["frames"].items()
-        fid = next((int(k) for k, e in frames if e["status"] == "in_progress" and k not in rt._stale), None)
-    entry = rt.queue.state["frames"].get(str(fid)) if fid is not None else None
-    if fid is not None and entry is not None and entry["status"] == "in_progress":
+        fid = next((int(k) for k, e in frames.items() if e["status"] == "in_progress" and k not in rt._stale), None)
+    entry = frames.get(str(fid)) if fid is not None else None
+    if fid is not None and entry is not None and (entry["status"] == "in_progress" or rt.queue.unsaved):
         rt._unwritten = None  # no frame line: a rerun takes the frame again
-        entry.update(status="interrupted", reason=INTERRUPTED)
-        withdraw(rt, fid, {}, reason="frame_interrupted")
-        rt.tm.write("event", kind="interrupted", frame_id=fid, source=entry["source"], **why)
+        frames[str(fid)] = {"source": entry["source"], "status": "interrupted", "reason": INTERRUPTED}
+        withdrawn: list[Item] = []  # taken back first: on a full disk their files make room for what follows
+        quietly(failed, lambda: withdrawn.extend(take_back(rt, fid, "frame_interrupted")))
+        event = {"frame_id": fid, "source": entry["source"], **why}
+        quietly(failed, lambda: rt.tm.write("event", kind="interrupted", **event), rt.tm.path)
+        quietly(failed, lambda: log_withdrawn(rt, withdrawn), rt.tm.path)
     else:  # between frames, or after the ledger closed the frame: its record is written if it was not
-        write_unwritten(rt)
-        rt.tm.write("event", kind="interrupted", frame_id=None, **why)
-    rt.queue.save()
+        quietly(failed, lambda: write_unwritten(rt), rt.tm.path)
+        quietly(failed, lambda: rt.tm.write("event", kind="interrupted", frame_id=None, **why), rt.tm.path)
+    quietly(failed, rt.queue.save, rt.queue.root / "index.json")
+    return failed
+
+
+def retake_unsaved(rt: FlightRuntime) -> list[int]:
+    """At boot: the frames the last boot was stopped in while the queue index could not be saved are marked
+    interrupted (:func:`.telemetry.retake_unsaved`) and the index saved if it can be (else the ``recovery`` line
+    carries them to the next boot)."""
+    retaken = telemetry_retake_unsaved(rt.queue, rt.out / "telemetry.jsonl")
+    if retaken:
+        quietly({}, rt.queue.save)
+    return retaken
 
 
 def downlink_pass(rt: FlightRuntime) -> None:

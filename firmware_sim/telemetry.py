@@ -9,6 +9,8 @@ dropped.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
@@ -16,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -40,21 +42,43 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(_clean(record), separators=(",", ":"), sort_keys=False)
 
 
+class TelemetryNotWritten(OSError):
+    """A telemetry line could not be written (a full or read-only disk): the message names the file (``path``)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        super().__init__(*((exc.errno, msg) if exc.errno is not None else (msg,)))
+        self.path = str(path)
+
+
 class TelemetryWriter:
-    """Appends JSON lines to ``path`` (kept open; flushed and fsynced per line)."""
+    """Appends JSON lines to ``path`` (kept open, unbuffered; fsynced per line). A line a full disk cut short stays
+    one unreadable line (skipped by :func:`read_lines`): the next line starts on a line of its own."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
-        self._f: TextIO | None = self.path.open("a", encoding="utf-8")
+        self._f: io.FileIO | None = io.FileIO(self.path, "a+")
+        size = os.fstat(self._f.fileno()).st_size  # a line a crash or a full disk cut short before this boot
+        self._torn = size > 0 and os.pread(self._f.fileno(), 1, size - 1) != b"\n"
 
     def write(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Append one line; :class:`TelemetryNotWritten` (naming the file, the errno kept) when it cannot be."""
         rec = {"type": type_, "t": time.perf_counter() - self.t0, **fields}
         if self._f is not None:
-            self._f.write(dumps(rec) + "\n")
-            self._f.flush()
-            os.fsync(self._f.fileno())
+            data = memoryview((("\n" if self._torn else "") + dumps(rec) + "\n").encode())
+            try:
+                while data:
+                    n = self._f.write(data)
+                    if not n:
+                        raise OSError(errno.EIO, "the line was not written")
+                    data = data[n:]
+                os.fsync(self._f.fileno())
+            except OSError as exc:
+                self._torn = True  # part of the line may be in the file
+                raise TelemetryNotWritten(self.path, exc) from exc
+            self._torn = False
         return rec
 
     def close(self) -> None:
@@ -169,6 +193,30 @@ def frame_outcomes(queue: DownlinkQueue) -> dict[int, Outcome]:
     return out
 
 
+def retake_unsaved(queue: DownlinkQueue, path: str | os.PathLike[str]) -> list[int]:
+    """The frames the queue index holds ``in_progress`` that the last boot in ``telemetry.jsonl`` (``path``) marked
+    interrupted, by an ``interrupted`` event or its ``recovery`` line's ``interrupted_unsaved``: that boot stopped
+    because the index could not be saved (a full disk), so the mark is in telemetry only. They are marked
+    ``interrupted`` in ``queue``'s ledger (in memory), so a rerun takes them again. A frame a power loss stopped
+    has no such line and stays ``reboot_during_processing``; telemetry is read only when a frame is in progress."""
+    frames = queue.state["frames"]
+    waiting = {int(k) for k, e in frames.items() if e["status"] == "in_progress"}
+    if not waiting:
+        return []
+    lines = read_lines(path)
+    starts = [i for i, r in enumerate(lines) if r.get("type") == "start"]
+    named: set[int] = set()
+    for r in lines[starts[-1] :] if starts else []:
+        if r.get("type") == "event" and r.get("kind") == "interrupted" and isinstance(r.get("frame_id"), int):
+            named.add(r["frame_id"])
+        elif r.get("type") == "recovery":
+            named.update(x for x in r.get("interrupted_unsaved") or [] if isinstance(x, int))
+    retaken = sorted(waiting & named)
+    for fid in retaken:
+        frames[str(fid)] = {"source": frames[str(fid)]["source"], "status": "interrupted", "reason": INTERRUPTED}
+    return retaken
+
+
 def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
     """The run summary: accounting, budgets, timings, anomalies, faults. ``frames``: the frame records of every
     boot on this state (:func:`read_history`), so a recovery or a rerun counts the frames of earlier boots."""
@@ -272,6 +320,7 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
     }
     if (root / "queue" / "index.json").is_file():
         queue = DownlinkQueue(root / "queue", 1 << 62)  # read only: nothing is queued or saved
+        retake_unsaved(queue, root / "telemetry.jsonl")  # a frame the index could not mark interrupted: as a rerun
         ledger = queue.state["frames"]
         summary = summarise(queue, [r for r in records if str(r["frame_id"]) in ledger], extra)
     else:

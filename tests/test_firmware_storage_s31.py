@@ -292,3 +292,202 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(
     assert main(args) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["frames"]["acquired"] == 3 and s["frames"]["downlinked"] == 3
+
+
+# ------------------------------------------------------------------------ review r1: the index, telemetry, finish
+def _index_full_once(when: Any) -> tuple[dict[str, bool], Any]:
+    """queue.atomic_write refusing index.json (ENOSPC, as the atomic writer names it) from the first index whose
+    content ``when`` accepts on; the flag turns it off."""
+    real = queue_mod.atomic_write
+    full = {"on": False}
+
+    def write(path: Path, data: bytes) -> None:
+        if path.name == "index.json" and (full["on"] or when(json.loads(data))):
+            full["on"] = True
+            raise OSError(errno.ENOSPC, f"cannot write {path}: No space left on device")
+        real(path, data)
+
+    return full, write
+
+
+def test_an_index_save_that_fails_after_the_products_are_queued_keeps_the_frame_for_a_rerun(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The index refused when it would record frame 1 processed (its products queued): not a frame_error (its
+    products were withdrawn and a frame line written for a frame the rerun then dropped for good as
+    reboot_during_processing); the frame is interrupted, its event in telemetry, so the report of the folder and
+    the same command, once there is room, take it again."""
+    from edgeae.firmware_sim.telemetry import rebuild_summary
+
+    d, frames = cli_setup
+    out = d / "out"
+    _, write = _index_full_once(lambda doc: doc["state"]["frames"].get("1", {}).get("status") == "processed")
+    monkeypatch.setattr(queue_mod, "atomic_write", write)
+    args = ["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]
+    assert main(args) == EXIT_STORAGE
+    printed = capsys.readouterr()
+    assert "stopped after 1 frame(s) of this run: [Errno 28] cannot write " + str(out / "queue" / "index.json") in (
+        printed.err
+    )
+    assert f"WARNING: {out / 'queue' / 'index.json'} was not written" in printed.err
+    assert "2 frames acquired: 1 downlinked, 0 queued, 1 dropped (interrupted x1)" in printed.out
+    assert not _events(out, "frame_error") and [x["frame_id"] for x in _lines(out) if x["type"] == "frame"] == [0]
+    [stop] = _events(out, "interrupted")
+    assert stop["frame_id"] == 1 and "index.json" in stop["error"]
+    assert {e["reason"] for e in _events(out, "evicted")} == {"frame_interrupted"}
+    on_disk = json.loads((out / "queue" / "index.json").read_text())["state"]["frames"]
+    assert on_disk["1"]["status"] == "in_progress"  # the mark is in telemetry only
+    rebuilt, _ = rebuild_summary(out)
+    assert {e["frame_id"]: e["code"] for e in rebuilt["ledger"]}[1] == "interrupted"
+    monkeypatch.undo()
+    assert main(args) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["frames"]["acquired"] == 3 and s["frames"]["downlinked"] == 3, s["ledger"]
+    retried = [x for x in _lines(out) if x["type"] == "frame" and x["frame_id"] == 1]
+    assert len(retried) == 1 and "retried_after_interrupt" in retried[0]["flags"]
+
+
+def test_a_frame_in_progress_is_taken_again_only_when_the_last_boot_marked_it(tmp_path: Path) -> None:
+    """At boot an ``in_progress`` frame is retried when the last boot's telemetry marked it interrupted (its
+    index could not be saved), or its recovery line carried it on; one a power loss stopped (no mark in the last
+    boot, whatever earlier boots said) stays reboot_during_processing."""
+    from edgeae.firmware_sim.telemetry import frame_outcomes, retake_unsaved
+
+    q = DownlinkQueue(tmp_path / "queue", 1 << 20)
+    q.state["frames"] = {str(i): {"source": f"f{i}", "status": "in_progress", "reason": ""} for i in range(4)}
+    lines = [
+        {"type": "start", "resumed": False},
+        {"type": "event", "kind": "interrupted", "frame_id": 0, "error": "index.json"},  # an earlier boot
+        {"type": "start", "resumed": True},
+        {"type": "recovery", "interrupted_unsaved": [2]},
+        {"type": "event", "kind": "interrupted", "frame_id": 1, "error": "index.json"},
+    ]
+    (tmp_path / "telemetry.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert retake_unsaved(q, tmp_path / "telemetry.jsonl") == [1, 2]
+    codes = {k: o.code for k, o in frame_outcomes(q).items()}
+    assert codes == {0: "reboot_during_processing", 1: "interrupted", 2: "interrupted", 3: "reboot_during_processing"}
+
+
+def test_a_boot_that_cannot_save_the_retaken_frame_carries_it_to_the_next_boot(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frame 1 stopped with the index unsaved; the next boot still cannot save it (the disk still full) and is
+    stopped before it reaches the frame: its recovery line names the frame, so the boot after takes it again."""
+    mission = small_mission(models, reconstruction={"mode": "off"})
+    out = tmp_path / "out"
+    frames = _frames(tmp_path, 3)
+    _, write = _index_full_once(lambda doc: doc["state"]["frames"].get("1", {}).get("status") == "processed")
+    monkeypatch.setattr(queue_mod, "atomic_write", write)
+    with pytest.raises(loop_mod.StorageFailed):
+        FlightRuntime(mission, out).run(frames)
+    FlightRuntime(mission, out).finish()  # a boot that writes nothing but its start and recovery lines
+    [recovery] = [x for x in _lines(out) if x["type"] == "recovery"]
+    assert recovery["interrupted_unsaved"] == [1]
+    monkeypatch.undo()
+    s = FlightRuntime(mission, out).run(frames)
+    assert s["frames"]["acquired"] == 3 and s["frames"]["downlinked"] == 3, s["ledger"]
+
+
+def test_a_full_disk_at_the_end_of_a_run_keeps_its_status_and_names_the_files(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """summary.json refused, then every telemetry line (output_not_written, end): the run's own status (0, not 2
+    with a bare "[Errno 28]"), the console summary, a WARNING naming each file."""
+    from edgeae.firmware_sim.telemetry import TelemetryWriter
+
+    d, frames = cli_setup
+    out = d / "out"
+    full = {"on": False}
+    real = TelemetryWriter.write
+
+    def refuse(path: Any, summary: Any) -> None:
+        full["on"] = True
+        raise OSError(errno.ENOSPC, f"cannot write {path}: No space left on device")
+
+    def tm_write(self: TelemetryWriter, *a: Any, **k: Any) -> dict[str, Any]:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(loop_mod, "write_summary", refuse)
+    monkeypatch.setattr(TelemetryWriter, "write", tm_write)
+    assert main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "3 frames acquired: 3 downlinked" in printed.out and "error:" not in printed.err
+    assert f"WARNING: {out / 'summary.json'} was not written" in printed.err
+    assert f"WARNING: {out / 'telemetry.jsonl'} was not written: [Errno 28] No space left on device" in printed.err
+
+
+def test_a_stop_where_telemetry_and_the_index_both_fail_still_summarises(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during frame 1 on a disk that refuses telemetry and the index: RunInterrupted (not a bare OSError
+    from the stop, which lost the summary), the summary of the frames so far from memory naming both files."""
+    from edgeae.firmware_sim.telemetry import TelemetryWriter
+
+    full = {"on": False}
+    real_write, real_products = TelemetryWriter.write, FlightRuntime._queue_products
+
+    def tm_write(self: TelemetryWriter, *a: Any, **k: Any) -> dict[str, Any]:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, f"cannot write {self.path}: No space left on device")
+        return real_write(self, *a, **k)
+
+    def stop(self: FlightRuntime, work: Any, rec: dict[str, Any]) -> dict[str, int]:
+        queued = real_products(self, work, rec)
+        if rec["frame_id"] == 1:
+            full["on"] = True
+            raise KeyboardInterrupt
+        return queued
+
+    _, index = _index_full_once(lambda doc: full["on"])
+    monkeypatch.setattr(queue_mod, "atomic_write", index)
+    monkeypatch.setattr(TelemetryWriter, "write", tm_write)
+    monkeypatch.setattr(FlightRuntime, "_queue_products", stop)
+    out = tmp_path / "out"
+    with pytest.raises(loop_mod.RunInterrupted) as stopped:
+        FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), out).run(_frames(tmp_path, 3))
+    s = stopped.value.summary
+    assert set(s["not_written"]) == {str(out / "telemetry.jsonl"), str(out / "queue" / "index.json")}
+    assert {e["frame_id"]: e["code"] for e in s["ledger"]} == {0: "", 1: "interrupted"}
+    assert json.loads((out / "summary.json").read_text())["not_written"] == s["not_written"]  # it had room
+
+
+def test_a_telemetry_line_a_full_disk_cuts_short_names_the_file_and_stays_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line refused part-way (ENOSPC after 10 bytes): the error names telemetry.jsonl and keeps its errno; the
+    next line starts on a line of its own (read back; the torn one skipped), also in a writer opened after."""
+    from edgeae.firmware_sim.telemetry import TelemetryNotWritten, TelemetryWriter, read_lines
+
+    path = tmp_path / "telemetry.jsonl"
+    w = TelemetryWriter(path)
+    w.write("start", n=0)
+    real = w._f
+    assert real is not None
+
+    class Full:
+        def write(self, data: Any) -> int:
+            real.write(bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self) -> int:
+            return real.fileno()
+
+    monkeypatch.setattr(w, "_f", Full())
+    with pytest.raises(TelemetryNotWritten) as refused:
+        w.write("event", kind="lost")
+    assert refused.value.errno == errno.ENOSPC and str(path) in str(refused.value) and refused.value.path == str(path)
+    monkeypatch.setattr(w, "_f", real)
+    w.write("event", kind="after")
+    w.close()
+    with path.open("a") as f:
+        f.write('{"type":"ev')  # a line a crash cut short before the next boot
+    w2 = TelemetryWriter(path)
+    w2.write("start", n=1)
+    w2.close()
+    assert [(x["type"], x.get("kind", x.get("n"))) for x in read_lines(path)] == [
+        ("start", 0),
+        ("event", "after"),
+        ("start", 1),
+    ]
