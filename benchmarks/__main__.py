@@ -301,7 +301,11 @@ def earlier_runs(folder: Path, written: list[str], previous: dict[str, Any] | No
     out: dict[str, Any] = {}
     prev = previous or {}
     where = prev.get("machine") or {}
-    origin = {"size": prev.get("size"), "date": where.get("date"), "commit": where.get("commit")} if prev else None
+    origin = (
+        {"size": prev.get("size"), "date": where.get("date"), "commit": where.get("commit"), "listed": "files" in prev}
+        if prev
+        else None
+    )
     for rel in written_since(folder, float("-inf")):
         if rel in mine:
             continue

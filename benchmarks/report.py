@@ -20,8 +20,11 @@ MAX_PLOTS = 12
 
 FLOAT_NOTE = (
     "fp32 results compared with PyTorch (PSNR above ~140 dB, max abs ~1e-7) are float rounding: they are exact on "
-    "a rerun on the same CPU but move by a few dB on a CPU with another SIMD level (AVX2 / AVX-512 / VNNI / AMX: "
-    "each section names the level its run recorded, where it did); int8 and quality figures do not move with it."
+    "a rerun on the same CPU but move with its SIMD level (AVX2 / AVX-512 / VNNI / AMX: each section names the "
+    "level its run recorded, where it did), by up to ~11 dB (the rover encoder's fp32 ONNX file, `python -m "
+    "benchmarks --only export`: 144.6 dB on AVX2, 155.9 on AVX-512), and some int8-vs-fp32 rank figures move in "
+    "their 4th decimal (the VAE's int8 TFLite tail Spearman, 0.9986 vs 0.9984); quality figures against the "
+    "original images do not move."
 )
 
 
@@ -34,6 +37,11 @@ def simd_level(flags: list[str] | tuple[str, ...]) -> str:
     if "amx_tile" in fl:
         top += " + AMX"
     return top
+
+
+def _x86(flags: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``flags`` are an x86 CPU's as recorded (an empty list, or an ARM CPU's: no level to name)."""
+    return any(f.startswith(("sse", "avx", "fma")) for f in flags)
 
 
 def _json_machine(path: Path) -> tuple[list[str], str | None] | None:
@@ -60,13 +68,13 @@ def _json_machine(path: Path) -> tuple[list[str], str | None] | None:
 def simd_note(where: dict[str, Any] | None, folder: Path, jsons: list[Path]) -> str:
     """' SIMD: ...' from the stage record's cpu flags, else from those its JSON files recorded (with the JSON's
     commit where it is not the record's); ' SIMD level not recorded.' if none did."""
-    if where and isinstance(where.get("cpu_flags"), list):
+    if where and isinstance(where.get("cpu_flags"), list) and _x86(where["cpu_flags"]):
         return f" SIMD: {simd_level(where['cpu_flags'])}."
     base = str((where or {}).get("commit") or "").split("+")[0]
     levels: dict[str, list[str]] = {}
     for j in jsons:
         got = _json_machine(j)
-        if got is not None:
+        if got is not None and _x86(got[0]):
             flags, commit = got
             other = commit and base and str(commit).split("+")[0] != base
             levels.setdefault(simd_level(flags), []).append(
@@ -146,7 +154,10 @@ def _where_note(where: dict[str, Any] | None) -> str:
 def _run_label(origin: dict[str, Any] | None) -> str:
     if not origin:
         return "a run that recorded no files"
-    return f"the {origin.get('size')} run of {origin.get('date')} at commit `{origin.get('commit')}`"
+    label = f"the {origin.get('size')} run of {origin.get('date')} at commit `{origin.get('commit')}`"
+    if origin.get("listed") is False:  # that record listed no files: the file may be from a run before it
+        label += " (the stage's previous record, which did not list its files: it may come from an earlier run)"
+    return label
 
 
 def _earlier_note(rel_folder: str, kept: list[str], earlier: dict[str, Any]) -> list[str]:

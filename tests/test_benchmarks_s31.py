@@ -19,6 +19,8 @@ from benchmarks.report import simd_level, write_results
 OLD = 1_000_000_000.0  # an mtime long before any run of these tests
 FAKE_FLAGS = ["avx", "avx2", "fma"]
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository: tests run from any folder
+
 
 def _fake_machine() -> dict:
     return {"date": "2026-12-07T00:00:00+00:00", "commit": "new0001", "cpu": "Test CPU", "logical_cores": 2,
@@ -129,7 +131,7 @@ def test_the_run_header_states_the_simd_level(tmp_path: Path) -> None:
     (out / "stages.json").write_text(json.dumps({"demo": rec}))
     page = write_results(out, tmp_path / "RESULTS.md").read_text()
     assert "SIMD, from the CPU flags its JSON recorded: AVX2 (results.json)." in page
-    assert "a few dB on a CPU with another SIMD level" in page  # the note on fp32-vs-PyTorch figures
+    assert "move with its SIMD level" in page  # the note on fp32-vs-PyTorch figures
     rec["machine"]["cpu_flags"] = ["avx2", "avx512f"]
     (out / "stages.json").write_text(json.dumps({"demo": rec}))
     assert "AMX no, GPU none). SIMD: AVX-512." in write_results(out, tmp_path / "RESULTS.md").read_text()
@@ -165,7 +167,7 @@ def test_bad_out_folders_are_one_line_errors(tmp_path: Path, capsys: pytest.Capt
 
 def test_lossless_without_data_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "EDGEAE_DATA": str(tmp_path / "nonexistent")}
-    r = subprocess.run([sys.executable, "benchmarks/lossless_coding.py", "--out", str(tmp_path / "x")],
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lossless_coding.py"), "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, env=env, timeout=60, check=False)  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("lossless_coding: planetary data folder not found")
@@ -184,7 +186,7 @@ def test_lossless_footer_command_runs_from_the_repository_root(tmp_path: Path, m
 @pytest.mark.parametrize("script", ["rate_distortion.py", "quantisation_quality.py"])
 def test_other_footers_name_the_script_path(script: str) -> None:
     # their main() needs models and data; the command line is built from this literal
-    assert f'" ".join(["python benchmarks/{script}", ' in Path("benchmarks", script).read_text()
+    assert f'" ".join(["python benchmarks/{script}", ' in (ROOT / "benchmarks" / script).read_text()
 
 
 # ------------------------------------------------------------------------------------------ item 3: the NAC strip
@@ -255,3 +257,12 @@ def test_evaluate_and_export_draw_bars_only_on_a_terminal(monkeypatch: pytest.Mo
     assert list(eval_bar("msl_surface", True)([1, 2])) == [1, 2]
     assert list(export_bar([1, 2], "m")) == [1, 2]
     assert "msl_surface" in tty.getvalue() and "export m" in tty.getvalue()
+
+
+def test_no_simd_level_is_named_without_x86_flags() -> None:
+    """An ARM host (or none recorded) records no avx/fma flags: the header says not recorded, not 'SSE' (review)."""
+    from benchmarks.report import simd_note
+
+    assert simd_note({"cpu_flags": []}, Path("."), []) == " SIMD level not recorded."
+    assert simd_note({"cpu_flags": ["asimd", "neon"]}, Path("."), []) == " SIMD level not recorded."
+    assert simd_note({"cpu_flags": ["avx", "avx2"]}, Path("."), []) == " SIMD: AVX2."

@@ -84,7 +84,7 @@ def test_a_manifest_line_given_twice_is_scanned_once_and_said(tmp_path: Path, ca
     """A file listed twice under the same name was merged without a word (under two names it was warned)."""
     _touch(tmp_path, "imgs/1.png", "imgs/2.png")
     m = tmp_path / "list.txt"
-    m.write_text("imgs/1.png\nimgs/2.png\nimgs/1.png\n")
+    m.write_text("imgs/1.png\nimgs/2.png\nimgs/1.png\nimgs/1.png\n")  # one file, given three times
     with caplog.at_level(logging.WARNING, logger="edgeae.scan.archive"):
         assert [e.name for e in walk_archive(m)] == ["imgs/1.png", "imgs/2.png"]
     assert "1 archive file(s) listed more than once are scanned once (e.g. 'imgs/1.png')" in caplog.text

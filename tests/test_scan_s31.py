@@ -326,3 +326,35 @@ def test_writing_an_image_leaves_no_file_open(moon, model, tmp_path) -> None:
     assert r["done"] == 1 and (tmp_path / "out" / "parts").glob("*.top.npz")
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
     assert not list((tmp_path / "out" / "parts").glob(".*.tmp-*"))
+
+
+def test_a_store_whose_scan_json_cannot_be_written_leaves_no_folder(tmp_path, monkeypatch) -> None:
+    """A full disk while the store writes scan.json: the folders it made are removed (review, session 31)."""
+    import errno
+
+    from edgeae.scan import state
+
+    def full(path, write) -> None:  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state, "_atomic_write", full)
+    with pytest.raises(OSError):
+        ScanStore(tmp_path / "a" / "b", ScanConfig(SPEC, 32))
+    assert not (tmp_path / "a").exists()
+
+
+def test_ray_is_left_its_own_sigterm_handler_where_the_program_had_none() -> None:
+    """Only a handler of the program's own is put back after ray.init: with the default one, Ray's (which shuts Ray
+    down) stays, not the default (which would kill the driver and leave Ray's processes)."""
+    from edgeae.scan.ray_engine import _sigterm_kept
+
+    def rays(signum: int, frame: Any) -> None:
+        raise SystemExit(signum)
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with _sigterm_kept():
+            signal.signal(signal.SIGTERM, rays)
+        assert signal.getsignal(signal.SIGTERM) is rays
+    finally:
+        signal.signal(signal.SIGTERM, before)

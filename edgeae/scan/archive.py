@@ -203,7 +203,8 @@ def walk_archive(
             repeats.append(e.name)
         by_name[e.name] = e
     if repeats:  # a manifest line given twice, or a file both in a folder and named again: one scan of it
-        log.warning("%d archive file(s) listed more than once are scanned once (e.g. %r)", len(repeats), repeats[0])
+        distinct = len(set(repeats))
+        log.warning("%d archive file(s) listed more than once are scanned once (e.g. %r)", distinct, repeats[0])
     listed = {res(e.path) for e in by_name.values()}
     given = {e.name: i for i, e in reversed(list(enumerate(entries)))}  # where each name was first listed
     out: dict[str, ArchiveEntry] = {}

@@ -250,21 +250,21 @@ def count_patches(path: str | os.PathLike[str], config: ScanConfig) -> int:
     decodes whole, not a TIFF or a planetary product, whose header claims more than the reader's
     :class:`~edgeae.imagedecode.ImageLimits`: it will fail as a decompression bomb, so it must not count)."""
     try:
-        from edgeae.imageio import image_shape
         from edgeae.tiling import axis_starts
 
-        h, w, _ = image_shape(path)
-        if not decodes_within_limits(path):
+        shape = _shape_within_limits(path)
+        if shape is None:
             return 0
+        h, w = shape
         return len(axis_starts(h, config.patch, config.stride)) * len(axis_starts(w, config.patch, config.stride))
     except Exception:
         return 0
 
 
-def decodes_within_limits(path: str | os.PathLike[str]) -> bool:
-    """False when ``path`` is a file the scan's row reader decodes whole (PNG, JPEG, PNM: not a TIFF, read by
-    segments, nor a planetary product, read by windows) and its header claims more than the limits the reader
-    applies (:func:`edgeae.imagedecode.probe`); such a file is recorded as failed with the reader's message."""
+def _shape_within_limits(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(height, width) from the header, read once; None for a file the scan's row reader decodes whole (PNG, JPEG,
+    PNM: not a TIFF, read by segments, nor a planetary product, read by windows) whose header claims more than the
+    limits the reader applies: it will be recorded as failed with the reader's message."""
     from pathlib import Path
 
     from edgeae import _headers
@@ -273,7 +273,17 @@ def decodes_within_limits(path: str | os.PathLike[str]) -> bool:
 
     p = Path(os.fspath(path))
     if is_archive_path(p):
-        return True
+        from edgeae.archive.reader import product_shape
+
+        h, w, _ = product_shape(p)
+        return h, w
+    info = _headers.probe(p)
+    if info.format != "tiff":
+        try:
+            check_limits(info, p, ImageLimits.from_env())
+        except _headers.ImageReadError:
+            return None
+    return info.height, info.width
     info = _headers.probe(p)
     if info.format == "tiff":
         return True

@@ -147,7 +147,10 @@ def _sigterm_kept() -> Iterator[None]:
     try:
         yield
     finally:
-        if handler is not None:  # None: a handler not installed from Python, left alone
+        # only a handler of the program's own (the CLI's orderly stop): where none was installed from Python (the
+        # default), Ray's, which shuts Ray down on SIGTERM, is better than the default, which kills the driver
+        # and leaves Ray's processes behind (a library caller, a benchmark)
+        if callable(handler):
             signal.signal(signal.SIGTERM, handler)
 
 

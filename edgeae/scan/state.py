@@ -202,14 +202,18 @@ class ScanStore:
         except OSError as exc:
             raise ScanStateError(f"cannot create the results folder --out {self.out}: {exc.strerror or exc}") from None
         self._created += reversed(missing)
-        if force:
-            self.reset()
-        if not cfg_path.exists():
-            self._created.append(cfg_path)
-        _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
-        if not self.parts.exists():
-            self._created.append(self.parts)
-        self.parts.mkdir(exist_ok=True)  # after scan.json: a folder left by a crash here is still a scan's
+        try:
+            if force:
+                self.reset()
+            if not cfg_path.exists():
+                self._created.append(cfg_path)
+            _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
+            if not self.parts.exists():
+                self._created.append(self.parts)
+            self.parts.mkdir(exist_ok=True)  # after scan.json: a folder left by a crash here is still a scan's
+        except BaseException:  # scan.json or parts/ could not be made (a full disk): leave no folder claiming a scan
+            self.discard_if_unused()
+            raise
 
     def discard_if_unused(self) -> None:
         """Remove what this store created (the folder and its missing parents, scan.json, parts/) while nothing is
@@ -218,6 +222,8 @@ class ScanStore:
         if self.manifest.exists() or (self.parts.is_dir() and any(self.parts.iterdir())):
             return
         for path in reversed(self._created):
+            if not path.exists():  # never made (a write that failed): nothing to remove
+                continue
             try:
                 path.rmdir() if path.is_dir() else path.unlink()
             except OSError:  # no longer empty (another process wrote there): kept
