@@ -19,8 +19,11 @@ The row readers and the decoding of row ranges into :class:`Strip` s live in :mo
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.atomic import atomic_path
 from edgeae.imageio import read_image
 from edgeae.nodata import Margin, fill_patches
 from edgeae.row_bands import RowReader, Strip, _band_groups, _iter_bands, _open_reader, _row_ranges
@@ -267,12 +271,17 @@ def write_tiled_bigtiff(
     Tiles are generated one at a time (random source, random crop and flips from ``seed``) and
     streamed to tifffile, so the frame is never held in memory. ``nodata_margin`` zeroes that many
     columns on the left and right, like the masked edges of an LRO NAC strip. The sources are held
-    in memory as grey uint8 and drawn from in the order given.
+    in memory as grey uint8 and drawn from in the order given. The file appears complete or not at all
+    (:func:`edgeae.atomic.atomic_path`). ``progress``: a bar on stderr when it is a terminal.
     """
     tifffile = require("tifffile")
     h, w = (int(shape[0]), int(shape[1]))
-    if h < 1 or w < 1 or tile < 16 or tile % 16:
-        raise ValueError(f"need a positive shape and a tile that is a multiple of 16, got {shape}, {tile}")
+    if h < 1 or w < 1:  # these checks come before the sources are read
+        raise ValueError(f"need a positive frame shape (H, W), got {h} x {w}")
+    if tile < 16 or tile % 16:
+        raise ValueError(f"the tile side must be a multiple of 16 (TIFF tiles), got {tile}")
+    if nodata_margin < 0:
+        raise ValueError(f"the no-data margin must be >= 0 columns, got {nodata_margin}")
     sources: list[np.ndarray] = []
     for src in source_images:
         if isinstance(src, np.ndarray):
@@ -286,6 +295,12 @@ def write_tiled_bigtiff(
         raise ValueError("write_tiled_bigtiff needs at least one source image")
     rng = np.random.default_rng(seed)
     n_y, n_x = math.ceil(h / tile), math.ceil(w / tile)
+    bar: Any = None
+    if progress:
+        from edgeae.reconstruct import show_progress
+
+        if show_progress(True, n_y * n_x):
+            bar = require("tqdm").tqdm(total=n_y * n_x, desc="tiles", unit="tile")
 
     def tiles() -> Iterator[np.ndarray]:
         for _ty in range(n_y):
@@ -303,18 +318,21 @@ def write_tiled_bigtiff(
                     c0 = tx * tile
                     t[:, : max(0, nodata_margin - c0)] = 0
                     t[:, max(0, w - nodata_margin - c0) :] = 0
+                if bar is not None:  # counted as handed over: tifffile stops after the last, never asking again
+                    bar.update(1)
                 yield t
 
-    it: Any = tiles()
-    if progress:
-        bar = require("tqdm").tqdm(it, total=n_y * n_x, desc="tiles", unit="tile")
-        it = (t for t in bar)  # tifffile wants a generator, not any iterable
     p = Path(os.fspath(path))
     p.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(
-        p, it, shape=(h, w), dtype=np.uint8, tile=(tile, tile), bigtiff=True,
-        photometric="minisblack", compression=compression,
-    )  # fmt: skip
+    try:
+        with atomic_path(p) as tmp:  # tifffile pulls the tiles from the generator: the frame is never held
+            tifffile.imwrite(
+                tmp, tiles(), shape=(h, w), dtype=np.uint8, tile=(tile, tile), bigtiff=True,
+                photometric="minisblack", compression=compression,
+            )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
     return p
 
 
@@ -324,55 +342,89 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edgeae.strips make-frame OUT.tif SRC...`` | ``stream FRAME.tif``: the memory figure."""
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1] (a valid fraction)."""
     import argparse
-    import json
-    import time
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edgeae.strips make-frame OUT.tif SRC...`` | ``stream FRAME.tif``: the memory figure.
+
+    Exit status: 0 done, 2 a user error (one line on stderr: a missing or unreadable image, a bad size), 130
+    interrupted."""
+    import argparse
+
+    from edgeae.cli import non_negative_int, positive_int
 
     ap = argparse.ArgumentParser(prog="python -m edgeae.strips", description=main.__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     mk = sub.add_parser("make-frame", help="write a huge tiled grey BigTIFF from real images")
     mk.add_argument("out")
     mk.add_argument("sources", nargs="+")
-    mk.add_argument("--shape", type=int, nargs=2, default=(52224, 5064), metavar=("H", "W"))
-    mk.add_argument("--tile", type=int, default=512)
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--nodata-margin", type=int, default=40)
+    mk.add_argument("--shape", type=positive_int, nargs=2, default=(52224, 5064), metavar=("H", "W"))
+    mk.add_argument("--tile", type=positive_int, default=512, help="tile side, a multiple of 16 (default 512)")
+    mk.add_argument("--seed", type=non_negative_int, default=0)
+    mk.add_argument("--nodata-margin", type=non_negative_int, default=40)
     st = sub.add_parser("stream", help="stream every patch of FRAME and print JSON with the peak RSS")
     st.add_argument("frame")
-    st.add_argument("--patch", type=int, default=64)
-    st.add_argument("--stride", type=int, default=None)
-    st.add_argument("--band-rows", type=int, default=256)
-    st.add_argument("--min-valid", type=float, default=0.0)
+    st.add_argument("--patch", type=positive_int, default=64)
+    st.add_argument("--stride", type=positive_int, default=None)
+    st.add_argument("--band-rows", type=positive_int, default=256)
+    st.add_argument("--min-valid", type=_fraction, default=0.0)
     args = ap.parse_args(argv)
-    start_rss, t0 = _peak_rss_mb(), time.perf_counter()
-    if args.cmd == "make-frame":
-        p = write_tiled_bigtiff(
-            args.out, tuple(args.shape), sorted(args.sources), tile=args.tile, seed=args.seed,
-            nodata_margin=args.nodata_margin, progress=True,
-        )  # fmt: skip
-        result: dict[str, Any] = {"frame": str(p), "bytes": p.stat().st_size}
-    else:
-        from edgeae.imageio import image_shape
+    try:
+        result = _make_frame(args) if args.cmd == "make-frame" else _stream(args)
+    except KeyboardInterrupt:
+        print(f"\n{ap.prog} {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, ImportError) as exc:  # ImageReadError and TiffFileError are ValueErrors
+        print(f"{ap.prog} {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
 
-        h, w, c = image_shape(args.frame)
-        n = kept = 0
-        valid_sum = 0.0
-        for q in iter_patches(args.frame, args.patch, args.stride, band_rows=args.band_rows):
-            n += 1
-            valid_sum += q.valid_frac
-            kept += q.valid_frac >= args.min_valid
-        result = {
-            "frame": args.frame, "shape": [h, w, c], "frame_mb": h * w * c / 1e6,
-            "patch": args.patch, "stride": args.stride or args.patch, "band_rows": args.band_rows,
-            "patches": n, "kept": kept, "mean_valid_frac": valid_sum / max(n, 1),
-        }  # fmt: skip
+
+def _make_frame(args: Any) -> dict[str, Any]:
+    start_rss, t0 = _peak_rss_mb(), time.perf_counter()
+    p = write_tiled_bigtiff(
+        args.out, tuple(args.shape), sorted(args.sources), tile=args.tile, seed=args.seed,
+        nodata_margin=args.nodata_margin, progress=True,
+    )  # fmt: skip
+    return _timed({"frame": str(p), "bytes": p.stat().st_size}, start_rss, t0)
+
+
+def _stream(args: Any) -> dict[str, Any]:
+    from edgeae.imageio import image_shape
+
+    start_rss, t0 = _peak_rss_mb(), time.perf_counter()
+    h, w, c = image_shape(args.frame)
+    n = kept = 0
+    valid_sum = 0.0
+    for q in iter_patches(args.frame, args.patch, args.stride, band_rows=args.band_rows):
+        n += 1
+        valid_sum += q.valid_frac
+        kept += q.valid_frac >= args.min_valid
+    result = {
+        "frame": args.frame, "shape": [h, w, c], "frame_mb": h * w * c / 1e6,
+        "patch": args.patch, "stride": args.stride or args.patch, "band_rows": args.band_rows,
+        "patches": n, "kept": kept, "mean_valid_frac": valid_sum / max(n, 1),
+    }  # fmt: skip
+    return _timed(result, start_rss, t0)
+
+
+def _timed(result: dict[str, Any], start_rss: float, t0: float) -> dict[str, Any]:
     result["seconds"] = round(time.perf_counter() - t0, 2)
     result["rss_before_mb"] = round(start_rss, 1)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    print(json.dumps(result))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """``python -m edgeae.archive PATH...``: one JSON line per product (or refusal) found under the paths.
 
 Shows what the scan will see: driver, shape, dtype, label facts, scaling, special values, georeferencing.
+Exit status: 0 every product was read, 1 some could not be (their ``error`` lines; stderr says how many) or no
+product was found, 2 a path that is not there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgeae.imageio import ImageReadError
     from edgeae.scan.archive import walk_archive
 
-    bad = 0
+    bad = n = 0
     try:
         entries = walk_archive(args.paths)
     except (FileNotFoundError, ValueError) as exc:  # a path that is not there: one line, not a traceback
@@ -33,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for e in entries:
         if not is_archive_path(e.path):
             continue
+        n += 1
         try:
             with ProductReader(e.path) as r:
                 lab, s = r.label, r.scaling
@@ -49,7 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = {"file": e.name, "error": str(exc)}
             bad += 1
         print(json.dumps(out))
-    return 1 if bad else 0
+    if bad:  # stdout may be a file or a pipe: the exit status 1 gets its reason where a terminal shows it
+        print(
+            f"python -m edgeae.archive: {bad} of {n} products could not be read (see their error lines)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
