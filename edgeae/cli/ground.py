@@ -134,10 +134,13 @@ def _station(args: argparse.Namespace, make_out: bool = True):
     if args.cross_check and not args.model:
         raise CLIError("--cross-check needs --model: it mixes the CAE with a classical fill")
     from edgeae.crosscheck import CrossCheckError
+    from edgeae.ground.filler import ModelKindError
 
     try:
         progress = False if args.no_progress else None  # None: bars when stderr is a terminal
         fill, name = make_filler(args.model, args.method, args.threads, args.adapt, args.cross_check, progress)
+    except ModelKindError as exc:  # a VAE or a CAE half: known from its metadata, before any packet is read
+        raise CLIError(f"--model {exc}") from None
     except CrossCheckError as exc:  # an unknown classical method
         raise CLIError(f"--cross-check: {exc}") from None
     except ValueError as exc:  # AdaptationError, an invalid step count

@@ -121,6 +121,67 @@ def _place_bands(
     return bad
 
 
+@dataclass(frozen=True, eq=False)
+class PatchPaste:
+    """What :func:`paste_patches` took from a frame's anomaly patches."""
+
+    used: list[int]  # indices of the patches whose pixels were used
+    pixels: int  # frame pixels taken from them (overlaps counted once)
+    not_used: list[dict]  # {"patch": index, "reason": why it was left out}
+
+
+def paste_patches(
+    image: np.ndarray,
+    known: np.ndarray,
+    bit_depth: int,
+    patches: list[tuple[int, Assembly]],
+    limits: GroundLimits | None = None,
+) -> PatchPaste:
+    """Put the received pixels of a sparse frame's anomaly patches ((index, assembly) pairs: full resolution,
+    lossless, what the prioritised downlink sends first) into the frame: ``image`` (float32 (H, W, C) in [0, 1],
+    counts / (2**bit_depth - 1) as :meth:`SparseResult.as_float`) and ``known`` (bool (H, W)) are written in place,
+    so the fill keeps those pixels as it keeps received samples. A pixel is taken when all its channels arrived (a
+    partly received patch gives its whole pixels). A patch is left out, with its reason, when its score is not
+    finite, it runs past the frame, its channels or bit depth are not the frame's, or it is over ``limits``."""
+    if not patches:
+        return PatchPaste([], 0, [])
+    h, w, c = image.shape
+    top = np.float32(2**bit_depth - 1)
+    taken = np.zeros((h, w), bool)
+    used: list[int] = []
+    not_used: list[dict] = []
+    for index, asm in sorted(patches, key=lambda p: p[0]):
+        hd = asm.header
+        x, y, size = hd["x"], hd["y"], hd["size"]
+        why = None
+        if not math.isfinite(hd["score"]):
+            why = f"anomaly score {hd['score']} is not finite"
+        elif hd["channels"] != c:
+            why = f"{hd['channels']} channel(s), the frame has {c}"
+        elif hd["bit_depth"] != bit_depth:
+            why = f"{hd['bit_depth']}-bit samples, the frame's are {bit_depth}-bit"
+        elif x + size > w or y + size > h:
+            why = f"{size}x{size} at (x={x}, y={y}) runs past the frame ({w} wide, {h} high)"
+        if why is None:
+            try:
+                res = decode_flat(asm, limits)
+            except (LimitError, DecodeError) as exc:
+                why = str(exc)
+        if why is not None:
+            not_used.append({"patch": index, "reason": why})
+            continue
+        whole = res.received.all(axis=2)  # pixels all of whose channels arrived
+        if not whole.any():
+            not_used.append({"patch": index, "reason": "no whole pixel received"})
+            continue
+        region = image[y : y + size, x : x + size]
+        region[whole] = res.values[whole].astype(np.float32) / top
+        known[y : y + size, x : x + size] |= whole
+        taken[y : y + size, x : x + size] |= whole
+        used.append(index)
+    return PatchPaste(used, int(taken.sum()), not_used)
+
+
 def longest_row_gap(known: np.ndarray) -> int:
     """The longest run of consecutive image rows in which no sample arrived (0 when every row has one)."""
     rows = np.asarray(known).reshape(known.shape[0], -1).any(axis=1)

@@ -12,6 +12,10 @@ import numpy as np
 log = logging.getLogger("edgeae.ground.station")  # the station's logger, as before this module was split off
 
 
+class ModelKindError(ValueError):
+    """The ``--model`` is not a CAE (a VAE, a CAE's encoder or decoder half): it cannot fill any frame."""
+
+
 class Filler(Protocol):
     """fill(image float32 (H, W, C) in [0, 1], known bool (H, W)) -> rebuilt float32 (H, W, C).
 
@@ -34,7 +38,8 @@ def make_filler(
     """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
 
     Uses ``edgeae.reconstruct.reconstruct``; without it (a build without that module) classical methods go
-    straight to ``edgeae.inpaint.inpaint``. ``adapt_steps > 0`` adapts a copy of the CAE to each frame's received
+    straight to ``edgeae.inpaint.inpaint``. A ``model`` that is not a CAE (by its metadata's kind) is refused
+    (:class:`ModelKindError`). ``adapt_steps > 0`` adapts a copy of the CAE to each frame's received
     samples first (:mod:`edgeae.adapt`; a PyTorch model only, checked here); a frame whose adaptation fails is
     filled by the model as shipped, with a warning, never lost. ``cross_check`` (a classical method) mixes the
     CAE with it region by region (:mod:`edgeae.crosscheck`, validated here); a frame where that fails is filled
@@ -42,7 +47,7 @@ def make_filler(
     tiles, or the cross-check's fills, and the adaptation's steps) when stderr is a terminal; ``False`` none.
     """
     try:
-        from edgeae.reconstruct import reconstruct
+        from edgeae.reconstruct import ChannelMismatchError, reconstruct
     except ImportError:
         if model:
             raise
@@ -56,6 +61,12 @@ def make_filler(
         from edgeae.predictor import load_predictor
 
         predictor = load_predictor(model, threads=threads)
+        kind = getattr(getattr(predictor, "metadata", None), "kind", "cae")
+        if kind != "cae":  # known from its metadata now: refused before any frame, not frame by frame
+            raise ModelKindError(
+                f"{model} is a {kind!r} model, not a 'cae': it cannot fill missing pixels; name a CAE (edgeae zoo "
+                "lists them), or no --model for classical inpainting"
+            )
         adapt_cfg = None
         if adapt_steps:
             from edgeae.adapt import AdaptConfig, adapt_predictor, check_adaptable
@@ -75,6 +86,10 @@ def make_filler(
         adapt_bar = None if bar else False
 
         def fill_cae(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+            if image.shape[2] != predictor.metadata.channels:  # the station fills such a frame classically
+                raise ChannelMismatchError(
+                    f"the frame has {image.shape[2]} channel(s), the model takes {predictor.metadata.channels}"
+                )
             use = predictor
             notes = {} if notes is None else notes
             if adapt_cfg is not None and image.shape[2] == predictor.metadata.channels:

@@ -55,6 +55,40 @@ def image_ext(image: np.ndarray) -> str:
     return ".png" if image.ndim == 2 or image.shape[2] in (1, 3) else ".tif"
 
 
+def sample_scaling(bit_depth: int) -> tuple[int, dict[str, Any]]:
+    """The bit depth a ground image of ``bit_depth``-bit samples is written at, and how its samples ``v`` give the
+    sent counts back: 8 bits up to 8 (``raw = v`` at 8), else 16 at full scale (a 12-bit frame's counts × 65535 /
+    4095: the file reads back as the same image; its raw counts in a 16-bit file would read back 16× darker), from
+    which ``raw = round(v * (2**bit_depth - 1) / (2**bits - 1))``, exact for every pixel that arrived. Frames and
+    anomaly patches of one camera use the same scale; their reports record it (``output_samples``)."""
+    bits = 16 if bit_depth > 8 else 8
+    top, full = 2**bits - 1, 2**bit_depth - 1
+    rule = "raw = v" if top == full else f"raw = round(v * {full} / {top})"
+    return bits, {"bits": bits, "rule": f"{rule} (exact for the pixels received)", "scale": full}
+
+
+def patch_images(
+    frame_id: int, header: dict, values: np.ndarray, received: np.ndarray
+) -> tuple[list[tuple[str, np.ndarray, int]], dict[str, Any]]:
+    """An anomaly patch's images (for :func:`write_images`) on its frame's scale (:func:`sample_scaling`) and what
+    its report says about them. ``values``, ``received``: (size, size, C) counts and which arrived. A patch that
+    arrived in part also gets a validity map (white = all the pixel's channels arrived; the others are written 0)."""
+    bits, scaling = sample_scaling(header["bit_depth"])
+    stem = f"patch_{frame_id}_{header['index']}"
+    image = values.astype(np.float32) / np.float32(2 ** header["bit_depth"] - 1)  # as the frame's samples
+    images: list[tuple[str, np.ndarray, int]] = [(f"{stem}{image_ext(image)}", image, bits)]
+    whole = np.asarray(received.all(axis=2))
+    rep: dict[str, Any] = {
+        "bit_depth": header["bit_depth"],
+        "output_samples": scaling,
+        "pixels_received": int(whole.sum()),
+    }
+    if not whole.all():
+        images.append((f"{stem}_valid.png", whole, 8))
+        rep.update(valid_map=f"{stem}_valid.png", missing_pixels_written_as=0)
+    return images, rep
+
+
 def failure_reason(exc: BaseException) -> str:
     """The counter a failed product is reported under: ``limit``, ``decode``, ``memory``, ``io`` or ``internal``."""
     if isinstance(exc, LimitError):

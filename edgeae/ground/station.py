@@ -5,9 +5,11 @@ through ``edgeae.predictor.load_predictor``) or, with no model, by classical inp
 decoded with a ``cae-decoder`` artifact whose id matches the frame's encoder id (or any given decoder).
 Per frame it writes ``frame_<id>.png`` (reconstruction; ``.tif`` for other than 1 or 3 channels),
 ``frame_<id>_valid.png`` (white = pixel received) and ``frame_<id>.json`` (packets expected / received /
-lost / corrupt / refused, pixels received, PSNR when the original is known); ``stream.json`` holds the session
-totals. Every file is written atomically (:mod:`edgeae.atomic`): a write that fails (a full disk) leaves no cut-off
-file, and the product is reported as failed (``io``) with the file and the errno.
+lost / corrupt / refused, pixels received, PSNR when the original is known); the frame's anomaly patches that
+arrived are known pixels of its rebuild, and each patch is written as ``patch_<id>_<index>.png`` on its frame's
+scale (with a validity map when it arrived in part); ``stream.json`` holds the session totals. Every file is
+written atomically (:mod:`edgeae.atomic`): a write that fails (a full disk) leaves no cut-off file, and the
+product is reported as failed (``io``) with the file and the errno.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import numpy as np
 from edgeae import atomic
 from edgeae.tiling import axis_count
 
-from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, telemetry_json
+from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, paste_patches, telemetry_json
 from .filler import Filler as Filler
 from .filler import make_filler as make_filler
 from .limits import GroundLimits, LimitError, check_frame, check_memory
-from .outputs import NAMES_LISTED, failure_reason, image_ext, write_images
+from .outputs import NAMES_LISTED, failure_reason, image_ext, patch_images, sample_scaling, write_images
 from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
 from .outputs import OutputError as OutputError
 from .outputs import product_name as product_name
@@ -63,6 +65,9 @@ class GroundStation:
     original_notes: dict[int, str] = field(default_factory=dict)  # frame id -> why it has no original
     lock: Any = field(default_factory=threading.RLock)  # held while reading the receiver's state
     finished: bool = False  # finish() has decoded every product: stream.json says ``complete``
+    fallback_said: bool = False  # the console was told once that the CAE could not fill a frame
+    _patch_keys: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict, init=False, repr=False)
+    _patch_keys_of: int = field(default=-1, init=False, repr=False)  # product count _patch_keys was built at
 
     def __post_init__(self) -> None:
         if self.out is not None:
@@ -157,9 +162,9 @@ class GroundStation:
                         "finite (a flight product always has a finite score): patch not written"
                     )
                 rep["score"] = res.header["score"]
-                self._write_images(
-                    [(f"patch_{asm.frame_id}_{res.header['index']}{image_ext(res.values)}", res.values, 8)]
-                )
+                images, written = patch_images(asm.frame_id, res.header, res.values, res.received)
+                rep.update(written)
+                self._write_images(images)
         return rep
 
     def _write_images(self, images: list[tuple[str, np.ndarray, int]]) -> None:
@@ -193,9 +198,12 @@ class GroundStation:
                 f"frame {asm.frame_id}: none of the {res.pieces_bad} pieces received fits the frame's sample mask "
                 "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
             )
+        depth, scaling = sample_scaling(h["bit_depth"])
         rep: dict[str, Any] = {
             "shape": list(res.samples.shape),
             "keep": asm.header["keep"],
+            "bit_depth": h["bit_depth"],
+            "output_samples": scaling,  # how the written samples give the sent counts back
             "pixels_sent": int(res.mask.sum()),
             "pixels_received": int(known.sum()),
             # of the pixels the mask sampled; None when it sampled none (0 of 0 is no fraction)
@@ -204,6 +212,14 @@ class GroundStation:
             "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
             "reconstruction": self.fill_name,
         }
+        # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
+        # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
+        patches = self._frame_patches(asm.frame_id)
+        known = known.copy() if patches else known
+        pasted = paste_patches(img, known, h["bit_depth"], patches, self.limits)
+        rep.update(patches_used=len(pasted.used), patch_pixels_used=pasted.pixels, pixels_known=int(known.sum()))
+        if pasted.not_used:
+            rep["patches_not_used"] = pasted.not_used[:NAMES_LISTED]
         notes: dict[str, Any] = {}
         recon = img
         if self.fill is not None and known.any():
@@ -217,18 +233,36 @@ class GroundStation:
                 rep["fill_fallback"] = (
                     f"{self.fill_name} could not fill this frame ({exc}); filled with {self.fallback_name}"
                 )
+                if not self.fallback_said:  # once a session, plainly; each frame's report and line say it too
+                    self.fallback_said = True
+                    log.warning(
+                        "--model %s cannot fill frame %d (%s): it and every other frame the model cannot fill are "
+                        "filled with %s instead (their reports say so in fill_fallback)",
+                        self.fill_name.removeprefix("cae:"), asm.frame_id, exc, self.fallback_name,
+                    )  # fmt: skip
         rep.update(notes)
         rep["decode_s"] = round(time.perf_counter() - t0, 4)
         self.images[asm.frame_id] = recon
         self.known[asm.frame_id] = known
         self._compare(asm.frame_id, recon, known, rep)
-        # a frame deeper than 8 bits keeps 16 (PNG holds 16): its received samples stay as sent; grey and RGB as
-        # PNG, any other channel count (multispectral) as a TIFF of that many samples
-        depth = 16 if asm.header["bit_depth"] > 8 else 8
+        # a frame deeper than 8 bits is written at 16 (PNG holds 16), full scale: its received samples come back
+        # as ``output_samples`` says; grey and RGB as PNG, any other channel count (multispectral) as a TIFF
         self._write_images(
             [(f"frame_{asm.frame_id}{image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
         )
         return rep
+
+    def _frame_patches(self, frame_id: int) -> list[tuple[int, Assembly]]:
+        """(index, snapshot) of the anomaly patches of ``frame_id`` received so far."""
+        with self.lock:  # the receiver may be taking packets in another thread
+            products = self.receiver.products
+            if self._patch_keys_of != len(products):  # products are only ever added
+                index: dict[int, list[tuple[str, int, int]]] = {}
+                for k in products:
+                    if k[0] == "patch":
+                        index.setdefault(k[1], []).append(k)
+                self._patch_keys, self._patch_keys_of = index, len(products)
+            return [(k[2], products[k].snapshot()) for k in self._patch_keys.get(frame_id, [])]
 
     def _latent(self, asm: Assembly) -> dict:
         from edgeae.tiling import blend_tiles, tile_positions
@@ -372,7 +406,7 @@ class GroundStation:
                 self.failures["decode"] += 1
                 rep.update(error=str(exc), error_reason="decode")
                 if self.out is not None:
-                    for f in self.out.glob(f"patch_{key[1]}_{key[2]}.*"):
+                    for f in [*self.out.glob(f"patch_{key[1]}_{key[2]}.*"), self.out / f"{name}_valid.png"]:
                         if f.suffix != ".json":
                             f.unlink(missing_ok=True)
                     try:
