@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from pathlib import Path
 from typing import Any
 
-from .mission import MissionError, load_mission
+from .mission import ARTIFACT_SUFFIXES, MODEL_FIELDS, MissionError, load_mission
 
 
 def _mission_with_overrides(args: argparse.Namespace) -> Any:
@@ -29,6 +30,8 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
     for item in args.set or ():
         section, key, value = _parse_set(item)
         overrides.setdefault(section, {})[key] = _check_set_type(mission, section, key, value, item)
+        if (section, key) in MODEL_FIELDS:
+            _check_set_model(item, value, mission.source_path)
     return mission.with_overrides(**overrides) if overrides else mission
 
 
@@ -53,6 +56,25 @@ def _check_named_model(flag: str, spec: str, prefer: tuple[str, ...] = ()) -> No
     why = recorded_hash_mismatch(path)
     if why:
         raise MissionError(f"{flag} {why}")
+
+
+def _check_set_model(item: str, value: Any, source: str) -> None:
+    """A model path given with ``--set`` is read as written, from the current folder (what a shell user expects; a
+    mission file's own relative paths name files beside it): a missing one is refused here naming the ``--set``
+    and the folder it was looked for in, not later at boot as the mission file's model."""
+    if not isinstance(value, str) or not value or value.startswith("zoo:"):
+        return
+    path = Path(value)
+    if path.suffix.lower() not in ARTIFACT_SUFFIXES or path.is_file():
+        return  # a zoo name is resolved at boot
+    if path.is_absolute():
+        raise MissionError(f"--set {item}: no such file {value}")
+    beside = Path(source).parent / value if source else None
+    hint = f"; {beside} exists: give that path" if beside is not None and beside.is_file() else ""
+    raise MissionError(
+        f"--set {item}: no such file {value} in the current folder {Path.cwd()} (a --set path is read from the "
+        f"current folder, not beside the mission file){hint}"
+    )
 
 
 def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:

@@ -243,8 +243,8 @@ def _gallery(out: Path, s: dict[str, Any]) -> str:
         for a in s.get("anomalies") or []
     ]
     if not rows:
-        return "<p>No anomalous patch was flagged (or no anomaly model was loaded).</p>"
-    return "<p class='note'>No patch packet was downlinked yet; the flagged patches are:</p>" + _table(
+        return "<p>No patch was chosen for the downlink (none above the threshold, or no anomaly model).</p>"
+    return "<p class='note'>No patch packet was downlinked yet; the patches chosen for it are:</p>" + _table(
         ["frame", "source", "patches (x, y) score"], rows, left=3
     )
 

@@ -20,13 +20,16 @@ class Candidate:
 
 
 class TopK:
-    """The ``k`` highest-scoring patches of a frame (above ``threshold`` when one is set), bounded memory."""
+    """The ``k`` highest-scoring patches of a frame (above ``threshold`` when one is set), bounded memory.
+
+    :attr:`flagged` counts the patches above the threshold; without one it is None: no patch is judged anomalous,
+    the ``k`` highest are sent by rank (until session 31 every scored patch counted as flagged)."""
 
     def __init__(self, k: int, threshold: float | None) -> None:
         self.k = max(1, k)
         self.threshold = threshold
         self.items: list[Candidate] = []
-        self.flagged = 0
+        self.above = 0  # finite scores above the threshold (every finite score without one)
         self.scored = 0
         self.nonfinite = 0  # scores that were NaN or infinite (a model fault): counted, never flagged
         self.max_score = float("-inf")
@@ -40,7 +43,7 @@ class TopK:
         self.max_score = max(self.max_score, score)
         if self.threshold is not None and not score > self.threshold:
             return
-        self.flagged += 1
+        self.above += 1
         if len(self.items) < self.k:
             self.items.append(Candidate(score, x, y, pixels.copy()))
         else:
@@ -61,7 +64,7 @@ class TopK:
         if finite.any():
             self.max_score = max(self.max_score, float(s[finite].max()))
         passing = (s > self.threshold if self.threshold is not None else np.ones(s.size, bool)) & finite
-        self.flagged += int(passing.sum())
+        self.above += int(passing.sum())
         if len(self.items) >= self.k:
             passing &= s > min(c.score for c in self.items)
         for i in np.flatnonzero(passing):
@@ -72,6 +75,11 @@ class TopK:
             low = min(range(len(self.items)), key=lambda j: self.items[j].score)
             if score > self.items[low].score:
                 self.items[low] = Candidate(score, int(xs[i]), int(ys[i]), raw[i].transpose(1, 2, 0).copy())
+
+    @property
+    def flagged(self) -> int | None:
+        """Patches above the threshold; None without a threshold (the top ``k`` are sent by rank, none flagged)."""
+        return None if self.threshold is None else self.above
 
     def ranked(self) -> list[Candidate]:
         return sorted(self.items, key=lambda c: (-c.score, c.y, c.x))
@@ -151,10 +159,12 @@ class TermsTopK:
         return self.ranked()
 
     @property
-    def flagged(self) -> int:
+    def flagged(self) -> int | None:
+        """Patches whose normalised score is above the threshold; None without a threshold (sent by rank)."""
+        if self.threshold is None:
+            return None
         every = self._finish()[1]
-        every = every[np.isfinite(every)]
-        return int(every.size if self.threshold is None else (every > self.threshold).sum())
+        return int((every[np.isfinite(every)] > self.threshold).sum())
 
     @property
     def nonfinite(self) -> int:

@@ -71,14 +71,15 @@ def test_terms_topk_equals_ranking_the_whole_frame(threshold: float | None) -> N
         assert [c.score for c in got] == pytest.approx([every[i] for i in want])
         assert all(np.array_equal(c.pixels, raw[i].transpose(1, 2, 0)) for c, i in zip(got, want, strict=True))
         assert top.scored == n and top.max_score == pytest.approx(every.max())
-        assert top.flagged == (n if threshold is None else int((every > threshold).sum()))
+        assert top.flagged == (None if threshold is None else int((every > threshold).sum()))
     with pytest.raises(ValueError, match="grid"):
         batched.offer_batch(t[:1], xs[:1], ys[:1], raw[:1])
 
 
 def test_terms_topk_empty_frame() -> None:
     top = TermsTopK(4, None, 10)
-    assert top.ranked() == [] and top.flagged == 0 and top.max_score == float("-inf")
+    assert top.ranked() == [] and top.flagged is None and top.max_score == float("-inf")
+    assert TermsTopK(4, 1.0, 10).flagged == 0
     assert isinstance(TopK(4, None).ranked(), list)
 
 
@@ -165,7 +166,7 @@ def test_flight_terms_max_ranks_like_the_offline_score(tmp_path: Path) -> None:
     got = fast_rec["anomaly"]["patches"]
     assert [(p["y"], p["x"]) for p in got] == [pos[i] for i in want]
     assert [p["score"] for p in got] == pytest.approx([s[i] for i in want], rel=1e-5)
-    assert fast_rec["anomaly"]["flagged"] == len(pos) and fast_rec["anomaly"]["score"] == "terms-max"
+    assert fast_rec["anomaly"]["flagged"] is None and fast_rec["anomaly"]["score"] == "terms-max"  # no threshold
     flagged = {(p["y"], p["x"]) for p in got}
     assert {(128, 192), (320, 64)} <= flagged  # the checkerboard and the bright block
     assert (128, 192) not in {(p["y"], p["x"]) for p in recs[("a", True)]["anomaly"]["patches"]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,14 @@ def _collect(
     )
 
 
+def _on_terminal() -> bool:
+    """Whether stderr is a terminal: progress bars redraw their lines with carriage returns, which a log file keeps."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
+
+
 def score_array(
     image: np.ndarray,
     scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
@@ -174,7 +183,7 @@ def score_array(
         ok = ok & finite
         img = np.where(finite[..., None], img, np.float32(0.0))
     positions = tile_positions(h, w, patch, stride)
-    if progress:
+    if progress and _on_terminal():
         tqdm = require("tqdm").tqdm
         positions = tqdm(positions, desc=os.path.basename(file), unit="patch", leave=False)
 
@@ -209,7 +218,8 @@ def score_file(
 
     ``bayer``: demosaic a raw colour-filter mosaic ("RGGB", ...) first; ``margin``: a fixed
     :class:`edgeae.nodata.Margin` (patches below ``min_valid`` are never scored); ``leave``: keep the finished
-    progress bar on screen (``progress``: a bar on stderr, as ``score_array``'s, off by default in a library call)."""
+    progress bar on screen (``progress``: a bar on stderr when it is a terminal, as ``score_array``'s, off by default
+    in a library call)."""
     from edgeae.firmware_sim.score import background
     from edgeae.imageio import image_shape
     from edgeae.strips import iter_patch_blocks
@@ -241,7 +251,7 @@ def score_file(
             "RGB converted to BT.601 luminance" if scorer.channels == 1 else "grey copied to R, G, B",
         )
     bar = None
-    if progress:
+    if progress and _on_terminal():
         from edgeae.tiling import tile_positions
 
         tqdm = require("tqdm").tqdm

@@ -81,7 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="write tables and JSON only, no plots")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
     p.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)"
+    )
     return p
 
 

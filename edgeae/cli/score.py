@@ -119,7 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
     p.add_argument("--cae-seed", type=seed_arg(2**64 - 1), default=0, help="CAE scoring: mask seed (0 to 2**64 - 1)")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)"
+    )
     return p
 
 
@@ -193,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
     results = []
     unread: list[str] = []
     kept: list[int] = []
-    many = len(files) > 1 and not args.no_progress  # one bar over the images, each image's bar cleared when done
+    bars = _show_progress(args)
+    many = len(files) > 1 and bars  # one bar over the images, each image's bar cleared when done
     over: Any = None
     if many:
         from tqdm import tqdm
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 bayer=args.bayer,
                 margin=margin,
                 batch=args.batch,
-                progress=not args.no_progress,
+                progress=bars,
                 leave=not many,
             )
         except ImageReadError as exc:  # one bad file does not lose the others' scores
@@ -295,3 +298,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """The bars redraw their lines with carriage returns: on a terminal only, not into a log file (as ``scan``)."""
+    try:
+        return not args.no_progress and sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False

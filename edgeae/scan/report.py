@@ -261,13 +261,35 @@ def finalize(
     return report
 
 
-# what score "a" means, by the model's kind (report.json's model_kind; reports written before it say neither)
+# what score "a" means for a VAE (report.json's model_kind; a CAE's score is named by _score_label; reports
+# written before model_kind say neither)
 _SCORE_A = {
     "vae": " (the VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 of each patch: higher is more unusual; its scale "
     "depends on the model and the patch size, so compare scores within one model)",
-    "cae": " (the CAE's masked-reconstruction error of each patch: the squared error over the pixels a fixed mask "
-    "hid from the model; higher is more unusual; compare scores within one model)",
 }
+
+
+def _score_label(r: dict[str, Any]) -> str:
+    """The name of the ranking score: a CAE's is its masked-reconstruction error (``cae``, as ``edgeae score``
+    names it), not a(x), whatever ``--score`` default (``a``) was recorded; with the patch size when the report
+    records it, since a CAE's scale depends on it."""
+    score = r.get("score", "a")
+    if score != "a" or r.get("model_kind") != "cae":
+        return f"`{score}`" + {
+            "a": _SCORE_A.get(r.get("model_kind", ""), " (the model's score of each patch: higher is more unusual)"),
+            "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
+            "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
+            "context-knn": " (each patch's VAE latents, scaled within its image and its product, against every "
+            "patch scanned: scores are relative to this set)",
+        }.get(score, "")
+    patch = r.get("patch")
+    size = f" {patch}-px" if patch else ""
+    same = f"; `edgeae score --patch {patch}` gives these numbers, its default CAE patch is 64 px" if patch else ""
+    return (
+        f"`cae` (the CAE's masked-reconstruction error of each{size} patch: the squared error over the pixels a "
+        "fixed mask hid from the model; higher is more unusual; its scale depends on the patch size, so compare "
+        f"scores within one model and patch size{same})"
+    )
 
 
 def _count(n: int, noun: str, plural: str = "") -> str:
@@ -293,15 +315,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         "",
         f"- archive: {archive}",
         f"- model `{r['model']}` (`{r.get('artifact', '?')}`, sha256 {r['artifact_hash'][:16]}…), "
-        f"engine `{r.get('engine')}`, score "
-        f"`{r.get('score', 'a')}`"
-        + {
-            "a": _SCORE_A.get(r.get("model_kind", ""), " (the model's score of each patch: higher is more unusual)"),
-            "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
-            "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
-            "context-knn": " (each patch's VAE latents, scaled within its image and its product, against every "
-            "patch scanned: scores are relative to this set)",
-        }.get(r.get("score", "a"), ""),
+        f"engine `{r.get('engine')}`, score " + _score_label(r),
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
         _this_run(r),
