@@ -43,11 +43,13 @@ SUFFIX = {"cae": "", "cae-encoder": "-encoder", "cae-decoder": "-decoder", "vae"
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """What to export and how to check it. ``calib``: image folder/file (None: the dataset's val split)."""
+    """What to export and how to check it. ``calib`` / ``test``: image folder or file for the int8 calibration / the
+    parity check (None: from the model's own training data, :func:`edgeae.export.calibration.plan_data`)."""
 
     formats: tuple[str, ...] = FORMATS
     precisions: tuple[str, ...] = PRECISIONS
     calib: Path | None = None
+    test: Path | None = None
     n_calib: int = 128
     n_test: int = 64
     seed: int = 0
@@ -337,12 +339,15 @@ def artifact_stem(spec: str | os.PathLike[str], checkpoint: Path) -> str:
 
 
 def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
-    """Export a zoo model or ``.pt`` checkpoint with real calibration (val split) and test patches.
+    """Export a zoo model or ``.pt`` checkpoint with real calibration and test patches, chosen by the model's own
+    training data (a dataset's val and test splits, a folder's val files and its other images:
+    :func:`edgeae.export.calibration.plan_data`) unless ``config.calib`` / ``config.test`` name images.
 
-    Warns when ``config.calib`` holds images of another channel count (converted) or frames of the parity test
-    split or the tail check (the report then no longer calls them held out), and records the calibration
-    folder's resolved path and a hash of the sampled files' contents (and of the others' names, sizes and times:
-    :func:`edgeae.export.calibration.provenance`) in the report and in each int8 artifact.
+    Warns when ``config.calib`` holds images of another channel count (converted), frames of the parity test set or
+    the tail check (the report then no longer calls them held out) or the model's training images (recorded as
+    ``training_overlaps``), and records the calibration folder's resolved path and a hash of the sampled files'
+    contents (and of the others' names, sizes and times: :func:`edgeae.export.calibration.provenance`) in the
+    report and in each int8 artifact.
     """
     from edgeae.checkpoint import load_checkpoint
     from edgeae.predictor import resolve_model_path
@@ -357,36 +362,39 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     arch = meta.architecture
     side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
     channels = int(arch.get("channels", meta.channels))
-    if config.calib is not None:
-        calib_root = Path(config.calib).resolve()
-        calib_files = cal.image_files(calib_root)
-        calib_source = str(calib_root)
-    else:
-        calib_files = cal.split_images(meta, "val", config.data_root)
-        calib_source = f"{cal.dataset_of(meta)} val split"
-    test_files = cal.split_images(meta, "test", config.data_root)
+    plan = cal.plan_data(meta, config.calib, config.test, config.data_root)
+    log.info("calibration: %s; parity test set: %s", plan.calib_source, plan.test_source)
+    for note in plan.notes:
+        log.warning("%s", note)
     tail = config.tail_check and meta.kind in TAIL_KINDS
-    tail_files = cal.tail_frame_files(meta, config.data_root) if tail else []
-    sampled = cal.sampled_files(calib_files, config.n_calib, config.calib_tail)  # hashed; the rest listed
-    prov = cal.provenance(calib_files, test_files, tail_files, sampled)
+    tail_files = plan.tail if tail else []
+    sampled = cal.sampled_files(plan.calib, config.n_calib, config.calib_tail)  # hashed; the rest listed
+    prov = cal.provenance(plan.calib, plan.test, tail_files, sampled, plan.train)
     shared = prov["calibration"].get("overlaps", [])
     if shared:
         log.warning(
-            "%d calibration image(s) are frames of the parity test split or the tail check (%s): int8 parity is "
-            "then not measured on held-out data; calibrate on other images (the default: the val split)",
+            "%d calibration image(s) are frames of the parity test set or the tail check (%s): int8 parity is "
+            "then not measured on held-out data; calibrate on other images (--calib) or check on others (--test)",
             len(shared), ", ".join(shared),
         )  # fmt: skip
-    converted = cal.channel_mismatches(calib_files, channels)
+    trained = prov["calibration"].get("training_overlaps", [])
+    if trained:
+        log.warning(
+            "%d of the %d calibration images drawn from are training images of the model (%s%s): allowed, but the "
+            "int8 ranges then come from images it was fit to; the default calibrates on its val images",
+            len(trained), len(sampled), ", ".join(trained[:5]), ", ..." if len(trained) > 5 else "",
+        )  # fmt: skip
+    converted = cal.channel_mismatches(plan.calib, channels)
     if converted:
         stored = sorted({c for _, c in converted})
         log.warning(
             "%d of %d calibration images have %s channel(s), the model takes %d: converted for calibration "
             "(is %s the right folder?)",
-            len(converted), len(calib_files), "/".join(map(str, stored)), channels, calib_source,
+            len(converted), len(plan.calib), "/".join(map(str, stored)), channels, plan.calib_source,
         )  # fmt: skip
         prov["calibration"]["converted_channels"] = len(converted)
-    calib = cal.model_patches(meta, calib_files, config.n_calib, seed=config.seed, tail=config.calib_tail)
-    test = cal.model_patches(meta, test_files, config.n_test, seed=config.seed + 1)
+    calib = cal.model_patches(meta, plan.calib, config.n_calib, seed=config.seed, tail=config.calib_tail)
+    test = cal.model_patches(meta, plan.test, config.n_test, seed=config.seed + 1)
     tail_frames = [(f.name, cal.frame_patches(f, channels, side)) for f in tail_files] if tail else None
     return export_checkpoint(
         ck.model,
@@ -396,8 +404,8 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         calib,
         test,
         config,
-        calib_source=calib_source,
-        test_source=f"{cal.dataset_of(meta)} test split",
+        calib_source=plan.calib_source,
+        test_source=plan.test_source,
         tail_frames=tail_frames,
         provenance=prov,
     )

@@ -34,7 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--calib",
         default=None,
         metavar="DIR",
-        help="calibration images (folder or file); default: the model's dataset val split",
+        help="calibration images (folder or file); default: the model's own val images (its dataset's val split, "
+        "or the val files its checkpoint records of the folder it was trained on)",
+    )
+    p.add_argument(
+        "--test",
+        default=None,
+        metavar="DIR",
+        help="parity test images (folder or file), ideally never seen in training or calibration; default: its "
+        "dataset's test split, or the images of its training folder that are neither train nor val files (none: "
+        "its val files, with a warning that they are not unseen)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--kinds", default=None, help="comma list of cae,cae-encoder,cae-decoder (default: all)")
@@ -72,18 +81,20 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from edgeae.export.api import ExportConfig, ExportFailed, export_model
 
-    if args.calib is not None and not Path(args.calib).exists():
-        raise CLIError(f"--calib {args.calib} does not exist")
+    for flag, value in (("--calib", args.calib), ("--test", args.test)):
+        if value is not None and not Path(value).exists():
+            raise CLIError(f"{flag} {value} does not exist")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out} is a file: name a folder for the artifacts and the parity report")
     check_writable(Path(args.out) / "parity.json", "--out")  # before the minutes of calibration and conversion
     if args.calib is None:
-        log.info("no --calib given: calibrating on the model's dataset val split")
+        log.info("no --calib given: calibrating on the model's own val images")
     try:
         config = ExportConfig(
             formats=FORMATS if args.format == "all" else (args.format,),
             precisions=PRECISIONS if args.precision == "all" else (args.precision,),
             calib=Path(args.calib) if args.calib else None,
+            test=Path(args.test) if args.test else None,
             n_calib=args.n_calib,
             n_test=args.n_test,
             seed=args.seed,
@@ -101,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     except ExportFailed as exc:
         failed, report = exc, exc.report
     print(f"calibration: {report.calibration['source']} ({report.calibration['n_patches']} patches)")
+    print(f"parity test set: {report.test['source']} ({report.test['n_patches']} patches)")
     for a in report.artifacts:
         if "outputs" not in a.parity:
             print(f"{a.path or a.name + ' (not written)'}  FAILED: {'; '.join(a.failures)}")

@@ -1,0 +1,235 @@
+"""Session 31 audit: an export calibrates and checks a model on the model's own data (its dataset's val and test
+splits, or the val files and unused images of the folder it was trained on), says so, and warns when the
+calibration draws on the model's training images.
+
+Tiny synthetic checkpoints and image folders (no project data) except where a zoo model's datasets are checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from edgeae.export import calibration as cal
+
+from edgeae.data import DataNotFoundError
+from edgeae.metadata import ModelMetadata
+
+cv2 = pytest.importorskip("cv2")
+
+
+def _meta(**extra: Any) -> ModelMetadata:
+    arch = {"channels": 1, "widths": [4, 8, 8, 8], "tile": 128, "latent_channels": 8}
+    return ModelMetadata(kind="cae", architecture=arch, input_shape=(-1, 1, 128, 128), channels=1, extra=extra)
+
+
+def _folder(path: Path, n: int, seed: int = 0, side: int = 160) -> list[Path]:
+    """``n`` distinct grey PNGs ``img_XX.png`` in ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    files = [path / f"img_{i:02d}.png" for i in range(n)]
+    for f in files:
+        cv2.imwrite(str(f), rng.integers(0, 255, (side, side), dtype=np.uint8))
+    return files
+
+
+def _folder_meta(folder: Path, train: list[Path], val: list[Path]) -> ModelMetadata:
+    """What the CAE trainer records of a folder run (edgeae.train.cae: data, train_files, val_files by name)."""
+    return _meta(data=str(folder), train_files=[f.name for f in train], val_files=[f.name for f in val])
+
+
+# ----------------------------------------------------------------------------- 1: the model's data decides
+
+
+def test_the_checkpoints_data_names_the_dataset() -> None:
+    """The trainers write ``extra["data"]``; ``dataset_of`` read only ``dataset``/``train_dataset`` and guessed
+    ``orbital_gray`` from one channel for a model trained on ``orbital_gray_v2``."""
+    assert cal.dataset_of(_meta(data="orbital_gray_v2")) == "orbital_gray_v2"
+    assert cal.dataset_of(_meta(data="rover_rgb_v2")) == "rover_rgb_v2"
+    # the first VAEs record no data: their val files name the dataset, else the channel count does
+    legacy = _meta(val_files=["ESP_073496_0985_RED.NOMAP.browse.jpg", "mercury.png"])
+    assert cal.training_data(legacy) == "orbital_gray" == cal.training_data(_meta())
+    with pytest.raises(ValueError, match="trained on the folder /x/mine, not on a named dataset"):
+        cal.dataset_of(_meta(data="/x/mine"))
+
+
+def test_zoo_models_calibrate_on_their_own_dataset(data_root: Path) -> None:
+    """The benchmark's exports (rover-rgb-gtcae, orbital-gray-vae) keep their sets; the v2 models get v2's val
+    split (their test split and tail frames are those of v1, unchanged)."""
+    pytest.importorskip("torch")
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.predictor import resolve_model_path
+
+    plans: dict[str, cal.DataPlan] = {}
+
+    def plan(name: str) -> cal.DataPlan:
+        if name not in plans:
+            meta = load_checkpoint(resolve_model_path(name, want="checkpoint")).metadata
+            plans[name] = cal.plan_data(meta, root=data_root)
+        return plans[name]
+
+    for name, dataset in [("rover-rgb-gtcae", "rover_rgb"), ("orbital-gray-vae", "orbital_gray")]:
+        p = plan(name)
+        assert (p.calib_source, p.test_source) == (f"{dataset} val split", f"{dataset} test split")
+        assert p.calib == cal.split_images(_meta(data=dataset), "val", data_root)
+        assert p.tail == cal.tail_frame_files(_meta(data=dataset), data_root)
+    ground = plan("orbital-gray-unet2-ground")
+    assert ground.calib_source == "orbital_gray_v2 val split" and len(ground.calib) == 4
+    assert ground.tail == plan("orbital-gray-vae").tail  # the same 7 frames as before
+    flight = plan("rover-rgb-unet2-flight")
+    assert flight.calib_source == "rover_rgb_v2 val split" and len(flight.calib) == 7
+    assert flight.test == plan("rover-rgb-gtcae").test
+
+
+def test_a_folder_trained_model_uses_its_folder(tmp_path: Path) -> None:
+    """Calibration on the val files the checkpoint records, parity on the folder's images no training used; no
+    data folder needed (the audit: ``orbital_gray val split`` for a model trained on the user's TIFFs)."""
+    files = _folder(tmp_path / "mine", 10)
+    meta = _folder_meta(tmp_path / "mine", files[:7], files[7:9])
+    p = cal.plan_data(meta, root=tmp_path / "empty")
+    assert p.calib == files[7:9] and p.test == files[9:] == p.tail and p.train == files[:7]
+    assert p.calib_source == f"the model's 2 val files in {tmp_path / 'mine'}"
+    assert "neither trained nor validated on" in p.test_source and not p.notes
+    files[8].unlink()  # a val file gone since the training: said, not skipped silently
+    q = cal.plan_data(meta)
+    assert q.calib == files[7:8] and q.notes == (
+        f"1 of the model's 2 val files are no longer in {tmp_path / 'mine'} (img_08.png): calibrating on the 1 there",
+    )
+
+
+def test_a_folder_without_unseen_images_says_parity_is_on_val_files(tmp_path: Path) -> None:
+    files = _folder(tmp_path / "mine", 5)
+    meta = _folder_meta(tmp_path / "mine", files[1:], files[:1])
+    p = cal.plan_data(meta)
+    assert p.test == files[:1] and "NOT unseen" in p.test_source
+    assert len(p.notes) == 1 and "give --test DIR" in p.notes[0]
+    own = _folder(tmp_path / "held", 2, seed=1)
+    q = cal.plan_data(meta, test=tmp_path / "held")
+    assert q.test == own == q.tail and q.test_source == str((tmp_path / "held").resolve()) and not q.notes
+
+
+def test_missing_data_names_what_and_the_option_to_give(tmp_path: Path) -> None:
+    """``--calib mydata --data emptyroot`` failed on ``Tycho_LRO.png (split orbital_gray/test) is missing`` with
+    no word of a way round it."""
+    own = _folder(tmp_path / "mine", 2)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    named = _meta(data="orbital_gray_v2")
+    with pytest.raises(
+        DataNotFoundError, match=r"^parity test set \(the model's orbital_gray_v2 test split\).*--test DIR"
+    ):
+        cal.plan_data(named, calib=tmp_path / "mine", root=empty)
+    with pytest.raises(DataNotFoundError, match=r"^calibration set .*--calib DIR"):
+        cal.plan_data(named, root=empty)
+    p = cal.plan_data(named, calib=tmp_path / "mine", test=tmp_path / "mine", root=empty)
+    assert p.calib == own == p.test and p.train == []
+    gone = _folder_meta(tmp_path / "gone", own, own)
+    with pytest.raises(DataNotFoundError, match=r"trained on .*gone.*give --calib DIR and --test DIR"):
+        cal.plan_data(gone)
+    with pytest.raises(DataNotFoundError, match="give --test DIR"):
+        cal.plan_data(gone, calib=tmp_path / "mine")
+    assert cal.plan_data(gone, calib=tmp_path / "mine", test=tmp_path / "mine").test == own
+
+
+# ------------------------------------------------------------------------- export_model and the CLI (1, 2)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A tiny CAE checkpoint trained (so its metadata says) on 7 of 10 images of ``tmp_path/mine``, 2 for val."""
+    torch = pytest.importorskip("torch")
+    from edgeae.checkpoint import save_checkpoint
+    from edgeae.models.cae import CAE, CAEConfig
+
+    files = _folder(tmp_path / "mine", 10)
+    torch.manual_seed(0)
+    cfg = CAEConfig(channels=1, widths=(4, 8, 8, 8), tile=128)
+    meta = dataclasses.replace(_folder_meta(tmp_path / "mine", files[:7], files[7:9]), architecture=cfg.to_dict())
+    return save_checkpoint(tmp_path / "run" / "best.pt", CAE(cfg).eval(), meta), files
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """export_model up to the conversion: what it hands export_checkpoint."""
+    from edgeae.export import api
+
+    seen: dict[str, Any] = {}
+
+    def capture(model: Any, meta: Any, out_dir: Any, name: str, calib: Any, test: Any, config: Any, **kw: Any) -> Any:
+        seen.update(kw, calib=calib, test=test)
+
+    monkeypatch.setattr(api, "export_checkpoint", capture)
+    return seen
+
+
+LITE: dict[str, Any] = {"formats": ("onnx",), "n_calib": 8, "n_test": 8, "latency": False, "tail_check": False}
+
+
+def test_export_model_records_the_folders_sets(
+    tmp_path: Path, checkpoint: tuple[Path, list[Path]], captured: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from edgeae.export.api import ExportConfig, export_model
+
+    ckpt, _ = checkpoint
+    with caplog.at_level(logging.INFO, logger="edgeae.export.api"):
+        export_model(ckpt, tmp_path / "out", ExportConfig(**LITE, data_root=tmp_path / "empty"))
+    assert captured["calib_source"] == f"the model's 2 val files in {tmp_path / 'mine'}"
+    assert captured["test_source"].startswith(f"the 1 images in {tmp_path / 'mine'}")
+    assert captured["calib"].shape == (8, 1, 128, 128)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("parity test set: the 1 images" in r.getMessage() for r in caplog.records)
+
+
+def test_calibrating_on_training_images_is_warned(
+    tmp_path: Path, checkpoint: tuple[Path, list[Path]], captured: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Audit item 2: ``--calib`` on the training folder drew on the model's own training files without a word
+    (the overlap warning covered only the test and tail sets). Found by path and by content (a copy)."""
+    from edgeae.export.api import ExportConfig, export_model
+
+    ckpt, files = checkpoint
+    export_model(ckpt, tmp_path / "out", ExportConfig(**LITE, calib=tmp_path / "mine"))
+    sampled = cal.sampled_files(files, 8, ExportConfig().calib_tail)
+    trained = [f.name for f in sampled if f in files[:7]]
+    assert captured["provenance"]["calibration"]["training_overlaps"] == trained and trained
+    warned = [r.getMessage() for r in caplog.records if "training images of the model" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"{len(trained)} of the {len(sampled)} calibration images")
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    shutil.copy(files[0], copies / "renamed.png")  # a copy under another name: the same content
+    _folder(copies / "new", 1, seed=5)
+    caplog.clear()
+    export_model(ckpt, tmp_path / "out2", ExportConfig(**LITE, calib=copies))
+    assert captured["provenance"]["calibration"]["training_overlaps"] == ["renamed.png"]
+    caplog.clear()
+    export_model(ckpt, tmp_path / "out3", ExportConfig(**LITE))  # the default: the val files, no training image
+    assert "training_overlaps" not in captured["provenance"]["calibration"]
+    assert not [r for r in caplog.records if "training images" in r.getMessage()]
+
+
+def test_cli_takes_test_and_prints_the_parity_test_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.export import api
+    from edgeae.export.report import ExportReport
+
+    from edgeae.cli import main
+
+    seen: dict[str, Any] = {}
+
+    def fake(spec: Any, out: Any, config: Any) -> ExportReport:
+        seen["config"] = config
+        return ExportReport("m", str(out), {"source": "c", "n_patches": 8}, {"source": "/t", "n_patches": 8})
+
+    monkeypatch.setattr(api, "export_model", fake)
+    _folder(tmp_path / "t", 1)
+    assert main(["export", "m.pt", "--no-latency", "--test", str(tmp_path / "t"), "--out", str(tmp_path / "o")]) == 0
+    assert seen["config"].test == tmp_path / "t"
+    assert "parity test set: /t (8 patches)" in capsys.readouterr().out
+    assert main(["export", "m.pt", "--test", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert f"--test {tmp_path / 'none'} does not exist" in capsys.readouterr().err
