@@ -120,9 +120,11 @@ def interpreter_missing(path: Path, flag: str = "") -> str | None:
 
 
 def zoo_entry(name: str) -> dict:
-    if name not in zoo.ZOO:
-        raise NameNotFound(f"unknown zoo model {name!r}; zoo models: {', '.join(sorted(zoo.ZOO))}")
-    return zoo.ZOO[name]
+    """The entry of zoo model ``name``, shipped or user-installed (:func:`edgeae.zoo.models`)."""
+    known = zoo.models()
+    if name not in known:
+        raise NameNotFound(f"unknown zoo model {name!r}; zoo models: {', '.join(sorted(known))}")
+    return known[name]
 
 
 def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence[str] = ()) -> Path:
@@ -146,8 +148,9 @@ def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence
             have = ", ".join(q.name for q in shipped_artifacts(folder.name)) or "none"
             raise NameNotFound(f"model {text}: no such shipped artifact (files of {folder.name}: {have})")
         return _check_kind(shipped, want, text)
-    if name in zoo.ZOO:
-        weights = zoo.WEIGHTS_DIR / zoo.ZOO[name]["file"]
+    known = zoo.models()  # shipped and user-installed (--zoo-name) models
+    if name in known:
+        weights = zoo.WEIGHTS_DIR / known[name]["file"]
         if want == "artifact":
             return zoo_artifact(name, prefer=prefer)
         if want == "checkpoint" or _installed("torch"):
@@ -166,13 +169,13 @@ def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence
         raise NameNotFound(
             f"model {text} is a folder, not a model file; give a .pt checkpoint or an .onnx / .ort / .tflite "
             f"artifact{' (in it: ' + ', '.join(inside) + ')' if inside else ''}, or a zoo model: "
-            f"{', '.join(sorted(zoo.ZOO))}"
+            f"{', '.join(sorted(known))}"
         )
     if _looks_like_path(text) or text.startswith(ZOO_PREFIX):
         what = "zoo model" if text.startswith(ZOO_PREFIX) else "model file"
-        raise NameNotFound(f"{what} {text} does not exist; zoo models: {', '.join(sorted(zoo.ZOO))}")
+        raise NameNotFound(f"{what} {text} does not exist; zoo models: {', '.join(sorted(known))}")
     raise NameNotFound(
-        f"model {text!r} is neither a file nor a zoo model; zoo models: {', '.join(sorted(zoo.ZOO))} "
+        f"model {text!r} is neither a file nor a zoo model; zoo models: {', '.join(sorted(known))} "
         "(or pass a .pt / .onnx / .ort / .tflite path)"
     )
 

@@ -178,7 +178,8 @@ def test_gate_refuses_unsafe_names_incomplete_runs_and_non_gated_models(
     seed = _cae_checkpoint(tmp_path / "seed.pt")
     assert gate([str(seed), "--data", "rover_rgb", "--out", str(tmp_path / "g.pt")]) == 2
     assert "the gate needs a unet2 / unet2h CAE" in capsys.readouterr().err
-    assert gate([*args[:1], "--data", str(data), "--out", str(tmp_path / "g.pt")]) == 2  # a folder: a KeyError once
+    # neither a dataset nor a folder (a folder tunes τ on its val files since session 31: test_train_folder_s31)
+    assert gate([*args[:1], "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "g.pt")]) == 2
     assert "named dataset" in capsys.readouterr().err
     assert gate([*args, "--taus", "0,x"]) == 2
     assert "--taus" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""``edgeae train vae``: train the anomaly β-VAE on 64×64 patches (grey orbital or RGB rover), tune λ and the
-alarm threshold. The defaults come from :class:`edgeae.train.vae.VAETrainConfig` (the library owns them)."""
+"""``edgeae train vae``: train the anomaly β-VAE on 64×64 patches (grey orbital, RGB rover or a folder of images),
+set λ and the alarm threshold. The defaults come from :class:`edgeae.train.vae.VAETrainConfig` (the library owns
+them)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,10 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v = kinds.add_parser(
         "vae",
         help="train the anomaly β-VAE",
-        description="Train the β-VAE on 64x64 patches of a named dataset (grey orbital or RGB rover); tune λ and "
-        "the threshold on validation data. Resumable: --time-budget stops cleanly, --resume RUN_DIR continues. "
-        "Progress lines (one per epoch, then the calibration) go to stderr.",
+        description="Train the β-VAE on 64x64 patches of a named dataset (grey orbital or RGB rover) or a folder of "
+        "images (split by file as train cae splits it); tune λ (named data; a folder's comes from --lambda or a "
+        "default) and the threshold on validation data. Resumable: --time-budget stops cleanly, --resume RUN_DIR "
+        "continues. Progress lines (one per epoch, then the calibration) go to stderr.",
         epilog=EXIT_STATUS_HELP,
     )
     v.add_argument(
@@ -68,10 +70,19 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     v.add_argument(
         "--data",
-        choices=sorted(DATASETS),
         default=d["data"],
-        help=f"training registration (edgeae.datasets; default {d['data']}); orbital_* are grey, rover_* RGB",
+        help=f"training registration (edgeae.datasets: {' | '.join(sorted(DATASETS))}; default {d['data']}; "
+        "orbital_* are grey, rover_* RGB) or a folder of images (sorted, every fifth file to validation)",
     )
+    v.add_argument(
+        "--channels", type=int, choices=[1, 3], default=None,
+        help="folder data: 1 grey or 3 RGB (default: from the folder's first image); named data: its own",
+    )  # fmt: skip
+    v.add_argument(
+        "--lambda", dest="lambda", type=float, default=None, metavar="LAMBDA",
+        help="folder data only: weight λ of ||mu||^2 in the anomaly score (a folder has no labels to tune it on; "
+        "default median(rec) / median(mu2) of its val patches); named data tune λ on labelled images",
+    )  # fmt: skip
     v.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['epochs']})")
     v.add_argument(
         "--crops", type=int, default=d["crops"],
@@ -118,8 +129,10 @@ VAE_FLAG_FIELDS: dict[str, str] = {
         "beta",
         "lr",
         "seed",
+        "channels",
     )
 } | {"no_hirise": "hirise", "msl_ground": "msl_ground", "no_augment": "augment", "bf16": "bf16", "no_bf16": "bf16"}
+VAE_FLAG_FIELDS["lambda"] = "score_lambda"  # --lambda (a keyword: read as getattr(args, "lambda"))
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -153,14 +166,13 @@ def run_cli(args: argparse.Namespace) -> int:
         return _report(train_vae(cfg, resume=True), Path(args.resume), cfg.zoo_name, cfg.zoo_force)
     if not args.out:
         raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")
-    if args.no_hirise and DATASETS[args.data] != 1:
-        raise CLIError(f"--no-hirise applies to grey data (orbital_*); --data {args.data} adds no HiRISE crops")
-    if "msl_ground" in given_flags(args) and DATASETS[args.data] != 3:
-        raise CLIError(f"--msl-ground applies to RGB data (rover_*); --data {args.data} is grey")
+    data, channels = _data_and_channels(args)
     zoo_name, force = zoo_target(args)
     cfg = VAETrainConfig(
         out=args.out,
-        data=args.data,
+        data=data,
+        channels=channels,
+        score_lambda=getattr(args, "lambda"),
         widths=args.widths,
         latent=args.latent,
         beta=args.beta,
@@ -170,7 +182,7 @@ def run_cli(args: argparse.Namespace) -> int:
         crops=args.crops,
         val_crops=args.val_crops,
         seed=args.seed,
-        hirise=not args.no_hirise,
+        hirise=not args.no_hirise and data in DATASETS,
         msl_ground=args.msl_ground,
         augment=not args.no_augment,
         bf16=precision_arg(args),
@@ -187,6 +199,39 @@ def run_cli(args: argparse.Namespace) -> int:
         raise CLIError(problems[0])
     _check_vae_zoo(cfg)
     return _report(train_vae(cfg), Path(args.out), cfg.zoo_name, cfg.zoo_force)
+
+
+def _data_and_channels(args: argparse.Namespace) -> tuple[str, int | None]:
+    """``--data`` as the config keeps it (a folder: its absolute path) and the channels (a folder: ``--channels``,
+    else its first training image's); the flags that apply to named data only are refused with a folder."""
+    from edgeae.train.vae import DATASETS, VAETrainConfig
+
+    if args.data in DATASETS:
+        if getattr(args, "lambda") is not None:
+            raise CLIError(f"--lambda applies to a folder of images; --data {args.data} tunes λ on labelled images")
+        if args.no_hirise and DATASETS[args.data] != 1:
+            raise CLIError(f"--no-hirise applies to grey data (orbital_*); --data {args.data} adds no HiRISE crops")
+        if "msl_ground" in given_flags(args) and DATASETS[args.data] != 3:
+            raise CLIError(f"--msl-ground applies to RGB data (rover_*); --data {args.data} is grey")
+        return args.data, args.channels
+    if not Path(args.data).is_dir():
+        raise CLIError(f"--data {args.data!r} is neither a dataset ({', '.join(sorted(DATASETS))}) nor a folder")
+    for flag, given in (("--no-hirise", args.no_hirise), ("--msl-ground", "msl_ground" in given_flags(args))):
+        if given:
+            raise CLIError(f"{flag} applies to a named dataset; --data {args.data} is a folder of images")
+    from edgeae.cli.train_flags import data_arg
+    from edgeae.train.vae import data_files
+
+    data = data_arg(args.data)
+    if args.channels is not None:
+        return data, args.channels
+    from edgeae.imageio import image_shape
+
+    try:  # the CAE trainer's rule: 3 channels when its first training image is colour, else 1
+        train, _ = data_files(VAETrainConfig(out=args.out, data=data, channels=1, hirise=False), Path(data))
+        return data, 3 if image_shape(train[0])[2] >= 3 else 1
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--data {args.data}: {exc}") from exc
 
 
 def _check_vae_zoo(cfg: Any) -> None:
@@ -213,10 +258,13 @@ def _report(m: dict[str, Any], out: Path, zoo_name: str | None, force: bool = Fa
     c = m["calibration"]
     base = c.get("baseline_patch_std_ap")
     baseline = f", patch-std baseline {base:.3f}" if isinstance(base, float) else ""
+    if isinstance(c.get("lambda_ap"), float):
+        how = f"in-sample AP {c['lambda_ap']:.3f}{baseline} on {c['lambda_feature']}"
+    else:  # folder data: not tuned
+        how = f"not tuned, a folder has no labels: {c.get('lambda_source', '?')}"
     print(
         f"best epoch {m['best_epoch']}  val loss {m['val_loss']:.2f}  parameters {m['parameters']:,}  "
-        f"λ {c['lambda']:.4g} (in-sample AP {c['lambda_ap']:.3f}{baseline} on {c['lambda_feature']})  "
-        f"threshold {c['threshold']:.4g}  -> {out / 'best.pt'}"
+        f"λ {c['lambda']:.4g} ({how})  threshold {c['threshold']:.4g}  -> {out / 'best.pt'}"
     )
     install_into_zoo(m, out, zoo_name, force)
     return 0

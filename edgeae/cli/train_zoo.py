@@ -23,7 +23,8 @@ def add_zoo_args(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="when the run completes, also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json (NAME: "
         "lower-case letters, digits, - and _); a registered zoo model is only replaced by one of the same kind, "
-        "channels and architecture. Kept in the run: a stopped run resumed to completion is installed. With "
+        "channels and architecture; a new NAME is user-installed (usable by name, listed by edgeae zoo). Kept in "
+        "the run: a stopped run resumed to completion is installed. With "
         "--resume of a complete run (no larger --epochs): install it as it is, without training",
     )
     parser.add_argument(
@@ -87,8 +88,9 @@ def install_complete_run(args: argparse.Namespace, kind: str) -> int | None:
 def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool) -> None:
     """``--zoo-name``: install a complete run's best.pt and metrics.json (:func:`edgeae.zoo.install`)."""
     if zoo_name and metrics.get("complete"):
-        from edgeae.zoo import install
+        from edgeae.zoo import install, installed_message
 
-        print(f"zoo: wrote {install(zoo_name, out / 'best.pt', out / 'metrics.json', force=force)} and .json")
+        target = install(zoo_name, out / "best.pt", out / "metrics.json", force=force)
+        print(installed_message(zoo_name, target))
     elif zoo_name:
         print(f"zoo: {zoo_name} not installed: the run is not complete")

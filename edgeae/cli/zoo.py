@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "zoo",
         help="list the bundled models",
-        description="List the models shipped in the package (every MODEL argument takes these names): kind, "
-        "channels, parameters, shipped flight artifacts and validation metrics. --json for machines.",
+        description="List the models shipped in the package and those installed with --zoo-name (every MODEL "
+        "argument takes these names): kind, channels, parameters, shipped flight artifacts and validation metrics. "
+        "--json for machines.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     p.add_argument("--commands", action="store_true", help="also print the command that reproduces each model")
@@ -67,12 +68,15 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         params = f"{m['parameters'] / 1000:.0f} k" if isinstance(m.get("parameters"), int) else "-"
         name = m["name"] if m["available"] else f"{m['name']} *"
+        name += " +" if m.get("user_installed") else ""
         rows.append((name, m["kind"], str(m["channels"]), params, _artifacts(m["name"]), summary(m["metrics"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + _short(r[-1], 40))
     if not all(m["available"] for m in models):
         print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
+    if any(m.get("user_installed") for m in models):
+        print("+ user-installed (--zoo-name): not shipped; its entry is weights/NAME.entry.json beside NAME.pt")
     print("Every MODEL argument takes these names; --json for training data, metrics and file paths.")
     if args.commands:
         print()

@@ -2,7 +2,8 @@
 
 The gate (``UNet2CAE.gate``) scales the learned residual by var / (var + τ²), var the local variance of the
 known samples: smooth regions keep the classical pre-fill. τ is chosen on the dataset's *validation* files
-(never test files): the largest τ from ``taus`` whose mean PSNR over validation crops stays within
+(never test files; a folder of images: its val files as ``edgeae train cae`` splits it, :func:`val_files`): the
+largest τ from ``taus`` whose mean PSNR over validation crops stays within
 ``max_loss_db`` of the ungated model, which keeps the textured regions' gain and protects the smooth ones.
 With the chosen τ it then runs the known-block check (:mod:`edgeae.train.known_blocks`) on the same crops and
 refuses ``--zoo-name`` when whole known patches raise the error around them beyond its limit.
@@ -55,6 +56,18 @@ def with_gate(
     return save_checkpoint(out, model, meta, metrics, ck.history)
 
 
+def val_files(data: str, root: str | None = None) -> list[Path]:
+    """The files τ is tuned on: a named dataset's val split, or a folder's val files split by file exactly as
+    ``edgeae train cae`` splits it (:func:`edgeae.train.cae_config.split_data`: sorted, every fifth file)."""
+    from edgeae.datasets import SPLITS, split_files
+
+    if data in SPLITS:
+        return split_files(data, "val", root=root)
+    from edgeae.train.cae_config import CAETrainConfig, split_data
+
+    return split_data(CAETrainConfig(data=data, out=""))[1]
+
+
 def _windows(img: np.ndarray, size: int) -> list[np.ndarray]:
     """The centre crop and the smoothest ``size``-px window (lowest mean gradient) of one image."""
     h, w = img.shape[:2]
@@ -83,9 +96,9 @@ def tune(
     root: str | None = None,
     smooth_fill: str = "normconv",
 ) -> dict[str, Any]:
-    """PSNR of each τ on the validation files' centre crops and smooth windows; the chosen τ."""
+    """PSNR of each τ on the validation files' centre crops and smooth windows (:func:`val_files` of ``data``, a
+    dataset name or a folder of images); the chosen τ."""
     from edgeae.checkpoint import build_model, load_checkpoint
-    from edgeae.datasets import split_files
     from edgeae.imageio import read_image
     from edgeae.masks import make_mask
     from edgeae.predictor import TorchPredictor
@@ -93,7 +106,8 @@ def tune(
 
     ck = load_checkpoint(checkpoint)
     c = int(ck.metadata.channels)
-    images = [read_image(p, channels=c, detect_nodata=True).pixels for p in split_files(data, "val", root=root)]
+    files = val_files(data, root)
+    images = [read_image(p, channels=c, detect_nodata=True).pixels for p in files]
     crops, smooth = [], []
     for img in images:
         a, b = _windows(img, 128)
@@ -142,6 +156,7 @@ def tune(
         "checkpoint": str(checkpoint),
         "data": data,
         "split": "val",
+        "val_files": [p.name for p in files],
         "keep": keep,
         "max_loss_db": max_loss_db,
         "classical_best_mean": {k: float(np.mean(v)) for k, v in classical.items()},
@@ -162,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("checkpoint", help="best.pt of a complete unet2 / unet2h CAE training run")
-    p.add_argument("--data", required=True, help="dataset whose val split tunes τ (e.g. rover_rgb_v2)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset whose val split tunes τ (e.g. rover_rgb_v2), or a folder of images: its val files as edgeae "
+        "train cae splits it (every fifth file)",
+    )
     p.add_argument("--out", required=True, help="gated checkpoint to write (plus OUT.gate.json)")
     p.add_argument("--taus", default=",".join(str(t) for t in TAUS))
     p.add_argument("--max-loss-db", type=float, default=0.05)
@@ -217,9 +237,13 @@ def _check(args: argparse.Namespace) -> tuple[tuple[float, ...], dict[str, Any]]
 
         check_name(args.zoo_name)
     if args.data not in SPLITS:
-        raise ValueError(
-            f"--data {args.data!r}: the gate tunes τ on a named dataset's val split: one of {sorted(SPLITS)}"
-        )
+        if not Path(args.data).is_dir():
+            raise ValueError(
+                f"--data {args.data!r}: the gate tunes τ on the val split of a named dataset "
+                f"({', '.join(sorted(SPLITS))}) or of a folder of images; this is neither"
+            )
+        args.data = str(Path(args.data).resolve())  # recorded in OUT.gate.json: absolute, as train cae keeps it
+        val_files(args.data)  # a folder with too few images is refused before the tuning
     ck = load_checkpoint(args.checkpoint)
     variant = ck.metadata.architecture.get("variant", "seed")
     if ck.metadata.kind != "cae" or variant not in GATED_VARIANTS:
@@ -273,9 +297,9 @@ def _run(args: argparse.Namespace, taus: tuple[float, ...], card_base: dict[str,
         )
         card = Path(str(out) + ".zoo.json")
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        from edgeae.zoo import install
+        from edgeae.zoo import install, installed_message
 
-        print(f"zoo: wrote {install(args.zoo_name, out, card, force=args.force)} and .json")
+        print(installed_message(args.zoo_name, install(args.zoo_name, out, card, force=args.force)))
     for r in result["rows"]:
         print(
             f"  tau {r['tau']:<6g} val crops {r['crops_psnr']:.2f} dB (worst {r['crops_worst_margin_db']:+.2f}), "

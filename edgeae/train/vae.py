@@ -1,13 +1,16 @@
-"""Train the anomaly β-VAE on 64×64 patches (grey orbital or RGB rover), then tune λ and the alarm threshold.
+"""Train the anomaly β-VAE on 64×64 patches (grey orbital, RGB rover or a folder), then set λ and the threshold.
 
-Data (named, never the evaluation patches; :func:`training_files`):
+Data (named, never the evaluation patches; :func:`training_files`), or a folder of images:
 
 - ``data="orbital_gray"`` / ``"orbital_gray_v2"`` (grey): random crops of that registration's train split
   (``_v2`` adds 7 CTX tiles and a HiRISE strip of ``train_extra/``) plus, with ``hirise``, the class-0
   HiRISE landmark crops of the training products (:func:`edgeae.anomaly.labels.hirise_training_products`);
 - ``data="rover_rgb"`` / ``"rover_rgb_v2"`` (RGB): that registration's train split (``_v2`` adds 32 Mastcam
   panoramas) plus, with ``msl_ground``, the MSL surface images of class ``ground`` from the *train* sols
-  (:func:`edgeae.datasets.msl_split_of_sol`); the MSL val sols are the rover validation benchmark.
+  (:func:`edgeae.datasets.msl_split_of_sol`); the MSL val sols are the rover validation benchmark;
+- ``data=FOLDER`` (``channels`` 1 or 3): the folder split by file as the CAE trainer splits it
+  (:func:`edgeae.train.cae_config.split_data`: sorted, every fifth file to validation); both lists are recorded
+  in the model metadata. Without labels λ is not tuned (:func:`edgeae.train.vae_calibrate.calibrate_folder`).
 
 No-data patches are skipped, light augmentation (:mod:`edgeae.train.crops`), fresh crops every epoch drawn from
 ``(seed, epoch)``. Loss validation: crops of the registration's val split.
@@ -50,6 +53,7 @@ from edgeae.train.vae_calibrate import MSL_CALIBRATION_STRIDE as MSL_CALIBRATION
 from edgeae.train.vae_calibrate import THRESHOLD_MAX_PATCHES as THRESHOLD_MAX_PATCHES
 from edgeae.train.vae_calibrate import _rgb_lambda as _rgb_lambda  # tests reach it here
 from edgeae.train.vae_calibrate import calibrate as calibrate  # train_vae looks it up here: tests patch it here
+from edgeae.train.vae_calibrate import calibrate_folder as calibrate_folder
 from edgeae.train.vae_config import DATASETS as DATASETS
 from edgeae.train.vae_config import RESUMABLE as RESUMABLE
 from edgeae.train.vae_config import VAETrainConfig as VAETrainConfig
@@ -60,6 +64,8 @@ __all__ = [
     "LAMBDA_FILES",
     "VAETrainConfig",
     "calibrate",
+    "calibrate_folder",
+    "data_files",
     "load_config",
     "train_vae",
     "training_files",
@@ -101,6 +107,19 @@ def training_files(root: Path, hirise: bool = True, data: str = "orbital_gray", 
     return files
 
 
+def data_files(config: VAETrainConfig, root: Path) -> tuple[list[Path], list[Path]]:
+    """(train files, val files) of ``config.data``: a named dataset's (:func:`training_files`, its val split), or a
+    folder split by file exactly as ``edgeae train cae`` splits it (:func:`edgeae.train.cae_config.split_data`)."""
+    from edgeae.datasets import split_files
+
+    if config.is_folder:
+        from edgeae.train.cae_config import CAETrainConfig, split_data
+
+        return split_data(CAETrainConfig(data=config.data, out=config.out))
+    files = training_files(root, config.hirise, config.data, config.msl_ground)
+    return files, split_files(config.data, "val", root)
+
+
 def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast: Any) -> Any:
     """The loss to backpropagate: :meth:`edgeae.models.vae.VAE.training_losses` with ε drawn from ``eps_seed``
     (a CPU generator, so a run draws the same ε on every device) and the network under ``autocast``."""
@@ -123,7 +142,6 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     from edgeae.atomic import atomic_path
     from edgeae.checkpoint import save_checkpoint
     from edgeae.data import data_root
-    from edgeae.datasets import split_files
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
     from edgeae.train.common import check_memory, progress, select_device, write_history, write_json
@@ -153,9 +171,8 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     check_memory({"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)})
     if config.threads:
         torch.set_num_threads(config.threads)
-    root = data_root(config.data_root)
-    train_files = training_files(root, config.hirise, config.data, config.msl_ground)
-    val_files = split_files(config.data, "val", root)
+    root = data_root(config.data_root) if not config.is_folder else Path(config.data)
+    train_files, val_files = data_files(config, root)
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +246,8 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         edgeae_version=__version__,
         extra={
             "data": config.data,
-            "train_files": len(train_files),
+            # a folder's split is recorded file by file, as the CAE trainer records it; a named split by count
+            "train_files": [p.name for p in train_files] if config.is_folder else len(train_files),
             "val_files": [p.name for p in val_files],
             "beta": config.beta,
             "seed": config.seed,
@@ -310,18 +328,26 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
 
     model.load_state_dict(torch.load(best_state, map_location="cpu", weights_only=True))
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()  # type: ignore[call-overload]
-    log.info("calibrating λ and threshold on validation data (a minute or so)")
-    score = calibrate(model, metadata, root, config.patch, config.threshold_quantile, data=config.data,
-                      seed=config.seed)  # fmt: skip
-    log.info(
-        "λ %.4g: AP %.3f (in-sample: λ was chosen on these images; patch-std baseline AP %s) on %s",
-        score["lambda"], score["lambda_ap"], _ap_text(score.get("baseline_patch_std_ap")),
-        score.get("lambda_feature", "?"),
-    )  # fmt: skip
+    if config.is_folder:
+        log.info("setting λ and the threshold on the folder's val files (no labels: λ is not tuned)")
+        score = calibrate_folder(model, metadata, val_files, config.patch, config.threshold_quantile,
+                                 config.score_lambda)  # fmt: skip
+        log.info("λ %.4g from %s (not tuned: a folder has no labels)", score["lambda"], score["lambda_source"])
+    else:
+        log.info("calibrating λ and threshold on validation data (a minute or so)")
+        score = calibrate(model, metadata, root, config.patch, config.threshold_quantile, data=config.data,
+                          seed=config.seed)  # fmt: skip
+        log.info(
+            "λ %.4g: AP %.3f (in-sample: λ was chosen on these images; patch-std baseline AP %s) on %s",
+            score["lambda"], score["lambda_ap"], _ap_text(score.get("baseline_patch_std_ap")),
+            score.get("lambda_feature", "?"),
+        )  # fmt: skip
     vae_cfg = model.config
     metadata = metadata.replace(
         architecture=vae_cfg.to_dict(), score={"lambda": score["lambda"], "threshold": score["threshold"]}
     )
+    if "lambda_source" in score:  # folder data: λ was given or defaulted, not tuned; the model says which
+        metadata = metadata.replace(extra={**metadata.extra, "lambda_source": score["lambda_source"]})
     metrics: dict[str, Any] = {
         "best_epoch": state.best_epoch,
         "val_loss": state.best_val,

@@ -6,7 +6,10 @@ the anomaly score, then the alarm threshold.
   orbital_gray val frames (:func:`edgeae.anomaly.planted.select_lambda`); threshold: the 99th percentile of
   the val split's patch scores;
 - RGB: λ on MSL images of the *train* sols (hardware and targets vs ground, an image scored by its highest
-  patch; the training used only their ``ground`` images), threshold on the rover val split.
+  patch; the training used only their ``ground`` images), threshold on the rover val split;
+- a folder of images (:func:`calibrate_folder`): no labels, so λ is not tuned: the caller's (``--lambda``), else
+  median(rec) / median(μ²) of the val files' patches (both terms weigh alike in a typical patch); threshold as
+  above, on the folder's val files.
 
 The AP reported beside λ (``lambda_ap``) is in-sample: λ is chosen to maximise it on the same images
 (``lambda_ap_in_sample``), so it flatters the model; ``baseline_patch_std_ap`` is the AP of a trivial score, the
@@ -16,11 +19,14 @@ patches' standard deviation, on the same patches and labels, the figure to read 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeae.train.vae_config import DATASETS
+
+if TYPE_CHECKING:
+    from edgeae.anomaly.score import PatchScores
 
 # LROC NAC mosaics used only to choose λ (never reported); the other 10 are the evaluation set.
 LAMBDA_FILES: tuple[str, ...] = (
@@ -174,9 +180,8 @@ def calibrate(
 ) -> dict[str, Any]:
     """Tune λ on validation data (sets it in the model), then the threshold on the val split of ``data``."""
     from edgeae.anomaly.calibrate import threshold
-    from edgeae.anomaly.score import make_scorer, score_array
+    from edgeae.anomaly.score import make_scorer
     from edgeae.datasets import split_files
-    from edgeae.imageio import read_image
     from edgeae.predictor import TorchPredictor
 
     model.eval()
@@ -186,12 +191,65 @@ def calibrate(
     else:
         tuned = _calibrate_rgb(scorer, root, patch, batch, seed)
     model.set_lambda(tuned["lambda"])
-    normal: list[np.ndarray] = []
-    for f in split_files(data, "val", root):
-        if sum(len(n) for n in normal) >= THRESHOLD_MAX_PATCHES:
-            break
-        img = read_image(f, channels=DATASETS[data])
-        normal.append(score_array(img.pixels, scorer, patch, patch, valid=img.valid, batch=batch).score)
-    scores = np.concatenate(normal)
+    scores = np.concatenate([r.score for r in _val_patches(scorer, split_files(data, "val", root), DATASETS[data],
+                                                            patch, batch)])  # fmt: skip
     return {**tuned, "threshold": threshold(scores, quantile), "threshold_quantile": quantile,
             "threshold_patches": int(scores.size)}  # fmt: skip
+
+
+def _val_patches(scorer: Any, files: list[Path], channels: int, patch: int, batch: int) -> list[PatchScores]:
+    """The scored patches (non-overlapping, no-data skipped) of ``files`` in order, one result per file read,
+    until :data:`THRESHOLD_MAX_PATCHES` patches."""
+    from edgeae.anomaly.score import score_array
+    from edgeae.imageio import read_image
+
+    out: list[PatchScores] = []
+    for f in files:
+        if sum(len(r.score) for r in out) >= THRESHOLD_MAX_PATCHES:
+            break
+        img = read_image(f, channels=channels)
+        out.append(score_array(img.pixels, scorer, patch, patch, valid=img.valid, batch=batch, file=str(f)))
+    return out
+
+
+def calibrate_folder(
+    model: Any,
+    metadata: Any,
+    val_files: list[Path],
+    patch: int,
+    quantile: float,
+    lam: float | None = None,
+    batch: int = 256,
+) -> dict[str, Any]:
+    """λ and the threshold of a model trained on a folder of images (no labels: λ is not tuned).
+
+    λ is ``lam`` (``--lambda``), else median(rec) / median(μ²) of the patches of ``val_files``; it is set in the
+    model, then the threshold is the ``quantile`` of the val patches' scores, as for named data."""
+    from edgeae.anomaly.calibrate import threshold
+    from edgeae.anomaly.score import make_scorer
+    from edgeae.predictor import TorchPredictor
+
+    model.eval()
+    scorer = make_scorer(TorchPredictor(model, metadata, "training"))
+    channels = int(metadata.channels)
+    if lam is None:
+        first = _val_patches(scorer, val_files, channels, patch, batch)
+        rec = np.concatenate([r.extras["rec"] for r in first])
+        mu2 = np.concatenate([r.extras["mu2"] for r in first])
+        lam = float(np.median(rec) / max(float(np.median(mu2)), 1e-12))
+        source = "default: median(rec) / median(mu2) of the val patches"
+    else:
+        source = "--lambda"
+    model.set_lambda(float(lam))
+    results = _val_patches(scorer, val_files, channels, patch, batch)
+    scores = np.concatenate([r.score for r in results])
+    return {
+        "lambda": float(lam),
+        "lambda_source": source,
+        "lambda_ap": None,  # nothing to measure it against
+        "lambda_feature": "none: a folder has no labels to tune λ on",
+        "threshold": threshold(scores, quantile),
+        "threshold_quantile": quantile,
+        "threshold_patches": int(scores.size),
+        "threshold_files": [Path(r.file).name for r in results],
+    }

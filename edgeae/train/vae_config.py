@@ -1,6 +1,7 @@
 """The VAE trainer's configuration: :class:`VAETrainConfig` (validated on construction, written to a run's
-``config.json``), the training data it knows with their channels (:data:`DATASETS`), the keys a resume may change
-(:data:`RESUMABLE`) and reading a ``config.json`` back (:func:`load_config`)."""
+``config.json``), the named training data it knows with their channels (:data:`DATASETS`; any other ``data`` is a
+folder of images), the keys a resume may change (:data:`RESUMABLE`) and reading a ``config.json`` back
+(:func:`load_config`)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ class VAETrainConfig:
     """One VAE training run; written to ``out/config.json``."""
 
     out: str
-    data: str = "orbital_gray"
-    channels: int | None = None  # None: from ``data`` (1 grey orbital, 3 RGB rover)
+    data: str = "orbital_gray"  # a name of DATASETS, or a folder of images (split by file as the CAE trainer does)
+    channels: int | None = None  # None: from ``data`` (1 grey orbital, 3 RGB rover); a folder needs 1 or 3
     widths: tuple[int, ...] = (16, 32, 64, 32)
     latent: int = 256
     patch: int = 64
@@ -49,15 +50,23 @@ class VAETrainConfig:
     progress: bool = True
     zoo_name: str | None = None  # --zoo-name: the command line installs the run here once it is complete
     zoo_force: bool = False  # --force: that install may replace a registered model of another architecture
+    # λ of the anomaly score for folder data (no labels to tune it on); None: median(rec) / median(mu2) of its val
+    # patches. Named data tunes λ on labelled validation images (edgeae.train.vae_calibrate).
+    score_lambda: float | None = None
 
     def __post_init__(self) -> None:
         """The checks every config passes, a saved run's included; :meth:`new_run_problems` adds those a new run
         must pass (introduced after runs were saved that break them: such a run still loads and resumes)."""
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if self.data not in DATASETS:
-            raise ValueError(f"unknown VAE training data {self.data!r}; choose from {sorted(DATASETS)}")
-        if self.channels is not None and int(self.channels) != DATASETS[self.data]:
+        if self.data not in DATASETS and self.channels not in (1, 3):
+            raise ValueError(
+                f"unknown VAE training data {self.data!r}; choose from {sorted(DATASETS)}, or a folder of images "
+                f"with channels 1 or 3 (got {self.channels})"
+            )
+        if self.data in DATASETS and self.channels is not None and int(self.channels) != DATASETS[self.data]:
             raise ValueError(f"{self.data} has {DATASETS[self.data]} channel(s), not {self.channels}")
+        if self.score_lambda is not None and not (self.score_lambda >= 0 and math.isfinite(self.score_lambda)):
+            raise ValueError(f"score_lambda must be finite and >= 0, got {self.score_lambda}")
         for name in ("batch_size", "epochs", "crops", "val_crops", "latent", "patch"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -71,12 +80,18 @@ class VAETrainConfig:
 
     def new_run_problems(self) -> list[str]:
         """What a new run may not have, though a saved run may (it started before the rule and still resumes):
-        an ``lr`` of 1 or more, ``msl_ground`` with grey data (the trainer adds no MSL image to grey data)."""
+        an ``lr`` of 1 or more, ``msl_ground`` with grey data (the trainer adds no MSL image to grey data),
+        ``hirise`` or ``msl_ground`` with a folder, ``score_lambda`` with named data (its λ is tuned on labels)."""
         problems = []
         if not self.lr < 1:
             problems.append(f"lr must be in (0, 1), got {self.lr}")
-        if self.msl_ground and DATASETS[self.data] != 3:
-            problems.append(f"msl_ground adds RGB MSL images: it needs RGB data (rover_*), not {self.data}")
+        if self.msl_ground and DATASETS.get(self.data) != 3:
+            problems.append(f"msl_ground adds RGB MSL images: it needs named RGB data (rover_*), not {self.data}")
+        if self.is_folder and self.hirise:
+            problems.append(f"hirise adds HiRISE crops to named grey data (orbital_*): a folder ({self.data}) needs "
+                            "hirise=False")  # fmt: skip
+        if not self.is_folder and self.score_lambda is not None:
+            problems.append(f"score_lambda applies to folder data: {self.data}'s λ is tuned on labelled images")
         return problems
 
     def check_new_run(self) -> None:
@@ -86,8 +101,13 @@ class VAETrainConfig:
             raise ValueError(problems[0])
 
     @property
+    def is_folder(self) -> bool:
+        """Whether ``data`` is a folder of images rather than a named dataset."""
+        return self.data not in DATASETS
+
+    @property
     def n_channels(self) -> int:
-        return DATASETS[self.data]
+        return DATASETS[self.data] if self.data in DATASETS else int(self.channels or 0)
 
     @property
     def crops_per_epoch(self) -> int:
@@ -103,6 +123,8 @@ class VAETrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        if d["score_lambda"] is None:  # absent from runs started before it existed: they still resume
+            del d["score_lambda"]
         return drop_zoo_defaults(d)
 
     @classmethod

@@ -1,8 +1,11 @@
 """The model zoo: small trained models shipped inside the package, each with the command that made it.
 
-``ZOO`` is a plain dict (:mod:`edgeae.zoo.registry`); adding a model is one entry there plus its files in
+``ZOO`` is a plain dict (:mod:`edgeae.zoo.registry`); shipping a model is one entry there plus its files in
 ``weights/``: ``NAME.pt`` (a checkpoint from :func:`edgeae.checkpoint.save_checkpoint`) and ``NAME.json`` (the
-validation metrics the training command wrote). Numpy-free and torch-free: listing the zoo imports nothing heavy.
+validation metrics the training command wrote). A model installed with ``--zoo-name NAME`` under a name ``ZOO``
+does not register is *user-installed*: :func:`install` also writes ``NAME.entry.json`` (its entry, from the
+checkpoint's metadata) and every lookup here (:func:`models`) takes it by name like a shipped one, no source edit
+needed. Numpy-free and torch-free: listing the zoo imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -30,13 +33,52 @@ class UnknownModelError(KeyError):
 
 
 def _entry(name: str) -> dict[str, Any]:
-    if name not in ZOO:
-        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
-    return ZOO[name]
+    known = models()
+    if name not in known:
+        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(known))}")
+    return known[name]
 
 
 # a zoo name becomes a file name in WEIGHTS_DIR: lower-case letters, digits, '-' and '_', no separators or dots
 ZOO_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+ENTRY_SUFFIX = ".entry.json"  # WEIGHTS_DIR/NAME.entry.json: the entry of a user-installed model
+
+
+def user_models() -> dict[str, dict[str, Any]]:
+    """The user-installed models: each ``NAME.pt`` in :data:`WEIGHTS_DIR` whose NAME ``ZOO`` does not register,
+    with the entry :func:`install` recorded in ``NAME.entry.json`` (kind and channels ``"?"`` where there is none:
+    installed before entries were recorded) and ``user_installed`` True."""
+    out: dict[str, dict[str, Any]] = {}
+    if not WEIGHTS_DIR.is_dir():
+        return out
+    for pt in sorted(WEIGHTS_DIR.glob("*.pt")):
+        name = pt.stem
+        if name in ZOO or not ZOO_NAME.fullmatch(name):
+            continue
+        entry: dict[str, Any] = {
+            "kind": "?",
+            "channels": "?",
+            "training_data": "not recorded",
+            "description": "user-installed before its entry was recorded: install it again with --zoo-name to "
+            "record its kind and channels",
+            "command": "not recorded",
+        }
+        try:
+            recorded = json.loads((WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}").read_text())
+        except (OSError, ValueError):
+            recorded = None
+        if isinstance(recorded, dict):
+            entry.update(recorded)
+        out[name] = {**entry, "file": pt.name, "user_installed": True}
+    return out
+
+
+def models() -> dict[str, dict[str, Any]]:
+    """Every model a name resolves to: the registered ones (``ZOO``) and the user-installed ones
+    (:func:`user_models`)."""
+    return {**ZOO, **user_models()}
+
+
 # architecture keys that must match a registered model's to replace it (absent keys: the builders' defaults);
 # the gate's tau, smooth fill and the VAE's lambda are tuned after training and may differ
 ARCHITECTURE_KEYS: dict[str, dict[str, Any]] = {
@@ -128,7 +170,8 @@ def run_complete(metrics: dict[str, Any]) -> bool:
 
 
 def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> Path:
-    """Copy a complete training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``.
+    """Copy a complete training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``;
+    a name ``ZOO`` does not register also gets ``NAME.entry.json`` (:func:`user_entry`): it resolves by name.
 
     Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, and a
     registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway)."""
@@ -159,10 +202,46 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
     for src, dst in ((checkpoint, target), (metrics, target.with_suffix(".json"))):
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
+    if name not in ZOO:  # user-installed: its entry, so that every MODEL argument takes the name
+        entry = user_entry(ck.metadata, params, card, Path(checkpoint))
+        with atomic_path(WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}") as tmp:
+            Path(tmp).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     stale = stale_artifacts_warning(name)
     if stale:
         log.warning(stale)
     return target
+
+
+def user_entry(metadata: Any, parameters: int, card: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """The zoo entry of a user-installed model, from its checkpoint's ``metadata`` (kind, channels, training data)
+    and its run's metrics ``card`` (the command, where recorded)."""
+    extra = dict(metadata.extra)
+    counts = []
+    for key in ("train_files", "val_files"):
+        value = extra.get(key)
+        if isinstance(value, (int, list)):
+            counts.append(f"{len(value) if isinstance(value, list) else value} {key.replace('_', ' ')}")
+    data = str(extra.get("data", "not recorded"))
+    run = Path(checkpoint).resolve().parent
+    arch = dict(metadata.architecture)
+    shape = ", ".join(f"{k} {arch[k]}" for k in ("variant", "widths", "latent") if k in arch)
+    return {
+        "kind": metadata.kind,
+        "channels": int(metadata.channels),
+        "parameters": int(parameters),
+        "training_data": f"{data} ({', '.join(counts)})" if counts else data,
+        "training_data_hash": metadata.training_data_hash,
+        "description": f"user-installed {metadata.kind} ({shape}) from {run / Path(checkpoint).name}",
+        "command": str(card.get("command") or f"not recorded; the run's settings: {run / 'config.json'}"),
+    }
+
+
+def installed_message(name: str, target: Path) -> str:
+    """The line a command prints after installing zoo model ``name`` at ``target``."""
+    line = f"zoo: wrote {target} and .json"
+    if name not in ZOO:
+        line += f"; user-installed: every MODEL argument takes {name} (edgeae zoo lists it)"
+    return line
 
 
 def stale_artifacts_warning(name: str) -> str | None:
@@ -183,11 +262,12 @@ def stale_artifacts_warning(name: str) -> str | None:
 
 def resolve(name: str) -> Path:
     """Path of the weights of zoo model ``name`` (clear error for unknown names or missing files)."""
-    path = WEIGHTS_DIR / _entry(name)["file"]
+    entry = _entry(name)
+    path = WEIGHTS_DIR / entry["file"]
     if not path.is_file():
         raise FileNotFoundError(
             f"zoo model {name!r} is registered but its weights {path} are missing; "
-            f"reproduce them with: {ZOO[name]['command']}"
+            f"reproduce them with: {entry['command']}"
         )
     return path
 
@@ -203,10 +283,10 @@ def metrics(name: str) -> dict[str, Any]:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """One dict per zoo model: the registry entry plus ``name``, ``available`` and ``metrics``."""
+    """One dict per zoo model, registered then user-installed: the entry plus ``name``, ``available``,
+    ``metrics`` and ``user_installed``."""
     out = []
-    for name, entry in ZOO.items():
-        out.append(
-            {"name": name, **entry, "available": (WEIGHTS_DIR / entry["file"]).is_file(), "metrics": metrics(name)}
-        )
+    for name, entry in models().items():
+        available = (WEIGHTS_DIR / entry["file"]).is_file()
+        out.append({"name": name, "user_installed": False, **entry, "available": available, "metrics": metrics(name)})
     return out
