@@ -30,7 +30,8 @@ class MetadataError(ValueError):
 class ModelMetadata:
     """What a model artifact must say about itself.
 
-    ``input_shape`` is (N, C, H, W) or (N, H, W, C) following ``layout``; N is -1 for a dynamic batch.
+    ``input_shape`` is (N, C, H, W) or (N, H, W, C) following ``layout``; N is -1 for a dynamic batch, else the
+    file's static batch (a TFLite VAE exported since session 31: 16; earlier files say -1, their tensor says 16).
     ``normalisation`` says how raw pixels map to the model's input: ``{"range": [0, 1], "method":
     "divide-by-dtype-max"}``, which edgeae applies as samples / (2**bit_depth - 1), the bit depth from the product
     or the file (PNG ``sBIT``, PGM ``maxval``, TIFF ``MaxSampleValue``): 12-bit data in uint16 words is divided by
@@ -95,15 +96,25 @@ class ModelMetadata:
         d.update(changes)
         return ModelMetadata(**d)
 
-    def check_input(self, shape: tuple[int, ...], source: str = "model") -> None:
-        """Raise :class:`MetadataError` when an input batch of ``shape`` does not fit this model."""
+    def check_input(self, shape: tuple[int, ...], source: str = "model", layout: str | None = None) -> None:
+        """Raise :class:`MetadataError` when an input batch of ``shape`` does not fit this model (the batch axis is
+        not compared). ``layout``: the order of ``shape`` (default: the model's own); the flight loader passes the
+        NCHW batch its caller gave an NHWC model, so the error names the shape and axis as the caller passed them.
+        """
+        given = layout or self.layout
+        if given not in LAYOUTS:
+            raise MetadataError(f"unknown layout {given!r}; expected one of {LAYOUTS}")
         if len(shape) != 4:
-            raise MetadataError(f"{source}: expected a 4-D {self.layout} batch, got shape {tuple(shape)}")
-        for i, (want, got) in enumerate(zip(self.input_shape, shape, strict=True)):
-            if want > 0 and want != got and not (i == 0):
+            raise MetadataError(f"{source}: expected a 4-D {given} batch, got shape {tuple(shape)}")
+        for axis_name, what in (("C", "channels"), ("H", "height"), ("W", "width")):
+            want = self.input_shape[self.layout.index(axis_name)]
+            axis = given.index(axis_name)
+            got = shape[axis]
+            if want > 0 and want != got:
+                has = f"{got} channel{'s' * (got != 1)}" if axis_name == "C" else f"{what} {got}"
                 raise MetadataError(
-                    f"{source}: input shape {tuple(shape)} does not match the model's "
-                    f"{self.layout} input {self.input_shape} (axis {i})"
+                    f"{source}: input shape {tuple(shape)} ({given}) does not match the model's {self.layout} input "
+                    f"{self.input_shape}: the batch has {has}, the model takes {want} (axis {axis})"
                 )
 
 

@@ -57,10 +57,12 @@ class Graph:
         return self.module if self.export_module is None else self.export_module
 
     def tflite_metadata(self) -> ModelMetadata:
-        """Metadata of the TFLite file: NHWC input shape and layout when converted channels-last."""
-        if self.tflite_layout != "NHWC":
-            return self.metadata
+        """Metadata of the TFLite file: its static batch (when converted with one) as the input shape's batch,
+        and NHWC input shape and layout when converted channels-last."""
         n, c, h, w = self.metadata.input_shape
+        n = self.tflite_static_batch or n
+        if self.tflite_layout != "NHWC":
+            return self.metadata.replace(input_shape=(n, c, h, w))
         return self.metadata.replace(layout="NHWC", input_shape=(n, h, w, c))
 
     def sample(self, batch: int, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -212,7 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--widths",
         type=_widths,
         default=None,
-        help="encoder widths, e.g. 8,16,32,64 (default: 24,32,64,64 for unet2h, the flight model; else 16,32,64,128)",
+        help="encoder widths, one level each, e.g. 8,16,32,64 (default: 24,32,64,64 for unet2h, the flight model; "
+        "else 16,32,64,128); the seed CAE's latent is widths[-1] × (tile / 2^levels)², 128×8×8 by default",
     )
     c.add_argument(
         "--variant",

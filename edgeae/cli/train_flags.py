@@ -19,13 +19,20 @@ def resolved_root(data_root: str | None) -> str | None:
     return None if data_root is None else str(Path(data_root).resolve())
 
 
+def _has_init(args: argparse.Namespace) -> bool:
+    """Whether the trainer that parsed ``args`` takes ``--init`` (``train cae`` does, ``train vae`` does not)."""
+    return "init" in vars(args)
+
+
 def refuse_out_on_resume(args: argparse.Namespace) -> None:
     """``--out`` with ``--resume``: a resumed run continues in its own folder; another folder is refused."""
     if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
-        raise CLIError(
-            f"--out {args.out}: a resumed run continues in its own folder (--resume {args.resume}); to train a copy "
-            f"elsewhere, start a new run with --out {args.out} --init {Path(args.resume) / 'best.pt'}"
-        )
+        if _has_init(args):
+            best = Path(args.resume) / "best.pt"
+            way = f"to train a copy elsewhere, start a new run with --out {args.out} --init {best}"
+        else:
+            way = f"to train another run elsewhere, start a new one with --out {args.out} (from fresh weights)"
+        raise CLIError(f"--out {args.out}: a resumed run continues in its own folder (--resume {args.resume}); {way}")
 
 
 def check_resume_kind(args: argparse.Namespace, kind: str) -> Path:
@@ -90,11 +97,11 @@ def refuse_resume_changes(args: argparse.Namespace, saved: object, fields: dict[
             shown = flag if isinstance(value, bool) else f"{flag} {value!r}"
             diffs.append(f"{shown} (the run has {name} = {have!r})")
     if diffs:
+        way = "(--init CHECKPOINT to start from its weights)" if _has_init(args) else "(from fresh weights)"
         raise CLIError(
             f"--resume {args.resume} continues the run as configured in its config.json; these flags would change "
             f"it: {'; '.join(diffs)}. Leave them out (only --epochs, --time-budget, --threads, --no-progress, "
-            "--device and --data-root may change), or start a new run with --out (--init CHECKPOINT to start "
-            "from its weights)"
+            f"--device and --data-root may change), or start a new run with --out {way}"
         )
 
 

@@ -293,7 +293,8 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     if stopped is None:  # recorded last: a run killed before its final files resumes to write them
         state.complete = True
         save()
-    log.info("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
+    # debug: `edgeae train cae` prints the fuller line (parameters, per-level PSNR) from the returned metrics
+    log.debug("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
     return metrics
 
 
@@ -304,10 +305,12 @@ def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
     from edgeae.metadata import MetadataError
 
     ck = load_checkpoint(path)
+    if ck.metadata.kind != "cae":  # before the defaults below, which would describe it as a seed CAE
+        raise MetadataError(f"--init {path}: this is a {ck.metadata.kind} checkpoint, not a cae")
     arch = {"variant": "seed", "tile": 128, **ck.metadata.architecture}  # absent = the defaults, as build() reads it
     want = cae_cfg.to_dict()
     keys = ("variant", "channels", "widths", "tile")
-    if ck.metadata.kind != "cae" or any(_norm(arch.get(k)) != _norm(want.get(k)) for k in keys):
+    if any(_norm(arch.get(k)) != _norm(want.get(k)) for k in keys):
         got, mine = {k: arch.get(k) for k in keys}, {k: want.get(k) for k in keys}
         raise MetadataError(f"--init {path}: its architecture {got} is not this run's {mine}")
     try:
