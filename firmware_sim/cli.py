@@ -74,7 +74,9 @@ def _run(args: argparse.Namespace) -> int:
 def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .frames import collect_frames
     from .loop import FlightRuntime, RunInterrupted, StorageFailed
+    from .queue import IndexNotSaved
     from .state import discard_state
+    from .telemetry import TelemetryNotWritten
 
     mission = _mission_with_overrides(args)
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -86,7 +88,15 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
         raise MissionError("no frames: --frames names no frame files")
     if args.fresh:
         discard_state(Path(args.out))
-    rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
+    try:
+        rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
+    except (IndexNotSaved, TelemetryNotWritten) as exc:  # the state exists but cannot be written: not a user error
+        print(
+            f"firmware-sim: the boot could not write its state in {args.out}: {exc}; once there is room, run the "
+            "same command again to go on",
+            file=sys.stderr,
+        )
+        return EXIT_STORAGE
     for warning in rt.boot_warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     try:

@@ -309,14 +309,18 @@ class FlightRuntime:
             raise  # the state on disk is what a reboot leaves; the next boot writes the summary
         except KeyboardInterrupt:
             self.not_written.update(self._interrupted())
-            raise RunInterrupted(self.finish(), len(self.records)) from None
+            raise RunInterrupted(self.finish(), self._frames_done()) from None
         except OSError as exc:  # a frame's own errors drop that frame; this one stops the loop (state unsaved)
             self.not_written.update(self._interrupted(error=str(exc)))  # the frame in progress as after Ctrl-C
-            raise StorageFailed(exc, self.finish(), len(self.records)) from exc
+            raise StorageFailed(exc, self.finish(), self._frames_done()) from exc
         except BaseException:  # an unexpected error: the frames so far still get their summary
             self.finish()
             raise
         return self.finish()
+
+    def _frames_done(self) -> int:
+        """Frames this boot finished (a record written again by a stop path counts once)."""
+        return len({r.get("frame_id") for r in self.records})
 
     def _skip(self, source: str) -> None:
         self.skipped_already_acquired += 1

@@ -491,3 +491,19 @@ def test_a_telemetry_line_a_full_disk_cuts_short_names_the_file_and_stays_apart(
         ("event", "after"),
         ("start", 1),
     ]
+
+
+def test_a_boot_that_cannot_write_its_state_exits_4_not_2(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun on a disk still full stopped at the boot's start line with exit 2, "user error" (review r4)."""
+    from edgeae.firmware_sim import telemetry
+
+    def full(self: Any, *a: Any, **k: Any) -> Any:
+        raise telemetry.TelemetryNotWritten(self.path, OSError(errno.ENOSPC, "No space left on device"))
+
+    d, frames = cli_setup
+    monkeypatch.setattr(telemetry.TelemetryWriter, "write", full)
+    rc = main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(d / "o")])
+    err = capsys.readouterr().err
+    assert rc == EXIT_STORAGE and "telemetry.jsonl" in err and "error:" not in err, err
