@@ -4,8 +4,8 @@ A file written through :func:`atomic_path` (or :func:`write_bytes` / :func:`writ
 all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``), is flushed to disk, then renamed over
 the target; on any error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps
 what it held before. ``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not).
-A symlink is followed (the file it points to is replaced, the link stays); an existing target that is not a regular
-file (a FIFO, ``/dev/stdout``) is written directly.
+A symlink is followed (the file it points to is replaced, the link stays); a device, a process's file descriptor
+(``/dev/stdout``) or a FIFO is written through, appended to (never truncated, never renamed over).
 """
 
 from __future__ import annotations
@@ -19,6 +19,34 @@ from pathlib import Path
 def temp_name(path: Path) -> Path:
     """The temporary file :func:`atomic_path` writes for ``path`` (hidden, per process)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _stream(target: Path, real: Path) -> bool:
+    """Whether ``target`` is written through rather than replaced: a device or a process's file descriptor
+    (``/dev/stdout`` resolves to ``/proc/self/fd/1``: a pipe, or a file the shell opened for appending), or an existing
+    file that is not a regular one (a FIFO)."""
+    if target.as_posix().startswith(("/dev/", "/proc/")) or real.as_posix().startswith(("/dev/", "/proc/")):
+        return True
+    return target.exists() and not target.is_file()
+
+
+def _through(target: Path) -> Iterator[Path]:
+    """Yield a temporary file whose content is then appended to ``target``: opened again for writing, a
+    ``/proc/self/fd`` path would truncate a file the shell opened with ``>>``; appending keeps it, and a pipe or
+    FIFO takes the bytes as they come."""
+    import shutil
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="edgeae-out-")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb") as src, open(target, "ab") as out:
+            shutil.copyfileobj(src, out)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def fsync_folder(folder: Path) -> None:
@@ -48,11 +76,14 @@ def atomic_path(
     the old or the new file, never an empty one). An exception (``BaseException``: also Ctrl-C) removes the
     temporary file and propagates; an ``OSError`` without a file name gets the target's."""
     target = Path(path)
-    if target.is_symlink():  # the file it points to is replaced, the link kept (a shared results file)
-        target = Path(os.path.realpath(target))
-    if target.exists() and not target.is_file():  # a FIFO, /dev/stdout: written through, nothing to rename
-        yield target
+    real = Path(os.path.realpath(target))
+    if _stream(target, real):  # /dev/stdout (a pipe, or a file opened with >>), a FIFO: written through
+        yield from _through(target)
         return
+    if real != target:  # a symlink: the file it points to is replaced, the link kept (a shared results file)
+        target = real
+        if temp is not None:  # beside the file it replaces (a rename cannot cross file systems)
+            temp = target.with_name(Path(temp).name)
     tmp = temp_name(target) if temp is None else Path(temp)
     try:
         yield tmp

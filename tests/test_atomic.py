@@ -48,8 +48,34 @@ def test_a_symlink_is_followed_and_a_fifo_written_through(tmp_path: Path) -> Non
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)  # never hangs the suite
     reader.start()
     write_text(fifo, "through")
     reader.join(5)
     assert got == ["through"] and fifo.is_fifo()
+
+
+def test_dev_stdout_is_written_through_piped_or_appended(tmp_path: Path) -> None:
+    """/dev/stdout resolves to /proc/self/fd/1: it was renamed over (a pipe: no such file; >> a file: its content
+    replaced). Written through, both keep working (review r4, session 31)."""
+    import subprocess
+    import sys
+
+    code = "from edgeae.atomic import write_text; write_text('/dev/stdout', 'hello\\n')"
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stdout == "hello\n", piped.stderr
+    log = tmp_path / "o.txt"
+    log.write_text("old\n")
+    with log.open("a") as f:
+        appended = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, timeout=60)
+    assert appended.returncode == 0 and log.read_text() == "old\nhello\n"
+
+
+def test_a_fixed_temp_name_follows_a_symlinked_target(tmp_path: Path) -> None:
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    (real_dir / "index.json").write_text("old")
+    (tmp_path / "index.json").symlink_to(real_dir / "index.json")
+    write_bytes(tmp_path / "index.json", b"new", temp=tmp_path / "index.json.tmp")
+    assert (real_dir / "index.json").read_bytes() == b"new" and (tmp_path / "index.json").is_symlink()
+    assert not (tmp_path / "index.json.tmp").exists() and not (real_dir / "index.json.tmp").exists()
