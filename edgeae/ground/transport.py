@@ -122,13 +122,15 @@ def serve_udp(
         sock.close()
         raise
     status_r, status_w = os.pipe()
-    old_term = _raise_on_sigterm()
+    stop_signal: list[int] = []  # set by SIGINT/SIGTERM; the loop stops between two records
+    old_handlers = _stop_on_signals(stop_signal)
     t0 = time.monotonic()
     child = os.fork()
     if child == 0:  # the receiver: only socket and file calls from here on, then _exit
         code = 1
         try:
             os.close(status_r)
+            _child_signals()  # the parent's flag handlers are not the child's: a signal ends its receive loop
             code = _receive_child(sock, path, status_w, idle_timeout, max_time, limits)
         finally:
             os._exit(code)
@@ -145,17 +147,17 @@ def serve_udp(
 
     backlog: collections.deque[bytes] = collections.deque()  # records read from the file, not yet parsed
 
-    def take(records: list[bytes]) -> None:
-        """Parse ``records`` after any left by an interrupted call: Ctrl-C/SIGTERM raise in here, and a record
-        read from the file but not yet parsed stays in the backlog for the final drain (none is lost)."""
+    def take(records: list[bytes], until_stop: bool = True) -> None:
+        """Parse ``records`` after any left by an earlier call. Ctrl-C/SIGTERM only set ``stop_signal`` (never an
+        exception inside a record's parsing, which could leave it half counted): with ``until_stop`` the loop
+        returns between two records, and what it had not parsed stays in the backlog for the final drain."""
         nonlocal datagrams, deferred
         backlog.extend(records)
-        while backlog:
-            data = backlog[0]
+        while backlog and not (until_stop and stop_signal):
+            data = backlog.popleft()
+            datagrams += 1
             with station.lock:
                 pkt = station.receiver.receive(data)
-                backlog.popleft()
-                datagrams += 1
                 if pkt is None:
                     continue
                 key = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
@@ -172,13 +174,15 @@ def serve_udp(
         worker.start()
         if ready is not None:
             ready(bound)
-        while not child_done:
+        while not child_done and not stop_signal:
             child_done = os.waitpid(child, os.WNOHANG)[0] != 0
             records = reader.read()
             take(records)
             if not records and not child_done:
                 time.sleep(0.02)
-    except KeyboardInterrupt:
+        if stop_signal:
+            raise KeyboardInterrupt(f"signal {stop_signal[0]}")
+    except KeyboardInterrupt:  # a signal (or Ctrl-C where no handler could be installed: not the main thread)
         reason = "interrupted"
         log.warning("interrupted: decoding what was received so far")
     except Exception as exc:  # an error in the loop must not lose the session
@@ -189,7 +193,7 @@ def serve_udp(
             _stop_child(child)
         stats = _child_status(status_r)
         try:
-            take(reader.read())  # everything the receiver wrote before it stopped
+            take(reader.read(), until_stop=False)  # everything the receiver wrote before it stopped
         except Exception as exc:
             reason = reason or f"error: {type(exc).__name__}: {exc}"
         reader.close()
@@ -199,7 +203,7 @@ def serve_udp(
         try:
             report = station.finish()
         finally:
-            _restore_sigterm(old_term)
+            _restore_handlers(old_handlers)
             if tmpdir is not None:
                 tmpdir.cleanup()
     # datagrams the receiver process dropped at its caps never reached the parser: counted here, so that
@@ -348,17 +352,31 @@ def _decode_worker(station: GroundStation, pending: queue.Queue, stop: threading
             log.info("decoded %s: %s/%s packets", name, rep.get("packets_received"), rep.get("packets_expected"))
 
 
-def _raise_on_sigterm() -> Any:
-    """Make SIGTERM stop the receive loop like Ctrl-C (main thread only); returns the old handler."""
+def _stop_on_signals(stop_signal: list[int]) -> dict[int, Any]:
+    """SIGINT and SIGTERM only append to ``stop_signal`` (main thread only): the receive loop stops between two
+    records, and a second signal cannot cut the final drain or the report short. Returns the old handlers."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop_signal:
+            log.warning("signal %d: already stopping, writing what was received", signum)
+        stop_signal.append(signum)
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _child_signals() -> None:
+    """In the receiver process: SIGINT and SIGTERM raise KeyboardInterrupt (its loop writes its status and exits)."""
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    return signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
-def _restore_sigterm(old: Any) -> None:
-    if old is not None:
-        signal.signal(signal.SIGTERM, old)
+def _restore_handlers(old: dict[int, Any]) -> None:
+    for sig, handler in old.items():
+        if handler is not None:
+            signal.signal(sig, handler)
