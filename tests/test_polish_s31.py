@@ -212,3 +212,31 @@ def test_without_a_threshold_nothing_is_flagged() -> None:
     terms = TermsTopK(4, None, 36)
     terms.offer_batch(np.stack([s, s[::-1]], axis=1), xs, ys, raw)
     assert terms.flagged is None and len(terms.ranked()) == 4
+
+
+# -- docs-by-execution audit: out-of-range pixels, another channel count, CAE options with a VAE ------------------
+def test_score_array_refuses_0_255_data_and_another_channel_count() -> None:
+    """0-255 data scored ~1e9 with no word; an RGB image into a grey scorer failed with an internal batch shape."""
+    from edgeae.anomaly.score import make_scorer, score_array
+    from edgeae.predictor import load_predictor
+
+    sc = make_scorer(load_predictor("orbital-gray-vae-lite"))
+    img = np.random.default_rng(0).random((128, 128, 1)).astype(np.float32)
+    assert len(score_array(img, sc).score) == 4
+    with pytest.raises(ValueError, match=r"pixels span \[.*\], but scores are defined on \[0, 1\]"):
+        score_array(img * 300, sc)
+    with pytest.raises(ValueError, match=r"the image has 3 channel\(s\), the model takes 1"):
+        score_array(np.repeat(img, 3, axis=2), sc)
+
+
+def test_cae_options_with_a_vae_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.cli import main as edgeae_main
+    from edgeae.imageio import write_image
+
+    img = tmp_path / "a.png"
+    write_image(img, np.random.default_rng(1).random((64, 64)).astype(np.float32))
+    out = str(tmp_path / "o.csv")
+    rc = edgeae_main(["score", str(img), "--model", "orbital-gray-vae-lite", "-o", out, "--cae-seed", "5"])
+    assert rc == 2 and "--cae-seed set the CAE's masked input" in capsys.readouterr().err
+    rc = edgeae_main(["score", str(img), "--model", "orbital-gray-vae-lite", "-o", out, "--group", "x"])
+    assert rc == 2 and "--group sets the product context of --score context-knn only" in capsys.readouterr().err

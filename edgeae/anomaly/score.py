@@ -130,6 +130,19 @@ def _collect(
     )
 
 
+def check_unit_range(img: np.ndarray, valid: np.ndarray, file: str) -> None:
+    """Refuse samples far outside [0, 1] (0-255 data scored as they are gave scores ~1e9 with no word): every model
+    and score threshold is defined on [0, 1] pixels (:func:`edgeae.imageio.read_image` reads any image so)."""
+    where = np.broadcast_to(valid[..., None], img.shape)  # no copy of the image (a NAC strip is 1 GB as float32)
+    hi = float(np.max(img, where=where, initial=-np.inf))
+    lo = float(np.min(img, where=where, initial=np.inf))
+    if hi > 1.5 or lo < -0.5:
+        raise ValueError(
+            f"{file}: pixels span [{lo:.4g}, {hi:.4g}], but scores are defined on [0, 1] samples: divide 8-bit data by "
+            "255 (2**bits - 1 for other depths), or read the image with edgeae.imageio.read_image"
+        )
+
+
 def _on_terminal() -> bool:
     """Whether stderr is a terminal: progress bars redraw their lines with carriage returns, which a log file keeps."""
     try:
@@ -177,11 +190,15 @@ def score_array(
         raise ValueError(
             f"{file}: valid must be a bool mask of the image's shape {(h, w)} (True = data), got {ok.dtype} {ok.shape}"
         )
+    want = getattr(scorer, "channels", None)
+    if isinstance(want, int) and img.shape[2] != want:
+        raise ValueError(f"{file}: the image has {img.shape[2]} channel(s), the model takes {want}")
     finite = across_channels(img, np.logical_and, np.isfinite)
     if not finite.all():
         log.warning("%s: %d NaN/inf pixels are no-data (read as 0)", file, int(finite.size - finite.sum()))
         ok = ok & finite
         img = np.where(finite[..., None], img, np.float32(0.0))
+    check_unit_range(img, ok, file)
     positions = tile_positions(h, w, patch, stride)
     if progress and _on_terminal():
         tqdm = require("tqdm").tqdm

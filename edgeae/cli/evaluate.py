@@ -65,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help=f"seed of random-16 gallery, isolation forest, t-SNE, --limit (0 to {SEED_MAX})",
     )  # fmt: skip
     p.add_argument(
-        "--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees, in (0, 1]"
+        "--cae-keep",
+        type=float,
+        default=None,
+        help="CAE scoring only: fraction of pixels the model sees, in (0, 1] (default 0.5)",
     )
     p.add_argument(
         "--fill-nodata", action="store_true",
@@ -117,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.predictor import load_predictor
 
     datasets = DATASETS if args.dataset == "all" else (args.dataset,)
-    if not 0.0 < args.cae_keep <= 1.0:  # also refuses nan
+    if args.cae_keep is not None and not 0.0 < args.cae_keep <= 1.0:  # also refuses nan
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
+    cae_keep = 0.5 if args.cae_keep is None else args.cae_keep
     out = Path(args.out)
     _check_out(out, datasets)
     scorers: dict[str, object] = {}
@@ -131,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
             kind = predictor.metadata.kind
             if args.views > 1 and kind != "vae":
                 raise CLIError(f"--views {args.views}: views average VAE latents; {spec} is a {kind}")
-            scorers[spec] = make_scorer(predictor, cae_keep=args.cae_keep, keep_latents=True, views=args.views)
+            if args.cae_keep is not None and kind != "cae":  # it was silently ignored with a VAE
+                raise CLIError(f"--cae-keep sets the CAE's masked input; {spec} is a {kind}")
+            scorers[spec] = make_scorer(predictor, cae_keep=cae_keep, keep_latents=True, views=args.views)
         return scorers[spec]
 
     root = data_root(args.data_root)
@@ -174,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit, sampled, res["info"]["settings"])
         print((out / ds / "table.md").read_text())
         print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
-    run = f"--views {args.views}, --seed {args.seed}" + (f", --cae-keep {args.cae_keep:g}" if cae else "")
+    run = f"--views {args.views}, --seed {args.seed}" + (f", --cae-keep {cae_keep:g}" if cae else "")
     (out / "summary.md").write_text(acceptance_markdown(checks, used, data, run))
     print((out / "summary.md").read_text())
     return 0

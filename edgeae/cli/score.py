@@ -100,9 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "strides) around it, each image on its own (a ground ranking for features small against the frame; "
         "docs/anomaly.md), or context-knn = the frame-z-knn distance plus the same distance with the latents "
         "scaled over all the images given (give the crops of one product together: a crater that fills its crop "
-        "still stands out in the product; with --views 8, HiRISE crater vs other ROC AUC 0.804 on the dev split, "
-        "docs/anomaly.md; a set of over 100,000 patches, up to 500,000, is measured against a seeded sample of 100,000 "
-        "of them)",
+        "still stands out in the product; with --views 8 edgeae evaluate gives HiRISE crater vs other ROC AUC "
+        "0.804 on the dev split, 0.805 with the int8 file, and a scan, which fills partial patches as this command "
+        "does, 0.814: docs/anomaly.md; a set of over 100,000 patches, up to 500,000, is measured against a seeded "
+        "sample of 100,000 of them)",
     )
     p.add_argument(
         "--group",
@@ -116,8 +117,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--score context-knn: average the latents of each patch's first N rotations and flips (8: all of "
         "them, 8x the model calls; default 1)",
     )
-    p.add_argument("--cae-keep", type=float, default=0.5, help="CAE scoring: fraction of pixels the model sees")
-    p.add_argument("--cae-seed", type=seed_arg(2**64 - 1), default=0, help="CAE scoring: mask seed (0 to 2**64 - 1)")
+    p.add_argument(
+        "--cae-keep", type=float, default=None, help="CAE scoring only: fraction of pixels the model sees (default 0.5)"
+    )
+    p.add_argument(
+        "--cae-seed",
+        type=seed_arg(2**64 - 1),
+        default=None,
+        help="CAE scoring only: mask seed (0 to 2**64 - 1; default 0)",
+    )
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter / torch threads")
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)"
@@ -155,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--margin: {exc}") from None
     if not 0.0 <= args.min_valid <= 1.0:  # also refuses nan
         raise CLIError(f"--min-valid must be a fraction in [0, 1], got {args.min_valid}")
-    if not 0.0 < args.cae_keep <= 1.0:
+    if args.cae_keep is not None and not 0.0 < args.cae_keep <= 1.0:
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
     maps = _check_outputs(args, files)
     auto = args.model is None
@@ -179,18 +187,25 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--stride must be positive, got {stride}")
     if args.score != "a" and meta.kind != "vae":
         raise CLIError(f"--score {args.score} needs a VAE (its score terms or latents); {args.model} is a {meta.kind}")
+    given = [o for o, v in (("--cae-keep", args.cae_keep), ("--cae-seed", args.cae_seed)) if v is not None]
+    if given and meta.kind != "cae":  # they shape the CAE's masked input only: silently ignored with a VAE before
+        raise CLIError(f"{' and '.join(given)} set the CAE's masked input; {args.model} is a {meta.kind}")
     if args.views > 1 and args.score != "context-knn":
         raise CLIError(f"--views {args.views} averages latents for --score context-knn only (got --score {args.score})")
-    groups = _groups(files, args.group) if args.group is not None else None
-    if groups is not None and args.score != "context-knn":
+    if args.group is not None and args.score != "context-knn":  # before the names are matched against it
         raise CLIError(f"--group sets the product context of --score context-knn only (got --score {args.score})")
+    groups = _groups(files, args.group) if args.group is not None else None
     _warn_channels(files, meta.channels, args, auto)
     knn = args.score in ("frame-z-knn", "context-knn")
     if knn:  # every image's latents are held until the set is ranked: bounded first
         _check_set_size(files, meta, patch, stride, args.views, args.score)
     latents = knn or args.score == "local-z"
     scorer = make_scorer(
-        predictor, cae_keep=args.cae_keep, cae_seed=args.cae_seed, keep_latents=latents, views=args.views
+        predictor,
+        cae_keep=0.5 if args.cae_keep is None else args.cae_keep,
+        cae_seed=0 if args.cae_seed is None else args.cae_seed,
+        keep_latents=latents,
+        views=args.views,
     )
     results = []
     unread: list[str] = []
