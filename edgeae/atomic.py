@@ -4,16 +4,22 @@ A file written through :func:`atomic_path` (or :func:`write_bytes` / :func:`writ
 all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``), is flushed to disk, then renamed over
 the target; on any error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps
 what it held before. ``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not).
-A symlink is followed (the file it points to is replaced, the link stays); a device, a process's file descriptor
-(``/dev/stdout``) or a FIFO is written through, appended to (never truncated, never renamed over).
+A symlink is followed (the file it points to is replaced, the link stays). The process's own stdout/stderr
+(``/dev/stdout``: a pipe, a terminal, or the file a shell redirected it to) is written through the stream, and a
+device or FIFO is appended to: never truncated, never renamed over. A regular file is replaced wherever it is
+(``/dev/shm`` included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 
 def temp_name(path: Path) -> Path:
@@ -21,19 +27,36 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _stream(target: Path, real: Path) -> bool:
-    """Whether ``target`` is written through rather than replaced: a device or a process's file descriptor
-    (``/dev/stdout`` resolves to ``/proc/self/fd/1``: a pipe, or a file the shell opened for appending), or an existing
-    file that is not a regular one (a FIFO)."""
-    if target.as_posix().startswith(("/dev/", "/proc/")) or real.as_posix().startswith(("/dev/", "/proc/")):
-        return True
-    return target.exists() and not target.is_file()
+def _std_stream(real: Path) -> TextIO | None:
+    """``sys.stdout`` / ``sys.stderr`` when ``real`` (followed) is the file, pipe or terminal behind descriptor 1 / 2
+    (``/dev/stdout``, or the file a shell redirected it to): written through the stream, whose own buffered output
+    and file offset a second opening would overwrite or truncate."""
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        try:
+            own = os.fstat(fd)
+        except OSError:
+            continue
+        if stream is not None and (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino):
+            return stream
+    return None
 
 
-def _through(target: Path) -> Iterator[Path]:
-    """Yield a temporary file whose content is then appended to ``target``: opened again for writing, a
-    ``/proc/self/fd`` path would truncate a file the shell opened with ``>>``; appending keeps it, and a pipe or
-    FIFO takes the bytes as they come."""
+def _special(real: Path) -> bool:
+    """Whether ``real`` exists and is not a regular file or folder: a device, a FIFO, a socket (written through)."""
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _through(target: Path, std: TextIO | None) -> Iterator[Path]:
+    """Yield a temporary file whose content then goes to ``target``: through ``std`` (flushed first) when it is the
+    process's stdout/stderr, else appended to the device or FIFO (never truncated, never renamed over)."""
     import shutil
     import tempfile
 
@@ -42,8 +65,14 @@ def _through(target: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        with tmp.open("rb") as src, open(target, "ab") as out:
-            shutil.copyfileobj(src, out)
+        with tmp.open("rb") as src:
+            if std is not None:
+                std.flush()
+                shutil.copyfileobj(src, std.buffer)
+                std.buffer.flush()
+            else:
+                with open(target, "ab") as out:
+                    shutil.copyfileobj(src, out)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -77,9 +106,12 @@ def atomic_path(
     temporary file and propagates; an ``OSError`` without a file name gets the target's."""
     target = Path(path)
     real = Path(os.path.realpath(target))
-    if _stream(target, real):  # /dev/stdout (a pipe, or a file opened with >>), a FIFO: written through
-        yield from _through(target)
+    std = _std_stream(target)  # stat follows /dev/stdout's magic link, whose resolved name may not be a path
+    if std is not None or _special(target):  # /dev/stdout (a pipe, a terminal, a redirected file), a FIFO, a device
+        yield from _through(target, std)
         return
+    if real.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {target}: it is a folder")
     if real != target:  # a symlink: the file it points to is replaced, the link kept (a shared results file)
         target = real
         if temp is not None:  # beside the file it replaces (a rename cannot cross file systems)

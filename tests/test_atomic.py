@@ -79,3 +79,38 @@ def test_a_fixed_temp_name_follows_a_symlinked_target(tmp_path: Path) -> None:
     write_bytes(tmp_path / "index.json", b"new", temp=tmp_path / "index.json.tmp")
     assert (real_dir / "index.json").read_bytes() == b"new" and (tmp_path / "index.json").is_symlink()
     assert not (tmp_path / "index.json.tmp").exists() and not (real_dir / "index.json.tmp").exists()
+
+
+def test_stdout_redirected_with_gt_keeps_what_the_program_prints_around_it(tmp_path: Path) -> None:
+    """``> f``: the JSON went to /dev/stdout through a second opening, and the program's own buffered print then
+    overwrote it at fd 1's offset (review r6). Written through sys.stdout, both stay, in order."""
+    import subprocess
+    import sys
+
+    code = (
+        "from edgeae.atomic import write_text; print('before'); write_text('/dev/stdout', 'payload\\n'); "
+        "print('after')"
+    )
+    out = tmp_path / "f.txt"
+    with out.open("w") as f:
+        r = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 0 and out.read_text() == "before\npayload\nafter\n", r.stderr
+
+
+def test_a_regular_file_under_dev_shm_is_replaced_not_appended() -> None:
+    import os
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    p = Path("/dev/shm") / f"edgeae-test-{os.getpid()}.json"
+    try:
+        write_text(p, "one")
+        write_text(p, "two")
+        assert p.read_text() == "two"
+    finally:
+        p.unlink(missing_ok=True)
+
+
+def test_a_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        write_text(tmp_path, "x")
