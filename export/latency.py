@@ -44,7 +44,7 @@ def artifact_latency(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edgeae.export.latency", description=__doc__)
     p.add_argument("folder", type=Path)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per figure, their median reported (default 10)")
     p.add_argument("--pattern", default="*", help="file name glob within FOLDER (default: all artifacts)")
     args = p.parse_args(argv)
     if not args.folder.is_dir():

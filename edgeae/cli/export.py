@@ -49,9 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--kinds", default=None, help="comma list of cae,cae-encoder,cae-decoder (default: all)")
     p.add_argument("--n-calib", type=int, default=128, help="calibration patches (default 128)")
     p.add_argument("--n-test", type=int, default=64, help="held-out parity patches (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="patch selection seed")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="patch selection seed: calibration patches, parity patches seed + 1 (default 0)",
+    )
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurements")
-    p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per latency figure")
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=10,
+        help="timed runs per latency figure, their median reported (default 10)",
+    )
     p.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
     rng = p.add_mutually_exclusive_group()
     rng.add_argument(

@@ -184,15 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         "train cae splits it (every fifth file)",
     )
     p.add_argument("--out", required=True, help="gated checkpoint to write (plus OUT.gate.json)")
-    p.add_argument("--taus", default=",".join(str(t) for t in TAUS))
-    p.add_argument("--max-loss-db", type=float, default=0.05)
+    p.add_argument(
+        "--taus",
+        default=",".join(str(t) for t in TAUS),
+        help=f"comma list of the τ values tried (default {','.join(str(t) for t in TAUS)})",
+    )
+    p.add_argument(
+        "--max-loss-db",
+        type=float,
+        default=0.05,
+        help="the largest τ whose mean validation PSNR stays within this many dB of the ungated model is chosen "
+        "(default 0.05)",
+    )
     p.add_argument(
         "--smooth-fill",
         choices=SMOOTH_FILLS,
         default="normconv",
         help="what smooth regions fall back to: the zeroth-order pre-fill, or a local plane fit (exact on gradients)",
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--zoo-name",
         default=None,
