@@ -75,7 +75,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .frames import collect_frames
     from .loop import FlightRuntime, RunInterrupted, StorageFailed
     from .queue import IndexNotSaved
-    from .state import discard_state
+    from .state import StateNotSaved, discard_state
     from .telemetry import TelemetryNotWritten
 
     mission = _mission_with_overrides(args)
@@ -90,7 +90,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
         discard_state(Path(args.out))
     try:
         rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
-    except (IndexNotSaved, TelemetryNotWritten) as exc:  # the state exists but cannot be written: not a user error
+    except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error
         print(
             f"firmware-sim: the boot could not write its state in {args.out}: {exc}; once there is room, run the "
             "same command again to go on",

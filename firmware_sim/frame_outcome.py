@@ -117,7 +117,8 @@ def complete_record(rt: FlightRuntime, rec: dict[str, Any], t0: float) -> None:
 def write_record(rt: FlightRuntime, rec: dict[str, Any]) -> None:
     """The frame's one ``frame`` line (``queue_pending_bytes``: what waits in the queue, before any pass)."""
     rec["queue_pending_bytes"] = rt.queue.stored_bytes
-    rt.records.append(rec)
+    if not rt.records or rt.records[-1] is not rec:  # a stop path writes a refused line again: one record
+        rt.records.append(rec)
     rt.tm.write("frame", **rec)
     rt._unwritten = None
     rt._current = None

@@ -106,7 +106,11 @@ class FlightRuntime:
                     with contextlib.suppress(OSError):  # something else was put there meanwhile: leave it
                         self.out.rmdir()
             raise
-        write_mission_state(self.out, mission)
+        try:
+            write_mission_state(self.out, mission)
+        except BaseException:  # the state folder is kept (a rerun goes on from it); what the boot opened is closed
+            self.close()
+            raise
 
     def _boot(
         self, loader: Loader | None, inject: Sequence[str], wire: WireConfig | None, progress: bool, parallel: str

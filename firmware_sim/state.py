@@ -85,14 +85,23 @@ def check_mission_state(out: Path, mission: Mission) -> list[str]:
     return _changes(old.get("settings", {}), _mission_settings(mission))
 
 
+class StateNotSaved(OSError):
+    """The mission state (``mission.json``) could not be written at boot (a full or read-only disk); the message
+    names the file and the errno is kept."""
+
+
 def write_mission_state(out: Path, mission: Mission) -> None:
-    """Record the mission whose state the folder holds (once the boot succeeded)."""
+    """Record the mission whose state the folder holds (once the boot succeeded); :class:`StateNotSaved` when
+    it cannot be written."""
     import json
 
     from .queue import atomic_write
 
     doc = {"name": mission.name, "settings": _mission_settings(mission)}
-    atomic_write(out / MISSION_STATE, (json.dumps(doc, indent=2) + "\n").encode())
+    try:
+        atomic_write(out / MISSION_STATE, (json.dumps(doc, indent=2) + "\n").encode())
+    except OSError as exc:
+        raise StateNotSaved(*((exc.errno, str(exc)) if exc.errno is not None else (str(exc),))) from exc
 
 
 # what a run keeps in its output folder (``--fresh`` removes it; a refused first boot leaves none of it)

@@ -507,3 +507,33 @@ def test_a_boot_that_cannot_write_its_state_exits_4_not_2(
     rc = main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(d / "o")])
     err = capsys.readouterr().err
     assert rc == EXIT_STORAGE and "telemetry.jsonl" in err and "error:" not in err, err
+
+
+def test_a_mission_state_that_cannot_be_written_at_boot_exits_4(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mission.json needs a new block on a full disk where the telemetry start line still fits: it exited 2 (r6)."""
+    d, frames = cli_setup
+    real = queue_mod.atomic_write
+
+    def refuse_mission_json(path: Path, data: bytes) -> None:
+        if path.name == "mission.json":
+            raise OSError(errno.ENOSPC, f"cannot write {path}: No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(queue_mod, "atomic_write", refuse_mission_json)
+    rc = main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(d / "o")])
+    err = capsys.readouterr().err
+    assert rc == EXIT_STORAGE and "mission.json" in err and "error:" not in err, err
+
+
+def test_a_frame_line_written_again_by_a_stop_counts_once(models: dict[str, Path], tmp_path: Path) -> None:
+    """write_record appended the record again when a stop path rewrote a refused frame line: summary counted 3."""
+    from edgeae.firmware_sim.frame_outcome import write_record
+
+    rt = FlightRuntime(small_mission(models, patch=P), tmp_path / "o")
+    rec: dict[str, Any] = {"frame_id": 0}
+    write_record(rt, rec)
+    write_record(rt, rec)
+    assert rt.records == [rec]
+    rt.close()

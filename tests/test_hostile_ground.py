@@ -268,7 +268,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _serve(tmp_path: Path, *extra: str, slow_parse: bool = False) -> tuple[subprocess.Popen, int, Path]:
+def _serve(
+    tmp_path: Path, *extra: str, slow_parse: bool = False, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen, int, Path]:
     out = tmp_path / "live"
     ready = tmp_path / "port"
     launcher = ("-c", SLOW_PARSE) if slow_parse else ("-m", "edgeae")
@@ -283,7 +285,7 @@ def _serve(tmp_path: Path, *extra: str, slow_parse: bool = False) -> tuple[subpr
         # a foreground server, as after Ctrl-C in a terminal: when the tests themselves run as a background job
         # (`nohup ... &`), the shell has set SIGINT to ignored, the child would inherit that, and Python keeps
         # an inherited ignore (the server then runs on to its idle time-out and exits 0)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL),
     )
     t0 = time.monotonic()
     while not ready.exists() or not ready.read_text():
@@ -406,3 +408,20 @@ def test_many_corrupt_packets_and_products_stay_fast() -> None:
     assert len(rep["products"]) == 2000 and rep["stream"]["rejected"]["crc"] >= 29_990  # a few copies are intact
     t = gs.receiver.trackers[APIDS["telemetry"]]
     assert t.corrupt_in(-(1 << 30), 1 << 30) == len(t.corrupt - t.valid)
+
+
+def test_serve_keeps_an_ignored_sigint_ignored(tmp_path: Path) -> None:
+    """A server started with SIGINT ignored (nohup, a background job) kept running on Ctrl-C to its process group;
+    the flag handlers of session 31 replaced the ignore (review r6). SIGTERM still stops it in order."""
+    proc, _, out = _serve(tmp_path, sigint_ignored=True)
+    try:
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None  # still serving
+        os.kill(proc.pid, signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stdout
+    assert json.loads((out / "stream.json").read_text())["serve"]["stopped"] == "interrupted"

@@ -123,107 +123,112 @@ def serve_udp(
         raise
     status_r, status_w = os.pipe()
     stop_signal: list[int] = []  # set by SIGINT/SIGTERM; the loop stops between two records
-    old_handlers = _stop_on_signals(stop_signal)
-    t0 = time.monotonic()
-    child = os.fork()
-    if child == 0:  # the receiver: only socket and file calls from here on, then _exit
-        code = 1
+    old_handlers: dict[int, Any] = {}
+    try:  # the handlers are put back whatever happens, after the report is written (a second signal cannot cut it)
+        old_handlers = _stop_on_signals(stop_signal)
+        t0 = time.monotonic()
+        child = os.fork()
+        if child == 0:  # the receiver: only socket and file calls from here on, then _exit
+            code = 1
+            try:
+                os.close(status_r)
+                _child_signals()  # the parent's flag handlers are not the child's: a signal ends its receive loop
+                code = _receive_child(sock, path, status_w, idle_timeout, max_time, limits)
+            finally:
+                os._exit(code)
+        sock.close()
+        os.close(status_w)
+        pending: queue.Queue[tuple[str, int, int]] = queue.Queue(maxsize=limits.decode_queue)
+        stop = threading.Event()
+        worker = threading.Thread(
+            target=_decode_worker, args=(station, pending, stop), name="edgeae-decode", daemon=True
+        )
+        reader = _RecordTail(path)
+        datagrams = deferred = 0
+        queued: set[tuple[str, int, int]] = set()
+        reason = ""
+        child_done = False
+
+        backlog: collections.deque[bytes] = collections.deque()  # records read from the file, not yet parsed
+
+        def take(records: list[bytes], until_stop: bool = True) -> None:
+            """Parse ``records`` after any left by an earlier call. Ctrl-C/SIGTERM only set ``stop_signal`` (never an
+            exception inside a record's parsing, which could leave it half counted): with ``until_stop`` the loop
+            returns between two records, and what it had not parsed stays in the backlog for the final drain."""
+            nonlocal datagrams, deferred
+            backlog.extend(records)
+            while backlog and not (until_stop and stop_signal):
+                data = backlog.popleft()
+                datagrams += 1
+                with station.lock:
+                    pkt = station.receiver.receive(data)
+                    if pkt is None:
+                        continue
+                    key = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
+                    asm = station.receiver.products[key]
+                    complete = len(asm.pieces) == asm.parts and key not in queued
+                if complete:
+                    try:
+                        pending.put_nowait(key)
+                        queued.add(key)
+                    except queue.Full:
+                        deferred += 1  # decoded by finish(): parsing never waits for the decoder
+
         try:
-            os.close(status_r)
-            _child_signals()  # the parent's flag handlers are not the child's: a signal ends its receive loop
-            code = _receive_child(sock, path, status_w, idle_timeout, max_time, limits)
+            worker.start()
+            if ready is not None:
+                ready(bound)
+            while not child_done and not stop_signal:
+                child_done = os.waitpid(child, os.WNOHANG)[0] != 0
+                records = reader.read()
+                take(records)
+                if not records and not child_done:
+                    time.sleep(0.02)
+            if stop_signal:
+                raise KeyboardInterrupt(f"signal {stop_signal[0]}")
+        except KeyboardInterrupt:  # a signal (or Ctrl-C where no handler could be installed: not the main thread)
+            reason = "interrupted"
+            log.warning("interrupted: decoding what was received so far")
+        except Exception as exc:  # an error in the loop must not lose the session
+            reason = f"error: {type(exc).__name__}: {exc}"
+            log.exception("ground station receive loop failed; writing what was received")
         finally:
-            os._exit(code)
-    sock.close()
-    os.close(status_w)
-    pending: queue.Queue[tuple[str, int, int]] = queue.Queue(maxsize=limits.decode_queue)
-    stop = threading.Event()
-    worker = threading.Thread(target=_decode_worker, args=(station, pending, stop), name="edgeae-decode", daemon=True)
-    reader = _RecordTail(path)
-    datagrams = deferred = 0
-    queued: set[tuple[str, int, int]] = set()
-    reason = ""
-    child_done = False
-
-    backlog: collections.deque[bytes] = collections.deque()  # records read from the file, not yet parsed
-
-    def take(records: list[bytes], until_stop: bool = True) -> None:
-        """Parse ``records`` after any left by an earlier call. Ctrl-C/SIGTERM only set ``stop_signal`` (never an
-        exception inside a record's parsing, which could leave it half counted): with ``until_stop`` the loop
-        returns between two records, and what it had not parsed stays in the backlog for the final drain."""
-        nonlocal datagrams, deferred
-        backlog.extend(records)
-        while backlog and not (until_stop and stop_signal):
-            data = backlog.popleft()
-            datagrams += 1
-            with station.lock:
-                pkt = station.receiver.receive(data)
-                if pkt is None:
-                    continue
-                key = (pkt.kind, pkt.frame_id, int(pkt.header.get("index", 0)))
-                asm = station.receiver.products[key]
-                complete = len(asm.pieces) == asm.parts and key not in queued
-            if complete:
-                try:
-                    pending.put_nowait(key)
-                    queued.add(key)
-                except queue.Full:
-                    deferred += 1  # decoded by finish(): parsing never waits for the decoder
-
-    try:
-        worker.start()
-        if ready is not None:
-            ready(bound)
-        while not child_done and not stop_signal:
-            child_done = os.waitpid(child, os.WNOHANG)[0] != 0
-            records = reader.read()
-            take(records)
-            if not records and not child_done:
-                time.sleep(0.02)
-        if stop_signal:
-            raise KeyboardInterrupt(f"signal {stop_signal[0]}")
-    except KeyboardInterrupt:  # a signal (or Ctrl-C where no handler could be installed: not the main thread)
-        reason = "interrupted"
-        log.warning("interrupted: decoding what was received so far")
-    except Exception as exc:  # an error in the loop must not lose the session
-        reason = f"error: {type(exc).__name__}: {exc}"
-        log.exception("ground station receive loop failed; writing what was received")
+            if not child_done:
+                _stop_child(child)
+            stats = _child_status(status_r)
+            try:
+                take(reader.read(), until_stop=False)  # everything the receiver wrote before it stopped
+            except Exception as exc:
+                reason = reason or f"error: {type(exc).__name__}: {exc}"
+            reader.close()
+            stop.set()
+            if worker.is_alive():
+                worker.join()
+            try:
+                report = station.finish()
+            finally:
+                if tmpdir is not None:
+                    tmpdir.cleanup()
+        # datagrams the receiver process dropped at its caps never reached the parser: counted here, so that
+        # received = accepted + duplicates + idle + rejected holds for the whole session
+        rejected = report["stream"]["rejected"]
+        for key, why in (("dropped_source_limit", "source_limit"), ("not_recorded", "session_limit")):
+            if stats.get(key):
+                rejected[why] = rejected.get(why, 0) + stats[key]
+                report["stream"]["packets_received"] += stats[key]
+        report["serve"] = {
+            "port": bound,
+            "stopped": reason or stats.get("stopped", "receiver_failed"),
+            "datagrams": datagrams,
+            "datagrams_not_recorded": stats.get("not_recorded", 0),
+            "decoded_after_stop": deferred,
+            "receive_buffer_bytes": rcvbuf,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        station.write_report(report)
+        return report
     finally:
-        if not child_done:
-            _stop_child(child)
-        stats = _child_status(status_r)
-        try:
-            take(reader.read(), until_stop=False)  # everything the receiver wrote before it stopped
-        except Exception as exc:
-            reason = reason or f"error: {type(exc).__name__}: {exc}"
-        reader.close()
-        stop.set()
-        if worker.is_alive():
-            worker.join()
-        try:
-            report = station.finish()
-        finally:
-            _restore_handlers(old_handlers)
-            if tmpdir is not None:
-                tmpdir.cleanup()
-    # datagrams the receiver process dropped at its caps never reached the parser: counted here, so that
-    # received = accepted + duplicates + idle + rejected holds for the whole session
-    rejected = report["stream"]["rejected"]
-    for key, why in (("dropped_source_limit", "source_limit"), ("not_recorded", "session_limit")):
-        if stats.get(key):
-            rejected[why] = rejected.get(why, 0) + stats[key]
-            report["stream"]["packets_received"] += stats[key]
-    report["serve"] = {
-        "port": bound,
-        "stopped": reason or stats.get("stopped", "receiver_failed"),
-        "datagrams": datagrams,
-        "datagrams_not_recorded": stats.get("not_recorded", 0),
-        "decoded_after_stop": deferred,
-        "receive_buffer_bytes": rcvbuf,
-        "seconds": round(time.monotonic() - t0, 3),
-    }
-    station.write_report(report)
-    return report
+        _restore_handlers(old_handlers)
 
 
 def _receive_child(
@@ -363,7 +368,9 @@ def _stop_on_signals(stop_signal: list[int]) -> dict[int, Any]:
             log.warning("signal %d: already stopping, writing what was received", signum)
         stop_signal.append(signum)
 
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a SIGINT the caller set to ignored (a server started with nohup or as a background job) stays ignored
+    sigs = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
+    return {sig: signal.signal(sig, handler) for sig in sigs}
 
 
 def _child_signals() -> None:
@@ -373,7 +380,8 @@ def _child_signals() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # an ignored SIGINT (nohup, a background job) stays so
+            signal.signal(sig, handler)
 
 
 def _restore_handlers(old: dict[int, Any]) -> None:
