@@ -29,7 +29,7 @@ def export_stamp(zoo_name: str) -> str:
     bits = 7 if ExportConfig().reduce_range else 8
     return (
         f"checkpoint {digest[:16]}; vae tflite static batch {VAE_TFLITE_BATCH}; vae form {VAE_EXPORT_FORM}; "
-        f"int8 onnx weights {bits}-bit"
+        f"int8 onnx weights {bits}-bit; calibration from the model's own training data"  # since session 31
     )
 
 
