@@ -42,7 +42,7 @@ def test_strips_cli_user_errors_are_one_line_and_exit_2(
 ) -> None:
     """Each was a traceback (docs/io.md): a missing or unreadable source, a bad tile side, a truncated frame, an
     output that is a folder, a frame that is not there."""
-    from edgeae.strips import main
+    from edgeae.cli.strips_tool import main
 
     frame = _frame(tmp_path, source)
     truncated = tmp_path / "truncated.tif"
@@ -54,7 +54,7 @@ def test_strips_cli_user_errors_are_one_line_and_exit_2(
         "/tmp/nothere-f13.png: no such file": ["make-frame", out, "/tmp/nothere-f13.png", *small],
         "garbage.png: not a PNG": ["make-frame", out, str(garbage), *small],
         "multiple of 16 (TIFF tiles), got 100": ["make-frame", out, str(source), "--tile", "100"],
-        "Is a directory": ["make-frame", str(tmp_path), str(source), *small],
+        "it is a folder": ["make-frame", str(tmp_path), str(source), *small],
         "truncated TIFF": ["stream", str(truncated)],
         "nothere.tif: no such file": ["stream", str(tmp_path / "nothere.tif")],
     }
@@ -81,7 +81,7 @@ def test_strips_cli_user_errors_are_one_line_and_exit_2(
 )
 def test_strips_cli_refuses_bad_numbers_while_parsing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """``--patch 0`` was a ValueError traceback; ``--band-rows 0`` and ``--min-valid 5`` ran (kept 0)."""
-    from edgeae.strips import main
+    from edgeae.cli.strips_tool import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -96,7 +96,7 @@ def test_make_frame_bar_reaches_its_total_and_shows_on_a_terminal_only(
     """tifffile stops pulling after the last tile, so a bar wrapped around the generator ended at 15/16."""
     pytest.importorskip("tqdm")
     import edgeae.reconstruct
-    from edgeae.strips import main
+    from edgeae.cli.strips_tool import main
 
     argv = ["make-frame", str(tmp_path / "a.tif"), str(source), "--shape", "128", "128", "--tile", "32"]
     assert main(argv) == 0  # stderr is captured, not a terminal: no bar
@@ -129,9 +129,7 @@ def test_make_frame_failure_keeps_the_earlier_frame(
 
 
 def test_io_doc_states_the_strips_exit_status() -> None:
-    assert "is one line on stderr and exit status 2; `make-frame` draws its tile bar only on a terminal" in _doc(
-        "docs/io.md"
-    )
+    assert "both exit status 2; `make-frame` draws its tile bar only on a terminal" in _doc("docs/io.md")
 
 
 # -- 2. missing output folders: made everywhere but the board tools' result files, as the README says ----------

@@ -166,7 +166,7 @@ def test_nodata_carried_across_strips(tmp_path: Path) -> None:
 def test_main_streams_and_reports_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from edgeae.strips import main
+    from edgeae.cli.strips_tool import main
 
     src = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)
     srcf = write_image(tmp_path / "src.png", src)
