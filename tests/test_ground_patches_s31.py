@@ -202,3 +202,137 @@ def test_a_channel_mismatch_falls_back_per_frame_and_is_said_once(monkeypatch, c
         assert "the frame has 1 channel(s), the model takes 3" in reps[f"frame_{fid}"]["fill_fallback"]
     said = [r.getMessage() for r in caplog.records if "cannot fill frame" in r.getMessage()]
     assert len(said) == 1 and "--model rgb.pt cannot fill frame 1" in said[0] and "filled with nearest" in said[0]
+
+
+# ----------------------------------------------------------------------- review r5 (session 31) of the patch paste
+class _CountingDict(dict):
+    """A receiver's products that count the keys handed out by iterating them (either way round)."""
+
+    handed_out = 0
+
+    def __iter__(self):
+        for k in super().__iter__():
+            self.handed_out += 1
+            yield k
+
+    def __reversed__(self):
+        for k in super().__reversed__():
+            self.handed_out += 1
+            yield k
+
+
+def test_the_patch_index_takes_only_the_products_added_since_it_was_last_used() -> None:
+    """``serve`` looks up a frame's patches for every frame it decodes, holding the lock the parser takes for every
+    record: the index is brought up to date with the new keys alone, not rebuilt over every product (was: 12 ms at
+    100k products, for nearly every frame)."""
+    ctr = SequenceCounters()
+    gs = GroundStation()
+    small = np.zeros((4, 4, 1), np.uint8)
+    for fid in range(200):  # patches of 200 frames, one packet each
+        for p in packetise(AnomalyPatch(fid, 0, 0, 4, 1.0, small, index=0), counters=ctr):
+            gs.receive(p)
+    gs.receiver.products = _CountingDict(gs.receiver.products)
+    assert [i for i, _ in gs._frame_patches(3)] == [0]  # another products dict: indexed anew, once
+    gs.receiver.products.handed_out = 0
+    for p in packetise(AnomalyPatch(3, 4, 4, 4, 1.0, small, index=1), counters=ctr):
+        gs.receive(p)
+    assert [i for i, _ in gs._frame_patches(3)] == [0, 1]  # the new patch is found
+    assert gs.receiver.products.handed_out == 1  # was: all 201
+    gs.receiver.products.handed_out = 0
+    assert [i for i, _ in gs._frame_patches(7)] == [0]
+    assert gs.receiver.products.handed_out == 0  # nothing new: nothing read
+
+
+def test_a_failed_partial_patch_report_names_no_file_that_was_removed(tmp_path: Path) -> None:
+    """A partial patch found past its frame at the end of the session loses its files: its report (and its JSON) no
+    longer names the validity map, nor describes the written pixels (was: ``valid_map`` named a deleted file)."""
+    ctr = SequenceCounters()
+    counts = _counts()
+    big = np.pad(counts, ((0, 16), (0, 16), (0, 0)))
+    outside = packetise(_patch(big, 56, 40, 16, 0), config=WireConfig(128), counters=ctr)
+    gs = _station(tmp_path, counts)
+    for p in outside[1:]:  # its first packet lost: written with a validity map
+        gs.receive(p)
+    gs.decode(list(gs.receiver.products))  # serve decodes it before its frame arrives
+    assert gs.reports["patch_3_0"]["valid_map"] == "patch_3_0_valid.png"
+    for p in packetise(sparse_from_samples(counts, 12, 0.1, 9, frame_id=3), counters=ctr):
+        gs.receive(p)
+    rep = gs.finish()["products"]["patch_3_0"]
+    on_disk = json.loads((tmp_path / "patch_3_0.json").read_text())
+    for r in (rep, on_disk):
+        assert r["error_reason"] == "decode" and r["bit_depth"] == 12
+        for gone in ("valid_map", "missing_pixels_written_as", "pixels_received", "output_samples"):
+            assert gone not in r, gone
+    assert not list(tmp_path.glob("patch_3_0*.png"))
+
+
+def _patch_assemblies(patches: list[AnomalyPatch]) -> list:
+    rx = GroundStation()
+    ctr = SequenceCounters()
+    for p in patches:
+        for b in packetise(p, config=WireConfig(128), counters=ctr):
+            rx.receive(b)
+    return [(k[2], a.snapshot()) for k, a in rx.receiver.products.items()]
+
+
+def test_pasting_patches_allocates_no_frame_size_array() -> None:
+    """The memory check of a frame counts its rebuild, not a second frame-size array that the paste would take (was:
+    a full-frame ``taken`` array for every frame with patches, and a copy of ``known`` in the station)."""
+    import tracemalloc
+
+    from edgeae.ground.decode import paste_patches
+
+    h, w = 1200, 1600  # 1.9 MB of bool per frame-size array
+    counts = _counts(shape=(64, 64, 1))
+    pairs = _patch_assemblies([_patch(counts, 0, 0, 16, 0), _patch(counts, 8, 8, 16, 1)])
+    image, known = np.zeros((h, w, 1), np.float32), np.zeros((h, w), bool)
+    tracemalloc.start()
+    try:
+        pasted = paste_patches(image, known, 12, pairs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pasted.used == [0, 1] and pasted.pixels == 256 + 256 - 64
+    assert peak < h * w // 4, peak  # was: over h * w
+
+
+def test_pasted_pixels_are_counted_once_and_known_stays_a_plain_mask(monkeypatch) -> None:
+    """Overlapping patches over received samples: each frame pixel taken from a patch is counted once, samples or
+    not, and ``known`` holds only True / False after it (also when a patch fails part way)."""
+    import edgeae.ground.decode as decode
+
+    counts = _counts()
+    pairs = _patch_assemblies([_patch(counts, 0, 0, 16, 0), _patch(counts, 8, 8, 16, 1), _patch(counts, 4, 4, 4, 2)])
+    image, known = np.zeros(SHAPE, np.float32), np.zeros(SHAPE[:2], bool)
+    known[::2, ::2] = True  # received samples, some inside the patches
+    before = known.copy()
+    pasted = decode.paste_patches(image, known, 12, pairs)
+    assert pasted.used == [0, 1, 2] and pasted.pixels == 256 + 256 - 64
+    want = before.copy()
+    want[0:16, 0:16] = want[8:24, 8:24] = True
+    assert np.array_equal(known, want) and known.view(np.uint8).max() == 1
+    assert np.array_equal(image[8:24, 8:24], counts[8:24, 8:24].astype(np.float32) / 4095)
+    real = decode.decode_flat
+    calls = iter([real, lambda *a: (_ for _ in ()).throw(RuntimeError("disk"))])
+    monkeypatch.setattr(decode, "decode_flat", lambda *a: next(calls)(*a))
+    known = before.copy()
+    with pytest.raises(RuntimeError, match="disk"):
+        decode.paste_patches(image, known, 12, pairs)
+    assert known.view(np.uint8).max() == 1 and known[0:16, 0:16].all()
+
+
+def test_the_station_pastes_into_the_decoded_mask_not_a_copy(monkeypatch) -> None:
+    """The frame's known mask is the decode's own (its samples counted first), not a second frame-size copy."""
+    import edgeae.ground.station as station
+
+    got = []
+    real = station.decode_sparse
+    monkeypatch.setattr(station, "decode_sparse", lambda *a, **k: got.append(real(*a, **k)) or got[-1])
+    counts = _counts()
+    gs = _station(None, counts)
+    for p in _pass(counts, [_patch(counts, 8, 16, 16, 0)]):
+        gs.receive(p)
+    rep = gs.finish()["products"]["frame_3"]
+    assert gs.known[3] is got[0].known and gs.known[3][16:32, 8:24].all()
+    assert rep["pixels_received"] == rep["pixels_sent"]  # every sample arrived; counted before the paste
+    assert rep["pixels_known"] == rep["pixels_sent"] + 256 - int(got[0].mask[16:32, 8:24].sum())

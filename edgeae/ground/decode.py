@@ -142,44 +142,58 @@ def paste_patches(
     counts / (2**bit_depth - 1) as :meth:`SparseResult.as_float`) and ``known`` (bool (H, W)) are written in place,
     so the fill keeps those pixels as it keeps received samples. A pixel is taken when all its channels arrived (a
     partly received patch gives its whole pixels). A patch is left out, with its reason, when its score is not
-    finite, it runs past the frame, its channels or bit depth are not the frame's, or it is over ``limits``."""
+    finite, it runs past the frame, its channels or bit depth are not the frame's, or it is over ``limits``.
+
+    No frame-size array is allocated (the memory check of a frame does not count one): the pixels taken are counted
+    through ``known``'s own bytes, where bit 1 marks a pixel taken from a patch until it is counted once."""
     if not patches:
         return PatchPaste([], 0, [])
+    if known.dtype != bool or known.shape != image.shape[:2]:
+        raise ValueError(f"paste_patches: known must be bool {image.shape[:2]}, got {known.dtype} {known.shape}")
     h, w, c = image.shape
     top = np.float32(2**bit_depth - 1)
-    taken = np.zeros((h, w), bool)
+    marks = known.view(np.uint8)  # 1: known; | 2: taken from a patch, not counted yet (cleared before returning)
+    regions: list[tuple[slice, slice]] = []
     used: list[int] = []
     not_used: list[dict] = []
-    for index, asm in sorted(patches, key=lambda p: p[0]):
-        hd = asm.header
-        x, y, size = hd["x"], hd["y"], hd["size"]
-        why = None
-        if not math.isfinite(hd["score"]):
-            why = f"anomaly score {hd['score']} is not finite"
-        elif hd["channels"] != c:
-            why = f"{hd['channels']} channel(s), the frame has {c}"
-        elif hd["bit_depth"] != bit_depth:
-            why = f"{hd['bit_depth']}-bit samples, the frame's are {bit_depth}-bit"
-        elif x + size > w or y + size > h:
-            why = f"{size}x{size} at (x={x}, y={y}) runs past the frame ({w} wide, {h} high)"
-        if why is None:
-            try:
-                res = decode_flat(asm, limits)
-            except (LimitError, DecodeError) as exc:
-                why = str(exc)
-        if why is not None:
-            not_used.append({"patch": index, "reason": why})
-            continue
-        whole = res.received.all(axis=2)  # pixels all of whose channels arrived
-        if not whole.any():
-            not_used.append({"patch": index, "reason": "no whole pixel received"})
-            continue
-        region = image[y : y + size, x : x + size]
-        region[whole] = res.values[whole].astype(np.float32) / top
-        known[y : y + size, x : x + size] |= whole
-        taken[y : y + size, x : x + size] |= whole
-        used.append(index)
-    return PatchPaste(used, int(taken.sum()), not_used)
+    try:
+        for index, asm in sorted(patches, key=lambda p: p[0]):
+            hd = asm.header
+            x, y, size = hd["x"], hd["y"], hd["size"]
+            why = None
+            if not math.isfinite(hd["score"]):
+                why = f"anomaly score {hd['score']} is not finite"
+            elif hd["channels"] != c:
+                why = f"{hd['channels']} channel(s), the frame has {c}"
+            elif hd["bit_depth"] != bit_depth:
+                why = f"{hd['bit_depth']}-bit samples, the frame's are {bit_depth}-bit"
+            elif x + size > w or y + size > h:
+                why = f"{size}x{size} at (x={x}, y={y}) runs past the frame ({w} wide, {h} high)"
+            if why is None:
+                try:
+                    res = decode_flat(asm, limits)
+                except (LimitError, DecodeError) as exc:
+                    why = str(exc)
+            if why is not None:
+                not_used.append({"patch": index, "reason": why})
+                continue
+            whole = res.received.all(axis=2)  # pixels all of whose channels arrived
+            if not whole.any():
+                not_used.append({"patch": index, "reason": "no whole pixel received"})
+                continue
+            region = (slice(y, y + size), slice(x, x + size))
+            image[region][whole] = res.values[whole].astype(np.float32) / top
+            marks[region][whole] |= 3  # known, and taken from a patch
+            regions.append(region)
+            used.append(index)
+    finally:  # even when a patch failed part way, ``known`` is left holding only 0 and 1
+        pixels = 0
+        for region in regions:  # overlaps counted once: a pixel counted is cleared of its mark
+            sub = marks[region]
+            taken = sub > 1
+            pixels += int(np.count_nonzero(taken))
+            sub[taken] = 1
+    return PatchPaste(used, pixels, not_used)
 
 
 def longest_row_gap(known: np.ndarray) -> int:

@@ -67,6 +67,10 @@ def sample_scaling(bit_depth: int) -> tuple[int, dict[str, Any]]:
     return bits, {"bits": bits, "rule": f"{rule} (exact for the pixels received)", "scale": full}
 
 
+PATCH_FILE_KEYS = ("output_samples", "pixels_received", "valid_map", "missing_pixels_written_as")
+"""What a patch's report says about its written images (:func:`patch_images`): dropped when the files are removed."""
+
+
 def patch_images(
     frame_id: int, header: dict, values: np.ndarray, received: np.ndarray
 ) -> tuple[list[tuple[str, np.ndarray, int]], dict[str, Any]]:

@@ -15,6 +15,7 @@ product is reported as failed (``io``) with the file and the errno.
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import math
 import threading
@@ -34,6 +35,7 @@ from .filler import Filler as Filler
 from .filler import make_filler as make_filler
 from .limits import GroundLimits, LimitError, check_frame, check_memory
 from .outputs import NAMES_LISTED, failure_reason, image_ext, patch_images, sample_scaling, write_images
+from .outputs import PATCH_FILE_KEYS as PATCH_FILE_KEYS
 from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
 from .outputs import OutputError as OutputError
 from .outputs import product_name as product_name
@@ -67,7 +69,7 @@ class GroundStation:
     finished: bool = False  # finish() has decoded every product: stream.json says ``complete``
     fallback_said: bool = False  # the console was told once that the CAE could not fill a frame
     _patch_keys: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict, init=False, repr=False)
-    _patch_keys_of: int = field(default=-1, init=False, repr=False)  # product count _patch_keys was built at
+    _patch_keys_of: tuple[object, int] = field(default=(None, 0), init=False, repr=False)  # (products, count) indexed
 
     def __post_init__(self) -> None:
         if self.out is not None:
@@ -215,7 +217,8 @@ class GroundStation:
         # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
         # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
         patches = self._frame_patches(asm.frame_id)
-        known = known.copy() if patches else known
+        # into the decode's own arrays (the counts above are taken already): no second frame-size array, which the
+        # memory check does not count
         pasted = paste_patches(img, known, h["bit_depth"], patches, self.limits)
         rep.update(patches_used=len(pasted.used), patch_pixels_used=pasted.pixels, pixels_known=int(known.sum()))
         if pasted.not_used:
@@ -253,15 +256,20 @@ class GroundStation:
         return rep
 
     def _frame_patches(self, frame_id: int) -> list[tuple[int, Assembly]]:
-        """(index, snapshot) of the anomaly patches of ``frame_id`` received so far."""
+        """(index, snapshot) of the anomaly patches of ``frame_id`` received so far.
+
+        The patch index is kept up to date with the keys added since the last call alone: products are only ever
+        added, and a dict keeps their order, so the newest are the first ``reversed`` gives (``serve`` calls this
+        for every frame, holding the lock the parser takes for every record: never a pass over every product)."""
         with self.lock:  # the receiver may be taking packets in another thread
             products = self.receiver.products
-            if self._patch_keys_of != len(products):  # products are only ever added
-                index: dict[int, list[tuple[str, int, int]]] = {}
-                for k in products:
-                    if k[0] == "patch":
-                        index.setdefault(k[1], []).append(k)
-                self._patch_keys, self._patch_keys_of = index, len(products)
+            seen_of, seen = self._patch_keys_of
+            if seen_of is not products or seen > len(products):  # another receiver's products: index them anew
+                self._patch_keys, seen = {}, 0
+            for k in reversed(list(itertools.islice(reversed(products), len(products) - seen))):
+                if k[0] == "patch":
+                    self._patch_keys.setdefault(k[1], []).append(k)
+            self._patch_keys_of = (products, len(products))
             return [(k[2], products[k].snapshot()) for k in self._patch_keys.get(frame_id, [])]
 
     def _latent(self, asm: Assembly) -> dict:
@@ -405,6 +413,8 @@ class GroundStation:
             except DecodeError as exc:
                 self.failures["decode"] += 1
                 rep.update(error=str(exc), error_reason="decode")
+                for gone in PATCH_FILE_KEYS:  # they describe files removed now: no report names a file not there
+                    rep.pop(gone, None)
                 if self.out is not None:
                     for f in [*self.out.glob(f"patch_{key[1]}_{key[2]}.*"), self.out / f"{name}_valid.png"]:
                         if f.suffix != ".json":
