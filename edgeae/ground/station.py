@@ -40,6 +40,7 @@ from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
 from .outputs import OutputError as OutputError
 from .outputs import product_name as product_name
 from .outputs import strict_json as strict_json
+from .patch_checks import check_patch_in_frame, recheck_patches
 from .reassembly import Assembly, Receiver
 
 log = logging.getLogger(__name__)
@@ -174,18 +175,7 @@ class GroundStation:
             write_images(self.out, images)
 
     def _check_patch_in_frame(self, frame_id: int, hd: dict) -> None:
-        """Refuse (:class:`DecodeError`) a patch that does not lie inside the sparse or latent frame of its id
-        that this session has received so far (a patch of a frame not received cannot be checked)."""
-        x, y, size = hd["x"], hd["y"], hd["size"]
-        for kind in ("sparse", "latent"):
-            with self.lock:  # the receiver may be taking packets in another thread
-                frame = self.receiver.products.get((kind, frame_id, 0))
-                shape = None if frame is None else (frame.header["height"], frame.header["width"])
-            if shape is not None and (x + size > shape[1] or y + size > shape[0]):
-                raise DecodeError(
-                    f"patch {frame_id}/{hd['index']}: {size}x{size} at (x={x}, y={y}) runs past its {kind} frame "
-                    f"{frame_id} ({shape[1]} wide, {shape[0]} high): patch not written"
-                )
+        check_patch_in_frame(self, frame_id, hd)
 
     def _sparse(self, asm: Assembly) -> dict:
         t0 = time.perf_counter()
@@ -402,24 +392,4 @@ class GroundStation:
         return self.write_report() if write else self.report()
 
     def _recheck_patches(self) -> None:
-        """Check again every patch written before its frame arrived (``serve`` decodes a patch as soon as it is
-        complete, and the flight sends patches first): one that runs past its frame fails now, its file removed."""
-        for key in [k for k in self.receiver.products if k[0] == "patch"]:
-            name, rep = product_name(key), self.reports.get(product_name(key))
-            if rep is None or "error_reason" in rep or "x" not in rep:
-                continue
-            try:
-                self._check_patch_in_frame(key[1], {"x": rep["x"], "y": rep["y"], "size": rep["size"], "index": key[2]})
-            except DecodeError as exc:
-                self.failures["decode"] += 1
-                rep.update(error=str(exc), error_reason="decode")
-                for gone in PATCH_FILE_KEYS:  # they describe files removed now: no report names a file not there
-                    rep.pop(gone, None)
-                if self.out is not None:
-                    for f in [*self.out.glob(f"patch_{key[1]}_{key[2]}.*"), self.out / f"{name}_valid.png"]:
-                        if f.suffix != ".json":
-                            f.unlink(missing_ok=True)
-                    try:
-                        atomic.write_text(self.out / f"{name}.json", strict_json(rep), durable=False)
-                    except OSError as exc:
-                        rep["write_error"] = str(exc)
+        recheck_patches(self)

@@ -1,0 +1,54 @@
+"""Whether a received anomaly patch lies inside its frame: checked when the patch is decoded, and again at the
+session's end for the patches decoded before their frame arrived (``serve``: the flight sends patches first).
+Functions over the :class:`~.station.GroundStation` whose products they check."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgeae import atomic
+
+from .decode import DecodeError
+from .outputs import PATCH_FILE_KEYS, product_name, strict_json
+
+if TYPE_CHECKING:
+    from .station import GroundStation
+
+
+def check_patch_in_frame(station: GroundStation, frame_id: int, hd: dict) -> None:
+    """Refuse (:class:`DecodeError`) a patch that does not lie inside the sparse or latent frame of its id
+    that this session has received so far (a patch of a frame not received cannot be checked)."""
+    x, y, size = hd["x"], hd["y"], hd["size"]
+    for kind in ("sparse", "latent"):
+        with station.lock:  # the receiver may be taking packets in another thread
+            frame = station.receiver.products.get((kind, frame_id, 0))
+            shape = None if frame is None else (frame.header["height"], frame.header["width"])
+        if shape is not None and (x + size > shape[1] or y + size > shape[0]):
+            raise DecodeError(
+                f"patch {frame_id}/{hd['index']}: {size}x{size} at (x={x}, y={y}) runs past its {kind} frame "
+                f"{frame_id} ({shape[1]} wide, {shape[0]} high): patch not written"
+            )
+
+
+def recheck_patches(station: GroundStation) -> None:
+    """Check again every patch written before its frame arrived (``serve`` decodes a patch as soon as it is
+    complete, and the flight sends patches first): one that runs past its frame fails now, its file removed."""
+    for key in [k for k in station.receiver.products if k[0] == "patch"]:
+        name, rep = product_name(key), station.reports.get(product_name(key))
+        if rep is None or "error_reason" in rep or "x" not in rep:
+            continue
+        try:
+            check_patch_in_frame(station, key[1], {"x": rep["x"], "y": rep["y"], "size": rep["size"], "index": key[2]})
+        except DecodeError as exc:
+            station.failures["decode"] += 1
+            rep.update(error=str(exc), error_reason="decode")
+            for gone in PATCH_FILE_KEYS:  # they describe files removed now: no report names a file not there
+                rep.pop(gone, None)
+            if station.out is not None:
+                for f in [*station.out.glob(f"patch_{key[1]}_{key[2]}.*"), station.out / f"{name}_valid.png"]:
+                    if f.suffix != ".json":
+                        f.unlink(missing_ok=True)
+                try:
+                    atomic.write_text(station.out / f"{name}.json", strict_json(rep), durable=False)
+                except OSError as exc:
+                    rep["write_error"] = str(exc)
