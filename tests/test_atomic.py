@@ -88,8 +88,7 @@ def test_stdout_redirected_with_gt_keeps_what_the_program_prints_around_it(tmp_p
     import sys
 
     code = (
-        "from edgeae.atomic import write_text; print('before'); write_text('/dev/stdout', 'payload\\n'); "
-        "print('after')"
+        "from edgeae.atomic import write_text; print('before'); write_text('/dev/stdout', 'payload\\n'); print('after')"
     )
     out = tmp_path / "f.txt"
     with out.open("w") as f:
