@@ -277,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--seed", type=int, default=0, help="the export's --seed (default 0)")
     b.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
     b.add_argument("--no-tail", action="store_true", help="parity patches only, no tail frames (small bundle)")
+    b.add_argument("--test", default=None, metavar="DIR", help="parity and tail images (default: the export's)")
     c = sub.add_parser("check", help="check artifacts against a bundle (needs onnxruntime or ai-edge-litert only)")
     c.add_argument("bundle")
     c.add_argument(
@@ -318,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--out {target} is a folder: name the .npz file to write")
             if not target.parent.is_dir():
                 raise ValueError(f"--out {target}: folder {target.parent} does not exist")
-            s = make_bundle(args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail)
+            s = make_bundle(args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail, args.test)
         except (BundleError, OSError, ValueError, KeyError) as e:  # MetadataError, UnknownModelError: ValueErrors
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -10,6 +10,7 @@ against it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -24,6 +25,8 @@ import numpy as np
 FORMAT_VERSION = 1
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # refuse a larger file (the zoo VAE's bundle with its tail is 14 MB)
 MAX_UNPACKED_BYTES = 4 * 1024**3  # and one whose arrays would unpack to more (the zoo VAE's: 18 MB)
+
+log = logging.getLogger(__name__)
 
 
 class BundleError(ValueError):
@@ -65,27 +68,34 @@ def make_bundle(
     seed: int = 0,
     data_root: str | None = None,
     tail: bool = True,
+    test: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle of ``model`` (zoo name or ``.pt``) to ``out``; return its summary. Needs PyTorch.
 
-    ``tail=False`` leaves out the tail frames (parity patches only: a much smaller bundle)."""
+    Its images are the export's (:func:`edgeae.export.data_plan.plan_data`: the model's own training data decides;
+    ``test``: a folder or file of one's own, the export's ``--test``), its warnings logged. ``tail=False`` leaves out
+    the tail frames (parity patches only: a much smaller bundle)."""
     from edgeae.checkpoint import load_checkpoint
     from edgeae.metadata import sha256_file
     from edgeae.predictor import resolve_model_path
 
     from . import calibration as cal
     from .api import _inputs_for, torch_outputs_batched
+    from .data_plan import plan_data
     from .graphs import graphs_for, torch_outputs
     from .tailgate import TAIL_KINDS, tail_scores, tail_terms_max
 
     path = resolve_model_path(model, want="checkpoint")
     ck = load_checkpoint(path)
     meta = ck.metadata
+    plan = plan_data(meta, test=test, root=data_root, calibration=False)  # before minutes of PyTorch work
+    for note in plan.notes:
+        log.warning("%s", note)
     graphs = graphs_for(ck.model, meta, tuple(kinds) if kinds else None)
     splittable = meta.kind == "cae" and meta.architecture.get("variant", "seed") == "seed"
     encoder = next(iter(graphs_for(ck.model, meta, ("cae-encoder",)))) if splittable else None
-    # the export's own parity set: test split, seed + 1 (edgeae.export.api.export_model)
-    test = cal.model_patches(meta, cal.split_images(meta, "test", data_root), n_test, seed=seed + 1)
+    # the export's own parity set, seed + 1 (edgeae.export.api.export_model)
+    patches = cal.model_patches(meta, plan.test, n_test, seed=seed + 1)
     arrays: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -93,11 +103,11 @@ def make_bundle(
         "checkpoint_sha256": sha256_file(path),
         "model_kind": meta.kind,
         "kinds": [],
-        "test": f"{n_test} patches of the {cal.dataset_of(meta)} test split, seed {seed + 1}",
+        "test": f"{n_test} patches of {plan.test_source}, seed {seed + 1}",
         "made_on": {"machine": platform.machine(), "python": platform.python_version()},
     }
     for g in graphs:
-        x = _inputs_for(g, encoder, test)
+        x = _inputs_for(g, encoder, patches)
         if g.kind == "cae-decoder":  # latents, not pixels
             arrays[f"{g.kind}/input.f32"] = np.ascontiguousarray(x, np.float32)
         else:
@@ -110,8 +120,13 @@ def make_bundle(
         arch = meta.architecture
         side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
         channels = int(arch.get("channels", meta.channels))
-        files = cal.tail_frame_files(meta, data_root)
+        files = plan.tail
         frames = [cal.frame_patches(f, channels, side) for f in files]
+        if sum(map(len, frames)) < 3:  # load_bundle would refuse the file
+            raise BundleError(
+                f"the tail frames ({', '.join(f.name for f in files)}) give {sum(map(len, frames))} patch(es) of "
+                f"{side} px, the tail's Spearman needs at least 3: give --test DIR (more or larger images) or --no-tail"
+            )
         ext = cal.extreme_patches(channels, side)
         ref = lambda b, g=tail_kind: torch_outputs(g, b)  # noqa: E731
         _pack_pixels(arrays, "tail/patches", np.concatenate(frames))

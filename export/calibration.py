@@ -1,17 +1,14 @@
 """Real image patches for int8 calibration and parity checks (never synthetic noise).
 
-The model's own training data decides (:func:`plan_data`): a model trained on a named dataset calibrates on its
-``val`` split and is checked on its ``test`` split, which no training or model selection ever sees; one trained on
-a folder calibrates on the val files its checkpoint records and is checked on the folder's other files.
-A CAE is fed what it sees in flight: half of the patches are clean, half have 50-99 % of their pixels destroyed
-(set to zero), as in the gt-CAE training.
+Which images (the model's own training data decides) is :mod:`edgeae.export.data_plan`. A CAE is fed what it sees in
+flight: half of the patches are clean, half have 50-99 % of their pixels destroyed (set to zero), as in the gt-CAE
+training.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,54 +16,11 @@ import numpy as np
 
 from edgeae.metadata import ModelMetadata
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
-DATASET_FOR_CHANNELS = {3: "rover_rgb", 1: "orbital_gray"}
-
-
-def training_data(metadata: ModelMetadata) -> str:
-    """What a model was trained on: a dataset name of :data:`edgeae.datasets.SPLITS` or a folder's path.
-
-    ``extra["data"]``, as the trainers write it; a checkpoint without it (the first VAEs) is matched by the names of
-    its recorded ``val_files`` to a dataset's val split, else by its channel count (:data:`DATASET_FOR_CHANNELS`).
-    """
-    from edgeae.datasets import SPLITS
-
-    for key in ("data", "dataset", "train_dataset"):
-        name = metadata.extra.get(key)
-        if isinstance(name, str) and name:
-            return name
-    val = metadata.extra.get("val_files")
-    if isinstance(val, list) and val:
-        hits = [d for d, s in SPLITS.items() if {Path(r).name for r in s.get("val", ())} == set(map(str, val))]
-        if len(hits) == 1:
-            return hits[0]
-    channels = int(metadata.architecture.get("channels", metadata.channels))
-    if channels not in DATASET_FOR_CHANNELS:
-        raise ValueError(f"the checkpoint does not say what its {channels}-channel model was trained on (no data)")
-    return DATASET_FOR_CHANNELS[channels]
-
-
-def dataset_of(metadata: ModelMetadata) -> str:
-    """The named dataset a model was trained on (:func:`training_data`); a ValueError for a folder-trained one."""
-    from edgeae.datasets import SPLITS
-
-    data = training_data(metadata)
-    if data not in SPLITS:
-        raise ValueError(f"the model was trained on the folder {data}, not on a named dataset: it has no splits")
-    return data
-
-
-def image_files(source: str | os.PathLike[str], what: str = "calibration source") -> list[Path]:
-    """Image files in a folder (sorted, recursive) or the single file given."""
-    p = Path(source)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise FileNotFoundError(f"{what} {p} is neither an image file nor a folder")
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and "mask" not in f.name)
-    if not files:
-        raise FileNotFoundError(f"{what} {p}: no images ({', '.join(IMAGE_SUFFIXES)}) under it")
-    return files
+# the data plan, where the export's callers (edgeae.export.api, tests, benchmarks) have always found it
+from .data_plan import dataset_of as dataset_of
+from .data_plan import plan_data as plan_data
+from .data_plan import split_images as split_images
+from .data_plan import tail_frame_files as tail_frame_files
 
 
 def channel_mismatches(files: Sequence[str | os.PathLike[str]], channels: int) -> list[tuple[Path, int]]:
@@ -101,7 +55,9 @@ def provenance(
     sizes and modification times, one line each) and ``overlaps`` (names of the ``test`` and ``tail`` frames that
     are also sampled calibration images, by content; only frames of a sampled file's size are hashed) and
     ``training_overlaps`` (names of the sampled calibration images that are ``train`` files: the model's training
-    images, the same path or the same content); ``test`` / ``tail``: ``held_out`` (no such overlap).
+    images, the same path or the same content: each ``train`` file of a sampled file's size is read, so
+    :func:`edgeae.export.data_plan.plan_data` gives every training file only for ``--calib``); ``test`` / ``tail``:
+    ``held_out`` (no such overlap). No file is read twice.
     """
     import hashlib
 
@@ -114,7 +70,9 @@ def provenance(
     sizes = {f.stat().st_size for f in read}
     same_path = {Path(os.path.abspath(f)) for f in read} & {Path(os.path.abspath(f)) for f in train}
     others = [f for f in train if Path(os.path.abspath(f)) not in same_path]
-    held = {f: sha256_file(f) for f in dict.fromkeys([*test, *tail, *others]) if f.stat().st_size in sizes}
+    held = {
+        f: sha_of.get(f) or sha256_file(f) for f in dict.fromkeys([*test, *tail, *others]) if f.stat().st_size in sizes
+    }
     shared_test = [f.name for f in test if held.get(f) in calib_sha]
     shared_tail = [f.name for f in tail if held.get(f) in calib_sha]
     train_sha = {held[f] for f in others if f in held}
@@ -137,144 +95,6 @@ def provenance(
     if trained:
         out["calibration"]["training_overlaps"] = trained
     return out
-
-
-def split_images(metadata: ModelMetadata, split: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Files of the model's dataset ``split`` (``val`` for calibration, ``test`` for parity)."""
-    from edgeae.datasets import split_files
-
-    return split_files(dataset_of(metadata), split, root=root)
-
-
-def folder_split(metadata: ModelMetadata) -> tuple[Path, list[Path], list[Path], list[Path]]:
-    """(folder, train, val, unseen files) of a model trained on a folder, by the file names its checkpoint records
-    (``extra["train_files"]``, ``extra["val_files"]``); unseen: the folder's other images, which no training used.
-    A DataNotFoundError when the folder is not there."""
-    from edgeae.data import DataNotFoundError
-
-    folder = Path(training_data(metadata))
-    if not folder.is_dir():
-        raise DataNotFoundError(f"the model was trained on {folder} (its checkpoint's data), not a folder here")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-    def recorded(key: str) -> set[str]:
-        names = metadata.extra.get(key)
-        return {str(n) for n in names} if isinstance(names, list) else set()
-
-    train_names, val_names = recorded("train_files"), recorded("val_files")
-    train = [f for f in files if f.name in train_names]
-    val = [f for f in files if f.name in val_names]
-    unseen = [f for f in files if f.name not in train_names | val_names]
-    return folder, train, val, unseen
-
-
-@dataclass(frozen=True)
-class DataPlan:
-    """An export's images: ``calib`` (int8 calibration), ``test`` (parity), ``tail`` (whole frames of the tail
-    check), ``train`` (the model's training images found here: the calibration overlap warning), what the report
-    records as their sources, and ``notes`` (warnings to give)."""
-
-    calib: list[Path]
-    calib_source: str
-    test: list[Path]
-    test_source: str
-    tail: list[Path]
-    train: list[Path]
-    notes: tuple[str, ...] = ()
-
-
-def _split_or_say(dataset: str, split: str, root: str | os.PathLike[str] | None, what: str, instead: str) -> list[Path]:
-    """:func:`edgeae.datasets.split_files`, its DataNotFoundError naming the set and the option to give instead."""
-    from edgeae.data import DataNotFoundError
-    from edgeae.datasets import split_files
-
-    try:
-        return split_files(dataset, split, root=root)
-    except DataNotFoundError as exc:
-        raise DataNotFoundError(f"{what} (the model's {dataset} {split} split): {exc}; {instead}") from exc
-
-
-def plan_data(
-    metadata: ModelMetadata,
-    calib: str | os.PathLike[str] | None = None,
-    test: str | os.PathLike[str] | None = None,
-    root: str | os.PathLike[str] | None = None,
-) -> DataPlan:
-    """The images an export of ``metadata``'s model calibrates and checks on: the model's own training data decides.
-
-    ``calib`` / ``test``: folders or files of one's own instead. A model trained on a named dataset: its ``val``
-    split, its ``test`` split (and for the tail check :data:`TAIL_EXTRA_FRAMES`), under the data ``root``. One
-    trained on a folder: the val files its checkpoint records, and the folder's images that are neither its train nor
-    its val files; a folder without such images gives its val files for parity too, with a note that they are not
-    unseen. A missing set raises a DataNotFoundError naming it and the option to give instead.
-    """
-    from edgeae.data import DataNotFoundError, data_root
-    from edgeae.datasets import SPLITS, split_files
-
-    data = training_data(metadata)
-    own_calib = image_files(Path(calib).resolve()) if calib is not None else []
-    own_test = image_files(Path(test).resolve(), "--test") if test is not None else []
-    calib_source = str(Path(calib).resolve()) if calib is not None else ""
-    test_source = str(Path(test).resolve()) if test is not None else ""
-    if data not in SPLITS:
-        return _folder_plan(metadata, own_calib, calib_source, own_test, test_source)
-    calib_files, test_files, tail = own_calib, own_test, own_test
-    if calib is None:
-        how = "give --data ROOT that holds it, or --calib DIR (images of your own)"
-        calib_files, calib_source = _split_or_say(data, "val", root, "calibration set", how), f"{data} val split"
-    if test is None:
-        how = "give --data ROOT that holds it, or --test DIR (images of your own the model never saw)"
-        test_files, test_source = _split_or_say(data, "test", root, "parity test set", how), f"{data} test split"
-        base = data_root(root)
-        tail = test_files + [base / r for r in TAIL_EXTRA_FRAMES.get(data, ()) if (base / r).is_file()]
-    try:
-        train = [f for f in split_files(data, "train", root=root, must_exist=False) if f.is_file()]
-    except DataNotFoundError:
-        train = []  # no data folder: the model's training images cannot be compared
-    return DataPlan(calib_files, calib_source, test_files, test_source, tail, train)
-
-
-def _folder_plan(
-    metadata: ModelMetadata, calib: list[Path], calib_source: str, test: list[Path], test_source: str
-) -> DataPlan:
-    """:func:`plan_data` for a model trained on a folder; ``calib`` / ``test``: the images given (empty: none)."""
-    from edgeae.data import DataNotFoundError
-
-    try:
-        folder, train, val, unseen = folder_split(metadata)
-    except DataNotFoundError as exc:
-        wanted = " and ".join(o for o, given in (("--calib DIR", calib), ("--test DIR", test)) if not given)
-        if wanted:
-            raise DataNotFoundError(f"{exc}: give {wanted} (images of your own)") from exc
-        return DataPlan(calib, calib_source, test, test_source, test, [])
-    notes = []
-    if not calib:
-        if not val:
-            raise DataNotFoundError(f"none of the model's val files is in {folder}: give --calib DIR (its val images)")
-        calib, calib_source = val, f"the model's {len(val)} val files in {folder}"
-        recorded = metadata.extra.get("val_files")
-        names = [str(n) for n in recorded] if isinstance(recorded, list) else []
-        missing = sorted(set(names) - {f.name for f in val})
-        if missing:
-            notes.append(
-                f"{len(missing)} of the model's {len(names)} val files are no longer in {folder} "
-                f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): calibrating on the {len(val)} there"
-            )
-    if not test and unseen:
-        test, test_source = (
-            unseen,
-            f"the {len(unseen)} images in {folder} the model was neither trained nor validated on",
-        )
-    elif not test:
-        if not val:
-            raise DataNotFoundError(f"{folder} has no image the training left out, nor its val files: give --test DIR")
-        test, test_source = val, f"the model's {len(val)} val files in {folder} (NOT unseen: it has no other image)"
-        notes.append(
-            f"parity is measured on the model's {len(val)} val files in {folder}, not on unseen images (every image "
-            "there is a train or val file of the model): give --test DIR for images neither the training nor the "
-            "calibration saw"
-        )
-    return DataPlan(calib, calib_source, test, test_source, test, train, tuple(notes))
 
 
 def read_pixels(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -337,27 +157,6 @@ def extract_patches(
             y, x = pos[int(i)]
             out.append(pixels[y : y + patch, x : x + patch].transpose(2, 0, 1))
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
-
-
-# Frames of the tail check besides the dataset's test split. No HiRISE strip is held out of orbital_gray, so
-# two of its training strips are used: int8-vs-fp32 agreement does not need unseen frames, only frames that
-# the int8 calibration (val split) never saw.
-TAIL_EXTRA_FRAMES: dict[str, tuple[str, ...]] = {
-    "orbital_gray": (
-        "orbital_gray/hirise_browse/ESP_073435_1870_RED.NOMAP.browse.jpg",
-        "orbital_gray/hirise_browse/ESP_073481_1350_RED.NOMAP.browse.jpg",
-    ),
-}
-TAIL_EXTRA_FRAMES["orbital_gray_v2"] = TAIL_EXTRA_FRAMES["orbital_gray"]  # training frames of v2 too, not its val
-
-
-def tail_frame_files(metadata: ModelMetadata, root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Whole real frames for the tail check: the dataset's test split plus :data:`TAIL_EXTRA_FRAMES`."""
-    from edgeae.data import data_root
-
-    files = split_images(metadata, "test", root)
-    base = data_root(root)
-    return files + [base / rel for rel in TAIL_EXTRA_FRAMES.get(dataset_of(metadata), ()) if (base / rel).is_file()]
 
 
 def frame_patches(path: str | os.PathLike[str], channels: int, patch: int, min_valid: float = 0.9) -> np.ndarray:

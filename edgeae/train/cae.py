@@ -44,6 +44,17 @@ from edgeae.train.crops import Augment
 log = logging.getLogger(__name__)
 
 
+def recorded_files(files: list[Path], data: str) -> list[str]:
+    """How a checkpoint records its train or val files (``extra["train_files"]``, ``extra["val_files"]``): a
+    folder's by path relative to it (``day1/IMG_0004.png``: camera names repeat across subfolders), a named
+    dataset's by file name (its split lists them). The VAE trainer records a folder's the same way."""
+    from edgeae.datasets import SPLITS
+
+    if data in SPLITS:
+        return [p.name for p in files]
+    return [p.relative_to(data).as_posix() for p in files]
+
+
 def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) one training; return the metrics (also in ``out/metrics.json``).
 
@@ -163,8 +174,8 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         edgeae_version=__version__,
         extra={
             "data": config.data,
-            "train_files": [p.name for p in train_files],
-            "val_files": [p.name for p in val_files],
+            "train_files": recorded_files(train_files, config.data),
+            "val_files": recorded_files(val_files, config.data),
             "crops_per_epoch": config.crops_per_epoch,
             "seed": config.seed,
             "val_seed": vseed,

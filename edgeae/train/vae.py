@@ -237,6 +237,9 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     def ac() -> Any:
         return _autocast(torch, device, use_bf16)
 
+    def recorded(files: list[Path]) -> list[str]:  # as edgeae.train.cae.recorded_files
+        return [p.relative_to(config.data).as_posix() if config.is_folder else p.name for p in files]
+
     metadata = ModelMetadata(
         kind="vae",
         architecture=vae_cfg.to_dict(),
@@ -246,9 +249,10 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
         edgeae_version=__version__,
         extra={
             "data": config.data,
-            # a folder's split is recorded file by file, as the CAE trainer records it; a named split by count
-            "train_files": [p.name for p in train_files] if config.is_folder else len(train_files),
-            "val_files": [p.name for p in val_files],
+            # a folder's split is recorded file by file, by path relative to it, as the CAE trainer records it; a
+            # named split's train files by count, its val files by name
+            "train_files": recorded(train_files) if config.is_folder else len(train_files),
+            "val_files": recorded(val_files),
             "beta": config.beta,
             "seed": config.seed,
             "crops_per_epoch": config.crops_per_epoch,
