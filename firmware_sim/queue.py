@@ -238,7 +238,10 @@ class DownlinkQueue:
 
     # -------------------------------------------------------------------------------------- downlink
     def downlink_pass(self, budget_bytes: int, out_dir: str | os.PathLike[str]) -> PassReport:
-        """Send up to ``budget_bytes`` of packets into ``out_dir/pass_NNNNN.bin`` (written atomically).
+        """Send up to ``budget_bytes`` of packets into ``out_dir/pass_NNNNN.bin`` (written atomically), in strict
+        priority order: the pass ends at the first packet that does not fit, so a product resumed in the next pass
+        continues at the next sequence counts of its APID (until session 31 smaller packets of later items filled the
+        rest, and the ground split the mission into captures and counted phantom losses).
 
         Nothing in memory changes until the pass file is on disk, and the index is saved right after, so an
         interruption at any point either sent the pass (file and state) or did not (neither). A pass file that
@@ -249,12 +252,17 @@ class DownlinkQueue:
         out: list[bytes] = []
         sent: list[tuple[Item, int, int]] = []  # (item, packets, bytes) taken in this pass
         left = int(budget_bytes)
+        full = False  # a packet did not fit: the pass ends there (strict priority order, no gap filling)
         for it in self.pending():
-            if left <= 0:
+            if left <= 0 or full:
                 break
             took = took_bytes = 0
             for p in split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]:
                 if len(p) > left:
+                    # later, smaller packets of other items would fit, but taking them would put their sequence
+                    # counts between this item's sent and unsent packets: the ground reassembles a product from
+                    # consecutive counts (docs/wire-format.md), so the rest of this item must come next
+                    full = True
                     break
                 apid = struct.unpack_from(">H", p, 0)[0] & 0x7FF
                 n = seq.get(str(apid), 0)

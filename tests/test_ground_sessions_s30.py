@@ -249,3 +249,26 @@ def test_two_spacecraft_whose_passes_alternate_keep_their_own_captures(tmp_path:
     known = make_mask(fa.seed, (fa.height, fa.width), fa.keep, fa.pattern)  # both frames: same seed and keep
     for folder, image in ((out, _image(1)), (out / "capture_2", _image(2))):
         assert np.array_equal(_pixels(folder / "frame_0.png")[known], image[known])
+
+
+def test_passes_on_a_tight_budget_are_one_stream_with_nothing_lost(tmp_path: Path) -> None:
+    """A pass filled its end with smaller packets of later items: a product resumed in the next pass then sat at
+    non-consecutive counts, and the ground split the flight's own passes into two captures with phantom losses
+    (audit a8, session 31). Strict priority order keeps every product's counts consecutive: one stream, nothing
+    lost, on a lossless copy."""
+    big = packetise(_frame(_image(40), 0), config=WIRE)
+    small = packetise(_frame(_image(41, (2, 2, 1)), 1), config=WIRE)
+    assert len(big) > 3 and len(big[2]) > len(small[0]) + 10
+    q = DownlinkQueue(tmp_path / "m" / "queue", 1 << 24)
+    q.put("sparse", 0, big)
+    q.put("sparse", 1, small)  # the same APID: its packet fitted where the big frame's next did not
+    q.save()
+    budget = len(big[0]) + len(big[1]) + len(small[0]) + 10
+    while q.pending():
+        q.downlink_pass(budget, tmp_path / "m" / "downlink")
+    out = tmp_path / "g"
+    assert main(["ground", "decode", str(tmp_path / "m" / "downlink"), "--out", str(out)]) == 0
+    st = _json(out / "stream.json")
+    assert "captures" not in st["stream"] and st["stream"]["sequence"]["sparse"]["missing"] == 0
+    for name, rep in st["products"].items():
+        assert (rep["packets_received"], rep["packets_lost"]) == (rep["packets_expected"], 0), name
