@@ -212,8 +212,14 @@ class DownlinkQueue:
         evicted: list[Item] = []
         if need <= 0:
             return evicted
+        # an item already sent in part is finished, never evicted: the counts of its unsent packets would go to later
+        # products, and the ground reassembles a product from consecutive counts (docs/wire-format.md)
         victims = sorted(
-            (i for i in self.items.values() if i.status == PENDING and i.id != new.id and i.priority > new.priority),
+            (
+                i
+                for i in self.items.values()
+                if i.status == PENDING and i.id != new.id and i.priority > new.priority and i.sent_packets == 0
+            ),
             key=lambda i: (-i.priority, i.id),
         )
         freeable = sum(v.wire_bytes - v.sent_bytes for v in victims)

@@ -99,3 +99,17 @@ def test_a_product_refused_while_it_is_written_leaves_no_file_and_no_item(tmp_pa
     assert list((tmp_path / "queue" / "items").glob("*")) == [] and not q.items
     item, _ = q.put("sparse", 1, [b"y" * 10])
     assert item.id == 0
+
+
+def test_an_item_sent_in_part_is_never_evicted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Evicting a product the ground already has part of would hand the counts of its unsent packets to later
+    products (the ground reassembles by consecutive counts): it is finished first (audit a8, session 31)."""
+    from firmware_sim.queue import PENDING, DownlinkQueue
+
+    q = DownlinkQueue(tmp_path / "q", 4000)
+    big, _ = q.put("sparse", 0, [bytes([0x08, 0x02, 0xC0, 0x00, 0x01, 0xF3]) + bytes(500)] * 6)
+    q.downlink_pass(1100, tmp_path / "dl")  # two of its six packets sent
+    assert big.sent_packets == 2 and big.status == PENDING
+    patch, evicted = q.put("patch", 1, [bytes([0x08, 0x01, 0xC0, 0x00, 0x01, 0xF3]) + bytes(500)] * 4)
+    assert big not in evicted and big.status == PENDING
+    assert patch.status != PENDING or q.stored_bytes <= 4000
