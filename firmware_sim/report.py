@@ -221,7 +221,7 @@ def _gallery(out: Path, s: dict[str, Any]) -> str:
         for p in patches[:GALLERY_MAX]:
             name = f"anomaly_f{p['frame_id']}_x{p['x']}_y{p['y']}.png"
             write_bytes(img_dir / name, png_bytes(p["pixels"], p["bit_depth"]), durable=False)  # whole or none
-            part = "" if p["complete"] else " (partly received)"
+            part = "" if p["complete"] else " (partly sent)"
             figs.append(
                 f"<figure><img src='report_img/{name}' alt='frame {p['frame_id']} patch at {p['x']},{p['y']}'>"
                 f"<figcaption>frame {p['frame_id']} ({p['x']}, {p['y']})<br>score {p['score']:.4g}{part}"

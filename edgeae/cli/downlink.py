@@ -222,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
             out, st = simulate([p for _, p in recs], _link(args))
             recs = out
             print(
-                f"link: {st.delivered_packets}/{st.offered_packets} packets delivered, "
-                f"{st.lost_packets} lost, {st.corrupted_packets} corrupted"
+                f"link: {st.delivered_packets} of {st.offered_packets} packets delivered (of which "
+                f"{st.duplicated_packets} duplicates), {st.lost_packets} lost, {st.corrupted_packets} corrupted"
             )
         n = send_udp(recs, args.host, args.port, speed=args.speed)
         print(f"sent {n} packets to udp://{args.host}:{args.port}")
