@@ -336,3 +336,27 @@ def test_the_station_pastes_into_the_decoded_mask_not_a_copy(monkeypatch) -> Non
     assert gs.known[3] is got[0].known and gs.known[3][16:32, 8:24].all()
     assert rep["pixels_received"] == rep["pixels_sent"]  # every sample arrived; counted before the paste
     assert rep["pixels_known"] == rep["pixels_sent"] + 256 - int(got[0].mask[16:32, 8:24].sum())
+
+
+def test_patches_announced_in_telemetry_but_never_received_are_listed() -> None:
+    """A frame's telemetry record lists its anomaly patches (rank order = patch index); patches lost whole left no
+    trace on the ground (audit a8, session 31): stream.json now lists them."""
+    import json as _json
+
+    from edgeae.ground.station import GroundStation
+    from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+    from edgeae.wire.products import AnomalyPatch, TelemetryRecord
+
+    counters, cfg = SequenceCounters(), WireConfig(256)
+    tel = {"frame_id": 4, "anomaly": [{"x": 0, "y": 0, "score": 2.0}, {"x": 16, "y": 0, "score": 1.0}]}
+    px = np.full((16, 16, 1), 7, np.uint8)
+    pkts = packetise(TelemetryRecord(4, _json.dumps(tel).encode()), config=cfg, counters=counters)
+    pkts += packetise(AnomalyPatch(4, 0, 0, 16, 2.0, px, 8, 0), config=cfg, counters=counters)  # index 1 never sent
+    gs = GroundStation()
+    for p in pkts:
+        gs.receive(p)
+    st = gs.finish(write=False)["stream"]
+    assert st["patches_announced_not_received"] == {
+        "count": 1,
+        "patches": [{"frame_id": 4, "index": 1, "x": 16, "y": 0, "score": 1.0}],
+    }

@@ -38,6 +38,12 @@ def print_report(report: dict) -> None:
         )
     if st.get("bytes_outside_packets"):
         print(f"{st['bytes_outside_packets']:,} bytes formed no valid packet (noise or damage) and were skipped")
+    gone = st.get("patches_announced_not_received")
+    if gone:
+        print(
+            f"{gone['count']:,} anomaly patch(es) announced in received telemetry never arrived (lost whole, or not "
+            "yet sent): stream.json patches_announced_not_received"
+        )
     if st.get("products_failed"):
         print(f"products not rebuilt: {st['products_failed']}")
     if not report["products"]:

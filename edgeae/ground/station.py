@@ -40,7 +40,7 @@ from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
 from .outputs import OutputError as OutputError
 from .outputs import product_name as product_name
 from .outputs import strict_json as strict_json
-from .patch_checks import check_patch_in_frame, recheck_patches
+from .patch_checks import announced_not_received, check_patch_in_frame, recheck_patches
 from .reassembly import Assembly, Receiver
 
 log = logging.getLogger(__name__)
@@ -359,6 +359,9 @@ class GroundStation:
         ``products_not_decoded_names`` names the first :data:`NAMES_LISTED` of them."""
         stream = self.receiver.stream_report()
         stream["products_failed"] = dict(sorted(self.failures.items()))
+        announced = announced_not_received(self)
+        if announced is not None:  # in a telemetry record, never a packet of them: lost whole, or not yet sent
+            stream["patches_announced_not_received"] = announced
         stream["complete"] = self.finished
         if not self.finished:
             with self.lock:
