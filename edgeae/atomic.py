@@ -46,12 +46,12 @@ def _std_stream(real: Path) -> TextIO | None:
 
 
 def _special(real: Path) -> bool:
-    """Whether ``real`` exists and is not a regular file or folder: a device, a FIFO, a socket (written through)."""
+    """Whether ``real`` exists and is a device or a FIFO (written through, appended to)."""
     try:
         mode = os.stat(real).st_mode
     except OSError:
         return False
-    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _through(target: Path, std: TextIO | None) -> Iterator[Path]:
@@ -66,10 +66,14 @@ def _through(target: Path, std: TextIO | None) -> Iterator[Path]:
     try:
         yield tmp
         with tmp.open("rb") as src:
-            if std is not None:
+            buffer = getattr(std, "buffer", None) if std is not None else None
+            if std is not None and buffer is not None:
                 std.flush()
-                shutil.copyfileobj(src, std.buffer)
-                std.buffer.flush()
+                shutil.copyfileobj(src, buffer)
+                buffer.flush()
+            elif std is not None:  # a replaced sys.stdout (redirect_stdout, a notebook): text through it
+                std.write(src.read().decode("utf-8", errors="replace"))
+                std.flush()
             else:
                 with open(target, "ab") as out:
                     shutil.copyfileobj(src, out)

@@ -8,7 +8,6 @@ is checked on the folder's other files. The board bundle and the tail tool take 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -121,19 +120,38 @@ def folder_split(metadata: ModelMetadata) -> FolderSplit:
         return [str(n) for n in names] if isinstance(names, list) else []
 
     train_rec, val_rec = recorded("train_files"), recorded("val_files")
-    by_path = any("/" in e for e in [*train_rec, *val_rec])
-    key = {f: f.relative_to(folder).as_posix() if by_path else f.name for f in files}
-    count = Counter(key.values())
-    train_keys, val_keys = set(train_rec), set(val_rec)
-    ambiguous = [f for f in files if count[key[f]] > 1 and key[f] in train_keys | val_keys]
-    clear = [f for f in files if count[key[f]] == 1]
+    rel = {f.relative_to(folder).as_posix(): f for f in files}
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        by_name.setdefault(f.name, []).append(f)
+    ambiguous: set[Path] = set()
+
+    def resolve(entries: list[str]) -> tuple[set[Path], list[str]]:
+        """Recorded entries -> files: a path relative to the folder first (what the trainers record), else a bare
+        name (checkpoints before session 31) that one file has; a name several files have is ambiguous."""
+        found: set[Path] = set()
+        missing: list[str] = []
+        for e in entries:
+            if e in rel:
+                found.add(rel[e])
+            elif "/" not in e and len(by_name.get(e, [])) == 1:
+                found.add(by_name[e][0])
+            elif "/" not in e and by_name.get(e):
+                ambiguous.update(by_name[e])
+            else:
+                missing.append(e)
+        return found, missing
+
+    train, _ = resolve(train_rec)
+    val, missing_val = resolve(val_rec)
+    train, val = train - ambiguous, val - ambiguous
     return FolderSplit(
         folder,
-        [f for f in clear if key[f] in train_keys],
-        [f for f in clear if key[f] in val_keys],
-        [f for f in files if key[f] not in train_keys | val_keys],
-        ambiguous,
-        sorted(val_keys - set(key.values())),
+        [f for f in files if f in train],
+        [f for f in files if f in val],
+        [f for f in files if f not in train and f not in val and f not in ambiguous],
+        [f for f in files if f in ambiguous],
+        sorted(missing_val),
     )
 
 

@@ -1,17 +1,19 @@
 """The onboard downlink queue: prioritised, bounded, persisted to disk, and accountable.
 
-Products are packetised when they are queued (so their wire size is known) and kept as files of CCSDS
-packets under ``DIR/items/``; the index ``DIR/index.json`` is rewritten atomically (temporary file, fsync,
-rename) after every change, so a reboot at any instant loses nothing that was queued. A downlink pass sends
-packets in priority order (anomaly patches, then telemetry, then sparse pixels, then latents; oldest first
-within a priority) until the pass budget is spent; a product larger than what is left is sent in part and
-finished on the next pass (every packet decodes on its own). Sequence counts are stamped at send time, so
+Products are packetised when they are queued (so their wire size is known) and kept as files of CCSDS packets under
+``DIR/items/``; the index ``DIR/index.json`` is rewritten atomically (temporary file, fsync, rename) after every
+change, so a reboot at any instant loses nothing that was queued. A downlink pass sends packets in strict priority
+order (anomaly patches, then telemetry, then sparse pixels, then latents; oldest first within a priority) until the
+next packet does not fit (an item whose next packet is larger than a whole pass, from a boot with other packet
+settings, is passed over, never sent, rather than stall the queue); a product larger than what is left is sent in
+part and finished on the next pass (every packet decodes on its own). Sequence counts are stamped at send time, so
 they run without gaps in transmit order across passes and reboots.
 
 When onboard storage (``capacity_bytes``) is full, items of lower priority than the newcomer are evicted, the
-lowest-priority and oldest first; an item of the same or a higher priority is never evicted for it (a newcomer
-that no such eviction makes room for is refused, reason ``queue_full``: what was queued first goes first). Every
-eviction and refusal is recorded with its reason.
+lowest-priority and oldest first, except an item already sent in part (finished first: the ground reassembles a
+product from consecutive sequence counts); an item of the same or a higher priority is never evicted for it (a
+newcomer that no such eviction makes room for is refused, reason ``queue_full``: what was queued first goes first).
+Every eviction and refusal is recorded with its reason.
 """
 
 from __future__ import annotations
@@ -263,7 +265,10 @@ class DownlinkQueue:
             if left <= 0 or full:
                 break
             took = took_bytes = 0
-            for p in split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]:
+            rest = split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]
+            if rest and len(rest[0]) > budget_bytes:  # can never fit a pass (other packet settings): passed over
+                continue
+            for p in rest:
                 if len(p) > left:
                     # later, smaller packets of other items would fit, but taking them would put their sequence
                     # counts between this item's sent and unsent packets: the ground reassembles a product from

@@ -432,3 +432,16 @@ def test_the_data_plan_is_its_own_module() -> None:
         assert getattr(cal, name) is getattr(dp, name)
     assert not hasattr(cal, "folder_split") and not hasattr(cal, "_folder_plan")
     assert len(Path(cal.__file__).read_text().splitlines()) < 400
+
+
+def test_a_flat_folder_s_paths_still_match_when_a_same_named_file_appears_in_a_subfolder(tmp_path: Path) -> None:
+    """A flat folder's relative paths have no "/", so they were read as old bare names: a later
+    ``later/img_00.png`` made the recorded val file ambiguous and the new, unseen image vanished (review r8)."""
+    files = _folder(tmp_path / "cam", 10)
+    train, val = files[1::2], files[0::2]
+    meta = _folder_meta(tmp_path / "cam", train, val)  # flat: relative path == name
+    (tmp_path / "cam" / "later").mkdir()
+    cv2.imwrite(str(tmp_path / "cam" / "later" / "img_00.png"), np.zeros((160, 160), np.uint8))
+    s = dp.folder_split(meta)
+    assert [f.name for f in s.val] == [f.name for f in val] and s.ambiguous == []
+    assert [f.relative_to(tmp_path / "cam").as_posix() for f in s.unseen] == ["later/img_00.png"]

@@ -113,3 +113,15 @@ def test_an_item_sent_in_part_is_never_evicted(tmp_path) -> None:  # type: ignor
     patch, evicted = q.put("patch", 1, [bytes([0x08, 0x01, 0xC0, 0x00, 0x01, 0xF3]) + bytes(500)] * 4)
     assert big not in evicted and big.status == PENDING
     assert patch.status != PENDING or q.stored_bytes <= 4000
+
+
+def test_a_packet_larger_than_a_whole_pass_does_not_stall_the_queue(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Strict priority order ends a pass at a packet that does not fit; one that can never fit (queued by a boot
+    with bigger packets) is passed over, not left to block every item behind it (review r7, session 31)."""
+    from firmware_sim.queue import PENDING, SENT, DownlinkQueue
+
+    q = DownlinkQueue(tmp_path / "q", 1 << 20)
+    huge, _ = q.put("patch", 0, [bytes([0x08, 0x01, 0xC0, 0x00, 0x07, 0xF9]) + bytes(2042)])  # 2048 B
+    tel, _ = q.put("telemetry", 0, [bytes([0x08, 0x04, 0xC0, 0x00, 0x00, 0x63]) + bytes(100)])
+    q.downlink_pass(1024, tmp_path / "dl")
+    assert tel.status == SENT and huge.status == PENDING

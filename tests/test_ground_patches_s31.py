@@ -360,3 +360,21 @@ def test_patches_announced_in_telemetry_but_never_received_are_listed() -> None:
         "count": 1,
         "patches": [{"frame_id": 4, "index": 1, "x": 16, "y": 0, "score": 1.0}],
     }
+
+
+def test_a_telemetry_record_with_a_strange_frame_id_cannot_stop_the_report() -> None:
+    """The listing keyed on the JSON's own frame_id: a list there raised TypeError out of report() (review r7)."""
+    import json as _json
+
+    from edgeae.ground.station import GroundStation
+    from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+    from edgeae.wire.products import TelemetryRecord
+
+    tel = {"frame_id": [1, 2], "anomaly": [{"x": 0, "y": 0, "score": 1.0}]}
+    gs = GroundStation()
+    for p in packetise(
+        TelemetryRecord(9, _json.dumps(tel).encode()), config=WireConfig(256), counters=SequenceCounters()
+    ):
+        gs.receive(p)
+    st = gs.finish(write=False)["stream"]
+    assert st["patches_announced_not_received"]["patches"][0]["frame_id"] == 9  # the header's id

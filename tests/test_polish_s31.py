@@ -240,3 +240,26 @@ def test_cae_options_with_a_vae_are_refused(tmp_path: Path, capsys: pytest.Captu
     assert rc == 2 and "--cae-seed set the CAE's masked input" in capsys.readouterr().err
     rc = edgeae_main(["score", str(img), "--model", "orbital-gray-vae-lite", "-o", out, "--group", "x"])
     assert rc == 2 and "--group sets the product context of --score context-knn only" in capsys.readouterr().err
+
+
+def test_a_cae_runs_settings_record_the_effective_keep_and_seed(tmp_path: Path) -> None:
+    """--cae-keep/--cae-seed default to None (to tell a given one apart): the CAE run's JSON wrote null (review r8)."""
+    import json as _json
+
+    from edgeae.cli import main as edgeae_main
+    from edgeae.imageio import write_image
+
+    img = tmp_path / "a.png"
+    write_image(img, np.random.default_rng(2).random((128, 128)).astype(np.float32))
+    out = tmp_path / "o.csv"
+    assert edgeae_main(["score", str(img), "--model", "orbital-gray-gtcae", "-o", str(out), "--no-progress"]) == 0
+    settings = _json.loads((tmp_path / "o.csv.json").read_text())
+    flat = settings.get("settings", settings)
+    assert (flat["cae_keep"], flat["cae_seed"]) == (0.5, 0)
+
+
+def test_evaluate_refuses_cae_keep_without_a_cae_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.cli import main as edgeae_main
+
+    rc = edgeae_main(["evaluate", "--dataset", "all", "--cae-keep", "0.3", "--out", str(tmp_path / "ev")])
+    assert rc == 2 and "give the CAE with --model" in capsys.readouterr().err

@@ -223,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
             recs = out
             print(
                 f"link: {st.delivered_packets} of {st.offered_packets} packets delivered (of which "
-                f"{st.duplicated_packets} duplicates), {st.lost_packets} lost, {st.corrupted_packets} corrupted"
+                f"{st.duplicated_packets} duplicates), {st.lost_packets} lost, {st.corrupted_packets} corrupted, "
+                f"{st.unsent_packets} unsent (no contact window left)"
             )
         n = send_udp(recs, args.host, args.port, speed=args.speed)
         print(f"sent {n} packets to udp://{args.host}:{args.port}")

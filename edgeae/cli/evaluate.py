@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cae_keep is not None and not 0.0 < args.cae_keep <= 1.0:  # also refuses nan
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
     cae_keep = 0.5 if args.cae_keep is None else args.cae_keep
+    if args.cae_keep is not None and args.model is None:  # the default models are VAEs: it would do nothing
+        raise CLIError("--cae-keep sets a CAE's masked input: give the CAE with --model (the default models are VAEs)")
     out = Path(args.out)
     _check_out(out, datasets)
     scorers: dict[str, object] = {}
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             kind = predictor.metadata.kind
             if args.views > 1 and kind != "vae":
                 raise CLIError(f"--views {args.views}: views average VAE latents; {spec} is a {kind}")
-            if args.cae_keep is not None and kind != "cae":  # it was silently ignored with a VAE
+            if args.cae_keep is not None and kind != "cae" and spec == args.model:  # silently ignored before
                 raise CLIError(f"--cae-keep sets the CAE's masked input; {spec} is a {kind}")
             scorers[spec] = make_scorer(predictor, cae_keep=cae_keep, keep_latents=True, views=args.views)
         return scorers[spec]

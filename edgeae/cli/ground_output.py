@@ -41,8 +41,9 @@ def print_report(report: dict) -> None:
     gone = st.get("patches_announced_not_received")
     if gone:
         print(
-            f"{gone['count']:,} anomaly patch(es) announced in received telemetry never arrived (lost whole, or not "
-            "yet sent): stream.json patches_announced_not_received"
+            f"{gone['count']:,} anomaly patch(es) announced in received telemetry have no packet in this session "
+            "(sent in an earlier pass, lost whole, not yet sent, or refused on board; the flight's queue/index.json "
+            "says which): stream.json patches_announced_not_received"
         )
     if st.get("products_failed"):
         print(f"products not rebuilt: {st['products_failed']}")

@@ -56,7 +56,8 @@ def recheck_patches(station: GroundStation) -> None:
 
 def announced_not_received(station: GroundStation, limit: int = 100) -> dict | None:
     """The anomaly patches a received telemetry record announces (its ``anomaly`` list, in rank order: patch
-    index 0, 1, ...) of which no packet arrived: lost whole on the link, or not yet sent (still queued on board).
+    index 0, 1, ...) of which no packet is in this session: sent in an earlier pass not decoded here, lost whole on
+    the link, not yet sent, or refused on board (the flight's ``queue/index.json`` says which).
     ``{"count", "patches": [{"frame_id", "index", "x", "y", "score"}, ...]}`` (the first ``limit``), or None."""
     with station.lock:
         have = {(k[1], k[2]) for k in station.receiver.products if k[0] == "patch"}
@@ -65,11 +66,13 @@ def announced_not_received(station: GroundStation, limit: int = 100) -> dict | N
         tel = rep.get("telemetry") if rep.get("kind") == "telemetry" else None
         if not isinstance(tel, dict) or not isinstance(tel.get("anomaly"), list):
             continue
-        fid = tel.get("frame_id", rep.get("frame_id"))
+        fid = rep.get("frame_id")  # the packet header's id (the JSON's own field could be anything)
+        if not isinstance(fid, int) or isinstance(fid, bool):
+            continue
         for i, a in enumerate(tel["anomaly"]):
             if isinstance(a, dict) and (fid, i) not in have:
                 missing.append({"frame_id": fid, "index": i, **{k: a.get(k) for k in ("x", "y", "score")}})
     if not missing:
         return None
-    missing.sort(key=lambda m: (str(m["frame_id"]), m["index"]))
+    missing.sort(key=lambda m: (m["frame_id"], m["index"]))
     return {"count": len(missing), "patches": missing[:limit]}
