@@ -315,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # what can be checked before minutes of PyTorch work, then one line for whatever fails
             if args.n_test < 1:
                 raise ValueError(f"--n-test must be at least 1, got {args.n_test}")
+            if args.seed < 0:
+                raise ValueError(f"--seed must be 0 or more, got {args.seed}")
             if target.is_dir():
                 raise ValueError(f"--out {target} is a folder: name the .npz file to write")
             if not target.parent.is_dir():

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=10, help="timed runs per figure, their median reported (default 10)")
     p.add_argument("--pattern", default="*", help="file name glob within FOLDER (default: all artifacts)")
     args = p.parse_args(argv)
+    if args.repeats < 1:  # no median of nothing: every file failed with "no median for empty data"
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
     if not args.folder.is_dir():
         print(f"error: {args.folder}: no such folder", file=sys.stderr)
         return 2

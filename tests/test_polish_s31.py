@@ -263,3 +263,26 @@ def test_evaluate_refuses_cae_keep_without_a_cae_model(tmp_path: Path, capsys: p
 
     rc = edgeae_main(["evaluate", "--dataset", "all", "--cae-keep", "0.3", "--out", str(tmp_path / "ev")])
     assert rc == 2 and "give the CAE with --model" in capsys.readouterr().err
+
+
+def test_bad_repeats_seed_and_loss_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """export.latency --repeats 0 failed every file; a negative export/bundle --seed and a NaN or negative gate
+    --max-loss-db went through (docs-options fixer, session 31)."""
+    from edgeae.export import board, latency
+
+    from edgeae.cli import main as edgeae_main
+
+    with pytest.raises(SystemExit) as e:
+        latency.main([str(tmp_path), "--repeats", "0"])
+    assert e.value.code == 2 and "--repeats must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse refuses it while parsing
+        edgeae_main(["export", "rover-rgb-gtcae", "--out", str(tmp_path / "x"), "--seed", "-1"])
+    assert e.value.code == 2 and "a seed is 0 to" in capsys.readouterr().err
+    assert board.main(["bundle", "rover-rgb-gtcae", "--out", str(tmp_path / "b.npz"), "--seed", "-3"]) == 2
+    assert "--seed must be 0 or more" in capsys.readouterr().err
+    pytest.importorskip("torch")
+    from edgeae.train import gate
+
+    argv = ["rover-rgb-unet2-ground", "--data", "rover_rgb", "--out", str(tmp_path / "g.pt"), "--max-loss-db", "nan"]
+    assert gate.main(argv) == 2
+    assert "--max-loss-db must be a finite number" in capsys.readouterr().err

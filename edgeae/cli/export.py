@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from edgeae.cli import CLIError, check_writable, positive_int
+from edgeae.cli import CLIError, check_writable, positive_int, seed_arg
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=64, help="held-out parity patches (default 64)")
     p.add_argument(
         "--seed",
-        type=int,
+        type=seed_arg(2**32 - 2),  # its parity patches take seed + 1
         default=0,
         help="patch selection seed: calibration patches, parity patches seed + 1 (default 0)",
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import replace
@@ -231,6 +232,9 @@ def _check(args: argparse.Namespace) -> tuple[tuple[float, ...], dict[str, Any]]
     from edgeae.checkpoint import load_checkpoint
     from edgeae.datasets import SPLITS
     from edgeae.models.cae import GATED_VARIANTS
+
+    if not (args.max_loss_db >= 0 and math.isfinite(args.max_loss_db)):  # also refuses NaN
+        raise ValueError(f"--max-loss-db must be a finite number of dB, 0 or more, got {args.max_loss_db}")
 
     try:
         taus = tuple(float(t) for t in args.taus.split(","))
