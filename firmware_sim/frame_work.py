@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.cae_input import encoder_input_mask, mask_encoder_input
 from edgeae.masks import PRNG_VERSION, mask_rows_and_indices
-from edgeae.metadata import latent_encoder_id
 from edgeae.nodata import Margin, valid_mask
-from edgeae.tiling import axis_starts
 from edgeae.wire.products import LatentFrame, SparseFrame, sample_dtype
 
-from .budget import LADDER, PREFETCH_STRIPS, Level, recon_check_positions, scoring_left_ms, selected_per_row
+from .budget import LADDER, PREFETCH_STRIPS, Level, scoring_left_ms, selected_per_row
 from .frames import FrameReader
+from .onboard_recon import recon_check, recon_skipped
 from .score_engine import background
 from .strip_scoring import _ms, score_flush, score_strip, score_strip_fast
 from .topk import TermsTopK, TopK
@@ -255,96 +253,10 @@ class FrameWork:
         return valid
 
     def _recon_check(self, r0: int, samples: np.ndarray, mask: np.ndarray) -> None:
-        """Reconstruct the check tiles of the first strip with a tile's rows (a whole-file frame: the frame),
-        distinct cells of its tile grid spread over its rows and columns (:func:`.budget.recon_check_positions`),
-        and record the MAE over their destroyed pixels."""
-        guard, rc = self.rt.recon, self.m.reconstruction
-        if rc.mode == "latent":
-            self._encode_latents(samples)
-            return
-        if guard is None or not self.level.reconstruct or self.cut or self.recon:
-            return
-        at = recon_check_positions(samples.shape[0], self.w, rc.tile, rc.check_tiles)
-        if not at:
-            return
-        t = time.perf_counter()
-        scale = np.float32(1.0 / ((1 << self.m.camera.bit_depth) - 1))
-        truth = np.stack([samples[y : y + rc.tile, x : x + rc.tile].transpose(2, 0, 1) for y, x in at])
-        truth = truth.astype(np.float32)
-        truth *= scale
-        known = np.stack([mask[y : y + rc.tile, x : x + rc.tile] for y, x in at])[:, None]
-        x_hat = np.asarray(guard.predictor(truth * known), np.float32)
-        destroyed = np.broadcast_to(~known, truth.shape)
-        err = np.abs(x_hat - truth)[destroyed]
-        self.recon = {"tiles": len(at), "row": r0, "positions": [[r0 + y, x] for y, x in at]}
-        if len(at) < rc.check_tiles:  # the strip's tile grid has fewer cells than asked for
-            self.recon["check_tiles"] = rc.check_tiles
-        self.recon["mae_destroyed"] = float(err.mean()) if err.size else 0.0
-        self.recon["ms"] = _ms(t)
+        recon_check(self, r0, samples, mask)
 
     def recon_skipped(self) -> str | None:
-        """Why a frame whose level asked for the reconstruction check has none (too small for a tile, cut by the
-        deadline first), or None."""
-        guard, rc = self.rt.recon, self.m.reconstruction
-        if rc.mode != "check" or guard is None or not self.level.reconstruct or self.recon:
-            return None
-        if self.cut:
-            return "deadline_cut: the frame's time ran out before the check"
-        tile = f"a {rc.tile} x {rc.tile} tile ([reconstruction] tile = {rc.tile})"
-        if self.h < rc.tile or self.w < rc.tile:
-            return f"smaller than a tile: the frame ({self.h} x {self.w} px) is smaller than {tile}"
-        if self.streamed and self.strip_rows < rc.tile:
-            return f"smaller than a tile: its strips ([camera] strip_rows = {self.strip_rows}) are shorter than {tile}"
-        return None
-
-    def _encode_latents(self, samples: np.ndarray) -> None:
-        """Encode every tile of a whole frame (``tile_positions`` order) into float16 latents.
-
-        The encoder sees the frame sampled as it was trained (:func:`encoder_input_mask`,
-        :func:`mask_encoder_input`): the mask ``make_mask(seed, (h, w), input_keep, input_pattern)`` of the frame's
-        seed, so the ground can regenerate it; ``input_keep`` and ``input_pattern`` go into the frame record."""
-        from edgeae.masks import make_mask_rows
-
-        guard, rc = self.rt.recon, self.m.reconstruction
-        if guard is None or not self.level.reconstruct or self.cut or samples.shape[0] != self.h:
-            return
-        t = time.perf_counter()
-        ys, xs = axis_starts(self.h, rc.tile, rc.tile), axis_starts(self.w, rc.tile, rc.tile)
-        keep, pattern = encoder_input_mask(getattr(guard.predictor, "metadata", None))
-        scale = np.float32(1.0 / ((1 << self.m.camera.bit_depth) - 1))
-        batch = np.empty((len(xs), self.c, rc.tile, rc.tile), np.float32)
-        known = np.empty((len(xs), rc.tile, rc.tile), bool)
-        rows = []
-        for y in ys:  # one row of tiles per call bounds the input buffer
-            kept = make_mask_rows(self.seed, (self.h, self.w), keep, pattern, y, min(y + rc.tile, self.h))
-            for j, x in enumerate(xs):
-                np.multiply(samples[y : y + rc.tile, x : x + rc.tile].transpose(2, 0, 1), scale, out=batch[j])
-                known[j] = kept[:, x : x + rc.tile]
-            mask_encoder_input(batch, known)
-            rows.append(np.asarray(guard.predictor(batch), np.float32).astype(np.float16))
-        self.latents = LatentFrame(
-            self.fid,
-            # the id the ground matches its decoder by: the encoder's source checkpoint (the file hash only for
-            # an artifact without one; it was always the file hash, which no decoder matches)
-            latent_encoder_id(getattr(guard.predictor, "metadata", None), guard.expected),
-            self.h,
-            self.w,
-            self.c,
-            rc.tile,
-            rc.tile,
-            len(ys),
-            len(xs),
-            1.0,
-            "fp16",
-            np.concatenate(rows),
-        )
-        self.recon = {
-            "latent_tiles": len(ys) * len(xs),
-            "latent_shape": list(rows[0].shape[1:]),
-            "input_keep": keep,  # the encoder saw make_mask(seed, (h, w), input_keep, input_pattern)
-            "input_pattern": pattern,
-            "ms": _ms(t),
-        }
+        return recon_skipped(self)
 
     # ---------------------------------------------------------------------------------------- results
     def report(self) -> dict[str, Any]:
