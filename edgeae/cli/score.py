@@ -190,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
     given = [o for o, v in (("--cae-keep", args.cae_keep), ("--cae-seed", args.cae_seed)) if v is not None]
     if given and meta.kind != "cae":  # they shape the CAE's masked input only: silently ignored with a VAE before
         raise CLIError(f"{' and '.join(given)} set the CAE's masked input; {args.model} is a {meta.kind}")
+    # the options default to None (to tell a given one apart, above); from here on they are the effective values
+    args.cae_keep = 0.5 if args.cae_keep is None else args.cae_keep
+    args.cae_seed = 0 if args.cae_seed is None else args.cae_seed
     if args.views > 1 and args.score != "context-knn":
         raise CLIError(f"--views {args.views} averages latents for --score context-knn only (got --score {args.score})")
     if args.group is not None and args.score != "context-knn":  # before the names are matched against it
@@ -202,8 +205,8 @@ def run(args: argparse.Namespace) -> int:
     latents = knn or args.score == "local-z"
     scorer = make_scorer(
         predictor,
-        cae_keep=0.5 if args.cae_keep is None else args.cae_keep,
-        cae_seed=0 if args.cae_seed is None else args.cae_seed,
+        cae_keep=args.cae_keep,
+        cae_seed=args.cae_seed,
         keep_latents=latents,
         views=args.views,
     )

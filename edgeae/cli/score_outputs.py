@@ -97,9 +97,8 @@ def _write_csv(
         "score": kind, "score_meaning": SCORE_MEANING[kind],
         "patch": patch, "stride": stride, "x_y": "top-left pixel of the patch in the full image",
         "min_valid": args.min_valid, "views": args.views, "group": args.group, "bayer": args.bayer,
-        "margin": args.margin,  # the CAE's effective settings (the options default to None: 0.5 and seed 0)
-        "cae_keep": (0.5 if args.cae_keep is None else args.cae_keep) if meta.kind == "cae" else None,
-        "cae_seed": (0 if args.cae_seed is None else args.cae_seed) if meta.kind == "cae" else None,
+        "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
+        "cae_seed": args.cae_seed if meta.kind == "cae" else None,
         "images": [r.file for r in results], "skipped": unread, "patches": n,
         # per image (the order of "images"): grid patches not scored, their valid fraction under min_valid
         "below_min_valid": _below_min_valid(results, patch, stride),
