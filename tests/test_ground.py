@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgeae.ground.link import LinkConfig, simulate
-from edgeae.ground.reassembly import Receiver, SeqTracker
+from edgeae.ground.reassembly import Receiver
+from edgeae.ground.seq_tracker import SeqTracker
 from edgeae.ground.station import GroundStation
 from edgeae.masks import make_mask
 from edgeae.wire.packets import APIDS, SEQ_MODULO, SequenceCounters, WireConfig, packetise

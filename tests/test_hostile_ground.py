@@ -22,7 +22,8 @@ import pytest
 
 from edgeae.cli import main
 from edgeae.ground.limits import GroundLimits, parse_size
-from edgeae.ground.reassembly import Receiver, SeqTracker
+from edgeae.ground.reassembly import Receiver
+from edgeae.ground.seq_tracker import SeqTracker
 from edgeae.ground.station import GroundStation
 from edgeae.wire.packets import (
     APIDS,

@@ -3,20 +3,18 @@
 Other model kinds add a second level here: a module listed in ``EXTRA_KINDS`` that defines
 ``register_cli(subparsers) -> parser`` and ``run_cli(args) -> int`` (heavy imports inside ``run_cli``).
 
-The flags and ``--resume`` checks both trainers share live in :mod:`edgeae.cli.train_flags`, the ``--zoo-name``
-install in :mod:`edgeae.cli.train_zoo`; their names are importable from here too.
+What a CAE run does once parsed is :mod:`edgeae.cli.train_cae`. The flags and ``--resume`` checks both trainers
+share live in :mod:`edgeae.cli.train_flags`, the ``--zoo-name`` install in :mod:`edgeae.cli.train_zoo`; their
+names are importable from here too.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import logging
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 from edgeae.cli import CLIError, positive_int
 from edgeae.cli.train_flags import add_precision_args as add_precision_args
@@ -48,12 +46,6 @@ EXIT_STATUS_HELP = (
     "such as: edgeae train ... && python -m edgeae.train.gate ... stops there); 2 for a refused command or a failed "
     "run."
 )
-# flags that only mean something in one --mode (flag dest -> modes that use it): refused with another mode
-MODE_FLAGS: dict[str, tuple[str, ...]] = {
-    "destroy": ("fixed",),
-    "destroy_range": ("gt",),
-    "coverage_range": ("colour-noise",),
-}
 
 
 @contextlib.contextmanager
@@ -69,10 +61,6 @@ def training_log() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(old)
-
-
-# --widths when not given: the published CAE's, and for unet2h the shipped flight model's (within its budget)
-DEFAULT_WIDTHS: dict[str, tuple[int, ...]] = {"seed": (16, 32, 64, 128), "unet2h": (24, 32, 64, 64)}
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -91,46 +79,6 @@ def _range(text: str) -> tuple[float, float]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from exc
     return lo, hi
-
-
-# flags of `edgeae train cae` that set a field of the run's config (flag dest -> field); on --resume each must
-# be left out or equal the run's (--epochs, --time-budget, --threads, --no-progress, --device and --data-root
-# may change: where the run continues, not what it trains on; the data's manifest hash is checked on resume)
-CAE_FLAG_FIELDS: dict[str, str] = {
-    name: name
-    for name in (
-        "data",
-        "mode",
-        "crops",
-        "val_crops",
-        "batch_size",
-        "lr",
-        "seed",
-        "destroy",
-        "destroy_range",
-        "known_blocks",
-        "coverage_range",
-        "pattern",
-        "widths",
-        "variant",
-        "channels",
-        "patience",
-        "loss",
-        "lr_schedule",
-        "data_workers",
-        "init",
-        "val_seed",
-    )
-} | {"no_augment": "augment", "bf16": "bf16", "no_bf16": "bf16"}
-
-
-def refuse_mode_flags(args: argparse.Namespace, mode: str) -> None:
-    """A mask or noise flag given with a ``--mode`` that does not use it is refused, not silently ignored."""
-    given = given_flags(args)
-    for dest, modes in MODE_FLAGS.items():
-        if dest in given and mode not in modes:
-            flag = "--" + dest.replace("_", "-")
-            raise CLIError(f"{flag} applies to --mode {' / '.join(modes)}, not to --mode {mode}; leave it out")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -273,136 +221,7 @@ def run(args: argparse.Namespace) -> int:
             return int(args._kind_run(args) or 0)
     if args.kind != "cae":
         raise CLIError("choose what to train: edgeae train cae ... or edgeae train vae ... (see their --help)")
+    from edgeae.cli.train_cae import run_cae
+
     with training_log():
-        return _run_cae(args)
-
-
-def _run_cae(args: argparse.Namespace) -> int:
-    from edgeae.train.cae import CAETrainConfig, train_cae
-    from edgeae.train.resume import parse_duration
-
-    try:
-        budget = parse_duration(args.time_budget)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from exc
-    if args.resume and args.init:
-        raise CLIError("--init starts a new run from a checkpoint's weights; --resume continues a run: pass one")
-    if args.resume:
-        from edgeae.train.cae import load_config
-
-        cfg_file = check_resume_kind(args, "cae")
-        refuse_out_on_resume(args)
-        saved = load_config(cfg_file)
-        refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
-        zoo_name, force = zoo_target(args, saved)
-        done = install_complete_run(args, "cae")
-        if done is not None:
-            return done
-        changes: dict[str, object] = {"out": str(args.resume), "time_budget": budget}
-        changes |= {"zoo_name": zoo_name, "zoo_force": force}
-        if args.epochs is not None:
-            changes["epochs"] = args.epochs
-        if args.threads is not None:
-            changes["threads"] = args.threads
-        if args.no_progress:
-            changes["progress"] = False
-        changes |= where_it_continues(args)
-        cfg = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
-        _check_cae_zoo(cfg)
-        metrics = train_cae(cfg, resume=True)
-        return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)
-    if not args.data or not args.out:
-        raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
-    refuse_mode_flags(args, args.mode)
-    zoo_name, force = zoo_target(args)
-    cfg = CAETrainConfig(
-        data=data_arg(args.data),
-        out=args.out,
-        mode=args.mode,
-        epochs=CAETrainConfig.epochs if args.epochs is None else args.epochs,
-        crops=args.crops,
-        val_crops=args.val_crops,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        destroy=args.destroy,
-        destroy_range=args.destroy_range,
-        known_blocks=args.known_blocks,
-        coverage_range=args.coverage_range,
-        pattern=args.pattern,
-        widths=args.widths or DEFAULT_WIDTHS.get(args.variant, DEFAULT_WIDTHS["seed"]),
-        variant=args.variant,
-        channels=args.channels,
-        augment=not args.no_augment,
-        patience=args.patience,
-        loss=args.loss,
-        bf16=precision_arg(args),
-        lr_schedule=args.lr_schedule,
-        time_budget=budget,
-        device=args.device,
-        threads=args.threads,
-        data_workers=args.data_workers,
-        data_root=resolved_root(args.data_root),
-        progress=not args.no_progress,
-        init=args.init,
-        val_seed=_val_seed(args),
-        zoo_name=zoo_name,
-        zoo_force=force,
-    )
-    _check_cae_zoo(cfg)
-    metrics = train_cae(cfg)
-    return _report(metrics, Path(args.out), cfg.zoo_name, cfg.zoo_force)
-
-
-def _check_cae_zoo(cfg: Any) -> None:
-    """``--zoo-name`` checks before training: the channels come from the data (a folder's first image)."""
-    if not cfg.zoo_name:
-        return
-    from edgeae.train.cae import split_data
-
-    channels = cfg.channels
-    if channels is None:
-        train_files, _ = split_data(cfg)
-        channels = cfg.resolved_channels(train_files[0])
-    arch = {"variant": cfg.variant, "widths": list(cfg.widths), "tile": cfg.tile}
-
-    def parameters() -> int:
-        from edgeae.models.cae import build, count_parameters
-
-        return int(count_parameters(build(dataclasses.replace(cfg.architecture(), channels=channels or 3))))
-
-    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "cae", channels, arch, parameters)
-
-
-def _val_seed(args: argparse.Namespace) -> int | None:
-    if args.val_seed is not None or not args.init:
-        return args.val_seed
-    from edgeae.train.cae import init_val_seed
-
-    try:
-        return init_val_seed(args.init)
-    except (FileNotFoundError, ValueError) as exc:  # MetadataError is a ValueError
-        raise CLIError(f"--init {args.init}: {exc}") from exc
-
-
-def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:
-    """Print the result; return 0 for a complete run, the stop's exit status (75, 130, 143) for a stopped one."""
-    from edgeae.train.resume import resume_command, stop_exit_status
-
-    status = 0 if metrics.get("complete") else stop_exit_status(metrics.get("stop") or "budget")
-    hint = resume_command("cae", out, zoo_name, force)
-    if not metrics.get("complete") and "best_epoch" not in metrics:
-        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with: {hint}")
-        if zoo_name:
-            print(f"zoo: {zoo_name} not installed: the run is not complete")
-        return status
-    if not metrics.get("complete"):
-        print(f"{metrics['stopped']}; continue with: {hint}")
-    print(
-        f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
-        f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}"
-    )
-    for level, m in metrics.get("val_levels", {}).items():
-        print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
-    install_into_zoo(metrics, out, zoo_name, force)
-    return status
+        return run_cae(args)
