@@ -16,7 +16,16 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["PATTERNS", "demosaic", "demosaic_bilinear", "demosaic_strips", "looks_like_mosaic", "mosaic_plane"]
+__all__ = [
+    "PATTERNS",
+    "channels_equal",
+    "demosaic",
+    "demosaic_bilinear",
+    "demosaic_strips",
+    "looks_like_mosaic",
+    "mosaic_plane",
+    "sampled_channels_equal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +56,37 @@ def shifted(pattern: str, row0: int = 0, col0: int = 0) -> str:
     return p
 
 
+def channels_equal(a: np.ndarray, block_rows: int = 256) -> bool:
+    """Whether the first three channels of an (H, W, C ≥ 3) frame are equal, compared ``block_rows`` rows at a
+    time (the comparison's temporaries stay a block's worth, not the frame's)."""
+    for r in range(0, a.shape[0], max(1, block_rows)):
+        b = a[r : r + block_rows]
+        if not (np.array_equal(b[:, :, 0], b[:, :, 1]) and np.array_equal(b[:, :, 1], b[:, :, 2])):
+            return False
+    return True
+
+
+def sampled_channels_equal(a: np.ndarray, rows: int = 64) -> bool:
+    """Whether the first three channels of an (H, W, C ≥ 3) frame are equal on at most ``rows`` rows spread evenly
+    over it: a bounded read (a memory-mapped frame stays on disk), enough to tell a mosaic stored grey in RGB from
+    a colour frame, whose channels differ nearly everywhere."""
+    picks = np.unique(np.linspace(0, a.shape[0] - 1, min(rows, a.shape[0])).astype(np.int64))
+    s = a[picks]
+    return bool(np.array_equal(s[:, :, 0], s[:, :, 1]) and np.array_equal(s[:, :, 1], s[:, :, 2]))
+
+
 def mosaic_plane(raw: np.ndarray) -> np.ndarray:
     """The (H, W) mosaic of a raw frame stored as (H, W), (H, W, 1) or (H, W, 3) with equal channels.
 
-    Raises ValueError for a frame whose channels differ (already colour: nothing to demosaic)."""
+    Raises ValueError for a frame whose channels differ (already colour: nothing to demosaic). The channels are
+    compared a block of rows at a time, so the check's temporaries stay small."""
     a = np.asarray(raw)
     if a.ndim == 2:
         return a
     if a.ndim == 3 and a.shape[2] == 1:
         return a[:, :, 0]
     if a.ndim == 3 and a.shape[2] >= 3:
-        if not (np.array_equal(a[:, :, 0], a[:, :, 1]) and np.array_equal(a[:, :, 1], a[:, :, 2])):
+        if not channels_equal(a):
             raise ValueError("frame has distinct colour channels: it is already demosaiced")
         return a[:, :, 0]
     raise ValueError(f"expected an (H, W) or (H, W, C) frame, got shape {a.shape}")
@@ -165,17 +194,19 @@ def looks_like_mosaic(raw: np.ndarray, ratio: float = MOSAIC_RATIO, max_side: in
     In a natural image neighbouring pixels differ less than pixels two apart; behind a colour filter
     mosaic the neighbours sit under different filters and differ *more* than same-colour pixels two apart
     (2×2 repeating values). Both axes must show it, by ``ratio``. A central crop of at most ``max_side``
-    pixels is tested; frames with distinct colour channels are never mosaics.
+    pixels is tested (only its pixels are read); frames whose channels differ there are never mosaics.
     """
-    try:
-        m = mosaic_plane(raw)
-    except ValueError:
+    a = np.asarray(raw)
+    if a.ndim < 2:
         return False
-    h, w = m.shape
+    h, w = a.shape[:2]
     if h < 8 or w < 8:
         return False
     y0, x0 = max(0, (h - max_side) // 2) & ~1, max(0, (w - max_side) // 2) & ~1
-    c = m[y0 : y0 + max_side, x0 : x0 + max_side].astype(np.float32)
+    try:  # the crop only: a memory-mapped frame is not read whole (nor its channels compared whole)
+        c = mosaic_plane(a[y0 : y0 + max_side, x0 : x0 + max_side]).astype(np.float32)
+    except ValueError:
+        return False
     d1x = np.abs(c[:, 1:-1] - c[:, :-2]).mean()
     d2x = np.abs(c[:, 2:] - c[:, :-2]).mean()
     d1y = np.abs(c[1:-1] - c[:-2]).mean()

@@ -304,17 +304,33 @@ def scoring_plan(mission: Mission, patch_channels: int, grid: int | None) -> tup
     return slots * f32 * 3, boot
 
 
-def plan_memory(mission: Mission, width: int, height: int, model_bytes: int, patch_channels: int) -> MemoryPlan:
+def plan_memory(
+    mission: Mission,
+    width: int,
+    height: int,
+    model_bytes: int,
+    patch_channels: int,
+    stored: tuple[int, np.dtype[Any] | type] | None = None,
+) -> MemoryPlan:
     """What a frame of ``width`` × ``height`` (0: unknown) allocates beyond the buffers the boot already holds
     (the model images and the PatchScorer's buffers, listed under ``boot``), on the mission's scoring path.
+    ``stored``: the frame's channels and sample type as stored in its file (default: the camera's channels and
+    sample type): a float32 ``.npy`` frame is read at 4 bytes per sample, not the camera's 1.
 
     The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
-    than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`)."""
+    than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). Besides the
+    buffers the frame keeps (the decoded strip, its demosaiced RGB and the mosaic plane it came from, the mask
+    rows, the sparse values, the no-data mask) the plan counts the largest temporaries of each step (measured
+    with tracemalloc on the 1200 × 1648 Mastcam-Z frame: docs/firmware_sim.md)."""
     cam, an, rc = mission.camera, mission.anomaly, mission.reconstruction
     streamed = cam.source == "strips"
     rows = (min(cam.strip_rows, height) if height > 0 else cam.strip_rows) if streamed else height
     px = rows * width
     item = 1 if cam.bit_depth <= 8 else 2
+    s_channels, s_dtype = (
+        stored if stored is not None else (cam.channels, np.dtype(np.uint8 if item == 1 else np.uint16))
+    )
+    s_item, s_float = np.dtype(s_dtype).itemsize, np.dtype(s_dtype).kind == "f"
     pixels = an.patch * an.patch * patch_channels * item  # one kept patch, raw samples
     grid = patch_grid(mission, width, height)
     k = max(an.top_k, 1) if grid is None else min(max(an.top_k, 1), grid)
@@ -322,9 +338,24 @@ def plan_memory(mission: Mission, width: int, height: int, model_bytes: int, pat
     if an.method == "vae" and an.score == "terms-max":  # two keepers (one per term) and 24 B per scored patch
         top_k = 2 * top_k + 24 * (grid or 0)
     score, scorer_boot = scoring_plan(mission, patch_channels, grid)
-    items = [
-        ("frame_strip_raw", px * cam.channels * item * (PREFETCH_STRIPS + 3 if streamed else 1)),  # + ring
-        ("mask_rows", px),
+    items = [  # a strip as stored (streamed: the reader's and the prefetch ring's copies)
+        ("frame_strip_raw", px * s_channels * s_item * (PREFETCH_STRIPS + 3 if streamed else 1)),
+    ]
+    if streamed:  # the TIFF reader's band of decoded tiles and its read buffer (tiles no taller than a strip)
+        items.append(("reader_band", 2 * px * s_channels * s_item))
+    if cam.bayer:  # the mosaic plane copied out of the strip and the demosaiced RGB, both held while it runs
+        items.append(("demosaic_rgb", px * (3 + 1) * item))
+    if s_float or s_item != item:  # the strip converted to the wire's samples (to_samples)
+        items.append(("samples", px * cam.channels * item))
+    # the largest temporaries before scoring: float conversion (three float32 copies of every sample), the
+    # demosaic's (the channel-equality check, one float32 block per colour), the pixel check's (2 B / px)
+    temps = max(px * s_channels * 12 if s_float else 0, px * (3 * item) if cam.bayer else 0, px * 2)
+    items += [
+        ("frame_temporaries", temps),
+        ("mask_rows", px + int(px * mission.sampling.keep) * 8),  # + the kept pixels' flat indices (int64)
+        # the no-data mask (1 B / px, kept while the strip is scored) and its temporaries (7 + item B / px at
+        # their peak), beyond the temporaries above, which are freed before it is made; only when scoring (a model)
+        ("nodata_mask", max(px, px * (7 + item) - temps) if an.model else 0),
         ("sparse_values_strip", int(px * mission.sampling.keep * cam.channels * item) + 1),
         ("patch_batch_f32", score),
         ("top_k_patches", top_k),

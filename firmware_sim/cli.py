@@ -79,8 +79,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .telemetry import TelemetryNotWritten
 
     mission = _mission_with_overrides(args)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise MissionError(f"--out {args.out} is an existing file; name a folder for the run's output and state")
+    _check_out_folder(Path(args.out))
     found = collect_frames(args.frames)
     for note in found.empty:
         print(f"firmware-sim: --frames {note}", file=sys.stderr)
@@ -129,6 +128,44 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
         print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
         return EXIT_ALL_DROPPED
     return 0
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse, before the boot, an ``--out`` that is a file, lies below a file, or cannot be created where it is
+    (a read-only or virtual file system such as /proc), in one line naming the path and why, as ``edgeae scan``
+    does (until session 32 the raw ``[Errno 20] Not a directory``, or ``[Errno 2] No such file or directory`` under
+    /proc). A folder that does not exist yet is created to see that it can be, then removed: a refused boot leaves
+    nothing behind."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise MissionError(f"--out {out} is an existing file; name a folder for the run's output and state")
+    missing: list[Path] = []
+    parent = out
+    while not parent.exists():
+        if parent.is_symlink():  # a link to nothing
+            raise MissionError(f"cannot create the results folder --out {out}: {parent} is a broken symbolic link")
+        missing.append(parent)
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not missing:
+        return
+    if parent.exists() and not parent.is_dir():
+        raise MissionError(f"cannot create the results folder --out {out}: {parent} is a file, not a folder")
+    try:
+        out.mkdir(parents=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise MissionError(
+            f"cannot create the results folder --out {out}: {parent} does not let a folder be created in it ({why}); "
+            "choose a writable folder"
+        ) from None
+    for made in missing:  # deepest first: only what this check created
+        try:
+            os.rmdir(made)
+        except OSError:
+            break
 
 
 def _check(args: argparse.Namespace) -> int:

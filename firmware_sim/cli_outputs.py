@@ -173,7 +173,8 @@ def advice_lines(
     from this boot's frame records: the measured peaks and times against the mission's budgets (``held_at_boot``:
     what the loaded models held over the boot baseline)."""
     out = []
-    over = [r for r in records if (r.get("memory") or {}).get("over_budget")]
+    # processed frames only: a dropped frame's peak (one read whole, then found invalid) is no frame to size for
+    over = [r for r in records if (r.get("memory") or {}).get("over_budget") and r.get("status") == "processed"]
     if over:
         r = max(over, key=lambda r: int(r["memory"]["rss_growth_peak"]))
         peak, mib = int(r["memory"]["rss_growth_peak"]), 2**20
@@ -245,11 +246,7 @@ def check_lines(rt: Any) -> list[str]:
         items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
         size = f"{cam.height or 'any'} x {cam.width} px (height x width)"
         out.append(f"  a {size} frame's buffers: {plan.total:,} B ({items})")
-        fits = held + plan.total <= m.budget.memory_bytes
-        out.append(
-            f"  held + buffers: {(held + plan.total) / mib:.1f} MiB: "
-            + ("fits at nominal" if fits else "does not fit at nominal: frames go down the ladder")
-        )
+        out += _memory_level_lines(rt, plan, held)
         if cam.height:
             n = sparse_packet_estimate(m, cam.width, cam.height)
             out.append(f"  sparse pixels of a full frame: about {n:,} packets of the 65,535 a product can have")
@@ -259,4 +256,69 @@ def check_lines(rt: Any) -> list[str]:
         out.append("  any frame size: each frame's buffers and packets are checked when it arrives")
     scoring = f"; scoring measured at boot: {rt.cost.ms_per_patch:.3g} ms per patch" if rt.scorer is not None else ""
     out.append(f"  frame deadline {m.budget.frame_ms:,.0f} ms{scoring}")
+    if cam.width and cam.height:
+        out += _time_lines(rt)
+    return out
+
+
+def _memory_level_lines(rt: Any, plan: Any, held: int) -> list[str]:
+    """The ladder level a camera-size frame's buffers fit at (what the loaded models hold + its plan at that
+    level, as the frame check computes it), or a WARNING that every such frame would be dropped."""
+    from .budget import LADDER
+    from .frame_intake import biggest_buffers, level_plan, mib_up
+
+    budget, mib = rt.m.budget.memory_bytes, 2**20
+    for level in LADDER:
+        need = held + level_plan(plan, level).total
+        if need <= budget:
+            if level.index == 0:
+                return [f"  held + buffers: {need / mib:.1f} MiB: fits at nominal"]
+            nominal = held + plan.total
+            return [
+                f"  held + buffers: {nominal / mib:.1f} MiB: does not fit at nominal; frames of this size run at "
+                f"{level.name} ({need / mib:.1f} MiB) for memory: raise [budget] memory_bytes to at least "
+                f"{mib_up(nominal)} MiB for nominal, or shrink the biggest buffers: {biggest_buffers(rt.m, plan, 2)}"
+            ]
+    least = held + level_plan(plan, LADDER[-1]).total
+    return [
+        f"WARNING: held + buffers: {least / mib:.1f} MiB even at sparse_only, over the {budget / mib:.0f} MiB "
+        f"budget: every frame of this size would be dropped (memory_budget); raise [budget] memory_bytes to at "
+        f"least {mib_up(least)} MiB"
+    ]
+
+
+def _time_lines(rt: Any) -> list[str]:
+    """The predicted time of a camera-size frame at each ladder level against the deadline, and the level that
+    meets it (a warning, not a failure: the per-pixel costs are defaults until frames are measured, timings vary)."""
+    from .budget import LADDER, patch_grid
+
+    m, cam = rt.m, rt.m.camera
+    mpix = cam.height * cam.width / 1e6
+    grid = (patch_grid(m, cam.width, cam.height) or 0) if rt.scorer is not None else 0
+    recon = rt.recon is not None
+    target = m.budget.safety * m.budget.frame_ms
+    times = [(lv, rt.cost.predict(lv, mpix, grid, recon, m.sampling.keep)) for lv in LADDER]
+    listed = ", ".join(f"{lv.name} {ms:,.0f}" for lv, ms in times)
+    out = [
+        f"  predicted ms of a full frame ({grid:,} patches) per level: {listed} (per-patch cost measured at boot, "
+        f"per-pixel costs defaults until frames are measured), against safety x deadline = {target:,.0f} ms"
+    ]
+    meets = next((lv for lv, ms in times if ms <= target), None)
+    if meets is None:
+        out.append(
+            f"WARNING: no level is predicted to meet the {m.budget.frame_ms:,.0f} ms deadline: frames run "
+            f"sparse_only and late; raise [budget] frame_ms to about {_round_up(times[-1][1] / m.budget.safety)} ms"
+        )
+    elif meets.index == 0:
+        out.append("  time: frames of this size are predicted to run at nominal")
+    elif meets.score_every == 0 and grid:
+        out.append(
+            f"WARNING: only sparse_only is predicted to meet the deadline: no patch of a full frame would be scored; "
+            f"raise [budget] frame_ms to about {_round_up(times[0][1] / m.budget.safety)} ms for nominal"
+        )
+    else:
+        out.append(
+            f"  time: frames of this size are predicted to run at {meets.name} (nominal needs about "
+            f"{_round_up(times[0][1] / m.budget.safety)} ms)"
+        )
     return out

@@ -51,9 +51,7 @@ def reboot_if_due(rt: FlightRuntime, fid: int) -> None:
     rt.queue.save()
     rt.tm.write("event", kind="fault_injected", fault=str(reboot))
     rt.faults.mark(reboot)
-    rt.tm.close()
-    rt.meter.stop()
-    rt.models.close()
+    rt.close()  # telemetry, memory tracing, models, and the folder: the next boot (this process too) takes it
     raise SimulatedReboot(f"reboot before frame {fid}")
 
 
@@ -117,15 +115,41 @@ def open_reader(
 
 def level_plan(plan: MemoryPlan, level: Level) -> MemoryPlan:
     """The buffers of ``plan`` a frame run at ``level`` still needs: no reconstruction tiles when it skips the
-    reconstruction, no patch batch or top-k store when it scores nothing, fewer sparse values at a lower keep."""
+    reconstruction, no patch batch, top-k store or no-data mask when it scores nothing, fewer sparse values at a
+    lower keep."""
     items = []
     for name, size in plan.items:
         if name == "recon_tiles_f32" and not level.reconstruct:
             continue
-        if name in ("patch_batch_f32", "top_k_patches") and level.score_every == 0:
+        if name in ("patch_batch_f32", "top_k_patches", "nodata_mask") and level.score_every == 0:
             continue
         items.append((name, int(size * level.keep_factor) + 1 if name == "sparse_values_strip" else size))
     return MemoryPlan(tuple(items))
+
+
+def stored_layout(reader: Any) -> tuple[int, np.dtype[Any]]:
+    """The channels and sample type of a frame as its file stores them (under any reader wrappers): what the
+    reader's strips hold before demosaicing and conversion to the wire's samples."""
+    while hasattr(reader, "inner"):
+        reader = reader.inner
+    return reader.header.channels, np.dtype(reader.header.dtype)
+
+
+def sized_by(mission: Mission, name: str) -> str:
+    """The mission setting that sizes the plan item ``name``."""
+    frame = "[camera] strip_rows and width" if mission.camera.source == "strips" else "the frame's size"
+    return {
+        "sparse_values_strip": f"{frame}, [sampling] keep",
+        "patch_batch_f32": "[anomaly] batch, [runtime] threads",
+        "top_k_patches": "[anomaly] top_k",
+        "recon_tiles_f32": "[reconstruction] check_tiles, tile",
+    }.get(name, frame)
+
+
+def biggest_buffers(mission: Mission, plan: MemoryPlan, n: int = 3) -> str:
+    """``name N B (sized by KEYS), ...``: the ``n`` largest items of a plan and the settings that size them."""
+    top = sorted(plan.items, key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{name} {size:,} B ({sized_by(mission, name)})" for name, size in top) or "none"
 
 
 def plan_text(plan: MemoryPlan) -> str:
@@ -138,7 +162,7 @@ def memory_fit(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> t
     only from that ladder level down (a frame that does not fit at its level goes down the ladder rather than
     being dropped: ``sparse_only`` needs no scoring buffers); ``(why, None)`` when not even at ``sparse_only``."""
     h, w = reader.header.height, reader.header.width
-    plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels)
+    plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels, stored_layout(reader))
     rec["memory_plan"] = plan.total
     held = max(0, rss_bytes() - rt.rss_boot)  # what the process already holds beyond the boot baseline
     budget = rt.m.budget.memory_bytes
@@ -200,9 +224,25 @@ def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -
     return reader
 
 
+FRAME_PATH_MODULES = ("edgeae.firmware_sim.frame_work", "edgeae.firmware_sim.frame_outcome")
+DECODERS = {"strips": ("tifffile",), "files": ("edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile")}
+
+
+def preload_frame_path(mission: Mission) -> None:
+    """Import at boot the modules a frame imports when it first runs (the frame work, the camera's decoders), so
+    the ~3-5 MiB they hold are in the RSS the boot's memory checks start from, not the first frame's (an
+    interpreter without an optional decoder just lacks it: the frame that needs it says so)."""
+    import importlib
+
+    for name in (*FRAME_PATH_MODULES, *DECODERS.get(mission.camera.source, ())):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
+
 def check_fixed_camera(rt: FlightRuntime) -> None:
-    """A fixed camera: refuse to fly what cannot fit (buffers over the memory budget, a frame the wire
-    format cannot carry)."""
+    """A fixed camera: record its frames' memory plan; refuse to fly a frame the wire format cannot carry."""
     mission, cam = rt.m, rt.m.camera
     if not (cam.width and (cam.height or cam.source == "strips")):
         return
@@ -211,11 +251,8 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
     too_many = packet_refusal(mission, cam.width, cam.height, worst_case=True)
     if too_many is not None:
         raise MissionError(f"{mission.source_path}: a full frame's {too_many} (planned on raw samples)")
-    if plan.total > mission.budget.memory_bytes:
-        raise MissionError(
-            f"{mission.source_path}: the buffers need {plan.total:,} B but [budget] memory_bytes is "
-            f"{mission.budget.memory_bytes:,} B ({plan.as_dict()})"
-        )
+    # the buffers are checked against the budget once the models are loaded (check_loaded_memory), at the lowest
+    # level as for every frame: buffers that fit only lower on the ladder send frames down it, not the boot back
 
 
 def check_loaded_memory(rt: FlightRuntime) -> list[str]:
@@ -236,7 +273,7 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
         raise MissionError(
             f"{m.source_path}: after the models loaded the process holds {held:,} B over its boot baseline "
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
-            f"{frame} buffers need {least.total:,} B even at sparse_only ({plan_text(least)}): "
+            f"{frame} buffers need {least.total:,} B even at sparse_only ({biggest_buffers(m, least)}): "
             f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
             f"at least {mib_up(held + least.total)} MiB or lower [runtime] threads"
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeae.folder_lock import hold
 from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
@@ -41,6 +42,7 @@ from .frame_intake import (
     open_reader,
     packet_advice,
     packet_refusal,
+    preload_frame_path,
 )
 from .frame_intake import sparse_packet_estimate as sparse_packet_estimate
 from .frame_outcome import complete_record, queue_products, withdraw, write_record, write_unwritten
@@ -92,11 +94,20 @@ class FlightRuntime:
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
-        first_boot, existed = not holds_state(self.out), self.out.exists()
-        before = state_present(self.out)  # a user's own summary.json, downlink/... in an existing --out
-        self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
+        self._lock = contextlib.ExitStack()  # the folder held for this boot (edgeae.folder_lock), released by close
+        existed = self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
+        try:  # before any state is read: another run writing this folder refuses this one (FolderBusy), untouched
+            self._lock.enter_context(hold(self.out, "flight run"))
+        except BaseException:
+            if not existed:
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
+            raise
+        first_boot = not holds_state(self.out)
+        before = state_present(self.out)  # a user's own summary.json, downlink/... in an existing --out
         try:
+            self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
             self._boot(loader, inject, wire, progress, parallel)
         except BaseException:  # a refused boot: nothing flew, so a first boot removes what it created, only that
             self.close()
@@ -174,6 +185,7 @@ class FlightRuntime:
             self.cost.min_patches = eng.batch if eng is not None else self.models.scorer.batch
             self.cost.batch = padded_batch(self.models.scorer.predictor)
         self.models.warm_recon()  # its interpreter's arena grows on the first run: in the boot's count, not frame 0's
+        preload_frame_path(mission)  # the modules the first frame would import: in the boot's count too
         self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
         check_fixed_camera(self)
         self.boot_warnings = [*self.models.notes, *check_loaded_memory(self)]
@@ -334,11 +346,16 @@ class FlightRuntime:
         return interrupted(self, error)  # a method: tests stop a run here
 
     def close(self) -> None:
-        """Stop telemetry, models and memory tracing without a summary (a refused boot)."""
-        for part in ("models", "tm", "meter"):
-            obj = getattr(self, part, None)  # a boot refused early has not made them all
-            if obj is not None:
-                obj.close() if part != "meter" else obj.stop()
+        """Stop telemetry, models and memory tracing without a summary (a refused boot); release the folder."""
+        try:
+            for part in ("models", "tm", "meter"):
+                obj = getattr(self, part, None)  # a boot refused early has not made them all
+                if obj is not None:
+                    obj.close() if part != "meter" else obj.stop()
+        finally:
+            lock = getattr(self, "_lock", None)
+            if lock is not None:
+                lock.close()  # idempotent: a second close releases nothing more
 
     def finish(self) -> dict[str, Any]:
         """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close; return the

@@ -8,6 +8,7 @@ holds the whole :class:`Mission` and its loading; the sections it is made of are
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -158,12 +159,15 @@ ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
 def _models_beside(data: dict[str, Any], folder: Path) -> None:
     """A relative model path in a mission file names a file beside the mission file (as a config file's paths
     do), whatever folder the command runs from; when no such file exists there the path is left as written
-    (read from the current folder, as before)."""
+    (read from the current folder, as before). ``~`` and ``~user`` at its start are expanded to the home folder
+    (until session 32 ``~/anom.onnx`` was looked for in a folder named ``~``)."""
     for section, key in MODEL_FIELDS:
         sec = data.get(section)
         if not isinstance(sec, dict):
             continue
         value = sec.get(key)
+        if isinstance(value, str) and value.startswith("~"):
+            value = sec[key] = os.path.expanduser(value)  # left as written when there is no such user
         if not isinstance(value, str) or not value or value.startswith("zoo:") or Path(value).is_absolute():
             continue
         if Path(value).suffix.lower() in ARTIFACT_SUFFIXES and (folder / value).is_file():

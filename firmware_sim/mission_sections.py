@@ -257,6 +257,10 @@ class Reconstruction:
         _need(_is_sha256(self.sha256), w, f"sha256 must be empty or 64 hex digits, got {self.sha256!r}")
 
 
+MAX_MEMORY_BYTES = 2**40  # 1 TiB: a larger [budget] memory_bytes is a typo, not a spacecraft
+MAX_FRAME_MS = 86_400_000.0  # one day per frame
+
+
 @dataclass(frozen=True)
 class Budget:
     """What the spacecraft affords: working memory (bytes), time per frame (ms), bytes per downlink pass."""
@@ -271,8 +275,16 @@ class Budget:
     def __post_init__(self) -> None:
         w = "[budget]"
         _check_types(self, w)
-        _need(self.memory_bytes >= 2**20, w, "memory_bytes must be at least 1 MiB")
-        _need(self.frame_ms > 0, w, "frame_ms must be positive")
+        _need(
+            2**20 <= self.memory_bytes <= MAX_MEMORY_BYTES,
+            w,
+            f"memory_bytes must be in 1 MiB..1 TiB ({2**20:,}..{MAX_MEMORY_BYTES:,} B), got {self.memory_bytes:,}",
+        )
+        _need(
+            0 < self.frame_ms <= MAX_FRAME_MS,
+            w,
+            f"frame_ms must be in (0, {MAX_FRAME_MS:,.0f}] (one day), got {self.frame_ms:g}",
+        )
         _need(self.downlink_bytes_per_pass >= 0, w, "downlink_bytes_per_pass must be >= 0")
         _need(self.pass_every_frames >= 1, w, "pass_every_frames must be >= 1")
         _need(self.queue_capacity_bytes >= 4096, w, "queue_capacity_bytes must be >= 4096")

@@ -7,6 +7,7 @@ refused, fallback, fault injected, SEU detected) to the telemetry.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ def resolve_model_file(spec: str, prefer: tuple[str, ...] = ()) -> Path:
     """
     from edgeae.resolve import ARTIFACT_SUFFIXES, NameNotFound, model_path  # standard library only
 
+    if spec.startswith("~"):  # a shell expands ~ in --anomaly-model; a mission file or a quoted argument does not
+        spec = os.path.expanduser(spec)
     try:
         return model_path(spec, "artifact", prefer=prefer)
     except NameNotFound as exc:
@@ -49,6 +52,18 @@ def resolve_model_file(spec: str, prefer: tuple[str, ...] = ()) -> Path:
         if not spec.startswith(ZOO_PREFIX) and p.suffix in ARTIFACT_SUFFIXES and not p.exists():
             return p
         raise MissionError(str(exc)) from None
+
+
+def where_looked(path: Path, mission_file: str) -> str:
+    """Where a missing model file of a mission was looked for, for its error: a relative path beside the mission
+    file and then in the current folder (:func:`.mission.load_mission`); an absolute one names its folder itself."""
+    if path.is_absolute():
+        return ""
+    beside = Path(mission_file).parent if mission_file and Path(mission_file).is_file() else None
+    here = f"the current folder {Path.cwd()}"
+    if beside is None or beside.resolve() == Path.cwd().resolve():
+        return f" (looked for in {here})"
+    return f" (looked for beside the mission file, in {beside.resolve()}, and in {here})"
 
 
 def check_recon_model(meta: Any, rc: Any, channels: int, source: str) -> None:
@@ -182,7 +197,8 @@ class OnboardModels:
         fallback = str(resolve_model_file(fallback, prefer)) if fallback else ""
         if not path.is_file() and not (fallback and Path(fallback).is_file()):
             raise MissionError(
-                f"{self.m.source_path}: {role} model {path} does not exist (export it, or override it with {flag})"
+                f"{self.m.source_path}: {role} model {path} does not exist{where_looked(path, self.m.source_path)} "
+                f"(export it, or override it with {flag})"
             )
         if self.loader is default_loader:  # a file no installed interpreter runs: said in one line, not loaded
             cannot = [interpreter_missing(p, flag) for p in (path, Path(fallback)) if p.is_file()]

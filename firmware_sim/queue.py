@@ -2,12 +2,16 @@
 
 Products are packetised when they are queued (so their wire size is known) and kept as files of CCSDS packets under
 ``DIR/items/``; the index ``DIR/index.json`` is rewritten atomically (temporary file, fsync, rename) after every
-change, so a reboot at any instant loses nothing that was queued. A downlink pass sends packets in strict priority
-order (anomaly patches, then telemetry, then sparse pixels, then latents; oldest first within a priority) until the
-next packet does not fit (an item whose next packet is larger than a whole pass, from a boot with other packet
-settings, is passed over, never sent, rather than stall the queue); a product larger than what is left is sent in
-part and finished on the next pass (every packet decodes on its own). Sequence counts are stamped at send time, so
-they run without gaps in transmit order across passes and reboots.
+change, so a reboot at any instant loses nothing that was queued. Every write goes through a temporary file named
+for the process (``.NAME.tmp-PID``, :func:`edgeae.atomic.temp_name`: two processes never rename each other's half
+file); those a power loss left are removed when the queue is opened (:func:`remove_stale_temps`).
+
+A downlink pass sends packets in strict priority order (anomaly patches, then telemetry, then sparse pixels, then
+latents; oldest first within a priority) until the next packet does not fit (an item whose next packet is larger
+than a whole pass, from a boot with other packet settings, is passed over, never sent, rather than stall the
+queue); a product larger than what is left is sent in part and finished on the next pass (every packet decodes on
+its own). Sequence counts are stamped at send time, so they run without gaps in transmit order across passes and
+reboots.
 
 When onboard storage (``capacity_bytes``) is full, items of lower priority than the newcomer are evicted, the
 lowest-priority and oldest first, except an item already sent in part (finished first: the ground reassembles a
@@ -20,8 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,11 +51,57 @@ class IndexNotSaved(OSError):
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix; on an error
     (a full or read-only disk) the temporary file is removed and the ``OSError`` names ``path``
-    (:func:`edgeae.atomic.write_bytes`). The temporary file is ``NAME.tmp``, one per file whatever the process: a
-    power loss mid-write leaves one, which the next write replaces."""
+    (:func:`edgeae.atomic.write_bytes`). The temporary file is ``.NAME.tmp-PID``, one per process (until session 32
+    ``NAME.tmp`` for every process, so two runs on one folder renamed each other's half-written file); one a power
+    loss leaves is removed by :func:`remove_stale_temps` at the next boot."""
     from edgeae.atomic import write_bytes
 
-    write_bytes(path, data, temp=path.with_name(path.name + ".tmp"))
+    write_bytes(path, data)
+
+
+# a temporary file of :func:`atomic_write` / :meth:`DownlinkQueue.put` (``.NAME.tmp-PID``), or of the versions
+# before session 32 (``NAME.tmp``, one fixed name for every process)
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+_OLD_TEMP = re.compile(r"^(?P<name>.+)\.tmp$")
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs now (this process counts as gone: what it writes it removes on every
+    error, so a file under its own number was left by an earlier boot that had the same number)."""
+    if pid == os.getpid() or pid <= 0:  # (kill(0) would signal this process group)
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):
+        return True
+    except OSError:  # EPERM: it runs, under another user
+        return False
+    return False
+
+
+def remove_stale_temps(folder: Path, names: Callable[[str], bool] = lambda _: True) -> list[str]:
+    """Remove the temporary files a power loss or ``kill -9`` left in ``folder`` mid-write (``.NAME.tmp-PID``
+    of a process no longer running, and the fixed ``NAME.tmp`` of earlier versions), for the target names that
+    ``names`` accepts; a live process's are kept (``firmware-sim report`` beside a running mission). Returns the
+    names removed. Best effort: an unreadable folder or a file that cannot be removed is left as it is."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        stale = m is not None and names(m["name"]) and _process_gone(int(m["pid"]))
+        if not stale:
+            old = _OLD_TEMP.match(entry.name)
+            stale = old is not None and not entry.name.startswith(".") and names(old["name"])
+        if stale and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(entry.name)
+    return removed
 
 
 def split_packets(data: bytes) -> list[bytes]:
@@ -122,6 +173,11 @@ class DownlinkQueue:
         self.recovered = False
         self.lost_on_recovery: list[int] = []
         self.unsaved = ""  # the error of the last save when it failed: the index on disk is behind memory
+        self._swept: set[Path] = set()  # downlink folders whose stale pass temporaries were removed
+        # what a power loss mid-write left: the index's and the items' temporaries of a process that is gone
+        self.stale_temps = remove_stale_temps(self.root, lambda n: n == "index.json") + remove_stale_temps(
+            self.items_dir, lambda n: n.endswith(".pkt")
+        )
         if (self.root / "index.json").is_file():
             self._load()
 
@@ -184,8 +240,10 @@ class DownlinkQueue:
             n_packets=0,
             wire_bytes=0,
         )
+        from edgeae.atomic import temp_name
+
         final = self.items_dir / item.file
-        tmp = final.with_name(final.name + ".tmp")
+        tmp = temp_name(final)  # per process: another process writing the same id never renames this half file
         try:
             with tmp.open("wb") as f:  # streamed: a huge sparse frame never sits in memory as one bytes object
                 for p in packets:  # a lazy packetiser may refuse here (too many packets): nothing is left behind
@@ -284,6 +342,9 @@ class DownlinkQueue:
             sent.append((it, took, took_bytes))
         path = Path(out_dir) / f"pass_{index:05d}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._swept:  # once per boot: a pass temporary a power loss left
+            self._swept.add(path.parent)
+            remove_stale_temps(path.parent, lambda n: n.startswith("pass_") and n.endswith(".bin"))
         atomic_write(path, b"".join(out))
         done = partial = 0
         for it, took, took_bytes in sent:

@@ -37,11 +37,11 @@ class Demosaiced:
         first = next(it, None)
         if first is None:
             return
-        from edgeae.bayer import looks_like_mosaic
+        from edgeae.bayer import looks_like_mosaic, sampled_channels_equal
 
         s = first[1]
-        if s.ndim == 3 and s.shape[2] == 3 and not (np.array_equal(s[..., 0], s[..., 1]) and
-                                                    np.array_equal(s[..., 1], s[..., 2])):  # fmt: skip
+        # rows spread over the strip, not all of it (a whole-file frame's first strip is the frame)
+        if s.ndim == 3 and s.shape[2] == 3 and not sampled_channels_equal(s):
             self.info["already_colour"] = True  # distinct channels: not a mosaic
             yield first
             yield from it

@@ -28,7 +28,7 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
     fired = history.faults_fired() | set(rt.faults.fired) | set(rt.queue.state.get("faults_fired", []))
     return {
         "mission": rt.m.name,
-        "warnings": [NO_ANOMALY_MODEL] if not rt.m.anomaly.model else [],
+        "warnings": ([NO_ANOMALY_MODEL] if not rt.m.anomaly.model else []) + memory_warnings(records),
         "colour_filter": {
             "bayer": rt.m.camera.bayer or None,
             "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in processed),
@@ -67,6 +67,26 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         "patches_per_s": _rate(records),
         "inputs": rt.inputs,
     }
+
+
+def memory_warnings(records: list[dict[str, Any]]) -> list[str]:
+    """One warning naming the frames (of every boot) whose RSS growth went over the memory budget and the highest
+    growth: such a frame is scored and downlinked as usual, so its ledger entry says nothing of it (only its
+    ``memory_over_budget`` flag and ``summary.memory.within_budget`` do)."""
+    over = [r for r in records if isinstance(r.get("memory"), dict) and r["memory"].get("over_budget")]
+    if not over:
+        return []
+    mib = 2**20
+    peak = max(int(r["memory"].get("rss_growth_peak") or 0) for r in over)
+    budgets = sorted({int(r["memory"]["budget"]) for r in over if isinstance(r["memory"].get("budget"), int)})
+    budget = " / ".join(f"{b / mib:.0f}" for b in budgets) or "?"
+    ids = ", ".join(str(r.get("frame_id")) for r in over[:10]) + (", ..." if len(over) > 10 else "")
+    n = len(over)
+    return [
+        f"{n} frame{'s' if n != 1 else ''} went over the {budget} MiB memory budget (frame{'s' if n != 1 else ''} "
+        f"{ids}; peak growth over boot {peak / mib:.1f} MiB): raise [budget] memory_bytes to at least "
+        f"{-(-peak // mib)} MiB or lower [runtime] threads"
+    ]
 
 
 def codec_summary(rt: FlightRuntime) -> dict[str, str]:

@@ -95,8 +95,9 @@ def write_mission_state(out: Path, mission: Mission) -> None:
     it cannot be written."""
     import json
 
-    from .queue import atomic_write
+    from .queue import atomic_write, remove_stale_temps
 
+    remove_stale_temps(out, lambda name: name in STATE_PATHS)  # summary.json's, mission.json's after a power loss
     doc = {"name": mission.name, "settings": _mission_settings(mission)}
     try:
         atomic_write(out / MISSION_STATE, (json.dumps(doc, indent=2) + "\n").encode())
@@ -134,21 +135,41 @@ def holds_state(out: Path) -> bool:
     return any((out / name).exists() for name in (MISSION_STATE, "queue", "telemetry.jsonl"))
 
 
+def _ledger_key(source: str) -> str:
+    """How a ledger's source is matched: an absolute path (what runs since session 32 record) by the file it
+    resolves to; a relative one (as an older run recorded the argument) as written, the folder it was relative to
+    being unknown."""
+    return os.path.realpath(source) if os.path.isabs(source) else source
+
+
 def frames_to_take(
     ledger: dict[str, dict[str, Any]], frames: Sequence[str | os.PathLike[str]], skip: Callable[[str], None]
 ) -> Iterator[tuple[str | os.PathLike[str], int | None]]:
     """``(frame, frame_id)`` for each frame not yet in the ``ledger`` (a multiset: repeats count; ``skip`` is
     called with each source that is), ``frame_id`` the id to retry for a frame an interrupted run left
-    ``interrupted``, None for a new frame."""
-    done = Counter(r["source"] for r in ledger.values() if r["status"] != "interrupted")
+    ``interrupted``, None for a new frame.
+
+    A frame is matched by the file its path resolves to (``os.path.realpath``), whatever folder the command runs
+    from and however the path is written (``r0.png`` from ``rover/``, ``./rover/r0.png``, ``$PWD/rover/r0.png``),
+    and is yielded as its absolute path, which the ledger records; a relative source an older run recorded matches
+    the same string (until session 32 only the string given matched, so a rerun from another folder took every
+    frame again under new ids)."""
+    done = Counter(_ledger_key(r["source"]) for r in ledger.values() if r["status"] != "interrupted")
     retry: dict[str, list[int]] = {}
     for key in sorted(ledger, key=int):
         if ledger[key]["status"] == "interrupted":
-            retry.setdefault(ledger[key]["source"], []).append(int(key))
+            retry.setdefault(_ledger_key(ledger[key]["source"]), []).append(int(key))
     for f in frames:
-        if done[str(f)] > 0:
-            done[str(f)] -= 1
+        if not isinstance(f, str | os.PathLike):  # an in-memory frame (an array): taken, never matched
+            yield f, None
+            continue
+        given = os.fspath(f)
+        path = os.path.abspath(given)
+        keys = (os.path.realpath(path), str(given))  # the file; the string an older run may have recorded
+        hit = next((k for k in keys if done[k] > 0), None)
+        if hit is not None:
+            done[hit] -= 1
             skip(str(f))
             continue
-        again = retry.get(str(f))
-        yield f, (again.pop(0) if again else None)
+        again = next((retry[k] for k in keys if retry.get(k)), None)
+        yield (Path(path) if isinstance(f, Path) else path), (again.pop(0) if again else None)
