@@ -149,7 +149,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
     from edgeae.scan.quality import QualityFilter
-    from edgeae.scan.report import report_markdown
+    from edgeae.scan.report import report_markdown, report_summary
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
 
@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     finally:
         restore()
-    print(report_markdown(report), end="")
+    # a few lines (counts, rates, the best patches, where the report is); the whole report.md with -v
+    print(report_markdown(report) if getattr(args, "verbose", False) else report_summary(report, args.out), end="")
     if report.get("failed"):  # the rest is scanned and recorded; a script still needs to see it
         print(
             f"edgeae scan: {report['failed']} image(s) could not be read (listed in {Path(args.out) / 'report.md'}; "

@@ -13,8 +13,10 @@ is measured against a seeded sample of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,33 @@ def check_set_size(entries: list[ArchiveEntry], config: ScanConfig) -> None:
             f"patches and {LOCAL_Z_MAX_BYTES >> 20} MiB (most from {largest}): use a larger --stride, fewer views "
             "or fewer images per scan"
         )
+
+
+TICK_S = 0.5  # how often the ranking's elapsed-time bar is redrawn
+
+
+@contextlib.contextmanager
+def _elapsed(desc: str, show: bool) -> Iterator[None]:
+    """A bar that counts the seconds of a step that reports no progress of its own (the set's kNN), redrawn every
+    :data:`TICK_S` from a thread; only when ``show`` (the scan's bars are: stderr is a terminal)."""
+    if not show:
+        yield
+        return
+    bar = require("tqdm").tqdm(desc=desc, bar_format="{desc}: {elapsed} elapsed", leave=True)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(TICK_S):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, name="context-knn-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
 
 
 def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = False) -> dict[str, Any]:
@@ -97,11 +126,11 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
     else:
         groups = None if config.group is None else [config.product(e.name) for e in ranked]
         products = "one product" if groups is None else f"{len(set(groups))} products"
-        msg = f"context-knn: ranking {n:,} patches of {len(ranked)} images ({products}) together"
+        images = f"{len(ranked)} image" + ("" if len(ranked) == 1 else "s")
+        msg = f"context-knn: ranking {n:,} patches of {images} ({products}) together"
         log.info(msg)
-        if progress:  # the kNN is one silent step (about a minute per 50,000 patches on 2 cores): say it is running
-            print(msg + " ...", file=sys.stderr, flush=True)
-        scores = context_knn(latents, groups)
+        with _elapsed(msg, progress):  # one step without progress reports (about a minute per 50,000 patches)
+            scores = context_knn(latents, groups)
     del latents
     no_thumbs = 0
     for e, s in tqdm(

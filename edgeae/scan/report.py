@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.archive import ArchiveEntry, entry_key
 from edgeae.scan.pipeline import TopK
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
 
@@ -134,6 +134,15 @@ def _types(pa: Any) -> list[Any]:
 
 
 _THUMB = re.compile(r"^\d{3,}_.*_x-?\d+_y-?\d+\.png$")  # a top-k thumbnail's name (rank, image stem, x, y)
+THUMB_STEM_BYTES = 40  # a longer image stem is cut in a thumbnail's name, as in its parts' keys
+
+
+def thumb_stem(name: str) -> str:
+    """The image's part of a top-k thumbnail's name: its stem when that is at most :data:`THUMB_STEM_BYTES` bytes,
+    else its parts' key (:func:`edgeae.scan.archive.entry_key`: the stem cut to 40 characters and a hash of the
+    name), so a legal 255-byte file name still gives a thumbnail name the file system takes."""
+    stem = Path(name).stem
+    return stem if len(stem.encode("utf-8", "surrogateescape")) <= THUMB_STEM_BYTES else entry_key(name)
 
 
 def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[dict[str, Any]]:
@@ -164,7 +173,7 @@ def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[d
             old.unlink()
     rows = []
     for rank, (name, s, x, y, th) in enumerate(zip(names, best.scores, best.xs, best.ys, best.thumbs, strict=True)):
-        fn = f"{rank:03d}_{Path(str(name)).stem}_x{int(x)}_y{int(y)}.png"
+        fn = f"{rank:03d}_{thumb_stem(str(name))}_x{int(x)}_y{int(y)}.png"
         write_image(folder / fn, th.transpose(1, 2, 0))
         rows.append({"rank": rank, "file": str(name), "x": int(x), "y": int(y), "score": float(s), "thumbnail": fn})
     if len(best.scores):
@@ -196,12 +205,30 @@ def _label_ranks(sheet: np.ndarray, n: int, cols: int, p: int) -> None:
     sheet[...] = img
 
 
+def projection_rate(run: dict[str, Any]) -> tuple[float, str]:
+    """The rate (patches/s) the archive projection uses, and what it is over: the scoring rate (start-up excluded),
+    slowed by the context-knn ranking's seconds per patch when the run ranked the set, else the wall rate (which
+    holds the ranking already)."""
+    rate, basis = run.get("patches_per_s_scoring"), "scoring time (start-up excluded)"
+    ctx = run.get("context_knn") or {}
+    if rate and ctx.get("patches"):  # the set's ranking costs time per patch too: it is part of the projection
+        rate = 1.0 / (1.0 / rate + ctx["seconds"] / ctx["patches"])
+        basis = "scoring time plus the context-knn ranking (start-up excluded)"
+    if not rate:
+        rate = run.get("patches_per_s", 0.0)
+        ranked = " and the context-knn ranking" if ctx else ""
+        basis = f"wall time including start-up{ranked} (too short to separate)"
+    return float(rate or 0.0), basis
+
+
 def finalize(
     store: ScanStore, entries: list[ArchiveEntry], run: dict[str, Any], *, write_gallery: bool = True
 ) -> dict[str, Any]:
     """Write results.parquet, images.parquet, topk/ and report.json/.md; return the report dict."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
+    for name in ("report.json", "report.md"):  # the last run's: a run that fails below leaves none, not a stale one
+        (store.out / name).unlink(missing_ok=True)
     recs = store.reconcile(entries)
     done = [e for e in entries if (r := recs.get(e.name)) is not None and r.status == "done"]
     names = {e.name for e in entries}
@@ -227,9 +254,7 @@ def finalize(
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
     # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames)
     empty = [p["file"] for p in per_image if p["status"] == "done" and p["n_patches"] == 0]
-    rate, basis = run.get("patches_per_s_scoring"), "scoring time (start-up excluded)"
-    if not rate:
-        rate, basis = run.get("patches_per_s", 0.0), "wall time including start-up (too short to separate)"
+    rate, basis = projection_rate(run)
     report = {
         **run,
         "out": str(store.out),
@@ -302,9 +327,11 @@ def _this_run(r: dict[str, Any]) -> str:
     if not n:
         return "- this run: no image scanned (every image of the archive is recorded: done, failed or skipped)"
     patches = _count(r.get("patches", 0), "patch", "patches")
+    ranked = r.get("context_knn")
+    included = "start-up and the context-knn ranking included" if ranked else "start-up included"
     return (
         f"- this run: {_count(n, 'image')}, {patches} in {r.get('seconds', 0):.1f} s = "
-        f"**{r.get('patches_per_s', 0):.1f} patches/s** (wall, start-up included)"
+        f"**{r.get('patches_per_s', 0):.1f} patches/s** (wall, {included})"
     )
 
 
@@ -316,6 +343,15 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"- archive: {archive}",
         f"- model `{r['model']}` (`{r.get('artifact', '?')}`, sha256 {r['artifact_hash'][:16]}…), "
         f"engine `{r.get('engine')}`, score " + _score_label(r),
+        *_facts(r),
+        *_sections(r),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _facts(r: dict[str, Any]) -> list[str]:
+    """report.md's lines of counts, rates and layers (the command prints them too, :func:`report_summary`)."""
+    lines = [
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
         _this_run(r),
@@ -339,10 +375,14 @@ def report_markdown(r: dict[str, Any]) -> str:
     ctx = r.get("context_knn")
     if ctx:
         lines.append(
-            f"- context-knn: {ctx['patches']:,} patches of {ctx['images']} images ranked together in "
-            f"{ctx['seconds']:.1f} s"
-            + (f"; {n} images recorded as failed (latents or part unreadable)" if (n := ctx["images_failed"]) else "")
-            + (f"; {n} images' best patches not read back" if (n := ctx.get("thumbnails_unread")) else "")
+            f"- context-knn: {_count(ctx['patches'], 'patch', 'patches')} of {_count(ctx['images'], 'image')} ranked "
+            f"together in {ctx['seconds']:.1f} s"
+            + (
+                f"; {_count(n, 'image')} recorded as failed (latents or part unreadable)"
+                if (n := ctx["images_failed"])
+                else ""
+            )
+            + (f"; best patches of {_count(n, 'image')} not read back" if (n := ctx.get("thumbnails_unread")) else "")
         )
     ex = r.get("lro_nac_extrapolation")
     if ex:
@@ -355,12 +395,17 @@ def report_markdown(r: dict[str, Any]) -> str:
         lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {layer['path']}")
     if r.get("geo_note"):
         lines.append(f"- {r['geo_note']}")
+    return lines
+
+
+def _sections(r: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     if r.get("images_without_patches"):
         empty = r["images_without_patches"]
         lines += (
             [
                 "",
-                f"## {len(empty)} images without a scored patch",
+                f"## {_count(len(empty), 'image')} without a scored patch",
                 "",
                 f"Every patch had less than --min-valid {r.get('min_valid', '')} valid (not no-data) pixels: "
                 "a small product with no-data borders, a dark or blank frame, a wide --margin. Lower --min-valid "
@@ -388,4 +433,32 @@ def report_markdown(r: dict[str, Any]) -> str:
     if r.get("skipped_products"):
         lines += ["", "## Skipped by the quality filter", ""]
         lines += [f"- `{f['file']}`: {f['reason']}" for f in r["skipped_products"]]
+    return lines
+
+
+SUMMARY_TOP = 3  # the best patches the command names (report.md lists all of topk/)
+
+
+def report_summary(r: dict[str, Any], out: str) -> str:
+    """What ``edgeae scan`` prints: report.md's counts and rates, the best few patches, and where the rest is
+    (``out``: the results folder as the user gave it). ``edgeae -v scan`` prints the whole report.md instead."""
+    lines = _facts(r)
+    top = r.get("top") or []
+    if top:
+        best = "; ".join(f"`{t['file']}` x {t['x']} y {t['y']} ({t['score']:.4g})" for t in top[:SUMMARY_TOP])
+        lines.append(f"- best: {best}")
+    if r.get("images_without_patches"):
+        lines.append(
+            f"- {_count(len(r['images_without_patches']), 'image')} without a scored patch (below --min-valid)"
+        )
+    folder = Path(out)
+    listed = ", ".join(
+        m
+        for m, on in (("the top patches", top), ("failures", r.get("failures")), ("skips", r.get("skipped_products")))
+        if on
+    )
+    lines.append(
+        f"- report: {folder / 'report.md'}" + (f" (all {listed})" if listed else "")
+        + (f", thumbnails in {folder / 'topk'}" if top else "") + f"; scores in {folder / 'results.parquet'}"
+    )  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -115,112 +115,117 @@ def scan_archive(
 
         check_set_size(entries, config)
     _warn_colour_with_grey_model(entries, spec)
-    store = ScanStore(out, config, force=force)
-    try:  # a run that fails before its first image (Ray cannot start) leaves no folder claiming a scan
-        todo = store.pending(entries, retry_failed=retry_failed)
-        _warn_recorded_elsewhere(store, entries)
-        if store.changed:
-            shown = ", ".join(store.changed[:5]) + (
-                f" and {len(store.changed) - 5} more" if len(store.changed) > 5 else ""
-            )
-            log.warning(
-                "%d image(s) changed since they were scanned and are scanned again: %s", len(store.changed), shown
-            )
-        if max_images is not None:
-            todo = todo[:max_images]
-        todo = _apply_quality(store, todo, config.quality)
-        # each file's stamp is taken before it is read: one that changes while it is scanned (a copy still being
-        # written) no longer matches its record, and is scanned again on the next run
-        stamps = {e.name: file_stamp(e.path) for e in todo}
-        factory = scorer_factory or functools.partial(
-            load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
-        )
-        total = sum(count_patches(e.path, config) for e in todo)
-        tqdm = require("tqdm").tqdm
-        bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
-        t0 = time.perf_counter()
-        clock = RateClock(bar.update, t0)  # splits start-up (processes, Ray, models) from scoring time
-        if opts.engine == "local":
-            from edgeae.scan.local import iter_local
-
-            outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=clock)
-        else:
-            from edgeae.scan.ray_engine import iter_ray
-
-            gpu = (
-                None
-                if scorer_factory
-                else functools.partial(
-                    load_scorer, spec, opts.threads, "cuda", config.terms, config.latents, config.views
+    # held until the end (also on errors and signals; the kernel lets go of a killed one): a second scan into the
+    # folder is refused before it reads scan.json or --force resets anything
+    with ScanStore(out, config, force=force, lock=True) as store:
+        try:  # a run that fails before its first image (Ray cannot start) leaves no folder claiming a scan
+            todo = store.pending(entries, retry_failed=retry_failed)
+            _warn_recorded_elsewhere(store, entries)
+            if store.changed:
+                shown = ", ".join(store.changed[:5]) + (
+                    f" and {len(store.changed) - 5} more" if len(store.changed) > 5 else ""
                 )
+                log.warning(
+                    "%d image(s) changed since they were scanned and are scanned again: %s", len(store.changed), shown
+                )
+            if max_images is not None:
+                todo = todo[:max_images]
+            todo = _apply_quality(store, todo, config.quality)
+            # each file's stamp is taken before it is read: one that changes while it is scanned (a copy still being
+            # written) no longer matches its record, and is scanned again on the next run
+            stamps = {e.name: file_stamp(e.path) for e in todo}
+            factory = scorer_factory or functools.partial(
+                load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
             )
-            outcomes = iter_ray(
-                todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
-                actors=opts.actors, on_patches=clock, on_ready=clock.start,
-            )  # fmt: skip
-        scanned = failed = patches = skipped = 0
-        moved: list[str] = []  # images that changed while they were scanned
-        for entry, result, error in outcomes:
-            stamp = stamps[entry.name]
-            now = file_stamp(entry.path)
-            if now != stamp:
-                moved.append(entry.name)
-                stamp = stamp or "0:0"  # it appeared while scanned: a stamp it does not match, so it is scanned again
-            if result is None:
-                store.mark_failed(entry, error, stamp=stamp)
-                failed += 1
+            total = sum(count_patches(e.path, config) for e in todo)
+            tqdm = require("tqdm").tqdm
+            bar = tqdm(total=total, unit="patch", unit_scale=True, disable=not progress, desc=f"scan[{opts.engine}]")
+            t0 = time.perf_counter()
+            clock = RateClock(bar.update, t0)  # splits start-up (processes, Ray, models) from scoring time
+            if opts.engine == "local":
+                from edgeae.scan.local import iter_local
+
+                outcomes = iter_local(todo, config, factory, workers=opts.workers, on_patches=clock)
             else:
-                store.write_result(entry, result, stamp=stamp)
-                patches += len(result.scores)
-                skipped += result.n_skipped
-            scanned += 1
-            bar.set_postfix(failed=failed, refresh=False)
-    except BaseException:
-        store.discard_if_unused()
-        raise
-    seconds = time.perf_counter() - t0
-    bar.close()
-    if moved:
-        log.warning(
-            "%d image(s) changed while they were scanned and are scanned again on the next run: %s",
-            len(moved), ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
-        )  # fmt: skip
-    context = None
-    if config.score == "context-knn":  # every image is in (or failed): rank the set together
-        from edgeae.scan.context import rank_set
+                from edgeae.scan.ray_engine import iter_ray
 
-        context = rank_set(store, entries, progress)
-    run = {
-        "archive": [os.fspath(a) for a in specs],
-        "engine": opts.engine,
-        "workers": opts.workers if opts.engine == "local" else None,
-        "address": opts.address,
-        "images_scanned": scanned,
-        "images_failed_this_run": failed,
-        "patches": patches,
-        "patches_skipped_nodata": skipped,
-        "seconds": round(seconds, 3),
-        "patches_per_s": round(patches / seconds, 2) if seconds > 0 and patches else 0.0,
-        **clock.rates(patches, t0 + seconds),
-        "patch": config.patch,
-        "stride": config.stride,
-        "batch_size": batch_size,
-        **({} if context is None else {"context_knn": context}),
-    }
-    report = finalize(store, entries, run)
-    if geo is not None:
-        from edgeae.scan.geo import write_layer
+                gpu = (
+                    None
+                    if scorer_factory
+                    else functools.partial(
+                        load_scorer, spec, opts.threads, "cuda", config.terms, config.latents, config.views
+                    )
+                )
+                outcomes = iter_ray(
+                    todo, config, factory, gpu_factory=gpu, address=opts.address, num_cpus=opts.num_cpus,
+                    actors=opts.actors, on_patches=clock, on_ready=clock.start,
+                )  # fmt: skip
+            scanned = failed = patches = skipped = 0
+            moved: list[str] = []  # images that changed while they were scanned
+            for entry, result, error in outcomes:
+                stamp = stamps[entry.name]
+                now = file_stamp(entry.path)
+                if now != stamp:
+                    moved.append(entry.name)
+                    stamp = (
+                        stamp or "0:0"
+                    )  # it appeared while scanned: a stamp it does not match, so it is scanned again
+                if result is None:
+                    store.mark_failed(entry, error, stamp=stamp)
+                    failed += 1
+                else:
+                    store.write_result(entry, result, stamp=stamp)
+                    patches += len(result.scores)
+                    skipped += result.n_skipped
+                scanned += 1
+                bar.set_postfix(failed=failed, refresh=False)
+        except BaseException:
+            store.discard_if_unused()
+            raise
+        scanned_at = time.perf_counter()  # the scoring clock stops here; the wall clock goes on over the ranking
+        bar.close()
+        if moved:
+            log.warning(
+                "%d image(s) changed while they were scanned and are scanned again on the next run: %s",
+                len(moved), ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
+            )  # fmt: skip
+        context = None
+        if config.score == "context-knn":  # every image is in (or failed): rank the set together
+            from edgeae.scan.context import rank_set
 
-        report["geo_layers"] = write_layer(store, entries, geo, geometry=geo_geometry, layer_crs=geo_crs)
-        if not report["geo_layers"]:  # said in report.md (printed by the command) and report.json
-            kept = " (the file there is left as it was)" if os.path.exists(geo) else ""
-            report["geo_note"] = (
-                f"no map layer written to {os.fspath(geo)}{kept}: none of the {report['done']} done images is a "
-                "map-projected product with a scored patch"
-            )
-        (store.out / "report.json").write_text(json.dumps(report, indent=2))
-        (store.out / "report.md").write_text(report_markdown(report))
-    return report
+            context = rank_set(store, entries, progress)
+        seconds = time.perf_counter() - t0  # wall: start-up, scoring and the context-knn ranking
+        run = {
+            "archive": [os.fspath(a) for a in specs],
+            "engine": opts.engine,
+            "workers": opts.workers if opts.engine == "local" else None,
+            "address": opts.address,
+            "images_scanned": scanned,
+            "images_failed_this_run": failed,
+            "patches": patches,
+            "patches_skipped_nodata": skipped,
+            "seconds": round(seconds, 3),
+            "patches_per_s": round(patches / seconds, 2) if seconds > 0 and patches else 0.0,
+            **clock.rates(patches, scanned_at),
+            "patch": config.patch,
+            "stride": config.stride,
+            "batch_size": batch_size,
+            **({} if context is None else {"context_knn": context}),
+        }
+        report = finalize(store, entries, run)
+        if geo is not None:
+            from edgeae.scan.geo import write_layer
+
+            report["geo_layers"] = write_layer(store, entries, geo, geometry=geo_geometry, layer_crs=geo_crs)
+            if not report["geo_layers"]:  # said in report.md (printed by the command) and report.json
+                kept = " (the file there is left as it was)" if os.path.exists(geo) else ""
+                report["geo_note"] = (
+                    f"no map layer written to {os.fspath(geo)}{kept}: none of the {report['done']} done images is a "
+                    "map-projected product with a scored patch"
+                )
+            (store.out / "report.json").write_text(json.dumps(report, indent=2))
+            (store.out / "report.md").write_text(report_markdown(report))
+        return report
 
 
 def _warn_recorded_elsewhere(store: ScanStore, entries: list[Any]) -> None:

@@ -21,6 +21,7 @@ missing sends the image back to the queue, so no image is lost. Only the driver 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -145,15 +146,44 @@ def save_top(path: os.PathLike[str], top: TopK) -> None:
 class ScanStore:
     """Reads and writes one results folder; see the module docstring for the layout."""
 
-    def __init__(self, out: str | os.PathLike[str], config: ScanConfig, *, force: bool = False) -> None:
+    def __init__(
+        self, out: str | os.PathLike[str], config: ScanConfig, *, force: bool = False, lock: bool = False
+    ) -> None:
+        """Open (or make) ``out`` for ``config``: refused when it holds another scan's settings or files that are not
+        a scan's. ``lock``: hold the folder (:func:`edgeae.folder_lock.hold`) from right after it exists, before
+        scan.json is read or ``force`` resets anything, until :meth:`release` (a scan run: a second one into the
+        folder is refused with :class:`edgeae.folder_lock.FolderBusy` and changes nothing)."""
         self.out = Path(out)
         self.config = config
         self.parts = self.out / "parts"
         self.manifest = self.out / "manifest.jsonl"
         self.changed: list[str] = []  # images found changed since their record by the last pending()
         self._created: list[Path] = []  # what this store made, oldest first (:meth:`discard_if_unused`)
-        cfg_path = self.out / "scan.json"
+        self._lock = contextlib.ExitStack()
+        self._held = False
         _check_out_path(self.out)
+        missing = [d for d in (self.out, *self.out.parents) if not d.exists()]
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ScanStateError(f"cannot create the results folder --out {self.out}: {exc.strerror or exc}") from None
+        self._created += reversed(missing)
+        try:
+            if lock:
+                from edgeae.folder_lock import hold
+
+                self._lock.enter_context(hold(self.out, "scan"))
+                self._held = True
+            self._claim(force)
+        except BaseException:  # refused, busy, or scan.json / parts/ could not be made (a full disk): leave no
+            self.discard_if_unused()  # folder claiming a scan, and the folders this made
+            self.release()
+            raise
+
+    def _claim(self, force: bool) -> None:
+        """Check ``out`` can take this scan (see :meth:`__init__`), then write scan.json and make parts/."""
+        cfg_path = self.out / "scan.json"
+        config = self.config
         if not cfg_path.exists() and (foreign := _foreign(self.out)):
             raise ScanStateError(
                 f"{self.out} is not empty and holds no scan (no scan.json; it holds {foreign}): a scan writes and "
@@ -196,34 +226,45 @@ class ScanStore:
                     f"{self.out} holds a scan with other settings ({changes}): choose another --out (or --force "
                     "to restart)"
                 )
-        missing = [d for d in (self.out, *self.out.parents) if not d.exists()]
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ScanStateError(f"cannot create the results folder --out {self.out}: {exc.strerror or exc}") from None
-        self._created += reversed(missing)
-        try:
-            if force:
-                self.reset()
-            if not cfg_path.exists():
-                self._created.append(cfg_path)
-            _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
-            if not self.parts.exists():
-                self._created.append(self.parts)
-            self.parts.mkdir(exist_ok=True)  # after scan.json: a folder left by a crash here is still a scan's
-        except BaseException:  # scan.json or parts/ could not be made (a full disk): leave no folder claiming a scan
-            self.discard_if_unused()
-            raise
+        if force:
+            self.reset()
+        if not cfg_path.exists():
+            self._created.append(cfg_path)
+        _atomic_write(cfg_path, lambda p: p.write_text(json.dumps({"config": config.to_dict()}, indent=2)))
+        if not self.parts.exists():
+            self._created.append(self.parts)
+        self.parts.mkdir(exist_ok=True)  # after scan.json: a folder left by a crash here is still a scan's
+
+    def __enter__(self) -> ScanStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let go of the folder (``lock``; nothing otherwise), then remove the folders this store made if they are
+        still empty (a run that was refused or failed before its first image); safe to call more than once."""
+        self._lock.close()
+        self._held = False
+        for path in reversed(self._created):
+            if path.is_dir() and (path == self.out or path in self.out.parents):
+                try:
+                    path.rmdir()
+                except OSError:  # not empty (scan.json, parts/, another process's lock file): kept
+                    return
+        self._created = [p for p in self._created if p.exists()]
 
     def discard_if_unused(self) -> None:
-        """Remove what this store created (the folder and its missing parents, scan.json, parts/) while nothing is
-        recorded in it yet (no manifest, parts/ empty): a run that fails before its first image (Ray cannot start)
-        leaves no folder that claims a scan. Folders are removed only when empty."""
+        """Remove what this store created (scan.json, parts/, and the folder and its missing parents once the folder
+        is released) while nothing is recorded in it yet (no manifest, parts/ empty): a run that fails before its
+        first image (Ray cannot start) leaves no folder that claims a scan. Folders are removed only when empty."""
         if self.manifest.exists() or (self.parts.is_dir() and any(self.parts.iterdir())):
             return
         for path in reversed(self._created):
             if not path.exists():  # never made (a write that failed): nothing to remove
                 continue
+            if self._held and (path == self.out or path in self.out.parents):  # its lock file is in it: the
+                return  # folders go once it is released (:meth:`release`)
             try:
                 path.rmdir() if path.is_dir() else path.unlink()
             except OSError:  # no longer empty (another process wrote there): kept
