@@ -28,9 +28,9 @@ def compare(
     """The sparse frame rebuilt on the ground, and each codec at the same wire bytes over the same link. A lost
     frame (sparse or codec) has ``psnr`` None and ``lost`` True; one identical to the original has ``identical``
     True and ``psnr`` the ground station's cap (``PSNR_CAP_DB``, 120 dB: its PSNR is infinite, which JSON cannot
-    hold), as the ground station's own reports give it."""
-    import numpy as np
-
+    hold), as the ground station's own reports give it. Every row is scored against the real original on its own
+    scale (``2**bits - 1``); JPEG 2000 and JPEG XL code a 12- or 16-bit frame as it is, JPEG and WebP an 8-bit copy
+    (each row's ``input``)."""
     from edgeae.ground.baselines import same_bytes
     from edgeae.ground.sources import as_float
     from edgeae.ground.station import PSNR_CAP_DB, GroundStation
@@ -40,12 +40,13 @@ def compare(
     for _, p in received:
         gs.receive(p)
     rep = gs.finish()["products"].get(f"frame_{args.frame_id}", {})
-    rows = [{"method": f"sparse keep {args.keep} + {name}", "wire_bytes": wire_bytes, "psnr": rep.get("psnr"),
-             "lost": "psnr" not in rep, "longest_row_gap": rep.get("longest_row_gap")}]  # fmt: skip
-    img8 = samples if bits <= 8 else np.round(as_float(samples, bits) * 255).astype(np.uint8)
+    sparse = {"method": f"sparse keep {args.keep} + {name}", "input": f"{bits}-bit", "wire_bytes": wire_bytes}
+    rows = [
+        {**sparse, "psnr": rep.get("psnr"), "lost": "psnr" not in rep, "longest_row_gap": rep.get("longest_row_gap")}
+    ]
     if "psnr_note" in rep:  # the station's exact rebuild: PSNR reported at its cap
         rows[0]["psnr"], rows[0]["identical"] = PSNR_CAP_DB, True
-    rows += same_bytes(img8, codecs, wire_bytes, link, args.max_packet)
+    rows += same_bytes(samples, codecs, wire_bytes, link, args.max_packet, bits)
     for r in rows[1:]:
         if isinstance(r.get("psnr"), float) and math.isinf(r["psnr"]):
             r["psnr"], r["identical"] = PSNR_CAP_DB, True
@@ -53,14 +54,25 @@ def compare(
 
 
 def compare_table(rows: list[dict]) -> str:
-    lines = ["| method | wire bytes | PSNR (dB) | decoded |", "|---|---|---|---|"]
+    """The --compare rows as a markdown table, with what its byte counts and PSNR measure below it."""
+    lines = ["| method | input | wire bytes | file bytes | PSNR (dB) | decoded |", "|---|---|---|---|---|---|"]
     for r in rows:
+        what = r.get("input", "")
         if "error" in r:
-            lines.append(f"| {r['method']} | - | - | {r['error']} |")
+            lines.append(f"| {r['method']} | {what} | - | - | - | {r['error']} |")
             continue
         if r.get("identical"):
             p = "identical"
         else:
             p = "lost" if r.get("lost") or r.get("psnr") is None else f"{r['psnr']:.2f}"
-        lines.append(f"| {r['method']} | {r['wire_bytes']:,} | {p} | {r.get('decoded', '')} |")
+        file_bytes = f"{r['file_bytes']:,}" if "file_bytes" in r else "-"
+        lines.append(f"| {r['method']} | {what} | {r['wire_bytes']:,} | {file_bytes} | {p} | {r.get('decoded', '')} |")
+    bits = str(rows[0].get("input", "")) if rows else ""
+    lines += [
+        "",
+        "wire bytes: the packets on the link, headers included (each codec gets at most the sparse frame's); file "
+        "bytes: the codec's file alone (its budget: the wire bytes less its packet headers).",
+        f"PSNR: against the original{f' ({bits} samples)' if bits else ''} on its own scale; input: what the codec "
+        "coded (an 8-bit codec gets an 8-bit copy of a deeper frame, its rounding counted in its PSNR).",
+    ]
     return "\n".join(lines)

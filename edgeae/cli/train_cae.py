@@ -167,7 +167,7 @@ def _check_cae_zoo(cfg: Any) -> None:
 
         return int(count_parameters(build(dataclasses.replace(cfg.architecture(), channels=channels or 3))))
 
-    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "cae", channels, arch, parameters)
+    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "cae", channels, arch, parameters, run=cfg.out)
 
 
 def _val_seed(args: argparse.Namespace) -> int | None:

@@ -242,7 +242,7 @@ def _check_vae_zoo(cfg: Any) -> None:
 
         return int(count_parameters(VAE(VAEConfig(cfg.n_channels, cfg.widths, cfg.latent, cfg.patch))))
 
-    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "vae", cfg.n_channels, arch, parameters)
+    check_zoo_args(cfg.zoo_name, cfg.zoo_force, "vae", cfg.n_channels, arch, parameters, run=cfg.out)
 
 
 def _report(m: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:

@@ -31,7 +31,7 @@ def add_zoo_args(parser: argparse.ArgumentParser) -> None:
         "--force",
         action="store_true",
         help="with --zoo-name: replace a registered zoo model of another architecture or parameter count (never "
-        "of another kind or channel count)",
+        "of another kind or channel count), or a user-installed model another run made",
     )
 
 
@@ -53,15 +53,17 @@ def check_zoo_args(
     channels: int | None,
     architecture: dict[str, Any],
     parameters: Callable[[], int] | None = None,
+    run: str | Path | None = None,
 ) -> None:
     """Refuse an unsafe or mismatched zoo name (:func:`zoo_target`) before training
     (:func:`edgeae.zoo.check_install`); ``parameters``: a function giving the parameter count of the model the run
-    trains (called only when needed)."""
+    trains (called only when needed); ``run``: the run folder, which must be the one that made a user-installed
+    model of that name unless ``force``."""
     if zoo_name:
         from edgeae.zoo import ZOO, check_install
 
         count = parameters() if parameters is not None and zoo_name in ZOO and not force else None
-        check_install(zoo_name, kind, channels, architecture, count, force=force)
+        check_install(zoo_name, kind, channels, architecture, count, force=force, run=run)
 
 
 def install_complete_run(args: argparse.Namespace, kind: str) -> int | None:

@@ -1,8 +1,9 @@
 """Image-codec baselines at equal bytes: JPEG, JPEG 2000, WebP, JPEG XL, also over the simulated link.
 
 The shared part of ``edgeae downlink simulate --compare``, ``edgeae downlink plan`` and the rate-distortion
-and link benchmarks. A codec encodes a whole 8-bit frame (H, W, C), C = 1 or 3; :func:`at_bytes` finds the
-best quality that fits a byte budget; :func:`over_link` sends the file as a flat product (telemetry APID,
+and link benchmarks. A codec encodes a whole frame (H, W, C), C = 1 or 3, of 8-bit samples, or for
+:data:`DEEP_CODECS` of up to 16 bits; :func:`at_bytes` finds the best quality that fits a byte budget (of file
+bytes); :func:`over_link` sends the file as a flat product (telemetry APID,
 the same packet size as the sparse frame) over a :class:`~edgeae.ground.link.LinkConfig` and decodes what
 arrived two ways — the prefix before the first lost packet (a truncated file) and the full length with lost
 ranges zero-filled — crediting the codec with the better of the two (generous to the codec). If neither
@@ -29,6 +30,9 @@ from .reassembly import Receiver
 CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp", "jpegxl")
 """``jpeg-rst``: baseline JPEG with a restart marker every MCU row, the standard way to let a JPEG decoder
 resynchronise after damage (costs a few bytes per row)."""
+DEEP_CODECS = ("jpeg2000", "jpegxl")
+"""The codecs that code samples of up to 16 bits (uint16; the others code 8-bit samples only): given a 12- or 16-bit
+frame as it is, where an 8-bit codec gets an 8-bit copy."""
 QUALITY_RANGE: dict[str, tuple[float, float]] = {
     "jpeg": (1.0, 100.0),  # quality
     "jpeg-rst": (1.0, 100.0),
@@ -43,12 +47,14 @@ def _check(codec: str) -> None:
         raise ValueError(f"unknown image codec {codec!r}; choose from {', '.join(CODECS)}")
 
 
-def encode(img: np.ndarray, codec: str, q: float) -> bytes:
+def encode(img: np.ndarray, codec: str, q: float, bits: int | None = None) -> bytes:
     """Encode uint8 (H, W, C) (C = 1 or 3) at quality ``q`` (JPEG/WebP 1-100; JPEG 2000 target PSNR in dB;
-    JPEG XL butteraugli distance)."""
+    JPEG XL butteraugli distance); a codec of :data:`DEEP_CODECS` also uint16 samples of ``bits`` bits (default
+    16)."""
     import imagecodecs
 
     _check(codec)
+    deep = _deep_bits(img, codec, bits)
     grey = img.shape[2] == 1
     src = np.ascontiguousarray(img[..., 0] if grey else img)
     if codec in ("jpeg", "jpeg-rst"):
@@ -62,15 +68,29 @@ def encode(img: np.ndarray, codec: str, q: float) -> bytes:
             raise RuntimeError("OpenCV could not encode JPEG")
         return buf.tobytes()
     if codec == "jpeg2000":
-        return bytes(imagecodecs.jpeg2k_encode(src, level=float(q)))  # type: ignore[arg-type]  # float dB works
+        return bytes(imagecodecs.jpeg2k_encode(src, level=float(q), bitspersample=deep))  # type: ignore[arg-type]
     if codec == "jpegxl":
-        return bytes(imagecodecs.jpegxl_encode(src, distance=float(q)))
+        return bytes(imagecodecs.jpegxl_encode(src, distance=float(q), bitspersample=deep))
     return bytes(imagecodecs.webp_encode(np.repeat(img, 3, axis=2) if grey else src, level=float(q), lossless=False))
 
 
-def decode(data: bytes, codec: str, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Decode as far as the decoder can, as uint8 ``shape`` (H, W, C); None when it refuses or the shape is
-    wrong."""
+def _deep_bits(img: np.ndarray, codec: str, bits: int | None) -> int | None:
+    """The bit depth to code uint16 ``img`` at (None for uint8); other sample types, or uint16 for an 8-bit codec,
+    are refused."""
+    if img.dtype == np.uint8:
+        return None
+    if img.dtype != np.uint16 or codec not in DEEP_CODECS:
+        raise ValueError(
+            f"{codec} codes uint8 samples{'' if codec not in DEEP_CODECS else ' or uint16'}, not {img.dtype}"
+        )
+    if bits is not None and not 9 <= bits <= 16:
+        raise ValueError(f"uint16 samples of {bits} bits: expected 9-16")
+    return 16 if bits is None else int(bits)
+
+
+def decode(data: bytes, codec: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray | None:
+    """Decode as far as the decoder can, as ``dtype`` (uint8, or uint16 for a file of :data:`DEEP_CODECS` coded
+    from uint16) ``shape`` (H, W, C); None when it refuses or the shape or sample type is wrong."""
     _check(codec)
     try:
         if codec in ("jpeg", "jpeg-rst"):
@@ -97,36 +117,39 @@ def decode(data: bytes, codec: str, shape: tuple[int, ...]) -> np.ndarray | None
         return None
     a = np.asarray(out)
     a = a.reshape(*a.shape[:2], -1)[..., : shape[2]]  # WebP of a grey image decodes as RGB
-    return np.ascontiguousarray(a) if a.shape == tuple(shape) and a.dtype == np.uint8 else None
+    return np.ascontiguousarray(a) if a.shape == tuple(shape) and a.dtype == np.dtype(dtype) else None
 
 
-def roundtrip(img: np.ndarray, codec: str, q: float) -> tuple[bytes, np.ndarray, float, float]:
-    """Encode and decode; (bytes, decoded uint8 (H, W, C), encode s, decode s)."""
+def roundtrip(img: np.ndarray, codec: str, q: float, bits: int | None = None) -> tuple[bytes, np.ndarray, float, float]:
+    """Encode and decode; (bytes, decoded (H, W, C) of ``img``'s dtype, encode s, decode s)."""
     import time
 
     t0 = time.perf_counter()
-    data = encode(img, codec, q)
+    data = encode(img, codec, q, bits)
     t1 = time.perf_counter()
-    out = decode(data, codec, img.shape)
+    out = decode(data, codec, img.shape, img.dtype)
     t2 = time.perf_counter()
     if out is None:
         raise RuntimeError(f"{codec} could not decode its own file at quality {q}")
     return data, out, t1 - t0, t2 - t1
 
 
-def at_bytes(img: np.ndarray, codec: str, budget: int) -> tuple[bytes, float]:
-    """The highest-quality encoding of at most ``budget`` bytes (bisection on the quality parameter).
+def at_bytes(img: np.ndarray, codec: str, budget: int, bits: int | None = None) -> tuple[bytes, float]:
+    """The highest-quality encoding of at most ``budget`` file bytes (bisection on the quality parameter; ``bits``:
+    of uint16 samples, :func:`encode`).
 
     Raises ValueError when even the lowest quality does not fit."""
     _check(codec)
     lo, hi = QUALITY_RANGE[codec]
     integer = codec in ("jpeg", "jpeg-rst", "webp")
-    best = encode(img, codec, lo), lo
+    best = encode(img, codec, lo, bits), lo
     if len(best[0]) > budget:
-        raise ValueError(f"{codec} needs {len(best[0])} bytes at its lowest quality, over the {budget}-byte budget")
+        raise ValueError(
+            f"{codec} needs {len(best[0])} file bytes at its lowest quality, over the {budget}-byte file budget"
+        )
     for _ in range(8 if integer else 12):
         mid = float(int((lo + hi) / 2)) if integer else (lo + hi) / 2
-        d = encode(img, codec, mid)
+        d = encode(img, codec, mid, bits)
         if len(d) <= budget:
             best, lo = (d, mid), mid
         else:
@@ -146,7 +169,8 @@ def file_budget(wire_bytes: int, max_packet: int) -> int:
 
 @dataclass(frozen=True, eq=False)
 class LinkResult:
-    """A codec file after the link: ``image`` uint8 (H, W, C) (mid-grey when lost), how it was decoded."""
+    """A codec file after the link: ``image`` (H, W, C) uint8, or uint16 for a deeper frame (mid-grey when
+    lost), how it was decoded."""
 
     image: np.ndarray
     lost: bool
@@ -163,11 +187,14 @@ def over_link(
     link: LinkConfig,
     max_packet: int,
     original: np.ndarray | None = None,
+    bits: int = 8,
 ) -> LinkResult:
     """Send a codec file over ``link`` (packets of ``max_packet`` bytes) and decode what arrived.
 
-    When both a prefix and a zero-filled file decode, the one closer to ``original`` (uint8 ``shape``;
-    default: the complete file decoded) is kept."""
+    When both a prefix and a zero-filled file decode, the one closer to ``original`` (``shape``; default: the
+    complete file decoded) is kept. ``bits``: the file codes samples of that many bits (uint16 above 8)."""
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    grey = 1 << (bits - 1)
     pkts = packetise(TelemetryRecord(1, data), config=WireConfig(max_packet), counters=SequenceCounters())
     out, _ = simulate(pkts, link)
     r = Receiver()
@@ -176,32 +203,37 @@ def over_link(
     asm = r.products.get(("telemetry", 1, 0))
     wire = sum(map(len, pkts))
     if asm is None:
-        return LinkResult(np.full(shape, 128, np.uint8), True, "nothing", 0.0, wire, len(pkts))
+        return LinkResult(np.full(shape, grey, dtype), True, "nothing", 0.0, wire, len(pkts))
     got = decode_flat(asm)
-    im, how = decode_partial(got.values, got.received, codec, shape, original)
+    im, how = decode_partial(got.values, got.received, codec, shape, original, dtype)
     lost = im is None
-    return LinkResult(np.full(shape, 128, np.uint8) if im is None else im, lost, how, float(got.received.mean()), wire,
+    return LinkResult(np.full(shape, grey, dtype) if im is None else im, lost, how, float(got.received.mean()), wire,
                       len(pkts))  # fmt: skip
 
 
 def decode_partial(
-    values: np.ndarray, received: np.ndarray, codec: str, shape: tuple[int, ...], original: np.ndarray | None = None
+    values: np.ndarray,
+    received: np.ndarray,
+    codec: str,
+    shape: tuple[int, ...],
+    original: np.ndarray | None = None,
+    dtype: Any = np.uint8,
 ) -> tuple[np.ndarray | None, str]:
     """Decode a codec file of which only the bytes where ``received`` arrived (uint8 ``values``): the whole file,
     or the better of the prefix before the first gap and the zero-filled file (closer to ``original``; by
     default to whichever decodes); nothing when the file's first byte is missing (its header is gone).
-    (image or None, how: complete | prefix | zero-fill | undecodable)."""
+    (image of ``dtype`` or None, how: complete | prefix | zero-fill | undecodable)."""
     cands: list[tuple[str, np.ndarray]] = []
     if received.all():
-        im = decode(values.tobytes(), codec, shape)
+        im = decode(values.tobytes(), codec, shape, dtype)
         cands += [("complete", im)] if im is not None else []
     else:
         first = int(np.argmin(received))
-        im = decode(values[:first].tobytes(), codec, shape) if first else None
+        im = decode(values[:first].tobytes(), codec, shape, dtype) if first else None
         cands += [("prefix", im)] if im is not None else []
         # without its first bytes (the main header: sizes, coding style) a codec file is noise even when a
         # decoder accepts it: no zero-filled candidate then (a JPEG 2000 context decoded that way scored 7 dB)
-        im = decode(values.tobytes(), codec, shape) if first else None
+        im = decode(values.tobytes(), codec, shape, dtype) if first else None
         cands += [("zero-fill", im)] if im is not None else []
     if not cands:
         return None, "undecodable"
@@ -212,26 +244,42 @@ def decode_partial(
 
 
 def same_bytes(
-    img: np.ndarray, codecs: list[str] | tuple[str, ...], wire_bytes: int, link: LinkConfig, max_packet: int
+    img: np.ndarray,
+    codecs: list[str] | tuple[str, ...],
+    wire_bytes: int,
+    link: LinkConfig,
+    max_packet: int,
+    bits: int = 8,
 ) -> list[dict[str, Any]]:
     """Each codec's file at the best quality whose packets take at most ``wire_bytes``, sent over ``link``:
     one row per codec with the file and wire bytes, the quality, how it decoded and the PSNR (dB) against
-    ``img`` (uint8 (H, W, C)): None when the frame is lost (nothing decoded; not the mid-grey frame's PSNR, so a
-    lost codec frame reads as a lost sparse frame does), inf when identical. A codec that cannot get that small is
-    reported with ``error``."""
+    ``img`` (integer samples (H, W, C) of ``bits`` bits: uint8, or uint16 above 8) on its own scale
+    (``2**bits - 1``): None when the frame is lost (nothing decoded; not the mid-grey frame's PSNR, so a lost codec
+    frame reads as a lost sparse frame does), inf when identical. A codec of :data:`DEEP_CODECS` codes the samples
+    as they are; an 8-bit codec (JPEG, WebP) an 8-bit copy of a deeper frame, its loss counted in its PSNR (the
+    row's ``input`` says which). ``file_bytes`` is the codec's file, ``wire_bytes`` its packets with their headers
+    (the budget is in wire bytes). A codec that cannot get that small is reported with ``error``."""
     from edgeae.metrics import psnr
 
-    ref = img.astype(np.float32) / 255.0
+    top = float(2**bits - 1)
+    ref = img.astype(np.float32) / np.float32(top)  # the real original, on the camera's scale
+    img8 = img if bits <= 8 else np.round(ref * 255).astype(np.uint8)  # for the codecs that code 8 bits only
+    budget = file_budget(wire_bytes, max_packet)
     rows: list[dict[str, Any]] = []
     for codec in codecs:
+        deep = bits > 8 and codec in DEEP_CODECS
+        src, sbits = (img, bits) if deep or bits <= 8 else (img8, 8)
+        what = f"{bits}-bit" if sbits == bits else f"8-bit copy of {bits}-bit"
         try:
-            data, q = at_bytes(img, codec, file_budget(wire_bytes, max_packet))
+            data, q = at_bytes(src, codec, budget, bits if deep else None)
         except ValueError as exc:
-            rows.append({"method": codec, "error": str(exc)})
+            rows.append({"method": codec, "input": what, "file_budget": budget, "error": f"{exc} (the {wire_bytes} "
+                         f"wire bytes less {wire_bytes - budget} bytes of packet headers)"})  # fmt: skip
             continue
-        r = over_link(data, codec, img.shape, link, max_packet, original=img)
+        r = over_link(data, codec, src.shape, link, max_packet, original=src, bits=sbits)
         rows.append({
             "method": codec,
+            "input": what,
             "file_bytes": len(data),
             "quality": q,
             "wire_bytes": r.wire_bytes,
@@ -239,6 +287,6 @@ def same_bytes(
             "bytes_received": r.bytes_received,
             "decoded": r.how,
             "lost": r.lost,
-            "psnr": None if r.lost else round(float(psnr(ref, r.image.astype(np.float32) / 255.0)), 3),
+            "psnr": None if r.lost else round(float(psnr(ref, r.image / np.float32(2**sbits - 1))), 3),
         })  # fmt: skip
     return rows

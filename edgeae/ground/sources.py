@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeae.masks import PRNG_VERSION, make_mask
+from edgeae.masks import PRNG_VERSION, iter_mask_strips
 from edgeae.wire.packets import MAX_PACKET, PRIMARY_HEADER
 from edgeae.wire.products import SparseFrame, sample_dtype
 from edgeae.wire.stream import GARBAGE, MAGIC, RECORD, Damage, check_header, iter_packet_file, iter_stream_file
@@ -29,7 +29,15 @@ def image_samples(path: str | Path, channels: int | None = None, bayer: str | No
 
     Integer samples of up to 16 bits are kept exactly; float samples (in [0, 1]) and integers of more than 16
     bits, which the wire format cannot carry, are quantised to 16 bits (NaN and inf become 0). ``bayer``: the
-    file is a raw colour-filter mosaic of that pattern, demosaiced first (as the rover mission does onboard)."""
+    file is a raw colour-filter mosaic of that pattern, demosaiced first (as the rover mission does onboard).
+
+    An image file of integer counts kept as stored (or grey given 3 channels) is read as those counts
+    (:func:`edgeae.imageio.read_raw`), never through a float copy of the frame: a 264 MB 8-bit strip took 3.4 GB
+    that way. Other files (archive products, float or 32-bit samples, ``bayer``, RGB made grey) go through
+    :func:`edgeae.imageio.read_image`; both give the same samples."""
+    stored = _stored_counts(Path(path), channels, bayer)
+    if stored is not None:
+        return stored
     from edgeae.imageio import read_image
 
     img = read_image(path, channels=channels, detect_nodata=False, bayer=bayer)
@@ -38,9 +46,42 @@ def image_samples(path: str | Path, channels: int | None = None, bayer: str | No
     top = 2**bits - 1
     factor = np.float32(img.scale if exact else top)
     samples = np.round(np.clip(img.pixels * factor, 0, top)).astype(sample_dtype(bits))
-    empty = int(img.valid.size - np.count_nonzero(img.valid))  # NaN/inf samples, transparent pixels
+    _warn_empty(path, int(img.valid.size - np.count_nonzero(img.valid)))  # NaN/inf samples, transparent pixels
+    return samples, bits
+
+
+def _warn_empty(path: str | Path, empty: int) -> None:
     if empty:
         log.warning("%s: %d pixel(s) hold no data (NaN/inf or transparent): read as sample value 0", path, empty)
+
+
+def _stored_counts(path: Path, channels: int | None, bayer: str | None) -> tuple[np.ndarray, int] | None:
+    """:func:`image_samples` of an image file of unsigned integer counts of up to 16 bits, read as stored (counts
+    above the bit depth clipped to its top, as :func:`edgeae.imageio.to_float` clips them; grey repeated for 3
+    channels); None for anything it does not read so (see :func:`image_samples`)."""
+    from edgeae.archive.formats import is_archive_path
+
+    if bayer or channels not in (None, 1, 3) or is_archive_path(path):
+        return None
+    from edgeae.bayer import looks_like_mosaic
+    from edgeae.imageio import read_raw
+
+    raw, bits, alpha = read_raw(path)
+    if raw.dtype.kind != "u" or not 1 <= bits <= 16 or (channels == 1 and raw.shape[2] == 3):
+        return None  # float or 32-bit samples are quantised, RGB made grey weighted: read_image's float path
+    if looks_like_mosaic(raw):  # as read_image warns
+        log.warning(
+            "%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); give --bayer PATTERN "
+            "(bayer= in the library) to demosaic it",
+            path,
+        )
+    top = 2**bits - 1
+    if bits < 8 * raw.dtype.itemsize and int(raw.max(initial=0)) > top:  # 12-bit-in-16 files: stray high values
+        raw = np.minimum(raw, top, out=raw if raw.flags.writeable else None)
+    samples = raw.astype(sample_dtype(bits), copy=False)
+    if channels == 3 and samples.shape[2] == 1:
+        samples = np.repeat(samples, 3, axis=2)
+    _warn_empty(path, 0 if alpha is None else int(alpha.size - np.count_nonzero(alpha)))  # transparent pixels
     return samples, bits
 
 
@@ -52,10 +93,13 @@ def as_float(samples: np.ndarray, bit_depth: int) -> np.ndarray:
 def sparse_from_samples(
     samples: np.ndarray, bit_depth: int, keep: float, seed: int, pattern: str = "uniform", frame_id: int = 0
 ) -> SparseFrame:
-    """The sparse product of integer samples (H, W, C): the values the mask of (seed, keep, pattern) keeps."""
+    """The sparse product of integer samples (H, W, C): the values the mask of (seed, keep, pattern) keeps, in
+    raster order. The mask is made a strip of rows at a time (:func:`edgeae.masks.iter_mask_strips`), never
+    for the whole frame."""
     h, w, c = samples.shape
-    mask = make_mask(seed, (h, w), keep, pattern)
-    return SparseFrame(frame_id, h, w, c, bit_depth, keep, pattern, seed, PRNG_VERSION, samples[mask])
+    parts = [samples[r0 : r0 + len(rows)][rows] for r0, rows in iter_mask_strips(seed, (h, w), keep, pattern)]
+    values = np.concatenate(parts) if parts else samples.reshape(-1, c)[:0]
+    return SparseFrame(frame_id, h, w, c, bit_depth, keep, pattern, seed, PRNG_VERSION, values)
 
 
 def packet_files(path: str | Path) -> list[Path]:

@@ -12,11 +12,13 @@ are importable from here too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,37 @@ def recorded_files(files: list[Path], data: str) -> list[str]:
     return [p.relative_to(data).as_posix() for p in files]
 
 
+@contextlib.contextmanager
+def held_run_folder(out: Path, resume: bool, check: Callable[[], object]) -> Iterator[None]:
+    """Hold the run folder ``out`` for this training (:func:`edgeae.folder_lock.hold`) while the block runs: a
+    second trainer on the same folder is refused at once with :class:`~edgeae.folder_lock.FolderBusy`, before it
+    checks or writes anything. A new run's folder is made first, and removed again (with the folders made for it)
+    if the run is refused or fails before writing into it; a resumed run's folder must exist (``check``: the
+    resume check, which says why when it does not)."""
+    from edgeae.folder_lock import hold
+
+    made: list[Path] = []
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a run folder")
+    if resume and not out.is_dir():
+        check()  # refuses: no run there
+    if not resume:
+        made = [f for f in (out, *out.parents) if not f.exists()]
+    try:
+        for f in reversed(list(made)):  # the outermost first
+            try:
+                f.mkdir()
+            except FileExistsError:  # made meanwhile by another process: not ours to remove
+                made.remove(f)
+        with hold(out, "training run"):
+            yield
+    except BaseException:
+        for f in made:  # the deepest first; one the run wrote into is not empty and stays
+            with contextlib.suppress(OSError):
+                f.rmdir()
+        raise
+
+
 def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) one training; return the metrics (also in ``out/metrics.json``).
 
@@ -64,7 +97,19 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     when the time budget or a SIGINT/SIGTERM stops the run (see :mod:`edgeae.train.resume`); the result then says
     ``complete: False`` and ``stop`` (``"budget"``, ``"SIGINT"`` or ``"SIGTERM"``). A refused resume (another
     kind of run, a complete one, fewer epochs than it did, other data or config) writes nothing.
+
+    The run folder is held for the whole run (:func:`held_run_folder`): a second run on it, new or resumed, is
+    refused with :class:`~edgeae.folder_lock.FolderBusy` and writes nothing.
     """
+    from edgeae.train.resume import check_resume
+
+    out = Path(config.out)
+    with held_run_folder(out, resume, lambda: check_resume(out, "cae", config.epochs)):
+        return _train_cae(config, resume)
+
+
+def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
+    """:func:`train_cae` once the run folder is held."""
     torch = require("torch")
     from edgeae import __version__
     from edgeae.checkpoint import save_checkpoint
@@ -85,7 +130,7 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
         save_state,
     )
 
-    out = Path(config.out)
+    out = Path(config.out)  # held by train_cae: no other run checks or writes it meanwhile
     if resume:
         check_resume(out, "cae", config.epochs)  # before any work: nothing is written when it refuses
     device = select_device(config.device)
@@ -101,7 +146,6 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     spec = config.corruption
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = config.to_dict()
-    out.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(out / "config.json", {"kind": "cae", **cfg_dict})
     if config.crops_per_epoch != config.crops:

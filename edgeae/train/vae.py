@@ -136,7 +136,19 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
 
     Returns the metrics, or ``{"complete": False, "stopped": ..., "stop": ...}`` when the time budget or a signal
     stopped the run first (continue it with ``resume=True``). A refused resume (a CAE run, a complete one, fewer
-    epochs than it did, other data or config) writes nothing."""
+    epochs than it did, other data or config) writes nothing. The run folder is held for the whole run
+    (:func:`edgeae.train.cae.held_run_folder`): a second run on it is refused with
+    :class:`~edgeae.folder_lock.FolderBusy` and writes nothing."""
+    from edgeae.train.cae import held_run_folder
+    from edgeae.train.resume import check_resume
+
+    out = Path(config.out)
+    with held_run_folder(out, resume, lambda: check_resume(out, "vae", config.epochs)):
+        return _train_vae(config, resume)
+
+
+def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
+    """:func:`train_vae` once the run folder is held."""
     torch = require("torch")
     from edgeae import __version__
     from edgeae.atomic import atomic_path
@@ -175,7 +187,6 @@ def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
     train_files, val_files = data_files(config, root)
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
-    out.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(out / "config.json", {"kind": "vae", **config.to_dict()})
     n_batches = config.crops_per_epoch // config.batch_size

@@ -59,8 +59,8 @@ def user_models() -> dict[str, dict[str, Any]]:
             "kind": "?",
             "channels": "?",
             "training_data": "not recorded",
-            "description": "user-installed before its entry was recorded: install it again with --zoo-name to "
-            "record its kind and channels",
+            "description": "user-installed before its entry was recorded: install it again with --zoo-name and "
+            "--force to record its kind and channels",
             "command": "not recorded",
         }
         try:
@@ -117,14 +117,19 @@ def check_install(
     architecture: dict[str, Any] | None = None,
     parameters: int | None = None,
     force: bool = False,
+    run: Path | str | None = None,
 ) -> None:
     """Refuse, before any work, to install a model as zoo model ``name`` when the name is unsafe or is a
     registered model (``ZOO``) of another kind, channel count, parameter count or architecture (that of the
     registered model's shipped weights, where present). ``force`` replaces a registered model of another
     parameter count or architecture, never one of another kind or channel count: ``ZOO`` states those, and
-    ``edgeae zoo``, the commands that pick a model by kind and the shipped artifacts would contradict the file."""
+    ``edgeae zoo``, the commands that pick a model by kind and the shipped artifacts would contradict the file.
+    A user-installed model under ``name`` is replaced only by the run folder that made it (``run``; None: not
+    checked here) or with ``force`` (:func:`check_user_model`)."""
     check_name(name)
     if name not in ZOO:
+        if run is not None:
+            check_user_model(name, run, force)
         return
     entry = ZOO[name]
     fixed = []
@@ -153,6 +158,30 @@ def check_install(
         )
 
 
+def _made_by(entry: dict[str, Any]) -> str | None:
+    """The run folder that made a user-installed model (its entry's ``run``; older entries name its checkpoint in
+    the description), None when the entry does not say."""
+    if isinstance(entry.get("run"), str):
+        return str(entry["run"])
+    m = re.search(r" from (.+)$", str(entry.get("description", "")))
+    return str(Path(m.group(1)).parent) if m else None
+
+
+def check_user_model(name: str, run: Path | str, force: bool = False) -> None:
+    """Refuse (:class:`ZooInstallError`) to replace the user-installed zoo model ``name`` with a model of another
+    run folder than ``run``, the one that made it, unless ``force``: a user's model is not replaced by chance."""
+    if force or name in ZOO or not (WEIGHTS_DIR / f"{name}.pt").is_file():
+        return
+    made = _made_by(user_models().get(name, {}))
+    if made is not None and Path(made) == Path(run).resolve():
+        return
+    by = f"run {made}" if made else "a run it does not record"
+    raise ZooInstallError(
+        f"--zoo-name {name}: refusing to replace the user-installed zoo model {name!r} (made by {by}) with a model of "
+        f"run {Path(run).resolve()}; choose another name, or pass --zoo-name {name} --force to replace it"
+    )
+
+
 def _shipped_architecture(name: str) -> dict[str, Any] | None:
     """The architecture in the metadata of zoo model ``name``'s installed weights, None when there are none."""
     path = WEIGHTS_DIR / _entry(name)["file"]
@@ -173,8 +202,11 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
     """Copy a complete training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``;
     a name ``ZOO`` does not register also gets ``NAME.entry.json`` (:func:`user_entry`): it resolves by name.
 
-    Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, and a
-    registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway)."""
+    Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, a
+    registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway) and a user-installed
+    model of another run folder (:func:`check_user_model`; ``force`` replaces it). The zoo's folder is held
+    while the files are written (:func:`edgeae.folder_lock.hold`): a second install at the same time is refused
+    with :class:`~edgeae.folder_lock.FolderBusy`."""
     import shutil
 
     from edgeae.atomic import atomic_path
@@ -191,21 +223,25 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
             "with --resume first"
         )
     from edgeae.checkpoint import load_checkpoint
+    from edgeae.folder_lock import hold
 
     ck = load_checkpoint(checkpoint)
     params = sum(int(p.numel()) for p in ck.model.parameters())
-    check_install(name, ck.metadata.kind, ck.metadata.channels, dict(ck.metadata.architecture), params, force)
+    run = Path(checkpoint).resolve().parent
+    check_install(name, ck.metadata.kind, ck.metadata.channels, dict(ck.metadata.architecture), params, force, run)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS_DIR / f"{name}.pt"
     if target.resolve().parent != WEIGHTS_DIR.resolve():  # the pattern allows no separator; never write elsewhere
         raise ZooInstallError(f"--zoo-name {name!r}: {target} is outside {WEIGHTS_DIR}")
-    for src, dst in ((checkpoint, target), (metrics, target.with_suffix(".json"))):
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-    if name not in ZOO:  # user-installed: its entry, so that every MODEL argument takes the name
-        entry = user_entry(ck.metadata, params, card, Path(checkpoint))
-        with atomic_path(WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}") as tmp:
-            Path(tmp).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    with hold(WEIGHTS_DIR, "zoo install"):  # two installs at once: the second is refused, no mixed .pt/.json
+        check_user_model(name, run, force)  # again, held: another install may have come first
+        for src, dst in ((checkpoint, target), (metrics, target.with_suffix(".json"))):
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        if name not in ZOO:  # user-installed: its entry, so that every MODEL argument takes the name
+            entry = user_entry(ck.metadata, params, card, Path(checkpoint))
+            with atomic_path(WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}") as tmp:
+                Path(tmp).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     stale = stale_artifacts_warning(name)
     if stale:
         log.warning(stale)
@@ -232,6 +268,7 @@ def user_entry(metadata: Any, parameters: int, card: dict[str, Any], checkpoint:
         "training_data": f"{data} ({', '.join(counts)})" if counts else data,
         "training_data_hash": metadata.training_data_hash,
         "description": f"user-installed {metadata.kind} ({shape}) from {run / Path(checkpoint).name}",
+        "run": str(run),  # the run folder that made it: only it replaces the model without --force
         "command": str(card.get("command") or f"not recorded; the run's settings: {run / 'config.json'}"),
     }
 

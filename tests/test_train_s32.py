@@ -1,0 +1,161 @@
+"""Session 32 audit: one training run per run folder (a second trainer on a held folder is refused and writes
+nothing), and a user-installed zoo name is replaced only with --force."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from edgeae import zoo  # noqa: E402
+from edgeae.cli import main  # noqa: E402
+from edgeae.folder_lock import LOCK_NAME, FolderBusy, hold  # noqa: E402
+from edgeae.train.cae import CAETrainConfig, train_cae  # noqa: E402
+from edgeae.train.vae import VAETrainConfig, train_vae  # noqa: E402
+
+
+def _images(folder: Path, n: int = 5, channels: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = cv2.GaussianBlur(rng.random((128, 136, channels)).astype(np.float32), (0, 0), 2)
+        img = 40 + 160 * (img - img.min()) / (img.max() - img.min())
+        cv2.imwrite(str(folder / f"im{i}.png"), img.astype(np.uint8))
+    return folder
+
+
+def _cae(data: Path, out: Path, **kw: object) -> CAETrainConfig:
+    base = dict(
+        data=str(data), out=str(out), variant="unet2", widths=(4, 8), tile=32, epochs=1, crops=16,
+        val_crops=8, batch_size=8, threads=1, progress=False, seed=3, channels=1,
+    )  # fmt: skip
+    return CAETrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _vae(data: Path, out: Path, **kw: object) -> VAETrainConfig:
+    base = dict(
+        data=str(data), out=str(out), channels=1, widths=(4, 4, 4, 4), latent=8, epochs=1, crops=16, batch_size=16,
+        val_crops=16, threads=1, progress=False, hirise=False, bf16=False,
+    )  # fmt: skip
+    return VAETrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# 1. one trainer per run folder
+
+
+@pytest.mark.parametrize("kind", ["cae", "vae"])
+def test_a_held_run_folder_refuses_a_second_trainer_and_nothing_is_written(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two `edgeae train cae --resume tr3` at once both trained every epoch and left config.json of one and the
+    loss curve of the other; two new runs into one --out both printed `-> OUT/best.pt`. The trainer holds the run
+    folder before its checks: a second one is refused (FolderBusy, exit 2, one line) and writes nothing."""
+    data = _images(tmp_path / "data")
+    make, train = (_cae, train_cae) if kind == "cae" else (_vae, train_vae)
+    run = tmp_path / "run"
+    stopped = train(make(data, run, epochs=2, crops=32, time_budget=1e-9))  # type: ignore[operator]
+    assert stopped["complete"] is False
+    before = _files(run)
+    cfg = make(data, run, epochs=3, crops=32)  # type: ignore[operator]
+    with hold(run, "training run"):
+        with pytest.raises(FolderBusy, match=r"in use by another training run \(pid \d+"):
+            train(cfg, resume=True)  # type: ignore[operator]
+        with pytest.raises(FolderBusy):  # a new run into it: refused as busy, not as "already holds a run"
+            train(make(data, run, seed=9))  # type: ignore[operator]
+        assert main(["train", kind, "--resume", str(run), "--epochs", "3", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{run} is in use by another training run" in err
+        # a new --out held by another run: refused, left as it was (empty)
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        with hold(fresh, "training run"), pytest.raises(FolderBusy):
+            train(make(data, fresh))  # type: ignore[operator]
+        assert [p.name for p in fresh.iterdir()] == []
+        assert {k: v for k, v in _files(run).items() if k != LOCK_NAME} == before
+    assert _files(run) == before  # nothing of the first run's changed, and no lock file left
+    # a lock file left by a killed run does not make a folder look busy or hold a run
+    (fresh / LOCK_NAME).write_text("pid 1, 'killed', since then\n")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(make(data, run, seed=9))  # type: ignore[operator]
+    assert not (run / LOCK_NAME).exists()
+
+
+def test_a_refused_new_run_removes_the_folders_it_made(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    with pytest.raises((OSError, ValueError)):
+        train_cae(_cae(tmp_path / "no-such-data", out))
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a run folder"):
+        train_cae(_cae(tmp_path / "no-such-data", tmp_path / "file"))
+
+
+# 2. a user-installed zoo name is replaced only by the run that made it, or with --force
+
+
+@pytest.fixture
+def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    w = tmp_path / "zoo-weights"
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
+    monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
+    return w
+
+
+def _vae_run(run: Path, seed: int = 0) -> Path:
+    from edgeae.checkpoint import save_checkpoint
+    from edgeae.metadata import ModelMetadata
+    from edgeae.models.vae import VAE, VAEConfig
+
+    cfg = VAEConfig(channels=1, widths=(4, 4, 4, 4), latent=8, patch=64)
+    meta = ModelMetadata(kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1,
+                         training_data_hash=f"h{seed}", extra={"data": "/data/x"})  # fmt: skip
+    torch.manual_seed(seed)
+    ckpt = save_checkpoint(run / "best.pt", VAE(cfg), meta)
+    (run / "metrics.json").write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))
+    return ckpt
+
+
+def test_a_user_installed_model_is_replaced_only_by_its_own_run_or_with_force(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """install('myvae', tr2) then install('myvae', tr3) both succeeded: the second run silently replaced the
+    first's model (a shipped name was protected, a user's not)."""
+    tr2, tr3 = _vae_run(tmp_path / "tr2", 2), _vae_run(tmp_path / "tr3", 3)
+    target = zoo.install("myvae", tr2, tr2.parent / "metrics.json")
+    assert zoo.install("myvae", tr2, tr2.parent / "metrics.json") == target  # its own run: replaced (retrained)
+    assert zoo.models()["myvae"]["run"] == str(tr2.parent.resolve())
+    with pytest.raises(zoo.ZooInstallError, match=rf"made by run {tmp_path.resolve() / 'tr2'}\) .* --force"):
+        zoo.install("myvae", tr3, tr3.parent / "metrics.json")
+    assert target.read_bytes() == tr2.read_bytes() and not (weights / LOCK_NAME).exists()
+    # checked before training, as the other zoo checks are: nothing is trained or written
+    data = _images(tmp_path / "data")
+    argv = ["train", "vae", "--data", str(data), "--out", str(tmp_path / "tr4"), "--widths", "4,4,4,4", "--latent",
+            "8", "--epochs", "1", "--crops", "16", "--batch-size", "16", "--val-crops", "16", "--threads", "1",
+            "--no-progress", "--no-bf16", "--zoo-name", "myvae"]  # fmt: skip
+    assert main(argv) == 2
+    assert "refusing to replace the user-installed zoo model 'myvae' (made by run" in capsys.readouterr().err
+    assert not (tmp_path / "tr4").exists()
+    assert zoo.install("myvae", tr3, tr3.parent / "metrics.json", force=True) == target
+    assert target.read_bytes() == tr3.read_bytes() and zoo.models()["myvae"]["run"] == str(tr3.parent.resolve())
+    # an entry from before runs were recorded: replaced with --force only
+    (weights / "old.pt").write_bytes(tr2.read_bytes())
+    with pytest.raises(zoo.ZooInstallError, match="made by a run it does not record"):
+        zoo.install("old", tr2, tr2.parent / "metrics.json")
+    assert zoo.install("old", tr2, tr2.parent / "metrics.json", force=True).is_file()
+
+
+def test_a_zoo_install_holds_the_zoo_folder(tmp_path: Path, weights: Path) -> None:
+    tr2 = _vae_run(tmp_path / "tr2")
+    weights.mkdir()
+    with hold(weights, "zoo install"), pytest.raises(FolderBusy, match="in use by another zoo install"):
+        zoo.install("myvae", tr2, tr2.parent / "metrics.json")
+    assert sorted(p.name for p in weights.iterdir()) == []
