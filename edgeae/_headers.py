@@ -11,6 +11,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeae._optional import require
 
@@ -39,6 +40,40 @@ class HeaderInfo:
     bit_depth: int
     has_alpha: bool = False
     significant_bits: int | None = None  # PNG sBIT: fewer meaningful bits than stored
+    # TIFF: the samples per pixel stored (0: channels + alpha), the sample indices read as the channels (empty: the
+    # first ``channels``) and the alpha sample (ExtraSamples 1/2; None: the last one when ``has_alpha``). A
+    # multiband TIFF (ExtraSamples 0 or absent, what tifffile and GDAL write) stores more bands than it reads
+    samples: int = 0
+    read_samples: tuple[int, ...] = ()
+    alpha_sample: int | None = None
+
+    @property
+    def bands(self) -> int:
+        """Image bands stored (alpha not counted): more than ``channels`` for a multiband TIFF."""
+        return (self.samples - (1 if self.has_alpha else 0)) if self.samples else self.channels
+
+    def band_note(self) -> str | None:
+        """What is read of a multiband TIFF, and how to read another band (None when every band is read)."""
+        if self.bands <= self.channels:
+            return None
+        read = "bands 1-3 are read as RGB (its photometric interpretation)" if self.channels == 3 else "band 1 is read"
+        return (
+            f"{self.bands} bands in the TIFF; {read}, as for a planetary product with several bands (for band N, "
+            "extract it first: `rio stack FILE --bidx N --driver GTiff band_N.tif`, or tifffile.imread in Python)"
+        )
+
+
+def check_sample_type(dtype: Any, p: Path | str) -> None:
+    """The one sample-type rule of every reader: unsigned 8/16/32-bit integers or floats, else refused naming ``p``.
+
+    Signed counts cannot be divided by 2**bits - 1 into [0, 1] (negative values), nor 1-bit masks read as images."""
+    if dtype.kind == "f" or (dtype.kind == "u" and dtype.itemsize in (1, 2, 4)):
+        return
+    why = {"b": "1-bit bilevel", "i": "signed", "c": "complex"}.get(dtype.kind, "not an image sample type")
+    raise ImageReadError(
+        f"{p}: unsupported sample type {dtype} ({why}; expected uint8/16/32 or float): store unsigned counts "
+        "(12-bit as uint16 with MaxSampleValue 4095) or floats in [0, 1]"
+    )
 
 
 def sniff(head: bytes) -> str | None:
@@ -216,7 +251,8 @@ def _probe_tiff(p: Path, size: int) -> HeaderInfo:
             bits = int(page.bitspersample)
             maxval = page.tags.valueof(281)  # MaxSampleValue, e.g. 4095 for 12-bit data stored in 16
             photometric = int(page.photometric)
-            extrasamples = len(page.extrasamples) if page.extrasamples else 0
+            extras = tuple(int(e) for e in page.extrasamples) if page.extrasamples else ()
+            dtype = page.dtype
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile raises many types for broken files
@@ -234,9 +270,26 @@ def _probe_tiff(p: Path, size: int) -> HeaderInfo:
             f"{p}: TIFF series has axes {axes!r} and shape {shape}; only single 2-D grey/RGB images "
             "(optionally pyramidal) are supported"
         )
-    c -= extrasamples if c - extrasamples in (1, 3) else 0
+    if dtype is None:
+        raise ImageReadError(f"{p}: unsupported TIFF sample format ({bits} bits per sample)")
+    check_sample_type(dtype, p)
+    read, alpha = _tiff_samples(int(c), photometric, extras)
     if isinstance(maxval, (int, tuple)) and bits == 16:
         mv = max(maxval) if isinstance(maxval, tuple) else maxval
         if 0 < mv < 65535:
             bits = max(8, math.ceil(math.log2(mv + 1)))
-    return HeaderInfo("tiff", int(h), int(w), int(c), bits, has_alpha=extrasamples > 0)
+    return HeaderInfo("tiff", int(h), int(w), len(read), bits, alpha is not None, None, int(c), read, alpha)
+
+
+def _tiff_samples(c: int, photometric: int, extras: tuple[int, ...]) -> tuple[tuple[int, ...], int | None]:
+    """The sample indices read as channels (1 grey or 3 RGB) and the alpha sample of a TIFF pixel of ``c`` samples.
+
+    Only an extra sample marked associated or unassociated alpha (ExtraSamples 1, 2) is alpha; unspecified ones (0,
+    or no ExtraSamples tag) are bands. Every band is read when there are 1 or 3 (as for a planetary product), the
+    first three of an RGB image with more, else band 1 (:meth:`HeaderInfo.band_note` says so)."""
+    base = max(1, c - len(extras))  # the colour samples come first, then the extra samples
+    alpha = next((base + i for i, e in enumerate(extras) if e in (1, 2) and base + i < c), None)
+    bands = tuple(i for i in range(c) if i != alpha)
+    if photometric == 2 and len(bands) > 3:
+        return bands[:3], alpha
+    return (bands if len(bands) in (1, 3) else bands[:1]), alpha

@@ -31,7 +31,7 @@ from edgeae import _headers
 from edgeae._headers import HeaderInfo, ImageReadError
 from edgeae._optional import require
 
-__all__ = ["ImageLimits", "check_limits", "decode_file", "probe"]
+__all__ = ["ImageLimits", "check_band", "check_limits", "decode_file", "probe"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,37 @@ def check_limits(info: HeaderInfo, path: Path, limits: ImageLimits) -> None:
             f"{path}: {info.width}x{info.height} = {pixels:,} pixels is over the limit of {limits.max_pixels:,} "
             "(a decompression bomb or a frame too large to decode whole; set EDGEAE_MAX_IMAGE_PIXELS to raise it)"
         )
-    stored = info.channels + (1 if info.has_alpha else 0)
+    stored = info.samples or info.channels + (1 if info.has_alpha else 0)  # every band of a multiband TIFF
     nbytes = pixels * stored * max(1, -(-info.bit_depth // 8))
     if nbytes > limits.max_bytes:
         raise ImageReadError(
             f"{path}: decoding needs {nbytes:,} B, over the limit of {limits.max_bytes:,} B "
             "(set EDGEAE_MAX_IMAGE_BYTES to raise it)"
+        )
+
+
+def check_band(
+    path: Path,
+    y0: int,
+    y1: int,
+    width: int,
+    channels: int,
+    *,
+    itemsize: int = 4,
+    what: str = "float32 pixels",
+    limits: ImageLimits | None = None,
+) -> None:
+    """Refuse a read of rows [y0, y1) × ``width`` × ``channels`` samples of ``itemsize`` bytes over
+    ``limits.max_bytes``, before it is allocated: a streamed read (:mod:`edgeae.row_bands`) decodes one band of rows
+    at a time, and no band may take more than a whole decode may (the float32 band built from it counts, 4 bytes a
+    sample). ``max_pixels`` bounds whole decodes only: streaming is how an image over it is read."""
+    lim = limits or ImageLimits.from_env()
+    nbytes = (y1 - y0) * width * channels * itemsize
+    if nbytes > lim.max_bytes:
+        raise ImageReadError(
+            f"{path}: reading rows {y0}..{y1} takes {nbytes:,} B as {what} ({y1 - y0:,} × {width:,} × {channels} × "
+            f"{itemsize} B), over the limit of {lim.max_bytes:,} B for one read (set EDGEAE_MAX_IMAGE_BYTES to "
+            "raise it)"
         )
 
 

@@ -96,18 +96,13 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
     arr, info = decode_file(p)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ImageReadError(f"{p}: unsupported pixel layout {arr.shape} (expected grey, RGB or RGBA)")
-    alpha = None
-    if arr.shape[2] in (2, 4):
-        alpha = arr[:, :, -1]
-        arr = arr[:, :, :-1]
-    if info.channels == 1 and arr.shape[2] == 3:  # OpenCV expands grey+alpha PNG to BGRA
-        arr = arr[:, :, :1]
+    arr, alpha = _split_samples(arr, info, p)
+    note = info.band_note()
+    if note:
+        log.warning("%s: %s", p, note)
     if arr.dtype.kind == "f":
         return arr, 32 if arr.dtype.itemsize >= 4 else 16, alpha
-    if arr.dtype not in (np.uint8, np.uint16, np.uint32):
-        raise ImageReadError(f"{p}: unsupported sample type {arr.dtype} (expected uint8/16/32 or float)")
+    _headers.check_sample_type(arr.dtype, p)
     bits = info.bit_depth if info.bit_depth and info.bit_depth <= 8 * arr.dtype.itemsize else None
     sig = info.significant_bits
     top = int(arr.max(initial=0)) if sig or arr.dtype == np.uint16 else 0  # one pass, only where it is read
@@ -127,12 +122,38 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, np.ndarray 
     return arr, bits or 8 * arr.dtype.itemsize, alpha
 
 
+def _split_samples(arr: np.ndarray, info: _headers.HeaderInfo, p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The channels read (H, W, 1|3) and the alpha (H, W) or None of decoded samples (H, W, S).
+
+    A TIFF's header says which sample is alpha (ExtraSamples 1/2 only) and which bands are read
+    (:attr:`HeaderInfo.read_samples`); in a PNG (or OpenCV's expansion of one) a last 2nd or 4th channel is alpha."""
+    if info.samples:
+        if arr.ndim != 3 or arr.shape[2] != info.samples:
+            raise ImageReadError(f"{p}: decoded {arr.shape} samples, the TIFF header says {info.samples} per pixel")
+        alpha = None if info.alpha_sample is None else arr[:, :, info.alpha_sample]
+        first, n = info.read_samples[0], len(info.read_samples)
+        if info.read_samples == tuple(range(first, first + n)):
+            return arr[:, :, first : first + n], alpha  # a view, no copy
+        return arr[:, :, list(info.read_samples)], alpha
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{p}: unsupported pixel layout {arr.shape} (expected grey, RGB or RGBA)")
+    alpha = None
+    if arr.shape[2] in (2, 4):
+        alpha = arr[:, :, -1]
+        arr = arr[:, :, :-1]
+    if info.channels == 1 and arr.shape[2] == 3:  # OpenCV expands grey+alpha PNG to BGRA
+        arr = arr[:, :, :1]
+    return arr, alpha
+
+
 def to_float(raw: np.ndarray, bit_depth: int, *, path: Path | None = None) -> tuple[np.ndarray, float]:
     """Normalise a raw array to float32 [0, 1]; return (pixels, scale) with pixels = raw / scale.
 
     Integer data is divided by 2**bit_depth - 1. Float data must already lie in [0, 1] (NaN/inf are
-    allowed and mapped to 0; mark them invalid with :func:`finite_mask`).
+    allowed and mapped to 0; mark them invalid with :func:`finite_mask`). Signed, boolean and other sample types
+    are refused (:func:`edgeae._headers.check_sample_type`, the rule of every reader): they have no [0, 1] reading.
     """
+    _headers.check_sample_type(raw.dtype, path or "array")
     if raw.dtype.kind == "f":
         finite = np.isfinite(raw)
         if finite.any():
@@ -373,10 +394,13 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
     if ext in (".tif", ".tiff"):
         tifffile = require("tifffile")
         photometric = "rgb" if arr.ndim == 3 and arr.shape[2] == 3 else "minisblack"
+        # samples interleaved per pixel: without it tifffile takes the first axis of an (H, W, C) array whose C is
+        # not 3 as pages (30 pages of 20 × 4); the extra samples are written unspecified (bands, not alpha)
+        layout = {"planarconfig": "contig"} if arr.ndim == 3 else {}
         # to the path, so tifffile writes the samples with numpy's tofile (no copy of the image; on a full disk its
         # error has no errno, and atomic_path names the file); through a file object it would copy them first
         with atomic_path(p, durable=durable) as tmp:
-            tifffile.imwrite(tmp, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31)
+            tifffile.imwrite(tmp, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31, **layout)
         return p
     cv2 = require("cv2")
     bgr = arr[:, :, ::-1] if arr.ndim == 3 else arr

@@ -59,6 +59,9 @@ def quiet_environment() -> None:
         os.environ.setdefault(key, value)
 
 
+# decoders that log an ERROR record for a broken file that edgeae then refuses with its own one-line error (tifffile:
+# "<tifffile.TiffPages @33> invalid page offset ..."): shown with -v only, as other third-party records
+_DECODERS = ("tifffile",)
 _CHATTY = ("matplotlib.font_manager",)  # kept at INFO even with -v: 2,493 of a 2-epoch training log's 2,508 lines
 
 
@@ -76,7 +79,7 @@ def setup(verbose: bool = False) -> None:
     if verbose:
         root.setLevel(logging.DEBUG)
         logging.getLogger("edgeae").setLevel(logging.DEBUG)
-        for name in (*_THIRD_PARTY, "py.warnings"):
+        for name in (*_THIRD_PARTY, *_DECODERS, "py.warnings"):
             logging.getLogger(name).setLevel(logging.NOTSET)
         for name in _CHATTY:  # thousands of debug lines (font scoring) that bury the run's own
             logging.getLogger(name).setLevel(logging.INFO)
@@ -87,7 +90,8 @@ def setup(verbose: bool = False) -> None:
     logging.getLogger("edgeae").setLevel(logging.WARNING)
     for name in _THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("py.warnings").setLevel(logging.CRITICAL)  # Python warnings: shown with -v
+    for name in (*_DECODERS, "py.warnings"):  # Python warnings and decoder errors: shown with -v
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     warnings.simplefilter("ignore")
 
 
@@ -96,7 +100,7 @@ def session(verbose: bool = False) -> Iterator[None]:
     """:func:`setup` for the length of one command, then the logging and warnings state as it was before
     (so calling ``main()`` from Python, or from a test, leaves the caller's configuration alone)."""
     root = logging.getLogger()
-    names = ("edgeae", "py.warnings", *_THIRD_PARTY, *_CHATTY)
+    names = ("edgeae", "py.warnings", *_THIRD_PARTY, *_DECODERS, *_CHATTY)
     levels = {n: logging.getLogger(n).level for n in names}
     root_level, handlers = root.level, list(root.handlers)
     capturing = getattr(logging, "_warnings_showwarning", None) is not None

@@ -27,7 +27,8 @@ import numpy as np
 from edgeae import _headers
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
-from edgeae.imageio import convert_channels, read_raw, to_float
+from edgeae.imagedecode import check_band
+from edgeae.imageio import _split_samples, convert_channels, read_raw, to_float
 from edgeae.nodata import Margin, across_channels, margin_mask, nodata_mask, valid_mask
 from edgeae.tiling import axis_starts
 
@@ -55,13 +56,18 @@ class RowReader:
         self.height, self.width = self.info.height, self.info.width
         self._tif: Any = None
         self._full: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.channels = self.info.channels  # what read_rows returns: 1 or 3 (a multiband TIFF: band 1, or RGB)
         if self.info.format == "tiff":
             self._open_tiff()
             self.bit_depth = self.info.bit_depth
+            note = self.info.band_note()
+            if note:
+                log.warning("%s: %s", self.path, note)
         else:
             raw, self.bit_depth, alpha = read_raw(self.path)
             self._full = (raw, alpha)
             self.dtype = raw.dtype
+            self.channels = int(raw.shape[2])
 
     def _open_tiff(self) -> None:
         tifffile = require("tifffile")
@@ -80,6 +86,13 @@ class RowReader:
         else:
             self._seg_rows = min(int(page.rowsperstrip) or self.height, self.height)
             self._seg_cols = self.width
+        try:  # from the header, before anything is decoded: a segment is decoded whole, a row is the least read
+            check_band(self.path, 0, self._seg_rows, self._seg_cols, page.shaped[4], itemsize=self.dtype.itemsize,
+                       what="one decoded TIFF segment")  # fmt: skip
+            check_band(self.path, 0, 1, self.width, self.channels)
+        except ImageReadError:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._tif is not None:
@@ -101,10 +114,8 @@ class RowReader:
         if self._full is not None:
             raw, alpha = self._full
             return raw[y0:y1], None if alpha is None else alpha[y0:y1]
-        out = self._read_tiff_rows(y0, y1)
-        if out.shape[2] in (2, 4):
-            return out[:, :, :-1], out[:, :, -1]
-        return out, None
+        check_band(self.path, y0, y1, self.width, self._samples, itemsize=self.dtype.itemsize, what="stored samples")
+        return _split_samples(self._read_tiff_rows(y0, y1), self.info, self.path)
 
     def _read_tiff_rows(self, y0: int, y1: int) -> np.ndarray:
         page, fh = self._page, self._tif.filehandle
@@ -181,6 +192,7 @@ class _BayerRows:
         self.inner, self.pattern = inner, pattern
         self.path, self.height, self.width = inner.path, inner.height, inner.width
         self.bit_depth = inner.bit_depth
+        self.channels = 3
 
     @property
     def heuristic_nodata(self) -> bool:
@@ -221,7 +233,10 @@ def _iter_bands(
 ) -> Iterator[Strip]:
     """Decode each row range, normalise it and compute its validity, carrying no-data downwards."""
     prev: tuple[int, int, np.ndarray, np.ndarray] | None = None  # y0, y1, raw, valid of the last band
+    # the float32 band built (to_float, convert_channels), refused over the decode limits before any row is read
+    built = max(getattr(reader, "channels", 0) or len(getattr(reader, "bands", (1,))), channels or 0)
     for y0, y1 in ranges:
+        check_band(reader.path, y0, y1, reader.width, built)
         raw, alpha = reader.read_rows(y0, y1)
         if prev is None and not isinstance(reader, _BayerRows):  # the first band tells, as read_image's check does
             from edgeae.bayer import looks_like_mosaic

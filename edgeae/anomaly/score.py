@@ -130,16 +130,23 @@ def _collect(
     )
 
 
+# below 0, only a few int8 quantisation steps (1/127) and the undershoot of a resampled or demosaiced edge are
+# tolerated: centred (img - 0.5) or standardised data is refused (with -0.5 it scored silently, max 59,230)
+UNIT_RANGE_BELOW = 0.05
+
+
 def check_unit_range(img: np.ndarray, valid: np.ndarray, file: str) -> None:
-    """Refuse samples far outside [0, 1] (0-255 data scored as they are gave scores ~1e9 with no word): every model
-    and score threshold is defined on [0, 1] pixels (:func:`edgeae.imageio.read_image` reads any image so)."""
+    """Refuse samples outside [0, 1] (0-255 data scored as they are gave scores ~1e9 with no word; above 1.5, or
+    below -:data:`UNIT_RANGE_BELOW`): every model and score threshold is defined on [0, 1] pixels
+    (:func:`edgeae.imageio.read_image` reads any image so)."""
     where = np.broadcast_to(valid[..., None], img.shape)  # no copy of the image (a NAC strip is 1 GB as float32)
     hi = float(np.max(img, where=where, initial=-np.inf))
     lo = float(np.min(img, where=where, initial=np.inf))
-    if hi > 1.5 or lo < -0.5:
+    if hi > 1.5 or lo < -UNIT_RANGE_BELOW:
         raise ValueError(
             f"{file}: pixels span [{lo:.4g}, {hi:.4g}], but scores are defined on [0, 1] samples: divide 8-bit data by "
-            "255 (2**bits - 1 for other depths), or read the image with edgeae.imageio.read_image"
+            "255 (2**bits - 1 for other depths), undo a centring or standardisation, or read the image with "
+            "edgeae.imageio.read_image"
         )
 
 
