@@ -1,13 +1,13 @@
 """Atomic file writes, shared by ground, flight, training and export (standard library only).
 
 A file written through :func:`atomic_path` (or :func:`write_bytes` / :func:`write_text`) appears complete or not at
-all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``), is flushed to disk, then renamed over
-the target; on any error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps
-what it held before. ``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not).
-A symlink is followed (the file it points to is replaced, the link stays). The process's own stdout/stderr
-(``/dev/stdout``: a pipe, a terminal, or the file a shell redirected it to) is written through the stream, and a
-device or FIFO is appended to: never truncated, never renamed over. A regular file is replaced wherever it is
-(``/dev/shm`` included).
+all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``, NAME cut short and hashed where that
+would pass the folder's name limit: :func:`temp_name`), is flushed to disk, then renamed over the target; on any
+error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps what it held before.
+``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not). A symlink is followed
+(the file it points to is replaced, the link stays). The process's own stdout/stderr (``/dev/stdout``: a pipe, a
+terminal, or the file a shell redirected it to) is written through the stream, and a device or FIFO is appended to:
+never truncated, never renamed over. A regular file is replaced wherever it is (``/dev/shm`` included).
 """
 
 from __future__ import annotations
@@ -22,9 +22,35 @@ from pathlib import Path
 from typing import TextIO
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder``, or the nearest folder above it that exists, allows: its
+    ``NAME_MAX``, else 255 (every common file system's limit)."""
+    for up in (folder, *folder.parents):
+        try:
+            return int(os.pathconf(up, "PC_NAME_MAX"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the folder cannot say
+            break
+    return 255
+
+
 def temp_name(path: Path) -> Path:
-    """The temporary file :func:`atomic_path` writes for ``path`` (hidden, per process)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """The temporary file :func:`atomic_path` writes for ``path`` (hidden, per process): ``.NAME.tmp-PID``, or,
+    where that would pass the folder's ``NAME_MAX`` (a legal name of ~245-255 bytes), ``NAME`` cut short and
+    followed by a hash of the whole name (unique per target and process still)."""
+    suffix = f".tmp-{os.getpid()}"
+    name = f".{path.name}{suffix}"
+    limit = name_max(path.parent)
+    if len(os.fsencode(name)) <= limit:
+        return path.with_name(name)
+    import hashlib
+
+    tag = "~" + hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16] + suffix
+    stem = path.name
+    while stem and len(os.fsencode(f".{stem}{tag}")) > limit:
+        stem = stem[:-1]
+    return path.with_name(f".{stem}{tag}")
 
 
 def _std_stream(real: Path) -> TextIO | None:

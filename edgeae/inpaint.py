@@ -130,7 +130,8 @@ def _opencv(img: np.ndarray, known: np.ndarray, method: str, radius: int | None)
 def nearest_indices(known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel, the (row, col) of its nearest known pixel (Euclidean distance transform)."""
     ndimage = require("scipy.ndimage")
-    _, (iy, ix) = ndimage.distance_transform_edt(~known, return_indices=True)
+    # the indices alone: the float64 distances (8 bytes a pixel) are not needed
+    iy, ix = ndimage.distance_transform_edt(~known, return_distances=False, return_indices=True)
     return iy, ix
 
 

@@ -129,8 +129,10 @@ def test_metrics_refuse_integer_images_and_count_non_finite_samples(caplog: pyte
     with caplog.at_level(logging.WARNING, logger="edgeae.metrics"):
         assert np.isfinite(compare(a, bad, valid=valid)["psnr"])
     assert "NaN/inf" not in caplog.text
-    with caplog.at_level(logging.WARNING, logger="edgeae.metrics"):
+    with pytest.raises(ValueError, match=r"span \[.*outside \[0, 1\].*divide by 255"):  # refused, as a fill does
         compare(a * 255, b * 255)
+    with caplog.at_level(logging.WARNING, logger="edgeae.metrics"):  # the single metrics still only warn
+        psnr(a * 255, b * 255)
     assert "spans [" in caplog.text and "data range 1" in caplog.text
 
 

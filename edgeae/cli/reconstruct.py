@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from edgeae.cli.reconstruct_outputs import (
     finite_or_none,
     keep_georef,
     side_path,
+    stale_valid_map,
     write_output,
 )
 from edgeae.reconstruct import DEFAULT_BATCH, DEFAULT_MODELS, METHODS
@@ -106,16 +108,64 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _ssim_text(value: float) -> str:
-    return f"{value:.4f}" if math.isfinite(value) else "n/a (image under 3 px high or wide)"
+def _ssim_text(value: float, shape: tuple[int, ...]) -> str:
+    if math.isfinite(value):
+        return f"{value:.4f}"
+    return "n/a (image under 3 px high or wide)" if min(shape[:2]) < 3 else "n/a"
 
 
-# Peak RSS of `edgeae reconstruct` grows by ~130 bytes per pixel on grey images and ~190 on RGB with every method
-# (session 29, getrusage in a fresh process, 0.25 vs 2 Mpx PNGs, 2 cores: grey 89-135, RGB 142-188 B/px; the image,
-# its float copies, the mask, the fill's work arrays and the written samples), rounded up by a third below. The CAE
-# adds ~650 MB for PyTorch and the model whatever the size; the cross-check's extra fills add little (grey 110 B/px).
-FILL_BYTES_PER_PIXEL = 130  # plus FILL_BYTES_PER_CHANNEL per channel
-FILL_BYTES_PER_CHANNEL = 40
+# a frame of more than this many pixels gets a line on stderr per step (read, fill, metrics), on a terminal only
+STEP_LINE_PIXELS = 1_000_000
+
+
+def _step(on: bool, text: str) -> None:
+    if on:
+        print(f"edgeae reconstruct: {text} ...", file=sys.stderr, flush=True)
+
+
+def _header_shape(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(H, W, C) of the image from its header (or label) alone, as the read will return it."""
+    from edgeae.imageio import image_shape
+
+    h, w, c = image_shape(args.image)
+    return h, w, 3 if args.bayer else c
+
+
+def _left_out(data: Any, original: np.ndarray) -> str:
+    """Which pixels the metrics leave out and why: the file's declared no-data, the margin rule's guessed dark or
+    saturated margins, and the likely cause of a frame read as margin (12-bit counts in a 16-bit file, which
+    :func:`edgeae.imageio.read_raw` warned about)."""
+    size = data.valid.size
+    declared = data.extra.get("declared_valid", data.valid)
+    guessed = int(np.count_nonzero(declared & ~data.valid))
+    missing = size - int(np.count_nonzero(declared))
+    parts = []
+    if missing:
+        parts.append(f"{missing / size:.1%} of the frame declared no-data or non-finite")
+    if guessed:
+        parts.append(f"{guessed / size:.1%} read as a dark or saturated margin by the no-data margin rule")
+    why = " and ".join(parts)
+    if guessed and data.raw_dtype == "uint16" and data.bit_depth == 16:
+        top = float(original.max(initial=0.0)) * data.scale
+        if 0 < top < 4096:
+            why += (
+                f"; the 16-bit samples reach only {top:.0f} of 65535 (the warning above): if this is 12-bit data "
+                "in a 16-bit file, store it with its bit depth (PNG sBIT, TIFF BitsPerSample) or rescale it"
+            )
+    return why
+
+
+# Peak RSS of `edgeae reconstruct` grows per pixel by A + B × channels bytes, measured per method (session 32:
+# /usr/bin/time -f %M on 4 Mpx grey and RGB PNG crops of real frames (HiRISE browse, MarsScapes) at keep 0.1, less
+# the RSS on a 64×64 image, 2 cores; grey / RGB B/px: nearest 24.6 / 61.9, linear 111.5 / 136.8, normconv
+# 46.5 / 119.8, telea 32.5 / 79.3, ns 29.9 / 70.9; the image, its float copy, the mask, the fill's work arrays, the
+# written samples; the metrics work in bands), rounded up by a third. The CAE keeps session 29's figure (grey
+# 89-135, RGB 142-188 B/px, rounded up) and adds ~650 MB for PyTorch and the model whatever the size; the
+# cross-check's extra fills add little (grey 110 B/px).
+FILL_BYTES_PER_PIXEL = {  # method: (bytes per pixel, bytes per pixel and channel)
+    "cae": (130, 40), "linear": (132, 17), "nearest": (8, 25), "normconv": (14, 49), "telea": (12, 32),
+    "ns": (12, 28),
+}  # fmt: skip
 FILL_BASE_BYTES = {"cae": 700 * 2**20, "linear": 80 * 2**20}  # scipy's Delaunay for linear
 CROSS_CHECK_FACTOR = 1.25
 # linear interpolation (and the cross-check, which runs it) triangulates the kept samples: ~1.8 KB more peak RSS
@@ -127,7 +177,8 @@ LINEAR_BYTES_PER_SAMPLE = 2048
 def fill_bytes(method: str, pixels: int, channels: int, cross_check: bool, kept: int = 0) -> int:
     """Rough, deliberately high estimate of the memory ``edgeae reconstruct`` needs to fill an image from
     ``kept`` samples."""
-    per_pixel = (FILL_BYTES_PER_PIXEL + FILL_BYTES_PER_CHANNEL * max(channels, 1)) * pixels
+    base, per_channel = FILL_BYTES_PER_PIXEL.get(method, FILL_BYTES_PER_PIXEL["cae"])
+    per_pixel = (base + per_channel * max(channels, 1)) * pixels
     triangulated = LINEAR_BYTES_PER_SAMPLE * kept if method == "linear" or cross_check else 0
     return int(per_pixel * (CROSS_CHECK_FACTOR if cross_check else 1.0)) + triangulated + FILL_BASE_BYTES.get(method, 0)
 
@@ -143,7 +194,9 @@ def _check_memory(args: argparse.Namespace, shape: tuple[int, ...], cross_check:
         raise CLIError(
             f"{args.image}: rebuilding {h}×{w}×{c} with --method {args.method}"
             f"{' and the cross-check' if cross_check else ''} needs about {need / 2**30:.1f} GiB, more than the "
-            f"{have / 2**30:.1f} GiB available: crop the image or cut it into tiles and rebuild each"
+            f"{have / 2**30:.1f} GiB available: crop the image and rebuild the crop (in Python: "
+            "px = edgeae.read_image(PATH).pixels[y0:y1, x0:x1], then edgeae.fill(px, "
+            "edgeae.make_mask(SEED, px.shape[:2], KEEP), METHOD), edgeae.write_image)"
         )
 
 
@@ -168,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
     from edgeae.imageio import read_image
     from edgeae.masks import PRNG_VERSION, make_mask
-    from edgeae.reconstruct import METHODS, run_method
+    from edgeae.metrics import compare
+    from edgeae.reconstruct import METHODS, Reconstruction, reconstruct, show_progress
 
     if args.method not in METHODS:
         raise CLIError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
@@ -189,6 +243,18 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--cross-check: {exc}") from None
     check_outputs(args)  # before minutes of filling, not after
     t0 = time.perf_counter()
+    h, w, c = _header_shape(args)  # the size from the header: a frame too large is refused before it is read
+    pixels = h * w
+    if xcfg is not None and args.cross_check is None and pixels > AUTO_CROSS_CHECK_MAX_PIXELS:
+        print(
+            f"note: {pixels / 1e6:.1f} Mpx is above the {AUTO_CROSS_CHECK_MAX_PIXELS / 1e6:.0f} Mpx the cross-check "
+            "runs on by default: the CAE alone (give --cross-check to mix it with linear interpolation anyway)"
+        )
+        xcfg = None
+    kept_estimate = math.ceil(min(max(float(args.keep), 0.0), 1.0) * pixels)  # make_mask checks --keep itself
+    _check_memory(args, (h, w, c), xcfg is not None and args.keep < 1, kept_estimate)
+    steps = show_progress(None, pixels, more_than=STEP_LINE_PIXELS)
+    _step(steps, f"reading {args.image.name} ({h}×{w}×{c})")
     data = read_image(args.image, bayer=args.bayer)
     original = data.pixels
     if original.shape[2] == 3 and args.output.suffix.lower() == ".pgm":
@@ -197,13 +263,6 @@ def run(args: argparse.Namespace) -> int:
     if valid_path is not None:
         check_outputs(args, (("the valid map", valid_path),))
     t_read = time.perf_counter() - t0
-    pixels = original.shape[0] * original.shape[1]
-    if xcfg is not None and args.cross_check is None and pixels > AUTO_CROSS_CHECK_MAX_PIXELS:
-        print(
-            f"note: {pixels / 1e6:.1f} Mpx is above the {AUTO_CROSS_CHECK_MAX_PIXELS / 1e6:.0f} Mpx the cross-check "
-            "runs on by default: the CAE alone (give --cross-check to mix it with linear interpolation anyway)"
-        )
-        xcfg = None
     sampled = make_mask(args.seed, original.shape[:2], args.keep, args.pattern)
     # a sampled pixel the file declares missing (NaN/inf, transparent, a product's no-data, --margin) carries
     # nothing: it is not received. Guessed dark margins of a plain image stay samples (dark content is content);
@@ -223,7 +282,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if known.all() and xcfg is not None:  # nothing to fill, so nothing to cross-check (4 CAE passes saved)
         xcfg = None
-    _check_memory(args, data.shape, xcfg is not None, int(np.count_nonzero(known)))
     predictor, model_name = None, None
     adapt_s = 0.0
     adapt_report: dict[str, object] = {}
@@ -260,23 +318,32 @@ def run(args: argparse.Namespace) -> int:
         "convert_channels": args.convert_channels,
     }  # fmt: skip
     xreport: dict[str, Any] = {}
+    _step(steps, f"filling {pixels / 1e6:.1f} Mpx with {args.method}{' and the cross-check' if xcfg else ''}")
+    t_fill = time.perf_counter()
     if xcfg is not None:
         from edgeae.crosscheck import cross_checked_fill
-        from edgeae.metrics import compare
-        from edgeae.reconstruct import Reconstruction
 
-        t_fill = time.perf_counter()
         filled = cross_checked_fill(original, known, predictor, xcfg, report=xreport, **opts)
-        result = Reconstruction("cae", filled, time.perf_counter() - t_fill, compare(original, filled, known))
     else:
-        result = run_method(original, known, args.method, predictor, **opts)
+        filled = reconstruct(original, known, args.method, predictor=predictor, **opts)
+    fill_s = time.perf_counter() - t_fill
+    # once, over the pixels with data where the frame has no-data margins or NaN samples: their "truth" is a fill
+    # value, not the scene
+    _step(steps, "computing the metrics")
+    m = compare(original, filled, known, valid=None if valid_path is None else data.valid)
+    result = Reconstruction(args.method, filled, fill_s, m)
     rebuilt = result.image
     if not has_data.all():  # declared no-data stays no-data: 0 in every output, the valid map beside them
         rebuilt = np.where(has_data[..., None], rebuilt, np.float32(0.0))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     georef = data.extra.get("georef")
     lossy: list[str] = []
+    _step(steps, f"writing {args.output.name}")
+    stale = stale_valid_map(args, valid_path)
     written = write_output(args.output, data, rebuilt, georef, lossy)
+    if stale is not None:
+        stale.unlink(missing_ok=True)
+        print(f"note: removed {stale}: the valid map of the {args.output.name} this run replaced (no no-data now)")
     masked_path = side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask
@@ -300,13 +367,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"note: {text}; the metrics are of the rebuilt image before encoding (write .png or .tif for exact samples)"
         )
-    m = result.metrics
     scope = ""
-    if valid_path is not None:  # no-data margins, NaN samples: their "truth" is a fill value, not the scene
-        from edgeae.metrics import compare
-
-        m = compare(original, result.image, known, valid=data.valid)
-        scope = f" over the {m['valid_fraction']:.1%} of the pixels with data (no-data and non-finite left out)"
+    if valid_path is not None:
+        scope = f" over the {m['valid_fraction']:.1%} of the pixels with data (left out: {_left_out(data, original)})"
     chosen = int(adapt_report.get("chosen_step", 0))  # type: ignore[call-overload]
     adapted = ""
     if adapt_report and chosen:
@@ -321,10 +384,16 @@ def run(args: argparse.Namespace) -> int:
             f"average, {xreport['cae_share']:.0%} of the pixels mostly CAE),"
         )
     left_out = f" ({sampled_no_data} sampled pixels hold no data: not used)" if sampled_no_data else ""
+    if m.get("valid_fraction") == 0.0:  # every pixel no-data: there is nothing to measure against
+        measured = f"no pixel with data: metrics not computed ({_left_out(data, original)})"
+    else:
+        measured = (
+            f"PSNR{scope} {m['psnr']:.2f} dB, SSIM {_ssim_text(m['ssim'], original.shape)}, MAE {m['mae']:.4f}, "
+            f"error variance {m['error_variance']:.3g}"
+        )
     summary = (
         f"{args.image.name}: {args.method}{adapted} from {known.mean():.2%} of {known.size} pixels{left_out} -> "
-        f"PSNR{scope} {m['psnr']:.2f} dB, SSIM {_ssim_text(m['ssim'])}, MAE {m['mae']:.4f}, "
-        f"error variance {m['error_variance']:.3g} ({result.seconds:.2f} s); wrote {args.output}"
+        f"{measured} ({result.seconds:.2f} s); wrote {args.output}"
         + (f" and its valid map {valid_path}" if valid_path is not None else "")
     )
     print(summary)
@@ -339,6 +408,7 @@ def run(args: argparse.Namespace) -> int:
             "sampled": int(np.count_nonzero(sampled)),
             "received": int(np.count_nonzero(known)),
             "sampled_no_data": sampled_no_data,
+            "metrics_note": "no pixel with data: metrics not computed" if m.get("valid_fraction") == 0.0 else None,
             "model": None if predictor is None else str(model_name),
             "adapt_steps": chosen,
             "adapt_check": [[int(st), float(e)] for st, e in adapt_report.get("check", [])],  # type: ignore[attr-defined]

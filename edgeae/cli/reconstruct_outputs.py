@@ -69,8 +69,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] = ()) -> None:
-    """Every file the command will write: a format it can write, not a folder, none the input image (a link to
-    it included), no two the same, a folder that can be written in. Each refusal names its flag."""
+    """Every file the command will write: a format it can write, not a folder, a name its folder allows (at most
+    ``NAME_MAX`` bytes), none the input image (a link to it included), no two the same, a folder that can be
+    written in. Each refusal names its flag."""
+    from edgeae.atomic import name_max
     from edgeae.cli import CLIError, check_writable
     from edgeae.imageio import WRITE_EXTENSIONS
 
@@ -79,6 +81,13 @@ def check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] =
         if flag != "--metrics-json" and p.suffix.lower() not in WRITE_EXTENSIONS:
             raise CLIError(
                 f"{flag} {p}: cannot write {p.suffix or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
+            )
+        size, limit = len(os.fsencode(p.name)), name_max(p.parent)
+        if size > limit:  # before anything stats it: that fails with ENAMETOOLONG
+            after_o = flag != "-o" and p.parent == args.output.parent and p.name.startswith(f"{args.output.stem}.")
+            raise CLIError(
+                f"{flag} {p}: the file name is {size} bytes, more than the {limit} a name may have in "
+                f"{p.parent}: give a shorter name{' (it is named after -o: shorten -o)' if after_o else ''}"
             )
         if p.is_dir():
             raise CLIError(f"{flag} {p} is a folder: name the file to write")
@@ -89,6 +98,18 @@ def check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] =
             raise CLIError(f"two outputs name the same file ({', '.join(str(p) for _, p in named)}): give each its own")
     for flag, p in named:
         check_writable(p, flag)
+
+
+def stale_valid_map(args: argparse.Namespace, valid_path: Path | None) -> Path | None:
+    """``OUTPUT.valid.png`` when this run writes no valid map (the image has no no-data) but replaces an output an
+    earlier run wrote one beside: it describes the replaced image, not the new one. None otherwise (also when it is
+    one of this run's own outputs)."""
+    if valid_path is not None or not args.output.is_file():
+        return None
+    old = side_path(args.output, True, "valid")
+    if old is None or not old.is_file() or any(_same_file(old, p) for _, p in named_outputs(args)):
+        return None
+    return old
 
 
 def encode_samples(data: ImageData, image: np.ndarray, path: Path) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -115,10 +136,14 @@ def encode_samples(data: ImageData, image: np.ndarray, path: Path) -> tuple[np.n
         and float(data.scale).is_integer()
         and data.scale <= 65535
     )
-    px = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0), 0.0, 1.0)
     bits = 8 if jpeg or data.bit_depth <= 8 else 16
     top = 2**bits - 1
-    out: np.ndarray = np.rint(px.astype(np.float64) * top).astype(np.uint8 if bits == 8 else np.uint16)
+    image = np.asarray(image)
+    out: np.ndarray = np.empty(image.shape, np.uint8 if bits == 8 else np.uint16)
+    rows = max(1, (1 << 20) // max(1, image[0].size))  # in row bands: no whole-image float64 copy
+    for r0 in range(0, image.shape[0], rows):
+        px = np.clip(np.nan_to_num(image[r0 : r0 + rows].astype(np.float32), nan=0.0), 0.0, 1.0)
+        out[r0 : r0 + rows] = np.rint(px.astype(np.float64) * top)
     rule: dict[str, Any]
     if exact:
         rule = {"rule": f"raw = round(v * scale / {top}) + raw_lo (exact)", "scale": data.scale, "raw_lo": lo}
