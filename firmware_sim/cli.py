@@ -85,8 +85,11 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
         print(f"firmware-sim: --frames {note}", file=sys.stderr)
     if not found.files:
         raise MissionError("no frames: --frames names no frame files")
-    if args.fresh:
-        discard_state(Path(args.out))
+    if args.fresh and Path(args.out).is_dir():
+        from edgeae.folder_lock import hold
+
+        with hold(Path(args.out), "flight run"):  # not under a live run's feet: it holds the folder until it ends
+            discard_state(Path(args.out))
     try:
         rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
     except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error

@@ -64,7 +64,7 @@ def _check_set_model(item: str, value: Any, source: str) -> None:
     and the folder it was looked for in, not later at boot as the mission file's model."""
     if not isinstance(value, str) or not value or value.startswith("zoo:"):
         return
-    path = Path(value)
+    path = Path(value).expanduser()  # a quoted ~ (the shell does not expand it after '=') is the home folder
     if path.suffix.lower() not in ARTIFACT_SUFFIXES or path.is_file():
         return  # a zoo name is resolved at boot
     if path.is_absolute():

@@ -308,3 +308,38 @@ def test_the_docs_say_an_external_peak_is_the_last_frame_s_and_what_the_storage_
     text = " ".join(DOCS.read_text(encoding="utf-8").split())
     assert "is the last frame's only, while `summary.json`'s `memory.rss_peak_bytes` is the run's" in text
     assert "the index `queue/index.json` beside them" in text and "are not counted" in text
+
+
+def test_fresh_does_not_discard_the_state_of_a_run_that_holds_the_folder(
+    cli_setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--fresh`` removed the state before the boot took the folder: started beside a live run it deleted that
+    run's queue and ledger (review s32). Now it is refused while the folder is held, and removes nothing."""
+    from edgeae.firmware_sim.cli import main
+
+    from edgeae.folder_lock import hold
+
+    folder, frames = cli_setup
+    args = ["run", "--mission", str(folder / "m.toml"), "--frames", *frames, "--out", str(folder / "out")]
+    assert main(args) == 0
+    before = sorted(p.name for p in (folder / "out").iterdir())
+    capsys.readouterr()
+    with hold(folder / "out", "flight run"):
+        assert main([*args, "--fresh"]) == 2
+    assert "is in use by another flight run" in capsys.readouterr().err
+    assert sorted(p.name for p in (folder / "out").iterdir()) == before
+    assert main([*args, "--fresh"]) == 0  # once let go, --fresh starts over
+
+
+def test_a_set_model_path_with_a_quoted_tilde_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--set anomaly.model=~/x.onnx``: the shell does not expand ``~`` after ``=``; the check did not either and
+    refused a file that exists (review s32)."""
+    from edgeae.firmware_sim.cli_overrides import _check_set_model
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "x.onnx").write_bytes(b"")
+    _check_set_model("anomaly.model", "~/x.onnx", "")  # exists: no error
+    with pytest.raises(MissionError, match="no such file"):
+        _check_set_model("anomaly.model", "~/missing.onnx", "")
