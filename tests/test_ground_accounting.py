@@ -236,7 +236,7 @@ def test_a_frame_too_big_for_the_memory_available_is_refused_not_fatal(monkeypat
         gs.receive(p)
     rep = gs.finish()
     assert rep["stream"]["products_failed"] == {"memory": 1}
-    assert "GiB to rebuild with telea" in rep["products"]["frame_7"]["error"]
+    assert "KiB to rebuild with telea" in rep["products"]["frame_7"]["error"]
     monkeypatch.setattr(limits, "available_memory", lambda: None)  # unknown: not checked
     gs = GroundStation(fill_name="telea")
     for p in packetise(_frame(), config=WireConfig(256)):

@@ -71,7 +71,7 @@ def test_fuzz_100k_packets() -> None:
         gs.receive(pkt)
     r = gs.receiver
     assert r.received == n
-    assert r.accepted + r.duplicates + r.idle + sum(r.rejected.values()) == n
+    assert r.accepted + r.duplicates + r.conflicting + r.idle + sum(r.rejected.values()) == n
     assert r.rejected["crc"] > 10_000 and r.rejected["apid"] > 1_000 and r.rejected["header"] > 100
     assert "internal" not in r.rejected, r.rejected
     report = gs.finish()  # decoding whatever got through must not crash either

@@ -234,7 +234,7 @@ def test_a_cae_frame_is_refused_under_a_cgroup_limit(tmp_path, monkeypatch: pyte
     cg.mkdir()
     _fake_cgroup(cg, True, str(200 << 20), 80 << 20, 0)  # 120 MiB left of a 200 MiB container
     monkeypatch.setattr(limits, "CGROUP", str(cg))
-    with pytest.raises(limits.LimitError, match=r"0\.1 GiB is available"):
+    with pytest.raises(limits.LimitError, match=r"120\.0 MiB is available"):
         limits.check_memory("sparse", 3, 591, 795, 3, "cae:rover-rgb-unet2-ground")
 
 

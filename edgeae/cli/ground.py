@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -104,26 +105,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _station(args: argparse.Namespace, make_out: bool = True):
+def _station(args: argparse.Namespace, make_out: bool = True, claim: _OutClaim | None = None):
     """The station of the options, every option checked first; ``make_out`` False: ``--out`` is neither
-    created nor set (``serve`` binds its socket first)."""
+    created nor set (``serve`` binds its socket first). ``claim``: hold ``--out`` for this session (an existing one
+    before its session files are checked, a new one once created)."""
     from edgeae.ground.limits import GroundLimits
     from edgeae.ground.station import GroundStation, make_filler
 
-    if args.out.exists() and not args.out.is_dir():
-        raise CLIError(f"--out {args.out} is an existing file; name a directory for the images and reports")
-    held = [n for n in SESSION_FILES if (args.out / n).exists()]
-    unfinished = _unfinished(args.out) if "stream.json" in held else None
-    if unfinished:  # its outputs are partial: say so, and how to decode again
-        raise CLIError(
-            f"--out {args.out} holds a ground session that did not finish ({unfinished}): its outputs are partial; "
-            "to decode again, remove that folder (or move it away) and rerun the same command, or name a new folder"
-        )
-    if held:  # a second session would overwrite the first's recording and mix its frames with stale ones
-        raise CLIError(
-            f"--out {args.out} already holds a ground session ({', '.join(held)}): name a new folder, or move "
-            "that one away first"
-        )
+    _check_out(args)
+    if claim is not None and args.out.is_dir():
+        claim.hold()
+    _check_session(args.out)
     if args.original is not None and not args.original.exists():
         raise CLIError(f"--original {args.original} does not exist")
     if args.bayer and args.original is None:
@@ -152,13 +144,95 @@ def _station(args: argparse.Namespace, make_out: bool = True):
         from edgeae.predictor import load_predictor
 
         decoder = load_predictor(args.decoder, threads=args.threads)
-    gs = GroundStation(
-        fill=fill, fill_name=name, decoder=decoder, limits=limits, fallback=fallback, fallback_name=fallback_name
+    gs = GroundStation(  # the CLI writes each frame and never reads it back: keep none (memory per frame)
+        fill=fill,
+        fill_name=name,
+        decoder=decoder,
+        limits=limits,
+        fallback=fallback,
+        fallback_name=fallback_name,
+        keep_images=False,
     )
     if make_out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        if claim is not None:
+            claim.claim()
+        else:
+            _make_out(args.out)
         gs.out = args.out
     return gs
+
+
+class _OutClaim:
+    """``--out`` held for one ground session (:func:`edgeae.folder_lock.hold`) until ``stack`` closes: a second
+    session into the same folder is refused at once (exit status 2), before it checks or writes anything there."""
+
+    def __init__(self, out: Path, stack: contextlib.ExitStack) -> None:
+        self.out, self.stack, self.held = out, stack, False
+
+    def hold(self) -> None:
+        from edgeae.folder_lock import FolderBusy, hold
+
+        try:
+            self.stack.enter_context(hold(self.out, "ground session"))
+        except FolderBusy as exc:
+            raise CLIError(str(exc)) from None
+        except OSError as exc:  # a folder this process cannot write in (no lock file can be made there)
+            raise CLIError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
+        self.held = True
+
+    def claim(self) -> None:
+        """Create ``--out`` when missing and hold it; a folder that did not exist at the first check is checked
+        again once held (another session may have made it meanwhile)."""
+        _make_out(self.out)
+        if not self.held:
+            self.hold()
+            _check_session(self.out)
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` that cannot be a folder (a file, or below one) or that is an input folder, with one line
+    saying so (mkdir says only "Not a directory" or "File exists")."""
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is an existing file; name a directory for the images and reports")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CLIError(f"cannot create the output folder --out {out}: {parent} is a file, not a folder")
+            break
+    inputs = [("packet folder", p) for p in getattr(args, "packets", []) if p.is_dir()]
+    if args.original is not None and args.original.is_dir():
+        inputs.append(("--original folder", args.original))
+    for what, folder in inputs:
+        if out.resolve() == folder.resolve():  # its images and reports would mix with (or overwrite) the inputs
+            raise CLIError(
+                f"--out {out} is the {what} {folder}: the images and reports would be written among its files; name "
+                "another folder"
+            )
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the output folder --out {out}: {exc.strerror or exc}") from None
+
+
+def _check_session(out: Path) -> None:
+    """Refuse an ``--out`` that holds a ground session already (:data:`SESSION_FILES`; ``.edgeae.lock``, the
+    lock of a session running there, is not one)."""
+    held = [n for n in SESSION_FILES if (out / n).exists()]
+    unfinished = _unfinished(out) if "stream.json" in held else None
+    if unfinished:  # its outputs are partial: say so, and how to decode again
+        raise CLIError(
+            f"--out {out} holds a ground session that did not finish ({unfinished}): its outputs are partial; "
+            "to decode again, remove that folder (or move it away) and rerun the same command, or name a new folder"
+        )
+    if held:  # a second session would overwrite the first's recording and mix its frames with stale ones
+        raise CLIError(
+            f"--out {out} already holds a ground session ({', '.join(held)}): name a new folder, or move "
+            "that one away first"
+        )
 
 
 SESSION_FILES = ("stream.json", "received.bin")
@@ -185,18 +259,55 @@ def _unfinished(out: Path) -> str | None:
 
 
 def _originals(gs, path: Path, frame_ids: list[int], bayer: str | None = None) -> None:
-    from edgeae.ground.sources import as_float, image_samples, load_originals
+    """``--original`` for the frames ``frame_ids`` of ``gs``: read when a frame is compared (a frame refused for its
+    size or the memory it needs never reads it), not all at once before the first frame. ``serve`` (no frame ids
+    known in advance) reads its one image now."""
+    from edgeae.ground.sources import as_float, image_samples, original_files
 
     if path.is_file():
-        if len(frame_ids) > 1:  # one image for several frames would give each frame a PSNR against the wrong one
-            shown = ", ".join(map(str, frame_ids[:8])) + (" ..." if len(frame_ids) > 8 else "")
-            raise CLIError(
-                f"--original {path} is one image but the packets hold {len(frame_ids)} frames (ids {shown}): give "
-                "a folder of originals whose names end in the frame id (frame_3.png, img_0003.tif)"
-            )
-        gs.default_original = as_float(*image_samples(path, bayer=bayer))
+        _one_original(path, frame_ids)
+        if not frame_ids:
+            gs.default_original = as_float(*image_samples(path, bayer=bayer))
+            return
+        files = dict.fromkeys(frame_ids, path)
     else:  # a frame without its original (or with one that cannot be read) says so in its report
-        gs.originals.update(load_originals(path, frame_ids, bayer, missing=gs.original_notes))
+        found = original_files(path, check=False)
+        files = {i: found[i] for i in frame_ids if i in found}
+        for i in frame_ids:
+            if i not in found:
+                gs.original_notes[i] = f"no original for frame {i} in {path} (a file whose name ends in {i})"
+    gs.originals = _LazyOriginals(files, bayer, gs.original_notes)
+
+
+def _one_original(path: Path, frame_ids: list[int]) -> None:
+    if len(frame_ids) > 1:  # one image for several frames would give each frame a PSNR against the wrong one
+        shown = ", ".join(map(str, frame_ids[:8])) + (" ..." if len(frame_ids) > 8 else "")
+        raise CLIError(
+            f"--original {path} is one image but the packets hold {len(frame_ids)} frames (ids {shown}): give "
+            "a folder of originals whose names end in the frame id (frame_3.png, img_0003.tif)"
+        )
+
+
+class _LazyOriginals(dict):
+    """Frame id -> original (float32 in [0, 1]) for ``GroundStation.originals``: each file is read when the station
+    asks for its frame (``get``), after that frame's size and memory checks, and not kept (a 52,224 × 5,064 strip
+    is 1 GB as float32); a file whose pixels cannot be read is noted in ``notes`` (the frame's ``psnr_error``)."""
+
+    def __init__(self, files: dict[int, Path], bayer: str | None, notes: dict[int, str]) -> None:
+        super().__init__()
+        self.files, self.bayer, self.notes = files, bayer, notes
+
+    def get(self, key, default=None):
+        from edgeae.ground.sources import as_float, image_samples
+
+        path = self.files.get(key)
+        if path is None:
+            return default
+        try:
+            return as_float(*image_samples(path, bayer=self.bayer))
+        except (OSError, ValueError, MemoryError) as exc:  # the header read fine at start, the pixels did not
+            self.notes[key] = f"original {path} could not be read: {exc or type(exc).__name__}"
+            return default
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -211,6 +322,11 @@ def run(args: argparse.Namespace) -> int:
         for p in args.packets:  # every plain mistake before --out is created or a packet read
             if not p.exists():
                 raise CLIError(f"packet file {p} does not exist")
+            if not p.is_file() and not p.is_dir():  # a pipe (cat x | ... /dev/stdin) or a device
+                raise CLIError(
+                    f"packet file {p} is not a regular file (a pipe or a device): packet files are read in windows, "
+                    "back and forth; save the stream to a file first (e.g. cat ... > rx.bin) and decode that"
+                )
             if p.is_file() and p.stat().st_size == 0:
                 raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
             check_packet_files(p)
@@ -220,17 +336,23 @@ def run(args: argparse.Namespace) -> int:
             from edgeae.imageio import image_shape
 
             image_shape(args.original)
-        gs = _station(args)
-        signal_name = ["SIGINT"]  # which signal stopped the run, for stream.json
-        restore = _sigterm_as_interrupt(signal_name)
-        try:
-            return _decode(args, gs, signal_name)
-        finally:
-            restore()
+        with contextlib.ExitStack() as stack:  # --out held to the end: a second session into it is refused
+            gs = _station(args, claim=_OutClaim(args.out, stack))
+            signal_name = ["SIGINT"]  # which signal stopped the run, for stream.json
+            restore = _sigterm_as_interrupt(signal_name)
+            try:
+                return _decode(args, gs, signal_name)
+            finally:
+                restore()
+    with contextlib.ExitStack() as stack:
+        return _serve(args, _OutClaim(args.out, stack))
 
+
+def _serve(args: argparse.Namespace, claim: _OutClaim) -> int:
+    """``ground serve``: checks, bind, then ``--out`` is created and held, and the session runs."""
     from edgeae.ground.transport import BindError, bind_udp, serve_udp
 
-    gs = _station(args, make_out=False)  # --out is created once the socket is bound
+    gs = _station(args, make_out=False, claim=claim)  # --out is created once the socket is bound
     if args.original:
         if not args.original.is_file():
             raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
@@ -245,7 +367,12 @@ def run(args: argparse.Namespace) -> int:
         sock = bind_udp(args.host, args.port)
     except BindError as exc:  # a busy port, an unknown host: the address and why, exit status 2
         raise CLIError(str(exc.strerror)) from None
-    gs.out = args.out  # serve_udp creates it
+    try:
+        claim.claim()  # after binding: a busy port leaves no folder behind
+    except BaseException:
+        sock.close()
+        raise
+    gs.out = args.out
 
     def ready(port: int) -> None:
         print(f"listening on udp://{args.host}:{port}", flush=True)
@@ -349,9 +476,10 @@ def _originals_of_captures(caps: list, path: Path, bayer: str | None) -> None:
     not known), and its report says so."""
     ids = [sorted({k[1] for k in cap.station.receiver.products}) for cap in caps]
     if path.is_file():
-        _originals(caps[0].station, path, [i for cap_ids in ids for i in cap_ids], bayer)
-        for cap in caps[1:]:
-            cap.station.default_original = caps[0].station.default_original
+        _one_original(path, [i for cap_ids in ids for i in cap_ids])
+        for cap, cap_ids in zip(caps, ids, strict=True):
+            if cap_ids:  # no frame id: nothing to compare (an empty list would read the image now, as serve does)
+                _originals(cap.station, path, cap_ids, bayer)
         return
     holding = {i: sum(i in c for c in ids) for cap_ids in ids for i in cap_ids}  # frame id -> captures with it
     shared = {i for i, n in holding.items() if n > 1}

@@ -13,7 +13,9 @@ def print_report(report: dict) -> None:
     st = report["stream"]
     print(
         f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
-        f"{st['duplicates']} duplicates, rejected {st['rejected'] or 'none'}"
+        f"{st['duplicates']} duplicates"
+        + (f", {st['conflicting']:,} conflicting" if st.get("conflicting") else "")
+        + f", rejected {st['rejected'] or 'none'}"
         + (f", {st['idle_packets']:,} idle (fill) packets" if st.get("idle_packets") else "")
     )
     refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}
@@ -36,6 +38,19 @@ def print_report(report: dict) -> None:
             f"contents ({mixed}): two streams are mixed in one file or session, and frames under one id may be set "
             "aside; decode each sender's packets on its own"
         )
+    if st.get("conflicting"):
+        print(
+            f"WARNING: {st['conflicting']:,} packets came under a part of a product already received, with other "
+            "contents (not copies: a second product sent under the same id, or two streams mixed): the first piece "
+            "of each part was kept, the others set aside (packets_conflicting on each product's line and report)"
+        )
+    foreign = st.get("rejected_apids")
+    if foreign:
+        shown = ", ".join(f"{a}: {n:,}" for a, n in list(foreign.items())[:8]) + (", ..." if len(foreign) > 8 else "")
+        print(
+            f"{sum(foreign.values()):,} valid packets under APIDs this ground does not decode ({shown}): another "
+            "instrument's or another format's (stream.json rejected_apids)"
+        )
     if st.get("bytes_outside_packets"):
         print(f"{st['bytes_outside_packets']:,} bytes formed no valid packet (noise or damage) and were skipped")
     gone = st.get("patches_announced_not_received")
@@ -49,6 +64,7 @@ def print_report(report: dict) -> None:
         print(f"products not rebuilt: {st['products_failed']}")
     if not report["products"]:
         print("no product could be assembled from these packets")
+    left_out = _patches_left_out(report["products"])
     for name, rep in report["products"].items():
         line = f"{name}: {rep.get('packets_received', '?')}/{rep.get('packets_expected', '?')} packets"
         line += f", {rep.get('packets_lost', '?')} lost, {rep.get('packets_corrupt', '?')} corrupt"
@@ -59,6 +75,8 @@ def print_report(report: dict) -> None:
                 f", {rep['packets_inconsistent']} with other frame headers set aside (a second frame with the same "
                 "id, or damaged headers)"
             )
+        if rep.get("packets_conflicting"):
+            line += f", {rep['packets_conflicting']} with other contents under a part already received set aside"
         if rep.get("pieces_bad"):
             line += f", {rep['pieces_bad']} pieces that did not fit the sample mask dropped"
         if "pixel_fraction_received" in rep:
@@ -70,11 +88,37 @@ def print_report(report: dict) -> None:
             line += f", no PSNR: {rep['psnr_error']}"
         if "fill_fallback" in rep:
             line += f" ({rep['fill_fallback']})"
+        if rep.get("image_note"):  # a latent frame missing values (lost, NaN or infinite): partial or unusable
+            line += f" ({rep['image_note']})"
+        elif rep.get("latent_nonfinite"):
+            line += f", {rep['latent_nonfinite']:,} latent values NaN or infinite (taken as not received)"
+        if rep.get("pieces_overlapping"):
+            line += f", {rep['pieces_overlapping']} pieces overlapping an earlier part refused"
+        if rep.get("elements_not_covered"):
+            line += f", {rep['elements_not_covered']:,} elements no received piece covers"
+        if rep.get("patches_used") or rep.get("patches_not_used"):
+            line += f", {rep.get('patches_used', 0)} patches pasted"
+            if rep.get("patches_not_used"):
+                line += f", {len(rep['patches_not_used'])} not used (see {name}.json)"
+        if name in left_out and "error" not in rep:
+            line += f" (not used in its frame: {left_out[name]})"
         if rep.get("telemetry_nonfinite"):
             line += f", non-finite telemetry written as null: {', '.join(rep['telemetry_nonfinite'][:8])}"
         if "error" in rep:
             line += f" ({rep['error']})"
         print(line)
+
+
+def _patches_left_out(products: dict) -> dict[str, str]:
+    """Patch product name -> why its frame's rebuild left it out (from the sparse frames' ``patches_not_used``)."""
+    out: dict[str, str] = {}
+    for rep in products.values():
+        if rep.get("kind") != "sparse":
+            continue
+        for item in rep.get("patches_not_used") or ():
+            if isinstance(item, dict) and "patch" in item:
+                out[f"patch_{rep.get('frame_id')}_{item['patch']}"] = str(item.get("reason", "?"))
+    return out
 
 
 def file_list(files: list[str]) -> str:

@@ -241,12 +241,37 @@ def check_memory(kind: str, frame_id: int, h: int, w: int, c: int, fill: str, av
     avail = available_memory() if available is None else available
     need = rebuild_bytes(h, w, c, fill, model_loaded=True)
     if avail is not None and need * MEMORY_MARGIN > avail:
+        n, m, a = _sizes(need, need * MEMORY_MARGIN, avail)
         raise LimitError(
-            f"{kind} frame {frame_id}: {h}x{w}x{c} needs about {need / 2**30:.1f} GiB to rebuild with {fill}, "
-            f"{avail / 2**30:.1f} GiB is available: not decoded (decode it on a larger machine, or with a lighter "
-            "--method such as nearest or telea)",
+            f"{kind} frame {frame_id}: {h}x{w}x{c} needs about {n} to rebuild with {fill} ({m} with the "
+            f"x{MEMORY_MARGIN:g} safety margin), {a} is available: not decoded (decode it on a larger machine"
+            f"{_lighter(h, w, c, fill)})",
             reason="memory",
         )
+
+
+def _lighter(h: int, w: int, c: int, fill: str) -> str:
+    """The end of a memory refusal: the classical ``--method`` fills lighter than ``fill`` for this frame
+    (:data:`REBUILD_BYTES`), lightest first, or that none is."""
+    need = rebuild_bytes(h, w, c, fill, model_loaded=True)
+    cost = {m: rebuild_bytes(h, w, c, m) for m in REBUILD_BYTES if m != "cae"}
+    lighter = sorted((m for m, v in cost.items() if v < need), key=lambda m: (cost[m], m))
+    if not lighter:
+        return f"; no --method fill is lighter than {fill} for this frame"
+    how = "without --model, with --method" if fill.startswith("cae") else "with --method"
+    return f", or {how} {' or '.join(lighter)}: lighter than {fill} for this frame"
+
+
+def _sizes(*values: float) -> list[str]:
+    """``values`` (bytes) in one unit (GiB, or MiB or KiB below one of those) with the fewest decimals (1 to 4) that
+    tell the second and third apart (a need with its margin and what is available must not print as one figure)."""
+    top = max(values)
+    unit, name = (2**30, "GiB") if top >= 2**30 else (2**20, "MiB") if top >= 2**20 else (2**10, "KiB")
+    for digits in range(1, 5):
+        shown = [f"{v / unit:.{digits}f}" for v in values]
+        if len(values) < 3 or shown[1] != shown[2]:
+            break
+    return [f"{t} {name}" for t in shown]
 
 
 def check_frame(kind: str, frame_id: int, h: int, w: int, c: int, limits: GroundLimits) -> None:

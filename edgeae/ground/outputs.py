@@ -35,18 +35,27 @@ PSNR_CAP_DB = 120.0
 Infinity, which JSON cannot hold."""
 
 
+REPORT_MAX_DEPTH = 128
+"""Deepest nesting :func:`strict_json` writes (a report holds a telemetry record, at most
+``decode.TELEMETRY_MAX_DEPTH`` deep, 3 levels down in ``stream.json``): deeper is a ``ValueError``, never a
+``RecursionError`` out of the walk."""
+
+
 def strict_json(obj: Any) -> str:
-    """``obj`` as indented, strict JSON: a NaN or infinite float (which JSON cannot hold) is written as null."""
-    return json.dumps(_finite(obj), indent=2, default=str, allow_nan=False)
+    """``obj`` as indented, strict JSON: a NaN or infinite float (which JSON cannot hold) is written as null.
+    ``ValueError`` when ``obj`` is nested deeper than :data:`REPORT_MAX_DEPTH`."""
+    return json.dumps(_finite(obj, 0), indent=2, default=str, allow_nan=False)
 
 
-def _finite(obj: Any) -> Any:
+def _finite(obj: Any, depth: int) -> Any:
     if isinstance(obj, float | np.floating):
         return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict | list | tuple) and depth >= REPORT_MAX_DEPTH:
+        raise ValueError(f"report nested deeper than {REPORT_MAX_DEPTH} levels: not written as JSON")
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _finite(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [_finite(v, depth + 1) for v in obj]
     return obj
 
 
@@ -91,6 +100,34 @@ def patch_images(
         images.append((f"{stem}_valid.png", whole, 8))
         rep.update(valid_map=f"{stem}_valid.png", missing_pixels_written_as=0)
     return images, rep
+
+
+def psnr_fields(orig: np.ndarray, recon: np.ndarray, known: np.ndarray | None) -> dict[str, Any]:
+    """What a frame's report says of its rebuild ``recon`` against the original ``orig`` (both float32 (H, W, C)
+    in [0, 1]): ``psnr`` (capped at :data:`PSNR_CAP_DB`: JSON has no Infinity), ``psnr_note`` when identical, and
+    ``psnr_unknown_pixels`` over the pixels not ``known`` (bool (H, W)); else ``psnr_error`` (other shapes)."""
+    if orig.shape != recon.shape:
+        return {"psnr_error": f"original shape {orig.shape} differs from frame {recon.shape}"}
+    from edgeae.metrics import psnr
+
+    value = float(psnr(orig, recon))
+    # MSE floored at 1e-12, as psnr_unknown_pixels
+    rep: dict[str, Any] = {"psnr": round(min(value, PSNR_CAP_DB), 3) if not math.isnan(value) else None}
+    if math.isinf(value) and value > 0:
+        rep["psnr_note"] = f"identical to the original (PSNR infinite, reported as {PSNR_CAP_DB:g} dB)"
+    if known is not None and not known.all():
+        err = (orig - np.clip(recon, 0, 1))[~known]
+        mse = max(float(np.mean(err**2)), 10 ** (-PSNR_CAP_DB / 10))
+        rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / mse)), 3)
+    return rep
+
+
+def remove_images(out: Path, name: str) -> None:
+    """Remove the images product ``name`` wrote into ``out`` (``<name>.png`` / ``.tif``, ``<name>_valid.png``),
+    not its report."""
+    for f in [*out.glob(f"{name}.*"), out / f"{name}_valid.png"]:
+        if f.suffix != ".json":
+            f.unlink(missing_ok=True)
 
 
 def failure_reason(exc: BaseException) -> str:

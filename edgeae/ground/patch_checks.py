@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from edgeae import atomic
 
 from .decode import DecodeError
-from .outputs import PATCH_FILE_KEYS, product_name, strict_json
+from .outputs import PATCH_FILE_KEYS, product_name, remove_images, strict_json
 
 if TYPE_CHECKING:
     from .station import GroundStation
@@ -45,9 +45,7 @@ def recheck_patches(station: GroundStation) -> None:
             for gone in PATCH_FILE_KEYS:  # they describe files removed now: no report names a file not there
                 rep.pop(gone, None)
             if station.out is not None:
-                for f in [*station.out.glob(f"patch_{key[1]}_{key[2]}.*"), station.out / f"{name}_valid.png"]:
-                    if f.suffix != ".json":
-                        f.unlink(missing_ok=True)
+                remove_images(station.out, name)
                 try:
                     atomic.write_text(station.out / f"{name}.json", strict_json(rep), durable=False)
                 except OSError as exc:

@@ -60,7 +60,8 @@ def downlink_frame(
     frame = sparse_from_samples(samples, bit_depth, keep, seed, pattern, frame_id)
     pkts = packetise(frame, config=wire or WireConfig(codec=DEFAULT_SAMPLE_CODEC), counters=SequenceCounters())
     out, stats = simulate(pkts, link or LinkConfig())
-    gs = GroundStation(fill=fill, fill_name=fill_name, originals={frame_id: as_float(samples, bit_depth)})
+    originals = {frame_id: as_float(samples, bit_depth)}
+    gs = GroundStation(fill=fill, fill_name=fill_name, originals=originals, keep_images=True)  # its image is returned
     for _, p in out:
         gs.receive(p)
     reports = gs.finish()["products"]
@@ -192,7 +193,7 @@ def downlink_latents(
     """Send a latent frame over ``link`` and decode it; (ground report, image or None, wire bytes)."""
     pkts = packetise(frame, config=wire or WireConfig(codec="deflate"), counters=SequenceCounters())
     out, _ = simulate(pkts, link or LinkConfig())
-    gs = GroundStation(decoder=decoder)
+    gs = GroundStation(decoder=decoder, keep_images=True)  # its image is returned
     if original is not None:
         gs.originals[frame.frame_id] = original
     for _, p in out:

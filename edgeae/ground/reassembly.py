@@ -35,6 +35,8 @@ class Assembly:
     frame_id: int
     groups: dict[tuple, dict[int, Packet]] = field(default_factory=dict)
     seq0s: dict[tuple, int] = field(default_factory=dict)  # unwrapped count of part 0, per group
+    # pieces that came again under a part already held, with other contents (not a copy): the first is kept
+    conflicting: int = 0
 
     def _main(self) -> tuple:
         return max(self.groups, key=lambda g: len(self.groups[g]))
@@ -58,7 +60,9 @@ class Assembly:
 
     def snapshot(self) -> Assembly:
         """A copy that later packets cannot change (for a decoder running beside the receiver)."""
-        return Assembly(self.kind, self.frame_id, {g: dict(v) for g, v in self.groups.items()}, dict(self.seq0s))
+        return Assembly(
+            self.kind, self.frame_id, {g: dict(v) for g, v in self.groups.items()}, dict(self.seq0s), self.conflicting
+        )
 
     @property
     def seq_range(self) -> tuple[int, int]:
@@ -92,6 +96,19 @@ def _same(value: object) -> object:
     return "nan" if isinstance(value, float) and value != value else value
 
 
+def same_piece(a: Packet, b: Packet) -> bool:
+    """Whether two valid packets carry the same piece: the same headers and the same decoded samples (a copy or
+    a resend, whatever its count or codec), not another piece under the same part (a second product under one id)."""
+    return (
+        a.parts == b.parts
+        and a.header.keys() == b.header.keys()
+        and all(_same(a.header[k]) == _same(b.header[k]) for k in a.header)
+        and a.samples.dtype == b.samples.dtype
+        and a.samples.shape == b.samples.shape
+        and a.samples.tobytes() == b.samples.tobytes()
+    )
+
+
 @dataclass
 class SessionTotals:
     """What the receivers of one session keep in all (several captures decoded together share one): the
@@ -117,12 +134,14 @@ class Receiver:
         self.received_bytes = 0
         self.accepted = 0
         self.duplicates = 0
+        self.conflicting = 0  # pieces under a part already held with other contents: set aside, not copies
         self.idle = 0  # CCSDS idle packets (APID 0x7FF): fill, counted apart from rejected
         self.trackers: dict[int, SeqTracker] = {}
         self.products: dict[tuple[str, int, int], Assembly] = {}
         self._seen: set[tuple] = set()
         # valid packets under an (APID, count) already received with other contents: two streams mixed
         self.count_conflicts: Counter[int] = Counter()
+        self.foreign_apids: Counter[int] = Counter()  # CRC-valid packets refused as ``apid``, by their APID
 
     def _tracker(self, apid: int) -> SeqTracker:
         return self.trackers.setdefault(apid, SeqTracker())
@@ -150,6 +169,8 @@ class Receiver:
                 self.idle += 1
                 return None
             self.rejected[exc.reason] += 1
+            if exc.reason == "apid":  # another APID than this wire format's (another instrument's): say which
+                self.foreign_apids[(data[0] & 0x07) << 8 | data[1]] += 1  # parse_packet read 6 bytes: at most 2,047
             self._attribute(data, damaged=exc.reason in DAMAGED)
             return None
         except Exception:  # a parser bug must not stop the ground station; count it apart
@@ -177,8 +198,13 @@ class Receiver:
         sig = (pkt.parts, *(_same(pkt.header[k]) for k in _FRAME_KEYS[pkt.kind]))
         group = asm.groups.setdefault(sig, {})
         asm.seq0s.setdefault(sig, u - pkt.part)
-        if pkt.part in group:
-            self.duplicates += 1  # the same piece under another count: a resend
+        held = group.get(pkt.part)
+        if held is not None:
+            if same_piece(held, pkt):
+                self.duplicates += 1  # the same piece under another count: a resend
+            else:  # another piece under this part (a second product under the same id): the first is kept
+                self.conflicting += 1
+                asm.conflicting += 1
             return None
         group[pkt.part] = pkt
         self.accepted += 1
@@ -285,11 +311,13 @@ class Receiver:
             "packets_refused": refused,
             "packets_lost": max(0, asm.parts - received - corrupt - refused - len(stray)),
             "packets_inconsistent": asm.inconsistent,
+            "packets_conflicting": asm.conflicting,
         }
 
     def stream_report(self) -> dict:
-        """Totals for the whole session: packets received (= accepted + duplicates + idle + rejected), accepted,
-        duplicated, idle fill, rejected by reason, gaps."""
+        """Totals for the whole session: packets received (= accepted + duplicates + conflicting + idle + rejected),
+        accepted, duplicated, conflicting (another piece under a part already held), idle fill, rejected by reason,
+        gaps."""
         gaps = {}
         for apid, t in sorted(self.trackers.items()):
             kind = KIND_OF_APID.get(apid, hex(apid))
@@ -314,8 +342,11 @@ class Receiver:
             "packets_accepted": self.accepted,
             "bytes_kept": self.kept_bytes,
             "duplicates": self.duplicates,
+            "conflicting": self.conflicting,
             "idle_packets": self.idle,
             "rejected": dict(sorted(self.rejected.items())),
+            # the APIDs of the packets in rejected.apid, with how many of each
+            "rejected_apids": {f"{a:#05x}": n for a, n in sorted(self.foreign_apids.items())},
             "sequence": gaps,
             "sequence_scope": SEQUENCE_SCOPE,
             "products": len(self.products),

@@ -30,11 +30,31 @@ import numpy as np
 from edgeae import atomic
 from edgeae.tiling import axis_count
 
-from .decode import DecodeError, decode_flat, decode_sparse, longest_row_gap, paste_patches, telemetry_json
+from .decode import (
+    LATENT_PATCH_REASON,
+    DecodeError,
+    coverage,
+    decode_flat,
+    decode_sparse,
+    dequantise,
+    latent_image_note,
+    longest_row_gap,
+    paste_patches,
+    telemetry_json,
+)
 from .filler import Filler as Filler
 from .filler import make_filler as make_filler
 from .limits import GroundLimits, LimitError, check_frame, check_memory
-from .outputs import NAMES_LISTED, failure_reason, image_ext, patch_images, sample_scaling, write_images
+from .outputs import (
+    NAMES_LISTED,
+    failure_reason,
+    image_ext,
+    patch_images,
+    psnr_fields,
+    remove_images,
+    sample_scaling,
+    write_images,
+)
 from .outputs import PATCH_FILE_KEYS as PATCH_FILE_KEYS
 from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
 from .outputs import OutputError as OutputError
@@ -59,6 +79,9 @@ class GroundStation:
     reports: dict[str, dict] = field(default_factory=dict)
     images: dict[int, np.ndarray] = field(default_factory=dict)  # frame id -> rebuilt float32 (H, W, C)
     known: dict[int, np.ndarray] = field(default_factory=dict)  # frame id -> bool (H, W) pixels received
+    # keep each rebuilt frame in ``images`` / ``known`` for the caller (``pipeline``); False: a station that only
+    # writes its products (the CLI's) holds none of them after writing, so memory does not grow with the frames
+    keep_images: bool = True
     default_original: np.ndarray | None = None  # compared with frames missing from ``originals``
     max_pixels: int = 1 << 28  # frames claiming more pixels are reported, not decoded
     limits: GroundLimits | None = None  # every size a packet claims is checked against these first
@@ -71,6 +94,8 @@ class GroundStation:
     fallback_said: bool = False  # the console was told once that the CAE could not fill a frame
     _patch_keys: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict, init=False, repr=False)
     _patch_keys_of: tuple[object, int] = field(default=(None, 0), init=False, repr=False)  # (products, count) indexed
+    # product -> its pieces when it was decoded (:func:`_pieces_state`): one that changed since is decoded again
+    _decoded_state: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.out is not None:
@@ -89,7 +114,7 @@ class GroundStation:
         return GroundStation(
             out=out, fill=self.fill, fill_name=self.fill_name, decoder=self.decoder, limits=self.limits,
             max_pixels=self.max_pixels, receiver=Receiver(self.limits, self.receiver.totals), fallback=self.fallback,
-            fallback_name=self.fallback_name,
+            fallback_name=self.fallback_name, keep_images=self.keep_images,
         )  # fmt: skip
 
     def receive(self, data: bytes) -> bool:
@@ -97,20 +122,37 @@ class GroundStation:
         return self.receiver.receive(data) is not None
 
     def complete(self) -> list[tuple[str, int, int]]:
-        """Products whose packets have all arrived and that were not decoded yet."""
-        return [
-            k
-            for k, a in self.receiver.products.items()
-            if len(a.pieces) == a.parts and product_name(k) not in self.reports
-        ]
+        """Products whose packets have all arrived and that were not decoded yet, or whose pieces changed since
+        they were decoded (:meth:`changed`)."""
+        with self.lock:
+            return [
+                k
+                for k, a in self.receiver.products.items()
+                if len(a.pieces) == a.parts and (product_name(k) not in self.reports or self._changed(k, a))
+            ]
+
+    def changed(self) -> list[tuple[str, int, int]]:
+        """Products decoded before more of their pieces arrived (``serve`` decodes a product once it is complete:
+        a second frame sent later under the same id, or a late copy with other headers, changes which pieces it
+        is made of and what its report counts). :meth:`finish` decodes them again."""
+        with self.lock:
+            return [k for k, a in self.receiver.products.items() if self._changed(k, a)]
+
+    def _changed(self, key: tuple[str, int, int], asm: Assembly) -> bool:
+        state = self._decoded_state.get(key)
+        return state is not None and state != _pieces_state(asm)
 
     def decode(self, keys: list[tuple[str, int, int]] | None = None) -> dict[str, dict]:
         """Decode the given products (default: all received so far); returns their reports by name."""
         done = {}
         for key in keys if keys is not None else list(self.receiver.products):
             with self.lock:  # the receiver may be taking packets in another thread
-                asm = self.receiver.products[key].snapshot()
+                live = self.receiver.products[key]
+                asm = live.snapshot()
+                self._decoded_state[key] = _pieces_state(live)
                 base = self._report_or_empty(asm)
+            if product_name(key) in self.reports:  # decoded again: what the earlier decode counted and wrote goes
+                self._forget(key)
             try:
                 rep = self._decode_one(asm, dict(base))
             except Exception as exc:  # one product, whatever went wrong, is reported and counted: never fatal
@@ -122,16 +164,41 @@ class GroundStation:
                 if isinstance(exc, OSError):  # which file, and the system's reason (ENOSPC: the disk is full)
                     rep["error_file"] = str(exc.path if isinstance(exc, OutputError) else exc.filename or "") or None
                     rep["errno"] = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else None
+            if self.out is not None:
+                try:
+                    text = strict_json(rep)
+                except ValueError as exc:  # a report that cannot be JSON would stop stream.json: reported failed
+                    self._uncount(rep.get("error_reason"))
+                    self.failures["internal"] += 1
+                    rep = {**base, "error": f"its report cannot be written as JSON: {exc}", "error_reason": "internal"}
+                    text = strict_json(rep)
             self.reports[product_name(key)] = rep
             done[product_name(key)] = rep
             if self.out is not None:
                 try:
-                    atomic.write_text(self.out / f"{product_name(key)}.json", strict_json(rep), durable=False)
+                    atomic.write_text(self.out / f"{product_name(key)}.json", text, durable=False)
                 except OSError as exc:
                     if "error_reason" not in rep:  # a product that failed already is counted once, not twice
                         self.failures["write"] += 1
                     rep["write_error"] = str(exc)
         return done
+
+    def _forget(self, key: tuple[str, int, int]) -> None:
+        """Undo what the earlier decode of ``key`` counted, kept and wrote (its report file is overwritten)."""
+        name = product_name(key)
+        old = self.reports.pop(name)
+        self._uncount(old.get("error_reason") or ("write" if "write_error" in old else None))
+        if key[0] in ("sparse", "latent"):
+            self.images.pop(key[1], None)
+            self.known.pop(key[1], None)
+        if self.out is not None:
+            remove_images(self.out, name)
+
+    def _uncount(self, reason: str | None) -> None:
+        if reason is not None and self.failures[reason] > 0:
+            self.failures[reason] -= 1
+            if not self.failures[reason]:
+                del self.failures[reason]
 
     def _report_or_empty(self, asm: Assembly) -> dict:
         try:
@@ -147,6 +214,7 @@ class GroundStation:
         else:
             res = decode_flat(asm, self.limits)
             rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
+            rep.update(coverage(asm, res))
             if asm.kind == "telemetry":
                 nonfinite: list[str] = []
                 rep["telemetry"] = telemetry_json(res, nonfinite)
@@ -154,7 +222,11 @@ class GroundStation:
                     rep["telemetry_nonfinite"] = nonfinite
                 if rep["telemetry"] is None:  # say why, not just null
                     rep["telemetry_error"] = (
-                        "bytes missing (packets lost)" if not res.received.all() else "the record is not UTF-8 JSON"
+                        "the record is not UTF-8 JSON"
+                        if res.received.all()
+                        else rep["coverage_note"]
+                        if "elements_not_covered" in rep
+                        else "bytes missing (packets lost)"
                     )
             else:
                 rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"])
@@ -235,8 +307,9 @@ class GroundStation:
                     )  # fmt: skip
         rep.update(notes)
         rep["decode_s"] = round(time.perf_counter() - t0, 4)
-        self.images[asm.frame_id] = recon
-        self.known[asm.frame_id] = known
+        if self.keep_images:
+            self.images[asm.frame_id] = recon
+            self.known[asm.frame_id] = known
         self._compare(asm.frame_id, recon, known, rep)
         # a frame deeper than 8 bits is written at 16 (PNG holds 16), full scale: its received samples come back
         # as ``output_samples`` says; grey and RGB as PNG, any other channel count (multispectral) as a TIFF
@@ -279,6 +352,7 @@ class GroundStation:
                 f"are over max_frame_bytes {lim.max_frame_bytes:,}"
             )
         res = decode_flat(asm, lim)
+        cov = coverage(asm, res)  # before the non-finite values below are taken as not received
         # float16 NaN / inf pass the wire checks: such an element is taken as not received (0), so the decoder
         # never sees one, and counted
         bad = ~np.isfinite(res.values) if res.values.dtype.kind == "f" else np.zeros(res.values.shape, bool)
@@ -289,10 +363,12 @@ class GroundStation:
             "encoder_id": h["encoder_id"],
             "elements_received": float(res.received.mean()),
             "latent_nonfinite": int(bad.sum()),
+            **cov,
         }
         tiles_ok = res.received.reshape(res.received.shape[0], -1).all(axis=1)
         rep["tiles_complete"] = int(tiles_ok.sum())
         rep["tiles"] = int(tiles_ok.size)
+        note = latent_image_note(res.received, int(bad.sum()), rep["tiles_complete"])
         if self.decoder is None:
             rep["error"] = "no cae-decoder artifact given (--decoder); latents not decoded"
             rep["error_reason"] = "no_decoder"
@@ -313,8 +389,7 @@ class GroundStation:
             raise DecodeError(
                 f"latent frame {asm.frame_id}: {tiles_ok.size} tiles but the tiling gives {len(positions)}"
             )
-        scale = h["scale"] if h["dtype"] == "int8" else 1.0
-        lat = res.values.astype(np.float32) * np.float32(scale)
+        lat = dequantise(asm.frame_id, h, res.values)
         batch = 32  # bounded activations: the decoder never sees the whole frame at once
         tiles = np.concatenate(
             [np.asarray(self.decoder(lat[i : i + batch]), dtype=np.float32) for i in range(0, len(lat), batch)]
@@ -325,7 +400,14 @@ class GroundStation:
                 f"({h['channels']}, {h['tile']}, {h['tile']})"
             )
         recon = blend_tiles(tiles.transpose(0, 2, 3, 1), positions, (h["height"], h["width"], tiles.shape[1]))
-        self.images[asm.frame_id] = recon
+        if note:  # the image is written all the same: the report says how far to trust it
+            rep["image_note"] = note
+        patches = sorted(i for i, _ in self._frame_patches(asm.frame_id))
+        if patches:  # checked against the frame (check_patch_in_frame), but the decoder rebuilds from latents alone
+            rep["patches_used"] = 0
+            rep["patches_not_used"] = [{"patch": i, "reason": LATENT_PATCH_REASON} for i in patches[:NAMES_LISTED]]
+        if self.keep_images:
+            self.images[asm.frame_id] = recon
         self._compare(asm.frame_id, recon, None, rep)
         self._write_images([(f"latent_{asm.frame_id}{image_ext(recon)}", recon, 8)])
         return rep
@@ -336,20 +418,7 @@ class GroundStation:
             if frame_id in self.original_notes:
                 rep["psnr_error"] = self.original_notes[frame_id]
             return
-        if orig.shape != recon.shape:
-            rep["psnr_error"] = f"original shape {orig.shape} differs from frame {recon.shape}"
-            return
-        from edgeae.metrics import psnr
-
-        value = float(psnr(orig, recon))
-        # JSON has no Infinity: PSNR is capped at PSNR_CAP_DB (MSE floored at 1e-12, as psnr_unknown_pixels)
-        rep["psnr"] = round(min(value, PSNR_CAP_DB), 3) if not math.isnan(value) else None
-        if math.isinf(value) and value > 0:
-            rep["psnr_note"] = f"identical to the original (PSNR infinite, reported as {PSNR_CAP_DB:g} dB)"
-        if known is not None and not known.all():
-            err = (orig - np.clip(recon, 0, 1))[~known]
-            mse = max(float(np.mean(err**2)), 10 ** (-PSNR_CAP_DB / 10))
-            rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / mse)), 3)
+        rep.update(psnr_fields(orig, recon, known))
 
     def report(self) -> dict:
         """The session report so far: stream totals (with products not rebuilt, by reason) and products.
@@ -389,10 +458,25 @@ class GroundStation:
                 self.write_report()
             except OSError as exc:
                 log.warning("%s; decoding goes on", exc)
-        self.decode([k for k in self.receiver.products if product_name(k) not in self.reports])
+        with self.lock:
+            todo = [k for k in self.receiver.products if product_name(k) not in self.reports]
+        again = self.changed()
+        for key in again:
+            log.warning(
+                "%s was decoded before more of its packets arrived (a second product under the same id, or pieces "
+                "with other headers): decoded again with every packet received",
+                product_name(key),
+            )
+        self.decode(todo + again)
         self._recheck_patches()
         self.finished = True
         return self.write_report() if write else self.report()
 
     def _recheck_patches(self) -> None:
         recheck_patches(self)
+
+
+def _pieces_state(asm: Assembly) -> tuple[int, int]:
+    """What a product's decode and report depend on: the pieces it holds (every header group) and those set aside
+    under a part already held."""
+    return sum(len(g) for g in asm.groups.values()), asm.conflicting

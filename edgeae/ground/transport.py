@@ -210,7 +210,7 @@ def serve_udp(
                 if tmpdir is not None:
                     tmpdir.cleanup()
         # datagrams the receiver process dropped at its caps never reached the parser: counted here, so that
-        # received = accepted + duplicates + idle + rejected holds for the whole session
+        # received = accepted + duplicates + conflicting + idle + rejected holds for the whole session
         rejected = report["stream"]["rejected"]
         for key, why in (("dropped_source_limit", "source_limit"), ("not_recorded", "session_limit")):
             if stats.get(key):

@@ -35,6 +35,9 @@ from .products import LATENT_CODES, PATTERN_CODES, sample_dtype
 KIND_OF_APID = {v: k for k, v in APIDS.items()}
 PATTERN_OF_CODE = {v: k for k, v in PATTERN_CODES.items()}
 LATENT_OF_CODE = {v: k for k, v in LATENT_CODES.items()}
+_F32 = np.finfo(np.float32)
+_F32_SCALE = (float(_F32.tiny), float(_F32.max) / 128)
+"""Latent scales the ground accepts: a positive normal float32 with 128 × scale finite in float32."""
 REASONS = ("short", "length", "crc", "apid", "idle", "type", "version", "codec", "header", "prng", "samples")
 """Reason codes of :class:`WireError`, the keys of a receiver's malformed-packet counts."""
 
@@ -184,8 +187,14 @@ def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.
             enc = eid.rstrip(b"\0").decode("ascii")
         except UnicodeDecodeError:
             raise _fail("header", "encoder id is not ASCII") from None
-        if dt not in LATENT_OF_CODE or not (math.isfinite(scale) and scale > 0):
-            raise _fail("header", f"bad latent dtype {dt} or scale {scale}")
+        if dt not in LATENT_OF_CODE:
+            raise _fail("header", f"bad latent dtype {dt}")
+        if not _F32_SCALE[0] <= scale <= _F32_SCALE[1]:  # NaN fails too; the ground computes q · scale in float32
+            raise _fail(
+                "header",
+                f"latent scale {scale!r} is not a positive normal float32 whose int8 values (q · scale, |q| <= 128) "
+                "stay finite",
+            )
         if min(h, w, c, tile, stride, gr, gc, lc, lh, lw) < 1:
             raise _fail("header", "zero in a latent frame dimension")
         total = gr * gc * lc * lh * lw

@@ -106,6 +106,7 @@ def _pieces(win: Window, apids: Iterable[int]) -> Iterator[Piece]:
     """The pieces of the plain stream in ``win``, in order; together they cover every byte once."""
     aps = frozenset(apids)
     wire = aps - {IDLE_APID}
+    foreign = frozenset(range(IDLE_APID)) - aps
     finder = Finder(win, apid_table(aps), aps)
     pos = win.floor
     while pos < win.size:
@@ -121,7 +122,13 @@ def _pieces(win: Window, apids: Iterable[int]) -> Iterator[Piece]:
                 and pos + t <= end
                 and (crc_ok(buf, pos - base, t) or idle_fill(buf, pos - base, t, pos + t == win.size, aps))
             ):
-                break
+                # where the packets stop lining up: a CRC-valid packet of another APID (another instrument's, in a
+                # CCSDS stream) is a packet, handed on for the receiver to count by its APID, not noise. Looked for
+                # only here, not at every offset of noise, where a plausible header with a matching CRC is chance
+                f = packet_total(buf, pos - base, foreign)
+                if not (f and pos + f <= end and crc_ok(buf, pos - base, f)):
+                    break
+                t = f
             yield Piece(PACKET, pos, t, buf[pos - base : pos - base + t])
             pos += t
         win.release(pos)
@@ -183,6 +190,7 @@ def iter_stream_file(
     name = str(path)
     aps = _default_apids(apids)
     with open(path, "rb") as f:
+        _check_seekable(f, path)
         f.seek(0, 2)
         win = Window(file_reader(f), 0, f.tell(), chunk)
         for n, piece in enumerate(_pieces(win, aps)):
@@ -319,6 +327,15 @@ def _records(win: Window, path: str, apids: frozenset[int]) -> Iterator[tuple[fl
         pos = q
 
 
+def _check_seekable(f: BinaryIO, path: str | Path) -> None:
+    """Refuse (:class:`PacketFileError`) a pipe or a device: both readers go back and forth in windows."""
+    if not f.seekable():
+        raise PacketFileError(
+            f"{path}: not a regular file (a pipe or a device): packet files are read in windows, back and forth; "
+            "save the stream to a file first (e.g. cat ... > rx.bin) and decode that"
+        )
+
+
 def check_header(head: bytes, path: str | Path) -> None:
     """Raise :class:`PacketFileError` unless ``head`` (the first 5 bytes of the file ``path``) is a record
     file's header: the magic and version :data:`FILE_VERSION`."""
@@ -341,6 +358,7 @@ def iter_packet_file(
     wrong magic or version."""
     f = open(path, "rb")  # noqa: SIM115 (closed by the generator)
     try:
+        _check_seekable(f, path)
         head = f.read(len(MAGIC) + 1)
         check_header(head, path)
         f.seek(0, 2)
