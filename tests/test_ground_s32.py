@@ -144,7 +144,9 @@ def test_a_latent_frame_with_nonfinite_values_says_so_on_its_line(capsys) -> Non
 
 def _latent_packet(scale: float) -> bytes:
     q = np.array([-1, 2], dtype=np.int8).reshape(1, 2, 1, 1)
-    return packetise(LatentFrame(0, "ab12", 4, 4, 1, 4, 4, 1, 1, scale, "int8", q))[0]
+    frame = LatentFrame(0, "ab12", 4, 4, 1, 4, 4, 1, 1, 1.0, "int8", q)
+    object.__setattr__(frame, "scale", scale)  # past the sender's own check: a hostile or broken sender
+    return packetise(frame)[0]
 
 
 @pytest.mark.parametrize("scale", [1e300, 1e37, 1e-300, 1e-40])
@@ -351,3 +353,11 @@ def test_the_cli_station_keeps_no_frame_after_writing_it(tmp_path: Path, monkeyp
     assert main(["ground", "decode", str(f), "--out", str(tmp_path / "o"), "--method", "nearest"]) == 0
     assert made and all(not gs.keep_images and not gs.images and not gs.known for gs in made)
     assert (tmp_path / "o" / "frame_1.png").is_file() and (tmp_path / "o" / "frame_2.png").is_file()
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e37, 1e-300, 1e-40, float("nan")])
+def test_a_sender_cannot_build_a_latent_scale_the_ground_refuses(scale: float) -> None:
+    """The ground refuses a scale outside float32 (1e300 overflowed to inf there); the sender built it without a
+    word (fixer's note, s32)."""
+    with pytest.raises(ValueError, match="positive normal float32"):
+        LatentFrame(0, "ab12", 4, 4, 1, 4, 4, 1, 1, scale, "int8", np.zeros((1, 2, 1, 1), np.int8))

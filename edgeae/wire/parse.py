@@ -30,14 +30,12 @@ from .layout import (
     crc16,
     kind_header,
 )
-from .products import LATENT_CODES, PATTERN_CODES, sample_dtype
+from .products import LATENT_CODES, LATENT_SCALE_RANGE, PATTERN_CODES, sample_dtype
 
 KIND_OF_APID = {v: k for k, v in APIDS.items()}
 PATTERN_OF_CODE = {v: k for k, v in PATTERN_CODES.items()}
 LATENT_OF_CODE = {v: k for k, v in LATENT_CODES.items()}
-_F32 = np.finfo(np.float32)
-_F32_SCALE = (float(_F32.tiny), float(_F32.max) / 128)
-"""Latent scales the ground accepts: a positive normal float32 with 128 × scale finite in float32."""
+_F32_SCALE = LATENT_SCALE_RANGE  # the scales the ground accepts, the ones a sender may build
 REASONS = ("short", "length", "crc", "apid", "idle", "type", "version", "codec", "header", "prng", "samples")
 """Reason codes of :class:`WireError`, the keys of a receiver's malformed-packet counts."""
 

@@ -13,6 +13,11 @@ from typing import Literal, Union
 
 import numpy as np
 
+_F32 = np.finfo(np.float32)
+LATENT_SCALE_RANGE = (float(_F32.tiny), float(_F32.max) / 128)
+"""Latent scales a frame may carry: a positive normal float32 with 128 × scale finite in float32 (the ground
+computes q · scale in float32; :mod:`edgeae.wire.parse` refuses other scales)."""
+
 PATTERN_CODES: dict[str, int] = {"uniform": 1, "jittered": 2}  # = edgeae.masks.PATTERN_IDS (a test checks)
 """Mask pattern name -> the pattern byte on the wire (the same ids as ``edgeae.masks.PATTERN_IDS``)."""
 PATTERNS: tuple[str, ...] = tuple(PATTERN_CODES)
@@ -137,8 +142,12 @@ class LatentFrame:
             )
         if any(not 1 <= s < 2**16 for s in self.latents.shape[1:]):
             raise ValueError(f"latent C, h, w must be in 1..65535, got {self.latents.shape[1:]}")
-        if not (np.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"scale must be a positive finite number, got {self.scale}")
+        if not LATENT_SCALE_RANGE[0] <= self.scale <= LATENT_SCALE_RANGE[1]:  # NaN fails too
+            raise ValueError(
+                f"scale must be a positive normal float32 whose int8 values (q * scale, |q| <= 128) stay finite in "
+                f"float32 ({LATENT_SCALE_RANGE[0]:.3g}..{LATENT_SCALE_RANGE[1]:.3g}; the ground refuses others), "
+                f"got {self.scale}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
