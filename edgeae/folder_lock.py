@@ -57,7 +57,12 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
         return
     fd = -1
     for _ in range(20):  # a lock file unlinked by its holder between our open and our lock: open the new one
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:  # another user's lock file in a shared folder: flock works on a read-only one too
+            if not path.exists():
+                raise
+            fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -83,7 +88,7 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
     try:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv else "python"
-        with contextlib.suppress(OSError):  # a full disk: the lock holds without its note
+        with contextlib.suppress(OSError):  # a full disk, another user's file: the lock holds without its note
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()}, {command!r}, since {stamp}\n".encode())
         yield path

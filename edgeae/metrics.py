@@ -71,6 +71,8 @@ def _views(original: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndar
         raise ValueError(f"cannot compare images of different shapes {a.shape} and {b.shape}")
     if a.ndim not in (2, 3):
         raise ValueError(f"images must be (H, W) or (H, W, C), got {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"image metrics need two arrays of the same non-empty shape, got {a.shape}")
     return a, b
 
 

@@ -51,3 +51,24 @@ def test_a_killed_holders_lock_file_is_taken(tmp_path: Path) -> None:
 def test_a_missing_folder_is_an_oserror(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError), hold(tmp_path / "nope", "decode"):
         pass
+
+
+def test_another_user_s_lock_file_is_held_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a shared folder the lock file may be another user's (0o644): opening it for writing is refused, and a
+    killed holder's file stayed in the way for good (review s32). flock works on a read-only descriptor."""
+    import os
+
+    (tmp_path / LOCK_NAME).write_text("pid 1, 'gone', since then\n")
+    real_open = os.open
+
+    def other_users(path: object, flags: int, *a: object) -> int:
+        if str(path).endswith(LOCK_NAME) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", other_users)
+    with hold(tmp_path, "scan"):
+        pass
+    (tmp_path / "sub").mkdir()  # no lock file there, and (as patched) none can be made: the OS's own error
+    with pytest.raises(PermissionError), hold(tmp_path / "sub", "scan"):
+        pass

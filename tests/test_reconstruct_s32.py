@@ -382,3 +382,41 @@ def test_reconstruct_refuses_a_name_too_long_before_the_work(
     err = capsys.readouterr().err
     assert "the valid map" in err and "(it is named after -o: shorten -o)" in err, err
     assert old.read_bytes() == b"earlier result"
+
+
+# review s32 (r5) of the fixes above
+
+
+def test_a_valid_map_shared_with_another_output_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``st.png`` and ``st.tif`` share ``st.valid.png``: replacing ``st.png`` removed ``st.tif``'s map."""
+    tifffile = pytest.importorskip("tifffile")
+    from edgeae.imageio import write_image
+
+    y, x = np.mgrid[0:48, 0:64]
+    f32 = (0.2 + 0.005 * x + 0.004 * y).astype(np.float32)
+    f32[10:20, 10:20] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", f32)
+    grey = write_image(tmp_path / "grey8.png", ((x * 3 + y) % 200 + 30).astype(np.uint8))
+    vmap = tmp_path / "st.valid.png"
+    assert _cli("reconstruct", grey, "--method", "linear", "-o", tmp_path / "st.png") == 0
+    assert _cli("reconstruct", tmp_path / "nan.tif", "--method", "linear", "-o", tmp_path / "st.tif") == 0
+    assert vmap.is_file()
+    capsys.readouterr()
+    assert _cli("reconstruct", grey, "--method", "linear", "-o", tmp_path / "st.png") == 0
+    assert vmap.is_file() and "removed" not in capsys.readouterr().out
+
+
+def test_a_nan_keep_is_refused_in_make_mask_s_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.imageio import write_image
+
+    img = write_image(tmp_path / "a.png", np.full((32, 32), 90, np.uint8))
+    assert _cli("reconstruct", img, "--method", "nearest", "--keep", "nan", "-o", tmp_path / "k.png") == 2
+    assert "keep fraction must be in (0, 1], got nan" in capsys.readouterr().err
+
+
+def test_metrics_of_empty_images_are_a_value_error() -> None:
+    from edgeae.metrics import compare
+
+    for shape in ((0, 5), (5, 0), (0, 0, 3)):
+        with pytest.raises(ValueError, match="non-empty"):
+            compare(np.zeros(shape, np.float32), np.zeros(shape, np.float32))

@@ -4,6 +4,7 @@ rebuilt image encoded in the input's own counts where it can be (:func:`encode_s
 from __future__ import annotations
 
 import argparse
+import glob
 import math
 import os
 from pathlib import Path
@@ -68,11 +69,27 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def check_name_length(p: Path | None, flag: str, args: argparse.Namespace) -> None:
+    """A file name longer than its folder allows (``NAME_MAX`` bytes) is refused naming ``flag``; checked before
+    anything stats the path (that fails with ENAMETOOLONG)."""
+    from edgeae.atomic import name_max
+    from edgeae.cli import CLIError
+
+    if p is None:
+        return
+    size, limit = len(os.fsencode(p.name)), name_max(p.parent)
+    if size > limit:
+        after_o = flag != "-o" and p.parent == args.output.parent and p.name.startswith(f"{args.output.stem}.")
+        raise CLIError(
+            f"{flag} {p}: the file name is {size} bytes, more than the {limit} a name may have in "
+            f"{p.parent}: give a shorter name{' (it is named after -o: shorten -o)' if after_o else ''}"
+        )
+
+
 def check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] = ()) -> None:
     """Every file the command will write: a format it can write, not a folder, a name its folder allows (at most
     ``NAME_MAX`` bytes), none the input image (a link to it included), no two the same, a folder that can be
     written in. Each refusal names its flag."""
-    from edgeae.atomic import name_max
     from edgeae.cli import CLIError, check_writable
     from edgeae.imageio import WRITE_EXTENSIONS
 
@@ -82,13 +99,7 @@ def check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] =
             raise CLIError(
                 f"{flag} {p}: cannot write {p.suffix or 'no extension'!r}; use one of {', '.join(WRITE_EXTENSIONS)}"
             )
-        size, limit = len(os.fsencode(p.name)), name_max(p.parent)
-        if size > limit:  # before anything stats it: that fails with ENAMETOOLONG
-            after_o = flag != "-o" and p.parent == args.output.parent and p.name.startswith(f"{args.output.stem}.")
-            raise CLIError(
-                f"{flag} {p}: the file name is {size} bytes, more than the {limit} a name may have in "
-                f"{p.parent}: give a shorter name{' (it is named after -o: shorten -o)' if after_o else ''}"
-            )
+        check_name_length(p, flag, args)
         if p.is_dir():
             raise CLIError(f"{flag} {p} is a folder: name the file to write")
         if _same_file(p, args.image):
@@ -108,6 +119,10 @@ def stale_valid_map(args: argparse.Namespace, valid_path: Path | None) -> Path |
         return None
     old = side_path(args.output, True, "valid")
     if old is None or not old.is_file() or any(_same_file(old, p) for _, p in named_outputs(args)):
+        return None
+    # STEM.png and STEM.tif share STEM.valid.png: while another STEM.<ext> image is beside it, the map may be its
+    siblings = [q for q in args.output.parent.glob(glob.escape(args.output.stem) + ".*") if q.name != args.output.name]
+    if any(q.name == args.output.stem + q.suffix and q.is_file() and q != old for q in siblings):
         return None
     return old
 
