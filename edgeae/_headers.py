@@ -46,6 +46,7 @@ class HeaderInfo:
     samples: int = 0
     read_samples: tuple[int, ...] = ()
     alpha_sample: int | None = None
+    planar: bool = False  # TIFF PlanarConfiguration 2: tifffile.imread gives (S, H, W), not (H, W, S)
 
     @property
     def bands(self) -> int:
@@ -57,9 +58,11 @@ class HeaderInfo:
         if self.bands <= self.channels:
             return None
         read = "bands 1-3 are read as RGB (its photometric interpretation)" if self.channels == 3 else "band 1 is read"
+        index = "[N - 1]" if self.planar else "[..., N - 1]"  # the band axis as tifffile.imread returns it
         return (
             f"{self.bands} bands in the TIFF; {read}, as for a planetary product with several bands (for band N, "
-            "extract it first: `rio stack FILE --bidx N --driver GTiff band_N.tif`, or tifffile.imread in Python)"
+            f"extract it first: `python -c \"import tifffile; tifffile.imwrite('band_N.tif', "
+            f"tifffile.imread('FILE'){index})\"`)"
         )
 
 
@@ -278,17 +281,22 @@ def _probe_tiff(p: Path, size: int) -> HeaderInfo:
         mv = max(maxval) if isinstance(maxval, tuple) else maxval
         if 0 < mv < 65535:
             bits = max(8, math.ceil(math.log2(mv + 1)))
-    return HeaderInfo("tiff", int(h), int(w), len(read), bits, alpha is not None, None, int(c), read, alpha)
+    planar = axes == "SYX"
+    return HeaderInfo("tiff", int(h), int(w), len(read), bits, alpha is not None, None, int(c), read, alpha, planar)
 
 
 def _tiff_samples(c: int, photometric: int, extras: tuple[int, ...]) -> tuple[tuple[int, ...], int | None]:
     """The sample indices read as channels (1 grey or 3 RGB) and the alpha sample of a TIFF pixel of ``c`` samples.
 
     Only an extra sample marked associated or unassociated alpha (ExtraSamples 1, 2) is alpha; unspecified ones (0,
-    or no ExtraSamples tag) are bands. Every band is read when there are 1 or 3 (as for a planetary product), the
-    first three of an RGB image with more, else band 1 (:meth:`HeaderInfo.band_note` says so)."""
+    or no ExtraSamples tag) are bands, except the 4th sample of an RGB pixel of exactly 4 samples without the tag
+    (what OpenCV writes for BGRA), which is alpha as libtiff's RGBA reader and Pillow take it. Every band is read when
+    there are 1 or 3 (as for a planetary product), the first three of an RGB image with more, else band 1
+    (:meth:`HeaderInfo.band_note` says so)."""
     base = max(1, c - len(extras))  # the colour samples come first, then the extra samples
     alpha = next((base + i for i, e in enumerate(extras) if e in (1, 2) and base + i < c), None)
+    if photometric == 2 and c == 4 and not extras:  # cv2.imwrite of BGRA: RGB + alpha, no ExtraSamples tag
+        alpha = 3
     bands = tuple(i for i in range(c) if i != alpha)
     if photometric == 2 and len(bands) > 3:
         return bands[:3], alpha

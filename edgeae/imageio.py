@@ -327,15 +327,16 @@ def _is_archive(p: Path) -> bool:
 def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: int = 8, durable: bool = False) -> Path:
     """Write (H, W), (H, W, 1) or (H, W, 3) RGB to PNG/JPEG/PGM/PPM/TIFF; return the path.
 
-        TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
-        Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning; an
-        array reaching past 1.5, 0-255 data, is clipped with a warning naming its range) and quantised to
-        ``bit_depth`` (8 or 16; JPEG is 8 only); uint8/uint16 arrays are written as they are, at their own depth
-        (``bit_depth=16`` with uint8 is warned about: scale it first). An empty array is refused. Large TIFFs are
-        written as BigTIFF automatically. The file is written atomically (:mod:`edgeae.atomic`): a failed write (a full
-        disk) leaves no cut-off file, and its ``OSError`` names the file (with its errno, except a TIFF's: numpy writes
-    its samples, uncopied, and gives none). ``durable``: also fsync the file and its folder
-        (a power loss then cannot leave an empty file; off by default: it costs milliseconds a file).
+    TIFF also takes any other channel count (H, W, C), written as C samples per pixel (multispectral).
+    Float arrays are taken as [0, 1] (values outside are clipped; NaN written as 0, with a logged warning; an
+    array reaching past 1.5, 0-255 data, is clipped with a warning naming its range) and quantised to
+    ``bit_depth`` (8 or 16; JPEG is 8 only); uint8/uint16 arrays are written as they are, at their own depth
+    (``bit_depth=16`` with uint8 is warned about: scale it first). An empty array is refused. TIFFs are written
+    in strips of about 1 MB (so a reader can stream them), large ones as BigTIFF. The file is written atomically
+    (:mod:`edgeae.atomic`): a failed write (a full disk) leaves no cut-off file, and its ``OSError`` names the
+    file (with its errno, except a TIFF's: numpy writes its samples, uncopied, and gives none). ``durable``: also
+    fsync the file and its folder (a power loss then cannot leave an empty file; off by default: it costs
+    milliseconds a file).
     """
     p = _as_path(path)
     ext = p.suffix.lower()
@@ -399,8 +400,10 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, *, bit_depth: i
         layout = {"planarconfig": "contig"} if arr.ndim == 3 else {}
         # to the path, so tifffile writes the samples with numpy's tofile (no copy of the image; on a full disk its
         # error has no errno, and atomic_path names the file); through a file object it would copy them first
+        # strips of about 1 MB (tifffile's default is one strip of the whole image), so a reader can stream them
+        rows = max(1, 2**20 // (arr.nbytes // arr.shape[0]))
         with atomic_path(p, durable=durable) as tmp:
-            tifffile.imwrite(tmp, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31, **layout)
+            tifffile.imwrite(tmp, arr, photometric=photometric, bigtiff=arr.nbytes > 2**31, rowsperstrip=rows, **layout)
         return p
     cv2 = require("cv2")
     bgr = arr[:, :, ::-1] if arr.ndim == 3 else arr

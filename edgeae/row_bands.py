@@ -86,9 +86,20 @@ class RowReader:
         else:
             self._seg_rows = min(int(page.rowsperstrip) or self.height, self.height)
             self._seg_cols = self.width
+        # uncompressed strips of whole bytes are read row by row (seek to the rows asked for): no segment is decoded
+        # whole, so only a compressed (or tiled, or bit-packed) one must fit the byte limit
+        self._raw_strips = (
+            not page.is_tiled
+            and page.compression == 1
+            and page.predictor == 1
+            and page.fillorder == 1
+            and page.photometric != 6  # YCbCr may be subsampled
+            and page.bitspersample == 8 * self.dtype.itemsize
+        )
         try:  # from the header, before anything is decoded: a segment is decoded whole, a row is the least read
-            check_band(self.path, 0, self._seg_rows, self._seg_cols, page.shaped[4], itemsize=self.dtype.itemsize,
-                       what="one decoded TIFF segment")  # fmt: skip
+            if not self._raw_strips:
+                check_band(self.path, 0, self._seg_rows, self._seg_cols, page.shaped[4], itemsize=self.dtype.itemsize,
+                           what="one decoded TIFF segment")  # fmt: skip
             check_band(self.path, 0, 1, self.width, self.channels)
         except ImageReadError:
             self.close()
@@ -122,6 +133,9 @@ class RowReader:
         planes, contig = page.shaped[0], page.shaped[4]
         out = np.zeros((y1 - y0, self.width, planes * contig), dtype=self.dtype)
         n_y = math.ceil(self.height / self._seg_rows)
+        if self._raw_strips:
+            self._read_raw_rows(out, y0, y1, n_y)
+            return out
         n_x = math.ceil(self.width / self._seg_cols)
         for s in range(planes):
             for sy in range(y0 // self._seg_rows, (y1 - 1) // self._seg_rows + 1):
@@ -145,6 +159,32 @@ class RowReader:
                     chan = slice(ps * contig, (ps + 1) * contig)
                     out[a - y0 : b - y0, px : px + w, chan] = seg[a - py : b - py, :w]
         return out
+
+    def _read_raw_rows(self, out: np.ndarray, y0: int, y1: int, n_y: int) -> None:
+        """Rows [y0, y1) of uncompressed strips into ``out``, reading only their bytes (a strip is not read whole)."""
+        page, fh = self._page, self._tif.filehandle
+        contig = page.shaped[4]
+        stored = self.dtype.newbyteorder(self._tif.byteorder)
+        row_bytes = self.width * contig * self.dtype.itemsize
+        for s in range(page.shaped[0]):
+            for sy in range(y0 // self._seg_rows, (y1 - 1) // self._seg_rows + 1):
+                index, py = s * n_y + sy, sy * self._seg_rows
+                rows = min(self._seg_rows, self.height - py)
+                offset, count = page.dataoffsets[index], page.databytecounts[index]
+                if not count:  # a sparse strip: zeros, as tifffile reads it
+                    continue
+                if count < rows * row_bytes:
+                    raise ImageReadError(
+                        f"{self.path}: corrupt TIFF strip {index}: {count} bytes, its {rows} rows of "
+                        f"{row_bytes} bytes need {rows * row_bytes}"
+                    )
+                a, b = max(y0, py), min(y1, py + rows)
+                fh.seek(offset + (a - py) * row_bytes)
+                data = fh.read((b - a) * row_bytes)
+                if len(data) < (b - a) * row_bytes:
+                    raise ImageReadError(f"{self.path}: truncated TIFF (strip {index} ends at byte {fh.tell()})")
+                seg = np.frombuffer(data, dtype=stored).reshape(b - a, self.width, contig)
+                out[a - y0 : b - y0, :, s * contig : (s + 1) * contig] = seg
 
 
 def _row_ranges(height: int, size: int, step: int) -> list[tuple[int, int]]:

@@ -4,7 +4,10 @@ tifffile's log records (fixer f7)."""
 from __future__ import annotations
 
 import logging
+import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -44,7 +47,7 @@ def test_a_multiband_tiff_is_band_1_with_a_warning_in_both_readers(
             im = read_image(p)
             pix, valid = _streamed(p)
         assert caplog.text.count(f"{n} bands in the TIFF; band 1 is read") == 2  # one per reader
-        assert "rio stack FILE --bidx N" in caplog.text
+        assert "tifffile.imwrite('band_N.tif', tifffile.imread('FILE')[..., N - 1])" in caplog.text
         assert im.shape == pix.shape == image_shape(p) == (192, 192, 1)
         np.testing.assert_allclose(im.pixels[..., 0], b / 255, atol=1e-6)
         np.testing.assert_array_equal(pix, im.pixels)
@@ -201,3 +204,106 @@ def test_tifffile_error_records_show_only_with_verbose(tmp_path: Path, capsys: p
         err = capsys.readouterr().err
         assert ("invalid page offset" in err) is verbose
     assert logging.getLogger("tifffile").level == logging.NOTSET  # restored after the session
+
+
+# -- review r4 of 7ab6924 (fixer g3) ------------------------------------------------------------------------------
+
+
+def test_an_opencv_rgba_tiff_keeps_its_alpha(tmp_path: Path) -> None:
+    """cv2.imwrite of BGRA writes photometric RGB with 4 samples and no ExtraSamples tag: Pillow and libtiff's RGBA
+    reader take sample 4 as alpha; 7ab6924 read it as an unspecified band and scored transparent pixels as data."""
+    cv2 = pytest.importorskip("cv2")
+    a = np.zeros((64, 64, 4), np.uint8)
+    a[..., :3] = (30, 120, 200)  # BGR
+    a[32:, :, 3] = 255
+    p = tmp_path / "cv.tif"
+    assert cv2.imwrite(str(p), a)
+    with tifffile.TiffFile(p) as tif:
+        assert int(tif.pages[0].photometric) == 2 and not tif.pages[0].extrasamples  # what the fix is about
+    im = read_image(p)
+    assert im.shape == image_shape(p) == (64, 64, 3) and im.extra["alpha"]
+    assert im.valid.mean() == 0.5 and not im.valid[:32].any() and im.valid[32:].all()
+    np.testing.assert_allclose(im.pixels[40, 10], np.array([200, 120, 30]) / 255, atol=1e-6)  # RGB order
+    pix, valid = _streamed(p)
+    np.testing.assert_array_equal(pix, im.pixels)
+    np.testing.assert_array_equal(valid, im.valid)
+    assert _headers._tiff_samples(4, 2, ()) == ((0, 1, 2), 3)
+    assert _headers._tiff_samples(4, 2, (0,)) == ((0, 1, 2), None)  # ExtraSamples 0 said so: a band
+    assert _headers._tiff_samples(5, 2, ()) == ((0, 1, 2), None)  # not exactly RGBA: bands
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_the_band_hint_extracts_the_band(
+    tmp_path: Path, moon: np.ndarray, caplog: pytest.LogCaptureFixture, planar: bool
+) -> None:
+    """The warning's `rio stack FILE --bidx N ...` failed on every plain TIFF (no geotransform: "upside down"
+    rasters cannot be stacked); the command it gives now runs, and the band it writes reads back as band N."""
+    b, z, nir = _bands(moon)
+    p = tmp_path / "ms4.tif"
+    if planar:
+        tifffile.imwrite(p, np.stack([b, z, nir, b]), photometric="minisblack", planarconfig="separate")
+    else:
+        tifffile.imwrite(p, np.dstack([b, z, nir, b]), photometric="minisblack", planarconfig="contig")
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        read_image(p)
+    (cmd,) = set(re.findall(r"`python -c \"([^`]*)\"`", caplog.text))
+    code = cmd.replace("FILE", p.name).replace("N - 1", "3 - 1").replace("band_N", "band_3")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
+    im = read_image(tmp_path / "band_3.tif", detect_nodata=False)
+    assert im.shape == (192, 192, 1)
+    np.testing.assert_array_equal(np.round(im.pixels[..., 0] * 255).astype(np.uint8), nir)
+
+
+def test_write_image_tiffs_stream_past_the_segment_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tifffile writes uncompressed data as one strip, which 7ab6924's segment check refused whole: any write_image
+    TIFF over EDGEAE_MAX_IMAGE_BYTES (2 GiB by default) could not be scored. write_image now writes ~1 MB strips,
+    and an uncompressed strip is read by rows (only those asked for); a compressed segment is still checked."""
+    from edgeae.row_bands import RowReader
+
+    monkeypatch.setenv("EDGEAE_MAX_IMAGE_BYTES", "4M")
+    a = np.random.default_rng(3).integers(0, 256, (3000, 2000), dtype=np.uint8)
+    w = write_image(tmp_path / "w.tif", a)
+    with tifffile.TiffFile(w) as tif:
+        rows = int(tif.pages[0].rowsperstrip)
+    assert rows * 2000 <= 2**20 < (rows + 1) * 2000
+    strips = list(iter_strips(w, 256, detect_nodata=False))
+    assert len(strips) == 12
+    got = np.concatenate([s.pixels[..., 0] for s in strips])
+    np.testing.assert_array_equal(np.round(got * 255).astype(np.uint8), a)
+    # one uncompressed strip a plane (tifffile's default: 1.2 MB, over the limit), 16-bit big-endian: read by rows
+    monkeypatch.setenv("EDGEAE_MAX_IMAGE_BYTES", "1M")
+    rgb = np.random.default_rng(4).integers(0, 65536, (3, 600, 1000), dtype=np.uint16)
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, rgb, photometric="rgb", planarconfig="separate", byteorder=">")
+    with tifffile.TiffFile(one) as tif:
+        assert len(tif.pages[0].dataoffsets) == 3 and tif.byteorder == ">"
+    with RowReader(one) as r:
+        raw, alpha = r.read_rows(299, 301)
+        assert alpha is None
+        np.testing.assert_array_equal(raw, np.moveaxis(rgb, 0, -1)[299:301])
+    with RowReader(one) as r:  # read_image's samples, row band by row band
+        bands = [r.read_rows(y, min(y + 128, 600))[0] for y in range(0, 600, 128)]
+    np.testing.assert_array_equal(np.concatenate(bands), np.moveaxis(rgb, 0, -1))
+    packed = tmp_path / "packed.tif"  # a compressed segment is decoded whole: still refused from the header
+    tifffile.imwrite(packed, a, compression="zlib", rowsperstrip=3000)
+    with pytest.raises(ImageReadError, match=r"packed\.tif: .*6,000,000 B as one decoded TIFF segment"):
+        RowReader(packed)
+
+
+def test_a_short_uncompressed_strip_is_refused(tmp_path: Path) -> None:
+    """A strip whose byte count cannot hold its rows is named, as tifffile's reshape error was."""
+    from edgeae.row_bands import RowReader
+
+    p = tmp_path / "short.tif"
+    tifffile.imwrite(p, np.full((40, 50), 7, np.uint8), rowsperstrip=20)
+    data = bytearray(p.read_bytes())
+    with tifffile.TiffFile(p) as tif:
+        tag = tif.pages[0].tags[279]
+        off, fmt = tag.valueoffset, {3: "H", 4: "I"}[int(tag.dtype)]
+    data[off + struct.calcsize(fmt) : off + 2 * struct.calcsize(fmt)] = struct.pack("<" + fmt, 999)  # strip 1
+    p.write_bytes(bytes(data))
+    with RowReader(p) as r:
+        assert r.read_rows(0, 20)[0].min() == 7
+        with pytest.raises(ImageReadError, match=r"short\.tif: corrupt TIFF strip 1: 999 bytes, its 20 rows"):
+            r.read_rows(10, 30)

@@ -105,9 +105,8 @@ class ProductReader:
                 if self.count not in (1, 3):  # a multispectral cube: say which band the pixels are
                     self._band_note = (
                         f"{self.count} bands in the product; band 1 is read (no command option chooses another: for "
-                        "band N call read_product(path, bands=[N]) in Python, or extract it first with `rio stack "
-                        "PRODUCT --bidx N --driver GTiff band_N.tif`, which keeps GDAL's no-data value but not the "
-                        "label's other special values)"
+                        "band N call `from edgeae.archive.reader import read_product; read_product(path, bands=[N])` "
+                        "in Python)"
                     )
             if not bands or any(not 1 <= b <= self.count for b in bands) or len(bands) not in (1, 3):
                 raise ImageReadError(f"{self.path}: bands {bands} not in 1..{self.count} (read 1 or 3 bands)")
