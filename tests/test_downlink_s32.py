@@ -101,3 +101,53 @@ def test_compare_scores_every_codec_against_the_real_original(
                  "--compare", "jpeg"]) == 0  # fmt: skip
     err = json.loads((tmp_path / "s.json").read_text())["compare"][1]["error"]
     assert "file bytes at its lowest quality, over the" in err and "wire bytes less 30 bytes of packet headers" in err
+
+
+@pytest.mark.parametrize("pattern", ["uniform", "jittered"])
+def test_the_sparse_frame_of_a_multi_strip_frame_is_the_whole_frame_mask(pattern: str) -> None:
+    """The mask is made 256 rows at a time (iter_mask_strips): a frame of 600 rows takes three strips (the last a
+    partial one), whose values join in raster order to those of the whole-frame mask."""
+    from edgeae.ground.sources import sparse_from_samples
+    from edgeae.masks import make_mask
+
+    s = np.random.default_rng(2).integers(0, 4096, (600, 40, 3), dtype=np.uint16)
+    frame = sparse_from_samples(s, 12, 0.3, 11, pattern)
+    mask = make_mask(11, (600, 40), 0.3, pattern)
+    assert len(frame.values) == int(mask.sum()) and int(mask[256:].sum()) > 0
+    np.testing.assert_array_equal(frame.values, s[mask])
+
+
+def test_files_read_through_read_image_are_decoded_once(
+    images: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An RGB file read as grey, or float / 32-bit samples, was decoded whole (read_raw) only to be refused, then
+    decoded again by read_image (a 3000x3000 RGB PNG with channels=1: 0.62 s -> 1.59 s; header warnings logged
+    twice). The header decides now: one decode, one warning, the same samples."""
+    import edgeae.imageio
+    from edgeae.ground import sources
+    from edgeae.ground.sources import image_samples
+
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(images / "f32.tif", rng.random((20, 24)).astype(np.float32))
+    tifffile.imwrite(images / "mbf.tif", rng.random((2, 20, 24)).astype(np.float32), photometric="minisblack",
+                     planarconfig="separate")  # fmt: skip
+    tifffile.imwrite(images / "u32.tif", rng.integers(0, 2**32, (20, 24), dtype=np.uint32))
+    real, calls = edgeae.imageio.read_raw, []
+
+    def counted(path: object) -> object:
+        calls.append(path)
+        return real(path)  # type: ignore[arg-type]
+
+    cases = [("rgb.png", 1), ("f32.tif", None), ("mbf.tif", None), ("u32.tif", None)]
+    with monkeypatch.context() as m:  # the samples read_image gives, as image_samples read them before
+        m.setattr(sources, "_stored_counts", lambda *a: None)
+        expected = {name: image_samples(images / name, ch) for name, ch in cases}
+    monkeypatch.setattr(edgeae.imageio, "read_raw", counted)
+    caplog.clear()
+    for name, ch in cases:
+        calls.clear()
+        samples, bits = image_samples(images / name, ch)
+        assert len(calls) == 1, name
+        assert bits == expected[name][1] and samples.dtype == expected[name][0].dtype, name
+        np.testing.assert_array_equal(samples, expected[name][0])
+    assert sum("2 bands in the TIFF" in r.getMessage() for r in caplog.records) == 1

@@ -83,7 +83,7 @@ def test_a_held_run_folder_refuses_a_second_trainer_and_nothing_is_written(
         assert {k: v for k, v in _files(run).items() if k != LOCK_NAME} == before
     assert _files(run) == before  # nothing of the first run's changed, and no lock file left
     # a lock file left by a killed run does not make a folder look busy or hold a run
-    (fresh / LOCK_NAME).write_text("pid 1, 'killed', since then\n")
+    (run / LOCK_NAME).write_text("pid 1, 'killed', since then\n")
     with pytest.raises(FileExistsError, match="already holds a run"):
         train(make(data, run, seed=9))  # type: ignore[operator]
     assert not (run / LOCK_NAME).exists()
@@ -159,3 +159,57 @@ def test_a_zoo_install_holds_the_zoo_folder(tmp_path: Path, weights: Path) -> No
     with hold(weights, "zoo install"), pytest.raises(FolderBusy, match="in use by another zoo install"):
         zoo.install("myvae", tr2, tr2.parent / "metrics.json")
     assert sorted(p.name for p in weights.iterdir()) == []
+
+
+def test_a_gated_model_is_installed_as_its_training_runs_and_refused_before_tuning(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m edgeae.train.gate --zoo-name NAME` of a user model another run made tuned τ in full, wrote OUT,
+    OUT.gate.json and OUT.zoo.json, then exited 2; and gating a run's own model with --out outside its folder counted
+    as "another run" (the gated checkpoint's folder was recorded as the run). The training run is the one checked,
+    before tuning, and recorded."""
+    from edgeae.train import gate
+
+    data = _images(tmp_path / "data")
+    r1 = tmp_path / "r1"
+    assert train_cae(_cae(data, r1))["complete"] is True
+    tr0 = _vae_run(tmp_path / "tr0")
+    zoo.install("mygated", tr0, tr0.parent / "metrics.json")  # a user model of another run
+    out = tmp_path / "gated" / "g.pt"
+    argv = [str(r1 / "best.pt"), "--data", str(data), "--out", str(out), "--taus", "0,0.016", "--zoo-name", "mygated",
+            "--threads", "1"]  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(gate, "tune", lambda *a, **k: pytest.fail("tuned before the zoo name was checked"))
+        assert gate.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"(made by run {tr0.parent.resolve()}) with a model of run {r1.resolve()}" in err
+    assert not out.parent.exists()
+    # the run's own model, gated into a folder outside the run: replaced, and the entry names the training run
+    zoo.install("mygated", r1 / "best.pt", r1 / "metrics.json", force=True)
+    assert gate.main(argv) == 0
+    entry = zoo.models()["mygated"]
+    assert entry["run"] == str(r1.resolve()) and entry["description"].endswith(f"from {out.resolve()}")
+    assert (weights / "mygated.pt").read_bytes() == out.read_bytes()
+    # the library call: run= defaults to the checkpoint's folder
+    with pytest.raises(zoo.ZooInstallError, match=rf"with a model of run {out.parent.resolve()};"):
+        zoo.install("mygated", out, Path(str(out) + ".zoo.json"))
+    assert zoo.install("mygated", out, Path(str(out) + ".zoo.json"), run=r1).is_file()
+
+
+def test_a_complete_run_refused_by_a_busy_zoo_says_how_to_install_it_later(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A complete run whose install met another install in the zoo's folder said "wait for it to finish or stop it,
+    or choose another folder" (there is one zoo folder) and not how to install the run afterwards."""
+    data = _images(tmp_path / "data")
+    run = tmp_path / "run"
+    assert train_cae(_cae(data, run))["complete"] is True
+    weights.mkdir()
+    with hold(weights, "zoo install"):
+        assert main(["train", "cae", "--resume", str(run), "--zoo-name", "mine"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"the run {run} is complete but was not installed ({weights} is in use by" in err
+    assert err.endswith(f"once that one has finished: edgeae train cae --resume {run} --zoo-name mine")
+    assert "choose another folder" not in err and not (weights / "mine.pt").exists()
+    assert main(["train", "cae", "--resume", str(run), "--zoo-name", "mine"]) == 0  # the command it gives
+    assert (weights / "mine.pt").read_bytes() == (run / "best.pt").read_bytes()

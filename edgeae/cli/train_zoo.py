@@ -88,11 +88,23 @@ def install_complete_run(args: argparse.Namespace, kind: str) -> int | None:
 
 
 def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool) -> None:
-    """``--zoo-name``: install a complete run's best.pt and metrics.json (:func:`edgeae.zoo.install`)."""
+    """``--zoo-name``: install a complete run's best.pt and metrics.json (:func:`edgeae.zoo.install`). The zoo's
+    folder held by another install (:class:`~edgeae.folder_lock.FolderBusy`): a :class:`CLIError` that says the run
+    is complete and gives the command that installs it afterwards."""
     if zoo_name and metrics.get("complete"):
+        from edgeae.folder_lock import FolderBusy
+        from edgeae.train.resume import resume_command, run_kind
         from edgeae.zoo import install, installed_message
 
-        target = install(zoo_name, out / "best.pt", out / "metrics.json", force=force)
+        try:
+            target = install(zoo_name, out / "best.pt", out / "metrics.json", force=force)
+        except FolderBusy as exc:
+            busy = str(exc).split(": wait for it")[0]  # not its advice to choose another folder: there is one zoo
+            later = resume_command(run_kind(out) or "cae", out, zoo_name, force)
+            raise CLIError(
+                f"--zoo-name {zoo_name}: the run {out} is complete but was not installed ({busy}); install it once "
+                f"that one has finished: {later}"
+            ) from None
         print(installed_message(zoo_name, target))
     elif zoo_name:
         print(f"zoo: {zoo_name} not installed: the run is not complete")

@@ -64,11 +64,15 @@ def _stored_counts(path: Path, channels: int | None, bayer: str | None) -> tuple
     if bayer or channels not in (None, 1, 3) or is_archive_path(path):
         return None
     from edgeae.bayer import looks_like_mosaic
+    from edgeae.imagedecode import probe
     from edgeae.imageio import read_raw
 
+    info = probe(path)  # decided from the header where it can be: read_image would decode the file a second time
+    if info.bit_depth > 16 or (channels == 1 and info.channels == 3):
+        return None  # 32-bit (float or integer) samples are quantised, RGB made grey weighted: read_image's path
     raw, bits, alpha = read_raw(path)
     if raw.dtype.kind != "u" or not 1 <= bits <= 16 or (channels == 1 and raw.shape[2] == 3):
-        return None  # float or 32-bit samples are quantised, RGB made grey weighted: read_image's float path
+        return None  # what the header does not tell (16-bit float samples): read_image's float path
     if looks_like_mosaic(raw):  # as read_image warns
         log.warning(
             "%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); give --bayer PATTERN "

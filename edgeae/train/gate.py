@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "--force",
         action="store_true",
         help="with --zoo-name: replace a registered zoo model of another architecture or parameter count (never of "
-        "another kind or channel count)",
+        "another kind or channel count), or a user-installed model another run made (the gated model's run: the "
+        "checkpoint's folder)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -279,8 +280,15 @@ def _check(args: argparse.Namespace) -> tuple[tuple[float, ...], dict[str, Any]]
             )
         params = sum(int(t.numel()) for t in ck.model.parameters())
         arch = dict(ck.metadata.architecture)
-        check_install(args.zoo_name, "cae", ck.metadata.channels, arch, params, force=args.force)
+        check_install(args.zoo_name, "cae", ck.metadata.channels, arch, params, force=args.force, run=_run_folder(args))
     return taus, card
+
+
+def _run_folder(args: argparse.Namespace) -> Path:
+    """The training run that made the gated model (the checkpoint's folder, wherever ``--out`` writes): a
+    user-installed zoo model of that name is replaced only when this run made it
+    (:func:`edgeae.zoo.check_user_model`)."""
+    return Path(args.checkpoint).resolve().parent
 
 
 def _run(args: argparse.Namespace, taus: tuple[float, ...], card_base: dict[str, Any]) -> int:
@@ -313,7 +321,8 @@ def _run(args: argparse.Namespace, taus: tuple[float, ...], card_base: dict[str,
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         from edgeae.zoo import install, installed_message
 
-        print(installed_message(args.zoo_name, install(args.zoo_name, out, card, force=args.force)))
+        target = install(args.zoo_name, out, card, force=args.force, run=_run_folder(args))
+        print(installed_message(args.zoo_name, target))
     for r in result["rows"]:
         print(
             f"  tau {r['tau']:<6g} val crops {r['crops_psnr']:.2f} dB (worst {r['crops_worst_margin_db']:+.2f}), "

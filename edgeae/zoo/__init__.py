@@ -198,9 +198,11 @@ def run_complete(metrics: dict[str, Any]) -> bool:
     return "epochs_run" in metrics and metrics.get("complete", True) is True and not metrics.get("stopped")
 
 
-def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> Path:
+def install(name: str, checkpoint: Path, metrics: Path, force: bool = False, run: Path | str | None = None) -> Path:
     """Copy a complete training run's ``best.pt`` and ``metrics.json`` into the zoo as ``NAME.pt`` / ``NAME.json``;
     a name ``ZOO`` does not register also gets ``NAME.entry.json`` (:func:`user_entry`): it resolves by name.
+    ``run``: the training run folder that made the model (default: the checkpoint's folder; the gate passes the
+    run of the checkpoint it gated), recorded in the entry and checked by :func:`check_user_model`.
 
     Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, a
     registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway) and a user-installed
@@ -227,7 +229,7 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
 
     ck = load_checkpoint(checkpoint)
     params = sum(int(p.numel()) for p in ck.model.parameters())
-    run = Path(checkpoint).resolve().parent
+    run = Path(checkpoint).resolve().parent if run is None else Path(run).resolve()
     check_install(name, ck.metadata.kind, ck.metadata.channels, dict(ck.metadata.architecture), params, force, run)
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS_DIR / f"{name}.pt"
@@ -239,7 +241,7 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
         if name not in ZOO:  # user-installed: its entry, so that every MODEL argument takes the name
-            entry = user_entry(ck.metadata, params, card, Path(checkpoint))
+            entry = user_entry(ck.metadata, params, card, Path(checkpoint), run)
             with atomic_path(WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}") as tmp:
                 Path(tmp).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
     stale = stale_artifacts_warning(name)
@@ -248,9 +250,12 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False) -> 
     return target
 
 
-def user_entry(metadata: Any, parameters: int, card: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+def user_entry(
+    metadata: Any, parameters: int, card: dict[str, Any], checkpoint: Path, run: Path | str | None = None
+) -> dict[str, Any]:
     """The zoo entry of a user-installed model, from its checkpoint's ``metadata`` (kind, channels, training data)
-    and its run's metrics ``card`` (the command, where recorded)."""
+    and its run's metrics ``card`` (the command, where recorded); ``run``: the training run folder that made it
+    (default: the checkpoint's folder)."""
     extra = dict(metadata.extra)
     counts = []
     for key in ("train_files", "val_files"):
@@ -258,7 +263,7 @@ def user_entry(metadata: Any, parameters: int, card: dict[str, Any], checkpoint:
         if isinstance(value, (int, list)):
             counts.append(f"{len(value) if isinstance(value, list) else value} {key.replace('_', ' ')}")
     data = str(extra.get("data", "not recorded"))
-    run = Path(checkpoint).resolve().parent
+    run = Path(checkpoint).resolve().parent if run is None else Path(run).resolve()
     arch = dict(metadata.architecture)
     shape = ", ".join(f"{k} {arch[k]}" for k in ("variant", "widths", "latent") if k in arch)
     return {
@@ -267,7 +272,7 @@ def user_entry(metadata: Any, parameters: int, card: dict[str, Any], checkpoint:
         "parameters": int(parameters),
         "training_data": f"{data} ({', '.join(counts)})" if counts else data,
         "training_data_hash": metadata.training_data_hash,
-        "description": f"user-installed {metadata.kind} ({shape}) from {run / Path(checkpoint).name}",
+        "description": f"user-installed {metadata.kind} ({shape}) from {Path(checkpoint).resolve()}",
         "run": str(run),  # the run folder that made it: only it replaces the model without --force
         "command": str(card.get("command") or f"not recorded; the run's settings: {run / 'config.json'}"),
     }
