@@ -212,7 +212,8 @@ def test_the_context_knn_ranking_has_a_bar_and_counts_in_the_wall_time(
     assert r["patches_per_s"] == pytest.approx(r["patches"] / r["seconds"], rel=0.01)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "- context-knn: 9 patches of 1 image ranked together" in md
-    assert "(wall, start-up and the context-knn ranking included)" in md
+    assert "- this run: 1 image, 9 patches in " in md and " s (wall): " in md
+    assert "ranking the set's 9 patches together (" in md and " ms a ranked patch)" in md
     assert "the context-knn ranking" in r["lro_nac_extrapolation"]["rate_basis"]
     # not on a terminal: no bar
     _scan(arc, "v", tmp_path / "quiet", score="context-knn", scorer_factory=lambda: _rec_mu)
@@ -232,3 +233,94 @@ def test_the_projection_rate_counts_the_ranking_per_patch() -> None:
         50.0,
         "wall time including start-up and the context-knn ranking (too short to separate)",
     )
+
+
+# -- g1-1: a resume of a context-knn scan: the ranking of the whole set is not spread over its few new patches -------
+def test_a_resume_without_a_scoring_rate_projects_the_ranking_per_ranked_patch() -> None:
+    from edgeae.scan.report import projection_rate
+
+    # the review's resume: 9 new patches, 555 ranked in 2.192 s of its 2.197 s (wall rate 4.1 patches/s)
+    resume = {"patches_per_s_scoring": None, "patches": 9, "seconds": 2.197, "patches_per_s": 4.1,
+              "context_knn": {"patches": 555, "seconds": 2.192, "images": 7}}  # fmt: skip
+    rate, basis = projection_rate(resume)
+    assert rate == pytest.approx(1 / (0.005 / 9 + 2.192 / 555))  # ~222 patches/s, not 4.1
+    assert basis == "wall time including start-up (too short to separate) plus the context-knn ranking per ranked patch"
+    # a run that scored nothing new has no rate to project from
+    assert projection_rate({**resume, "patches": 0, "patches_per_s": 0.0})[0] == 0.0
+
+
+def test_a_context_knn_resume_reports_and_projects_the_ranking_apart(
+    moon: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_ranking(monkeypatch, 0.6)
+    arc = _crops(tmp_path / "arc", moon, ("a.png", "b.png", "c.png", "d.png"))
+    kw: dict[str, Any] = {"score": "context-knn", "scorer_factory": lambda: _rec_mu}
+    _scan(arc, "v", tmp_path / "out", **kw)
+    _crops(tmp_path / "new", moon, ("e.png",))
+    (tmp_path / "new" / "e.png").rename(arc / "e.png")  # one image added: a resume scores 9 patches, ranks 45
+    r = _scan(arc, "v", tmp_path / "out", **kw)
+    ctx = r["context_knn"]
+    assert (r["images_scanned"], r["patches"], ctx["patches"]) == (1, 9, 45) and r["patches_per_s_scoring"] is None
+    ex = r["lro_nac_extrapolation"]
+    expected = 1 / ((r["seconds"] - ctx["seconds"]) / r["patches"] + ctx["seconds"] / ctx["patches"])
+    assert ex["measured_patches_per_s"] == pytest.approx(expected, rel=0.01)
+    assert ex["measured_patches_per_s"] > 3 * r["patches_per_s"]  # the wall rate holds the 45 patches' ranking
+    assert "plus the context-knn ranking per ranked patch" in ex["rate_basis"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("- this run:"))
+    per = 1000 * ctx["seconds"] / 45
+    assert f"ranking the set's 45 patches together ({per:.3g} ms a ranked patch)" in line, line
+    assert f"**{r['patches_per_s']:.1f} patches/s**" not in line  # the wall rate with the ranking is not this run's
+
+
+# -- g1-2: a read-only --out that is not a scan's: the refusal with its reason, not the lock file's errno -----------
+def test_a_folder_where_the_lock_cannot_be_made_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    from edgeae.scan.pipeline import ScanConfig
+    from edgeae.scan.state import ScanStateError, ScanStore
+
+    tried: list[Path] = []
+
+    @contextlib.contextmanager
+    def read_only(folder: Path, what: str) -> Any:
+        tried.append(Path(folder))
+        raise PermissionError(13, "Permission denied", str(Path(folder) / LOCK_NAME))
+        yield  # pragma: no cover
+
+    monkeypatch.setattr("edgeae.folder_lock.hold", read_only)
+    foreign = tmp_path / "papers"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ScanStateError, match=r"papers is not empty and holds no scan \(no scan.json; it holds notes"):
+        ScanStore(foreign, ScanConfig(VAE, 32), lock=True)
+    assert tried == []  # refused before the lock file is made there
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ScanStateError) as err:
+        ScanStore(empty, ScanConfig(VAE, 32), lock=True)
+    assert (
+        str(err.value)
+        == f"cannot write the results folder --out {empty} (its lock file {LOCK_NAME}): Permission denied"
+    )
+    assert tried == [empty] and sorted(empty.iterdir()) == []  # nothing written
+
+
+def test_a_read_only_system_folder_is_refused_as_not_a_scan() -> None:
+    from edgeae.scan.pipeline import ScanConfig
+    from edgeae.scan.state import ScanStateError, ScanStore
+
+    folder = Path("/sys/kernel")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        pytest.skip("no /sys/kernel here")
+    try:  # sysfs takes no new files, even from root
+        (folder / LOCK_NAME).open("x").close()
+    except OSError:
+        pass
+    else:  # pragma: no cover
+        (folder / LOCK_NAME).unlink()
+        pytest.skip("/sys/kernel is writable here")
+    with pytest.raises(ScanStateError, match=r"^/sys/kernel is not empty and holds no scan"):
+        ScanStore(folder, ScanConfig(VAE, 32), lock=True)

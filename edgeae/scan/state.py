@@ -169,10 +169,21 @@ class ScanStore:
             raise ScanStateError(f"cannot create the results folder --out {self.out}: {exc.strerror or exc}") from None
         self._created += reversed(missing)
         try:
+            # before the lock file is made there: a folder that is not a scan's (a read-only one, say) is refused with
+            # the reason, not the lock file's errno; checked again once held (:meth:`_claim`)
+            self._refuse_foreign()
             if lock:
-                from edgeae.folder_lock import hold
+                from edgeae.folder_lock import LOCK_NAME, FolderBusy, hold
 
-                self._lock.enter_context(hold(self.out, "scan"))
+                try:
+                    self._lock.enter_context(hold(self.out, "scan"))
+                except FolderBusy:
+                    raise
+                except OSError as exc:
+                    why = exc.strerror or exc
+                    raise ScanStateError(
+                        f"cannot write the results folder --out {self.out} (its lock file {LOCK_NAME}): {why}"
+                    ) from None
                 self._held = True
             self._claim(force)
         except BaseException:  # refused, busy, or scan.json / parts/ could not be made (a full disk): leave no
@@ -180,15 +191,25 @@ class ScanStore:
             self.release()
             raise
 
-    def _claim(self, force: bool) -> None:
-        """Check ``out`` can take this scan (see :meth:`__init__`), then write scan.json and make parts/."""
-        cfg_path = self.out / "scan.json"
-        config = self.config
-        if not cfg_path.exists() and (foreign := _foreign(self.out)):
+    def _refuse_foreign(self) -> None:
+        """Refuse ``out`` when it holds no scan.json and files that are not a scan's (:func:`_foreign`); reads only."""
+        if (self.out / "scan.json").exists():
+            return
+        try:
+            foreign = _foreign(self.out)
+        except OSError as exc:
+            raise ScanStateError(f"cannot read the results folder --out {self.out}: {exc.strerror or exc}") from None
+        if foreign:
             raise ScanStateError(
                 f"{self.out} is not empty and holds no scan (no scan.json; it holds {foreign}): a scan writes and "
                 "deletes files there, so choose a new or empty --out"
             )
+
+    def _claim(self, force: bool) -> None:
+        """Check ``out`` can take this scan (see :meth:`__init__`), then write scan.json and make parts/."""
+        cfg_path = self.out / "scan.json"
+        config = self.config
+        self._refuse_foreign()  # again, now that the folder is held
         if cfg_path.exists() and not force:
             try:
                 old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
