@@ -7,13 +7,19 @@ with :class:`FolderBusy`, whose message names the folder and the holder (pid, co
 kernel's: a run that is killed (even ``kill -9``) releases it, and a lock file left behind by one is simply taken
 by the next run. On a clean exit the file is removed, so the folder holds nothing of it.
 
-Where ``fcntl`` does not exist (Windows) :func:`hold` does nothing.
+The lock file is never opened through a symbolic link (a link planted there is refused: the note would be written
+into the file it points to). On a file system that cannot lock (``flock`` fails with ENOLCK / EOPNOTSUPP: some
+network mounts) a warning says so and the run goes on unlocked; where ``fcntl`` does not exist (Windows)
+:func:`hold` does nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +31,10 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".edgeae.lock"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+"""flock errors of a file system that cannot lock (an NFS mount without lockd, some FUSE mounts)."""
+log = logging.getLogger(__name__)
 
 
 class FolderBusy(OSError):
@@ -35,20 +45,48 @@ class FolderBusy(OSError):
 
 
 def _holder(path: Path) -> str:
-    """What the lock file says about the process that holds it ('' when it cannot be read)."""
+    """What the lock file says about the process that holds it ('' when it cannot be read): its first 300 bytes,
+    never through a symbolic link."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()[:300]
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
         return ""
+    try:
+        return os.read(fd, 300).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _open(path: Path) -> int:
+    """The lock file, opened (created when missing) without following a symbolic link; a link or anything but a
+    regular file there is refused (a planted link would have the note written into the file it points to)."""
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except PermissionError:  # another user's lock file in a shared folder: flock works on a read-only one too
+            if not os.path.lexists(path):
+                raise
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link, not edgeae's lock file: remove it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EEXIST, f"{path} is not a regular file, not edgeae's lock file: remove it")
+    return fd
 
 
 @contextlib.contextmanager
 def hold(folder: Path | str, what: str) -> Iterator[Path]:
     """Hold ``folder`` (which must exist) for this process while the block runs; yields the lock file's path.
 
-    Raises :class:`FolderBusy` at once when another process holds it (``what`` names the work, e.g. ``"flight
-    run"``, in the message). Re-entrant holds in one process are not supported (a second ``hold`` of the same
-    folder in the same process is refused too, as another run would be).
+    Raises :class:`FolderBusy` at once when another process holds it (the message names the holder's work, e.g.
+    ``"flight run"``, as its own ``what`` recorded it). Re-entrant holds in one process are not supported (a second
+    ``hold`` of the same folder in the same process is refused too, as another run would be). On a file system
+    without ``flock`` (some network mounts) a warning says so and the block runs without the lock.
     """
     folder = Path(folder)
     path = folder / LOCK_NAME
@@ -57,26 +95,35 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
         return
     fd = -1
     for _ in range(20):  # a lock file unlinked by its holder between our open and our lock: open the new one
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError:  # another user's lock file in a shared folder: flock works on a read-only one too
-            if not path.exists():
-                raise
-            fd = os.open(path, os.O_RDONLY)
+        existed = os.path.lexists(path)
+        fd = _open(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            who = _holder(path)
+            kind, sep, who = _holder(path).partition("; ")  # "training run; pid 12, 'edgeae train ...', since ..."
+            if not sep:  # a note without its kind (an older edgeae's)
+                kind, who = "", kind
             raise FolderBusy(
-                f"{folder} is in use by another {what}" + (f" ({who})" if who else "") + ": wait for it to finish "
-                "or stop it, or choose another folder"
+                f"{folder} is in use by another {kind or what}" + (f" ({who})" if who else "") + ": wait for it to "
+                "finish or stop it, or choose another folder"
             ) from None
-        except OSError:
+        except OSError as exc:
             os.close(fd)
-            raise
+            if exc.errno not in _NO_LOCKS:
+                raise
+            if not existed:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            log.warning(
+                "%s: this file system cannot lock files (%s): nothing stops a second %s from writing there at the "
+                "same time", folder, exc.strerror or exc, what,
+            )  # fmt: skip
+            yield path
+            return
         try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            st, now = os.fstat(fd), os.lstat(path)
+            same = (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
         except FileNotFoundError:
             same = False
         if same:
@@ -90,7 +137,7 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
         command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv else "python"
         with contextlib.suppress(OSError):  # a full disk, another user's file: the lock holds without its note
             os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()}, {command!r}, since {stamp}\n".encode())
+            os.write(fd, f"{what}; pid {os.getpid()}, {command!r}, since {stamp}\n".encode())
         yield path
     finally:
         with contextlib.suppress(OSError):

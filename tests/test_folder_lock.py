@@ -72,3 +72,41 @@ def test_another_user_s_lock_file_is_held_read_only(tmp_path: Path, monkeypatch:
     (tmp_path / "sub").mkdir()  # no lock file there, and (as patched) none can be made: the OS's own error
     with pytest.raises(PermissionError), hold(tmp_path / "sub", "scan"):
         pass
+
+
+def test_the_refusal_names_what_holds_the_folder(tmp_path: Path) -> None:
+    """A scan refused by a training run's hold said 'in use by another scan' (review s32)."""
+    busy = pytest.raises(FolderBusy, match=r"in use by another training run \(pid ")
+    with hold(tmp_path, "training run"), busy, hold(tmp_path, "scan"):
+        pass
+
+
+def test_a_planted_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """``hold`` followed a ``.edgeae.lock`` symlink, truncated the file it pointed to and wrote its note there
+    (review s32)."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious data\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(precious)
+    with pytest.raises(OSError, match="is a symbolic link, not edgeae's lock file"), hold(out, "ground session"):
+        pass
+    assert precious.read_text() == "precious data\n"
+
+
+def test_a_file_system_without_locks_warns_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    import edgeae.folder_lock as fl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fl.fcntl, "flock", no_locks)
+    ran = False
+    with caplog.at_level("WARNING"), hold(tmp_path, "ground session"):
+        ran = True
+    assert ran and "cannot lock files" in caplog.text
+    assert not (tmp_path / LOCK_NAME).exists()  # the file it made is not left behind
