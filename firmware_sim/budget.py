@@ -347,9 +347,10 @@ def plan_memory(
         items.append(("demosaic_rgb", px * (3 + 1) * item))
     if s_float or s_item != item:  # the strip converted to the wire's samples (to_samples)
         items.append(("samples", px * cam.channels * item))
-    # the largest temporaries before scoring: float conversion (three float32 copies of every sample), the
-    # demosaic's (the channel-equality check, one float32 block per colour), the pixel check's (2 B / px)
-    temps = max(px * s_channels * 12 if s_float else 0, px * (3 * item) if cam.bayer else 0, px * 2)
+    # the largest temporaries before scoring: float conversion (to_samples: three copies of every sample at the
+    # stored float width, 8 B for float64), the demosaic's (the channel-equality check, one float32 block per
+    # colour), the pixel check's (2 B / px)
+    temps = max(px * s_channels * 3 * s_item if s_float else 0, px * (3 * item) if cam.bayer else 0, px * 2)
     items += [
         ("frame_temporaries", temps),
         ("mask_rows", px + int(px * mission.sampling.keep) * 8),  # + the kept pixels' flat indices (int64)

@@ -25,7 +25,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeae.atomic import write_text
 
@@ -33,7 +33,11 @@ from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, che
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_with_overrides
 from .faults import FaultSpecError, SimulatedReboot
-from .mission import MissionError, load_mission
+from .mission import Mission, MissionError, load_mission
+
+if TYPE_CHECKING:
+    from .frames import FrameList
+    from .loop import FlightRuntime
 
 EXIT_ALL_DROPPED = 1
 EXIT_DEGRADED = 1  # check: the mission boots, but without a model it names (refused, or no interpreter for it)
@@ -73,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .frames import collect_frames
-    from .loop import FlightRuntime, RunInterrupted, StorageFailed
+    from .loop import FlightRuntime
     from .queue import IndexNotSaved
     from .state import StateNotSaved, discard_state
     from .telemetry import TelemetryNotWritten
@@ -90,8 +94,11 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
 
         with hold(Path(args.out), "flight run"):  # not under a live run's feet: it holds the folder until it ends
             discard_state(Path(args.out))
-    try:
-        rt = FlightRuntime(mission, args.out, inject=args.inject or (), progress=args.progress)
+    try:  # the folder stays held until the report is written (rt.release below): no other run writes it meanwhile
+        types = {Path(f).suffix.lower() for f in found.files}  # only their decoders are loaded at boot
+        rt = FlightRuntime(
+            mission, args.out, inject=args.inject or (), progress=args.progress, keep_held=True, frame_types=types
+        )
     except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error
         print(
             f"firmware-sim: the boot could not write its state in {args.out}: {exc}; once there is room, run the "
@@ -99,6 +106,16 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_STORAGE
+    try:
+        return _fly(rt, args, found, mission, signals)
+    finally:
+        rt.release()
+
+
+def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission: Mission, signals: list[str]) -> int:
+    """Run the booted mission on the frames and write its outputs (the caller holds the folder throughout)."""
+    from .loop import RunInterrupted, StorageFailed
+
     for warning in rt.boot_warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     try:

@@ -10,6 +10,7 @@ Functions over the :class:`~.loop.FlightRuntime` whose frame they take in (as :m
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -226,15 +227,28 @@ def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -
 
 FRAME_PATH_MODULES = ("edgeae.firmware_sim.frame_work", "edgeae.firmware_sim.frame_outcome")
 DECODERS = {"strips": ("tifffile",), "files": ("edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile")}
+# the decoders a frame file of each type imports (edgeae.firmware_sim.frames.open_frame; .npy: numpy only)
+SUFFIX_DECODERS = {
+    **dict.fromkeys((".tif", ".tiff"), ("tifffile",)),
+    ".png": ("edgeae.imagedecode", "pyspng"),
+    **dict.fromkeys((".jpg", ".jpeg"), ("edgeae.imagedecode", "simplejpeg")),
+    **dict.fromkeys((".pgm", ".ppm", ".pnm"), ("edgeae.imagedecode",)),
+}
 
 
-def preload_frame_path(mission: Mission) -> None:
-    """Import at boot the modules a frame imports when it first runs (the frame work, the camera's decoders), so
-    the ~3-5 MiB they hold are in the RSS the boot's memory checks start from, not the first frame's (an
-    interpreter without an optional decoder just lacks it: the frame that needs it says so)."""
+def preload_frame_path(mission: Mission, suffixes: Collection[str] | None = None) -> None:
+    """Import at boot the modules a frame imports when it first runs (the frame work, the decoders), so what they
+    hold is in the RSS the boot's memory checks start from, not the first frame's (an interpreter without an
+    optional decoder just lacks it: the frame that needs it says so). ``suffixes``: the frame file types the run
+    will read (``.png``...), when known at boot: only their decoders are imported (a PNG run holds no tifffile);
+    None: every decoder of the camera's source."""
     import importlib
 
-    for name in (*FRAME_PATH_MODULES, *DECODERS.get(mission.camera.source, ())):
+    decoders = DECODERS.get(mission.camera.source, ())
+    if suffixes is not None and mission.camera.source == "files":
+        wanted = {m for s in suffixes for m in SUFFIX_DECODERS.get(s.lower(), ())}
+        decoders = tuple(m for m in decoders if m in wanted)
+    for name in (*FRAME_PATH_MODULES, *decoders):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -19,7 +19,7 @@ import gc
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,16 @@ class FlightRuntime:
         wire: WireConfig | None = None,
         progress: bool = False,
         parallel: str = "interpreters",
+        keep_held: bool = False,
+        frame_types: Collection[str] | None = None,
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
-        self._lock = contextlib.ExitStack()  # the folder held for this boot (edgeae.folder_lock), released by close
+        # the folder held for this boot (edgeae.folder_lock), released by close, or with ``keep_held`` (a caller that
+        # writes more into the folder after the run: the CLI's report) only by release
+        self._lock = contextlib.ExitStack()
+        self.keep_held = keep_held
+        self.frame_types = frame_types  # the frame file suffixes run will read, when known: only their decoders load
         existed = self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         try:  # before any state is read: another run writing this folder refuses this one (FolderBusy), untouched
@@ -110,17 +116,25 @@ class FlightRuntime:
             self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
             self._boot(loader, inject, wire, progress, parallel)
         except BaseException:  # a refused boot: nothing flew, so a first boot removes what it created, only that
-            self.close()
-            if first_boot:
-                discard_state(self.out, keep=before)
-                if not existed:
-                    with contextlib.suppress(OSError):  # something else was put there meanwhile: leave it
-                        self.out.rmdir()
+            try:  # its files closed first, removed while the folder is still held (no other run takes it meanwhile)
+                try:
+                    self._stop()
+                finally:
+                    if first_boot:
+                        discard_state(self.out, keep=before)
+            finally:
+                self.release()  # the caller gets no runtime to release it with
+            if first_boot and not existed:
+                with contextlib.suppress(OSError):  # something else was put there meanwhile: leave it
+                    self.out.rmdir()
             raise
         try:
             write_mission_state(self.out, mission)
         except BaseException:  # the state folder is kept (a rerun goes on from it); what the boot opened is closed
-            self.close()
+            try:
+                self._stop()
+            finally:
+                self.release()
             raise
 
     def _boot(
@@ -145,6 +159,7 @@ class FlightRuntime:
         self.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
         self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
         self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
+        self.queue.sweep_stale_temps(self.out / "downlink")  # a power loss's half files: this boot holds the folder
         self.cost = CostModel()
         self.records: list[dict[str, Any]] = []  # this boot's frame records
         self.frame_no = 0  # frames acquired in this boot
@@ -185,7 +200,7 @@ class FlightRuntime:
             self.cost.min_patches = eng.batch if eng is not None else self.models.scorer.batch
             self.cost.batch = padded_batch(self.models.scorer.predictor)
         self.models.warm_recon()  # its interpreter's arena grows on the first run: in the boot's count, not frame 0's
-        preload_frame_path(mission)  # the modules the first frame would import: in the boot's count too
+        preload_frame_path(mission, self.frame_types)  # what the first frame would import: in the boot's count too
         self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
         check_fixed_camera(self)
         self.boot_warnings = [*self.models.notes, *check_loaded_memory(self)]
@@ -346,16 +361,25 @@ class FlightRuntime:
         return interrupted(self, error)  # a method: tests stop a run here
 
     def close(self) -> None:
-        """Stop telemetry, models and memory tracing without a summary (a refused boot); release the folder."""
+        """Stop telemetry, models and memory tracing without a summary; release the folder (with ``keep_held``,
+        :meth:`release` does)."""
         try:
-            for part in ("models", "tm", "meter"):
-                obj = getattr(self, part, None)  # a boot refused early has not made them all
-                if obj is not None:
-                    obj.close() if part != "meter" else obj.stop()
+            self._stop()
         finally:
-            lock = getattr(self, "_lock", None)
-            if lock is not None:
-                lock.close()  # idempotent: a second close releases nothing more
+            if not getattr(self, "keep_held", False):
+                self.release()
+
+    def _stop(self) -> None:
+        for part in ("models", "tm", "meter"):
+            obj = getattr(self, part, None)  # a boot refused early has not made them all
+            if obj is not None:
+                obj.close() if part != "meter" else obj.stop()
+
+    def release(self) -> None:
+        """Let the folder go: another run may take it from now on (idempotent)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()  # a second close releases nothing more
 
     def finish(self) -> dict[str, Any]:
         """Write ``summary.json`` of every boot on this state (from ``telemetry.jsonl``) and close; return the

@@ -4,7 +4,8 @@ Products are packetised when they are queued (so their wire size is known) and k
 ``DIR/items/``; the index ``DIR/index.json`` is rewritten atomically (temporary file, fsync, rename) after every
 change, so a reboot at any instant loses nothing that was queued. Every write goes through a temporary file named
 for the process (``.NAME.tmp-PID``, :func:`edgeae.atomic.temp_name`: two processes never rename each other's half
-file); those a power loss left are removed when the queue is opened (:func:`remove_stale_temps`).
+file); those a power loss left are removed when a flight run boots, holding the folder
+(:meth:`DownlinkQueue.sweep_stale_temps`), never by a reader such as ``firmware-sim report``.
 
 A downlink pass sends packets in strict priority order (anomaly patches, then telemetry, then sparse pixels, then
 latents; oldest first within a priority) until the next packet does not fit (an item whose next packet is larger
@@ -53,7 +54,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     (a full or read-only disk) the temporary file is removed and the ``OSError`` names ``path``
     (:func:`edgeae.atomic.write_bytes`). The temporary file is ``.NAME.tmp-PID``, one per process (until session 32
     ``NAME.tmp`` for every process, so two runs on one folder renamed each other's half-written file); one a power
-    loss leaves is removed by :func:`remove_stale_temps` at the next boot."""
+    loss leaves is removed at the next boot (:meth:`DownlinkQueue.sweep_stale_temps`)."""
     from edgeae.atomic import write_bytes
 
     write_bytes(path, data)
@@ -79,11 +80,16 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-def remove_stale_temps(folder: Path, names: Callable[[str], bool] = lambda _: True) -> list[str]:
+def remove_stale_temps(
+    folder: Path, names: Callable[[str], bool] = lambda _: True, *, any_pid: bool = False
+) -> list[str]:
     """Remove the temporary files a power loss or ``kill -9`` left in ``folder`` mid-write (``.NAME.tmp-PID``
     of a process no longer running, and the fixed ``NAME.tmp`` of earlier versions), for the target names that
-    ``names`` accepts; a live process's are kept (``firmware-sim report`` beside a running mission). Returns the
-    names removed. Best effort: an unreadable folder or a file that cannot be removed is left as it is."""
+    ``names`` accepts; a live process's are kept (``firmware-sim report`` beside a running mission). ``any_pid``:
+    the caller holds the folder (:mod:`edgeae.folder_lock`) and only a holder writes these names, so every such
+    temporary is stale, whatever its pid (a writer in another PID namespace would look gone to ``os.kill``).
+    Returns the names removed. Best effort: an unreadable folder or a file that cannot be removed is left as it
+    is."""
     removed: list[str] = []
     try:
         entries = list(os.scandir(folder))
@@ -91,7 +97,7 @@ def remove_stale_temps(folder: Path, names: Callable[[str], bool] = lambda _: Tr
         return removed
     for entry in entries:
         m = _TEMP.match(entry.name)
-        stale = m is not None and names(m["name"]) and _process_gone(int(m["pid"]))
+        stale = m is not None and names(m["name"]) and (any_pid or _process_gone(int(m["pid"])))
         if not stale:
             old = _OLD_TEMP.match(entry.name)
             stale = old is not None and not entry.name.startswith(".") and names(old["name"])
@@ -173,13 +179,20 @@ class DownlinkQueue:
         self.recovered = False
         self.lost_on_recovery: list[int] = []
         self.unsaved = ""  # the error of the last save when it failed: the index on disk is behind memory
-        self._swept: set[Path] = set()  # downlink folders whose stale pass temporaries were removed
-        # what a power loss mid-write left: the index's and the items' temporaries of a process that is gone
-        self.stale_temps = remove_stale_temps(self.root, lambda n: n == "index.json") + remove_stale_temps(
-            self.items_dir, lambda n: n.endswith(".pkt")
-        )
+        self.stale_temps: list[str] = []  # removed by sweep_stale_temps (a boot); opening the queue removes nothing
         if (self.root / "index.json").is_file():
             self._load()
+
+    def sweep_stale_temps(self, downlink: Path | None = None) -> list[str]:
+        """Remove what a power loss or ``kill -9`` mid-write left: the index's and the items' temporaries, and the
+        pass files' in ``downlink``; returns their names (also in :attr:`stale_temps`). Only a flight run's boot
+        calls it, while it holds the output folder: no other run writes these files then, so each is stale."""
+        found = remove_stale_temps(self.root, lambda n: n == "index.json", any_pid=True)
+        found += remove_stale_temps(self.items_dir, lambda n: n.endswith(".pkt"), any_pid=True)
+        if downlink is not None:
+            found += remove_stale_temps(downlink, lambda n: n.startswith("pass_") and n.endswith(".bin"), any_pid=True)
+        self.stale_temps += found
+        return found
 
     # ----------------------------------------------------------------------------------- persistence
     def _load(self) -> None:
@@ -342,9 +355,6 @@ class DownlinkQueue:
             sent.append((it, took, took_bytes))
         path = Path(out_dir) / f"pass_{index:05d}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.parent not in self._swept:  # once per boot: a pass temporary a power loss left
-            self._swept.add(path.parent)
-            remove_stale_temps(path.parent, lambda n: n.startswith("pass_") and n.endswith(".bin"))
         atomic_write(path, b"".join(out))
         done = partial = 0
         for it, took, took_bytes in sent:

@@ -37,11 +37,13 @@ class Demosaiced:
         first = next(it, None)
         if first is None:
             return
-        from edgeae.bayer import looks_like_mosaic, sampled_channels_equal
+        from edgeae.bayer import channels_equal, looks_like_mosaic, sampled_channels_equal
 
         s = first[1]
-        # rows spread over the strip, not all of it (a whole-file frame's first strip is the frame)
-        if s.ndim == 3 and s.shape[2] == 3 and not sampled_channels_equal(s):
+        # sampled rows that differ prove colour without reading the strip (a whole-file frame's first strip is
+        # the frame); rows that agree prove nothing (a grey frame with a small coloured overlay), so the whole
+        # strip is compared, a block of rows at a time, before it can go down the demosaic path
+        if s.ndim == 3 and s.shape[2] == 3 and not (sampled_channels_equal(s) and channels_equal(s)):
             self.info["already_colour"] = True  # distinct channels: not a mosaic
             yield first
             yield from it

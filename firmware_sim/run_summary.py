@@ -16,6 +16,7 @@ from .telemetry import History
 if TYPE_CHECKING:
     from .loop import FlightRuntime
 
+MIB = 2**20
 NO_ANOMALY_MODEL = (
     "the mission names no [anomaly] model: no patch is scored and no anomaly is sent, only sparse pixels "
     "(give one with --anomaly-model or [anomaly] model)"
@@ -70,23 +71,40 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
 
 
 def memory_warnings(records: list[dict[str, Any]]) -> list[str]:
-    """One warning naming the frames (of every boot) whose RSS growth went over the memory budget and the highest
-    growth: such a frame is scored and downlinked as usual, so its ledger entry says nothing of it (only its
-    ``memory_over_budget`` flag and ``summary.memory.within_budget`` do)."""
+    """Warnings naming the frames (of every boot) whose RSS growth went over the memory budget. A processed frame
+    over it is scored and downlinked as usual, so its ledger entry says nothing of it (only its
+    ``memory_over_budget`` flag and ``summary.memory.within_budget`` do): one warning names those frames, their
+    highest growth and the budget to raise to, as the console's advice does (:func:`.cli_outputs.advice_lines`). A
+    dropped frame's peak is a frame read whole then found invalid, no frame to size the budget for: a second
+    warning names those frames without advice (their drop reasons are in the ledger)."""
     over = [r for r in records if isinstance(r.get("memory"), dict) and r["memory"].get("over_budget")]
-    if not over:
-        return []
-    mib = 2**20
+    processed = [r for r in over if r.get("status") == "processed"]
+    dropped = [r for r in over if r.get("status") != "processed"]
+    out = []
+    if processed:
+        peak, budget, ids, n = _over_budget(processed)
+        out.append(
+            f"{n} frame{'s' if n != 1 else ''} went over the {budget} MiB memory budget (frame{'s' if n != 1 else ''} "
+            f"{ids}; peak growth over boot {peak / MIB:.1f} MiB): raise [budget] memory_bytes to at least "
+            f"{-(-peak // MIB)} MiB or lower [runtime] threads"
+        )
+    if dropped:
+        peak, budget, ids, n = _over_budget(dropped)
+        out.append(
+            f"{n} dropped frame{'s' if n != 1 else ''} went over the {budget} MiB memory budget before "
+            f"{'they were' if n != 1 else 'it was'} dropped (frame{'s' if n != 1 else ''} {ids}; peak growth over "
+            f"boot {peak / MIB:.1f} MiB): the drop reason in the ledger says why; not a frame to size the budget for"
+        )
+    return out
+
+
+def _over_budget(over: list[dict[str, Any]]) -> tuple[int, str, str, int]:
+    """(peak growth in bytes, the budgets in MiB, the frame ids, how many) of frames over the memory budget."""
     peak = max(int(r["memory"].get("rss_growth_peak") or 0) for r in over)
     budgets = sorted({int(r["memory"]["budget"]) for r in over if isinstance(r["memory"].get("budget"), int)})
-    budget = " / ".join(f"{b / mib:.0f}" for b in budgets) or "?"
+    budget = " / ".join(f"{b / MIB:.0f}" for b in budgets) or "?"
     ids = ", ".join(str(r.get("frame_id")) for r in over[:10]) + (", ..." if len(over) > 10 else "")
-    n = len(over)
-    return [
-        f"{n} frame{'s' if n != 1 else ''} went over the {budget} MiB memory budget (frame{'s' if n != 1 else ''} "
-        f"{ids}; peak growth over boot {peak / mib:.1f} MiB): raise [budget] memory_bytes to at least "
-        f"{-(-peak // mib)} MiB or lower [runtime] threads"
-    ]
+    return peak, budget, ids, len(over)
 
 
 def codec_summary(rt: FlightRuntime) -> dict[str, str]:

@@ -101,6 +101,11 @@ def test_a_float_frame_is_planned_at_its_own_sample_type() -> None:
     assert f32["frame_strip_raw"] == 4 * u8["frame_strip_raw"] == 2400 * 3200 * 3 * 4
     assert f32["samples"] == 2400 * 3200 * 3  # converted to the wire's uint8 samples
     assert "samples" not in u8
+    # to_samples's three copies are at the stored width: a float64 frame's were planned as float32 (review s32: a
+    # 1200 x 1648 x 3 float64 .npy planned at 205.3 MiB grew 244.4)
+    f64 = dict(plan_memory(m, 3200, 2400, 0, 3, (3, np.dtype(np.float64))).items)
+    assert f64["frame_strip_raw"] == 2 * f32["frame_strip_raw"]
+    assert f64["frame_temporaries"] == 2 * f32["frame_temporaries"] == 2400 * 3200 * 3 * 3 * 8
 
 
 def test_a_float_npy_frame_over_the_budget_is_refused_before_its_pixels_are_read(tmp_path: Path) -> None:
@@ -123,19 +128,51 @@ def test_a_float_npy_frame_over_the_budget_is_refused_before_its_pixels_are_read
     assert int(rec["memory"]["rss_growth_peak"]) - held < 16 * MIB  # not the 88 MiB frame
 
 
-def test_looks_like_mosaic_reads_only_its_crop() -> None:
-    from edgeae.bayer import looks_like_mosaic
+def test_looks_like_mosaic_reads_only_its_crop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mosaic plane and the channel comparison get the central crop, never the frame (a memory-mapped frame
+    stays on disk). Until the review of session 32 this test wrapped the frame in an ndarray subclass whose guard
+    ``np.asarray`` removed, so it passed whatever was read."""
+    from edgeae import bayer
 
-    class Guarded(np.ndarray):
-        """Refuses a read of more than 600 rows at once (a whole memory-mapped frame)."""
+    seen: list[tuple[int, ...]] = []
+    real_plane, real_equal = bayer.mosaic_plane, bayer.channels_equal
 
-        def __getitem__(self, key: Any) -> Any:
-            out = np.asarray(self).__getitem__(key)
-            assert np.ndim(out) < 2 or np.shape(out)[0] <= 600, "read the whole frame"
-            return out
+    def plane(raw: np.ndarray) -> np.ndarray:
+        seen.append(np.shape(raw))
+        return real_plane(raw)
 
-    grey = np.repeat(np.random.default_rng(0).integers(0, 255, (4000, 3000, 1), np.uint8), 3, axis=2)
-    assert looks_like_mosaic(grey.view(Guarded)) is looks_like_mosaic(grey)
+    def equal(a: np.ndarray, block_rows: int = 256) -> bool:
+        seen.append(np.shape(a))
+        return real_equal(a, block_rows)
+
+    monkeypatch.setattr(bayer, "mosaic_plane", plane)
+    monkeypatch.setattr(bayer, "channels_equal", equal)
+    grey = np.repeat(np.random.default_rng(0).integers(0, 255, (2000, 1500, 1), np.uint8), 3, axis=2)
+    assert bayer.looks_like_mosaic(grey) is False  # random grey: no 2x2 pattern
+    assert seen and all(s[:2] == (512, 512) for s in seen), seen
+
+
+def test_a_grey_mosaic_with_colour_off_the_sampled_rows_flies_as_colour() -> None:
+    """A mosaic stored grey in RGB with a few coloured pixels on a row the 64-row sample skips went down the demosaic
+    path, whose whole-strip channel check raised: dropped as ``frame_error`` (review s32; before the sampling it
+    flew with ``already_colour``). Equal sampled rows are now confirmed over the whole strip."""
+    from edgeae.firmware_sim.frames import ArrayFrame
+    from edgeae.firmware_sim.reader_wrappers import Demosaiced
+
+    from edgeae.bayer import sampled_channels_equal
+
+    h, w = 600, 400
+    plane = np.random.default_rng(0).integers(60, 120, (h, w)).astype(np.uint8)
+    plane[0::2, 0::2] += 100  # R sites bright: a 2x2 filter pattern
+    rgb = np.repeat(plane[:, :, None], 3, axis=2)
+    rgb[5, 10:40, 0] = 255  # an overlay on row 5, which the sample does not take
+    assert sampled_channels_equal(rgb)  # the sample alone calls it grey
+    d = Demosaiced(ArrayFrame(rgb), "RGGB")
+    out = list(d.strips(h))
+    assert d.info == {"bayer": "RGGB", "demosaiced": False, "already_colour": True}
+    assert len(out) == 1 and np.array_equal(out[0][1], rgb)  # flown as stored
+    mosaic = Demosaiced(ArrayFrame(np.repeat(plane[:, :, None], 3, axis=2)), "RGGB")  # no overlay: demosaiced
+    assert [s.shape for _, s in mosaic.strips(h)] == [(h, w, 3)] and mosaic.info["demosaiced"] is True
 
 
 def test_memory_advice_ignores_a_dropped_frame_peak() -> None:
@@ -145,6 +182,47 @@ def test_memory_advice_ignores_a_dropped_frame_peak() -> None:
     assert not [a for a in advice_lines({}, [dropped], m) if "memory" in a]
     processed = {**dropped, "status": "processed"}
     assert any("at least 273 MiB" in a for a in advice_lines({}, [processed], m))
+
+
+def test_the_summary_warning_sizes_the_budget_on_processed_frames_only() -> None:
+    """``summary.warnings`` advised the budget from a dropped frame's peak, which the console's advice ignores, and
+    said such a frame "is scored and downlinked as usual" (review s32): dropped frames get their own warning."""
+    from edgeae.firmware_sim.run_summary import memory_warnings
+
+    def rec(fid: int, status: str, peak: int) -> dict[str, Any]:
+        return {"frame_id": fid, "status": status, "memory": {"over_budget": True, "rss_growth_peak": peak * MIB,
+                "budget": 64 * MIB}}  # fmt: skip
+
+    warnings = memory_warnings([rec(0, "dropped", 273), rec(1, "processed", 70), rec(2, "dropped", 90)])
+    assert warnings == [
+        "1 frame went over the 64 MiB memory budget (frame 1; peak growth over boot 70.0 MiB): raise [budget] "
+        "memory_bytes to at least 70 MiB or lower [runtime] threads",
+        "2 dropped frames went over the 64 MiB memory budget before they were dropped (frames 0, 2; peak growth "
+        "over boot 273.0 MiB): the drop reason in the ledger says why; not a frame to size the budget for",
+    ]
+    only_dropped = memory_warnings([rec(0, "dropped", 273)])
+    assert len(only_dropped) == 1 and "raise" not in only_dropped[0] and "it was dropped" in only_dropped[0]
+
+
+def test_the_boot_imports_only_the_decoders_of_the_frame_types_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A files mission imported tifffile at boot for PNG frames (review s32): the boot's count held a decoder no
+    frame used. Told the frame types (``firmware-sim run`` knows them), it imports theirs; told nothing, all."""
+    import importlib
+
+    from edgeae.firmware_sim.frame_intake import FRAME_PATH_MODULES, preload_frame_path
+
+    names: list[str] = []
+    monkeypatch.setattr(importlib, "import_module", names.append)
+    m = load_mission("rover_mastcamz")
+    assert m.camera.source == "files"
+    preload_frame_path(m, {".png"})
+    assert names == [*FRAME_PATH_MODULES, "edgeae.imagedecode", "pyspng"]
+    names.clear()
+    preload_frame_path(m, {".npy", ".TIF"})
+    assert names == [*FRAME_PATH_MODULES, "tifffile"]
+    names.clear()
+    preload_frame_path(m)
+    assert names == [*FRAME_PATH_MODULES, "edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile"]
 
 
 # ------------------------------------------------------------------ items 3, 4, 5, 6: check and the budgets

@@ -117,9 +117,10 @@ def test_the_queue_writes_through_per_process_temporary_names(tmp_path: Path, mo
     assert sorted(renamed) == sorted(f"{n}-{pid}" for n in names)
 
 
-def test_a_boot_removes_the_temporaries_a_power_loss_left_and_keeps_a_live_process_s(tmp_path: Path) -> None:
-    """A dead process's ``.NAME.tmp-PID`` and an older version's ``NAME.tmp`` are removed when the queue is opened
-    (and the downlink folder's at the first pass); a running process's (pid 1) and other files stay."""
+def test_a_boot_removes_the_temporaries_a_power_loss_left_whatever_their_pid(tmp_path: Path) -> None:
+    """``.NAME.tmp-PID`` and an older version's ``NAME.tmp`` of the queue's and the passes' names are removed by the
+    boot's sweep, which runs holding the folder: no other run writes them then, so a temporary under a running pid
+    (1; a writer in another PID namespace looks like that, or looks gone) is stale too. Other files stay."""
     q = DownlinkQueue(tmp_path / "q", 1 << 20)
     item, _ = q.put("telemetry", 0, [bytes([0x08, 0x04, 0xC0, 0x00, 0x00, 0x63]) + bytes(100)])
     q.save()
@@ -133,15 +134,32 @@ def test_a_boot_removes_the_temporaries_a_power_loss_left_and_keeps_a_live_proce
         items / "00000001.pkt.tmp",
         dl / f".pass_00001.bin.tmp-{NO_PID}",
         dl / "pass_00001.bin.tmp",
+        root / ".index.json.tmp-1",
+        items / ".00000001.pkt.tmp-1",
     ]
-    kept = [root / ".index.json.tmp-1", root / "notes.tmp", items / ".00000001.pkt.tmp-1", dl / "mine.bin.tmp"]
+    kept = [root / "notes.tmp", root / ".notes.tmp-1", dl / "mine.bin.tmp"]
     for p in stale + kept:
         p.write_bytes(b"half")
     q2 = DownlinkQueue(root, 1 << 20)
     assert q2.items[item.id].status == "pending" and not q2.lost_on_recovery
-    q2.downlink_pass(1024, dl)
+    assert q2.stale_temps == [] and all(p.exists() for p in stale)  # opening the queue removes nothing
+    assert sorted(q2.sweep_stale_temps(dl)) == sorted(p.name for p in stale) == sorted(q2.stale_temps)
     assert [p.name for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
-    assert sorted(q2.stale_temps) == sorted(p.name for p in stale[:5])
+
+
+def test_firmware_sim_report_removes_no_file(tmp_path: Path) -> None:
+    """``firmware-sim report`` opens the queue "read only" but removed the temporaries of every pid ``os.kill``
+    could not see, a live run's in another PID namespace among them (review s32)."""
+    from edgeae.firmware_sim.telemetry import rebuild_summary
+
+    q = DownlinkQueue(tmp_path / "q" / "queue", 1 << 20)
+    q.save()
+    (tmp_path / "q" / "telemetry.jsonl").write_text("")
+    temps = [tmp_path / "q" / "queue" / f".index.json.tmp-{NO_PID}", tmp_path / "q" / "queue" / "items" / "1.pkt.tmp"]
+    for p in temps:
+        p.write_bytes(b"half")
+    rebuild_summary(tmp_path / "q")
+    assert all(p.exists() for p in temps)
 
 
 def test_the_mission_state_write_removes_a_dead_process_s_summary_temporary(tmp_path: Path) -> None:
@@ -343,3 +361,64 @@ def test_a_set_model_path_with_a_quoted_tilde_is_the_home_folder(
     _check_set_model("anomaly.model", "~/x.onnx", "")  # exists: no error
     with pytest.raises(MissionError, match="no such file"):
         _check_set_model("anomaly.model", "~/missing.onnx", "")
+
+
+# --------------------------------------------------------------- review s32: the folder held until the end
+def _holder_probe(out: Path, seen: list[str]) -> None:
+    """Whether another run could take ``out`` now (this process's own hold is refused, as another run's would be)."""
+    from edgeae.folder_lock import FolderBusy, hold
+
+    try:
+        with hold(out, "flight run"):
+            seen.append("free")
+    except FolderBusy:
+        seen.append("held")
+
+
+def test_a_refused_first_boot_removes_its_state_before_it_lets_the_folder_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused first boot let the folder go, then removed ``telemetry.jsonl`` and ``queue/``: a run that took the
+    folder in between lost its state (review s32). Its files are now closed and removed while it holds the folder."""
+    import edgeae.firmware_sim.loop as loop
+
+    seen: list[str] = []
+    real = loop.discard_state
+
+    def probe(out: Path, keep: Any = ()) -> None:
+        seen.append(f"telemetry {(out / 'telemetry.jsonl').exists()}")
+        _holder_probe(out, seen)
+        real(out, keep)
+
+    monkeypatch.setattr(loop, "discard_state", probe)
+    (tmp_path / "m.toml").write_text(MISSION.format(model=tmp_path / "missing.onnx"))
+    out = tmp_path / "out"
+    with pytest.raises(MissionError, match=r"missing\.onnx does not exist"):
+        loop.FlightRuntime(load_mission(tmp_path / "m.toml"), out)
+    assert seen == ["telemetry True", "held"] and not out.exists()
+
+
+def test_run_holds_the_folder_until_its_report_is_written(
+    cli_setup: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``finish`` let the folder go before the CLI wrote ``report.html`` and ``report_img/`` (review s32); the boot
+    removes a power loss's half file whatever its pid, since it holds the folder."""
+    import edgeae.firmware_sim.cli as cli
+
+    folder, frames = cli_setup
+    out = folder / "out"
+    seen: list[str] = []
+    real = cli._write_outputs
+
+    def probe(*args: Any, **kwargs: Any) -> None:
+        _holder_probe(out, seen)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "_write_outputs", probe)
+    (out / "queue" / "items").mkdir(parents=True)
+    half = out / "queue" / ".index.json.tmp-1"  # pid 1 runs: os.kill alone would keep it
+    half.write_bytes(b"half")
+    assert cli.main(["run", "--mission", str(folder / "m.toml"), "--frames", *frames, "--out", str(out)]) == 0
+    assert seen == ["held"] and (out / "report.html").is_file() and not half.exists()
+    _holder_probe(out, seen)  # let go at the very end
+    assert seen == ["held", "free"] and not (out / ".edgeae.lock").exists()
