@@ -3,8 +3,10 @@
     python -m benchmarks.frame_costs --out benchmarks/results/frame
 
 1. Rover: the 1648×1200 Mastcam-Z frame (rover_rgb "flight" split) through ``firmware-sim run`` with the
-   shipped ``rover_mastcamz`` mission, at full level (no deadline pressure, so every patch is scored and the
-   reconstruction check runs), with the zoo seed CAE exported to ONNX fp32.
+   shipped ``rover_mastcamz`` mission and its own models (the int8 seed CAE as patch scorer, the int8
+   ``rover-rgb-unet2-flight`` in the reconstruction check), at full level (no deadline pressure, so every patch is
+   scored and the reconstruction check runs). Until session 32 this run replaced both models by the fp32 ONNX seed
+   CAE, while the table said "each mission's shipped model".
 2. Orbital: a 52,224 × 5,064 grey BigTIFF tiled from the orbital test images (built once under runs/), streamed
    through the ``orbital_nac`` mission as shipped: its int8 VAE (LiteRT) and its 120 s frame budget, so the
    deadline accounting (``late`` with the overrun, in-flight degradation) is the mission's own.
@@ -80,13 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    from benchmarks.artifacts import zoo_artifact
     from benchmarks.machine import machine_info
     from edgeae.datasets import split_files
 
     args.out.mkdir(parents=True, exist_ok=True)
     fw = [sys.executable, "-m", "edgeae.firmware_sim.cli", "run"]
-    cae = zoo_artifact("rover-rgb-gtcae", "cae", "onnx", "fp32")
     result: dict[str, Any] = {"machine": machine_info(args.threads), "quick": args.quick}
 
     rover_frame = split_files("rover_rgb", "flight")[0]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
     _run([*fw, "--mission", "rover_mastcamz", "--frames", str(rover_frame), "--out", str(rover_out),
-          "--anomaly-model", str(cae), "--recon-model", str(cae), "--frame-ms", "600000",
+          "--frame-ms", "600000",
           "--threads", str(args.threads)])  # fmt: skip
     result["rover"] = {"frame": rover_frame.name, "shape": [1200, 1648, 3], "wall_s": time.perf_counter() - t0,
                        **_summary(rover_out, 1200 * 1648, 3)}  # fmt: skip
