@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".edgeae.lock"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# never through a link; never blocking on a FIFO planted there (opening one read-only waits for a writer)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 """flock errors of a file system that cannot lock (an NFS mount without lockd, some FUSE mounts)."""
 log = logging.getLogger(__name__)
@@ -45,18 +46,28 @@ class FolderBusy(OSError):
 
 
 def _holder(path: Path) -> str:
-    """What the lock file says about the process that holds it ('' when it cannot be read): its first 300 bytes,
-    never through a symbolic link."""
+    """What the lock file says about the process that holds it ('' when it cannot be read, or when it names a
+    process that is gone: a killed run's note another user's run could not rewrite): its first 300 bytes, never
+    through a symbolic link."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
         return ""
     try:
-        return os.read(fd, 300).decode("utf-8", errors="replace").strip()
+        note = os.read(fd, 300).decode("utf-8", errors="replace").strip()
     except OSError:
         return ""
     finally:
         os.close(fd)
+    pid = note.partition("pid ")[2].partition(",")[0]
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return ""
+        except OSError:  # another user's process: alive
+            pass
+    return note
 
 
 def _open(path: Path) -> int:
@@ -64,7 +75,11 @@ def _open(path: Path) -> int:
     regular file there is refused (a planted link would have the note written into the file it points to)."""
     try:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+            created = not os.path.lexists(path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+            if created:  # any user may lock it read-write (NFS locks only a file opened for writing): not the umask's
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, 0o666)
         except PermissionError:  # another user's lock file in a shared folder: flock works on a read-only one too
             if not os.path.lexists(path):
                 raise
@@ -80,8 +95,9 @@ def _open(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def hold(folder: Path | str, what: str) -> Iterator[Path]:
-    """Hold ``folder`` (which must exist) for this process while the block runs; yields the lock file's path.
+def hold(folder: Path | str, what: str) -> Iterator[Path | None]:
+    """Hold ``folder`` (which must exist) for this process while the block runs; yields the lock file's path, or
+    None where the folder could not be locked (no ``flock`` on its file system, or no ``fcntl``).
 
     Raises :class:`FolderBusy` at once when another process holds it (the message names the holder's work, e.g.
     ``"flight run"``, as its own ``what`` recorded it). Re-entrant holds in one process are not supported (a second
@@ -91,7 +107,7 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
     folder = Path(folder)
     path = folder / LOCK_NAME
     if fcntl is None:  # pragma: no cover - not POSIX
-        yield path
+        yield None
         return
     fd = -1
     for _ in range(20):  # a lock file unlinked by its holder between our open and our lock: open the new one
@@ -104,12 +120,18 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
             kind, sep, who = _holder(path).partition("; ")  # "training run; pid 12, 'edgeae train ...', since ..."
             if not sep:  # a note without its kind (an older edgeae's)
                 kind, who = "", kind
-            raise FolderBusy(
-                f"{folder} is in use by another {kind or what}" + (f" ({who})" if who else "") + ": wait for it to "
-                "finish or stop it, or choose another folder"
+            raise FolderBusy(  # without a readable note of a live process the holder's work is not known
+                f"{folder} is in use by another {kind or 'edgeae run'}" + (f" ({who})" if who else "") + ": wait for "
+                "it to finish or stop it, or choose another folder"
             ) from None
         except OSError as exc:
             os.close(fd)
+            if exc.errno == errno.EBADF:  # NFS locks only a file opened for writing, and this one is another user's
+                raise OSError(
+                    errno.EACCES,
+                    f"{path} belongs to another user and cannot be locked here: remove it (no run of "
+                    "edgeae holds it now)",
+                ) from None
             if exc.errno not in _NO_LOCKS:
                 raise
             if not existed:
@@ -119,7 +141,7 @@ def hold(folder: Path | str, what: str) -> Iterator[Path]:
                 "%s: this file system cannot lock files (%s): nothing stops a second %s from writing there at the "
                 "same time", folder, exc.strerror or exc, what,
             )  # fmt: skip
-            yield path
+            yield None
             return
         try:
             st, now = os.fstat(fd), os.lstat(path)

@@ -79,7 +79,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .frames import collect_frames
     from .loop import FlightRuntime
     from .queue import IndexNotSaved
-    from .state import StateNotSaved, discard_state
+    from .state import StateNotSaved
     from .telemetry import TelemetryNotWritten
 
     mission = _mission_with_overrides(args)
@@ -89,15 +89,16 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
         print(f"firmware-sim: --frames {note}", file=sys.stderr)
     if not found.files:
         raise MissionError("no frames: --frames names no frame files")
-    if args.fresh and Path(args.out).is_dir():
-        from edgeae.folder_lock import hold
-
-        with hold(Path(args.out), "flight run"):  # not under a live run's feet: it holds the folder until it ends
-            discard_state(Path(args.out))
     try:  # the folder stays held until the report is written (rt.release below): no other run writes it meanwhile
         types = {Path(f).suffix.lower() for f in found.files}  # only their decoders are loaded at boot
         rt = FlightRuntime(
-            mission, args.out, inject=args.inject or (), progress=args.progress, keep_held=True, frame_types=types
+            mission,
+            args.out,
+            inject=args.inject or (),
+            progress=args.progress,
+            keep_held=True,
+            frame_types=types,
+            fresh=args.fresh,  # the state removed once the boot holds the folder
         )
     except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error
         print(

@@ -5,6 +5,7 @@ names a missing or damaged model, an unknown key or a value of the wrong kind.""
 from __future__ import annotations
 
 import argparse
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def _check_set_model(item: str, value: Any, source: str) -> None:
     and the folder it was looked for in, not later at boot as the mission file's model."""
     if not isinstance(value, str) or not value or value.startswith("zoo:"):
         return
-    path = Path(value).expanduser()  # a quoted ~ (the shell does not expand it after '=') is the home folder
+    path = Path(os.path.expanduser(value))  # a quoted ~ is the home folder (~name of no user stays as written)
     if path.suffix.lower() not in ARTIFACT_SUFFIXES or path.is_file():
         return  # a zoo name is resolved at boot
     if path.is_absolute():

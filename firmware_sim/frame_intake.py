@@ -52,7 +52,7 @@ def reboot_if_due(rt: FlightRuntime, fid: int) -> None:
     rt.queue.save()
     rt.tm.write("event", kind="fault_injected", fault=str(reboot))
     rt.faults.mark(reboot)
-    rt.close()  # telemetry, memory tracing, models, and the folder: the next boot (this process too) takes it
+    rt.close()  # telemetry, memory tracing, models, and the folder unless the caller keeps it held (keep_held)
     raise SimulatedReboot(f"reboot before frame {fid}")
 
 
@@ -229,7 +229,7 @@ FRAME_PATH_MODULES = ("edgeae.firmware_sim.frame_work", "edgeae.firmware_sim.fra
 DECODERS = {"strips": ("tifffile",), "files": ("edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile")}
 # the decoders a frame file of each type imports (edgeae.firmware_sim.frames.open_frame; .npy: numpy only)
 SUFFIX_DECODERS = {
-    **dict.fromkeys((".tif", ".tiff"), ("tifffile",)),
+    **dict.fromkeys((".tif", ".tiff"), ("tifffile", "edgeae.imagedecode")),  # TiffFrame checks limits with it
     ".png": ("edgeae.imagedecode", "pyspng"),
     **dict.fromkeys((".jpg", ".jpeg"), ("edgeae.imagedecode", "simplejpeg")),
     **dict.fromkeys((".pgm", ".ppm", ".pnm"), ("edgeae.imagedecode",)),

@@ -93,6 +93,7 @@ class FlightRuntime:
         parallel: str = "interpreters",
         keep_held: bool = False,
         frame_types: Collection[str] | None = None,
+        fresh: bool = False,
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
@@ -104,12 +105,18 @@ class FlightRuntime:
         existed = self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         try:  # before any state is read: another run writing this folder refuses this one (FolderBusy), untouched
-            self._lock.enter_context(hold(self.out, "flight run"))
+            self.held = self._lock.enter_context(hold(self.out, "flight run")) is not None  # False: cannot lock
         except BaseException:
             if not existed:
                 with contextlib.suppress(OSError):
                     self.out.rmdir()
             raise
+        if fresh:  # --fresh: the state removed under this boot's own hold (no other run can take the folder between)
+            try:
+                discard_state(self.out)
+            except BaseException:
+                self.release()
+                raise
         first_boot = not holds_state(self.out)
         before = state_present(self.out)  # a user's own summary.json, downlink/... in an existing --out
         try:
@@ -159,7 +166,7 @@ class FlightRuntime:
         self.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
         self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
         self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
-        self.queue.sweep_stale_temps(self.out / "downlink")  # a power loss's half files: this boot holds the folder
+        self.queue.sweep_stale_temps(self.out / "downlink", held=self.held)  # a power loss's half files
         self.cost = CostModel()
         self.records: list[dict[str, Any]] = []  # this boot's frame records
         self.frame_no = 0  # frames acquired in this boot

@@ -183,14 +183,16 @@ class DownlinkQueue:
         if (self.root / "index.json").is_file():
             self._load()
 
-    def sweep_stale_temps(self, downlink: Path | None = None) -> list[str]:
+    def sweep_stale_temps(self, downlink: Path | None = None, *, held: bool = True) -> list[str]:
         """Remove what a power loss or ``kill -9`` mid-write left: the index's and the items' temporaries, and the
         pass files' in ``downlink``; returns their names (also in :attr:`stale_temps`). Only a flight run's boot
-        calls it, while it holds the output folder: no other run writes these files then, so each is stale."""
-        found = remove_stale_temps(self.root, lambda n: n == "index.json", any_pid=True)
-        found += remove_stale_temps(self.items_dir, lambda n: n.endswith(".pkt"), any_pid=True)
+        calls it, while it holds the output folder: no other run writes these files then, so each is stale. Where
+        the folder could not be locked (``held`` False: a file system without ``flock``) a live process's
+        temporaries are kept."""
+        found = remove_stale_temps(self.root, lambda n: n == "index.json", any_pid=held)
+        found += remove_stale_temps(self.items_dir, lambda n: n.endswith(".pkt"), any_pid=held)
         if downlink is not None:
-            found += remove_stale_temps(downlink, lambda n: n.startswith("pass_") and n.endswith(".bin"), any_pid=True)
+            found += remove_stale_temps(downlink, lambda n: n.startswith("pass_") and n.endswith(".bin"), any_pid=held)
         self.stale_temps += found
         return found
 

@@ -422,3 +422,39 @@ def test_run_holds_the_folder_until_its_report_is_written(
     assert seen == ["held"] and (out / "report.html").is_file() and not half.exists()
     _holder_probe(out, seen)  # let go at the very end
     assert seen == ["held", "free"] and not (out / ".edgeae.lock").exists()
+
+
+def test_without_a_lock_the_boot_s_sweep_keeps_a_live_process_s_temporaries(tmp_path: Path) -> None:
+    """On a file system that cannot lock, the boot is not alone in the folder: a live run's half-written index
+    is not stale (review s32: the sweep removed it, and that run's rename failed)."""
+    import subprocess
+    import sys
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        q = DownlinkQueue(tmp_path / "q", 1 << 20)
+        theirs = tmp_path / "q" / f".index.json.tmp-{live.pid}"
+        dead = tmp_path / "q" / f".index.json.tmp-{NO_PID}"
+        theirs.write_bytes(b"half")
+        dead.write_bytes(b"half")
+        assert q.sweep_stale_temps(held=False) == [dead.name]
+        assert theirs.exists() and not dead.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.parametrize("value", ["~s32nosuchuser/x.onnx", "~vae_s32.onnx"])
+def test_a_set_model_path_with_a_tilde_naming_no_user_is_one_line(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Path.expanduser`` raised RuntimeError (a traceback) for ``~name`` of no user (review s32)."""
+    from edgeae.firmware_sim.cli_overrides import _check_set_model
+
+    monkeypatch.chdir(tmp_path)
+    if "/" not in value:  # a file in the current folder really named ~vae_s32.onnx: taken as written
+        (tmp_path / value).write_bytes(b"")
+        _check_set_model("anomaly.model", value, "")
+        return
+    with pytest.raises(MissionError, match="no such file"):
+        _check_set_model("anomaly.model", value, "")

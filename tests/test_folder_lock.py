@@ -106,7 +106,76 @@ def test_a_file_system_without_locks_warns_and_goes_on(
 
     monkeypatch.setattr(fl.fcntl, "flock", no_locks)
     ran = False
-    with caplog.at_level("WARNING"), hold(tmp_path, "ground session"):
+    with caplog.at_level("WARNING"), hold(tmp_path, "ground session") as held:
         ran = True
-    assert ran and "cannot lock files" in caplog.text
+    assert ran and held is None and "cannot lock files" in caplog.text  # None: the caller knows it is not held
     assert not (tmp_path / LOCK_NAME).exists()  # the file it made is not left behind
+
+
+def test_a_planted_fifo_is_refused_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's FIFO as ``.edgeae.lock``: the read-only fallback's open waited for a writer for ever (review
+    s32); now it opens without blocking and the FIFO is refused as not a regular file."""
+    import os
+    import signal
+
+    os.mkfifo(tmp_path / LOCK_NAME)
+    real_open = os.open
+
+    def other_users(path: object, flags: int, *a: object) -> int:
+        if str(path).endswith(LOCK_NAME) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", other_users)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("hold() blocked on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(5)
+    try:
+        with pytest.raises(OSError, match="not a regular file"), hold(tmp_path, "scan"):
+            pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_lock_file_nfs_cannot_lock_read_only_says_whose_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import edgeae.folder_lock as fl
+
+    def nfs(fd: int, op: int) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fl.fcntl, "flock", nfs)
+    refused = pytest.raises(OSError, match="belongs to another user and cannot be locked here: remove it")
+    with refused, hold(tmp_path, "scan"):
+        pass
+
+
+def test_a_new_lock_file_is_writable_by_every_user(tmp_path: Path) -> None:
+    """NFS locks only a file opened for writing: another user's 0o644 file could not be locked there."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with hold(tmp_path, "scan") as lock:
+            assert lock is not None and stat.S_IMODE(os.stat(lock).st_mode) == 0o666
+    finally:
+        os.umask(old)
+
+
+def test_a_dead_holder_s_note_is_not_named(tmp_path: Path) -> None:
+    """A run holding another user's stale file read-only cannot rewrite its note: the refusal named the killed
+    holder's work and pid (review s32)."""
+    with hold(tmp_path, "scan") as lock:
+        assert lock is not None
+        lock.write_text("training run; pid 4194305, 'edgeae train ...', since then\n")  # above any pid_max
+        with pytest.raises(FolderBusy) as err, hold(tmp_path, "flight run"):
+            pass
+    assert "another edgeae run:" in str(err.value) and "training" not in str(err.value)
