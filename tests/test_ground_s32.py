@@ -361,3 +361,13 @@ def test_a_sender_cannot_build_a_latent_scale_the_ground_refuses(scale: float) -
     word (fixer's note, s32)."""
     with pytest.raises(ValueError, match="positive normal float32"):
         LatentFrame(0, "ab12", 4, 4, 1, 4, 4, 1, 1, scale, "int8", np.zeros((1, 2, 1, 1), np.int8))
+
+
+def test_a_nearly_silent_encoder_output_is_sent_not_refused_by_the_sender() -> None:
+    """max |z| <= ~1.5e-36 gave a scale below float32's normals: the sender raised and the frame was lost on board
+    (review s32); the scale is clamped to the smallest normal, q stays within +-127."""
+    from edgeae.ground.pipeline import encode_latents
+
+    lf = encode_latents(np.full((16, 16, 1), 90, np.uint8), 8, lambda x: np.full((len(x), 1, 2, 2), 1e-39, np.float32),
+                        tile=16)  # fmt: skip
+    assert lf.scale == float(np.finfo(np.float32).tiny) and int(np.abs(lf.latents).max()) <= 127

@@ -307,3 +307,21 @@ def test_a_short_uncompressed_strip_is_refused(tmp_path: Path) -> None:
         assert r.read_rows(0, 20)[0].min() == 7
         with pytest.raises(ImageReadError, match=r"short\.tif: corrupt TIFF strip 1: 999 bytes, its 20 rows"):
             r.read_rows(10, 30)
+
+
+def test_the_band_hint_keeps_a_12_bit_band_s_depth(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The extracted band lost MaxSampleValue and read back 16x darker (review s32)."""
+    rng = np.random.default_rng(5)
+    bands = rng.integers(0, 4096, (64, 48, 4), dtype=np.uint16)
+    p = tmp_path / "ms12.tif"
+    tifffile.imwrite(p, bands, photometric="minisblack", planarconfig="contig", extratags=[(281, 3, 1, 4095, False)])
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        im = read_image(p, detect_nodata=False)
+    assert im.bit_depth == 12
+    (cmd,) = set(re.findall(r"`python -c \"([^`]*)\"`", caplog.text))
+    code = cmd.replace("FILE", p.name).replace("N - 1", "2 - 1").replace("band_N", "band_2")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
+    b2 = read_image(tmp_path / "band_2.tif", detect_nodata=False)
+    assert b2.bit_depth == 12
+    np.testing.assert_allclose(b2.pixels[..., 0], bands[..., 1] / 4095, rtol=0, atol=1e-6)

@@ -420,3 +420,29 @@ def test_metrics_of_empty_images_are_a_value_error() -> None:
     for shape in ((0, 5), (5, 0), (0, 0, 3)):
         with pytest.raises(ValueError, match="non-empty"):
             compare(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+
+
+def test_a_stale_valid_map_goes_beside_this_run_s_own_metrics_json_and_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shared-map check counted this run's own ``--metrics-json st.json`` and the input ``st.tif`` as owners of
+    ``st.valid.png``, so the stale map was never removed (review s32)."""
+    tifffile = pytest.importorskip("tifffile")
+    from edgeae.imageio import write_image
+
+    y, x = np.mgrid[0:48, 0:64]
+    f32 = (0.2 + 0.005 * x + 0.004 * y).astype(np.float32)
+    f32[10:20, 10:20] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", f32)
+    (tmp_path / "in").mkdir()
+    grey = write_image(tmp_path / "in" / "grey8.png", ((x * 3 + y) % 200 + 30).astype(np.uint8))
+    out, vmap, js = tmp_path / "st.png", tmp_path / "st.valid.png", tmp_path / "st.json"
+    assert _cli("reconstruct", tmp_path / "nan.tif", "--method", "linear", "-o", out, "--metrics-json", js) == 0
+    assert vmap.is_file()
+    assert _cli("reconstruct", grey, "--method", "linear", "-o", out, "--metrics-json", js) == 0
+    assert not vmap.exists()
+    # the input itself named st.<ext> beside the output: not an owner either
+    assert _cli("reconstruct", tmp_path / "nan.tif", "--method", "linear", "-o", out) == 0
+    write_image(tmp_path / "st.tif", ((x * 3 + y) % 200 + 30).astype(np.uint8))
+    assert _cli("reconstruct", tmp_path / "st.tif", "--method", "linear", "-o", out) == 0
+    assert not vmap.exists()

@@ -213,3 +213,26 @@ def test_a_complete_run_refused_by_a_busy_zoo_says_how_to_install_it_later(
     assert "choose another folder" not in err and not (weights / "mine.pt").exists()
     assert main(["train", "cae", "--resume", str(run), "--zoo-name", "mine"]) == 0  # the command it gives
     assert (weights / "mine.pt").read_bytes() == (run / "best.pt").read_bytes()
+
+
+def test_a_gated_model_refused_by_a_busy_zoo_says_how_to_install_it_without_tuning_again(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gate met a busy zoo only after tuning and printed the lock's generic advice (review s32); the command it
+    now gives installs the gated file as it is."""
+    from edgeae.train import gate
+
+    data = _images(tmp_path / "data")
+    r1 = tmp_path / "r1"
+    assert train_cae(_cae(data, r1))["complete"] is True
+    out = tmp_path / "gated" / "g.pt"
+    argv = [str(r1 / "best.pt"), "--data", str(data), "--out", str(out), "--taus", "0", "--zoo-name", "gbusy",
+            "--threads", "1"]  # fmt: skip
+    weights.mkdir(exist_ok=True)
+    with hold(weights, "zoo install"):
+        assert gate.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is gated and written but not installed" in err and out.is_file()
+    cmd = err.split('python -c "')[1].rstrip('"')
+    exec(cmd, {})  # the command as given (the zoo folder is this test's: the fixture patched edgeae.zoo)
+    assert (weights / "gbusy.pt").read_bytes() == out.read_bytes()

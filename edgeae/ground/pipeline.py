@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
 from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
-from edgeae.wire.products import LatentFrame
+from edgeae.wire.products import LATENT_SCALE_RANGE, LatentFrame
 
 from .decode import longest_row_gap
 from .link import LinkConfig, LinkStats, simulate
@@ -174,7 +174,10 @@ def encode_latents(
     z = np.concatenate([np.asarray(encoder(x[i : i + batch]), np.float32) for i in range(0, len(x), batch)])
     rows, cols = len({y for y, _ in pos}), len({x0 for _, x0 in pos})
     if dtype == "int8":
-        scale = float(np.abs(z).max()) / 127.0 or 1.0
+        # a nearly silent encoder output (max |z| <= ~1.5e-36) would give a scale below float32's normals, which the
+        # wire refuses: the smallest normal keeps q within +-127
+        amax = float(np.abs(z).max())
+        scale = max(amax / 127.0, LATENT_SCALE_RANGE[0]) if amax else 1.0
         q = np.clip(np.round(z / scale), -127, 127).astype(np.int8)
     else:
         scale, q = 1.0, z.astype(np.float16)

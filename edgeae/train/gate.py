@@ -319,9 +319,18 @@ def _run(args: argparse.Namespace, taus: tuple[float, ...], card_base: dict[str,
         )
         card = Path(str(out) + ".zoo.json")
         card.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        from edgeae.folder_lock import FolderBusy
         from edgeae.zoo import install, installed_message
 
-        target = install(args.zoo_name, out, card, force=args.force, run=_run_folder(args))
+        try:
+            target = install(args.zoo_name, out, card, force=args.force, run=_run_folder(args))
+        except FolderBusy as exc:  # the gated model is written: say how to install it without tuning again
+            busy = str(exc).split(": wait")[0]
+            raise ValueError(
+                f"--zoo-name {args.zoo_name}: {out} is gated and written but not installed ({busy}); install it "
+                f'once that one has finished: python -c "from edgeae.zoo import install; '
+                f"install('{args.zoo_name}', '{out}', '{card}', run='{_run_folder(args)}')\""
+            ) from None
         print(installed_message(args.zoo_name, target))
     for r in result["rows"]:
         print(
