@@ -9,6 +9,8 @@ from pathlib import Path
 
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 
+from .ground_originals import originals_of_captures, set_originals
+from .ground_out import OutClaim, check_out, check_session, create_out
 from .ground_output import capture_list, exit_status, file_list, print_report
 
 
@@ -105,17 +107,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _station(args: argparse.Namespace, make_out: bool = True, claim: _OutClaim | None = None):
+def _station(args: argparse.Namespace, make_out: bool = True, claim: OutClaim | None = None):
     """The station of the options, every option checked first; ``make_out`` False: ``--out`` is neither
     created nor set (``serve`` binds its socket first). ``claim``: hold ``--out`` for this session (an existing one
     before its session files are checked, a new one once created)."""
     from edgeae.ground.limits import GroundLimits
     from edgeae.ground.station import GroundStation, make_filler
 
-    _check_out(args)
+    check_out(args)
     if claim is not None and args.out.is_dir():
         claim.hold()
-    _check_session(args.out)
+    check_session(args.out)
     if args.original is not None and not args.original.exists():
         raise CLIError(f"--original {args.original} does not exist")
     if args.bayer and args.original is None:
@@ -157,157 +159,9 @@ def _station(args: argparse.Namespace, make_out: bool = True, claim: _OutClaim |
         if claim is not None:
             claim.claim()
         else:
-            _make_out(args.out)
+            create_out(args.out)
         gs.out = args.out
     return gs
-
-
-class _OutClaim:
-    """``--out`` held for one ground session (:func:`edgeae.folder_lock.hold`) until ``stack`` closes: a second
-    session into the same folder is refused at once (exit status 2), before it checks or writes anything there."""
-
-    def __init__(self, out: Path, stack: contextlib.ExitStack) -> None:
-        self.out, self.stack, self.held = out, stack, False
-
-    def hold(self) -> None:
-        from edgeae.folder_lock import FolderBusy, hold
-
-        try:
-            self.stack.enter_context(hold(self.out, "ground session"))
-        except FolderBusy as exc:
-            raise CLIError(str(exc)) from None
-        except OSError as exc:  # a folder this process cannot write in (no lock file can be made there)
-            raise CLIError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
-        self.held = True
-
-    def claim(self) -> None:
-        """Create ``--out`` when missing and hold it; a folder that did not exist at the first check is checked
-        again once held (another session may have made it meanwhile)."""
-        _make_out(self.out)
-        if not self.held:
-            self.hold()
-            _check_session(self.out)
-
-
-def _check_out(args: argparse.Namespace) -> None:
-    """Refuse an ``--out`` that cannot be a folder (a file, or below one) or that is an input folder, with one line
-    saying so (mkdir says only "Not a directory" or "File exists")."""
-    out = args.out
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is an existing file; name a directory for the images and reports")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise CLIError(f"cannot create the output folder --out {out}: {parent} is a file, not a folder")
-            break
-    inputs = [("packet folder", p) for p in getattr(args, "packets", []) if p.is_dir()]
-    if args.original is not None and args.original.is_dir():
-        inputs.append(("--original folder", args.original))
-    for what, folder in inputs:
-        if out.resolve() == folder.resolve():  # its images and reports would mix with (or overwrite) the inputs
-            raise CLIError(
-                f"--out {out} is the {what} {folder}: the images and reports would be written among its files; name "
-                "another folder"
-            )
-
-
-def _make_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"cannot create the output folder --out {out}: {exc.strerror or exc}") from None
-
-
-def _check_session(out: Path) -> None:
-    """Refuse an ``--out`` that holds a ground session already (:data:`SESSION_FILES`; ``.edgeae.lock``, the
-    lock of a session running there, is not one)."""
-    held = [n for n in SESSION_FILES if (out / n).exists()]
-    unfinished = _unfinished(out) if "stream.json" in held else None
-    if unfinished:  # its outputs are partial: say so, and how to decode again
-        raise CLIError(
-            f"--out {out} holds a ground session that did not finish ({unfinished}): its outputs are partial; "
-            "to decode again, remove that folder (or move it away) and rerun the same command, or name a new folder"
-        )
-    if held:  # a second session would overwrite the first's recording and mix its frames with stale ones
-        raise CLIError(
-            f"--out {out} already holds a ground session ({', '.join(held)}): name a new folder, or move "
-            "that one away first"
-        )
-
-
-SESSION_FILES = ("stream.json", "received.bin")
-"""Files that mark a folder as holding a ground session already."""
-
-
-def _unfinished(out: Path) -> str | None:
-    """Why the session whose ``stream.json`` is in ``out`` did not finish (interrupted, its disk full, killed),
-    or None when it did (or wrote no ``complete`` field: an older edgeae's)."""
-    import json
-
-    try:
-        stream = json.loads((out / "stream.json").read_text())["stream"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"its stream.json cannot be read: {exc}"
-    if not isinstance(stream, dict) or stream.get("complete", True) is not False:
-        return None
-    how = (
-        f"interrupted by {stream['interrupted']}"
-        if stream.get("interrupted")
-        else "stopped before its end (killed, or its disk full)"
-    )
-    return f"{how}; stream.json says complete: false, {stream.get('products_not_decoded', '?')} products not decoded"
-
-
-def _originals(gs, path: Path, frame_ids: list[int], bayer: str | None = None) -> None:
-    """``--original`` for the frames ``frame_ids`` of ``gs``: read when a frame is compared (a frame refused for its
-    size or the memory it needs never reads it), not all at once before the first frame. ``serve`` (no frame ids
-    known in advance) reads its one image now."""
-    from edgeae.ground.sources import as_float, image_samples, original_files
-
-    if path.is_file():
-        _one_original(path, frame_ids)
-        if not frame_ids:
-            gs.default_original = as_float(*image_samples(path, bayer=bayer))
-            return
-        files = dict.fromkeys(frame_ids, path)
-    else:  # a frame without its original (or with one that cannot be read) says so in its report
-        found = original_files(path, check=False)
-        files = {i: found[i] for i in frame_ids if i in found}
-        for i in frame_ids:
-            if i not in found:
-                gs.original_notes[i] = f"no original for frame {i} in {path} (a file whose name ends in {i})"
-    gs.originals = _LazyOriginals(files, bayer, gs.original_notes)
-
-
-def _one_original(path: Path, frame_ids: list[int]) -> None:
-    if len(frame_ids) > 1:  # one image for several frames would give each frame a PSNR against the wrong one
-        shown = ", ".join(map(str, frame_ids[:8])) + (" ..." if len(frame_ids) > 8 else "")
-        raise CLIError(
-            f"--original {path} is one image but the packets hold {len(frame_ids)} frames (ids {shown}): give "
-            "a folder of originals whose names end in the frame id (frame_3.png, img_0003.tif)"
-        )
-
-
-class _LazyOriginals(dict):
-    """Frame id -> original (float32 in [0, 1]) for ``GroundStation.originals``: each file is read when the station
-    asks for its frame (``get``), after that frame's size and memory checks, and not kept (a 52,224 × 5,064 strip
-    is 1 GB as float32); a file whose pixels cannot be read is noted in ``notes`` (the frame's ``psnr_error``)."""
-
-    def __init__(self, files: dict[int, Path], bayer: str | None, notes: dict[int, str]) -> None:
-        super().__init__()
-        self.files, self.bayer, self.notes = files, bayer, notes
-
-    def get(self, key, default=None):
-        from edgeae.ground.sources import as_float, image_samples
-
-        path = self.files.get(key)
-        if path is None:
-            return default
-        try:
-            return as_float(*image_samples(path, bayer=self.bayer))
-        except (OSError, ValueError, MemoryError) as exc:  # the header read fine at start, the pixels did not
-            self.notes[key] = f"original {path} could not be read: {exc or type(exc).__name__}"
-            return default
 
 
 def needs(args: argparse.Namespace) -> dict[str, str]:
@@ -337,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
             image_shape(args.original)
         with contextlib.ExitStack() as stack:  # --out held to the end: a second session into it is refused
-            gs = _station(args, claim=_OutClaim(args.out, stack))
+            gs = _station(args, claim=OutClaim(args.out, stack))
             signal_name = ["SIGINT"]  # which signal stopped the run, for stream.json
             restore = _sigterm_as_interrupt(signal_name)
             try:
@@ -345,10 +199,10 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 restore()
     with contextlib.ExitStack() as stack:
-        return _serve(args, _OutClaim(args.out, stack))
+        return _serve(args, OutClaim(args.out, stack))
 
 
-def _serve(args: argparse.Namespace, claim: _OutClaim) -> int:
+def _serve(args: argparse.Namespace, claim: OutClaim) -> int:
     """``ground serve``: checks, bind, then ``--out`` is created and held, and the session runs."""
     from edgeae.ground.transport import BindError, bind_udp, serve_udp
 
@@ -356,7 +210,7 @@ def _serve(args: argparse.Namespace, claim: _OutClaim) -> int:
     if args.original:
         if not args.original.is_file():
             raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
-        _originals(gs, args.original, [], args.bayer)
+        set_originals(gs, args.original, [], args.bayer)
 
     if args.ready_file:
         try:  # checked before binding: a bad path must not surface as a traceback after the socket is up
@@ -397,7 +251,7 @@ def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
     # its own (OUT/capture_<k>), so frames of two captures under one id are both rebuilt
     caps = feed_captures(args.packets, gs)
     if args.original:
-        _originals_of_captures(caps, args.original, args.bayer)
+        originals_of_captures(caps, args.original, args.bayer)
     listing = capture_list(caps, args.out) if len(caps) > 1 else None
     status = 0
     for k, cap in enumerate(caps, 1):
@@ -469,22 +323,3 @@ def _sigterm_as_interrupt(signal_name: list[str]):
 
     old = signal.signal(signal.SIGTERM, interrupt)
     return lambda: signal.signal(signal.SIGTERM, old)
-
-
-def _originals_of_captures(caps: list, path: Path, bayer: str | None) -> None:
-    """``--original`` for every capture; a frame id found in two captures gets none (which one it shows is
-    not known), and its report says so."""
-    ids = [sorted({k[1] for k in cap.station.receiver.products}) for cap in caps]
-    if path.is_file():
-        _one_original(path, [i for cap_ids in ids for i in cap_ids])
-        for cap, cap_ids in zip(caps, ids, strict=True):
-            if cap_ids:  # no frame id: nothing to compare (an empty list would read the image now, as serve does)
-                _originals(cap.station, path, cap_ids, bayer)
-        return
-    holding = {i: sum(i in c for c in ids) for cap_ids in ids for i in cap_ids}  # frame id -> captures with it
-    shared = {i for i, n in holding.items() if n > 1}
-    for cap, cap_ids in zip(caps, ids, strict=True):
-        gs = cap.station
-        for i in shared & set(cap_ids):
-            gs.original_notes[i] = f"frame id {i} is in {holding[i]} captures: which of them {path} shows is not known"
-        _originals(gs, path, [i for i in cap_ids if i not in shared], bayer)

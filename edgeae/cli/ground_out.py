@@ -1,0 +1,106 @@
+"""``--out`` of ``edgeae ground decode`` / ``serve``: the folder held for one session (:mod:`edgeae.folder_lock`)
+and the checks before it is written (a file, a folder below a file, an input folder, a session already there)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+from edgeae.cli import CLIError
+
+
+class OutClaim:
+    """``--out`` held for one ground session (:func:`edgeae.folder_lock.hold`) until ``stack`` closes: a second
+    session into the same folder is refused at once (exit status 2), before it checks or writes anything there."""
+
+    def __init__(self, out: Path, stack: contextlib.ExitStack) -> None:
+        self.out, self.stack, self.held = out, stack, False
+
+    def hold(self) -> None:
+        from edgeae.folder_lock import FolderBusy, hold
+
+        try:
+            self.stack.enter_context(hold(self.out, "ground session"))
+        except FolderBusy as exc:
+            raise CLIError(str(exc)) from None
+        except OSError as exc:  # a folder this process cannot write in (no lock file can be made there)
+            raise CLIError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
+        self.held = True
+
+    def claim(self) -> None:
+        """Create ``--out`` when missing and hold it; a folder that did not exist at the first check is checked
+        again once held (another session may have made it meanwhile)."""
+        create_out(self.out)
+        if not self.held:
+            self.hold()
+            check_session(self.out)
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` that cannot be a folder (a file, or below one) or that is an input folder, with one line
+    saying so (mkdir says only "Not a directory" or "File exists")."""
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is an existing file; name a directory for the images and reports")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CLIError(f"cannot create the output folder --out {out}: {parent} is a file, not a folder")
+            break
+    inputs = [("packet folder", p) for p in getattr(args, "packets", []) if p.is_dir()]
+    if args.original is not None and args.original.is_dir():
+        inputs.append(("--original folder", args.original))
+    for what, folder in inputs:
+        if out.resolve() == folder.resolve():  # its images and reports would mix with (or overwrite) the inputs
+            raise CLIError(
+                f"--out {out} is the {what} {folder}: the images and reports would be written among its files; name "
+                "another folder"
+            )
+
+
+def create_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create the output folder --out {out}: {exc.strerror or exc}") from None
+
+
+def check_session(out: Path) -> None:
+    """Refuse an ``--out`` that holds a ground session already (:data:`SESSION_FILES`; ``.edgeae.lock``, the
+    lock of a session running there, is not one)."""
+    held = [n for n in SESSION_FILES if (out / n).exists()]
+    unfinished = _unfinished(out) if "stream.json" in held else None
+    if unfinished:  # its outputs are partial: say so, and how to decode again
+        raise CLIError(
+            f"--out {out} holds a ground session that did not finish ({unfinished}): its outputs are partial; "
+            "to decode again, remove that folder (or move it away) and rerun the same command, or name a new folder"
+        )
+    if held:  # a second session would overwrite the first's recording and mix its frames with stale ones
+        raise CLIError(
+            f"--out {out} already holds a ground session ({', '.join(held)}): name a new folder, or move "
+            "that one away first"
+        )
+
+
+SESSION_FILES = ("stream.json", "received.bin")
+"""Files that mark a folder as holding a ground session already."""
+
+
+def _unfinished(out: Path) -> str | None:
+    """Why the session whose ``stream.json`` is in ``out`` did not finish (interrupted, its disk full, killed),
+    or None when it did (or wrote no ``complete`` field: an older edgeae's)."""
+    import json
+
+    try:
+        stream = json.loads((out / "stream.json").read_text())["stream"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its stream.json cannot be read: {exc}"
+    if not isinstance(stream, dict) or stream.get("complete", True) is not False:
+        return None
+    how = (
+        f"interrupted by {stream['interrupted']}"
+        if stream.get("interrupted")
+        else "stopped before its end (killed, or its disk full)"
+    )
+    return f"{how}; stream.json says complete: false, {stream.get('products_not_decoded', '?')} products not decoded"
