@@ -60,7 +60,7 @@ class HeaderInfo:
         read = "bands 1-3 are read as RGB (its photometric interpretation)" if self.channels == 3 else "band 1 is read"
         index = "[N - 1]" if self.planar else "[..., N - 1]"  # the band axis as tifffile.imread returns it
         # a bit depth the samples do not show (12-bit counts in 16-bit samples: MaxSampleValue) goes with the band
-        tag = f", extratags=[(281, 3, 1, {2**self.bit_depth - 1}, False)]" if self.bit_depth not in (8, 16, 32) else ""
+        tag = f", extratags=[(281, 3, 1, {2**self.bit_depth - 1}, False)]" if 8 < self.bit_depth < 16 else ""
         return (
             f"{self.bands} bands in the TIFF; {read}, as for a planetary product with several bands (for band N, "
             f"extract it first: `python -c \"import tifffile; tifffile.imwrite('band_N.tif', "

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import stat
 import sys
 import time
@@ -45,29 +46,41 @@ class FolderBusy(OSError):
         super().__init__(message)
 
 
-def _holder(path: Path) -> str:
-    """What the lock file says about the process that holds it ('' when it cannot be read, or when it names a
-    process that is gone: a killed run's note another user's run could not rewrite): its first 300 bytes, never
-    through a symbolic link."""
+def _holder(path: Path) -> tuple[str, bool]:
+    """What the lock file says about the process that holds it ('' when it cannot be read; its first 300 bytes,
+    never through a symbolic link) and whether that process may be running here (False when its pid is not: a run
+    of another host or PID namespace, or a killed run's note another user's run could not rewrite). Any user may
+    write the note: it is only shown, never trusted."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
-        return ""
+        return "", True
     try:
         note = os.read(fd, 300).decode("utf-8", errors="replace").strip()
     except OSError:
-        return ""
+        return "", True
     finally:
         os.close(fd)
-    pid = note.partition("pid ")[2].partition(",")[0]
-    if pid.isdigit():
+    pid = re.search(r"\bpid ([0-9]{1,10}),", note)
+    if pid is not None:
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(pid.group(1)), 0)
         except ProcessLookupError:
-            return ""
-        except OSError:  # another user's process: alive
+            return note, False
+        except (OSError, OverflowError, ValueError):  # another user's process (alive), or no pid a kernel takes
             pass
-    return note
+    return note, True
+
+
+def _busy(folder: Path, path: Path) -> str:
+    """Who holds ``folder``, from its lock file's note, for a refusal."""
+    note, running = _holder(path)
+    kind, sep, who = note.partition("; ")  # "training run; pid 12, 'edgeae train ...', since ..."
+    if not sep:  # a note without its kind (an older edgeae's)
+        kind, who = "", note
+    if not running:  # the note's process is not running here: its work is not known for sure
+        return f"{folder} is in use by another edgeae run (its lock file names {note!r}, not running on this host)"
+    return f"{folder} is in use by another {kind or 'edgeae run'}" + (f" ({who})" if who else "")
 
 
 def _open(path: Path) -> int:
@@ -117,20 +130,17 @@ def hold(folder: Path | str, what: str) -> Iterator[Path | None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            kind, sep, who = _holder(path).partition("; ")  # "training run; pid 12, 'edgeae train ...', since ..."
-            if not sep:  # a note without its kind (an older edgeae's)
-                kind, who = "", kind
-            raise FolderBusy(  # without a readable note of a live process the holder's work is not known
-                f"{folder} is in use by another {kind or 'edgeae run'}" + (f" ({who})" if who else "") + ": wait for "
-                "it to finish or stop it, or choose another folder"
-            ) from None
+            busy = _busy(folder, path)
+            raise FolderBusy(busy + ": wait for it to finish or stop it, or choose another folder") from None
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EBADF:  # NFS locks only a file opened for writing, and this one is another user's
+                note = _holder(path)[0]
                 raise OSError(
                     errno.EACCES,
-                    f"{path} belongs to another user and cannot be locked here: remove it (no run of "
-                    "edgeae holds it now)",
+                    f"{path} is another user's and this file system locks only files opened for writing: it cannot "
+                    f"be locked here ({'its note: ' + repr(note) if note else 'no note'}); once that run has ended, "
+                    "remove it",
                 ) from None
             if exc.errno not in _NO_LOCKS:
                 raise

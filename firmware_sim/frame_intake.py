@@ -226,7 +226,10 @@ def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -
 
 
 FRAME_PATH_MODULES = ("edgeae.firmware_sim.frame_work", "edgeae.firmware_sim.frame_outcome")
-DECODERS = {"strips": ("tifffile",), "files": ("edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile")}
+DECODERS = {
+    "strips": ("tifffile", "edgeae.imagedecode"),
+    "files": ("edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile"),
+}
 # the decoders a frame file of each type imports (edgeae.firmware_sim.frames.open_frame; .npy: numpy only)
 SUFFIX_DECODERS = {
     **dict.fromkeys((".tif", ".tiff"), ("tifffile", "edgeae.imagedecode")),  # TiffFrame checks limits with it

@@ -325,3 +325,17 @@ def test_the_band_hint_keeps_a_12_bit_band_s_depth(tmp_path: Path, caplog: pytes
     b2 = read_image(tmp_path / "band_2.tif", detect_nodata=False)
     assert b2.bit_depth == 12
     np.testing.assert_allclose(b2.pixels[..., 0], bands[..., 1] / 4095, rtol=0, atol=1e-6)
+
+
+def test_the_band_hint_of_a_float64_tiff_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The 12-bit tag was added for any depth but 8/16/32: a float64 file got MaxSampleValue 2**64 - 1, and the
+    command failed with struct.error (review s32)."""
+    p = tmp_path / "f64.tif"
+    tifffile.imwrite(p, np.random.default_rng(1).random((32, 24, 4)), photometric="minisblack", planarconfig="contig")
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        read_image(p, detect_nodata=False)
+    (cmd,) = set(re.findall(r"`python -c \"([^`]*)\"`", caplog.text))
+    assert "extratags" not in cmd
+    code = cmd.replace("FILE", p.name).replace("N - 1", "2 - 1").replace("band_N", "band_2")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)

@@ -422,11 +422,11 @@ def test_metrics_of_empty_images_are_a_value_error() -> None:
             compare(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
 
 
-def test_a_stale_valid_map_goes_beside_this_run_s_own_metrics_json_and_input(
+def test_a_stale_valid_map_goes_beside_this_run_s_own_metrics_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The shared-map check counted this run's own ``--metrics-json st.json`` and the input ``st.tif`` as owners of
-    ``st.valid.png``, so the stale map was never removed (review s32)."""
+    ``st.valid.png``, so the stale map was never removed (review s32); the input may own it."""
     tifffile = pytest.importorskip("tifffile")
     from edgeae.imageio import write_image
 
@@ -441,8 +441,8 @@ def test_a_stale_valid_map_goes_beside_this_run_s_own_metrics_json_and_input(
     assert vmap.is_file()
     assert _cli("reconstruct", grey, "--method", "linear", "-o", out, "--metrics-json", js) == 0
     assert not vmap.exists()
-    # the input itself named st.<ext> beside the output: not an owner either
-    assert _cli("reconstruct", tmp_path / "nan.tif", "--method", "linear", "-o", out) == 0
-    write_image(tmp_path / "st.tif", ((x * 3 + y) % 200 + 30).astype(np.uint8))
+    # the input named st.<ext> beside the output may own the map (an earlier -o st.tif): kept (review s32)
+    assert _cli("reconstruct", tmp_path / "nan.tif", "--method", "linear", "-o", tmp_path / "st.tif") == 0
+    assert vmap.is_file()
     assert _cli("reconstruct", tmp_path / "st.tif", "--method", "linear", "-o", out) == 0
-    assert not vmap.exists()
+    assert vmap.is_file()

@@ -219,20 +219,25 @@ def test_a_gated_model_refused_by_a_busy_zoo_says_how_to_install_it_without_tuni
     tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The gate met a busy zoo only after tuning and printed the lock's generic advice (review s32); the command it
-    now gives installs the gated file as it is."""
+    now gives installs the gated file as it is, with --force when the gate had it, whatever the path's quotes."""
+    import shlex
+
     from edgeae.train import gate
 
     data = _images(tmp_path / "data")
     r1 = tmp_path / "r1"
     assert train_cae(_cae(data, r1))["complete"] is True
-    out = tmp_path / "gated" / "g.pt"
+    out = tmp_path / "it's" / "g.pt"
     argv = [str(r1 / "best.pt"), "--data", str(data), "--out", str(out), "--taus", "0", "--zoo-name", "gbusy",
-            "--threads", "1"]  # fmt: skip
+            "--threads", "1", "--force"]  # fmt: skip
+    tr0 = _vae_run(tmp_path / "tr0")
+    zoo.install("gbusy", tr0, tr0.parent / "metrics.json")  # another run's: only --force replaces it
     weights.mkdir(exist_ok=True)
     with hold(weights, "zoo install"):
         assert gate.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "is gated and written but not installed" in err and out.is_file()
-    cmd = err.split('python -c "')[1].rstrip('"')
-    exec(cmd, {})  # the command as given (the zoo folder is this test's: the fixture patched edgeae.zoo)
+    python, flag, code = shlex.split(err.split("once that one has finished: ")[1])
+    assert (python, flag) == ("python", "-c") and "force=True" in code
+    exec(code, {})  # the command as given (the zoo folder is this test's: the fixture patched edgeae.zoo)
     assert (weights / "gbusy.pt").read_bytes() == out.read_bytes()

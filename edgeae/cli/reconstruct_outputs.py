@@ -121,10 +121,10 @@ def stale_valid_map(args: argparse.Namespace, valid_path: Path | None) -> Path |
     if old is None or not old.is_file() or any(_same_file(old, p) for _, p in named_outputs(args)):
         return None
     # STEM.png and STEM.tif share STEM.valid.png: while another STEM.<ext> image this command may have written is
-    # beside it (not this run's own outputs, not its input), the map may be that one's
+    # beside it (not this run's own outputs; the input may be one: an earlier -o STEM.tif), the map may be that one's
     from edgeae.imageio import WRITE_EXTENSIONS
 
-    ours = [p for _, p in named_outputs(args)] + [args.image]
+    ours = [p for _, p in named_outputs(args)]
     for q in args.output.parent.glob(glob.escape(args.output.stem) + ".*"):
         if q.name != args.output.stem + q.suffix or q.suffix.lower() not in WRITE_EXTENSIONS or not q.is_file():
             continue

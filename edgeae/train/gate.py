@@ -325,11 +325,16 @@ def _run(args: argparse.Namespace, taus: tuple[float, ...], card_base: dict[str,
         try:
             target = install(args.zoo_name, out, card, force=args.force, run=_run_folder(args))
         except FolderBusy as exc:  # the gated model is written: say how to install it without tuning again
+            import shlex
+
             busy = str(exc).split(": wait")[0]
+            call = (
+                f"from edgeae.zoo import install; install({args.zoo_name!r}, {str(out)!r}, {str(card)!r}, "
+                f"run={str(_run_folder(args))!r}{', force=True' if args.force else ''})"
+            )
             raise ValueError(
                 f"--zoo-name {args.zoo_name}: {out} is gated and written but not installed ({busy}); install it "
-                f'once that one has finished: python -c "from edgeae.zoo import install; '
-                f"install('{args.zoo_name}', '{out}', '{card}', run='{_run_folder(args)}')\""
+                f"once that one has finished: python -c {shlex.quote(call)}"
             ) from None
         print(installed_message(args.zoo_name, target))
     for r in result["rows"]:
