@@ -56,11 +56,12 @@ def _holder(path: Path) -> tuple[str, bool]:
     except OSError:
         return "", True
     try:
-        note = os.read(fd, 300).decode("utf-8", errors="replace").strip()
+        raw = os.read(fd, 300).decode("utf-8", errors="replace").strip()
     except OSError:
         return "", True
     finally:
         os.close(fd)
+    note = "".join(c if c.isprintable() else "?" for c in raw)  # one line, no terminal escapes
     pid = re.search(r"\bpid ([0-9]{1,10}),", note)
     if pid is not None:
         try:
@@ -135,12 +136,13 @@ def hold(folder: Path | str, what: str) -> Iterator[Path | None]:
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EBADF:  # NFS locks only a file opened for writing, and this one is another user's
-                note = _holder(path)[0]
+                note, running = _holder(path)
+                gone = "" if running else ", a process not running on this host"
                 raise OSError(
                     errno.EACCES,
                     f"{path} is another user's and this file system locks only files opened for writing: it cannot "
-                    f"be locked here ({'its note: ' + repr(note) if note else 'no note'}); once that run has ended, "
-                    "remove it",
+                    f"be locked here ({'its note: ' + repr(note) + gone if note else 'no note'}); once that run has "
+                    "ended, remove it",
                 ) from None
             if exc.errno not in _NO_LOCKS:
                 raise

@@ -248,7 +248,7 @@ def preload_frame_path(mission: Mission, suffixes: Collection[str] | None = None
     import importlib
 
     decoders = DECODERS.get(mission.camera.source, ())
-    if suffixes is not None and mission.camera.source == "files":
+    if suffixes is not None:  # a strips mission given .npy frames reads no TIFF either
         wanted = {m for s in suffixes for m in SUFFIX_DECODERS.get(s.lower(), ())}
         decoders = tuple(m for m in decoders if m in wanted)
     for name in (*FRAME_PATH_MODULES, *decoders):

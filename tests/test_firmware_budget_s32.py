@@ -232,6 +232,9 @@ def test_the_boot_imports_only_the_decoders_of_the_frame_types_it_is_given(monke
     names.clear()
     preload_frame_path(m)
     assert names == [*FRAME_PATH_MODULES, "edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile"]
+    names.clear()  # a strips mission given .npy frames reads no TIFF either (review s32)
+    preload_frame_path(load_mission("orbital_nac"), {".npy"})
+    assert names == [*FRAME_PATH_MODULES]
 
 
 # ------------------------------------------------------------------ items 3, 4, 5, 6: check and the budgets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -181,6 +182,11 @@ def test_a_dead_holder_s_note_is_not_taken_for_the_holder(tmp_path: Path) -> Non
             pass
         assert str(err.value).startswith(f"{tmp_path} is in use by another edgeae run (its lock file names ")
         assert "not running on this host" in str(err.value)
-        lock.write_text("training run; pid 99999999999999999999, 'x', since then\n")
-        with pytest.raises(FolderBusy, match="in use by another training run"), hold(tmp_path, "flight run"):
+        for pid in ("99999999999999999999", "9999999999"):  # no kernel takes either: shown, not a traceback
+            lock.write_text(f"training run; pid {pid}, 'x', since then\n")
+            with pytest.raises(FolderBusy, match="in use by another training run"), hold(tmp_path, "flight run"):
+                pass
+        lock.write_text(f"scan; pid {os.getpid()}, 'edgeae scan --out a\nb\x1b[2J', since now\n")
+        with pytest.raises(FolderBusy) as err, hold(tmp_path, "flight run"):
             pass
+        assert "\n" not in str(err.value) and "\x1b" not in str(err.value)  # one line, no terminal escapes

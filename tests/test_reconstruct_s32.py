@@ -441,8 +441,13 @@ def test_a_stale_valid_map_goes_beside_this_run_s_own_metrics_json(
     assert vmap.is_file()
     assert _cli("reconstruct", grey, "--method", "linear", "-o", out, "--metrics-json", js) == 0
     assert not vmap.exists()
-    # the input named st.<ext> beside the output may own the map (an earlier -o st.tif): kept (review s32)
+    # the input named st.<ext> beside the output may own the map (an earlier -o st.tif): kept, and said (review
+    # s32); a user's own st.tif with no map of its own: kept all the same, and the note says when to remove it
     assert _cli("reconstruct", tmp_path / "nan.tif", "--method", "linear", "-o", tmp_path / "st.tif") == 0
     assert vmap.is_file()
+    capsys.readouterr()
     assert _cli("reconstruct", tmp_path / "st.tif", "--method", "linear", "-o", out) == 0
     assert vmap.is_file()
+    note = capsys.readouterr().out
+    assert f"note: kept {vmap}: it may be the valid map of another st.* image beside it" in note
+    assert "then remove it" in note

@@ -343,11 +343,16 @@ def run(args: argparse.Namespace) -> int:
     georef = data.extra.get("georef")
     lossy: list[str] = []
     _step(steps, f"writing {args.output.name}")
-    stale = stale_valid_map(args, valid_path)
+    stale, unsure = stale_valid_map(args, valid_path)
     written = write_output(args.output, data, rebuilt, georef, lossy)
     if stale is not None:
         stale.unlink(missing_ok=True)
         print(f"note: removed {stale}: the valid map of the {args.output.name} this run replaced (no no-data now)")
+    elif unsure is not None:
+        print(
+            f"note: kept {unsure}: it may be the valid map of another {args.output.stem}.* image beside it (or of "
+            f"the {args.output.name} this run replaced, which has no no-data now: then remove it)"
+        )
     masked_path = side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask

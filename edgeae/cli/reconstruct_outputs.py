@@ -111,15 +111,17 @@ def check_outputs(args: argparse.Namespace, more: tuple[tuple[str, Path], ...] =
         check_writable(p, flag)
 
 
-def stale_valid_map(args: argparse.Namespace, valid_path: Path | None) -> Path | None:
-    """``OUTPUT.valid.png`` when this run writes no valid map (the image has no no-data) but replaces an output an
-    earlier run wrote one beside: it describes the replaced image, not the new one. None otherwise (also when it is
-    one of this run's own outputs)."""
+def stale_valid_map(args: argparse.Namespace, valid_path: Path | None) -> tuple[Path | None, Path | None]:
+    """(``OUTPUT.valid.png`` to remove, ``OUTPUT.valid.png`` kept because another image beside it may own it) when
+    this run writes no valid map (the image has no no-data) but replaces an output an earlier run wrote one beside:
+    it describes the replaced image, not the new one. (None, None) otherwise (also when it is one of this run's own
+    outputs). The map's name does not say whose it is: ``STEM.png`` and ``STEM.tif`` share ``STEM.valid.png``, and
+    the input may be an earlier ``-o STEM.tif``; such a map is kept and the run says so."""
     if valid_path is not None or not args.output.is_file():
-        return None
+        return None, None
     old = side_path(args.output, True, "valid")
     if old is None or not old.is_file() or any(_same_file(old, p) for _, p in named_outputs(args)):
-        return None
+        return None, None
     # STEM.png and STEM.tif share STEM.valid.png: while another STEM.<ext> image this command may have written is
     # beside it (not this run's own outputs; the input may be one: an earlier -o STEM.tif), the map may be that one's
     from edgeae.imageio import WRITE_EXTENSIONS
@@ -129,8 +131,8 @@ def stale_valid_map(args: argparse.Namespace, valid_path: Path | None) -> Path |
         if q.name != args.output.stem + q.suffix or q.suffix.lower() not in WRITE_EXTENSIONS or not q.is_file():
             continue
         if not any(_same_file(q, p) for p in ours):
-            return None
-    return old
+            return None, old
+    return old, None
 
 
 def encode_samples(data: ImageData, image: np.ndarray, path: Path) -> tuple[np.ndarray, int, dict[str, Any]]:
