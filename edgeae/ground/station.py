@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from edgeae import atomic
-from edgeae.tiling import axis_count
 
 from .decode import (
     LATENT_PATCH_REASON,
@@ -36,15 +35,14 @@ from .decode import (
     coverage,
     decode_flat,
     decode_sparse,
-    dequantise,
-    latent_image_note,
     longest_row_gap,
     paste_patches,
     telemetry_json,
 )
 from .filler import Filler as Filler
 from .filler import make_filler as make_filler
-from .limits import GroundLimits, LimitError, check_frame, check_memory
+from .latent import rebuild_latent
+from .limits import GroundLimits, check_frame, check_memory
 from .outputs import (
     NAMES_LISTED,
     failure_reason,
@@ -336,72 +334,10 @@ class GroundStation:
             return [(k[2], products[k].snapshot()) for k in self._patch_keys.get(frame_id, [])]
 
     def _latent(self, asm: Assembly) -> dict:
-        from edgeae.tiling import blend_tiles, tile_positions
-
-        h = asm.header
-        lim = self.limits or GroundLimits()
-        check_frame("latent", asm.frame_id, h["height"], h["width"], h["channels"], lim)
-        n_tiles = axis_count(h["height"], h["tile"], h["stride"]) * axis_count(h["width"], h["tile"], h["stride"])
-        if (h["grid_rows"] * h["grid_cols"], h["latent_shape"][0]) != (n_tiles, n_tiles):
-            raise DecodeError(
-                f"latent frame {asm.frame_id}: {h['grid_rows']}x{h['grid_cols']} tiles but the tiling gives {n_tiles}"
-            )
-        if n_tiles * h["tile"] ** 2 * h["channels"] * 4 > lim.max_frame_bytes:
-            raise LimitError(
-                f"latent frame {asm.frame_id}: {n_tiles} decoded {h['tile']}x{h['tile']}x{h['channels']} tiles "
-                f"are over max_frame_bytes {lim.max_frame_bytes:,}"
-            )
-        res = decode_flat(asm, lim)
-        cov = coverage(asm, res)  # before the non-finite values below are taken as not received
-        # float16 NaN / inf pass the wire checks: such an element is taken as not received (0), so the decoder
-        # never sees one, and counted
-        bad = ~np.isfinite(res.values) if res.values.dtype.kind == "f" else np.zeros(res.values.shape, bool)
-        if bad.any():
-            res.values[bad] = 0
-            res.received[bad] = False
-        rep: dict[str, Any] = {
-            "encoder_id": h["encoder_id"],
-            "elements_received": float(res.received.mean()),
-            "latent_nonfinite": int(bad.sum()),
-            **cov,
-        }
-        tiles_ok = res.received.reshape(res.received.shape[0], -1).all(axis=1)
-        rep["tiles_complete"] = int(tiles_ok.sum())
-        rep["tiles"] = int(tiles_ok.size)
-        note = latent_image_note(res.received, int(bad.sum()), rep["tiles_complete"])
-        if self.decoder is None:
-            rep["error"] = "no cae-decoder artifact given (--decoder); latents not decoded"
-            rep["error_reason"] = "no_decoder"
-            self.failures["no_decoder"] += 1
+        rep, recon = rebuild_latent(asm, self.limits or GroundLimits(), self.decoder)
+        if recon is None:  # no decoder, or another encoder's
+            self.failures[rep["error_reason"]] += 1
             return rep
-        dec_hash = getattr(getattr(self.decoder, "metadata", None), "source_checkpoint_hash", "") or ""
-        if (
-            dec_hash
-            and h["encoder_id"] not in ("", "unknown")
-            and not dec_hash.split(":")[-1].startswith(h["encoder_id"])
-        ):
-            rep["error"] = f"decoder comes from checkpoint {dec_hash[:23]}, not encoder {h['encoder_id']}"
-            rep["error_reason"] = "decoder_mismatch"
-            self.failures["decoder_mismatch"] += 1
-            return rep
-        positions = tile_positions(h["height"], h["width"], h["tile"], h["stride"])
-        if len(positions) != tiles_ok.size:
-            raise DecodeError(
-                f"latent frame {asm.frame_id}: {tiles_ok.size} tiles but the tiling gives {len(positions)}"
-            )
-        lat = dequantise(asm.frame_id, h, res.values)
-        batch = 32  # bounded activations: the decoder never sees the whole frame at once
-        tiles = np.concatenate(
-            [np.asarray(self.decoder(lat[i : i + batch]), dtype=np.float32) for i in range(0, len(lat), batch)]
-        )  # (N, C, t, t)
-        if tiles.shape[1] != h["channels"] or tiles.shape[2:] != (h["tile"], h["tile"]):
-            raise DecodeError(
-                f"latent frame {asm.frame_id}: the decoder gives {tiles.shape[1:]} tiles, the frame wants "
-                f"({h['channels']}, {h['tile']}, {h['tile']})"
-            )
-        recon = blend_tiles(tiles.transpose(0, 2, 3, 1), positions, (h["height"], h["width"], tiles.shape[1]))
-        if note:  # the image is written all the same: the report says how far to trust it
-            rep["image_note"] = note
         patches = sorted(i for i, _ in self._frame_patches(asm.frame_id))
         if patches:  # checked against the frame (check_patch_in_frame), but the decoder rebuilds from latents alone
             rep["patches_used"] = 0
