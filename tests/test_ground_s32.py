@@ -371,3 +371,25 @@ def test_a_nearly_silent_encoder_output_is_sent_not_refused_by_the_sender() -> N
     lf = encode_latents(np.full((16, 16, 1), 90, np.uint8), 8, lambda x: np.full((len(x), 1, 2, 2), 1e-39, np.float32),
                         tile=16)  # fmt: skip
     assert lf.scale == float(np.finfo(np.float32).tiny) and int(np.abs(lf.latents).max()) <= 127
+
+
+def test_a_frame_compared_with_its_original_counts_that_in_its_memory_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--original`` is read when the frame is compared, after the memory check, which did not count it (review
+    s32: a 2048² RGB frame peaked 529 MB with it, 307 without)."""
+    from edgeae.ground import limits
+    from edgeae.ground.station import GroundStation
+
+    h, w, c = 512, 512, 3
+    need = limits.rebuild_bytes(h, w, c, "telea", model_loaded=True)
+    room = int(need * limits.MEMORY_MARGIN) + 1
+    limits.check_memory("sparse", 1, h, w, c, "telea", available=room)  # fits without the comparison
+    with pytest.raises(limits.LimitError, match="and compare with its --original"):
+        limits.check_memory("sparse", 1, h, w, c, "telea", available=room, original=True)
+
+    from edgeae.cli.ground_originals import _LazyOriginals
+
+    gs = GroundStation(fill_name="telea")
+    gs.originals = _LazyOriginals({7: Path("frame_7.png")}, None, {})  # files known, nothing read
+    assert gs._has_original(7) and not gs._has_original(8)
+    gs2 = GroundStation(fill_name="telea", originals={8: np.zeros((2, 2, 1), np.float32)})
+    assert gs2._has_original(8) and not gs2._has_original(7)

@@ -234,16 +234,26 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-def check_memory(kind: str, frame_id: int, h: int, w: int, c: int, fill: str, available: int | None = None) -> None:
+ORIGINAL_BYTES_PER_SAMPLE = 20
+"""What comparing a frame with its ``--original`` adds per sample: the original read and held as float32 while the
+PSNR's float64 differences are made (review s32: a 2048² RGB frame peaked 529 MB with ``--original`` against 307
+without, ~17.6 B a sample; rounded up)."""
+
+
+def check_memory(
+    kind: str, frame_id: int, h: int, w: int, c: int, fill: str, available: int | None = None, original: bool = False
+) -> None:
     """Refuse (``LimitError``, reason ``memory``) a frame whose rebuild would not fit in the memory available now:
     the ground station says so for that frame and goes on, instead of being killed by the system. The station
-    loads its fill's model before the first frame, so that part is in use already, not counted again."""
+    loads its fill's model before the first frame, so that part is in use already, not counted again. ``original``:
+    the frame is then compared with an original image (:data:`ORIGINAL_BYTES_PER_SAMPLE` more)."""
     avail = available_memory() if available is None else available
-    need = rebuild_bytes(h, w, c, fill, model_loaded=True)
+    need = rebuild_bytes(h, w, c, fill, model_loaded=True) + (ORIGINAL_BYTES_PER_SAMPLE * h * w * c if original else 0)
     if avail is not None and need * MEMORY_MARGIN > avail:
         n, m, a = _sizes(need, need * MEMORY_MARGIN, avail)
         raise LimitError(
-            f"{kind} frame {frame_id}: {h}x{w}x{c} needs about {n} to rebuild with {fill} ({m} with the "
+            f"{kind} frame {frame_id}: {h}x{w}x{c} needs about {n} to rebuild with {fill}"
+            f"{' and compare with its --original' if original else ''} ({m} with the "
             f"x{MEMORY_MARGIN:g} safety margin), {a} is available: not decoded (decode it on a larger machine"
             f"{_lighter(h, w, c, fill)})",
             reason="memory",

@@ -251,7 +251,10 @@ class GroundStation:
         t0 = time.perf_counter()
         h = asm.header  # the size limits first, then whether the rebuild fits in memory: before any allocation
         check_frame("sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.limits or GroundLimits())
-        check_memory("sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.fill_name)
+        check_memory(
+            "sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.fill_name,
+            original=self._has_original(asm.frame_id),
+        )  # fmt: skip
         res = decode_sparse(asm, self.max_pixels, self.limits)
         img = res.as_float()
         known = res.known
@@ -347,6 +350,14 @@ class GroundStation:
         self._compare(asm.frame_id, recon, None, rep)
         self._write_images([(f"latent_{asm.frame_id}{image_ext(recon)}", recon, 8)])
         return rep
+
+    def _has_original(self, frame_id: int) -> bool:
+        """Whether the frame will be compared with an original (its memory counts in the frame's check); a lazily
+        read set of originals (``edgeae ground --original``) knows its files without reading them."""
+        if self.default_original is not None:
+            return True
+        files = getattr(self.originals, "files", None)
+        return frame_id in (files if files is not None else self.originals)
 
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
         orig = self.originals.get(frame_id, self.default_original)
