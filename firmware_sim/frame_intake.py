@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeae.wire.packets import overhead
-
 from .budget import LADDER, Level, MemoryPlan, plan_memory
 from .faults import SimulatedReboot
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
@@ -352,8 +350,13 @@ def packet_advice(mission: Mission, detail: str) -> str:
 
 
 def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
-    """Packets a frame's sparse pixels need at the nominal keep fraction (raw samples, whole rows)."""
+    """Packets a frame's sparse pixels need at the nominal keep fraction, sent raw, as the wire format plans them
+    (:func:`edgeae.wire.sparse.raw_packet_estimate`; until session 32 a per-row estimate of layout 1 about twice
+    too high, which refused missions that fit)."""
+    from edgeae.wire.packets import WireConfig
+    from edgeae.wire.sparse import raw_packet_estimate
+
+    dl = mission.downlink
+    cfg = WireConfig(dl.max_packet_bytes, band_rows=dl.band_rows)
     item = 1 if mission.camera.bit_depth <= 8 else 2
-    per_packet = max(1, (mission.downlink.max_packet_bytes - overhead("sparse")) // (mission.camera.channels * item))
-    kept = int(height * width * mission.sampling.keep)
-    return -(-kept // per_packet) + height // 8  # row boundaries waste a little of each packet
+    return raw_packet_estimate(height, width, mission.sampling.keep, mission.camera.channels, item, cfg)

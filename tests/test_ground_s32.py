@@ -393,3 +393,29 @@ def test_a_frame_compared_with_its_original_counts_that_in_its_memory_check(monk
     assert gs._has_original(7) and not gs._has_original(8)
     gs2 = GroundStation(fill_name="telea", originals={8: np.zeros((2, 2, 1), np.float32)})
     assert gs2._has_original(8) and not gs2._has_original(7)
+
+
+@pytest.mark.parametrize(("h", "w", "c", "keep", "size", "band_rows"), [
+    (600, 500, 1, 0.02, 1024, 0), (600, 500, 3, 0.1, 1024, 0), (400, 300, 1, 0.25, 512, 64),
+    (300, 640, 3, 0.05, 4096, 0),
+])  # fmt: skip
+def test_the_raw_packet_estimate_is_what_the_packetiser_sends(
+    h: int, w: int, c: int, keep: float, size: int, band_rows: int
+) -> None:
+    """The flight's check estimated layout 1's per-row packets, about 2x too many for layout 2 (NAC strip at keep
+    0.02: 12,073 against 5,604), and refused missions that fit (audit s32-a6)."""
+    from edgeae.wire.sparse import raw_packet_estimate
+
+    samples = np.random.default_rng(h + w).integers(0, 256, (h, w, c), dtype=np.uint8)
+    cfg = WireConfig(size, band_rows=band_rows)
+    sent = len(packetise(sparse_from_samples(samples, 8, keep, seed=3), config=cfg))
+    est = raw_packet_estimate(h, w, keep, c, 1, cfg)
+    assert abs(est - sent) <= max(2, 0.02 * sent), (est, sent)
+
+
+def test_the_orbital_mission_s_packet_estimate_matches_the_wire_planner() -> None:
+    from edgeae.firmware_sim.frame_intake import sparse_packet_estimate
+    from edgeae.firmware_sim.mission import load_mission
+
+    m = load_mission("orbital_nac")
+    assert sparse_packet_estimate(m, m.camera.width, m.camera.height) == 5604  # the wire planner's count

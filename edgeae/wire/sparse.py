@@ -201,6 +201,21 @@ def _worst(
     return 0
 
 
+def raw_packet_estimate(height: int, width: int, keep: float, channels: int, itemsize: int, cfg: WireConfig) -> int:
+    """Packets a layout-2 sparse frame of ``keep`` × ``height`` × ``width`` kept pixels needs sent raw, planned band
+    by band as :func:`plan_sparse` plans it (kept pixels spread evenly over the rows; a codec only lowers it): what
+    a mission can check before any frame exists (NAC-size strip at keep 0.02, 4,096-byte packets: 5,604)."""
+    unit = channels * itemsize
+    cap = max(1, min(cfg.max_packet_size - overhead("sparse", 2), MAX_PIECE_BYTES) // unit)
+    total = 0
+    for r0, r1 in _bands(height, cfg.band_rows):
+        n_band = round((r1 - r0) * width * keep)
+        seg = il.segment_length(n_band, r1 - r0, cap)
+        t_count = il.segment_count(n_band, seg)
+        total += -(-t_count // max(1, cap // seg)) if t_count else 0
+    return total
+
+
 def plan_sparse(
     frame: SparseFrame, counts: np.ndarray, cfg: WireConfig, spools: list[BodySpool] | None = None
 ) -> list[BandPlan]:
