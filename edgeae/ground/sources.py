@@ -29,11 +29,12 @@ def image_samples(path: str | Path, channels: int | None = None, bayer: str | No
 
     Integer samples of up to 16 bits are kept exactly; float samples (in [0, 1]) and integers of more than 16
     bits, which the wire format cannot carry, are quantised to 16 bits (NaN and inf become 0). ``bayer``: the
-    file is a raw colour-filter mosaic of that pattern, demosaiced first (as the rover mission does onboard).
+    file is a raw colour-filter mosaic of that pattern, demosaiced first exactly as the rover mission does onboard
+    (:func:`edgeae.bayer.demosaic_bilinear`).
 
     An image file of integer counts kept as stored (or grey given 3 channels) is read as those counts
     (:func:`edgeae.imageio.read_raw`), never through a float copy of the frame: a 264 MB 8-bit strip took 3.4 GB
-    that way. Other files (archive products, float or 32-bit samples, ``bayer``, RGB made grey) go through
+    that way. Other files (archive products, float or 32-bit samples, RGB made grey) go through
     :func:`edgeae.imageio.read_image`; both give the same samples."""
     stored = _stored_counts(Path(path), channels, bayer)
     if stored is not None:
@@ -61,9 +62,9 @@ def _stored_counts(path: Path, channels: int | None, bayer: str | None) -> tuple
     channels); None for anything it does not read so (see :func:`image_samples`)."""
     from edgeae.archive.formats import is_archive_path
 
-    if bayer or channels not in (None, 1, 3) or is_archive_path(path):
+    if channels not in (None, 1, 3) or (bayer and channels == 1) or is_archive_path(path):
         return None
-    from edgeae.bayer import looks_like_mosaic
+    from edgeae.bayer import demosaic_bilinear, looks_like_mosaic, mosaic_plane
     from edgeae.imagedecode import probe
     from edgeae.imageio import read_raw
 
@@ -73,7 +74,7 @@ def _stored_counts(path: Path, channels: int | None, bayer: str | None) -> tuple
     raw, bits, alpha = read_raw(path)
     if raw.dtype.kind != "u" or not 1 <= bits <= 16 or (channels == 1 and raw.shape[2] == 3):
         return None  # what the header does not tell (16-bit float samples): read_image's float path
-    if looks_like_mosaic(raw):  # as read_image warns
+    if not bayer and looks_like_mosaic(raw):  # as read_image warns
         log.warning(
             "%s looks like an undemosaiced colour-filter mosaic (2x2 repeating values); give --bayer PATTERN "
             "(bayer= in the library) to demosaic it",
@@ -83,6 +84,12 @@ def _stored_counts(path: Path, channels: int | None, bayer: str | None) -> tuple
     if bits < 8 * raw.dtype.itemsize and int(raw.max(initial=0)) > top:  # 12-bit-in-16 files: stray high values
         raw = np.minimum(raw, top, out=raw if raw.flags.writeable else None)
     samples = raw.astype(sample_dtype(bits), copy=False)
+    if bayer:  # the flight's own demosaicing (numpy, edgeae.bayer.demosaic_strips), not OpenCV's: a frame the rover
+        # mission sent whole compares exactly (audit s32-a6: OpenCV's differed by a step inside, up to 28 at edges)
+        try:
+            samples = demosaic_bilinear(mosaic_plane(samples), bayer)
+        except ValueError:
+            return None  # channels that differ: read_image says it is colour already
     if channels == 3 and samples.shape[2] == 1:
         samples = np.repeat(samples, 3, axis=2)
     _warn_empty(path, 0 if alpha is None else int(alpha.size - np.count_nonzero(alpha)))  # transparent pixels
