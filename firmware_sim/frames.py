@@ -55,19 +55,25 @@ class FrameReader(Protocol):
     def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]: ...
 
 
-def _as_hwc(a: np.ndarray, source: str) -> np.ndarray:
+def _as_hwc(a: np.ndarray, source: str, alpha: bool = False) -> np.ndarray:
+    """(H, W, C) of a frame. ``alpha``: a decoded image file's 4th channel is its alpha, dropped; an array's (a
+    ``.npy`` frame, a camera buffer) extra channels are bands, kept, so the header check drops a frame of other than
+    the camera's channel count as ``invalid_channels`` (until session 32 a 4-band array flew as RGB, its 4th band
+    lost without a word)."""
     if a.ndim == 2:
         return a[:, :, None]
-    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
-        return a[:, :, :3] if a.shape[2] == 4 else a
+    if a.ndim == 3 and alpha and a.shape[2] == 4:
+        return a[:, :, :3]
+    if a.ndim == 3 and a.shape[2] >= 1:
+        return a
     raise FrameError(f"{source}: expected an (H, W) or (H, W, C) frame, got shape {a.shape}")
 
 
 class ArrayFrame:
     """A frame already in memory (a decoded image, a memory-mapped ``.npy``, or a camera buffer)."""
 
-    def __init__(self, array: np.ndarray, source: str = "array") -> None:
-        self.array = _as_hwc(np.asarray(array), source)
+    def __init__(self, array: np.ndarray, source: str = "array", alpha: bool = False) -> None:
+        self.array = _as_hwc(np.asarray(array), source, alpha)
         h, w, c = self.array.shape
         self.header = FrameHeader(source, h, w, c, self.array.dtype)
 
@@ -208,7 +214,7 @@ class ImageFileFrame:
             arr, _ = decode_file(self.path)
         except ImageReadError as exc:
             raise FrameError(str(exc)) from None
-        frame = ArrayFrame(np.ascontiguousarray(arr), str(self.path))
+        frame = ArrayFrame(np.ascontiguousarray(arr), str(self.path), alpha=True)  # a PNG's RGBA: A is alpha
         h = self.header
         if frame.header.channels != h.channels or frame.header.dtype != h.dtype:
             raise FrameError(

@@ -458,3 +458,24 @@ def test_a_set_model_path_with_a_tilde_naming_no_user_is_one_line(
         return
     with pytest.raises(MissionError, match="no such file"):
         _check_set_model("anomaly.model", value, "")
+
+
+@pytest.mark.parametrize("bands", [2, 4])
+def test_an_array_frame_s_extra_bands_are_bands_and_refused_not_cut(bands: int, tmp_path: Path) -> None:
+    """A 4-band .npy frame flew as RGB with its 4th band lost without a word (a 2-band one was 'unreadable'); the
+    docs say a frame of another channel count is dropped as invalid_channels (audit s32-a6). A PNG's alpha is still
+    alpha."""
+    import cv2
+    from edgeae.firmware_sim.frames import ImageFileFrame, open_frame
+    from edgeae.firmware_sim.validate import check_header
+
+    np.save(tmp_path / "b.npy", np.zeros((8, 10, bands), np.uint8))
+    frame = open_frame(tmp_path / "b.npy")
+    assert frame.header.channels == bands
+    v = check_header(frame.header, load_mission("rover_mastcamz").camera)
+    assert not v.ok and v.reason == "channels"
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "a.png"), rgba)
+    png = ImageFileFrame(tmp_path / "a.png")
+    assert png.header.channels == 3 and next(iter(png.strips(8)))[1].shape == (8, 10, 3)
