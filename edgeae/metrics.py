@@ -109,6 +109,8 @@ def psnr_db(reference: np.ndarray, test: np.ndarray, peak: float = 1.0, cap: flo
 
 
 def _psnr_of_mse(mse: float, peak: float = 1.0, cap: float | None = None) -> float:
+    if not math.isfinite(mse):  # an inf or NaN sample: the metric is NaN, as the warning about them says
+        return math.nan
     if cap is not None and mse <= peak * peak * 10 ** (-cap / 10):
         return cap
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
@@ -133,6 +135,9 @@ def _ssim(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> floa
     for r0, r1 in _bands(h, w * channels, least=win):
         e0, e1 = max(0, r0 - pad), min(h, r1 + pad)
         band_a, band_b = (x[e0:e1].astype(np.float64) for x in (a, b))
+        if valid is not None:  # samples outside ``valid`` (NaN no-data) must not turn their valid neighbours' map NaN
+            for x in (band_a, band_b):
+                np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         _, smap = metrics.structural_similarity(band_a, band_b, **kwargs)
         smap = smap[r0 - e0 : r0 - e0 + (r1 - r0)]  # the band's own rows, exact
         if valid is not None:

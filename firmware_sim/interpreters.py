@@ -7,6 +7,7 @@ with the TFLite affine rule, static batches run in chunks).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,10 @@ class _TFLiteRunner:
         self.batch = -1
         sig0 = int(self._detail(self.input_index)["shape_signature"][0])
         self.static_batch: int | None = sig0 if sig0 > 0 else None
+        # one call at a time: LiteRT's interpreter keeps its tensors between set_tensor, invoke and get_tensor, and
+        # two threads on one runner raised "at least 1 reference to internal data" (audit s32-a7); the flight gives
+        # each scoring thread its own interpreter, so this lock is never contended there
+        self._lock = threading.Lock()
 
     def metadata_text(self) -> bytes | None:
         return self.entries.get(METADATA_KEY)
@@ -129,6 +134,10 @@ class _TFLiteRunner:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            return self._run_locked(x)
+
+    def _run_locked(self, x: np.ndarray) -> list[np.ndarray]:
         if x.shape[0] != self.batch:
             shape = list(self._detail(self.input_index)["shape"])
             if shape[0] != x.shape[0]:
