@@ -241,6 +241,8 @@ def valid_mask(
 def margin_mask(shape: tuple[int, ...], margin: Margin, row0: int = 0, frame_height: int | None = None) -> np.ndarray:
     """(H, W) bool, False inside the fixed ``margin``; for a strip starting at frame row ``row0`` of a frame
     ``frame_height`` rows high (default: the strip is the frame)."""
+    if not isinstance(margin, Margin):  # "3", "3,3,0,0", (3, 3, 0, 0): parsed (an AttributeError deep inside before)
+        margin = Margin.parse(margin)
     h, w = int(shape[0]), int(shape[1])
     valid = np.ones((h, w), bool)
     fh = h if frame_height is None else int(frame_height)

@@ -62,3 +62,33 @@ def test_a_litert_runner_can_be_called_from_several_threads() -> None:
     for t in threads:
         t.join()
     assert not errors and len(same) == 24 and all(same)
+
+
+def _scorer(x: np.ndarray) -> dict[str, np.ndarray]:
+    return {"score": x.reshape(len(x), -1).mean(axis=1)}
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True])
+def test_a_batch_below_1_is_refused_by_both_scoring_calls(batch: object, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``score_file(batch=0)`` failed inside numpy; ``score_array`` ran 0 and -1 one patch at a time."""
+    from edgeae.anomaly.score import score_array, score_file
+
+    img = np.random.default_rng(2).random((64, 64)).astype(np.float32)
+    p = edgeae.write_image(tmp_path / "a.png", (img * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+        score_array(img, _scorer, 32, 32, batch=batch)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+        score_file(p, _scorer, 32, 32, batch=batch)  # type: ignore[arg-type]
+
+
+def test_a_margin_may_be_given_as_text_or_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``margin="3"`` or ``(3, 3, 3, 3)`` was an AttributeError from deep inside; a bad one is a ValueError."""
+    from edgeae.nodata import Margin
+
+    img = np.full((32, 40), 120, np.uint8)
+    p = edgeae.write_image(tmp_path / "a.png", img)
+    want = edgeae.read_image(p, margin=Margin.parse("3")).valid
+    for m in ("3", 3, (3, 3, 3, 3)):
+        np.testing.assert_array_equal(edgeae.read_image(p, margin=m).valid, want)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        edgeae.read_image(p, margin="a,b")  # type: ignore[arg-type]

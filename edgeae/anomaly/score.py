@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from edgeae.anomaly.scores_csv import read_csv as read_csv
 from edgeae.anomaly.scores_csv import settings_path as settings_path
 from edgeae.anomaly.scores_csv import write_csv as write_csv
 from edgeae.anomaly.scores_csv import write_settings as write_settings
+from edgeae.nodata import Margin
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,19 @@ class PatchScores:
         return np.stack([self.x, self.y], axis=1)
 
 
+def check_batch(batch: object) -> None:
+    """``batch`` must be an int >= 1 (0 or a negative ran one patch at a time, or failed deep inside numpy)."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be an int >= 1, got {batch!r}")
+
+
 def score_batches(
     scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
     patches: Iterable[np.ndarray],
     batch: int = 256,
 ) -> dict[str, np.ndarray]:
     """Score an iterable of (C, P, P) patches in batches of ``batch``; concatenated outputs."""
+    check_batch(batch)
     parts: dict[str, list[np.ndarray]] = {}
     buf: list[np.ndarray] = []
 
@@ -182,6 +189,7 @@ def score_array(
     from edgeae.nodata import across_channels
     from edgeae.tiling import tile_positions
 
+    check_batch(batch)
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[..., None]
@@ -235,7 +243,7 @@ def score_file(
     batch: int = 256,
     progress: bool = False,
     bayer: str | None = None,
-    margin: Any = None,
+    margin: Margin | str | int | tuple[int, ...] | None = None,
     leave: bool = True,
 ) -> PatchScores:
     """Score one image file of any size, streamed strip by strip (:func:`edgeae.strips.iter_patch_blocks`).
@@ -250,6 +258,9 @@ def score_file(
 
     if not 0.0 <= min_valid <= 1.0:  # above 1 no patch could ever qualify: an empty result with no word
         raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
+    check_batch(batch)
+    if margin is not None and not isinstance(margin, Margin):  # "3", "3,3,0,0", (3, 3, 0, 0)
+        margin = Margin.parse(margin)
 
     h, w, stored = image_shape(path)
     if min(h, w) < patch:  # score_array refuses this; the CLI scores it padded (--min-valid): said, not silent
