@@ -53,7 +53,8 @@ class Margin:
 
     def __post_init__(self) -> None:
         if min(self.top, self.bottom, self.left, self.right) < 0:
-            raise ValueError(f"margins must be >= 0 pixels, got {self}")
+            sides = f"top {self.top}, bottom {self.bottom}, left {self.left}, right {self.right}"
+            raise ValueError(f"margins must be >= 0 pixels, got {sides}")
 
     @classmethod
     def parse(cls, spec: str | int | Sequence[int] | None) -> Margin:

@@ -78,6 +78,12 @@ def _check_set_model(item: str, value: Any, source: str) -> None:
     )
 
 
+def _kind(value: Any) -> str:
+    """What a mission key takes, in words ("an integer", not "a int")."""
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
 def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str) -> Any:
     """``--set`` with an unknown key or a value of the wrong kind (``sampling.keep=abc``) is refused with one clear
     line; returns the value (a TOML array as the tuple a list field holds)."""
@@ -90,7 +96,7 @@ def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str)
             raise MissionError(f"--set {item}: [{section}] has no key {key!r}; its keys: {', '.join(known)}")
     current = getattr(part, key, None)
     if isinstance(value, bool) and current is not None and not isinstance(current, bool):
-        raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
+        raise MissionError(f"--set {item}: [{section}] {key} takes {_kind(current)}, not {value!r}")
     if isinstance(current, tuple) and isinstance(value, list):
         return tuple(value)  # TOML arrays are lists; the mission keeps tuples
     if isinstance(current, tuple) and isinstance(value, int) and not isinstance(value, bool):
@@ -102,7 +108,7 @@ def _check_set_type(mission: Any, section: str, key: str, value: Any, item: str)
     number = (int, float)
     if isinstance(current, bool) or not isinstance(current, number):
         if isinstance(current, bool) != isinstance(value, bool) or isinstance(current, str | tuple | list):
-            raise MissionError(f"--set {item}: [{section}] {key} takes a {type(current).__name__}, not {value!r}")
+            raise MissionError(f"--set {item}: [{section}] {key} takes {_kind(current)}, not {value!r}")
         return value
     if isinstance(value, bool) or not isinstance(value, number):
         raise MissionError(f"--set {item}: [{section}] {key} takes a number (now {current!r}), not {value!r}")

@@ -84,7 +84,8 @@ def check_pixels(strip: np.ndarray, camera: Camera) -> Verdict:
         bad = ~across_channels(strip, np.logical_and, np.isfinite)
         nan_frac = float(bad.sum()) / n
         if nan_frac > camera.max_nan_fraction:
-            return Verdict(False, "nan", f"{nan_frac:.4f} of pixels are NaN/inf", nan_frac)
+            count = int(bad.sum())  # a count, then a fraction that does not round one pixel to 0.0000
+            return Verdict(False, "nan", f"{count:,} pixel(s), {nan_frac:.3g} of them, are NaN/inf", nan_frac)
         lo, hi = float(np.nanmin(strip)), float(np.nanmax(strip))
         if lo < 0.0 or hi > 1.0:
             return Verdict(False, "range", f"float samples span [{lo:.3g}, {hi:.3g}], want [0, 1]", nan_frac)

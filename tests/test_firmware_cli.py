@@ -89,7 +89,7 @@ def test_run_errors_and_reboot(setup: tuple[Path, list[str]], capsys: pytest.Cap
     assert main([*bad_set, "anomaly.top_k=0"]) == 2 and "top_k" in capsys.readouterr().err
     assert main([*bad_set, "nosuch.x=1"]) == 2 and "unknown mission section" in capsys.readouterr().err
     assert main([*bad_set, "camera.foo=1"]) == 2 and "[camera] has no key 'foo'; its keys:" in capsys.readouterr().err
-    assert main([*bad_set, "budget.memory_bytes=true"]) == 2 and "takes a int, not True" in capsys.readouterr().err
+    assert main([*bad_set, "budget.memory_bytes=true"]) == 2 and "takes an integer, not True" in capsys.readouterr().err
     # a TOML array sets a list field (it was refused as "takes a tuple, not [2, 2, 2, 2]")
     ok = ["run", "--mission", str(d / "m.toml"), "--frames", frames[0], "--out", str(d / "arr"), "--set"]
     assert main([*ok, "camera.margin=[2, 2, 2, 2]"]) == 0

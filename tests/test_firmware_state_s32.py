@@ -479,3 +479,20 @@ def test_an_array_frame_s_extra_bands_are_bands_and_refused_not_cut(bands: int, 
     cv2.imwrite(str(tmp_path / "a.png"), rgba)
     png = ImageFileFrame(tmp_path / "a.png")
     assert png.header.channels == 3 and next(iter(png.strips(8)))[1].shape == (8, 10, 3)
+
+
+def test_messages_say_what_they_count(tmp_path: Path) -> None:
+    """One NaN pixel of 98,304 was "0.0000 of pixels are NaN/inf"; a margin error showed the dataclass's repr; a
+    bool for an integer key said "takes a int" (audit s32-a6)."""
+    from edgeae.firmware_sim.cli_overrides import _kind
+    from edgeae.firmware_sim.validate import check_pixels
+
+    from edgeae.nodata import Margin
+
+    strip = np.full((256, 384, 1), 0.5, np.float32)
+    strip[3, 4] = np.nan
+    v = check_pixels(strip, load_mission("orbital_nac").camera)
+    assert not v.ok and v.reason == "nan" and v.detail.startswith("1 pixel(s), 1.02e-05 of them, are NaN/inf")
+    with pytest.raises(ValueError, match=r"got top -1, bottom 0, left 0, right 0$"):
+        Margin(-1)
+    assert _kind(3) == "an integer" and _kind(True) == "true or false" and _kind(0.5) == "a number"

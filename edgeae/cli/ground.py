@@ -47,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
         help="adapt a copy of the --model CAE to each frame's received samples for STEPS steps before filling "
-        "(edgeae.adapt; a .pt or zoo model; ~1 s a step on 2 cores; default 0 = off)",
+        "(edgeae.adapt; a .pt or zoo model; ~0.75 s a step on 2 cores, docs/ground.md; default 0 = off)",
     )  # fmt: skip
     p.add_argument(
         "--cross-check", nargs="?", const="linear", default=None, metavar="METHOD",

@@ -252,7 +252,8 @@ def decode_flat(asm: Assembly, limits: GroundLimits | None = None) -> FlatResult
     cap = {"latent": lim.max_latent_elements, "patch": lim.max_patch_elements}.get(asm.kind, lim.max_telemetry_bytes)
     if total > cap:
         name = {"latent": "max_latent_elements", "patch": "max_patch_elements"}.get(asm.kind, "max_telemetry_bytes")
-        raise LimitError(f"{asm.kind} {asm.frame_id}: {total:,} elements is over {name} {cap:,}")
+        unit = "bytes" if name == "max_telemetry_bytes" else "elements"
+        raise LimitError(f"{asm.kind} {asm.frame_id}: {total:,} {unit} is over {name} {cap:,}")
     flat = np.zeros(total, dtype=dtype)
     got = np.zeros(total, dtype=bool)
     overlapping = 0
