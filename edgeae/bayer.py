@@ -5,7 +5,8 @@ RGB with three equal channels). Scored or reconstructed as if it were an image, 
 the strongest "texture" in the frame. Numpy only (the flight runtime imports it; a flight-only install has
 no OpenCV): :func:`demosaic_bilinear` is the classic bilinear interpolation, which OpenCV's
 ``cv2.COLOR_Bayer*2RGB`` also computes (they agree to one 8-bit step away from the outermost pixel ring,
-tested); :func:`demosaic` uses OpenCV when it is installed (the ground) and numpy otherwise.
+tested); :func:`demosaic` is it too, on the ground as in flight (until session 32 it used OpenCV when installed, so
+a frame the rover mission sent whole did not compare exactly with its original on the ground).
 :func:`demosaic_strips` demosaics a frame streamed in row strips exactly, carrying one row across seams.
 """
 
@@ -31,8 +32,6 @@ log = logging.getLogger(__name__)
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 # OpenCV names a mosaic by the 2×2 block starting at its second row and column (RGGB -> BayerBG)
-_CV2_CODE = {"RGGB": "COLOR_BayerBG2RGB", "BGGR": "COLOR_BayerRG2RGB", "GRBG": "COLOR_BayerGB2RGB",
-             "GBRG": "COLOR_BayerGR2RGB"}  # fmt: skip
 MOSAIC_RATIO = 1.15  # neighbour differences this much larger than same-colour (2-px) differences: a mosaic
 
 _K_G = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], np.float32) / 4
@@ -155,17 +154,9 @@ def demosaic_bilinear(
 
 
 def demosaic(raw: np.ndarray, pattern: str) -> np.ndarray:
-    """(H, W[, C]) mosaic -> (H, W, 3) RGB: OpenCV's bilinear demosaicing when OpenCV is installed (the
-    ground), else :func:`demosaic_bilinear` (flight)."""
+    """(H, W[, C]) mosaic -> (H, W, 3) RGB by :func:`demosaic_bilinear`, the flight's own demosaicing."""
     p = _check(pattern)
-    m = mosaic_plane(raw)
-    try:
-        import cv2
-    except ImportError:
-        return demosaic_bilinear(m, p)
-    if m.dtype not in (np.uint8, np.uint16) or min(m.shape) < 2:
-        return demosaic_bilinear(m, p)
-    return np.asarray(cv2.cvtColor(np.ascontiguousarray(m), getattr(cv2, _CV2_CODE[p])))
+    return demosaic_bilinear(mosaic_plane(raw), p)
 
 
 def demosaic_strips(strips: Iterable[tuple[int, np.ndarray]], pattern: str) -> Iterator[tuple[int, np.ndarray]]:

@@ -135,9 +135,12 @@ def _ssim(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> floa
     for r0, r1 in _bands(h, w * channels, least=win):
         e0, e1 = max(0, r0 - pad), min(h, r1 + pad)
         band_a, band_b = (x[e0:e1].astype(np.float64) for x in (a, b))
-        if valid is not None:  # samples outside ``valid`` (NaN no-data) must not turn their valid neighbours' map NaN
+        if valid is not None:  # samples outside ``valid`` (NaN no-data) must not turn their valid neighbours' map
+            outside = ~valid[e0:e1]  # NaN; a NaN inside ``valid`` stays NaN, as in every other metric; finite
+            if band_a.ndim == 3:  # samples outside it keep their values (the map is as before)
+                outside = outside[..., None]
             for x in (band_a, band_b):
-                np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                x[~np.isfinite(x) & outside] = 0.0
         _, smap = metrics.structural_similarity(band_a, band_b, **kwargs)
         smap = smap[r0 - e0 : r0 - e0 + (r1 - r0)]  # the band's own rows, exact
         if valid is not None:

@@ -58,18 +58,26 @@ class Margin:
 
     @classmethod
     def parse(cls, spec: str | int | Sequence[int] | None) -> Margin:
-        """``N`` (every side), ``"T,B,L,R"`` or a sequence of 1 or 4 ints."""
-        if spec is None or (not isinstance(spec, int) and len(spec) == 0):
+        """``N`` (every side), ``"T,B,L,R"`` or a sequence of 1 or 4 ints (numpy integers too; a bool or a float
+        is refused: a ValueError)."""
+        import numbers
+
+        def whole(v: object) -> int:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"margin {spec!r}: expected N or TOP,BOTTOM,LEFT,RIGHT whole pixels")
+            return int(v)
+
+        if spec is None or (isinstance(spec, (str, Sequence)) and len(spec) == 0):
             return cls()
-        if isinstance(spec, int):
-            vals = [spec]
+        if not isinstance(spec, (str, Sequence)):
+            vals = [whole(spec)]
         elif isinstance(spec, str):
             try:
                 vals = [int(v) for v in spec.replace(" ", "").split(",") if v != ""]
             except ValueError:
                 raise ValueError(f"margin {spec!r}: expected N or TOP,BOTTOM,LEFT,RIGHT pixels") from None
         else:
-            vals = [int(v) for v in spec]
+            vals = [whole(v) for v in spec]
         if len(vals) == 1:
             return cls(vals[0], vals[0], vals[0], vals[0])
         if len(vals) != 4:

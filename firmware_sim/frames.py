@@ -62,8 +62,8 @@ def _as_hwc(a: np.ndarray, source: str, alpha: bool = False) -> np.ndarray:
     lost without a word)."""
     if a.ndim == 2:
         return a[:, :, None]
-    if a.ndim == 3 and alpha and a.shape[2] == 4:
-        return a[:, :, :3]
+    if a.ndim == 3 and alpha and a.shape[2] in (2, 4):  # grey + alpha, RGB + alpha
+        return a[:, :, :-1]
     if a.ndim == 3 and a.shape[2] >= 1:
         return a
     raise FrameError(f"{source}: expected an (H, W) or (H, W, C) frame, got shape {a.shape}")

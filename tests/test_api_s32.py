@@ -92,3 +92,34 @@ def test_a_margin_may_be_given_as_text_or_numbers(tmp_path) -> None:  # type: ig
         np.testing.assert_array_equal(edgeae.read_image(p, margin=m).valid, want)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         edgeae.read_image(p, margin="a,b")  # type: ignore[arg-type]
+
+
+def test_a_nan_inside_valid_still_makes_masked_ssim_nan() -> None:
+    """Zeroing every non-finite sample hid a NaN inside ``valid`` (SSIM 0.9995 while PSNR was NaN; review s32)."""
+    a = np.random.default_rng(0).random((20, 20)).astype(np.float32)
+    a[:, :3] = np.nan
+    b = a.copy()
+    b[10, 10] = np.nan
+    m = edgeae.image_metrics(a, b, valid=np.isfinite(a))
+    assert math.isnan(m["ssim"]) and math.isnan(m["psnr"])
+
+
+def test_margins_of_numpy_integers_and_a_bad_type() -> None:
+    from edgeae.nodata import Margin
+
+    assert Margin.parse(np.int64(3)) == Margin(3, 3, 3, 3) == Margin.parse((np.int32(3),) * 4)
+    for bad in (3.0, True, "x"):
+        with pytest.raises(ValueError, match="margin"):
+            Margin.parse(bad)  # type: ignore[arg-type]
+
+
+def test_a_grey_alpha_png_flies_as_grey(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """probe says 1 channel, the decoder gives 2 (grey + alpha): refused with 'the header promised 1' (review s32)."""
+    image = pytest.importorskip("PIL.Image")
+    from edgeae.firmware_sim.frames import ImageFileFrame
+
+    la = np.zeros((8, 10, 2), np.uint8)
+    la[..., 0], la[..., 1] = 90, 255
+    image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    f = ImageFileFrame(tmp_path / "la.png")
+    assert f.header.channels == 1 and next(iter(f.strips(8)))[1].shape == (8, 10, 1)

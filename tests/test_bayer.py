@@ -42,7 +42,7 @@ def test_numpy_demosaic_matches_opencv(pattern: str) -> None:
     ref = cv2.cvtColor(m, code).astype(int)
     assert np.abs(ours[1:-1, 1:-1] - ref[1:-1, 1:-1]).max() <= 1  # rounding only
     assert np.abs(ours - ref).mean() < 0.5  # the outermost ring differs by border handling
-    assert np.array_equal(demosaic(m, pattern), ref)  # the ground path is OpenCV itself
+    assert np.array_equal(demosaic(m, pattern), demosaic_bilinear(m, pattern))  # the ground path is the flight's
     assert np.abs(ours - rgb.astype(int)).mean() < 6  # and it recovers the scene
 
 
@@ -113,7 +113,9 @@ def test_a_demosaiced_dark_margin_is_found_on_the_min_channel() -> None:
     rng = np.random.default_rng(0)
     mosaic = rng.integers(150, 230, (64, 96), dtype=np.uint8)
     mosaic[:2] = rng.integers(2, 14, (2, 96), dtype=np.uint8)
-    rgb = demosaic(np.repeat(mosaic[:, :, None], 3, axis=2), "RGGB")
+    cv2 = pytest.importorskip("cv2")
+    # OpenCV's demosaicing lifts them (edgeae's own, the flight's, since session 32 on the ground too, lifts less)
+    rgb = cv2.cvtColor(mosaic, cv2.COLOR_BayerBG2RGB)
     assert rgb[:2].mean() > 0.1 * np.median(rgb)  # lifted above the relative dark-margin level
     lifted = valid_mask(rgb, bit_depth=8, reduce="max")
     found = valid_mask(rgb, bit_depth=8, reduce="min")

@@ -410,7 +410,7 @@ def test_the_raw_packet_estimate_is_what_the_packetiser_sends(
     cfg = WireConfig(size, band_rows=band_rows)
     sent = len(packetise(sparse_from_samples(samples, 8, keep, seed=3), config=cfg))
     est = raw_packet_estimate(h, w, keep, c, 1, cfg)
-    assert abs(est - sent) <= max(2, 0.02 * sent), (est, sent)
+    assert sent <= est <= sent * 1.05 + 3, (est, sent)  # an upper bound, and a tight one
 
 
 def test_the_orbital_mission_s_packet_estimate_matches_the_wire_planner() -> None:
@@ -418,4 +418,34 @@ def test_the_orbital_mission_s_packet_estimate_matches_the_wire_planner() -> Non
     from edgeae.firmware_sim.mission import load_mission
 
     m = load_mission("orbital_nac")
-    assert sparse_packet_estimate(m, m.camera.width, m.camera.height) == 5604  # the wire planner's count
+    est = sparse_packet_estimate(m, m.camera.width, m.camera.height)
+    assert 5604 <= est <= 5604 * 1.01  # the wire planner's count at the expected number of kept pixels, and a margin
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_raw_packet_estimate_bounds_every_uniform_mask(seed: int) -> None:
+    """A uniform mask keeps each pixel with probability keep: frames came out above an estimate made at the
+    expected count for some seeds (review s32: -2..+2 packets at rover size)."""
+    from edgeae.wire.sparse import raw_packet_estimate
+
+    samples = np.zeros((300, 412, 3), np.uint8)
+    cfg = WireConfig(1024)
+    sent = len(packetise(sparse_from_samples(samples, 8, 0.05, seed=seed), config=cfg))
+    assert sent <= raw_packet_estimate(300, 412, 0.05, 3, 1, cfg)
+
+
+def test_the_station_counts_the_original_in_a_frame_s_memory_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check must be wired through the station, not only exist in limits (review s32)."""
+    from edgeae.ground import limits
+    from edgeae.ground.station import GroundStation
+
+    ctr = SequenceCounters()
+    need = limits.rebuild_bytes(H, W, 1, "telea", model_loaded=True)
+    monkeypatch.setattr(limits, "available_memory", lambda: int(need * limits.MEMORY_MARGIN) + 1)
+    for originals, failed in (({}, {}), ({3: np.zeros((H, W, 1), np.float32)}, {"memory": 1})):
+        gs = GroundStation(fill_name="telea", originals=originals)
+        for p in _frame_packets(ctr, 1):
+            gs.receive(p)
+        assert gs.finish(write=False)["stream"]["products_failed"] == failed

@@ -8,6 +8,7 @@ memory. Layout 1 regenerates the mask to cut rows into rectangles.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -203,13 +204,16 @@ def _worst(
 
 def raw_packet_estimate(height: int, width: int, keep: float, channels: int, itemsize: int, cfg: WireConfig) -> int:
     """Packets a layout-2 sparse frame of ``keep`` × ``height`` × ``width`` kept pixels needs sent raw, planned band
-    by band as :func:`plan_sparse` plans it (kept pixels spread evenly over the rows; a codec only lowers it): what
-    a mission can check before any frame exists (NAC-size strip at keep 0.02, 4,096-byte packets: 5,604)."""
+    by band as :func:`plan_sparse` plans it (a codec only lowers it): what a mission can check before any frame
+    exists. An upper bound: a uniform mask keeps each pixel with probability ``keep``, so each band is planned at
+    its expected count plus four standard deviations (NAC-size strip at keep 0.02, 1,024-byte packets: the
+    expected count plans 5,604 packets)."""
     unit = channels * itemsize
     cap = max(1, min(cfg.max_packet_size - overhead("sparse", 2), MAX_PIECE_BYTES) // unit)
     total = 0
     for r0, r1 in _bands(height, cfg.band_rows):
-        n_band = round((r1 - r0) * width * keep)
+        mean = (r1 - r0) * width * keep
+        n_band = min((r1 - r0) * width, math.ceil(mean + 4 * math.sqrt(mean * (1 - keep))))
         seg = il.segment_length(n_band, r1 - r0, cap)
         t_count = il.segment_count(n_band, seg)
         total += -(-t_count // max(1, cap // seg)) if t_count else 0
