@@ -198,8 +198,9 @@ def read_image(
     connected to the image border invalid (see :func:`edgeae.nodata.nodata_mask`), and dark or saturated
     margins and no-data seen from the border (:func:`edgeae.nodata.valid_mask`, the flight runtime's own
     mask); transparent pixels (alpha 0) and non-finite float samples are always invalid. ``bayer``: the
-    frame is a raw colour-filter mosaic of that pattern ("RGGB", ...): demosaiced (OpenCV) before anything
-    else; an undeclared frame that looks like one is logged as a warning (``extra["looks_like_mosaic"]``).
+    frame is a raw colour-filter mosaic of that pattern ("RGGB", ...): demosaiced (:func:`edgeae.bayer.demosaic`,
+    the flight's) before anything else; an undeclared frame that looks like one is logged as a warning
+    (``extra["looks_like_mosaic"]``).
     ``margin``: a fixed margin marked invalid. Where the margin guesses marked more pixels invalid than the file
     declares (NaN/inf, alpha 0, ``margin``), ``extra["declared_valid"]`` holds the declared mask alone.
 

@@ -67,6 +67,8 @@ class Margin:
                 raise ValueError(f"margin {spec!r}: expected N or TOP,BOTTOM,LEFT,RIGHT whole pixels")
             return int(v)
 
+        if isinstance(spec, np.ndarray) and spec.ndim == 1:  # np.array([1, 1, 2, 2]): its elements
+            spec = spec.tolist()
         if spec is None or (isinstance(spec, (str, Sequence)) and len(spec) == 0):
             return cls()
         if not isinstance(spec, (str, Sequence)):

@@ -108,6 +108,7 @@ def test_margins_of_numpy_integers_and_a_bad_type() -> None:
     from edgeae.nodata import Margin
 
     assert Margin.parse(np.int64(3)) == Margin(3, 3, 3, 3) == Margin.parse((np.int32(3),) * 4)
+    assert Margin.parse(np.array([1, 1, 2, 2])) == Margin(1, 1, 2, 2)  # an array of them too
     for bad in (3.0, True, "x"):
         with pytest.raises(ValueError, match="margin"):
             Margin.parse(bad)  # type: ignore[arg-type]

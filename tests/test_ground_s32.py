@@ -397,7 +397,7 @@ def test_a_frame_compared_with_its_original_counts_that_in_its_memory_check(monk
 
 @pytest.mark.parametrize(("h", "w", "c", "keep", "size", "band_rows"), [
     (600, 500, 1, 0.02, 1024, 0), (600, 500, 3, 0.1, 1024, 0), (400, 300, 1, 0.25, 512, 64),
-    (300, 640, 3, 0.05, 4096, 0),
+    (300, 640, 3, 0.05, 4096, 0), (2048, 5064, 1, 0.02, 1024, 64),
 ])  # fmt: skip
 def test_the_raw_packet_estimate_is_what_the_packetiser_sends(
     h: int, w: int, c: int, keep: float, size: int, band_rows: int
@@ -419,7 +419,7 @@ def test_the_orbital_mission_s_packet_estimate_matches_the_wire_planner() -> Non
 
     m = load_mission("orbital_nac")
     est = sparse_packet_estimate(m, m.camera.width, m.camera.height)
-    assert 5604 <= est <= 5604 * 1.01  # the wire planner's count at the expected number of kept pixels, and a margin
+    assert 5604 <= est <= 5604 * 1.02  # the wire planner's count at the expected number of kept pixels, and a margin
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -428,10 +428,10 @@ def test_the_raw_packet_estimate_bounds_every_uniform_mask(seed: int) -> None:
     expected count for some seeds (review s32: -2..+2 packets at rover size)."""
     from edgeae.wire.sparse import raw_packet_estimate
 
-    samples = np.zeros((300, 412, 3), np.uint8)
+    samples = np.zeros((1200, 1648, 3), np.uint8)  # the rover camera
     cfg = WireConfig(1024)
     sent = len(packetise(sparse_from_samples(samples, 8, 0.05, seed=seed), config=cfg))
-    assert sent <= raw_packet_estimate(300, 412, 0.05, 3, 1, cfg)
+    assert sent <= raw_packet_estimate(1200, 1648, 0.05, 3, 1, cfg)
 
 
 def test_the_station_counts_the_original_in_a_frame_s_memory_check(

@@ -79,7 +79,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--bayer",
         choices=["RGGB", "BGGR", "GRBG", "GBRG"],
-        help="the image is a raw colour-filter mosaic of this pattern: demosaic it (OpenCV) first",
+        help="the image is a raw colour-filter mosaic of this pattern: demosaic it first (as the flight does)",
     )
     p.add_argument(
         "--adapt", nargs="?", type=int, const=AdaptConfig().steps, default=0, metavar="STEPS",

@@ -234,7 +234,7 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-ORIGINAL_BYTES_PER_SAMPLE = 28
+ORIGINAL_BYTES_PER_SAMPLE = 29
 """What comparing a frame with its ``--original`` adds per sample: the original read and held as float32 (4 B) while
 the PSNR's float64 copies are made (24.2 B beyond its inputs, traced on 1024×1024×3 in review s32; a 2048² RGB
 frame's peak RSS rose 17.6 B a sample, part of it memory the rebuild had freed)."""
