@@ -237,10 +237,13 @@ def compare(
     Computed in row bands (module docstring): about 30 bytes per pixel beyond the inputs."""
     a, b = _views(original, recon)
     h, w = a.shape[0], a.shape[1]
-    v = None if valid is None else np.asarray(valid, dtype=bool)
+    for name, m in (("valid", valid), ("known", known)):  # as fill: a float mask of 0.1 was silently all True
+        if m is not None and np.asarray(m).dtype != bool:
+            raise ValueError(f"{name} must be a bool array (True = {name}), got {np.asarray(m).dtype}")
+    v = None if valid is None else np.asarray(valid)
     if v is not None and v.shape != (h, w):
         raise ValueError(f"valid mask {v.shape} does not match image {a.shape}")
-    k = None if known is None else np.asarray(known, dtype=bool)
+    k = None if known is None else np.asarray(known)
     if k is not None and k.shape != (h, w):
         raise ValueError(f"known mask {k.shape} does not match image {a.shape}")
     if v is not None and not v.any():

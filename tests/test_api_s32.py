@@ -124,3 +124,13 @@ def test_a_grey_alpha_png_flies_as_grey(tmp_path) -> None:  # type: ignore[no-un
     image.fromarray(la, mode="LA").save(tmp_path / "la.png")
     f = ImageFileFrame(tmp_path / "la.png")
     assert f.header.channels == 1 and next(iter(f.strips(8)))[1].shape == (8, 10, 1)
+
+
+def test_image_metrics_refuses_a_mask_that_is_not_bool() -> None:
+    """``known=np.full(shape, 0.1)`` was coerced to all True (keep_actual 1.0) while fill refuses it (audit
+    s32-a7)."""
+    a = np.random.default_rng(3).random((16, 16)).astype(np.float32)
+    for name in ("known", "valid"):
+        with pytest.raises(ValueError, match=f"{name} must be a bool array"):
+            edgeae.image_metrics(a, a, **{name: np.full((16, 16), 0.1)})
+    assert edgeae.image_metrics(a, a, known=np.ones((16, 16), bool))["psnr"] == math.inf
