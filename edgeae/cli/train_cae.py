@@ -17,7 +17,7 @@ from edgeae.cli.train_flags import (
     refuse_out_on_resume,
     refuse_resume_changes,
     resolved_root,
-    where_it_continues,
+    resume_changes,
 )
 from edgeae.cli.train_zoo import check_zoo_args, install_complete_run, install_into_zoo, zoo_target
 
@@ -94,16 +94,7 @@ def run_cae(args: argparse.Namespace) -> int:
         done = install_complete_run(args, "cae")
         if done is not None:
             return done
-        changes: dict[str, object] = {"out": str(args.resume), "time_budget": budget}
-        changes |= {"zoo_name": zoo_name, "zoo_force": force}
-        if args.epochs is not None:
-            changes["epochs"] = args.epochs
-        if args.threads is not None:
-            changes["threads"] = args.threads
-        if args.no_progress:
-            changes["progress"] = False
-        changes |= where_it_continues(args)
-        cfg = dataclasses.replace(saved, **changes)  # type: ignore[arg-type]
+        cfg = dataclasses.replace(saved, **resume_changes(args, budget, zoo_name, force))
         _check_cae_zoo(cfg)
         metrics = train_cae(cfg, resume=True)
         return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)

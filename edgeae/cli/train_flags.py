@@ -115,6 +115,19 @@ def where_it_continues(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def resume_changes(args: argparse.Namespace, budget: float | None, zoo_name: str | None, force: bool) -> dict[str, Any]:
+    """The config fields ``--resume RUN_DIR`` may change, as given (both trainers): where it writes, the time
+    budget, the zoo target, ``--epochs``, ``--threads``, ``--no-progress`` and :func:`where_it_continues`."""
+    changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget, "zoo_name": zoo_name, "zoo_force": force}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.threads is not None:
+        changes["threads"] = args.threads
+    if args.no_progress:
+        changes["progress"] = False
+    return changes | where_it_continues(args)
+
+
 def record_flag_defaults(parser: argparse.ArgumentParser) -> None:
     """Keep the parser's option strings and defaults on the parsed args, so ``--resume`` can tell which flags
     were given (:func:`given_flags`)."""

@@ -24,9 +24,9 @@ from edgeae.cli.train import (
     refuse_out_on_resume,
     refuse_resume_changes,
     resolved_root,
-    where_it_continues,
     zoo_target,
 )
+from edgeae.cli.train_flags import resume_changes
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -152,16 +152,7 @@ def run_cli(args: argparse.Namespace) -> int:
         done = install_complete_run(args, "vae")
         if done is not None:
             return done
-        changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget}
-        changes |= {"zoo_name": zoo_name, "zoo_force": force}
-        if args.epochs is not None:
-            changes["epochs"] = args.epochs
-        if args.threads is not None:
-            changes["threads"] = args.threads
-        if args.no_progress:
-            changes["progress"] = False
-        changes |= where_it_continues(args)
-        cfg = dataclasses.replace(saved, **changes)
+        cfg = dataclasses.replace(saved, **resume_changes(args, budget, zoo_name, force))
         _check_vae_zoo(cfg)
         return _report(train_vae(cfg, resume=True), Path(args.resume), cfg.zoo_name, cfg.zoo_force)
     if not args.out:
