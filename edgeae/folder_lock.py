@@ -39,6 +39,16 @@ _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, "ENOTS
 log = logging.getLogger(__name__)
 
 
+def file_in_the_way(out: Path) -> Path | None:
+    """The nearest existing ancestor of ``out`` when it is a file, not a folder (``out`` cannot be created: mkdir
+    says only "Not a directory"); None otherwise. The one check behind the ``--out`` refusals of flight, ground and
+    scan."""
+    for parent in out.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 class FolderBusy(OSError):
     """Another process holds the folder (an ``OSError``: the CLIs print it as one line)."""
 

@@ -159,8 +159,13 @@ def _check_out_folder(out: Path) -> None:
     nothing behind."""
     import os
 
+    from edgeae.folder_lock import file_in_the_way
+
     if out.exists() and not out.is_dir():
         raise MissionError(f"--out {out} is an existing file; name a folder for the run's output and state")
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise MissionError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
     missing: list[Path] = []
     parent = out
     while not parent.exists():
@@ -172,8 +177,6 @@ def _check_out_folder(out: Path) -> None:
         parent = parent.parent
     if not missing:
         return
-    if parent.exists() and not parent.is_dir():
-        raise MissionError(f"cannot create the results folder --out {out}: {parent} is a file, not a folder")
     try:
         out.mkdir(parents=True)
     except OSError as exc:

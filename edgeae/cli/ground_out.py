@@ -8,6 +8,7 @@ import contextlib
 from pathlib import Path
 
 from edgeae.cli import CLIError
+from edgeae.folder_lock import file_in_the_way
 
 
 class OutClaim:
@@ -43,11 +44,9 @@ def check_out(args: argparse.Namespace) -> None:
     out = args.out
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is an existing file; name a directory for the images and reports")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise CLIError(f"cannot create the output folder --out {out}: {parent} is a file, not a folder")
-            break
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise CLIError(f"cannot create the output folder --out {out}: {blocking} is a file, not a folder")
     inputs = [("packet folder", p) for p in getattr(args, "packets", []) if p.is_dir()]
     if args.original is not None and args.original.is_dir():
         inputs.append(("--original folder", args.original))

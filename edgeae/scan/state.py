@@ -35,6 +35,7 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.archive.formats import product_files
 from edgeae.atomic import atomic_path
+from edgeae.folder_lock import file_in_the_way
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 
@@ -117,11 +118,9 @@ def _check_out_path(out: Path) -> None:
     exists" or "Not a directory")."""
     if out.exists() and not out.is_dir():
         raise ScanStateError(f"--out {out} is a file, not a folder: choose a new or empty folder for the results")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ScanStateError(f"cannot create the results folder --out {out}: {parent} is a file, not a folder")
-            return
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise ScanStateError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
 
 
 def _save_npy(path: Path, a: np.ndarray) -> None:
