@@ -47,6 +47,9 @@ class _LazyOriginals(dict):
         super().__init__()
         self.files, self.bayer, self.notes = files, bayer, notes
 
+    def __contains__(self, key: object) -> bool:  # known without reading: the station's memory check asks
+        return key in self.files
+
     def get(self, key, default=None):
         from edgeae.ground.sources import as_float, image_samples
 

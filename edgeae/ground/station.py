@@ -353,11 +353,8 @@ class GroundStation:
 
     def _has_original(self, frame_id: int) -> bool:
         """Whether the frame will be compared with an original (its memory counts in the frame's check); a lazily
-        read set of originals (``edgeae ground --original``) knows its files without reading them."""
-        if self.default_original is not None:
-            return True
-        files = getattr(self.originals, "files", None)
-        return frame_id in (files if files is not None else self.originals)
+        read set of originals (``edgeae ground --original``) knows its frames without reading them."""
+        return self.default_original is not None or frame_id in self.originals
 
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
         orig = self.originals.get(frame_id, self.default_original)
