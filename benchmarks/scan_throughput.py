@@ -101,7 +101,7 @@ def kill_test(archive: str, model: str, out: Path, workers: int, n_images: int, 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import machine_info
     from edgeae.scan.archive import walk_archive
-    from edgeae.scan.report import report_markdown
+    from edgeae.scan.report_text import report_markdown
     from edgeae.scan.run import EngineOptions, scan_archive
 
     ap = argparse.ArgumentParser(

@@ -115,7 +115,7 @@ def test_scan_names_a_cae_score_and_score_matches_it_at_the_scans_patch(
 
 
 def test_report_label_of_other_scores_is_unchanged() -> None:
-    from edgeae.scan.report import report_markdown
+    from edgeae.scan.report_text import report_markdown
 
     r = {"out": "o", "model": "m", "artifact_hash": "0" * 64, "images": 0, "done": 0, "failed": 0, "pending": 0,
          "failures": [], "score": "a", "patch": 64}  # fmt: skip

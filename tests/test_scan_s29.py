@@ -252,7 +252,7 @@ def test_the_report_describes_a_cae_score_as_the_cae_error(moon, model, tmp_path
     r = _scan(root, model, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     assert r["model_kind"] == "cae" and "the CAE's masked-reconstruction error" in md and "VAE's a(x)" not in md
-    from edgeae.scan.report import report_markdown
+    from edgeae.scan.report_text import report_markdown
 
     assert "the VAE's a(x)" in report_markdown({**r, "model_kind": "vae"})
 

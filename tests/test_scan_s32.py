@@ -3,6 +3,7 @@ names, a short summary on stdout, the context-knn ranking's bar, and the ranking
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,10 @@ def test_the_context_knn_ranking_has_a_bar_and_counts_in_the_wall_time(
     arc = _crops(tmp_path / "arc", moon, ("one.png",))
     r = _scan(arc, "v", tmp_path / "out", score="context-knn", scorer_factory=lambda: _rec_mu, progress=True)
     err = capsys.readouterr().err
-    assert "context-knn: ranking 9 patches of 1 image (one product) together: 00:01 elapsed" in err, err[-500:]
+    # at least the 1.1 s sleep; more on a loaded machine (00:02 was seen at load 9)
+    assert re.search(r"context-knn: ranking 9 patches of 1 image \(one product\) together: 00:0[1-9] elapsed", err), (
+        err[-500:]
+    )
     ctx = r["context_knn"]
     assert ctx["seconds"] >= 1.1 and r["seconds"] >= ctx["seconds"]  # the wall time holds the ranking
     assert r["patches_per_s"] == pytest.approx(r["patches"] / r["seconds"], rel=0.01)

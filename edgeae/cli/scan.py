@@ -149,7 +149,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
     from edgeae.scan.quality import QualityFilter
-    from edgeae.scan.report import report_markdown, report_summary
+    from edgeae.scan.report_text import report_markdown, report_summary
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
 

@@ -15,7 +15,8 @@ from edgeae._optional import require
 from edgeae.scan.archive import walk_archive
 from edgeae.scan.pipeline import ScanConfig, count_patches
 from edgeae.scan.quality import QualityFilter
-from edgeae.scan.report import RateClock, finalize, report_markdown
+from edgeae.scan.report import RateClock, finalize
+from edgeae.scan.report_text import report_markdown
 from edgeae.scan.scoring import ModelSpec, Scorer, load_scorer, resolve_model
 from edgeae.scan.state import ScanStore, file_stamp
 

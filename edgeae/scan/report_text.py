@@ -1,0 +1,203 @@
+"""A finished scan in words: report.md's text and the short summary ``edgeae scan`` prints.
+
+Both are rendered from report.json's dict alone (``edgeae.scan.report.finalize`` writes it), so a report can be
+rendered again from a stored scan without its results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# what score "a" means for a VAE (report.json's model_kind; a CAE's score is named by _score_label; reports
+# written before model_kind say neither)
+_SCORE_A = {
+    "vae": " (the VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 of each patch: higher is more unusual; its scale "
+    "depends on the model and the patch size, so compare scores within one model)",
+}
+
+
+def _score_label(r: dict[str, Any]) -> str:
+    """The name of the ranking score: a CAE's is its masked-reconstruction error (``cae``, as ``edgeae score``
+    names it), not a(x), whatever ``--score`` default (``a``) was recorded; with the patch size when the report
+    records it, since a CAE's scale depends on it."""
+    score = r.get("score", "a")
+    if score != "a" or r.get("model_kind") != "cae":
+        return f"`{score}`" + {
+            "a": _SCORE_A.get(r.get("model_kind", ""), " (the model's score of each patch: higher is more unusual)"),
+            "terms-max": " (each of the VAE's terms over its median in the image, the larger)",
+            "local-z": " (each patch's VAE latents and error against its neighbours on the image)",
+            "context-knn": " (each patch's VAE latents, scaled within its image and its product, against every "
+            "patch scanned: scores are relative to this set)",
+        }.get(score, "")
+    patch = r.get("patch")
+    size = f" {patch}-px" if patch else ""
+    same = f"; `edgeae score --patch {patch}` gives these numbers, its default CAE patch is 64 px" if patch else ""
+    return (
+        f"`cae` (the CAE's masked-reconstruction error of each{size} patch: the squared error over the pixels a "
+        "fixed mask hid from the model; higher is more unusual; its scale depends on the patch size, so compare "
+        f"scores within one model and patch size{same})"
+    )
+
+
+def _count(n: int, noun: str, plural: str = "") -> str:
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _seconds(s: float) -> str:
+    """``s`` seconds for report.md: to 0.1 s, or to the ms below 0.1 s (a resume's scanning of a few patches)."""
+    return f"{s:.1f} s" if s >= 0.1 else f"{s:.3f} s"
+
+
+def _this_run(r: dict[str, Any]) -> str:
+    """The run's line: what it scanned and how fast, or that it had nothing to scan. The context-knn ranking is given
+    apart, per ranked patch: it ranks the whole set, so folded into this run's rate it made a resume of a few images
+    look hundreds of times slower."""
+    n = r.get("images_scanned", 0)
+    if not n:
+        return "- this run: no image scanned (every image of the archive is recorded: done, failed or skipped)"
+    patches = _count(r.get("patches", 0), "patch", "patches")
+    seconds = r.get("seconds", 0)
+    ctx = r.get("context_knn")
+    if not ctx:
+        return (
+            f"- this run: {_count(n, 'image')}, {patches} in {seconds:.1f} s = "
+            f"**{r.get('patches_per_s', 0):.1f} patches/s** (wall, start-up included)"
+        )
+    scanning = max(seconds - ctx["seconds"], 0.0)
+    rate = r.get("patches", 0) / scanning if scanning > 0 else 0.0
+    per_ranked = f" ({1000 * ctx['seconds'] / ctx['patches']:.3g} ms a ranked patch)" if ctx.get("patches") else ""
+    return (
+        f"- this run: {_count(n, 'image')}, {patches} in {seconds:.1f} s (wall): {_seconds(scanning)} scanning = "
+        f"**{rate:,.1f} patches/s** (start-up included) and {_seconds(ctx['seconds'])} ranking the set's "
+        f"{_count(ctx['patches'], 'patch', 'patches')} together{per_ranked}"
+    )
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    archive = ", ".join(f"`{a}`" for a in r.get("archive") or []) or "(not recorded)"
+    lines = [
+        f"# edgeae scan: {r['out']}",
+        "",
+        f"- archive: {archive}",
+        f"- model `{r['model']}` (`{r.get('artifact', '?')}`, sha256 {r['artifact_hash'][:16]}…), "
+        f"engine `{r.get('engine')}`, score " + _score_label(r),
+        *_facts(r),
+        *_sections(r),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _facts(r: dict[str, Any]) -> list[str]:
+    """report.md's lines of counts, rates and layers (the command prints them too, :func:`report_summary`)."""
+    lines = [
+        f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
+        f"quality filter, {r['pending']} pending)",
+        _this_run(r),
+    ]
+    if r.get("recorded_not_in_archive"):
+        lines.append(
+            f"- {_count(r['recorded_not_in_archive'], 'image')} recorded in this folder by earlier runs "
+            "not in this archive: left out of these results (their parts are kept; scan their archive too to "
+            "include them)"
+        )
+    if r.get("patches_per_s_scoring"):
+        lines.append(
+            f"- scoring: **{r['patches_per_s_scoring']:.1f} patches/s** over {r['scoring_seconds']:.1f} s of scoring, "
+            f"after {r['startup_seconds']:.1f} s of start-up ("
+            + (
+                "Ray up and the dataset built; its actors' start and model loading count as scoring)"
+                if r.get("engine") == "ray"
+                else "processes, models, first chunk)"
+            )
+        )
+    ctx = r.get("context_knn")
+    if ctx:
+        lines.append(
+            f"- context-knn: {_count(ctx['patches'], 'patch', 'patches')} of {_count(ctx['images'], 'image')} ranked "
+            f"together in {ctx['seconds']:.1f} s"
+            + (
+                f"; {_count(n, 'image')} recorded as failed (latents or part unreadable)"
+                if (n := ctx["images_failed"])
+                else ""
+            )
+            + (f"; best patches of {_count(n, 'image')} not read back" if (n := ctx.get("thumbnails_unread")) else "")
+        )
+    ex = r.get("lro_nac_extrapolation")
+    if ex:
+        lines.append(
+            f"- full LRO NAC archive (~{ex['assumed_archive_patches']:.3g} patches, {ex['source']}): "
+            f"**{ex['days']:,} days** at {ex['measured_patches_per_s']:,} patches/s, the rate over "
+            f"{ex.get('rate_basis') or 'wall time'} ({ex['days_on_100_such_machines']:,} days on 100 machines)"
+        )
+    for layer in r.get("geo_layers") or []:
+        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {layer['path']}")
+    if r.get("geo_note"):
+        lines.append(f"- {r['geo_note']}")
+    return lines
+
+
+def _sections(r: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if r.get("images_without_patches"):
+        empty = r["images_without_patches"]
+        lines += (
+            [
+                "",
+                f"## {_count(len(empty), 'image')} without a scored patch",
+                "",
+                f"Every patch had less than --min-valid {r.get('min_valid', '')} valid (not no-data) pixels: "
+                "a small product with no-data borders, a dark or blank frame, a wide --margin. Lower --min-valid "
+                "to score them.",
+                "",
+            ]
+            + [f"- `{f}`" for f in empty[:50]]
+            + ([f"- ... and {len(empty) - 50} more"] if len(empty) > 50 else [])
+        )
+    if r.get("top"):
+        lines += [
+            "",
+            f"## Top {len(r['top'])} patches (thumbnails in topk/, contact sheet topk/gallery.png in this order, "
+            "8 a row)",
+            "",
+            "| rank | file | x | y | score | thumbnail |",
+            "|---:|---|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {t['rank']} | `{t['file']}` | {t['x']} | {t['y']} | {t['score']:.6g} | topk/{t['thumbnail']} |"
+            for t in r["top"]
+        ]
+    if r["failures"]:
+        lines += ["", "## Failures", ""] + [f"- `{f['file']}`: {f['error']}" for f in r["failures"]]
+    if r.get("skipped_products"):
+        lines += ["", "## Skipped by the quality filter", ""]
+        lines += [f"- `{f['file']}`: {f['reason']}" for f in r["skipped_products"]]
+    return lines
+
+
+SUMMARY_TOP = 3  # the best patches the command names (report.md lists all of topk/)
+
+
+def report_summary(r: dict[str, Any], out: str) -> str:
+    """What ``edgeae scan`` prints: report.md's counts and rates, the best few patches, and where the rest is
+    (``out``: the results folder as the user gave it). ``edgeae -v scan`` prints the whole report.md instead."""
+    lines = _facts(r)
+    top = r.get("top") or []
+    if top:
+        best = "; ".join(f"`{t['file']}` x {t['x']} y {t['y']} ({t['score']:.4g})" for t in top[:SUMMARY_TOP])
+        lines.append(f"- best: {best}")
+    if r.get("images_without_patches"):
+        lines.append(
+            f"- {_count(len(r['images_without_patches']), 'image')} without a scored patch (below --min-valid)"
+        )
+    folder = Path(out)
+    listed = ", ".join(
+        m
+        for m, on in (("the top patches", top), ("failures", r.get("failures")), ("skips", r.get("skipped_products")))
+        if on
+    )
+    lines.append(
+        f"- report: {folder / 'report.md'}" + (f" (all {listed})" if listed else "")
+        + (f", thumbnails in {folder / 'topk'}" if top else "") + f"; scores in {folder / 'results.parquet'}"
+    )  # fmt: skip
+    return "\n".join(lines) + "\n"
