@@ -35,7 +35,7 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #c
 figure{margin:0}figure img{width:100%;image-rendering:pixelated;border:1px solid #ddd}
 figcaption{font-size:.9em;color:#555}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child,td.l{text-align:left}
+th{background:#f4f4f4}td:first-child,th:first-child,td.l,th.l{text-align:left}
 .note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
 """
 
@@ -133,11 +133,18 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return ""
     cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+
+    def is_text(v: Any) -> bool:
+        return isinstance(v, str) and not re.fullmatch(r"[-+]?[\d.,]+%?", v)
+
+    # a text column's header is left-aligned like its cells (the first row decides)
+    head = "".join(
+        f"<th class='l'>{html.escape(str(c))}</th>" if is_text(rows[0][c]) else f"<th>{html.escape(str(c))}</th>"
+        for c in cols
+    )
 
     def cell(v: Any) -> str:
-        text = isinstance(v, str) and not re.fullmatch(r"[-+]?[\d.,]+%?", v)
-        return f"<td class='l'>{_fmt(v)}</td>" if text else f"<td>{_fmt(v)}</td>"
+        return f"<td class='l'>{_fmt(v)}</td>" if is_text(v) else f"<td>{_fmt(v)}</td>"
 
     body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

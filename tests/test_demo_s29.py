@@ -339,3 +339,23 @@ def test_folders_made_for_several_outputs_are_all_removed_after_a_refusal(
     assert main(argv) == 2
     assert "not a PNG" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_anomaly_section_says_it_did_not_run_when_every_patch_is_mostly_no_data(tmp_path: Path) -> None:
+    """An alpha channel hiding all but a 40×40 corner left no patch to score: the section vanished without a
+    line (audit s33 a4, item 6)."""
+    from edgeae.demo import stage_anomaly
+
+    pytest.importorskip("onnxruntime")
+    lines: list[str] = []
+    ctx = DemoContext(DemoConfig(out=tmp_path), say=lines.append)
+    ctx.original = _frame(128, 128)
+    valid = np.zeros((128, 128), bool)
+    valid[:40, :40] = True
+    ctx.extra["valid"] = valid
+    section = stage_anomaly(ctx)
+    assert section is not None and section.title == "Anomaly scores: not run"
+    assert lines == [
+        "anomaly: not run (no 64×64 patch of the frame has at least 90% valid pixels (9 on the grid, all mostly "
+        "no-data))"
+    ]

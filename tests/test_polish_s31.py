@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -286,3 +287,27 @@ def test_bad_repeats_seed_and_loss_are_refused_in_one_line(tmp_path: Path, capsy
     argv = ["rover-rgb-unet2-ground", "--data", "rover_rgb", "--out", str(tmp_path / "g.pt"), "--max-loss-db", "nan"]
     assert gate.main(argv) == 2
     assert "--max-loss-db must be a finite number" in capsys.readouterr().err
+
+
+def test_scan_report_md_keeps_file_names_with_pipes_and_backticks_in_their_cells() -> None:
+    """A name with `|` split a report.md table row into extra columns; one with a backtick ended its code span
+    (audit s33 a4, item 11)."""
+    from edgeae.scan.report_text import _code
+
+    assert _code("a|b`c.png", cell=True) == "``a\\|b`c.png``"
+    assert _code("`x`") == "`` `x` ``" and _code("plain.png") == "`plain.png`"
+    row = f"| 1 | {_code('a|b`c.png', cell=True)} | 3 |"
+    assert len(re.split(r"(?<!\\)\|", row)) == 5  # four cell borders: three cells
+
+
+def test_demo_title_says_the_kept_fraction_unrounded() -> None:
+    from edgeae.demo import keep_percent
+
+    assert [keep_percent(k) for k in (0.1, 0.004, 0.105, 0.25, 0.05)] == ["10%", "0.4%", "10.5%", "25%", "5%"]
+
+
+def test_a_text_column_header_is_left_aligned_like_its_cells() -> None:
+    from edgeae.report import table_html
+
+    t = table_html([{"method": "cae", "what it is": "a learned fill", "PSNR": 31.5}])
+    assert "<th class='l'>method</th><th class='l'>what it is</th><th>PSNR</th>" in t

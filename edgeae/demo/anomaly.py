@@ -72,8 +72,13 @@ def stage_anomaly(ctx: DemoContext) -> Section | None:
         ctx.original, scorer, ANOMALY_PATCH, ANOMALY_STRIDE, valid=valid, min_valid=ANOMALY_MIN_VALID, batch=32,
         file="anomaly scores", progress=ctx.progress,
     )  # fmt: skip
-    if len(scores) == 0:
-        return None
+    if len(scores) == 0:  # every patch is mostly no-data (e.g. an alpha channel that hides most of the frame)
+        why = (
+            f"no {ANOMALY_PATCH}×{ANOMALY_PATCH} patch of the frame has at least {ANOMALY_MIN_VALID:.0%} valid "
+            f"pixels ({len(positions)} on the grid, all mostly no-data)"
+        )
+        ctx.say(f"anomaly: not run ({why})")
+        return Section("Anomaly scores: not run", paragraphs=[f"Not run: {why}."])
     meta = predictor.metadata
     threshold = meta.score.get("threshold") if meta.kind == "vae" else None
     heat = score_map(scores, "max")

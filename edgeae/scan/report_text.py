@@ -6,8 +6,20 @@ rendered again from a stored scan without its results.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+
+def _code(text: object, cell: bool = False) -> str:
+    """``text`` as a Markdown code span that survives any file name: a fence longer than its longest run of
+    backticks, and in a table cell ``|`` escaped (GFM splits cells on it even inside code spans)."""
+    t = str(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", t)), default=0) + 1)
+    pad = " " if t.startswith("`") or t.endswith("`") else ""
+    span = f"{fence}{pad}{t}{pad}{fence}"
+    return span.replace("|", "\\|") if cell else span
+
 
 # what score "a" means for a VAE (report.json's model_kind; a CAE's score is named by _score_label; reports
 # written before model_kind say neither)
@@ -75,12 +87,12 @@ def _this_run(r: dict[str, Any]) -> str:
 
 
 def report_markdown(r: dict[str, Any]) -> str:
-    archive = ", ".join(f"`{a}`" for a in r.get("archive") or []) or "(not recorded)"
+    archive = ", ".join(_code(a) for a in r.get("archive") or []) or "(not recorded)"
     lines = [
         f"# edgeae scan: {r['out']}",
         "",
         f"- archive: {archive}",
-        f"- model `{r['model']}` (`{r.get('artifact', '?')}`, sha256 {r['artifact_hash'][:16]}…), "
+        f"- model {_code(r['model'])} ({_code(r.get('artifact', '?'))}, sha256 {r['artifact_hash'][:16]}…), "
         f"engine `{r.get('engine')}`, score " + _score_label(r),
         *_facts(r),
         *_sections(r),
@@ -151,7 +163,7 @@ def _sections(r: dict[str, Any]) -> list[str]:
                 "to score them.",
                 "",
             ]
-            + [f"- `{f}`" for f in empty[:50]]
+            + [f"- {_code(f)}" for f in empty[:50]]
             + ([f"- ... and {len(empty) - 50} more"] if len(empty) > 50 else [])
         )
     if r.get("top"):
@@ -164,14 +176,16 @@ def _sections(r: dict[str, Any]) -> list[str]:
             "|---:|---|---:|---:|---:|---|",
         ]
         lines += [
-            f"| {t['rank']} | `{t['file']}` | {t['x']} | {t['y']} | {t['score']:.6g} | topk/{t['thumbnail']} |"
+            f"| {t['rank']} | {_code(t['file'], cell=True)} | {t['x']} | {t['y']} | {t['score']:.6g} | "
+            + f"topk/{t['thumbnail']}".replace("|", "\\|")
+            + " |"
             for t in r["top"]
         ]
     if r["failures"]:
-        lines += ["", "## Failures", ""] + [f"- `{f['file']}`: {f['error']}" for f in r["failures"]]
+        lines += ["", "## Failures", ""] + [f"- {_code(f['file'])}: {f['error']}" for f in r["failures"]]
     if r.get("skipped_products"):
         lines += ["", "## Skipped by the quality filter", ""]
-        lines += [f"- `{f['file']}`: {f['reason']}" for f in r["skipped_products"]]
+        lines += [f"- {_code(f['file'])}: {f['reason']}" for f in r["skipped_products"]]
     return lines
 
 
