@@ -17,6 +17,7 @@ are in :mod:`.report_html`.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,26 @@ from .queue import PRIORITY as _QUEUE_PRIORITY
 from .report_charts import STAGE_COLOURS as STAGE_COLOURS
 from .report_charts import STAGES as STAGES
 from .report_charts import _memory, _timeline
-from .report_html import _CSS, _e, _num, _short_source, _table, png_bytes
-from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_telemetry
+from .report_html import _CSS, _detail, _e, _ids, _left_out, _num, _percent, _short_source, _table, png_bytes, select
+from .report_inputs import (
+    _any_summary,
+    _read_json,
+    assemble,
+    decode_patches,
+    load_summary,
+    read_patches,
+    read_telemetry,
+)
 from .telemetry import read_history
 
 OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
 PRIORITY = tuple(sorted(_QUEUE_PRIORITY, key=_QUEUE_PRIORITY.__getitem__))  # the queue's order, from the queue
-GALLERY_MAX = 48
+GALLERY_MAX = 48  # the gallery shows the highest-scoring patches of the whole run, this many at most
+ROWS_LAST = 100  # a long run's ledger shows its last frames,
+ROWS_FLAGGED = 50  # and this many of the earlier ones not downlinked (the latest)
+PASSES_LAST = EVICTED_LAST = 100  # a long run's pass and eviction tables: the last ones
+EVENTS_FIRST, EVENTS_LAST = 50, 150  # a long run's events: the first (model loads) and the last
+_log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -58,13 +72,25 @@ def _verdict(s: dict[str, Any]) -> str:
     unknown = int(f.get("unknown") or 0)
     if unknown:
         parts.append(f"{unknown} processed frame(s) of unknown outcome (no queue index).")
+    faults = [str(x) for x in s.get("faults") or []]
+    if faults:  # an injected fault is a test of the runtime, not a clean run: said in the first lines
+        not_fired = [str(x) for x in s.get("faults_not_fired") or []]
+        fired = [x for x in faults if x not in not_fired]
+        parts.append(
+            f"Faults injected (--inject): {', '.join(fired) or 'none fired'}"
+            + (f"; asked for but never fired: {', '.join(not_fired)}" if not_fired else "")
+            + " (see Events)."
+        )
+    reloads = int(s.get("scrub_reloads") or 0)
+    if reloads:
+        parts.append(f"{reloads} model reload(s) after a scrub found corrupted weights.")
     inc = s.get("incomplete")
     if isinstance(inc, dict):
         missing = inc.get("missing") or []
         parts.insert(0, "Run incomplete (rebooted or interrupted): this report is rebuilt from what the folder "
                      f"holds{'; missing: ' + ', '.join(missing) if missing else ''}.")  # fmt: skip
     # red: nothing came through or memory overran; amber: some frames dropped, in part or late, or incomplete
-    warn = dropped or part or missed or unknown or inc
+    warn = dropped or part or missed or unknown or inc or faults or reloads
     cls = "verdict bad" if bad else ("verdict warn" if warn else "verdict")
     return f"<p class='{cls}'>{_e(' '.join(parts))}</p>"
 
@@ -80,6 +106,7 @@ def _ledger(s: dict[str, Any]) -> str:
     ]
     if reasons:
         parts.append(_table(["drop reason", "frames"], [[_e(k or "–"), str(v)] for k, v in reasons.most_common()]))
+    shown, cut = select(ledger, ROWS_LAST, lambda r: r.get("outcome") != "downlinked", ROWS_FLAGGED)
     rows = [
         [
             _e(r.get("frame_id")),
@@ -87,9 +114,11 @@ def _ledger(s: dict[str, Any]) -> str:
             _e(r.get("reason") or "–"),
             (_short_source(r.get("source"))),
         ]
-        for r in ledger
+        for r in shown
     ]
     parts.append(_table(["frame", "outcome", "why", "source"], rows, left=4))
+    rule = f"the last {ROWS_LAST} and, of the earlier ones not downlinked, the latest {ROWS_FLAGGED} at most"
+    parts.append(_left_out(cut, len(ledger), "frames", rule, "summary.json ('ledger')"))
     return "".join(parts)
 
 
@@ -126,7 +155,7 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
     ]
     if rows:
         parts.append(_table(["priority: product", "items", "bytes queued", "bytes sent", "pending", "evicted"], rows))
-    evicted = [it for it in items if it.get("status") == "evicted"]
+    evicted, cut = select([it for it in items if it.get("status") == "evicted"], EVICTED_LAST)
     if evicted:
         parts.append(
             _table(
@@ -144,7 +173,8 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
                 left=3,
             )
         )
-    passes = [r for r in tm if r.get("type") == "pass"]
+        parts.append(_left_out(cut, len(evicted) + cut, "evicted items", "the last ones", "queue/index.json"))
+    passes, cut = select([r for r in tm if r.get("type") == "pass"], PASSES_LAST)
     if passes:
         budget = s.get("budgets", {}).get("downlink_bytes_per_pass")
         parts.append(
@@ -162,7 +192,7 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
                     [
                         _e(p.get("index")),
                         _num(p.get("bytes")),
-                        f"{100 * (p.get('bytes') or 0) / budget:.0f}%" if budget else "–",
+                        _percent(p.get("bytes") or 0, budget) if budget else "–",
                         _num(p.get("packets")),
                         _num(p.get("completed")),
                         _num(p.get("partial")),
@@ -172,6 +202,7 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
                 ],
             )
         )
+        parts.append(_left_out(cut, len(passes) + cut, "passes", "the last ones", "telemetry.jsonl ('pass' records)"))
     q = s.get("queue") or {}
     if q:
         parts.append(
@@ -212,53 +243,89 @@ def _scoring_note(out: Path) -> str:
     )
 
 
-def _gallery(out: Path, s: dict[str, Any]) -> str:
-    patches = decode_patches(out / "downlink")
+def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[str]]:
+    """The gallery section, and the notes on what of the downlink packet files could not be shown (each names its
+    pass file; also printed on the console)."""
+    read = read_patches(out / "downlink")
+    notes, patches = list(read.notes), read.patches
+    body = ""
     if patches:
         img_dir = out / "report_img"
         img_dir.mkdir(exist_ok=True)
         figs = []
-        for p in patches[:GALLERY_MAX]:
+        for p in patches[:GALLERY_MAX]:  # assembled one at a time: memory of one patch, whatever the run
+            pixels, complete, overlapping = assemble(p)
             name = f"anomaly_f{p['frame_id']}_x{p['x']}_y{p['y']}.png"
-            write_bytes(img_dir / name, png_bytes(p["pixels"], p["bit_depth"]), durable=False)  # whole or none
-            part = "" if p["complete"] else " (partly sent)"
+            write_bytes(img_dir / name, png_bytes(pixels, p["bit_depth"]), durable=False)  # whole or none
+            part = "" if complete else " (partly sent)"
+            if overlapping:
+                notes.append(
+                    f"frame {p['frame_id']} patch at ({p['x']}, {p['y']}) (first in {p['file']}): {overlapping} "
+                    "packet(s) overlapping an earlier one skipped"
+                )
             figs.append(
                 f"<figure><img src='report_img/{name}' alt='frame {p['frame_id']} patch at {p['x']},{p['y']}'>"
                 f"<figcaption>frame {p['frame_id']} ({p['x']}, {p['y']})<br>score {p['score']:.4g}{part}"
                 "</figcaption></figure>"
             )
-        more = f"<p class='note'>{len(patches) - GALLERY_MAX} more not shown.</p>" if len(patches) > GALLERY_MAX else ""
-        return (
-            "<p class='note'>The highest-scoring patches as the ground receives them: decoded from the downlink "
-            "packet files, full resolution, highest score first within each frame. (x, y) is the top-left pixel. "
+        more = ""
+        if len(patches) > GALLERY_MAX:
+            left = sorted({p["frame_id"] for p in patches[GALLERY_MAX:]})
+            none = sorted(set(left) - {p["frame_id"] for p in patches[:GALLERY_MAX]})
+            more = (
+                f"<p class='note'>{len(patches) - GALLERY_MAX:,} lower-scoring patches not shown, of frame(s) "
+                f"{_e(_ids(left))}" + (f"; none of frame(s) {_e(_ids(none))} is shown" if none else "") + ".</p>"
+            )
+        body = (
+            f"<p class='note'>The {min(len(patches), GALLERY_MAX)} highest-scoring patches of the run (of "
+            f"{len(patches):,}, every frame together) as the ground receives them: decoded from the downlink "
+            "packet files, full resolution, highest score first. (x, y) is the top-left pixel. "
             f"{_e(_scoring_note(out))}</p>"
             f"<div class='gallery'>{''.join(figs)}</div>{more}"
         )
-    rows = [
-        [
-            _e(a.get("frame_id")),
-            (_short_source(a.get("source"))),
-            _e(", ".join(f"({p['x']}, {p['y']}) {p['score']:.4g}" for p in a.get("patches", []))),
+    else:
+        rows = [
+            [
+                _e(a.get("frame_id")),
+                (_short_source(a.get("source"))),
+                _e(", ".join(f"({p['x']}, {p['y']}) {p['score']:.4g}" for p in a.get("patches", []))),
+            ]
+            for a in s.get("anomalies") or []
         ]
-        for a in s.get("anomalies") or []
-    ]
-    if not rows:
-        return "<p>No patch was chosen for the downlink (none above the threshold, or no anomaly model).</p>"
-    return "<p class='note'>No patch packet was downlinked yet; the patches chosen for it are:</p>" + _table(
-        ["frame", "source", "patches (x, y) score"], rows, left=3
-    )
+        if notes:  # packets came, none could be read: not "nothing downlinked yet"
+            intro = (
+                "No patch could be decoded from the downlink packet files (see below); the patches chosen for it are:"
+            )
+        else:
+            intro = "No patch packet was downlinked yet; the patches chosen for it are:"
+        if rows:
+            body = f"<p class='note'>{intro}</p>" + _table(["frame", "source", "patches (x, y) score"], rows, left=3)
+        elif not notes:
+            body = "<p>No patch was chosen for the downlink (none above the threshold, or no anomaly model).</p>"
+    if notes:
+        body += (
+            "<p class='note'>Not shown from the downlink packet files:</p><ul class='note'>"
+            + "".join(f"<li>{_e(n)}</li>" for n in notes)
+            + "</ul>"
+        )
+    return body, notes
 
 
 def _events(tm: list[dict[str, Any]]) -> str:
     ev = [r for r in tm if r.get("type") == "event"]
     if not ev:
         return "<p>No event.</p>"
+    cut = max(0, len(ev) - EVENTS_FIRST - EVENTS_LAST)
+    if cut:
+        ev = ev[:EVENTS_FIRST] + ev[-EVENTS_LAST:]
     rows = []
     for r in ev:
-        detail = {k: v for k, v in r.items() if k not in ("type", "t", "kind")}
-        text = ", ".join(f"{k} {Path(str(v)).name if k == 'path' else v}" for k, v in detail.items() if k != "sha256")
+        detail = {k: v for k, v in r.items() if k not in ("type", "t", "kind", "sha256")}
+        text = ", ".join(_detail(k, v) for k, v in detail.items())
         rows.append([_num(r.get("t"), 2), _e(r.get("kind", "")), _e(text)])
-    return _table(["t (s)", "event", "detail"], rows, left=3)
+    rule = f"the first {EVENTS_FIRST} and the last {EVENTS_LAST}"
+    left_out = _left_out(cut, len(ev) + cut, "events", rule, "telemetry.jsonl ('event' records)")
+    return _table(["t (s)", "event", "detail"], rows, left=3) + left_out
 
 
 _SHOWN = {"frames", "queue", "timing_ms", "degradations", "ledger", "anomalies", "mission", "budgets", "memory"}
@@ -283,6 +350,9 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     no_timeline = not (out / "telemetry.jsonl").is_file() and processed
     title = f"firmware-sim run: mission {s.get('mission', '?')}"
     levels = s.get("degradations") or {}
+    gallery, unread = _gallery(out, s)
+    for note in unread:  # damaged or refused packets: said on the console too, not only on the page
+        _log.warning("%s: %s", out, note)
     sections = [
         (
             "Outcome",
@@ -303,7 +373,7 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         ("Memory against the budget", _memory(frames, s)),
         ("Ledger: every frame downlinked, queued or dropped", _ledger(s)),
         ("Downlink queue by priority", _queue(out, tm, s)),
-        ("Anomaly gallery", _gallery(out, s)),
+        ("Anomaly gallery", gallery),
         ("Events: model loads, faults, recoveries", _events(history.events)),
     ]
     other = _other(s)
@@ -324,4 +394,4 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     return path
 
 
-__all__ = ["decode_patches", "load_summary", "png_bytes", "read_telemetry", "write_report"]
+__all__ = ["decode_patches", "load_summary", "png_bytes", "read_patches", "read_telemetry", "write_report"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report_html import _e, _legend, _mib, _num, _policy, _short_source, _svg_open, _table
+from .report_html import _e, _left_out, _legend, _mib, _num, _policy, _short_source, _svg_open, _table, select
 
 STAGES = ("read", "validate", "sample", "score", "recon", "products")
 STAGE_COLOURS = {
@@ -19,6 +19,29 @@ STAGE_COLOURS = {
     "products": "#a6d854",
     "other": "#cccccc",
 }
+FRAMES_LAST = 100  # a long run's charts and frame tables show its last frames,
+FRAMES_FLAGGED = 50  # and this many of the earlier ones that were dropped, late or over the memory budget
+# (5,000 frames drawn whole made a 7.5 MB page with a timeline 110,040 px tall)
+
+
+def _flagged(f: dict[str, Any]) -> bool:
+    return (
+        f.get("status") != "processed"
+        or bool(f.get("deadline_missed"))
+        or bool((f.get("memory") or {}).get("over_budget"))
+    )
+
+
+def shown_frames(frames: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The frames a chart shows (:func:`.report_html.select`: all of a short run; of a long one the last
+    ``FRAMES_LAST`` and up to ``FRAMES_FLAGGED`` earlier ones not processed, late or over the memory budget) and
+    the note saying how many are left out and where they are."""
+    shown, n = select(frames, FRAMES_LAST, _flagged, FRAMES_FLAGGED)
+    rule = (
+        f"the last {FRAMES_LAST} and, of the earlier ones not processed, late or over the memory budget, the "
+        f"latest {FRAMES_FLAGGED} at most"
+    )
+    return shown, _left_out(n, len(frames), "frames", rule, "telemetry.jsonl (a 'frame' record each)")
 
 
 def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
@@ -26,6 +49,8 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     timed = [f for f in frames if isinstance(f.get("timing_ms"), dict)]
     if not timed:
         return "<p>No frame was processed, so there is no timeline.</p>"
+    timed = shown_frames(timed)[0]  # the chart: of a long run the last frames and the earlier ones worth a look
+    frames, cut = shown_frames(frames)  # the table, and the note on both
     totals = [float(f["timing_ms"].get("total") or 0.0) for f in timed]
     longest = max([*totals, 1.0])
     off_scale = budget > 4 * longest  # a long deadline would squeeze every bar to a few pixels: scale to the frames
@@ -120,12 +145,13 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
         "score half, a quarter of the patches, halve the keep fraction, sparse only); the level is named on "
         "the left.</p>"
     )
-    return note + "\n".join(svg) + legend + table
+    return note + cut + "\n".join(svg) + legend + table
 
 
 def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     budget = s.get("budgets", {}).get("memory_bytes")
-    pts = [(f.get("frame_id"), (f.get("memory") or {})) for f in frames if f.get("memory")]
+    shown, cut = shown_frames([f for f in frames if f.get("memory")])
+    pts = [(f.get("frame_id"), (f.get("memory") or {})) for f in shown]
     out = []
     if pts and budget:
         peak_max = max([budget, *[int(m.get("rss_growth_peak") or 0) for _, m in pts]])
@@ -156,7 +182,7 @@ def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
             "everything the process held, interpreters and native buffers included) against the mission's memory "
             "budget; red: over it.</p>"
         )
-        out.append("".join(svg))
+        out.append(cut + "".join(svg))
     mem = s.get("memory", {})
     if mem:
         rows = [

@@ -109,3 +109,63 @@ def _svg_open(width: int, height: int) -> str:
         f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
         f"style='max-width:{width}px' font-size='11' font-family='sans-serif'>"  # scales down in a narrow window
     )
+
+
+def _percent(part: float, whole: float) -> str:
+    """``part`` of ``whole`` as a percentage that never reads 0% for something: 0.4%, <0.1%, 37%."""
+    p = 100 * part / whole
+    if p == 0 or p >= 10:
+        return f"{p:.0f}%"
+    return "<0.1%" if p < 0.1 else f"{p:.1f}%"
+
+
+def _bytes(v: int) -> str:
+    return f"{v:,} B" if abs(v) < 2**20 else f"{_mib(v)} ({v:,} B)"
+
+
+def _detail(key: str, v: Any, in_bytes: bool = False) -> str:
+    """One field of a telemetry event as text: ``held 24.5 MiB (25,677,824 B)``, a nested record's fields in
+    parentheses, numbers with thousands separators. Fields that count bytes (``held``, ``budget``, ``*bytes``,
+    those of a memory ``*plan``) are shown as bytes."""
+    name = key.replace("_", " ")
+    in_bytes = in_bytes or key in ("held", "budget", "bytes") or key.endswith("bytes")
+    if key == "detail" and isinstance(v, str):  # the event's own sentence
+        return v
+    if key == "path":
+        return f"{name} {Path(str(v)).name}"
+    if isinstance(v, dict):
+        inner = ", ".join(_detail(str(k), x, in_bytes or key.endswith("plan")) for k, x in v.items())
+        return f"{name} ({inner})"
+    if isinstance(v, bool) or v is None:
+        return f"{name} {_num(v)}"
+    if isinstance(v, int):
+        return f"{name} {_bytes(v) if in_bytes else f'{v:,}'}"
+    if isinstance(v, float):
+        return f"{name} {v:.4g}"
+    if isinstance(v, list | tuple):
+        return f"{name} {', '.join(str(x) for x in v) or '–'}"
+    return f"{name} {v}"
+
+
+def select(items: list[Any], last: int, flagged: Any = None, extra: int = 0) -> tuple[list[Any], int]:
+    """What a chart or table of a long run shows, in the items' order: all of them when there are at most
+    ``last + extra``; else the last ``last`` and the latest ``extra`` of the earlier ones for which ``flagged(item)``
+    is true (dropped, late, evicted: the ones worth a look). Returns them and how many are left out."""
+    if len(items) <= last + extra:
+        return list(items), 0
+    head, tail = items[: len(items) - last], items[len(items) - last :]
+    picked = [it for it in head if flagged is not None and flagged(it)][-extra:] if extra else []
+    return picked + tail, len(items) - len(picked) - len(tail)
+
+
+def _ids(ids: list[int], most: int = 20) -> str:
+    """Frame ids as a short list: 0, 1, 2 … and 37 more."""
+    text = ", ".join(str(i) for i in ids[:most])
+    return text + (f" … and {len(ids) - most:,} more" if len(ids) > most else "")
+
+
+def _left_out(n: int, total: int, what: str, rule: str, where: str) -> str:
+    """The note under a cut chart or table: how many of what are not shown, by which rule, and where they are."""
+    if not n:
+        return ""
+    return f"<p class='note'>{total - n:,} of {total:,} {what} shown ({rule}); the other {n:,} are in {_e(where)}.</p>"

@@ -6,6 +6,10 @@ anomaly patches decoded from the ``downlink/pass_*.bin`` packet files, exactly a
 from __future__ import annotations
 
 import json
+import math
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +33,14 @@ def read_telemetry(path: Path) -> list[dict[str, Any]]:
 def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
     """The summary a report is built from, and notes on it: ``summary.json`` when the last boot wrote it;
     else (a run rebooted, interrupted or killed) one rebuilt from ``telemetry.jsonl`` and ``queue/index.json``
-    (:func:`.telemetry.rebuild_summary`), the notes naming what was missing. Raises ``MissionError`` when the
-    folder holds none of them or a damaged summary of a finished run."""
+    (:func:`.telemetry.rebuild_summary`), the notes naming what was missing. Raises ``MissionError`` when ``out``
+    is not a folder, holds none of them or a damaged summary of a finished run."""
     from .mission import MissionError
 
+    if not out.exists():
+        raise MissionError(f"{out} does not exist: give the --out folder of a firmware-sim run")
+    if not out.is_dir():
+        raise MissionError(f"{out} is a file, not a run folder (the --out folder of firmware-sim run)")
     lines = read_lines(out / "telemetry.jsonl")
     have = [n for n in ("summary.json", "telemetry.jsonl", "queue/index.json") if (out / n).is_file()]
     if not have:
@@ -69,50 +77,136 @@ def _any_summary(out: Path) -> dict[str, Any]:
         return doc if isinstance(doc, dict) else {}
 
 
-def decode_patches(downlink_dir: Path) -> list[dict[str, Any]]:
-    """Anomaly patches rebuilt from the downlink packet files: frame_id, x, y, size, score, pixels (H, W, C)."""
+MAX_PATCH_ELEMENTS = 1 << 24  # size × size × channels of one patch: the ground's default max_patch_elements
+# (edgeae/ground/limits.py; not imported: the flight runtime loads no ground module). A 64-byte packet can claim
+# 65,535² × 255 samples; a patch over this is not decoded, and the report says so.
+_HEADER_KEYS = ("x", "y", "size", "channels", "bit_depth", "score")
+
+
+@dataclass
+class PatchRead:
+    """What :func:`read_patches` found in the downlink packet files: the anomaly patches (highest score first,
+    across all frames; their pixels not yet assembled, see :func:`assemble`) and notes on what could not be used,
+    each naming its pass file (a file cut short, packets that failed their check, a patch over the size cap, a
+    packet that disagrees with an earlier one of its patch)."""
+
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _whole_packets(data: bytes) -> tuple[list[bytes], int, int]:
+    """The whole CCSDS packets at the start of a pass file (cut apart by each primary header's length field), the
+    number of bytes after them, and the length the packet they begin says it has (0 when under a header): a file
+    cut short loses its last packet only."""
+    out: list[bytes] = []
+    i = 0
+    while i + 6 <= len(data):
+        n = 7 + struct.unpack_from(">H", data, i + 4)[0]
+        if i + n > len(data):
+            return out, len(data) - i, n
+        out.append(data[i : i + n])
+        i += n
+    return out, len(data) - i, 0
+
+
+def _score_key(p: dict[str, Any]) -> float:
+    s = p["score"]
+    return -s if s == s else math.inf  # highest first; a NaN score last
+
+
+def read_patches(downlink_dir: Path) -> PatchRead:
+    """The anomaly patches in the downlink packet files (``pass_*.bin``), as the ground receives them: frame_id,
+    x, y, size, channels, score, bit_depth, dtype and the pieces ``[(e0, samples)]`` each packet carried. Memory
+    is that of the packet bytes read: pixels are assembled one patch at a time by :func:`assemble`."""
     try:
         from edgeae.wire.parse import WireError, parse_packet
+        from edgeae.wire.products import sample_dtype
     except ImportError:  # spacepackets missing: the gallery falls back to the summary's list
-        return []
-    from .queue import split_packets
-
+        return PatchRead()
+    found = PatchRead()
     pieces: dict[tuple[int, int], dict[str, Any]] = {}
     for f in sorted(downlink_dir.glob("pass_*.bin")):
+        name = f"{downlink_dir.name}/{f.name}"
         try:
-            packets = split_packets(f.read_bytes())  # a pass file: CCSDS packets back to back
-        except (OSError, ValueError):
+            packets, rest, wanted = _whole_packets(f.read_bytes())  # a pass file: CCSDS packets back to back
+        except OSError as exc:
+            found.notes.append(f"{name} could not be read ({exc.strerror or exc}); its patches are not shown")
             continue
+        if rest:
+            cut = f"a packet of {wanted:,} bytes, {wanted - rest:,} missing" if wanted else "not a packet header"
+            found.notes.append(
+                f"{name} is cut short: its last {rest:,} bytes ({cut}) are lost; the {len(packets):,} whole "
+                "packets before them are read"
+            )
+        failed: Counter[str] = Counter()
         for data in packets:
             try:
                 pkt = parse_packet(data)
-            except WireError:
+            except WireError as exc:
+                if exc.reason != "idle":  # CCSDS fill is not damage
+                    failed[exc.reason] += 1
                 continue
             if pkt.kind != "patch":
                 continue
             h = pkt.header
             key = (pkt.frame_id, int(h["index"]))
-            size, ch = int(h["size"]), int(h["channels"])
-            entry = pieces.setdefault(
-                key,
-                {
+            what = f"{name}: a packet of frame {pkt.frame_id} patch {key[1]}"
+            elements = int(h["size"]) ** 2 * int(h["channels"])
+            if elements > MAX_PATCH_ELEMENTS:
+                found.notes.append(
+                    f"{what} claims {h['size']} x {h['size']} x {h['channels']} = {elements:,} samples, over the "
+                    f"cap of {MAX_PATCH_ELEMENTS:,} (the ground's max_patch_elements): not decoded"
+                )
+                continue
+            entry = pieces.get(key)
+            if entry is None:
+                entry = pieces[key] = {
                     "frame_id": pkt.frame_id,
-                    "x": int(h["x"]),
-                    "y": int(h["y"]),
-                    "size": size,
-                    "score": float(h["score"]),
-                    "bit_depth": int(h["bit_depth"]),
-                    "flat": np.zeros(size * size * ch, pkt.samples.dtype),
-                    "got": 0,
-                    "channels": ch,
-                },
-            )
+                    **{k: h[k] for k in _HEADER_KEYS},
+                    "dtype": sample_dtype(int(h["bit_depth"])),
+                    "pieces": {},
+                    "file": name,
+                }
+            elif any(entry[k] != h[k] and entry[k] == entry[k] for k in _HEADER_KEYS):  # (a NaN score is no change)
+                said = ", ".join(f"{k} {h[k]:.6g} (first {entry[k]:.6g})" for k in _HEADER_KEYS if entry[k] != h[k])
+                found.notes.append(f"{what} disagrees with its first packet in {entry['file']}: {said}; skipped")
+                continue
             e0, n = int(h["e0"]), int(h["n"])
-            entry["flat"][e0 : e0 + n] = pkt.samples[:n]
-            entry["got"] += n
+            samples = pkt.samples[:n]
+            old = entry["pieces"].get((e0, n))
+            if old is not None and not np.array_equal(old, samples):
+                found.notes.append(f"{what} resends elements [{e0:,}, +{n:,}) with other values; skipped")
+                continue
+            entry["pieces"][(e0, n)] = samples  # a resend (a crash between pass file and index) is the same piece
+        if failed:
+            why = ", ".join(f"{k} ×{v}" for k, v in failed.most_common())
+            found.notes.append(f"{name}: {sum(failed.values()):,} packet(s) failed their check ({why}); skipped")
+    found.patches = sorted(pieces.values(), key=_score_key)
+    return found
+
+
+def assemble(p: dict[str, Any]) -> tuple[np.ndarray, bool, int]:
+    """A patch of :func:`read_patches` as pixels (size, size, channels), zero where no packet came; whether every
+    sample came; and how many pieces overlapped an earlier one (skipped, as the ground does)."""
+    size, ch = int(p["size"]), int(p["channels"])
+    flat = np.zeros(size * size * ch, p["dtype"])
+    got = np.zeros(flat.size, bool)
+    overlapping = 0
+    for (e0, n), samples in sorted(p["pieces"].items()):
+        if got[e0 : e0 + n].any():
+            overlapping += 1
+            continue
+        flat[e0 : e0 + len(samples)] = samples
+        got[e0 : e0 + len(samples)] = True
+    return flat.reshape(size, size, ch), bool(got.all()), overlapping
+
+
+def decode_patches(downlink_dir: Path) -> list[dict[str, Any]]:
+    """Anomaly patches rebuilt from the downlink packet files: frame_id, x, y, size, score, bit_depth, complete,
+    pixels (H, W, C); highest score first. Assembles them all: :func:`read_patches` also says what was unusable."""
     out = []
-    for e in pieces.values():
-        e["complete"] = e["got"] >= e["flat"].size
-        e["pixels"] = e.pop("flat").reshape(e["size"], e["size"], e["channels"])
-        out.append(e)
-    return sorted(out, key=lambda e: (e["frame_id"], -e["score"]))
+    for p in read_patches(downlink_dir).patches:
+        pixels, complete, _ = assemble(p)
+        out.append({**{k: v for k, v in p.items() if k not in ("pieces", "dtype", "file")}, "pixels": pixels,
+                    "complete": complete})  # fmt: skip
+    return out

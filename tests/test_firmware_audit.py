@@ -349,6 +349,9 @@ def test_report_of_a_rebooted_run(cli_setup: tuple[Path, list[str]], capsys: pyt
     html = (out / "report.html").read_text()
     assert "telemetry.jsonl is missing" in html and "No frame was processed" not in html
     assert main(["report", str(d / "nothing")]) == 2
+    assert "nothing does not exist: give the --out folder of a firmware-sim run" in capsys.readouterr().err
+    (d / "empty").mkdir()
+    assert main(["report", str(d / "empty")]) == 2
     assert "holds no summary.json, telemetry.jsonl or queue/index.json" in capsys.readouterr().err
 
 
