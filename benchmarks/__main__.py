@@ -336,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="full sizes (slow)")
     ap.add_argument("--only", nargs="+", choices=sorted(STAGES), help="run only these stages")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--report-only", action="store_true", help="only regenerate RESULTS.md")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild RESULTS.md from --out (runs nothing)")
     args = ap.parse_args(argv)
+    # --report-only runs no stage: a stage choice or size would be silently ignored
+    moot = [flag for flag, given in (("--only", args.only), ("--full", args.full)) if given]
+    if args.report_only and moot:
+        ap.error(f"--report-only runs no stage and rebuilds all of RESULTS.md: drop {' and '.join(moot)}")
     _out_folder(ap, args.out, args.report_only)
     status_path = args.out / "stages.json"
     if not args.report_only:

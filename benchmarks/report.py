@@ -5,12 +5,17 @@ run wrote (``files``, paths relative to the stage folder). A section shows those
 in the folder by an earlier run are not shown as this run's: the section names them and the run they came from
 (``earlier``). A record without ``files`` (stages recorded before session 31) shows every table in its folder, as
 before. A stage that exited non-zero is marked FAILED at the top of its section.
+
+The page depends only on files a clean clone has: files git ignores (thumbnails under ``topk/``, see .gitignore) are
+neither linked nor counted. Headings inside an embedded table file are demoted below the section's own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +189,56 @@ def _parity_note(text: str) -> str:
     )
 
 
+def git_ignored(paths: list[Path]) -> set[Path]:
+    """Those of ``paths`` (files under one folder) that git ignores in the checkout holding them: a clean clone lacks
+    them. Empty when the folder is in no git checkout or git is not installed (every file counts then)."""
+    if not paths:
+        return set()
+    try:
+        top = subprocess.run(["git", "-C", str(paths[0].parent), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    except OSError:
+        return set()
+    if top.returncode != 0 or not top.stdout.strip():
+        return set()
+    root = Path(top.stdout.strip()).resolve()
+    rel: dict[str, Path] = {}
+    for p in paths:
+        try:
+            rel[(p.parent.resolve() / p.name).relative_to(root).as_posix()] = p
+        except ValueError:  # outside that checkout
+            continue
+    # exit status 0: some ignored, 1: none, 128: an error (then count every file, as without git)
+    got = subprocess.run(["git", "-C", str(root), "check-ignore", "--stdin", "-z"], input="\0".join(rel),
+                         capture_output=True, text=True, errors="surrogateescape", check=False)  # fmt: skip
+    if got.returncode != 0:
+        return set()
+    return {rel[r] for r in got.stdout.split("\0") if r in rel}
+
+
+_HEADING = re.compile(r"^(#{1,6})(?=\s|$)")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def demote_headings(text: str, level: int) -> str:
+    """``text`` (markdown) with its ATX headings shifted so that the highest is ``level + 1`` (capped at 6), keeping
+    their nesting: an embedded report's ``#`` title then sits below the ``level`` heading it is shown under."""
+    lines = text.split("\n")
+    fenced = False
+    found: list[tuple[int, int]] = []  # (line index, heading level)
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (m := _HEADING.match(line)):
+            found.append((i, len(m.group(1))))
+    if not found:
+        return text
+    shift = max(0, level + 1 - min(n for _, n in found))
+    for i, n in found:
+        lines[i] = "#" * min(6, n + shift) + lines[i][n:]
+    return "\n".join(lines)
+
+
 def _plots_md(folder: Path, plots: list[Path], results_md: Path) -> list[str]:
     lines = []
     for png in plots[:MAX_PLOTS]:
@@ -216,7 +271,9 @@ def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path)
     load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
     where = st.get("machine")
     written = st.get("files")
-    every = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    on_disk = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    ignored = git_ignored(on_disk)  # not in a clean clone: the page must not depend on them
+    every = [p for p in on_disk if p not in ignored]
     mine = every if written is None else [p for p in every if p.relative_to(folder).as_posix() in set(written)]
     jsons = [p for p in mine if p.suffix == ".json"]
     parts.append(
@@ -230,14 +287,16 @@ def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path)
         parts += [speed_table(bench), ""]
     for md in (p for p in mine if p.suffix == ".md" and p.name in STAGE_TABLES):
         rel = md.relative_to(folder)
+        level = 2  # the section's ## heading
         if len(rel.parts) > 1:
             parts += [f"### {rel.parent}", ""]
+            level = 3
         text = md.read_text().strip()
         if md.name == "parity.md" and text.startswith("# "):  # its title: the ### heading above names the model
             text = text.split("\n", 1)[-1].strip()
         if md.name == "parity.md" and _parity_note(text):
             parts += [_parity_note(text), ""]
-        parts += [text, ""]
+        parts += [demote_headings(text, level), ""]
     if written is not None:
         kept = [
             p.relative_to(folder).as_posix()
