@@ -144,7 +144,7 @@ def test_folders_and_unwritable_outputs_refused_before_the_fill(
 def test_memory_estimate_refuses_before_the_fill(
     ramp_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgeae.cli.reconstruct import fill_bytes
+    from edgeae.cli.reconstruct_memory import fill_bytes
 
     # linear triangulates the kept samples: at keep 0.9 a 1 Mpx grey image peaked at 1.65 GB (review, measured)
     assert fill_bytes("linear", 10**6, 1, False, kept=900_000) > 1.65e9 > fill_bytes("linear", 10**6, 1, False)

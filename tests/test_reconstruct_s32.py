@@ -91,7 +91,7 @@ def test_a_frame_too_large_is_refused_from_its_header_before_it_is_read(
 
 def test_fill_bytes_per_method_lets_nearest_take_a_frame_linear_cannot() -> None:
     """170 B/px for every method refused anything over ~130 Mpx on a 24 GB host, nearest included."""
-    from edgeae.cli.reconstruct import fill_bytes
+    from edgeae.cli.reconstruct_memory import fill_bytes
 
     px = 200_000_000
     assert fill_bytes("nearest", px, 1, False) < 20 * 2**30 < fill_bytes("linear", px, 1, False, kept=px // 10)
