@@ -1,6 +1,6 @@
 """The rover validation benchmark: MSL surface images (``train_extra/msl_surface_v1_train``), split by sol.
 
-A scorer is trained on ``ground`` images of the train sols only (:func:`edgeae.train.vae.msl_ground_files`);
+A scorer is trained on ``ground`` images of the train sols only (:func:`edgeae.train.vae_data.msl_ground_files`);
 the benchmark ranks the images of the **val sols** (:func:`edgeae.datasets.msl_split_of_sol`): rover hardware,
 calibration targets and drill holes (:data:`edgeae.datasets.MSL_HARDWARE_CLASSES`) are positives, ``ground``
 images negatives; horizon and sun images are left out. An image is scored by its highest patch (64×64 at

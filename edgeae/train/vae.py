@@ -1,6 +1,6 @@
 """Train the anomaly β-VAE on 64×64 patches (grey orbital, RGB rover or a folder), then set λ and the threshold.
 
-Data (named, never the evaluation patches; :func:`training_files`), or a folder of images:
+Data (named, never the evaluation patches; :func:`edgeae.train.vae_data.training_files`), or a folder of images:
 
 - ``data="orbital_gray"`` / ``"orbital_gray_v2"`` (grey): random crops of that registration's train split
   (``_v2`` adds 7 CTX tiles and a HiRISE strip of ``train_extra/``) plus, with ``hirise``, the class-0
@@ -58,6 +58,8 @@ from edgeae.train.vae_config import DATASETS as DATASETS
 from edgeae.train.vae_config import RESUMABLE as RESUMABLE
 from edgeae.train.vae_config import VAETrainConfig as VAETrainConfig
 from edgeae.train.vae_config import load_config as load_config
+from edgeae.train.vae_data import data_files as data_files
+from edgeae.train.vae_data import training_files as training_files
 
 __all__ = [
     "DATASETS",
@@ -72,52 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-HIRISE_DIR = "hirise_landmarks"
-MSL_MIN_SIDE = 128  # MSL browse images narrower than this cannot give augmented 64-px crops
-
-
-def msl_ground_files(root: Path, split: str = "train") -> list[Path]:
-    """MSL surface images of class ``ground`` of one sol split, at least :data:`MSL_MIN_SIDE` px on each side."""
-    from edgeae.datasets import MSL_GROUND_CLASS, msl_surface_items
-    from edgeae.imageio import image_shape
-
-    out = []
-    for path, cls, _ in msl_surface_items(split, root):
-        if cls == MSL_GROUND_CLASS:
-            h, w, _c = image_shape(path)
-            if min(h, w) >= MSL_MIN_SIDE:
-                out.append(path)
-    return out
-
-
-def training_files(root: Path, hirise: bool = True, data: str = "orbital_gray", msl_ground: bool = False) -> list[Path]:
-    """The training images of ``data``: its train split, plus HiRISE class-0 crops of the training products
-    (grey, ``hirise``) or MSL ``ground`` images of the train sols (RGB, ``msl_ground``)."""
-    from edgeae.anomaly.labels import hirise_product, hirise_training_products, read_hirise_labels
-    from edgeae.datasets import split_files
-
-    files = split_files(data, "train", root)
-    if hirise and DATASETS[data] == 1:
-        labels = read_hirise_labels(root / HIRISE_DIR / "labels.txt")
-        products = hirise_training_products(labels)
-        files += [root / HIRISE_DIR / "images" / f for f, c in labels if c == 0 and hirise_product(f) in products]
-    if msl_ground and DATASETS[data] == 3:
-        files += msl_ground_files(root, "train")
-    return files
-
-
-def data_files(config: VAETrainConfig, root: Path) -> tuple[list[Path], list[Path]]:
-    """(train files, val files) of ``config.data``: a named dataset's (:func:`training_files`, its val split), or a
-    folder split by file exactly as ``edgeae train cae`` splits it (:func:`edgeae.train.cae_config.split_data`)."""
-    from edgeae.datasets import split_files
-
-    if config.is_folder:
-        from edgeae.train.cae_config import CAETrainConfig, split_data
-
-        return split_data(CAETrainConfig(data=config.data, out=config.out))
-    files = training_files(root, config.hirise, config.data, config.msl_ground)
-    return files, split_files(config.data, "val", root)
 
 
 def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast: Any) -> Any:
