@@ -137,9 +137,13 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
     def is_text(v: Any) -> bool:
         return isinstance(v, str) and not re.fullmatch(r"[-+]?[\d.,]+%?", v)
 
-    # a text column's header is left-aligned like its cells (the first row decides)
+    def text_column(c: str) -> bool:  # placeholders ("–" for a lost frame, "") say nothing of the column
+        values = [r.get(c) for r in rows if r.get(c) not in (None, "", "–", "-")]
+        return bool(values) and all(is_text(v) for v in values)
+
+    # a text column's header is left-aligned like its cells
     head = "".join(
-        f"<th class='l'>{html.escape(str(c))}</th>" if is_text(rows[0][c]) else f"<th>{html.escape(str(c))}</th>"
+        f"<th class='l'>{html.escape(str(c))}</th>" if text_column(c) else f"<th>{html.escape(str(c))}</th>"
         for c in cols
     )
 

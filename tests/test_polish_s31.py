@@ -304,6 +304,7 @@ def test_demo_title_says_the_kept_fraction_unrounded() -> None:
     from edgeae.demo import keep_percent
 
     assert [keep_percent(k) for k in (0.1, 0.004, 0.105, 0.25, 0.05)] == ["10%", "0.4%", "10.5%", "25%", "5%"]
+    assert [keep_percent(k) for k in (0.9999, 0.99999, 1e-7, 1.0)] == ["99.99%", ">99.99%", "<0.01%", "100%"]
 
 
 def test_a_text_column_header_is_left_aligned_like_its_cells() -> None:
@@ -311,3 +312,6 @@ def test_a_text_column_header_is_left_aligned_like_its_cells() -> None:
 
     t = table_html([{"method": "cae", "what it is": "a learned fill", "PSNR": 31.5}])
     assert "<th class='l'>method</th><th class='l'>what it is</th><th>PSNR</th>" in t
+    # a lost frame's "–" in the first row does not make a number column a text one (review s33 r1)
+    t = table_html([{"link": "lossy", "PSNR (dB)": "–"}, {"link": "clean", "PSNR (dB)": "31.52"}])
+    assert "<th class='l'>link</th><th>PSNR (dB)</th>" in t

@@ -58,8 +58,14 @@ log = logging.getLogger(__name__)
 
 
 def keep_percent(keep: float) -> str:
-    """The kept fraction as the title and conclusion say it: 10%, 0.4%, 10.5% (not rounded to 0% or 10%)."""
-    return f"{keep * 100:.3g}%"
+    """The kept fraction as the title and conclusion say it: 10%, 0.4%, 10.5% (not rounded to 0% or 10%; the
+    extremes as <0.01% and >99.99%, never 100% of a frame that lost pixels)."""
+    pct = keep * 100
+    if 0 < pct < 0.01:
+        return "<0.01%"
+    if 99.99 < pct < 100:
+        return ">99.99%"
+    return f"{pct:.4f}".rstrip("0").rstrip(".") + "%"
 
 
 def conclusion_lines(ctx: DemoContext) -> list[str]:
