@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.archive.formats import product_files
 from edgeae.atomic import atomic_path
 from edgeae.folder_lock import file_in_the_way
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
+from edgeae.scan.stamps import file_stamp as file_stamp
+from edgeae.scan.stamps import stamp_changed
 
 RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", "map_x", "map_y", "lon", "lat")
 
@@ -58,36 +59,6 @@ class Record:
     seconds: float = 0.0
     reason: str = ""
     stamp: str = ""  # the files' sizes and modification times when recorded ("" in older manifests: not checked)
-
-
-def _stat(path: Path) -> str:
-    try:
-        st = path.stat()
-    except OSError:
-        return ""
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
-def file_stamp(path: Path) -> str:
-    """``size:mtime_ns`` of ``path``, then ``;name=size:mtime_ns`` of each other file the product is read with
-    (a detached label's data file, a data file's label); "" when ``path`` cannot be read. A product any of whose
-    files was replaced since its record has another stamp."""
-    own = _stat(path)
-    if not own:
-        return ""
-    return ";".join([own, *(f"{f.name}={_stat(f)}" for f in product_files(path))])
-
-
-def stamp_changed(old: str, path: Path) -> bool:
-    """Does ``path`` (or a file it is read with) differ from its recorded stamp ``old``?
-
-    Manifests written before data files were stamped hold ``size:mtime_ns`` of the entry alone: only that
-    part is compared for them, so an old scan resumes without scanning every detached product again.
-    """
-    new = file_stamp(path)
-    if ";" not in old:
-        return old != new.split(";", 1)[0]
-    return old != new
 
 
 # the files a scan writes in parts/ (``<key>`` + suffix, :func:`edgeae.scan.archive.entry_key`) and the temporary
