@@ -69,8 +69,23 @@ def build_model(metadata: ModelMetadata) -> Any:
     return getattr(importlib.import_module(module_name), func)(metadata.architecture)
 
 
+def _refuse_nonfinite(path: Path, state: Any, torch: Any) -> None:
+    """MetadataError naming the first weight tensor holding NaN or ±inf: such a model scores every patch NaN and
+    reconstructs black, and its export fails only after minutes of conversion."""
+    if not isinstance(state, dict):
+        return  # load_state_dict names what is wrong with it
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise MetadataError(
+                f"{path}: weight tensor {name!r} holds {bad} non-finite value(s) (NaN or ±inf) of {t.numel()}: the "
+                "training diverged or the file was damaged; use an earlier checkpoint or retrain"
+            )
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> Checkpoint:
-    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or foreign files."""
+    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or foreign files and for
+    weights holding NaN or ±inf (MetadataError naming the tensor)."""
     torch = require("torch")
     path = Path(path)
     if not path.is_file():
@@ -84,10 +99,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         if "weights only load failed" in first.lower():
             first = "not a PyTorch weights file, or one that holds code; edgeae loads weights only"
+        if not data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (before torch 1.6
+            # a pickle): torch's error on other bytes (KeyError: 174812789) names nothing a user can act on
+            raise MetadataError(
+                f"{path}: not a readable edgeae checkpoint: not a PyTorch file at all (torch.save writes a zip "
+                f"archive; this one starts {data[:4]!r})"
+            ) from exc
         raise MetadataError(f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {first})") from exc
     if not isinstance(blob, dict) or METADATA_KEY not in blob or "state_dict" not in blob:
         raise MetadataError(f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?")
     meta = ModelMetadata.from_json(blob[METADATA_KEY], source=str(path))
+    _refuse_nonfinite(path, blob["state_dict"], torch)
     with torch.random.fork_rng(devices=[]):  # the throw-away initial weights must not move the caller's RNG
         model = build_model(meta)
     try:

@@ -111,12 +111,18 @@ def msl_surface_items(
     if not listing.is_file():
         raise DataNotFoundError(f"{listing} is missing from the data folder")
     items: list[tuple[Path, int, int]] = []
-    for line in listing.read_text().splitlines():
+    for n, line in enumerate(listing.read_text().splitlines(), start=1):
         parts = line.split()
-        if len(parts) != 2:
+        if not parts:
             continue
+        if len(parts) != 2:  # refused, not skipped: a skipped line would drop an image unaccounted for
+            raise ValueError(f"{listing}:{n}: expected '<image> <class>', got {line!r}")
         rel, cls = parts
-        sol = int(Path(rel).name[:4])
+        sol_text = Path(rel).name[:4]
+        if not (sol_text.isdigit() and cls.isdigit()):
+            raise ValueError(f"{listing}:{n}: expected '<SSSS...image> <class>' (a 4-digit sol, a class number), "
+                             f"got {line!r}")  # fmt: skip
+        sol = int(sol_text)
         if split is None or msl_split_of_sol(sol) == split:
             items.append((base / rel, int(cls), sol))
     items.sort(key=lambda t: t[0].name)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from edgeae.anomaly.labels import (
     HIRISE_CLASSES,
     bin_name,
     crater_file_for,
+    craters_outside,
     hirise_product,
     hirise_training_products,
     patch_labels,
@@ -42,6 +44,8 @@ MSL_GROUPS: dict[str, frozenset[int]] = {
     "drill and drill holes": frozenset({4, 5}),
     "wheel": frozenset({24}),
 }
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +76,14 @@ def lroc_files(root: Path) -> list[Path]:
     return files
 
 
+def _check_images(paths: list[Path], listing: Path) -> None:
+    """Every image to be scored exists, checked before the first is scored (not after hours of scoring)."""
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more of the {len(paths)} to score)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"{missing[0]}, listed in {listing}, does not exist{more}")
+
+
 def _read(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     from edgeae.imageio import read_image
 
@@ -98,17 +110,26 @@ def score_lroc(
     ms = ms or default_scorer("lroc_nac_craters")
     every = lroc_files(root) if files is None else list(files)
     files = every[:limit]
+    if not files:
+        raise ValueError(f"no evaluable images in {root / LROC_DIR} (no mosaic given)")
     test_names = {Path(p).name for p in SPLITS["orbital_gray"]["test"]}
-    frames, images, points, craters_all = [], [], [], []
-    for f in progress(files):
+    labels = [read_craters(crater_file_for(f)) for f in files]  # every label file read before any scoring
+    frames, images, points, craters_all, outside = [], [], [], [], {}
+    for f, craters in zip(progress(files), labels, strict=True):
         pix, valid = _read(f, scorer.channels)
         fr = score_frame(pix, valid, scorer, ms, patch, LROC_STRIDE, batch=batch, name=f.name, fill=fill)
         frames.append(fr)
         images.append(pix)
-        craters = read_craters(crater_file_for(f))
         craters_all.append((fr.result, craters))
         points.append(craters[craters[:, 2] >= PLOT_FEATURE_MIN, :2])
-    methods = _methods(scorer, frames, ms, seed)
+        if n_out := craters_outside(craters, pix.shape):
+            outside[f.name] = n_out
+            log.warning(
+                "%s: %d of %d crater centres lie outside the %dx%d px image and label no patch",
+                crater_file_for(f), n_out, len(craters), pix.shape[1], pix.shape[0],
+            )  # fmt: skip
+    _phase(progress, "lroc_nac_craters", frames, ms)
+    methods = _methods(scorer, frames, ms, seed, dataset="lroc_nac_craters")
     results = [fr.result for fr in frames]
     n = sum(len(r) for r in results)
     everything = np.ones(n, dtype=bool)
@@ -145,8 +166,29 @@ def score_lroc(
             "stride": LROC_STRIDE,
             "default_scorer": ms.describe(),
             "patches_with_nodata": int(sum(int((r.valid_frac < 1).sum()) for r in results)),
+            "craters": int(sum(len(c) for c in labels)),
+            "craters_outside_image": outside,  # per file: centres outside the image, in no patch's label
         },
     )
+
+
+def _phase(progress: Callable[[Any], Any], dataset: str, frames: list[Any], ms: MultiScale) -> None:
+    """After the scoring: one warning when a window of ``ms`` is larger than frames (their windows are mostly
+    reflection), and one stderr line, where a progress bar was drawn, for what runs after its last item (without
+    it the screen shows a finished bar while the methods and plots run)."""
+    big = max(ms.windows)
+    over = sum(1 for fr in frames if big > min(fr.result.shape[:2]))
+    if over:
+        log.warning("%s: the %d px window is larger than %d of the %d frames (mostly reflection there; --windows)",
+                    dataset, big, over, len(frames))  # fmt: skip
+    if progress is not iter:
+        import sys
+
+        print(
+            f"{dataset}: {len(frames)} scored; ranking every method, then the tables and any plots",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _split(values: np.ndarray, results: list[PatchScores]) -> list[np.ndarray]:
@@ -182,20 +224,38 @@ def score_hirise(
 ) -> Scored:
     """Score the landmark crops of the evaluation products; a crop's score is the max over its patches."""
     ms = ms or default_scorer("hirise_landmarks")
-    labels = read_hirise_labels(root / "hirise_landmarks" / "labels.txt")
+    listing = root / "hirise_landmarks" / "labels.txt"
+    labels = read_hirise_labels(listing)
     train = hirise_training_products(labels)
-    crops = [(f, c) for f, c in labels if hirise_product(f) not in train and c in HIRISE_CLASSES]
+    held = [(f, c) for f, c in labels if hirise_product(f) not in train]
+    crops = [(f, c) for f, c in held if c in HIRISE_CLASSES]
+    unknown: dict[str, int] = {}
+    for _, c in held:
+        if c not in HIRISE_CLASSES:
+            unknown[str(c)] = unknown.get(str(c), 0) + 1
+    if unknown:
+        log.warning(
+            "%s: %d crops of classes %s (not one of %s) are not evaluated",
+            listing, sum(unknown.values()), ", ".join(sorted(unknown)), ", ".join(str(k) for k in HIRISE_CLASSES),
+        )  # fmt: skip
+    if not crops:
+        raise ValueError(f"no evaluable crops in {listing} (classes {sorted(HIRISE_CLASSES)} of the products not "
+                         "trained on)")  # fmt: skip
     sampled = limit is not None and 0 < limit < len(crops)
     if limit:
         rng = np.random.default_rng(seed)
         crops = [crops[i] for i in sorted(rng.choice(len(crops), size=min(limit, len(crops)), replace=False))]
+    _check_images([root / "hirise_landmarks" / "images" / f for f, _ in crops], listing)
     frames, images = [], []
     for f, _ in progress(crops):
         pix, valid = _read(root / "hirise_landmarks" / "images" / f, scorer.channels)
         frames.append(score_frame(pix, valid, scorer, ms, patch, HIRISE_STRIDE, batch=batch, name=f, fill=fill))
         images.append(pix)
+    _phase(progress, "hirise_landmarks", frames, ms)
     results = [fr.result for fr in frames]
-    per_patch = _methods(scorer, frames, ms, seed, groups=[hirise_product(f) for f, _ in crops])
+    per_patch = _methods(
+        scorer, frames, ms, seed, groups=[hirise_product(f) for f, _ in crops], dataset="hirise_landmarks"
+    )
     methods, best = _per_unit(per_patch, results)
     primary = next(iter(methods))
     bounds = np.cumsum([0] + [len(r) for r in results])
@@ -230,6 +290,7 @@ def score_hirise(
             "sampled": sampled,
             "crops": len(crops),
             "classes": {str(k): int((cls == k).sum()) for k in HIRISE_CLASSES},
+            "classes_not_evaluated": unknown,  # crops of the products not trained on, of no known class
             "patch": patch,
             "stride": HIRISE_STRIDE,
             "crop_score": "max over 25 patches (and the centre patch alone)",
@@ -253,14 +314,18 @@ def score_msl(
 ) -> Scored:
     """Score the MSL surface images of the ``split`` sols (hardware and targets vs ground; validation data)."""
     from edgeae.anomaly.msl import MIN_VALID
-    from edgeae.datasets import MSL_GROUND_CLASS, MSL_HARDWARE_CLASSES, msl_surface_items
+    from edgeae.datasets import MSL_GROUND_CLASS, MSL_HARDWARE_CLASSES, MSL_SURFACE_DIR, msl_surface_items
 
     ms = ms or default_scorer("msl_surface")
+    listing = root / MSL_SURFACE_DIR / "train-calibrated-shuffled.txt"
     items = [it for it in msl_surface_items(split, root) if it[1] == MSL_GROUND_CLASS or it[1] in MSL_HARDWARE_CLASSES]
+    if not items:
+        raise ValueError(f"no evaluable images in {listing} (ground or hardware classes of the {split} sols)")
     sampled = limit is not None and 0 < limit < len(items)
     if limit:
         rng = np.random.default_rng(seed)
         items = [items[i] for i in sorted(rng.choice(len(items), size=min(limit, len(items)), replace=False))]
+    _check_images([path for path, _, _ in items], listing)
     frames, images = [], []
     for path, _, _ in progress(items):
         pix, valid = _read(path, scorer.channels)
@@ -270,8 +335,9 @@ def score_msl(
             )
         )
         images.append(pix)
+    _phase(progress, "msl_surface", frames, ms)
     results = [fr.result for fr in frames]
-    per_patch = _methods(scorer, frames, ms, seed)
+    per_patch = _methods(scorer, frames, ms, seed, dataset="msl_surface")
     methods, best = _per_unit(per_patch, results)
     for r, s in zip(results, _split(per_patch[next(iter(per_patch))], results), strict=True):
         r.score = s

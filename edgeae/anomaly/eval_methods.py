@@ -86,10 +86,21 @@ def score_frame(
 
 
 def _methods(
-    scorer: PatchScorer, frames: list[Frame], ms: MultiScale, seed: int, groups: list[str] | None = None
+    scorer: PatchScorer,
+    frames: list[Frame],
+    ms: MultiScale,
+    seed: int,
+    groups: list[str] | None = None,
+    *,
+    dataset: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Every method's score of every patch of ``frames`` (concatenated in frame order); ``groups``: each frame's
-    parent product (the second context of ``two-context kNN``; None: all frames are one)."""
+    parent product (the second context of ``two-context kNN``; None: all frames are one). ``ms`` (``--windows``,
+    ``--normalise``, ``--combine``) shapes the default scorer only (and which sizes the ``window W only``
+    ablations take); the candidates, baselines and z ablations normalise per frame or pooled as ``dataset``'s
+    default does (:data:`NORMALISATION`; None: as ``ms``), so their columns mean the same whatever its options."""
+    if not frames:
+        raise ValueError("no evaluable frames: nothing to rank")
     results = [f.result for f in frames]
     # every extra over all frames, but the views' latents (8x μ) only where a method needs them pooled
     cat = {k: np.concatenate([r.extras[k] for r in results]) for k in results[0].extras if k != "mu_views"}
@@ -102,7 +113,8 @@ def _methods(
     std = np.concatenate([f.std for f in frames])
     methods["patch std"] = std
     methods["RX (patch features)"] = np.concatenate(baselines.rx([f.rx_features for f in frames]))
-    pooled = ms.normalise == "pooled"
+    norm = NORMALISATION.get(dataset, ms.normalise) if dataset else ms.normalise
+    pooled = norm == "pooled"
     if scorer.kind == "vae":
         methods["isolation forest (mu)"] = baselines.isolation_forest(cat["mu"], seed=seed)
         methods["kNN (mu)"] = baselines.knn_distance(baselines.robust_z(cat["mu"]))
@@ -129,8 +141,8 @@ def _methods(
         # the orbital mission's flight score (edgeae.anomaly.terms): each term over its frame median, the larger
         methods[TERMS_MAX] = np.concatenate([frame_terms_max(a, b) for a, b in parts])
     # ablations: what the normalisation and each window size give on their own
-    for w in ms.windows:
-        one = replace(ms, windows=(w,))
+    for w in ms.windows:  # named "z": with the dataset's normalisation whatever --normalise says
+        one = replace(ms, windows=(w,), normalise=norm)
         methods[f"window {w} only, z"] = np.concatenate(multiscale_scores([f.windows for f in frames], one))
     stds = [np.concatenate([f.std for f in frames])] if pooled else [f.std for f in frames]
     methods["patch std, z"] = np.concatenate([frame_normalise(s, "robust_z", ms.log) for s in stds])

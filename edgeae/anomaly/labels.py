@@ -30,7 +30,9 @@ CRATER_BINS: tuple[tuple[float, float], ...] = ((0.0, 16.0), (16.0, 32.0), (32.0
 
 
 def read_craters(path: str | os.PathLike[str]) -> np.ndarray:
-    """Crater list -> float array (K, 3) of (centre x, centre y, diameter) in pixels."""
+    """Crater list -> float array (K, 3) of (centre x, centre y, diameter) in pixels; a row with a value that is
+    not a finite number is refused with its file and line (a centre outside the image is kept: see
+    :func:`craters_outside`)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"crater label file {p} does not exist")
@@ -46,8 +48,18 @@ def read_craters(path: str | os.PathLike[str]) -> np.ndarray:
             _, _, _, w, h, cx, cy = (float(v) for v in parts)
         except ValueError as exc:
             raise ValueError(f"{p}:{n}: not a number ({exc})") from exc
+        if not all(math.isfinite(v) for v in (w, h, cx, cy)):
+            raise ValueError(f"{p}:{n}: W, H, C_X and CY must be finite numbers, got {line!r}")
         rows.append((cx, cy, max(w, h)))
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def craters_outside(craters: np.ndarray, shape: tuple[int, ...]) -> int:
+    """How many crater centres of ``craters`` (K, 3) lie outside an image of ``shape`` (H, W, ...): no patch can
+    hold them, so they label nothing (counted, not silently lost)."""
+    c = np.asarray(craters, dtype=np.float64).reshape(-1, 3)
+    h, w = shape[0], shape[1]
+    return int(((c[:, 0] < 0) | (c[:, 0] >= w) | (c[:, 1] < 0) | (c[:, 1] >= h)).sum())
 
 
 def crater_file_for(image: str | os.PathLike[str]) -> Path:
@@ -98,18 +110,26 @@ def bin_name(lo: float, hi: float) -> str:
 
 
 def read_hirise_labels(path: str | os.PathLike[str]) -> list[tuple[str, int]]:
-    """``labels.txt`` -> [(file name, class)] in file order."""
+    """``labels.txt`` -> [(file name, class)] in file order; a crop listed twice is refused with both lines (it
+    would be counted twice, or as both a positive and a negative). Classes outside :data:`HIRISE_CLASSES` are
+    returned as read (the evaluation counts them)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"HiRISE landmark labels {p} do not exist")
     out: list[tuple[str, int]] = []
+    seen: dict[str, tuple[int, int]] = {}
     for n, line in enumerate(p.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ValueError(f"{p}:{n}: expected '<file> <class>', got {line!r}")
-        out.append((parts[0], int(parts[1])))
+        name, cls = parts[0], int(parts[1])
+        if name in seen:
+            first, was = seen[name]
+            raise ValueError(f"{p}:{n}: {name} is listed again (class {cls}; line {first}: class {was})")
+        seen[name] = (n, cls)
+        out.append((name, cls))
     return out
 
 

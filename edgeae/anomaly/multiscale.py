@@ -31,6 +31,9 @@ from edgeae._optional import require
 from edgeae.anomaly.score import PatchScores
 
 WINDOWS: tuple[int, ...] = (32, 64, 128)
+# the largest window: each is cut from the frame reflect-padded by the window on every side, so a window of W px
+# on an 800-px frame holds (800 + 2W)² pixels in memory (50,000 px: 38 GiB); 1024 px is 16 of the 64-px patches
+MAX_WINDOW = 1024
 NORMALISATIONS = ("robust_z", "pooled", "none")
 COMBINE = ("mean", "max")
 
@@ -45,8 +48,8 @@ class MultiScale:
     log: bool = True  # normalise log(score): a(x) is a sum of squares, heavy-tailed
 
     def __post_init__(self) -> None:
-        if not self.windows or min(self.windows) < 4:
-            raise ValueError(f"windows must be window sizes >= 4 px, got {self.windows}")
+        if not self.windows or min(self.windows) < 4 or max(self.windows) > MAX_WINDOW:
+            raise ValueError(f"windows must be window sizes of 4 to {MAX_WINDOW} px, got {self.windows}")
         if self.normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {self.normalise!r}")
         if self.combine not in COMBINE:

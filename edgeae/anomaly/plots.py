@@ -45,7 +45,8 @@ def save_score_map(
 ) -> Path:
     """Whole-image anomaly map (max score of the patches covering each pixel), beside the image when given.
 
-    ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined.
+    ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined in
+    cyan, and the map says so (how many, and the threshold).
     ``score_label``: what the score is (the colour bar's label). ``max_side``: the image and map are drawn
     downsampled to at most this many pixels a side (the panels are ~500 px wide; the PNG's size does not depend
     on it). Pixels no scored patch covers are white, and the map says so; a map with no scored patch says "no
@@ -66,22 +67,28 @@ def save_score_map(
     a = ax[-1]
     a.set_title(title or f"anomaly map: {Path(scores.file).name}", fontsize=9)
     finite = heat[np.isfinite(heat)]
+    notes = []
     if finite.size:
         lo, hi = np.percentile(finite, [1, 99.5])
         cmap = plt.get_cmap("inferno").with_extremes(bad=NOT_SCORED)
         im = a.imshow(heat, cmap=cmap, vmin=lo, vmax=hi)
         fig.colorbar(im, ax=a, fraction=0.046, pad=0.02, label=score_label)
         if finite.size < heat.size:
-            a.set_xlabel(f"{NOT_SCORED}: not scored (no data, or below the valid fraction)", fontsize=7)
+            notes.append(f"{NOT_SCORED}: not scored (no data, or below the valid fraction)")
     else:  # nothing to scale a colour bar to: say so instead of drawing a made-up one
         a.imshow(np.ones(heat.shape), cmap="gray", vmin=0, vmax=1)
         a.text(0.5, 0.5, "no patch scored", transform=a.transAxes, ha="center", va="center", fontsize=11)
     if threshold is not None:
+        above = 0
         for x, y, s in zip(scores.x, scores.y, scores.score, strict=True):
             if s > threshold:
+                above += 1
                 a.add_patch(
                     plt.Rectangle((x / d, y / d), scores.patch / d, scores.patch / d, fill=False, ec="cyan", lw=0.6)
                 )
+        notes.append(f"cyan outline: score above the model's threshold {threshold:.4g} ({above} of {len(scores)})")
+    if notes:
+        a.set_xlabel("\n".join(notes), fontsize=7)
     if points is not None and len(points):
         for axis in ax:
             axis.scatter(

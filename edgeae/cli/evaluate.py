@@ -8,6 +8,7 @@ from pathlib import Path
 from edgeae.cli import CLIError, add_views_argument, check_writable, positive_int, seed_arg
 
 MIN_COUNT = 10  # edgeae.anomaly.evaluate.MIN_COUNT (not imported here: --help stays fast; a test pins the two)
+MAX_WINDOW = 1024  # edgeae.anomaly.multiscale.MAX_WINDOW (the same; a test pins the two)
 
 DATASETS = ("lroc_nac_craters", "hirise_landmarks", "msl_surface")
 
@@ -17,8 +18,8 @@ def _windows(text: str) -> tuple[int, ...]:
         w = tuple(int(v) for v in text.split(","))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"windows must be comma-separated pixel sizes, got {text!r}") from exc
-    if not w or min(w) < 4:
-        raise argparse.ArgumentTypeError(f"window sizes must be >= 4 px, got {text!r}")
+    if not w or min(w) < 4 or max(w) > MAX_WINDOW:
+        raise argparse.ArgumentTypeError(f"window sizes must be 4 to {MAX_WINDOW} px, got {text!r}")
     return w
 
 
@@ -48,7 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "orbital sets, rover-rgb-vae for msl_surface; with 'all', datasets of other channels keep their default)",
     )
     p.add_argument("--out", required=True, help="output folder (made if missing; checked before any scoring)")
-    p.add_argument("--windows", type=_windows, default=None, help="window sizes of the default scorer (default 32,64)")
+    p.add_argument(
+        "--windows",
+        type=_windows,
+        default=None,
+        help=f"window sizes of the default scorer, 4 to {MAX_WINDOW} px (default 32,64; a window larger than a "
+        "frame is mostly reflection, and the run says how many frames it exceeds)",
+    )
     p.add_argument(
         "--normalise",
         choices=("robust_z", "pooled", "none"),
@@ -87,6 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)"
     )
+    p.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="print one line per dataset and the summary's count of verdicts with where summary.md is, not every "
+        "table.md and summary.md (the default)",
+    )  # fmt: skip
     return p
 
 
@@ -180,9 +192,25 @@ def run(args: argparse.Namespace) -> int:
         cae |= res["info"]["settings"]["model_kind"] == "cae"
         sampled = bool(res["info"].get("sampled", True))
         data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit, sampled, res["info"]["settings"])
-        print((out / ds / "table.md").read_text())
+        if not args.quiet:
+            print((out / ds / "table.md").read_text())
         print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
     run = f"--views {args.views}, --seed {args.seed}" + (f", --cae-keep {cae_keep:g}" if cae else "")
     (out / "summary.md").write_text(acceptance_markdown(checks, used, data, run))
-    print((out / "summary.md").read_text())
+    if args.quiet:
+        print(_verdict_line(checks, out / "summary.md"))
+    else:
+        print((out / "summary.md").read_text())
     return 0
+
+
+def _verdict_line(checks: list[dict[str, object]], where: Path) -> str:
+    """``-q``'s last line: how many target checks got each verdict of summary.md, and where it is."""
+    from edgeae.anomaly.evaluate import verdict
+
+    counts: dict[str, int] = {}
+    for c in checks:
+        v = verdict(c).strip("*").split(" (")[0]  # "indicative (n=...)" -> "indicative", "**MISSED**" -> "MISSED"
+        counts[v] = counts.get(v, 0) + 1
+    text = ", ".join(f"{n} {v}" for v, n in counts.items()) or "no target checked"
+    return f"targets: {text} -> {where}"

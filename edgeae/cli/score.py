@@ -23,7 +23,15 @@ from edgeae.cli.score_checks import (
 )
 from edgeae.cli.score_outputs import MAP_SUFFIXES as MAP_SUFFIXES
 from edgeae.cli.score_outputs import SCORE_MEANING as SCORE_MEANING
-from edgeae.cli.score_outputs import SHOW_TOP, _below_min_valid, _check_outputs, _print_top, _write_csv, _write_maps
+from edgeae.cli.score_outputs import (
+    SHOW_TOP,
+    _below_min_valid,
+    _check_outputs,
+    _print_top,
+    _replace_earlier,
+    _write_csv,
+    _write_maps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,18 +257,16 @@ def run(args: argparse.Namespace) -> int:
             from edgeae.imageio import image_shape
 
             h, w, _ = image_shape(f)
-            if min(h, w) < patch:
-                why = f"{w}x{h} px is smaller than one {patch}-px patch (the rest of it would be reflection)"
-            else:
+            if min(h, w) >= patch:  # an image smaller than a patch: score_file has said so, with the min_valid
                 why = ("a blank or dark image (12-bit data stored as 16-bit without an sBIT chunk reads dark), mostly "
                        "no-data, or a wide --margin")  # fmt: skip
-            log.warning(
-                "%s: no patch has --min-valid %g of valid pixels, so none is scored: %s; lower --min-valid to score "
-                "it anyway",
-                f.name,
-                args.min_valid,
-                why,
-            )
+                log.warning(
+                    "%s: no patch has --min-valid %g of valid pixels, so none is scored: %s; lower --min-valid to "
+                    "score it anyway",
+                    f.name,
+                    args.min_valid,
+                    why,
+                )
         if args.score == "terms-max" and len(r.score):
             from edgeae.anomaly.terms import frame_terms_max
 
@@ -301,8 +307,9 @@ def run(args: argparse.Namespace) -> int:
             r.score = s
     kind = "cae" if meta.kind == "cae" else args.score
     threshold = meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None
+    _replace_earlier(args, maps, files)
     _write_maps(files, results, maps, kind, threshold)
-    n = _write_csv(args, results, unread, meta, kind, patch, stride)
+    n = _write_csv(args, results, unread, meta, kind, patch, stride, threshold, maps)
     below = sum(_below_min_valid(results, patch, stride))
     print(
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,44 @@ def _check_outputs(args: argparse.Namespace, files: list[Path]) -> list[Path]:
     return maps
 
 
+def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Path]) -> list[Path]:
+    """Before this run writes its outputs: say that it replaces an earlier run's CSV and settings JSON, and remove
+    the maps that run's JSON lists (``maps``) which this run does not write again: only those, and only files named
+    as that run's ``--map`` names them, never an input image. Returns the maps removed."""
+    import json
+
+    from edgeae.anomaly.score import settings_path
+
+    out, js = Path(args.output), Path(settings_path(args.output))
+    if not (out.exists() or js.exists()):
+        return []
+    try:
+        earlier = json.loads(js.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    listed = earlier.get("maps") if isinstance(earlier, dict) else None
+    base = earlier.get("map") if isinstance(earlier, dict) else None
+    keep = {m.resolve() for m in maps} | {f.resolve() for f in files}
+    gone: list[Path] = []
+    if isinstance(listed, list) and isinstance(base, str):
+        b = Path(base)
+        for name in listed:
+            m = Path(name) if isinstance(name, str) else None
+            if m is None or m.suffix.lower() not in MAP_SUFFIXES or not m.is_file() or m.resolve() in keep:
+                continue
+            if m.stem == b.stem or m.stem.startswith(b.stem + "_"):  # a name that run's --map gave (_map_paths)
+                m.unlink()
+                gone.append(m)
+    what = " and ".join(str(p) for p in (out, js) if p.exists())
+    note = f"replacing {what} of an earlier run"
+    if gone:
+        note += f"; removed its {len(gone)} map(s) this run does not write: " + ", ".join(p.name for p in gone)
+    elif not isinstance(listed, list):
+        note += " (its settings list no maps: any maps it wrote stay)"
+    print(note, file=sys.stderr)
+    return gone
+
+
 def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: str, threshold: Any) -> None:
     """Each image's ``--map``: a float GeoTIFF (.tif) or a picture titled with what the score is (``kind``: the
     --score, or "cae")."""
@@ -82,10 +121,19 @@ def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: s
 
 
 def _write_csv(
-    args: argparse.Namespace, results: list[Any], unread: list[str], meta: Any, kind: str, patch: int, stride: int
+    args: argparse.Namespace,
+    results: list[Any],
+    unread: list[str],
+    meta: Any,
+    kind: str,
+    patch: int,
+    stride: int,
+    threshold: float | None = None,
+    maps: list[Path] | None = None,
 ) -> int:
     """The scores CSV (with map columns when any image is map-projected, even one with no scored patch) and the
-    settings JSON beside it; returns the rows written."""
+    settings JSON beside it (with the threshold the maps outline patches above, and the maps written, which the
+    next run into the same CSV removes when it does not write them again); returns the rows written."""
     from edgeae.anomaly.score import write_csv, write_settings
     from edgeae.scan.geo import write_scores_csv
 
@@ -100,6 +148,9 @@ def _write_csv(
         "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
         "cae_seed": args.cae_seed if meta.kind == "cae" else None,
         "images": [r.file for r in results], "skipped": unread, "patches": n,
+        "threshold": threshold, "threshold_meaning": None if threshold is None else
+        "the model's calibrated a(x) threshold: the maps outline in cyan the patches that score above it",
+        "map": args.map, "maps": [str(Path(m).absolute()) for m in maps or []],
         # per image (the order of "images"): grid patches not scored, their valid fraction under min_valid
         "below_min_valid": _below_min_valid(results, patch, stride),
     }  # fmt: skip
