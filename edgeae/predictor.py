@@ -12,6 +12,7 @@ or precision, the wrapper converts) and returns:
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.metadata import ModelMetadata
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
 
@@ -71,8 +74,12 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)
     if path.suffix in ARTIFACT_SUFFIXES:
+        from edgeae.firmware_sim.guard import parity_failure
         from edgeae.firmware_sim.runtime import load_artifact
 
+        failed = parity_failure(path)
+        if failed:  # on the ground a rejected file may be studied; the flight runtime refuses it at boot
+            log.warning("%s: used anyway (the flight runtime refuses it at boot)", failed)
         return load_artifact(path, threads=threads)
     from edgeae.checkpoint import load_checkpoint
 

@@ -245,15 +245,40 @@ def export_checkpoint(
     ``*.FAILED.*``: :mod:`edgeae.export.outdir`) and the report rewritten, so it matches the folder whenever the
     run stops; the records of an earlier export of ``name`` there that still hold are kept, a folder holding another
     model's export is refused (:class:`edgeae.export.outdir.OtherModelsExport`, before any work).
-    Raises :class:`ExportFailed` after writing the report when any check failed (``config.strict``).
+    Raises :class:`ExportFailed` after writing the report when any check failed (``config.strict``); a ValueError,
+    before any work, when the tail frames give fewer than 3 patches.
     """
+    from . import outdir
+
+    with outdir.removed_if_failed(out_dir):  # a folder this call made is not left behind empty
+        return _export_checkpoint(
+            model, metadata, out_dir, name, calib_patches, test_patches, config, calib_source, test_source,
+            tail_frames, provenance,
+        )  # fmt: skip
+
+
+def _export_checkpoint(
+    model: Any,
+    metadata: ModelMetadata,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    calib_patches: np.ndarray,
+    test_patches: np.ndarray,
+    config: ExportConfig,
+    calib_source: str,
+    test_source: str,
+    tail_frames: list[tuple[str, np.ndarray]] | None,
+    provenance: dict[str, dict[str, Any]] | None,
+) -> ExportReport:
     import datetime
     import tempfile
 
     from . import outdir
 
+    if tail_frames:
+        check_tail_frames(tail_frames, int(calib_patches.shape[-1]))
     out = outdir.ensure_writable(out_dir)
-    outdir.refuse_other_model(out, name)
+    outdir.refuse_other_model(out, name, metadata.source_checkpoint_hash)
     prov = provenance or {}
     report = ExportReport(
         model=name,
@@ -284,6 +309,7 @@ def export_checkpoint(
     gate = None
     if tail_frames:
         report.tail = {"frames": [n for n, _ in tail_frames], "patches": int(sum(len(p) for _, p in tail_frames))}
+        report.tail["frame_patches"] = [len(p) for _, p in tail_frames]  # a top-k overlap on k or fewer says nothing
         report.tail.update(prov.get("tail", {}))
         gate = TailGate(tail_frames, int(calib_patches.shape[1]), int(calib_patches.shape[-1]))
     keys = ("source", "files_sha256", "others_sha256")
@@ -311,6 +337,29 @@ def export_checkpoint(
     if failures and config.strict:
         raise ExportFailed(f"export failed its checks (report in {out}):\n  " + "\n  ".join(failures), report)
     return report
+
+
+def _patches_of(
+    flag: str, source: str, meta: ModelMetadata, files: list[Path], count: int, seed: int, tail: float = 0.0
+) -> np.ndarray:
+    """:func:`edgeae.export.calibration.model_patches` of one set; its ValueError names the set (``--calib`` /
+    ``--test``): a set without one valid patch is refused before the conversions."""
+    try:
+        return cal.model_patches(meta, files, count, seed=seed, tail=tail)
+    except ValueError as exc:
+        what = "calibration" if flag == "--calib" else "parity test"
+        raise ValueError(f"{what} set {source} ({flag}): {exc}") from None
+
+
+def check_tail_frames(frames: list[tuple[str, np.ndarray]], side: int) -> None:
+    """ValueError (one line naming the frames and ``--test``) when the tail frames give fewer than the 3 patches the
+    tail's Spearman needs: said before any work, not after the minutes of conversion."""
+    n = int(sum(len(p) for _, p in frames))
+    if n < 3:
+        raise ValueError(
+            f"the tail frames ({', '.join(name for name, _ in frames)}) give {n} patch(es) of {side} px, the tail's "
+            "Spearman needs at least 3: give --test DIR (more or larger images)"
+        )
 
 
 def torch_outputs_batched(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -349,16 +398,25 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     contents (and of the others' names, sizes and times: :func:`edgeae.export.calibration.provenance`) in the
     report and in each int8 artifact.
     """
-    from edgeae.checkpoint import load_checkpoint
     from edgeae.predictor import resolve_model_path
 
     from . import outdir
 
     path = resolve_model_path(spec, want="checkpoint")
     name = artifact_stem(spec, path)
-    outdir.refuse_other_model(outdir.ensure_writable(out_dir), name)  # before minutes of work
+    with outdir.removed_if_failed(out_dir):  # as the CLI: a failed export leaves no empty --out behind
+        return _export_model(path, name, out_dir, config)
+
+
+def _export_model(path: Path, name: str, out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
+    from edgeae.checkpoint import load_checkpoint
+
+    from . import outdir
+
+    checkpoint = sha256_file(path)
+    outdir.refuse_other_model(outdir.ensure_writable(out_dir), name, checkpoint)  # before minutes of work
     ck = load_checkpoint(path)
-    meta = ck.metadata.replace(source_checkpoint_hash=sha256_file(path))
+    meta = ck.metadata.replace(source_checkpoint_hash=checkpoint)
     arch = meta.architecture
     side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
     channels = int(arch.get("channels", meta.channels))
@@ -368,6 +426,9 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         log.warning("%s", note)
     tail = config.tail_check and meta.kind in TAIL_KINDS
     tail_files = plan.tail if tail else []
+    tail_frames = [(f.name, cal.frame_patches(f, channels, side)) for f in tail_files] if tail else None
+    if tail_frames:
+        check_tail_frames(tail_frames, side)  # before the calibration and the conversions
     sampled = cal.sampled_files(plan.calib, config.n_calib, config.calib_tail)  # hashed; the rest listed
     prov = cal.provenance(plan.calib, plan.test, tail_files, sampled, plan.train)
     shared = prov["calibration"].get("overlaps", [])
@@ -386,16 +447,22 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         )  # fmt: skip
     converted = cal.channel_mismatches(plan.calib, channels)
     if converted:
-        stored = sorted({c for _, c in converted})
+        stored = sorted({cal.channels_text(c, alpha) for _, c, alpha in converted})
         log.warning(
             "%d of %d calibration images have %s channel(s), the model takes %d: converted for calibration "
             "(is %s the right folder?)",
-            len(converted), len(plan.calib), "/".join(map(str, stored)), channels, plan.calib_source,
+            len(converted), len(plan.calib), "/".join(stored), channels, plan.calib_source,
         )  # fmt: skip
         prov["calibration"]["converted_channels"] = len(converted)
-    calib = cal.model_patches(meta, plan.calib, config.n_calib, seed=config.seed, tail=config.calib_tail)
-    test = cal.model_patches(meta, plan.test, config.n_test, seed=config.seed + 1)
-    tail_frames = [(f.name, cal.frame_patches(f, channels, side)) for f in tail_files] if tail else None
+    calib = _patches_of("--calib", plan.calib_source, meta, plan.calib, config.n_calib, config.seed, config.calib_tail)
+    if len(calib) < config.n_calib:
+        log.warning(
+            "calibration: %d patches, not the %d asked for (--n-calib): the %d calibration image(s) drawn from hold "
+            "fewer whole %d-px patches than their share of the busiest ones; give more or larger images (--calib)",
+            len(calib), config.n_calib, len(sampled), side,
+        )  # fmt: skip
+        prov["calibration"]["n_requested"] = config.n_calib
+    test = _patches_of("--test", plan.test_source, meta, plan.test, config.n_test, config.seed + 1)
     return export_checkpoint(
         ck.model,
         meta,

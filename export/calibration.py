@@ -7,6 +7,7 @@ training.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +23,14 @@ from .data_plan import plan_data as plan_data
 from .data_plan import split_images as split_images
 from .data_plan import tail_frame_files as tail_frame_files
 
+log = logging.getLogger(__name__)
 
-def channel_mismatches(files: Sequence[str | os.PathLike[str]], channels: int) -> list[tuple[Path, int]]:
-    """(file, stored channels) of the images whose channel count is not ``channels`` (read from the headers;
-    a file whose header cannot be read is left to the reader, which names it)."""
+
+def channel_mismatches(files: Sequence[str | os.PathLike[str]], channels: int) -> list[tuple[Path, int, bool]]:
+    """(file, stored channels without alpha, whether it has an alpha channel) of the images whose channel count
+    is not ``channels`` (read from the headers; a file whose header cannot be read is left to the reader, which
+    names it). Alpha is not a channel of the model (it marks pixels invalid), but a message names it."""
+    from edgeae import _headers
     from edgeae.imageio import image_shape
 
     out = []
@@ -35,8 +40,19 @@ def channel_mismatches(files: Sequence[str | os.PathLike[str]], channels: int) -
         except (OSError, ValueError):
             continue
         if stored != channels:
-            out.append((Path(f), stored))
+            try:
+                alpha = bool(_headers.probe(Path(f)).has_alpha)
+            except (OSError, ValueError):  # an archive product: no alpha
+                alpha = False
+            out.append((Path(f), stored, alpha))
     return out
+
+
+def channels_text(stored: int, alpha: bool) -> str:
+    """``3``, or ``4 (RGB + alpha)`` / ``2 (grey + alpha)``: how a message counts an image's channels."""
+    if not alpha:
+        return str(stored)
+    return f"{stored + 1} ({'RGB' if stored == 3 else 'grey' if stored == 1 else f'{stored} bands'} + alpha)"
 
 
 def provenance(
@@ -126,6 +142,21 @@ def sampled_files(files: Sequence[Path], count: int, tail: float = 0.0) -> list[
     return list(files[: max(n_random, n_busy)])
 
 
+def _skip(f: str | os.PathLike[str], patch: int, min_valid: float, skipped: list[Path] | None) -> None:
+    """Account for an image without one valid patch: into ``skipped`` (the caller warns once), else a warning."""
+    if skipped is not None:
+        skipped.append(Path(f))
+    else:
+        log.warning("%s", no_valid_patch_text(Path(f), patch, min_valid))
+
+
+def no_valid_patch_text(f: Path, patch: int, min_valid: float) -> str:
+    return (
+        f"{f}: no {patch}×{patch} patch with {min_valid:.0%} valid pixels (no-data, NaN or transparent): skipped, its "
+        "share of the patches drawn from the other images"
+    )
+
+
 def extract_patches(
     files: Sequence[str | os.PathLike[str]],
     channels: int,
@@ -133,15 +164,19 @@ def extract_patches(
     count: int,
     seed: int = 0,
     min_valid: float = 0.99,
+    skipped: list[Path] | None = None,
 ) -> np.ndarray:
     """``count`` real ``patch``×``patch`` patches (NCHW float32 [0, 1]) drawn evenly from ``files``.
 
     Positions lie on a half-overlapping grid; patches with less than ``min_valid`` valid pixels (no-data
-    margins) are skipped; the choice among the rest is seeded.
+    margins) are skipped; the choice among the rest is seeded. An image without one such patch is skipped (named
+    in ``skipped``, else in a warning) and its share drawn from the next images read; ValueError when none has one.
     """
     rng = np.random.default_rng(seed)
     per_file = _per_file(count, len(files))
     out: list[np.ndarray] = []
+    owed = 0  # the share of the images skipped so far
+    last: tuple[np.ndarray, list[tuple[int, int]]] | None = None
     for f, n in zip(files, per_file, strict=True):
         if n == 0:
             continue
@@ -151,12 +186,32 @@ def extract_patches(
             raise ValueError(f"{f}: image {w}×{h} is smaller than one {patch}×{patch} patch")
         step = max(patch // 2, 1)
         pos = [(y, x) for y in range(0, h - patch + 1, step) for x in range(0, w - patch + 1, step)]
-        pos = [(y, x) for y, x in pos if valid[y : y + patch, x : x + patch].mean() >= min_valid] or pos
-        pick = rng.choice(len(pos), size=n, replace=len(pos) < n)
-        for i in pick:
-            y, x = pos[int(i)]
-            out.append(pixels[y : y + patch, x : x + patch].transpose(2, 0, 1))
+        pos = [(y, x) for y, x in pos if valid[y : y + patch, x : x + patch].mean() >= min_valid]
+        if not pos:
+            _skip(f, patch, min_valid, skipped)
+            owed += n
+            continue
+        take, owed, last = n + owed, 0, (pixels, pos)
+        out += _draw(pixels, pos, take, patch, rng)
+    if owed and last is not None:  # the last images read were skipped: their share from the last usable one
+        out += _draw(*last, owed, patch, rng)
+    if not out and count > 0:
+        read = [str(f) for f, n in zip(files, per_file, strict=True) if n]
+        raise ValueError(
+            f"none of the {len(read)} image(s) read ({', '.join(read[:3])}{', ...' if len(read) > 3 else ''}) has a "
+            f"{patch}×{patch} patch with {min_valid:.0%} valid pixels (all no-data, NaN or transparent): give other "
+            "images"
+        )
+    if not out:
+        return np.zeros((0, channels, patch, patch), np.float32)
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def _draw(
+    pixels: np.ndarray, pos: list[tuple[int, int]], n: int, patch: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    pick = rng.choice(len(pos), size=n, replace=len(pos) < n)
+    return [pixels[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in (pos[int(i)] for i in pick)]
 
 
 def frame_patches(path: str | os.PathLike[str], channels: int, patch: int, min_valid: float = 0.9) -> np.ndarray:
@@ -213,23 +268,36 @@ def extreme_patches(channels: int, patch: int, seed: int = 0) -> np.ndarray:
 
 
 def busy_patches(
-    files: Sequence[str | os.PathLike[str]], channels: int, patch: int, count: int, min_valid: float = 0.99
+    files: Sequence[str | os.PathLike[str]],
+    channels: int,
+    patch: int,
+    count: int,
+    min_valid: float = 0.99,
+    skipped: list[Path] | None = None,
 ) -> np.ndarray:
     """The ``count`` real patches of highest contrast (std), and among the rest the brightest and darkest,
-    drawn evenly from ``files`` on a non-overlapping grid: the real tail of the calibration frames."""
+    drawn evenly from ``files`` on a non-overlapping grid: the real tail of the calibration frames. An image
+    without a patch of ``min_valid`` valid pixels is skipped (as in :func:`extract_patches`); fewer patches come
+    back when the images hold fewer whole patches than their share."""
     if count <= 0:
         return np.zeros((0, channels, patch, patch), np.float32)
     per_file = _per_file(count, len(files))
     out: list[np.ndarray] = []
-    for f, n in zip(files, per_file, strict=True):
-        if n == 0:
+    owed = 0
+    for f, share in zip(files, per_file, strict=True):
+        if share == 0:
             continue
         pixels, valid = read_pixels(Path(f), channels)
         h, w = pixels.shape[:2]
         if h < patch or w < patch:
             raise ValueError(f"{f}: image {w}×{h} is smaller than one {patch}×{patch} patch")
         pos = [(y, x) for y in range(0, h - patch + 1, patch) for x in range(0, w - patch + 1, patch)]
-        pos = [(y, x) for y, x in pos if valid[y : y + patch, x : x + patch].mean() >= min_valid] or pos
+        pos = [(y, x) for y, x in pos if valid[y : y + patch, x : x + patch].mean() >= min_valid]
+        if not pos:
+            _skip(f, patch, min_valid, skipped)
+            owed += share
+            continue
+        n, owed = share + owed, 0
         tiles = np.stack([pixels[y : y + patch, x : x + patch].transpose(2, 0, 1) for y, x in pos])
         std, mean = tiles.std(axis=(1, 2, 3)), tiles.mean(axis=(1, 2, 3))
         n_std = n - 2 * (n // 4)
@@ -239,6 +307,8 @@ def busy_patches(
         pick += list(by_mean[-(n // 4) :]) if n // 4 else []
         pick += list(by_mean[: n // 4]) if n // 4 else []
         out.append(tiles[np.asarray(pick[:n], dtype=np.int64)])
+    if not out:
+        return np.zeros((0, channels, patch, patch), np.float32)
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
@@ -252,15 +322,20 @@ def model_patches(
     """Real NCHW image patches shaped for ``metadata``'s model (CAE: half of them with destroyed pixels).
 
     ``tail``: fraction of ``count`` taken from the tail instead of at random: :func:`extreme_patches` plus the
-    real :func:`busy_patches` of ``files`` (int8 calibration; parity sets keep ``tail=0``).
+    real :func:`busy_patches` of ``files`` (int8 calibration; parity sets keep ``tail=0``). Images without a valid
+    patch are skipped with one warning each; ValueError when none of the images read has one.
     """
     arch = metadata.architecture
     channels = int(arch.get("channels", metadata.channels))
     patch = int(arch.get("tile") or arch.get("patch") or metadata.input_shape[-1])
     n_random, n_extremes, n_busy = _tail_counts(count, tail)
     extremes = extreme_patches(channels, patch, seed if n_extremes else 0)[:n_extremes]
-    busy = busy_patches(files, channels, patch, n_busy)
-    clean = np.concatenate([extract_patches(files, channels, patch, n_random, seed=seed), extremes, busy])
+    skipped: list[Path] = []
+    busy = busy_patches(files, channels, patch, n_busy, skipped=skipped)
+    random = extract_patches(files, channels, patch, n_random, seed=seed, skipped=skipped)
+    for f in dict.fromkeys(skipped):
+        log.warning("%s", no_valid_patch_text(f, patch, 0.99))
+    clean = np.concatenate([random, extremes, busy])
     if metadata.kind == "vae":
         return clean
     rng = np.random.default_rng(seed + 1)

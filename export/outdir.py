@@ -13,12 +13,14 @@ record in it matches its file: a run that stops half-way never leaves a new file
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from edgeae.metadata import sha256_file
 
@@ -44,6 +46,23 @@ def ensure_writable(out: str | os.PathLike[str]) -> Path:
     return p
 
 
+@contextlib.contextmanager
+def removed_if_failed(out: str | os.PathLike[str]) -> Iterator[None]:
+    """Remove the folders of ``out`` that did not exist before, when the block raises and they are still empty
+    (as the CLI does: a refused or failed export leaves no empty ``--out`` behind; a written report stays)."""
+    p = Path(out)
+    made = [f for f in (p, *p.parents) if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for f in made:  # the innermost first
+            try:
+                f.rmdir()
+            except OSError:  # not empty (a report was written), or gone: leave it
+                break
+        raise
+
+
 def failed_name(name: str) -> str:
     """``m.int8.onnx`` -> ``m.int8.FAILED.onnx``: the name a file that failed its checks is kept under."""
     stem, _, ext = name.rpartition(".")
@@ -58,23 +77,64 @@ class OtherModelsExport(ValueError):
     """``--out`` holds the export of another model: exporting there would leave its files without records."""
 
 
-def refuse_other_model(out: Path, model: str) -> None:
-    """Raise :class:`OtherModelsExport` when ``out``'s ``parity.json`` is another model's export whose files are
-    still there (one report per folder: its records would be dropped and its files left unrecorded)."""
+def _made_from(file: Path) -> tuple[str, str | None] | None:
+    """(kind, source checkpoint SHA-256) an artifact's metadata records, None when it cannot be read."""
+    from edgeae.firmware_sim.runtime import read_metadata
+
+    try:
+        meta = read_metadata(file)
+    except (OSError, ValueError):  # not an artifact, damaged, no interpreter: the export's warnings name it
+        return None
+    return meta.kind, meta.source_checkpoint_hash
+
+
+def _of_model(name: str, model: str) -> bool:
+    """Whether an artifact file name is one ``edgeae export`` writes for the stem ``model``."""
+    return any(name.startswith(f"{model}{s}.") for s in ("", "-encoder", "-decoder"))
+
+
+def _refuse(out: Path, model: str, holds: str, other: str) -> NoReturn:
+    raise OtherModelsExport(
+        f"--out {out} holds the export of {holds}: exporting {model} there would leave {other}'s files without "
+        f"records; choose another --out (e.g. {out / model})"
+    )
+
+
+def refuse_other_model(out: Path, model: str, checkpoint: str | None = None) -> None:
+    """Raise :class:`OtherModelsExport` when ``out`` holds another model's export whose files are still there (one
+    report per folder: its records would be dropped and its files left unrecorded).
+
+    Another model: ``parity.json`` names another one, or its files still there were made from another source
+    checkpoint (``checkpoint``, SHA-256; two runs' ``best.pt`` give the same name). A ``parity.json`` that cannot be
+    read describes nothing: then the artifact files of the folder decide (another name, another checkpoint).
+    """
     p = out / REPORT
     try:
         data = read_report(p) if p.is_file() else None
-    except (OSError, ValueError):
-        return  # not a report: nothing to keep (the export warns that it cannot be read)
-    if data is None or data.get("model") in (None, model):
+    except (OSError, ValueError):  # not a report: what the folder plainly holds decides
+        files = sorted(f for f in out.iterdir() if f.suffix in ARTIFACT_SUFFIXES and f.is_file())
+        others = [f.name for f in files if not _of_model(f.name, model)]
+        if others:
+            named = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            _refuse(out, model, f"another model ({named}; its parity.json cannot be read)", "that model")
+        data = {"model": model, "artifacts": [{"path": f.name} for f in files]}
+    if data is None:
         return
     names = [Path(str(d.get("path") or "")).name for d in data["artifacts"] if isinstance(d, dict)]
-    if any(n and (out / n).is_file() for n in names):
-        other = data["model"]
-        raise OtherModelsExport(
-            f"--out {out} holds the export of {other} (parity.json): exporting {model} there would leave {other}'s "
-            f"files without records; choose another --out (e.g. {out / model})"
-        )
+    present = [out / n for n in names if n and (out / n).is_file()]
+    if not present:
+        return
+    other = str(data.get("model"))
+    if data.get("model") not in (None, model):
+        _refuse(out, model, f"{other} (parity.json)", other)
+    if checkpoint is None:
+        return
+    for f in present:
+        made = _made_from(f)
+        if made is not None and made[1] is not None and made[1] != checkpoint:
+            kind, theirs = made[0], made[1][:12]
+            holds = f"{model} from another checkpoint ({f.name}: a {kind} made from {theirs}…, this one is "
+            _refuse(out, model, holds + f"{checkpoint[:12]}…)", "that model")
 
 
 def _copy(src: Path, dest: Path, replace: tuple[str, str] | None = None) -> None:

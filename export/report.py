@@ -150,32 +150,38 @@ def markdown_table(report: ExportReport) -> str:
         verdict += [f"- {f}" for f in report.failures]
     else:
         verdict = [f"All {len(report.artifacts)} artifacts passed their checks."]
+    n_calib, asked = report.calibration.get("n_patches"), report.calibration.get("n_requested")
+    of_asked = f" (of {asked} asked for: the images hold no more)" if asked and asked != n_calib else ""
+    timed = bool(report.torch_latency) or any(a.latency for a in report.artifacts)
+    lat_cols = [(1, 1), (1, 2), (32, 1), (32, 2)] if timed else []  # no latency measured: no columns of "–"
     lines = [
         f"# Export report: {report.model}",
         "",
         *verdict,
         "",
-        f"{parity_on}; calibration: {report.calibration.get('n_patches')} patches from "
-        f"{report.calibration.get('source')}.",
+        f"{parity_on}; calibration: {n_calib} patches{of_asked} from {report.calibration.get('source')}.",
         "Latency: median ms per image (batch b, threads t), "
-        f"{report.environment.get('cpu_count')} CPUs, load {report.environment.get('loadavg_1min')}.",
+        f"{report.environment.get('cpu_count')} CPUs, load {report.environment.get('loadavg_1min')}."
+        if timed
+        else "Latency: not measured (--no-latency).",
         "",
         "| artifact | kind | format | precision | size (KB) | PSNR vs torch (dB) | max abs | Spearman | budget "
-        "| passed | int8 input range | b1 t1 | b1 t2 | b32 t1 | b32 t2 |",
-        "|---|---|---|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|",
+        "| passed | int8 input range |" + "".join(f" b{b} t{t} |" for b, t in lat_cols),
+        "|---|---|---|---|---:|---:|---:|---:|---|---|---|" + "---:|" * len(lat_cols),
     ]
+
+    def lat(recs: list[dict[str, Any]]) -> str:
+        return "".join(f" {_lat(recs, b, t)} |" for b, t in lat_cols)
+
     for kind, recs in report.torch_latency.items():
-        lines.append(
-            f"| (PyTorch eager) | {kind} | torch | fp32 | | | | | | | | {_lat(recs, 1, 1)} | {_lat(recs, 1, 2)} "
-            f"| {_lat(recs, 32, 1)} | {_lat(recs, 32, 2)} |"
-        )
+        lines.append(f"| (PyTorch eager) | {kind} | torch | fp32 | | | | | | | |{lat(recs)}")
     tails = [a for a in report.artifacts if "tail" in a.parity]
     for a in report.artifacts:
         name = a.name
         if "outputs" not in a.parity:  # not converted: no file, no numbers
             lines.append(
                 f"| {name} (not written) | {a.kind} | {a.format} | {a.precision} | | | | | {budget_text(a.parity)} "
-                f"| {_passed_cell(a)} | | | | | |"
+                f"| {_passed_cell(a)} | |" + " |" * len(lat_cols)
             )
             continue
         main = a.parity["outputs"][a.parity["main_output"]]
@@ -184,8 +190,7 @@ def markdown_table(report: ExportReport) -> str:
         lines.append(
             f"| {name} | {a.kind} | {a.format} | {a.precision} | {a.size_bytes / 1024:.0f} "
             f"| {main['psnr_db']:.1f} | {main['max_abs']:.2g} | {rho} | {budget_text(a.parity)} | {_passed_cell(a)} "
-            f"| {rng} | {_lat(a.latency, 1, 1)} | {_lat(a.latency, 1, 2)} | {_lat(a.latency, 32, 1)} "
-            f"| {_lat(a.latency, 32, 2)} |"
+            f"| {rng} |{lat(a.latency)}"
         )
     earlier = [a for a in report.artifacts if a.earlier_run]
     if earlier:
@@ -209,19 +214,36 @@ def markdown_table(report: ExportReport) -> str:
             "| within tail budget |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
+        sizes = [int(n) for n in report.tail.get("frame_patches", [])]
+        small = {k: [n for n in sizes if n <= k] for k in (16, 64)}  # frames whose top-k is the whole frame
+
+        def overlap(t: dict[str, Any], k: int) -> str:
+            mark = " †" if small[k] else ""
+            return f"{t[f'overlap_{k}']:.3f}{mark}"
+
         for a in tails:
             t = a.parity["tail"]
             lines.append(
-                f"| {a.name} | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) | {t['overlap_16']:.3f} "
-                f"| {t['overlap_64']:.3f} | {t['ties']:.0f} | {t.get('extremes_spearman', float('nan')):.4f} "
+                f"| {a.name} | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) | {overlap(t, 16)} "
+                f"| {overlap(t, 64)} | {t['ties']:.0f} | {t.get('extremes_spearman', float('nan')):.4f} "
                 f"| {'yes' if t['passed'] else 'NO'} |"
             )
             t = a.parity.get("tail_terms_max")
             if t:  # the terms-max flight score of the same patches (no extremes: it needs a frame)
                 lines.append(
                     f"| {a.name}, terms-max score | {t['tail_spearman']:.4f} ({t['tail_n']:.0f}) "
-                    f"| {t['overlap_16']:.3f} | {t['overlap_64']:.3f} | {t['ties']:.0f} | | "
+                    f"| {overlap(t, 16)} | {overlap(t, 64)} | {t['ties']:.0f} | | "
                     f"{'yes' if t['passed'] else 'NO'} |"
+                )
+        for k, few in small.items():
+            if few:
+                every = (
+                    "every tail frame has" if len(few) == len(sizes) else f"{len(few)} of {len(sizes)} tail frames have"
+                )
+                lines.append(
+                    f"\n† top-{k} overlap: {every} at most {k} patches ({', '.join(map(str, few))}), where the top {k} "
+                    "is the whole frame and the overlap 1 by construction"
+                    + (": not informative." if len(few) == len(sizes) else "; the worst of the other frames is shown.")
                 )
     return "\n".join(lines) + "\n"
 

@@ -37,13 +37,13 @@ def _mission_with_overrides(args: argparse.Namespace) -> Any:
 
 
 def _check_named_model(flag: str, spec: str, prefer: tuple[str, ...] = ()) -> None:
-    """A model named on the command line must exist, be what its suffix says (not empty, not a TFLite file named
-    .onnx) and match the hash its export recorded (a ``.sha256`` sidecar or ``parity.json`` beside it): refused
-    here (exit 2), not flown without scoring as a mission's own damaged model is (the flight loop's fault
-    tolerance is for what happens in flight). Nothing is loaded here: an interpreter opened before the boot
-    would sit inside the RSS baseline the memory budget is measured from. ``prefer``: the mission section's
-    format order, so a zoo name is checked as the file the boot will fly."""
-    from .guard import recorded_hash_mismatch
+    """A model named on the command line must exist, be what its suffix says (not empty, not a TFLite file named .onnx),
+    match the hash its export recorded (a ``.sha256`` sidecar or ``parity.json`` beside it) and not be a file that
+    record says failed its export checks: refused here (exit 2), not flown without scoring as a mission's own
+    damaged model is (the flight loop's fault tolerance is for what happens in flight). Nothing is loaded here: an
+    interpreter opened before the boot would sit inside the RSS baseline the memory budget is measured from.
+    ``prefer``: the mission section's format order, so a zoo name is checked as the file the boot will fly."""
+    from .guard import parity_failure, recorded_hash_mismatch
     from .onboard import resolve_model_file
     from .runtime import ArtifactError, check_artifact_file
 
@@ -54,6 +54,9 @@ def _check_named_model(flag: str, spec: str, prefer: tuple[str, ...] = ()) -> No
         check_artifact_file(path)
     except ArtifactError as exc:
         raise MissionError(f"{flag} {exc}") from None
+    failed = parity_failure(path)  # the boot would refuse it and fly the mission without that model
+    if failed:
+        raise MissionError(f"{flag} {failed}: the flight runtime does not fly a file its own export rejected")
     why = recorded_hash_mismatch(path)
     if why:
         raise MissionError(f"{flag} {why}")

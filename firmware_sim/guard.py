@@ -4,14 +4,15 @@ The runtime keeps each model artifact's bytes in memory (the weight image an SEU
 4 KiB block. :meth:`ModelGuard.scrub` recomputes the CRCs; on a mismatch it reloads the golden copy from
 storage (after checking its SHA-256 against the golden hash) and rebuilds the interpreter session, so the
 upset lives at most until the next scrub. At load, a file whose SHA-256 differs from the golden hash (from
-the mission file, else a ``<file>.sha256`` sidecar, else the export's ``parity.json`` beside it) is refused;
-a configured fallback copy is tried next.
+the mission file, else a ``<file>.sha256`` sidecar, else the export's ``parity.json`` beside it) is refused, and
+so is a file that ``parity.json`` says failed its export checks; a configured fallback copy is tried next.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 BLOCK = 4096
 Loader = Callable[[Path, int], Any]
@@ -52,8 +55,13 @@ def golden_hash(path: Path, declared: str) -> tuple[str, str]:
 
 def recorded_hash_mismatch(path: Path) -> str | None:
     """Why ``path`` is not the file its ``.sha256`` sidecar or ``parity.json`` records (None: it is, or nothing
-    records it): what ``firmware-sim run``, ``firmware-sim bench`` and the board check refuse to use."""
+    records it): what ``firmware-sim run``, ``firmware-sim bench`` and the board check refuse to use. A file that
+    ``parity.json`` says failed its export checks is logged as a warning here (those commands go on; the flight
+    runtime's boot refuses it)."""
     expected, source = golden_hash(path, "")
+    failed = parity_failure(path)
+    if failed:  # bench and the board check measure it all the same; the boot refuses it (ModelGuard.load)
+        log.warning("%s: the flight runtime refuses it at boot", failed)
     if source == "first-load":
         return None
     got = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -65,9 +73,9 @@ def recorded_hash_mismatch(path: Path) -> str | None:
     )
 
 
-def parity_hash(path: Path) -> str | None:
-    """The SHA-256 that the export's ``parity.json`` beside ``path`` records for a file of that name, if any
-    (an unreadable or foreign parity.json counts as none: the sidecar and the mission are the firm sources)."""
+def parity_record(path: Path) -> dict[str, Any] | None:
+    """The record of the export's ``parity.json`` beside ``path`` for a file of that name, if any (an unreadable or
+    foreign parity.json counts as none: the sidecar and the mission are the firm sources)."""
     record = path.with_name("parity.json")
     try:
         if not record.is_file() or record.stat().st_size > 8 << 20:
@@ -75,11 +83,34 @@ def parity_hash(path: Path) -> str | None:
         doc = json.loads(record.read_text(encoding="utf-8"))
         for entry in doc.get("artifacts", []) if isinstance(doc, dict) else []:
             if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
-                sha = str(entry.get("sha256") or "").lower()
-                return sha if len(sha) == 64 else None
+                return entry
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return None
+
+
+def parity_hash(path: Path) -> str | None:
+    """The SHA-256 that the export's ``parity.json`` beside ``path`` records for a file of that name, if any."""
+    entry = parity_record(path)
+    sha = str((entry or {}).get("sha256") or "").lower()
+    return sha if len(sha) == 64 else None
+
+
+def parity_failure(path: Path) -> str | None:
+    """Why the export's own ``parity.json`` beside ``path`` says the file failed its checks (None: it passed, or
+    nothing records it). A record from before ``passed`` existed has its verdict in ``parity["passed"]``."""
+    entry = parity_record(path)
+    if entry is None:
+        return None
+    passed = entry.get("passed")
+    if passed is None:
+        parity = entry.get("parity")
+        passed = parity.get("passed") if isinstance(parity, dict) else None
+    if passed is not False:
+        return None
+    failures = entry.get("failures")
+    gate = str(failures[0]) if isinstance(failures, list) and failures else "parity"
+    return f"{path}: its export report {path.with_name('parity.json')} says it failed its checks ({gate})"
 
 
 @dataclass
@@ -137,6 +168,11 @@ class ModelGuard:
                 self.events.append(
                     GuardEvent("model_file_corrupt", reasons[-1], {"role": self.role, "path": str(cand)})
                 )
+                continue
+            failed = parity_failure(cand)  # a file its own export rejected (kept as NAME.FAILED.EXT) never flies
+            if failed:
+                reasons.append(failed)
+                self.events.append(GuardEvent("model_failed_export", failed, {"role": self.role, "path": str(cand)}))
                 continue
             try:
                 self.predictor = self.loader(cand, self.threads)

@@ -227,7 +227,11 @@ class OnboardModels:
         events = guard.drain_events()
         self.events(events)
         if any(ev.kind == "model_fallback" for ev in events):
-            why = "; ".join(ev.detail for ev in events if ev.kind in ("model_file_corrupt", "model_unloadable"))
+            why = "; ".join(
+                ev.detail
+                for ev in events
+                if ev.kind in ("model_file_corrupt", "model_failed_export", "model_unloadable")
+            )
             self.notes.append(
                 f"the {role} model failed its checks at boot ({why}): flying its fallback copy {guard.path}"
             )
