@@ -10,8 +10,8 @@ packets, exactly as the ground receives them) and the events (faults, model load
 numpy and the standard library only (charts are inline SVG, gallery images PNG written with zlib), like the
 rest of the flight runtime. Keys that a newer runtime adds to ``summary.json`` are shown in the last section.
 This module lays out the page and its sections; the run's outputs are read in :mod:`.report_inputs`, the
-timeline and memory charts drawn in :mod:`.report_charts`, and the HTML building blocks and the PNG writer
-are in :mod:`.report_html`.
+anomaly gallery built in :mod:`.report_gallery`, the timeline and memory charts drawn in :mod:`.report_charts`,
+and the HTML building blocks and the PNG writer are in :mod:`.report_html`.
 """
 
 from __future__ import annotations
@@ -22,27 +22,21 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from edgeae.atomic import write_bytes, write_text
+from edgeae.atomic import write_text
 
 from .queue import PRIORITY as _QUEUE_PRIORITY
 from .report_charts import STAGE_COLOURS as STAGE_COLOURS
 from .report_charts import STAGES as STAGES
 from .report_charts import _memory, _timeline
-from .report_html import _CSS, _detail, _e, _ids, _left_out, _num, _percent, _short_source, _table, png_bytes, select
-from .report_inputs import (
-    _any_summary,
-    _read_json,
-    assemble,
-    decode_patches,
-    load_summary,
-    read_patches,
-    read_telemetry,
-)
+from .report_gallery import SCORE_MEANING as SCORE_MEANING
+from .report_gallery import _gallery, console_lines
+from .report_gallery import _scoring_note as _scoring_note
+from .report_html import _CSS, _detail, _e, _left_out, _num, _percent, _short_source, _table, png_bytes, select
+from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_patches, read_telemetry
 from .telemetry import read_history
 
 OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
 PRIORITY = tuple(sorted(_QUEUE_PRIORITY, key=_QUEUE_PRIORITY.__getitem__))  # the queue's order, from the queue
-GALLERY_MAX = 48  # the gallery shows the highest-scoring patches of the whole run, this many at most
 ROWS_LAST = 100  # a long run's ledger shows its last frames,
 ROWS_FLAGGED = 50  # and this many of the earlier ones not downlinked (the latest)
 PASSES_LAST = EVICTED_LAST = 100  # a long run's pass and eviction tables: the last ones
@@ -213,104 +207,6 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-SCORE_MEANING = {
-    "cae-masked": "the mean squared error of the CAE's rebuild of a patch from a sample of its pixels, over the "
-    "patch's valid pixels (samples scaled to [0, 1])",
-    "vae": "the β-VAE's a(x) = ||x - x_hat||^2 + λ||μ||^2 summed over the patch (or terms-max: each term over its "
-    "median in the frame, the larger)",
-}
-
-
-def _scoring_note(out: Path) -> str:
-    """How the patches were chosen, from the run's mission settings (mission.json): score, model, patch size,
-    stride and whether a threshold or only the top-k rank selected them."""
-    m = (_read_json(out / "mission.json") or {}).get("settings") or {}
-    if not m:
-        return ""
-    method = str(m.get("anomaly.method", ""))
-    score = SCORE_MEANING.get(method, method)
-    if method == "vae" and m.get("anomaly.score"):
-        score += f"; this run ranks by {m['anomaly.score']}"
-    threshold = m.get("anomaly.threshold")
-    chosen = (
-        f"patches scoring above {threshold}, at most {m.get('anomaly.top_k')} a frame"
-        if threshold is not None
-        else f"no threshold: the top {m.get('anomaly.top_k')} of each frame by rank"
-    )
-    return (
-        f"Score: {score}. Model {m.get('anomaly.model')}, {m.get('anomaly.patch')}-px patches every "
-        f"{m.get('anomaly.stride')} px; sent: {chosen}."
-    )
-
-
-def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[str]]:
-    """The gallery section, and the notes on what of the downlink packet files could not be shown (each names its
-    pass file; also printed on the console)."""
-    read = read_patches(out / "downlink")
-    notes, patches = list(read.notes), read.patches
-    body = ""
-    if patches:
-        img_dir = out / "report_img"
-        img_dir.mkdir(exist_ok=True)
-        figs = []
-        for p in patches[:GALLERY_MAX]:  # assembled one at a time: memory of one patch, whatever the run
-            pixels, complete, overlapping = assemble(p)
-            name = f"anomaly_f{p['frame_id']}_x{p['x']}_y{p['y']}.png"
-            write_bytes(img_dir / name, png_bytes(pixels, p["bit_depth"]), durable=False)  # whole or none
-            part = "" if complete else " (partly sent)"
-            if overlapping:
-                notes.append(
-                    f"frame {p['frame_id']} patch at ({p['x']}, {p['y']}) (first in {p['file']}): {overlapping} "
-                    "packet(s) overlapping an earlier one skipped"
-                )
-            figs.append(
-                f"<figure><img src='report_img/{name}' alt='frame {p['frame_id']} patch at {p['x']},{p['y']}'>"
-                f"<figcaption>frame {p['frame_id']} ({p['x']}, {p['y']})<br>score {p['score']:.4g}{part}"
-                "</figcaption></figure>"
-            )
-        more = ""
-        if len(patches) > GALLERY_MAX:
-            left = sorted({p["frame_id"] for p in patches[GALLERY_MAX:]})
-            none = sorted(set(left) - {p["frame_id"] for p in patches[:GALLERY_MAX]})
-            more = (
-                f"<p class='note'>{len(patches) - GALLERY_MAX:,} lower-scoring patches not shown, of frame(s) "
-                f"{_e(_ids(left))}" + (f"; none of frame(s) {_e(_ids(none))} is shown" if none else "") + ".</p>"
-            )
-        body = (
-            f"<p class='note'>The {min(len(patches), GALLERY_MAX)} highest-scoring patches of the run (of "
-            f"{len(patches):,}, every frame together) as the ground receives them: decoded from the downlink "
-            "packet files, full resolution, highest score first. (x, y) is the top-left pixel. "
-            f"{_e(_scoring_note(out))}</p>"
-            f"<div class='gallery'>{''.join(figs)}</div>{more}"
-        )
-    else:
-        rows = [
-            [
-                _e(a.get("frame_id")),
-                (_short_source(a.get("source"))),
-                _e(", ".join(f"({p['x']}, {p['y']}) {p['score']:.4g}" for p in a.get("patches", []))),
-            ]
-            for a in s.get("anomalies") or []
-        ]
-        if notes:  # packets came, none could be read: not "nothing downlinked yet"
-            intro = (
-                "No patch could be decoded from the downlink packet files (see below); the patches chosen for it are:"
-            )
-        else:
-            intro = "No patch packet was downlinked yet; the patches chosen for it are:"
-        if rows:
-            body = f"<p class='note'>{intro}</p>" + _table(["frame", "source", "patches (x, y) score"], rows, left=3)
-        elif not notes:
-            body = "<p>No patch was chosen for the downlink (none above the threshold, or no anomaly model).</p>"
-    if notes:
-        body += (
-            "<p class='note'>Not shown from the downlink packet files:</p><ul class='note'>"
-            + "".join(f"<li>{_e(n)}</li>" for n in notes)
-            + "</ul>"
-        )
-    return body, notes
-
-
 def _events(tm: list[dict[str, Any]]) -> str:
     ev = [r for r in tm if r.get("type") == "event"]
     if not ev:
@@ -351,8 +247,8 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     title = f"firmware-sim run: mission {s.get('mission', '?')}"
     levels = s.get("degradations") or {}
     gallery, unread = _gallery(out, s)
-    for note in unread:  # damaged or refused packets: said on the console too, not only on the page
-        _log.warning("%s: %s", out, note)
+    for line in console_lines(unread):  # damaged or refused packets: on the console too, one line per pass file
+        _log.warning("%s: %s", out, line)
     sections = [
         (
             "Outcome",

@@ -80,33 +80,40 @@ def _any_summary(out: Path) -> dict[str, Any]:
 MAX_PATCH_ELEMENTS = 1 << 24  # size × size × channels of one patch: the ground's default max_patch_elements
 # (edgeae/ground/limits.py; not imported: the flight runtime loads no ground module). A 64-byte packet can claim
 # 65,535² × 255 samples; a patch over this is not decoded, and the report says so.
+# the header fields the packets of one patch must agree on (with their part count): the ground's
+# _FRAME_KEYS["patch"] (edgeae/ground/reassembly.py, copied: the flight runtime loads no ground module)
 _HEADER_KEYS = ("x", "y", "size", "channels", "bit_depth", "score")
 
 
 @dataclass
 class PatchRead:
     """What :func:`read_patches` found in the downlink packet files: the anomaly patches (highest score first,
-    across all frames; their pixels not yet assembled, see :func:`assemble`) and notes on what could not be used,
-    each naming its pass file (a file cut short, packets that failed their check, a patch over the size cap, a
-    packet that disagrees with an earlier one of its patch)."""
+    across all frames; their pixels not yet assembled, see :func:`assemble`) and notes ``(pass file, what)`` on
+    what could not be used (a damaged length field, packets that failed their check, a patch over the size cap,
+    packets outvoted by the other packets of their patch), one per pass file and kind, with counts."""
 
     patches: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _whole_packets(data: bytes) -> tuple[list[bytes], int, int]:
-    """The whole CCSDS packets at the start of a pass file (cut apart by each primary header's length field), the
-    number of bytes after them, and the length the packet they begin says it has (0 when under a header): a file
-    cut short loses its last packet only."""
-    out: list[bytes] = []
-    i = 0
-    while i + 6 <= len(data):
-        n = 7 + struct.unpack_from(">H", data, i + 4)[0]
-        if i + n > len(data):
-            return out, len(data) - i, n
-        out.append(data[i : i + n])
-        i += n
-    return out, len(data) - i, 0
+class _Notes:
+    """Notes merged by (pass file, kind): the first one's words and how many more of that kind the file had, so a
+    pass file of 20,000 bad packets makes one note, not 20,000."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[str, str], list[Any]] = {}
+
+    def add(self, file: str, kind: str, text: str) -> None:
+        self._first.setdefault((file, kind), [text, 0])[1] += 1
+
+    def merged(self) -> list[tuple[str, str]]:
+        out = [(f, t + (f" (and {n - 1:,} more like it)" if n > 1 else "")) for (f, _), (t, n) in self._first.items()]
+        return sorted(out, key=lambda note: note[0])  # stable: each file's notes in the order they were found
+
+
+def _same(value: Any) -> Any:
+    """A header value as a grouping key: NaN equals NaN (the ground's reassembly._same)."""
+    return "nan" if isinstance(value, float) and value != value else value
 
 
 def _score_key(p: dict[str, Any]) -> float:
@@ -114,30 +121,57 @@ def _score_key(p: dict[str, Any]) -> float:
     return -s if s == s else math.inf  # highest first; a NaN score last
 
 
+def _split(data: bytes, name: str, notes: _Notes) -> list[bytes]:
+    """The packets of a pass file as the ground's plain-stream reader finds them (edgeae.wire.stream: a length
+    field is trusted when the CRC then matches; after damage it resynchronises on the next packet header), damaged
+    packets included (their check fails in :func:`read_patches`). A length field running past the end of the file
+    and bytes that form no packet are noted."""
+    from edgeae.wire.stream import CORRUPT, GARBAGE, stream_pieces
+
+    out: list[bytes] = []
+    garbage = 0
+    for piece in stream_pieces(data):
+        if piece.kind == GARBAGE:
+            garbage += piece.nbytes
+            continue
+        # a damaged packet cut at the next packet header may be shorter than a primary header: its check fails
+        end = piece.offset + 7 + struct.unpack_from(">H", piece.data, 4)[0] if len(piece.data) >= 6 else 0
+        if piece.kind != CORRUPT or end <= len(data):
+            out.append(piece.data)
+            continue
+        lost = "the rest of the file" if piece.offset + piece.nbytes == len(data) else "up to the next packet"
+        notes.add(
+            name,
+            "length",
+            f"the length field at byte {piece.offset:,} claims a packet of {end - piece.offset:,} bytes, past the end "
+            f"of the file ({len(data):,} bytes: damaged, or the file was cut short); {lost} ({piece.nbytes:,} "
+            "bytes) skipped",
+        )
+    if garbage:
+        notes.add(name, "garbage", f"{garbage:,} bytes formed no packet (skipped to the next packet header)")
+    return out
+
+
 def read_patches(downlink_dir: Path) -> PatchRead:
     """The anomaly patches in the downlink packet files (``pass_*.bin``), as the ground receives them: frame_id,
-    x, y, size, channels, score, bit_depth, dtype and the pieces ``[(e0, samples)]`` each packet carried. Memory
-    is that of the packet bytes read: pixels are assembled one patch at a time by :func:`assemble`."""
+    x, y, size, channels, score, bit_depth, dtype and the pieces ``[(e0, samples)]`` each packet carried. The
+    packets of one patch are grouped by their header, and the group with the most pieces is the patch, as the
+    ground's reassembly does (one stray packet cannot take a patch over by arriving first). Memory is that of the
+    packet bytes read: pixels are assembled one patch at a time by :func:`assemble`."""
     try:
         from edgeae.wire.parse import WireError, parse_packet
         from edgeae.wire.products import sample_dtype
     except ImportError:  # spacepackets missing: the gallery falls back to the summary's list
         return PatchRead()
-    found = PatchRead()
-    pieces: dict[tuple[int, int], dict[str, Any]] = {}
+    notes = _Notes()
+    groups: dict[tuple[int, int], dict[tuple[Any, ...], dict[str, Any]]] = {}  # (frame, index) -> header -> pieces
     for f in sorted(downlink_dir.glob("pass_*.bin")):
         name = f"{downlink_dir.name}/{f.name}"
         try:
-            packets, rest, wanted = _whole_packets(f.read_bytes())  # a pass file: CCSDS packets back to back
+            packets = _split(f.read_bytes(), name, notes)  # CCSDS packets back to back
         except OSError as exc:
-            found.notes.append(f"{name} could not be read ({exc.strerror or exc}); its patches are not shown")
+            notes.add(name, "read", f"could not be read ({exc.strerror or exc}); its patches are not shown")
             continue
-        if rest:
-            cut = f"a packet of {wanted:,} bytes, {wanted - rest:,} missing" if wanted else "not a packet header"
-            found.notes.append(
-                f"{name} is cut short: its last {rest:,} bytes ({cut}) are lost; the {len(packets):,} whole "
-                "packets before them are read"
-            )
         failed: Counter[str] = Counter()
         for data in packets:
             try:
@@ -150,39 +184,56 @@ def read_patches(downlink_dir: Path) -> PatchRead:
                 continue
             h = pkt.header
             key = (pkt.frame_id, int(h["index"]))
-            what = f"{name}: a packet of frame {pkt.frame_id} patch {key[1]}"
+            what = f"a packet of frame {pkt.frame_id} patch {key[1]}"
             elements = int(h["size"]) ** 2 * int(h["channels"])
             if elements > MAX_PATCH_ELEMENTS:
-                found.notes.append(
+                notes.add(
+                    name,
+                    "cap",
                     f"{what} claims {h['size']} x {h['size']} x {h['channels']} = {elements:,} samples, over the "
-                    f"cap of {MAX_PATCH_ELEMENTS:,} (the ground's max_patch_elements): not decoded"
+                    f"cap of {MAX_PATCH_ELEMENTS:,} (the ground's max_patch_elements): not decoded",
                 )
                 continue
-            entry = pieces.get(key)
+            sig = (pkt.parts, *(_same(h[k]) for k in _HEADER_KEYS))
+            entry = groups.setdefault(key, {}).get(sig)
             if entry is None:
-                entry = pieces[key] = {
+                entry = groups[key][sig] = {
                     "frame_id": pkt.frame_id,
                     **{k: h[k] for k in _HEADER_KEYS},
+                    "parts": pkt.parts,
                     "dtype": sample_dtype(int(h["bit_depth"])),
                     "pieces": {},
                     "file": name,
                 }
-            elif any(entry[k] != h[k] and entry[k] == entry[k] for k in _HEADER_KEYS):  # (a NaN score is no change)
-                said = ", ".join(f"{k} {h[k]:.6g} (first {entry[k]:.6g})" for k in _HEADER_KEYS if entry[k] != h[k])
-                found.notes.append(f"{what} disagrees with its first packet in {entry['file']}: {said}; skipped")
-                continue
             e0, n = int(h["e0"]), int(h["n"])
             samples = pkt.samples[:n]
             old = entry["pieces"].get((e0, n))
             if old is not None and not np.array_equal(old, samples):
-                found.notes.append(f"{what} resends elements [{e0:,}, +{n:,}) with other values; skipped")
+                notes.add(name, "resend", f"{what} resends elements [{e0:,}, +{n:,}) with other values; skipped")
                 continue
             entry["pieces"][(e0, n)] = samples  # a resend (a crash between pass file and index) is the same piece
         if failed:
             why = ", ".join(f"{k} ×{v}" for k, v in failed.most_common())
-            found.notes.append(f"{name}: {sum(failed.values()):,} packet(s) failed their check ({why}); skipped")
-    found.patches = sorted(pieces.values(), key=_score_key)
-    return found
+            notes.add(name, "check", f"{sum(failed.values()):,} packet(s) failed their check ({why}); skipped")
+    patches = []
+    for (fid, index), versions in groups.items():
+        kept = max(versions.values(), key=lambda g: len(g["pieces"]))  # the first of the largest, as the ground
+        patches.append(kept)
+        others = [g for g in versions.values() if g is not kept]
+        if others:
+            diff = ", ".join(
+                f"{k} {others[0][k]:.6g} (kept {kept[k]:.6g})"
+                for k in ("parts", *_HEADER_KEYS)
+                if _same(others[0][k]) != _same(kept[k])
+            )
+            notes.add(
+                others[0]["file"],
+                "outvoted",
+                f"{sum(len(g['pieces']) for g in others):,} packet(s) of frame {fid} patch {index} disagree with the "
+                f"{len(kept['pieces']):,} kept (first in {kept['file']}; {diff}): skipped, as the ground keeps the "
+                "largest group of packets that agree",
+            )
+    return PatchRead(sorted(patches, key=_score_key), notes.merged())
 
 
 def assemble(p: dict[str, Any]) -> tuple[np.ndarray, bool, int]:
@@ -207,6 +258,6 @@ def decode_patches(downlink_dir: Path) -> list[dict[str, Any]]:
     out = []
     for p in read_patches(downlink_dir).patches:
         pixels, complete, _ = assemble(p)
-        out.append({**{k: v for k, v in p.items() if k not in ("pieces", "dtype", "file")}, "pixels": pixels,
+        out.append({**{k: v for k, v in p.items() if k not in ("pieces", "dtype", "file", "parts")}, "pixels": pixels,
                     "complete": complete})  # fmt: skip
     return out

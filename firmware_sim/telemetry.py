@@ -313,6 +313,10 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         "mission": mission.get("name") or "?",
         "budgets": {k: settings.get(f"budget.{k}") for k in ("memory_bytes", "frame_ms", "downlink_bytes_per_pass")},
         "boots": history.boots,
+        # as a finished run's summary says them (run_summary.summary_sections), from the events: the faults the
+        # boots injected (those asked for are not recorded, so none is said "not fired") and the scrub reloads
+        "faults": list(dict.fromkeys(str(e.get("fault")) for e in history.events if e.get("kind") == "fault_injected")),
+        "scrub_reloads": history.count("seu_detected"),
         "incomplete": {
             "why": "the last boot did not write a summary (rebooted, interrupted or killed)",
             "missing": missing,
