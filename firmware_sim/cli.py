@@ -14,26 +14,24 @@ is named; the state is kept and the same command goes on). A file ``run`` cannot
 summary.json) is a WARNING naming it, and the status stays the run's: the frames are in telemetry.jsonl and the
 queue.
 
-This module holds the parser and the commands; ``run``'s mission overrides are in :mod:`.cli_overrides`, what it
-prints and writes at the end in :mod:`.cli_outputs`.
+This module holds the parser, ``run`` and ``check``; the other commands are in :mod:`.cli_commands`, ``run``'s
+mission overrides in :mod:`.cli_overrides`, what it prints and writes at the end in :mod:`.cli_outputs`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeae.atomic import write_text
-
+from .cli_commands import _bench, _missions, _report
 from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, check_lines
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_with_overrides
 from .faults import FaultSpecError, SimulatedReboot
-from .mission import Mission, MissionError, load_mission
+from .mission import Mission, MissionError
 
 if TYPE_CHECKING:
     from .frames import FrameList
@@ -207,85 +205,6 @@ def _check(args: argparse.Namespace) -> int:
         finally:
             rt.close()
     return EXIT_DEGRADED if rt.models.refused else 0  # a run would fly, without the refused model
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from .bench import check_bench_args, format_table, run_bench, thread_warning
-
-    check_bench_args(args.batch, args.iters, (args.frame_height, args.frame_width), args.keep)  # before the model
-
-    try:
-        threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
-    except ValueError:
-        raise MissionError(f"--threads takes comma-separated whole numbers, e.g. 1,2; got {args.threads!r}") from None
-    if not threads or min(threads) < 1:
-        raise MissionError(f"--threads takes thread counts of at least 1, got {args.threads!r}")
-    replaces = False
-    if args.json:  # before the benchmark, not after
-        target = Path(args.json)
-        if target.is_dir():
-            raise MissionError(f"--json {args.json} is a folder; name a file, e.g. --json {target / 'bench.json'}")
-        if not target.parent.is_dir():
-            raise MissionError(f"--json {args.json}: folder {target.parent} does not exist")
-        replaces = target.exists()
-    warning = thread_warning(threads)
-    if warning:  # said before minutes of timing, and again under the table
-        print(f"WARNING: {warning}", file=sys.stderr)
-    result = run_bench(
-        args.model,
-        threads=threads,
-        batch=args.batch,
-        iters=args.iters,
-        frame=(args.frame_height, args.frame_width),
-        keep=args.keep,
-    )
-    print(format_table(result))
-    if args.json:
-        write_text(args.json, json.dumps(result, indent=2) + "\n")  # atomically: no half file on a full disk
-        print(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))
-    return 0
-
-
-def _missions(args: argparse.Namespace) -> int:
-    import textwrap
-
-    from edgeae.resolve import preset_summary, presets
-
-    from .mission import MISSIONS_DIR
-
-    found = presets(MISSIONS_DIR)
-    if getattr(args, "json", False):  # every setting of every shipped mission, for scripts (as edgeae links --json)
-        import dataclasses
-        import json
-
-        doc = {
-            name: {"file": str(path), "summary": preset_summary(path), **dataclasses.asdict(load_mission(path))}
-            for name, path in found.items()
-        }
-        print(json.dumps(doc, indent=2, default=str))
-        return 0
-    width = max(map(len, found), default=4)
-    for name, path in found.items():
-        m = load_mission(path)
-        cam = m.camera
-        size = f"{cam.height}x{cam.width}" if cam.height and cam.width else "any size"
-        head = f"{name:<{width}}  {size:>11} x{cam.channels}  "
-        first = preset_summary(path).replace("`", "").split(". ")[0].rstrip(".") + "."
-        print(textwrap.fill(first, 100, initial_indent=head, subsequent_indent=" " * len(head)))
-    print(f"(frame sizes in px, height x width, as [camera] gives them; in {MISSIONS_DIR}; pass a name or a TOML "
-          "path to --mission)")  # fmt: skip
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from .report import load_summary, write_report
-
-    out = Path(args.out)
-    summary, notes = load_summary(out)
-    print(f"report: {write_report(out, summary)}")
-    for note in notes:
-        print(f"  {note}")
-    return 0
 
 
 def _mission_arguments(r: argparse.ArgumentParser) -> None:
