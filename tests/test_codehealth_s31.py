@@ -74,6 +74,7 @@ def test_reconstruct_cli_memory_check_uses_the_ground_probe_not_training_code() 
         "import argparse, sys\n"
         "from edgeae.ground import limits\n"
         "from edgeae.cli import CLIError\n"
+        "import edgeae.cli.reconstruct\n"  # the command's module itself: no training import either (review s33)
         "from edgeae.cli.reconstruct_memory import check_memory\n"
         "limits.available_memory = lambda: 100_000\n"
         "try:\n"

@@ -28,6 +28,7 @@ from edgeae.cli.score_outputs import (
     _below_min_valid,
     _check_outputs,
     _print_top,
+    _remove_earlier,
     _replace_earlier,
     _write_csv,
     _write_maps,
@@ -307,9 +308,10 @@ def run(args: argparse.Namespace) -> int:
             r.score = s
     kind = "cae" if meta.kind == "cae" else args.score
     threshold = meta.score.get("threshold") if meta.kind == "vae" and args.score == "a" else None
-    _replace_earlier(args, maps, files)
+    stale, replaced = _replace_earlier(args, maps, files)
     _write_maps(files, results, maps, kind, threshold)
     n = _write_csv(args, results, unread, meta, kind, patch, stride, threshold, maps)
+    _remove_earlier(stale, replaced)  # only now: a run that failed above leaves the earlier one whole
     below = sum(_below_min_valid(results, patch, stride))
     print(
         f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "

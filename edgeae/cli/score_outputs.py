@@ -66,17 +66,18 @@ def _check_outputs(args: argparse.Namespace, files: list[Path]) -> list[Path]:
     return maps
 
 
-def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Path]) -> list[Path]:
-    """Before this run writes its outputs: say that it replaces an earlier run's CSV and settings JSON, and remove
-    the maps that run's JSON lists (``maps``) which this run does not write again: only those, and only files named
-    as that run's ``--map`` names them, never an input image. Returns the maps removed."""
+def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Path]) -> tuple[list[Path], str]:
+    """What this run replaces of an earlier one: the maps that run's JSON lists (``maps``) which this run does not
+    write again (only files named as that run's ``--map`` names them, never an input image), and the note that says
+    so ("" when there was no earlier run). Nothing is removed here: :func:`_remove_earlier`, once this run's outputs
+    are written (a run that fails leaves the earlier one whole: its CSV and JSON still list maps that exist)."""
     import json
 
     from edgeae.anomaly.score import settings_path
 
     out, js = Path(args.output), Path(settings_path(args.output))
     if not (out.exists() or js.exists()):
-        return []
+        return [], ""
     try:
         earlier = json.loads(js.read_text())
     except (OSError, ValueError):
@@ -84,7 +85,7 @@ def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Pat
     listed = earlier.get("maps") if isinstance(earlier, dict) else None
     base = earlier.get("map") if isinstance(earlier, dict) else None
     keep = {m.resolve() for m in maps} | {f.resolve() for f in files}
-    gone: list[Path] = []
+    stale: list[Path] = []
     if isinstance(listed, list) and isinstance(base, str):
         b = Path(base)
         for name in listed:
@@ -92,16 +93,22 @@ def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Pat
             if m is None or m.suffix.lower() not in MAP_SUFFIXES or not m.is_file() or m.resolve() in keep:
                 continue
             if m.stem == b.stem or m.stem.startswith(b.stem + "_"):  # a name that run's --map gave (_map_paths)
-                m.unlink()
-                gone.append(m)
+                stale.append(m)
     what = " and ".join(str(p) for p in (out, js) if p.exists())
-    note = f"replacing {what} of an earlier run"
-    if gone:
-        note += f"; removed its {len(gone)} map(s) this run does not write: " + ", ".join(p.name for p in gone)
+    note = f"replaced {what} of an earlier run"
+    if stale:
+        note += f"; removed its {len(stale)} map(s) this run does not write: " + ", ".join(p.name for p in stale)
     elif not isinstance(listed, list):
         note += " (its settings list no maps: any maps it wrote stay)"
-    print(note, file=sys.stderr)
-    return gone
+    return stale, note
+
+
+def _remove_earlier(stale: list[Path], note: str) -> None:
+    """After this run's outputs are written: remove the earlier run's maps it does not write again, and say so."""
+    for m in stale:
+        m.unlink(missing_ok=True)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: str, threshold: Any) -> None:
