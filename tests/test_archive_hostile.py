@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +301,7 @@ def test_one_line_is_singular(tmp_path: Path) -> None:
 
 def test_pds3_label_over_a_jp2_reads_the_jp2(formats: Path, tmp_path: Path) -> None:
     """A HiRISE RDR label names the .IMG it was compressed from; GDAL reads its COMPRESSED_FILE (the JP2)."""
-    (tmp_path / "TEST.JP2").symlink_to(formats / "jp2/test.jp2")
+    shutil.copy(formats / "jp2/test.jp2", tmp_path / "TEST.JP2")  # a link leaving the folder is refused (s33)
     (tmp_path / "TEST.LBL").write_text(
         'PDS_VERSION_ID = PDS3\nOBJECT = COMPRESSED_FILE\n  FILE_NAME = "TEST.JP2"\n  ENCODING_TYPE = "JP2"\n'
         'END_OBJECT = COMPRESSED_FILE\nOBJECT = UNCOMPRESSED_FILE\n  FILE_NAME = "TEST.IMG"\n  RECORD_BYTES = 4384\n'

@@ -11,18 +11,24 @@ must hold what the PDS3 ``^IMAGE`` pointer and IMAGE object promise, and a VICAR
 or embedded in the data file after a PDS3 label) must be followed by its NL × NB records. FILE_RECORDS is
 not used: several real products were cropped upstream with LINES edited and FILE_RECORDS left as it was.
 
-Labels are not trusted blindly: a file a PDS3 or PDS4 label points to must be a plain name in the label's
-own folder (``../../etc/passwd`` is refused, naming the label and the pointer), a PDS3 label without an
-IMAGE object is refused as such, and a PDS3 ``^IMAGE`` that lands inside its own label (a stale pointer
-left by a crop) is either relocated, when exactly one placement of the image fits, or refused
-(:func:`check_complete`, :mod:`edgeae.archive.pds3`).
+Labels are not trusted blindly: a file a PDS3, PDS4 or ISIS3 label points to must be a plain name in the
+label's own folder whose real path (links followed) stays there, and a regular file (``../../etc/passwd``, a
+link to ``/etc/passwd`` or ``/dev/urandom``, a FIFO are refused, naming the label and the pointer); a
+negative or malformed PDS3 pointer, a label naming itself as its data and a label over
+:data:`MAX_LABEL_BYTES` are refused; a PDS3 label without an IMAGE object is refused as such, and a PDS3
+``^IMAGE`` that lands inside its own label (a stale pointer left by a crop) is either relocated, when exactly
+one placement of the image fits, or refused (:func:`check_complete`, :mod:`edgeae.archive.pds3`). Nothing
+but a regular file is ever opened here (a FIFO would block ``open`` forever).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 from edgeae import _headers
 from edgeae._headers import ImageReadError
@@ -41,9 +47,11 @@ __all__ = [
     "ARCHIVE_SUFFIXES",
     "DATA_SUFFIXES",
     "LABEL_SUFFIXES",
+    "MAX_LABEL_BYTES",
     "check_complete",
     "is_archive_path",
     "label_for",
+    "not_regular",
     "open_target",
     "pds4_files",
     "product_files",
@@ -55,17 +63,73 @@ LABEL_SUFFIXES = _headers.ARCHIVE_LABEL_SUFFIXES
 DATA_SUFFIXES = _headers.ARCHIVE_DATA_SUFFIXES
 # files that only GDAL reads (the scan walks these; .xml only when it is a PDS4 label)
 ARCHIVE_SUFFIXES = _headers.ARCHIVE_SUFFIXES
+# a label larger than this is refused before it is parsed (GDAL and ElementTree hold a parsed label many times
+# its size: a 40 MB PDS4 XML took 2.5 GB); real labels are tens of KB (the largest sample: 27.8 KB)
+MAX_LABEL_BYTES = 4 * 1024**2
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _kind(mode: int) -> str | None:
+    """What a file of this st_mode is when it is not a regular file ('a FIFO', ...), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def not_regular(p: Path) -> str | None:
+    """'a FIFO', 'a character device', ... when ``p`` (links followed) exists but is not a regular file, else None.
+
+    Such a file is never opened: a FIFO blocks ``open`` until a writer comes, a device never ends.
+    """
+    try:
+        return _kind(os.stat(p).st_mode)
+    except (OSError, ValueError):  # missing, a dangling link, an unreadable folder: said by whoever opens it
+        return None
+
+
+def _open_regular(p: Path) -> BinaryIO:
+    """``open(p, "rb")`` for a regular file only; anything else is refused with :class:`ImageReadError`."""
+    kind = not_regular(p)
+    if kind is not None:
+        raise ImageReadError(f"{p}: {kind}, not a regular file: not read")
+    # O_NONBLOCK: if p became a FIFO since the stat, the open returns at once instead of waiting for a writer
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise ImageReadError(f"{p}: {kind}, not a regular file: not read")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _head(p: Path, n: int = 4096) -> bytes:
-    with open(p, "rb") as fh:
+    with _open_regular(p) as fh:
         return fh.read(n)
+
+
+def _check_label_size(label: Path) -> None:
+    """Refuse a label over :data:`MAX_LABEL_BYTES` before anything parses it, naming the file and its size."""
+    size = label.stat().st_size
+    if size > MAX_LABEL_BYTES:
+        raise ImageReadError(
+            f"{label}: the label is {size} bytes ({size / 1024**2:.1f} MiB), over the {MAX_LABEL_BYTES // 1024**2} MiB "
+            "a label may have (real labels are tens of KB): not parsed"
+        )
 
 
 def is_pds4_label(p: Path) -> bool:
     try:
         head = _head(p)
-    except OSError:
+    except (OSError, ImageReadError):  # not a regular file (a FIFO): not a label, and never opened
         return False
     return b"pds.nasa.gov/pds4" in head.lower() or b"<product_" in head.lower()
 
@@ -107,8 +171,8 @@ def is_archive_path(p: Path) -> bool:
     ext = p.suffix.lower()
     if ext in (".img", ".lbl", ".cub", ".lblx", ".vic", ".jp2", ".j2k", ".jpx", ".qub"):
         return True
-    if ext == ".xml":
-        return is_pds4_label(p)
+    if ext == ".xml":  # one that is not a regular file goes to the reader, which refuses it by name
+        return is_pds4_label(p) or not_regular(p) not in (None, "a directory")
     if ext in (".dat", ".fits", ".fit"):
         return label_for(p) is not None
     if ext in (".tif", ".tiff") and p.is_file():
@@ -142,6 +206,9 @@ def open_target(p: Path) -> Path:
         raise ImageReadError(f"{p}: no such file")
     if p.is_dir():
         raise ImageReadError(f"{p}: is a directory, not a product")
+    kind = not_regular(p)
+    if kind is not None:  # a FIFO would block the first read forever (it also reports 0 bytes: not "empty")
+        raise ImageReadError(f"{p}: {kind}, not a regular file: not read")
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p}: file is empty (0 bytes)")
     if p.suffix.lower() in DATA_SUFFIXES and not has_attached_label(p):
@@ -157,8 +224,24 @@ def open_target(p: Path) -> Path:
 # -- truncation checks ------------------------------------------------------------------------------
 
 
-def _vicar_extent(data: bytes, start: int) -> tuple[int, int, int] | None:
-    """(bytes the VICAR label at ``start`` promises, NL, RECSIZE), or None when it is not a VICAR label."""
+class _Vicar(NamedTuple):
+    """The extent a VICAR label at byte ``start`` declares (its keywords as written)."""
+
+    start: int
+    lblsize: int
+    recsize: int
+    nl: int
+    nb: int
+    nlb: int
+
+    @property
+    def end(self) -> int:
+        """Byte offset just after the last image record the label promises."""
+        return self.start + self.lblsize + self.recsize * (self.nlb + self.nl * self.nb)
+
+
+def _vicar_extent(data: bytes, start: int) -> _Vicar | None:
+    """The extent the VICAR label at ``start`` declares, or None when it is not a VICAR label."""
     text = data[start : start + 65536].decode("latin-1")
     if not text.startswith("LBLSIZE="):
         return None
@@ -170,14 +253,52 @@ def _vicar_extent(data: bytes, start: int) -> tuple[int, int, int] | None:
     lblsize, recsize, nl, nb, nlb = num("LBLSIZE"), num("RECSIZE"), num("NL"), num("NB", 1), num("NLB")
     if not (lblsize and recsize and nl):
         return None
-    return start + lblsize + recsize * (nlb + nl * max(nb, 1)), nl, recsize
+    return _Vicar(start, lblsize, recsize, nl, max(nb, 1), nlb)
+
+
+# label text right after LBLSIZE bytes: a run of printable text reaching a KEYWORD= and the start of a value (a
+# VICAR label is KEY=VALUE pairs); only looked for when the label's text runs up to LBLSIZE (no NUL padding)
+_VICAR_MORE = re.compile(rb"[\x20-\x7e]{0,80}?(?<![A-Za-z0-9_])([A-Z][A-Z0-9_]{0,31})=[ ]*['(0-9+-]")
+
+
+def _check_vicar(p: Path, data_path: Path, head: bytes, v: _Vicar, size: int) -> None:
+    """Refuse a VICAR label whose LBLSIZE is smaller than the label (its text would be read as image rows) or
+    which promises more records than the file holds."""
+    where = f"{p}: the data file {data_path.name}" if data_path != p else str(p)
+    label_end = v.start + v.lblsize
+    tail = (
+        head[label_end - 1 : label_end + 128]
+        if label_end + 128 <= len(head)
+        else _read_at(data_path, label_end - 1, 129)
+    )
+    # a label padded with NULs up to LBLSIZE is whole; one whose text runs up to it may go on past it
+    more = _VICAR_MORE.match(tail, 1) if tail[:1] not in (b"", b"\0") else None
+    if more:
+        shown = re.sub(rb"[^ -~].*", b"", tail[1:41], flags=re.S).decode()  # the text after LBLSIZE, as written
+        raise ImageReadError(
+            f"{where}: its VICAR label says LBLSIZE={v.lblsize}, but the label's text goes on after byte {label_end} "
+            f"({shown!r}…): the label is larger than it says, so its text would be read as image "
+            "rows"
+        )
+    if v.end > size:
+        s = "s" if v.nl != 1 else ""
+        lines = f"{v.nl} line{s}" + (f" × {v.nb} bands" if v.nb > 1 else "")
+        full = max(0, (size - (v.start + v.lblsize + v.nlb * v.recsize)) // v.recsize)
+        unit = "lines" if v.nb == 1 else "records"
+        raise ImageReadError(
+            f"{where} is truncated: its VICAR label promises {lines} of {v.recsize}-byte records ({v.end} "
+            f"bytes), the file holds {size} bytes (about {full} complete {unit})"
+        )
 
 
 def _in_label_dir(label: Path, name: str, what: str) -> Path:
     """The file ``name`` that ``label`` points to, in the label's own folder (as written, upper or lower case).
 
     Refuses, naming the label and the pointer, a name with a path separator or one that is not a file name
-    (``..``, an absolute path): a label must not send the reader to files outside its product's folder.
+    (``..``, an absolute path), a link whose real path leaves the label's folder (the one it is in, or, for a
+    label that is itself a link, the one it links to: a folder of links to products), and anything that is not
+    a regular file (a FIFO, ``/dev/urandom``): a label must not send the reader to files outside its product's
+    folder, nor to a file that never ends. A name that does not exist is returned as written (the caller says so).
     """
     if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
         raise ImageReadError(
@@ -187,8 +308,44 @@ def _in_label_dir(label: Path, name: str, what: str) -> Path:
     for cand in dict.fromkeys((name, name.upper(), name.lower())):
         p = label.with_name(cand)
         if p.exists():
+            real = os.path.realpath(p)
+            # beside the label as given, or beside the file the label links to (a folder of links to products)
+            if os.path.dirname(real) not in (os.path.realpath(label.parent), os.path.dirname(os.path.realpath(label))):
+                raise ImageReadError(
+                    f"{label}: its {what} names {name!r}, a link to {real}, outside the label's folder: a pointer "
+                    "must stay in the label's folder"
+                )
+            kind = not_regular(p)
+            if kind is not None:
+                raise ImageReadError(
+                    f"{label}: its {what} names {name!r}, which is {kind}, not a regular file: not read"
+                )
             return p
     return label.with_name(name)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") -> tuple[str | None, int]:
+    """(file name or None, byte offset) of the pointer ``key = value``; a malformed or negative one is refused."""
+    ptr = parse_pointer(value, record_bytes)
+    where = f"{key} pointer" + (f" (in {obj})" if obj else "")
+    if ptr is None:
+        why = "a negative position" if re.search(r"-\s*\d", value) else "not a pointer PDS3 defines"
+        raise ImageReadError(
+            f"{p}: its {where} = {value.strip()!r} is {why}: where the image starts is unknown"
+        )  # fmt: skip
+    if ptr[1] < 0:  # a record pointer times a negative RECORD_BYTES
+        raise ImageReadError(
+            f"{p}: its {where} = {value.strip()!r} with RECORD_BYTES = {record_bytes} is a negative position: "
+            "where the image starts is unknown"
+        )
+    return ptr
 
 
 def _read_at(p: Path, start: int, n: int) -> bytes:
@@ -238,6 +395,25 @@ def _stale_start(p: Path, lab: OdlLabel, layout: ImageLayout, offset: int, size:
     return RawImage(p, start, layout, note)
 
 
+def _check_core(p: Path, value: str, obj: str) -> None:
+    """An ISIS3 ``^Core`` file beside the label must be a regular file whose real path stays in the label's folder.
+
+    A name with a path (``../x``) is left to the reader's check of every file GDAL opened (ISIS3 labels are not
+    PDS3: GDAL resolves it as a path), except that it must not be a FIFO or device, which GDAL would block on.
+    """
+    name = _pointer(p, "^CORE", value, 0, obj)[0]
+    if name is None:
+        return
+    if "/" in name or "\\" in name:
+        kind = not_regular(p.parent / name)
+        if kind is not None:
+            raise ImageReadError(
+                f"{p}: its ^CORE pointer (in {obj}) names {name!r}, which is {kind}, not a regular file"
+            )
+        return
+    _in_label_dir(p, name, f"^CORE pointer (in {obj})")
+
+
 def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
     """(data file, relocated image or None) of a PDS3 label; refuses a label GDAL would misread."""
     lab = scan_label(head)
@@ -246,10 +422,13 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         what = f" (it describes {', '.join(dict.fromkeys(found))})" if found else ""
         raise ImageReadError(f"{p}: the label has no IMAGE object{what}: not an image product")
     for obj, key, value in [("", k, v) for k, v in lab.top.items()] + lab.nested_pointers:
-        if key[1:] in IMAGE_OBJECTS:  # every image pointer GDAL might follow stays in the label's folder
-            ptr = parse_pointer(value, 0)
-            if ptr is not None and ptr[0] is not None:
-                _in_label_dir(p, ptr[0], f"{key} pointer" + (f" (in {obj})" if obj else ""))
+        # every image pointer GDAL might follow (an ISIS3 detached label's ^Core too) stays in the label's folder
+        if key == "^CORE":  # an ISIS3 detached label
+            _check_core(p, value, obj)
+        elif key[1:] in IMAGE_OBJECTS:
+            name = _pointer(p, key, value, 0, obj)[0]
+            if name is not None:
+                _in_label_dir(p, name, f"{key} pointer" + (f" (in {obj})" if obj else ""))
     packed = lab.compressed_file()
     if packed is not None:  # GDAL reads the compressed file (a JP2), not the IMAGE object's raw layout
         data = _in_label_dir(p, packed, "COMPRESSED_FILE FILE_NAME")
@@ -257,10 +436,9 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
             raise ImageReadError(f"{p}: the data file {data.name} named by its COMPRESSED_FILE does not exist")
         return data, None
     pointer = lab.pointer()
-    ptr = parse_pointer(pointer, int_value(lab.top, "RECORD_BYTES")) if pointer is not None else None
-    if ptr is None:
+    if pointer is None:
         return p, None
-    name, offset = ptr
+    name, offset = _pointer(p, "^IMAGE", pointer, int_value(lab.top, "RECORD_BYTES"))
     data = p if name is None else _in_label_dir(p, name, "^IMAGE pointer")
     if not data.exists():
         raise ImageReadError(f"{p}: the data file {data.name} named by its ^IMAGE pointer does not exist")
@@ -271,6 +449,12 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         return data, None
     size = data.stat().st_size
     moved = None
+    inside = name is not None and lab.end is not None and offset < lab.end
+    if inside and p.suffix.lower() in LABEL_SUFFIXES and _same_file(data, p):  # its own text would be the pixels
+        raise ImageReadError(
+            f"{p}: its ^IMAGE pointer names the label itself ({name}, byte {offset + 1}, inside the label, which "
+            f"ends at byte {lab.end}): a detached label must name its data file"
+        )
     if data == p and lab.end is not None and offset < lab.end:
         moved = _stale_start(p, lab, layout, offset, size)
     elif "^IMAGE" in lab.top and any(
@@ -295,8 +479,10 @@ def pds4_files(label: Path) -> list[Path]:
     """The data files of a PDS4 label (``File/file_name``), each checked to be in the label's folder."""
     import xml.etree.ElementTree as ET
 
+    _check_label_size(label)
     try:
-        root = ET.parse(label).getroot()
+        with _open_regular(label) as fh:
+            root = ET.parse(fh).getroot()
     except (ET.ParseError, OSError) as exc:
         raise ImageReadError(f"{label}: not a readable PDS4 label ({exc})") from exc
     out = []
@@ -316,16 +502,26 @@ def check_complete(p: Path) -> RawImage | None:
     Returns where a PDS3 image really starts when GDAL would read it from elsewhere (see :mod:`.pds3`), else
     None. Every file a PDS3 or PDS4 label points to must be in the label's folder.
     """
+    if p.suffix.lower() in LABEL_SUFFIXES:  # a detached label: GDAL (and ElementTree) parse all of it
+        _check_label_size(p)
     head = _head(p, 65536)
     data_path, data_head, is_pds3, moved = p, head, False, None
     if p.suffix.lower() in (".xml", ".lblx") and is_pds4_label(p):
         for f in pds4_files(p):
             if not f.exists():
                 raise ImageReadError(f"{p}: the data file {f.name} named by its <file_name> does not exist")
+            if _same_file(f, p):  # its own XML would be read as pixels
+                raise ImageReadError(
+                    f"{p}: its <file_name> names the label itself ({f.name}): a PDS4 label must name its data file"
+                )
     elif b"PDS_VERSION_ID" in head[:1024] or p.suffix.lower() == ".lbl":  # after an SFDU header too, as GDAL
         is_pds3 = True
         data_path, moved = _pds3_checks(p, head)
         data_head = head if data_path == p else _head(data_path, 65536)
+    elif b"isiscube" in head[:4096].lower():  # an ISIS3 label (a .cub) may name a detached ^Core too
+        for obj, key, value in scan_label(head).nested_pointers:
+            if key == "^CORE":
+                _check_core(p, value, obj)
     size = data_path.stat().st_size
     # a VICAR label: the file itself, or embedded after the PDS3 label (MER, MSL, Mars 2020 EDRs)
     starts = [0] if data_head.startswith(b"LBLSIZE=") else []
@@ -335,13 +531,8 @@ def check_complete(p: Path) -> RawImage | None:
             starts.append(m.start())
     for start in starts:
         ext = _vicar_extent(data_head, start)
-        if ext is not None and ext[0] > size:
-            full = max(0, (size - (ext[0] - ext[1] * ext[2])) // ext[2])
-            where = f"{p}: the data file {data_path.name}" if data_path != p else str(p)
-            raise ImageReadError(
-                f"{where} is truncated: its VICAR label promises {ext[1]} line{'s' if ext[1] != 1 else ''} of "
-                f"{ext[2]}-byte records ({ext[0]} bytes), the file holds {size} bytes (about {full} complete lines)"
-            )
+        if ext is not None:
+            _check_vicar(p, data_path, data_head, ext, size)
     return moved
 
 

@@ -70,6 +70,9 @@ def _body_from_name(name: str) -> str | None:
 
 
 MARS_AXES = (3396190.0, 3376200.0)  # IAU 2015 equatorial and polar radii (m)
+# a latitude beyond this is off the body; the slack is rounding: the global LOLA grids' poles come out at
+# 90.0000284° (their pixel size is written to the centimetre)
+LAT_LIMIT = 90.01
 
 
 def _wkt_param(wkt: str, name: str) -> float | None:
@@ -119,9 +122,47 @@ class GeoRef:
 
     @classmethod
     def from_dataset(cls, ds: Any, target: str | None = None, mapping: dict[str, Any] | None = None) -> GeoRef | None:
-        """From an open rasterio dataset; None when it has no CRS or only the identity transform."""
+        """From an open rasterio dataset; None when it has no CRS, only the identity transform, or a transform
+        that places nothing (see :meth:`read`, which also says why)."""
+        return cls.read(ds, target, mapping)[0]
+
+    @classmethod
+    def read(
+        cls, ds: Any, target: str | None = None, mapping: dict[str, Any] | None = None
+    ) -> tuple[GeoRef | None, str | None]:
+        """(georeferencing or None, a warning or None) of an open rasterio dataset.
+
+        A transform with a non-finite or zero-determinant matrix places every pixel nowhere or at one point:
+        ignored, with a warning. So is one that puts the whole footprint off the body (latitudes beyond ±90°); a
+        footprint partly off it is kept, with a warning, and :meth:`map_to_lonlat` gives null lon/lat there.
+        """
         if ds.crs is None or ds.transform.is_identity:
-            return None
+            return None, None
+        t = ds.transform
+        coeffs = (t.a, t.b, t.c, t.d, t.e, t.f)
+        det = t.a * t.e - t.b * t.d
+        if not all(math.isfinite(v) for v in coeffs) or not math.isfinite(det) or det == 0.0:
+            why = "not finite" if not all(math.isfinite(v) for v in coeffs) else "degenerate (determinant 0)"
+            return None, (
+                f"its geotransform {tuple(float(v) for v in coeffs)} is {why}: the product is read as not "
+                "georeferenced (no map x/y or lon/lat)"
+            )
+        geo = cls._build(ds, target, mapping)
+        if geo.body is None:
+            return geo, None
+        u = np.linspace(0.0, 1.0, 5)  # the footprint's corners, edges and centre
+        col, row = np.meshgrid(u * geo.width, u * geo.height)
+        lat = geo._geodetic(*geo.pixel_to_map(col.ravel(), row.ravel()))[1]
+        off = np.isfinite(lat) & (np.abs(lat) > LAT_LIMIT)
+        if not off.any():
+            return geo, None
+        lats = f"latitudes {float(np.nanmin(lat)):.6g}..{float(np.nanmax(lat)):.6g}°"
+        if not (np.isfinite(lat) & ~off).any():
+            return None, f"its georeferencing puts it off the body ({lats}): the product is read as not georeferenced"
+        return geo, f"part of it lies off the body ({lats}): lon/lat are null there"
+
+    @classmethod
+    def _build(cls, ds: Any, target: str | None, mapping: dict[str, Any] | None) -> GeoRef:
         wkt = ds.crs.to_wkt()
         note = ""
         bad_k = 'PARAMETER["scale_factor",0]'
@@ -172,7 +213,19 @@ class GeoRef:
         return _transformer_for(self.crs_wkt, inverse)
 
     def map_to_lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Planetocentric east longitude [-180, 180) and latitude in degrees; NaN when the body is unknown."""
+        """Planetocentric east longitude [-180, 180) and latitude in degrees; NaN when the body is unknown and
+        where the point lies off the body (a latitude beyond ±90°, or none)."""
+        lon, lat = self._geodetic(x, y)
+        off = ~np.isfinite(lat) | (np.abs(lat) > LAT_LIMIT) | ~np.isfinite(lon)
+        if off.any():  # checked before the conversion below, which would fold 200° back into ±90°
+            lon, lat = np.where(off, np.nan, lon), np.where(off, np.nan, lat)
+        if self.semi_minor != self.semi_major:
+            ratio = (self.semi_minor / self.semi_major) ** 2
+            lat = np.degrees(np.arctan(ratio * np.tan(np.radians(lat))))
+        return (lon + 180.0) % 360.0 - 180.0, lat
+
+    def _geodetic(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Longitude and geodetic latitude (degrees, as PROJ gives them) of map x, y; NaN without a body."""
         x = np.asarray(x, np.float64)
         if self.body is None:
             nan = np.full(x.shape, np.nan)
@@ -182,12 +235,7 @@ class GeoRef:
         except require("pyproj").exceptions.ProjError:  # a CRS PROJ cannot invert: map x/y only
             nan = np.full(x.shape, np.nan)
             return nan, nan.copy()
-        lon = np.asarray(lon, np.float64)
-        lat = np.asarray(lat, np.float64)
-        if self.semi_minor != self.semi_major:
-            ratio = (self.semi_minor / self.semi_major) ** 2
-            lat = np.degrees(np.arctan(ratio * np.tan(np.radians(lat))))
-        return (lon + 180.0) % 360.0 - 180.0, lat
+        return np.asarray(lon, np.float64), np.asarray(lat, np.float64)
 
     def lonlat_to_map(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inverse of :meth:`map_to_lonlat` (planetocentric latitude in)."""

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ISIS_SPECIALS", "ProductLabel", "flatten", "label_from_dataset", "parse_number"]
+__all__ = ["ISIS_SPECIALS", "ProductLabel", "flatten", "label_from_dataset", "parse_number", "pds4_array", "pds4_root"]
 
 # ISIS special pixel values (isis/src/base/objs/SpecialPixel/SpecialPixel.h): Null, Lrs, Lis, His, Hrs
 ISIS_SPECIALS: dict[str, tuple[float, ...]] = {
@@ -162,7 +162,29 @@ def _gdal_json(ds: Any) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _pds4_items(path: Path) -> list[tuple[str, Any]]:
+def pds4_root(path: Path) -> ET.Element:
+    """The root element of a PDS4 label (parsed once per open and shared by the checks and the label facts)."""
+    return ET.parse(path).getroot()
+
+
+def pds4_array(root: ET.Element) -> tuple[str, int] | None:
+    """(``file_name``, byte ``offset``) of the array GDAL's PDS4 driver reads: the first ``Array_2D*`` or
+    ``Array_3D*`` of a ``File_Area_Observational``, in document order; None when the label has none."""
+    for area in root.iter():
+        if area.tag.rsplit("}", 1)[-1] != "File_Area_Observational":
+            continue
+        name = None
+        for el in area:
+            local = el.tag.rsplit("}", 1)[-1]
+            if local == "File":
+                name = next(((k.text or "").strip() for k in el if k.tag.rsplit("}", 1)[-1] == "file_name"), None)
+            elif local.startswith(("Array_2D", "Array_3D")) and name is not None:
+                off = next((parse_number(k.text) for k in el if k.tag.rsplit("}", 1)[-1] == "offset"), None)
+                return name, int(off) if off is not None and math.isfinite(off) else 0
+    return None
+
+
+def _pds4_items(root: ET.Element) -> list[tuple[str, Any]]:
     """PDS4 XML as (path, value) pairs by local element names; a unit attribute gives {value, unit}."""
     items: list[tuple[str, Any]] = []
 
@@ -177,13 +199,12 @@ def _pds4_items(path: Path) -> list[tuple[str, Any]]:
             text = el.text.strip()
             items.append((here, {"value": text, "unit": el.get("unit", "")} if el.get("unit") else text))
 
-    walk(ET.parse(path).getroot(), "")
+    walk(root, "")
     return items
 
 
-def _pds4_instrument(root: Path) -> str | None:
-    tree = ET.parse(root).getroot()
-    for el in tree.iter():
+def _pds4_instrument(root: ET.Element) -> str | None:
+    for el in root.iter():
         if el.tag.endswith("Observing_System_Component"):
             kind = name = None
             for k in el:
@@ -197,8 +218,10 @@ def _pds4_instrument(root: Path) -> str | None:
     return None
 
 
-def label_from_dataset(ds: Any, path: Path) -> ProductLabel:
-    """Read the :class:`ProductLabel` of an open rasterio dataset whose label (or file) is ``path``."""
+def label_from_dataset(ds: Any, path: Path, root: ET.Element | None = None) -> ProductLabel:
+    """Read the :class:`ProductLabel` of an open rasterio dataset whose label (or file) is ``path``.
+
+    ``root``: a PDS4 label already parsed (:func:`pds4_root`), so the XML is not parsed again."""
     driver = str(ds.driver)
     fmt = {"PDS": "PDS3", "PDS4": "PDS4", "ISIS3": "ISIS3", "VICAR": "VICAR", "GTiff": "GeoTIFF"}.get(driver, driver)
     specials: list[float] = []
@@ -206,7 +229,8 @@ def label_from_dataset(ds: Any, path: Path) -> ProductLabel:
     bits = None
     misread = None
     if driver == "PDS4":
-        items = _pds4_items(path)
+        root = pds4_root(path) if root is None else root
+        items = _pds4_items(root)
         keys = _Keys(items)
         for path_, v in items:
             if ".Special_Constants." in f".{path_}." and path_.rsplit(".", 1)[-1] in _PDS4_SPECIAL_KEYS:
@@ -215,7 +239,7 @@ def label_from_dataset(ds: Any, path: Path) -> ProductLabel:
                     specials.append(n)
         lid = keys.text("logical_identifier")
         product_id = lid.rsplit(":", 1)[-1] if lid else path.stem
-        instrument = _pds4_instrument(path)
+        instrument = _pds4_instrument(root)
         spacecraft = None
         for path_, v in items:
             if path_.endswith("Investigation_Area.name"):

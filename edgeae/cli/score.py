@@ -157,7 +157,13 @@ def run(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.images]
     for f in files:
         if not f.is_file():
-            what = "is a folder (edgeae scan takes a folder)" if f.is_dir() else "does not exist"
+            what = (
+                "is a folder (edgeae scan takes a folder)"
+                if f.is_dir()
+                else "is not a regular file (a FIFO, device or socket)"
+                if f.exists()
+                else "does not exist"
+            )
             raise CLIError(f"image {f} {what}")
     if args.batch <= 0:
         raise CLIError(f"--batch must be positive, got {args.batch}")

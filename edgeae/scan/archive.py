@@ -5,7 +5,8 @@ with ``/`` separators) used in the results, and a ``key`` derived from it that n
 The list is sorted by name and de-duplicated, so two walks of the same archive give the same order.
 Planetary products (PDS3, PDS4, ISIS3, VICAR, JP2: :mod:`edgeae.archive`) are walked too; a product with a
 detached label appears once, by its label (its data file beside it is dropped), and an ``.xml`` counts
-only when it is a PDS4 label.
+only when it is a PDS4 label. Anything that is not a regular file (a FIFO, a socket, a link to a device) is
+never opened: the walk leaves it out and names it in a warning (a FIFO would block the scan forever).
 """
 
 from __future__ import annotations
@@ -176,6 +177,8 @@ def walk_archive(
             entries += _read_manifest(p)
         elif p.is_file():
             entries.append(ArchiveEntry(p, p.name))
+        elif _special(p) is not None:
+            raise FileNotFoundError(f"archive {text!r} is {_special(p)}, not a regular file: not read")
         elif _GLOB_CHARS.search(text):
             found = _glob(text, suffixes)
             if not found:
@@ -205,6 +208,16 @@ def walk_archive(
     if repeats:  # a manifest line given twice, or a file both in a folder and named again: one scan of it
         distinct = len(set(repeats))
         log.warning("%d archive file(s) listed more than once are scanned once (e.g. %r)", distinct, repeats[0])
+    special = [(n, k) for n, e in by_name.items() if (k := _special(e.path)) is not None]
+    if special:  # never opened (a FIFO blocks the first read until a writer comes): left out, and said so
+        shown = ", ".join(f"{n} ({k})" for n, k in special[:5]) + (
+            f" and {len(special) - 5} more" if len(special) > 5 else ""
+        )
+        log.warning(
+            "%d archive file(s) are not regular files and were not scanned (never opened): %s", len(special), shown
+        )
+        for n, _ in special:
+            del by_name[n]
     listed = {res(e.path) for e in by_name.values()}
     given = {e.name: i for i, e in reversed(list(enumerate(entries)))}  # where each name was first listed
     out: dict[str, ArchiveEntry] = {}
@@ -245,6 +258,14 @@ def _results_folders(specs: list[str | os.PathLike[str]], out: str | os.PathLike
     if any(Path(r).resolve().is_relative_to(ex) for r in roots):
         return frozenset({ex / "parts", ex / "topk"})
     return frozenset({ex})
+
+
+def _special(p: Path) -> str | None:
+    """'a FIFO', 'a socket', ... for a path that exists but is not a regular file or a folder, else None."""
+    from edgeae.archive.formats import not_regular
+
+    kind = not_regular(p)
+    return None if kind == "a directory" else kind
 
 
 def _not_a_label(e: ArchiveEntry) -> bool:
