@@ -235,6 +235,7 @@ def export_checkpoint(
     test_source: str = "",
     tail_frames: list[tuple[str, np.ndarray]] | None = None,
     provenance: dict[str, dict[str, Any]] | None = None,
+    source: str = "",
 ) -> ExportReport:
     """Export an in-memory model; see the module docstring. Returns the report (also written to disk).
 
@@ -244,7 +245,9 @@ def export_checkpoint(
     Every artifact is built and checked in a temporary folder, then placed in ``out_dir`` (a failed one as
     ``*.FAILED.*``: :mod:`edgeae.export.outdir`) and the report rewritten, so it matches the folder whenever the
     run stops; the records of an earlier export of ``name`` there that still hold are kept, a folder holding another
-    model's export is refused (:class:`edgeae.export.outdir.OtherModelsExport`, before any work).
+    model's export is refused (:class:`edgeae.export.outdir.OtherModelsExport`, before any work). ``source``: the
+    checkpoint's resolved path or ``zoo:NAME``, recorded in ``parity.json`` and compared with an earlier export's
+    there ("": another model of this name is told by its kind and architecture only).
     Raises :class:`ExportFailed` after writing the report when any check failed (``config.strict``); a ValueError,
     before any work, when the tail frames give fewer than 3 patches.
     """
@@ -253,7 +256,7 @@ def export_checkpoint(
     with outdir.removed_if_failed(out_dir):  # a folder this call made is not left behind empty
         return _export_checkpoint(
             model, metadata, out_dir, name, calib_patches, test_patches, config, calib_source, test_source,
-            tail_frames, provenance,
+            tail_frames, provenance, source,
         )  # fmt: skip
 
 
@@ -269,6 +272,7 @@ def _export_checkpoint(
     test_source: str,
     tail_frames: list[tuple[str, np.ndarray]] | None,
     provenance: dict[str, dict[str, Any]] | None,
+    source: str,
 ) -> ExportReport:
     import datetime
     import tempfile
@@ -278,7 +282,7 @@ def _export_checkpoint(
     if tail_frames:
         check_tail_frames(tail_frames, int(calib_patches.shape[-1]))
     out = outdir.ensure_writable(out_dir)
-    outdir.refuse_other_model(out, name, metadata.source_checkpoint_hash)
+    outdir.refuse_other_model(out, name, outdir.Origin.of(metadata, source))
     prov = provenance or {}
     report = ExportReport(
         model=name,
@@ -287,6 +291,7 @@ def _export_checkpoint(
         test={"source": test_source, "n_patches": len(test_patches), "seed": config.seed + 1},
         environment=environment(),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        source=source,
     )
     report.calibration.update(prov.get("calibration", {}))
     report.test.update(prov.get("test", {}))
@@ -340,15 +345,25 @@ def _export_checkpoint(
 
 
 def _patches_of(
-    flag: str, source: str, meta: ModelMetadata, files: list[Path], count: int, seed: int, tail: float = 0.0
+    flag: str,
+    given: bool,
+    source: str,
+    meta: ModelMetadata,
+    files: list[Path],
+    count: int,
+    seed: int,
+    tail: float = 0.0,
 ) -> np.ndarray:
-    """:func:`edgeae.export.calibration.model_patches` of one set; its ValueError names the set (``--calib`` /
-    ``--test``): a set without one valid patch is refused before the conversions."""
+    """:func:`edgeae.export.calibration.model_patches` of one set; its ValueError names the set: a set without one
+    valid patch is refused before the conversions. ``flag`` (``--calib`` / ``--test``) names the set when the user
+    ``given`` it, else it is the remedy (the set came from the model's own data)."""
     try:
         return cal.model_patches(meta, files, count, seed=seed, tail=tail)
     except ValueError as exc:
         what = "calibration" if flag == "--calib" else "parity test"
-        raise ValueError(f"{what} set {source} ({flag}): {exc}") from None
+        if given:
+            raise ValueError(f"{what} set {source} ({flag}): {exc}") from None
+        raise ValueError(f"{what} set {source}: {exc}; to use images of your own, give {flag} DIR") from None
 
 
 def check_tail_frames(frames: list[tuple[str, np.ndarray]], side: int) -> None:
@@ -387,6 +402,17 @@ def artifact_stem(spec: str | os.PathLike[str], checkpoint: Path) -> str:
     return safe
 
 
+def checkpoint_source(spec: str | os.PathLike[str], checkpoint: Path) -> str:
+    """What ``parity.json`` records as an export's ``source``: ``zoo:NAME`` for a zoo model, else the checkpoint's
+    resolved path (a re-export of the same path into the folder replaces its files; another path is another model)."""
+    from edgeae.resolve import ZOO_PREFIX
+
+    text = os.fspath(spec)
+    if not text.startswith(ZOO_PREFIX) and Path(text).is_file():
+        return str(checkpoint.resolve())
+    return ZOO_PREFIX + text.removeprefix(ZOO_PREFIX)
+
+
 def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
     """Export a zoo model or ``.pt`` checkpoint with real calibration and test patches, chosen by the model's own
     training data (a dataset's val and test splits, a folder's val files and its other images:
@@ -405,18 +431,21 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     path = resolve_model_path(spec, want="checkpoint")
     name = artifact_stem(spec, path)
     with outdir.removed_if_failed(out_dir):  # as the CLI: a failed export leaves no empty --out behind
-        return _export_model(path, name, out_dir, config)
+        return _export_model(path, name, out_dir, config, checkpoint_source(spec, path))
 
 
-def _export_model(path: Path, name: str, out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
+def _export_model(
+    path: Path, name: str, out_dir: str | os.PathLike[str], config: ExportConfig, source: str
+) -> ExportReport:
     from edgeae.checkpoint import load_checkpoint
 
     from . import outdir
 
+    out = outdir.ensure_writable(out_dir)
     checkpoint = sha256_file(path)
-    outdir.refuse_other_model(outdir.ensure_writable(out_dir), name, checkpoint)  # before minutes of work
     ck = load_checkpoint(path)
     meta = ck.metadata.replace(source_checkpoint_hash=checkpoint)
+    outdir.refuse_other_model(out, name, outdir.Origin.of(meta, source))  # before minutes of work
     arch = meta.architecture
     side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
     channels = int(arch.get("channels", meta.channels))
@@ -454,7 +483,10 @@ def _export_model(path: Path, name: str, out_dir: str | os.PathLike[str], config
             len(converted), len(plan.calib), "/".join(stored), channels, plan.calib_source,
         )  # fmt: skip
         prov["calibration"]["converted_channels"] = len(converted)
-    calib = _patches_of("--calib", plan.calib_source, meta, plan.calib, config.n_calib, config.seed, config.calib_tail)
+    calib = _patches_of(
+        "--calib", config.calib is not None, plan.calib_source, meta, plan.calib, config.n_calib, config.seed,
+        config.calib_tail,
+    )  # fmt: skip
     if len(calib) < config.n_calib:
         log.warning(
             "calibration: %d patches, not the %d asked for (--n-calib): the %d calibration image(s) drawn from hold "
@@ -462,7 +494,9 @@ def _export_model(path: Path, name: str, out_dir: str | os.PathLike[str], config
             len(calib), config.n_calib, len(sampled), side,
         )  # fmt: skip
         prov["calibration"]["n_requested"] = config.n_calib
-    test = _patches_of("--test", plan.test_source, meta, plan.test, config.n_test, config.seed + 1)
+    test = _patches_of(
+        "--test", config.test is not None, plan.test_source, meta, plan.test, config.n_test, config.seed + 1
+    )
     return export_checkpoint(
         ck.model,
         meta,
@@ -475,4 +509,5 @@ def _export_model(path: Path, name: str, out_dir: str | os.PathLike[str], config
         test_source=plan.test_source,
         tail_frames=tail_frames,
         provenance=prov,
+        source=source,
     )

@@ -5,24 +5,27 @@ from) and only then copied into ``--out``: under its own name when it passed eve
 ``NAME.<precision>.FAILED.<ext>`` when it failed, so no mission or tool that opens ``NAME.<precision>.<ext>``
 picks it up, and a failed file never replaces a good one of the same name. A folder that already holds an
 export of the same model keeps it: :class:`Ledger` takes over the records of its ``parity.json`` whose files are
-still there, unchanged (SHA-256) and made from the same checkpoint; the others are dropped with a warning, and
-artifact files left without any record are named in one. A folder holding another model's export is refused
-(:func:`refuse_other_model`). ``parity.json`` is rewritten around every file placed, so at every moment each
-record in it matches its file: a run that stops half-way never leaves a new file beside the old one's hash.
+still there, unchanged (SHA-256) and made from the same checkpoint; the others are dropped with a warning (a
+retrained checkpoint's re-export replaces its files), and artifact files left without any record are named in one. A
+folder holding another model's export, or another model of the same name, is refused (:func:`refuse_other_model`).
+``parity.json`` is rewritten around every file placed, so at every moment each record in it matches its file: a run
+that stops half-way never leaves a new file beside the old one's hash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edgeae.metadata import sha256_file
+from edgeae.metadata import ModelMetadata, sha256_file
 
 from .report import ArtifactRecord, ExportReport, read_report, write_report
 
@@ -77,15 +80,56 @@ class OtherModelsExport(ValueError):
     """``--out`` holds the export of another model: exporting there would leave its files without records."""
 
 
-def _made_from(file: Path) -> tuple[str, str | None] | None:
-    """(kind, source checkpoint SHA-256) an artifact's metadata records, None when it cannot be read."""
+@dataclass(frozen=True)
+class Origin:
+    """What an export is made from: tells a re-export of the same model (a checkpoint trained further, resumed or
+    recalibrated at the same path) from another model that gives its files the same names (two runs' ``best.pt``)."""
+
+    checkpoint: str | None  # SHA-256 of the checkpoint file (None: an in-memory model that names none)
+    kind: str  # the checkpoint's kind: "cae" or "vae"
+    architecture: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the checkpoint's resolved path or ``zoo:NAME`` (parity.json ``source``); "": not known
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata, source: str = "") -> Origin:
+        return cls(metadata.source_checkpoint_hash, metadata.kind, dict(metadata.architecture), source)
+
+
+#: architecture keys set after training (``edgeae.train.vae_calibrate`` retunes λ): a recalibrated model is the same
+TUNED_KEYS = frozenset({"score_lambda"})
+
+
+def _base_kind(kind: str) -> str:
+    """An artifact's kind -> the kind of the checkpoint it was made from (``cae-encoder`` -> ``cae``)."""
+    return kind.split("-", 1)[0]
+
+
+def _architecture_differs(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """``key a vs b`` for each architecture key both record with another value (JSON-normalised: tuples as lists;
+    a key only one records is left out, as one an older edgeae did not write yet)."""
+    a, b = json.loads(json.dumps(theirs, default=str)), json.loads(json.dumps(ours, default=str))
+    return [f"{k} {a[k]} vs {b[k]}" for k in sorted(set(a) & set(b) - TUNED_KEYS) if a[k] != b[k]]
+
+
+def _other_model(file: Path, origin: Origin, recorded_source: str) -> str:
+    """Why ``file`` (an artifact of this model's name) was made from another model than ``origin`` ("": the same
+    model, or its metadata cannot be read: the export's warnings name it)."""
     from edgeae.firmware_sim.runtime import read_metadata
 
     try:
         meta = read_metadata(file)
-    except (OSError, ValueError):  # not an artifact, damaged, no interpreter: the export's warnings name it
-        return None
-    return meta.kind, meta.source_checkpoint_hash
+    except (OSError, ValueError):  # not an artifact, damaged, no interpreter
+        return ""
+    if origin.checkpoint is not None and meta.source_checkpoint_hash == origin.checkpoint:
+        return ""  # the same checkpoint bytes: whatever its path, the same model
+    if _base_kind(meta.kind) != origin.kind:
+        return f"{file.name} is a {meta.kind} artifact, this checkpoint a {origin.kind}"
+    differs = _architecture_differs(meta.architecture, origin.architecture)
+    if differs:
+        return f"{file.name} has another architecture: {', '.join(differs[:3])}"
+    if recorded_source and origin.source and recorded_source != origin.source:
+        return f"its parity.json says it was made from {recorded_source}, this export is of {origin.source}"
+    return ""
 
 
 def _of_model(name: str, model: str) -> bool:
@@ -100,13 +144,16 @@ def _refuse(out: Path, model: str, holds: str, other: str) -> NoReturn:
     )
 
 
-def refuse_other_model(out: Path, model: str, checkpoint: str | None = None) -> None:
+def refuse_other_model(out: Path, model: str, origin: Origin | None = None) -> None:
     """Raise :class:`OtherModelsExport` when ``out`` holds another model's export whose files are still there (one
-    report per folder: its records would be dropped and its files left unrecorded).
+    report per folder: its records would be dropped and its files left unrecorded or replaced).
 
-    Another model: ``parity.json`` names another one, or its files still there were made from another source
-    checkpoint (``checkpoint``, SHA-256; two runs' ``best.pt`` give the same name). A ``parity.json`` that cannot be
-    read describes nothing: then the artifact files of the folder decide (another name, another checkpoint).
+    Another model: ``parity.json`` names another one, or a file of this name still there is not of ``origin``: made
+    from another checkpoint SHA-256 *and* another kind, architecture or source checkpoint (the path or zoo name that
+    ``parity.json`` records as ``source``; a report from before ``source`` decides by kind and architecture). The
+    same checkpoint trained further at the same path is the same model: its stale records are dropped with a warning
+    (:func:`earlier_records`) and its files replaced. A ``parity.json`` that cannot be read describes nothing: then
+    the artifact files of the folder decide (another name, another kind or architecture).
     """
     p = out / REPORT
     try:
@@ -127,14 +174,16 @@ def refuse_other_model(out: Path, model: str, checkpoint: str | None = None) -> 
     other = str(data.get("model"))
     if data.get("model") not in (None, model):
         _refuse(out, model, f"{other} (parity.json)", other)
-    if checkpoint is None:
+    if origin is None:
         return
+    recorded = data.get("source")
     for f in present:
-        made = _made_from(f)
-        if made is not None and made[1] is not None and made[1] != checkpoint:
-            kind, theirs = made[0], made[1][:12]
-            holds = f"{model} from another checkpoint ({f.name}: a {kind} made from {theirs}…, this one is "
-            _refuse(out, model, holds + f"{checkpoint[:12]}…)", "that model")
+        why = _other_model(f, origin, recorded if isinstance(recorded, str) else "")
+        if why:
+            raise OtherModelsExport(
+                f"--out {out} holds the export of another model named {model} ({why}): exporting this one there "
+                f"would replace that model's files of the same names; choose another --out (e.g. {out / model})"
+            )
 
 
 def _copy(src: Path, dest: Path, replace: tuple[str, str] | None = None) -> None:

@@ -71,6 +71,9 @@ class ExportReport:
     #: artifacts this run had still to make when the report was written: it is rewritten after every file placed,
     #: so a run that stopped (Ctrl-C, killed, an error) leaves a report that says so; 0 once the run finished
     unfinished: int = 0
+    #: the checkpoint exported: its resolved path or ``zoo:NAME`` ("" unknown: an in-memory model); a later export
+    #: into the same folder from another source is another model of the same name (edgeae.export.outdir)
+    source: str = ""
 
     @property
     def failures(self) -> list[str]:

@@ -5,7 +5,8 @@ The runtime keeps each model artifact's bytes in memory (the weight image an SEU
 storage (after checking its SHA-256 against the golden hash) and rebuilds the interpreter session, so the
 upset lives at most until the next scrub. At load, a file whose SHA-256 differs from the golden hash (from
 the mission file, else a ``<file>.sha256`` sidecar, else the export's ``parity.json`` beside it) is refused, and
-so is a file that ``parity.json`` says failed its export checks; a configured fallback copy is tried next.
+so is a file its export rejected (``parity.json`` says it failed its checks, or it is named ``*.FAILED.*``); a
+configured fallback copy is tried next.
 """
 
 from __future__ import annotations
@@ -96,21 +97,27 @@ def parity_hash(path: Path) -> str | None:
     return sha if len(sha) == 64 else None
 
 
+#: in the name of every file ``edgeae export`` rejected (``NAME.<precision>.FAILED.<ext>``, docs/export.md)
+FAILED_MARK = ".FAILED."
+
+
 def parity_failure(path: Path) -> str | None:
-    """Why the export's own ``parity.json`` beside ``path`` says the file failed its checks (None: it passed, or
-    nothing records it). A record from before ``passed`` existed has its verdict in ``parity["passed"]``."""
-    entry = parity_record(path)
-    if entry is None:
-        return None
+    """Why ``path`` is a file its export rejected (None: nothing says so): the export's own ``parity.json`` beside it
+    says it failed its checks (a record from before ``passed`` existed has its verdict in ``parity["passed"]``), or
+    its name is one the export gives a rejected file (``.FAILED.``): the refusal must not end when a later export
+    into the folder drops the record, or when the file is copied without its ``parity.json``."""
+    entry = parity_record(path) or {}
     passed = entry.get("passed")
     if passed is None:
         parity = entry.get("parity")
         passed = parity.get("passed") if isinstance(parity, dict) else None
-    if passed is not False:
-        return None
-    failures = entry.get("failures")
-    gate = str(failures[0]) if isinstance(failures, list) and failures else "parity"
-    return f"{path}: its export report {path.with_name('parity.json')} says it failed its checks ({gate})"
+    if passed is False:
+        failures = entry.get("failures")
+        gate = str(failures[0]) if isinstance(failures, list) and failures else "parity"
+        return f"{path}: its export report {path.with_name('parity.json')} says it failed its checks ({gate})"
+    if FAILED_MARK in path.name:
+        return f"{path} is a file its export rejected (named {FAILED_MARK} by edgeae export): re-export the model"
+    return None
 
 
 @dataclass

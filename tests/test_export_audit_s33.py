@@ -42,6 +42,23 @@ def _tiny_checkpoint(path: Path) -> Path:
     return save_checkpoint(path, CAE(cfg).eval(), meta)
 
 
+def _tiny_vae_checkpoint(path: Path) -> Path:
+    """A 1-channel VAE (patch 64) saved as ``edgeae train-vae`` saves one."""
+    from edgeae.checkpoint import save_checkpoint
+    from edgeae.models.vae import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    cfg = VAEConfig(channels=1, widths=(4, 8, 8, 8), latent=16, patch=64, score_lambda=5.0)
+    meta = ModelMetadata(kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1)
+    return save_checkpoint(path, VAE(cfg).eval(), meta)
+
+
+def _load_meta(path: Path) -> ModelMetadata:
+    from edgeae.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).metadata
+
+
 def _images(folder: Path, n: int, h: int, w: int, channels: int = 1) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(n * h + w)
@@ -51,7 +68,7 @@ def _images(folder: Path, n: int, h: int, w: int, channels: int = 1) -> Path:
     return folder
 
 
-def _artifact(path: Path, kind: str, checkpoint: str) -> Path:
+def _artifact(path: Path, kind: str, checkpoint: str | None, architecture: dict[str, Any] | None = None) -> Path:
     """A small valid ONNX file with edgeae metadata (an Identity graph): what read_metadata needs."""
     from onnx import TensorProto, helper
 
@@ -61,7 +78,7 @@ def _artifact(path: Path, kind: str, checkpoint: str) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     meta = ModelMetadata(
-        kind=kind, architecture={"channels": 1}, input_shape=(-1, 1, 64, 64), channels=1,
+        kind=kind, architecture=architecture or {"channels": 1}, input_shape=(-1, 1, 64, 64), channels=1,
         source_checkpoint_hash=checkpoint,
     )  # fmt: skip
     helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
@@ -108,21 +125,26 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 def test_another_checkpoints_export_of_the_same_name_is_refused(tmp_path: Path, no_work: None) -> None:
     """Item 1: runs/vae1/best.pt exported into runs/cae1/best.pt's folder replaced the CAE's best.fp32.onnx (both
-    are named ``best``; only the names were compared). Now the source checkpoint decides, before any work."""
+    are named ``best``; only the names were compared). Now another model of the same name (another kind or
+    architecture, or another source checkpoint path) is refused, before any work."""
+    cae = _tiny_checkpoint(tmp_path / "runs" / "cae1" / "best.pt")
     out = tmp_path / "mix"
     out.mkdir()
-    _report(out, "best", [_artifact(out / "best.fp32.onnx", "cae", SHA_A)])
+    arch = _load_meta(cae).architecture
+    _report(out, "best", [_artifact(out / "best.fp32.onnx", "cae", SHA_A, arch)])  # from before ``source``
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    ckpt = _tiny_checkpoint(tmp_path / "runs" / "vae1" / "best.pt")
+    vae = _tiny_vae_checkpoint(tmp_path / "runs" / "vae1" / "best.pt")
     with pytest.raises(outdir.OtherModelsExport) as err:
-        api.export_model(ckpt, out, FAST)
+        api.export_model(vae, out, FAST)
     msg = str(err.value)
-    assert "\n" not in msg and "best from another checkpoint" in msg and "best.fp32.onnx: a cae made from aaaa" in msg
-    assert "choose another --out" in msg
+    assert "\n" not in msg and "another model named best" in msg
+    assert "best.fp32.onnx is a cae artifact, this checkpoint a vae" in msg and "choose another --out" in msg
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    with pytest.raises(outdir.OtherModelsExport):
-        outdir.refuse_other_model(out, "best", SHA_B)
-    outdir.refuse_other_model(out, "best", SHA_A)  # the same checkpoint: an earlier export of it, kept
+    cae_b = outdir.Origin(SHA_B, "cae", arch)
+    with pytest.raises(outdir.OtherModelsExport, match=r"best\.fp32\.onnx has another architecture: widths"):
+        outdir.refuse_other_model(out, "best", outdir.Origin(SHA_B, "cae", {**arch, "widths": [8, 8, 8, 8]}))
+    outdir.refuse_other_model(out, "best", outdir.Origin(SHA_A, "vae", {}))  # the same checkpoint bytes: kept
+    outdir.refuse_other_model(out, "best", cae_b)  # no recorded source: a CAE of this architecture is this one
 
 
 def test_an_unreadable_report_does_not_hide_another_models_files(tmp_path: Path) -> None:
@@ -136,9 +158,10 @@ def test_an_unreadable_report_does_not_hide_another_models_files(tmp_path: Path)
         outdir.refuse_other_model(out, "tiny")
     (out / "other.int8.onnx").unlink()
     _artifact(out / "tiny-encoder.int8.onnx", "cae-encoder", SHA_A)
-    outdir.refuse_other_model(out, "tiny", SHA_A)  # its own files, same checkpoint: carried on, with a warning
-    with pytest.raises(outdir.OtherModelsExport, match="tiny from another checkpoint"):
-        outdir.refuse_other_model(out, "tiny", SHA_B)
+    outdir.refuse_other_model(out, "tiny", outdir.Origin(SHA_A, "vae"))  # its own files, same checkpoint
+    outdir.refuse_other_model(out, "tiny", outdir.Origin(SHA_B, "cae"))  # a retrained CAE: replaced, with a warning
+    with pytest.raises(outdir.OtherModelsExport, match=r"tiny-encoder\.int8\.onnx is a cae-encoder artifact, this"):
+        outdir.refuse_other_model(out, "tiny", outdir.Origin(SHA_B, "vae"))
 
 
 # ------------------------------------------------------------------------- 2, 12: small tail frames, --out
@@ -424,3 +447,177 @@ def test_firmware_sim_run_refuses_a_model_its_export_rejected_before_the_boot(tm
     with pytest.raises(MissionError, match=r"--anomaly-model .*says it failed its checks \(int8 PSNR") as err:
         cli_overrides._check_named_model("--anomaly-model", str(bad))
     assert "does not fly a file its own export rejected" in str(err.value)
+
+
+# ------------------------------------------------------- review r3: a re-export into its own folder, FAILED files
+
+
+def _fake_export_one(run: Any, graph: Any, fmt: str, precision: str) -> tuple[ArtifactRecord, Path]:
+    """``api._export_one`` without the conversion: a small artifact with the graph's metadata, passed."""
+    name = f"{run.name}{api.SUFFIX[graph.kind]}.{precision}.{fmt}"
+    meta = graph.metadata
+    path = _artifact(run.work / "final" / name, graph.kind, meta.source_checkpoint_hash, meta.architecture)
+    return ArtifactRecord("", graph.kind, fmt, precision, 0, "", "c", {"passed": True}, name=name), path
+
+
+def _retrain(path: Path) -> None:
+    """The checkpoint trained further: the same path, other weights."""
+    from edgeae.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(path)
+    with torch.no_grad():
+        for w in ck.model.parameters():
+            w.add_(0.01)
+    save_checkpoint(path, ck.model, ck.metadata)
+
+
+def _records(out: Path) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in json.loads((out / "parity.json").read_text())["artifacts"]}
+
+
+def test_a_retrained_checkpoint_is_re_exported_into_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r3 item 1: the fix of a3 item 1 refused runs/x/best.pt trained further and exported again into its own --out
+    ("holds the export of best from another checkpoint"). Now it is the same model: its stale records are dropped
+    with the warning, its files replaced, the ones not rewritten named as unrecorded; ``source`` is recorded."""
+    from edgeae.metadata import sha256_file
+
+    monkeypatch.setattr(api, "_export_one", _fake_export_one)
+    ckpt = _tiny_checkpoint(tmp_path / "runs" / "x" / "best.pt")
+    calib, test = _images(tmp_path / "calib", 1, 256, 256), _images(tmp_path / "test", 1, 256, 256)
+    cfg = dataclasses.replace(FAST, calib=calib, test=test, tail_check=False, kinds=("cae",))
+    out = tmp_path / "exp"
+    api.export_model(ckpt, out, dataclasses.replace(cfg, precisions=("fp32", "int8")))
+    old = sha256_file(out / "best.fp32.onnx")
+    _retrain(ckpt)
+    caplog.set_level(logging.WARNING)
+    report = api.export_model(ckpt, out, cfg)  # refused before the fix
+    assert [a.name for a in report.artifacts] == ["best.fp32.onnx"]
+    assert json.loads((out / "parity.json").read_text())["source"] == str(ckpt.resolve())
+    assert sha256_file(out / "best.fp32.onnx") != old  # replaced by the new checkpoint's file
+    assert _records(out)["best.fp32.onnx"]["sha256"] == sha256_file(out / "best.fp32.onnx")
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("1 earlier record(s) not carried" in w and "best.int8.onnx (made from another checkpoint)" in w
+               for w in warned)  # fmt: skip
+    assert any("files without a record" in w and "best.int8.onnx" in w for w in warned)
+    assert (out / "best.int8.onnx").is_file()  # nothing deleted
+
+
+def test_a_different_model_of_the_same_name_is_still_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """r3 item 1: what a3 item 1 refused stays refused: a VAE's best.pt into a CAE's best.pt folder (another kind),
+    and another CAE of the same architecture from another path (the source parity.json records)."""
+    monkeypatch.setattr(api, "_export_one", _fake_export_one)
+    cae1 = _tiny_checkpoint(tmp_path / "runs" / "cae1" / "best.pt")
+    calib, test = _images(tmp_path / "calib", 1, 256, 256), _images(tmp_path / "test", 1, 256, 256)
+    cfg = dataclasses.replace(FAST, calib=calib, test=test, tail_check=False, kinds=("cae",))
+    out = tmp_path / "exp"
+    api.export_model(cae1, out, cfg)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    vae1 = _tiny_vae_checkpoint(tmp_path / "runs" / "vae1" / "best.pt")
+    with pytest.raises(outdir.OtherModelsExport, match=r"best\.fp32\.onnx is a cae artifact, this checkpoint a vae"):
+        api.export_model(vae1, out, cfg)
+    cae2 = _tiny_checkpoint(tmp_path / "runs" / "cae2" / "best.pt")
+    _retrain(cae2)
+    with pytest.raises(outdir.OtherModelsExport) as err:
+        api.export_model(cae2, out, cfg)
+    msg = str(err.value)
+    assert "\n" not in msg and f"made from {cae1.resolve()}, this export is of {cae2.resolve()}" in msg
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_benchmarks_rebuild_a_stale_zoo_cache_in_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """r3 item 1: benchmarks.artifacts.zoo_artifact re-exports a cache built from an older zoo checkpoint into the
+    same folder (its parity.json from before ``source``): refused by a3's fix, now rebuilt."""
+    from edgeae.export.data_plan import DataPlan
+    from edgeae.firmware_sim.runtime import read_metadata
+
+    from benchmarks import artifacts
+    from edgeae.metadata import sha256_file
+    from edgeae.predictor import resolve_model_path
+
+    name = "orbital-gray-vae-lite"
+    arch = _load_meta(resolve_model_path(name, want="checkpoint")).architecture
+    monkeypatch.setattr(artifacts, "ART_DIR", tmp_path)
+    monkeypatch.setattr(api, "_export_one", _fake_export_one)
+    images = sorted(_images(tmp_path / "img", 1, 128, 128).iterdir())
+    monkeypatch.setattr(cal, "plan_data", lambda *a, **k: DataPlan(images, "c", images, "t", [], []))
+    folder = tmp_path / name
+    folder.mkdir()
+    stale = _artifact(folder / f"{name}.int8.onnx", "vae", SHA_A, {**arch, "score_lambda": 1.0})  # older λ too
+    _report(folder, name, [stale])
+    path = artifacts.zoo_artifact(name, kind="vae", fmt="onnx", precision="int8")  # OtherModelsExport before
+    assert path == stale and read_metadata(path).source_checkpoint_hash == sha256_file(
+        resolve_model_path(name, "checkpoint")
+    )
+    assert _records(folder)[stale.name]["sha256"] == sha256_file(path)
+    assert json.loads((folder / "parity.json").read_text())["source"] == f"zoo:{name}"
+    assert artifacts.is_fresh(name)
+
+
+def test_a_failed_file_stays_refused_when_the_next_export_drops_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r3 item 2: the next export into the folder drops every failed record while NAME.FAILED.EXT stays; the boot
+    and ``firmware-sim run --anomaly-model`` then accepted it (no record: first-load hash), as they did a FAILED file
+    copied to flight media without its parity.json. Its name now refuses it."""
+    from edgeae.firmware_sim import cli_overrides, guard
+    from edgeae.firmware_sim.mission import MissionError
+
+    from edgeae.metadata import sha256_file
+
+    monkeypatch.setattr(api, "_export_one", _fake_export_one)
+    ckpt = _tiny_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "exp"
+    out.mkdir()
+    bad = _artifact(out / "best.int8.FAILED.onnx", "cae", sha256_file(ckpt), _load_meta(ckpt).architecture)
+    record = {"path": str(bad), "name": bad.name, "kind": "cae", "format": "onnx", "precision": "int8", "checker": "c",
+              "size_bytes": bad.stat().st_size, "sha256": sha256_file(bad), "parity": {"passed": False},
+              "passed": False, "failures": ["int8 PSNR 12.0 dB"]}  # fmt: skip
+    (out / "parity.json").write_text(json.dumps({"model": "best", "artifacts": [record]}))  # run 1: its int8 failed
+    assert "says it failed its checks (int8 PSNR 12.0 dB)" in str(guard.parity_failure(bad))
+    calib, test = _images(tmp_path / "calib", 1, 256, 256), _images(tmp_path / "test", 1, 256, 256)
+    caplog.set_level(logging.WARNING)
+    api.export_model(ckpt, out, dataclasses.replace(FAST, calib=calib, test=test, tail_check=False, kinds=("cae",)))
+    assert bad.name not in _records(out) and bad.is_file()  # run 2 dropped its record, the file stays
+    assert any(f"{bad.name} (it failed its checks in that run)" in r.getMessage() for r in caplog.records)
+    media = tmp_path / "media"
+    media.mkdir()
+    copied = media / bad.name  # on flight media without its parity.json
+    copied.write_bytes(bad.read_bytes())
+    for path in (bad, copied):
+        why = f"{path} is a file its export rejected (named .FAILED. by edgeae export): re-export the model"
+        assert guard.parity_failure(path) == why
+        with pytest.raises(guard.ModelRefused) as err:  # the flight boot
+            guard.ModelGuard("anomaly", path, lambda p, t: object(), 1).load()
+        assert why in str(err.value) and "\n" not in str(err.value)
+        with pytest.raises(MissionError) as err2:  # firmware-sim run --anomaly-model X.FAILED.onnx (exit 2)
+            cli_overrides._check_named_model("--anomaly-model", str(path))
+        assert str(err2.value).startswith(f"--anomaly-model {why}")
+    assert guard.parity_failure(out / "best.fp32.onnx") is None
+    guard.ModelGuard("anomaly", out / "best.fp32.onnx", lambda p, t: object(), 1).load()
+
+
+def test_a_default_set_without_valid_patches_names_no_flag_the_user_did_not_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """r3 item 3: "calibration set orbital_gray val split (--calib): none of ..." when no --calib was given. The
+    flag is now the remedy (given, it still names the set: the a3 item 4 test)."""
+    from edgeae.export.data_plan import DataPlan
+
+    def work(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("converted a model calibrated on no data")
+
+    monkeypatch.setattr(api, "export_checkpoint", work)
+    ckpt = _tiny_checkpoint(tmp_path / "best.pt")
+    nan = [_nan_tiff(tmp_path / "nan" / "n0.tif")]
+    good = sorted(_images(tmp_path / "good", 1, 256, 256).iterdir())
+    for calib, test, flag, what in ((nan, good, "--calib", "calibration"), (good, nan, "--test", "parity test")):
+        plan = DataPlan(calib, "orbital_gray val split", test, "orbital_gray test split", [], [])
+        monkeypatch.setattr(cal, "plan_data", lambda *a, _plan=plan, **k: _plan)
+        with pytest.raises(ValueError) as err:
+            api.export_model(ckpt, tmp_path / "out", dataclasses.replace(FAST, tail_check=False))
+        msg = str(err.value)
+        split = "val" if flag == "--calib" else "test"
+        assert msg.startswith(f"{what} set orbital_gray {split} split: none of the 1 image(s) read") and "\n" not in msg
+        assert f"({flag})" not in msg and msg.endswith(f"to use images of your own, give {flag} DIR")
