@@ -19,19 +19,28 @@ negative or malformed PDS3 pointer, a label naming itself as its data and a labe
 ``^IMAGE`` that lands inside its own label (a stale pointer left by a crop) is either relocated, when exactly
 one placement of the image fits, or refused (:func:`check_complete`, :mod:`edgeae.archive.pds3`). Nothing
 but a regular file is ever opened here (a FIFO would block ``open`` forever).
+
+What may be opened lives in :mod:`.files`, where a label's pointers may lead in :mod:`.pointers`, and the VICAR
+checks in :mod:`.vicar`; this module ties them together per format.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import stat
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
 
 from edgeae import _headers
 from edgeae._headers import ImageReadError
+from edgeae.archive.files import (
+    MAX_LABEL_BYTES,
+    _check_label_size,
+    _head,
+    _open_regular,
+    _read_at,
+    _same_file,
+    not_regular,
+)
 from edgeae.archive.pds3 import (
     IMAGE_OBJECTS,
     ImageLayout,
@@ -42,6 +51,8 @@ from edgeae.archive.pds3 import (
     parse_pointer,
     scan_label,
 )
+from edgeae.archive.pointers import _in_label_dir, _pointer
+from edgeae.archive.vicar import _check_vicar, _vicar_extent
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -63,67 +74,6 @@ LABEL_SUFFIXES = _headers.ARCHIVE_LABEL_SUFFIXES
 DATA_SUFFIXES = _headers.ARCHIVE_DATA_SUFFIXES
 # files that only GDAL reads (the scan walks these; .xml only when it is a PDS4 label)
 ARCHIVE_SUFFIXES = _headers.ARCHIVE_SUFFIXES
-# a label larger than this is refused before it is parsed (GDAL and ElementTree hold a parsed label many times
-# its size: a 40 MB PDS4 XML took 2.5 GB); real labels are tens of KB (the largest sample: 27.8 KB)
-MAX_LABEL_BYTES = 4 * 1024**2
-
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-)
-
-
-def _kind(mode: int) -> str | None:
-    """What a file of this st_mode is when it is not a regular file ('a FIFO', ...), else None."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
-
-
-def not_regular(p: Path) -> str | None:
-    """'a FIFO', 'a character device', ... when ``p`` (links followed) exists but is not a regular file, else None.
-
-    Such a file is never opened: a FIFO blocks ``open`` until a writer comes, a device never ends.
-    """
-    try:
-        return _kind(os.stat(p).st_mode)
-    except (OSError, ValueError):  # missing, a dangling link, an unreadable folder: said by whoever opens it
-        return None
-
-
-def _open_regular(p: Path) -> BinaryIO:
-    """``open(p, "rb")`` for a regular file only; anything else is refused with :class:`ImageReadError`."""
-    kind = not_regular(p)
-    if kind is not None:
-        raise ImageReadError(f"{p}: {kind}, not a regular file: not read")
-    # O_NONBLOCK: if p became a FIFO since the stat, the open returns at once instead of waiting for a writer
-    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        kind = _kind(os.fstat(fd).st_mode)
-        if kind is not None:
-            raise ImageReadError(f"{p}: {kind}, not a regular file: not read")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _head(p: Path, n: int = 4096) -> bytes:
-    with _open_regular(p) as fh:
-        return fh.read(n)
-
-
-def _check_label_size(label: Path) -> None:
-    """Refuse a label over :data:`MAX_LABEL_BYTES` before anything parses it, naming the file and its size."""
-    size = label.stat().st_size
-    if size > MAX_LABEL_BYTES:
-        raise ImageReadError(
-            f"{label}: the label is {size} bytes ({size / 1024**2:.1f} MiB), over the {MAX_LABEL_BYTES // 1024**2} MiB "
-            "a label may have (real labels are tens of KB): not parsed"
-        )
 
 
 def is_pds4_label(p: Path) -> bool:
@@ -222,136 +172,6 @@ def open_target(p: Path) -> Path:
 
 
 # -- truncation checks ------------------------------------------------------------------------------
-
-
-class _Vicar(NamedTuple):
-    """The extent a VICAR label at byte ``start`` declares (its keywords as written)."""
-
-    start: int
-    lblsize: int
-    recsize: int
-    nl: int
-    nb: int
-    nlb: int
-
-    @property
-    def end(self) -> int:
-        """Byte offset just after the last image record the label promises."""
-        return self.start + self.lblsize + self.recsize * (self.nlb + self.nl * self.nb)
-
-
-def _vicar_extent(data: bytes, start: int) -> _Vicar | None:
-    """The extent the VICAR label at ``start`` declares, or None when it is not a VICAR label."""
-    text = data[start : start + 65536].decode("latin-1")
-    if not text.startswith("LBLSIZE="):
-        return None
-
-    def num(key: str, default: int = 0) -> int:
-        m = re.search(rf"(?:^|\s){key}=\s*(\d+)", text)
-        return int(m.group(1)) if m else default
-
-    lblsize, recsize, nl, nb, nlb = num("LBLSIZE"), num("RECSIZE"), num("NL"), num("NB", 1), num("NLB")
-    if not (lblsize and recsize and nl):
-        return None
-    return _Vicar(start, lblsize, recsize, nl, max(nb, 1), nlb)
-
-
-# label text right after LBLSIZE bytes: a run of printable text reaching a KEYWORD= and the start of a value (a
-# VICAR label is KEY=VALUE pairs); only looked for when the label's text runs up to LBLSIZE (no NUL padding)
-_VICAR_MORE = re.compile(rb"[\x20-\x7e]{0,80}?(?<![A-Za-z0-9_])([A-Z][A-Z0-9_]{0,31})=[ ]*['(0-9+-]")
-
-
-def _check_vicar(p: Path, data_path: Path, head: bytes, v: _Vicar, size: int) -> None:
-    """Refuse a VICAR label whose LBLSIZE is smaller than the label (its text would be read as image rows) or
-    which promises more records than the file holds."""
-    where = f"{p}: the data file {data_path.name}" if data_path != p else str(p)
-    label_end = v.start + v.lblsize
-    tail = (
-        head[label_end - 1 : label_end + 128]
-        if label_end + 128 <= len(head)
-        else _read_at(data_path, label_end - 1, 129)
-    )
-    # a label padded with NULs up to LBLSIZE is whole; one whose text runs up to it may go on past it
-    more = _VICAR_MORE.match(tail, 1) if tail[:1] not in (b"", b"\0") else None
-    if more:
-        shown = re.sub(rb"[^ -~].*", b"", tail[1:41], flags=re.S).decode()  # the text after LBLSIZE, as written
-        raise ImageReadError(
-            f"{where}: its VICAR label says LBLSIZE={v.lblsize}, but the label's text goes on after byte {label_end} "
-            f"({shown!r}…): the label is larger than it says, so its text would be read as image "
-            "rows"
-        )
-    if v.end > size:
-        s = "s" if v.nl != 1 else ""
-        lines = f"{v.nl} line{s}" + (f" × {v.nb} bands" if v.nb > 1 else "")
-        full = max(0, (size - (v.start + v.lblsize + v.nlb * v.recsize)) // v.recsize)
-        unit = "lines" if v.nb == 1 else "records"
-        raise ImageReadError(
-            f"{where} is truncated: its VICAR label promises {lines} of {v.recsize}-byte records ({v.end} "
-            f"bytes), the file holds {size} bytes (about {full} complete {unit})"
-        )
-
-
-def _in_label_dir(label: Path, name: str, what: str) -> Path:
-    """The file ``name`` that ``label`` points to, in the label's own folder (as written, upper or lower case).
-
-    Refuses, naming the label and the pointer, a name with a path separator or one that is not a file name
-    (``..``, an absolute path), a link whose real path leaves the label's folder (the one it is in, or, for a
-    label that is itself a link, the one it links to: a folder of links to products), and anything that is not
-    a regular file (a FIFO, ``/dev/urandom``): a label must not send the reader to files outside its product's
-    folder, nor to a file that never ends. A name that does not exist is returned as written (the caller says so).
-    """
-    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
-        raise ImageReadError(
-            f"{label}: its {what} names {name!r}, not a file beside the label: a pointer must stay in the "
-            "label's folder (no path separators)"
-        )
-    for cand in dict.fromkeys((name, name.upper(), name.lower())):
-        p = label.with_name(cand)
-        if p.exists():
-            real = os.path.realpath(p)
-            # beside the label as given, or beside the file the label links to (a folder of links to products)
-            if os.path.dirname(real) not in (os.path.realpath(label.parent), os.path.dirname(os.path.realpath(label))):
-                raise ImageReadError(
-                    f"{label}: its {what} names {name!r}, a link to {real}, outside the label's folder: a pointer "
-                    "must stay in the label's folder"
-                )
-            kind = not_regular(p)
-            if kind is not None:
-                raise ImageReadError(
-                    f"{label}: its {what} names {name!r}, which is {kind}, not a regular file: not read"
-                )
-            return p
-    return label.with_name(name)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") -> tuple[str | None, int]:
-    """(file name or None, byte offset) of the pointer ``key = value``; a malformed or negative one is refused."""
-    ptr = parse_pointer(value, record_bytes)
-    where = f"{key} pointer" + (f" (in {obj})" if obj else "")
-    if ptr is None:
-        why = "a negative position" if re.search(r"-\s*\d", value) else "not a pointer PDS3 defines"
-        raise ImageReadError(
-            f"{p}: its {where} = {value.strip()!r} is {why}: where the image starts is unknown"
-        )  # fmt: skip
-    if ptr[1] < 0:  # a record pointer times a negative RECORD_BYTES
-        raise ImageReadError(
-            f"{p}: its {where} = {value.strip()!r} with RECORD_BYTES = {record_bytes} is a negative position: "
-            "where the image starts is unknown"
-        )
-    return ptr
-
-
-def _read_at(p: Path, start: int, n: int) -> bytes:
-    with open(p, "rb") as fh:
-        fh.seek(start)
-        return fh.read(n)
 
 
 _PAD = frozenset(b" \t\r\n\0")

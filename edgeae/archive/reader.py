@@ -24,18 +24,15 @@ Hostile or broken labels are refused before anything large is allocated: a raw p
 VICAR) whose declared samples do not fit in its data file from where the label says they start, any read window
 over ``EDGEAE_MAX_IMAGE_BYTES`` (:class:`edgeae.imagedecode.ImageLimits`), any file GDAL would read whose real
 path lies outside the label's folder or that is not a regular file, a PDS3 ``SAMPLE_TYPE`` GDAL would misread
-(unknown, VAX floats), and a JPEG 2000 file cut short. At open only the last few samples are read. A PDS3
-image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``, :mod:`edgeae.archive.pds3`)
-is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.
+(unknown, VAX floats), and a JPEG 2000 file cut short (:mod:`edgeae.archive.open_checks`). At open only the last
+few samples are read. A PDS3 image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``,
+:mod:`edgeae.archive.pds3`) is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import stat
-import struct
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -44,7 +41,8 @@ import numpy as np
 
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
-from edgeae.archive.formats import _head, check_complete, open_target
+from edgeae.archive.files import _head
+from edgeae.archive.formats import check_complete, open_target
 from edgeae.archive.gdal_env import GDAL_CACHE_MB, _open, _open_env
 from edgeae.archive.gdal_env import gdal_message as gdal_message
 from edgeae.archive.gdal_env import max_window_bytes as max_window_bytes
@@ -52,12 +50,18 @@ from edgeae.archive.label import (
     FLOAT_SPECIAL_BELOW,
     ISIS_SPECIALS,
     ProductLabel,
-    _gdal_json,
     label_from_dataset,
-    pds4_array,
     pds4_root,
 )
-from edgeae.archive.pds3 import RawImage, scan_label
+from edgeae.archive.open_checks import PDS3_SAMPLE_TYPES as PDS3_SAMPLE_TYPES
+from edgeae.archive.open_checks import (
+    RAW_DRIVERS,
+    check_declared_size,
+    check_files,
+    check_jp2,
+    check_sample_type,
+)
+from edgeae.archive.pds3 import RawImage
 from edgeae.archive.scaling import Scaling, choose_scaling, normalise, valid_range
 
 if TYPE_CHECKING:
@@ -67,19 +71,8 @@ __all__ = ["GDAL_CACHE_MB", "ProductReader", "Scaling", "choose_scaling", "read_
 
 log = logging.getLogger(__name__)
 PASS_BYTES = 8 * 1024**2  # samples read per window of the range pass
-RAW_DRIVERS = ("PDS", "PDS4", "ISIS3", "VICAR")  # uncompressed layouts: reading the last line is cheap
-# data files that hold compressed samples although a raw driver opened them (ISIS3 GeoTIFF cores, PDS3 JP2)
-_COMPRESSED_SUFFIXES = (".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".jpg", ".jpeg", ".png", ".gz", ".zip")
 _JP2_SUFFIXES = (".jp2", ".j2k", ".j2c", ".jpx", ".jpf")
-_SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk")  # GDAL's own files beside a product (QGIS writes .aux.xml)
 LAST_SAMPLES = 64  # samples of the last line read at open: enough to find a short file, bounded whatever the width
-# PDS3 SAMPLE_TYPEs (PDS3 Standards, Appendix C) GDAL reads as IEEE floats or two's complement integers; spaces as _
-PDS3_SAMPLE_TYPES = frozenset(
-    f"{order}{kind}"
-    for order in ("", "MSB_", "LSB_", "SUN_", "MAC_", "PC_", "VAX_", "IEEE_")
-    for kind in ("INTEGER", "UNSIGNED_INTEGER", "SIGNED_INTEGER", "REAL", "BIT_STRING")
-) | {"FLOAT"}
-_VAX_FLOATS = ("VAX_REAL", "VAX_DOUBLE", "VAXG_REAL", "VAX_COMPLEX", "VAXG_COMPLEX")  # not IEEE: GDAL misreads them
 
 
 _WARNED: set[tuple[str, str]] = set()  # (product, note) already logged by this process
@@ -151,8 +144,8 @@ class ProductReader:
             if self.raw_dtype.kind == "c":
                 raise ImageReadError(f"{self.path}: complex samples ({self.raw_dtype}) are not images")
             root = pds4_root(target) if self.driver == "PDS4" else None
-            self._check_sample_type(target)
-            self._check_declared_size(target, root)
+            check_sample_type(self, target)
+            check_declared_size(self, target, root)
             if self._moved is not None:
                 self._moved_dtype = self._direct_dtype(self._moved)
             self.label: ProductLabel = label_from_dataset(ds, target, root)
@@ -171,103 +164,10 @@ class ProductReader:
             self.close()
             raise
 
-    # -- checks at open ---------------------------------------------------------------------------------
+    # -- checks at open (the others: edgeae.archive.open_checks) ---------------------------------------
     def _check_files(self, target: Path) -> None:
-        """Every file GDAL reads for the product is a regular file whose real path (links resolved) lies in the
-        label's folder: the folder it was named in, or the label's own when the label itself is a link."""
-        homes = {os.path.realpath(target.parent), os.path.dirname(os.path.realpath(target))}
-        for f in self.ds.files:
-            real = os.path.realpath(f)
-            if os.path.dirname(real) not in homes:
-                link = f" (a link to {real})" if real != os.path.abspath(f) else ""
-                raise ImageReadError(
-                    f"{self.path}: its label points to {f}{link}, outside the label's folder: a pointer must stay in "
-                    "the label's folder"
-                )
-            try:
-                mode = os.stat(real).st_mode
-            except OSError as exc:
-                raise ImageReadError(f"{self.path}: its label points to {f}, which cannot be read ({exc})") from None
-            if not stat.S_ISREG(mode):
-                kinds = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
-                         stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket"}  # fmt: skip
-                kind = kinds.get(stat.S_IFMT(mode), "not a file")
-                raise ImageReadError(f"{self.path}: its label points to {f}, which is {kind}, not a regular file")
-
-    def _check_sample_type(self, target: Path) -> None:
-        """A raw PDS3 image's SAMPLE_TYPE must be one GDAL reads right: an unknown one (GDAL guesses MSB) or a
-        VAX float (not IEEE; GDAL reads it as one) is refused, naming the value."""
-        if self.driver != "PDS" or self._opts or self.ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION"):
-            return
-        if any(Path(f).suffix.lower() in _COMPRESSED_SUFFIXES for f in self.ds.files):
-            return  # GDAL reads a COMPRESSED_FILE (JP2): the IMAGE object describes the uncompressed one
-        kw = scan_label(_head(target, 65536)).image_object()
-        value = (kw or {}).get("SAMPLE_TYPE")
-        if value is None:
-            return
-        st = "_".join(value.strip().strip("\"'").upper().split())
-        if st in _VAX_FLOATS:
-            raise ImageReadError(
-                f"{self.path}: SAMPLE_TYPE = {st}: VAX floating point is not IEEE and is not read (GDAL would read "
-                "the bytes as IEEE floats); convert the product first (e.g. ISIS pds2isis)"
-            )
-        if st not in PDS3_SAMPLE_TYPES:
-            raise ImageReadError(
-                f"{self.path}: SAMPLE_TYPE = {value.strip()} is not a PDS3 sample type (e.g. MSB_INTEGER, "
-                "LSB_UNSIGNED_INTEGER, PC_REAL): its byte order and sign are unknown"
-            )
-
-    def _data_extent(self, target: Path, root: Any) -> tuple[Path, int]:
-        """(the file that holds the samples, the byte where they start) as the label says; the start is 0 where
-        :func:`edgeae.archive.formats.check_complete` checks it (PDS3, VICAR)."""
-        real = os.path.realpath(target)
-        others = [
-            Path(f) for f in self.ds.files
-            if os.path.realpath(f) != real and not f.lower().endswith(_SIDECAR_SUFFIXES)
-        ]  # fmt: skip
-        name, offset = None, 0
-        if self.driver == "PDS4" and root is not None:
-            name, offset = pds4_array(root) or (None, 0)
-        elif self.driver == "ISIS3":
-            found = _gdal_json(self.ds)
-            cube = found[1].get("IsisCube") if found else None
-            core = cube.get("Core") if isinstance(cube, dict) else None
-            core = core if isinstance(core, dict) else {}
-            start = core.get("StartByte", 1)
-            offset = max(int(start) - 1, 0) if isinstance(start, (int, float)) and math.isfinite(start) else 0
-            name = core.get("^Core") if isinstance(core.get("^Core"), str) else None
-            if not name:  # an attached label: the cube holds its samples
-                return target, offset
-        if name:
-            match = [f for f in others if f.name.lower() == name.lower()]
-            if match:
-                return match[0], offset
-            if "/" not in name and "\\" not in name and name not in (".", ".."):
-                return target.with_name(name), offset
-        # the largest of the other files (a PDS3 ^IMAGE file), else the labelled file itself
-        return max(others, key=lambda f: f.stat().st_size) if others else target, offset
-
-    def _check_declared_size(self, target: Path, root: Any = None) -> None:
-        """A raw product's declared samples must fit in its data file from where they start (the label's
-        offset): refused before any line is allocated. GDAL's PDS4 reader fills a short file with zeros."""
-        if self.driver not in RAW_DRIVERS or self.ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION"):
-            return
-        files = [Path(f) for f in self.ds.files]
-        if not files or any(f.suffix.lower() in _COMPRESSED_SUFFIXES for f in files):
-            return
-        data, offset = self._data_extent(target, root)
-        nbytes = self.height * self.width * self.count * self.raw_dtype.itemsize
-        try:
-            have = data.stat().st_size
-        except OSError as exc:
-            raise ImageReadError(f"{self.path}: its data file {data.name} cannot be read ({exc})") from None
-        if offset + nbytes > have:
-            at = f" starting at byte {offset + 1}" if offset else ""
-            where = "the file" if data == target else f"its data file {data.name}"
-            raise ImageReadError(
-                f"{self.path}: truncated or corrupt: its label declares {self.height} × {self.width} × {self.count} "
-                f"{self.raw_dtype} samples ({nbytes} bytes){at}, more than {where} holds ({have} bytes)"
-            )
+        """:func:`edgeae.archive.open_checks.check_files` of this reader."""
+        check_files(self, target)
 
     def _direct_dtype(self, moved: RawImage) -> np.dtype:
         """The byte-ordered sample type to read a relocated PDS3 image with; refused where GDAL disagrees."""
@@ -362,7 +262,7 @@ class ProductReader:
         self._check_window(self.height - 1, self.height)  # for every driver: a line too wide is refused as such
         for f in self.ds.files:  # a JPEG 2000 product, or the one a PDS3 COMPRESSED_FILE names
             if Path(f).suffix.lower() in _JP2_SUFFIXES or (self.driver == "JP2OpenJPEG" and f == self.ds.files[0]):
-                _check_jp2(self.path, Path(f))
+                check_jp2(self.path, Path(f))
         if self.driver not in RAW_DRIVERS or self._moved is not None:  # compressed: a line can mean many tiles;
             return  # a relocated PDS3 image was checked to fit (formats.check_complete)
         rasterio = require("rasterio")
@@ -511,64 +411,3 @@ def product_shape(path: str | os.PathLike[str]) -> tuple[int, int, int]:
     """(H, W, C) as :func:`read_product` returns it (C: 3 for a 3-band product, else 1); reads no image."""
     with ProductReader(path) as r:
         return r.height, r.width, len(r.bands)
-
-
-def _check_jp2(path: Path, jp2: Path, max_parts: int = 1 << 20) -> None:
-    """Refuse a JPEG 2000 file cut short (GDAL says only "opj_decode() failed" at the first read): the JP2 boxes,
-    the codestream's main-header segments and its tile-parts (``Psot``) must all end within the file."""
-    size = jp2.stat().st_size
-
-    def cut(what: str, end: int) -> ImageReadError:
-        where = "" if jp2.name == path.name else f" (in {jp2.name})"
-        return ImageReadError(
-            f"{path}: truncated: its JPEG 2000 {what}{where} ends at byte {end}, the file holds {size} bytes"
-        )
-
-    with open(jp2, "rb") as fh:
-
-        def at(pos: int, n: int) -> bytes:
-            fh.seek(pos)
-            return fh.read(n)
-
-        pos, end = 0, size
-        if at(0, 12) == b"\x00\x00\x00\x0cjP  \r\n\x87\n":  # a JP2 file: boxes up to the codestream box
-            while True:
-                head = at(pos, 16)
-                if len(head) < 8:
-                    return  # no codestream box: GDAL says what is wrong
-                length, kind = struct.unpack(">I4s", head[:8])
-                hl = 16 if length == 1 else 8
-                length = struct.unpack(">Q", head[8:16])[0] if length == 1 else length or size - pos
-                if pos + length > size:
-                    raise cut(f"{kind.decode('latin-1')!r} box", pos + length)
-                if kind == b"jp2c":
-                    pos, end = pos + hl, pos + length
-                    break
-                if length < hl:
-                    return
-                pos += length
-        if at(pos, 2) != b"\xff\x4f":  # SOC: not a codestream this check knows
-            return
-        pos += 2
-        while True:  # main header: marker segments, each with its length, up to the first tile-part (SOT)
-            seg = at(pos, 4)
-            if len(seg) < 4:
-                raise cut("codestream main header", pos + 4)
-            marker, length = struct.unpack(">HH", seg)
-            if marker == 0xFF90:
-                break
-            if marker >> 8 != 0xFF or length < 2:
-                return
-            pos += 2 + length
-        for part in range(1, max_parts + 1):  # tile-parts: SOT, Lsot, Isot, Psot (bytes from the SOT marker)
-            sot = at(pos, 10)
-            if len(sot) < 2 or sot[:2] != b"\xff\x90":  # EOC (or none after a whole tile-part): complete
-                return
-            if len(sot) < 10:
-                raise cut(f"tile-part {part} header", pos + 10)
-            psot = struct.unpack(">I", sot[6:10])[0]
-            if psot == 0:  # the last tile-part, running to the end of the codestream
-                return
-            if pos + psot > end:
-                raise cut(f"codestream tile-part {part}", pos + psot)
-            pos += psot

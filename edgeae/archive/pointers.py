@@ -1,0 +1,62 @@
+"""Where a label's pointers may lead: a PDS3 pointer parsed (a malformed or negative one refused) and a named file
+kept to the label's own folder and to regular files (:func:`.formats.check_complete`, :func:`.formats.pds4_files`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from edgeae._headers import ImageReadError
+from edgeae.archive.files import not_regular
+from edgeae.archive.pds3 import parse_pointer
+
+
+def _in_label_dir(label: Path, name: str, what: str) -> Path:
+    """The file ``name`` that ``label`` points to, in the label's own folder (as written, upper or lower case).
+
+    Refuses, naming the label and the pointer, a name with a path separator or one that is not a file name
+    (``..``, an absolute path), a link whose real path leaves the label's folder (the one it is in, or, for a
+    label that is itself a link, the one it links to: a folder of links to products), and anything that is not
+    a regular file (a FIFO, ``/dev/urandom``): a label must not send the reader to files outside its product's
+    folder, nor to a file that never ends. A name that does not exist is returned as written (the caller says so).
+    """
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise ImageReadError(
+            f"{label}: its {what} names {name!r}, not a file beside the label: a pointer must stay in the "
+            "label's folder (no path separators)"
+        )
+    for cand in dict.fromkeys((name, name.upper(), name.lower())):
+        p = label.with_name(cand)
+        if p.exists():
+            real = os.path.realpath(p)
+            # beside the label as given, or beside the file the label links to (a folder of links to products)
+            if os.path.dirname(real) not in (os.path.realpath(label.parent), os.path.dirname(os.path.realpath(label))):
+                raise ImageReadError(
+                    f"{label}: its {what} names {name!r}, a link to {real}, outside the label's folder: a pointer "
+                    "must stay in the label's folder"
+                )
+            kind = not_regular(p)
+            if kind is not None:
+                raise ImageReadError(
+                    f"{label}: its {what} names {name!r}, which is {kind}, not a regular file: not read"
+                )
+            return p
+    return label.with_name(name)
+
+
+def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") -> tuple[str | None, int]:
+    """(file name or None, byte offset) of the pointer ``key = value``; a malformed or negative one is refused."""
+    ptr = parse_pointer(value, record_bytes)
+    where = f"{key} pointer" + (f" (in {obj})" if obj else "")
+    if ptr is None:
+        why = "a negative position" if re.search(r"-\s*\d", value) else "not a pointer PDS3 defines"
+        raise ImageReadError(
+            f"{p}: its {where} = {value.strip()!r} is {why}: where the image starts is unknown"
+        )  # fmt: skip
+    if ptr[1] < 0:  # a record pointer times a negative RECORD_BYTES
+        raise ImageReadError(
+            f"{p}: its {where} = {value.strip()!r} with RECORD_BYTES = {record_bytes} is a negative position: "
+            "where the image starts is unknown"
+        )
+    return ptr

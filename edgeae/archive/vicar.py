@@ -1,0 +1,78 @@
+"""The VICAR checks: the extent a VICAR label declares (LBLSIZE, RECSIZE, NL × NB records), refused when the label
+is larger than its LBLSIZE says or the file holds fewer bytes than it promises (:func:`.formats.check_complete`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from edgeae._headers import ImageReadError
+from edgeae.archive.files import _read_at
+
+
+class _Vicar(NamedTuple):
+    """The extent a VICAR label at byte ``start`` declares (its keywords as written)."""
+
+    start: int
+    lblsize: int
+    recsize: int
+    nl: int
+    nb: int
+    nlb: int
+
+    @property
+    def end(self) -> int:
+        """Byte offset just after the last image record the label promises."""
+        return self.start + self.lblsize + self.recsize * (self.nlb + self.nl * self.nb)
+
+
+def _vicar_extent(data: bytes, start: int) -> _Vicar | None:
+    """The extent the VICAR label at ``start`` declares, or None when it is not a VICAR label."""
+    text = data[start : start + 65536].decode("latin-1")
+    if not text.startswith("LBLSIZE="):
+        return None
+
+    def num(key: str, default: int = 0) -> int:
+        m = re.search(rf"(?:^|\s){key}=\s*(\d+)", text)
+        return int(m.group(1)) if m else default
+
+    lblsize, recsize, nl, nb, nlb = num("LBLSIZE"), num("RECSIZE"), num("NL"), num("NB", 1), num("NLB")
+    if not (lblsize and recsize and nl):
+        return None
+    return _Vicar(start, lblsize, recsize, nl, max(nb, 1), nlb)
+
+
+# label text right after LBLSIZE bytes: a run of printable text reaching a KEYWORD= and the start of a value (a
+# VICAR label is KEY=VALUE pairs); only looked for when the label's text runs up to LBLSIZE (no NUL padding)
+_VICAR_MORE = re.compile(rb"[\x20-\x7e]{0,80}?(?<![A-Za-z0-9_])([A-Z][A-Z0-9_]{0,31})=[ ]*['(0-9+-]")
+
+
+def _check_vicar(p: Path, data_path: Path, head: bytes, v: _Vicar, size: int) -> None:
+    """Refuse a VICAR label whose LBLSIZE is smaller than the label (its text would be read as image rows) or
+    which promises more records than the file holds."""
+    where = f"{p}: the data file {data_path.name}" if data_path != p else str(p)
+    label_end = v.start + v.lblsize
+    tail = (
+        head[label_end - 1 : label_end + 128]
+        if label_end + 128 <= len(head)
+        else _read_at(data_path, label_end - 1, 129)
+    )
+    # a label padded with NULs up to LBLSIZE is whole; one whose text runs up to it may go on past it
+    more = _VICAR_MORE.match(tail, 1) if tail[:1] not in (b"", b"\0") else None
+    if more:
+        shown = re.sub(rb"[^ -~].*", b"", tail[1:41], flags=re.S).decode()  # the text after LBLSIZE, as written
+        raise ImageReadError(
+            f"{where}: its VICAR label says LBLSIZE={v.lblsize}, but the label's text goes on after byte {label_end} "
+            f"({shown!r}…): the label is larger than it says, so its text would be read as image "
+            "rows"
+        )
+    if v.end > size:
+        s = "s" if v.nl != 1 else ""
+        lines = f"{v.nl} line{s}" + (f" × {v.nb} bands" if v.nb > 1 else "")
+        full = max(0, (size - (v.start + v.lblsize + v.nlb * v.recsize)) // v.recsize)
+        unit = "lines" if v.nb == 1 else "records"
+        raise ImageReadError(
+            f"{where} is truncated: its VICAR label promises {lines} of {v.recsize}-byte records ({v.end} "
+            f"bytes), the file holds {size} bytes (about {full} complete {unit})"
+        )
