@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -343,3 +344,143 @@ def test_a_folder_of_links_to_products_reads(tmp_path: Path) -> None:
     for name in ("x.lbl", "x.img"):
         (tmp_path / "links" / name).symlink_to(real / name)
     np.testing.assert_array_equal(_read8(tmp_path / "links" / "x.lbl"), PIXELS)
+
+
+# -- review r4: links to regular files elsewhere by opt-in, full VICAR labels, ("DATA.IMG") pointers ---------------
+
+FOLLOW = "EDGEAE_ARCHIVE_FOLLOW_LINKS"
+
+
+@needs_links
+def test_a_link_to_a_regular_file_elsewhere_reads_only_by_opt_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local copy of the label beside ``x.img -> /bigdisk/x.img`` read before the a6 fix and was then refused
+    with no way out; it stays refused by default (the hostile case), naming the opt-in, and reads with it."""
+    monkeypatch.delenv(FOLLOW, raising=False)
+    (tmp_path / "bigdisk").mkdir()
+    (tmp_path / "bigdisk" / "x.img").write_bytes(PIXELS.tobytes())
+    label = _pds3(tmp_path / "copy")
+    (tmp_path / "copy" / "x.img").symlink_to(tmp_path / "bigdisk" / "x.img")
+    want = r"x\.lbl: its \^IMAGE pointer names 'x\.img', a link to .*bigdisk/x\.img, outside the label's folder: "
+    with pytest.raises(ImageReadError, match=want + rf".*\(set {FOLLOW}=1 to read links to regular files"):
+        read_image(label)
+    assert formats.product_files(label) == []  # the scan's resume stamps refuse it the same way
+    monkeypatch.setenv(FOLLOW, "1")  # read at call time
+    np.testing.assert_array_equal(_read8(label), PIXELS)
+    assert [f.name for f in formats.product_files(label)] == ["x.img"]
+    monkeypatch.setenv(FOLLOW, "0")
+    with pytest.raises(ImageReadError, match="outside the label's folder"):
+        read_image(label)
+
+
+@needs_links
+def test_label_and_data_linked_into_different_store_folders_read_by_opt_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git-annex / DVC: ``x.lbl -> store/k1/x.lbl`` and ``x.img -> store/k2/x.img`` side by side."""
+    monkeypatch.delenv(FOLLOW, raising=False)
+    _pds3(tmp_path / "store" / "k1")
+    (tmp_path / "store" / "k2").mkdir()
+    (tmp_path / "store" / "k2" / "x.img").write_bytes(PIXELS.tobytes())
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "x.lbl").symlink_to(tmp_path / "store" / "k1" / "x.lbl")
+    (tmp_path / "repo" / "x.img").symlink_to(tmp_path / "store" / "k2" / "x.img")
+    with pytest.raises(ImageReadError, match=rf"a link to .*k2/x\.img, outside the label's folder.*{FOLLOW}=1"):
+        read_image(tmp_path / "repo" / "x.lbl")
+    monkeypatch.setenv(FOLLOW, "1")
+    np.testing.assert_array_equal(_read8(tmp_path / "repo" / "x.lbl"), PIXELS)
+
+
+@needs_links
+@needs_fifo
+@pytest.mark.parametrize("kind", ["pds3", "pds4", "isis3"])
+def test_the_opt_in_never_lets_a_device_fifo_or_path_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setenv(FOLLOW, "1")
+    label, data, what = _product(kind, tmp_path / "p")
+    os.mkfifo(tmp_path / "trap")
+    (tmp_path / "p" / data).symlink_to(tmp_path / "trap")
+    want = rf"its {what} names '{data}', a link to .*trap, outside the label's folder: .*\(it is a FIFO, not a regular"
+    with _fifo_watchdog(tmp_path / "trap"), pytest.raises(ImageReadError, match=want):
+        read_image(label)
+    if Path("/dev/urandom").exists():
+        (tmp_path / "p" / data).unlink()
+        (tmp_path / "p" / data).symlink_to("/dev/urandom")
+        with pytest.raises(ImageReadError, match=r"a link to /dev/urandom, .*it is a character device"):
+            read_image(label)
+
+
+def test_an_isis3_core_path_out_of_the_folder_stays_refused_with_the_opt_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opt-in is for links beside the label, not for a ``^Core = ../x.core`` path out of its folder."""
+    monkeypatch.setenv(FOLLOW, "1")
+    (tmp_path / "x.core").write_bytes(PIXELS.tobytes())
+    label = _isis(tmp_path / "in", "../x.core")
+    with pytest.raises(ImageReadError, match=r"x\.lbl: its label points to .*x\.core, outside the label's folder: a "
+                       r"pointer must stay in the label's folder$"):  # fmt: skip
+        read_image(label)
+
+
+def _vicar_full(path: Path, first: list[int]) -> Path:
+    """A VICAR byte image of 10 × 100 whose label text fills LBLSIZE=400 exactly (no NUL padding; it ends with the
+    usual two-space separator), its first pixels ``first``."""
+    body = (
+        "FORMAT='BYTE'  TYPE='IMAGE'  BUFSIZ=20480  DIM=3  EOL=0  RECSIZE=100  ORG='BSQ'  NL=10  NS=100  NB=1  "
+        "N1=100  N2=10  N3=1  N4=0  NBB=0  NLB=0  HOST='X86-LINUX'  INTFMT='LOW'  REALFMT='RIEEE'  BHOST='X86-LINUX'  "
+        "BINTFMT='LOW'  BREALFMT='RIEEE'  BLTYPE=''  COMPRESS='NONE'  "
+    )
+    text = "LBLSIZE=400     " + body
+    text += "TASK='" + "X" * (400 - len(text) - 9) + "'  "
+    assert len(text) == 400
+    img = np.full((10, 100), 128, np.uint8)
+    img[0, : len(first)] = first
+    path.write_bytes(text.encode() + img.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        [70, 66, 61, 56, 52, 48, 45, 43, 42, 42, 42, 42],  # "FB=840-+****": a dark gradient
+        [*b"AB=5  CD"],  # one complete item, not a keyword VICAR defines, then no second item
+        [*b"NLX=12"],  # not a known keyword, alone
+    ],
+)
+def test_a_vicar_label_filling_lblsize_exactly_reads(tmp_path: Path, first: list[int]) -> None:
+    """Pixel bytes reading KEY=digit right after a label that fills LBLSIZE were taken for more label text."""
+    p = _vicar_full(tmp_path / "full.vic", first)
+    got = _read8(p)
+    assert got.shape == (10, 100) and got[0, : len(first)].tolist() == first and (got[1:] == 128).all()
+
+
+@pytest.mark.parametrize(
+    "anchor, skip, shown",
+    [
+        ("  BHOST=", 2, "BHOST='X86-LINUX'  BINTFMT="),  # cut between two items: two complete items follow
+        ("BHOST='X86", 8, "86-LINUX'  BINTFMT="),  # cut inside a value: the next items follow
+        ("  DAT_TIM=", 2, "DAT_TIM='TUE JAN  1"),  # only one item, of a known keyword, after LBLSIZE
+    ],
+)
+def test_a_vicar_label_going_on_past_lblsize_stays_refused(tmp_path: Path, anchor: str, skip: int, shown: str) -> None:
+    text = _vicar(tmp_path / "probe.vic", 400).read_bytes()[:400].decode("latin-1")
+    at = text.index(anchor) + skip
+    with pytest.raises(ImageReadError, match=rf"LBLSIZE={at}, but the label's text goes on after byte {at} "
+                       rf"\(\"{re.escape(shown)}"):  # fmt: skip
+        read_image(_vicar(tmp_path / "cut.vic", at))
+
+
+@pytest.mark.parametrize("pointer", ['("x.img")', '( "x.img" )', "(x.img)"])
+def test_a_parenthesised_file_name_without_an_offset_reads_from_the_start(tmp_path: Path, pointer: str) -> None:
+    """``^IMAGE = ("DATA.IMG")`` is read by GDAL (record 1) and was read before the a6 fix; it was refused as
+    "not a pointer PDS3 defines"."""
+    np.testing.assert_array_equal(_read8(_pds3(tmp_path, pointer, data=PIXELS.tobytes())), PIXELS)
+    assert formats.parse_pointer(pointer, 512) == ("x.img", 0)
+
+
+@pytest.mark.parametrize("pointer", ['("x.img" 5)', "(12)", "()", '(("x.img"))', '("x.img", -1)'])
+def test_malformed_parenthesised_pointers_stay_refused(tmp_path: Path, pointer: str) -> None:
+    with pytest.raises(ImageReadError, match=r"x\.lbl: its \^IMAGE pointer = .* is (not a pointer PDS3 defines|a neg)"):
+        read_image(_pds3(tmp_path, pointer, data=PIXELS.tobytes()))

@@ -262,3 +262,107 @@ def test_score_names_a_fifo_as_not_a_regular_file(tmp_path: Path, capsys: pytest
     assert main(["score", str(tmp_path / "fifo.xml"), "-o", str(tmp_path / "s.csv"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "fifo.xml is not a regular file" in err and "does not exist" not in err, err
+
+
+# -- review r4 item 4: a layer polygon never has null vertices -----------------------------------------------------
+
+
+class _Store:
+    """The part of a scan's store :func:`edgeae.scan.geo.write_layer` reads: each product's best patch at (0, 0)."""
+
+    def __init__(self, folder: Path, patch: int) -> None:
+        from types import SimpleNamespace
+
+        self.folder, self.config = folder, SimpleNamespace(patch=patch, top_k=1)
+
+    def meta_path(self, key: str) -> Path:
+        return self.folder / f"{key}.meta.json"
+
+    def top_path(self, key: str) -> Path:
+        return self.folder / f"{key}.top.npz"
+
+    def load_top(self, key: str):
+        from edgeae.scan.accumulator import TopK
+
+        p = self.config.patch
+        zero = np.zeros(1, np.int32)
+        return TopK(np.array([0.5]), zero, zero.copy(), np.full((1, 1, p, p), 100, np.uint8))
+
+
+@pytest.mark.parametrize("geometry", ["polygon", "point"])
+def test_a_patch_outline_past_the_pole_goes_to_the_product_crs_layer(tmp_path: Path, geometry: str) -> None:
+    """A patch centred at 89.98° N whose outline reaches 90.3° went into the Mars lon/lat layer as a ring of NaN
+    vertices (json.dumps wrote NaN: invalid JSON; GeoPackage got a broken polygon). Its outline now stays in map
+    x/y in the product-CRS layer; its centre, on the body, keeps it in the lon/lat layer as a point."""
+    import json
+    from types import SimpleNamespace
+
+    from edgeae.scan.geo import georef_of, write_layer
+
+    store = _Store(tmp_path, 64)
+    entries = []
+    for key, top in (("polar", 90.3), ("equator", 10.0)):  # 64 × 64 px of 0.01°: 90.3..89.66° N, 10..9.36° N
+        _, meta = georef_of(_geotiff(tmp_path / f"{key}.tif", (0.01, 0, 0, 0, -0.01, top)))
+        store.meta_path(key).write_text(json.dumps(meta))
+        store.top_path(key).touch()
+        entries.append(SimpleNamespace(key=key, name=f"{key}.tif"))
+
+    def no_nan(word: str) -> float:
+        raise AssertionError(f"{word} in the layer: not JSON")
+
+    written = write_layer(store, entries, tmp_path / "l.geojson", geometry=geometry)
+    layers = {}
+    for w in written:
+        doc = json.loads(Path(w["path"]).read_text(), parse_constant=no_nan)
+        layers[doc["name"]] = {f["properties"]["product"]: f["geometry"]["coordinates"] for f in doc["features"]}
+    if geometry == "point":
+        assert set(layers) == {"anomalies_mars"} and layers["anomalies_mars"]["polar.tif"][1] == pytest.approx(
+            89.98, abs=0.01
+        )
+        return
+    assert set(layers) == {"anomalies_mars", "anomalies_mars_crs0"}
+    ring = np.array(layers["anomalies_mars_crs0"]["polar.tif"][0])  # map x/y of the product's CRS (degrees here)
+    assert ring.shape == (33, 2) and np.isfinite(ring).all() and ring[:, 1].max() == pytest.approx(90.3)
+    ring = np.array(layers["anomalies_mars"]["equator.tif"][0])  # a product on the body stays in lon/lat
+    assert np.isfinite(ring).all() and ring[:, 0].max() == pytest.approx(0.64) and 9 < ring[:, 1].min() < 10
+
+
+def test_geojson_properties_off_the_body_are_null(tmp_path: Path) -> None:
+    """A point whose centre is off the body (product-CRS layer) had "lon": NaN in its properties: not JSON."""
+    import json
+    from types import SimpleNamespace
+
+    from edgeae.scan.geo import georef_of, write_layer
+
+    store = _Store(tmp_path, 64)
+    _, meta = georef_of(_geotiff(tmp_path / "p.tif", (0.01, 0, 0, 0, -0.01, 90.5)))  # centre at 90.18° N
+    store.meta_path("p").write_text(json.dumps(meta))
+    store.top_path("p").touch()
+    (w,) = write_layer(store, [SimpleNamespace(key="p", name="p.tif")], tmp_path / "l.geojson")
+    (feat,) = json.loads(Path(w["path"]).read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the layer"))[
+        "features"
+    ]
+    assert w["layer"] == "anomalies_mars_crs0" and feat["properties"]["lon"] is None
+    assert feat["properties"]["lat"] is None and feat["geometry"]["coordinates"][1] == pytest.approx(90.18)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_the_readers_net_follows_a_link_to_a_regular_file_only_by_opt_in(tmp_path: Path, monkeypatch) -> None:
+    """Review r4 item 2, on the files GDAL opened (the label checks are off here): ``x.img -> /bigdisk/x.img`` reads
+    with ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1`` and is refused without it, naming it; a link to a device never reads."""
+    monkeypatch.setattr(reader_mod, "check_complete", lambda p: None)
+    monkeypatch.delenv("EDGEAE_ARCHIVE_FOLLOW_LINKS", raising=False)
+    (tmp_path / "bigdisk").mkdir()
+    (tmp_path / "bigdisk" / "x.img").write_bytes(bytes(range(8)))
+    lbl = _pds3(tmp_path / "d", 2, 4)
+    (tmp_path / "d" / "x.img").symlink_to(tmp_path / "bigdisk" / "x.img")
+    with pytest.raises(ImageReadError, match=r"x\.img \(a link to .*bigdisk/x\.img\), outside the label's folder: .*"
+                       r"\(set EDGEAE_ARCHIVE_FOLLOW_LINKS=1 to read links to regular files"):  # fmt: skip
+        ProductReader(lbl)
+    monkeypatch.setenv("EDGEAE_ARCHIVE_FOLLOW_LINKS", "1")
+    assert np.array_equal(np.rint(read_image(lbl).pixels[..., 0] * 255), np.arange(8).reshape(2, 4))
+    (tmp_path / "d" / "x.img").unlink()
+    (tmp_path / "d" / "x.img").symlink_to("/dev/zero")
+    want = r"\(a link to /dev/zero\), outside the label's folder: .*\(it is a device, not a regular file: never read\)"
+    with pytest.raises(ImageReadError, match=want):
+        ProductReader(lbl)

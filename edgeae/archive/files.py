@@ -11,11 +11,22 @@ from typing import BinaryIO
 
 from edgeae._headers import ImageReadError
 
-__all__ = ["MAX_LABEL_BYTES", "not_regular"]
+__all__ = ["FOLLOW_LINKS_ENV", "MAX_LABEL_BYTES", "follow_links", "not_regular"]
 
 # a label larger than this is refused before it is parsed (GDAL and ElementTree hold a parsed label many times
 # its size: a 40 MB PDS4 XML took 2.5 GB); real labels are tens of KB (the largest sample: 27.8 KB)
 MAX_LABEL_BYTES = 4 * 1024**2
+
+# opt-in for links beside a label to regular files elsewhere (data on another disk, a git-annex or DVC cache); off by
+# default, because a link planted by an archive's provider would have the reader score any file it can read
+FOLLOW_LINKS_ENV = "EDGEAE_ARCHIVE_FOLLOW_LINKS"
+LINK_REMEDY = f"set {FOLLOW_LINKS_ENV}=1 to read links to regular files outside the label's folder"
+
+
+def follow_links() -> bool:
+    """Whether ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1`` (or true/yes/on) lets a label name a link to a regular file outside
+    its folder; read at each call, so setting it in a running process takes effect at the next product."""
+    return os.environ.get(FOLLOW_LINKS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 _KINDS = (

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeae._headers import ImageReadError
-from edgeae.archive.files import _head
+from edgeae.archive.files import LINK_REMEDY, _head, follow_links
 from edgeae.archive.label import _gdal_json, pds4_array
 from edgeae.archive.pds3 import scan_label
 
@@ -44,24 +44,37 @@ _VAX_FLOATS = ("VAX_REAL", "VAX_DOUBLE", "VAXG_REAL", "VAX_COMPLEX", "VAXG_COMPL
 
 def check_files(r: ProductReader, target: Path) -> None:
     """Every file GDAL reads for the product is a regular file whose real path (links resolved) lies in the
-    label's folder: the folder it was named in, or the label's own when the label itself is a link."""
+    label's folder: the folder it was named in, or the label's own when the label itself is a link. With
+    ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1`` a link in that folder to a regular file elsewhere is read too (a path that
+    leaves the folder, ``../x``, never is)."""
     homes = {os.path.realpath(target.parent), os.path.dirname(os.path.realpath(target))}
     for f in r.ds.files:
         real = os.path.realpath(f)
-        if os.path.dirname(real) not in homes:
-            link = f" (a link to {real})" if real != os.path.abspath(f) else ""
-            raise ImageReadError(
-                f"{r.path}: its label points to {f}{link}, outside the label's folder: a pointer must stay in "
-                "the label's folder"
-            )
         try:
             mode = os.stat(real).st_mode
         except OSError as exc:
             raise ImageReadError(f"{r.path}: its label points to {f}, which cannot be read ({exc})") from None
+        kind = None
         if not stat.S_ISREG(mode):
             kinds = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
                      stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket"}  # fmt: skip
             kind = kinds.get(stat.S_IFMT(mode), "not a file")
+        if os.path.dirname(real) not in homes:
+            linked = real != os.path.abspath(f)
+            beside = os.path.dirname(os.path.abspath(f)) in {os.path.abspath(target.parent), *homes}
+            if kind is None and linked and beside and follow_links():
+                continue
+            link = f" (a link to {real})" if linked else ""
+            why = ""
+            if kind is not None:
+                why = f" (it is {kind}, not a regular file: never read)"
+            elif linked and beside:
+                why = f" ({LINK_REMEDY})"
+            raise ImageReadError(
+                f"{r.path}: its label points to {f}{link}, outside the label's folder: a pointer must stay in "
+                f"the label's folder{why}"
+            )
+        if kind is not None:
             raise ImageReadError(f"{r.path}: its label points to {f}, which is {kind}, not a regular file")
 
 

@@ -141,8 +141,8 @@ def int_value(kw: dict[str, str], key: str, default: int = 0) -> int:
 def parse_pointer(value: str, record_bytes: int) -> tuple[str | None, int] | None:
     """(file name or None for this file, byte offset) of a pointer value; quotes of either kind accepted.
 
-    ``("F.IMG", 12)`` (records), ``("F.IMG", 2905 <BYTES>)``, ``"F.IMG"``, ``F.IMG``, ``12``, ``2905 <BYTES>``.
-    None when the value is none of these.
+    ``("F.IMG", 12)`` (records), ``("F.IMG", 2905 <BYTES>)``, ``"F.IMG"``, ``F.IMG``, ``("F.IMG")`` (the start of
+    the file, as GDAL reads it), ``12``, ``2905 <BYTES>``. None when the value is none of these.
     """
     val = value.strip()
     t = re.fullmatch(r"\(\s*[\"']?([^\"',]+?)[\"']?\s*,\s*(\d+)\s*(<BYTES>)?\s*\)", val, re.I)
@@ -153,7 +153,8 @@ def parse_pointer(value: str, record_bytes: int) -> tuple[str | None, int] | Non
         if n:
             name, where, in_bytes = None, int(n.group(1)), bool(n.group(2))
         else:
-            q = re.fullmatch(r"[\"']([^\"']+)[\"']|([^\s\"'(),<>]*[A-Za-z_.][^\s\"'(),<>]*)", val)
+            bare = val[1:-1].strip() if val.startswith("(") and val.endswith(")") else val  # ("F.IMG"): no offset
+            q = re.fullmatch(r"[\"']([^\"']+)[\"']|([^\s\"'(),<>]*[A-Za-z_.][^\s\"'(),<>]*)", bare)
             if not q:
                 return None
             name, where, in_bytes = (q.group(1) or q.group(2)).strip(), 1, True

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from edgeae._headers import ImageReadError
-from edgeae.archive.files import not_regular
+from edgeae.archive.files import LINK_REMEDY, follow_links, not_regular
 from edgeae.archive.pds3 import parse_pointer
 
 
@@ -17,9 +17,11 @@ def _in_label_dir(label: Path, name: str, what: str) -> Path:
 
     Refuses, naming the label and the pointer, a name with a path separator or one that is not a file name
     (``..``, an absolute path), a link whose real path leaves the label's folder (the one it is in, or, for a
-    label that is itself a link, the one it links to: a folder of links to products), and anything that is not
-    a regular file (a FIFO, ``/dev/urandom``): a label must not send the reader to files outside its product's
-    folder, nor to a file that never ends. A name that does not exist is returned as written (the caller says so).
+    label that is itself a link, the one it links to: a folder of links to products) unless
+    ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1`` and it leads to a regular file (:func:`.files.follow_links`), and anything
+    that is not a regular file (a FIFO, ``/dev/urandom``), always: a label must not send the reader to files
+    outside its product's folder, nor to a file that never ends. A name that does not exist is returned as
+    written (the caller says so).
     """
     if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
         raise ImageReadError(
@@ -30,13 +32,15 @@ def _in_label_dir(label: Path, name: str, what: str) -> Path:
         p = label.with_name(cand)
         if p.exists():
             real = os.path.realpath(p)
+            kind = not_regular(p)
             # beside the label as given, or beside the file the label links to (a folder of links to products)
-            if os.path.dirname(real) not in (os.path.realpath(label.parent), os.path.dirname(os.path.realpath(label))):
+            homes = (os.path.realpath(label.parent), os.path.dirname(os.path.realpath(label)))
+            if os.path.dirname(real) not in homes and (kind is not None or not follow_links()):
+                why = LINK_REMEDY if kind is None else f"it is {kind}, not a regular file: never read"
                 raise ImageReadError(
                     f"{label}: its {what} names {name!r}, a link to {real}, outside the label's folder: a pointer "
-                    "must stay in the label's folder"
+                    f"must stay in the label's folder ({why})"
                 )
-            kind = not_regular(p)
             if kind is not None:
                 raise ImageReadError(
                     f"{label}: its {what} names {name!r}, which is {kind}, not a regular file: not read"

@@ -23,7 +23,8 @@ product costs one extra windowed pass over it before the first strip.
 Hostile or broken labels are refused before anything large is allocated: a raw product (PDS3, PDS4, ISIS3,
 VICAR) whose declared samples do not fit in its data file from where the label says they start, any read window
 over ``EDGEAE_MAX_IMAGE_BYTES`` (:class:`edgeae.imagedecode.ImageLimits`), any file GDAL would read whose real
-path lies outside the label's folder or that is not a regular file, a PDS3 ``SAMPLE_TYPE`` GDAL would misread
+path lies outside the label's folder (unless it is a link to a regular file and ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1``)
+or that is not a regular file, a PDS3 ``SAMPLE_TYPE`` GDAL would misread
 (unknown, VAX floats), and a JPEG 2000 file cut short (:mod:`edgeae.archive.open_checks`). At open only the last
 few samples are read. A PDS3 image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``,
 :mod:`edgeae.archive.pds3`) is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.

@@ -43,9 +43,23 @@ def _vicar_extent(data: bytes, start: int) -> _Vicar | None:
     return _Vicar(start, lblsize, recsize, nl, max(nb, 1), nlb)
 
 
-# label text right after LBLSIZE bytes: a run of printable text reaching a KEYWORD= and the start of a value (a
-# VICAR label is KEY=VALUE pairs); only looked for when the label's text runs up to LBLSIZE (no NUL padding)
-_VICAR_MORE = re.compile(rb"[\x20-\x7e]{0,80}?(?<![A-Za-z0-9_])([A-Z][A-Z0-9_]{0,31})=[ ]*['(0-9+-]")
+# VICAR label items (KEY=VALUE, separated by two or more spaces): a value is a quoted string ('' inside it is a
+# quote), a parenthesised list or a number
+_VALUE = rb"(?:'(?:[\x20-\x26\x28-\x7e]|'')*'|\([\x20-\x27\x2a-\x7e]*\)|[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)"
+_ITEM = rb"(?<![A-Za-z0-9_])[A-Z][A-Z0-9_]{0,31}=[ ]*" + _VALUE
+# keywords of the system label and of the history and property labels (VICAR File Format, sections 2-3)
+_KNOWN = (
+    b"LBLSIZE|FORMAT|TYPE|BUFSIZ|DIM|EOL|RECSIZE|ORG|NL|NS|NB|N1|N2|N3|N4|NBB|NLB|HOST|INTFMT|REALFMT|BHOST|"
+    b"BINTFMT|BREALFMT|BLTYPE|COMPRESS|EOCI1|EOCI2|TASK|USER|DAT_TIM|PROPERTY"
+)
+# label text right after LBLSIZE bytes, a printable run reaching real label syntax within its first 80 bytes: two
+# complete items separated by two spaces, or one complete item of a known keyword; pixel bytes that happen to
+# read KEY=digit ("FB=8" from the dark gradient 70, 66, 61, 56) are neither. Only looked for when the label's
+# text runs up to LBLSIZE (no NUL padding)
+_VICAR_MORE = re.compile(
+    rb"[\x20-\x7e]{0,80}?(?:" + _ITEM + rb"[ ]{2,}" + _ITEM
+    + rb"|(?<![A-Za-z0-9_])(?:" + _KNOWN + rb")=[ ]*" + _VALUE + rb"(?![^ \0]))"
+)  # fmt: skip
 
 
 def _check_vicar(p: Path, data_path: Path, head: bytes, v: _Vicar, size: int) -> None:
@@ -54,9 +68,9 @@ def _check_vicar(p: Path, data_path: Path, head: bytes, v: _Vicar, size: int) ->
     where = f"{p}: the data file {data_path.name}" if data_path != p else str(p)
     label_end = v.start + v.lblsize
     tail = (
-        head[label_end - 1 : label_end + 128]
-        if label_end + 128 <= len(head)
-        else _read_at(data_path, label_end - 1, 129)
+        head[label_end - 1 : label_end + 256]
+        if label_end + 256 <= len(head)
+        else _read_at(data_path, label_end - 1, 257)
     )
     # a label padded with NULs up to LBLSIZE is whole; one whose text runs up to it may go on past it
     more = _VICAR_MORE.match(tail, 1) if tail[:1] not in (b"", b"\0") else None

@@ -119,7 +119,16 @@ def _features(
         if n == 0:
             continue
         cols = geo.patch_columns(top.xs[:n], top.ys[:n], patch)
+        outlines = [_ring(geo, int(top.xs[r]), int(top.ys[r]), patch) for r in range(n)] if geometry != "point" else []
+        # a product's detections go to its body's lon/lat layer only when every centre and outline vertex is on the
+        # body (else all of them to its CRS's layer): an outline past the pole has null (NaN) lon/lat there, which
+        # is invalid JSON and a broken GeoPackage polygon
         by_body = layer_crs == "body" and geo.body in BODY_CRS and bool(np.isfinite(cols["lon"]).all())
+        if by_body and outlines:
+            lonlat = [geo.map_to_lonlat(mx, my) for mx, my in outlines]
+            by_body = all(np.isfinite(lon).all() and np.isfinite(lat).all() for lon, lat in lonlat)
+            if by_body:  # continuous across ±180°: a patch on the antimeridian spans 144..192°, not -168..144°
+                outlines = [(np.degrees(np.unwrap(np.radians(lon))), lat) for lon, lat in lonlat]
         key = ("body", geo.body) if by_body else ("crs", geo.crs_wkt)
         for rank in range(n):
             x, y = int(top.xs[rank]), int(top.ys[rank])
@@ -130,16 +139,7 @@ def _features(
                 xy = (cols["lon"][rank], cols["lat"][rank]) if by_body else (cols["map_x"][rank], cols["map_y"][rank])
                 shape: dict[str, Any] = {"type": "Point", "coordinates": [float(xy[0]), float(xy[1])]}
             else:  # the patch's part on the product, as a ring
-                x1, y1 = min(x + patch, geo.width), min(y + patch, geo.height)
-                t = np.linspace(0.0, 1.0, RING_STEPS, endpoint=False)  # points along each edge: a projected
-                cx = np.concatenate([x + (x1 - x) * t, np.full_like(t, x1), x1 - (x1 - x) * t, np.full_like(t, x), [x]])
-                cy = np.concatenate([np.full_like(t, y), y + (y1 - y) * t, np.full_like(t, y1), y1 - (y1 - y) * t, [y]])
-                mx, my = geo.pixel_to_map(cx, cy)  # straight edge is a curve in lon/lat
-                if by_body:
-                    mx, my = geo.map_to_lonlat(mx, my)
-                    # continuous across ±180°: a patch on the antimeridian spans 144..192°, not -168..144°
-                    mx = np.degrees(np.unwrap(np.radians(mx)))
-                ring = [[float(a), float(b)] for a, b in zip(mx, my, strict=True)]
+                ring = [[float(a), float(b)] for a, b in zip(*outlines[rank], strict=True)]
                 shape = {"type": "Polygon", "coordinates": [ring]}
             props = {
                 "score": float(top.scores[rank]), "rank_in_product": rank, "product": e.name,
@@ -156,6 +156,16 @@ def _features(
 
 
 RING_STEPS = 8  # points per patch edge in polygon geometry
+
+
+def _ring(geo: Any, x: int, y: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map x, y of the outline of the patch at (x, y)'s part on the product: RING_STEPS points along each edge
+    (a straight edge in map x/y is a curve in lon/lat), closed."""
+    x1, y1 = min(x + patch, geo.width), min(y + patch, geo.height)
+    t = np.linspace(0.0, 1.0, RING_STEPS, endpoint=False)
+    cx = np.concatenate([x + (x1 - x) * t, np.full_like(t, x1), x1 - (x1 - x) * t, np.full_like(t, x), [x]])
+    cy = np.concatenate([np.full_like(t, y), y + (y1 - y) * t, np.full_like(t, y1), y1 - (y1 - y) * t, [y]])
+    return geo.pixel_to_map(cx, cy)
 
 
 def _layer_names(groups: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], str]:
@@ -226,11 +236,16 @@ def write_layer(
             doc = {
                 "type": "FeatureCollection", "name": names[key],
                 "crs": {"type": "name", "properties": {"name": _layer_crs(key)}},
-                "features": [{"type": "Feature", **f} for f in groups[key]],
+                "features": [{"type": "Feature", **f, "properties": _null_nan(f["properties"])} for f in groups[key]],
             }  # fmt: skip
-            path.write_text(json.dumps(doc))
+            path.write_text(json.dumps(doc, allow_nan=False))
             written.append({"path": str(path), "layer": names[key], "features": len(groups[key])})
     return written
+
+
+def _null_nan(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` with NaN values as None (JSON null: lon/lat of a point off the body; NaN is not JSON)."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in props.items()}
 
 
 def _write_gpkg(path: Path, layer: str, wkt: str, feats: list[dict], geometry: str) -> None:
