@@ -120,6 +120,26 @@ def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return h, w
 
 
+_CHECKED_BYTES = 64 << 20  # masks from this size up are checked against the memory available before allocating
+
+
+def _check_mask_memory(n_bytes: int, shape: tuple[int, ...]) -> None:
+    """Refuse (:class:`MaskError`) a bool mask of ``n_bytes`` bytes that does not fit in the memory available
+    now, naming the shape, instead of numpy's allocation error (or the system's OOM killer) half way through."""
+    if n_bytes < _CHECKED_BYTES:
+        return
+    try:
+        from edgeae.ground.limits import available_memory  # standard library only; lazy: most masks are small
+    except ImportError:  # pragma: no cover - a build without the ground package: numpy decides
+        return
+    have = available_memory()
+    if have is not None and n_bytes > have:
+        raise MaskError(
+            f"mask shape {tuple(shape)!r} needs {n_bytes / 2**30:.1f} GiB as a bool array but {have / 2**30:.1f} GiB "
+            "of memory is available: generate it in strips (iter_mask_strips, make_mask_rows, kept_indices_rows)"
+        )
+
+
 @dataclass(frozen=True)
 class MaskSpec:
     """Everything the ground needs to regenerate a mask for a frame of a given shape."""
@@ -276,6 +296,8 @@ def make_mask_rows(
     r1 = _check_rows(row0, row1, h)
     if out is not None and (out.shape != (r1 - row0, w) or not out.flags.c_contiguous):
         raise MaskError(f"out must be a contiguous bool array of shape {(r1 - row0, w)}, got {out.shape}")
+    if out is None:
+        _check_mask_memory((r1 - row0) * w, shape)
     if pattern == "uniform":
         return _uniform_rows(key, w, k, int(row0), int(r1), out)
     return _jittered_rows(key, h, w, k, int(row0), int(r1), out)

@@ -238,7 +238,7 @@ def test_a_refused_resume_leaves_config_json_alone(
     assert "training data changed" in capsys.readouterr().err
     assert _snapshot(run) == before
     cv2.imwrite(str(data / "im0.png"), img)
-    assert main(["train", "cae", "--resume", str(run), "--data-root", "droot"]) == 0
+    assert main(["train", "cae", "--resume", str(run), "--data-root", "droot", "--time-budget", "1h"]) == 0
     saved = json.loads((run / "config.json").read_text())
     assert saved["epochs"] == 2 and saved["data_root"] == str((tmp_path / "droot").resolve())  # stored absolute
 
@@ -332,7 +332,7 @@ def test_progress_lines_show_without_verbose(tmp_path: Path, capsys: pytest.Capt
     run = tmp_path / "run"
     train_cae(_config(data, run, time_budget=1e-9))
     capsys.readouterr()
-    assert main(["train", "cae", "--resume", str(run)]) == 0
+    assert main(["train", "cae", "--resume", str(run), "--time-budget", "1h"]) == 0  # the run's 1e-9 s: replaced
     err = capsys.readouterr().err
     for line in ("precision: ", "resumed ", "at epoch 1/2, batch 1/3", "epoch 1/2  train", "epoch 2/2  train"):
         assert line in err, line
@@ -579,7 +579,9 @@ def test_a_stopped_zoo_run_keeps_its_zoo_name_and_a_complete_run_installs_withou
     assert f"continue with: edgeae train cae --resume {run} --zoo-name review-test --force" in capsys.readouterr().out
     saved = json.loads((run / "config.json").read_text())
     assert saved["zoo_name"] == "review-test" and saved["zoo_force"] is True
-    assert main(["train", "cae", "--resume", str(run)]) == 0  # the name is the run's: a plain resume installs it
+    assert main(["train", "cae", "--resume", str(run)]) == 75  # the run's budget applies to each invocation
+    capsys.readouterr()
+    assert main(["train", "cae", "--resume", str(run), "--time-budget", "1h"]) == 0  # the name is the run's
     assert f"zoo: wrote {weights / 'review-test.pt'}" in capsys.readouterr().out
     assert (weights / "review-test.pt").read_bytes() == (run / "best.pt").read_bytes()
     before = _snapshot(run)
@@ -702,7 +704,7 @@ def test_vae_runs_keep_their_zoo_name_and_older_runs_resume(
     blob["config"]["msl_ground"] = True
     torch.save(blob, run / "last.pt")
     with caplog.at_level(logging.WARNING):
-        assert main(["train", "vae", "--resume", str(run)]) == 0
+        assert main(["train", "vae", "--resume", str(run), "--time-budget", "1h"]) == 0
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "msl_ground adds RGB MSL images" in warned
     assert "drew 80 crops (3 batches, the last of 16), the rest of its epochs draw 64 (2 batches of 32)" in warned

@@ -48,6 +48,19 @@ EXIT_STATUS_HELP = (
 )
 
 
+# --resume, --time-budget and --no-progress of both trainers
+RESUME_HELP = (
+    "continue the run in RUN_DIR from its last.pt (same data and config; only --epochs, --time-budget, --threads, "
+    "--no-progress, --device and --data-root may change, --epochs not below the epochs it finished; a complete run "
+    "only with a larger --epochs, or with --zoo-name alone to install it)"
+)
+BUDGET_HELP = (
+    "The budget is per invocation: --resume without it keeps the run's, so each resumed invocation stops after it "
+    "too; give it again to change it"
+)
+NO_PROGRESS_HELP = "no progress bar (the bar is drawn only when stderr is a terminal; the per-epoch lines always)"
+
+
 @contextlib.contextmanager
 def training_log() -> Iterator[None]:
     """Show the trainers' progress lines (data, precision, warm start, resume, one line per epoch, early stop,
@@ -105,8 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
-        "may be raised; a complete run only with a larger --epochs, or with --zoo-name alone to install it)",
+        help=RESUME_HELP,
     )
     c.add_argument(
         "--init",
@@ -119,22 +131,28 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--time-budget",
         default=None,
         help="stop cleanly with a checkpoint after this much wall time, e.g. 90m, 2h, 1h30m (resume later; the "
-        "command then exits with status 75)",
+        f"command then exits with status 75). {BUDGET_HELP}",
     )
     c.add_argument(
         "--mode",
         default="gt",
         choices=["plain", "fixed", "gt", "colour-noise"],
-        help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE",
+        help="plain AE, fixed masking level, gt-CAE (random 50-99%% per sample), colour-noise gt-CAE (default "
+        "%(default)s)",
     )
     c.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
     c.add_argument(
         "--crops", type=int, default=3000,
-        help="training crops per epoch, drawn afresh every epoch (rounded down to whole batches of --batch-size)",
+        help="training crops per epoch, drawn afresh every epoch (rounded down to whole batches of --batch-size, at "
+        "least one batch; default %(default)s)",
     )  # fmt: skip
-    c.add_argument("--val-crops", type=int, default=400, help="validation crops from the val files")
     c.add_argument(
-        "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
+        "--val-crops", type=int, default=400, help="validation crops from the val files (default %(default)s)"
+    )
+    c.add_argument(
+        "--out",
+        default=None,
+        help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json; init.json with --init)",
     )
     c.add_argument("--seed", type=int, default=0, help="seed of crops, masks and initial weights (default 0)")
     c.add_argument(
@@ -144,8 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="seed of the validation crops and masks (default: --seed; with --init, the starting run's, so the "
         "validation figures of both runs compare)",
     )
-    c.add_argument("--destroy", type=float, default=0.9, help="destroyed fraction for --mode fixed")
-    c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt")
+    c.add_argument("--destroy", type=float, default=0.9, help="destroyed fraction for --mode fixed (default 0.9)")
+    c.add_argument("--destroy-range", type=_range, default=(0.5, 0.99), help="LO,HI for --mode gt (default 0.5,0.99)")
     c.add_argument(
         "--known-blocks",
         type=float,
@@ -154,8 +172,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="probability that a training crop also keeps 1-2 whole blocks of 16-64 px, as the prioritised "
         "downlink sends whole patches (default 0)",
     )
-    c.add_argument("--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise")
-    c.add_argument("--pattern", default="uniform", help="mask pattern (edgeae.masks)")
+    c.add_argument(
+        "--coverage-range", type=_range, default=(0.1, 1.0), help="LO,HI for --mode colour-noise (default 0.1,1.0)"
+    )
+    c.add_argument(
+        "--pattern",
+        default="uniform",
+        help="mask pattern of --mode fixed / gt: uniform | jittered (edgeae.masks; default %(default)s)",
+    )
     c.add_argument(
         "--widths",
         type=_widths,
@@ -172,10 +196,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "unet2h: unet2 at half resolution with a pyramid pre-fill, the flight-budget model (widths 24,32,64,64 "
         "by default); edgeae zoo --commands gives each shipped model's exact command",
     )
-    c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss")
+    c.add_argument("--loss", choices=("mse", "l1"), default="mse", help="training loss (default %(default)s)")
     add_precision_args(c)
     c.add_argument(
-        "--lr-schedule", choices=("cosine", "constant"), default="cosine", help="learning-rate schedule per step"
+        "--lr-schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="learning-rate schedule per step (default %(default)s: to 5%% of --lr over all epochs)",
     )
     c.add_argument(
         "--channels", type=int, choices=[1, 3], default=None,
@@ -183,10 +210,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     c.add_argument("--batch-size", type=int, default=32, help="crops per optimiser step (default 32)")
     c.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    c.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
+    c.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (default 0 = off)")
     c.add_argument("--no-augment", action="store_true", help="turn off rotation/shift/shear/flip")
-    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    c.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default %(default)s)")
+    c.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     c.add_argument(
         "--data-workers", type=int, default=1,
         help="threads that draw crops and masks ahead of the optimiser (default 1; 3-4 keep a GPU busy). Part of "
@@ -194,7 +221,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     c.add_argument("--data-root", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
     add_zoo_args(c)
-    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     record_flag_defaults(c)
     for kind, module_name in EXTRA_KINDS.items():
         try:

@@ -10,6 +10,8 @@ from typing import Any
 
 from edgeae.cli import CLIError
 from edgeae.cli.train_flags import (
+    check_counts,
+    check_out,
     check_resume_kind,
     data_arg,
     given_flags,
@@ -26,6 +28,7 @@ MODE_FLAGS: dict[str, tuple[str, ...]] = {
     "destroy": ("fixed",),
     "destroy_range": ("gt",),
     "coverage_range": ("colour-noise",),
+    "pattern": ("fixed", "gt"),  # plain and colour-noise draw no mask
 }
 
 
@@ -81,6 +84,7 @@ def run_cae(args: argparse.Namespace) -> int:
         budget = parse_duration(args.time_budget)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
+    check_counts(args)
     if args.resume and args.init:
         raise CLIError("--init starts a new run from a checkpoint's weights; --resume continues a run: pass one")
     if args.resume:
@@ -137,6 +141,7 @@ def run_cae(args: argparse.Namespace) -> int:
         zoo_force=force,
     )
     _check_cae_zoo(cfg)
+    check_out(args.out)  # made here, removed again if the run is refused
     metrics = train_cae(cfg)
     return _report(metrics, Path(args.out), cfg.zoo_name, cfg.zoo_force)
 

@@ -105,6 +105,30 @@ def refuse_resume_changes(args: argparse.Namespace, saved: object, fields: dict[
         )
 
 
+COUNT_FLAGS = ("epochs", "crops", "val_crops", "batch_size", "latent")  # whole numbers >= 1 (where a trainer has them)
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """``--epochs``, ``--crops``, ``--val-crops``, ``--batch-size`` (and ``--latent``) below 1: refused naming the
+    flag (the configs' own errors name their fields, ``val_crops must be ...``)."""
+    for dest in COUNT_FLAGS:
+        value = getattr(args, dest, None)
+        if value is not None and value < 1:
+            raise CLIError(f"--{dest.replace('_', '-')} must be a positive whole number, got {value}")
+
+
+def check_out(out: str) -> None:
+    """A new run's ``--out``: refused with one line naming it when its folder cannot be made or written (``/proc/x``,
+    a read-only disk, a file); the folders made here are removed again if the command then fails."""
+    from edgeae.cli import check_writable
+
+    try:
+        check_writable(Path(out) / "config.json", "--out")
+    except CLIError as exc:
+        why = str(exc).split(": ", 1)[-1]  # "cannot write in FOLDER (reason)"
+        raise CLIError(f"--out {out}: {why}") from None
+
+
 def where_it_continues(args: argparse.Namespace) -> dict[str, Any]:
     """``--device`` / ``--data-root`` given with ``--resume``: where the run continues (a lent GPU, data moved),
     not what it trains on (the data's manifest hash is checked on resume)."""
@@ -117,8 +141,12 @@ def where_it_continues(args: argparse.Namespace) -> dict[str, Any]:
 
 def resume_changes(args: argparse.Namespace, budget: float | None, zoo_name: str | None, force: bool) -> dict[str, Any]:
     """The config fields ``--resume RUN_DIR`` may change, as given (both trainers): where it writes, the time
-    budget, the zoo target, ``--epochs``, ``--threads``, ``--no-progress`` and :func:`where_it_continues`."""
-    changes: dict[str, Any] = {"out": str(args.resume), "time_budget": budget, "zoo_name": zoo_name, "zoo_force": force}
+    budget, the zoo target, ``--epochs``, ``--threads``, ``--no-progress`` and :func:`where_it_continues`. A
+    flag left out keeps the run's value: its ``--time-budget`` then stops this invocation too (the budget is per
+    invocation), so ``until edgeae train cae --resume RUN; do ...`` goes on in steps of it."""
+    changes: dict[str, Any] = {"out": str(args.resume), "zoo_name": zoo_name, "zoo_force": force}
+    if args.time_budget is not None:
+        changes["time_budget"] = budget
     if args.epochs is not None:
         changes["epochs"] = args.epochs
     if args.threads is not None:

@@ -11,7 +11,9 @@ from typing import Any
 
 from edgeae.cli import CLIError, positive_int
 from edgeae.cli.train import (
+    BUDGET_HELP,
     EXIT_STATUS_HELP,
+    RESUME_HELP,
     add_precision_args,
     add_zoo_args,
     check_resume_kind,
@@ -26,7 +28,7 @@ from edgeae.cli.train import (
     resolved_root,
     zoo_target,
 )
-from edgeae.cli.train_flags import resume_changes
+from edgeae.cli.train_flags import check_counts, check_out, resume_changes
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -53,20 +55,16 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EXIT_STATUS_HELP,
     )
     v.add_argument(
-        "--out", default=None, help="output folder (config.json, loss.csv/png, best.pt, last.pt, metrics.json)"
-    )
-    v.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
+        "--out",
         default=None,
-        help="continue the run in RUN_DIR from its last.pt (same data and config; --epochs and --time-budget "
-        "may be raised; a complete run only with a larger --epochs, or with --zoo-name alone to install it)",
+        help="output folder (config.json, loss.csv/png, best.pt, best_state.pt, last.pt, metrics.json)",
     )
+    v.add_argument("--resume", metavar="RUN_DIR", default=None, help=RESUME_HELP)
     v.add_argument(
         "--time-budget",
         default=None,
         help="stop cleanly with a checkpoint after this much wall time, e.g. 60m, 1h30m (continue with --resume; "
-        "the command then exits with status 75)",
+        f"the command then exits with status 75). {BUDGET_HELP}",
     )
     v.add_argument(
         "--data",
@@ -86,17 +84,26 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['epochs']})")
     v.add_argument(
         "--crops", type=int, default=d["crops"],
-        help="fresh random patches per epoch (rounded down to whole batches of --batch-size)",
+        help=f"fresh random patches per epoch (rounded down to whole batches of --batch-size, at least one batch; "
+        f"default {d['crops']})",
     )  # fmt: skip
     v.add_argument(
         "--val-crops", type=int, default=d["val_crops"], help=f"validation patches (default {d['val_crops']})"
     )
-    v.add_argument("--batch-size", type=int, default=d["batch_size"], help="patches per optimiser step")
+    v.add_argument(
+        "--batch-size", type=int, default=d["batch_size"],
+        help=f"patches per optimiser step (default {d['batch_size']})",
+    )  # fmt: skip
     v.add_argument("--latent", type=int, default=d["latent"], help=f"latent dimension (default {d['latent']})")
-    v.add_argument("--widths", type=_widths, default=d["widths"], help="four encoder widths")
+    v.add_argument(
+        "--widths", type=_widths, default=d["widths"],
+        help=f"four encoder widths (default {','.join(map(str, VAETrainConfig.widths))})",
+    )  # fmt: skip
     v.add_argument("--beta", type=float, default=d["beta"], help=f"weight β of the KL term (default {d['beta']})")
     v.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate in (0, 1) (default {d['lr']})")
-    v.add_argument("--seed", type=int, default=d["seed"], help="seed of patches, noise and initial weights")
+    v.add_argument(
+        "--seed", type=int, default=d["seed"], help=f"seed of patches, noise and initial weights (default {d['seed']})"
+    )
     v.add_argument("--no-hirise", action="store_true", help="grey data only: do not add HiRISE class-0 landmark crops")
     v.add_argument(
         "--msl-ground", action="store_true", help="RGB data only: add the MSL 'ground' images of the train sols"
@@ -143,6 +150,7 @@ def run_cli(args: argparse.Namespace) -> int:
         budget = parse_duration(args.time_budget)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
+    check_counts(args)
     if args.resume:
         cfg_file = check_resume_kind(args, "vae")
         refuse_out_on_resume(args)
@@ -189,6 +197,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if problems:
         raise CLIError(problems[0])
     _check_vae_zoo(cfg)
+    check_out(args.out)  # made here, removed again if the run is refused
     return _report(train_vae(cfg), Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 

@@ -12,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "zoo",
         help="list the bundled models",
         description="List the models shipped in the package and those installed with --zoo-name (every MODEL "
-        "argument takes these names): kind, channels, parameters, shipped flight artifacts and validation metrics. "
-        "--json for machines.",
+        "argument takes these names): kind, channels, parameters, shipped flight artifacts and metrics (a CAE's on its "
+        "validation split, a VAE's AP of its in-sample λ tuning). --json for machines.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     p.add_argument("--commands", action="store_true", help="also print the command that reproduces each model")
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """A short validation-metric string: PSNR/MAE at 90% destroyed (CAE), λ-tuning AP (VAE), else val loss."""
+    """A short metric string: validation PSNR/MAE at 90% destroyed (CAE), the in-sample AP of the λ tuning (VAE: λ
+    was chosen on those images, so it is no validation figure), else the validation loss."""
     if not metrics:
         return "-"
     parts = []
@@ -30,7 +31,7 @@ def summary(metrics: dict[str, Any]) -> str:
         parts.append(f"PSNR {lv['psnr']:.1f} dB, MAE {lv['mae']:.3f} at 90% lost")
     ap = metrics.get("calibration", {}).get("lambda_ap")
     if isinstance(ap, float):
-        parts.append(f"λ-tuning AP {ap:.3f}")
+        parts.append(f"in-sample λ-tuning AP {ap:.3f}")
     if not parts and "val_loss" in metrics:
         parts.append(f"val loss {metrics['val_loss']:.4g}")
     return ", ".join(parts) or "-"
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             m["flight_artifacts"] = [str(p) for p in shipped_artifacts(m["name"])]
         print(json.dumps(models, indent=2, sort_keys=True))
         return 0
-    rows = [("name", "kind", "ch", "params", "flight file", "validation")]
+    rows = [("name", "kind", "ch", "params", "flight file", "metrics")]
     for m in models:
         params = f"{m['parameters'] / 1000:.0f} k" if isinstance(m.get("parameters"), int) else "-"
         name = m["name"] if m["available"] else f"{m['name']} *"
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + _short(r[-1], 40))
+    if any(m["kind"] == "vae" and "λ-tuning" in summary(m["metrics"]) for m in models):
+        print("metrics: a CAE's on its validation split; a VAE's λ-tuning AP is in-sample (no validation figure)")
     if not all(m["available"] for m in models):
         print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
     if any(m.get("user_installed") for m in models):

@@ -79,6 +79,9 @@ def held_run_folder(out: Path, resume: bool, check: Callable[[], object]) -> Ite
                 f.mkdir()
             except FileExistsError:  # made meanwhile by another process: not ours to remove
                 made.remove(f)
+            except OSError as exc:  # a read-only disk, /proc, a permission: say which folder, not a bare errno
+                made.remove(f)
+                raise OSError(f"run folder {out}: cannot make {f} ({exc.strerror or exc})") from exc
         with hold(out, "training run"):
             yield
     except BaseException:
@@ -116,8 +119,16 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
-    from edgeae.train.common import check_memory, select_device, write_history, write_json
-    from edgeae.train.crops import load_masters, sample_crops
+    from edgeae.train.common import (
+        check_memory,
+        crops_rounding,
+        plural,
+        select_device,
+        stderr_is_terminal,
+        write_history,
+        write_json,
+    )
+    from edgeae.train.crops import check_masters, load_masters, sample_crops, without_crops
     from edgeae.train.resume import (
         Autosave,
         Deadline,
@@ -140,28 +151,28 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
     channels = config.resolved_channels(train_files[0])
     n_batches = config.crops_per_epoch // config.batch_size
     crop_bytes = channels * config.tile * config.tile * 4
-    check_memory({"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, 3 * crop_bytes)})
+    check_memory(
+        {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, 3 * crop_bytes)},
+        batch=(config.crops, config.batch_size),
+    )
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = config.corruption
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = config.to_dict()
-    if not resume:
-        write_json(out / "config.json", {"kind": "cae", **cfg_dict})
-    if config.crops_per_epoch != config.crops:
-        log.info(
-            "each epoch trains %d batches of %d = %d crops (crops %d rounded to whole batches)", n_batches,
-            config.batch_size, config.crops_per_epoch, config.crops,
-        )  # fmt: skip
+    rounding = crops_rounding(config.crops, config.batch_size)
+    if rounding:
+        log.info("%s", rounding)
 
     t0 = time.perf_counter()
     aug = Augment() if config.augment else Augment.none()
     masters = load_masters(train_files, channels)
+    check_masters(masters, config.tile, aug)  # before anything is written, not at the first epoch's crops
     vseed = config.resolved_val_seed
     val_clean, val_in, val_keep = validation_set(config, val_files, channels)
     log.info(
-        "%d master images, %d val crops from %d files in %.1fs", len(masters), len(val_clean), len(val_files),
-        time.perf_counter() - t0,
+        "%d master images, %d val crops from %s in %.1fs", len(masters), len(val_clean),
+        plural(len(val_files), "file"), time.perf_counter() - t0,
     )  # fmt: skip
 
     torch_seed = int(np.random.SeedSequence([config.seed, 0x70]).generate_state(1)[0])
@@ -178,6 +189,8 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
         init_info["val_psnr"] = round(_psnr_of(model, val_in, val_clean, device, False, val_keep), 3)
         log.info("warm start: val PSNR %.2f dB before fine-tuning", init_info["val_psnr"])
         write_json(out / "init.json", init_info)
+    if not resume:  # the data and --init checks passed: a refused new run leaves no config.json (nor its folder)
+        write_json(out / "config.json", {"kind": "cae", **cfg_dict})
     use_bf16 = config.use_bf16(device.type)
     log.info(
         "precision: %s%s",
@@ -238,6 +251,7 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
     stopped: str | None = None
     cause: str | None = None
     pool = ThreadPoolExecutor(config.data_workers) if config.data_workers > 1 else None
+    show_bar = config.progress and stderr_is_terminal()  # a bar's \r lines would fill a log file
     try:
         while state.epoch <= config.epochs and stopped is None and not state.early_stop:
             epoch = state.epoch
@@ -246,7 +260,7 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
             crops = sample_crops(masters, config.crops_per_epoch, config.tile, rng, aug, workers=config.data_workers)
             perm = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5F, epoch])).permutation(len(crops))
             model.train()
-            bar = _progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", config.progress, n_batches)
+            bar = _progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", show_bar, n_batches)
             batches = _masked_batches(crops, perm, range(state.batch, n_batches), config, spec, epoch, pool)
             for b, (idx, x) in zip(bar, batches, strict=False):
                 clean = crops[idx]
@@ -338,6 +352,9 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
         **({"early_stop": True} if state.early_stop else {}),
         **({"init": init_info} if init_info else {}),
     }
+    no_crops = without_crops(masters)
+    if no_crops:  # all no-data: read, hashed and counted, but never cropped from
+        metrics["train_files_without_crops"] = recorded_files(no_crops, config.data)
     if spec.mode != "colour-noise":
         metrics["val_levels"] = level_metrics(
             best, val_clean, device, EVAL_LEVELS, seed=vseed + 10_000, pattern=spec.pattern

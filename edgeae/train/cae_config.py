@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeae.imageio import READ_EXTENSIONS
 from edgeae.train.common import check_zoo_fields, drop_zoo_defaults, read_config
 from edgeae.train.corrupt import MODES, Corruption
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_SUFFIXES = READ_EXTENSIONS  # a folder's training images: every file the reader reads (.pnm too)
 DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1}
 
 

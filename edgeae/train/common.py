@@ -255,21 +255,64 @@ class MemoryEstimateError(ValueError):
     """A run's arrays would not fit in memory: refused before any data is read."""
 
 
-def check_memory(arrays: dict[str, tuple[int, int]]) -> None:
+def check_memory(arrays: dict[str, tuple[int, int]], batch: tuple[int, int] | None = None) -> None:
     """Refuse, before the data is read, a run whose crop arrays need more memory than is available.
 
-    ``arrays``: config field -> (number of crops, bytes per crop); the message names each field and the total."""
+    ``arrays``: config field -> (number of crops, bytes per crop); the message names each field and the total.
+    ``batch``: the run's (``crops``, ``batch_size``); where ``batch_size`` is the larger, an epoch's ``crops`` entry
+    is one batch of it, and the message says to lower ``batch_size`` (``--batch-size``), not the crops."""
     from edgeae.ground import limits
 
     need = sum(n * size for n, size in arrays.values())
     have = limits.available_memory()
     if have is None or need <= have:
         return
-    parts = ", ".join(f"{name} {n:,} ({n * size / 2**30:.1f} GiB)" for name, (n, size) in arrays.items())
+    raised = batch is not None and batch[1] > batch[0]
+    why = {"crops": f": {batch[0]:,} raised to one batch of batch_size {batch[1]:,}"} if batch and raised else {}
+    parts = ", ".join(
+        f"{name} {n:,} ({n * size / 2**30:.1f} GiB{why.get(name, '')})" for name, (n, size) in arrays.items()
+    )
+    fix = "lower the number of crops (--crops, --val-crops)"
+    if raised:
+        fix = "lower batch_size (--batch-size): an epoch trains at least one whole batch"
     raise MemoryEstimateError(
         f"the crops of this run need about {need / 2**30:.1f} GiB of memory ({parts}) but {have / 2**30:.1f} GiB is "
-        "available: lower the number of crops"
+        f"available: {fix}"
     )
+
+
+def crops_rounding(crops: int, batch_size: int) -> str | None:
+    """How an epoch's ``crops`` become whole batches of ``batch_size`` (the trainers' ``crops_per_epoch``), as a
+    log line; None when ``crops`` is already a multiple of ``batch_size``."""
+    if crops % batch_size == 0:
+        return None
+    if crops < batch_size:
+        return (
+            f"each epoch trains one batch of {batch_size:,} crops ({plural(crops, 'crop')} raised to one batch of "
+            "--batch-size)"
+        )
+    n = crops // batch_size
+    return (
+        f"each epoch trains {plural(n, 'batch')} of {batch_size:,} = {n * batch_size:,} crops "
+        f"({plural(crops, 'crop')} rounded down to whole batches)"
+    )
+
+
+def plural(n: int, noun: str) -> str:
+    """``"1 file"``, ``"16 files"``: a count and its noun."""
+    return f"{n:,} {noun}{'' if n == 1 else ('es' if noun.endswith(('s', 'ch')) else 's')}"
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: the trainers draw their progress bar there only (its carriage-return
+    redraws would fill a log file, e.g. ``nohup edgeae train ... > run.log 2>&1``), as ``edgeae score`` and
+    ``scan`` do; the per-epoch log lines are written either way."""
+    import sys
+
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
 
 
 def read_config(path: str | os.PathLike[str], cls: Any) -> Any:

@@ -34,6 +34,10 @@ class Corruption:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown training mode {self.mode!r}; expected one of {MODES}")
+        from edgeae.masks import PATTERNS
+
+        if self.pattern not in PATTERNS:  # found here, not at the first mask once the run has started
+            raise ValueError(f"unknown mask pattern {self.pattern!r}; expected one of {PATTERNS}")
         if not 0.0 <= self.destroy < 1.0:
             raise ValueError(f"destroy must be in [0, 1) (fraction of pixels destroyed), got {self.destroy}")
         lo, hi = self.destroy_range
@@ -52,8 +56,10 @@ class Corruption:
         object.__setattr__(self, "coverage_range", tuple(float(v) for v in self.coverage_range))
 
     def describe(self) -> dict[str, object]:
-        """The mask settings recorded in model metadata."""
-        d: dict[str, object] = {"mode": self.mode, "pattern": self.pattern}
+        """The mask settings recorded in model metadata (``plain`` and ``colour-noise`` use no mask: no pattern)."""
+        d: dict[str, object] = {"mode": self.mode}
+        if self.mode in ("fixed", "gt"):
+            d["pattern"] = self.pattern
         if self.mode == "fixed":
             d["destroy"] = self.destroy
         elif self.mode == "gt":

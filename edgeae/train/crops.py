@@ -7,6 +7,7 @@ the crop centre, plus a small shift; the random crop position itself is the larg
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeae._optional import require
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,47 @@ class MasterImage:
 
 
 def load_masters(files: Sequence[str | os.PathLike[str]], channels: int) -> list[MasterImage]:
-    """Read every file as ``channels`` (1 grey, 3 RGB) with its no-data mask (edgeae.imageio)."""
+    """Read every file as ``channels`` (1 grey, 3 RGB) with its no-data mask (edgeae.imageio). An image without a
+    valid pixel (all no-data, e.g. all black) gives no crops: one warning names every such file
+    (:func:`without_crops`)."""
     from edgeae.imageio import read_image
 
     out = []
     for f in files:
         img = read_image(f, channels=channels, detect_nodata=True)
         out.append(MasterImage(pixels=img.pixels, valid=img.valid, path=Path(f)))
+    empty = without_crops(out)
+    if 0 < len(empty) < len(out):  # all of them: refused by check_masters / sample_crops
+        log.warning(
+            "%d of %d images give no crops (every pixel is no-data) and are left out: %s%s", len(empty), len(out),
+            ", ".join(str(p) for p in empty[:10]), " ..." if len(empty) > 10 else "",
+        )  # fmt: skip
     return out
+
+
+def without_crops(masters: Sequence[MasterImage]) -> list[Path]:
+    """The files of ``masters`` that have no valid pixel: :func:`sample_crops` never draws from them."""
+    return [mi.path for mi in masters if not mi.valid.any()]
+
+
+def check_masters(masters: Sequence[MasterImage], size: int, aug: Augment) -> None:
+    """Refuse images :func:`sample_crops` cannot crop from: none at all, any too small for ``size``-pixel crops
+    with ``aug``, or no valid pixel in any of them (a ValueError naming them). A trainer calls it when the images
+    are read, before it writes anything, not at the first crop of its first epoch."""
+    if not masters:
+        raise ValueError("no master images to crop from")
+    m = _margin(size, aug)
+    small = [
+        f"{mi.path.name} ({mi.valid.shape[1]}x{mi.valid.shape[0]})" for mi in masters if min(mi.valid.shape) < 2 * m + 1
+    ]
+    if small:
+        raise ValueError(
+            f"{len(small)} of {len(masters)} images are too small for {size}-pixel crops with this augmentation "
+            f"(each side needs at least {2 * m + 1} px): {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}; "
+            "remove them from the data folder"
+        )
+    if len(without_crops(masters)) == len(masters):
+        raise ValueError(f"no valid pixels in {[str(mi.path) for mi in masters]} (every pixel is no-data)")
 
 
 def _affine(size: int, centre: tuple[float, float], aug: Augment, rng: np.random.Generator) -> np.ndarray:
@@ -150,22 +186,9 @@ def sample_crops(
                 )
             )  # fmt: skip
         return np.concatenate(parts)
-    if not masters:
-        raise ValueError("no master images to crop from")
     aug = aug or Augment()
-    m = _margin(size, aug)
-    small = [
-        f"{mi.path.name} ({mi.valid.shape[1]}x{mi.valid.shape[0]})" for mi in masters if min(mi.valid.shape) < 2 * m + 1
-    ]
-    if small:  # found before any crop is drawn, not when the file is first drawn epochs into a run
-        raise ValueError(
-            f"{len(small)} of {len(masters)} images are too small for {size}-pixel crops with this augmentation "
-            f"(each side needs at least {2 * m + 1} px): {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}; "
-            "remove them from the data folder"
-        )
+    check_masters(masters, size, aug)  # found before any crop is drawn, not when the file is first drawn
     weights = np.array([float(mi.valid.sum()) for mi in masters])
-    if weights.sum() <= 0:
-        raise ValueError(f"no valid pixels in {[str(mi.path) for mi in masters]}")
     weights /= weights.sum()
     c = masters[0].pixels.shape[2]
     out = np.empty((n, c, size, size), dtype=np.float32)

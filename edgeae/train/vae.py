@@ -112,8 +112,16 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     from edgeae.data import data_root
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
-    from edgeae.train.common import check_memory, progress, select_device, write_history, write_json
-    from edgeae.train.crops import Augment, load_masters, sample_crops
+    from edgeae.train.common import (
+        check_memory,
+        crops_rounding,
+        progress,
+        select_device,
+        stderr_is_terminal,
+        write_history,
+        write_json,
+    )
+    from edgeae.train.crops import Augment, check_masters, load_masters, sample_crops, without_crops
     from edgeae.train.resume import (
         Autosave,
         Deadline,
@@ -136,28 +144,30 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     device = select_device(config.device)
     channels = config.n_channels
     crop_bytes = channels * config.patch * config.patch * 4
-    check_memory({"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)})
+    check_memory(
+        {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)},
+        batch=(config.crops, config.batch_size),
+    )
     if config.threads:
         torch.set_num_threads(config.threads)
     root = data_root(config.data_root) if not config.is_folder else Path(config.data)
     train_files, val_files = data_files(config, root)
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
-    if not resume:
-        write_json(out / "config.json", {"kind": "vae", **config.to_dict()})
     n_batches = config.crops_per_epoch // config.batch_size
-    if config.crops_per_epoch != config.crops:
-        log.info(
-            "each epoch trains %d batches of %d = %d crops (crops %d rounded to whole batches)", n_batches,
-            config.batch_size, config.crops_per_epoch, config.crops,
-        )  # fmt: skip
+    rounding = crops_rounding(config.crops, config.batch_size)
+    if rounding:
+        log.info("%s", rounding)
 
     t0 = time.perf_counter()
     masters = load_masters(train_files, channels)
+    aug = Augment() if config.augment else Augment.none()
+    check_masters(masters, config.patch, aug)  # before anything is written, not at the first epoch's crops
     val_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x7A1]))
     val = sample_crops(load_masters(val_files, channels), config.val_crops, config.patch, val_rng, Augment.none())
     log.info("%d training images, %d val crops in %.1fs", len(masters), len(val), time.perf_counter() - t0)
-    aug = Augment() if config.augment else Augment.none()
+    if not resume:  # the data checks passed: a refused new run leaves no config.json (nor its folder)
+        write_json(out / "config.json", {"kind": "vae", **config.to_dict()})
 
     torch_seed = _seed(config.seed, 0x70)
     with torch.random.fork_rng(devices=[]):
@@ -245,7 +255,7 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
             model.train()
             bar = progress(
                 range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", total=n_batches,
-                enabled=config.progress, initial=state.batch,
+                enabled=config.progress and stderr_is_terminal(), initial=state.batch,
             )  # fmt: skip
             for b in bar:
                 idx = order[b * config.batch_size : (b + 1) * config.batch_size]
@@ -330,6 +340,7 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
         "bf16": use_bf16,
         "data": config.data,
         "train_files": len(train_files),
+        **({"train_files_without_crops": recorded(no_crops)} if (no_crops := without_crops(masters)) else {}),
         "crops_per_epoch": config.crops_per_epoch,
         "segments": state.segments,
         "complete": True,

@@ -57,8 +57,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "parameters": 243_283,
         "training_data": "rover_rgb train split (4 MarsScapes Curiosity Mastcam panoramas; val: 410_2)",
         "description": (
-            "gt-trained U-Net CAE variant (normalised-convolution pre-fill + U-Net residual): the default for "
-            "sparse-pixel reconstruction of RGB frames"
+            "gt-trained U-Net CAE variant (normalised-convolution pre-fill + U-Net residual): the previous default "
+            "for sparse-pixel reconstruction of RGB frames (now rover-rgb-unet2-ground)"
         ),
         "command": (
             "edgeae train cae --data rover_rgb --mode gt --variant unet --epochs 8 --crops 2000 --val-crops 300 "
@@ -72,8 +72,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "parameters": 242_705,
         "training_data": "orbital_gray train split (5 pycda tiles, 2 HiRISE browse strips; val: 1 HiRISE, Mercury)",
         "description": (
-            "gt-trained U-Net CAE variant (normalised-convolution pre-fill + U-Net residual): the default for "
-            "sparse-pixel reconstruction of grey frames"
+            "gt-trained U-Net CAE variant (normalised-convolution pre-fill + U-Net residual): the previous default "
+            "for sparse-pixel reconstruction of grey frames (now orbital-gray-unet2-ground)"
         ),
         "command": (
             "edgeae train cae --data orbital_gray --mode gt --variant unet --epochs 8 --crops 2000 --val-crops 300 "
@@ -217,7 +217,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "description": "RGB β-VAE for rover frames on 64x64 patches; score ||x - x_hat||^2 + λ||μ||^2",
         "command": (
             "edgeae train vae --data rover_rgb_v2 --msl-ground --out runs/vae2/rgb --epochs 10 --crops 16384 "
-            "--seed 0 --threads 1 --time-budget 65m  (stopped with SIGTERM after epoch 1)  &&  "
+            "--seed 0 --threads 1 --time-budget 65m  (stopped with SIGTERM in epoch 2)  &&  "
             "edgeae train vae --resume runs/vae2/rgb --epochs 1 --threads 1 --zoo-name rover-rgb-vae"
         ),
     },
