@@ -128,10 +128,8 @@ def _check_mask_memory(n_bytes: int, shape: tuple[int, ...]) -> None:
     now, naming the shape, instead of numpy's allocation error (or the system's OOM killer) half way through."""
     if n_bytes < _CHECKED_BYTES:
         return
-    try:
-        from edgeae.ground.limits import available_memory  # standard library only; lazy: most masks are small
-    except ImportError:  # pragma: no cover - a build without the ground package: numpy decides
-        return
+    from edgeae.memory_probe import available_memory  # neutral, standard library only; lazy: most masks are small
+
     have = available_memory()
     if have is not None and n_bytes > have:
         raise MaskError(

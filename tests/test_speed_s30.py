@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeae import memory_probe
 from edgeae.nodata import across_channels
 
 # ------------------------------------------------------------------------------------------------------------
@@ -205,9 +206,9 @@ def test_available_memory_is_the_smallest_of_system_cgroup_and_address_space(
     status.write_text("Name:\tpython\nVmPeak:\t  900000 kB\nVmSize:\t  500000 kB\nVmRSS:\t     100 kB\n")
     cg = tmp_path / "cg"
     cg.mkdir()
-    monkeypatch.setattr(limits, "MEMINFO", str(meminfo))
-    monkeypatch.setattr(limits, "PROC_STATUS", str(status))
-    monkeypatch.setattr(limits, "CGROUP", str(cg))
+    monkeypatch.setattr(memory_probe, "MEMINFO", str(meminfo))
+    monkeypatch.setattr(memory_probe, "PROC_STATUS", str(status))
+    monkeypatch.setattr(memory_probe, "CGROUP", str(cg))
     monkeypatch.setattr(resource, "getrlimit", lambda _r: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert limits.available_memory() == 4_000_000 * 1024  # no cgroup files, no rlimit: MemAvailable
     _fake_cgroup(cg, v2, "max" if v2 else str(2**63 - 4096), 10**9, 0)
@@ -221,8 +222,8 @@ def test_available_memory_is_the_smallest_of_system_cgroup_and_address_space(
     assert limits.available_memory() == (1 << 30) - (800 << 20)
     monkeypatch.setattr(resource, "getrlimit", lambda _r: (600_000 * 1024, resource.RLIM_INFINITY))
     assert limits.available_memory() == 100_000 * 1024  # ulimit -v 600000 with 500000 kB mapped
-    monkeypatch.setattr(limits, "MEMINFO", str(tmp_path / "absent"))
-    monkeypatch.setattr(limits, "CGROUP", str(tmp_path / "absent"))
+    monkeypatch.setattr(memory_probe, "MEMINFO", str(tmp_path / "absent"))
+    monkeypatch.setattr(memory_probe, "CGROUP", str(tmp_path / "absent"))
     monkeypatch.setattr(resource, "getrlimit", lambda _r: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert limits.available_memory() is None  # nothing known: not checked
 
@@ -233,7 +234,7 @@ def test_a_cae_frame_is_refused_under_a_cgroup_limit(tmp_path, monkeypatch: pyte
     cg = tmp_path / "cg"
     cg.mkdir()
     _fake_cgroup(cg, True, str(200 << 20), 80 << 20, 0)  # 120 MiB left of a 200 MiB container
-    monkeypatch.setattr(limits, "CGROUP", str(cg))
+    monkeypatch.setattr(memory_probe, "CGROUP", str(cg))
     with pytest.raises(limits.LimitError, match=r"120\.0 MiB is available"):
         limits.check_memory("sparse", 3, 591, 795, 3, "cae:rover-rgb-unet2-ground")
 
@@ -455,7 +456,6 @@ def test_the_cgroup_limit_is_read_from_the_process_own_cgroup_and_those_above(
 ) -> None:  # type: ignore[no-untyped-def]
     """A limit set on the process's own cgroup (Slurm, systemd-run -p MemoryMax) or on one above it, not on the
     root: found from /proc/self/cgroup (only the root's files were read)."""
-    from edgeae.ground import limits
 
     cg = tmp_path / "cg"
     job = cg / "slice" / "job"
@@ -466,11 +466,11 @@ def test_the_cgroup_limit_is_read_from_the_process_own_cgroup_and_those_above(
     (cg / "slice" / "memory.current").write_text(str(2 << 30 | 512 << 20))  # the parent has less room left
     own = tmp_path / "cgroup"
     own.write_text("0::/slice/job\n")
-    monkeypatch.setattr(limits, "CGROUP", str(cg))
-    monkeypatch.setattr(limits, "PROC_CGROUP", str(own))
-    assert limits._cgroup_room() == (3 << 30) - (2 << 30 | 512 << 20)
+    monkeypatch.setattr(memory_probe, "CGROUP", str(cg))
+    monkeypatch.setattr(memory_probe, "PROC_CGROUP", str(own))
+    assert memory_probe._cgroup_room() == (3 << 30) - (2 << 30 | 512 << 20)
     own.write_text("5:cpu,memory:/slice/job\n")  # v1: under CGROUP/memory, absent here: the root alone
-    assert limits._cgroup_room() is None
+    assert memory_probe._cgroup_room() is None
 
 
 def test_demo_and_adapt_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -337,10 +337,10 @@ def test_the_data_line_counts_files_in_english(tmp_path: Path, caplog: pytest.Lo
 
 
 def test_a_mask_too_large_for_memory_is_refused_naming_its_shape(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeae.ground import limits
+    from edgeae import memory_probe
     from edgeae.masks import MaskError, make_mask
 
-    monkeypatch.setattr(limits, "available_memory", lambda: 1 << 30)
+    monkeypatch.setattr(memory_probe, "available_memory", lambda: 1 << 30)
     with pytest.raises(MaskError, match=r"mask shape \(1000000, 1000000\) needs 931\.3 GiB .* 1\.0 GiB"):
         make_mask(seed=1, shape=(10**6, 10**6), keep=0.5)
     assert make_mask(seed=1, shape=(64, 64), keep=0.5).shape == (64, 64)  # small masks are not checked

@@ -13,9 +13,11 @@ so :func:`check_memory` also refuses a frame whose estimated rebuild does not fi
 from __future__ import annotations
 
 import dataclasses
-import os
-import resource
 from dataclasses import dataclass
+
+# the memory probe is neutral (the mask generator shared with the flight side asks it too); callers and tests reach
+# it here as limits.available_memory
+from edgeae.memory_probe import available_memory as available_memory
 
 
 class LimitError(ValueError):
@@ -136,102 +138,6 @@ def rebuild_bytes(h: int, w: int, c: int, fill: str, batch: int = 2, model_loade
     if name == "cae":
         need += (0 if model_loaded else CAE_FIXED_BYTES) + cae_batch_bytes(max(1, min(batch, cae_tiles(h, w))))
     return need
-
-
-MEMINFO = "/proc/meminfo"
-CGROUP = "/sys/fs/cgroup"  # v2 files in it (memory.max), v1 files in its memory/ folder (memory.limit_in_bytes)
-PROC_STATUS = "/proc/self/status"
-_UNLIMITED = 1 << 60  # a cgroup v1 limit at or above this is "no limit" (the kernel writes ~2**63)
-
-
-def _read_int(path: str) -> int | None:
-    """The integer a one-value file holds; None when it is missing, unreadable or ``max``."""
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read().strip()
-        return None if text == "max" else int(text)
-    except (OSError, ValueError):
-        return None
-
-
-def _stat_value(path: str, key: str, unit: int = 1) -> int | None:
-    """The number after ``key`` in a ``KEY value`` file (/proc/meminfo, memory.stat), times ``unit``."""
-    try:
-        with open(path, encoding="ascii") as f:
-            for line in f:
-                fields = line.split()  # "VmSize:\t  123 kB", "MemAvailable:   123 kB", "inactive_file 123"
-                if fields and fields[0].rstrip(":") == key:
-                    return int(fields[1]) * unit
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-PROC_CGROUP = "/proc/self/cgroup"
-V2_FILES = ("memory.max", "memory.current", "memory.stat", "inactive_file")  # limit, usage, stat, reclaimable key
-V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_inactive_file")
-
-
-def _cgroup_dirs() -> list[tuple[str, tuple[str, str, str, str]]]:
-    """(folder, its files) of this process's memory cgroup and each cgroup above it, the deepest first: its path
-    from ``/proc/self/cgroup`` (v2 ``0::PATH``, v1 a line whose controllers include ``memory``) under
-    :data:`CGROUP`, then the root's (all a container with a view of its own has)."""
-    found: list[tuple[str, tuple[str, str, str, str]]] = []
-    try:
-        with open(PROC_CGROUP, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        if parts[0] == "0" and parts[1] == "":
-            base, files = CGROUP, V2_FILES
-        elif "memory" in parts[1].split(","):
-            base, files = os.path.join(CGROUP, "memory"), V1_FILES
-        else:
-            continue
-        rel = parts[2].strip("/")
-        while rel:
-            if os.path.isdir(os.path.join(base, rel)):
-                found.append((os.path.join(base, rel), files))
-            rel = os.path.dirname(rel)
-    return [*found, (CGROUP, V2_FILES), (os.path.join(CGROUP, "memory"), V1_FILES)]
-
-
-def _cgroup_room() -> int | None:
-    """Bytes this process's memory cgroup can still take: the least, over its cgroup and those above it, of the
-    limit less the usage (page cache that can be dropped not counted as used), v2 or v1; None where no limit."""
-    rooms: list[int] = []
-    for folder, (limit_file, usage_file, stat_file, cache_key) in _cgroup_dirs():
-        limit = _read_int(os.path.join(folder, limit_file))
-        if limit is None or limit >= _UNLIMITED:
-            continue
-        used = _read_int(os.path.join(folder, usage_file)) or 0
-        used -= min(used, _stat_value(os.path.join(folder, stat_file), cache_key) or 0)
-        rooms.append(max(0, limit - used))
-    return min(rooms) if rooms else None
-
-
-def _address_space_room() -> int | None:
-    """Bytes of address space left under ``RLIMIT_AS`` (``ulimit -v``); None where there is no such limit."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY or soft < 0:
-        return None
-    used = _stat_value(PROC_STATUS, "VmSize", 1024) or 0
-    return max(0, soft - used)
-
-
-def available_memory() -> int | None:
-    """Memory this process can get without swapping or being killed: the smallest of the system's
-    ``MemAvailable``, the room left under its memory cgroup's limit (v2 ``memory.max`` less ``memory.current``,
-    v1 ``memory.limit_in_bytes`` less usage; reclaimable page cache counted as free) and the address space left
-    under ``RLIMIT_AS``; None where none of them is known."""
-    known = [
-        v for v in (_stat_value(MEMINFO, "MemAvailable", 1024), _cgroup_room(), _address_space_room()) if v is not None
-    ]
-    return min(known) if known else None
 
 
 ORIGINAL_BYTES_PER_SAMPLE = 29
