@@ -7,7 +7,8 @@ patches, the score's tail) and writes ``parity.json`` / ``parity.md`` with sizes
 file and overall (``passed``, ``failures``). Files are built in a temporary folder and placed in the output
 folder once checked: a file that failed as ``NAME.<precision>.FAILED.<ext>``; ``parity.json`` is rewritten
 around every file placed, so it matches the folder whenever the run stops; an earlier export of the same model
-there keeps its records that still hold, another model's is refused (:mod:`edgeae.export.outdir`). Any failed
+there keeps its records that still hold (an earlier checkpoint's files not replaced by passing ones are moved aside
+as ``*.STALE.*``), another model's is refused (:mod:`edgeae.export.outdir`). Any failed
 check raises :class:`ExportFailed` after the report is written.
 """
 

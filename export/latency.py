@@ -19,7 +19,7 @@ import numpy as np
 from edgeae.firmware_sim.runtime import load_artifact
 
 from .filetype import check_artifact_file
-from .outdir import is_failed
+from .outdir import is_failed, is_stale
 from .parity import measure_latency
 from .report import environment
 
@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.folder}: no such folder", file=sys.stderr)
         return 2
     files = sorted(
-        f for f in args.folder.glob(args.pattern) if f.suffix in (".onnx", ".ort", ".tflite") and not is_failed(f.name)
-    )  # a *.FAILED.* file failed its export checks: not timed as if it were an artifact
+        f
+        for f in args.folder.glob(args.pattern)
+        if f.suffix in (".onnx", ".ort", ".tflite") and not is_failed(f.name) and not is_stale(f.name)
+    )  # a *.FAILED.* file failed its export checks, a *.STALE.* one is an earlier checkpoint's: not timed
     if not files:
         print(f"error: no .onnx/.ort/.tflite files matching {args.pattern!r} in {args.folder}", file=sys.stderr)
         return 2

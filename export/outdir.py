@@ -6,7 +6,8 @@ from) and only then copied into ``--out``: under its own name when it passed eve
 picks it up, and a failed file never replaces a good one of the same name. A folder that already holds an
 export of the same model keeps it: :class:`Ledger` takes over the records of its ``parity.json`` whose files are
 still there, unchanged (SHA-256) and made from the same checkpoint; the others are dropped with a warning (a
-retrained checkpoint's re-export replaces its files), and artifact files left without any record are named in one. A
+retrained checkpoint's re-export replaces its files, and moves those of the earlier checkpoint it does not replace
+with a passing file to ``NAME.<precision>.STALE.<ext>``), and artifact files left without any record are named in one. A
 folder holding another model's export, or another model of the same name, is refused (:func:`refuse_other_model`).
 ``parity.json`` is rewritten around every file placed, so at every moment each record in it matches its file: a run
 that stops half-way never leaves a new file beside the old one's hash.
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
 FAILED = "FAILED"
+STALE = "STALE"  # NAME.<precision>.STALE.<ext>: moved aside by a re-export (made from an earlier checkpoint)
 ORT_CONFIG = ".required_operators.config"  # beside every .ort file: the operators of a minimal onnxruntime build
 REPORT = "parity.json"
 
@@ -74,6 +76,17 @@ def failed_name(name: str) -> str:
 
 def is_failed(name: str) -> bool:
     return f".{FAILED}." in name
+
+
+def stale_name(name: str, n: int = 1) -> str:
+    """``m.int8.onnx`` -> ``m.int8.STALE.onnx`` (``n`` > 1: ``m.int8.STALE.n.onnx``): the name a re-export moves an
+    earlier checkpoint's file to when it does not replace it with a passing one, so it no longer flies by its name."""
+    stem, _, ext = name.rpartition(".")
+    return f"{stem}.{STALE}.{ext}" if n == 1 else f"{stem}.{STALE}.{n}.{ext}"
+
+
+def is_stale(name: str) -> bool:
+    return f".{STALE}." in name
 
 
 class OtherModelsExport(ValueError):
@@ -277,7 +290,7 @@ class Ledger:
     """
 
     def __init__(self, report: ExportReport, checkpoint: str | None, planned: int) -> None:
-        self.report, self.out, self.planned = report, Path(report.out_dir), planned
+        self.report, self.out, self.planned, self.checkpoint = report, Path(report.out_dir), planned, checkpoint
         self.carried, self._dropped = earlier_records(self.out, report.model, checkpoint)
         self.made: list[ArtifactRecord] = []
 
@@ -312,12 +325,53 @@ class Ledger:
                 self.out / REPORT, len(dropped), "; ".join(dropped),
             )  # fmt: skip
         self._write(0)
-        stray = unrecorded(self.out, self.report.artifacts)
+        moved = self._move_stale()
+        if moved:
+            log.warning(
+                "%s: %d file(s) of %s made from another checkpoint and not replaced by a passing file of this export "
+                "moved aside (the flight runtime refuses them at boot): %s",
+                self.out, len(moved), self.report.model, ", ".join(f"{a} -> {b}" for a, b in moved),
+            )  # fmt: skip
+        stray = [n for n in unrecorded(self.out, self.report.artifacts) if n not in {b for _, b in moved}]
         if stray:
             log.warning(
-                "%s: files without a record in parity.json (not checked by this export): %s", self.out, ", ".join(stray)
-            )
+                "%s: files without a record in parity.json (not checked by this export; the flight runtime refuses "
+                "those of %s at boot): %s",
+                self.out, self.report.model, ", ".join(stray),
+            )  # fmt: skip
         return self.report
+
+    def _move_stale(self) -> list[tuple[str, str]]:
+        """Rename this model's unrecorded artifact files made from another checkpoint than this export's (their
+        records were dropped; a file whose new version failed went to ``.FAILED.``) to :func:`stale_name`, so the
+        folder never holds files of two checkpoints under its names (a split flight would pair their latents).
+        Returns (old name, new name) of each."""
+        from edgeae.firmware_sim.runtime import read_metadata
+
+        if self.checkpoint is None:  # an in-memory model naming no checkpoint: nothing to compare with
+            return []
+        moved = []
+        for name in unrecorded(self.out, self.report.artifacts):
+            file = self.out / name
+            if not _of_model(name, self.report.model) or is_failed(name) or is_stale(name) or not file.is_file():
+                continue
+            try:
+                made_from = read_metadata(file).source_checkpoint_hash
+            except (OSError, ValueError):  # unreadable: named by the warning about unrecorded files
+                continue
+            if made_from == self.checkpoint:  # None: an in-memory model's, dropped as "made from another checkpoint"
+                continue
+            n = 1
+            while (self.out / stale_name(name, n)).exists():  # an earlier re-export's: kept
+                n += 1
+            dest = self.out / stale_name(name, n)
+            os.replace(file, dest)
+            config = file.with_name(file.stem + ORT_CONFIG)
+            if file.suffix == ".ort" and config.is_file():
+                _copy(config, self.out / (dest.stem + ORT_CONFIG), replace=(name, dest.name))
+                config.unlink()
+            moved.append((name, dest.name))
+        return moved
 
 
 def unrecorded(out: Path, records: list[ArtifactRecord]) -> list[str]:

@@ -56,7 +56,7 @@ def _check_named_model(flag: str, spec: str, prefer: tuple[str, ...] = ()) -> No
         raise MissionError(f"{flag} {exc}") from None
     failed = parity_failure(path)  # the boot would refuse it and fly the mission without that model
     if failed:
-        raise MissionError(f"{flag} {failed}: the flight runtime does not fly a file its own export rejected")
+        raise MissionError(f"{flag} {failed}: the flight runtime does not fly it")
     why = recorded_hash_mismatch(path)
     if why:
         raise MissionError(f"{flag} {why}")

@@ -5,7 +5,8 @@ The runtime keeps each model artifact's bytes in memory (the weight image an SEU
 storage (after checking its SHA-256 against the golden hash) and rebuilds the interpreter session, so the
 upset lives at most until the next scrub. At load, a file whose SHA-256 differs from the golden hash (from
 the mission file, else a ``<file>.sha256`` sidecar, else the export's ``parity.json`` beside it) is refused, and
-so is a file its export rejected (``parity.json`` says it failed its checks, or it is named ``*.FAILED.*``); a
+so is a file its export rejected (``parity.json`` says it failed its checks, or it is named ``*.FAILED.*`` or
+``*.STALE.*``, or it is named as a file of the model of the ``parity.json`` beside it but not recorded there); a
 configured fallback copy is tried next.
 """
 
@@ -74,20 +75,31 @@ def recorded_hash_mismatch(path: Path) -> str | None:
     )
 
 
-def parity_record(path: Path) -> dict[str, Any] | None:
-    """The record of the export's ``parity.json`` beside ``path`` for a file of that name, if any (an unreadable or
-    foreign parity.json counts as none: the sidecar and the mission are the firm sources)."""
+def _parity_doc(path: Path) -> dict[str, Any] | None:
+    """The export's ``parity.json`` beside ``path``, if there is a readable one."""
     record = path.with_name("parity.json")
     try:
         if not record.is_file() or record.stat().st_size > 8 << 20:
             return None
         doc = json.loads(record.read_text(encoding="utf-8"))
-        for entry in doc.get("artifacts", []) if isinstance(doc, dict) else []:
-            if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
-                return entry
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _recorded(doc: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    artifacts = doc.get("artifacts")
+    for entry in artifacts if isinstance(artifacts, list) else []:
+        if isinstance(entry, dict) and Path(str(entry.get("path", ""))).name == path.name:
+            return entry
     return None
+
+
+def parity_record(path: Path) -> dict[str, Any] | None:
+    """The record of the export's ``parity.json`` beside ``path`` for a file of that name, if any (an unreadable or
+    foreign parity.json counts as none: the sidecar and the mission are the firm sources)."""
+    doc = _parity_doc(path)
+    return _recorded(doc, path) if doc is not None else None
 
 
 def parity_hash(path: Path) -> str | None:
@@ -99,13 +111,33 @@ def parity_hash(path: Path) -> str | None:
 
 #: in the name of every file ``edgeae export`` rejected (``NAME.<precision>.FAILED.<ext>``, docs/export.md)
 FAILED_MARK = ".FAILED."
+#: in the name of a file a re-export moved aside: made from an earlier checkpoint, not replaced by a passing file
+STALE_MARK = ".STALE."
+
+
+def unrecorded_by_export(path: Path) -> str | None:
+    """Why ``path`` is named as a file of the model whose ``parity.json`` is beside it (``MODEL[-encoder|-decoder].``)
+    but has no record there (None: it has one, or nothing beside it says whose folder it is): a file left by an
+    earlier checkpoint or another run, never checked against the model the folder's export describes."""
+    doc = _parity_doc(path)
+    model = doc.get("model") if doc is not None else None
+    if not isinstance(model, str) or not model or doc is None or _recorded(doc, path) is not None:
+        return None
+    if not any(path.name.startswith(f"{model}{part}.") for part in ("", "-encoder", "-decoder")):
+        return None
+    return (
+        f"{path} is not recorded by the export beside it ({path.with_name('parity.json')}, model {model}): a file "
+        "of another checkpoint or run, not checked by that export: re-export the model"
+    )
 
 
 def parity_failure(path: Path) -> str | None:
     """Why ``path`` is a file its export rejected (None: nothing says so): the export's own ``parity.json`` beside it
     says it failed its checks (a record from before ``passed`` existed has its verdict in ``parity["passed"]``), or
     its name is one the export gives a rejected file (``.FAILED.``): the refusal must not end when a later export
-    into the folder drops the record, or when the file is copied without its ``parity.json``."""
+    into the folder drops the record, or when the file is copied without its ``parity.json``. So is a file a
+    re-export moved aside (``.STALE.``), and one named as a file of the model of the ``parity.json`` beside it that
+    has no record there (:func:`unrecorded_by_export`)."""
     entry = parity_record(path) or {}
     passed = entry.get("passed")
     if passed is None:
@@ -117,7 +149,12 @@ def parity_failure(path: Path) -> str | None:
         return f"{path}: its export report {path.with_name('parity.json')} says it failed its checks ({gate})"
     if FAILED_MARK in path.name:
         return f"{path} is a file its export rejected (named {FAILED_MARK} by edgeae export): re-export the model"
-    return None
+    if STALE_MARK in path.name:
+        return (
+            f"{path} is a file a re-export moved aside (named {STALE_MARK} by edgeae export: made from an earlier "
+            "checkpoint): fly the file the export recorded, or re-export the model"
+        )
+    return unrecorded_by_export(path)
 
 
 @dataclass

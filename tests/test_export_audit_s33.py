@@ -446,7 +446,7 @@ def test_firmware_sim_run_refuses_a_model_its_export_rejected_before_the_boot(tm
     (out / "parity.json").write_text(json.dumps({"model": "m", "artifacts": [entry]}))
     with pytest.raises(MissionError, match=r"--anomaly-model .*says it failed its checks \(int8 PSNR") as err:
         cli_overrides._check_named_model("--anomaly-model", str(bad))
-    assert "does not fly a file its own export rejected" in str(err.value)
+    assert "the flight runtime does not fly it" in str(err.value)
 
 
 # ------------------------------------------------------- review r3: a re-export into its own folder, FAILED files
@@ -480,7 +480,10 @@ def test_a_retrained_checkpoint_is_re_exported_into_its_own_folder(
 ) -> None:
     """r3 item 1: the fix of a3 item 1 refused runs/x/best.pt trained further and exported again into its own --out
     ("holds the export of best from another checkpoint"). Now it is the same model: its stale records are dropped
-    with the warning, its files replaced, the ones not rewritten named as unrecorded; ``source`` is recorded."""
+    with the warning, its files replaced; ``source`` is recorded. r4 item 1: the ones not rewritten (here the int8)
+    stayed under their names, unrecorded, and flew; now they are moved aside as ``.STALE.`` and refused at boot."""
+    from edgeae.firmware_sim import guard
+
     from edgeae.metadata import sha256_file
 
     monkeypatch.setattr(api, "_export_one", _fake_export_one)
@@ -500,8 +503,88 @@ def test_a_retrained_checkpoint_is_re_exported_into_its_own_folder(
     warned = [r.getMessage() for r in caplog.records]
     assert any("1 earlier record(s) not carried" in w and "best.int8.onnx (made from another checkpoint)" in w
                for w in warned)  # fmt: skip
-    assert any("files without a record" in w and "best.int8.onnx" in w for w in warned)
-    assert (out / "best.int8.onnx").is_file()  # nothing deleted
+    assert any("1 file(s) of best made from another checkpoint" in w and "best.int8.onnx -> best.int8.STALE.onnx" in w
+               for w in warned)  # fmt: skip
+    assert not (out / "best.int8.onnx").exists() and (out / "best.int8.STALE.onnx").is_file()  # nothing deleted
+    assert "moved aside (named .STALE." in str(guard.parity_failure(out / "best.int8.STALE.onnx"))
+
+
+def test_a_re_export_leaves_no_earlier_checkpoints_file_under_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r4 item 1: runs/x/best.pt retrained and re-exported (all three CAE kinds, fp32 and int8) whose decoder int8
+    failed: the new file went to ``.FAILED.``, the old checkpoint's best-decoder.int8.onnx stayed under its name
+    with no record (guard: None, first-load hash), so a split flight paired latents of two checkpoints. Now every
+    file under a real name is the new checkpoint's, and a third export keeps the earlier ``.STALE.`` file."""
+    from edgeae.firmware_sim import guard
+    from edgeae.firmware_sim.runtime import read_metadata
+
+    from edgeae.metadata import sha256_file
+
+    fail = {"on": False}
+
+    def fake(run: Any, graph: Any, fmt: str, precision: str) -> tuple[ArtifactRecord, Path]:
+        rec, path = _fake_export_one(run, graph, fmt, precision)
+        if fail["on"] and precision == "int8" and graph.kind == "cae-decoder":
+            rec.parity, rec.passed = {"passed": False}, False
+        return rec, path
+
+    monkeypatch.setattr(api, "_export_one", fake)
+    ckpt = _tiny_checkpoint(tmp_path / "runs" / "x" / "best.pt")
+    calib, test = _images(tmp_path / "calib", 1, 256, 256), _images(tmp_path / "test", 1, 256, 256)
+    kinds = ("cae", "cae-encoder", "cae-decoder")
+    cfg = dataclasses.replace(FAST, calib=calib, test=test, tail_check=False, kinds=kinds, precisions=("fp32", "int8"))
+    out = tmp_path / "exp"
+    api.export_model(ckpt, out, cfg)
+    old = sha256_file(ckpt)
+    for stale_as in ("best-decoder.int8.STALE.onnx", "", "best-decoder.int8.STALE.2.onnx"):  # "": all pass
+        _retrain(ckpt)
+        fail["on"] = bool(stale_as)
+        caplog.clear()
+        caplog.set_level(logging.WARNING)
+        api.export_model(ckpt, out, dataclasses.replace(cfg, strict=False))
+        new = sha256_file(ckpt)
+        names = {f.name: read_metadata(f).source_checkpoint_hash for f in out.iterdir() if f.suffix == ".onnx"}
+        real = {k: v for k, v in names.items() if ".FAILED." not in k and ".STALE." not in k}
+        assert len(real) == 5 + (not stale_as) and set(real.values()) == {new}, names  # all of this checkpoint
+        assert all(guard.parity_failure(out / k) is None for k in real)
+        moved = [r.getMessage() for r in caplog.records if "moved aside" in r.getMessage()]
+        if stale_as:
+            stale = out / stale_as
+            assert names[stale.name] == old and names["best-decoder.int8.FAILED.onnx"] == new
+            assert "moved aside (named .STALE." in str(guard.parity_failure(stale)) and stale.name not in _records(out)
+            with pytest.raises(guard.ModelRefused, match="moved aside"):
+                guard.ModelGuard("recon", stale, lambda p, t: object(), 1).load()
+            assert len(moved) == 1 and f"best-decoder.int8.onnx -> {stale.name}" in moved[0] and "\n" not in moved[0]
+            assert not any("files without a record" in r.getMessage() and stale.name in r.getMessage()
+                           for r in caplog.records)  # fmt: skip
+        else:
+            assert not moved
+        old = new
+    assert names["best-decoder.int8.STALE.onnx"] != names["best-decoder.int8.STALE.2.onnx"]  # the first one kept
+
+
+def test_the_boot_refuses_a_file_of_the_folders_model_its_export_does_not_record(tmp_path: Path) -> None:
+    """r4 item 1, the backstop: a file named as one of the model of the parity.json beside it but without a record
+    there (left by an earlier checkpoint, an interrupted export, a copy) flew on a first-load hash. Now refused."""
+    from edgeae.firmware_sim import guard
+
+    out = tmp_path / "exp"
+    out.mkdir()
+    recorded = _artifact(out / "m.fp32.onnx", "cae", SHA_A)
+    _report(out, "m", [recorded])
+    loose = _artifact(out / "m-decoder.int8.onnx", "cae-decoder", SHA_B)
+    other = _artifact(out / "mission-model.int8.onnx", "vae", SHA_B)  # not of model m: not the export's business
+    why = guard.parity_failure(loose)
+    assert why is not None and "\n" not in why
+    assert why.startswith(f"{loose} is not recorded by the export beside it ({out / 'parity.json'}, model m)")
+    with pytest.raises(guard.ModelRefused, match="not recorded by the export beside it"):
+        guard.ModelGuard("recon", loose, lambda p, t: object(), 1).load()
+    assert guard.parity_failure(recorded) is None and guard.parity_failure(other) is None
+    guard.ModelGuard("anomaly", recorded, lambda p, t: object(), 1).load()
+    guard.ModelGuard("anomaly", other, lambda p, t: object(), 1).load()
+    (out / "parity.json").write_text("{not json")  # a parity.json that cannot be read says nothing
+    assert guard.parity_failure(loose) is None
 
 
 def test_a_different_model_of_the_same_name_is_still_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "and parity.md with sizes and latencies. Fails (exit 1) when any check fails: a failed file is kept as "
         "NAME.PRECISION.FAILED.EXT, so nothing loads it by name. Files are built in a temporary folder; an earlier "
         "export of the same model in --out is kept (its parity records that still hold are carried into the new "
-        "report); a folder holding another model's export is refused.",
+        "report; a file of an earlier checkpoint this run does not replace is renamed NAME.PRECISION.STALE.EXT); a "
+        "folder holding another model's export is refused.",
     )
     p.add_argument("model", metavar="MODEL", help="zoo name or .pt checkpoint")
     p.add_argument("--format", default="all", choices=[*FORMATS, "all"], help="artifact format (default all)")
