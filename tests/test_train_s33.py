@@ -85,6 +85,15 @@ def test_a_plain_cae_resume_stops_at_the_run_budget_again(tmp_path: Path, capsys
     assert json.loads((run / "config.json").read_text())["time_budget"] == 3600.0
 
 
+def test_time_budget_none_clears_a_runs_budget() -> None:
+    """A run with a budget had no documented way to resume without one (0 is refused as not positive)."""
+    from edgeae.train.resume import parse_duration
+
+    assert parse_duration("none") is None and parse_duration(" None ") is None and parse_duration("90m") == 5400.0
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_duration("0")
+
+
 def test_a_plain_vae_resume_stops_at_the_run_budget_again(folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "v"
     assert main(_vae_cli(folder, run, "--time-budget", "0.000001")) == 75
@@ -344,3 +353,21 @@ def test_a_mask_too_large_for_memory_is_refused_naming_its_shape(monkeypatch: py
     with pytest.raises(MaskError, match=r"mask shape \(1000000, 1000000\) needs 931\.3 GiB .* 1\.0 GiB"):
         make_mask(seed=1, shape=(10**6, 10**6), keep=0.5)
     assert make_mask(seed=1, shape=(64, 64), keep=0.5).shape == (64, 64)  # small masks are not checked
+
+
+def test_a_run_started_before_pnm_files_were_read_resumes_on_its_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading .pnm files added one to a folder's split: a run started before (without it) was refused on resume as
+    "the training data changed" (review s33 r5). It resumes on the files it started on."""
+    import edgeae.train.cae as cae_mod
+    from edgeae.train.cae_config import LEGACY_IMAGE_SUFFIXES
+
+    data = _images(tmp_path / "data")
+    cv2.imwrite(str(data / "extra.pnm"), (np.arange(160 * 160 * 3) % 251).astype(np.uint8).reshape(160, 160, 3))
+    run = tmp_path / "run"
+    with monkeypatch.context() as mp:  # the run as an earlier edgeae started it: no .pnm in its split
+        mp.setattr(cae_mod, "split_data", lambda c, s=LEGACY_IMAGE_SUFFIXES: split_data(c, s))
+        assert not train_cae(_config(data, run, time_budget=1e-9))["complete"]
+    assert ".pnm" in str(split_data(_config(data, run)))  # today's split reads it
+    assert train_cae(_config(data, run), resume=True)["complete"]  # was: ResumeError "the training data changed"

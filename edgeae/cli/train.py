@@ -56,7 +56,7 @@ RESUME_HELP = (
 )
 BUDGET_HELP = (
     "The budget is per invocation: --resume without it keeps the run's, so each resumed invocation stops after it "
-    "too; give it again to change it"
+    "too; give it again to change it, or --time-budget none for no limit"
 )
 NO_PROGRESS_HELP = "no progress bar (the bar is drawn only when stderr is a terminal; the per-epoch lines always)"
 

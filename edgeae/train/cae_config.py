@@ -14,6 +14,8 @@ from edgeae.train.common import check_zoo_fields, drop_zoo_defaults, read_config
 from edgeae.train.corrupt import MODES, Corruption
 
 IMAGE_SUFFIXES = READ_EXTENSIONS  # a folder's training images: every file the reader reads (.pnm too)
+# the list before session 33 (no .pnm): a run started then on a folder holding .pnm files resumes on its own files
+LEGACY_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
 DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1}
 
 
@@ -168,8 +170,9 @@ class CAETrainConfig:
         return cls(**d)
 
 
-def split_data(config: CAETrainConfig) -> tuple[list[Path], list[Path]]:
-    """(train files, val files) for ``config.data``: a named dataset split or a folder split by file."""
+def split_data(config: CAETrainConfig, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
+    """(train files, val files) for ``config.data``: a named dataset split or a folder split by file (the files
+    with one of ``suffixes``)."""
     from edgeae.datasets import SPLITS, split_files
 
     if config.data in SPLITS:
@@ -180,7 +183,7 @@ def split_data(config: CAETrainConfig) -> tuple[list[Path], list[Path]]:
     folder = Path(config.data)
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {config.data!r} is neither a dataset ({sorted(SPLITS)}) nor a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     if len(files) < 2:
         raise ValueError(f"{folder}: need at least 2 images to split train/val by file, found {len(files)}")
     val = files[::5]

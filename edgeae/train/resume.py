@@ -97,8 +97,9 @@ def stop_exit_status(stop: str | None) -> int:
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
-    """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds; None/"" -> None."""
-    if text is None or text == "":
+    """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds; None, "" or ``"none"`` -> None (no
+    limit: what ``--resume RUN --time-budget none`` gives a run that had one)."""
+    if text is None or text == "" or (isinstance(text, str) and text.strip().lower() == "none"):
         return None
     if isinstance(text, (int, float)):
         seconds = float(text)
@@ -279,6 +280,11 @@ def load_state(
         early_stop=bool(s.get("early_stop", False)),
         crops_per_epoch=int(s["crops_per_epoch"]) if s.get("crops_per_epoch") is not None else None,
     )
+
+
+def recorded_data_hash(folder: str | os.PathLike[str]) -> str:
+    """The data-manifest hash a run's ``last.pt`` was started on."""
+    return str(_read_state(folder)["data_hash"])
 
 
 def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
