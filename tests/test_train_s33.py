@@ -371,3 +371,18 @@ def test_a_run_started_before_pnm_files_were_read_resumes_on_its_own_files(
         assert not train_cae(_config(data, run, time_budget=1e-9))["complete"]
     assert ".pnm" in str(split_data(_config(data, run)))  # today's split reads it
     assert train_cae(_config(data, run), resume=True)["complete"]  # was: ResumeError "the training data changed"
+
+
+def test_a_vae_folder_run_started_before_pnm_files_were_read_resumes(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeae.train.cae_config as cae_config
+    from edgeae.train.cae_config import LEGACY_IMAGE_SUFFIXES
+
+    cv2.imwrite(str(folder / "extra.pnm"), (np.arange(256 * 256 * 3) % 251).astype(np.uint8).reshape(256, 256, 3))
+    run = tmp_path / "v"
+    original = cae_config.split_data
+    with monkeypatch.context() as mp:  # started by an earlier edgeae: no .pnm in the folder's split
+        mp.setattr(cae_config, "split_data", lambda c, s=LEGACY_IMAGE_SUFFIXES: original(c, s))
+        assert main(_vae_cli(folder, run, "--time-budget", "0.000001")) == 75
+    assert main(["train", "vae", "--resume", str(run), "--time-budget", "none"]) == 0
