@@ -46,24 +46,6 @@ from edgeae.train.crops import Augment
 log = logging.getLogger(__name__)
 
 
-def _files_the_run_started_on(
-    out: Path, config: CAETrainConfig, train: list[Path], val: list[Path]
-) -> tuple[list[Path], list[Path]]:
-    """``(train, val)``, or the folder split by the image types read before session 33 (no ``.pnm``) when that is
-    what the run in ``out`` was started on: its manifest hash says so."""
-    from edgeae.metadata import manifest_hash
-    from edgeae.train.cae_config import LEGACY_IMAGE_SUFFIXES
-    from edgeae.train.resume import recorded_data_hash
-
-    if config.data in DATASET_CHANNELS or not any(p.suffix.lower() == ".pnm" for p in (*train, *val)):
-        return train, val
-    legacy = split_data(config, LEGACY_IMAGE_SUFFIXES)
-    if recorded_data_hash(out) == manifest_hash([*legacy[0], *legacy[1]]):
-        log.info("%s: resumed on the files it started on (.pnm files were not read then)", out)
-        return legacy
-    return train, val
-
-
 def recorded_files(files: list[Path], data: str) -> list[str]:
     """How a checkpoint records its train or val files (``extra["train_files"]``, ``extra["val_files"]``): a
     folder's by path relative to it (``day1/IMG_0004.png``: camera names repeat across subfolders), a named
@@ -164,8 +146,6 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
         check_resume(out, "cae", config.epochs)  # before any work: nothing is written when it refuses
     device = select_device(config.device)
     train_files, val_files = split_data(config)
-    if resume:  # a folder run started before .pnm files were read resumes on the files it started on (review s33)
-        train_files, val_files = _files_the_run_started_on(out, config, train_files, val_files)
     if not resume and (out / "last.pt").exists():
         raise FileExistsError(f"{out} already holds a run (last.pt): pass --resume {out} or choose another --out")
     channels = config.resolved_channels(train_files[0])

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,9 +14,12 @@ from edgeae.imageio import READ_EXTENSIONS
 from edgeae.train.common import check_zoo_fields, drop_zoo_defaults, read_config
 from edgeae.train.corrupt import MODES, Corruption
 
-IMAGE_SUFFIXES = READ_EXTENSIONS  # a folder's training images: every file the reader reads (.pnm too)
-# the list before session 33 (no .pnm): a run started then on a folder holding .pnm files resumes on its own files
-LEGACY_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+# a folder's training images. Not .pnm, which the reader reads too: adding it would change the split and the data
+# hash of every earlier run on a folder holding one (refused on resume; review s33), so such files are named in a
+# warning instead (rename them .ppm or .pgm to train on them)
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
 DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1}
 
 
@@ -184,6 +188,14 @@ def split_data(config: CAETrainConfig, suffixes: tuple[str, ...] = IMAGE_SUFFIXE
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {config.data!r} is neither a dataset ({sorted(SPLITS)}) nor a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    unread = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in READ_EXTENSIONS and p.suffix.lower()
+                    not in suffixes and p.is_file())  # fmt: skip
+    if unread:
+        log.warning(
+            "%s: %d image(s) not used for training (%s): a folder's training images are %s; rename them to train on "
+            "them", folder, len(unread), ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else ""),
+            " ".join(suffixes),
+        )  # fmt: skip
     if len(files) < 2:
         raise ValueError(f"{folder}: need at least 2 images to split train/val by file, found {len(files)}")
     val = files[::5]

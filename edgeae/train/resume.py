@@ -282,11 +282,6 @@ def load_state(
     )
 
 
-def recorded_data_hash(folder: str | os.PathLike[str]) -> str:
-    """The data-manifest hash a run's ``last.pt`` was started on."""
-    return str(_read_state(folder)["data_hash"])
-
-
 def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     torch = require("torch")
     path = Path(folder) / STATE_FILE

@@ -152,12 +152,6 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
         torch.set_num_threads(config.threads)
     root = data_root(config.data_root) if not config.is_folder else Path(config.data)
     train_files, val_files = data_files(config, root)
-    if resume and config.is_folder:  # a run started before .pnm files were read: the files it started on
-        from edgeae.train.cae import _files_the_run_started_on
-        from edgeae.train.cae_config import CAETrainConfig
-
-        folder_cfg = CAETrainConfig(data=config.data, out=config.out)
-        train_files, val_files = _files_the_run_started_on(Path(config.out), folder_cfg, train_files, val_files)
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
     n_batches = config.crops_per_epoch // config.batch_size
