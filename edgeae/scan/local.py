@@ -162,3 +162,7 @@ def _stop_workers(pool: cf.ProcessPoolExecutor, timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     for proc in procs:
         proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:  # still there after SIGTERM (a loaded machine, a worker deep in a C call): SIGKILL
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout)
