@@ -127,7 +127,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--links", default="perfect,loss20,burst",
         help="comma-separated link presets (edgeae links) or TOML files (default perfect,loss20,burst)",
     )  # fmt: skip
-    pl.add_argument("--seeds", type=positive_int, default=1, help="link seeds per lossy link (default 1)")
+    pl.add_argument(
+        "--seeds", type=positive_int, default=1,
+        help="link seeds per lossy link (default 1): run s of frame n uses the link's own seed (a link file's "
+        "seed, 0 for the presets) + 1000n + 17s + 1",
+    )  # fmt: skip
     pl.add_argument(
         "--methods", default="jpeg2000,sparse,prioritised,prioritised-j2k",
         help="comma-separated, of jpeg2000, sparse, prioritised, prioritised-j2k (default all four)",
@@ -185,7 +189,10 @@ def _link(args: argparse.Namespace):
 
     cfg = load_link(args.link) if args.link else LinkConfig()
     if getattr(args, "link_seed", None) is not None:
-        cfg = dataclasses.replace(cfg, seed=args.link_seed)
+        try:
+            cfg = dataclasses.replace(cfg, seed=args.link_seed)
+        except ValueError as exc:
+            raise CLIError(f"--link-seed {args.link_seed}: {exc}") from None
     return cfg
 
 
@@ -240,12 +247,14 @@ def run(args: argparse.Namespace) -> int:
     codecs = _check_simulate(args)
     report = args.out.with_suffix(".json")
     cfg = _link(args)
-    filler = compare_filler(args.model) if codecs else None  # loaded (and so checked) before any work
+    filler = None
     summary: dict = {}
     if args.image is not None:
         from edgeae.ground.sources import image_samples, sparse_from_samples
 
         samples, bits = image_samples(args.image, args.channels, args.bayer)
+        # loaded (and so checked, its kind and channels against the frame's) before any work
+        filler = compare_filler(args.model, samples.shape[2]) if codecs else None
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
         args.codec = resolve_sample_codec(args.codec)  # auto: the codec the packets carry, in the report too
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)
@@ -291,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _write_outputs(args.out, out, report, strict_json(summary))
     print(
-        f"{len(packets)} packets ({summary['wire_bytes']} bytes) offered; "
+        f"{_n(len(packets), 'packet')} ({_n(summary['wire_bytes'], 'byte')}) offered; "
         f"{stats.delivered_packets} delivered (of which {stats.duplicated_packets} duplicates), "
         f"{stats.lost_packets} lost, {stats.corrupted_packets} corrupted, {stats.unsent_packets} unsent "
         f"-> {args.out} (report {report})"
@@ -299,6 +308,11 @@ def run(args: argparse.Namespace) -> int:
     if filler is not None:
         print(compare_table(summary["compare"]))
     return 0
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 packet``, ``2 packets``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _check_simulate(args: argparse.Namespace) -> list[str]:
@@ -320,6 +334,11 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
             )
         if not args.products.exists():
             raise CLIError(f"--products {args.products} does not exist")
+        if args.products.is_dir() and args.out.name and args.out.resolve().is_relative_to(args.products.resolve()):
+            raise CLIError(
+                f"--out {args.out} is inside the --products folder {args.products}: a later run would send it as a "
+                "product too; write it elsewhere"
+            )
     else:
         for name, default in IMAGE_OPTIONS.items():
             if getattr(args, name) is None:
@@ -331,6 +350,16 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
         if not args.image.is_file():
             what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
             raise CLIError(f"image {args.image} {what}")
+        if not (0.0 < args.keep <= 1.0):  # NaN too
+            raise CLIError(f"--keep {args.keep}: the fraction of pixels kept must be in (0, 1]")
+        if not 0 <= args.seed < 2**64:
+            raise CLIError(f"--seed {args.seed}: the mask seed must be a whole number in [0, 2**64)")
+        if not 0 <= args.frame_id < 2**32:
+            raise CLIError(f"--frame-id {args.frame_id}: a frame id is a whole number in [0, 2**32)")
+    if args.link_seed is not None and args.link is None:
+        raise CLIError("--link-seed overrides the seed of a --link file; without --link the link is perfect (no draws)")
+    if not args.out.name or args.out.name == "..":
+        raise CLIError(f"--out {str(args.out)!r}: name the packet file to write (e.g. rx.bin)")
     if args.model and args.compare is None:
         raise CLIError("--model rebuilds the sparse frame for --compare; without --compare nothing is rebuilt")
     codecs: list[str] = []

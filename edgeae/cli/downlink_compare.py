@@ -8,11 +8,25 @@ import math
 from typing import Any
 
 
-def compare_filler(model: str | None):
-    """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else classical Telea."""
+def compare_filler(model: str | None, channels: int | None = None):
+    """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else classical Telea. A model
+    that is not a CAE, or (``channels``: the frame's) takes another channel count, is refused (ValueError) before
+    any work, not reported as a frame the ground could not rebuild."""
     from edgeae.ground.station import make_filler
 
-    return make_filler(model) if model else make_filler(None, "telea")
+    if not model:
+        return make_filler(None, "telea")
+    filler = make_filler(model)  # refuses a VAE or a CAE half by its kind
+    if channels is not None:
+        from edgeae.predictor import load_predictor
+
+        takes = getattr(getattr(load_predictor(model), "metadata", None), "channels", channels)
+        if takes != channels:
+            raise ValueError(
+                f"--model {model} takes {takes} channel(s), the --image frame has {channels}: name a "
+                f"{channels}-channel CAE, or give --channels {takes} to convert the image"
+            )
+    return filler
 
 
 def strict_json(obj: Any) -> str:
@@ -26,7 +40,8 @@ def compare(
     args: argparse.Namespace, codecs: list[str], filler, samples, bits: int, received, wire_bytes: int, link
 ) -> list[dict]:
     """The sparse frame rebuilt on the ground, and each codec at the same wire bytes over the same link. A lost
-    frame (sparse or codec) has ``psnr`` None and ``lost`` True; one identical to the original has ``identical``
+    frame (sparse or codec) has ``psnr`` None and ``lost`` True; one the ground received but could not rebuild has
+    ``error`` (its reason) and ``lost`` False; one identical to the original has ``identical``
     True and ``psnr`` the ground station's cap (``PSNR_CAP_DB``, 120 dB: its PSNR is infinite, which JSON cannot
     hold), as the ground station's own reports give it. Every row is scored against the real original on its own
     scale (``2**bits - 1``); JPEG 2000 and JPEG XL code a 12- or 16-bit frame as it is, JPEG and WebP an 8-bit copy
@@ -41,9 +56,17 @@ def compare(
         gs.receive(p)
     rep = gs.finish()["products"].get(f"frame_{args.frame_id}", {})
     sparse = {"method": f"sparse keep {args.keep} + {name}", "input": f"{bits}-bit", "wire_bytes": wire_bytes}
-    rows = [
-        {**sparse, "psnr": rep.get("psnr"), "lost": "psnr" not in rep, "longest_row_gap": rep.get("longest_row_gap")}
-    ]
+    if "error" in rep:  # the ground could not rebuild the frame: its reason, not "lost" (it arrived)
+        rows: list[dict[str, Any]] = [{**sparse, "psnr": None, "lost": False, "error": f"not rebuilt: {rep['error']}"}]
+    else:
+        rows = [
+            {
+                **sparse,
+                "psnr": rep.get("psnr"),
+                "lost": "psnr" not in rep,
+                "longest_row_gap": rep.get("longest_row_gap"),
+            }
+        ]
     if "psnr_note" in rep:  # the station's exact rebuild: PSNR reported at its cap
         rows[0]["psnr"], rows[0]["identical"] = PSNR_CAP_DB, True
     rows += same_bytes(samples, codecs, wire_bytes, link, args.max_packet, bits)

@@ -4,6 +4,7 @@ its reports; the rest of ``edgeae downlink`` is in :mod:`edgeae.cli.downlink`.""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edgeae.cli import CLIError, check_writable
@@ -53,10 +54,17 @@ def plan(args: argparse.Namespace) -> int:
         from edgeae.ground.sources import image_samples
 
         if not args.image.is_file():
-            raise CLIError(f"image {args.image} does not exist")
+            what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
+            raise CLIError(f"--image {args.image} {what}")
         samples, bits = image_samples(args.image)
-        if bits > 8:
+        if bits > 8:  # the plan's codecs, budgets and scores work on 8-bit frames: said, and recorded in each row
             samples = np.round(samples.astype(np.float64) / (2**bits - 1) * 255).astype(np.uint8)
+            depth = f"8-bit copy of {bits}-bit"
+            print(
+                f"warning: --image {args.image} has {bits}-bit samples: planned on an {depth} (budgets are fractions "
+                "of the 8-bit frame, PSNR against the 8-bit copy)",
+                file=sys.stderr,
+            )
         model, scorer = science.models_for(samples.shape[2], args.model, args.scorer)
         fill, score = science.load_models(model, scorer, args.threads)
         patch = _plan_patch(args.patch, score, scorer)
@@ -64,6 +72,7 @@ def plan(args: argparse.Namespace) -> int:
         mode = args.score or science.SCORES[samples.shape[2]]
         rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
                                 progress=None if log else args.image.name)  # fmt: skip
+        rows = [{**r, "bit_depth": bits, "input": depth if bits > 8 else f"{bits}-bit"} for r in rows]
     else:
         sets = args.sets or list(SETS)
         unknown = [s for s in sets if s not in SETS]
@@ -75,6 +84,9 @@ def plan(args: argparse.Namespace) -> int:
                                 scorers=sc, methods=methods, threads=args.threads, log=log,
                                 score=args.score, progress=log is None)  # fmt: skip
     md = science.markdown(rows)
+    deeper = sorted({r["input"] for r in rows if str(r.get("input", "")).startswith("8-bit copy")})
+    if deeper:
+        md = f"Input: an {deeper[0]} frame (budgets and PSNR on the 8-bit copy).\n\n{md}"
     print(md)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

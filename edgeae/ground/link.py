@@ -8,7 +8,8 @@ with ``burst_r``; loss ``burst_loss_good`` / ``burst_loss_bad`` in each state, c
 has each bit flipped with probability ``ber``, arrives ``latency_s`` after its last bit (plus a uniform
 extra delay up to ``reorder_delay_s`` with probability ``reorder``), and is delivered twice with
 probability ``duplicate``.
-Every draw comes from one ``numpy.random.Generator`` seeded with ``seed``: same inputs, same output.
+Every draw comes from ``numpy.random.Generator``s seeded with ``seed``: same inputs, same output. Bit errors
+come from their own stream (a child of ``seed``), so turning ``ber`` on does not change which packets are lost.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+MIN_RATE_BPS = 1.0
+"""The slowest link accepted (bit/s): below it a packet's transmission time is not a useful number (1e-306 bit/s
+gives infinite arrival times)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,10 @@ class LinkConfig:
             if name not in ("contacts", "seed", "name") and (isinstance(v, bool) or not isinstance(v, int | float)):
                 raise ValueError(f"{name} must be a number, got {v!r}")
         object.__setattr__(self, "contacts", _contacts(self.contacts))
-        if not (math.isfinite(self.data_rate_bps) and self.data_rate_bps > 0):
-            raise ValueError(f"data_rate_bps must be positive, got {self.data_rate_bps}")
+        if not (math.isfinite(self.data_rate_bps) and self.data_rate_bps >= MIN_RATE_BPS):
+            raise ValueError(
+                f"data_rate_bps must be a finite rate of at least {MIN_RATE_BPS:g} bit/s, got {self.data_rate_bps}"
+            )
         for name in ("latency_s", "reorder_delay_s"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -188,6 +195,8 @@ def simulate(
 ) -> tuple[list[tuple[float, bytes]], LinkStats]:
     """Send ``packets`` over the link; returns the deliveries ``(arrival_time_s, bytes)`` by arrival time."""
     rng = np.random.default_rng(config.seed)
+    # bit errors from their own stream: which packets are lost, reordered or duplicated does not depend on ``ber``
+    bit_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
     stats = LinkStats()
     out: list[tuple[float, int, bytes]] = []
     t = float(start_time)
@@ -205,7 +214,7 @@ def simulate(
         stats.sent_bytes += len(pkt)
         # the same number of draws per packet whatever the outcome keeps runs comparable across settings
         u_loss, u_ge, u_ro, u_dup, u_delay, u_delay2 = rng.random(6)
-        if config.burst_p > 0:
+        if config.burst_p > 0 or config.burst_loss_good > 0:  # the channel starts (and with burst_p 0 stays) good
             bad = (u_ge >= config.burst_r) if bad else (u_ge < config.burst_p)
             p_state = config.burst_loss_bad if bad else config.burst_loss_good
             lost = u_loss < 1.0 - (1.0 - config.loss) * (1.0 - p_state)
@@ -215,7 +224,7 @@ def simulate(
             stats.lost_packets += 1
             stats.lost_bytes += len(pkt)
             continue
-        data, flips = _flip_bits(pkt, config.ber, rng)
+        data, flips = _flip_bits(pkt, config.ber, bit_rng)
         if flips:
             stats.corrupted_packets += 1
             stats.corrupted_bytes += len(pkt)
@@ -223,6 +232,11 @@ def simulate(
         arrival = t + config.latency_s
         if u_ro < config.reorder:
             arrival += u_delay * config.reorder_delay_s
+        if not math.isfinite(arrival):
+            raise ValueError(
+                f"link: packet {i} would arrive at {arrival} s (sent at {t} s, latency_s {config.latency_s}, "
+                f"data_rate_bps {config.data_rate_bps}): times must stay finite"
+            )
         out.append((arrival, i, data))
         if u_dup < config.duplicate:
             stats.duplicated_packets += 1
