@@ -8,7 +8,6 @@ trainers and the mask generator (:mod:`edgeae.masks`, shared with the flight sid
 from __future__ import annotations
 
 import os
-import resource
 
 MEMINFO = "/proc/meminfo"
 CGROUP = "/sys/fs/cgroup"  # v2 files in it (memory.max), v1 files in its memory/ folder (memory.limit_in_bytes)
@@ -87,7 +86,12 @@ def _cgroup_room() -> int | None:
 
 
 def _address_space_room() -> int | None:
-    """Bytes of address space left under ``RLIMIT_AS`` (``ulimit -v``); None where there is no such limit."""
+    """Bytes of address space left under ``RLIMIT_AS`` (``ulimit -v``); None where there is no such limit (or no
+    ``resource`` module: it is Unix-only)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY or soft < 0:
         return None

@@ -54,9 +54,10 @@ def _looks_like_path(spec: str) -> bool:
 
 # ------------------------------------------------------------------------------------------------ models
 def shipped_artifacts(name: str) -> list[Path]:
-    """The flight artifacts shipped for zoo model ``name`` (full model first, then encoder/decoder)."""
+    """The flight artifacts shipped for zoo model ``name`` (full model first, then encoder/decoder); files the export
+    rejected or a re-export moved aside (``.FAILED.``, ``.STALE.``: the flight runtime refuses them) are none."""
     folder = ARTIFACTS_DIR / name
-    files = [p for p in sorted(folder.glob("*")) if p.suffix in ARTIFACT_SUFFIXES]
+    files = [p for p in sorted(folder.glob("*")) if p.suffix in ARTIFACT_SUFFIXES and not zoo.is_rejected(p.name)]
     return sorted(files, key=lambda p: (p.name.count("-encoder") + p.name.count("-decoder"), p.name))
 
 

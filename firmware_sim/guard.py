@@ -6,8 +6,8 @@ storage (after checking its SHA-256 against the golden hash) and rebuilds the in
 upset lives at most until the next scrub. At load, a file whose SHA-256 differs from the golden hash (from
 the mission file, else a ``<file>.sha256`` sidecar, else the export's ``parity.json`` beside it) is refused, and
 so is a file its export rejected (``parity.json`` says it failed its checks, or it is named ``*.FAILED.*`` or
-``*.STALE.*``, or it is named as a file of the model of the ``parity.json`` beside it but not recorded there); a
-configured fallback copy is tried next.
+``*.STALE.*``, or it is named as a file of the model of the ``parity.json`` beside it but not recorded there and is no
+byte-identical copy of a file recorded there); a configured fallback copy is tried next.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,21 +110,61 @@ def parity_hash(path: Path) -> str | None:
     return sha if len(sha) == 64 else None
 
 
+ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")  # the files edgeae export writes (edgeae.export.outdir)
+
 #: in the name of every file ``edgeae export`` rejected (``NAME.<precision>.FAILED.<ext>``, docs/export.md)
 FAILED_MARK = ".FAILED."
 #: in the name of a file a re-export moved aside: made from an earlier checkpoint, not replaced by a passing file
 STALE_MARK = ".STALE."
 
 
+def _passed(entry: dict[str, Any]) -> bool | None:
+    """A ``parity.json`` record's verdict (a record from before ``passed`` existed has it in ``parity["passed"]``)."""
+    passed = entry.get("passed")
+    if passed is None:
+        parity = entry.get("parity")
+        passed = parity.get("passed") if isinstance(parity, dict) else None
+    return passed if isinstance(passed, bool) else None
+
+
+def _export_name(model: str, filename: str) -> bool:
+    """Whether ``filename`` is a name ``edgeae export`` gives a file of ``model``: ``MODEL[-encoder|-decoder].PREC.EXT``
+    (``m.int8.onnx``; not ``m.int8.copy.onnx``, a copy someone made)."""
+    suffixes = "|".join(ext.lstrip(".") for ext in ARTIFACT_SUFFIXES)
+    return (
+        re.fullmatch(rf"{re.escape(model)}(?:-encoder|-decoder)?\.[A-Za-z0-9]+\.(?:{suffixes})", filename) is not None
+    )
+
+
+def _copy_of_passing_record(doc: dict[str, Any], path: Path) -> bool:
+    """Whether ``path``'s SHA-256 is that of a file ``doc`` (its folder's ``parity.json``) records and does not say
+    failed (as :func:`parity_failure` lets that file fly): a byte-identical copy (a mission's fallback) of it."""
+    artifacts = doc.get("artifacts")
+    passing = {
+        str(entry.get("sha256") or "").lower()
+        for entry in (artifacts if isinstance(artifacts, list) else [])
+        if isinstance(entry, dict) and _passed(entry) is not False
+    }
+    if not passing - {""}:
+        return False
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() in passing
+    except OSError:  # unreadable: the load that reads it says so
+        return False
+
+
 def unrecorded_by_export(path: Path) -> str | None:
-    """Why ``path`` is named as a file of the model whose ``parity.json`` is beside it (``MODEL[-encoder|-decoder].``)
-    but has no record there (None: it has one, or nothing beside it says whose folder it is): a file left by an
-    earlier checkpoint or another run, never checked against the model the folder's export describes."""
+    """Why ``path`` is named as a file of the model whose ``parity.json`` is beside it (the name the export gives one,
+    ``MODEL[-encoder|-decoder].PREC.EXT``) but has no record there (None: it has one, nothing beside it says whose
+    folder it is, or its bytes are those of a file recorded there as passing: a copy): a file left by an earlier
+    checkpoint or another run, never checked against the model the folder's export describes."""
     doc = _parity_doc(path)
     model = doc.get("model") if doc is not None else None
     if not isinstance(model, str) or not model or doc is None or _recorded(doc, path) is not None:
         return None
-    if not any(path.name.startswith(f"{model}{part}.") for part in ("", "-encoder", "-decoder")):
+    if not _export_name(model, path.name):
+        return None
+    if _copy_of_passing_record(doc, path):  # hashed only here: a file recorded under its own name costs nothing
         return None
     return (
         f"{path} is not recorded by the export beside it ({path.with_name('parity.json')}, model {model}): a file "
@@ -139,11 +180,7 @@ def parity_failure(path: Path) -> str | None:
     re-export moved aside (``.STALE.``), and one named as a file of the model of the ``parity.json`` beside it that
     has no record there (:func:`unrecorded_by_export`)."""
     entry = parity_record(path) or {}
-    passed = entry.get("passed")
-    if passed is None:
-        parity = entry.get("parity")
-        passed = parity.get("passed") if isinstance(parity, dict) else None
-    if passed is False:
+    if _passed(entry) is False:
         failures = entry.get("failures")
         gate = str(failures[0]) if isinstance(failures, list) and failures else "parity"
         return f"{path}: its export report {path.with_name('parity.json')} says it failed its checks ({gate})"

@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"  # NAME/: the shipped flight artifacts of zoo model NAME
 ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
+# in the name of a file ``edgeae export`` rejected (``.FAILED.``) or a re-export moved aside (``.STALE.``): never a
+# shipped artifact (edgeae.export.outdir names them; matched here so that listing the zoo imports nothing heavy)
+REJECTED_MARKS = (".FAILED.", ".STALE.")
+
+
+def is_rejected(filename: str) -> bool:
+    """Whether ``filename`` is one ``edgeae export`` rejected or moved aside (``NAME.int8.FAILED.onnx``,
+    ``NAME.int8.STALE.2.tflite``): the flight runtime refuses it, so no lookup may pick it."""
+    return any(mark in filename for mark in REJECTED_MARKS)
 
 
 class UnknownModelError(KeyError):
@@ -290,15 +299,18 @@ def stale_artifacts_warning(name: str) -> str | None:
     """What to say after zoo model ``name``'s weights were replaced while flight artifacts made from the old
     weights ship in ``ARTIFACTS_DIR/NAME`` (they now score differently from ``NAME.pt``); None when none ship."""
     folder = ARTIFACTS_DIR / name
-    files = sorted(p.name for p in folder.glob("*") if p.suffix in ARTIFACT_SUFFIXES) if folder.is_dir() else []
+    found = sorted(p.name for p in folder.glob("*") if p.suffix in ARTIFACT_SUFFIXES) if folder.is_dir() else []
+    files = [f for f in found if not is_rejected(f)]
     if not files:
         return None
-    formats = "" if any(f.endswith(".tflite") for f in files) else " --format onnx --precision all"  # no TFLite
+    tflite = any(f.endswith(".tflite") for f in files)
+    formats = "" if tflite else " --format onnx --precision all"  # no TFLite
+    # the files the export accepted, by their exact names: *.int8.* would also copy NAME.int8.STALE.onnx and the like
+    copy = " ".join(f"runs/export/{name}/*.int8.{ext}" for ext in ("onnx", "tflite") if ext == "onnx" or tflite)
     return (
         f"zoo model {name!r} was replaced: its shipped artifacts in {folder} ({', '.join(files)}) were exported from "
         f"the old weights and are now stale; re-export them: edgeae export {name}{formats} --no-latency --out "
-        f"runs/export/{name} && cp runs/export/{name}/*.int8.* runs/export/{name}/parity.* {folder}/ "
-        "(docs/export.md, Zoo artifacts)"
+        f"runs/export/{name} && cp {copy} runs/export/{name}/parity.* {folder}/ (docs/export.md, Zoo artifacts)"
     )
 
 
