@@ -124,9 +124,11 @@ def test_an_out_inside_the_products_folder_is_refused(tmp_path: Path, capsys: py
     capsys.readouterr()
     assert main(["downlink", "simulate", "--products", str(prod), "--out", str(prod / "rx.bin")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is inside the --products folder" in err[0]
+    assert len(err) == 1 and "is one of the --products folder's packet files" in err[0]
     assert not (prod / "rx.bin").exists()
     assert main(["downlink", "simulate", "--products", str(prod), "--out", str(tmp_path / "rx.bin")]) == 0
+    # a subfolder's files are never read as products (review s33 r7): allowed
+    assert main(["downlink", "simulate", "--products", str(prod), "--out", str(prod / "sim" / "rx.bin")]) == 0
 
 
 # ------------------------------------------------------------------ items 3, 4, 11: plan --image

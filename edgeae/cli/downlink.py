@@ -334,10 +334,17 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
             )
         if not args.products.exists():
             raise CLIError(f"--products {args.products} does not exist")
-        if args.products.is_dir() and args.out.name and args.out.resolve().is_relative_to(args.products.resolve()):
+        # the packet files --products reads are the folder's own *.bin (not its subfolders'): an --out among them
+        # would be sent as a product by a later run
+        if (
+            args.products.is_dir()
+            and args.out.name
+            and args.out.suffix == ".bin"
+            and args.out.resolve().parent == args.products.resolve()
+        ):
             raise CLIError(
-                f"--out {args.out} is inside the --products folder {args.products}: a later run would send it as a "
-                "product too; write it elsewhere"
+                f"--out {args.out} is one of the --products folder's packet files ({args.products}/*.bin): a later "
+                "run would send it as a product too; write it elsewhere"
             )
     else:
         for name, default in IMAGE_OPTIONS.items():

@@ -20,6 +20,7 @@ from edgeae.train.corrupt import MODES, Corruption
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+_WARNED: set[str] = set()  # folders whose unused images were named already
 DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1}
 
 
@@ -187,10 +188,11 @@ def split_data(config: CAETrainConfig, suffixes: tuple[str, ...] = IMAGE_SUFFIXE
     folder = Path(config.data)
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {config.data!r} is neither a dataset ({sorted(SPLITS)}) nor a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
-    unread = sorted(p.name for p in folder.rglob("*") if p.suffix.lower() in READ_EXTENSIONS and p.suffix.lower()
-                    not in suffixes and p.is_file())  # fmt: skip
-    if unread:
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (*suffixes, *READ_EXTENSIONS) and p.is_file())
+    files = [p for p in images if p.suffix.lower() in suffixes]
+    unread = [p.name for p in images if p.suffix.lower() not in suffixes]
+    if unread and str(folder.resolve()) not in _WARNED:  # once a folder and process (a run splits it twice)
+        _WARNED.add(str(folder.resolve()))
         log.warning(
             "%s: %d image(s) not used for training (%s): a folder's training images are %s; rename them to train on "
             "them", folder, len(unread), ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else ""),
