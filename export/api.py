@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,16 @@ from edgeae.metadata import ModelMetadata, sha256_file
 from . import calibration as cal
 from .build import INT8_WEIGHTS as INT8_WEIGHTS  # re-exported: where it was defined before
 from .graphs import VAE_EXPORT_FORM, Graph, graphs_for, torch_outputs
-from .parity import BUDGETS, MAIN_OUTPUT, ParityError, check_parity, measure_latency, run_batched
+from .naming import UNSAFE_NAME_CHARS as UNSAFE_NAME_CHARS
+from .naming import artifact_stem as artifact_stem
+from .naming import checkpoint_source as checkpoint_source
+from .parity import BUDGETS, MAIN_OUTPUT, ParityError, check_parity, run_batched
 from .report import ArtifactRecord, ExportReport, environment
+from .sets import _patches_of
+from .sets import check_tail_frames as check_tail_frames
 from .tailgate import TAIL_KINDS, TailGate
+from .timing import _latency, _torch_latency
+from .timing import progress_bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +87,6 @@ class ExportConfig:
             raise ValueError(f"vae_form must be 'subpixel' or 'reference', got {self.vae_form!r}")
 
 
-def progress_bar(jobs: list[Any], name: str) -> Iterable[Any]:
-    """The export's jobs behind a tqdm bar when stderr is a terminal (a redirected log gets none), else as they are."""
-    try:
-        tty = sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
-        tty = False
-    if not tty:
-        return jobs
-    from tqdm import tqdm
-
-    return tqdm(jobs, desc=f"export {name}", unit="artifact")
-
-
 def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> bool:
     """True when an int8 input range [lo, hi] contains [0, 1]."""
     return rng is not None and rng[0] <= tol and rng[1] >= 1.0 - tol
@@ -107,37 +99,6 @@ def _inputs_for(graph: Graph, encoder: Graph | None, patches: np.ndarray) -> np.
     if encoder is None:
         raise ValueError("decoder inputs need the encoder")
     return run_batched(lambda b: torch_outputs(encoder, b)["latent"], "cae-encoder", patches)["latent"]
-
-
-def _latency(path: Path, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
-    out = []
-    for threads in config.latency_threads:
-        predictor = load_artifact(path, threads=threads)
-        for b in config.latency_batches:
-            rec = measure_latency(predictor, _batch(x, b), repeats=config.latency_repeats)
-            out.append({**rec, "threads": threads})
-    return out
-
-
-def _batch(x: np.ndarray, b: int) -> np.ndarray:
-    reps = -(-b // len(x))
-    return np.ascontiguousarray(np.concatenate([x] * reps)[:b])
-
-
-def _torch_latency(graph: Graph, x: np.ndarray, config: ExportConfig) -> list[dict[str, Any]]:
-    import torch
-
-    before = torch.get_num_threads()
-    out = []
-    try:
-        for threads in config.latency_threads:
-            torch.set_num_threads(threads)
-            for b in config.latency_batches:
-                rec = measure_latency(lambda v: torch_outputs(graph, v), _batch(x, b), repeats=config.latency_repeats)
-                out.append({**rec, "threads": threads})
-    finally:
-        torch.set_num_threads(before)
-    return out
 
 
 class ExportFailed(ParityError):
@@ -345,73 +306,9 @@ def _export_checkpoint(
     return report
 
 
-def _patches_of(
-    flag: str,
-    given: bool,
-    source: str,
-    meta: ModelMetadata,
-    files: list[Path],
-    count: int,
-    seed: int,
-    tail: float = 0.0,
-) -> np.ndarray:
-    """:func:`edgeae.export.calibration.model_patches` of one set; its ValueError names the set: a set without one
-    valid patch is refused before the conversions. ``flag`` (``--calib`` / ``--test``) names the set when the user
-    ``given`` it, else it is the remedy (the set came from the model's own data)."""
-    try:
-        return cal.model_patches(meta, files, count, seed=seed, tail=tail)
-    except ValueError as exc:
-        what = "calibration" if flag == "--calib" else "parity test"
-        if given:
-            raise ValueError(f"{what} set {source} ({flag}): {exc}") from None
-        raise ValueError(f"{what} set {source}: {exc}; to use images of your own, give {flag} DIR") from None
-
-
-def check_tail_frames(frames: list[tuple[str, np.ndarray]], side: int) -> None:
-    """ValueError (one line naming the frames and ``--test``) when the tail frames give fewer than the 3 patches the
-    tail's Spearman needs: said before any work, not after the minutes of conversion."""
-    n = int(sum(len(p) for _, p in frames))
-    if n < 3:
-        raise ValueError(
-            f"the tail frames ({', '.join(name for name, _ in frames)}) give {n} patch(es) of {side} px, the tail's "
-            "Spearman needs at least 3: give --test DIR (more or larger images)"
-        )
-
-
 def torch_outputs_batched(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     """PyTorch reference outputs of ``graph`` over ``x`` in batches of 32."""
     return run_batched(lambda b: torch_outputs(graph, b), graph.kind, x)
-
-
-# characters a file name cannot hold on FAT/exFAT flight media (and Windows), besides control characters
-UNSAFE_NAME_CHARS = frozenset('<>:"/\\|?*')
-
-
-def artifact_stem(spec: str | os.PathLike[str], checkpoint: Path) -> str:
-    """The file-name stem of a model's artifacts: a zoo name without ``zoo:``, else the checkpoint's stem.
-
-    Characters that FAT flight media cannot store in a name become ``_`` (with a warning)."""
-    from edgeae.resolve import ZOO_PREFIX
-
-    text = os.fspath(spec)
-    name = text.removeprefix(ZOO_PREFIX) if not Path(text).is_file() else ""
-    if not name or "/" in name or "\\" in name or Path(name).suffix == ".pt":
-        name = checkpoint.stem
-    safe = "".join("_" if c in UNSAFE_NAME_CHARS or ord(c) < 32 else c for c in name)
-    if safe != name:
-        log.warning("%s: artifact files are named %r (FAT media cannot store %r)", spec, safe, name)
-    return safe
-
-
-def checkpoint_source(spec: str | os.PathLike[str], checkpoint: Path) -> str:
-    """What ``parity.json`` records as an export's ``source``: ``zoo:NAME`` for a zoo model, else the checkpoint's
-    resolved path (a re-export of the same path into the folder replaces its files; another path is another model)."""
-    from edgeae.resolve import ZOO_PREFIX
-
-    text = os.fspath(spec)
-    if not text.startswith(ZOO_PREFIX) and Path(text).is_file():
-        return str(checkpoint.resolve())
-    return ZOO_PREFIX + text.removeprefix(ZOO_PREFIX)
 
 
 def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
