@@ -26,15 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from edgeae.firmware_sim.guard import ARTIFACT_SUFFIXES as ARTIFACT_SUFFIXES
+from edgeae.firmware_sim.guard import FAILED_MARK, STALE_MARK
+
 from edgeae.metadata import ModelMetadata, sha256_file
 
 from .report import ArtifactRecord, ExportReport, read_report, write_report
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
-FAILED = "FAILED"
-STALE = "STALE"  # NAME.<precision>.STALE.<ext>: moved aside by a re-export (made from an earlier checkpoint)
+# the names the flight runtime refuses are defined once, on its side (it must not import this package)
+FAILED = FAILED_MARK.strip(".")
+STALE = STALE_MARK.strip(
+    "."
+)  # NAME.<precision>.STALE.<ext>: moved aside by a re-export (made from an earlier checkpoint)
 ORT_CONFIG = ".required_operators.config"  # beside every .ort file: the operators of a minimal onnxruntime build
 REPORT = "parity.json"
 
@@ -75,7 +80,7 @@ def failed_name(name: str) -> str:
 
 
 def is_failed(name: str) -> bool:
-    return f".{FAILED}." in name
+    return FAILED_MARK in name
 
 
 def stale_name(name: str, n: int = 1) -> str:
@@ -86,7 +91,7 @@ def stale_name(name: str, n: int = 1) -> str:
 
 
 def is_stale(name: str) -> bool:
-    return f".{STALE}." in name
+    return STALE_MARK in name
 
 
 class OtherModelsExport(ValueError):

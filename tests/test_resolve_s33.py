@@ -69,3 +69,11 @@ def test_the_re_export_command_copies_only_the_files_the_export_accepted(
     for f in real:
         (tmp_path / "orbital-gray-vae" / f).unlink()
     assert zoo.stale_artifacts_warning("orbital-gray-vae") is None  # nothing of the old weights ships
+
+
+def test_the_zoo_skips_exactly_the_names_the_flight_runtime_refuses() -> None:
+    from edgeae.firmware_sim.guard import FAILED_MARK, STALE_MARK
+
+    from edgeae.zoo import REJECTED_MARKS
+
+    assert set(REJECTED_MARKS) == {FAILED_MARK, STALE_MARK}

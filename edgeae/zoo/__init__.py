@@ -24,7 +24,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"  # NAME/: the shipped flight artifacts of zoo model NAME
 ARTIFACT_SUFFIXES = (".onnx", ".ort", ".tflite")
 # in the name of a file ``edgeae export`` rejected (``.FAILED.``) or a re-export moved aside (``.STALE.``): never a
-# shipped artifact (edgeae.export.outdir names them; matched here so that listing the zoo imports nothing heavy)
+# shipped artifact (firmware_sim.guard's FAILED_MARK / STALE_MARK, repeated here so that listing the zoo imports no
+# numpy; tests/test_resolve_s33.py checks they agree)
 REJECTED_MARKS = (".FAILED.", ".STALE.")
 
 
