@@ -141,9 +141,10 @@ def _fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(science, "load_models", lambda model, scorer, threads=None: (fill, lambda x: {}))
 
 
-def test_plan_says_it_plans_on_an_8_bit_copy_and_uses_the_file_seed(
+def test_plan_plans_a_12_bit_frame_at_its_depth_and_uses_the_file_seed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Session 33 planned a deeper frame on an 8-bit copy (and said so); session 34 plans it at its own depth."""
     tifffile = pytest.importorskip("tifffile")
     pytest.importorskip("imagecodecs")
     _fake_models(monkeypatch)
@@ -156,11 +157,12 @@ def test_plan_says_it_plans_on_an_8_bit_copy_and_uses_the_file_seed(
     args = ["downlink", "plan", "--image", str(img), "--budgets", "0.125", "--links", f"perfect,{link}"]
     assert main([*args, "--methods", "jpeg2000", "--seeds", "2", "--out", str(out)]) == 0
     cap = capsys.readouterr()
-    assert "warning: --image" in cap.err and "12-bit samples: planned on an 8-bit copy of 12-bit" in cap.err
+    assert "8-bit copy" not in cap.err + cap.out
     rows = json.loads((out / "report.json").read_text())["rows"]
-    assert {r["input"] for r in rows} == {"8-bit copy of 12-bit"} and {r["bit_depth"] for r in rows} == {12}
+    assert {r["input"] for r in rows} == {"12-bit"} and {r["bit_depth"] for r in rows} == {12}
+    assert {r["budget_bytes"] for r in rows} == {64 * 64 * 12 // 8 // 8}  # 12.5 % of the frame packed at 12 bits
     assert sorted(r["seed"] for r in rows if r["link"] == str(link)) == [43, 60]  # 42 + 1, 42 + 17 + 1
-    assert "| 12.5% | jpeg2000 |" in cap.out and "Input: an 8-bit copy of 12-bit frame" in cap.out
+    assert "| 12.5% | jpeg2000 |" in cap.out and "Input: a 12-bit frame" in cap.out
     assert main(["downlink", "plan", "--image", str(tmp_path), "--links", "perfect"]) == 2
     assert "is a folder: --image takes one image file" in capsys.readouterr().err
 

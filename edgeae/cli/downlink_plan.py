@@ -4,7 +4,6 @@ its reports; the rest of ``edgeae downlink`` is in :mod:`edgeae.cli.downlink`.""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edgeae.cli import CLIError, check_writable
@@ -57,22 +56,15 @@ def plan(args: argparse.Namespace) -> int:
             what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
             raise CLIError(f"--image {args.image} {what}")
         samples, bits = image_samples(args.image)
-        if bits > 8:  # the plan's codecs, budgets and scores work on 8-bit frames: said, and recorded in each row
-            samples = np.round(samples.astype(np.float64) / (2**bits - 1) * 255).astype(np.uint8)
-            depth = f"8-bit copy of {bits}-bit"
-            print(
-                f"warning: --image {args.image} has {bits}-bit samples: planned on an {depth} (budgets are fractions "
-                "of the 8-bit frame, PSNR against the 8-bit copy)",
-                file=sys.stderr,
-            )
         model, scorer = science.models_for(samples.shape[2], args.model, args.scorer)
         fill, score = science.load_models(model, scorer, args.threads)
         patch = _plan_patch(args.patch, score, scorer)
-        frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-")
+        frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-", bits=bits)
         mode = args.score or science.SCORES[samples.shape[2]]
         rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
                                 progress=None if log else args.image.name)  # fmt: skip
-        rows = [{**r, "bit_depth": bits, "input": depth if bits > 8 else f"{bits}-bit"} for r in rows]
+        # a deeper frame is planned at its own depth: budgets are fractions of its packed raw size, PSNR on its scale
+        rows = [{**r, "bit_depth": bits, "input": f"{bits}-bit"} for r in rows]
     else:
         sets = args.sets or list(SETS)
         unknown = [s for s in sets if s not in SETS]
@@ -84,9 +76,10 @@ def plan(args: argparse.Namespace) -> int:
                                 scorers=sc, methods=methods, threads=args.threads, log=log,
                                 score=args.score, progress=log is None)  # fmt: skip
     md = science.markdown(rows)
-    deeper = sorted({r["input"] for r in rows if str(r.get("input", "")).startswith("8-bit copy")})
+    deeper = sorted({int(r["bit_depth"]) for r in rows if int(r.get("bit_depth", 8)) > 8})
     if deeper:
-        md = f"Input: an {deeper[0]} frame (budgets and PSNR on the 8-bit copy).\n\n{md}"
+        md = (f"Input: a {deeper[0]}-bit frame (budgets are fractions of its raw size at {deeper[0]} bits per "
+              f"sample; PSNR on its own scale).\n\n{md}")  # fmt: skip
     print(md)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,7 @@ def score_grid(
         raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
 
     p = frame.patch
-    img = frame.samples.astype(np.float32) / 255.0
+    img = frame.samples.astype(np.float32) / np.float32(frame.top)
     grid = frame.grid()
     valid = np.array([(frame.samples[y : y + p, x : x + p] > 0).any(axis=2).mean() >= min_valid for x, y in grid])
     tiles = (np.moveaxis(img[y : y + p, x : x + p], -1, 0) for (x, y), ok in zip(grid, valid, strict=True) if ok)
@@ -114,12 +114,18 @@ def score_grid(
 
 
 def sparse_within(
-    samples: np.ndarray, budget: int, cfg: PlanConfig, counters: SequenceCounters, frame_id: int = 0
+    samples: np.ndarray,
+    budget: int,
+    cfg: PlanConfig,
+    counters: SequenceCounters,
+    frame_id: int = 0,
+    bits: int = 8,
 ) -> tuple[SparseFrame, list[bytes]]:
-    """The sparse frame (8-bit ``samples``) with the largest keep whose packets fit ``budget`` wire bytes."""
+    """The sparse frame (``samples`` of ``bits`` bits) with the largest keep whose packets fit ``budget`` wire
+    bytes."""
     seed = cfg.mask_seed + frame_id
-    keep = keep_for_bytes(samples, 8, budget, cfg.wire, seed)
-    fr = sparse_from_samples(samples, 8, keep, seed, frame_id=frame_id)
+    keep = keep_for_bytes(samples, bits, budget, cfg.wire, seed)
+    fr = sparse_from_samples(samples, bits, keep, seed, frame_id=frame_id)
     return fr, packetise(fr, config=cfg.wire, counters=counters)
 
 
@@ -128,23 +134,24 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
     needed by the prioritised methods)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    s = frame.samples
+    s, bits = frame.samples, frame.bits
+    deep = bits if bits > 8 else None  # JPEG 2000 codes a 12- or 16-bit frame at its own depth
     counters = SequenceCounters()
     head = cfg.codec_head_copies * cfg.max_packet  # the header copies' share of a codec file's budget
     if method == "jpeg2000":
-        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - head, cfg.max_packet))
+        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - head, cfg.max_packet), deep)
         return Downlink(method, _file_packets(data, cfg, counters) + _head_copies(data, cfg, counters))
     if method == "sparse":
-        fr, pk = sparse_within(s, budget, cfg, counters)
+        fr, pk = sparse_within(s, budget, cfg, counters, bits=bits)
         return Downlink(method, pk, keep=fr.keep)
     if scores is None:
         raise ValueError("the prioritised downlink needs the grid's anomaly scores")
     chosen, first, used = _top_patches(frame, scores, budget, cfg, counters)
     if method == "prioritised":
-        fr, context = sparse_within(s, budget - used, cfg, counters)
+        fr, context = sparse_within(s, budget - used, cfg, counters, bits=bits)
         keep = fr.keep
     else:  # prioritised-j2k: the context as one JPEG 2000 file
-        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - used - head, cfg.max_packet))
+        data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - used - head, cfg.max_packet), deep)
         context, keep = _file_packets(data, cfg, counters), 0.0
     repeats = [
         q
@@ -169,7 +176,7 @@ def _top_patches(
         if not np.isfinite(scores[k]):
             break
         x, y = (int(v) for v in grid[k])
-        ap = AnomalyPatch(0, x, y, p, float(scores[k]), np.ascontiguousarray(s[y : y + p, x : x + p]), 8, rank)
+        ap = AnomalyPatch(0, x, y, p, float(scores[k]), np.ascontiguousarray(s[y : y + p, x : x + p]), frame.bits, rank)
         pk = packetise(ap, config=cfg.wire)  # its size (sequence counts do not change it)
         cost = sum(map(len, pk)) * cfg.patch_copies
         if used + cost > cfg.patch_share * budget:
@@ -235,17 +242,19 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
             sparse = True
         elif kind == "telemetry":  # a codec file: the frame, or the context of the patches
             f = decode_flat(asm)
-            im, _ = baselines.decode_partial(f.values, f.received, "jpeg2000", frame.samples.shape, frame.samples)
-            context = None if im is None else im.astype(np.float32) / 255.0
+            im, _ = baselines.decode_partial(f.values, f.received, "jpeg2000", frame.samples.shape, frame.samples,
+                                             frame.samples.dtype)  # fmt: skip
+            context = None if im is None else im.astype(np.float32) / np.float32(frame.top)
         elif kind == "patch":
             res_p = decode_flat(asm)
             hd = res_p.header
             x, y, p = hd["x"], hd["y"], hd["size"]
+            top = 2 ** int(hd["bit_depth"]) - 1  # a patch's own scale (the frame's, from the flight)
             ph, pw = max(0, min(p, h - y)), max(0, min(p, w - x))  # the part inside the frame
             if (ph, pw) != (p, p):  # a patch past the frame's edge: its pixels outside have nowhere to go
                 clipped += 1
             got = np.asarray(res_p.received.all(axis=2))[:ph, :pw]
-            patch_px[y : y + ph, x : x + pw][got] = res_p.values[:ph, :pw][got].astype(np.float32) / 255.0
+            patch_px[y : y + ph, x : x + pw][got] = res_p.values[:ph, :pw][got].astype(np.float32) / np.float32(top)
             exact[y : y + ph, x : x + pw] |= got
             if (ph, pw) == (p, p) and got.all():
                 whole.append((int(x), int(y)))

@@ -32,10 +32,12 @@ SETS = ("lroc-nac", "rover-planted", "hirise-landmarks")
 
 @dataclass(frozen=True, eq=False)
 class LabelledFrame:
-    """An 8-bit frame (``samples`` (H, W, C) uint8) with the grid patches that hold a labelled feature.
+    """A frame (``samples`` (H, W, C): uint8, or uint16 of ``bits`` bits for a deeper camera) with the grid
+    patches that hold a labelled feature.
 
     ``features``: int (K, 2) top-left (x, y) of feature patches on the ``patch`` grid. ``split``: ``test`` or
-    ``validation`` (built from training/validation data: report its figures as validation figures)."""
+    ``validation`` (built from training/validation data: report its figures as validation figures). The labelled
+    sets are 8-bit; ``edgeae downlink plan --image`` plans a 12- or 16-bit frame at its own depth."""
 
     name: str
     set: str
@@ -44,6 +46,25 @@ class LabelledFrame:
     features: np.ndarray
     split: str
     notes: dict = field(default_factory=dict)
+    bits: int = 8
+
+    def __post_init__(self) -> None:
+        want = np.uint8 if self.bits <= 8 else np.uint16
+        if not 1 <= self.bits <= 16 or self.samples.dtype != want or self.samples.ndim != 3:
+            raise ValueError(
+                f"{self.name}: samples must be (H, W, C) {np.dtype(want).name} for {self.bits}-bit frames, got "
+                f"{self.samples.dtype} {self.samples.shape}"
+            )
+
+    @property
+    def top(self) -> float:
+        """The full-scale sample value, ``2**bits - 1`` (samples / top are the frame in [0, 1])."""
+        return float(2**self.bits - 1)
+
+    @property
+    def raw_bytes(self) -> int:
+        """The raw frame's size as the camera packs it, ``bits`` per sample: what a budget fraction is of."""
+        return -(-self.samples.size * self.bits // 8)
 
     def grid(self) -> np.ndarray:
         """Top-left (x, y) of every grid patch, row-major, int (N, 2)."""

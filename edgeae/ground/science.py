@@ -45,7 +45,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def metrics(frame: LabelledFrame, got: Received) -> dict[str, Any]:
     """Feature recall, feature-patch PSNR (pooled), share of feature pixels at full resolution, frame PSNR."""
-    ref = frame.samples.astype(np.float32) / 255.0
+    ref = frame.samples.astype(np.float32) / np.float32(frame.top)
     fm = frame.feature_mask()
     whole = set(got.whole)
     feats = [(int(x), int(y)) for x, y in frame.features]
@@ -102,7 +102,7 @@ def evaluate(
         else:
             prioritised = any(m.startswith("prioritised") for m in methods)
             scores = score_grid(frame, scorer, score=score) if scorer is not None and prioritised else None
-        raw = frame.samples.nbytes
+        raw = frame.raw_bytes  # bits per sample, as the camera packs them (8-bit: the array's bytes)
         for frac in cfg.budgets:
             budget = int(frac * raw)
             for method in methods:
