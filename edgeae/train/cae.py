@@ -6,19 +6,18 @@ is saved with :func:`edgeae.checkpoint.save_checkpoint`; the config, loss curves
     out/config.json  out/loss.csv  out/loss.png  out/best.pt  out/metrics.json
 
 The configuration lives in :mod:`edgeae.train.cae_config`, the validation metrics in
-:mod:`edgeae.train.cae_validation` and the steps of the loop in :mod:`edgeae.train.cae_steps`; their public names
+:mod:`edgeae.train.cae_validation`, the steps of the loop in :mod:`edgeae.train.cae_steps` and the run folder
+(held for the run, and how the checkpoint records its files) in :mod:`edgeae.train.run_folder`; their public names
 are importable from here too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,53 +41,10 @@ from edgeae.train.cae_validation import level_metrics as level_metrics
 from edgeae.train.cae_validation import validation_crops as validation_crops
 from edgeae.train.cae_validation import validation_set as validation_set
 from edgeae.train.crops import Augment
+from edgeae.train.run_folder import held_run_folder as held_run_folder
+from edgeae.train.run_folder import recorded_files as recorded_files
 
 log = logging.getLogger(__name__)
-
-
-def recorded_files(files: list[Path], data: str) -> list[str]:
-    """How a checkpoint records its train or val files (``extra["train_files"]``, ``extra["val_files"]``): a
-    folder's by path relative to it (``day1/IMG_0004.png``: camera names repeat across subfolders), a named
-    dataset's by file name (its split lists them). The VAE trainer records a folder's the same way."""
-    from edgeae.datasets import SPLITS
-
-    if data in SPLITS:
-        return [p.name for p in files]
-    return [p.relative_to(data).as_posix() for p in files]
-
-
-@contextlib.contextmanager
-def held_run_folder(out: Path, resume: bool, check: Callable[[], object]) -> Iterator[None]:
-    """Hold the run folder ``out`` for this training (:func:`edgeae.folder_lock.hold`) while the block runs: a
-    second trainer on the same folder is refused at once with :class:`~edgeae.folder_lock.FolderBusy`, before it
-    checks or writes anything. A new run's folder is made first, and removed again (with the folders made for it)
-    if the run is refused or fails before writing into it; a resumed run's folder must exist (``check``: the
-    resume check, which says why when it does not)."""
-    from edgeae.folder_lock import hold
-
-    made: list[Path] = []
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file, not a run folder")
-    if resume and not out.is_dir():
-        check()  # refuses: no run there
-    if not resume:
-        made = [f for f in (out, *out.parents) if not f.exists()]
-    try:
-        for f in reversed(list(made)):  # the outermost first
-            try:
-                f.mkdir()
-            except FileExistsError:  # made meanwhile by another process: not ours to remove
-                made.remove(f)
-            except OSError as exc:  # a read-only disk, /proc, a permission: say which folder, not a bare errno
-                made.remove(f)
-                raise OSError(f"run folder {out}: cannot make {f} ({exc.strerror or exc})") from exc
-        with hold(out, "training run"):
-            yield
-    except BaseException:
-        for f in made:  # the deepest first; one the run wrote into is not empty and stays
-            with contextlib.suppress(OSError):
-                f.rmdir()
-        raise
 
 
 def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
