@@ -94,7 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--latent-model", help="CAE with an encoder/decoder split for the latents (default: the dataset's seed gt-CAE)"
     )
     p.add_argument("--latent-keep", type=float, default=0.5, help="fraction of each tile the encoder sees")
-    p.add_argument("--seed", type=int, default=0, help="mask seed of image i is seed + i")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="mask seed of image i is seed + i (the sparse methods; the latent downlink's encoder input mask "
+        "is seed 0, as published)",
+    )
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--render", action="store_true", help="only rewrite results.md and rd.png from --out/results.json")
     return p.parse_args(argv)
@@ -144,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         (0.02, 0.1, 0.3) if args.quick else KEEPS
     )  # fmt: skip
     codecs = tuple(c for c in args.codecs.split(",") if c)
+    unknown = [c for c in codecs if c not in LADDERS]
+    if unknown:
+        raise SystemExit(f"--codecs: unknown {unknown}; choose from {', '.join(LADDERS)}")
     files = split_files(args.dataset, "test", root=args.data)
     limit = args.limit or (3 if args.quick else 0)
     files = files[:limit] if limit else files
