@@ -9,9 +9,9 @@ from pathlib import Path
 
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 
-from .ground_originals import originals_of_captures, set_originals
+from .ground_originals import originals_of_captures, serve_originals
 from .ground_out import OutClaim, check_out, check_session, create_out
-from .ground_output import capture_list, exit_status, file_list, print_report
+from .ground_output import PassStatus, capture_list, exit_status, file_list, print_report, serve_stop
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"
     )
-    p.add_argument("--original", type=Path, help="original image (or directory by frame id) for PSNR")
+    p.add_argument(
+        "--original",
+        type=Path,
+        help="original image for PSNR, or a folder of them by frame id (frame_3.png); serve compares one image with "
+        "the pass's first frame only",
+    )
     p.add_argument(
         "--bayer",
         default=None,
@@ -42,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-progress", action="store_true",
         help="no progress bars (they are drawn only when stderr is a terminal: a frame's CAE tiles, cross-check "
-        "fills and --adapt steps)",
+        "fills and --adapt steps), and no serve status line on stderr every 10 s",
     )  # fmt: skip
     p.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
@@ -129,12 +134,15 @@ def _station(args: argparse.Namespace, make_out: bool = True, claim: OutClaim | 
         raise CLIError("--cross-check needs --model: it mixes the CAE with a classical fill")
     from edgeae.crosscheck import CrossCheckError
     from edgeae.ground.filler import ModelKindError
+    from edgeae.resolve import NameNotFound
 
     try:
         progress = False if args.no_progress else None  # None: bars when stderr is a terminal
         fill, name = make_filler(args.model, args.method, args.threads, args.adapt, args.cross_check, progress)
     except ModelKindError as exc:  # a VAE or a CAE half: known from its metadata, before any packet is read
         raise CLIError(f"--model {exc}") from None
+    except NameNotFound as exc:  # no such file or zoo model
+        raise CLIError(f"--model: {exc}") from None
     except CrossCheckError as exc:  # an unknown classical method
         raise CLIError(f"--cross-check: {exc}") from None
     except ValueError as exc:  # AdaptationError, an invalid step count
@@ -145,7 +153,10 @@ def _station(args: argparse.Namespace, make_out: bool = True, claim: OutClaim | 
     if args.decoder:
         from edgeae.predictor import load_predictor
 
-        decoder = load_predictor(args.decoder, threads=args.threads)
+        try:
+            decoder = load_predictor(args.decoder, threads=args.threads)
+        except (OSError, ValueError) as exc:  # no such file or zoo model, an unreadable artifact
+            raise CLIError(f"--decoder: {exc}") from None
     gs = GroundStation(  # the CLI writes each frame and never reads it back: keep none (memory per frame)
         fill=fill,
         fill_name=name,
@@ -170,7 +181,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.ground.sources import check_packet_files, original_files
+    from edgeae.ground.sources import check_packet_files
 
     if args.ground_command == "decode":
         for p in args.packets:  # every plain mistake before --out is created or a packet read
@@ -184,12 +195,7 @@ def run(args: argparse.Namespace) -> int:
             if p.is_file() and p.stat().st_size == 0:
                 raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
             check_packet_files(p)
-        if args.original is not None and args.original.is_dir():
-            original_files(args.original)  # two files for one frame id, or one that is no image: refused now
-        elif args.original is not None:  # one image: its header read now, not after every packet
-            from edgeae.imageio import image_shape
-
-            image_shape(args.original)
+        _check_original(args)
         with contextlib.ExitStack() as stack:  # --out held to the end: a second session into it is refused
             gs = _station(args, claim=OutClaim(args.out, stack))
             signal_name = ["SIGINT"]  # which signal stopped the run, for stream.json
@@ -202,15 +208,27 @@ def run(args: argparse.Namespace) -> int:
         return _serve(args, OutClaim(args.out, stack))
 
 
+def _check_original(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--original`` before any packet is read: a folder with two files for one frame id or a file
+    that is no image, or one image whose header cannot be read (its pixels are read when a frame is compared)."""
+    from edgeae.ground.sources import original_files
+
+    if args.original is not None and args.original.is_dir():
+        original_files(args.original)
+    elif args.original is not None:
+        from edgeae.imageio import image_shape
+
+        image_shape(args.original)
+
+
 def _serve(args: argparse.Namespace, claim: OutClaim) -> int:
     """``ground serve``: checks, bind, then ``--out`` is created and held, and the session runs."""
     from edgeae.ground.transport import BindError, bind_udp, serve_udp
 
     gs = _station(args, make_out=False, claim=claim)  # --out is created once the socket is bound
-    if args.original:
-        if not args.original.is_file():
-            raise CLIError("serve takes --original as one image file (frame ids are not known in advance)")
-        set_originals(gs, args.original, [], args.bayer)
+    _check_original(args)
+    # a folder: looked up by frame id as each frame is compared; one image: with the pass's first frame only
+    one_original = serve_originals(gs, args.original, args.bayer) if args.original else None
 
     if args.ready_file:
         try:  # checked before binding: a bad path must not surface as a traceback after the socket is up
@@ -228,18 +246,26 @@ def _serve(args: argparse.Namespace, claim: OutClaim) -> int:
         raise
     gs.out = args.out
 
+    status = PassStatus(gs)  # a line on stderr every 10 s while packets arrive or frames are decoded
+
     def ready(port: int) -> None:
         print(f"listening on udp://{args.host}:{port}", flush=True)
         if args.ready_file:
             args.ready_file.write_text(str(port))
+        if not args.no_progress:
+            status.start()  # here, after the receiver process is forked: no thread of ours is copied into it
 
-    report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready, sock=sock)
+    try:
+        report = serve_udp(gs, args.host, args.port, args.idle_timeout, args.max_time, ready, sock=sock)
+    finally:
+        status.stop()
     print_report(report)
-    stopped = report["serve"]["stopped"]
-    if stopped == "interrupted":
-        print(f"interrupted: everything received so far is in {args.out} (stream.json, received.bin)")
-        return 130
-    return 1 if stopped.startswith("error") else exit_status(report)
+    warning = one_original.warning() if one_original is not None else None
+    if warning:
+        print(warning)
+    line, code = serve_stop(report["serve"], args.idle_timeout, args.max_time, args.out)
+    print(line)
+    return exit_status(report) if code is None else code
 
 
 def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:

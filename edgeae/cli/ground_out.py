@@ -69,7 +69,19 @@ def check_session(out: Path) -> None:
     """Refuse an ``--out`` that holds a ground session already (:data:`SESSION_FILES`; ``.edgeae.lock``, the
     lock of a session running there, is not one)."""
     held = [n for n in SESSION_FILES if (out / n).exists()]
-    unfinished = _unfinished(out) if "stream.json" in held else None
+    if "stream.json" in held:
+        unfinished = _unfinished(out)
+    elif held:  # a serve session's recording and no report at all: stopped (killed) before its decode began
+        unfinished = "stopped before it wrote stream.json (killed during the pass)"
+    else:
+        unfinished = None
+    if unfinished and "received.bin" in held:  # a serve session: that recording may be the only copy of the pass
+        raise CLIError(
+            f"--out {out} holds a serve session that did not finish ({unfinished}): its outputs are partial, and "
+            f"{out / 'received.bin'} is its recording (keep it: it may be the only copy of the pass); to decode it "
+            f"again run  edgeae ground decode {out / 'received.bin'} --out NEW_FOLDER  (with the same options), or "
+            "name a new folder for a new session"
+        )
     if unfinished:  # its outputs are partial: say so, and how to decode again
         raise CLIError(
             f"--out {out} holds a ground session that did not finish ({unfinished}): its outputs are partial; "

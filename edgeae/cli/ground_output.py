@@ -3,6 +3,8 @@ captures (the console side of :mod:`edgeae.cli.ground`)."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 
 REFUSED = ("session_limit", "source_limit", "product_limit")
@@ -145,3 +147,75 @@ def exit_status(report: dict) -> int:
     st = report["stream"]
     refused = any(k in REFUSED for k in st["rejected"])
     return 1 if st.get("products_failed") or not report["products"] or refused else 0
+
+
+def serve_stop(serve: dict, idle_timeout: float, max_time: float, out: Path) -> tuple[str, int | None]:
+    """The console line saying why ``ground serve`` stopped (stream.json ``serve.stopped``), and the exit status that
+    reason sets (None: that of :func:`exit_status`). A pass cut by ``--max-time`` before the end-of-transmission
+    packet is exit status 1: packets were still arriving (else ``--idle-timeout`` would have stopped it first), so
+    the pass is likely incomplete; ``--idle-timeout`` is how a sender that sends no end-of-transmission packet ends."""
+    why, secs, n = serve["stopped"], serve.get("seconds", "?"), serve.get("datagrams", 0)
+    if why == "end_of_transmission":
+        return f"stopped: end-of-transmission packet received after {secs} s ({n:,} datagrams)", None
+    if why == "idle_timeout":
+        if not n:
+            return f"stopped: no packet arrived in {idle_timeout:g} s (--idle-timeout)", None
+        return (
+            f"stopped: no packet for {idle_timeout:g} s (--idle-timeout) after {n:,} datagrams and no "
+            "end-of-transmission packet: the pass may be incomplete (a sender that sends none, or one that stopped or "
+            "was cut off)",
+            None,
+        )
+    if why == "max_time":
+        return (
+            f"WARNING: stopped at --max-time ({max_time:g} s) before the end-of-transmission packet, after {n:,} "
+            "datagrams: the pass may be incomplete (everything received is decoded; exit status 1; a longer pass "
+            "needs a larger --max-time)",
+            1,
+        )
+    reception = serve.get("reception_stopped", "interrupted")
+    if why == "interrupted" and reception != "interrupted":  # a signal during the final decode, after reception
+        return (
+            f"interrupted during the final decode (reception had stopped: {reception}): the products not decoded are "
+            f"named in {out / 'stream.json'}; to decode the whole pass run  edgeae ground decode "
+            f"{out / 'received.bin'} --out NEW_FOLDER",
+            130,
+        )
+    if why == "interrupted":
+        return f"interrupted: everything received so far is in {out} (stream.json, received.bin)", 130
+    if why.startswith("error"):
+        return f"stopped: the receive loop failed ({why}); everything received so far is in {out}", 1
+    return f"stopped: {why}; everything received is in {out} (stream.json, received.bin)", None
+
+
+class PassStatus:
+    """A line on stderr every ``every`` seconds while ``ground serve`` runs, when something changed since the last:
+    datagrams parsed, products open and decoded so far (nothing is printed between "listening on" and the end
+    otherwise). ``start`` and ``stop`` it around the session; ``--no-progress`` leaves it unstarted."""
+
+    def __init__(self, gs, every: float = 10.0, stream=None) -> None:
+        self.gs, self.every, self.stream = gs, every, stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def line(self) -> str:
+        with self.gs.lock:  # the parser adds packets and products in another thread
+            received, products = self.gs.receiver.received, len(self.gs.receiver.products)
+        return f"serve: {received:,} packets so far, {products:,} products, {len(self.gs.reports):,} decoded"
+
+    def _run(self) -> None:
+        last = ""
+        while not self._stop.wait(self.every):
+            line = self.line()
+            if line != last:
+                print(line, file=self.stream or sys.stderr, flush=True)
+                last = line
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="edgeae-serve-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -2,11 +2,13 @@
 
 One space packet per datagram. The sender ends a session with an end-of-transmission marker, a CCSDS idle
 packet (APID 0x7FF) whose data is ``EDGEAE-EOT`` (sent three times, outside the simulated link); the
-server stops on it, after ``idle_timeout`` seconds without packets, or after ``max_time`` seconds.
+server stops on it (from an address that sent datagrams in this session: others are ignored and counted), after
+``idle_timeout`` seconds without packets, or after ``max_time`` seconds.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import json
@@ -15,6 +17,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -22,10 +25,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeae.wire.packets import IDLE_APID, build_packet
+from edgeae.wire.packets import IDLE_APID, SEQ_MODULO, build_packet
+from edgeae.wire.parse import KIND_OF_APID, peek_header
 from edgeae.wire.stream import FILE_VERSION, MAGIC, RECORD
 
 from .limits import GroundLimits
+from .seq_tracker import HALF
 from .station import GroundStation, product_name
 
 log = logging.getLogger(__name__)
@@ -69,10 +74,12 @@ class BindError(OSError):
 
 
 def bind_udp(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A UDP socket bound to ``host:port`` with a large receive buffer; :class:`BindError` names the address."""
+    """A UDP socket bound to ``host:port`` with a large receive buffer that says how many datagrams the kernel
+    dropped (Linux); :class:`BindError` names the address."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         _large_receive_buffer(sock, RECEIVE_BUFFER)
+        _count_kernel_drops(sock)  # from the first datagram on
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -91,21 +98,31 @@ def serve_udp(
 ) -> dict:
     """Receive datagrams into ``station``; a decoder thread rebuilds each product once its last packet arrived.
 
-    Reception runs in a forked child process that does nothing but ``recvfrom`` and append each datagram to
+    Reception runs in a forked child process that does nothing but receive and append each datagram to
     ``received.bin`` (an edgeae packet file, re-decodable with ``edgeae ground decode``; a temporary file
-    when ``station.out`` is None). It has its own interpreter, so neither parsing nor decoding can stall it:
-    on a busy machine reception is delayed, not dropped. This process reads the file as it grows, parses the
-    packets and hands completed products to a decoder thread through a bounded queue
-    (``station.limits.decode_queue``); a product that finds the queue full is decoded at the end instead.
+    when ``station.out`` is None). It has its own interpreter, so neither parsing nor decoding can stall it;
+    it dies with this process. Datagrams the kernel dropped when the socket's receive buffer was full are
+    counted where Linux says how many (``serve.kernel_drops``). This process reads the file as it grows (in
+    bounded windows), parses the packets and hands completed products to a decoder thread through a bounded
+    queue (``station.limits.decode_queue``); a product that finds the queue full is decoded at the end instead.
     Whatever stops the session (end of transmission, time-outs, Ctrl-C / SIGTERM, an error) everything
-    received is parsed, the products are decoded and ``stream.json`` is written. ``ready(port)`` is called
-    once the socket is bound (``port`` 0 picks a free one). Returns the final report with a ``serve``
-    section: why it stopped, datagrams, seconds. ``sock``: a socket from :func:`bind_udp` (bound before
-    ``station.out`` is created, so a busy port leaves no folder behind); otherwise one is bound here
-    (:class:`BindError` when it cannot be).
+    received is parsed, the products are decoded and ``stream.json`` is written; a signal during that final
+    decode stops it as it stops ``ground decode`` (``stream.interrupted``, ``complete: false``).
+    ``ready(port)`` is called once the socket is bound (``port`` 0 picks a free one). Returns the final report
+    with a ``serve`` section: why it stopped, datagrams, seconds. ``sock``: a socket from :func:`bind_udp`
+    (bound before ``station.out`` is created, so a busy port leaves no folder behind); otherwise one is bound
+    here (:class:`BindError` when it cannot be).
     """
     sock = sock if sock is not None else bind_udp(host, port)
+    _count_kernel_drops(sock)
     rcvbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    if rcvbuf < RECEIVE_BUFFER:  # Linux reports twice what it allows: less than asked is under half of it
+        log.warning(
+            "the kernel granted a %s UDP receive buffer of the %s asked (net.core.rmem_max caps it; "
+            "raise it, e.g. sysctl -w net.core.rmem_max=%d, or run with CAP_NET_ADMIN): a burst larger than the "
+            "buffer is dropped by the kernel (counted in stream.json serve.kernel_drops where Linux says)",
+            _mib(rcvbuf), _mib(RECEIVE_BUFFER), RECEIVE_BUFFER,
+        )  # fmt: skip
     bound = sock.getsockname()[1]
     log.info("ground station listening on udp://%s:%d", host, bound)
     limits = station.limits or GroundLimits()
@@ -123,9 +140,12 @@ def serve_udp(
         raise
     status_r, status_w = os.pipe()
     stop_signal: list[int] = []  # set by SIGINT/SIGTERM; the loop stops between two records
+    decoding = [False]  # while True, a signal stops the final decode (KeyboardInterrupt) instead of being noted
     old_handlers: dict[int, Any] = {}
     try:  # the handlers are put back whatever happens, after the report is written (a second signal cannot cut it)
-        old_handlers = _stop_on_signals(stop_signal)
+        old_handlers = _stop_on_signals(stop_signal, decoding)
+        die_with_parent = _parent_death_signal()  # resolved here: the child makes no library look-ups
+        parent = os.getpid()
         t0 = time.monotonic()
         child = os.fork()
         if child == 0:  # the receiver: only socket and file calls from here on, then _exit
@@ -133,7 +153,8 @@ def serve_udp(
             try:
                 os.close(status_r)
                 _child_signals()  # the parent's flag handlers are not the child's: a signal ends its receive loop
-                code = _receive_child(sock, path, status_w, idle_timeout, max_time, limits)
+                die_with_parent()  # SIGTERM when the parent dies (even by SIGKILL): never an orphan on the port
+                code = _receive_child(sock, path, status_w, idle_timeout, max_time, limits, parent)
             finally:
                 os._exit(code)
         sock.close()
@@ -174,6 +195,7 @@ def serve_udp(
                     except queue.Full:
                         deferred += 1  # decoded by finish(): parsing never waits for the decoder
 
+        decode_stopped = False
         try:
             worker.start()
             if ready is not None:
@@ -193,77 +215,210 @@ def serve_udp(
             reason = f"error: {type(exc).__name__}: {exc}"
             log.exception("ground station receive loop failed; writing what was received")
         finally:
+            signals_at_stop = len(stop_signal)
             if not child_done:
                 _stop_child(child)
             stats = _child_status(status_r)
-            try:
-                take(reader.read(), until_stop=False)  # everything the receiver wrote before it stopped
+            try:  # everything the receiver wrote before it stopped, one bounded window at a time
+                take([], until_stop=False)
+                while records := reader.read():
+                    take(records, until_stop=False)
             except Exception as exc:
                 reason = reason or f"error: {type(exc).__name__}: {exc}"
             reader.close()
             stop.set()
             if worker.is_alive():
                 worker.join()
-            try:
-                report = station.finish()
+            try:  # a signal from here on stops the decode as it stops `ground decode`: what was decoded is kept
+                decoding[0] = True
+                if len(stop_signal) > signals_at_stop:  # it came while the file was drained: no decode at all
+                    raise KeyboardInterrupt
+                report = station.finish(write=False)
+            except KeyboardInterrupt:
+                decode_stopped = True
             finally:
+                decoding[0] = False
                 if tmpdir is not None:
                     tmpdir.cleanup()
-        # datagrams the receiver process dropped at its caps never reached the parser: counted here, so that
-        # received = accepted + duplicates + conflicting + idle + rejected holds for the whole session
-        rejected = report["stream"]["rejected"]
-        for key, why in (("dropped_source_limit", "source_limit"), ("not_recorded", "session_limit")):
-            if stats.get(key):
-                rejected[why] = rejected.get(why, 0) + stats[key]
-                report["stream"]["packets_received"] += stats[key]
-        report["serve"] = {
+        if decode_stopped:
+            report = station.report()  # complete: false, and the products not decoded
+        _account_child(report, stats, station)
+        serve = {
             "port": bound,
-            "stopped": reason or stats.get("stopped", "receiver_failed"),
+            "stopped": "interrupted" if decode_stopped else reason or stats.get("stopped", "receiver_failed"),
+            "reception_stopped": stats.get("stopped", "receiver_failed"),  # why the receiver process stopped
             "datagrams": datagrams,
-            "datagrams_not_recorded": stats.get("not_recorded", 0),
+            "datagrams_not_recorded": stats.get("not_recorded", 0) + stats.get("dropped_source_limit", 0),
+            "kernel_drops": _kernel_drops(stats),
+            "eot_from": stats.get("eot_from"),
+            "eot_ignored": stats.get("eot_ignored", 0),
             "decoded_after_stop": deferred,
             "receive_buffer_bytes": rcvbuf,
             "seconds": round(time.monotonic() - t0, 3),
         }
+        if stats.get("eot_ignored_from"):
+            serve["eot_ignored_from"] = stats["eot_ignored_from"]
+        report["serve"] = serve
+        if serve["stopped"] == "interrupted":  # as `ground decode` records it: stream.json names the signal
+            name = _signal_name(stop_signal[0] if stop_signal else signal.SIGINT)
+            st = report["stream"]
+            st.update(interrupted=name, complete=False)
+            st.setdefault("products_not_decoded", 0)
+            st.setdefault("products_not_decoded_names", [])
+            if decode_stopped:
+                log.warning(
+                    "interrupted (%s) during the final decode: %d products decoded, %d not decoded (stream.json "
+                    "products_not_decoded_names)",
+                    name, len(report["products"]), st["products_not_decoded"],
+                )  # fmt: skip
+        _warn_losses(serve, report["stream"])
         station.write_report(report)
         return report
     finally:
         _restore_handlers(old_handlers)
 
 
+def _account_child(report: dict, stats: dict[str, Any], station: GroundStation) -> None:
+    """Count the datagrams the receiver process dropped at this station's caps (they never reached the parser)
+    in ``packets_received``, ``bytes_received`` and ``rejected``, so received = accepted + duplicates +
+    conflicting + idle + rejected holds for the whole session, and charge them to their sequence counts."""
+    st = report["stream"]
+    rejected = st["rejected"]
+    for key, why in (("dropped_source_limit", "source_limit"), ("not_recorded", "session_limit")):
+        if stats.get(key):
+            rejected[why] = rejected.get(why, 0) + stats[key]
+            st["packets_received"] += stats[key]
+    st["bytes_received"] += stats.get("dropped_bytes", 0)
+    st["rejected"] = dict(sorted(rejected.items()))
+    with station.lock:
+        _charge_not_recorded(station.receiver, st["sequence"], stats.get("dropped_counts") or {})
+
+
+def _charge_not_recorded(receiver: Any, sequence: dict, dropped: dict[str, list[list[int]]]) -> None:
+    """Charge dropped datagrams (``dropped``: APID -> runs [first, last] of the counts their unverified primary
+    headers give, unwrapped in arrival order by the receiver process) to their APID: the span gaps are counted
+    in widens to them, so a product whose every packet was dropped shows as missing counts;
+    ``not_recorded`` / ``not_recorded_ranges`` say how many of the missing counts this station dropped."""
+    for apid_text, runs in dropped.items():
+        apid = int(apid_text)
+        kind = KIND_OF_APID.get(apid)
+        if kind is None or not runs:
+            continue
+        t = receiver.trackers.get(apid)
+        # the receiver process unwrapped from its own start: moved to the tracker's (nearest its top)
+        shift = t.unwrap(runs[0][0] % SEQ_MODULO, update=False) - runs[0][0] if t is not None else 0
+        spans = [(a + shift, b + shift) for a, b in runs]
+        seen = sorted(t.valid | t.corrupt | t.refused) if t is not None else []
+        ranges = [a.seq_range for a in receiver.products.values() if a.kind == kind]
+        ranges += [(a, b + 1) for a, b in spans]
+        if seen:
+            missing, missing_ranges = t.gaps(ranges)
+            span = t.span(ranges)
+        else:  # no packet of this APID was parsed: every count from the first dropped to the last is missing
+            span = (min(a for a, _ in spans), max(b for _, b in spans))
+            missing, missing_ranges = span[1] - span[0] + 1, [[span[0] % SEQ_MODULO, span[1] % SEQ_MODULO]]
+        dropped_n = sum(b - a + 1 - (bisect.bisect_right(seen, b) - bisect.bisect_left(seen, a)) for a, b in spans)
+        q = sequence.setdefault(
+            kind,
+            {"apid": apid, "received": 0, "corrupt": 0, "refused": 0, "count_conflicts": 0},
+        )
+        q.update(
+            missing=missing,
+            missing_ranges=missing_ranges,
+            first_count=None if span is None else span[0] % SEQ_MODULO,
+            last_count=None if span is None else span[1] % SEQ_MODULO,
+            not_recorded=dropped_n,
+            not_recorded_ranges=[[a % SEQ_MODULO, b % SEQ_MODULO] for a, b in spans[:50]],
+        )
+
+
+MAX_SENDERS = 4096
+"""Sender addresses the receiver process remembers (an end-of-transmission packet is taken from these only)."""
+MAX_DROP_RUNS = 1000
+"""Runs of dropped sequence counts the receiver process keeps (all APIDs together): its status stays small."""
+
+
 def _receive_child(
-    sock: socket.socket, path: Path, status_fd: int, idle_timeout: float, max_time: float, limits: GroundLimits
+    sock: socket.socket,
+    path: Path,
+    status_fd: int,
+    idle_timeout: float,
+    max_time: float,
+    limits: GroundLimits,
+    parent: int,
 ) -> int:
-    """The receiver process: datagrams -> records in ``path`` until EOT, a time-out or a signal; then one
-    JSON status line on ``status_fd``. Per-sender and per-session byte caps apply here."""
-    stats: dict[str, Any] = {"stopped": "max_time", "not_recorded": 0, "dropped_source_limit": 0}
+    """The receiver process: datagrams -> records in ``path`` until EOT, a time-out, a signal or the end of
+    ``parent``; then one JSON status line on ``status_fd``. Per-sender and per-session byte caps apply here; a
+    datagram dropped at them is counted (and its bytes) and charged to the APID and sequence count its primary
+    header gives. An EOT is taken only from an address that sent datagrams in this session."""
+    stats: dict[str, Any] = {
+        "stopped": "max_time", "not_recorded": 0, "dropped_source_limit": 0, "dropped_bytes": 0,
+        "dropped_unattributed": 0, "eot_ignored": 0, "kernel_drops_seen": None,
+    }  # fmt: skip
     per_source: dict[str, int] = {}
+    senders: set[tuple] = set()
+    ignored_from: list[str] = []
+    tops: dict[int, int] = {}  # APID -> highest count unwrapped so far among the dropped datagrams
+    runs: dict[int, list[list[int]]] = {}  # APID -> runs [first, last] of dropped unwrapped counts
+    n_runs = 0
     recorded = 0
+    ovfl = _SO_RXQ_OVFL
+    anc = socket.CMSG_SPACE(4) if ovfl is not None and hasattr(socket, "CMSG_SPACE") else 0
     t0 = last = time.monotonic()
     sock.settimeout(0.1)
     try:
         with open(path, "ab", buffering=0) as fh:
             while True:
                 now = time.monotonic()
+                if os.getppid() != parent:  # the parent died (where PR_SET_PDEATHSIG is not there to say it)
+                    stats["stopped"] = "parent_exited"
+                    break
                 if now - t0 > max_time:
                     break
                 if now - last > idle_timeout:
                     stats["stopped"] = "idle_timeout"
                     break
                 try:
-                    data, addr = sock.recvfrom(65536)
+                    if anc:
+                        data, cmsgs, _, addr = sock.recvmsg(65536, anc)
+                        for level, kind, cdata in cmsgs:  # the socket's drop count when this datagram was queued
+                            if level == socket.SOL_SOCKET and kind == ovfl and len(cdata) >= 4:
+                                stats["kernel_drops_seen"] = int.from_bytes(cdata[:4], sys.byteorder)
+                    else:
+                        data, addr = sock.recvfrom(65536)
                 except TimeoutError:
                     continue
                 last = time.monotonic()
                 if data == EOT:
-                    stats["stopped"] = "end_of_transmission"
-                    break
-                src = str(addr[0])
-                if per_source.get(src, 0) + len(data) > limits.max_source_bytes:
-                    stats["dropped_source_limit"] += 1
+                    if addr in senders:
+                        stats["stopped"] = "end_of_transmission"
+                        stats["eot_from"] = f"{addr[0]}:{addr[1]}"
+                        break
+                    stats["eot_ignored"] += 1  # from an address that sent nothing: not this session's sender
+                    if len(ignored_from) < 10:
+                        ignored_from.append(f"{addr[0]}:{addr[1]}")
                     continue
-                if recorded + len(data) > limits.max_session_bytes:
-                    stats["not_recorded"] += 1
+                if len(senders) < MAX_SENDERS:
+                    senders.add(addr)
+                src = str(addr[0])
+                over_source = per_source.get(src, 0) + len(data) > limits.max_source_bytes
+                if over_source or recorded + len(data) > limits.max_session_bytes:
+                    stats["dropped_source_limit" if over_source else "not_recorded"] += 1
+                    stats["dropped_bytes"] += len(data)
+                    peek = peek_header(data)
+                    if peek is None or peek[0] not in KIND_OF_APID or n_runs >= MAX_DROP_RUNS:
+                        stats["dropped_unattributed"] += 1
+                        continue
+                    apid, seq = peek
+                    top = tops.get(apid, seq)
+                    u = top + ((seq - top + HALF) % SEQ_MODULO - HALF)  # nearest the top: across the 14-bit wrap
+                    tops[apid] = max(top, u)
+                    mine = runs.setdefault(apid, [])
+                    if mine and mine[-1][0] <= u <= mine[-1][1] + 1:
+                        mine[-1][1] = max(mine[-1][1], u)
+                    else:
+                        mine.append([u, u])
+                        n_runs += 1
                     continue
                 per_source[src] = per_source.get(src, 0) + len(data)
                 fh.write(RECORD.pack(last - t0, len(data)) + data)  # one write: the reader never sees half
@@ -271,8 +426,12 @@ def _receive_child(
     except KeyboardInterrupt:
         stats["stopped"] = "interrupted"
     finally:
+        stats["kernel_drops_proc"] = _proc_udp_drops(sock)
         sock.close()
-        os.write(status_fd, (json.dumps(stats) + "\n").encode())
+        stats["dropped_counts"] = {str(a): r for a, r in runs.items()}
+        if ignored_from:
+            stats["eot_ignored_from"] = ignored_from
+        os.write(status_fd, (json.dumps(stats) + "\n").encode())  # small (MAX_DROP_RUNS): the pipe takes it whole
         os.close(status_fd)
     return 0
 
@@ -302,16 +461,103 @@ def _child_status(fd: int) -> dict[str, Any]:
         return {}
 
 
-class _RecordTail:
-    """Reads the complete records appended to a growing packet file since the last call."""
+def _parent_death_signal() -> Callable[[], None]:
+    """What the receiver process calls first: on Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so it stops (and frees
+    the port) when this process dies, even by SIGKILL; elsewhere nothing (its loop checks ``os.getppid()``)."""
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    try:
+        import ctypes
 
-    def __init__(self, path: Path) -> None:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+
+
+_SO_RXQ_OVFL: int | None = getattr(socket, "SO_RXQ_OVFL", 40 if sys.platform.startswith("linux") else None)
+"""Linux socket option: each datagram comes with the socket's count of datagrams the kernel dropped."""
+
+
+def _count_kernel_drops(sock: socket.socket) -> None:
+    """Ask the kernel to say, with each datagram, how many it dropped on this socket (Linux); elsewhere nothing."""
+    if _SO_RXQ_OVFL is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RXQ_OVFL, 1)
+
+
+def _proc_udp_drops(sock: socket.socket) -> int | None:
+    """The ``drops`` column of ``/proc/net/udp`` for ``sock`` (Linux: every datagram the kernel dropped on it,
+    also after the last one received), or None where it cannot be read."""
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        with open("/proc/net/udp") as fh:
+            for line in fh:
+                f = line.split()
+                if len(f) >= 13 and f[9] == inode:
+                    return int(f[12])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _kernel_drops(stats: dict[str, Any]) -> int | None:
+    """Datagrams the kernel dropped on the socket (its receive buffer full), or None where the platform does not say."""
+    seen = [v for v in (stats.get("kernel_drops_seen"), stats.get("kernel_drops_proc")) if isinstance(v, int)]
+    return max(seen) if seen else None
+
+
+def _warn_losses(serve: dict, stream: dict) -> None:
+    """Console lines for what the session lost that the link did not: kernel drops, ignored end-of-transmission
+    packets, datagrams dropped at this station's caps."""
+    if serve.get("kernel_drops"):
+        log.warning(
+            "%d datagrams were dropped by the kernel (the socket's receive buffer, %s, was full): they count as lost "
+            "on the link (stream.json serve.kernel_drops); raise net.core.rmem_max",
+            serve["kernel_drops"], _mib(serve["receive_buffer_bytes"]),
+        )  # fmt: skip
+    if serve.get("eot_ignored"):
+        log.warning(
+            "%d end-of-transmission packets from addresses that sent no packet were ignored (%s)",
+            serve["eot_ignored"], ", ".join(serve.get("eot_ignored_from", [])),
+        )  # fmt: skip
+    charged = {k: q["not_recorded"] for k, q in stream["sequence"].items() if q.get("not_recorded")}
+    if charged:
+        log.warning(
+            "%d datagrams dropped at this station's limits are charged to their sequence counts (%s): stream.json "
+            "sequence.<kind>.missing counts them, not_recorded_ranges says which",
+            serve["datagrams_not_recorded"], ", ".join(f"{k}: {n}" for k, n in charged.items()),
+        )  # fmt: skip
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / 1024:g} KiB"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+TAIL_WINDOW = 4 << 20
+"""Bytes of ``received.bin`` read at a time (as the packet file readers do): memory stays bounded however far
+the parser fell behind the receiver."""
+
+
+class _RecordTail:
+    """Reads the complete records appended to a growing packet file since the last call, at most ``window``
+    bytes a call (a record longer than that is read whole over several calls)."""
+
+    def __init__(self, path: Path, window: int = TAIL_WINDOW) -> None:
         self.fh = open(path, "rb")  # noqa: SIM115 (closed by close())
         self.fh.seek(len(MAGIC) + 1)
         self.buf = b""
+        self.window = window
 
     def read(self) -> list[bytes]:
-        self.buf += self.fh.read()
+        self.buf += self.fh.read(self.window)
         out, pos = [], 0
         while pos + RECORD.size <= len(self.buf):
             _, n = RECORD.unpack_from(self.buf, pos)
@@ -328,7 +574,7 @@ class _RecordTail:
 
 RECEIVE_BUFFER = 64 << 20
 """Socket receive buffer asked for (bytes): a whole burst of ~25,000 1 KB datagrams waits in the kernel while
-the receive loop catches up, so a busy machine delays reception instead of dropping packets."""
+the receive loop catches up. What overflows the buffer the kernel grants is dropped there (``serve.kernel_drops``)."""
 
 
 def _large_receive_buffer(sock: socket.socket, size: int) -> int:
@@ -357,16 +603,21 @@ def _decode_worker(station: GroundStation, pending: queue.Queue, stop: threading
             log.info("decoded %s: %s/%s packets", name, rep.get("packets_received"), rep.get("packets_expected"))
 
 
-def _stop_on_signals(stop_signal: list[int]) -> dict[int, Any]:
-    """SIGINT and SIGTERM only append to ``stop_signal`` (main thread only): the receive loop stops between two
-    records, and a second signal cannot cut the final drain or the report short. Returns the old handlers."""
+def _stop_on_signals(stop_signal: list[int], decoding: list[bool]) -> dict[int, Any]:
+    """SIGINT and SIGTERM append to ``stop_signal`` (main thread only): the receive loop stops between two
+    records, and a second signal cannot cut the final drain or the report short. While ``decoding[0]`` (the
+    final decode) the first one raises KeyboardInterrupt: the decode stops as ``ground decode`` stops. Returns
+    the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: Any) -> None:
-        if stop_signal:
-            log.warning("signal %d: already stopping, writing what was received", signum)
         stop_signal.append(signum)
+        if decoding[0]:
+            decoding[0] = False  # once: the report of what was decoded is then written whatever comes
+            raise KeyboardInterrupt(f"signal {signum}")
+        if len(stop_signal) > 1:
+            log.warning("signal %d: already stopping, writing what was received", signum)
 
     # a SIGINT the caller set to ignored (a server started with nohup or as a background job) stays ignored
     sigs = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]

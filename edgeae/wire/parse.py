@@ -127,6 +127,12 @@ def parse_packet(data: bytes) -> Packet:
     fields = kh.unpack_from(data, start)
     payload = data[start + kh.size : -CRC_LEN]
     header, dtype, shape = _check_kind(kind, fields, codec, version)
+    most = _most_parts(kind, header)
+    if parts > most:  # a forged count would otherwise charge its product with up to 65,534 lost packets
+        raise _fail(
+            "header",
+            f"part count {parts} for a {kind} product of {most:,} {_UNITS[kind]} (every packet carries at least one)",
+        )
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes > MAX_PIECE_BYTES:
         raise _fail("header", f"{nbytes} sample bytes in one packet (at most {MAX_PIECE_BYTES})")
@@ -152,6 +158,25 @@ def parse_packet(data: bytes) -> Packet:
     if bits is not None and bits not in (8, 16) and samples.size and int(samples.max()) >= 2**bits:
         raise _fail("samples", f"sample above the {bits}-bit range")
     return Packet(head.apid, kind, head.seq_count, frame_id, part, parts, codec, header, samples, len(data))
+
+
+_UNITS = {"sparse": "pixels", "latent": "latent elements", "patch": "samples", "telemetry": "bytes"}
+
+
+def _most_parts(kind: str, h: dict) -> int:
+    """The most packets a product of these header fields can be sent in: one element (a pixel of a sparse frame, a
+    latent value, a patch sample, a telemetry byte) at least in each, and one packet for an empty product. A sparse
+    frame's packets each carry a kept pixel of their band or are the one packet of a band that keeps none, so
+    height × width bounds them in both layouts (docs/wire-format.md, "Part count")."""
+    if kind == "sparse":
+        n = h["height"] * h["width"]
+    elif kind == "latent":
+        n = math.prod(h["latent_shape"])
+    elif kind == "patch":
+        n = h["size"] * h["size"] * h["channels"]
+    else:
+        n = h["total"]
+    return max(1, n)
 
 
 def _check_kind(kind: str, f: tuple, codec: int, layout: int) -> tuple[dict, np.dtype, tuple[int, ...]]:
