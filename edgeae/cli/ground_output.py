@@ -23,8 +23,9 @@ def print_report(report: dict) -> None:
     refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}
     if refused:
         print(
-            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): the products "
-            "below count them as lost; raise the limit with --limit to keep them"
+            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): they count "
+            "as lost (in the products below, or for a product none of whose packets were kept, in stream.json "
+            "sequence.<kind>.missing); raise the limit with --limit to keep them"
         )
     if st["rejected"].get("prng"):
         from edgeae.masks import PRNG_VERSION
