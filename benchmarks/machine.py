@@ -1,4 +1,10 @@
-"""What every benchmark JSON records: machine, versions, threads and commit."""
+"""What every benchmark JSON records: machine, versions, threads and commit.
+
+``threads`` is the thread count the script itself used (None where it set none); ``thread_settings`` is what sets
+the count for the libraries underneath (the OMP/MKL/OpenBLAS variables as given, the CPU count and the CPUs this
+process may run on). ``python -m benchmarks`` computes the commit once, before it writes anything, and passes it to
+its stages in ``$EDGEAE_BENCHMARK_COMMIT`` (their own outputs would otherwise make the tree look dirty).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+COMMIT_ENV = "EDGEAE_BENCHMARK_COMMIT"
+"""Set by ``python -m benchmarks`` for its stages: the commit it recorded before writing anything."""
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 PACKAGES = (
     "edgeae",
@@ -41,6 +51,9 @@ def _cpu_flags() -> list[str]:
 
 
 def _commit() -> str:
+    given = os.environ.get(COMMIT_ENV)
+    if given:
+        return given
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
@@ -70,7 +83,7 @@ def _gpu() -> str | None:
 
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     """A JSON-able record of where and with what a benchmark ran."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = md.version(name)
@@ -93,11 +106,22 @@ def machine_info(threads: int | None = None) -> dict[str, Any]:
         "memory_gb": mem_gb,
         "gpu": _gpu(),
         "threads": threads,
+        "thread_settings": thread_settings(),
         "versions": versions,
     }
 
 
-def wait_for_quiet(max_load: float = 0.5, timeout_s: float = 180.0, poll_s: float = 5.0) -> dict[str, float]:
+def thread_settings() -> dict[str, Any]:
+    """What sets the libraries' thread counts: each of :data:`THREAD_VARS` as given (None: unset), the logical CPU
+    count and how many of them this process may run on (its affinity; None where the OS cannot say)."""
+    try:
+        affinity: int | None = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on every OS
+        affinity = None
+    return {"env": {k: os.environ.get(k) for k in THREAD_VARS}, "cpu_count": os.cpu_count(), "affinity": affinity}
+
+
+def wait_for_quiet(max_load: float = 0.5, timeout_s: float = 180.0, poll_s: float = 5.0) -> dict[str, Any]:
     """Wait until the 1-minute load average is at most ``max_load`` (at most ``timeout_s``), so a wall-clock run
     does not start on the tail of the previous one (the average decays with a one-minute time constant: after a
     15-s run on both cores it stays above 0.5 for about a minute). Returns what it saw, for the results."""

@@ -4,7 +4,10 @@ What a section shows: each stage record in ``stages.json`` (written by ``python 
 run wrote (``files``, paths relative to the stage folder). A section shows those tables and plots only; tables left
 in the folder by an earlier run are not shown as this run's: the section names them and the run they came from
 (``earlier``). A record without ``files`` (stages recorded before session 31) shows every table in its folder, as
-before. A stage that exited non-zero is marked FAILED at the top of its section.
+before. A stage whose only record is a failed run is marked FAILED at the top of its section; a failed rerun of a
+stage that has a good record keeps that record and its tables, and the section says at its top that the latest
+rerun failed (``last_failure``: when, at which commit, the command and its log). A timed stage measured at a
+1-minute load above 1 (``under_load``) carries a warning that its timings are not to be quoted.
 
 The page depends only on files a clean clone has: files git ignores (thumbnails under ``topk/``, see .gitignore) are
 neither linked nor counted. Headings inside an embedded table file are demoted below the section's own.
@@ -31,6 +34,26 @@ FLOAT_NOTE = (
     "their 4th decimal (the VAE's int8 TFLite tail Spearman, 0.9986 vs 0.9984); quality figures against the "
     "original images do not move."
 )
+
+
+class RecordError(ValueError):
+    """A stages.json or machine.json that cannot be read as the record it should be (the message says what to do)."""
+
+
+def load_record(path: Path, remedy: str) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`RecordError` naming the file, what is wrong and ``remedy`` when it is not
+    one (truncated, empty, a list); in a ``stages.json`` every stage's record must be an object too."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RecordError(f"{path} cannot be read as JSON ({e}): {remedy}") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} holds a JSON {type(data).__name__}, not an object: {remedy}")
+    if path.name == "stages.json":
+        bad = [name for name, st in data.items() if not isinstance(st, dict)]
+        if bad:
+            raise RecordError(f"{path}: the record of {', '.join(bad)} is not an object: {remedy}")
+    return data
 
 
 def simd_level(flags: list[str] | tuple[str, ...]) -> str:
@@ -115,7 +138,7 @@ def speed_table(bench_json: Path) -> str:
             f"{s['iqr'] * 1e3:.3f} | {e['items_per_s']:.0f} | {e['mpix_per_s']:.1f} | {e['peak_rss_mb']:.0f} | "
             f"{ratio} | {e['achieved_gops']:.1f} | {100 * e['fraction_of_peak']:.1f} |"
         )
-    peaks = {}
+    peaks: dict[Any, dict[str, Any]] = {}
     for b in rows:
         e = b["extra_info"]
         peaks.setdefault(e["threads"], {})["int8" if "int8" in e["runtime"] else "fp32"] = e["machine_peak_gops"]
@@ -137,7 +160,14 @@ def _machine_md(m: dict[str, Any]) -> str:
         f"- commit `{m.get('commit')}`, {m.get('date')}\n- CPU: {m.get('cpu')} ({m.get('logical_cores')} logical "
         f"cores; {' '.join(m.get('cpu_flags', []))}), {m.get('memory_gb')} GB RAM, GPU: {m.get('gpu') or 'none'}\n"
         f"- Python {m.get('python')} on {m.get('platform')}\n- {vers}\n"
+        + (f"- Threads: {threads_note(m['thread_settings'])}\n" if isinstance(m.get("thread_settings"), dict) else "")
     )
+
+
+def threads_note(ts: dict[str, Any]) -> str:
+    """What set the thread counts (machine.thread_settings), e.g. 'OMP_NUM_THREADS unset, ...; 2 CPUs, affinity 2'."""
+    env = ", ".join(f"{k}={v}" if v is not None else f"{k} unset" for k, v in (ts.get("env") or {}).items())
+    return f"{env}; {ts.get('cpu_count')} CPUs, affinity {ts.get('affinity')}"
 
 
 def _where_note(where: dict[str, Any] | None) -> str:
@@ -153,7 +183,41 @@ def _where_note(where: dict[str, Any] | None) -> str:
             if where.get("versions")
             else ""
         )
+        + (f" Threads: {threads_note(where['threads'])}." if isinstance(where.get("threads"), dict) else "")
     )
+
+
+def _status_lines(st: dict[str, Any]) -> list[str]:
+    """The warnings at the top of a section: a failed run (the record's own or a rerun's after a good record) and a
+    timed run measured under load. Records written before these fields existed get none of the new lines."""
+    parts: list[str] = []
+    rc = st.get("returncode")
+    if rc and "log" in st:  # the stage has no good record: this failed run is all there is
+        parts += [
+            f"**FAILED: the last run of this stage exited with status {rc}** (its output is in `{st['log']}` on the "
+            f"machine that ran it; what it wrote is in `{st.get('staging')}` there, not published). "
+            "Files in the stage folder from earlier runs are named below, not shown.",
+            "",
+        ]
+    elif rc:
+        parts += [
+            f"**FAILED: the last run of this stage exited with status {rc}** (that run kept no log). "
+            "Only what that run wrote before it stopped is shown below.",
+            "",
+        ]
+    fail = st.get("last_failure")
+    if isinstance(fail, dict):
+        cmds = "; ".join(f"`{c}`" for c in fail.get("commands") or [])
+        parts += [
+            f"**FAILED: the last run of this stage exited with status {fail.get('returncode')}** (the "
+            f"{fail.get('size')} run of {fail.get('date')} at commit `{fail.get('commit')}`: {cmds}; its output is in "
+            f"`{fail.get('log')}` on the machine that ran it). Everything below is from the last run that succeeded, "
+            "which that failure left as it was.",
+            "",
+        ]
+    if st.get("under_load") is not None:
+        parts += [f"**Measured at 1-minute load {st['under_load']}: timings not to be quoted.**", ""]
+    return parts
 
 
 def _run_label(origin: dict[str, Any] | None) -> str:
@@ -257,14 +321,8 @@ def _plots_md(folder: Path, plots: list[Path], results_md: Path) -> list[str]:
 
 def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path) -> list[str]:
     """The markdown lines of one stage's section (see the module docstring for what it shows)."""
-    parts = [f"## {st.get('title', name)}", ""]
+    parts = [f"## {st.get('title', name)}", "", *_status_lines(st)]
     rc = st.get("returncode")
-    if rc:
-        parts += [
-            f"**FAILED: the last run of this stage exited with status {rc}** (its output is in that run's log). "
-            "Only what that run wrote before it stopped is shown below.",
-            "",
-        ]
     cmds = st.get("commands") or []
     parts += ["Reproduce:", "", "```", *cmds, "```", ""]
     load = st.get("load_average_before_after")
@@ -311,18 +369,34 @@ def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path)
     return parts
 
 
-def write_results(out: Path, results_md: Path) -> Path:
-    """Compose RESULTS.md from ``out/machine.json``, ``out/stages.json`` and each stage's outputs."""
+MACHINE_REMEDY = "delete it (the next `python -m benchmarks` run writes it again) or restore it from git"
+STAGES_REMEDY = "restore it from git (`git checkout -- <that file>`) or move it away to start a new record"
+
+
+def write_results(out: Path, results_md: Path, label: str | None = None) -> Path:
+    """Compose RESULTS.md from ``out/machine.json``, ``out/stages.json`` and each stage's outputs (``label``: how the
+    page names ``out``, default its path as given). Written to a temporary file, then renamed over ``results_md``.
+    A corrupt JSON record raises :class:`RecordError`."""
     parts = ["# edgeae benchmark results", "",
              "Generated by `python -m benchmarks` (benchmarks/report.py) from the JSON under "
-             f"`{out}/`. Do not edit by hand: rerun the command of a section to reproduce it.", "",
+             f"`{label or out}/`. Do not edit by hand: rerun the command of a section to reproduce it.", "",
              FLOAT_NOTE, ""]  # fmt: skip
     machine = out / "machine.json"
     if machine.is_file():
         note = "The machine of the most recent `python -m benchmarks` run; each section says where it ran."
-        parts += ["## Machine", "", note, "", _machine_md(json.loads(machine.read_text()))]
-    stages = json.loads((out / "stages.json").read_text()) if (out / "stages.json").is_file() else {}
+        parts += ["## Machine", "", note, "", _machine_md(load_record(machine, MACHINE_REMEDY))]
+    stages = load_record(out / "stages.json", STAGES_REMEDY) if (out / "stages.json").is_file() else {}
     for name, st in stages.items():
         parts += stage_section(name, st, out / name, results_md)
-    results_md.write_text("\n".join(parts).rstrip() + "\n")
+    write_atomic(results_md, "\n".join(parts).rstrip() + "\n")
     return results_md
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a reader never sees half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -11,7 +11,8 @@ process (``benchmarks/peak.py``), and the 1-minute load before and after.
     python benchmarks/runtime_ratios.py --out benchmarks/results/ratios [--rounds-b1 100 --rounds-b32 10]
 
 Artifacts come from the same place as the speed suite's (exported once from the zoo models into
-$EDGEAE_BENCH_ARTIFACTS, default runs/bench-artifacts), so it runs on a fresh clone.
+$EDGEAE_BENCH_ARTIFACTS, default runs/bench-artifacts), so it runs on a fresh clone with the data beside it (int8
+calibration reads ../shared/data or $EDGEAE_DATA).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ count (benchmarks/peak.py, measured in the same session), the ratio to PyTorch e
 and threads in the same run (``ratio_to_torch_eager``; torch cases run first) and the 1-minute load. Inputs
 are NCHW for every runtime (the predictors' calling convention; an NHWC artifact's wrapper transposes).
 Artifacts are built once from the zoo models into $EDGEAE_BENCH_ARTIFACTS (default runs/bench-artifacts)
-with edgeae.export, so the suite runs on a fresh clone.
+with edgeae.export, so the suite runs on a fresh clone with the data beside it (int8 calibration reads
+../shared/data or $EDGEAE_DATA).
 """
 
 from __future__ import annotations
