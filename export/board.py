@@ -17,11 +17,13 @@ patches of the tail frames, the synthetic extremes and PyTorch's scores of both.
 over them and applies the export's budgets (:data:`edgeae.export.parity.BUDGETS`, ``TAIL_BUDGETS``), plus one
 number the export does not report: ``extreme_rank_shift``, the most frame patches by which an extreme patch
 (all-white, checkerboard, noise, ...) moves in its frame's ranking against PyTorch, the planted-block test in
-miniature. ``--time`` also times each artifact in a fresh process on this CPU (items per second, RSS growth) and
-names the fastest one that passed, per model kind: which runtime is faster depends on the CPU (docs/export.md),
-and a faster interpreter may not fit the mission's memory budget. Each file gets its own line (a file that cannot be
-checked an ``error`` line; the others are checked all the same). Exit status 0 when every artifact passed, 1 when any
-failed a budget, could not be checked or timed, 2 for a usage error or an unreadable bundle (nothing checked).
+miniature. ``--time`` also times each artifact in fresh processes on this CPU, in windows interleaved with the other
+files' (items per second, CPU time, RSS growth, the load), and names the fastest one that passed (and that the
+flight guard does not refuse) per model kind, or a tie when the gap is within the windows' spread: which runtime is
+faster depends on the CPU (docs/export.md), and a faster interpreter may not fit the mission's memory budget. Each
+file gets its own line (a file that cannot be checked an ``error`` line; the others are checked all the same). Exit
+status 0 when every artifact passed, 1 when any failed a budget, could not be checked or timed, 2 for a usage error
+or an unreadable bundle (nothing checked).
 The bundle file itself (writing, reading, its limits) is :mod:`edgeae.export.board_bundle`.
 """
 
@@ -31,7 +33,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +50,7 @@ from .board_bundle import load_bundle as load_bundle
 from .board_bundle import make_bundle as make_bundle
 from .board_console import TIME_DEFAULTS as TIME_DEFAULTS
 from .board_console import TIME_LIMITS as TIME_LIMITS
-from .board_console import _check_usage, _result_line
+from .board_console import _check_usage, _check_writable, _result_line, _time_warning
 
 
 def _rank_shift(ref: np.ndarray, got: np.ndarray, ref_ext: np.ndarray, got_ext: np.ndarray) -> int:
@@ -72,7 +73,8 @@ def check_artifact(
     summary: dict[str, Any], data: Any, artifact: str | os.PathLike[str], threads: int = 2
 ) -> dict[str, Any]:
     """Parity (and tail) of one artifact against the bundle's PyTorch outputs, with the export's budgets."""
-    from edgeae.firmware_sim.runtime import load_artifact
+    from edgeae.firmware_sim.bench import load_model
+    from edgeae.firmware_sim.guard import parity_failure
 
     from edgeae.resolve import interpreter_missing
 
@@ -85,7 +87,7 @@ def check_artifact(
     missing = interpreter_missing(Path(artifact))  # a shipped file: names the sibling this install runs
     if missing:
         raise BundleError(f"{artifact}: {missing}")
-    pred = load_artifact(artifact, threads=threads)
+    pred = load_model(artifact, threads)  # a truncated or foreign file: "not a valid ONNX/TFLite model"
     kind, precision = pred.metadata.kind, pred.metadata.precision
     made_from = pred.metadata.source_checkpoint_hash
     if made_from and made_from != summary["checkpoint_sha256"]:
@@ -128,6 +130,10 @@ def check_artifact(
             rec["tail_terms_max"] = {**tm, "passed": not bad_tm, "fails": bad_tm}
             bad = bad + bad_tm  # a new list: rec["tail"]["fails"] keeps the tail's own failures only
         rec["passed"] = bool(rec["passed"] and not bad)
+    refused = parity_failure(Path(artifact))  # FAILED / STALE / unrecorded: the flight runtime refuses it at boot
+    if refused:
+        rec["refused_by_flight_guard"] = refused
+        rec["passed"] = False
     return rec
 
 
@@ -137,17 +143,19 @@ def time_artifact(
 ) -> dict[str, Any]:  # fmt: skip
     """Throughput and memory of one artifact on this machine: items per second over at least ``seconds`` of
     calls on ``batch`` of the bundle's inputs (after two warm-up calls), by ``workers`` interpreters of ``threads``
-    threads each, called from as many Python threads at once (the flight loop's scoring workers), and how much this
-    process's RSS grew from before the interpreters were loaded (peak, Linux only; and after loading). Run it in a
-    fresh process per artifact (``check --time`` does) so that one interpreter's memory is not counted against the
-    next."""
+    threads each, called from as many Python threads at once (the flight loop's scoring workers), the process CPU
+    time those calls took (all threads: not slowed by other processes' load as wall time is), the 1-minute load
+    before and after, and how much this process's RSS grew from before the interpreters were loaded (peak, Linux
+    only; and after loading). Run it in a fresh process per artifact (``check --time`` does, in interleaved
+    windows: :func:`time_interleaved`) so that one interpreter's memory is not counted against the next."""
     import concurrent.futures as cf
     import gc
     import time
 
+    from edgeae.firmware_sim.bench import check_threads, load_1min, load_model
     from edgeae.firmware_sim.memory_meter import hwm_rss_bytes, reset_peak_rss, rss_bytes
-    from edgeae.firmware_sim.runtime import load_artifact
 
+    check_threads([threads])
     (b_lo, b_hi), (w_lo, w_hi) = TIME_LIMITS["batch"], TIME_LIMITS["workers"]
     if not (b_lo <= batch <= b_hi and w_lo <= workers <= w_hi and 0 < seconds <= 600):
         raise ValueError(
@@ -158,7 +166,7 @@ def time_artifact(
     gc.collect()
     rss0 = rss_bytes()
     peak_ok = reset_peak_rss()
-    preds = [load_artifact(artifact, threads=threads) for _ in range(workers)]
+    preds = [load_model(artifact, threads) for _ in range(workers)]
     kind = preds[0].metadata.kind
     if kind not in inputs:
         raise BundleError(f"{artifact}: a {kind!r} artifact; the bundle holds {summary['kinds']} of {summary['model']}")
@@ -177,10 +185,13 @@ def time_artifact(
     for pred in preds:
         for _ in range(2):
             pred(x)
+    load0 = load_1min()
     with cf.ThreadPoolExecutor(workers) as pool:
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         calls = sum(pool.map(lambda p: loop(p, t0), preds))
         elapsed = time.perf_counter() - t0
+        cpu_s = time.process_time() - cpu0
     peak = hwm_rss_bytes() if peak_ok else None
     mib = 2.0**20
     return {
@@ -193,6 +204,11 @@ def time_artifact(
         "calls": calls,
         "items_per_s": round(calls * batch / elapsed, 1),
         "ms_per_item": round(1e3 * elapsed / (calls * batch), 4),
+        "wall_s": round(elapsed, 4),
+        "cpu_s": round(cpu_s, 4),
+        "cpu_ms_per_item": round(1e3 * cpu_s / (calls * batch), 4),
+        "load_1min_before": load0,
+        "load_1min_after": load_1min(),
         "rss_after_load_mib": round((rss_loaded - rss0) / mib, 1),
         "rss_growth_peak_mib": None if peak is None else round((peak - rss0) / mib, 1),
     }
@@ -218,23 +234,98 @@ def _time_in_subprocess(
         return {"error": f"no result in the output: {done.stdout[-200:]!r}"}
 
 
-def fastest_passing(recs: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Per model kind, the artifact with the most items per second among those that passed every budget."""
-    best: dict[str, tuple[float, str]] = {}
+TIME_ROUNDS = 3  # timing windows per artifact, round-robin over the artifacts: a load change hits each alike
+
+
+def time_interleaved(
+    bundle: str, artifacts: Sequence[str], threads: int, batch: int, seconds: float, workers: int = 1,
+    rounds: int = TIME_ROUNDS,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Time each artifact in ``rounds`` windows of ``seconds / rounds``, each in a fresh process
+    (:func:`_time_in_subprocess`), round-robin (round k starts at artifact k), so that a change of load
+    during the check falls on every artifact rather than on whichever ran then; one merged record per artifact
+    (:func:`merge_windows`). An artifact whose window fails is not timed again: its record is that error."""
+    windows: list[list[dict[str, Any]]] = [[] for _ in artifacts]
+    n = len(artifacts)
+    for k in range(rounds):
+        for i in [(k + j) % n for j in range(n)]:
+            if windows[i] and "error" in windows[i][-1]:
+                continue
+            windows[i].append(_time_in_subprocess(bundle, artifacts[i], threads, batch, seconds / rounds, workers))
+    return [merge_windows(w) for w in windows]
+
+
+def merge_windows(windows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One artifact's timing windows as one record: the median items/s and the range over the windows (the
+    spread ``fastest_passing`` compares against), their calls and CPU seconds summed, CPU-ms per item, the largest
+    RSS growth, the load before the first window and after the last."""
+    failed = next((w for w in windows if "error" in w), None)
+    if failed is not None or not windows:
+        return dict(failed or {"error": "not timed"})
+    rates = [float(w["items_per_s"]) for w in windows]
+    out = dict(windows[0])
+    calls = sum(int(w["calls"]) for w in windows)
+    items = calls * int(out["batch"])
+    cpu = [w.get("cpu_s") for w in windows]
+    wall = sum(float(w.get("wall_s") or 0.0) for w in windows)
+
+    def most(key: str) -> Any:
+        vals = [w[key] for w in windows if w.get(key) is not None]
+        return max(vals) if vals else None
+
+    out.update(
+        items_per_s=round(float(np.median(rates)), 1),
+        items_per_s_windows=rates,
+        items_per_s_range=[min(rates), max(rates)],
+        windows=len(windows),
+        calls=calls,
+        ms_per_item=round(1e3 * wall / items, 4) if wall else out.get("ms_per_item"),
+        wall_s=round(wall, 4),
+        rss_after_load_mib=most("rss_after_load_mib"),
+        rss_growth_peak_mib=most("rss_growth_peak_mib"),
+        load_1min_before=windows[0].get("load_1min_before"),
+        load_1min_after=windows[-1].get("load_1min_after"),
+    )
+    if all(c is not None for c in cpu):
+        out["cpu_s"] = round(sum(float(c) for c in cpu if c is not None), 4)
+        out["cpu_ms_per_item"] = round(1e3 * out["cpu_s"] / items, 4)
+    return out
+
+
+def timing_verdict(recs: Sequence[dict[str, Any]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Per model kind, among the artifacts that passed every budget and are not refused by the flight guard:
+    the fastest (most items per second, median of its windows) when its slowest window beats the runner-up's
+    fastest, else the artifacts whose ranges overlap the leader's, a tie within the measured noise."""
+    by_kind: dict[str, list[tuple[float, float, float, str]]] = {}
     for r in recs:
-        rate = (r.get("speed") or {}).get("items_per_s")
-        if r.get("passed") and rate and rate > best.get(r["kind"], (0.0, ""))[0]:
-            best[r["kind"]] = (float(rate), str(r["artifact"]))
-    return {k: v[1] for k, v in best.items()}
+        sp = r.get("speed") or {}
+        rate = sp.get("items_per_s")
+        if r.get("passed") and not r.get("refused_by_flight_guard") and rate:
+            lo, hi = sp.get("items_per_s_range") or (rate, rate)
+            by_kind.setdefault(r["kind"], []).append((float(rate), float(lo), float(hi), str(r["artifact"])))
+    fastest: dict[str, str] = {}
+    ties: dict[str, list[str]] = {}
+    for kind, cands in by_kind.items():
+        cands.sort(key=lambda c: -c[0])
+        lead_lo = cands[0][1]
+        close = [c[3] for c in cands[1:] if c[2] >= lead_lo]
+        if close:
+            ties[kind] = [cands[0][3], *close]
+        else:
+            fastest[kind] = cands[0][3]
+    return fastest, ties
+
+
+def fastest_passing(recs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Per model kind, the artifact with the most items per second among those that passed every budget (and the
+    flight guard), where it is faster beyond the measured noise (:func:`timing_verdict`; a tie names none)."""
+    return timing_verdict(recs)[0]
 
 
 def _cpu() -> dict[str, Any]:
-    from edgeae.firmware_sim.cpu import VNNI_FLAGS, cpu_flags, cpu_model, int8_saturates
+    from edgeae.firmware_sim.bench import cpu_record
 
-    info: dict[str, Any] = {"machine": platform.machine(), "int8_saturates": int8_saturates()}
-    flags = cpu_flags()
-    info["vnni"] = bool(flags & VNNI_FLAGS) if flags else None
-    info["cpu_model"] = cpu_model()
+    info = cpu_record()  # machine, model, SIMD flags, VNNI, int8 saturation: the same record as firmware-sim bench
     try:
         import onnxruntime
 
@@ -250,6 +341,8 @@ def cpu_line(cpu: dict[str, Any]) -> str:
     yes_no = {True: "yes", False: "no", None: "unknown"}
     parts = [str(cpu.get("machine") or "unknown machine"), str(cpu.get("cpu_model") or "model unknown")]
     parts.append(f"VNNI {yes_no.get(cpu.get('vnni'), cpu.get('vnni'))}")
+    if cpu.get("simd"):
+        parts.append(f"SIMD {' '.join(cpu['simd'])}")
     parts.append(f"full-range int8 ONNX saturates here: {yes_no.get(cpu.get('int8_saturates'), '?')}")
     parts.append(f"onnxruntime {cpu.get('onnxruntime') or 'not installed'}")
     return "; ".join(parts)
@@ -267,13 +360,24 @@ def resolve_artifact(spec: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from edgeae.firmware_sim.bench import busy_note, load_1min
+
+    from edgeae.atomic import write_text
+
     ap = argparse.ArgumentParser(prog="python -m edgeae.export.board", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bundle", help="write a model's parity bundle (needs PyTorch and the data)")
     b.add_argument("model", help="zoo name or .pt checkpoint")
     b.add_argument("--out", required=True, help="bundle file (.npz)")
-    b.add_argument("--kinds", default=None, help="comma list of cae,cae-encoder,cae-decoder (default: all)")
-    b.add_argument("--n-test", type=int, default=64, help="held-out parity patches (default 64, as edgeae export)")
+    b.add_argument(
+        "--kinds", default=None,
+        help="comma list of the model's graphs: vae for a VAE; cae, cae-encoder, cae-decoder for a CAE (default: all)",
+    )  # fmt: skip
+    b.add_argument(
+        "--n-test", type=int, default=64,
+        help="held-out parity patches (default 64, as edgeae export; at most what keeps the bundle under the "
+        "size check accepts, from the model's input size)",
+    )  # fmt: skip
     b.add_argument("--seed", type=int, default=0, help="the export's --seed (default 0)")
     b.add_argument("--data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
     b.add_argument("--no-tail", action="store_true", help="parity patches only, no tail frames (small bundle)")
@@ -289,8 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--json", default=None, help="also write the results here")
     c.add_argument(
         "--time", action="store_true",
-        help="also time each artifact on this machine (a fresh process each: items/s and RSS growth) and name the "
-        "fastest that passed, per model kind",
+        help="also time each artifact on this machine (fresh processes, 3 windows interleaved round-robin with the "
+        "other files': items/s, CPU-ms per item, RSS growth, the load) and name the fastest that passed per model "
+        "kind, or a tie within noise when the windows' ranges overlap",
     )  # fmt: skip
     c.add_argument("--batch", type=int, default=None, help="items per call when timing (1-4096, default 64)")
     c.add_argument(
@@ -311,22 +416,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "bundle":
         kinds = args.kinds.split(",") if args.kinds else None
-        target = Path(args.out)
         try:  # what can be checked before minutes of PyTorch work, then one line for whatever fails
             if args.n_test < 1:
                 raise ValueError(f"--n-test must be at least 1, got {args.n_test}")
             if args.seed < 0:
                 raise ValueError(f"--seed must be 0 or more, got {args.seed}")
-            if target.is_dir():
-                raise ValueError(f"--out {target} is a folder: name the .npz file to write")
-            if not target.parent.is_dir():
-                raise ValueError(f"--out {target}: folder {target.parent} does not exist")
-            s = make_bundle(args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail, args.test)
+            problem = _check_writable(args.out, "--out")  # a probe file: /proc/x.npz is refused now, not at the end
+            if problem:
+                raise ValueError(problem)
+            existed = Path(args.out).exists()
+            s = make_bundle(
+                args.model, args.out, kinds, args.n_test, args.seed, args.data, not args.no_tail, args.test,
+                progress=lambda m: print(f"bundle: {m}", file=sys.stderr, flush=True),
+            )  # fmt: skip
         except (BundleError, OSError, ValueError, KeyError) as e:  # MetadataError, UnknownModelError: ValueErrors
             print(f"error: {e}", file=sys.stderr)
             return 2
         n_tail = s.get("tail", {}).get("patches", 0)
-        print(f"{args.out}: {s['bytes'] / 1e6:.1f} MB, kinds {s['kinds']}, tail {n_tail} patches")
+        replaced = " (overwrote the earlier file)" if existed else ""
+        print(f"{args.out}: {s['bytes'] / 1e6:.1f} MB, kinds {s['kinds']}, tail {n_tail} patches{replaced}")
         return 0
     if args.cmd == "time":
         try:
@@ -347,7 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    warning = _time_warning(args)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     cpu = _cpu()
+    load_before = load_1min()
     recs: list[dict[str, Any]] = []
     for a in args.artifacts:
         try:
@@ -356,24 +468,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             msg = str(e) if isinstance(e, ValueError | OSError) else f"{type(e).__name__}: {e}"
             recs.append({"artifact": str(a), "passed": False, "error": msg if str(a) in msg else f"{a}: {msg}"})
     if args.time:
-        for r in recs:
-            if "error" not in r:
-                r["speed"] = _time_in_subprocess(
-                    args.bundle, r["artifact"], args.threads, args.batch, args.seconds, args.workers
-                )
+        timed = [r for r in recs if "error" not in r and not r.get("refused_by_flight_guard")]  # never flown
+        speeds = time_interleaved(
+            args.bundle, [r["artifact"] for r in timed], args.threads, args.batch, args.seconds, args.workers
+        )
+        for r, sp in zip(timed, speeds, strict=True):
+            r["speed"] = sp
+    cpus = os.cpu_count()
+    load = {"before": load_before, "after": load_1min(), "cpus": cpus}
+    busy = busy_note((load_before, load["after"]), cpus) if args.time else None
     for r in recs:
         print(_result_line(r))
-    fastest = fastest_passing(recs) if args.time else {}
+    fastest, ties = timing_verdict(recs) if args.time else ({}, {})
     for kind, path in fastest.items():
         print(f"fastest passing {kind} artifact here: {path}")
+    for kind, paths in ties.items():
+        print(f"fastest passing {kind} artifact here: none, a tie within noise ({_tie_text(recs, paths)})")
+    if busy:
+        print(f"WARNING: {busy}")
     if args.json:
         existed = Path(args.json).exists()
-        out = {"bundle": summary, "cpu": cpu, "results": recs, "fastest_passing": fastest}
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        out = {"bundle": summary, "cpu": cpu, "load_1min": load, "warnings": [busy] if busy else [], "results": recs,
+               "fastest_passing": fastest, "tie_within_noise": ties}  # fmt: skip
+        write_text(args.json, json.dumps(out, indent=1))  # atomically: no half file on a full disk or a kill
         print(f"results: {args.json}" + (" (overwrote the earlier file)" if existed else ""))
     print(f"cpu: {cpu_line(cpu)}")
     timing_failed = any("error" in (r.get("speed") or {}) for r in recs)
     return 0 if all(r["passed"] for r in recs) and not timing_failed else 1
+
+
+def _tie_text(recs: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
+    """The tied artifacts' median items/s and window ranges, for the verdict line."""
+    parts = []
+    for r in sorted(recs, key=lambda r: paths.index(r["artifact"]) if r.get("artifact") in paths else -1):
+        sp = r.get("speed") or {}
+        if r.get("artifact") in paths and "items_per_s" in sp:
+            lo, hi = sp.get("items_per_s_range") or (sp["items_per_s"], sp["items_per_s"])
+            parts.append(f"{Path(r['artifact']).name} {sp['items_per_s']:,.0f} [{lo:,.0f}-{hi:,.0f}]")
+    return " vs ".join(parts) + " items/s, median [range] of the interleaved windows"
 
 
 if __name__ == "__main__":

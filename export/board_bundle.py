@@ -16,7 +16,7 @@ import os
 import platform
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,35 @@ def _unpack_pixels(data: Any, key: str) -> np.ndarray:
     raise BundleError(f"bundle has no {key!r} array")
 
 
+TAIL_RESERVE_BYTES = 64 * 1024**2  # room kept for the tail frames (the zoo VAE's: 4,096 patches, ~14 MB packed)
+
+
+def bundle_size_problem(meta: Any, kinds: Sequence[str] | None, n_test: int, tail: bool) -> str | None:
+    """Why ``n_test`` parity patches would make a bundle ``load_bundle`` refuses (None: they would not), estimated
+    from the model's input size before any PyTorch work: per patch and bundled kind about 5 bytes a sample (the
+    8-bit input and PyTorch's float32 output, which hardly compresses: the zoo VAE's measured 18.2 KB per 64-px
+    patch) plus 2 KiB (latents, scores), against :data:`MAX_BUNDLE_BYTES` and :data:`MAX_UNPACKED_BYTES` less
+    :data:`TAIL_RESERVE_BYTES` for the tail."""
+    arch = meta.architecture
+    side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
+    channels = int(arch.get("channels", meta.channels))
+    if kinds:
+        n_kinds = len(kinds)
+    elif meta.kind == "cae" and arch.get("variant", "seed") == "seed":
+        n_kinds = 3  # cae, cae-encoder, cae-decoder
+    else:
+        n_kinds = 1
+    per_patch = n_kinds * (5 * channels * side * side + 2048)
+    room = min(MAX_BUNDLE_BYTES, MAX_UNPACKED_BYTES) - (TAIL_RESERVE_BYTES if tail else 0)
+    if n_test * per_patch <= room:
+        return None
+    return (
+        f"--n-test {n_test} would make a bundle of about {n_test * per_patch / 1e6:,.0f} MB ({per_patch / 1e3:.1f} KB "
+        f"a {side}-px patch for {n_kinds} kind(s)), more than the {MAX_BUNDLE_BYTES} bytes board check accepts: "
+        f"at most --n-test {max(1, room // per_patch)}"
+    )
+
+
 def make_bundle(
     model: str,
     out: str | os.PathLike[str],
@@ -69,12 +98,16 @@ def make_bundle(
     data_root: str | None = None,
     tail: bool = True,
     test: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle of ``model`` (zoo name or ``.pt``) to ``out``; return its summary. Needs PyTorch.
 
     Its images are the export's (:func:`edgeae.export.data_plan.plan_data`: the model's own training data decides;
     ``test``: a folder or file of one's own, the export's ``--test``), its warnings logged. ``tail=False`` leaves out
-    the tail frames (parity patches only: a much smaller bundle)."""
+    the tail frames (parity patches only: a much smaller bundle). ``n_test`` patches that would make a bundle too
+    large to check are refused (:func:`bundle_size_problem`, BundleError) before any PyTorch work. ``progress`` is
+    told each step (the default tail bundle takes minutes); the file is written atomically."""
+    from edgeae.atomic import atomic_path
     from edgeae.checkpoint import load_checkpoint
     from edgeae.metadata import sha256_file
     from edgeae.predictor import resolve_model_path
@@ -85,9 +118,14 @@ def make_bundle(
     from .graphs import graphs_for, torch_outputs
     from .tailgate import TAIL_KINDS, tail_scores, tail_terms_max
 
+    say = progress or (lambda _m: None)
     path = resolve_model_path(model, want="checkpoint")
+    say(f"loading {path}")
     ck = load_checkpoint(path)
     meta = ck.metadata
+    too_big = bundle_size_problem(meta, kinds, n_test, tail)
+    if too_big:
+        raise BundleError(too_big)
     plan = plan_data(meta, test=test, root=data_root, calibration=False)  # before minutes of PyTorch work
     for note in plan.notes:
         log.warning("%s", note)
@@ -95,6 +133,7 @@ def make_bundle(
     splittable = meta.kind == "cae" and meta.architecture.get("variant", "seed") == "seed"
     encoder = next(iter(graphs_for(ck.model, meta, ("cae-encoder",)))) if splittable else None
     # the export's own parity set, seed + 1 (edgeae.export.api.export_model)
+    say(f"{n_test} parity patches of {plan.test_source}")
     patches = cal.model_patches(meta, plan.test, n_test, seed=seed + 1)
     arrays: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {
@@ -107,6 +146,7 @@ def make_bundle(
         "made_on": {"machine": platform.machine(), "python": platform.python_version()},
     }
     for g in graphs:
+        say(f"{g.kind}: PyTorch outputs on {len(patches)} inputs")
         x = _inputs_for(g, encoder, patches)
         if g.kind == "cae-decoder":  # latents, not pixels
             arrays[f"{g.kind}/input.f32"] = np.ascontiguousarray(x, np.float32)
@@ -121,7 +161,10 @@ def make_bundle(
         side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
         channels = int(arch.get("channels", meta.channels))
         files = plan.tail
-        frames = [cal.frame_patches(f, channels, side) for f in files]
+        frames: list[np.ndarray] = []
+        for i, f in enumerate(files, 1):
+            say(f"tail frame {i}/{len(files)}: patches of {f.name}")
+            frames.append(cal.frame_patches(f, channels, side))
         if sum(map(len, frames)) < 3:  # load_bundle would refuse the file
             raise BundleError(
                 f"the tail frames ({', '.join(f.name for f in files)}) give {sum(map(len, frames))} patch(es) of "
@@ -131,11 +174,16 @@ def make_bundle(
         ref = lambda b, g=tail_kind: torch_outputs(g, b)  # noqa: E731
         _pack_pixels(arrays, "tail/patches", np.concatenate(frames))
         arrays["tail/offsets"] = np.cumsum([0] + [len(f) for f in frames]).astype(np.int64)
-        arrays["tail/ref"] = np.concatenate([tail_scores(ref, tail_kind.kind, f) for f in frames])
+        tail_ref: list[np.ndarray] = []
+        for i, fp in enumerate(frames, 1):
+            say(f"tail frame {i}/{len(frames)}: PyTorch scores of {len(fp)} patches")
+            tail_ref.append(tail_scores(ref, tail_kind.kind, fp))
+        arrays["tail/ref"] = np.concatenate(tail_ref)
         arrays["extremes.f32"] = ext
         arrays["extremes/ref"] = tail_scores(ref, tail_kind.kind, ext)
         lam = (tail_kind.metadata.score or {}).get("lambda") if tail_kind.kind == "vae" else None
         if lam is not None:
+            say("tail: PyTorch terms-max scores")
             arrays["tail/ref_terms_max"] = np.concatenate(tail_terms_max(ref, frames, float(lam)))
             summary["lambda"] = float(lam)
         n_tail = int(sum(map(len, frames)))
@@ -143,7 +191,8 @@ def make_bundle(
     arrays["summary"] = np.array(json.dumps(summary))
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "wb") as fh:
+    say(f"writing {out_path}")
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:  # no half bundle on a full disk or a kill
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
     summary["bytes"] = out_path.stat().st_size
     return summary
@@ -272,6 +321,8 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[dict[str, Any], BundleArr
     bytes it has (before anything is decompressed), its format version, every member's CRC, and that the summary
     and the arrays hold what ``board check`` reads (:func:`_check_contents`). Raises :class:`BundleError`."""
     p = Path(path)
+    if p.is_dir():
+        raise BundleError(f"{p} is a folder, not a bundle: name the .npz file that board bundle wrote")
     if not p.is_file():
         raise BundleError(f"{p}: no such bundle")
     size = p.stat().st_size

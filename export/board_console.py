@@ -4,8 +4,6 @@ what it prints for each artifact (its line, the budgets it missed); the check it
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 TIME_LIMITS = {"batch": (1, 4096), "workers": (1, 64)}  # items per call, interpreters at once: check --time
@@ -28,26 +26,36 @@ def _check_usage(args: argparse.Namespace) -> str | None:
         return f"--seconds must be in (0, 600], got {args.seconds}"
     if args.threads < 1:
         return f"--threads must be at least 1, got {args.threads}"
+    from edgeae.firmware_sim.bench import check_threads
+
+    try:
+        check_threads([args.threads])
+    except ValueError as e:
+        return str(e)
     return _check_writable(args.json, "--json") if args.json else None
 
 
 def _check_writable(path: str, flag: str) -> str | None:
-    """Why ``path`` could not be written (None: it can): a folder, a missing folder, a folder we may not write."""
-    import tempfile
+    """Why ``path`` could not be written (None: it can): a folder, a missing folder, a folder we may not write
+    (a probe file; the same check as ``firmware-sim bench --json``)."""
+    from edgeae.firmware_sim.bench import check_writable
 
-    target = Path(path)
-    if target.is_dir():
-        return f"{flag} {target} is a folder: name the file to write"
-    if not target.parent.is_dir():
-        return f"{flag} {target}: folder {target.parent} does not exist"
-    try:
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".edgeae-write-check-"):
-            pass
-        if target.exists() and not os.access(target, os.W_OK):
-            return f"{flag} {target}: the file exists and cannot be overwritten"
-    except OSError as e:
-        return f"{flag} {target}: cannot write in {target.parent} ({e.strerror or e})"
-    return None
+    return check_writable(path, flag)
+
+
+def _time_warning(args: argparse.Namespace) -> str | None:
+    """``check --time`` with more threads at once (``--workers`` x ``--threads``) than the cores this process may
+    use: those timings measure contention, not the board (as ``firmware-sim bench`` warns)."""
+    from edgeae.firmware_sim.frame_intake import usable_cores
+
+    cores = usable_cores()
+    total = args.threads * (args.workers if args.time else 1)
+    if not cores or total <= cores:
+        return None
+    what = f"--workers {args.workers} x --threads {args.threads}" if args.time else f"--threads {args.threads}"
+    return f"{what}: {total} threads at once, more than the {cores} core(s) this machine gives the process; " + (
+        "the timings measure contention, not a faster board" if args.time else "the check is slower, not different"
+    )
 
 
 def _result_line(r: dict[str, Any]) -> str:
@@ -74,15 +82,22 @@ def _result_line(r: dict[str, Any]) -> str:
         line += f"; timing failed: {sp['error']}"
     elif sp:
         line += f"; {sp['items_per_s']:,.0f} items/s ({sp['workers']} x {sp['threads']} threads, batch {sp['batch']})"
+        if sp.get("items_per_s_range"):
+            lo, hi = sp["items_per_s_range"]
+            line += f" median of {sp.get('windows', '?')} interleaved windows [{lo:,.0f}-{hi:,.0f}]"
+        if sp.get("cpu_ms_per_item") is not None:
+            line += f", {sp['cpu_ms_per_item']:.4f} CPU-ms/item"
         if sp.get("rss_growth_peak_mib") is not None:
             line += f", RSS +{sp['rss_growth_peak_mib']} MiB"
+        if sp.get("load_1min_before") is not None:
+            line += f", 1-min load {sp['load_1min_before']:.2f} -> {sp.get('load_1min_after') or 0:.2f}"
     return line
 
 
 def _failures(r: dict[str, Any]) -> list[str]:
     """The budgets a checked artifact missed, named with their values: parity, then the tails'."""
     budget = r["budget"]
-    out = []
+    out = [f"refused by the flight guard ({r['refused_by_flight_guard']})"] if r.get("refused_by_flight_guard") else []
     if not r["psnr_db"] >= budget["psnr_db"]:  # NaN fails too
         out.append(f"psnr {r['psnr_db']:.1f} dB (budget ≥ {budget['psnr_db']:g})")
     if r.get("spearman") is not None and not r["spearman"] >= budget["spearman"]:

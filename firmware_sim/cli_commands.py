@@ -14,7 +14,7 @@ from .mission import MissionError, load_mission
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import check_bench_args, format_table, run_bench, thread_warning
+    from .bench import check_bench_args, check_threads, check_writable, format_table, run_bench, thread_warning
 
     check_bench_args(args.batch, args.iters, (args.frame_height, args.frame_width), args.keep)  # before the model
 
@@ -24,14 +24,18 @@ def _bench(args: argparse.Namespace) -> int:
         raise MissionError(f"--threads takes comma-separated whole numbers, e.g. 1,2; got {args.threads!r}") from None
     if not threads or min(threads) < 1:
         raise MissionError(f"--threads takes thread counts of at least 1, got {args.threads!r}")
+    try:
+        check_threads(threads)
+    except ValueError as e:
+        raise MissionError(str(e)) from None
+    prefer = getattr(args, "prefer", None)  # --prefer tflite,onnx where the parser has it; else the flight's order
+    prefer = [f.strip() for f in prefer.split(",") if f.strip()] if isinstance(prefer, str) else None
     replaces = False
-    if args.json:  # before the benchmark, not after
-        target = Path(args.json)
-        if target.is_dir():
-            raise MissionError(f"--json {args.json} is a folder; name a file, e.g. --json {target / 'bench.json'}")
-        if not target.parent.is_dir():
-            raise MissionError(f"--json {args.json}: folder {target.parent} does not exist")
-        replaces = target.exists()
+    if args.json:  # before the benchmark, not after: a probe file in its folder
+        problem = check_writable(args.json, "--json")
+        if problem:
+            raise MissionError(problem)
+        replaces = Path(args.json).exists()
     warning = thread_warning(threads)
     if warning:  # said before minutes of timing, and again under the table
         print(f"WARNING: {warning}", file=sys.stderr)
@@ -42,6 +46,7 @@ def _bench(args: argparse.Namespace) -> int:
         iters=args.iters,
         frame=(args.frame_height, args.frame_width),
         keep=args.keep,
+        prefer=prefer,
     )
     print(format_table(result))
     if args.json:

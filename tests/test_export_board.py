@@ -81,7 +81,9 @@ def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path])
     assert all(sp["workers"] == 2 and sp["threads"] == 1 for sp in speeds), speeds
     assert all(sp["rss_growth_peak_mib"] is not None and sp["rss_growth_peak_mib"] >= 0 for sp in speeds), speeds
     fastest = max(rec["results"], key=lambda x: x["speed"]["items_per_s"])["artifact"]
-    assert rec["fastest_passing"] == {"vae": fastest}
+    # since session 34 no winner is named when the gap is within the timing windows' spread (a tie within noise)
+    tie = rec.get("tie_within_noise") or {}
+    assert rec["fastest_passing"] == {"vae": fastest} or (not rec["fastest_passing"] and "vae" in tie), rec
 
 
 def test_timing_a_missing_artifact_reports_the_error(tiny_vae_run: dict[str, Path]) -> None:
