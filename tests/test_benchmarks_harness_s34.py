@@ -420,7 +420,7 @@ def test_a_stage_that_records_its_own_command_names_the_published_folder(
     assert main(["--only", "demo", "--out", str(out)]) == 0
     assert (out / "demo" / "results.md").read_text() == f"--out {out / 'demo'} ({(out / 'demo').resolve()})"
     # inside the repository the stage is given a relative staging path; its absolute form is replaced as well
-    monkeypatch.setattr(bm, "ROOT", tmp_path)
+    monkeypatch.setattr("benchmarks.publish.ROOT", tmp_path)  # shown_path's ROOT
     staging, published = out / ".work" / "staging" / "demo", out / "demo"
     staging.mkdir(parents=True)
     (staging / "cmd.json").write_text(json.dumps(["--out results/.work/staging/demo", str(staging / "x.png")]))
