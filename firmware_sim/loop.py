@@ -10,12 +10,13 @@ readable frame runs (level, strip stream, deadline, cost update) in :mod:`.frame
 SIGTERM, a failed write) and a downlink pass that cannot be written in :mod:`.stops`, how it ends
 (products queued or withdrawn, its ``frame`` line) in :mod:`.frame_outcome`, and the summary's sections
 beyond the frame accounting in :mod:`.run_summary`: functions over the runtime, which this module sequences.
+What a boot sets up before the first frame (codec check, faults, heap, telemetry, queue, models and their
+calibration, memory baselines) is in :mod:`.boot`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import os
 import time
@@ -26,35 +27,33 @@ from typing import Any
 import numpy as np
 
 from edgeae.folder_lock import hold
-from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
 
+from .boot import boot
+from .boot import check_codec as check_codec
+from .boot import padded_batch as padded_batch
 from .budget import CostModel, Level
-from .faults import FaultPlan, FaultSpecError, SimulatedReboot, parse_faults
+from .faults import FaultPlan, SimulatedReboot
 from .frame_intake import (
     acquire,
-    check_fixed_camera,
-    check_loaded_memory,
     drop,
     late_fault,
     memory_fit,
     open_reader,
     packet_advice,
     packet_refusal,
-    preload_frame_path,
 )
 from .frame_intake import sparse_packet_estimate as sparse_packet_estimate
 from .frame_outcome import complete_record, queue_products, withdraw, write_record, write_unwritten
 from .frame_run import run_frame
 from .frames import FrameError, FrameReader
 from .guard import ModelGuard
-from .heap import apply_heap_policy
-from .memory_meter import MemoryMeter, rss_bytes
-from .mission import Mission, MissionError
-from .onboard import Loader, OnboardModels, default_loader
+from .memory_meter import MemoryMeter
+from .mission import Mission
+from .onboard import Loader, OnboardModels
 from .queue import DownlinkQueue, IndexNotSaved
-from .run_summary import NO_ANOMALY_MODEL, summary_sections
+from .run_summary import summary_sections
 from .score import PatchScorer, ScoreEngine
 from .state import (
     check_mission_state,
@@ -66,7 +65,7 @@ from .state import (
 )
 from .stops import RunInterrupted as RunInterrupted
 from .stops import StorageFailed as StorageFailed
-from .stops import downlink_pass, interrupted, quietly, retake_unsaved
+from .stops import downlink_pass, interrupted, quietly
 from .telemetry import TelemetryWriter, read_history, summarise, write_summary
 
 
@@ -80,6 +79,31 @@ PROBE_PATCHES_MAX = 16
 
 class FlightRuntime:
     """One boot of the flight software on a mission; ``out_dir`` holds everything that survives a reboot."""
+
+    # set up by the boot (:func:`.boot.boot`)
+    loader: Loader
+    progress: bool
+    wire: WireConfig
+    faults: FaultPlan
+    heap: dict[str, Any]
+    meter: MemoryMeter
+    rss_boot: int  # bytes
+    tm: TelemetryWriter
+    queue: DownlinkQueue
+    cost: CostModel
+    records: list[dict[str, Any]]
+    frame_no: int
+    since_pass: int
+    skipped_already_acquired: int
+    inputs: dict[str, list[str]]
+    not_written: dict[str, str]
+    models: OnboardModels
+    rss_loaded: int  # bytes
+    boot_warnings: list[str]
+    _cpu0: float
+    _current: int | None
+    _stale: set[str]
+    _unwritten: tuple[dict[str, Any], float] | None
 
     def __init__(
         self,
@@ -147,70 +171,7 @@ class FlightRuntime:
     def _boot(
         self, loader: Loader | None, inject: Sequence[str], wire: WireConfig | None, progress: bool, parallel: str
     ) -> None:
-        mission = self.m
-        self.loader = loader or default_loader
-        self.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
-        dl = mission.downlink
-        self.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
-        check_codec(mission, self.wire.codec)
-        self._cpu0 = time.process_time()
-        try:
-            planned = parse_faults(list(mission.runtime.inject))
-        except FaultSpecError as exc:
-            raise FaultSpecError(f"{mission.source_path} [runtime] inject: {exc}") from None
-        self.faults = FaultPlan((*planned, *parse_faults(list(inject))), seed=mission.sampling.seed)
-        self.heap = apply_heap_policy(mission.runtime.heap)  # before any thread allocates
-        self.meter = MemoryMeter(mission.runtime.measure_memory and mission.runtime.trace_allocations)
-        self.meter.start()
-        gc.collect()  # garbage pending at boot would inflate the baseline and hide later growth
-        self.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
-        self.tm = TelemetryWriter(self.out / "telemetry.jsonl")
-        self.queue = DownlinkQueue(self.out / "queue", mission.budget.queue_capacity_bytes)
-        self.queue.sweep_stale_temps(self.out / "downlink", held=self.held)  # a power loss's half files
-        self.cost = CostModel()
-        self.records: list[dict[str, Any]] = []  # this boot's frame records
-        self.frame_no = 0  # frames acquired in this boot
-        self.since_pass = 0
-        self.skipped_already_acquired = 0
-        self.inputs: dict[str, list[str]] = {}  # notes on the frame arguments (FrameList.notes), for the summary
-        self._current: int | None = None  # the frame id being processed
-        self.not_written: dict[str, str] = {}  # files a stop could not write ({path: error}), for the summary
-        retaken = retake_unsaved(self)  # frames the last boot stopped in and could not mark interrupted in the index
-        # frames a reboot stopped in an earlier boot (reboot_during_processing): never this boot's frame in progress
-        self._stale = {k for k, e in self.queue.state["frames"].items() if e["status"] == "in_progress"}
-        self._unwritten: tuple[dict[str, Any], float] | None = None  # its record and start, until written
-        self.tm.write(
-            "start",
-            mission=mission.name,
-            mission_file=mission.source_path,
-            pid=os.getpid(),
-            heap=self.heap,
-            resumed=self.queue.recovered,  # false: a fresh state, earlier lines belong to another
-        )
-        if self.settings_changed:
-            self.tm.write("event", kind="mission_settings_changed", changes=self.settings_changed)
-        if self.queue.recovered:
-            self.tm.write(
-                "recovery",
-                items=len(self.queue.items),
-                pending=len(self.queue.pending()),
-                lost=self.queue.lost_on_recovery,
-                next_frame_id=self.queue.state["next_frame_id"],
-                **({"interrupted_unsaved": retaken} if retaken and self.queue.unsaved else {}),  # for the next boot
-            )
-        if not mission.anomaly.model:
-            self.tm.write("event", kind="no_anomaly_model", detail=NO_ANOMALY_MODEL)
-        self.models = OnboardModels(mission, self.out, self.loader, self.faults, self.tm, parallel)
-        if self.models.scorer is not None:
-            self.cost.ms_per_patch = self.models.calibrate()
-            eng = self.models.engine  # a part batch costs a whole one: learn per patch from full batches
-            self.cost.min_patches = eng.batch if eng is not None else self.models.scorer.batch
-            self.cost.batch = padded_batch(self.models.scorer.predictor)
-        self.models.warm_recon()  # its interpreter's arena grows on the first run: in the boot's count, not frame 0's
-        preload_frame_path(mission, self.frame_types)  # what the first frame would import: in the boot's count too
-        self.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
-        check_fixed_camera(self)
-        self.boot_warnings = [*self.models.notes, *check_loaded_memory(self)]
+        boot(self, loader, inject, wire, progress, parallel)  # what the boot sets up: .boot
 
     def _probe(self, level: Any, slack_ms: float) -> dict[str, float] | None:
         """Re-measure costs the frame's level did not exercise, when the frame left time to spare, so a
@@ -420,16 +381,6 @@ class FlightRuntime:
         return summary
 
 
-def check_codec(mission: Mission, codec: str) -> None:
-    """Refuse at boot a sample codec this install cannot code (``ccsds121`` without libaec): otherwise every frame
-    would be sampled and scored, then dropped when its packets are coded."""
-    if codec == "ccsds121" and not aec_available():
-        raise MissionError(
-            f'{mission.source_path}: [downlink] codec = "ccsds121" needs libaec, which is not installed: run  '
-            f'{PIP_AEC}, or set codec = "auto" (ccsds121 when libaec is installed, else delta-deflate)'
-        )
-
-
 def release_traceback(exc: BaseException) -> None:
     """Drop the tracebacks of a frame's error and of the errors it chains. Raised through the prefetch thread's
     generators, a traceback holds their frames (strip buffers, the frame's work, a reader's TiffFile) in a
@@ -444,10 +395,3 @@ def release_traceback(exc: BaseException) -> None:
         seen.add(id(e))
         e.__traceback__ = None
         todo += [e.__cause__, e.__context__]
-
-
-def padded_batch(predictor: Any) -> int:
-    """The batch a model runs every call at (a LiteRT file converted with a static batch pads a part batch to
-    it, so a part batch costs a whole one); 1 for a model with a dynamic batch (a call runs its patches)."""
-    static = getattr(getattr(predictor, "_runner", None), "static_batch", None)
-    return int(static) if isinstance(static, int) and static > 0 else 1

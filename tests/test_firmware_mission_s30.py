@@ -14,7 +14,7 @@ from edgeae.firmware_sim.mission import MissionError, load_mission, mission_from
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from edgeae.firmware_sim import frame_intake, loop
+from edgeae.firmware_sim import boot, frame_intake, loop
 from edgeae.firmware_sim.budget import LADDER, plan_memory
 from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.cli_outputs import _first_drops, advice_lines
@@ -110,9 +110,9 @@ def test_a_frame_the_wire_cannot_carry_is_dropped_before_sampling(tmp_path: Path
 def test_boot_refused_when_the_loaded_models_and_buffers_exceed_the_budget(
     tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = loop.rss_bytes()
+    base = boot.rss_bytes()
     readings = iter([base, base + 200 * 2**20])  # at boot, then after the models loaded
-    monkeypatch.setattr(loop, "rss_bytes", lambda: next(readings, base + 200 * 2**20))
+    monkeypatch.setattr(boot, "rss_bytes", lambda: next(readings, base + 200 * 2**20))
     m = mission(models, budget={"memory_bytes": 64 * 2**20}, runtime={"threads": 2})
     out = tmp_path / "out"
     with pytest.raises(MissionError) as err:
@@ -138,8 +138,8 @@ def test_a_frame_over_the_memory_budget_goes_down_the_ladder(
     tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     m = mission(models, budget={"memory_bytes": 2**20, "frame_ms": 1e6})
-    base = loop.rss_bytes()
-    monkeypatch.setattr(loop, "rss_bytes", lambda: base)  # the boot: nothing held yet (whatever was imported)
+    base = boot.rss_bytes()
+    monkeypatch.setattr(boot, "rss_bytes", lambda: base)  # the boot: nothing held yet (whatever was imported)
     rt = FlightRuntime(m, tmp_path)
     h, w = 128, 192
     plan = plan_memory(m, w, h, rt._model_bytes(), 1)

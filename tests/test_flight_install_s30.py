@@ -203,12 +203,12 @@ def _tiny_mission(tmp_path: Path, **downlink: Any) -> Path:
 def test_ccsds121_without_libaec_is_refused_at_boot(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edgeae.firmware_sim import loop
+    from edgeae.firmware_sim import boot
     from edgeae.firmware_sim.cli import main
 
     from edgeae.wire.codec import CodecError, encode_samples
 
-    monkeypatch.setattr(loop, "aec_available", lambda: False)
+    monkeypatch.setattr(boot, "aec_available", lambda: False)
     assert main(["check", "--mission", str(_tiny_mission(tmp_path, codec="ccsds121"))]) == 2
     err = capsys.readouterr().err
     assert 'codec = "ccsds121" needs libaec' in err and "pip install 'edgeae[flight-ccsds121]'" in err

@@ -323,11 +323,11 @@ def test_pasted_pixels_are_counted_once_and_known_stays_a_plain_mask(monkeypatch
 
 def test_the_station_pastes_into_the_decoded_mask_not_a_copy(monkeypatch) -> None:
     """The frame's known mask is the decode's own (its samples counted first), not a second frame-size copy."""
-    import edgeae.ground.station as station
+    import edgeae.ground.rebuild as rebuild
 
     got = []
-    real = station.decode_sparse
-    monkeypatch.setattr(station, "decode_sparse", lambda *a, **k: got.append(real(*a, **k)) or got[-1])
+    real = rebuild.decode_sparse
+    monkeypatch.setattr(rebuild, "decode_sparse", lambda *a, **k: got.append(real(*a, **k)) or got[-1])
     counts = _counts()
     gs = _station(None, counts)
     for p in _pass(counts, [_patch(counts, 8, 16, 16, 0)]):

@@ -15,6 +15,7 @@ import pytest
 
 import edgeae.wire.parse as wparse
 import edgeae.wire.sparse as wsparse
+import edgeae.wire.sparse_plan as wsparse_plan
 from edgeae.cli import main
 from edgeae.wire import codec as wcodec
 from edgeae.wire.packets import (
@@ -53,6 +54,7 @@ def test_no_sender_packet_announces_more_than_max_piece_bytes(
     """A black frame codes ~1000x smaller: layout 1's whole-row packets took as many rows as fit coded (the 4 MiB
     cap was missing), layout 2 could round one segment over it. The limit is scaled down to keep this fast."""
     monkeypatch.setattr(wsparse, "MAX_PIECE_BYTES", cap)
+    monkeypatch.setattr(wsparse_plan, "MAX_PIECE_BYTES", cap)
     monkeypatch.setattr(wparse, "MAX_PIECE_BYTES", cap)
     pkts = packetise(_black(h, c), config=WireConfig(size, "delta-deflate", layout))
     sizes = [_announced(p) for p in pkts]  # parse_packet refuses a packet over the cap ('header')

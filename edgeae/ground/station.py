@@ -9,17 +9,15 @@ lost / corrupt / refused, pixels received, PSNR when the original is known); the
 arrived are known pixels of its rebuild, and each patch is written as ``patch_<id>_<index>.png`` on its frame's
 scale (with a validity map when it arrived in part); ``stream.json`` holds the session totals. Every file is
 written atomically (:mod:`edgeae.atomic`): a write that fails (a full disk) leaves no cut-off file, and the
-product is reported as failed (``io``) with the file and the errno.
+product is reported as failed (``io``) with the file and the errno. How each kind of product is rebuilt from its
+pieces (a sparse or latent frame, an anomaly patch, a telemetry record) is in :mod:`.rebuild`.
 """
 
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
-import math
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,30 +27,10 @@ import numpy as np
 
 from edgeae import atomic
 
-from .decode import (
-    LATENT_PATCH_REASON,
-    DecodeError,
-    coverage,
-    decode_flat,
-    decode_sparse,
-    longest_row_gap,
-    paste_patches,
-    telemetry_json,
-)
 from .filler import Filler as Filler
 from .filler import make_filler as make_filler
-from .latent import rebuild_latent
-from .limits import GroundLimits, check_frame, check_memory
-from .outputs import (
-    NAMES_LISTED,
-    failure_reason,
-    image_ext,
-    patch_images,
-    psnr_fields,
-    remove_images,
-    sample_scaling,
-    write_images,
-)
+from .limits import GroundLimits
+from .outputs import NAMES_LISTED, failure_reason, psnr_fields, remove_images, write_images
 from .outputs import PATCH_FILE_KEYS as PATCH_FILE_KEYS
 from .outputs import PSNR_CAP_DB as PSNR_CAP_DB
 from .outputs import OutputError as OutputError
@@ -60,6 +38,7 @@ from .outputs import product_name as product_name
 from .outputs import strict_json as strict_json
 from .patch_checks import announced_not_received, check_patch_in_frame, recheck_patches
 from .reassembly import Assembly, Receiver
+from .rebuild import decode_one, frame_patches, rebuild_latent_frame, rebuild_sparse
 
 log = logging.getLogger(__name__)
 
@@ -205,40 +184,7 @@ class GroundStation:
             return {"kind": asm.kind, "frame_id": asm.frame_id}
 
     def _decode_one(self, asm: Assembly, rep: dict) -> dict:
-        if asm.kind == "sparse":
-            rep.update(self._sparse(asm))
-        elif asm.kind == "latent":
-            rep.update(self._latent(asm))
-        else:
-            res = decode_flat(asm, self.limits)
-            rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
-            rep.update(coverage(asm, res))
-            if asm.kind == "telemetry":
-                nonfinite: list[str] = []
-                rep["telemetry"] = telemetry_json(res, nonfinite)
-                if nonfinite:  # NaN / Infinity in the record: JSON cannot hold them, so null, and said where
-                    rep["telemetry_nonfinite"] = nonfinite
-                if rep["telemetry"] is None:  # say why, not just null
-                    rep["telemetry_error"] = (
-                        "the record is not UTF-8 JSON"
-                        if res.received.all()
-                        else rep["coverage_note"]
-                        if "elements_not_covered" in rep
-                        else "bytes missing (packets lost)"
-                    )
-            else:
-                rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"])
-                self._check_patch_in_frame(asm.frame_id, res.header)
-                if not math.isfinite(res.header["score"]):  # the sender refuses these: a damaged or rogue product
-                    raise DecodeError(
-                        f"patch {asm.frame_id}/{res.header['index']}: anomaly score {res.header['score']} is not "
-                        "finite (a flight product always has a finite score): patch not written"
-                    )
-                rep["score"] = res.header["score"]
-                images, written = patch_images(asm.frame_id, res.header, res.values, res.received)
-                rep.update(written)
-                self._write_images(images)
-        return rep
+        return decode_one(self, asm, rep)  # a method: tests stop a session here (monkeypatch on the class)
 
     def _write_images(self, images: list[tuple[str, np.ndarray, int]]) -> None:
         if self.out is not None:
@@ -248,108 +194,14 @@ class GroundStation:
         check_patch_in_frame(self, frame_id, hd)
 
     def _sparse(self, asm: Assembly) -> dict:
-        t0 = time.perf_counter()
-        h = asm.header  # the size limits first, then whether the rebuild fits in memory: before any allocation
-        check_frame("sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.limits or GroundLimits())
-        check_memory(
-            "sparse", asm.frame_id, h["height"], h["width"], h["channels"], self.fill_name,
-            original=self._has_original(asm.frame_id),
-        )  # fmt: skip
-        res = decode_sparse(asm, self.max_pixels, self.limits)
-        img = res.as_float()
-        known = res.known
-        if res.pieces_bad and not known.any():  # nothing placed: a black frame would pass for a rebuilt one
-            raise DecodeError(
-                f"frame {asm.frame_id}: none of the {res.pieces_bad} pieces received fits the frame's sample mask "
-                "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
-            )
-        depth, scaling = sample_scaling(h["bit_depth"])
-        rep: dict[str, Any] = {
-            "shape": list(res.samples.shape),
-            "keep": asm.header["keep"],
-            "bit_depth": h["bit_depth"],
-            "output_samples": scaling,  # how the written samples give the sent counts back
-            "pixels_sent": int(res.mask.sum()),
-            "pixels_received": int(known.sum()),
-            # of the pixels the mask sampled; None when it sampled none (0 of 0 is no fraction)
-            "pixel_fraction_received": float(known.sum() / res.mask.sum()) if res.mask.any() else None,
-            "pieces_bad": res.pieces_bad,
-            "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
-            "reconstruction": self.fill_name,
-        }
-        # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
-        # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
-        patches = self._frame_patches(asm.frame_id)
-        # into the decode's own arrays (the counts above are taken already): no second frame-size array, which the
-        # memory check does not count
-        pasted = paste_patches(img, known, h["bit_depth"], patches, self.limits)
-        rep.update(patches_used=len(pasted.used), patch_pixels_used=pasted.pixels, pixels_known=int(known.sum()))
-        if pasted.not_used:
-            rep["patches_not_used"] = pasted.not_used[:NAMES_LISTED]
-        notes: dict[str, Any] = {}
-        recon = img
-        if self.fill is not None and known.any():
-            try:
-                recon = self.fill(img, known, notes)
-            except Exception as exc:  # e.g. a grey frame for an RGB CAE: the classical fill still rebuilds it
-                if self.fallback is None:
-                    raise
-                recon = self.fallback(img, known, {})
-                rep["reconstruction"] = self.fallback_name
-                rep["fill_fallback"] = (
-                    f"{self.fill_name} could not fill this frame ({exc}); filled with {self.fallback_name}"
-                )
-                if not self.fallback_said:  # once a session, plainly; each frame's report and line say it too
-                    self.fallback_said = True
-                    log.warning(
-                        "--model %s cannot fill frame %d (%s): it and every other frame the model cannot fill are "
-                        "filled with %s instead (their reports say so in fill_fallback)",
-                        self.fill_name.removeprefix("cae:"), asm.frame_id, exc, self.fallback_name,
-                    )  # fmt: skip
-        rep.update(notes)
-        rep["decode_s"] = round(time.perf_counter() - t0, 4)
-        if self.keep_images:
-            self.images[asm.frame_id] = recon
-            self.known[asm.frame_id] = known
-        self._compare(asm.frame_id, recon, known, rep)
-        # a frame deeper than 8 bits is written at 16 (PNG holds 16), full scale: its received samples come back
-        # as ``output_samples`` says; grey and RGB as PNG, any other channel count (multispectral) as a TIFF
-        self._write_images(
-            [(f"frame_{asm.frame_id}{image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
-        )
-        return rep
+        return rebuild_sparse(self, asm)
 
     def _frame_patches(self, frame_id: int) -> list[tuple[int, Assembly]]:
-        """(index, snapshot) of the anomaly patches of ``frame_id`` received so far.
-
-        The patch index is kept up to date with the keys added since the last call alone: products are only ever
-        added, and a dict keeps their order, so the newest are the first ``reversed`` gives (``serve`` calls this
-        for every frame, holding the lock the parser takes for every record: never a pass over every product)."""
-        with self.lock:  # the receiver may be taking packets in another thread
-            products = self.receiver.products
-            seen_of, seen = self._patch_keys_of
-            if seen_of is not products or seen > len(products):  # another receiver's products: index them anew
-                self._patch_keys, seen = {}, 0
-            for k in reversed(list(itertools.islice(reversed(products), len(products) - seen))):
-                if k[0] == "patch":
-                    self._patch_keys.setdefault(k[1], []).append(k)
-            self._patch_keys_of = (products, len(products))
-            return [(k[2], products[k].snapshot()) for k in self._patch_keys.get(frame_id, [])]
+        """(index, snapshot) of the anomaly patches of ``frame_id`` received so far (:func:`.rebuild.frame_patches`)."""
+        return frame_patches(self, frame_id)
 
     def _latent(self, asm: Assembly) -> dict:
-        rep, recon = rebuild_latent(asm, self.limits or GroundLimits(), self.decoder)
-        if recon is None:  # no decoder, or another encoder's
-            self.failures[rep["error_reason"]] += 1
-            return rep
-        patches = sorted(i for i, _ in self._frame_patches(asm.frame_id))
-        if patches:  # checked against the frame (check_patch_in_frame), but the decoder rebuilds from latents alone
-            rep["patches_used"] = 0
-            rep["patches_not_used"] = [{"patch": i, "reason": LATENT_PATCH_REASON} for i in patches[:NAMES_LISTED]]
-        if self.keep_images:
-            self.images[asm.frame_id] = recon
-        self._compare(asm.frame_id, recon, None, rep)
-        self._write_images([(f"latent_{asm.frame_id}{image_ext(recon)}", recon, 8)])
-        return rep
+        return rebuild_latent_frame(self, asm)
 
     def _has_original(self, frame_id: int) -> bool:
         """Whether the frame will be compared with an original (its memory counts in the frame's check); a lazily

@@ -1,0 +1,181 @@
+"""How the ground station rebuilds one product from its assembled pieces: a sparse frame (its samples, the
+anomaly patches of the frame that arrived, the fill), a latent frame (the decoder), an anomaly patch or a telemetry
+record, into the product's report and images. Functions over the :class:`~.station.GroundStation` that holds the
+products (its methods call these)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from .decode import (
+    LATENT_PATCH_REASON,
+    DecodeError,
+    coverage,
+    decode_flat,
+    decode_sparse,
+    longest_row_gap,
+    paste_patches,
+    telemetry_json,
+)
+from .latent import rebuild_latent
+from .limits import GroundLimits, check_frame, check_memory
+from .outputs import NAMES_LISTED, image_ext, patch_images, sample_scaling
+from .reassembly import Assembly
+
+if TYPE_CHECKING:
+    from .station import GroundStation
+
+log = logging.getLogger("edgeae.ground.station")  # the station's logger, as before this module was split off
+
+
+def decode_one(station: GroundStation, asm: Assembly, rep: dict) -> dict:
+    """Rebuild one product into ``rep`` (its report so far): a sparse or latent frame, an anomaly patch or a
+    telemetry record (:meth:`~.station.GroundStation.decode` counts and writes the report)."""
+    if asm.kind == "sparse":
+        rep.update(station._sparse(asm))
+    elif asm.kind == "latent":
+        rep.update(station._latent(asm))
+    else:
+        res = decode_flat(asm, station.limits)
+        rep["elements_received"] = float(res.received.mean()) if res.received.size else 1.0
+        rep.update(coverage(asm, res))
+        if asm.kind == "telemetry":
+            nonfinite: list[str] = []
+            rep["telemetry"] = telemetry_json(res, nonfinite)
+            if nonfinite:  # NaN / Infinity in the record: JSON cannot hold them, so null, and said where
+                rep["telemetry_nonfinite"] = nonfinite
+            if rep["telemetry"] is None:  # say why, not just null
+                rep["telemetry_error"] = (
+                    "the record is not UTF-8 JSON"
+                    if res.received.all()
+                    else rep["coverage_note"]
+                    if "elements_not_covered" in rep
+                    else "bytes missing (packets lost)"
+                )
+        else:
+            rep.update(x=res.header["x"], y=res.header["y"], size=res.header["size"])
+            station._check_patch_in_frame(asm.frame_id, res.header)
+            if not math.isfinite(res.header["score"]):  # the sender refuses these: a damaged or rogue product
+                raise DecodeError(
+                    f"patch {asm.frame_id}/{res.header['index']}: anomaly score {res.header['score']} is not "
+                    "finite (a flight product always has a finite score): patch not written"
+                )
+            rep["score"] = res.header["score"]
+            images, written = patch_images(asm.frame_id, res.header, res.values, res.received)
+            rep.update(written)
+            station._write_images(images)
+    return rep
+
+
+def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
+    """A sparse frame's report: its samples placed, its anomaly patches pasted, the rest filled; the image, its
+    validity map and the comparison with its original when there is one."""
+    t0 = time.perf_counter()
+    h = asm.header  # the size limits first, then whether the rebuild fits in memory: before any allocation
+    check_frame("sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.limits or GroundLimits())
+    check_memory(
+        "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
+        original=station._has_original(asm.frame_id),
+    )  # fmt: skip
+    res = decode_sparse(asm, station.max_pixels, station.limits)
+    img = res.as_float()
+    known = res.known
+    if res.pieces_bad and not known.any():  # nothing placed: a black frame would pass for a rebuilt one
+        raise DecodeError(
+            f"frame {asm.frame_id}: none of the {res.pieces_bad} pieces received fits the frame's sample mask "
+            "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
+        )
+    depth, scaling = sample_scaling(h["bit_depth"])
+    rep: dict[str, Any] = {
+        "shape": list(res.samples.shape),
+        "keep": asm.header["keep"],
+        "bit_depth": h["bit_depth"],
+        "output_samples": scaling,  # how the written samples give the sent counts back
+        "pixels_sent": int(res.mask.sum()),
+        "pixels_received": int(known.sum()),
+        # of the pixels the mask sampled; None when it sampled none (0 of 0 is no fraction)
+        "pixel_fraction_received": float(known.sum() / res.mask.sum()) if res.mask.any() else None,
+        "pieces_bad": res.pieces_bad,
+        "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
+        "reconstruction": station.fill_name,
+    }
+    # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
+    # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
+    patches = station._frame_patches(asm.frame_id)
+    # into the decode's own arrays (the counts above are taken already): no second frame-size array, which the
+    # memory check does not count
+    pasted = paste_patches(img, known, h["bit_depth"], patches, station.limits)
+    rep.update(patches_used=len(pasted.used), patch_pixels_used=pasted.pixels, pixels_known=int(known.sum()))
+    if pasted.not_used:
+        rep["patches_not_used"] = pasted.not_used[:NAMES_LISTED]
+    notes: dict[str, Any] = {}
+    recon = img
+    if station.fill is not None and known.any():
+        try:
+            recon = station.fill(img, known, notes)
+        except Exception as exc:  # e.g. a grey frame for an RGB CAE: the classical fill still rebuilds it
+            if station.fallback is None:
+                raise
+            recon = station.fallback(img, known, {})
+            rep["reconstruction"] = station.fallback_name
+            rep["fill_fallback"] = (
+                f"{station.fill_name} could not fill this frame ({exc}); filled with {station.fallback_name}"
+            )
+            if not station.fallback_said:  # once a session, plainly; each frame's report and line say it too
+                station.fallback_said = True
+                log.warning(
+                    "--model %s cannot fill frame %d (%s): it and every other frame the model cannot fill are "
+                    "filled with %s instead (their reports say so in fill_fallback)",
+                    station.fill_name.removeprefix("cae:"), asm.frame_id, exc, station.fallback_name,
+                )  # fmt: skip
+    rep.update(notes)
+    rep["decode_s"] = round(time.perf_counter() - t0, 4)
+    if station.keep_images:
+        station.images[asm.frame_id] = recon
+        station.known[asm.frame_id] = known
+    station._compare(asm.frame_id, recon, known, rep)
+    # a frame deeper than 8 bits is written at 16 (PNG holds 16), full scale: its received samples come back
+    # as ``output_samples`` says; grey and RGB as PNG, any other channel count (multispectral) as a TIFF
+    station._write_images(
+        [(f"frame_{asm.frame_id}{image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
+    )
+    return rep
+
+
+def frame_patches(station: GroundStation, frame_id: int) -> list[tuple[int, Assembly]]:
+    """(index, snapshot) of the anomaly patches of ``frame_id`` received so far.
+
+    The patch index is kept up to date with the keys added since the last call alone: products are only ever
+    added, and a dict keeps their order, so the newest are the first ``reversed`` gives (``serve`` calls this
+    for every frame, holding the lock the parser takes for every record: never a pass over every product)."""
+    with station.lock:  # the receiver may be taking packets in another thread
+        products = station.receiver.products
+        seen_of, seen = station._patch_keys_of
+        if seen_of is not products or seen > len(products):  # another receiver's products: index them anew
+            station._patch_keys, seen = {}, 0
+        for k in reversed(list(itertools.islice(reversed(products), len(products) - seen))):
+            if k[0] == "patch":
+                station._patch_keys.setdefault(k[1], []).append(k)
+        station._patch_keys_of = (products, len(products))
+        return [(k[2], products[k].snapshot()) for k in station._patch_keys.get(frame_id, [])]
+
+
+def rebuild_latent_frame(station: GroundStation, asm: Assembly) -> dict:
+    """A latent frame's report, its image decoded with the station's decoder (none: the report says why)."""
+    rep, recon = rebuild_latent(asm, station.limits or GroundLimits(), station.decoder)
+    if recon is None:  # no decoder, or another encoder's
+        station.failures[rep["error_reason"]] += 1
+        return rep
+    patches = sorted(i for i, _ in station._frame_patches(asm.frame_id))
+    if patches:  # checked against the frame (check_patch_in_frame), but the decoder rebuilds from latents alone
+        rep["patches_used"] = 0
+        rep["patches_not_used"] = [{"patch": i, "reason": LATENT_PATCH_REASON} for i in patches[:NAMES_LISTED]]
+    if station.keep_images:
+        station.images[asm.frame_id] = recon
+    station._compare(asm.frame_id, recon, None, rep)
+    station._write_images([(f"latent_{asm.frame_id}{image_ext(recon)}", recon, 8)])
+    return rep

@@ -1,0 +1,125 @@
+"""One boot of the flight software: what :class:`~.loop.FlightRuntime` sets up before its first frame.
+
+The sample codec checked against this install, the fault plan, the heap policy, the memory meter and its boot
+baseline, telemetry and the downlink queue (recovered after a reboot), the models and the cost model's first
+calibration, then the memory the loaded models hold. A function over the runtime, which keeps what it opens.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
+from edgeae.wire.packets import WireConfig
+
+from .budget import CostModel
+from .faults import FaultPlan, FaultSpecError, parse_faults
+from .frame_intake import check_fixed_camera, check_loaded_memory, preload_frame_path
+from .heap import apply_heap_policy
+from .memory_meter import MemoryMeter, rss_bytes
+from .mission import Mission, MissionError
+from .onboard import Loader, OnboardModels, default_loader
+from .queue import DownlinkQueue
+from .run_summary import NO_ANOMALY_MODEL
+from .stops import retake_unsaved
+from .telemetry import TelemetryWriter
+
+if TYPE_CHECKING:
+    from .loop import FlightRuntime
+
+
+def boot(
+    rt: FlightRuntime,
+    loader: Loader | None,
+    inject: Sequence[str],
+    wire: WireConfig | None,
+    progress: bool,
+    parallel: str,
+) -> None:
+    """Set up ``rt`` for its frames (models, telemetry, queue, budgets, memory baselines); raises what refuses the
+    boot (:class:`~.mission.MissionError`, :class:`~.faults.FaultSpecError`, a model that cannot load)."""
+    mission = rt.m
+    rt.loader = loader or default_loader
+    rt.progress = progress  # a tqdm bar per streamed frame (tqdm comes with the ground extra)
+    dl = mission.downlink
+    rt.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
+    check_codec(mission, rt.wire.codec)
+    rt._cpu0 = time.process_time()
+    try:
+        planned = parse_faults(list(mission.runtime.inject))
+    except FaultSpecError as exc:
+        raise FaultSpecError(f"{mission.source_path} [runtime] inject: {exc}") from None
+    rt.faults = FaultPlan((*planned, *parse_faults(list(inject))), seed=mission.sampling.seed)
+    rt.heap = apply_heap_policy(mission.runtime.heap)  # before any thread allocates
+    rt.meter = MemoryMeter(mission.runtime.measure_memory and mission.runtime.trace_allocations)
+    rt.meter.start()
+    gc.collect()  # garbage pending at boot would inflate the baseline and hide later growth
+    rt.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
+    rt.tm = TelemetryWriter(rt.out / "telemetry.jsonl")
+    rt.queue = DownlinkQueue(rt.out / "queue", mission.budget.queue_capacity_bytes)
+    rt.queue.sweep_stale_temps(rt.out / "downlink", held=rt.held)  # a power loss's half files
+    rt.cost = CostModel()
+    rt.records = []  # this boot's frame records
+    rt.frame_no = 0  # frames acquired in this boot
+    rt.since_pass = 0
+    rt.skipped_already_acquired = 0
+    rt.inputs = {}  # notes on the frame arguments (FrameList.notes), for the summary
+    rt._current = None  # the frame id being processed
+    rt.not_written = {}  # files a stop could not write ({path: error}), for the summary
+    retaken = retake_unsaved(rt)  # frames the last boot stopped in and could not mark interrupted in the index
+    # frames a reboot stopped in an earlier boot (reboot_during_processing): never this boot's frame in progress
+    rt._stale = {k for k, e in rt.queue.state["frames"].items() if e["status"] == "in_progress"}
+    rt._unwritten = None  # its record and start, until written
+    rt.tm.write(
+        "start",
+        mission=mission.name,
+        mission_file=mission.source_path,
+        pid=os.getpid(),
+        heap=rt.heap,
+        resumed=rt.queue.recovered,  # false: a fresh state, earlier lines belong to another
+    )
+    if rt.settings_changed:
+        rt.tm.write("event", kind="mission_settings_changed", changes=rt.settings_changed)
+    if rt.queue.recovered:
+        rt.tm.write(
+            "recovery",
+            items=len(rt.queue.items),
+            pending=len(rt.queue.pending()),
+            lost=rt.queue.lost_on_recovery,
+            next_frame_id=rt.queue.state["next_frame_id"],
+            **({"interrupted_unsaved": retaken} if retaken and rt.queue.unsaved else {}),  # for the next boot
+        )
+    if not mission.anomaly.model:
+        rt.tm.write("event", kind="no_anomaly_model", detail=NO_ANOMALY_MODEL)
+    rt.models = OnboardModels(mission, rt.out, rt.loader, rt.faults, rt.tm, parallel)
+    if rt.models.scorer is not None:
+        rt.cost.ms_per_patch = rt.models.calibrate()
+        eng = rt.models.engine  # a part batch costs a whole one: learn per patch from full batches
+        rt.cost.min_patches = eng.batch if eng is not None else rt.models.scorer.batch
+        rt.cost.batch = padded_batch(rt.models.scorer.predictor)
+    rt.models.warm_recon()  # its interpreter's arena grows on the first run: in the boot's count, not frame 0's
+    preload_frame_path(mission, rt.frame_types)  # what the first frame would import: in the boot's count too
+    rt.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
+    check_fixed_camera(rt)
+    rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt)]
+
+
+def check_codec(mission: Mission, codec: str) -> None:
+    """Refuse at boot a sample codec this install cannot code (``ccsds121`` without libaec): otherwise every frame
+    would be sampled and scored, then dropped when its packets are coded."""
+    if codec == "ccsds121" and not aec_available():
+        raise MissionError(
+            f'{mission.source_path}: [downlink] codec = "ccsds121" needs libaec, which is not installed: run  '
+            f'{PIP_AEC}, or set codec = "auto" (ccsds121 when libaec is installed, else delta-deflate)'
+        )
+
+
+def padded_batch(predictor: Any) -> int:
+    """The batch a model runs every call at (a LiteRT file converted with a static batch pads a part batch to
+    it, so a part batch costs a whole one); 1 for a model with a dynamic batch (a call runs its patches)."""
+    static = getattr(getattr(predictor, "_runner", None), "static_batch", None)
+    return int(static) if isinstance(static, int) and static > 0 else 1
