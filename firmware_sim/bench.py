@@ -25,7 +25,6 @@ and compare the JSON.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import time
@@ -40,250 +39,38 @@ from edgeae.masks import make_mask
 from edgeae.wire.packets import packetise
 from edgeae.wire.products import AnomalyPatch
 
+from .bench_limits import MAX_BATCH as MAX_BATCH
+from .bench_limits import MAX_BENCH_MEMORY as MAX_BENCH_MEMORY
+from .bench_limits import MAX_FRAME_PIXELS as MAX_FRAME_PIXELS
+from .bench_limits import MAX_FRAME_SIDE as MAX_FRAME_SIDE
+from .bench_limits import MAX_ITERS as MAX_ITERS
+from .bench_limits import THREADS_MAX as THREADS_MAX
+from .bench_limits import THREADS_PER_CORE_MAX as THREADS_PER_CORE_MAX
+from .bench_limits import check_bench_args as check_bench_args
+from .bench_limits import check_memory as check_memory
+from .bench_limits import check_threads as check_threads
+from .bench_limits import check_writable as check_writable
+from .bench_limits import estimate_memory as estimate_memory
+from .bench_limits import max_threads as max_threads
+from .bench_machine import SIMD_FLAGS as SIMD_FLAGS
+from .bench_machine import _versions
+from .bench_machine import busy_note as busy_note
+from .bench_machine import cpu_record as cpu_record
+from .bench_machine import load_1min as load_1min
+from .bench_machine import thread_warning as thread_warning
+from .bench_model import _patch_side
+from .bench_model import check_recorded_hash as check_recorded_hash
+from .bench_model import flight_guard_refusal as flight_guard_refusal
+from .bench_model import flight_prefer as flight_prefer
+from .bench_model import import_interpreter as import_interpreter
+from .bench_model import load_model as load_model
+from .bench_model import resolve_bench_model as resolve_bench_model
+from .bench_model import runtime_name as runtime_name
 from .guard import block_crcs
 from .memory_meter import peak_rss_bytes
 from .score import PatchScorer
 
 STAGES = ("sample", "normalise", "infer", "score", "scrub", "packetise")
-MAX_BATCH = 1024  # patches per call (what they cost with the model's activations: estimate_memory)
-MAX_ITERS = 10_000
-MAX_FRAME_SIDE = 65_536
-MAX_FRAME_PIXELS = 2**28  # 268 Mpx: the 52,224 x 5,064 NAC strip fits (a uint8 frame per channel + its mask)
-MAX_BENCH_MEMORY = 4 * 1024**3  # what a bench may need (estimate_memory), and never more than the machine has free
-THREADS_PER_CORE_MAX = 4  # --threads above 4 x the cores (or 256) is refused: 500 threads did not finish in 60 s
-THREADS_MAX = 256
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-              "avx512_bf16", "amx_int8", "asimd", "asimddp", "sve", "neon")  # fmt: skip
-
-
-def check_bench_args(batch: int, iters: int, frame: tuple[int, int], keep: float) -> None:
-    """Refuse, before any model is loaded, bench sizes that are not numbers the bench can allocate (ValueError)."""
-    h, w = frame
-    if not 1 <= batch <= MAX_BATCH:
-        raise ValueError(f"--batch must be 1-{MAX_BATCH} patches, got {batch}")
-    if not 1 <= iters <= MAX_ITERS:
-        raise ValueError(f"--iters must be 1-{MAX_ITERS}, got {iters}")
-    if not (1 <= h <= MAX_FRAME_SIDE and 1 <= w <= MAX_FRAME_SIDE) or h * w > MAX_FRAME_PIXELS:
-        raise ValueError(
-            f"--frame-height and --frame-width must be 1-{MAX_FRAME_SIDE} px and at most {MAX_FRAME_PIXELS:,} px "
-            f"together, got {h} x {w}"
-        )
-    if not 0.0 < keep <= 1.0:  # NaN fails too
-        raise ValueError(f"--keep must be a fraction in (0, 1], got {keep}")
-
-
-def max_threads() -> int:
-    """The most threads per interpreter a bench or a board timing takes: 4 x the CPUs, at most 256."""
-    return min(THREADS_MAX, THREADS_PER_CORE_MAX * (os.cpu_count() or 1))
-
-
-def check_threads(threads: Sequence[int], flag: str = "--threads") -> None:
-    """Refuse (ValueError) thread counts below 1 or above :func:`max_threads`: a count far above the cores spends
-    minutes measuring contention (``--threads 500`` did not finish a one-iteration bench in 60 s)."""
-    top = max_threads()
-    bad = [int(t) for t in threads if not 1 <= int(t) <= top]
-    if bad:
-        raise ValueError(
-            f"{flag} must be 1-{top} ({THREADS_PER_CORE_MAX} x the {os.cpu_count() or 1} CPUs of this machine, at "
-            f"most {THREADS_MAX}), got {','.join(map(str, bad))}"
-        )
-
-
-def check_writable(path: str | os.PathLike[str], flag: str) -> str | None:
-    """Why ``path`` could not be written (None: it can), found with a probe file before any work: a folder, a
-    missing folder, a folder we may not write (``/proc``), an existing file we may not replace."""
-    import tempfile
-
-    target = Path(path)
-    if target.is_dir():
-        return f"{flag} {target} is a folder: name the file to write"
-    if not target.parent.is_dir():
-        return f"{flag} {target}: folder {target.parent} does not exist"
-    try:
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".edgeae-write-check-"):
-            pass
-        if target.exists() and not os.access(target, os.W_OK):
-            return f"{flag} {target}: the file exists and cannot be overwritten"
-    except OSError as e:
-        return f"{flag} {target}: cannot write in {target.parent} ({e.strerror or e})"
-    return None
-
-
-def cpu_record() -> dict[str, Any]:
-    """What decides an artifact's speed on this CPU, for comparing boards: machine, model, the SIMD flags that
-    pick onnxruntime's and XNNPACK's kernels, VNNI, whether full-range int8 ONNX weights saturate here."""
-    from .cpu import VNNI_FLAGS, cpu_flags, cpu_model, int8_saturates
-
-    flags = cpu_flags()
-    return {
-        "machine": platform.machine(),
-        "cpu_model": cpu_model(),
-        "simd": [f for f in SIMD_FLAGS if f in flags] if flags else None,
-        "vnni": bool(flags & VNNI_FLAGS) if flags else None,
-        "int8_saturates": int8_saturates(),
-    }
-
-
-def load_1min() -> float | None:
-    """The 1-minute load average (None where the OS has none)."""
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
-def busy_note(loads: Sequence[float | None], cpus: int | None) -> str | None:
-    """A warning when any of ``loads`` (1-minute load averages) is at or above the CPU count: the timings are
-    then of a busy machine (others' work shares the cores)."""
-    top = max((x for x in loads if isinstance(x, int | float)), default=None)
-    if top is None or not cpus or top < cpus:
-        return None
-    return (
-        f"1-minute load {top:.2f} at or above the {cpus} CPUs: the timings are of a busy machine; compare runs made "
-        "at a low load, or the CPU figures"
-    )
-
-
-def _invalid_model_text(path: Path, err: Exception) -> str | None:
-    """A plain reason for an interpreter's parse error of a damaged model file (None: not one of those)."""
-    text = str(err)
-    if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
-        return f"{path}: not a valid ONNX model (truncated or not ONNX: onnxruntime cannot parse it)"
-    if "unpack_from requires a buffer" in text or "corrupted TFLite flatbuffer" in text:
-        return f"{path}: not a valid TFLite model (truncated or damaged flatbuffer)"
-    return None
-
-
-def load_model(path: str | os.PathLike[str], threads: int) -> Any:
-    """:func:`.runtime.load_artifact` with a damaged file's parser error said plainly (the same exception type)."""
-    from .runtime import load_artifact
-
-    try:
-        return load_artifact(path, threads=threads)
-    except Exception as e:
-        why = _invalid_model_text(Path(path), e)
-        if why is None:
-            raise
-        raise type(e)(why) from e
-
-
-def import_interpreter(path: Path) -> float:
-    """Import the interpreter ``path`` runs in; the milliseconds it took (0 when it was imported already), so that
-    no model load is timed with the import in it."""
-    from edgeae._optional import require
-
-    t = time.perf_counter()
-    require("ai_edge_litert.interpreter" if path.suffix == ".tflite" else "onnxruntime")
-    return (time.perf_counter() - t) * 1e3
-
-
-def flight_prefer(model: str | os.PathLike[str]) -> tuple[tuple[str, ...], str]:
-    """The artifact formats the flight runtime takes first for ``model`` and why: a zoo name a shipped mission
-    flies gets that mission's ``prefer`` (``orbital-gray-vae``: ``tflite, onnx``, orbital_nac), any other the
-    runtime's default (onnx, tflite, ort). A file path needs none."""
-    from edgeae.resolve import ZOO_PREFIX, presets
-
-    from .mission import MISSIONS_DIR, load_mission
-
-    name = str(model).removeprefix(ZOO_PREFIX)
-    if not name or Path(name).suffix or "/" in name:
-        return (), "a file"
-    for mission, path in presets(MISSIONS_DIR).items():
-        try:
-            m = load_mission(path)
-        except Exception:  # a shipped mission that does not load is its own test's business, not the bench's
-            continue
-        for role in ("anomaly", "reconstruction"):
-            sec = getattr(m, role)
-            if str(sec.model).removeprefix(ZOO_PREFIX) == name and sec.prefer:
-                return tuple(sec.prefer), f"mission {mission} [{role}] prefer"
-    return (), "the flight runtime's default order"
-
-
-def _available_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (None where it cannot be read)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def estimate_memory(
-    path: Path, threads: int, batch: int, frame: tuple[int, int], keep: float
-) -> dict[str, Any]:  # fmt: skip
-    """What one thread count of the bench will hold at its peak, in bytes, measured on small sizes: the process as
-    it is; the model's growth per patch between a batch of 1 and of 8 (activations and outputs in the interpreter's
-    arena: the rover U-Net takes ~11 MB a 128-px patch, far more than its 196 KB input), doubled because arenas grow
-    in steps, times ``batch``; the sampling stage's bytes per pixel on a 256 x 256 frame times the frame's pixels.
-    The RSS growth needs Linux (elsewhere the model's part is its inputs and outputs only)."""
-    from .memory_meter import hwm_rss_bytes, reset_peak_rss, rss_bytes
-
-    base = rss_bytes()  # what the process holds already (Python, numpy, the interpreter's library)
-    pred = load_model(path, threads)
-    meta = pred.metadata
-    c = int(meta.channels)
-    p = _patch_side(meta)
-    io_per_patch = 4 * c * p * p * 4  # the float input buffer, the truth, the output, the raw patch and masks
-
-    def grow(n: int) -> int | None:
-        x = np.zeros((n, c, p, p), np.float32) if meta.layout == "NCHW" else np.zeros((n, p, p, c), np.float32)
-        r0 = rss_bytes()
-        if not reset_peak_rss():
-            pred(x)
-            return None
-        pred(x)
-        hwm = hwm_rss_bytes()
-        return None if hwm is None else max(0, hwm - r0)
-
-    pred(np.zeros((1, c, p, p) if meta.layout == "NCHW" else (1, p, p, c), np.float32))  # lazy setup off the scale
-    g8 = grow(8)
-    measured = None if g8 is None else g8 / 7  # over the warm-up's batch of 1, which the arena keeps
-    per_patch = max(io_per_patch, 2 * int(measured or 0))
-    h, w = frame
-    small = 256
-    img = np.zeros((small, small, c), np.uint8)
-    started = not tracemalloc.is_tracing()
-    if started:
-        tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        img[make_mask(7, (small, small), keep)]
-        per_px = tracemalloc.get_traced_memory()[1] / (small * small)
-    finally:
-        if started:
-            tracemalloc.stop()
-    sample = int(h * w * (c + per_px))
-    model_bytes = per_patch * batch
-    return {
-        "bytes": base + model_bytes + sample,
-        "process_bytes": base,
-        "model_bytes": model_bytes,
-        "per_patch_bytes": per_patch,
-        "sample_bytes": sample,
-        "measured": measured is not None,
-    }
-
-
-def check_memory(estimate: dict[str, Any], batch: int, limit: int | None = None) -> None:
-    """Refuse (ValueError, one line) a bench whose :func:`estimate_memory` is above ``limit`` (default
-    :data:`MAX_BENCH_MEMORY`) or above the memory this machine has available."""
-    free = _available_bytes()
-    cap = MAX_BENCH_MEMORY if limit is None else int(limit)
-    why = f"the bench's limit of {cap / 2**30:.1f} GiB"
-    if free is not None and free < cap:
-        cap, why = free, f"the {free / 2**30:.1f} GiB this machine has available"
-    if estimate["bytes"] > cap:
-        raise ValueError(
-            f"this bench would need about {estimate['bytes'] / 2**30:.1f} GiB "
-            f"(~{estimate['per_patch_bytes'] / 2**20:.1f} MiB per patch x --batch {batch}, "
-            f"{estimate['sample_bytes'] / 2**30:.2f} GiB for the frame), more than {why}: a smaller --batch or frame"
-        )
-
-
-def _patch_side(meta: Any) -> int:
-    shape = meta.input_shape
-    p = int(shape[2] if meta.layout == "NCHW" else shape[1])
-    return p if p > 0 else 64
 
 
 def _pcts(ms: list[float]) -> dict[str, float]:
@@ -303,16 +90,6 @@ def _time(fn: Callable[[], Any], n: int) -> list[float]:
         t = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t) * 1e3)
-    return out
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version(), "numpy": np.__version__}
-    for dist in ("onnxruntime", "ai-edge-litert", "edgeae"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
     return out
 
 
@@ -407,64 +184,6 @@ def bench_threads(
         "patches_per_cpu_s": float(batch / (infer_cpu_ms / 1e3)) if infer_cpu_ms > 0 else None,
         "patches_per_cpu_s_scope": "infer only, process CPU time of all threads (thread-pool spin included)",
     }
-
-
-def thread_warning(threads: Sequence[int]) -> str | None:
-    """What ``firmware-sim run`` warns about a mission's ``[runtime] threads``, for bench's thread counts: more
-    threads than the cores this process may use cost time without scoring faster."""
-    from .frame_intake import usable_cores
-
-    cores = usable_cores()
-    over = sorted({int(t) for t in threads if cores and int(t) > cores})
-    if not over:
-        return None
-    return (
-        f"--threads {','.join(map(str, over))}: more than the {cores} core(s) this machine gives the process; "
-        "those runs measure contention, not a faster board"
-    )
-
-
-def runtime_name(path: Path) -> str:
-    """The interpreter an artifact runs in, by its suffix (as :func:`.runtime.load_artifact` chooses it)."""
-    return "ai-edge-litert" if path.suffix == ".tflite" else "onnxruntime"
-
-
-def check_recorded_hash(path: str | os.PathLike[str], error: type[Exception] = ValueError) -> None:
-    """Refuse (``error``) a model file whose SHA-256 differs from the one its export recorded (a ``.sha256``
-    sidecar or the ``parity.json`` beside it), as ``firmware-sim run`` does, instead of timing a damaged file
-    (the board check, ``edgeae.export.board``, refuses with this too)."""
-    from .guard import recorded_hash_mismatch
-
-    why = recorded_hash_mismatch(Path(path))
-    if why:
-        raise error(why)
-
-
-def flight_guard_refusal(path: str | os.PathLike[str]) -> str | None:
-    """Why the flight runtime would refuse ``path`` at boot (None: it would not): :func:`.guard.parity_failure`
-    (its export rejected it, ``NAME.FAILED.EXT`` or ``NAME.STALE.EXT``, or not recorded by the export beside it).
-    The bench times such a file all the same, with this in its warnings; the board check fails it."""
-    from .guard import parity_failure
-
-    why = parity_failure(Path(path))
-    return f"refused by the flight guard: {why}; these timings are of a file no flight would run" if why else None
-
-
-def resolve_bench_model(model: str | os.PathLike[str], prefer: Sequence[str] | None = None) -> tuple[Path, str]:
-    """The file ``--model`` names (a zoo name: the file the flight runtime flies, ``prefer`` first when given,
-    else :func:`flight_prefer`) and which order chose it; a plain one-line error for an empty name or a folder."""
-    from edgeae.resolve import model_path
-
-    text = os.fspath(model)
-    if not text.strip():
-        raise ValueError("--model is empty: give a zoo name (orbital-gray-vae) or an .onnx / .ort / .tflite file")
-    if Path(text).is_dir():
-        raise ValueError(f"--model {text} is a folder: give an .onnx / .ort / .tflite file in it, or a zoo name")
-    if prefer is None:
-        order, why = flight_prefer(text)
-    else:
-        order, why = tuple(prefer), "--prefer"
-    return model_path(text, "artifact", prefer=order), (f"{','.join(order)} ({why})" if order else why)
 
 
 def run_bench(

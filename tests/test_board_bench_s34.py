@@ -48,7 +48,7 @@ def test_board_timing_is_interleaved_and_a_gap_within_the_spread_names_no_winner
         assert seconds == pytest.approx(2.0 / board.TIME_ROUNDS)
         return _window(next(rates[artifact]), artifact=artifact, load_1min_before=len(order))
 
-    monkeypatch.setattr(board, "_time_in_subprocess", fake)
+    monkeypatch.setattr("edgeae.export.board_timing._time_in_subprocess", fake)  # where time_interleaved looks
     speeds = board.time_interleaved("b.npz", ["a.onnx", "b.tflite"], 1, 8, 2.0)
     assert order == ["a.onnx", "b.tflite", "b.tflite", "a.onnx", "a.onnx", "b.tflite"]  # round-robin, rotated
     a, b = speeds

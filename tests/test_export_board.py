@@ -245,8 +245,8 @@ def test_fail_line_names_the_failed_checks(
 def test_a_failed_timing_exits_1(
     tiny_vae_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edgeae.export import board
+    from edgeae.export import board, board_timing
 
-    monkeypatch.setattr(board, "_time_in_subprocess", lambda *a, **k: {"error": "timed out after 160 s"})
+    monkeypatch.setattr(board_timing, "_time_in_subprocess", lambda *a, **k: {"error": "timed out after 160 s"})
     assert board.main(["check", str(tiny_vae_run["bundle"]), str(tiny_vae_run["fp32"]), "--time"]) == 1
     assert "ok   " in (out := capsys.readouterr().out) and "; timing failed: timed out after 160 s" in out, out
