@@ -16,7 +16,8 @@ default ``--out`` are the repository's, and stages run with the repository as th
 works from any folder (``PYTHONPATH=<repository> python -m benchmarks``).
 
 A stage runs in a staging copy of its folder (``--out/.work/staging/<stage>``, git-ignored; mtimes kept, so a stage
-that reads its earlier outputs still can); its output is shown and also logged to ``--out/.work/logs/``. Only when
+that reads its earlier outputs still can); its output is shown and also logged to ``--out/.work/logs/`` (through a
+pipe, so the progress bars of the commands it runs are off). Only when
 every command of the stage succeeded are the files it wrote (and deletions of its own old files) moved into
 ``--out/<stage>/`` and its record written. A failed run leaves the folder and the good record as they were, adds to
 that record that the latest rerun failed (date, commit, exit status, commands, log: RESULTS.md shows it above the
@@ -218,7 +219,17 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
                   f"output is in {shown_path(staging)}", flush=True)  # fmt: skip
             return "kept"
         with sigint_deferred() as held:
-            written, deleted = promote(staging, published, before)
+            try:
+                written, deleted = promote(staging, published, before)
+            except OSError as exc:  # a full disk part-way: said in one line and recorded, never a traceback
+                why = f"publishing failed: {exc.strerror or exc} ({exc.filename or published})"
+                fail = {"date": _now(), "commit": run.where.get("commit"), "size": size, "returncode": rc,
+                        "error": why, "commands": shown, "log": record["log"],
+                        "staging": shown_path(staging)}  # fmt: skip
+                update_record(run.out, name, lambda current: {**(current or record), "last_failure": fail})
+                print(f"== {name}: FAILED: {why}; the files not yet moved are in {shown_path(staging)}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                return "failed"
             files = [rel for rel in written if Path(rel).suffix in OUTPUT_SUFFIXES]
 
             def succeeded(current: dict[str, Any] | None) -> dict[str, Any]:
@@ -355,8 +366,11 @@ def _main(argv: list[str] | None) -> int:
         where["cpu_flags"] = flags  # the SIMD level moves float results (report.simd_level)
         where["threads"] = machine.get("thread_settings") or thread_settings()
         env = {**os.environ, COMMIT_ENV: str(machine["commit"]), "PYTHONUNBUFFERED": "1"}
-        if env.get("EDGEAE_DATA"):  # the stages run in the repository: a relative data path must still point there
-            env["EDGEAE_DATA"] = os.path.abspath(env["EDGEAE_DATA"])
+        data_root = find_data_root()  # the stages run in the repository: give them the folder the harness checked
+        if data_root is not None:
+            env["EDGEAE_DATA"] = str(Path(data_root).resolve())
+        if env.get("EDGEAE_BENCH_ARTIFACTS"):  # a relative artifacts folder, as the caller meant it
+            env["EDGEAE_BENCH_ARTIFACTS"] = os.path.abspath(env["EDGEAE_BENCH_ARTIFACTS"])
         run = Run(out=out, full=args.full, only=bool(args.only), where=where, env=env)
         try:
             for name in names:

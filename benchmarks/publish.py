@@ -109,7 +109,7 @@ def promote(staging: Path, published: Path, before: dict[str, tuple[int, int]]) 
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.is_dir() and not dst.is_symlink():  # a folder the stage replaced with a file
             shutil.rmtree(dst)
-        os.replace(staging / rel, dst)
+        shutil.move(staging / rel, dst)  # a rename, or a copy where .work is on another file system (EXDEV)
         if dst.suffix in TEXT_SUFFIXES and not dst.is_symlink():
             data = dst.read_bytes()
             if was in data:

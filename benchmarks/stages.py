@@ -166,6 +166,7 @@ STAGES: dict[str, Stage] = {
         ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}", "--quick"),),
         ((PY, "benchmarks/quantisation_quality.py", "--out", "{out}"),),
         data=True,
+        timed=True,  # its tables give seconds per image
     ),
     "anomaly": Stage(
         "Anomaly ranking on labelled data (the lunar paper's table; issue-12 targets in summary.md)",

@@ -210,7 +210,7 @@ def test_every_real_stage_is_flagged_as_reading_the_data() -> None:
     # the speed suite too: its int8 artifacts are calibrated on the data (benchmarks/artifacts.py)
     assert all(s.data for s in bm.STAGES.values())
     timed = {n for n, s in bm.STAGES.items() if s.timed}
-    assert {"speed", "ratios", "lossless", "frame", "nac", "scan", "vae_form", "model_costs"} <= timed
+    assert {"speed", "ratios", "lossless", "frame", "nac", "scan", "vae_form", "model_costs", "quantisation"} <= timed
     assert "gt_vs_fixed" not in timed and "anomaly" not in timed
 
 
@@ -458,3 +458,45 @@ def test_ctrl_c_while_a_stage_is_published_publishes_it_whole_and_stops(
     )
     assert json.loads((tmp_path / "stages.json").read_text())["demo"]["files"] == ["cases.json", "results.md"]
     assert (tmp_path / "demo" / "results.md").read_text() == "| t |" and not (tmp_path / "later").exists()
+
+
+# ------------------------------------------------------------------------------------------ review r2
+def test_a_publishing_error_is_one_line_and_recorded(
+    tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk while the files move into place: no traceback; the good record stays, the failure is noted."""
+    import benchmarks.publish as pub
+
+    out = tmp_path / "results"
+    _good_run(out, stages)
+
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(pub.shutil, "move", full)
+    stages(demo=_stage(WRITE, "| new |", "61"))
+    assert main(["--only", "demo", "--out", str(out)]) == 1
+    assert "FAILED: publishing failed: No space left on device" in capsys.readouterr().err
+    rec = json.loads((out / "stages.json").read_text())["demo"]
+    assert rec["returncode"] == 0 and "No space left" in rec["last_failure"]["error"]
+    assert "| good | 60 cases |" in (out / "demo" / "results.md").read_text()
+
+
+def test_the_stages_get_the_data_folder_the_harness_found(
+    tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "somewhere" / "data"
+    data.mkdir(parents=True)
+    monkeypatch.setattr(bm, "find_data_root", lambda: data)
+    monkeypatch.delenv("EDGEAE_DATA", raising=False)
+    monkeypatch.setenv("EDGEAE_BENCH_ARTIFACTS", "rel/artifacts")
+    said = _code(
+        "out.mkdir(parents=True, exist_ok=True)",
+        "env = os.environ",
+        "(out / 'results.md').write_text(env['EDGEAE_DATA'] + ' ' + env['EDGEAE_BENCH_ARTIFACTS'])",
+    )
+    stages(demo=_stage(said, data=True))
+    out = tmp_path / "results"
+    assert main(["--only", "demo", "--out", str(out)]) == 0
+    got, art = (out / "demo" / "results.md").read_text().split()
+    assert got == str(data.resolve()) and art == os.path.abspath("rel/artifacts")
