@@ -7,16 +7,18 @@ calibration, then the memory the loaded models hold. A function over the runtime
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 
-from .budget import CostModel
+from .budget import CostModel, patch_grid, scoring_batch, scoring_plan
 from .faults import FaultPlan, FaultSpecError, parse_faults
 from .frame_intake import check_fixed_camera, check_loaded_memory, preload_frame_path
 from .heap import apply_heap_policy
@@ -25,6 +27,7 @@ from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
 from .run_summary import NO_ANOMALY_MODEL
+from .state import frames_since_pass
 from .stops import retake_unsaved
 from .telemetry import TelemetryWriter
 
@@ -48,6 +51,9 @@ def boot(
     dl = mission.downlink
     rt.wire = wire or WireConfig(dl.max_packet_bytes, resolve_sample_codec(dl.codec), band_rows=dl.band_rows)
     check_codec(mission, rt.wire.codec)
+    too_big = scoring_buffers_refusal(mission)  # before anything is allocated (batch = 4096 held 10 GB, then refused)
+    if too_big is not None:
+        raise MissionError(f"{mission.source_path}: {too_big}")
     rt._cpu0 = time.process_time()
     try:
         planned = parse_faults(list(mission.runtime.inject))
@@ -65,7 +71,7 @@ def boot(
     rt.cost = CostModel()
     rt.records = []  # this boot's frame records
     rt.frame_no = 0  # frames acquired in this boot
-    rt.since_pass = 0
+    rt.since_pass = frames_since_pass(rt.queue.state)  # the pass schedule goes on across boots
     rt.skipped_already_acquired = 0
     rt.inputs = {}  # notes on the frame arguments (FrameList.notes), for the summary
     rt._current = None  # the frame id being processed
@@ -123,3 +129,54 @@ def padded_batch(predictor: Any) -> int:
     it, so a part batch costs a whole one); 1 for a model with a dynamic batch (a call runs its patches)."""
     static = getattr(getattr(predictor, "_runner", None), "static_batch", None)
     return int(static) if isinstance(static, int) and static > 0 else 1
+
+
+def scoring_buffers_refusal(mission: Mission) -> str | None:
+    """Why the scoring buffers alone (:func:`.budget.scoring_plan` at :func:`.budget.scoring_batch`: the
+    PatchScorer's input, truth and weight buffers, held from boot, and one batch's temporaries, which the boot's
+    calibration allocates) cannot fit ``[budget] memory_bytes``, before any of them or a model is allocated; None
+    when they may fit (the loaded models are measured later, :func:`.frame_intake.check_loaded_memory`)."""
+    an, cam, budget = mission.anomaly, mission.camera, mission.budget.memory_bytes
+    if not an.model:
+        return None
+    batch = scoring_batch(mission)
+    frame, boot = scoring_plan(mission, cam.channels, patch_grid(mission, cam.width, cam.height))
+    planned = frame + (0 if an.method == "vae" else boot)  # the fast VAE path never fills the PatchScorer's
+    if planned <= budget:
+        return None
+    fits = budget // max(1, -(-planned // batch))  # the plan grows with the batch: bytes per patch of it
+    capped = f" (capped to the {batch} patches of a frame)" if batch < an.batch else ""
+    return (
+        f"[anomaly] batch = {an.batch}{capped} plans {planned:,} B of scoring buffers ({batch} patches of "
+        f"{cam.channels} x {an.patch} x {an.patch} samples as float32, {an.method!r} scoring on [runtime] threads = "
+        f"{mission.runtime.threads}) before the models are loaded: over [budget] memory_bytes = {budget:,} B; "
+        + (f"lower [anomaly] batch to at most {fits}" if fits >= 1 else "raise [budget] memory_bytes")
+        + " (the loaded models need room too)"
+    )
+
+
+def telemetry_size(out: Path) -> int | None:
+    """The size of ``out``'s ``telemetry.jsonl`` before a boot (None: there is none)."""
+    try:
+        return (out / "telemetry.jsonl").stat().st_size
+    except OSError:
+        return None
+
+
+def refuse_boot(out: Path, size: int | None, mission: Mission, exc: BaseException) -> None:
+    """After a refused boot on an existing state: ``telemetry.jsonl`` cut back to its ``size`` before the boot (its
+    ``start``, model and memory lines would count it as a boot that flew), then one ``boot_refused`` line with the
+    reason. Best effort: a file that cannot be written leaves the refusal to the error the caller raises."""
+    path = out / "telemetry.jsonl"
+    with contextlib.suppress(OSError):
+        if size is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.truncate(path, size)
+        tm = TelemetryWriter(path)
+        try:
+            reason = str(exc) or type(exc).__name__
+            tm.write("boot_refused", mission=mission.name, mission_file=mission.source_path, pid=os.getpid(),
+                     error=type(exc).__name__, reason=reason)  # fmt: skip
+        finally:
+            tm.close()

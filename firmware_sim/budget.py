@@ -281,6 +281,16 @@ def recon_check_positions(rows: int, width: int, tile: int, n: int) -> list[tupl
     return [(ys[int(i) // len(xs)], xs[int(i) % len(xs)]) for i in picks]
 
 
+def scoring_batch(mission: Mission) -> int:
+    """Patches per scoring batch: ``[anomaly] batch``, but no more than the patches a frame of a fixed-size camera
+    of whole files has (width and height set: every frame has that grid, :func:`patch_grid`), as a bigger batch
+    would only allocate buffers no frame fills (batch = 4096 on a 256 x 256 camera of 9 patches held 10 GB).
+    A strip camera's batch is not capped (its frames are tall: a batch rarely exceeds their grid)."""
+    cam = mission.camera
+    grid = patch_grid(mission, cam.width, cam.height) if cam.source == "files" else None
+    return mission.anomaly.batch if grid is None else max(1, min(mission.anomaly.batch, grid))
+
+
 def scoring_plan(mission: Mission, patch_channels: int, grid: int | None) -> tuple[int, int]:
     """(bytes a frame's scoring allocates, bytes of the :class:`~.score.PatchScorer` buffers allocated at boot).
 
@@ -294,7 +304,8 @@ def scoring_plan(mission: Mission, patch_channels: int, grid: int | None) -> tup
     pp = an.patch * an.patch
     f32 = pp * patch_channels * 4  # one patch as float32
     slots = an.batch if grid is None else min(an.batch, grid)
-    boot = an.batch * (f32 + pp * 4) + (an.batch * f32 if an.method == "cae-masked" else 0)
+    held = scoring_batch(mission)  # the batch the boot allocates (capped to a fixed-size camera's patches)
+    boot = held * (f32 + pp * 4) + (held * f32 if an.method == "cae-masked" else 0)
     if an.method == "vae":
         workers = max(1, mission.runtime.threads)
         raw = (2 * workers + 1) * an.batch

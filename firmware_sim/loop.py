@@ -30,7 +30,7 @@ from edgeae.folder_lock import hold
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
 
-from .boot import boot
+from .boot import boot, refuse_boot, telemetry_size
 from .boot import check_codec as check_codec
 from .boot import padded_batch as padded_batch
 from .budget import CostModel, Level
@@ -60,6 +60,8 @@ from .state import (
     discard_state,
     frames_to_take,
     holds_state,
+    mark_pass,
+    refused_boots,
     state_present,
     write_mission_state,
 )
@@ -143,16 +145,19 @@ class FlightRuntime:
                 raise
         first_boot = not holds_state(self.out)
         before = state_present(self.out)  # a user's own summary.json, downlink/... in an existing --out
+        lines = telemetry_size(self.out)  # what the earlier boots wrote: a refused boot's lines are taken back
         try:
             self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
             self._boot(loader, inject, wire, progress, parallel)
-        except BaseException:  # a refused boot: nothing flew, so a first boot removes what it created, only that
-            try:  # its files closed first, removed while the folder is still held (no other run takes it meanwhile)
+        except BaseException as exc:  # a refused boot: nothing flew, so a first boot removes what it created, only
+            try:  # that; its files closed first, removed while the folder is still held (no other run takes it)
                 try:
                     self._stop()
                 finally:
                     if first_boot:
                         discard_state(self.out, keep=before)
+                    else:  # the earlier boots' telemetry as they left it, and one line saying this boot was refused
+                        refuse_boot(self.out, lines, mission, exc)
             finally:
                 self.release()  # the caller gets no runtime to release it with
             if first_boot and not existed:
@@ -290,7 +295,16 @@ class FlightRuntime:
 
     # ---------------------------------------------------------------------------------------- downlink
     def downlink_pass(self) -> None:
-        """One downlink pass (:func:`.stops.downlink_pass`: a pass file that cannot be written is an event)."""
+        """One downlink pass (:func:`.stops.downlink_pass`: a pass file that cannot be written is an event), its
+        opportunity recorded in the state (the schedule holds across boots). With nothing queued no pass file is
+        written (it would be empty): a ``pass_skipped`` event says so, and the pass number is not used."""
+        mark_pass(self.queue.state)
+        if not self.queue.pending():
+            self.since_pass = 0
+            self.tm.write(
+                "event", kind="pass_skipped", reason="nothing queued to send", passes=self.queue.state["passes"]
+            )
+            return
         downlink_pass(self)
 
     def run(
@@ -365,6 +379,9 @@ class FlightRuntime:
                 records.setdefault(r["frame_id"], r)
             frames = [records[k] for k in sorted(records)]
             summary = summarise(self.queue, frames, summary_sections(self, history, frames))
+            refused = refused_boots(self.out / "telemetry.jsonl")  # boots that flew nothing: not in "boots"
+            if refused:
+                summary["boots_refused"] = refused
             path = self.out / "summary.json"
             if failed:
                 summary["not_written"] = dict(failed)

@@ -173,3 +173,42 @@ def frames_to_take(
             continue
         again = next((retry[k] for k in keys if retry.get(k)), None)
         yield (Path(path) if isinstance(f, Path) else path), (again.pop(0) if again else None)
+
+
+PASS_MARK = "finished_at_last_pass"
+"""The queue state's count of finished frames (processed or dropped) at the last downlink pass opportunity."""
+
+
+def frames_finished(ledger: dict[str, dict[str, Any]]) -> int:
+    """Frames of the ledger that are done: processed or dropped (not in progress, not interrupted)."""
+    return sum(e.get("status") in ("processed", "dropped") for e in ledger.values())
+
+
+def frames_since_pass(state: dict[str, Any]) -> int:
+    """Frames finished since the last downlink pass opportunity, over every boot on this state (the queue's
+    ``state``: the pass schedule holds across reboots and reruns, as frame ids do; until session 34 it restarted
+    at every boot, so runs of fewer than ``pass_every_frames`` frames never downlinked). A state from before
+    the mark starts its schedule at this boot."""
+    done = frames_finished(state["frames"])
+    return max(0, done - int(state.setdefault(PASS_MARK, done)))
+
+
+def mark_pass(state: dict[str, Any]) -> None:
+    """Record a downlink pass opportunity in the queue's ``state`` (saved with the index by the pass, else by the
+    next frame)."""
+    state[PASS_MARK] = frames_finished(state["frames"])
+
+
+def refused_boots(path: str | os.PathLike[str]) -> int:
+    """``boot_refused`` lines in a ``telemetry.jsonl`` (``path``) since its state was started (a ``start`` line of a
+    fresh state starts the count over): boots refused on this state, which flew nothing and are not counted as
+    boots."""
+    from .telemetry import read_lines
+
+    n = 0
+    for rec in read_lines(path):
+        if rec.get("type") == "start" and rec.get("resumed") is False:
+            n = 0
+        elif rec.get("type") == "boot_refused":
+            n += 1
+    return n

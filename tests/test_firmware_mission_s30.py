@@ -294,19 +294,23 @@ def test_a_compressible_frame_over_the_raw_packet_count_still_flies_and_one_that
 ) -> None:
     """With a coding codec the packet count is known only after coding: a flat frame whose raw samples would need
     ~84,000 packets flies (it was dropped before sampling), an incompressible one is dropped as
-    ``too_many_packets`` (not ``frame_error``) with the mission keys."""
+    ``too_many_packets`` (not ``frame_error``) with the mission keys. The deadline is a day (the most a mission
+    may set), so the frames run at nominal whatever the machine's load (with 5 s a loaded machine's cost model
+    chose lower_keep_fraction, which halved the packets the message names)."""
     m = mission(
         models,
         anomaly={"model": ""},
         reconstruction={"mode": "off"},
         sampling={"keep": 1.0},
         downlink={"max_packet_bytes": 128, "codec": "delta-deflate"},
+        budget={"frame_ms": 86_400_000.0},
     )
     rt = FlightRuntime(m, tmp_path / "out")
     flat = rt.process(np.full((2048, 4096), 77, np.uint8))
     noise = rt.process(np.random.default_rng(0).integers(0, 256, (2048, 4096), dtype=np.uint8))
     rt.finish()
     assert flat["status"] == "processed", flat.get("reason")
+    assert flat["level"]["name"] == noise["level"]["name"] == "nominal"  # the mission's keep: the count below
     assert noise["status"] == "dropped" and noise["reason"].startswith("too_many_packets")
     assert noise["detail"] == (
         "sparse product 1 needs 174,763 packets, over the 65,535 a product can have, after coding ([downlink] codec "

@@ -1,0 +1,190 @@
+"""A boot measures what the models really hold, refuses absurd scoring buffers before allocating them, leaves an
+existing state's telemetry as it was when refused, and keeps the downlink pass schedule across boots (session 34
+audit a2, items 1, 2, 4, 5 and 10)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from edgeae.firmware_sim.budget import scoring_batch
+from edgeae.firmware_sim.mission import MissionError
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from edgeae.firmware_sim.boot import scoring_buffers_refusal
+from edgeae.firmware_sim.loop import FlightRuntime
+from edgeae.firmware_sim.onboard import WARM_RUNS_MAX, default_loader
+from edgeae.firmware_sim.testing import small_mission as mission
+from edgeae.firmware_sim.testing import textured_frame as frame
+from edgeae.firmware_sim.testing import tiny_models
+
+MIB = 2**20
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def _lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "telemetry.jsonl").read_text().splitlines()]
+
+
+def _recon_loader(call: Any) -> Any:
+    """The default loader, with the reconstruction model (cae.onnx) calling ``call(x)`` before every run."""
+
+    def loader(path: Path, threads: int) -> Any:
+        real = default_loader(path, threads)
+        if path.name != "cae.onnx":
+            return real
+
+        class Wrapped:
+            metadata = real.metadata
+
+            def __call__(self, x: np.ndarray) -> np.ndarray:
+                call(x)
+                return real(x)
+
+        return Wrapped()
+
+    return loader
+
+
+# ------------------------------------------------------------------ item 1: the boot warms until the arena settles
+def test_the_boot_runs_the_recon_model_until_its_memory_settles_and_counts_what_it_holds(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """An interpreter whose arena grows on its first two runs (onnxruntime, 3 RGB tiles: +14 then +11 MiB): the
+    boot runs it until a run adds < 1 MiB, so what the models hold includes both (after one run the boot missed
+    the second growth, `check` said the mission fits, and frame 0 went over the budget)."""
+    arena: list[np.ndarray] = []
+    calls: list[int] = []
+
+    def grow(x: np.ndarray) -> None:
+        calls.append(x.shape[0])
+        if len(calls) <= 2:  # resident, held for good: as an interpreter's arena
+            arena.append(np.ones(6 * MIB, np.uint8))
+
+    m = mission(models, camera={"height": 128, "width": 192}, reconstruction={"check_tiles": 3})
+    rt = FlightRuntime(m, tmp_path / "out", loader=_recon_loader(grow))
+    rt.close()
+    assert len(calls) == 3 and set(calls) == {3}  # grew, grew, settled
+    warmed = [r for r in _lines(tmp_path / "out") if r.get("kind") == "recon_warmed"]
+    assert len(warmed) == 1 and warmed[0]["runs"] == 3 and warmed[0]["tiles"] == 3
+    assert all(a >= 5 * MIB for a in warmed[0]["rss_added"][:2]) and warmed[0]["rss_added"][2] < MIB
+    assert rt.rss_loaded - rt.rss_boot >= 12 * MIB  # both growths in what the boot measured
+
+
+def test_the_recon_warm_up_is_bounded(tmp_path: Path, models: dict[str, Path]) -> None:
+    arena: list[np.ndarray] = []
+    calls: list[int] = []
+
+    def always(x: np.ndarray) -> None:  # never settles
+        calls.append(1)
+        arena.append(np.ones(2 * MIB, np.uint8))
+
+    m = mission(models, camera={"height": 128, "width": 192})
+    FlightRuntime(m, tmp_path / "out", loader=_recon_loader(always)).close()
+    assert len(calls) == WARM_RUNS_MAX
+
+
+# ------------------------------------------------------------------ item 2: the batch, capped and checked at boot
+def test_the_batch_is_capped_to_the_patches_of_a_fixed_size_frame(tmp_path: Path, models: dict[str, Path]) -> None:
+    """batch = 4096 on a 128 x 192 camera of 4 x 6 = 24 patches: buffers of 24 (the boot held 10 GB for an RGB
+    camera of 9 patches)."""
+    m = mission(models, camera={"source": "files", "height": 128, "width": 192}, anomaly={"batch": 4096})
+    assert scoring_batch(m) == 24
+    rt = FlightRuntime(m, tmp_path / "out")
+    try:
+        assert rt.scorer is not None and rt.scorer.batch == 24
+        assert rt.engine is not None and rt.engine.batch == 24
+        rec = rt.process(frame())
+    finally:
+        rt.close()
+    assert rec["status"] == "processed" and rec["patches"]["scored"] == 24
+    any_size = mission(models, camera={"height": 0, "width": 0}, anomaly={"batch": 4096})
+    assert scoring_batch(any_size) == 4096  # no frame size to cap it by
+
+
+def test_scoring_buffers_over_the_budget_are_refused_before_a_model_loads(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    loads: list[str] = []
+
+    def loader(path: Path, threads: int) -> Any:
+        loads.append(path.name)
+        return default_loader(path, threads)
+
+    m = mission(models, camera={"height": 0, "width": 0}, anomaly={"batch": 4096}, budget={"memory_bytes": 8 * MIB})
+    why = scoring_buffers_refusal(m)
+    assert why is not None and why.startswith("[anomaly] batch = 4096 plans 46,137,344 B of scoring buffers")
+    assert "over [budget] memory_bytes = 8,388,608 B; lower [anomaly] batch to at most 744" in why
+    with pytest.raises(MissionError, match=r"\[anomaly\] batch = 4096 plans"):
+        FlightRuntime(m, tmp_path / "out", loader=loader)
+    assert loads == [] and not (tmp_path / "out").exists()
+    for batch, fits in ((744, True), (745, False)):  # the most it names is the most that fits
+        m = mission(
+            models, camera={"height": 0, "width": 0}, anomaly={"batch": batch}, budget={"memory_bytes": 8 * MIB}
+        )
+        assert (scoring_buffers_refusal(m) is None) == fits
+
+
+# ------------------------------------------------------------------ item 4: a refused boot on an existing state
+def test_a_refused_boot_on_an_existing_state_leaves_its_telemetry_and_one_boot_refused_line(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    out = tmp_path / "out"
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(0))
+    rt.finish()
+    before = (out / "telemetry.jsonl").read_bytes()
+
+    def broken(x: np.ndarray) -> None:  # refused after its start, model and memory lines were written
+        raise RuntimeError("arena allocation failed")
+
+    with pytest.raises(MissionError, match="failed its first run at boot"):
+        FlightRuntime(mission(models), out, loader=_recon_loader(broken))
+    after = (out / "telemetry.jsonl").read_bytes()
+    assert after.startswith(before)
+    added = [json.loads(line) for line in after[len(before) :].decode().splitlines()]
+    assert [r["type"] for r in added] == ["boot_refused"]
+    assert added[0]["error"] == "MissionError" and "arena allocation failed" in added[0]["reason"]
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(1))
+    summary = rt.finish()
+    assert summary["boots"] == 2 and summary["boots_refused"] == 1
+    assert summary["frames"]["acquired"] == 2
+
+
+# ------------------------------------------------------------------ item 5 and 10: passes across boots, none empty
+def test_the_pass_schedule_holds_across_boots(tmp_path: Path, models: dict[str, Path]) -> None:
+    """pass_every_frames = 2, one frame per run: the second run's frame is the second since the last pass."""
+    out = tmp_path / "out"
+    m = mission(models, budget={"pass_every_frames": 2})
+    passes = []
+    for i in range(3):
+        rt = FlightRuntime(m, out)
+        rt.process(frame(i))
+        passes.append(rt.finish()["queue"]["passes"])
+    assert passes == [0, 1, 1]
+    assert sorted(p.name for p in (out / "downlink").iterdir()) == ["pass_00001.bin"]
+    index = json.loads((out / "queue" / "index.json").read_text())
+    assert index["state"]["finished_at_last_pass"] == 2
+
+
+def test_a_pass_with_nothing_queued_writes_no_pass_file(tmp_path: Path, models: dict[str, Path]) -> None:
+    out = tmp_path / "out"
+    rt = FlightRuntime(mission(models, camera={"width": 192}), out)
+    bad = rt.process(frame(0, w=160))  # dropped (another width): nothing queued
+    assert bad["status"] == "dropped"
+    assert rt.queue.state["passes"] == 0 and not list((out / "downlink").glob("pass_*"))
+    good = rt.process(frame(1))
+    summary = rt.finish()
+    assert good["status"] == "processed" and summary["queue"]["passes"] == 1
+    assert (out / "downlink" / "pass_00001.bin").stat().st_size > 0
+    skipped = [r for r in _lines(out) if r.get("kind") == "pass_skipped"]
+    assert len(skipped) == 1 and skipped[0]["reason"] == "nothing queued to send"
