@@ -109,7 +109,9 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         )
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
     partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
-    boots = f" (over {s['boots']} boots)" if int(s.get("boots") or 1) > 1 else ""
+    n_boots, refused = int(s.get("boots") or 1), int(s.get("boots_refused") or 0)
+    also = f", {refused} refused" if refused else ""
+    boots = f" (over {n_boots} boot{'s' if n_boots != 1 else ''}{also})" if n_boots > 1 or refused else ""
     print(
         f"mission {s['mission']}: {f['acquired']} frames acquired{boots}: {f['downlinked']} downlinked{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"

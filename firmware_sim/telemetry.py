@@ -295,6 +295,12 @@ def run_finished(lines: list[dict[str, Any]]) -> bool:
     return bool(starts) and "end" in kinds[starts[-1] :]
 
 
+def _refused_boots(path: Path) -> int:
+    from .state import refused_boots  # state reads telemetry lazily too: no import cycle
+
+    return refused_boots(path)
+
+
 def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str]]:
     """A summary of an incomplete run (rebooted, interrupted, killed) from what its folder holds: the frame
     records and events of ``telemetry.jsonl``, the ledger and queue of ``queue/index.json`` and the mission of
@@ -313,6 +319,7 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         "mission": mission.get("name") or "?",
         "budgets": {k: settings.get(f"budget.{k}") for k in ("memory_bytes", "frame_ms", "downlink_bytes_per_pass")},
         "boots": history.boots,
+        **({"boots_refused": refused} if (refused := _refused_boots(root / "telemetry.jsonl")) else {}),
         # as a finished run's summary says them (run_summary.summary_sections), from the events: the faults the
         # boots injected (those asked for are not recorded, so none is said "not fired") and the scrub reloads
         "faults": list(dict.fromkeys(str(e.get("fault")) for e in history.events if e.get("kind") == "fault_injected")),

@@ -160,6 +160,26 @@ def test_a_refused_boot_on_an_existing_state_leaves_its_telemetry_and_one_boot_r
     assert summary["frames"]["acquired"] == 2
 
 
+def test_the_console_and_a_rebuilt_summary_count_refused_boots(
+    tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from firmware_sim.cli_outputs import _print_summary
+    from firmware_sim.telemetry import rebuild_summary
+
+    out = tmp_path / "out"
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(0))
+    rt.finish()
+    with pytest.raises(MissionError):
+        FlightRuntime(mission(models), out, loader=_recon_loader(lambda x: (_ for _ in ()).throw(RuntimeError("x"))))
+    rebuilt, _ = rebuild_summary(out)
+    assert rebuilt["boots"] == 1 and rebuilt["boots_refused"] == 1
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(1))
+    _print_summary(rt.finish(), str(out))
+    assert "2 frames acquired (over 2 boots, 1 refused)" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------ item 5 and 10: passes across boots, none empty
 def test_the_pass_schedule_holds_across_boots(tmp_path: Path, models: dict[str, Path]) -> None:
     """pass_every_frames = 2, one frame per run: the second run's frame is the second since the last pass."""
