@@ -184,7 +184,7 @@ def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence
 def _check_kind(path: Path, want: str, spec: str) -> Path:
     if want == "artifact" and path.suffix not in ARTIFACT_SUFFIXES:
         if path.suffix == CHECKPOINT_SUFFIX:
-            what = f"{path.name} is a PyTorch checkpoint: make an artifact from it with  edgeae export {spec} --out DIR"
+            what = f"{path.name} is a PyTorch checkpoint: make an artifact from it with edgeae export {spec} --out DIR"
         elif path.suffix:
             what = f"{path.name} is a {path.suffix} file, not a model artifact"
         else:

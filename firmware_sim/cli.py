@@ -21,6 +21,8 @@ mission overrides in :mod:`.cli_overrides`, what it prints and writes at the end
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +32,9 @@ from .cli_commands import _bench, _missions, _report
 from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, check_lines
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_with_overrides
-from .faults import FaultSpecError, SimulatedReboot
-from .mission import Mission, MissionError
+from .faults import FaultSpecError, SimulatedReboot, parse_faults
+from .mission import ARTIFACT_SUFFIXES, Mission, MissionError
+from .mission_sections import ARTIFACT_FORMATS
 
 if TYPE_CHECKING:
     from .frames import FrameList
@@ -80,13 +83,18 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     from .state import StateNotSaved
     from .telemetry import TelemetryNotWritten
 
-    mission = _mission_with_overrides(args)
+    _check_inject(args)
+    mission = _mission_for(args)
     _check_out_folder(Path(args.out))
     found = collect_frames(args.frames)
     for note in found.empty:
         print(f"firmware-sim: --frames {note}", file=sys.stderr)
     if not found.files:
         raise MissionError("no frames: --frames names no frame files")
+    if len(found.missing) == len(found.files):  # refused before the boot: nothing created, nothing in a ledger
+        n = len(found.missing)
+        gone = ", ".join(found.missing[:3]) + (f" and {n - 3} more" if n > 3 else "")
+        raise MissionError(f"no frames: --frames names no file that exists ({gone} {_does(n)} not exist)")
     try:  # the folder stays held until the report is written (rt.release below): no other run writes it meanwhile
         types = {Path(f).suffix.lower() for f in found.files}  # only their decoders are loaded at boot
         rt = FlightRuntime(
@@ -149,6 +157,91 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
     return 0
 
 
+def _does(n: int) -> str:
+    return "does" if n == 1 else "do"
+
+
+def _check_inject(args: argparse.Namespace) -> None:
+    """``--inject`` parsed before anything else (``run`` and ``check`` alike), refused in one line naming it: a
+    value no run could fly (``seu@frame1:nan``, ``late@frame1:1e300``) is a user error, not a failure mid-run."""
+    try:
+        parse_faults(args.inject or ())
+    except FaultSpecError as exc:
+        raise FaultSpecError(f"--inject {exc}") from None
+
+
+# the mission field each option of the command line sets (--set names its own)
+_OPTION_FIELDS = {
+    "anomaly_model": ("anomaly", "model", "--anomaly-model"),
+    "recon_model": ("reconstruction", "model", "--recon-model"),
+    "threads": ("runtime", "threads", "--threads"),
+    "frame_ms": ("budget", "frame_ms", "--frame-ms"),
+}
+
+
+def _mission_for(args: argparse.Namespace) -> Mission:
+    """The mission with the command line's changes (:func:`.cli_overrides._mission_with_overrides`); a section's
+    refusal of a value an option gave names that option (``--threads 0: [runtime]: threads must be in 1..256``),
+    and a model path named on the command line that is not there names the folder it was looked for in."""
+    for attr in ("anomaly_model", "recon_model"):
+        _check_model_path(_OPTION_FIELDS[attr][2], getattr(args, attr), args.mission)
+    try:
+        return _mission_with_overrides(args)
+    except MissionError as exc:
+        raise MissionError(_name_the_option(str(exc), args)) from None
+
+
+def _name_the_option(message: str, args: argparse.Namespace) -> str:
+    """``message`` prefixed with the options that set the field it refuses (those of its section when no option
+    sets that field itself); as it was when it names no section or no option set one."""
+    m = re.match(r"\[(\w+)\]: (\w+)", message)
+    if m is None:
+        return message
+    section, key = m.groups()
+    given = [
+        (sec, k, f"{flag} {getattr(args, attr)}")
+        for attr, (sec, k, flag) in _OPTION_FIELDS.items()
+        if getattr(args, attr, None) is not None
+    ]
+    for item in args.set or ():
+        lhs = item.partition("=")[0].strip()
+        sec, _, k = lhs.partition(".")
+        given.append((sec.strip(), k.strip(), f"--set {item}"))
+    named = [opt for sec, k, opt in given if sec == section and k == key]
+    named = named or [opt for sec, _, opt in given if sec == section]
+    return f"{', '.join(named)}: {message}" if named else message
+
+
+def _check_model_path(flag: str, spec: str | None, mission: str) -> None:
+    """A model path given on the command line that does not exist, refused naming the folder it was read from (the
+    current one) and the file of that name beside the mission file, when there is one."""
+    if not spec or spec.startswith("zoo:") or Path(spec).suffix.lower() not in ARTIFACT_SUFFIXES:
+        return  # a zoo name, or no artifact suffix: resolved (or refused) by the overrides
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        return
+    if path.is_absolute():
+        raise MissionError(f"{flag} {spec}: no such file")
+    beside = Path(mission).parent / spec if Path(mission).is_file() else None
+    hint = f"; {beside} exists: give that path" if beside is not None and beside.is_file() else ""
+    raise MissionError(
+        f"{flag} {spec}: no such file in the current folder {Path.cwd()} (a path on the command line is read from "
+        f"the current folder, not beside the mission file){hint}"
+    )
+
+
+def _prefer(text: str) -> str:
+    """``bench --prefer``: comma-separated artifact formats, each once."""
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in names if f not in ARTIFACT_FORMATS]
+    if not names or bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"takes comma-separated artifact formats of {', '.join(ARTIFACT_FORMATS)}, each once, e.g. tflite,onnx; "
+            f"got {text!r}"
+        )
+    return ",".join(names)
+
+
 def _check_out_folder(out: Path) -> None:
     """Refuse, before the boot, an ``--out`` that is a file, lies below a file, or cannot be created where it is
     (a read-only or virtual file system such as /proc), in one line naming the path and why, as ``edgeae scan``
@@ -196,7 +289,8 @@ def _check(args: argparse.Namespace) -> int:
 
     from .loop import FlightRuntime
 
-    mission = _mission_with_overrides(args)
+    _check_inject(args)
+    mission = _mission_for(args)
     with tempfile.TemporaryDirectory(prefix="firmware-sim-check-") as tmp:
         rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or ())
         try:
@@ -269,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--frames", nargs="+", required=True, metavar="PATH",
-        help="frame files or folders: PNG, JPEG, TIFF/BigTIFF (streamed in strips), or .npy arrays",
+        help="frame files or folders: PNG, JPEG, PGM/PPM/PNM, TIFF/BigTIFF (streamed in strips), or .npy arrays",
     )  # fmt: skip
     r.add_argument(
         "--out", required=True, metavar="DIR",
@@ -322,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     b.add_argument("--frame-width", type=int, default=1648, help="frame width for the sampling stage (default 1648)")
     b.add_argument("--keep", type=float, default=0.05, help="fraction of pixels sampled, in (0, 1] (default 0.05)")
+    b.add_argument(
+        "--prefer", type=_prefer, metavar="FORMATS",
+        help="for a zoo name: the artifact formats to take first, e.g. tflite,onnx (default: the order of the "
+        "shipped mission that flies it, else onnx,tflite,ort)",
+    )  # fmt: skip
     b.add_argument("--json", metavar="FILE", help="also write the full result as JSON to this file")
     b.set_defaults(_fn=_bench)
     m = sub.add_parser(

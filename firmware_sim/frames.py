@@ -253,11 +253,14 @@ def open_frame(path: str | os.PathLike[str]) -> FrameReader:
 @dataclass
 class FrameList:
     """The frame files ``--frames`` names, and what it named that gives no frame: ``empty`` (each argument
-    that yields nothing, with why) and ``skipped`` (the entries of a folder that are not frame files)."""
+    that yields nothing, with why: an empty folder, a file that is not a frame file), ``skipped`` (the entries of a
+    folder that are not frame files) and ``missing`` (the names that do not exist: kept in ``files`` too, so the
+    loop drops them with their reason)."""
 
     files: list[Path] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     def notes(self) -> dict[str, list[str]]:
         """For the run summary (``inputs``)."""
@@ -266,13 +269,21 @@ class FrameList:
 
 def collect_frames(specs: Sequence[str | os.PathLike[str]]) -> FrameList:
     """Files named on the command line, folders expanded to their frame files in sorted order (not
-    recursively: a sub-folder is skipped, whatever its name). A name that does not exist is kept: the loop
-    drops it with its reason, so it is accounted in the ledger."""
+    recursively: a sub-folder is skipped, whatever its name). A name that does not exist is kept (and listed in
+    ``missing``): the loop drops it with its reason, so it is accounted in the ledger. A file named that is not a
+    frame file by its suffix (``mission.toml``) gives no frame, as it would in a folder: noted in ``empty``
+    (until session 34 it was acquired and dropped ``unreadable``)."""
     out = FrameList()
     for spec in specs:
         p = Path(spec)
         if not p.is_dir():
-            out.files.append(p)
+            if not p.exists():  # a broken link too
+                out.files.append(p)
+                out.missing.append(str(spec))
+            elif p.suffix.lower() in FRAME_SUFFIXES:
+                out.files.append(p)
+            else:
+                out.empty.append(f"{spec}: not a frame file (frame files end in {', '.join(FRAME_SUFFIXES)})")
             continue
         entries = sorted(p.iterdir())
         frames = [q for q in entries if q.suffix.lower() in FRAME_SUFFIXES and not q.is_dir()]

@@ -113,6 +113,8 @@ def mission_from_dict(data: dict[str, Any], source: str = "mission") -> Mission:
     unknown = sorted(set(data) - set(_SECTIONS) - {"name", "description"})
     if unknown:
         raise MissionError(f"{source}: unknown top-level keys {unknown}")
+    if "name" not in data:
+        raise MissionError(f'{source}: no name: a mission file needs a top-level name = "..." (before any [section])')
     for key in ("name", "description"):
         if not isinstance(data.get(key, ""), str):
             raise MissionError(f"{source}: {key} must be a string, got {data[key]!r} ({type(data[key]).__name__})")
@@ -143,11 +145,19 @@ def resolve_mission(spec: str | Path) -> Path:
 
 def load_mission(spec: str | Path) -> Mission:
     """Read and validate a mission TOML file (or a shipped mission by name)."""
+    if Path(spec).is_dir():  # not "neither a file nor a preset": it is there, but a folder
+        raise MissionError(
+            f"mission {spec} is a folder, not a mission file: name a .toml file in it or a shipped mission"
+        )
     path = resolve_mission(spec)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise MissionError(f"{path}: cannot read mission file ({exc})") from exc
+    if not data:
+        raise MissionError(
+            f'{path}: the mission file is empty (it needs at least name = "..."; see firmware-sim missions)'
+        )
     _models_beside(data, path.parent)
     return mission_from_dict(data, source=str(path))
 

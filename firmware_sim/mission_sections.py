@@ -125,7 +125,8 @@ class Camera:
         if isinstance(m, int) and not isinstance(m, bool):  # N: every side
             object.__setattr__(self, "margin", (m,))
         _check_types(self, w)
-        _need(len(self.margin) in (0, 1, 4), w, f"margin must be N or [top, bottom, left, right], got {m!r}")
+        given = list(m) if isinstance(m, list | tuple) else m  # as TOML writes it (--set gives a tuple)
+        _need(len(self.margin) in (0, 1, 4), w, f"margin must be N or [top, bottom, left, right], got {given!r}")
         _need(all(v >= 0 for v in self.margin), w, "margin pixels must be >= 0")
         _need(self.height >= 0, w, f"height must be >= 0 (0 = any), got {self.height}")
         _need(self.width >= 0, w, f"width must be >= 0 (0 = any), got {self.width}")

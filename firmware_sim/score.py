@@ -40,18 +40,34 @@ class ScoringError(ValueError):
     """The model and the mission disagree (kind, channels, patch size)."""
 
 
-def check_model(meta: Any, anomaly: Anomaly, channels: int, source: str) -> None:
-    """Refuse a model whose kind, channels or input size does not fit the mission."""
+def check_model(meta: Any, anomaly: Anomaly, channels: int, source: str, mission_file: str = "") -> None:
+    """Refuse a model whose kind, channels or input size does not fit the mission, naming the mission's key (and
+    ``mission_file``, the file that sets it, when given) and the value that would fit."""
+    where = f"{mission_file} " if mission_file else ""
     want = "vae" if anomaly.method == "vae" else "cae"
     if meta.kind != want:
-        raise ScoringError(f"{source}: method {anomaly.method!r} needs a {want} model, artifact is {meta.kind!r}")
+        fits = next((m for m in ("vae", "cae-masked") if m.startswith(str(meta.kind))), "")
+        hint = f" (method = {fits!r} scores with it)" if fits else ""
+        raise ScoringError(
+            f"{source}: {where}[anomaly] method = {anomaly.method!r} needs a {want} model, the artifact is a "
+            f"{meta.kind!r} model{hint}"
+        )
     if meta.channels != channels:
-        raise ScoringError(f"{source}: model has {meta.channels} channels, camera has {channels}")
+        raise ScoringError(
+            f"{source}: the model takes {_count(meta.channels, 'channel')}, but {where}[camera] channels = {channels}"
+        )
     shape = meta.input_shape
     hw = shape[2:] if meta.layout == "NCHW" else shape[1:3]
     for v in hw:
         if v > 0 and v != anomaly.patch:
-            raise ScoringError(f"{source}: model input {shape} does not take {anomaly.patch}-px patches")
+            raise ScoringError(
+                f"{source}: the model takes {v}-px patches (input {tuple(shape)}), but {where}[anomaly] patch = "
+                f"{anomaly.patch}: set patch = {v}"
+            )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def resolve_threshold(anomaly: Anomaly, meta: Any, source: str) -> float | None:

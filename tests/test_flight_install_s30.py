@@ -329,7 +329,7 @@ def test_a_file_that_is_no_artifact_is_named_for_what_it_is(tmp_path: Path) -> N
     assert "passwd has no artifact suffix" in str(info.value) and "export" not in str(info.value)
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"x")
-    with pytest.raises(NameNotFound, match=r"m.pt is a PyTorch checkpoint: make an artifact from it with  edgeae "):
+    with pytest.raises(NameNotFound, match=r"m.pt is a PyTorch checkpoint: make an artifact from it with edgeae "):
         model_path(str(ckpt), "artifact")
 
 
