@@ -298,3 +298,87 @@ def test_the_status_line_says_what_arrived_while_it_changes() -> None:
     finally:
         status.stop()
     assert buf.getvalue() == f"serve: {len(pkts)} packets so far, 2 products, 0 decoded\n"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# review r1 of 23ae193 / a1001f5
+
+
+def test_the_limits_warning_names_sequence_missing_only_where_serve_charged_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 3: ``ground decode --limit`` refusing a whole product said it was counted in sequence.<kind>.missing,
+    which stayed 0 (only serve's receiver charges the datagrams its byte caps drop)."""
+    from edgeae.cli.ground_output import print_report
+    from edgeae.wire.stream import write_packet_file
+
+    pkts = _packets([0, 1, 2])
+    first = pkts[: len(_packets([0]))]
+    pk = tmp_path / "three.bin"
+    write_packet_file(pk, [(0.0, p) for p in pkts])
+    limit = sum(map(len, first))  # frame 0's packets only: frames 1 and 2 refused whole
+    out = tmp_path / "d1"
+    assert main(["ground", "decode", str(pk), "--out", str(out), "--limit", f"max_session_bytes={limit}"]) == 1
+    text = capsys.readouterr().out
+    stream = json.loads((out / "stream.json").read_text())["stream"]
+    refused = len(pkts) - len(first)
+    assert stream["rejected"] == {"session_limit": refused} and stream["sequence"]["sparse"]["missing"] == 0
+    assert (
+        f"WARNING: {refused} packets refused by this station's limits ({{'session_limit': {refused}}}): the products "
+        "below count them as lost (a product none of whose packets were kept has no line); raise the limit" in text
+    )
+    assert "sequence.<kind>.missing" not in text
+    # serve's receiver charged its drops: the sequence counts say so
+    seq = {"sparse": {**stream["sequence"]["sparse"], "missing": refused, "not_recorded": refused}}
+    print_report({"stream": {**stream, "sequence": seq}, "products": {}})
+    assert "or for a product none of whose packets were kept, in stream.json sequence.<kind>.missing" in (
+        capsys.readouterr().out
+    )
+
+
+def test_serve_says_when_its_receiver_process_failed_or_was_stopped() -> None:
+    """Items 1 and 6: a receiver error read as "stopped at --max-time"; one that died without a status, or was
+    stopped by a signal to it alone, could exit 0 or 130."""
+    from edgeae.cli.ground_output import serve_stop
+
+    out = Path("o")
+    err = "error: OSError: [Errno 28] No space left on device"
+    line, code = serve_stop({"stopped": err, "reception_stopped": err, "datagrams": 31}, 3, 600, out)
+    assert code == 1 and line.startswith(
+        "stopped: the receiver process failed (OSError: [Errno 28] No space left on device) after 31 datagrams: "
+        "nothing sent after that was recorded"
+    )
+    line, code = serve_stop({"stopped": "receiver_failed", "reception_stopped": "receiver_failed"}, 3, 600, out)
+    assert code == 1 and line.startswith("stopped: the receiver process ended without a status (killed?)")
+    sv = {"stopped": "receiver_interrupted", "reception_stopped": "interrupted", "receiver_signal": "SIGTERM"}
+    line, code = serve_stop(sv, 3, 600, out)
+    assert code == 1 and "stopped by SIGTERM (sent to it, not to this server)" in line
+    # the server's own receive loop failing is still said as such
+    line, code = serve_stop({"stopped": "error: ValueError: x", "reception_stopped": "interrupted"}, 3, 600, out)
+    assert code == 1 and line.startswith("stopped: the receive loop failed (error: ValueError: x)")
+
+
+def test_an_interrupted_session_that_decoded_everything_is_not_called_partial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Item 4: a serve stopped by SIGTERM that decoded every product wrote complete: false, and a second session
+    into its folder was told its outputs were partial."""
+    out = tmp_path / "live"
+    out.mkdir()
+    (out / "received.bin").write_bytes(b"EDGEAEPK\x01")
+    argv = ["ground", "serve", "--port", "0", "--out", str(out)]
+    for stream in (  # as session 34 writes it, and as serve wrote it before
+        {"complete": True, "interrupted": "SIGTERM", "products_not_decoded": 0},
+        {"complete": False, "interrupted": "SIGTERM", "products_not_decoded": 0},
+    ):
+        (out / "stream.json").write_text(json.dumps({"stream": stream}))
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "already holds a ground session (stream.json, received.bin)" in err and "partial" not in err
+    (out / "stream.json").write_text(
+        json.dumps({"stream": {"complete": False, "interrupted": "SIGTERM", "products_not_decoded": 2}})
+    )
+    assert main(argv) == 2
+    assert "did not finish (interrupted by SIGTERM; stream.json says complete: false, 2 products not decoded)" in (
+        capsys.readouterr().err
+    )

@@ -21,7 +21,7 @@ import pytest
 from edgeae.ground.limits import GroundLimits
 from edgeae.ground.station import GroundStation
 from edgeae.ground.transport import EOT, BindError, _receive_child, _RecordTail, bind_udp, send_udp, serve_udp
-from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
+from edgeae.wire.packets import SequenceCounters, WireConfig, build_packet, packetise
 from edgeae.wire.products import SparseFrame, TelemetryRecord
 from edgeae.wire.stream import FILE_VERSION, MAGIC, RECORD, write_packet_file
 
@@ -193,7 +193,8 @@ def test_a_signal_during_reception_is_named_in_stream_json(tmp_path: Path) -> No
     th.join(10)
     st = json.loads((tmp_path / "stream.json").read_text())["stream"]
     assert rep["serve"]["stopped"] == "interrupted"
-    assert st["interrupted"] == "SIGTERM" and st["complete"] is False and st["products_not_decoded"] == 0
+    # complete: every product received was decoded (review r1 item 4: was false, and the folder called partial)
+    assert st["interrupted"] == "SIGTERM" and st["complete"] is True and st["products_not_decoded"] == 0
     assert st["packets_accepted"] == len(pkts) and "error" not in rep["products"]["frame_1"]
 
 
@@ -284,3 +285,175 @@ def test_received_bin_is_read_in_bounded_windows(tmp_path: Path) -> None:
         got += batch
     tail.close()
     assert got == records
+
+
+# ------------------------------------------------------------------------------------------------------------
+# review r1 of 23ae193 / a1001f5
+
+
+def _failing_child(monkeypatch: pytest.MonkeyPatch, fake) -> None:  # type: ignore[no-untyped-def]
+    """Make the forked receiver run ``fake(real, sock, path, *rest)`` instead of the real loop."""
+    import edgeae.ground.transport as transport
+
+    real = transport._receive_child
+    monkeypatch.setattr(transport, "_receive_child", lambda sock, path, *rest: fake(real, sock, path, *rest))
+
+
+@linux_only
+def test_a_receiver_that_fails_names_its_error_not_max_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 1: a receiver that could not write (full disk, file-size limit) was reported as "stopped at --max-time"
+    (exit 1, "a longer pass needs a larger --max-time")."""
+    from edgeae.cli.ground_output import serve_stop
+
+    _failing_child(monkeypatch, lambda real, sock, path, *rest: real(sock, Path("/dev/full"), *rest))  # ENOSPC
+    th, port, result = _in_thread(GroundStation(out=tmp_path), max_time=600)
+    send_udp([(0.0, p) for p in _packets([1], SequenceCounters())[0]], port=port)
+    th.join(15)
+    sv = result["serve"]
+    assert sv["stopped"] == sv["reception_stopped"] == "error: OSError: [Errno 28] No space left on device"
+    line, code = serve_stop(sv, 3, 600, tmp_path)
+    assert code == 1 and line.startswith("stopped: the receiver process failed (OSError: [Errno 28] No space left")
+    assert "--max-time" not in line
+
+
+def test_the_receiver_loop_reports_its_own_error(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"x" * 10, sock.getsockname())
+    r, w = os.pipe()
+    assert _receive_child(sock, tmp_path / "no_such_folder" / "r.bin", w, 5, 5, GroundLimits(), os.getppid()) == 0
+    with os.fdopen(r) as fh:
+        assert json.loads(fh.read())["stopped"].startswith("error: FileNotFoundError: [Errno 2]")
+
+
+@linux_only
+def test_a_receiver_killed_outright_is_not_a_clean_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 1: a receiver that died without a status (``receiver_failed``) exited 0 when its products decoded."""
+    from edgeae.cli.ground_output import exit_status, serve_stop
+
+    pkts = _packets([1], SequenceCounters())[0]
+
+    def record_then_die(real, sock, path, *rest):  # type: ignore[no-untyped-def]
+        with open(path, "ab") as fh:
+            fh.write(b"".join(RECORD.pack(0.0, len(p)) + p for p in pkts))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    _failing_child(monkeypatch, record_then_die)
+    th, _, result = _in_thread(GroundStation(out=tmp_path))
+    th.join(15)
+    assert result["serve"]["stopped"] == "receiver_failed" and exit_status(result) == 0  # frame_1 decoded whole
+    line, code = serve_stop(result["serve"], 3, 20, tmp_path)
+    assert code == 1 and line.startswith(
+        f"stopped: the receiver process ended without a status (killed?) after {len(pkts)}"
+    )
+
+
+@linux_only
+def test_a_signal_to_the_receiver_alone_is_not_taken_for_ctrl_c(tmp_path: Path) -> None:
+    """Item 6: SIGTERM to the receiver process was recorded as "interrupted": "SIGINT" (the server got no signal)
+    and exit status 130."""
+    from edgeae.cli.ground_output import serve_stop
+
+    before = set(_children(os.getpid()))
+    gs = GroundStation(out=tmp_path)
+    pkts = _packets([1], SequenceCounters())[0]
+    th, port, result = _in_thread(gs, idle_timeout=10)
+    (child,) = set(_children(os.getpid())) - before
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in pkts:
+            s.sendto(p, ("127.0.0.1", port))
+    _wait_size(tmp_path / "received.bin", _records_size(pkts))
+    os.kill(child, signal.SIGTERM)
+    th.join(15)
+    sv, st = result["serve"], result["stream"]
+    assert sv["stopped"] == "receiver_interrupted" and sv["receiver_signal"] == "SIGTERM"
+    assert st["interrupted"] == "receiver interrupted (SIGTERM to the receiver process)" and st["complete"] is True
+    line, code = serve_stop(sv, 10, 20, tmp_path)
+    assert code == 1 and line.startswith("WARNING: the receiver process was stopped by SIGTERM (sent to it, not to")
+
+
+def _send_then_eot(port: int, packets: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in packets:
+            s.sendto(p, ("127.0.0.1", port))
+            time.sleep(0.001)
+        time.sleep(0.2)
+        s.sendto(EOT, ("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("case", ["reordered_and_duplicated", "junk"])
+def test_dropped_datagrams_are_charged_once_and_junk_not_at_all(case: str) -> None:
+    """Items 2 and 5: one junk datagram whose first bytes named APID 0x100, count 8192 made missing 8,182 (11 real
+    packets dropped); a duplicate inside an earlier run of drops made not_recorded 12 for 11 counts."""
+    counters = SequenceCounters()
+    kept, gone = _packets([1, 2], counters)
+    junk = bytearray(200)
+    junk[0:4] = b"\x01\x00\x20\x00"  # APID 0x100 (sparse), count 0x2000: nothing else of a packet
+    bad_crc = bytearray(build_packet(0x100, 5000, bytes(40)))
+    bad_crc[20] ^= 1  # a whole packet far ahead, damaged: its header cannot be trusted
+    # reordered: the later packets first, then the first two, then a copy of one inside the first run of drops
+    reordered = gone[2:] + gone[:2] + [gone[2]]
+    extra = [*gone, bytes(junk), bytes(bad_crc)] if case == "junk" else reordered
+    gs = GroundStation(limits=GroundLimits(max_session_bytes=_records_size(kept) - len(MAGIC) - 1))
+    th, port, result = _in_thread(gs)
+    _send_then_eot(port, kept + extra)
+    th.join(15)
+    sparse, sv = result["stream"]["sequence"]["sparse"], result["serve"]
+    assert sv["datagrams"] == len(kept) and sv["datagrams_not_recorded"] == len(extra)
+    assert sparse["missing"] == sparse["not_recorded"] == len(gone)
+    assert sparse["not_recorded_ranges"] == [[len(kept), len(kept) + len(gone) - 1]]
+    assert sparse["last_count"] == len(kept) + len(gone) - 1
+    assert sv["datagrams_not_recorded_unattributed"] == (2 if case == "junk" else 0)
+
+
+def test_dropped_datagrams_are_charged_by_the_checks_the_parser_makes_first() -> None:
+    """Item 2: a dropped datagram is charged exactly when parse_packet would get past its primary-header, length
+    and CRC checks (a packet it refuses later, for its headers or samples, still took its count)."""
+    from edgeae.ground.udp_receiver import _packet_count
+    from edgeae.wire.layout import crc16
+    from edgeae.wire.parse import WireError, parse_packet
+
+    def recrc(b: bytes | bytearray) -> bytes:
+        return bytes(b[:-2]) + crc16(bytes(b[:-2])).to_bytes(2, "big")
+
+    good = _packets([1], SequenceCounters())[0][3]
+    flipped = bytearray(good)
+    flipped[30] ^= 0xFF
+    tc = bytearray(good)
+    tc[0] |= 0x10  # a telecommand
+    segmented = bytearray(good)
+    segmented[2] &= 0x3F  # sequence flags 0b00
+    foreign = bytearray(good)
+    foreign[1] = 0x55  # APID 0x155
+    badlayout = bytearray(good)
+    badlayout[6] = 9  # payload layout version 9: intact, refused by the parser for its header
+    cases = {
+        "good": good, "crc": bytes(flipped), "length": good[:-1], "short": good[:10], "tc": recrc(tc),
+        "segmented": recrc(segmented), "apid": recrc(foreign), "idle": EOT, "layout": recrc(badlayout),
+        "junk": b"\x01\x00\x20\x00" + bytes(196),
+    }  # fmt: skip
+    header_checks = {"short", "length", "crc", "apid", "type", "idle"}
+    for name, data in cases.items():
+        try:
+            parse_packet(data)
+            passes = True
+        except WireError as exc:
+            passes = exc.reason not in header_checks
+        assert (_packet_count(data) is not None) == passes, name
+    assert _packet_count(good) == (0x100, 3) and _packet_count(recrc(badlayout)) == (0x100, 3)
+
+
+@linux_only
+def test_the_receive_buffer_warning_states_the_grant(caplog: pytest.LogCaptureFixture) -> None:
+    """Item 7: Linux's SO_RCVBUF reports twice the buffer granted: a 1 MiB grant was "granted a 2 MiB", and a 40 MiB
+    one (reported 80) passed for the 64 MiB asked."""
+    sock = bind_udp("127.0.0.1", 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # at most net.core.rmem_max is granted
+    granted = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)) // 2
+    with caplog.at_level("WARNING", logger="edgeae.ground.transport"):
+        rep = serve_udp(GroundStation(), port=0, idle_timeout=0.2, max_time=5, sock=sock)
+    assert rep["serve"]["receive_buffer_bytes"] == granted <= 1 << 20
+    from edgeae.ground.transport import _mib
+
+    assert f"the kernel granted a {_mib(granted)} UDP receive buffer of the 64 MiB asked" in caplog.text

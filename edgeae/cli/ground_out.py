@@ -100,7 +100,9 @@ SESSION_FILES = ("stream.json", "received.bin")
 
 def _unfinished(out: Path) -> str | None:
     """Why the session whose ``stream.json`` is in ``out`` did not finish (interrupted, its disk full, killed),
-    or None when it did (or wrote no ``complete`` field: an older edgeae's)."""
+    or None when it did (or wrote no ``complete`` field: an older edgeae's). An interrupted session that decoded
+    every product it received (``products_not_decoded`` 0) finished: serve wrote ``complete: false`` for every
+    signal until session 34."""
     import json
 
     try:
@@ -108,6 +110,8 @@ def _unfinished(out: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"its stream.json cannot be read: {exc}"
     if not isinstance(stream, dict) or stream.get("complete", True) is not False:
+        return None
+    if stream.get("interrupted") and stream.get("products_not_decoded") == 0:  # the final stream.json, all decoded
         return None
     how = (
         f"interrupted by {stream['interrupted']}"

@@ -22,10 +22,18 @@ def print_report(report: dict) -> None:
     )
     refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}
     if refused:
+        # only serve's receiver charges what its byte caps drop to sequence counts (not_recorded); packets the
+        # parser refuses (decode's caps, product_limit, max_session_packets) are in no count
+        charged = any(q.get("not_recorded") for q in st["sequence"].values())
+        where = (
+            "they count as lost (in the products below, or for a product none of whose packets were kept, in "
+            "stream.json sequence.<kind>.missing)"
+            if charged
+            else "the products below count them as lost (a product none of whose packets were kept has no line)"
+        )
         print(
-            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): they count "
-            "as lost (in the products below, or for a product none of whose packets were kept, in stream.json "
-            "sequence.<kind>.missing); raise the limit with --limit to keep them"
+            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): {where}; raise "
+            "the limit with --limit to keep them"
         )
     if st["rejected"].get("prng"):
         from edgeae.masks import PRNG_VERSION
@@ -154,7 +162,9 @@ def serve_stop(serve: dict, idle_timeout: float, max_time: float, out: Path) -> 
     """The console line saying why ``ground serve`` stopped (stream.json ``serve.stopped``), and the exit status that
     reason sets (None: that of :func:`exit_status`). A pass cut by ``--max-time`` before the end-of-transmission
     packet is exit status 1: packets were still arriving (else ``--idle-timeout`` would have stopped it first), so
-    the pass is likely incomplete; ``--idle-timeout`` is how a sender that sends no end-of-transmission packet ends."""
+    the pass is likely incomplete; ``--idle-timeout`` is how a sender that sends no end-of-transmission packet ends.
+    A receiver process that failed, ended without a status or was stopped by a signal to it alone is exit status 1
+    too (reception ended before the pass did)."""
     why, secs, n = serve["stopped"], serve.get("seconds", "?"), serve.get("datagrams", 0)
     if why == "end_of_transmission":
         return f"stopped: end-of-transmission packet received after {secs} s ({n:,} datagrams)", None
@@ -184,8 +194,28 @@ def serve_stop(serve: dict, idle_timeout: float, max_time: float, out: Path) -> 
         )
     if why == "interrupted":
         return f"interrupted: everything received so far is in {out} (stream.json, received.bin)", 130
+    if why.startswith("error") and why == reception:  # the receiver process's own error (a full disk)
+        return (
+            f"stopped: the receiver process failed ({why.removeprefix('error: ')}) after {n:,} datagrams: nothing "
+            f"sent after that was recorded, the pass is incomplete; everything recorded before is decoded, in {out} "
+            "(exit status 1)",
+            1,
+        )
     if why.startswith("error"):
         return f"stopped: the receive loop failed ({why}); everything received so far is in {out}", 1
+    if why == "receiver_failed":
+        return (
+            f"stopped: the receiver process ended without a status (killed?) after {n:,} datagrams: the pass may be "
+            f"incomplete; everything it recorded is decoded, in {out} (exit status 1)",
+            1,
+        )
+    if why == "receiver_interrupted":
+        sig = serve.get("receiver_signal") or "a signal"
+        return (
+            f"WARNING: the receiver process was stopped by {sig} (sent to it, not to this server) after {n:,} "
+            f"datagrams: the pass may be incomplete; everything received is decoded, in {out} (exit status 1)",
+            1,
+        )
     return f"stopped: {why}; everything received is in {out} (stream.json, received.bin)", None
 
 

@@ -44,6 +44,7 @@ from .udp_receiver import (
 )
 from .udp_receiver import _receive_child as _receive_child
 from .udp_receiver import bind_udp as bind_udp
+from .udp_receiver import granted_receive_buffer as granted_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def serve_udp(
     queue (``station.limits.decode_queue``); a product that finds the queue full is decoded at the end instead.
     Whatever stops the session (end of transmission, time-outs, Ctrl-C / SIGTERM, an error) everything
     received is parsed, the products are decoded and ``stream.json`` is written; a signal during that final
-    decode stops it as it stops ``ground decode`` (``stream.interrupted``, ``complete: false``).
+    decode stops it as it stops ``ground decode`` (``complete: false``). ``stream.interrupted`` names a signal that
+    stopped the session; ``complete`` stays whether every product received was decoded.
     ``ready(port)`` is called once the socket is bound (``port`` 0 picks a free one). Returns the final report
     with a ``serve`` section: why it stopped, datagrams, seconds. ``sock``: a socket from :func:`bind_udp`
     (bound before ``station.out`` is created, so a busy port leaves no folder behind); otherwise one is bound
@@ -108,8 +110,8 @@ def serve_udp(
     """
     sock = sock if sock is not None else bind_udp(host, port)
     _count_kernel_drops(sock)
-    rcvbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-    if rcvbuf < RECEIVE_BUFFER:  # Linux reports twice what it allows: less than asked is under half of it
+    rcvbuf = granted_receive_buffer(sock)  # in the bytes asked (Linux's getsockopt reports twice that)
+    if rcvbuf < RECEIVE_BUFFER:
         log.warning(
             "the kernel granted a %s UDP receive buffer of the %s asked (net.core.rmem_max caps it; "
             "raise it, e.g. sysctl -w net.core.rmem_max=%d, or run with CAP_NET_ADMIN): a burst larger than the "
@@ -236,12 +238,18 @@ def serve_udp(
         if decode_stopped:
             report = station.report()  # complete: false, and the products not decoded
         _account_child(report, stats, station)
+        reception = stats.get("stopped", "receiver_failed")  # why the receiver process stopped
+        stopped = "interrupted" if decode_stopped else reason or reception
+        if stopped == "interrupted" and not reason and not decode_stopped and not stop_signal:
+            stopped = "receiver_interrupted"  # a signal to the receiver process alone: this server got none
         serve = {
             "port": bound,
-            "stopped": "interrupted" if decode_stopped else reason or stats.get("stopped", "receiver_failed"),
-            "reception_stopped": stats.get("stopped", "receiver_failed"),  # why the receiver process stopped
+            "stopped": stopped,
+            "reception_stopped": reception,
             "datagrams": datagrams,
             "datagrams_not_recorded": stats.get("not_recorded", 0) + stats.get("dropped_source_limit", 0),
+            # of those, the ones not charged to a sequence count: not an intact packet, or past MAX_DROP_RUNS
+            "datagrams_not_recorded_unattributed": stats.get("dropped_unattributed", 0),
             "kernel_drops": _kernel_drops(stats),
             "eot_from": stats.get("eot_from"),
             "eot_ignored": stats.get("eot_ignored", 0),
@@ -251,11 +259,16 @@ def serve_udp(
         }
         if stats.get("eot_ignored_from"):
             serve["eot_ignored_from"] = stats["eot_ignored_from"]
+        if stats.get("signal"):
+            serve["receiver_signal"] = stats["signal"]
         report["serve"] = serve
-        if serve["stopped"] == "interrupted":  # as `ground decode` records it: stream.json names the signal
+        st = report["stream"]
+        if stopped == "receiver_interrupted":
+            st["interrupted"] = f"receiver interrupted ({stats.get('signal') or 'a signal'} to the receiver process)"
+        elif stopped == "interrupted":  # as `ground decode` records it: stream.json names the signal
+            # without a signal noted, a KeyboardInterrupt where no handler could be installed: Ctrl-C
             name = _signal_name(stop_signal[0] if stop_signal else signal.SIGINT)
-            st = report["stream"]
-            st.update(interrupted=name, complete=False)
+            st["interrupted"] = name  # complete stays the station's: false only when the final decode was cut
             st.setdefault("products_not_decoded", 0)
             st.setdefault("products_not_decoded_names", [])
             if decode_stopped:

@@ -2,10 +2,11 @@
 
 The socket is bound with a large receive buffer and asks the kernel to count the datagrams it drops (Linux). The
 receiver process does nothing but receive datagrams and append them as records to ``received.bin``; it applies
-the station's per-sender and per-session byte caps, counts what it drops at them (attributed to APID and sequence
-count), stops on the end-of-transmission packet :data:`EOT` from this session's sender, a time-out, a signal or
-the end of its parent, and reports one JSON status line. The parent stops and reaps it, reads that status and
-charges the dropped datagrams to the session's report (:func:`_account_child`).
+the station's per-sender and per-session byte caps, counts what it drops at them (intact packets attributed to
+APID and sequence count), stops on the end-of-transmission packet :data:`EOT` from this session's sender, a
+time-out, a signal, the end of its parent or an error (a full disk: the error is named), and reports one JSON
+status line. The parent stops and reaps it, reads that status and charges the dropped datagrams to the session's
+report (:func:`_account_child`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacketHeader
+
+from edgeae.wire.layout import COMMON, CRC_LEN, PRIMARY_HEADER, crc16
 from edgeae.wire.packets import IDLE_APID, SEQ_MODULO, build_packet
-from edgeae.wire.parse import KIND_OF_APID, peek_header
+from edgeae.wire.parse import KIND_OF_APID
 from edgeae.wire.stream import RECORD
 
 from .limits import GroundLimits
@@ -57,7 +61,7 @@ def bind_udp(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 def _large_receive_buffer(sock: socket.socket, size: int) -> int:
     """Ask for a ``size``-byte receive buffer, beyond ``net.core.rmem_max`` where allowed (SO_RCVBUFFORCE
-    needs CAP_NET_ADMIN); returns the buffer the kernel granted."""
+    needs CAP_NET_ADMIN); returns the buffer the kernel granted (:func:`granted_receive_buffer`)."""
     force = getattr(socket, "SO_RCVBUFFORCE", None)
     try:
         if force is None:
@@ -65,7 +69,14 @@ def _large_receive_buffer(sock: socket.socket, size: int) -> int:
         sock.setsockopt(socket.SOL_SOCKET, force, size)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)  # capped at net.core.rmem_max
-    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    return granted_receive_buffer(sock)
+
+
+def granted_receive_buffer(sock: socket.socket) -> int:
+    """The receive buffer the kernel granted ``sock``, in the bytes it was asked in: Linux's ``SO_RCVBUF`` reports
+    twice that (it doubles the request for its bookkeeping), so half of it there; elsewhere what it reports."""
+    reported = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    return reported // 2 if sys.platform.startswith("linux") else reported
 
 
 _SO_RXQ_OVFL: int | None = getattr(socket, "SO_RXQ_OVFL", 40 if sys.platform.startswith("linux") else None)
@@ -106,6 +117,26 @@ MAX_DROP_RUNS = 1000
 """Runs of dropped sequence counts the receiver process keeps (all APIDs together): its status stays small."""
 
 
+def _packet_count(data: bytes) -> tuple[int, int] | None:
+    """(APID, sequence count) of a datagram dropped at a cap when it is an intact packet of this wire format, by
+    the checks :func:`edgeae.wire.parse.parse_packet` makes first (long enough, the length field, the CRC, a wire
+    APID, an unsegmented version-0 telemetry header without secondary header); else None: junk whose first bytes
+    happen to name a wire APID must not widen its sequence span (up to 8,191 counts). Paid for dropped datagrams
+    only."""
+    if len(data) < PRIMARY_HEADER + COMMON.size + CRC_LEN:
+        return None
+    head = SpacePacketHeader.unpack(data[:PRIMARY_HEADER])
+    if head.packet_len != len(data) or crc16(data[:-CRC_LEN]) != int.from_bytes(data[-CRC_LEN:], "big"):
+        return None
+    if head.apid not in KIND_OF_APID:
+        return None
+    if head.ccsds_version != 0 or head.packet_type != PacketType.TM or head.sec_header_flag:
+        return None
+    if head.seq_flags != SequenceFlags.UNSEGMENTED:
+        return None
+    return head.apid, head.seq_count
+
+
 def _receive_child(
     sock: socket.socket,
     path: Path,
@@ -116,11 +147,13 @@ def _receive_child(
     parent: int,
 ) -> int:
     """The receiver process: datagrams -> records in ``path`` until EOT, a time-out, a signal or the end of
-    ``parent``; then one JSON status line on ``status_fd``. Per-sender and per-session byte caps apply here; a
-    datagram dropped at them is counted (and its bytes) and charged to the APID and sequence count its primary
-    header gives. An EOT is taken only from an address that sent datagrams in this session."""
+    ``parent``, or an error (``stopped``: ``error: TYPE: message``); then one JSON status line on ``status_fd``
+    (``stopped`` stays ``receiver_failed`` only when it ends otherwise). Per-sender and per-session byte caps apply
+    here; a datagram dropped at them is counted (and its bytes) and, when it is an intact packet
+    (:func:`_packet_count`), charged to its APID and sequence count. An EOT is taken only from an address that sent
+    datagrams in this session; ``signal`` names the signal that stopped it."""
     stats: dict[str, Any] = {
-        "stopped": "max_time", "not_recorded": 0, "dropped_source_limit": 0, "dropped_bytes": 0,
+        "stopped": "receiver_failed", "not_recorded": 0, "dropped_source_limit": 0, "dropped_bytes": 0,
         "dropped_unattributed": 0, "eot_ignored": 0, "kernel_drops_seen": None,
     }  # fmt: skip
     per_source: dict[str, int] = {}
@@ -142,6 +175,7 @@ def _receive_child(
                     stats["stopped"] = "parent_exited"
                     break
                 if now - t0 > max_time:
+                    stats["stopped"] = "max_time"
                     break
                 if now - last > idle_timeout:
                     stats["stopped"] = "idle_timeout"
@@ -173,8 +207,8 @@ def _receive_child(
                 if over_source or recorded + len(data) > limits.max_session_bytes:
                     stats["dropped_source_limit" if over_source else "not_recorded"] += 1
                     stats["dropped_bytes"] += len(data)
-                    peek = peek_header(data)
-                    if peek is None or peek[0] not in KIND_OF_APID or n_runs >= MAX_DROP_RUNS:
+                    peek = _packet_count(data) if n_runs < MAX_DROP_RUNS else None
+                    if peek is None:
                         stats["dropped_unattributed"] += 1
                         continue
                     apid, seq = peek
@@ -189,10 +223,18 @@ def _receive_child(
                         n_runs += 1
                     continue
                 per_source[src] = per_source.get(src, 0) + len(data)
-                fh.write(RECORD.pack(last - t0, len(data)) + data)  # one write: the reader never sees half
-                recorded += RECORD.size + len(data)
-    except KeyboardInterrupt:
+                record = RECORD.pack(last - t0, len(data)) + data
+                written = fh.write(record)  # one write: the reader never sees half
+                if written != len(record):  # a file-size limit or a disk that filled: no torn record left
+                    with contextlib.suppress(OSError):
+                        fh.truncate(fh.tell() - (written or 0))
+                    raise OSError(f"short write to {path}: {written} of {len(record)} bytes")
+                recorded += len(record)
+    except KeyboardInterrupt as exc:
         stats["stopped"] = "interrupted"
+        stats["signal"] = str(exc.args[0]) if exc.args else None
+    except Exception as exc:  # a full disk, a file-size limit, a socket error: named, not taken for a time-out
+        stats["stopped"] = f"error: {type(exc).__name__}: {exc}"
     finally:
         stats["kernel_drops_proc"] = _proc_udp_drops(sock)
         sock.close()
@@ -205,10 +247,11 @@ def _receive_child(
 
 
 def _child_signals() -> None:
-    """In the receiver process: SIGINT and SIGTERM raise KeyboardInterrupt (its loop writes its status and exits)."""
+    """In the receiver process: SIGINT and SIGTERM raise KeyboardInterrupt naming the signal (its loop writes its
+    status and exits)."""
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:  # an ignored SIGINT (nohup, a background job) stays so
@@ -271,10 +314,11 @@ def _account_child(report: dict, stats: dict[str, Any], station: GroundStation) 
 
 
 def _charge_not_recorded(receiver: Any, sequence: dict, dropped: dict[str, list[list[int]]]) -> None:
-    """Charge dropped datagrams (``dropped``: APID -> runs [first, last] of the counts their unverified primary
-    headers give, unwrapped in arrival order by the receiver process) to their APID: the span gaps are counted
-    in widens to them, so a product whose every packet was dropped shows as missing counts;
-    ``not_recorded`` / ``not_recorded_ranges`` say how many of the missing counts this station dropped."""
+    """Charge dropped datagrams (``dropped``: APID -> runs [first, last] of the counts the primary headers of the
+    intact packets among them give, unwrapped in arrival order by the receiver process) to their APID: the span
+    gaps are counted in widens to them, so a product whose every packet was dropped shows as missing counts;
+    ``not_recorded`` / ``not_recorded_ranges`` say how many of the missing counts this station dropped (runs
+    sorted and merged first: reordered and duplicated drops count each count once)."""
     for apid_text, runs in dropped.items():
         apid = int(apid_text)
         kind = KIND_OF_APID.get(apid)
@@ -283,7 +327,7 @@ def _charge_not_recorded(receiver: Any, sequence: dict, dropped: dict[str, list[
         t = receiver.trackers.get(apid)
         # the receiver process unwrapped from its own start: moved to the tracker's (nearest its top)
         shift = t.unwrap(runs[0][0] % SEQ_MODULO, update=False) - runs[0][0] if t is not None else 0
-        spans = [(a + shift, b + shift) for a, b in runs]
+        spans = _coalesce([(a + shift, b + shift) for a, b in runs])
         seen = sorted(t.valid | t.corrupt | t.refused) if t is not None else []
         ranges = [a.seq_range for a in receiver.products.values() if a.kind == kind]
         ranges += [(a, b + 1) for a, b in spans]
@@ -306,3 +350,15 @@ def _charge_not_recorded(receiver: Any, sequence: dict, dropped: dict[str, list[
             not_recorded=dropped_n,
             not_recorded_ranges=[[a % SEQ_MODULO, b % SEQ_MODULO] for a, b in spans[:50]],
         )
+
+
+def _coalesce(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Runs [first, last] sorted, overlapping and adjacent ones merged (the receiver process merges a count only
+    with its APID's last run, so reordered and duplicated datagrams leave overlapping runs)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
