@@ -82,6 +82,11 @@ def _first_drops(s: dict[str, Any]) -> list[str]:
     ]
 
 
+def _count(n: int, noun: str, plural: str = "") -> str:
+    """``1 frame``, ``2 frames``: ``n`` with its noun (``plural``, else ``noun`` + s)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _ms(v: Any) -> str:
     return "n/a" if v is None else f"{float(v):.0f} ms"
 
@@ -113,7 +118,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     also = f", {refused} refused" if refused else ""
     boots = f" (over {n_boots} boot{'s' if n_boots != 1 else ''}{also})" if n_boots > 1 or refused else ""
     print(
-        f"mission {s['mission']}: {f['acquired']} frames acquired{boots}: {f['downlinked']} downlinked{partial}, "
+        f"mission {s['mission']}: {_count(f['acquired'], 'frame')} acquired{boots}: {f['downlinked']} downlinked"
+        f"{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
     )
     for line in _first_drops(s):
@@ -141,14 +147,15 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     within = "within it" if mem.get("within_budget", True) else "OVER it"
     print(
         f"  memory: peak RSS growth over boot {mem.get('rss_growth_peak_bytes', 0) / mib:.1f} MiB of the "
-        f"{s['budgets']['memory_bytes'] / mib:.0f} MiB budget ({within}), RSS peak "
+        f"{s['budgets']['memory_bytes'] / mib:,.0f} MiB budget ({within}), RSS peak "
         f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{' (this boot)' if boots else ''}{traced_text}{rate_text}"
     )
     codec = s.get("sample_codec") or {}
     coded = f"; samples coded {codec['used']}" if codec.get("used") else ""
     if codec.get("configured") == "auto" and codec.get("used") != "ccsds121":
         coded += " (codec auto: libaec is not installed, so not ccsds121)"
-    print(f"  downlink: {q['sent_bytes']:,} B sent in {q['passes']} passes, {q['pending_bytes']:,} B pending{coded}")
+    passes = _count(int(q.get("passes") or 0), "pass", "passes")
+    print(f"  downlink: {q['sent_bytes']:,} B sent in {passes}, {q['pending_bytes']:,} B pending{coded}")
     failed = int(s.get("downlink_passes_failed") or 0)
     if failed:
         print(
@@ -163,9 +170,9 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         print(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
     if len(s["anomalies"]) > 5:
         print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
-    passes = ", downlink/pass_*.bin" if q.get("passes") else ""
+    pass_files = ", downlink/pass_*.bin" if q.get("passes") else ""
     summary_json = "" if any(Path(p).name == "summary.json" for p in s.get("not_written") or {}) else "summary.json, "
-    print(f"  wrote {out}/{summary_json}telemetry.jsonl{passes}")
+    print(f"  wrote {out}/{summary_json}telemetry.jsonl{pass_files}")
 
 
 def advice_lines(
@@ -173,8 +180,9 @@ def advice_lines(
 ) -> list[str]:
     """What to change when frames went over the memory budget, missed their deadline or scored nothing for time,
     from this boot's frame records: the measured peaks and times against the mission's budgets (``held_at_boot``:
-    what the loaded models held over the boot baseline)."""
-    out = []
+    what the loaded models held over the boot baseline); first, the frames this boot took again because their file
+    did not exist when first acquired."""
+    out = retaken_lines(summary, records)
     # processed frames only: a dropped frame's peak (one read whole, then found invalid) is no frame to size for
     over = [r for r in records if (r.get("memory") or {}).get("over_budget") and r.get("status") == "processed"]
     if over:
@@ -211,6 +219,35 @@ def advice_lines(
     return out
 
 
+def retaken_lines(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per frame of this boot (``records``) that took again a file the ledger holds dropped because it did
+    not exist when first acquired (:func:`.state.frames_to_take`): both are in the ledger and the accounting."""
+    from .state import missing_when_acquired
+
+    this_boot = {r.get("frame_id") for r in records}
+    missing: dict[Any, list[Any]] = {}  # source -> the frame ids dropped while it did not exist, oldest first
+    out = []
+    for e in sorted(summary.get("ledger") or [], key=lambda e: int(e.get("frame_id") or 0)):
+        if missing_when_acquired(e):
+            missing.setdefault(e.get("source"), []).append(e.get("frame_id"))
+        elif e.get("frame_id") in this_boot and missing.get(e.get("source")):
+            first = missing[e.get("source")].pop(0)
+            out.append(
+                f"  frame {e['frame_id']} taken again: it did not exist when first acquired (frame {first}, dropped "
+                f"unreadable): {e.get('source')}"
+            )
+    return out
+
+
+def passes_skipped_lines(reasons: Sequence[str]) -> list[str]:
+    """A WARNING for this boot's downlink passes that sent nothing while items waited (``reasons``:
+    :attr:`.queue.DownlinkQueue.passes_skipped`, the first said in full; each a ``pass_skipped`` event)."""
+    if not reasons:
+        return []
+    n = _count(len(reasons), "downlink pass", "downlink passes")
+    return [f"WARNING: {n} sent nothing (no pass file written): {reasons[0]}"]
+
+
 def _round_up(ms: float) -> int:
     """``ms`` rounded up to 2 significant digits (advice, not a measurement)."""
     if ms <= 0:
@@ -240,8 +277,8 @@ def check_lines(rt: Any) -> list[str]:
         out.append(f"WARNING: {w}")
     held = max(0, rt.rss_loaded - rt.rss_boot)
     out.append(
-        f"  memory: the loaded models hold {held / mib:.1f} MiB over the boot baseline of the "
-        f"{m.budget.memory_bytes / mib:.0f} MiB budget ([runtime] threads = {m.runtime.threads})"
+        f"  memory: the loaded models hold {held / mib:.1f} MiB (RSS growth over the boot baseline) of the "
+        f"{m.budget.memory_bytes / mib:,.0f} MiB budget ([runtime] threads = {m.runtime.threads})"
     )
     if cam.width and (cam.height or cam.source == "strips"):
         plan = plan_memory(m, cam.width, cam.height, rt._model_bytes(), cam.channels)

@@ -1,16 +1,77 @@
-"""The command line's changes to a ``firmware-sim run`` mission: ``--anomaly-model``, ``--recon-model``,
-``--threads``, ``--frame-ms`` and ``--set SECTION.KEY=VALUE``, each refused with one clear line (exit 2) when it
-names a missing or damaged model, an unknown key or a value of the wrong kind."""
+"""The command line's changes to a ``firmware-sim run`` (or ``check``) mission: ``--anomaly-model``,
+``--recon-model``, ``--threads``, ``--frame-ms`` and ``--set SECTION.KEY=VALUE``, each refused with one clear line
+(exit 2, naming the option) when it names a missing or damaged model, an unknown key or a value of the wrong kind
+(:func:`_mission_for`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from .mission import ARTIFACT_SUFFIXES, MODEL_FIELDS, MissionError, load_mission
+from .mission import ARTIFACT_SUFFIXES, MODEL_FIELDS, Mission, MissionError, load_mission
+
+# the mission field each option of the command line sets (--set names its own)
+_OPTION_FIELDS = {
+    "anomaly_model": ("anomaly", "model", "--anomaly-model"),
+    "recon_model": ("reconstruction", "model", "--recon-model"),
+    "threads": ("runtime", "threads", "--threads"),
+    "frame_ms": ("budget", "frame_ms", "--frame-ms"),
+}
+
+
+def _mission_for(args: argparse.Namespace) -> Mission:
+    """The mission with the command line's changes (:func:`_mission_with_overrides`); a section's
+    refusal of a value an option gave names that option (``--threads 0: [runtime]: threads must be in 1..256``),
+    and a model path named on the command line that is not there names the folder it was looked for in."""
+    for attr in ("anomaly_model", "recon_model"):
+        _check_model_path(_OPTION_FIELDS[attr][2], getattr(args, attr), args.mission)
+    try:
+        return _mission_with_overrides(args)
+    except MissionError as exc:
+        raise MissionError(_name_the_option(str(exc), args)) from None
+
+
+def _name_the_option(message: str, args: argparse.Namespace) -> str:
+    """``message`` prefixed with the options that set the field it refuses (those of its section when no option
+    sets that field itself); as it was when it names no section or no option set one."""
+    m = re.match(r"\[(\w+)\]: (\w+)", message)
+    if m is None:
+        return message
+    section, key = m.groups()
+    given = [
+        (sec, k, f"{flag} {getattr(args, attr)}")
+        for attr, (sec, k, flag) in _OPTION_FIELDS.items()
+        if getattr(args, attr, None) is not None
+    ]
+    for item in args.set or ():
+        lhs = item.partition("=")[0].strip()
+        sec, _, k = lhs.partition(".")
+        given.append((sec.strip(), k.strip(), f"--set {item}"))
+    named = [opt for sec, k, opt in given if sec == section and k == key]
+    named = named or [opt for sec, _, opt in given if sec == section]
+    return f"{', '.join(named)}: {message}" if named else message
+
+
+def _check_model_path(flag: str, spec: str | None, mission: str) -> None:
+    """A model path given on the command line that does not exist, refused naming the folder it was read from (the
+    current one) and the file of that name beside the mission file, when there is one."""
+    if not spec or spec.startswith("zoo:") or Path(spec).suffix.lower() not in ARTIFACT_SUFFIXES:
+        return  # a zoo name, or no artifact suffix: resolved (or refused) by the overrides
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        return
+    if path.is_absolute():
+        raise MissionError(f"{flag} {spec}: no such file")
+    beside = Path(mission).parent / spec if Path(mission).is_file() else None
+    hint = f"; {beside} exists: give that path" if beside is not None and beside.is_file() else ""
+    raise MissionError(
+        f"{flag} {spec}: no such file in the current folder {Path.cwd()} (a path on the command line is read from "
+        f"the current folder, not beside the mission file){hint}"
+    )
 
 
 def _mission_with_overrides(args: argparse.Namespace) -> Any:

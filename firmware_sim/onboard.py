@@ -257,7 +257,7 @@ class OnboardModels:
             self.anomaly = self._guard("anomaly", an.model, an.sha256, an.fallback, an.prefer)
         if self.anomaly is not None:
             pred = self.anomaly.predictor
-            check_model(pred.metadata, an, cam.channels, str(self.anomaly.path))
+            check_model(pred.metadata, an, cam.channels, str(self.anomaly.path), mission_file=self.m.source_path)
             self.threshold = resolve_threshold(an, pred.metadata, str(self.anomaly.path))
             lam = model_lambda(pred.metadata) if an.score == "terms-max" else None
             batch = scoring_batch(self.m)  # [anomaly] batch, capped to the patches a fixed-size camera's frame has

@@ -164,6 +164,9 @@ class PassReport:
     items_partial: int
     path: str
     index_error: str = ""  # the pass file was written but the queue index could not be saved (the error)
+    # no packet could be sent (the first item waiting has a packet larger than the whole pass): no pass file was
+    # written, ``index`` is the last pass number used, nothing changed; why, naming the item, its size and the budget
+    skipped: str = ""
 
 
 class DownlinkQueue:
@@ -180,6 +183,7 @@ class DownlinkQueue:
         self.lost_on_recovery: list[int] = []
         self.unsaved = ""  # the error of the last save when it failed: the index on disk is behind memory
         self.stale_temps: list[str] = []  # removed by sweep_stale_temps (a boot); opening the queue removes nothing
+        self.passes_skipped: list[str] = []  # why each pass of this process that could send nothing sent nothing
         if (self.root / "index.json").is_file():
             self._load()
 
@@ -327,19 +331,23 @@ class DownlinkQueue:
         Nothing in memory changes until the pass file is on disk, and the index is saved right after, so an
         interruption at any point either sent the pass (file and state) or did not (neither). A pass file that
         cannot be written raises ``OSError`` (naming the file) with nothing changed: every item stays pending and
-        the next pass sends it under the same pass number."""
+        the next pass sends it under the same pass number. A pass that can send nothing (every item waiting has a
+        packet larger than the whole pass) writes no file and uses no pass number: its report's ``skipped`` says why,
+        naming the first such item, its packet's size and the budget."""
         index = int(self.state["passes"]) + 1
         seq = dict(self.state["seq"])
         out: list[bytes] = []
         sent: list[tuple[Item, int, int]] = []  # (item, packets, bytes) taken in this pass
         left = int(budget_bytes)
         full = False  # a packet did not fit: the pass ends there (strict priority order, no gap filling)
+        too_big: tuple[Item, int] | None = None  # the first item passed over and the size of its next packet
         for it in self.pending():
             if left <= 0 or full:
                 break
             took = took_bytes = 0
             rest = split_packets((self.items_dir / it.file).read_bytes())[it.sent_packets :]
             if rest and len(rest[0]) > budget_bytes:  # can never fit a pass (other packet settings): passed over
+                too_big = too_big or (it, len(rest[0]))
                 continue
             for p in rest:
                 if len(p) > left:
@@ -355,6 +363,9 @@ class DownlinkQueue:
                 left -= len(p)
                 took, took_bytes = took + 1, took_bytes + len(p)
             sent.append((it, took, took_bytes))
+        if not out:  # an empty pass file would tell the ground nothing: none is written, no pass number used
+            self.passes_skipped.append(_why_nothing_sent(too_big, budget_bytes))
+            return PassReport(index - 1, 0, 0, 0, 0, "", skipped=self.passes_skipped[-1])
         path = Path(out_dir) / f"pass_{index:05d}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, b"".join(out))
@@ -377,3 +388,16 @@ class DownlinkQueue:
             if it.status == SENT:
                 (self.items_dir / it.file).unlink(missing_ok=True)
         return report
+
+
+def _why_nothing_sent(too_big: tuple[Item, int] | None, budget_bytes: int) -> str:
+    """Why a downlink pass sent no packet (:meth:`DownlinkQueue.downlink_pass`)."""
+    if too_big is None:
+        return f"nothing to send in a pass of {int(budget_bytes):,} B"
+    it, size = too_big
+    return (
+        f"the first item waiting does not fit a pass: item {it.id} ({it.kind} of frame {it.frame_id}, "
+        f"{it.wire_bytes - it.sent_bytes:,} B to send) has a packet of {size:,} B, over the pass budget of "
+        f"{int(budget_bytes):,} B (it was queued under other packet settings: raise [budget] "
+        f"downlink_bytes_per_pass to at least {size} to send it)"
+    )

@@ -142,6 +142,25 @@ def _ledger_key(source: str) -> str:
     return os.path.realpath(source) if os.path.isabs(source) else source
 
 
+NOT_THERE = " does not exist"  # how the reason of a frame dropped because its file was not there ends
+
+
+def missing_when_acquired(entry: dict[str, Any]) -> bool:
+    """Whether a ledger entry (of the queue's ledger or ``summary.json``'s) is a frame dropped ``unreadable`` because
+    its file did not exist when it was acquired (:func:`.frames.open_frame`): nothing of it was read."""
+    reason = str(entry.get("reason") or "")
+    code = entry.get("code") or reason.split(":", 1)[0]
+    dropped = entry.get("status", entry.get("outcome")) == "dropped"  # a queue ledger entry, or a summary's
+    return dropped and code == "unreadable" and reason.endswith(NOT_THERE)
+
+
+def _there_now(entry: dict[str, Any]) -> bool:
+    """A frame dropped because its file did not exist (:func:`missing_when_acquired`) whose file exists now: it
+    does not count as acquired (an absolute source only: a relative one an older run recorded names no folder)."""
+    source = str(entry.get("source") or "")
+    return missing_when_acquired(entry) and os.path.isabs(source) and os.path.isfile(source)
+
+
 def frames_to_take(
     ledger: dict[str, dict[str, Any]], frames: Sequence[str | os.PathLike[str]], skip: Callable[[str], None]
 ) -> Iterator[tuple[str | os.PathLike[str], int | None]]:
@@ -149,12 +168,18 @@ def frames_to_take(
     called with each source that is), ``frame_id`` the id to retry for a frame an interrupted run left
     ``interrupted``, None for a new frame.
 
+    A frame dropped because its file did not exist when it was acquired, whose file exists now, is not counted as
+    acquired: it is taken again as a new frame (its entry stays in the ledger, dropped; until session 34 it was
+    skipped for good once the file appeared).
+
     A frame is matched by the file its path resolves to (``os.path.realpath``), whatever folder the command runs
     from and however the path is written (``r0.png`` from ``rover/``, ``./rover/r0.png``, ``$PWD/rover/r0.png``),
     and is yielded as its absolute path, which the ledger records; a relative source an older run recorded matches
     the same string (until session 32 only the string given matched, so a rerun from another folder took every
     frame again under new ids)."""
-    done = Counter(_ledger_key(r["source"]) for r in ledger.values() if r["status"] != "interrupted")
+    done = Counter(
+        _ledger_key(r["source"]) for r in ledger.values() if r["status"] != "interrupted" and not _there_now(r)
+    )
     retry: dict[str, list[int]] = {}
     for key in sorted(ledger, key=int):
         if ledger[key]["status"] == "interrupted":

@@ -92,7 +92,9 @@ def retake_unsaved(rt: FlightRuntime) -> list[int]:
 
 def downlink_pass(rt: FlightRuntime) -> None:
     """One downlink pass. A pass file that cannot be written (a full or read-only disk) is a ``downlink_failed``
-    event naming the file and the error: its products stay queued for the next pass, and the loop goes on."""
+    event naming the file and the error: its products stay queued for the next pass, and the loop goes on. A pass
+    that could send nothing (the first item waiting has a packet larger than the pass) is a ``pass_skipped`` event
+    saying so: no file, no pass number."""
     rt.since_pass = 0  # this pass opportunity is spent, whether or not its file could be written
     folder = rt.out / "downlink"
     index = int(rt.queue.state["passes"]) + 1
@@ -107,6 +109,11 @@ def downlink_pass(rt: FlightRuntime) -> None:
             errno=errno.errorcode.get(exc.errno, exc.errno) if exc.errno is not None else None,
             error=str(exc),
             pending_bytes=rt.queue.stored_bytes,  # still queued: the next pass sends it
+        )
+        return
+    if rep.skipped:  # nothing could be sent (the first item waiting is larger than a pass): no file, no number
+        rt.tm.write(
+            "event", kind="pass_skipped", reason=rep.skipped, passes=rep.index, pending_bytes=rt.queue.stored_bytes
         )
         return
     if rep.index_error:  # the pass is on disk but the queue index could not record it (yet)
