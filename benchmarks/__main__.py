@@ -18,8 +18,10 @@ works from any folder (``PYTHONPATH=<repository> python -m benchmarks``).
 A stage runs in a staging copy of its folder (``--out/.work/staging/<stage>``, git-ignored; mtimes kept, so a stage
 that reads its earlier outputs still can); its output is shown and also logged to ``--out/.work/logs/`` (through a
 pipe, so the progress bars of the commands it runs are off). Only when
-every command of the stage succeeded are the files it wrote (and deletions of its own old files) moved into
-``--out/<stage>/`` and its record written. A failed run leaves the folder and the good record as they were, adds to
+every command of the stage succeeded are the files it wrote (and deletions of its own old files) published into
+``--out/<stage>/`` and its record written: each is copied beside its place first, and only when every copy succeeded
+are they renamed into place, so an error while publishing (a full disk) leaves the folder as it was, recorded as a
+failure of the run. A failed run leaves the folder and the good record as they were, adds to
 that record that the latest rerun failed (date, commit, exit status, commands, log: RESULTS.md shows it above the
 good tables) and exits 1; Ctrl-C leaves them as they were too and exits 130 (while a stage is being published it is
 held back until the stage is published whole). The staging folder of a run that was not published is left for
@@ -59,6 +61,7 @@ from benchmarks.publish import (
     OUTPUT_SUFFIXES,
     ROOT,
     WORK,
+    PublishError,
     earlier_runs,
     locked,
     promote,
@@ -221,13 +224,27 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
         with sigint_deferred() as held:
             try:
                 written, deleted = promote(staging, published, before)
-            except OSError as exc:  # a full disk part-way: said in one line and recorded, never a traceback
-                why = f"publishing failed: {exc.strerror or exc} ({exc.filename or published})"
+            except PublishError as exc:  # a full disk part-way: said in one line and recorded, never a traceback
+                why, partial = f"publishing failed: {exc.why}", exc.partial
                 fail = {"date": _now(), "commit": run.where.get("commit"), "size": size, "returncode": rc,
-                        "error": why, "commands": shown, "log": record["log"],
+                        "error": why, "partial": partial, "commands": shown, "log": record["log"],
                         "staging": shown_path(staging)}  # fmt: skip
-                update_record(run.out, name, lambda current: {**(current or record), "last_failure": fail})
-                print(f"== {name}: FAILED: {why}; the files not yet moved are in {shown_path(staging)}",
+
+                def unpublished(current: dict[str, Any] | None) -> dict[str, Any]:
+                    if _good(current):  # keep the good run's record and tables; say that publishing failed
+                        return {**(current or {}), "last_failure": fail}
+                    # nothing good to keep: a failed record (the commands exited 0; the stage did not)
+                    earlier = earlier_runs(published, [], current)
+                    return {**record, "returncode": 1, "error": why, "partial": partial, "files": [],
+                            "earlier": earlier, "staging": shown_path(staging)}  # fmt: skip
+
+                update_record(run.out, name, unpublished)
+                left = (
+                    f"some of its files may be in {shown_path(published)}, the rest not"
+                    if partial
+                    else f"{shown_path(published)} is as it was"
+                )
+                print(f"== {name}: FAILED: {why}; {left}; this run's files are in {shown_path(staging)}",
                       file=sys.stderr, flush=True)  # fmt: skip
                 return "failed"
             files = [rel for rel in written if Path(rel).suffix in OUTPUT_SUFFIXES]

@@ -5,6 +5,7 @@ teed to a log, and holding Ctrl-C back while a stage is published (used by ``pyt
 from __future__ import annotations
 
 import codecs
+import errno
 import fcntl
 import json
 import os
@@ -12,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -88,33 +89,128 @@ TEXT_SUFFIXES = (".md", ".json", ".jsonl", ".txt", ".csv", ".log")
 """Promoted files in which the staging folder's name is replaced by the published one (their own commands)."""
 
 
+class PublishError(Exception):
+    """Publishing a stage's files failed (``why``, one line). ``partial``: the error came while the copies were
+    being renamed into place, so the published folder may hold some of them; otherwise it is exactly as it was."""
+
+    def __init__(self, why: str, partial: bool) -> None:
+        super().__init__(why)
+        self.why, self.partial = why, partial
+
+
+def _blocking(published: Path, rel: str) -> Path | None:
+    """The highest folder of ``rel`` that exists in ``published`` as something other than a folder (a file the
+    stage replaced with a folder), or None."""
+    p = published
+    for part in Path(rel).parts[:-1]:
+        p = p / part
+        if not p.is_dir() and (p.exists() or p.is_symlink()):  # a link to a folder counts as one
+            return p
+        if not p.exists():
+            return None
+    return None
+
+
 def promote(staging: Path, published: Path, before: dict[str, tuple[int, int]]) -> tuple[list[str], list[str]]:
-    """Move the files a run wrote in ``staging`` (new, or changed since ``before``) into ``published``, file by file,
-    and delete there the files the run deleted from its copy; returns (written, deleted), relative paths. A stage
-    that records its own command line (``--out <staging>``) gets the published folder named there instead: the
-    staging path as the stage was given it (:func:`shown_path`) is replaced in its text files, which also turns the
-    absolute form of a path inside the repository into the published one."""
-    was, now_named = shown_path(staging).encode(), shown_path(published).encode()
-    now = snapshot(staging)
-    written = sorted(rel for rel, sig in now.items() if before.get(rel) != sig)
-    deleted = sorted(rel for rel in before if rel not in now)
-    for rel in deleted:
-        (published / rel).unlink(missing_ok=True)
-        for parent in (published / rel).parents:  # the folders the stage removed with them, when now empty
-            if parent == published or not parent.is_dir() or any(parent.iterdir()):
-                break
-            parent.rmdir()
-    for rel in written:
-        dst = published / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.is_dir() and not dst.is_symlink():  # a folder the stage replaced with a file
-            shutil.rmtree(dst)
-        shutil.move(staging / rel, dst)  # a rename, or a copy where .work is on another file system (EXDEV)
-        if dst.suffix in TEXT_SUFFIXES and not dst.is_symlink():
-            data = dst.read_bytes()
-            if was in data:
-                dst.write_bytes(data.replace(was, now_named))
+    """Publish the files a run wrote in ``staging`` (new, or changed since ``before``) into ``published`` and delete
+    there the files the run deleted from its copy; returns (written, deleted), relative paths. In two phases: each
+    file is first copied beside its place (``.NAME.tmp-<pid>``; staging keeps its whole copy); only when every copy
+    succeeded are they renamed into place and the deletions applied. An error in the first phase removes the copies
+    and the folders made for them, leaving ``published`` exactly as it was; any error raises :class:`PublishError`.
+    A stage that records its own command line (``--out <staging>``) gets the published folder named there instead:
+    before the copies, the staging path as the stage was given it (:func:`shown_path`) is replaced in its text files
+    in the staging copy, which also turns the absolute form of a path inside the repository into the published one."""
+    try:
+        was, now_named = shown_path(staging).encode(), shown_path(published).encode()
+        now = snapshot(staging)
+        written = sorted(rel for rel, sig in now.items() if before.get(rel) != sig)
+        deleted = sorted(rel for rel in before if rel not in now)
+        for rel in written:
+            src = staging / rel
+            if src.suffix in TEXT_SUFFIXES and not src.is_symlink():
+                data = src.read_bytes()
+                if was in data:  # written beside it and renamed: a full disk leaves the staged file whole
+                    write_atomic_bytes(src, data.replace(was, now_named))
+    except OSError as exc:
+        raise PublishError(_why(exc, staging), partial=False) from None
+    temps: dict[str, Path] = {}
+    made: list[Path] = []  # folders made in published for the copies, outermost first
+    try:
+        for rel in written:
+            dst = published / rel
+            block = _blocking(published, rel)
+            if block is not None and block.relative_to(published).as_posix() not in deleted:
+                raise OSError(errno.ENOTDIR, "a file of the published folder is in the way", str(block))
+            if block is None:
+                for parent in reversed([dst.parent, *dst.parent.parents]):
+                    if parent.is_relative_to(published) and not parent.is_dir():
+                        parent.mkdir()
+                        made.append(parent)
+                home, name = dst.parent, dst.name
+            else:  # its folder replaces a file: copied beside that file, moved into the folder when it is made
+                home, name = block.parent, "-".join(dst.relative_to(block.parent).parts)
+            tmp = home / f".{name}.tmp-{os.getpid()}"
+            while tmp in temps.values():  # two names that the joining made one
+                tmp = tmp.with_name(f"{tmp.name}-")
+            temps[rel] = tmp
+            tmp.unlink(missing_ok=True)
+            shutil.copy2(staging / rel, tmp, follow_symlinks=False)
+    except OSError as exc:
+        _remove(temps.values(), made)
+        raise PublishError(_why(exc, published), partial=False) from None
+    try:
+        for rel in written:
+            dst = published / rel
+            block = _blocking(published, rel)
+            if block is not None:
+                block.unlink()
+                dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.is_dir() and not dst.is_symlink():  # a folder the stage replaced with a file
+                shutil.rmtree(dst)
+            os.replace(temps[rel], dst)
+            del temps[rel]
+        for rel in deleted:
+            gone = published / rel
+            try:
+                if gone.is_dir() and not gone.is_symlink():  # a folder now: it holds what replaced the file
+                    continue
+                gone.unlink(missing_ok=True)
+            except NotADirectoryError:  # its folder was replaced by a file
+                continue
+            for parent in gone.parents:  # the folders the stage removed with them, when now empty
+                if parent == published or not parent.is_dir() or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+    except OSError as exc:
+        _remove(temps.values(), made)  # only the folders left empty go
+        raise PublishError(_why(exc, published), partial=True) from None
     return written, deleted
+
+
+def _why(exc: OSError, where: Path) -> str:
+    """One line for ``exc``: what went wrong and the path it happened at (``where`` when it names none)."""
+    return f"{exc.strerror or exc} ({exc.filename or where})"
+
+
+def _remove(temps: Iterable[Path], made: list[Path]) -> None:
+    """Remove the copies not (yet) renamed into place and the folders made for them (when empty)."""
+    for tmp in temps:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    for folder in reversed(made):
+        with suppress(OSError):
+            folder.rmdir()
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path``, then rename it over ``path`` (its mode kept): a reader never sees half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -6,8 +6,9 @@ in the folder by an earlier run are not shown as this run's: the section names t
 (``earlier``). A record without ``files`` (stages recorded before session 31) shows every table in its folder, as
 before. A stage whose only record is a failed run is marked FAILED at the top of its section; a failed rerun of a
 stage that has a good record keeps that record and its tables, and the section says at its top that the latest
-rerun failed (``last_failure``: when, at which commit, the command and its log). A timed stage measured at a
-1-minute load above 1 (``under_load``) carries a warning that its timings are not to be quoted.
+rerun failed (``last_failure``: when, at which commit, the command and its log; or, with ``error``, that its
+commands succeeded but publishing their files failed). A timed stage measured at a 1-minute load above 1
+(``under_load``) carries a warning that its timings are not to be quoted.
 
 The page depends only on files a clean clone has: files git ignores (thumbnails under ``topk/``, see .gitignore) are
 neither linked nor counted. Headings inside an embedded table file are demoted below the section's own.
@@ -192,7 +193,15 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
     timed run measured under load. Records written before these fields existed get none of the new lines."""
     parts: list[str] = []
     rc = st.get("returncode")
-    if rc and "log" in st:  # the stage has no good record: this failed run is all there is
+    if rc and st.get("error"):  # its commands succeeded, publishing their files did not; no good record
+        left = "some of its files may be in the stage folder" if st.get("partial") else "not published"
+        parts += [
+            f"**FAILED: the last run of this stage succeeded, but {st['error']}** (its output is in `{st.get('log')}` "
+            f"on the machine that ran it; what it wrote is in `{st.get('staging')}` there, {left}). "
+            "Files in the stage folder from earlier runs are named below, not shown.",
+            "",
+        ]
+    elif rc and "log" in st:  # the stage has no good record: this failed run is all there is
         parts += [
             f"**FAILED: the last run of this stage exited with status {rc}** (its output is in `{st['log']}` on the "
             f"machine that ran it; what it wrote is in `{st.get('staging')}` there, not published). "
@@ -208,13 +217,26 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
     fail = st.get("last_failure")
     if isinstance(fail, dict):
         cmds = "; ".join(f"`{c}`" for c in fail.get("commands") or [])
-        parts += [
-            f"**FAILED: the last run of this stage exited with status {fail.get('returncode')}** (the "
-            f"{fail.get('size')} run of {fail.get('date')} at commit `{fail.get('commit')}`: {cmds}; its output is in "
-            f"`{fail.get('log')}` on the machine that ran it). Everything below is from the last run that succeeded, "
-            "which that failure left as it was.",
-            "",
-        ]
+        run = f"the {fail.get('size')} run of {fail.get('date')} at commit `{fail.get('commit')}`: {cmds}"
+        if fail.get("error"):  # its commands succeeded, publishing their files did not
+            left = (
+                "Some of its files may have replaced those of the last run that succeeded: rerun the stage."
+                if fail.get("partial")
+                else "Everything below is from the last run that succeeded, which that failure left as it was."
+            )
+            parts += [
+                f"**FAILED: the last run of this stage succeeded, but {fail['error']}** ({run}; its output is in "
+                f"`{fail.get('log')}` and what it wrote in `{fail.get('staging')}` on the machine that ran it). "
+                + left,
+                "",
+            ]
+        else:
+            parts += [
+                f"**FAILED: the last run of this stage exited with status {fail.get('returncode')}** ({run}; its "
+                f"output is in `{fail.get('log')}` on the machine that ran it). Everything below is from the last run "
+                "that succeeded, which that failure left as it was.",
+                "",
+            ]
     if st.get("under_load") is not None:
         parts += [f"**Measured at 1-minute load {st['under_load']}: timings not to be quoted.**", ""]
     return parts
@@ -334,8 +356,9 @@ def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path)
     every = [p for p in on_disk if p not in ignored]
     mine = every if written is None else [p for p in every if p.relative_to(folder).as_posix() in set(written)]
     jsons = [p for p in mine if p.suffix == ".json"]
+    status = f"0, then {st['error']}" if rc and st.get("error") else rc  # a run whose publishing failed
     parts.append(
-        f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {rc}{load_note}."
+        f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {status}{load_note}."
         + _where_note(where)
         + simd_note(where, folder, jsons)
     )

@@ -470,10 +470,14 @@ def test_a_publishing_error_is_one_line_and_recorded(
     out = tmp_path / "results"
     _good_run(out, stages)
 
-    def full(src: object, dst: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+    real = pub.shutil.copy2
 
-    monkeypatch.setattr(pub.shutil, "move", full)
+    def full(src: object, dst: object, **kw: object) -> object:
+        if ".tmp-" in str(dst):  # the copies beside the published files (not the staging copy's)
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pub.shutil, "copy2", full)
     stages(demo=_stage(WRITE, "| new |", "61"))
     assert main(["--only", "demo", "--out", str(out)]) == 1
     assert "FAILED: publishing failed: No space left on device" in capsys.readouterr().err
@@ -500,3 +504,125 @@ def test_the_stages_get_the_data_folder_the_harness_found(
     assert main(["--only", "demo", "--out", str(out)]) == 0
     got, art = (out / "demo" / "results.md").read_text().split()
     assert got == str(data.resolve()) and art == os.path.abspath("rel/artifacts")
+
+
+# ------------------------------------------------------------------------------------------ review r3, item 4
+OLD_AND_NEW = _code(
+    "out.mkdir(parents=True, exist_ok=True)",
+    "(out / 'results.md').write_text(sys.argv[2] + ' --out ' + sys.argv[1])",  # names its own folder: rewritten
+    "(out / 'cases.json').write_text('{\"cases\": ' + sys.argv[3] + '}')",
+    "(out / 'plots').mkdir(exist_ok=True)",
+    "(out / 'plots' / 'curve.png').write_bytes(sys.argv[3].encode() * 100)",
+    "if sys.argv[3] == '60': (out / 'old.md').write_text('the first run only')",
+    "else: (out / 'old.md').unlink(); (out / 'extra').mkdir(); (out / 'extra' / 'more.json').write_text('[]')",
+)
+
+
+def _failing(monkeypatch: pytest.MonkeyPatch, name: str, nth: int | None) -> list[str]:
+    """Make ``pub.shutil.<name>`` / ``pub.os.<name>`` fail (a full disk) on its ``nth`` call (None: the last) that
+    touches a publishing copy (``.NAME.tmp-<pid>``); returns the names of the copies it was called for."""
+    import benchmarks.publish as pub
+
+    module = pub.shutil if name == "copy2" else pub.os
+    real = getattr(module, name)
+    seen: list[str] = []
+
+    def flaky(src: object, dst: object, **kw: object) -> object:
+        if f".tmp-{os.getpid()}" in f"{src} {dst}":
+            seen.append(Path(str(dst)).name)
+            if len(seen) == (nth or 4):  # the new run publishes 4 files
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(module, name, flaky)
+    return seen
+
+
+@pytest.mark.parametrize("nth", [1, 2, None], ids=["first file", "second file", "last file"])
+def test_a_publishing_error_leaves_the_published_folder_exactly_as_it_was(
+    tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], nth: int | None
+) -> None:
+    out = tmp_path / "results"
+    stages(demo=_stage(OLD_AND_NEW, "| good |", "60"))
+    assert main(["--only", "demo", "--out", str(out)]) == 0
+    before = {k: v for k, v in _published(out).items() if k.startswith("demo/")}
+    assert sorted(before) == ["demo/cases.json", "demo/old.md", "demo/plots/curve.png", "demo/results.md"]
+    good = json.loads((out / "stages.json").read_text())["demo"]
+    copied = _failing(monkeypatch, "copy2", nth)
+    stages(demo=_stage(OLD_AND_NEW, "| new |", "61"))
+    capsys.readouterr()
+    assert main(["--only", "demo", "--out", str(out)]) == 1
+    assert len(copied) == (nth or 4)
+    err = capsys.readouterr().err
+    assert f"== demo: FAILED: publishing failed: No space left on device ({out / 'demo'}" in err
+    assert f"; {out / 'demo'} is as it was; this run's files are in {out / '.work' / 'staging' / 'demo'}" in err
+    # byte for byte, no copy left beside them, no folder made for them (extra/), the deletion not applied
+    assert {k: v for k, v in _published(out).items() if k.startswith("demo/")} == before
+    assert sorted(p.name for p in (out / "demo").iterdir()) == ["cases.json", "old.md", "plots", "results.md"]
+    record = json.loads((out / "stages.json").read_text())["demo"]
+    failure = record.pop("last_failure")
+    assert record == good and failure["returncode"] == 0 and failure["partial"] is False
+    assert failure["error"].startswith("publishing failed: No space left on device")
+    staging = out / ".work" / "staging" / "demo"  # a whole copy of the run, for inspection
+    assert (staging / "cases.json").read_text() == '{"cases": 61}' and (staging / "extra" / "more.json").is_file()
+    page = (out / "RESULTS.md").read_text()
+    assert "exited with status 0" not in page and "\n| good | --out" in page and "\n| new | --out" not in page
+    assert "**FAILED: the last run of this stage succeeded, but publishing failed: No space left on device" in page
+    assert "Everything below is from the last run that succeeded, which that failure left as it was." in page
+    # the next run publishes whole, with the folder named in its text files the published one
+    monkeypatch.undo()
+    stages(demo=_stage(OLD_AND_NEW, "| new |", "61"))
+    assert main(["--only", "demo", "--out", str(out)]) == 0
+    assert (out / "demo" / "results.md").read_text() == f"| new | --out {out / 'demo'}"
+    assert not (out / "demo" / "old.md").exists() and (out / "demo" / "extra" / "more.json").read_text() == "[]"
+    assert "FAILED" not in (out / "RESULTS.md").read_text()
+
+
+def test_a_first_publish_that_fails_is_recorded_failed(tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "results"
+    _failing(monkeypatch, "copy2", 2)
+    stages(demo=_stage(OLD_AND_NEW, "| first |", "60"))
+    assert main(["--only", "demo", "--out", str(out)]) == 1
+    record = json.loads((out / "stages.json").read_text())["demo"]
+    assert record["returncode"] == 1 and record["files"] == [] and record["partial"] is False
+    assert record["error"].startswith("publishing failed: No space left on device") and "last_failure" not in record
+    assert not (out / "demo").exists()  # the folder made for the copies is removed with them
+    page = (out / "RESULTS.md").read_text()
+    assert "**FAILED: the last run of this stage succeeded, but publishing failed: No space left on device" in page
+    assert "exit status 0, then publishing failed: No space left on device" in page
+    assert "\n| first |" not in page  # nothing of it shown
+
+
+def test_an_error_while_renaming_into_place_says_the_folder_may_be_mixed(
+    tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "results"
+    stages(demo=_stage(OLD_AND_NEW, "| good |", "60"))
+    assert main(["--only", "demo", "--out", str(out)]) == 0
+    _failing(monkeypatch, "replace", 2)
+    stages(demo=_stage(OLD_AND_NEW, "| new |", "61"))
+    assert main(["--only", "demo", "--out", str(out)]) == 1
+    failure = json.loads((out / "stages.json").read_text())["demo"]["last_failure"]
+    assert failure["partial"] is True
+    assert not [p for p in (out / "demo").rglob("*") if ".tmp-" in p.name]  # no copy left behind
+    page = (out / "RESULTS.md").read_text()
+    assert "Some of its files may have replaced those of the last run that succeeded: rerun the stage." in page
+    assert "which that failure left as it was" not in page
+
+
+def test_promote_replaces_a_file_with_a_folder_and_a_folder_with_a_file(tmp_path: Path) -> None:
+    staging, published = tmp_path / "staging", tmp_path / "published"
+    for root in (staging, published):
+        (root / "c").mkdir(parents=True)
+        (root / "a").write_text("a file")
+        (root / "c" / "d.md").write_text("in a folder")
+    before = bm.snapshot(staging)
+    (staging / "a").unlink()
+    (staging / "a" / "b").mkdir(parents=True)
+    (staging / "a" / "b" / "x.md").write_text("now a folder")
+    (staging / "c" / "d.md").unlink()
+    (staging / "c").rmdir()
+    (staging / "c").write_text("now a file")
+    assert bm.promote(staging, published, before) == (["a/b/x.md", "c"], ["a", "c/d.md"])
+    assert _published(published) == {"a/b/x.md": b"now a folder", "c": b"now a file"}
+    assert (staging / "a" / "b" / "x.md").is_file()  # copied, not moved
