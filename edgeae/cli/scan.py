@@ -29,8 +29,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--model", default=DEFAULT_MODEL, help=f"zoo name, .pt checkpoint or artifact (default {DEFAULT_MODEL})"
     )
     p.add_argument("--out", required=True, help="results folder (created; reused to resume)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes (default) or Ray Data")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local processes (default) or Ray Data (its progress bar moves once per finished image)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address HOST:PORT or auto (default: $RAY_ADDRESS, else start a local Ray instance; "
+        "ray:// Ray Client addresses are not supported)",
+    )
     p.add_argument(
         "--workers",
         type=int,

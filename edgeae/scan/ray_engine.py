@@ -18,10 +18,13 @@ fixed whatever the image size. Paths and the model file must be readable on ever
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
 import pickle
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,6 +39,9 @@ from edgeae.scan.pipeline import ImageAccumulator, ScanConfig, score_chunk, tile
 from edgeae.scan.scoring import Scorer
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance shares this machine with other work
+# a worker process that dies on an image (killed, out of memory, a crash in native code) has its task tried this many
+# more times; then the image is recorded as failed (Ray Data's default retries it forever)
+WORKER_RETRIES = 2
 
 
 def _row(name: str, index: int, kind: str, payload: bytes, n: int = 0) -> dict[str, np.ndarray]:
@@ -92,15 +98,38 @@ class ScoreActor:
         }
 
 
-def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
-    """Connect to ``address`` or start a loopback-only local instance; True when this call started it.
+class TileScoreActor(ScoreActor):
+    """Ray Data callable class for CPU actors: archive rows -> :func:`tile_rows` -> scored chunk rows, one at a time."""
 
-    A cluster address ``HOST:PORT`` (or ``ray://HOST:PORT``) is probed first (:data:`CONNECT_TIMEOUT_S`): Ray itself
-    retries a wrong one for minutes, silently. ``ray.init`` installs Ray's own SIGTERM handler (``sys.exit``); the
-    handler in place before (the command's: SIGTERM ends a scan as Ctrl-C does) is put back after it."""
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:  # type: ignore[override]
+        for row in tile_rows(batch, self.config):
+            yield super().__call__(row)
+
+
+def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` (else ``RAY_ADDRESS``) or start a loopback-only local instance; True when this call
+    started or connected it.
+
+    A cluster address ``HOST:PORT`` is probed first (:data:`CONNECT_TIMEOUT_S`): Ray itself retries a wrong one for
+    minutes, silently; ``ray.init`` then runs under :data:`CONNECT_DEADLINE_S`. ``ray://`` (Ray Client, not installed by
+    ``edgeae[scan]``) is refused. ``ray.init`` installs Ray's own SIGTERM handler (``sys.exit``); the handler in place
+    before (the command's: SIGTERM ends a scan as Ctrl-C does) is put back after it."""
     if ray.is_initialized():
         return False
     from edgeae.logs import native_stderr_to_log
+
+    address, from_env = _cluster_address(address)
+    if address and from_env and num_cpus is not None:
+        raise ValueError(
+            f"--num-cpus sizes the local Ray instance this command starts; RAY_ADDRESS={address} names a cluster, "
+            "which uses its own CPUs (unset RAY_ADDRESS to start a local instance)"
+        )
+    if address and address.startswith("ray://"):
+        raise ValueError(
+            f"cannot use the Ray cluster at {address}{' (RAY_ADDRESS)' if from_env else ''}: Ray Client (ray://) is "
+            "not supported; give the head node's GCS address HOST:PORT (port 6379 by default, as `ray status` there "
+            "shows), or --address auto on a node of the cluster"
+        )
 
     # quiet unless -v: Ray's Python loggers are configured when ray is imported, so set them here
     verbose = logging.getLogger("edgeae").isEnabledFor(logging.DEBUG)
@@ -114,11 +143,9 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     with _sigterm_kept(), native_stderr_to_log():
         if address:
             try:
-                ray.init(address=address, **common)
-            except ConnectionError:
-                raise
+                _connect(ray, address, common, CONNECT_DEADLINE_S)
             except Exception as exc:
-                raise ConnectionError(f"cannot reach the Ray cluster at {address}: {_first_line(exc)}") from exc
+                raise ConnectionError(_connect_error(address, exc)) from exc
             return True
         try:
             ray.init(
@@ -128,11 +155,70 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
                 **common,
             )
         except Exception as exc:  # e.g. RAY_TMPDIR not writable: say it is Ray that could not start
+            # a file-system error is most likely the temp folder; anything else is not blamed on it
+            hint = "RAY_TMPDIR, default /tmp/ray, must be a writable folder; " if isinstance(exc, OSError) else ""
             raise OSError(
-                f"cannot start a local Ray instance: {_first_line(exc)} (RAY_TMPDIR, default /tmp/ray, must be "
-                "a writable folder; -v shows Ray's own messages)"
+                f"cannot start a local Ray instance: {_first_line(exc)} ({hint}-v shows Ray's own messages)"
             ) from exc
     return True
+
+
+def _cluster_address(address: str | None) -> tuple[str | None, bool]:
+    """The cluster to connect to and whether it came from ``RAY_ADDRESS`` (Ray's own variable, which ``ray job
+    submit`` sets for its entrypoints); ``None`` (or ``RAY_ADDRESS=local``) starts a local instance."""
+    if address:
+        return address, False
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    return (env, True) if env and env != "local" else (None, False)
+
+
+CONNECT_DEADLINE_S = 60.0  # ray.init on an address that accepts TCP but never answers as Ray retries for minutes
+
+
+def _connect(ray: Any, address: str, common: dict[str, Any], deadline: float) -> None:
+    """``ray.init(address=...)`` under an overall ``deadline`` (seconds): Ray's own retries add up to minutes on a port
+    that accepts connections but is not a Ray head. It runs on a helper thread (where Ray installs no signal handler)
+    while this one waits in short steps, so Ctrl-C and SIGTERM still end the command with its own line."""
+    box: dict[str, BaseException | None] = {}
+
+    def target() -> None:
+        try:
+            ray.init(address=address, **common)
+            box["error"] = None
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="edgeae-ray-connect", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if "error" not in box:
+        raise TimeoutError(f"no answer as a Ray cluster within {deadline:g} s")
+    if box["error"] is not None:
+        raise box["error"]
+
+
+def _connect_error(address: str, exc: BaseException) -> str:
+    """One line for a failed connection to ``address`` (as the user gave it, not the node IP Ray resolves it to)."""
+    chain: list[str] = []  # Ray's "Failed to connect" hides the reason in its cause
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 5:
+        chain.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(chain)
+    if "InvalidAuthToken" in text or "Authentication token is missing" in text:
+        return (
+            f"cannot reach the Ray cluster at {address}: it requires token authentication: set RAY_AUTH_MODE=token "
+            "(the token is read from ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; the cluster's token "
+            "must be there)"
+        )
+    if isinstance(exc, TimeoutError):
+        why = (
+            f"{exc} (the port accepts connections: is this its head node's GCS address, as `ray status` there "
+            "shows? -v shows Ray's messages)"
+        )
+    else:
+        why = _first_line(exc)
+    return f"cannot reach the Ray cluster at {address}: {why}"
 
 
 @contextlib.contextmanager
@@ -210,27 +296,45 @@ def iter_ray(
     ray = require("ray")
     report = on_patches or (lambda n: None)
     started = _init_ray(ray, address, num_cpus)
+    quiet = _RayMessages(ray, verbose=logging.getLogger("edgeae").isEnabledFor(logging.DEBUG))
+    errored_blocks = None
     try:
         with warnings.catch_warnings():  # Ray's own deprecated context fields, nothing we set
             warnings.simplefilter("ignore", DeprecationWarning)
             ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
+        # a task whose worker died WORKER_RETRIES + 1 times drops its block (the images in it are recorded as failed
+        # below) instead of ending the dataset; our own functions catch every exception of theirs
+        errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
         if not logging.getLogger("edgeae").isEnabledFor(logging.DEBUG):
-            logging.getLogger("ray.data").setLevel(logging.ERROR)
+            # CRITICAL: a dropped block (a worker that died WORKER_RETRIES + 1 times) is logged at ERROR with its
+            # traceback; the image is recorded as failed and counted below, and an error that ends the scan is raised
+            logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         use_gpu = gpus > 0 and gpu_factory is not None
         size = actors or (gpus if use_gpu else max(1, int(resources.get("CPU", 1))))
-        items = [{"path": str(e.path), "name": e.name} for e in entries]
+        items = worker_items(entries)
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 2000))
-        ds = ds.map_batches(tile_rows, batch_size=1, fn_kwargs={"config": config}, num_cpus=1)
+        # a worker that dies (killed, out of memory, a crash in native code) is replaced, and the task it held tried
+        # WORKER_RETRIES more times (Ray Data's default: forever)
+        retries: dict[str, Any] = {"max_restarts": -1, "max_task_retries": WORKER_RETRIES}
+        stage: type[ScoreActor] = (
+            TileScoreActor  # on CPUs, each actor tiles its images: one stage, as Ray Data's fusion
+        )
+        if use_gpu:  # of the two stages made it (tile tasks apart would wait for CPUs that actors hold, and stall)
+            ds = ds.map_batches(
+                tile_rows, batch_size=1, fn_kwargs={"config": config}, num_cpus=1, max_retries=WORKER_RETRIES
+            )
+            stage = ScoreActor
         ds = ds.map_batches(
-            ScoreActor,
+            stage,
             batch_size=1,
             fn_constructor_kwargs={"factory": gpu_factory if use_gpu else factory, "config": config},
             compute=ray.data.ActorPoolStrategy(size=size),
             num_cpus=1,
             num_gpus=1 if use_gpu else 0,
+            **retries,
         )
         by_name = {e.name: e for e in entries}
         partial: dict[str, ImageAccumulator] = {}
@@ -272,7 +376,69 @@ def iter_ray(
                         yield by_name[name], None, error_text(exc)
                         continue
                     yield by_name[name], result, ""
+        # every image not finished went down with a worker (its block dropped after the retries): failed, not lost
+        lost = [e for e in entries if e.name not in finished]
+        if lost:
+            logging.getLogger(__name__).warning(
+                "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) "
+                "reported by Ray in this scan; -v shows Ray's messages)", len(lost), WORKER_RETRIES + 1, quiet.deaths,
+            )  # fmt: skip
+        elif quiet.deaths:
+            logging.getLogger(__name__).warning(
+                "%d Ray worker process(es) died during the scan; their tasks were retried and every image finished",
+                quiet.deaths,
+            )
+        for e in lost:
+            yield e, None, WORKER_DIED
     finally:
-        if started:
-            with _sigterm_kept():
-                ray.shutdown()
+        if errored_blocks is not None:
+            ctx.max_errored_blocks = errored_blocks
+        try:
+            if started:
+                with _sigterm_kept():
+                    ray.shutdown()
+        finally:
+            quiet.close()
+
+
+WORKER_DIED = (
+    f"a Ray worker process died while reading or scoring it, {WORKER_RETRIES + 1} times (killed, out of memory or "
+    "a crash in native code); --retry-failed scans it again"
+)
+
+
+def worker_items(entries: list[ArchiveEntry]) -> list[dict[str, str]]:
+    """The rows the workers get: each path made absolute here (a worker's working directory is its raylet's, not
+    this command's), the name exactly as the results store it."""
+    cwd = os.getcwd()
+    return [{"path": os.path.join(cwd, os.fspath(e.path)), "name": e.name} for e in entries]
+
+
+class _RayMessages:
+    """Keep Ray's driver-side messages off stdout unless -v: its error listener prints "(raylet) A worker died ..."
+    lines (with colour codes) to ``sys.stdout`` whatever ``log_to_driver`` says, and colorama, which Ray loads, writes
+    a colour reset to stdout at exit. Counts the worker deaths Ray reports. ``close()`` undoes it."""
+
+    def __init__(self, ray: Any, *, verbose: bool) -> None:
+        self.deaths = 0
+        self.verbose = verbose
+        self._module = getattr(getattr(ray, "_private", None), "worker", None)
+        self._original = getattr(self._module, "print_to_stdstream", None)
+        if self._original is not None:
+            self._module.print_to_stdstream = self._print  # type: ignore[union-attr]
+
+    def _print(self, data: dict[str, Any], ignore_prefix: bool) -> None:
+        lines = [str(line) for line in data.get("lines", [])]
+        self.deaths += sum("worker died" in line.lower() for line in lines)
+        if self.verbose and self._original is not None:  # with -v, Ray's messages go to stderr
+            self._original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
+        else:
+            for line in lines:
+                logging.getLogger("edgeae.ray").debug("ray: %s", line)
+
+    def close(self) -> None:
+        if self._original is not None and self._module is not None:
+            self._module.print_to_stdstream = self._original
+        colorama = sys.modules.get("colorama.initialise")
+        if colorama is not None and hasattr(colorama, "reset_all"):
+            atexit.unregister(colorama.reset_all)
