@@ -95,7 +95,12 @@ def encode_samples(samples: np.ndarray, codec: int, bits: int | None = None) -> 
     if codec in (1, 3) and arr.dtype not in (np.uint8, np.uint16):
         raise CodecError(f"codec {codec} codes uint8/uint16 samples, got {arr.dtype}")
     if codec == 1:
-        a2 = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+        # (n, C) as n rows; not reshape(n, -1), which cannot infer C for an empty band (n = 0)
+        a2 = (
+            arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:], dtype=np.int64)))
+            if arr.ndim > 1
+            else arr.reshape(-1, 1)
+        )
         delta = np.diff(a2, axis=0, prepend=np.zeros((1, a2.shape[1]), a2.dtype))  # wraps modulo 2**bits
         return _delta_bytes(delta)
     if codec == 3:
