@@ -187,7 +187,7 @@ def listening() -> Iterator[str]:
 
 def test_an_address_that_accepts_tcp_but_is_not_ray_is_refused_at_the_deadline(listening, monkeypatch) -> None:
     release = threading.Event()
-    monkeypatch.setattr(ray_engine, "CONNECT_DEADLINE_S", 0.5)
+    monkeypatch.setattr("edgeae.scan.ray_connect.CONNECT_DEADLINE_S", 0.5)  # read where _init_ray lives
     t0 = time.perf_counter()
     with pytest.raises(ConnectionError, match=rf"^cannot reach the Ray cluster at {listening}: no answer .* 0\.5 s"):
         ray_engine._init_ray(_FakeRay(on_init=lambda: release.wait(10)), listening, None)
