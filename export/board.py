@@ -217,9 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--json", default=None, help="also write the results here")
     c.add_argument(
         "--time", action="store_true",
-        help="also time each artifact on this machine (fresh processes, 3 windows interleaved round-robin with the "
-        "other files': items/s, CPU-ms per item, RSS growth, the load) and name the fastest that passed per model "
-        "kind, or a tie within noise when the windows' ranges overlap",
+        help="also time each artifact on this machine (fresh processes, --rounds windows interleaved round-robin "
+        "with the other files': items/s, CPU-ms per item, RSS growth, the load) and name the fastest that passed per "
+        "model kind, or a tie within noise when the windows' ranges overlap",
     )  # fmt: skip
     c.add_argument("--batch", type=int, default=None, help="items per call when timing (1-4096, default 64)")
     c.add_argument(
@@ -229,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers", type=int, default=None,
         help="interpreters called at once when timing (1-64, default 1), each with --threads threads (the flight "
         "loop's scoring workers: the orbital mission runs 2 x 1 thread)",
+    )  # fmt: skip
+    c.add_argument(
+        "--rounds", type=int, default=None,
+        help="timing windows per artifact, each in a fresh process, sharing --seconds (1-20, default 3; 1: one "
+        "window each, no spread to judge a tie by)",
     )  # fmt: skip
     t = sub.add_parser("time", help="time one artifact on the bundle's inputs; prints one JSON line")
     t.add_argument("bundle")
@@ -294,8 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.time:
         timed = [r for r in recs if "error" not in r and not r.get("refused_by_flight_guard")]  # never flown
         speeds = time_interleaved(
-            args.bundle, [r["artifact"] for r in timed], args.threads, args.batch, args.seconds, args.workers
-        )
+            args.bundle, [r["artifact"] for r in timed], args.threads, args.batch, args.seconds, args.workers,
+            args.rounds,
+        )  # fmt: skip
         for r, sp in zip(timed, speeds, strict=True):
             r["speed"] = sp
     cpus = os.cpu_count()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-TIME_LIMITS = {"batch": (1, 4096), "workers": (1, 64)}  # items per call, interpreters at once: check --time
-TIME_DEFAULTS = {"batch": 64, "seconds": 2.0, "workers": 1}
+# items per call, interpreters at once, timing windows per artifact: check --time
+TIME_LIMITS = {"batch": (1, 4096), "workers": (1, 64), "rounds": (1, 20)}
+TIME_DEFAULTS = {"batch": 64, "seconds": 2.0, "workers": 1, "rounds": 3}
 
 
 def _check_usage(args: argparse.Namespace) -> str | None:

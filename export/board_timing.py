@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .board_bundle import BundleError, _unpack_pixels
-from .board_console import TIME_LIMITS
+from .board_console import TIME_DEFAULTS, TIME_LIMITS
 
 
 def time_artifact(
@@ -116,7 +116,8 @@ def _time_in_subprocess(
         return {"error": f"no result in the output: {done.stdout[-200:]!r}"}
 
 
-TIME_ROUNDS = 3  # timing windows per artifact, round-robin over the artifacts: a load change hits each alike
+TIME_ROUNDS = int(TIME_DEFAULTS["rounds"])  # timing windows per artifact (check --rounds), round-robin over the
+# artifacts: a load change hits each alike
 
 
 def time_interleaved(
@@ -127,6 +128,9 @@ def time_interleaved(
     (:func:`_time_in_subprocess`), round-robin (round k starts at artifact k), so that a change of load
     during the check falls on every artifact rather than on whichever ran then; one merged record per artifact
     (:func:`merge_windows`). An artifact whose window fails is not timed again: its record is that error."""
+    lo, hi = TIME_LIMITS["rounds"]
+    if not lo <= rounds <= hi:
+        raise ValueError(f"rounds must be {lo}-{hi} timing windows per artifact, got {rounds}")
     windows: list[list[dict[str, Any]]] = [[] for _ in artifacts]
     n = len(artifacts)
     for k in range(rounds):

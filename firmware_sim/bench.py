@@ -6,8 +6,9 @@ Stages timed per call (milliseconds, percentiles over ``iters`` calls):
 - ``normalise``: one batch of raw patches into the model's input: for a CAE the float32 NCHW buffer
   (:class:`.score.PatchScorer`); for a VAE the raw (N, C, P, P) sample batch the flight loop hands its scoring
   engine (the lookup-table normalisation is inside ``infer`` there too);
-- ``infer``: the interpreter on one batch; for a VAE through :func:`.score.score_runner`, the score-only fast path
-  the flight loop runs (only the ``score`` output is read back), for a CAE the predictor's call;
+- ``infer``: the interpreter on one batch; for a VAE through :func:`.score.score_runner`, the fast path the flight
+  loop runs (only the ``score`` output is read back; ``score`` and ``mu`` for a zoo name a shipped mission scores
+  with ``score = "terms-max"``, :func:`flight_terms`: ``orbital-gray-vae``), for a CAE the predictor's call;
 - ``score``: the numpy post-processing of one batch (the CAE masked score; nothing for a VAE);
 - ``scrub``: the CRC-32 check of the model's weight image;
 - ``packetise``: one anomaly patch into CCSDS packets.
@@ -62,6 +63,7 @@ from .bench_model import _patch_side
 from .bench_model import check_recorded_hash as check_recorded_hash
 from .bench_model import flight_guard_refusal as flight_guard_refusal
 from .bench_model import flight_prefer as flight_prefer
+from .bench_model import flight_terms as flight_terms
 from .bench_model import import_interpreter as import_interpreter
 from .bench_model import load_model as load_model
 from .bench_model import resolve_bench_model as resolve_bench_model
@@ -94,9 +96,18 @@ def _time(fn: Callable[[], Any], n: int) -> list[float]:
 
 
 def bench_threads(
-    path: Path, threads: int, batch: int, iters: int, frame: tuple[int, int], keep: float
+    path: Path,
+    threads: int,
+    batch: int,
+    iters: int,
+    frame: tuple[int, int],
+    keep: float,
+    terms: bool = False,
+    terms_why: str = "",
 ) -> dict[str, Any]:
-    """Benchmark one thread count: each stage ``iters`` times after one warm-up call."""
+    """Benchmark one thread count: each stage ``iters`` times after one warm-up call. ``terms``: a VAE is timed as a
+    mission with ``score = "terms-max"`` flies it (``mu`` read back too: :func:`flight_terms`); ``terms_why``: which
+    mission says so (in the ``infer_path`` text)."""
     t = time.perf_counter()
     pred = load_model(path, threads)
     load_ms = (time.perf_counter() - t) * 1e3
@@ -120,7 +131,7 @@ def bench_threads(
     if method == "vae":  # what the flight loop runs: raw samples in, the score-only fast path
         from .score import score_runner
 
-        runner = score_runner(pred, raw_max=255)
+        runner = score_runner(pred, raw_max=255, terms=terms)
         raw = np.empty((batch, c, p, p), np.uint8)
 
         def normalise() -> None:
@@ -132,7 +143,12 @@ def bench_threads(
         def score() -> None:
             pass
 
-        path_timed = "score_runner: raw uint8 batch, score output only (the flight loop's fast path)"
+        path_timed = (
+            "score_runner(terms=True): raw uint8 batch, score and mu outputs read back (the flight loop's fast path "
+            "for terms-max"
+            if terms
+            else "score_runner: raw uint8 batch, score output only (the flight loop's fast path"
+        ) + (f"; {terms_why})" if terms_why else ")")
     else:
         scorer = PatchScorer(pred, method, p, c, batch, 8)
         keep_masks = make_mask(1, (p * batch, p), keep).reshape(batch, p, p)
@@ -210,6 +226,8 @@ def run_bench(
         raise ValueError("bench needs at least one thread count")
     check_threads(threads)
     path, chosen_by = resolve_bench_model(model, prefer)
+    terms, terms_why = flight_terms(model)  # the VAE scoring of the mission flying a zoo name (terms-max: mu too)
+    scoring: dict[str, Any] = {"terms": True, "terms_why": terms_why} if terms else {}  # else bench_threads' default
     check_recorded_hash(path)
     refused = flight_guard_refusal(path)
     missing = interpreter_missing(path, "--model")  # names the shipped file this install runs, if there is one
@@ -221,16 +239,20 @@ def run_bench(
     estimate = estimate_memory(path, int(max(threads)), batch, frame, keep)
     check_memory(estimate, batch, max_memory)
     runs, rss_peaks = [], []
+    # the peak over the run: each reset of the kernel's high-water mark clears ru_maxrss too (Linux), so it is the
+    # largest of the peaks read before each reset (the estimate's, each thread count's) and the one after the last
+    seen = [estimate["rss_peak_while_estimating_bytes"], peak_rss_bytes()]
     for t in threads:  # timed untraced; the peak RSS of each thread count from the kernel's high-water mark
         peak_ok = reset_peak_rss()
-        runs.append(bench_threads(path, int(t), batch, iters, frame, keep))
+        runs.append(bench_threads(path, int(t), batch, iters, frame, keep, **scoring))
         rss_peaks.append(hwm_rss_bytes() if peak_ok else None)
+        seen.append(peak_rss_bytes())
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        bench_threads(path, int(threads[0]), batch, 1, frame, keep)  # the memory pass: every stage, not timed
+        bench_threads(path, int(threads[0]), batch, 1, frame, keep, **scoring)  # the memory pass: untimed
         traced = tracemalloc.get_traced_memory()[1]
     finally:
         if started:
@@ -267,7 +289,7 @@ def run_bench(
         "memory": {
             "traced_peak_bytes": traced,
             "traced_threads": int(threads[0]),
-            "rss_peak_bytes": peak_rss_bytes(),
+            "rss_peak_bytes": max(*seen, *(v for v in rss_peaks if v is not None), peak_rss_bytes()),
             "rss_peak_bytes_per_run": rss_peaks,  # one per thread count, in the order of "runs" (Linux)
         },
     }

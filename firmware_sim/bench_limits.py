@@ -94,12 +94,18 @@ def estimate_memory(
     path: Path, threads: int, batch: int, frame: tuple[int, int], keep: float
 ) -> dict[str, Any]:  # fmt: skip
     """What one thread count of the bench will hold at its peak, in bytes, measured on small sizes: the process as
-    it is; the model's growth per patch between a batch of 1 and of 8 (activations and outputs in the interpreter's
-    arena: the rover U-Net takes ~11 MB a 128-px patch, far more than its 196 KB input), doubled because arenas grow
-    in steps, times ``batch``; the sampling stage's bytes per pixel on a 256 x 256 frame times the frame's pixels.
-    The RSS growth needs Linux (elsewhere the model's part is its inputs and outputs only)."""
-    from .memory_meter import hwm_rss_bytes, reset_peak_rss, rss_bytes
+    it is; the loaded model with its arena at a batch of 1; the model's growth per patch between a batch of 1 and
+    of 8 (activations and outputs in the interpreter's arena: the rover U-Net takes ~10 MB a 128-px patch, far more
+    than its 196 KB input), each batch run twice (onnxruntime's second run of a shape allocates its planned memory
+    beside the first run's: the U-Net's arena at a batch of 32 doubled, 179 -> 335 MB), doubled because arenas
+    grow in steps, times ``batch``; the sampling stage's bytes per pixel on a 256 x 256 frame times the frame's
+    pixels. An upper bound by design (``rover-rgb-unet2-ground`` at ``--batch 32``: ~0.75 GB estimated, 0.44 GB
+    measured; until session 34 the single run's growth estimated 0.36 GB). The RSS growth needs Linux (elsewhere
+    the model's part is its inputs and outputs only). ``rss_peak_while_estimating_bytes``: the process's peak RSS
+    until here (the kernel's high-water mark is reset here, so the bench's peak over the run folds this one in)."""
+    from .memory_meter import hwm_rss_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
 
+    seen = peak_rss_bytes()  # the process's peak so far: the reset below clears it (ru_maxrss too, on Linux)
     base = rss_bytes()  # what the process holds already (Python, numpy, the interpreter's library)
     pred = load_model(path, threads)
     meta = pred.metadata
@@ -107,18 +113,29 @@ def estimate_memory(
     p = _patch_side(meta)
     io_per_patch = 4 * c * p * p * 4  # the float input buffer, the truth, the output, the raw patch and masks
 
+    def zeros(n: int) -> np.ndarray:
+        return np.zeros((n, c, p, p) if meta.layout == "NCHW" else (n, p, p, c), np.float32)
+
     def grow(n: int) -> int | None:
-        x = np.zeros((n, c, p, p), np.float32) if meta.layout == "NCHW" else np.zeros((n, p, p, c), np.float32)
+        nonlocal seen
+        x = zeros(n)
         r0 = rss_bytes()
+        seen = max(seen, peak_rss_bytes(), hwm_rss_bytes() or 0)
         if not reset_peak_rss():
+            pred(x)
             pred(x)
             return None
         pred(x)
+        pred(x)  # the second run of a shape holds more than the first (see above)
         hwm = hwm_rss_bytes()
         return None if hwm is None else max(0, hwm - r0)
 
-    pred(np.zeros((1, c, p, p) if meta.layout == "NCHW" else (1, p, p, c), np.float32))  # lazy setup off the scale
+    one = zeros(1)
+    pred(one)  # lazy setup and the arena of a batch of 1 off the scale, in the loaded model's bytes
+    pred(one)
+    loaded = max(0, rss_bytes() - base)
     g8 = grow(8)
+    seen = max(seen, peak_rss_bytes(), hwm_rss_bytes() or 0)
     measured = None if g8 is None else g8 / 7  # over the warm-up's batch of 1, which the arena keeps
     per_patch = max(io_per_patch, 2 * int(measured or 0))
     h, w = frame
@@ -137,12 +154,14 @@ def estimate_memory(
     sample = int(h * w * (c + per_px))
     model_bytes = per_patch * batch
     return {
-        "bytes": base + model_bytes + sample,
+        "bytes": base + loaded + model_bytes + sample,
         "process_bytes": base,
+        "loaded_bytes": loaded,
         "model_bytes": model_bytes,
         "per_patch_bytes": per_patch,
         "sample_bytes": sample,
         "measured": measured is not None,
+        "rss_peak_while_estimating_bytes": seen,
     }
 
 

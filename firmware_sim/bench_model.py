@@ -45,17 +45,24 @@ def import_interpreter(path: Path) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
-def flight_prefer(model: str | os.PathLike[str]) -> tuple[tuple[str, ...], str]:
-    """The artifact formats the flight runtime takes first for ``model`` and why: a zoo name a shipped mission
-    flies gets that mission's ``prefer`` (``orbital-gray-vae``: ``tflite, onnx``, orbital_nac), any other the
-    runtime's default (onnx, tflite, ort). A file path needs none."""
+def _zoo_name(model: str | os.PathLike[str]) -> str:
+    """The zoo name ``model`` may be (``zoo:`` taken off); "" for a file (a suffix or a folder in it) or nothing."""
+    from edgeae.resolve import ZOO_PREFIX
+
+    name = str(model).removeprefix(ZOO_PREFIX)
+    return "" if not name or Path(name).suffix or "/" in name else name
+
+
+def _shipped_uses(model: str | os.PathLike[str]) -> list[tuple[str, str, Any]]:
+    """(mission, role, section) of each shipped mission section that flies zoo name ``model`` (none for a file)."""
     from edgeae.resolve import ZOO_PREFIX, presets
 
     from .mission import MISSIONS_DIR, load_mission
 
-    name = str(model).removeprefix(ZOO_PREFIX)
-    if not name or Path(name).suffix or "/" in name:
-        return (), "a file"
+    name = _zoo_name(model)
+    if not name:
+        return []
+    uses = []
     for mission, path in presets(MISSIONS_DIR).items():
         try:
             m = load_mission(path)
@@ -63,9 +70,32 @@ def flight_prefer(model: str | os.PathLike[str]) -> tuple[tuple[str, ...], str]:
             continue
         for role in ("anomaly", "reconstruction"):
             sec = getattr(m, role)
-            if str(sec.model).removeprefix(ZOO_PREFIX) == name and sec.prefer:
-                return tuple(sec.prefer), f"mission {mission} [{role}] prefer"
+            if str(sec.model).removeprefix(ZOO_PREFIX) == name:
+                uses.append((mission, role, sec))
+    return uses
+
+
+def flight_prefer(model: str | os.PathLike[str]) -> tuple[tuple[str, ...], str]:
+    """The artifact formats the flight runtime takes first for ``model`` and why: a zoo name a shipped mission
+    flies gets that mission's ``prefer`` (``orbital-gray-vae``: ``tflite, onnx``, orbital_nac), any other the
+    runtime's default (onnx, tflite, ort). A file path needs none."""
+    if not _zoo_name(model):
+        return (), "a file"
+    for mission, role, sec in _shipped_uses(model):
+        if sec.prefer:
+            return tuple(sec.prefer), f"mission {mission} [{role}] prefer"
     return (), "the flight runtime's default order"
+
+
+def flight_terms(model: str | os.PathLike[str]) -> tuple[bool, str]:
+    """Whether the flight loop scores zoo name ``model`` by the VAE's two terms (``score = "terms-max"``: the ``mu``
+    output is read back beside ``score``) and why: the first shipped mission that flies it as its ``[anomaly]``
+    model with ``method = "vae"`` (``orbital-gray-vae``: orbital_nac, terms-max); False (``score`` alone, the
+    default ``score = "a"``) for any other name and for a file."""
+    for mission, role, sec in _shipped_uses(model):
+        if role == "anomaly" and sec.method == "vae":
+            return sec.score == "terms-max", f'mission {mission} [anomaly] score = "{sec.score}"'
+    return False, 'score = "a", the default (no shipped mission flies it)'
 
 
 def _patch_side(meta: Any) -> int:
@@ -102,13 +132,15 @@ def flight_guard_refusal(path: str | os.PathLike[str]) -> str | None:
 
 def resolve_bench_model(model: str | os.PathLike[str], prefer: Sequence[str] | None = None) -> tuple[Path, str]:
     """The file ``--model`` names (a zoo name: the file the flight runtime flies, ``prefer`` first when given,
-    else :func:`flight_prefer`) and which order chose it; a plain one-line error for an empty name or a folder."""
-    from edgeae.resolve import model_path
+    else :func:`flight_prefer`) and which order chose it; a plain one-line error for an empty name or a folder (a
+    zoo name is the zoo model even where a folder of that name is in the current folder)."""
+    from edgeae import zoo
+    from edgeae.resolve import ZOO_PREFIX, model_path
 
     text = os.fspath(model)
     if not text.strip():
         raise ValueError("--model is empty: give a zoo name (orbital-gray-vae) or an .onnx / .ort / .tflite file")
-    if Path(text).is_dir():
+    if not text.startswith(ZOO_PREFIX) and Path(text).is_dir() and text not in zoo.models():  # as model_path: zoo first
         raise ValueError(f"--model {text} is a folder: give an .onnx / .ort / .tflite file in it, or a zoo name")
     if prefer is None:
         order, why = flight_prefer(text)

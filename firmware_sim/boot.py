@@ -163,16 +163,28 @@ def telemetry_size(out: Path) -> int | None:
         return None
 
 
+def take_back_telemetry(out: Path, size: int | None, quiet: bool = True) -> None:
+    """``out``'s ``telemetry.jsonl`` cut back to its ``size`` before a boot that did not fly (None: removed), so its
+    ``start``, model and memory lines do not count it as a boot; an interrupted boot (Ctrl-C, SIGTERM) leaves no
+    other line. ``quiet``: a file that cannot be written is left as it is (OSError otherwise)."""
+    path = out / "telemetry.jsonl"
+    try:
+        if size is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.truncate(path, size)
+    except OSError:
+        if not quiet:
+            raise
+
+
 def refuse_boot(out: Path, size: int | None, mission: Mission, exc: BaseException) -> None:
     """After a refused boot on an existing state: ``telemetry.jsonl`` cut back to its ``size`` before the boot (its
     ``start``, model and memory lines would count it as a boot that flew), then one ``boot_refused`` line with the
     reason. Best effort: a file that cannot be written leaves the refusal to the error the caller raises."""
     path = out / "telemetry.jsonl"
     with contextlib.suppress(OSError):
-        if size is None:
-            path.unlink(missing_ok=True)
-        else:
-            os.truncate(path, size)
+        take_back_telemetry(out, size, quiet=False)
         tm = TelemetryWriter(path)
         try:
             reason = str(exc) or type(exc).__name__

@@ -30,7 +30,7 @@ from edgeae.folder_lock import hold
 from edgeae.wire.packets import WireConfig
 from edgeae.wire.sparse import TooManyPackets
 
-from .boot import boot, refuse_boot, telemetry_size
+from .boot import boot, refuse_boot, take_back_telemetry, telemetry_size
 from .boot import check_codec as check_codec
 from .boot import padded_batch as padded_batch
 from .budget import CostModel, Level
@@ -146,8 +146,12 @@ class FlightRuntime:
         first_boot = not holds_state(self.out)
         before = state_present(self.out)  # a user's own summary.json, downlink/... in an existing --out
         lines = telemetry_size(self.out)  # what the earlier boots wrote: a refused boot's lines are taken back
+        try:  # before any state is opened: another mission's state is refused with its folder untouched (its
+            self.settings_changed = check_mission_state(self.out, mission)  # telemetry is no record of this run)
+        except BaseException:
+            self.release()
+            raise
         try:
-            self.settings_changed = check_mission_state(self.out, mission)  # before any state is opened
             self._boot(loader, inject, wire, progress, parallel)
         except BaseException as exc:  # a refused boot: nothing flew, so a first boot removes what it created, only
             try:  # that; its files closed first, removed while the folder is still held (no other run takes it)
@@ -156,6 +160,8 @@ class FlightRuntime:
                 finally:
                     if first_boot:
                         discard_state(self.out, keep=before)
+                    elif isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM: stopped, not refused; its lines
+                        take_back_telemetry(self.out, lines)  # taken back (the earlier boots' as they left them)
                     else:  # the earlier boots' telemetry as they left it, and one line saying this boot was refused
                         refuse_boot(self.out, lines, mission, exc)
             finally:
@@ -297,15 +303,19 @@ class FlightRuntime:
     def downlink_pass(self) -> None:
         """One downlink pass (:func:`.stops.downlink_pass`: a pass file that cannot be written is an event), its
         opportunity recorded in the state (the schedule holds across boots). With nothing queued no pass file is
-        written (it would be empty): a ``pass_skipped`` event says so, and the pass number is not used."""
+        written (it would be empty): a ``pass_skipped`` event says so, and the pass number is not used. A pass that
+        recorded no pass (skipped, or its file not written) saves the index for its mark all the same (until session
+        34 the mark of a run's last, skipped, pass was lost and the next boot passed early); a save that fails is
+        tried again by the next frame or :meth:`finish`."""
         mark_pass(self.queue.state)
+        passes = self.queue.state["passes"]
         if not self.queue.pending():
             self.since_pass = 0
-            self.tm.write(
-                "event", kind="pass_skipped", reason="nothing queued to send", passes=self.queue.state["passes"]
-            )
-            return
-        downlink_pass(self)
+            self.tm.write("event", kind="pass_skipped", reason="nothing queued to send", passes=passes)
+        else:
+            downlink_pass(self)  # a pass sent saves the index itself (or says it could not)
+        if self.queue.state["passes"] == passes:
+            quietly({}, self.queue.save)  # a failure is kept in queue.unsaved
 
     def run(
         self, frames: Sequence[str | os.PathLike[str]], inputs: dict[str, list[str]] | None = None
@@ -372,6 +382,8 @@ class FlightRuntime:
         try:
             # a frame the ledger holds as done whose line an error stopped (run's except)
             quietly(failed, lambda: write_unwritten(self), self.tm.path)
+            if self.queue.unsaved:  # the index on disk is behind memory (a save failed): one more try
+                quietly(failed, self.queue.save, self.queue.root / "index.json")
             history = read_history(self.out / "telemetry.jsonl")  # written per line: this boot's lines are there
             ledger = self.queue.state["frames"]
             records = {k: r for k, r in history.frames.items() if str(k) in ledger}

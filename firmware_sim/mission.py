@@ -145,11 +145,14 @@ def resolve_mission(spec: str | Path) -> Path:
 
 def load_mission(spec: str | Path) -> Mission:
     """Read and validate a mission TOML file (or a shipped mission by name)."""
-    if Path(spec).is_dir():  # not "neither a file nor a preset": it is there, but a folder
-        raise MissionError(
-            f"mission {spec} is a folder, not a mission file: name a .toml file in it or a shipped mission"
-        )
-    path = resolve_mission(spec)
+    try:
+        path = resolve_mission(spec)  # a shipped mission's name wins over a folder of that name here
+    except MissionError:
+        if Path(spec).is_dir():  # not "neither a file nor a preset": it is there, but a folder
+            raise MissionError(
+                f"mission {spec} is a folder, not a mission file: name a .toml file in it or a shipped mission"
+            ) from None
+        raise
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -285,3 +285,119 @@ def test_misleading_messages_are_plain(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         board.main(["bundle", "--help"])
     assert "vae for a VAE" in " ".join(capsys.readouterr().out.split())  # the --kinds help names the VAE's kind
+
+
+# ------------------------------------------------------------------------ review r3: names, memory, scoring, rounds
+def test_a_shipped_mission_or_zoo_name_wins_over_a_folder_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """./rover_mastcamz/ (frames, an --out) or ./orbital-gray-vae/ in the current folder: the shipped mission and
+    the zoo model are still what the names mean (until review r3 both were refused as folders); a folder that is
+    no such name is still said to be a folder."""
+    from edgeae.firmware_sim.mission import MissionError, load_mission
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("rover_mastcamz", "orbital-gray-vae", "frames"):
+        (tmp_path / name).mkdir()
+    assert load_mission("rover_mastcamz").name == "rover_mastcamz"
+    with pytest.raises(MissionError, match="mission frames is a folder, not a mission file"):
+        load_mission("frames")
+    with pytest.raises(MissionError, match="neither a file nor a preset"):
+        load_mission("nothing_here")
+    path, why = bench.resolve_bench_model("orbital-gray-vae", ["onnx"])
+    assert path == ZOO / "orbital-gray-vae" / "orbital-gray-vae.int8.onnx" and why == "onnx (--prefer)"
+    with pytest.raises(ValueError, match="--model frames is a folder"):
+        bench.resolve_bench_model("frames")
+
+
+def test_bench_rss_peak_is_over_the_whole_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread count resets the kernel's high-water mark, which clears ru_maxrss too: a peak in the first thread
+    count's run is still the run's peak (until review r3 it was the last thread count's only)."""
+    from edgeae.firmware_sim.memory_meter import reset_peak_rss, rss_bytes
+
+    if not reset_peak_rss():
+        pytest.skip("needs Linux's /proc/self/clear_refs")
+    real = bench.bench_threads
+    big = 192 * 2**20
+    seen: list[int] = []
+
+    def first_run_peaks(*a: Any, **kw: Any) -> dict[str, Any]:
+        if not seen:
+            block = np.ones(big, np.uint8)  # touched: resident
+            seen.append(rss_bytes())
+            del block
+        return real(*a, **kw)
+
+    monkeypatch.setattr(bench, "bench_threads", first_run_peaks)
+    out = bench.run_bench(VAE, threads=(1, 1), iters=1, batch=2, frame=(32, 32))
+    first, last = out["memory"]["rss_peak_bytes_per_run"]
+    assert first > seen[0] - big // 4 and last < seen[0] - big // 2  # the second run's own peak misses the block
+    assert out["memory"]["rss_peak_bytes"] >= first
+    assert out["memory_estimate"]["rss_peak_while_estimating_bytes"] > 0
+
+
+def test_bench_memory_estimate_is_above_what_the_run_holds() -> None:
+    """The U-Net at --batch 8: onnxruntime's second run of a shape holds about twice its first, which the
+    estimate measured once (0.36 GB estimated, 0.44 GB measured at --batch 32, review r3); now it runs each twice."""
+    unet = ZOO / "rover-rgb-unet2-ground" / "rover-rgb-unet2-ground.int8.onnx"
+    out = bench.run_bench(unet, threads=(1,), iters=2, batch=8, frame=(64, 64))
+    est = out["memory_estimate"]
+    assert est["bytes"] >= out["memory"]["rss_peak_bytes_per_run"][0], (est, out["memory"])
+    assert est["loaded_bytes"] > 0 and est["per_patch_bytes"] > 2 * 4 * 3 * 128 * 128
+
+
+def test_bench_times_the_vae_scoring_the_orbital_mission_flies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """orbital_nac flies orbital-gray-vae with score = "terms-max" (mu read back beside score): the bench times
+    that path for the zoo name, and says so; a file is timed on the score-only path (review r3)."""
+    from edgeae.firmware_sim import score
+
+    assert bench.flight_terms("orbital-gray-vae") == (True, 'mission orbital_nac [anomaly] score = "terms-max"')
+    assert bench.flight_terms("zoo:orbital-gray-vae")[0] is True
+    assert bench.flight_terms(VAE)[0] is False and bench.flight_terms("rover-rgb-unet2-ground")[0] is False
+    calls: list[bool] = []
+    real = score.score_runner
+
+    def spy(pred: Any, raw_max: Any = None, terms: bool = False, **kw: Any) -> Any:
+        calls.append(terms)
+        return real(pred, raw_max, terms=terms, **kw)
+
+    monkeypatch.setattr(score, "score_runner", spy)
+    out = bench.run_bench("orbital-gray-vae", threads=(1,), iters=1, batch=2, frame=(32, 32), prefer=["onnx"])
+    assert calls == [True, True]  # the timed run and the memory pass
+    path = out["runs"][0]["infer_path"]
+    assert "score and mu outputs" in path and 'mission orbital_nac [anomaly] score = "terms-max"' in path
+    assert "infer timed through: score_runner(terms=True)" in bench.format_table(out)
+    calls.clear()
+    out = bench.run_bench(VAE, threads=(1,), iters=1, batch=2, frame=(32, 32))
+    assert calls == [False, False] and "score output only" in out["runs"][0]["infer_path"]
+
+
+def test_check_time_rounds_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """``check --time --rounds N``: N windows per artifact (default 3), each of --seconds / N; out of 1-20 or
+    without --time refused before the bundle is read."""
+    from edgeae.export import board_timing
+
+    windows: list[tuple[str, float]] = []
+
+    def fake(bundle: str, artifact: str, threads: int, batch: int, seconds: float, workers: int = 1) -> Any:
+        windows.append((artifact, seconds))
+        return _window(100.0, artifact=artifact)
+
+    monkeypatch.setattr(board_timing, "_time_in_subprocess", fake)
+    speeds = board.time_interleaved("b.npz", ["a.onnx", "b.tflite"], 1, 8, 2.0, rounds=1)
+    assert windows == [("a.onnx", 2.0), ("b.tflite", 2.0)] and [s["windows"] for s in speeds] == [1, 1]
+    with pytest.raises(ValueError, match="rounds must be 1-20"):
+        board.time_interleaved("b.npz", ["a.onnx"], 1, 8, 2.0, rounds=0)
+    missing = str(tmp_path / "missing.npz")
+    for argv, match in ((["--rounds", "2"], "--rounds only apply with --time"),
+                        (["--time", "--rounds", "0"], "--rounds must be 1-20, got 0")):  # fmt: skip
+        assert board.main(["check", missing, "a.onnx", *argv]) == 2
+        assert match in capsys.readouterr().err
+    got: list[int] = []
+    monkeypatch.setattr(board, "time_interleaved", lambda *a: got.append(a[-1]) or [])
+    monkeypatch.setattr(board, "check_artifact", lambda *a: {"artifact": "x", "error": "x", "passed": False})
+    summary = {"format_version": 1}
+    monkeypatch.setattr(board, "load_bundle", lambda p: (summary, {}))
+    board.main(["check", missing, "a.onnx", "--time"])
+    board.main(["check", missing, "a.onnx", "--time", "--rounds", "1"])
+    assert got == [3, 1]

@@ -61,13 +61,14 @@ def test_bundle_checks_artifacts_like_the_export(tiny_vae_run: dict[str, Path]) 
 
 def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path]) -> None:
     """The board side needs numpy and the runtime only: PyTorch is never imported. ``--time`` times each
-    artifact in a fresh process and names the fastest that passed."""
+    artifact in a fresh process and names the fastest that passed (one real window each, ``--rounds 1``: three
+    interleaved windows of two files launched six processes, 5.7 s; the interleaving is tested with a stub)."""
     out = tiny_vae_run["dir"] / "board.json"
     code = (
         "import sys; from edgeae.export.board import main; "
         f"rc = main(['check', {str(tiny_vae_run['bundle'])!r}, {str(tiny_vae_run['fp32'])!r}, "
         f"{str(tiny_vae_run['int8'])!r}, '--json', {str(out)!r}, '--time', '--seconds', '0.2', '--batch', '16', "
-        "'--workers', '2', '--threads', '1']); "
+        "'--workers', '2', '--threads', '1', '--rounds', '1']); "
         "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -78,6 +79,7 @@ def test_check_runs_without_torch_and_writes_json(tiny_vae_run: dict[str, Path])
     assert rec["results"][0]["passed"] and "int8_saturates" in rec["cpu"]
     speeds = [x["speed"] for x in rec["results"]]
     assert all(sp["items_per_s"] > 0 and sp["calls"] >= 6 and sp["batch"] == 16 for sp in speeds), speeds
+    assert all(sp["windows"] == 1 for sp in speeds), speeds  # --rounds 1: one window (process) per artifact
     assert all(sp["workers"] == 2 and sp["threads"] == 1 for sp in speeds), speeds
     assert all(sp["rss_growth_peak_mib"] is not None and sp["rss_growth_peak_mib"] >= 0 for sp in speeds), speeds
     fastest = max(rec["results"], key=lambda x: x["speed"]["items_per_s"])["artifact"]

@@ -208,3 +208,70 @@ def test_a_pass_with_nothing_queued_writes_no_pass_file(tmp_path: Path, models: 
     assert (out / "downlink" / "pass_00001.bin").stat().st_size > 0
     skipped = [r for r in _lines(out) if r.get("kind") == "pass_skipped"]
     assert len(skipped) == 1 and skipped[0]["reason"] == "nothing queued to send"
+
+
+# ------------------------------------------------------------------ review r3, item 3: not this mission's state
+def test_another_missions_run_leaves_the_first_missions_telemetry_untouched(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """Refused because the folder holds mission 'test': no boot_refused line in 'test''s telemetry (until review r3
+    it was appended, and 'test''s summary counted a refused boot it never had), the folder released."""
+    import dataclasses
+
+    out = tmp_path / "out"
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(0))
+    rt.finish()
+    before = (out / "telemetry.jsonl").read_bytes()
+    other = dataclasses.replace(mission(models), name="other")
+    with pytest.raises(MissionError, match="holds the state of mission 'test'"):
+        FlightRuntime(other, out)
+    assert (out / "telemetry.jsonl").read_bytes() == before
+    rt = FlightRuntime(mission(models), out)  # the folder was let go
+    rt.process(frame(1))
+    summary = rt.finish()
+    assert summary["boots"] == 2 and "boots_refused" not in summary
+
+
+def test_an_interrupted_boot_takes_its_lines_back_and_is_not_counted_refused(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """Ctrl-C (or SIGTERM, which the CLI raises as KeyboardInterrupt) during a reboot's model loads: its start and
+    model lines are taken back, no boot_refused line is written (it was not refused)."""
+    out = tmp_path / "out"
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(0))
+    rt.finish()
+    before = (out / "telemetry.jsonl").read_bytes()
+
+    def ctrl_c(x: np.ndarray) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        FlightRuntime(mission(models), out, loader=_recon_loader(ctrl_c))
+    assert (out / "telemetry.jsonl").read_bytes() == before
+    rt = FlightRuntime(mission(models), out)
+    rt.process(frame(1))
+    summary = rt.finish()
+    assert summary["boots"] == 2 and "boots_refused" not in summary
+
+
+# ------------------------------------------------------------------ review r3, item 5: a skipped pass's mark saved
+def test_a_skipped_last_pass_keeps_the_schedule_across_a_reboot(tmp_path: Path, models: dict[str, Path]) -> None:
+    """pass_every_frames = 2 and both frames of the first run dropped: its pass opportunity is skipped (nothing
+    queued), and its mark is saved, so the next boot's first frame is the first since that pass (no pass yet);
+    until review r3 the mark was in memory only and the next boot passed after one frame."""
+    out = tmp_path / "out"
+    m = mission(models, camera={"width": 192}, budget={"pass_every_frames": 2})
+    rt = FlightRuntime(m, out)
+    assert [rt.process(frame(i, w=160))["status"] for i in range(2)] == ["dropped", "dropped"]
+    rt.finish()
+    index = json.loads((out / "queue" / "index.json").read_text())
+    assert index["state"]["finished_at_last_pass"] == 2
+    rt = FlightRuntime(m, out)
+    assert rt.since_pass == 0
+    assert rt.process(frame(2, w=192))["status"] == "processed"
+    assert rt.finish()["queue"]["passes"] == 0 and not list((out / "downlink").glob("pass_*"))
+    rt = FlightRuntime(m, out)
+    rt.process(frame(3, w=192))
+    assert rt.finish()["queue"]["passes"] == 1  # the second frame since the skipped pass
