@@ -34,7 +34,9 @@ def test_flight_extra_runs_both_missions_without_opencv(tmp_path: Path, extra: s
         assert f["dropped"] == 0, (mission, run)
     assert r["bench"]["rc"] == 0, r["bench"]
     assert rc == 0
-    if r["venv_mb"] > BUDGET_MB:  # a stated shortfall (README, docs/firmware_sim.md)
+    # a stated shortfall (README, docs/firmware_sim.md): over the target by what session 34 measured, and no more
+    assert r["venv_mb"] <= {"flight-tflite": 201.5, "flight-onnx": 206.0}[extra], (r["venv_mb"], r["largest_mb"])
+    if r["venv_mb"] > BUDGET_MB:
         pytest.xfail(
             f"{extra} installs {r['venv_mb']} MB, over the {BUDGET_MB:.0f} MB target: the wheel carries ~20 MB of "
             "PyTorch checkpoints a board cannot use (session 34: 200.3 MB flight-tflite, 204.8 MB flight-onnx)"
