@@ -45,9 +45,7 @@ def queue_products(rt: FlightRuntime, work: Any, rec: dict[str, Any]) -> dict[st
         item, ev = rt.queue.put("latent", work.fid, packetise(work.latents, config=rt.wire))
         queued["latent"] += item.wire_bytes if item.status == "pending" else 0
         evicted += [e.id for e in ev]
-    summary: dict[str, Any] = {k: rec[k] for k in ("frame_id", "level", "flags") if k in rec}
-    summary["anomaly"] = rec.get("anomaly", {}).get("patches", [])[:16]
-    tr = TelemetryRecord(work.fid, _json_bytes(summary))
+    tr = TelemetryRecord(work.fid, _json_bytes(telemetry_summary(rec)))
     item, ev = rt.queue.put("telemetry", work.fid, packetise(tr, config=rt.wire))
     queued["telemetry"] += item.wire_bytes if item.status == "pending" else 0
     evicted += [e.id for e in ev]
@@ -66,6 +64,17 @@ def queue_products(rt: FlightRuntime, work: Any, rec: dict[str, Any]) -> dict[st
     if refused:
         rec["refused_items"] = [it.id for it in refused]
     return queued
+
+
+def telemetry_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """The frame's downlinked telemetry record (docs/wire-format.md "Telemetry payload"): its id, level, flags
+    and every anomaly patch sent, entry i patch index i, so the ground can name each one lost. At most
+    ``[anomaly] top_k`` <= 65,535 entries of at most 65 bytes (10-digit x and y, a 24-character score): under
+    4.3 MB, inside the ground's ``max_telemetry_bytes`` (16 MiB) and the 65,535 packets of a product even at
+    128-byte packets."""
+    summary: dict[str, Any] = {k: rec[k] for k in ("frame_id", "level", "flags") if k in rec}
+    summary["anomaly"] = rec.get("anomaly", {}).get("patches", [])  # until session 34 the first 16 only
+    return summary
 
 
 def withdraw(rt: FlightRuntime, fid: int, rec: dict[str, Any], reason: str = "frame_dropped") -> None:

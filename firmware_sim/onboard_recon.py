@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeae.cae_input import encoder_input_mask, mask_encoder_input
 from edgeae.metadata import latent_encoder_id
-from edgeae.tiling import axis_starts
+from edgeae.tiling import axis_starts, pad_to_patch
 from edgeae.wire.products import LatentFrame
 
 from .budget import recon_check_positions
@@ -67,7 +67,8 @@ def recon_skipped(fw: FrameWork) -> str | None:
 
 
 def encode_latents(fw: FrameWork, samples: np.ndarray) -> None:
-    """Encode every tile of a whole frame (``tile_positions`` order) into float16 latents.
+    """Encode every tile of a whole frame (``tile_positions`` order) into float16 latents; a frame smaller than
+    the tile along an axis is padded there as :func:`edgeae.ground.pipeline.encode_latents` pads it.
 
     The encoder sees the frame sampled as it was trained (:func:`encoder_input_mask`,
     :func:`mask_encoder_input`): the mask ``make_mask(seed, (h, w), input_keep, input_pattern)`` of the frame's
@@ -87,8 +88,14 @@ def encode_latents(fw: FrameWork, samples: np.ndarray) -> None:
     for y in ys:  # one row of tiles per call bounds the input buffer
         kept = make_mask_rows(fw.seed, (fw.h, fw.w), keep, pattern, y, min(y + rc.tile, fw.h))
         for j, x in enumerate(xs):
-            np.multiply(samples[y : y + rc.tile, x : x + rc.tile].transpose(2, 0, 1), scale, out=batch[j])
-            known[j] = kept[:, x : x + rc.tile]
+            px, kn = samples[y : y + rc.tile, x : x + rc.tile], kept[:, x : x + rc.tile]
+            if kn.shape != (rc.tile, rc.tile):  # a frame smaller than the tile along an axis: padded as the ground's
+                # encoder pads it (docs/wire-format.md "Tile grid": reflect, edge when the frame is 1 px high or wide;
+                # the tile spans the frame along a short axis and is 1 px there only where the frame is, so padding
+                # the tile is padding the frame)
+                px, kn = pad_to_patch(px, rc.tile)[0], pad_to_patch(kn, rc.tile)[0]
+            np.multiply(px.transpose(2, 0, 1), scale, out=batch[j])
+            known[j] = kn
         mask_encoder_input(batch, known)
         rows.append(np.asarray(guard.predictor(batch), np.float32).astype(np.float16))
     fw.latents = LatentFrame(

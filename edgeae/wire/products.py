@@ -100,9 +100,9 @@ class LatentFrame:
     """A frame sent as CAE encoder latents, one latent per tile.
 
     Tiles are 'tile'×'tile' pixels at the positions ``edgeae.tiling.tile_positions(height, width, tile,
-    stride)`` in that order (grid_rows × grid_cols of them). ``latents`` is (n_tiles, C, h, w): int8 values
-    q with x ≈ q · scale, or float16 values (scale 1.0). ``encoder_id`` names the encoder artifact (a short
-    hash, up to 16 ASCII characters) so the ground can pick the matching decoder.
+    stride)`` in that order (grid_rows × grid_cols of them; 1 <= stride <= tile). ``latents`` is (n_tiles, C, h,
+    w): int8 values q with x ≈ q · scale, or float16 values (scale 1.0). ``encoder_id`` names the encoder
+    artifact (a short hash, up to 16 ASCII characters) so the ground can pick the matching decoder.
     """
 
     frame_id: int
@@ -130,6 +130,8 @@ class LatentFrame:
             v = getattr(self, name)
             if not 1 <= v < 2**16:
                 raise ValueError(f"{name} must be in 1..65535, got {v}")
+        if self.stride > self.tile:  # the ground would fail the product (`decode`) after it crossed the link
+            raise ValueError(f"stride must be in 1..tile ({self.tile}): {self.stride} would leave gaps between tiles")
         if self.dtype not in LATENT_DTYPES:
             raise ValueError(f"dtype must be one of {LATENT_DTYPES}, got {self.dtype!r}")
         want = np.dtype(np.int8) if self.dtype == "int8" else np.dtype(np.float16)
