@@ -15,7 +15,8 @@ summary.json) is a WARNING naming it, and the status stays the run's: the frames
 queue.
 
 This module holds the parser, ``run`` and ``check``; the other commands are in :mod:`.cli_commands`, ``run``'s
-mission overrides in :mod:`.cli_overrides`, what it prints and writes at the end in :mod:`.cli_outputs`.
+mission overrides in :mod:`.cli_overrides`, what it settles before the boot (``--inject``, ``--out``, SIGTERM) in
+:mod:`.cli_preflight`, what it prints and writes at the end in :mod:`.cli_outputs`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .cli_commands import _bench, _missions, _report
 from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, check_lines, passes_skipped_lines
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_for
-from .faults import FaultSpecError, SimulatedReboot, parse_faults
+from .cli_preflight import _check_inject, _check_out_folder, _sigterm_as_ctrl_c
+from .faults import FaultSpecError, SimulatedReboot
 from .mission import Mission, MissionError
 from .mission_sections import ARTIFACT_FORMATS
 
@@ -43,26 +45,6 @@ EXIT_DEGRADED = 1  # check: the mission boots, but without a model it names (ref
 EXIT_REBOOT = 3
 EXIT_STORAGE = 4  # run: a write the loop cannot go on without failed (a full or read-only disk), after it began
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
-
-
-def _sigterm_as_ctrl_c(received: list[str]) -> Any:
-    """SIGTERM (``kill``, a batch system's stop) stops ``run`` as Ctrl-C does: the frame in progress is marked
-    interrupted (a rerun takes it again), the summary and report of the frames so far are written, status 130.
-    Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set);
-    ``received`` gets ``"SIGTERM"`` when it came. A power loss stays what ``--inject reboot@frameN`` or ``kill -9``
-    simulates."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def stop(signum: int, frame: Any) -> None:
-        received.append("SIGTERM")
-        raise KeyboardInterrupt("SIGTERM")
-
-    old = signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -160,15 +142,6 @@ def _does(n: int) -> str:
     return "does" if n == 1 else "do"
 
 
-def _check_inject(args: argparse.Namespace) -> None:
-    """``--inject`` parsed before anything else (``run`` and ``check`` alike), refused in one line naming it: a
-    value no run could fly (``seu@frame1:nan``, ``late@frame1:1e300``) is a user error, not a failure mid-run."""
-    try:
-        parse_faults(args.inject or ())
-    except FaultSpecError as exc:
-        raise FaultSpecError(f"--inject {exc}") from None
-
-
 def _prefer(text: str) -> str:
     """``bench --prefer``: comma-separated artifact formats, each once."""
     names = [f.strip() for f in text.split(",") if f.strip()]
@@ -179,47 +152,6 @@ def _prefer(text: str) -> str:
             f"got {text!r}"
         )
     return ",".join(names)
-
-
-def _check_out_folder(out: Path) -> None:
-    """Refuse, before the boot, an ``--out`` that is a file, lies below a file, or cannot be created where it is
-    (a read-only or virtual file system such as /proc), in one line naming the path and why, as ``edgeae scan``
-    does (until session 32 the raw ``[Errno 20] Not a directory``, or ``[Errno 2] No such file or directory`` under
-    /proc). A folder that does not exist yet is created to see that it can be, then removed: a refused boot leaves
-    nothing behind."""
-    import os
-
-    from edgeae.folder_lock import file_in_the_way
-
-    if out.exists() and not out.is_dir():
-        raise MissionError(f"--out {out} is an existing file; name a folder for the run's output and state")
-    blocking = file_in_the_way(out)
-    if blocking is not None:
-        raise MissionError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
-    missing: list[Path] = []
-    parent = out
-    while not parent.exists():
-        if parent.is_symlink():  # a link to nothing
-            raise MissionError(f"cannot create the results folder --out {out}: {parent} is a broken symbolic link")
-        missing.append(parent)
-        if parent.parent == parent:
-            break
-        parent = parent.parent
-    if not missing:
-        return
-    try:
-        out.mkdir(parents=True)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise MissionError(
-            f"cannot create the results folder --out {out}: {parent} does not let a folder be created in it ({why}); "
-            "choose a writable folder"
-        ) from None
-    for made in missing:  # deepest first: only what this check created
-        try:
-            os.rmdir(made)
-        except OSError:
-            break
 
 
 def _check(args: argparse.Namespace) -> int:

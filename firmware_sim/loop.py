@@ -8,8 +8,10 @@ ledger before it is processed and ends downlinked, queued, or dropped with a rea
 How a frame is taken in (ledger entry, faults, reader, memory check) is in :mod:`.frame_intake`, how a
 readable frame runs (level, strip stream, deadline, cost update) in :mod:`.frame_run`, how a run stops (Ctrl-C,
 SIGTERM, a failed write) and a downlink pass that cannot be written in :mod:`.stops`, how it ends
-(products queued or withdrawn, its ``frame`` line) in :mod:`.frame_outcome`, and the summary's sections
-beyond the frame accounting in :mod:`.run_summary`: functions over the runtime, which this module sequences.
+(products queued or withdrawn, its ``frame`` line) in :mod:`.frame_outcome`, what follows a frame's
+end (its line, then the downlink pass when one is due) and what ends a run (``summary.json``) in
+:mod:`.run_finish`, and the summary's sections beyond the frame accounting in :mod:`.run_summary`: functions over
+the runtime, which this module sequences.
 What a boot sets up before the first frame (codec check, faults, heap, telemetry, queue, models and their
 calibration, memory baselines) is in :mod:`.boot`.
 """
@@ -45,7 +47,7 @@ from .frame_intake import (
     packet_refusal,
 )
 from .frame_intake import sparse_packet_estimate as sparse_packet_estimate
-from .frame_outcome import complete_record, queue_products, withdraw, write_record, write_unwritten
+from .frame_outcome import queue_products, withdraw
 from .frame_run import run_frame
 from .frames import FrameError, FrameReader
 from .guard import ModelGuard
@@ -53,22 +55,20 @@ from .memory_meter import MemoryMeter
 from .mission import Mission
 from .onboard import Loader, OnboardModels
 from .queue import DownlinkQueue, IndexNotSaved
-from .run_summary import summary_sections
+from .run_finish import finish_frame, finish_run, pass_opportunity
 from .score import PatchScorer, ScoreEngine
 from .state import (
     check_mission_state,
     discard_state,
     frames_to_take,
     holds_state,
-    mark_pass,
-    refused_boots,
     state_present,
     write_mission_state,
 )
 from .stops import RunInterrupted as RunInterrupted
 from .stops import StorageFailed as StorageFailed
-from .stops import downlink_pass, interrupted, quietly
-from .telemetry import TelemetryWriter, read_history, summarise, write_summary
+from .stops import interrupted
+from .telemetry import TelemetryWriter
 
 
 def _ms(t0: float) -> float:
@@ -289,15 +289,7 @@ class FlightRuntime:
         return queue_products(self, work, rec)  # a method: tests stop a run here (monkeypatch on the class)
 
     def _finish(self, rec: dict[str, Any], t0: float) -> dict[str, Any]:
-        complete_record(self, rec, t0)
-        # the frame line before the pass: Ctrl-C or a crash in the pass cannot lose a finished frame's record
-        # (the ledger says processed, so no later run takes the frame again to write it)
-        write_record(self, rec)
-        self.since_pass += 1
-        # downlink_bytes_per_pass = 0: no passes at all (no empty pass files)
-        if self.m.budget.downlink_bytes_per_pass > 0 and self.since_pass >= self.m.budget.pass_every_frames:
-            self.downlink_pass()
-        return rec
+        return finish_frame(self, rec, t0)  # its line, then the downlink pass when one is due: .run_finish
 
     # ---------------------------------------------------------------------------------------- downlink
     def downlink_pass(self) -> None:
@@ -307,15 +299,7 @@ class FlightRuntime:
         recorded no pass (skipped, or its file not written) saves the index for its mark all the same (until session
         34 the mark of a run's last, skipped, pass was lost and the next boot passed early); a save that fails is
         tried again by the next frame or :meth:`finish`."""
-        mark_pass(self.queue.state)
-        passes = self.queue.state["passes"]
-        if not self.queue.pending():
-            self.since_pass = 0
-            self.tm.write("event", kind="pass_skipped", reason="nothing queued to send", passes=passes)
-        else:
-            downlink_pass(self)  # a pass sent saves the index itself (or says it could not)
-        if self.queue.state["passes"] == passes:
-            quietly({}, self.queue.save)  # a failure is kept in queue.unsaved
+        pass_opportunity(self)  # .run_finish
 
     def run(
         self, frames: Sequence[str | os.PathLike[str]], inputs: dict[str, list[str]] | None = None
@@ -378,36 +362,7 @@ class FlightRuntime:
         summary. A file that cannot be written (``summary.json``, a telemetry line, the queue index at a stop) is in
         the returned summary's ``not_written`` (``{path: error}``), not an error (``summary.json``'s also an
         ``output_not_written`` event): the frames are in ``telemetry.jsonl`` and the queue index, or in memory."""
-        failed = self.not_written
-        try:
-            # a frame the ledger holds as done whose line an error stopped (run's except)
-            quietly(failed, lambda: write_unwritten(self), self.tm.path)
-            if self.queue.unsaved:  # the index on disk is behind memory (a save failed): one more try
-                quietly(failed, self.queue.save, self.queue.root / "index.json")
-            history = read_history(self.out / "telemetry.jsonl")  # written per line: this boot's lines are there
-            ledger = self.queue.state["frames"]
-            records = {k: r for k, r in history.frames.items() if str(k) in ledger}
-            for r in self.records:  # lines telemetry could not take: this boot's records from memory
-                records.setdefault(r["frame_id"], r)
-            frames = [records[k] for k in sorted(records)]
-            summary = summarise(self.queue, frames, summary_sections(self, history, frames))
-            refused = refused_boots(self.out / "telemetry.jsonl")  # boots that flew nothing: not in "boots"
-            if refused:
-                summary["boots_refused"] = refused
-            path = self.out / "summary.json"
-            if failed:
-                summary["not_written"] = dict(failed)
-            if not quietly(failed, lambda: write_summary(path, summary), path):  # the caller says so (a WARNING)
-                error = failed[str(path)]
-                event = {"kind": "output_not_written", "file": str(path), "error": error}
-                quietly(failed, lambda: self.tm.write("event", **event), self.tm.path)
-            else:  # "end": this boot wrote its summary (without it a report is rebuilt from telemetry and the index)
-                quietly(failed, lambda: self.tm.write("end", summary=summary["frames"]), self.tm.path)
-            if failed:
-                summary["not_written"] = dict(failed)
-        finally:
-            self.close()
-        return summary
+        return finish_run(self)  # .run_finish
 
 
 def release_traceback(exc: BaseException) -> None:

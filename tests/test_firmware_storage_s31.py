@@ -122,7 +122,7 @@ def test_a_read_only_downlink_folder_is_a_warning_and_the_products_stay_queued(
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "3 frames acquired: 0 downlinked, 3 queued, 0 dropped" in printed.out
-    assert "WARNING: 3 downlink pass(es) could not be written" in printed.out
+    assert "WARNING: 3 downlink pass(es) could not be written" in printed.err
     monkeypatch.setattr(queue_mod, "atomic_write", real)
     np.save(d / "f3.npy", textured_frame(3))
     assert main([*args, str(d / "f3.npy")]) == 0
@@ -209,7 +209,7 @@ def test_a_summary_that_cannot_be_written_is_a_warning_and_no_end_line(
     def refuse(path: Any, summary: Any) -> None:
         raise OSError(errno.ENOSPC, f"cannot write {path}: No space left on device")
 
-    monkeypatch.setattr(loop_mod, "write_summary", refuse)
+    monkeypatch.setattr("edgeae.firmware_sim.run_finish.write_summary", refuse)
     assert main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert "3 frames acquired: 3 downlinked" in printed.out and "wrote " + f"{out}/telemetry.jsonl" in printed.out
@@ -409,7 +409,7 @@ def test_a_full_disk_at_the_end_of_a_run_keeps_its_status_and_names_the_files(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, *a, **k)
 
-    monkeypatch.setattr(loop_mod, "write_summary", refuse)
+    monkeypatch.setattr("edgeae.firmware_sim.run_finish.write_summary", refuse)
     monkeypatch.setattr(TelemetryWriter, "write", tm_write)
     assert main(["run", "--mission", str(d / "m.toml"), "--frames", *frames, "--out", str(out)]) == 0
     printed = capsys.readouterr()

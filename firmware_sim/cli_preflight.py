@@ -1,0 +1,82 @@
+"""What ``firmware-sim run`` (and ``check``) settle before a boot: ``--inject`` parsed and ``--out`` checked, each
+refused in one line naming the option before anything is created (exit 2), and SIGTERM made to stop ``run`` as
+Ctrl-C does. ``run`` and ``check`` themselves are in :mod:`.cli`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .faults import FaultSpecError, parse_faults
+from .mission import MissionError
+
+
+def _sigterm_as_ctrl_c(received: list[str]) -> Any:
+    """SIGTERM (``kill``, a batch system's stop) stops ``run`` as Ctrl-C does: the frame in progress is marked
+    interrupted (a rerun takes it again), the summary and report of the frames so far are written, status 130.
+    Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set);
+    ``received`` gets ``"SIGTERM"`` when it came. A power loss stays what ``--inject reboot@frameN`` or ``kill -9``
+    simulates."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append("SIGTERM")
+        raise KeyboardInterrupt("SIGTERM")
+
+    old = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _check_inject(args: argparse.Namespace) -> None:
+    """``--inject`` parsed before anything else (``run`` and ``check`` alike), refused in one line naming it: a
+    value no run could fly (``seu@frame1:nan``, ``late@frame1:1e300``) is a user error, not a failure mid-run."""
+    try:
+        parse_faults(args.inject or ())
+    except FaultSpecError as exc:
+        raise FaultSpecError(f"--inject {exc}") from None
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse, before the boot, an ``--out`` that is a file, lies below a file, or cannot be created where it is
+    (a read-only or virtual file system such as /proc), in one line naming the path and why, as ``edgeae scan``
+    does (until session 32 the raw ``[Errno 20] Not a directory``, or ``[Errno 2] No such file or directory`` under
+    /proc). A folder that does not exist yet is created to see that it can be, then removed: a refused boot leaves
+    nothing behind."""
+    import os
+
+    from edgeae.folder_lock import file_in_the_way
+
+    if out.exists() and not out.is_dir():
+        raise MissionError(f"--out {out} is an existing file; name a folder for the run's output and state")
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise MissionError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
+    missing: list[Path] = []
+    parent = out
+    while not parent.exists():
+        if parent.is_symlink():  # a link to nothing
+            raise MissionError(f"cannot create the results folder --out {out}: {parent} is a broken symbolic link")
+        missing.append(parent)
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not missing:
+        return
+    try:
+        out.mkdir(parents=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise MissionError(
+            f"cannot create the results folder --out {out}: {parent} does not let a folder be created in it ({why}); "
+            "choose a writable folder"
+        ) from None
+    for made in missing:  # deepest first: only what this check created
+        try:
+            os.rmdir(made)
+        except OSError:
+            break
