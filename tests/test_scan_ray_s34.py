@@ -21,6 +21,13 @@ pytest.importorskip("pyarrow")
 from test_scan_support import mean_scorer_factory
 
 from edgeae.scan import ray_engine
+
+try:  # the real map_batches, called on a stub: its warnings without a Ray instance
+    from ray.data import Dataset
+
+    ray_dataset: Any = Dataset
+except ImportError:
+    ray_dataset = None
 from edgeae.scan.archive import walk_archive
 from edgeae.scan.pipeline import ScanConfig
 from edgeae.scan.scoring import ModelSpec
@@ -37,14 +44,55 @@ def _crops(root: Path, moon: np.ndarray, names: tuple[str, ...]) -> Path:
     return root
 
 
+class _FakeDataset:
+    """One pass's dataset: its items split into blocks as Ray's ``from_items`` splits them (in order, the remainder
+    spread over the first blocks), each stage applied row by row in ``worker_cwd`` (a Ray worker's working directory
+    is its raylet's); a block holding an image whose name has ``poison`` in it is dropped whole, as Ray Data drops the
+    block of a task whose worker died past its retries (the images scanned before the crash included)."""
+
+    def __init__(self, data: _FakeData, items: list[dict[str, str]], blocks: int) -> None:
+        self.data, self.items, self.blocks = data, items, blocks
+        self.stages: list[tuple[Any, dict[str, Any]]] = []
+
+    def map_batches(self, fn: Any, **kw: Any) -> _FakeDataset:
+        self.stages.append((fn, kw))
+        if ray_dataset is not None:  # Ray's own argument handling and deprecation warnings, no instance needed
+            stub = type("Stub", (), {"map_batches_internal": lambda *a, **k: None})()
+            ray_dataset.map_batches(stub, fn, **kw)
+        return self
+
+    def _rows(self, item: dict[str, str]) -> list[dict[str, np.ndarray]]:
+        rows: list[dict[str, np.ndarray]] = [{k: np.array([v], dtype=object) for k, v in item.items()}]
+        driver_cwd = os.getcwd()
+        os.chdir(self.data.worker_cwd)
+        try:
+            for fn, kw in self.stages:
+                if isinstance(fn, type):
+                    actor = fn(**kw["fn_constructor_kwargs"])
+                    out = [actor(r) for r in rows]
+                else:
+                    out = [fn(r, **kw["fn_kwargs"]) for r in rows]
+                rows = [x for o in out for x in (o if isinstance(o, Iterator) else [o])]
+        finally:
+            os.chdir(driver_cwd)
+        return rows
+
+    def iter_batches(self, batch_size: Any, batch_format: str) -> Iterator[dict[str, np.ndarray]]:
+        self.data.errored_blocks_seen.append(self.data.context.max_errored_blocks)
+        size, extra = divmod(len(self.items), self.blocks)
+        for i in range(self.blocks):
+            block = self.items[i * size + min(i, extra) : (i + 1) * size + min(i + 1, extra)]
+            rows = [r for item in block for r in self._rows(item)]
+            if not any("poison" in item["name"] for item in block):
+                yield from rows
+
+
 class _FakeData:
-    """``ray.data`` run in this process: each stage applied row by row in ``worker_cwd`` (a Ray worker's working
-    directory is its raylet's); the outputs of an image named ``poison.png`` are dropped, as Ray Data drops the block
-    of a task whose worker died past its retries."""
+    """``ray.data`` run in this process; ``passes`` keeps each dataset built (one a pass)."""
 
     def __init__(self, worker_cwd: Path) -> None:
         self.worker_cwd = worker_cwd
-        self.stages: list[tuple[Any, dict[str, Any]]] = []
+        self.passes: list[_FakeDataset] = []
         self.context = type("Ctx", (), {"enable_progress_bars": True, "max_errored_blocks": 0})()
         self.errored_blocks_seen: list[int] = []
         self.DataContext = type("DataContext", (), {"get_current": staticmethod(lambda: self.context)})
@@ -52,32 +100,9 @@ class _FakeData:
     def ActorPoolStrategy(self, size: int) -> tuple[str, int]:  # Ray's name
         return ("actors", size)
 
-    def from_items(self, items: list[dict[str, str]], override_num_blocks: int) -> _FakeData:
-        self.items = items
-        return self
-
-    def map_batches(self, fn: Any, **kw: Any) -> _FakeData:
-        self.stages.append((fn, kw))
-        return self
-
-    def iter_batches(self, batch_size: Any, batch_format: str) -> Iterator[dict[str, np.ndarray]]:
-        self.errored_blocks_seen.append(self.context.max_errored_blocks)
-        driver_cwd = os.getcwd()
-        for item in self.items:
-            rows: list[dict[str, np.ndarray]] = [{k: np.array([v], dtype=object) for k, v in item.items()}]
-            os.chdir(self.worker_cwd)
-            try:
-                for fn, kw in self.stages:
-                    if isinstance(fn, type):
-                        actor = fn(**kw["fn_constructor_kwargs"])
-                        out = [actor(r) for r in rows]
-                    else:
-                        out = [fn(r, **kw["fn_kwargs"]) for r in rows]
-                    rows = [x for o in out for x in (o if isinstance(o, Iterator) else [o])]
-            finally:
-                os.chdir(driver_cwd)
-            if item["name"] != "poison.png":
-                yield from rows
+    def from_items(self, items: list[dict[str, str]], override_num_blocks: int) -> _FakeDataset:
+        self.passes.append(_FakeDataset(self, items, override_num_blocks))
+        return self.passes[-1]
 
 
 class _FakeRayModule:
@@ -119,6 +144,10 @@ def test_workers_get_absolute_paths_and_results_keep_their_names(moon, tmp_path,
 
 
 # -- 2: a worker that dies on an image -----------------------------------------------------------------------------
+RAY_DEPRECATION = "error::ray.util.annotations.RayDeprecationWarning"
+
+
+@pytest.mark.filterwarnings(RAY_DEPRECATION)
 def test_an_image_that_kills_its_worker_is_retried_a_bounded_number_of_times_then_failed(
     moon, tmp_path, monkeypatch, caplog
 ) -> None:
@@ -130,11 +159,67 @@ def test_an_image_that_kills_its_worker_is_retried_a_bounded_number_of_times_the
     assert {e.name: err for e, r, err in out if r is None} == {"poison.png": ray_engine.WORKER_DIED}
     assert sorted(e.name for e, r, _ in out if r is not None) == ["a.png", "z.png"]
     assert "3 times" in ray_engine.WORKER_DIED and "1 image(s) recorded as failed" in caplog.text
-    # one actor stage (tiling on the actors), its retries bounded; a dropped block does not end the dataset
-    [(stage, kw)] = fake.data.stages
+    # one pass, one image a block; one actor stage (tiling on the actors), its retries bounded; a dropped block does
+    # not end the dataset
+    [one] = fake.data.passes
+    assert one.blocks == len(one.items) == 3
+    [(stage, kw)] = one.stages
     assert stage is ray_engine.TileScoreActor
     assert kw["max_task_retries"] == ray_engine.WORKER_RETRIES == 2 and kw["max_restarts"] == -1
     assert fake.data.errored_blocks_seen == [-1] and fake.data.context.max_errored_blocks == 0  # put back
+
+
+@pytest.mark.filterwarnings(RAY_DEPRECATION)
+def test_only_the_image_that_kills_its_worker_fails_when_a_task_holds_several(moon, tmp_path, monkeypatch) -> None:
+    """Beyond MAX_BLOCKS images a task holds several: the images that went down with the poisoned one (scanned
+    before it or not yet) are scanned again, fewer to a task, and only the poisoned one is recorded as failed."""
+    names = ("a.png", "b.png", "c.png", "m.png", "poison.png", "x.png", "y.png", "z.png")
+    entries = walk_archive(_crops(tmp_path / "arc", moon, names))
+    fake = _FakeRayModule(tmp_path)
+    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
+    monkeypatch.setattr(ray_engine, "MAX_BLOCKS", 2)  # as 2,000 do for an archive of more than 2,000 images
+    config = ScanConfig(SPEC, 32)
+    out = list(ray_engine.iter_ray(entries, config, mean_scorer_factory))
+    assert {e.name: err for e, r, err in out if r is None} == {"poison.png": ray_engine.WORKER_DIED}
+    assert sorted(e.name for e, r, _ in out if r is not None) == sorted(set(names) - {"poison.png"})
+    assert len(out) == len(names)  # each image once
+    # 8 images in 2 blocks (the 4 of poison.png's lost), then those 4 in 4 (twice the blocks): one image a task
+    assert [(len(p.items), p.blocks) for p in fake.data.passes] == [(8, 2), (4, 4)]
+    assert [i["name"] for i in fake.data.passes[-1].items] == ["poison.png", "x.png", "y.png", "z.png"]
+    from edgeae.scan.local import iter_local
+
+    want = {e.name: r for e, r, _ in iter_local(entries, config, mean_scorer_factory, workers=0)}
+    for e, r, _ in out:
+        if r is not None:
+            np.testing.assert_array_equal(r.scores, want[e.name].scores)
+
+
+def test_a_task_that_holds_every_image_is_split_until_only_the_poisoned_image_fails(
+    moon, tmp_path, monkeypatch
+) -> None:
+    """One block for the whole archive (as the reviewer's crash_blk.py forced): scanned again in 2, then 1 a task."""
+    entries = walk_archive(_crops(tmp_path / "arc", moon, ("a_ok.png", "m_poison.png", "z_ok.png")))
+    fake = _FakeRayModule(tmp_path)
+    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
+    monkeypatch.setattr(ray_engine, "MAX_BLOCKS", 1)
+    out = list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), mean_scorer_factory))
+    assert {e.name: err for e, r, err in out if r is None} == {"m_poison.png": ray_engine.WORKER_DIED}
+    assert sorted(e.name for e, r, _ in out if r is not None) == ["a_ok.png", "z_ok.png"]
+    assert [(len(p.items), p.blocks) for p in fake.data.passes] == [(3, 1), (3, 2), (2, 2)]
+    # no more actors than a pass has images to tile (2 CPUs here)
+    assert [p.stages[0][1]["compute"] for p in fake.data.passes] == [("actors", 1), ("actors", 2), ("actors", 2)]
+
+
+def test_a_pass_that_loses_every_task_ends_the_retries(moon, tmp_path, monkeypatch) -> None:
+    """Every one of several tasks died: a systematic failure, not one image; no further pass, all recorded failed."""
+    names = ("a.png", "poison1.png", "poison2.png", "z.png")
+    entries = walk_archive(_crops(tmp_path / "arc", moon, names))
+    fake = _FakeRayModule(tmp_path)
+    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
+    monkeypatch.setattr(ray_engine, "MAX_BLOCKS", 2)
+    out = list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), mean_scorer_factory))
+    assert {e.name: err for e, r, err in out} == dict.fromkeys(names, ray_engine.WORKER_DIED)
+    assert [(len(p.items), p.blocks) for p in fake.data.passes] == [(4, 2)]
 
 
 # -- 7: Ray's messages off stdout ----------------------------------------------------------------------------------
