@@ -297,7 +297,8 @@ def run_bench(
 
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table: the artifact and interpreter measured (and the path timed), one row per (threads, stage)
-    with p50/p90/p99 ms, then throughput with the scope of each number, memory and the load before and after."""
+    with p50/p90/p99 ms, then throughput with the scope of each number, memory and the load before and after
+    (the warnings are not in it: :func:`warning_lines`)."""
     runtime = result.get("runtime") or runtime_name(Path(result["artifact"]))
     version = (result.get("versions") or {}).get(runtime)
     model = (result.get("runs") or [{}])[0].get("model") or {}
@@ -343,5 +344,10 @@ def format_table(result: dict[str, Any]) -> str:
         + (f" ({peaks})" if peaks else "")
         + f"; 1-minute load {load_text}"
     )
-    lines += [f"WARNING: {w}" for w in result.get("warnings") or []]
     return "\n".join(lines)
+
+
+def warning_lines(result: dict[str, Any]) -> list[str]:
+    """The benchmark's warnings (a refused file, more threads than cores, a busy machine), one ``WARNING:`` line
+    each: ``firmware-sim bench`` prints them on stderr after the table (:func:`format_table`, on stdout)."""
+    return [f"WARNING: {w}" for w in result.get("warnings") or []]

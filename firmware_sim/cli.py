@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_commands import _bench, _missions, _report
-from .cli_outputs import DROP_HINTS, _reasons, _write_outputs, advice_lines, check_lines, passes_skipped_lines
+from .cli_outputs import (
+    DROP_HINTS,
+    _reasons,
+    _write_outputs,
+    advice_lines,
+    check_lines,
+    passes_skipped_lines,
+    print_lines,
+)
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_for
 from .cli_preflight import _check_inject, _check_out_folder, _sigterm_as_ctrl_c
@@ -165,8 +173,7 @@ def _check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="firmware-sim-check-") as tmp:
         rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or ())
         try:
-            for line in check_lines(rt):
-                print(line)
+            print_lines(check_lines(rt))  # WARNING lines on stderr, the report on stdout
         finally:
             rt.close()
     return EXIT_DEGRADED if rt.models.refused else 0  # a run would fly, without the refused model

@@ -14,7 +14,15 @@ from .mission import MissionError, load_mission
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import check_bench_args, check_threads, check_writable, format_table, run_bench, thread_warning
+    from .bench import (
+        check_bench_args,
+        check_threads,
+        check_writable,
+        format_table,
+        run_bench,
+        thread_warning,
+        warning_lines,
+    )
 
     check_bench_args(args.batch, args.iters, (args.frame_height, args.frame_width), args.keep)  # before the model
 
@@ -49,6 +57,8 @@ def _bench(args: argparse.Namespace) -> int:
         prefer=prefer,
     )
     print(format_table(result))
+    for line in warning_lines(result):  # under the table, on stderr (the table alone on stdout)
+        print(line, file=sys.stderr)
     if args.json:
         write_text(args.json, json.dumps(result, indent=2) + "\n")  # atomically: no half file on a full disk
         print(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))

@@ -23,13 +23,19 @@ def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()
     except OSError as exc:  # a full or read-only disk: written atomically, so no partial report.html is left
         not_written[str(Path(out) / "report.html")] = str(exc)
     _print_summary(summary, out)
-    for line in advice:
-        print(line)
+    print_lines(advice)
     if report is not None:
         print(f"  report: {report}")
     for path, error in not_written.items():
         print(f"WARNING: {path} was not written: {error}; {_not_written_means(Path(path), Path(out))}", file=sys.stderr)
     return not_written
+
+
+def print_lines(lines: Sequence[str]) -> None:
+    """Console lines in order: a ``WARNING:`` line on stderr (every firmware-sim warning is there, so ``2> log``
+    keeps them all and a script's stdout holds none), the rest on stdout."""
+    for line in lines:
+        print(line, file=sys.stderr if line.startswith("WARNING:") else sys.stdout)
 
 
 def _not_written_means(path: Path, out: Path) -> str:
@@ -94,9 +100,11 @@ def _ms(v: Any) -> str:
 def _print_summary(s: dict[str, Any], out: str) -> None:
     f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
     for r in s.get("models_refused") or []:
-        print(f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}")
+        print(
+            f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}", file=sys.stderr
+        )
     for w in s.get("warnings") or []:
-        print(f"WARNING: {w}")
+        print(f"WARNING: {w}", file=sys.stderr)
     skipped = (s.get("inputs") or {}).get("skipped_in_folders") or []
     if skipped:
         names = ", ".join(Path(x.removesuffix("/ (a folder)")).name for x in skipped[:3])
@@ -161,7 +169,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         print(
             f"WARNING: {failed} downlink pass(es) could not be written (a full or read-only disk: each a "
             "'downlink_failed' event in telemetry.jsonl with the file and the error); their products stay queued "
-            "for the next pass"
+            "for the next pass",
+            file=sys.stderr,
         )
     if s.get("faults_not_fired"):
         print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")

@@ -315,13 +315,13 @@ def test_a_refusal_after_the_write_check_leaves_no_empty_folders(
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"x")
     out = tmp_path / "new" / "deep" / "rx.bin"
-    assert main(["downlink", "simulate", "--image", str(bad), "--link", "perfect", "--out", str(out)]) == 2
+    assert main(["downlink", "simulate", "--image", str(bad), "--link", "perfect", "--out", str(out)]) == 1
     assert "not a PNG" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
     kept = tmp_path / "kept"
     (kept / "deep").mkdir(parents=True)
     (kept / "deep" / "other.txt").write_text("x")
-    assert main(["downlink", "simulate", "--image", str(bad), "--out", str(kept / "deep" / "more" / "rx.bin")]) == 2
+    assert main(["downlink", "simulate", "--image", str(bad), "--out", str(kept / "deep" / "more" / "rx.bin")]) == 1
     assert (kept / "deep" / "other.txt").exists() and not (kept / "deep" / "more").exists()
 
 
@@ -336,7 +336,7 @@ def test_folders_made_for_several_outputs_are_all_removed_after_a_refusal(
     bad.write_bytes(b"x")
     out = tmp_path / "new"
     argv = ["reconstruct", str(bad), "-o", str(out / "a" / "o.png"), "--metrics-json", str(out / "b" / "m.json")]
-    assert main(argv) == 2
+    assert main(argv) == 1  # an unreadable input is a data error
     assert "not a PNG" in capsys.readouterr().err
     assert not out.exists()
 

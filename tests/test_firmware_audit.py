@@ -284,7 +284,7 @@ def test_a_mission_without_an_anomaly_model_says_so(
     d, frames = cli_setup
     (d / "plain.toml").write_text('name = "plain"\n[camera]\nchannels = 1\n')
     assert main(["run", "--mission", str(d / "plain.toml"), "--frames", frames[0], "--out", str(d / "p")]) == 0
-    assert "WARNING: the mission names no [anomaly] model" in capsys.readouterr().out
+    assert "WARNING: the mission names no [anomaly] model" in capsys.readouterr().err
     s = json.loads((d / "p" / "summary.json").read_text())
     assert len(s["warnings"]) == 1 and "no [anomaly] model" in s["warnings"][0]
 

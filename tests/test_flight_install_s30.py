@@ -94,19 +94,20 @@ def test_check_exits_1_and_run_flies_degraded_without_the_interpreter(
 
     _only(monkeypatch, "ai_edge_litert")  # flight-tflite: the rover's U-Net check has no file for it
     assert main(["check", "--mission", "rover_mastcamz"]) == 1
-    out = capsys.readouterr().out
-    assert "boots degraded, without its reconstruction model" in out
+    cap = capsys.readouterr()
+    out, err = cap.out, cap.err  # WARNING lines on stderr since session 34
+    assert "boots degraded, without its reconstruction model" in out + err
     assert "rover-rgb-gtcae.int8.tflite" in out  # the anomaly model flies, from the file this install runs
-    assert out.count("WARNING: the reconstruction model would be refused") == 1 and "ships only .onnx" in out
+    assert err.count("WARNING: the reconstruction model would be refused") == 1 and "ships only .onnx" in err
     frame = tmp_path / "f.npy"
     np.save(frame, np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))
     args = ["run", "--mission", "rover_mastcamz", "--frames", str(frame), "--out", str(tmp_path / "o")]
     assert main([*args, "--frame-ms", "60000"]) == 0  # a run keeps flying, without the check
-    out = capsys.readouterr().out
+    err = capsys.readouterr().err  # every WARNING on stderr (session 34)
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert [r["role"] for r in s["models_refused"]] == ["reconstruction"] and s["frames"]["downlinked"] == 1
     assert Path(s["models"]["anomaly"]).name == "rover-rgb-gtcae.int8.tflite"
-    assert out.count("WARNING: the reconstruction model was refused at boot") == 1
+    assert err.count("WARNING: the reconstruction model was refused at boot") == 1
 
 
 def test_flight_install_benchmark_flags_runs_without_their_models() -> None:
@@ -269,7 +270,7 @@ def test_bench_table_names_what_it_measured_and_warns_about_threads(monkeypatch:
     table = bench.format_table(result)
     assert table.splitlines()[0].startswith("artifact orbital-gray-vae.int8.tflite (ai-edge-litert 2.3.0, vae int8)")
     assert "1-minute load 1.98" in table and "1.977" not in table
-    assert "WARNING: --threads 64: more than the 2 core(s)" in table
+    assert "WARNING" not in table and "WARNING: --threads 64: more than the 2 core(s)" in bench.warning_lines(result)[0]
     assert bench.thread_warning([1, 2]) is None
 
 

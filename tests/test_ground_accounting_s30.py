@@ -59,7 +59,7 @@ def test_idle_packets_are_counted_apart_from_rejected(tmp_path: Path, capsys) ->
     raw.write_bytes(b"".join([pkts[0], fill, *pkts[1:], fill]))
     assert main(["ground", "decode", str(raw), "--out", str(tmp_path / "g")]) == 0
     out = capsys.readouterr().out
-    assert "rejected none, 2 idle (fill) packets" in out
+    assert "rejected: none, 2 idle (fill) packets" in out
     st = json.loads((tmp_path / "g" / "stream.json").read_text())["stream"]
     assert st["idle_packets"] == 2 and _balanced(st)
 

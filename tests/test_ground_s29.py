@@ -156,7 +156,7 @@ def test_plain_mistakes_leave_no_out_folder(tmp_path: Path, capsys) -> None:
     pk = _bin(tmp_path / "a.bin", packetise(_frame(7, (24, 32, 3)), config=WireConfig(256)))
     text = tmp_path / "notimg.png"  # a single --original that is no image: found before --out (was after the packets)
     text.write_text("not an image")
-    assert main(["ground", "decode", str(pk), "--out", str(out), "--original", str(text)]) == 2
+    assert main(["ground", "decode", str(pk), "--out", str(out), "--original", str(text)]) == 1  # unreadable: 1
     assert "notimg.png" in capsys.readouterr().err and not out.exists()
 
 
@@ -178,7 +178,7 @@ def test_original_folder_problems_are_refused_before_reading_or_noted(tmp_path: 
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "frame_7.png").write_bytes(b"not an image at all")
-    assert main(["ground", "decode", str(pk), "--out", str(tmp_path / "g1"), "--original", str(bad)]) == 2
+    assert main(["ground", "decode", str(pk), "--out", str(tmp_path / "g1"), "--original", str(bad)]) == 1
     assert "frame_7.png" in capsys.readouterr().err and not (tmp_path / "g1").exists()
     two = tmp_path / "two"
     two.mkdir()

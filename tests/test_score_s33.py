@@ -36,7 +36,7 @@ def test_a_rerun_says_what_it_replaces_and_removes_only_the_maps_the_run_before_
     assert main(["score", *map(str, two), *argv]) == 0
     assert "replaced" not in capsys.readouterr().err
     first = json.loads((tmp_path / "s.csv.json").read_text())
-    assert [Path(p).name for p in first["maps"]] == ["m_blank.png", "m_flat.png"] and first["map"] == str(m)
+    assert [Path(p).name for p in first["maps"]] == ["m_blank.png", "m_flat.png"] and first["map"] == "m_<stem>.png"
     assert first["threshold"] > 0 and "cyan" in first["threshold_meaning"]  # the zoo VAE's calibrated a(x) threshold
     # a rerun that fails while writing leaves the earlier run whole: its JSON still lists maps that exist (review
     # s33 r2: the maps were removed before the writes)
@@ -49,7 +49,7 @@ def test_a_rerun_says_what_it_replaces_and_removes_only_the_maps_the_run_before_
         mp.setattr(plots, "save_score_map", full)
         assert main(["score", str(two[0]), *argv]) != 0
     assert "replaced" not in capsys.readouterr().err
-    assert all(Path(p).is_file() for p in json.loads((tmp_path / "s.csv.json").read_text())["maps"])
+    assert all((tmp_path / p).is_file() for p in json.loads((tmp_path / "s.csv.json").read_text())["maps"])
     assert main(["score", str(two[0]), *argv]) == 0
     err = capsys.readouterr().err
     assert f"replaced {out} and {out}.json of an earlier run" in err

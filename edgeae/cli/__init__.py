@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor
+from typing import Any
 
 from edgeae._version import __version__
 
@@ -142,6 +143,19 @@ def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+VERBOSE_HELP = "show debug messages and the warnings and logs of third-party libraries (hidden by default)"
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser (and its own subcommands': argparse makes them of the same class): it takes ``-v`` /
+    ``--verbose`` after the command too (``edgeae zoo -v``), as the top-level flag. Left out, the flag is not set
+    here (``argparse.SUPPRESS``), so ``edgeae -v zoo`` keeps the top level's True."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeae",
@@ -149,11 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "patch anomaly detection, export to flight runtimes, CCSDS downlink and ground decoding.",
     )
     parser.add_argument("--version", action="version", version=f"edgeae {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true",
-        help="show debug messages and the warnings and logs of third-party libraries (hidden by default)",
-    )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
@@ -180,6 +191,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    dash = _dash_given(parser, args)
+    if dash:
+        print(f"edgeae {args.command}: error: {dash} -: {DASH_REFUSED}", file=sys.stderr)
+        return 2
     try:
         return _run_command(args)
     finally:
@@ -198,31 +213,135 @@ def _run_command(args: argparse.Namespace) -> int:
     return code
 
 
+DASH_REFUSED = "reading stdin or writing stdout is not supported: give a file (./- for a file named -)"
+SIGTERM_OWN = ("scan", "ground", "train")  # commands that handle SIGTERM themselves (train: exit 143 on purpose)
+
+
+def _dash_given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The option (or argument) of the command run that was given ``-``, which no edgeae command takes for
+    stdin or stdout (it would read or write a file named ``-``); None when none was."""
+    p: argparse.ArgumentParser | None = parser
+    while p is not None:
+        nxt = None
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):  # the subcommand chosen, then its own actions
+                nxt = a.choices.get(getattr(args, a.dest, None) or "")
+                continue
+            value = getattr(args, a.dest, None)
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, str | os.PathLike) and os.fspath(v) == "-" for v in values):
+                return "/".join(a.option_strings) or (a.metavar if isinstance(a.metavar, str) else a.dest.upper())
+        p = nxt
+    return None
+
+
+class StdoutError(Exception):
+    """A write to stdout failed (its reader stopped, a full disk behind ``>``): reported as such, not as a bare
+    errno that reads like a failed output file."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` while a command runs: a failed write or flush raises :class:`StdoutError`."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._inner.write(text))
+        except OSError as exc:
+            raise StdoutError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except OSError as exc:
+            raise StdoutError(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _sigterm_as_interrupt(command: str, got: list[str]) -> Callable[[], object]:
+    """SIGTERM (``kill``, a batch system's stop) interrupts the command as Ctrl-C does (its cleanup runs, the
+    "interrupted" line, exit 130), but for the commands that handle it themselves; returns what puts the previous
+    handler back. A SIGTERM the caller set to be ignored stays ignored."""
+    import signal
+    import threading
+
+    if command in SIGTERM_OWN or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        got.append("SIGTERM")
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _silence_stdout(stream: Any) -> None:
+    """Point descriptor 1 at /dev/null: no second error when Python flushes stdout at exit."""
+    import contextlib
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a replaced stdout (tests) has no descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
 def _run_guarded(args: argparse.Namespace) -> int:
+    from edgeae._headers import ImageReadError
+
+    got: list[str] = []
+    restore = _sigterm_as_interrupt(args.command, got)
+    inner = sys.stdout
+    guarded = inner is not None and not isinstance(inner, _GuardedStdout)
+    if guarded:
+        sys.stdout = _GuardedStdout(inner)
     try:
         if getattr(args, "_needs", None):
             from edgeae._optional import check_extras
 
             check_extras(f"edgeae {args.command}", args._needs(args))
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # its last lines: a stdout that cannot take them is reported here, not at exit
+        return code
     except KeyboardInterrupt:  # Ctrl-C: a message, not a traceback (a scan keeps what it finished)
         again = " (run the same command again to resume)" if args.command == "scan" else ""
-        print(f"\nedgeae {args.command}: interrupted{again}", file=sys.stderr)
+        how = f" ({got[0]})" if got else ""
+        print(f"\nedgeae {args.command}: interrupted{how}{again}", file=sys.stderr)
         return 130
+    except StdoutError as exc:  # stdout closed (| head, | true) or full (> /dev/full): the files it wrote stay
+        cause = exc.__cause__
+        what = (
+            "stdout closed (the program reading it stopped)"
+            if isinstance(cause, BrokenPipeError)
+            else f"cannot write to stdout: {getattr(cause, 'strerror', None) or cause}"
+        )
+        print(f"edgeae {args.command}: error: {what}; its console output is cut short", file=sys.stderr)
+        _silence_stdout(inner)
+        return 1
     except BrokenExecutor as exc:  # a worker process died (killed, out of memory): no traceback, a way on
         again = "; run the same command again to resume" if args.command == "scan" else ""
         print(f"edgeae {args.command}: error: a worker process died ({exc}){again}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # the output was piped into a reader that stopped (| head): nothing more to say
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+    except BrokenPipeError as exc:  # a pipe other than stdout (a stdout written past the guard: silenced too)
+        print(f"edgeae {args.command}: error: a pipe it wrote to was closed ({exc})", file=sys.stderr)
+        _silence_stdout(inner)
         return 1
+    except ImageReadError as exc:  # an input that cannot be read (corrupt, truncated, not an image): a data error
+        print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if args.command == "train" else 1  # train: 2 for bad data (docs/training.md, its own statuses)
     except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
         from edgeae._optional import base_missing
 
         print(f"edgeae {args.command}: error: {base_missing(exc) or exc}", file=sys.stderr)
         return 2
+    finally:
+        if guarded and isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = inner
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -149,6 +149,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pl.add_argument("--threads", type=positive_int, help="inference threads")
     pl.add_argument("--out", type=Path, help="write report.json and report.md to this folder")
     pl.add_argument("--force", action="store_true", help="overwrite report.json and report.md in --out")
+    pl.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)"
+    )
     u = sub.add_parser(
         "send",
         help="replay a packet file over UDP to a ground station (edgeae ground serve)",

@@ -4,6 +4,8 @@ its reports; the rest of ``edgeae downlink`` is in :mod:`edgeae.cli.downlink`.""
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 
 from edgeae.cli import CLIError, check_writable
@@ -46,7 +48,10 @@ def plan(args: argparse.Namespace) -> int:
     if args.image is None and args.patch is not None:
         raise CLIError("--patch applies to --image (the labelled sets score on their own patch grid)")
     _check_plan_out(args)
-    log = (lambda m: print(m, flush=True)) if args.verbose else None
+    # -v: one debug line per frame, budget and method, on stderr (the logger) with the other debug messages; the
+    # markdown table alone on stdout. Bars only on a terminal, and not beside the -v lines
+    log = logging.getLogger(__name__).debug if args.verbose else None
+    progress = log is None and not getattr(args, "no_progress", False) and _stderr_is_terminal()
     if args.image is not None:
         import numpy as np
 
@@ -62,7 +67,7 @@ def plan(args: argparse.Namespace) -> int:
         frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-", bits=bits)
         mode = args.score or science.SCORES[samples.shape[2]]
         rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
-                                progress=None if log else args.image.name)  # fmt: skip
+                                progress=args.image.name if progress else None)  # fmt: skip
         # a deeper frame is planned at its own depth: budgets are fractions of its packed raw size, PSNR on its scale
         rows = [{**r, "bit_depth": bits, "input": f"{bits}-bit"} for r in rows]
     else:
@@ -74,7 +79,7 @@ def plan(args: argparse.Namespace) -> int:
         sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
         rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
                                 scorers=sc, methods=methods, threads=args.threads, log=log,
-                                score=args.score, progress=log is None)  # fmt: skip
+                                score=args.score, progress=progress)  # fmt: skip
     md = science.markdown(rows)
     deeper = sorted({int(r["bit_depth"]) for r in rows if int(r.get("bit_depth", 8)) > 8})
     if deeper:
@@ -131,6 +136,14 @@ def _plan_patch(patch: int | None, scorer_fn: object, scorer: str) -> int:
     if meta.kind == "cae" and fixed <= 0 and side % 16:  # a fixed-input CAE pads a smaller patch to its input
         raise CLIError(f"--patch {side}: CAE scoring ({scorer}) needs a multiple of 16")
     return side
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: progress bars only there (a redirected log gets no carriage-return redraws)."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
 
 
 def _preset(name: str) -> Path | str:

@@ -11,13 +11,18 @@ REFUSED = ("session_limit", "source_limit", "product_limit")
 """Rejection reasons that are the station's own --limit, not damage on the link."""
 
 
+def counts_text(counts: dict) -> str:
+    """``{"crc": 1, "length": 2}`` as ``crc 1, length 2`` ("none" when empty): what a console line prints."""
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items()) or "none"
+
+
 def print_report(report: dict) -> None:
     st = report["stream"]
     print(
         f"{st['packets_received']} packets received, {st['packets_accepted']} accepted, "
         f"{st['duplicates']} duplicates"
         + (f", {st['conflicting']:,} conflicting" if st.get("conflicting") else "")
-        + f", rejected {st['rejected'] or 'none'}"
+        + f", rejected: {counts_text(st['rejected'])}"
         + (f", {st['idle_packets']:,} idle (fill) packets" if st.get("idle_packets") else "")
     )
     refused = {k: v for k, v in st["rejected"].items() if k in REFUSED}

@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
             xcfg = CrossCheckConfig(method=args.cross_check or "linear", seed=args.seed)
         except CrossCheckError as exc:
             raise CLIError(f"--cross-check: {exc}") from None
+    if not args.image.exists():  # a wrong path is a usage error (2); a file that cannot be read a data error (1)
+        raise CLIError(f"image {args.image} does not exist")
     check_outputs(args)  # before minutes of filling, not after
     t0 = time.perf_counter()
     h, w, c = _header_shape(args)  # the size from the header: a frame too large is refused before it is read
@@ -298,21 +300,25 @@ def run(args: argparse.Namespace) -> int:
     lossy: list[str] = []
     _step(steps, f"writing {args.output.name}")
     stale, unsure = stale_valid_map(args, valid_path)
+    masked_path = side_path(args.output, args.save_masked, "masked")
+    error_path = side_path(args.output, args.save_error_map, "error")
+    replaced = _earlier_outputs(args, masked_path, error_path)  # before the writes: what an earlier run left
+    notes: list[str] = []  # printed once every file is written (a closed stdout cannot cost a file)
     written = write_output(args.output, data, rebuilt, georef, lossy)
     if stale is not None:
         stale.unlink(missing_ok=True)
-        print(f"note: removed {stale}: the valid map of the {args.output.name} this run replaced (no no-data now)")
+        notes.append(
+            f"note: removed {stale}: the valid map of the {args.output.name} this run replaced (no no-data now)"
+        )
     elif unsure is not None:
-        print(
+        notes.append(
             f"note: kept {unsure}: it may be the valid map of another {args.output.stem}.* image beside it (or of "
             f"the {args.output.name} this run replaced, which has no no-data now: then remove it)"
         )
-    masked_path = side_path(args.output, args.save_masked, "masked")
     if masked_path:
         from edgeae.masks import apply_mask
 
         write_output(masked_path, data, apply_mask(original, known), georef, lossy)
-    error_path = side_path(args.output, args.save_error_map, "error")
     if error_path:
         from edgeae.imageio import write_image
         from edgeae.report import error_map
@@ -325,9 +331,11 @@ def run(args: argparse.Namespace) -> int:
         write_image(valid_path, data.valid)
         keep_georef(valid_path, georef)
     if georef and not written["georef"]:
-        print(f"note: {args.image.name} is map-projected; write -o *.tif to keep its map coordinates in the output")
+        notes.append(
+            f"note: {args.image.name} is map-projected; write -o *.tif to keep its map coordinates in the output"
+        )
     for text in lossy:
-        print(
+        notes.append(
             f"note: {text}; the metrics are of the rebuilt image before encoding (write .png or .tif for exact samples)"
         )
     scope = ""
@@ -359,7 +367,6 @@ def run(args: argparse.Namespace) -> int:
         f"{measured} ({result.seconds:.2f} s); wrote {args.output}"
         + (f" and its valid map {valid_path}" if valid_path is not None else "")
     )
-    print(summary)
     if args.metrics_json:
         record = {
             **finite_or_none(m),
@@ -398,4 +405,38 @@ def run(args: argparse.Namespace) -> int:
         }
         args.metrics_json.parent.mkdir(parents=True, exist_ok=True)
         args.metrics_json.write_text(json.dumps(record, indent=2) + "\n")
+    for line in notes:
+        print(line)
+    if replaced:
+        print(replaced, file=sys.stderr)
+    print(summary)
     return 0
+
+
+def _earlier_outputs(args: argparse.Namespace, masked: Path | None, error: Path | None) -> str:
+    """What this run replaces of an earlier one (-o, --metrics-json), and the extras an earlier run left beside
+    -o under their default names (``OUTPUT.masked.png``, ``OUTPUT.error.png``) that this run does not write: kept,
+    but named (they are not of this run's image). "" when there is none."""
+    gone = [str(p) for p in (args.output, args.metrics_json) if p is not None and _is_file(Path(p))]
+    text = f"replaced {' and '.join(gone)} of an earlier run" if gone else ""
+    left = [
+        f"{old} ({flag})"
+        for flag, mine, old in (
+            ("--save-masked", masked, side_path(args.output, True, "masked")),
+            ("--save-error-map", error, side_path(args.output, True, "error")),
+        )
+        if old is not None and _is_file(old) and (mine is None or mine.resolve() != old.resolve())
+    ]
+    if left:
+        text += (
+            "; " if text else ""
+        ) + f"kept {' and '.join(left)}: left by an earlier run (this run does not write it)"
+    return text
+
+
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False for a name its folder cannot hold (a side file named after a long -o)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False

@@ -23,6 +23,7 @@ SCORE_MEANING = {
 }
 
 MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".tif", ".tiff")
+MAP_STEM_TAG = "_<stem>"  # the settings JSON's "map" with several images: OUT_<stem>.png, the pattern of their names
 
 
 def _map_paths(base: str, images: list[Path]) -> list[Path]:
@@ -68,9 +69,12 @@ def _check_outputs(args: argparse.Namespace, files: list[Path]) -> list[Path]:
 
 def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Path]) -> tuple[list[Path], str]:
     """What this run replaces of an earlier one: the maps that run's JSON lists (``maps``) which this run does not
-    write again (only files named as that run's ``--map`` names them, never an input image), and the note that says
-    so ("" when there was no earlier run). Nothing is removed here: :func:`_remove_earlier`, once this run's outputs
-    are written (a run that fails leaves the earlier one whole: its CSV and JSON still list maps that exist)."""
+    write again, and the note that says so ("" when there was no earlier run). Only a file named as that run's
+    ``--map`` names them, in the folder of -o (or below it), a plain file (not a link) and never an input, is
+    removed: a JSON copied with its folder, or edited by hand, cannot point the removal anywhere else (a listed map
+    elsewhere stays, and the note says so). Nothing is removed here: :func:`_remove_earlier`, once this run's
+    outputs are written (a run that fails leaves the earlier one whole: its CSV and JSON still list maps that
+    exist)."""
     import json
 
     from edgeae.anomaly.score import settings_path
@@ -84,22 +88,34 @@ def _replace_earlier(args: argparse.Namespace, maps: list[Path], files: list[Pat
         earlier = {}
     listed = earlier.get("maps") if isinstance(earlier, dict) else None
     base = earlier.get("map") if isinstance(earlier, dict) else None
-    keep = {m.resolve() for m in maps} | {f.resolve() for f in files}
+    keep = {m.resolve() for m in maps} | {f.resolve() for f in files} | {out.resolve(), js.resolve()}
+    folder = js.parent.resolve()
     stale: list[Path] = []
+    outside: list[Path] = []
     if isinstance(listed, list) and isinstance(base, str):
-        b = Path(base)
+        b = Path(base).name.replace(MAP_STEM_TAG, "")  # "m_<stem>.png" (several images) or "m.png" (one)
+        b_stem = Path(b).stem
         for name in listed:
-            m = Path(name) if isinstance(name, str) else None
-            if m is None or m.suffix.lower() not in MAP_SUFFIXES or not m.is_file() or m.resolve() in keep:
+            m = js.parent / name if isinstance(name, str) else None  # relative to the JSON (older: absolute)
+            try:
+                if m is None or m.suffix.lower() not in MAP_SUFFIXES or m.is_symlink() or not m.is_file():
+                    continue
+            except (OSError, ValueError):  # a name no folder can hold, a NUL byte: not a map this command wrote
                 continue
-            if m.stem == b.stem or m.stem.startswith(b.stem + "_"):  # a name that run's --map gave (_map_paths)
-                stale.append(m)
+            if m.resolve() in keep or not (m.stem == b_stem or m.stem.startswith(b_stem + "_")):
+                continue  # this run's own output, an input, or not a name that run's --map gave (_map_paths)
+            (stale if m.resolve().is_relative_to(folder) else outside).append(m)
     what = " and ".join(str(p) for p in (out, js) if p.exists())
     note = f"replaced {what} of an earlier run"
     if stale:
         note += f"; removed its {len(stale)} map(s) this run does not write: " + ", ".join(p.name for p in stale)
     elif not isinstance(listed, list):
         note += " (its settings list no maps: any maps it wrote stay)"
+    if outside:
+        note += (
+            f"; kept {len(outside)} map(s) its settings list outside {js.parent} (only maps in the folder of -o are "
+            "removed): " + ", ".join(str(p) for p in outside)
+        )
     return stale, note
 
 
@@ -109,6 +125,27 @@ def _remove_earlier(stale: list[Path], note: str) -> None:
         m.unlink(missing_ok=True)
     if note:
         print(note, file=sys.stderr)
+
+
+def _recorded_paths(args: argparse.Namespace, maps: list[Path]) -> dict[str, Any]:
+    """The settings JSON's paths of the maps, relative to the JSON's folder (so that a results folder copied or
+    moved whole still names its own files): ``map``, the file of one image or the ``<stem>`` pattern of several
+    (``m_<stem>.png``), and ``maps``, the files written."""
+    import os
+
+    from edgeae.anomaly.score import settings_path
+
+    folder = Path(settings_path(args.output)).absolute().parent
+
+    def rel(p: Path) -> str:
+        return Path(os.path.relpath(p.absolute(), folder)).as_posix()
+
+    if not args.map:
+        return {"map": None, "maps": []}
+    if len(maps) == 1 and maps[0] == _map_paths(args.map, [Path("one")])[0]:
+        return {"map": rel(maps[0]), "maps": [rel(maps[0])]}
+    b = _map_paths(args.map, [Path("one")])[0]
+    return {"map": rel(b.with_name(f"{b.stem}{MAP_STEM_TAG}{b.suffix}")), "maps": [rel(m) for m in maps]}
 
 
 def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: str, threshold: Any) -> None:
@@ -155,9 +192,10 @@ def _write_csv(
         "margin": args.margin, "cae_keep": args.cae_keep if meta.kind == "cae" else None,
         "cae_seed": args.cae_seed if meta.kind == "cae" else None,
         "images": [r.file for r in results], "skipped": unread, "patches": n,
+        "images_resolved": [str(Path(r.file).resolve()) for r in results],
         "threshold": threshold, "threshold_meaning": None if threshold is None else
         "the model's calibrated a(x) threshold: the maps outline in cyan the patches that score above it",
-        "map": args.map, "maps": [str(Path(m).absolute()) for m in maps or []],
+        **_recorded_paths(args, maps or []),
         # per image (the order of "images"): grid patches not scored, their valid fraction under min_valid
         "below_min_valid": _below_min_valid(results, patch, stride),
     }  # fmt: skip

@@ -84,7 +84,7 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`.
     ``score``: how a VAE scorer ranks the patches (:func:`score_grid`). ``progress``: a label for a progress
-    bar over the frames (on stderr), or None for none.
+    bar over the frames (drawn only when stderr is a terminal), or None for none.
 
     ``oracle``: rank the grid by the labels instead of ``scorer`` (feature patches first, in grid order): what the
     prioritised downlink would deliver with a perfect anomaly ranking, an upper bound for any scorer."""
@@ -92,9 +92,12 @@ def evaluate(
     links = links or LINKS
     rows: list[dict[str, Any]] = []
     if progress is not None:
-        from edgeae._optional import require
+        from edgeae.reconstruct import show_progress
 
-        frames = require("tqdm").tqdm(frames, desc=progress, unit="frame")
+        if show_progress(True, 0):  # a redirected stderr (a log file) gets no carriage-return redraws
+            from edgeae._optional import require
+
+            frames = require("tqdm").tqdm(frames, desc=progress, unit="frame")
     for n, frame in enumerate(frames):
         if oracle:
             features = {(int(x), int(y)) for x, y in frame.features}
@@ -276,7 +279,7 @@ def run_sets(
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
     for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
     labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`; ``progress``: a
-    progress bar per set)."""
+    progress bar per set, when stderr is a terminal)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
