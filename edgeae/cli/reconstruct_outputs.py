@@ -1,5 +1,6 @@
-"""What ``edgeae reconstruct`` writes: its outputs checked before the fill (:func:`check_outputs`), and the
-rebuilt image encoded in the input's own counts where it can be (:func:`encode_samples`, :func:`write_output`)."""
+"""What ``edgeae reconstruct`` writes: its outputs checked before the fill (:func:`check_outputs`), what it
+replaces of an earlier run (:func:`earlier_outputs`), and the rebuilt image encoded in the input's own counts
+where it can be (:func:`encode_samples`, :func:`write_output`)."""
 
 from __future__ import annotations
 
@@ -209,3 +210,32 @@ def write_output(path: Path, data: ImageData, image: np.ndarray, georef: Any, lo
             f"{path.name}: JPEG is lossy, its samples (the kept ones too) differ from the rebuilt image's{deeper}"
         )
     return {**record, "path": str(path), "georef": georef_kept, "nodata_tag": georef_kept and nodata_zero}
+
+
+def earlier_outputs(args: argparse.Namespace, masked: Path | None, error: Path | None) -> str:
+    """What this run replaces of an earlier one (-o, --metrics-json), and the extras an earlier run left beside
+    -o under their default names (``OUTPUT.masked.png``, ``OUTPUT.error.png``) that this run does not write: kept,
+    but named (they are not of this run's image). "" when there is none."""
+    gone = [str(p) for p in (args.output, args.metrics_json) if p is not None and _is_file(Path(p))]
+    text = f"replaced {' and '.join(gone)} of an earlier run" if gone else ""
+    left = [
+        f"{old} ({flag})"
+        for flag, mine, old in (
+            ("--save-masked", masked, side_path(args.output, True, "masked")),
+            ("--save-error-map", error, side_path(args.output, True, "error")),
+        )
+        if old is not None and _is_file(old) and (mine is None or mine.resolve() != old.resolve())
+    ]
+    if left:
+        text += (
+            "; " if text else ""
+        ) + f"kept {' and '.join(left)}: left by an earlier run (this run does not write it)"
+    return text
+
+
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False for a name its folder cannot hold (a side file named after a long -o)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False
