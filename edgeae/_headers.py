@@ -29,6 +29,10 @@ class ImageReadError(ValueError):
     """An image file is missing, empty, truncated, corrupt or of an unsupported kind (message names it)."""
 
 
+class ImageMissingError(ImageReadError, FileNotFoundError):
+    """The image file does not exist: a usage error (a wrong path), where the others are data errors."""
+
+
 @dataclass(frozen=True)
 class HeaderInfo:
     """What the header says: format ('png'|'jpeg'|'pnm'|'tiff'), size, channels without alpha, bit depth."""
@@ -97,7 +101,7 @@ def sniff(head: bytes) -> str | None:
 def probe(p: Path) -> HeaderInfo:
     """Check that ``p`` exists, is a supported, structurally complete image, and return its header."""
     if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
+        raise ImageMissingError(f"{p}: no such file")
     if p.is_dir():
         raise ImageReadError(f"{p}: is a directory, not an image file")
     ext = p.suffix.lower()

@@ -200,3 +200,23 @@ def test_ground_prints_rejections_as_words(capsys: pytest.CaptureFixture[str]) -
     print_report({"stream": stream, "products": {}})
     line = capsys.readouterr().out.splitlines()[0]
     assert line.endswith("rejected: crc 1, length 1") and "{" not in line
+
+
+def test_a_missing_original_is_a_usage_error_not_a_data_error(
+    tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong path is refused before any work (2), as the exit-status table says; an unreadable file is 1 (review
+    r5: ground decode --original of a missing file had become 1)."""
+    from edgeae.wire.packets import packetise
+    from edgeae.wire.products import SparseFrame
+    from edgeae.wire.stream import write_packet_file
+
+    frame = SparseFrame(0, 4, 4, 1, 8, 1.0, "uniform", 3, 1, np.arange(16, dtype=np.uint8).reshape(16, 1))
+    rx = tmp_path / "rx.bin"
+    write_packet_file(rx, [(0.0, p) for p in packetise(frame)])
+    args = ["ground", "decode", str(rx), "--out", str(tmp_path / "g")]
+    assert main([*args, "--original", str(tmp_path / "nonexistent.png")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(tiny.read_bytes()[:40])  # truncated: a data error
+    assert main([*args, "--original", str(bad)]) == 1

@@ -85,7 +85,7 @@ def test_the_boot_runs_the_recon_model_until_its_memory_settles_and_counts_what_
     warmed = [r for r in _lines(tmp_path / "out") if r.get("kind") == "recon_warmed"]
     assert len(warmed) == 1 and warmed[0]["runs"] == 3 and warmed[0]["tiles"] == 3
     assert all(a >= 5 * MIB for a in warmed[0]["rss_added"][:2]) and warmed[0]["rss_added"][2] < MIB
-    assert rt.rss_loaded - rt.rss_boot >= 12 * MIB  # both growths in what the boot measured
+    # (not the whole boot's RSS difference: memory earlier tests freed may be returned meanwhile, review r5)
 
 
 def test_the_recon_warm_up_is_bounded(tmp_path: Path, models: dict[str, Path]) -> None:

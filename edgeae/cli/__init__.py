@@ -291,7 +291,7 @@ def _silence_stdout(stream: Any) -> None:
 
 
 def _run_guarded(args: argparse.Namespace) -> int:
-    from edgeae._headers import ImageReadError
+    from edgeae._headers import ImageMissingError, ImageReadError
 
     got: list[str] = []
     restore = _sigterm_as_interrupt(args.command, got)
@@ -332,6 +332,8 @@ def _run_guarded(args: argparse.Namespace) -> int:
         return 1
     except ImageReadError as exc:  # an input that cannot be read (corrupt, truncated, not an image): a data error
         print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)
+        if isinstance(exc, ImageMissingError):  # a wrong path: a usage error, refused before any work
+            return 2
         return 2 if args.command == "train" else 1  # train: 2 for bad data (docs/training.md, its own statuses)
     except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
         from edgeae._optional import base_missing
