@@ -291,8 +291,8 @@ def _join(
 
 
 WORKER_DIED = (
-    f"a Ray worker process died while reading or scoring it, {WORKER_RETRIES + 1} times (killed, out of memory or "
-    "a crash in native code); --retry-failed scans it again"
+    f"a Ray worker process died while reading or scoring it, {WORKER_RETRIES + 1} times in its own task (killed, out "
+    "of memory or a crash in native code); --retry-failed scans it again"
 )
 
 
