@@ -220,3 +220,34 @@ def test_a_missing_original_is_a_usage_error_not_a_data_error(
     bad = tmp_path / "bad.png"
     bad.write_bytes(tiny.read_bytes()[:40])  # truncated: a data error
     assert main([*args, "--original", str(bad)]) == 1
+
+
+def test_ground_warning_lines_print_their_counts_as_words(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.cli.ground_output import print_report
+
+    stream = {
+        "packets_received": 9, "packets_accepted": 3, "duplicates": 0, "rejected": {"session_limit": 4},
+        "sequence": {"sparse": {"count_conflicts": 2}},
+    }  # fmt: skip
+    print_report({"stream": stream, "products": {}})
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
+    assert any("station's limits (session_limit 4)" in w for w in warnings)
+    assert any("other contents (sparse 2)" in w for w in warnings)
+    assert not any("{" in w for w in warnings)
+
+
+def test_firmware_sim_refuses_dash_and_takes_verbose_after_its_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.firmware_sim.cli import build_parser
+    from edgeae.firmware_sim.cli import main as fsim
+
+    (tmp_path / "-").write_text("not a frame")  # an existing file named - is neither read nor overwritten
+    assert fsim(["bench", "--model", "orbital-gray-vae", "--json", "-"]) == 2
+    assert fsim(["report", "-"]) == 2
+    err = capsys.readouterr().err
+    assert "--json -: reading stdin or writing stdout is not supported" in err and "report: error: DIR -:" in err
+    assert (tmp_path / "-").read_text() == "not a frame"
+    p = build_parser()
+    assert p.parse_args(["missions", "-v"]).verbose is True and p.parse_args(["-v", "missions"]).verbose is True
+    assert p.parse_args(["missions"]).verbose is False

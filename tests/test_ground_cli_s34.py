@@ -324,7 +324,7 @@ def test_the_limits_warning_names_sequence_missing_only_where_serve_charged_it(
     refused = len(pkts) - len(first)
     assert stream["rejected"] == {"session_limit": refused} and stream["sequence"]["sparse"]["missing"] == 0
     assert (
-        f"WARNING: {refused} packets refused by this station's limits ({{'session_limit': {refused}}}): the products "
+        f"WARNING: {refused} packets refused by this station's limits (session_limit {refused}): the products "
         "below count them as lost (a product none of whose packets were kept has no line); raise the limit" in text
     )
     assert "sequence.<kind>.missing" not in text

@@ -37,8 +37,8 @@ def print_report(report: dict) -> None:
             else "the products below count them as lost (a product none of whose packets were kept has no line)"
         )
         print(
-            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({refused}): {where}; raise "
-            "the limit with --limit to keep them"
+            f"WARNING: {sum(refused.values()):,} packets refused by this station's limits ({counts_text(refused)}): "
+            f"{where}; raise the limit with --limit to keep them"
         )
     if st["rejected"].get("prng"):
         from edgeae.masks import PRNG_VERSION
@@ -51,8 +51,8 @@ def print_report(report: dict) -> None:
     if mixed:
         print(
             f"WARNING: {sum(mixed.values()):,} packets came under sequence counts already received with other "
-            f"contents ({mixed}): two streams are mixed in one file or session, and frames under one id may be set "
-            "aside; decode each sender's packets on its own"
+            f"contents ({counts_text(mixed)}): two streams are mixed in one file or session, and frames under one id "
+            "may be set aside; decode each sender's packets on its own"
         )
     if st.get("conflicting"):
         print(
