@@ -25,7 +25,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeae.cli_conventions import DASH_REFUSED, VERBOSE_HELP, CommandParser, dash_given
 
 from .cli_commands import _bench, _missions, _report
 from .cli_outputs import (
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "summary.json) is a WARNING naming it; the status stays the run's.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     r = sub.add_parser(
         "run",
         help="run a mission's frame loop on frames; writes summary.json, telemetry and report.html",
@@ -316,28 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-VERBOSE_HELP = "show debug messages and the warnings and logs of third-party libraries (hidden by default)"
-DASH_REFUSED = "reading stdin or writing stdout is not supported: give a file (./- for a file named -)"
-
-
-class _CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser: it takes ``-v`` after the command too (``firmware-sim bench -v``), as edgeae's
-    commands do; left out, the top level's value stands (``argparse.SUPPRESS``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
-
-
-def _dash_given(args: argparse.Namespace) -> str | None:
-    """The option given ``-`` (a file named ``-`` would be read or written, not stdin/stdout), or None."""
-    for name, value in vars(args).items():
-        values = value if isinstance(value, list | tuple) else [value]
-        if not name.startswith("_") and any(isinstance(v, str) and v == "-" for v in values):
-            return "DIR" if (args.command, name) == ("report", "out") else "--" + name.replace("_", "-")
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -351,7 +331,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "_fn", None):
         parser.print_help()
         return 2
-    dash = _dash_given(args)
+    dash = dash_given(parser, args)
     if dash:
         print(f"firmware-sim {args.command}: error: {dash} -: {DASH_REFUSED}", file=sys.stderr)
         return 2

@@ -19,6 +19,9 @@ from concurrent.futures import BrokenExecutor
 from typing import Any
 
 from edgeae._version import __version__
+from edgeae.cli_conventions import DASH_REFUSED as DASH_REFUSED
+from edgeae.cli_conventions import VERBOSE_HELP as VERBOSE_HELP
+from edgeae.cli_conventions import CommandParser, dash_given
 
 # name -> module (a plain dict: easy to read and grep)
 COMMANDS: dict[str, str] = {
@@ -143,19 +146,6 @@ def add_views_argument(p: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
-VERBOSE_HELP = "show debug messages and the warnings and logs of third-party libraries (hidden by default)"
-
-
-class _CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser (and its own subcommands': argparse makes them of the same class): it takes ``-v`` /
-    ``--verbose`` after the command too (``edgeae zoo -v``), as the top-level flag. Left out, the flag is not set
-    here (``argparse.SUPPRESS``), so ``edgeae -v zoo`` keeps the top level's True."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeae",
@@ -164,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgeae {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for module_name in COMMANDS.values():
         try:
             module = importlib.import_module(module_name)
@@ -191,7 +181,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    dash = _dash_given(parser, args)
+    dash = dash_given(parser, args)
     if dash:
         print(f"edgeae {args.command}: error: {dash} -: {DASH_REFUSED}", file=sys.stderr)
         return 2
@@ -213,26 +203,7 @@ def _run_command(args: argparse.Namespace) -> int:
     return code
 
 
-DASH_REFUSED = "reading stdin or writing stdout is not supported: give a file (./- for a file named -)"
 SIGTERM_OWN = ("scan", "ground", "train")  # commands that handle SIGTERM themselves (train: exit 143 on purpose)
-
-
-def _dash_given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
-    """The option (or argument) of the command run that was given ``-``, which no edgeae command takes for
-    stdin or stdout (it would read or write a file named ``-``); None when none was."""
-    p: argparse.ArgumentParser | None = parser
-    while p is not None:
-        nxt = None
-        for a in p._actions:
-            if isinstance(a, argparse._SubParsersAction):  # the subcommand chosen, then its own actions
-                nxt = a.choices.get(getattr(args, a.dest, None) or "")
-                continue
-            value = getattr(args, a.dest, None)
-            values = value if isinstance(value, list | tuple) else [value]
-            if any(isinstance(v, str | os.PathLike) and os.fspath(v) == "-" for v in values):
-                return "/".join(a.option_strings) or (a.metavar if isinstance(a.metavar, str) else a.dest.upper())
-        p = nxt
-    return None
 
 
 class StdoutError(Exception):

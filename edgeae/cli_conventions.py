@@ -1,0 +1,40 @@
+"""What the two command lines (``edgeae``, ``firmware-sim``) share: ``-v`` before or after a command, and ``-`` refused
+as a file name (no command reads stdin or writes a file to stdout). Light: argparse and os only, no edgeae import, so
+the flight runtime's CLI takes it without the ground's."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+VERBOSE_HELP = "show debug messages and the warnings and logs of third-party libraries (hidden by default)"
+DASH_REFUSED = "reading stdin or writing stdout is not supported: give a file (./- for a file named -)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser (and its own subcommands': argparse makes them of the same class): it takes ``-v`` /
+    ``--verbose`` after the command too (``edgeae zoo -v``), as the top-level flag. Left out, the flag is not set
+    here (``argparse.SUPPRESS``), so ``edgeae -v zoo`` keeps the top level's True."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+
+
+def dash_given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The option (or argument) of the command run that was given ``-``, which no command takes for stdin or
+    stdout (it would read or write a file named ``-``); None when none was."""
+    p: argparse.ArgumentParser | None = parser
+    while p is not None:
+        nxt = None
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):  # the subcommand chosen, then its own actions
+                nxt = a.choices.get(getattr(args, a.dest, None) or "")
+                continue
+            value = getattr(args, a.dest, None)
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, str | os.PathLike) and os.fspath(v) == "-" for v in values):
+                return "/".join(a.option_strings) or (a.metavar if isinstance(a.metavar, str) else a.dest.upper())
+        p = nxt
+    return None
