@@ -23,11 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacketHeader
-
-from edgeae.wire.layout import COMMON, CRC_LEN, PRIMARY_HEADER, crc16
 from edgeae.wire.packets import IDLE_APID, SEQ_MODULO, build_packet
-from edgeae.wire.parse import KIND_OF_APID
+from edgeae.wire.parse import KIND_OF_APID, WireError, check_primary
 from edgeae.wire.stream import RECORD
 
 from .limits import GroundLimits
@@ -119,20 +116,12 @@ MAX_DROP_RUNS = 1000
 
 def _packet_count(data: bytes) -> tuple[int, int] | None:
     """(APID, sequence count) of a datagram dropped at a cap when it is an intact packet of this wire format, by
-    the checks :func:`edgeae.wire.parse.parse_packet` makes first (long enough, the length field, the CRC, a wire
-    APID, an unsegmented version-0 telemetry header without secondary header); else None: junk whose first bytes
-    happen to name a wire APID must not widen its sequence span (up to 8,191 counts). Paid for dropped datagrams
-    only."""
-    if len(data) < PRIMARY_HEADER + COMMON.size + CRC_LEN:
-        return None
-    head = SpacePacketHeader.unpack(data[:PRIMARY_HEADER])
-    if head.packet_len != len(data) or crc16(data[:-CRC_LEN]) != int.from_bytes(data[-CRC_LEN:], "big"):
-        return None
-    if head.apid not in KIND_OF_APID:
-        return None
-    if head.ccsds_version != 0 or head.packet_type != PacketType.TM or head.sec_header_flag:
-        return None
-    if head.seq_flags != SequenceFlags.UNSEGMENTED:
+    the checks :func:`edgeae.wire.parse.check_primary` makes (the first :func:`~edgeae.wire.parse.parse_packet`
+    makes); else None: junk whose first bytes happen to name a wire APID must not widen its sequence span (up to
+    8,191 counts). Paid for dropped datagrams only."""
+    try:
+        head = check_primary(data)
+    except WireError:
         return None
     return head.apid, head.seq_count
 

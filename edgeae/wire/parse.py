@@ -90,11 +90,10 @@ def _fail(reason: str, message: str) -> WireError:
     return WireError(reason, message)
 
 
-def parse_packet(data: bytes) -> Packet:
-    """Check and decode one whole space packet; raises :class:`WireError` on anything malformed."""
-    data = bytes(data)
-    if is_idle(data):  # CCSDS fill: not ours, carries no CRC of ours
-        raise _fail("idle", f"idle packet (APID {IDLE_APID:#x}, {len(data)} bytes)")
+def check_primary(data: bytes) -> SpacePacketHeader:
+    """The checks every packet of this wire format passes first, on its primary header and CRC (long enough, the
+    length field, the CRC, a wire APID, an unsegmented version-0 telemetry header without secondary header): its
+    header, or :class:`WireError`. Cheap: :mod:`edgeae.ground.udp_receiver` runs it on datagrams it drops."""
     if len(data) < PRIMARY_HEADER + COMMON.size + CRC_LEN:
         raise _fail("short", f"{len(data)} bytes is shorter than the smallest packet")
     head = SpacePacketHeader.unpack(data[:PRIMARY_HEADER])
@@ -112,6 +111,15 @@ def parse_packet(data: bytes) -> Packet:
         raise _fail(
             "type", f"sequence flags 0b{flags}, not 0b11 'unsegmented' (apid {head.apid}, seq {head.seq_count})"
         )
+    return head
+
+
+def parse_packet(data: bytes) -> Packet:
+    """Check and decode one whole space packet; raises :class:`WireError` on anything malformed."""
+    data = bytes(data)
+    if is_idle(data):  # CCSDS fill: not ours, carries no CRC of ours
+        raise _fail("idle", f"idle packet (APID {IDLE_APID:#x}, {len(data)} bytes)")
+    head = check_primary(data)
     kind = KIND_OF_APID[head.apid]
     version, codec, frame_id, part, parts = COMMON.unpack_from(data, PRIMARY_HEADER)
     if version not in LAYOUTS:
