@@ -77,7 +77,7 @@ def print_report(report: dict) -> None:
             "says which): stream.json patches_announced_not_received"
         )
     if st.get("products_failed"):
-        print(f"products not rebuilt: {st['products_failed']}")
+        print(f"products not rebuilt: {counts_text(st['products_failed'])}")
     if not report["products"]:
         print("no product could be assembled from these packets")
     left_out = _patches_left_out(report["products"])

@@ -22,6 +22,7 @@ from edgeae.wire.products import sample_dtype
 
 from .limits import GroundLimits, LimitError, check_frame
 from .reassembly import Assembly
+from .sparse_mask import FrameMask
 
 
 class DecodeError(ValueError):
@@ -49,7 +50,10 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits
     """Place every received piece of a sparse frame on its regenerated mask rows.
 
     The frame size the header claims is checked against ``limits`` (default: ``GroundLimits`` with
-    ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`.
+    ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`. Every piece is
+    checked against the rows of the mask it claims before the rest of the mask is generated (:mod:`.sparse_mask`):
+    when pieces do not fit and none that fits carries a sample, :class:`DecodeError`, before any frame-size array
+    is touched (a black frame would pass for a rebuilt one).
     """
     h0 = asm.header
     check_frame("sparse", asm.frame_id, h0["height"], h0["width"], h0["channels"], _limits(limits, max_pixels))
@@ -61,65 +65,85 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits
         )
     if h0["pattern"] not in masks.PATTERN_IDS:
         raise DecodeError(f"frame {asm.frame_id}: mask pattern {h0['pattern']!r} is not implemented here")
-    samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
-    known = np.zeros((h, w), dtype=bool)
-    covered = np.zeros((h, w), dtype=bool)
-    mask = masks.make_mask(h0["seed"], (h, w), h0["keep"], h0["pattern"])
+    fm = FrameMask(h0["seed"], (h, w), h0["keep"], h0["pattern"])
+    rects: list = []  # layout-1 pieces that fit their rectangle of the mask
     bad = 0
     bands: dict[tuple, list] = {}
     for pkt in asm.pieces.values():
         p = pkt.header
-        if p.get("layout", 1) == 2:  # interleaved: placed band by band below
+        if p.get("layout", 1) == 2:  # interleaved: checked band by band below
             key = (p["row0"], p["row1"], p["n_band"], p["seg"], p["band_parts"], p["step"])
             bands.setdefault(key, []).append(pkt)
             continue
-        r0, r1, c0, c1 = p["row0"], p["row1"], p["col0"], p["col1"]
-        sub = mask[r0:r1, c0:c1]
-        if int(sub.sum()) != p["n"] or pkt.samples.shape != (p["n"], c):
+        r0, r1, c0, c1, n = p["row0"], p["row1"], p["col0"], p["col1"], p["n"]
+        if pkt.samples.shape != (n, c) or fm.count(r0, r1, c0, c1, n) != n:
             bad += 1
-            continue
-        ys, xs = np.nonzero(sub)
+        else:
+            rects.append(pkt)
+    placed, band_bad = _check_bands(bands, fm, c)
+    bad += band_bad
+    if bad and not any(len(pkt.samples) for pkt in rects + [q for _, pkts in placed for q in pkts]):
+        raise DecodeError(
+            f"frame {asm.frame_id}: none of the {bad} pieces received fits the frame's sample mask "
+            "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
+        )
+    mask = fm.full()
+    samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
+    known = np.zeros((h, w), dtype=bool)
+    covered = np.zeros((h, w), dtype=bool)
+    for pkt in rects:
+        r0, r1, c0, c1 = pkt.header["row0"], pkt.header["row1"], pkt.header["col0"], pkt.header["col1"]
+        ys, xs = np.nonzero(mask[r0:r1, c0:c1])
         samples[ys + r0, xs + c0] = pkt.samples
         known[ys + r0, xs + c0] = True
         covered[r0:r1, c0:c1] = True
-    bad += _place_bands(bands, mask, samples, known, covered)
+    _place_bands(placed, mask, samples, known, covered)
     return SparseResult(asm.frame_id, samples, known, covered, mask, bits, bad)
 
 
-def _place_bands(
-    bands: dict[tuple, list], mask: np.ndarray, samples: np.ndarray, known: np.ndarray, covered: np.ndarray
-) -> int:
-    """Place layout-2 pieces (``edgeae.wire.interleave``); returns how many were dropped.
+def _check_bands(bands: dict[tuple, list], fm: FrameMask, c: int) -> tuple[list[tuple[tuple, list]], int]:
+    """The layout-2 band groups to place, each with its pieces that fit, and how many pieces were dropped.
 
     Pieces of one band must agree on its parameters: when two groups claim rows that overlap, the group
     with more pieces is placed and the other dropped, and a band whose regenerated mask does not keep
-    ``n_band`` pixels (a PRNG mismatch) is dropped whole, so no sample is ever placed on the wrong pixel.
+    ``n_band`` pixels (a PRNG mismatch) is dropped whole, so no sample is ever placed on the wrong pixel. Only the
+    strips of a band's own rows are generated, and its count stops as soon as it passes ``n_band``.
     """
-    from edgeae.wire.interleave import packet_indices
+    from edgeae.wire.interleave import packet_samples
 
-    w, c = mask.shape[1], samples.shape[2]
+    w = fm.shape[1]
     bad = 0
-    taken = np.zeros(mask.shape[0], bool)
-    for (r0, r1, n_band, seg, parts, step), pkts in sorted(bands.items(), key=lambda kv: -len(kv[1])):
-        if taken[r0:r1].any():
-            bad += len(pkts)
-            continue
-        flat = np.flatnonzero(mask[r0:r1])  # kept pixels of the band in raster order
-        if flat.size != n_band:
+    placed: list[tuple[tuple, list]] = []
+    taken = np.zeros(fm.shape[0], bool)
+    for key, pkts in sorted(bands.items(), key=lambda kv: -len(kv[1])):
+        r0, r1, n_band, seg, parts, step = key
+        if taken[r0:r1].any() or fm.count(r0, r1, 0, w, n_band) != n_band:
             bad += len(pkts)
             continue
         taken[r0:r1] = True
+        fit = [
+            q for q in pkts if q.samples.shape == (packet_samples(n_band, seg, parts, step, q.header["band_index"]), c)
+        ]
+        bad += len(pkts) - len(fit)
+        placed.append((key, fit))
+    return placed, bad
+
+
+def _place_bands(
+    placed: list[tuple[tuple, list]], mask: np.ndarray, samples: np.ndarray, known: np.ndarray, covered: np.ndarray
+) -> None:
+    """Place the layout-2 pieces :func:`_check_bands` kept (``edgeae.wire.interleave``) on the full ``mask``."""
+    from edgeae.wire.interleave import packet_indices
+
+    w = mask.shape[1]
+    for (r0, r1, n_band, seg, parts, step), pkts in placed:
         covered[r0:r1] = True  # the band's geometry arrived (its lost packets leave scattered holes)
+        flat = np.flatnonzero(mask[r0:r1])  # kept pixels of the band in raster order
         for pkt in pkts:
-            idx = packet_indices(n_band, seg, parts, step, pkt.header["band_index"])
-            if pkt.samples.shape != (idx.size, c):
-                bad += 1
-                continue
-            pos = flat[idx]
+            pos = flat[packet_indices(n_band, seg, parts, step, pkt.header["band_index"])]
             ys, xs = pos // w + r0, pos % w
             samples[ys, xs] = pkt.samples
             known[ys, xs] = True
-    return bad
 
 
 @dataclass(frozen=True, eq=False)
