@@ -29,7 +29,7 @@ from .queue import DownlinkQueue
 from .run_summary import NO_ANOMALY_MODEL
 from .state import frames_since_pass
 from .stops import retake_unsaved
-from .telemetry import TelemetryWriter
+from .telemetry import TelemetryWriter, read_history
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
@@ -80,6 +80,7 @@ def boot(
     # frames a reboot stopped in an earlier boot (reboot_during_processing): never this boot's frame in progress
     rt._stale = {k for k, e in rt.queue.state["frames"].items() if e["status"] == "in_progress"}
     rt._unwritten = None  # its record and start, until written
+    power_lost = power_loss_frames(rt._stale, rt.tm.path)  # before this boot's lines
     rt.tm.write(
         "start",
         mission=mission.name,
@@ -87,6 +88,7 @@ def boot(
         pid=os.getpid(),
         heap=rt.heap,
         resumed=rt.queue.recovered,  # false: a fresh state, earlier lines belong to another
+        utc=rt.tm.utc0,  # the wall-clock time (UTC) at which this boot's ``t`` is 0
     )
     if rt.settings_changed:
         rt.tm.write("event", kind="mission_settings_changed", changes=rt.settings_changed)
@@ -97,6 +99,8 @@ def boot(
             pending=len(rt.queue.pending()),
             lost=rt.queue.lost_on_recovery,
             next_frame_id=rt.queue.state["next_frame_id"],
+            # frames the last boot was processing when the power went (kill -9): dropped reboot_during_processing
+            reboot_during_processing=power_lost,
             **({"interrupted_unsaved": retaken} if retaken and rt.queue.unsaved else {}),  # for the next boot
         )
     if not mission.anomaly.model:
@@ -112,6 +116,16 @@ def boot(
     rt.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
     check_fixed_camera(rt)
     rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt)]
+
+
+def power_loss_frames(stale: set[str], telemetry: Path) -> list[int]:
+    """The frames of ``stale`` (held ``in_progress`` at boot: the last boot stopped in them without marking them
+    interrupted, a power loss or ``kill -9``) that no earlier boot's ``recovery`` line named: those this boot
+    found. Telemetry is read only when a frame is in progress."""
+    if not stale:
+        return []
+    named = read_history(telemetry).power_loss_named()
+    return sorted(int(k) for k in stale if int(k) not in named)
 
 
 def check_codec(mission: Mission, codec: str) -> None:

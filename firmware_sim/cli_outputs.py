@@ -111,6 +111,15 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         more = ", ..." if len(skipped) > 3 else ""
         print(f"  {len(skipped)} entries of --frames folders are not frame files, skipped ({names}{more}; all in "
               "summary.json inputs)")  # fmt: skip
+    lost = (s.get("this_boot") or {}).get("reboot_during_processing") or []
+    if lost:
+        ids = ", ".join(str(x) for x in lost)
+        print(
+            f"WARNING: this boot recovered from a power loss (or kill -9) during frame{'s' if len(lost) > 1 else ''} "
+            f"{ids}: dropped, reboot_during_processing (the ledger keeps {'them' if len(lost) > 1 else 'it'}; "
+            "not taken again)",
+            file=sys.stderr,
+        )
     if s.get("skipped_already_acquired"):
         print(
             f"resumed the mission state in {out}: {s['skipped_already_acquired']} frame(s) already acquired there "
@@ -174,14 +183,47 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         )
     if s.get("faults_not_fired"):
         print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
-    for a in s["anomalies"][:5]:
-        top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:4])
-        print(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
-    if len(s["anomalies"]) > 5:
-        print(f"  ... anomalous patches in {len(s['anomalies']) - 5} more frames (report.html, summary.json)")
+    for line in _anomaly_lines(s):
+        print(line)
     pass_files = ", downlink/pass_*.bin" if q.get("passes") else ""
     summary_json = "" if any(Path(p).name == "summary.json" for p in s.get("not_written") or {}) else "summary.json, "
     print(f"  wrote {out}/{summary_json}telemetry.jsonl{pass_files}")
+
+
+def _anomaly_lines(s: dict[str, Any], n: int = 5) -> list[str]:
+    """The first ``n`` frames of this boot with anomalous patches (``this_boot.anomalous_frames``) or, when this boot
+    had none, the last ``n`` of the earlier boots, saying so; then how many frames with anomalous patches are left
+    out (until session 35 always the mission's first ``n``: at boot 32 those of boot 1)."""
+    anomalies = list(s.get("anomalies") or [])
+    if not anomalies:
+        return []
+    this_boot = s.get("this_boot") or {}
+    known = isinstance(this_boot, dict) and "anomalous_frames" in this_boot  # a summary rebuilt by report: not
+    ids = set(this_boot["anomalous_frames"]) if known else {a.get("frame_id") for a in anomalies}
+    mine = [a for a in anomalies if a.get("frame_id") in ids]
+    out = []
+    if mine:
+        shown = mine[:n]
+        here, before = len(mine) - len(shown), len(anomalies) - len(mine)
+    else:
+        shown = anomalies[-n:]
+        here, before = 0, len(anomalies) - len(shown)
+        out.append(
+            f"  no anomalous patch in this boot's frames; the last {_count(len(shown), 'frame')} of earlier boots:"
+        )
+    for a in shown:
+        top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:4])
+        out.append(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
+    left = [f"{here} more frame{'s' if here != 1 else ''}" + (" of this boot" if before else "")] if here else []
+    if before:
+        left.append(
+            f"{_count(before, 'frame')} of earlier boots"
+            if mine
+            else f"{before} earlier frame{'s' if before != 1 else ''}"
+        )
+    if left:
+        out.append(f"  ... anomalous patches in {' and '.join(left)} (report.html, summary.json)")
+    return out
 
 
 def advice_lines(

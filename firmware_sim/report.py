@@ -67,9 +67,10 @@ def _verdict(s: dict[str, Any]) -> str:
     if unknown:
         parts.append(f"{unknown} processed frame(s) of unknown outcome (no queue index).")
     faults = [str(x) for x in s.get("faults") or []]
-    if faults:  # an injected fault is a test of the runtime, not a clean run: said in the first lines
+    every = [str(x) for x in s.get("faults_fired") or []]  # fired in any boot on this state (older summaries: none)
+    if faults or every:  # an injected fault is a test of the runtime, not a clean run: said in the first lines
         not_fired = [str(x) for x in s.get("faults_not_fired") or []]
-        fired = [x for x in faults if x not in not_fired]
+        fired = every or [x for x in faults if x not in not_fired]
         parts.append(
             f"Faults injected (--inject): {', '.join(fired) or 'none fired'}"
             + (f"; asked for but never fired: {', '.join(not_fired)}" if not_fired else "")

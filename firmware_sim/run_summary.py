@@ -26,7 +26,8 @@ NO_ANOMALY_MODEL = (
 def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The summary's sections beyond the frame accounting (every boot unless they say ``this_boot``)."""
     processed = [r for r in records if r.get("status") == "processed"]
-    fired = history.faults_fired() | set(rt.faults.fired) | set(rt.queue.state.get("faults_fired", []))
+    # in the order first fired; this boot's are in telemetry too, unless a line could not be written
+    fired = list(dict.fromkeys([*history.faults_fired(), *rt.queue.state.get("faults_fired", []), *rt.faults.fired]))
     return {
         "mission": rt.m.name,
         "warnings": ([NO_ANOMALY_MODEL] if not rt.m.anomaly.model else []) + memory_warnings(records),
@@ -52,7 +53,10 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         "scrub_reloads": history.count("seu_detected"),
         # pass files that could not be written (a full or read-only disk): their products stayed queued
         "downlink_passes_failed": history.count("downlink_failed"),
-        "faults": [str(f) for f in rt.faults.faults],
+        "faults": [str(f) for f in rt.faults.faults],  # asked for by this boot (--inject, [runtime] inject)
+        # injected in any boot on this state, asked for by this boot or not (until session 35 those of earlier
+        # boots were nowhere in the summary)
+        "faults_fired": fired,
         # asked for but never injected in any boot (a frame id never reached, a model the fault needs not
         # loaded)
         "faults_not_fired": [str(f) for f in rt.faults.faults if str(f) not in fired],
@@ -64,8 +68,20 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
             "skipped_already_acquired": rt.skipped_already_acquired,
             "scrub_reloads": rt.models.reloads,
             "faults_fired": sorted(set(rt.faults.fired)),
+            # frames a power loss stopped in the last boot, found in progress by this one: dropped
+            # reboot_during_processing (its ``recovery`` line names them too)
+            "reboot_during_processing": list((history.last_recovery or {}).get("reboot_during_processing") or []),
+            # this boot's frames with anomalous patches (in ``anomalies``): what the console lists first
+            "anomalous_frames": [
+                r["frame_id"]
+                for r in rt.records
+                if r.get("status") == "processed" and (r.get("anomaly") or {}).get("patches")
+            ],
         },
         "patches_per_s": _rate(records),
+        # lines of telemetry.jsonl skipped as unreadable (cut short, not UTF-8, not JSON): what they held is not
+        # counted above
+        **({"telemetry_lines_unreadable": history.unreadable_lines} if history.unreadable_lines else {}),
         "inputs": rt.inputs,
     }
 

@@ -74,9 +74,16 @@ def check_mission_state(out: Path, mission: Mission) -> list[str]:
     if not path.exists():
         return []
     try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        old = {}
+        old = json.loads(path.read_text(encoding="utf-8"))
+        why = "" if isinstance(old, dict) and isinstance(old.get("settings", {}), dict) else "no mission record"
+    except (OSError, ValueError) as exc:  # not UTF-8 (a UnicodeDecodeError), not JSON, unreadable
+        why = f"{type(exc).__name__}: {exc}"
+    if why:  # until session 35 it was ignored and rewritten: another mission's state was taken over unchecked
+        raise MissionError(
+            f"{path} is unreadable ({why}): it names the mission whose state (queue, frame ledger) {out} holds, so "
+            f"this run of {mission.name!r} cannot check it; choose another --out, --fresh to discard that state, or "
+            "remove that file to continue the state as this mission's"
+        )
     if old.get("name") not in (None, mission.name):
         raise MissionError(
             f"{out} holds the state of mission {old['name']!r} (its queue and frame ledger); this run is "
@@ -101,8 +108,11 @@ def write_mission_state(out: Path, mission: Mission) -> None:
     doc = {"name": mission.name, "settings": _mission_settings(mission)}
     try:
         atomic_write(out / MISSION_STATE, (json.dumps(doc, indent=2) + "\n").encode())
-    except OSError as exc:
-        raise StateNotSaved(*((exc.errno, str(exc)) if exc.errno is not None else (str(exc),))) from exc
+    except OSError as exc:  # the message names the file once and the errno once (str() would say it twice)
+        path = out / MISSION_STATE
+        why = exc.strerror or str(exc)
+        msg = why if why.startswith("cannot write ") else f"cannot write {path}: {why}"  # atomic_write names it
+        raise StateNotSaved(*((exc.errno, msg) if exc.errno is not None else (msg,))) from exc
 
 
 # what a run keeps in its output folder (``--fresh`` removes it; a refused first boot leaves none of it)

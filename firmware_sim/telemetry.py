@@ -2,9 +2,9 @@
 
 Lines are flushed as they are written, so a reboot keeps everything up to the last event. Every line has
 ``type`` (``start``, ``frame``, ``pass``, ``event``, ``recovery``, ``end``) and ``t`` (seconds since the
-run started). The summary is built from the lines of every boot on the folder's state (a reboot, an
-interrupted run, a rerun), and its frame accounting satisfies acquired = downlinked + partial + queued +
-dropped.
+boot started; its ``start`` line's ``utc`` is the wall-clock time at t = 0). The summary is built from the lines
+of every boot on the folder's state (a reboot, an interrupted run, a rerun), and its frame accounting satisfies
+acquired = downlinked + partial + queued + dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(_clean(record), separators=(",", ":"), sort_keys=False)
 
 
+def utc_iso(seconds: float) -> str:
+    """A POSIX time as ISO 8601 UTC to the millisecond, ``2025-03-01T12:34:56.789Z``."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class TelemetryNotWritten(OSError):
     """A telemetry line could not be written (a full or read-only disk): the message names the file (``path``)."""
 
@@ -59,6 +66,7 @@ class TelemetryWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
+        self.utc0 = utc_iso(time.time())  # the wall-clock time at t = 0 (the boot's ``start`` line says it)
         self._f: io.FileIO | None = io.FileIO(self.path, "a+")
         size = os.fstat(self._f.fileno()).st_size  # a line a crash or a full disk cut short before this boot
         self._torn = size > 0 and os.pread(self._f.fileno(), 1, size - 1) != b"\n"
@@ -88,20 +96,33 @@ class TelemetryWriter:
 
 
 def read_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a ``telemetry.jsonl`` (a torn last line after a crash is skipped; no file: none)."""
+    """The records of a ``telemetry.jsonl`` (unreadable lines skipped, :func:`read_records`; no file: none)."""
+    return read_records(path)[0]
+
+
+def read_records(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int]:
+    """The records of a ``telemetry.jsonl`` and how many of its non-empty lines were skipped as unreadable: a line
+    a crash or a full disk cut short, bytes that are not UTF-8 (each line is decoded alone, so a damaged line costs
+    only itself; until session 35 one such byte anywhere refused the boot and ``report``), or no JSON object. No
+    file: none."""
     out: list[dict[str, Any]] = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        data = Path(path).read_bytes()
     except OSError:
-        return out
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
+        return out, 0
+    skipped = 0
+    for raw in data.split(b"\n"):
+        if not raw.strip():
             continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is one
+            rec = None
         if isinstance(rec, dict):
             out.append(rec)
-    return out
+        else:
+            skipped += 1
+    return out, skipped
 
 
 @dataclass
@@ -112,9 +133,17 @@ class History:
     frames: dict[int, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     boots: int = 0
+    unreadable_lines: int = 0  # lines of the whole file skipped as unreadable (:func:`read_records`)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # the ``recovery`` lines, every boot's
+    last_recovery: dict[str, Any] | None = None  # the last boot's ``recovery`` line (None: it wrote none)
 
-    def faults_fired(self) -> set[str]:
-        return {str(e.get("fault")) for e in self.events if e.get("kind") == "fault_injected"}
+    def power_loss_named(self) -> set[int]:
+        """The frames a ``recovery`` line named ``reboot_during_processing`` (found in progress after a power loss)."""
+        return {x for r in self.recoveries for x in r.get("reboot_during_processing") or [] if isinstance(x, int)}
+
+    def faults_fired(self) -> list[str]:
+        """The faults the boots injected (``fault_injected`` events), each once, in the order first fired."""
+        return list(dict.fromkeys(str(e.get("fault")) for e in self.events if e.get("kind") == "fault_injected"))
 
     def count(self, kind: str) -> int:
         return sum(e.get("kind") == kind for e in self.events)
@@ -122,16 +151,22 @@ class History:
 
 def read_history(path: str | os.PathLike[str]) -> History:
     h = History()
-    for rec in read_lines(path):
+    records, unreadable = read_records(path)
+    for rec in records:
         kind = rec.get("type")
         if kind == "start":
             if rec.get("resumed") is False:  # a fresh state: what came before belongs to another
                 h = History()
             h.boots += 1
+            h.last_recovery = None
+        elif kind == "recovery":
+            h.recoveries.append(rec)
+            h.last_recovery = rec
         elif kind == "frame" and isinstance(rec.get("frame_id"), int):
             h.frames[rec["frame_id"]] = rec
         elif kind == "event":
             h.events.append(rec)
+    h.unreadable_lines = unreadable
     return h
 
 
@@ -314,7 +349,11 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         mission = json.loads((root / "mission.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         mission = {}
-    settings = mission.get("settings") or {}
+    if not isinstance(mission, dict):  # valid JSON but no mission record: as unreadable
+        mission = {}
+    settings = mission.get("settings")
+    if not isinstance(settings, dict):
+        settings = {}
     extra: dict[str, Any] = {
         "mission": mission.get("name") or "?",
         "budgets": {k: settings.get(f"budget.{k}") for k in ("memory_bytes", "frame_ms", "downlink_bytes_per_pass")},
@@ -322,8 +361,10 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         **({"boots_refused": refused} if (refused := _refused_boots(root / "telemetry.jsonl")) else {}),
         # as a finished run's summary says them (run_summary.summary_sections), from the events: the faults the
         # boots injected (those asked for are not recorded, so none is said "not fired") and the scrub reloads
-        "faults": list(dict.fromkeys(str(e.get("fault")) for e in history.events if e.get("kind") == "fault_injected")),
+        "faults": history.faults_fired(),
+        "faults_fired": history.faults_fired(),
         "scrub_reloads": history.count("seu_detected"),
+        **({"telemetry_lines_unreadable": history.unreadable_lines} if history.unreadable_lines else {}),
         "incomplete": {
             "why": "the last boot did not write a summary (rebooted, interrupted or killed)",
             "missing": missing,
