@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ SCHEMA = 1
 METADATA_KEY = "edgeae"
 KINDS = ("cae", "cae-encoder", "cae-decoder", "vae")
 LAYOUTS = ("NCHW", "NHWC")
+NORMALISATIONS: dict[str, tuple[float, float]] = {"divide-by-dtype-max": (0.0, 1.0)}
+"""The ``normalisation`` methods edgeae applies, with the input range each gives (docs/export.md, "Values")."""
 
 
 class MetadataError(ValueError):
@@ -40,7 +44,8 @@ class ModelMetadata:
     ``mask`` records the sampling used in training (pattern, destroyed-fraction range, mode); a CAE's input has
     destroyed pixels 0 and kept ones at least 1/255 (docs/masks.md). ``score`` holds ``lambda`` and ``threshold``
     (the 99th percentile of the validation patches' scores) for anomaly scoring models. What each field means to a
-    program without edgeae: docs/export.md, "Using an artifact without edgeae".
+    program without edgeae: docs/export.md, "Using an artifact without edgeae". Construction checks every field's
+    type and value (a known normalisation, finite score numbers) and raises :class:`MetadataError`.
     """
 
     kind: str
@@ -65,11 +70,55 @@ class ModelMetadata:
             raise MetadataError(f"unknown model kind {self.kind!r}; expected one of {KINDS}")
         if self.layout not in LAYOUTS:
             raise MetadataError(f"unknown layout {self.layout!r}; expected one of {LAYOUTS}")
+        if not _is_whole(self.channels) or self.channels < 1:
+            raise MetadataError(f"channels must be a whole number >= 1, got {self.channels!r}")
         if self.channels not in (1, 3) and self.kind != "cae-decoder":
             raise MetadataError(f"channels must be 1 or 3, got {self.channels}")
+        object.__setattr__(self, "channels", int(self.channels))
+        if not isinstance(self.input_shape, (list, tuple)) or not all(_is_whole(v) for v in self.input_shape):
+            raise MetadataError(f"input_shape must be a list of whole numbers, got {self.input_shape!r}")
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
         if len(self.input_shape) != 4:
             raise MetadataError(f"input_shape must have 4 dimensions, got {self.input_shape}")
+        if any(v == 0 or v < -1 for v in self.input_shape):
+            raise MetadataError(f"input_shape sizes must be >= 1 (or -1: dynamic), got {self.input_shape}")
+        for name in ("architecture", "normalisation", "mask", "score", "extra"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise MetadataError(f"{name} must be a JSON object, got {type(value).__name__} {value!r:.60}")
+        for name in ("training_data_hash", "source_checkpoint_hash", "edgeae_version", "precision"):
+            if not isinstance(getattr(self, name), str):
+                raise MetadataError(f"{name} must be a string, got {getattr(self, name)!r:.60}")
+        arch_channels = self.architecture.get("channels")
+        if arch_channels is not None and (not _is_whole(arch_channels) or arch_channels < 1):
+            raise MetadataError(f"architecture channels must be a whole number >= 1, got {arch_channels!r:.60}")
+        self._check_normalisation()
+        self._check_score()
+
+    def _check_normalisation(self) -> None:
+        """Refuse a ``normalisation`` edgeae cannot apply: an unknown method, or a range other than the method's."""
+        method, rng = self.normalisation.get("method"), self.normalisation.get("range")
+        if not isinstance(method, str) or method not in NORMALISATIONS:
+            known = ", ".join(repr(k) for k in NORMALISATIONS)
+            raise MetadataError(f"normalisation method {method!r:.60} is not one edgeae applies ({known})")
+        if not isinstance(rng, (list, tuple)) or len(rng) != 2 or not all(_is_finite(v) for v in rng):
+            raise MetadataError(f"normalisation range must be two finite numbers [lo, hi], got {rng!r:.60}")
+        want = NORMALISATIONS[method]
+        if tuple(float(v) for v in rng) != want:
+            raise MetadataError(
+                f"normalisation range {list(rng)} does not match method {method!r}, which gives "
+                f"[{want[0]:g}, {want[1]:g}]"
+            )
+
+    def _check_score(self) -> None:
+        """``score["lambda"]`` (>= 0) and ``score["threshold"]``, where recorded (not null), are finite numbers."""
+        for key, low in (("lambda", 0.0), ("threshold", None)):
+            v = self.score.get(key)
+            if v is None:
+                continue
+            if not _is_finite(v) or (low is not None and v < low):
+                need = "a finite number" + ("" if low is None else f" >= {low:g}")
+                raise MetadataError(f"score {key} must be {need}, got {v!r:.60}")
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -90,6 +139,8 @@ class ModelMetadata:
             return cls(**d)
         except TypeError as exc:
             raise MetadataError(f"{source}: metadata fields do not match schema {SCHEMA}: {exc}") from exc
+        except MetadataError as exc:  # a field's value: name the file it came from
+            raise MetadataError(f"{source}: edgeae metadata: {exc}") from exc
 
     def replace(self, **changes: Any) -> ModelMetadata:
         d = asdict(self)
@@ -116,6 +167,18 @@ class ModelMetadata:
                     f"{source}: input shape {tuple(shape)} ({given}) does not match the model's {self.layout} input "
                     f"{self.input_shape}: the batch has {has}, the model takes {want} (axis {axis})"
                 )
+
+
+def _is_whole(v: Any) -> bool:
+    """A whole number (an int, or a float such as 64.0 with no fraction); never a bool or a string."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return False
+    return isinstance(v, numbers.Integral) or (math.isfinite(float(v)) and float(v).is_integer())
+
+
+def _is_finite(v: Any) -> bool:
+    """A finite real number (not NaN, not ±inf); never a bool or a string."""
+    return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(float(v))
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
