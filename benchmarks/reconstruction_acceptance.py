@@ -42,12 +42,14 @@ from edgeae.metrics import compare
 from edgeae.reconstruct import Reconstruction, run_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
+from benchmarks.acceptance_report import CLASSICAL
+from benchmarks.acceptance_report import VARIANTS as VARIANTS
+from benchmarks.acceptance_report import markdown as markdown
+from benchmarks.acceptance_report import summarise as summarise
+from benchmarks.acceptance_report import verdicts as verdicts
 from benchmarks.machine import machine_info
 
 log = logging.getLogger("reconstruction_acceptance")
-# rows derived from a model: adapted to each image, mixed by the cross-check, or both
-VARIANTS = ("", "+adapt", "+xcheck", "+adapt+xcheck")
-CLASSICAL = ("normconv", "linear", "telea", "ns", "nearest")
 KEEPS = (0.05, 0.1, 0.25)
 SMOOTH_WINDOW = 128
 
@@ -127,32 +129,6 @@ def evaluate(img: np.ndarray, known: np.ndarray, methods: dict[str, Any], seed: 
         if isinstance(predictor, CrossChecked):  # the mean weight of the CAE in the mix
             out[name]["alpha_mean"] = float(xreport["alpha_mean"])
     return out
-
-
-def summarise(per_image: dict[str, dict[str, dict[str, float]]], models: list[str]) -> dict[str, Any]:
-    """Mean per method, best classical per image, each model's margin and wins."""
-    names = list(per_image)
-    methods = list(next(iter(per_image.values())))
-    mean = {m: {k: float(np.mean([per_image[n][m][k] for n in names])) for k in ("psnr", "ssim")} for m in methods}
-    best_classical = {
-        n: max((m for m in methods if m in CLASSICAL), key=lambda m: per_image[n][m]["psnr"]) for n in names
-    }
-    best_psnr = np.array([per_image[n][best_classical[n]]["psnr"] for n in names])
-    margins: dict[str, Any] = {}
-    for m in models:
-        psnr = np.array([per_image[n][m]["psnr"] for n in names])
-        margins[m] = {
-            "mean_margin_db": float(np.mean(psnr - best_psnr)),
-            "min_margin_db": float(np.min(psnr - best_psnr)),
-            "wins": int(np.sum(psnr > best_psnr)),
-            "n": len(names),
-        }
-    return {
-        "mean": mean,
-        "best_classical_per_image": best_classical,
-        "best_classical_mean_psnr": float(best_psnr.mean()),
-        "margins": margins,
-    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -284,121 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(markdown(result))
     print(markdown(result))
     return 0
-
-
-def verdicts(result: dict[str, Any], default: str | None, flight: str | None) -> list[dict[str, Any]]:
-    """Each acceptance line of issue 11 with its measured number and whether it holds."""
-    out: list[dict[str, Any]] = []
-    r10 = result["rover"].get("0.1")
-    # the default model, and the same model adapted to each image when the run has that row (--adapt-steps)
-    defaults = [f"{default}{v}" for v in VARIANTS if default and r10 and f"{default}{v}" in r10["margins"]]
-    for d in defaults:
-        m = r10["margins"][d]
-        out.append({"check": f"{d}: mean PSNR ≥ best classical + 2.0 dB (keep 0.1)",
-                    "measured": f"{m['mean_margin_db']:+.2f} dB", "ok": m["mean_margin_db"] >= 2.0})  # fmt: skip
-        out.append({"check": f"{d}: above the best classical method on every image (keep 0.1)",
-                    "measured": f"{m['wins']} of {m['n']} (worst {m['min_margin_db']:+.2f} dB)",
-                    "ok": m["wins"] == m["n"]})  # fmt: skip
-    for name in (f"{flight}{v}" for v in ("", "+xcheck") if flight and r10 and f"{flight}{v}" in r10["margins"]):
-        m = r10["margins"][name]
-        out.append({"check": f"{name} (flight budget): ≥ best classical + 1.0 dB (keep 0.1)",
-                    "measured": f"{m['mean_margin_db']:+.2f} dB", "ok": m["mean_margin_db"] >= 1.0})  # fmt: skip
-    if "smooth" in result:
-        per = {Path(m).name: v["min_margin_db"] for m, v in result["smooth"]["margins"].items()}
-        worst = min(per.values())
-        out.append({"check": "do no harm: no model > 0.5 dB below the best classical fill on smooth windows",
-                    "measured": "worst per model: " + ", ".join(f"{m} {v:+.2f} dB" for m, v in per.items()),
-                    "ok": worst >= -0.5})  # fmt: skip
-    if "demo" in result and default:
-        d = result["demo"]
-        best_other = max(v["psnr"] for k, v in d.items() if k in CLASSICAL)
-        for name in (n for n in (f"{default}{v}" for v in VARIANTS) if n in d):
-            margin = d[name]["psnr"] - best_other
-            out.append({"check": f"demo frame: {name} first by ≥ 1 dB", "measured": f"{margin:+.2f} dB",
-                        "ok": margin >= 1.0})  # fmt: skip
-    if r10:
-        for m in r10["mean"]:
-            if ".int8." not in m:
-                continue
-            fp32 = next((f for f in result["rover_models"] if f == Path(m).name.split(".int8.")[0]), None)
-            if fp32 is None:
-                continue
-            gap = r10["mean"][m]["psnr"] - r10["mean"][fp32]["psnr"]
-            out.append({"check": f"{Path(m).name} within 0.3 dB of {fp32} (keep 0.1)",
-                        "measured": f"{gap:+.3f} dB", "ok": abs(gap) <= 0.3})  # fmt: skip
-    if "gray" in result and result["gray_models"]:
-        first = result["gray_models"][0]
-        for name in (n for n in (f"{first}{v}" for v in VARIANTS) if n in result["gray"]["margins"]):
-            g = result["gray"]["margins"][name]
-            out.append({"check": f"{name}: grey orbital ≥ best classical + 1.5 dB (keep 0.1)",
-                        "measured": f"{g['mean_margin_db']:+.2f} dB", "ok": g["mean_margin_db"] >= 1.5})  # fmt: skip
-    return out
-
-
-def _held_out_picks(result: dict[str, Any]) -> dict[str, list[int]]:
-    """Per set, the step each adapted row's held-out check chose, image by image."""
-    sets = {f"rover keep {k}": v["per_image"] for k, v in result["rover"].items()}
-    sets |= {"smooth windows": result["smooth"]["per_image"]} if "smooth" in result else {}
-    sets |= {"demo frame": {"demo": result["demo"]}} if "demo" in result else {}
-    sets |= {"grey": result["gray"]["per_image"]} if "gray" in result else {}
-    out: dict[str, list[int]] = {}
-    for where, per in sets.items():
-        for image in per.values():
-            for name, v in image.items():
-                if isinstance(v, dict) and "chosen_step" in v:
-                    out.setdefault(f"{where} ({Path(name).name})", []).append(int(v["chosen_step"]))
-    return out
-
-
-def markdown(result: dict[str, Any]) -> str:
-    lines = ["Reconstruction acceptance (issue 11): every model next to the best classical fill per image.", ""]
-    lines += ["| check | measured | holds |", "|---|---|---|"]
-    lines += [f"| {v['check']} | {v['measured']} | {'yes' if v['ok'] else '**no**'} |" for v in result["acceptance"]]
-    for keep, r in result["rover"].items():
-        lines += ["", f"Rover test images (7, {result['crop']}-px crops), keep {keep}: mean over images", ""]
-        lines += [
-            "| method | PSNR (dB) | SSIM | margin over best classical (mean / worst) | wins |",
-            "|---|---|---|---|---|",
-        ]
-        for m, d in sorted(r["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
-            mg = r["margins"].get(m)
-            extra = (
-                f"{mg['mean_margin_db']:+.2f} / {mg['min_margin_db']:+.2f} dB | {mg['wins']}/{mg['n']}" if mg else " | "
-            )
-            lines.append(f"| {Path(m).name} | {d['psnr']:.2f} | {d['ssim']:.4f} | {extra} |")
-        lines.append(f"| best classical per image | {r['best_classical_mean_psnr']:.2f} | | | |")
-    if "smooth" in result:
-        s = result["smooth"]
-        lines += ["", "Smooth 128-px windows of the same images (keep 0.1): PSNR per image", ""]
-        methods = list(s["mean"])
-        lines += ["| image | " + " | ".join(Path(m).name for m in methods) + " |", "|---" * (len(methods) + 1) + "|"]
-        for n, d in s["per_image"].items():
-            lines.append(f"| {n[:28]} | " + " | ".join(f"{d[m]['psnr']:.2f}" for m in methods) + " |")
-    if "demo" in result:
-        lines += [
-            "",
-            "Demo frame (whole frame, seed 0, keep 0.1): "
-            + ", ".join(
-                f"{Path(m).name} {v['psnr']:.2f} dB"
-                for m, v in sorted(result["demo"].items(), key=lambda kv: -kv[1]["psnr"])
-            ),
-        ]
-    if "gray" in result:
-        g = result["gray"]
-        lines += ["", "Grey orbital test files (512-px crops, keep 0.1): mean PSNR", ""]
-        lines += ["| method | PSNR (dB) | SSIM |", "|---|---|---|"]
-        for m, d in sorted(g["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
-            lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} |")
-        lines.append(f"| best classical per image | {g['best_classical_mean_psnr']:.2f} | |")
-    picks = _held_out_picks(result)
-    if picks:
-        lines += ["", "The held-out check's pick per adapted row (edgeae.adapt: the step whose state had the lowest "
-                  "error on samples set aside from training; 0 = the model as shipped kept):", ""]  # fmt: skip
-        lines += [f"- {where}: {', '.join(str(s) for s in steps)}" for where, steps in picks.items()]
-    lines += ["", f"Command: `{result['command']}`; {result['seconds_total']} s on "
-              f"{result['machine'].get('cpu', '?')}, 1-minute load {result['load_1min']['before']} before, "
-              f"{result['load_1min']['after']} after (quality numbers do not depend on load)."]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

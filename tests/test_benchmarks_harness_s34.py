@@ -44,7 +44,7 @@ WRITE = _code(
 def stages(monkeypatch: pytest.MonkeyPatch):
     """Replace the stage table with the given stages (name -> Stage); the machine record is a fixed fake."""
     monkeypatch.setattr(bm, "machine_info", _fake_machine)
-    monkeypatch.setattr(bm, "wait_for_quiet", lambda **kw: {"load_at_start": 0.2, "quiet": True})
+    monkeypatch.setattr("benchmarks.stage_run.wait_for_quiet", lambda **kw: {"load_at_start": 0.2, "quiet": True})
 
     def make(**table: Stage) -> None:
         monkeypatch.setattr(bm, "STAGES", table)
@@ -135,7 +135,7 @@ def test_an_interrupted_stage_leaves_everything_as_it_was_and_exits_130(
         def ctrl_c(*args: object) -> int:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(bm, "run_command", ctrl_c)
+        monkeypatch.setattr("benchmarks.stage_run.run_command", ctrl_c)
     capsys.readouterr()
     assert main(["--only", "demo", "--out", str(out)]) == 130
     err = capsys.readouterr().err
@@ -227,7 +227,7 @@ def test_a_timed_stage_under_load_is_marked_not_to_be_quoted(
 
     out = tmp_path / "results"
     stages(demo=_stage(WRITE, "| t |", "1", timed=True), plain=_stage(WRITE, "| p |", "1"))
-    monkeypatch.setattr(bm, "wait_for_quiet", wait)
+    monkeypatch.setattr("benchmarks.stage_run.wait_for_quiet", wait)
     assert main(["--out", str(out)]) == 0
     assert asked == [{"max_load": 1.0, "timeout_s": bm.QUIET_WAIT_S}]  # once: before the timed stage only
     status = json.loads((out / "stages.json").read_text())
@@ -435,7 +435,7 @@ def test_ctrl_c_while_waiting_for_quiet_names_the_stage(
         raise KeyboardInterrupt
 
     stages(demo=_stage(WRITE, "t", "1", timed=True))
-    monkeypatch.setattr(bm, "wait_for_quiet", ctrl_c)
+    monkeypatch.setattr("benchmarks.stage_run.wait_for_quiet", ctrl_c)
     assert main(["--only", "demo", "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err.splitlines()[-1].startswith("interrupted during stage demo: its published results")
     assert not (tmp_path / "demo").exists() and not (tmp_path / "stages.json").exists()
@@ -451,7 +451,7 @@ def test_ctrl_c_while_a_stage_is_published_publishes_it_whole_and_stops(
         real(*args)  # type: ignore[arg-type]
 
     stages(demo=_stage(WRITE, "| t |", "1"), later=_stage(WRITE, "| l |", "1"))
-    monkeypatch.setattr(bm, "update_record", ctrl_c_first)
+    monkeypatch.setattr("benchmarks.stage_run.update_record", ctrl_c_first)
     assert main(["--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "interrupted while stage demo was being published: it was published whole; the stages after it were not run"
@@ -492,6 +492,7 @@ def test_the_stages_get_the_data_folder_the_harness_found(
     data = tmp_path / "somewhere" / "data"
     data.mkdir(parents=True)
     monkeypatch.setattr(bm, "find_data_root", lambda: data)
+    monkeypatch.setattr("benchmarks.stage_run.find_data_root", lambda: data)
     monkeypatch.delenv("EDGEAE_DATA", raising=False)
     monkeypatch.setenv("EDGEAE_BENCH_ARTIFACTS", "rel/artifacts")
     said = _code(

@@ -203,7 +203,7 @@ def test_a_failed_check_fails_the_artifact_the_report_and_its_name(
 ) -> None:
     """Audit 2: an int8 input range that misses [0, 1] left ``parity.passed`` true, no top-level verdict, no
     pass/fail column in parity.md, the file under its normal name, and an ORT checker field that was not true."""
-    monkeypatch.setattr(api, "covers_unit_range", lambda r, tol=1e-6: False)
+    monkeypatch.setattr("edgeae.export.artifact_check.covers_unit_range", lambda r, tol=1e-6: False)
     out = tmp_path / "fail"
     with pytest.raises(ParityError, match="does not cover") as err:
         _export(out, cae_patches, formats=("onnx", "ort"), precisions=("int8",))

@@ -55,14 +55,10 @@ from edgeae.archive.label import (
     pds4_root,
 )
 from edgeae.archive.open_checks import PDS3_SAMPLE_TYPES as PDS3_SAMPLE_TYPES
-from edgeae.archive.open_checks import (
-    RAW_DRIVERS,
-    check_declared_size,
-    check_files,
-    check_jp2,
-    check_sample_type,
-)
+from edgeae.archive.open_checks import check_declared_size, check_files, check_sample_type
 from edgeae.archive.pds3 import RawImage
+from edgeae.archive.read_limits import LAST_SAMPLES as LAST_SAMPLES
+from edgeae.archive.read_limits import check_decode_limits, check_last_line, check_window
 from edgeae.archive.scaling import Scaling, choose_scaling, normalise, valid_range
 
 if TYPE_CHECKING:
@@ -72,8 +68,6 @@ __all__ = ["GDAL_CACHE_MB", "ProductReader", "Scaling", "choose_scaling", "read_
 
 log = logging.getLogger(__name__)
 PASS_BYTES = 8 * 1024**2  # samples read per window of the range pass
-_JP2_SUFFIXES = (".jp2", ".j2k", ".j2c", ".jpx", ".jpf")
-LAST_SAMPLES = 64  # samples of the last line read at open: enough to find a short file, bounded whatever the width
 
 
 _WARNED: set[tuple[str, str]] = set()  # (product, note) already logged by this process
@@ -87,13 +81,6 @@ def _warn_once(path: Path, note: str) -> None:
             _WARNED.clear()
         _WARNED.add(key)
         log.warning("%s: %s", path, note)
-
-
-def _size(n: int) -> str:
-    for unit, k in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << k:
-            return f"{n / (1 << k):.1f} {unit}"
-    return f"{n} bytes"
 
 
 class ProductReader:
@@ -151,7 +138,7 @@ class ProductReader:
                 self._moved_dtype = self._direct_dtype(self._moved)
             self.label: ProductLabel = label_from_dataset(ds, target, root)
             self.specials = self._special_values()
-            self._check_last_line()
+            check_last_line(self)
             self._scaling: Scaling | None = None
             self.geo = None
             self._geo_note: str | None = None
@@ -165,7 +152,7 @@ class ProductReader:
             self.close()
             raise
 
-    # -- checks at open (the others: edgeae.archive.open_checks) ---------------------------------------
+    # -- checks at open (the others: edgeae.archive.open_checks, edgeae.archive.read_limits) -----------
     def _check_files(self, target: Path) -> None:
         """:func:`edgeae.archive.open_checks.check_files` of this reader."""
         check_files(self, target)
@@ -227,7 +214,7 @@ class ProductReader:
         """Stored samples of rows [y0, y1) as (rows, W, C), read through a GDAL window."""
         if not 0 <= y0 < y1 <= self.height:
             raise ValueError(f"{self.path}: rows [{y0}, {y1}) outside 0..{self.height}")
-        nbytes = self._check_window(y0, y1)
+        nbytes = check_window(self, y0, y1)
         rasterio = require("rasterio")
         from rasterio.windows import Window
 
@@ -243,40 +230,6 @@ class ProductReader:
         except MemoryError:
             raise ImageReadError(f"{self.path}: out of memory reading rows {y0}..{y1} ({nbytes} bytes)") from None
         return np.ascontiguousarray(np.moveaxis(arr, 0, -1))
-
-    def _check_window(self, y0: int, y1: int) -> int:
-        """Bytes of a read of rows [y0, y1), refused over :func:`max_window_bytes` before anything is allocated."""
-        nbytes = (y1 - y0) * self.width * len(self.bands) * self.raw_dtype.itemsize
-        cap = max_window_bytes()
-        if nbytes > cap:
-            raise ImageReadError(
-                f"{self.path}: reading rows {y0}..{y1} takes {_size(nbytes)} ({y1 - y0} × {self.width} × "
-                f"{len(self.bands)} samples of {self.raw_dtype}), over the {_size(cap)} read limit "
-                "(EDGEAE_MAX_IMAGE_BYTES)"
-            )
-        return nbytes
-
-    def _check_last_line(self) -> None:
-        """Refuse at open a raw product whose last samples cannot be read, or a JPEG 2000 cut short; reads at most
-        :data:`LAST_SAMPLES` samples (the end of the last line of the last band: the end of the data in every
-        interleaving), so nothing the size of a line is allocated before the limits are checked."""
-        self._check_window(self.height - 1, self.height)  # for every driver: a line too wide is refused as such
-        for f in self.ds.files:  # a JPEG 2000 product, or the one a PDS3 COMPRESSED_FILE names
-            if Path(f).suffix.lower() in _JP2_SUFFIXES or (self.driver == "JP2OpenJPEG" and f == self.ds.files[0]):
-                check_jp2(self.path, Path(f))
-        if self.driver not in RAW_DRIVERS or self._moved is not None:  # compressed: a line can mean many tiles;
-            return  # a relocated PDS3 image was checked to fit (formats.check_complete)
-        rasterio = require("rasterio")
-        from rasterio.windows import Window
-
-        k = min(self.width, LAST_SAMPLES)
-        try:
-            with _open_env(**self._opts):
-                self.ds.read([self.count], window=Window(self.width - k, self.height - 1, k, 1))
-        except rasterio.errors.RasterioIOError as exc:
-            raise ImageReadError(
-                f"{self.path}: truncated or corrupt: its last line cannot be read ({gdal_message(exc)})"
-            ) from exc
 
     def _rows_per_pass(self) -> int:
         row = self.width * len(self.bands) * self.raw_dtype.itemsize
@@ -369,7 +322,7 @@ def read_product(
     from edgeae.nodata import nodata_mask
 
     with ProductReader(path, bands=bands) as r:
-        _check_limits(r)
+        check_decode_limits(r)
         for note in r.warnings:  # what the reader chose or repaired, where the user sees it
             if note != r._geo_note:  # logged when the reader opened
                 log.warning("%s: %s", r.path, note)
@@ -388,23 +341,6 @@ def read_product(
             valid=~bad,
             path=r.path,
             extra={**r.metadata(s), "stored_channels": len(r.bands), "alpha": False},
-        )
-
-
-def _check_limits(r: ProductReader) -> None:
-    """A whole-product read obeys the decoded-size limits of :mod:`edgeae.imageio` (streaming does not need to)."""
-    try:
-        from edgeae.imagedecode import ImageLimits
-    except ImportError:  # an edgeae without decode limits
-        return
-    lim = ImageLimits.from_env()
-    pixels = r.height * r.width
-    nbytes = pixels * len(r.bands) * 4  # float32 pixels
-    if pixels > lim.max_pixels or nbytes > lim.max_bytes:
-        raise ImageReadError(
-            f"{r.path}: {r.height}×{r.width}×{len(r.bands)} is over the decode limits ({lim.max_pixels} pixels, "
-            f"{lim.max_bytes} bytes; EDGEAE_MAX_IMAGE_PIXELS / EDGEAE_MAX_IMAGE_BYTES): stream it "
-            "(edgeae.strips.iter_patches, edgeae scan, edgeae score) instead of reading it whole"
         )
 
 

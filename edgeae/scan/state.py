@@ -34,18 +34,14 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path
-from edgeae.folder_lock import file_in_the_way
 from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.out_checks import ScanStateError as ScanStateError
+from edgeae.scan.out_checks import check_out_path, refuse_foreign, refuse_other_settings
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 from edgeae.scan.stamps import file_stamp as file_stamp
 from edgeae.scan.stamps import stamp_changed
 
 RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", "map_x", "map_y", "lon", "lat")
-
-
-class ScanStateError(ValueError):
-    """The results folder cannot take this scan: it belongs to a different scan (other model or settings), holds
-    other files, or is not a folder that can be made."""
 
 
 @dataclass(frozen=True)
@@ -65,33 +61,6 @@ class Record:
 # names they are written under (:func:`_atomic_write`); anything else there is not the scan's and is left alone
 _PART = re.compile(r"^.*-[0-9a-f]{12}\.(parquet|top\.npz|meta\.json|latents\.npy)$")
 _TEMP = re.compile(r"^\..+\.tmp-\d+$")
-
-
-def _foreign(out: Path) -> str:
-    """What makes ``out`` a folder a scan must not take over: "" when it is missing or empty, else the first few
-    names in it. Not counted: hidden files (.gitkeep, NFS's .nfs*, a scan's own temporary scan.json), logs (*.log:
-    a user's ``2> out/scan.log``; a scan never deletes them) and an empty parts/ (left by a crash of an earlier
-    version before its scan.json)."""
-    if not out.is_dir():
-        return ""
-    names = sorted(
-        p.name
-        for p in out.iterdir()
-        if not p.name.startswith(".")
-        and not (p.suffix == ".log" and p.is_file())
-        and not (p.name == "parts" and p.is_dir() and not any(p.iterdir()))
-    )
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
-def _check_out_path(out: Path) -> None:
-    """Refuse an ``--out`` that is a file, or lies below one, with a line that says so (mkdir says only "File
-    exists" or "Not a directory")."""
-    if out.exists() and not out.is_dir():
-        raise ScanStateError(f"--out {out} is a file, not a folder: choose a new or empty folder for the results")
-    blocking = file_in_the_way(out)
-    if blocking is not None:
-        raise ScanStateError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
 
 
 def _save_npy(path: Path, a: np.ndarray) -> None:
@@ -131,7 +100,7 @@ class ScanStore:
         self._created: list[Path] = []  # what this store made, oldest first (:meth:`discard_if_unused`)
         self._lock = contextlib.ExitStack()
         self._held = False
-        _check_out_path(self.out)
+        check_out_path(self.out)
         missing = [d for d in (self.out, *self.out.parents) if not d.exists()]
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +110,7 @@ class ScanStore:
         try:
             # before the lock file is made there: a folder that is not a scan's (a read-only one, say) is refused with
             # the reason, not the lock file's errno; checked again once held (:meth:`_claim`)
-            self._refuse_foreign()
+            refuse_foreign(self.out)
             if lock:
                 from edgeae.folder_lock import LOCK_NAME, FolderBusy, hold
 
@@ -161,62 +130,13 @@ class ScanStore:
             self.release()
             raise
 
-    def _refuse_foreign(self) -> None:
-        """Refuse ``out`` when it holds no scan.json and files that are not a scan's (:func:`_foreign`); reads only."""
-        if (self.out / "scan.json").exists():
-            return
-        try:
-            foreign = _foreign(self.out)
-        except OSError as exc:
-            raise ScanStateError(f"cannot read the results folder --out {self.out}: {exc.strerror or exc}") from None
-        if foreign:
-            raise ScanStateError(
-                f"{self.out} is not empty and holds no scan (no scan.json; it holds {foreign}): a scan writes and "
-                "deletes files there, so choose a new or empty --out"
-            )
-
     def _claim(self, force: bool) -> None:
         """Check ``out`` can take this scan (see :meth:`__init__`), then write scan.json and make parts/."""
         cfg_path = self.out / "scan.json"
         config = self.config
-        self._refuse_foreign()  # again, now that the folder is held
+        refuse_foreign(self.out)  # again, now that the folder is held
         if cfg_path.exists() and not force:
-            try:
-                old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
-            except (ValueError, KeyError, TypeError) as exc:  # e.g. a stride > patch that earlier versions took
-                raise ScanStateError(
-                    f"{cfg_path} holds settings this version cannot resume ({exc}): choose another --out (or --force "
-                    "to restart)"
-                ) from None
-            before, after = old.result_fingerprint(), config.result_fingerprint()
-            if before != after:
-                was, now = Path(old.model.path).name, Path(config.model.path).name
-                # a key only one side has (views/group: context-knn only) counts as changed
-                other = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-                if (
-                    other == {"artifact_hash"}
-                    and was != now
-                    and ".int8." in was
-                    and was.split(".int8.")[0] == (now.split(".int8.")[0])
-                ):  # the same scan but the other int8 file of the model: --runtime auto chose differently here
-                    raise ScanStateError(
-                        f"{self.out} holds a scan that scored with {was}; this run would score with {now} (the int8 "
-                        "runtime a zoo name picks depends on the CPU): pin it with --runtime tflite|onnx, or choose "
-                        "another --out (or --force to restart)"
-                    )
-                if other == {"pixels"}:
-                    raise ScanStateError(
-                        f"{self.out} holds a scan made by an earlier edgeae, which read no-data inside a patch as "
-                        "black and a small image's padding as data; scores of this version differ there: choose "
-                        "another --out (or --force to restart)"
-                    )
-                changes = "; ".join(
-                    f"{k}: {before.get(k, '(none)')!r} -> {after.get(k, '(none)')!r}" for k in sorted(other)
-                )
-                raise ScanStateError(
-                    f"{self.out} holds a scan with other settings ({changes}): choose another --out (or --force "
-                    "to restart)"
-                )
+            refuse_other_settings(self.out, cfg_path, config)
         if force:
             self.reset()
         if not cfg_path.exists():

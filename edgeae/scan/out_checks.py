@@ -1,0 +1,97 @@
+"""Whether a results folder (``--out``) can take a scan, checked before :class:`edgeae.scan.state.ScanStore` writes
+anything there: it is not a file, it holds no files that are not a scan's, and a scan.json in it holds the settings of
+this scan (a resume). Each refusal is a :class:`ScanStateError` that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeae.folder_lock import file_in_the_way
+from edgeae.scan.pipeline import ScanConfig
+
+
+class ScanStateError(ValueError):
+    """The results folder cannot take this scan: it belongs to a different scan (other model or settings), holds
+    other files, or is not a folder that can be made."""
+
+
+def _foreign(out: Path) -> str:
+    """What makes ``out`` a folder a scan must not take over: "" when it is missing or empty, else the first few
+    names in it. Not counted: hidden files (.gitkeep, NFS's .nfs*, a scan's own temporary scan.json), logs (*.log:
+    a user's ``2> out/scan.log``; a scan never deletes them) and an empty parts/ (left by a crash of an earlier
+    version before its scan.json)."""
+    if not out.is_dir():
+        return ""
+    names = sorted(
+        p.name
+        for p in out.iterdir()
+        if not p.name.startswith(".")
+        and not (p.suffix == ".log" and p.is_file())
+        and not (p.name == "parts" and p.is_dir() and not any(p.iterdir()))
+    )
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def check_out_path(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or lies below one, with a line that says so (mkdir says only "File
+    exists" or "Not a directory")."""
+    if out.exists() and not out.is_dir():
+        raise ScanStateError(f"--out {out} is a file, not a folder: choose a new or empty folder for the results")
+    blocking = file_in_the_way(out)
+    if blocking is not None:
+        raise ScanStateError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
+
+
+def refuse_foreign(out: Path) -> None:
+    """Refuse ``out`` when it holds no scan.json and files that are not a scan's (:func:`_foreign`); reads only."""
+    if (out / "scan.json").exists():
+        return
+    try:
+        foreign = _foreign(out)
+    except OSError as exc:
+        raise ScanStateError(f"cannot read the results folder --out {out}: {exc.strerror or exc}") from None
+    if foreign:
+        raise ScanStateError(
+            f"{out} is not empty and holds no scan (no scan.json; it holds {foreign}): a scan writes and "
+            "deletes files there, so choose a new or empty --out"
+        )
+
+
+def refuse_other_settings(out: Path, cfg_path: Path, config: ScanConfig) -> None:
+    """Refuse to resume the scan in ``out`` when its scan.json (``cfg_path``) holds settings other than ``config``'s,
+    or settings this version cannot read; says what differs."""
+    try:
+        old = ScanConfig.from_dict(json.loads(cfg_path.read_text())["config"])
+    except (ValueError, KeyError, TypeError) as exc:  # e.g. a stride > patch that earlier versions took
+        raise ScanStateError(
+            f"{cfg_path} holds settings this version cannot resume ({exc}): choose another --out (or --force "
+            "to restart)"
+        ) from None
+    before, after = old.result_fingerprint(), config.result_fingerprint()
+    if before != after:
+        was, now = Path(old.model.path).name, Path(config.model.path).name
+        # a key only one side has (views/group: context-knn only) counts as changed
+        other = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        if (
+            other == {"artifact_hash"}
+            and was != now
+            and ".int8." in was
+            and was.split(".int8.")[0] == (now.split(".int8.")[0])
+        ):  # the same scan but the other int8 file of the model: --runtime auto chose differently here
+            raise ScanStateError(
+                f"{out} holds a scan that scored with {was}; this run would score with {now} (the int8 "
+                "runtime a zoo name picks depends on the CPU): pin it with --runtime tflite|onnx, or choose "
+                "another --out (or --force to restart)"
+            )
+        if other == {"pixels"}:
+            raise ScanStateError(
+                f"{out} holds a scan made by an earlier edgeae, which read no-data inside a patch as "
+                "black and a small image's padding as data; scores of this version differ there: choose "
+                "another --out (or --force to restart)"
+            )
+        changes = "; ".join(f"{k}: {before.get(k, '(none)')!r} -> {after.get(k, '(none)')!r}" for k in sorted(other))
+        raise ScanStateError(
+            f"{out} holds a scan with other settings ({changes}): choose another --out (or --force to restart)"
+        )
