@@ -207,3 +207,22 @@ def latent_encoder_id(metadata: Any, file_hash: str = "") -> str:
     if h:
         return str(h).split(":")[-1][:16]
     return str(file_hash).split(":")[-1][:16] if file_hash else "unknown"
+
+
+def run_provenance(model_file: str | os.PathLike[str] | None, threads: int | None) -> dict[str, Any]:
+    """What else made a run's numbers, for its record: the edgeae version, the model file and its SHA-256 (zoo names
+    are retrained between releases), the threads asked for and in effect (fp32 models and ``--adapt`` can differ in
+    the last bit between thread counts)."""
+    import sys
+
+    from edgeae._version import __version__
+
+    source = None if model_file is None else os.fspath(model_file)
+    torch = sys.modules.get("torch")
+    return {
+        "edgeae_version": __version__,
+        "model_file": source,
+        "model_sha256": sha256_file(source) if source and os.path.isfile(source) else None,
+        "threads": threads,
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+    }

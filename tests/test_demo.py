@@ -67,6 +67,9 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     # every number the page shows is in the JSON beside it: downlink per link, anomaly top patches, conclusion
     assert set(m["downlink"]) >= {"perfect", "loss5", "loss20", "burst", "mars_relay"}
     assert m["anomaly"]["top"] and m["anomaly"]["median"] > 0 and m["conclusion"]
+    prov = m["provenance"]  # what else made the numbers: version, model file and hash, threads, machine
+    assert prov["model_file"].endswith(".pt") and len(prov["model_sha256"]) == 64 and prov["edgeae_version"]
+    assert prov["cpu_count"] >= 1 and "torch_threads" in prov
 
 
 def test_conclusion_is_computed_from_the_numbers() -> None:

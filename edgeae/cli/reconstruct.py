@@ -30,6 +30,7 @@ from edgeae.cli.reconstruct_outputs import (
     stale_valid_map,
     write_output,
 )
+from edgeae.metadata import run_provenance
 from edgeae.reconstruct import DEFAULT_BATCH, DEFAULT_MODELS
 
 if TYPE_CHECKING:
@@ -295,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
             "sampled_no_data": sampled_no_data,
             "metrics_note": "no pixel with data: metrics not computed" if m.get("valid_fraction") == 0.0 else None,
             "model": None if predictor is None else str(model_name),
+            **run_provenance(None if predictor is None else predictor.source, args.threads),
             "adapt_steps": chosen,
             "adapt_check": [[int(st), float(e)] for st, e in adapt_report.get("check", [])],  # type: ignore[attr-defined]
             "cross_check": {"method": xcfg.method, **xreport} if xcfg is not None else None,

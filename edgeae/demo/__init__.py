@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import platform
 import re
 import sys
 import time
@@ -53,6 +54,7 @@ from edgeae.demo.rebuild import stage_frame as stage_frame
 from edgeae.demo.rebuild import stage_metrics as stage_metrics
 from edgeae.demo.rebuild import stage_reconstruct as stage_reconstruct
 from edgeae.masks import PATTERNS as PATTERNS
+from edgeae.metadata import run_provenance
 from edgeae.report import Section, write_report
 
 log = logging.getLogger(__name__)
@@ -338,6 +340,12 @@ def run_demo(
             if key in ctx.extra:
                 record[key] = ctx.extra[key]
         record["timings_s"] = {k: round(v, 3) for k, v in ctx.timings.items()}
+        predictor = ctx.extra.get("predictor")
+        record["provenance"] = {  # what else made these numbers (the timings: this machine, these threads)
+            **run_provenance(getattr(predictor, "source", None), config.threads),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+        }
         (config.out / "metrics.json").write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
     html = write_report(
         config.out,
