@@ -339,9 +339,17 @@ def test_a_calibration_set_smaller_than_asked_is_said(
     calib = _images(tmp_path / "calib", 1, 256, 256)  # 4 whole tiles; the tail asks 21 busiest real ones
     test = _images(tmp_path / "test", 1, 256, 256)
     caplog.set_level(logging.WARNING)
-    api.export_model(ckpt, tmp_path / "out", dataclasses.replace(FAST, calib=calib, test=test, n_calib=128))
+    int8 = dataclasses.replace(FAST, calib=calib, test=test, n_calib=128, precisions=("fp32", "int8"))
+    api.export_model(ckpt, tmp_path / "out", int8)
     assert len(captured["calib"]) == 111 and captured["provenance"]["calibration"]["n_requested"] == 128
     assert any("111 patches, not the 128 asked for (--n-calib)" in r.getMessage() for r in caplog.records)
+    # an fp32-only export uses no calibration: no warning about it (audit a2, session 35), a -v line only
+    caplog.clear()
+    api.export_model(ckpt, tmp_path / "out32", dataclasses.replace(int8, precisions=("fp32",)))
+    assert not [r for r in caplog.records if "asked for (--n-calib)" in r.getMessage()]
+    caplog.set_level(logging.INFO)
+    api.export_model(ckpt, tmp_path / "out32b", dataclasses.replace(int8, precisions=("fp32",)))
+    assert [r.levelname for r in caplog.records if "asked for (--n-calib)" in r.getMessage()] == ["INFO"]
     report = ExportReport("m", "o", {"source": "s", "n_patches": 63, "n_requested": 64}, {"source": "t"})
     assert "calibration: 63 patches (of 64 asked for" in markdown_table(report)
     report.calibration.pop("n_requested")
@@ -411,7 +419,9 @@ def test_rgba_calibration_images_are_counted_with_their_alpha(
     calib = _images(tmp_path / "rgba", 1, 256, 256, channels=4)
     test = _images(tmp_path / "test", 1, 256, 256)
     caplog.set_level(logging.WARNING)
-    api.export_model(ckpt, tmp_path / "out", dataclasses.replace(FAST, calib=calib, test=test))
+    api.export_model(
+        ckpt, tmp_path / "out", dataclasses.replace(FAST, calib=calib, test=test, precisions=("fp32", "int8"))
+    )
     warned = [r.getMessage() for r in caplog.records if "channel" in r.getMessage()]
     assert (
         len(warned) == 1
