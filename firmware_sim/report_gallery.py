@@ -29,7 +29,9 @@ SCORE_MEANING = {
 def _scoring_note(out: Path) -> str:
     """How the patches were chosen, from the run's mission settings (mission.json): score, model, patch size,
     stride and whether a threshold or only the top-k rank selected them."""
-    m = (_read_json(out / "mission.json") or {}).get("settings") or {}
+    doc = _read_json(out / "mission.json")  # a damaged one (a list, a number) is the same as none here
+    m = doc.get("settings") if isinstance(doc, dict) else None
+    m = m if isinstance(m, dict) else {}
     if not m:
         return ""
     method = str(m.get("anomaly.method", ""))

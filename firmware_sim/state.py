@@ -75,7 +75,8 @@ def check_mission_state(out: Path, mission: Mission) -> list[str]:
         return []
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-        why = "" if isinstance(old, dict) and isinstance(old.get("settings", {}), dict) else "no mission record"
+        record = isinstance(old, dict) and isinstance(old.get("name"), str) and isinstance(old.get("settings"), dict)
+        why = "" if record else "no mission record (a name and its settings)"
     except (OSError, ValueError) as exc:  # not UTF-8 (a UnicodeDecodeError), not JSON, unreadable
         why = f"{type(exc).__name__}: {exc}"
     if why:  # until session 35 it was ignored and rewritten: another mission's state was taken over unchecked
@@ -84,12 +85,12 @@ def check_mission_state(out: Path, mission: Mission) -> list[str]:
             f"this run of {mission.name!r} cannot check it; choose another --out, --fresh to discard that state, or "
             "remove that file to continue the state as this mission's"
         )
-    if old.get("name") not in (None, mission.name):
+    if old["name"] != mission.name:
         raise MissionError(
             f"{out} holds the state of mission {old['name']!r} (its queue and frame ledger); this run is "
             f"{mission.name!r}: choose another --out, or --fresh to discard that state"
         )
-    return _changes(old.get("settings", {}), _mission_settings(mission))
+    return _changes(old["settings"], _mission_settings(mission))
 
 
 class StateNotSaved(OSError):

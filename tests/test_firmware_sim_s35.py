@@ -76,7 +76,12 @@ def test_the_summary_lists_the_faults_fired_in_every_boot(tmp_path: Path, models
 
 
 # ----------------------------------------------------------------- item 2: an unreadable mission.json
-@pytest.mark.parametrize("content", [b"{garbage\n", b"", b"[1, 2]\n", b'{"name": "test", "settings": 3}', b"\xff\xfe"])
+# the last three: JSON objects without a mission record (review r2: they were accepted, and the state taken over)
+@pytest.mark.parametrize(
+    "content",
+    [b"{garbage\n", b"", b"[1, 2]\n", b'{"name": "test", "settings": 3}', b"\xff\xfe", b"{}", b'{"settings": {}}',
+     b'{"nme": "typo", "settings": {}}'],
+)  # fmt: skip
 def test_an_unreadable_mission_state_is_refused_naming_it(
     tmp_path: Path, models: dict[str, Path], content: bytes
 ) -> None:
@@ -260,3 +265,16 @@ def test_the_report_verdict_lists_the_faults_fired_in_earlier_boots() -> None:
     v = _verdict(s)
     assert "Faults injected (--inject): reboot@frame2, seu@frame1; asked for but never fired: reboot@frame9" in v
     assert "Faults injected (--inject): seu@frame0" in _verdict({"faults": ["seu@frame0"], "frames": {}})
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]\n", b'{"name": "test", "settings": 3}', b"{garbage", b"7"])
+def test_the_report_of_a_folder_with_a_damaged_mission_state_is_written(
+    tmp_path: Path, models: dict[str, Path], content: bytes
+) -> None:
+    """`firmware-sim report` read mission.json's settings with .get: a list or a number crashed it (review r2)."""
+    from edgeae.firmware_sim.report_gallery import _scoring_note
+
+    out = tmp_path / "out"
+    _boot(models, out).finish()
+    (out / "mission.json").write_bytes(content)
+    assert isinstance(_scoring_note(out), str)
