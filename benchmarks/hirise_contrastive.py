@@ -7,9 +7,10 @@ shipped).
     python -m benchmarks.hirise_contrastive export --run runs/contrastive --out benchmarks/weights/hirise-contrastive.pt
 
 Session 21's run (the first command) stopped on its time budget after 6,422 steps; ``--steps 7000 --stop-at 6422``
-repeats it without the clock (and ``--stop-at 1000`` etc. the curve's earlier points). Its encoder alone (1.8 MB,
-``export``) is committed as ``benchmarks/weights/hirise-contrastive.pt`` so that ``evaluate --run`` that file and
-``benchmarks.encoder_fusion`` rerun in minutes.
+repeats its schedule without the clock, from other initial weights (see below; and ``--stop-at 1000`` etc. the
+curve's earlier points). Its encoder alone (1.8 MB, ``export``) is committed as
+``benchmarks/weights/hirise-contrastive.pt`` so that ``evaluate --run`` that file and ``benchmarks.encoder_fusion``
+rerun in minutes.
 
 Every scorer tried so far for HiRISE crater vs other (target ROC AUC 0.80) describes a patch by what a
 *reconstruction* model keeps (VAE latents, reconstruction error): best 0.754 (``frame-z kNN (mu)``). The one kind
@@ -30,9 +31,12 @@ distance to the 20 nearest patches of all crops: :func:`edgeae.anomaly.baselines
 products' class-0 crops only). ROC AUC crater vs other on all dev crops, the anomaly benchmark's seed-0 sample of
 400 and the rest (:func:`benchmarks.hirise_dev.crater_auc_row`).
 
-The training is resumable (model, optimiser, step, NumPy and torch RNG state in ``RUN/checkpoint.pt``, written
-every 200 steps and at the end of ``--time-budget``) and refuses a resume on other data (the files' SHA-256
-manifest). Fixed seeds; on a fixed number of steps the run is reproducible on one machine and thread count.
+The training is resumable (model, optimiser, step and NumPy RNG state in ``RUN/checkpoint.pt``, written every 200
+steps and at the end of ``--time-budget``; training draws nothing from torch's RNG) and refuses a resume on other
+data (the files' SHA-256 manifest). ``--seed`` draws the initial weights (in a forked torch RNG: the caller's is left
+as it was) and the views; on a fixed number of steps the run is reproducible on one machine and thread count.
+Until session 35 the weights were built before torch was seeded, from torch's own per-process seed, so session 21's
+run cannot be regenerated bit for bit; its numbers come from its committed encoder.
 """
 
 from __future__ import annotations
@@ -74,9 +78,16 @@ def _duration(text: str) -> float:
     return seconds
 
 
-def build_encoder() -> Any:
-    """Plain conv encoder, (N, 1, 32, 32) -> (N, 128); and a projection head 128 -> 64 for the loss."""
+def build_encoder(seed: int | None = None) -> Any:
+    """Plain conv encoder, (N, 1, 32, 32) -> (N, 128); and a projection head 128 -> 64 for the loss. ``seed``: their
+    initial weights are drawn from it (in a forked torch RNG); None: from torch's RNG as it is (to load weights)."""
+    import torch
     import torch.nn as nn
+
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_encoder()
 
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -113,12 +124,11 @@ def train(args: argparse.Namespace) -> int:
     src = Sources()
     manifest = src.manifest()
     dev = torch.device(args.device)
-    enc, head = build_encoder()
+    enc, head = build_encoder(args.seed)
     enc, head = enc.to(dev), head.to(dev)
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
-    torch.manual_seed(args.seed)
     step, history = 0, []
     if ckpt_path.exists():
         if not args.resume:
@@ -129,8 +139,7 @@ def train(args: argparse.Namespace) -> int:
         enc.load_state_dict(ck["encoder"])
         head.load_state_dict(ck["head"])
         opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        rng.bit_generator.state = ck["numpy_rng"]  # older checkpoints' "torch_rng" is not needed: no torch draws
         step, history = ck["step"], ck["history"]
         print(f"resumed at step {step}", flush=True)
     elif args.resume:
@@ -140,7 +149,7 @@ def train(args: argparse.Namespace) -> int:
     def save() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"encoder": enc.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
+                    "numpy_rng": rng.bit_generator.state, "step": step,
                     "history": history, "manifest": manifest, "files": src.files,
                     "config": {"input": INPUT, "batch": BATCH, "temperature": TEMPERATURE, "lr": args.lr,
                                "seed": args.seed, "threads": args.threads, "input_norm": args.input_norm}},
@@ -326,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after this many steps (the schedule stays --steps long): repeats a run that a time "
                    "budget ended")  # fmt: skip
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="draws the initial weights and the views (default 0)")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument(
         "--input-norm",

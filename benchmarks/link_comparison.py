@@ -13,7 +13,8 @@ Per row: PSNR, frames lost, and the longest run of image rows without any receiv
 
     .venv/bin/python benchmarks/link_comparison.py --out runs/link_comparison [--model MODEL] [--limit N]
 
-Writes ``results.json`` and ``results.md`` under ``--out``.
+Writes ``results.json`` (with ``machine``: machine, versions, threads and the harness's commit,
+benchmarks/machine.py; and the 1-minute load before and after) and ``results.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import argparse
 import dataclasses
 import io
 import json
+import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
+from benchmarks.machine import machine_info
 from edgeae.datasets import split_files
 from edgeae.ground.baselines import at_bytes, file_budget, over_link
 from edgeae.ground.link import LinkConfig
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         enc, dec = load_predictor(args.encoder), load_predictor(args.decoder)
     rows: list[dict] = []
     sizes: list[dict] = []
+    machine = machine_info()  # the commit as the harness took it ($EDGEAE_BENCHMARK_COMMIT), else the checkout's
+    load_before = round(os.getloadavg()[0], 2)
     t0 = time.time()
     for i, path in enumerate(files):
         samples, bits = image_samples(path, channels=3)
@@ -246,23 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         "links": {k: v.to_dict() for k, v in LINKS.items()},
         "machine": platform.platform(),
         "python": platform.python_version(),
-        "commit": _commit(),
+        "commit": machine["commit"],
         "seconds": round(time.time() - t0, 1),
     }
-    (args.out / "results.json").write_text(json.dumps({"meta": meta, "sizes": sizes, "rows": rows}, indent=2))
+    load = {"before": load_before, "after": round(os.getloadavg()[0], 2)}
+    doc = {"machine": machine, "load_1min": load, "meta": meta, "sizes": sizes, "rows": rows}
+    (args.out / "results.json").write_text(json.dumps(doc, indent=2))
     md = markdown(rows, sizes, meta)
     (args.out / "results.md").write_text(md)
     print(md)
     return 0
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:

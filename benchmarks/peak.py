@@ -74,19 +74,24 @@ def tflite_fc_file(n: int) -> Any:
     from litert_torch.quantize import pt2e_quantizer, quant_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(n, n, bias=False).eval()
-    x = torch.rand(n, n)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-    )
-    prepared = prepare_pt2e(torch.export.export(layer, (x,)).module(), quantizer)
-    prepared(x)
-    converted = convert_pt2e(prepared, fold_quantize=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        model = litert_torch.convert(converted, (x,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
-        model.export(str(path))
+    # seed 0's draws for the layer, its input and anything the conversion draws, as before, without touching the
+    # caller's generator (STYLE: seeds passed in, never global)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(n, n, bias=False).eval()
+        x = torch.rand(n, n)
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+        )
+        prepared = prepare_pt2e(torch.export.export(layer, (x,)).module(), quantizer)
+        prepared(x)
+        converted = convert_pt2e(prepared, fold_quantize=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            model = litert_torch.convert(
+                converted, (x,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
+            )
+            model.export(str(path))
     return path
 
 
@@ -115,8 +120,9 @@ def measure_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict[str, flo
         import torch
 
         torch.set_num_threads(threads)
-        a = torch.rand(n, n)
-        b = torch.rand(n, n)
+        gen = torch.Generator().manual_seed(0)  # the values do not matter to the timing; the caller's RNG is left alone
+        a = torch.rand(n, n, generator=gen)
+        b = torch.rand(n, n, generator=gen)
         out["torch_fp32_gops"] = ops / _best_seconds(lambda: a @ b, repeats) / 1e9
     except ImportError:
         pass

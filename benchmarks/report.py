@@ -8,7 +8,10 @@ before. A stage whose only record is a failed run is marked FAILED at the top of
 stage that has a good record keeps that record and its tables, and the section says at its top that the latest
 rerun failed (``last_failure``: when, at which commit, the command and its log; or, with ``error``, that its
 commands succeeded but publishing their files failed). A timed stage measured at a 1-minute load above 1
-(``under_load``) carries a warning that its timings are not to be quoted.
+(``under_load``) carries a warning that its timings are not to be quoted; so does one whose record predates that
+field (no ``quiet``) and whose recorded load at its start is above the same limit. A section whose files' own
+records (commit, date, CPU/SIMD) are not those of its stage record's run says so at its top ("Parts from other runs
+or commits"), and a record without thread settings or versions says when they began to be recorded.
 
 The page depends only on files a clean clone has: files git ignores (thumbnails under ``topk/``, see .gitignore) are
 neither linked nor counted. Headings inside an embedded table file are demoted below the section's own.
@@ -23,7 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report_machine import _machine_md, _where_note
+from benchmarks.report_machine import _machine_md, _where_note, provenance_note, unrecorded_note
 from benchmarks.report_machine import simd_level as simd_level
 from benchmarks.report_machine import simd_note as simd_note
 from benchmarks.report_machine import threads_note as threads_note
@@ -37,8 +40,9 @@ FLOAT_NOTE = (
     "a rerun on the same CPU but move with its SIMD level (AVX2 / AVX-512 / VNNI / AMX: each section names the "
     "level its run recorded, where it did), by up to ~11 dB (the rover encoder's fp32 ONNX file, `python -m "
     "benchmarks --only export`: 144.6 dB on AVX2, 155.9 on AVX-512), and some int8-vs-fp32 rank figures move in "
-    "their 4th decimal (the VAE's int8 TFLite tail Spearman, 0.9986 vs 0.9984); quality figures against the "
-    "original images do not move."
+    "their 4th decimal (the VAE's int8 TFLite tail Spearman, 0.9986 vs 0.9984). Quality figures against the "
+    "original images are identical at the printed precision: fp32 PyTorch results may differ between CPUs in the "
+    "7th to 9th decimal (of a dB), int8 and classical results are bit-identical."
 )
 
 
@@ -101,9 +105,10 @@ def speed_table(bench_json: Path) -> str:
     )
 
 
-def _status_lines(st: dict[str, Any]) -> list[str]:
+def _status_lines(st: dict[str, Any], timed: bool = False) -> list[str]:
     """The warnings at the top of a section: a failed run (the record's own or a rerun's after a good record) and a
-    timed run measured under load. Records written before these fields existed get none of the new lines."""
+    run of a ``timed`` stage measured under load. Records written before the failure fields existed get no failure
+    lines; one written before ``under_load`` (no ``quiet``) is judged by the load its record gives at its start."""
     parts: list[str] = []
     rc = st.get("returncode")
     if rc and st.get("error"):  # its commands succeeded, publishing their files did not; no good record
@@ -152,7 +157,33 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
             ]
     if st.get("under_load") is not None:
         parts += [f"**Measured at 1-minute load {st['under_load']}: timings not to be quoted.**", ""]
+    elif timed and "quiet" not in st and (start := _load_at_start(st)) is not None and start > _load_limit():
+        parts += [f"**Measured at 1-minute load {start} (its record's load at the start; the record predates the "
+                  "harness's under-load mark): timings not to be quoted.**", ""]  # fmt: skip
     return parts
+
+
+def _load_at_start(st: dict[str, Any]) -> float | None:
+    """The 1-minute load a stage record gives at its start (``load_average_before_after[0][0]``), or None."""
+    try:
+        got = st["load_average_before_after"][0][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return float(got) if isinstance(got, int | float) and not isinstance(got, bool) else None
+
+
+def _load_limit() -> float:
+    from benchmarks.stage_run import LOAD_LIMIT  # here: stage_run imports this module
+
+    return LOAD_LIMIT
+
+
+def _timed(name: str) -> bool:
+    """Whether the harness times stage ``name`` (waits for a quiet machine; benchmarks/stages.py)."""
+    from benchmarks.stages import STAGES
+
+    stage = STAGES.get(name)
+    return bool(stage and stage.timed)
 
 
 def _run_label(origin: dict[str, Any] | None) -> str:
@@ -256,12 +287,7 @@ def _plots_md(folder: Path, plots: list[Path], results_md: Path) -> list[str]:
 
 def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path) -> list[str]:
     """The markdown lines of one stage's section (see the module docstring for what it shows)."""
-    parts = [f"## {st.get('title', name)}", "", *_status_lines(st)]
-    rc = st.get("returncode")
-    cmds = st.get("commands") or []
-    parts += ["Reproduce:", "", "```", *cmds, "```", ""]
     load = st.get("load_average_before_after")
-    load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
     where = st.get("machine")
     written = st.get("files")
     on_disk = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
@@ -269,11 +295,19 @@ def stage_section(name: str, st: dict[str, Any], folder: Path, results_md: Path)
     every = [p for p in on_disk if p not in ignored]
     mine = every if written is None else [p for p in every if p.relative_to(folder).as_posix() in set(written)]
     jsons = [p for p in mine if p.suffix == ".json"]
+    parts = [f"## {st.get('title', name)}", "", *_status_lines(st, _timed(name))]
+    origin = provenance_note(where, load, folder, jsons)
+    parts += [origin, ""] if origin else []
+    rc = st.get("returncode")
+    cmds = st.get("commands") or []
+    parts += ["Reproduce:", "", "```", *cmds, "```", ""]
+    load_note = f"; 1-minute load average before/after {load[0][0]}/{load[1][0]}" if load else ""
     status = f"0, then {st['error']}" if rc and st.get("error") else rc  # a run whose publishing failed
     parts.append(
         f"Size: {st.get('size')}; wall time {st.get('seconds')} s; exit status {status}{load_note}."
         + _where_note(where)
         + simd_note(where, folder, jsons)
+        + unrecorded_note(where)
     )
     parts.append("")
     bench = folder / "benchmark.json"

@@ -15,7 +15,7 @@ from test_scan_support import build_small_archive, tiny_cae  # noqa: E402
 
 from edgeae.scan.run import EngineOptions, scan_archive  # noqa: E402
 
-# Ray's deprecations fail these tests (ray_engine keeps off one it has no replacement for: _REMOTE_ARGS_DEPRECATED)
+# Ray's deprecations fail these tests: the engine uses Ray Core's current API only (no warning filter of its own)
 pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("error::ray.util.annotations.RayDeprecationWarning")]
 
 

@@ -21,13 +21,6 @@ pytest.importorskip("pyarrow")
 from test_scan_support import mean_scorer_factory
 
 from edgeae.scan import ray_engine
-
-try:  # the real map_batches, called on a stub: its warnings without a Ray instance
-    from ray.data import Dataset
-
-    ray_dataset: Any = Dataset
-except ImportError:
-    ray_dataset = None
 from edgeae.scan.archive import walk_archive
 from edgeae.scan.pipeline import ScanConfig
 from edgeae.scan.scoring import ModelSpec
@@ -44,76 +37,143 @@ def _crops(root: Path, moon: np.ndarray, names: tuple[str, ...]) -> Path:
     return root
 
 
-class _FakeDataset:
-    """One pass's dataset: its items split into blocks as Ray's ``from_items`` splits them (in order, the remainder
-    spread over the first blocks), each stage applied row by row in ``worker_cwd`` (a Ray worker's working directory
-    is its raylet's); a block holding an image whose name has ``poison`` in it is dropped whole, as Ray Data drops the
-    block of a task whose worker died past its retries (the images scanned before the crash included)."""
+class _FakeRef:
+    """One call in flight: run when the stand-in's ``wait`` picks it (oldest first)."""
 
-    def __init__(self, data: _FakeData, items: list[dict[str, str]], blocks: int) -> None:
-        self.data, self.items, self.blocks = data, items, blocks
-        self.stages: list[tuple[Any, dict[str, Any]]] = []
+    def __init__(self, handle: _FakeActor, method: str, args: tuple[Any, ...]) -> None:
+        self.handle, self.method, self.args = handle, method, args
+        self.done, self.value, self.error = False, None, None
 
-    def map_batches(self, fn: Any, **kw: Any) -> _FakeDataset:
-        self.stages.append((fn, kw))
-        if ray_dataset is not None:  # Ray's own argument handling and deprecation warnings, no instance needed
-            stub = type("Stub", (), {"map_batches_internal": lambda *a, **k: None})()
-            ray_dataset.map_batches(stub, fn, **kw)
-        return self
 
-    def _rows(self, item: dict[str, str]) -> list[dict[str, np.ndarray]]:
-        rows: list[dict[str, np.ndarray]] = [{k: np.array([v], dtype=object) for k, v in item.items()}]
+class _FakeActor:
+    """A Ray actor run in this process, in ``worker_cwd`` (a Ray worker's working directory is its raylet's). An image
+    whose name has ``poison`` in it kills its worker every time: after ``WORKER_RETRIES + 1`` deaths its call fails
+    with ``RayActorError``, as Ray's does; one with ``once`` in it kills it the first time only (the retry succeeds).
+    Each death builds the actor anew (``restarts``), as Ray restarts it (``max_restarts=-1``)."""
+
+    def __init__(self, fake: _FakeRayModule, cls: type, args: tuple[Any, ...]) -> None:
+        self.fake, self.cls, self.args, self.restarts = fake, cls, args, 0
+        self.instance = self._build()
+
+    def __getattr__(self, method: str) -> Any:  # actor.method.remote(*args)
+        fake = self.fake
+        return type("Method", (), {"remote": lambda _, *a: fake.submit(self, method, a)})()
+
+    def _build(self) -> Any:
+        instance = self.cls(*self.args)
+        instance.whoami = f"fake-{id(self)}-{self.restarts}"  # a new worker process each restart
+        return instance
+
+    def _die(self) -> None:
+        self.restarts += 1
+        self.fake.deaths += 1
+        self.instance = self._build()
+
+    def run(self, ref: _FakeRef) -> None:
+        if self.fake.init_error is not None:  # the actor's constructor raised: every call fails, saying so
+            ref.error = self.fake.init_error
+            return
+        if ref.method != "scan":
+            ref.value = getattr(self.instance, ref.method)(*ref.args)
+            return
+        path, name = ref.args
+        tries = ray_engine.WORKER_RETRIES + 1
+        if "poison" in name:
+            for _ in range(tries):
+                self._die()
+            ref.error = self.fake.exceptions.RayActorError("The actor is temporarily unavailable")
+            return
+        if "once" in name and name not in self.fake.died_once:
+            self.fake.died_once.add(name)
+            self._die()
         driver_cwd = os.getcwd()
-        os.chdir(self.data.worker_cwd)
+        os.chdir(self.fake.worker_cwd)
         try:
-            for fn, kw in self.stages:
-                if isinstance(fn, type):
-                    actor = fn(**kw["fn_constructor_kwargs"])
-                    out = [actor(r) for r in rows]
-                else:
-                    out = [fn(r, **kw["fn_kwargs"]) for r in rows]
-                rows = [x for o in out for x in (o if isinstance(o, Iterator) else [o])]
+            ref.value = self.instance.scan(path, name)
         finally:
             os.chdir(driver_cwd)
-        return rows
-
-    def iter_batches(self, batch_size: Any, batch_format: str) -> Iterator[dict[str, np.ndarray]]:
-        self.data.errored_blocks_seen.append(self.data.context.max_errored_blocks)
-        size, extra = divmod(len(self.items), self.blocks)
-        for i in range(self.blocks):
-            block = self.items[i * size + min(i, extra) : (i + 1) * size + min(i + 1, extra)]
-            rows = [r for item in block for r in self._rows(item)]
-            if not any("poison" in item["name"] for item in block):
-                yield from rows
 
 
-class _FakeData:
-    """``ray.data`` run in this process; ``passes`` keeps each dataset built (one a pass)."""
-
-    def __init__(self, worker_cwd: Path) -> None:
-        self.worker_cwd = worker_cwd
-        self.passes: list[_FakeDataset] = []
-        self.context = type("Ctx", (), {"enable_progress_bars": True, "max_errored_blocks": 0})()
-        self.errored_blocks_seen: list[int] = []
-        self.DataContext = type("DataContext", (), {"get_current": staticmethod(lambda: self.context)})
-
-    def ActorPoolStrategy(self, size: int) -> tuple[str, int]:  # Ray's name
-        return ("actors", size)
-
-    def from_items(self, items: list[dict[str, str]], override_num_blocks: int) -> _FakeDataset:
-        self.passes.append(_FakeDataset(self, items, override_num_blocks))
-        return self.passes[-1]
+class _RayActorError(Exception):
+    def __init__(self, message: str, actor_init_failed: bool = False) -> None:
+        super().__init__(message)
+        self.actor_init_failed = actor_init_failed
 
 
 class _FakeRayModule:
-    def __init__(self, worker_cwd: Path) -> None:
-        self.data = _FakeData(worker_cwd)
+    """Ray Core (``remote``, ``wait``, ``get``, ``kill``) run in this process, already initialised: nothing is started
+    or shut down. ``max_in_flight`` is the most ``scan`` calls (images) submitted and not yet fetched at once."""
+
+    def __init__(self, worker_cwd: Path, resources: dict[str, float] | None = None) -> None:
+        self.worker_cwd = worker_cwd
+        self.resources = resources or {"CPU": 2.0}
+        self.exceptions = type("exceptions", (), {"RayActorError": _RayActorError, **{
+            n: type(n, (Exception,), {}) for n in ("WorkerCrashedError", "OutOfMemoryError", "NodeDiedError",
+                                                  "ObjectLostError")}})  # fmt: skip
+        self.options: list[dict[str, Any]] = []
+        self.actors: list[_FakeActor] = []
+        self.killed: list[_FakeActor] = []
+        self.calls: list[_FakeRef] = []
+        self.scans: list[_FakeRef] = []
+        self.in_flight = self.max_in_flight = self.deaths = 0
+        self.died_once: set[str] = set()
+        self.init_error: BaseException | None = None
+        self.startable = 1 << 30  # actors beyond this many never start (the cluster has no CPU left for them)
+        self.timeouts = 0
 
     def is_initialized(self) -> bool:
-        return True  # "already initialised": nothing is started or shut down
+        return True
 
     def cluster_resources(self) -> dict[str, float]:
-        return {"CPU": 2.0}
+        return self.resources
+
+    def remote(self, cls: type) -> Any:
+        fake = self
+
+        class Options:
+            def options(self, **kw: Any) -> Any:
+                fake.options.append(kw)
+                return type("ActorClass", (), {"remote": lambda _, *args: fake._create(cls, args)})()
+
+        return Options()
+
+    def _create(self, cls: type, args: tuple[Any, ...]) -> _FakeActor:
+        self.actors.append(_FakeActor(self, cls, args))
+        return self.actors[-1]
+
+    def submit(self, actor: _FakeActor, method: str, args: tuple[Any, ...]) -> _FakeRef:
+        ref = _FakeRef(actor, method, args)
+        self.calls.append(ref)
+        if method == "scan":
+            self.scans.append(ref)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return ref
+
+    def wait(self, refs: list[_FakeRef], num_returns: int, timeout: float) -> tuple[list[_FakeRef], list[_FakeRef]]:
+        startable = [r for r in refs if self.actors.index(r.handle) < self.startable]
+        if not startable:  # only calls of actors that cannot start: none is ready in ``timeout``
+            self.timeouts += 1
+            assert self.timeouts < 3, "the driver waits for actors that cannot start"
+            return [], refs
+        oldest = min(startable, key=self.calls.index)
+        for ref in self.calls[: self.calls.index(oldest) + 1]:  # an actor runs its calls in the order sent
+            if ref.handle is oldest.handle and not ref.done:
+                ref.handle.run(ref)
+                ref.done = True
+        return [oldest], [r for r in refs if r is not oldest]
+
+    def get(self, ref: _FakeRef) -> Any:
+        if not ref.done:  # a call not waited for: run now (Ray's get blocks until it is done)
+            self.wait([ref], 1, 0)
+        if ref.method == "scan":
+            self.in_flight -= 1
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def kill(self, actor: _FakeActor) -> None:
+        self.killed.append(actor)
 
 
 # -- 1: relative archive paths -------------------------------------------------------------------------------------
@@ -144,83 +204,33 @@ def test_workers_get_absolute_paths_and_results_keep_their_names(moon, tmp_path,
 
 
 # -- 2: a worker that dies on an image -----------------------------------------------------------------------------
-# pytest imports the category named in a filter: without Ray the filter would end the whole session (review r5)
-RAY_DEPRECATION = "error::ray.util.annotations.RayDeprecationWarning" if ray_dataset is not None else "default"
-
-
-@pytest.mark.filterwarnings(RAY_DEPRECATION)
 def test_an_image_that_kills_its_worker_is_retried_a_bounded_number_of_times_then_failed(
     moon, tmp_path, monkeypatch, caplog
 ) -> None:
-    root = _crops(tmp_path / "arc", moon, ("a.png", "poison.png", "z.png"))
-    entries = walk_archive(root)
-    fake = _FakeRayModule(tmp_path)
-    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
-    out = list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), mean_scorer_factory))
-    assert {e.name: err for e, r, err in out if r is None} == {"poison.png": ray_engine.WORKER_DIED}
-    assert sorted(e.name for e, r, _ in out if r is not None) == ["a.png", "z.png"]
-    assert "3 times" in ray_engine.WORKER_DIED and "1 image(s) recorded as failed" in caplog.text
-    # one pass, one image a block; one actor stage (tiling on the actors), its retries bounded; a dropped block does
-    # not end the dataset
-    [one] = fake.data.passes
-    assert one.blocks == len(one.items) == 3
-    [(stage, kw)] = one.stages
-    assert stage is ray_engine.TileScoreActor
-    assert kw["max_task_retries"] == ray_engine.WORKER_RETRIES == 2 and kw["max_restarts"] == -1
-    assert fake.data.errored_blocks_seen == [-1] and fake.data.context.max_errored_blocks == 0  # put back
-
-
-@pytest.mark.filterwarnings(RAY_DEPRECATION)
-def test_only_the_image_that_kills_its_worker_fails_when_a_task_holds_several(moon, tmp_path, monkeypatch) -> None:
-    """Beyond MAX_BLOCKS images a task holds several: the images that went down with the poisoned one (scanned
-    before it or not yet) are scanned again, fewer to a task, and only the poisoned one is recorded as failed."""
+    """Each image is a call of its own: only the image that kills its worker (every time) is recorded as failed,
+    after WORKER_RETRIES retries on the restarted actor; the others are those of the local engine."""
     names = ("a.png", "b.png", "c.png", "m.png", "poison.png", "x.png", "y.png", "z.png")
     entries = walk_archive(_crops(tmp_path / "arc", moon, names))
     fake = _FakeRayModule(tmp_path)
     monkeypatch.setattr(ray_engine, "require", lambda name: fake)
-    monkeypatch.setattr(ray_engine, "MAX_BLOCKS", 2)  # as 2,000 do for an archive of more than 2,000 images
     config = ScanConfig(SPEC, 32)
     out = list(ray_engine.iter_ray(entries, config, mean_scorer_factory))
     assert {e.name: err for e, r, err in out if r is None} == {"poison.png": ray_engine.WORKER_DIED}
     assert sorted(e.name for e, r, _ in out if r is not None) == sorted(set(names) - {"poison.png"})
-    assert len(out) == len(names)  # each image once
-    # 8 images in 2 blocks (the 4 of poison.png's lost), then those 4 in 4 (twice the blocks): one image a task
-    assert [(len(p.items), p.blocks) for p in fake.data.passes] == [(8, 2), (4, 4)]
-    assert [i["name"] for i in fake.data.passes[-1].items] == ["poison.png", "x.png", "y.png", "z.png"]
+    assert len(out) == len(names) == len(fake.scans)  # each image once, one call each
+    assert "3 times" in ray_engine.WORKER_DIED and "1 image(s) recorded as failed" in caplog.text
+    assert "(3 worker death(s) in this scan" in caplog.text
+    # the retries are the actors' own options (not deprecated), the actors one per CPU, ended at the end
+    [options] = fake.options
+    assert options["max_task_retries"] == ray_engine.WORKER_RETRIES == 2 and options["max_restarts"] == -1
+    assert options["num_cpus"] == 1 and options["num_gpus"] == 0
+    assert len(fake.actors) == 2 and fake.killed == fake.actors
     from edgeae.scan.local import iter_local
 
     want = {e.name: r for e, r, _ in iter_local(entries, config, mean_scorer_factory, workers=0)}
     for e, r, _ in out:
         if r is not None:
             np.testing.assert_array_equal(r.scores, want[e.name].scores)
-
-
-def test_a_task_that_holds_every_image_is_split_until_only_the_poisoned_image_fails(
-    moon, tmp_path, monkeypatch
-) -> None:
-    """One block for the whole archive (as the reviewer's crash_blk.py forced): scanned again in 2, then 1 a task."""
-    entries = walk_archive(_crops(tmp_path / "arc", moon, ("a_ok.png", "m_poison.png", "z_ok.png")))
-    fake = _FakeRayModule(tmp_path)
-    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
-    monkeypatch.setattr(ray_engine, "MAX_BLOCKS", 1)
-    out = list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), mean_scorer_factory))
-    assert {e.name: err for e, r, err in out if r is None} == {"m_poison.png": ray_engine.WORKER_DIED}
-    assert sorted(e.name for e, r, _ in out if r is not None) == ["a_ok.png", "z_ok.png"]
-    assert [(len(p.items), p.blocks) for p in fake.data.passes] == [(3, 1), (3, 2), (2, 2)]
-    # no more actors than a pass has images to tile (2 CPUs here)
-    assert [p.stages[0][1]["compute"] for p in fake.data.passes] == [("actors", 1), ("actors", 2), ("actors", 2)]
-
-
-def test_a_pass_that_loses_every_task_ends_the_retries(moon, tmp_path, monkeypatch) -> None:
-    """Every one of several tasks died: a systematic failure, not one image; no further pass, all recorded failed."""
-    names = ("a.png", "poison1.png", "poison2.png", "z.png")
-    entries = walk_archive(_crops(tmp_path / "arc", moon, names))
-    fake = _FakeRayModule(tmp_path)
-    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
-    monkeypatch.setattr(ray_engine, "MAX_BLOCKS", 2)
-    out = list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), mean_scorer_factory))
-    assert {e.name: err for e, r, err in out} == dict.fromkeys(names, ray_engine.WORKER_DIED)
-    assert [(len(p.items), p.blocks) for p in fake.data.passes] == [(4, 2)]
 
 
 # -- 7: Ray's messages off stdout ----------------------------------------------------------------------------------

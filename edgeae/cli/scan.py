@@ -33,7 +33,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--engine",
         choices=("local", "ray"),
         default="local",
-        help="local processes (default) or Ray Data (its progress bar moves once per finished image)",
+        help="local processes (default) or Ray (its progress bar moves once per finished image)",
     )
     p.add_argument(
         "--address",

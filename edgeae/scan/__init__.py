@@ -1,4 +1,4 @@
-"""Scan an image archive for anomalous patches: streaming, resumable, on local cores or on Ray Data.
+"""Scan an image archive for anomalous patches: streaming, resumable, on local cores or on Ray.
 
 Entry point: :func:`edgeae.scan.run.scan_archive` (``edgeae scan`` on the command line). Modules:
 ``archive`` (walk folders, manifests, globs), ``config`` (the scan's settings), ``pipeline`` (tile in strips and

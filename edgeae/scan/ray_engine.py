@@ -1,20 +1,18 @@
-"""The Ray engine: the same pipeline on Ray Data, on a local Ray instance or an existing cluster.
+"""The Ray engine: the local engine's per-image scan on a pool of Ray actors, on a local Ray instance or a cluster.
 
-Stages (Ray Data schedules them; there is no scheduler here):
+Ray Core only (actors, ``ray.wait``): a pool of :class:`ImageActor`, each holding one model (``num_gpus=1`` per actor
+when the cluster has GPUs and a GPU scorer is given), gets **one call per image**; each call runs
+:func:`edgeae.scan.pipeline.scan_image` on it, the local engine's own tiling, scoring and ranking (so both engines give
+the same numbers), and returns its :class:`~edgeae.scan.pipeline.ImageResult`: plain arrays, nothing left on the
+worker's disk, so on a cluster the driver needs nothing from the worker's node. This driver hands each result to the
+same atomic per-image writer the local engine uses (resume and idempotence are identical).
 
-1. read: ``ray.data.from_items`` over the pending archive entries;
-2. tile: ``map_batches`` with a generator that streams each image in strips and yields one row per chunk
-   of ``batch_size`` patches (plus an ``end`` row carrying the chunk count, or an ``error`` row);
-3. score: ``map_batches`` with a callable class on an ``ActorPoolStrategy`` pool; each actor builds its
-   model once (``num_gpus=1`` per actor when the cluster has GPUs) and scores each chunk as one batch,
-   exactly as the local engine does, so both give the same numbers;
-4. write: this driver consumes the stream, joins the chunks of each image (in any order, keeping only the
-   per-patch scores and a running top-k) and hands finished images to the same atomic per-image writer the
-   local engine uses (resume and idempotence are identical).
-
-Chunks travel between stages as pickled bytes (one binary column), which keeps every block's schema
-fixed whatever the image size. Paths and the model file must be readable on every node of a cluster.
-Connecting to Ray (a cluster or a local instance) is :mod:`edgeae.scan.ray_connect`.
+A worker process that dies on an image (killed, out of memory, a crash in native code) is restarted and the call
+tried :data:`WORKER_RETRIES` more times (the actor options ``max_restarts=-1``, ``max_task_retries``); then that image,
+and only it, is recorded as failed. Each actor has one call in flight: the driver sends it its next image when the
+last comes back, so the driver holds a few calls whatever the archive's size. Paths and the model file must be
+readable on every node of a cluster. Connecting to Ray (a cluster or a local instance) is
+:mod:`edgeae.scan.ray_connect`.
 """
 
 from __future__ import annotations
@@ -22,89 +20,77 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import pickle
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
-
-import numpy as np
 
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.local import Outcome, error_text
-from edgeae.scan.pipeline import ImageAccumulator, ScanConfig, score_chunk, tile_image
+from edgeae.scan.pipeline import ImageResult, ScanConfig, scan_image
 from edgeae.scan.ray_connect import CONNECT_DEADLINE_S as CONNECT_DEADLINE_S
 from edgeae.scan.ray_connect import CONNECT_TIMEOUT_S as CONNECT_TIMEOUT_S
 from edgeae.scan.ray_connect import LOCAL_OBJECT_STORE_BYTES as LOCAL_OBJECT_STORE_BYTES
 from edgeae.scan.ray_connect import _init_ray, _sigterm_kept
 from edgeae.scan.scoring import Scorer
 
-# a worker process that dies on an image (killed, out of memory, a crash in native code) has its task tried this many
-# more times; then the image is recorded as failed (Ray Data's default retries it forever)
+# a worker process that dies on an image (killed, out of memory, a crash in native code) has its call tried this many
+# more times on the restarted actor; then the image is recorded as failed
 WORKER_RETRIES = 2
 
+WORKER_DIED = (
+    f"a Ray worker process died while reading or scoring it, {WORKER_RETRIES + 1} times (killed, out of memory or a "
+    "crash in native code); --retry-failed scans it again"
+)
 
-def _row(name: str, index: int, kind: str, payload: bytes, n: int = 0) -> dict[str, np.ndarray]:
-    return {
-        "name": np.array([name], dtype=object),
-        "index": np.array([index], np.int64),
-        "kind": np.array([kind], dtype=object),
-        "payload": np.array([payload], dtype=object),
-        "n": np.array([n], np.int64),
-    }
+# the actor options: a dead worker's actor is restarted (on any node) and the call it held retried WORKER_RETRIES times.
+# One call in flight per actor: Ray charges a retry to every call queued on an actor that dies (Ray 2.60, with
+# max_task_retries=0: each call queued behind the one that killed its actor failed with it), so a second call queued
+# behind an image that kills its worker three times could be recorded as failed with it
+ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": WORKER_RETRIES}
 
-
-def tile_rows(batch: dict[str, np.ndarray], config: ScanConfig) -> Iterator[dict[str, np.ndarray]]:
-    """Ray ``map_batches`` generator: archive rows -> one row per chunk, then ``end`` or ``error``."""
-    for path, name in zip(batch["path"], batch["name"], strict=True):
-        count = 0
-        try:
-            for chunk in tile_image(str(path), config):
-                yield _row(str(name), count, "chunk", pickle.dumps(chunk, protocol=5))
-                count += 1
-        except Exception as exc:  # corrupt image: recorded as failed, the scan goes on
-            yield _row(str(name), -1, "error", error_text(exc).encode())
-            continue
-        yield _row(str(name), count, "end", b"")
+ImageReply = tuple[ImageResult | None, str, int, str]
+"""What one call returns: (result, error, patches seen, the worker process that scanned it)."""
 
 
-class ScoreActor:
-    """Ray Data callable class: one scorer per actor, chunks scored one batch each."""
+class ImageActor:
+    """A Ray actor: one model (built here, so a model that cannot load ends the scan) scans whole images, one call
+    each, exactly as a local worker process does."""
 
     def __init__(self, factory: Callable[[], Scorer], config: ScanConfig) -> None:
-        self.scorer = factory()
+        from edgeae.firmware_sim.score import ScoreEngine
+
+        self.engine = ScoreEngine(factory, workers=1)  # tiling on a thread beside the scoring, as in the local engine
+        self.engine.warm()
         self.config = config
+        self.whoami = _whoami()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        kinds = list(batch["kind"])
-        payloads = list(batch["payload"])
-        ns = np.zeros(len(kinds), np.int64)
-        for i, (kind, payload) in enumerate(zip(kinds, payloads, strict=True)):
-            if kind != "chunk":
-                continue
-            chunk = pickle.loads(payload)
-            ns[i] = len(chunk.xs) + chunk.n_skipped
-            try:
-                scored = score_chunk(self.scorer, chunk, self.config.top_k, self.config.latents)
-                payloads[i] = pickle.dumps(scored, protocol=5)
-            except Exception as exc:
-                kinds[i], payloads[i] = "error", error_text(exc).encode()
-        return {
-            "name": batch["name"],
-            "index": batch["index"],
-            "kind": np.array(kinds, dtype=object),
-            "payload": np.array(payloads, dtype=object),
-            "n": ns,
-        }
+    def identity(self) -> str:
+        """This actor's worker process: another one answering later means that one died (a restart)."""
+        return self.whoami
+
+    def scan(self, path: str, name: str) -> ImageReply:
+        """Scan the image at ``path`` (absolute); an exception of the image's is its failure, as in the local engine."""
+        seen = 0
+
+        def count(n: int) -> None:
+            nonlocal seen
+            seen += n
+
+        try:
+            result: ImageResult | None = scan_image(path, name, self.engine, self.config, progress=count)
+            error = ""
+        except Exception as exc:  # a corrupt image must not stop the scan: it is recorded as failed
+            result, error = None, error_text(exc)
+        return result, error, seen, self.whoami
 
 
-class TileScoreActor(ScoreActor):
-    """Ray Data callable class for CPU actors: archive rows -> :func:`tile_rows` -> scored chunk rows, one at a time."""
+def _whoami() -> str:
+    """This worker process: its node and pid."""
+    import ray
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:  # type: ignore[override]
-        for row in tile_rows(batch, self.config):
-            yield super().__call__(row)
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"  # local: a test's stand-in
+    return f"{node}:{os.getpid()}"
 
 
 def iter_ray(
@@ -119,79 +105,39 @@ def iter_ray(
     on_patches: Callable[[int], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> Iterator[Outcome]:
-    """Scan ``entries`` on Ray Data and yield one outcome per image as soon as all its chunks are scored.
+    """Scan ``entries`` on a pool of Ray actors and yield one outcome per image as soon as it is done.
 
-    ``on_ready()`` is called when Ray is up and the dataset is about to execute: Ray Data tiles and scores before
-    the first batch reaches the driver, so the first progress report is no mark of the end of start-up here (a
-    single NAC-size strip reported its first patches after 24 s, most of its scoring done).
+    ``on_ready()`` is called once Ray is up and the actors are asked for (their start and model loading count as
+    scoring); each actor gets its first image once it is up. ``on_patches(n)`` reports an image's patches when its
+    result comes back (the local engine reports inside an image).
 
-    Starts a local Ray instance (``num_cpus``, no dashboard, loopback only) unless ``address`` names a
-    cluster or Ray is already initialised; a Ray instance started here is shut down at the end. With GPUs
-    in the cluster, one actor per GPU runs ``gpu_factory`` (when given) with ``num_gpus=1``.
-
-    Beyond :data:`MAX_BLOCKS` images a Ray task holds several, and a worker that dies on one image takes the
-    others of its task down with it: those are scanned again in a further pass, fewer to a task, until a pass gave
-    each image a task of its own (or lost every task it had, more than one), so only the image that kills its worker
-    fails.
+    Starts a local Ray instance (``num_cpus``, no dashboard, loopback only) unless ``address`` names a cluster or Ray is
+    already initialised; a Ray instance started here is shut down at the end, and the actors are ended in any case.
+    ``actors`` (default: one per GPU when the cluster has GPUs and ``gpu_factory`` is given, with ``num_gpus=1`` each;
+    else one per CPU) is never more than the images.
     """
     if not entries:
         return
     ray = require("ray")
-    report = on_patches or (lambda n: None)
     started = _init_ray(ray, address, num_cpus)
     quiet = _RayMessages(ray, verbose=logging.getLogger("edgeae").isEnabledFor(logging.DEBUG))
-    errored_blocks = None
-    log = logging.getLogger(__name__)
+    pool: list[Any] = []
     try:
-        with warnings.catch_warnings():  # Ray's own deprecated context fields, nothing we set
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        # a task whose worker died WORKER_RETRIES + 1 times drops its block (the images in it are recorded as failed
-        # below) instead of ending the dataset; our own functions catch every exception of theirs
-        errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
-        if not logging.getLogger("edgeae").isEnabledFor(logging.DEBUG):
-            # CRITICAL: a dropped block (a worker that died WORKER_RETRIES + 1 times) is logged at ERROR with its
-            # traceback; the image is recorded as failed and counted below, and an error that ends the scan is raised
-            logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         use_gpu = gpus > 0 and gpu_factory is not None
-        size = actors or (gpus if use_gpu else max(1, int(resources.get("CPU", 1))))
-        stage_factory = gpu_factory if use_gpu and gpu_factory is not None else factory
-        by_name = {e.name: e for e in entries}
-        finished: set[str] = set()
+        size = min(len(entries), actors or (gpus if use_gpu else max(1, int(resources.get("CPU", 1)))))
+        actor = ray.remote(ImageActor).options(**ACTOR_OPTIONS, num_gpus=1 if use_gpu else 0)
+        model = gpu_factory if use_gpu and gpu_factory is not None else factory
+        pool = [actor.remote(model, config) for _ in range(size)]
+        probes = [a.identity.remote() for a in pool]  # answered once the actor is up (its model loaded)
         if on_ready is not None:
             on_ready()
-        pending, blocks = entries, min(len(entries), MAX_BLOCKS)
-        while True:
-            ds = _dataset(ray, pending, blocks, config, stage_factory, use_gpu, size)
-            yield from _join(ds, config, by_name, finished, report)
-            lost = [e for e in pending if e.name not in finished]
-            # done when each image had a task of its own; every task of a pass that had several lost: a systematic
-            # failure (the model, the nodes), not one image, and a further pass would only die again
-            if not lost or blocks == len(pending) or (len(lost) == len(pending) and blocks > 1):
-                break
-            # a failed task's outputs are dropped: the images that shared a task with the one that killed its worker
-            log.info("%d image(s) lost with a Ray task that held several: scanning them again", len(lost))
-            pending, blocks = lost, min(len(lost), max(MAX_BLOCKS, 2 * blocks))
-        # every image not finished went down with a worker (its block dropped after the retries): failed, not lost
-        if lost:
-            log.warning(
-                "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) "
-                "reported by Ray in this scan; -v shows Ray's messages)", len(lost), WORKER_RETRIES + 1, quiet.deaths,
-            )  # fmt: skip
-        elif quiet.deaths:
-            log.warning(
-                "%d Ray worker process(es) died during the scan; their tasks were retried and every image finished",
-                quiet.deaths,
-            )
-        for e in lost:
-            yield e, None, WORKER_DIED
+        yield from _calls(ray, pool, probes, entries, on_patches or (lambda n: None), quiet)
     finally:
-        if errored_blocks is not None:
-            ctx.max_errored_blocks = errored_blocks
         try:
+            for a in pool:  # an early stop leaves no actor scanning on a cluster
+                ray.kill(a)
             if started:
                 with _sigterm_kept():
                     ray.shutdown()
@@ -199,106 +145,100 @@ def iter_ray(
             quiet.close()
 
 
-# the most blocks (Ray tasks of the first stage) a pass splits its images into. One block per image measured, 20,000
-# tiny images, 2 CPUs, Ray 2.60 (session 34): driver RSS peak 378 MiB against 231 MiB with 2,000 blocks (~8 KB a
-# block: ~16 GB for 2 M images) and 189 s against 27 s; images lost with a shared task are scanned again (iter_ray)
-MAX_BLOCKS = 2000
-
-# Ray 2.60 deprecates map_batches' **ray_remote_args ("removed in Ray 2.64") but its named remote parameters
-# (label_selector, fallback_strategy, max_calls, resources, accelerator_type, runtime_env) have no replacement for
-# max_restarts, max_task_retries or max_retries, and without them Ray Data retries a dying worker's task forever:
-# this one warning, which a user cannot act on, is kept off; pyproject pins ray[data]<2.64
-_REMOTE_ARGS_DEPRECATED = r"`ray_remote_args` is deprecated"
-
-
-def _dataset(
+def _calls(
     ray: Any,
+    pool: list[Any],
+    probes: list[Any],
     entries: list[ArchiveEntry],
-    blocks: int,
-    config: ScanConfig,
-    factory: Callable[[], Scorer],
-    use_gpu: bool,
-    size: int,
-) -> Any:
-    """The Ray Data pipeline for one pass: ``entries`` in ``blocks`` blocks -> scored chunk rows (lazy)."""
-    ds = ray.data.from_items(worker_items(entries), override_num_blocks=blocks)
-    # a worker that dies (killed, out of memory, a crash in native code) is replaced, and the task it held tried
-    # WORKER_RETRIES more times (Ray Data's default: forever)
-    retries: dict[str, Any] = {"max_restarts": -1, "max_task_retries": WORKER_RETRIES}
-    stage: type[ScoreActor] = TileScoreActor  # on CPUs, each actor tiles its images: one stage, as Ray Data's fusion
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_REMOTE_ARGS_DEPRECATED, category=DeprecationWarning)
-        if use_gpu:  # of the two stages made it (tile tasks apart would wait for CPUs that actors hold, and stall)
-            ds = ds.map_batches(
-                tile_rows, batch_size=1, fn_kwargs={"config": config}, num_cpus=1, max_retries=WORKER_RETRIES
-            )
-            stage = ScoreActor
-        return ds.map_batches(
-            stage,
-            batch_size=1,
-            fn_constructor_kwargs={"factory": factory, "config": config},
-            compute=ray.data.ActorPoolStrategy(size=size if use_gpu else min(size, blocks)),  # an image a task
-            num_cpus=1,
-            num_gpus=1 if use_gpu else 0,
-            **retries,
+    report: Callable[[int], None],
+    quiet: _RayMessages,
+) -> Iterator[Outcome]:
+    """Send each actor of ``pool`` one image at a time, the first once its ``identity()`` probe (``probes``) answered,
+    the next as its last comes back; yield each outcome. An actor that cannot start (more actors than the cluster has
+    CPUs or GPUs for) gets no image, so no image waits for it."""
+    died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
+            ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)  # fmt: skip
+    todo = iter(zip(entries, worker_items(entries), strict=True))
+    running: dict[Any, tuple[int, ArchiveEntry]] = {}  # call -> (actor, image)
+    starting = {probe: slot for slot, probe in enumerate(probes)}
+    last = [""] * len(pool)  # the worker process that answered each actor's last call ("": not known)
+    deaths = lost = 0  # deaths seen here: a lower bound (a worker restarted twice between two calls counts once)
+    more = True  # images left to send
+
+    def send(slot: int) -> None:
+        nonlocal more
+        item = next(todo, None) if more else None
+        if item is None:
+            more = False
+        else:
+            running[pool[slot].scan.remote(item[1]["path"], item[1]["name"])] = (slot, item[0])
+
+    while running or (more and starting):
+        # a timeout: Ctrl-C and SIGTERM get through
+        ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=1.0)
+        for ref in ready:
+            if ref in starting:
+                slot = starting.pop(ref)
+                last[slot] = _first_worker(ray, ref, died)
+                send(slot)
+                continue
+            slot, entry = running.pop(ref)
+            try:
+                result, error, seen, whoami = ray.get(ref)
+            except died as exc:
+                _raise_if_init_failed(ray, exc)
+                result, error, seen = None, WORKER_DIED, 0
+                lost += 1
+                deaths += WORKER_RETRIES + 1
+                last[slot] = ""  # a new worker process answers next: not a further death
+            except Exception as exc:  # anything else is this image's failure
+                result, error, seen = None, error_text(exc), 0
+            else:
+                if last[slot] and last[slot] != whoami:
+                    deaths += 1
+                last[slot] = whoami
+            send(slot)  # before the caller writes this one: the actor is not kept waiting
+            report(seen)
+            yield entry, result, error
+    deaths = max(deaths, quiet.deaths)
+    log = logging.getLogger(__name__)
+    if lost:
+        log.warning(
+            "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) in this "
+            "scan; -v shows Ray's messages)", lost, WORKER_RETRIES + 1, deaths,
+        )  # fmt: skip
+    elif deaths:
+        log.warning(
+            "%d Ray worker process(es) died during the scan; their images were scanned again and every one finished",
+            deaths,
         )
 
 
-def _join(
-    ds: Any,
-    config: ScanConfig,
-    by_name: dict[str, ArchiveEntry],
-    finished: set[str],
-    report: Callable[[int], None],
-) -> Iterator[Outcome]:
-    """Consume one pass's stream: join each image's chunks, yield its outcome once, add its name to ``finished``."""
-    partial: dict[str, ImageAccumulator] = {}
-    expected: dict[str, int] = {}
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for name, index, kind, payload, n in zip(
-            batch["name"], batch["index"], batch["kind"], batch["payload"], batch["n"], strict=True
-        ):
-            report(int(n))
-            if name in finished:
-                continue
-            if kind == "error":
-                finished.add(name)
-                partial.pop(name, None)
-                yield by_name[name], None, bytes(payload).decode()
-                continue
-            acc = partial.get(name)
-            if acc is None:
-                acc = partial[name] = ImageAccumulator(str(name), config, by_name[name].path)
-            if kind == "end":
-                expected[name] = int(index)
-            else:
-                try:
-                    acc.add(int(index), pickle.loads(payload))
-                except Exception as exc:  # e.g. an image too large for local-z: this image's failure only
-                    finished.add(name)
-                    del partial[name]
-                    yield by_name[name], None, error_text(exc)
-                    continue
-            if expected.get(name) == len(acc):
-                finished.add(name)
-                del partial[name]
-                try:  # local-z ranks and reads back here: a failure is this image's, not the scan's
-                    result = acc.result()
-                except Exception as exc:
-                    yield by_name[name], None, error_text(exc)
-                    continue
-                yield by_name[name], result, ""
+def _first_worker(ray: Any, probe: Any, died: tuple[type[BaseException], ...]) -> str:
+    """The worker process that answered an actor's ``identity()`` probe ("" when its workers died first: its images
+    are sent all the same, and recorded as failed if they die too)."""
+    try:
+        return str(ray.get(probe))
+    except died as exc:
+        _raise_if_init_failed(ray, exc)
+        return ""
 
 
-WORKER_DIED = (
-    f"a Ray worker process died while reading or scoring it, {WORKER_RETRIES + 1} times in its own task (killed, out "
-    "of memory or a crash in native code); --retry-failed scans it again"
-)
+def _raise_if_init_failed(ray: Any, exc: BaseException) -> None:
+    """A model that an actor cannot load (its constructor raised) ends the scan: every image would fail the same way."""
+    if isinstance(exc, ray.exceptions.RayActorError) and exc.actor_init_failed:
+        raise RuntimeError(f"the Ray actors cannot load the model: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The last line of a Ray error's text (an actor's constructor error comes with its traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
 
 
 def worker_items(entries: list[ArchiveEntry]) -> list[dict[str, str]]:
-    """The rows the workers get: each path made absolute here (a worker's working directory is its raylet's, not
-    this command's), the name exactly as the results store it."""
+    """What the workers get: each path made absolute here (a worker's working directory is its raylet's, not this
+    command's), the name exactly as the results store it."""
     cwd = os.getcwd()
     return [{"path": os.path.join(cwd, os.fspath(e.path)), "name": e.name} for e in entries]
 
