@@ -38,8 +38,10 @@ whole mosaic) or the plain kNN (mu), chosen the same way.
 
 The contrastive encoder is session 21's (``benchmarks.hirise_contrastive``), committed as
 ``benchmarks/weights/hirise-contrastive.pt`` (its ``export``; not a zoo model); ``python -m
-benchmarks.hirise_contrastive train --run runs/contrastive --steps 7000 --stop-at 6422 --threads 2`` makes it again
-(about 100 min on 2 cores); the curve over its training (``benchmarks/results/encoder_fusion/steps/N``) used the
+benchmarks.hirise_contrastive train --run runs/contrastive --steps 7000 --stop-at 6422 --threads 2`` trains one the
+same way (about 100 min on 2 cores), not bit for bit the same: session 21's initial weights came from an unseeded
+torch RNG (seeded from ``--seed`` since session 35), so the published figures are those of the committed file; the
+curve over its training (``benchmarks/results/encoder_fusion/steps/N``) used the
 run's encoder after N = 1,000 / 2,000 / 3,000 steps (``--steps 7000 --stop-at N`` in a fresh ``--run`` makes each;
 then ``--contrastive RUN/checkpoint.pt --views 1 --no-lroc``).
 Fixed seeds: exact on a rerun with the same checkpoint. The HiRISE part takes about 7 min on 2 cores with ``--views
