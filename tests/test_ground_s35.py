@@ -136,3 +136,147 @@ def test_products_not_rebuilt_prints_its_counts_as_words(capsys: pytest.CaptureF
     print_report({"stream": stream, "products": {}})
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("products not rebuilt")]
     assert lines == ["products not rebuilt: decode 1, no_decoder 2"]
+
+
+# ------------------------------------------------------------------ review r1 of 51a78ec (session 35, g1)
+def _sparse_v2_packet(fields: tuple, samples: bytes) -> bytes:
+    """A layout-2 sparse packet of frame 9 (the audit packet's product header) with these SPARSE_V2 ``fields``."""
+    from edgeae.wire.layout import SPARSE_V2
+    from edgeae.wire.packets import build_packet
+
+    body = AUDIT_PACKET[6:-2]
+    return build_packet(
+        ((AUDIT_PACKET[0] << 8) | AUDIT_PACKET[1]) & 0x7FF, 0, body[:10] + SPARSE_V2.pack(*fields) + samples
+    )
+
+
+def test_a_packet_whose_empty_band_fits_is_refused_before_its_mask_and_image_are_made(
+    rows_hashed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit packet with its band cut to row 0, which keeps no pixel (so it fits, carrying no sample), was a
+    product of 0 pixels known rebuilt at 16384 x 16384 (12 s, 1.3 GB): it is refused as the audit packet is."""
+
+    def no_full(self: sparse_mask.FrameMask) -> np.ndarray:
+        raise AssertionError("the whole mask of a frame with nothing to rebuild was made")
+
+    monkeypatch.setattr(sparse_mask.FrameMask, "full", no_full)
+    # height, width, channels, bits, keep, pattern, seed, prng, row0, row1, n_band, seg, parts, index, step, n
+    pkt = _sparse_v2_packet((16384, 16384, 1, 8, 1e-7, 1, 5, 1, 0, 1, 0, 1, 1, 0, 1, 0), b"")
+    gs = GroundStation()
+    gs.receive(pkt)
+    rep = gs.decode()["frame_9"]
+    assert rep["error_reason"] == "decode" and "pixels_known" not in rep, rep
+    assert rep["error"] == (
+        "frame 9: none of the 1 pieces received carries a sample, and the frame's sample mask keeps pixels outside "
+        "them: nothing to rebuild"
+    )
+    assert 0 < sum(rows_hashed) <= 2048  # row 0, then the strips down to the first kept pixel (row 1,663)
+    assert gs.report()["stream"]["products_failed"] == {"decode": 1}
+
+
+def test_received_pieces_that_fit_but_carry_no_sample_are_refused_in_layout_1_too() -> None:
+    """One rectangle received, of a pixel the mask does not keep (it fits, n = 0), the rest lost: not a black frame
+    rebuilt of 0 pixels known but a frame refused."""
+    import dataclasses
+
+    frame, mask, _ = _frame()
+    asm = _assembly(frame, WireConfig(128, layout=1))
+    (k, pkt), *_ = asm.pieces.items()
+    ys, xs = np.nonzero(~mask)
+    r, col = int(ys[0]), int(xs[0])
+    header = {**pkt.header, "row0": r, "row1": r + 1, "col0": col, "col1": col + 1, "n": 0}
+    asm.pieces.clear()
+    asm.pieces[k] = dataclasses.replace(pkt, header=header, samples=pkt.samples[:0])
+    with pytest.raises(DecodeError, match=r"frame 4: none of the 1 pieces received carries a sample"):
+        decode_sparse(asm)
+
+
+def test_a_frame_whose_whole_mask_keeps_no_pixel_is_still_rebuilt_as_one() -> None:
+    frame, mask, _ = _frame(h=5, w=4, keep=0.001)
+    assert not mask.any()
+    res = decode_sparse(_assembly(frame, WireConfig(256)))
+    assert res.pieces_bad == 0 and not res.mask.any() and res.samples.shape == (5, 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "keep", "n_band"),
+    [("uniform", 1e-3, 6_000), ("uniform", 1e-3, 2_500), ("jittered", 1e-3, 4_300), ("jittered", 1e-3, 4_000)],
+)
+def test_a_claim_the_rows_cannot_plausibly_hold_is_refused_unhashed(
+    pattern: str, keep: float, n_band: int, rows_hashed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A band of every row of a 2048 x 2048 frame (uniform: ~4,194 kept, σ 65; jittered: 65 x 65 cells, one each)
+    claiming what it cannot hold: before, every strip was hashed to find the count short or long."""
+    seen: list[int] = []
+    real = masks_mod._jittered_points
+
+    def spy(key: int, h: int, w: int, keep: float, row0: int, row1: int):  # type: ignore[no-untyped-def]
+        seen.append(row1 - row0)
+        return real(key, h, w, keep, row0, row1)
+
+    monkeypatch.setattr(masks_mod, "_jittered_points", spy)
+    code = {"uniform": 1, "jittered": 2}[pattern]
+    gs = GroundStation()
+    gs.receive(_sparse_v2_packet((2048, 2048, 1, 8, keep, code, 5, 1, 0, 2048, n_band, 1, n_band, 0, 1, 1), b"\x07"))
+    rep = gs.decode()["frame_9"]
+    assert rep["error_reason"] == "decode" and "none of the 1 pieces received fits" in rep["error"], rep
+    assert rows_hashed == [] and seen == []
+
+
+def test_claim_bounds_hold_every_true_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random rectangles of random masks: the true count lies in the bounds; a jittered frame's are exact."""
+    rng = np.random.default_rng(35)
+    for trial in range(150):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        keep = float(rng.choice([1.0, 0.5, 0.05, 0.9, 1e-3, max(1e-6, rng.random())]))
+        for pattern in ("uniform", "jittered"):
+            full = make_mask(trial, (h, w), keep, pattern)
+            fm = sparse_mask.FrameMask(trial, (h, w), keep, pattern)
+            for _ in range(6):
+                r0 = int(rng.integers(0, h))
+                r1 = int(rng.integers(r0 + 1, h + 1))
+                c0 = int(rng.integers(0, w))
+                c1 = int(rng.integers(c0 + 1, w + 1))
+                lo, hi = fm.claim_bounds(r0, r1, c0, c1)
+                assert lo <= int(full[r0:r1, c0:c1].sum()) <= hi, (pattern, h, w, keep, r0, r1, c0, c1)
+            if pattern == "jittered":
+                assert fm.claim_bounds(0, h, 0, w) == (int(full.sum()),) * 2
+
+
+@pytest.mark.parametrize("cfg", [WireConfig(256, band_rows=16), WireConfig(256, layout=1)])
+def test_a_good_jittered_frame_decodes_whole(cfg: WireConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sparse_mask, "STRIP_PIXELS", 50 * 7)
+    h, w, keep = 96, 50, 0.3
+    mask = make_mask(11, (h, w), keep, "jittered")
+    img = (np.arange(h * w).reshape(h, w, 1) % 251).astype(np.uint8)
+    res = decode_sparse(_assembly(SparseFrame(4, h, w, 1, 8, keep, "jittered", 11, 1, img[mask]), cfg))
+    assert res.pieces_bad == 0 and np.array_equal(res.known, mask)
+    assert np.array_equal(res.samples[mask], img[mask])
+
+
+def test_budget_receive_takes_a_refused_sparse_frame_as_not_received() -> None:
+    """A corrupted sparse packet that passes the CRC (a link file's ber) ended the whole science sweep (DecodeError
+    out of receive): the frame is now lost, and counted."""
+    from edgeae.ground.budget_downlink import Downlink, receive
+    from edgeae.ground.feature_sets import LabelledFrame
+    from edgeae.ground.link import LinkConfig
+
+    frame = LabelledFrame("f", "s", np.zeros((8, 8, 1), np.uint8), 4, np.zeros((0, 2), int), "test")
+    # a band of every row claiming 40 kept pixels (plausible at keep 0.5), carrying them; the mask keeps 30
+    assert int(make_mask(5, (8, 8), 0.5, "uniform").sum()) != 40
+    pkt = _sparse_v2_packet((8, 8, 1, 8, 0.5, 1, 5, 1, 0, 8, 40, 1, 1, 0, 1, 40), bytes(range(40)))
+    got = receive(frame, Downlink("uniform", [pkt]), LinkConfig(), None)
+    assert got.lost and got.sparse_refused == 1
+
+
+def test_science_metrics_count_a_refused_sparse_frame() -> None:
+    """The science table's per-frame metrics say when the decoder refused the frame's sparse samples."""
+    from edgeae.ground.budget_downlink import Downlink, receive
+    from edgeae.ground.feature_sets import LabelledFrame
+    from edgeae.ground.link import LinkConfig
+    from edgeae.ground.science import metrics
+
+    frame = LabelledFrame("f", "s", np.zeros((8, 8, 1), np.uint8), 4, np.zeros((0, 2), int), "test")
+    pkt = _sparse_v2_packet((8, 8, 1, 8, 0.5, 1, 5, 1, 0, 8, 40, 1, 1, 0, 1, 40), bytes(range(40)))
+    got = receive(frame, Downlink("uniform", [pkt]), LinkConfig(), None)
+    assert metrics(frame, got)["sparse_refused"] == 1

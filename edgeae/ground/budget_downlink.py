@@ -27,7 +27,7 @@ from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
 from edgeae.wire.products import AnomalyPatch, SparseFrame
 
 from . import baselines
-from .decode import decode_flat, decode_sparse
+from .decode import DecodeError, decode_flat, decode_sparse
 from .feature_sets import LabelledFrame
 from .link import LinkConfig, simulate
 from .pipeline import keep_for_bytes
@@ -209,13 +209,16 @@ def _head_copies(data: bytes, cfg: PlanConfig, counters: SequenceCounters) -> li
 class Received:
     """The ground's rebuild: ``image`` float32 (H, W, C) in [0, 1]; ``exact`` bool (H, W) pixels that arrived
     at full resolution (patches); ``whole`` (x, y) of patches that arrived complete; ``lost``: nothing usable;
-    ``patches_clipped``: patches that ran past the frame (only their pixels inside it were used)."""
+    ``patches_clipped``: patches that ran past the frame (only their pixels inside it were used);
+    ``sparse_refused``: sparse frames the decode refused (:class:`~.decode.DecodeError`: no piece that fits its mask
+    carries a sample, e.g. a corrupted packet that passed the CRC), taken as not received."""
 
     image: np.ndarray
     exact: np.ndarray
     whole: tuple[tuple[int, int], ...]
     lost: bool
     patches_clipped: int = 0
+    sparse_refused: int = 0
 
 
 def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler | None) -> Received:
@@ -233,10 +236,14 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     context: np.ndarray | None = None
     sparse = False
     whole = []
-    clipped = 0
+    clipped = refused = 0
     for (kind, _, _), asm in rx.products.items():
         if kind == "sparse":
-            res = decode_sparse(asm)
+            try:
+                res = decode_sparse(asm)
+            except DecodeError:  # nothing of it can be placed: as if no sparse frame arrived
+                refused += 1
+                continue
             img = res.as_float()
             known |= res.known
             sparse = True
@@ -268,7 +275,7 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     elif known.any():
         out = np.clip(np.asarray(fill(img, known), np.float32), 0.0, 1.0) if fill is not None else img
     else:
-        return Received(np.full((h, w, c), 0.5, np.float32), exact, (), True, clipped)
+        return Received(np.full((h, w, c), 0.5, np.float32), exact, (), True, clipped, refused)
     out = out.copy()
     out[exact] = patch_px[exact]
-    return Received(out, exact, tuple(whole), False, clipped)
+    return Received(out, exact, tuple(whole), False, clipped, refused)

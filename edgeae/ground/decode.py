@@ -51,9 +51,10 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits
 
     The frame size the header claims is checked against ``limits`` (default: ``GroundLimits`` with
     ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`. Every piece is
-    checked against the rows of the mask it claims before the rest of the mask is generated (:mod:`.sparse_mask`):
-    when pieces do not fit and none that fits carries a sample, :class:`DecodeError`, before any frame-size array
-    is touched (a black frame would pass for a rebuilt one).
+    checked against the rows of the mask it claims before the rest of the mask is generated (:mod:`.sparse_mask`;
+    a claim those rows cannot plausibly hold is refused unhashed): when no piece that fits carries a sample,
+    :class:`DecodeError`, before any frame-size array is touched (a black frame would pass for a rebuilt one),
+    unless every piece fits and the mask keeps no pixel at all (a frame that sampled none, rebuilt as such).
     """
     h0 = asm.header
     check_frame("sparse", asm.frame_id, h0["height"], h0["width"], h0["channels"], _limits(limits, max_pixels))
@@ -76,17 +77,24 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits
             bands.setdefault(key, []).append(pkt)
             continue
         r0, r1, c0, c1, n = p["row0"], p["row1"], p["col0"], p["col1"], p["n"]
-        if pkt.samples.shape != (n, c) or fm.count(r0, r1, c0, c1, n) != n:
+        if pkt.samples.shape != (n, c) or not fm.fits(r0, r1, c0, c1, n):
             bad += 1
         else:
             rects.append(pkt)
     placed, band_bad = _check_bands(bands, fm, c)
     bad += band_bad
-    if bad and not any(len(pkt.samples) for pkt in rects + [q for _, pkts in placed for q in pkts]):
-        raise DecodeError(
-            f"frame {asm.frame_id}: none of the {bad} pieces received fits the frame's sample mask "
-            "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
-        )
+    fit = rects + [q for _, pkts in placed for q in pkts]
+    if not any(len(pkt.samples) for pkt in fit):
+        if bad:
+            raise DecodeError(
+                f"frame {asm.frame_id}: none of the {bad} pieces received fits the frame's sample mask "
+                "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
+            )
+        if fm.count(0, h, 0, w, 0):  # stops at the first kept pixel (a 70-byte packet could claim an empty band)
+            raise DecodeError(
+                f"frame {asm.frame_id}: none of the {len(fit)} pieces received carries a sample, and the frame's "
+                "sample mask keeps pixels outside them: nothing to rebuild"
+            )
     mask = fm.full()
     samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
     known = np.zeros((h, w), dtype=bool)
@@ -107,7 +115,8 @@ def _check_bands(bands: dict[tuple, list], fm: FrameMask, c: int) -> tuple[list[
     Pieces of one band must agree on its parameters: when two groups claim rows that overlap, the group
     with more pieces is placed and the other dropped, and a band whose regenerated mask does not keep
     ``n_band`` pixels (a PRNG mismatch) is dropped whole, so no sample is ever placed on the wrong pixel. Only the
-    strips of a band's own rows are generated, and its count stops as soon as it passes ``n_band``.
+    strips of a band's own rows are generated (none for a claim its rows cannot plausibly hold), and its count stops
+    as soon as it passes ``n_band``.
     """
     from edgeae.wire.interleave import packet_samples
 
@@ -117,7 +126,7 @@ def _check_bands(bands: dict[tuple, list], fm: FrameMask, c: int) -> tuple[list[
     taken = np.zeros(fm.shape[0], bool)
     for key, pkts in sorted(bands.items(), key=lambda kv: -len(kv[1])):
         r0, r1, n_band, seg, parts, step = key
-        if taken[r0:r1].any() or fm.count(r0, r1, 0, w, n_band) != n_band:
+        if taken[r0:r1].any() or not fm.fits(r0, r1, 0, w, n_band):
             bad += len(pkts)
             continue
         taken[r0:r1] = True

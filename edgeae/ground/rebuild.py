@@ -81,7 +81,8 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
         "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
         original=station._has_original(asm.frame_id),
     )  # fmt: skip
-    # a frame none of whose pieces fits its mask is refused there (DecodeError), before its float image is made
+    # a frame no fitting piece of which carries a sample is refused there (DecodeError), before its float image is
+    # made (unless its whole mask keeps no pixel: a frame that sampled none)
     res = decode_sparse(asm, station.max_pixels, station.limits)
     img = res.as_float()
     known = res.known

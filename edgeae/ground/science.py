@@ -58,6 +58,8 @@ def metrics(frame: LabelledFrame, got: Received) -> dict[str, Any]:
         "lost": got.lost,
         # patches that ran past the frame (never from flight or the budget plan): only their pixels inside it
         **({"patches_clipped": got.patches_clipped} if got.patches_clipped else {}),
+        # a sparse frame the decoder refused (corrupted packets that passed the CRC): taken as not received
+        **({"sparse_refused": got.sparse_refused} if got.sparse_refused else {}),
     }
 
 
