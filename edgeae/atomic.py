@@ -4,7 +4,10 @@ A file written through :func:`atomic_path` (or :func:`write_bytes` / :func:`writ
 all: the data goes to a temporary file in the same folder (``.NAME.tmp-PID``, NAME cut short and hashed where that
 would pass the folder's name limit: :func:`temp_name`), is flushed to disk, then renamed over the target; on any
 error or interruption (a full disk, Ctrl-C) the temporary file is removed and the target keeps what it held before.
-``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not). A symlink is followed
+``OSError`` messages name the target file (numpy's ``tofile`` and ``json`` writers do not), and a ``torch.save`` that
+fails mid-write (its ``RuntimeError``, e.g. ``unexpected pos``, hides the errno) becomes a :class:`WriteFailed`
+(an ``OSError``): ``cannot write PATH: no space left on device``. A writer killed outright (``kill -9``, a power
+loss) leaves its ``.NAME.tmp-PID``: :func:`remove_stale_temps` removes those of dead processes. A symlink is followed
 (the file it points to is replaced, the link stays). The process's own stdout/stderr (``/dev/stdout``: a pipe, a
 terminal, or the file a shell redirected it to) is written through the stream, and a device or FIFO is appended to:
 never truncated, never renamed over. A regular file is replaced wherever it is (``/dev/shm`` included).
@@ -15,11 +18,28 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import shutil
 import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
+
+
+class WriteFailed(OSError):
+    """A write that failed, its message the whole line (``cannot write PATH: no space left on device``), without the
+    ``[Errno N]`` prefix ``OSError`` adds: an ``OSError``, so every command reports it in one line (exit 2)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror) if self.strerror else super().__str__()
+
+
+# torch.save's C++ writer reports a failed write (a full disk, a quota) as a RuntimeError without the errno
+_TORCH_WRITE_FAILED = ("inline_container", "PytorchStreamWriter", "unexpected pos", "file write failed")
+_NEARLY_FULL = 1 << 20  # bytes free at most on a file system a write just failed on for "no space left on device"
+# the temporary file of :func:`temp_name` (``.NAME.tmp-PID``, NAME possibly cut short and hashed)
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 
 
 def name_max(folder: Path) -> int:
@@ -53,6 +73,60 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{stem}{tag}")
 
 
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs now (this process counts as gone: what it writes it removes on every error,
+    so a temporary file under its own number was left by an earlier process that had the same number)."""
+    if pid == os.getpid() or pid <= 0:  # (kill(0) would signal this process group)
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):
+        return True
+    except OSError:  # EPERM: it runs, under another user
+        return False
+    return False
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files (``.NAME.tmp-PID``, :func:`temp_name`) that a ``kill -9`` or power loss left in
+    ``folder`` mid-write, those of processes no longer running (a live writer's are kept; this process's count as
+    left by an earlier one under the same number, a container's pid 1: call it where this process writes nothing
+    else into ``folder`` meanwhile). Returns the names removed. Best effort: an unreadable folder or a file that
+    cannot be removed is left as it is."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None or not _process_gone(int(m["pid"])) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.name)
+    return sorted(removed)
+
+
+def _torch_write_failed(target: Path, exc: RuntimeError) -> WriteFailed | None:
+    """The :class:`WriteFailed` of a ``torch.save`` into a temporary file for ``target`` that failed mid-write
+    (None for any other ``RuntimeError``): no space left on device when the file system is (nearly) full now, while
+    the partial file still holds its space, else torch's own first line."""
+    text = str(exc).strip()
+    if not any(mark in text for mark in _TORCH_WRITE_FAILED):
+        return None
+    try:
+        free: int | None = shutil.disk_usage(target.parent).free
+    except OSError:
+        free = None
+    if free is not None and free < _NEARLY_FULL:
+        return WriteFailed(errno.ENOSPC, f"cannot write {target}: no space left on device")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return WriteFailed(errno.EIO, f"cannot write {target}: the write failed ({first[:160]})")
+
+
 def _std_stream(real: Path) -> TextIO | None:
     """``sys.stdout`` / ``sys.stderr`` when ``real`` (followed) is the file, pipe or terminal behind descriptor 1 / 2
     (``/dev/stdout``, or the file a shell redirected it to): written through the stream, whose own buffered output
@@ -83,7 +157,6 @@ def _special(real: Path) -> bool:
 def _through(target: Path, std: TextIO | None) -> Iterator[Path]:
     """Yield a temporary file whose content then goes to ``target``: through ``std`` (flushed first) when it is the
     process's stdout/stderr, else appended to the device or FIFO (never truncated, never renamed over)."""
-    import shutil
     import tempfile
 
     fd, name = tempfile.mkstemp(prefix="edgeae-out-")
@@ -133,7 +206,8 @@ def atomic_path(
 
     ``durable``: fsync the file before the rename and the folder after it (a crash or power loss then leaves
     the old or the new file, never an empty one). An exception (``BaseException``: also Ctrl-C) removes the
-    temporary file and propagates; an ``OSError`` without a file name gets the target's."""
+    temporary file and propagates; an ``OSError`` without a file name gets the target's, and a ``torch.save`` that
+    failed mid-write becomes a :class:`WriteFailed` naming the target and why (a full disk)."""
     target = Path(path)
     real = Path(os.path.realpath(target))
     std = _std_stream(target)  # stat follows /dev/stdout's magic link, whose resolved name may not be a path
@@ -158,6 +232,11 @@ def atomic_path(
             msg = f"cannot write {target}: {exc.strerror or exc}"
             raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
         raise
+    except RuntimeError as exc:  # checked while the partial file still holds its space
+        failed = _torch_write_failed(target, exc)
+        if failed is None:
+            raise
+        raise failed from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -83,6 +83,34 @@ def _refuse_nonfinite(path: Path, state: Any, torch: Any) -> None:
             )
 
 
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of the first line of ``text``, cut at a word (with "…") past ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = line.split(". ")[0].rstrip(".")
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0] + "…"
+    return line
+
+
+def load_error(path: str | os.PathLike[str], exc: BaseException, head: bytes) -> str:
+    """One line saying why ``torch.load(..., weights_only=True)`` could not read ``path`` (whose first bytes are
+    ``head``), for an ``exc`` it raised: a truncated or damaged file, not a PyTorch file, one that holds code."""
+    first = _first_sentence(str(exc))
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (before torch 1.6 a
+        # pickle): torch's error on other bytes (KeyError: 174812789) names nothing a user can act on
+        return (
+            f"{path}: not a readable edgeae checkpoint: not a PyTorch file at all (torch.save writes a zip archive; "
+            f"this one starts {head[:4]!r})"
+        )
+    if "PytorchStreamReader failed" in first:  # a zip cut short (a kill or full disk mid-copy) or damaged
+        reason = first.split("PytorchStreamReader failed", 1)[1].strip() or "unreadable zip archive"
+        return f"{path} is not a complete checkpoint (truncated or damaged: {reason})"
+    if "weights only load failed" in first.lower():  # the rest of torch's message advises weights_only=False,
+        # which would run any pickled code in the file (edgeae never loads a checkpoint that way)
+        first = "not a PyTorch weights file, or one that holds code; edgeae loads weights only"
+    return f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {first})"
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or foreign files and for
     weights holding NaN or ±inf (MetadataError naming the tensor)."""
@@ -94,18 +122,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     try:
         blob = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:
-        # the first line of torch's message only: the rest advises weights_only=False, which would run any pickled
-        # code in the file (edgeae never loads a checkpoint that way)
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        if "weights only load failed" in first.lower():
-            first = "not a PyTorch weights file, or one that holds code; edgeae loads weights only"
-        if not data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (before torch 1.6
-            # a pickle): torch's error on other bytes (KeyError: 174812789) names nothing a user can act on
-            raise MetadataError(
-                f"{path}: not a readable edgeae checkpoint: not a PyTorch file at all (torch.save writes a zip "
-                f"archive; this one starts {data[:4]!r})"
-            ) from exc
-        raise MetadataError(f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {first})") from exc
+        raise MetadataError(load_error(path, exc, data[:4])) from exc
     if not isinstance(blob, dict) or METADATA_KEY not in blob or "state_dict" not in blob:
         raise MetadataError(f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?")
     meta = ModelMetadata.from_json(blob[METADATA_KEY], source=str(path))

@@ -170,13 +170,16 @@ class EarlyStopping:
 
 
 def write_history(history: list[dict[str, Any]], out_dir: str | os.PathLike[str], name: str = "loss") -> Path:
-    """Write ``history`` (one dict per epoch) to ``name.csv`` and a train/val curve to ``name.png``."""
+    """Write ``history`` (one dict per epoch) to ``name.csv`` and a train/val curve to ``name.png`` (atomically:
+    a kill or a full disk leaves the previous files)."""
+    from edgeae.atomic import atomic_path
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{name}.csv"
     if history:
         keys = list(history[0])
-        with csv_path.open("w", newline="") as f:
+        with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(history)
@@ -203,8 +206,13 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    from edgeae.atomic import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def fit(
@@ -317,14 +325,24 @@ def stderr_is_terminal() -> bool:
 
 def read_config(path: str | os.PathLike[str], cls: Any) -> Any:
     """A trainer's ``config.json`` as ``cls`` (``cls.from_dict``); a damaged one (not JSON, another trainer's,
-    unknown fields): a ValueError naming the file."""
+    unknown fields): a ValueError naming the file, unless the run's ``last.pt`` beside it records the config (the
+    same one: written with every checkpoint), which is then used, with a warning (a resume writes it back)."""
     try:
         d = json.loads(Path(path).read_text())
         if not isinstance(d, dict):
             raise TypeError("not a JSON object")
         return cls.from_dict(d)
     except (ValueError, TypeError, KeyError) as exc:  # not JSON, another trainer's, or not this trainer's fields
-        raise ValueError(f"{path}: not a readable training config ({type(exc).__name__}: {exc})") from None
+        problem = f"{path}: not a readable training config ({type(exc).__name__}: {exc})"
+    from edgeae.train.resume import state_config
+
+    saved = state_config(Path(path).parent) if Path(path).name == "config.json" else None
+    if saved is not None:
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            config = cls.from_dict(saved)
+            log.warning("%s; using the config its run's last.pt recorded (written back when the run resumes)", problem)
+            return config
+    raise ValueError(problem)
 
 
 def config_fields(cls: Any, d: dict[str, Any], kind: str, source: str = "config") -> dict[str, Any]:
@@ -364,8 +382,11 @@ def drop_zoo_defaults(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented, key-sorted JSON."""
+    """Write ``obj`` as indented, key-sorted JSON, atomically (a kill or a full disk leaves the previous file:
+    a run's ``config.json`` and ``metrics.json`` are rewritten on every resume)."""
+    from edgeae.atomic import write_text
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    write_text(p, json.dumps(obj, indent=2, sort_keys=True) + "\n")
     return p

@@ -2,9 +2,12 @@
 
 ``last.pt`` (``torch.save`` dict, written atomically) carries the model and optimiser state, the learning-rate
 schedule, the epoch and the batch inside it reached, the partial epoch's loss sums, the loss history of every
-epoch so far, torch's RNG state and the training-data manifest hash. Per-epoch randomness (crop positions,
-augmentation, masks, shuffling) is derived from ``(seed, epoch)``, so a resumed run draws exactly the batches
-the uninterrupted run would have drawn. A run refuses to resume on different data or a different config.
+epoch so far, the training-data manifest hash and, where the trainer passes its files, each file's name, size and
+SHA-256 (so a refusal names the files that changed). Per-epoch randomness (crop positions, augmentation, masks,
+shuffling) is derived from ``(seed, epoch)`` (never torch's global RNG, which ``last.pt`` no longer records and a
+resume leaves alone), so a resumed run draws exactly the batches the uninterrupted run would have drawn. A run
+refuses to resume on different data or a different config. ``last.pt`` is read with ``weights_only=True``: a file
+that holds anything but tensors, numbers, strings and containers (pickled code) is refused, never run.
 
 A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budget 90m``) or on SIGINT/SIGTERM
 (``nohup`` runs stopped with ``kill``), the trainer finishes the current batch, writes ``last.pt`` and returns;
@@ -17,20 +20,22 @@ resumed by its own trainer and a finished run is not silently trained further (:
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from edgeae._optional import require
-from edgeae.atomic import atomic_path
+from edgeae.atomic import atomic_path, remove_stale_temps
 
 STATE_FILE = "last.pt"
 STATE_VERSION = 1
@@ -202,10 +207,21 @@ def save_state(
     config: dict[str, Any],
     data_hash: str,
     kind: str = "",
+    files: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Path:
-    """Write ``folder/last.pt`` atomically (``kind``: the trainer's model kind, checked by :func:`check_resume`)."""
+    """Write ``folder/last.pt`` atomically (``kind``: the trainer's model kind, checked by :func:`check_resume`;
+    ``files``: the training and validation files ``data_hash`` was made of, recorded one by one so that a resume on
+    changed data names them). Temporary files a killed writer left in ``folder`` are removed first."""
     torch = require("torch")
     path = Path(folder) / STATE_FILE
+    remove_stale_temps(folder)
+    try:
+        facts = _file_facts(files) if files else []
+    except OSError:  # a file gone since the run read it: the state is saved all the same, without the records
+        facts = []
+    data = str(config.get("data", ""))
+    # recorded only where they make up data_hash (a file changed since the run read it: the start's hash stands)
+    records = [[_record_name(p, data), size, sha] for p, size, sha in facts] if _facts_hash(facts) == data_hash else []
     blob = {
         "version": STATE_VERSION,
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -225,9 +241,9 @@ def save_state(
             "early_stop": state.early_stop,
             **({"crops_per_epoch": state.crops_per_epoch} if state.crops_per_epoch is not None else {}),
         },
-        "torch_rng": torch.get_rng_state(),
         "config": config,
         "data_hash": data_hash,
+        **({"files": records} if records else {}),
         **({"kind": kind} if kind else {}),
     }
     with atomic_path(path) as tmp:
@@ -242,14 +258,21 @@ def load_state(
     scheduler: Any,
     config: dict[str, Any],
     data_hash: str,
+    files: Sequence[str | os.PathLike[str]] | None = None,
 ) -> TrainState:
-    """Restore ``folder/last.pt`` into ``model``/``optimizer``/``scheduler`` after checking data and config."""
-    torch = require("torch")
+    """Restore ``folder/last.pt`` into ``model``/``optimizer``/``scheduler`` after checking data and config
+    (``files``: those ``data_hash`` was made of, to name the ones that changed), then remove the temporary files
+    a killed writer left in ``folder``. Torch's global RNG is left as it is (a ``last.pt`` written before session
+    35 records it; training never draws from it)."""
     blob = _read_state(folder)
     if blob["data_hash"] != data_hash:
+        what = ""
+        if files:
+            with contextlib.suppress(OSError):  # naming the files is a courtesy: the refusal stands without it
+                what = data_change(Path(folder), blob, files, str(blob["config"].get("data", "")))
         raise ResumeError(
             f"cannot resume {folder}: the training data changed (manifest hash {blob['data_hash'][:12]}… "
-            f"at the start, {data_hash[:12]}… now); start a new run instead"
+            f"at the start, {data_hash[:12]}… now{what}); start a new run instead"
         )
     old = {k: v for k, v in blob["config"].items() if k not in RESUMABLE_CHANGES}
     new = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
@@ -264,7 +287,7 @@ def load_state(
     optimizer.load_state_dict(blob["optimizer"])
     if scheduler is not None and blob.get("scheduler") is not None:
         scheduler.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["torch_rng"])
+    remove_stale_temps(folder)  # the checks passed: this run takes the folder
     s = blob["state"]
     return TrainState(
         epoch=int(s["epoch"]),
@@ -283,18 +306,126 @@ def load_state(
 
 
 def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``folder/last.pt`` as a dict, read weights only (tensors, numbers, strings, containers: a pickled object
+    that would run code is refused, not run); a ResumeError saying why it cannot be."""
     torch = require("torch")
+    from edgeae.checkpoint import load_error
+
     path = Path(folder) / STATE_FILE
     if not path.is_file():
+        if (Path(folder) / "config.json").is_file():  # killed before the first save: a new run can start there
+            raise ResumeError(
+                f"cannot resume {folder}: the run stopped before its first checkpoint ({STATE_FILE} is written at the "
+                "first epoch's end, every 10 minutes and at a stop): nothing to continue; run the command that "
+                "started it again (without --resume)"
+            )
         raise ResumeError(f"cannot resume {folder}: {STATE_FILE} not found (was the run started with this edgeae?)")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise ResumeError(f"cannot resume {folder}: cannot read {path} ({exc.strerror or exc})") from exc
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ResumeError(f"cannot resume {folder}: {path} is unreadable ({type(exc).__name__}: {exc})") from exc
+        raise ResumeError(f"cannot resume {folder}: {load_error(path, exc, head)}") from exc
     if not isinstance(blob, dict) or blob.get("version") != STATE_VERSION:
         version = blob.get("version") if isinstance(blob, dict) else None
         raise ResumeError(f"cannot resume {folder}: state version {version} != {STATE_VERSION}")
     return blob
+
+
+def state_config(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The config the run in ``folder`` recorded in its ``last.pt`` (with its ``kind``), None when there is none
+    or it cannot be read: what a run whose ``config.json`` was damaged resumes with."""
+    try:
+        blob = _read_state(folder)
+    except ResumeError:
+        return None
+    config = blob.get("config")
+    if not isinstance(config, dict):
+        return None
+    kind = blob.get("kind")
+    return {**({"kind": kind} if isinstance(kind, str) and kind else {}), **config}
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, once per process while its size and time stay the same (``last.pt`` is written often)."""
+    from edgeae.metadata import sha256_file
+
+    return sha256_file(path)
+
+
+def _file_facts(files: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, int, str]]:
+    """``(path, size, sha256)`` of each file, what :func:`edgeae.metadata.manifest_hash` hashes."""
+    out = []
+    for f in files:
+        p = Path(f)
+        st = p.stat()
+        out.append((p, st.st_size, _sha256(str(p), st.st_size, st.st_mtime_ns)))
+    return out
+
+
+def _facts_hash(facts: list[tuple[Path, int, str]]) -> str:
+    """:func:`edgeae.metadata.manifest_hash` of the files ``facts`` describes, without reading them again."""
+    h = hashlib.sha256()
+    for p, size, sha in sorted(facts, key=lambda t: t[0]):
+        h.update(f"{p.name}\t{size}\t{sha}\n".encode())
+    return h.hexdigest()
+
+
+def _record_name(path: Path, data: str) -> str:
+    """How ``last.pt`` names a file: relative to the run's data folder (``day1/IMG_0004.png``), as the checkpoint's
+    ``train_files`` do, else (a named dataset) by its name."""
+    if data and Path(data).is_absolute():
+        with contextlib.suppress(ValueError):
+            return path.relative_to(data).as_posix()
+    return path.name
+
+
+def _names(label: str, names: list[str], shown: int = 3) -> str:
+    """``2 added (a.png, b.png)``, ``7 removed (a.png, b.png, c.png, … 4 more)``."""
+    more = f", … {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} {label} ({', '.join(names[:shown])}{more})"
+
+
+def data_change(folder: Path, blob: dict[str, Any], files: Sequence[str | os.PathLike[str]], data: str) -> str:
+    """What differs between the files a run started on (its ``last.pt``'s per-file records, else the names its
+    ``best.pt`` lists) and ``files`` now: ``": 1 file changed (im0.png), 2 added (a.png, b.png)"``, or a note
+    saying what the run did not record."""
+    now = {_record_name(p, data): (size, sha) for p, size, sha in _file_facts(files)}
+    records = blob.get("files")
+    if isinstance(records, list) and records:
+        old = {str(r[0]): (int(r[1]), str(r[2])) for r in records}
+        changed = sorted(k for k in set(old) & set(now) if old[k] != now[k])
+        note = ""
+    else:
+        old = {name: (0, "") for name in _best_names(folder)}
+        changed, note = [], "; its last.pt records no file contents"
+        if not old:
+            return "; its last.pt records no file list, so which files changed is not known"
+    parts = [
+        _names(label, names)
+        for label, names in (
+            ("changed", changed),
+            ("added", sorted(set(now) - set(old))),
+            ("removed", sorted(set(old) - set(now))),
+        )
+        if names
+    ]
+    return ": " + ("; ".join(parts) if parts else "the same file names") + note
+
+
+def _best_names(folder: Path) -> list[str]:
+    """The train and val files the run's ``best.pt`` metadata lists (``extra``), [] when there is none."""
+    torch = require("torch")
+    try:
+        blob = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+        extra = json.loads(blob["edgeae"])["extra"]
+        return [str(n) for key in ("train_files", "val_files") for n in extra.get(key, [])]
+    except Exception:  # no best.pt yet, or an unreadable one: nothing to compare the names with
+        return []
 
 
 def _was_complete(folder: Path, s: dict[str, Any]) -> bool:
