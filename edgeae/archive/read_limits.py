@@ -59,7 +59,7 @@ def check_last_line(r: ProductReader) -> None:
     try:
         with _open_env(**r._opts):
             r.ds.read([r.count], window=Window(r.width - k, r.height - 1, k, 1))
-    except rasterio.errors.RasterioIOError as exc:
+    except (rasterio.errors.RasterioIOError, UnicodeDecodeError) as exc:
         raise ImageReadError(
             f"{r.path}: truncated or corrupt: its last line cannot be read ({gdal_message(exc)})"
         ) from exc

@@ -25,9 +25,11 @@ VICAR) whose declared samples do not fit in its data file from where the label s
 over ``EDGEAE_MAX_IMAGE_BYTES`` (:class:`edgeae.imagedecode.ImageLimits`), any file GDAL would read whose real
 path lies outside the label's folder (unless it is a link to a regular file and ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1``)
 or that is not a regular file, a PDS3 ``SAMPLE_TYPE`` GDAL would misread
-(unknown, VAX floats), and a JPEG 2000 file cut short (:mod:`edgeae.archive.open_checks`). At open only the last
-few samples are read. A PDS3 image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``,
-:mod:`edgeae.archive.pds3`) is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.
+(unknown, VAX floats), and a JPEG 2000 file cut short (:mod:`edgeae.archive.open_checks`). A label GDAL cannot
+open because of bytes that are not UTF-8 is refused in one line naming it; a map projection PROJ cannot parse (an
+infinite parameter) is read without georeferencing, with a warning. At open only the last few samples are read.
+A PDS3 image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``, :mod:`edgeae.archive.pds3`)
+is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.
 """
 
 from __future__ import annotations
@@ -102,15 +104,15 @@ class ProductReader:
         self._opts: dict[str, Any] = {}
         try:
             self.ds = _open(rasterio, target, self._opts)
-        except rasterio.errors.RasterioIOError as exc:
+        except (rasterio.errors.RasterioIOError, UnicodeDecodeError) as exc:
             if b"LBLSIZE=" not in _head(target, 65536):
-                raise ImageReadError(f"{self.path}: GDAL cannot open it ({gdal_message(exc)})") from exc
+                raise self._open_error(target, exc) from exc
             # a PDS3 label GDAL rejects over an embedded VICAR label: let the VICAR driver read it
             self._opts = {"GDAL_TRY_PDS3_WITH_VICAR": "YES"}
             try:
                 self.ds = _open(rasterio, target, self._opts)
-            except rasterio.errors.RasterioIOError as exc2:
-                raise ImageReadError(f"{self.path}: GDAL cannot open it ({gdal_message(exc2)})") from exc2
+            except (rasterio.errors.RasterioIOError, UnicodeDecodeError) as exc2:
+                raise self._open_error(target, exc2) from exc2
         ds = self.ds
         self._band_note: str | None = None  # set below when a multiband product is read by its first band
         try:
@@ -142,6 +144,12 @@ class ProductReader:
             self._scaling: Scaling | None = None
             self.geo = None
             self._geo_note: str | None = None
+            crs_error = getattr(ds, "crs_error", None)  # a map projection PROJ cannot parse (gdal_env._open)
+            if crs_error:
+                self._geo_note = (
+                    f"the map projection in its label is invalid ({crs_error}): read without georeferencing"
+                )
+                _warn_once(self.path, self._geo_note)
             if ds.crs is not None and not ds.transform.is_identity:
                 from edgeae.archive.geo import GeoRef
 
@@ -151,6 +159,16 @@ class ProductReader:
         except BaseException:
             self.close()
             raise
+
+    def _open_error(self, target: Path, exc: BaseException) -> ImageReadError:
+        """The one line for a product GDAL cannot open (a ``UnicodeDecodeError``: text from its label that is not
+        UTF-8, which rasterio cannot decode)."""
+        if isinstance(exc, UnicodeDecodeError):
+            label = "its label" if target == self.path else f"its label {target.name}"
+            return ImageReadError(
+                f"{self.path}: GDAL cannot open it: {label} holds bytes that are not UTF-8 text ({gdal_message(exc)})"
+            )
+        return ImageReadError(f"{self.path}: GDAL cannot open it ({gdal_message(exc)})")
 
     # -- checks at open (the others: edgeae.archive.open_checks, edgeae.archive.read_limits) -----------
     def _check_files(self, target: Path) -> None:
@@ -223,7 +241,7 @@ class ProductReader:
                 return self._moved.read(y0, y1, self.bands, self._moved_dtype)
             with _open_env(**self._opts):
                 arr = self.ds.read(self.bands, window=Window(0, y0, self.width, y1 - y0))
-        except rasterio.errors.RasterioIOError as exc:
+        except (rasterio.errors.RasterioIOError, UnicodeDecodeError) as exc:
             raise ImageReadError(f"{self.path}: GDAL read of rows {y0}..{y1} failed ({gdal_message(exc)})") from exc
         except OSError as exc:
             raise ImageReadError(f"{self.path}: read of rows {y0}..{y1} failed ({exc})") from exc

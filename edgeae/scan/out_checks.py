@@ -1,11 +1,13 @@
 """Whether a results folder (``--out``) can take a scan, checked before :class:`edgeae.scan.state.ScanStore` writes
 anything there: it is not a file, it holds no files that are not a scan's, and a scan.json in it holds the settings of
-this scan (a resume). Each refusal is a :class:`ScanStateError` that says what to do instead.
+this scan (a resume). Each refusal is a :class:`ScanStateError` that says what to do instead. Also the cheap check of
+an image's part files a resume makes (:func:`part_damage`).
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 from edgeae.folder_lock import file_in_the_way
@@ -95,3 +97,27 @@ def refuse_other_settings(out: Path, cfg_path: Path, config: ScanConfig) -> None
         raise ScanStateError(
             f"{out} holds a scan with other settings ({changes}): choose another --out (or --force to restart)"
         )
+
+
+def part_damage(path: Path) -> str | None:
+    """What is wrong with a scan's ``parts/<key>.parquet`` or ``.top.npz`` (cut short, overwritten), from its first and
+    last bytes only: a Parquet file starts and ends with ``PAR1`` and its footer fits in it; a ``.npz`` (written by
+    :func:`edgeae.scan.state.save_top`: a zip without comment) starts with a local file header and ends with the end of
+    its central directory. None when it looks whole (or is another kind of file)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(4)
+            f.seek(max(size - 22, 0))
+            tail = f.read(22)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if path.name.endswith(".parquet"):
+        if size < 12 or head != b"PAR1" or tail[-4:] != b"PAR1":
+            return f"is not a whole Parquet file ({size} bytes, cut short or overwritten)"
+        footer = struct.unpack("<I", tail[-8:-4])[0]
+        if footer + 12 > size:
+            return f"is not a whole Parquet file (its footer of {footer} bytes is longer than the file's {size})"
+    elif path.name.endswith(".npz") and (size < 22 or head != b"PK\x03\x04" or tail[:4] != b"PK\x05\x06"):
+        return f"is not a whole .npz file ({size} bytes, cut short or overwritten)"
+    return None

@@ -16,16 +16,19 @@ Layout of ``OUT``::
 An image counts as done when its Parquet part exists: the part is written to a temporary name and renamed
 (atomic on POSIX), and only then is the manifest line appended. A crash between the two is harmless: the
 next run finds the part and records it as done without scoring it again. A ``done`` line whose part went
-missing sends the image back to the queue, so no image is lost. Only the driver process writes here.
+missing, or whose part or best-patches file is damaged, sends the image back to the queue, so no image is lost.
+Only the driver process writes here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +39,12 @@ from edgeae._optional import require
 from edgeae.atomic import atomic_path
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.out_checks import ScanStateError as ScanStateError
-from edgeae.scan.out_checks import check_out_path, refuse_foreign, refuse_other_settings
+from edgeae.scan.out_checks import check_out_path, part_damage, refuse_foreign, refuse_other_settings
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 from edgeae.scan.stamps import file_stamp as file_stamp
 from edgeae.scan.stamps import stamp_changed
 
+log = logging.getLogger(__name__)
 RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", "map_x", "map_y", "lon", "lat")
 
 
@@ -55,6 +59,31 @@ class Record:
     seconds: float = 0.0
     reason: str = ""
     stamp: str = ""  # the files' sizes and modification times when recorded ("" in older manifests: not checked)
+
+
+_INT_FIELDS = ("n_patches", "n_skipped")
+
+
+def parse_record(line: bytes) -> Record:
+    """One manifest line as a :class:`Record`; ValueError saying what is wrong with it (not UTF-8, not JSON, not an
+    object, a field missing or of the wrong type)."""
+    d = json.loads(line.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    if not isinstance(d, dict):
+        raise ValueError(f"a JSON {type(d).__name__}, not an object")
+    fields = {k: d[k] for k in Record.__dataclass_fields__ if k in d}
+    for k in ("name", "key", "status"):
+        if k not in fields:
+            raise ValueError(f"no {k!r}")
+    for k, v in fields.items():
+        if k in _INT_FIELDS:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif k == "seconds":
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN from an old writer: harmless
+        else:
+            ok = isinstance(v, str)
+        if not ok:
+            raise ValueError(f"{k!r} is {v!r}")
+    return Record(**fields)
 
 
 # the files a scan writes in parts/ (``<key>`` + suffix, :func:`edgeae.scan.archive.entry_key`) and the temporary
@@ -100,6 +129,7 @@ class ScanStore:
         self._created: list[Path] = []  # what this store made, oldest first (:meth:`discard_if_unused`)
         self._lock = contextlib.ExitStack()
         self._held = False
+        self._warned: set[object] = set()  # warnings already given (:meth:`_warn_once`)
         check_out_path(self.out)
         missing = [d for d in (self.out, *self.out.parents) if not d.exists()]
         try:
@@ -205,26 +235,49 @@ class ScanStore:
         """An image's float32 (n, views, D) latents, kept for the set's ``context-knn`` ranking."""
         return self.parts / f"{key}.latents.npy"
 
+    def _warn_once(self, key: object, msg: str, *args: object) -> None:
+        """Log a warning once per store (records and parts are checked several times in a run)."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args)
+
     def records(self) -> dict[str, Record]:
-        """Last manifest record per image name (a torn last line from a crash is ignored)."""
+        """Last manifest record per image name. A line that is not a record (a torn last line from a crash, bytes
+        that are not UTF-8, a field of the wrong type) is ignored with a warning naming it: its image counts as not
+        recorded, so it is recovered from its part or scanned again."""
         out: dict[str, Record] = {}
         if not self.manifest.exists():
             return out
-        for line in self.manifest.read_text(encoding="utf-8").splitlines():
+        for i, line in enumerate(self.manifest.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
             try:
-                d = json.loads(line)
-                rec = Record(**{k: d[k] for k in Record.__dataclass_fields__ if k in d})
-            except (ValueError, TypeError, KeyError):
+                rec = parse_record(line)
+            except (ValueError, TypeError) as exc:
+                why = str(exc)[:200]
+                self._warn_once(
+                    ("line", i, line),
+                    "%s line %d is not a scan record (%s): ignored, as a line torn by a crash would be (its image is "
+                    "recovered from its part or scanned again)",
+                    self.manifest, i, why,
+                )  # fmt: skip
                 continue
             out[rec.name] = rec
         return out
 
-    def reconcile(self, entries: list[ArchiveEntry]) -> dict[str, Record]:
-        """Records made consistent with the parts on disk: parts without a line are recorded as done."""
+    def reconcile(self, entries: list[ArchiveEntry], *, check_parts: bool = False) -> dict[str, Record]:
+        """Records made consistent with the parts on disk: parts without a line are recorded as done. ``check_parts``
+        (a resume, :meth:`pending`): a part or best-patches file cut short or overwritten counts as missing, with a
+        warning, so its image is scanned again (the ``context-knn`` ranking records one it cannot read as failed)."""
         recs = self.records()
         for e in entries:
             rec = recs.get(e.name)
             has_part = self.part_path(e.key).exists()
+            damage = self._damaged(e) if has_part and check_parts else None
+            if damage is not None:  # treated as missing: the image is scanned again, and its files rewritten
+                has_part = False
+                if rec is None or rec.status == "done":
+                    self._warn_once(("part", damage), "%s: %s; it is scanned again", e.name, damage)
             if has_part and (rec is None or rec.status != "done"):
                 pq = require("pyarrow.parquet")
                 n = pq.read_metadata(self.part_path(e.key)).num_rows
@@ -233,10 +286,20 @@ class ScanStore:
                 del recs[e.name]
         return recs
 
+    def _damaged(self, e: ArchiveEntry) -> str | None:
+        """What is wrong with the image's part or best-patches file (:func:`edgeae.scan.out_checks.part_damage`),
+        None when both look whole (a missing best-patches file only leaves the image out of the gallery)."""
+        for path in (self.part_path(e.key), self.top_path(e.key)):
+            why = part_damage(path) if path.exists() else None
+            if why is not None:
+                return f"{path} {why}"
+        return None
+
     def pending(self, entries: list[ArchiveEntry], retry_failed: bool = False) -> list[ArchiveEntry]:
-        """Entries still to scan: new ones, failed ones when ``retry_failed``, and any whose file or data file
-        changed (size or modification time) since it was recorded done or failed (:attr:`changed` lists those)."""
-        recs = self.reconcile(entries)
+        """Entries still to scan: new ones, failed ones when ``retry_failed``, any whose part is missing or damaged
+        (:meth:`reconcile`), and any whose file or data file changed (size or modification time) since it was
+        recorded done or failed (:attr:`changed` lists those)."""
+        recs = self.reconcile(entries, check_parts=True)
         todo = []
         self.changed = []
         for e in entries:
@@ -249,9 +312,14 @@ class ScanStore:
         return todo
 
     def _append(self, rec: Record) -> Record:
+        """Append ``rec`` as one line, on a line of its own after a torn last line (else the two would be one)."""
         line = json.dumps({**rec.__dict__, "time": time.time()}, sort_keys=True)
-        with self.manifest.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        with self.manifest.open("a+b") as f:
+            torn = False
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            f.write((b"\n" if torn else b"") + line.encode("utf-8") + b"\n")  # O_APPEND: written at the end
             f.flush()
             os.fsync(f.fileno())
         return rec
@@ -324,5 +392,13 @@ class ScanStore:
         return self._append(Record(entry.name, entry.key, "skipped", reason=reason))
 
     def load_top(self, key: str) -> TopK:
-        with np.load(self.top_path(key)) as z:
-            return TopK(z["scores"], z["xs"], z["ys"], z["thumbs"])
+        """An image's best patches (:func:`save_top`); :class:`ScanStateError` naming the file when it is damaged."""
+        path = self.top_path(key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return TopK(z["scores"], z["xs"], z["ys"], z["thumbs"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise ScanStateError(
+                f"{path} is damaged ({exc}): delete it and parts/{key}.parquet, and rerun the scan to scan its "
+                "image again"
+            ) from None

@@ -1,0 +1,114 @@
+"""Audit a3 #4: corrupt resume state. A manifest line that is not UTF-8 or whose fields have the wrong types is a torn
+line (ignored with a warning naming the file and line); a part or best-patches file cut short or overwritten is
+treated as a missing part (its image is scanned again, with a warning); a damaged best-patches file read anyway is
+refused naming it; a record appended after a torn last line gets a line of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.out_checks import part_damage
+from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
+from edgeae.scan.scoring import ModelSpec
+from edgeae.scan.state import ScanStateError, ScanStore
+
+SPEC = ModelSpec(path="m.onnx", model_id="m", artifact_hash="0" * 64, kind="cae", patch=32, channels=1)
+
+
+def _done(tmp_path: Path, names: tuple[str, ...] = ("a.png", "b.png")) -> tuple[ScanStore, list[ArchiveEntry]]:
+    """A results folder with each of ``names`` scanned (two patches each)."""
+    store = ScanStore(tmp_path / "out", ScanConfig(SPEC, stride=32))
+    entries = []
+    for name in names:
+        img = tmp_path / name
+        img.write_bytes(b"x")
+        e = ArchiveEntry(img, name)
+        top = TopK(np.array([2.0, 1.0]), np.array([0, 32], np.int32), np.zeros(2, np.int32),
+                   np.zeros((2, 1, 32, 32), np.uint8))  # fmt: skip
+        xs, ys = np.array([0, 32], np.int32), np.zeros(2, np.int32)
+        store.write_result(e, ImageResult(name, xs, ys, np.ones(2, np.float32), np.array([2.0, 1.0]), top, 0))
+        entries.append(e)
+    return store, entries
+
+
+def test_a_manifest_line_that_is_not_utf8_is_a_torn_line(tmp_path: Path, caplog) -> None:
+    store, entries = _done(tmp_path)
+    with store.manifest.open("ab") as f:
+        f.write(b"\x00\xff garbage\n")
+    with caplog.at_level(logging.WARNING):
+        recs = store.records()  # was: UnicodeDecodeError naming no file
+    assert set(recs) == {"a.png", "b.png"} and store.pending(entries) == []
+    assert f"{store.manifest} line 3 is not a scan record" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("n_patches", "x"), ("n_skipped", None), ("seconds", "1"), ("name", 3), ("status", [])]
+)
+def test_a_manifest_line_with_a_field_of_the_wrong_type_is_a_torn_line(tmp_path: Path, caplog, field, value) -> None:
+    """Was: the line was taken, and images.parquet failed ("Could not convert 'x' with type str"), naming no file."""
+    store, entries = _done(tmp_path)
+    lines = store.manifest.read_text().splitlines()
+    bad = {**json.loads(lines[0]), field: value}
+    store.manifest.write_text("\n".join([json.dumps(bad), lines[1]]) + "\n")
+    with caplog.at_level(logging.WARNING):
+        recs = store.records()
+    assert "a.png" not in recs and recs["b.png"].n_patches == 2
+    assert f"{store.manifest} line 1 is not a scan record ({field!r} is {value!r})" in caplog.text
+    recs = store.reconcile(entries)  # its part is whole: recovered as done, not lost
+    assert recs["a.png"].status == "done" and recs["a.png"].n_patches == 2 and recs["a.png"].error == "recovered"
+    assert caplog.text.count("line 1 is not a scan record") == 1  # once per store, however often it is read
+
+
+@pytest.mark.parametrize("which", ["part cut short", "part overwritten", "top overwritten"])
+def test_a_damaged_part_sends_its_image_back_to_the_queue(tmp_path: Path, caplog, which) -> None:
+    """Was: the resume stopped with pyarrow's "Parquet magic bytes not found" or numpy's "pickled (object) data"."""
+    store, entries = _done(tmp_path)
+    key = entries[0].key
+    path = store.top_path(key) if which.startswith("top") else store.part_path(key)
+    data = path.read_bytes()
+    path.write_bytes(data[:100] if which.endswith("cut short") else bytes(range(256)) * 8)
+    with caplog.at_level(logging.WARNING):
+        todo = store.pending(entries)
+    assert todo == [entries[0]]
+    assert f"a.png: {path} is not a whole" in caplog.text and "it is scanned again" in caplog.text
+    assert "b.png" not in caplog.text
+
+
+def test_intact_parts_are_intact(tmp_path: Path) -> None:
+    """part_damage() passes what pyarrow and numpy write, empty tables and top-k included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from edgeae.scan.state import save_top
+
+    p, t = tmp_path / "k-0123456789ab.parquet", tmp_path / "k-0123456789ab.top.npz"
+    for n in (0, 3):
+        pq.write_table(pa.table({"x": pa.array(range(n), pa.int32())}), p)
+        z = np.zeros(n, np.int32)
+        save_top(t, TopK(np.ones(n), z, z.copy(), np.ones((n, 3, 16, 16), np.uint8)))
+        assert part_damage(p) is None and part_damage(t) is None
+    p.write_bytes(p.read_bytes()[:-1])
+    assert "not a whole Parquet file" in (part_damage(p) or "")
+
+
+def test_a_damaged_top_file_read_anyway_is_refused_naming_it(tmp_path: Path) -> None:
+    store, entries = _done(tmp_path, ("a.png",))
+    path = store.top_path(entries[0].key)
+    path.write_bytes(b"\x80\x04garbage" * 20)
+    with pytest.raises(ScanStateError, match=r"top\.npz is damaged .*rerun the scan"):
+        store.load_top(entries[0].key)
+
+
+def test_a_record_after_a_torn_last_line_is_kept(tmp_path: Path) -> None:
+    """A crash mid-write leaves a line without its newline; the next record used to be glued onto it and lost."""
+    store, entries = _done(tmp_path, ("a.png",))
+    with store.manifest.open("a") as f:
+        f.write('{"name": "b.png", "ke')
+    store.mark_failed(entries[0], "ImageReadError: x")
+    assert store.records()["a.png"].status == "failed"
