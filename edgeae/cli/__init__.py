@@ -203,7 +203,8 @@ def _run_command(args: argparse.Namespace) -> int:
     return code
 
 
-SIGTERM_OWN = ("scan", "ground", "train")  # commands that handle SIGTERM themselves (train: exit 143 on purpose)
+# commands that handle SIGTERM themselves (train: exit 143 on purpose, from its start: edgeae.cli.train_cae)
+SIGTERM_OWN = ("scan", "ground", "train")
 
 
 class StdoutError(Exception):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,56 @@ def refuse_mode_flags(args: argparse.Namespace, mode: str) -> None:
             raise CLIError(f"{flag} applies to --mode {' / '.join(modes)}, not to --mode {mode}; leave it out")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (the loop's :class:`~edgeae.train.resume.Deadline` handles it there)."""
+
+
+def stop_on_sigterm(kind: str, args: argparse.Namespace, command: Callable[[], int]) -> int:
+    """Run ``command`` with SIGTERM handled from its start (``kill`` while the data is read, hashed or checked): one
+    line, exit 143 as for a stop, the run folder's lock released and a refused new run's folders removed on the
+    way out. The training loop installs its own handler over this one (a clean stop with ``last.pt``)."""
+    import signal
+    import threading
+
+    from edgeae.train.resume import EXIT_SIGTERM, resume_command
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        return command()
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    old = signal.signal(signal.SIGTERM, terminate)
+    try:
+        return command()
+    except _Terminated:
+        run = Path(args.resume or args.out or ".")
+        if (run / "last.pt").is_file():
+            how = f"its state is in {run / 'last.pt'}; continue with: {resume_command(kind, run)}"
+        else:
+            how = "nothing was saved to resume: run the same command again"
+        print(f"edgeae train {kind}: stopped by SIGTERM outside the training loop; {how}", file=sys.stderr)
+        return EXIT_SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def recorded_command(args: argparse.Namespace) -> str | None:
+    """The command line a run's segment records (``edgeae ARGS`` as typed; None outside the CLI's main)."""
+    from edgeae.train.run_record import command_line
+
+    argv = getattr(args, "_argv", None)
+    return command_line(argv) if isinstance(argv, list) else None
+
+
 def run_cae(args: argparse.Namespace) -> int:
+    return stop_on_sigterm("cae", args, lambda: _run_cae(args))
+
+
+def _run_cae(args: argparse.Namespace) -> int:
     from edgeae.train.cae import CAETrainConfig, train_cae
     from edgeae.train.resume import parse_duration
+    from edgeae.train.run_folder import named_mixture
 
     try:
         budget = parse_duration(args.time_budget)
@@ -90,17 +139,18 @@ def run_cae(args: argparse.Namespace) -> int:
     if args.resume:
         from edgeae.train.cae import load_config
 
-        cfg_file = check_resume_kind(args, "cae")
-        refuse_out_on_resume(args)
-        saved = load_config(cfg_file)
-        refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
-        zoo_name, force = zoo_target(args, saved)
-        done = install_complete_run(args, "cae")
+        with named_mixture(Path(args.resume), (CLIError, ValueError)):  # CAE config + VAE last.pt: named as such
+            cfg_file = check_resume_kind(args, "cae")
+            refuse_out_on_resume(args)
+            saved = load_config(cfg_file)
+            refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
+            zoo_name, force = zoo_target(args, saved)
+            done = install_complete_run(args, "cae")
         if done is not None:
             return done
         cfg = dataclasses.replace(saved, **resume_changes(args, budget, zoo_name, force))
         _check_cae_zoo(cfg)
-        metrics = train_cae(cfg, resume=True)
+        metrics = train_cae(cfg, resume=True, command=recorded_command(args))
         return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)
     if not args.data or not args.out:
         raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
@@ -142,7 +192,7 @@ def run_cae(args: argparse.Namespace) -> int:
     )
     _check_cae_zoo(cfg)
     check_out(args.out)  # made here, removed again if the run is refused
-    metrics = train_cae(cfg)
+    metrics = train_cae(cfg, command=recorded_command(args))
     return _report(metrics, Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 
@@ -183,13 +233,14 @@ def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: boo
 
     status = 0 if metrics.get("complete") else stop_exit_status(metrics.get("stop") or "budget")
     hint = resume_command("cae", out, zoo_name, force)
+    saved = f"state saved to {out / 'last.pt'}"
     if not metrics.get("complete") and "best_epoch" not in metrics:
-        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); continue with: {hint}")
+        print(f"stopped before the first epoch ended ({metrics.get('stopped')}); {saved}; continue with: {hint}")
         if zoo_name:
             print(f"zoo: {zoo_name} not installed: the run is not complete")
         return status
     if not metrics.get("complete"):
-        print(f"{metrics['stopped']}; continue with: {hint}")
+        print(f"{metrics['stopped']}: {saved}; continue with: {hint}")
     print(
         f"best epoch {metrics['best_epoch']}  val loss {metrics['val_loss']:.5f}  "
         f"parameters {metrics['parameters']:,}  -> {out / 'best.pt'}"

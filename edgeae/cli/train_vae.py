@@ -143,7 +143,15 @@ VAE_FLAG_FIELDS["lambda"] = "score_lambda"  # --lambda (a keyword: read as getat
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from edgeae.cli.train_cae import stop_on_sigterm
+
+    return stop_on_sigterm("vae", args, lambda: _run_cli(args))
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from edgeae.cli.train_cae import recorded_command
     from edgeae.train.resume import parse_duration
+    from edgeae.train.run_folder import named_mixture
     from edgeae.train.vae import DATASETS, VAETrainConfig, load_config, train_vae
 
     try:
@@ -152,17 +160,19 @@ def run_cli(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     check_counts(args)
     if args.resume:
-        cfg_file = check_resume_kind(args, "vae")
-        refuse_out_on_resume(args)
-        saved = load_config(cfg_file)
-        refuse_resume_changes(args, saved, VAE_FLAG_FIELDS)
-        zoo_name, force = zoo_target(args, saved)
-        done = install_complete_run(args, "vae")
+        with named_mixture(Path(args.resume), (CLIError, ValueError)):  # CAE config + VAE last.pt: named as such
+            cfg_file = check_resume_kind(args, "vae")
+            refuse_out_on_resume(args)
+            saved = load_config(cfg_file)
+            refuse_resume_changes(args, saved, VAE_FLAG_FIELDS)
+            zoo_name, force = zoo_target(args, saved)
+            done = install_complete_run(args, "vae")
         if done is not None:
             return done
         cfg = dataclasses.replace(saved, **resume_changes(args, budget, zoo_name, force))
         _check_vae_zoo(cfg)
-        return _report(train_vae(cfg, resume=True), Path(args.resume), cfg.zoo_name, cfg.zoo_force)
+        metrics = train_vae(cfg, resume=True, command=recorded_command(args))
+        return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)
     if not args.out:
         raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")
     data, channels = _data_and_channels(args)
@@ -198,7 +208,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise CLIError(problems[0])
     _check_vae_zoo(cfg)
     check_out(args.out)  # made here, removed again if the run is refused
-    return _report(train_vae(cfg), Path(args.out), cfg.zoo_name, cfg.zoo_force)
+    return _report(train_vae(cfg, command=recorded_command(args)), Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 
 def _data_and_channels(args: argparse.Namespace) -> tuple[str, int | None]:
@@ -225,11 +235,11 @@ def _data_and_channels(args: argparse.Namespace) -> tuple[str, int | None]:
     data = data_arg(args.data)
     if args.channels is not None:
         return data, args.channels
-    from edgeae.imageio import image_shape
+    from edgeae.train.run_memory import read_headers
 
     try:  # the CAE trainer's rule: 3 channels when its first training image is colour, else 1
-        train, _ = data_files(VAETrainConfig(out=args.out, data=data, channels=1, hirise=False), Path(data))
-        return data, 3 if image_shape(train[0])[2] >= 3 else 1
+        train, val = data_files(VAETrainConfig(out=args.out, data=data, channels=1, hirise=False), Path(data))
+        return data, 3 if read_headers([*train, *val])[0][2] >= 3 else 1  # every unreadable file named at once
     except (OSError, ValueError) as exc:
         raise CLIError(f"--data {args.data}: {exc}") from exc
 
@@ -250,8 +260,8 @@ def _report(m: dict[str, Any], out: Path, zoo_name: str | None, force: bool = Fa
     from edgeae.train.resume import resume_command, stop_exit_status
 
     if not m.get("complete"):
-        print(f"{m.get('stopped')} at epoch {m.get('epoch')}, batch {m.get('batch')}; continue with: "
-              f"{resume_command('vae', out, zoo_name, force)}")  # fmt: skip
+        print(f"{m.get('stopped')} at epoch {m.get('epoch')}, batch {m.get('batch')}: state saved to "
+              f"{out / 'last.pt'}; continue with: {resume_command('vae', out, zoo_name, force)}")  # fmt: skip
         if zoo_name:
             print(f"zoo: {zoo_name} not installed: the run is not complete")
         return stop_exit_status(m.get("stop") or "budget")

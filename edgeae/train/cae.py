@@ -47,7 +47,7 @@ from edgeae.train.run_folder import recorded_files as recorded_files
 log = logging.getLogger(__name__)
 
 
-def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
+def train_cae(config: CAETrainConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) one training; return the metrics (also in ``out/metrics.json``).
 
     Each epoch draws :attr:`CAETrainConfig.crops_per_epoch` fresh crops from the master images (seeded by
@@ -58,16 +58,19 @@ def train_cae(config: CAETrainConfig, resume: bool = False) -> dict[str, Any]:
     kind of run, a complete one, fewer epochs than it did, other data or config) writes nothing.
 
     The run folder is held for the whole run (:func:`held_run_folder`): a second run on it, new or resumed, is
-    refused with :class:`~edgeae.folder_lock.FolderBusy` and writes nothing.
+    refused with :class:`~edgeae.folder_lock.FolderBusy` and writes nothing. A new run is refused where ``out``
+    holds an earlier run's model (:func:`~edgeae.train.run_folder.refuse_trained_out`), and any run whose memory
+    estimate (images, crops, model) exceeds the memory available (:mod:`edgeae.train.run_memory`). ``command``:
+    the command line recorded in this invocation's segment (:mod:`edgeae.train.run_record`; default ``sys.argv``).
     """
     from edgeae.train.resume import check_resume
 
     out = Path(config.out)
     with held_run_folder(out, resume, lambda: check_resume(out, "cae", config.epochs)):
-        return _train_cae(config, resume)
+        return _train_cae(config, resume, command)
 
 
-def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
+def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None) -> dict[str, Any]:
     """:func:`train_cae` once the run folder is held."""
     torch = require("torch")
     from edgeae import __version__
@@ -76,7 +79,6 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
     from edgeae.train.common import (
-        check_memory,
         crops_rounding,
         plural,
         select_device,
@@ -96,21 +98,31 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
         resume_command,
         save_state,
     )
+    from edgeae.train.run_folder import named_mixture, refuse_trained_out
+    from edgeae.train.run_memory import check_device_memory, check_run_memory, image_bytes, model_bytes, read_headers
+    from edgeae.train.run_record import end_segment, first_command, start_segment, time_left
 
     out = Path(config.out)  # held by train_cae: no other run checks or writes it meanwhile
     if resume:
-        check_resume(out, "cae", config.epochs)  # before any work: nothing is written when it refuses
+        with named_mixture(out):
+            check_resume(out, "cae", config.epochs)  # before any work: nothing is written when it refuses
     device = select_device(config.device)
     train_files, val_files = split_data(config)
-    if not resume and (out / "last.pt").exists():
-        raise FileExistsError(f"{out} already holds a run (last.pt): pass --resume {out} or choose another --out")
+    if not resume:
+        refuse_trained_out(out, "cae")
+    shapes = read_headers([*train_files, *val_files])  # every unreadable file named at once, before any is read
     channels = config.resolved_channels(train_files[0])
     n_batches = config.crops_per_epoch // config.batch_size
     crop_bytes = channels * config.tile * config.tile * 4
-    check_memory(
+    cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
+    model_need = model_bytes(lambda: build_cae(cae_cfg), (channels, config.tile, config.tile), config.batch_size)
+    check_run_memory(  # before the images are read and config.json is written
         {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, 3 * crop_bytes)},
         batch=(config.crops, config.batch_size),
+        images=image_bytes(shapes, channels),
+        model=model_need if device.type == "cpu" else None,
     )
+    check_device_memory(device, model_need)
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = config.corruption
@@ -134,7 +146,6 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
     torch_seed = int(np.random.SeedSequence([config.seed, 0x70]).generate_state(1)[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_seed)  # local to this block: weight init only, never the caller's state
-        cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
         model = build_cae(cae_cfg).to(device)
     init_info: dict[str, Any] | None = None
     if config.init and resume and (out / "init.json").is_file():
@@ -175,7 +186,7 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
         else:
             log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
     state.crops_per_epoch = config.crops_per_epoch
-    state.segments.append({"start_epoch": state.epoch, "start_batch": state.batch, "started": time.time()})
+    start_segment(state, device, use_bf16, torch.get_num_threads(), command)
 
     metadata = ModelMetadata(
         kind="cae",
@@ -208,15 +219,20 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
     cause: str | None = None
     pool = ThreadPoolExecutor(config.data_workers) if config.data_workers > 1 else None
     show_bar = config.progress and stderr_is_terminal()  # a bar's \r lines would fill a log file
+    walls: list[float] = []  # wall seconds of each whole epoch of this invocation, validation included
     try:
         while state.epoch <= config.epochs and stopped is None and not state.early_stop:
             epoch = state.epoch
             autosave.start_epoch()
+            t_epoch, whole = time.perf_counter(), state.batch == 0
+            timed = walls or [h["seconds"] for h in state.history]
+            run_left = time_left(config.epochs - epoch + 1, timed).replace("  about", ", run about")
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0, epoch]))
             crops = sample_crops(masters, config.crops_per_epoch, config.tile, rng, aug, workers=config.data_workers)
             perm = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5F, epoch])).permutation(len(crops))
             model.train()
-            bar = _progress(range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", show_bar, n_batches)
+            desc = f"epoch {epoch}/{config.epochs}{run_left}"
+            bar = _progress(range(state.batch, n_batches), desc, show_bar, n_batches)
             batches = _masked_batches(crops, perm, range(state.batch, n_batches), config, spec, epoch, pool)
             for b, (idx, x) in zip(bar, batches, strict=False):
                 clean = crops[idx]
@@ -258,9 +274,12 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
                     "collapsed to the fixed pre-fill (a residual of 0); retrain with a lower --lr", epoch, 100 * active,
                 )  # fmt: skip
             improved = val < state.best_val
+            if whole:
+                walls.append(time.perf_counter() - t_epoch)
+            left = time_left(config.epochs - epoch, walls or [h["seconds"] for h in state.history])
             log.info(
-                "epoch %d/%d  train %.5f  val %.5f  val PSNR %.2f dB  %.0fs%s", epoch, config.epochs,
-                row["train_loss"], val, row["val_psnr"], row["seconds"], "  (best)" if improved else "",
+                "epoch %d/%d  train %.5f  val %.5f  val PSNR %.2f dB  %.0fs%s%s", epoch, config.epochs,
+                row["train_loss"], val, row["val_psnr"], row["seconds"], "  (best)" if improved else "", left,
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = val, epoch
@@ -280,11 +299,11 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
             pool.shutdown(wait=True, cancel_futures=True)
     if stopped is None or state.epoch > config.epochs or state.early_stop:  # every epoch done: not a stop
         stopped = cause = None
-    state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
+    end_segment(state, stopped, cause)
     save()
-    if stopped is not None:
-        log.info("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
-                 resume_command("cae", out, config.zoo_name, config.zoo_force))  # fmt: skip
+    if stopped is not None:  # debug: `edgeae train cae` prints the line, with how to continue
+        log.debug("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
+                  resume_command("cae", out, config.zoo_name, config.zoo_force))  # fmt: skip
     if state.best_epoch < 0:
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
@@ -302,6 +321,7 @@ def _train_cae(config: CAETrainConfig, resume: bool) -> dict[str, Any]:
         "crops_per_epoch": config.crops_per_epoch,
         "val_crops": config.val_crops,
         "segments": state.segments,
+        **({"command": cmd} if (cmd := first_command(state.segments)) else {}),
         "complete": stopped is None,
         "stopped": stopped,
         "stop": cause,

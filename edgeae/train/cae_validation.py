@@ -45,7 +45,8 @@ def validation_set(
 
     vseed = config.resolved_val_seed
     rng = np.random.default_rng(np.random.SeedSequence([vseed, 0x7A1]))
-    clean = sample_crops(load_masters(val_files, channels), config.val_crops, config.tile, rng, Augment.none())
+    val_masters = load_masters(val_files, channels)
+    clean = sample_crops(val_masters, config.val_crops, config.tile, rng, Augment.none(), role="validation")
     # sparse masks only (no known blocks), so runs with and without them validate on the same inputs
     spec = dataclasses.replace(config.corruption, known_blocks=0.0)
     parts = [corrupt_keep(c, spec, sample_seed(vseed, -1, i)) for i, c in enumerate(clean)]

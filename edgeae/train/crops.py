@@ -56,13 +56,25 @@ class MasterImage:
 def load_masters(files: Sequence[str | os.PathLike[str]], channels: int) -> list[MasterImage]:
     """Read every file as ``channels`` (1 grey, 3 RGB) with its no-data mask (edgeae.imageio). An image without a
     valid pixel (all no-data, e.g. all black) gives no crops: one warning names every such file
-    (:func:`without_crops`)."""
+    (:func:`without_crops`). Files that cannot be read are all named in one
+    :class:`~edgeae._headers.ImageReadError` (at most ten, then a count), not one per run."""
+    from edgeae._headers import ImageReadError
     from edgeae.imageio import read_image
 
-    out = []
+    out, bad = [], []
     for f in files:
-        img = read_image(f, channels=channels, detect_nodata=True)
-        out.append(MasterImage(pixels=img.pixels, valid=img.valid, path=Path(f)))
+        try:
+            img = read_image(f, channels=channels, detect_nodata=True)
+        except ImageReadError as exc:
+            bad.append(str(exc))
+            continue
+        if not bad:  # once one failed the run is refused: the rest are only checked
+            out.append(MasterImage(pixels=img.pixels, valid=img.valid, path=Path(f)))
+    if bad:
+        more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ImageReadError(
+            f"{len(bad)} of {len(files)} image files cannot be read: {'; '.join(bad[:10])}{more}; fix or remove them"
+        )
     empty = without_crops(out)
     if 0 < len(empty) < len(out):  # all of them: refused by check_masters / sample_crops
         log.warning(
@@ -77,24 +89,33 @@ def without_crops(masters: Sequence[MasterImage]) -> list[Path]:
     return [mi.path for mi in masters if not mi.valid.any()]
 
 
-def check_masters(masters: Sequence[MasterImage], size: int, aug: Augment) -> None:
+def check_masters(masters: Sequence[MasterImage], size: int, aug: Augment, role: str = "training") -> None:
     """Refuse images :func:`sample_crops` cannot crop from: none at all, any too small for ``size``-pixel crops
-    with ``aug``, or no valid pixel in any of them (a ValueError naming them). A trainer calls it when the images
-    are read, before it writes anything, not at the first crop of its first epoch."""
+    with ``aug``, or no valid pixel in any of them (a ValueError naming them; ``role``: ``"training"`` or
+    ``"validation"``, which the message names with its own limit). A trainer calls it when the images are read,
+    before it writes anything, not at the first crop of its first epoch."""
     if not masters:
-        raise ValueError("no master images to crop from")
+        raise ValueError(f"no {role} images to crop from")
     m = _margin(size, aug)
     small = [
         f"{mi.path.name} ({mi.valid.shape[1]}x{mi.valid.shape[0]})" for mi in masters if min(mi.valid.shape) < 2 * m + 1
     ]
     if small:
+        listed = f"{', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"
+        if role == "validation":
+            raise ValueError(
+                f"{len(small)} of {len(masters)} validation images are too small for {size}-pixel crops (validation "
+                f"crops are not augmented: each side needs at least {2 * m + 1} px; training images need "
+                f"{2 * _margin(size, Augment()) + 1} px with the default augmentation): {listed}; remove or replace "
+                "them (a folder's validation files are every fifth of its sorted files)"
+            )
         raise ValueError(
             f"{len(small)} of {len(masters)} images are too small for {size}-pixel crops with this augmentation "
-            f"(each side needs at least {2 * m + 1} px): {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}; "
-            "remove them from the data folder"
+            f"(each side needs at least {2 * m + 1} px): {listed}; remove them from the data folder"
         )
     if len(without_crops(masters)) == len(masters):
-        raise ValueError(f"no valid pixels in {[str(mi.path) for mi in masters]} (every pixel is no-data)")
+        raise ValueError(f"no valid pixels in the {role} images {[str(mi.path) for mi in masters]} (every pixel is "
+                         "no-data)")  # fmt: skip
 
 
 def _affine(size: int, centre: tuple[float, float], aug: Augment, rng: np.random.Generator) -> np.ndarray:
@@ -160,13 +181,14 @@ def sample_crops(
     min_valid: float = 1.0,
     max_tries: int = 50,
     workers: int = 1,
+    role: str = "training",
 ) -> np.ndarray:
     """``n`` crops as float32 (n, C, size, size), from images picked in proportion to their valid area.
 
-    Crops that touch no-data are skipped and redrawn (up to ``max_tries`` per crop, then an error naming
-    the images). ``workers`` > 1 draws ``workers`` contiguous shares of the crops in threads (OpenCV's warps
-    release the GIL), share k from ``rng.spawn(workers)[k]``: deterministic for a given (rng, workers), a
-    different stream from ``workers=1``.
+    Crops that touch no-data are skipped and redrawn (up to ``max_tries`` per crop, then an error naming the
+    ``role`` images, ``"training"`` or ``"validation"``, with their valid fractions). ``workers`` > 1 draws
+    ``workers`` contiguous shares of the crops in threads (OpenCV's warps release the GIL), share k from
+    ``rng.spawn(workers)[k]``: deterministic for a given (rng, workers), a different stream from ``workers=1``.
     """
     if n <= 0:
         raise ValueError(f"number of crops must be positive, got {n}")
@@ -181,13 +203,13 @@ def sample_crops(
             parts = list(
                 pool.map(
                     lambda k: sample_crops(masters, int(bounds[k + 1] - bounds[k]), size, rngs[k], aug, min_valid,
-                                           max_tries),
+                                           max_tries, role=role),
                     range(workers),
                 )
             )  # fmt: skip
         return np.concatenate(parts)
     aug = aug or Augment()
-    check_masters(masters, size, aug)  # found before any crop is drawn, not when the file is first drawn
+    check_masters(masters, size, aug, role)  # found before any crop is drawn, not when the file is first drawn
     weights = np.array([float(mi.valid.sum()) for mi in masters])
     weights /= weights.sum()
     c = masters[0].pixels.shape[2]
@@ -200,8 +222,20 @@ def sample_crops(
                 out[i] = crop.transpose(2, 0, 1)
                 break
         else:
-            raise ValueError(
-                f"could not find a crop free of no-data in {max_tries} tries "
-                f"(images: {', '.join(str(mi.path) for mi in masters)})"
-            )
+            raise ValueError(_no_clean_crop(masters, size, max_tries, role))
     return out
+
+
+def _no_clean_crop(masters: Sequence[MasterImage], size: int, tries: int, role: str) -> str:
+    """Why no crop free of no-data was found: the ``role`` images with their valid fractions, and what to do."""
+    shown = ", ".join(f"{mi.path} ({100 * float(mi.valid.mean()):.1f}% valid)" for mi in masters[:10])
+    more = f" and {len(masters) - 10} more" if len(masters) > 10 else ""
+    what = (
+        "remove or replace them (a folder's validation files are every fifth of its sorted files)"
+        if role == "validation"
+        else "remove them or add images with more valid area"
+    )
+    return (
+        f"could not find a {size}-pixel {role} crop free of no-data in {tries} tries: too little of the {role} "
+        f"images is valid (no-data: black or saturated margins and dark areas, edgeae.nodata): {shown}{more}; {what}"
+    )

@@ -52,3 +52,54 @@ def held_run_folder(out: Path, resume: bool, check: Callable[[], object]) -> Ite
             with contextlib.suppress(OSError):
                 f.rmdir()
         raise
+
+
+TRAINED_FILES = ("best.pt", "metrics.json", "best_state.pt")  # what a run that trained leaves (best_state: VAE)
+
+
+def refuse_trained_out(out: Path, kind: str) -> None:
+    """Refuse a new run into ``out`` where an earlier run left its trained model (:data:`TRAINED_FILES`) but no
+    ``last.pt`` to resume: the new run would replace them without a word. Training has no flag to overwrite."""
+    if (out / "last.pt").exists():
+        raise FileExistsError(
+            f"{out} already holds a run (last.pt): pass --resume {out} (edgeae train {kind} --resume {out}) or "
+            "choose another --out"
+        )
+    found = [name for name in TRAINED_FILES if (out / name).exists()]
+    if found:
+        raise FileExistsError(
+            f"{out} already holds the trained model of an earlier run ({', '.join(found)}; no last.pt to resume): "
+            "choose another --out, or move those files away to train into it again"
+        )
+
+
+def mixed_run(out: Path) -> str | None:
+    """What is wrong with run folder ``out`` when its ``config.json`` and ``last.pt`` are of different model kinds
+    (a CAE config beside a VAE state: neither trainer can resume it), else None."""
+    from edgeae.train.resume import ResumeError, _read_state, config_kind, run_kind
+
+    configured = run_kind(out)
+    try:
+        blob = _read_state(out)
+    except ResumeError:
+        return None
+    saved = blob.get("kind") or config_kind(blob.get("config") or {})
+    if configured is None or saved is None or configured == saved:
+        return None
+    return (
+        f"{out} mixes two runs: its config.json is of a {configured.upper()} run, its last.pt of a {saved.upper()} "
+        "run, so neither edgeae train cae nor edgeae train vae can resume it; start a new run in another --out"
+    )
+
+
+@contextlib.contextmanager
+def named_mixture(out: Path, errors: tuple[type[Exception], ...] = (ValueError,)) -> Iterator[None]:
+    """Turn a refused resume of ``out`` (one of ``errors``: a :class:`~edgeae.train.resume.ResumeError` by default)
+    into the :func:`mixed_run` message where the folder mixes two runs (looked for only once refused)."""
+    try:
+        yield
+    except errors as exc:
+        why = mixed_run(out) if (out / "last.pt").is_file() else None
+        if why is None:
+            raise
+        raise type(exc)(why) from None

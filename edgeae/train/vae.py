@@ -87,23 +87,25 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
-def train_vae(config: VAETrainConfig, resume: bool = False) -> dict[str, Any]:
+def train_vae(config: VAETrainConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) and calibrate; write ``best.pt``, ``metrics.json`` and loss curves.
 
     Returns the metrics, or ``{"complete": False, "stopped": ..., "stop": ...}`` when the time budget or a signal
     stopped the run first (continue it with ``resume=True``). A refused resume (a CAE run, a complete one, fewer
     epochs than it did, other data or config) writes nothing. The run folder is held for the whole run
     (:func:`edgeae.train.cae.held_run_folder`): a second run on it is refused with
-    :class:`~edgeae.folder_lock.FolderBusy` and writes nothing."""
+    :class:`~edgeae.folder_lock.FolderBusy` and writes nothing. A new run is refused where ``out`` holds an earlier
+    run's model, and any run whose memory estimate (images, crops, model) exceeds the memory available, as by
+    :func:`edgeae.train.cae.train_cae`; ``command``: the command line its segment records."""
     from edgeae.train.cae import held_run_folder
     from edgeae.train.resume import check_resume
 
     out = Path(config.out)
     with held_run_folder(out, resume, lambda: check_resume(out, "vae", config.epochs)):
-        return _train_vae(config, resume)
+        return _train_vae(config, resume, command)
 
 
-def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
+def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None) -> dict[str, Any]:
     """:func:`train_vae` once the run folder is held."""
     torch = require("torch")
     from edgeae import __version__
@@ -113,7 +115,6 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     from edgeae.metadata import ModelMetadata, manifest_hash
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
     from edgeae.train.common import (
-        check_memory,
         crops_rounding,
         progress,
         select_device,
@@ -133,25 +134,34 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
         resume_command,
         save_state,
     )
+    from edgeae.train.run_folder import named_mixture, refuse_trained_out
+    from edgeae.train.run_memory import check_device_memory, check_run_memory, image_bytes, model_bytes, read_headers
+    from edgeae.train.run_record import end_segment, first_command, start_segment, time_left
 
     out = Path(config.out)
     if resume:
-        check_resume(out, "vae", config.epochs)  # before any work: nothing is written when it refuses
+        with named_mixture(out):
+            check_resume(out, "vae", config.epochs)  # before any work: nothing is written when it refuses
     else:
         config.check_new_run()
-        if (out / "last.pt").exists():
-            raise FileExistsError(f"{out} already holds a run (last.pt): resume it or choose another --out")
+        refuse_trained_out(out, "vae")
     device = select_device(config.device)
     channels = config.n_channels
     crop_bytes = channels * config.patch * config.patch * 4
-    check_memory(
-        {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)},
-        batch=(config.crops, config.batch_size),
-    )
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    vae_cfg = VAEConfig(channels=channels, widths=config.widths, latent=config.latent, patch=config.patch)
     root = data_root(config.data_root) if not config.is_folder else Path(config.data)
     train_files, val_files = data_files(config, root)
+    model_need = model_bytes(lambda: VAE(vae_cfg), (channels, config.patch, config.patch), config.batch_size)
+    check_run_memory(  # before the images are read and config.json is written
+        {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)},
+        batch=(config.crops, config.batch_size),
+        images=image_bytes(read_headers([*train_files, *val_files]), channels),
+        model=model_need if device.type == "cpu" else None,
+        model_flags="--widths, --latent",
+    )
+    check_device_memory(device, model_need)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     data_hash = manifest_hash([*train_files, *val_files])
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
     n_batches = config.crops_per_epoch // config.batch_size
@@ -164,7 +174,9 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     aug = Augment() if config.augment else Augment.none()
     check_masters(masters, config.patch, aug)  # before anything is written, not at the first epoch's crops
     val_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x7A1]))
-    val = sample_crops(load_masters(val_files, channels), config.val_crops, config.patch, val_rng, Augment.none())
+    val_masters = load_masters(val_files, channels)
+    val = sample_crops(val_masters, config.val_crops, config.patch, val_rng, Augment.none(), role="validation")
+    del val_masters
     log.info("%d training images, %d val crops in %.1fs", len(masters), len(val), time.perf_counter() - t0)
     if not resume:  # the data checks passed: a refused new run leaves no config.json (nor its folder)
         write_json(out / "config.json", {"kind": "vae", **config.to_dict()})
@@ -172,7 +184,6 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     torch_seed = _seed(config.seed, 0x70)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_seed)  # weight init only, never the caller's state
-        vae_cfg = VAEConfig(channels=channels, widths=config.widths, latent=config.latent, patch=config.patch)
         model = VAE(vae_cfg).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -194,7 +205,7 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
             log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
         _warn_crop_count(config, state, out)
     state.crops_per_epoch = config.crops_per_epoch
-    state.segments.append({"start_epoch": state.epoch, "start_batch": state.batch, "started": time.time()})
+    start_segment(state, device, use_bf16, torch.get_num_threads(), command)
 
     def to_device(x: np.ndarray) -> Any:
         t = torch.from_numpy(x).to(device)
@@ -245,16 +256,20 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     autosave = Autosave(state, save)
     stopped: str | None = None
     cause: str | None = None
+    walls: list[float] = []  # wall seconds of each whole epoch of this invocation, validation included
     try:
         while state.epoch <= config.epochs and stopped is None and not state.early_stop:
             epoch = state.epoch
             autosave.start_epoch()
+            t_epoch, whole = time.perf_counter(), state.batch == 0
+            timed = walls or [h["seconds"] for h in state.history]
+            run_left = time_left(config.epochs - epoch + 1, timed).replace("  about", ", run about")
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
             crops = sample_crops(masters, config.crops_per_epoch, config.patch, rng, aug)
             order = rng.permutation(len(crops))
             model.train()
             bar = progress(
-                range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}", total=n_batches,
+                range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}{run_left}", total=n_batches,
                 enabled=config.progress and stderr_is_terminal(), initial=state.batch,
             )  # fmt: skip
             for b in bar:
@@ -283,9 +298,12 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
             }
             state.history.append(row)
             improved = va < state.best_val
+            if whole:
+                walls.append(time.perf_counter() - t_epoch)
+            left = time_left(config.epochs - epoch, walls or [h["seconds"] for h in state.history])
             log.info(
-                "epoch %d/%d  train %.2f  val %.2f  %.0fs%s", epoch, config.epochs, row["train_loss"], va,
-                row["seconds"], "  (best)" if improved else "",
+                "epoch %d/%d  train %.2f  val %.2f  %.0fs%s%s", epoch, config.epochs, row["train_loss"], va,
+                row["seconds"], "  (best)" if improved else "", left,
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = va, epoch
@@ -300,11 +318,11 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
         deadline.close()
     if stopped is not None and (state.epoch > config.epochs or state.early_stop):  # every epoch done: not a stop
         stopped = cause = None
-    state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped)
+    end_segment(state, stopped, cause)
     save()
-    if stopped is not None:
-        log.info("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
-                 resume_command("vae", out, config.zoo_name, config.zoo_force))  # fmt: skip
+    if stopped is not None:  # debug: `edgeae train vae` prints the line, with how to continue
+        log.debug("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
+                  resume_command("vae", out, config.zoo_name, config.zoo_force))  # fmt: skip
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
     model.load_state_dict(torch.load(best_state, map_location="cpu", weights_only=True))
@@ -343,6 +361,7 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
         **({"train_files_without_crops": recorded(no_crops)} if (no_crops := without_crops(masters)) else {}),
         "crops_per_epoch": config.crops_per_epoch,
         "segments": state.segments,
+        **({"command": cmd} if (cmd := first_command(state.segments)) else {}),
         "complete": True,
         "calibration": score,
     }
@@ -351,7 +370,8 @@ def _train_vae(config: VAETrainConfig, resume: bool) -> dict[str, Any]:
     write_json(out / "metrics.json", metrics)
     state.complete = True  # recorded last: a run killed before its final files resumes to write them
     save()
-    log.info(
+    # debug: `edgeae train vae` prints the fuller line (parameters, how λ was set) from the returned metrics
+    log.debug(
         "best epoch %d, val loss %.2f, λ %.4g, threshold %.4g -> %s", state.best_epoch, state.best_val,
         score["lambda"], score["threshold"], path,
     )  # fmt: skip

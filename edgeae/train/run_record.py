@@ -1,0 +1,71 @@
+"""What a training run records about each of its invocations (``metrics.json``'s ``segments``) and says about
+the time it has left. Used by the CAE (:mod:`edgeae.train.cae`) and VAE (:mod:`edgeae.train.vae`) trainers.
+
+A segment is one start or resumption: where it started (epoch, batch, time), the machine's settings it trained
+with (``device``, ``threads``, ``precision`` ``bf16`` or ``fp32``: decided again on each machine) and the
+``command`` that ran it; when it ends, where (``end_epoch``, ``end_batch``, ``ended``) and why (``end``:
+``epochs_done``, ``early_stop``, ``budget``, ``SIGINT`` or ``SIGTERM``; ``stop``: the stop in words, None when it
+was not one). A segment without ``ended`` was killed (SIGKILL, out of memory, a power cut) before it could say.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as the user typed it: ``edgeae ARGS`` for the command line's ``argv`` (without the program),
+    else this process's ``sys.argv``."""
+    if argv is not None:
+        return shlex.join(["edgeae", *argv])
+    return shlex.join(sys.argv)
+
+
+def start_segment(state: Any, device: Any, bf16: bool, threads: int, command: str | None) -> None:
+    """Append this invocation's segment to ``state.segments``."""
+    state.segments.append(
+        {
+            "start_epoch": state.epoch,
+            "start_batch": state.batch,
+            "started": time.time(),
+            "device": str(device),
+            "threads": int(threads),
+            "precision": "bf16" if bf16 else "fp32",
+            "command": command if command is not None else command_line(),
+        }
+    )
+
+
+def end_segment(state: Any, stopped: str | None, cause: str | None) -> None:
+    """Record where and why this invocation's segment ended (``cause``: the stop's, None when it was none)."""
+    end = cause or ("early_stop" if state.early_stop else "epochs_done")
+    state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped, end=end)
+
+
+def first_command(segments: Sequence[dict[str, Any]]) -> str | None:
+    """The command that started the run (its first segment's; None for a run started before it was recorded):
+    ``metrics.json``'s ``command``, which the zoo entry of an installed run shows."""
+    command = segments[0].get("command") if segments else None
+    return command if isinstance(command, str) else None
+
+
+def time_left(epochs_left: int, epoch_seconds: Sequence[float]) -> str:
+    """``"  about 1h05m left"``: the whole run's remaining time, ``epochs_left`` × the mean of ``epoch_seconds``
+    (empty when nothing is left or no epoch was timed)."""
+    if epochs_left <= 0 or not epoch_seconds:
+        return ""
+    return f"  about {duration(epochs_left * sum(epoch_seconds) / len(epoch_seconds))} left"
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m30s``, ``3h05m``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -1,0 +1,317 @@
+"""Session 35, audit a2 (hours-long, interrupted training): the memory estimate counts the images and the model,
+SIGTERM is handled from the start, a trained model in --out is not overwritten, each segment records its machine
+settings and command (the zoo entry shows it), clearer data messages, one "continue with" and the time left."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from edgeae.cli import main  # noqa: E402
+from edgeae.train import common, crops, run_memory, run_record  # noqa: E402
+from edgeae.train.crops import Augment, MasterImage, sample_crops  # noqa: E402
+
+
+def _pngs(out: Path, n: int, size: int = 256) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        img = cv2.GaussianBlur(rng.random((size, size, 3)).astype(np.float32), (0, 0), 4)
+        img = 30 + 190 * (img - img.min()) / (img.max() - img.min())
+        cv2.imwrite(str(out / f"f{i}.png"), img.astype(np.uint8))
+    return out
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Four smooth RGB 256×256 PNGs (one to validation): big enough for the CLI's 128-px crops."""
+    return _pngs(tmp_path / "imgs", 4)
+
+
+def _cli(folder: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny ``edgeae train cae``: a seed CAE of widths 4,8, 8 crops in batches of 4, 1 epoch."""
+    return [
+        "train", "cae", "--data", str(folder), "--out", str(out), "--widths", "4,8", "--epochs", "1", "--crops", "8",
+        "--batch-size", "4", "--val-crops", "4", "--threads", "1", "--no-progress", "--no-bf16", *extra,
+    ]  # fmt: skip
+
+
+def _vae_cli(folder: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "vae", "--data", str(folder), "--out", str(out), "--widths", "4,4,4,4", "--latent", "8", "--epochs",
+        "1", "--crops", "16", "--batch-size", "16", "--val-crops", "16", "--threads", "1", "--no-progress",
+        "--no-bf16", *extra,
+    ]  # fmt: skip
+
+
+# 1. the memory estimate: images (from their headers) and the model, before anything is read or written
+
+
+def test_the_images_are_counted_from_their_headers(folder: Path) -> None:
+    files = sorted(folder.glob("*.png"))
+    need = run_memory.image_bytes(run_memory.read_headers(files), 3)
+    per_image = 256 * 256 * (4 * 3 + 1)  # float32 RGB pixels and a bool mask
+    assert need.count == 4 and need.nbytes == 4 * per_image + 256 * 256 * 3 * 6  # + the largest one's decode
+
+
+def test_a_run_whose_images_do_not_fit_is_refused_before_config_json(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2,000 JPEGs of 256 px peaked at 1.9 GB: every image is kept as float32, and only the crops were counted,
+    so a run too big died with a numpy _ArrayMemoryError traceback after reading for 25 s."""
+    from edgeae.ground import limits
+
+    big = _pngs(tmp_path / "big", 4, size=768)
+    crop_arrays = 8 * 3 * 128 * 128 * 4 + 4 * 3 * (3 * 128 * 128 * 4)  # what the old check counted
+    monkeypatch.setattr(limits, "available_memory", lambda: crop_arrays + 100_000)
+    out = tmp_path / "r"
+    assert main(_cli(big, out)) == 2
+    err = capsys.readouterr().err
+    assert "this run needs about" in err and "images 4 files, decoded as float32 (0.0" in err, err
+    assert "model " in err and "parameters, with gradients, Adam state" in err
+    assert "train on fewer or smaller images" in err and "Traceback" not in err
+    assert not out.exists()  # nothing written, the folder made for it removed
+
+
+def test_a_model_too_big_for_memory_is_refused_naming_its_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--widths 4096,8192,16384` grew to 22 GB and was OOM-killed after config.json; `train vae --latent
+    100000000` failed allocating 204,800,000,000 bytes with a traceback. The model is sized on torch's meta
+    device: nothing is allocated."""
+    from edgeae.ground import limits
+    from edgeae.models.cae import CAEConfig, build
+    from edgeae.models.vae import VAE, VAEConfig
+
+    vae = run_memory.model_bytes(lambda: VAE(VAEConfig(3, (16, 32, 64, 32), 100_000_000, 64)), (3, 64, 64), 64)
+    assert vae.count > 10**10 and vae.nbytes > 16 * 10**10
+    cae = run_memory.model_bytes(lambda: build(CAEConfig(3, (4096, 8192, 16384), 128, "seed")), (3, 128, 128), 32)
+    assert cae.count > 5 * 10**9
+    monkeypatch.setattr(limits, "available_memory", lambda: 4 * 2**30)
+    with pytest.raises(common.MemoryEstimateError, match=r"a smaller model \(--widths, --latent\)"):
+        run_memory.check_run_memory({"crops": (64, 49152)}, (64, 64), model=vae, model_flags="--widths, --latent")
+    small = run_memory.model_bytes(lambda: build(CAEConfig(3, (4, 8), 128, "seed")), (3, 128, 128), 4)
+    run_memory.check_run_memory({"crops": (8, 196608)}, (8, 4), model=small)  # fits: no refusal
+
+
+def test_a_cae_model_too_big_is_refused_before_it_is_built(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.ground import limits
+    from edgeae.models.cae import CAEConfig, build
+
+    model = run_memory.model_bytes(lambda: build(CAEConfig(3, (64, 64), 128, "seed")), (3, 128, 128), 4)
+    others = (
+        8 * 196608
+        + 4 * 3 * 196608
+        + run_memory.image_bytes(run_memory.read_headers(sorted(folder.glob("*.png"))), 3).nbytes
+    )
+    monkeypatch.setattr(limits, "available_memory", lambda: others + model.nbytes // 2)
+    assert main([*_cli(folder, tmp_path / "r"), "--widths", "64,64"]) == 2
+    err = capsys.readouterr().err
+    assert "a smaller model (--widths) or a smaller --batch-size" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+# 2. SIGTERM from the start
+
+
+def test_sigterm_while_the_data_is_read_stops_with_143_and_one_line(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM before the training loop killed the run silently (exit 143 from the kernel, no message, a stale
+    .edgeae.lock and a config.json), because the handler came only with the loop's Deadline."""
+    got: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))  # without the fix: recorded
+    real = crops.load_masters
+
+    def load_and_term(files: Any, channels: int) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(files, channels)
+
+    monkeypatch.setattr(crops, "load_masters", load_and_term)
+    out = tmp_path / "r"
+    try:
+        code = main(_cli(folder, out))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    err = capsys.readouterr().err
+    assert code == 143 and not got, err
+    assert "edgeae train cae: stopped by SIGTERM outside the training loop; nothing was saved" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # no config.json, no lock: the refused new run's folder removed
+    assert signal.getsignal(signal.SIGTERM) is old
+
+
+# 3. a trained model in --out is not overwritten
+
+
+@pytest.mark.parametrize("left", ["best.pt", "metrics.json"])
+def test_a_new_run_does_not_overwrite_a_trained_model(
+    folder: Path, tmp_path: Path, left: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rm runs/ow/last.pt` and a new run into runs/ow replaced best.pt, metrics.json and the loss curve."""
+    out = tmp_path / "ow"
+    out.mkdir()
+    (out / left).write_text("the earlier run's")
+    for argv in (_cli(folder, out), _vae_cli(folder, out)):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{out} already holds the trained model of an earlier run ({left}; no last.pt to resume)" in err
+        assert "choose another --out" in err
+    assert sorted(p.name for p in out.iterdir()) == [left] and (out / left).read_text() == "the earlier run's"
+
+
+# 4 and 5. each segment records its settings and command; metrics.json the command (the zoo entry shows it)
+
+
+def test_segments_record_device_threads_precision_command_and_end(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.zoo import user_entry
+
+    run = tmp_path / "r"
+    argv = _cli(folder, run, "--time-budget", "0.000001")
+    assert main(argv) == 75
+    assert main(["train", "cae", "--resume", str(run), "--time-budget", "none"]) == 0
+    capsys.readouterr()
+    metrics = json.loads((run / "metrics.json").read_text())
+    first, second = metrics["segments"]
+    assert first["command"] == "edgeae " + " ".join(argv)
+    assert second["command"] == f"edgeae train cae --resume {run} --time-budget none"
+    for seg in (first, second):
+        assert seg["device"] == "cpu" and seg["threads"] == 1 and seg["precision"] == "fp32"
+        assert "ended" in seg
+    assert first["end"] == "budget" and first["stop"].startswith("time budget")
+    assert second["end"] == "epochs_done" and second["stop"] is None
+    assert metrics["command"] == first["command"]
+    best = run / "best.pt"
+    entry = user_entry(load_checkpoint(best).metadata, 1, metrics, best)
+    assert entry["command"] == first["command"]  # was "not recorded; the run's settings: .../config.json"
+
+
+def test_the_recorded_command_quotes_what_needs_it() -> None:
+    assert run_record.command_line(["train", "cae", "--out", "my runs/a"]) == "edgeae train cae --out 'my runs/a'"
+    assert run_record.first_command([{"start_epoch": 1}]) is None  # a run started before it was recorded
+
+
+# 6. messages
+
+
+def test_every_unreadable_image_is_named_not_only_the_first(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("bad1.png", "bad2.png", "bad3.png"):
+        (folder / name).write_bytes(b"not an image at all")
+    assert main(_cli(folder, tmp_path / "r")) == 2
+    err = capsys.readouterr().err
+    assert "3 of 7 image files cannot be read" in err, err
+    assert all(name in err for name in ("bad1.png", "bad2.png", "bad3.png"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_load_masters_names_every_file_it_cannot_read(folder: Path) -> None:
+    from edgeae._headers import ImageReadError
+
+    files = sorted(folder.glob("*.png"))
+    for f in files[1:3]:
+        f.write_bytes(f.read_bytes()[:200])  # truncated
+    with pytest.raises(ImageReadError) as exc:
+        crops.load_masters(files, 3)
+    assert str(exc.value).startswith("2 of 4 image files cannot be read") and "f1.png" in str(exc.value)
+    assert "f2.png" in str(exc.value)
+
+
+def test_small_validation_images_are_named_as_such_with_both_limits() -> None:
+    small = MasterImage(np.zeros((100, 100, 1), np.float32), np.ones((100, 100), bool), Path("a0.png"))
+    with pytest.raises(ValueError) as exc:
+        sample_crops([small], 1, 128, np.random.default_rng(0), Augment.none(), role="validation")
+    text = str(exc.value)
+    assert text.startswith("1 of 1 validation images are too small for 128-pixel crops"), text
+    assert "not augmented: each side needs at least 131 px" in text and "training images need 211 px" in text
+    assert "a0.png (100x100)" in text and "every fifth" in text
+
+
+def test_a_mostly_dark_validation_image_says_its_valid_fraction() -> None:
+    valid = np.zeros((300, 300), bool)
+    valid[:40, :40] = True  # 1.8% valid: no 128-px crop fits in it
+    dark = MasterImage(np.zeros((300, 300, 1), np.float32), valid, Path("/data/a0.png"))
+    with pytest.raises(ValueError) as exc:
+        sample_crops([dark], 1, 128, np.random.default_rng(0), Augment.none(), role="validation")
+    text = str(exc.value)
+    assert "could not find a 128-pixel validation crop free of no-data in 50 tries" in text, text
+    assert "/data/a0.png (1.8% valid)" in text and "remove or replace them" in text
+
+
+def test_a_folder_mixing_a_cae_config_and_a_vae_state_is_named(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CAE config.json beside a VAE last.pt said "use edgeae train vae --resume", which refused as well."""
+    import torch
+
+    cae, vae = tmp_path / "cae", tmp_path / "vae"
+    assert main(_cli(folder, cae, "--time-budget", "0.000001")) == 75
+    assert main(_vae_cli(folder, vae, "--time-budget", "0.000001", "--epochs", "2")) == 75
+    (cae / "last.pt").write_bytes((vae / "last.pt").read_bytes())
+    assert torch.load(cae / "last.pt", weights_only=False)["kind"] == "vae"
+    capsys.readouterr()
+    for kind in ("cae", "vae"):
+        assert main(["train", kind, "--resume", str(cae)]) == 2
+        err = capsys.readouterr().err
+        assert f"{cae} mixes two runs: its config.json is of a CAE run, its last.pt of a VAE run" in err, err
+
+
+# 7. one "continue with", one "best epoch", and the time left
+
+
+def test_a_stop_says_continue_with_once(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    for argv in (_cli(folder, tmp_path / "c", "--time-budget", "0.000001"),
+                 _vae_cli(folder, tmp_path / "v", "--time-budget", "0.000001", "--epochs", "2")):  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert main(argv) == 75
+        printed = capsys.readouterr()
+        said = printed.out + printed.err + "\n".join(r.getMessage() for r in caplog.records if r.levelno >= 20)
+        assert said.count("continue with") == 1, said
+        assert "state saved to" in printed.out and "continue with: edgeae train" in printed.out
+
+
+def test_the_vae_says_best_epoch_once_and_each_epoch_the_time_left(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    argv = [*_vae_cli(folder, tmp_path / "v"), "--epochs", "2"]
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0
+    printed = capsys.readouterr()
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    said = printed.out + printed.err + "\n".join(logged)
+    assert said.count("best epoch") == 1, said
+    epoch_lines = [m for m in logged if m.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and "left" in epoch_lines[0] and "left" not in epoch_lines[1], epoch_lines
+
+
+def test_time_left_is_epochs_left_times_the_mean_epoch() -> None:
+    assert run_record.time_left(3, [10.0, 30.0]) == "  about 1m00s left"
+    assert run_record.time_left(0, [10.0]) == "" and run_record.time_left(2, []) == ""
+    assert run_record.duration(3 * 3600 + 5 * 60 + 9) == "3h05m" and run_record.duration(45.4) == "45s"
+
+
+def test_a_model_too_big_for_the_gpu_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    need = run_memory.Need(10**9, 16 * 10**9, "parameters, with gradients, Adam state and a batch's activations")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 80 * 2**30))
+    with pytest.raises(common.MemoryEstimateError, match=r"about 14\.9 GiB on cuda:0 .* but 8\.0 GiB is free there"):
+        run_memory.check_device_memory(torch.device("cuda:0"), need)
+    run_memory.check_device_memory(torch.device("cpu"), need)  # the host check counts it there
