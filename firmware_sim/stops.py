@@ -94,7 +94,9 @@ def downlink_pass(rt: FlightRuntime) -> None:
     """One downlink pass. A pass file that cannot be written (a full or read-only disk) is a ``downlink_failed``
     event naming the file and the error: its products stay queued for the next pass, and the loop goes on. A pass
     that could send nothing (the first item waiting has a packet larger than the pass) is a ``pass_skipped`` event
-    saying so: no file, no pass number."""
+    saying so: no file, no pass number. An item the pass found damaged in storage (cut short, a bit flipped, gone)
+    is evicted, an ``evicted`` event with its reason (``storage corruption: ...``), and the pass goes on (until
+    session 35 one such item stopped every later pass and the run, exit 2)."""
     rt.since_pass = 0  # this pass opportunity is spent, whether or not its file could be written
     folder = rt.out / "downlink"
     index = int(rt.queue.state["passes"]) + 1
@@ -111,10 +113,16 @@ def downlink_pass(rt: FlightRuntime) -> None:
             pending_bytes=rt.queue.stored_bytes,  # still queued: the next pass sends it
         )
         return
+    for iid in rep.damaged:  # evicted: what of it was sent stays sent, the rest is lost (the reason says where)
+        it = rt.queue.items[iid]
+        rt.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=it.frame_id,
+                    bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
     if rep.skipped:  # nothing could be sent (the first item waiting is larger than a pass): no file, no number
         rt.tm.write(
             "event", kind="pass_skipped", reason=rep.skipped, passes=rep.index, pending_bytes=rt.queue.stored_bytes
         )
+        if rep.index_error:  # the damaged items' eviction is in memory only until the next save
+            rt.tm.write("event", kind="queue_index_not_saved", index=rep.index, file="", error=rep.index_error)
         return
     if rep.index_error:  # the pass is on disk but the queue index could not record it (yet)
         rt.tm.write("event", kind="queue_index_not_saved", index=rep.index, file=rep.path, error=rep.index_error)

@@ -118,7 +118,11 @@ def test_a_fresh_state_does_not_count_old_telemetry(tmp_path: Path, models: dict
     import shutil
 
     shutil.rmtree(tmp_path / "out" / "queue")  # the state is gone; the old telemetry lines stay in the file
-    s = FlightRuntime(m, tmp_path / "out").run(files[:1])
+    # since session 35 a state folder whose index is gone is refused (it silently started over, reusing frame ids,
+    # pass numbers and sequence counts already sent); --fresh discards it, and the old lines do not count
+    with pytest.raises(ValueError, match=r"index\.json is missing but the state folder holds earlier boots"):
+        FlightRuntime(m, tmp_path / "out")
+    s = FlightRuntime(m, tmp_path / "out", fresh=True).run(files[:1])
     assert s["frames"]["acquired"] == 1 and len(s["anomalies"]) == 1 and s["boots"] == 1
 
 
