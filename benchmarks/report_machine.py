@@ -195,7 +195,8 @@ def _differs(where: dict[str, Any], rec: dict[str, Any]) -> list[str]:
     """How a file's own record differs from its stage record's run (commits compared without ``+dirty``: before
     ``$EDGEAE_BENCHMARK_COMMIT`` a stage's own outputs made its scripts see a dirty tree)."""
     why = []
-    if rec["commit"] and where.get("commit") and _base(rec["commit"]) != _base(where["commit"]):
+    mine, theirs = (_base(str(c)) if c else "" for c in (rec["commit"], where.get("commit")))
+    if mine and theirs and not (mine.startswith(theirs) or theirs.startswith(mine)):  # short hashes: 7, 8 or 40
         why.append("another commit")
     start, made = _when(where.get("date")), _when(rec["date"])
     if start and made and made < start:

@@ -254,7 +254,8 @@ def _export_model(
     arch = meta.architecture
     side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])
     channels = int(arch.get("channels", meta.channels))
-    plan = cal.plan_data(meta, config.calib, config.test, config.data_root)
+    int8 = "int8" in config.precisions  # the calibration images set int8 ranges only: not looked for without one
+    plan = cal.plan_data(meta, config.calib, config.test, config.data_root, calibration=int8)
     log.info("calibration: %s; parity test set: %s", plan.calib_source, plan.test_source)
     for note in plan.notes:
         log.warning("%s", note)
@@ -267,7 +268,7 @@ def _export_model(
     prov = cal.provenance(plan.calib, plan.test, tail_files, sampled, plan.train)
     # the calibration images only set int8 ranges: with no int8 artifact asked for, what is wrong with them is no
     # warning (an fp32-only export warned about int8 parity, audit a2 of session 35), only a -v line
-    calib_note = log.warning if "int8" in config.precisions else log.info
+    calib_note = log.warning if int8 else log.info
     shared = prov["calibration"].get("overlaps", [])
     if shared:
         calib_note(
@@ -291,11 +292,14 @@ def _export_model(
             len(converted), len(plan.calib), "/".join(stored), channels, plan.calib_source,
         )  # fmt: skip
         prov["calibration"]["converted_channels"] = len(converted)
-    calib = _patches_of(
-        "--calib", config.calib is not None, plan.calib_source, meta, plan.calib, config.n_calib, config.seed,
-        config.calib_tail,
-    )  # fmt: skip
-    if len(calib) < config.n_calib:
+    if int8:
+        calib = _patches_of(
+            "--calib", config.calib is not None, plan.calib_source, meta, plan.calib, config.n_calib, config.seed,
+            config.calib_tail,
+        )  # fmt: skip
+    else:  # no int8 artifact: nothing is calibrated (the tail gate reads the patches' shape only)
+        calib = np.zeros((0, channels, side, side), np.float32)
+    if int8 and len(calib) < config.n_calib:
         calib_note(
             "calibration: %d patches, not the %d asked for (--n-calib): the %d calibration image(s) drawn from hold "
             "fewer whole %d-px patches than their share of the busiest ones; give more or larger images (--calib)",

@@ -36,7 +36,7 @@ def covers_unit_range(rng: tuple[float, float] | None, tol: float = 1e-6) -> boo
 
 def _inputs_for(graph: Graph, encoder: Graph | None, patches: np.ndarray) -> np.ndarray:
     """The graph's input batch: pixel patches, or their latents for a decoder."""
-    if graph.kind != "cae-decoder":
+    if graph.kind != "cae-decoder" or not len(patches):  # none: an fp32-only export calibrates nothing
         return patches
     if encoder is None:
         raise ValueError("decoder inputs need the encoder")

@@ -162,7 +162,9 @@ def markdown_table(report: ExportReport) -> str:
         "",
         *verdict,
         "",
-        f"{parity_on}; calibration: {n_calib} patches{of_asked} from {report.calibration.get('source')}.",
+        f"{parity_on}; calibration: {n_calib} patches{of_asked} from {report.calibration.get('source')}."
+        if n_calib or report.calibration.get("source")
+        else f"{parity_on}; no calibration (no int8 artifact asked for).",
         "Latency: median ms per image (batch b, threads t), "
         f"{report.environment.get('cpu_count')} CPUs, load {report.environment.get('loadavg_1min')}."
         if timed

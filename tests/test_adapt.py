@@ -190,6 +190,8 @@ def test_cli_reconstruct_adapt(tmp_path: Path, moon: np.ndarray, capsys: pytest.
     m = json.loads(mj.read_text())
     assert m["adapt_steps"] == 2 and m["timing"]["adapt_s"] > 0
     assert [s for s, _ in m["adapt_check"]] == [0, 2]  # held-out error as shipped and after the last step
+    # the record names the shipped file and its hash, not the adapted model's "(adapted to the frame ...)" source
+    assert m["model_file"].endswith("orbital-gray-unet2-ground.pt") and len(m["model_sha256"]) == 64
     # an exported artifact cannot be trained: a clear error, exit status 2
     art = "zoo:orbital-gray-gtcae/orbital-gray-gtcae.int8.onnx"
     assert _cli("reconstruct", png, "--model", art, "--adapt", "-o", tmp_path / "b.png") == 2

@@ -130,8 +130,18 @@ def test_an_old_record_of_a_timed_stage_started_under_load_is_not_to_be_quoted(
 def test_the_float_note_says_what_moves_between_cpus(tmp_path: Path) -> None:
     page = _page(tmp_path, {})
     assert "do not move" not in page
-    assert "Quality figures against the original images are identical at the printed precision: fp32 PyTorch" in page
-    assert "int8 and classical results are bit-identical." in page
+    assert "Quality figures against the original images are identical at the printed precision where a rerun" in page
+    assert "bit-identical" not in page and "classical and int8 ONNX figures the same to every printed digit" in page
+
+
+def test_short_and_long_hashes_of_one_commit_are_the_same_commit() -> None:
+    """pytest-benchmark cuts commits to 7 characters; git short hashes grow to 8; $EDGEAE_BENCHMARK_COMMIT: 40."""
+    from benchmarks.report_machine import _differs
+
+    rec = {"commit": "414ff47", "date": None, "cpu": None, "flags": None}
+    for theirs in ("414ff47a", "414ff47a" + "0" * 32, "414ff47+dirty"):
+        assert _differs({"commit": theirs}, rec) == []
+    assert _differs({"commit": "515ff47a"}, rec) == ["another commit"]
 
 
 # ------------------------------------------------------------------------------------------ item 2: link

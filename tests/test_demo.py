@@ -70,6 +70,7 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     prov = m["provenance"]  # what else made the numbers: version, model file and hash, threads, machine
     assert prov["model_file"].endswith(".pt") and len(prov["model_sha256"]) == 64 and prov["edgeae_version"]
     assert prov["cpu_count"] >= 1 and "torch_threads" in prov
+    assert len(m["anomaly"]["file_sha256"]) == 64  # the anomaly model's file too
 
 
 def test_conclusion_is_computed_from_the_numbers() -> None:

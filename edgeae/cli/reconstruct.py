@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if known.all() and xcfg is not None:  # nothing to fill, so nothing to cross-check (4 CAE passes saved)
         xcfg = None
-    predictor, model_name = None, None
+    predictor, model_name, model_source = None, None, None
     adapt_s = 0.0
     adapt_report: dict[str, object] = {}
     if args.method == "cae":
@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             predictor = load_predictor(model_name, threads=args.threads)
         except UnknownModelError as exc:
             raise CLIError(str(exc)) from None
+        model_source = predictor.source  # the file (an adapted model's source names the file and its steps)
         if args.adapt:
             from edgeae.adapt import AdaptationError, adapt_predictor
 
@@ -296,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
             "sampled_no_data": sampled_no_data,
             "metrics_note": "no pixel with data: metrics not computed" if m.get("valid_fraction") == 0.0 else None,
             "model": None if predictor is None else str(model_name),
-            **run_provenance(None if predictor is None else predictor.source, args.threads),
+            **run_provenance(model_source, args.threads),
             "adapt_steps": chosen,
             "adapt_check": [[int(st), float(e)] for st, e in adapt_report.get("check", [])],  # type: ignore[attr-defined]
             "cross_check": {"method": xcfg.method, **xreport} if xcfg is not None else None,

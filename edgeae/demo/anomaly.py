@@ -53,6 +53,7 @@ def stage_anomaly(ctx: DemoContext) -> Section | None:
         ctx.say(f"anomaly: not run ({why})")
         return Section("Anomaly scores: not run", paragraphs=[f"Not run: {why}."])
     from edgeae.anomaly.score import make_scorer, score_array, score_map
+    from edgeae.metadata import sha256_file
     from edgeae.predictor import load_predictor
     from edgeae.resolve import NameNotFound, model_path
 
@@ -96,6 +97,7 @@ def stage_anomaly(ctx: DemoContext) -> Section | None:
     ctx.extra["anomaly"] = {
         "model": name,
         "file": path.name,
+        "file_sha256": sha256_file(path),  # zoo names are retrained between releases: which file scored
         "patches": len(scores),
         "top": [{"x": int(scores.x[i]), "y": int(scores.y[i]), "score": float(scores.score[i])} for i in top],
         "threshold": threshold,
