@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -239,3 +240,24 @@ def test_resumed_training_run_is_exact_and_cleans_up(tmp_path: Path) -> None:
     assert all((a[k] == b[k]).all() for k in a)
     assert not [p.name for p in (tmp_path / "part").iterdir() if ".tmp-" in p.name]
     assert json.loads((tmp_path / "part" / "config.json").read_text())["kind"] == "cae"
+
+
+def test_file_records_live_in_their_own_module_and_only_describe_the_hashed_data(tmp_path: Path) -> None:
+    """resume.py passed 500 lines: the per-file records moved to edgeae.train.resume_files, behaviour unchanged."""
+    from edgeae.train import resume, resume_files
+
+    data = tmp_path / "data"
+    files = _files(data, {"a.png": b"1", "sub.png": b"22"})
+    (data / "d").mkdir()
+    files.append(data / "d" / "c.png")
+    files[-1].write_bytes(b"333")
+    assert resume.data_change is resume_files.data_change
+    assert resume_files.file_records(files, str(data), manifest_hash(files)) == [
+        ["a.png", 1, hashlib.sha256(b"1").hexdigest()],
+        ["sub.png", 2, hashlib.sha256(b"22").hexdigest()],
+        ["d/c.png", 3, hashlib.sha256(b"333").hexdigest()],
+    ]
+    assert resume_files.file_records(files, "rover_rgb", manifest_hash(files))[2][0] == "c.png"  # a named dataset
+    assert resume_files.file_records(files, str(data), "another hash") == []  # changed since the run read them
+    assert resume_files.file_records([*files, data / "gone.png"], str(data), manifest_hash(files)) == []
+    assert resume_files.file_records(None, str(data), manifest_hash(files)) == []

@@ -315,3 +315,22 @@ def test_a_model_too_big_for_the_gpu_is_refused(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(common.MemoryEstimateError, match=r"about 14\.9 GiB on cuda:0 .* but 8\.0 GiB is free there"):
         run_memory.check_device_memory(torch.device("cuda:0"), need)
     run_memory.check_device_memory(torch.device("cpu"), need)  # the host check counts it there
+
+
+# follow-up: the trainers pass their files to last.pt, so a refused resume names the ones that changed
+
+
+def test_a_resume_on_changed_data_names_the_file_through_both_trainers(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trainers did not pass ``files=``: the refusal said "its last.pt records no file list"."""
+    runs = {"cae": tmp_path / "c", "vae": tmp_path / "v"}
+    assert main(_cli(folder, runs["cae"], "--time-budget", "0.000001")) == 75
+    assert main(_vae_cli(folder, runs["vae"], "--time-budget", "0.000001", "--epochs", "2")) == 75
+    img = cv2.imread(str(folder / "f1.png"))
+    cv2.imwrite(str(folder / "f1.png"), img[::-1])  # same size and name, other contents
+    capsys.readouterr()
+    for kind, run in runs.items():
+        assert main(["train", kind, "--resume", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "the training data changed" in err and "now: 1 changed (f1.png)); start a new run" in err, err

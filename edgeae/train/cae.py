@@ -126,7 +126,8 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = config.corruption
-    data_hash = manifest_hash([*train_files, *val_files])
+    run_files: list[str | os.PathLike[str]] = [*train_files, *val_files]  # last.pt records each file
+    data_hash = manifest_hash(run_files)
     cfg_dict = config.to_dict()
     rounding = crops_rounding(config.crops, config.batch_size)
     if rounding:
@@ -178,7 +179,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     state = TrainState()
     if resume:
-        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash)
+        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash, files=run_files)
         state.complete = False  # a complete run resumes only to more epochs (check_resume)
         write_json(out / "config.json", {"kind": "cae", **cfg_dict})  # the checks passed: --epochs etc. apply
         if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
@@ -212,7 +213,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     deadline = Deadline(config.time_budget)
 
     def save() -> Path:
-        return save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash, kind="cae")
+        return save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash, kind="cae", files=run_files)
 
     autosave = Autosave(state, save)
     stopped: str | None = None

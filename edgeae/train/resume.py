@@ -3,11 +3,12 @@
 ``last.pt`` (``torch.save`` dict, written atomically) carries the model and optimiser state, the learning-rate
 schedule, the epoch and the batch inside it reached, the partial epoch's loss sums, the loss history of every
 epoch so far, the training-data manifest hash and, where the trainer passes its files, each file's name, size and
-SHA-256 (so a refusal names the files that changed). Per-epoch randomness (crop positions, augmentation, masks,
-shuffling) is derived from ``(seed, epoch)`` (never torch's global RNG, which ``last.pt`` no longer records and a
-resume leaves alone), so a resumed run draws exactly the batches the uninterrupted run would have drawn. A run
-refuses to resume on different data or a different config. ``last.pt`` is read with ``weights_only=True``: a file
-that holds anything but tensors, numbers, strings and containers (pickled code) is refused, never run.
+SHA-256 (so a refusal names the files that changed: :mod:`edgeae.train.resume_files`). Per-epoch randomness (crop
+positions, augmentation, masks, shuffling) is derived from ``(seed, epoch)`` (never torch's global RNG, which
+``last.pt`` no longer records and a resume leaves alone), so a resumed run draws exactly the batches the
+uninterrupted run would have drawn. A run refuses to resume on different data or a different config. ``last.pt``
+is read with ``weights_only=True``: a file that holds anything but tensors, numbers, strings and containers
+(pickled code) is refused, never run.
 
 A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budget 90m``) or on SIGINT/SIGTERM
 (``nohup`` runs stopped with ``kill``), the trainer finishes the current batch, writes ``last.pt`` and returns;
@@ -20,8 +21,6 @@ resumed by its own trainer and a finished run is not silently trained further (:
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import math
 import os
@@ -36,6 +35,8 @@ from typing import Any
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path, remove_stale_temps
+from edgeae.train.resume_files import data_change as data_change
+from edgeae.train.resume_files import file_records
 
 STATE_FILE = "last.pt"
 STATE_VERSION = 1
@@ -215,13 +216,7 @@ def save_state(
     torch = require("torch")
     path = Path(folder) / STATE_FILE
     remove_stale_temps(folder)
-    try:
-        facts = _file_facts(files) if files else []
-    except OSError:  # a file gone since the run read it: the state is saved all the same, without the records
-        facts = []
-    data = str(config.get("data", ""))
-    # recorded only where they make up data_hash (a file changed since the run read it: the start's hash stands)
-    records = [[_record_name(p, data), size, sha] for p, size, sha in facts] if _facts_hash(facts) == data_hash else []
+    records = file_records(files, str(config.get("data", "")), data_hash)
     blob = {
         "version": STATE_VERSION,
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -347,85 +342,6 @@ def state_config(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
     kind = blob.get("kind")
     return {**({"kind": kind} if isinstance(kind, str) and kind else {}), **config}
-
-
-@functools.lru_cache(maxsize=4096)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's SHA-256, once per process while its size and time stay the same (``last.pt`` is written often)."""
-    from edgeae.metadata import sha256_file
-
-    return sha256_file(path)
-
-
-def _file_facts(files: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, int, str]]:
-    """``(path, size, sha256)`` of each file, what :func:`edgeae.metadata.manifest_hash` hashes."""
-    out = []
-    for f in files:
-        p = Path(f)
-        st = p.stat()
-        out.append((p, st.st_size, _sha256(str(p), st.st_size, st.st_mtime_ns)))
-    return out
-
-
-def _facts_hash(facts: list[tuple[Path, int, str]]) -> str:
-    """:func:`edgeae.metadata.manifest_hash` of the files ``facts`` describes, without reading them again."""
-    h = hashlib.sha256()
-    for p, size, sha in sorted(facts, key=lambda t: t[0]):
-        h.update(f"{p.name}\t{size}\t{sha}\n".encode())
-    return h.hexdigest()
-
-
-def _record_name(path: Path, data: str) -> str:
-    """How ``last.pt`` names a file: relative to the run's data folder (``day1/IMG_0004.png``), as the checkpoint's
-    ``train_files`` do, else (a named dataset) by its name."""
-    if data and Path(data).is_absolute():
-        with contextlib.suppress(ValueError):
-            return path.relative_to(data).as_posix()
-    return path.name
-
-
-def _names(label: str, names: list[str], shown: int = 3) -> str:
-    """``2 added (a.png, b.png)``, ``7 removed (a.png, b.png, c.png, … 4 more)``."""
-    more = f", … {len(names) - shown} more" if len(names) > shown else ""
-    return f"{len(names)} {label} ({', '.join(names[:shown])}{more})"
-
-
-def data_change(folder: Path, blob: dict[str, Any], files: Sequence[str | os.PathLike[str]], data: str) -> str:
-    """What differs between the files a run started on (its ``last.pt``'s per-file records, else the names its
-    ``best.pt`` lists) and ``files`` now: ``": 1 file changed (im0.png), 2 added (a.png, b.png)"``, or a note
-    saying what the run did not record."""
-    now = {_record_name(p, data): (size, sha) for p, size, sha in _file_facts(files)}
-    records = blob.get("files")
-    if isinstance(records, list) and records:
-        old = {str(r[0]): (int(r[1]), str(r[2])) for r in records}
-        changed = sorted(k for k in set(old) & set(now) if old[k] != now[k])
-        note = ""
-    else:
-        old = {name: (0, "") for name in _best_names(folder)}
-        changed, note = [], "; its last.pt records no file contents"
-        if not old:
-            return "; its last.pt records no file list, so which files changed is not known"
-    parts = [
-        _names(label, names)
-        for label, names in (
-            ("changed", changed),
-            ("added", sorted(set(now) - set(old))),
-            ("removed", sorted(set(old) - set(now))),
-        )
-        if names
-    ]
-    return ": " + ("; ".join(parts) if parts else "the same file names") + note
-
-
-def _best_names(folder: Path) -> list[str]:
-    """The train and val files the run's ``best.pt`` metadata lists (``extra``), [] when there is none."""
-    torch = require("torch")
-    try:
-        blob = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
-        extra = json.loads(blob["edgeae"])["extra"]
-        return [str(n) for key in ("train_files", "val_files") for n in extra.get(key, [])]
-    except Exception:  # no best.pt yet, or an unreadable one: nothing to compare the names with
-        return []
 
 
 def _was_complete(folder: Path, s: dict[str, Any]) -> bool:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,8 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     check_device_memory(device, model_need)
     if config.threads:
         torch.set_num_threads(config.threads)
-    data_hash = manifest_hash([*train_files, *val_files])
+    run_files: list[str | os.PathLike[str]] = [*train_files, *val_files]  # last.pt records each file
+    data_hash = manifest_hash(run_files)
     cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
     n_batches = config.crops_per_epoch // config.batch_size
     rounding = crops_rounding(config.crops, config.batch_size)
@@ -196,7 +198,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = TrainState()
     if resume:
-        state = load_state(out, model, optimizer, None, cfg_dict, data_hash)
+        state = load_state(out, model, optimizer, None, cfg_dict, data_hash, files=run_files)
         state.complete = False  # a complete run resumes only to more epochs (check_resume)
         write_json(out / "config.json", {"kind": "vae", **config.to_dict()})  # the checks passed: --epochs applies
         if state.early_stop:  # no early stopping here, but a state that records one is finished: no more epochs
@@ -251,7 +253,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     deadline = Deadline(config.time_budget)
 
     def save() -> Path:
-        return save_state(out, model, optimizer, None, state, cfg_dict, data_hash, kind="vae")
+        return save_state(out, model, optimizer, None, state, cfg_dict, data_hash, kind="vae", files=run_files)
 
     autosave = Autosave(state, save)
     stopped: str | None = None
