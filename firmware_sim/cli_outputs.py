@@ -1,5 +1,7 @@
 """What ``firmware-sim run`` leaves for the user: report.html and the summary printed on the console (frames
-downlinked, queued and dropped, frame times, memory, downlink, anomalous patches)."""
+downlinked, queued and dropped, frame times, memory, downlink, anomalous patches). The advice against the
+mission's budgets (:func:`advice_lines`, and what ``check`` prints, :func:`check_lines`) is in :mod:`.cli_advice`;
+its names are importable from here as well."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .cli_advice import advice_lines as advice_lines
+from .cli_advice import check_lines as check_lines
+from .cli_advice import retaken_lines as retaken_lines
 
 
 def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> dict[str, str]:
@@ -226,70 +232,6 @@ def _anomaly_lines(s: dict[str, Any], n: int = 5) -> list[str]:
     return out
 
 
-def advice_lines(
-    summary: dict[str, Any], records: Sequence[dict[str, Any]], mission: Any, held_at_boot: int | None = None
-) -> list[str]:
-    """What to change when frames went over the memory budget, missed their deadline or scored nothing for time,
-    from this boot's frame records: the measured peaks and times against the mission's budgets (``held_at_boot``:
-    what the loaded models held over the boot baseline); first, the frames this boot took again because their file
-    did not exist when first acquired."""
-    out = retaken_lines(summary, records)
-    # processed frames only: a dropped frame's peak (one read whole, then found invalid) is no frame to size for
-    over = [r for r in records if (r.get("memory") or {}).get("over_budget") and r.get("status") == "processed"]
-    if over:
-        r = max(over, key=lambda r: int(r["memory"]["rss_growth_peak"]))
-        peak, mib = int(r["memory"]["rss_growth_peak"]), 2**20
-        boot = f"{held_at_boot / mib:.1f} MiB held by the loaded models, " if held_at_boot is not None else ""
-        planned = f"{int(r['memory_plan']) / mib:.1f} MiB of planned frame buffers" if "memory_plan" in r else ""
-        out.append(
-            f"  {len(over)} frame(s) over the memory budget; frame {r['frame_id']} peaked at {peak / mib:.1f} MiB over "
-            f"boot ({boot}{planned or 'no frame buffers'}, the rest the interpreters' working memory and "
-            f"temporaries): raise [budget] memory_bytes to at least {-(-peak // mib)} MiB or lower [runtime] threads"
-        )
-    budget, safety = mission.budget.frame_ms, mission.budget.safety
-    done = [r for r in records if r.get("status") == "processed"]
-    late = [r for r in done if (r.get("deadline") or {}).get("status") == "late"]
-    if late:
-        slowest = max(float(r["timing_ms"]["total"]) for r in late)
-        want = _round_up(slowest / safety)
-        out.append(
-            f"  {len(late)} frame(s) missed the {budget:.0f} ms deadline (the slowest took {slowest:.0f} ms): raise "
-            f"[budget] frame_ms to about {want} ms (--frame-ms {want}), or lower the work per frame"
-        )
-    starved = [r for r in done if "predicted_nominal_ms" in r and "memory_degraded" not in r["flags"]]
-    if starved:
-        r = max(starved, key=lambda r: float(r["predicted_nominal_ms"]))
-        pred, grid, avail = float(r["predicted_nominal_ms"]), int(r["patches"]["grid"]), float(r["available_ms"])
-        out.append(
-            f"  {len(starved)} frame(s) ran sparse_only, no patch scored: scoring frame {r['frame_id']}'s {grid:,} "
-            f"patches ([anomaly] stride = {mission.anomaly.stride}) was predicted to take {pred:,.0f} ms of the "
-            f"{avail:,.0f} ms available: raise [budget] frame_ms to about {_round_up(pred / safety)} ms"
-            + (f" or [anomaly] stride (up to patch = {mission.anomaly.patch})" if grid and mission.anomaly.stride
-               < mission.anomaly.patch else "")
-        )  # fmt: skip
-    return out
-
-
-def retaken_lines(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per frame of this boot (``records``) that took again a file the ledger holds dropped because it did
-    not exist when first acquired (:func:`.state.frames_to_take`): both are in the ledger and the accounting."""
-    from .state import missing_when_acquired
-
-    this_boot = {r.get("frame_id") for r in records}
-    missing: dict[Any, list[Any]] = {}  # source -> the frame ids dropped while it did not exist, oldest first
-    out = []
-    for e in sorted(summary.get("ledger") or [], key=lambda e: int(e.get("frame_id") or 0)):
-        if missing_when_acquired(e):
-            missing.setdefault(e.get("source"), []).append(e.get("frame_id"))
-        elif e.get("frame_id") in this_boot and missing.get(e.get("source")):
-            first = missing[e.get("source")].pop(0)
-            out.append(
-                f"  frame {e['frame_id']} taken again: it did not exist when first acquired (frame {first}, dropped "
-                f"unreadable): {e.get('source')}"
-            )
-    return out
-
-
 def passes_skipped_lines(reasons: Sequence[str]) -> list[str]:
     """A WARNING for this boot's downlink passes that sent nothing while items waited (``reasons``:
     :attr:`.queue.DownlinkQueue.passes_skipped`, the first said in full; each a ``pass_skipped`` event)."""
@@ -297,118 +239,3 @@ def passes_skipped_lines(reasons: Sequence[str]) -> list[str]:
         return []
     n = _count(len(reasons), "downlink pass", "downlink passes")
     return [f"WARNING: {n} sent nothing (no pass file written): {reasons[0]}"]
-
-
-def _round_up(ms: float) -> int:
-    """``ms`` rounded up to 2 significant digits (advice, not a measurement)."""
-    if ms <= 0:
-        return 0
-    step = 10 ** max(0, len(str(int(ms))) - 2)
-    return int(-(-ms // step) * step)
-
-
-def check_lines(rt: Any) -> list[str]:
-    """What ``firmware-sim check`` prints of a booted runtime: models, memory at boot, the frame plan."""
-    from .budget import plan_memory
-    from .frame_intake import sparse_packet_estimate
-
-    m, cam, mib = rt.m, rt.m.camera, 2**20
-    roles = [r["role"] for r in rt.models.refused]
-    refused = f"{' and '.join(roles)} model{'s' if len(roles) > 1 else ''}"
-    state = f"boots degraded, without its {refused} (exit status 1)" if roles else "boots"
-    out = [f"mission {m.name} ({m.source_path}): {state}"]
-    for role, guard in (("anomaly", rt.anomaly), ("reconstruction", rt.recon)):
-        if guard is not None:
-            out.append(f"  {role} model: {guard.path} ({guard.nbytes:,} B, SHA-256 from {guard.hash_source})")
-    if not m.anomaly.model:
-        out.append("  no [anomaly] model: sparse pixels only")
-    for r in rt.models.refused:
-        out.append(f"WARNING: the {r['role']} model would be refused at boot, so {r['consequence']}: {r['detail']}")
-    for w in rt.boot_warnings:
-        out.append(f"WARNING: {w}")
-    held = max(0, rt.rss_loaded - rt.rss_boot)
-    out.append(
-        f"  memory: the loaded models hold {held / mib:.1f} MiB (RSS growth over the boot baseline) of the "
-        f"{m.budget.memory_bytes / mib:,.0f} MiB budget ([runtime] threads = {m.runtime.threads})"
-    )
-    if cam.width and (cam.height or cam.source == "strips"):
-        plan = plan_memory(m, cam.width, cam.height, rt._model_bytes(), cam.channels)
-        items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
-        size = f"{cam.height or 'any'} x {cam.width} px (height x width)"
-        out.append(f"  a {size} frame's buffers: {plan.total:,} B ({items})")
-        out += _memory_level_lines(rt, plan, held)
-        if cam.height:
-            n = sparse_packet_estimate(m, cam.width, cam.height)
-            out.append(f"  sparse pixels of a full frame: about {n:,} packets of the 65,535 a product can have")
-        else:
-            out.append("  any frame height: each frame's packets are checked when it arrives")
-    else:
-        out.append("  any frame size: each frame's buffers and packets are checked when it arrives")
-    scoring = f"; scoring measured at boot: {rt.cost.ms_per_patch:.3g} ms per patch" if rt.scorer is not None else ""
-    out.append(f"  frame deadline {m.budget.frame_ms:,.0f} ms{scoring}")
-    if cam.width and cam.height:
-        out += _time_lines(rt)
-    return out
-
-
-def _memory_level_lines(rt: Any, plan: Any, held: int) -> list[str]:
-    """The ladder level a camera-size frame's buffers fit at (what the loaded models hold + its plan at that
-    level, as the frame check computes it), or a WARNING that every such frame would be dropped."""
-    from .budget import LADDER
-    from .frame_intake import biggest_buffers, level_plan, mib_up
-
-    budget, mib = rt.m.budget.memory_bytes, 2**20
-    for level in LADDER:
-        need = held + level_plan(plan, level).total
-        if need <= budget:
-            if level.index == 0:
-                return [f"  held + buffers: {need / mib:.1f} MiB: fits at nominal"]
-            nominal = held + plan.total
-            return [
-                f"  held + buffers: {nominal / mib:.1f} MiB: does not fit at nominal; frames of this size run at "
-                f"{level.name} ({need / mib:.1f} MiB) for memory: raise [budget] memory_bytes to at least "
-                f"{mib_up(nominal)} MiB for nominal, or shrink the biggest buffers: {biggest_buffers(rt.m, plan, 2)}"
-            ]
-    least = held + level_plan(plan, LADDER[-1]).total
-    return [
-        f"WARNING: held + buffers: {least / mib:.1f} MiB even at sparse_only, over the {budget / mib:.0f} MiB "
-        f"budget: every frame of this size would be dropped (memory_budget); raise [budget] memory_bytes to at "
-        f"least {mib_up(least)} MiB"
-    ]
-
-
-def _time_lines(rt: Any) -> list[str]:
-    """The predicted time of a camera-size frame at each ladder level against the deadline, and the level that
-    meets it (a warning, not a failure: the per-pixel costs are defaults until frames are measured, timings vary)."""
-    from .budget import LADDER, patch_grid
-
-    m, cam = rt.m, rt.m.camera
-    mpix = cam.height * cam.width / 1e6
-    grid = (patch_grid(m, cam.width, cam.height) or 0) if rt.scorer is not None else 0
-    recon = rt.recon is not None
-    target = m.budget.safety * m.budget.frame_ms
-    times = [(lv, rt.cost.predict(lv, mpix, grid, recon, m.sampling.keep)) for lv in LADDER]
-    listed = ", ".join(f"{lv.name} {ms:,.0f}" for lv, ms in times)
-    out = [
-        f"  predicted ms of a full frame ({grid:,} patches) per level: {listed} (per-patch cost measured at boot, "
-        f"per-pixel costs defaults until frames are measured), against safety x deadline = {target:,.0f} ms"
-    ]
-    meets = next((lv for lv, ms in times if ms <= target), None)
-    if meets is None:
-        out.append(
-            f"WARNING: no level is predicted to meet the {m.budget.frame_ms:,.0f} ms deadline: frames run "
-            f"sparse_only and late; raise [budget] frame_ms to about {_round_up(times[-1][1] / m.budget.safety)} ms"
-        )
-    elif meets.index == 0:
-        out.append("  time: frames of this size are predicted to run at nominal")
-    elif meets.score_every == 0 and grid:
-        out.append(
-            f"WARNING: only sparse_only is predicted to meet the deadline: no patch of a full frame would be scored; "
-            f"raise [budget] frame_ms to about {_round_up(times[0][1] / m.budget.safety)} ms for nominal"
-        )
-    else:
-        out.append(
-            f"  time: frames of this size are predicted to run at {meets.name} (nominal needs about "
-            f"{_round_up(times[0][1] / m.budget.safety)} ms)"
-        )
-    return out
