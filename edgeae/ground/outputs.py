@@ -37,7 +37,7 @@ Infinity, which JSON cannot hold."""
 
 REPORT_MAX_DEPTH = 128
 """Deepest nesting :func:`strict_json` writes (a report holds a telemetry record, at most
-``decode.TELEMETRY_MAX_DEPTH`` deep, 3 levels down in ``stream.json``): deeper is a ``ValueError``, never a
+``flat_decode.TELEMETRY_MAX_DEPTH`` deep, 3 levels down in ``stream.json``): deeper is a ``ValueError``, never a
 ``RecursionError`` out of the walk."""
 
 
