@@ -112,3 +112,92 @@ def test_a_record_after_a_torn_last_line_is_kept(tmp_path: Path) -> None:
         f.write('{"name": "b.png", "ke')
     store.mark_failed(entries[0], "ImageReadError: x")
     assert store.records()["a.png"].status == "failed"
+
+
+# -- review r5 of 6bedb66: a damaged part found by the resume stays not done for the whole run -------------------------
+def _cut_short(store: ScanStore, e: ArchiveEntry) -> None:
+    p = store.part_path(e.key)
+    p.write_bytes(p.read_bytes()[:100])
+
+
+def test_a_damaged_part_the_run_does_not_reach_is_reported_pending(tmp_path: Path, caplog) -> None:
+    """Was: pending() said "it is scanned again", but finalize() of a run that stopped before it (--max-images, an
+    interruption) counted it done from the damaged part and failed with pyarrow's "Parquet magic bytes not found"."""
+    from edgeae.scan.report import finalize
+
+    store, entries = _done(tmp_path)
+    _cut_short(store, entries[0])
+    with caplog.at_level(logging.WARNING):
+        assert store.pending(entries) == [entries[0]]
+    assert set(store.reconcile(entries)) == {"b.png"}  # later reconciles of this run: still not done
+    report = finalize(store, entries, {}, write_gallery=False)
+    assert (report["done"], report["pending"], report["patches_in_results"]) == (1, 1, 2)
+    assert caplog.text.count("it is scanned again") == 1
+    # once scanned again (its part rewritten), it is done
+    top = TopK(np.array([3.0]), np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros((1, 1, 32, 32), np.uint8))
+    xs = np.zeros(1, np.int32)
+    store.write_result(entries[0], ImageResult("a.png", xs, xs.copy(), np.ones(1, np.float32), np.ones(1), top, 0))
+    assert finalize(store, entries, {}, write_gallery=False)["done"] == 2
+
+
+def test_scan_max_images_that_stops_before_a_damaged_part(tmp_path: Path, caplog) -> None:
+    """The audit's case end to end: a new image (a.png) comes first, ``--max-images 1`` scans only it."""
+    pytest.importorskip("pyarrow")
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    rng = np.random.default_rng(0)
+    arc, out = tmp_path / "arc", tmp_path / "out"
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    for name in ("b.png", "c.png"):
+        write_image(arc / name, rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    assert scan_archive(arc, "orbital-gray-vae", out, **kw)["done"] == 2
+    part = next((out / "parts").glob("c-*.parquet"))
+    part.write_bytes(part.read_bytes()[:100])
+    write_image(arc / "a.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    with caplog.at_level(logging.WARNING):
+        r = scan_archive(arc, "orbital-gray-vae", out, max_images=1, **kw)
+    assert f"c.png: {part} is not a whole Parquet file" in caplog.text
+    assert (r["images_scanned"], r["done"], r["pending"]) == (1, 2, 1)
+    r = scan_archive(arc, "orbital-gray-vae", out, **kw)  # the resume scans it again
+    assert (r["images_scanned"], r["done"], r["pending"]) == (1, 3, 0)
+
+
+def test_context_knn_ranking_leaves_a_damaged_part_pending(tmp_path: Path, caplog) -> None:
+    """Was: rank_set() took the damaged part as done and recorded its image as failed ("part unreadable"), right
+    after the resume had said it is scanned again; it is now left out of the ranking, pending."""
+    pytest.importorskip("pyarrow")
+    from edgeae.scan.context import rank_set
+
+    vae = ModelSpec(path="m.pt", model_id="m", artifact_hash="0" * 64, kind="vae", patch=32, channels=1, latent=4)
+    store = ScanStore(tmp_path / "out", ScanConfig(vae, stride=32, score="context-knn"))
+    entries = []
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"x")  # not an image: the ranking keeps its scores, without thumbnails
+        e = ArchiveEntry(tmp_path / name, name)
+        xs, ys = np.array([0, 32], np.int32), np.zeros(2, np.int32)
+        top = TopK.empty(1, 32)
+        lat = rng.normal(size=(2, 1, 4)).astype(np.float32)
+        store.write_result(e, ImageResult(name, xs, ys, np.ones(2, np.float32), np.ones(2), top, 0, latents=lat))
+        entries.append(e)
+    _cut_short(store, entries[0])
+    with caplog.at_level(logging.WARNING):
+        assert store.pending(entries) == [entries[0]]
+        info = rank_set(store, entries)
+    assert (info["images"], info["patches"], info["images_failed"]) == (2, 4, 0)
+    assert "a.png" not in store.reconcile(entries) and store.records()["a.png"].status == "done"
+
+
+def test_a_manifest_line_with_an_unknown_status_is_a_torn_line(tmp_path: Path, caplog) -> None:
+    """Was: accepted, and the image's part then recorded it as done again ("recovered") on every resume."""
+    store, entries = _done(tmp_path)
+    lines = store.manifest.read_text().splitlines()
+    store.manifest.write_text("\n".join([json.dumps({**json.loads(lines[0]), "status": "weird"}), lines[1]]) + "\n")
+    with caplog.at_level(logging.WARNING):
+        recs = store.records()
+    assert "a.png" not in recs and recs["b.png"].status == "done"
+    assert f"{store.manifest} line 1 is not a scan record ('status' is 'weird')" in caplog.text
+    assert store.reconcile(entries)["a.png"].error == "recovered"  # recovered from its part once, as a torn line

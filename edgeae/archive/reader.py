@@ -73,6 +73,10 @@ PASS_BYTES = 8 * 1024**2  # samples read per window of the range pass
 
 
 _WARNED: set[tuple[str, str]] = set()  # (product, note) already logged by this process
+# the notes given when a product is opened (an invalid map projection): a scan's worker processes leave them to the
+# driver, which opens every product before a worker reads it (edgeae.scan.local), so each is printed once a scan
+NOTES_LOGGER = f"{__name__}.notes"
+_notes_log = logging.getLogger(NOTES_LOGGER)
 
 
 def _warn_once(path: Path, note: str) -> None:
@@ -82,7 +86,7 @@ def _warn_once(path: Path, note: str) -> None:
         if len(_WARNED) > 100_000:
             _WARNED.clear()
         _WARNED.add(key)
-        log.warning("%s: %s", path, note)
+        _notes_log.warning("%s: %s", path, note)
 
 
 class ProductReader:

@@ -35,6 +35,9 @@ def _init_worker(
     # a spawned process starts with no logging set up: third-party warnings (tifffile on a corrupt file) would
     # reach stderr through Python's last-resort handler; the parent's quiet (or -v) setting applies here too
     logs.setup(verbose)
+    # a product's notes at open (an invalid map projection: edgeae.archive.reader.NOTES_LOGGER) were given by this
+    # scan's driver, which opens every image it hands out to count its patches: not printed a second time from here
+    logging.getLogger("edgeae.archive.reader.notes").setLevel(logging.ERROR)
     # a worker whose driver was killed (SIGKILL: no shutdown reaches it) would wait for work for ever: it leaves
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="edgeae-parent-watch").start()
     _worker["scorer"] = _engine(factory, threads)

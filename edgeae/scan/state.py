@@ -62,11 +62,12 @@ class Record:
 
 
 _INT_FIELDS = ("n_patches", "n_skipped")
+STATUSES = ("done", "failed", "skipped")  # what a manifest line may record (the report adds "pending")
 
 
 def parse_record(line: bytes) -> Record:
     """One manifest line as a :class:`Record`; ValueError saying what is wrong with it (not UTF-8, not JSON, not an
-    object, a field missing or of the wrong type)."""
+    object, a field missing or of the wrong type, a status not in :data:`STATUSES`)."""
     d = json.loads(line.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
     if not isinstance(d, dict):
         raise ValueError(f"a JSON {type(d).__name__}, not an object")
@@ -79,6 +80,8 @@ def parse_record(line: bytes) -> Record:
             ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
         elif k == "seconds":
             ok = isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN from an old writer: harmless
+        elif k == "status":
+            ok = v in STATUSES
         else:
             ok = isinstance(v, str)
         if not ok:
@@ -126,6 +129,9 @@ class ScanStore:
         self.parts = self.out / "parts"
         self.manifest = self.out / "manifest.jsonl"
         self.changed: list[str] = []  # images found changed since their record by the last pending()
+        # keys whose part or best-patches file a checked reconcile found damaged: checked in every later reconcile
+        # too, so a run that does not reach the image (--max-images) reports it pending, not done from that file
+        self._damaged_keys: set[str] = set()
         self._created: list[Path] = []  # what this store made, oldest first (:meth:`discard_if_unused`)
         self._lock = contextlib.ExitStack()
         self._held = False
@@ -268,13 +274,19 @@ class ScanStore:
     def reconcile(self, entries: list[ArchiveEntry], *, check_parts: bool = False) -> dict[str, Record]:
         """Records made consistent with the parts on disk: parts without a line are recorded as done. ``check_parts``
         (a resume, :meth:`pending`): a part or best-patches file cut short or overwritten counts as missing, with a
-        warning, so its image is scanned again (the ``context-knn`` ranking records one it cannot read as failed)."""
+        warning, so its image is scanned again (the ``context-knn`` ranking records one it cannot read as failed).
+        A part found damaged so counts as missing in every later reconcile of this store too, until it is rewritten
+        (the report of a run that stopped before the image lists it as pending)."""
         recs = self.records()
         for e in entries:
             rec = recs.get(e.name)
             has_part = self.part_path(e.key).exists()
-            damage = self._damaged(e) if has_part and check_parts else None
-            if damage is not None:  # treated as missing: the image is scanned again, and its files rewritten
+            check = check_parts or e.key in self._damaged_keys
+            damage = self._damaged(e) if has_part and check else None
+            if damage is None:
+                self._damaged_keys.discard(e.key)  # rewritten (scanned again) or removed since
+            else:  # treated as missing: the image is scanned again, and its files rewritten
+                self._damaged_keys.add(e.key)
                 has_part = False
                 if rec is None or rec.status == "done":
                     self._warn_once(("part", damage), "%s: %s; it is scanned again", e.name, damage)
