@@ -201,3 +201,18 @@ def test_a_manifest_line_with_an_unknown_status_is_a_torn_line(tmp_path: Path, c
     assert "a.png" not in recs and recs["b.png"].status == "done"
     assert f"{store.manifest} line 1 is not a scan record ('status' is 'weird')" in caplog.text
     assert store.reconcile(entries)["a.png"].error == "recovered"  # recovered from its part once, as a torn line
+
+
+def test_a_failed_or_skipped_image_keeps_no_outputs_of_an_earlier_scan(tmp_path: Path) -> None:
+    """mark_failed / mark_skipped removed the part and latents only: the map layer (geo._features reads top.npz and
+    meta.json whatever the status) and the report's per-image facts kept an earlier scan's detections of it."""
+    store, entries = _done(tmp_path)
+    a, b = entries
+    store.meta_path(a.key).write_text('{"georef": null}')
+    store.meta_path(b.key).write_text('{"georef": null}')
+    store.mark_failed(a, "ImageReadError: truncated")
+    store.mark_skipped(b, "quality: too dark")
+    for e in entries:
+        for path in (store.part_path(e.key), store.top_path(e.key), store.meta_path(e.key)):
+            assert not path.exists(), path
+    assert {r.status for r in store.records().values()} == {"failed", "skipped"}

@@ -392,16 +392,20 @@ class ScanStore:
     def mark_failed(self, entry: ArchiveEntry, error: str, stamp: str | None = None) -> Record:
         """Record ``entry`` as failed with ``error`` and ``stamp`` (as :meth:`write_result`: a file still being
         copied that failed as truncated is scanned again once it is complete); any stale part is removed first."""
-        self.part_path(entry.key).unlink(missing_ok=True)
-        self.latents_path(entry.key).unlink(missing_ok=True)
+        self._remove_outputs(entry.key)
         stamp = file_stamp(entry.path) if stamp is None else stamp
         return self._append(Record(entry.name, entry.key, "failed", error=error, stamp=stamp))
 
     def mark_skipped(self, entry: ArchiveEntry, reason: str) -> Record:
         """Record ``entry`` as skipped by the quality filter, with the reason."""
-        self.part_path(entry.key).unlink(missing_ok=True)
-        self.latents_path(entry.key).unlink(missing_ok=True)
+        self._remove_outputs(entry.key)
         return self._append(Record(entry.name, entry.key, "skipped", reason=reason))
+
+    def _remove_outputs(self, key: str) -> None:
+        """An image's outputs of an earlier scan of it: its part, latents, best patches and product facts (a failed
+        or skipped image kept its earlier detections in the map layer and its georeference in the report before)."""
+        for path in (self.part_path(key), self.latents_path(key), self.top_path(key), self.meta_path(key)):
+            path.unlink(missing_ok=True)
 
     def load_top(self, key: str) -> TopK:
         """An image's best patches (:func:`save_top`); :class:`ScanStateError` naming the file when it is damaged."""
