@@ -8,7 +8,7 @@ import pytest
 
 import edgeae.masks as masks_mod
 from edgeae.ground import decode, sparse_mask
-from edgeae.ground.decode import DecodeError, decode_sparse
+from edgeae.ground.decode import DecodeError, NothingReceived, decode_sparse
 from edgeae.ground.reassembly import Receiver
 from edgeae.ground.station import GroundStation
 from edgeae.masks import make_mask
@@ -150,11 +150,12 @@ def _sparse_v2_packet(fields: tuple, samples: bytes) -> bytes:
     )
 
 
-def test_a_packet_whose_empty_band_fits_is_refused_before_its_mask_and_image_are_made(
+def test_a_packet_whose_empty_band_fits_is_reported_not_received_before_its_mask_and_image_are_made(
     rows_hashed: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The audit packet with its band cut to row 0, which keeps no pixel (so it fits, carrying no sample), was a
-    product of 0 pixels known rebuilt at 16384 x 16384 (12 s, 1.3 GB): it is refused as the audit packet is."""
+    product of 0 pixels known rebuilt at 16384 x 16384 (12 s, 1.3 GB); then (2770946) a decode failure found by
+    hashing the mask down to its first kept pixel; now a frame not received, found from row 0's strip alone."""
 
     def no_full(self: sparse_mask.FrameMask) -> np.ndarray:
         raise AssertionError("the whole mask of a frame with nothing to rebuild was made")
@@ -165,18 +166,18 @@ def test_a_packet_whose_empty_band_fits_is_refused_before_its_mask_and_image_are
     gs = GroundStation()
     gs.receive(pkt)
     rep = gs.decode()["frame_9"]
-    assert rep["error_reason"] == "decode" and "pixels_known" not in rep, rep
-    assert rep["error"] == (
-        "frame 9: none of the 1 pieces received carries a sample, and the frame's sample mask keeps pixels outside "
-        "them: nothing to rebuild"
+    assert "error" not in rep and rep["not_received"] is True and rep["pixels_known"] == 0, rep
+    assert rep["image_note"] == (
+        "frame 9: none of the 1 pieces received carries a sample (its samples, if it sampled any, were in pieces "
+        "not received): nothing to rebuild, no image written"
     )
-    assert 0 < sum(rows_hashed) <= 2048  # row 0, then the strips down to the first kept pixel (row 1,663)
-    assert gs.report()["stream"]["products_failed"] == {"decode": 1}
+    assert 0 < sum(rows_hashed) <= 256  # row 0's strip (256 rows of 16,384), not down to the first kept pixel
+    assert gs.report()["stream"]["products_failed"] == {} and gs.report()["stream"]["frames_not_received"] == 1
 
 
-def test_received_pieces_that_fit_but_carry_no_sample_are_refused_in_layout_1_too() -> None:
+def test_received_pieces_that_fit_but_carry_no_sample_are_not_received_in_layout_1_too() -> None:
     """One rectangle received, of a pixel the mask does not keep (it fits, n = 0), the rest lost: not a black frame
-    rebuilt of 0 pixels known but a frame refused."""
+    rebuilt of 0 pixels known but a frame not received (:class:`NothingReceived`)."""
     import dataclasses
 
     frame, mask, _ = _frame()
@@ -187,14 +188,18 @@ def test_received_pieces_that_fit_but_carry_no_sample_are_refused_in_layout_1_to
     header = {**pkt.header, "row0": r, "row1": r + 1, "col0": col, "col1": col + 1, "n": 0}
     asm.pieces.clear()
     asm.pieces[k] = dataclasses.replace(pkt, header=header, samples=pkt.samples[:0])
-    with pytest.raises(DecodeError, match=r"frame 4: none of the 1 pieces received carries a sample"):
+    with pytest.raises(NothingReceived, match=r"frame 4: none of the 1 pieces received carries a sample") as got:
         decode_sparse(asm)
+    assert not got.value.sampled_none
 
 
-def test_a_frame_whose_whole_mask_keeps_no_pixel_is_still_rebuilt_as_one() -> None:
+def test_a_frame_whose_whole_mask_keeps_no_pixel_sampled_none_and_is_rebuilt_only_for_its_patches() -> None:
     frame, mask, _ = _frame(h=5, w=4, keep=0.001)
     assert not mask.any()
-    res = decode_sparse(_assembly(frame, WireConfig(256)))
+    with pytest.raises(NothingReceived, match="its sample mask keeps no pixel") as got:
+        decode_sparse(_assembly(frame, WireConfig(256)))
+    assert got.value.sampled_none
+    res = decode_sparse(_assembly(frame, WireConfig(256)), rebuild_empty=True)
     assert res.pieces_bad == 0 and not res.mask.any() and res.samples.shape == (5, 4, 1)
 
 
@@ -280,3 +285,152 @@ def test_science_metrics_count_a_refused_sparse_frame() -> None:
     pkt = _sparse_v2_packet((8, 8, 1, 8, 0.5, 1, 5, 1, 0, 8, 40, 1, 1, 0, 1, 40), bytes(range(40)))
     got = receive(frame, Downlink("uniform", [pkt]), LinkConfig(), None)
     assert metrics(frame, got)["sparse_refused"] == 1
+
+
+# ------------------------------------------------------------------ review r5 of 2770946 (session 35, g2)
+def _lossy_pass(patch_channels: int = 1) -> tuple[list[bytes], list[bytes], np.ndarray]:
+    """A 64 x 300 grey frame at keep 0.001 in 4-row bands (most keep no pixel: sent with no sample) and one 16 x 16
+    anomaly patch at (8, 8): (the frame's packets that carry no sample, the patch's packets, the image)."""
+    from edgeae.wire.packets import SequenceCounters
+    from edgeae.wire.parse import parse_packet
+    from edgeae.wire.products import AnomalyPatch
+
+    h, w, keep, seed = 64, 300, 0.001, 3
+    mask = make_mask(seed, (h, w), keep, "uniform")
+    img = (np.arange(h * w).reshape(h, w, 1) % 251).astype(np.uint8)
+    ctr = SequenceCounters()
+    frame = packetise(
+        SparseFrame(4, h, w, 1, 8, keep, "uniform", seed, 1, img[mask]),
+        config=WireConfig(256, band_rows=4),
+        counters=ctr,
+    )
+    pixels = np.repeat(img[8:24, 8:24], patch_channels, axis=2)
+    patch = packetise(AnomalyPatch(4, 8, 8, 16, 3.5, pixels), config=WireConfig(256), counters=ctr)
+    empty = [p for p in frame if parse_packet(p).samples.shape[0] == 0]
+    assert 0 < len(empty) < len(frame) and mask.any()
+    return empty, patch, img
+
+
+def test_a_frame_whose_sample_packets_were_lost_is_rebuilt_from_its_patches(tmp_path, capsys) -> None:
+    """The link lost every packet of the frame that carried a sample; one that carried none and its anomaly patch
+    arrived. At 2770946 the frame failed (decode: the patch pixels were not written, exit status 1); before, and now,
+    it is rebuilt with the patch pasted in."""
+    import json
+
+    from edgeae.cli import main
+    from edgeae.wire.stream import write_packet_file
+
+    empty, patch, img = _lossy_pass()
+    rx = tmp_path / "rx.bin"
+    write_packet_file(rx, [(float(i), p) for i, p in enumerate(empty[:1] + patch)])
+    assert main(["ground", "decode", str(rx), "--out", str(tmp_path / "g")]) == 0
+    rep = json.loads((tmp_path / "g" / "frame_4.json").read_text())
+    assert "error" not in rep and "not_received" not in rep, rep
+    assert rep["pixels_received"] == 0 and rep["patch_pixels_used"] == 256 and rep["pixels_known"] == 256
+    stream = json.loads((tmp_path / "g" / "stream.json").read_text())["stream"]
+    assert stream["products_failed"] == {} and "frames_not_received" not in stream
+    from edgeae.imagedecode import decode_file
+
+    out, _ = decode_file(tmp_path / "g" / "frame_4.png")
+    assert np.array_equal(out.reshape(64, 300, -1)[8:24, 8:24, 0], img[8:24, 8:24, 0])
+    assert "products not rebuilt" not in capsys.readouterr().out
+
+
+def test_a_frame_with_no_sample_and_no_usable_patch_is_not_received_not_failed(tmp_path, capsys) -> None:
+    """No sample and no patch (or only one that cannot be pasted: 3 channels into a grey frame): reported as not
+    received, without an image or a frame-size array, not as a decode failure; exit status 0 (link losses)."""
+    import json
+
+    from edgeae.cli import main
+    from edgeae.wire.stream import write_packet_file
+
+    empty, patch, _ = _lossy_pass(patch_channels=3)
+    for name, pkts in (("alone", empty[:2]), ("rgb_patch", empty[:1] + patch)):
+        rx = tmp_path / f"{name}.bin"
+        write_packet_file(rx, [(float(i), p) for i, p in enumerate(pkts)])
+        out = tmp_path / name
+        assert main(["ground", "decode", str(rx), "--out", str(out)]) == 0, name
+        rep = json.loads((out / "frame_4.json").read_text())
+        assert "error" not in rep and rep["not_received"] is True, rep
+        assert rep["pixels_received"] == rep["pixels_known"] == 0 and rep["pixels_sent"] is None
+        assert rep["pixel_fraction_received"] == 0.0 and "nothing to rebuild, no image written" in rep["image_note"]
+        assert not list(out.glob("frame_4*.png"))
+        stream = json.loads((out / "stream.json").read_text())["stream"]
+        assert stream["products_failed"] == {} and stream["frames_not_received"] == 1
+        if name == "rgb_patch":
+            assert rep["patches_not_used"] == [{"patch": 0, "reason": "3 channel(s), the frame has 1"}]
+        text = capsys.readouterr().out
+        assert "nothing to rebuild, no image written" in text and "products not rebuilt" not in text
+
+
+def test_a_patch_that_gives_no_pixel_after_all_leaves_the_frame_not_received() -> None:
+    """A patch whose header allows pasting but whose pixels cannot be taken (over max_patch_elements): the frame
+    was built for it, and is then reported as not received, the patch listed with its reason."""
+    from edgeae.ground.limits import GroundLimits
+
+    empty, patch, _ = _lossy_pass()
+    gs = GroundStation(limits=GroundLimits(max_patch_elements=100))
+    for p in empty[:1] + patch:
+        gs.receive(p)
+    rep = gs.finish()["products"]["frame_4"]
+    assert "error" not in rep and rep["not_received"] is True and 4 not in gs.images, rep
+    assert rep["pixels_sent"] == 20  # the mask was generated whole for the patch: its count is known
+    assert rep["patches_not_used"][0]["patch"] == 0 and "max_patch_elements" in rep["patches_not_used"][0]["reason"]
+    assert gs.report()["stream"]["products_failed"] == {"limit": 1}  # the patch itself, not the frame
+
+
+@pytest.mark.parametrize("keep", [1e-7, 1e-12])
+def test_an_empty_band_claim_costs_its_own_rows_whatever_the_keep(
+    keep: float, rows_hashed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review r5 #2: the empty band of row 0 with keep 1e-12 (the whole mask keeps nothing) made the decode hash
+    the whole frame to prove it empty, then rebuild it at full size as "sampled none" (8192^2: 4.8 s, 364 MB): now
+    only row 0's strip is hashed, and no frame-size array is made."""
+
+    def no_image(self: decode.SparseResult) -> np.ndarray:
+        raise AssertionError("the float image of a frame with nothing to rebuild was made")
+
+    monkeypatch.setattr(decode.SparseResult, "as_float", no_image)
+    pkt = _sparse_v2_packet((8192, 8192, 1, 8, keep, 1, 5, 1, 0, 1, 0, 1, 1, 0, 1, 0), b"")
+    gs = GroundStation()
+    gs.receive(pkt)
+    rep = gs.decode()["frame_9"]
+    assert "error" not in rep and rep["not_received"] is True, rep
+    assert sum(rows_hashed) == 512  # row 0's strip of 512 rows, of 8,192
+
+
+def test_a_frame_that_sampled_none_is_reported_without_frame_size_arrays(
+    rows_hashed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every piece received, all fitting with no sample, and the mask their checks generated keeps nothing: the
+    frame sampled none (pixels_sent 0, no fraction), said from those strips, with no image made or written."""
+
+    def no_image(self: decode.SparseResult) -> np.ndarray:
+        raise AssertionError("the float image of a frame that sampled none was made")
+
+    monkeypatch.setattr(decode.SparseResult, "as_float", no_image)
+    monkeypatch.setattr(sparse_mask, "STRIP_PIXELS", 40 * 4)
+    frame, mask, _ = _frame(h=64, w=40, keep=1e-9)
+    assert not mask.any()
+    gs = GroundStation()
+    for p in packetise(frame, config=WireConfig(256, band_rows=16)):
+        gs.receive(p)
+    rows_hashed.clear()  # the sender's own
+    rep = gs.finish()["products"]["frame_4"]
+    assert rep["pixels_sent"] == 0 and rep["pixel_fraction_received"] is None and "not_received" not in rep, rep
+    assert "its sample mask keeps no pixel" in rep["image_note"] and "error" not in rep
+    assert sum(rows_hashed) == 64  # each row once, by the bands' own checks
+    assert "frames_not_received" not in gs.report()["stream"] and gs.report()["stream"]["products_failed"] == {}
+
+
+def test_budget_receive_takes_a_frame_with_no_sample_as_not_received_not_refused() -> None:
+    """The science sweep: a frame whose sample packets were lost is link loss, not a refused (corrupted) frame; its
+    patch still arrives."""
+    from edgeae.ground.budget_downlink import Downlink, receive
+    from edgeae.ground.feature_sets import LabelledFrame
+    from edgeae.ground.link import LinkConfig
+
+    empty, patch, img = _lossy_pass()
+    frame = LabelledFrame("f", "s", img, 8, np.zeros((0, 2), int), "test")
+    got = receive(frame, Downlink("uniform", empty[:1] + patch), LinkConfig(), None)
+    assert got.sparse_refused == 0 and not got.lost and got.exact[8:24, 8:24].all()

@@ -27,7 +27,7 @@ from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
 from edgeae.wire.products import AnomalyPatch, SparseFrame
 
 from . import baselines
-from .decode import DecodeError, decode_flat, decode_sparse
+from .decode import DecodeError, NothingReceived, decode_flat, decode_sparse
 from .feature_sets import LabelledFrame
 from .link import LinkConfig, simulate
 from .pipeline import keep_for_bytes
@@ -210,8 +210,9 @@ class Received:
     """The ground's rebuild: ``image`` float32 (H, W, C) in [0, 1]; ``exact`` bool (H, W) pixels that arrived
     at full resolution (patches); ``whole`` (x, y) of patches that arrived complete; ``lost``: nothing usable;
     ``patches_clipped``: patches that ran past the frame (only their pixels inside it were used);
-    ``sparse_refused``: sparse frames the decode refused (:class:`~.decode.DecodeError`: no piece that fits its mask
-    carries a sample, e.g. a corrupted packet that passed the CRC), taken as not received."""
+    ``sparse_refused``: sparse frames the decode refused (:class:`~.decode.DecodeError`: pieces that do not fit its
+    mask and none that fits carries a sample, e.g. a corrupted packet that passed the CRC), taken as not received (a
+    frame whose received pieces all fit but carry no sample, the others lost, is not received either, not counted)."""
 
     image: np.ndarray
     exact: np.ndarray
@@ -241,6 +242,8 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
         if kind == "sparse":
             try:
                 res = decode_sparse(asm)
+            except NothingReceived:  # no sample arrived (lost on the link): as if no sparse frame arrived
+                continue
             except DecodeError:  # nothing of it can be placed: as if no sparse frame arrived
                 refused += 1
                 continue

@@ -32,6 +32,21 @@ from .reassembly import Assembly
 from .sparse_mask import FrameMask
 
 
+class NothingReceived(DecodeError):
+    """Every received piece of a sparse frame fits its mask but none carries a sample: the pieces that did were lost
+    on the link (or not sent yet), or (``sampled_none``) the frame's whole mask keeps no pixel. Not damage: the frame
+    is reported as not received (or as sampling none), or rebuilt from its anomaly patches when it has any."""
+
+    def __init__(self, frame_id: int, pieces: int, sampled_none: bool) -> None:
+        self.frame_id, self.pieces, self.sampled_none = frame_id, pieces, sampled_none
+        super().__init__(
+            f"frame {frame_id}: its sample mask keeps no pixel (the frame sampled none)"
+            if sampled_none
+            else f"frame {frame_id}: none of the {pieces} pieces received carries a sample (its samples, if it "
+            "sampled any, were in pieces not received)"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class SparseResult:
     """Received samples of a sparse frame: ``samples`` (H, W, C) uint8/uint16, zero where unknown."""
@@ -49,15 +64,19 @@ class SparseResult:
         return self.samples.astype(np.float32) / np.float32(2**self.bit_depth - 1)
 
 
-def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None) -> SparseResult:
+def decode_sparse(
+    asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None, *, rebuild_empty: bool = False
+) -> SparseResult:
     """Place every received piece of a sparse frame on its regenerated mask rows.
 
     The frame size the header claims is checked against ``limits`` (default: ``GroundLimits`` with
     ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`. Every piece is
     checked against the rows of the mask it claims before the rest of the mask is generated (:mod:`.sparse_mask`;
-    a claim those rows cannot plausibly hold is refused unhashed): when no piece that fits carries a sample,
-    :class:`DecodeError`, before any frame-size array is touched (a black frame would pass for a rebuilt one),
-    unless every piece fits and the mask keeps no pixel at all (a frame that sampled none, rebuilt as such).
+    a claim those rows cannot plausibly hold is refused unhashed). When no piece that fits carries a sample, before
+    any frame-size array is touched or the rest of the mask hashed: :class:`DecodeError` if some piece does not fit
+    (a black frame would pass for a rebuilt one), else :class:`NothingReceived` (``sampled_none`` only when the
+    pieces' checks generated the whole mask and it keeps no pixel), unless ``rebuild_empty`` (the caller has anomaly
+    patches of the frame to paste): then the frame is built with no sample known.
     """
     h0 = asm.header
     check_frame("sparse", asm.frame_id, h0["height"], h0["width"], h0["channels"], _limits(limits, max_pixels))
@@ -93,11 +112,9 @@ def decode_sparse(asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits
                 f"frame {asm.frame_id}: none of the {bad} pieces received fits the frame's sample mask "
                 "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
             )
-        if fm.count(0, h, 0, w, 0):  # stops at the first kept pixel (a 70-byte packet could claim an empty band)
-            raise DecodeError(
-                f"frame {asm.frame_id}: none of the {len(fit)} pieces received carries a sample, and the frame's "
-                "sample mask keeps pixels outside them: nothing to rebuild"
-            )
+        if not rebuild_empty:  # the rest of the mask is not hashed (a 70-byte packet can claim an empty band)
+            sampled_none = fm.generated() and not fm.count(0, h, 0, w, 0)  # counts strips generated already
+            raise NothingReceived(asm.frame_id, len(fit), sampled_none)
     mask = fm.full()
     samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
     known = np.zeros((h, w), dtype=bool)
@@ -197,15 +214,7 @@ def paste_patches(
         for index, asm in sorted(patches, key=lambda p: p[0]):
             hd = asm.header
             x, y, size = hd["x"], hd["y"], hd["size"]
-            why = None
-            if not math.isfinite(hd["score"]):
-                why = f"anomaly score {hd['score']} is not finite"
-            elif hd["channels"] != c:
-                why = f"{hd['channels']} channel(s), the frame has {c}"
-            elif hd["bit_depth"] != bit_depth:
-                why = f"{hd['bit_depth']}-bit samples, the frame's are {bit_depth}-bit"
-            elif x + size > w or y + size > h:
-                why = f"{size}x{size} at (x={x}, y={y}) runs past the frame ({w} wide, {h} high)"
+            why = patch_unusable(hd, (h, w, c), bit_depth)
             if why is None:
                 try:
                     res = decode_flat(asm, limits)
@@ -231,6 +240,23 @@ def paste_patches(
             pixels += int(np.count_nonzero(taken))
             sub[taken] = 1
     return PatchPaste(used, pixels, not_used)
+
+
+def patch_unusable(hd: dict, shape: tuple[int, int, int], bit_depth: int) -> str | None:
+    """Why an anomaly patch (its header ``hd``) cannot be pasted into a frame of ``shape`` (H, W, C) and
+    ``bit_depth``, from its header alone, or None: a score that is not finite, other channels or bit depth, past
+    the frame."""
+    h, w, c = shape
+    x, y, size = hd["x"], hd["y"], hd["size"]
+    if not math.isfinite(hd["score"]):
+        return f"anomaly score {hd['score']} is not finite"
+    if hd["channels"] != c:
+        return f"{hd['channels']} channel(s), the frame has {c}"
+    if hd["bit_depth"] != bit_depth:
+        return f"{hd['bit_depth']}-bit samples, the frame's are {bit_depth}-bit"
+    if x + size > w or y + size > h:
+        return f"{size}x{size} at (x={x}, y={y}) runs past the frame ({w} wide, {h} high)"
+    return None
 
 
 def longest_row_gap(known: np.ndarray) -> int:

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from .decode import (
     LATENT_PATCH_REASON,
     DecodeError,
+    NothingReceived,
     coverage,
     decode_flat,
     decode_sparse,
     longest_row_gap,
     paste_patches,
+    patch_unusable,
     telemetry_json,
 )
 from .latent import rebuild_latent
@@ -81,9 +83,19 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
         "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
         original=station._has_original(asm.frame_id),
     )  # fmt: skip
-    # a frame no fitting piece of which carries a sample is refused there (DecodeError), before its float image is
-    # made (unless its whole mask keeps no pixel: a frame that sampled none)
-    res = decode_sparse(asm, station.max_pixels, station.limits)
+    # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
+    # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
+    patches = station._frame_patches(asm.frame_id)
+    shape = (h["height"], h["width"], h["channels"])
+    unusable = [(i, patch_unusable(p.header, shape, h["bit_depth"])) for i, p in patches]
+    # a frame no fitting piece of which carries a sample is refused there (DecodeError) before its float image is
+    # made; one whose fitting pieces carry none is NothingReceived, unless it has patches to paste
+    try:
+        res = decode_sparse(
+            asm, station.max_pixels, station.limits, rebuild_empty=any(why is None for _, why in unusable)
+        )
+    except NothingReceived as exc:  # and none of its patches can be pasted (their headers say why)
+        return nothing_received(station, asm, exc, [{"patch": i, "reason": why} for i, why in unusable], t0)
     img = res.as_float()
     known = res.known
     depth, scaling = sample_scaling(h["bit_depth"])
@@ -100,15 +112,15 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
         "longest_row_gap": longest_row_gap(known),  # rows in a row with no sample received
         "reconstruction": station.fill_name,
     }
-    # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
-    # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
-    patches = station._frame_patches(asm.frame_id)
     # into the decode's own arrays (the counts above are taken already): no second frame-size array, which the
     # memory check does not count
     pasted = paste_patches(img, known, h["bit_depth"], patches, station.limits)
     rep.update(patches_used=len(pasted.used), patch_pixels_used=pasted.pixels, pixels_known=int(known.sum()))
     if pasted.not_used:
         rep["patches_not_used"] = pasted.not_used[:NAMES_LISTED]
+    if not known.any():  # no sample received, and its patches gave no pixel after all: nothing to fill or write
+        gone = NothingReceived(asm.frame_id, len(asm.pieces), sampled_none=not res.mask.any())
+        return nothing_received(station, asm, gone, pasted.not_used, t0, sent=rep["pixels_sent"])
     notes: dict[str, Any] = {}
     recon = img
     if station.fill is not None and known.any():
@@ -140,6 +152,46 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
     station._write_images(
         [(f"frame_{asm.frame_id}{image_ext(recon)}", recon, depth), (f"frame_{asm.frame_id}_valid.png", known, 8)]
     )
+    return rep
+
+
+def nothing_received(
+    station: GroundStation,
+    asm: Assembly,
+    why: NothingReceived,
+    not_used: list[dict],
+    t0: float,
+    sent: int | None = None,
+) -> dict:
+    """The report of a sparse frame with nothing to rebuild: no received piece carries a sample (``not_received``:
+    those that did were lost on the link; or the frame sampled none) and no anomaly patch of it gave a pixel. Not a
+    failure (packets lost on the link are accounted per product, not an error): no image is written, no frame-size
+    array made, and ``image_note`` says why. ``sent``: the mask's kept pixels when it was generated whole."""
+    h = asm.header
+    rep: dict[str, Any] = {
+        "shape": [h["height"], h["width"], h["channels"]],
+        "keep": h["keep"],
+        "bit_depth": h["bit_depth"],
+        "pixels_sent": 0 if why.sampled_none else sent,  # None: unknown, the rest of the mask is not hashed
+        "pixels_received": 0,
+        "pixel_fraction_received": None if why.sampled_none else 0.0,
+        "pieces_bad": 0,
+        "longest_row_gap": h["height"],
+        "reconstruction": None,
+        "patches_used": 0,
+        "patch_pixels_used": 0,
+        "pixels_known": 0,
+    }
+    if not why.sampled_none:
+        rep["not_received"] = True
+    if not_used:
+        rep["patches_not_used"] = not_used[:NAMES_LISTED]
+    rep["image_note"] = f"{why}: nothing to rebuild, no image written"
+    if station._has_original(asm.frame_id):
+        rep["psnr_error"] = "no image was rebuilt (nothing received to rebuild it from)"
+    elif asm.frame_id in station.original_notes:
+        rep["psnr_error"] = station.original_notes[asm.frame_id]
+    rep["decode_s"] = round(time.perf_counter() - t0, 4)
     return rep
 
 

@@ -84,6 +84,10 @@ class FrameMask:
                 break
         return n
 
+    def generated(self) -> bool:
+        """Whether every strip of the mask has been generated (then counting it hashes nothing)."""
+        return bool(self._done.all())
+
     def full(self) -> np.ndarray:
         """The whole mask (every strip generated)."""
         return self.rows(0, self.shape[0])

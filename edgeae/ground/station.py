@@ -224,6 +224,9 @@ class GroundStation:
         ``products_not_decoded_names`` names the first :data:`NAMES_LISTED` of them."""
         stream = self.receiver.stream_report()
         stream["products_failed"] = dict(sorted(self.failures.items()))
+        gone = sum(1 for rep in list(self.reports.values()) if rep.get("not_received"))
+        if gone:  # every piece received carried no sample, no patch gave a pixel: lost on the link, not a failure
+            stream["frames_not_received"] = gone
         announced = announced_not_received(self)
         if announced is not None:  # in a telemetry record, never a packet of them: lost whole, or not yet sent
             stream["patches_announced_not_received"] = announced
