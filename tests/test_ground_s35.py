@@ -361,6 +361,7 @@ def test_a_frame_with_no_sample_and_no_usable_patch_is_not_received_not_failed(t
             assert rep["patches_not_used"] == [{"patch": 0, "reason": "3 channel(s), the frame has 1"}]
         text = capsys.readouterr().out
         assert "nothing to rebuild, no image written" in text and "products not rebuilt" not in text
+        assert "1 frame(s) not received: none of their packets that arrived carried a sample" in text
 
 
 def test_a_patch_that_gives_no_pixel_after_all_leaves_the_frame_not_received() -> None:

@@ -78,6 +78,11 @@ def print_report(report: dict) -> None:
         )
     if st.get("products_failed"):
         print(f"products not rebuilt: {counts_text(st['products_failed'])}")
+    if st.get("frames_not_received"):  # their sample packets were all lost: nothing to rebuild, not a failure
+        print(
+            f"{st['frames_not_received']:,} frame(s) not received: none of their packets that arrived carried a "
+            "sample, and no anomaly patch of theirs could be pasted (no image written)"
+        )
     if not report["products"]:
         print("no product could be assembled from these packets")
     left_out = _patches_left_out(report["products"])
