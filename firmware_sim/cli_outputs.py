@@ -136,7 +136,8 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
             f"  settings changed since that state began (new frames only): {'; '.join(s['mission_settings_changed'])}"
         )
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
-    partial = f", {f['partial']} downlinked in part (products evicted for room)" if f.get("partial") else ""
+    lost_how = "evicted for room" + (" or damaged in storage" if q.get("corrupted_items") else "")
+    partial = f", {f['partial']} downlinked in part (products {lost_how})" if f.get("partial") else ""
     n_boots, refused = int(s.get("boots") or 1), int(s.get("boots_refused") or 0)
     also = f", {refused} refused" if refused else ""
     boots = f" (over {n_boots} boot{'s' if n_boots != 1 else ''}{also})" if n_boots > 1 or refused else ""
@@ -147,7 +148,17 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     )
     for line in _first_drops(s):
         print(line)
-    full = int(q.get("evicted_items") or 0) - int(q.get("withdrawn_items") or 0)  # not those of a dropped frame
+    # not those of a dropped frame, nor those whose file was damaged (until review r6 of session 35 these were
+    # "queue full", with advice to raise the capacity)
+    corrupted = int(q.get("corrupted_items") or 0)
+    full = int(q.get("evicted_items") or 0) - int(q.get("withdrawn_items") or 0) - corrupted
+    if corrupted:
+        print(
+            f"WARNING: {_count(corrupted, 'product')} lost to storage corruption (an item file damaged or missing in "
+            f"{out}/queue/items: each an 'evicted' event in telemetry.jsonl with its reason; packets sent before the "
+            "damage stay sent)",
+            file=sys.stderr,
+        )
     if full:
         print(
             f"  queue full: {full} products evicted or refused (each an 'evicted' or 'queue_refused' "

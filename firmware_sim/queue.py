@@ -35,14 +35,15 @@ from typing import Any
 
 from .atomic_files import atomic_write as atomic_write
 from .atomic_files import remove_stale_temps as remove_stale_temps
-from .queue_files import DAMAGED, check_index, packets_to_send, state_without_index
+from .queue_files import DAMAGED, check_index, packets_to_send, remove_item_files, state_without_index
 from .queue_files import PacketDamaged as PacketDamaged
 from .queue_files import restamp as restamp
 from .queue_files import split_packets as split_packets
 
 PRIORITY: dict[str, int] = {"patch": 0, "telemetry": 1, "sparse": 2, "latent": 3}
 PENDING, SENT, EVICTED = "pending", "sent", "evicted"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: items carry ``crc32`` (session 35); version 1 is read too (an older reader refuses 2)
+READ_VERSIONS = (1, INDEX_VERSION)
 
 
 class IndexNotSaved(OSError):
@@ -111,6 +112,7 @@ class DownlinkQueue:
         self.lost_on_recovery: list[int] = []
         self.unsaved = ""  # the error of the last save when it failed: the index on disk is behind memory
         self.stale_temps: list[str] = []  # removed by sweep_stale_temps (a boot); opening the queue removes nothing
+        self.leftover_files: list[str] = []  # sent or evicted items' files a power loss left, removed by the sweep
         self.passes_skipped: list[str] = []  # why each pass of this process that could send nothing sent nothing
         self.over_capacity = ""  # at load: the stored bytes over capacity_bytes (lowered since they were queued)
         self._sent_files: set[int] = set()  # items whose file goes once a save records them sent or evicted
@@ -126,15 +128,21 @@ class DownlinkQueue:
 
     def sweep_stale_temps(self, downlink: Path | None = None, *, held: bool = True) -> list[str]:
         """Remove what a power loss or ``kill -9`` mid-write left: the index's and the items' temporaries, and the
-        pass files' in ``downlink``; returns their names (also in :attr:`stale_temps`). Only a flight run's boot
-        calls it, while it holds the output folder: no other run writes these files then, so each is stale. Where
-        the folder could not be locked (``held`` False: a file system without ``flock``) a live process's
-        temporaries are kept."""
+        pass files' in ``downlink``; returns their names (also in :attr:`stale_temps`). Also removes the files of
+        items the index records sent or evicted that a power loss kept (:attr:`leftover_files`). Only a flight
+        run's boot calls it, while it holds the output folder: no other run writes these files then, so each is
+        stale. Where the folder could not be locked (``held`` False: a file system without ``flock``) a live
+        process's temporaries are kept."""
         found = remove_stale_temps(self.root, lambda n: n == "index.json", any_pid=held)
         found += remove_stale_temps(self.items_dir, lambda n: n.endswith(".pkt"), any_pid=held)
         if downlink is not None:
             found += remove_stale_temps(downlink, lambda n: n.startswith("pass_") and n.endswith(".bin"), any_pid=held)
         self.stale_temps += found
+        # item files of items the index records sent or evicted: the save that records them removes them after its
+        # rename, so a power loss in between kept them on flash for good, outside the capacity (until review r6 of
+        # session 35; before session 35 every pass removed every sent item's file). One scandir per boot
+        done = {i for i, it in self.items.items() if it.status != PENDING and i not in self._sent_files}
+        self.leftover_files = remove_item_files(self.items_dir, done)
         return found
 
     # ----------------------------------------------------------------------------------- persistence
@@ -145,8 +153,8 @@ class DownlinkQueue:
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: queue index unreadable ({exc})") from exc
         version = doc.get("version") if isinstance(doc, dict) else None
-        if version != INDEX_VERSION:
-            raise ValueError(f"{path}: queue index version {version!r} is not {INDEX_VERSION}")
+        if version not in READ_VERSIONS:
+            raise ValueError(f"{path}: queue index version {version!r} is not {INDEX_VERSION} (or 1)")
         wrong = check_index(doc, Item.__dataclass_fields__, PRIORITY)
         if wrong:  # valid JSON of the wrong structure (until session 35 a KeyError or TypeError traceback)
             raise ValueError(f"{path}: queue index unreadable ({wrong})")

@@ -7,6 +7,7 @@ index refused). Pure functions over bytes and paths; :mod:`.queue` uses them.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import struct
 import zlib
@@ -21,6 +22,7 @@ _ITEM_FILE = re.compile(r"^\d{8}\.pkt$")
 _PASS_FILE = re.compile(r"^pass_\d{5}\.bin$")
 _STATE_KEYS = {"next_id": int, "passes": int, "seq": dict, "frames": dict, "next_frame_id": int}
 _STATUSES = ("pending", "sent", "evicted")
+_APID_MAX, _SEQ_MAX = 0x7FF, 0x3FFF  # an APID is 11 bits, a packet sequence count 14 (CCSDS 133.0-B)
 _ITEM_REQUIRED = frozenset({"id", "kind", "priority", "frame_id", "n_packets", "wire_bytes"})
 _ITEM_INTS = ("id", "priority", "frame_id", "n_packets", "wire_bytes", "sent_packets", "sent_bytes")
 
@@ -128,8 +130,9 @@ def packets_to_send(path: Path, item: Any) -> tuple[list[bytes], str]:
 
 def check_index(doc: Any, item_fields: Collection[str], kinds: Collection[str]) -> str:
     """What is wrong with a parsed ``index.json`` document's structure ('' when nothing is): a ``state`` object with
-    its counters, ledger and sequence counts, and ``items``, each an object of exactly ``item_fields`` with a known
-    ``kind`` and ``status`` (until session 35 a wrong structure was a traceback, exit 1)."""
+    its counters, ledger (keyed by frame ids), sequence counts (:func:`_check_state`) and fired faults, and
+    ``items``, each an object of exactly ``item_fields`` with a known ``kind`` and ``status`` (until session 35 a
+    wrong structure was a traceback, exit 1)."""
     if not isinstance(doc, dict):
         return f"not an object but {type(doc).__name__}"
     state, items = doc.get("state"), doc.get("items")
@@ -139,6 +142,9 @@ def check_index(doc: Any, item_fields: Collection[str], kinds: Collection[str]) 
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"state {key!r} is {value!r}, not {'an integer' if kind is int else 'an object'}"
+    wrong_state = _check_state(state)
+    if wrong_state:
+        return wrong_state
     for fid, entry in state["frames"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str) or "status" not in entry:
             return f"frame {fid} of the ledger is {entry!r}, not an object with 'source' and 'status'"
@@ -166,6 +172,43 @@ def check_index(doc: Any, item_fields: Collection[str], kinds: Collection[str]) 
             return f"{name}: field {wrong[0]!r} is {d.get(wrong[0])!r}, of the wrong type"
         return f"{name}: kind {d.get('kind')!r} / status {d.get('status')!r} unknown"
     return ""
+
+
+def _check_state(state: dict[str, Any]) -> str:
+    """What is wrong with the ``state`` object's sequence counts, ledger keys and fired faults ('' when nothing is):
+    ``seq`` maps APIDs (digit strings, 0..2047) to 14-bit counts, the ledger ``frames`` is keyed by frame ids
+    (digit strings), ``faults_fired`` (when present) is a list of strings (until session 35 each was a traceback
+    at the first pass or frame, exit 1, or an ``int()`` error naming no file)."""
+    for apid, count in state["seq"].items():
+        if not (apid.isdigit() and apid.isascii() and int(apid) <= _APID_MAX):
+            return f"state 'seq' has the key {apid!r}, not an APID (0..{_APID_MAX})"
+        if type(count) is not int or not 0 <= count <= _SEQ_MAX:
+            return f"state 'seq' of APID {apid} is {count!r}, not a sequence count (0..{_SEQ_MAX})"
+    for fid in state["frames"]:
+        if not (fid.isdigit() and fid.isascii()):
+            return f"state 'frames' has the key {fid!r}, not a frame id (digits)"
+    fired = state.get("faults_fired", [])
+    if not isinstance(fired, list) or not all(isinstance(f, str) for f in fired):
+        return f"state 'faults_fired' is {fired!r}, not a list of strings"
+    return ""
+
+
+def remove_item_files(folder: Path, ids: Collection[int]) -> list[str]:
+    """Remove the item files (``NNNNNNNN.pkt``) in ``folder`` of the items ``ids`` (one ``scandir``, not a call per
+    item); returns their names, sorted. Best effort: a file that cannot be removed is left as it is."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if _ITEM_FILE.match(entry.name) and int(entry.name[:8]) in ids and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def state_without_index(root: Path) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .queue import EVICTED, PENDING, SENT, DownlinkQueue, atomic_write
+from .queue_files import DAMAGED
 from .telemetry_lines import History as History
 from .telemetry_lines import TelemetryNotWritten as TelemetryNotWritten
 from .telemetry_lines import TelemetryWriter as TelemetryWriter
@@ -24,6 +25,7 @@ from .telemetry_lines import _clean
 from .telemetry_lines import dumps as dumps
 from .telemetry_lines import read_history as read_history
 from .telemetry_lines import read_lines as read_lines
+from .telemetry_lines import read_lines_with as read_lines_with
 from .telemetry_lines import read_records as read_records
 from .telemetry_lines import run_finished as run_finished
 from .telemetry_lines import utc_iso as utc_iso
@@ -43,18 +45,31 @@ INTERRUPTED = "interrupted: the run was stopped during this frame; a rerun with 
 WITHDRAWN = ("frame_dropped", "frame_interrupted")  # reasons of products taken back from the queue, not evicted
 
 
+def storage_damage(reason: str) -> bool:
+    """Whether an eviction ``reason`` is damage to the item's file found by a pass (``storage corruption: ...``) or
+    at boot (``item file missing after reboot``, ``item file damaged (...) after reboot``), not a lack of room."""
+    return reason.startswith(DAMAGED) or (reason.startswith("item file ") and reason.endswith(" after reboot"))
+
+
 def _lost(items: list[Any]) -> str:
-    return "; ".join(sorted({f"{i.kind}: {i.reason}" for i in items if i.status == EVICTED}))
+    return "; ".join(sorted({f"{i.kind}: {i.reason}{_sent_part(i)}" for i in items if i.status == EVICTED}))
+
+
+def _sent_part(item: Any) -> str:
+    """What of an evicted item was sent before it was evicted ('' when nothing was)."""
+    return f" ({item.sent_packets} of {item.n_packets} packets sent)" if item.sent_packets else ""
 
 
 def _processed_outcome(items: list[Any]) -> Outcome:
     """A processed frame by its products: ``dropped`` (code ``products_lost``) when every science product
-    (patches, sparse pixels, latents) was evicted or refused, whatever became of its telemetry record;
-    ``queued`` while any product waits, ``downlinked`` when every one was sent, else ``partial``. The products
-    lost are named in the reason of each."""
+    (patches, sparse pixels, latents) was evicted or refused with nothing of it sent, whatever became of its
+    telemetry record; ``queued`` while any product waits, ``downlinked`` when every one was sent, else ``partial``
+    (an item evicted after some of its packets were sent, storage corruption found by a pass, counts as sent in
+    part: until review r6 of session 35 its frame was ``dropped``). The products lost are named in the reason of
+    each, with what of them was sent."""
     science = [i for i in items if i.kind != "telemetry"]
     lost = _lost(items)
-    if not science or all(i.status == EVICTED for i in science):
+    if not science or all(i.status == EVICTED and not i.sent_packets for i in science):
         return Outcome("dropped", "products_lost", lost or "no products")
     if any(i.status == PENDING for i in items):
         return Outcome("queued", "", lost)
@@ -92,12 +107,13 @@ def retake_unsaved(queue: DownlinkQueue, path: str | os.PathLike[str]) -> list[i
     interrupted, by an ``interrupted`` event or its ``recovery`` line's ``interrupted_unsaved``: that boot stopped
     because the index could not be saved (a full disk), so the mark is in telemetry only. They are marked
     ``interrupted`` in ``queue``'s ledger (in memory), so a rerun takes them again. A frame a power loss stopped
-    has no such line and stays ``reboot_during_processing``; telemetry is read only when a frame is in progress."""
+    has no such line and stays ``reboot_during_processing``; telemetry is read only when a frame is in progress,
+    and of it only the lines that may say so are parsed."""
     frames = queue.state["frames"]
     waiting = {int(k) for k, e in frames.items() if e["status"] == "in_progress"}
     if not waiting:
         return []
-    lines = read_lines(path)
+    lines = read_lines_with(path, (b'"start"', b'"interrupted"', b'"recovery"'))  # the others are not parsed
     starts = [i for i, r in enumerate(lines) if r.get("type") == "start"]
     named: set[int] = set()
     for r in lines[starts[-1] :] if starts else []:
@@ -124,7 +140,7 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "acquired": len(outcomes),
             "downlinked": counts["downlinked"],
             "queued": counts["queued"],
-            "partial": counts["partial"],  # some products sent, the others evicted or refused for room
+            "partial": counts["partial"],  # some products sent (or part of one), the others evicted or refused
             "dropped": counts["dropped"],
             # by reason code; each frame's detail is in the ledger
             "drop_reasons": dict(Counter(o.code for o in outcomes.values() if o.outcome == "dropped")),
@@ -139,6 +155,9 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "sent_bytes": sum(i.sent_bytes for i in items),
             "evicted_items": sum(i.status == EVICTED for i in items),
             "withdrawn_items": sum(i.status == EVICTED and i.reason in WITHDRAWN for i in items),  # among them
+            # among them too: evicted because their file was damaged or missing (a pass's "storage corruption: ...",
+            # a boot's "item file ... after reboot"), not for room
+            "corrupted_items": sum(i.status == EVICTED and storage_damage(i.reason) for i in items),
             "passes": queue.state["passes"],
         },
         "timing_ms": {

@@ -183,7 +183,7 @@ def test_the_cli_refuses_a_run_on_a_state_without_its_index(tmp_path: Path, caps
     [
         ({"version": 1}, "no 'state' object"),
         ({"version": 1, "state": {"next_id": 0}, "items": []}, "state 'passes' is None, not an integer"),
-        ([1, 2], "version None is not 1"),
+        ([1, 2], "version None is not 2 (or 1)"),
         (
             {"version": 1, "state": {"next_id": 1, "passes": 0, "seq": {}, "frames": {}, "next_frame_id": 0}},
             "no 'items' list",
@@ -278,3 +278,148 @@ def test_sent_files_are_removed_by_the_save_that_records_them(tmp_path: Path, mo
     monkeypatch.setattr(queue_module, "atomic_write", real)
     q.save()
     assert not list(q.items_dir.iterdir())
+
+
+# ------------------------------------------------------------------------------ review r6 of session 35
+class _PowerLost(BaseException):
+    """``kill -9`` at a chosen instant: nothing after it runs (not an Exception, so nothing catches it)."""
+
+
+def test_sent_files_a_power_loss_kept_are_removed_by_the_next_boot(tmp_path: Path, monkeypatch: Any) -> None:
+    """Power lost after the pass's save renamed index.json into place but before its unlinks: the sent items' files
+    stayed on flash for good (nothing but the save that records an item removes its file), outside the capacity.
+    The next boot's sweep removes every file of an item the index records sent or evicted, and only those."""
+    root = tmp_path / "queue"
+    q, (a, b, c) = _queue_of_three(root)
+    d = q.put("sparse", 2, _tm(2))[0]
+    q.save()
+
+    def die(self: Path, *args: Any, **kw: Any) -> None:
+        if self.suffix == ".pkt":
+            raise _PowerLost
+        os.unlink(self)
+
+    monkeypatch.setattr(Path, "unlink", die)
+    with pytest.raises(_PowerLost):
+        q.downlink_pass(a.wire_bytes + b.wire_bytes + c.wire_bytes, tmp_path / "dl")  # d stays pending
+    monkeypatch.undo()
+    q2 = DownlinkQueue(root, 1 << 20)
+    assert [q2.items[i.id].status for i in (a, b, c, d)] == ["sent", "sent", "sent", "pending"]  # the index saved
+    assert sorted(p.name for p in q2.items_dir.iterdir()) == sorted(i.file for i in (a, b, c, d))  # the leak
+    assert q2.sweep_stale_temps() == []  # no temporary file: what it returns is unchanged
+    assert q2.leftover_files == sorted(i.file for i in (a, b, c))
+    assert [p.name for p in q2.items_dir.iterdir()] == [d.file]  # the pending item's file is kept
+    assert q2.downlink_pass(1 << 20, tmp_path / "dl").items_completed == 1 and not list(q2.items_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "what"),
+    [
+        ("seq", {"258": "x"}, "state 'seq' of APID 258 is 'x', not a sequence count (0..16383)"),
+        ("seq", {"258": 16384}, "state 'seq' of APID 258 is 16384, not a sequence count (0..16383)"),
+        ("seq", {"258": True}, "state 'seq' of APID 258 is True"),
+        ("seq", {"abc": 1}, "state 'seq' has the key 'abc', not an APID (0..2047)"),
+        ("seq", {"4096": 1}, "state 'seq' has the key '4096', not an APID (0..2047)"),
+        ("faults_fired", 5, "state 'faults_fired' is 5, not a list of strings"),
+        ("faults_fired", ["seu@frame1", 2], "state 'faults_fired' is ['seu@frame1', 2], not a list of strings"),
+        ("frames", {"abc": {"source": "f", "status": "processed"}}, "state 'frames' has the key 'abc', not a frame id"),
+    ],
+)
+def test_wrong_sequence_counts_faults_or_ledger_keys_are_one_line_naming_the_index(
+    tmp_path: Path, where: str, value: Any, what: str
+) -> None:
+    """``seq = {"258": "x"}`` and ``faults_fired = 5`` were TypeError tracebacks at the first pass or frame (exit
+    1), a ledger key ``"abc"`` an ``invalid literal for int()`` naming no file: the load refuses each in one line."""
+    _queue_of_three(tmp_path / "queue")
+    index = tmp_path / "queue" / "index.json"
+    doc = json.loads(index.read_text())
+    doc["state"][where] = value
+    index.write_text(json.dumps(doc))
+    with pytest.raises(ValueError) as err:
+        DownlinkQueue(tmp_path / "queue", 1 << 20)
+    assert str(err.value).startswith(f"{index}: queue index unreadable (") and what in str(err.value)
+
+
+def test_the_index_is_version_2_and_a_version_1_state_still_boots(tmp_path: Path) -> None:
+    """Items carry ``crc32`` since session 35 but the index stayed version 1: the firmware rolled back read a new
+    state and crashed (``Item.__init__() got an unexpected keyword argument 'crc32'``). Version 2 is written (the
+    old reader's ``version != 1`` refuses it in one line), and a version-1 state, items without a CRC-32 as the
+    versions before session 35 wrote them, still boots and sends."""
+    _q, (a, b, c) = _queue_of_three(tmp_path / "queue")
+    index = tmp_path / "queue" / "index.json"
+    doc = json.loads(index.read_text())
+    assert doc["version"] == 2 and all(isinstance(d["crc32"], int) for d in doc["items"])
+    doc["version"] = 1
+    for d in doc["items"]:
+        del d["crc32"]
+    index.write_text(json.dumps(doc))
+    old = DownlinkQueue(tmp_path / "queue", 1 << 20)
+    assert [old.items[i.id].crc32 for i in (a, b, c)] == [None] * 3 and len(old.pending()) == 3
+    assert old.downlink_pass(1 << 20, tmp_path / "dl").items_completed == 3
+    assert all(parse_packet(p) for p in _sent(tmp_path / "dl"))
+    assert json.loads(index.read_text())["version"] == 2  # saved in the new version
+    index.write_text(json.dumps({**json.loads(index.read_text()), "version": 3}))
+    with pytest.raises(ValueError, match=r"queue index version 3 is not 2 \(or 1\)"):
+        DownlinkQueue(tmp_path / "queue", 1 << 20)
+
+
+def test_an_item_damaged_after_part_of_it_was_sent_leaves_its_frame_partial(tmp_path: Path) -> None:
+    """The audit's outD: item 186 had 1 of 7 packets sent, a bit flipped in packet 4, the pass sent 1-3 and evicted
+    it; the ground holds 4 of its 7 packets, but the summary said frame 34 ``dropped``, ``products_lost``, and the
+    report listed its whole size as lost. Now the frame is ``partial`` and the report shows the bytes not sent."""
+    from edgeae.firmware_sim.report import _queue
+    from edgeae.firmware_sim.telemetry import frame_outcomes, summarise
+
+    out = tmp_path / "out"
+    q = DownlinkQueue(out / "queue", 1 << 20)
+    packets = _patch(34)
+    a = q.put("patch", 34, packets)[0]
+    t = q.put("telemetry", 34, _tm(34))[0]
+    q.state["frames"]["34"] = {"source": "f34", "status": "processed", "reason": ""}
+    q.save()
+    assert q.downlink_pass(len(packets[0]), out / "downlink").packets_sent == 1  # 1 of its packets sent
+    f = q.items_dir / a.file
+    data = bytearray(f.read_bytes())
+    data[sum(map(len, packets[:4])) + 10] ^= 0x10  # a bit flipped in packet 4
+    f.write_bytes(bytes(data))
+    rep = q.downlink_pass(1 << 20, out / "downlink")
+    assert rep.damaged == (a.id,) and a.sent_packets == 4 and t.status == "sent"
+    o = frame_outcomes(q)[34]
+    assert (o.outcome, o.code) == ("partial", "lost patch")
+    assert o.reason.startswith("patch: storage corruption: item file ") and o.reason.endswith(
+        f"(4 of {a.n_packets} packets sent)"
+    )
+    s = summarise(q, [], {})
+    assert s["frames"]["partial"] == 1 and s["frames"]["dropped"] == 0 and s["frames"]["accounted"]
+    lost = a.wire_bytes - a.sent_bytes
+    html = _queue(out, [], {})
+    assert "bytes lost" in html and f"{lost:,} (of {a.wire_bytes:,}; 4 of {a.n_packets} packets sent)" in html
+
+
+def test_storage_corruption_is_counted_apart_from_queue_full(tmp_path: Path, capsys: Any) -> None:
+    """m_big.toml, a bit flipped in a pending item: the console said "queue full: 1 products evicted or refused
+    (...; raise budget.queue_capacity_bytes ...)". Items evicted because their file was damaged (by a pass) or
+    missing (at boot) are ``summary.queue.corrupted_items``, said as lost to storage corruption."""
+    from edgeae.firmware_sim.cli_outputs import _print_summary
+    from edgeae.firmware_sim.telemetry import storage_damage, summarise
+
+    root = tmp_path / "out" / "queue"
+    q = DownlinkQueue(root, 1 << 20)
+    a, b = q.put("patch", 0, _patch(0))[0], q.put("patch", 1, _patch(1))[0]
+    q.save()
+    (q.items_dir / b.file).unlink()  # gone: evicted at the next boot
+    q2 = DownlinkQueue(root, 4096)
+    assert q2.lost_on_recovery == [b.id]
+    f = q2.items_dir / a.file
+    f.write_bytes(bytes([f.read_bytes()[0] ^ 1]) + f.read_bytes()[1:])  # a bit flipped in its first packet
+    assert q2.downlink_pass(1 << 20, tmp_path / "out" / "downlink").damaged == (a.id,)
+    refused = q2.put("telemetry", 2, _tm(2, 5000))[0]
+    assert refused.reason == "queue_full"
+    assert [storage_damage(q2.items[i].reason) for i in (a.id, b.id, refused.id)] == [True, True, False]
+    assert not storage_damage("evicted for higher-priority item 3") and not storage_damage("frame_dropped")
+    s = summarise(q2, [], {"mission": "m", "budgets": {"memory_bytes": 1 << 28}})
+    assert s["queue"]["evicted_items"] == 3 and s["queue"]["corrupted_items"] == 2
+    _print_summary(s, str(tmp_path / "out"))
+    cap = capsys.readouterr()
+    assert "WARNING: 2 products lost to storage corruption (an item file damaged or missing in " in cap.err
+    assert "queue full: 1 products evicted or refused" in cap.out

@@ -278,3 +278,68 @@ def test_the_report_of_a_folder_with_a_damaged_mission_state_is_written(
     _boot(models, out).finish()
     (out / "mission.json").write_bytes(content)
     assert isinstance(_scoring_note(out), str)
+
+
+# ----------------------------------------------------------------- review r6 of session 35
+def test_a_boot_says_what_the_recovered_queue_lost_and_a_capacity_lowered_below_it(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """``DownlinkQueue.over_capacity`` was set at load and read by nothing; an item lost at recovery was only an
+    id in the ``recovery`` line. The boot writes an ``evicted`` event for each (its reason) and a
+    ``storage_over_capacity`` event, and says the lowered capacity among its console warnings."""
+    from edgeae.firmware_sim.loop import FlightRuntime
+    from edgeae.firmware_sim.testing import small_mission
+
+    files, out = _frames(tmp_path, 2), tmp_path / "out"
+    no_pass = {"downlink_bytes_per_pass": 0}
+    FlightRuntime(small_mission(models, reconstruction={"mode": "off"}, budget=no_pass), out).run(files)
+    index = json.loads((out / "queue" / "index.json").read_text())
+    pending = [d for d in index["items"] if d["status"] == "pending"]
+    gone = pending[0]
+    (out / "queue" / "items" / f"{gone['id']:08d}.pkt").unlink()
+    stored = sum(d["wire_bytes"] - d["sent_bytes"] for d in pending[1:])
+    assert stored > 4096
+    low = small_mission(models, reconstruction={"mode": "off"}, budget={**no_pass, "queue_capacity_bytes": 4096})
+    rt = FlightRuntime(low, out)
+    rt.close()
+    lines = _lines(out)
+    start = max(i for i, r in enumerate(lines) if r["type"] == "start")
+    events = [r for r in lines[start:] if r["type"] == "event"]
+    evicted = [e for e in events if e["kind"] == "evicted"]
+    assert [(e["item"], e["product"], e["frame_id"], e["reason"]) for e in evicted] == [
+        (gone["id"], gone["kind"], gone["frame_id"], "item file missing after reboot")
+    ]
+    assert evicted[0]["bytes"] == gone["wire_bytes"]
+    over = [e for e in events if e["kind"] == "storage_over_capacity"]
+    assert len(over) == 1 and (over[0]["stored_bytes"], over[0]["capacity_bytes"]) == (stored, 4096)
+    assert over[0]["detail"].startswith(f"{stored:,} B of queued products are stored, over queue_capacity_bytes")
+    assert f"{out / 'queue'}: {over[0]['detail']}" in rt.boot_warnings
+    assert "leftover_item_files" not in next(r for r in lines[start:] if r["type"] == "recovery")
+
+
+def test_the_boot_after_a_power_loss_parses_only_the_start_and_recovery_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame a power loss stopped stays ``in_progress`` for good, so every later boot parsed the whole
+    telemetry.jsonl twice (44 MB: 3.65 s and +390 MB RSS at boot): the boot parses only the lines it needs."""
+    import edgeae.firmware_sim.telemetry_lines as tl
+    from edgeae.firmware_sim.boot import power_loss_frames
+    from edgeae.firmware_sim.queue import DownlinkQueue
+    from edgeae.firmware_sim.telemetry import retake_unsaved
+
+    path = tmp_path / "telemetry.jsonl"
+    frame = {"type": "frame", "frame_id": 0, "status": "processed", "flags": ["recovery_mode"], "timing_ms": {}}
+    lines = [{"type": "start", "resumed": True}, *[{**frame, "frame_id": i} for i in range(500)]]
+    lines += [{"type": "recovery", "reboot_during_processing": [5]}, {"type": "start", "resumed": True}]
+    lines += [{"type": "event", "kind": "interrupted", "frame_id": 9}]
+    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines) + "{cut short\n")
+    parsed: list[bytes | str] = []
+    real = json.loads
+    monkeypatch.setattr(tl, "json", type("J", (), {"loads": staticmethod(lambda s: parsed.append(s) or real(s))}))
+    assert power_loss_frames({"5", "7"}, path) == [7]  # 5 named by an earlier boot's recovery line
+    assert len(parsed) == 3  # the two start lines and the recovery line
+    q = DownlinkQueue(tmp_path / "other" / "queue", 1 << 20)
+    q.state["frames"] = {str(i): {"source": "f", "status": "in_progress", "reason": ""} for i in (7, 9)}
+    parsed.clear()
+    assert retake_unsaved(q, path) == [9] and q.state["frames"]["9"]["status"] == "interrupted"
+    assert len(parsed) == 4  # and the interrupted event
