@@ -234,10 +234,11 @@ def state_without_index(root: Path) -> list[str]:
     except OSError:
         sized = False
     if sized:
-        from .telemetry import read_lines  # telemetry imports the queue: read lazily, on this path only
+        from .telemetry_lines import read_lines_with  # the lines module imports no queue
 
         kinds = {"frame", "pass", "recovery"}
-        n = sum(r.get("type") in kinds for r in read_lines(telemetry))
+        wanted = tuple(f'"{k}"'.encode() for k in kinds)  # only lines naming one are parsed (a long mission's file)
+        n = sum(r.get("type") in kinds for r in read_lines_with(telemetry, wanted))
         if n:
             found.append(f"{n} frame, pass or recovery line{'s' if n != 1 else ''} in {telemetry}")
     return found
