@@ -144,6 +144,61 @@ def test_damaged_config_json_resumes_with_last_pt_config(tmp_path: Path, caplog:
         assert load_config(run / "config.json") == cfg
     assert "not a readable training config (JSONDecodeError" in caplog.text and "last.pt recorded" in caplog.text
 
+    # the VAE trainer: its last.pt recorded the config without out, epochs, time_budget and zoo_name (review r7)
+    from edgeae.train.vae import load_config as load_vae_config
+    from edgeae.train.vae import train_vae
+
+    vcfg = _vae_config(tmp_path, zoo_name="tiny-vae")
+    assert train_vae(vcfg)["complete"] is False
+    (tmp_path / "vae" / "config.json").write_text("{")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert load_vae_config(tmp_path / "vae" / "config.json") == vcfg  # its epochs, budget and zoo name too
+    assert "last.pt recorded" in caplog.text
+    assert train_vae(dataclasses.replace(vcfg, time_budget=None), resume=True)["complete"]
+
+
+def _vae_config(tmp_path: Path, **kw: Any) -> Any:
+    """A tiny VAE run on three RGB images in ``tmp_path / "vae"``, stopped by its time budget after one batch."""
+    pytest.importorskip("cv2")
+    from test_train_resume import _images
+
+    from edgeae.train.vae import VAETrainConfig
+
+    data = _images(tmp_path / "imgs")
+    base: dict[str, Any] = dict(
+        out=str(tmp_path / "vae"), data=str(data), channels=3, hirise=False, widths=(4, 4, 4, 4), latent=8,
+        crops=16, batch_size=16, val_crops=16, epochs=2, threads=1, progress=False, bf16=False, time_budget=1e-9,
+        augment=False,
+    )  # fmt: skip
+    return VAETrainConfig(**{**base, **kw})
+
+
+def test_a_vae_last_pt_saved_without_its_resumable_keys_still_resumes(tmp_path: Path) -> None:
+    """A VAE last.pt written before review r7 holds its config without the keys a resume may change."""
+    from edgeae.train.vae import RESUMABLE, train_vae
+
+    vcfg = _vae_config(tmp_path)
+    train_vae(vcfg)
+    path = tmp_path / "vae" / "last.pt"
+    blob = torch.load(path, weights_only=True)
+    assert blob["config"]["out"] == vcfg.out and blob["config"]["epochs"] == 2  # the whole config now
+    torch.save({**blob, "config": {k: v for k, v in blob["config"].items() if k not in RESUMABLE}}, path)
+    assert train_vae(dataclasses.replace(vcfg, time_budget=None), resume=True)["complete"]
+    assert torch.load(path, weights_only=True)["config"]["out"] == vcfg.out
+
+
+def test_resume_of_a_model_without_last_pt_names_the_files_to_move(tmp_path: Path) -> None:
+    """ "run the command again (without --resume)" was refused there: the new run does not overwrite best.pt."""
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "cae", "mode": "gt", "widths": [4, 8]}))
+    (tmp_path / "best.pt").write_bytes(b"a model")
+    with pytest.raises(ResumeError) as e:
+        check_resume(tmp_path, "cae", 2)
+    assert str(e.value) == (
+        f"cannot resume {tmp_path}: it holds no last.pt to continue from, only best.pt; to train it again, move "
+        "best.pt away and run the command that started it (without --resume)"
+    )
+
 
 def _files(folder: Path, names: dict[str, bytes]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -261,3 +316,26 @@ def test_file_records_live_in_their_own_module_and_only_describe_the_hashed_data
     assert resume_files.file_records(files, str(data), "another hash") == []  # changed since the run read them
     assert resume_files.file_records([*files, data / "gone.png"], str(data), manifest_hash(files)) == []
     assert resume_files.file_records(None, str(data), manifest_hash(files)) == []
+
+
+def test_data_files_read_each_file_once_and_hash_as_manifest_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainers read their files once (DataFiles): every save records them from that read (review r7)."""
+    from edgeae import metadata
+    from edgeae.train.resume_files import DataFiles
+
+    data = tmp_path / "data"
+    files = _files(data, {"b.png": b"2", "a.png": b"1", "c.png": b"333"})
+    got = DataFiles.read(files)
+    assert got.hash == manifest_hash(files) and got.hash_of(files[1:]) == manifest_hash(files[1:])
+
+    def read_again(path: Any, *args: Any, **kwargs: Any) -> str:
+        raise AssertionError(f"{path} read again")
+
+    monkeypatch.setattr(metadata, "sha256_file", read_again)
+    model, opt = _tiny()
+    save_state(tmp_path, model, opt, None, TrainState(), {"data": str(data)}, got.hash, files=got)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["files"] == [
+        [n, len(b), hashlib.sha256(b).hexdigest()] for n, b in (("a.png", b"1"), ("b.png", b"2"), ("c.png", b"333"))
+    ]

@@ -334,3 +334,123 @@ def test_a_resume_on_changed_data_names_the_file_through_both_trainers(
         assert main(["train", kind, "--resume", str(run)]) == 2
         err = capsys.readouterr().err
         assert "the training data changed" in err and "now: 1 changed (f1.png)); start a new run" in err, err
+
+
+# review r7: last.pt before best.pt, one read of the data per run, a changed-data refusal before any image is decoded
+
+
+class _Killed(BaseException):
+    """What a kill -9 between two writes looks like to the test: the trainer stops there, writing nothing more."""
+
+
+@pytest.mark.parametrize("kind", ["cae", "vae"])
+def test_a_failed_first_last_pt_leaves_a_folder_the_command_trains_into_again(
+    folder: Path, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """best.pt / best_state.pt were written before the first last.pt: when that write failed (a full disk), --resume
+    said to run the command again, and that command was refused for the best.pt left there."""
+    import errno
+
+    from edgeae.atomic import WriteFailed
+    from edgeae.train import resume
+
+    def full_disk(folder: Any, *args: Any, **kwargs: Any) -> Path:
+        raise WriteFailed(errno.ENOSPC, f"cannot write {folder}/last.pt: no space left on device")
+
+    out = tmp_path / "run"
+    argv = {"cae": _cli, "vae": _vae_cli}[kind](folder, out)
+    monkeypatch.setattr(resume, "save_state", full_disk)
+    assert main(argv) == 2
+    assert "no space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # no model without its last.pt
+    monkeypatch.undo()
+    assert main(["train", kind, "--resume", str(out)]) == 2
+    assert "started it again (without --resume)" in capsys.readouterr().err
+    assert main(argv) == 0, capsys.readouterr().err  # as the resume refusal says
+    assert json.loads((out / "metrics.json").read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("kind", ["cae", "vae"])
+def test_a_kill_between_last_pt_and_the_best_model_resumes_to_the_same_best_model(
+    folder: Path, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """last.pt now comes first at an epoch's end: a kill before the best model is written leaves a last.pt that
+    says which epoch was best; the resume writes that model (the weights last.pt holds) before going on."""
+    import torch
+
+    import edgeae.checkpoint
+    from edgeae.train import vae
+
+    argv = {"cae": _cli, "vae": _vae_cli}[kind]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(argv(folder, full)) == 0
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise _Killed
+
+    if kind == "cae":
+        monkeypatch.setattr(edgeae.checkpoint, "save_checkpoint", killed)
+    else:
+        monkeypatch.setattr(vae, "_save_best_weights", killed)
+    with pytest.raises(_Killed):
+        main(argv(folder, part))
+    monkeypatch.undo()
+    assert (part / "last.pt").is_file() and not (part / "best.pt").exists() and not (part / "best_state.pt").exists()
+    assert torch.load(part / "last.pt", weights_only=True)["state"]["best_epoch"] == 1
+    assert main(["train", kind, "--resume", str(part)]) == 0, capsys.readouterr().err
+    a, b = (torch.load(f / "best.pt", weights_only=True) for f in (full, part))
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    ma, mb = (json.loads((f / "metrics.json").read_text()) for f in (full, part))
+    assert mb["best_epoch"] == ma["best_epoch"] == 1 and mb["val_loss"] == ma["val_loss"]
+
+
+def test_a_run_reads_each_data_file_once(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """save_state hashed every data file at each save (an lru_cache of 4,096 entries in front; the first save
+    re-hashed what manifest_hash had just read, and the model's training-data hash read the train files again)."""
+    import collections
+
+    import torch
+
+    from edgeae import metadata
+
+    real, reads = metadata.sha256_file, collections.Counter[str]()
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> str:
+        reads[Path(path).name] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(metadata, "sha256_file", counted)
+    for argv in (_cli(folder, tmp_path / "c", "--epochs", "2"), _vae_cli(folder, tmp_path / "v", "--epochs", "2")):
+        reads.clear()
+        assert main(argv) == 0, capsys.readouterr().err
+        assert {k: v for k, v in reads.items() if k.startswith("f")} == {f"f{i}.png": 1 for i in range(4)}, reads
+    files = sorted(folder.glob("*.png"))
+    blob = torch.load(tmp_path / "c" / "last.pt", weights_only=True)
+    assert blob["data_hash"] == metadata.manifest_hash(files)  # the same hash as before: old last.pt files resume
+    assert [r[0] for r in blob["files"]] == ["f1.png", "f2.png", "f3.png", "f0.png"]  # train files, then val
+    train = [f for f in files if f.name != "f0.png"]
+    assert torch.load(tmp_path / "c" / "best.pt", weights_only=True)["edgeae"].count(metadata.manifest_hash(train))
+
+
+def test_a_resume_on_changed_data_is_refused_before_any_image_is_decoded(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal came after every image was loaded and the validation crops drawn (load_state)."""
+    runs = {"cae": tmp_path / "c", "vae": tmp_path / "v"}
+    assert main(_cli(folder, runs["cae"], "--time-budget", "0.000001")) == 75
+    assert main(_vae_cli(folder, runs["vae"], "--time-budget", "0.000001", "--epochs", "2")) == 75
+    img = cv2.imread(str(folder / "f2.png"))
+    cv2.imwrite(str(folder / "f2.png"), img[::-1])
+
+    def decoded(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an image was decoded before the data check")
+
+    monkeypatch.setattr(crops, "load_masters", decoded)
+    capsys.readouterr()
+    for kind, run in runs.items():
+        assert main(["train", kind, "--resume", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "the training data changed" in err and "1 changed (f2.png)" in err, err

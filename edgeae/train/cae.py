@@ -75,7 +75,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     torch = require("torch")
     from edgeae import __version__
     from edgeae.checkpoint import save_checkpoint
-    from edgeae.metadata import ModelMetadata, manifest_hash
+    from edgeae.metadata import ModelMetadata
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
     from edgeae.train.common import (
@@ -94,10 +94,12 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
         TrainState,
         account_batch,
         check_resume,
+        check_state,
         load_state,
         resume_command,
         save_state,
     )
+    from edgeae.train.resume_files import DataFiles
     from edgeae.train.run_folder import named_mixture, refuse_trained_out
     from edgeae.train.run_memory import check_device_memory, check_run_memory, image_bytes, model_bytes, read_headers
     from edgeae.train.run_record import end_segment, first_command, start_segment, time_left
@@ -126,9 +128,11 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = config.corruption
-    run_files: list[str | os.PathLike[str]] = [*train_files, *val_files]  # last.pt records each file
-    data_hash = manifest_hash(run_files)
+    data = DataFiles.read([*train_files, *val_files])  # each file read once: every last.pt records them from here
+    data_hash = data.hash
     cfg_dict = config.to_dict()
+    if resume:  # other data or config: refused now, before the images are decoded
+        check_state(out, cfg_dict, data_hash, files=data)
     rounding = crops_rounding(config.crops, config.batch_size)
     if rounding:
         log.info("%s", rounding)
@@ -178,9 +182,10 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     state = TrainState()
+    was_complete = False
     if resume:
-        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash, files=run_files)
-        state.complete = False  # a complete run resumes only to more epochs (check_resume)
+        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash, files=data)
+        was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
         write_json(out / "config.json", {"kind": "cae", **cfg_dict})  # the checks passed: --epochs etc. apply
         if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
             log.info("resumed %s: it stopped early after epoch %d; writing its final files", out, state.epochs_done)
@@ -195,7 +200,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
         input_shape=(-1, channels, config.tile, config.tile),
         channels=channels,
         mask=spec.describe(),
-        training_data_hash=manifest_hash(list(train_files)),
+        training_data_hash=data.hash_of(train_files),
         edgeae_version=__version__,
         extra={
             "data": config.data,
@@ -210,10 +215,17 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     )
     best_path = out / "best.pt"
     loss_of = _loss_fn(config.loss)
+
+    def save_best() -> None:  # the model as it is at the end of epoch state.best_epoch
+        scores = {"best_epoch": state.best_epoch, "val_loss": state.best_val}
+        save_checkpoint(best_path, model, metadata, scores, state.history)
+
+    if resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done:
+        save_best()  # last.pt was written at its best epoch's end, then best.pt (which a kill may have prevented)
     deadline = Deadline(config.time_budget)
 
     def save() -> Path:
-        return save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash, kind="cae", files=run_files)
+        return save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash, kind="cae", files=data)
 
     autosave = Autosave(state, save)
     stopped: str | None = None
@@ -284,9 +296,10 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = val, epoch
-                save_checkpoint(best_path, model, metadata, {"best_epoch": epoch, "val_loss": val}, state.history)
             state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            autosave.save_now()
+            autosave.save_now()  # last.pt before best.pt: a first last.pt that fails leaves no best.pt behind
+            if improved:
+                save_best()
             write_history(state.history, out)
             if config.patience and epoch - state.best_epoch >= config.patience:
                 log.info("early stop: no improvement for %d epochs", epoch - state.best_epoch)

@@ -35,8 +35,10 @@ from typing import Any
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path, remove_stale_temps
+from edgeae.train.resume_files import DataFiles as DataFiles
 from edgeae.train.resume_files import data_change as data_change
 from edgeae.train.resume_files import file_records
+from edgeae.train.run_folder import TRAINED_FILES
 
 STATE_FILE = "last.pt"
 STATE_VERSION = 1
@@ -208,11 +210,12 @@ def save_state(
     config: dict[str, Any],
     data_hash: str,
     kind: str = "",
-    files: Sequence[str | os.PathLike[str]] | None = None,
+    files: Sequence[str | os.PathLike[str]] | DataFiles | None = None,
 ) -> Path:
     """Write ``folder/last.pt`` atomically (``kind``: the trainer's model kind, checked by :func:`check_resume`;
     ``files``: the training and validation files ``data_hash`` was made of, recorded one by one so that a resume on
-    changed data names them). Temporary files a killed writer left in ``folder`` are removed first."""
+    changed data names them; the trainers pass the :class:`DataFiles` they read once at the start, so a save does
+    not read the data again). Temporary files a killed writer left in ``folder`` are removed first."""
     torch = require("torch")
     path = Path(folder) / STATE_FILE
     remove_stale_temps(folder)
@@ -253,31 +256,13 @@ def load_state(
     scheduler: Any,
     config: dict[str, Any],
     data_hash: str,
-    files: Sequence[str | os.PathLike[str]] | None = None,
+    files: Sequence[str | os.PathLike[str]] | DataFiles | None = None,
 ) -> TrainState:
     """Restore ``folder/last.pt`` into ``model``/``optimizer``/``scheduler`` after checking data and config
-    (``files``: those ``data_hash`` was made of, to name the ones that changed), then remove the temporary files
-    a killed writer left in ``folder``. Torch's global RNG is left as it is (a ``last.pt`` written before session
-    35 records it; training never draws from it)."""
+    (:func:`check_state`), then remove the temporary files a killed writer left in ``folder``. Torch's global RNG
+    is left as it is (a ``last.pt`` written before session 35 records it; training never draws from it)."""
     blob = _read_state(folder)
-    if blob["data_hash"] != data_hash:
-        what = ""
-        if files:
-            with contextlib.suppress(OSError):  # naming the files is a courtesy: the refusal stands without it
-                what = data_change(Path(folder), blob, files, str(blob["config"].get("data", "")))
-        raise ResumeError(
-            f"cannot resume {folder}: the training data changed (manifest hash {blob['data_hash'][:12]}… "
-            f"at the start, {data_hash[:12]}… now{what}); start a new run instead"
-        )
-    old = {k: v for k, v in blob["config"].items() if k not in RESUMABLE_CHANGES}
-    new = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
-    for k, default in ADDED_LATER.items():  # runs saved before a key existed ran with its default
-        if k in new and k not in old:
-            old[k] = default
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if changed:
-        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ResumeError(f"cannot resume {folder}: the config changed ({diffs})")
+    _check_blob(folder, blob, config, data_hash, files)
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
     if scheduler is not None and blob.get("scheduler") is not None:
@@ -300,6 +285,47 @@ def load_state(
     )
 
 
+def check_state(
+    folder: str | os.PathLike[str],
+    config: dict[str, Any],
+    data_hash: str,
+    files: Sequence[str | os.PathLike[str]] | DataFiles | None = None,
+) -> None:
+    """Refuse (a :class:`ResumeError`) to resume the run in ``folder`` on other data (``data_hash``; ``files``: those
+    it was made of, to name the ones that changed) or another ``config`` (the keys of :data:`RESUMABLE_CHANGES`
+    aside): what :func:`load_state` checks, for the trainers to call right after hashing the data, before any image
+    is decoded."""
+    _check_blob(folder, _read_state(folder), config, data_hash, files)
+
+
+def _check_blob(
+    folder: str | os.PathLike[str],
+    blob: dict[str, Any],
+    config: dict[str, Any],
+    data_hash: str,
+    files: Sequence[str | os.PathLike[str]] | DataFiles | None,
+) -> None:
+    """:func:`check_state` of the ``last.pt`` contents ``blob``."""
+    if blob["data_hash"] != data_hash:
+        what = ""
+        if files:
+            with contextlib.suppress(OSError):  # naming the files is a courtesy: the refusal stands without it
+                what = data_change(Path(folder), blob, files, str(blob["config"].get("data", "")))
+        raise ResumeError(
+            f"cannot resume {folder}: the training data changed (manifest hash {blob['data_hash'][:12]}… "
+            f"at the start, {data_hash[:12]}… now{what}); start a new run instead"
+        )
+    old = {k: v for k, v in blob["config"].items() if k not in RESUMABLE_CHANGES}
+    new = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    for k, default in ADDED_LATER.items():  # runs saved before a key existed ran with its default
+        if k in new and k not in old:
+            old[k] = default
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ResumeError(f"cannot resume {folder}: the config changed ({diffs})")
+
+
 def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``folder/last.pt`` as a dict, read weights only (tensors, numbers, strings, containers: a pickled object
     that would run code is refused, not run); a ResumeError saying why it cannot be."""
@@ -308,6 +334,13 @@ def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
     path = Path(folder) / STATE_FILE
     if not path.is_file():
+        trained = [name for name in TRAINED_FILES if (Path(folder) / name).exists()]
+        if trained and (Path(folder) / "config.json").is_file():  # a new run refuses to overwrite them: say so
+            them = ", ".join(trained)
+            raise ResumeError(
+                f"cannot resume {folder}: it holds no {STATE_FILE} to continue from, only {them}; to train it again, "
+                f"move {them} away and run the command that started it (without --resume)"
+            )
         if (Path(folder) / "config.json").is_file():  # killed before the first save: a new run can start there
             raise ResumeError(
                 f"cannot resume {folder}: the run stopped before its first checkpoint ({STATE_FILE} is written at the "

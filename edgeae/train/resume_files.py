@@ -1,6 +1,8 @@
 """The per-file records of a run's ``last.pt``: each training and validation file's name, size and SHA-256, so that
 a resume refused because the data changed names the files that changed, were added or were removed.
 
+:class:`DataFiles` reads each file of a run once, at its start: the manifest hash, the model's training-data hash
+and every ``last.pt``'s records all come from that one read (a save never reads the data again).
 :func:`file_records` is what :func:`edgeae.train.resume.save_state` records, :func:`data_change` what
 :func:`edgeae.train.resume.load_state` adds to its refusal.
 """
@@ -8,41 +10,63 @@ a resume refused because the data changed names the files that changed, were add
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeae._optional import require
 
+Facts = tuple[tuple[Path, int, str], ...]  # (path, size, sha256) of each file
 
-@functools.lru_cache(maxsize=4096)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's SHA-256, once per process while its size and time stay the same (``last.pt`` is written often)."""
+
+def _file_facts(files: Sequence[str | os.PathLike[str]]) -> Facts:
+    """``(path, size, sha256)`` of each file, what :func:`edgeae.metadata.manifest_hash` hashes; each file read once."""
     from edgeae.metadata import sha256_file
 
-    return sha256_file(path)
-
-
-def _file_facts(files: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, int, str]]:
-    """``(path, size, sha256)`` of each file, what :func:`edgeae.metadata.manifest_hash` hashes."""
     out = []
     for f in files:
         p = Path(f)
-        st = p.stat()
-        out.append((p, st.st_size, _sha256(str(p), st.st_size, st.st_mtime_ns)))
-    return out
+        out.append((p, p.stat().st_size, sha256_file(p)))
+    return tuple(out)
 
 
-def _facts_hash(facts: list[tuple[Path, int, str]]) -> str:
+def _facts_hash(facts: Sequence[tuple[Path, int, str]]) -> str:
     """:func:`edgeae.metadata.manifest_hash` of the files ``facts`` describes, without reading them again."""
     h = hashlib.sha256()
     for p, size, sha in sorted(facts, key=lambda t: t[0]):
         h.update(f"{p.name}\t{size}\t{sha}\n".encode())
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The training and validation files of a run, each read once (:meth:`read`): their manifest hash
+    (:attr:`hash`, equal to :func:`edgeae.metadata.manifest_hash` of them: older ``last.pt`` files still resume),
+    the hash of a part of them (:meth:`hash_of`: the model's ``training_data_hash``) and ``last.pt``'s per-file
+    records, without reading the data again."""
+
+    facts: Facts
+
+    @classmethod
+    def read(cls, files: Sequence[str | os.PathLike[str]]) -> DataFiles:
+        return cls(_file_facts(files))
+
+    @property
+    def hash(self) -> str:
+        return _facts_hash(self.facts)
+
+    def hash_of(self, files: Sequence[str | os.PathLike[str]]) -> str:
+        """The manifest hash of ``files``, some of these files (a KeyError names one that is not)."""
+        by_path = {p: (p, size, sha) for p, size, sha in self.facts}
+        return _facts_hash([by_path[Path(f)] for f in files])
+
+
+def _facts_of(files: Sequence[str | os.PathLike[str]] | DataFiles) -> Facts:
+    return files.facts if isinstance(files, DataFiles) else _file_facts(files)
 
 
 def _record_name(path: Path, data: str) -> str:
@@ -54,12 +78,15 @@ def _record_name(path: Path, data: str) -> str:
     return path.name
 
 
-def file_records(files: Sequence[str | os.PathLike[str]] | None, data: str, data_hash: str) -> list[list[Any]]:
+def file_records(
+    files: Sequence[str | os.PathLike[str]] | DataFiles | None, data: str, data_hash: str
+) -> list[list[Any]]:
     """``[name, size, sha256]`` of each of ``files`` (named as :func:`_record_name` says, ``data``: the run's
     ``--data``), [] when none are given, one is gone since the run read it, or they no longer make up
-    ``data_hash`` (a file changed since: the start's hash stands, and the state is saved without the records)."""
+    ``data_hash`` (a file changed since: the start's hash stands, and the state is saved without the records).
+    :class:`DataFiles` are not read again: their records are those of the start's read."""
     try:
-        facts = _file_facts(files) if files else []
+        facts = _facts_of(files) if files else ()
     except OSError:
         return []
     return [[_record_name(p, data), size, sha] for p, size, sha in facts] if _facts_hash(facts) == data_hash else []
@@ -71,11 +98,13 @@ def _names(label: str, names: list[str], shown: int = 3) -> str:
     return f"{len(names)} {label} ({', '.join(names[:shown])}{more})"
 
 
-def data_change(folder: Path, blob: dict[str, Any], files: Sequence[str | os.PathLike[str]], data: str) -> str:
+def data_change(
+    folder: Path, blob: dict[str, Any], files: Sequence[str | os.PathLike[str]] | DataFiles, data: str
+) -> str:
     """What differs between the files a run started on (its ``last.pt``'s per-file records, else the names its
     ``best.pt`` lists) and ``files`` now: ``": 1 changed (im0.png); 2 added (a.png, b.png)"``, or a note saying
     what the run did not record."""
-    now = {_record_name(p, data): (size, sha) for p, size, sha in _file_facts(files)}
+    now = {_record_name(p, data): (size, sha) for p, size, sha in _facts_of(files)}
     records = blob.get("files")
     if isinstance(records, list) and records:
         old = {str(r[0]): (int(r[1]), str(r[2])) for r in records}

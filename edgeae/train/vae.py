@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -110,10 +109,9 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     """:func:`train_vae` once the run folder is held."""
     torch = require("torch")
     from edgeae import __version__
-    from edgeae.atomic import atomic_path
     from edgeae.checkpoint import save_checkpoint
     from edgeae.data import data_root
-    from edgeae.metadata import ModelMetadata, manifest_hash
+    from edgeae.metadata import ModelMetadata
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
     from edgeae.train.common import (
         crops_rounding,
@@ -131,10 +129,12 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         TrainState,
         account_batch,
         check_resume,
+        check_state,
         load_state,
         resume_command,
         save_state,
     )
+    from edgeae.train.resume_files import DataFiles
     from edgeae.train.run_folder import named_mixture, refuse_trained_out
     from edgeae.train.run_memory import check_device_memory, check_run_memory, image_bytes, model_bytes, read_headers
     from edgeae.train.run_record import end_segment, first_command, start_segment, time_left
@@ -163,9 +163,13 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     check_device_memory(device, model_need)
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_files: list[str | os.PathLike[str]] = [*train_files, *val_files]  # last.pt records each file
-    data_hash = manifest_hash(run_files)
-    cfg_dict = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE}
+    data = DataFiles.read([*train_files, *val_files])  # each file read once: every last.pt records them from here
+    data_hash = data.hash
+    # the whole config, as the CAE trainer records it: a damaged config.json resumes with it (common.read_config);
+    # the keys a resume may change are left out of the comparison (resume.RESUMABLE_CHANGES, RESUMABLE here)
+    cfg_dict = config.to_dict()
+    if resume:  # other data or config: refused now, before the images are decoded
+        check_state(out, cfg_dict, data_hash, files=data)
     n_batches = config.crops_per_epoch // config.batch_size
     rounding = crops_rounding(config.crops, config.batch_size)
     if rounding:
@@ -197,10 +201,11 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = TrainState()
+    was_complete = False
     if resume:
-        state = load_state(out, model, optimizer, None, cfg_dict, data_hash, files=run_files)
-        state.complete = False  # a complete run resumes only to more epochs (check_resume)
-        write_json(out / "config.json", {"kind": "vae", **config.to_dict()})  # the checks passed: --epochs applies
+        state = load_state(out, model, optimizer, None, cfg_dict, data_hash, files=data)
+        was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
+        write_json(out / "config.json", {"kind": "vae", **cfg_dict})  # the checks passed: --epochs applies
         if state.early_stop:  # no early stopping here, but a state that records one is finished: no more epochs
             log.info("resumed %s: it stopped early after epoch %d; writing its final files", out, state.epochs_done)
         else:
@@ -235,7 +240,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         architecture=vae_cfg.to_dict(),
         input_shape=(-1, channels, config.patch, config.patch),
         channels=channels,
-        training_data_hash=manifest_hash(list(train_files)),
+        training_data_hash=data.hash_of(train_files),
         edgeae_version=__version__,
         extra={
             "data": config.data,
@@ -250,10 +255,12 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         },
     )
     best_state = out / "best_state.pt"
+    if resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done:
+        _save_best_weights(torch, model, best_state)  # last.pt came first at its best epoch's end: a kill between
     deadline = Deadline(config.time_budget)
 
     def save() -> Path:
-        return save_state(out, model, optimizer, None, state, cfg_dict, data_hash, kind="vae", files=run_files)
+        return save_state(out, model, optimizer, None, state, cfg_dict, data_hash, kind="vae", files=data)
 
     autosave = Autosave(state, save)
     stopped: str | None = None
@@ -309,10 +316,10 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = va, epoch
-                with atomic_path(best_state) as tmp:
-                    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
             state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            autosave.save_now()
+            autosave.save_now()  # last.pt before best_state.pt: a first last.pt that fails leaves no model behind
+            if improved:
+                _save_best_weights(torch, model, best_state)
             write_history(state.history, out)
             if stopped is None and deadline.expired and state.epoch <= config.epochs:
                 stopped, cause = deadline.reason, deadline.cause
@@ -378,6 +385,14 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         score["lambda"], score["threshold"], path,
     )  # fmt: skip
     return metrics
+
+
+def _save_best_weights(torch: Any, model: Any, path: Path) -> None:
+    """Write the weights of ``model`` to ``path`` (``best_state.pt``) atomically, as CPU tensors."""
+    from edgeae.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
 
 
 def _warn_crop_count(config: VAETrainConfig, state: Any, out: Path) -> None:
