@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,15 @@ class _FakeActor:
     """A Ray actor run in this process, in ``worker_cwd`` (a Ray worker's working directory is its raylet's). An image
     whose name has ``poison`` in it kills its worker every time: after ``WORKER_RETRIES + 1`` deaths its call fails
     with ``RayActorError``, as Ray's does; one with ``once`` in it kills it the first time only (the retry succeeds).
-    Each death builds the actor anew (``restarts``), as Ray restarts it (``max_restarts=-1``)."""
+    Each death builds the actor anew (``restarts``), as Ray restarts it, until its ``max_restarts`` are spent: then it
+    is dead for good and every call fails (the one in flight too). ``fake.crashes_init(actor)`` true: the worker dies
+    in the constructor (os._exit, SIGILL, the OOM killer), a death and a restart like any other."""
 
-    def __init__(self, fake: _FakeRayModule, cls: type, args: tuple[Any, ...]) -> None:
+    def __init__(self, fake: _FakeRayModule, cls: type, args: tuple[Any, ...], options: dict[str, Any]) -> None:
         self.fake, self.cls, self.args, self.restarts = fake, cls, args, 0
-        self.instance = self._build()
+        self.max_restarts = int(options.get("max_restarts", 0))
+        self.dead = False
+        self.instance: Any = None
 
     def __getattr__(self, method: str) -> Any:  # actor.method.remote(*args)
         fake = self.fake
@@ -64,12 +68,33 @@ class _FakeActor:
         instance.whoami = f"fake-{id(self)}-{self.restarts}"  # a new worker process each restart
         return instance
 
-    def _die(self) -> None:
-        self.restarts += 1
+    def start(self) -> None:
+        """Build the instance; a worker that dies in the constructor is restarted until max_restarts are spent."""
+        while self.fake.crashes_init is not None and self.fake.crashes_init(self):
+            assert self.restarts < 1000, "an actor restarted for ever (max_restarts=-1): the scan would hang"
+            if not self._death():
+                return
+        if self.fake.init_error is None:  # else the constructor raised: no instance
+            self.instance = self._build()
+
+    def _death(self) -> bool:
+        """One worker death; False when the actor is dead for good (its max_restarts spent)."""
         self.fake.deaths += 1
-        self.instance = self._build()
+        if 0 <= self.max_restarts <= self.restarts:
+            self.dead = True
+            return False
+        self.restarts += 1
+        return True
+
+    def _die(self) -> None:
+        if self._death():
+            self.start()
 
     def run(self, ref: _FakeRef) -> None:
+        died = self.fake.exceptions.RayActorError("The actor died unexpectedly before finishing this task.")
+        if self.dead:
+            ref.error = died
+            return
         if self.fake.init_error is not None:  # the actor's constructor raised: every call fails, saying so
             ref.error = self.fake.init_error
             return
@@ -77,15 +102,22 @@ class _FakeActor:
             ref.value = getattr(self.instance, ref.method)(*ref.args)
             return
         path, name = ref.args
+        self.fake.scanned_by.append((name, self.fake.actors.index(self)))
         tries = ray_engine.WORKER_RETRIES + 1
         if "poison" in name:
             for _ in range(tries):
                 self._die()
+                if self.dead:
+                    ref.error = died
+                    return
             ref.error = self.fake.exceptions.RayActorError("The actor is temporarily unavailable")
             return
         if "once" in name and name not in self.fake.died_once:
             self.fake.died_once.add(name)
             self._die()
+            if self.dead:
+                ref.error = died
+                return
         driver_cwd = os.getcwd()
         os.chdir(self.fake.worker_cwd)
         try:
@@ -117,7 +149,9 @@ class _FakeRayModule:
         self.scans: list[_FakeRef] = []
         self.in_flight = self.max_in_flight = self.deaths = 0
         self.died_once: set[str] = set()
+        self.scanned_by: list[tuple[str, int]] = []  # (image, actor) of each scan call run, retries not repeated
         self.init_error: BaseException | None = None
+        self.crashes_init: Callable[[_FakeActor], bool] | None = None
         self.startable = 1 << 30  # actors beyond this many never start (the cluster has no CPU left for them)
         self.timeouts = 0
 
@@ -133,12 +167,13 @@ class _FakeRayModule:
         class Options:
             def options(self, **kw: Any) -> Any:
                 fake.options.append(kw)
-                return type("ActorClass", (), {"remote": lambda _, *args: fake._create(cls, args)})()
+                return type("ActorClass", (), {"remote": lambda _, *args: fake._create(cls, args, kw)})()
 
         return Options()
 
-    def _create(self, cls: type, args: tuple[Any, ...]) -> _FakeActor:
-        self.actors.append(_FakeActor(self, cls, args))
+    def _create(self, cls: type, args: tuple[Any, ...], options: dict[str, Any]) -> _FakeActor:
+        self.actors.append(_FakeActor(self, cls, args, options))
+        self.actors[-1].start()
         return self.actors[-1]
 
     def submit(self, actor: _FakeActor, method: str, args: tuple[Any, ...]) -> _FakeRef:
@@ -222,7 +257,8 @@ def test_an_image_that_kills_its_worker_is_retried_a_bounded_number_of_times_the
     assert "(3 worker death(s) in this scan" in caplog.text
     # the retries are the actors' own options (not deprecated), the actors one per CPU, ended at the end
     [options] = fake.options
-    assert options["max_task_retries"] == ray_engine.WORKER_RETRIES == 2 and options["max_restarts"] == -1
+    assert options["max_task_retries"] == ray_engine.WORKER_RETRIES == 2
+    assert options["max_restarts"] == ray_engine.ACTOR_RESTARTS == 4  # bounded: a worker dying as it loads the model
     assert options["num_cpus"] == 1 and options["num_gpus"] == 0
     assert len(fake.actors) == 2 and fake.killed == fake.actors
     from edgeae.scan.local import iter_local

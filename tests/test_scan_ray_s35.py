@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,8 @@ def test_gpu_actors_run_the_gpu_scorer_one_gpu_each(moon, tmp_path, monkeypatch)
     out = _scan(fake, entries, monkeypatch, gpu_factory=gpu_factory)
     assert all(not err for _, _, err in out) and len(out) == 5
     [options] = fake.options
-    assert options["num_gpus"] == 1 and options["num_cpus"] == 1 and options["max_restarts"] == -1
+    assert options["num_gpus"] == 1 and options["num_cpus"] == 1
+    assert options["max_restarts"] == ray_engine.ACTOR_RESTARTS
     assert len(fake.actors) == 2 and all(a.args[0] is gpu_factory for a in fake.actors)
     fake = _FakeRayModule(tmp_path, {"CPU": 4.0, "GPU": 2.0})  # no GPU scorer given: CPU actors
     _scan(fake, entries, monkeypatch)
@@ -137,7 +139,9 @@ def test_a_model_the_actors_cannot_load_ends_the_scan_in_one_line(moon, tmp_path
         "The actor died because of an error raised in its creation task\nTraceback ...\nValueError: bad model file",
         actor_init_failed=True,
     )
-    with pytest.raises(RuntimeError, match=r"^the Ray actors cannot load the model: ValueError: bad model file$"):
+    with pytest.raises(
+        ray_engine.ModelLoadError, match=r"^the Ray actors cannot load the model: ValueError: bad model file$"
+    ):
         _scan(fake, entries, monkeypatch)
     assert fake.killed == fake.actors and len(fake.actors) == 2
 
@@ -166,6 +170,120 @@ def test_another_error_of_a_call_is_that_images_failure_and_an_early_stop_ends_t
     next(outcomes)
     outcomes.close()  # Ctrl-C, or a caller that stops early
     assert fake.killed == fake.actors and len(fake.scans) == 3  # nothing sent after the stop
+
+
+# -- workers that die while loading the model (review r3, session 35) ----------------------------------------------
+def test_workers_that_die_loading_the_model_end_the_scan_in_one_line_instead_of_a_silent_hang(
+    moon, tmp_path, monkeypatch
+) -> None:
+    """Every worker dies in the actor's constructor (the OOM killer, SIGILL from a runtime): with unbounded restarts
+    the probes never answered and the scan waited for ever. Each actor is restarted ACTOR_RESTARTS times, replaced
+    once per place, then the scan ends with one line; no image is recorded either way."""
+    entries = walk_archive(_crops(tmp_path / "arc", moon, NAMES[:3]))
+    fake = _FakeRayModule(tmp_path)
+    fake.crashes_init = lambda actor: True
+    with pytest.raises(ray_engine.ActorsDiedError) as info:
+        _scan(fake, entries, monkeypatch)
+    text = str(info.value)
+    assert text.startswith(ray_engine.ACTORS_DIED + ": 4 actor(s) died for good before") and "\n" not in text
+    assert "-v shows Ray's messages" in text and ray_engine.ACTOR_RESTARTS == 4
+    assert len(fake.actors) == 2 + 2 and not fake.scans  # two places, each refilled once; nothing sent
+    assert fake.deaths == 4 * (ray_engine.ACTOR_RESTARTS + 1) and fake.killed == fake.actors
+
+
+def test_an_actor_whose_workers_die_loading_the_model_is_replaced_and_the_scan_goes_on(
+    moon, tmp_path, monkeypatch, caplog
+) -> None:
+    """One actor lands where the model cannot load (its first): it is replaced, every image is done by the others."""
+    entries = walk_archive(_crops(tmp_path / "arc", moon, NAMES[:5]))
+    fake = _FakeRayModule(tmp_path)
+    fake.crashes_init = lambda actor: actor is fake.actors[0]
+    caplog.set_level(logging.WARNING, "edgeae")
+    out = _scan(fake, entries, monkeypatch)
+    assert sorted(e.name for e, r, err in out if r is not None and not err) == list(NAMES[:5])
+    assert len(fake.actors) == 3 and {a for _, a in fake.scanned_by} == {1, 2}
+    warned = [r.getMessage() for r in caplog.records if r.name == "edgeae.scan.ray_engine"]
+    assert warned == [f"1 Ray actor(s) died for good before they could scan an image ({ray_engine.ACTORS_DIED})"]
+
+
+def test_an_image_whose_actor_dies_for_good_is_sent_to_another_once_then_recorded_as_failed(
+    moon, tmp_path, monkeypatch, caplog
+) -> None:
+    """One actor: poison_1 kills its worker 3 times (failed; 3 restarts spent), poison_2 spends the last restart and
+    the actor is dead for good: poison_2 goes to a fresh actor, whose restarts after it crash loading the model, so
+    it is dead for good too: poison_2 is failed (not sent on for ever) and a third actor scans the rest."""
+    names = ("poison_1.png", "poison_2.png", "x.png", "y.png")
+    entries = walk_archive(_crops(tmp_path / "arc", moon, names))
+    fake = _FakeRayModule(tmp_path)
+    fake.crashes_init = lambda actor: len(fake.actors) == 2 and actor is fake.actors[1] and actor.restarts > 0
+    caplog.set_level(logging.WARNING, "edgeae")
+    out = _scan(fake, entries, monkeypatch, actors=1)
+    assert [(e.name, err) for e, _, err in out] == [
+        ("poison_1.png", ray_engine.WORKER_DIED), ("poison_2.png", ray_engine.WORKER_DIED), ("x.png", ""),
+        ("y.png", ""),
+    ]  # fmt: skip
+    assert fake.scanned_by == [("poison_1.png", 0), ("poison_2.png", 0), ("poison_2.png", 1), ("x.png", 2),
+                               ("y.png", 2)]  # fmt: skip
+    assert fake.killed == fake.actors and fake.deaths == 3 + 2 + (1 + ray_engine.ACTOR_RESTARTS)
+    assert "2 image(s) recorded as failed" in caplog.text and "actor(s) died for good" not in caplog.text
+
+
+def test_a_restart_that_crashes_loading_the_model_after_an_image_death_reschedules_that_image(
+    moon, tmp_path, monkeypatch
+) -> None:
+    """a_once.png kills its worker once; the restarts after it all crash in the constructor, so its actor is dead for
+    good: the image, which a restart would have scanned, goes to another actor and is done."""
+    entries = walk_archive(_crops(tmp_path / "arc", moon, ("a_once.png", "b.png", "c.png", "d.png")))
+    fake = _FakeRayModule(tmp_path)
+    fake.crashes_init = lambda actor: actor is fake.actors[0] and actor.restarts > 0
+    out = _scan(fake, entries, monkeypatch)
+    assert all(r is not None and not err for _, r, err in out) and len(out) == 4
+    assert [a for n, a in fake.scanned_by if n == "a_once.png"] == [0, 1] and len(fake.actors) == 3
+    assert fake.deaths == 1 + ray_engine.ACTOR_RESTARTS
+
+
+def test_the_command_says_in_one_line_that_the_actors_cannot_load_the_model_or_die_loading_it(
+    moon, tmp_path, monkeypatch, capsys
+) -> None:
+    """`edgeae scan --engine ray`: a model the actors cannot load is one line and status 2 (not a 70-line
+    traceback and 1); workers that die loading it, one line and status 1 (a worker process that died)."""
+    from edgeae.cli import main
+
+    arc = _crops(tmp_path / "arc", moon, NAMES[:2])
+    fake = _FakeRayModule(tmp_path)
+    fake.init_error = fake.exceptions.RayActorError(
+        "The actor died because of an error raised in its creation task\nTraceback ...\n"
+        "FileNotFoundError: /nfs/models/orbital.tflite: not mounted on this node",
+        actor_init_failed=True,
+    )
+    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
+    argv = ["scan", str(arc), "--out", str(tmp_path / "o"), "--engine", "ray", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "edgeae scan: error: the Ray actors cannot load the model: FileNotFoundError: /nfs/models/orbital.tflite: "
+        "not mounted on this node\n"
+    )
+    fake = _FakeRayModule(tmp_path)
+    fake.crashes_init = lambda actor: True
+    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
+    assert main(argv) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"edgeae scan: error: {ray_engine.ACTORS_DIED}: 4 actor(s) died for good")
+    assert not (tmp_path / "o").exists()  # no image recorded: the folder it made is gone again
+
+
+def test_the_ray_reports_start_up_names_what_it_is_now() -> None:
+    from edgeae.scan.report_text import _facts
+
+    r = {"images": 2, "done": 2, "failed": 0, "pending": 0, "patches_per_s_scoring": 10.0, "scoring_seconds": 2.0,
+         "startup_seconds": 1.5}  # fmt: skip
+    [line] = [x for x in _facts({**r, "engine": "ray"}) if x.startswith("- scoring:")]
+    assert line.endswith("after 1.5 s of start-up (Ray up and the actors asked for; their start and model loading "
+                         "count as scoring)")  # fmt: skip
+    assert "dataset" not in line
+    [line] = [x for x in _facts({**r, "engine": "local"}) if x.startswith("- scoring:")]
+    assert line.endswith("(processes, models, first chunk)")
 
 
 # -- real worker processes killed (a local Ray instance) -----------------------------------------------------------
@@ -236,3 +354,28 @@ def test_a_real_worker_that_kills_itself_fails_only_its_image(local_ray, moon, t
     [warning] = [r.getMessage() for r in caplog.records if r.name == "edgeae.scan.ray_engine"]
     deaths = re.search(r"^1 image\(s\) recorded as failed: .* died on them 3 times \((\d+) worker death", warning)
     assert deaths is not None and int(deaths.group(1)) >= 3 + 1, warning
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_real_worker_that_dies_loading_the_model_ends_the_scan_in_one_line(local_ray, moon, tmp_path) -> None:
+    """Ray 2.60: the model factory ends its worker process (``os._exit``, as SIGILL or the OOM killer would) in every
+    actor: before, restarted for ever, a silent hang; now one actor and its replacement, each restarted ACTOR_RESTARTS
+    times, then the one-line error."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("the hang guard (SIGALRM) needs the main thread")
+    entries = walk_archive(_crops(tmp_path / "arc", moon, NAMES[:3]))
+
+    def hang(signum: int, frame: Any) -> None:  # the driver's ray.wait loop wakes every second: this gets through
+        raise TimeoutError("the scan still waits after 120 s: the actors are restarted for ever")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(120)
+    try:
+        with pytest.raises(ray_engine.ActorsDiedError, match=r"^the Ray actors' worker processes die while loading "):
+            list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), functools.partial(os._exit, 132), actors=1))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -159,6 +159,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
     from edgeae.scan.quality import QualityFilter
+    from edgeae.scan.ray_engine import ActorsDiedError, ModelLoadError
     from edgeae.scan.report_text import report_markdown, report_summary
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
@@ -197,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ScanStateError as exc:
         raise CLIError(str(exc)) from exc
+    except ModelLoadError as exc:  # the model cannot be loaded: one line, status 2 (Ray's traceback left out)
+        raise CLIError(str(exc)) from None
+    except ActorsDiedError as exc:  # worker processes that died: one line, status 1 (README, exit statuses)
+        print(f"edgeae scan: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         restore()
     # a few lines (counts, rates, the best patches, where the report is); the whole report.md with -v

@@ -8,10 +8,13 @@ worker's disk, so on a cluster the driver needs nothing from the worker's node. 
 same atomic per-image writer the local engine uses (resume and idempotence are identical).
 
 A worker process that dies on an image (killed, out of memory, a crash in native code) is restarted and the call
-tried :data:`WORKER_RETRIES` more times (the actor options ``max_restarts=-1``, ``max_task_retries``); then that image,
-and only it, is recorded as failed. Each actor has one call in flight: the driver sends it its next image when the
-last comes back, so the driver holds a few calls whatever the archive's size. Paths and the model file must be
-readable on every node of a cluster. Connecting to Ray (a cluster or a local instance) is
+tried :data:`WORKER_RETRIES` more times (the actor option ``max_task_retries``); then that image, and only it, is
+recorded as failed. An actor is restarted :data:`ACTOR_RESTARTS` times in all (``max_restarts``); then it is dead for
+good, the driver replaces it and sends the image it held to another actor, once. Actors whose workers die while loading
+the model are replaced a bounded number of times; a pool left with none ends the scan (:class:`ActorsDiedError`), as a
+model that cannot load does at once (:class:`ModelLoadError`). Each actor has one call in flight: the driver sends it
+its next image when the last comes back, so the driver holds a few calls whatever the archive's size. Paths and the
+model file must be readable on every node of a cluster. Connecting to Ray (a cluster or a local instance) is
 :mod:`edgeae.scan.ray_connect`.
 """
 
@@ -21,6 +24,7 @@ import atexit
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +42,12 @@ from edgeae.scan.scoring import Scorer
 # more times on the restarted actor; then the image is recorded as failed
 WORKER_RETRIES = 2
 
+# an actor's worker process is restarted at most this many times in all: its image's retries and a few more deaths (of
+# other images, or while the model loads again); then the actor is dead for good and the driver replaces it. Unbounded
+# (-1, before), a worker that died while loading the model (killed, out of memory, SIGILL from a runtime on a node
+# lacking its instruction set) was restarted for ever and the scan waited for it silently
+ACTOR_RESTARTS = WORKER_RETRIES + 2
+
 WORKER_DIED = (
     f"a Ray worker process died while reading or scoring it, {WORKER_RETRIES + 1} times (killed, out of memory or a "
     "crash in native code); --retry-failed scans it again"
@@ -47,7 +57,21 @@ WORKER_DIED = (
 # One call in flight per actor: Ray charges a retry to every call queued on an actor that dies (Ray 2.60, with
 # max_task_retries=0: each call queued behind the one that killed its actor failed with it), so a second call queued
 # behind an image that kills its worker three times could be recorded as failed with it
-ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": WORKER_RETRIES}
+ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_restarts": ACTOR_RESTARTS, "max_task_retries": WORKER_RETRIES}
+
+
+class ModelLoadError(RuntimeError):
+    """The Ray actors cannot load the model (its constructor raised): every image would fail the same way."""
+
+
+class ActorsDiedError(RuntimeError):
+    """No Ray actor is left to scan: their worker processes died while loading the model, again and again."""
+
+
+ACTORS_DIED = (
+    "the Ray actors' worker processes die while loading the model (killed, out of memory or a crash in native code; "
+    "-v shows Ray's messages)"
+)
 
 ImageReply = tuple[ImageResult | None, str, int, str]
 """What one call returns: (result, error, patches seen, the worker process that scanned it)."""
@@ -114,14 +138,15 @@ def iter_ray(
     Starts a local Ray instance (``num_cpus``, no dashboard, loopback only) unless ``address`` names a cluster or Ray is
     already initialised; a Ray instance started here is shut down at the end, and the actors are ended in any case.
     ``actors`` (default: one per GPU when the cluster has GPUs and ``gpu_factory`` is given, with ``num_gpus=1`` each;
-    else one per CPU) is never more than the images.
+    else one per CPU) is never more than the images. Raises :class:`ModelLoadError` when the actors cannot load the
+    model, :class:`ActorsDiedError` when their worker processes die while loading it until no actor is left.
     """
     if not entries:
         return
     ray = require("ray")
     started = _init_ray(ray, address, num_cpus)
     quiet = _RayMessages(ray, verbose=logging.getLogger("edgeae").isEnabledFor(logging.DEBUG))
-    pool: list[Any] = []
+    made: list[Any] = []  # every actor asked for, replacements included: all ended at the end
     try:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
@@ -129,14 +154,19 @@ def iter_ray(
         size = min(len(entries), actors or (gpus if use_gpu else max(1, int(resources.get("CPU", 1)))))
         actor = ray.remote(ImageActor).options(**ACTOR_OPTIONS, num_gpus=1 if use_gpu else 0)
         model = gpu_factory if use_gpu and gpu_factory is not None else factory
-        pool = [actor.remote(model, config) for _ in range(size)]
-        probes = [a.identity.remote() for a in pool]  # answered once the actor is up (its model loaded)
+
+        def make() -> Any:
+            made.append(actor.remote(model, config))
+            return made[-1]
+
+        pool = _Pool(ray, make, size, entries)  # asks for the actors and their identity() probes
         if on_ready is not None:
             on_ready()
-        yield from _calls(ray, pool, probes, entries, on_patches or (lambda n: None), quiet)
+        yield from pool.run(on_patches or (lambda n: None))
+        pool.warn(quiet.deaths)
     finally:
         try:
-            for a in pool:  # an early stop leaves no actor scanning on a cluster
+            for a in made:  # an early stop leaves no actor scanning on a cluster
                 ray.kill(a)
             if started:
                 with _sigterm_kept():
@@ -145,89 +175,142 @@ def iter_ray(
             quiet.close()
 
 
-def _calls(
-    ray: Any,
-    pool: list[Any],
-    probes: list[Any],
-    entries: list[ArchiveEntry],
-    report: Callable[[int], None],
-    quiet: _RayMessages,
-) -> Iterator[Outcome]:
-    """Send each actor of ``pool`` one image at a time, the first once its ``identity()`` probe (``probes``) answered,
-    the next as its last comes back; yield each outcome. An actor that cannot start (more actors than the cluster has
-    CPUs or GPUs for) gets no image, so no image waits for it."""
-    died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
-            ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)  # fmt: skip
-    todo = iter(zip(entries, worker_items(entries), strict=True))
-    running: dict[Any, tuple[int, ArchiveEntry]] = {}  # call -> (actor, image)
-    starting = {probe: slot for slot, probe in enumerate(probes)}
-    last = [""] * len(pool)  # the worker process that answered each actor's last call ("": not known)
-    deaths = lost = 0  # deaths seen here: a lower bound (a worker restarted twice between two calls counts once)
-    more = True  # images left to send
+class _Pool:
+    """The driver's side of the actors: each gets one image at a time, the first once its ``identity()`` probe
+    answered (an actor that cannot start, more actors than the cluster has CPUs or GPUs for, gets none, so no image
+    waits for it), the next as its last comes back.
 
-    def send(slot: int) -> None:
-        nonlocal more
-        item = next(todo, None) if more else None
-        if item is None:
-            more = False
-        else:
-            running[pool[slot].scan.remote(item[1]["path"], item[1]["name"])] = (slot, item[0])
+    A call that fails with a worker's death is followed by a probe of its actor: one that answers (restarted) means the
+    image killed its worker ``WORKER_RETRIES + 1`` times (recorded as failed); one that fails means the actor is dead
+    for good (:data:`ACTOR_RESTARTS` spent): its image is sent to another actor, once, and the actor is replaced. An
+    actor that dies for good before its first answer (its workers die while loading the model) is replaced too, ``size``
+    times in a scan at most; then its place is left empty, and a pool left with none ends the scan."""
 
-    while running or (more and starting):
-        # a timeout: Ctrl-C and SIGTERM get through
-        ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=1.0)
-        for ref in ready:
-            if ref in starting:
-                slot = starting.pop(ref)
-                last[slot] = _first_worker(ray, ref, died)
-                send(slot)
-                continue
-            slot, entry = running.pop(ref)
-            try:
-                result, error, seen, whoami = ray.get(ref)
-            except died as exc:
-                _raise_if_init_failed(ray, exc)
-                result, error, seen = None, WORKER_DIED, 0
-                lost += 1
-                deaths += WORKER_RETRIES + 1
-                last[slot] = ""  # a new worker process answers next: not a further death
-            except Exception as exc:  # anything else is this image's failure
-                result, error, seen = None, error_text(exc), 0
+    def __init__(self, ray: Any, make: Callable[[], Any], size: int, entries: list[ArchiveEntry]) -> None:
+        self.ray, self.make, self.size = ray, make, size
+        self.died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
+                     ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)  # fmt: skip
+        self.todo = deque(zip(entries, worker_items(entries), strict=True))  # (image, what its worker gets)
+        self.actors: list[Any] = [make() for _ in range(size)]  # None: a place left empty
+        self.up = [False] * size  # the actor in each place answered at least once
+        self.starting = {a.identity.remote(): slot for slot, a in enumerate(self.actors)}  # probe -> place
+        self.running: dict[Any, tuple[int, ArchiveEntry, dict[str, str]]] = {}  # call -> (place, image, item)
+        self.held: dict[int, tuple[ArchiveEntry, dict[str, str]]] = {}  # place -> image its dead call waits on
+        self.idle: list[int] = []  # places whose actor is up with no call (no image left to send, for now)
+        self.last = [""] * size  # the worker process that answered each actor last ("": not known)
+        self.moved: set[str] = set()  # images sent to another actor after theirs died for good
+        # deaths seen here: a lower bound (a worker restarted twice between two calls counts once)
+        self.deaths = self.lost = self.failed_starts = self.empty = 0
+
+    def run(self, report: Callable[[int], None]) -> Iterator[Outcome]:
+        """Yield each image's outcome as its call comes back."""
+        while self.running or self.held or (self.todo and self.starting):
+            # a timeout: Ctrl-C and SIGTERM get through
+            ready, _ = self.ray.wait([*self.running, *self.starting], num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in self.starting:
+                    yield from self._answered(self.starting.pop(ref), ref)
+                    continue
+                slot, entry, item = self.running.pop(ref)
+                try:
+                    result, error, seen, whoami = self.ray.get(ref)
+                except self.died as exc:
+                    _raise_if_init_failed(self.ray, exc)
+                    self.held[slot] = (entry, item)  # its outcome waits for the probe: restarted or dead for good?
+                    self.starting[self.actors[slot].identity.remote()] = slot
+                    continue
+                except Exception as exc:  # anything else is this image's failure
+                    result, error, seen = None, error_text(exc), 0
+                else:
+                    if self.last[slot] and self.last[slot] != whoami:
+                        self.deaths += 1
+                    self.last[slot] = whoami
+                self._ready(slot)  # before the caller writes this one: the actor is not kept waiting
+                report(seen)
+                yield entry, result, error
+        if self.todo:  # images left and no actor: every place was left empty
+            raise ActorsDiedError(
+                f"{ACTORS_DIED}: {self.failed_starts} actor(s) died for good before they could scan an image, each "
+                f"after {ACTOR_RESTARTS} restarts; the images finished before are kept"
+            )
+
+    def _answered(self, slot: int, probe: Any) -> Iterator[Outcome]:
+        """An identity() probe came back: the actor is up (its held image, if any, killed it every time), or dead."""
+        try:
+            whoami = str(self.ray.get(probe))
+        except self.died as exc:
+            _raise_if_init_failed(self.ray, exc)
+            yield from self._dead_for_good(slot)
+            return
+        self.up[slot], self.last[slot] = True, whoami  # after a death: a new process, already counted below
+        held = self.held.pop(slot, None)
+        self._ready(slot)
+        if held is not None:
+            self.lost += 1
+            self.deaths += WORKER_RETRIES + 1
+            yield held[0], None, WORKER_DIED
+
+    def _dead_for_good(self, slot: int) -> Iterator[Outcome]:
+        """The actor in ``slot`` will not answer again: its held image goes to another actor (once), the place gets a
+        fresh actor unless too many never came up."""
+        held = self.held.pop(slot, None)
+        if held is not None:
+            self.deaths += 1
+            if held[0].name in self.moved:  # its second actor died for good too: failed, not sent on for ever
+                self.lost += 1
+                yield held[0], None, WORKER_DIED
             else:
-                if last[slot] and last[slot] != whoami:
-                    deaths += 1
-                last[slot] = whoami
-            send(slot)  # before the caller writes this one: the actor is not kept waiting
-            report(seen)
-            yield entry, result, error
-    deaths = max(deaths, quiet.deaths)
-    log = logging.getLogger(__name__)
-    if lost:
-        log.warning(
-            "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) in this "
-            "scan; -v shows Ray's messages)", lost, WORKER_RETRIES + 1, deaths,
-        )  # fmt: skip
-    elif deaths:
-        log.warning(
-            "%d Ray worker process(es) died during the scan; their images were scanned again and every one finished",
-            deaths,
-        )
+                self.moved.add(held[0].name)
+                self.todo.appendleft(held)
+        if not self.up[slot]:
+            self.failed_starts += 1  # ACTOR_RESTARTS + 1 worker deaths, counted apart from the images' ones
+        self.last[slot] = ""
+        # an actor that scanned images is always replaced (its deaths came with images, which are bounded); one that
+        # never came up, ``size`` times in a scan (a node where the model cannot load, a few actors placed there)
+        if self.up[slot] or self.failed_starts <= self.size:
+            self.actors[slot], self.up[slot] = self.make(), False
+            self.starting[self.actors[slot].identity.remote()] = slot
+        else:
+            self.actors[slot] = None
+            self.empty += 1
+        self._send()  # an image given back, and an actor up with nothing to do
 
+    def _ready(self, slot: int) -> None:
+        self.idle.append(slot)
+        self._send()
 
-def _first_worker(ray: Any, probe: Any, died: tuple[type[BaseException], ...]) -> str:
-    """The worker process that answered an actor's ``identity()`` probe ("" when its workers died first: its images
-    are sent all the same, and recorded as failed if they die too)."""
-    try:
-        return str(ray.get(probe))
-    except died as exc:
-        _raise_if_init_failed(ray, exc)
-        return ""
+    def _send(self) -> None:
+        while self.idle and self.todo:
+            slot = self.idle.pop(0)
+            entry, item = self.todo.popleft()
+            self.running[self.actors[slot].scan.remote(item["path"], item["name"])] = (slot, entry, item)
+
+    def warn(self, reported: int) -> None:
+        """The scan's warnings: images failed with their workers, deaths, actors that never came up."""
+        log = logging.getLogger(__name__)
+        # Ray's messages (a lower bound: it folds repeated ones) count the deaths of the actors that never came up too
+        deaths = max(self.deaths, reported - self.failed_starts * (ACTOR_RESTARTS + 1))
+        if self.failed_starts:
+            log.warning(
+                "%d Ray actor(s) died for good before they could scan an image (%s)%s", self.failed_starts,
+                ACTORS_DIED, f"; the scan went on with {self.size - self.empty} of {self.size}" if self.empty else "",
+            )  # fmt: skip
+        if self.lost:
+            log.warning(
+                "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) in "
+                "this scan; -v shows Ray's messages)", self.lost, WORKER_RETRIES + 1, deaths,
+            )  # fmt: skip
+        elif deaths:
+            log.warning(
+                "%d Ray worker process(es) died during the scan; their images were scanned again and every one "
+                "finished", deaths,
+            )  # fmt: skip
 
 
 def _raise_if_init_failed(ray: Any, exc: BaseException) -> None:
     """A model that an actor cannot load (its constructor raised) ends the scan: every image would fail the same way."""
     if isinstance(exc, ray.exceptions.RayActorError) and exc.actor_init_failed:
-        raise RuntimeError(f"the Ray actors cannot load the model: {_reason(exc)}") from exc
+        raise ModelLoadError(f"the Ray actors cannot load the model: {_reason(exc)}") from exc
 
 
 def _reason(exc: BaseException) -> str:

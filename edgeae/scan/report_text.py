@@ -118,7 +118,7 @@ def _facts(r: dict[str, Any]) -> list[str]:
             f"- scoring: **{r['patches_per_s_scoring']:.1f} patches/s** over {r['scoring_seconds']:.1f} s of scoring, "
             f"after {r['startup_seconds']:.1f} s of start-up ("
             + (
-                "Ray up and the dataset built; its actors' start and model loading count as scoring)"
+                "Ray up and the actors asked for; their start and model loading count as scoring)"
                 if r.get("engine") == "ray"
                 else "processes, models, first chunk)"
             )
