@@ -42,8 +42,8 @@ FLOAT_NOTE = (
     "benchmarks --only export`: 144.6 dB on AVX2, 155.9 on AVX-512), and some int8-vs-fp32 rank figures move in "
     "their 4th decimal (the VAE's int8 TFLite tail Spearman, 0.9986 vs 0.9984). Quality figures against the "
     "original images are identical at the printed precision where a rerun on another CPU checked them (session 35:"
-    " `python benchmarks/reconstruction_acceptance.py`, published from an AVX2 host, rerun on AVX-512 VNNI: fp32 "
-    "PyTorch PSNRs up to 1.2e-7 dB apart, classical and int8 ONNX figures the same to every printed digit)."
+    " the command of the reconstruction acceptance section below, published from an AVX2 host, rerun on AVX-512 "
+    "VNNI: fp32 PyTorch PSNRs up to 1.2e-7 dB apart, classical and int8 ONNX figures the same to every printed digit)."
 )
 
 

@@ -48,3 +48,10 @@ def test_the_invalid_map_projection_note_is_printed_once_per_product(tmp_path: P
     for label in labels:  # from the driver, once however often it opened the product
         assert caplog.text.count(f"{label}: {NOTE}") == 1
     assert NOTE not in capfd.readouterr().err  # the workers (their own stderr) say nothing more
+    # a second scan in the same process (a notebook, a library user) gives each note again (review r9: the
+    # driver's once-per-process set left it silent, its workers being quiet)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        scan_archive(tmp_path / "arc", "orbital-gray-vae", tmp_path / "out2", **kw)
+    for label in labels:
+        assert caplog.text.count(f"{label}: {NOTE}") == 1

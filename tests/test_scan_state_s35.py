@@ -216,3 +216,37 @@ def test_a_failed_or_skipped_image_keeps_no_outputs_of_an_earlier_scan(tmp_path:
         for path in (store.part_path(e.key), store.top_path(e.key), store.meta_path(e.key)):
             assert not path.exists(), path
     assert {r.status for r in store.records().values()} == {"failed", "skipped"}
+
+
+@pytest.mark.parametrize("damaged", ["part", "top"])
+def test_the_map_layer_leaves_out_an_image_pending_after_damage(tmp_path: Path, formats: Path, damaged: str) -> None:
+    """Review r9: --geo took every entry with a meta.json and a top.npz: a pending image's (damaged part) earlier
+    detections were published, and a damaged top.npz failed the command after the report was written."""
+    pytest.importorskip("rasterio")
+    pytest.importorskip("pyarrow")
+    import json
+    import shutil
+
+    from test_scan_support import mean_scorer_factory, tiny_cae
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    model = tiny_cae(tmp_path / "tiny.pt")
+    arc = tmp_path / "arc"
+    arc.mkdir()
+    shutil.copy(formats / "isis3" / "ldem_4_reduced.cub", arc / "z.cub")
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, min_valid=0.0)
+    layer = tmp_path / "l.geojson"
+    assert scan_archive(arc, model, tmp_path / "out", geo=layer, **kw)["done"] == 1
+    assert json.loads(layer.read_text())["features"]
+    f = next((tmp_path / "out" / "parts").glob("z-*.top.npz" if damaged == "top" else "z-*.parquet"))
+    f.write_bytes(f.read_bytes()[:100])
+    write_image(arc / "a.png", np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    layer.unlink()
+    r = scan_archive(arc, model, tmp_path / "out", geo=layer, max_images=1, **kw)
+    assert (r["done"], r["pending"], r["geo_layers"]) == (1, 1, []) and not layer.exists()
+    import pyarrow.parquet as pq
+
+    rows = {row["file"]: row for row in pq.read_table(tmp_path / "out" / "images.parquet").to_pylist()}
+    assert rows["z.cub"]["status"] == "pending" and not rows["z.cub"]["product_id"]  # no earlier scan's facts

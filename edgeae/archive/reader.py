@@ -79,6 +79,12 @@ NOTES_LOGGER = f"{__name__}.notes"
 _notes_log = logging.getLogger(NOTES_LOGGER)
 
 
+def new_notes() -> None:
+    """Forget which notes were given: a new scan (``edgeae.scan.run.scan_archive``) gives each once again, also in a
+    process that ran a scan before (a notebook, a library user)."""
+    _WARNED.clear()
+
+
 def _warn_once(path: Path, note: str) -> None:
     """Log a note about a product once per process (a scan opens each product several times)."""
     key = (os.fspath(path), note)

@@ -106,7 +106,11 @@ def _features(
 
     patch = store.config.patch
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    recs = store.reconcile(entries)  # done images only: a pending one's files (a damaged part) are an earlier scan's
     for e in entries:
+        rec = recs.get(e.name)
+        if rec is None or rec.status != "done":
+            continue
         meta_path = store.meta_path(e.key)
         if not meta_path.exists() or not store.top_path(e.key).exists():
             continue

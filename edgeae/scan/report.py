@@ -247,7 +247,8 @@ def finalize(
     s_by_name = {e.name: s for e, s in zip(done, summaries, strict=True)}
     for e in entries:
         r = recs.get(e.name) or Record(e.name, e.key, "pending")
-        meta = json.loads(store.meta_path(e.key).read_text()) if store.meta_path(e.key).exists() else {}
+        meta_path = store.meta_path(e.key)  # a pending image's facts are an earlier scan's: none shown
+        meta = json.loads(meta_path.read_text()) if r.status == "done" and meta_path.exists() else {}
         per_image.append(
             {"file": e.name, "status": r.status, "error": r.error if r.status == "failed" else "",
              "reason": r.reason if r.status == "skipped" else "",

@@ -108,6 +108,9 @@ def scan_archive(
         views, group,
     )  # fmt: skip
     entries = walk_archive(archive, exclude=out)  # a results folder inside the archive is not part of it
+    from edgeae.archive.reader import new_notes
+
+    new_notes()  # each product's notes once a scan, whatever scans this process ran before
     specs = archive if isinstance(archive, list) else [archive]
     if not entries:
         raise FileNotFoundError(f"archive {', '.join(os.fspath(a) for a in specs)} holds no image files")
