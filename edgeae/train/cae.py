@@ -6,9 +6,9 @@ is saved with :func:`edgeae.checkpoint.save_checkpoint`; the config, loss curves
     out/config.json  out/loss.csv  out/loss.png  out/best.pt  out/metrics.json
 
 The configuration lives in :mod:`edgeae.train.cae_config`, the validation metrics in
-:mod:`edgeae.train.cae_validation`, the steps of the loop in :mod:`edgeae.train.cae_steps` and the run folder
-(held for the run, and how the checkpoint records its files) in :mod:`edgeae.train.run_folder`; their public names
-are importable from here too.
+:mod:`edgeae.train.cae_validation`, the steps of the loop in :mod:`edgeae.train.cae_steps`, the warm start
+(``--init``) in :mod:`edgeae.train.cae_init` and the run folder (held for the run, and how the checkpoint records
+its files) in :mod:`edgeae.train.run_folder`; their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,8 @@ from edgeae.train.cae_config import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from edgeae.train.cae_config import CAETrainConfig as CAETrainConfig
 from edgeae.train.cae_config import load_config as load_config
 from edgeae.train.cae_config import split_data as split_data
+from edgeae.train.cae_init import _warm_start  # train_cae looks it up here
+from edgeae.train.cae_init import init_val_seed as init_val_seed
 
 # train_cae looks the names it imports up in this module: tests patch edgeae.train.cae._loss_fn and _val_loss
 from edgeae.train.cae_steps import COLLAPSE_ACTIVE as COLLAPSE_ACTIVE
@@ -358,44 +359,3 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     # debug: `edgeae train cae` prints the fuller line (parameters, per-level PSNR) from the returned metrics
     log.debug("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
     return metrics
-
-
-def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
-    """Load the weights of checkpoint ``path`` into ``model`` (a fine-tune: optimiser and LR schedule start
-    afresh). The architecture must match exactly; returns what the new model's metadata records about it."""
-    from edgeae.checkpoint import load_checkpoint
-    from edgeae.metadata import MetadataError
-
-    ck = load_checkpoint(path)
-    if ck.metadata.kind != "cae":  # before the defaults below, which would describe it as a seed CAE
-        raise MetadataError(f"--init {path}: this is a {ck.metadata.kind} checkpoint, not a cae")
-    arch = {"variant": "seed", "tile": 128, **ck.metadata.architecture}  # absent = the defaults, as build() reads it
-    want = cae_cfg.to_dict()
-    keys = ("variant", "channels", "widths", "tile")
-    if any(_norm(arch.get(k)) != _norm(want.get(k)) for k in keys):
-        got, mine = {k: arch.get(k) for k in keys}, {k: want.get(k) for k in keys}
-        raise MetadataError(f"--init {path}: its architecture {got} is not this run's {mine}")
-    try:
-        model.load_state_dict(ck.model.state_dict())
-    except RuntimeError as exc:
-        raise MetadataError(f"--init {path}: its weights do not fit this run's model ({exc})") from exc
-    log.info("warm start from %s (its best epoch %s)", path, ck.metrics.get("best_epoch"))
-    return {
-        "file": Path(path).name,
-        "training_data_hash": ck.metadata.training_data_hash,
-        "val_loss": ck.metrics.get("val_loss"),
-    }
-
-
-def init_val_seed(path: str | os.PathLike[str]) -> int | None:
-    """The validation seed of the run that made checkpoint ``path`` (None when its metadata does not say):
-    a fine-tune that validates on the same crops gets a ``loss.csv`` comparable with its starting run's."""
-    from edgeae.checkpoint import load_checkpoint
-
-    extra = load_checkpoint(path).metadata.extra
-    seed = extra.get("val_seed", extra.get("seed"))
-    return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
-
-
-def _norm(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v

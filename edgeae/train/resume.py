@@ -13,6 +13,8 @@ is read with ``weights_only=True``: a file that holds anything but tensors, numb
 A :class:`Deadline` ends training cleanly: at a wall-clock budget (``--time-budget 90m``) or on SIGINT/SIGTERM
 (``nohup`` runs stopped with ``kill``), the trainer finishes the current batch, writes ``last.pt`` and returns;
 the command line then exits with :func:`stop_exit_status` (not 0: a chain ``train ... && gate ...`` stops there).
+The deadline, the exit statuses and the mid-epoch saves (:class:`Autosave`) live in :mod:`edgeae.train.run_clock`;
+their names are importable from here too.
 
 ``last.pt`` also records the kind of model (``cae``/``vae``) and whether the run is complete, so a run is only
 resumed by its own trainer and a finished run is not silently trained further (:func:`check_resume`).
@@ -24,13 +26,9 @@ import contextlib
 import json
 import math
 import os
-import re
-import signal
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from edgeae._optional import require
@@ -38,15 +36,21 @@ from edgeae.atomic import atomic_path, remove_stale_temps
 from edgeae.train.resume_files import DataFiles as DataFiles
 from edgeae.train.resume_files import data_change as data_change
 from edgeae.train.resume_files import file_records
+
+# the run's clock (time budget, signals, exit statuses, mid-epoch saves); the trainers look Deadline up here
+from edgeae.train.run_clock import CHECKPOINT_EVERY_S as CHECKPOINT_EVERY_S
+from edgeae.train.run_clock import EXIT_BUDGET as EXIT_BUDGET
+from edgeae.train.run_clock import EXIT_SIGINT as EXIT_SIGINT
+from edgeae.train.run_clock import EXIT_SIGTERM as EXIT_SIGTERM
+from edgeae.train.run_clock import Autosave as Autosave
+from edgeae.train.run_clock import Deadline as Deadline
+from edgeae.train.run_clock import parse_duration as parse_duration
+from edgeae.train.run_clock import stop_exit_status as stop_exit_status
 from edgeae.train.run_folder import TRAINED_FILES
 
 STATE_FILE = "last.pt"
 STATE_VERSION = 1
 
-# exit statuses of a training command whose run stopped before it was complete (continue with --resume)
-EXIT_BUDGET = 75  # EX_TEMPFAIL: the time budget ran out; try again later
-EXIT_SIGINT = 130  # 128 + SIGINT, as a shell reports a process killed by it
-EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 # Config keys that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset(
@@ -57,112 +61,12 @@ RESUMABLE_CHANGES = frozenset(
 ADDED_LATER: dict[str, object] = {"data_workers": 1}
 
 
-CHECKPOINT_EVERY_S = 600.0  # mid-epoch last.pt at most this far apart
-
-
-class Autosave:
-    """The training clock and mid-epoch saves of one run, shared by both trainers: the time spent training
-    goes into ``state.seconds`` and ``save()`` (which writes ``last.pt``) runs at most ``every_s`` apart."""
-
-    def __init__(self, state: TrainState, save: Callable[[], object], every_s: float = CHECKPOINT_EVERY_S) -> None:
-        self.state, self._save, self.every_s = state, save, every_s
-        self._last = time.monotonic()
-        self._t0 = time.perf_counter()
-
-    def start_epoch(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def bank_time(self) -> None:
-        """Add the training time since the last call (or the epoch's start) to ``state.seconds``."""
-        now = time.perf_counter()
-        self.state.seconds += now - self._t0
-        self._t0 = now
-
-    def batch_done(self) -> None:
-        if time.monotonic() - self._last > self.every_s:
-            self.bank_time()
-            self.save_now()
-
-    def save_now(self) -> None:
-        self._save()
-        self._last = time.monotonic()
-
-
 class ResumeError(ValueError):
     """A run folder cannot be resumed (missing state, other data, other config, another kind, complete)."""
 
 
 class TrainingDiverged(ValueError):
     """The loss became NaN or infinite: the run cannot go on (a user error: too high a learning rate)."""
-
-
-def stop_exit_status(stop: str | None) -> int:
-    """The exit status of a training command whose run stopped for ``stop`` (``"budget"``, ``"SIGINT"``,
-    ``"SIGTERM"``; None = not stopped): 0, :data:`EXIT_BUDGET`, :data:`EXIT_SIGINT` or :data:`EXIT_SIGTERM`."""
-    if stop is None:
-        return 0
-    return {"SIGINT": EXIT_SIGINT, "SIGTERM": EXIT_SIGTERM}.get(stop, EXIT_BUDGET)
-
-
-def parse_duration(text: str | float | int | None) -> float | None:
-    """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds; None, "" or ``"none"`` -> None (no
-    limit: what ``--resume RUN --time-budget none`` gives a run that had one)."""
-    if text is None or text == "" or (isinstance(text, str) and text.strip().lower() == "none"):
-        return None
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        t = text.strip().lower()
-        if re.fullmatch(r"\d+(\.\d+)?", t):
-            seconds = float(t)
-        else:
-            parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", t)
-            if not parts or "".join(f"{a}{b}" for a, b in parts) != t.replace(" ", ""):
-                raise ValueError(f"time budget {text!r}: expected e.g. 90m, 2h, 1h30m, 45s or seconds")
-            seconds = sum(float(a) * {"h": 3600.0, "m": 60.0, "s": 1.0}[b] for a, b in parts)
-    if not seconds > 0:
-        raise ValueError(f"time budget must be positive, got {text!r}")
-    return seconds
-
-
-class Deadline:
-    """Wall-clock budget plus SIGINT/SIGTERM: ``expired`` turns True once either happens."""
-
-    def __init__(self, budget_s: float | None, handle_signals: bool = True) -> None:
-        self.start = time.monotonic()
-        self.budget_s = budget_s
-        self.signal: str | None = None
-        self._old: dict[int, Any] = {}
-        if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(ValueError):  # not the main thread: budget only
-                    self._old[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.signal = signal.Signals(signum).name
-
-    @property
-    def expired(self) -> bool:
-        if self.signal is not None:
-            return True
-        return self.budget_s is not None and time.monotonic() - self.start >= self.budget_s
-
-    @property
-    def reason(self) -> str:
-        if self.signal is not None:
-            return f"stopped by {self.signal}"
-        budget = self.budget_s or 0.0
-        return f"time budget of {budget:.0f} s reached" if budget >= 10 else f"time budget of {budget:.2g} s reached"
-
-    @property
-    def cause(self) -> str:
-        """What stopped the run, for :func:`stop_exit_status`: the signal's name, else ``"budget"``."""
-        return self.signal if self.signal is not None else "budget"
-
-    def close(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
 
 
 @dataclass

@@ -27,7 +27,7 @@ Each epoch trains whole batches: ``crops`` rounded down to a multiple of ``batch
 (:attr:`VAETrainConfig.crops_per_epoch`, the CAE trainer's rule).
 
 Resumable (in the spirit of :mod:`edgeae.train.resume`): ``out/last.pt`` holds the model, optimiser, epoch
-and batch reached, loss sums, history, torch RNG state, config, data-manifest hash, kind and completion; it is
+and batch reached, loss sums, history, config, data-manifest hash, kind and completion; it is
 written at every epoch end, every few minutes and when ``time_budget`` or SIGINT/SIGTERM stops the run.
 ``out/best_state.pt`` holds the best weights so far. :func:`train_vae` with ``resume=True`` continues exactly where
 it stopped: the batches of an epoch and the reparameterisation noise of a batch derive from ``(seed, epoch, batch)``
@@ -61,6 +61,9 @@ from edgeae.train.vae_config import load_config as load_config
 from edgeae.train.vae_data import data_files as data_files
 from edgeae.train.vae_data import training_files as training_files
 
+# train_vae looks these up in this module: tests patch edgeae.train.vae._losses and _save_best_weights
+from edgeae.train.vae_steps import _ap_text, _losses, _save_best_weights, _seed, _warn_crop_count
+
 __all__ = [
     "DATASETS",
     "LAMBDA_FILES",
@@ -74,17 +77,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _losses(torch: Any, model: Any, x: Any, beta: float, eps_seed: int, autocast: Any) -> Any:
-    """The loss to backpropagate: :meth:`edgeae.models.vae.VAE.training_losses` with ε drawn from ``eps_seed``
-    (a CPU generator, so a run draws the same ε on every device) and the network under ``autocast``."""
-    g = torch.Generator().manual_seed(int(eps_seed))
-    return model.training_losses(x, beta, generator=g, autocast=autocast)["loss"]
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
 def train_vae(config: VAETrainConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -385,30 +377,3 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         score["lambda"], score["threshold"], path,
     )  # fmt: skip
     return metrics
-
-
-def _save_best_weights(torch: Any, model: Any, path: Path) -> None:
-    """Write the weights of ``model`` to ``path`` (``best_state.pt``) atomically, as CPU tensors."""
-    from edgeae.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
-
-
-def _warn_crop_count(config: VAETrainConfig, state: Any, out: Path) -> None:
-    """Warn when a resumed run started before an epoch was rounded down to whole batches (its ``last.pt`` records
-    no crops per epoch) and its ``crops`` is no multiple of ``batch_size``: its earlier epochs drew all ``crops``,
-    the last batch partial; the rest draw :attr:`VAETrainConfig.crops_per_epoch`, whole batches only."""
-    if state.crops_per_epoch is not None or config.crops % config.batch_size == 0:
-        return
-    bs = config.batch_size
-    log.warning(
-        "%s started before an epoch was rounded down to whole batches: its epochs so far drew %d crops (%d batches, "
-        "the last of %d), the rest of its epochs draw %d (%d batches of %d): a different crop count, so it will not "
-        "end as an uninterrupted run of either version would", out, config.crops, -(-config.crops // bs),
-        config.crops % bs, config.crops_per_epoch, config.crops_per_epoch // bs, bs,
-    )  # fmt: skip
-
-
-def _ap_text(ap: Any) -> str:
-    return f"{ap:.3f}" if isinstance(ap, float) else "n/a"
