@@ -29,7 +29,6 @@ import os
 import re
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,9 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.atomic import atomic_path
 from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.manifest import STATUSES as STATUSES
+from edgeae.scan.manifest import Record as Record
+from edgeae.scan.manifest import parse_record as parse_record
 from edgeae.scan.out_checks import ScanStateError as ScanStateError
 from edgeae.scan.out_checks import check_out_path, part_damage, refuse_foreign, refuse_other_settings
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
@@ -46,47 +48,6 @@ from edgeae.scan.stamps import stamp_changed
 
 log = logging.getLogger(__name__)
 RESULT_COLUMNS = ("file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", "map_x", "map_y", "lon", "lat")
-
-
-@dataclass(frozen=True)
-class Record:
-    name: str
-    key: str
-    status: str  # "done" | "failed" | "skipped" (quality filter, before scanning)
-    n_patches: int = 0
-    n_skipped: int = 0
-    error: str = ""
-    seconds: float = 0.0
-    reason: str = ""
-    stamp: str = ""  # the files' sizes and modification times when recorded ("" in older manifests: not checked)
-
-
-_INT_FIELDS = ("n_patches", "n_skipped")
-STATUSES = ("done", "failed", "skipped")  # what a manifest line may record (the report adds "pending")
-
-
-def parse_record(line: bytes) -> Record:
-    """One manifest line as a :class:`Record`; ValueError saying what is wrong with it (not UTF-8, not JSON, not an
-    object, a field missing or of the wrong type, a status not in :data:`STATUSES`)."""
-    d = json.loads(line.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-    if not isinstance(d, dict):
-        raise ValueError(f"a JSON {type(d).__name__}, not an object")
-    fields = {k: d[k] for k in Record.__dataclass_fields__ if k in d}
-    for k in ("name", "key", "status"):
-        if k not in fields:
-            raise ValueError(f"no {k!r}")
-    for k, v in fields.items():
-        if k in _INT_FIELDS:
-            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
-        elif k == "seconds":
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN from an old writer: harmless
-        elif k == "status":
-            ok = v in STATUSES
-        else:
-            ok = isinstance(v, str)
-        if not ok:
-            raise ValueError(f"{k!r} is {v!r}")
-    return Record(**fields)
 
 
 # the files a scan writes in parts/ (``<key>`` + suffix, :func:`edgeae.scan.archive.entry_key`) and the temporary

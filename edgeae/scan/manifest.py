@@ -1,0 +1,50 @@
+"""The scan manifest's records: one :class:`Record` per line of ``manifest.jsonl`` (an image done, failed or
+skipped), the statuses a line may record, and :func:`parse_record`, which reads one line and says what is wrong with
+it. :class:`edgeae.scan.state.ScanStore` appends and reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    key: str
+    status: str  # "done" | "failed" | "skipped" (quality filter, before scanning)
+    n_patches: int = 0
+    n_skipped: int = 0
+    error: str = ""
+    seconds: float = 0.0
+    reason: str = ""
+    stamp: str = ""  # the files' sizes and modification times when recorded ("" in older manifests: not checked)
+
+
+_INT_FIELDS = ("n_patches", "n_skipped")
+STATUSES = ("done", "failed", "skipped")  # what a manifest line may record (the report adds "pending")
+
+
+def parse_record(line: bytes) -> Record:
+    """One manifest line as a :class:`Record`; ValueError saying what is wrong with it (not UTF-8, not JSON, not an
+    object, a field missing or of the wrong type, a status not in :data:`STATUSES`)."""
+    d = json.loads(line.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    if not isinstance(d, dict):
+        raise ValueError(f"a JSON {type(d).__name__}, not an object")
+    fields = {k: d[k] for k in Record.__dataclass_fields__ if k in d}
+    for k in ("name", "key", "status"):
+        if k not in fields:
+            raise ValueError(f"no {k!r}")
+    for k, v in fields.items():
+        if k in _INT_FIELDS:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif k == "seconds":
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN from an old writer: harmless
+        elif k == "status":
+            ok = v in STATUSES
+        else:
+            ok = isinstance(v, str)
+        if not ok:
+            raise ValueError(f"{k!r} is {v!r}")
+    return Record(**fields)
