@@ -352,7 +352,8 @@ def test_a_frame_with_no_sample_and_no_usable_patch_is_not_received_not_failed(t
         assert main(["ground", "decode", str(rx), "--out", str(out)]) == 0, name
         rep = json.loads((out / "frame_4.json").read_text())
         assert "error" not in rep and rep["not_received"] is True, rep
-        assert rep["pixels_received"] == rep["pixels_known"] == 0 and rep["pixels_sent"] is None
+        assert rep["pixels_received"] == rep["pixels_known"] == 0
+        assert rep["pixels_sent"] == int(make_mask(3, (64, 300), 0.001, "uniform").sum())  # one strip: mask known
         assert rep["pixel_fraction_received"] == 0.0 and "nothing to rebuild, no image written" in rep["image_note"]
         assert not list(out.glob("frame_4*.png"))
         stream = json.loads((out / "stream.json").read_text())["stream"]
@@ -435,3 +436,103 @@ def test_budget_receive_takes_a_frame_with_no_sample_as_not_received_not_refused
     frame = LabelledFrame("f", "s", img, 8, np.zeros((0, 2), int), "test")
     got = receive(frame, Downlink("uniform", empty[:1] + patch), LinkConfig(), None)
     assert got.sparse_refused == 0 and not got.lost and got.exact[8:24, 8:24].all()
+
+
+# ------------------------------------------------------------------ review r8 of 9ea6a64 (session 35, g3)
+def _sampled_none_seed(h: int, w: int, keep: float) -> int:
+    """The first seed whose uniform (h, w) mask at ``keep`` keeps no pixel."""
+    return next(s for s in range(200) if not make_mask(s, (h, w), keep, "uniform").any())
+
+
+def test_downlink_frame_gives_a_frame_with_nothing_to_rebuild_as_mid_grey_with_its_psnr() -> None:
+    """Review r8 #1: a frame that sampled no pixel (keep 1/1024 of 32 x 32), or whose sample packets the link all
+    lost, was returned with no psnr (rebuilt False, no error), and benchmarks/link_comparison.py stopped on it
+    ("not rebuilt: no error recorded"); now, like a lost frame, a mid-grey frame and its PSNR."""
+    from edgeae.ground.link import LinkConfig
+    from edgeae.ground.pipeline import downlink_frame
+    from edgeae.metrics import psnr
+
+    img = (np.arange(32 * 32).reshape(32, 32, 1) % 251).astype(np.uint8)
+    grey = float(psnr(img.astype(np.float32) / 255, np.full(img.shape, 0.5, np.float32)))
+    none = downlink_frame(img, 8, keep=1 / 1024, seed=_sampled_none_seed(32, 32, 1 / 1024))
+    rep = none.report
+    assert rep["psnr"] == pytest.approx(grey) and np.all(none.recon == 0.5) and not none.known.any(), rep
+    assert rep["rebuilt"] is False and rep["frame_lost"] is False and "error" not in rep and "psnr_error" not in rep
+    assert rep["pixels_sent"] == 0 and rep["pixel_fraction_received"] is None and "not_received" not in rep
+    # 64 x 300 at keep 0.001 in 4-row bands: link seed 54 loses every packet that carried a sample, 4 others arrive
+    img = (np.arange(64 * 300).reshape(64, 300, 1) % 251).astype(np.uint8)
+    gone = downlink_frame(img, 8, keep=0.001, seed=3, wire=WireConfig(256, band_rows=4), link=LinkConfig(54, loss=0.6))
+    rep = gone.report
+    grey = float(psnr(img.astype(np.float32) / 255, np.full(img.shape, 0.5, np.float32)))
+    assert rep["not_received"] is True and rep["packets_received"] == 4 and rep["frame_lost"] is False, rep
+    assert rep["psnr"] == pytest.approx(grey) and rep["rebuilt"] is False and np.all(gone.recon == 0.5)
+
+
+def test_budget_receive_fills_a_frame_that_sampled_none_around_its_patches() -> None:
+    """Review r8 #2: a sparse frame whose whole mask keeps no pixel was taken as not received, so the rest of the
+    frame became its patch's mean (0.504); it is a sparse frame of no sample, filled around the patch (no fill:
+    zero) as the ground station and the sweep before 9ea6a64 did. A frame whose samples were lost is unchanged."""
+    from edgeae.ground.budget_downlink import Downlink, receive
+    from edgeae.ground.feature_sets import LabelledFrame
+    from edgeae.ground.link import LinkConfig
+    from edgeae.wire.packets import SequenceCounters
+    from edgeae.wire.products import AnomalyPatch
+
+    h = w = 32
+    keep = 1 / 1024
+    img = (np.arange(h * w).reshape(h, w, 1) % 251).astype(np.uint8)
+    ctr = SequenceCounters()
+    seed = _sampled_none_seed(h, w, keep)
+    empty = np.zeros((0, 1), np.uint8)
+    pkts = packetise(SparseFrame(0, h, w, 1, 8, keep, "uniform", seed, 1, empty), config=WireConfig(256), counters=ctr)
+    pkts += packetise(AnomalyPatch(0, 8, 8, 8, 3.5, img[8:16, 8:16]), config=WireConfig(256), counters=ctr)
+    frame = LabelledFrame("f", "s", img, 8, np.zeros((0, 2), int), "test")
+    got = receive(frame, Downlink("prioritised", pkts), LinkConfig(), None)
+    assert not got.lost and got.sparse_refused == 0 and got.exact[8:16, 8:16].all()
+    assert np.all(got.image[~got.exact] == 0.0)  # no fill: the unknown pixels stay 0, not the patch's mean
+    assert np.array_equal(got.image[8:16, 8:16], img[8:16, 8:16].astype(np.float32) / 255)
+    empty_pkts, patch, img = _lossy_pass()  # samples lost on the link: still the patches' mean
+    frame = LabelledFrame("f", "s", img, 8, np.zeros((0, 2), int), "test")
+    lost = receive(frame, Downlink("p", empty_pkts[:1] + patch), LinkConfig(), None)
+    assert np.allclose(lost.image[~lost.exact], img[8:24, 8:24].mean() / 255)
+
+
+def test_not_received_reports_pixels_sent_when_the_mask_was_generated_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r8 #3: a frame within one strip (any frame up to ~4 M pixels) has its whole mask generated by checking
+    one piece, but pixels_sent was null; it is the mask's count now, and null only when strips were left unhashed."""
+    empty, _, _ = _lossy_pass()
+    want = int(make_mask(3, (64, 300), 0.001, "uniform").sum())
+    gs = GroundStation()
+    gs.receive(empty[0])
+    rep = gs.finish()["products"]["frame_4"]
+    assert rep["not_received"] is True and rep["pixels_sent"] == want and rep["pixel_fraction_received"] == 0.0, rep
+    monkeypatch.setattr(sparse_mask, "STRIP_PIXELS", 300 * 8)  # 8-row strips: one 4-row band leaves 7 unhashed
+    with pytest.raises(NothingReceived) as got:
+        decode_sparse(_assembly_of(empty[:1]))
+    assert got.value.sent is None and not got.value.sampled_none
+    gs = GroundStation()
+    gs.receive(empty[0])
+    assert gs.finish()["products"]["frame_4"]["pixels_sent"] is None
+
+
+def _assembly_of(pkts: list[bytes]):
+    rx = Receiver()
+    for p in pkts:
+        rx.receive(p)
+    (asm,) = rx.products.values()
+    return asm
+
+
+def test_psnr_error_of_a_frame_that_sampled_none_says_so() -> None:
+    """Review r8 #4: a frame that sampled no pixel said "nothing received to rebuild it from"; it received all
+    there was."""
+    frame, mask, img = _frame(h=5, w=4, keep=0.001)
+    assert not mask.any()
+    gs = GroundStation(originals={4: img.astype(np.float32) / 255})
+    for p in packetise(frame, config=WireConfig(256)):
+        gs.receive(p)
+    rep = gs.finish()["products"]["frame_4"]
+    assert rep["pixels_sent"] == 0 and "not_received" not in rep, rep
+    assert (
+        rep["psnr_error"] == "no image was rebuilt (the frame sampled no pixel: no sample was sent to rebuild it from)"
+    )

@@ -35,10 +35,12 @@ from .sparse_mask import FrameMask
 class NothingReceived(DecodeError):
     """Every received piece of a sparse frame fits its mask but none carries a sample: the pieces that did were lost
     on the link (or not sent yet), or (``sampled_none``) the frame's whole mask keeps no pixel. Not damage: the frame
-    is reported as not received (or as sampling none), or rebuilt from its anomaly patches when it has any."""
+    is reported as not received (or as sampling none), or rebuilt from its anomaly patches when it has any.
+    ``sent``: the pixels the mask keeps when the pieces' checks generated it whole (a frame of up to
+    :data:`~.sparse_mask.STRIP_PIXELS` pixels, or one built for its patches), else None (not hashed)."""
 
-    def __init__(self, frame_id: int, pieces: int, sampled_none: bool) -> None:
-        self.frame_id, self.pieces, self.sampled_none = frame_id, pieces, sampled_none
+    def __init__(self, frame_id: int, pieces: int, sampled_none: bool, sent: int | None = None) -> None:
+        self.frame_id, self.pieces, self.sampled_none, self.sent = frame_id, pieces, sampled_none, sent
         super().__init__(
             f"frame {frame_id}: its sample mask keeps no pixel (the frame sampled none)"
             if sampled_none
@@ -74,9 +76,9 @@ def decode_sparse(
     checked against the rows of the mask it claims before the rest of the mask is generated (:mod:`.sparse_mask`;
     a claim those rows cannot plausibly hold is refused unhashed). When no piece that fits carries a sample, before
     any frame-size array is touched or the rest of the mask hashed: :class:`DecodeError` if some piece does not fit
-    (a black frame would pass for a rebuilt one), else :class:`NothingReceived` (``sampled_none`` only when the
-    pieces' checks generated the whole mask and it keeps no pixel), unless ``rebuild_empty`` (the caller has anomaly
-    patches of the frame to paste): then the frame is built with no sample known.
+    (a black frame would pass for a rebuilt one), else :class:`NothingReceived` (its ``sent`` the mask's kept pixels
+    when the pieces' checks generated the whole mask, ``sampled_none`` when that is 0), unless ``rebuild_empty``
+    (the caller has anomaly patches of the frame to paste): then the frame is built with no sample known.
     """
     h0 = asm.header
     check_frame("sparse", asm.frame_id, h0["height"], h0["width"], h0["channels"], _limits(limits, max_pixels))
@@ -113,8 +115,8 @@ def decode_sparse(
                 "(its seed, pattern or PRNG version disagrees with the pieces): nothing to rebuild"
             )
         if not rebuild_empty:  # the rest of the mask is not hashed (a 70-byte packet can claim an empty band)
-            sampled_none = fm.generated() and not fm.count(0, h, 0, w, 0)  # counts strips generated already
-            raise NothingReceived(asm.frame_id, len(fit), sampled_none)
+            sent = int(np.count_nonzero(fm.mask)) if fm.generated() else None  # hashes nothing more
+            raise NothingReceived(asm.frame_id, len(fit), sent == 0, sent)
     mask = fm.full()
     samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
     known = np.zeros((h, w), dtype=bool)

@@ -53,9 +53,12 @@ def downlink_frame(
     report is the ground station's per-frame report (packets expected/received/lost/corrupt, pixels
     received, PSNR against ``samples``) plus ``longest_row_gap``: the longest run of rows in which no sample
     arrived. A frame that arrived but could not be rebuilt keeps the station's report (its counts, its ``error``)
-    with ``rebuilt`` False. If no packet arrives intact the report says ``frame_lost``, every packet counts as
-    lost or corrupt, and the result is a flat mid-grey frame whose PSNR is the report's ``psnr`` (what the
-    benchmarks count for a lost frame; a report that shows the frame as lost should not show it as a rebuild).
+    with ``rebuilt`` False and no ``psnr``. If no packet arrives intact the report says ``frame_lost``, every packet
+    counts as lost or corrupt, and the result is a flat mid-grey frame whose PSNR is the report's ``psnr`` (what the
+    benchmarks count for a lost frame; a report that shows the frame as lost should not show it as a rebuild). A
+    frame with nothing to rebuild (``not_received``: every packet that carried a sample was lost; or its mask, at a
+    tiny ``keep``, sampled no pixel) is not an error: like a lost frame it is mid-grey with that ``psnr``, its
+    report the station's (``rebuilt`` False, ``frame_lost`` False).
     """
     frame = sparse_from_samples(samples, bit_depth, keep, seed, pattern, frame_id)
     pkts = packetise(frame, config=wire or WireConfig(codec=DEFAULT_SAMPLE_CODEC), counters=SequenceCounters())
@@ -67,11 +70,15 @@ def downlink_frame(
     reports = gs.finish()["products"]
     name = f"frame_{frame_id}"
     h, w, c = samples.shape
-    if name in reports and frame_id not in gs.images:  # it arrived but was not rebuilt (a decode or fill error)
+    if name in reports and frame_id not in gs.images:  # it arrived but no image was rebuilt
+        recon = np.full((h, w, c), 0.5, np.float32)
         rep = {**reports[name], "frame_lost": False, "rebuilt": False, "longest_row_gap": h}
-        return DownlinkResult(
-            np.full((h, w, c), 0.5, np.float32), np.zeros((h, w), bool), rep, stats, sum(map(len, pkts)), len(pkts)
-        )
+        if "error" not in rep and (rep.get("not_received") or rep.get("pixels_sent") == 0):  # nothing to rebuild
+            from edgeae.metrics import psnr
+
+            rep.pop("psnr_error", None)  # the mid-grey frame's PSNR, as for a lost frame
+            rep["psnr"] = float(psnr(originals[frame_id], recon))
+        return DownlinkResult(recon, np.zeros((h, w), bool), rep, stats, sum(map(len, pkts)), len(pkts))
     if name not in reports:
         recon = np.full((h, w, c), 0.5, np.float32)
         from edgeae.metrics import psnr

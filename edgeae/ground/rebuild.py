@@ -119,8 +119,8 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
     if pasted.not_used:
         rep["patches_not_used"] = pasted.not_used[:NAMES_LISTED]
     if not known.any():  # no sample received, and its patches gave no pixel after all: nothing to fill or write
-        gone = NothingReceived(asm.frame_id, len(asm.pieces), sampled_none=not res.mask.any())
-        return nothing_received(station, asm, gone, pasted.not_used, t0, sent=rep["pixels_sent"])
+        gone = NothingReceived(asm.frame_id, len(asm.pieces), not res.mask.any(), rep["pixels_sent"])
+        return nothing_received(station, asm, gone, pasted.not_used, t0)
     notes: dict[str, Any] = {}
     recon = img
     if station.fill is not None and known.any():
@@ -161,18 +161,18 @@ def nothing_received(
     why: NothingReceived,
     not_used: list[dict],
     t0: float,
-    sent: int | None = None,
 ) -> dict:
     """The report of a sparse frame with nothing to rebuild: no received piece carries a sample (``not_received``:
     those that did were lost on the link; or the frame sampled none) and no anomaly patch of it gave a pixel. Not a
-    failure (packets lost on the link are accounted per product, not an error): no image is written, no frame-size
-    array made, and ``image_note`` says why. ``sent``: the mask's kept pixels when it was generated whole."""
+    failure (packets lost on the link are accounted per product, not an error): no image is written (nor, unless a
+    patch that could be pasted had the frame built, a frame-size array made), and ``image_note`` says why.
+    ``pixels_sent``: the mask's kept pixels (``why.sent``) when it was generated whole, else None."""
     h = asm.header
     rep: dict[str, Any] = {
         "shape": [h["height"], h["width"], h["channels"]],
         "keep": h["keep"],
         "bit_depth": h["bit_depth"],
-        "pixels_sent": 0 if why.sampled_none else sent,  # None: unknown, the rest of the mask is not hashed
+        "pixels_sent": why.sent,  # None: unknown, the rest of the mask is not hashed
         "pixels_received": 0,
         "pixel_fraction_received": None if why.sampled_none else 0.0,
         "pieces_bad": 0,
@@ -188,7 +188,11 @@ def nothing_received(
         rep["patches_not_used"] = not_used[:NAMES_LISTED]
     rep["image_note"] = f"{why}: nothing to rebuild, no image written"
     if station._has_original(asm.frame_id):
-        rep["psnr_error"] = "no image was rebuilt (nothing received to rebuild it from)"
+        rep["psnr_error"] = (
+            "no image was rebuilt (the frame sampled no pixel: no sample was sent to rebuild it from)"
+            if why.sampled_none
+            else "no image was rebuilt (nothing received to rebuild it from)"
+        )
     elif asm.frame_id in station.original_notes:
         rep["psnr_error"] = station.original_notes[asm.frame_id]
     rep["decode_s"] = round(time.perf_counter() - t0, 4)
