@@ -379,3 +379,24 @@ def test_a_real_worker_that_dies_loading_the_model_ends_the_scan_in_one_line(loc
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_a_place_whose_actors_never_come_up_is_left_empty_and_the_scan_goes_on(
+    moon: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review r10: every actor made for place 0 dies loading the model while place 1's works: place 0 is refilled
+    at most ``size`` times in a row, then left empty, and the other actor scans every image."""
+    names = tuple(f"img_{i}.png" for i in range(5))
+    entries = walk_archive(_crops(tmp_path / "arc", moon, names))
+    fake = _FakeRayModule(tmp_path)
+
+    def crash(actor: Any) -> bool:  # the first actor, and every replacement made after actor 1 exists
+        return actor is fake.actors[0] or (len(fake.actors) > 2 and actor is not fake.actors[1])
+
+    fake.crashes_init = crash
+    caplog.set_level(logging.WARNING, "edgeae")
+    out = _scan(fake, entries, monkeypatch)
+    assert sorted(e.name for e, _, err in out if not err) == sorted(names)
+    assert any("the scan went on with 1 of 2" in r.getMessage() for r in caplog.records)
+    # place 0 refilled at most size (2) times in a row; the count starts again once, when actor 1 comes up
+    assert len(fake.actors) <= 2 + 1 + 2

@@ -201,6 +201,7 @@ class _Pool:
         self.moved: set[str] = set()  # images sent to another actor after theirs died for good
         # deaths seen here: a lower bound (a worker restarted twice between two calls counts once)
         self.deaths = self.lost = self.failed_starts = self.empty = 0
+        self.starts_since_up = 0  # actors that never came up since one last did: the replacement budget
 
     def run(self, report: Callable[[int], None]) -> Iterator[Outcome]:
         """Yield each image's outcome as its call comes back."""
@@ -231,7 +232,8 @@ class _Pool:
         if self.todo:  # images left and no actor: every place was left empty
             raise ActorsDiedError(
                 f"{ACTORS_DIED}: {self.failed_starts} actor(s) died for good before they could scan an image, each "
-                f"after {ACTOR_RESTARTS} restarts; the images finished before are kept"
+                f"after {ACTOR_RESTARTS} restarts; the images finished before are kept (run the same command again to "
+                "scan the rest once the cause is fixed)"
             )
 
     def _answered(self, slot: int, probe: Any) -> Iterator[Outcome]:
@@ -243,6 +245,7 @@ class _Pool:
             yield from self._dead_for_good(slot)
             return
         self.up[slot], self.last[slot] = True, whoami  # after a death: a new process, already counted below
+        self.starts_since_up = 0  # an actor came up: places that failed to start may be tried again
         held = self.held.pop(slot, None)
         self._ready(slot)
         if held is not None:
@@ -264,10 +267,12 @@ class _Pool:
                 self.todo.appendleft(held)
         if not self.up[slot]:
             self.failed_starts += 1  # ACTOR_RESTARTS + 1 worker deaths, counted apart from the images' ones
+            self.starts_since_up += 1
         self.last[slot] = ""
         # an actor that scanned images is always replaced (its deaths came with images, which are bounded); one that
-        # never came up, ``size`` times in a scan (a node where the model cannot load, a few actors placed there)
-        if self.up[slot] or self.failed_starts <= self.size:
+        # never came up, ``size`` times in a row (a node where the model cannot load, a few actors placed there; the
+        # count starts again when an actor comes up, so failures hours apart on a long scan do not add up)
+        if self.up[slot] or self.starts_since_up <= self.size:
             self.actors[slot], self.up[slot] = self.make(), False
             self.starting[self.actors[slot].identity.remote()] = slot
         else:
