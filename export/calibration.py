@@ -94,7 +94,8 @@ def provenance(
     train_sha = {held[f] for f in others if f in held}
     trained = [f.name for f in read if Path(os.path.abspath(f)) in same_path or sha_of[f] in train_sha]
     out: dict[str, dict[str, Any]] = {
-        "calibration": {"files_sha256": digest, "n_files": len(calib), "n_hashed": len(read)},
+        # no calibration file (an fp32-only export): no hash, not the SHA-256 of nothing, which reads like data's
+        "calibration": {"files_sha256": digest if calib else None, "n_files": len(calib), "n_hashed": len(read)},
         "test": {"held_out": not shared_test},
         "tail": {"held_out": not shared_tail},
     }

@@ -159,6 +159,13 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
             "damage stay sent)",
             file=sys.stderr,
         )
+    unreadable = int(s.get("telemetry_lines_unreadable") or 0)
+    if unreadable:  # their frames and events are missing from every total above (review a5 of session 35)
+        print(
+            f"WARNING: {_count(unreadable, 'line')} of {out}/telemetry.jsonl could not be read (cut short, not UTF-8 "
+            "or not JSON) and were skipped: the frames and events they held are missing from these totals",
+            file=sys.stderr,
+        )
     if full:
         print(
             f"  queue full: {full} products evicted or refused (each an 'evicted' or 'queue_refused' "

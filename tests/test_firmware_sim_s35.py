@@ -143,6 +143,25 @@ def test_a_boot_on_telemetry_with_random_bytes_flies_and_counts_them(tmp_path: P
     assert s["boots"] == 2 and s["telemetry_lines_unreadable"] == 1  # no newline among the bytes: one line
 
 
+def test_the_console_says_how_many_telemetry_lines_were_skipped(
+    tmp_path: Path, models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit a5: counted in summary.json only, while their frames and events dropped out of every total."""
+    from edgeae.firmware_sim.cli_outputs import _print_summary
+
+    files, out = _frames(tmp_path, 2), tmp_path / "out"
+    s = _boot(models, out).run(files[:1])
+    capsys.readouterr()
+    _print_summary(s, str(out))
+    assert "telemetry.jsonl could not be read" not in capsys.readouterr().err
+    with (out / "telemetry.jsonl").open("ab") as f:
+        f.write(b'{"type": "frame", "x": "\xff"}\nnot json\n')
+    s = _boot(models, out).run(files)
+    capsys.readouterr()
+    _print_summary(s, str(out))
+    assert f"WARNING: 2 lines of {out}/telemetry.jsonl could not be read" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------- item 4: the frame a power loss dropped
 def _power_loss_during_next_frame(rt: Any, source: Path) -> int:
     """What ``kill -9`` mid-frame leaves: the frame entered in the ledger ``in_progress`` and saved (as acquire

@@ -122,7 +122,10 @@ def run(args: argparse.Namespace) -> int:
         report = export_model(args.model, args.out, config)
     except ExportFailed as exc:
         failed, report = exc, exc.report
-    print(f"calibration: {report.calibration['source']} ({report.calibration['n_patches']} patches)")
+    if report.calibration.get("source") or report.calibration.get("n_patches"):
+        print(f"calibration: {report.calibration['source']} ({report.calibration['n_patches']} patches)")
+    else:
+        print("calibration: none (no int8 artifact asked for)")
     print(f"parity test set: {report.test['source']} ({report.test['n_patches']} patches)")
     for a in report.artifacts:
         if "outputs" not in a.parity:
