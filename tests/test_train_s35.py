@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -454,3 +455,112 @@ def test_a_resume_on_changed_data_is_refused_before_any_image_is_decoded(
         assert main(["train", kind, "--resume", str(run)]) == 2
         err = capsys.readouterr().err
         assert "the training data changed" in err and "1 changed (f2.png)" in err, err
+
+
+# review r11: a complete VAE run's last.pt holds its last epoch's weights; the epoch-end repair only when needed
+
+
+def _weights_equal(a: dict[str, Any], b: dict[str, Any], skip: tuple[str, ...] = ()) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if k not in skip)
+
+
+def test_a_complete_vae_run_resumed_to_more_epochs_ends_as_an_uninterrupted_one(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A finished run loaded best_state.pt into its model before its complete last.pt: --epochs 4 after 2 went on
+    from epoch 1's weights with epoch 2's Adam state (val 5763, 11001, 6092, 4174 against 5763, 11001, 3264, 1813)."""
+    import torch
+
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.train.vae_calibrate import calibrate_folder
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(_vae_cli(folder, full, "--epochs", "4", "--crops", "32", "--lr", "0.2")) == 0
+    assert main(_vae_cli(folder, part, "--epochs", "2", "--crops", "32", "--lr", "0.2")) == 0
+    last = torch.load(part / "last.pt", weights_only=True)
+    best_state = torch.load(part / "best_state.pt", weights_only=True)
+    assert last["state"]["complete"] and last["state"]["best_epoch"] == 1  # the last epoch was not the best
+    assert not _weights_equal(
+        last["model"], best_state, skip=("score_lambda",)
+    )  # the last epoch's weights, not the best's
+    assert _weights_equal(load_checkpoint(part / "best.pt").model.state_dict(), best_state, skip=("score_lambda",))
+    old = tmp_path / "old"  # the same run as an edgeae before the fix left it: last.pt holds the best epoch's weights
+    shutil.copytree(part, old)
+    blob = torch.load(old / "last.pt", weights_only=True)
+    torch.save({**blob, "model": torch.load(old / "best.pt", weights_only=True)["state_dict"]}, old / "last.pt")
+    with caplog.at_level(logging.WARNING):
+        assert main(["train", "vae", "--resume", str(part), "--epochs", "4"]) == 0, capsys.readouterr().err
+    assert "best epoch" not in caplog.text, caplog.text  # its own complete last.pt: no warning
+
+    a, b = (torch.load(f / "last.pt", weights_only=True) for f in (full, part))
+    assert [h["val_loss"] for h in a["state"]["history"]] == [h["val_loss"] for h in b["state"]["history"]]
+    assert _weights_equal(a["model"], b["model"])
+    ca, cb = (load_checkpoint(f / "best.pt") for f in (full, part))
+    assert _weights_equal(ca.model.state_dict(), cb.model.state_dict())
+    ma, mb = (json.loads((f / "metrics.json").read_text()) for f in (full, part))
+    assert ma["best_epoch"] == mb["best_epoch"] == 4 and ma["calibration"] == mb["calibration"]
+    # the plain run: best.pt holds best_state.pt's weights, calibrated on them as before
+    best_full = torch.load(full / "best_state.pt", weights_only=True)
+    assert _weights_equal(ca.model.state_dict(), best_full, skip=("score_lambda",))  # λ: set by the calibration
+    again = calibrate_folder(ca.model, ca.metadata, [folder / "f0.png"], 64, 0.99)
+    assert again["lambda"] == ma["calibration"]["lambda"] and again["threshold"] == ma["calibration"]["threshold"]
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the copy before the fix: resumed with a warning saying so
+        assert main(["train", "vae", "--resume", str(old), "--epochs", "3"]) == 0
+    assert "holds the weights of its best epoch 1, not of its last epoch 2" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("kind", ["cae", "vae"])
+def test_a_resume_at_a_best_epoch_end_rewrites_the_best_model_only_when_it_is_missing(
+    folder: Path, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each resume whose last finished epoch was the best rewrote an identical best.pt / best_state.pt (a full disk
+    failed it); the resume also read last.pt three times (check_resume, check_state, load_state)."""
+    import edgeae.checkpoint
+    from edgeae.train import resume, vae
+
+    out = tmp_path / "run"
+    argv = {"cae": _cli, "vae": _vae_cli}[kind](folder, out, "--epochs", "2", "--crops", "4" if kind == "cae" else "16")
+    assert main([*argv, "--time-budget", "0.000001"]) == 75  # one batch an epoch: stopped at epoch 1's end
+    best = out / {"cae": "best.pt", "vae": "best_state.pt"}[kind]
+    before = best.read_bytes()
+    writes: list[str] = []
+    real_ckpt, real_best, real_read = edgeae.checkpoint.save_checkpoint, vae._save_best_weights, resume._read_state
+
+    def checkpoint(path: Any, model: Any, metadata: Any, metrics: Any = None, *args: Any) -> Path:
+        writes.append("final best.pt" if "complete" in (metrics or {}) else "best.pt")
+        return real_ckpt(path, model, metadata, metrics, *args)
+
+    def best_weights(*args: Any) -> None:
+        writes.append("best_state.pt")
+        real_best(*args)
+
+    reads: list[str] = []
+
+    def read_state(folder: Any) -> dict[str, Any]:
+        reads.append("last.pt")
+        return real_read(folder)
+
+    monkeypatch.setattr(edgeae.checkpoint, "save_checkpoint", checkpoint)
+    monkeypatch.setattr(vae, "_save_best_weights", best_weights)
+    monkeypatch.setattr(resume, "_read_state", read_state)
+    assert main(["train", kind, "--resume", str(out), "--epochs", "1"]) == 0, capsys.readouterr().err  # final files
+    assert writes == ["final best.pt"], writes  # the best model was there: not written again
+    assert len(reads) == 2, reads  # check_resume, then check_state; load_state restores what check_state read
+    if kind == "vae":
+        assert best.read_bytes() == before
+
+    out2 = tmp_path / "run2"  # missing: rewritten, as before
+    argv2 = [a if a != str(out) else str(out2) for a in argv]
+    monkeypatch.undo()
+    assert main([*argv2, "--time-budget", "0.000001"]) == 75
+    best2 = out2 / best.name
+    best2.unlink()
+    monkeypatch.setattr(edgeae.checkpoint, "save_checkpoint", checkpoint)
+    monkeypatch.setattr(vae, "_save_best_weights", best_weights)
+    writes.clear()
+    assert main(["train", kind, "--resume", str(out2), "--epochs", "1"]) == 0, capsys.readouterr().err
+    assert writes == {"cae": ["best.pt", "final best.pt"], "vae": ["best_state.pt", "final best.pt"]}[kind], writes

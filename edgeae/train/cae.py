@@ -34,7 +34,15 @@ from edgeae.train.cae_init import init_val_seed as init_val_seed
 
 # train_cae looks the names it imports up in this module: tests patch edgeae.train.cae._loss_fn and _val_loss
 from edgeae.train.cae_steps import COLLAPSE_ACTIVE as COLLAPSE_ACTIVE
-from edgeae.train.cae_steps import _active_fraction, _forward, _loss_fn, _masked_batches, _progress, _val_loss
+from edgeae.train.cae_steps import (
+    _active_fraction,
+    _forward,
+    _loss_fn,
+    _masked_batches,
+    _progress,
+    _recorded_best_epoch,
+    _val_loss,
+)
 from edgeae.train.cae_validation import EVAL_LEVELS as EVAL_LEVELS
 from edgeae.train.cae_validation import _psnr_of
 from edgeae.train.cae_validation import compare_on_validation as compare_on_validation
@@ -132,8 +140,9 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     data = DataFiles.read([*train_files, *val_files])  # each file read once: every last.pt records them from here
     data_hash = data.hash
     cfg_dict = config.to_dict()
+    checked = None  # the last.pt the check read: load_state restores it without reading it again
     if resume:  # other data or config: refused now, before the images are decoded
-        check_state(out, cfg_dict, data_hash, files=data)
+        checked = check_state(out, cfg_dict, data_hash, files=data)
     rounding = crops_rounding(config.crops, config.batch_size)
     if rounding:
         log.info("%s", rounding)
@@ -185,7 +194,8 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     state = TrainState()
     was_complete = False
     if resume:
-        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash, files=data)
+        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash, files=data, blob=checked)
+        checked = None  # restored into the model: its copy of the weights is not held for the run
         was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
         write_json(out / "config.json", {"kind": "cae", **cfg_dict})  # the checks passed: --epochs etc. apply
         if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
@@ -221,8 +231,11 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
         scores = {"best_epoch": state.best_epoch, "val_loss": state.best_val}
         save_checkpoint(best_path, model, metadata, scores, state.history)
 
-    if resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done:
-        save_best()  # last.pt was written at its best epoch's end, then best.pt (which a kill may have prevented)
+    # last.pt was written at its best epoch's end, then best.pt, which a kill may have prevented: rewritten only then
+    # (a resume stopped at each epoch end used to rewrite it every time, and a full disk failed the resume)
+    at_best = resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done
+    if at_best and _recorded_best_epoch(torch, best_path) != state.best_epoch:
+        save_best()
     deadline = Deadline(config.time_budget)
 
     def save() -> Path:

@@ -1,6 +1,6 @@
 """The steps of the CAE training loop (:func:`edgeae.train.cae.train_cae`): the masked input batches (drawn
 ahead in threads with ``data_workers``), the forward pass under bfloat16 autocast, the loss, the validation loss,
-the progress bar and the check for a U-Net that collapsed to its pre-fill."""
+the progress bar, the check for a U-Net that collapsed to its pre-fill and the best epoch a ``best.pt`` records."""
 
 from __future__ import annotations
 
@@ -123,3 +123,14 @@ def _val_loss(
             total += float(loss_of(pred.float(), torch.from_numpy(y[i : i + 32]).to(device))) * len(xt)
     model.train()
     return total / len(x)
+
+
+def _recorded_best_epoch(torch: Any, path: Any) -> int | None:
+    """The best epoch ``path`` (``best.pt``) records in its metrics; None when it is missing, unreadable or records
+    none. Read memory-mapped: the weights are not read."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        epoch = blob["metrics"]["best_epoch"]
+    except Exception:  # missing, cut short, not an edgeae checkpoint: it holds no best epoch
+        return None
+    return epoch if isinstance(epoch, int) else None

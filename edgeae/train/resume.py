@@ -161,11 +161,13 @@ def load_state(
     config: dict[str, Any],
     data_hash: str,
     files: Sequence[str | os.PathLike[str]] | DataFiles | None = None,
+    blob: dict[str, Any] | None = None,
 ) -> TrainState:
     """Restore ``folder/last.pt`` into ``model``/``optimizer``/``scheduler`` after checking data and config
-    (:func:`check_state`), then remove the temporary files a killed writer left in ``folder``. Torch's global RNG
+    (:func:`check_state`), then remove the temporary files a killed writer left in ``folder``. ``blob``: its contents
+    as :func:`check_state` returned them (the folder held since), so that it is not read again. Torch's global RNG
     is left as it is (a ``last.pt`` written before session 35 records it; training never draws from it)."""
-    blob = _read_state(folder)
+    blob = _read_state(folder) if blob is None else blob
     _check_blob(folder, blob, config, data_hash, files)
     model.load_state_dict(blob["model"])
     optimizer.load_state_dict(blob["optimizer"])
@@ -194,12 +196,14 @@ def check_state(
     config: dict[str, Any],
     data_hash: str,
     files: Sequence[str | os.PathLike[str]] | DataFiles | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Refuse (a :class:`ResumeError`) to resume the run in ``folder`` on other data (``data_hash``; ``files``: those
     it was made of, to name the ones that changed) or another ``config`` (the keys of :data:`RESUMABLE_CHANGES`
     aside): what :func:`load_state` checks, for the trainers to call right after hashing the data, before any image
-    is decoded."""
-    _check_blob(folder, _read_state(folder), config, data_hash, files)
+    is decoded. Returns the ``last.pt`` contents it read, for :func:`load_state` (``blob``)."""
+    blob = _read_state(folder)
+    _check_blob(folder, blob, config, data_hash, files)
+    return blob
 
 
 def _check_blob(

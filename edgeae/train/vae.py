@@ -62,7 +62,16 @@ from edgeae.train.vae_data import data_files as data_files
 from edgeae.train.vae_data import training_files as training_files
 
 # train_vae looks these up in this module: tests patch edgeae.train.vae._losses and _save_best_weights
-from edgeae.train.vae_steps import _ap_text, _losses, _save_best_weights, _seed, _warn_crop_count
+from edgeae.train.vae_steps import (
+    _ap_text,
+    _best_model,
+    _holds_weights_of,
+    _losses,
+    _save_best_weights,
+    _seed,
+    _warn_best_weights,
+    _warn_crop_count,
+)
 
 __all__ = [
     "DATASETS",
@@ -160,8 +169,9 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     # the whole config, as the CAE trainer records it: a damaged config.json resumes with it (common.read_config);
     # the keys a resume may change are left out of the comparison (resume.RESUMABLE_CHANGES, RESUMABLE here)
     cfg_dict = config.to_dict()
+    checked = None  # the last.pt the check read: load_state restores it without reading it again
     if resume:  # other data or config: refused now, before the images are decoded
-        check_state(out, cfg_dict, data_hash, files=data)
+        checked = check_state(out, cfg_dict, data_hash, files=data)
     n_batches = config.crops_per_epoch // config.batch_size
     rounding = crops_rounding(config.crops, config.batch_size)
     if rounding:
@@ -195,7 +205,8 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     state = TrainState()
     was_complete = False
     if resume:
-        state = load_state(out, model, optimizer, None, cfg_dict, data_hash, files=data)
+        state = load_state(out, model, optimizer, None, cfg_dict, data_hash, files=data, blob=checked)
+        checked = None  # restored into the model: its copy of the weights is not held for the run
         was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
         write_json(out / "config.json", {"kind": "vae", **cfg_dict})  # the checks passed: --epochs applies
         if state.early_stop:  # no early stopping here, but a state that records one is finished: no more epochs
@@ -248,7 +259,12 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     )
     best_state = out / "best_state.pt"
     if resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done:
-        _save_best_weights(torch, model, best_state)  # last.pt came first at its best epoch's end: a kill between
+        # last.pt came first at its best epoch's end: a kill before best_state.pt left another one, or none; rewritten
+        # only then (a resume stopped at each epoch end used to rewrite it every time: a full disk failed the resume)
+        if not _holds_weights_of(torch, model, best_state):
+            _save_best_weights(torch, model, best_state)
+    elif resume and was_complete:
+        _warn_best_weights(torch, model, state, best_state, out)
     deadline = Deadline(config.time_budget)
 
     def save() -> Path:
@@ -326,23 +342,24 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
                   resume_command("vae", out, config.zoo_name, config.zoo_force))  # fmt: skip
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
-    model.load_state_dict(torch.load(best_state, map_location="cpu", weights_only=True))
-    model = model.to(memory_format=torch.contiguous_format).cpu().eval()  # type: ignore[call-overload]
+    # the best epoch's weights in a model of their own: `model` keeps the last epoch's for the complete last.pt,
+    # which a resume to more epochs trains on from (it used to get the best epoch's, with the last epoch's Adam state)
+    best = _best_model(torch, lambda: VAE(vae_cfg), best_state)
     if config.is_folder:
         log.info("setting λ and the threshold on the folder's val files (no labels: λ is not tuned)")
-        score = calibrate_folder(model, metadata, val_files, config.patch, config.threshold_quantile,
+        score = calibrate_folder(best, metadata, val_files, config.patch, config.threshold_quantile,
                                  config.score_lambda)  # fmt: skip
         log.info("λ %.4g from %s (not tuned: a folder has no labels)", score["lambda"], score["lambda_source"])
     else:
         log.info("calibrating λ and threshold on validation data (a minute or so)")
-        score = calibrate(model, metadata, root, config.patch, config.threshold_quantile, data=config.data,
+        score = calibrate(best, metadata, root, config.patch, config.threshold_quantile, data=config.data,
                           seed=config.seed)  # fmt: skip
         log.info(
             "λ %.4g: AP %.3f (in-sample: λ was chosen on these images; patch-std baseline AP %s) on %s",
             score["lambda"], score["lambda_ap"], _ap_text(score.get("baseline_patch_std_ap")),
             score.get("lambda_feature", "?"),
         )  # fmt: skip
-    vae_cfg = model.config
+    vae_cfg = best.config
     metadata = metadata.replace(
         architecture=vae_cfg.to_dict(), score={"lambda": score["lambda"], "threshold": score["threshold"]}
     )
@@ -352,7 +369,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         "best_epoch": state.best_epoch,
         "val_loss": state.best_val,
         "epochs_run": len(state.history),
-        "parameters": count_parameters(model),
+        "parameters": count_parameters(best),
         "macs_per_patch": count_macs(vae_cfg),
         "train_seconds": round(sum(h["seconds"] for h in state.history), 1),
         "device": str(device),
@@ -366,7 +383,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         "complete": True,
         "calibration": score,
     }
-    path = save_checkpoint(out / "best.pt", model, metadata, metrics, state.history)
+    path = save_checkpoint(out / "best.pt", best, metadata, metrics, state.history)
     write_history(state.history, out)
     write_json(out / "metrics.json", metrics)
     state.complete = True  # recorded last: a run killed before its final files resumes to write them

@@ -1,7 +1,7 @@
 """The steps of the VAE training loop (:func:`edgeae.train.vae.train_vae`), as :mod:`edgeae.train.cae_steps` holds
 the CAE's: the loss with its reparameterisation noise drawn from a seed, the seeds themselves, the atomic save of the
-best weights (``best_state.pt``), the warning for a run resumed across the change to whole batches, and the AP text
-of the calibration line.
+best weights (``best_state.pt``), the model that reads them back and the check that it holds a model's weights, the
+warning for a run resumed across the change to whole batches, and the AP text of the calibration line.
 """
 
 from __future__ import annotations
@@ -34,6 +34,44 @@ def _save_best_weights(torch: Any, model: Any, path: Path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
+
+
+def _best_model(torch: Any, build: Any, path: Path) -> Any:
+    """A new model (``build()``, on the CPU, in eval mode) holding the weights of ``path`` (``best_state.pt``); the
+    throw-away initial weights leave the caller's RNG alone."""
+    with torch.random.fork_rng(devices=[]):
+        best = build()
+    best.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return best.eval()
+
+
+def _holds_weights_of(torch: Any, model: Any, path: Path) -> bool:
+    """Whether ``path`` (``best_state.pt``) holds exactly the trained weights of ``model`` (λ aside: calibration sets
+    it, training does not); False when it is missing or unreadable. Read memory-mapped: only what is compared."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, cut short, not a state dict: not the weights
+        return False
+    own = {k: v for k, v in model.state_dict().items() if k != "score_lambda"}
+    return (
+        isinstance(saved, dict)
+        and saved.keys() - {"score_lambda"} == own.keys()
+        and all(saved[k].shape == v.shape and torch.equal(saved[k], v.detach().cpu()) for k, v in own.items())
+    )
+
+
+def _warn_best_weights(torch: Any, model: Any, state: Any, best_state: Path, out: Path) -> None:
+    """Warn when a complete run resumed to more epochs restored the best epoch's weights from its ``last.pt`` where
+    its last epoch was not the best, as an earlier edgeae completed VAE runs (``model``: the weights restored;
+    ``best_state``: the best epoch's)."""
+    done = state.epochs_done
+    if state.best_epoch in (-1, done) or not _holds_weights_of(torch, model, best_state):
+        return
+    log.warning(
+        "%s was completed by an earlier edgeae: its last.pt holds the weights of its best epoch %d, not of its last "
+        "epoch %d, so epoch %d on trains from epoch %d's weights (with epoch %d's optimiser state) and the run will "
+        "not end as an uninterrupted run would", out, state.best_epoch, done, done + 1, state.best_epoch, done,
+    )  # fmt: skip
 
 
 def _warn_crop_count(config: VAETrainConfig, state: Any, out: Path) -> None:
