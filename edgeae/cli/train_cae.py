@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,8 @@ def stop_on_sigterm(kind: str, args: argparse.Namespace, command: Callable[[], i
             how = f"its state is in {run / 'last.pt'}; continue with: {resume_command(kind, run)}"
         else:
             how = "nothing was saved to resume: run the same command again"
-        print(f"edgeae train {kind}: stopped by SIGTERM outside the training loop; {how}", file=sys.stderr)
+        # on stdout, as the stop line of a SIGTERM inside the loop (a script reads either for its resume command)
+        print(f"edgeae train {kind}: stopped by SIGTERM outside the training loop; {how}")
         return EXIT_SIGTERM
     finally:
         signal.signal(signal.SIGTERM, old)
