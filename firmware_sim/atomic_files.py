@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeae.atomic import _process_gone  # one definition: a writer named in a temporary file no longer runs
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never a mix; on an error
@@ -28,20 +30,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 # before session 32 (``NAME.tmp``, one fixed name for every process)
 _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 _OLD_TEMP = re.compile(r"^(?P<name>.+)\.tmp$")
-
-
-def _process_gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs now (this process counts as gone: what it writes it removes on every
-    error, so a file under its own number was left by an earlier boot that had the same number)."""
-    if pid == os.getpid() or pid <= 0:  # (kill(0) would signal this process group)
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except (ProcessLookupError, OverflowError):
-        return True
-    except OSError:  # EPERM: it runs, under another user
-        return False
-    return False
 
 
 def remove_stale_temps(
