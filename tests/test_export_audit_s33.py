@@ -352,6 +352,7 @@ def test_a_calibration_set_smaller_than_asked_is_said(
     api.export_model(ckpt, tmp_path / "out32", dataclasses.replace(int8, precisions=("fp32",)))
     assert not [r for r in caplog.records if "calib" in r.getMessage()]
     assert len(captured["calib"]) == 0
+    assert captured["provenance"]["calibration"]["files_sha256"] is None  # not the SHA-256 of nothing (audit a5)
     report = ExportReport("m", "o", {"source": "s", "n_patches": 63, "n_requested": 64}, {"source": "t"})
     assert "calibration: 63 patches (of 64 asked for" in markdown_table(report)
     report.calibration.pop("n_requested")

@@ -106,11 +106,7 @@ def _features(
 
     patch = store.config.patch
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    recs = store.reconcile(entries)  # done images only: a pending one's files (a damaged part) are an earlier scan's
     for e in entries:
-        rec = recs.get(e.name)
-        if rec is None or rec.status != "done":
-            continue
         meta_path = store.meta_path(e.key)
         if not meta_path.exists() or not store.top_path(e.key).exists():
             continue
@@ -215,6 +211,8 @@ def write_layer(
     layer_crs: str = "body",
 ) -> list[dict[str, Any]]:
     """Write the detection layer(s) of a finished scan to ``out`` (.gpkg or .geojson); returns what was written.
+    ``entries``: the images to map, done ones only (``scan_archive`` passes those; this reads their files, it
+    writes nothing into the results folder).
 
     ``layer_crs="body"``: one layer per body in its planetocentric lon/lat CRS (IAU 2015 sphere, e.g.
     ``IAU_2015:49900`` for Mars), products of any projection together; ``"product"``: one layer per

@@ -184,7 +184,8 @@ class _Pool:
     image killed its worker ``WORKER_RETRIES + 1`` times (recorded as failed); one that fails means the actor is dead
     for good (:data:`ACTOR_RESTARTS` spent): its image is sent to another actor, once, and the actor is replaced. An
     actor that dies for good before its first answer (its workers die while loading the model) is replaced too, ``size``
-    times in a scan at most; then its place is left empty, and a pool left with none ends the scan."""
+    times in a row at most (the count starts again when a fresh actor first answers); then its place is left empty,
+    and a pool left with none ends the scan."""
 
     def __init__(self, ray: Any, make: Callable[[], Any], size: int, entries: list[ArchiveEntry]) -> None:
         self.ray, self.make, self.size = ray, make, size
@@ -244,8 +245,9 @@ class _Pool:
             _raise_if_init_failed(self.ray, exc)
             yield from self._dead_for_good(slot)
             return
+        if not self.up[slot]:  # a fresh actor's first answer (not one after an image killed its worker, review r13):
+            self.starts_since_up = 0  # places that failed to start may be tried again
         self.up[slot], self.last[slot] = True, whoami  # after a death: a new process, already counted below
-        self.starts_since_up = 0  # an actor came up: places that failed to start may be tried again
         held = self.held.pop(slot, None)
         self._ready(slot)
         if held is not None:

@@ -220,7 +220,11 @@ def scan_archive(
         if geo is not None:
             from edgeae.scan.geo import write_layer
 
-            report["geo_layers"] = write_layer(store, entries, geo, geometry=geo_geometry, layer_crs=geo_crs)
+            # done images only (finalize reconciled them): a pending one's files (a damaged part it did not reach)
+            # are an earlier scan's, whose detections must not be published (review r9 of session 35)
+            recs = store.reconcile(entries)
+            done = [e for e in entries if (r := recs.get(e.name)) is not None and r.status == "done"]
+            report["geo_layers"] = write_layer(store, done, geo, geometry=geo_geometry, layer_crs=geo_crs)
             if not report["geo_layers"]:  # said in report.md (printed by the command) and report.json
                 kept = " (the file there is left as it was)" if os.path.exists(geo) else ""
                 report["geo_note"] = (
