@@ -69,7 +69,8 @@ def sparse_over_link(img: np.ndarray, i: int, keep: float, link: LinkConfig, wir
     return {
         "psnr": r.report["psnr"],
         "pixels_received": r.report["pixel_fraction_received"],
-        "lost": bool(r.report.get("frame_lost", False)),
+        # lost: undecodable, or not received (all its sample packets lost: a mid-grey stand-in, review r12)
+        "lost": bool(r.report.get("frame_lost", False) or r.report.get("not_received", False)),
         "packets": r.packets,
         "wire_bytes": r.wire_bytes,
         "longest_row_gap": r.report["longest_row_gap"],

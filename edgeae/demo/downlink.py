@@ -157,7 +157,8 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
         lost = bool(rep.get("frame_lost"))
         rebuilt = not lost and rep.get("rebuilt", True)  # arrived but not rebuilt: a decode or fill error
         psnr = rep.get("psnr") if rebuilt else None  # a lost frame's mid-grey stand-in is not scored
-        record = {k: v for k, v in rep.items() if k != "psnr"} if lost else rep  # nor kept in metrics.json
+        # nor kept in metrics.json (nor that of a frame with nothing to rebuild: review r12 of session 35)
+        record = {k: v for k, v in rep.items() if k != "psnr"} if not rebuilt else rep
         results[name] = {"psnr": psnr, "pixels_received": received, "lost": lost, "packets": res.packets,
                          "report": record}  # fmt: skip
         what = preset_summary(link_path(name)).split(". ")[0].split(":")[0].rstrip(".")
