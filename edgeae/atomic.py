@@ -22,7 +22,7 @@ import re
 import shutil
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -87,27 +87,37 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
-    """Remove the temporary files (``.NAME.tmp-PID``, :func:`temp_name`) that a ``kill -9`` or power loss left in
-    ``folder`` mid-write, those of processes no longer running (a live writer's are kept; this process's count as
-    left by an earlier one under the same number, a container's pid 1: call it where this process writes nothing
-    else into ``folder`` meanwhile). Returns the names removed. Best effort: an unreadable folder or a file that
-    cannot be removed is left as it is."""
+def remove_files(folder: str | os.PathLike[str], wanted: Callable[[str], bool]) -> list[str]:
+    """Remove the regular files of ``folder`` whose name ``wanted`` accepts (one ``scandir``; links and folders are
+    left); returns the names removed, in directory order. Best effort: an unreadable folder or a file that cannot be
+    removed is left as it is."""
     removed: list[str] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        m = _TEMP.match(entry.name)
-        if m is None or not _process_gone(int(m["pid"])) or not entry.is_file(follow_symlinks=False):
+        if not wanted(entry.name) or not entry.is_file(follow_symlinks=False):
             continue
         try:
             os.unlink(entry.path)
         except OSError:
             continue
         removed.append(entry.name)
-    return sorted(removed)
+    return removed
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files (``.NAME.tmp-PID``, :func:`temp_name`) that a ``kill -9`` or power loss left in
+    ``folder`` mid-write, those of processes no longer running (a live writer's are kept; this process's count as
+    left by an earlier one under the same number, a container's pid 1: call it where this process writes nothing
+    else into ``folder`` meanwhile). Returns the names removed, sorted (:func:`remove_files`)."""
+
+    def stale(name: str) -> bool:
+        m = _TEMP.match(name)
+        return m is not None and _process_gone(int(m["pid"]))
+
+    return sorted(remove_files(folder, stale))
 
 
 def _torch_write_failed(target: Path, exc: RuntimeError) -> WriteFailed | None:

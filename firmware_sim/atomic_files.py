@@ -7,12 +7,11 @@ processes never rename each other's half-written file.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeae.atomic import _process_gone  # one definition: a writer named in a temporary file no longer runs
+from edgeae.atomic import _process_gone, remove_files  # one definition each
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -40,23 +39,13 @@ def remove_stale_temps(
     ``names`` accepts; a live process's are kept (``firmware-sim report`` beside a running mission). ``any_pid``:
     the caller holds the folder (:mod:`edgeae.folder_lock`) and only a holder writes these names, so every such
     temporary is stale, whatever its pid (a writer in another PID namespace would look gone to ``os.kill``).
-    Returns the names removed. Best effort: an unreadable folder or a file that cannot be removed is left as it
-    is."""
-    removed: list[str] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _TEMP.match(entry.name)
-        stale = m is not None and names(m["name"]) and (any_pid or _process_gone(int(m["pid"])))
-        if not stale:
-            old = _OLD_TEMP.match(entry.name)
-            stale = old is not None and not entry.name.startswith(".") and names(old["name"])
-        if stale and entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                continue
-            removed.append(entry.name)
-    return removed
+    Returns the names removed (:func:`edgeae.atomic.remove_files`: best effort)."""
+
+    def stale(name: str) -> bool:
+        m = _TEMP.match(name)
+        if m is not None and names(m["name"]) and (any_pid or _process_gone(int(m["pid"]))):
+            return True
+        old = _OLD_TEMP.match(name)
+        return old is not None and not name.startswith(".") and names(old["name"])
+
+    return remove_files(folder, stale)

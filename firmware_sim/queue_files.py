@@ -7,13 +7,14 @@ index refused). Pure functions over bytes and paths; :mod:`.queue` uses them.
 from __future__ import annotations
 
 import errno
-import os
 import re
 import struct
 import zlib
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+
+from edgeae.atomic import remove_files
 
 DAMAGED = "storage corruption"  # how the reason of an item evicted because its file is damaged begins
 
@@ -196,19 +197,7 @@ def _check_state(state: dict[str, Any]) -> str:
 def remove_item_files(folder: Path, ids: Collection[int]) -> list[str]:
     """Remove the item files (``NNNNNNNN.pkt``) in ``folder`` of the items ``ids`` (one ``scandir``, not a call per
     item); returns their names, sorted. Best effort: a file that cannot be removed is left as it is."""
-    removed: list[str] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        if _ITEM_FILE.match(entry.name) and int(entry.name[:8]) in ids and entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                continue
-            removed.append(entry.name)
-    return sorted(removed)
+    return sorted(remove_files(folder, lambda name: bool(_ITEM_FILE.match(name)) and int(name[:8]) in ids))
 
 
 def state_without_index(root: Path) -> list[str]:
