@@ -26,16 +26,23 @@ def _x86(flags: list[str] | tuple[str, ...]) -> bool:
     return any(f.startswith(("sse", "avx", "fma")) for f in flags)
 
 
-def _json_machine(path: Path) -> tuple[list[str], str | None] | None:
-    """The CPU flags a stage's JSON recorded (``machine.cpu_flags``; pytest-benchmark's ``machine_info.cpu``) and
-    the commit it recorded, or None."""
-    if path.stat().st_size > 5_000_000:
-        return None
+def _small_json(path: Path) -> dict[str, Any] | None:
+    """A stage's JSON file as a dict, or None when it is over 5 MB (a results table, not a record), unreadable or
+    not an object."""
     try:
+        if path.stat().st_size > 5_000_000:
+            return None
         d = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(d, dict):
+    return d if isinstance(d, dict) else None
+
+
+def _json_machine(path: Path) -> tuple[list[str], str | None] | None:
+    """The CPU flags a stage's JSON recorded (``machine.cpu_flags``; pytest-benchmark's ``machine_info.cpu``) and
+    the commit it recorded, or None."""
+    d = _small_json(path)
+    if d is None:
         return None
     m = d.get("machine")
     if isinstance(m, dict) and isinstance(m.get("cpu_flags"), list):
@@ -157,13 +164,8 @@ def _load(d: dict[str, Any]) -> float | None:
 def file_record(path: Path) -> dict[str, Any] | None:
     """What a stage's JSON file recorded of its own run: commit, date, CPU, CPU flags, load at its start, wall time
     (each None where it did not), or None when it recorded no commit and no date (or cannot be read)."""
-    try:
-        if path.stat().st_size > 5_000_000:
-            return None
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(d, dict):
+    d = _small_json(path)
+    if d is None:
         return None
     m = d.get("machine")
     info = d.get("machine_info")
