@@ -1,5 +1,5 @@
 """What ``firmware-sim run`` leaves for the user: report.html and the summary printed on the console (frames
-downlinked, queued and dropped, frame times, memory, downlink, anomalous patches). The advice against the
+downlinked, queued and dropped, frame times, memory, downlink, the patches chosen for it). The advice against the
 mission's budgets (:func:`advice_lines`, and what ``check`` prints, :func:`check_lines`) is in :mod:`.cli_advice`;
 its names are importable from here as well."""
 
@@ -214,30 +214,52 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     print(f"  wrote {out}/{summary_json}telemetry.jsonl{pass_files}")
 
 
+def _chosen(a: dict[str, Any]) -> str:
+    """What a frame's patches in the summary's ``anomalies`` are: anomalous when a threshold chose them, else the
+    frame's highest-scoring by rank (no threshold: none is judged anomalous)."""
+    t = a.get("threshold")
+    return "anomalous patches" if isinstance(t, int | float) else "highest-scoring patches"
+
+
+def _what(entries: Sequence[dict[str, Any]]) -> str:
+    """What the patches of these frames are, together (:func:`_chosen`; "patches sent" when they differ)."""
+    kinds = {_chosen(a) for a in entries}
+    return kinds.pop() if len(kinds) == 1 else "patches sent"
+
+
 def _anomaly_lines(s: dict[str, Any], n: int = 5) -> list[str]:
-    """The first ``n`` frames of this boot with anomalous patches (``this_boot.anomalous_frames``) or, when this boot
-    had none, the last ``n`` of the earlier boots, saying so; then how many frames with anomalous patches are left
-    out (until session 35 always the mission's first ``n``: at boot 32 those of boot 1)."""
+    """The first ``n`` frames of this boot whose patches were chosen for the downlink (``this_boot.top_patch_frames``;
+    ``anomalous_frames`` in a summary before session 36) or, when this boot had none, the last ``n`` of the earlier
+    boots, saying so; then how many such frames are left out (until session 35 always the mission's first ``n``: at
+    boot 32 those of boot 1). A frame's patches are called anomalous only when a threshold chose them (until session
+    36 every frame's top patches were "anomalous patches", with no threshold set too)."""
     anomalies = list(s.get("anomalies") or [])
     if not anomalies:
         return []
-    this_boot = s.get("this_boot") or {}
-    known = isinstance(this_boot, dict) and "anomalous_frames" in this_boot  # a summary rebuilt by report: not
-    ids = set(this_boot["anomalous_frames"]) if known else {a.get("frame_id") for a in anomalies}
+    this_boot = s.get("this_boot")
+    this_boot = this_boot if isinstance(this_boot, dict) else {}
+    key = "top_patch_frames" if "top_patch_frames" in this_boot else "anomalous_frames"
+    known = key in this_boot  # a summary rebuilt by report: not
+    ids = set(this_boot[key]) if known else {a.get("frame_id") for a in anomalies}
     mine = [a for a in anomalies if a.get("frame_id") in ids]
     out = []
     if mine:
         shown = mine[:n]
+        rest = mine[n:] + [a for a in anomalies if a.get("frame_id") not in ids]
         here, before = len(mine) - len(shown), len(anomalies) - len(mine)
     else:
         shown = anomalies[-n:]
+        rest = anomalies[:-n]
         here, before = 0, len(anomalies) - len(shown)
         out.append(
-            f"  no anomalous patch in this boot's frames; the last {_count(len(shown), 'frame')} of earlier boots:"
+            "  no patch was chosen for the downlink in this boot's frames; the last "
+            f"{_count(len(shown), 'frame')} of earlier boots:"
         )
     for a in shown:
         top = ", ".join(f"({p['x']},{p['y']}) {p['score']:.4g}" for p in a["patches"][:4])
-        out.append(f"  frame {a['frame_id']}: anomalous patches (x,y) score: {top}")
+        t = a.get("threshold")
+        why = f"scores over {t:.4g}" if isinstance(t, int | float) else "no threshold set"
+        out.append(f"  frame {a['frame_id']}: {_chosen(a)} ({why}) (x,y) score: {top}")
     left = [f"{here} more frame{'s' if here != 1 else ''}" + (" of this boot" if before else "")] if here else []
     if before:
         left.append(
@@ -246,7 +268,7 @@ def _anomaly_lines(s: dict[str, Any], n: int = 5) -> list[str]:
             else f"{before} earlier frame{'s' if before != 1 else ''}"
         )
     if left:
-        out.append(f"  ... anomalous patches in {' and '.join(left)} (report.html, summary.json)")
+        out.append(f"  ... {_what(rest)} in {' and '.join(left)} (report.html, summary.json)")
     return out
 
 

@@ -26,6 +26,7 @@ NO_ANOMALY_MODEL = (
 def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The summary's sections beyond the frame accounting (every boot unless they say ``this_boot``)."""
     processed = [r for r in records if r.get("status") == "processed"]
+    chosen = [r for r in rt.records if r.get("status") == "processed" and (r.get("anomaly") or {}).get("patches")]
     # in the order first fired; this boot's are in telemetry too, unless a line could not be written
     fired = list(dict.fromkeys([*history.faults_fired(), *rt.queue.state.get("faults_fired", []), *rt.faults.fired]))
     return {
@@ -71,12 +72,11 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
             # frames a power loss stopped in the last boot, found in progress by this one: dropped
             # reboot_during_processing (its ``recovery`` line names them too)
             "reboot_during_processing": list((history.last_recovery or {}).get("reboot_during_processing") or []),
-            # this boot's frames with anomalous patches (in ``anomalies``): what the console lists first
-            "anomalous_frames": [
-                r["frame_id"]
-                for r in rt.records
-                if r.get("status") == "processed" and (r.get("anomaly") or {}).get("patches")
-            ],
+            # this boot's frames whose patches were chosen for the downlink (in ``anomalies``): what the console
+            # lists first; anomalous only those chosen over a threshold (until session 36 every frame with top
+            # patches was "anomalous", with no threshold set too)
+            "top_patch_frames": [r["frame_id"] for r in chosen],
+            "anomalous_frames": [r["frame_id"] for r in chosen if r["anomaly"].get("threshold") is not None],
         },
         "patches_per_s": _rate(records),
         # lines of telemetry.jsonl skipped as unreadable (cut short, not UTF-8, not JSON): what they held is not

@@ -191,14 +191,25 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             }
             for fid, o in sorted(outcomes.items())
         ],
-        "anomalies": [
-            {"frame_id": f["frame_id"], "source": f["source"], "patches": f["anomaly"]["patches"]}
-            for f in processed
-            if f.get("anomaly", {}).get("patches")
-        ],
+        "anomalies": _anomalies(processed),
         **extra,
     }
     return _clean(summary)
+
+
+def _anomalies(processed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The frames whose patches were chosen for the downlink, with them: over ``threshold`` when it is a number
+    (anomalous), the frame's highest-scoring ``top_k`` by rank when it is None (none judged anomalous)."""
+    return [
+        {
+            "frame_id": r["frame_id"],
+            "source": r.get("source"),
+            "threshold": r["anomaly"].get("threshold"),
+            "patches": r["anomaly"]["patches"],
+        }
+        for r in processed
+        if (r.get("anomaly") or {}).get("patches")
+    ]
 
 
 def _refused_boots(path: Path) -> int:
@@ -285,11 +296,7 @@ def _summary_without_queue(records: list[dict[str, Any]], extra: dict[str, Any])
                 }
                 for r in records
             ],
-            "anomalies": [
-                {"frame_id": r["frame_id"], "source": r.get("source"), "patches": r["anomaly"]["patches"]}
-                for r in processed
-                if (r.get("anomaly") or {}).get("patches")
-            ],
+            "anomalies": _anomalies(processed),
             **extra,
         }
     )

@@ -218,25 +218,28 @@ def test_the_console_lists_this_boots_anomalous_frames() -> None:
     s = {"boots": 32, "anomalies": _anomalies(range(50)), "this_boot": {"anomalous_frames": [42, 43, 44, 45, 46, 47]}}
     lines = _anomaly_lines(s)
     assert _shown(lines) == [42, 43, 44, 45, 46]
-    assert lines[-1] == "  ... anomalous patches in 1 more frame of this boot and 44 frames of earlier boots " + (
+    assert lines[-1] == "  ... highest-scoring patches in 1 more frame of this boot and 44 frames of earlier boots " + (
         "(report.html, summary.json)"
     )
     s["this_boot"] = {"anomalous_frames": []}  # none this boot: the most recent, said so
     lines = _anomaly_lines(s)
-    assert lines[0] == "  no anomalous patch in this boot's frames; the last 5 frames of earlier boots:"
+    assert lines[0] == (
+        "  no patch was chosen for the downlink in this boot's frames; the last 5 frames of earlier boots:"
+    )
     assert _shown(lines) == [45, 46, 47, 48, 49] and lines[-1].startswith(
-        "  ... anomalous patches in 45 earlier frames"
+        "  ... highest-scoring patches in 45 earlier frames"
     )
     one = {"boots": 1, "anomalies": _anomalies(range(7)), "this_boot": {"anomalous_frames": list(range(7))}}
     lines = _anomaly_lines(one)  # a single boot: as before
-    assert _shown(lines) == [0, 1, 2, 3, 4] and lines[-1].startswith("  ... anomalous patches in 2 more frames (")
+    assert _shown(lines) == [0, 1, 2, 3, 4] and lines[-1].startswith("  ... highest-scoring patches in 2 more frames (")
 
 
 def test_the_summary_names_this_boots_anomalous_frames(tmp_path: Path, models: dict[str, Path]) -> None:
     files, out = _frames(tmp_path, 3), tmp_path / "out"
     _boot(models, out).run(files[:2])
     s = _boot(models, out).run(files)
-    assert [a["frame_id"] for a in s["anomalies"]] == [0, 1, 2] and s["this_boot"]["anomalous_frames"] == [2]
+    assert [a["frame_id"] for a in s["anomalies"]] == [0, 1, 2] and s["this_boot"]["top_patch_frames"] == [2]
+    assert s["this_boot"]["anomalous_frames"] == []  # no threshold: none judged anomalous (session 36)
 
 
 # ----------------------------------------------------------------- item 6: the boot's UTC time
