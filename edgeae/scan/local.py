@@ -4,7 +4,9 @@ A ``ProcessPoolExecutor`` (spawned processes, so a parent that already loaded to
 per task; each worker builds its scorer once and returns the image's :class:`ImageResult`. Only this
 process writes the results folder. At most ``2 × workers`` images are in flight, so an archive of millions
 of files does not queue millions of futures. Workers add to a shared counter after every chunk, which
-drives a live progress bar even while a huge strip is being scanned.
+drives a live progress bar even while a huge strip is being scanned. Each worker builds its models before its first
+image: a model it cannot load ends the scan (:class:`~edgeae.scan.errors.ModelLoadError`) before any image is recorded
+as failed for it, as with the Ray engine.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.errors import ModelLoadError
 from edgeae.scan.pipeline import ImageResult, ScanConfig, scan_image
 from edgeae.scan.scoring import Scorer
 
@@ -40,9 +43,12 @@ def _init_worker(
     logging.getLogger("edgeae.archive.reader.notes").setLevel(logging.ERROR)
     # a worker whose driver was killed (SIGKILL: no shutdown reaches it) would wait for work for ever: it leaves
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="edgeae-parent-watch").start()
-    _worker["scorer"] = _engine(factory, threads)
     _worker["counter"] = counter
     _worker["config"] = config
+    try:
+        _worker["scorer"] = _engine(factory, threads, warm=True)
+    except Exception as exc:  # raising here would break the pool ("a worker process died"): each task says it instead
+        _worker["load_error"] = load_error(config, exc)
 
 
 def _watch_parent(
@@ -59,11 +65,24 @@ def _watch_parent(
     leave(1)
 
 
-def _engine(factory: Callable[[], Scorer], threads: int) -> Any:
-    """The fast path: ``threads`` scorers (one model each) on threads, tiling overlapped with scoring."""
+def _engine(factory: Callable[[], Scorer], threads: int, *, warm: bool = False) -> Any:
+    """The fast path: ``threads`` scorers (one model each) on threads, tiling overlapped with scoring; ``warm``: each
+    thread's model is loaded now (an error of the loader is raised here, not by each image's first chunk)."""
     from edgeae.firmware_sim.score import ScoreEngine
 
-    return ScoreEngine(factory, workers=threads)
+    engine = ScoreEngine(factory, workers=threads)
+    if warm:
+        try:
+            engine.warm()
+        except BaseException:
+            engine.close()
+            raise
+    return engine
+
+
+def load_error(config: ScanConfig, exc: BaseException) -> str:
+    """The one line that says the model cannot be loaded: its file and the loader's error."""
+    return f"cannot load the model {config.model.path}: {error_text(exc)}"
 
 
 def _bump(n: int) -> None:
@@ -73,6 +92,8 @@ def _bump(n: int) -> None:
 
 
 def _scan_one(entry: ArchiveEntry) -> Outcome:
+    if "load_error" in _worker:  # the model did not load in this worker: the driver ends the scan
+        raise ModelLoadError(_worker["load_error"])
     try:
         result = scan_image(entry.path, entry.name, _worker["scorer"], _worker["config"], progress=_bump)
     except Exception as exc:  # a corrupt image must not stop the scan: it is recorded as failed
@@ -98,14 +119,18 @@ def iter_local(
     this process with ``workers`` models on threads scoring chunks of the same image; otherwise one process
     per worker (spawned) scans whole images, each with its share of the cores. Tiling always runs in a
     background thread beside the scoring. ``workers=0`` scans in this process, one chunk after the other
-    (the reference path). ``on_patches(n)`` reports progress in patches.
+    (the reference path). ``on_patches(n)`` reports progress in patches. Raises :class:`ModelLoadError` (before
+    any outcome) when the model cannot be loaded.
     """
     report = on_patches or (lambda n: None)
     if not entries:
         return
     procs = min(workers, len(entries))
     if procs <= 1:
-        scorer: Any = factory() if workers <= 0 else _engine(factory, workers)
+        try:
+            scorer: Any = factory() if workers <= 0 else _engine(factory, workers, warm=True)
+        except Exception as exc:
+            raise ModelLoadError(load_error(config, exc)) from exc
         try:
             for entry in entries:
                 try:

@@ -30,6 +30,8 @@ from typing import Any
 
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.errors import ActorsDiedError as ActorsDiedError
+from edgeae.scan.errors import ModelLoadError as ModelLoadError
 from edgeae.scan.local import Outcome, error_text
 from edgeae.scan.pipeline import ImageResult, ScanConfig, scan_image
 from edgeae.scan.ray_connect import CONNECT_DEADLINE_S as CONNECT_DEADLINE_S
@@ -58,14 +60,6 @@ WORKER_DIED = (
 # max_task_retries=0: each call queued behind the one that killed its actor failed with it), so a second call queued
 # behind an image that kills its worker three times could be recorded as failed with it
 ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 1, "max_restarts": ACTOR_RESTARTS, "max_task_retries": WORKER_RETRIES}
-
-
-class ModelLoadError(RuntimeError):
-    """The Ray actors cannot load the model (its constructor raised): every image would fail the same way."""
-
-
-class ActorsDiedError(RuntimeError):
-    """No Ray actor is left to scan: their worker processes died while loading the model, again and again."""
 
 
 ACTORS_DIED = (
