@@ -1,6 +1,6 @@
 """Archive scan items of session 36 (fixer f2): a model the local engine's workers cannot load ends the scan in one
 line with status 2, as with the Ray engine (before: each image recorded as failed with the loader's error, or "a
-worker process died" and status 1)."""
+worker process died" and status 1); a local scan imports nothing of the Ray engine."""
 
 from __future__ import annotations
 
@@ -68,3 +68,22 @@ def test_the_command_says_in_one_line_that_the_model_cannot_be_loaded_and_exits_
         "runtime's details)\n"
     )
     assert not out.exists()
+
+
+# -- 2: a local scan leaves the Ray engine alone -----------------------------------------------------------------------
+def test_a_local_scan_imports_neither_the_ray_engine_nor_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the command imported edgeae.scan.ray_engine on every scan (for its two errors), a cost and a
+    dependency the local engine does not have. The modules are taken out of sys.modules for this test only."""
+    import sys
+
+    from edgeae.cli import main
+
+    for name in [m for m in sys.modules if m == "ray" or m.startswith(("ray.", "edgeae.scan.ray_"))]:
+        monkeypatch.delitem(sys.modules, name)
+    arc = _archive(tmp_path / "arc", 2)
+    assert main(["scan", str(arc), "--out", str(tmp_path / "o"), "--workers", "0", "--no-progress"]) == 0
+    assert "- images: 2 (2 done, 0 failed" in capsys.readouterr().out
+    loaded = sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "edgeae.scan.ray_")))
+    assert loaded == []

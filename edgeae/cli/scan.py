@@ -158,8 +158,8 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
+    from edgeae.scan.errors import ActorsDiedError, ModelLoadError
     from edgeae.scan.quality import QualityFilter
-    from edgeae.scan.ray_engine import ActorsDiedError, ModelLoadError
     from edgeae.scan.report_text import report_markdown, report_summary
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
