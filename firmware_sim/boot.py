@@ -126,9 +126,18 @@ def queue_recovery_events(rt: FlightRuntime) -> None:
     """What the recovered queue found at load, in telemetry: an ``evicted`` event for each item lost (its file
     missing or not the size it was queued at: until review r6 of session 35 only the ids, in the ``recovery``
     line's ``lost``) and a ``storage_over_capacity`` event when what is stored exceeds a capacity lowered since
-    (until then said to no one; the boot's warnings on the console say it too)."""
+    (until then said to no one; the boot's warnings on the console say it too). An item an earlier boot on this
+    state already wrote an ``evicted`` event for gets none again: that boot found it lost but could not save its
+    index (a full disk), or saved none (it took no frame), so this one loaded the same index and found the same
+    file gone (until session 36 each such boot wrote the event again: one product lost, counted at every boot)."""
     q = rt.queue
+    told: set[Any] = set()
+    if q.lost_on_recovery:  # telemetry read only then, and of it only the lines that may say so
+        events = read_history(rt.tm.path, (b'"start"', b'"evicted"')).events
+        told = {e.get("item") for e in events if e.get("kind") == "evicted"}
     for iid in q.lost_on_recovery:
+        if iid in told:
+            continue
         it = q.items[iid]
         rt.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=it.frame_id,
                     bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip

@@ -105,3 +105,45 @@ def test_the_summary_names_anomalous_frames_only_over_a_threshold(tmp_path: Path
     assert s["anomalies"] == [] and s["this_boot"]["anomalous_frames"] == s["this_boot"]["top_patch_frames"] == []
     text = DOCS.read_text()
     assert "`top_patch_frames`" in text and "`anomalous_frames`: the frames of this boot whose patches" in text
+
+
+# ------------------------------------------------------------ item 4: recovery events written once
+def test_a_boot_that_cannot_save_its_index_does_not_repeat_its_recovery_evicted_events(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item file gone at boot is an ``evicted`` event; when that boot could not save its index (a full disk)
+    the next boot loaded the same index, found the same file gone and wrote the same event again: one lost
+    product counted twice in telemetry."""
+    import edgeae.firmware_sim.queue as queue_mod
+    from edgeae.firmware_sim.loop import FlightRuntime, StorageFailed
+    from edgeae.firmware_sim.testing import small_mission
+
+    mission = small_mission(models, reconstruction={"mode": "off"}, budget={"downlink_bytes_per_pass": 0})
+    out = tmp_path / "out"
+    FlightRuntime(mission, out).run(_frames(tmp_path, 1))
+    index = json.loads((out / "queue" / "index.json").read_text())
+    gone = next(it for it in index["items"] if it["status"] == "pending")
+    (out / "queue" / "items" / f"{gone['id']:08d}.pkt").unlink()
+    real = queue_mod.atomic_write
+
+    def full(path: Path, data: bytes) -> None:
+        if path.name == "index.json":
+            raise OSError(28, f"cannot write {path}: No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(queue_mod, "atomic_write", full)
+    with pytest.raises(StorageFailed):
+        FlightRuntime(mission, out).run(_frames(tmp_path, 2))
+    saved = json.loads((out / "queue" / "index.json").read_text())["items"]
+    assert next(it for it in saved if it["id"] == gone["id"])["status"] == "pending"  # the index is behind
+    monkeypatch.undo()
+    FlightRuntime(mission, out).finish()  # a boot that takes no frame saves nothing either
+    FlightRuntime(mission, out).finish()
+    lines = _lines(out)
+    evicted = [x for x in lines if x.get("kind") == "evicted" and x.get("item") == gone["id"]]
+    assert len(evicted) == 1 and evicted[0]["reason"] == "item file missing after reboot", evicted
+    assert [x["lost"] for x in lines if x["type"] == "recovery"] == [[gone["id"]]] * 3  # what each boot found
+
+
+def test_the_docs_say_the_recovery_event_is_written_once() -> None:
+    assert "the\n   event is written once per item" in DOCS.read_text()
