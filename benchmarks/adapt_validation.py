@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if k != "file" and not k.startswith(("seconds", "chosen"))]
-    print("mean", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}))  # type: ignore[misc]
+    print("mean", json.dumps({k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}))
     return 0
 
 

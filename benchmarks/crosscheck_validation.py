@@ -57,8 +57,10 @@ def _items(dataset: str, split: str, limit: int | None, channels: int, sky: bool
         sem_path = path.parent.parent / "semantic" / f"{path.stem}_semanticId.png"
         if not sem_path.is_file():
             continue
-        labels = cv2.imread(str(sem_path), cv2.IMREAD_UNCHANGED)
-        labels = labels[..., 0] if labels.ndim == 3 else labels
+        raw = cv2.imread(str(sem_path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise SystemExit(f"{sem_path}: not a readable label image")
+        labels = raw[..., 0] if raw.ndim == 3 else raw
         h = min(512, full.shape[0])
         for j, x in enumerate(range(0, full.shape[1] - 511, 512)):
             region = labels[:h, x : x + 512] == SKY

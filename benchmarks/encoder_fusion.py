@@ -54,7 +54,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -159,7 +159,8 @@ def context_fusion_scores(
     parts = [knn_distance(z_crop.reshape(n * k, d), k_nn), knn_distance(unit_con.reshape(n * k, -1), k_nn),
              knn_distance(z_product.reshape(n * k, d), k_nn)]  # fmt: skip
     zs = [robust_z(p[:, None])[:, 0] for p in parts]
-    return {w: sum(wi * z for wi, z in zip(w, zs, strict=True)).reshape(n, k).max(1) for w in (*SIMPLEX, EQUAL)}
+    fused = {w: cast(np.ndarray, sum(wi * z for wi, z in zip(w, zs, strict=True))) for w in (*SIMPLEX, EQUAL)}
+    return {w: s.reshape(n, k).max(1) for w, s in fused.items()}
 
 
 def context_rows(fused: dict[tuple[float, float, float], np.ndarray], cls: np.ndarray) -> list[dict[str, Any]]:

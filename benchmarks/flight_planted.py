@@ -79,7 +79,7 @@ def run(work: Path, seeds: int) -> dict[str, Any]:
     frames = work / "frames"
     planted = make_frames(frames, seeds)
     cells = {n: c for n, (c, _) in planted.items()}
-    shapes = {n: img.shape[:2] for n, (_, img) in planted.items()}
+    shapes = {n: (img.shape[0], img.shape[1]) for n, (_, img) in planted.items()}
     vae = zoo_artifact("rover-rgb-vae", "vae", "tflite", "int8")
     res: dict[str, Any] = {"frames": len(cells), "planted": sum(map(len, cells.values())), "cases": {}}
     for name, (size, k, extra) in CASES.items():

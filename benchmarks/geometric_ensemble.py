@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     pred = load_predictor(args.model, threads=args.threads)
     other = load_predictor(args.with_model, threads=args.threads) if args.with_model else None
-    channels = pred.metadata.channels  # type: ignore[attr-defined]
-    if other is not None and other.metadata.channels != channels:  # type: ignore[attr-defined]
+    channels = pred.metadata.channels
+    if other is not None and other.metadata.channels != channels:
         raise SystemExit(f"{args.with_model}: not the channels of {args.model} ({channels})")
     extra = {f"{args.with_model} alone": other, f"mean with {args.with_model}": ModelMean(pred, other)} if other else {}
     rows: list[dict[str, Any]] = []

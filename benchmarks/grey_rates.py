@@ -76,7 +76,10 @@ def measure(
             rows = []
             for i, (name, img) in enumerate(items):
                 known = make_mask(300 + i, img.shape[:2], keep, "uniform")
-                r = {"crop": name, "cae": psnr(img, reconstruct(img, known, "cae", pred, progress=False))}
+                r: dict[str, Any] = {
+                    "crop": name,
+                    "cae": psnr(img, reconstruct(img, known, "cae", pred, progress=False)),
+                }
                 r |= {m: psnr(img, reconstruct(img, known, m)) for m in CLASSICAL}
                 r["margin"] = r["cae"] - max(r[m] for m in CLASSICAL)
                 if adapt_steps and keep in adapt_keeps:
@@ -91,7 +94,15 @@ def measure(
                     r["cae+xcheck"] = psnr(img, cross_checked_fill(img, known, pred, xcfg, progress=False))
                     r["margin+xcheck"] = r["cae+xcheck"] - max(r[m] for m in CLASSICAL)
                 rows.append(r)
-            keys = ("cae", *CLASSICAL, "margin", "cae+adapt", "margin+adapt", "cae+xcheck", "margin+xcheck")
+            keys: tuple[str, ...] = (
+                "cae",
+                *CLASSICAL,
+                "margin",
+                "cae+adapt",
+                "margin+adapt",
+                "cae+xcheck",
+                "margin+xcheck",
+            )
             keys = tuple(k for k in keys if k in rows[0])
             res[f"{split} {keep}"] = {
                 "rows": rows,

@@ -232,7 +232,8 @@ def _crop_windows(path: Path) -> np.ndarray:
     from edgeae.tiling import extract_tiles, tile_positions
 
     img = read_image(path, channels=1).pixels[..., 0]
-    return extract_tiles(img, tile_positions(*img.shape, WINDOW, HIRISE_STRIDE), WINDOW)
+    h, w = img.shape
+    return extract_tiles(img, tile_positions(h, w, WINDOW, HIRISE_STRIDE), WINDOW)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -303,7 +304,8 @@ def lroc_rows(enc: Any, how: str) -> list[dict[str, Any]]:
     feats, labels32, labels64, in_test = [], [], [], []
     for f in lroc_files(data_root()):
         img = read_image(f, channels=1).pixels[..., 0]
-        pos = tile_positions(*img.shape, WINDOW, LROC_STRIDE)
+        h, w = img.shape
+        pos = tile_positions(h, w, WINDOW, LROC_STRIDE)
         feats.append(_encode(enc, extract_tiles(img, pos, WINDOW), how))
         xy = np.array([(x, y) for y, x in pos])
         craters = read_craters(crater_file_for(f))

@@ -96,7 +96,7 @@ def latents(limit: int | None, views: int = VIEWS) -> tuple[np.ndarray, np.ndarr
         if img.shape[0] != img.shape[1]:
             raise SystemExit(f"{f}: crop {img.shape} is not square")
         size = img.shape[0]
-        pos = [tuple(p) for p in tile_positions(size, size, P, HIRISE_STRIDE)]
+        pos = tile_positions(size, size, P, HIRISE_STRIDE)
         batch = np.stack([view(img, g)[y : y + P, x : x + P] for g in range(views) for y, x in pos])
         mu = np.asarray(pred(np.ascontiguousarray(batch[:, None], np.float32))["mu"], np.float32)
         if out is None:

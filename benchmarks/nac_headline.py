@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown-only", action="store_true", help="only rewrite results.md from --out/results.json")
     args = ap.parse_args(argv)
     if args.markdown_only:
-        res = json.loads((args.out / "results.json").read_text())
+        res: dict[str, Any] = json.loads((args.out / "results.json").read_text())
         res["peak"] = {int(k): v for k, v in res["peak"].items()}  # JSON keys are strings
         (args.out / "results.md").write_text(_markdown(res))
         print(_markdown(res))
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = QUICK_ROWS if args.quick else FULL_ROWS
     strip = _nac_strip(rows)
-    res: dict[str, Any] = {"machine": machine_info(2), "quick": args.quick, "rows": rows, "strip": str(strip)}
+    res = {"machine": machine_info(2), "quick": args.quick, "rows": rows, "strip": str(strip)}
     res["peak_load"] = load()
     res["peak"] = {t: measure_peak(t) for t in (1, 2)}
     res["layers"] = {name: _macs(name) for name in MODELS}

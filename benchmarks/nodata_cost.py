@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     arr = tifffile.TiffFile(strip).pages[0].asarray()
     h = arr.shape[0]
     load0 = os.getloadavg()[0]
-    cpu = {"flood fills (now)": [], "labelling (before)": []}
+    cpu: dict[str, list[float]] = {"flood fills (now)": [], "labelling (before)": []}
     bands = 0
     for _ in range(args.repeats):
         totals = dict.fromkeys(cpu, 0.0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -26,7 +27,10 @@ FEATURE = "class 1 crater"
 MODES = {"as read": "raw", "median": "filled", "patch mean": "patch_mean"}  # mode -> its evaluate folder
 
 
-def filled_read(read):  # type: ignore[no-untyped-def]
+Reader = Callable[[Path, int], tuple[np.ndarray, np.ndarray]]  # edgeae.anomaly.eval_datasets._read
+
+
+def filled_read(read: Reader) -> Reader:
     """``read`` with every invalid pixel of the crop set to the median of its valid pixels, per channel."""
 
     def fill(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:

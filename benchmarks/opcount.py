@@ -5,6 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 
+def _macs(module: Any, inputs: tuple[Any, ...], output: Any) -> int:
+    """MACs of one call of a Conv2d / ConvTranspose2d / Linear layer (0 for any other layer)."""
+    from torch import nn
+
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return int(output.numel() * (module.in_channels // module.groups) * k)
+    if isinstance(module, nn.ConvTranspose2d):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return int(inputs[0].numel() * module.out_channels * k // module.groups)
+    if isinstance(module, nn.Linear):
+        return int(output.numel() * module.in_features)
+    return 0
+
+
 def count_macs(model: Any, input_shape: tuple[int, ...]) -> int:
     """MACs for one forward pass of a batch-1 input, from Conv2d/ConvTranspose2d/Linear layers.
 
@@ -18,14 +33,7 @@ def count_macs(model: Any, input_shape: tuple[int, ...]) -> int:
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += output.numel() * (module.in_channels // module.groups) * k
-        elif isinstance(module, nn.ConvTranspose2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += inputs[0].numel() * module.out_channels * k // module.groups
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
+        total += _macs(module, inputs, output)
 
     handles = [
         m.register_forward_hook(hook)
@@ -51,14 +59,7 @@ def layer_macs(model: Any, input_shape: tuple[int, ...]) -> list[tuple[str, str,
 
     def hook(name: str) -> Any:
         def inner(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            k = module.kernel_size[0] * module.kernel_size[1] if hasattr(module, "kernel_size") else 1
-            if isinstance(module, nn.Conv2d):
-                macs = output.numel() * (module.in_channels // module.groups) * k
-            elif isinstance(module, nn.ConvTranspose2d):
-                macs = inputs[0].numel() * module.out_channels * k // module.groups
-            else:
-                macs = output.numel() * module.in_features
-            rows.append((name, type(module).__name__, int(macs)))
+            rows.append((name, type(module).__name__, _macs(module, inputs, output)))
 
         return inner
 

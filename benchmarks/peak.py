@@ -50,6 +50,7 @@ def _ort_matmul(n: int, integer: bool, threads: int) -> Any:
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
+    feeds: dict[str, np.ndarray]
     if integer:
         feeds = {
             "a": rng.integers(0, 255, (n, n), dtype=np.uint8),

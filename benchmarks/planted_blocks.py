@@ -220,13 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name in [*variants, FRAME_Z_KNN, LOCAL_Z]:
         sub = [r for r in rows if r["variant"] == name]
-        found = sum(r["all_in_top_2pct"] for r in sub)
-        print(f"{name:42s} frames with all 3 blocks in the top 2 %: {found}/{len(sub)}")
+        n_found = sum(r["all_in_top_2pct"] for r in sub)
+        print(f"{name:42s} frames with all 3 blocks in the top 2 %: {n_found}/{len(sub)}")
         for r in sub:
             print(f"    {r['frame'][:28]:28s} n={r['n']:5d} above: {r['above']}")
         cells = [" / ".join(str(r["above"][k]) for k in BLOCKS) for r in sub]
         apc = (f"{ap_of[name]:.2f}× | " if name in ap_of else "n/a | ") if ap_of else ""
-        md.append(f"| {name} | {found}/{len(sub)} | {apc}" + " | ".join(cells) + " |")
+        md.append(f"| {name} | {n_found}/{len(sub)} | {apc}" + " | ".join(cells) + " |")
     (args.out / "results.md").write_text("\n".join(md) + "\n")
     return 0
 

@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         y, x = smoothest_window(full)
         win = full[y : y + SMOOTH_WINDOW, x : x + SMOOTH_WINDOW]
         smooth[name] = evaluate(win, make_mask(i, win.shape[:2], 0.1, "uniform"), rgb_methods, seed=i)
-        smooth[name]["window"] = {"y": y, "x": x, "size": SMOOTH_WINDOW}  # type: ignore[dict-item]
+        smooth[name]["window"] = {"y": y, "x": x, "size": SMOOTH_WINDOW}
     smooth_per = {n: {m: v for m, v in d.items() if m != "window"} for n, d in smooth.items()}
     result["smooth"] = {"per_image": smooth, **summarise(smooth_per, rover_models)}
 
