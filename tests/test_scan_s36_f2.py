@@ -87,3 +87,84 @@ def test_a_local_scan_imports_neither_the_ray_engine_nor_ray(
     assert "- images: 2 (2 done, 0 failed" in capsys.readouterr().out
     loaded = sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "edgeae.scan.ray_")))
     assert loaded == []
+
+
+# -- 3: a part that looks whole at its ends but is damaged inside ----------------------------------------------------
+def _damage_inside(path: Path, where: str) -> None:
+    """Overwrite bytes of a Parquet part inside (its first data page, or its footer's metadata), keeping its ends:
+    ``part_damage`` (first and last bytes) still passes it."""
+    from edgeae.scan.out_checks import part_damage
+
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    start = 4 if where == "page" else len(data) - 8 - footer + 10
+    data[start : start + 30] = b"\xab" * 30
+    path.write_bytes(bytes(data))
+    assert part_damage(path) is None
+
+
+def test_a_part_damaged_inside_stops_the_report_naming_it_and_what_to_do(tmp_path: Path) -> None:
+    """Was: the scan ended with pyarrow's own error ("Couldn't deserialize thrift: ... Deserializing page header
+    failed.", over two lines, naming no file). Doing what the message says scans that image again."""
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+    from edgeae.scan.state import ScanStateError
+
+    arc, out = _archive(tmp_path / "arc", 2), tmp_path / "o"
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    assert scan_archive(arc, "orbital-gray-vae", out, **kw)["done"] == 2
+    part = next((out / "parts").glob("img_1-*.parquet"))
+    _damage_inside(part, "page")
+    with pytest.raises(ScanStateError) as info:
+        scan_archive(arc, "orbital-gray-vae", out, **kw)
+    text = str(info.value)
+    assert text.startswith(f"{part} is damaged (OSError: Couldn't deserialize thrift") and "\n" not in text
+    assert text.endswith("): delete it and run the same command again to scan its image again")
+    part.unlink()
+    r = scan_archive(arc, "orbital-gray-vae", out, **kw)
+    assert (r["images_scanned"], r["done"], r["failed"], r["patches_in_results"]) == (1, 2, 0, 2)
+
+
+def test_a_part_whose_footer_is_damaged_and_has_no_record_is_scanned_again(tmp_path: Path, caplog) -> None:
+    """A part written but not yet recorded (a crash between the two) is recovered from its footer's row count; a
+    footer damaged inside ended the resume with pyarrow's error. It is now treated as a damaged part: its image is
+    scanned again, with a warning naming the file."""
+    import logging
+
+    from test_scan_state_s35 import _done
+
+    store, entries = _done(tmp_path)
+    store.manifest.write_text(store.manifest.read_text().splitlines()[1] + "\n")  # a.png's line lost
+    part = store.part_path(entries[0].key)
+    _damage_inside(part, "footer")
+    with caplog.at_level(logging.WARNING):
+        assert store.pending(entries) == [entries[0]]
+    assert f"a.png: {part} is damaged (OSError: Couldn't deserialize thrift" in caplog.text
+    assert "it is scanned again" in caplog.text and "a.png" not in store.reconcile(entries)
+
+
+def test_the_context_knn_ranking_records_a_part_damaged_inside_as_failed_in_one_line(tmp_path: Path) -> None:
+    """Was: recorded as failed with pyarrow's two-line error, naming no file. (One patch: nothing to rank it against,
+    so no kNN runs; the part is read back all the same.)"""
+    from edgeae.scan.archive import ArchiveEntry
+    from edgeae.scan.context import rank_set
+    from edgeae.scan.pipeline import ImageResult, TopK
+    from edgeae.scan.state import ScanStore
+
+    vae = ModelSpec(path="m.pt", model_id="m", artifact_hash="0" * 64, kind="vae", patch=32, channels=1, latent=4)
+    store = ScanStore(tmp_path / "out", ScanConfig(vae, stride=32, score="context-knn"))
+    (tmp_path / "a.png").write_bytes(b"x")  # not an image: the ranking would keep its scores, without thumbnails
+    e, xy = ArchiveEntry(tmp_path / "a.png", "a.png"), np.zeros(1, np.int32)
+    lat = np.ones((1, 1, 4), np.float32)
+    store.write_result(
+        e, ImageResult("a.png", xy, xy, np.ones(1, np.float32), np.ones(1), TopK.empty(1, 32), 0, latents=lat)
+    )
+    part = store.part_path(e.key)
+    _damage_inside(part, "page")
+    info = rank_set(store, [e])
+    assert (info["images"], info["images_failed"]) == (0, 1)
+    error = store.records()["a.png"].error
+    want = f"part unreadable for --score context-knn ({part} is damaged: OSError: Couldn't deserialize thrift"
+    assert error.startswith(want) and error.endswith("); scan it again with --retry-failed") and "\n" not in error
+    assert not part.exists()  # its outputs removed with the failure

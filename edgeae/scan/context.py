@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.out_checks import PartDamagedError, read_part
 from edgeae.scan.pipeline import ScanConfig, TopK, best_patches, count_patches
 from edgeae.scan.state import ScanStore, _atomic_write, save_top
 
@@ -137,11 +138,12 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
         list(zip(ranked, scores, strict=True)), desc="context-knn", unit="image", disable=not progress, leave=False
     ):
         try:
-            table = pq.read_table(store.part_path(e.key))
+            table = read_part(store.part_path(e.key))
             if table.num_rows != len(s):
                 raise ValueError(f"{table.num_rows} patches in its part, {len(s)} latents")
-        except (OSError, ValueError) as exc:  # a damaged part: its image is scanned again on --retry-failed
-            store.mark_failed(e, f"part unreadable for --score context-knn ({exc}); scan it again with --retry-failed")
+        except ValueError as exc:  # a damaged part (inside too: PartDamagedError): scanned again on --retry-failed
+            why = f"{exc.path} is damaged: {exc.reason}" if isinstance(exc, PartDamagedError) else str(exc)
+            store.mark_failed(e, f"part unreadable for --score context-knn ({why}); scan it again with --retry-failed")
             info["images_failed"] += 1
             info["images"] -= 1
             continue

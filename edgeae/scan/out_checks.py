@@ -1,7 +1,8 @@
 """Whether a results folder (``--out``) can take a scan, checked before :class:`edgeae.scan.state.ScanStore` writes
 anything there: it is not a file, it holds no files that are not a scan's, and a scan.json in it holds the settings of
 this scan (a resume). Each refusal is a :class:`ScanStateError` that says what to do instead. Also the cheap check of
-an image's part files a resume makes (:func:`part_damage`).
+an image's part files a resume makes (:func:`part_damage`), and the reading of a part damaged inside
+(:func:`read_part`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
+from edgeae._optional import require
 from edgeae.folder_lock import file_in_the_way
 from edgeae.scan.pipeline import ScanConfig
 
@@ -121,3 +124,25 @@ def part_damage(path: Path) -> str | None:
     elif path.name.endswith(".npz") and (size < 22 or head != b"PK\x03\x04" or tail[:4] != b"PK\x05\x06"):
         return f"is not a whole .npz file ({size} bytes, cut short or overwritten)"
     return None
+
+
+def read_part(path: Path, *, rows: bool = False) -> Any:
+    """A scan's ``parts/<key>.parquet`` read whole (a pyarrow Table; ``rows``: only its row count, from the footer).
+    A part that looks whole at its ends (:func:`part_damage`) may still be damaged inside (a page or its footer
+    overwritten): :class:`PartDamagedError` naming it and what to do, not pyarrow's error (several lines, no file)."""
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    try:
+        return pq.read_metadata(path).num_rows if rows else pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PartDamagedError(path, exc) from None
+
+
+class PartDamagedError(ScanStateError):
+    """A part that cannot be read (:func:`read_part`): ``path`` and pyarrow's ``reason`` in one line."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        self.path, self.reason = path, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        super().__init__(
+            f"{path} is damaged ({self.reason}): delete it and run the same command again to scan its image again"
+        )

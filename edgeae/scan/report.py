@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry, entry_key
+from edgeae.scan.out_checks import read_part
 from edgeae.scan.pipeline import TopK
 from edgeae.scan.report_text import report_markdown
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
@@ -95,10 +96,9 @@ def lro_extrapolation(patches_per_s: float, stride: int = PAPER_PATCH, basis: st
 
 def _merge_results(store: ScanStore, done: list[ArchiveEntry]) -> tuple[Any, list[dict[str, Any]]]:
     pa = require("pyarrow")
-    pq = require("pyarrow.parquet")
     tables, summaries = [], []
     for e in done:
-        t = pq.read_table(store.part_path(e.key))
+        t = read_part(store.part_path(e.key))  # one damaged inside: ScanStateError naming it and what to do
         tables.append(t)
         s = t.column("score").to_numpy() if t.num_rows else np.zeros(0, np.float32)
         i = int(np.argmax(s)) if len(s) else -1

@@ -40,8 +40,15 @@ from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.manifest import STATUSES as STATUSES
 from edgeae.scan.manifest import Record as Record
 from edgeae.scan.manifest import parse_record as parse_record
+from edgeae.scan.out_checks import (
+    PartDamagedError,
+    check_out_path,
+    part_damage,
+    read_part,
+    refuse_foreign,
+    refuse_other_settings,
+)
 from edgeae.scan.out_checks import ScanStateError as ScanStateError
-from edgeae.scan.out_checks import check_out_path, part_damage, refuse_foreign, refuse_other_settings
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
 from edgeae.scan.stamps import file_stamp as file_stamp
 from edgeae.scan.stamps import stamp_changed
@@ -237,7 +244,8 @@ class ScanStore:
         (a resume, :meth:`pending`): a part or best-patches file cut short or overwritten counts as missing, with a
         warning, so its image is scanned again (the ``context-knn`` ranking records one it cannot read as failed).
         A part found damaged so counts as missing in every later reconcile of this store too, until it is rewritten
-        (the report of a run that stopped before the image lists it as pending)."""
+        (the report of a run that stopped before the image lists it as pending). A part without a line whose footer
+        cannot be read (damaged inside) is not recovered: its image is scanned again, with a warning."""
         recs = self.records()
         for e in entries:
             rec = recs.get(e.name)
@@ -252,8 +260,13 @@ class ScanStore:
                 if rec is None or rec.status == "done":
                     self._warn_once(("part", damage), "%s: %s; it is scanned again", e.name, damage)
             if has_part and (rec is None or rec.status != "done"):
-                pq = require("pyarrow.parquet")
-                n = pq.read_metadata(self.part_path(e.key)).num_rows
+                try:
+                    n = read_part(self.part_path(e.key), rows=True)
+                except PartDamagedError as exc:  # its footer damaged inside (its ends look whole): not recovered
+                    if rec is None:  # so not recorded: scanned again
+                        self._warn_once(("part", exc.path), "%s: %s is damaged (%s); it is scanned again", e.name,
+                                        exc.path, exc.reason)  # fmt: skip
+                    continue
                 recs[e.name] = self._append(Record(e.name, e.key, "done", n_patches=n, error="recovered"))
             elif not has_part and rec is not None and rec.status == "done":
                 del recs[e.name]
