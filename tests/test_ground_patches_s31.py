@@ -326,8 +326,8 @@ def test_the_station_pastes_into_the_decoded_mask_not_a_copy(monkeypatch) -> Non
     import edgeae.ground.rebuild as rebuild
 
     got = []
-    real = rebuild.decode_sparse
-    monkeypatch.setattr(rebuild, "decode_sparse", lambda *a, **k: got.append(real(*a, **k)) or got[-1])
+    real = rebuild.place_sparse
+    monkeypatch.setattr(rebuild, "place_sparse", lambda *a, **k: got.append(real(*a, **k)) or got[-1])
     counts = _counts()
     gs = _station(None, counts)
     for p in _pass(counts, [_patch(counts, 8, 16, 16, 0)]):

@@ -66,10 +66,30 @@ class SparseResult:
         return self.samples.astype(np.float32) / np.float32(2**self.bit_depth - 1)
 
 
+@dataclass(frozen=True, eq=False)
+class SparsePlan:
+    """A sparse frame's received pieces checked against its mask (:func:`check_sparse`), ready to be placed
+    (:func:`place_sparse`): no frame-size array is touched yet (the mask only in the strips the checks needed)."""
+
+    asm: Assembly
+    fm: FrameMask
+    rects: list  # layout-1 pieces that fit their rectangle of the mask
+    placed: list[tuple[tuple, list]]  # layout-2 band groups, each with its pieces that fit
+    bad: int  # pieces dropped
+
+
 def decode_sparse(
     asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None, *, rebuild_empty: bool = False
 ) -> SparseResult:
-    """Place every received piece of a sparse frame on its regenerated mask rows.
+    """Place every received piece of a sparse frame on its regenerated mask rows: :func:`check_sparse`, then
+    :func:`place_sparse` (a caller that checks the frame's memory does so between the two)."""
+    return place_sparse(check_sparse(asm, max_pixels, limits, rebuild_empty=rebuild_empty))
+
+
+def check_sparse(
+    asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None, *, rebuild_empty: bool = False
+) -> SparsePlan:
+    """The received pieces of a sparse frame checked against its mask, before any frame-size array is made.
 
     The frame size the header claims is checked against ``limits`` (default: ``GroundLimits`` with
     ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`. Every piece is
@@ -82,7 +102,7 @@ def decode_sparse(
     """
     h0 = asm.header
     check_frame("sparse", asm.frame_id, h0["height"], h0["width"], h0["channels"], _limits(limits, max_pixels))
-    h, w, c, bits = h0["height"], h0["width"], h0["channels"], h0["bit_depth"]
+    h, w, c = h0["height"], h0["width"], h0["channels"]
     if h0["prng_version"] != masks.PRNG_VERSION:
         raise DecodeError(
             f"frame {asm.frame_id}: mask PRNG version {h0['prng_version']} is not "
@@ -117,18 +137,26 @@ def decode_sparse(
         if not rebuild_empty:  # the rest of the mask is not hashed (a 70-byte packet can claim an empty band)
             sent = int(np.count_nonzero(fm.mask)) if fm.generated() else None  # hashes nothing more
             raise NothingReceived(asm.frame_id, len(fit), sent == 0, sent)
-    mask = fm.full()
+    return SparsePlan(asm, fm, rects, placed, bad)
+
+
+def place_sparse(plan: SparsePlan) -> SparseResult:
+    """The frame of a :func:`check_sparse` plan: its whole mask, and its samples, ``known`` and ``covered`` arrays
+    (the frame-size part of the decode)."""
+    h0 = plan.asm.header
+    h, w, c, bits = h0["height"], h0["width"], h0["channels"], h0["bit_depth"]
+    mask = plan.fm.full()
     samples = np.zeros((h, w, c), dtype=sample_dtype(bits))
     known = np.zeros((h, w), dtype=bool)
     covered = np.zeros((h, w), dtype=bool)
-    for pkt in rects:
+    for pkt in plan.rects:
         r0, r1, c0, c1 = pkt.header["row0"], pkt.header["row1"], pkt.header["col0"], pkt.header["col1"]
         ys, xs = np.nonzero(mask[r0:r1, c0:c1])
         samples[ys + r0, xs + c0] = pkt.samples
         known[ys + r0, xs + c0] = True
         covered[r0:r1, c0:c1] = True
-    _place_bands(placed, mask, samples, known, covered)
-    return SparseResult(asm.frame_id, samples, known, covered, mask, bits, bad)
+    _place_bands(plan.placed, mask, samples, known, covered)
+    return SparseResult(plan.asm.frame_id, samples, known, covered, mask, bits, plan.bad)
 
 
 def _check_bands(bands: dict[tuple, list], fm: FrameMask, c: int) -> tuple[list[tuple[tuple, list]], int]:

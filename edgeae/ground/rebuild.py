@@ -15,16 +15,17 @@ from .decode import (
     LATENT_PATCH_REASON,
     DecodeError,
     NothingReceived,
+    check_sparse,
     coverage,
     decode_flat,
-    decode_sparse,
     longest_row_gap,
     paste_patches,
     patch_unusable,
+    place_sparse,
     telemetry_json,
 )
 from .latent import rebuild_latent
-from .limits import GroundLimits, check_frame, check_memory
+from .limits import GroundLimits, check_memory
 from .outputs import NAMES_LISTED, image_ext, patch_images, sample_scaling
 from .reassembly import Assembly
 
@@ -77,25 +78,27 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
     """A sparse frame's report: its samples placed, its anomaly patches pasted, the rest filled; the image, its
     validity map and the comparison with its original when there is one."""
     t0 = time.perf_counter()
-    h = asm.header  # the size limits first, then whether the rebuild fits in memory: before any allocation
-    check_frame("sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.limits or GroundLimits())
-    check_memory(
-        "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
-        original=station._has_original(asm.frame_id),
-    )  # fmt: skip
+    h = asm.header
     # the frame's anomaly patches received so far (all of them in file mode; in serve, those that came before
     # the frame completed: the flight sends them first) are full-resolution pixels: known, like its samples
     patches = station._frame_patches(asm.frame_id)
     shape = (h["height"], h["width"], h["channels"])
     unusable = [(i, patch_unusable(p.header, shape, h["bit_depth"])) for i, p in patches]
-    # a frame no fitting piece of which carries a sample is refused there (DecodeError) before its float image is
-    # made; one whose fitting pieces carry none is NothingReceived, unless it has patches to paste
+    # the size limits first (LimitError), then what was received, from the pieces alone: a frame no piece of which
+    # fits its mask is refused (DecodeError), one whose fitting pieces carry no sample is NothingReceived unless it
+    # has patches to paste; only a frame that will be built is checked for memory, before its whole mask and its
+    # frame-size arrays are made (a huge frame not received is reported so on a small machine, not as ``memory``)
     try:
-        res = decode_sparse(
+        plan = check_sparse(
             asm, station.max_pixels, station.limits, rebuild_empty=any(why is None for _, why in unusable)
         )
     except NothingReceived as exc:  # and none of its patches can be pasted (their headers say why)
         return nothing_received(station, asm, exc, [{"patch": i, "reason": why} for i, why in unusable], t0)
+    check_memory(
+        "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
+        original=station._has_original(asm.frame_id),
+    )  # fmt: skip
+    res = place_sparse(plan)
     img = res.as_float()
     known = res.known
     depth, scaling = sample_scaling(h["bit_depth"])
