@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError
-from edgeae.cli.train_flags import (
-    check_counts,
-    check_out,
-    check_resume_kind,
-    data_arg,
-    given_flags,
-    precision_arg,
-    refuse_out_on_resume,
-    refuse_resume_changes,
-    resolved_root,
-    resume_changes,
-)
-from edgeae.cli.train_zoo import check_zoo_args, install_complete_run, install_into_zoo, zoo_target
+from edgeae.cli.train_flags import check_out, data_arg, given_flags, precision_arg, resolved_root
+from edgeae.cli.train_run import recorded_command, run_resumed, stop_on_sigterm, time_budget
+from edgeae.cli.train_zoo import check_zoo_args, install_into_zoo, zoo_target
 
 # flags that only mean something in one --mode (flag dest -> modes that use it): refused with another mode
 MODE_FLAGS: dict[str, tuple[str, ...]] = {
@@ -77,81 +66,18 @@ def refuse_mode_flags(args: argparse.Namespace, mode: str) -> None:
             raise CLIError(f"{flag} applies to --mode {' / '.join(modes)}, not to --mode {mode}; leave it out")
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM outside the training loop (the loop's :class:`~edgeae.train.resume.Deadline` handles it there)."""
-
-
-def stop_on_sigterm(kind: str, args: argparse.Namespace, command: Callable[[], int]) -> int:
-    """Run ``command`` with SIGTERM handled from its start (``kill`` while the data is read, hashed or checked): one
-    line, exit 143 as for a stop, the run folder's lock released and a refused new run's folders removed on the
-    way out. The training loop installs its own handler over this one (a clean stop with ``last.pt``)."""
-    import signal
-    import threading
-
-    from edgeae.train.resume import EXIT_SIGTERM, resume_command
-
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
-        return command()
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise _Terminated
-
-    old = signal.signal(signal.SIGTERM, terminate)
-    try:
-        return command()
-    except _Terminated:
-        run = Path(args.resume or args.out or ".")
-        if (run / "last.pt").is_file():
-            how = f"its state is in {run / 'last.pt'}; continue with: {resume_command(kind, run)}"
-        else:
-            how = "nothing was saved to resume: run the same command again"
-        # on stdout, as the stop line of a SIGTERM inside the loop (a script reads either for its resume command)
-        print(f"edgeae train {kind}: stopped by SIGTERM outside the training loop; {how}")
-        return EXIT_SIGTERM
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def recorded_command(args: argparse.Namespace) -> str | None:
-    """The command line a run's segment records (``edgeae ARGS`` as typed; None outside the CLI's main)."""
-    from edgeae.train.run_record import command_line
-
-    argv = getattr(args, "_argv", None)
-    return command_line(argv) if isinstance(argv, list) else None
-
-
 def run_cae(args: argparse.Namespace) -> int:
     return stop_on_sigterm("cae", args, lambda: _run_cae(args))
 
 
 def _run_cae(args: argparse.Namespace) -> int:
-    from edgeae.train.cae import CAETrainConfig, train_cae
-    from edgeae.train.resume import parse_duration
-    from edgeae.train.run_folder import named_mixture
+    from edgeae.train.cae import CAETrainConfig, load_config, train_cae
 
-    try:
-        budget = parse_duration(args.time_budget)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from exc
-    check_counts(args)
+    budget = time_budget(args)
     if args.resume and args.init:
         raise CLIError("--init starts a new run from a checkpoint's weights; --resume continues a run: pass one")
     if args.resume:
-        from edgeae.train.cae import load_config
-
-        with named_mixture(Path(args.resume), (CLIError, ValueError)):  # CAE config + VAE last.pt: named as such
-            cfg_file = check_resume_kind(args, "cae")
-            refuse_out_on_resume(args)
-            saved = load_config(cfg_file)
-            refuse_resume_changes(args, saved, CAE_FLAG_FIELDS)
-            zoo_name, force = zoo_target(args, saved)
-            done = install_complete_run(args, "cae")
-        if done is not None:
-            return done
-        cfg = dataclasses.replace(saved, **resume_changes(args, budget, zoo_name, force))
-        _check_cae_zoo(cfg)
-        metrics = train_cae(cfg, resume=True, command=recorded_command(args))
-        return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)
+        return run_resumed(args, "cae", budget, load_config, CAE_FLAG_FIELDS, _check_cae_zoo, train_cae, _report)
     if not args.data or not args.out:
         raise CLIError("edgeae train cae needs --data and --out (or --resume RUN_DIR)")
     refuse_mode_flags(args, args.mode)

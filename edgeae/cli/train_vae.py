@@ -16,19 +16,16 @@ from edgeae.cli.train import (
     RESUME_HELP,
     add_precision_args,
     add_zoo_args,
-    check_resume_kind,
     check_zoo_args,
     given_flags,
-    install_complete_run,
     install_into_zoo,
     precision_arg,
     record_flag_defaults,
-    refuse_out_on_resume,
-    refuse_resume_changes,
     resolved_root,
     zoo_target,
 )
-from edgeae.cli.train_flags import check_counts, check_out, resume_changes
+from edgeae.cli.train_flags import check_out
+from edgeae.cli.train_run import recorded_command, run_resumed, stop_on_sigterm, time_budget
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -143,36 +140,15 @@ VAE_FLAG_FIELDS["lambda"] = "score_lambda"  # --lambda (a keyword: read as getat
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from edgeae.cli.train_cae import stop_on_sigterm
-
     return stop_on_sigterm("vae", args, lambda: _run_cli(args))
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from edgeae.cli.train_cae import recorded_command
-    from edgeae.train.resume import parse_duration
-    from edgeae.train.run_folder import named_mixture
     from edgeae.train.vae import DATASETS, VAETrainConfig, load_config, train_vae
 
-    try:
-        budget = parse_duration(args.time_budget)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from exc
-    check_counts(args)
+    budget = time_budget(args)
     if args.resume:
-        with named_mixture(Path(args.resume), (CLIError, ValueError)):  # CAE config + VAE last.pt: named as such
-            cfg_file = check_resume_kind(args, "vae")
-            refuse_out_on_resume(args)
-            saved = load_config(cfg_file)
-            refuse_resume_changes(args, saved, VAE_FLAG_FIELDS)
-            zoo_name, force = zoo_target(args, saved)
-            done = install_complete_run(args, "vae")
-        if done is not None:
-            return done
-        cfg = dataclasses.replace(saved, **resume_changes(args, budget, zoo_name, force))
-        _check_vae_zoo(cfg)
-        metrics = train_vae(cfg, resume=True, command=recorded_command(args))
-        return _report(metrics, Path(args.resume), cfg.zoo_name, cfg.zoo_force)
+        return run_resumed(args, "vae", budget, load_config, VAE_FLAG_FIELDS, _check_vae_zoo, train_vae, _report)
     if not args.out:
         raise CLIError("edgeae train vae needs --out (or --resume RUN_DIR)")
     data, channels = _data_and_channels(args)

@@ -8,7 +8,8 @@ is saved with :func:`edgeae.checkpoint.save_checkpoint`; the config, loss curves
 The configuration lives in :mod:`edgeae.train.cae_config`, the validation metrics in
 :mod:`edgeae.train.cae_validation`, the steps of the loop in :mod:`edgeae.train.cae_steps`, the warm start
 (``--init``) in :mod:`edgeae.train.cae_init` and the run folder (held for the run, and how the checkpoint records
-its files) in :mod:`edgeae.train.run_folder`; their public names are importable from here too.
+its files) in :mod:`edgeae.train.run_folder`; their public names are importable from here too. The start-up, resume
+and epoch bookkeeping both trainers share is :mod:`edgeae.train.run_start`.
 """
 
 from __future__ import annotations
@@ -71,11 +72,11 @@ def train_cae(config: CAETrainConfig, resume: bool = False, command: str | None 
     holds an earlier run's model (:func:`~edgeae.train.run_folder.refuse_trained_out`), and any run whose memory
     estimate (images, crops, model) exceeds the memory available (:mod:`edgeae.train.run_memory`). ``command``:
     the command line recorded in this invocation's segment (:mod:`edgeae.train.run_record`; default ``sys.argv``).
+    The steps both trainers share are :mod:`edgeae.train.run_start`'s.
     """
-    from edgeae.train.resume import check_resume
+    from edgeae.train.run_start import held_run
 
-    out = Path(config.out)
-    with held_run_folder(out, resume, lambda: check_resume(out, "cae", config.epochs)):
+    with held_run(Path(config.out), "cae", config.epochs, resume):
         return _train_cae(config, resume, command)
 
 
@@ -87,65 +88,24 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     from edgeae.metadata import ModelMetadata
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
-    from edgeae.train.common import (
-        crops_rounding,
-        plural,
-        select_device,
-        stderr_is_terminal,
-        write_history,
-        write_json,
-    )
+    from edgeae.train.common import plural, select_device, stderr_is_terminal, write_history, write_json
     from edgeae.train.crops import check_masters, load_masters, sample_crops, without_crops
-    from edgeae.train.resume import (
-        Autosave,
-        Deadline,
-        TrainingDiverged,
-        TrainState,
-        account_batch,
-        check_resume,
-        check_state,
-        load_state,
-        resume_command,
-        save_state,
-    )
-    from edgeae.train.resume_files import DataFiles
-    from edgeae.train.run_folder import named_mixture, refuse_trained_out
-    from edgeae.train.run_memory import check_device_memory, check_run_memory, image_bytes, model_bytes, read_headers
-    from edgeae.train.run_record import end_segment, first_command, start_segment, time_left
+    from edgeae.train.run_memory import read_headers
+    from edgeae.train.run_start import RunStart
 
     out = Path(config.out)  # held by train_cae: no other run checks or writes it meanwhile
-    if resume:
-        with named_mixture(out):
-            check_resume(out, "cae", config.epochs)  # before any work: nothing is written when it refuses
+    start = RunStart(config, "cae", resume, log)
+    start.check_resume()  # before any work: nothing is written when it refuses
     device = select_device(config.device)
     train_files, val_files = split_data(config)
-    if not resume:
-        refuse_trained_out(out, "cae")
+    start.check_new_out()
     shapes = read_headers([*train_files, *val_files])  # every unreadable file named at once, before any is read
     channels = config.resolved_channels(train_files[0])
     n_batches = config.crops_per_epoch // config.batch_size
-    crop_bytes = channels * config.tile * config.tile * 4
     cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
-    model_need = model_bytes(lambda: build_cae(cae_cfg), (channels, config.tile, config.tile), config.batch_size)
-    check_run_memory(  # before the images are read and config.json is written
-        {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, 3 * crop_bytes)},
-        batch=(config.crops, config.batch_size),
-        images=image_bytes(shapes, channels),
-        model=model_need if device.type == "cpu" else None,
-    )
-    check_device_memory(device, model_need)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    start.check_fits(device, lambda: build_cae(cae_cfg), (channels, config.tile), shapes, val_copies=3)
     spec = config.corruption
-    data = DataFiles.read([*train_files, *val_files])  # each file read once: every last.pt records them from here
-    data_hash = data.hash
-    cfg_dict = config.to_dict()
-    checked = None  # the last.pt the check read: load_state restores it without reading it again
-    if resume:  # other data or config: refused now, before the images are decoded
-        checked = check_state(out, cfg_dict, data_hash, files=data)
-    rounding = crops_rounding(config.crops, config.batch_size)
-    if rounding:
-        log.info("%s", rounding)
+    data = start.read_data([*train_files, *val_files])  # other data or config: refused before any image is decoded
 
     t0 = time.perf_counter()
     aug = Augment() if config.augment else Augment.none()
@@ -172,13 +132,8 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
         log.info("warm start: val PSNR %.2f dB before fine-tuning", init_info["val_psnr"])
         write_json(out / "init.json", init_info)
     if not resume:  # the data and --init checks passed: a refused new run leaves no config.json (nor its folder)
-        write_json(out / "config.json", {"kind": "cae", **cfg_dict})
-    use_bf16 = config.use_bf16(device.type)
-    log.info(
-        "precision: %s%s",
-        "bfloat16 autocast" if use_bf16 else "float32",
-        "" if config.bf16 is not None else " (chosen for this CPU: --bf16 / --no-bf16 to force)",
-    )
+        start.write_config()
+    use_bf16 = start.precision(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -191,19 +146,8 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
         return config.min_lr_frac + (1 - config.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    state = TrainState()
-    was_complete = False
-    if resume:
-        state = load_state(out, model, optimizer, scheduler, cfg_dict, data_hash, files=data, blob=checked)
-        checked = None  # restored into the model: its copy of the weights is not held for the run
-        was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
-        write_json(out / "config.json", {"kind": "cae", **cfg_dict})  # the checks passed: --epochs etc. apply
-        if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
-            log.info("resumed %s: it stopped early after epoch %d; writing its final files", out, state.epochs_done)
-        else:
-            log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
-    state.crops_per_epoch = config.crops_per_epoch
-    start_segment(state, device, use_bf16, torch.get_num_threads(), command)
+    state = start.restore(model, optimizer, scheduler, n_batches)
+    start.begin(state, device, use_bf16, command)
 
     metadata = ModelMetadata(
         kind="cae",
@@ -233,32 +177,18 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
 
     # last.pt was written at its best epoch's end, then best.pt, which a kill may have prevented: rewritten only then
     # (a resume stopped at each epoch end used to rewrite it every time, and a full disk failed the resume)
-    at_best = resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done
-    if at_best and _recorded_best_epoch(torch, best_path) != state.best_epoch:
+    if start.at_best_epoch_end(state) and _recorded_best_epoch(torch, best_path) != state.best_epoch:
         save_best()
-    deadline = Deadline(config.time_budget)
-
-    def save() -> Path:
-        return save_state(out, model, optimizer, scheduler, state, cfg_dict, data_hash, kind="cae", files=data)
-
-    autosave = Autosave(state, save)
-    stopped: str | None = None
-    cause: str | None = None
+    loop = start.loop(model, optimizer, scheduler, state)
     pool = ThreadPoolExecutor(config.data_workers) if config.data_workers > 1 else None
     show_bar = config.progress and stderr_is_terminal()  # a bar's \r lines would fill a log file
-    walls: list[float] = []  # wall seconds of each whole epoch of this invocation, validation included
     try:
-        while state.epoch <= config.epochs and stopped is None and not state.early_stop:
-            epoch = state.epoch
-            autosave.start_epoch()
-            t_epoch, whole = time.perf_counter(), state.batch == 0
-            timed = walls or [h["seconds"] for h in state.history]
-            run_left = time_left(config.epochs - epoch + 1, timed).replace("  about", ", run about")
+        for epoch in loop.epochs_left():
+            desc = loop.begin_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC0, epoch]))
             crops = sample_crops(masters, config.crops_per_epoch, config.tile, rng, aug, workers=config.data_workers)
             perm = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5F, epoch])).permutation(len(crops))
             model.train()
-            desc = f"epoch {epoch}/{config.epochs}{run_left}"
             bar = _progress(range(state.batch, n_batches), desc, show_bar, n_batches)
             batches = _masked_batches(crops, perm, range(state.batch, n_batches), config, spec, epoch, pool)
             for b, (idx, x) in zip(bar, batches, strict=False):
@@ -273,27 +203,15 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                account_batch(state, float(loss.detach()), len(idx), epoch, b)
-                if deadline.expired:
-                    stopped, cause = deadline.reason, deadline.cause
+                if loop.batch_done(float(loss.detach()), len(idx), epoch, b):
                     break
-                autosave.batch_done()
-            autosave.bank_time()
-            if stopped is not None and state.batch < n_batches:
+            if loop.stopped_in_epoch(n_batches):
                 break
             val = _val_loss(torch, model, val_in, val_clean, device, use_bf16, config.channels_last, loss_of)
-            if not math.isfinite(val):
-                raise TrainingDiverged(f"training diverged: the validation loss became {val} after epoch {epoch}; "
-                                       "lower the learning rate")  # fmt: skip
-            row = {
-                "epoch": epoch,
-                "train_loss": state.loss_sum / max(state.loss_count, 1),
-                "val_loss": val,
+            row = loop.epoch_row(val, "lower the learning rate", lambda: {
                 "val_psnr": _psnr_of(model, val_in, val_clean, device, config.channels_last, val_keep),
                 "lr": float(optimizer.param_groups[0]["lr"]),
-                "seconds": round(state.seconds, 1),
-            }
-            state.history.append(row)
+            })  # fmt: skip
             active = _active_fraction(torch, model, val_in, device, config.channels_last)
             if active is not None and active < COLLAPSE_ACTIVE:
                 log.warning(
@@ -301,17 +219,14 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
                     "collapsed to the fixed pre-fill (a residual of 0); retrain with a lower --lr", epoch, 100 * active,
                 )  # fmt: skip
             improved = val < state.best_val
-            if whole:
-                walls.append(time.perf_counter() - t_epoch)
-            left = time_left(config.epochs - epoch, walls or [h["seconds"] for h in state.history])
             log.info(
                 "epoch %d/%d  train %.5f  val %.5f  val PSNR %.2f dB  %.0fs%s%s", epoch, config.epochs,
-                row["train_loss"], val, row["val_psnr"], row["seconds"], "  (best)" if improved else "", left,
+                row["train_loss"], val, row["val_psnr"], row["seconds"], "  (best)" if improved else "",
+                loop.time_left(),
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = val, epoch
-            state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            autosave.save_now()  # last.pt before best.pt: a first last.pt that fails leaves no best.pt behind
+            loop.end_epoch()  # last.pt before best.pt: a first last.pt that fails leaves no best.pt behind
             if improved:
                 save_best()
             write_history(state.history, out)
@@ -319,19 +234,12 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
                 log.info("early stop: no improvement for %d epochs", epoch - state.best_epoch)
                 state.early_stop = True
                 break
-            if stopped is None and deadline.expired and state.epoch <= config.epochs:
-                stopped, cause = deadline.reason, deadline.cause
+            loop.check_deadline()
     finally:
-        deadline.close()
+        loop.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if stopped is None or state.epoch > config.epochs or state.early_stop:  # every epoch done: not a stop
-        stopped = cause = None
-    end_segment(state, stopped, cause)
-    save()
-    if stopped is not None:  # debug: `edgeae train cae` prints the line, with how to continue
-        log.debug("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
-                  resume_command("cae", out, config.zoo_name, config.zoo_force))  # fmt: skip
+    stopped, cause = loop.finish()
     if state.best_epoch < 0:
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
@@ -339,17 +247,8 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
 
     best = load_checkpoint(best_path).model.to(device)
     metrics: dict[str, Any] = {
-        "best_epoch": state.best_epoch,
-        "val_loss": state.best_val,
-        "epochs_run": len(state.history),
-        "parameters": count_parameters(best),
-        "train_seconds": round(sum(h["seconds"] for h in state.history), 1),
-        "device": str(device),
-        "bf16": use_bf16,
-        "crops_per_epoch": config.crops_per_epoch,
+        **loop.metrics(count_parameters(best), device, use_bf16),
         "val_crops": config.val_crops,
-        "segments": state.segments,
-        **({"command": cmd} if (cmd := first_command(state.segments)) else {}),
         "complete": stopped is None,
         "stopped": stopped,
         "stop": cause,
@@ -368,7 +267,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     write_json(out / "metrics.json", metrics)
     if stopped is None:  # recorded last: a run killed before its final files resumes to write them
         state.complete = True
-        save()
+        loop.save()
     # debug: `edgeae train cae` prints the fuller line (parameters, per-level PSNR) from the returned metrics
     log.debug("best epoch %d, val loss %.5f -> %s", metrics["best_epoch"], metrics["val_loss"], best_path)
     return metrics

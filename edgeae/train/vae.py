@@ -37,7 +37,6 @@ only.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -97,12 +96,11 @@ def train_vae(config: VAETrainConfig, resume: bool = False, command: str | None 
     (:func:`edgeae.train.cae.held_run_folder`): a second run on it is refused with
     :class:`~edgeae.folder_lock.FolderBusy` and writes nothing. A new run is refused where ``out`` holds an earlier
     run's model, and any run whose memory estimate (images, crops, model) exceeds the memory available, as by
-    :func:`edgeae.train.cae.train_cae`; ``command``: the command line its segment records."""
-    from edgeae.train.cae import held_run_folder
-    from edgeae.train.resume import check_resume
+    :func:`edgeae.train.cae.train_cae` (the steps both trainers share are :mod:`edgeae.train.run_start`'s);
+    ``command``: the command line its segment records."""
+    from edgeae.train.run_start import held_run
 
-    out = Path(config.out)
-    with held_run_folder(out, resume, lambda: check_resume(out, "vae", config.epochs)):
+    with held_run(Path(config.out), "vae", config.epochs, resume):
         return _train_vae(config, resume, command)
 
 
@@ -114,68 +112,28 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     from edgeae.data import data_root
     from edgeae.metadata import ModelMetadata
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
-    from edgeae.train.common import (
-        crops_rounding,
-        progress,
-        select_device,
-        stderr_is_terminal,
-        write_history,
-        write_json,
-    )
+    from edgeae.train.common import progress, select_device, stderr_is_terminal, write_history, write_json
     from edgeae.train.crops import Augment, check_masters, load_masters, sample_crops, without_crops
-    from edgeae.train.resume import (
-        Autosave,
-        Deadline,
-        TrainingDiverged,
-        TrainState,
-        account_batch,
-        check_resume,
-        check_state,
-        load_state,
-        resume_command,
-        save_state,
-    )
-    from edgeae.train.resume_files import DataFiles
-    from edgeae.train.run_folder import named_mixture, refuse_trained_out
-    from edgeae.train.run_memory import check_device_memory, check_run_memory, image_bytes, model_bytes, read_headers
-    from edgeae.train.run_record import end_segment, first_command, start_segment, time_left
+    from edgeae.train.run_memory import read_headers
+    from edgeae.train.run_start import RunStart
 
     out = Path(config.out)
-    if resume:
-        with named_mixture(out):
-            check_resume(out, "vae", config.epochs)  # before any work: nothing is written when it refuses
-    else:
+    # the whole config, as the CAE trainer records it: a damaged config.json resumes with it (common.read_config);
+    # the keys a resume may change are left out of the comparison (resume.RESUMABLE_CHANGES, RESUMABLE here)
+    start = RunStart(config, "vae", resume, log)
+    start.check_resume()  # before any work: nothing is written when it refuses
+    if not resume:
         config.check_new_run()
-        refuse_trained_out(out, "vae")
+    start.check_new_out()
     device = select_device(config.device)
     channels = config.n_channels
-    crop_bytes = channels * config.patch * config.patch * 4
     vae_cfg = VAEConfig(channels=channels, widths=config.widths, latent=config.latent, patch=config.patch)
     root = data_root(config.data_root) if not config.is_folder else Path(config.data)
     train_files, val_files = data_files(config, root)
-    model_need = model_bytes(lambda: VAE(vae_cfg), (channels, config.patch, config.patch), config.batch_size)
-    check_run_memory(  # before the images are read and config.json is written
-        {"crops": (config.crops_per_epoch, crop_bytes), "val_crops": (config.val_crops, crop_bytes)},
-        batch=(config.crops, config.batch_size),
-        images=image_bytes(read_headers([*train_files, *val_files]), channels),
-        model=model_need if device.type == "cpu" else None,
-        model_flags="--widths, --latent",
-    )
-    check_device_memory(device, model_need)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    data = DataFiles.read([*train_files, *val_files])  # each file read once: every last.pt records them from here
-    data_hash = data.hash
-    # the whole config, as the CAE trainer records it: a damaged config.json resumes with it (common.read_config);
-    # the keys a resume may change are left out of the comparison (resume.RESUMABLE_CHANGES, RESUMABLE here)
-    cfg_dict = config.to_dict()
-    checked = None  # the last.pt the check read: load_state restores it without reading it again
-    if resume:  # other data or config: refused now, before the images are decoded
-        checked = check_state(out, cfg_dict, data_hash, files=data)
+    shapes = read_headers([*train_files, *val_files])
+    start.check_fits(device, lambda: VAE(vae_cfg), (channels, config.patch), shapes, model_flags="--widths, --latent")
+    data = start.read_data([*train_files, *val_files])  # other data or config: refused before any image is decoded
     n_batches = config.crops_per_epoch // config.batch_size
-    rounding = crops_rounding(config.crops, config.batch_size)
-    if rounding:
-        log.info("%s", rounding)
 
     t0 = time.perf_counter()
     masters = load_masters(train_files, channels)
@@ -187,7 +145,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     del val_masters
     log.info("%d training images, %d val crops in %.1fs", len(masters), len(val), time.perf_counter() - t0)
     if not resume:  # the data checks passed: a refused new run leaves no config.json (nor its folder)
-        write_json(out / "config.json", {"kind": "vae", **config.to_dict()})
+        start.write_config()
 
     torch_seed = _seed(config.seed, 0x70)
     with torch.random.fork_rng(devices=[]):
@@ -195,27 +153,12 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         model = VAE(vae_cfg).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    use_bf16 = config.use_bf16(device.type)
-    log.info(
-        "precision: %s%s",
-        "bfloat16 autocast" if use_bf16 else "float32",
-        "" if config.bf16 is not None else " (chosen for this CPU: --bf16 / --no-bf16 to force)",
-    )
+    use_bf16 = start.precision(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = TrainState()
-    was_complete = False
+    state = start.restore(model, optimizer, None, n_batches)
     if resume:
-        state = load_state(out, model, optimizer, None, cfg_dict, data_hash, files=data, blob=checked)
-        checked = None  # restored into the model: its copy of the weights is not held for the run
-        was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
-        write_json(out / "config.json", {"kind": "vae", **cfg_dict})  # the checks passed: --epochs applies
-        if state.early_stop:  # no early stopping here, but a state that records one is finished: no more epochs
-            log.info("resumed %s: it stopped early after epoch %d; writing its final files", out, state.epochs_done)
-        else:
-            log.info("resumed %s at epoch %d/%d, batch %d/%d", out, state.epoch, config.epochs, state.batch, n_batches)
         _warn_crop_count(config, state, out)
-    state.crops_per_epoch = config.crops_per_epoch
-    start_segment(state, device, use_bf16, torch.get_num_threads(), command)
+    start.begin(state, device, use_bf16, command)
 
     def to_device(x: np.ndarray) -> Any:
         t = torch.from_numpy(x).to(device)
@@ -258,35 +201,23 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         },
     )
     best_state = out / "best_state.pt"
-    if resume and not was_complete and state.batch == 0 and 0 < state.best_epoch == state.epochs_done:
+    if start.at_best_epoch_end(state):
         # last.pt came first at its best epoch's end: a kill before best_state.pt left another one, or none; rewritten
         # only then (a resume stopped at each epoch end used to rewrite it every time: a full disk failed the resume)
         if not _holds_weights_of(torch, model, best_state):
             _save_best_weights(torch, model, best_state)
-    elif resume and was_complete:
+    elif resume and start.was_complete:
         _warn_best_weights(torch, model, state, best_state, out)
-    deadline = Deadline(config.time_budget)
-
-    def save() -> Path:
-        return save_state(out, model, optimizer, None, state, cfg_dict, data_hash, kind="vae", files=data)
-
-    autosave = Autosave(state, save)
-    stopped: str | None = None
-    cause: str | None = None
-    walls: list[float] = []  # wall seconds of each whole epoch of this invocation, validation included
+    loop = start.loop(model, optimizer, None, state)
     try:
-        while state.epoch <= config.epochs and stopped is None and not state.early_stop:
-            epoch = state.epoch
-            autosave.start_epoch()
-            t_epoch, whole = time.perf_counter(), state.batch == 0
-            timed = walls or [h["seconds"] for h in state.history]
-            run_left = time_left(config.epochs - epoch + 1, timed).replace("  about", ", run about")
+        for epoch in loop.epochs_left():
+            desc = loop.begin_epoch()
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, epoch]))
             crops = sample_crops(masters, config.crops_per_epoch, config.patch, rng, aug)
             order = rng.permutation(len(crops))
             model.train()
             bar = progress(
-                range(state.batch, n_batches), f"epoch {epoch}/{config.epochs}{run_left}", total=n_batches,
+                range(state.batch, n_batches), desc, total=n_batches,
                 enabled=config.progress and stderr_is_terminal(), initial=state.batch,
             )  # fmt: skip
             for b in bar:
@@ -295,51 +226,28 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                account_batch(state, float(loss.detach()), len(idx), epoch, b)
-                if deadline.expired:
-                    stopped, cause = deadline.reason, deadline.cause
+                if loop.batch_done(float(loss.detach()), len(idx), epoch, b):
                     break
-                autosave.batch_done()
-            autosave.bank_time()
-            if stopped is not None and state.batch < n_batches:
+            if loop.stopped_in_epoch(n_batches):
                 break
             va = val_loss()
-            if not math.isfinite(va):
-                raise TrainingDiverged(f"training diverged: the validation loss became {va} after epoch {epoch}; "
-                                       "lower the learning rate or beta")  # fmt: skip
-            row = {
-                "epoch": epoch,
-                "train_loss": state.loss_sum / max(state.loss_count, 1),
-                "val_loss": va,
-                "seconds": round(state.seconds, 1),
-            }
-            state.history.append(row)
+            row = loop.epoch_row(va, "lower the learning rate or beta")
             improved = va < state.best_val
-            if whole:
-                walls.append(time.perf_counter() - t_epoch)
-            left = time_left(config.epochs - epoch, walls or [h["seconds"] for h in state.history])
             log.info(
                 "epoch %d/%d  train %.2f  val %.2f  %.0fs%s%s", epoch, config.epochs, row["train_loss"], va,
-                row["seconds"], "  (best)" if improved else "", left,
+                row["seconds"], "  (best)" if improved else "", loop.time_left(),
             )  # fmt: skip
             if improved:
                 state.best_val, state.best_epoch = va, epoch
-            state.epoch, state.batch, state.loss_sum, state.loss_count, state.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            autosave.save_now()  # last.pt before best_state.pt: a first last.pt that fails leaves no model behind
+            loop.end_epoch()  # last.pt before best_state.pt: a first last.pt that fails leaves no model behind
             if improved:
                 _save_best_weights(torch, model, best_state)
             write_history(state.history, out)
-            if stopped is None and deadline.expired and state.epoch <= config.epochs:
-                stopped, cause = deadline.reason, deadline.cause
+            loop.check_deadline()
     finally:
-        deadline.close()
-    if stopped is not None and (state.epoch > config.epochs or state.early_stop):  # every epoch done: not a stop
-        stopped = cause = None
-    end_segment(state, stopped, cause)
-    save()
-    if stopped is not None:  # debug: `edgeae train vae` prints the line, with how to continue
-        log.debug("%s: state saved to %s; continue with: %s", stopped, out / "last.pt",
-                  resume_command("vae", out, config.zoo_name, config.zoo_force))  # fmt: skip
+        loop.close()
+    stopped, cause = loop.finish()
+    if stopped is not None:  # `edgeae train vae` prints the line, with how to continue
         return {"stopped": stopped, "stop": cause, "epoch": state.epoch, "batch": state.batch, "complete": False}
 
     # the best epoch's weights in a model of their own: `model` keeps the last epoch's for the complete last.pt,
@@ -366,20 +274,11 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     if "lambda_source" in score:  # folder data: λ was given or defaulted, not tuned; the model says which
         metadata = metadata.replace(extra={**metadata.extra, "lambda_source": score["lambda_source"]})
     metrics: dict[str, Any] = {
-        "best_epoch": state.best_epoch,
-        "val_loss": state.best_val,
-        "epochs_run": len(state.history),
-        "parameters": count_parameters(best),
+        **loop.metrics(count_parameters(best), device, use_bf16),
         "macs_per_patch": count_macs(vae_cfg),
-        "train_seconds": round(sum(h["seconds"] for h in state.history), 1),
-        "device": str(device),
-        "bf16": use_bf16,
         "data": config.data,
         "train_files": len(train_files),
         **({"train_files_without_crops": recorded(no_crops)} if (no_crops := without_crops(masters)) else {}),
-        "crops_per_epoch": config.crops_per_epoch,
-        "segments": state.segments,
-        **({"command": cmd} if (cmd := first_command(state.segments)) else {}),
         "complete": True,
         "calibration": score,
     }
@@ -387,7 +286,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     write_history(state.history, out)
     write_json(out / "metrics.json", metrics)
     state.complete = True  # recorded last: a run killed before its final files resumes to write them
-    save()
+    loop.save()
     # debug: `edgeae train vae` prints the fuller line (parameters, how λ was set) from the returned metrics
     log.debug(
         "best epoch %d, val loss %.2f, λ %.4g, threshold %.4g -> %s", state.best_epoch, state.best_val,
