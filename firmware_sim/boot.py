@@ -95,7 +95,7 @@ def boot(
     if rt.queue.recovered:
         rt.tm.write(
             "recovery",
-            items=len(rt.queue.items),
+            items=sum(t["items"] for t in rt.queue.tallies().values()),  # those compacted into totals too
             pending=len(rt.queue.pending()),
             lost=rt.queue.lost_on_recovery,
             next_frame_id=rt.queue.state["next_frame_id"],

@@ -49,6 +49,8 @@ from .queue_items import IndexNotSaved as IndexNotSaved
 from .queue_items import Item as Item
 from .queue_items import PassReport as PassReport
 from .queue_items import _why_nothing_sent
+from .queue_ledger import KEEP_EVICTED as KEEP_EVICTED
+from .queue_ledger import check_compacted, compact, tallies
 
 
 class DownlinkQueue:
@@ -69,6 +71,7 @@ class DownlinkQueue:
         self.passes_skipped: list[str] = []  # why each pass of this process that could send nothing sent nothing
         self.over_capacity = ""  # at load: the stored bytes over capacity_bytes (lowered since they were queued)
         self._sent_files: set[int] = set()  # items whose file goes once a save records them sent or evicted
+        self._settled: set[int] = set()  # items finished at the last save: the next save may compact them
         index = self.root / "index.json"
         if index.is_file():
             self._load()
@@ -91,11 +94,13 @@ class DownlinkQueue:
         if downlink is not None:
             found += remove_stale_temps(downlink, lambda n: n.startswith("pass_") and n.endswith(".bin"), any_pid=held)
         self.stale_temps += found
-        # item files of items the index records sent or evicted: the save that records them removes them after its
-        # rename, so a power loss in between kept them on flash for good, outside the capacity (until review r6 of
-        # session 35; before session 35 every pass removed every sent item's file). One scandir per boot
-        done = {i for i, it in self.items.items() if it.status != PENDING and i not in self._sent_files}
-        self.leftover_files = remove_item_files(self.items_dir, done)
+        # item files of items the index records sent or evicted (or compacted: any id below next_id that waits for
+        # nothing): the save that records them removes them after its rename, so a power loss in between kept them
+        # on flash for good, outside the capacity (until review r6 of session 35; before session 35 every pass
+        # removed every sent item's file). One scandir per boot
+        keep = {i for i, it in self.items.items() if it.status == PENDING} | self._sent_files
+        below = int(self.state["next_id"])
+        self.leftover_files = remove_item_files(self.items_dir, lambda i: i < below and i not in keep)
         return found
 
     # ----------------------------------------------------------------------------------- persistence
@@ -107,8 +112,8 @@ class DownlinkQueue:
             raise ValueError(f"{path}: queue index unreadable ({exc})") from exc
         version = doc.get("version") if isinstance(doc, dict) else None
         if version not in READ_VERSIONS:
-            raise ValueError(f"{path}: queue index version {version!r} is not {INDEX_VERSION} (or 1)")
-        wrong = check_index(doc, Item.__dataclass_fields__, PRIORITY)
+            raise ValueError(f"{path}: queue index version {version!r} is not {INDEX_VERSION} (or 1, 2)")
+        wrong = check_index(doc, Item.__dataclass_fields__, PRIORITY) or check_compacted(doc["state"])
         if wrong:  # valid JSON of the wrong structure (until session 35 a KeyError or TypeError traceback)
             raise ValueError(f"{path}: queue index unreadable ({wrong})")
         self.state = doc["state"]
@@ -126,6 +131,8 @@ class DownlinkQueue:
                 self._sent_files.add(it.id)
                 self.lost_on_recovery.append(it.id)
         self.recovered = True
+        lost = set(self.lost_on_recovery)
+        self._settled = {i for i, it in self.items.items() if it.status != PENDING and i not in lost}
         if self.stored_bytes > self.capacity_bytes:
             self.over_capacity = (
                 f"{self.stored_bytes:,} B of queued products are stored, over queue_capacity_bytes = "
@@ -136,7 +143,11 @@ class DownlinkQueue:
             )
 
     def save(self) -> None:
-        """Write the index atomically; :class:`IndexNotSaved` (naming it) when it cannot be written."""
+        """Write the index atomically; :class:`IndexNotSaved` (naming it) when it cannot be written. Items finished
+        at the last save whose frame's outcome is final are compacted first (:func:`.queue_ledger.compact`): the
+        index keeps totals per kind and the frame's outcome, not each item (until session 36 every item stayed,
+        ~170 B a product, for good)."""
+        compact(self.items, self.state, self._settled)
         # vars(), not dataclasses.asdict (a deep copy per item): 30,000 items, 7,500 frames saved in 0.2-0.3 s, not 1 s
         doc = {"version": INDEX_VERSION, "state": self.state, "items": [vars(i) for i in self.items.values()]}
         index = self.root / "index.json"
@@ -147,6 +158,7 @@ class DownlinkQueue:
             self.unsaved = str(err)
             raise err from exc
         self.unsaved = ""
+        self._settled = {i for i, it in self.items.items() if it.status != PENDING}
         done, self._sent_files = self._sent_files, set()  # the index records them sent or evicted: files go
         for iid in done:
             (self.items_dir / f"{iid:08d}.pkt").unlink(missing_ok=True)
@@ -158,6 +170,12 @@ class DownlinkQueue:
 
     def pending(self) -> list[Item]:
         return sorted((i for i in self.items.values() if i.status == PENDING), key=lambda i: (i.priority, i.id))
+
+    def tallies(self) -> dict[str, dict[str, int]]:
+        """Totals per kind of every item this queue ever held, those compacted included
+        (:func:`.queue_ledger.tallies`: items, wire_bytes, sent_bytes, pending, sent, evicted, withdrawn,
+        corrupted)."""
+        return tallies((vars(i) for i in self.items.values()), self.state.get("compacted"))
 
     def frame_items(self, frame_id: int) -> list[Item]:
         return [i for i in self.items.values() if i.frame_id == frame_id]

@@ -10,7 +10,7 @@ import errno
 import re
 import struct
 import zlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -194,10 +194,11 @@ def _check_state(state: dict[str, Any]) -> str:
     return ""
 
 
-def remove_item_files(folder: Path, ids: Collection[int]) -> list[str]:
-    """Remove the item files (``NNNNNNNN.pkt``) in ``folder`` of the items ``ids`` (one ``scandir``, not a call per
-    item); returns their names, sorted. Best effort: a file that cannot be removed is left as it is."""
-    return sorted(remove_files(folder, lambda name: bool(_ITEM_FILE.match(name)) and int(name[:8]) in ids))
+def remove_item_files(folder: Path, gone: Callable[[int], bool]) -> list[str]:
+    """Remove the item files (``NNNNNNNN.pkt``) in ``folder`` of the items whose id ``gone`` accepts (one
+    ``scandir``, not a call per item); returns their names, sorted. Best effort: a file that cannot be removed is
+    left as it is."""
+    return sorted(remove_files(folder, lambda name: bool(_ITEM_FILE.match(name)) and gone(int(name[:8]))))
 
 
 def state_without_index(root: Path) -> list[str]:

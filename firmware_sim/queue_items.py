@@ -12,8 +12,11 @@ from .queue_files import DAMAGED
 
 PRIORITY: dict[str, int] = {"patch": 0, "telemetry": 1, "sparse": 2, "latent": 3}
 PENDING, SENT, EVICTED = "pending", "sent", "evicted"
-INDEX_VERSION = 2  # 2: items carry ``crc32`` (session 35); version 1 is read too (an older reader refuses 2)
-READ_VERSIONS = (1, INDEX_VERSION)
+# 2: items carry ``crc32`` (session 35); 3: finished items compacted into ``state.compacted`` totals, the frame's
+# outcome in its ledger entry (session 36: an older reader would count such a frame's products lost). Versions 1
+# and 2 are read too; an older reader refuses 3
+INDEX_VERSION = 3
+READ_VERSIONS = (1, 2, INDEX_VERSION)
 
 
 class IndexNotSaved(OSError):

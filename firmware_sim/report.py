@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from edgeae.atomic import write_text
 
 from .queue import PRIORITY as _QUEUE_PRIORITY
+from .queue_ledger import KEEP_EVICTED, tallies
 from .report_charts import STAGE_COLOURS as STAGE_COLOURS
 from .report_charts import STAGES as STAGES
 from .report_charts import _memory, _timeline
@@ -39,7 +40,8 @@ OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d9
 PRIORITY = tuple(sorted(_QUEUE_PRIORITY, key=_QUEUE_PRIORITY.__getitem__))  # the queue's order, from the queue
 ROWS_LAST = 100  # a long run's ledger shows its last frames,
 ROWS_FLAGGED = 50  # and this many of the earlier ones not downlinked (the latest)
-PASSES_LAST = EVICTED_LAST = 100  # a long run's pass and eviction tables: the last ones
+PASSES_LAST = 100  # a long run's pass table: the last ones
+EVICTED_LAST = KEEP_EVICTED  # its eviction table: the last ones, as many as the queue index keeps whole
 EVENTS_FIRST, EVENTS_LAST = 50, 150  # a long run's events: the first (model loads) and the last
 _log = logging.getLogger(__name__)
 
@@ -134,15 +136,12 @@ def _coloured(outcome: str) -> str:
 
 
 def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
-    index = _read_json(out / "queue" / "index.json") or {}
-    items = index.get("items") or []
-    by: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for it in items:
-        k = it.get("kind", "?")
-        by[k]["items"] += 1
-        by[k]["wire_bytes"] += int(it.get("wire_bytes") or 0)
-        by[k]["sent_bytes"] += int(it.get("sent_bytes") or 0)
-        by[k][f"n_{it.get('status', '?')}"] += 1
+    index = _read_json(out / "queue" / "index.json")
+    index = index if isinstance(index, dict) else {}
+    items = [it for it in index.get("items") or [] if isinstance(it, dict)]
+    state = index.get("state")
+    # the finished items compacted into totals (queue_ledger) are counted too
+    by = tallies(items, state.get("compacted") if isinstance(state, dict) else None)
     kinds = [k for k in PRIORITY if k in by] + sorted(set(by) - set(PRIORITY))
     rows = [
         [
@@ -150,8 +149,8 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
             _num(by[k]["items"]),
             _num(by[k]["wire_bytes"]),
             _num(by[k]["sent_bytes"]),
-            _num(by[k]["n_pending"]),
-            _num(by[k]["n_evicted"]),
+            _num(by[k]["pending"]),
+            _num(by[k]["evicted"]),
         ]
         for k in kinds
     ]
@@ -162,7 +161,9 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
     ]
     if rows:
         parts.append(_table(["priority: product", "items", "bytes queued", "bytes sent", "pending", "evicted"], rows))
-    evicted, cut = select([it for it in items if it.get("status") == "evicted"], EVICTED_LAST)
+    listed = [it for it in items if it.get("status") == "evicted"]
+    evicted, cut = select(listed, EVICTED_LAST)
+    cut += sum(t["evicted"] for t in by.values()) - len(listed)  # and those compacted: in telemetry only
     if evicted:
         parts.append(
             _table(
@@ -180,7 +181,12 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
                 left=3,
             )
         )
-        parts.append(_left_out(cut, len(evicted) + cut, "evicted items", "the last ones", "queue/index.json"))
+        parts.append(
+            _left_out(
+                cut, len(evicted) + cut, "evicted items", "the last ones",
+                "telemetry.jsonl (an 'evicted' or 'queue_refused' event each)",
+            )
+        )  # fmt: skip
     passes, cut = select([r for r in tm if r.get("type") == "pass"], PASSES_LAST)
     if passes:
         budget = s.get("budgets", {}).get("downlink_bytes_per_pass")

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .queue import EVICTED, PENDING, SENT, DownlinkQueue, atomic_write
-from .queue_files import DAMAGED
+from .queue import DownlinkQueue, atomic_write
+from .queue_ledger import WITHDRAWN as WITHDRAWN
+from .queue_ledger import Outcome as Outcome
+from .queue_ledger import processed_outcome
+from .queue_ledger import storage_damage as storage_damage
 from .telemetry_lines import History as History
 from .telemetry_lines import TelemetryNotWritten as TelemetryNotWritten
 from .telemetry_lines import TelemetryWriter as TelemetryWriter
@@ -30,57 +32,11 @@ from .telemetry_lines import read_records as read_records
 from .telemetry_lines import run_finished as run_finished
 from .telemetry_lines import utc_iso as utc_iso
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """The final state of one acquired frame: ``outcome`` (downlinked | partial | queued | dropped), ``code``
-    (a short machine-readable reason: what the summary counts by) and ``reason`` (the detail, for the ledger)."""
-
-    outcome: str
-    code: str = ""
-    reason: str = ""
-
-
 INTERRUPTED = "interrupted: the run was stopped during this frame; a rerun with the same --out takes it again"
-WITHDRAWN = ("frame_dropped", "frame_interrupted")  # reasons of products taken back from the queue, not evicted
-
-
-def storage_damage(reason: str) -> bool:
-    """Whether an eviction ``reason`` is damage to the item's file found by a pass (``storage corruption: ...``) or
-    at boot (``item file missing after reboot``, ``item file damaged (...) after reboot``), not a lack of room."""
-    return reason.startswith(DAMAGED) or (reason.startswith("item file ") and reason.endswith(" after reboot"))
-
-
-def _lost(items: list[Any]) -> str:
-    return "; ".join(sorted({f"{i.kind}: {i.reason}{_sent_part(i)}" for i in items if i.status == EVICTED}))
-
-
-def _sent_part(item: Any) -> str:
-    """What of an evicted item was sent before it was evicted ('' when nothing was)."""
-    return f" ({item.sent_packets} of {item.n_packets} packets sent)" if item.sent_packets else ""
-
-
-def _processed_outcome(items: list[Any]) -> Outcome:
-    """A processed frame by its products: ``dropped`` (code ``products_lost``) when every science product
-    (patches, sparse pixels, latents) was evicted or refused with nothing of it sent, whatever became of its
-    telemetry record; ``queued`` while any product waits, ``downlinked`` when every one was sent, else ``partial``
-    (an item evicted after some of its packets were sent, storage corruption found by a pass, counts as sent in
-    part: until review r6 of session 35 its frame was ``dropped``). The products lost are named in the reason of
-    each, with what of them was sent."""
-    science = [i for i in items if i.kind != "telemetry"]
-    lost = _lost(items)
-    if not science or all(i.status == EVICTED and not i.sent_packets for i in science):
-        return Outcome("dropped", "products_lost", lost or "no products")
-    if any(i.status == PENDING for i in items):
-        return Outcome("queued", "", lost)
-    if all(i.status == SENT for i in items):
-        return Outcome("downlinked")
-    kinds = ", ".join(sorted({i.kind for i in items if i.status == EVICTED}))
-    return Outcome("partial", f"lost {kinds}", lost)
 
 
 def frame_outcomes(queue: DownlinkQueue) -> dict[int, Outcome]:
-    """The outcome of every acquired frame in the ledger (see :func:`_processed_outcome`); a frame dropped
+    """The outcome of every acquired frame in the ledger (see :func:`.queue_ledger.processed_outcome`); a frame dropped
     before its products keeps the code it was dropped with (``unreadable``, ``invalid_shape``, ...)."""
     by_frame: dict[int, list[Any]] = {}
     for it in queue.items.values():
@@ -96,9 +52,11 @@ def frame_outcomes(queue: DownlinkQueue) -> dict[int, Outcome]:
             out[fid] = Outcome("dropped", "reboot_during_processing", "reboot during processing")
         elif status == "interrupted":
             out[fid] = Outcome("dropped", "interrupted", INTERRUPTED)
+        elif isinstance(rec.get("outcome"), list):  # final: its products compacted (queue_ledger.compact)
+            out[fid] = Outcome(*rec["outcome"])
         else:  # what an interrupted attempt at this frame had queued was withdrawn: not this attempt's
             items = [i for i in by_frame.get(fid, []) if i.reason != "frame_interrupted"]
-            out[fid] = _processed_outcome(items)
+            out[fid] = processed_outcome(items)
     return out
 
 
@@ -134,7 +92,7 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
     counts = Counter(o.outcome for o in outcomes.values())
     processed = [f for f in frames if f.get("status") == "processed"]
     totals = [f["timing_ms"]["total"] for f in processed]
-    items = list(queue.items.values())
+    by_kind = queue.tallies().values()  # every item, those compacted into totals included
     summary = {
         "frames": {
             "acquired": len(outcomes),
@@ -150,14 +108,14 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             "processed": sum(r["status"] == "processed" for r in queue.state["frames"].values()),  # every boot
         },
         "queue": {
-            "pending_items": sum(i.status == PENDING for i in items),
+            "pending_items": sum(t["pending"] for t in by_kind),
             "pending_bytes": queue.stored_bytes,
-            "sent_bytes": sum(i.sent_bytes for i in items),
-            "evicted_items": sum(i.status == EVICTED for i in items),
-            "withdrawn_items": sum(i.status == EVICTED and i.reason in WITHDRAWN for i in items),  # among them
+            "sent_bytes": sum(t["sent_bytes"] for t in by_kind),
+            "evicted_items": sum(t["evicted"] for t in by_kind),
+            "withdrawn_items": sum(t["withdrawn"] for t in by_kind),  # among them
             # among them too: evicted because their file was damaged or missing (a pass's "storage corruption: ...",
             # a boot's "item file ... after reboot"), not for room
-            "corrupted_items": sum(i.status == EVICTED and storage_damage(i.reason) for i in items),
+            "corrupted_items": sum(t["corrupted"] for t in by_kind),
             "passes": queue.state["passes"],
         },
         "timing_ms": {

@@ -152,14 +152,14 @@ def test_a_frame_whose_science_was_all_refused_is_dropped_not_queued(tmp_path: P
 
 def test_a_queued_frame_names_the_products_it_lost(models: dict[str, Path]) -> None:
     from edgeae.firmware_sim.queue import EVICTED, PENDING, Item
-    from edgeae.firmware_sim.telemetry import _processed_outcome
+    from edgeae.firmware_sim.queue_ledger import processed_outcome
 
     items = [
         Item(0, "patch", 0, 7, 1, 100, status=PENDING),
         Item(1, "sparse", 2, 7, 1, 100, status=EVICTED, reason="evicted for higher-priority item 9"),
         Item(2, "telemetry", 1, 7, 1, 100, status=PENDING),
     ]
-    o = _processed_outcome(items)
+    o = processed_outcome(items)
     assert o.outcome == "queued" and o.reason == "sparse: evicted for higher-priority item 9"
 
 

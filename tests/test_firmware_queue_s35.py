@@ -183,7 +183,7 @@ def test_the_cli_refuses_a_run_on_a_state_without_its_index(tmp_path: Path, caps
     [
         ({"version": 1}, "no 'state' object"),
         ({"version": 1, "state": {"next_id": 0}, "items": []}, "state 'passes' is None, not an integer"),
-        ([1, 2], "version None is not 2 (or 1)"),
+        ([1, 2], "version None is not 3 (or 1, 2)"),
         (
             {"version": 1, "state": {"next_id": 1, "passes": 0, "seq": {}, "frames": {}, "next_frame_id": 0}},
             "no 'items' list",
@@ -348,7 +348,7 @@ def test_the_index_is_version_2_and_a_version_1_state_still_boots(tmp_path: Path
     _q, (a, b, c) = _queue_of_three(tmp_path / "queue")
     index = tmp_path / "queue" / "index.json"
     doc = json.loads(index.read_text())
-    assert doc["version"] == 2 and all(isinstance(d["crc32"], int) for d in doc["items"])
+    assert doc["version"] == 3 and all(isinstance(d["crc32"], int) for d in doc["items"])  # 3 since session 36
     doc["version"] = 1
     for d in doc["items"]:
         del d["crc32"]
@@ -357,9 +357,9 @@ def test_the_index_is_version_2_and_a_version_1_state_still_boots(tmp_path: Path
     assert [old.items[i.id].crc32 for i in (a, b, c)] == [None] * 3 and len(old.pending()) == 3
     assert old.downlink_pass(1 << 20, tmp_path / "dl").items_completed == 3
     assert all(parse_packet(p) for p in _sent(tmp_path / "dl"))
-    assert json.loads(index.read_text())["version"] == 2  # saved in the new version
-    index.write_text(json.dumps({**json.loads(index.read_text()), "version": 3}))
-    with pytest.raises(ValueError, match=r"queue index version 3 is not 2 \(or 1\)"):
+    assert json.loads(index.read_text())["version"] == 3  # saved in the new version
+    index.write_text(json.dumps({**json.loads(index.read_text()), "version": 4}))
+    with pytest.raises(ValueError, match=r"queue index version 4 is not 3 \(or 1, 2\)"):
         DownlinkQueue(tmp_path / "queue", 1 << 20)
 
 
