@@ -196,12 +196,14 @@ def check_state(
     config: dict[str, Any],
     data_hash: str,
     files: Sequence[str | os.PathLike[str]] | DataFiles | None = None,
+    blob: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Refuse (a :class:`ResumeError`) to resume the run in ``folder`` on other data (``data_hash``; ``files``: those
     it was made of, to name the ones that changed) or another ``config`` (the keys of :data:`RESUMABLE_CHANGES`
     aside): what :func:`load_state` checks, for the trainers to call right after hashing the data, before any image
-    is decoded. Returns the ``last.pt`` contents it read, for :func:`load_state` (``blob``)."""
-    blob = _read_state(folder)
+    is decoded. ``blob``: its ``last.pt`` contents as :func:`read_resumable` read them (else it is read here).
+    Returns them, for :func:`load_state` (``blob``)."""
+    blob = _read_state(folder) if blob is None else blob
     _check_blob(folder, blob, config, data_hash, files)
     return blob
 
@@ -332,6 +334,11 @@ def check_kind(folder: str | os.PathLike[str], kind: str, found: str | None = No
 def read_run_state(folder: str | os.PathLike[str], kind: str) -> TrainState:
     """Where the run in ``folder`` stands (epoch, batch, history, best epoch, completion, early stop) after
     checking that it is a run of ``kind``; reads ``last.pt`` without loading anything into a model."""
+    return _run_state(folder, kind)[0]
+
+
+def _run_state(folder: str | os.PathLike[str], kind: str) -> tuple[TrainState, dict[str, Any]]:
+    """:func:`read_run_state`, and the ``last.pt`` contents it read."""
     check_kind(folder, kind)
     blob = _read_state(folder)
     check_kind(folder, kind, blob.get("kind") or config_kind(blob.get("config", {})))
@@ -344,7 +351,7 @@ def read_run_state(folder: str | os.PathLike[str], kind: str) -> TrainState:
         complete=_was_complete(Path(folder), s),
         early_stop=bool(s.get("early_stop", False)),
         crops_per_epoch=int(s["crops_per_epoch"]) if s.get("crops_per_epoch") is not None else None,
-    )
+    ), blob
 
 
 def resume_command(kind: str, folder: str | os.PathLike[str], zoo_name: str | None = None, force: bool = False) -> str:
@@ -360,7 +367,13 @@ def check_resume(folder: str | os.PathLike[str], kind: str, epochs: int) -> Trai
     """Check, before any work and without writing anything, that the run in ``folder`` can be resumed by the
     ``kind`` trainer to ``epochs`` epochs: the same kind, ``epochs`` not below the epochs it has done, and a
     complete run only with more epochs (never one that stopped early). Returns the state it holds."""
-    state = read_run_state(folder, kind)
+    return read_resumable(folder, kind, epochs)[0]
+
+
+def read_resumable(folder: str | os.PathLike[str], kind: str, epochs: int) -> tuple[TrainState, dict[str, Any]]:
+    """:func:`check_resume`, and the ``last.pt`` contents it read: a trainer, which holds the folder, hands them to
+    :func:`check_state` and :func:`load_state` (``blob``), so that a resume reads ``last.pt`` once."""
+    state, blob = _run_state(folder, kind)
     done = state.epochs_done
     if state.complete and state.early_stop:
         raise ResumeError(
@@ -377,4 +390,4 @@ def check_resume(folder: str | os.PathLike[str], kind: str, epochs: int) -> Trai
             f"{folder} is already complete ({done} epochs); pass a larger --epochs to train it further (or only "
             "--zoo-name NAME to install it as it is)"
         )
-    return state
+    return state, blob

@@ -44,18 +44,19 @@ class RunStart:
         self.cfg_dict: dict[str, Any] = config.to_dict()
         self.data: DataFiles | None = None
         self.was_complete = False  # a resumed run that was complete (it resumes only to more epochs)
-        self._checked: dict[str, Any] | None = None  # last.pt as read_data's check read it, for restore
+        # last.pt as check_resume read it (the folder is held), for read_data's check and restore: read once
+        self._read: dict[str, Any] | None = None
 
     def check_resume(self) -> None:
         """A resume, before any work, so that nothing is written when it refuses: the run must be one of this
         trainer's that can go on to ``config.epochs`` (:func:`~edgeae.train.resume.check_resume`; a folder that mixes
         two runs is named as such). Nothing for a new run."""
-        from edgeae.train.resume import check_resume
+        from edgeae.train.resume import read_resumable
         from edgeae.train.run_folder import named_mixture
 
         if self.resume:
             with named_mixture(self.out):
-                check_resume(self.out, self.kind, self.config.epochs)
+                self._read = read_resumable(self.out, self.kind, self.config.epochs)[1]
 
     def check_new_out(self) -> None:
         """A new run must not replace an earlier run's model in its folder (``refuse_trained_out``). Nothing for a
@@ -106,7 +107,7 @@ class RunStart:
             require("torch").set_num_threads(self.config.threads)
         self.data = DataFiles.read(files)
         if self.resume:  # other data or config: refused now
-            self._checked = check_state(self.out, self.cfg_dict, self.data.hash, files=self.data)
+            self._read = check_state(self.out, self.cfg_dict, self.data.hash, files=self.data, blob=self._read)
         rounding = crops_rounding(self.config.crops, self.config.batch_size)
         if rounding:
             self.log.info("%s", rounding)
@@ -132,16 +133,17 @@ class RunStart:
 
     def restore(self, model: Any, optimizer: Any, scheduler: Any, n_batches: int) -> TrainState:
         """A new run's fresh state; a resumed run's ``last.pt`` restored into ``model``, ``optimizer`` and
-        ``scheduler`` (read once, by :meth:`read_data`), its ``config.json`` written back and where it goes on said."""
+        ``scheduler`` (read once, by :meth:`check_resume`), its ``config.json`` written back and where it goes on
+        said."""
         from edgeae.train.resume import TrainState, load_state
 
         if not self.resume:
             return TrainState()
         assert self.data is not None, "read_data first"
         state = load_state(
-            self.out, model, optimizer, scheduler, self.cfg_dict, self.data.hash, files=self.data, blob=self._checked
+            self.out, model, optimizer, scheduler, self.cfg_dict, self.data.hash, files=self.data, blob=self._read
         )
-        self._checked = None  # restored into the model: its copy of the weights is not held for the run
+        self._read = None  # restored into the model: its copy of the weights is not held for the run
         self.was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
         self.write_config()
         if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
