@@ -118,6 +118,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "figure"
 
 
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold written as a backslash escape, the rest unchanged: a file name's bytes
+    that are not UTF-8 (which ``os.fsdecode`` hands over as lone surrogates, U+DC80-U+DCFF) as ``\\xff``, any other
+    lone surrogate as ``\\ud800``. A page, a JSON record or a console line then shows the name instead of failing."""
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
@@ -155,7 +170,18 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence[Section], intro: str = "") -> Path:
-    """Write ``out_dir/index.html`` and ``out_dir/img/*.png``; return the HTML path."""
+    """Write ``out_dir/img/*.png`` and then ``out_dir/index.html`` (atomically: a failed write leaves the earlier
+    page whole); return the HTML path."""
+    from edgeae.atomic import write_text
+
+    path = Path(out_dir) / "index.html"
+    write_text(path, render_report(out_dir, title, sections, intro))
+    return path
+
+
+def render_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence[Section], intro: str = "") -> str:
+    """Write ``out_dir/img/*.png`` and return the page that shows them (for ``out_dir/index.html``): its text is
+    UTF-8 clean, a name's bytes that are not UTF-8 shown as ``\\xff`` (:func:`printable`)."""
     from edgeae.imageio import write_image
 
     out = Path(out_dir)
@@ -193,6 +219,4 @@ def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence
         parts.append(sec.html_extra)
         parts.append("</section>")
     parts.append("</body></html>\n")
-    path = out / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return printable("\n".join(parts))

@@ -104,5 +104,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_demo(config, say=lambda line: print(line, flush=True), progress=True)
     except UnknownModelError as exc:
         raise CLIError(f"{exc} (train it, or pass --model PATH)") from None
-    print(f"demo finished in {result.seconds:.0f} s; report: {result.html.resolve()}")
+    from edgeae.report import printable
+
+    print(f"demo finished in {result.seconds:.0f} s; report: {printable(str(result.html.resolve()))}")
     return 0

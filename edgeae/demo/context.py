@@ -103,12 +103,20 @@ class DemoContext:
 
 
 def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None]:
-    """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame."""
+    """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame; a name's
+    bytes that are not UTF-8 are written as ``\\xff`` (:func:`edgeae.report.printable`: the page, metrics.json and
+    the console show them)."""
     from edgeae.imageio import read_image
+    from edgeae.report import printable
 
     if config.image is not None:
         data = read_image(config.image)
-        return data.pixels, config.image.name, f"{config.image} ({data.bit_depth}-bit)", data.valid
+        return (
+            data.pixels,
+            printable(config.image.name),
+            printable(f"{config.image} ({data.bit_depth}-bit)"),
+            data.valid,
+        )
     if config.source in ("auto", "rover"):
         from edgeae.data import find_data_root
         from edgeae.datasets import DEMO_FRAME
@@ -120,8 +128,10 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
             return (
                 data.pixels,
                 path.name,
-                f"Perseverance Mastcam-Z calibrated colour frame {path.name} from {root}; never trained on "
-                "(rover_rgb test split)",
+                printable(
+                    f"Perseverance Mastcam-Z calibrated colour frame {path.name} from {root}; never trained on "
+                    "(rover_rgb test split)"
+                ),
                 data.valid,
             )
         if config.data_root is not None:  # a folder named on purpose that does not hold the frame is a mistake
