@@ -107,6 +107,13 @@ class Deadline:
         return self.budget_s is not None and time.monotonic() - self.start >= self.budget_s
 
     @property
+    def left(self) -> float | None:
+        """Seconds until the budget runs out (0 once it has; None without a budget)."""
+        if self.budget_s is None:
+            return None
+        return max(0.0, self.budget_s - (time.monotonic() - self.start))
+
+    @property
     def reason(self) -> str:
         if self.signal is not None:
             return f"stopped by {self.signal}"

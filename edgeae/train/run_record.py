@@ -53,12 +53,18 @@ def first_command(segments: Sequence[dict[str, Any]]) -> str | None:
     return command if isinstance(command, str) else None
 
 
-def time_left(epochs_left: int, epoch_seconds: Sequence[float]) -> str:
+def time_left(epochs_left: int, epoch_seconds: Sequence[float], budget_left: float | None = None) -> str:
     """``"  about 1h05m left"``: the whole run's remaining time, ``epochs_left`` × the mean of ``epoch_seconds``
-    (empty when nothing is left or no epoch was timed)."""
+    (empty when nothing is left or no epoch was timed). Where the time budget stops this invocation first
+    (``budget_left``: its seconds left, None without a budget), it says when: ``"  about 1h05m left; the time budget
+    stops it in 20m00s"`` (``now`` once it ran out)."""
     if epochs_left <= 0 or not epoch_seconds:
         return ""
-    return f"  about {duration(epochs_left * sum(epoch_seconds) / len(epoch_seconds))} left"
+    run = epochs_left * sum(epoch_seconds) / len(epoch_seconds)
+    text = f"  about {duration(run)} left"
+    if budget_left is not None and budget_left < run:
+        text += f"; the time budget stops it {f'in {duration(budget_left)}' if budget_left > 0 else 'now'}"
+    return text
 
 
 def duration(seconds: float) -> str:

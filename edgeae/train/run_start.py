@@ -205,12 +205,13 @@ class RunLoop:
 
     def begin_epoch(self) -> str:
         """Start timing the epoch ``state.epoch``; its bar's label, with the run's time left (``epoch 3/20, run
-        about 1h10m left``)."""
+        about 1h10m left``, and when the time budget stops it first, ``; the time budget stops it in 20m00s``)."""
         from edgeae.train.run_record import time_left
 
         self.autosave.start_epoch()
         self._t_epoch, self._whole = time.perf_counter(), self.state.batch == 0
-        left = time_left(self.epochs - self.state.epoch + 1, self._timed()).replace("  about", ", run about")
+        left = time_left(self.epochs - self.state.epoch + 1, self._timed(), self.deadline.left)
+        left = left.replace("  about", ", run about")
         return f"epoch {self.state.epoch}/{self.epochs}{left}"
 
     def batch_done(self, loss: float, n: int, epoch: int, batch: int) -> bool:
@@ -252,12 +253,13 @@ class RunLoop:
 
     def time_left(self) -> str:
         """After the epoch's validation (before :meth:`end_epoch`): ``"  about 1h05m left"`` for the epochs after
-        this one, from this invocation's whole epochs (or, before it has one, the seconds the history records)."""
+        this one, from this invocation's whole epochs (or, before it has one, the seconds the history records), and
+        when the time budget stops the run first, when (:func:`~edgeae.train.run_record.time_left`)."""
         from edgeae.train.run_record import time_left
 
         if self._whole:
             self._walls.append(time.perf_counter() - self._t_epoch)
-        return time_left(self.epochs - self.state.epoch, self._timed())
+        return time_left(self.epochs - self.state.epoch, self._timed(), self.deadline.left)
 
     def end_epoch(self) -> None:
         """The epoch is done: the state moves to the next one and ``last.pt`` is written (before the best model: a
