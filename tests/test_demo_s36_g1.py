@@ -1,17 +1,22 @@
-"""The demo (session 36, fixer g1): an image name that is not UTF-8, index.html and metrics.json replaced together."""
+"""The demo (session 36, fixer g1): an image name that is not UTF-8, index.html and metrics.json replaced together,
+and a conclusion that ranks an exact rebuild (PSNR ∞) first."""
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeae.demo import DemoConfig, run_demo, stage_frame, stage_metrics
+from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
 from edgeae.demo.rebuild import stage_reconstruct
+from edgeae.reconstruct import Reconstruction
+
+INF = math.inf
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> Path:
@@ -62,3 +67,68 @@ def test_a_failed_page_write_leaves_the_earlier_index_and_metrics_together(
     monkeypatch.undo()
     assert {n: (out / n).read_bytes() for n in before} == before
     assert sorted(p.name for p in out.iterdir()) == ["img", "index.html", "metrics.json"]  # no temporary file left
+
+
+def test_conclusion_on_a_constant_frame_ranks_the_exact_rebuilds_first(tmp_path: Path) -> None:
+    """A flat frame (a lens-cap or saturated frame): the classical fills rebuild it exactly, the CAE does not."""
+    pytest.importorskip("onnxruntime")
+    image = _write_png(tmp_path / "flat.png", np.full((32, 32, 3), 77, np.uint8))
+    cfg = DemoConfig(out=tmp_path / "d", image=image, methods=("cae", "nearest", "linear"), cross_check=None)
+    ctx = DemoContext(cfg)
+    stage_frame(ctx)
+    stage_reconstruct(ctx)
+    psnr = {r.method: r.metrics["psnr"] for r in ctx.results}
+    assert psnr["nearest"] == psnr["linear"] == INF and math.isfinite(psnr["cae"])
+    lines = conclusion_lines(ctx)
+    assert lines[0].startswith("From 10% of the pixels, nearest and linear rebuild the frame exactly (PSNR ∞)")
+    assert f"the best of the others is cae ({ctx.model}) at {psnr['cae']:.2f} dB" in lines[0]
+    assert "best rebuild is cae" not in " ".join(lines)
+    assert lines[1].startswith(
+        f"The CAE does not rebuild the frame exactly ({psnr['cae']:.2f} dB PSNR), where nearest and linear do"
+    )
+
+
+def _ctx(*results: Reconstruction, codec_psnr: float | None = None) -> DemoContext:
+    ctx = DemoContext(DemoConfig(), model="m")
+    ctx.results = list(results)
+    if codec_psnr is not None:
+        ctx.extra["codec"] = {"budget": 1000, "bytes": 990, "metrics": {"psnr": codec_psnr}}
+        ctx.extra["downlink"] = {"perfect": {"psnr": 40.0, "pixels_received": 1.0}}
+    return ctx
+
+
+def _r(method: str, psnr: float, seconds: float = 1.0, ssim: float = 0.9, mae: float = 0.01) -> Reconstruction:
+    return Reconstruction(method, np.zeros((2, 2, 1), np.float32), seconds, {"psnr": psnr, "ssim": ssim, "mae": mae})
+
+
+def test_conclusion_words_every_exact_case_without_inf_or_nan() -> None:
+    every = conclusion_lines(_ctx(_r("cae", INF, 2.0, 1.0, 0.0), _r("linear", INF, 0.5, 1.0, 0.0), codec_psnr=INF))
+    text = " ".join(every)
+    assert "inf" not in text and "nan" not in text
+    assert every[0] == "From 10% of the pixels, every method rebuilds the frame exactly (PSNR ∞)."
+    assert every[1].startswith("The CAE rebuilds the frame exactly, as does the best classical method (linear)")
+    assert "time (2.00 s vs 0.50 s for linear)" in every[1] and "SSIM" not in every[1]  # a tie is not a loss
+    assert "JPEG 2000 of the whole frame rebuilds it exactly, as does sparse pixels + CAE" in text
+    assert "Should you fly it? On a clean link, no: JPEG 2000 at the same bytes rebuilds the frame exactly too" in text
+
+    cae_only = " ".join(conclusion_lines(_ctx(_r("cae", INF), _r("linear", 41.5), codec_psnr=35.0)))
+    assert "From 10% of the pixels, cae (m) rebuilds the frame exactly (PSNR ∞); the best of the others is linear" in (
+        cae_only
+    )
+    assert "The CAE rebuilds the frame exactly, where the best classical method (linear, 41.50 dB) does not" in cae_only
+    assert "yes: sparse pixels + CAE rebuilds the frame exactly at equal bytes; JPEG 2000 reaches 35.00 dB" in cae_only
+    assert "inf" not in cae_only and "nan" not in cae_only
+
+    codec_exact = " ".join(conclusion_lines(_ctx(_r("cae", 30.0), _r("linear", 29.0), codec_psnr=INF)))
+    assert "JPEG 2000 of the whole frame rebuilds it exactly; sparse pixels + CAE reaches 30.00 dB" in codec_exact
+    assert "no: JPEG 2000 at the same bytes rebuilds the frame exactly and sparse pixels + CAE does not" in codec_exact
+    assert "inf" not in codec_exact and "nan" not in codec_exact
+
+
+def test_conclusion_drops_a_failed_method_but_keeps_the_exact_one() -> None:
+    lines = conclusion_lines(_ctx(_r("cae", 30.0), _r("telea", math.nan), _r("nearest", INF)))
+    assert lines[0] == (
+        "From 10% of the pixels, nearest rebuilds the frame exactly (PSNR ∞); the best of the others is cae (m) at "
+        "30.00 dB PSNR."
+    )
+    assert "telea" not in " ".join(lines)

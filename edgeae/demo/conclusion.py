@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from edgeae.demo.context import ADAPTED, CROSS, LEARNED, DemoContext, _label
+from edgeae.reconstruct import Reconstruction
 from edgeae.report import Section
 
 
@@ -20,62 +21,123 @@ def keep_percent(keep: float) -> str:
     return f"{pct:.4f}".rstrip("0").rstrip(".") + "%"
 
 
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _reach(psnr: float) -> str:
+    return "an exact rebuild (PSNR ∞)" if psnr == math.inf else f"{psnr:.2f} dB"
+
+
+def _delta(a: float, b: float, what: str) -> str:
+    """PSNR ``a`` set against ``b`` (``what``), either of them ∞ (an exact rebuild)."""
+    if math.isfinite(a) and math.isfinite(b):
+        return f"{a - b:+.2f} dB over {what}"
+    if a == b:
+        return f"the same as {what} (both exact)"
+    return f"exact where {what} is not" if a == math.inf else f"not exact where {what} is"
+
+
+def _rebuilds(psnr: float) -> str:
+    return "rebuilds it exactly" if psnr == math.inf else f"reaches {psnr:.2f} dB"
+
+
+def _cae_line(ctx: DemoContext, cae: Reconstruction, classical: list[Reconstruction]) -> str:
+    """The CAE against the best classical method: PSNR (an exact rebuild, PSNR ∞, ahead of any other), then where
+    it is behind and where ahead on the other measures and on time (a tie as printed is neither)."""
+    top = max(classical, key=lambda r: r.metrics["psnr"])
+    cp, tp = cae.metrics["psnr"], top.metrics["psnr"]
+    where, ahead = [], []  # the other measures compared: where the CAE is behind, where it is ahead
+    for key, sign, label in (
+        ("ssim", 1.0, "SSIM"),
+        ("mae", -1.0, "MAE"),
+        ("mae_destroyed", -1.0, "MAE on the pixels not sent"),
+    ):
+        vals = [r for r in classical if key in r.metrics and math.isfinite(r.metrics[key])]
+        if not vals or not math.isfinite(cae.metrics.get(key, math.nan)):
+            continue
+        b = max(vals, key=lambda r: sign * r.metrics[key])
+        theirs, ours = round(b.metrics[key], 4), round(cae.metrics[key], 4)
+        if sign * theirs > sign * ours:
+            where.append(f"{label} ({_label(ctx, b.method)} {theirs:.4f} vs {ours:.4f})")
+        elif sign * theirs < sign * ours:
+            ahead.append(f"{label} ({ours:.4f} vs {theirs:.4f} for {_label(ctx, b.method)})")
+    # time: against the method it is measured against above, not the fastest
+    timing = f"time ({cae.seconds:.2f} s vs {top.seconds:.2f} s for {_label(ctx, top.method)})"
+    if round(cae.seconds, 2) > round(top.seconds, 2):
+        where.append(timing)
+    elif round(cae.seconds, 2) < round(top.seconds, 2):
+        ahead.append(timing)
+    parts = [f"it loses on {', '.join(where)}"] if where else []
+    if ahead:
+        parts.append(f"it {'is ahead' if where or cp <= tp else 'also wins'} on {', '.join(ahead)}")
+    if math.isfinite(cp) and math.isfinite(tp):
+        head = (
+            f"The CAE {'beats' if cp > tp else 'loses to'} the best classical method ({_label(ctx, top.method)}, "
+            f"{tp:.2f} dB) by {abs(cp - tp):.2f} dB PSNR"
+        )
+    elif math.isfinite(cp):
+        exact = [_label(ctx, r.method) for r in classical if r.metrics["psnr"] == math.inf]
+        do = "does" if len(exact) == 1 else "do"
+        head = f"The CAE does not rebuild the frame exactly ({cp:.2f} dB PSNR), where {_names(exact)} {do}"
+    elif math.isfinite(tp):
+        head = (
+            f"The CAE rebuilds the frame exactly, where the best classical method ({_label(ctx, top.method)}, "
+            f"{tp:.2f} dB) does not"
+        )
+    else:
+        exact = [_label(ctx, r.method) for r in classical if r.metrics["psnr"] == math.inf]
+        head = "The CAE rebuilds the frame exactly, " + (
+            f"as does the best classical method ({exact[0]})" if len(exact) == 1 else f"as do {_names(exact)}"
+        )
+    return head + (f"; {'; '.join(parts)}." if parts else ".")
+
+
 def conclusion_lines(ctx: DemoContext) -> list[str]:
-    """The verdict, computed from the measured numbers (nothing here is written in advance)."""
+    """The verdict, computed from the measured numbers (nothing here is written in advance). A method that failed
+    (PSNR NaN) is left out; one that rebuilt the frame exactly (PSNR ∞: a flat frame) ranks first and is said so."""
     lines = []
-    recon = [r for r in ctx.results if r.method != "jpeg2000" and math.isfinite(r.metrics["psnr"])]
+    recon = [
+        r
+        for r in ctx.results
+        if r.method != "jpeg2000" and (math.isfinite(r.metrics["psnr"]) or r.metrics["psnr"] == math.inf)
+    ]
+    keep = keep_percent(ctx.config.keep)
     if recon:
-        ranked = sorted(recon, key=lambda r: -r.metrics["psnr"])
-        best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
-        margin = (
-            f", {best.metrics['psnr'] - second.metrics['psnr']:.2f} dB ahead of {_label(ctx, second.method)}"
-            if second
-            else ""
-        )
-        lines.append(
-            f"From {keep_percent(ctx.config.keep)} of the pixels, the best rebuild is {_label(ctx, best.method)} at "
-            f"{best.metrics['psnr']:.2f} dB PSNR{margin}."
-        )
+        ranked = sorted(recon, key=lambda r: -r.metrics["psnr"])  # stable: ties in the page's order
+        exact = [r for r in ranked if r.metrics["psnr"] == math.inf]
+        rest = ranked[len(exact) :]
+        if exact and not rest and len(exact) > 1:
+            lines.append(f"From {keep} of the pixels, every method rebuilds the frame exactly (PSNR ∞).")
+        elif exact:
+            others = (
+                f"; the best of the others is {_label(ctx, rest[0].method)} at {rest[0].metrics['psnr']:.2f} dB PSNR"
+                if rest
+                else ""
+            )
+            lines.append(
+                f"From {keep} of the pixels, {_names([_label(ctx, r.method) for r in exact])} "
+                f"rebuild{'s' if len(exact) == 1 else ''} the frame exactly (PSNR ∞){others}."
+            )
+        else:
+            best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+            margin = (
+                f", {best.metrics['psnr'] - second.metrics['psnr']:.2f} dB ahead of {_label(ctx, second.method)}"
+                if second
+                else ""
+            )
+            lines.append(
+                f"From {keep} of the pixels, the best rebuild is {_label(ctx, best.method)} at "
+                f"{best.metrics['psnr']:.2f} dB PSNR{margin}."
+            )
         cae = next((r for r in recon if r.method == "cae"), None)
         classical = [r for r in recon if r.method not in LEARNED]
         if cae and classical:
-            top = max(classical, key=lambda r: r.metrics["psnr"])
-            d = cae.metrics["psnr"] - top.metrics["psnr"]
-            where, ahead = [], []  # the other measures compared: where the CAE is behind, where it is ahead
-            for key, sign, label in (
-                ("ssim", 1.0, "SSIM"),
-                ("mae", -1.0, "MAE"),
-                ("mae_destroyed", -1.0, "MAE on the pixels not sent"),
-            ):
-                vals = [r for r in classical if key in r.metrics and math.isfinite(r.metrics[key])]
-                if not vals or not math.isfinite(cae.metrics.get(key, math.nan)):
-                    continue
-                b = max(vals, key=lambda r: sign * r.metrics[key])
-                if sign * b.metrics[key] > sign * cae.metrics[key]:
-                    where.append(f"{label} ({_label(ctx, b.method)} {b.metrics[key]:.4f} vs {cae.metrics[key]:.4f})")
-                elif sign * b.metrics[key] < sign * cae.metrics[key]:
-                    ahead.append(
-                        f"{label} ({cae.metrics[key]:.4f} vs {b.metrics[key]:.4f} for {_label(ctx, b.method)})"
-                    )
-            # time: against the method it is measured against above, not the fastest
-            timing = f"time ({cae.seconds:.2f} s vs {top.seconds:.2f} s for {_label(ctx, top.method)})"
-            if cae.seconds > top.seconds:
-                where.append(timing)
-            elif cae.seconds < top.seconds:
-                ahead.append(timing)
-            verb = "beats" if d > 0 else "loses to"
-            parts = [f"it loses on {', '.join(where)}"] if where else []
-            if ahead:
-                parts.append(f"it {'is ahead' if where or d <= 0 else 'also wins'} on {', '.join(ahead)}")
-            lines.append(
-                f"The CAE {verb} the best classical method ({_label(ctx, top.method)}, {top.metrics['psnr']:.2f} dB) "
-                f"by {abs(d):.2f} dB PSNR" + (f"; {'; '.join(parts)}." if parts else ".")
-            )
+            lines.append(_cae_line(ctx, cae, classical))
         adapted = next((r for r in recon if r.method == ADAPTED), None)
         if adapted and cae and classical:
             top = max(classical, key=lambda r: r.metrics["psnr"])
-            gain = adapted.metrics["psnr"] - cae.metrics["psnr"]
-            d = adapted.metrics["psnr"] - top.metrics["psnr"]
+            ap = adapted.metrics["psnr"]
             chosen = ctx.extra.get("adapt_report", {}).get("chosen_step", ctx.config.adapt)
             how = (
                 f"{ctx.config.adapt} steps, the state after step {chosen} chosen on held-out samples"
@@ -84,21 +146,20 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
             )
             lines.append(
                 f"Adapted to this frame's own samples first ({how}; {adapted.seconds:.0f} s in "
-                f"all), the CAE reaches {adapted.metrics['psnr']:.2f} dB: {gain:+.2f} dB over the CAE as shipped, "
-                f"{d:+.2f} dB over the best classical method."
+                f"all), the CAE reaches {_reach(ap)}: {_delta(ap, cae.metrics['psnr'], 'the CAE as shipped')}, "
+                f"{_delta(ap, top.metrics['psnr'], 'the best classical method')}."
             )
         crossed = next((r for r in recon if r.method == CROSS), None)
         report = ctx.extra.get("cross_check_report") or {}
         if crossed and cae and classical and report:
             top = max(classical, key=lambda r: r.metrics["psnr"])
-            gain = crossed.metrics["psnr"] - cae.metrics["psnr"]
-            d = crossed.metrics["psnr"] - top.metrics["psnr"]
+            xp = crossed.metrics["psnr"]
             lines.append(
                 f"Mixed with {ctx.config.cross_check} region by region, each region weighted by how well the two "
                 f"predict received samples set aside ({crossed.seconds:.0f} s; mean CAE weight "
                 f"{report['alpha_mean']:.2f}, at least half on {report['cae_share']:.0%} of the frame), the CAE "
-                f"reaches {crossed.metrics['psnr']:.2f} dB: "
-                f"{gain:+.2f} dB over the CAE alone, {d:+.2f} dB over the best classical method."
+                f"reaches {_reach(xp)}: {_delta(xp, cae.metrics['psnr'], 'the CAE alone')}, "
+                f"{_delta(xp, top.metrics['psnr'], 'the best classical method')}."
             )
     codec = ctx.extra.get("codec")
     # JPEG 2000 is set against the best sparse rebuild on the page, whichever method made it
@@ -109,12 +170,19 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         else f"sparse pixels + {_label(ctx, sparse.method)}"
     )
     if codec and sparse:
-        d = codec["metrics"]["psnr"] - sparse.metrics["psnr"]
-        lines.append(
-            f"At the same {codec['budget']:,} bytes on a clean link, JPEG 2000 of the whole frame reaches "
-            f"{codec['metrics']['psnr']:.2f} dB: {abs(d):.2f} dB {'better' if d > 0 else 'worse'} than "
-            f"{sparse_text} ({sparse.metrics['psnr']:.2f} dB)."
-        )
+        jp, sp = codec["metrics"]["psnr"], sparse.metrics["psnr"]
+        if math.isfinite(jp) and math.isfinite(sp):
+            d = jp - sp
+            lines.append(
+                f"At the same {codec['budget']:,} bytes on a clean link, JPEG 2000 of the whole frame reaches "
+                f"{jp:.2f} dB: {abs(d):.2f} dB {'better' if d > 0 else 'worse'} than {sparse_text} ({sp:.2f} dB)."
+            )
+        else:
+            both = ", as does" if jp == sp else ";"
+            lines.append(
+                f"At the same {codec['budget']:,} bytes on a clean link, JPEG 2000 of the whole frame {_rebuilds(jp)}"
+                f"{both} {sparse_text}" + ("." if jp == sp else f" {_rebuilds(sp)}.")
+            )
     dl = ctx.extra.get("downlink") or {}
     lost = [k for k, v in dl.items() if v.get("lost", not v["pixels_received"])]
     valid = {k: v for k, v in dl.items() if v["psnr"] is not None and k not in lost}
@@ -154,7 +222,7 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
             + (f"; {an['flagged']} patches exceed its alarm threshold." if an["flagged"] is not None else ".")
         )
     if codec and sparse and dl:
-        d = codec["metrics"]["psnr"] - sparse.metrics["psnr"]
+        jp, sp = codec["metrics"]["psnr"], sparse.metrics["psnr"]
         links = []
         if len(valid) > 1:
             links.append(
@@ -165,17 +233,25 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         if lost:
             links.append(f"{gone} (no rebuild at all)")
         codec_loss = "a codec stream that loses a packet cannot be decoded past it"
-        if d > 0:
+        if jp > sp or jp == sp == math.inf:
+            if math.isfinite(jp) and math.isfinite(sp):
+                better = f"is {jp - sp:.2f} dB better than {sparse_text}"
+            else:
+                better = "rebuilds the frame exactly " + ("too" if jp == sp else f"and {sparse_text} does not")
             lines.append(
-                f"Should you fly it? On a clean link, no: JPEG 2000 at the same bytes is {d:.2f} dB better than "
-                f"{sparse_text}. Sparse pixels only pay where packets are lost without retransmission"
+                f"Should you fly it? On a clean link, no: JPEG 2000 at the same bytes {better}. Sparse pixels only pay "
+                "where packets are lost without retransmission"
                 + (f": here {' and '.join(links)}, while {codec_loss}" if links else f", where {codec_loss}")
                 + " (benchmarks/RESULTS.md measures JPEG 2000 over the same links)."
             )
         else:
+            won = (
+                f"{sparse_text} beat JPEG 2000 at equal bytes by {sp - jp:.2f} dB"
+                if math.isfinite(sp)
+                else f"{sparse_text} rebuilds the frame exactly at equal bytes; JPEG 2000 reaches {jp:.2f} dB"
+            )
             lines.append(
-                f"Should you fly it? On these numbers, yes: {sparse_text} beat JPEG 2000 at equal bytes by "
-                f"{-d:.2f} dB" + (f"; {' and '.join(links)}." if links else ".")
+                f"Should you fly it? On these numbers, yes: {won}" + (f"; {' and '.join(links)}." if links else ".")
             )
     return lines
 
