@@ -255,6 +255,7 @@ class _Signalled:
         self.budget_s, self.signal = budget_s, self.SIGNAL
 
     expired = True
+    left = None  # no time budget to say
     reason = property(lambda self: f"stopped by {self.signal}")
     cause = property(lambda self: self.signal)
 
