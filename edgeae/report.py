@@ -133,21 +133,33 @@ def _escape_surrogate(m: re.Match[str]) -> str:
     return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
-def _fmt(v: Any) -> str:
+def _number_format(values: Sequence[Any]) -> str:
+    """One format for a column's floats: four decimals; more (up to six) when its smallest non-zero value needs them
+    for two significant digits; scientific for every value when one is below 1e-5 or at or above 1e5."""
+    sizes = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v) and v != 0]
+    if not sizes:
+        return ".4f"
+    lo, hi = min(sizes), max(sizes)
+    if lo < 1e-5 or hi >= 1e5:
+        return ".3e"
+    return f".{max(4, 1 - math.floor(math.log10(lo)))}f"
+
+
+def _fmt(v: Any, number: str = ".4f") -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return "∞" if v > 0 else "–"
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
-            return f"{v:.3e}"
-        return f"{v:.4f}"
+        return format(v, number)
     return html.escape(str(v))
 
 
 def table_html(rows: Sequence[dict[str, Any]]) -> str:
-    """An HTML table from row dicts (columns = keys of the first row, in order)."""
+    """An HTML table from row dicts (columns = keys of the first row, in order); a column's floats share one
+    format (:func:`_number_format`), +inf shows as ∞ (an exact rebuild), NaN and -inf as –."""
     if not rows:
         return ""
     cols = list(rows[0])
+    formats = {c: _number_format([r.get(c) for r in rows]) for c in cols}
 
     def is_text(v: Any) -> bool:
         return isinstance(v, str) and not re.fullmatch(r"[-+]?[\d.,]+%?", v)
@@ -162,10 +174,10 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
         for c in cols
     )
 
-    def cell(v: Any) -> str:
-        return f"<td class='l'>{_fmt(v)}</td>" if is_text(v) else f"<td>{_fmt(v)}</td>"
+    def cell(v: Any, c: str) -> str:
+        return f"<td class='l'>{_fmt(v)}</td>" if is_text(v) else f"<td>{_fmt(v, formats[c])}</td>"
 
-    body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(cell(r.get(c, ""), c) for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

@@ -1,15 +1,16 @@
-"""edgeae.report (session 36, fixer g1): names that are not UTF-8, an atomic index.html."""
+"""edgeae.report (session 36, fixer g1): names that are not UTF-8, an atomic index.html, one format per column."""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeae.report import Figure, Section, printable, write_report
+from edgeae.report import Figure, Section, printable, table_html, write_report
 
 BAD = os.fsdecode(b"t\xff\xfe.png")  # a Linux file name that is not UTF-8, as Python hands it over: 't\udcff\udcfe.png'
 
@@ -51,3 +52,25 @@ def test_a_failed_page_write_leaves_the_earlier_page_whole(tmp_path: Path, monke
     monkeypatch.undo()
     assert (tmp_path / "index.html").read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img", "index.html"]  # no temporary file left
+
+
+def _cells(html: str) -> list[str]:
+    return re.findall(r"<td>([^<]*)</td>", html)
+
+
+def test_a_number_column_has_one_format() -> None:
+    # the demo's error variance: 0.0011 and 6.933e-04 in one column before (review s36 a1 #8.6)
+    rows = [{"m": "a", "v": 0.0011, "t": 2.1}, {"m": "b", "v": 0.0006933, "t": 0.0004}, {"m": "c", "v": 0.0, "t": 1.0}]
+    assert _cells(table_html(rows)) == ["0.00110", "2.10000", "0.00069", "0.00040", "0.00000", "1.00000"]
+    # a column whose values are all at or above 0.001 keeps four decimals, as before
+    assert _cells(table_html([{"v": 31.25}, {"v": 0.0035}])) == ["31.2500", "0.0035"]
+    # values too small or too large for a readable fixed column: the whole column in scientific notation
+    assert _cells(table_html([{"v": 2e-8}, {"v": 0.5}])) == ["2.000e-08", "5.000e-01"]
+    assert _cells(table_html([{"v": 123456.0}, {"v": 0.5}])) == ["1.235e+05", "5.000e-01"]
+    # ∞ (an exact rebuild), NaN, ints and text are not counted and shown as before
+    assert _cells(table_html([{"v": float("inf")}, {"v": float("nan")}, {"v": 0.0002}, {"v": 3}])) == [
+        "∞",
+        "–",
+        "0.00020",
+        "3",
+    ]
