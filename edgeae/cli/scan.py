@@ -158,6 +158,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
+    from edgeae.scan.archive import as_text
     from edgeae.scan.errors import ActorsDiedError, ModelLoadError
     from edgeae.scan.quality import QualityFilter
     from edgeae.scan.report_text import report_markdown, report_summary
@@ -206,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         restore()
     # a few lines (counts, rates, the best patches, where the report is); the whole report.md with -v
-    print(report_markdown(report) if getattr(args, "verbose", False) else report_summary(report, args.out), end="")
+    text = report_markdown(report) if getattr(args, "verbose", False) else report_summary(report, args.out)
+    print(as_text(text), end="")  # an --out that is not UTF-8 escaped (a terminal's stdout takes UTF-8 only)
     if report.get("failed"):  # the rest is scanned and recorded; a script still needs to see it
         print(
             f"edgeae scan: {report['failed']} image(s) could not be read (listed in {Path(args.out) / 'report.md'}; "

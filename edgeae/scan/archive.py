@@ -1,7 +1,9 @@
 """Walk an archive: folders of images, manifest files (one path a line) and glob patterns -> entries.
 
 Every entry has a stable ``name`` (the path relative to the folder, manifest or glob root it came from,
-with ``/`` separators) used in the results, and a ``key`` derived from it that names its result files.
+with ``/`` separators) used in the results, and a ``key`` derived from it that names its result files. A file
+name that is not UTF-8 (legal on Linux) is kept as the file system gives it, keyed by its bytes, and written in the
+results with those bytes as ``\\xNN`` (:func:`as_text`).
 The list is sorted by name and de-duplicated, so two walks of the same archive give the same order.
 Planetary products (PDS3, PDS4, ISIS3, VICAR, JP2: :mod:`edgeae.archive`) are walked too; a product with a
 detached label appears once, by its label (its data file beside it is dropped), and an ``.xml`` counts
@@ -45,9 +47,35 @@ class ArchiveEntry:
 
 
 def entry_key(name: str) -> str:
+    """``name``'s key: its stem with anything but ``A-Za-z0-9._-`` as ``_``, cut to 40 characters, then 12 hex digits
+    of the SHA-1 of its bytes (:func:`name_bytes`: a UTF-8 name's keys are those of every earlier version)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:40]
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha1(name_bytes(name)).hexdigest()[:12]
     return f"{stem}-{digest}"
+
+
+def name_bytes(name: str) -> bytes:
+    """``name`` as bytes: UTF-8, or, for a file name that is not UTF-8 (legal on Linux: Python holds its other bytes
+    as surrogates, ``'x\\udcfe.png'``), the bytes it has on disk (:func:`os.fsencode`)."""
+    try:
+        return name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError:  # a surrogate the file system's codec cannot have given: its UTF-8 form
+        return name.encode("utf-8", "surrogatepass")
+
+
+def as_text(text: str) -> str:
+    """``text`` (a file name, a path, a message naming one) as UTF-8 text for the results (report.md, report.json,
+    the Parquet ``file`` columns, the console): the bytes of a file name that are not UTF-8 written as ``\\xNN``
+    (``x\\xfe.png``); any other text is returned as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return name_bytes(text).decode("utf-8", "backslashreplace")
 
 
 def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
@@ -107,7 +135,8 @@ def _read_via_labels(files: list[Path]) -> set[Path]:
 def _manifest_lines(manifest: Path) -> list[str]:
     """The first field of each line: the line itself, or a CSV row's first column (quotes and commas as the csv
     module reads them)."""
-    text = manifest.read_text(encoding="utf-8")
+    # a path that is not UTF-8 (``find`` writes a file's bytes as they are) is read as the file system gives it
+    text = manifest.read_text(encoding="utf-8", errors="surrogateescape")
     if manifest.suffix.lower() != ".csv":
         return text.splitlines()
     import csv

@@ -102,7 +102,11 @@ def _scan_one(entry: ArchiveEntry) -> Outcome:
 
 
 def error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+    """An image's failure in one line: the error's type and message, and, for a path that is not UTF-8, why."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+    if isinstance(exc, UnicodeEncodeError) and exc.reason == "surrogates not allowed":  # GDAL's readers (rasterio)
+        text = f"its path is not UTF-8, and the reader it needs opens UTF-8 paths only: rename it to scan it ({text})"
+    return text
 
 
 def iter_local(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.scan.archive import ArchiveEntry, entry_key
+from edgeae.scan.archive import ArchiveEntry, as_text, entry_key
 from edgeae.scan.out_checks import read_part
 from edgeae.scan.pipeline import TopK
 from edgeae.scan.report_text import report_markdown
@@ -139,11 +139,12 @@ THUMB_STEM_BYTES = 40  # a longer image stem is cut in a thumbnail's name, as in
 
 
 def thumb_stem(name: str) -> str:
-    """The image's part of a top-k thumbnail's name: its stem when that is at most :data:`THUMB_STEM_BYTES` bytes,
-    else its parts' key (:func:`edgeae.scan.archive.entry_key`: the stem cut to 40 characters and a hash of the
-    name), so a legal 255-byte file name still gives a thumbnail name the file system takes."""
+    """The image's part of a top-k thumbnail's name: its stem when that is UTF-8 and at most
+    :data:`THUMB_STEM_BYTES` bytes, else its parts' key (:func:`edgeae.scan.archive.entry_key`: the stem cut to 40
+    characters, ASCII, and a hash of the name), so a legal 255-byte file name still gives a thumbnail name the file
+    system takes, and one that is not UTF-8 a name report.md can link to."""
     stem = Path(name).stem
-    return stem if len(stem.encode("utf-8", "surrogateescape")) <= THUMB_STEM_BYTES else entry_key(name)
+    return stem if as_text(stem) == stem and len(stem.encode("utf-8")) <= THUMB_STEM_BYTES else entry_key(name)
 
 
 def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[dict[str, Any]]:
@@ -256,6 +257,7 @@ def finalize(
              "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
              "body": meta.get("body") or "", "map_projected": bool(meta.get("georef"))}
         )  # fmt: skip
+    per_image = texts(per_image)  # file names (and errors naming them) that are not UTF-8: escaped
     # an explicit schema: the score columns of images that are not done are null, whichever image comes first
     pq.write_table(pa.Table.from_pylist(per_image, schema=_images_schema(pa)), store.out / "images.parquet")
     top = _write_gallery(store, done, store.config.top_k) if write_gallery else []
@@ -290,6 +292,25 @@ def finalize(
         "top": top,  # every patch of topk/, best first (rank, file, x, y, score, thumbnail)
         "lro_nac_extrapolation": lro_extrapolation(rate, store.config.stride, basis) if rate else None,
     }
-    (store.out / "report.json").write_text(json.dumps(report, indent=2))
-    (store.out / "report.md").write_text(report_markdown(report))
+    return write_report(store.out, report)
+
+
+def texts(obj: Any) -> Any:
+    """``obj`` (dicts, lists, strings, numbers) with every string as :func:`edgeae.scan.archive.as_text` gives it:
+    a file name, path or message whose bytes are not UTF-8 written with ``\\xNN`` escapes, as UTF-8 writers take."""
+    if isinstance(obj, str):
+        return as_text(obj)
+    if isinstance(obj, dict):
+        return {texts(k): texts(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [texts(v) for v in obj]
+    return obj
+
+
+def write_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Write ``report`` as ``out``/report.json and its text as report.md (:func:`texts`: names that are not UTF-8
+    escaped); returns the report as written."""
+    report = texts(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
     return report

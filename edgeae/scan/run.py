@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -15,8 +14,7 @@ from edgeae._optional import require
 from edgeae.scan.archive import walk_archive
 from edgeae.scan.pipeline import ScanConfig, count_patches
 from edgeae.scan.quality import QualityFilter
-from edgeae.scan.report import RateClock, finalize
-from edgeae.scan.report_text import report_markdown
+from edgeae.scan.report import RateClock, finalize, write_report
 from edgeae.scan.scoring import ModelSpec, Scorer, load_scorer, resolve_model
 from edgeae.scan.state import ScanStore, file_stamp
 
@@ -231,8 +229,7 @@ def scan_archive(
                     f"no map layer written to {os.fspath(geo)}{kept}: none of the {report['done']} done images is a "
                     "map-projected product with a scored patch"
                 )
-            (store.out / "report.json").write_text(json.dumps(report, indent=2))
-            (store.out / "report.md").write_text(report_markdown(report))
+            report = write_report(store.out, report)
         return report
 
 

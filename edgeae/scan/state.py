@@ -36,7 +36,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path
-from edgeae.scan.archive import ArchiveEntry
+from edgeae.scan.archive import ArchiveEntry, as_text
 from edgeae.scan.manifest import STATUSES as STATUSES
 from edgeae.scan.manifest import Record as Record
 from edgeae.scan.manifest import parse_record as parse_record
@@ -335,7 +335,7 @@ class ScanStore:
         cols = geo_columns(geo, result.xs, result.ys, self.config.patch)
         table = pa.table(
             {
-                "file": pa.array([entry.name] * n, pa.string()),
+                "file": pa.array([as_text(entry.name)] * n, pa.string()),  # a name that is not UTF-8: escaped
                 "x": pa.array(result.xs, pa.int32()),
                 "y": pa.array(result.ys, pa.int32()),
                 "score": pa.array(result.scores, pa.float64()),

@@ -1,0 +1,134 @@
+"""Archive scan items of session 36 (fixer g2): a file name that is not UTF-8 (legal on Linux) no longer ends the
+whole scan with an encoding error naming no file: it is keyed by its bytes and written escaped (``\\xfe``) in every
+output; report.md writes no file name or error as raw Markdown/HTML."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyarrow")
+
+import pyarrow.parquet as pq
+from test_scan_support import tiny_cae
+
+from edgeae.scan.archive import as_text, entry_key, walk_archive
+
+BAD = os.fsdecode(b"x\xfe.png")  # a legal Linux file name whose bytes are not UTF-8 ('x\udcfe.png' in Python)
+HOSTILE = "a <script>alert(1)<!--.png"  # a legal name too
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_cae(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def _archive(root: Path, names: list[str]) -> Path:
+    """Small random images under ``names``; skipped where the file system refuses a name that is not UTF-8."""
+    from edgeae.imageio import write_image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        img = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+        try:
+            write_image(root / name, img)
+        except (OSError, ValueError, UnicodeError) as exc:
+            pytest.skip(f"this file system does not take the file name {name!r}: {exc}")
+    return root
+
+
+# -- keys --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("a/crop_00.png", "crop_00-77dd69b635b0"),
+        ("strip.tif", "strip-1924975a4559"),
+        ("Mars/ESP_011_RED.IMG", "ESP_011_RED-c41b7031eebe"),
+        ("ünïcode/кратер 7.png", "_7-6bdd30b0c0e9"),
+        (HOSTILE, "a_script_alert_1_---541d6d63bb55"),
+    ],
+)
+def test_the_keys_of_utf8_names_are_those_of_earlier_versions(name: str, key: str) -> None:
+    """Pinned from the version before this fix: a results folder of an earlier scan resumes (its parts are found)."""
+    assert entry_key(name) == key
+
+
+def test_a_name_that_is_not_utf8_is_keyed_by_its_bytes() -> None:
+    assert entry_key(BAD) == "x_-" + hashlib.sha1(b"x\xfe.png").hexdigest()[:12]
+    assert entry_key(BAD) != entry_key(os.fsdecode(b"x\xff.png"))  # two such names: two keys
+    assert as_text(BAD) == "x\\xfe.png" and as_text(HOSTILE) == HOSTILE  # shown escaped; UTF-8 names as they are
+
+
+def test_a_manifest_listing_a_name_that_is_not_utf8_lists_that_file(tmp_path: Path) -> None:
+    """Before, reading such a manifest ended the scan with "'utf-8' codec can't decode byte 0xfe" naming no file."""
+    root = _archive(tmp_path / "arc", [BAD, "good.png"])
+    (tmp_path / "list.txt").write_bytes(b"arc/x\xfe.png\narc/good.png\n")
+    entries = walk_archive(tmp_path / "list.txt")
+    assert [e.name for e in entries] == ["arc/good.png", "arc/" + BAD]
+    assert entries[1].path == root / BAD and entries[1].path.exists()
+
+
+# -- a scan ------------------------------------------------------------------------------------------------------------
+def test_a_scan_of_an_archive_holding_a_name_that_is_not_utf8_scans_every_image_and_resumes(
+    tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``edgeae scan: error: 'utf-8' codec can't encode character '\\udcfe' ...`` (status 2), nothing
+    scanned, no file named. Now the image is scanned and every output names it escaped; a rerun finds it done."""
+    from edgeae.cli import main
+
+    arc = _archive(tmp_path / "arc", [BAD, "good.png"])
+    (arc / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")  # a failure naming such a file
+    out = tmp_path / "out"
+    argv = ["scan", str(arc), "--model", str(model), "--out", str(out), "--workers", "0", "--no-progress"]
+    assert main(argv) == 1  # the one unreadable file; the two images are scanned
+    printed = capsys.readouterr()
+    assert "x\\xfe.png" in printed.out and "could not be read" in printed.err
+    report = json.loads((out / "report.json").read_text(encoding="ascii"))
+    assert (report["done"], report["failed"], report["pending"]) == (2, 1, 0)
+    assert report["failures"][0]["file"] == "bad\\xff.png"
+    md = (out / "report.md").read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert "`x\\xfe.png`" in md and "`bad\\xff.png`" in md
+    files = set(pq.read_table(out / "results.parquet").column("file").to_pylist())
+    assert files == {"good.png", "x\\xfe.png"}
+    images = pq.read_table(out / "images.parquet").to_pydict()
+    assert dict(zip(images["file"], images["status"], strict=True)) == {
+        "bad\\xff.png": "failed", "good.png": "done", "x\\xfe.png": "done"
+    }  # fmt: skip
+    thumbs = [t["thumbnail"] for t in report["top"] if t["file"] == "x\\xfe.png"]
+    assert thumbs and all((out / "topk" / t).is_file() and t.isascii() for t in thumbs)
+    assert (out / "parts" / f"{entry_key(BAD)}.parquet").is_file()
+    assert main(argv) == 1  # the resume: the manifest's names are the walk's, so nothing is scanned again
+    assert json.loads((out / "report.json").read_text())["images_scanned"] == 0
+    capsys.readouterr()
+
+
+def test_a_product_whose_path_is_not_utf8_is_a_failure_that_names_it_and_says_why(
+    tmp_path: Path, model: Path, formats: Path
+) -> None:
+    """GDAL's readers (rasterio) open UTF-8 paths only: the product is recorded as failed, named escaped, with the
+    reason and what to do; the rest of the archive is scanned (before, the whole scan ended naming no file)."""
+    import shutil
+
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc = _archive(tmp_path / "arc", ["good.png"])
+    try:
+        shutil.copy(formats / "isis3" / "ldem_4_reduced.cub", arc / os.fsdecode(b"z\xfe.cub"))
+    except (OSError, UnicodeError) as exc:
+        pytest.skip(f"this file system does not take a file name that is not UTF-8: {exc}")
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, min_valid=0.0)
+    r = scan_archive(arc, model, tmp_path / "out", geo=tmp_path / "l.geojson", **kw)
+    assert (r["done"], r["failed"]) == (1, 1)
+    (failure,) = r["failures"]
+    assert failure["file"] == "z\\xfe.cub"
+    assert failure["error"].startswith("its path is not UTF-8, and the reader it needs opens UTF-8 paths only: rename")
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "- `z\\xfe.cub`: its path is not UTF-8" in md
