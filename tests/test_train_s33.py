@@ -20,6 +20,7 @@ cv2 = pytest.importorskip("cv2")
 from test_train_resume import _config, _images  # noqa: E402  (the tiny library run of the resume tests)
 
 import edgeae.train.common as common  # noqa: E402
+import edgeae.train.run_memory as run_memory  # noqa: E402
 from edgeae.cli import build_parser, main  # noqa: E402
 from edgeae.train.cae import CAETrainConfig, split_data, train_cae  # noqa: E402
 
@@ -285,11 +286,11 @@ def test_a_memory_refusal_names_batch_size_when_it_is_the_cause(monkeypatch: pyt
     monkeypatch.setattr(limits, "available_memory", lambda: 1 << 30)
     crops = {"crops": (200_000, 196_608), "val_crops": (8, 3 * 196_608)}
     with pytest.raises(common.MemoryEstimateError) as exc:
-        common.check_memory(crops, batch=(8, 200_000))
+        run_memory.check_run_memory(crops, batch=(8, 200_000))
     text = str(exc.value)
     assert "8 raised to one batch of batch_size 200,000" in text and "lower batch_size (--batch-size)" in text
     with pytest.raises(common.MemoryEstimateError, match=r"lower the number of crops \(--crops, --val-crops\)"):
-        common.check_memory(crops, batch=(200_000, 32))
+        run_memory.check_run_memory(crops, batch=(200_000, 32))
 
 
 # 10. docs/io.md's streaming comment

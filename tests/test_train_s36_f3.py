@@ -1,4 +1,5 @@
-"""Session 36, f3: a resume reads last.pt once; the time left each epoch says when --time-budget stops the run."""
+"""Session 36, f3: a resume reads last.pt once; the time left each epoch says when --time-budget stops the run; the
+trainers' memory check is edgeae.train.run_memory's alone."""
 
 from __future__ import annotations
 
@@ -124,3 +125,18 @@ def test_each_epoch_line_says_when_the_budget_stops_the_run(
         assert train(make(data, tmp_path / "run", crops=4 if kind == "cae" else 16))["complete"]
     epoch_1 = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/2 "))
     assert epoch_1.endswith(" left; the time budget stops it in 0s"), epoch_1
+
+
+# 4. the trainers' memory check is edgeae.train.run_memory's (common.check_memory, used by tests alone, is gone)
+
+
+def test_the_run_memory_check_asks_the_ground_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeae.ground import limits
+    from edgeae.train import common, run_memory
+
+    monkeypatch.setattr(limits, "available_memory", lambda: 1 << 20)
+    with pytest.raises(common.MemoryEstimateError, match=r"crops 10 \(0\.0 GiB\).* but 0\.0 GiB is available"):
+        run_memory.check_run_memory({"crops": (10, 1 << 20)}, batch=(10, 5))
+    monkeypatch.setattr(limits, "available_memory", lambda: None)  # unknown: not checked
+    run_memory.check_run_memory({"crops": (10, 1 << 20)}, batch=(10, 5))
+    assert not hasattr(common, "available_memory") and not hasattr(common, "check_memory")

@@ -260,33 +260,7 @@ def fit(
 
 
 class MemoryEstimateError(ValueError):
-    """A run's arrays would not fit in memory: refused before any data is read."""
-
-
-def check_memory(arrays: dict[str, tuple[int, int]], batch: tuple[int, int] | None = None) -> None:
-    """Refuse, before the data is read, a run whose crop arrays need more memory than is available.
-
-    ``arrays``: config field -> (number of crops, bytes per crop); the message names each field and the total.
-    ``batch``: the run's (``crops``, ``batch_size``); where ``batch_size`` is the larger, an epoch's ``crops`` entry
-    is one batch of it, and the message says to lower ``batch_size`` (``--batch-size``), not the crops."""
-    from edgeae.ground import limits
-
-    need = sum(n * size for n, size in arrays.values())
-    have = limits.available_memory()
-    if have is None or need <= have:
-        return
-    raised = batch is not None and batch[1] > batch[0]
-    why = {"crops": f": {batch[0]:,} raised to one batch of batch_size {batch[1]:,}"} if batch and raised else {}
-    parts = ", ".join(
-        f"{name} {n:,} ({n * size / 2**30:.1f} GiB{why.get(name, '')})" for name, (n, size) in arrays.items()
-    )
-    fix = "lower the number of crops (--crops, --val-crops)"
-    if raised:
-        fix = "lower batch_size (--batch-size): an epoch trains at least one whole batch"
-    raise MemoryEstimateError(
-        f"the crops of this run need about {need / 2**30:.1f} GiB of memory ({parts}) but {have / 2**30:.1f} GiB is "
-        f"available: {fix}"
-    )
+    """A run would not fit in memory: refused before any data is read (:mod:`edgeae.train.run_memory`)."""
 
 
 def crops_rounding(crops: int, batch_size: int) -> str | None:
