@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 from test_scan_support import tiny_cae
 
 from edgeae.scan.archive import as_text, entry_key, walk_archive
+from edgeae.scan.report_text import report_markdown
 
 BAD = os.fsdecode(b"x\xfe.png")  # a legal Linux file name whose bytes are not UTF-8 ('x\udcfe.png' in Python)
-HOSTILE = "a <script>alert(1)<!--.png"  # a legal name too
+HOSTILE = "a <script>alert(1)<!--.png"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,39 @@ def test_a_scan_of_an_archive_holding_a_name_that_is_not_utf8_scans_every_image_
     assert main(argv) == 1  # the resume: the manifest's names are the walk's, so nothing is scanned again
     assert json.loads((out / "report.json").read_text())["images_scanned"] == 0
     capsys.readouterr()
+
+
+# -- report.md: no raw Markdown/HTML -----------------------------------------------------------------------------------
+def _report(**kw: object) -> dict:
+    r = {
+        "out": "out", "model": "m", "artifact_hash": "0" * 64, "engine": "local", "images": 1, "done": 1,
+        "failed": 0, "pending": 0, "failures": [], "top": [],
+    }  # fmt: skip
+    return {**r, **kw}
+
+
+def test_report_md_writes_the_thumbnail_column_as_a_code_span() -> None:
+    """Before: ``| topk/000_a <script>alert(1)<!--_x192_y128.png |`` raw: a viewer that passes inline HTML through
+    ran the script, and ``<!--`` hid the rest of the report."""
+    top = [{"rank": 0, "file": HOSTILE, "x": 192, "y": 128, "score": 1.5,
+            "thumbnail": "000_a <script>alert(1)<!--|x_x192_y128.png"}]  # fmt: skip
+    md = report_markdown(_report(top=top))
+    row = next(line for line in md.splitlines() if line.startswith("| 0 |"))
+    assert row.endswith("| `topk/000_a <script>alert(1)<!--\\|x_x192_y128.png` |")
+    assert row.count("`") == 4  # two code spans (file, thumbnail): no "<" outside them
+
+
+def test_report_md_escapes_html_in_errors_reasons_and_paths() -> None:
+    r = _report(
+        out="o <b>ut", failed=1, failures=[{"file": HOSTILE, "error": "cannot read /a/<script>x.png"}],
+        skipped_products=[{"file": "p.img", "reason": "label says <!-- x"}],
+    )  # fmt: skip
+    md = report_markdown(r)
+    assert "# edgeae scan: o \\<b>ut" in md
+    assert f"- `{HOSTILE}`: cannot read /a/\\<script>x.png" in md
+    assert "- `p.img`: label says \\<!-- x" in md
+    outside_code = "".join(md.split("`")[::2])  # the text outside code spans
+    assert "<" not in outside_code.replace("\\<", "")
 
 
 def test_a_product_whose_path_is_not_utf8_is_a_failure_that_names_it_and_says_why(

@@ -21,6 +21,13 @@ def _code(text: object, cell: bool = False) -> str:
     return span.replace("|", "\\|") if cell else span
 
 
+def _text(text: object) -> str:
+    """``text`` (an error, a reason, a path) as Markdown text that holds no HTML: each ``<`` backslash-escaped (with
+    the backslashes before it doubled), so a viewer that passes inline HTML through (VS Code, pandoc) shows
+    ``<script>`` or ``<!--`` in a file name as text instead of running or hiding it."""
+    return re.sub(r"(\\*)<", lambda m: m.group(1) * 2 + "\\<", str(text))
+
+
 # what score "a" means for a VAE (report.json's model_kind; a CAE's score is named by _score_label; reports
 # written before model_kind say neither)
 _SCORE_A = {
@@ -89,7 +96,7 @@ def _this_run(r: dict[str, Any]) -> str:
 def report_markdown(r: dict[str, Any]) -> str:
     archive = ", ".join(_code(a) for a in r.get("archive") or []) or "(not recorded)"
     lines = [
-        f"# edgeae scan: {r['out']}",
+        f"# edgeae scan: {_text(r['out'])}",
         "",
         f"- archive: {archive}",
         f"- model {_code(r['model'])} ({_code(r.get('artifact', '?'))}, sha256 {r['artifact_hash'][:16]}…), "
@@ -143,9 +150,9 @@ def _facts(r: dict[str, Any]) -> list[str]:
             f"{ex.get('rate_basis') or 'wall time'} ({ex['days_on_100_such_machines']:,} days on 100 machines)"
         )
     for layer in r.get("geo_layers") or []:
-        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {layer['path']}")
+        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {_text(layer['path'])}")
     if r.get("geo_note"):
-        lines.append(f"- {r['geo_note']}")
+        lines.append(f"- {_text(r['geo_note'])}")
     return lines
 
 
@@ -177,15 +184,14 @@ def _sections(r: dict[str, Any]) -> list[str]:
         ]
         lines += [
             f"| {t['rank']} | {_code(t['file'], cell=True)} | {t['x']} | {t['y']} | {t['score']:.6g} | "
-            + f"topk/{t['thumbnail']}".replace("|", "\\|")
-            + " |"
+            f"{_code('topk/' + t['thumbnail'], cell=True)} |"  # a code span, as the file: its name holds the image's
             for t in r["top"]
         ]
     if r["failures"]:
-        lines += ["", "## Failures", ""] + [f"- {_code(f['file'])}: {f['error']}" for f in r["failures"]]
+        lines += ["", "## Failures", ""] + [f"- {_code(f['file'])}: {_text(f['error'])}" for f in r["failures"]]
     if r.get("skipped_products"):
         lines += ["", "## Skipped by the quality filter", ""]
-        lines += [f"- {_code(f['file'])}: {f['reason']}" for f in r["skipped_products"]]
+        lines += [f"- {_code(f['file'])}: {_text(f['reason'])}" for f in r["skipped_products"]]
     return lines
 
 
