@@ -1,8 +1,9 @@
 """Session 36 (f4): the ground's memory check of a sparse frame runs on what was received. A frame none of whose
 received pieces carries a sample is reported as not received (or as sampling none), one none of whose pieces fits
-its mask as a decode failure, whatever its size; only a frame that will be built is checked for memory, before its
-mask is made whole and its frame-size arrays allocated. Before, a huge frame that came out "not received" was
-refused as ``memory`` on a small machine (the check ran before the decode's accounting)."""
+its mask as a decode failure, whatever its size; only a frame that may be built is checked for memory, before its
+mask is made whole and its frame-size arrays allocated (and before any of its mask is hashed: test_ground_s36_h1.py).
+Before, a huge frame that came out "not received" was refused as ``memory`` on a small machine (the check ran before
+the decode's accounting)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ received mask) are decoded in :mod:`.flat_decode`; their names are importable fr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,17 +83,26 @@ def decode_sparse(
     asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None, *, rebuild_empty: bool = False
 ) -> SparseResult:
     """Place every received piece of a sparse frame on its regenerated mask rows: :func:`check_sparse`, then
-    :func:`place_sparse` (a caller that checks the frame's memory does so between the two)."""
+    :func:`place_sparse` (a caller that checks the frame's memory hands :func:`check_sparse` its ``room``)."""
     return place_sparse(check_sparse(asm, max_pixels, limits, rebuild_empty=rebuild_empty))
 
 
 def check_sparse(
-    asm: Assembly, max_pixels: int = 1 << 28, limits: GroundLimits | None = None, *, rebuild_empty: bool = False
+    asm: Assembly,
+    max_pixels: int = 1 << 28,
+    limits: GroundLimits | None = None,
+    *,
+    rebuild_empty: bool = False,
+    room: Callable[[], None] | None = None,
 ) -> SparsePlan:
     """The received pieces of a sparse frame checked against its mask, before any frame-size array is made.
 
     The frame size the header claims is checked against ``limits`` (default: ``GroundLimits`` with
-    ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`. Every piece is
+    ``max_frame_pixels=max_pixels``) before anything is allocated; over it, :class:`LimitError`; a mask PRNG version
+    or pattern this ground does not implement, :class:`DecodeError`. Then, when the frame may be built (a received
+    piece carries a sample, or ``rebuild_empty``), ``room()`` (the caller's memory check: it raises to refuse the
+    frame) before any of the mask is hashed, as the pieces' checks hash the whole mask (1 byte a pixel, seconds for a
+    2^28-pixel frame) when they claim every row, and only they tell whether the pieces fit. Every piece is
     checked against the rows of the mask it claims before the rest of the mask is generated (:mod:`.sparse_mask`;
     a claim those rows cannot plausibly hold is refused unhashed). When no piece that fits carries a sample, before
     any frame-size array is touched or the rest of the mask hashed: :class:`DecodeError` if some piece does not fit
@@ -110,6 +120,8 @@ def check_sparse(
         )
     if h0["pattern"] not in masks.PATTERN_IDS:
         raise DecodeError(f"frame {asm.frame_id}: mask pattern {h0['pattern']!r} is not implemented here")
+    if room is not None and (rebuild_empty or any(len(pkt.samples) for pkt in asm.pieces.values())):
+        room()  # a frame none of whose pieces carries a sample is never built (DecodeError or NothingReceived below)
     fm = FrameMask(h0["seed"], (h, w), h0["keep"], h0["pattern"])
     rects: list = []  # layout-1 pieces that fit their rectangle of the mask
     bad = 0

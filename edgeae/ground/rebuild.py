@@ -84,20 +84,23 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
     patches = station._frame_patches(asm.frame_id)
     shape = (h["height"], h["width"], h["channels"])
     unusable = [(i, patch_unusable(p.header, shape, h["bit_depth"])) for i, p in patches]
-    # the size limits first (LimitError), then what was received, from the pieces alone: a frame no piece of which
-    # fits its mask is refused (DecodeError), one whose fitting pieces carry no sample is NothingReceived unless it
-    # has patches to paste; only a frame that will be built is checked for memory, before its whole mask and its
-    # frame-size arrays are made (a huge frame not received is reported so on a small machine, not as ``memory``)
+    # the size limits first (LimitError); then, for a frame that may be built (a received piece carries a sample,
+    # or a patch of it can be pasted), its memory, before any of its mask is hashed (the pieces' checks hash all of
+    # it when they claim every row: 256 MiB and seconds for a 16384 x 16384 frame); then the pieces against the rows
+    # of the mask they claim: a frame no piece of which fits is refused (DecodeError), one whose fitting pieces carry
+    # no sample is NothingReceived unless it has patches to paste (so a huge frame not received is reported so on a
+    # small machine, not as ``memory``); only then is the whole mask made, and the frame-size arrays
+    rebuild_empty = any(why is None for _, why in unusable)
     try:
         plan = check_sparse(
-            asm, station.max_pixels, station.limits, rebuild_empty=any(why is None for _, why in unusable)
+            asm,
+            station.max_pixels,
+            station.limits,
+            rebuild_empty=rebuild_empty,
+            room=lambda: _check_memory(station, asm),
         )
     except NothingReceived as exc:  # and none of its patches can be pasted (their headers say why)
         return nothing_received(station, asm, exc, [{"patch": i, "reason": why} for i, why in unusable], t0)
-    check_memory(
-        "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
-        original=station._has_original(asm.frame_id),
-    )  # fmt: skip
     res = place_sparse(plan)
     img = res.as_float()
     known = res.known
@@ -235,3 +238,12 @@ def rebuild_latent_frame(station: GroundStation, asm: Assembly) -> dict:
     station._compare(asm.frame_id, recon, None, rep)
     station._write_images([(f"latent_{asm.frame_id}{image_ext(recon)}", recon, 8)])
     return rep
+
+
+def _check_memory(station: GroundStation, asm: Assembly) -> None:
+    """Refuse (``LimitError``, reason ``memory``) a sparse frame whose rebuild would not fit in the memory available."""
+    h = asm.header
+    check_memory(
+        "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
+        original=station._has_original(asm.frame_id),
+    )  # fmt: skip
