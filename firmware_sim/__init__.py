@@ -10,9 +10,11 @@ the downlink pass), ``run_summary``, ``state`` (the mission state kept in ``--ou
 loads), ``score`` / ``score_engine`` / ``topk`` (patch scoring, its worker threads, the top-k keeper), ``budget`` /
 ``memory_meter`` / ``heap`` / ``cpu`` (memory/time budgets and degradation ladder, RSS measured per frame, the
 allocator policy, CPU features), ``report`` / ``report_inputs`` / ``report_charts`` / ``report_gallery`` /
-``report_html`` (the run's HTML report), ``queue`` / ``queue_files`` / ``atomic_files`` / ``sparse_stream``
-(persistent downlink queue, its item files and index checked, crash-safe writes, CCSDS packets of the neutral
-``edgeae.wire``), ``guard`` / ``faults`` (model integrity, fault injection), ``telemetry`` / ``telemetry_lines``
+``report_gallery_index`` / ``report_packets`` / ``report_html`` (the run's HTML report, its gallery's index of the
+pass files, the patches read from them), ``queue`` / ``queue_files`` / ``queue_items`` / ``queue_ledger`` /
+``atomic_files`` / ``sparse_stream`` (persistent downlink queue, its item files and index checked, its records, the
+finished items compacted into totals, crash-safe writes, CCSDS packets of the neutral ``edgeae.wire``), ``guard`` /
+``faults`` (model integrity, fault injection), ``telemetry`` / ``telemetry_lines``
 (the summary and frame accounting, the JSON lines), ``bench`` / ``bench_limits`` / ``bench_machine`` /
 ``bench_model`` (board benchmark, its limits, machine record and model file), ``cli`` / ``cli_preflight`` /
 ``cli_overrides`` / ``cli_commands`` / ``cli_outputs`` / ``cli_advice`` (``firmware-sim``), ``runtime`` /

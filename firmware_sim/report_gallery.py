@@ -1,5 +1,6 @@
 """The anomaly gallery of ``report.html``: the run's highest-scoring patches decoded from the downlink packet files
-(:func:`.report_inputs.read_patches`), how they were chosen, and what of the packet files could not be shown.
+(:func:`.report_gallery_index.gallery_read`: only the pass files new since the last report are read), how they were
+chosen, and what of the packet files could not be shown.
 
 numpy and the standard library only, like the rest of the flight runtime.
 """
@@ -11,8 +12,10 @@ from typing import Any
 
 from edgeae.atomic import write_bytes
 
+from .report_gallery_index import INDEX_NAME, gallery_read
 from .report_html import _e, _ids, _left_out, _short_source, _table, png_bytes, select
-from .report_inputs import _read_json, assemble, read_patches
+from .report_inputs import _read_json
+from .report_packets import assemble, load_samples
 
 GALLERY_MAX = 48  # the gallery shows the highest-scoring patches of the whole run, this many at most
 NOTES_MAX = 50  # notes on the packet files shown under the gallery (each is one pass file's and kind's)
@@ -74,15 +77,20 @@ def _notes_list(notes: list[tuple[str, str]]) -> str:
 def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """The gallery section, and the notes ``(pass file, what)`` on what of the downlink packet files could not be
     shown (also printed on the console, one line per pass file)."""
-    read = read_patches(out / "downlink")
+    # only the pass files new since the last report; its index keeps twice the patches shown in full
+    read = gallery_read(out / "downlink", out / "report_img" / INDEX_NAME, 2 * GALLERY_MAX)
     notes, patches = list(read.notes), read.patches
+    total = len(patches) + len(read.closed)  # those the index keeps by key only rank below every one shown
     body = ""
     if patches:
         img_dir = out / "report_img"
         img_dir.mkdir(exist_ok=True)
         figs = []
         for p in patches[:GALLERY_MAX]:  # assembled one at a time: memory of one patch, whatever the run
+            notes += load_samples(out / "downlink", p)  # its pieces read again, each by its offset
             pixels, complete, overlapping = assemble(p)
+            for piece in p["pieces"].values():
+                piece.samples = None
             name = f"anomaly_f{p['frame_id']}_x{p['x']}_y{p['y']}.png"
             write_bytes(img_dir / name, png_bytes(pixels, p["bit_depth"]), durable=False)  # whole or none
             part = "" if complete else " (partly sent)"
@@ -100,16 +108,16 @@ def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
                 "</figcaption></figure>"
             )
         more = ""
-        if len(patches) > GALLERY_MAX:
-            left = sorted({p["frame_id"] for p in patches[GALLERY_MAX:]})
+        if total > GALLERY_MAX:
+            left = sorted({p["frame_id"] for p in patches[GALLERY_MAX:]} | {fid for fid, _ in read.closed})
             none = sorted(set(left) - {p["frame_id"] for p in patches[:GALLERY_MAX]})
             more = (
-                f"<p class='note'>{len(patches) - GALLERY_MAX:,} lower-scoring patches not shown, of frame(s) "
+                f"<p class='note'>{total - GALLERY_MAX:,} lower-scoring patches not shown, of frame(s) "
                 f"{_e(_ids(left))}" + (f"; none of frame(s) {_e(_ids(none))} is shown" if none else "") + ".</p>"
             )
         body = (
             f"<p class='note'>The {min(len(patches), GALLERY_MAX)} highest-scoring patches of the run (of "
-            f"{len(patches):,}, every frame together) as the ground receives them: decoded from the downlink "
+            f"{total:,}, every frame together) as the ground receives them: decoded from the downlink "
             "packet files, full resolution, highest score first. (x, y) is the top-left pixel. "
             f"{_e(_scoring_note(out))}</p>"
             f"<div class='gallery'>{''.join(figs)}</div>{more}"
