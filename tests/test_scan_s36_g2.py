@@ -166,3 +166,96 @@ def test_a_product_whose_path_is_not_utf8_is_a_failure_that_names_it_and_says_wh
     assert failure["error"].startswith("its path is not UTF-8, and the reader it needs opens UTF-8 paths only: rename")
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "- `z\\xfe.cub`: its path is not UTF-8" in md
+
+
+# -- part page checksums -----------------------------------------------------------------------------------------------
+def _part_table(n: int = 16):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(1)
+    return pa.table(
+        {
+            "file": pa.array(["a.png"] * n, pa.string()),
+            "x": pa.array(rng.integers(0, 4096, n), pa.int32()),
+            "y": pa.array(rng.integers(0, 4096, n), pa.int32()),
+            "score": pa.array(rng.random(n), pa.float64()),
+        }
+    )
+
+
+def _chunk(path: Path, column: str) -> range:
+    """The byte range of ``column``'s pages (dictionary and data) in the part at ``path``."""
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    col = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == column)
+    start = col.dictionary_page_offset or col.data_page_offset
+    return range(start, start + col.total_compressed_size)
+
+
+def _flips(path: Path, column: str, read) -> tuple[int, int, int]:
+    """Flip every other byte of ``column``'s pages in turn and read the part: (reads with other numbers and no error,
+    reads that raised, bytes flipped)."""
+    raw, want = path.read_bytes(), pq.read_table(path)
+    wrong = failed = 0
+    for i in _chunk(path, column)[::2]:
+        path.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1 :])
+        try:
+            wrong += not read(path).equals(want)
+        except Exception:
+            failed += 1
+    path.write_bytes(raw)
+    return wrong, failed, len(_chunk(path, column)[::2])
+
+
+def test_a_byte_flipped_in_a_parts_pages_is_an_error_naming_the_part_never_other_numbers(tmp_path: Path) -> None:
+    """Parts were written without page checksums: a byte flipped inside a page (storage, a bad copy) was mostly read
+    back as other scores or positions with no error. Now each page carries a CRC-32 that reading verifies."""
+    from edgeae.scan.out_checks import PartDamagedError, read_part, write_part
+
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    pq.write_table(_part_table(), old)  # as parts were written before
+    write_part(_part_table(), new)
+    for column in ("x", "score"):
+        wrong, _, flipped = _flips(old, column, read_part)
+        assert wrong > flipped // 3  # the old parts: about half the flips give other numbers, silently
+        wrong, failed, flipped = _flips(new, column, read_part)
+        assert wrong == 0 and failed > flipped // 2  # the rest: bytes no number depends on (page statistics)
+    raw = new.read_bytes()
+    i = _chunk(new, "score")[-3]  # a byte of the last score page's values
+    new.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1 :])
+    with pytest.raises(PartDamagedError) as info:
+        read_part(new)
+    assert str(info.value) == (
+        f"{new} is damaged (OSError: could not verify page integrity, CRC checksum verification failed for "
+        "page_ordinal 0): delete it and run the same command again to scan its image again"
+    )
+    assert read_part(old).equals(_part_table())  # a part written without checksums still reads
+
+
+def test_a_scan_whose_part_has_a_flipped_byte_stops_the_report_naming_the_part(tmp_path: Path, model: Path) -> None:
+    """Before: the report was written from the damaged part's other numbers (results.parquet and the ranking)."""
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+    from edgeae.scan.state import ScanStateError
+
+    arc, out = _archive(tmp_path / "arc", ["a.png", "b.png"]), tmp_path / "out"
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=8)
+    first = scan_archive(arc, model, out, **kw)
+    assert first["done"] == 2
+    for name in ("results.parquet", "images.parquet"):  # the merged results carry page checksums too
+        raw = (out / name).read_bytes()
+        i = _chunk(out / name, "file")[-3]
+        (tmp_path / "flipped.parquet").write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1 :])
+        with pytest.raises(OSError, match="CRC checksum verification failed"):
+            pq.read_table(tmp_path / "flipped.parquet", page_checksum_verification=True)
+    (tmp_path / "flipped.parquet").unlink()
+    part = out / "parts" / f"{entry_key('b.png')}.parquet"
+    raw = part.read_bytes()
+    i = _chunk(part, "score")[-3]
+    part.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1 :])
+    with pytest.raises(ScanStateError, match="CRC checksum verification failed") as info:
+        scan_archive(arc, model, out, **kw)
+    assert str(info.value).startswith(f"{part} is damaged (OSError: could not verify page integrity")
+    part.unlink()  # what the message says: the image is scanned again, to the same numbers
+    again = scan_archive(arc, model, out, **kw)
+    assert (again["images_scanned"], again["done"], again["top"]) == (1, 2, first["top"])

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
-from edgeae.scan.out_checks import PartDamagedError, read_part
+from edgeae.scan.out_checks import PartDamagedError, read_part, write_part
 from edgeae.scan.pipeline import ScanConfig, TopK, best_patches, count_patches
 from edgeae.scan.state import ScanStore, _atomic_write, save_top
 
@@ -93,7 +93,6 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
     from edgeae.anomaly.baselines import context_knn
 
     pa = require("pyarrow")
-    pq = require("pyarrow.parquet")
     tqdm = require("tqdm").tqdm
     config = store.config
     t0 = time.perf_counter()
@@ -159,5 +158,5 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
             top = TopK.empty(config.model.channels, config.patch)
             no_thumbs += 1
         _atomic_write(store.top_path(e.key), lambda p, t=top: save_top(p, t))
-        _atomic_write(store.part_path(e.key), lambda p, t=table: pq.write_table(t, p))
+        _atomic_write(store.part_path(e.key), lambda p, t=table: write_part(t, p))
     return {**info, "thumbnails_unread": no_thumbs, "seconds": round(time.perf_counter() - t0, 3)}

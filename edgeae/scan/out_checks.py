@@ -1,8 +1,9 @@
 """Whether a results folder (``--out``) can take a scan, checked before :class:`edgeae.scan.state.ScanStore` writes
 anything there: it is not a file, it holds no files that are not a scan's, and a scan.json in it holds the settings of
 this scan (a resume). Each refusal is a :class:`ScanStateError` that says what to do instead. Also the cheap check of
-an image's part files a resume makes (:func:`part_damage`), and the reading of a part damaged inside
-(:func:`read_part`).
+an image's part files a resume makes (:func:`part_damage`), and the writing (:func:`write_part`) and reading of a
+part (:func:`read_part`): written with a CRC per Parquet page and read verifying them, so a part damaged inside is an
+error naming it, never wrong numbers.
 """
 
 from __future__ import annotations
@@ -126,14 +127,21 @@ def part_damage(path: Path) -> str | None:
     return None
 
 
+def write_part(table: Any, path: Path | str) -> None:
+    """Write a part (a pyarrow Table) to ``path`` with a CRC-32 of each page, which :func:`read_part` verifies: without
+    them most bytes of a page could be overwritten and read back as other numbers, with no error."""
+    require("pyarrow.parquet").write_table(table, path, write_page_checksum=True)
+
+
 def read_part(path: Path, *, rows: bool = False) -> Any:
     """A scan's ``parts/<key>.parquet`` read whole (a pyarrow Table; ``rows``: only its row count, from the footer).
     A part that looks whole at its ends (:func:`part_damage`) may still be damaged inside (a page or its footer
-    overwritten): :class:`PartDamagedError` naming it and what to do, not pyarrow's error (several lines, no file)."""
+    overwritten): :class:`PartDamagedError` naming it and what to do, not pyarrow's error (several lines, no file).
+    Each page's CRC (:func:`write_part`) is verified; a part written before session 36 has none and reads as before."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     try:
-        return pq.read_metadata(path).num_rows if rows else pq.read_table(path)
+        return pq.read_metadata(path).num_rows if rows else pq.read_table(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as exc:
         raise PartDamagedError(path, exc) from None
 

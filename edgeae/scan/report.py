@@ -243,7 +243,7 @@ def finalize(
     names = {e.name for e in entries}
     elsewhere = sorted(n for n in recs if n not in names)  # recorded by a run over another ARCHIVE: not reported
     table, summaries = _merge_results(store, done)
-    pq.write_table(table, store.out / "results.parquet")
+    pq.write_table(table, store.out / "results.parquet", write_page_checksum=True)  # a CRC per page, as the parts
     per_image = []
     s_by_name = {e.name: s for e, s in zip(done, summaries, strict=True)}
     for e in entries:
@@ -259,7 +259,8 @@ def finalize(
         )  # fmt: skip
     per_image = texts(per_image)  # file names (and errors naming them) that are not UTF-8: escaped
     # an explicit schema: the score columns of images that are not done are null, whichever image comes first
-    pq.write_table(pa.Table.from_pylist(per_image, schema=_images_schema(pa)), store.out / "images.parquet")
+    images = pa.Table.from_pylist(per_image, schema=_images_schema(pa))
+    pq.write_table(images, store.out / "images.parquet", write_page_checksum=True)
     top = _write_gallery(store, done, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]

@@ -47,6 +47,7 @@ from edgeae.scan.out_checks import (
     read_part,
     refuse_foreign,
     refuse_other_settings,
+    write_part,
 )
 from edgeae.scan.out_checks import ScanStateError as ScanStateError
 from edgeae.scan.pipeline import ImageResult, ScanConfig, TopK
@@ -316,7 +317,6 @@ class ScanStore:
         :func:`file_stamp` taken before it was read (None: now), so a file that changed while it was scanned
         counts as changed on the next run."""
         pa = require("pyarrow")
-        pq = require("pyarrow.parquet")
         top = result.top
         if result.latents is not None:  # written before the part: an image recorded as done has its latents
             lat = np.ascontiguousarray(result.latents, np.float32)
@@ -350,7 +350,7 @@ class ScanStore:
                 **{c: pa.array(v, pa.float64(), from_pandas=True) for c, v in cols.items()},  # NaN -> null
             }
         )
-        _atomic_write(self.part_path(entry.key), lambda p: pq.write_table(table, p))
+        _atomic_write(self.part_path(entry.key), lambda p: write_part(table, p))  # a CRC per page
         return self._append(
             Record(
                 entry.name,
