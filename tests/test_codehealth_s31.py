@@ -89,14 +89,15 @@ def test_reconstruct_cli_memory_check_uses_the_ground_probe_not_training_code() 
 
 def test_training_memory_check_uses_the_ground_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeae.ground import limits
-    from edgeae.train import common
+    from edgeae.train import common, run_memory
 
     monkeypatch.setattr(limits, "available_memory", lambda: 1 << 20)
     with pytest.raises(common.MemoryEstimateError, match="crops 10"):
-        common.check_memory({"crops": (10, 1 << 20)})
+        run_memory.check_run_memory({"crops": (10, 1 << 20)}, batch=(10, 5))
     monkeypatch.setattr(limits, "available_memory", lambda: None)  # unknown: not checked
-    common.check_memory({"crops": (10, 1 << 20)})
-    assert not hasattr(common, "available_memory")  # one probe: edgeae.ground.limits.available_memory
+    run_memory.check_run_memory({"crops": (10, 1 << 20)}, batch=(10, 5))
+    for module in (common, run_memory):  # one probe: edgeae.ground.limits.available_memory
+        assert not hasattr(module, "available_memory")
 
 
 def test_evaluate_reexports_no_private_names() -> None:
