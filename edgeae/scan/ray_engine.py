@@ -153,7 +153,7 @@ def iter_ray(
             made.append(actor.remote(model, config))
             return made[-1]
 
-        pool = _Pool(ray, make, size, entries)  # asks for the actors and their identity() probes
+        pool = _Pool(ray, make, size, entries, config.model.path)  # asks for the actors and their identity() probes
         if on_ready is not None:
             on_ready()
         yield from pool.run(on_patches or (lambda n: None))
@@ -181,8 +181,8 @@ class _Pool:
     times in a row at most (the count starts again when a fresh actor first answers); then its place is left empty,
     and a pool left with none ends the scan."""
 
-    def __init__(self, ray: Any, make: Callable[[], Any], size: int, entries: list[ArchiveEntry]) -> None:
-        self.ray, self.make, self.size = ray, make, size
+    def __init__(self, ray: Any, make: Callable[[], Any], size: int, entries: list[ArchiveEntry], model: str) -> None:
+        self.ray, self.make, self.size, self.model = ray, make, size, model  # model: its file, for a load error
         self.died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
                      ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)  # fmt: skip
         self.todo = deque(zip(entries, worker_items(entries), strict=True))  # (image, what its worker gets)
@@ -211,7 +211,7 @@ class _Pool:
                 try:
                     result, error, seen, whoami = self.ray.get(ref)
                 except self.died as exc:
-                    _raise_if_init_failed(self.ray, exc)
+                    _raise_if_init_failed(self.ray, exc, self.model)
                     self.held[slot] = (entry, item)  # its outcome waits for the probe: restarted or dead for good?
                     self.starting[self.actors[slot].identity.remote()] = slot
                     continue
@@ -236,7 +236,7 @@ class _Pool:
         try:
             whoami = str(self.ray.get(probe))
         except self.died as exc:
-            _raise_if_init_failed(self.ray, exc)
+            _raise_if_init_failed(self.ray, exc, self.model)
             yield from self._dead_for_good(slot)
             return
         if not self.up[slot]:  # a fresh actor's first answer (not one after an image killed its worker, review r13):
@@ -308,10 +308,11 @@ class _Pool:
             )  # fmt: skip
 
 
-def _raise_if_init_failed(ray: Any, exc: BaseException) -> None:
-    """A model that an actor cannot load (its constructor raised) ends the scan: every image would fail the same way."""
+def _raise_if_init_failed(ray: Any, exc: BaseException, model: str) -> None:
+    """A model that an actor cannot load (its constructor raised) ends the scan: every image would fail the same way.
+    Said as the local engine says it (:func:`edgeae.scan.local.load_error`): the model file, then the error."""
     if isinstance(exc, ray.exceptions.RayActorError) and exc.actor_init_failed:
-        raise ModelLoadError(f"the Ray actors cannot load the model: {_reason(exc)}") from exc
+        raise ModelLoadError(f"cannot load the model {model}: {_reason(exc)}") from exc
 
 
 def _reason(exc: BaseException) -> str:
