@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeae.tiling import axis_count, axis_starts
+from edgeae.tiling import axis_count
 
 from .mission import Mission
 
@@ -269,16 +269,28 @@ def patch_grid(mission: Mission, width: int, height: int) -> int | None:
     return rows * axis_count(width, an.patch, an.stride)
 
 
+def recon_check_count(rows: int, width: int, tile: int, n: int) -> int:
+    """How many tiles :func:`recon_check_positions` gives (``min(n, cells of the tile grid)``; 0 when the samples
+    are smaller than a tile), computed without listing them: a camera of 2^20 rows has millions of cells."""
+    if rows < tile or width < tile or n < 1:
+        return 0
+    return min(n, axis_count(rows, tile, tile) * axis_count(width, tile, tile))
+
+
 def recon_check_positions(rows: int, width: int, tile: int, n: int) -> list[tuple[int, int]]:
     """The (y, x) corners of the tiles the reconstruction check takes from ``rows`` × ``width`` samples: at most
     ``n`` cells of the tile grid (:func:`edgeae.tiling.axis_starts`, the last flush with the edge), spread evenly
-    over the cells in row-major order, none twice; [] when the samples are smaller than a tile."""
-    if rows < tile or width < tile or n < 1:
+    over the cells in row-major order, none twice; [] when the samples are smaller than a tile. The chosen cells'
+    corners are computed, the grid is never listed (until session 36 both axes' starts were: a mistyped camera of
+    10^11 rows grew ``firmware-sim check`` to 22 GB)."""
+    k = recon_check_count(rows, width, tile, n)
+    if k == 0:
         return []
-    ys, xs = axis_starts(rows, tile, tile), axis_starts(width, tile, tile)
-    cells = len(ys) * len(xs)
-    picks = np.unique(np.rint(np.linspace(0, cells - 1, min(n, cells))).astype(np.int64))
-    return [(ys[int(i) // len(xs)], xs[int(i) % len(xs)]) for i in picks]
+    nx = axis_count(width, tile, tile)
+    cells = axis_count(rows, tile, tile) * nx
+    picks = np.unique(np.rint(np.linspace(0, cells - 1, k)).astype(np.int64))
+    # cell k of an axis starts at k * tile, the last one flush with the edge (axis_starts)
+    return [(min(int(i) // nx * tile, rows - tile), min(int(i) % nx * tile, width - tile)) for i in picks]
 
 
 def scoring_batch(mission: Mission) -> int:
@@ -374,11 +386,7 @@ def plan_memory(
     ]
     t2 = rc.tile * rc.tile * cam.channels
     if rc.mode == "check":  # truth, masked input, x_hat, |error| as float32 and the known mask
-        tiles = (
-            rc.check_tiles
-            if width <= 0 or rows <= 0
-            else len(recon_check_positions(rows, width, rc.tile, rc.check_tiles))
-        )
+        tiles = rc.check_tiles if width <= 0 or rows <= 0 else recon_check_count(rows, width, rc.tile, rc.check_tiles)
         items.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1)))
     elif rc.mode == "latent":  # one row of tiles in, the encoder's output of that row (at most as large)
         cols = axis_count(width, rc.tile, rc.tile) if width > 0 else 1

@@ -104,9 +104,15 @@ def margin_sides(margin: tuple[int, ...]) -> tuple[int, int, int, int]:
     return t, b, left, right
 
 
+MAX_CAMERA_SIDE = 2**20  # px: a larger [camera] height, width or strip_rows is a typo (a NAC strip has 52,224 rows)
+MAX_CAMERA_PIXELS = 2**32  # px in one frame (height x width): 16 x the 52,224 x 5,064 NAC strip
+
+
 @dataclass(frozen=True)
 class Camera:
-    """What one frame looks like. ``height``/``width`` 0 accept any size (file frames of mixed sizes)."""
+    """What one frame looks like. ``height``/``width`` 0 accept any size (file frames of mixed sizes); each at
+    most :data:`MAX_CAMERA_SIDE`, together at most :data:`MAX_CAMERA_PIXELS` (until session 36 unbounded: a
+    mistyped 10^11-px side grew ``firmware-sim check`` to 22 GB before the host killed it)."""
 
     source: str = "files"
     channels: int = 3
@@ -128,8 +134,15 @@ class Camera:
         given = list(m) if isinstance(m, list | tuple) else m  # as TOML writes it (--set gives a tuple)
         _need(len(self.margin) in (0, 1, 4), w, f"margin must be N or [top, bottom, left, right], got {given!r}")
         _need(all(v >= 0 for v in self.margin), w, "margin pixels must be >= 0")
-        _need(self.height >= 0, w, f"height must be >= 0 (0 = any), got {self.height}")
-        _need(self.width >= 0, w, f"width must be >= 0 (0 = any), got {self.width}")
+        for side in ("height", "width"):
+            v = getattr(self, side)
+            _need(0 <= v <= MAX_CAMERA_SIDE, w, f"{side} must be in 0..{MAX_CAMERA_SIDE:,} px (0 = any), got {v:,}")
+        _need(
+            self.height * self.width <= MAX_CAMERA_PIXELS,
+            w,
+            f"height x width = {self.height:,} x {self.width:,} = {self.height * self.width:,} px is over "
+            f"{MAX_CAMERA_PIXELS:,} px (2^32) for one frame",
+        )
         t, b, left, right = margin_sides(self.margin)
         _need(
             not self.height or t + b < self.height,
@@ -146,7 +159,11 @@ class Camera:
         _need(self.source in SOURCES, w, f"source must be one of {SOURCES}, got {self.source!r}")
         _need(self.channels in (1, 3), w, f"channels must be 1 or 3, got {self.channels}")
         _need(1 <= self.bit_depth <= 16, w, f"bit_depth must be in 1..16, got {self.bit_depth}")
-        _need(self.strip_rows >= 1, w, "strip_rows must be >= 1")
+        _need(
+            1 <= self.strip_rows <= MAX_CAMERA_SIDE,
+            w,
+            f"strip_rows must be in 1..{MAX_CAMERA_SIDE:,}, got {self.strip_rows:,}",
+        )
         _need(0.0 <= self.max_nan_fraction <= 1.0, w, "max_nan_fraction must be in [0, 1]")
         _need(0.0 <= self.max_saturated_fraction <= 1.0, w, "max_saturated_fraction must be in [0, 1]")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget import recon_check_positions, scoring_batch
+from .budget import recon_check_count, scoring_batch
 from .faults import FaultPlan, flip_bits
 from .guard import GuardEvent, ModelGuard, ModelRefused
 from .memory_meter import rss_bytes
@@ -284,7 +284,7 @@ class OnboardModels:
         if rc.mode == "check":  # the tiles a frame's check runs: no more than its tile grid has (budget's rule)
             rows = cam.strip_rows if cam.source == "strips" else cam.height
             known = rows > 0 and cam.width > 0
-            n = len(recon_check_positions(rows, cam.width, rc.tile, rc.check_tiles)) if known else rc.check_tiles
+            n = recon_check_count(rows, cam.width, rc.tile, rc.check_tiles) if known else rc.check_tiles
             n = max(1, min(n, WARM_TILES_MAX))
         else:
             n = max(1, -(-cam.width // rc.tile))  # a row of tiles

@@ -188,8 +188,8 @@ def test_console_advice_for_late_frames_and_frames_that_scored_nothing(models: d
 @pytest.mark.parametrize(
     ("doc", "match"),
     [
-        ({"camera": {"height": -5}}, r"\[camera\]: height must be >= 0 \(0 = any\), got -5"),
-        ({"camera": {"width": -1, "margin": [2]}}, "width must be >= 0"),
+        ({"camera": {"height": -5}}, r"\[camera\]: height must be in 0\.\.1,048,576 px \(0 = any\), got -5"),
+        ({"camera": {"width": -1, "margin": [2]}}, "width must be in 0..1,048,576 px"),
         ({"runtime": {"measure_memory": False, "trace_allocations": True}}, "trace_allocations = true needs"),
         ({"anomaly": {"method": "cae-masked", "threshold": -0.5}}, "threshold -0.5 is negative"),
         (
