@@ -13,6 +13,7 @@ from typing import Any
 from .cli_advice import advice_lines as advice_lines
 from .cli_advice import check_lines as check_lines
 from .cli_advice import retaken_lines as retaken_lines
+from .report_html import printable
 
 
 def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> dict[str, str]:
@@ -26,22 +27,30 @@ def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()
     report = None
     try:
         report = write_report(out, summary)
-    except OSError as exc:  # a full or read-only disk: written atomically, so no partial report.html is left
+    except (OSError, ValueError) as exc:  # a full or read-only disk, or text the page could not hold (until session
+        # 36 a UnicodeEncodeError, a frame name that is not UTF-8, ended the run with exit 2 and no console summary):
+        # written atomically, so no partial report.html is left
         not_written[str(Path(out) / "report.html")] = str(exc)
     _print_summary(summary, out)
     print_lines(advice)
     if report is not None:
-        print(f"  report: {report}")
+        say(f"  report: {report}")
     for path, error in not_written.items():
-        print(f"WARNING: {path} was not written: {error}; {_not_written_means(Path(path), Path(out))}", file=sys.stderr)
+        say(f"WARNING: {path} was not written: {error}; {_not_written_means(Path(path), Path(out))}", err=True)
     return not_written
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print one console line (on stderr when ``err``), with a name's bytes that are not UTF-8 as ``\\xff``
+    (:func:`.report_html.printable`): a console that is strict UTF-8 cannot print them as they are."""
+    print(printable(text), file=sys.stderr if err else sys.stdout)
 
 
 def print_lines(lines: Sequence[str]) -> None:
     """Console lines in order: a ``WARNING:`` line on stderr (every firmware-sim warning is there, so ``2> log``
     keeps them all and a script's stdout holds none), the rest on stdout."""
     for line in lines:
-        print(line, file=sys.stderr if line.startswith("WARNING:") else sys.stdout)
+        say(line, err=line.startswith("WARNING:"))
 
 
 def _not_written_means(path: Path, out: Path) -> str:
@@ -106,79 +115,75 @@ def _ms(v: Any) -> str:
 def _print_summary(s: dict[str, Any], out: str) -> None:
     f, q, t = s["frames"], s["queue"], s.get("timing_ms", {})
     for r in s.get("models_refused") or []:
-        print(
-            f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}", file=sys.stderr
-        )
+        say(f"WARNING: the {r['role']} model was refused at boot, so {r['consequence']}: {r['detail']}", err=True)
     for w in s.get("warnings") or []:
-        print(f"WARNING: {w}", file=sys.stderr)
+        say(f"WARNING: {w}", err=True)
     skipped = (s.get("inputs") or {}).get("skipped_in_folders") or []
     if skipped:
         names = ", ".join(Path(x.removesuffix("/ (a folder)")).name for x in skipped[:3])
         more = ", ..." if len(skipped) > 3 else ""
-        print(f"  {len(skipped)} entries of --frames folders are not frame files, skipped ({names}{more}; all in "
+        say(f"  {len(skipped)} entries of --frames folders are not frame files, skipped ({names}{more}; all in "
               "summary.json inputs)")  # fmt: skip
     lost = (s.get("this_boot") or {}).get("reboot_during_processing") or []
     if lost:
         ids = ", ".join(str(x) for x in lost)
-        print(
+        say(
             f"WARNING: this boot recovered from a power loss (or kill -9) during frame{'s' if len(lost) > 1 else ''} "
             f"{ids}: dropped, reboot_during_processing (the ledger keeps {'them' if len(lost) > 1 else 'it'}; "
             "not taken again)",
-            file=sys.stderr,
+            err=True,
         )
     if s.get("skipped_already_acquired"):
-        print(
+        say(
             f"resumed the mission state in {out}: {s['skipped_already_acquired']} frame(s) already acquired there "
             "were not taken again (--fresh starts over)"
         )
     if s.get("mission_settings_changed"):
-        print(
-            f"  settings changed since that state began (new frames only): {'; '.join(s['mission_settings_changed'])}"
-        )
+        say(f"  settings changed since that state began (new frames only): {'; '.join(s['mission_settings_changed'])}")
     dropped = f" ({_reasons(f)})" if f["dropped"] else ""
     lost_how = "evicted for room" + (" or damaged in storage" if q.get("corrupted_items") else "")
     partial = f", {f['partial']} downlinked in part (products {lost_how})" if f.get("partial") else ""
     n_boots, refused = int(s.get("boots") or 1), int(s.get("boots_refused") or 0)
     also = f", {refused} refused" if refused else ""
     boots = f" (over {n_boots} boot{'s' if n_boots != 1 else ''}{also})" if n_boots > 1 or refused else ""
-    print(
+    say(
         f"mission {s['mission']}: {_count(f['acquired'], 'frame')} acquired{boots}: {f['downlinked']} downlinked"
         f"{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
     )
     for line in _first_drops(s):
-        print(line)
+        say(line)
     # not those of a dropped frame, nor those whose file was damaged (until review r6 of session 35 these were
     # "queue full", with advice to raise the capacity)
     corrupted = int(q.get("corrupted_items") or 0)
     full = int(q.get("evicted_items") or 0) - int(q.get("withdrawn_items") or 0) - corrupted
     if corrupted:
-        print(
+        say(
             f"WARNING: {_count(corrupted, 'product')} lost to storage corruption (an item file damaged or missing in "
             f"{out}/queue/items: each an 'evicted' event in telemetry.jsonl with its reason; packets sent before the "
             "damage stay sent)",
-            file=sys.stderr,
+            err=True,
         )
     unreadable = int(s.get("telemetry_lines_unreadable") or 0)
     if unreadable:  # their frames and events are missing from every total above (review a5 of session 35)
-        print(
+        say(
             f"WARNING: {_count(unreadable, 'line')} of {out}/telemetry.jsonl could not be read (cut short, not UTF-8 "
             "or not JSON) and were skipped: the frames and events they held are missing from these totals",
-            file=sys.stderr,
+            err=True,
         )
     if full:
-        print(
+        say(
             f"  queue full: {full} products evicted or refused (each an 'evicted' or 'queue_refused' "
             "event in telemetry.jsonl; raise budget.queue_capacity_bytes or the pass budget)"
         )
     if t.get("p50") is not None:
         levels = ", ".join(f"{k} x{v}" for k, v in (s.get("degradations") or {}).items()) or "none"
-        print(
+        say(
             f"  frame time p50 {_ms(t['p50'])}, max {_ms(t.get('max'))}, deadlines missed "
             f"{t.get('deadline_missed', 0)}; degradation levels: {levels}"
         )
     else:
-        print("  no frame was processed: no frame times")
+        say("  no frame was processed: no frame times")
     mem = s.get("memory", {})
     rate = s.get("patches_per_s")
     rate_text = f"; {rate:.1f} patches/s" if isinstance(rate, int | float) else ""
@@ -186,7 +191,7 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     traced = mem.get("traced_peak_bytes")
     traced_text = f", traced Python peak {traced / mib:.1f} MiB" if isinstance(traced, int) else ""
     within = "within it" if mem.get("within_budget", True) else "OVER it"
-    print(
+    say(
         f"  memory: peak RSS growth over boot {mem.get('rss_growth_peak_bytes', 0) / mib:.1f} MiB of the "
         f"{s['budgets']['memory_bytes'] / mib:,.0f} MiB budget ({within}), RSS peak "
         f"{mem.get('rss_peak_bytes', 0) / mib:.0f} MiB{' (this boot)' if boots else ''}{traced_text}{rate_text}"
@@ -196,22 +201,22 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
     if codec.get("configured") == "auto" and codec.get("used") != "ccsds121":
         coded += " (codec auto: libaec is not installed, so not ccsds121)"
     passes = _count(int(q.get("passes") or 0), "pass", "passes")
-    print(f"  downlink: {q['sent_bytes']:,} B sent in {passes}, {q['pending_bytes']:,} B pending{coded}")
+    say(f"  downlink: {q['sent_bytes']:,} B sent in {passes}, {q['pending_bytes']:,} B pending{coded}")
     failed = int(s.get("downlink_passes_failed") or 0)
     if failed:
-        print(
+        say(
             f"WARNING: {failed} downlink pass(es) could not be written (a full or read-only disk: each a "
             "'downlink_failed' event in telemetry.jsonl with the file and the error); their products stay queued "
             "for the next pass",
-            file=sys.stderr,
+            err=True,
         )
     if s.get("faults_not_fired"):
-        print(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
+        say(f"  faults asked for but never injected: {', '.join(s['faults_not_fired'])}")
     for line in _anomaly_lines(s):
-        print(line)
+        say(line)
     pass_files = ", downlink/pass_*.bin" if q.get("passes") else ""
     summary_json = "" if any(Path(p).name == "summary.json" for p in s.get("not_written") or {}) else "summary.json, "
-    print(f"  wrote {out}/{summary_json}telemetry.jsonl{pass_files}")
+    say(f"  wrote {out}/{summary_json}telemetry.jsonl{pass_files}")
 
 
 def _chosen(a: dict[str, Any]) -> str:

@@ -32,7 +32,19 @@ from .report_charts import _memory, _timeline
 from .report_gallery import SCORE_MEANING as SCORE_MEANING
 from .report_gallery import _gallery, console_lines
 from .report_gallery import _scoring_note as _scoring_note
-from .report_html import _CSS, _detail, _e, _left_out, _num, _percent, _short_source, _table, png_bytes, select
+from .report_html import (
+    _CSS,
+    _detail,
+    _e,
+    _left_out,
+    _num,
+    _percent,
+    _short_source,
+    _table,
+    png_bytes,
+    printable,
+    select,
+)
 from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_patches, read_telemetry
 from .telemetry import read_history
 
@@ -305,7 +317,9 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         parts.append(f"<section><h2>{_e(name)}</h2>{body}</section>")
     parts.append("</body></html>\n")
     path = out / "report.html"
-    write_text(path, "\n".join(parts))  # atomically: a full disk leaves the old report or none, never half a page
+    # atomically: a full disk leaves the old report or none, never half a page; every name's bytes that are not
+    # UTF-8 escaped (_e does it for each; printable again for the whole page, so no text can stop the write)
+    write_text(path, printable("\n".join(parts)))
     return path
 
 

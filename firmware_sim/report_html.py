@@ -1,5 +1,6 @@
 """The building blocks of ``report.html``: its stylesheet, escaping and number formats, tables, legends, the
-frame of an inline SVG chart, and the PNG images of the anomaly gallery (written with zlib).
+frame of an inline SVG chart, and the PNG images of the anomaly gallery (written with zlib); and
+:func:`printable`, which the page and the console write names with.
 
 numpy and the standard library only, like the rest of the flight runtime.
 """
@@ -7,6 +8,7 @@ numpy and the standard library only, like the rest of the flight runtime.
 from __future__ import annotations
 
 import html
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -49,8 +51,25 @@ def png_bytes(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold written as a backslash escape, the rest unchanged: a file name's bytes
+    that are not UTF-8 (which ``os.fsdecode`` hands over as lone surrogates, U+DC80-U+DCFF) as ``\\xff``, any other
+    lone surrogate as ``\\ud800``. The page and the console then show the name instead of failing (until session
+    36 one such frame file name or ``--out`` folder ended ``run`` with "surrogates not allowed", exit 2, no report
+    and no console summary). As ``edgeae.report.printable`` does for the demo: the flight imports no ground code."""
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def _e(v: Any) -> str:
-    return html.escape(str(v))
+    return html.escape(printable(str(v)))
 
 
 def _num(v: Any, digits: int = 1) -> str:

@@ -1,0 +1,107 @@
+"""report.html and the console of a flight run (session 36, fixer g4; audit s36 a1 #1, #5, #8.1-8.5): names that are
+not UTF-8, the boots and recoveries among the events, text columns, bytes with a unit, the gallery of a run that
+processed no frame, the summary.json beside a rebuilt page, the bounded lists of the last section, telemetry read
+once and the gallery's old images removed."""
+
+from __future__ import annotations
+
+import os
+import re
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("spacepackets")
+from edgeae.firmware_sim import report
+from edgeae.firmware_sim.cli import main
+from edgeae.firmware_sim.report import write_report
+from edgeae.firmware_sim.report_html import printable
+from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
+
+MISSION = """
+name = "g4"
+[camera]
+channels = 1
+strip_rows = 64
+[sampling]
+keep = 0.1
+[anomaly]
+model = "{model}"
+patch = 32
+stride = 32
+top_k = 3
+[budget]
+frame_ms = 60000.0
+downlink_bytes_per_pass = 100000
+"""
+BAD = os.fsdecode(b"bad\xff\xfe.npy")  # a Linux file name that is not UTF-8, as Python hands it over
+
+
+def _mission(tmp_path: Path) -> Path:
+    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
+    (tmp_path / "m.toml").write_text(MISSION.format(model=model))
+    return tmp_path / "m.toml"
+
+
+def _run(mission: Path, frames: list[Path], out: Path, *extra: str) -> int:
+    return main(["run", "--mission", str(mission), "--frames", *map(str, frames), "--out", str(out), *extra])
+
+
+def _rows(html: str, section: str) -> list[list[str]]:
+    """The cells of the table rows in a section of the page, as text."""
+    body = html.split(f"<h2>{section}")[1].split("</section>")[0]
+    return [
+        [unescape(re.sub("<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", r)]
+        for r in re.findall(r"<tr>(.*?)</tr>", body)
+    ]
+
+
+# ------------------------------------------------------------------ a1 #1: names that are not UTF-8
+def test_printable_escapes_bytes_that_are_not_utf8() -> None:
+    assert printable(BAD) == "bad\\xff\\xfe.npy" and printable("moon ∞ <b>") == "moon ∞ <b>"
+    assert printable("x\ud800y") == "x\\ud800y" and printable(printable(BAD)) == printable(BAD)
+
+
+def test_a_frame_named_in_bytes_that_are_not_utf8_gets_its_report_and_console_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every frame ran, then report.html failed ('surrogates not allowed'): no page, no console summary, exit 2
+    ("user error, nothing run"), and ``firmware-sim report`` failed the same way."""
+    mission = _mission(tmp_path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    np.save(frames / "ok.npy", textured_frame(0))
+    np.save(frames / BAD, textured_frame(1))
+    out = tmp_path / os.fsdecode(b"out\xff")  # the --out folder's name is not UTF-8 either
+    assert _run(mission, [frames], out) == 0
+    printed = capsys.readouterr().out  # strict UTF-8: a lone surrogate could not be printed
+    assert "mission g4: 2 frames acquired: 2 downlinked" in printed and "report: " in printed
+    assert "out\\xff" in printed
+    html = (out / "report.html").read_bytes().decode("utf-8")  # strict: every byte of the page is UTF-8
+    assert "bad\\xff\\xfe.npy" in html and "out\\xff" in html
+    os.remove(out / "report.html")
+    assert write_report(out).read_bytes().decode("utf-8") == html  # what `firmware-sim report` writes
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_and_the_run_keeps_its_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError out of the page (the encoder's 'surrogates not allowed' was one) ended the run with exit 2 and
+    no console summary; any such failure is now the not-written WARNING, after the summary."""
+    mission = _mission(tmp_path)
+    np.save(tmp_path / "f0.npy", textured_frame(0))
+
+    def fails(*args: Any, **kwargs: Any) -> None:
+        raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(report, "write_report", fails)
+    assert _run(mission, [tmp_path / "f0.npy"], tmp_path / "out") == 0
+    cap = capsys.readouterr()
+    assert "1 frame acquired: 1 downlinked" in cap.out and "report: " not in cap.out
+    written = r"WARNING: \S*report.html was not written: .*surrogates not allowed; .*firmware-sim report"
+    assert re.search(written, cap.err)
