@@ -46,7 +46,7 @@ from .report_html import (
     select,
 )
 from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_patches, read_telemetry
-from .telemetry import read_history
+from .telemetry import history_of, read_records
 
 OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
 PRIORITY = tuple(sorted(_QUEUE_PRIORITY, key=_QUEUE_PRIORITY.__getitem__))  # the queue's order, from the queue
@@ -147,7 +147,7 @@ def _coloured(outcome: str) -> str:
     return f"<span style='color:{OUTCOME_COLOURS.get(outcome, '#222')}'>{_e(outcome)}</span>"
 
 
-def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
+def _queue(out: Path, pass_lines: list[dict[str, Any]], s: dict[str, Any]) -> str:
     index = _read_json(out / "queue" / "index.json")
     index = index if isinstance(index, dict) else {}
     items = [it for it in index.get("items") or [] if isinstance(it, dict)]
@@ -199,7 +199,7 @@ def _queue(out: Path, tm: list[dict[str, Any]], s: dict[str, Any]) -> str:
                 "telemetry.jsonl (an 'evicted' or 'queue_refused' event each)",
             )
         )  # fmt: skip
-    passes, cut = select([r for r in tm if r.get("type") == "pass"], PASSES_LAST)
+    passes, cut = select(pass_lines, PASSES_LAST)
     if passes:
         budget = s.get("budgets", {}).get("downlink_bytes_per_pass")
         parts.append(
@@ -270,8 +270,9 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     is written atomically: an ``OSError`` (a full or read-only disk) leaves no partial file."""
     out = Path(out_dir)
     s = summary if summary is not None else _any_summary(out)
-    tm = read_telemetry(out / "telemetry.jsonl")
-    history = read_history(out / "telemetry.jsonl")  # every boot on this state, the last record of each frame
+    # every boot on this state: the last record of each frame, the passes, the events; the file read once (until
+    # session 36 twice, at every boot)
+    history = history_of(*read_records(out / "telemetry.jsonl"))
     frames = [history.frames[k] for k in sorted(history.frames)]
     processed = (s.get("frames") or {}).get("processed") or 0
     no_timeline = not (out / "telemetry.jsonl").is_file() and processed
@@ -299,7 +300,7 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         ),
         ("Memory against the budget", _memory(frames, s)),
         ("Ledger: every frame downlinked, queued or dropped", _ledger(s)),
-        ("Downlink queue by priority", _queue(out, tm, s)),
+        ("Downlink queue by priority", _queue(out, history.passes, s)),
         ("Anomaly gallery", gallery),
         ("Events: model loads, faults, recoveries", _events(history.events)),
     ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .frame_outcome import complete_record, write_record, write_unwritten
 from .run_summary import summary_sections
-from .state import mark_pass, refused_boots
+from .state import mark_pass
 from .stops import downlink_pass, quietly
 from .telemetry import read_history, summarise, write_summary
 
@@ -64,9 +64,8 @@ def finish_run(rt: FlightRuntime) -> dict[str, Any]:
             records.setdefault(r["frame_id"], r)
         frames = [records[k] for k in sorted(records)]
         summary = summarise(rt.queue, frames, summary_sections(rt, history, frames))
-        refused = refused_boots(rt.out / "telemetry.jsonl")  # boots that flew nothing: not in "boots"
-        if refused:
-            summary["boots_refused"] = refused
+        if history.refused_boots:  # boots that flew nothing: not in "boots" (read with the rest of the file)
+            summary["boots_refused"] = history.refused_boots
         path = rt.out / "summary.json"
         if failed:
             summary["not_written"] = dict(failed)

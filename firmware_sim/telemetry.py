@@ -25,6 +25,7 @@ from .telemetry_lines import TelemetryNotWritten as TelemetryNotWritten
 from .telemetry_lines import TelemetryWriter as TelemetryWriter
 from .telemetry_lines import _clean
 from .telemetry_lines import dumps as dumps
+from .telemetry_lines import history_of as history_of
 from .telemetry_lines import read_history as read_history
 from .telemetry_lines import read_lines as read_lines
 from .telemetry_lines import read_lines_with as read_lines_with
@@ -170,12 +171,6 @@ def _anomalies(processed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _refused_boots(path: Path) -> int:
-    from .state import refused_boots  # state reads telemetry lazily too: no import cycle
-
-    return refused_boots(path)
-
-
 def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[str]]:
     """A summary of an incomplete run (rebooted, interrupted, killed) from what its folder holds: the frame
     records and events of ``telemetry.jsonl``, the ledger and queue of ``queue/index.json`` and the mission of
@@ -198,7 +193,7 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         "mission": mission.get("name") or "?",
         "budgets": {k: settings.get(f"budget.{k}") for k in ("memory_bytes", "frame_ms", "downlink_bytes_per_pass")},
         "boots": history.boots,
-        **({"boots_refused": refused} if (refused := _refused_boots(root / "telemetry.jsonl")) else {}),
+        **({"boots_refused": history.refused_boots} if history.refused_boots else {}),
         # as a finished run's summary says them (run_summary.summary_sections), from the events: the faults the
         # boots injected (those asked for are not recorded, so none is said "not fired") and the scrub reloads
         "faults": history.faults_fired(),

@@ -156,6 +156,8 @@ class History:
     unreadable_lines: int = 0  # lines of the whole file skipped as unreadable (:func:`read_records`)
     recoveries: list[dict[str, Any]] = field(default_factory=list)  # the ``recovery`` lines, every boot's
     last_recovery: dict[str, Any] | None = None  # the last boot's ``recovery`` line (None: it wrote none)
+    passes: list[dict[str, Any]] = field(default_factory=list)  # the ``pass`` lines
+    refused_boots: int = 0  # ``boot_refused`` lines: boots refused on this state (not counted in ``boots``)
 
     def power_loss_named(self) -> set[int]:
         """The frames a ``recovery`` line named ``reboot_during_processing`` (found in progress after a power loss)."""
@@ -173,8 +175,15 @@ def read_history(path: str | os.PathLike[str], needles: tuple[bytes, ...] = ()) 
     """The :class:`History` of a ``telemetry.jsonl``. ``needles``: only the lines holding one of them are read
     (:func:`read_lines_with`; e.g. ``(b'"start"', b'"recovery"')`` for the recovery lines alone, what a boot needs):
     the history holds what those lines say, its ``unreadable_lines`` 0."""
-    h = History()
     records, unreadable = (read_lines_with(path, needles), 0) if needles else read_records(path)
+    return history_of(records, unreadable)
+
+
+def history_of(records: list[dict[str, Any]], unreadable: int = 0) -> History:
+    """The :class:`History` of the records of a ``telemetry.jsonl`` (:func:`read_records`), ``unreadable`` its lines
+    skipped: for a caller that needs the records too, so the file is read once (until session 36 each report read
+    it twice, at every boot)."""
+    h = History()
     for rec in records:
         kind = rec.get("type")
         if kind == "start":
@@ -189,6 +198,10 @@ def read_history(path: str | os.PathLike[str], needles: tuple[bytes, ...] = ()) 
             h.frames[rec["frame_id"]] = rec
         elif kind == "event":
             h.events.append(rec)
+        elif kind == "pass":
+            h.passes.append(rec)
+        elif kind == "boot_refused":
+            h.refused_boots += 1
     h.unreadable_lines = unreadable
     return h
 

@@ -5,6 +5,7 @@ once and the gallery's old images removed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from html import unescape
@@ -17,7 +18,7 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("spacepackets")
-from edgeae.firmware_sim import report
+from edgeae.firmware_sim import report, telemetry_lines
 from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.report import write_report
 from edgeae.firmware_sim.report_html import printable
@@ -55,10 +56,11 @@ def _run(mission: Path, frames: list[Path], out: Path, *extra: str) -> int:
 def _rows(html: str, section: str) -> list[list[str]]:
     """The cells of the table rows in a section of the page, as text."""
     body = html.split(f"<h2>{section}")[1].split("</section>")[0]
-    return [
+    rows = [
         [unescape(re.sub("<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", r)]
         for r in re.findall(r"<tr>(.*?)</tr>", body)
     ]
+    return [r for r in rows if r]  # not the header
 
 
 # ------------------------------------------------------------------ a1 #1: names that are not UTF-8
@@ -105,3 +107,23 @@ def test_a_report_that_cannot_be_written_is_a_warning_and_the_run_keeps_its_stat
     assert "1 frame acquired: 1 downlinked" in cap.out and "report: " not in cap.out
     written = r"WARNING: \S*report.html was not written: .*surrogates not allowed; .*firmware-sim report"
     assert re.search(written, cap.err)
+
+
+# ------------------------------------------------------------------ telemetry read once
+def test_a_report_reads_telemetry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = {"mission": "t", "frames": {"acquired": 0}}
+    lines = [{"type": "start", "t": 0, "resumed": False, "utc": "x"}, {"type": "pass", "t": 1, "index": 1}]
+    (tmp_path / "telemetry.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    reads: list[str] = []
+    real = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        if self.name == "telemetry.jsonl":
+            reads.append(str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    monkeypatch.setattr(telemetry_lines, "read_lines_with", lambda *a: pytest.fail("read line by line"))
+    html = write_report(tmp_path, s).read_text()
+    assert len(reads) == 1
+    assert _rows(html, "Downlink queue")[0][0] == "1"  # its pass record is in the pass table
