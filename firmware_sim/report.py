@@ -5,13 +5,14 @@ Built from what the run leaves in its output folder (``summary.json``, ``telemet
 ``firmware-sim report DIR``. Sections: the outcome in one line, the per-frame timeline (stage times against
 the deadline, with the degradation level), memory against the budget, the ledger (downlinked / queued /
 dropped and why), the downlink queue by priority, the anomaly gallery (patches decoded from the downlink
-packets, exactly as the ground receives them) and the events (faults, model loads, scrubs).
+packets, exactly as the ground receives them) and the events (boots, recoveries, faults, model loads, scrubs).
 
 numpy and the standard library only (charts are inline SVG, gallery images PNG written with zlib), like the
 rest of the flight runtime. Keys that a newer runtime adds to ``summary.json`` are shown in the last section.
 This module lays out the page and its sections; the run's outputs are read in :mod:`.report_inputs`, the
 anomaly gallery built in :mod:`.report_gallery`, the timeline and memory charts drawn in :mod:`.report_charts`,
-and the HTML building blocks and the PNG writer are in :mod:`.report_html`.
+the events listed in :mod:`.report_events`, and the HTML building blocks and the PNG writer are in
+:mod:`.report_html`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from .queue_ledger import KEEP_EVICTED, tallies
 from .report_charts import STAGE_COLOURS as STAGE_COLOURS
 from .report_charts import STAGES as STAGES
 from .report_charts import _memory, _timeline
+from .report_events import EVENTS_FIRST as EVENTS_FIRST
+from .report_events import EVENTS_LAST as EVENTS_LAST
+from .report_events import _events as _events
 from .report_gallery import SCORE_MEANING as SCORE_MEANING
 from .report_gallery import _gallery, console_lines
 from .report_gallery import _scoring_note as _scoring_note
 from .report_html import (
     _CSS,
-    _detail,
     _e,
     _left_out,
     _num,
@@ -54,7 +57,6 @@ ROWS_LAST = 100  # a long run's ledger shows its last frames,
 ROWS_FLAGGED = 50  # and this many of the earlier ones not downlinked (the latest)
 PASSES_LAST = 100  # a long run's pass table: the last ones
 EVICTED_LAST = KEEP_EVICTED  # its eviction table: the last ones, as many as the queue index keeps whole
-EVENTS_FIRST, EVENTS_LAST = 50, 150  # a long run's events: the first (model loads) and the last
 _log = logging.getLogger(__name__)
 
 
@@ -238,23 +240,6 @@ def _queue(out: Path, pass_lines: list[dict[str, Any]], s: dict[str, Any]) -> st
     return "".join(parts)
 
 
-def _events(tm: list[dict[str, Any]]) -> str:
-    ev = [r for r in tm if r.get("type") == "event"]
-    if not ev:
-        return "<p>No event.</p>"
-    cut = max(0, len(ev) - EVENTS_FIRST - EVENTS_LAST)
-    if cut:
-        ev = ev[:EVENTS_FIRST] + ev[-EVENTS_LAST:]
-    rows = []
-    for r in ev:
-        detail = {k: v for k, v in r.items() if k not in ("type", "t", "kind", "sha256")}
-        text = ", ".join(_detail(k, v) for k, v in detail.items())
-        rows.append([_num(r.get("t"), 2), _e(r.get("kind", "")), _e(text)])
-    rule = f"the first {EVENTS_FIRST} and the last {EVENTS_LAST}"
-    left_out = _left_out(cut, len(ev) + cut, "events", rule, "telemetry.jsonl ('event' records)")
-    return _table(["t (s)", "event", "detail"], rows, left=3) + left_out
-
-
 _SHOWN = {"frames", "queue", "timing_ms", "degradations", "ledger", "anomalies", "mission", "budgets", "memory"}
 
 
@@ -302,7 +287,7 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         ("Ledger: every frame downlinked, queued or dropped", _ledger(s)),
         ("Downlink queue by priority", _queue(out, history.passes, s)),
         ("Anomaly gallery", gallery),
-        ("Events: model loads, faults, recoveries", _events(history.events)),
+        ("Events: boots, recoveries, model loads, faults", _events(history.log)),
     ]
     other = _other(s)
     if other:

@@ -158,6 +158,9 @@ class History:
     last_recovery: dict[str, Any] | None = None  # the last boot's ``recovery`` line (None: it wrote none)
     passes: list[dict[str, Any]] = field(default_factory=list)  # the ``pass`` lines
     refused_boots: int = 0  # ``boot_refused`` lines: boots refused on this state (not counted in ``boots``)
+    # the ``start``, ``recovery``, ``boot_refused`` and ``event`` lines in their order, each with the number of the
+    # boot it belongs to (1, 2, ...; 0 before the first ``start``): what the report's events list
+    log: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     def power_loss_named(self) -> set[int]:
         """The frames a ``recovery`` line named ``reboot_during_processing`` (found in progress after a power loss)."""
@@ -191,17 +194,21 @@ def history_of(records: list[dict[str, Any]], unreadable: int = 0) -> History:
                 h = History()
             h.boots += 1
             h.last_recovery = None
+            h.log.append((h.boots, rec))
         elif kind == "recovery":
             h.recoveries.append(rec)
             h.last_recovery = rec
+            h.log.append((h.boots, rec))
         elif kind == "frame" and isinstance(rec.get("frame_id"), int):
             h.frames[rec["frame_id"]] = rec
         elif kind == "event":
             h.events.append(rec)
+            h.log.append((h.boots, rec))
         elif kind == "pass":
             h.passes.append(rec)
         elif kind == "boot_refused":
             h.refused_boots += 1
+            h.log.append((h.boots, rec))
     h.unreadable_lines = unreadable
     return h
 

@@ -61,7 +61,7 @@ def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[
         "Ledger: every frame downlinked, queued or dropped",
         "Downlink queue by priority",
         "Anomaly gallery",
-        "Events: model loads, faults, recoveries",
+        "Events: boots, recoveries, model loads, faults",
     ):
         assert f"<h2>{title}</h2>" in html
     assert "deadline 5000 ms" in html and "sparse_only" in html  # the late frame degraded

@@ -144,7 +144,7 @@ def test_pass_shares_event_details_and_injected_faults_read_plainly() -> None:
         "0.4%", "<0.1%", "0%", "50%"]  # fmt: skip
     ev = {"type": "event", "t": 1.5, "kind": "memory_loaded", "held": 25677824, "budget": 67108864,
           "sparse_only_plan": {"frame_strip_raw": 0, "total": 4096}}  # fmt: skip
-    text = _events([ev])
+    text = _events([(1, ev)])
     assert "held 24.5 MiB (25,677,824 B)" in text and "budget 64.0 MiB (67,108,864 B)" in text
     assert "sparse only plan (frame strip raw 0 B, total 4,096 B)" in text and "{" not in text
     clean = {"frames": {"acquired": 2, "downlinked": 2}, "timing_ms": {"p50": 1.0, "max": 1.0, "deadline_missed": 0}}

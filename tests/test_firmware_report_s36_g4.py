@@ -109,6 +109,37 @@ def test_a_report_that_cannot_be_written_is_a_warning_and_the_run_keeps_its_stat
     assert re.search(written, cap.err)
 
 
+# ------------------------------------------------------------------ a1 #5: boots and recoveries among the events
+def test_the_events_number_the_boots_and_show_the_recoveries(tmp_path: Path) -> None:
+    """After a reboot the events' t column restarted at 0 with no boot marker, and no start or recovery line was
+    shown ("recovery rows: 0"), so a frame a power loss stopped was in the ledger alone."""
+    from edgeae.firmware_sim.loop import FlightRuntime
+    from edgeae.firmware_sim.mission import load_mission
+
+    mission = _mission(tmp_path)
+    frames = []
+    for i in range(2):
+        np.save(tmp_path / f"f{i}.npy", textured_frame(i))
+        frames.append(tmp_path / f"f{i}.npy")
+    out = tmp_path / "out"
+    rt = FlightRuntime(load_mission(mission), out)
+    rt.process(str(frames[0]))
+    # what kill -9 mid-frame leaves: the next frame in the ledger in progress, saved, the process gone
+    rt.queue.state["next_frame_id"] = 2
+    rt.queue.state["frames"]["1"] = {"source": str(frames[1]), "status": "in_progress", "reason": ""}
+    rt.queue.save()
+    rt.close()
+    assert _run(mission, frames, out) == 0
+    rows = _rows((out / "report.html").read_text(), "Events")
+    boots = [r for r in rows if r[2].startswith("boot ")]
+    assert [r[:3] for r in boots] == [["1", "0.00", "boot 1 (a new state)"], ["2", "0.00", "boot 2 (resumed)"]]
+    assert all(re.search(r"utc \d{4}-\d\d-\d\dT", r[3]) for r in boots)
+    [rec] = [r for r in rows if r[2] == "recovery"]
+    assert rec[0] == "2" and "frames dropped reboot_during_processing: 1" in rec[3]
+    assert {r[0] for r in rows} == {"1", "2"}  # every row says its boot
+    assert rows.index(boots[0]) == 0 and rows.index(boots[1]) < rows.index(rec)
+
+
 # ------------------------------------------------------------------ telemetry read once
 def test_a_report_reads_telemetry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = {"mission": "t", "frames": {"acquired": 0}}
