@@ -96,10 +96,24 @@ def _mib(b: Any) -> str:
     return "–" if not isinstance(b, int | float) else f"{b / 2**20:.1f} MiB"
 
 
+_NUMBER = re.compile(r"[<>~+\-]?\d")  # a cell that starts with a number (1,024; 0.4%; <0.1%; 3 / 12; 5.2 MiB)
+
+
+def _numeric(cell: str) -> bool:
+    """Whether a table cell (HTML) holds a number, or nothing ("–"): what a column is right-aligned for."""
+    text = html.unescape(re.sub("<[^>]+>", "", cell)).strip()
+    return text in ("", "–", "-") or _NUMBER.match(text) is not None
+
+
 def _table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
-    th = "".join(f"<th class='l'>{_e(h)}</th>" if i < left else f"<th>{_e(h)}</th>" for i, h in enumerate(head))
+    """A table; its first ``left`` columns left-aligned, the others right-aligned when every cell of theirs is a
+    number (or "–"), else left-aligned: text (a reason, flags, a policy) reads from the left (until session 36 a
+    table's text columns after the first ``left`` were right-aligned, the evicted items' reasons among them)."""
+    width = max([len(head), *map(len, rows)])
+    lefts = [i < left or not all(_numeric(r[i]) for r in rows if i < len(r)) for i in range(width)]
+    th = "".join(f"<th class='l'>{_e(h)}</th>" if lefts[i] else f"<th>{_e(h)}</th>" for i, h in enumerate(head))
     body = "".join(
-        "<tr>" + "".join(f"<td class='l'>{c}</td>" if i < left else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+        "<tr>" + "".join(f"<td class='l'>{c}</td>" if lefts[i] else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
     return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"  # a narrow window scrolls the table

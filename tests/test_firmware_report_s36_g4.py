@@ -21,7 +21,7 @@ pytest.importorskip("spacepackets")
 from edgeae.firmware_sim import report, telemetry_lines
 from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.report import write_report
-from edgeae.firmware_sim.report_html import printable
+from edgeae.firmware_sim.report_html import _table, printable
 from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
 
 MISSION = """
@@ -138,6 +138,13 @@ def test_the_events_number_the_boots_and_show_the_recoveries(tmp_path: Path) -> 
     assert rec[0] == "2" and "frames dropped reboot_during_processing: 1" in rec[3]
     assert {r[0] for r in rows} == {"1", "2"}  # every row says its boot
     assert rows.index(boots[0]) == 0 and rows.index(boots[1]) < rows.index(rec)
+
+
+# ------------------------------------------------------------------ a1 #8.1: text columns left-aligned
+def test_text_columns_are_left_aligned_and_number_columns_right() -> None:
+    html = _table(["item", "bytes lost", "why"], [["a", "1,024", "storage corruption: cut short"], ["b", "–", "x"]])
+    assert "<th class='l'>item</th><th>bytes lost</th><th class='l'>why</th>" in html
+    assert "<td class='l'>a</td><td>1,024</td><td class='l'>storage corruption: cut short</td>" in html
 
 
 # ------------------------------------------------------------------ telemetry read once
