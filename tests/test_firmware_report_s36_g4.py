@@ -21,7 +21,7 @@ pytest.importorskip("spacepackets")
 from edgeae.firmware_sim import report, telemetry_lines
 from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.report import write_report
-from edgeae.firmware_sim.report_html import _table, printable
+from edgeae.firmware_sim.report_html import _detail, _table, printable
 from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
 
 MISSION = """
@@ -145,6 +145,12 @@ def test_text_columns_are_left_aligned_and_number_columns_right() -> None:
     html = _table(["item", "bytes lost", "why"], [["a", "1,024", "storage corruption: cut short"], ["b", "–", "x"]])
     assert "<th class='l'>item</th><th>bytes lost</th><th class='l'>why</th>" in html
     assert "<td class='l'>a</td><td>1,024</td><td class='l'>storage corruption: cut short</td>" in html
+
+
+# ------------------------------------------------------------------ a1 #8.2: bytes with a unit
+def test_byte_lists_in_event_details_have_a_unit() -> None:
+    assert _detail("rss_added", [9609216, 5496832, 0]) == "rss added 9.2 MiB, 5.2 MiB, 0 B"
+    assert _detail("tiles", [1, 2]) == "tiles 1, 2"  # not bytes
 
 
 # ------------------------------------------------------------------ telemetry read once
