@@ -13,7 +13,7 @@ from typing import Any
 from edgeae.atomic import write_bytes
 
 from .report_gallery_index import INDEX_NAME, gallery_read
-from .report_html import _e, _ids, _left_out, _short_source, _table, png_bytes, select
+from .report_html import _e, _ids, _left_out, _num, _short_source, _table, png_bytes, select
 from .report_inputs import _read_json
 from .report_packets import assemble, load_samples
 
@@ -72,6 +72,18 @@ def _notes_list(notes: list[tuple[str, str]]) -> str:
             "on the console of firmware-sim run or report)</li>"
         )
     return "<p class='note'>Not shown from the downlink packet files:</p><ul class='note'>" + "".join(items) + "</ul>"
+
+
+def _none_chosen(s: dict[str, Any]) -> str:
+    """Why no patch was chosen for the downlink: no frame processed (every one dropped: until session 36 this said
+    "none above the threshold, or no anomaly model" then too), or none that scored above the threshold."""
+    f = s.get("frames") or {}
+    if f.get("processed") == 0:  # a summary that does not say (before session 31): the general sentence
+        if not f.get("acquired"):
+            return "No frame was acquired, so no patch was scored."
+        dropped = _num(f.get("dropped") or 0)
+        return f"No frame was processed ({dropped} dropped: see the ledger), so no patch was scored."
+    return "No patch was chosen for the downlink (none above the threshold, or no anomaly model)."
 
 
 def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
@@ -145,7 +157,7 @@ def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
                 + _left_out(cut, len(rows) + cut, "frames", "the last ones", "summary.json ('anomalies')")
             )
         elif not notes:
-            body = "<p>No patch was chosen for the downlink (none above the threshold, or no anomaly model).</p>"
+            body = f"<p>{_e(_none_chosen(s))}</p>"
     if notes:
         body += _notes_list(notes)
     return body, notes
