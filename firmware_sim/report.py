@@ -240,6 +240,22 @@ def _queue(out: Path, pass_lines: list[dict[str, Any]], s: dict[str, Any]) -> st
     return "".join(parts)
 
 
+def _sources(out: Path, s: dict[str, Any]) -> str:
+    """What the page is built from: the run's summary.json, or, when the last boot wrote none (rebooted,
+    interrupted, killed), a summary rebuilt from telemetry and the queue, the summary.json there (an earlier boot's,
+    until session 36 named as the source of the page) said to be not used."""
+    if not isinstance(s.get("incomplete"), dict):
+        return "summary.json, telemetry.jsonl, queue/index.json and the downlink packet files"
+    text = "rebuilt from telemetry.jsonl, queue/index.json and mission.json (the last boot wrote no summary), and the "
+    text += "downlink packet files"
+    old = _read_json(out / "summary.json")
+    if isinstance(old, dict):
+        n = (old.get("frames") or {}).get("acquired") if isinstance(old.get("frames"), dict) else None
+        frames = f", {n:,} frames acquired" if isinstance(n, int) else ""
+        text += f"; the summary.json there is of an earlier boot ({old.get('boots', '?')} boot(s){frames}): not used"
+    return text
+
+
 _SHOWN = {"frames", "queue", "timing_ms", "degradations", "ledger", "anomalies", "mission", "budgets", "memory"}
 
 
@@ -296,8 +312,7 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f"<p class='note'>From {_e(out.resolve())}: summary.json, telemetry.jsonl, queue/index.json and the "
-        "downlink packet files.</p>",
+        f"<p class='note'>From {_e(out.resolve())}: {_e(_sources(out, s))}.</p>",
     ]
     for name, body in sections:
         parts.append(f"<section><h2>{_e(name)}</h2>{body}</section>")

@@ -62,6 +62,8 @@ def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
         n for n in ("telemetry.jsonl", "queue/index.json", "mission.json") if n not in missing)]  # fmt: skip
     if missing:
         notes.append("missing: " + ", ".join(missing))
+    if "summary.json" in have:  # the last boot that wrote one came before: its counts are not this run's
+        notes.append("the summary.json there is of an earlier boot: not used")
     return summary, notes
 
 

@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("spacepackets")
 from edgeae.firmware_sim import report, telemetry_lines
 from edgeae.firmware_sim.cli import main
-from edgeae.firmware_sim.report import write_report
+from edgeae.firmware_sim.report import load_summary, write_report
 from edgeae.firmware_sim.report_html import _detail, _table, printable
 from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
 
@@ -160,6 +160,17 @@ def test_the_gallery_of_a_run_that_processed_no_frame_says_so(tmp_path: Path) ->
     html = write_report(tmp_path, s).read_text()
     assert "No frame was processed (2 dropped: see the ledger), so no patch was scored." in html
     assert "none above the threshold" not in html
+
+
+# ------------------------------------------------------------------ a1 #8.4: the summary.json beside a rebuilt page
+def test_a_rebuilt_page_says_what_it_was_built_from(tmp_path: Path) -> None:
+    s = {"mission": "t", "frames": {"acquired": 9}, "incomplete": {"why": "killed", "missing": []}}
+    (tmp_path / "summary.json").write_text(json.dumps({"mission": "t", "boots": 1, "frames": {"acquired": 8}}))
+    (tmp_path / "telemetry.jsonl").write_text('{"type": "start", "t": 0, "resumed": true}\n')  # no "end" line
+    note = re.search(r"<p class='note'>From .*?</p>", write_report(tmp_path, s).read_text()).group(0)
+    assert "rebuilt from telemetry.jsonl" in note and "the summary.json there is of an earlier boot" in note
+    assert "From " in note and ": summary.json" not in note and "(1 boot(s), 8 frames acquired): not used" in note
+    assert load_summary(tmp_path)[1][-1] == "the summary.json there is of an earlier boot: not used"  # the console
 
 
 # ------------------------------------------------------------------ telemetry read once
