@@ -259,11 +259,40 @@ def _sources(out: Path, s: dict[str, Any]) -> str:
 _SHOWN = {"frames", "queue", "timing_ms", "degradations", "ledger", "anomalies", "mission", "budgets", "memory"}
 
 
+LIST_MOST, LIST_ENDS = 12, 5  # a longer list of the last section: its count, its first and last items
+
+
+def _bounded(v: Any, cut: list[int]) -> Any:
+    """``v`` with every list longer than :data:`LIST_MOST` cut to its first and last :data:`LIST_ENDS` items (a
+    list of numbers or strings to one line, ``300 items: 0, 1, 2, 3, 4 … 295, …``), counting the lists cut in
+    ``cut``: until session 36 ``this_boot.top_patch_frames`` was printed one id per line, 300 lines for 300 frames."""
+    if isinstance(v, dict):
+        return {k: _bounded(x, cut) for k, x in v.items()}
+    if not isinstance(v, list):
+        return v
+    if len(v) <= LIST_MOST:
+        return [_bounded(x, cut) for x in v]
+    cut.append(len(v))
+    head, tail = v[:LIST_ENDS], v[-LIST_ENDS:]
+    if all(isinstance(x, int | float | str) for x in v):
+        return f"{len(v):,} items: {', '.join(map(str, head))} … {', '.join(map(str, tail))}"
+    more = f"… {len(v) - 2 * LIST_ENDS:,} more …"
+    return [*(_bounded(x, cut) for x in head), more, *(_bounded(x, cut) for x in tail)]
+
+
 def _other(s: dict[str, Any]) -> str:
     rest = {k: v for k, v in s.items() if k not in _SHOWN}
     if not rest:
         return ""
-    return f"<pre>{_e(json.dumps(rest, indent=2))}</pre>"
+    cut: list[int] = []
+    text = json.dumps(_bounded(rest, cut), indent=2, ensure_ascii=False)
+    note = (
+        f"<p class='note'>{len(cut)} list(s) of more than {LIST_MOST} items cut to their first and last "
+        f"{LIST_ENDS}; summary.json holds them whole.</p>"
+        if cut
+        else ""
+    )
+    return f"{note}<pre>{_e(text)}</pre>"
 
 
 def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:

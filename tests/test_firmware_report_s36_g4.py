@@ -173,6 +173,17 @@ def test_a_rebuilt_page_says_what_it_was_built_from(tmp_path: Path) -> None:
     assert load_summary(tmp_path)[1][-1] == "the summary.json there is of an earlier boot: not used"  # the console
 
 
+# ------------------------------------------------------------------ a1 #8.5: bounded lists in the last section
+def test_long_lists_of_the_last_section_are_cut(tmp_path: Path) -> None:
+    s = {"mission": "t", "frames": {}, "this_boot": {"top_patch_frames": list(range(300)), "faults_fired": []}}
+    html = write_report(tmp_path, s).read_text()
+    other = html.split("Everything else in summary.json")[1]
+    assert "300 items: 0, 1, 2, 3, 4 … 295, 296, 297, 298, 299" in unescape(other)
+    assert other.count("\n") < 30 and "1 list(s) of more than 12 items cut" in other
+    short = write_report(tmp_path, {**s, "this_boot": {"top_patch_frames": list(range(12))}}).read_text()
+    assert "list(s) of more" not in short and "items:" not in short
+
+
 # ------------------------------------------------------------------ telemetry read once
 def test_a_report_reads_telemetry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = {"mission": "t", "frames": {"acquired": 0}}
