@@ -12,6 +12,7 @@ import html
 import math
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,22 +183,69 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence[Section], intro: str = "") -> Path:
-    """Write ``out_dir/img/*.png`` and then ``out_dir/index.html`` (atomically: a failed write leaves the earlier
-    page whole); return the HTML path."""
-    from edgeae.atomic import write_text
+    """Write ``out_dir/index.html`` and its ``img/*.png``; return the HTML path. The images are written to a staging
+    folder (:func:`stage_images`) and the page to a temporary file; only when both are whole are the images renamed
+    into ``img/`` and the page over ``index.html``: a failed write (a full disk) leaves the earlier page and its
+    images as they were."""
+    from edgeae.atomic import atomic_path
 
     path = Path(out_dir) / "index.html"
-    write_text(path, render_report(out_dir, title, sections, intro))
+    staged = stage_images(out_dir)
+    try:
+        page = render_report(out_dir, title, sections, intro, img_dir=staged)
+        with atomic_path(path) as tmp:
+            tmp.write_text(page, encoding="utf-8")
+            move_images(staged, staged.parent)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return path
 
 
-def render_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence[Section], intro: str = "") -> str:
-    """Write ``out_dir/img/*.png`` and return the page that shows them (for ``out_dir/index.html``): its text is
-    UTF-8 clean, a name's bytes that are not UTF-8 shown as ``\\xff`` (:func:`printable`)."""
+_STAGED = re.compile(r"\.new-(\d+)")  # img/.new-PID: the images of a report being written, before they replace img/'s
+
+
+def stage_images(out_dir: str | os.PathLike[str]) -> Path:
+    """A new, empty folder ``out_dir/img/.new-PID`` for a report's images (:func:`render_report`'s ``img_dir``), to
+    be renamed into ``img/`` with :func:`move_images` once the page is whole. A staging folder that a run killed
+    outright left (its process gone) is removed first."""
+    from edgeae.atomic import _process_gone
+
+    img = Path(out_dir) / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(img):
+        m = _STAGED.fullmatch(entry.name)
+        if m and entry.is_dir(follow_symlinks=False) and _process_gone(int(m[1])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    staged = img / f".new-{os.getpid()}"
+    staged.mkdir()
+    return staged
+
+
+def move_images(staged: Path, img_dir: Path) -> None:
+    """Rename every file of ``staged`` into ``img_dir``, over the earlier file of the same name (a rename writes no
+    file data: what a full disk stops is the writing before it)."""
+    for f in sorted(staged.iterdir()):
+        try:
+            os.replace(f, img_dir / f.name)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot move {f} into {img_dir}: {exc.strerror or exc}") from exc
+
+
+def render_report(
+    out_dir: str | os.PathLike[str],
+    title: str,
+    sections: Sequence[Section],
+    intro: str = "",
+    *,
+    img_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """Write the images to ``img_dir`` (default ``out_dir/img``; a staging folder, :func:`stage_images`) and return
+    the page that shows them as ``img/NAME`` (for ``out_dir/index.html``): its text is UTF-8 clean, a name's bytes
+    that are not UTF-8 shown as ``\\xff`` (:func:`printable`)."""
     from edgeae.imageio import write_image
 
     out = Path(out_dir)
-    img_dir = out / "img"
+    img_dir = out / "img" if img_dir is None else Path(img_dir)
     img_dir.mkdir(parents=True, exist_ok=True)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",

@@ -53,6 +53,7 @@ def test_a_failed_page_write_leaves_the_earlier_index_and_metrics_together(
     out = tmp_path / "demo"
     run_demo(DemoConfig(out=out, image=_write_png(tmp_path / "a.png", _frame()), methods=("nearest",)), FAST)
     before = {n: (out / n).read_bytes() for n in ("index.html", "metrics.json")}
+    images = {p.name: p.read_bytes() for p in (out / "img").iterdir()}  # the earlier page's images (review s36 r3 #1)
     real = Path.write_text
 
     def full_disk(self: Path, data: str, *args: object, **kwargs: object) -> int:
@@ -66,6 +67,7 @@ def test_a_failed_page_write_leaves_the_earlier_index_and_metrics_together(
         run_demo(cfg, FAST)
     monkeypatch.undo()
     assert {n: (out / n).read_bytes() for n in before} == before
+    assert {p.name: p.read_bytes() for p in (out / "img").iterdir()} == images  # not the new frame's, no staged ones
     assert sorted(p.name for p in out.iterdir()) == ["img", "index.html", "metrics.json"]  # no temporary file left
 
 
