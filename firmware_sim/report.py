@@ -34,7 +34,7 @@ from .report_events import EVENTS_FIRST as EVENTS_FIRST
 from .report_events import EVENTS_LAST as EVENTS_LAST
 from .report_events import _events as _events
 from .report_gallery import SCORE_MEANING as SCORE_MEANING
-from .report_gallery import _gallery, console_lines
+from .report_gallery import _gallery, console_lines, remove_unshown
 from .report_gallery import _scoring_note as _scoring_note
 from .report_html import (
     _CSS,
@@ -349,7 +349,9 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     path = out / "report.html"
     # atomically: a full disk leaves the old report or none, never half a page; every name's bytes that are not
     # UTF-8 escaped (_e does it for each; printable again for the whole page, so no text can stop the write)
-    write_text(path, printable("\n".join(parts)))
+    page = printable("\n".join(parts))
+    write_text(path, page)
+    remove_unshown(out, page)  # the images of patches no longer shown, once the page that dropped them is written
     return path
 
 

@@ -7,10 +7,11 @@ numpy and the standard library only, like the rest of the flight runtime.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from edgeae.atomic import write_bytes
+from edgeae.atomic import remove_files, remove_stale_temps, write_bytes
 
 from .report_gallery_index import INDEX_NAME, gallery_read
 from .report_html import _e, _ids, _left_out, _num, _short_source, _table, png_bytes, select
@@ -20,6 +21,8 @@ from .report_packets import assemble, load_samples
 GALLERY_MAX = 48  # the gallery shows the highest-scoring patches of the whole run, this many at most
 NOTES_MAX = 50  # notes on the packet files shown under the gallery (each is one pass file's and kind's)
 ROWS_LAST = 100  # the fallback table (no patch decoded) shows the last frames' chosen patches
+
+IMAGE_NAME = re.compile(r"anomaly_f\d+_x\d+_y\d+\.png")  # a gallery image's name (report_img/)
 
 SCORE_MEANING = {
     "cae-masked": "the mean squared error of the CAE's rebuild of a patch from a sample of its pixels, over the "
@@ -161,3 +164,15 @@ def _gallery(out: Path, s: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     if notes:
         body += _notes_list(notes)
     return body, notes
+
+
+def remove_unshown(out: Path, page: str) -> list[str]:
+    """Remove the gallery images of ``out/report_img/`` that ``page`` (the report just written) does not show, and
+    the temporary files a killed report left there; returns the names removed. Only regular files named as the
+    gallery names its images (:data:`IMAGE_NAME`) are removed: a link, a folder or a file of another name is left.
+    Called once the page is written, so a report that fails leaves the earlier page's images (until session 36 the
+    images of patches no longer shown stayed for good, one per patch ever shown)."""
+    shown = set(re.findall(r"report_img/(anomaly_f\d+_x\d+_y\d+\.png)", page))
+    folder = out / "report_img"
+    gone = remove_files(folder, lambda name: IMAGE_NAME.fullmatch(name) is not None and name not in shown)
+    return gone + remove_stale_temps(folder)

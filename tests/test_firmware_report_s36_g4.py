@@ -184,7 +184,7 @@ def test_long_lists_of_the_last_section_are_cut(tmp_path: Path) -> None:
     assert "list(s) of more" not in short and "items:" not in short
 
 
-# ------------------------------------------------------------------ telemetry read once
+# ------------------------------------------------------------------ telemetry read once; old gallery images removed
 def test_a_report_reads_telemetry_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = {"mission": "t", "frames": {"acquired": 0}}
     lines = [{"type": "start", "t": 0, "resumed": False, "utc": "x"}, {"type": "pass", "t": 1, "index": 1}]
@@ -202,3 +202,36 @@ def test_a_report_reads_telemetry_once(tmp_path: Path, monkeypatch: pytest.Monke
     html = write_report(tmp_path, s).read_text()
     assert len(reads) == 1
     assert _rows(html, "Downlink queue")[0][0] == "1"  # its pass record is in the pass table
+
+
+def test_gallery_images_no_longer_shown_are_removed_once_the_page_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report_img/ kept the image of every patch ever shown: those the page no longer shows are removed, after it."""
+    mission = _mission(tmp_path)
+    np.save(tmp_path / "f0.npy", textured_frame(0))
+    out = tmp_path / "out"
+    assert _run(mission, [tmp_path / "f0.npy"], out) == 0
+    img = out / "report_img"
+    shown = sorted(p.name for p in img.glob("anomaly_*.png"))
+    assert len(shown) == 3
+    old = img / "anomaly_f77_x0_y32.png"  # an earlier page's
+    old.write_bytes(b"old")
+    (img / "notes.txt").write_text("keep")  # not the gallery's: left alone
+    (img / "anomaly_f78_x0_y0.png").symlink_to(tmp_path / "f0.npy")  # a link, whatever its name: left alone
+    (img / "anomaly_f79_x0_y0.png.d").mkdir()  # a folder: left alone
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_text", full_disk)
+    with pytest.raises(OSError):
+        write_report(out)
+    assert old.exists()  # the earlier page, still there, shows it
+    monkeypatch.undo()
+    write_report(out)
+    assert not old.exists()
+    left = sorted(p.name for p in img.iterdir())
+    assert left == sorted(
+        [*shown, "anomaly_f78_x0_y0.png", "anomaly_f79_x0_y0.png.d", "gallery_index.json", "notes.txt"]
+    )
