@@ -85,16 +85,20 @@ def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
 def _walk_dir(root: Path, suffixes: tuple[str, ...], skip: frozenset[Path] = frozenset()) -> list[ArchiveEntry]:
     """Images and products below ``root``; folders whose resolved path is in ``skip`` (this scan's results folder
     inside the archive) are not walked, nor the ``topk/`` and ``parts/`` of any other scan's results folder (one
-    holding a ``scan.json``)."""
+    holding a ``scan.json``). A link to a folder is walked as a folder (its files named through the link), unless it
+    leads into ``root`` (those files are walked under their own names) or to a folder already walked (a loop)."""
     out = []
     other: Counter[str] = Counter()  # files of other types: not scanned, but said so
-    for dirpath, dirnames, filenames in os.walk(root):
+    root_real = os.path.realpath(root)
+    walked: set[str] = set()  # the real paths of the folders walked through links
+    through_link: set[str] = set()  # the folders at or below a followed link (as walked: through it)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         if skip:
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() not in skip]
         if "scan.json" in filenames:  # another scan's results folder: its thumbnails and parts are not archive images
             dirnames[:] = [d for d in dirnames if d not in ("topk", "parts")]
             filenames = [f for f in filenames if f not in RESULT_FILES]
-        dirnames.sort()
+        dirnames[:] = [d for d in sorted(dirnames) if _follow(Path(dirpath, d), root_real, walked, through_link)]
         found, rest = [], []
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
@@ -119,6 +123,23 @@ def _walk_dir(root: Path, suffixes: tuple[str, ...], skip: frozenset[Path] = fro
             root, sum(other.values()), kinds,
         )  # fmt: skip
     return out
+
+
+def _follow(path: Path, root_real: str, walked: set[str], through_link: set[str]) -> bool:
+    """Whether :func:`_walk_dir` walks the folder ``path``: a real folder always, unless reached through a link; a
+    folder reached through a link when its real path lies outside the archive folder (whose real path is
+    ``root_real``: those files are walked under their own names) and is not one walked already (``walked``, the real
+    paths of the folders walked through links: a link back up the tree, a loop, ends there)."""
+    full = os.fspath(path)
+    if not os.path.islink(full) and os.path.dirname(full) not in through_link:
+        return True  # the common case: no link on the way, no real path needed
+    real = os.path.realpath(full)
+    if real in walked or real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
+        log.debug("%s leads to %s, walked under another name: not walked again", full, real)
+        return False
+    walked.add(real)
+    through_link.add(full)
+    return True
 
 
 def _read_via_labels(files: list[Path]) -> set[Path]:

@@ -1,0 +1,60 @@
+"""Archive scan items of session 36 (fixer h4): a folder archive's linked sub-folders are walked (before: skipped in
+silence, exit 0); a part that cannot be read for an access or I/O reason is not called damaged; a model the
+spawned local workers cannot load ends the command in one line; planetary products at a path that is not UTF-8 are
+read (GDAL through rasterio opens UTF-8 paths only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyarrow")
+
+from edgeae.scan.archive import walk_archive
+
+needs_links = pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+
+
+def _images(root: Path, names: list[str]) -> Path:
+    from edgeae.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        write_image(root / name, rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    return root
+
+
+# -- a2 #2: linked sub-folders -----------------------------------------------------------------------------------------
+@needs_links
+def test_a_linked_sub_folder_is_walked_and_loops_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``ln -s /mnt/lroc arch/lroc``: before, its images were left out with no word (a folder of links only: "holds
+    no image files"). A link back up the tree, or into the archive, is not walked twice (the walk ends)."""
+    mnt = _images(tmp_path / "mnt", ["lroc/a.png", "lroc/deep/b.png", "other/c.png"])
+    arc = _images(tmp_path / "arc", ["real/x.png"])
+    (arc / "lroc").symlink_to(mnt / "lroc")
+    (arc / "loop").symlink_to(arc)  # back to the archive itself
+    (arc / "alias").symlink_to(arc / "real")  # into the archive: its files keep their own names
+    (mnt / "lroc" / "deep" / "up").symlink_to(mnt)  # from the linked folder back above it
+    (arc / "gone").symlink_to(tmp_path / "missing")  # a dangling link: a file of no type, as before
+    caplog.set_level(logging.WARNING, "edgeae")
+    names = [e.name for e in walk_archive(arc)]
+    assert names == [
+        "lroc/a.png", "lroc/deep/b.png", "lroc/deep/up/other/c.png", "real/x.png",
+    ]  # fmt: skip
+    assert "1 file(s) of other types" in caplog.text  # the dangling link, counted as before
+
+
+@needs_links
+def test_an_archive_of_linked_folders_only_is_scanned(tmp_path: Path) -> None:
+    """Before: ``archive ... holds no image files`` (status 2), though its linked folders hold images."""
+    mnt = _images(tmp_path / "mnt", ["a.png", "b.png"])
+    arc = tmp_path / "arc"
+    arc.mkdir()
+    (arc / "one").symlink_to(mnt)
+    (arc / "two").symlink_to(mnt)  # the same folder again: its files are scanned once
+    assert [e.name for e in walk_archive(arc)] == ["one/a.png", "one/b.png"]
