@@ -58,3 +58,35 @@ def test_an_archive_of_linked_folders_only_is_scanned(tmp_path: Path) -> None:
     (arc / "one").symlink_to(mnt)
     (arc / "two").symlink_to(mnt)  # the same folder again: its files are scanned once
     assert [e.name for e in walk_archive(arc)] == ["one/a.png", "one/b.png"]
+
+
+# -- a2 #3: edgeae score given a file twice ----------------------------------------------------------------------------
+@needs_links
+@pytest.mark.filterwarnings("ignore")
+def test_score_scores_a_file_given_twice_once(
+    tmp_path: Path, moon: np.ndarray, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the file's rows twice in the CSV (and with --score context-knn its copy was each patch's nearest
+    neighbour, changing every image's scores); now each file once, by its first name, with a warning."""
+    pytest.importorskip("torch")
+    import csv
+
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    write_image(a, np.ascontiguousarray(moon[:96, :96]))
+    write_image(b, np.ascontiguousarray(moon[96:192, :96]))
+    (tmp_path / "link.png").symlink_to(a)
+    out = tmp_path / "s.csv"
+    argv = ["--model", "orbital-gray-vae", "--no-progress", "--threads", "1", "-o", str(out)]
+    caplog.set_level(logging.WARNING, "edgeae")
+    assert main(["score", str(a), str(b), str(a), str(tmp_path / "link.png"), *argv]) == 0
+    with out.open() as fh:
+        rows = [(r["file"], r["x"], r["y"]) for r in csv.DictReader(fh)]
+    assert len(rows) == len(set(rows)) and {r[0] for r in rows} == {str(a), str(b)}
+    assert (
+        f"2 image(s) given again (the same name, or another name of a file given before) are scored once (e.g. "
+        f"{a}, scored as {a})" in caplog.text
+    )
+    assert "from 2 image(s)" in capsys.readouterr().out

@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 else "does not exist"
             )
             raise CLIError(f"image {f} {what}")
+    files = _once(files)
     if args.batch <= 0:
         raise CLIError(f"--batch must be positive, got {args.batch}")
     for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
@@ -331,6 +332,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _once(files: list[Path]) -> list[Path]:
+    """Each file once, under the name it was first given, in the order given, with a warning counting the repeats: a
+    file named twice (overlapping shell globs, a file and a link to it) was scored twice, its rows written twice, and
+    with a set-relative score (frame-z-knn, context-knn) its copy was each of its patches' nearest neighbour, changing
+    every image's scores (audit s36 a2 #3; ``edgeae scan`` de-duplicates the same way)."""
+    from edgeae.scan.archive import as_text
+
+    seen: dict[Path, Path] = {}  # the file (resolved) -> the name it was first given
+    repeats: list[Path] = []
+    for f in files:
+        first = seen.setdefault(f.resolve(), f)
+        if first is not f:
+            repeats.append(f)
+    if repeats:
+        f = repeats[0]
+        log.warning(
+            "%d image(s) given again (the same name, or another name of a file given before) are scored once (e.g. %s, "
+            "scored as %s)",
+            len(repeats), as_text(str(f)), as_text(str(seen[f.resolve()])),
+        )  # fmt: skip
+    return list(seen.values())
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
