@@ -27,29 +27,86 @@ def advice_lines(
         out.append(
             f"  {len(over)} frame(s) over the memory budget; frame {r['frame_id']} peaked at {peak / mib:.1f} MiB over "
             f"boot ({boot}{planned or 'no frame buffers'}, the rest the interpreters' working memory and "
-            f"temporaries): raise [budget] memory_bytes to at least {-(-peak // mib)} MiB or lower [runtime] threads"
+            f"temporaries): raise [budget] memory_bytes to at least {-(-peak // mib)} MiB"
+            + fewer_threads(mission.runtime.threads)
         )
-    budget, safety = mission.budget.frame_ms, mission.budget.safety
     done = [r for r in records if r.get("status") == "processed"]
-    late = [r for r in done if (r.get("deadline") or {}).get("status") == "late"]
-    if late:
-        slowest = max(float(r["timing_ms"]["total"]) for r in late)
+    out += late_lines([r for r in done if (r.get("deadline") or {}).get("status") == "late"], mission)
+    out += starved_lines([r for r in done if "predicted_nominal_ms" in r and "memory_degraded" not in r["flags"]],
+                         mission)  # fmt: skip
+    return out
+
+
+def fewer_threads(threads: int) -> str:
+    """The advice to lower ``[runtime] threads`` beside a memory one, where it can help: above one thread (until
+    session 36 it was given at one thread too)."""
+    return f" or lower [runtime] threads (now {threads})" if threads > 1 else ""
+
+
+def _lateness(r: dict[str, Any]) -> float:
+    return max(0.0, float(r.get("lateness_ms") or 0.0))
+
+
+def _deadline(ms: float) -> str:
+    """A frame budget as given: ``3000 ms``, ``0.001 ms`` (until session 36 ``0 ms``)."""
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.3g} ms"
+
+
+def late_lines(late: Sequence[dict[str, Any]], mission: Any) -> list[str]:
+    """What to change for the frames that missed their deadline: ``frame_ms`` for those whose work needs more than
+    the budget (their time over ``safety``); for those that would have met it had they come on time, that they
+    arrived late, raising ``frame_ms`` being no help (until session 36 a frame 2999 ms late on a 3000 ms budget
+    was told to "raise [budget] frame_ms to about 440 ms")."""
+    budget, safety = mission.budget.frame_ms, mission.budget.safety
+    slow = [r for r in late if float(r["timing_ms"]["total"]) / safety > budget]
+    came_late = [r for r in late if r not in slow]
+    out = []
+    if slow:
+        slowest = max(float(r["timing_ms"]["total"]) for r in slow)
         want = _round_up(slowest / safety)
         out.append(
-            f"  {len(late)} frame(s) missed the {budget:.0f} ms deadline (the slowest took {slowest:.0f} ms): raise "
-            f"[budget] frame_ms to about {want} ms (--frame-ms {want}), or lower the work per frame"
+            f"  {len(slow)} frame(s) missed the {_deadline(budget)} deadline (the slowest took {slowest:.0f} ms): "
+            f"raise [budget] frame_ms to about {want} ms (--frame-ms {want}), or lower the work per frame"
         )
-    starved = [r for r in done if "predicted_nominal_ms" in r and "memory_degraded" not in r["flags"]]
-    if starved:
-        r = max(starved, key=lambda r: float(r["predicted_nominal_ms"]))
+    if came_late:
+        r = max(came_late, key=_lateness)
+        left = max(0.0, budget - _lateness(r))
+        out.append(
+            f"  {len(came_late)} frame(s) missed the {_deadline(budget)} deadline because they arrived late: frame "
+            f"{r['frame_id']} arrived {_lateness(r):.0f} ms late, leaving {left:.0f} ms, and took "
+            f"{float(r['timing_ms']['total']):.0f} ms, within the budget had it come on time (raising [budget] "
+            "frame_ms would not help them: see what delays the frames)"
+        )
+    return out
+
+
+def starved_lines(starved: Sequence[dict[str, Any]], mission: Any) -> list[str]:
+    """What to change for the frames that ran sparse_only for time (no patch scored): ``frame_ms`` (or the stride)
+    where scoring the frame needs more than the budget; where it fits the budget but not the time left after the
+    frame arrived late, that lateness (until session 36 "1,020 ms of the 1 ms available: raise [budget] frame_ms to
+    about 1300 ms" on a 3000 ms budget)."""
+    budget, safety, an = mission.budget.frame_ms, mission.budget.safety, mission.anomaly
+    slow = [r for r in starved if _round_up(float(r["predicted_nominal_ms"]) / safety) > budget]
+    came_late = [r for r in starved if r not in slow]
+    out = []
+    if slow:
+        r = max(slow, key=lambda r: float(r["predicted_nominal_ms"]))
         pred, grid, avail = float(r["predicted_nominal_ms"]), int(r["patches"]["grid"]), float(r["available_ms"])
         out.append(
-            f"  {len(starved)} frame(s) ran sparse_only, no patch scored: scoring frame {r['frame_id']}'s {grid:,} "
-            f"patches ([anomaly] stride = {mission.anomaly.stride}) was predicted to take {pred:,.0f} ms of the "
+            f"  {len(slow)} frame(s) ran sparse_only, no patch scored: scoring frame {r['frame_id']}'s {grid:,} "
+            f"patches ([anomaly] stride = {an.stride}) was predicted to take {pred:,.0f} ms of the "
             f"{avail:,.0f} ms available: raise [budget] frame_ms to about {_round_up(pred / safety)} ms"
-            + (f" or [anomaly] stride (up to patch = {mission.anomaly.patch})" if grid and mission.anomaly.stride
-               < mission.anomaly.patch else "")
-        )  # fmt: skip
+            + (f" or [anomaly] stride (up to patch = {an.patch})" if grid and an.stride < an.patch else "")
+        )
+    if came_late:
+        r = max(came_late, key=_lateness)
+        pred, avail = float(r["predicted_nominal_ms"]), float(r["available_ms"])
+        out.append(
+            f"  {len(came_late)} frame(s) ran sparse_only, no patch scored, because they arrived late: scoring frame "
+            f"{r['frame_id']} was predicted to take {pred:,.0f} ms of the {avail:,.0f} ms left after it arrived "
+            f"{_lateness(r):.0f} ms late: on time it fits the {_deadline(budget)} budget (raising [budget] frame_ms "
+            "would not help them)"
+        )
     return out
 
 

@@ -83,7 +83,7 @@ def _reasons(f: dict[str, Any]) -> str:
 DROP_HINTS = {
     "invalid_shape": "for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size",
     "memory_budget": "raise [budget] memory_bytes (the detail names the bytes held and needed), or lower "
-    "[runtime] threads",
+    "[runtime] threads where it is above 1",
     "too_many_packets": "raise [downlink] max_packet_bytes or lower [sampling] keep",
     "invalid_margin": "make [camera] margin smaller than the frame",
 }

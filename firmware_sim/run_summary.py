@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeae.wire.codec import PIP_AEC
 
+from .cli_advice import fewer_threads
 from .memory_meter import rss_bytes
 from .telemetry import History
 
@@ -31,7 +32,8 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
     fired = list(dict.fromkeys([*history.faults_fired(), *rt.queue.state.get("faults_fired", []), *rt.faults.fired]))
     return {
         "mission": rt.m.name,
-        "warnings": ([NO_ANOMALY_MODEL] if not rt.m.anomaly.model else []) + memory_warnings(records),
+        "warnings": ([NO_ANOMALY_MODEL] if not rt.m.anomaly.model else [])
+        + memory_warnings(records, rt.m.runtime.threads),
         "colour_filter": {
             "bayer": rt.m.camera.bayer or None,
             "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in processed),
@@ -86,13 +88,14 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
     }
 
 
-def memory_warnings(records: list[dict[str, Any]]) -> list[str]:
+def memory_warnings(records: list[dict[str, Any]], threads: int) -> list[str]:
     """Warnings naming the frames (of every boot) whose RSS growth went over the memory budget. A processed frame
     over it is scored and downlinked as usual, so its ledger entry says nothing of it (only its
     ``memory_over_budget`` flag and ``summary.memory.within_budget`` do): one warning names those frames, their
     highest growth and the budget to raise to, as the console's advice does (:func:`.cli_outputs.advice_lines`). A
     dropped frame's peak is a frame read whole then found invalid, no frame to size the budget for: a second
-    warning names those frames without advice (their drop reasons are in the ledger)."""
+    warning names those frames without advice (their drop reasons are in the ledger). ``threads``: the mission's
+    ``[runtime] threads``; lowering them is advised only above one (:func:`.cli_advice.fewer_threads`)."""
     over = [r for r in records if isinstance(r.get("memory"), dict) and r["memory"].get("over_budget")]
     processed = [r for r in over if r.get("status") == "processed"]
     dropped = [r for r in over if r.get("status") != "processed"]
@@ -102,7 +105,7 @@ def memory_warnings(records: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"{n} frame{'s' if n != 1 else ''} went over the {budget} MiB memory budget (frame{'s' if n != 1 else ''} "
             f"{ids}; peak growth over boot {peak / MIB:.1f} MiB): raise [budget] memory_bytes to at least "
-            f"{-(-peak // MIB)} MiB or lower [runtime] threads"
+            f"{-(-peak // MIB)} MiB{fewer_threads(threads)}"
         )
     if dropped:
         peak, budget, ids, n = _over_budget(dropped)

@@ -204,14 +204,14 @@ def test_the_summary_warning_sizes_the_budget_on_processed_frames_only() -> None
         return {"frame_id": fid, "status": status, "memory": {"over_budget": True, "rss_growth_peak": peak * MIB,
                 "budget": 64 * MIB}}  # fmt: skip
 
-    warnings = memory_warnings([rec(0, "dropped", 273), rec(1, "processed", 70), rec(2, "dropped", 90)])
+    warnings = memory_warnings([rec(0, "dropped", 273), rec(1, "processed", 70), rec(2, "dropped", 90)], 2)
     assert warnings == [
         "1 frame went over the 64 MiB memory budget (frame 1; peak growth over boot 70.0 MiB): raise [budget] "
-        "memory_bytes to at least 70 MiB or lower [runtime] threads",
+        "memory_bytes to at least 70 MiB or lower [runtime] threads (now 2)",
         "2 dropped frames went over the 64 MiB memory budget before they were dropped (frames 0, 2; peak growth "
         "over boot 273.0 MiB): the drop reason in the ledger says why; not a frame to size the budget for",
     ]
-    only_dropped = memory_warnings([rec(0, "dropped", 273)])
+    only_dropped = memory_warnings([rec(0, "dropped", 273)], 2)
     assert len(only_dropped) == 1 and "raise" not in only_dropped[0] and "it was dropped" in only_dropped[0]
 
 
