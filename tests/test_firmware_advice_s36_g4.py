@@ -8,6 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from edgeae.firmware_sim.cli_advice import advice_lines
 from edgeae.firmware_sim.cli_outputs import DROP_HINTS
 from edgeae.firmware_sim.run_summary import memory_warnings
@@ -78,3 +79,22 @@ def test_lower_threads_is_advised_only_above_one_thread() -> None:
     assert memory_warnings([heavy], 1)[0].endswith("to at least 66 MiB")
     assert memory_warnings([heavy], 4)[0].endswith("to at least 66 MiB or lower [runtime] threads (now 4)")
     assert "lower [runtime] threads where it is above 1" in DROP_HINTS["memory_budget"]
+
+
+def test_the_ground_points_to_the_flights_telemetry_for_patches_refused_on_board(capsys: Any) -> None:
+    """'the flight's queue/index.json says which': since the index is compacted (dab3114) it itemises only the last
+    100 evicted products; telemetry.jsonl has an event for each."""
+    import inspect
+
+    pytest.importorskip("spacepackets")  # the ground package's wire format
+    from edgeae.cli.ground_output import print_report
+    from edgeae.ground import patch_checks
+
+    stream = {"packets_received": 1, "packets_accepted": 1, "duplicates": 0, "rejected": {}, "sequence": {},
+              "patches_announced_not_received": {"count": 2, "patches": []}}  # fmt: skip
+    print_report({"stream": stream, "products": {}})
+    line = next(x for x in capsys.readouterr().out.splitlines() if "announced in received telemetry" in x)
+    assert "queue/index.json says which" not in line
+    assert "the flight's telemetry.jsonl has an 'evicted' or 'queue_refused' event for each product refused" in line
+    doc = inspect.getdoc(patch_checks.announced_not_received) or ""
+    assert "queue/index.json`` says which" not in doc and "``queue_refused``" in doc

@@ -73,8 +73,9 @@ def print_report(report: dict) -> None:
     if gone:
         print(
             f"{gone['count']:,} anomaly patch(es) announced in received telemetry have no packet in this session "
-            "(sent in an earlier pass, lost whole, not yet sent, or refused on board; the flight's queue/index.json "
-            "says which): stream.json patches_announced_not_received"
+            "(sent in an earlier pass, lost whole, not yet sent, or refused on board: the flight's telemetry.jsonl "
+            "has an 'evicted' or 'queue_refused' event for each product refused or evicted on board, its "
+            "queue/index.json the products still queued): stream.json patches_announced_not_received"
         )
     if st.get("products_failed"):
         print(f"products not rebuilt: {counts_text(st['products_failed'])}")

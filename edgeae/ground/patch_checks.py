@@ -55,7 +55,9 @@ def recheck_patches(station: GroundStation) -> None:
 def announced_not_received(station: GroundStation, limit: int = 100) -> dict | None:
     """The anomaly patches a received telemetry record announces (its ``anomaly`` list, in rank order: patch
     index 0, 1, ...) of which no packet is in this session: sent in an earlier pass not decoded here, lost whole on
-    the link, not yet sent, or refused on board (the flight's ``queue/index.json`` says which).
+    the link, not yet sent, or refused on board (the flight's ``telemetry.jsonl`` has an ``evicted`` or
+    ``queue_refused`` event for each product refused or evicted on board, its ``queue/index.json`` the products still
+    queued: since session 36 the index itemises only the last 100 evicted, the others compacted into totals).
     ``{"count", "patches": [{"frame_id", "index", "x", "y", "score"}, ...]}`` (the first ``limit``), or None."""
     with station.lock:
         have = {(k[1], k[2]) for k in station.receiver.products if k[0] == "patch"}
