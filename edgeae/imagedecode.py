@@ -11,8 +11,10 @@ JPEG end-of-image marker, PNM payload size, TIFF segments inside the file), and 
 - OpenCV decodes PNG/JPEG only where ``pyspng``/``simplejpeg`` are not installed.
 
 Every failure, whatever the decoder raised (``cv2.error``, ``RuntimeError``, ``MemoryError`` ...), becomes an
-:class:`~edgeae._headers.ImageReadError` naming the file and the reason. Numpy at the core; decoders are
-imported lazily. ``edgeae.imageio.read_image`` (ground) and ``edgeae.firmware_sim.frames`` (flight) both
+:class:`~edgeae._headers.ImageReadError` naming the file and the reason; one the process's memory caused (a
+MemoryError, or a decoder failing while less memory is left than decoding takes, the file intact) is the subclass
+:class:`ImageMemoryError`, so a caller can take the file again instead of calling it damaged. Numpy at the core;
+decoders are imported lazily. ``edgeae.imageio.read_image`` (ground) and ``edgeae.firmware_sim.frames`` (flight) both
 decode through here.
 """
 
@@ -31,7 +33,7 @@ from edgeae import _headers
 from edgeae._headers import HeaderInfo, ImageReadError
 from edgeae._optional import require
 
-__all__ = ["ImageLimits", "check_band", "check_limits", "decode_file", "probe"]
+__all__ = ["ImageLimits", "ImageMemoryError", "check_band", "check_limits", "decode_file", "probe"]
 
 
 @dataclass(frozen=True)
@@ -142,16 +144,84 @@ def decode_file(path: str | os.PathLike[str], limits: ImageLimits | None = None)
     except ImageReadError:
         raise
     except MemoryError:
-        raise ImageReadError(f"{p}: out of memory decoding a {info.width}x{info.height} image") from None
+        raise ImageMemoryError(f"{p}: out of memory decoding a {info.width}x{info.height} image{_room()}") from None
     except Exception as exc:  # cv2.error, RuntimeError from libspng, ValueError from libjpeg-turbo, ...
-        raise ImageReadError(
-            f"{p}: the {info.format.upper()} decoder refused the file ({type(exc).__name__}: {exc})"
-        ) from exc
+        why = f"{type(exc).__name__}: {exc}"
+        if _short_of_memory(p, info):  # libspng reports a failed allocation as "invalid argument"
+            raise ImageMemoryError(
+                f"{p}: out of memory decoding a {info.width}x{info.height} image (the {info.format.upper()} decoder "
+                f"failed: {why}; the file's structure is intact){_room()}"
+            ) from None
+        raise ImageReadError(f"{p}: the {info.format.upper()} decoder refused the file ({why})") from exc
     if arr.shape[:2] != (info.height, info.width):
         raise ImageReadError(
             f"{p}: decoded {arr.shape[1]}x{arr.shape[0]} pixels, the header says {info.width}x{info.height}"
         )
     return arr, info
+
+
+class ImageMemoryError(ImageReadError):
+    """An intact image could not be decoded for want of memory: the decoder failed while the process had less
+    memory left than decoding takes, and the file's structure checks out (a PNG's zlib stream inflates to the size
+    its header gives). Reading it again with more memory can work: not the file's fault."""
+
+
+DECODE_SLACK = 16 << 20  # bytes a decoder needs beyond the image and its file (libspng's rows and inflate window)
+
+
+def _room() -> str:
+    """``; N MiB left (which bound)`` for a message: what this process can still get."""
+    from edgeae.memory_probe import SOURCE_NAMES, tightest
+
+    found = tightest()
+    return "" if found is None else f"; {found[0] / 2**20:,.1f} MiB left ({SOURCE_NAMES.get(found[1], found[1])})"
+
+
+def _short_of_memory(p: Path, info: HeaderInfo) -> bool:
+    """Whether a decoder's failure on ``p`` is more likely the memory than the file (until session 36 an intact
+    frame was dropped for good as "the PNG decoder refused the file" when libspng could not allocate): the process
+    has less memory left than the decoded samples twice (the decoder's output and the copy made of it), the file
+    and :data:`DECODE_SLACK`, and a PNG's compressed stream is intact."""
+    from edgeae import memory_probe
+
+    room = memory_probe.available_memory()
+    stored = info.samples or info.channels + (1 if info.has_alpha else 0)
+    decoded = info.height * info.width * stored * max(1, -(-info.bit_depth // 8))
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return False
+    if room is None or room >= 2 * decoded + size + DECODE_SLACK:
+        return False
+    return info.format != "png" or _png_stream_intact(p, info)
+
+
+def _png_stream_intact(p: Path, info: HeaderInfo) -> bool:
+    """Whether the PNG's IDAT chunks hold one complete zlib stream, inflated in 64 KiB pieces (little memory), of
+    the size the header gives for a non-interlaced image (an interlaced one: complete and not shorter)."""
+    try:
+        data = p.read_bytes()
+        colour, interlaced = data[25], data[28]
+        per_px = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+        if per_px is None:
+            return False
+        want = info.height * (1 + -(-info.width * per_px * info.bit_depth // 8))
+        inflate, got, pos = zlib.decompressobj(), 0, 8
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack_from(">I", data, pos)
+            kind = data[pos + 4 : pos + 8]
+            if kind == b"IDAT":
+                chunk = data[pos + 8 : pos + 8 + length]
+                while chunk:
+                    got += len(inflate.decompress(chunk, 1 << 16))
+                    chunk = inflate.unconsumed_tail
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+        got += len(inflate.flush())
+    except (MemoryError, zlib.error, IndexError, OSError, struct.error):
+        return False
+    return inflate.eof and (got == want if not interlaced else got >= want)
 
 
 def _have(module: str) -> bool:

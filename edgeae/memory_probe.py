@@ -1,8 +1,9 @@
 """How much memory this process can get now, from the kernel's own accounting (standard library only).
 
 :func:`available_memory` is the smallest of ``MemAvailable``, the room under the process's memory cgroup and the
-address space left under ``RLIMIT_AS``. It is neutral: the ground station's limits, the reconstruct command, the
-trainers and the mask generator (:mod:`edgeae.masks`, shared with the flight side) ask it before large allocations.
+address space left under ``RLIMIT_AS`` (:func:`tightest` also names which). It is neutral: the ground station's
+limits, the reconstruct command, the trainers, the mask generator (:mod:`edgeae.masks`) and the flight runtime's
+boot, frames and bench (``firmware_sim.memory_room``) ask it before large allocations.
 """
 
 from __future__ import annotations
@@ -99,12 +100,40 @@ def _address_space_room() -> int | None:
     return max(0, soft - used)
 
 
+def memory_sources() -> dict[str, int]:
+    """Each known bound on the memory this process can still get, in bytes, by name: ``MemAvailable`` (the
+    system's), ``cgroup`` (the room under its memory cgroup's limit) and ``RLIMIT_AS`` (the address space left under
+    ``ulimit -v`` / ``prlimit --as``, which counts what is reserved as well as what is touched); absent where unknown
+    or unlimited."""
+    found = {
+        "MemAvailable": _stat_value(MEMINFO, "MemAvailable", 1024),
+        "cgroup": _cgroup_room(),
+        "RLIMIT_AS": _address_space_room(),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+SOURCE_NAMES = {
+    "MemAvailable": "the memory the system has available (MemAvailable)",
+    "cgroup": "the room left under this process's memory cgroup limit (memory.max)",
+    "RLIMIT_AS": "the address space left under this process's limit (RLIMIT_AS: ulimit -v / prlimit --as)",
+}
+
+
+def tightest() -> tuple[int, str] | None:
+    """``(bytes, name)`` of the smallest of :func:`memory_sources` (``name`` a key of :data:`SOURCE_NAMES`): the
+    bound that a process short of memory meets first; None where none is known."""
+    found = memory_sources()
+    if not found:
+        return None
+    name = min(found, key=lambda k: found[k])
+    return found[name], name
+
+
 def available_memory() -> int | None:
     """Memory this process can get without swapping or being killed: the smallest of the system's
     ``MemAvailable``, the room left under its memory cgroup's limit (v2 ``memory.max`` less ``memory.current``,
     v1 ``memory.limit_in_bytes`` less usage; reclaimable page cache counted as free) and the address space left
     under ``RLIMIT_AS``; None where none of them is known."""
-    known = [
-        v for v in (_stat_value(MEMINFO, "MemAvailable", 1024), _cgroup_room(), _address_space_room()) if v is not None
-    ]
-    return min(known) if known else None
+    found = tightest()
+    return None if found is None else found[0]

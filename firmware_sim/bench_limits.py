@@ -79,15 +79,14 @@ def check_writable(path: str | os.PathLike[str], flag: str) -> str | None:
     return None
 
 
-def _available_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (None where it cannot be read)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+def _available_bytes() -> tuple[int, str] | None:
+    """``(bytes, which bound)``: what this process can still get (:func:`edgeae.memory_probe.tightest`: the smallest
+    of MemAvailable, the cgroup's room and the address space left under RLIMIT_AS); None where none is known. Until
+    session 36 MemAvailable alone: under ``ulimit -v`` a bench its own estimate put over the limit ran and died
+    mid-stage with a MemoryError traceback."""
+    from edgeae.memory_probe import tightest
+
+    return tightest()
 
 
 def estimate_memory(
@@ -167,12 +166,14 @@ def estimate_memory(
 
 def check_memory(estimate: dict[str, Any], batch: int, limit: int | None = None) -> None:
     """Refuse (ValueError, one line) a bench whose :func:`estimate_memory` is above ``limit`` (default
-    :data:`MAX_BENCH_MEMORY`) or above the memory this machine has available."""
-    free = _available_bytes()
+    :data:`MAX_BENCH_MEMORY`) or above the memory this process can get (:func:`_available_bytes`)."""
+    from edgeae.memory_probe import SOURCE_NAMES
+
+    found = _available_bytes()
     cap = MAX_BENCH_MEMORY if limit is None else int(limit)
     why = f"the bench's limit of {cap / 2**30:.1f} GiB"
-    if free is not None and free < cap:
-        cap, why = free, f"the {free / 2**30:.1f} GiB this machine has available"
+    if found is not None and found[0] < cap:
+        cap, why = found[0], f"the {found[0] / 2**30:.2f} GiB this process can get ({SOURCE_NAMES[found[1]]})"
     if estimate["bytes"] > cap:
         raise ValueError(
             f"this bench would need about {estimate['bytes'] / 2**30:.1f} GiB "

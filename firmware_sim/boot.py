@@ -2,7 +2,9 @@
 
 The sample codec checked against this install, the fault plan, the heap policy, the memory meter and its boot
 baseline, telemetry and the downlink queue (recovered after a reboot), the models and the cost model's first
-calibration, then the memory the loaded models hold. A function over the runtime, which keeps what it opens.
+calibration, then the memory the loaded models hold and what the board still gives the process
+(:mod:`.memory_room`: a boot that runs out of memory loading the models is refused in one line). A function over
+the runtime, which keeps what it opens.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .faults import FaultPlan, FaultSpecError, parse_faults
 from .frame_intake import check_fixed_camera, check_loaded_memory, preload_frame_path
 from .heap import apply_heap_policy
 from .memory_meter import MemoryMeter, rss_bytes
+from .memory_room import boot_out_of_memory, check_room, is_out_of_memory
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
@@ -108,18 +111,34 @@ def boot(
         queue_recovery_events(rt)
     if not mission.anomaly.model:
         rt.tm.write("event", kind="no_anomaly_model", detail=NO_ANOMALY_MODEL)
-    rt.models = OnboardModels(mission, rt.out, rt.loader, rt.faults, rt.tm, parallel)
+    refusal: MissionError | None = None
+    try:
+        load_models(rt, parallel)
+    except MissionError:
+        raise
+    except Exception as exc:  # an allocation that failed: one line naming what the board gives, not a traceback
+        if not is_out_of_memory(exc):
+            raise
+        refusal = boot_out_of_memory(mission, "loading, calibrating and starting the models", exc)
+    if refusal is not None:  # raised outside the handler: the failed allocation's frames are let go
+        raise refusal
+    rt.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
+    check_fixed_camera(rt)
+    over = [f"{rt.queue.root}: {rt.queue.over_capacity}"] if rt.queue.over_capacity else []
+    rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt), *check_room(rt), *over]
+
+
+def load_models(rt: FlightRuntime, parallel: str) -> None:
+    """Load the models behind their guards, calibrate the scorer (its engine's threads start), warm the
+    reconstruction model and import what a first frame imports: what the boot's memory checks then measure."""
+    rt.models = OnboardModels(rt.m, rt.out, rt.loader, rt.faults, rt.tm, parallel)
     if rt.models.scorer is not None:
         rt.cost.ms_per_patch = rt.models.calibrate()
         eng = rt.models.engine  # a part batch costs a whole one: learn per patch from full batches
         rt.cost.min_patches = eng.batch if eng is not None else rt.models.scorer.batch
         rt.cost.batch = padded_batch(rt.models.scorer.predictor)
     rt.models.warm_recon()  # its interpreter's arena grows on the first run: in the boot's count, not frame 0's
-    preload_frame_path(mission, rt.frame_types)  # what the first frame would import: in the boot's count too
-    rt.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
-    check_fixed_camera(rt)
-    over = [f"{rt.queue.root}: {rt.queue.over_capacity}"] if rt.queue.over_capacity else []
-    rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt), *over]
+    preload_frame_path(rt.m, rt.frame_types)  # what the first frame would import: in the boot's count too
 
 
 def queue_recovery_events(rt: FlightRuntime) -> None:

@@ -334,11 +334,13 @@ def plan_memory(
     model_bytes: int,
     patch_channels: int,
     stored: tuple[int, np.dtype[Any] | type] | None = None,
+    band_rows: int | None = None,
 ) -> MemoryPlan:
     """What a frame of ``width`` × ``height`` (0: unknown) allocates beyond the buffers the boot already holds
     (the model images and the PatchScorer's buffers, listed under ``boot``), on the mission's scoring path.
     ``stored``: the frame's channels and sample type as stored in its file (default: the camera's channels and
-    sample type): a float32 ``.npy`` frame is read at 4 bytes per sample, not the camera's 1.
+    sample type): a float32 ``.npy`` frame is read at 4 bytes per sample, not the camera's 1. ``band_rows``: the
+    rows a streamed reader decodes at a time (a TIFF's tile height; default: a strip's), which its buffers hold.
 
     The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
     than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). Besides the
@@ -364,8 +366,11 @@ def plan_memory(
     items = [  # a strip as stored (streamed: the reader's and the prefetch ring's copies)
         ("frame_strip_raw", px * s_channels * s_item * (PREFETCH_STRIPS + 3 if streamed else 1)),
     ]
-    if streamed:  # the TIFF reader's band of decoded tiles and its read buffer (tiles no taller than a strip)
-        items.append(("reader_band", 2 * px * s_channels * s_item))
+    if streamed:  # the TIFF reader's band of decoded tiles, the read buffer it is cut from, the next one and the tiles'
+        # bytes cut from it: four bands at the peak (tracemalloc, a NAC strip of 512-row tiles in 256-row strips; until
+        # session 36 two strips, 7.8 MiB short there: a frame sent down the ladder to sparse_only went over the budget)
+        band_px = (band_rows or rows) * width
+        items.append(("reader_band", 4 * band_px * s_channels * s_item))
     if cam.bayer:  # the mosaic plane copied out of the strip and the demosaiced RGB, both held while it runs
         items.append(("demosaic_rgb", px * (3 + 1) * item))
     if s_float or s_item != item:  # the strip converted to the wire's samples (to_samples)

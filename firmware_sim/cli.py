@@ -345,6 +345,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
         print(f"firmware-sim {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # an allocation no check foresaw: one line naming what the board gives, no traceback
+        from .memory_room import room_now
+
+        room = room_now()
+        have = f"; this process can get {room.text} more" if room is not None else ""
+        print(f"firmware-sim {args.command}: error: out of memory ({exc or 'MemoryError'}){have}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # before the frame loop started (loading models, calibrating): nothing to keep
         print(f"firmware-sim {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -19,6 +19,8 @@ from .budget import LADDER, Level, MemoryPlan, plan_memory
 from .faults import SimulatedReboot
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .memory_meter import rss_bytes
+from .memory_meter import trim_heap as trim_heap
+from .memory_room import address_margin, describe, room_cap, room_detail
 from .mission import Mission, MissionError
 from .reader_wrappers import Corrupted, Demosaiced
 from .validate import check_header
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
 
 
 def drop(rt: FlightRuntime, rec: dict[str, Any], reason: str, detail: str = "") -> dict[str, Any]:
+    """Drop the frame of ``rec`` with its reason code and detail, in the record and the ledger (saved). A memory
+    refusal that the board's memory made, not the budget (:func:`memory_fit` marks it ``memory_room.refused``), is
+    coded ``memory_unavailable``: raising ``[budget] memory_bytes`` would not help it."""
+    if reason == "memory_budget" and (rec.get("memory_room") or {}).get("refused"):
+        reason = "memory_unavailable"
     rec.update(status="dropped", reason=reason, detail=detail)
     rt.queue.state["frames"][str(rec["frame_id"])] = {
         "source": rec["source"],
@@ -157,26 +164,36 @@ def plan_text(plan: MemoryPlan) -> str:
 
 
 def memory_fit(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> tuple[str | None, Level | None]:
-    """Whether the frame's buffers fit the memory budget now: ``(None, None)`` at any level; ``(None, level)``
-    only from that ladder level down (a frame that does not fit at its level goes down the ladder rather than
-    being dropped: ``sparse_only`` needs no scoring buffers); ``(why, None)`` when not even at ``sparse_only``."""
+    """Whether the frame's buffers fit now, the memory budget and what the board gives this process (the room,
+    :func:`.memory_room.room_cap`, the smaller of the two: ``memory_room`` in the record when the room set it):
+    ``(None, None)`` at any level; ``(None, level)`` only from that ladder level down (a frame that does not fit at
+    its level goes down the ladder rather than being dropped: ``sparse_only`` needs no scoring buffers);
+    ``(why, None)`` when not even at ``sparse_only``."""
     h, w = reader.header.height, reader.header.width
-    plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels, stored_layout(reader))
+    plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels, stored_layout(reader), band_rows(reader))
     rec["memory_plan"] = plan.total
     held = max(0, rss_bytes() - rt.rss_boot)  # what the process already holds beyond the boot baseline
     budget = rt.m.budget.memory_bytes
-    if held + plan.total > budget:  # memory freed by the last frame may still be resident: return it first
-        trim_heap()
+    capped = room_cap(rt.m, held)
+    if held + plan.total > (budget if capped is None else min(budget, capped[0])):  # memory freed by the last
+        trim_heap()  # frame may still be resident: return it first
         held = max(0, rss_bytes() - rt.rss_boot)
+        capped = room_cap(rt.m, held)
+    limit = budget if capped is None else min(budget, capped[0])
+    if capped is not None and capped[0] < budget:
+        describe(rec, capped[1], capped[0])
     rec["memory_predicted"] = held + plan.total
     for level in LADDER:
         need = level_plan(plan, level).total
-        if held + need <= budget:
+        if held + need <= limit:
             if level.index == 0:
                 return None, None
             rec.update(memory_plan=need, memory_plan_nominal=plan.total, memory_predicted=held + need)
             return None, level
     least = level_plan(plan, LADDER[-1])
+    if capped is not None and held + least.total <= budget:  # the board's memory refused it, not the budget
+        describe(rec, capped[1], capped[0], refused=True)
+        return room_detail(capped[1], held, least.total, address_margin(rt.m, capped[1])), None
     return (
         f"the process holds {held:,} B over its boot baseline and this frame's buffers need {plan.total:,} B "
         f"({plan_text(plan)}), {least.total:,} B even at sparse_only: {held + least.total:,} B > [budget] "
@@ -184,20 +201,13 @@ def memory_fit(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> t
     ), None
 
 
-def trim_heap() -> bool:
-    """Collect Python's garbage and return the heap's free memory to the system (glibc ``malloc_trim``);
-    False where there is no such call."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
-    return True
+def band_rows(reader: Any) -> int | None:
+    """The rows a streamed reader decodes at a time (a TIFF's tile or strip height; under any wrappers), None
+    where it reads no bands."""
+    while hasattr(reader, "inner"):
+        reader = reader.inner
+    rows = getattr(reader, "band_rows", None)
+    return rows if isinstance(rows, int) and rows > 0 else None
 
 
 def mib_up(n: int) -> int:

@@ -13,7 +13,7 @@ from edgeae.tiling import axis_starts
 
 from .budget import LADDER, Level
 from .frame_intake import drop
-from .frames import FrameReader
+from .frames import FrameMemoryError, FrameReader
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
@@ -69,7 +69,11 @@ def run_frame(
     keep = max(m.sampling.min_keep, m.sampling.keep * level.keep_factor)
     work = FrameWork(rt, reader, fid, keep, level, ys, xs, t0, available, streamed)
     try:
-        if not work.stream(strip_rows):
+        try:
+            streamed_whole = work.stream(strip_rows)
+        except (FrameMemoryError, MemoryError) as exc:  # before any product is queued: nothing to withdraw
+            return out_of_memory(rt, rec, exc)
+        if not streamed_whole:
             return drop(rt, rec, work.drop_reason, work.drop_detail)
         report = work.report()
         rec["flags"] += report.pop("flags_add")
@@ -111,3 +115,25 @@ def run_frame(
     )
     rec["probe"] = rt._probe(level, available - total)
     return rec
+
+
+def out_of_memory(rt: FlightRuntime, rec: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """A frame whose reading or work ran out of memory (its decoder's allocation failed; a MemoryError): dropped
+    ``memory_unavailable`` with what the process could still get, an ``out_of_memory`` event saying so (until
+    session 36 an intact PNG was dropped ``unreadable``, "the PNG decoder refused the file", and a MemoryError
+    ``frame_error``). Its tracebacks are released first and the heap's free memory returned."""
+    from .loop import release_traceback
+    from .memory_meter import trim_heap
+    from .memory_room import room_now
+
+    detail = str(exc) or type(exc).__name__
+    if not isinstance(exc, FrameMemoryError):
+        detail = f"out of memory ({type(exc).__name__}: {detail})"
+    release_traceback(exc)
+    del exc
+    trim_heap()
+    room = room_now()
+    if room is not None and "MiB left (" not in detail:
+        detail += f"; this process can get {room.text} more now"
+    rt.tm.write("event", kind="out_of_memory", frame_id=rec["frame_id"], detail=detail)
+    return drop(rt, rec, "memory_unavailable", detail)

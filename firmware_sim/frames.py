@@ -34,6 +34,11 @@ class FrameError(ValueError):
     """A frame could not be read (unreadable file, unsupported layout)."""
 
 
+class FrameMemoryError(FrameError):
+    """An intact frame could not be read for want of memory (the decoder's allocation failed): not the file's
+    fault; the loop drops it ``memory_unavailable`` (:mod:`.frame_run`), not ``unreadable``."""
+
+
 @dataclass(frozen=True)
 class FrameHeader:
     """Shape and sample type of a frame, known before any pixel is read."""
@@ -93,6 +98,8 @@ class TiffFrame:
                 page = tf.pages[0]
                 shape, dtype = page.shape, np.dtype(page.dtype)
                 self.tiled = bool(page.is_tiled)
+                # the rows a band of tiles (or a TIFF strip) holds: what :meth:`_bands` decodes at a time
+                self.band_rows = int(min(page.tilelength if page.is_tiled else page.rowsperstrip or 1 << 62, shape[0]))
                 # a pyramid's reduced levels (SubIFDs, reduced-resolution pages) are not frames
                 n_pages = sum(1 for pg in tf.pages if not getattr(pg, "is_reduced", False))
         except Exception as exc:  # tifffile raises many types for damaged files
@@ -145,7 +152,7 @@ class TiffFrame:
         bands = self._bands()
         try:
             while True:
-                failure = ""
+                failure, short = "", False
                 try:
                     band = next(bands)
                 except StopIteration:
@@ -153,9 +160,15 @@ class TiffFrame:
                 except (FrameError, MemoryError):
                     raise
                 except Exception as exc:
+                    from .memory_room import is_out_of_memory
+
                     failure = f"{self.path}: TIFF data unreadable ({type(exc).__name__}: {exc})"
-                if failure:  # raised outside the handler: chained to tifffile's error, its traceback would keep
-                    raise FrameError(failure)  # this reader's frames (band buffers, TiffFile) alive after the drop
+                    short = is_out_of_memory(exc)  # tifffile's decoder threads that could not start, ...
+                if failure:  # raised outside the handler: chained to tifffile's error, its traceback would keep this
+                    # reader's frames (band buffers, TiffFile) alive after the drop
+                    if short:
+                        raise FrameMemoryError(failure.replace("TIFF data unreadable", "out of memory reading a TIFF"))
+                    raise FrameError(failure)
                 yield band
         finally:
             bands.close()
@@ -207,13 +220,7 @@ class ImageFileFrame:
         self.header = FrameHeader(str(path), info.height, info.width, info.channels, dtype)
 
     def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        from edgeae._headers import ImageReadError
-        from edgeae.imagedecode import decode_file
-
-        try:
-            arr, _ = decode_file(self.path)
-        except ImageReadError as exc:
-            raise FrameError(str(exc)) from None
+        arr = self._decode()
         frame = ArrayFrame(np.ascontiguousarray(arr), str(self.path), alpha=True)  # a PNG's RGBA: A is alpha
         h = self.header
         if frame.header.channels != h.channels or frame.header.dtype != h.dtype:
@@ -222,6 +229,25 @@ class ImageFileFrame:
                 f"promised {h.channels} of {h.dtype}"
             )
         yield from frame.strips(strip_rows)
+
+    def _decode(self) -> np.ndarray:
+        """The decoded samples; a decode that ran out of memory is tried once more after the heap's free memory is
+        returned to the system, then raised as :class:`FrameMemoryError` (any other failure: :class:`FrameError`)."""
+        from edgeae._headers import ImageReadError
+        from edgeae.imagedecode import ImageMemoryError, decode_file
+
+        from .memory_meter import trim_heap
+
+        for attempt in (1, 2):
+            try:
+                return decode_file(self.path)[0]
+            except ImageMemoryError as exc:
+                if attempt == 2:
+                    raise FrameMemoryError(f"{exc} (tried twice)") from None
+                trim_heap()
+            except ImageReadError as exc:
+                raise FrameError(str(exc)) from None
+        raise AssertionError("unreachable")
 
 
 def read_image_frame(path: Path) -> ArrayFrame:

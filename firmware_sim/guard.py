@@ -258,6 +258,11 @@ class ModelGuard:
             try:
                 self.predictor = self.loader(cand, self.threads)
             except Exception as exc:  # interpreter errors: report and try the next copy
+                from .memory_room import is_out_of_memory
+
+                if is_out_of_memory(exc):  # not the file's fault, and the copy would fail the same: the boot's
+                    raise  # one-line refusal (boot.py), not a model flown without (until session 36 a library
+                    # that could not be mapped under ulimit -v refused both models and the mission flew unscored)
                 reasons.append(f"{cand}: {type(exc).__name__}: {exc}")
                 self.events.append(GuardEvent("model_unloadable", reasons[-1], {"role": self.role}))
                 continue
@@ -280,7 +285,11 @@ class ModelGuard:
         detail = f"{bad.size} of {self.crcs.size} blocks of the {self.role} weights corrupted (first {first})"
         try:
             self.load()
-        except ModelRefused as exc:
+        except Exception as exc:  # refused, or out of memory rebuilding it (the loop goes on without the model)
+            from .memory_room import is_out_of_memory
+
+            if not isinstance(exc, ModelRefused) and not is_out_of_memory(exc):
+                raise
             ev = GuardEvent("seu_unrecoverable", f"{detail}; {exc}", {"role": self.role, "blocks": bad.tolist()})
             self.predictor, self.path = None, None
             self.events.append(ev)

@@ -36,6 +36,22 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def trim_heap() -> bool:
+    """Collect Python's garbage and return the heap's free memory to the system (glibc ``malloc_trim``);
+    False where there is no such call."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def hwm_rss_bytes() -> int | None:
     """The kernel's RSS high-water mark since the last reset (VmHWM, Linux), or None."""
     try:

@@ -19,6 +19,7 @@ from .budget import recon_check_count, scoring_batch
 from .faults import FaultPlan, flip_bits
 from .guard import GuardEvent, ModelGuard, ModelRefused
 from .memory_meter import rss_bytes
+from .memory_room import is_out_of_memory
 from .mission import Mission, MissionError
 from .score import PatchScorer, ScoreEngine, check_model, model_lambda, resolve_threshold, score_runner
 from .telemetry import TelemetryWriter
@@ -295,6 +296,8 @@ class OnboardModels:
             try:
                 guard.predictor(tiles)
             except Exception as exc:  # it would fail on every frame as well
+                if is_out_of_memory(exc):  # not the model's fault: the boot's out-of-memory refusal (boot.py)
+                    raise
                 raise MissionError(
                     f"{guard.path}: the [reconstruction] model failed its first run at boot on {n} tile(s) of "
                     f"{cam.channels} x {rc.tile} x {rc.tile}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,188 @@
+"""The memory the board gives this process, against what the mission plans.
+
+``[budget] memory_bytes`` is what the mission may use; the *room* (:func:`room_now`, from the neutral
+:mod:`edgeae.memory_probe`, standard library only: the smallest of the system's MemAvailable, the room under the
+process's memory cgroup and the address space left under RLIMIT_AS) is what the process can still get. At boot, once
+the models are loaded, :func:`check_room` refuses in one line a mission whose frames cannot fit the room even at
+``sparse_only`` and warns when they fit only lower on the ladder; before each frame :func:`room_cap` lowers the
+ladder's limit to the room; an allocation that fails while the boot loads and starts the models (a MemoryError, a
+thread that cannot start, an interpreter's arena, a library that cannot be mapped) is the boot's one-line refusal
+naming the limit (:func:`boot_out_of_memory`), and a frame that runs out is dropped ``memory_unavailable``
+(:mod:`.frame_run`). Until session 36 (audit a3) none of this was compared: under ``ulimit -v`` ``check`` said
+"fits", ``run`` dropped every frame with MemoryError, and lower limits crashed the boot with tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edgeae.memory_probe import SOURCE_NAMES, tightest
+
+from .budget import LADDER, MemoryPlan, plan_memory
+from .mission import Mission, MissionError
+
+if TYPE_CHECKING:
+    from .loop import FlightRuntime
+
+MIB = 2**20
+DEFAULT_STACK = 8 * MIB  # glibc's thread stack where RLIMIT_STACK is unlimited or unknown
+
+# what a failed allocation says where it is not a MemoryError: CPython's thread start, onnxruntime's arena and C++
+# allocations, the dynamic loader mapping a library, errno ENOMEM, libspng / zlib
+OOM_WORDS = (
+    "can't start new thread",
+    "failed to allocate memory",
+    "bad_alloc",
+    "out of memory",
+    "failed to map segment",
+    "cannot allocate memory",
+    "memory allocation failed",
+)
+
+
+@dataclass(frozen=True)
+class Room:
+    """What the process can still get (``bytes``) and the bound that sets it (``source``, a key of
+    :data:`edgeae.memory_probe.SOURCE_NAMES`)."""
+
+    bytes: int
+    source: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.bytes / MIB:,.1f} MiB ({SOURCE_NAMES.get(self.source, self.source)})"
+
+
+def room_now() -> Room | None:
+    """The room this process has now; None where no bound is known (not Linux)."""
+    found = tightest()
+    return None if found is None else Room(*found)
+
+
+def stack_bytes() -> int:
+    """The address space one new thread's stack reserves: RLIMIT_STACK's soft limit, as glibc sizes them."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    except (ImportError, OSError, ValueError):
+        return DEFAULT_STACK
+    return DEFAULT_STACK if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
+
+
+def frame_threads(mission: Mission) -> int:
+    """Threads a frame starts: a streamed frame's prefetch thread and tifffile's decoders (two for uncompressed
+    tiles, up to half the CPUs for compressed ones); a whole file's none (its decoder runs in the loop's thread)."""
+    return 1 + max(2, (os.cpu_count() or 1) // 2) if mission.camera.source == "strips" else 0
+
+
+def address_margin(mission: Mission, room: Room) -> int:
+    """Address space a frame reserves beyond its planned buffers, which only RLIMIT_AS counts: the stacks of the
+    threads it starts (the NAC strip at ``sparse_only``: 43 MiB of address space for a 19 MiB plan, three 8 MiB
+    stacks; measured in session 36). 0 for the other bounds, which count memory touched."""
+    return stack_bytes() * frame_threads(mission) if room.source == "RLIMIT_AS" else 0
+
+
+def room_cap(mission: Mission, held: int) -> tuple[int, Room] | None:
+    """``(cap, room)``: the most bytes over the boot baseline that the process holding ``held`` now can reach
+    with a frame (the room less the address space its threads reserve); None where the room is unknown."""
+    room = room_now()
+    if room is None:
+        return None
+    return held + max(0, room.bytes - address_margin(mission, room)), room
+
+
+def _plans(rt: FlightRuntime) -> tuple[MemoryPlan, MemoryPlan]:
+    """The frame plan at nominal and at ``sparse_only`` (a camera of any size: its size-independent buffers)."""
+    from .frame_intake import level_plan
+
+    m, cam = rt.m, rt.m.camera
+    fixed = bool(cam.width and (cam.height or cam.source == "strips"))
+    width, height = (cam.width, cam.height) if fixed else (0, 0)
+    plan = plan_memory(m, width, height, rt._model_bytes(), cam.channels)
+    return plan, level_plan(plan, LADDER[-1])
+
+
+def check_room(rt: FlightRuntime) -> list[str]:
+    """After the models loaded: refuse a boot whose frames cannot fit what this process can still get even at
+    ``sparse_only``; the warnings to print when only a lower level fits, or when ``[budget] memory_bytes`` is more
+    than the board gives (the budget is then not the limit). A ``memory_room`` event records the numbers."""
+    room = room_now()
+    if room is None:
+        return []
+    m = rt.m
+    plan, least = _plans(rt)
+    margin = address_margin(m, room)
+    held = max(0, rt.rss_loaded - rt.rss_boot)
+    budget = m.budget.memory_bytes
+    rt.tm.write("event", kind="memory_room", bytes=room.bytes, source=room.source, address_margin=margin,
+                nominal_need=plan.total, sparse_only_need=least.total, held=held, budget=budget)  # fmt: skip
+    stacks = f" and {margin / MIB:,.0f} MiB of thread stacks" if margin else ""
+    if least.total + margin > room.bytes:
+        raise MissionError(
+            f"{m.source_path}: this process can get only {room.text} more after the models loaded, and a frame "
+            f"needs {least.total / MIB:,.1f} MiB of buffers{stacks} even at sparse_only: give the process more memory "
+            "or lower [runtime] threads or the camera size"
+        )
+    out = []
+    if plan.total + margin > room.bytes:
+        out.append(
+            f"this process can get only {room.text} more after the models loaded; a frame's buffers need "
+            f"{plan.total / MIB:,.1f} MiB{stacks} at nominal: frames run lower on the ladder (memory_degraded)"
+        )
+    elif budget > held + room.bytes:
+        out.append(
+            f"[budget] memory_bytes = {budget / MIB:,.0f} MiB is more than this process can get: it holds "
+            f"{held / MIB:,.1f} MiB over its boot baseline and can get only {room.text} more"
+        )
+    for w in out:
+        rt.tm.write("event", kind="boot_warning", detail=w)
+    return out
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it chains) is an allocation that failed: a MemoryError, or an error whose text
+    says so (a thread that cannot start, onnxruntime's arena, a library the loader cannot map, ENOMEM)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError) or getattr(e, "errno", None) == 12:  # ENOMEM
+            return True
+        text = str(e).lower()
+        if any(w in text for w in OOM_WORDS):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def boot_out_of_memory(mission: Mission, stage: str, exc: BaseException) -> MissionError:
+    """The boot's one-line refusal when ``stage`` (loading the models, ...) ran out of memory."""
+    room = room_now()
+    have = f"; this process can get {room.text} more now" if room is not None else ""
+    what = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+    return MissionError(
+        f"{mission.source_path}: out of memory while {stage} ({type(exc).__name__}: {what}){have}: give the process "
+        "more memory (ulimit -v, the cgroup's memory.max) or lower [runtime] threads"
+    )
+
+
+def room_detail(room: Room, held: int, least: int, margin: int) -> str:
+    """Why a frame cannot fit the room even at ``sparse_only`` (the detail of its drop)."""
+    stacks = f" and {margin / MIB:,.0f} MiB of thread stacks" if margin else ""
+    return (
+        f"this process can get only {room.text} more (it holds {held:,} B over its boot baseline) and this frame's "
+        f"buffers need {least:,} B{stacks} even at sparse_only: the board's memory, not [budget] memory_bytes, is "
+        "the limit"
+    )
+
+
+def describe(rec: dict[str, Any], room: Room, cap: int, refused: bool = False) -> None:
+    """Record in a frame's record that the room, not the budget, set its memory limit (``cap``, bytes over the boot
+    baseline); ``refused``: not even ``sparse_only`` fit it (:func:`.frame_intake.drop` codes the drop
+    ``memory_unavailable``)."""
+    rec["memory_room"] = {"bytes": room.bytes, "source": room.source, "cap": cap}
+    if refused:
+        rec["memory_room"]["refused"] = True
