@@ -90,3 +90,99 @@ def test_score_scores_a_file_given_twice_once(
         f"{a}, scored as {a})" in caplog.text
     )
     assert "from 2 image(s)" in capsys.readouterr().out
+
+
+# -- r2 #3: a part that cannot be read is not called damaged -----------------------------------------------------------
+def _scan_two(tmp_path: Path) -> tuple[Path, Path, dict]:
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc, out = _images(tmp_path / "arc", ["a.png", "b.png"]), tmp_path / "o"
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    assert scan_archive(arc, "orbital-gray-vae", out, **kw)["done"] == 2
+    return arc, out, kw
+
+
+@pytest.mark.parametrize(
+    "error",
+    [PermissionError(13, "Permission denied"), OSError(5, "Input/output error"), FileNotFoundError("gone")],
+    ids=["permission", "eio", "missing"],
+)
+def test_a_part_the_file_system_cannot_give_is_kept_not_called_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError
+) -> None:
+    """Before: every OSError was "<part> is damaged (PermissionError: ...): delete it and run the same command again",
+    advice that throws a good result away; a resume finding such a part without its manifest line scanned its image
+    again over it. Now an OSError naming the part and saying it is kept (the command's one line, status 2)."""
+    import pyarrow.parquet as pq
+
+    from edgeae.scan.out_checks import PartDamagedError, PartUnreadableError, read_part
+    from edgeae.scan.run import scan_archive
+
+    arc, out, kw = _scan_two(tmp_path)
+    part = next((out / "parts").glob("b-*.parquet"))
+    good = part.read_bytes()
+    real_table, real_meta = pq.read_table, pq.read_metadata
+
+    def refuse(real):  # the file system refuses this part only
+        def read(path, *a, **k):
+            if Path(path) == part:
+                raise error
+            return real(path, *a, **k)
+
+        return read
+
+    monkeypatch.setattr(pq, "read_table", refuse(real_table))
+    monkeypatch.setattr(pq, "read_metadata", refuse(real_meta))
+    for rows in (False, True):
+        with pytest.raises(PartUnreadableError) as info:
+            read_part(part, rows=rows)
+        assert not isinstance(info.value, PartDamagedError) and isinstance(info.value, OSError)
+        assert str(info.value).startswith(f"cannot read {part} ({type(error).__name__}: ")
+        kept = "it is gone: run the same command again" if type(error) is FileNotFoundError else "the part is kept"
+        assert kept in str(info.value) and "delete" not in str(info.value)
+    # a resume that finds the part without its manifest line (a crash between the two writes) stops, keeping it
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines() if '"b.png"' not in line))
+    with pytest.raises(PartUnreadableError):
+        scan_archive(arc, "orbital-gray-vae", out, **kw)
+    assert part.read_bytes() == good
+
+
+def test_a_part_whose_bytes_are_wrong_is_still_called_damaged(tmp_path: Path) -> None:
+    from edgeae.scan.out_checks import PartDamagedError, read_part
+
+    _, out, _ = _scan_two(tmp_path)
+    part = next((out / "parts").glob("b-*.parquet"))
+    data = bytearray(part.read_bytes())
+    data[4:34] = b"\xab" * 30  # its first page header, its ends kept
+    part.write_bytes(bytes(data))
+    with pytest.raises(PartDamagedError, match=r"is damaged .*: delete it and run the same command again"):
+        read_part(part)
+
+
+def test_the_resume_check_of_a_part_the_file_system_cannot_give_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cheap check a resume makes (its first and last bytes) counted "cannot be read (Permission denied)" as
+    damage: the image was scanned again over a part that may be whole. A part gone since it was listed is missing."""
+    from edgeae.scan.out_checks import PartUnreadableError, part_damage
+    from edgeae.scan.run import scan_archive
+
+    arc, out, kw = _scan_two(tmp_path)
+    part = next((out / "parts").glob("b-*.parquet"))
+    real_open = Path.open
+
+    def refuse(self: Path, *a, **k):
+        if self == part:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *a, **k)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(PartUnreadableError, match=r"\(PermissionError: Permission denied\); the part is kept"):
+        part_damage(part)
+    with pytest.raises(PartUnreadableError):
+        scan_archive(arc, "orbital-gray-vae", out, **kw)
+    monkeypatch.undo()
+    assert part_damage(tmp_path / "never.parquet") == "is gone"

@@ -107,15 +107,18 @@ def part_damage(path: Path) -> str | None:
     """What is wrong with a scan's ``parts/<key>.parquet`` or ``.top.npz`` (cut short, overwritten), from its first and
     last bytes only: a Parquet file starts and ends with ``PAR1`` and its footer fits in it; a ``.npz`` (written by
     :func:`edgeae.scan.state.save_top`: a zip without comment) starts with a local file header and ends with the end of
-    its central directory. None when it looks whole (or is another kind of file)."""
+    its central directory. None when it looks whole (or is another kind of file). A file the file system cannot give
+    (no permission, an I/O error) raises :class:`PartUnreadableError`: it may be whole."""
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(4)
             f.seek(max(size - 22, 0))
             tail = f.read(22)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
+    except FileNotFoundError:  # gone since it was listed: missing, so scanned again
+        return "is gone"
+    except OSError as exc:  # no permission, an I/O error: the part may be good, so it is not scanned again over it
+        raise PartUnreadableError(path, exc) from None
     if path.name.endswith(".parquet"):
         if size < 12 or head != b"PAR1" or tail[-4:] != b"PAR1":
             return f"is not a whole Parquet file ({size} bytes, cut short or overwritten)"
@@ -137,13 +140,26 @@ def read_part(path: Path, *, rows: bool = False) -> Any:
     """A scan's ``parts/<key>.parquet`` read whole (a pyarrow Table; ``rows``: only its row count, from the footer).
     A part that looks whole at its ends (:func:`part_damage`) may still be damaged inside (a page or its footer
     overwritten): :class:`PartDamagedError` naming it and what to do, not pyarrow's error (several lines, no file).
-    Each page's CRC (:func:`write_part`) is verified; a part written before session 36 has none and reads as before."""
+    Each page's CRC (:func:`write_part`) is verified; a part written before session 36 has none and reads as before.
+    A part the file system cannot give (no permission, an I/O error) is not damaged: :class:`PartUnreadableError`,
+    which keeps it (before review s36 r2, "damaged: delete it", and a resume scanned its image again over it)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     try:
         return pq.read_metadata(path).num_rows if rows else pq.read_table(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as exc:
-        raise PartDamagedError(path, exc) from None
+        if _damage(exc):
+            raise PartDamagedError(path, exc) from None
+        raise PartUnreadableError(path, exc) from None
+
+
+def _damage(exc: BaseException) -> bool:
+    """Whether pyarrow's error says the part's bytes are wrong (a page header or footer it cannot parse, a CRC that
+    does not match: a plain ``OSError`` with no errno, or an Arrow error that is not an ``OSError``) rather than that
+    the file could not be read (missing, no permission, an I/O error of the disk or a network mount)."""
+    if isinstance(exc, OSError):
+        return type(exc) is OSError and exc.errno is None  # pyarrow's IOError status (an errno: the system's error)
+    return True
 
 
 class PartDamagedError(ScanStateError):
@@ -154,3 +170,19 @@ class PartDamagedError(ScanStateError):
         super().__init__(
             f"{path} is damaged ({self.reason}): delete it and run the same command again to scan its image again"
         )
+
+
+class PartUnreadableError(OSError):
+    """A part that could not be read for a reason of the file system, not of its bytes (:func:`read_part`): no
+    permission, an I/O error, gone since it was listed. An ``OSError`` (the command's one line, status 2), so that no
+    caller counts the part as damaged and scans its image again over it: the part is kept."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        reason = " ".join(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}".split())[:300]
+        what = (
+            "it is gone: run the same command again to scan its image again"
+            if isinstance(exc, FileNotFoundError)
+            else "the part is kept: make it readable and run the same command again"
+        )
+        super().__init__(f"cannot read {path} ({reason}); {what}")
+        self.errno, self.path, self.reason = getattr(exc, "errno", None), path, reason
