@@ -1,8 +1,12 @@
-"""The demo (session 36, fixer h3): a failed run leaves the earlier report's images too."""
+"""The demo (session 36, fixer h3): a failed run leaves the earlier report's images too; a --model path that is not
+UTF-8 is shown escaped and recorded exactly."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +81,65 @@ def test_a_rerun_shows_its_own_images_and_leaves_no_staging_folder(tmp_path: Pat
     assert np.array_equal(shown, 255 - _frame())  # the new frame under the new page
     assert sorted(p.name for p in (out / "img").iterdir() if p.name.startswith(".")) == []
     assert "index.html, metrics.json" in said[-1] and res.html.is_file()
+
+
+# ----------------------------------------------------------------------------- a --model path that is not UTF-8
+def _fake_cae(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CAE without a model: the predictor is a stub that remembers its file, every fill returns the frame."""
+    import edgeae.predictor
+    import edgeae.reconstruct
+
+    class Stub:
+        def __init__(self, source: str) -> None:
+            self.source = source
+
+    monkeypatch.setattr(edgeae.predictor, "load_predictor", lambda spec, threads=None: Stub(spec))
+    monkeypatch.setattr(edgeae.reconstruct, "reconstruct", lambda img, known, method, predictor=None: img)
+
+
+def test_a_model_path_that_is_not_utf8_is_shown_escaped_and_recorded_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_cae(monkeypatch)
+    model = tmp_path / os.fsdecode(b"m\xfd.pt")
+    model.write_bytes(b"weights")
+    image = _write_png(tmp_path / os.fsdecode(b"t\xff.png"), _frame())
+    said: list[bytes] = []
+    cfg = DemoConfig(out=tmp_path / "demo", image=image, model=str(model), methods=("cae", "nearest"), cross_check=None)
+    res = run_demo(cfg, FAST, say=lambda line: said.append(line.encode("utf-8")))  # strict, as a UTF-8 terminal
+    text = b"\n".join(said).decode("utf-8")
+    assert "m\\xfd.pt" in text and "t\\xff.png" in text
+    page = res.html.read_text(encoding="utf-8")
+    assert "m\\xfd.pt" in page and "\udcfd" not in page
+    raw = (tmp_path / "demo" / "metrics.json").read_bytes()
+    raw.decode("ascii")  # plain ASCII: JSON's \udcXX escapes
+    record = json.loads(raw)
+    # the exact names back, byte for byte (json.loads, then os.fsencode)
+    assert os.fsencode(record["image"]) == b"t\xff.png"
+    assert os.fsencode(record["model"]) == os.fsencode(model)
+    assert os.fsencode(record["provenance"]["model_file"]) == os.fsencode(model)
+    assert record["provenance"]["model_sha256"] == hashlib.sha256(b"weights").hexdigest()
+
+
+def test_the_cli_with_such_names_on_a_strict_utf8_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``PYTHONIOENCODING=utf-8:strict`` (an en_US.UTF-8 locale): the run stopped with status 2 at the CAE's line."""
+    import sys
+
+    import edgeae.demo
+    from edgeae.cli import main
+
+    _fake_cae(monkeypatch)
+    monkeypatch.setattr(edgeae.demo, "SECTIONS", FAST)
+    model = tmp_path / os.fsdecode(b"m\xfd.pt")
+    model.write_bytes(b"weights")
+    image = _write_png(tmp_path / os.fsdecode(b"t\xff.png"), _frame())
+    out = tmp_path / os.fsdecode(b"d\xfe")
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+    monkeypatch.setattr(sys, "stdout", console)
+    argv = ["demo", "--image", str(image), "--model", str(model), "--out", str(out), "--methods", "cae,nearest"]
+    code = main([*argv, "--no-cross-check"])
+    printed = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert code == 0, capsys.readouterr().err
+    assert "cae (" in printed and "m\\xfd.pt)" in printed and "d\\xfe" in printed

@@ -122,8 +122,9 @@ def run_demo(
     a folder holding an earlier demo report: its images that this run does not show are removed once the new page
     is written (only the demo's own image names), and a line says what was replaced. index.html, metrics.json and
     the images are replaced together at the end (the images wait in ``img/.new-PID`` until the page is whole: a run
-    that fails leaves the earlier report as it was, its images included); a frame name's bytes that are not
-    UTF-8 show as ``\\xff`` on the page, in metrics.json and on the console.
+    that fails leaves the earlier report as it was, its images included). A name's bytes that are not UTF-8 (the
+    frame's, the model's, the folder's) show as ``\\xff`` on the page and the console; metrics.json records the
+    name exactly, as JSON's ``\\udcff`` escape (``os.fsencode(json.load(f)["image"])`` is the file name's bytes).
     """
     t0 = time.perf_counter()
     emit = say or log.info

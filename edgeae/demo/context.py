@@ -74,7 +74,9 @@ class DemoConfig:
 class DemoContext:
     """State shared by the stages: the frame, its mask, the results, and free-form ``extra`` for later ones.
 
-    ``say`` receives one line per finished step; ``progress`` turns on a progress bar per long step.
+    ``say`` receives one line per finished step, printable on any UTF-8 console: a name's bytes that are not UTF-8
+    (``name``, ``description`` and ``model`` hold them as given: metrics.json records them so) as ``\\xff``
+    (:func:`edgeae.report.printable`); ``progress`` turns on a progress bar per long step.
     """
 
     config: DemoConfig
@@ -88,6 +90,12 @@ class DemoContext:
     extra: dict[str, Any] = field(default_factory=dict)
     say: Callable[[str], None] = log.info
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        from edgeae.report import printable
+
+        given = self.say
+        self.say = lambda line: given(printable(line))
 
     def bar(self, items: Iterable[T], desc: str, total: int | None = None, unit: str = "step") -> Iterator[T]:
         """``items`` behind one progress bar (stderr, removed when done) when ``progress`` is on and stderr is a
@@ -103,20 +111,14 @@ class DemoContext:
 
 
 def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None]:
-    """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame; a name's
-    bytes that are not UTF-8 are written as ``\\xff`` (:func:`edgeae.report.printable`: the page, metrics.json and
-    the console show them)."""
+    """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame; the name
+    as given, a byte that is not UTF-8 as Python holds it (``\\udcff``: the page and the console show ``\\xff``,
+    metrics.json JSON's ``\\udcff`` escape, which ``json.loads`` and ``os.fsencode`` turn back into the bytes)."""
     from edgeae.imageio import read_image
-    from edgeae.report import printable
 
     if config.image is not None:
         data = read_image(config.image)
-        return (
-            data.pixels,
-            printable(config.image.name),
-            printable(f"{config.image} ({data.bit_depth}-bit)"),
-            data.valid,
-        )
+        return data.pixels, config.image.name, f"{config.image} ({data.bit_depth}-bit)", data.valid
     if config.source in ("auto", "rover"):
         from edgeae.data import find_data_root
         from edgeae.datasets import DEMO_FRAME
@@ -128,10 +130,8 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
             return (
                 data.pixels,
                 path.name,
-                printable(
-                    f"Perseverance Mastcam-Z calibrated colour frame {path.name} from {root}; never trained on "
-                    "(rover_rgb test split)"
-                ),
+                f"Perseverance Mastcam-Z calibrated colour frame {path.name} from {root}; never trained on "
+                "(rover_rgb test split)",
                 data.valid,
             )
         if config.data_root is not None:  # a folder named on purpose that does not hold the frame is a mistake
