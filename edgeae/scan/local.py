@@ -5,8 +5,8 @@ per task; each worker builds its scorer once and returns the image's :class:`Ima
 process writes the results folder. At most ``2 × workers`` images are in flight, so an archive of millions
 of files does not queue millions of futures. Workers add to a shared counter after every chunk, which
 drives a live progress bar even while a huge strip is being scanned. Each worker builds its models before its first
-image: a model it cannot load ends the scan (:class:`~edgeae.scan.errors.ModelLoadError`) before any image is recorded
-as failed for it, as with the Ray engine.
+image: a model it cannot load ends the scan (:class:`~edgeae.scan.errors.ModelLoadError`), as with the Ray engine, with
+no image recorded as failed for it (the images other workers, which loaded it, finished before are kept).
 """
 
 from __future__ import annotations
