@@ -186,3 +186,32 @@ def test_the_resume_check_of_a_part_the_file_system_cannot_give_keeps_it(
         scan_archive(arc, "orbital-gray-vae", out, **kw)
     monkeypatch.undo()
     assert part_damage(tmp_path / "never.parquet") == "is gone"
+
+
+# -- r2 #4: a model the spawned local workers cannot load, through the command ---------------------------------------
+def unloadable(spec: object, *args: object) -> object:
+    """A model loader that always fails (module level: the spawned workers unpickle the factory by name)."""
+    raise RuntimeError("cannot create the interpreter\n(the runtime's details)")
+
+
+def test_the_command_says_in_one_line_that_the_spawned_workers_cannot_load_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 images on --workers 2: one spawned process per worker (test_scan_s36_f2 covers the threads of one image).
+    The error pickled back from a worker, the workers stopped, and the folder the command made removed again."""
+    import re
+
+    import edgeae.scan.run as scan_run
+    from edgeae.cli import main
+
+    monkeypatch.setattr(scan_run, "load_scorer", unloadable)
+    arc, out = _images(tmp_path / "arc", ["a.png", "b.png"]), tmp_path / "o"
+    assert main(["scan", str(arc), "--out", str(out), "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    line = re.fullmatch(
+        r"edgeae scan: error: cannot load the model (\S+): RuntimeError: cannot create the interpreter \(the "
+        r"runtime's details\)\n",
+        err,
+    )
+    assert line is not None, err
+    assert Path(line.group(1)).is_file() and not out.exists()
