@@ -1,21 +1,26 @@
 """The demo (session 36, fixer h3): a failed run leaves the earlier report's images too; a --model path that is not
-UTF-8 is shown escaped and recorded exactly."""
+UTF-8 is shown escaped and recorded exactly; the conclusion's wording of exact-method lists, printed ties and failed
+methods."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeae.demo import DemoConfig, run_demo, stage_frame, stage_metrics
+from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
+from edgeae.demo.context import CROSS
 from edgeae.demo.rebuild import stage_reconstruct
+from edgeae.reconstruct import Reconstruction
 
 FAST = [stage_frame, stage_reconstruct, stage_metrics]  # no model, no codec: well under a second
+INF = math.inf
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> Path:
@@ -143,3 +148,57 @@ def test_the_cli_with_such_names_on_a_strict_utf8_console(
     printed = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
     assert code == 0, capsys.readouterr().err
     assert "cae (" in printed and "m\\xfd.pt)" in printed and "d\\xfe" in printed
+
+
+# ----------------------------------------------------------------------------- the conclusion's wording
+def _ctx(*results: Reconstruction, cross_check: str | None = "linear") -> DemoContext:
+    ctx = DemoContext(DemoConfig(cross_check=cross_check), model="m")
+    ctx.results = list(results)
+    return ctx
+
+
+def _r(method: str, psnr: float, seconds: float = 1.0, ssim: float = 0.9, mae: float = 0.01) -> Reconstruction:
+    return Reconstruction(method, np.zeros((2, 2, 1), np.float32), seconds, {"psnr": psnr, "ssim": ssim, "mae": mae})
+
+
+def test_an_exact_list_with_the_cross_checked_cae_reads_as_one_list() -> None:
+    ctx = _ctx(_r("cae", 48.0), _r(CROSS, INF), _r("linear", INF), _r("nearest", INF), _r("ns", 150.97))
+    ctx.extra["cross_check_report"] = {"alpha_mean": 0.1, "cae_share": 0.0}
+    first = conclusion_lines(ctx)[0]
+    assert first == (
+        "From 10% of the pixels, linear, nearest and the CAE cross-checked with linear rebuild the frame exactly "
+        "(PSNR ∞); the best of the others is ns at 150.97 dB PSNR."
+    )
+    alone = conclusion_lines(_ctx(_r("cae", 48.0), _r(CROSS, INF), _r("linear", 40.0)))[0]
+    assert alone.startswith("From 10% of the pixels, the CAE cross-checked with linear rebuilds the frame exactly")
+
+
+def test_a_psnr_tie_as_printed_is_not_a_loss() -> None:
+    for cae in (30.001, 30.003):
+        line = conclusion_lines(_ctx(_r("cae", cae), _r("linear", 30.003)))[1]
+        assert line.startswith("The CAE matches the best classical method (linear, 30.00 dB PSNR)"), line
+        assert "loses to" not in line and "beats" not in line and "by 0.00 dB" not in line
+    first = conclusion_lines(_ctx(_r("cae", 30.001), _r("linear", 30.003)))[0]
+    assert first == "From 10% of the pixels, the best rebuild is linear at 30.00 dB PSNR, tied with cae (m)."
+    ahead = conclusion_lines(_ctx(_r("cae", 30.01), _r("linear", 30.003)))[1]
+    assert ahead.startswith("The CAE beats the best classical method (linear, 30.00 dB) by 0.01 dB PSNR")
+
+
+def test_a_codec_tie_as_printed_is_neither_better_nor_worse() -> None:
+    ctx = _ctx(_r("cae", 30.004), _r("linear", 29.0))
+    ctx.extra["codec"] = {"budget": 1000, "bytes": 990, "metrics": {"psnr": 30.001}}
+    ctx.extra["downlink"] = {"perfect": {"psnr": 30.0, "pixels_received": 1.0}}
+    text = " ".join(conclusion_lines(ctx))
+    assert "JPEG 2000 of the whole frame reaches 30.00 dB: the same as sparse pixels + CAE (30.00 dB)." in text
+    assert "worse than" not in text and "beat JPEG 2000" not in text and " 0.00 dB" not in text
+    assert "Should you fly it? On a clean link, no: JPEG 2000 at the same bytes matches sparse pixels + CAE" in text
+
+
+def test_every_method_does_not_count_a_failed_one() -> None:
+    lines = conclusion_lines(_ctx(_r("cae", INF), _r("linear", INF), _r("telea", math.nan)))
+    assert lines[0] == (
+        "From 10% of the pixels, every method but telea rebuilds the frame exactly (PSNR ∞); the rebuild of telea "
+        "could not be scored."
+    )
+    every = conclusion_lines(_ctx(_r("cae", INF), _r("linear", INF)))
+    assert every[0] == "From 10% of the pixels, every method rebuilds the frame exactly (PSNR ∞)."

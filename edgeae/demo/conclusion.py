@@ -25,6 +25,14 @@ def _names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
+def _listed(ctx: DemoContext, methods: list[str]) -> str:
+    """``methods`` named in one list: the adapted and cross-checked CAE as short phrases, last (their full labels hold
+    a comma or end in a method's name: "cae (m) cross-checked with linear, linear and nearest" read as two lists)."""
+    phrase = {ADAPTED: "the CAE adapted to the frame", CROSS: f"the CAE cross-checked with {ctx.config.cross_check}"}
+    plain = [_label(ctx, m) for m in methods if m not in phrase]
+    return _names(plain + [phrase[m] for m in (ADAPTED, CROSS) if m in methods])
+
+
 def _reach(psnr: float) -> str:
     return "an exact rebuild (PSNR ∞)" if psnr == math.inf else f"{psnr:.2f} dB"
 
@@ -69,9 +77,13 @@ def _cae_line(ctx: DemoContext, cae: Reconstruction, classical: list[Reconstruct
     elif round(cae.seconds, 2) < round(top.seconds, 2):
         ahead.append(timing)
     parts = [f"it loses on {', '.join(where)}"] if where else []
+    both = math.isfinite(cp) and math.isfinite(tp)
     if ahead:
-        parts.append(f"it {'is ahead' if where or cp <= tp else 'also wins'} on {', '.join(ahead)}")
-    if math.isfinite(cp) and math.isfinite(tp):
+        wins = round(cp, 2) > round(tp, 2) if both else cp > tp
+        parts.append(f"it {'also wins' if wins and not where else 'is ahead'} on {', '.join(ahead)}")
+    if both and round(cp, 2) == round(tp, 2):  # a tie as printed: not a loss (or a win) by 0.00 dB
+        head = f"The CAE matches the best classical method ({_label(ctx, top.method)}, {tp:.2f} dB PSNR)"
+    elif both:
         head = (
             f"The CAE {'beats' if cp > tp else 'loses to'} the best classical method ({_label(ctx, top.method)}, "
             f"{tp:.2f} dB) by {abs(cp - tp):.2f} dB PSNR"
@@ -107,8 +119,16 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         ranked = sorted(recon, key=lambda r: -r.metrics["psnr"])  # stable: ties in the page's order
         exact = [r for r in ranked if r.metrics["psnr"] == math.inf]
         rest = ranked[len(exact) :]
+        failed = [r.method for r in ctx.results if r.method != "jpeg2000" and math.isnan(r.metrics["psnr"])]
         if exact and not rest and len(exact) > 1:
-            lines.append(f"From {keep} of the pixels, every method rebuilds the frame exactly (PSNR ∞).")
+            if failed:  # "every method" would count the one that failed among the exact ones
+                what = _listed(ctx, failed)
+                lines.append(
+                    f"From {keep} of the pixels, every method but {what} rebuilds the frame exactly (PSNR ∞); the "
+                    f"rebuild{'s' if len(failed) > 1 else ''} of {what} could not be scored."
+                )
+            else:
+                lines.append(f"From {keep} of the pixels, every method rebuilds the frame exactly (PSNR ∞).")
         elif exact:
             others = (
                 f"; the best of the others is {_label(ctx, rest[0].method)} at {rest[0].metrics['psnr']:.2f} dB PSNR"
@@ -116,16 +136,16 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
                 else ""
             )
             lines.append(
-                f"From {keep} of the pixels, {_names([_label(ctx, r.method) for r in exact])} "
+                f"From {keep} of the pixels, {_listed(ctx, [r.method for r in exact])} "
                 f"rebuild{'s' if len(exact) == 1 else ''} the frame exactly (PSNR ∞){others}."
             )
         else:
             best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
-            margin = (
-                f", {best.metrics['psnr'] - second.metrics['psnr']:.2f} dB ahead of {_label(ctx, second.method)}"
-                if second
-                else ""
-            )
+            margin = ""
+            if second:  # a tie as printed is not "0.00 dB ahead"
+                top_db, next_db = best.metrics["psnr"], second.metrics["psnr"]
+                by = "tied with" if round(top_db, 2) == round(next_db, 2) else f"{top_db - next_db:.2f} dB ahead of"
+                margin = f", {by} {_label(ctx, second.method)}"
             lines.append(
                 f"From {keep} of the pixels, the best rebuild is {_label(ctx, best.method)} at "
                 f"{best.metrics['psnr']:.2f} dB PSNR{margin}."
@@ -173,9 +193,14 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         jp, sp = codec["metrics"]["psnr"], sparse.metrics["psnr"]
         if math.isfinite(jp) and math.isfinite(sp):
             d = jp - sp
+            than = (
+                f"the same as {sparse_text}"
+                if round(jp, 2) == round(sp, 2)
+                else f"{abs(d):.2f} dB {'better' if d > 0 else 'worse'} than {sparse_text}"
+            )
             lines.append(
                 f"At the same {codec['budget']:,} bytes on a clean link, JPEG 2000 of the whole frame reaches "
-                f"{jp:.2f} dB: {abs(d):.2f} dB {'better' if d > 0 else 'worse'} than {sparse_text} ({sp:.2f} dB)."
+                f"{jp:.2f} dB: {than} ({sp:.2f} dB)."
             )
         else:
             both = ", as does" if jp == sp else ";"
@@ -233,8 +258,11 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         if lost:
             links.append(f"{gone} (no rebuild at all)")
         codec_loss = "a codec stream that loses a packet cannot be decoded past it"
-        if jp > sp or jp == sp == math.inf:
-            if math.isfinite(jp) and math.isfinite(sp):
+        tie = math.isfinite(jp) and math.isfinite(sp) and round(jp, 2) == round(sp, 2)
+        if jp > sp or jp == sp == math.inf or tie:
+            if tie:
+                better = f"matches {sparse_text} ({jp:.2f} dB)"
+            elif math.isfinite(jp) and math.isfinite(sp):
                 better = f"is {jp - sp:.2f} dB better than {sparse_text}"
             else:
                 better = "rebuilds the frame exactly " + ("too" if jp == sp else f"and {sparse_text} does not")
