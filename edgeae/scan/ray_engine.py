@@ -267,7 +267,7 @@ class _Pool:
         self.last[slot] = ""
         # an actor that scanned images is always replaced (its deaths came with images, which are bounded); one that
         # never came up, ``size`` times in a row (a node where the model cannot load, a few actors placed there; the
-        # count starts again when an actor comes up, so failures hours apart on a long scan do not add up)
+        # count starts again when a fresh actor first answers, so failures hours apart on a long scan do not add up)
         if self.up[slot] or self.starts_since_up <= self.size:
             self.actors[slot], self.up[slot] = self.make(), False
             self.starting[self.actors[slot].identity.remote()] = slot
