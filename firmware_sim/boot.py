@@ -31,7 +31,7 @@ from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
 from .run_summary import NO_ANOMALY_MODEL
 from .state import frames_since_pass
-from .stops import retake_unsaved
+from .stops import quietly, retake_unsaved
 from .telemetry import TelemetryWriter, read_history
 
 if TYPE_CHECKING:
@@ -126,6 +126,9 @@ def boot(
     check_fixed_camera(rt)
     over = [f"{rt.queue.root}: {rt.queue.over_capacity}"] if rt.queue.over_capacity else []
     rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt), *check_room(rt), *over]
+    if rt.queue.lost_on_recovery:  # what the recovery found is saved now, whether or not this boot takes a frame
+        quietly({}, rt.queue.save)  # (until session 36 a boot that took none left those items pending on disk, and
+        # every later boot found them again); a failure is kept in queue.unsaved and tried again at the end of the run
 
 
 def load_models(rt: FlightRuntime, parallel: str) -> None:
@@ -148,7 +151,8 @@ def queue_recovery_events(rt: FlightRuntime) -> None:
     (until then said to no one; the boot's warnings on the console say it too). An item an earlier boot on this
     state already wrote an ``evicted`` event for gets none again: that boot found it lost but could not save its
     index (a full disk), or saved none (it took no frame), so this one loaded the same index and found the same
-    file gone (until session 36 each such boot wrote the event again: one product lost, counted at every boot)."""
+    file gone (until session 36 each such boot wrote the event again: one product lost, counted at every boot). A boot
+    that loads such items saves the index once it has booted (:func:`boot`), frame or no frame."""
     q = rt.queue
     told: set[Any] = set()
     if q.lost_on_recovery:  # telemetry read only then, and of it only the lines that may say so
