@@ -58,6 +58,35 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def machine_record() -> dict[str, Any]:
+    """The machine a flight run ran on, for its ``start`` line: the CPU (:func:`cpu_record`), its CPUs and the cores
+    this process may use, the 1-minute load at the start, and the package versions: without them a frame time cannot
+    be judged afterwards (the same rover frame took 0.46-3.4 s on one host, by its load)."""
+    from .frame_intake import usable_cores
+
+    return {
+        "cpu": cpu_record(),
+        "cpus": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "loadavg_1min": load_1min(),
+        "versions": _versions(),
+    }
+
+
+def machine_line(result: dict[str, Any]) -> str:
+    """``machine: CPU MODEL (x86_64, 2 CPUs), python 3.11.7, numpy 2.4.6, edgeae 0.1.0``: the bench table's line
+    for the machine and versions (until session 36 only in ``--json``)."""
+    machine, versions = result.get("machine") or {}, result.get("versions") or {}
+    cpu = machine.get("cpu") or {}
+    model = cpu.get("cpu_model") or machine.get("processor") or "unknown CPU"
+    arch = cpu.get("machine") or ""
+    cpus = machine.get("cpus")
+    where = ", ".join(x for x in (arch, f"{cpus} CPUs" if cpus else "") if x)
+    vnni = {True: ", VNNI", False: ", no VNNI"}.get(bool(cpu["vnni"]), "") if cpu.get("vnni") is not None else ""
+    soft = ", ".join(f"{k} {versions[k]}" for k in ("python", "numpy", "edgeae") if versions.get(k))
+    return f"machine: {model}" + (f" ({where}{vnni})" if where or vnni else "") + (f", {soft}" if soft else "")
+
+
 def thread_warning(threads: Sequence[int]) -> str | None:
     """What ``firmware-sim run`` warns about a mission's ``[runtime] threads``, for bench's thread counts: more
     threads than the cores this process may use cost time without scoring faster."""

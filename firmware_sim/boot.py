@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from edgeae.wire.codec import PIP_AEC, aec_available, resolve_sample_codec
 from edgeae.wire.packets import WireConfig
 
+from .bench_machine import machine_record
 from .budget import CostModel, patch_grid, scoring_batch, scoring_plan
 from .faults import FaultPlan, FaultSpecError, parse_faults
 from .frame_intake import check_fixed_camera, check_loaded_memory, preload_frame_path
@@ -92,6 +93,8 @@ def boot(
         heap=rt.heap,
         resumed=rt.queue.recovered,  # false: a fresh state, earlier lines belong to another
         utc=rt.tm.utc0,  # the wall-clock time (UTC) at which this boot's ``t`` is 0
+        # the CPU, its cores, the load at the start and the package versions: what a frame time is judged by
+        machine=machine_record(),
     )
     if rt.settings_changed:
         rt.tm.write("event", kind="mission_settings_changed", changes=rt.settings_changed)

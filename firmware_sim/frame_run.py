@@ -103,14 +103,15 @@ def run_frame(
         rec["level_planned"] = dict(rec["level"])
         rec["level"] = {"index": LADDER_INDEX.get(deepest["level"], 0), "name": deepest["level"]}
     tm = rec["timing_ms"]
-    base = total - tm["score"] - tm.get("recon", 0.0) - tm["products"]
+    scoring = tm["score"] + tm.get("nodata", 0.0)  # the no-data mask is made only when scoring: a scoring cost
+    base = total - scoring - tm.get("recon", 0.0) - tm["products"]
     rt.cost.update(
         mpix=mpix,
         base_ms=base,
         kept_mpix=work.kept / 1e6,
         products_ms=tm["products"],
         patches=work.topk.scored,
-        score_ms=tm["score"],
+        score_ms=scoring,
         recon_ms=tm.get("recon"),
     )
     rec["probe"] = rt._probe(level, available - total)
