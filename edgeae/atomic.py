@@ -73,7 +73,7 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{stem}{tag}")
 
 
-def _process_gone(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
     """Whether no process ``pid`` runs now (this process counts as gone: what it writes it removes on every error,
     so a temporary file under its own number was left by an earlier process that had the same number)."""
     if pid == os.getpid() or pid <= 0:  # (kill(0) would signal this process group)
@@ -115,7 +115,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[str]:
 
     def stale(name: str) -> bool:
         m = _TEMP.match(name)
-        return m is not None and _process_gone(int(m["pid"]))
+        return m is not None and process_gone(int(m["pid"]))
 
     return sorted(remove_files(folder, stale))
 

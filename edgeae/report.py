@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.printable import printable
 
 ERROR_MAP_MAX = 0.25  # |error| (fraction of full scale) shown at the top of the colour scale
 
@@ -119,21 +120,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "figure"
 
 
-def printable(text: str) -> str:
-    """``text`` with what UTF-8 cannot hold written as a backslash escape, the rest unchanged: a file name's bytes
-    that are not UTF-8 (which ``os.fsdecode`` hands over as lone surrogates, U+DC80-U+DCFF) as ``\\xff``, any other
-    lone surrogate as ``\\ud800``. A page, a JSON record or a console line then shows the name instead of failing."""
-    return _SURROGATE.sub(_escape_surrogate, text)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _escape_surrogate(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
-
-
 def _number_format(values: Sequence[Any]) -> str:
     """One format for a column's floats: four decimals; more (up to six) when its smallest non-zero value needs them
     for two significant digits; scientific for every value when one is below 1e-5 or at or above 1e5."""
@@ -208,13 +194,13 @@ def stage_images(out_dir: str | os.PathLike[str]) -> Path:
     """A new, empty folder ``out_dir/img/.new-PID`` for a report's images (:func:`render_report`'s ``img_dir``), to
     be renamed into ``img/`` with :func:`move_images` once the page is whole. A staging folder that a run killed
     outright left (its process gone) is removed first."""
-    from edgeae.atomic import _process_gone
+    from edgeae.atomic import process_gone
 
     img = Path(out_dir) / "img"
     img.mkdir(parents=True, exist_ok=True)
     for entry in os.scandir(img):
         m = _STAGED.fullmatch(entry.name)
-        if m and entry.is_dir(follow_symlinks=False) and _process_gone(int(m[1])):
+        if m and entry.is_dir(follow_symlinks=False) and process_gone(int(m[1])):
             shutil.rmtree(entry.path, ignore_errors=True)
     staged = img / f".new-{os.getpid()}"
     staged.mkdir()

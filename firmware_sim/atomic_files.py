@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeae.atomic import _process_gone, remove_files  # one definition each
+from edgeae.atomic import process_gone, remove_files  # one definition each
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -43,7 +43,7 @@ def remove_stale_temps(
 
     def stale(name: str) -> bool:
         m = _TEMP.match(name)
-        if m is not None and names(m["name"]) and (any_pid or _process_gone(int(m["pid"]))):
+        if m is not None and names(m["name"]) and (any_pid or process_gone(int(m["pid"]))):
             return True
         old = _OLD_TEMP.match(name)
         return old is not None and not name.startswith(".") and names(old["name"])

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeae.printable import printable
+
 from .cli_advice import advice_lines as advice_lines
 from .cli_advice import check_lines as check_lines
 from .cli_advice import retaken_lines as retaken_lines
-from .report_html import printable
 
 
 def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> dict[str, str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae.atomic import write_text
+from edgeae.printable import printable
 
 from .queue import PRIORITY as _QUEUE_PRIORITY
 from .queue_ledger import KEEP_EVICTED, tallies
@@ -45,7 +46,6 @@ from .report_html import (
     _short_source,
     _table,
     png_bytes,
-    printable,
     select,
 )
 from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_patches, read_telemetry

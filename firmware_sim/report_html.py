@@ -1,6 +1,6 @@
 """The building blocks of ``report.html``: its stylesheet, escaping and number formats, tables, legends, the
 frame of an inline SVG chart, and the PNG images of the anomaly gallery (written with zlib); and
-:func:`printable`, which the page and the console write names with.
+:func:`printable` (from the neutral :mod:`edgeae.printable`), which the page and the console write names with.
 
 numpy and the standard library only, like the rest of the flight runtime.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgeae.printable import printable
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1150px;padding:0 1em;color:#222}
@@ -49,23 +51,6 @@ def png_bytes(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
 
     head = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-
-
-def printable(text: str) -> str:
-    """``text`` with what UTF-8 cannot hold written as a backslash escape, the rest unchanged: a file name's bytes
-    that are not UTF-8 (which ``os.fsdecode`` hands over as lone surrogates, U+DC80-U+DCFF) as ``\\xff``, any other
-    lone surrogate as ``\\ud800``. The page and the console then show the name instead of failing (until session
-    36 one such frame file name or ``--out`` folder ended ``run`` with "surrogates not allowed", exit 2, no report
-    and no console summary). As ``edgeae.report.printable`` does for the demo: the flight imports no ground code."""
-    return _SURROGATE.sub(_escape_surrogate, text)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _escape_surrogate(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def _e(v: Any) -> str:

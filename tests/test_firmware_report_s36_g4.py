@@ -21,8 +21,10 @@ pytest.importorskip("spacepackets")
 from edgeae.firmware_sim import report, telemetry_lines
 from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.report import load_summary, write_report
-from edgeae.firmware_sim.report_html import _detail, _table, printable
+from edgeae.firmware_sim.report_html import _detail, _table
 from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
+
+from edgeae.printable import printable
 
 MISSION = """
 name = "g4"

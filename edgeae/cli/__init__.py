@@ -22,6 +22,7 @@ from edgeae._version import __version__
 from edgeae.cli_conventions import DASH_REFUSED as DASH_REFUSED
 from edgeae.cli_conventions import VERBOSE_HELP as VERBOSE_HELP
 from edgeae.cli_conventions import CommandParser, dash_given
+from edgeae.printable import printable
 
 # name -> module (a plain dict: easy to read and grep)
 COMMANDS: dict[str, str] = {
@@ -167,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _err(line: str) -> None:
+    """One error line on stderr, a file name's bytes that are not UTF-8 written as ``\\xff`` (as the pages and the
+    console do), not as the ``\\udcff`` Python's stderr would print."""
+    print(printable(line), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -183,7 +190,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     dash = dash_given(parser, args)
     if dash:
-        print(f"edgeae {args.command}: error: {dash} -: {DASH_REFUSED}", file=sys.stderr)
+        _err(f"edgeae {args.command}: error: {dash} -: {DASH_REFUSED}")
         return 2
     try:
         return _run_command(args)
@@ -282,7 +289,7 @@ def _run_guarded(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: a message, not a traceback (a scan keeps what it finished)
         again = " (run the same command again to resume)" if args.command == "scan" else ""
         how = f" ({got[0]})" if got else ""
-        print(f"\nedgeae {args.command}: interrupted{how}{again}", file=sys.stderr)
+        _err(f"\nedgeae {args.command}: interrupted{how}{again}")
         return 130
     except StdoutError as exc:  # stdout closed (| head, | true) or full (> /dev/full): the files it wrote stay
         cause = exc.__cause__
@@ -291,26 +298,26 @@ def _run_guarded(args: argparse.Namespace) -> int:
             if isinstance(cause, BrokenPipeError)
             else f"cannot write to stdout: {getattr(cause, 'strerror', None) or cause}"
         )
-        print(f"edgeae {args.command}: error: {what}; its console output is cut short", file=sys.stderr)
+        _err(f"edgeae {args.command}: error: {what}; its console output is cut short")
         _silence_stdout(inner)
         return 1
     except BrokenExecutor as exc:  # a worker process died (killed, out of memory): no traceback, a way on
         again = "; run the same command again to resume" if args.command == "scan" else ""
-        print(f"edgeae {args.command}: error: a worker process died ({exc}){again}", file=sys.stderr)
+        _err(f"edgeae {args.command}: error: a worker process died ({exc}){again}")
         return 1
     except BrokenPipeError as exc:  # a pipe other than stdout (a stdout written past the guard: silenced too)
-        print(f"edgeae {args.command}: error: a pipe it wrote to was closed ({exc})", file=sys.stderr)
+        _err(f"edgeae {args.command}: error: a pipe it wrote to was closed ({exc})")
         _silence_stdout(inner)
         return 1
     except ImageReadError as exc:  # an input that cannot be read (corrupt, truncated, not an image): a data error
-        print(f"edgeae {args.command}: error: {exc}", file=sys.stderr)
+        _err(f"edgeae {args.command}: error: {exc}")
         if isinstance(exc, ImageMissingError):  # a wrong path: a usage error, refused before any work
             return 2
         return 2 if args.command == "train" else 1  # train: 2 for bad data (docs/training.md, its own statuses)
     except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
         from edgeae._optional import base_missing
 
-        print(f"edgeae {args.command}: error: {base_missing(exc) or exc}", file=sys.stderr)
+        _err(f"edgeae {args.command}: error: {base_missing(exc) or exc}")
         return 2
     finally:
         if guarded and isinstance(sys.stdout, _GuardedStdout):
