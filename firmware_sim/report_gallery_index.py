@@ -4,14 +4,19 @@ report reads only the pass files written since, then each shown patch's pieces b
 (:func:`.report_packets.load_samples`). Until session 36 every report, so every boot, read and decoded every pass
 file of the mission again (2,000 passes of 16 patches: 8.3 s a boot, growing with the mission; 0.14 s with it).
 
-The index is bounded by what the gallery can show: it keeps in full (header, and each piece's place, size, CRC-32,
-pass file and offset) only the ``keep`` highest-scoring patches and those not yet whole (a piece missing, or
-packets that disagree); every other patch is kept by its key alone, ``(frame_id, index)``, to count it and name its
-frame among those not shown (about 10 B a patch). A packet that comes for such a patch in a later pass file is
-noted and skipped (the pass file its other packets came in is not read again). It also names each pass file it
-read with its size, modification time and inode: it is used only when those files are the first of the folder's
-pass files, unchanged (a pass file rewritten or removed, or one that cannot be read, makes the report read every
-file again and write a new index). Written atomically; one that cannot be read or written is only a slower report.
+The index grows with the mission, but by much less than the pass files: it keeps in full (header, and each
+piece's place, size, CRC-32, pass file and offset) only the ``keep`` highest-scoring patches and those not yet
+whole (a piece missing, or packets that disagree: kept so for good), every other patch by its key alone,
+``(frame_id, index)``, to count it and name its frame among those not shown (about 10 B a patch), and each pass
+file it read by its name, size, modification time and inode (about 45 B a pass file). A packet that comes for a
+patch kept by key in a later pass file is noted and skipped (the pass file its other packets came in is not read
+again). The index is used only when the files it names are the first of the folder's pass files (in the order of
+their number: :func:`.report_packets.pass_files`), unchanged (a pass file rewritten or removed, or one that cannot
+be read, makes the report read every file again and write a new index). Written atomically, its document inside a
+CRC-32 of it: one that cannot be read, does not match its CRC (a digit changed in storage leaves valid JSON) or
+cannot be written is only a slower report. A pass file changed in place without a change of size or time (a bit
+flipped in storage) is found only in the patches shown, whose packets are read again and checked, header and
+samples (:func:`.report_packets.load_samples`).
 """
 
 from __future__ import annotations
@@ -19,16 +24,29 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgeae.atomic import write_bytes
 
-from .report_packets import _HEADER_KEYS, MAX_PATCH_ELEMENTS, PassScan, PatchRead, Piece, _Notes, _same, _score_key
+from .report_packets import (
+    _HEADER_KEYS,
+    MAX_PATCH_ELEMENTS,
+    PassScan,
+    PatchRead,
+    Piece,
+    _Notes,
+    _same,
+    _score_key,
+    pass_files,
+)
 
 INDEX_NAME = "gallery_index.json"
-VERSION = 1
+VERSION = 2  # 2: the document inside a CRC-32 of it (session 36); a version-1 index is read as none
+_HEAD = re.compile(rb'\{"crc32":(\d{1,10}),"doc":')
 
 
 @contextlib.contextmanager
@@ -88,7 +106,20 @@ def _dump(scan: PassScan, files: list[list[Any]], folder: str, keep: int) -> byt
     closed = [x for key in sorted(scan.closed) for x in key]
     doc = {"version": VERSION, "cap": MAX_PATCH_ELEMENTS, "keep": keep, "folder": folder, "files": files,
            "notes": scan.notes.rows(), "closed": closed, "groups": groups}  # fmt: skip
-    return json.dumps(doc, separators=(",", ":")).encode()
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return b'{"crc32":%d,"doc":%s}' % (zlib.crc32(body), body)
+
+
+def _body(data: bytes) -> bytes:
+    """The document of an index file (:func:`_dump`), checked against its CRC-32: a ``ValueError`` when it does
+    not match (a digit changed in storage leaves valid JSON: until session 36 the page then showed it)."""
+    head = _HEAD.match(data)
+    if head is None or not data.endswith(b"}"):
+        raise ValueError("not an index")
+    body = data[head.end() : -1]
+    if zlib.crc32(body) != int(head[1]):
+        raise ValueError("CRC mismatch")
+    return body
 
 
 def _load(path: Path, files: list[Any], folder: str, keep: int) -> tuple[PassScan, int]:
@@ -98,7 +129,7 @@ def _load(path: Path, files: list[Any], folder: str, keep: int) -> tuple[PassSca
     unchanged)."""
     fresh = PassScan(keep_samples=False), 0
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(_body(path.read_bytes()))
         same = (doc["version"], doc["cap"], doc["folder"]) == (VERSION, MAX_PATCH_ELEMENTS, folder)
         known = doc["files"]
         if not same or doc["keep"] < keep or not known or known != files[: len(known)]:
@@ -114,6 +145,7 @@ def _load(path: Path, files: list[Any], folder: str, keep: int) -> tuple[PassSca
                 header, file, pieces = dict(zip(_HEADER_KEYS, rest[:-2], strict=True)), rest[-2], rest[-1]
                 into[(parts, *rest[:-3], _same(rest[-3]))] = {  # the score last of the header: NaN equals NaN
                     "frame_id": int(fid),
+                    "index": int(index),
                     **header,
                     "parts": parts,
                     "pieces": {(e0, n): Piece(ln, crc, names[fi], off) for e0, n, ln, crc, fi, off in pieces},
@@ -134,7 +166,7 @@ def gallery_read(downlink_dir: Path, index_path: Path, keep: int) -> PatchRead:
         import edgeae.wire.parse  # noqa: F401
     except ImportError:  # spacepackets missing: the gallery falls back to the summary's list
         return PatchRead()
-    paths = sorted(downlink_dir.glob("pass_*.bin"))
+    paths = pass_files(downlink_dir)  # by their number: as text, from pass 100,000 on no index was a prefix
     keys = [_stat(f) for f in paths]
     with _no_gc():
         scan, done = _load(index_path, keys, downlink_dir.name, keep)

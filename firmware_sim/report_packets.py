@@ -180,6 +180,7 @@ class PassScan:
         if entry is None:
             entry = self.groups[key][sig] = {
                 "frame_id": pkt.frame_id,
+                "index": key[1],
                 **{k: h[k] for k in _HEADER_KEYS},
                 "parts": pkt.parts,
                 "pieces": {},
@@ -229,6 +230,18 @@ class PassScan:
         return PatchRead(sorted(patches, key=_score_key), self.notes.merged(outvoted), closed=sorted(self.closed))
 
 
+def pass_files(downlink_dir: Path) -> list[Path]:
+    """The pass files of ``downlink_dir`` (``pass_*.bin``) in the order they were written: by the number in their
+    name (``pass_{n:05d}.bin``: as text, ``pass_100000.bin`` sorted between ``pass_10000.bin`` and
+    ``pass_10001.bin``), a name with no number after the others, by name."""
+
+    def key(f: Path) -> tuple[float, str]:
+        n = f.stem[len("pass_") :]
+        return (int(n) if n.isdigit() else math.inf), f.name
+
+    return sorted(downlink_dir.glob("pass_*.bin"), key=key)
+
+
 def read_patches(downlink_dir: Path) -> PatchRead:
     """The anomaly patches in the downlink packet files (``pass_*.bin``), as the ground receives them: frame_id,
     x, y, size, channels, score, bit_depth, dtype and the pieces ``{(e0, n): Piece}`` each packet carried, with
@@ -241,7 +254,7 @@ def read_patches(downlink_dir: Path) -> PatchRead:
         return PatchRead()
     scan = PassScan(keep_samples=True)
     read = []
-    for f in sorted(downlink_dir.glob("pass_*.bin")):
+    for f in pass_files(downlink_dir):
         name = f"{downlink_dir.name}/{f.name}"
         try:
             data = f.read_bytes()
@@ -255,11 +268,26 @@ def read_patches(downlink_dir: Path) -> PatchRead:
     return out
 
 
+def _changed_header(pkt: Any, p: dict[str, Any], key: tuple[int, int]) -> str:
+    """What of packet ``pkt``'s header is not that of patch ``p`` and its piece ``key`` (``(e0, n)``); '' when
+    it all is (a packet that is no longer a patch's: 'kind')."""
+    if pkt.kind != "patch":
+        return f"kind {pkt.kind} not patch"
+    h = pkt.header
+    got = {"frame_id": pkt.frame_id, "index": h["index"], "parts": pkt.parts, **{k: h[k] for k in _HEADER_KEYS},
+           "e0": h["e0"], "n": h["n"]}  # fmt: skip
+    want = {"frame_id": p["frame_id"], "index": p.get("index", h["index"]), "parts": p["parts"],
+            **{k: p[k] for k in _HEADER_KEYS}, "e0": key[0], "n": key[1]}  # fmt: skip
+    return ", ".join(f"{k} {got[k]:.6g} not {want[k]:.6g}" for k in got if _same(got[k]) != _same(want[k]))
+
+
 def load_samples(downlink_dir: Path, p: dict[str, Any]) -> list[tuple[str, str]]:
     """Read again the samples of patch ``p``'s pieces (those a scan without samples found), each from its packet
     at its offset in its pass file (``downlink_dir``: the folder the pass files' names are in); returns notes on
     the pieces that could not be read back as they were scanned (the file changed or cannot be read), which are
-    left out of the patch (shown as not received)."""
+    left out of the patch (shown as not received). A packet whose header is no longer the patch's (frame, index,
+    part count, place, size, score, ...: a bit flipped in storage) is such a piece: until session 36 only its
+    samples were compared, and the page showed the scanned header."""
     from edgeae.wire.parse import WireError, parse_packet
 
     gone: dict[str, int] = {}
@@ -276,6 +304,9 @@ def load_samples(downlink_dir: Path, p: dict[str, Any]) -> list[tuple[str, str]]
                 f.seek(piece.offset)
                 head = f.read(6)
                 pkt = parse_packet(head + f.read(1 + struct.unpack(">H", head[4:6])[0]))
+                changed = _changed_header(pkt, p, key)
+                if changed:
+                    raise ValueError(f"its header differs from the one read before: {changed}")
                 samples = np.ascontiguousarray(pkt.samples[: key[1]])
                 if (len(samples), zlib.crc32(samples.tobytes())) != (piece.length, piece.crc):
                     raise ValueError("its samples differ from those read before")
@@ -320,6 +351,7 @@ def decode_patches(downlink_dir: Path) -> list[dict[str, Any]]:
     out = []
     for p in read_patches(downlink_dir).patches:
         pixels, complete, _ = assemble(p)
-        out.append({**{k: v for k, v in p.items() if k not in ("pieces", "dtype", "file", "parts")}, "pixels": pixels,
+        out.append({**{k: v for k, v in p.items() if k not in ("pieces", "dtype", "file", "parts", "index")},
+                    "pixels": pixels,
                     "complete": complete})  # fmt: skip
     return out

@@ -99,7 +99,7 @@ def test_a_pass_file_rewritten_or_a_damaged_index_makes_it_read_them_all(tmp_pat
         index.write_bytes(damage)
         assert len(gallery_read(out / "downlink", index, 96).read) == 4
         assert _page(out) == _read_all(out, tmp_path)
-    assert json.loads(index.read_text())["version"] == 1  # written anew
+    assert json.loads(index.read_text())["doc"]["version"] == 2  # written anew
 
 
 def test_the_index_keeps_in_full_only_the_patches_it_may_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +119,7 @@ def test_the_index_keeps_in_full_only_the_patches_it_may_show(tmp_path: Path, mo
     assert page[0].replace(late, "").split("<ul")[0] == want[0].split("<ul")[0] and page[1] == want[1]
     left = "29 lower-scoring patches not shown, of frame(s) 0, 1, 2, 3, 4, 5, 9; none of frame(s) 0, 1, 2, 3, 4, 9"
     assert left in page[0]
-    doc = json.loads((out / "report_img" / INDEX_NAME).read_text())
+    doc = json.loads((out / "report_img" / INDEX_NAME).read_text())["doc"]
     kept = {(fid, index) for fid, index, _ in doc["groups"]}
     assert kept == {(5, 4), (5, 3), (5, 2), (5, 1), (9, 0)} and len(doc["closed"]) == 2 * 26
 
