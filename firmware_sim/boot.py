@@ -30,6 +30,7 @@ from .memory_room import boot_out_of_memory, check_room, is_out_of_memory
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader
 from .queue import DownlinkQueue
+from .queue_ledger import boot_loss
 from .run_summary import NO_ANOMALY_MODEL
 from .state import frames_since_pass
 from .stops import quietly, retake_unsaved
@@ -154,17 +155,25 @@ def queue_recovery_events(rt: FlightRuntime) -> None:
     (until then said to no one; the boot's warnings on the console say it too). An item an earlier boot on this
     state already wrote an ``evicted`` event for gets none again: that boot found it lost but could not save its
     index (a full disk), or saved none (it took no frame), so this one loaded the same index and found the same
-    file gone (until session 36 each such boot wrote the event again: one product lost, counted at every boot). A boot
-    that loads such items saves the index once it has booted (:func:`boot`), frame or no frame."""
+    file gone (until session 36 each such boot wrote the event again: one product lost, counted at every boot). Told
+    means an earlier recovery event (``item file ... after reboot``) for the same item, product and frame: ids are
+    reused after a failed index save (a boot whose saves failed gave ids past the saved ``next_id`` and wrote events
+    for them, an eviction for room say; the next boot loads the older ``next_id``), and until review r5 of session
+    36 an id alone matched such an event, so the product lost got none. A boot that loads such items saves the index
+    once it has booted (:func:`boot`), frame or no frame."""
     q = rt.queue
     told: set[Any] = set()
     if q.lost_on_recovery:  # telemetry read only then, and of it only the lines that may say so
         events = read_history(rt.tm.path, (b'"start"', b'"evicted"')).events
-        told = {e.get("item") for e in events if e.get("kind") == "evicted"}
+        told = {
+            (e.get("item"), e.get("product"), e.get("frame_id"))
+            for e in events
+            if e.get("kind") == "evicted" and boot_loss(str(e.get("reason") or ""))
+        }
     for iid in q.lost_on_recovery:
-        if iid in told:
-            continue
         it = q.items[iid]
+        if (it.id, it.kind, it.frame_id) in told:
+            continue
         rt.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=it.frame_id,
                     bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
     if q.over_capacity:

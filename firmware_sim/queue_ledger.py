@@ -35,10 +35,16 @@ class Outcome:
     reason: str = ""
 
 
+def boot_loss(reason: str) -> bool:
+    """Whether an eviction ``reason`` is an item's file found missing or damaged by a boot's recovery (``item file
+    missing after reboot``, ``item file damaged (...) after reboot``)."""
+    return reason.startswith("item file ") and reason.endswith(" after reboot")
+
+
 def storage_damage(reason: str) -> bool:
     """Whether an eviction ``reason`` is damage to the item's file found by a pass (``storage corruption: ...``) or
-    at boot (``item file missing after reboot``, ``item file damaged (...) after reboot``), not a lack of room."""
-    return reason.startswith(DAMAGED) or (reason.startswith("item file ") and reason.endswith(" after reboot"))
+    at boot (:func:`boot_loss`), not a lack of room."""
+    return reason.startswith(DAMAGED) or boot_loss(reason)
 
 
 def _lost(items: list[Any]) -> str:
@@ -132,9 +138,25 @@ def compact(items: dict[int, Any], state: dict[str, Any], settled: set[int]) -> 
     return len(gone)
 
 
+def _inconsistent(t: dict[str, int]) -> str:
+    """What of one kind's compacted totals cannot be ('' when they add up): a compacted item is sent or evicted,
+    never pending; a withdrawn or corrupted item is an evicted one; no item sent more than its bytes."""
+    if t["pending"]:
+        return f"pending {t['pending']}, not 0 (a compacted item is never pending)"
+    if t["sent"] + t["evicted"] != t["items"]:
+        return f"sent {t['sent']} + evicted {t['evicted']} is not its items {t['items']}"
+    if t["withdrawn"] + t["corrupted"] > t["evicted"]:
+        return f"withdrawn {t['withdrawn']} + corrupted {t['corrupted']} is over its evicted {t['evicted']}"
+    if t["sent_bytes"] > t["wire_bytes"]:
+        return f"sent_bytes {t['sent_bytes']} is over its wire_bytes {t['wire_bytes']}"
+    return ""
+
+
 def check_compacted(state: dict[str, Any]) -> str:
     """What is wrong with the state's ``compacted`` totals and the ledger's ``outcome`` entries ('' when nothing
-    is): an object of kinds, each of :data:`TALLIES` counts >= 0; an outcome is [outcome, code, reason]."""
+    is): an object of kinds, each of :data:`TALLIES` counts >= 0 that add up (:func:`_inconsistent`: until
+    review r5 of session 36 only their type was checked, so one damaged digit changed the summary's counts); an
+    outcome is [outcome, code, reason]."""
     compacted = state.get("compacted", {})
     if not isinstance(compacted, dict):
         return f"state 'compacted' is {compacted!r}, not an object"
@@ -143,6 +165,9 @@ def check_compacted(state: dict[str, Any]) -> str:
             k in TALLIES and type(v) is int and v >= 0 for k, v in t.items()
         ):  # fmt: skip
             return f"state 'compacted' of {kind} is {t!r}, not counts of {', '.join(TALLIES)} (>= 0)"
+        wrong = _inconsistent({**dict.fromkeys(TALLIES, 0), **t})
+        if wrong:
+            return f"state 'compacted' of {kind}: {wrong}"
     for fid, entry in state["frames"].items():
         o = entry.get("outcome")
         if o is None:
