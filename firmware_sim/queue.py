@@ -20,6 +20,10 @@ lowest-priority and oldest first, except an item already sent in part (finished 
 product from consecutive sequence counts); an item of the same or a higher priority is never evicted for it (a
 newcomer that no such eviction makes room for is refused, reason ``queue_full``: what was queued first goes first).
 Every eviction and refusal is recorded with its reason.
+
+"Bounded" is the stored products (``capacity_bytes``), not the index: it holds every frame's ledger entry (about
+100 B, 130 B once its outcome is kept) and the products still waiting, and grows with the mission
+(:mod:`.queue_ledger`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ after the pass or the put that finished it); the :data:`KEEP_EVICTED` most recen
 the report's table of evicted items. Every eviction is also an ``evicted`` or ``queue_refused`` event in
 ``telemetry.jsonl``. Plain functions over the queue's items and state; :mod:`.queue` calls :func:`compact` at each
 save.
+
+The index is not bounded: it still grows with the mission, by about 130 B a frame once its products are sent (100 B
+of ledger entry and 30 B of outcome; a partial frame's outcome keeps the reason of its loss, up to about 200 B), and
+the items of a frame whose outcome never becomes final (left ``in_progress`` or ``interrupted`` and never taken
+again) are never compacted (``scripts/queue_index_growth.py`` measures the growth, docs/firmware_sim.md quotes it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Session-36 fixer f1: the flight queue's index is bounded (finished items compacted into totals per kind, with
-each finished frame's outcome kept in its ledger entry) and its growth is measured by a script the docs cite."""
+"""Session-36 fixer f1: the flight queue's index grows by a frame's ledger entry, not by its products (finished
+items compacted into totals per kind, with each finished frame's outcome kept in its ledger entry), and its growth
+is measured by a script the docs cite."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_the_index_growth_the_docs_quote_is_measured_by_a_script() -> None:
     assert "scripts/queue_index_growth.py" in text and "about 170 B per product while it waits" in text
 
 
-# ------------------------------------------------------------ item 3: the index bounded
+# ------------------------------------------------------------ item 3: finished products leave the index
 def test_sent_products_leave_the_index_and_a_frame_costs_its_ledger_entry() -> None:
     """Every sent or evicted item stayed in the index for good (~170 B a product): 600 B a frame of three products
     once all were sent, forever; now a finished frame keeps its ledger entry and its outcome, its items are totals."""
