@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
+from edgeae.atomic import remove_stale_temps
 from edgeae.scan.archive import ArchiveEntry, as_text, entry_key
-from edgeae.scan.out_checks import read_part
-from edgeae.scan.pipeline import TopK
+from edgeae.scan.merge import gallery_top, write_results
 from edgeae.scan.report_text import report_markdown
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
 
@@ -94,31 +94,6 @@ def lro_extrapolation(patches_per_s: float, stride: int = PAPER_PATCH, basis: st
     }
 
 
-def _merge_results(store: ScanStore, done: list[ArchiveEntry]) -> tuple[Any, list[dict[str, Any]]]:
-    pa = require("pyarrow")
-    tables, summaries = [], []
-    for e in done:
-        t = read_part(store.part_path(e.key))  # one damaged inside: ScanStateError naming it and what to do
-        tables.append(t)
-        s = t.column("score").to_numpy() if t.num_rows else np.zeros(0, np.float32)
-        i = int(np.argmax(s)) if len(s) else -1
-        summaries.append(
-            {
-                "score_mean": float(s.mean()) if len(s) else float("nan"),
-                "score_max": float(s[i]) if len(s) else float("nan"),
-                "score_p99": float(np.percentile(s, 99)) if len(s) else float("nan"),
-                "max_x": int(t.column("x")[i].as_py()) if len(s) else -1,
-                "max_y": int(t.column("y")[i].as_py()) if len(s) else -1,
-            }
-        )
-    if tables:  # parts written before the map columns existed get them as nulls
-        table = pa.concat_tables(tables, promote_options="default")
-    else:
-        table = pa.table({c: pa.array([], t) for c, t in zip(RESULT_COLUMNS, _types(pa), strict=True)})
-    table = table.sort_by([("file", "ascending"), ("y", "ascending"), ("x", "ascending")])
-    return table, summaries
-
-
 def _images_schema(pa: Any) -> Any:
     """images.parquet's columns: one row per archive image; score_* and max_x/max_y null unless it is done."""
     s, i, f = pa.string(), pa.int64(), pa.float64()
@@ -147,27 +122,14 @@ def thumb_stem(name: str) -> str:
     return stem if as_text(stem) == stem and len(stem.encode("utf-8")) <= THUMB_STEM_BYTES else entry_key(name)
 
 
-def _write_gallery(store: ScanStore, done: list[ArchiveEntry], k: int) -> list[dict[str, Any]]:
-    """Global top-k over every image's own top-k; thumbnails as PNG plus one contact sheet."""
+def _write_gallery(
+    store: ScanStore, done: list[ArchiveEntry], best_of: dict[str, float], k: int
+) -> list[dict[str, Any]]:
+    """Global top-k over every image's own top-k (:func:`edgeae.scan.merge.gallery_top`: read only from the images
+    whose best score, ``best_of``, can reach it); thumbnails as PNG plus one contact sheet."""
     from edgeae.imageio import write_image
 
-    cfg = store.config
-    best = TopK.empty(cfg.model.channels, cfg.patch)
-    names = np.zeros(0, dtype=object)
-    for e in done:
-        if not store.top_path(e.key).exists():
-            continue
-        t = store.load_top(e.key)
-        best_names = np.concatenate([names, np.array([e.name] * len(t.scores), dtype=object)])
-        both = TopK(
-            np.concatenate([best.scores, t.scores]),
-            np.concatenate([best.xs, t.xs]),
-            np.concatenate([best.ys, t.ys]),
-            np.concatenate([best.thumbs, t.thumbs]),
-        )
-        order = np.lexsort((both.xs, both.ys, best_names.astype(str), -both.scores.astype(np.float64)))[:k]
-        best = TopK(both.scores[order], both.xs[order], both.ys[order], both.thumbs[order])
-        names = best_names[order]
+    names, best = gallery_top(store, done, best_of, k)
     folder = store.out / "topk"
     folder.mkdir(exist_ok=True)
     for old in folder.glob("*.png"):  # the last run's thumbnails and sheet; other files there are not the scan's
@@ -238,14 +200,15 @@ def finalize(
     pq = require("pyarrow.parquet")
     for name in ("report.json", "report.md"):  # the last run's: a run that fails below leaves none, not a stale one
         (store.out / name).unlink(missing_ok=True)
+    remove_stale_temps(store.out)  # results and reports a killed run was writing (its .NAME.tmp-PID)
     recs = store.reconcile(entries)
     done = [e for e in entries if (r := recs.get(e.name)) is not None and r.status == "done"]
     names = {e.name for e in entries}
     elsewhere = sorted(n for n in recs if n not in names)  # recorded by a run over another ARCHIVE: not reported
-    table, summaries = _merge_results(store, done)
-    pq.write_table(table, store.out / "results.parquet", write_page_checksum=True)  # a CRC per page, as the parts
+    no_rows = pa.table({c: pa.array([], t) for c, t in zip(RESULT_COLUMNS, _types(pa), strict=True)})
+    # streamed, one row group at a time: memory does not grow with the archive (until session 36: ~600 B a patch)
+    n_results, s_by_name, best_of = write_results(store, done, store.out / "results.parquet", no_rows)
     per_image = []
-    s_by_name = {e.name: s for e, s in zip(done, summaries, strict=True)}
     for e in entries:
         r = recs.get(e.name) or Record(e.name, e.key, "pending")
         meta_path = store.meta_path(e.key)  # a pending image's facts are an earlier scan's: none shown
@@ -261,7 +224,7 @@ def finalize(
     # an explicit schema: the score columns of images that are not done are null, whichever image comes first
     images = pa.Table.from_pylist(per_image, schema=_images_schema(pa))
     pq.write_table(images, store.out / "images.parquet", write_page_checksum=True)
-    top = _write_gallery(store, done, store.config.top_k) if write_gallery else []
+    top = _write_gallery(store, done, best_of, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
     # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames)
@@ -284,7 +247,7 @@ def finalize(
         # above, their parts kept; the first 50 named
         "recorded_not_in_archive": len(elsewhere),
         "recorded_not_in_archive_files": elsewhere[:50],
-        "patches_in_results": table.num_rows,
+        "patches_in_results": n_results,
         "failures": failures,
         "skipped_products": skipped,
         "images_without_patches": empty,

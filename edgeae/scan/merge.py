@@ -1,0 +1,213 @@
+"""The end of a run's merge, bounded by one row group rather than by the archive: every done image's part streamed
+into results.parquet with the image's summary (:func:`write_results`), and the gallery's top-k (:func:`gallery_top`),
+which reads the best patches of only the images whose best score can reach it.
+
+results.parquet holds the rows, in the order, that concatenating every part and sorting by file, y, x gives (what
+:func:`edgeae.scan.report.finalize` did until session 36, holding every row twice: ~600 B a patch, so ~40 GB at the
+end of a scan of 1,000 NAC frames): the parts are read one at a time in the order of their ``file`` text (a part
+holds one image's rows, written in y, x order; one that is not is sorted alone; the parts of names written as the
+same text, ``\\xff`` and the byte 0xff, are merged together) and written :data:`ROW_GROUP_ROWS` rows a row group,
+under a temporary name renamed at the end (:func:`edgeae.atomic.atomic_path`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeae._optional import require
+from edgeae.atomic import atomic_path
+from edgeae.scan.archive import ArchiveEntry, as_text
+from edgeae.scan.out_checks import read_part
+from edgeae.scan.pipeline import TopK
+from edgeae.scan.state import ScanStore
+
+ROW_GROUP_ROWS = 1 << 16  # rows held before they are written as a row group (~10-20 MB; a NAC frame's patches)
+
+
+def summary(table: Any) -> dict[str, Any]:
+    """One part's score_mean, score_max, score_p99 and where the (first) maximum is; NaN and -1 without rows."""
+    s = table.column("score").to_numpy() if table.num_rows else np.zeros(0, np.float32)
+    if not len(s):
+        nan = float("nan")
+        return {"score_mean": nan, "score_max": nan, "score_p99": nan, "max_x": -1, "max_y": -1}
+    i = int(np.argmax(s))
+    return {
+        "score_mean": float(s.mean()),
+        "score_max": float(s[i]),
+        "score_p99": float(np.percentile(s, 99)),
+        "max_x": int(table.column("x")[i].as_py()),
+        "max_y": int(table.column("y")[i].as_py()),
+    }
+
+
+def _groups(done: list[ArchiveEntry]) -> list[list[ArchiveEntry]]:
+    """``done`` in the order of the text of their parts' ``file`` column (:func:`as_text`; a stable sort, as the
+    rows' was: Python orders text by code point, Arrow by UTF-8 bytes, the same order), equal texts in one group."""
+    groups: list[list[ArchiveEntry]] = []
+    for e in sorted(done, key=lambda e: as_text(e.name)):
+        if groups and as_text(groups[-1][0].name) == as_text(e.name):
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    return groups
+
+
+def _raster(table: Any) -> bool:
+    """Whether ``table``'s rows are in y, x order (as a part's are written)."""
+    if table.num_rows < 2:
+        return True
+    y, x = table.column("y").to_numpy(), table.column("x").to_numpy()
+    dy = np.diff(y.astype(np.int64))
+    return bool(np.all((dy > 0) | ((dy == 0) & (np.diff(x.astype(np.int64)) >= 0))))
+
+
+class _Wider(Exception):
+    """A part holds a column the schema taken from the first part lacks (that part written by an older version)."""
+
+
+def _conform(table: Any, schema: Any) -> Any:
+    """``table`` with ``schema``'s columns, in its order: a column the part lacks as nulls (a part written before
+    the map columns existed), one of another type cast to it; :class:`_Wider` when the part has a column it lacks."""
+    pa = require("pyarrow")
+    if table.schema.equals(schema):
+        return table
+    if set(table.schema.names) - set(schema.names):
+        raise _Wider
+    cols = [
+        table.column(f.name).cast(f.type) if f.name in table.schema.names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _image_rows(store: ScanStore, group: list[ArchiveEntry], summaries: dict[str, dict[str, Any]]) -> Any:
+    """The rows of one group's parts (:func:`_groups`) in y, x order, each image's summary put in ``summaries``."""
+    pa = require("pyarrow")
+    tables = []
+    for e in group:
+        t = read_part(store.part_path(e.key))  # one damaged inside: ScanStateError naming it and what to do
+        summaries[e.name] = {**summary(t), "n": t.num_rows}
+        tables.append(t)
+    t = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+    return t if _raster(t) else t.sort_by([("y", "ascending"), ("x", "ascending")])  # stable, as the old sort
+
+
+def _write(store: ScanStore, groups: list[list[ArchiveEntry]], path: Path, schema: Any,
+           summaries: dict[str, dict[str, Any]]) -> int:  # fmt: skip
+    """Stream ``groups`` into a Parquet file at ``path`` (``schema``: None, the first part's); returns its rows."""
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    writer = None
+    held: list[Any] = []  # rows read, not yet written: fewer than ROW_GROUP_ROWS after each part
+    rows = n_held = 0
+    try:
+        for group in groups:
+            t = _image_rows(store, group, summaries)
+            if writer is None:
+                schema = t.schema if schema is None else schema
+                writer = pq.ParquetWriter(path, schema, write_page_checksum=True)  # a CRC per page, as the parts
+            held.append(_conform(t, schema))
+            n_held += t.num_rows
+            if n_held >= ROW_GROUP_ROWS:
+                batch = pa.concat_tables(held)  # no copy: its chunks are the parts'
+                full = n_held - n_held % ROW_GROUP_ROWS
+                writer.write_table(batch.slice(0, full), row_group_size=ROW_GROUP_ROWS)
+                held, n_held = [batch.slice(full)], n_held - full
+            rows += t.num_rows
+        if writer is None:
+            return -1
+        if n_held:
+            writer.write_table(pa.concat_tables(held), row_group_size=ROW_GROUP_ROWS)
+        writer.close()
+        writer = None
+        return rows
+    finally:
+        if writer is not None:  # a failed write: its error is the one raised (the file is discarded)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+@contextlib.contextmanager
+def parquet_target(path: Path) -> Iterator[Path]:
+    """A temporary path to write the Parquet file ``path`` to, renamed over it at the end
+    (:func:`edgeae.atomic.atomic_path`); a failed write keeps the file there was and is one line naming it: ``cannot
+    write PATH: No space left on device`` (pyarrow says ``Error writing bytes to file. Detail: [errno 28] ...``)."""
+    with atomic_path(path) as tmp:
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno is None or exc.filename is not None:
+                raise
+            raise OSError(exc.errno, os.strerror(exc.errno)) from exc  # atomic_path adds the file's name
+
+
+def write_results(
+    store: ScanStore, done: list[ArchiveEntry], path: Path, empty: Any
+) -> tuple[int, dict[str, dict[str, Any]], dict[str, float]]:
+    """Write ``path`` (results.parquet) from the parts of ``done``, atomically; ``empty``: the table written when
+    no image is done. Returns its rows, each image's :func:`summary` and its highest score (-inf without rows: what
+    :func:`gallery_top` reads from) by name. Memory: one row group and one part, whatever the archive."""
+    pq = require("pyarrow.parquet")
+    pa = require("pyarrow")
+    groups = _groups(done)
+    summaries: dict[str, dict[str, Any]] = {}
+    with parquet_target(path) as tmp:
+        try:
+            rows = _write(store, groups, tmp, None, summaries)
+        except _Wider:  # the first part lacks columns a later one has: every part's columns, as concatenating
+            schemas = []  # them did (in the walk's order, which gave the columns' order)
+            for e in done:
+                try:
+                    schemas.append(pq.read_schema(store.part_path(e.key)))
+                except (OSError, pa.ArrowException):
+                    read_part(store.part_path(e.key))  # its footer damaged: the error naming the part
+                    raise
+            rows = _write(store, groups, tmp, pa.unify_schemas(schemas), summaries)
+        if rows < 0:
+            pq.write_table(empty, tmp, write_page_checksum=True)
+            rows = 0
+    best_of = {name: -math.inf if s["n"] == 0 else s["score_max"] for name, s in summaries.items()}
+    return rows, {name: {k: v for k, v in s.items() if k != "n"} for name, s in summaries.items()}, best_of
+
+
+def gallery_top(store: ScanStore, done: list[ArchiveEntry], best_of: dict[str, float], k: int
+                ) -> tuple[list[str], TopK]:  # fmt: skip
+    """The ``k`` best patches of every image's own best patches (best first; ties by name, y, x), and their images'
+    names. ``best_of``: each image's highest score (its :func:`summary`); images are read from the highest down
+    until one's best cannot reach the k-th so far (an image whose best is unknown, NaN, is read first), so a scan
+    reads a few best-patches files, not one per image. Memory: 2k thumbnails."""
+    cfg = store.config
+    best = TopK.empty(cfg.model.channels, cfg.patch)
+    names = np.zeros(0, dtype=object)
+    if k <= 0:
+        return [], best
+
+    def rank(e: ArchiveEntry) -> tuple[int, float]:
+        b = best_of.get(e.name, math.nan)
+        return (0, 0.0) if math.isnan(b) else (1, -b)
+
+    for e in sorted(done, key=rank):
+        b = best_of.get(e.name, math.nan)
+        if len(best.scores) >= k and b < best.scores[-1]:  # nor can any image after it (False for a NaN)
+            break
+        if not store.top_path(e.key).exists():
+            continue
+        t = store.load_top(e.key)
+        both_names = np.concatenate([names, np.array([e.name] * len(t.scores), dtype=object)])
+        both = TopK(
+            np.concatenate([best.scores, t.scores]),
+            np.concatenate([best.xs, t.xs]),
+            np.concatenate([best.ys, t.ys]),
+            np.concatenate([best.thumbs, t.thumbs]),
+        )
+        order = np.lexsort((both.xs, both.ys, both_names.astype(str), -both.scores.astype(np.float64)))[:k]
+        best = TopK(both.scores[order], both.xs[order], both.ys[order], both.thumbs[order])
+        names = both_names[order]
+    return [str(n) for n in names], best
