@@ -1,13 +1,17 @@
-"""Audit s36 a2 #1: the end of a scan run (edgeae.scan.report.finalize).
+"""Audit s36 a2 #1 and #4: the end of a scan run (edgeae.scan.report.finalize).
 
 #1: finalize read every part whole, concatenated and sorted them (~600 B a patch held at once: an archive of 1,000
 NAC frames needed ~40 GB at its end) and loaded every image's best patches: it now streams the parts into
 results.parquet (same rows, same order) and reads the best patches of only the images that can reach the gallery.
+#4: a full disk while results.parquet, images.parquet, report.json or report.md were written left a 0-byte or torn
+file and an error naming no file: each is written under a temporary name and renamed, and the error names it.
 """
 
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,3 +220,53 @@ def test_finalize_memory_does_not_grow_with_the_number_of_parts(tmp_path: Path, 
     rows_bytes = 360 * 600 * 100  # the 360 more parts' rows, at ~100 bytes a row in arrow
     assert large["arrow"] - small["arrow"] < rows_bytes / 20, (small, large)
     assert (large["arrow"] + large["python"]) - (small["arrow"] + small["python"]) < 1.5 * 2**20, (small, large)
+
+
+# -- #4: a full disk while the end-of-run files are written ---------------------------------------------------------
+@contextmanager
+def _file_size_limit(nbytes: int) -> Iterator[None]:
+    """Writes past ``nbytes`` fail (EFBIG, "File too large") as on a full disk: no root, no tmpfs needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def test_a_failed_write_of_results_parquet_keeps_the_earlier_one_and_names_it(tmp_path: Path) -> None:
+    from edgeae.scan.report import finalize
+
+    parts = {f"{i}.png": _table(f"{i}.png", *_grid(400, i)) for i in range(3)}
+    store, entries = _store(tmp_path, parts)
+    finalize(store, entries, {}, write_gallery=False)
+    before = pq.read_table(store.out / "results.parquet")
+    assert (store.out / "results.parquet").stat().st_size > 4000
+    with _file_size_limit(4000), pytest.raises(OSError, match=r"cannot write .*results\.parquet: File too large"):
+        finalize(store, entries, {}, write_gallery=False)
+    assert pq.read_table(store.out / "results.parquet").equals(before)  # was: a torn file in its place
+    assert not [p.name for p in store.out.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_failed_write_of_the_reports_leaves_no_empty_report_and_names_it(tmp_path: Path) -> None:
+    """Was (on a full disk): report.md at 0 bytes beside a whole report.json, '[Errno 28] No space left on device'."""
+    from edgeae.scan.report import finalize, write_report
+
+    store, entries = _store(tmp_path, {"a.png": _table("a.png", *_grid(40, 0))})
+    rep = finalize(store, entries, {}, write_gallery=False)
+    earlier = _files(store.out)
+    sizes = sorted(len(earlier[n]) for n in ("report.json", "report.md"))
+    with _file_size_limit(sizes[0] + 1), pytest.raises(OSError, match=r"cannot write .*report\.(json|md): File too"):
+        write_report(store.out, {**rep, "extra": "x" * sizes[1]})  # (the run's second write, after a map layer)
+    assert _files(store.out) == earlier  # both reports as they were, neither replaced alone, no temporary file
+    with _file_size_limit(sizes[0] // 2), pytest.raises(OSError, match=f"cannot write {store.out}/"):
+        finalize(store, entries, {}, write_gallery=False)  # finalize: the last run's reports go first
+    left = _files(store.out)
+    assert "report.md" not in left and "report.json" not in left  # none, never an empty one
+    assert not [n for n in left if ".tmp-" in n]

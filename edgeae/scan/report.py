@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.atomic import remove_stale_temps
+from edgeae.atomic import atomic_path, remove_stale_temps
 from edgeae.scan.archive import ArchiveEntry, as_text, entry_key
-from edgeae.scan.merge import gallery_top, write_results
+from edgeae.scan.merge import gallery_top, parquet_target, write_results
 from edgeae.scan.report_text import report_markdown
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
 
@@ -223,7 +223,8 @@ def finalize(
     per_image = texts(per_image)  # file names (and errors naming them) that are not UTF-8: escaped
     # an explicit schema: the score columns of images that are not done are null, whichever image comes first
     images = pa.Table.from_pylist(per_image, schema=_images_schema(pa))
-    pq.write_table(images, store.out / "images.parquet", write_page_checksum=True)
+    with parquet_target(store.out / "images.parquet") as tmp:  # a failed write keeps the last run's, names the file
+        pq.write_table(images, tmp, write_page_checksum=True)
     top = _write_gallery(store, done, best_of, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
@@ -273,8 +274,11 @@ def texts(obj: Any) -> Any:
 
 def write_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
     """Write ``report`` as ``out``/report.json and its text as report.md (:func:`texts`: names that are not UTF-8
-    escaped); returns the report as written."""
+    escaped); returns the report as written. Both are written under temporary names, then renamed: a write that
+    fails (a full disk) replaces neither, and its error names the file (until session 36 a full disk left report.md
+    empty beside a new report.json, with an error naming no file)."""
     report = texts(report)
-    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    with atomic_path(out / "report.json") as tmp_json, atomic_path(out / "report.md") as tmp_md:
+        tmp_json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        tmp_md.write_text(report_markdown(report), encoding="utf-8")
     return report
