@@ -112,21 +112,25 @@ def starved_lines(starved: Sequence[dict[str, Any]], mission: Any) -> list[str]:
 
 def retaken_lines(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
     """One line per frame of this boot (``records``) that took again a file the ledger holds dropped because it did
-    not exist when first acquired (:func:`.state.frames_to_take`): both are in the ledger and the accounting."""
+    not exist when first acquired, or because the board's memory could not hold it (``memory_unavailable``)
+    (:func:`.state.frames_to_take`): both are in the ledger and the accounting."""
     from .state import missing_when_acquired
 
     this_boot = {r.get("frame_id") for r in records}
-    missing: dict[Any, list[Any]] = {}  # source -> the frame ids dropped while it did not exist, oldest first
+    missing: dict[Any, list[tuple[Any, str]]] = {}  # source -> the frame ids dropped so, oldest first, and why
     out = []
     for e in sorted(summary.get("ledger") or [], key=lambda e: int(e.get("frame_id") or 0)):
+        earlier = missing.get(e.get("source"))
+        if e.get("frame_id") in this_boot and earlier:
+            _, why = earlier.pop(0)
+            out.append(f"  frame {e['frame_id']} taken again: {why}: {e.get('source')}")
         if missing_when_acquired(e):
-            missing.setdefault(e.get("source"), []).append(e.get("frame_id"))
-        elif e.get("frame_id") in this_boot and missing.get(e.get("source")):
-            first = missing[e.get("source")].pop(0)
-            out.append(
-                f"  frame {e['frame_id']} taken again: it did not exist when first acquired (frame {first}, dropped "
-                f"unreadable): {e.get('source')}"
-            )
+            why = f"it did not exist when first acquired (frame {e.get('frame_id')}, dropped unreadable)"
+        elif e.get("outcome") == "dropped" and e.get("code") == "memory_unavailable":
+            why = f"the board's memory could not hold it (frame {e.get('frame_id')}, dropped memory_unavailable)"
+        else:
+            continue
+        missing.setdefault(e.get("source"), []).append((e.get("frame_id"), why))
     return out
 
 
@@ -184,23 +188,36 @@ def check_lines(rt: Any) -> list[str]:
 
 def _memory_level_lines(rt: Any, plan: Any, held: int) -> list[str]:
     """The ladder level a camera-size frame's buffers fit at (what the loaded models hold + its plan at that
-    level, as the frame check computes it), or a WARNING that every such frame would be dropped."""
+    level, as the frame check computes it: against the smaller of the budget and what this process can still get,
+    :func:`.memory_room.room_cap`), or a WARNING that every such frame would be dropped. Until session 36 the budget
+    alone: 'fits at nominal' under a WARNING that the board gives less than a frame needs."""
+    from . import memory_room
     from .budget import LADDER
     from .frame_intake import biggest_buffers, level_plan, mib_up
 
     budget, mib = rt.m.budget.memory_bytes, 2**20
+    capped = memory_room.room_cap(rt.m, held)
+    room = capped[1] if capped is not None and capped[0] < budget else None  # the board's memory is the limit
+    limit = budget if room is None or capped is None else capped[0]
+    more = f"give the process more memory (this process can get only {room.text} more)" if room is not None else ""
     for level in LADDER:
         need = held + level_plan(plan, level).total
-        if need <= budget:
+        if need <= limit:
             if level.index == 0:
                 return [f"  held + buffers: {need / mib:.1f} MiB: fits at nominal"]
             nominal = held + plan.total
+            raise_it = f"raise [budget] memory_bytes to at least {mib_up(nominal)} MiB"
             return [
                 f"  held + buffers: {nominal / mib:.1f} MiB: does not fit at nominal; frames of this size run at "
-                f"{level.name} ({need / mib:.1f} MiB) for memory: raise [budget] memory_bytes to at least "
-                f"{mib_up(nominal)} MiB for nominal, or shrink the biggest buffers: {biggest_buffers(rt.m, plan, 2)}"
+                f"{level.name} ({need / mib:.1f} MiB) for memory: {more if nominal <= budget and more else raise_it} "
+                f"for nominal, or shrink the biggest buffers: {biggest_buffers(rt.m, plan, 2)}"
             ]
     least = held + level_plan(plan, LADDER[-1]).total
+    if room is not None and least <= budget:
+        return [
+            f"WARNING: held + buffers: {least / mib:.1f} MiB even at sparse_only, over what this process can get: "
+            f"every frame of this size would be dropped (memory_unavailable); {more}"
+        ]
     return [
         f"WARNING: held + buffers: {least / mib:.1f} MiB even at sparse_only, over the {budget / mib:.0f} MiB "
         f"budget: every frame of this size would be dropped (memory_budget); raise [budget] memory_bytes to at "

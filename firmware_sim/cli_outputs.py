@@ -85,6 +85,9 @@ DROP_HINTS = {
     "invalid_shape": "for frames of another size: --set camera.height=H --set camera.width=W, or 0 for any size",
     "memory_budget": "raise [budget] memory_bytes (the detail names the bytes held and needed), or lower "
     "[runtime] threads where it is above 1",
+    # the board's memory, not the budget: the same command run again takes these frames again (state.frames_to_take)
+    "memory_unavailable": "give the process more memory (ulimit -v, the cgroup's memory.max, other processes) and "
+    "run the same command again: these frames are taken again",
     "too_many_packets": "raise [downlink] max_packet_bytes or lower [sampling] keep",
     "invalid_margin": "make [camera] margin smaller than the frame",
 }

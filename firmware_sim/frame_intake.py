@@ -30,11 +30,7 @@ if TYPE_CHECKING:
 
 
 def drop(rt: FlightRuntime, rec: dict[str, Any], reason: str, detail: str = "") -> dict[str, Any]:
-    """Drop the frame of ``rec`` with its reason code and detail, in the record and the ledger (saved). A memory
-    refusal that the board's memory made, not the budget (:func:`memory_fit` marks it ``memory_room.refused``), is
-    coded ``memory_unavailable``: raising ``[budget] memory_bytes`` would not help it."""
-    if reason == "memory_budget" and (rec.get("memory_room") or {}).get("refused"):
-        reason = "memory_unavailable"
+    """Drop the frame of ``rec`` with its reason code and detail, in the record and the ledger (saved)."""
     rec.update(status="dropped", reason=reason, detail=detail)
     rt.queue.state["frames"][str(rec["frame_id"])] = {
         "source": rec["source"],
@@ -163,12 +159,15 @@ def plan_text(plan: MemoryPlan) -> str:
     return ", ".join(f"{name} {size:,} B" for name, size in plan.items)
 
 
-def memory_fit(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> tuple[str | None, Level | None]:
+def memory_fit(
+    rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]
+) -> tuple[tuple[str, str] | None, Level | None]:
     """Whether the frame's buffers fit now, the memory budget and what the board gives this process (the room,
     :func:`.memory_room.room_cap`, the smaller of the two: ``memory_room`` in the record when the room set it):
     ``(None, None)`` at any level; ``(None, level)`` only from that ladder level down (a frame that does not fit at
     its level goes down the ladder rather than being dropped: ``sparse_only`` needs no scoring buffers);
-    ``(why, None)`` when not even at ``sparse_only``."""
+    ``((code, why), None)`` when not even at ``sparse_only``: ``memory_unavailable`` when the board's memory, not
+    the budget, refused it (raising ``[budget] memory_bytes`` would not help), else ``memory_budget``."""
     h, w = reader.header.height, reader.header.width
     plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels, stored_layout(reader), band_rows(reader))
     rec["memory_plan"] = plan.total
@@ -193,11 +192,12 @@ def memory_fit(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -> t
     least = level_plan(plan, LADDER[-1])
     if capped is not None and held + least.total <= budget:  # the board's memory refused it, not the budget
         describe(rec, capped[1], capped[0], refused=True)
-        return room_detail(capped[1], held, least.total, address_margin(rt.m, capped[1])), None
+        return ("memory_unavailable", room_detail(capped[1], held, least.total, address_margin(rt.m, capped[1]))), None
     return (
+        "memory_budget",
         f"the process holds {held:,} B over its boot baseline and this frame's buffers need {plan.total:,} B "
         f"({plan_text(plan)}), {least.total:,} B even at sparse_only: {held + least.total:,} B > [budget] "
-        f"memory_bytes = {budget:,} B (raise it to at least {mib_up(held + least.total)} MiB)"
+        f"memory_bytes = {budget:,} B (raise it to at least {mib_up(held + least.total)} MiB)",
     ), None
 
 

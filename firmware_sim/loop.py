@@ -223,7 +223,7 @@ class FlightRuntime:
             return self._finish(drop(self, rec, "too_many_packets", f"the frame's {too_many}"), t0)
         refusal, floor = memory_fit(self, reader, rec)
         if refusal is not None:
-            return self._finish(drop(self, rec, "memory_budget", refusal), t0)
+            return self._finish(drop(self, rec, *refusal), t0)  # memory_budget, or memory_unavailable (the room)
         rec["acquire_ms"] = _ms(t0)
         try:
             rec = self._run_frame(reader, rec, fid, fno, lateness, t0, floor)

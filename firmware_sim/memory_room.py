@@ -181,7 +181,7 @@ def room_detail(room: Room, held: int, least: int, margin: int) -> str:
 
 def describe(rec: dict[str, Any], room: Room, cap: int, refused: bool = False) -> None:
     """Record in a frame's record that the room, not the budget, set its memory limit (``cap``, bytes over the boot
-    baseline); ``refused``: not even ``sparse_only`` fit it (:func:`.frame_intake.drop` codes the drop
+    baseline); ``refused``: not even ``sparse_only`` fit it (:func:`.frame_intake.memory_fit` codes the drop
     ``memory_unavailable``)."""
     rec["memory_room"] = {"bytes": room.bytes, "source": room.source, "cap": cap}
     if refused:

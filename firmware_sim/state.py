@@ -172,6 +172,15 @@ def _there_now(entry: dict[str, Any]) -> bool:
     return missing_when_acquired(entry) and os.path.isabs(source) and os.path.isfile(source)
 
 
+def _retake(entry: dict[str, Any]) -> bool:
+    """A ledger entry that does not count its frame as acquired, so a run given the frame takes it again: a frame
+    dropped because its file did not exist that exists now (:func:`_there_now`), or one dropped
+    ``memory_unavailable`` (the board's memory, not the mission, refused it: a run with more memory may fit it;
+    until session 36 it was skipped for good)."""
+    code = entry.get("code") or str(entry.get("reason") or "").split(":", 1)[0]
+    return _there_now(entry) or (entry.get("status") == "dropped" and code == "memory_unavailable")
+
+
 def frames_to_take(
     ledger: dict[str, dict[str, Any]], frames: Sequence[str | os.PathLike[str]], skip: Callable[[str], None]
 ) -> Iterator[tuple[str | os.PathLike[str], int | None]]:
@@ -181,16 +190,14 @@ def frames_to_take(
 
     A frame dropped because its file did not exist when it was acquired, whose file exists now, is not counted as
     acquired: it is taken again as a new frame (its entry stays in the ledger, dropped; until session 34 it was
-    skipped for good once the file appeared).
+    skipped for good once the file appeared). Nor is one dropped ``memory_unavailable`` (:func:`_retake`).
 
     A frame is matched by the file its path resolves to (``os.path.realpath``), whatever folder the command runs
     from and however the path is written (``r0.png`` from ``rover/``, ``./rover/r0.png``, ``$PWD/rover/r0.png``),
     and is yielded as its absolute path, which the ledger records; a relative source an older run recorded matches
     the same string (until session 32 only the string given matched, so a rerun from another folder took every
     frame again under new ids)."""
-    done = Counter(
-        _ledger_key(r["source"]) for r in ledger.values() if r["status"] != "interrupted" and not _there_now(r)
-    )
+    done = Counter(_ledger_key(r["source"]) for r in ledger.values() if r["status"] != "interrupted" and not _retake(r))
     retry: dict[str, list[int]] = {}
     for key in sorted(ledger, key=int):
         if ledger[key]["status"] == "interrupted":

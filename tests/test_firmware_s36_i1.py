@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "firmware_sim.md"
 
@@ -23,3 +25,97 @@ def test_the_docs_name_every_module_of_edgeae_the_flight_may_import() -> None:
     section = " ".join(_section(DOCS.read_text(), "What the flight runtime imports").split())
     missing = sorted(m for m in allowed if f"`{m}`" not in section and f"`{m}." not in section)
     assert missing == [], missing
+
+
+# ------------------------------------------------------------ fixer g3's leftovers
+def test_a_frame_dropped_memory_unavailable_is_taken_again(tmp_path: Path) -> None:
+    """A frame dropped because the board's memory could not hold it (``memory_unavailable``, not the budget) was
+    skipped for good as already acquired: the same command run again, with more memory, never took it."""
+    from edgeae.firmware_sim.state import frames_to_take
+
+    f = tmp_path / "f0.npy"
+    f.write_bytes(b"x")
+    ledger = {
+        "0": {"source": str(f), "status": "dropped", "reason": "memory_unavailable: ...", "code": "memory_unavailable"},
+        "1": {"source": str(f), "status": "dropped", "reason": "memory_budget: ...", "code": "memory_budget"},
+    }
+    skipped: list[str] = []
+    assert list(frames_to_take(ledger, [f, f], skipped.append)) == [(f, None)]  # the budget's drop stays
+    assert skipped == [str(f)]
+
+
+def test_the_console_has_a_hint_for_frames_dropped_memory_unavailable() -> None:
+    from edgeae.firmware_sim.cli_outputs import DROP_HINTS
+
+    assert "memory_unavailable" in DROP_HINTS and "more memory" in DROP_HINTS["memory_unavailable"]
+    assert "memory_bytes" not in DROP_HINTS["memory_unavailable"]  # raising the budget would not help
+
+
+def test_the_timeline_draws_the_no_data_mask_as_its_own_stage() -> None:
+    """``timing_ms.nodata`` (26b0dc6) was drawn as 'other': the chart's stages did not name it."""
+    from edgeae.firmware_sim.report_charts import STAGE_COLOURS, STAGES
+
+    assert "nodata" in STAGES and STAGES.index("nodata") == STAGES.index("sample") + 1 and "nodata" in STAGE_COLOURS
+
+
+class _Room:
+    bytes = 64 * 2**20
+    source = "rlimit_as"
+    text = "64.0 MiB (RLIMIT_AS)"
+
+
+def test_check_does_not_say_fits_at_nominal_when_the_board_gives_less(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``firmware-sim check`` printed 'fits at nominal' against the budget under a WARNING that this process can
+    get less than a frame needs: the level it names is now that of the smaller of the budget and the room."""
+    from types import SimpleNamespace
+
+    from edgeae.firmware_sim import cli_advice, frame_intake, memory_room
+    from edgeae.firmware_sim.budget import MemoryPlan
+
+    mib = 2**20
+    plan = MemoryPlan((("frame_f32", 60 * mib), ("patch_batch_f32", 30 * mib), ("sparse_values_strip", mib)))
+    rt = SimpleNamespace(m=SimpleNamespace(budget=SimpleNamespace(memory_bytes=1024 * mib)))
+    monkeypatch.setattr(memory_room, "room_cap", lambda m, held: None)
+    monkeypatch.setattr(frame_intake, "biggest_buffers", lambda m, plan, n: "frame_f32 60 MiB")
+    assert cli_advice._memory_level_lines(rt, plan, 10 * mib) == ["  held + buffers: 101.0 MiB: fits at nominal"]
+    monkeypatch.setattr(memory_room, "room_cap", lambda m, held: (held + 80 * mib, _Room()))
+    [line] = cli_advice._memory_level_lines(rt, plan, 10 * mib)
+    assert "fits at nominal" not in line and "does not fit at nominal" in line, line
+    assert "this process can get only 64.0 MiB (RLIMIT_AS) more" in line and "memory_bytes" not in line, line
+    monkeypatch.setattr(memory_room, "room_cap", lambda m, held: (held + 10 * mib, _Room()))
+    [line] = cli_advice._memory_level_lines(rt, plan, 10 * mib)
+    assert line.startswith("WARNING:") and "(memory_unavailable)" in line and "more memory" in line, line
+
+
+def test_the_console_names_a_frame_taken_again_after_a_memory_unavailable_drop() -> None:
+    from edgeae.firmware_sim.cli_advice import retaken_lines
+
+    ledger = [
+        {"frame_id": 0, "source": "/d/f0.png", "outcome": "dropped", "code": "memory_unavailable"},
+        {"frame_id": 1, "source": "/d/f1.png", "outcome": "downlinked", "code": ""},
+        {"frame_id": 2, "source": "/d/f0.png", "outcome": "downlinked", "code": ""},
+    ]
+    assert retaken_lines({"ledger": ledger}, [{"frame_id": 2}]) == [
+        "  frame 2 taken again: the board's memory could not hold it (frame 0, dropped memory_unavailable): /d/f0.png"
+    ]
+
+
+def test_summary_json_records_the_machine_of_the_start_line(tmp_path: Path) -> None:
+    """The start line carried the machine (26b0dc6: CPU, cores, load, versions) but summary.json did not: a summary
+    read alone could not say what a frame time was measured on."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import json
+
+    import numpy as np
+    from edgeae.firmware_sim.loop import FlightRuntime
+    from edgeae.firmware_sim.testing import small_mission, textured_frame, tiny_models
+
+    models = tiny_models(tmp_path / "models")
+    np.save(tmp_path / "f0.npy", textured_frame(0))
+    out = tmp_path / "out"
+    summary = FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), out).run([tmp_path / "f0.npy"])
+    start = next(json.loads(x) for x in (out / "telemetry.jsonl").read_text().splitlines() if '"start"' in x)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["machine"] == start["machine"] == summary["machine"]
+    assert {"cpu", "cpus", "usable_cores", "loadavg_1min", "versions"} <= set(saved["machine"])
