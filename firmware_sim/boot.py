@@ -86,6 +86,7 @@ def boot(
     rt._stale = {k for k, e in rt.queue.state["frames"].items() if e["status"] == "in_progress"}
     rt._unwritten = None  # its record and start, until written
     power_lost = power_loss_frames(rt._stale, rt.tm.path)  # before this boot's lines
+    rt.machine = machine_record()  # in the start line and summary.json (until session 36 the start line only)
     rt.tm.write(
         "start",
         mission=mission.name,
@@ -95,7 +96,7 @@ def boot(
         resumed=rt.queue.recovered,  # false: a fresh state, earlier lines belong to another
         utc=rt.tm.utc0,  # the wall-clock time (UTC) at which this boot's ``t`` is 0
         # the CPU, its cores, the load at the start and the package versions: what a frame time is judged by
-        machine=machine_record(),
+        machine=rt.machine,
     )
     if rt.settings_changed:
         rt.tm.write("event", kind="mission_settings_changed", changes=rt.settings_changed)

@@ -102,6 +102,7 @@ class FlightRuntime:
     models: OnboardModels
     rss_loaded: int  # bytes
     boot_warnings: list[str]
+    machine: dict[str, Any]  # the CPU, cores, load at boot and versions (bench_machine.machine_record)
     _cpu0: float
     _current: int | None
     _stale: set[str]

@@ -9,11 +9,12 @@ from typing import Any
 
 from .report_html import _e, _left_out, _legend, _mib, _num, _policy, _short_source, _svg_open, _table, select
 
-STAGES = ("read", "validate", "sample", "score", "recon", "products")
+STAGES = ("read", "validate", "sample", "nodata", "score", "recon", "products")  # nodata: the no-data mask (26b0dc6)
 STAGE_COLOURS = {
     "read": "#b3b3b3",
     "validate": "#8da0cb",
     "sample": "#66c2a5",
+    "nodata": "#e5c494",
     "score": "#fc8d62",
     "recon": "#e78ac3",
     "products": "#a6d854",

@@ -32,6 +32,7 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
     fired = list(dict.fromkeys([*history.faults_fired(), *rt.queue.state.get("faults_fired", []), *rt.faults.fired]))
     return {
         "mission": rt.m.name,
+        "machine": rt.machine,  # this boot's, as its start line says (CPU, cores, load at boot, versions)
         "warnings": ([NO_ANOMALY_MODEL] if not rt.m.anomaly.model else [])
         + memory_warnings(records, rt.m.runtime.threads),
         "colour_filter": {
