@@ -240,18 +240,3 @@ def mark_pass(state: dict[str, Any]) -> None:
     """Record a downlink pass opportunity in the queue's ``state`` (saved with the index by the pass, else by the
     next frame)."""
     state[PASS_MARK] = frames_finished(state["frames"])
-
-
-def refused_boots(path: str | os.PathLike[str]) -> int:
-    """``boot_refused`` lines in a ``telemetry.jsonl`` (``path``) since its state was started (a ``start`` line of a
-    fresh state starts the count over): boots refused on this state, which flew nothing and are not counted as
-    boots."""
-    from .telemetry import read_lines
-
-    n = 0
-    for rec in read_lines(path):
-        if rec.get("type") == "start" and rec.get("resumed") is False:
-            n = 0
-        elif rec.get("type") == "boot_refused":
-            n += 1
-    return n
