@@ -215,3 +215,128 @@ def test_the_command_says_in_one_line_that_the_spawned_workers_cannot_load_the_m
     )
     assert line is not None, err
     assert Path(line.group(1)).is_file() and not out.exists()
+
+
+# -- a2 #5, #6: a Ray node lost, the head node lost -------------------------------------------------------------------
+def test_a_lost_ray_node_is_said_as_such_with_the_actors_left(moon, tmp_path, monkeypatch, caplog) -> None:
+    """Before: only "1 Ray worker process(es) died during the scan; ...", with Ray's "marked dead" line under -v
+    alone, and nothing said of the actor that could no longer be placed (the scan went on at half speed)."""
+    from test_scan_ray_s34 import SPEC, _crops, _FakeRayModule
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan import ray_engine
+    from edgeae.scan.pipeline import ScanConfig
+
+    entries = walk_archive(_crops(tmp_path / "arc", moon, ("a.png", "b_once.png", "c.png", "d.png")))
+    fake = _FakeRayModule(tmp_path)
+    states = iter([[True, True], [True, False]])  # at the start, then at the end: the second node is gone
+    fake.nodes = lambda: [  # type: ignore[attr-defined]
+        {"NodeID": nid, "NodeManagerAddress": addr, "Alive": alive}
+        for (nid, addr), alive in zip((("aa" * 28, "10.0.0.1"), ("bb" * 28, "10.0.0.2")), next(states), strict=True)
+    ]
+    monkeypatch.setattr(ray_engine, "require", lambda name: fake)
+    caplog.set_level(logging.WARNING, "edgeae")
+    out = list(ray_engine.iter_ray(entries, ScanConfig(SPEC, 32), mean_scorer_factory))
+    assert all(r is not None and not err for _, r, err in out) and len(out) == 4
+    warned = [r.getMessage() for r in caplog.records if r.name == "edgeae.scan.ray_engine"]
+    assert warned == [
+        "1 Ray node(s) were lost during the scan (10.0.0.2 (node bbbbbbbb); Ray marked them dead): the images their "
+        "actors held were scanned again on the actors left"
+    ]
+
+
+def test_rays_marked_dead_line_names_the_node_and_the_pool_says_how_many_actors_are_left(caplog) -> None:
+    from edgeae.scan import ray_engine
+
+    worker = type("W", (), {"print_to_stdstream": staticmethod(lambda data, ignore_prefix: None)})
+    ray = type("R", (), {"_private": type("P", (), {"worker": worker})})
+    quiet = ray_engine._RayMessages(ray, verbose=False)
+    line = (
+        "\x1b[33m(raylet)\x1b[0m The node with node id: d7ca5abf7b32 and address: 192.0.2.2 and node name: 192.0.2.2 "
+        "has been marked dead because the detector has missed too many heartbeats from it."
+    )
+    worker.print_to_stdstream({"lines": [line]}, ignore_prefix=False)
+    quiet.close()
+    assert quiet.dead_nodes == {"d7ca5abf7b32": "192.0.2.2"}
+    pool = ray_engine._Pool.__new__(ray_engine._Pool)  # the state a scan leaves: 2 places, one replacement not placed
+    pool.size, pool.actors, pool.up = 2, [object(), object()], [True, False]
+    pool.deaths, pool.lost, pool.failed_starts, pool.empty = 1, 0, 0, 0
+    caplog.set_level(logging.WARNING, "edgeae")
+    pool.warn(1, quiet.dead_nodes)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 Ray node(s) were lost during the scan (192.0.2.2 (node d7ca5abf); Ray marked them dead): the images their "
+        "actors held were scanned again on the actors left; the scan went on with 1 of 2 actors"
+    ]
+
+
+def test_the_head_node_lost_is_said_in_one_line_before_ray_ends_the_process_silently(caplog) -> None:
+    """Before: status 1 and no word at all, 61-62 s after the GCS was killed (Ray's core worker ends the process from
+    native code, and meanwhile may block the driver inside ray.wait). A thread probes the GCS every HEAD_PROBE_S and
+    says the loss once it has refused connections for HEAD_LOST_S; the driver's loop then raises."""
+    from edgeae.scan import ray_connect
+    from edgeae.scan.errors import ClusterLostError
+
+    now, up = [0.0], [True]
+    watch = ray_connect.HeadWatch("10.0.0.1:6379", accepts=lambda address: up[0], clock=lambda: now[0])
+    caplog.set_level(logging.ERROR, "edgeae")
+    for t in (5.0, 10.0):
+        now[0] = t
+        watch.poll()
+        watch.check()
+    up[0] = False
+    for t in (15.0, 20.0, 25.0, 30.0):  # refused since 15 s: not yet lost
+        now[0] = t
+        watch.poll()
+        watch.check()
+    now[0] = 15.0 + ray_connect.HEAD_LOST_S
+    watch.poll()
+    watch.poll()  # said once
+    line = (
+        "the Ray cluster's head node stopped answering during the scan (stopped, or its machine lost): its GCS at "
+        "10.0.0.1:6379 refused connections for 20 s; the images finished before are kept: run the same command again "
+        "once the cluster is back"
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        line
+    ] and ray_connect.HEAD_LOST_S + ray_connect.HEAD_PROBE_S < 60
+    with pytest.raises(ClusterLostError) as info:
+        watch.check()
+    assert str(info.value) == line and info.value.said
+
+
+def test_a_ray_call_that_fails_while_the_gcs_refuses_is_the_lost_cluster(caplog) -> None:
+    """Seen with the head's raylet killed: ray.wait raised "Broken pipe" 13 s later, and the command ended with
+    "edgeae scan: error: Broken pipe", status 2. While the GCS still answers, the error is left as it is."""
+    from edgeae.scan import ray_connect
+    from edgeae.scan.errors import ClusterLostError
+
+    up = [True]
+    watch = ray_connect.HeadWatch("10.0.0.1:6379", accepts=lambda address: up[0])
+    watch.failed(BrokenPipeError(32, "Broken pipe"))  # the GCS answers: not the cluster's loss (the caller raises)
+    up[0] = False
+    caplog.set_level(logging.ERROR, "edgeae")
+    with pytest.raises(ClusterLostError) as info:
+        watch.failed(BrokenPipeError(32, "Broken pipe"))
+    assert str(info.value).startswith(
+        "the Ray cluster's head node stopped answering during the scan (stopped, or its machine lost): its GCS at "
+        "10.0.0.1:6379 refuses connections, and a call to Ray failed (BrokenPipeError: [Errno 32] Broken pipe); the "
+        "images finished before are kept"
+    )
+    assert [r.getMessage() for r in caplog.records] == [str(info.value)] and info.value.said
+    ray_connect.HeadWatch(None).start().poll()  # no address (a stand-in Ray): no thread, nothing probed
+
+
+@pytest.mark.parametrize("said", [False, True])
+def test_the_command_says_the_cluster_was_lost_once_and_exits_1(tmp_path: Path, monkeypatch, capsys, said) -> None:
+    import edgeae.scan.run as scan_run
+    from edgeae.cli import main
+    from edgeae.scan.errors import ClusterLostError
+
+    def lost(*args: object, **kw: object) -> None:
+        raise ClusterLostError("the Ray cluster's head node stopped answering during the scan (...)", said=said)
+
+    monkeypatch.setattr(scan_run, "scan_archive", lost)
+    arc = _images(tmp_path / "arc", ["a.png"])
+    assert main(["scan", str(arc), "--out", str(tmp_path / "o"), "--engine", "ray", "--no-progress"]) == 1
+    line = "edgeae scan: error: the Ray cluster's head node stopped answering during the scan (...)\n"
+    assert capsys.readouterr().err == ("" if said else line)  # said when found: not twice

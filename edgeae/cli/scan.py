@@ -159,7 +159,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
     from edgeae.scan.archive import as_text
-    from edgeae.scan.errors import ActorsDiedError, ModelLoadError
+    from edgeae.scan.errors import ActorsDiedError, ClusterLostError, ModelLoadError
     from edgeae.scan.quality import QualityFilter
     from edgeae.scan.report_text import report_markdown, report_summary
     from edgeae.scan.run import EngineOptions, scan_archive
@@ -201,8 +201,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     except ModelLoadError as exc:  # the model cannot be loaded: one line, status 2 (Ray's traceback left out)
         raise CLIError(str(exc)) from None
-    except ActorsDiedError as exc:  # worker processes that died: one line, status 1 (README, exit statuses)
-        print(f"edgeae scan: error: {exc}", file=sys.stderr)
+    except (ActorsDiedError, ClusterLostError) as exc:  # workers, or the cluster, lost: one line, status 1 (README)
+        if not getattr(exc, "said", False):  # a lost cluster is said when found (Ray may block the driver after it)
+            print(f"edgeae scan: error: {exc}", file=sys.stderr)
         return 1
     finally:
         restore()

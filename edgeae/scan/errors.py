@@ -11,3 +11,13 @@ class ModelLoadError(RuntimeError):
 
 class ActorsDiedError(RuntimeError):
     """No Ray actor is left to scan: their worker processes died while loading the model, again and again."""
+
+
+class ClusterLostError(RuntimeError):
+    """The Ray cluster's head node (its GCS) stopped answering during the scan: the images finished before are kept
+    (status 1, as a worker that died; run the same command again once the cluster is back). ``said``: its line was
+    logged already (as an ERROR, when it was found: Ray may block the driver until it ends the process)."""
+
+    def __init__(self, message: str, *, said: bool = False) -> None:
+        super().__init__(message)
+        self.said = said

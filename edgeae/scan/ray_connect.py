@@ -9,9 +9,13 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from edgeae.scan.errors import ClusterLostError
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance shares this machine with other work
 
@@ -161,8 +165,6 @@ def _first_line(exc: BaseException) -> str:
 def _probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Raise ``ConnectionError`` when ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` and other forms
     are left to Ray) does not accept a TCP connection within ``timeout`` seconds."""
-    import socket
-
     hostport = address.removeprefix("ray://")
     host, sep, port = hostport.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -177,3 +179,121 @@ def _probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
             f"cannot reach the Ray cluster at {address}: {why} (waited up to {timeout:g} s; is the cluster up, and is "
             "this its head node's GCS address, as `ray status` there shows?)"
         ) from None
+
+
+# the head node lost during a scan: Ray's core worker ends the driver from native code (status 1, no message, no
+# Python cleanup) once its GCS has not answered for gcs_rpc_server_reconnect_timeout_s (60 s by default; 61-62 s with
+# Ray 2.60, audit s36 a2 and this session), and meanwhile Ray's calls may block (ray.wait past its timeout,
+# ray.shutdown) or fail ("Broken pipe": the raylet this driver is attached to gone with the head); so the GCS is watched
+# from a thread of its own, which says so in one line well before that
+HEAD_PROBE_S = 5.0  # a TCP connection to the GCS every this many seconds (the kernel answers it: cheap, no RPC)
+HEAD_LOST_S = 20.0  # refused (or not answered) this long: the head node is lost
+
+
+def gcs_address(ray: Any) -> str | None:
+    """``HOST:PORT`` of the GCS this driver is connected to (a cluster's head node, or the local instance's), or None
+    where Ray does not say."""
+    try:
+        address = str(ray.get_runtime_context().gcs_address)
+    except Exception:  # an older Ray, a stand-in
+        return None
+    return address if address.rpartition(":")[2].isdigit() else None
+
+
+def _accepts(address: str, timeout: float = 2.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class HeadWatch:
+    """Whether the GCS at ``address`` (the head node) still accepts TCP connections, probed every :data:`HEAD_PROBE_S`
+    seconds on a daemon thread (:meth:`start`; :meth:`poll` is one step). Once it has refused them for
+    :data:`HEAD_LOST_S`, or at once when a Ray call failed and it refuses (:meth:`failed`), the loss is said in one
+    ERROR line (logged once, by whichever sees it first: the driver's thread may be blocked inside Ray) and the
+    driver's loop raises :class:`ClusterLostError` at its next :meth:`check`. No-op when ``address`` is None."""
+
+    def __init__(
+        self,
+        address: str | None,
+        *,
+        accepts: Callable[[str], bool] = _accepts,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address, self.accepts, self.clock = address, accepts, clock
+        self.down_since: float | None = None
+        self.lost: str | None = None  # the line said, once the head node is lost
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def start(self) -> HeadWatch:
+        if self.address is not None:
+            threading.Thread(target=self._run, name="edgeae-ray-head-watch", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEAD_PROBE_S) and self.lost is None:
+            self.poll()
+
+    def poll(self) -> None:
+        """One probe: the time it has refused since, and the loss said once that reaches :data:`HEAD_LOST_S`."""
+        if self.address is None:
+            return
+        now = self.clock()
+        if self.accepts(self.address):
+            self.down_since = None
+            return
+        if self.down_since is None:
+            self.down_since = now
+            logging.getLogger(__name__).debug("the Ray GCS at %s refuses connections", self.address)
+        if now - self.down_since >= HEAD_LOST_S:
+            self._say(f"refused connections for {HEAD_LOST_S:g} s", unless_stopped=True)
+
+    def failed(self, exc: BaseException) -> None:
+        """A Ray call of the driver's loop raised ``exc`` (not an actor's death): raise :class:`ClusterLostError` from
+        it when the GCS refuses a connection now."""
+        if self.lost is None and (self.address is None or self.accepts(self.address)):
+            return
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ClusterLostError(self._say(f"refuses connections, and a call to Ray failed ({why})"), said=True) from exc
+
+    def check(self) -> None:
+        """Raise :class:`ClusterLostError` once the head node is lost (called from the driver's loop)."""
+        if self.lost is not None:
+            raise ClusterLostError(self.lost, said=True)
+
+    def _say(self, how: str, *, unless_stopped: bool = False) -> str:
+        """The line that says the head node is lost, logged once (the first time, by the thread that found it)."""
+        with self._lock:
+            if self.lost is None and not (unless_stopped and self._stop.is_set()):
+                self.lost = (
+                    "the Ray cluster's head node stopped answering during the scan (stopped, or its machine lost): its "
+                    f"GCS at {self.address} {how}; the images finished before are kept: run the same command again "
+                    "once the cluster is back"
+                )
+                logging.getLogger("edgeae.scan.ray_engine").error("%s", self.lost)
+            return self.lost or ""
+
+
+def alive_nodes(ray: Any) -> dict[str, str]:
+    """The cluster's live nodes, id -> address (``ray.nodes()``; {} where Ray does not say)."""
+    try:
+        return {str(n["NodeID"]): str(n.get("NodeManagerAddress") or "?") for n in ray.nodes() if n.get("Alive")}
+    except Exception:  # a stand-in, a GCS that does not answer
+        return {}
+
+
+def lost_nodes(ray: Any, before: dict[str, str], marked_dead: dict[str, str]) -> dict[str, str]:
+    """The nodes of ``before`` (:func:`alive_nodes` at the start) that are no longer alive, and those Ray's messages
+    said were marked dead (``marked_dead``: id -> address): id -> address."""
+    now = alive_nodes(ray) if before else {}
+    lost = {nid: addr for nid, addr in before.items() if now and nid not in now}
+    for nid, addr in marked_dead.items():
+        lost.setdefault(nid, before.get(nid, addr))
+    return lost

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,13 +32,14 @@ from typing import Any
 from edgeae._optional import require
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.errors import ActorsDiedError as ActorsDiedError
+from edgeae.scan.errors import ClusterLostError
 from edgeae.scan.errors import ModelLoadError as ModelLoadError
 from edgeae.scan.local import Outcome, error_text
 from edgeae.scan.pipeline import ImageResult, ScanConfig, scan_image
 from edgeae.scan.ray_connect import CONNECT_DEADLINE_S as CONNECT_DEADLINE_S
 from edgeae.scan.ray_connect import CONNECT_TIMEOUT_S as CONNECT_TIMEOUT_S
 from edgeae.scan.ray_connect import LOCAL_OBJECT_STORE_BYTES as LOCAL_OBJECT_STORE_BYTES
-from edgeae.scan.ray_connect import _init_ray, _sigterm_kept
+from edgeae.scan.ray_connect import HeadWatch, _init_ray, _sigterm_kept, alive_nodes, gcs_address, lost_nodes
 from edgeae.scan.scoring import Scorer
 
 # a worker process that dies on an image (killed, out of memory, a crash in native code) has its call tried this many
@@ -141,6 +143,7 @@ def iter_ray(
     started = _init_ray(ray, address, num_cpus)
     quiet = _RayMessages(ray, verbose=logging.getLogger("edgeae").isEnabledFor(logging.DEBUG))
     made: list[Any] = []  # every actor asked for, replacements included: all ended at the end
+    watch: HeadWatch | None = None
     try:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
@@ -153,12 +156,16 @@ def iter_ray(
             made.append(actor.remote(model, config))
             return made[-1]
 
+        nodes = alive_nodes(ray)
         pool = _Pool(ray, make, size, entries, config.model.path)  # asks for the actors and their identity() probes
+        pool.watch = watch = HeadWatch(gcs_address(ray)).start()
         if on_ready is not None:
             on_ready()
         yield from pool.run(on_patches or (lambda n: None))
-        pool.warn(quiet.deaths)
+        pool.warn(quiet.deaths, lost_nodes(ray, nodes, quiet.dead_nodes))
     finally:
+        if watch is not None:
+            watch.stop()
         try:
             for a in made:  # an early stop leaves no actor scanning on a cluster
                 ray.kill(a)
@@ -197,12 +204,24 @@ class _Pool:
         # deaths seen here: a lower bound (a worker restarted twice between two calls counts once)
         self.deaths = self.lost = self.failed_starts = self.empty = 0
         self.starts_since_up = 0  # actors that never came up since one last did: the replacement budget
+        self.watch = HeadWatch(None)  # the cluster's head node: its loss ends the scan (iter_ray sets it)
 
     def run(self, report: Callable[[int], None]) -> Iterator[Outcome]:
-        """Yield each image's outcome as its call comes back."""
+        """Yield each image's outcome as its call comes back; a call to Ray that fails while the head node refuses
+        connections is :class:`ClusterLostError` (``self.watch``)."""
+        try:
+            yield from self._run(report)
+        except (ModelLoadError, ActorsDiedError, ClusterLostError):
+            raise
+        except Exception as exc:  # the raylet this driver is attached to gone with the head node ("Broken pipe")
+            self.watch.failed(exc)
+            raise
+
+    def _run(self, report: Callable[[int], None]) -> Iterator[Outcome]:
         while self.running or self.held or (self.todo and self.starting):
             # a timeout: Ctrl-C and SIGTERM get through
             ready, _ = self.ray.wait([*self.running, *self.starting], num_returns=1, timeout=1.0)
+            self.watch.check()
             for ref in ready:
                 if ref in self.starting:
                     yield from self._answered(self.starting.pop(ref), ref)
@@ -215,7 +234,8 @@ class _Pool:
                     self.held[slot] = (entry, item)  # its outcome waits for the probe: restarted or dead for good?
                     self.starting[self.actors[slot].identity.remote()] = slot
                     continue
-                except Exception as exc:  # anything else is this image's failure
+                except Exception as exc:  # anything else is this image's failure, unless the cluster is lost
+                    self.watch.failed(exc)
                     result, error, seen = None, error_text(exc), 0
                 else:
                     if self.last[slot] and self.last[slot] != whoami:
@@ -286,8 +306,9 @@ class _Pool:
             entry, item = self.todo.popleft()
             self.running[self.actors[slot].scan.remote(item["path"], item["name"])] = (slot, entry, item)
 
-    def warn(self, reported: int) -> None:
-        """The scan's warnings: images failed with their workers, deaths, actors that never came up."""
+    def warn(self, reported: int, lost: dict[str, str] | None = None) -> None:
+        """The scan's warnings: nodes ``lost`` (id -> address), images failed with their workers, deaths, actors that
+        never came up."""
         log = logging.getLogger(__name__)
         # Ray's messages (a lower bound: it folds repeated ones) count the deaths of the actors that never came up too
         deaths = max(self.deaths, reported - self.failed_starts * (ACTOR_RESTARTS + 1))
@@ -296,12 +317,20 @@ class _Pool:
                 "%d Ray actor(s) died for good before they could scan an image (%s)%s", self.failed_starts,
                 ACTORS_DIED, f"; the scan went on with {self.size - self.empty} of {self.size}" if self.empty else "",
             )  # fmt: skip
+        if lost:  # said as such, not as "a worker process died" (audit s36 a2): the pool may have fewer actors now
+            up = sum(1 for a, u in zip(self.actors, self.up, strict=True) if a is not None and u)
+            shown = ", ".join(f"{addr} (node {nid[:8]})" for nid, addr in list(lost.items())[:3])
+            log.warning(
+                "%d Ray node(s) were lost during the scan (%s%s; Ray marked them dead): the images their actors held "
+                "were scanned again on the actors left%s", len(lost), shown, ", ..." if len(lost) > 3 else "",
+                f"; the scan went on with {up} of {self.size} actors" if up < self.size else "",
+            )  # fmt: skip
         if self.lost:
             log.warning(
                 "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) in "
                 "this scan; -v shows Ray's messages)", self.lost, WORKER_RETRIES + 1, deaths,
             )  # fmt: skip
-        elif deaths:
+        elif deaths and not lost:
             log.warning(
                 "%d Ray worker process(es) died during the scan; their images were scanned again and every one "
                 "finished", deaths,
@@ -328,6 +357,9 @@ def worker_items(entries: list[ArchiveEntry]) -> list[dict[str, str]]:
     return [{"path": os.path.join(cwd, os.fspath(e.path)), "name": e.name} for e in entries]
 
 
+_MARKED_DEAD = re.compile(r"node id:\s*([0-9a-f]+)\s+and address:\s*(\S+).*has been marked dead", re.IGNORECASE)
+
+
 class _RayMessages:
     """Keep Ray's driver-side messages off stdout unless -v: its error listener prints "(raylet) A worker died ..."
     lines (with colour codes) to ``sys.stdout`` whatever ``log_to_driver`` says, and colorama, which Ray loads, writes
@@ -335,6 +367,7 @@ class _RayMessages:
 
     def __init__(self, ray: Any, *, verbose: bool) -> None:
         self.deaths = 0
+        self.dead_nodes: dict[str, str] = {}  # id -> address of the nodes Ray said it marked dead
         self.verbose = verbose
         self._module = getattr(getattr(ray, "_private", None), "worker", None)
         self._original = getattr(self._module, "print_to_stdstream", None)
@@ -344,6 +377,10 @@ class _RayMessages:
     def _print(self, data: dict[str, Any], ignore_prefix: bool) -> None:
         lines = [str(line) for line in data.get("lines", [])]
         self.deaths += sum("worker died" in line.lower() for line in lines)
+        for line in lines:  # "The node with node id: ID and address: IP and node name: ... has been marked dead ..."
+            m = _MARKED_DEAD.search(line)
+            if m is not None:
+                self.dead_nodes[m.group(1)] = m.group(2)
         if self.verbose and self._original is not None:  # with -v, Ray's messages go to stderr
             self._original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
         else:
