@@ -28,7 +28,7 @@ from .heap import apply_heap_policy
 from .memory_meter import MemoryMeter, rss_bytes
 from .memory_room import boot_out_of_memory, check_room, is_out_of_memory
 from .mission import Mission, MissionError
-from .onboard import Loader, OnboardModels, default_loader
+from .onboard import Loader, OnboardModels, default_loader, resolve_model_file
 from .queue import DownlinkQueue
 from .queue_ledger import boot_loss
 from .run_summary import NO_ANOMALY_MODEL
@@ -223,15 +223,39 @@ def scoring_buffers_refusal(mission: Mission) -> str | None:
     planned = frame + (0 if an.method == "vae" else boot)  # the fast VAE path never fills the PatchScorer's
     if planned <= budget:
         return None
-    fits = budget // max(1, -(-planned // batch))  # the plan grows with the batch: bytes per patch of it
+    files = model_file_bytes(mission)
+    one = -(-planned // batch)  # the plan grows with the batch: bytes per patch of it
+    fits = (budget - files) // one
+    need = (
+        f"lower [anomaly] batch to at most {fits} (the loaded models need room too: their files alone are {files:,} B)"
+        if fits >= 1
+        else f"raise [budget] memory_bytes to at least {one + files:,} B: one patch's scoring buffers ({one:,} B) "
+        f"and the model files ({files:,} B), and the loaded models need more"
+    )
     capped = f" (capped to the {batch} patches of a frame)" if batch < an.batch else ""
     return (
         f"[anomaly] batch = {an.batch}{capped} plans {planned:,} B of scoring buffers ({batch} patches of "
         f"{cam.channels} x {an.patch} x {an.patch} samples as float32, {an.method!r} scoring on [runtime] threads = "
-        f"{mission.runtime.threads}) before the models are loaded: over [budget] memory_bytes = {budget:,} B; "
-        + (f"lower [anomaly] batch to at most {fits}" if fits >= 1 else "raise [budget] memory_bytes")
-        + " (the loaded models need room too)"
+        f"{mission.runtime.threads}) before the models are loaded: over [budget] memory_bytes = {budget:,} B; {need}"
     )
+
+
+def model_file_bytes(mission: Mission) -> int:
+    """The bytes of the model files the mission names (one that cannot be found now counts 0): a floor under what
+    the loaded models hold, known before any is loaded. Until session 36 the scoring-buffer refusal left them out
+    and advised 'lower [anomaly] batch to at most 1' where no batch could fit beside them."""
+    specs = [(mission.anomaly.model, mission.anomaly.prefer)]
+    if mission.reconstruction.mode != "off":
+        specs.append((mission.reconstruction.model, mission.reconstruction.prefer))
+    total = 0
+    for spec, prefer in specs:
+        if not spec:
+            continue
+        try:
+            total += resolve_model_file(spec, prefer).stat().st_size
+        except (OSError, MissionError):
+            continue
+    return total
 
 
 def telemetry_size(out: Path) -> int | None:
