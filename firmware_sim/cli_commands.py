@@ -101,7 +101,9 @@ def _report(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     summary, notes = load_summary(out)
-    print(f"report: {write_report(out, summary)}")
-    for note in notes:
-        print(f"  {note}")
+    from .cli_outputs import say
+
+    say(f"report: {write_report(out, summary)}")  # a name's bytes that are not UTF-8 as \xff: a strict console
+    for note in notes:  # stopped plain print with UnicodeEncodeError once the page was written (until session 36)
+        say(f"  {note}")
     return 0

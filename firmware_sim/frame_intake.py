@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .budget import LADDER, Level, MemoryPlan, plan_memory
+from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .memory_meter import rss_bytes
@@ -300,7 +301,7 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
             f"{frame} buffers need {least.total:,} B even at sparse_only ({biggest_buffers(m, least)}): "
             f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
-            f"at least {mib_up(held + least.total)} MiB or lower [runtime] threads"
+            f"at least {mib_up(held + least.total)} MiB{fewer_threads(m.runtime.threads)}"
         )
     warnings = []
     cores = usable_cores()

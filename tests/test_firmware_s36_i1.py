@@ -119,3 +119,74 @@ def test_summary_json_records_the_machine_of_the_start_line(tmp_path: Path) -> N
     saved = json.loads((out / "summary.json").read_text())
     assert saved["machine"] == start["machine"] == summary["machine"]
     assert {"cpu", "cpus", "usable_cores", "loadavg_1min", "versions"} <= set(saved["machine"])
+
+
+# ------------------------------------------------------------ fixer g4's leftovers
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from edgeae.firmware_sim.testing import tiny_models
+
+    return tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def test_scoring_buffers_no_batch_can_fit_say_to_raise_the_memory_and_by_how_much(models: dict[str, Path]) -> None:
+    """The refusal advised 'lower [anomaly] batch to at most 1' when even one patch's buffers and the model files
+    did not fit: it now says to raise memory_bytes to at least what they need."""
+    from edgeae.firmware_sim.boot import scoring_buffers_refusal
+    from edgeae.firmware_sim.testing import small_mission
+
+    per_patch = 11_264  # 32 x 32 x 1: float32 input and weight, the raw batches in flight (46,137,344 B / 4096)
+    big = models["vae"].parent / "big-i1.onnx"  # the model file (not loaded before this check: its size counts)
+    big.write_bytes(bytes(2 * 2**20))
+    files = big.stat().st_size
+    budget = 2 * 2**20  # a patch's buffers fit, not with the model file beside them
+    m = small_mission(models, camera={"height": 0, "width": 0}, anomaly={"batch": 4096, "model": str(big)},
+                      reconstruction={"mode": "off"}, budget={"memory_bytes": budget})  # fmt: skip
+    why = scoring_buffers_refusal(m)
+    assert why is not None and "at most" not in why, why
+    assert f"raise [budget] memory_bytes to at least {files + per_patch:,} B" in why, why
+    assert f"one patch's scoring buffers ({per_patch:,} B) and the model files ({files:,} B)" in why, why
+
+
+def test_the_loaded_memory_refusal_does_not_say_lower_threads_at_one_thread(models: dict[str, Path]) -> None:
+    """'raise [budget] memory_bytes ... or lower [runtime] threads' was said at one thread too (as the run's advice
+    was until 5410f70): now only above one (cli_advice.fewer_threads)."""
+    from types import SimpleNamespace
+
+    from edgeae.firmware_sim.frame_intake import check_loaded_memory
+    from edgeae.firmware_sim.mission import MissionError
+    from edgeae.firmware_sim.testing import small_mission
+
+    for threads, told in ((1, False), (2, True)):
+        m = small_mission(models, reconstruction={"mode": "off"}, runtime={"threads": threads},
+                          camera={"height": 0, "width": 0}, budget={"memory_bytes": 2**20})  # fmt: skip
+        tm = SimpleNamespace(write=lambda *a, **k: None)
+        rt = SimpleNamespace(m=m, rss_loaded=16 * 2**20, rss_boot=0, _model_bytes=lambda: 0, tm=tm)
+        with pytest.raises(MissionError) as err:
+            check_loaded_memory(rt)  # type: ignore[arg-type]
+        assert "raise [budget] memory_bytes to at least 17 MiB" in str(err.value)
+        assert ("lower [runtime] threads (now 2)" in str(err.value)) == told, str(err.value)
+
+
+def test_firmware_sim_report_prints_a_non_utf8_folder_name_on_a_strict_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``firmware-sim report`` printed the page's path with plain print: a folder whose name is not UTF-8 stopped
+    it with UnicodeEncodeError on a strict UTF-8 console after the page was written; it is now printed as \\xff
+    (cli_outputs.say)."""
+    import argparse
+    import io
+    import os
+
+    from edgeae.firmware_sim.cli_commands import _report
+
+    out = tmp_path / os.fsdecode(b"run\xff")
+    out.mkdir()
+    (out / "summary.json").write_text('{"mission": "m", "frames": {"acquired": 0}}')
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+    monkeypatch.setattr("sys.stdout", stdout)
+    assert _report(argparse.Namespace(out=str(out))) == 0
+    text = stdout.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    assert "run\\xff/report.html" in text and (out / "report.html").is_file()
