@@ -2,7 +2,8 @@
 
 #1: finalize read every part whole, concatenated and sorted them (~600 B a patch held at once: an archive of 1,000
 NAC frames needed ~40 GB at its end) and loaded every image's best patches: it now streams the parts into
-results.parquet (same rows, same order) and reads the best patches of only the images that can reach the gallery.
+results.parquet (same rows, same order), reads the best patches of only the images that can reach the gallery, and
+a rerun that finds the same parts reads none of them again.
 #4: a full disk while results.parquet, images.parquet, report.json or report.md were written left a 0-byte or torn
 file and an error naming no file: each is written under a temporary name and renamed, and the error names it.
 """
@@ -170,6 +171,35 @@ def test_the_gallery_reads_the_best_patches_of_only_the_images_that_can_reach_it
         assert np.array_equal(got, th[0]), t
 
 
+def test_a_rerun_with_no_part_changed_reads_no_part_again(tmp_path: Path, monkeypatch) -> None:
+    """A rerun (a resume with nothing left, a --max-images slice that found nothing) keeps results.parquet and takes
+    the images' summaries from images.parquet when both carry the digest of the same parts; a part written again, or
+    images.parquet gone, reads them all."""
+    from edgeae.scan import merge
+    from edgeae.scan.report import finalize
+
+    parts = {f"{i}.png": _table(f"{i}.png", *_grid(30 + i, i)) for i in range(4)}
+    parts["e.png"] = _table("e.png", *_grid(0, 9))  # done, no patch scored
+    tops = {name: _top([3.0 + i, 1.0], i) for i, name in enumerate(parts)}
+    store, entries = _store(tmp_path, parts, tops)
+    first = finalize(store, entries, {})
+    results, images = store.out / "results.parquet", store.out / "images.parquet"
+    st, rows = results.stat(), pq.read_table(images).to_pylist()
+    reads: list[Path] = []
+    read_part = merge.read_part
+    monkeypatch.setattr(merge, "read_part", lambda p, **kw: (reads.append(p), read_part(p, **kw))[1])
+    again = finalize(store, entries, {})
+    assert reads == [] and (results.stat().st_ino, results.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert again["top"] == first["top"] and again["patches_in_results"] == first["patches_in_results"]
+    assert str(pq.read_table(images).to_pylist()) == str(rows)  # (NaN == NaN as text)
+    write_part(_table("2.png", *_grid(50, 5)), store.part_path(entries[2].key))  # scanned again
+    finalize(store, entries, {})
+    assert len(reads) == 5 and pq.read_table(results).equals(_reference(store, entries))
+    images.unlink()
+    finalize(store, entries, {})
+    assert len(reads) == 10 and str(pq.read_table(images).to_pylist()) != str(rows)
+
+
 # -- #1: memory ----------------------------------------------------------------------------------------------------
 _POOLS: list[Any] = []  # each measuring pool outlives every buffer it gave (arrow frees into the pool it came from)
 
@@ -208,18 +238,18 @@ def _finalize_peak(tmp_path: Path, n_parts: int) -> dict[str, int]:
 
 
 def test_finalize_memory_does_not_grow_with_the_number_of_parts(tmp_path: Path, monkeypatch) -> None:
-    """Was: 40 parts of 600 patches peaked at ~8 MB of arrow memory and 400 at ~78 MB (every row at once, twice:
-    the concatenation and its sorted copy). Now a bounded row group at a time: 1.3 MB of arrow memory for both, and
-    10x the parts (and rows) adds less than 1.5 MB in all (what remains per image: its record, summary and row of
+    """Was: 20 parts of 600 patches peaked at ~4 MB of arrow memory and 200 at ~39 MB (every row at once, twice:
+    the concatenation and its sorted copy). Now a bounded row group at a time: ~1.3 MB of arrow memory for both, and
+    10x the parts (and rows) adds less than 1 MB in all (what remains per image: its record, summary and row of
     images.parquet, ~1.7 KB)."""
     from edgeae.scan import merge
 
     monkeypatch.setattr(merge, "ROW_GROUP_ROWS", 4096)
-    _finalize_peak(tmp_path, 5)  # the modules a finalize imports (the gallery's) are not counted below
-    small, large = _finalize_peak(tmp_path, 40), _finalize_peak(tmp_path, 400)
-    rows_bytes = 360 * 600 * 100  # the 360 more parts' rows, at ~100 bytes a row in arrow
+    _finalize_peak(tmp_path, 3)  # the modules a finalize imports (the gallery's) are not counted below
+    small, large = _finalize_peak(tmp_path, 20), _finalize_peak(tmp_path, 200)
+    rows_bytes = 180 * 600 * 100  # the 180 more parts' rows, at ~100 bytes a row in arrow
     assert large["arrow"] - small["arrow"] < rows_bytes / 20, (small, large)
-    assert (large["arrow"] + large["python"]) - (small["arrow"] + small["python"]) < 1.5 * 2**20, (small, large)
+    assert (large["arrow"] + large["python"]) - (small["arrow"] + small["python"]) < 2**20, (small, large)
 
 
 # -- #4: a full disk while the end-of-run files are written ---------------------------------------------------------
@@ -248,6 +278,7 @@ def test_a_failed_write_of_results_parquet_keeps_the_earlier_one_and_names_it(tm
     finalize(store, entries, {}, write_gallery=False)
     before = pq.read_table(store.out / "results.parquet")
     assert (store.out / "results.parquet").stat().st_size > 4000
+    write_part(_table("1.png", *_grid(401, 7)), store.part_path(entries[1].key))  # scanned again: a new part
     with _file_size_limit(4000), pytest.raises(OSError, match=r"cannot write .*results\.parquet: File too large"):
         finalize(store, entries, {}, write_gallery=False)
     assert pq.read_table(store.out / "results.parquet").equals(before)  # was: a torn file in its place

@@ -7,15 +7,19 @@ results.parquet holds the rows, in the order, that concatenating every part and 
 end of a scan of 1,000 NAC frames): the parts are read one at a time in the order of their ``file`` text (a part
 holds one image's rows, written in y, x order; one that is not is sorted alone; the parts of names written as the
 same text, ``\\xff`` and the byte 0xff, are merged together) and written :data:`ROW_GROUP_ROWS` rows a row group,
-under a temporary name renamed at the end (:func:`edgeae.atomic.atomic_path`).
+under a temporary name renamed at the end (:func:`edgeae.atomic.atomic_path`). Both results.parquet and
+images.parquet carry a digest of the parts they came from (:func:`parts_digest`: names, sizes, times, inodes): a
+rerun that finds the same parts keeps results.parquet and takes the summaries from images.parquet, reading no part.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,14 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.atomic import atomic_path
 from edgeae.scan.archive import ArchiveEntry, as_text
-from edgeae.scan.out_checks import read_part
+from edgeae.scan.out_checks import part_damage, read_part
 from edgeae.scan.pipeline import TopK
 from edgeae.scan.state import ScanStore
 
 ROW_GROUP_ROWS = 1 << 16  # rows held before they are written as a row group (~10-20 MB; a NAC frame's patches)
+DIGEST_KEY = "edgeae.parts"  # results.parquet's and images.parquet's footer: the parts they came from (parts_digest)
+DIGEST_VERSION = b"edgeae scan results v1\n"  # a change to what results.parquet holds or its order: a new version
+_SUMMARY = ("score_mean", "score_max", "score_p99", "max_x", "max_y")  # an image's summary (images.parquet)
 
 
 def summary(table: Any) -> dict[str, Any]:
@@ -100,8 +107,9 @@ def _image_rows(store: ScanStore, group: list[ArchiveEntry], summaries: dict[str
 
 
 def _write(store: ScanStore, groups: list[list[ArchiveEntry]], path: Path, schema: Any,
-           summaries: dict[str, dict[str, Any]]) -> int:  # fmt: skip
-    """Stream ``groups`` into a Parquet file at ``path`` (``schema``: None, the first part's); returns its rows."""
+           summaries: dict[str, dict[str, Any]], digest: str) -> int:  # fmt: skip
+    """Stream ``groups`` into a Parquet file at ``path`` (``schema``: None, the first part's), ``digest`` in its
+    footer (:data:`DIGEST_KEY`); returns its rows, -1 when there is no part (nothing written)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     writer = None
@@ -125,6 +133,7 @@ def _write(store: ScanStore, groups: list[list[ArchiveEntry]], path: Path, schem
             return -1
         if n_held:
             writer.write_table(pa.concat_tables(held), row_group_size=ROW_GROUP_ROWS)
+        writer.add_key_value_metadata({DIGEST_KEY: digest})
         writer.close()
         writer = None
         return rows
@@ -148,19 +157,78 @@ def parquet_target(path: Path) -> Iterator[Path]:
             raise OSError(exc.errno, os.strerror(exc.errno)) from exc  # atomic_path adds the file's name
 
 
-def write_results(
-    store: ScanStore, done: list[ArchiveEntry], path: Path, empty: Any
-) -> tuple[int, dict[str, dict[str, Any]], dict[str, float]]:
-    """Write ``path`` (results.parquet) from the parts of ``done``, atomically; ``empty``: the table written when
-    no image is done. Returns its rows, each image's :func:`summary` and its highest score (-inf without rows: what
-    :func:`gallery_top` reads from) by name. Memory: one row group and one part, whatever the archive."""
+@dataclass
+class Merged:
+    """What :func:`write_results` gives the report: results.parquet's rows, each done image's :func:`summary` and
+    highest score (-inf without rows: what :func:`gallery_top` reads from) by name, the parts' :func:`parts_digest`,
+    and whether results.parquet was already theirs (not written again)."""
+
+    rows: int
+    summaries: dict[str, dict[str, Any]]
+    best_of: dict[str, float]
+    digest: str
+    reused: bool = False
+
+
+def parts_digest(store: ScanStore, groups: list[list[ArchiveEntry]]) -> tuple[str, int]:
+    """A SHA-256 of what results.parquet is made from: each done image's name and its part's size, modification time
+    (ns) and inode, in the results' order (``groups``: :func:`_groups`), and the newest part's modification time. A
+    part rewritten (scanned again, re-ranked: written under a temporary name and renamed) changes it."""
+    h = hashlib.sha256(DIGEST_VERSION)
+    newest = 0
+    for group in groups:
+        for e in group:
+            key = e.key  # (a hash of the name, computed at each use)
+            st = os.stat(store.part_path(key))
+            h.update(f"{as_text(e.name)}\0{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+            newest = max(newest, st.st_mtime_ns)
+    return h.hexdigest(), newest
+
+
+def _earlier(done: list[ArchiveEntry], digest: str, newest: int, path: Path, images: Path) -> Merged | None:
+    """The last run's results when they are these parts' (results.parquet and images.parquet both carry ``digest``,
+    were written after the newest part, ``newest`` ns: a file system that keeps coarse times and reuses an inode
+    cannot pass a part written again as the same, and images.parquet holds every done image's summary): nothing is
+    read again. None otherwise (read them all)."""
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    cols = ["file", "n_patches", *_SUMMARY]
+    try:
+        if any(part_damage(p) or p.stat().st_mtime_ns <= newest for p in (path, images)):
+            return None
+        meta = pq.read_metadata(path)
+        if any(
+            (m.metadata or {}).get(DIGEST_KEY.encode()) != digest.encode() for m in (meta, pq.read_metadata(images))
+        ):
+            return None
+        rows = pq.read_table(images, columns=cols, page_checksum_verification=True).to_pylist()
+    except (OSError, pa.ArrowException):  # missing (a first run), damaged: read the parts
+        return None
+    by_text = {r["file"]: r for r in rows}
+    names = [as_text(e.name) for e in done]
+    if len(set(names)) != len(names) or not all(by_text.get(n, {}).get("score_max") is not None for n in names):
+        return None  # two names written as one text, or an image without its summary: read the parts
+    summaries = {e.name: {k: by_text[n][k] for k in _SUMMARY} for e, n in zip(done, names, strict=True)}
+    best_of = {e.name: -math.inf if by_text[n]["n_patches"] == 0 else by_text[n]["score_max"]
+               for e, n in zip(done, names, strict=True)}  # fmt: skip
+    return Merged(meta.num_rows, summaries, best_of, digest, reused=True)
+
+
+def write_results(store: ScanStore, done: list[ArchiveEntry], path: Path, empty: Any, images: Path) -> Merged:
+    """Write ``path`` (results.parquet) from the parts of ``done``, atomically (``empty``: the table written when no
+    image is done). Memory: one row group and one part, whatever the archive. When the last run's results.parquet
+    and ``images`` (its images.parquet) are those parts' (:func:`parts_digest`), they are kept and nothing is read."""
     pq = require("pyarrow.parquet")
     pa = require("pyarrow")
     groups = _groups(done)
+    digest, newest = parts_digest(store, groups)
+    earlier = _earlier(done, digest, newest, path, images)
+    if earlier is not None:
+        return earlier
     summaries: dict[str, dict[str, Any]] = {}
     with parquet_target(path) as tmp:
         try:
-            rows = _write(store, groups, tmp, None, summaries)
+            rows = _write(store, groups, tmp, None, summaries, digest)
         except _Wider:  # the first part lacks columns a later one has: every part's columns, as concatenating
             schemas = []  # them did (in the walk's order, which gave the columns' order)
             for e in done:
@@ -169,12 +237,25 @@ def write_results(
                 except (OSError, pa.ArrowException):
                     read_part(store.part_path(e.key))  # its footer damaged: the error naming the part
                     raise
-            rows = _write(store, groups, tmp, pa.unify_schemas(schemas), summaries)
+            rows = _write(store, groups, tmp, pa.unify_schemas(schemas), summaries, digest)
         if rows < 0:
-            pq.write_table(empty, tmp, write_page_checksum=True)
+            _write_table(empty, tmp, digest)
             rows = 0
     best_of = {name: -math.inf if s["n"] == 0 else s["score_max"] for name, s in summaries.items()}
-    return rows, {name: {k: v for k, v in s.items() if k != "n"} for name, s in summaries.items()}, best_of
+    return Merged(rows, {name: {k: s[k] for k in _SUMMARY} for name, s in summaries.items()}, best_of, digest)
+
+
+def _write_table(table: Any, path: Path, digest: str) -> None:
+    pq = require("pyarrow.parquet")
+    with pq.ParquetWriter(path, table.schema, write_page_checksum=True) as writer:  # a CRC per page, as the parts
+        writer.write_table(table)
+        writer.add_key_value_metadata({DIGEST_KEY: digest})
+
+
+def write_images(table: Any, path: Path, digest: str) -> None:
+    """Write images.parquet (``table``) atomically, with the parts' ``digest`` (:func:`parts_digest`)."""
+    with parquet_target(path) as tmp:
+        _write_table(table, tmp, digest)
 
 
 def gallery_top(store: ScanStore, done: list[ArchiveEntry], best_of: dict[str, float], k: int

@@ -20,7 +20,7 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.atomic import atomic_path, remove_stale_temps
 from edgeae.scan.archive import ArchiveEntry, as_text, entry_key
-from edgeae.scan.merge import gallery_top, parquet_target, write_results
+from edgeae.scan.merge import gallery_top, write_images, write_results
 from edgeae.scan.report_text import report_markdown
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
 
@@ -197,7 +197,6 @@ def finalize(
 ) -> dict[str, Any]:
     """Write results.parquet, images.parquet, topk/ and report.json/.md; return the report dict."""
     pa = require("pyarrow")
-    pq = require("pyarrow.parquet")
     for name in ("report.json", "report.md"):  # the last run's: a run that fails below leaves none, not a stale one
         (store.out / name).unlink(missing_ok=True)
     remove_stale_temps(store.out)  # results and reports a killed run was writing (its .NAME.tmp-PID)
@@ -207,7 +206,7 @@ def finalize(
     elsewhere = sorted(n for n in recs if n not in names)  # recorded by a run over another ARCHIVE: not reported
     no_rows = pa.table({c: pa.array([], t) for c, t in zip(RESULT_COLUMNS, _types(pa), strict=True)})
     # streamed, one row group at a time: memory does not grow with the archive (until session 36: ~600 B a patch)
-    n_results, s_by_name, best_of = write_results(store, done, store.out / "results.parquet", no_rows)
+    merged = write_results(store, done, store.out / "results.parquet", no_rows, store.out / "images.parquet")
     per_image = []
     for e in entries:
         r = recs.get(e.name) or Record(e.name, e.key, "pending")
@@ -216,16 +215,15 @@ def finalize(
         per_image.append(
             {"file": e.name, "status": r.status, "error": r.error if r.status == "failed" else "",
              "reason": r.reason if r.status == "skipped" else "",
-             "n_patches": r.n_patches, "n_skipped": r.n_skipped, **s_by_name.get(e.name, {}),
+             "n_patches": r.n_patches, "n_skipped": r.n_skipped, **merged.summaries.get(e.name, {}),
              "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
              "body": meta.get("body") or "", "map_projected": bool(meta.get("georef"))}
         )  # fmt: skip
     per_image = texts(per_image)  # file names (and errors naming them) that are not UTF-8: escaped
     # an explicit schema: the score columns of images that are not done are null, whichever image comes first
     images = pa.Table.from_pylist(per_image, schema=_images_schema(pa))
-    with parquet_target(store.out / "images.parquet") as tmp:  # a failed write keeps the last run's, names the file
-        pq.write_table(images, tmp, write_page_checksum=True)
-    top = _write_gallery(store, done, best_of, store.config.top_k) if write_gallery else []
+    write_images(images, store.out / "images.parquet", merged.digest)  # atomic: a failed write keeps the last run's
+    top = _write_gallery(store, done, merged.best_of, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
     # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames)
@@ -248,7 +246,7 @@ def finalize(
         # above, their parts kept; the first 50 named
         "recorded_not_in_archive": len(elsewhere),
         "recorded_not_in_archive_files": elsewhere[:50],
-        "patches_in_results": n_results,
+        "patches_in_results": merged.rows,
         "failures": failures,
         "skipped_products": skipped,
         "images_without_patches": empty,
