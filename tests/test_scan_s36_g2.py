@@ -142,11 +142,12 @@ def test_report_md_escapes_html_in_errors_reasons_and_paths() -> None:
     assert "<" not in outside_code.replace("\\<", "")
 
 
-def test_a_product_whose_path_is_not_utf8_is_a_failure_that_names_it_and_says_why(
+def test_a_product_whose_path_is_not_utf8_is_scanned_and_named_escaped(
     tmp_path: Path, model: Path, formats: Path
 ) -> None:
-    """GDAL's readers (rasterio) open UTF-8 paths only: the product is recorded as failed, named escaped, with the
-    reason and what to do; the rest of the archive is scanned (before, the whole scan ended naming no file)."""
+    """GDAL's readers (rasterio) open UTF-8 paths only: the product was recorded as failed ("its path is not UTF-8
+    ... rename it"; before that, the whole scan ended naming no file). Since fixer h4 (session 36) it is opened through
+    a link of a UTF-8 name (edgeae.archive.gdal_env) and scanned, named escaped in the results."""
     import shutil
 
     from test_scan_support import mean_scorer_factory
@@ -160,12 +161,11 @@ def test_a_product_whose_path_is_not_utf8_is_a_failure_that_names_it_and_says_wh
         pytest.skip(f"this file system does not take a file name that is not UTF-8: {exc}")
     kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, min_valid=0.0)
     r = scan_archive(arc, model, tmp_path / "out", geo=tmp_path / "l.geojson", **kw)
-    assert (r["done"], r["failed"]) == (1, 1)
-    (failure,) = r["failures"]
-    assert failure["file"] == "z\\xfe.cub"
-    assert failure["error"].startswith("its path is not UTF-8, and the reader it needs opens UTF-8 paths only: rename")
-    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
-    assert "- `z\\xfe.cub`: its path is not UTF-8" in md
+    assert (r["done"], r["failed"]) == (2, 0) and not r["failures"]
+    files = set(pq.read_table(tmp_path / "out" / "results.parquet").column("file").to_pylist())
+    assert files == {"good.png", "z\\xfe.cub"}
+    layer = json.loads((tmp_path / "l.geojson").read_text(encoding="utf-8"))  # the cube is map-projected
+    assert {f["properties"]["product"] for f in layer["features"]} == {"z\\xfe.cub"}
 
 
 # -- part page checksums -----------------------------------------------------------------------------------------------

@@ -340,3 +340,72 @@ def test_the_command_says_the_cluster_was_lost_once_and_exits_1(tmp_path: Path, 
     assert main(["scan", str(arc), "--out", str(tmp_path / "o"), "--engine", "ray", "--no-progress"]) == 1
     line = "edgeae scan: error: the Ray cluster's head node stopped answering during the scan (...)\n"
     assert capsys.readouterr().err == ("" if said else line)  # said when found: not twice
+
+
+# -- g2's leftover: planetary products at a path that is not UTF-8 -----------------------------------------------------
+PDS3_TC = "pds3/TC1S2B0_01_05186N225E0040_mini"
+PDS3_MI = "pds3/MI_MAP_03_N51E124N50E125SC_cropped"
+
+
+@pytest.mark.parametrize(
+    ("folder", "copies", "target"),
+    [
+        (b"plain", {"isis3/ldem_4_reduced.cub": b"z\xfe.cub"}, b"z\xfe.cub"),  # the cube's own name
+        (b"d\xfe", {f"{PDS3_TC}.lbl": None, f"{PDS3_TC}.img": None}, b"TC1S2B0_01_05186N225E0040_mini.lbl"),
+        (b"plain", {f"{PDS3_MI}.lbl": b"mi\xfe.lbl", f"{PDS3_MI}.img": None}, b"mi\xfe.lbl"),  # the label's name
+        (b"d\xfe", {"jp2/test.jp2": None}, b"test.jp2"),
+    ],
+    ids=["cube-name", "pds3-in-folder", "pds3-label-name", "jp2-in-folder"],
+)
+def test_a_product_at_a_path_that_is_not_utf8_reads_as_at_a_utf8_one(
+    tmp_path: Path, formats: Path, folder: bytes, copies: dict[str, bytes | None], target: bytes
+) -> None:
+    """rasterio encodes paths as UTF-8: before, such a product failed ("'utf-8' codec can't encode character
+    '\\udcfe' ... surrogates not allowed"; a scan recorded it as failed, "rename it"). It is opened through links of a
+    UTF-8 name: read as under a UTF-8 path, georeferencing too; the files GDAL read are named as on disk, and the
+    links are gone once the product is closed. A data file beside a label of such a name is found under its own."""
+    import shutil
+
+    from edgeae.archive.gdal_env import dataset_files
+    from edgeae.archive.reader import ProductReader, read_product
+    from edgeae.scan.geo import georef_of
+
+    here = tmp_path / os.fsdecode(folder)
+    try:
+        here.mkdir()
+        for src, name in copies.items():
+            shutil.copy(formats / src, here / os.fsdecode(name or Path(src).name.encode()))
+    except (OSError, UnicodeError) as exc:
+        pytest.skip(f"this file system does not take a file name that is not UTF-8: {exc}")
+    path, original = here / os.fsdecode(target), formats / next(iter(copies))
+    with pytest.raises(UnicodeEncodeError):
+        os.fspath(path).encode("utf-8")  # the path rasterio could not take
+    np.testing.assert_array_equal(read_product(path).pixels, read_product(original).pixels)
+    geo, meta = georef_of(path)
+    want_geo, want_meta = georef_of(original)
+    assert meta == want_meta and (geo is None) == (want_geo is None)
+    if geo is not None:
+        assert geo.to_dict() == want_geo.to_dict()
+    with ProductReader(path) as r:
+        links = r.ds._edgeae_alias.tmp
+        assert os.path.isdir(links)
+        assert {os.path.dirname(f) for f in dataset_files(r.ds)} == {os.fspath(here)}  # as on disk, not the links
+    assert not os.path.exists(links)
+
+
+def test_a_product_gdal_cannot_open_at_such_a_path_is_named_as_on_disk(tmp_path: Path) -> None:
+    """GDAL's message names the link it was given: said with the product's own path (bytes not UTF-8 as \\xNN),
+    never the temporary folder's."""
+    from edgeae._headers import ImageReadError
+    from edgeae.archive.reader import ProductReader
+
+    try:
+        here = tmp_path / os.fsdecode(b"y\xfe")
+        here.mkdir()
+        (here / "bad.cub").write_bytes(b"not a cube " * 50)
+    except (OSError, UnicodeError) as exc:
+        pytest.skip(f"this file system does not take a file name that is not UTF-8: {exc}")
+    with pytest.raises(ImageReadError) as info:
+        ProductReader(here / "bad.cub").close()
+    assert f"GDAL cannot open it ('{tmp_path}/y\\xfe/bad.cub' not recognized as" in str(info.value)
+    assert "edgeae-gdal-" not in str(info.value)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
+import shutil
+import tempfile
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,13 +128,117 @@ def _reader_without_crs(rasterio: Any) -> Any:
 
 def _open(rasterio: Any, target: Path, opts: dict[str, Any]) -> Any:
     """Open ``target`` read-only under :func:`_open_env`. A CRS PROJ cannot parse opens without one; the dataset's
-    ``crs_error`` says why (None on other datasets: check it with ``getattr``)."""
+    ``crs_error`` says why (None on other datasets: check it with ``getattr``). A path that is not UTF-8 (legal on
+    Linux; rasterio encodes paths as UTF-8 and refuses it) is opened through links of a UTF-8 name
+    (:class:`_Alias`), kept until :func:`close_dataset` (or the dataset's end); :func:`dataset_files` gives the files
+    GDAL reads under their own paths."""
+    alias = _Alias.of(target)
+    try:
+        ds = _open_as(rasterio, alias.path if alias is not None else os.fspath(target), opts)
+    except rasterio.errors.RasterioError as exc:
+        if alias is None:
+            raise
+        alias.remove()
+        raise type(exc)(alias.unalias(str(exc))) from exc  # GDAL's words name the link: said with the file's path
+    except BaseException:
+        if alias is not None:
+            alias.remove()
+        raise
+    if alias is not None:
+        ds._edgeae_alias = alias
+        weakref.finalize(ds, alias.remove)
+    return ds
+
+
+def _open_as(rasterio: Any, path: str, opts: dict[str, Any]) -> Any:
     with _open_env(**opts), warnings.catch_warnings():
         # camera-geometry products have no geotransform: that is expected, not worth a warning per file
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         try:
-            return rasterio.open(target)
+            return rasterio.open(path)
         except rasterio.errors.CRSError:
             if not hasattr(rasterio.io.DatasetReader, "_handle_crswkt"):  # another rasterio: refused as before
                 raise
-            return _reader_without_crs(rasterio)(str(target))
+            return _reader_without_crs(rasterio)(path)
+
+
+def close_dataset(ds: Any) -> None:
+    """Close a dataset :func:`_open` gave, and remove the links it was opened through (if any)."""
+    if not ds.closed:
+        ds.close()
+    alias = getattr(ds, "_edgeae_alias", None)
+    if alias is not None:
+        alias.remove()
+
+
+def dataset_files(ds: Any) -> list[str]:
+    """The files GDAL reads for ``ds`` (``ds.files``), under their own paths where it was opened through links."""
+    alias = getattr(ds, "_edgeae_alias", None)
+    return [alias.original(f) if alias is not None else f for f in ds.files]
+
+
+class _Alias:
+    """Links of a UTF-8 path to a product whose path is not UTF-8, in a temporary folder: GDAL (through rasterio)
+    opens UTF-8 paths only. A file of a UTF-8 name in a folder of another: ``TMP/d`` links to the folder, so GDAL
+    finds everything beside it (a label's data files, sidecars) as in the folder itself. A file whose own name is not
+    UTF-8: ``TMP/<its name, its other bytes as _>`` links to it, and ``TMP/<name>`` to each file its label names
+    (:func:`edgeae.archive.formats.product_files`), which GDAL looks for beside it (no other file of its folder)."""
+
+    def __init__(self, tmp: str, folder: str, full: str, path: str) -> None:
+        self.tmp, self.folder, self.full, self.path = tmp, folder, full, path
+
+    @classmethod
+    def of(cls, target: Path) -> _Alias | None:
+        text = os.fspath(target)
+        if _utf8(text):
+            return None
+        full = os.path.abspath(text)
+        folder, name = os.path.split(full)
+        tmp = tempfile.mkdtemp(prefix="edgeae-gdal-")
+        try:
+            if _utf8(name):
+                os.symlink(folder, os.path.join(tmp, "d"))
+                return cls(tmp, folder, full, os.path.join(tmp, "d", name))
+            from edgeae.archive.formats import product_files
+
+            others = [f.name for f in product_files(Path(full)) if f.parent == Path(folder)]
+            # its bytes that are not UTF-8 as "_" (not "\\xNN": GDAL takes a backslash for a folder separator)
+            alias = os.fsencode(name).decode("utf-8", "replace").replace("\ufffd", "_")
+            while alias in others:
+                alias = "_" + alias
+            path = os.path.join(tmp, alias)
+            os.symlink(full, path)
+            for other in others:
+                link = os.path.join(tmp, other)
+                if not os.path.lexists(link):
+                    os.symlink(os.path.join(folder, other), link)
+            return cls(tmp, folder, full, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def original(self, f: str) -> str:
+        """The path of the file GDAL names ``f`` (one of the links, or a file in the linked folder)."""
+        if not f.startswith(self.tmp + os.sep):
+            return f
+        rel = f[len(self.tmp) + 1 :]
+        if f == self.path:
+            return self.full
+        return os.path.join(self.folder, rel[2:] if rel.startswith("d" + os.sep) else rel)
+
+    def unalias(self, text: str) -> str:
+        """``text`` (GDAL's message) with the links' paths written as the files' own (bytes not UTF-8 as \\xNN)."""
+        shown = os.fsencode(self.folder).decode("utf-8", "backslashreplace")
+        whole = os.fsencode(self.full).decode("utf-8", "backslashreplace")
+        return text.replace(self.path, whole).replace(os.path.join(self.tmp, "d"), shown).replace(self.tmp, shown)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

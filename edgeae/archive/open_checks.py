@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeae._headers import ImageReadError
 from edgeae.archive.files import LINK_REMEDY, _head, follow_links
+from edgeae.archive.gdal_env import dataset_files
 from edgeae.archive.label import _gdal_json, pds4_array
 from edgeae.archive.pds3 import scan_label
 
@@ -48,7 +49,7 @@ def check_files(r: ProductReader, target: Path) -> None:
     ``EDGEAE_ARCHIVE_FOLLOW_LINKS=1`` a link in that folder to a regular file elsewhere is read too (a path that
     leaves the folder, ``../x``, never is)."""
     homes = {os.path.realpath(target.parent), os.path.dirname(os.path.realpath(target))}
-    for f in r.ds.files:
+    for f in dataset_files(r.ds):
         real = os.path.realpath(f)
         try:
             mode = os.stat(real).st_mode
@@ -83,7 +84,7 @@ def check_sample_type(r: ProductReader, target: Path) -> None:
     VAX float (not IEEE; GDAL reads it as one) is refused, naming the value."""
     if r.driver != "PDS" or r._opts or r.ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION"):
         return
-    if any(Path(f).suffix.lower() in _COMPRESSED_SUFFIXES for f in r.ds.files):
+    if any(Path(f).suffix.lower() in _COMPRESSED_SUFFIXES for f in dataset_files(r.ds)):
         return  # GDAL reads a COMPRESSED_FILE (JP2): the IMAGE object describes the uncompressed one
     kw = scan_label(_head(target, 65536)).image_object()
     value = (kw or {}).get("SAMPLE_TYPE")
@@ -107,7 +108,7 @@ def data_extent(r: ProductReader, target: Path, root: Any) -> tuple[Path, int]:
     :func:`edgeae.archive.formats.check_complete` checks it (PDS3, VICAR)."""
     real = os.path.realpath(target)
     others = [
-        Path(f) for f in r.ds.files
+        Path(f) for f in dataset_files(r.ds)
         if os.path.realpath(f) != real and not f.lower().endswith(_SIDECAR_SUFFIXES)
     ]  # fmt: skip
     name, offset = None, 0
@@ -138,7 +139,7 @@ def check_declared_size(r: ProductReader, target: Path, root: Any = None) -> Non
     offset): refused before any line is allocated. GDAL's PDS4 reader fills a short file with zeros."""
     if r.driver not in RAW_DRIVERS or r.ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION"):
         return
-    files = [Path(f) for f in r.ds.files]
+    files = [Path(f) for f in dataset_files(r.ds)]
     if not files or any(f.suffix.lower() in _COMPRESSED_SUFFIXES for f in files):
         return
     data, offset = data_extent(r, target, root)

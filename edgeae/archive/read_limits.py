@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
-from edgeae.archive.gdal_env import _open_env, gdal_message, max_window_bytes
+from edgeae.archive.gdal_env import _open_env, dataset_files, gdal_message, max_window_bytes
 from edgeae.archive.open_checks import RAW_DRIVERS, check_jp2
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ def check_last_line(r: ProductReader) -> None:
     :data:`LAST_SAMPLES` samples (the end of the last line of the last band: the end of the data in every
     interleaving), so nothing the size of a line is allocated before the limits are checked."""
     check_window(r, r.height - 1, r.height)  # for every driver: a line too wide is refused as such
-    for f in r.ds.files:  # a JPEG 2000 product, or the one a PDS3 COMPRESSED_FILE names
-        if Path(f).suffix.lower() in _JP2_SUFFIXES or (r.driver == "JP2OpenJPEG" and f == r.ds.files[0]):
+    files = dataset_files(r.ds)
+    for f in files:  # a JPEG 2000 product, or the one a PDS3 COMPRESSED_FILE names
+        if Path(f).suffix.lower() in _JP2_SUFFIXES or (r.driver == "JP2OpenJPEG" and f == files[0]):
             check_jp2(r.path, Path(f))
     if r.driver not in RAW_DRIVERS or r._moved is not None:  # compressed: a line can mean many tiles;
         return  # a relocated PDS3 image was checked to fit (formats.check_complete)

@@ -46,7 +46,7 @@ from edgeae._headers import ImageReadError
 from edgeae._optional import require
 from edgeae.archive.files import _head
 from edgeae.archive.formats import check_complete, open_target
-from edgeae.archive.gdal_env import GDAL_CACHE_MB, _open, _open_env
+from edgeae.archive.gdal_env import GDAL_CACHE_MB, _open, _open_env, close_dataset
 from edgeae.archive.gdal_env import gdal_message as gdal_message
 from edgeae.archive.gdal_env import max_window_bytes as max_window_bytes
 from edgeae.archive.label import (
@@ -199,8 +199,8 @@ class ProductReader:
     # -- lifecycle -------------------------------------------------------------------------------------
     def close(self) -> None:
         ds = getattr(self, "ds", None)
-        if ds is not None and not ds.closed:
-            ds.close()
+        if ds is not None:
+            close_dataset(ds)  # and the links a path that is not UTF-8 was opened through
 
     def __enter__(self) -> ProductReader:
         return self
