@@ -409,3 +409,22 @@ def test_a_product_gdal_cannot_open_at_such_a_path_is_named_as_on_disk(tmp_path:
         ProductReader(here / "bad.cub").close()
     assert f"GDAL cannot open it ('{tmp_path}/y\\xfe/bad.cub' not recognized as" in str(info.value)
     assert "edgeae-gdal-" not in str(info.value)
+
+
+def test_the_scores_csv_and_its_settings_write_a_name_that_is_not_utf8_escaped(tmp_path: Path) -> None:
+    """``edgeae score x\\xfe.png`` scored the image, then ended with "'utf-8' codec can't encode character '\\udcfe'"
+    (status 2) writing the CSV, leaving it with its header only; the settings JSON beside it failed the same way.
+    The name is written as ``edgeae scan`` writes it (``\\xfe``), and both files read back."""
+    import json
+
+    from edgeae.anomaly.score import PatchScores
+    from edgeae.anomaly.scores_csv import read_csv, write_csv, write_settings
+
+    name = os.fsdecode(b"/data/x\xfe.png")
+    r = PatchScores(name, np.array([0, 32]), np.array([0, 0]), np.array([1.5, 2.5]), np.ones(2), 32, (32, 64))
+    out = tmp_path / "s.csv"
+    assert write_csv(out, [r]) == 2
+    assert read_csv(out) == [("/data/x\\xfe.png", 0, 0, 1.5), ("/data/x\\xfe.png", 32, 0, 2.5)]
+    write_settings(out, {"images": [name], "images_resolved": [Path(name)], "skipped": []})
+    doc = json.loads((tmp_path / "s.csv.json").read_text(encoding="utf-8"))
+    assert doc["images"] == doc["images_resolved"] == ["/data/x\\xfe.png"]

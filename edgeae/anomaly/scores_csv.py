@@ -14,16 +14,20 @@ if TYPE_CHECKING:
 
 def write_csv(path: str | os.PathLike[str], results: Iterable[PatchScores]) -> int:
     """Write ``file,x,y,score,valid_frac`` rows (CSV quoting: a file name with a comma or quote is quoted, so
-    pandas and spreadsheets read it); returns the number of rows."""
+    pandas and spreadsheets read it; a file name's bytes that are not UTF-8 as ``\\xNN``, as ``edgeae scan``
+    writes them: :func:`edgeae.printable.printable`); returns the number of rows."""
     import csv
+
+    from edgeae.printable import printable
 
     n = 0
     with open(path, "w", encoding="utf-8", newline="") as f:
         out = csv.writer(f, lineterminator="\n")
         out.writerow(["file", "x", "y", "score", "valid_frac"])
         for r in results:
+            name = printable(str(r.file))
             for x, y, s, v in zip(r.x, r.y, r.score, r.valid_frac, strict=True):
-                out.writerow([r.file, int(x), int(y), f"{s:.6g}", f"{v:.4f}"])
+                out.writerow([name, int(x), int(y), f"{s:.6g}", f"{v:.4f}"])
                 n += 1
     return n
 
@@ -46,8 +50,22 @@ def write_settings(csv_path: str | os.PathLike[str], settings: dict[str, Any]) -
     out = settings_path(csv_path)
     doc = {"csv": os.path.basename(os.fspath(csv_path)), **settings, "edgeae_version": __version__}
     with open(out, "w", encoding="utf-8") as f:
-        f.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+        f.write(json.dumps(_printable(doc), indent=2, default=str, ensure_ascii=False) + "\n")
     return out
+
+
+def _printable(value: Any) -> Any:
+    """``value`` (the settings) with every text, path included, as :func:`edgeae.printable.printable` writes it: the
+    image names and paths of a file whose name is not UTF-8 as in the CSV (``\\xNN``)."""
+    from edgeae.printable import printable
+
+    if isinstance(value, (str, os.PathLike)):
+        return printable(os.fspath(value))
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[tuple[str, int, int, float]]:
