@@ -156,7 +156,9 @@ def test_score_counts_the_patches_below_min_valid(
 
     model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
     out = tmp_path / "s.csv"
-    argv = ["score", grey96, grey96, "--model", model, "--margin", 10, "-o", out, "--no-progress", "--threads", 1]
+    twin = tmp_path / "twin.png"  # a second image (the same file given twice is scored once since session 36)
+    twin.write_bytes(grey96.read_bytes())
+    argv = ["score", grey96, twin, "--model", model, "--margin", 10, "-o", out, "--no-progress", "--threads", 1]
     assert _cli(*argv) == 0
     rows = len(read_csv(out))
     settings = json.loads((tmp_path / "s.csv.json").read_text())

@@ -156,7 +156,8 @@ def test_score_cli_set_rankings_are_bounded_before_scoring(
     from edgeae.imageio import write_image
 
     a = write_image(tmp_path / "a.png", moon[:192, :192])
-    argv = ["score", str(a), str(a), "--model", "orbital-gray-vae", "--stride", "32", "--no-progress"]
+    b = write_image(tmp_path / "b.png", moon[:192, :192])  # another file (one given twice is scored once)
+    argv = ["score", str(a), str(b), "--model", "orbital-gray-vae", "--stride", "32", "--no-progress"]
     # 2 x 25 patches x 8 views x 256 latents x 4 bytes = 400 KiB: over a 300 KiB limit, under it with one view
     monkeypatch.setattr(context, "LOCAL_Z_MAX_BYTES", 300 << 10)
     out = str(tmp_path / "s.csv")
