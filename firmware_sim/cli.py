@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeae.cli_conventions import DASH_REFUSED, VERBOSE_HELP, CommandParser, dash_given
+from edgeae.memory_probe import SOURCE_NAMES, tightest  # standard library only: the MemoryError line imports nothing
 
 from .cli_commands import _bench, _missions, _report
 from .cli_outputs import (
@@ -38,6 +39,7 @@ from .cli_outputs import (
     check_lines,
     passes_skipped_lines,
     print_lines,
+    say,
 )
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_for
@@ -78,7 +80,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     _check_out_folder(Path(args.out))
     found = collect_frames(args.frames)
     for note in found.empty:
-        print(f"firmware-sim: --frames {note}", file=sys.stderr)
+        say(f"firmware-sim: --frames {note}", err=True)
     if not found.files:
         raise MissionError("no frames: --frames names no frame files")
     if len(found.missing) == len(found.files):  # refused before the boot: nothing created, nothing in a ledger
@@ -97,10 +99,10 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
             fresh=args.fresh,  # the state removed once the boot holds the folder
         )
     except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error
-        print(
+        say(
             f"firmware-sim: the boot could not write its state in {args.out}: {exc}; once there is room, run the "
             "same command again to go on",
-            file=sys.stderr,
+            err=True,
         )
         return EXIT_STORAGE
     try:
@@ -114,27 +116,27 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
     from .loop import RunInterrupted, StorageFailed
 
     for warning in rt.boot_warnings:
-        print(f"WARNING: {warning}", file=sys.stderr)
+        say(f"WARNING: {warning}", err=True)
     try:
         summary = rt.run(found.files, inputs=found.notes())
     except SimulatedReboot as exc:
-        print(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
+        say(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
         return EXIT_REBOOT
     except StorageFailed as failed:  # the run began: not a user error
         _write_outputs(failed.summary, args.out)
-        print(
+        say(
             f"firmware-sim: stopped after {failed.frames_done} frame(s) of this run: {failed}; state kept in "
             f"{args.out}: once there is room, run the same command again to go on",
-            file=sys.stderr,
+            err=True,
         )
         return EXIT_STORAGE
     except RunInterrupted as stop:
         _write_outputs(stop.summary, args.out)
-        print(
+        say(
             f"firmware-sim: interrupted{' by ' + signals[0] if signals else ''} after {stop.frames_done} frame(s) of "
             f"this run; state kept in {args.out}: "
             "run the same command again to go on (the interrupted frame is taken again)",
-            file=sys.stderr,
+            err=True,
         )
         return EXIT_INTERRUPTED
     advice = advice_lines(summary, rt.records, mission, rt.rss_loaded - rt.rss_boot)
@@ -143,7 +145,7 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
     if f["acquired"] and f["dropped"] == f["acquired"]:
         hints = [DROP_HINTS[k] for k in f.get("drop_reasons") or {} if k in DROP_HINTS]
         hint = f" ({'; '.join(hints)})" if hints else ""
-        print(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", file=sys.stderr)
+        say(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", err=True)
         return EXIT_ALL_DROPPED
     return 0
 
@@ -333,7 +335,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     dash = dash_given(parser, args)
     if dash:
-        print(f"firmware-sim {args.command}: error: {dash} -: {DASH_REFUSED}", file=sys.stderr)
+        say(f"firmware-sim {args.command}: error: {dash} -: {DASH_REFUSED}", err=True)
         return 2
     try:
         return int(args._fn(args))
@@ -343,18 +345,33 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 1  # as edgeae's own commands
     except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
-        print(f"firmware-sim {args.command}: error: {exc}", file=sys.stderr)
+        say(f"firmware-sim {args.command}: error: {exc}", err=True)
         return 2
     except MemoryError as exc:  # an allocation no check foresaw: one line naming what the board gives, no traceback
-        from .memory_room import room_now
-
-        room = room_now()
-        have = f"; this process can get {room.text} more" if room is not None else ""
-        print(f"firmware-sim {args.command}: error: out of memory ({exc or 'MemoryError'}){have}", file=sys.stderr)
+        say(f"firmware-sim {args.command}: error: out of memory{_why(exc)}{_room_left()}", err=True)
         return 2
     except KeyboardInterrupt:  # before the frame loop started (loading models, calibrating): nothing to keep
-        print(f"firmware-sim {args.command}: interrupted", file=sys.stderr)
+        say(f"firmware-sim {args.command}: interrupted", err=True)
         return EXIT_INTERRUPTED
+
+
+def _why(exc: BaseException) -> str:
+    """`` (TEXT)`` of an error whose text says more than its type; '' for a bare ``MemoryError()``."""
+    text = str(exc).strip()
+    return f" ({text})" if text and text != type(exc).__name__ else ""
+
+
+def _room_left() -> str:
+    """``; this process can get N MiB (SOURCE) more``, read while memory is short: nothing imported (until review
+    r9 of session 36 the handler imported numpy-heavy modules, whose import failed too: a double traceback, exit
+    1), and any failure of the probe leaves the line without it."""
+    try:
+        found = tightest()
+        if found is None:
+            return ""
+        return f"; this process can get {found[0] / 1048576:,.1f} MiB ({SOURCE_NAMES.get(found[1], found[1])}) more"
+    except Exception:  # the error line itself must be printed whatever the probe does
+        return ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from edgeae.atomic import write_text
 
+from .cli_outputs import say  # every console line: a name's bytes that are not UTF-8 as \xff (strict consoles)
 from .mission import MissionError, load_mission
 
 
@@ -46,7 +46,7 @@ def _bench(args: argparse.Namespace) -> int:
         replaces = Path(args.json).exists()
     warning = thread_warning(threads)
     if warning:  # said before minutes of timing, and again under the table
-        print(f"WARNING: {warning}", file=sys.stderr)
+        say(f"WARNING: {warning}", err=True)
     result = run_bench(
         args.model,
         threads=threads,
@@ -56,12 +56,12 @@ def _bench(args: argparse.Namespace) -> int:
         keep=args.keep,
         prefer=prefer,
     )
-    print(format_table(result))
+    say(format_table(result))
     for line in warning_lines(result):  # under the table, on stderr (the table alone on stdout)
-        print(line, file=sys.stderr)
+        say(line, err=True)
     if args.json:
         write_text(args.json, json.dumps(result, indent=2) + "\n")  # atomically: no half file on a full disk
-        print(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))
+        say(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))
     return 0
 
 
@@ -90,20 +90,32 @@ def _missions(args: argparse.Namespace) -> int:
         size = f"{cam.height}x{cam.width}" if cam.height and cam.width else "any size"
         head = f"{name:<{width}}  {size:>11} x{cam.channels}  "
         first = preset_summary(path).replace("`", "").split(". ")[0].rstrip(".") + "."
-        print(textwrap.fill(first, 100, initial_indent=head, subsequent_indent=" " * len(head)))
-    print(f"(frame sizes in px, height x width, as [camera] gives them; in {MISSIONS_DIR}; pass a name or a TOML "
+        say(textwrap.fill(first, 100, initial_indent=head, subsequent_indent=" " * len(head)))
+    say(f"(frame sizes in px, height x width, as [camera] gives them; in {MISSIONS_DIR}; pass a name or a TOML "
           "path to --mission)")  # fmt: skip
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
+    """``firmware-sim report OUT``: the page written again, holding the folder (:mod:`edgeae.folder_lock`) so that it
+    may remove the gallery images no longer shown; a run holding it refuses this in one line (its own report is
+    written when its boot ends). Until review r7 of session 36 it held nothing and pruned anyway, so beside a running
+    mission it deleted images the run's page, written last, showed."""
+    from edgeae.folder_lock import FolderBusy, hold
+
     from .report import load_summary, write_report
 
     out = Path(args.out)
     summary, notes = load_summary(out)
-    from .cli_outputs import say
-
-    say(f"report: {write_report(out, summary)}")  # a name's bytes that are not UTF-8 as \xff: a strict console
+    try:
+        with hold(out, "firmware-sim report") as lock:  # None: a file system without locks (a warning said so)
+            page = write_report(out, summary, prune=lock is not None)
+    except FolderBusy as busy:
+        text = str(busy).split(": wait for it")[0]
+        raise MissionError(
+            f"{text}: a run writes report.html when its boot ends; run firmware-sim report {out} after it"
+        ) from None
+    say(f"report: {page}")  # a name's bytes that are not UTF-8 as \xff: a strict console
     for note in notes:  # stopped plain print with UnicodeEncodeError once the page was written (until session 36)
         say(f"  {note}")
     return 0

@@ -27,7 +27,7 @@ def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()
     not_written = dict(summary.get("not_written") or {})
     report = None
     try:
-        report = write_report(out, summary)
+        report = write_report(out, summary, prune=True)  # the run holds the folder until its report is written
     except (OSError, ValueError) as exc:  # a full or read-only disk, or text the page could not hold (until session
         # 36 a UnicodeEncodeError, a frame name that is not UTF-8, ended the run with exit 2 and no console summary):
         # written atomically, so no partial report.html is left

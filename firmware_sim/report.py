@@ -244,10 +244,14 @@ def _sources(out: Path, s: dict[str, Any]) -> str:
     """What the page is built from: the run's summary.json, or, when the last boot wrote none (rebooted,
     interrupted, killed), a summary rebuilt from telemetry and the queue, the summary.json there (an earlier boot's,
     until session 36 named as the source of the page) said to be not used."""
-    if not isinstance(s.get("incomplete"), dict):
+    inc = s.get("incomplete")
+    if not isinstance(inc, dict):
         return "summary.json, telemetry.jsonl, queue/index.json and the downlink packet files"
-    text = "rebuilt from telemetry.jsonl, queue/index.json and mission.json (the last boot wrote no summary), and the "
-    text += "downlink packet files"
+    missing = inc.get("missing") if isinstance(inc.get("missing"), list) else []
+    had = [n for n in ("telemetry.jsonl", "queue/index.json", "mission.json") if n not in missing]  # until review r7
+    # of session 36 all three were named, also when missing
+    named = ", ".join(had[:-1]) + (" and " if len(had) > 1 else "") + had[-1] if had else "nothing the run wrote"
+    text = f"rebuilt from {named} (the last boot wrote no summary), and the downlink packet files"
     old = _read_json(out / "summary.json")
     if isinstance(old, dict):
         n = (old.get("frames") or {}).get("acquired") if isinstance(old.get("frames"), dict) else None
@@ -295,9 +299,13 @@ def _other(s: dict[str, Any]) -> str:
     return f"{note}<pre>{_e(text)}</pre>"
 
 
-def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:
+def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None, *, prune: bool = False) -> Path:
     """Write ``out_dir/report.html`` (and ``out_dir/report_img/``) from a run's outputs; return its path. Each file
-    is written atomically: an ``OSError`` (a full or read-only disk) leaves no partial file."""
+    is written atomically: an ``OSError`` (a full or read-only disk) leaves no partial file. ``prune``: the caller
+    holds the folder (:mod:`edgeae.folder_lock`: the run's end of boot, ``firmware-sim report``), so once the page
+    is written the images it no longer shows and every temporary file of ``report_img/`` are removed; without it
+    nothing is removed (until review r7 of session 36 every report pruned, and a report written beside a run deleted
+    images the run's page, written last, showed)."""
     out = Path(out_dir)
     s = summary if summary is not None else _any_summary(out)
     # every boot on this state: the last record of each frame, the passes, the events; the file read once (until
@@ -351,7 +359,8 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None) -> 
     # UTF-8 escaped (_e does it for each; printable again for the whole page, so no text can stop the write)
     page = printable("\n".join(parts))
     write_text(path, page)
-    remove_unshown(out, page)  # the images of patches no longer shown, once the page that dropped them is written
+    if prune:  # the images of patches no longer shown, once the page that dropped them is written
+        remove_unshown(out, page)
     return path
 
 

@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgeae.atomic import remove_files, remove_stale_temps, write_bytes
+from edgeae.atomic import remove_files, write_bytes
 
+from .atomic_files import remove_stale_temps
 from .report_gallery_index import INDEX_NAME, gallery_read
 from .report_html import _e, _ids, _left_out, _num, _short_source, _table, png_bytes, select
 from .report_inputs import _read_json
@@ -171,8 +172,12 @@ def remove_unshown(out: Path, page: str) -> list[str]:
     the temporary files a killed report left there; returns the names removed. Only regular files named as the
     gallery names its images (:data:`IMAGE_NAME`) are removed: a link, a folder or a file of another name is left.
     Called once the page is written, so a report that fails leaves the earlier page's images (until session 36 the
-    images of patches no longer shown stayed for good, one per patch ever shown)."""
+    images of patches no longer shown stayed for good, one per patch ever shown), and only by a caller that holds
+    the folder (:mod:`edgeae.folder_lock`): every writer of ``report_img/`` holds it, so every temporary file there
+    is stale whatever its pid (until review r7 of session 36 a pid this process could not see running counted as
+    gone, and a report run from another PID namespace deleted a live run's half-written image)."""
     shown = set(re.findall(r"report_img/(anomaly_f\d+_x\d+_y\d+\.png)", page))
     folder = out / "report_img"
     gone = remove_files(folder, lambda name: IMAGE_NAME.fullmatch(name) is not None and name not in shown)
-    return gone + remove_stale_temps(folder)
+    ours = lambda name: IMAGE_NAME.fullmatch(name) is not None or name == INDEX_NAME  # noqa: E731
+    return gone + remove_stale_temps(folder, ours, any_pid=True)
