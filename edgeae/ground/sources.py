@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -113,12 +114,23 @@ def sparse_from_samples(
     return SparseFrame(frame_id, h, w, c, bit_depth, keep, pattern, seed, PRNG_VERSION, values)
 
 
+def pass_order(f: Path) -> tuple[float, str]:
+    """The order in which the flight wrote its pass files: by the number of ``pass_N.bin`` (as text
+    ``pass_100000.bin`` sorts between ``pass_10000.bin`` and ``pass_10001.bin``), any other name after them, by name.
+    The flight's report orders them by the same rule (``firmware_sim.report_packets.pass_files``), so both keep the
+    same first of two resends with other values."""
+    n = f.stem[len("pass_") :] if f.stem.startswith("pass_") else ""
+    return (int(n) if n.isdigit() else math.inf), f.name
+
+
 def packet_files(path: str | Path) -> list[Path]:
-    """``path`` itself, or for a directory every ``*.bin`` file in it, in name order."""
+    """``path`` itself, or for a directory every ``*.bin`` file in it, in the order they were written
+    (:func:`pass_order`; until session 36 in name order, so from pass 100,000 on the ground kept another first
+    resend than the flight's report)."""
     p = Path(path)
     if not p.is_dir():
         return [p]
-    files = sorted(p.glob("*.bin"))
+    files = sorted(p.glob("*.bin"), key=pass_order)
     if not files:
         raise FileNotFoundError(f"no *.bin packet files in {p}")
     return files
