@@ -40,15 +40,68 @@ def _stat_value(path: str, key: str, unit: int = 1) -> int | None:
 
 
 PROC_CGROUP = "/proc/self/cgroup"
-V2_FILES = ("memory.max", "memory.current", "memory.stat", "inactive_file")  # limit, usage, stat, reclaimable key
-V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_inactive_file")
+ZONEINFO = "/proc/zoneinfo"
+# limit, usage, stat file; then the stat keys of the file cache (reclaimed on demand: active and inactive) and of
+# the part of it that cannot be dropped at once (dirty, under writeback)
+V2_FILES = (
+    "memory.max",
+    "memory.current",
+    "memory.stat",
+    ("active_file", "inactive_file"),
+    ("file_dirty", "file_writeback"),
+)
+V1_FILES = (
+    "memory.limit_in_bytes",
+    "memory.usage_in_bytes",
+    "memory.stat",
+    ("total_active_file", "total_inactive_file"),
+    ("total_dirty", "total_writeback"),
+)
+_Files = tuple[str, str, str, tuple[str, str], tuple[str, str]]
 
 
-def _cgroup_dirs() -> list[tuple[str, tuple[str, str, str, str]]]:
+def _stat_values(path: str) -> dict[str, int]:
+    """Every ``KEY value`` line of a stat file (memory.stat), read once; {} when it cannot be read."""
+    found: dict[str, int] = {}
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 2 and fields[1].isdigit():
+                    found[fields[0]] = int(fields[1])
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+def _low_watermark() -> int | None:
+    """The kernel's low watermark in bytes (the sum of each zone's ``low`` in /proc/zoneinfo), the reserve its
+    MemAvailable estimate keeps back from the page cache; None where it cannot be read."""
+    try:
+        with open(ZONEINFO, encoding="ascii") as f:
+            pages = sum(int(ln.split()[1]) for ln in f if ln.split()[:1] == ["low"])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def reclaimable_cache(stat: dict[str, int], cache_keys: tuple[str, ...], busy_keys: tuple[str, ...]) -> int:
+    """The page cache of a cgroup's memory.stat that the kernel would reclaim for a new allocation, as its
+    MemAvailable estimate counts it: the file cache, active and inactive (a long flight reads its queue and
+    telemetry again, so most of its cache is active), less what is dirty or under writeback, less a reserve of
+    half of it or the low watermark, whichever is smaller (until review r9 of session 36 only the inactive file
+    cache counted, so a cgroup full of active cache looked full and frames were degraded or dropped)."""
+    cache = sum(stat.get(k, 0) for k in cache_keys) - sum(stat.get(k, 0) for k in busy_keys)
+    cache = max(0, cache)
+    low = _low_watermark()
+    return cache - (cache // 2 if low is None else min(cache // 2, low))
+
+
+def _cgroup_dirs() -> list[tuple[str, _Files]]:
     """(folder, its files) of this process's memory cgroup and each cgroup above it, the deepest first: its path
     from ``/proc/self/cgroup`` (v2 ``0::PATH``, v1 a line whose controllers include ``memory``) under
     :data:`CGROUP`, then the root's (all a container with a view of its own has)."""
-    found: list[tuple[str, tuple[str, str, str, str]]] = []
+    found: list[tuple[str, _Files]] = []
     try:
         with open(PROC_CGROUP, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -74,14 +127,15 @@ def _cgroup_dirs() -> list[tuple[str, tuple[str, str, str, str]]]:
 
 def _cgroup_room() -> int | None:
     """Bytes this process's memory cgroup can still take: the least, over its cgroup and those above it, of the
-    limit less the usage (page cache that can be dropped not counted as used), v2 or v1; None where no limit."""
+    limit less the usage (page cache the kernel would reclaim not counted as used: :func:`reclaimable_cache`), v2 or
+    v1; None where no limit."""
     rooms: list[int] = []
-    for folder, (limit_file, usage_file, stat_file, cache_key) in _cgroup_dirs():
+    for folder, (limit_file, usage_file, stat_file, cache_keys, busy_keys) in _cgroup_dirs():
         limit = _read_int(os.path.join(folder, limit_file))
         if limit is None or limit >= _UNLIMITED:
             continue
         used = _read_int(os.path.join(folder, usage_file)) or 0
-        used -= min(used, _stat_value(os.path.join(folder, stat_file), cache_key) or 0)
+        used -= min(used, reclaimable_cache(_stat_values(os.path.join(folder, stat_file)), cache_keys, busy_keys))
         rooms.append(max(0, limit - used))
     return min(rooms) if rooms else None
 
