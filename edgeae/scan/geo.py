@@ -27,6 +27,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.scan.archive import as_text
+from edgeae.scan.out_checks import check_utf8_path
 
 __all__ = [
     "GEO_COLUMNS",
@@ -196,6 +197,7 @@ def check_layer(out: str | os.PathLike[str], geometry: str = "point", layer_crs:
     if layer_crs not in ("body", "product"):
         raise ValueError(f"layer_crs must be 'body' or 'product', got {layer_crs!r}")
     p = Path(os.fspath(out))
+    check_utf8_path(p, "--geo")  # pyogrio and the writers after it take UTF-8 paths only
     ext = p.suffix.lower()
     if ext not in LAYER_SUFFIXES:
         raise ValueError(f"{p}: the layer must be .gpkg or .geojson, got {ext or 'no extension'!r}")

@@ -42,12 +42,27 @@ def _foreign(out: Path) -> str:
 
 def check_out_path(out: Path) -> None:
     """Refuse an ``--out`` that is a file, or lies below one, with a line that says so (mkdir says only "File
-    exists" or "Not a directory")."""
+    exists" or "Not a directory"), and one whose path is not UTF-8 (:func:`check_utf8_path`)."""
+    check_utf8_path(out, "--out", ScanStateError)
     if out.exists() and not out.is_dir():
         raise ScanStateError(f"--out {out} is a file, not a folder: choose a new or empty folder for the results")
     blocking = file_in_the_way(out)
     if blocking is not None:
         raise ScanStateError(f"cannot create the results folder --out {out}: {blocking} is a file, not a folder")
+
+
+def check_utf8_path(path: Path | str, flag: str, error: type[Exception] = ValueError) -> None:
+    """Refuse (``error``) a path whose bytes are not UTF-8 (legal on Linux): pyarrow and pyogrio encode a path as
+    strict UTF-8, so the scan would end at its first write with "'utf-8' codec can't encode character '\\udcfe'",
+    naming no file, after an image was scored. Checked before any image is read; the path is named escaped."""
+    from edgeae.printable import printable
+
+    text = str(path)
+    if printable(text) != text:
+        raise error(
+            f"{flag} {printable(text)}: its path is not UTF-8 (the bytes shown as \\xNN), which the Parquet and map "
+            "writers cannot take: choose a UTF-8 path"
+        )
 
 
 def refuse_foreign(out: Path) -> None:

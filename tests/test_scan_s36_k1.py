@@ -1,0 +1,85 @@
+"""Archive scan items of session 36 (fixer k1, review s36 r6): an ``--out`` or ``--geo`` path that is not UTF-8 is
+refused before any image is read (it ended the scan after the first image naming no file); report.md writes no
+Markdown link or image from a file's path; two files whose names are written as one text (``x\\xfe.png`` and the
+byte 0xFE) stay apart in the Parquet outputs (their ``key`` column); the console shows paths as they are."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyarrow")
+
+import pyarrow.parquet as pq
+from test_scan_support import mean_scorer_factory, tiny_cae
+
+from edgeae.scan.archive import entry_key
+from edgeae.scan.report_text import report_markdown, report_summary
+
+BAD = os.fsdecode(b"x\xfe.png")  # a legal Linux file name whose bytes are not UTF-8 ('x\udcfe.png' in Python)
+LITERAL = "x\\xfe.png"  # a UTF-8 name: a backslash, then 'xfe': written as the same text as BAD
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_cae(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def _archive(root: Path, names: list[str]) -> Path:
+    from edgeae.imageio import write_image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        try:
+            write_image(root / name, rng.integers(0, 256, (64, 64), dtype=np.uint8))
+        except (OSError, ValueError, UnicodeError) as exc:
+            pytest.skip(f"this file system does not take the file name {name!r}: {exc}")
+    return root
+
+
+def _report(**kw: object) -> dict:
+    r = {
+        "out": "out", "model": "m", "artifact_hash": "0" * 64, "engine": "local", "images": 1, "done": 1,
+        "failed": 0, "pending": 0, "failures": [], "top": [],
+    }  # fmt: skip
+    return {**r, **kw}
+
+
+# -- an --out or --geo that is not UTF-8 -------------------------------------------------------------------------------
+def test_an_out_that_is_not_utf8_is_refused_before_any_image_is_read(
+    tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the first part's write ended the scan with "'utf-8' codec can't encode character '\\udcfe' ..." (status
+    2, no file named), leaving a folder that claimed a scan (scan.json, parts/)."""
+    from edgeae.cli import main
+
+    arc = _archive(tmp_path / "arc", ["a.png"])
+    out = tmp_path / os.fsdecode(b"o\xfe")
+    argv = ["scan", str(arc), "--model", str(model), "--out", str(out), "--workers", "0", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "o\\xfe" in err and "not UTF-8" in err and "choose" in err and "\\udcfe" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not os.path.lexists(out)  # nothing made
+
+
+def test_a_geo_layer_path_that_is_not_utf8_is_refused_before_scoring(tmp_path: Path, model: Path) -> None:
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc = _archive(tmp_path / "arc", ["a.png"])
+    geo = tmp_path / os.fsdecode(b"l\xfe.geojson")
+    with pytest.raises(ValueError, match=r"l\\xfe\.geojson.*not UTF-8"):
+        scan_archive(arc, model, tmp_path / "out", engine=EngineOptions(workers=0), progress=False, geo=geo)
+    assert not (tmp_path / "out").exists()
+
+
+# -- report.md: no Markdown link or image from a path ------------------------------------------------------------------
+# -- the console -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("verbose", [False, True])
+# -- two names written as one text -------------------------------------------------------------------------------------
