@@ -80,6 +80,35 @@ def test_a_geo_layer_path_that_is_not_utf8_is_refused_before_scoring(tmp_path: P
 
 
 # -- report.md: no Markdown link or image from a path ------------------------------------------------------------------
+def test_report_md_writes_no_link_or_image_from_an_error_or_reason() -> None:
+    """Before: a failing file named ``![x](https:evil.example/p.png).png`` put a live Markdown image in its error (only
+    ``<`` was escaped): a viewer fetched it when report.md was previewed."""
+    evil = "![x](https:evil.example/p.png).png"
+    r = _report(
+        failed=1, failures=[{"file": evil, "error": f"ImageReadError: arc/{evil}: not a PNG *bold* `c` a\\b <i>"}],
+        skipped_products=[{"file": "p.img", "reason": "[link](http://e.example) &amp; _u_"}],
+        geo_note="layer [x](y) not written",
+    )  # fmt: skip
+    md = report_markdown(r)
+    assert "arc/\\!\\[x\\](https:evil.example/p.png).png: not a PNG \\*bold\\* \\`c\\` a\\\\b \\<i>" in md
+    assert "- `p.img`: \\[link\\](http://e.example) \\&amp; \\_u\\_" in md
+    assert "- layer \\[x\\](y) not written" in md
+    outside_code = "".join(md.split("`")[::2])
+    assert "![" not in outside_code and "](" not in outside_code.replace("\\](", "")
+
+
 # -- the console -------------------------------------------------------------------------------------------------------
+def test_the_console_summary_shows_layer_paths_and_notes_as_they_are() -> None:
+    """Before: ``- map layer `anomalies_mars`: 3 detections -> maps/\\<site>.geojson`` (report.md's escape)."""
+    r = _report(
+        geo_layers=[{"layer": "anomalies_mars", "features": 3, "path": "maps/<site>_[1].geojson"}],
+        geo_note="2 products <not> map-projected",
+    )
+    text = report_summary(r, "out")
+    assert "- map layer `anomalies_mars`: 3 detections -> maps/<site>_[1].geojson" in text
+    assert "- 2 products <not> map-projected" in text
+    assert "maps/\\<site>\\_\\[1\\].geojson" in report_markdown(r)  # report.md still escapes them
+
+
 @pytest.mark.parametrize("verbose", [False, True])
 # -- two names written as one text -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ rendered again from a stored scan without its results.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,20 @@ def _code(text: object, cell: bool = False) -> str:
     return span.replace("|", "\\|") if cell else span
 
 
+_MARKUP = re.compile(r"([\\`*_\[\]<!&~])")  # what starts Markdown or HTML inline; a backslash would undo an escape
+
+
 def _text(text: object) -> str:
-    """``text`` (an error, a reason, a path) as Markdown text that holds no HTML: each ``<`` backslash-escaped (with
-    the backslashes before it doubled), so a viewer that passes inline HTML through (VS Code, pandoc) shows
-    ``<script>`` or ``<!--`` in a file name as text instead of running or hiding it."""
-    return re.sub(r"(\\*)<", lambda m: m.group(1) * 2 + "\\<", str(text))
+    """``text`` (an error, a reason, a path) as Markdown text that renders as it reads: each character that can start
+    inline Markdown or HTML (``\\ ` * _ [ ] < ! & ~``) backslash-escaped, so a viewer shows ``<script>`` or ``<!--``
+    in a file name as text instead of running or hiding it, and ``![x](https:...)`` as text instead of fetching
+    the image (before review s36 r6 only ``<`` was escaped)."""
+    return _MARKUP.sub(r"\\\1", str(text))
+
+
+def _plain(text: object) -> str:
+    """``text`` as it is: the console's lines (:func:`report_summary`), which no Markdown viewer renders."""
+    return str(text)
 
 
 # what score "a" means for a VAE (report.json's model_kind; a CAE's score is named by _score_label; reports
@@ -101,14 +111,15 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"- archive: {archive}",
         f"- model {_code(r['model'])} ({_code(r.get('artifact', '?'))}, sha256 {r['artifact_hash'][:16]}…), "
         f"engine `{r.get('engine')}`, score " + _score_label(r),
-        *_facts(r),
+        *_facts(r, _text),
         *_sections(r),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _facts(r: dict[str, Any]) -> list[str]:
-    """report.md's lines of counts, rates and layers (the command prints them too, :func:`report_summary`)."""
+def _facts(r: dict[str, Any], text: Callable[[object], str]) -> list[str]:
+    """report.md's lines of counts, rates and layers (the command prints them too, :func:`report_summary`); ``text``
+    writes a path or note: :func:`_text` for report.md, :func:`_plain` for the console (a path it can paste)."""
     lines = [
         f"- images: {r['images']} ({r['done']} done, {r['failed']} failed, {r.get('skipped', 0)} skipped by the "
         f"quality filter, {r['pending']} pending)",
@@ -150,9 +161,9 @@ def _facts(r: dict[str, Any]) -> list[str]:
             f"{ex.get('rate_basis') or 'wall time'} ({ex['days_on_100_such_machines']:,} days on 100 machines)"
         )
     for layer in r.get("geo_layers") or []:
-        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {_text(layer['path'])}")
+        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {text(layer['path'])}")
     if r.get("geo_note"):
-        lines.append(f"- {_text(r['geo_note'])}")
+        lines.append(f"- {text(r['geo_note'])}")
     return lines
 
 
@@ -201,7 +212,7 @@ SUMMARY_TOP = 3  # the best patches the command names (report.md lists all of to
 def report_summary(r: dict[str, Any], out: str) -> str:
     """What ``edgeae scan`` prints: report.md's counts and rates, the best few patches, and where the rest is
     (``out``: the results folder as the user gave it). ``edgeae -v scan`` prints the whole report.md instead."""
-    lines = _facts(r)
+    lines = _facts(r, _plain)
     top = r.get("top") or []
     if top:
         best = "; ".join(f"`{t['file']}` x {t['x']} y {t['y']} ({t['score']:.4g})" for t in top[:SUMMARY_TOP])
