@@ -247,7 +247,8 @@ def _sources(out: Path, s: dict[str, Any]) -> str:
     inc = s.get("incomplete")
     if not isinstance(inc, dict):
         return "summary.json, telemetry.jsonl, queue/index.json and the downlink packet files"
-    missing = inc.get("missing") if isinstance(inc.get("missing"), list) else []
+    raw = inc.get("missing")
+    missing: list[Any] = raw if isinstance(raw, list) else []
     had = [n for n in ("telemetry.jsonl", "queue/index.json", "mission.json") if n not in missing]  # until review r7
     # of session 36 all three were named, also when missing
     named = ", ".join(had[:-1]) + (" and " if len(had) > 1 else "") + had[-1] if had else "nothing the run wrote"
