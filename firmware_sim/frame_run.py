@@ -14,6 +14,7 @@ from edgeae.tiling import axis_starts
 from .budget import LADDER, Level
 from .frame_intake import drop
 from .frames import FrameMemoryError, FrameReader
+from .memory_room import is_out_of_memory
 
 if TYPE_CHECKING:
     from .loop import FlightRuntime
@@ -69,13 +70,17 @@ def run_frame(
     keep = max(m.sampling.min_keep, m.sampling.keep * level.keep_factor)
     work = FrameWork(rt, reader, fid, keep, level, ys, xs, t0, available, streamed)
     try:
-        try:
+        try:  # before any product is queued: nothing to withdraw
             streamed_whole = work.stream(strip_rows)
-        except (FrameMemoryError, MemoryError) as exc:  # before any product is queued: nothing to withdraw
-            return out_of_memory(rt, rec, exc)
-        if not streamed_whole:
+            report = work.report() if streamed_whole else None
+        except Exception as exc:  # out of memory anywhere in the frame's work, not only in the decoder: a thread
+            # that cannot start (the strip prefetch), an allocation of the report (until review r9 of session 36
+            # these were frame_error, against the docs); any other error is the loop's frame_error
+            if isinstance(exc, FrameMemoryError) or is_out_of_memory(exc):
+                return out_of_memory(rt, rec, exc)
+            raise
+        if report is None:
             return drop(rt, rec, work.drop_reason, work.drop_detail)
-        report = work.report()
         rec["flags"] += report.pop("flags_add")
         rec.update(report)
         t_prod = time.perf_counter()
@@ -125,11 +130,11 @@ def out_of_memory(rt: FlightRuntime, rec: dict[str, Any], exc: BaseException) ->
     ``frame_error``). Its tracebacks are released first and the heap's free memory returned."""
     from .loop import release_traceback
     from .memory_meter import trim_heap
-    from .memory_room import room_now
+    from .memory_room import _what, room_now
 
     detail = str(exc) or type(exc).__name__
     if not isinstance(exc, FrameMemoryError):
-        detail = f"out of memory ({type(exc).__name__}: {detail})"
+        detail = f"out of memory ({_what(exc)})"
     release_traceback(exc)
     del exc
     trim_heap()

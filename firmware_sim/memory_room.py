@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from edgeae.memory_probe import SOURCE_NAMES, tightest
 
 from .budget import LADDER, MemoryPlan, plan_memory
+from .cli_advice import fewer_threads
 from .mission import Mission, MissionError
 
 if TYPE_CHECKING:
@@ -87,7 +88,11 @@ def address_margin(mission: Mission, room: Room) -> int:
 
 def room_cap(mission: Mission, held: int) -> tuple[int, Room] | None:
     """``(cap, room)``: the most bytes over the boot baseline that the process holding ``held`` now can reach
-    with a frame (the room less the address space its threads reserve); None where the room is unknown."""
+    with a frame (the room less the address space its threads reserve); None where the room is unknown, or where
+    ``[budget] board_memory = "budget-only"`` turns this per-frame cap off (the budget alone sets the ladder, so
+    the levels do not depend on the host's memory at each frame; review r9 of session 36)."""
+    if mission.budget.board_memory == "budget-only":
+        return None
     room = room_now()
     if room is None:
         return None
@@ -123,8 +128,8 @@ def check_room(rt: FlightRuntime) -> list[str]:
     if least.total + margin > room.bytes:
         raise MissionError(
             f"{m.source_path}: this process can get only {room.text} more after the models loaded, and a frame "
-            f"needs {least.total / MIB:,.1f} MiB of buffers{stacks} even at sparse_only: give the process more memory "
-            "or lower [runtime] threads or the camera size"
+            f"needs {least.total / MIB:,.1f} MiB of buffers{stacks} even at sparse_only: give the process more memory"
+            f"{fewer_threads(m.runtime.threads)} or lower the camera size"
         )
     out = []
     if plan.total + margin > room.bytes:
@@ -162,11 +167,24 @@ def boot_out_of_memory(mission: Mission, stage: str, exc: BaseException) -> Miss
     """The boot's one-line refusal when ``stage`` (loading the models, ...) ran out of memory."""
     room = room_now()
     have = f"; this process can get {room.text} more now" if room is not None else ""
-    what = (str(exc) or type(exc).__name__).splitlines()[0][:200]
     return MissionError(
-        f"{mission.source_path}: out of memory while {stage} ({type(exc).__name__}: {what}){have}: give the process "
-        "more memory (ulimit -v, the cgroup's memory.max) or lower [runtime] threads"
+        f"{mission.source_path}: out of memory while {stage} ({_what(exc)}){have}: give the process more memory "
+        f"(ulimit -v, the cgroup's memory.max){fewer_threads(mission.runtime.threads)}"
     )
+
+
+def _what(exc: BaseException, most: int = 200) -> str:
+    """``Type: first line`` of ``exc``, the line cut at a word with "..." past ``most`` characters, ``Type`` alone
+    when it has no text or only its type's name (until review r9 of session 36 "MemoryError: MemoryError", and a
+    long line cut mid-word)."""
+    name = type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if not text or text == name:
+        return name
+    if len(text) > most:
+        text = text[:most].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
+    return f"{name}: {text}"
 
 
 def room_detail(room: Room, held: int, least: int, margin: int) -> str:

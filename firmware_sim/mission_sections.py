@@ -279,6 +279,9 @@ MAX_MEMORY_BYTES = 2**40  # 1 TiB: a larger [budget] memory_bytes is a typo, not
 MAX_FRAME_MS = 86_400_000.0  # one day per frame
 
 
+BOARD_MEMORY = ("probe", "budget-only")  # [budget] board_memory
+
+
 @dataclass(frozen=True)
 class Budget:
     """What the spacecraft affords: working memory (bytes), time per frame (ms), bytes per downlink pass."""
@@ -289,6 +292,10 @@ class Budget:
     pass_every_frames: int = 1
     queue_capacity_bytes: int = 64 * 2**20
     safety: float = 0.85
+    # "probe": before each frame the ladder's limit is also capped by what the host gives the process now
+    # (MemAvailable, the cgroup, RLIMIT_AS); "budget-only": by the budget alone, so a run's levels do not depend on
+    # the host's memory at that moment (reproducible runs; a frame that really runs out is still memory_unavailable)
+    board_memory: str = "probe"
 
     def __post_init__(self) -> None:
         w = "[budget]"
@@ -307,6 +314,11 @@ class Budget:
         _need(self.pass_every_frames >= 1, w, "pass_every_frames must be >= 1")
         _need(self.queue_capacity_bytes >= 4096, w, "queue_capacity_bytes must be >= 4096")
         _need(0.1 <= self.safety <= 1.0, w, "safety must be in [0.1, 1]")
+        _need(
+            self.board_memory in BOARD_MEMORY,
+            w,
+            f"board_memory must be one of {', '.join(map(repr, BOARD_MEMORY))}, got {self.board_memory!r}",
+        )
 
 
 @dataclass(frozen=True)
