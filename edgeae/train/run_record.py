@@ -57,13 +57,13 @@ def time_left(epochs_left: int, epoch_seconds: Sequence[float], budget_left: flo
     """``"  about 1h05m left"``: the whole run's remaining time, ``epochs_left`` × the mean of ``epoch_seconds``
     (empty when nothing is left or no epoch was timed). Where the time budget stops this invocation first
     (``budget_left``: its seconds left, None without a budget), it says when: ``"  about 1h05m left; the time budget
-    stops it in 20m00s"`` (``now`` once it ran out)."""
+    stops it in 20m00s"`` (``now`` once what is left rounds to 0s)."""
     if epochs_left <= 0 or not epoch_seconds:
         return ""
     run = epochs_left * sum(epoch_seconds) / len(epoch_seconds)
     text = f"  about {duration(run)} left"
     if budget_left is not None and budget_left < run:
-        text += f"; the time budget stops it {f'in {duration(budget_left)}' if budget_left > 0 else 'now'}"
+        text += f"; the time budget stops it {f'in {duration(budget_left)}' if round(budget_left) > 0 else 'now'}"
     return text
 
 
