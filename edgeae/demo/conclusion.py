@@ -33,6 +33,12 @@ def _listed(ctx: DemoContext, methods: list[str]) -> str:
     return _names(plain + [phrase[m] for m in (ADAPTED, CROSS) if m in methods])
 
 
+def tied(a: float, b: float) -> bool:
+    """Whether two finite PSNRs are a tie as printed: to two decimals they print the same, or their difference
+    prints as 0.00 (30.006 and 30.004: 30.01 and 30.00, 0.00 apart). A margin is never said as "by 0.00 dB"."""
+    return math.isfinite(a) and math.isfinite(b) and (round(a, 2) == round(b, 2) or f"{abs(a - b):.2f}" == "0.00")
+
+
 def _reach(psnr: float) -> str:
     return "an exact rebuild (PSNR ∞)" if psnr == math.inf else f"{psnr:.2f} dB"
 
@@ -79,9 +85,9 @@ def _cae_line(ctx: DemoContext, cae: Reconstruction, classical: list[Reconstruct
     parts = [f"it loses on {', '.join(where)}"] if where else []
     both = math.isfinite(cp) and math.isfinite(tp)
     if ahead:
-        wins = round(cp, 2) > round(tp, 2) if both else cp > tp
+        wins = cp > tp and not tied(cp, tp)
         parts.append(f"it {'also wins' if wins and not where else 'is ahead'} on {', '.join(ahead)}")
-    if both and round(cp, 2) == round(tp, 2):  # a tie as printed: not a loss (or a win) by 0.00 dB
+    if tied(cp, tp):  # a tie as printed: not a loss (or a win) by 0.00 dB
         head = f"The CAE matches the best classical method ({_label(ctx, top.method)}, {tp:.2f} dB PSNR)"
     elif both:
         head = (
@@ -144,7 +150,7 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
             margin = ""
             if second:  # a tie as printed is not "0.00 dB ahead"
                 top_db, next_db = best.metrics["psnr"], second.metrics["psnr"]
-                by = "tied with" if round(top_db, 2) == round(next_db, 2) else f"{top_db - next_db:.2f} dB ahead of"
+                by = "tied with" if tied(top_db, next_db) else f"{top_db - next_db:.2f} dB ahead of"
                 margin = f", {by} {_label(ctx, second.method)}"
             lines.append(
                 f"From {keep} of the pixels, the best rebuild is {_label(ctx, best.method)} at "
@@ -195,7 +201,7 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
             d = jp - sp
             than = (
                 f"the same as {sparse_text}"
-                if round(jp, 2) == round(sp, 2)
+                if tied(jp, sp)
                 else f"{abs(d):.2f} dB {'better' if d > 0 else 'worse'} than {sparse_text}"
             )
             lines.append(
@@ -258,7 +264,7 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         if lost:
             links.append(f"{gone} (no rebuild at all)")
         codec_loss = "a codec stream that loses a packet cannot be decoded past it"
-        tie = math.isfinite(jp) and math.isfinite(sp) and round(jp, 2) == round(sp, 2)
+        tie = tied(jp, sp)
         if jp > sp or jp == sp == math.inf or tie:
             if tie:
                 better = f"matches {sparse_text} ({jp:.2f} dB)"
