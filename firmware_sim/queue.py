@@ -342,12 +342,12 @@ class DownlinkQueue:
         for it, took, took_bytes, why in sent:
             it.sent_packets += took
             it.sent_bytes += took_bytes
-            if it.sent_packets == it.n_packets:
+            if why:  # its packets before the damage are sent: nothing more of it can be (all of them, for a file
+                damaged.append((it, why))  # grown in storage: evicted all the same, so the damage is counted)
+            elif it.sent_packets == it.n_packets:
                 it.status = SENT
                 self._sent_files.add(it.id)  # removed once the index records it (save)
                 done += 1
-            elif why:  # its packets before the damage are sent: nothing more of it can be
-                damaged.append((it, why))
             elif took:
                 partial += 1
         self.state["seq"], self.state["passes"] = seq, index

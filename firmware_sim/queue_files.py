@@ -79,7 +79,10 @@ def item_packets(
     ('' when nothing is). A file whose CRC-32 is the one recorded when it was queued is whole; otherwise (damaged,
     cut short, or queued before session 35 without a CRC-32) its packets are walked and each one still to send
     checked against its CRC-16: those before the first damaged one are returned, so a product damaged at its end
-    still sends its beginning (every packet decodes on its own)."""
+    still sends its beginning (every packet decodes on its own). The walk stops at the ``n_packets`` packets and
+    ``wire_bytes`` bytes queued: what a file grown in storage holds past them was never queued, so it is damage
+    (until review r10 of session 36 it was sent, and the item's sent bytes over its queued bytes then refused the
+    index at every later boot once the item was compacted)."""
     if crc32 is not None and len(data) == wire_bytes and zlib.crc32(data) == crc32:
         try:
             return split_packets(data)[sent_packets:], ""
@@ -88,6 +91,11 @@ def item_packets(
     out: list[bytes] = []
     i = k = 0
     while i < len(data):
+        if k == n_packets or i >= wire_bytes:  # grown in storage: what follows was never queued
+            return out, (
+                f"the file holds {len(data):,} B, {n_packets} packets in {wire_bytes:,} B were queued: "
+                f"the {len(data) - i:,} B from byte {i:,} on were never queued (not sent)"
+            )
         if i + _HEADER > len(data):
             return out, f"{len(data) - i} trailing bytes at byte {i:,} are not a whole space packet"
         n = 7 + struct.unpack_from(">H", data, i + 4)[0]
@@ -96,6 +104,8 @@ def item_packets(
                 f"packet {k} at byte {i:,} claims {n:,} B but only {len(data) - i:,} B are left "
                 f"(the file is {len(data):,} B, {wire_bytes:,} B were queued)"
             )
+        if i + n > wire_bytes:
+            return out, f"packet {k} at byte {i:,} claims {n:,} B, past the {wire_bytes:,} B queued (not sent)"
         p = data[i : i + n]
         if k >= sent_packets:
             if not crc_ok(p):
