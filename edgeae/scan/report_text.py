@@ -22,14 +22,16 @@ def _code(text: object, cell: bool = False) -> str:
     return span.replace("|", "\\|") if cell else span
 
 
-_MARKUP = re.compile(r"([\\`*_\[\]<!&~])")  # what starts Markdown or HTML inline; a backslash would undo an escape
+# what starts a Markdown link, image, code span, emphasis, HTML or entity inline (a backslash would undo an escape);
+# not ``_`` (common in file names, intraword in most: escaped, report.md would no longer hold the paths as they are)
+_MARKUP = re.compile(r"([\\`*\[\]<&])")
 
 
 def _text(text: object) -> str:
     """``text`` (an error, a reason, a path) as Markdown text that renders as it reads: each character that can start
-    inline Markdown or HTML (``\\ ` * _ [ ] < ! & ~``) backslash-escaped, so a viewer shows ``<script>`` or ``<!--``
-    in a file name as text instead of running or hiding it, and ``![x](https:...)`` as text instead of fetching
-    the image (before review s36 r6 only ``<`` was escaped)."""
+    a Markdown link or image, a code span, emphasis, HTML or an entity (``\\ ` * [ ] < &``) backslash-escaped, so a
+    viewer shows ``<script>`` or ``<!--`` in a file name as text instead of running or hiding it, and
+    ``![x](https:...)`` as text instead of fetching the image (before review s36 r6 only ``<`` was escaped)."""
     return _MARKUP.sub(r"\\\1", str(text))
 
 
