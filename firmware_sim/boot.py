@@ -30,7 +30,7 @@ from .memory_room import boot_out_of_memory, check_room, is_out_of_memory
 from .mission import Mission, MissionError
 from .onboard import Loader, OnboardModels, default_loader, resolve_model_file
 from .queue import DownlinkQueue
-from .queue_ledger import boot_loss
+from .queue_ledger import storage_damage
 from .run_summary import NO_ANOMALY_MODEL
 from .state import frames_since_pass
 from .stops import quietly, retake_unsaved
@@ -157,11 +157,13 @@ def queue_recovery_events(rt: FlightRuntime) -> None:
     state already wrote an ``evicted`` event for gets none again: that boot found it lost but could not save its
     index (a full disk), or saved none (it took no frame), so this one loaded the same index and found the same
     file gone (until session 36 each such boot wrote the event again: one product lost, counted at every boot). Told
-    means an earlier recovery event (``item file ... after reboot``) for the same item, product and frame: ids are
-    reused after a failed index save (a boot whose saves failed gave ids past the saved ``next_id`` and wrote events
-    for them, an eviction for room say; the next boot loads the older ``next_id``), and until review r5 of session
-    36 an id alone matched such an event, so the product lost got none. A boot that loads such items saves the index
-    once it has booted (:func:`boot`), frame or no frame."""
+    means an earlier storage-damage event (:func:`.queue_ledger.storage_damage`: a pass's ``storage corruption:
+    ...``, or a boot's ``item file ... after reboot``; until review r10 of session 36 a boot's only, so a pass that
+    found the file gone but whose index save failed was told again by the next boot) for the same item, product and
+    frame: ids are reused after a failed index save (a boot whose saves failed gave ids past the saved ``next_id``
+    and wrote events for them, an eviction for room say; the next boot loads the older ``next_id``), and until
+    review r5 of session 36 an id alone matched such an event, so the product lost got none. A boot that loads
+    such items saves the index once it has booted (:func:`boot`), frame or no frame."""
     q = rt.queue
     told: set[Any] = set()
     if q.lost_on_recovery:  # telemetry read only then, and of it only the lines that may say so
@@ -169,7 +171,7 @@ def queue_recovery_events(rt: FlightRuntime) -> None:
         told = {
             (e.get("item"), e.get("product"), e.get("frame_id"))
             for e in events
-            if e.get("kind") == "evicted" and boot_loss(str(e.get("reason") or ""))
+            if e.get("kind") == "evicted" and storage_damage(str(e.get("reason") or ""))
         }
     for iid in q.lost_on_recovery:
         it = q.items[iid]

@@ -87,7 +87,7 @@ def test_the_same_recovery_event_of_an_earlier_boot_is_not_written_again(tmp_pat
 
 def test_the_docs_say_which_earlier_event_counts_as_told() -> None:
     text = " ".join(DOCS.read_text().split())
-    assert "an earlier boot's recovery event for the same item, product and frame" in text
+    assert "an earlier storage-damage event (a pass's or a boot's) for the same item, product and frame" in text
 
 
 # ------------------------------------------------------------ r5 #5: the compacted totals add up

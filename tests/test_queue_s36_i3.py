@@ -1,14 +1,18 @@
 """Session-36 fixer i3, the flight queue (review s36 r10 #1, #4): an item file that grew in storage sent packets
-that were never queued, and its compacted totals (sent_bytes over wire_bytes) then refused every later boot."""
+that were never queued, and its compacted totals (sent_bytes over wire_bytes) then refused every later boot; a
+pass-found damage event was written again by the next boot after a failed index save."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 pytest.importorskip("spacepackets")
+from edgeae.firmware_sim.boot import queue_recovery_events
 from edgeae.firmware_sim.queue import DownlinkQueue
 from edgeae.firmware_sim.queue_files import item_packets
 from edgeae.firmware_sim.queue_items import EVICTED
@@ -82,6 +86,28 @@ def test_compacted_totals_of_an_index_an_earlier_version_wrote_load() -> None:
     t = dict(items=1, wire_bytes=720, sent_bytes=976, pending=0, sent=0, evicted=1, withdrawn=0, corrupted=1)
     assert check_compacted({"frames": {}, "compacted": {"patch": t}}) == ""
     assert "pending 1" in check_compacted({"frames": {}, "compacted": {"patch": {**t, "pending": 1}}})
+
+
+# ------------------------------------------------------------ r10 #4: a pass-found damage told once
+def test_a_pass_found_damage_is_not_told_again_by_the_next_boot(tmp_path: Path) -> None:
+    """A pass found the file gone and wrote its ``evicted`` event, but the index save failed; the next boot
+    found the same file gone and wrote a second event for the same item, product and frame."""
+    q = DownlinkQueue(tmp_path / "queue", 1 << 20)
+    q.state["frames"]["0"] = {"source": "f0", "status": "processed", "reason": ""}
+    it, _ = q.put("patch", 0, _patch(0))
+    q.save()
+    (tmp_path / "queue" / "items" / it.file).unlink()
+    tm_path = tmp_path / "telemetry.jsonl"
+    earlier = {"type": "event", "kind": "evicted", "item": it.id, "product": "patch", "frame_id": 0,
+               "reason": f"storage corruption: item file {tmp_path}/queue/items/{it.file} is missing"}  # fmt: skip
+    other = {**earlier, "item": it.id, "product": "sparse", "reason": "storage corruption: item file x is missing"}
+    tm_path.write_text("".join(json.dumps(x) + "\n" for x in ({"type": "start"}, earlier, other)))
+    written: list[dict[str, object]] = []
+    tm = SimpleNamespace(path=tm_path, write=lambda type_, **f: written.append({"type": type_, **f}))
+    q = DownlinkQueue(tmp_path / "queue", 1 << 20)
+    assert q.lost_on_recovery == [it.id]
+    queue_recovery_events(SimpleNamespace(queue=q, tm=tm))  # type: ignore[arg-type]
+    assert [w for w in written if w.get("kind") == "evicted"] == []
 
 
 def test_the_docs_say_a_grown_file_sends_only_what_was_queued() -> None:
