@@ -12,7 +12,6 @@ import html
 import math
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.printable import printable
+from edgeae.report_files import stage_images as stage_images
 
 ERROR_MAP_MAX = 0.25  # |error| (fraction of full scale) shown at the top of the colour scale
 
@@ -169,52 +169,17 @@ def table_html(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence[Section], intro: str = "") -> Path:
-    """Write ``out_dir/index.html`` and its ``img/*.png``; return the HTML path. The images are written to a staging
-    folder (:func:`stage_images`) and the page to a temporary file; only when both are whole are the images renamed
-    into ``img/`` and the page over ``index.html``: a failed write (a full disk) leaves the earlier page and its
-    images as they were."""
-    from edgeae.atomic import atomic_path
+    """Write ``out_dir/index.html`` and its ``img/*.png``; return the HTML path. The page and its images replace the
+    earlier ones all or nothing (:mod:`edgeae.report_files`): the images are written to a staging folder
+    (:func:`stage_images`) and the page to a temporary file, both fsynced before the first rename, and a rename that
+    fails puts the earlier files back, so a failed write (a full disk, Ctrl-C) leaves the earlier page and its images
+    as they were. A failed first write removes the folders it made."""
+    from edgeae.report_files import replace_together, staging
 
-    path = Path(out_dir) / "index.html"
-    staged = stage_images(out_dir)
-    try:
+    with staging(out_dir) as staged:
         page = render_report(out_dir, title, sections, intro, img_dir=staged)
-        with atomic_path(path) as tmp:
-            tmp.write_text(page, encoding="utf-8")
-            move_images(staged, staged.parent)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    return path
-
-
-_STAGED = re.compile(r"\.new-(\d+)")  # img/.new-PID: the images of a report being written, before they replace img/'s
-
-
-def stage_images(out_dir: str | os.PathLike[str]) -> Path:
-    """A new, empty folder ``out_dir/img/.new-PID`` for a report's images (:func:`render_report`'s ``img_dir``), to
-    be renamed into ``img/`` with :func:`move_images` once the page is whole. A staging folder that a run killed
-    outright left (its process gone) is removed first."""
-    from edgeae.atomic import process_gone
-
-    img = Path(out_dir) / "img"
-    img.mkdir(parents=True, exist_ok=True)
-    for entry in os.scandir(img):
-        m = _STAGED.fullmatch(entry.name)
-        if m and entry.is_dir(follow_symlinks=False) and process_gone(int(m[1])):
-            shutil.rmtree(entry.path, ignore_errors=True)
-    staged = img / f".new-{os.getpid()}"
-    staged.mkdir()
-    return staged
-
-
-def move_images(staged: Path, img_dir: Path) -> None:
-    """Rename every file of ``staged`` into ``img_dir``, over the earlier file of the same name (a rename writes no
-    file data: what a full disk stops is the writing before it)."""
-    for f in sorted(staged.iterdir()):
-        try:
-            os.replace(f, img_dir / f.name)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot move {f} into {img_dir}: {exc.strerror or exc}") from exc
+        replace_together(out_dir, staged, {"index.html": page})
+    return Path(out_dir) / "index.html"
 
 
 def render_report(

@@ -1,16 +1,142 @@
-"""The demo (session 36, fixer j1; review s36 r8 #4): a PSNR difference that prints as 0.00 dB is a tie."""
+"""The demo (session 36, fixer j1; review s36 r8 #1, #4, #7): the report is replaced all or nothing through the last
+rename (an fsync error, Ctrl-C or SIGTERM there), a PSNR difference that prints as 0.00 dB is a tie, and a failed
+first run leaves no empty folders."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import os
 import re
+import signal
+import threading
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from edgeae.demo import DemoConfig, DemoContext, conclusion_lines
+from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
+from edgeae.demo.rebuild import stage_reconstruct
 from edgeae.reconstruct import Reconstruction
 
+FAST = [stage_frame, stage_reconstruct, stage_metrics]  # no model, no codec: well under a second
 ZERO = re.compile(r"(?<![\d.])0\.00 dB")  # a margin of 0.00 dB (not 30.00 dB)
+MAIN = threading.current_thread() is threading.main_thread()
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> Path:
+    cv2 = pytest.importorskip("cv2")
+    ok, data = cv2.imencode(".png", pixels)
+    assert ok
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def _frame() -> np.ndarray:
+    y, x = np.mgrid[0:40, 0:48]
+    return np.stack([(x * 5 + y * 3) % 256, (x * 2) % 256, (y * 6) % 256], axis=2).astype(np.uint8)
+
+
+def _images(out: Path) -> dict[str, str]:
+    """The files under ``out/img`` (hidden ones too) with a hash of their bytes."""
+    img = out / "img"
+    return {str(p.relative_to(img)): hashlib.sha256(p.read_bytes()).hexdigest() for p in img.rglob("*") if p.is_file()}
+
+
+def _state(out: Path, refs: dict[str, dict[str, str]]) -> str:
+    """Which run's report ``out`` holds, 'a' or 'b', when its page, metrics.json and images are all that run's and
+    nothing else is there; else what it holds."""
+    page = "b" if "b.png" in (out / "index.html").read_text(encoding="utf-8") else "a"
+    record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    metrics = Path(record["image"]).name[0]
+    images = [k for k, v in refs.items() if v == _images(out)]
+    extra = sorted(p.name for p in out.iterdir() if p.name not in ("img", "index.html", "metrics.json"))
+    found = {page, metrics, *images}
+    return found.pop() if len(found) == 1 and not extra else f"page {page}, metrics {metrics}, images {images} {extra}"
+
+
+def _two_runs(tmp_path: Path) -> tuple[Path, DemoConfig, dict[str, dict[str, str]]]:
+    """An earlier report of frame a in ``out``; the config of a run of frame b into it; each run's images."""
+    a, b = _write_png(tmp_path / "a.png", _frame()), _write_png(tmp_path / "b.png", 255 - _frame())
+    refs = {}
+    for name, image in (("a", a), ("b", b)):
+        run_demo(DemoConfig(out=tmp_path / f"ref-{name}", image=image, methods=("nearest",)), FAST)
+        refs[name] = _images(tmp_path / f"ref-{name}")
+    out = tmp_path / "out"
+    run_demo(DemoConfig(out=out, image=a, methods=("nearest",)), FAST)
+    return out, DemoConfig(out=out, image=b, methods=("nearest",)), refs
+
+
+# ----------------------------------------------------------------------------- r8 #1: the last steps of the write
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names an open file through /proc")
+def test_an_fsync_error_on_the_page_leaves_the_earlier_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync is where NFS or a quota reports a failed write (EIO, EDQUOT): the images were already in img/."""
+    out, cfg, refs = _two_runs(tmp_path)
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if "index.html" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match=r"cannot write .*index\.html: Disk quota exceeded"):
+        run_demo(cfg, FAST)
+    assert _state(out, refs) == "a"
+
+
+@pytest.mark.skipif(not MAIN, reason="signals need the main thread")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_cli_interrupted_during_the_renames_leaves_the_new_report_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sig: int
+) -> None:
+    import edgeae.demo
+    from edgeae.cli import main
+
+    out, cfg, refs = _two_runs(tmp_path)
+    monkeypatch.setattr(edgeae.demo, "SECTIONS", FAST)
+    real = os.replace
+    sent = []
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).parent.name == "img" and not sent:  # the first rename into place (not a write into staging)
+            sent.append(sig)
+            os.kill(os.getpid(), sig)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    argv = ["demo", "--image", str(cfg.image), "--out", str(out), "--methods", "nearest", "--no-cross-check"]
+    assert main(argv) == 130
+    assert sent and "interrupted" in capsys.readouterr().err
+    assert _state(out, refs) == "b"  # the page, metrics.json and images of the new run, nothing staged left
+
+
+# ----------------------------------------------------------------------------- r8 #7: a failed first run
+def test_a_failed_first_run_into_a_new_out_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import edgeae.demo
+    from edgeae.cli import main
+
+    image = _write_png(tmp_path / "a.png", _frame())
+    monkeypatch.setattr(edgeae.demo, "SECTIONS", FAST)
+    real = Path.write_text
+
+    def full_disk(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if "index.html" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    argv = ["demo", "--image", str(image), "--out", str(tmp_path / "new" / "deep"), "--methods", "nearest"]
+    assert main([*argv, "--no-cross-check"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    with pytest.raises(OSError, match="No space left"):  # the library call too
+        run_demo(DemoConfig(out=tmp_path / "lib" / "deep", image=image, methods=("nearest",)), FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
 # ----------------------------------------------------------------------------- r8 #4: a tie is what prints as 0.00

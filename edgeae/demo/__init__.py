@@ -19,7 +19,6 @@ import logging
 import os
 import platform
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -57,7 +56,8 @@ from edgeae.demo.rebuild import stage_metrics as stage_metrics
 from edgeae.demo.rebuild import stage_reconstruct as stage_reconstruct
 from edgeae.masks import PATTERNS as PATTERNS
 from edgeae.metadata import run_provenance
-from edgeae.report import Section, move_images, printable, render_report, stage_images
+from edgeae.report import Section, printable, render_report
+from edgeae.report_files import missing_folders, remove_empty, replace_together, staging
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +118,30 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage, write ``config.out/index.html`` (+ ``img/``, ``metrics.json``), return its path.
 
-    ``say`` receives one line per finished step (default: the log); ``progress`` shows a bar per long step. Into
-    a folder holding an earlier demo report: its images that this run does not show are removed once the new page
-    is written (only the demo's own image names), and a line says what was replaced. index.html, metrics.json and
-    the images are replaced together at the end (the images wait in ``img/.new-PID`` until the page is whole: a run
-    that fails leaves the earlier report as it was, its images included). A name's bytes that are not UTF-8 (the
-    frame's, the model's, the folder's) show as ``\\xff`` on the page and the console; metrics.json records the
-    name exactly, as JSON's ``\\udcff`` escape (``os.fsencode(json.load(f)["image"])`` is the file name's bytes).
+    ``say`` receives one line per finished step (default: the log); ``progress`` shows a bar per long step. Into a
+    folder holding an earlier demo report: its images that this run does not show are removed once the new page is
+    written (only the demo's own image names), and a line says what was replaced. index.html, metrics.json and the
+    images are replaced all or nothing at the end (:mod:`edgeae.report_files`: every new file written and fsynced
+    first, then the renames with Ctrl-C held off until they are done; a rename that fails puts the earlier files
+    back): a run that fails leaves the earlier report as it was, its images included (a Ctrl-C: the earlier report,
+    or, once the renames have begun, the new one whole). A failed run removes the folders it made that are still
+    empty. A name's bytes that are not UTF-8 (the frame's, the model's, the folder's) show as ``\\xff`` on the page
+    and the console; metrics.json records the name exactly, as JSON's ``\\udcff`` escape
+    (``os.fsencode(json.load(f)["image"])`` is the file name's bytes).
     """
+    made = missing_folders(config.out)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+        return _run_and_write(config, stages, say, progress)
+    except BaseException:
+        remove_empty(made)
+        raise
+
+
+def _run_and_write(
+    config: DemoConfig, stages: list[Stage] | None, say: Callable[[str], None] | None, progress: bool
+) -> DemoResult:
+    """:func:`run_demo` once its folder is there."""
     t0 = time.perf_counter()
     emit = say or log.info
     earlier = [n for n in ("index.html", "metrics.json") if (config.out / n).is_file()]
@@ -165,8 +181,7 @@ def run_demo(
             "cpu_count": os.cpu_count(),
         }
         metrics = json.dumps(record, indent=2, default=_json_default) + "\n"
-    staged = stage_images(config.out)  # the new images stay here until the page is whole (review s36 r3 #1)
-    try:
+    with staging(config.out) as staged:  # the new images wait here until the page is whole (review s36 r3 #1)
         page = render_report(
             config.out,
             "edgeae demo: a real frame rebuilt from 10% of its pixels"
@@ -177,44 +192,13 @@ def run_demo(
             f"cores. Sections: {', '.join(shown)}.",
             img_dir=staged,
         )
-        html = _write_page_and_metrics(config.out, page, metrics, staged)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        texts = {"index.html": page} if metrics is None else {"index.html": page, "metrics.json": metrics}
+        replace_together(config.out, staged, texts)  # the images, then the page, then metrics.json (review s36 r8 #1)
+    html = config.out / "index.html"
     replaced = _replace_earlier(config.out, html, earlier, earlier_images)
     if replaced:
         emit(replaced)
     return DemoResult(html, ctx, time.perf_counter() - t0)
-
-
-class _PageFailed(Exception):
-    """The page could not be written: carried out of metrics.json's atomic write unchanged (so that write drops its
-    temporary file and keeps the earlier metrics.json, without renaming the page's error as its own)."""
-
-
-def _write_page_and_metrics(out: Path, page: str, metrics: str | None, staged: Path) -> Path:
-    """Replace ``out/index.html``, ``out/metrics.json`` and the images in ``out/img`` together: metrics.json and the
-    page go to temporary files (the images are already whole in ``staged``); only then are the images renamed into
-    ``img/``, the page over index.html and metrics.json over its own. A failure before (a full disk) leaves the
-    earlier page, metrics.json and images as they were."""
-    from contextlib import ExitStack
-
-    from edgeae.atomic import atomic_path
-
-    html = out / "index.html"
-    try:
-        with ExitStack() as stack:  # leaving it renames the page, then metrics.json
-            if metrics is not None:
-                stack.enter_context(atomic_path(out / "metrics.json")).write_text(metrics, encoding="utf-8")
-            try:
-                with atomic_path(html) as tmp:
-                    tmp.write_text(page, encoding="utf-8")
-                    move_images(staged, out / "img")
-            except Exception as exc:
-                raise _PageFailed() from exc
-    except _PageFailed as failed:
-        assert failed.__cause__ is not None
-        raise failed.__cause__ from None
-    return html
 
 
 # the image files the demo's report writes under img/ (edgeae.report.render_report names a figure NN-SLUG.png, NN its
