@@ -1,6 +1,6 @@
-"""The demo (session 36, fixer j1; review s36 r8 #1, #4, #7): the report is replaced all or nothing through the last
-rename (an fsync error, Ctrl-C or SIGTERM there), a PSNR difference that prints as 0.00 dB is a tie, and a failed
-first run leaves no empty folders."""
+"""The demo (session 36, fixer j1; review s36 r8 #1, #2, #4, #7): the report is replaced all or nothing through the
+last rename (an fsync error, Ctrl-C or SIGTERM there), the run holds its folder, a PSNR difference that prints as
+0.00 dB is a tie, and a failed first run leaves no empty folders."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 
 from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
 from edgeae.demo.rebuild import stage_reconstruct
+from edgeae.folder_lock import FolderBusy, hold
 from edgeae.reconstruct import Reconstruction
 
 FAST = [stage_frame, stage_reconstruct, stage_metrics]  # no model, no codec: well under a second
@@ -111,6 +112,29 @@ def test_the_cli_interrupted_during_the_renames_leaves_the_new_report_whole(
     assert main(argv) == 130
     assert sent and "interrupted" in capsys.readouterr().err
     assert _state(out, refs) == "b"  # the page, metrics.json and images of the new run, nothing staged left
+
+
+# ----------------------------------------------------------------------------- r8 #2: one run per folder
+def test_a_second_run_into_a_held_folder_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import edgeae.demo
+    from edgeae.cli import main
+
+    out, cfg, refs = _two_runs(tmp_path)
+    worked = []
+    monkeypatch.setattr(edgeae.demo, "SECTIONS", [lambda ctx: worked.append(1)])
+    with hold(out, "demo run"):  # another run (a lock is refused to a second holder in the same process too)
+        with pytest.raises(FolderBusy, match="is in use by another demo run"):
+            run_demo(cfg, FAST)
+        argv = ["demo", "--image", str(cfg.image), "--out", str(out), "--methods", "nearest"]
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"edgeae demo: error: {out} is in use by another demo run (pid {os.getpid()}, ")
+    assert worked == [] and _state(out, refs) == "a"
+    run_demo(cfg, FAST)  # once the other run has ended
+    assert _state(out, refs) == "b"
 
 
 # ----------------------------------------------------------------------------- r8 #7: a failed first run

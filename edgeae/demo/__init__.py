@@ -118,21 +118,26 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage, write ``config.out/index.html`` (+ ``img/``, ``metrics.json``), return its path.
 
-    ``say`` receives one line per finished step (default: the log); ``progress`` shows a bar per long step. Into a
-    folder holding an earlier demo report: its images that this run does not show are removed once the new page is
-    written (only the demo's own image names), and a line says what was replaced. index.html, metrics.json and the
-    images are replaced all or nothing at the end (:mod:`edgeae.report_files`: every new file written and fsynced
-    first, then the renames with Ctrl-C held off until they are done; a rename that fails puts the earlier files
-    back): a run that fails leaves the earlier report as it was, its images included (a Ctrl-C: the earlier report,
-    or, once the renames have begun, the new one whole). A failed run removes the folders it made that are still
-    empty. A name's bytes that are not UTF-8 (the frame's, the model's, the folder's) show as ``\\xff`` on the page
-    and the console; metrics.json records the name exactly, as JSON's ``\\udcff`` escape
-    (``os.fsencode(json.load(f)["image"])`` is the file name's bytes).
+    ``say`` receives one line per finished step (default: the log); ``progress`` shows a bar per long step. The run
+    holds ``config.out`` (:func:`edgeae.folder_lock.hold`): a second run into the same folder, from this process or
+    another, is refused at once with :class:`~edgeae.folder_lock.FolderBusy`. Into a folder holding an earlier demo
+    report: its images that this run does not show are removed once the new page is written (only the demo's own
+    image names), and a line says what was replaced. index.html, metrics.json and the images are replaced all or
+    nothing at the end (:mod:`edgeae.report_files`: every new file written and fsynced first, then the renames with
+    Ctrl-C held off until they are done; a rename that fails puts the earlier files back): a run that fails leaves
+    the earlier report as it was, its images included (a Ctrl-C: the earlier report, or, once the renames have
+    begun, the new one whole). A failed run removes the folders it made that are still empty. A name's bytes that
+    are not UTF-8 (the frame's, the model's, the folder's) show as ``\\xff`` on the page and the console;
+    metrics.json records the name exactly, as JSON's ``\\udcff`` escape (``os.fsencode(json.load(f)["image"])`` is
+    the file name's bytes).
     """
+    from edgeae.folder_lock import hold
+
     made = missing_folders(config.out)
     try:
         config.out.mkdir(parents=True, exist_ok=True)
-        return _run_and_write(config, stages, say, progress)
+        with hold(config.out, "demo run"):
+            return _run_and_write(config, stages, say, progress)
     except BaseException:
         remove_empty(made)
         raise
@@ -141,7 +146,7 @@ def run_demo(
 def _run_and_write(
     config: DemoConfig, stages: list[Stage] | None, say: Callable[[str], None] | None, progress: bool
 ) -> DemoResult:
-    """:func:`run_demo` once its folder is there."""
+    """:func:`run_demo` once its folder is there and held."""
     t0 = time.perf_counter()
     emit = say or log.info
     earlier = [n for n in ("index.html", "metrics.json") if (config.out / n).is_file()]
