@@ -48,7 +48,7 @@ def test_scan_writes_results_summaries_topk_and_records_corrupt_files(archive, m
     assert sorted(f["file"] for f in report["failures"]) == names["corrupt"]
     assert all("ImageReadError" in f["error"] for f in report["failures"])
     t = pq.read_table(tmp_path / "results.parquet")
-    assert t.column_names == ["file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", *GEO]
+    assert t.column_names == ["file", "x", "y", "score", "valid_frac", "model_id", "artifact_hash", *GEO, "key"]
     assert all(np.isnan(t.column(c).to_numpy()).all() for c in GEO)  # PNG/TIFF crops are not map-projected
     assert set(t.column("file").to_pylist()) == set(names["good"])
     assert set(t.column("model_id").to_pylist()) == {"tiny"}

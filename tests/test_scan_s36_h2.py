@@ -72,9 +72,12 @@ def _store(tmp_path: Path, parts: dict[str, Any], tops: dict[str, TopK] | None =
 
 
 def _reference(store: ScanStore, entries: list[ArchiveEntry]) -> Any:
-    """results.parquet as finalize wrote it until session 36: every part concatenated, then sorted by file, y, x."""
+    """results.parquet as finalize wrote it until session 36: every part concatenated, then sorted by file, y, x (each
+    row with its image's parts key, the last column since review s36 r6)."""
     tables = [pq.read_table(store.part_path(e.key)) for e in entries]
     table = pa.concat_tables(tables, promote_options="default")
+    keys = [e.key for e, t in zip(entries, tables, strict=True) for _ in range(t.num_rows)]
+    table = table.append_column("key", pa.array(keys, pa.string()))
     return table.sort_by([("file", "ascending"), ("y", "ascending"), ("x", "ascending")])
 
 

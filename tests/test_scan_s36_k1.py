@@ -111,4 +111,45 @@ def test_the_console_summary_shows_layer_paths_and_notes_as_they_are() -> None:
 
 
 @pytest.mark.parametrize("verbose", [False, True])
+def test_the_console_takes_a_name_that_is_not_utf8_on_a_strict_stdout(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch, verbose: bool
+) -> None:
+    """A terminal's stdout takes UTF-8 only: the summary (and ``-v``'s report.md) name such a file ``x\\xfe.png``."""
+    from edgeae.cli import main
+
+    arc = _archive(tmp_path / "arc", [BAD])
+    raw = io.BytesIO()
+    strict = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", strict)
+    argv = ["scan", str(arc), "--model", str(model), "--out", str(tmp_path / "o"), "--workers", "0", "--no-progress"]
+    assert main(["-v", *argv] if verbose else argv) == 0
+    strict.flush()
+    printed = raw.getvalue().decode("utf-8")
+    assert "`x\\xfe.png`" in printed
+
+
 # -- two names written as one text -------------------------------------------------------------------------------------
+def test_two_files_written_as_one_name_stay_apart_by_their_key(tmp_path: Path, model: Path) -> None:
+    """``x\\xfe.png`` (UTF-8, a backslash) and the file whose name holds the byte 0xFE are both written ``x\\xfe.png``
+    in the ``file`` column: a ``groupby('file')`` merged the two images. Each row now carries its image's ``key``."""
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc = _archive(tmp_path / "arc", [BAD, LITERAL, "good.png"])
+    out = tmp_path / "out"
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=16)
+    r = scan_archive(arc, model, out, **kw)
+    assert r["done"] == 3
+    keys = {entry_key(BAD), entry_key(LITERAL), entry_key("good.png")}
+    images = pq.read_table(out / "images.parquet").to_pylist()
+    assert {i["key"] for i in images} == keys and len(images) == 3
+    assert {i["file"] for i in images} == {LITERAL, "good.png"}  # the text is unchanged
+    results = pq.read_table(out / "results.parquet")
+    per_key = results.group_by("key").aggregate([("x", "count")]).to_pylist()
+    assert {d["key"]: d["x_count"] for d in per_key} == dict.fromkeys(keys, 9)  # 32-px patches, stride 16, 64 px
+    assert set(zip(results.column("file").to_pylist(), results.column("key").to_pylist(), strict=True)) == {
+        (LITERAL, entry_key(BAD)), (LITERAL, entry_key(LITERAL)), ("good.png", entry_key("good.png"))
+    }  # fmt: skip
+    again = scan_archive(arc, model, out, **kw)  # a rerun keeps or rewrites the same columns
+    assert again["images_scanned"] == 0
+    assert pq.read_table(out / "results.parquet").equals(results)
+    assert pq.read_table(out / "images.parquet").column_names == list(images[0])

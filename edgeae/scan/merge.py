@@ -6,8 +6,9 @@ results.parquet holds the rows, in the order, that concatenating every part and 
 :func:`edgeae.scan.report.finalize` did until session 36, holding every row twice: ~600 B a patch, so ~40 GB at the
 end of a scan of 1,000 NAC frames): the parts are read one at a time in the order of their ``file`` text (a part
 holds one image's rows, written in y, x order; one that is not is sorted alone; the parts of names written as the
-same text, ``\\xff`` and the byte 0xff, are merged together) and written :data:`ROW_GROUP_ROWS` rows a row group,
-under a temporary name renamed at the end (:func:`edgeae.atomic.atomic_path`). Both results.parquet and
+same text, ``\\xff`` and the byte 0xff, are merged together, each row keeping its image's ``key`` column) and
+written :data:`ROW_GROUP_ROWS` rows a row group, under a temporary name renamed at the end
+(:func:`edgeae.atomic.atomic_path`). Both results.parquet and
 images.parquet carry a digest of the parts they came from (:func:`parts_digest`: names, sizes, times, inodes): a
 rerun that finds the same parts keeps results.parquet and takes the summaries from images.parquet, reading no part.
 """
@@ -34,7 +35,8 @@ from edgeae.scan.state import ScanStore
 
 ROW_GROUP_ROWS = 1 << 16  # rows held before they are written as a row group (~10-20 MB; a NAC frame's patches)
 DIGEST_KEY = "edgeae.parts"  # results.parquet's and images.parquet's footer: the parts they came from (parts_digest)
-DIGEST_VERSION = b"edgeae scan results v1\n"  # a change to what results.parquet holds or its order: a new version
+DIGEST_VERSION = b"edgeae scan results v2\n"  # a change to what results.parquet holds or its order: a new version
+# (v2, session 36: the ``key`` column, each row's image's parts key: two names written as one text stay apart)
 _SUMMARY = ("score_mean", "score_max", "score_p99", "max_x", "max_y")  # an image's summary (images.parquet)
 
 
@@ -94,14 +96,32 @@ def _conform(table: Any, schema: Any) -> Any:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def with_key(table: Any, key: str) -> Any:
+    """``table`` (a part's rows) with a last column ``key``, the image's parts key in every row, so that two images
+    whose names are written as one ``file`` text (``x\\xfe.png`` and the byte 0xFE) stay apart."""
+    pa = require("pyarrow")
+    if "key" in table.schema.names:
+        return table
+    return table.append_column(pa.field("key", pa.string()), pa.array([key] * table.num_rows, pa.string()))
+
+
+def _key_schema(schema: Any) -> Any:
+    """``schema`` (the parts') with :func:`with_key`'s column."""
+    pa = require("pyarrow")
+    if "key" in schema.names:
+        return schema
+    return schema.append(pa.field("key", pa.string()))
+
+
 def _image_rows(store: ScanStore, group: list[ArchiveEntry], summaries: dict[str, dict[str, Any]]) -> Any:
-    """The rows of one group's parts (:func:`_groups`) in y, x order, each image's summary put in ``summaries``."""
+    """The rows of one group's parts (:func:`_groups`) in y, x order, each with its image's ``key`` (:func:`with_key`),
+    each image's summary put in ``summaries``."""
     pa = require("pyarrow")
     tables = []
     for e in group:
         t = read_part(store.part_path(e.key))  # one damaged inside: ScanStateError naming it and what to do
         summaries[e.name] = {**summary(t), "n": t.num_rows}
-        tables.append(t)
+        tables.append(with_key(t, e.key))
     t = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
     return t if _raster(t) else t.sort_by([("y", "ascending"), ("x", "ascending")])  # stable, as the old sort
 
@@ -192,7 +212,7 @@ def _earlier(done: list[ArchiveEntry], digest: str, newest: int, path: Path, ima
     read again. None otherwise (read them all)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
-    cols = ["file", "n_patches", *_SUMMARY]
+    cols = ["key", "n_patches", *_SUMMARY]
     try:
         if any(part_damage(p) or p.stat().st_mtime_ns <= newest for p in (path, images)):
             return None
@@ -204,13 +224,11 @@ def _earlier(done: list[ArchiveEntry], digest: str, newest: int, path: Path, ima
         rows = pq.read_table(images, columns=cols, page_checksum_verification=True).to_pylist()
     except (OSError, pa.ArrowException):  # missing (a first run), damaged: read the parts
         return None
-    by_text = {r["file"]: r for r in rows}
-    names = [as_text(e.name) for e in done]
-    if len(set(names)) != len(names) or not all(by_text.get(n, {}).get("score_max") is not None for n in names):
-        return None  # two names written as one text, or an image without its summary: read the parts
-    summaries = {e.name: {k: by_text[n][k] for k in _SUMMARY} for e, n in zip(done, names, strict=True)}
-    best_of = {e.name: -math.inf if by_text[n]["n_patches"] == 0 else by_text[n]["score_max"]
-               for e, n in zip(done, names, strict=True)}  # fmt: skip
+    by_key = {r["key"]: r for r in rows}
+    if not all(by_key.get(e.key, {}).get("score_max") is not None for e in done):
+        return None  # an image without its summary: read the parts
+    summaries = {e.name: {k: by_key[e.key][k] for k in _SUMMARY} for e in done}
+    best_of = {e.name: -math.inf if by_key[e.key]["n_patches"] == 0 else by_key[e.key]["score_max"] for e in done}
     return Merged(meta.num_rows, summaries, best_of, digest, reused=True)
 
 
@@ -237,9 +255,9 @@ def write_results(store: ScanStore, done: list[ArchiveEntry], path: Path, empty:
                 except (OSError, pa.ArrowException):
                     read_part(store.part_path(e.key))  # its footer damaged: the error naming the part
                     raise
-            rows = _write(store, groups, tmp, pa.unify_schemas(schemas), summaries, digest)
+            rows = _write(store, groups, tmp, _key_schema(pa.unify_schemas(schemas)), summaries, digest)
         if rows < 0:
-            _write_table(empty, tmp, digest)
+            _write_table(with_key(empty, ""), tmp, digest)
             rows = 0
     best_of = {name: -math.inf if s["n"] == 0 else s["score_max"] for name, s in summaries.items()}
     return Merged(rows, {name: {k: s[k] for k in _SUMMARY} for name, s in summaries.items()}, best_of, digest)

@@ -95,11 +95,12 @@ def lro_extrapolation(patches_per_s: float, stride: int = PAPER_PATCH, basis: st
 
 
 def _images_schema(pa: Any) -> Any:
-    """images.parquet's columns: one row per archive image; score_* and max_x/max_y null unless it is done."""
+    """images.parquet's columns: one row per archive image; score_* and max_x/max_y null unless it is done; ``key``
+    the image's parts key (two names written as one ``file`` text, ``x\\xfe.png`` and the byte 0xFE, stay apart)."""
     s, i, f = pa.string(), pa.int64(), pa.float64()
     cols = [("file", s), ("status", s), ("error", s), ("reason", s), ("n_patches", i), ("n_skipped", i),
             ("score_mean", f), ("score_max", f), ("score_p99", f), ("max_x", i), ("max_y", i),
-            ("product_id", s), ("instrument", s), ("body", s), ("map_projected", pa.bool_())]  # fmt: skip
+            ("product_id", s), ("instrument", s), ("body", s), ("map_projected", pa.bool_()), ("key", s)]  # fmt: skip
     return pa.schema(cols)
 
 
@@ -213,7 +214,7 @@ def finalize(
         meta_path = store.meta_path(e.key)  # a pending image's facts are an earlier scan's: none shown
         meta = json.loads(meta_path.read_text()) if r.status == "done" and meta_path.exists() else {}
         per_image.append(
-            {"file": e.name, "status": r.status, "error": r.error if r.status == "failed" else "",
+            {"file": e.name, "key": e.key, "status": r.status, "error": r.error if r.status == "failed" else "",
              "reason": r.reason if r.status == "skipped" else "",
              "n_patches": r.n_patches, "n_skipped": r.n_skipped, **merged.summaries.get(e.name, {}),
              "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
