@@ -153,3 +153,32 @@ def test_two_files_written_as_one_name_stay_apart_by_their_key(tmp_path: Path, m
     assert again["images_scanned"] == 0
     assert pq.read_table(out / "results.parquet").equals(results)
     assert pq.read_table(out / "images.parquet").column_names == list(images[0])
+
+
+# -- context-knn's rewritten parts -------------------------------------------------------------------------------------
+def test_the_parts_context_knn_rewrites_carry_page_checksums(tmp_path: Path, moon: np.ndarray) -> None:
+    """--score context-knn writes every part again with the set's scores: a byte flipped in one of its pages is an
+    error naming the part (never other scores), as in the parts the scan wrote first (no test covered the rewrite)."""
+    from edgeae.imageio import write_image
+    from edgeae.scan.out_checks import PartDamagedError, read_part
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc = tmp_path / "arc"
+    for i, (y, x) in enumerate([(0, 0), (300, 300)]):
+        write_image(arc / f"c_{i}.png", np.ascontiguousarray(moon[y : y + 128, x : x + 128]))
+    kw = dict(engine=EngineOptions(workers=0), stride=32, progress=False, score="context-knn", top_k=2)
+    report = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", **kw)
+    assert report["context_knn"]["images"] == 2
+    part = tmp_path / "out" / "parts" / f"{entry_key('c_0.png')}.parquet"
+    raw, want = part.read_bytes(), read_part(part)
+    meta = pq.ParquetFile(part).metadata.row_group(0)
+    col = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == "score")
+    start = col.dictionary_page_offset or col.data_page_offset
+    wrong = failed = 0
+    for i in range(start, start + col.total_compressed_size, 3):
+        part.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1 :])
+        try:
+            wrong += not read_part(part).equals(want)
+        except PartDamagedError as exc:
+            failed += "CRC checksum verification failed" in str(exc)
+    assert wrong == 0 and failed > 0
