@@ -67,9 +67,10 @@ def resolve_model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
 
 
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
-    """Load any model the user can name. ``threads`` sets the interpreter's thread count for an artifact; for a
-    PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide (every torch model in the
-    process then uses that many threads)."""
+    """Load any model the user can name. ``threads`` sets the interpreter's thread count for an artifact, for that
+    artifact alone; for a PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide: every
+    torch model in the process, those loaded before too, then runs on that many threads (logged once as a
+    warning when it changes the count under a torch model loaded earlier). ``threads=None`` leaves it as it is."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)
@@ -90,6 +91,19 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
         except (RuntimeError, AssertionError) as exc:  # a CPU-only build asserts deep inside torch
             raise ValueError(f"device {device!r} is not available to this torch build ({exc})") from None
     if threads:
+        before = torch.get_num_threads()
+        if _TORCH_STATE["loaded"] and before != threads and not _TORCH_STATE["warned"]:
+            _TORCH_STATE["warned"] = True
+            log.warning(
+                "load_predictor(%s, threads=%d): torch's thread count is process-wide: the torch models loaded "
+                "before now run on %d thread(s) too, not %d (torch.set_num_threads to set it back)",
+                spec, threads, threads, before,
+            )  # fmt: skip
         torch.set_num_threads(int(threads))
     ck = load_checkpoint(path)
+    _TORCH_STATE["loaded"] = True
     return TorchPredictor(ck.model, ck.metadata, source=str(path), device=device)
+
+
+_TORCH_STATE = {"loaded": False, "warned": False}
+"""Whether a torch model was loaded in this process, and whether changing its thread count was warned about."""
