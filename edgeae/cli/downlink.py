@@ -93,6 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--link-seed", type=int, help="override the link file's seed")
     s.add_argument("--out", type=Path, required=True, help="packet file to write (report beside it, .json)")
     s.add_argument("--force", action="store_true", help="overwrite an existing --out and its report")
+    s.add_argument(
+        "--no-progress", action="store_true",
+        help="--compare: no progress bar over its steps (drawn only when stderr is a terminal)",
+    )  # fmt: skip
     pl = sub.add_parser(
         "plan",
         help="science per byte: JPEG 2000 vs sparse + CAE vs prioritised patches at per-frame byte budgets",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -29,6 +30,36 @@ def compare_filler(model: str | None, channels: int | None = None):
     return filler
 
 
+class StepBar:
+    """A progress bar over ``total`` named steps (``bar(name)`` starts the next one), drawn when ``on`` and stderr
+    is a terminal, as the other commands' bars; a context manager that closes it."""
+
+    def __init__(self, total: int, on: bool = True) -> None:
+        from edgeae.reconstruct import show_progress
+
+        self.bar = None
+        if show_progress(on, total, more_than=0):
+            from edgeae._optional import require
+
+            self.bar = require("tqdm").tqdm(total=total, unit="step", desc="--compare")
+        self.started = 0
+
+    def __call__(self, name: str) -> None:
+        if self.bar is not None:
+            if self.started:
+                self.bar.update(1)
+            self.bar.set_description(name)
+        self.started += 1
+
+    def __enter__(self) -> StepBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.update(max(0, self.started - self.bar.n))
+            self.bar.close()
+
+
 def strict_json(obj: Any) -> str:
     """Strict JSON (a non-finite number as null, not ``Infinity``/``NaN``), as the ground station writes it."""
     from edgeae.ground.station import strict_json
@@ -37,7 +68,16 @@ def strict_json(obj: Any) -> str:
 
 
 def compare(
-    args: argparse.Namespace, codecs: list[str], filler, samples, bits: int, received, wire_bytes: int, link
+    args: argparse.Namespace,
+    codecs: list[str],
+    filler,
+    samples,
+    bits: int,
+    received,
+    wire_bytes: int,
+    link,
+    valid=None,
+    step: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """The sparse frame rebuilt on the ground, and each codec at the same wire bytes over the same link. A lost
     frame (sparse or codec) has ``psnr`` None and ``lost`` True; one the ground received but could not rebuild has
@@ -45,13 +85,21 @@ def compare(
     True and ``psnr`` the ground station's cap (``PSNR_CAP_DB``, 120 dB: its PSNR is infinite, which JSON cannot
     hold), as the ground station's own reports give it. Every row is scored against the real original on its own
     scale (``2**bits - 1``); JPEG 2000 and JPEG XL code a 12- or 16-bit frame as it is, JPEG and WebP an 8-bit copy
-    (each row's ``input``)."""
-    from edgeae.ground.baselines import same_bytes
+    (each row's ``input``).
+
+    ``valid`` (bool (H, W), :func:`edgeae.ground.validity.file_valid`): every row's PSNR over those pixels only,
+    the rule ``edgeae reconstruct`` scores with (each row's ``psnr_over`` says which); None: over every pixel.
+    ``step``: called with the name of each step before it runs (the ground rebuild, each codec's rate search).
+    """
     from edgeae.ground.sources import as_float
     from edgeae.ground.station import PSNR_CAP_DB, GroundStation
+    from edgeae.ground.validity import coverage, mark_no_data
 
     fill, name = filler
-    gs = GroundStation(fill=fill, fill_name=name, originals={args.frame_id: as_float(samples, bits)})
+    step = step or (lambda _: None)
+    step(f"rebuilding the sparse frame ({name})")
+    original = mark_no_data(as_float(samples, bits), valid)
+    gs = GroundStation(fill=fill, fill_name=name, originals={args.frame_id: original})
     for _, p in received:
         gs.receive(p)
     rep = gs.finish()["products"].get(f"frame_{args.frame_id}", {})
@@ -69,11 +117,54 @@ def compare(
         ]
     if "psnr_note" in rep:  # the station's exact rebuild: PSNR reported at its cap
         rows[0]["psnr"], rows[0]["identical"] = PSNR_CAP_DB, True
-    rows += same_bytes(samples, codecs, wire_bytes, link, args.max_packet, bits)
+    over = coverage(valid) if valid is not None else f"all {samples.shape[0] * samples.shape[1]:,} pixels"
+    rows[0]["psnr_over"] = rep.get("psnr_over", over)
+    for codec in codecs:
+        step(f"{codec}: the best quality within {wire_bytes:,} wire bytes")
+        rows += [{**r, "psnr_over": over} for r in same_bytes_over(samples, codec, wire_bytes, link, args.max_packet,
+                                                                   bits, valid)]  # fmt: skip
     for r in rows[1:]:
         if isinstance(r.get("psnr"), float) and math.isinf(r["psnr"]):
             r["psnr"], r["identical"] = PSNR_CAP_DB, True
     return rows
+
+
+def same_bytes_over(
+    samples, codec: str, wire_bytes: int, link, max_packet: int, bits: int, valid=None
+) -> list[dict[str, Any]]:
+    """``edgeae.ground.baselines.same_bytes`` of one codec, its PSNR over the ``valid`` pixels only (None: every
+    pixel, then its row is same_bytes' own): the codecs' rows scored as the sparse frame's."""
+    import numpy as np
+
+    from edgeae.ground import baselines
+    from edgeae.metrics import psnr_db
+
+    if valid is None or valid.all():
+        return baselines.same_bytes(samples, [codec], wire_bytes, link, max_packet, bits)
+    deep = bits > 8 and codec in baselines.DEEP_CODECS
+    ref = samples.astype(np.float32) / np.float32(2**bits - 1)
+    src, sbits = (samples, bits) if deep or bits <= 8 else (np.round(ref * 255).astype(np.uint8), 8)
+    what = f"{bits}-bit" if sbits == bits else f"8-bit copy of {bits}-bit"
+    budget = baselines.file_budget(wire_bytes, max_packet)
+    try:
+        data, q = baselines.at_bytes(src, codec, budget, bits if deep else None)
+    except ValueError as exc:
+        return [{"method": codec, "input": what, "file_budget": budget, "error": f"{exc} (the {wire_bytes} wire "
+                 f"bytes less {wire_bytes - budget} bytes of packet headers)"}]  # fmt: skip
+    r = baselines.over_link(data, codec, src.shape, link, max_packet, original=src, bits=sbits)
+    got = None if r.lost else r.image.astype(np.float32) / np.float32(2**sbits - 1)
+    return [{
+        "method": codec,
+        "input": what,
+        "file_bytes": len(data),
+        "quality": q,
+        "wire_bytes": r.wire_bytes,
+        "packets": r.packets,
+        "bytes_received": r.bytes_received,
+        "decoded": r.how,
+        "lost": r.lost,
+        "psnr": None if got is None else round(psnr_db(ref[valid], got.reshape(ref.shape)[valid]), 3),
+    }]  # fmt: skip
 
 
 def compare_table(rows: list[dict]) -> str:
@@ -95,7 +186,8 @@ def compare_table(rows: list[dict]) -> str:
         "",
         "wire bytes: the packets on the link, headers included (each codec gets at most the sparse frame's); file "
         "bytes: the codec's file alone (its budget: the wire bytes less its packet headers).",
-        f"PSNR: against the original{f' ({bits} samples)' if bits else ''} on its own scale; input: what the codec "
-        "coded (an 8-bit codec gets an 8-bit copy of a deeper frame, its rounding counted in its PSNR).",
+        f"PSNR: against the original{f' ({bits} samples)' if bits else ''} on its own scale, over "
+        f"{rows[0].get('psnr_over', 'every pixel') if rows else 'every pixel'} (every row alike); input: what the "
+        "codec coded (an 8-bit codec gets an 8-bit copy of a deeper frame, its rounding counted in its PSNR).",
     ]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgeae.cli import CLIError, check_writable
 
-from .downlink_compare import compare, compare_filler, compare_table, strict_json
+from .downlink_compare import StepBar, compare, compare_filler, compare_table, strict_json
 
 IMAGE_OPTIONS: dict[str, object] = {
     "keep": 0.1,
@@ -101,7 +101,14 @@ def run_simulate(args: argparse.Namespace) -> int:
         link_stats=stats.to_dict(),
     )
     if filler is not None:
-        summary["compare"] = compare(args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg)
+        from edgeae.ground.validity import file_valid
+
+        # every row's PSNR over the pixels with data, by reconstruct's rule (its report says which)
+        valid = file_valid(args.image, args.bayer)
+        with StepBar(1 + len(codecs), not getattr(args, "no_progress", False)) as step:
+            summary["compare"] = compare(
+                args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg, valid, step
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _write_outputs(args.out, out, report, strict_json(summary))
     print(

@@ -77,11 +77,14 @@ class _LazyOriginals(dict):
 
 
 def _read(path: Path, bayer: str | None, notes: dict[int, str], key: int, default):
-    """The original in ``path`` as float32 in [0, 1]; ``default`` when its pixels cannot be read (noted)."""
+    """The original in ``path`` as float32 in [0, 1], NaN where it holds no data by ``edgeae reconstruct``'s rule
+    (:mod:`edgeae.ground.validity`: the frame's PSNR leaves those pixels out, as reconstruct's does); ``default``
+    when its pixels cannot be read (noted)."""
     from edgeae.ground.sources import as_float, image_samples
+    from edgeae.ground.validity import file_valid, mark_no_data
 
     try:
-        return as_float(*image_samples(path, bayer=bayer))
+        return mark_no_data(as_float(*image_samples(path, bayer=bayer)), file_valid(path, bayer))
     except (OSError, ValueError, MemoryError) as exc:  # the header read fine at start, the pixels did not
         notes[key] = f"original {path} could not be read: {exc or type(exc).__name__}"
         return default

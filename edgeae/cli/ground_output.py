@@ -106,6 +106,8 @@ def print_report(report: dict) -> None:
             line += ", no pixels sampled" if frac is None else f", {100 * frac:.1f}% of sampled pixels"
         if rep.get("psnr") is not None:
             line += f", PSNR {rep['psnr']:.2f} dB" + (f" ({rep['psnr_note']})" if "psnr_note" in rep else "")
+            if not str(rep.get("psnr_over", "all")).startswith("all"):  # no-data left out, as reconstruct does
+                line += f" over {rep['psnr_over']}"
         elif "psnr_error" in rep:
             line += f", no PSNR: {rep['psnr_error']}"
         if "fill_fallback" in rep:

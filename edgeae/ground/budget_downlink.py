@@ -164,6 +164,24 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
     return Downlink(method, first + context + repeats + heads, keep=keep, patches=patches)
 
 
+def budget_floor(frame: LabelledFrame, methods: tuple[str, ...], cfg: PlanConfig) -> tuple[int, str]:
+    """The fewest wire bytes within which every method of ``methods`` can send ``frame`` (:func:`plan` raises
+    under it), and why: one sparse packet's headers and a sample, or for the JPEG 2000 methods the codec's file at
+    its lowest quality in its packets (with ``codec_head_copies``)."""
+    from edgeae.wire.layout import overhead
+
+    header = overhead("sparse")
+    floor, why = header + 1, f"one packet ({header} B of headers)"
+    if any(m in ("jpeg2000", "prioritised-j2k") for m in methods):
+        deep = frame.bits if frame.bits > 8 else None
+        size = len(baselines.encode(frame.samples, "jpeg2000", baselines.QUALITY_RANGE["jpeg2000"][0], deep))
+        per = cfg.max_packet - overhead("telemetry")
+        need = size + -(-size // per) * overhead("telemetry") + cfg.codec_head_copies * cfg.max_packet
+        if need > floor:
+            floor, why = need, f"the smallest JPEG 2000 file of the frame ({size:,} B, {need:,} B in its packets)"
+    return floor, why
+
+
 def _top_patches(
     frame: LabelledFrame, scores: np.ndarray, budget: int, cfg: PlanConfig, counters: SequenceCounters
 ) -> tuple[list[AnomalyPatch], list[bytes], int]:

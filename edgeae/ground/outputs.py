@@ -104,21 +104,32 @@ def patch_images(
 
 def psnr_fields(orig: np.ndarray, recon: np.ndarray, known: np.ndarray | None) -> dict[str, Any]:
     """What a frame's report says of its rebuild ``recon`` against the original ``orig`` (both float32 (H, W, C)
-    in [0, 1]): ``psnr`` (capped at :data:`PSNR_CAP_DB`: JSON has no Infinity), ``psnr_note`` when identical, and
-    ``psnr_unknown_pixels`` over the pixels not ``known`` (bool (H, W)); else ``psnr_error`` (other shapes)."""
+    in [0, 1]): ``psnr`` (capped at :data:`PSNR_CAP_DB`: JSON has no Infinity), ``psnr_over`` (the pixels it
+    covers), ``psnr_note`` when identical, and ``psnr_unknown_pixels`` over the pixels not ``known`` (bool
+    (H, W)); else ``psnr_error`` (other shapes). A pixel NaN in ``orig`` holds no data
+    (:func:`edgeae.ground.validity.mark_no_data`: the no-data rule of ``edgeae reconstruct``) and is left out of
+    both, as ``edgeae reconstruct`` leaves it out of its PSNR."""
     if orig.shape != recon.shape:
         return {"psnr_error": f"original shape {orig.shape} differs from frame {recon.shape}"}
-    from edgeae.metrics import psnr
+    from edgeae.metrics import psnr, psnr_db
 
-    value = float(psnr(orig, recon))
+    from .validity import coverage
+
+    valid = np.isfinite(orig).all(axis=2) if orig.ndim == 3 else np.isfinite(orig)
+    if not valid.any():
+        return {"psnr": None, "psnr_over": "no pixel: the original holds no data"}
+    value = float(psnr(orig, recon)) if valid.all() else psnr_db(orig[valid], recon[valid])
     # MSE floored at 1e-12, as psnr_unknown_pixels
     rep: dict[str, Any] = {"psnr": round(min(value, PSNR_CAP_DB), 3) if not math.isnan(value) else None}
+    rep["psnr_over"] = coverage(valid)
     if math.isinf(value) and value > 0:
         rep["psnr_note"] = f"identical to the original (PSNR infinite, reported as {PSNR_CAP_DB:g} dB)"
     if known is not None and not known.all():
-        err = (orig - np.clip(recon, 0, 1))[~known]
-        mse = max(float(np.mean(err**2)), 10 ** (-PSNR_CAP_DB / 10))
-        rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / mse)), 3)
+        lost = ~known & valid
+        if lost.any():
+            err = (orig - np.clip(recon, 0, 1))[lost]
+            mse = max(float(np.mean(err**2)), 10 ** (-PSNR_CAP_DB / 10))
+            rep["psnr_unknown_pixels"] = round(float(10 * np.log10(1.0 / mse)), 3)
     return rep
 
 

@@ -43,18 +43,26 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return psnr_db(a, b, cap=MAX_PSNR)
 
 
-def metrics(frame: LabelledFrame, got: Received) -> dict[str, Any]:
-    """Feature recall, feature-patch PSNR (pooled), share of feature pixels at full resolution, frame PSNR."""
+def metrics(frame: LabelledFrame, got: Received, valid: np.ndarray | None = None) -> dict[str, Any]:
+    """Feature recall, feature-patch PSNR (pooled), share of feature pixels at full resolution, frame PSNR. The
+    PSNRs cover the ``valid`` pixels only (bool (H, W): the pixels with data by ``edgeae reconstruct``'s rule,
+    :mod:`.validity`; None: every pixel), as reconstruct's PSNR does: a no-data margin's "truth" is no scene."""
     ref = frame.samples.astype(np.float32) / np.float32(frame.top)
     fm = frame.feature_mask()
     whole = set(got.whole)
     feats = [(int(x), int(y)) for x, y in frame.features]
+    frame_psnr: float | None
+    if valid is None or valid.all():
+        scored, frame_psnr = fm, _psnr(ref, got.image)
+    else:
+        scored = fm & valid
+        frame_psnr = _psnr(ref[valid], got.image[valid]) if valid.any() else None
     return {
         "features": len(feats),
         "feature_recall": (sum(f in whole for f in feats) / len(feats)) if feats else None,
         "feature_fullres_pixels": float(got.exact[fm].mean()) if fm.any() else None,
-        "feature_psnr": _psnr(ref[fm], got.image[fm]) if fm.any() else None,
-        "frame_psnr": _psnr(ref, got.image),
+        "feature_psnr": _psnr(ref[scored], got.image[scored]) if scored.any() else None,
+        "frame_psnr": frame_psnr,
         "lost": got.lost,
         # patches that ran past the frame (never from flight or the budget plan): only their pixels inside it
         **({"patches_clipped": got.patches_clipped} if got.patches_clipped else {}),
@@ -83,57 +91,85 @@ def evaluate(
     oracle: bool = False,
     score: str = "a",
     progress: str | None = None,
+    valid: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`.
     ``score``: how a VAE scorer ranks the patches (:func:`score_grid`). ``progress``: a label for a progress
-    bar over the frames (drawn only when stderr is a terminal), or None for none.
+    bar over the (frame, budget, method) cells (drawn only when stderr is a terminal), or None for none.
+    ``valid``: frame name -> its pixels with data (bool (H, W)); a frame not in it gets
+    :func:`.validity.samples_valid` of its samples (the no-data rule of ``edgeae reconstruct``); the PSNRs cover
+    those pixels only (each row's ``psnr_valid_fraction`` says how many).
 
     ``oracle``: rank the grid by the labels instead of ``scorer`` (feature patches first, in grid order): what the
     prioritised downlink would deliver with a perfect anomaly ranking, an upper bound for any scorer."""
+    from .validity import samples_valid
+
     cfg = cfg or PlanConfig()
     links = links or LINKS
+    frames = list(frames)
     rows: list[dict[str, Any]] = []
+    bar = None
     if progress is not None:
         from edgeae.reconstruct import show_progress
 
         if show_progress(True, 0):  # a redirected stderr (a log file) gets no carriage-return redraws
             from edgeae._optional import require
 
-            frames = require("tqdm").tqdm(frames, desc=progress, unit="frame")
-    for n, frame in enumerate(frames):
-        if oracle:
-            features = {(int(x), int(y)) for x, y in frame.features}
-            scores: np.ndarray | None = np.array([float((int(x), int(y)) in features) for x, y in frame.grid()])
-        else:
-            prioritised = any(m.startswith("prioritised") for m in methods)
-            scores = score_grid(frame, scorer, score=score) if scorer is not None and prioritised else None
-        raw = frame.raw_bytes  # bits per sample, as the camera packs them (8-bit: the array's bytes)
-        for frac in cfg.budgets:
-            budget = int(frac * raw)
-            for method in methods:
-                sent = plan(frame, scores, budget, method, cfg)
-                base = {
-                    "set": frame.set,
-                    "frame": frame.name,
-                    "split": frame.split,
-                    "shape": list(frame.samples.shape),
-                    "budget": frac,
-                    "budget_bytes": budget,
-                    "method": method,
-                    "wire_bytes": sent.wire_bytes,
-                    "keep": sent.keep,
-                    "patches_sent": len(sent.patches),
-                    "features_in_sent": sum((int(x), int(y)) in set(sent.patches) for x, y in frame.features),
-                }
-                for lname, lc in links.items():
-                    for s in range(1 if lname == "perfect" else seeds):
-                        link = dataclasses.replace(lc, seed=run_seed(lc.seed, n, s))
-                        got = receive(frame, sent, link, fill)
-                        rows.append({**base, "link": lname, "seed": link.seed, **metrics(frame, got)})
-                if log is not None:
-                    last = rows[-1]
-                    log(f"{frame.name} {budget_label(frac)} {method}: {sent.wire_bytes} B, feature PSNR "
-                        f"{last['feature_psnr']}, frame PSNR {last['frame_psnr']:.2f}")  # fmt: skip
+            cells = len(frames) * len(cfg.budgets) * len(methods)
+            bar = require("tqdm").tqdm(total=cells, desc=progress, unit="cell")
+    try:
+        for n, frame in enumerate(frames):
+            ok = (valid or {}).get(frame.name)
+            ok = samples_valid(frame.samples, frame.bits) if ok is None else ok
+            rows += _frame_rows(n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle, score, ok, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return rows
+
+
+def _frame_rows(n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle, score, valid, bar) -> list[dict]:
+    """:func:`evaluate`'s rows of frame number ``n``; ``bar`` (or None) advances one cell per budget and method."""
+    rows: list[dict[str, Any]] = []
+    if oracle:
+        features = {(int(x), int(y)) for x, y in frame.features}
+        scores: np.ndarray | None = np.array([float((int(x), int(y)) in features) for x, y in frame.grid()])
+    else:
+        prioritised = any(m.startswith("prioritised") for m in methods)
+        scores = score_grid(frame, scorer, score=score) if scorer is not None and prioritised else None
+    raw = frame.raw_bytes  # bits per sample, as the camera packs them (8-bit: the array's bytes)
+    for frac in cfg.budgets:
+        budget = int(frac * raw)
+        for method in methods:
+            if bar is not None:
+                bar.set_postfix_str(f"{frame.name} {budget_label(frac)} {method}", refresh=False)
+            sent = plan(frame, scores, budget, method, cfg)
+            base = {
+                "set": frame.set,
+                "frame": frame.name,
+                "split": frame.split,
+                "shape": list(frame.samples.shape),
+                "budget": frac,
+                "budget_bytes": budget,
+                "method": method,
+                "wire_bytes": sent.wire_bytes,
+                "keep": sent.keep,
+                "patches_sent": len(sent.patches),
+                "features_in_sent": sum((int(x), int(y)) in set(sent.patches) for x, y in frame.features),
+                "psnr_valid_fraction": round(float(valid.mean()), 6),
+            }
+            for lname, lc in links.items():
+                for s in range(1 if lname == "perfect" else seeds):
+                    link = dataclasses.replace(lc, seed=run_seed(lc.seed, n, s))
+                    got = receive(frame, sent, link, fill)
+                    rows.append({**base, "link": lname, "seed": link.seed, **metrics(frame, got, valid)})
+            if log is not None:
+                last = rows[-1]
+                fp = "-" if last["frame_psnr"] is None else f"{last['frame_psnr']:.2f}"
+                log(f"{frame.name} {budget_label(frac)} {method}: {sent.wire_bytes} B, feature PSNR "
+                    f"{last['feature_psnr']}, frame PSNR {fp}")  # fmt: skip
+            if bar is not None:
+                bar.update(1)
     return rows
 
 
@@ -169,7 +205,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"**{st}**{label}: {len(frames)} frame(s) ({', '.join(frames)}), {_nfeat(sel)} "
             "labelled feature patches. Cells: feature recall · feature-patch PSNR / whole-frame PSNR (dB), means "
             "over frames and link seeds; lost: nothing usable arrived (the ground has a mid-grey frame; (k/n lost): "
-            "k of the n frames and seeds averaged, their mid-grey counted).",
+            "k of the n frames and seeds averaged, their mid-grey counted)." + _coverage(sel, frames),
             "",
             "| budget | method | wire bytes | patches sent (features) | " + " | ".join(links) + " |",
             "|---|---|---|---|" + "---|" * len(links),
@@ -196,6 +232,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 out.append(f"| {budget_label(frac)} | {m} | {wb:,.0f} | {ps} ({fs}) | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _coverage(sel: list[dict[str, Any]], frames: list[str]) -> str:
+    """What the set's PSNRs cover: the pixels with data (edgeae reconstruct's rule), named when a frame has no-data."""
+    part = {r["frame"]: r["psnr_valid_fraction"] for r in sel if r.get("psnr_valid_fraction", 1.0) < 1.0}
+    if not part:
+        return " PSNR over every pixel (no frame has no-data pixels)."
+    shown = ", ".join(f"{f} {100 * part[f]:.1f}%" for f in frames if f in part)
+    return f" PSNR over the pixels with data (no-data margins left out, as edgeae reconstruct: {shown})."
 
 
 def _nfeat(sel: list[dict[str, Any]]) -> int:
@@ -277,16 +322,17 @@ def run_sets(
     oracle: bool = False,
     score: str | None = None,
     progress: bool = False,
+    built: dict[str, list[LabelledFrame]] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
     for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
     labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`; ``progress``: a
-    progress bar per set, when stderr is a terminal)."""
+    progress bar per set, when stderr is a terminal; ``built``: set name -> its frames, already built)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
     for name in sets:
-        frames = build(name, quick=quick, root=root)
+        frames = (built or {}).get(name) or build(name, quick=quick, root=root)
         c = frames[0].samples.shape[2]
         model, scorer = models_for(c, (models or {}).get(c), (scorers or {}).get(c))
         fill, scorer_fn = load_models(model, scorer, threads)
