@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from edgeae.cli import CLIError, check_writable
 
@@ -14,7 +17,6 @@ from edgeae.cli import CLIError, check_writable
 def plan(args: argparse.Namespace) -> int:
     """``edgeae downlink plan``: the science-per-byte table (edgeae.ground.science)."""
     from edgeae.ground import science
-    from edgeae.ground.feature_sets import SETS, LabelledFrame
     from edgeae.ground.link import load_link
 
     budgets = []
@@ -53,33 +55,9 @@ def plan(args: argparse.Namespace) -> int:
     log = logging.getLogger(__name__).debug if args.verbose else None
     progress = log is None and not getattr(args, "no_progress", False) and _stderr_is_terminal()
     if args.image is not None:
-        import numpy as np
-
-        from edgeae.ground.sources import image_samples
-
-        if not args.image.is_file():
-            what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
-            raise CLIError(f"--image {args.image} {what}")
-        samples, bits = image_samples(args.image)
-        model, scorer = science.models_for(samples.shape[2], args.model, args.scorer)
-        fill, score = science.load_models(model, scorer, args.threads)
-        patch = _plan_patch(args.patch, score, scorer)
-        frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-", bits=bits)
-        mode = args.score or science.SCORES[samples.shape[2]]
-        rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
-                                progress=args.image.name if progress else None)  # fmt: skip
-        # a deeper frame is planned at its own depth: budgets are fractions of its packed raw size, PSNR on its scale
-        rows = [{**r, "bit_depth": bits, "input": f"{bits}-bit"} for r in rows]
+        rows, used = _plan_image(args, cfg, links, methods, log, progress)
     else:
-        sets = args.sets or list(SETS)
-        unknown = [s for s in sets if s not in SETS]
-        if unknown:
-            raise CLIError(f"--set: unknown {unknown}; choose from {', '.join(SETS)}")
-        over = {c: args.model for c in (1, 3)} if args.model else None
-        sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
-        rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
-                                scorers=sc, methods=methods, threads=args.threads, log=log,
-                                score=args.score, progress=progress)  # fmt: skip
+        rows, used = _plan_sets(args, cfg, links, methods, log, progress)
     md = science.markdown(rows)
     deeper = sorted({int(r["bit_depth"]) for r in rows if int(r.get("bit_depth", 8)) > 8})
     if deeper:
@@ -87,13 +65,137 @@ def plan(args: argparse.Namespace) -> int:
               f"sample; PSNR on its own scale).\n\n{md}")  # fmt: skip
     print(md)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        from edgeae.ground.station import strict_json
-
-        (args.out / "report.json").write_text(strict_json({"config": {**cfg.__dict__}, "rows": rows}))
-        (args.out / "report.md").write_text(md)
+        config = {
+            **cfg.__dict__,
+            "links": {name: lc.to_dict() for name, lc in links.items()},
+            "methods": list(methods),
+            "seeds": args.seeds,
+            **used,
+        }
+        _write_reports(args.out, {"config": config, "rows": rows}, md)
         print(f"wrote {args.out / 'report.json'} and report.md")
     return 0
+
+
+def _plan_image(args, cfg, links, methods, log, progress) -> tuple[list[dict], dict]:
+    """``plan --image``: its rows and the settings it used (the report's config). Refuses before any work a model
+    or scorer of another channel count and a budget under the frame's smallest send."""
+    from edgeae.ground import science
+    from edgeae.ground.feature_sets import LabelledFrame
+    from edgeae.ground.sources import image_samples
+    from edgeae.ground.validity import file_valid
+
+    if not args.image.is_file():
+        what = "is a folder: --image takes one image file" if args.image.is_dir() else "does not exist"
+        raise CLIError(f"--image {args.image} {what}")
+    samples, bits = image_samples(args.image)
+    c = samples.shape[2]
+    model, scorer = science.models_for(c, args.model, args.scorer)
+    _check_channels(model, scorer, {f"--image {args.image.name}": c}, args.threads)
+    fill, score = science.load_models(model, scorer, args.threads)
+    patch = _plan_patch(args.patch, score, scorer)
+    frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-", bits=bits)
+    _check_budgets([frame], cfg, methods)
+    mode = args.score or science.SCORES[c]
+    # PSNR over the pixels with data, by reconstruct's rule (transparent pixels and no-data margins left out)
+    valid = {frame.name: file_valid(args.image)}
+    rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
+                            progress=args.image.name if progress else None, valid=valid)  # fmt: skip
+    # a deeper frame is planned at its own depth: budgets are fractions of its packed raw size, PSNR on its scale
+    rows = [{**r, "bit_depth": bits, "input": f"{bits}-bit", "model": model, "scorer": scorer} for r in rows]
+    return rows, {"image": str(args.image), "model": model, "scorer": scorer, "score": mode, "patch": patch}
+
+
+def _plan_sets(args, cfg, links, methods, log, progress) -> tuple[list[dict], dict]:
+    """``plan`` on the labelled sets: their rows and the settings used. Every set is built first, so a --model or
+    --scorer of another channel count than a set's, or a budget under a frame's smallest send, is refused before
+    any set is planned."""
+    from edgeae.ground import science
+    from edgeae.ground.feature_sets import SETS, build
+
+    sets = args.sets or list(SETS)
+    unknown = [s for s in sets if s not in SETS]
+    if unknown:
+        raise CLIError(f"--set: unknown {unknown}; choose from {', '.join(SETS)}")
+    built = {name: build(name, quick=args.quick) for name in sets}
+    channels = {f"--set {name}": frames[0].samples.shape[2] for name, frames in built.items()}
+    if args.model or args.scorer:
+        _check_channels(args.model, args.scorer, channels, args.threads)
+    _check_budgets([f for frames in built.values() for f in frames], cfg, methods)
+    over = {c: args.model for c in (1, 3)} if args.model else None
+    sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
+    rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
+                            scorers=sc, methods=methods, threads=args.threads, log=log,
+                            score=args.score, progress=progress, built=built)  # fmt: skip
+    used = {
+        "sets": sets,
+        "quick": args.quick,
+        "models": {name: science.models_for(c, args.model, args.scorer)[0] for name, c in channels.items()},
+        "scorers": {name: science.models_for(c, args.model, args.scorer)[1] for name, c in channels.items()},
+        "score": args.score or {name: science.SCORES[c] for name, c in channels.items()},
+    }
+    return rows, used
+
+
+def _check_channels(model: str | None, scorer: str | None, inputs: dict[str, int], threads: int | None) -> None:
+    """Refuse (one line, before any work) a model or scorer whose channel count is not that of every input
+    (``inputs``: what the user named -> its channels): the run would stop at that input, its rows lost."""
+    from edgeae.ground.science import SCORERS
+    from edgeae.predictor import load_predictor
+    from edgeae.reconstruct import DEFAULT_MODELS
+
+    kinds = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
+    for flag, name, defaults in (("--model", model, DEFAULT_MODELS), ("--scorer", scorer, SCORERS)):
+        if not name:
+            continue
+        takes = getattr(getattr(load_predictor(name, threads=threads), "metadata", None), "channels", None)
+        for what, c in inputs.items():
+            if takes is not None and takes != c:
+                hint = f"use {defaults[c]}" if c in defaults else "name one of that channel count"
+                if len(inputs) > 1:
+                    hint += f", or give only --set of {kinds.get(takes, f'{takes}-channel')} frames"
+                raise CLIError(
+                    f"{flag} {name} takes {kinds.get(takes, f'{takes}-channel')} frames; {what} is "
+                    f"{kinds.get(c, f'{c}-channel')}: {hint}"
+                )
+
+
+def _check_budgets(frames, cfg, methods: tuple[str, ...]) -> None:
+    """Refuse (one line, before any work) a budget under what every method needs to send a frame at all."""
+    from edgeae.ground.budget_downlink import budget_floor
+    from edgeae.ground.science import budget_label
+
+    for frame in frames:
+        floor, why = budget_floor(frame, methods, cfg)
+        for frac in cfg.budgets:
+            got = int(frac * frame.raw_bytes)
+            if got < floor:
+                least = math.ceil(floor / frame.raw_bytes * 1e6) / 1e6
+                raise CLIError(
+                    f"--budgets {frac:g} ({budget_label(frac)}): {got:,} bytes per frame for {frame.name} "
+                    f"({frame.raw_bytes:,} raw bytes), less than {why}; give at least {least:g}"
+                )
+
+
+def _write_reports(out: Path, report: dict, md: str) -> None:
+    """report.json and report.md, both or neither: each atomically (a full disk leaves no cut-off file), the
+    markdown committed after the JSON is ready, and the JSON's own commit failing takes the markdown with it."""
+    from edgeae.atomic import atomic_path
+    from edgeae.ground.station import strict_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    text = strict_json(report)
+    md_path, committed = out / "report.md", False
+    try:
+        with atomic_path(out / "report.json") as tmp:
+            tmp.write_text(text)
+            with atomic_path(md_path) as tmd:
+                tmd.write_text(md)
+            committed = True
+    except BaseException:
+        if committed:  # the markdown is in place but the JSON's commit failed: not one without the other
+            md_path.unlink(missing_ok=True)
+        raise
 
 
 _PLAN_FLAGS = {
