@@ -185,10 +185,21 @@ def reconstruct(
     convert_channels: bool = False,
     progress: bool | None = None,
 ) -> np.ndarray:
-    """Fill the destroyed pixels of ``image`` with ``method`` (``cae`` needs ``predictor``).
+    """Fill the destroyed pixels of ``image`` with ``method`` (``cae`` needs ``predictor``); ``edgeae.fill``.
 
     ``image`` float (H, W) or (H, W, C) in [0, 1]: integer samples and floats outside [0, 1] are refused
-    (:func:`edgeae.inpaint.prepare`; ``edgeae.read_image(path).pixels`` is in [0, 1])."""
+    (:func:`edgeae.inpaint.prepare`; ``edgeae.read_image(path).pixels`` is in [0, 1]). ``known``: bool (H, W),
+    True = a sample kept (``edgeae.make_mask``); a known NaN/inf sample is treated as destroyed (a warning).
+    ``method``: one of :data:`METHODS`. ``predictor``: a CAE from ``edgeae.load_predictor`` (``cae`` only).
+    ``tile`` / ``overlap``: the CAE's tile side and tile overlap in pixels (None: the model's defaults);
+    ``batch``: tiles per forward pass. ``convert_channels``: give the CAE the image converted to its channel count
+    (grey <-> RGB) instead of refusing a mismatch. ``progress``: a bar over the tiles (None: for many tiles, only
+    when stderr is a terminal). Returns the filled image, float32 of ``image``'s shape.
+
+    This is ``edgeae reconstruct --no-cross-check``. The CLI's default for the CAE, up to 4 Mpx, also mixes in a
+    linear fill where the two disagree: ``edgeae.crosscheck.cross_checked_fill(image, known, predictor,
+    CrossCheckConfig(), tile=..., overlap=..., batch=...)`` (:mod:`edgeae.crosscheck`); the two can differ by
+    tens of counts on a few samples in five."""
     if method not in METHODS:
         raise ValueError(f"unknown reconstruction method {method!r}; expected one of {METHODS}")
     # float [0, 1] only; a NaN/inf known sample is destroyed; no known pixel is refused for every method, the
