@@ -80,6 +80,7 @@ def boot(
     rt.skipped_already_acquired = 0
     rt.inputs = {}  # notes on the frame arguments (FrameList.notes), for the summary
     rt._current = None  # the frame id being processed
+    rt.retakes = {}  # set by run (state.retake_candidates): a frame given to process alone takes none again
     rt.not_written = {}  # files a stop could not write ({path: error}), for the summary
     retaken = retake_unsaved(rt)  # frames the last boot stopped in and could not mark interrupted in the index
     # frames a reboot stopped in an earlier boot (reboot_during_processing): never this boot's frame in progress

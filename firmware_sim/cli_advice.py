@@ -132,27 +132,38 @@ def starved_lines(starved: Sequence[dict[str, Any]], mission: Any) -> list[str]:
 
 
 def retaken_lines(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per frame of this boot (``records``) that took again a file the ledger holds dropped because it did
-    not exist when first acquired, or because the board's memory could not hold it (``memory_unavailable``)
-    (:func:`.state.frames_to_take`): both are in the ledger and the accounting."""
+    """One line per frame of this boot (``records``) that took again a file an earlier boot's frame left dropped
+    because it did not exist when first acquired, or because the board's memory could not hold it
+    (``memory_unavailable``, its ledger entry marked ``retaken_as``, the summary's outcome ``retaken``)
+    (:func:`.state.frames_to_take`). A frame is paired with the most recent such drop of its source not taken
+    again since; a frame of this boot is never one, so a source given twice in one run is no retake (until review
+    r10 of session 36 the oldest drop was named, and a repeat within one run was called taken again)."""
     from .state import missing_when_acquired
 
     this_boot = {r.get("frame_id") for r in records}
-    missing: dict[Any, list[tuple[Any, str]]] = {}  # source -> the frame ids dropped so, oldest first, and why
-    out = []
+    earlier: dict[Any, list[str]] = {}  # source -> why each of its drops of an earlier boot, not taken again since
+    out: list[tuple[int, str]] = []
     for e in sorted(summary.get("ledger") or [], key=lambda e: int(e.get("frame_id") or 0)):
-        earlier = missing.get(e.get("source"))
-        if e.get("frame_id") in this_boot and earlier:
-            _, why = earlier.pop(0)
-            out.append(f"  frame {e['frame_id']} taken again: {why}: {e.get('source')}")
+        fid, src = e.get("frame_id"), e.get("source")
+        if fid in this_boot:
+            if earlier.get(src):
+                out.append((int(fid), f"  frame {fid} taken again: {earlier[src].pop()}: {src}"))
+            continue
+        if earlier.get(src):  # an earlier boot took the source again
+            earlier[src].pop()
+        if e.get("outcome") == "retaken":
+            if e.get("retaken_as") in this_boot:
+                why = f"the board's memory could not hold it (frame {fid}, dropped {e.get('code')})"
+                out.append((int(e["retaken_as"]), f"  frame {e['retaken_as']} taken again: {why}: {src}"))
+            continue
         if missing_when_acquired(e):
-            why = f"it did not exist when first acquired (frame {e.get('frame_id')}, dropped unreadable)"
+            why = f"it did not exist when first acquired (frame {fid}, dropped unreadable)"
         elif e.get("outcome") == "dropped" and e.get("code") == "memory_unavailable":
-            why = f"the board's memory could not hold it (frame {e.get('frame_id')}, dropped memory_unavailable)"
+            why = f"the board's memory could not hold it (frame {fid}, dropped memory_unavailable)"
         else:
             continue
-        missing.setdefault(e.get("source"), []).append((e.get("frame_id"), why))
-    return out
+        earlier.setdefault(src, []).append(why)
+    return [line for _, line in sorted(out)]
 
 
 def _round_up(ms: float) -> int:

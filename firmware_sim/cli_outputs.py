@@ -154,6 +154,11 @@ def _print_summary(s: dict[str, Any], out: str) -> None:
         f"mission {s['mission']}: {_count(f['acquired'], 'frame')} acquired{boots}: {f['downlinked']} downlinked"
         f"{partial}, "
         f"{f['queued']} queued, {f['dropped']} dropped{dropped}"
+        + (
+            f" ({_count(f['retaken'], 'earlier attempt')} dropped memory_unavailable, taken again)"
+            if f.get("retaken")
+            else ""
+        )
     )
     for line in _first_drops(s):
         say(line)

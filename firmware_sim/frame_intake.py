@@ -24,6 +24,7 @@ from .memory_meter import trim_heap as trim_heap
 from .memory_room import address_margin, describe, room_cap, room_detail
 from .mission import Mission, MissionError
 from .reader_wrappers import Corrupted, Demosaiced
+from .state import take_retake
 from .validate import check_header
 
 if TYPE_CHECKING:
@@ -60,7 +61,10 @@ def reboot_if_due(rt: FlightRuntime, fid: int) -> None:
 
 def acquire(rt: FlightRuntime, frame: str | os.PathLike[str] | np.ndarray, frame_id: int | None) -> dict[str, Any]:
     """Enter the frame in the ledger (``in_progress``) under the next frame id, or under ``frame_id`` when
-    it retries a frame an interrupted run did not finish; its record so far."""
+    it retries a frame an interrupted run did not finish; its record so far. A new frame that takes again a frame
+    an earlier run dropped ``memory_unavailable`` (:func:`.state.take_retake`) marks that entry ``retaken_as`` its
+    id, saved with its own, and writes a ``frame_retaken`` event (until review r10 of session 36 every attempt
+    stayed counted: two frames retaken twice were 6 acquired, 4 dropped)."""
     fno = rt.frame_no
     rt.frame_no += 1
     # faults are placed by frame id (counted across reboots)
@@ -69,8 +73,14 @@ def acquire(rt: FlightRuntime, frame: str | os.PathLike[str] | np.ndarray, frame
         reboot_if_due(rt, fid)
         rt.queue.state["next_frame_id"] = fid + 1
     source = "array" if isinstance(frame, np.ndarray) else str(frame)
-    rt.queue.state["frames"][str(fid)] = {"source": source, "status": "in_progress", "reason": ""}
+    ledger = rt.queue.state["frames"]
+    old = take_retake(rt.retakes, source) if frame_id is None and source != "array" else None
+    if old is not None:  # its earlier drop (memory_unavailable) is superseded: counted once, as this frame
+        ledger[str(old)]["retaken_as"] = fid
+    ledger[str(fid)] = {"source": source, "status": "in_progress", "reason": ""}
     rt.queue.save()
+    if old is not None:  # the history stays in telemetry: the earlier frame's line, and this event
+        rt.tm.write("event", kind="frame_retaken", frame_id=fid, retakes=old, code="memory_unavailable")
     rt._current = fid
     rec: dict[str, Any] = {"frame_id": fid, "frame_no": fno, "source": source, "flags": [], "events": []}
     if frame_id is not None:

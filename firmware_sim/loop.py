@@ -62,6 +62,7 @@ from .state import (
     discard_state,
     frames_to_take,
     holds_state,
+    retake_candidates,
     state_present,
     write_mission_state,
 )
@@ -105,6 +106,7 @@ class FlightRuntime:
     machine: dict[str, Any]  # the CPU, cores, load at boot and versions (bench_machine.machine_record)
     _cpu0: float
     _current: int | None
+    retakes: dict[str, list[int]]  # the frames dropped memory_unavailable a new frame of their source takes again
     _stale: set[str]
     _unwritten: tuple[dict[str, Any], float] | None
 
@@ -311,6 +313,7 @@ class FlightRuntime:
         cannot go on without (the queue index) :class:`StorageFailed`."""
         self.inputs = inputs or {}
         try:
+            self.retakes = retake_candidates(self.queue.state["frames"])  # before any frame of this run
             for f, frame_id in frames_to_take(self.queue.state["frames"], frames, self._skip):
                 self.process(f, frame_id)
         except SimulatedReboot:

@@ -176,9 +176,9 @@ def _retake(entry: dict[str, Any]) -> bool:
     """A ledger entry that does not count its frame as acquired, so a run given the frame takes it again: a frame
     dropped because its file did not exist that exists now (:func:`_there_now`), or one dropped
     ``memory_unavailable`` (the board's memory, not the mission, refused it: a run with more memory may fit it;
-    until session 36 it was skipped for good)."""
-    code = entry.get("code") or str(entry.get("reason") or "").split(":", 1)[0]
-    return _there_now(entry) or (entry.get("status") == "dropped" and code == "memory_unavailable")
+    until session 36 it was skipped for good; the frame that takes it again marks it ``retaken_as``, and it no longer
+    counts as acquired or dropped: :func:`.telemetry.frame_outcomes`)."""
+    return _there_now(entry) or _memory_refused(entry)
 
 
 def frames_to_take(
@@ -216,6 +216,38 @@ def frames_to_take(
             continue
         again = next((retry[k] for k in keys if retry.get(k)), None)
         yield (Path(path) if isinstance(f, Path) else path), (again.pop(0) if again else None)
+
+
+def _memory_refused(entry: dict[str, Any]) -> bool:
+    code = entry.get("code") or str(entry.get("reason") or "").split(":", 1)[0]
+    return entry.get("status") == "dropped" and code == "memory_unavailable"
+
+
+def retake_candidates(ledger: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
+    """Per source (:func:`_ledger_key`), the frames of the ``ledger`` dropped ``memory_unavailable`` that a run given
+    the source again takes again (:func:`_retake`), oldest first: not yet superseded (``retaken_as``), and none that a
+    later entry of the same source took again (a ledger an older run wrote, with no ``retaken_as``). Computed when
+    a run starts, so a frame of this run is never one: a source given twice in one run is two frames."""
+    out: dict[str, list[int]] = {}
+    for key in sorted(ledger, key=int):
+        e = ledger[key]
+        if e.get("retaken_as") is not None:
+            continue
+        k = _ledger_key(e["source"])
+        if out.get(k):  # this entry took the source again
+            out[k].pop()
+        if _memory_refused(e):
+            out.setdefault(k, []).append(int(key))
+    return out
+
+
+def take_retake(candidates: dict[str, list[int]], source: str) -> int | None:
+    """The frame a new frame of ``source`` takes again (the most recent of :func:`retake_candidates`, removed from
+    them), None when it takes none."""
+    for k in (os.path.realpath(source), source):
+        if candidates.get(k):
+            return candidates[k].pop()
+    return None
 
 
 PASS_MARK = "finished_at_last_pass"

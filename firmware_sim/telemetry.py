@@ -38,7 +38,9 @@ INTERRUPTED = "interrupted: the run was stopped during this frame; a rerun with 
 
 def frame_outcomes(queue: DownlinkQueue) -> dict[int, Outcome]:
     """The outcome of every acquired frame in the ledger (see :func:`.queue_ledger.processed_outcome`); a frame dropped
-    before its products keeps the code it was dropped with (``unreadable``, ``invalid_shape``, ...)."""
+    before its products keeps the code it was dropped with (``unreadable``, ``invalid_shape``, ...). One dropped
+    ``memory_unavailable`` that a later run took again (``retaken_as``, :func:`.frame_intake.acquire`) is
+    ``retaken``: not an acquired frame, its retake is."""
     by_frame: dict[int, list[Any]] = {}
     for it in queue.items.values():
         by_frame.setdefault(it.frame_id, []).append(it)
@@ -46,7 +48,10 @@ def frame_outcomes(queue: DownlinkQueue) -> dict[int, Outcome]:
     for key, rec in queue.state["frames"].items():
         fid = int(key)
         status = rec["status"]
-        if status == "dropped":
+        if rec.get("retaken_as") is not None:  # superseded by the frame that took it again: not counted
+            code = rec.get("code") or str(rec["reason"]).split(":", 1)[0]
+            out[fid] = Outcome("retaken", code, f"{rec['reason']} (taken again as frame {rec['retaken_as']})")
+        elif status == "dropped":
             code = rec.get("code") or str(rec["reason"]).split(":", 1)[0]
             out[fid] = Outcome("dropped", code, rec["reason"])
         elif status == "in_progress":
@@ -91,12 +96,13 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
     boot on this state (:func:`read_history`), so a recovery or a rerun counts the frames of earlier boots."""
     outcomes = frame_outcomes(queue)
     counts = Counter(o.outcome for o in outcomes.values())
+    acquired = len(outcomes) - counts["retaken"]
     processed = [f for f in frames if f.get("status") == "processed"]
     totals = [f["timing_ms"]["total"] for f in processed]
     by_kind = queue.tallies().values()  # every item, those compacted into totals included
     summary = {
         "frames": {
-            "acquired": len(outcomes),
+            "acquired": acquired,
             "downlinked": counts["downlinked"],
             "queued": counts["queued"],
             "partial": counts["partial"],  # some products sent (or part of one), the others evicted or refused
@@ -104,8 +110,9 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
             # by reason code; each frame's detail is in the ledger
             "drop_reasons": dict(Counter(o.code for o in outcomes.values() if o.outcome == "dropped")),
             "partial_reasons": dict(Counter(o.code for o in outcomes.values() if o.outcome == "partial")),
-            "accounted": counts["downlinked"] + counts["partial"] + counts["queued"] + counts["dropped"]
-            == len(outcomes),
+            "accounted": counts["downlinked"] + counts["partial"] + counts["queued"] + counts["dropped"] == acquired,
+            # attempts dropped memory_unavailable that a later run took again: in the ledger, counted as neither
+            **({"retaken": counts["retaken"]} if counts["retaken"] else {}),
             "processed": sum(r["status"] == "processed" for r in queue.state["frames"].values()),  # every boot
         },
         "queue": {
@@ -147,6 +154,7 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
                 "outcome": o.outcome,
                 "code": o.code,
                 "reason": o.reason,
+                **({"retaken_as": queue.state["frames"][str(fid)]["retaken_as"]} if o.outcome == "retaken" else {}),
             }
             for fid, o in sorted(outcomes.items())
         ],
