@@ -202,6 +202,8 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         "budgets": {k: settings.get(f"budget.{k}") for k in ("memory_bytes", "frame_ms", "downlink_bytes_per_pass")},
         "boots": history.boots,
         **({"boots_refused": history.refused_boots} if history.refused_boots else {}),
+        # the last boot's, as a finished run's summary copies it (until review r10 of session 36 a rebuilt one had none)
+        **({"machine": history.machine} if history.machine is not None else {}),
         # as a finished run's summary says them (run_summary.summary_sections), from the events: the faults the
         # boots injected (those asked for are not recorded, so none is said "not fired") and the scrub reloads
         "faults": history.faults_fired(),
@@ -219,7 +221,8 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         ledger = queue.state["frames"]
         summary = summarise(queue, [r for r in records if str(r["frame_id"]) in ledger], extra)
     else:
-        summary = _summary_without_queue(records, extra)
+        retaken = {e.get("retakes") for e in history.events if e.get("kind") == "frame_retaken"}
+        summary = _summary_without_queue([r for r in records if r["frame_id"] not in retaken], extra)
     return summary, missing
 
 

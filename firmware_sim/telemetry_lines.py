@@ -158,6 +158,7 @@ class History:
     last_recovery: dict[str, Any] | None = None  # the last boot's ``recovery`` line (None: it wrote none)
     passes: list[dict[str, Any]] = field(default_factory=list)  # the ``pass`` lines
     refused_boots: int = 0  # ``boot_refused`` lines: boots refused on this state (not counted in ``boots``)
+    machine: dict[str, Any] | None = None  # the last ``start`` line's ``machine`` (None: it has none)
     # the ``start``, ``recovery``, ``boot_refused`` and ``event`` lines in their order, each with the number of the
     # boot it belongs to (1, 2, ...; 0 before the first ``start``): what the report's events list
     log: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
@@ -194,6 +195,7 @@ def history_of(records: list[dict[str, Any]], unreadable: int = 0) -> History:
                 h = History()
             h.boots += 1
             h.last_recovery = None
+            h.machine = rec["machine"] if isinstance(rec.get("machine"), dict) else None
             h.log.append((h.boots, rec))
         elif kind == "recovery":
             h.recoveries.append(rec)

@@ -103,3 +103,30 @@ def test_retake_candidates_skip_drops_taken_again(tmp_path: Path) -> None:
 def test_the_docs_say_a_retaken_frame_is_counted_once() -> None:
     text = " ".join(DOCS.read_text().split())
     assert "counted once: its earlier entry is marked `retaken_as`" in text
+
+
+# ------------------------------------------------------------ r10 #7, #8
+def test_a_rebuilt_summary_names_the_last_boots_machine(tmp_path: Path) -> None:
+    """``firmware-sim report`` on an incomplete run rebuilt a summary with no ``machine``, though every start line
+    carries it; frames taken again (``frame_retaken`` events) are not counted when the index is gone."""
+    import json
+
+    from edgeae.firmware_sim.telemetry import rebuild_summary
+
+    lines = [
+        {"type": "start", "resumed": False, "machine": {"cpu": "old"}},
+        {"type": "frame", "frame_id": 0, "status": "dropped", "reason": "memory_unavailable", "source": "f0"},
+        {"type": "start", "resumed": True, "machine": {"cpu": "new", "cores": 2}},
+        {"type": "event", "kind": "frame_retaken", "frame_id": 1, "retakes": 0},
+        {"type": "frame", "frame_id": 1, "status": "dropped", "reason": "unreadable", "source": "f0"},
+    ]
+    (tmp_path / "telemetry.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    s, _ = rebuild_summary(tmp_path)
+    assert s["machine"] == {"cpu": "new", "cores": 2}
+    assert (s["frames"]["acquired"], s["frames"]["drop_reasons"]) == (1, {"unreadable": 1})
+
+
+def test_the_docs_say_telemetry_keeps_names_as_escapes_not_printable() -> None:
+    text = " ".join(DOCS.read_text().split())
+    assert "written as `\\xff` on the console and the report; telemetry keeps them as JSON `\\udcff` escapes" in text
+    assert "the console, the report and telemetry" not in text
