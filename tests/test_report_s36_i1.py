@@ -121,7 +121,9 @@ def test_the_docs_say_what_a_change_in_place_is_found_by() -> None:
 # ------------------------------------------------------------ r5 #3: an index write a power cut stopped
 def test_the_temporary_file_of_an_index_write_a_power_cut_stopped_is_removed(tmp_path: Path) -> None:
     """``.gallery_index.json.tmp-PID`` of a report killed mid-write stayed for good (one per power cut, each as
-    large as the index); the next report removes it, as the other temporaries of ``report_img/``."""
+    large as the index); the next report that holds the folder (``prune=True``: a run's end of boot, or
+    ``firmware-sim report`` under the lock) removes it, as every other temporary of ``report_img/``: with the lock
+    held no other writer is running, so a live pid's temporary is stale too (df482e4)."""
     from edgeae.firmware_sim.report import write_report
 
     out = tmp_path / "out"
@@ -130,7 +132,9 @@ def test_the_temporary_file_of_an_index_write_a_power_cut_stopped_is_removed(tmp
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = out / "report_img" / f".{INDEX_NAME}.tmp-{int(dead.stdout)}"
     stale.write_bytes(b"{" * 1000)
-    live = out / "report_img" / f".{INDEX_NAME}.tmp-{os.getppid()}"  # a running process's: kept
+    live = out / "report_img" / f".{INDEX_NAME}.tmp-{os.getppid()}"  # a running pid (another PID namespace?)
     live.write_bytes(b"{")
-    write_report(out, {"mission": "m"})
-    assert not stale.exists() and live.exists() and (out / "report_img" / INDEX_NAME).is_file()
+    write_report(out, {"mission": "m"})  # without the folder: removes nothing of another process
+    assert stale.exists() and live.exists()
+    write_report(out, {"mission": "m"}, prune=True)
+    assert not stale.exists() and not live.exists() and (out / "report_img" / INDEX_NAME).is_file()
