@@ -161,7 +161,12 @@ def read_part(path: Path, *, rows: bool = False) -> Any:
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     try:
-        return pq.read_metadata(path).num_rows if rows else pq.read_table(path, page_checksum_verification=True)
+        if rows:
+            return pq.read_metadata(path).num_rows
+        # ParquetFile, one thread: ~3x faster than read_table (its dataset machinery and thread pool) on a part of a
+        # few hundred rows, what most parts are (0.33 vs 0.90 ms for 16 rows, 1.2 vs 1.9 ms for 841; review s36 h2)
+        with pq.ParquetFile(path, page_checksum_verification=True) as f:
+            return f.read(use_threads=False)
     except (OSError, pa.ArrowException) as exc:
         if _damage(exc):
             raise PartDamagedError(path, exc) from None
