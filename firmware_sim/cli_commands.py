@@ -100,15 +100,18 @@ def _report(args: argparse.Namespace) -> int:
     """``firmware-sim report OUT``: the page written again, holding the folder (:mod:`edgeae.folder_lock`) so that it
     may remove the gallery images no longer shown; a run holding it refuses this in one line (its own report is
     written when its boot ends). Until review r7 of session 36 it held nothing and pruned anyway, so beside a running
-    mission it deleted images the run's page, written last, showed."""
+    mission it deleted images the run's page, written last, showed; until review r13 it read the summary before
+    taking the folder, so a run ending in between had its page replaced by one of the summary read while it ran."""
     from edgeae.folder_lock import FolderBusy, hold
 
     from .report import load_summary, write_report
+    from .report_inputs import check_run_folder
 
     out = Path(args.out)
-    summary, notes = load_summary(out)
+    check_run_folder(out)  # in one line, before the lock file is made there
     try:
         with hold(out, "firmware-sim report") as lock:  # None: a file system without locks (a warning said so)
+            summary, notes = load_summary(out)  # inside: read before, a run ending meanwhile lost its page
             page = write_report(out, summary, prune=lock is not None)
     except FolderBusy as busy:
         text = str(busy).split(": wait for it")[0]

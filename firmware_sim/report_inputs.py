@@ -30,6 +30,17 @@ def read_telemetry(path: Path) -> list[dict[str, Any]]:
     return read_lines(path)
 
 
+def check_run_folder(out: Path) -> None:
+    """``MissionError`` in one line when ``out`` does not exist or is a file (checked before a report takes the
+    folder's lock, whose file cannot be made there)."""
+    from .mission import MissionError
+
+    if not out.exists():
+        raise MissionError(f"{out} does not exist: give the --out folder of a firmware-sim run")
+    if not out.is_dir():
+        raise MissionError(f"{out} is a file, not a run folder (the --out folder of firmware-sim run)")
+
+
 def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
     """The summary a report is built from, and notes on it: ``summary.json`` when the last boot wrote it;
     else (a run rebooted, interrupted or killed) one rebuilt from ``telemetry.jsonl`` and ``queue/index.json``
@@ -37,10 +48,7 @@ def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
     is not a folder, holds none of them or a damaged summary of a finished run."""
     from .mission import MissionError
 
-    if not out.exists():
-        raise MissionError(f"{out} does not exist: give the --out folder of a firmware-sim run")
-    if not out.is_dir():
-        raise MissionError(f"{out} is a file, not a run folder (the --out folder of firmware-sim run)")
+    check_run_folder(out)
     lines = read_lines(out / "telemetry.jsonl")
     have = [n for n in ("summary.json", "telemetry.jsonl", "queue/index.json") if (out / n).is_file()]
     if not have:
