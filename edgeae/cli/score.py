@@ -33,6 +33,7 @@ from edgeae.cli.score_outputs import (
     _write_csv,
     _write_maps,
 )
+from edgeae.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
     auto = args.model is None
     if auto:
         args.model = _default_model(files[0], args.bayer)
-        log.info("no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, files[0].name)
+        log.info(
+            "no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, printable(files[0].name)
+        )
     predictor = load_predictor(args.model, threads=args.threads)
     meta = predictor.metadata
     if meta.kind not in ("vae", "cae"):
@@ -257,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         except ImageReadError as exc:  # one bad file does not lose the others' scores
             if len(files) == 1:
                 raise
-            print(f"skipped: {exc}", file=sys.stderr)
+            print(f"skipped: {printable(str(exc))}", file=sys.stderr)
             unread.append(str(f))
             continue
         kept.append(i)
@@ -271,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
                 log.warning(
                     "%s: no patch has --min-valid %g of valid pixels, so none is scored: %s; lower --min-valid to "
                     "score it anyway",
-                    f.name,
+                    printable(f.name),
                     args.min_valid,
                     why,
                 )
@@ -320,16 +323,23 @@ def run(args: argparse.Namespace) -> int:
     n = _write_csv(args, results, unread, meta, kind, patch, stride, threshold, maps)
     _remove_earlier(stale, replaced)  # only now: a run that failed above leaves the earlier one whole
     below = sum(_below_min_valid(results, patch, stride))
+    # every console line through printable: a name that is not UTF-8 as \xfe (a strict stdout failed on it, status 2,
+    # after the CSV was written; stderr showed \udcfe)
     print(
-        f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
-        f"(patch {patch}, stride {stride}) -> {args.output}"
-        + (f"; {below} patch(es) below --min-valid {args.min_valid:g} not scored" if below else "")
+        printable(
+            f"{n} patches from {len(files)} image(s) scored with {meta.kind} {args.model} "
+            f"(patch {patch}, stride {stride}) -> {args.output}"
+            + (f"; {below} patch(es) below --min-valid {args.min_valid:g} not scored" if below else "")
+        )
     )
     if maps:
-        print(f"maps -> {maps[0]}" + (f" ... {maps[-1].name} ({len(maps)} files)" if len(maps) > 1 else ""))
+        print(printable(f"maps -> {maps[0]}" + (f" ... {maps[-1].name} ({len(maps)} files)" if len(maps) > 1 else "")))
     _print_top(results, SHOW_TOP)
     if unread:
-        print(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}", file=sys.stderr)
+        print(
+            printable(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}"),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

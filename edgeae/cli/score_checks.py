@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeae.cli import CLIError
 from edgeae.cli.score_outputs import _display_names
+from edgeae.printable import printable
 
 log = logging.getLogger("edgeae.cli.score")  # the command's logger, as before these helpers left edgeae.cli.score
 DEFAULT_MODELS = {1: "orbital-gray-vae", 3: "rover-rgb-vae"}  # by the first image's channels (--model not given)
@@ -49,7 +50,7 @@ def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, a
         if channels < 3
         else ("grey", "colour", "scored with the grey copied to R, G, B", DEFAULT_MODELS[1])
     )
-    chosen = f" (no --model: chosen by the first image, {files[0].name})" if auto else ""
+    chosen = f" (no --model: chosen by the first image, {printable(files[0].name)})" if auto else ""
     one = len(odd) == 1
     log.warning(
         "%d of %d images %s %s and the model %s is %s%s; %s %s (for %s: --model %s): %s",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae.cli import CLIError, check_writable
+from edgeae.printable import printable
 
 log = logging.getLogger("edgeae.cli.score")  # the command's logger, as before these helpers left edgeae.cli.score
 # what the CSV's score column is, per --score (a CAE scores with its masked error): the maps and the settings JSON
@@ -124,7 +125,7 @@ def _remove_earlier(stale: list[Path], note: str) -> None:
     for m in stale:
         m.unlink(missing_ok=True)
     if note:
-        print(note, file=sys.stderr)
+        print(printable(note), file=sys.stderr)
 
 
 def _recorded_paths(args: argparse.Namespace, maps: list[Path]) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: s
             from edgeae.anomaly.plots import save_score_map
 
             out = save_score_map(where, r, threshold=threshold, title=f"{f.name}\nscore: {meaning}", score_label=label)
-        log.info("map -> %s", out)
+        log.info("map -> %s", printable(str(out)))
 
 
 def _write_csv(
@@ -235,6 +236,7 @@ def _print_top(results: list[Any], k: int) -> None:
 
 
 def _display_names(files: list[str]) -> list[str]:
-    """Each file's name for the terminal: its file name, or the path as given where two files share a name."""
+    """Each file's name for the terminal: its file name, or the path as given where two files share a name; bytes
+    that are not UTF-8 as ``\\xfe`` (:func:`edgeae.printable.printable`: a strict stdout fails on them)."""
     base = [Path(f).name for f in files]
-    return [f if base.count(b) > 1 else b for f, b in zip(files, base, strict=True)]
+    return [printable(f if base.count(b) > 1 else b) for f, b in zip(files, base, strict=True)]
