@@ -13,7 +13,7 @@ from edgeae.tiling import axis_starts
 
 from .budget import LADDER, Level
 from .frame_intake import drop
-from .frames import FrameMemoryError, FrameReader
+from .frames import FrameError, FrameMemoryError, FrameReader
 from .memory_room import is_out_of_memory
 
 if TYPE_CHECKING:
@@ -75,10 +75,14 @@ def run_frame(
             report = work.report() if streamed_whole else None
         except Exception as exc:  # out of memory anywhere in the frame's work, not only in the decoder: a thread
             # that cannot start (the strip prefetch), an allocation of the report (until review r9 of session 36
-            # these were frame_error, against the docs); any other error is the loop's frame_error
-            if isinstance(exc, FrameMemoryError) or is_out_of_memory(exc):
+            # these were frame_error, against the docs); a damaged file (FrameError, the decoder decided) is the
+            # loop's unreadable, any other error its frame_error (until review r13 a damaged file whose message
+            # or path held "out of memory" was memory_unavailable, retaken by every rerun)
+            if isinstance(exc, FrameMemoryError):
                 return out_of_memory(rt, rec, exc)
-            raise
+            if isinstance(exc, FrameError) or not is_out_of_memory(exc):
+                raise
+            return out_of_memory(rt, rec, exc)
         if report is None:
             return drop(rt, rec, work.drop_reason, work.drop_detail)
         rec["flags"] += report.pop("flags_add")

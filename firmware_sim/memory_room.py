@@ -14,7 +14,11 @@ naming the limit (:func:`boot_out_of_memory`), and a frame that runs out is drop
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import sys
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,17 +34,17 @@ if TYPE_CHECKING:
 MIB = 2**20
 DEFAULT_STACK = 8 * MIB  # glibc's thread stack where RLIMIT_STACK is unlimited or unknown
 
-# what a failed allocation says where it is not a MemoryError: CPython's thread start, onnxruntime's arena and C++
-# allocations, the dynamic loader mapping a library, errno ENOMEM, libspng / zlib
-OOM_WORDS = (
-    "can't start new thread",
-    "failed to allocate memory",
-    "bad_alloc",
-    "out of memory",
-    "failed to map segment",
-    "cannot allocate memory",
-    "memory allocation failed",
+# A failed allocation that is not a MemoryError, told by its type and the library's own text, never by a message
+# that may embed a path: CPython's thread start (the whole message), onnxruntime's status codes an allocation takes
+# with its arena's / C++'s words, the dynamic loader's reason (after the library's path), zlib's Z_MEM_ERROR.
+THREAD_START = "can't start new thread"
+_ORT = re.compile(r"\[ONNXRuntimeError\] : \d+ : (?:FAIL|RUNTIME_EXCEPTION|EP_FAIL) : ")
+_ORT_CLASSES = ("Fail", "RuntimeException", "EPFail")  # onnxruntime_pybind11_state's classes of those codes
+_ORT_WORDS = re.compile(
+    r"Failed to allocate memory for requested buffer|std::bad_alloc|is smaller than requested bytes"
 )
+_ORT_PATHS = re.compile(r"Load model from .* failed:")  # the one message of those codes that names a file
+_LOADER_WORDS = ("failed to map segment from shared object", "cannot map zero-fill pages", "cannot allocate memory")
 
 
 @dataclass(frozen=True)
@@ -148,19 +152,44 @@ def check_room(rt: FlightRuntime) -> list[str]:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an error it chains) is an allocation that failed: a MemoryError, or an error whose text
-    says so (a thread that cannot start, onnxruntime's arena, a library the loader cannot map, ENOMEM)."""
+    """Whether ``exc`` (or an error it chains) is an allocation that failed, told by its type and the library's own
+    words, never by text that may hold a path: a MemoryError, the decoders' :class:`~edgeae.imagedecode.
+    ImageMemoryError` / :class:`~.frames.FrameMemoryError`, errno ENOMEM, a thread that cannot start, onnxruntime's
+    arena or ``std::bad_alloc``, a library the loader cannot map, zlib's Z_MEM_ERROR. A damaged file (``FrameError``,
+    ``ImageReadError``) is never, whatever it chains: its decoder already decided. Until review r13 of session 36
+    any message holding "out of memory" counted, so a damaged TIFF in a folder of that name was dropped
+    ``memory_unavailable`` and retaken by every rerun."""
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, MemoryError) or getattr(e, "errno", None) == 12:  # ENOMEM
-            return True
-        text = str(e).lower()
-        if any(w in text for w in OOM_WORDS):
-            return True
+        decided = _decided(e)
+        if decided is not None:
+            return decided
         e = e.__cause__ or e.__context__
     return False
+
+
+def _decided(e: BaseException) -> bool | None:
+    """True / False where ``e`` alone says whether memory failed; None: look at what it chains."""
+    if isinstance(e, MemoryError) or getattr(e, "errno", None) == errno.ENOMEM:
+        return True
+    frames, images = sys.modules.get(f"{__package__}.frames"), sys.modules.get("edgeae.imagedecode")
+    if frames is not None and isinstance(e, frames.FrameError):  # imported by then: no import at error time
+        return isinstance(e, frames.FrameMemoryError)
+    if images is not None and isinstance(e, images.ImageReadError):
+        return isinstance(e, images.ImageMemoryError)
+    text = str(e)
+    if isinstance(e, RuntimeError) and text.strip() == THREAD_START:
+        return True
+    ort = type(e).__module__.startswith("onnxruntime") and type(e).__name__ in _ORT_CLASSES
+    if ort or (isinstance(e, RuntimeError) and _ORT.match(text)):
+        return bool(_ORT_WORDS.search(_ORT_PATHS.sub("", text))) or None
+    if isinstance(e, (ImportError, OSError)):  # dlerror: "PATH: reason"; only the reason is the loader's
+        return text.rsplit(": ", 1)[-1].strip().lower() in _LOADER_WORDS or None
+    if isinstance(e, zlib.error) and text.startswith("Error -4 "):  # Z_MEM_ERROR
+        return True
+    return None
 
 
 def boot_out_of_memory(mission: Mission, stage: str, exc: BaseException) -> MissionError:
