@@ -199,3 +199,29 @@ def test_an_entrys_key_is_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     back = pickle.loads(pickle.dumps(e))  # to worker processes and Ray actors
     assert back == e and hash(back) == hash(e) and back.key == e.key and calls == ["a.png"]
     assert archive.ArchiveEntry(Path("arc/a.png"), "a.png") == e  # equality and hashing by path and name only
+
+
+# -- a glob's ** and folder links --------------------------------------------------------------------------------------
+def test_a_recursive_glob_follows_folder_links_without_looping(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``arc/**/*.png`` followed every link to a folder, a link back up the tree too, until the system's 40 links
+    (ELOOP): each image was listed 40 times under longer names (two such links: 2^40 names, the walk never ended).
+    It now follows links as the folder walk does: a link out of the tree once, a link back into it or a loop never."""
+    import logging
+
+    from edgeae.scan.archive import walk_archive
+
+    arc = _archive(tmp_path / "arc", ["a.png", "sub/b.png", ".hidden/h.png", "sub/c.jpg"])
+    other = _archive(tmp_path / "other", ["o.png"])
+    (arc / "sub" / "up").symlink_to(arc, target_is_directory=True)  # a loop
+    (arc / "out").symlink_to(other, target_is_directory=True)  # a folder outside: named through the link
+    (other / "back").symlink_to(other, target_is_directory=True)  # a loop outside
+    with caplog.at_level(logging.WARNING):
+        entries = walk_archive(str(arc / "**" / "*.png"))
+    assert [e.name for e in entries] == ["a.png", "out/o.png", "sub/b.png"]  # hidden folders: not matched by **
+    assert not caplog.records  # no file listed under two names
+    assert [e.name for e in walk_archive(str(arc / "**" / "sub" / "*"))] == ["sub/b.png", "sub/c.jpg"]
+    assert [e.name for e in walk_archive(str(arc / "s*" / "**"))] == ["sub/b.png", "sub/c.jpg"]
+    assert [e.name for e in walk_archive(str(arc / "**" / ".hidden" / "*.png"))] == [".hidden/h.png"]
+    assert [e.name for e in walk_archive(str(arc / "**" / "[ab].png"))] == ["a.png", "sub/b.png"]

@@ -194,12 +194,64 @@ def _glob(pattern: str, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
     root = Path(pattern[: m.start()] if m else pattern)
     if not pattern[: m.start() if m else len(pattern)].endswith(("/", os.sep)):
         root = root.parent
+    found = _glob_tree(pattern) if "**" in pattern else glob.glob(pattern)
     out = []
-    for s in sorted(glob.glob(pattern, recursive=True)):
+    for s in sorted(found):
         p = Path(s)
         if _is_image(p, suffixes):
             out.append(ArchiveEntry(p, p.relative_to(root).as_posix() if p.is_relative_to(root) else s))
     return out
+
+
+def _glob_tree(pattern: str) -> list[str]:
+    """The paths ``pattern`` (with ``**``) matches, as :func:`glob.glob` with ``recursive=True`` gives them, but walked
+    with the folder walk's guard on links (:func:`_follow`): a link to a folder outside the tree is followed once, a
+    link back into it or to a folder walked already is not (glob followed each until the system's 40 links, ELOOP:
+    every image listed 40 times under longer names; two such links, 2^40 names, and the walk never ended)."""
+    head = pattern[: _GLOB_CHARS.search(pattern).start()]  # type: ignore[union-attr]  # "**" is in it
+    cut = head.rfind("/") + 1
+    top = pattern[:cut] or "."
+    regex = _glob_regex(pattern[cut:])
+    root_real = os.path.realpath(top)
+    walked: set[str] = set()
+    through_link: set[str] = set()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        dirnames[:] = [d for d in sorted(dirnames) if _follow(Path(dirpath, d), root_real, walked, through_link)]
+        rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        out += [os.path.join(dirpath, f) for f in (*dirnames, *filenames) if regex.fullmatch(rel + f)]
+    return [p[2:] if top == "." and p.startswith("./") else p for p in out]  # as glob names them
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex of ``/``-separated relative paths for a glob ``pattern`` as :func:`glob.glob` reads it with
+    ``recursive=True``: ``**`` alone in a part is any number of folders, ``*``, ``?`` and ``[...]`` stay in one
+    part, and a wildcard does not match a name that starts with a dot."""
+    parts = pattern.split("/")
+    out = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append(r"(?:(?!\.)[^/]*/)*" + (r"(?:(?!\.)[^/]*)?" if last else ""))
+            continue
+        rx = r"(?!\.)" if part[:1] in ("*", "?", "[") else ""
+        j = 0
+        while j < len(part):
+            c = part[j]
+            if c == "*":
+                rx += "[^/]*"
+            elif c == "?":
+                rx += "[^/]"
+            elif c == "[" and (k := part.find("]", j + 2)) != -1:
+                body = part[j + 1 : k]
+                rx += "[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]"
+                j = k
+            else:
+                rx += re.escape(c)
+            j += 1
+        out.append(rx + ("" if last else "/"))
+    return re.compile("".join(out))
 
 
 def walk_archive(
