@@ -163,4 +163,4 @@ class _TFLiteRunner:
 
 def _natural_key(name: str) -> tuple[int, str]:
     tail = name.rsplit("_", 1)[-1]
-    return (int(tail), name) if tail.isdigit() else (1 << 30, name)
+    return (int(tail), name) if tail.isascii() and tail.isdigit() else (1 << 30, name)  # int('²') raises

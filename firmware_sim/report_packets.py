@@ -11,6 +11,7 @@ numpy and the standard library only (and edgeae.wire, imported when a file is re
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 from collections import Counter
@@ -233,11 +234,12 @@ class PassScan:
 def pass_files(downlink_dir: Path) -> list[Path]:
     """The pass files of ``downlink_dir`` (``pass_*.bin``) in the order they were written: by the number in their
     name (``pass_{n:05d}.bin``: as text, ``pass_100000.bin`` sorted between ``pass_10000.bin`` and
-    ``pass_10001.bin``), a name with no number after the others, by name."""
+    ``pass_10001.bin``), a name with no number (ASCII digits: until review r13 of session 36 ``pass_².bin`` raised)
+    after the others, by name."""
 
     def key(f: Path) -> tuple[float, str]:
-        n = f.stem[len("pass_") :]
-        return (int(n) if n.isdigit() else math.inf), f.name
+        m = re.fullmatch(r"pass_([0-9]+)", f.stem)  # ASCII digits: str.isdigit takes '²', which int() refuses
+        return (int(m.group(1)) if m else math.inf), f.name
 
     return sorted(downlink_dir.glob("pass_*.bin"), key=key)
 

@@ -118,9 +118,10 @@ def pass_order(f: Path) -> tuple[float, str]:
     """The order in which the flight wrote its pass files: by the number of ``pass_N.bin`` (as text
     ``pass_100000.bin`` sorts between ``pass_10000.bin`` and ``pass_10001.bin``), any other name after them, by name.
     The flight's report orders them by the same rule (``firmware_sim.report_packets.pass_files``), so both keep the
-    same first of two resends with other values."""
-    n = f.stem[len("pass_") :] if f.stem.startswith("pass_") else ""
-    return (int(n) if n.isdigit() else math.inf), f.name
+    same first of two resends with other values. The number is ASCII digits (until review r13 of session 36 a
+    ``pass_².bin`` stopped the decode: ``'²'.isdigit()`` but ``int('²')`` raises)."""
+    m = re.fullmatch(r"pass_([0-9]+)", f.stem)  # ASCII digits: str.isdigit takes '²', which int() refuses
+    return (int(m.group(1)) if m else math.inf), f.name
 
 
 def packet_files(path: str | Path) -> list[Path]:
