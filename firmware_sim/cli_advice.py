@@ -53,8 +53,9 @@ def _deadline(ms: float) -> str:
 
 
 def _ms(ms: float) -> str:
-    """A time left as given: ``1,020 ms``, ``0.001 ms`` (until review r7 of session 36 ``0 ms``)."""
-    return f"{ms:,.0f} ms" if ms >= 10 else f"{ms:.3g} ms"
+    """A time left as given: ``1,020 ms``, ``0.001 ms`` (until review r7 of session 36 ``0 ms``); a negative one
+    without an exponent (until review r13 ``-2.23e+03 ms``)."""
+    return f"{ms:.3g} ms" if 0 < ms < 10 else f"{ms:,.0f} ms"
 
 
 def _also_late(slow: Sequence[dict[str, Any]], safety: float) -> str:
@@ -112,7 +113,8 @@ def starved_lines(starved: Sequence[dict[str, Any]], mission: Any) -> list[str]:
     out = []
     if slow:
         r = max(slow, key=lambda r: float(r["predicted_nominal_ms"]))
-        pred, grid, avail = float(r["predicted_nominal_ms"]), int(r["patches"]["grid"]), float(r["available_ms"])
+        pred, grid = float(r["predicted_nominal_ms"]), int(r["patches"]["grid"])
+        avail = max(0.0, float(r["available_ms"]))  # 0 ms for a frame later than its whole budget
         out.append(
             f"  {len(slow)} frame(s) ran sparse_only, no patch scored: scoring frame {r['frame_id']}'s {grid:,} "
             f"patches ([anomaly] stride = {an.stride}) was predicted to take {pred:,.0f} ms of the "
@@ -121,7 +123,7 @@ def starved_lines(starved: Sequence[dict[str, Any]], mission: Any) -> list[str]:
         )
     if came_late:
         r = max(came_late, key=_lateness)
-        pred, avail = float(r["predicted_nominal_ms"]), float(r["available_ms"])
+        pred, avail = float(r["predicted_nominal_ms"]), max(0.0, float(r["available_ms"]))  # later than its budget
         out.append(
             f"  {len(came_late)} frame(s) ran sparse_only, no patch scored, because they arrived late: scoring frame "
             f"{r['frame_id']} was predicted to take {pred:,.0f} ms of the {_ms(avail)} left after it arrived "
