@@ -44,7 +44,10 @@ def _reach(psnr: float) -> str:
 
 
 def _delta(a: float, b: float, what: str) -> str:
-    """PSNR ``a`` set against ``b`` (``what``), either of them ∞ (an exact rebuild)."""
+    """PSNR ``a`` set against ``b`` (``what``), either of them ∞ (an exact rebuild); a margin that prints as 0.00 is
+    said as a tie (:func:`tied`), never "-0.00 dB over"."""
+    if tied(a, b):
+        return f"the same as {what}"
     if math.isfinite(a) and math.isfinite(b):
         return f"{a - b:+.2f} dB over {what}"
     if a == b:
@@ -232,7 +235,7 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
                 f"{ref['pixels_received']:.1%} of the "
                 f"sampled pixels arrive and the ground rebuild is {ref['psnr']:.2f} dB{tail}"
             )
-        elif worst["psnr"] >= ref["psnr"]:
+        elif worst["psnr"] >= ref["psnr"] or f"{cost:.2f}" == "0.00":  # a cost that prints as 0.00 is none
             over = f"the {len(valid)} links that delivered the frame" if lost else f"the {len(valid)} links"
             lines.append(f"Over {over}, no packet loss changed the ground rebuild{tail}")
         else:
