@@ -225,3 +225,21 @@ def test_a_recursive_glob_follows_folder_links_without_looping(
     assert [e.name for e in walk_archive(str(arc / "s*" / "**"))] == ["sub/b.png", "sub/c.jpg"]
     assert [e.name for e in walk_archive(str(arc / "**" / ".hidden" / "*.png"))] == [".hidden/h.png"]
     assert [e.name for e in walk_archive(str(arc / "**" / "[ab].png"))] == ["a.png", "sub/b.png"]
+
+
+def test_a_warning_names_a_file_that_is_not_utf8_escaped(
+    tmp_path: Path, model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scan's warnings logged such a name raw: stderr showed ``x\\udcfe.png``, not the ``x\\xfe.png`` of every
+    other output (review s36 r6 nits)."""
+    import logging
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    out = tmp_path / "out"
+    scan_archive(_archive(tmp_path / "one", [BAD]), model, out, **kw)
+    with caplog.at_level(logging.WARNING):
+        scan_archive(_archive(tmp_path / "two", ["b.png"]), model, out, **kw)  # x\xfe.png: recorded, not given
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "that this archive does not give (x\\xfe.png)" in said and "\udcfe" not in said

@@ -86,13 +86,16 @@ def new_notes() -> None:
 
 
 def _warn_once(path: Path, note: str) -> None:
-    """Log a note about a product once per process (a scan opens each product several times)."""
+    """Log a note about a product once per process (a scan opens each product several times); a path that is not
+    UTF-8 named as the console names it (:func:`edgeae.printable.printable`: ``z\\xfe.cub``, not ``z\\udcfe.cub``)."""
+    from edgeae.printable import printable
+
     key = (os.fspath(path), note)
     if key not in _WARNED:
         if len(_WARNED) > 100_000:
             _WARNED.clear()
         _WARNED.add(key)
-        _notes_log.warning("%s: %s", path, note)
+        _notes_log.warning("%s: %s", printable(os.fspath(path)), note)  # a path that is not UTF-8: \xfe
 
 
 class ProductReader:

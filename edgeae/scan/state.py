@@ -259,14 +259,14 @@ class ScanStore:
                 self._damaged_keys.add(e.key)
                 has_part = False
                 if rec is None or rec.status == "done":
-                    self._warn_once(("part", damage), "%s: %s; it is scanned again", e.name, damage)
+                    self._warn_once(("part", damage), "%s: %s; it is scanned again", as_text(e.name), as_text(damage))
             if has_part and (rec is None or rec.status != "done"):
                 try:
                     n = read_part(self.part_path(e.key), rows=True)
                 except PartDamagedError as exc:  # its footer damaged inside (its ends look whole): not recovered
                     if rec is None:  # so not recorded: scanned again
-                        self._warn_once(("part", exc.path), "%s: %s is damaged (%s); it is scanned again", e.name,
-                                        exc.path, exc.reason)  # fmt: skip
+                        self._warn_once(("part", exc.path), "%s: %s is damaged (%s); it is scanned again",
+                                        as_text(e.name), as_text(str(exc.path)), exc.reason)  # fmt: skip
                     continue
                 recs[e.name] = self._append(Record(e.name, e.key, "done", n_patches=n, error="recovered"))
             elif not has_part and rec is not None and rec.status == "done":
