@@ -38,13 +38,25 @@ def test_a_huge_camera_is_refused_in_one_line_before_anything_loads(sets: list[s
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
-    argv = [sys.executable, "-m", "edgeae.firmware_sim.cli", "check", "--mission", "rover_mastcamz"]
+    args = ["check", "--mission", "rover_mastcamz"]
     for s in sets:
-        argv += ["--set", s]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, preexec_fn=cap)
+        args += ["--set", s]
+    # "before anything loads": no interpreter imported when the refusal exits (review r13 of session 36: only a
+    # 60 s timeout was left, so a regression that loaded the models first, 1.3 s here, passed)
+    child = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('onnxruntime', 'tflite_runtime', 'ai_edge_litert', 'torch'))))\n"
+        f"from edgeae.firmware_sim.cli import main\nsys.exit(main({args!r}))\n"
+    )
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60, preexec_fn=cap)
+    took = time.perf_counter() - t0
     err = done.stderr.strip()
     assert done.returncode == 2, err
     assert len(err.splitlines()) == 1 and "[camera]" in err and says in err, err
+    assert done.stdout.strip() == "[]", done.stdout  # no interpreter loaded
+    assert took < 15.0  # the child's interpreter start included (0.6 s here)
 
 
 def test_the_largest_camera_accepted_is_one_the_plan_handles() -> None:
