@@ -159,7 +159,8 @@ def test_the_out_of_memory_line_imports_nothing_and_says_no_type_twice(
 
 
 def test_a_rebuilt_page_names_only_the_sources_it_had(tmp_path: Path) -> None:
-    """r7 #3: the first line said 'rebuilt from telemetry.jsonl, queue/index.json and mission.json' with both missing."""
+    """r7 #3: the first line said 'rebuilt from telemetry.jsonl, queue/index.json and mission.json' with both
+    missing."""
     import re
 
     s = {"mission": "t", "frames": {}, "incomplete": {"why": "x", "missing": ["queue/index.json", "mission.json"]}}
