@@ -43,7 +43,7 @@ def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()
 
 def say(text: str, err: bool = False) -> None:
     """Print one console line (on stderr when ``err``), with a name's bytes that are not UTF-8 as ``\\xff``
-    (:func:`.report_html.printable`): a console that is strict UTF-8 cannot print them as they are."""
+    (:func:`edgeae.printable.printable`): a console that is strict UTF-8 cannot print them as they are."""
     print(printable(text), file=sys.stderr if err else sys.stdout)
 
 
