@@ -277,15 +277,15 @@ def test_the_command_says_in_one_line_that_the_actors_cannot_load_the_model_or_d
 
 
 def test_the_ray_reports_start_up_names_what_it_is_now() -> None:
-    from edgeae.scan.report_text import _facts
+    from edgeae.scan.report_text import _facts, _text
 
     r = {"images": 2, "done": 2, "failed": 0, "pending": 0, "patches_per_s_scoring": 10.0, "scoring_seconds": 2.0,
          "startup_seconds": 1.5}  # fmt: skip
-    [line] = [x for x in _facts({**r, "engine": "ray"}) if x.startswith("- scoring:")]
+    [line] = [x for x in _facts({**r, "engine": "ray"}, _text) if x.startswith("- scoring:")]
     assert line.endswith("after 1.5 s of start-up (Ray up and the actors asked for; their start and model loading "
                          "count as scoring)")  # fmt: skip
     assert "dataset" not in line
-    [line] = [x for x in _facts({**r, "engine": "local"}) if x.startswith("- scoring:")]
+    [line] = [x for x in _facts({**r, "engine": "local"}, _text) if x.startswith("- scoring:")]
     assert line.endswith("(processes, models, first chunk)")
 
 
