@@ -53,8 +53,10 @@ def image_samples(path: str | Path, channels: int | None = None, bayer: str | No
 
 
 def _warn_empty(path: str | Path, empty: int) -> None:
-    if empty:
-        log.warning("%s: %d pixel(s) hold no data (NaN/inf or transparent): read as sample value 0", path, empty)
+    if empty:  # until review r13 of session 36 "read as sample value 0", where a transparent pixel's RGB is sent
+        log.warning("%s: %d pixel(s) hold no data (NaN/inf or transparent): NaN/inf read as 0, transparent "
+                    "pixels sent as stored (the ground cannot tell them from data; their PSNR leaves them out)",
+                    path, empty)  # fmt: skip
 
 
 def _stored_counts(path: Path, channels: int | None, bayer: str | None) -> tuple[np.ndarray, int] | None:
@@ -118,10 +120,8 @@ def pass_order(f: Path) -> tuple[float, str]:
     """The order in which the flight wrote its pass files: by the number of ``pass_N.bin`` (as text
     ``pass_100000.bin`` sorts between ``pass_10000.bin`` and ``pass_10001.bin``), any other name after them, by name.
     The flight's report orders them by the same rule (``firmware_sim.report_packets.pass_files``), so both keep the
-    same first of two resends with other values. The number is ASCII digits (until review r13 of session 36 a
-    ``pass_².bin`` stopped the decode: ``'²'.isdigit()`` but ``int('²')`` raises)."""
-    m = re.fullmatch(r"pass_([0-9]+)", f.stem)  # ASCII digits: str.isdigit takes '²', which int() refuses
-    return (int(m.group(1)) if m else math.inf), f.name
+    same first of two resends with other values."""
+    return (int(m[1]) if (m := re.fullmatch(r"pass_([0-9]+)", f.stem)) else math.inf), f.name  # ASCII: int('²') raises
 
 
 def packet_files(path: str | Path) -> list[Path]:
