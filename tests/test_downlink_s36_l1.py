@@ -36,7 +36,8 @@ def test_psnr_fields_leave_out_no_data_and_say_so() -> None:
     # a frame with every pixel valid: the figure as before (edgeae.metrics.psnr over the whole frame)
     from edgeae.metrics import psnr
 
-    assert whole["psnr"] == round(float(psnr(orig, recon)), 3) and whole["psnr_over"] == "all 256 pixels"
+    assert whole["psnr"] == pytest.approx(float(psnr(orig, recon)), rel=1e-12)  # unrounded (review s36 r15 #6)
+    assert whole["psnr_over"] == "all 256 pixels"
     valid = np.ones((16, 16), bool)
     valid[:, :4] = False
     recon2 = recon.copy()

@@ -140,10 +140,12 @@ def rebuild_bytes(h: int, w: int, c: int, fill: str, batch: int = 2, model_loade
     return need
 
 
-ORIGINAL_BYTES_PER_SAMPLE = 29
-"""What comparing a frame with its ``--original`` adds per sample: the original read and held as float32 (4 B) while
-the PSNR's float64 copies are made (24.2 B beyond its inputs, traced on 1024×1024×3 in review s32; a 2048² RGB
-frame's peak RSS rose 17.6 B a sample, part of it memory the rebuild had freed)."""
+ORIGINAL_BYTES_PER_SAMPLE = 12
+"""What comparing a frame with its ``--original`` adds per sample: the original decoded once, its no-data mask made
+from its samples, held as float32 (4 B) while the PSNR sums in row bands. Measured (review s36 r15 #1, traced peak
+beyond the rebuild) on real HiRISE browse strips: 10.2 B on ESP_072719_1970 (2999 × 2048 grey, 21 % no-data
+margin), 7.4 B on ESP_073481_1350 (3404 × 2048, none), 9.4 B (peak RSS 7.6 B) on the first stacked four times
+(11,996 × 2048); it had been 29-30 B (a second decode, whole-frame float64 copies)."""
 
 
 def check_memory(
