@@ -85,3 +85,14 @@ def test_psnr_is_reconstructs_unrounded_figure_in_bands() -> None:
     # a band's float64 work and the frame's masks; 32 B a sample with fancy-index and float64 copies before
     assert peak < 3 * orig.size + 40 * BAND_SAMPLES < 16 * orig.size, peak / orig.size
     assert psnr_fields(orig, recon, None)["psnr"] == pytest.approx(edgeae.image_metrics(orig, recon)["psnr"], rel=1e-13)
+
+
+def test_budget_refusal_suggests_a_budget_that_passes() -> None:
+    """Review s36 r15 #5: the suggestion passes the check itself, and a frame under one packet says no budget can."""
+    from edgeae.cli.downlink_plan import _least_budget
+
+    text = _least_budget(2047, 7120)
+    least = float(text.rsplit(" ", 1)[1])
+    assert int(least * 7120) >= 2047 and least == 0.287501
+    assert "too small to plan at any budget" in _least_budget(71, 64)
+    assert _least_budget(64, 64) == "give at least 1.0"
