@@ -7,6 +7,7 @@ index refused). Pure functions over bytes and paths; :mod:`.queue` uses them.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import struct
 import zlib
@@ -139,6 +140,24 @@ def packets_to_send(path: Path, item: Any) -> tuple[list[bytes], str]:
     return rest, (f"{DAMAGED}: item file {path}: {why}" if why else "")
 
 
+def _check_entry(fid: str, entry: dict[str, Any], ledger: dict[str, Any]) -> str:
+    """What is wrong with a ledger entry's ``boot`` (an integer >= 1) and ``retaken_as`` (the id of a later entry of
+    the same source: until review r16 of session 36 any value turned the drop into ``retaken``, out of the counts)."""
+    boot = entry.get("boot")
+    if boot is not None and (type(boot) is not int or boot < 1):
+        return f"boot {boot!r} is not an integer >= 1"
+    later = entry.get("retaken_as")
+    if later is None:
+        return ""
+    other = ledger.get(str(later)) if type(later) is int else None
+    same = isinstance(other, dict) and isinstance(other.get("source"), str)
+    if same and other["source"] != entry["source"]:  # the same file written another way is the same source
+        same = os.path.realpath(other["source"]) == os.path.realpath(entry["source"])
+    if not (fid.isdecimal() and type(later) is int and later > int(fid) and same):
+        return f"retaken_as {later!r} is not the id of a later frame of its source {entry['source']!r}"
+    return ""
+
+
 def check_index(doc: Any, item_fields: Collection[str], kinds: Collection[str]) -> str:
     """What is wrong with a parsed ``index.json`` document's structure ('' when nothing is): a ``state`` object with
     its counters, ledger (keyed by frame ids), sequence counts (:func:`_check_state`) and fired faults, and
@@ -159,6 +178,9 @@ def check_index(doc: Any, item_fields: Collection[str], kinds: Collection[str]) 
     for fid, entry in state["frames"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str) or "status" not in entry:
             return f"frame {fid} of the ledger is {entry!r}, not an object with 'source' and 'status'"
+        wrong_entry = _check_entry(fid, entry, state["frames"])
+        if wrong_entry:
+            return f"frame {fid} of the ledger: {wrong_entry}"
     if not isinstance(items, list):
         return "no 'items' list"
     need = frozenset(item_fields)
