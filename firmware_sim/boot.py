@@ -32,7 +32,7 @@ from .onboard import Loader, OnboardModels, default_loader, resolve_model_file
 from .queue import DownlinkQueue
 from .queue_ledger import storage_damage
 from .run_summary import NO_ANOMALY_MODEL
-from .state import frames_since_pass
+from .state import frames_since_pass, next_boot
 from .stops import quietly, retake_unsaved
 from .telemetry import TelemetryWriter, read_history
 
@@ -73,6 +73,7 @@ def boot(
     rt.tm = TelemetryWriter(rt.out / "telemetry.jsonl")
     rt.queue = DownlinkQueue(rt.out / "queue", mission.budget.queue_capacity_bytes)
     rt.queue.sweep_stale_temps(rt.out / "downlink", held=rt.held)  # a power loss's half files
+    rt.boot_no = next_boot(rt.queue.state)  # recorded in each ledger entry this boot writes (saved with it)
     rt.cost = CostModel()
     rt.records = []  # this boot's frame records
     rt.frame_no = 0  # frames acquired in this boot

@@ -138,21 +138,25 @@ def retaken_lines(summary: dict[str, Any], records: Sequence[dict[str, Any]]) ->
     because it did not exist when first acquired, or because the board's memory could not hold it
     (``memory_unavailable``, its ledger entry marked ``retaken_as``, the summary's outcome ``retaken``)
     (:func:`.state.frames_to_take`). A frame is paired with the most recent such drop of its source not taken
-    again since; a frame of this boot is never one, so a source given twice in one run is no retake (until review
-    r10 of session 36 the oldest drop was named, and a repeat within one run was called taken again)."""
+    again since by a frame of a later boot (a ledger row's ``boot``); a frame of this boot is never one, so a source
+    given twice in one run is no retake (until review r10 of session 36 the oldest drop was named, and a repeat
+    within one run was called taken again)."""
     from .state import missing_when_acquired
 
     this_boot = {r.get("frame_id") for r in records}
-    earlier: dict[Any, list[str]] = {}  # source -> why each of its drops of an earlier boot, not taken again since
+    earlier: dict[Any, list[tuple[Any, str]]] = {}  # source -> (boot, why) of each earlier drop not taken again since
     out: list[tuple[int, str]] = []
     for e in sorted(summary.get("ledger") or [], key=lambda e: int(e.get("frame_id") or 0)):
-        fid, src = e.get("frame_id"), e.get("source")
+        fid, src, boot = e.get("frame_id"), e.get("source"), e.get("boot")
         if fid in this_boot:
             if earlier.get(src):
-                out.append((int(fid), f"  frame {fid} taken again: {earlier[src].pop()}: {src}"))
+                out.append((int(fid), f"  frame {fid} taken again: {earlier[src].pop()[1]}: {src}"))
             continue
-        if earlier.get(src):  # an earlier boot took the source again
-            earlier[src].pop()
+        # an earlier boot took the source again: the most recent drop of a boot before it (an entry of an older
+        # run records no boot: the most recent drop; until review r16 of session 36 a frame of the same boot too)
+        drops = [i for i, (b, _) in enumerate(earlier.get(src) or []) if boot is None or b is None or b < boot]
+        if drops:
+            del earlier[src][drops[-1]]
         if e.get("outcome") == "retaken":
             if e.get("retaken_as") in this_boot:
                 why = f"the board's memory could not hold it (frame {fid}, dropped {e.get('code')})"
@@ -164,7 +168,7 @@ def retaken_lines(summary: dict[str, Any], records: Sequence[dict[str, Any]]) ->
             why = f"the board's memory could not hold it (frame {fid}, dropped memory_unavailable)"
         else:
             continue
-        earlier.setdefault(src, []).append(why)
+        earlier.setdefault(src, []).append((boot, why))
     return [line for _, line in sorted(out)]
 
 

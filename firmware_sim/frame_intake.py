@@ -39,6 +39,7 @@ def drop(rt: FlightRuntime, rec: dict[str, Any], reason: str, detail: str = "") 
         "status": "dropped",
         "reason": f"{reason}: {detail}" if detail else reason,
         "code": reason,  # what the summary counts drops by; the detail stays in the ledger
+        "boot": rt.boot_no,  # the boot that took it in (state.retake_candidates)
     }
     rt.queue.save()
     return rec
@@ -77,7 +78,7 @@ def acquire(rt: FlightRuntime, frame: str | os.PathLike[str] | np.ndarray, frame
     old = take_retake(rt.retakes, source) if frame_id is None and source != "array" else None
     if old is not None:  # its earlier drop (memory_unavailable) is superseded: counted once, as this frame
         ledger[str(old)]["retaken_as"] = fid
-    ledger[str(fid)] = {"source": source, "status": "in_progress", "reason": ""}
+    ledger[str(fid)] = {"source": source, "status": "in_progress", "reason": "", "boot": rt.boot_no}
     rt.queue.save()
     if old is not None:  # the history stays in telemetry: the earlier frame's line, and this event
         rt.tm.write("event", kind="frame_retaken", frame_id=fid, retakes=old, code="memory_unavailable")

@@ -93,7 +93,12 @@ def run_frame(
     finally:
         work.close()  # the sparse spool, also when something failed
     rec["status"] = "processed"
-    rt.queue.state["frames"][str(fid)] = {"source": rec["source"], "status": "processed", "reason": ""}
+    rt.queue.state["frames"][str(fid)] = {
+        "source": rec["source"],
+        "status": "processed",
+        "reason": "",
+        "boot": rt.boot_no,
+    }
     rt.queue.save()
     rec["queued_bytes"] = products
     total = _ms(t0)

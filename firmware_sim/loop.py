@@ -106,6 +106,7 @@ class FlightRuntime:
     machine: dict[str, Any]  # the CPU, cores, load at boot and versions (bench_machine.machine_record)
     _cpu0: float
     _current: int | None
+    boot_no: int  # this boot's number on the state (state.next_boot), in each ledger entry it writes
     retakes: dict[str, list[int]]  # the frames dropped memory_unavailable a new frame of their source takes again
     _stale: set[str]
     _unwritten: tuple[dict[str, Any], float] | None

@@ -223,18 +223,33 @@ def _memory_refused(entry: dict[str, Any]) -> bool:
     return entry.get("status") == "dropped" and code == "memory_unavailable"
 
 
+def next_boot(state: dict[str, Any]) -> int:
+    """This boot's number on the queue's ``state`` (``boots``, counted from 1, saved with the next save), which each
+    ledger entry it writes records (``boot``): what tells a frame of an earlier boot from one of this boot."""
+    state["boots"] = int(state.get("boots") or 0) + 1
+    return int(state["boots"])
+
+
+def boot_of(entry: dict[str, Any]) -> dict[str, Any]:
+    """The ``boot`` field of a ledger entry, to keep when the entry is rewritten ({} for an older run's entry)."""
+    return {"boot": entry["boot"]} if entry.get("boot") is not None else {}
+
+
 def retake_candidates(ledger: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
     """Per source (:func:`_ledger_key`), the frames of the ``ledger`` dropped ``memory_unavailable`` that a run given
-    the source again takes again (:func:`_retake`), oldest first: not yet superseded (``retaken_as``), and none that a
-    later entry of the same source took again (a ledger an older run wrote, with no ``retaken_as``). Computed when
-    a run starts, so a frame of this run is never one: a source given twice in one run is two frames."""
+    the source again takes again (:func:`_retake`), oldest first: not yet superseded (``retaken_as``). Computed when
+    a run starts, so a frame of this run is never one. An entry that records its boot (``boot``, since review r16 of
+    session 36) took a drop again only by marking it ``retaken_as``, so every unmarked drop is a candidate: two
+    frames of one source refused in one run are two (until then the second was taken for a retake of the first,
+    and one drop stayed counted for good). An entry an older run wrote (no ``boot``) is taken to have taken again
+    the most recent candidate of its source before it, as those runs did."""
     out: dict[str, list[int]] = {}
     for key in sorted(ledger, key=int):
         e = ledger[key]
         if e.get("retaken_as") is not None:
             continue
         k = _ledger_key(e["source"])
-        if out.get(k):  # this entry took the source again
+        if out.get(k) and e.get("boot") is None:  # an older run's entry: it took the source again
             out[k].pop()
         if _memory_refused(e):
             out.setdefault(k, []).append(int(key))

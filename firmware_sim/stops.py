@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .frame_outcome import log_withdrawn, take_back, write_unwritten
+from .state import boot_of
 from .telemetry import INTERRUPTED
 from .telemetry import retake_unsaved as telemetry_retake_unsaved
 
@@ -67,7 +68,7 @@ def interrupted(rt: FlightRuntime, error: str | None = None) -> dict[str, str]:
     entry = frames.get(str(fid)) if fid is not None else None
     if fid is not None and entry is not None and (entry["status"] == "in_progress" or rt.queue.unsaved):
         rt._unwritten = None  # no frame line: a rerun takes the frame again
-        frames[str(fid)] = {"source": entry["source"], "status": "interrupted", "reason": INTERRUPTED}
+        frames[str(fid)] = {**boot_of(entry), "source": entry["source"], "status": "interrupted", "reason": INTERRUPTED}
         withdrawn: list[Item] = []  # taken back first: on a full disk their files make room for what follows
         quietly(failed, lambda: withdrawn.extend(take_back(rt, fid, "frame_interrupted")))
         event = {"frame_id": fid, "source": entry["source"], **why}

@@ -20,6 +20,7 @@ from .queue_ledger import WITHDRAWN as WITHDRAWN
 from .queue_ledger import Outcome as Outcome
 from .queue_ledger import processed_outcome
 from .queue_ledger import storage_damage as storage_damage
+from .state import boot_of
 from .telemetry_lines import History as History
 from .telemetry_lines import TelemetryNotWritten as TelemetryNotWritten
 from .telemetry_lines import TelemetryWriter as TelemetryWriter
@@ -87,7 +88,8 @@ def retake_unsaved(queue: DownlinkQueue, path: str | os.PathLike[str]) -> list[i
             named.update(x for x in r.get("interrupted_unsaved") or [] if isinstance(x, int))
     retaken = sorted(waiting & named)
     for fid in retaken:
-        frames[str(fid)] = {"source": frames[str(fid)]["source"], "status": "interrupted", "reason": INTERRUPTED}
+        old = frames[str(fid)]  # its boot kept (state.retake_candidates)
+        frames[str(fid)] = {"source": old["source"], "status": "interrupted", "reason": INTERRUPTED, **boot_of(old)}
     return retaken
 
 
@@ -155,6 +157,7 @@ def summarise(queue: DownlinkQueue, frames: list[dict[str, Any]], extra: dict[st
                 "code": o.code,
                 "reason": o.reason,
                 **({"retaken_as": queue.state["frames"][str(fid)]["retaken_as"]} if o.outcome == "retaken" else {}),
+                **boot_of(queue.state["frames"][str(fid)]),  # the boot that took it in (cli_advice.retaken_lines)
             }
             for fid, o in sorted(outcomes.items())
         ],

@@ -1,0 +1,129 @@
+"""Session-36 fixer i5 in the flight runtime (review s36 r16 #1, #5, #6): one run given the same source twice, both
+refused by memory, left one drop counted for good (the second frame of that run was taken for a retake of the
+first); a damaged ``retaken_as`` in the queue index was not checked at load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "firmware_sim.md"
+
+
+def _runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: list[bool]) -> list[tuple[dict[str, Any], Any]]:
+    """Runs of ``--frames f0 f0`` into one folder, each under a room refusal or not."""
+    from edgeae.firmware_sim import loop
+    from edgeae.firmware_sim.loop import FlightRuntime
+    from edgeae.firmware_sim.testing import small_mission, textured_frame, tiny_models
+
+    models = tiny_models(tmp_path / "models")
+    np.save(tmp_path / "f0.npy", textured_frame(0))
+    frames = [tmp_path / "f0.npy"] * 2
+    real = loop.memory_fit
+    out = []
+    for no_room in refused:
+        fit = (
+            (lambda rt, reader, rec: (("memory_unavailable", "this process can get 1 MiB more"), None))
+            if no_room
+            else real
+        )
+        monkeypatch.setattr(loop, "memory_fit", fit)
+        rt = FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), tmp_path / "out")
+        out.append((rt.run(frames), rt))
+    return out
+
+
+def test_one_source_given_twice_refused_then_fitting_counts_two_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run1 f0 f0 refused, run2 f0 f0 fits: it said '3 frames acquired: 2 downlinked, 1 dropped' for good, and
+    named one retake."""
+    from edgeae.firmware_sim.cli_advice import retaken_lines
+
+    (s1, _), (s2, rt2), (s3, _) = _runs(tmp_path, monkeypatch, [True, False, False])
+    assert (s1["frames"]["acquired"], s1["frames"]["dropped"]) == (2, 2)
+    for s in (s2, s3):
+        f = s["frames"]
+        assert (f["acquired"], f["downlinked"], f["dropped"], f.get("retaken"), f["accounted"]) == (2, 2, 0, 2, True)
+    ledger = {e["frame_id"]: e for e in s2["ledger"]}
+    assert [ledger[i].get("retaken_as") for i in range(4)] == [3, 2, None, None]  # most recent first
+    src = tmp_path / "f0.npy"
+    assert retaken_lines(s2, rt2.records) == [
+        f"  frame 2 taken again: the board's memory could not hold it (frame 1, dropped memory_unavailable): {src}",
+        f"  frame 3 taken again: the board's memory could not hold it (frame 0, dropped memory_unavailable): {src}",
+    ]
+
+
+def test_retake_candidates_pair_entries_of_earlier_boots_only(tmp_path: Path) -> None:
+    from edgeae.firmware_sim.state import retake_candidates, take_retake
+
+    src = str(tmp_path / "f0.npy")
+    mem = {"source": src, "status": "dropped", "reason": "memory_unavailable: x", "code": "memory_unavailable"}
+    # one boot's two frames of one source, both refused: both wait for a retake
+    c = retake_candidates({"0": {**mem, "boot": 1}, "1": {**mem, "boot": 1}})
+    assert take_retake(c, src) == 1 and take_retake(c, src) == 0 and take_retake(c, src) is None
+    # a later boot's frame of the source that took none again (a retried interrupted frame) takes none away
+    c = retake_candidates({"0": {**mem, "boot": 1}, "1": {"source": src, "status": "processed", "boot": 2}})
+    assert take_retake(c, src) == 0
+
+
+def test_missing_files_given_twice_are_two_retakes_in_the_console() -> None:
+    """Two frames of one source dropped because the file did not exist, in one boot; both taken again by the next."""
+    from edgeae.firmware_sim.cli_advice import retaken_lines
+
+    src = "/nowhere/f0.png"
+    gone = {"source": src, "outcome": "dropped", "code": "unreadable", "reason": f"unreadable: {src} does not exist"}
+    summary = {
+        "ledger": [
+            {**gone, "frame_id": 0, "boot": 1},
+            {**gone, "frame_id": 1, "boot": 1},
+            {"frame_id": 2, "source": src, "outcome": "downlinked", "boot": 2},
+            {"frame_id": 3, "source": src, "outcome": "downlinked", "boot": 2},
+        ]
+    }
+    lines = retaken_lines(summary, [{"frame_id": 2}, {"frame_id": 3}])
+    assert [line.split(" (frame ")[1][:1] for line in lines] == ["1", "0"]
+
+
+def _index(tmp_path: Path, frames: dict[str, Any]) -> Path:
+    import json
+
+    from edgeae.firmware_sim.queue import DownlinkQueue
+
+    q = DownlinkQueue(tmp_path / "queue", 1 << 20)
+    q.state["frames"].update(frames)
+    q.state["next_frame_id"] = len(frames)
+    q.save()
+    doc = json.loads((tmp_path / "queue" / "index.json").read_text())
+    assert doc["state"]["frames"] == frames
+    return tmp_path / "queue"
+
+
+@pytest.mark.parametrize("bad", ["1", 0, 5, 2, True])
+def test_a_damaged_retaken_as_refuses_the_index(tmp_path: Path, bad: Any) -> None:
+    """'1' (a string), 0 (its own id), 5 (no such frame), 2 (another source's frame), True: each turned a drop
+    into 'retaken' and out of the counts unchecked."""
+    from edgeae.firmware_sim.queue import DownlinkQueue
+
+    mem = {"source": "/a/f0.npy", "status": "dropped", "reason": "memory_unavailable: x", "code": "memory_unavailable"}
+    frames = {
+        "0": {**mem, "retaken_as": bad},
+        "1": {"source": "/a/f0.npy", "status": "processed", "reason": ""},
+        "2": {"source": "/a/f1.npy", "status": "processed", "reason": ""},
+    }
+    root = _index(tmp_path, frames)
+    with pytest.raises(ValueError, match=r"queue index unreadable \(frame 0 of the ledger: retaken_as"):
+        DownlinkQueue(root, 1 << 20)
+
+
+def test_a_sound_retaken_as_and_boot_load(tmp_path: Path) -> None:
+    from edgeae.firmware_sim.queue import DownlinkQueue
+
+    mem = {"source": "/a/f0.npy", "status": "dropped", "reason": "memory_unavailable: x", "code": "memory_unavailable"}
+    frames = {"0": {**mem, "boot": 1, "retaken_as": 1}, "1": {"source": "/a/f0.npy", "status": "processed", "boot": 2}}
+    q = DownlinkQueue(_index(tmp_path, frames), 1 << 20)
+    assert q.state["frames"]["0"]["retaken_as"] == 1
