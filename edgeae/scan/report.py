@@ -20,7 +20,7 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.atomic import atomic_path, remove_stale_temps
 from edgeae.scan.archive import ArchiveEntry, as_text, entry_key
-from edgeae.scan.merge import gallery_top, write_images, write_results
+from edgeae.scan.merge import gallery_top, record_digest, write_images, write_results
 from edgeae.scan.report_text import report_markdown
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
 
@@ -223,7 +223,8 @@ def finalize(
     per_image = texts(per_image)  # file names (and errors naming them) that are not UTF-8: escaped
     # an explicit schema: the score columns of images that are not done are null, whichever image comes first
     images = pa.Table.from_pylist(per_image, schema=_images_schema(pa))
-    write_images(images, store.out / "images.parquet", merged.digest)  # atomic: a failed write keeps the last run's
+    write_images(images, store.out / "images.parquet")  # atomic: a failed write keeps the last run's
+    record_digest(store.out, merged.digest)  # after both: identical scans write identical results (no digest inside)
     top = _write_gallery(store, done, merged.best_of, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]

@@ -193,7 +193,8 @@ class ScanStore:
             for p in self.parts.iterdir():
                 if p.is_file() and (_PART.match(p.name) or _TEMP.match(p.name)):
                     p.unlink()
-        for name in ("manifest.jsonl", "results.parquet", "images.parquet", "report.json", "report.md"):
+        for name in ("manifest.jsonl", "results.parquet", "images.parquet", ".results.digest.json", "report.json",
+                     "report.md"):  # fmt: skip
             (self.out / name).unlink(missing_ok=True)
 
     # -- state ------------------------------------------------------------------------------------------
