@@ -176,7 +176,12 @@ def read_part(path: Path, *, rows: bool = False) -> Any:
 def _damage(exc: BaseException) -> bool:
     """Whether pyarrow's error says the part's bytes are wrong (a page header or footer it cannot parse, a CRC that
     does not match: a plain ``OSError`` with no errno, or an Arrow error that is not an ``OSError``) rather than that
-    the file could not be read (missing, no permission, an I/O error of the disk or a network mount)."""
+    the file could not be read (missing, no permission, an I/O error of the disk or a network mount), or not by
+    this process: a memory shortage (``ArrowMemoryError``) or a feature this pyarrow lacks
+    (``ArrowNotImplementedError``: written by a newer one) says nothing of its bytes (until review s36 r12: "damaged:
+    delete it")."""
+    if isinstance(exc, (MemoryError, NotImplementedError)):
+        return False
     if isinstance(exc, OSError):
         return type(exc) is OSError and exc.errno is None  # pyarrow's IOError status (an errno: the system's error)
     return True
@@ -199,10 +204,13 @@ class PartUnreadableError(OSError):
 
     def __init__(self, path: Path, exc: BaseException) -> None:
         reason = " ".join(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}".split())[:300]
-        what = (
-            "it is gone: run the same command again to scan its image again"
-            if isinstance(exc, FileNotFoundError)
-            else "the part is kept: make it readable and run the same command again"
-        )
+        if isinstance(exc, FileNotFoundError):
+            what = "it is gone: run the same command again to scan its image again"
+        elif isinstance(exc, MemoryError):
+            what = "out of memory; the part is kept: free memory and run the same command again"
+        elif isinstance(exc, NotImplementedError):
+            what = "this pyarrow cannot read it (written by a newer one?); the part is kept"
+        else:
+            what = "the part is kept: make it readable and run the same command again"
         super().__init__(f"cannot read {path} ({reason}); {what}")
         self.errno, self.path, self.reason = getattr(exc, "errno", None), path, reason
