@@ -123,7 +123,7 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
         say(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
         return EXIT_REBOOT
     except StorageFailed as failed:  # the run began: not a user error
-        _write_outputs(failed.summary, args.out)
+        _write_outputs(failed.summary, args.out, prune=rt.held)
         say(
             f"firmware-sim: stopped after {failed.frames_done} frame(s) of this run: {failed}; state kept in "
             f"{args.out}: once there is room, run the same command again to go on",
@@ -131,7 +131,7 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
         )
         return EXIT_STORAGE
     except RunInterrupted as stop:
-        _write_outputs(stop.summary, args.out)
+        _write_outputs(stop.summary, args.out, prune=rt.held)
         say(
             f"firmware-sim: interrupted{' by ' + signals[0] if signals else ''} after {stop.frames_done} frame(s) of "
             f"this run; state kept in {args.out}: "
@@ -140,7 +140,7 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
         )
         return EXIT_INTERRUPTED
     advice = advice_lines(summary, rt.records, mission, rt.rss_loaded - rt.rss_boot)
-    _write_outputs(summary, args.out, advice + passes_skipped_lines(rt.queue.passes_skipped))
+    _write_outputs(summary, args.out, advice + passes_skipped_lines(rt.queue.passes_skipped), prune=rt.held)
     f = summary["frames"]
     if f["acquired"] and f["dropped"] == f["acquired"]:
         hints = [DROP_HINTS[k] for k in f.get("drop_reasons") or {} if k in DROP_HINTS]

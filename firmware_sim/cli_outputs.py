@@ -17,17 +17,20 @@ from .cli_advice import check_lines as check_lines
 from .cli_advice import retaken_lines as retaken_lines
 
 
-def _write_outputs(summary: dict[str, Any], out: str, advice: Sequence[str] = ()) -> dict[str, str]:
+def _write_outputs(
+    summary: dict[str, Any], out: str, advice: Sequence[str] = (), *, prune: bool = True
+) -> dict[str, str]:
     """report.html and the console summary of a run (``advice``: lines from :func:`advice_lines`). A file the run
     could not write at its end (report.html here, summary.json in the summary's ``not_written``) is a WARNING
-    naming it, after the console summary: the run happened, its results are in telemetry.jsonl. Returns
-    those files and their errors."""
+    naming it, after the console summary: the run happened, its results are in telemetry.jsonl. ``prune``: the run
+    holds the folder (its ``held``: false on a file system that cannot lock, where the report then removes nothing
+    of ``report_img/``; until review r16 of session 36 it pruned there too). Returns those files and their errors."""
     from .report import write_report
 
     not_written = dict(summary.get("not_written") or {})
     report = None
     try:
-        report = write_report(out, summary, prune=True)  # the run holds the folder until its report is written
+        report = write_report(out, summary, prune=prune)  # a run holds the folder until its report is written
     except (OSError, ValueError) as exc:  # a full or read-only disk, or text the page could not hold (until session
         # 36 a UnicodeEncodeError, a frame name that is not UTF-8, ended the run with exit 2 and no console summary):
         # written atomically, so no partial report.html is left

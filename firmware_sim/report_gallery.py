@@ -173,9 +173,10 @@ def remove_unshown(out: Path, page: str) -> list[str]:
     gallery names its images (:data:`IMAGE_NAME`) are removed: a link, a folder or a file of another name is left.
     Called once the page is written, so a report that fails leaves the earlier page's images (until session 36 the
     images of patches no longer shown stayed for good, one per patch ever shown), and only by a caller that holds
-    the folder (:mod:`edgeae.folder_lock`): every writer of ``report_img/`` holds it, so every temporary file there
-    is stale whatever its pid (until review r7 of session 36 a pid this process could not see running counted as
-    gone, and a report run from another PID namespace deleted a live run's half-written image)."""
+    the folder (:mod:`edgeae.folder_lock`; a run on a file system that cannot lock holds nothing, so it does not
+    call it): every writer of ``report_img/`` that can lock holds it, so every temporary file there is stale
+    whatever its pid (until review r7 of session 36 a pid this process could not see running counted as gone, and
+    a report run from another PID namespace deleted a live run's half-written image)."""
     shown = set(re.findall(r"report_img/(anomaly_f\d+_x\d+_y\d+\.png)", page))
     folder = out / "report_img"
     gone = remove_files(folder, lambda name: IMAGE_NAME.fullmatch(name) is not None and name not in shown)

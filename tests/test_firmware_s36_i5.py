@@ -127,3 +127,40 @@ def test_a_sound_retaken_as_and_boot_load(tmp_path: Path) -> None:
     frames = {"0": {**mem, "boot": 1, "retaken_as": 1}, "1": {"source": "/a/f0.npy", "status": "processed", "boot": 2}}
     q = DownlinkQueue(_index(tmp_path, frames), 1 << 20)
     assert q.state["frames"]["0"]["retaken_as"] == 1
+
+
+# ------------------------------------------------------------ fixer i4's note: no pruning without the folder held
+def test_a_run_that_cannot_lock_its_folder_prunes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a file system that cannot lock (``hold`` gives None) the run's report still removed report_img/'s
+    temporary files, which a report writing beside it may own."""
+    from contextlib import nullcontext
+
+    import edgeae.firmware_sim.cli as cli
+    import edgeae.firmware_sim.loop as loop
+    from test_firmware_state_s32 import MISSION, P
+
+    pytest.importorskip("onnxruntime")
+    from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
+
+    (tmp_path / "m.toml").write_text(MISSION.format(model=tiny_vae_onnx(tmp_path / "vae.onnx", 1, P)))
+    np.save(tmp_path / "f0.npy", textured_frame(0))
+    seen: list[bool] = []
+    real = cli._write_outputs
+
+    def probe(*args: Any, prune: bool = True, **kwargs: Any) -> dict[str, str]:
+        seen.append(prune)
+        return real(*args, prune=prune, **kwargs)
+
+    monkeypatch.setattr(cli, "_write_outputs", probe)
+    monkeypatch.setattr(loop, "hold", lambda *a, **k: nullcontext(None))
+    out = tmp_path / "out"
+    (out / "report_img").mkdir(parents=True)
+    temp = out / "report_img" / ".anomaly_f0_x0_y0.png.tmp-1"
+    temp.write_bytes(b"another writer's")
+    assert (
+        cli.main(
+            ["run", "--mission", str(tmp_path / "m.toml"), "--frames", str(tmp_path / "f0.npy"), "--out", str(out)]
+        )
+        == 0
+    )
+    assert seen == [False] and temp.exists() and (out / "report.html").is_file()
