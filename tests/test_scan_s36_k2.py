@@ -179,3 +179,33 @@ def test_a_part_unreadable_for_lack_of_memory_is_not_called_damaged(tmp_path: Pa
         read_part(path)
     assert "delete it" not in str(err.value) and not isinstance(err.value, PartDamagedError)
     assert path.exists()
+
+
+# -- review s36 r12 #1: the head-loss limit taken from Ray's own reconnect timeout ---------------------------------
+def test_the_head_loss_limit_follows_rays_reconnect_timeout() -> None:
+    """Was a fixed 20 s: a cluster with GCS fault tolerance (KubeRay: 600 s) had its scan ended while the GCS
+    restarted, which Ray itself would have survived."""
+    from edgeae.scan.ray_connect import RAY_RECONNECT_ENV, head_lost_s
+
+    assert head_lost_s({}) == 20.0  # Ray's default, 60 s
+    assert head_lost_s({RAY_RECONNECT_ENV: "600"}) == 560.0
+    assert head_lost_s({RAY_RECONNECT_ENV: "25"}) == 10.0  # said before Ray ends the driver at 25 s
+    assert head_lost_s({RAY_RECONNECT_ENV: "nonsense"}) == 20.0
+
+
+def test_a_gcs_restarting_under_fault_tolerance_is_not_the_cluster_lost(monkeypatch) -> None:
+    from edgeae.scan import ray_connect
+    from edgeae.scan.errors import ClusterLostError
+
+    monkeypatch.setenv(ray_connect.RAY_RECONNECT_ENV, "600")
+    now = [0.0]
+    watch = ray_connect.HeadWatch("10.0.0.1:6379", accepts=lambda address: False, clock=lambda: now[0])
+    for t in (0.0, 5.0, 25.0, 120.0):  # the GCS restarting (KubeRay: back within ~120 s)
+        now[0] = t
+        watch.poll()
+        watch.check()
+        watch.failed(BrokenPipeError(32, "Broken pipe"))  # not the cluster lost: the caller raises its own error
+    now[0] = 560.0
+    watch.poll()
+    with pytest.raises(ClusterLostError, match="refused connections for 560 s"):
+        watch.check()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from edgeae.scan.errors import ClusterLostError
@@ -187,7 +188,23 @@ def _probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 # ray.shutdown) or fail ("Broken pipe": the raylet this driver is attached to gone with the head); so the GCS is watched
 # from a thread of its own, which says so in one line well before that
 HEAD_PROBE_S = 5.0  # a TCP connection to the GCS every this many seconds (the kernel answers it: cheap, no RPC)
-HEAD_LOST_S = 20.0  # refused (or not answered) this long: the head node is lost
+HEAD_LOST_S = 20.0  # refused (or not answered) this long: the head node is lost (with Ray's default timeout)
+RAY_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"  # Ray's own limit (60 s by default; KubeRay: 600 s)
+
+
+def head_lost_s(env: Mapping[str, str] | None = None) -> float:
+    """How long the GCS may refuse connections before the head node counts as lost: :data:`HEAD_LOST_S` with Ray's
+    default :data:`RAY_RECONNECT_ENV` (60 s), 40 s less than it where it is longer (a cluster with GCS fault
+    tolerance: KubeRay sets 600 s, the GCS restarts and the scan goes on: 560 s), and at least 3 probes before it
+    where it is shorter (Ray would end the driver first: 25 s gives 10 s); never under 2 probes."""
+    raw = (os.environ if env is None else env).get(RAY_RECONNECT_ENV, "")
+    try:
+        limit = float(raw) if raw.strip() else 60.0
+    except ValueError:
+        limit = 60.0
+    if not math.isfinite(limit) or limit <= 0:
+        limit = 60.0
+    return max(2 * HEAD_PROBE_S, min(limit - 3 * HEAD_PROBE_S, max(HEAD_LOST_S, limit - 40.0)))
 
 
 def gcs_address(ray: Any) -> str | None:
@@ -222,8 +239,10 @@ class HeadWatch:
         *,
         accepts: Callable[[str], bool] = _accepts,
         clock: Callable[[], float] = time.monotonic,
+        lost_s: float | None = None,
     ) -> None:
         self.address, self.accepts, self.clock = address, accepts, clock
+        self.lost_s = head_lost_s() if lost_s is None else lost_s  # (read once: Ray reads its setting at start)
         self.down_since: float | None = None
         self.lost: str | None = None  # the line said, once the head node is lost
         self._lock = threading.Lock()
@@ -242,7 +261,8 @@ class HeadWatch:
             self.poll()
 
     def poll(self) -> None:
-        """One probe: the time it has refused since, and the loss said once that reaches :data:`HEAD_LOST_S`."""
+        """One probe: the time it has refused since, and the loss said once that reaches ``lost_s``
+        (:func:`head_lost_s`)."""
         if self.address is None:
             return
         now = self.clock()
@@ -252,14 +272,21 @@ class HeadWatch:
         if self.down_since is None:
             self.down_since = now
             logging.getLogger(__name__).debug("the Ray GCS at %s refuses connections", self.address)
-        if now - self.down_since >= HEAD_LOST_S:
-            self._say(f"refused connections for {HEAD_LOST_S:g} s", unless_stopped=True)
+        if now - self.down_since >= self.lost_s:
+            self._say(f"refused connections for {self.lost_s:g} s", unless_stopped=True)
 
     def failed(self, exc: BaseException) -> None:
         """A Ray call of the driver's loop raised ``exc`` (not an actor's death): raise :class:`ClusterLostError` from
-        it when the GCS refuses a connection now."""
+        it when the GCS refuses a connection now and Ray will end the driver soon (its default timeout), or has refused
+        them for ``lost_s``; otherwise return (the caller raises ``exc``: a GCS that restarts under fault tolerance,
+        where Ray's timeout is long, is not the cluster lost)."""
         if self.lost is None and (self.address is None or self.accepts(self.address)):
             return
+        if self.lost is None and self.lost_s > HEAD_LOST_S:
+            now = self.clock()
+            self.down_since = now if self.down_since is None else self.down_since
+            if now - self.down_since < self.lost_s:
+                return
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise ClusterLostError(self._say(f"refuses connections, and a call to Ray failed ({why})"), said=True) from exc
 
