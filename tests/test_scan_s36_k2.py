@@ -209,3 +209,22 @@ def test_a_gcs_restarting_under_fault_tolerance_is_not_the_cluster_lost(monkeypa
     watch.poll()
     with pytest.raises(ClusterLostError, match="refused connections for 560 s"):
         watch.check()
+
+
+# -- review s36 r12 #3: a link to a folder above the archive ----------------------------------------------------------
+def test_a_link_to_a_folder_above_the_archive_is_not_walked(tmp_path: Path, caplog) -> None:
+    """Was: ``arch/up -> ..`` walked the archive's siblings (``up/other/b.png``); a link to ``/`` the whole system."""
+    import logging
+
+    from edgeae.scan.archive import walk_archive
+
+    arch, other = tmp_path / "p" / "arch", tmp_path / "p" / "other"
+    arch.mkdir(parents=True)
+    other.mkdir()
+    (arch / "a.png").write_bytes(b"x")
+    (other / "b.png").write_bytes(b"x")
+    (arch / "up").symlink_to("..")
+    (arch / "root").symlink_to("/")
+    caplog.set_level(logging.WARNING, "edgeae")
+    assert [e.name for e in walk_archive(arch)] == ["a.png"]
+    assert sum("a folder holding the archive: not walked" in r.getMessage() for r in caplog.records) == 2

@@ -136,6 +136,9 @@ def _follow(path: Path, root_real: str, walked: set[str], through_link: set[str]
     if not os.path.islink(full) and os.path.dirname(full) not in through_link:
         return True  # the common case: no link on the way, no real path needed
     real = os.path.realpath(full)
+    if root_real.startswith(real.rstrip(os.sep) + os.sep):  # a folder above the archive (up -> .., /): not walked
+        log.warning("%s leads to %s, a folder holding the archive: not walked", as_text(full), as_text(real))
+        return False
     if real in walked or real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
         log.debug("%s leads to %s, walked under another name: not walked again", full, real)
         return False
