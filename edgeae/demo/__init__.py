@@ -57,7 +57,7 @@ from edgeae.demo.rebuild import stage_reconstruct as stage_reconstruct
 from edgeae.masks import PATTERNS as PATTERNS
 from edgeae.metadata import run_provenance
 from edgeae.report import Section, printable, render_report
-from edgeae.report_files import missing_folders, remove_empty, replace_together, staging
+from edgeae.report_files import missing_folders, remove_empty, replace_together, staging, sweep_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,13 @@ def run_demo(
     report: its images that this run does not show are removed once the new page is written (only the demo's own
     image names), and a line says what was replaced. index.html, metrics.json and the images are replaced all or
     nothing at the end (:mod:`edgeae.report_files`: every new file written and fsynced first, then the renames with
-    Ctrl-C held off until they are done; a rename that fails puts the earlier files back): a run that fails leaves
-    the earlier report as it was, its images included (a Ctrl-C: the earlier report, or, once the renames have
-    begun, the new one whole). A failed run removes the folders it made that are still empty. A name's bytes that
-    are not UTF-8 (the frame's, the model's, the folder's) show as ``\\xff`` on the page and the console;
-    metrics.json records the name exactly, as JSON's ``\\udcff`` escape (``os.fsencode(json.load(f)["image"])`` is
-    the file name's bytes).
+    Ctrl-C held off until they, the folder fsyncs and that clean-up are done; a rename that fails puts the earlier
+    files back): a run that fails leaves the earlier report as it was, its images included (a Ctrl-C: the earlier
+    report, or, once the renames have begun, the new one whole). A failed run removes the folders it made that are
+    still empty; staging folders and temporary files that runs killed outright left in ``config.out`` are removed.
+    A name's bytes that are not UTF-8 (the frame's, the model's, the folder's) show as ``\\xff`` on the page and the
+    console; metrics.json records the name exactly, as JSON's ``\\udcff`` escape
+    (``os.fsencode(json.load(f)["image"])`` is the file name's bytes).
     """
     from edgeae.folder_lock import hold
 
@@ -149,6 +150,7 @@ def _run_and_write(
     """:func:`run_demo` once its folder is there and held."""
     t0 = time.perf_counter()
     emit = say or log.info
+    sweep_leftovers(config.out, this_process=True)  # what runs killed outright left (the folder is held: ours too)
     earlier = [n for n in ("index.html", "metrics.json") if (config.out / n).is_file()]
     earlier_images = _demo_images(config.out)
     if progress and say is not None:
@@ -198,11 +200,15 @@ def _run_and_write(
             img_dir=staged,
         )
         texts = {"index.html": page} if metrics is None else {"index.html": page, "metrics.json": metrics}
-        replace_together(config.out, staged, texts)  # the images, then the page, then metrics.json (review s36 r8 #1)
-    html = config.out / "index.html"
-    replaced = _replace_earlier(config.out, html, earlier, earlier_images)
-    if replaced:
-        emit(replaced)
+        html = config.out / "index.html"
+
+        def prune() -> None:  # with Ctrl-C still held: an interrupted run leaves no image its page does not show
+            replaced = _replace_earlier(config.out, html, earlier, earlier_images)
+            if replaced:
+                emit(replaced)
+
+        # the images, then the page, then metrics.json (review s36 r8 #1), then prune (review s36 r14 #1)
+        replace_together(config.out, staged, texts, then=prune)
     return DemoResult(html, ctx, time.perf_counter() - t0)
 
 
