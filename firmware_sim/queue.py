@@ -339,19 +339,23 @@ class DownlinkQueue:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, b"".join(out))
         done = partial = 0
+        grown: list[int] = []
         for it, took, took_bytes, why in sent:
             it.sent_packets += took
             it.sent_bytes += took_bytes
-            if why:  # its packets before the damage are sent: nothing more of it can be (all of them, for a file
-                damaged.append((it, why))  # grown in storage: evicted all the same, so the damage is counted)
+            if why and it.sent_packets < it.n_packets:  # its packets before the damage are sent: no more can be
+                damaged.append((it, why))
             elif it.sent_packets == it.n_packets:
-                it.status = SENT
+                it.status = SENT  # a file grown in storage too: every queued packet is sent, nothing of it lost (until
+                if why:  # review r16 of session 36 evicted as storage corruption, counted as a product lost)
+                    it.reason = why  # the damage past its packets: the report's ``grown``
+                    grown.append(it.id)
                 self._sent_files.add(it.id)  # removed once the index records it (save)
                 done += 1
             elif took:
                 partial += 1
         self.state["seq"], self.state["passes"] = seq, index
-        report = PassReport(index, int(budget_bytes) - left, len(out), done, partial, str(path))
+        report = PassReport(index, int(budget_bytes) - left, len(out), done, partial, str(path), grown=tuple(grown))
         # saved only after the pass file is on disk: a crash in between resends, never loses. A save that fails
         # keeps the sent items' files (a reboot would load the old index); the next save records and removes them
         return self._evict_damaged(report, damaged, save=True)

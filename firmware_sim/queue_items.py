@@ -69,6 +69,9 @@ class PassReport:
     # items whose file was found damaged (or gone) and evicted, reason "storage corruption: ..." (their packets
     # before the damage sent, when this pass had room for them; until session 35 the pass stopped for good)
     damaged: tuple[int, ...] = ()
+    # items sent whole whose file held more than their queued packets (grown in storage: the bytes past them were
+    # never queued nor sent): SENT, the damage in their reason (until review r16 of session 36 evicted as corrupted)
+    grown: tuple[int, ...] = ()
 
 
 def _why_nothing_sent(too_big: tuple[Item, int] | None, budget_bytes: int, damaged: int = 0) -> str:

@@ -55,6 +55,8 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         "skipped_already_acquired": rt.skipped_already_acquired,
         "mission_settings_changed": rt.settings_changed,
         "scrub_reloads": history.count("seu_detected"),
+        # products sent whole whose item file then held bytes past their packets (storage damage, nothing lost)
+        **({"storage_grown_items": history.count("storage_grown")} if history.count("storage_grown") else {}),
         # pass files that could not be written (a full or read-only disk): their products stayed queued
         "downlink_passes_failed": history.count("downlink_failed"),
         "faults": [str(f) for f in rt.faults.faults],  # asked for by this boot (--inject, [runtime] inject)

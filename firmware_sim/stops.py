@@ -118,6 +118,10 @@ def downlink_pass(rt: FlightRuntime) -> None:
         it = rt.queue.items[iid]
         rt.tm.write("event", kind="evicted", item=it.id, product=it.kind, frame_id=it.frame_id,
                     bytes=it.wire_bytes - it.sent_bytes, reason=it.reason)  # fmt: skip
+    for iid in rep.grown:  # sent whole; its file held bytes past its queued packets (damage, never sent)
+        it = rt.queue.items[iid]
+        rt.tm.write("event", kind="storage_grown", item=it.id, product=it.kind, frame_id=it.frame_id,
+                    reason=it.reason)  # fmt: skip
     if rep.skipped:  # nothing could be sent (the first item waiting is larger than a pass): no file, no number
         rt.tm.write(
             "event", kind="pass_skipped", reason=rep.skipped, passes=rep.index, pending_bytes=rt.queue.stored_bytes

@@ -212,6 +212,7 @@ def rebuild_summary(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[s
         "faults": history.faults_fired(),
         "faults_fired": history.faults_fired(),
         "scrub_reloads": history.count("seu_detected"),
+        **({"storage_grown_items": history.count("storage_grown")} if history.count("storage_grown") else {}),
         **({"telemetry_lines_unreadable": history.unreadable_lines} if history.unreadable_lines else {}),
         "incomplete": {
             "why": "the last boot did not write a summary (rebooted, interrupted or killed)",

@@ -164,3 +164,35 @@ def test_a_run_that_cannot_lock_its_folder_prunes_nothing(tmp_path: Path, monkey
         == 0
     )
     assert seen == [False] and temp.exists() and (out / "report.html").is_file()
+
+
+# ------------------------------------------------------------ r16 #3: a grown item file is no product lost
+def test_a_grown_item_sent_whole_is_no_product_lost_on_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every queued packet of a grown item file was sent, yet the console said 'WARNING: 1 product lost to storage
+    corruption'."""
+    from edgeae.firmware_sim.cli_outputs import _print_summary
+    from edgeae.firmware_sim.loop import FlightRuntime
+
+    real_pass = FlightRuntime.downlink_pass
+
+    def grow_then_pass(self: FlightRuntime) -> None:
+        for it in self.queue.pending():  # a valid packet more on flash past each queued item (a duplicated block)
+            f = self.queue.items_dir / it.file
+            data = f.read_bytes()
+            f.write_bytes(data + data[: 7 + int.from_bytes(data[4:6], "big")])
+        real_pass(self)
+
+    monkeypatch.setattr(FlightRuntime, "downlink_pass", grow_then_pass)
+    ((s, _),) = _runs(tmp_path, monkeypatch, [False])
+    f, q = s["frames"], s["queue"]
+    assert (f["acquired"], f["downlinked"], f["dropped"]) == (2, 2, 0)
+    grown = s["storage_grown_items"]
+    assert grown >= 2 and (q["evicted_items"], q["corrupted_items"]) == (0, 0)
+    assert all(e["reason"] == "" for e in s["ledger"])  # no 'lost' product in a downlinked frame's reason
+    capsys.readouterr()
+    _print_summary(s, str(tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert "lost to storage corruption" not in err
+    assert f"WARNING: {grown} products sent whole, but their item files in " in err and "nothing lost" in err

@@ -15,8 +15,8 @@ pytest.importorskip("spacepackets")
 from edgeae.firmware_sim.boot import queue_recovery_events
 from edgeae.firmware_sim.queue import DownlinkQueue
 from edgeae.firmware_sim.queue_files import item_packets
-from edgeae.firmware_sim.queue_items import EVICTED
-from edgeae.firmware_sim.queue_ledger import check_compacted, processed_outcome
+from edgeae.firmware_sim.queue_items import SENT
+from edgeae.firmware_sim.queue_ledger import Outcome, check_compacted, processed_outcome
 
 from edgeae.wire.packets import WireConfig, packetise
 from edgeae.wire.products import AnomalyPatch
@@ -49,10 +49,10 @@ def test_a_grown_item_file_sends_only_the_packets_that_were_queued(tmp_path: Pat
     it = q.items[iid]
     assert rep.packets_sent == len(pk) == 3 and rep.bytes_sent == sum(map(len, pk))
     assert (it.sent_packets, it.sent_bytes) == (it.n_packets, it.wire_bytes)
-    # the growth is storage damage: counted as such, its frame still downlinked (every queued packet went)
-    assert it.status == EVICTED and it.reason.startswith("storage corruption: item file ")
-    assert "never queued" in it.reason and rep.damaged == (iid,)
-    assert processed_outcome([it]).outcome == "downlinked"
+    # the growth is storage damage past the product: sent whole, the damage in its reason (review s36 r16 #3)
+    assert it.status == SENT and it.reason.startswith("storage corruption: item file ")
+    assert "never queued" in it.reason and rep.grown == (iid,) and rep.damaged == ()
+    assert processed_outcome([it]) == Outcome("downlinked", "", "")
 
 
 def test_the_walk_stops_at_the_queued_packet_count_and_bytes() -> None:
@@ -76,7 +76,7 @@ def test_an_index_after_a_grown_item_is_compacted_loads(tmp_path: Path) -> None:
     q.save()
     q.save()
     t = q.state["compacted"]["patch"]
-    assert t["corrupted"] == 1 and t["sent_bytes"] == t["wire_bytes"]
+    assert (t["corrupted"], t["sent"]) == (0, 1) and t["sent_bytes"] == t["wire_bytes"]  # sent whole (r16 #3)
     assert DownlinkQueue(tmp_path / "queue", 1 << 20).state["compacted"]["patch"] == t
 
 
