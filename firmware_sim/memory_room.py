@@ -45,6 +45,8 @@ _ORT_WORDS = re.compile(
 )
 _ORT_PATHS = re.compile(r"Load model from .* failed:")  # the one message of those codes that names a file
 _LOADER_WORDS = ("failed to map segment from shared object", "cannot map zero-fill pages", "cannot allocate memory")
+# onnxruntime starting its threads (an ORT_ENFORCE from its own source tree, not a user path): ENOMEM
+_ORT_THREAD = re.compile(r"^/onnxruntime_src/\S+:\d+ .*pthread_create failed, error code: 12\b", re.S)
 
 
 @dataclass(frozen=True)
@@ -180,13 +182,16 @@ def _decided(e: BaseException) -> bool | None:
     if images is not None and isinstance(e, images.ImageReadError):
         return isinstance(e, images.ImageMemoryError)
     text = str(e)
-    if isinstance(e, RuntimeError) and text.strip() == THREAD_START:
+    if isinstance(e, RuntimeError) and (text.strip() == THREAD_START or _ORT_THREAD.match(text)):
         return True
     ort = type(e).__module__.startswith("onnxruntime") and type(e).__name__ in _ORT_CLASSES
     if ort or (isinstance(e, RuntimeError) and _ORT.match(text)):
         return bool(_ORT_WORDS.search(_ORT_PATHS.sub("", text))) or None
     if isinstance(e, (ImportError, OSError)):  # dlerror: "PATH: reason"; only the reason is the loader's
-        return text.rsplit(": ", 1)[-1].strip().lower() in _LOADER_WORDS or None
+        reason = text.rsplit(": ", 1)[-1].strip()
+        if isinstance(e, ImportError) and reason == "std::bad_alloc":  # onnxruntime's import: "Exception caught: ..."
+            return True
+        return reason.lower() in _LOADER_WORDS or None
     if isinstance(e, zlib.error) and text.startswith("Error -4 "):  # Z_MEM_ERROR
         return True
     return None
