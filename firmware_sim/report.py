@@ -51,7 +51,9 @@ from .report_html import (
 from .report_inputs import _any_summary, _read_json, decode_patches, load_summary, read_patches, read_telemetry
 from .telemetry import history_of, read_records
 
-OUTCOME_COLOURS = {"downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b"}
+OUTCOME_COLOURS = {
+    "downlinked": "#1b9e77", "partial": "#e6ab02", "queued": "#d95f02", "dropped": "#c0392b", "retaken": "#7f8c8d",
+}  # fmt: skip
 PRIORITY = tuple(sorted(_QUEUE_PRIORITY, key=_QUEUE_PRIORITY.__getitem__))  # the queue's order, from the queue
 ROWS_LAST = 100  # a long run's ledger shows its last frames,
 ROWS_FLAGGED = 50  # and this many of the earlier ones not downlinked (the latest)
@@ -69,7 +71,9 @@ def _verdict(s: dict[str, Any]) -> str:
     part = int(f.get("partial") or 0)
     how = "evicted for room" + (" or damaged in storage" if (s.get("queue") or {}).get("corrupted_items") else "")
     some = f", {part} downlinked in part (products {how})" if part else ""
-    parts = [f"{n} frame(s) acquired: {down} downlinked{some}, {queued} queued, {dropped} dropped."]
+    retaken = int(f.get("retaken") or 0)  # attempts taken again by a later frame: not among the acquired
+    again = f" ({retaken} earlier attempt(s) dropped memory_unavailable, taken again)" if retaken else ""
+    parts = [f"{n} frame(s) acquired{again}: {down} downlinked{some}, {queued} queued, {dropped} dropped."]
     bad = n == 0 or dropped == n
     if dropped:
         reasons = "; ".join(f"{k} (×{v})" for k, v in (f.get("drop_reasons") or {}).items())
@@ -118,7 +122,9 @@ def _ledger(s: dict[str, Any]) -> str:
     ]
     if reasons:
         parts.append(_table(["drop reason", "frames"], [[_e(k or "–"), str(v)] for k, v in reasons.most_common()]))
-    shown, cut = select(ledger, ROWS_LAST, lambda r: r.get("outcome") != "downlinked", ROWS_FLAGGED)
+    # a retaken attempt is no loss: the earlier rows shown are those not downlinked (until review r16 of session 36
+    # retaken rows took their places)
+    shown, cut = select(ledger, ROWS_LAST, lambda r: r.get("outcome") not in ("downlinked", "retaken"), ROWS_FLAGGED)
     rows = [
         [
             _e(r.get("frame_id")),
@@ -140,8 +146,12 @@ def _lost_bytes(it: dict[str, Any]) -> str:
     size, sent = int(it.get("wire_bytes") or 0), int(it.get("sent_bytes") or 0)
     if not sent:
         return _num(size)
+    # more sent than queued: an index written before review r10 of session 36, when a pass sent the packets a file
+    # grown in storage held past those queued (until review r16 a negative loss, "-256 (of 720; ...)")
+    over = f", {_num(sent - size)} B more sent than queued" if sent > size else ""
     return (
-        f"{_num(size - sent)} (of {_num(size)}; {_e(it.get('sent_packets'))} of {_e(it.get('n_packets'))} packets sent)"
+        f"{_num(max(0, size - sent))} (of {_num(size)}; {_e(it.get('sent_packets'))} of {_e(it.get('n_packets'))} "
+        f"packets sent{over})"
     )
 
 
@@ -338,7 +348,11 @@ def write_report(out_dir: str | Path, summary: dict[str, Any] | None = None, *, 
             f"{_e(processed)} processed frames).</p>",
         ),
         ("Memory against the budget", _memory(frames, s)),
-        ("Ledger: every frame downlinked, queued or dropped", _ledger(s)),
+        (
+            "Ledger: every frame downlinked, queued or dropped"
+            + (", and the attempts taken again" if (s.get("frames") or {}).get("retaken") else ""),
+            _ledger(s),
+        ),
         ("Downlink queue by priority", _queue(out, history.passes, s)),
         ("Anomaly gallery", gallery),
         ("Events: boots, recoveries, model loads, faults", _events(history.log)),
