@@ -150,9 +150,10 @@ def _check_entry(fid: str, entry: dict[str, Any], ledger: dict[str, Any]) -> str
     if later is None:
         return ""
     other = ledger.get(str(later)) if type(later) is int else None
-    same = isinstance(other, dict) and isinstance(other.get("source"), str)
-    if same and other["source"] != entry["source"]:  # the same file written another way is the same source
-        same = os.path.realpath(other["source"]) == os.path.realpath(entry["source"])
+    src = other.get("source") if isinstance(other, dict) else None
+    same = isinstance(src, str) and (  # the same file written another way is the same source
+        src == entry["source"] or os.path.realpath(src) == os.path.realpath(entry["source"])
+    )
     if not (fid.isdecimal() and type(later) is int and later > int(fid) and same):
         return f"retaken_as {later!r} is not the id of a later frame of its source {entry['source']!r}"
     return ""
