@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -196,6 +197,7 @@ def _write_reports(out: Path, report: dict, md: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     text = strict_json(report)
     md_path, committed = out / "report.md", False
+    earlier = _keep_aside(md_path)  # the earlier run's markdown, put back if the new pair cannot be committed
     try:
         with atomic_path(out / "report.json") as tmp:
             tmp.write_text(text)
@@ -203,9 +205,27 @@ def _write_reports(out: Path, report: dict, md: str) -> None:
                 tmd.write_text(md)
             committed = True
     except BaseException:
-        if committed:  # the markdown is in place but the JSON's commit failed: not one without the other
-            md_path.unlink(missing_ok=True)
+        if committed:  # the markdown is in place but the JSON's commit failed: the earlier pair, or neither
+            if earlier is not None:
+                os.replace(earlier, md_path)
+            else:
+                md_path.unlink(missing_ok=True)
         raise
+    finally:
+        if earlier is not None:
+            earlier.unlink(missing_ok=True)
+
+
+def _keep_aside(path: Path) -> Path | None:
+    """A hard link to ``path`` beside it (``.NAME.earlier-PID``; None where there is no such file or the file system
+    cannot link): the earlier report stays whole on disk until the new one replaces both files."""
+    aside = path.with_name(f".{path.name}.earlier-{os.getpid()}")
+    try:
+        aside.unlink(missing_ok=True)
+        os.link(path, aside)
+    except OSError:
+        return None
+    return aside
 
 
 _PLAN_FLAGS = {
