@@ -11,11 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# control characters (a line break is legal in a Linux file name): a new line would end the span or the paragraph
+# and let the rest of the name start a heading or an HTML block
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: object) -> str:
+    """``text`` with each control character written as ``\\xNN`` (``bad\\x0a<script>.png``): one line of text."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
 
 def _code(text: object, cell: bool = False) -> str:
     """``text`` as a Markdown code span that survives any file name: a fence longer than its longest run of
-    backticks, and in a table cell ``|`` escaped (GFM splits cells on it even inside code spans)."""
-    t = str(text)
+    backticks, in a table cell ``|`` escaped (GFM splits cells on it even inside code spans), control characters as
+    ``\\xNN`` (a line break in a name ended the span: review s36 r17)."""
+    t = _one_line(text)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", t)), default=0) + 1)
     pad = " " if t.startswith("`") or t.endswith("`") else ""
     span = f"{fence}{pad}{t}{pad}{fence}"
@@ -32,7 +42,7 @@ def _text(text: object) -> str:
     a Markdown link or image, a code span, emphasis, HTML or an entity (``\\ ` * [ ] < &``) backslash-escaped, so a
     viewer shows ``<script>`` or ``<!--`` in a file name as text instead of running or hiding it, and
     ``![x](https:...)`` as text instead of fetching the image (before review s36 r6 only ``<`` was escaped)."""
-    return _MARKUP.sub(r"\\\1", str(text))
+    return _MARKUP.sub(r"\\\1", _one_line(text))
 
 
 def _plain(text: object) -> str:
