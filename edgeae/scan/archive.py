@@ -197,7 +197,7 @@ def _glob(pattern: str, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
     root = Path(pattern[: m.start()] if m else pattern)
     if not pattern[: m.start() if m else len(pattern)].endswith(("/", os.sep)):
         root = root.parent
-    found = _glob_tree(pattern) if "**" in pattern else glob.glob(pattern)
+    found = _glob_tree(pattern)
     out = []
     for s in sorted(found):
         p = Path(s)
@@ -210,11 +210,25 @@ def _glob_tree(pattern: str) -> list[str]:
     """The paths ``pattern`` (with ``**``) matches, as :func:`glob.glob` with ``recursive=True`` gives them, but walked
     with the folder walk's guard on links (:func:`_follow`): a link to a folder outside the tree is followed once, a
     link back into it or to a folder walked already is not (glob followed each until the system's 40 links, ELOOP:
-    every image listed 40 times under longer names; two such links, 2^40 names, and the walk never ended)."""
-    head = pattern[: _GLOB_CHARS.search(pattern).start()]  # type: ignore[union-attr]  # "**" is in it
-    cut = head.rfind("/") + 1
-    top = pattern[:cut] or "."
-    regex = _glob_regex(pattern[cut:])
+    every image listed 40 times under longer names; two such links, 2^40 names, and the walk never ended). Wildcards
+    before the first ``**`` part are matched first (``arc*/**``: each folder ``arc*`` names is walked as its own tree,
+    not the whole parent folder: review s36 r17 #2)."""
+    parts = pattern.split("/")
+    if "**" not in parts:  # "**" inside a part is "*" there: no recursion
+        return glob.glob(pattern)
+    k = parts.index("**")
+    lead, rest = "/".join(parts[:k]), "/".join(parts[k:])
+    if _GLOB_CHARS.search(lead):
+        tops = sorted(d for d in glob.glob(lead) if os.path.isdir(d))
+        return [f for top in tops for f in _walk_glob(top + "/", rest)]
+    return _walk_glob(lead + "/" if parts[:k] else "", rest)
+
+
+def _walk_glob(top: str, rest: str) -> list[str]:
+    """The paths under the folder ``top`` (``""``: the working folder; else ending in ``/``) that the glob ``rest``
+    (from its first ``**`` part on) matches, walked with :func:`_follow`'s guard on links."""
+    regex = _glob_regex(rest)
+    top = top or "."
     root_real = os.path.realpath(top)
     walked: set[str] = set()
     through_link: set[str] = set()
