@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeae.scan import archive
+from edgeae.scan import archive_walk as archive
 
 
 def _tree(tmp_path: Path) -> Path:

@@ -351,12 +351,13 @@ def read_product(
     """Read a whole archive product into an :class:`edgeae.imageio.ImageData` (see the module docstring)."""
     from edgeae.imageio import ImageData, convert_channels
     from edgeae.nodata import nodata_mask
+    from edgeae.printable import printable
 
     with ProductReader(path, bands=bands) as r:
         check_decode_limits(r)
         for note in r.warnings:  # what the reader chose or repaired, where the user sees it
             if note != r._geo_note:  # logged when the reader opened
-                log.warning("%s: %s", r.path, note)
+                log.warning("%s: %s", printable(os.fspath(r.path)), note)
         raw = r.read_raw(0, r.height)
         bad = r.invalid(raw)
         s = r.scaling_from(*valid_range(raw, bad))

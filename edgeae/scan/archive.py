@@ -14,7 +14,6 @@ never opened: the walk leaves it out and names it in a warning (a FIFO would blo
 from __future__ import annotations
 
 import functools
-import glob
 import hashlib
 import logging
 import os
@@ -23,13 +22,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeae.scan.archive_walk import _GLOB_CHARS, _follow, _glob_tree
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".pnm")
 PRODUCT_SUFFIXES = (".img", ".lbl", ".cub", ".xml", ".lblx", ".vic", ".jp2", ".j2k", ".jpx", ".qub")
 SCAN_SUFFIXES = IMAGE_SUFFIXES + PRODUCT_SUFFIXES
 MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
-_GLOB_CHARS = re.compile(r"[*?\[]")
 # what a scan writes at the top of its results folder (not archive files when that folder is the archive's)
 RESULT_FILES = ("scan.json", "manifest.jsonl", "results.parquet", "images.parquet", "report.json", "report.md")
 
@@ -122,29 +122,9 @@ def _walk_dir(root: Path, suffixes: tuple[str, ...], skip: frozenset[Path] = fro
         kinds = ", ".join(f"{k} {n}" for k, n in other.most_common(6)) + (", ..." if len(other) > 6 else "")
         log.warning(
             "%s: %d file(s) of other types are not images or products and were not scanned (%s)",
-            root, sum(other.values()), kinds,
+            as_text(str(root)), sum(other.values()), kinds,
         )  # fmt: skip
     return out
-
-
-def _follow(path: Path, root_real: str, walked: set[str], through_link: set[str]) -> bool:
-    """Whether :func:`_walk_dir` walks the folder ``path``: a real folder always, unless reached through a link; a
-    folder reached through a link when its real path lies outside the archive folder (whose real path is
-    ``root_real``: those files are walked under their own names) and is not one walked already (``walked``, the real
-    paths of the folders walked through links: a link back up the tree, a loop, ends there)."""
-    full = os.fspath(path)
-    if not os.path.islink(full) and os.path.dirname(full) not in through_link:
-        return True  # the common case: no link on the way, no real path needed
-    real = os.path.realpath(full)
-    if root_real.startswith(real.rstrip(os.sep) + os.sep):  # a folder above the archive (up -> .., /): not walked
-        log.warning("%s leads to %s, a folder holding the archive: not walked", as_text(full), as_text(real))
-        return False
-    if real in walked or real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
-        log.debug("%s leads to %s, walked under another name: not walked again", full, real)
-        return False
-    walked.add(real)
-    through_link.add(full)
-    return True
 
 
 def _read_via_labels(files: list[Path]) -> set[Path]:
@@ -206,71 +186,6 @@ def _glob(pattern: str, suffixes: tuple[str, ...]) -> list[ArchiveEntry]:
     return out
 
 
-def _glob_tree(pattern: str) -> list[str]:
-    """The paths ``pattern`` (with ``**``) matches, as :func:`glob.glob` with ``recursive=True`` gives them, but walked
-    with the folder walk's guard on links (:func:`_follow`): a link to a folder outside the tree is followed once, a
-    link back into it or to a folder walked already is not (glob followed each until the system's 40 links, ELOOP:
-    every image listed 40 times under longer names; two such links, 2^40 names, and the walk never ended). Wildcards
-    before the first ``**`` part are matched first (``arc*/**``: each folder ``arc*`` names is walked as its own tree,
-    not the whole parent folder: review s36 r17 #2)."""
-    parts = pattern.split("/")
-    if "**" not in parts:  # "**" inside a part is "*" there: no recursion
-        return glob.glob(pattern)
-    k = parts.index("**")
-    lead, rest = "/".join(parts[:k]), "/".join(parts[k:])
-    if _GLOB_CHARS.search(lead):
-        tops = sorted(d for d in glob.glob(lead) if os.path.isdir(d))
-        return [f for top in tops for f in _walk_glob(top + "/", rest)]
-    return _walk_glob(lead + "/" if parts[:k] else "", rest)
-
-
-def _walk_glob(top: str, rest: str) -> list[str]:
-    """The paths under the folder ``top`` (``""``: the working folder; else ending in ``/``) that the glob ``rest``
-    (from its first ``**`` part on) matches, walked with :func:`_follow`'s guard on links."""
-    regex = _glob_regex(rest)
-    top = top or "."
-    root_real = os.path.realpath(top)
-    walked: set[str] = set()
-    through_link: set[str] = set()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        dirnames[:] = [d for d in sorted(dirnames) if _follow(Path(dirpath, d), root_real, walked, through_link)]
-        rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
-        rel = "" if rel == "." else rel + "/"
-        out += [os.path.join(dirpath, f) for f in (*dirnames, *filenames) if regex.fullmatch(rel + f)]
-    return [p[2:] if top == "." and p.startswith("./") else p for p in out]  # as glob names them
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex of ``/``-separated relative paths for a glob ``pattern`` as :func:`glob.glob` reads it with
-    ``recursive=True``: ``**`` alone in a part is any number of folders, ``*``, ``?`` and ``[...]`` stay in one
-    part, and a wildcard does not match a name that starts with a dot."""
-    parts = pattern.split("/")
-    out = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            out.append(r"(?:(?!\.)[^/]*/)*" + (r"(?:(?!\.)[^/]*)?" if last else ""))
-            continue
-        rx = r"(?!\.)" if part[:1] in ("*", "?", "[") else ""
-        j = 0
-        while j < len(part):
-            c = part[j]
-            if c == "*":
-                rx += "[^/]*"
-            elif c == "?":
-                rx += "[^/]"
-            elif c == "[" and (k := part.find("]", j + 2)) != -1:
-                body = part[j + 1 : k]
-                rx += "[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]"
-                j = k
-            else:
-                rx += re.escape(c)
-            j += 1
-        out.append(rx + ("" if last else "/"))
-    return re.compile("".join(out))
-
-
 def walk_archive(
     specs: str | os.PathLike[str] | list[str | os.PathLike[str]],
     suffixes: tuple[str, ...] = SCAN_SUFFIXES,
@@ -328,10 +243,12 @@ def walk_archive(
         by_name[e.name] = e
     if repeats:  # a manifest line given twice, or a file both in a folder and named again: one scan of it
         distinct = len(set(repeats))
-        log.warning("%d archive file(s) listed more than once are scanned once (e.g. %r)", distinct, repeats[0])
+        log.warning(
+            "%d archive file(s) listed more than once are scanned once (e.g. '%s')", distinct, as_text(repeats[0])
+        )
     special = [(n, k) for n, e in by_name.items() if (k := _special(e.path)) is not None]
     if special:  # never opened (a FIFO blocks the first read until a writer comes): left out, and said so
-        shown = ", ".join(f"{n} ({k})" for n, k in special[:5]) + (
+        shown = ", ".join(f"{as_text(n)} ({k})" for n, k in special[:5]) + (
             f" and {len(special) - 5} more" if len(special) > 5 else ""
         )
         log.warning(
@@ -363,8 +280,8 @@ def walk_archive(
     if dropped:
         e, first = dropped[0]
         log.warning(
-            "%d archive file(s) listed under two names are scanned once (e.g. %r, scanned as %r)",
-            len(dropped), e.name, first.name,
+            "%d archive file(s) listed under two names are scanned once (e.g. '%s', scanned as '%s')",
+            len(dropped), as_text(e.name), as_text(first.name),
         )  # fmt: skip
     return sorted(kept.values(), key=lambda e: e.name)
 

@@ -203,7 +203,7 @@ def parts_digest(store: ScanStore, groups: list[list[ArchiveEntry]]) -> tuple[st
     newest = 0
     for group in groups:
         for e in group:
-            key = e.key  # (a hash of the name, computed at each use)
+            key = e.key  # (a hash of the name, computed once per entry)
             st = os.stat(store.part_path(key))
             line = f"{as_text(e.name)}\0{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"
             h.update(line.encode())
