@@ -44,3 +44,32 @@ def test_a_clean_commit_replaces_both(tmp_path: Path) -> None:
     downlink_plan._write_reports(tmp_path, {"run": 2}, "# run 2\n")
     assert (tmp_path / "report.md").read_text() == "# run 2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_without_hard_links_the_earlier_markdown_is_copied_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downlink_plan._write_reports(tmp_path, {"run": 1}, "# run 1\n")
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    _fail_json_rename(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        downlink_plan._write_reports(tmp_path, {"run": 2}, "# run 2\n")
+    assert (tmp_path / "report.md").read_text() == "# run 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_a_killed_runs_earlier_copy_is_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)  # fmt: skip
+    (tmp_path / f".report.md.earlier-{dead}").write_text("# old\n")
+    live = tmp_path / f".report.md.earlier-{os.getppid()}"  # a running process's: kept
+    live.write_text("# other\n")
+    downlink_plan._write_reports(tmp_path, {"run": 1}, "# run 1\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report.json", "report.md", live.name])

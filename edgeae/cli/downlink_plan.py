@@ -217,13 +217,28 @@ def _write_reports(out: Path, report: dict, md: str) -> None:
 
 
 def _keep_aside(path: Path) -> Path | None:
-    """A hard link to ``path`` beside it (``.NAME.earlier-PID``; None where there is no such file or the file system
-    cannot link): the earlier report stays whole on disk until the new one replaces both files."""
+    """A hard link to ``path`` beside it, or a copy where the file system cannot link (``.NAME.earlier-PID``; None
+    where there is no such file): the earlier report stays whole on disk until the new one replaces both files. Such
+    files a killed run left (their process gone) are removed first."""
+    import shutil
+
+    from edgeae.atomic import process_gone
+
+    for old in path.parent.glob(f".{path.name}.earlier-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isascii() and pid.isdigit() and process_gone(int(pid)):
+            old.unlink(missing_ok=True)
+    if not path.is_file():
+        return None
     aside = path.with_name(f".{path.name}.earlier-{os.getpid()}")
     try:
         aside.unlink(missing_ok=True)
-        os.link(path, aside)
+        try:
+            os.link(path, aside)
+        except OSError:  # no hard links here (some network and FAT file systems): a copy
+            shutil.copy2(path, aside)
     except OSError:
+        aside.unlink(missing_ok=True)
         return None
     return aside
 
