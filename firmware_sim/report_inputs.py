@@ -30,15 +30,25 @@ def read_telemetry(path: Path) -> list[dict[str, Any]]:
     return read_lines(path)
 
 
+RUN_FILES = ("summary.json", "telemetry.jsonl", "queue/index.json")
+
+
 def check_run_folder(out: Path) -> None:
-    """``MissionError`` in one line when ``out`` does not exist or is a file (checked before a report takes the
-    folder's lock, whose file cannot be made there)."""
+    """``MissionError`` in one line when ``out`` does not exist, is a file or holds none of a run's files (checked
+    before a report takes the folder's lock, whose file may not be makeable there: until review r18 of session 36
+    ``report /proc/self`` said "No such file or directory: '/proc/self/.edgeae.lock'"). Only whether the files
+    exist: the summary itself is read holding the lock."""
     from .mission import MissionError
 
     if not out.exists():
         raise MissionError(f"{out} does not exist: give the --out folder of a firmware-sim run")
     if not out.is_dir():
         raise MissionError(f"{out} is a file, not a run folder (the --out folder of firmware-sim run)")
+    if not any((out / n).is_file() for n in RUN_FILES):
+        raise MissionError(
+            f"{out} holds no summary.json, telemetry.jsonl or queue/index.json: is it the --out folder of "
+            "firmware-sim run?"
+        )
 
 
 def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
@@ -50,12 +60,7 @@ def load_summary(out: Path) -> tuple[dict[str, Any], list[str]]:
 
     check_run_folder(out)
     lines = read_lines(out / "telemetry.jsonl")
-    have = [n for n in ("summary.json", "telemetry.jsonl", "queue/index.json") if (out / n).is_file()]
-    if not have:
-        raise MissionError(
-            f"{out} holds no summary.json, telemetry.jsonl or queue/index.json: is it the --out folder of "
-            "firmware-sim run?"
-        )
+    have = [n for n in RUN_FILES if (out / n).is_file()]
     if "summary.json" in have and (not lines or run_finished(lines)):
         path = out / "summary.json"
         try:
