@@ -171,6 +171,13 @@ def close_dataset(ds: Any) -> None:
         alias.remove()
 
 
+def dataset_message(ds: Any, exc: BaseException) -> str:
+    """:func:`gdal_message` for an error of ``ds``, the links it was opened through (if any) named as the files."""
+    alias = getattr(ds, "_edgeae_alias", None)
+    text = gdal_message(exc)
+    return alias.unalias(text) if alias is not None else text
+
+
 def dataset_files(ds: Any) -> list[str]:
     """The files GDAL reads for ``ds`` (``ds.files``), under their own paths where it was opened through links."""
     alias = getattr(ds, "_edgeae_alias", None)
@@ -227,13 +234,33 @@ class _Alias:
         return os.path.join(self.folder, rel[2:] if rel.startswith("d" + os.sep) else rel)
 
     def unalias(self, text: str) -> str:
-        """``text`` (GDAL's message) with the links' paths written as the files' own (bytes not UTF-8 as \\xNN)."""
+        """``text`` (GDAL's message) with the links' paths written as the files' own (bytes not UTF-8 as \\xNN), and
+        the name of a link that stands for a file of another name (GDAL's read errors give a file's name alone)."""
         shown = os.fsencode(self.folder).decode("utf-8", "backslashreplace")
-        whole = os.fsencode(self.full).decode("utf-8", "backslashreplace")
-        return text.replace(self.path, whole).replace(os.path.join(self.tmp, "d"), shown).replace(self.tmp, shown)
+        text = text.replace(os.path.join(self.tmp, "d"), shown)
+        for link, name in self._renamed():
+            text = text.replace(os.path.join(self.tmp, link), os.path.join(shown, _shown(name)))
+        text = text.replace(self.tmp, shown)
+        renamed = dict(self._renamed())
+        if not renamed:
+            return text
+        # a bare name: not part of a longer one ("w_.tif" inside "w_.tif.aux.xml" or "xw_.tif")
+        names = "|".join(re.escape(k) for k in sorted(renamed, key=len, reverse=True))
+        return re.sub(rf"(?<![\w.\-/])({names})(?![\w\-]|\.\w)", lambda m: _shown(renamed[m.group(1)]), text)
+
+    def _renamed(self) -> list[tuple[str, str]]:
+        """(link name, the file's own name) of each link named otherwise than its file, longest first."""
+        if self.path.startswith(os.path.join(self.tmp, "d") + os.sep):
+            return []
+        return [(os.path.basename(self.path), os.path.basename(self.full))]
 
     def remove(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _shown(name: str) -> str:
+    """``name`` as said in a message: its bytes that are not UTF-8 as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _utf8(text: str) -> bool:

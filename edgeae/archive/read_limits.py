@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
-from edgeae.archive.gdal_env import _open_env, dataset_files, gdal_message, max_window_bytes
+from edgeae.archive.gdal_env import _open_env, dataset_files, dataset_message, max_window_bytes
 from edgeae.archive.open_checks import RAW_DRIVERS, check_jp2
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def check_last_line(r: ProductReader) -> None:
             r.ds.read([r.count], window=Window(r.width - k, r.height - 1, k, 1))
     except (rasterio.errors.RasterioIOError, UnicodeDecodeError) as exc:
         raise ImageReadError(
-            f"{r.path}: truncated or corrupt: its last line cannot be read ({gdal_message(exc)})"
+            f"{r.path}: truncated or corrupt: its last line cannot be read ({dataset_message(r.ds, exc)})"
         ) from exc
 
 

@@ -46,7 +46,7 @@ from edgeae._headers import ImageReadError
 from edgeae._optional import require
 from edgeae.archive.files import _head
 from edgeae.archive.formats import check_complete, open_target
-from edgeae.archive.gdal_env import GDAL_CACHE_MB, _open, _open_env, close_dataset
+from edgeae.archive.gdal_env import GDAL_CACHE_MB, _open, _open_env, close_dataset, dataset_message
 from edgeae.archive.gdal_env import gdal_message as gdal_message
 from edgeae.archive.gdal_env import max_window_bytes as max_window_bytes
 from edgeae.archive.label import (
@@ -255,7 +255,9 @@ class ProductReader:
             with _open_env(**self._opts):
                 arr = self.ds.read(self.bands, window=Window(0, y0, self.width, y1 - y0))
         except (rasterio.errors.RasterioIOError, UnicodeDecodeError) as exc:
-            raise ImageReadError(f"{self.path}: GDAL read of rows {y0}..{y1} failed ({gdal_message(exc)})") from exc
+            raise ImageReadError(
+                f"{self.path}: GDAL read of rows {y0}..{y1} failed ({dataset_message(self.ds, exc)})"
+            ) from exc
         except OSError as exc:
             raise ImageReadError(f"{self.path}: read of rows {y0}..{y1} failed ({exc})") from exc
         except MemoryError:
