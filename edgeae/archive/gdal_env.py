@@ -188,11 +188,14 @@ class _Alias:
     """Links of a UTF-8 path to a product whose path is not UTF-8, in a temporary folder: GDAL (through rasterio)
     opens UTF-8 paths only. A file of a UTF-8 name in a folder of another: ``TMP/d`` links to the folder, so GDAL
     finds everything beside it (a label's data files, sidecars) as in the folder itself. A file whose own name is not
-    UTF-8: ``TMP/<its name, its other bytes as _>`` links to it, and ``TMP/<name>`` to each file its label names
-    (:func:`edgeae.archive.formats.product_files`), which GDAL looks for beside it (no other file of its folder)."""
+    UTF-8: ``TMP/<its name, its other bytes as _>`` links to it, ``TMP/<name>`` to each file its label names
+    (:func:`edgeae.archive.formats.product_files`), and each file of its folder that shares its stem (``w\\xfe.tfw``,
+    ``.prj``, ``w\\xfe.tif.aux.xml``: world file, PAM) is linked renamed as it is (``w_.tfw`` beside ``w_.tif``), so
+    GDAL finds its georeferencing; no other file of its folder is seen."""
 
-    def __init__(self, tmp: str, folder: str, full: str, path: str) -> None:
+    def __init__(self, tmp: str, folder: str, full: str, path: str, renamed: dict[str, str] | None = None) -> None:
         self.tmp, self.folder, self.full, self.path = tmp, folder, full, path
+        self.renamed = renamed if renamed is not None else {}  # link name -> the file's own name (file mode)
 
     @classmethod
     def of(cls, target: Path) -> _Alias | None:
@@ -209,17 +212,18 @@ class _Alias:
             from edgeae.archive.formats import product_files
 
             others = [f.name for f in product_files(Path(full)) if f.parent == Path(folder)]
-            # its bytes that are not UTF-8 as "_" (not "\\xNN": GDAL takes a backslash for a folder separator)
-            alias = os.fsencode(name).decode("utf-8", "replace").replace("\ufffd", "_")
-            while alias in others:
-                alias = "_" + alias
-            path = os.path.join(tmp, alias)
-            os.symlink(full, path)
+            kin = [name] + [n for n in _stem_kin(folder, os.path.splitext(name)[0]) if n != name and n not in others]
+            prefix = ""
+            while any(prefix + _utf8_name(n) in others for n in kin):
+                prefix += "_"
+            renamed = {prefix + _utf8_name(n): n for n in kin}
+            for link, own in renamed.items():  # two names of one alias (w\xfe.tfw, w\xff.tfw): the last
+                os.symlink(os.path.join(folder, own), os.path.join(tmp, link))
             for other in others:
                 link = os.path.join(tmp, other)
                 if not os.path.lexists(link):
                     os.symlink(os.path.join(folder, other), link)
-            return cls(tmp, folder, full, path)
+            return cls(tmp, folder, full, os.path.join(tmp, prefix + _utf8_name(name)), renamed)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -231,6 +235,8 @@ class _Alias:
         rel = f[len(self.tmp) + 1 :]
         if f == self.path:
             return self.full
+        if rel in self.renamed:
+            return os.path.join(self.folder, self.renamed[rel])
         return os.path.join(self.folder, rel[2:] if rel.startswith("d" + os.sep) else rel)
 
     def unalias(self, text: str) -> str:
@@ -250,12 +256,36 @@ class _Alias:
 
     def _renamed(self) -> list[tuple[str, str]]:
         """(link name, the file's own name) of each link named otherwise than its file, longest first."""
-        if self.path.startswith(os.path.join(self.tmp, "d") + os.sep):
-            return []
-        return [(os.path.basename(self.path), os.path.basename(self.full))]
+        return sorted(((k, v) for k, v in self.renamed.items() if k != v), key=lambda kv: -len(kv[0]))
 
     def remove(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _utf8_name(name: str) -> str:
+    """``name`` with its bytes that are not UTF-8 as "_" (not "\\xNN": GDAL takes a backslash for a separator)."""
+    return os.fsencode(name).decode("utf-8", "replace").replace("\ufffd", "_")
+
+
+_KIN: dict[tuple[str, int], dict[str, list[str]]] = {}
+
+
+def _stem_kin(folder: str, stem: str) -> list[str]:
+    """The names in ``folder`` that start with ``stem + "."``: one listing per folder and change, grouped by the
+    part before the first dot, so a folder of many such products costs one listing, not one per product."""
+    try:
+        key = (folder, os.stat(folder).st_mtime_ns)
+    except OSError:
+        return []
+    groups = _KIN.get(key)
+    if groups is None:
+        groups = {}
+        with contextlib.suppress(OSError), os.scandir(folder) as it:
+            for entry in it:
+                groups.setdefault(entry.name.split(".", 1)[0], []).append(entry.name)
+        _KIN.clear()  # the last folder only
+        _KIN[key] = groups
+    return [n for n in groups.get(stem.split(".", 1)[0], []) if n.startswith(stem + ".")]
 
 
 def _shown(name: str) -> str:
