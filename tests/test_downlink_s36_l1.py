@@ -127,7 +127,9 @@ def test_plan_refuses_a_budget_under_one_send_before_any_work(tmp_path: Path, ca
                "sparse"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert "4 bytes per frame for g" in err[0] and "less than one packet (70 B of headers)" in err[0]
+    assert (
+        "4 bytes per frame for g" in err[0] and "less than one packet with one sample (71 B: 70 B of headers" in err[0]
+    )
 
 
 def test_plan_reports_are_written_both_or_neither(tmp_path: Path, monkeypatch) -> None:

@@ -126,7 +126,40 @@ def sparse_within(
     seed = cfg.mask_seed + frame_id
     keep = keep_for_bytes(samples, bits, budget, cfg.wire, seed)
     fr = sparse_from_samples(samples, bits, keep, seed, frame_id=frame_id)
+    if not fr.values.size and budget >= one_sample_bytes(samples, bits, cfg):
+        # the keep search missed the few-sample keeps of a budget just over one packet (its first try keeps
+        # budget/pixels, far over): the least keep whose mask keeps a pixel, one sample, which the budget holds
+        fr = sparse_from_samples(samples, bits, first_keep(samples.shape[:2], seed), seed, frame_id=frame_id)
     return fr, packetise(fr, config=cfg.wire, counters=counters)
+
+
+def one_sample_bytes(samples: np.ndarray, bits: int, cfg: PlanConfig) -> int:
+    """The wire bytes of a sparse frame of ``samples`` that carries one sample, packed as :func:`sparse_within`
+    sends it (a one-pixel frame of its first sample: the headers do not depend on the frame's size; one sample is
+    sent raw, so every pixel's takes as many bytes). Constant cost whatever the frame's size."""
+    from edgeae.masks import PRNG_VERSION
+
+    c = samples.shape[2]
+    one = SparseFrame(
+        0, 1, 1, c, bits, 1.0, "uniform", 0, PRNG_VERSION, np.ascontiguousarray(samples[:1, :1]).reshape(1, c)
+    )
+    return sum(map(len, packetise(one, config=cfg.wire)))
+
+
+def first_keep(shape: tuple[int, int], seed: int, block: int = 1 << 20) -> float:
+    """The least keep fraction whose uniform mask (``seed``) of a ``shape`` frame keeps a pixel: a pixel is kept
+    when the top 53 bits of its hash are under ceil(keep * 2**53) (:func:`edgeae.masks.uniform_threshold`), so
+    (least of them + 1) / 2**53 keeps exactly the pixel of the least hash. One pass over the pixels' hashes, a
+    block at a time (memory bounded whatever the frame's size)."""
+    from edgeae.masks import hash_counter, stream_key
+
+    h, w = shape
+    key = stream_key(seed, "uniform")
+    least = 2**53 - 1
+    for lo in range(0, h * w, block):
+        top = hash_counter(key, np.arange(lo, min(h * w, lo + block), dtype=np.uint64)) >> np.uint64(11)
+        least = min(least, int(top.min()))
+    return (least + 1) / 2.0**53
 
 
 def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: str, cfg: PlanConfig) -> Downlink:
@@ -165,13 +198,14 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
 
 
 def budget_floor(frame: LabelledFrame, methods: tuple[str, ...], cfg: PlanConfig) -> tuple[int, str]:
-    """The fewest wire bytes within which every method of ``methods`` can send ``frame`` (:func:`plan` raises
-    under it), and why: one sparse packet's headers and a sample, or for the JPEG 2000 methods the codec's file at
-    its lowest quality in its packets (with ``codec_head_copies``)."""
+    """The fewest wire bytes within which every method of ``methods`` can send ``frame`` with a sample (:func:`plan`
+    raises under it, or sends no sample), and why: one sparse packet with one sample (:func:`one_sample_bytes`), or
+    for the JPEG 2000 methods the codec's file at its lowest quality in its packets (with ``codec_head_copies``)."""
     from edgeae.wire.layout import overhead
 
     header = overhead("sparse")
-    floor, why = header + 1, f"one packet ({header} B of headers)"
+    one = one_sample_bytes(frame.samples, frame.bits, cfg)
+    floor, why = one, f"one packet with one sample ({one} B: {header} B of headers and {one - header} B of sample)"
     if any(m in ("jpeg2000", "prioritised-j2k") for m in methods):
         deep = frame.bits if frame.bits > 8 else None
         size = len(baselines.encode(frame.samples, "jpeg2000", baselines.QUALITY_RANGE["jpeg2000"][0], deep))
