@@ -279,7 +279,7 @@ def test_rays_worker_died_lines_stay_off_stdout_and_are_counted(monkeypatch, cap
     colorama = type(sys)("colorama.initialise")
     colorama.reset_all = lambda: None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "colorama.initialise", colorama)
-    monkeypatch.setattr(ray_engine.atexit, "unregister", unregistered.append)
+    monkeypatch.setattr("atexit.unregister", unregistered.append)
     quiet = ray_engine._RayMessages(fake, verbose=False)
     line = "\x1b[33m(raylet)\x1b[0m A worker died or was killed while executing a task by an unexpected system error."
     worker.print_to_stdstream({"lines": [line], "pid": "raylet", "is_err": False}, ignore_prefix=False)

@@ -5,12 +5,15 @@ kept across ``ray.init`` and ``ray.shutdown``. The Ray engine (:mod:`edgeae.scan
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
 import os
+import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -316,11 +319,65 @@ def alive_nodes(ray: Any) -> dict[str, str]:
         return {}
 
 
-def lost_nodes(ray: Any, before: dict[str, str], marked_dead: dict[str, str]) -> dict[str, str]:
+def lost_nodes(
+    ray: Any, before: dict[str, str], marked_dead: dict[str, str], hosted: set[str] | None = None
+) -> dict[str, str]:
     """The nodes of ``before`` (:func:`alive_nodes` at the start) that are no longer alive, and those Ray's messages
-    said were marked dead (``marked_dead``: id -> address): id -> address."""
+    said were marked dead (``marked_dead``: id -> address): id -> address. With ``hosted`` (the ids of the nodes the
+    scan's actors ran on), only those: an idle node the autoscaler removed, drained or taken back held no image. Where
+    no id of ``hosted`` is a node Ray named (the actors' nodes not known), every lost node is kept."""
     now = alive_nodes(ray) if before else {}
     lost = {nid: addr for nid, addr in before.items() if now and nid not in now}
     for nid, addr in marked_dead.items():
         lost.setdefault(nid, before.get(nid, addr))
+    if hosted and any(same_node(h, n) for h in hosted for n in {*before, *marked_dead}):
+        lost = {nid: addr for nid, addr in lost.items() if any(same_node(h, nid) for h in hosted)}
     return lost
+
+
+def deaths_on(died_on: dict[str, int], nodes: dict[str, str]) -> int:
+    """The worker deaths of ``died_on`` (node id -> deaths) on ``nodes`` (id -> address)."""
+    return sum(n for node, n in died_on.items() if any(same_node(node, nid) for nid in nodes))
+
+
+def same_node(a: str, b: str) -> bool:
+    """Whether two node ids name one node (Ray's messages may give an id cut short)."""
+    return bool(a and b) and (a.startswith(b) or b.startswith(a))
+
+
+_MARKED_DEAD = re.compile(r"node id:\s*([0-9a-f]+)\s+and address:\s*(\S+).*has been marked dead", re.IGNORECASE)
+
+
+class _RayMessages:
+    """Keep Ray's driver-side messages off stdout unless -v: its error listener prints "(raylet) A worker died ..."
+    lines (with colour codes) to ``sys.stdout`` whatever ``log_to_driver`` says, and colorama, which Ray loads, writes
+    a colour reset to stdout at exit. Counts the worker deaths Ray reports. ``close()`` undoes it."""
+
+    def __init__(self, ray: Any, *, verbose: bool) -> None:
+        self.deaths = 0
+        self.dead_nodes: dict[str, str] = {}  # id -> address of the nodes Ray said it marked dead
+        self.verbose = verbose
+        self._module = getattr(getattr(ray, "_private", None), "worker", None)
+        self._original = getattr(self._module, "print_to_stdstream", None)
+        if self._original is not None:
+            self._module.print_to_stdstream = self._print  # type: ignore[union-attr]
+
+    def _print(self, data: dict[str, Any], ignore_prefix: bool) -> None:
+        lines = [str(line) for line in data.get("lines", [])]
+        self.deaths += sum("worker died" in line.lower() for line in lines)
+        for line in lines:  # "The node with node id: ID and address: IP and node name: ... has been marked dead ..."
+            m = _MARKED_DEAD.search(line)
+            if m is not None:
+                self.dead_nodes[m.group(1)] = m.group(2)
+        if self.verbose and self._original is not None:  # with -v, Ray's messages go to stderr
+            self._original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
+        else:
+            for line in lines:
+                logging.getLogger("edgeae.ray").debug("ray: %s", line)
+
+    def close(self) -> None:
+        if self._original is not None and self._module is not None:
+            self._module.print_to_stdstream = self._original
+        colorama = sys.modules.get("colorama.initialise")
+        if colorama is not None and hasattr(colorama, "reset_all"):
+            atexit.unregister(colorama.reset_all)

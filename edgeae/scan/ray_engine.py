@@ -20,11 +20,8 @@ model file must be readable on every node of a cluster. Connecting to Ray (a clu
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import re
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,7 +36,17 @@ from edgeae.scan.pipeline import ImageResult, ScanConfig, scan_image
 from edgeae.scan.ray_connect import CONNECT_DEADLINE_S as CONNECT_DEADLINE_S
 from edgeae.scan.ray_connect import CONNECT_TIMEOUT_S as CONNECT_TIMEOUT_S
 from edgeae.scan.ray_connect import LOCAL_OBJECT_STORE_BYTES as LOCAL_OBJECT_STORE_BYTES
-from edgeae.scan.ray_connect import HeadWatch, _init_ray, _sigterm_kept, alive_nodes, gcs_address, lost_nodes
+from edgeae.scan.ray_connect import (
+    HeadWatch,
+    _init_ray,
+    _sigterm_kept,
+    alive_nodes,
+    deaths_on,
+    gcs_address,
+    lost_nodes,
+    same_node,
+)
+from edgeae.scan.ray_connect import _RayMessages as _RayMessages
 from edgeae.scan.scoring import Scorer
 
 # a worker process that dies on an image (killed, out of memory, a crash in native code) has its call tried this many
@@ -162,7 +169,10 @@ def iter_ray(
         if on_ready is not None:
             on_ready()
         yield from pool.run(on_patches or (lambda n: None))
-        pool.warn(quiet.deaths, lost_nodes(ray, nodes, quiet.dead_nodes))
+        hosted = {w.rsplit(":", 1)[0] for w in pool.hosts}  # the nodes the actors ran on
+        lost = lost_nodes(ray, nodes, quiet.dead_nodes, hosted)
+        known = any(same_node(h, nid) for h in hosted for nid in lost)  # else: all deaths said with the lost nodes
+        pool.warn(quiet.deaths, lost, deaths_on(pool.died_on, lost) if known else None)
     finally:
         if watch is not None:
             watch.stop()
@@ -200,6 +210,8 @@ class _Pool:
         self.held: dict[int, tuple[ArchiveEntry, dict[str, str]]] = {}  # place -> image its dead call waits on
         self.idle: list[int] = []  # places whose actor is up with no call (no image left to send, for now)
         self.last = [""] * size  # the worker process that answered each actor last ("": not known)
+        self.hosts: set[str] = set()  # every worker process ("node:pid") that answered
+        self.died_on: dict[str, int] = {}  # node id -> deaths counted below of worker processes there
         self.moved: set[str] = set()  # images sent to another actor after theirs died for good
         # deaths seen here: a lower bound (a worker restarted twice between two calls counts once)
         self.deaths = self.lost = self.failed_starts = self.empty = 0
@@ -239,8 +251,9 @@ class _Pool:
                     result, error, seen = None, error_text(exc), 0
                 else:
                     if self.last[slot] and self.last[slot] != whoami:
-                        self.deaths += 1
+                        self._died(slot, 1)
                     self.last[slot] = whoami
+                    self.hosts.add(whoami)
                 self._ready(slot)  # before the caller writes this one: the actor is not kept waiting
                 report(seen)
                 yield entry, result, error
@@ -261,12 +274,14 @@ class _Pool:
             return
         if not self.up[slot]:  # a fresh actor's first answer (not one after an image killed its worker, review r13):
             self.starts_since_up = 0  # places that failed to start may be tried again
-        self.up[slot], self.last[slot] = True, whoami  # after a death: a new process, already counted below
         held = self.held.pop(slot, None)
+        if held is not None:
+            self._died(slot, WORKER_RETRIES + 1)  # on the node of the process that last had it
+        self.up[slot], self.last[slot] = True, whoami  # after a death: a new process, counted just above
+        self.hosts.add(whoami)
         self._ready(slot)
         if held is not None:
             self.lost += 1
-            self.deaths += WORKER_RETRIES + 1
             yield held[0], None, WORKER_DIED
 
     def _dead_for_good(self, slot: int) -> Iterator[Outcome]:
@@ -274,7 +289,7 @@ class _Pool:
         fresh actor unless too many never came up."""
         held = self.held.pop(slot, None)
         if held is not None:
-            self.deaths += 1
+            self._died(slot, 1)
             if held[0].name in self.moved:  # its second actor died for good too: failed, not sent on for ever
                 self.lost += 1
                 yield held[0], None, WORKER_DIED
@@ -296,6 +311,12 @@ class _Pool:
             self.empty += 1
         self._send()  # an image given back, and an actor up with nothing to do
 
+    def _died(self, slot: int, n: int) -> None:
+        """``n`` deaths of the worker process of ``slot`` (its last one's node: the node they happened on)."""
+        self.deaths += n
+        node = self.last[slot].rsplit(":", 1)[0]
+        self.died_on[node] = self.died_on.get(node, 0) + n
+
     def _ready(self, slot: int) -> None:
         self.idle.append(slot)
         self._send()
@@ -306,9 +327,10 @@ class _Pool:
             entry, item = self.todo.popleft()
             self.running[self.actors[slot].scan.remote(item["path"], item["name"])] = (slot, entry, item)
 
-    def warn(self, reported: int, lost: dict[str, str] | None = None) -> None:
-        """The scan's warnings: nodes ``lost`` (id -> address), images failed with their workers, deaths, actors that
-        never came up."""
+    def warn(self, reported: int, lost: dict[str, str] | None = None, lost_deaths: int | None = None) -> None:
+        """The scan's warnings: nodes ``lost`` (id -> address) that held actors, images failed with their workers,
+        deaths (those on the lost nodes, ``lost_deaths``, said with them: all, where not given), actors that never
+        came up."""
         log = logging.getLogger(__name__)
         # Ray's messages (a lower bound: it folds repeated ones) count the deaths of the actors that never came up too
         deaths = max(self.deaths, reported - self.failed_starts * (ACTOR_RESTARTS + 1))
@@ -330,10 +352,10 @@ class _Pool:
                 "%d image(s) recorded as failed: a Ray worker process died on them %d times (%d worker death(s) in "
                 "this scan; -v shows Ray's messages)", self.lost, WORKER_RETRIES + 1, deaths,
             )  # fmt: skip
-        elif deaths and not lost:
+        elif deaths > (0 if not lost else deaths if lost_deaths is None else lost_deaths):  # not on a lost node
             log.warning(
                 "%d Ray worker process(es) died during the scan; their images were scanned again and every one "
-                "finished", deaths,
+                "finished", deaths - (lost_deaths or 0 if lost else 0),
             )  # fmt: skip
 
 
@@ -355,41 +377,3 @@ def worker_items(entries: list[ArchiveEntry]) -> list[dict[str, str]]:
     command's), the name exactly as the results store it."""
     cwd = os.getcwd()
     return [{"path": os.path.join(cwd, os.fspath(e.path)), "name": e.name} for e in entries]
-
-
-_MARKED_DEAD = re.compile(r"node id:\s*([0-9a-f]+)\s+and address:\s*(\S+).*has been marked dead", re.IGNORECASE)
-
-
-class _RayMessages:
-    """Keep Ray's driver-side messages off stdout unless -v: its error listener prints "(raylet) A worker died ..."
-    lines (with colour codes) to ``sys.stdout`` whatever ``log_to_driver`` says, and colorama, which Ray loads, writes
-    a colour reset to stdout at exit. Counts the worker deaths Ray reports. ``close()`` undoes it."""
-
-    def __init__(self, ray: Any, *, verbose: bool) -> None:
-        self.deaths = 0
-        self.dead_nodes: dict[str, str] = {}  # id -> address of the nodes Ray said it marked dead
-        self.verbose = verbose
-        self._module = getattr(getattr(ray, "_private", None), "worker", None)
-        self._original = getattr(self._module, "print_to_stdstream", None)
-        if self._original is not None:
-            self._module.print_to_stdstream = self._print  # type: ignore[union-attr]
-
-    def _print(self, data: dict[str, Any], ignore_prefix: bool) -> None:
-        lines = [str(line) for line in data.get("lines", [])]
-        self.deaths += sum("worker died" in line.lower() for line in lines)
-        for line in lines:  # "The node with node id: ID and address: IP and node name: ... has been marked dead ..."
-            m = _MARKED_DEAD.search(line)
-            if m is not None:
-                self.dead_nodes[m.group(1)] = m.group(2)
-        if self.verbose and self._original is not None:  # with -v, Ray's messages go to stderr
-            self._original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
-        else:
-            for line in lines:
-                logging.getLogger("edgeae.ray").debug("ray: %s", line)
-
-    def close(self) -> None:
-        if self._original is not None and self._module is not None:
-            self._module.print_to_stdstream = self._original
-        colorama = sys.modules.get("colorama.initialise")
-        if colorama is not None and hasattr(colorama, "reset_all"):
-            atexit.unregister(colorama.reset_all)
