@@ -133,38 +133,10 @@ def same_bytes_over(
     samples, codec: str, wire_bytes: int, link, max_packet: int, bits: int, valid=None
 ) -> list[dict[str, Any]]:
     """``edgeae.ground.baselines.same_bytes`` of one codec, its PSNR over the ``valid`` pixels only (None: every
-    pixel, then its row is same_bytes' own): the codecs' rows scored as the sparse frame's."""
-    import numpy as np
-
+    pixel): the codecs' rows scored as the sparse frame's."""
     from edgeae.ground import baselines
-    from edgeae.metrics import psnr_db
 
-    if valid is None or valid.all():
-        return baselines.same_bytes(samples, [codec], wire_bytes, link, max_packet, bits)
-    deep = bits > 8 and codec in baselines.DEEP_CODECS
-    ref = samples.astype(np.float32) / np.float32(2**bits - 1)
-    src, sbits = (samples, bits) if deep or bits <= 8 else (np.round(ref * 255).astype(np.uint8), 8)
-    what = f"{bits}-bit" if sbits == bits else f"8-bit copy of {bits}-bit"
-    budget = baselines.file_budget(wire_bytes, max_packet)
-    try:
-        data, q = baselines.at_bytes(src, codec, budget, bits if deep else None)
-    except ValueError as exc:
-        return [{"method": codec, "input": what, "file_budget": budget, "error": f"{exc} (the {wire_bytes} wire "
-                 f"bytes less {wire_bytes - budget} bytes of packet headers)"}]  # fmt: skip
-    r = baselines.over_link(data, codec, src.shape, link, max_packet, original=src, bits=sbits)
-    got = None if r.lost else r.image.astype(np.float32) / np.float32(2**sbits - 1)
-    return [{
-        "method": codec,
-        "input": what,
-        "file_bytes": len(data),
-        "quality": q,
-        "wire_bytes": r.wire_bytes,
-        "packets": r.packets,
-        "bytes_received": r.bytes_received,
-        "decoded": r.how,
-        "lost": r.lost,
-        "psnr": None if got is None else round(psnr_db(ref[valid], got.reshape(ref.shape)[valid]), 3),
-    }]  # fmt: skip
+    return baselines.same_bytes(samples, [codec], wire_bytes, link, max_packet, bits, valid=valid)
 
 
 def compare_table(rows: list[dict]) -> str:

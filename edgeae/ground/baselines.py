@@ -250,6 +250,7 @@ def same_bytes(
     link: LinkConfig,
     max_packet: int,
     bits: int = 8,
+    valid: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Each codec's file at the best quality whose packets take at most ``wire_bytes``, sent over ``link``:
     one row per codec with the file and wire bytes, the quality, how it decoded and the PSNR (dB) against
@@ -258,8 +259,11 @@ def same_bytes(
     frame reads as a lost sparse frame does), inf when identical. A codec of :data:`DEEP_CODECS` codes the samples
     as they are; an 8-bit codec (JPEG, WebP) an 8-bit copy of a deeper frame, its loss counted in its PSNR (the
     row's ``input`` says which). ``file_bytes`` is the codec's file, ``wire_bytes`` its packets with their headers
-    (the budget is in wire bytes). A codec that cannot get that small is reported with ``error``."""
-    from edgeae.metrics import psnr
+    (the budget is in wire bytes). A codec that cannot get that small is reported with ``error``. ``valid`` (bool
+    (H, W); None: every pixel): the PSNR over those pixels only, as ``edgeae reconstruct`` scores a frame with no-data
+    margins (``downlink simulate --compare``)."""
+    if valid is not None and valid.all():
+        valid = None
 
     top = float(2**bits - 1)
     ref = img.astype(np.float32) / np.float32(top)  # the real original, on the camera's scale
@@ -287,6 +291,15 @@ def same_bytes(
             "bytes_received": r.bytes_received,
             "decoded": r.how,
             "lost": r.lost,
-            "psnr": None if r.lost else round(float(psnr(ref, r.image / np.float32(2**sbits - 1))), 3),
+            "psnr": None if r.lost else round(_psnr_over(ref, r.image / np.float32(2**sbits - 1), valid), 3),
         })  # fmt: skip
     return rows
+
+
+def _psnr_over(ref: np.ndarray, got: np.ndarray, valid: np.ndarray | None) -> float:
+    """PSNR (dB) of ``got`` against ``ref`` (both on [0, 1]) over every pixel, or over the ``valid`` ones."""
+    from edgeae.metrics import psnr, psnr_db
+
+    if valid is None:
+        return float(psnr(ref, got))
+    return psnr_db(ref[valid], got.reshape(ref.shape)[valid])
