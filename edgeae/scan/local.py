@@ -194,7 +194,10 @@ def _stop_workers(pool: cf.ProcessPoolExecutor, timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     for proc in procs:
         proc.join(max(0.0, deadline - time.monotonic()))
-    for proc in procs:  # still there after SIGTERM (a loaded machine, a worker deep in a C call): SIGKILL
-        if proc.is_alive():
+    # still there after SIGTERM (a loaded machine, a worker deep in a C call, or one so early in its start that its
+    # sentinel already reads closed and join returns at once): SIGKILL until waitpid says it ended (is_alive polls it)
+    end = time.monotonic() + max(timeout, 10.0)
+    for proc in procs:
+        while proc.is_alive() and time.monotonic() < end:
             proc.kill()
-            proc.join(timeout)
+            time.sleep(0.02)
