@@ -17,7 +17,8 @@ pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq
 from test_scan_support import tiny_cae
 
-from edgeae.scan.archive import as_text, entry_key, walk_archive
+from edgeae.printable import printable
+from edgeae.scan.archive import entry_key, walk_archive
 from edgeae.scan.report_text import report_markdown
 
 BAD = os.fsdecode(b"x\xfe.png")  # a legal Linux file name whose bytes are not UTF-8 ('x\udcfe.png' in Python)
@@ -63,7 +64,7 @@ def test_the_keys_of_utf8_names_are_those_of_earlier_versions(name: str, key: st
 def test_a_name_that_is_not_utf8_is_keyed_by_its_bytes() -> None:
     assert entry_key(BAD) == "x_-" + hashlib.sha1(b"x\xfe.png").hexdigest()[:12]
     assert entry_key(BAD) != entry_key(os.fsdecode(b"x\xff.png"))  # two such names: two keys
-    assert as_text(BAD) == "x\\xfe.png" and as_text(HOSTILE) == HOSTILE  # shown escaped; UTF-8 names as they are
+    assert printable(BAD) == "x\\xfe.png" and printable(HOSTILE) == HOSTILE  # shown escaped; UTF-8 names as they are
 
 
 def test_a_manifest_listing_a_name_that_is_not_utf8_lists_that_file(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeae.scan.archive import ArchiveEntry, as_text
+from edgeae.printable import printable
+from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.manifest import Record
 from edgeae.scan.out_checks import write_part
 from edgeae.scan.pipeline import ScanConfig, TopK
@@ -41,7 +42,7 @@ def _table(name: str, xs: np.ndarray, ys: np.ndarray, scores: np.ndarray, *, ter
     """A part as :meth:`ScanStore.write_result` writes it (``geo=False``: as before the map columns existed)."""
     n = len(xs)
     cols: dict[str, Any] = {
-        "file": pa.array([as_text(name)] * n, pa.string()),
+        "file": pa.array([printable(name)] * n, pa.string()),
         "x": pa.array(xs, pa.int32()),
         "y": pa.array(ys, pa.int32()),
         "score": pa.array(scores, pa.float64()),

@@ -158,7 +158,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeae.cli import CLIError
-    from edgeae.scan.archive import as_text
+    from edgeae.printable import printable
     from edgeae.scan.errors import ActorsDiedError, ClusterLostError, ModelLoadError
     from edgeae.scan.quality import QualityFilter
     from edgeae.scan.report_text import report_markdown, report_summary
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         restore()
     # a few lines (counts, rates, the best patches, where the report is); the whole report.md with -v
     text = report_markdown(report) if getattr(args, "verbose", False) else report_summary(report, args.out)
-    print(as_text(text), end="")  # a stdout that takes UTF-8 only (report texts are escaped already)
+    print(printable(text), end="")  # a stdout that takes UTF-8 only (report texts are escaped already)
     if report.get("failed"):  # the rest is scanned and recorded; a script still needs to see it
         print(
             f"edgeae scan: {report['failed']} image(s) could not be read (listed in {Path(args.out) / 'report.md'}; "

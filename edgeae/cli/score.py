@@ -349,7 +349,7 @@ def _once(files: list[Path]) -> list[Path]:
     file named twice (overlapping shell globs, a file and a link to it) was scored twice, its rows written twice, and
     with a set-relative score (frame-z-knn, context-knn) its copy was each of its patches' nearest neighbour, changing
     every image's scores (audit s36 a2 #3; ``edgeae scan`` de-duplicates the same way)."""
-    from edgeae.scan.archive import as_text
+    from edgeae.printable import printable
 
     seen: dict[Path, Path] = {}  # the file (resolved) -> the name it was first given
     repeats: list[Path] = []
@@ -362,7 +362,7 @@ def _once(files: list[Path]) -> list[Path]:
         log.warning(
             "%d image(s) given again (the same name, or another name of a file given before) are scored once (e.g. %s, "
             "scored as %s)",
-            len(repeats), as_text(str(f)), as_text(str(seen[f.resolve()])),
+            len(repeats), printable(str(f)), printable(str(seen[f.resolve()])),
         )  # fmt: skip
     return list(seen.values())
 

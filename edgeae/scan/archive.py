@@ -3,7 +3,7 @@
 Every entry has a stable ``name`` (the path relative to the folder, manifest or glob root it came from,
 with ``/`` separators) used in the results, and a ``key`` derived from it that names its result files. A file
 name that is not UTF-8 (legal on Linux) is kept as the file system gives it, keyed by its bytes, and written in the
-results with those bytes as ``\\xNN`` (:func:`as_text`).
+results with those bytes as ``\\xNN`` (:func:`edgeae.printable.printable`).
 The list is sorted by name and de-duplicated, so two walks of the same archive give the same order.
 Planetary products (PDS3, PDS4, ISIS3, VICAR, JP2: :mod:`edgeae.archive`) are walked too; a product with a
 detached label appears once, by its label (its data file beside it is dropped), and an ``.xml`` counts
@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeae.printable import printable
 from edgeae.scan.archive_walk import _GLOB_CHARS, _follow, _glob_tree
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,6 @@ def name_bytes(name: str) -> bytes:
         return name.encode("utf-8", "surrogatepass")
 
 
-def as_text(text: str) -> str:
-    """``text`` (a file name, a path, a message naming one) as UTF-8 text for the results (report.md, report.json,
-    the Parquet ``file`` columns, the console): the bytes of a file name that are not UTF-8 written as ``\\xNN``
-    (``x\\xfe.png``); any other text is returned as it is."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return name_bytes(text).decode("utf-8", "backslashreplace")
-
-
 def _is_image(p: Path, suffixes: tuple[str, ...]) -> bool:
     return p.is_file() and p.suffix.lower() in suffixes
 
@@ -122,7 +112,7 @@ def _walk_dir(root: Path, suffixes: tuple[str, ...], skip: frozenset[Path] = fro
         kinds = ", ".join(f"{k} {n}" for k, n in other.most_common(6)) + (", ..." if len(other) > 6 else "")
         log.warning(
             "%s: %d file(s) of other types are not images or products and were not scanned (%s)",
-            as_text(str(root)), sum(other.values()), kinds,
+            printable(str(root)), sum(other.values()), kinds,
         )  # fmt: skip
     return out
 
@@ -244,11 +234,11 @@ def walk_archive(
     if repeats:  # a manifest line given twice, or a file both in a folder and named again: one scan of it
         distinct = len(set(repeats))
         log.warning(
-            "%d archive file(s) listed more than once are scanned once (e.g. '%s')", distinct, as_text(repeats[0])
+            "%d archive file(s) listed more than once are scanned once (e.g. '%s')", distinct, printable(repeats[0])
         )
     special = [(n, k) for n, e in by_name.items() if (k := _special(e.path)) is not None]
     if special:  # never opened (a FIFO blocks the first read until a writer comes): left out, and said so
-        shown = ", ".join(f"{as_text(n)} ({k})" for n, k in special[:5]) + (
+        shown = ", ".join(f"{printable(n)} ({k})" for n, k in special[:5]) + (
             f" and {len(special) - 5} more" if len(special) > 5 else ""
         )
         log.warning(
@@ -281,7 +271,7 @@ def walk_archive(
         e, first = dropped[0]
         log.warning(
             "%d archive file(s) listed under two names are scanned once (e.g. '%s', scanned as '%s')",
-            len(dropped), as_text(e.name), as_text(first.name),
+            len(dropped), printable(e.name), printable(first.name),
         )  # fmt: skip
     return sorted(kept.values(), key=lambda e: e.name)
 

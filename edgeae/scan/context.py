@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.scan.archive import ArchiveEntry, as_text
+from edgeae.printable import printable
+from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.out_checks import PartDamagedError, read_part, write_part
 from edgeae.scan.pipeline import ScanConfig, TopK, best_patches, count_patches
 from edgeae.scan.state import ScanStore, _atomic_write, save_top
@@ -154,8 +155,8 @@ def rank_set(store: ScanStore, entries: list[ArchiveEntry], progress: bool = Fal
         except Exception as exc:  # the image moved or changed since it was scanned: scores kept, no thumbnails
             log.warning(
                 "%s: best patches not read back (%s); its scores are kept, the gallery goes without it",
-                as_text(e.name),
-                as_text(str(exc)),
+                printable(e.name),
+                printable(str(exc)),
             )
             top = TopK.empty(config.model.channels, config.patch)
             no_thumbs += 1

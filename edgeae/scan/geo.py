@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeae._optional import require
-from edgeae.scan.archive import as_text
+from edgeae.printable import printable
 from edgeae.scan.out_checks import check_utf8_path
 
 __all__ = [
@@ -144,7 +144,7 @@ def _features(
                 ring = [[float(a), float(b)] for a, b in zip(*outlines[rank], strict=True)]
                 shape = {"type": "Polygon", "coordinates": [ring]}
             props = {
-                "score": float(top.scores[rank]), "rank_in_product": rank, "product": as_text(e.name),
+                "score": float(top.scores[rank]), "rank_in_product": rank, "product": printable(e.name),
                 "product_id": meta.get("product_id") or "", "instrument": meta.get("instrument") or "",
                 "body": geo.body or "", "x_px": x, "y_px": y, "patch_px": patch,
                 "map_x": float(cols["map_x"][rank]), "map_y": float(cols["map_y"][rank]),
@@ -289,7 +289,7 @@ def write_scores_csv(path: str | os.PathLike[str], results: list[Any]) -> int | 
             cols = geo_columns(g, r.x, r.y, r.patch)
             for i, (x, y, s, v) in enumerate(zip(r.x, r.y, r.score, r.valid_frac, strict=True)):
                 geo = ["" if np.isnan(cols[c][i]) else f"{cols[c][i]:.10g}" for c in GEO_COLUMNS]
-                out.writerow([as_text(str(r.file)), int(x), int(y), f"{s:.6g}", f"{v:.4f}", *geo])
+                out.writerow([printable(str(r.file)), int(x), int(y), f"{s:.6g}", f"{v:.4f}", *geo])
                 n += 1
     return n
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path
-from edgeae.scan.archive import ArchiveEntry, as_text
+from edgeae.printable import printable
+from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.out_checks import part_damage, read_part
 from edgeae.scan.pipeline import TopK
 from edgeae.scan.state import ScanStore
@@ -61,11 +62,12 @@ def summary(table: Any) -> dict[str, Any]:
 
 
 def _groups(done: list[ArchiveEntry]) -> list[list[ArchiveEntry]]:
-    """``done`` in the order of the text of their parts' ``file`` column (:func:`as_text`; a stable sort, as the
-    rows' was: Python orders text by code point, Arrow by UTF-8 bytes, the same order), equal texts in one group."""
+    """``done`` in the order of the text of their parts' ``file`` column (:func:`edgeae.printable.printable`; a stable
+    sort, as the rows' was: Python orders text by code point, Arrow by UTF-8 bytes, the same order), equal texts in one
+    group."""
     groups: list[list[ArchiveEntry]] = []
-    for e in sorted(done, key=lambda e: as_text(e.name)):
-        if groups and as_text(groups[-1][0].name) == as_text(e.name):
+    for e in sorted(done, key=lambda e: printable(e.name)):
+        if groups and printable(groups[-1][0].name) == printable(e.name):
             groups[-1].append(e)
         else:
             groups.append([e])
@@ -205,7 +207,7 @@ def parts_digest(store: ScanStore, groups: list[list[ArchiveEntry]]) -> tuple[st
         for e in group:
             key = e.key  # (a hash of the name, computed once per entry)
             st = os.stat(store.part_path(key))
-            line = f"{as_text(e.name)}\0{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"
+            line = f"{printable(e.name)}\0{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"
             h.update(line.encode())
             newest = max(newest, st.st_mtime_ns)
     return h.hexdigest(), newest

@@ -19,7 +19,8 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path, remove_stale_temps
-from edgeae.scan.archive import ArchiveEntry, as_text, entry_key
+from edgeae.printable import printable
+from edgeae.scan.archive import ArchiveEntry, entry_key
 from edgeae.scan.merge import gallery_top, record_digest, write_images, write_results
 from edgeae.scan.report_text import report_markdown
 from edgeae.scan.state import RESULT_COLUMNS, Record, ScanStore
@@ -120,7 +121,7 @@ def thumb_stem(name: str) -> str:
     characters, ASCII, and a hash of the name), so a legal 255-byte file name still gives a thumbnail name the file
     system takes, and one that is not UTF-8 a name report.md can link to."""
     stem = Path(name).stem
-    return stem if as_text(stem) == stem and len(stem.encode("utf-8")) <= THUMB_STEM_BYTES else entry_key(name)
+    return stem if printable(stem) == stem and len(stem.encode("utf-8")) <= THUMB_STEM_BYTES else entry_key(name)
 
 
 def _write_gallery(
@@ -261,10 +262,10 @@ def finalize(
 
 
 def texts(obj: Any) -> Any:
-    """``obj`` (dicts, lists, strings, numbers) with every string as :func:`edgeae.scan.archive.as_text` gives it:
+    """``obj`` (dicts, lists, strings, numbers) with every string as :func:`edgeae.printable.printable` gives it:
     a file name, path or message whose bytes are not UTF-8 written with ``\\xNN`` escapes, as UTF-8 writers take."""
     if isinstance(obj, str):
-        return as_text(obj)
+        return printable(obj)
     if isinstance(obj, dict):
         return {texts(k): texts(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

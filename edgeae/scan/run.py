@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeae._optional import require
-from edgeae.scan.archive import as_text, walk_archive
+from edgeae.printable import printable
+from edgeae.scan.archive import walk_archive
 from edgeae.scan.pipeline import ScanConfig, count_patches
 from edgeae.scan.quality import QualityFilter
 from edgeae.scan.report import RateClock, finalize, write_report
@@ -124,7 +125,7 @@ def scan_archive(
             todo = store.pending(entries, retry_failed=retry_failed)
             _warn_recorded_elsewhere(store, entries)
             if store.changed:
-                shown = as_text(", ".join(store.changed[:5])) + (
+                shown = printable(", ".join(store.changed[:5])) + (
                     f" and {len(store.changed) - 5} more" if len(store.changed) > 5 else ""
                 )
                 log.warning(
@@ -189,7 +190,7 @@ def scan_archive(
         if moved:
             log.warning(
                 "%d image(s) changed while they were scanned and are scanned again on the next run: %s",
-                len(moved), as_text(", ".join(moved[:5])) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
+                len(moved), printable(", ".join(moved[:5])) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
             )  # fmt: skip
         context = None
         if config.score == "context-knn":  # every image is in (or failed): rank the set together
@@ -242,7 +243,7 @@ def _warn_recorded_elsewhere(store: ScanStore, entries: list[Any]) -> None:
     others = sorted(n for n in recs if n not in names)
     if others:
         done = sum(recs[n].status == "done" for n in others)
-        shown = as_text(", ".join(others[:3])) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        shown = printable(", ".join(others[:3])) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         log.warning(
             "%s holds %d recorded image(s) (%d done) that this archive does not give (%s): they are left out of "
             "results.parquet, images.parquet and the gallery, and kept in parts/ (give their archive too, or use "

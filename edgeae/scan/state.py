@@ -36,7 +36,8 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.atomic import atomic_path
-from edgeae.scan.archive import ArchiveEntry, as_text
+from edgeae.printable import printable
+from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.manifest import STATUSES as STATUSES
 from edgeae.scan.manifest import Record as Record
 from edgeae.scan.manifest import parse_record as parse_record
@@ -260,14 +261,15 @@ class ScanStore:
                 self._damaged_keys.add(e.key)
                 has_part = False
                 if rec is None or rec.status == "done":
-                    self._warn_once(("part", damage), "%s: %s; it is scanned again", as_text(e.name), as_text(damage))
+                    name = printable(e.name)
+                    self._warn_once(("part", damage), "%s: %s; it is scanned again", name, printable(damage))
             if has_part and (rec is None or rec.status != "done"):
                 try:
                     n = read_part(self.part_path(e.key), rows=True)
                 except PartDamagedError as exc:  # its footer damaged inside (its ends look whole): not recovered
                     if rec is None:  # so not recorded: scanned again
                         self._warn_once(("part", exc.path), "%s: %s is damaged (%s); it is scanned again",
-                                        as_text(e.name), as_text(str(exc.path)), exc.reason)  # fmt: skip
+                                        printable(e.name), printable(str(exc.path)), exc.reason)  # fmt: skip
                     continue
                 recs[e.name] = self._append(Record(e.name, e.key, "done", n_patches=n, error="recovered"))
             elif not has_part and rec is not None and rec.status == "done":
@@ -336,7 +338,7 @@ class ScanStore:
         cols = geo_columns(geo, result.xs, result.ys, self.config.patch)
         table = pa.table(
             {
-                "file": pa.array([as_text(entry.name)] * n, pa.string()),  # a name that is not UTF-8: escaped
+                "file": pa.array([printable(entry.name)] * n, pa.string()),  # a name that is not UTF-8: escaped
                 "x": pa.array(result.xs, pa.int32()),
                 "y": pa.array(result.ys, pa.int32()),
                 "score": pa.array(result.scores, pa.float64()),
