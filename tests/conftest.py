@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeae.data import find_data_root
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests that send SIGINT (a Ctrl-C, to this process or to a command it starts) need it not ignored: a shell
+    without job control starts background jobs (``pytest ... &``, ``nohup``) with SIGINT ignored, which Python keeps
+    and every child inherits, so those tests then saw a command that never stopped. Give SIGINT its usual
+    KeyboardInterrupt here, as an interactive run has it."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
