@@ -226,7 +226,9 @@ def test_geo_without_map_projected_products_says_so_and_keeps_the_old_layer(moon
     r = _scan(root, model, tmp_path / "out", geo=old)
     assert r["geo_layers"] == [] and old.read_bytes() == b"an earlier layer"
     md = (tmp_path / "out" / "report.md").read_text()
-    assert f"no map layer written to {old} (the file there is left as it was)" in md
+    from edgeae.scan.report_text import _text
+
+    assert _text(f"no map layer written to {old} (the file there is left as it was)") in md  # ``_`` escaped (s37)
     assert "map-projected" in json.loads((tmp_path / "out" / "report.json").read_text())["geo_note"]
 
 

@@ -91,7 +91,7 @@ def test_report_md_writes_no_link_or_image_from_an_error_or_reason() -> None:
     )  # fmt: skip
     md = report_markdown(r)
     assert "arc/!\\[x\\](https:evil.example/p.png).png: not a PNG \\*bold\\* \\`c\\` a\\\\b \\<i>" in md
-    assert "- `p.img`: \\[link\\](http://e.example) \\&amp; _u_" in md  # ``_`` kept: common in file names
+    assert "- `p.img`: \\[link\\](http://e.example) \\&amp; \\_u\\_" in md  # ``_`` escaped too since s37
     assert "- layer \\[x\\](y) not written" in md
     outside_code = "".join(md.split("`")[::2])
     assert "![" not in outside_code and "](" not in outside_code.replace("\\](", "")
@@ -107,7 +107,7 @@ def test_the_console_summary_shows_layer_paths_and_notes_as_they_are() -> None:
     text = report_summary(r, "out")
     assert "- map layer `anomalies_mars`: 3 detections -> maps/<site>_[1].geojson" in text
     assert "- 2 products <not> map-projected" in text
-    assert "maps/\\<site>_\\[1\\].geojson" in report_markdown(r)  # report.md still escapes them
+    assert "maps/\\<site>\\_\\[1\\].geojson" in report_markdown(r)  # report.md still escapes them
 
 
 @pytest.mark.parametrize("verbose", [False, True])

@@ -32,16 +32,19 @@ def _code(text: object, cell: bool = False) -> str:
     return span.replace("|", "\\|") if cell else span
 
 
-# what starts a Markdown link, image, code span, emphasis, HTML or entity inline (a backslash would undo an escape);
-# not ``_`` (common in file names, intraword in most: escaped, report.md would no longer hold the paths as they are)
-_MARKUP = re.compile(r"([\\`*\[\]<&])")
+# what starts a Markdown link, image, code span, emphasis, strikethrough, HTML or entity inline (a backslash would
+# undo an escape)
+_MARKUP = re.compile(r"([\\`*_~\[\]<&])")
 
 
 def _text(text: object) -> str:
     """``text`` (an error, a reason, a path) as Markdown text that renders as it reads: each character that can start
-    a Markdown link or image, a code span, emphasis, HTML or an entity (``\\ ` * [ ] < &``) backslash-escaped, so a
-    viewer shows ``<script>`` or ``<!--`` in a file name as text instead of running or hiding it, and
-    ``![x](https:...)`` as text instead of fetching the image (before review s36 r6 only ``<`` was escaped)."""
+    a Markdown link or image, a code span, emphasis, strikethrough, HTML or an entity (``\\ ` * _ ~ [ ] < &``)
+    backslash-escaped, so a viewer shows ``<script>`` or ``<!--`` in a file name as text instead of running or hiding
+    it, ``![x](https:...)`` as text instead of fetching the image (before review s36 r6 only ``<`` was escaped), and
+    ``runs/_raw_/x`` or ``a~~b~~`` as written, not with ``raw`` in italics or ``b`` struck through (until session 37
+    ``_`` and ``~`` were left as they were). The raw report.md then holds ``runs/\\_raw\\_``; the file names of its
+    lists and tables are code spans (:func:`_code`), which need no escape."""
     return _MARKUP.sub(r"\\\1", _one_line(text))
 
 
