@@ -1,13 +1,15 @@
 """How an archive scan walks a folder tree past links, shared by the folder walk and ``**`` globs: :func:`_follow`
-(which folders reached through a link are walked) and :func:`_glob_tree` (a ``**`` glob matched by a guarded walk,
-not :func:`glob.glob`, which followed a link loop until ELOOP)."""
+(which folders reached through a link are walked) and :func:`_glob_tree` (a ``**`` glob matched as :func:`glob.glob`
+matches it, but with a guarded walk: glob followed a link loop until ELOOP)."""
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgeae.printable import printable
@@ -38,65 +40,97 @@ def _follow(path: Path, root_real: str, walked: set[str], through_link: set[str]
 
 
 def _glob_tree(pattern: str) -> list[str]:
-    """The paths ``pattern`` (with ``**``) matches, as :func:`glob.glob` with ``recursive=True`` gives them, but walked
-    with the folder walk's guard on links (:func:`_follow`): a link to a folder outside the tree is followed once, a
-    link back into it or to a folder walked already is not (glob followed each until the system's 40 links, ELOOP:
-    every image listed 40 times under longer names; two such links, 2^40 names, and the walk never ended). Wildcards
-    before the first ``**`` part are matched first (``arc*/**``: each folder ``arc*`` names is walked as its own tree,
-    not the whole parent folder: review s36 r17 #2)."""
-    parts = pattern.split("/")
-    if "**" not in parts:  # "**" inside a part is "*" there: no recursion
+    """The paths ``pattern`` (with ``**``) matches, as :func:`glob.glob` with ``recursive=True`` gives them (the same
+    strings; every part matched by :mod:`fnmatch` as glob matches it: ``[^a]`` holds ``^``, ``[[]`` holds ``[``, a
+    name starting with a dot only for a part that does), but each ``**`` walked with the folder walk's guard on links
+    (:func:`_follow`): a link to a folder outside the tree is followed once, a link back into it or to a folder walked
+    already is not (glob followed each until the system's 40 links, ELOOP: every image listed 40 times under longer
+    names; two such links, 2^40 names, and the walk never ended). A ``**`` walks the folders the parts before it name,
+    each as its own tree (``arc*/**``: each folder ``arc*`` names, not the whole parent folder: review s36 r17 #2).
+    Until session 37 the parts after the first ``**`` were matched by a regex of this module's own, which read ``[^a]``
+    as negation, warned on ``[[]`` (FutureWarning) and let a set match the ``/`` between two names."""
+    if "**" not in pattern.split("/"):  # "**" inside a part is "*" there: no recursion
         return glob.glob(pattern)
-    k = parts.index("**")
-    lead, rest = "/".join(parts[:k]), "/".join(parts[k:])
-    if _GLOB_CHARS.search(lead):
-        tops = sorted(d for d in glob.glob(lead) if os.path.isdir(d))
-        return [f for top in tops for f in _walk_glob(top + "/", rest)]
-    return _walk_glob(lead + "/" if parts[:k] else "", rest)
+    found = list(_iglob(pattern, dironly=False))
+    if pattern[:2] == "**" and found and found[0] == "":  # as glob.iglob: the folder itself, named "", left out
+        found.pop(0)
+    return found
 
 
-def _walk_glob(top: str, rest: str) -> list[str]:
-    """The paths under the folder ``top`` (``""``: the working folder; else ending in ``/``) that the glob ``rest``
-    (from its first ``**`` part on) matches, walked with :func:`_follow`'s guard on links."""
-    regex = _glob_regex(rest)
-    top = top or "."
+def _iglob(pathname: str, dironly: bool) -> Iterator[str]:
+    """:func:`glob.glob`'s own recursion (Python 3.11's ``glob._iglob``, no ``root_dir`` or ``dir_fd``), with its
+    ``**`` listing replaced by :func:`_rlist`."""
+    dirname, basename = os.path.split(pathname)
+    if not _GLOB_CHARS.search(pathname):
+        if basename:
+            if os.path.lexists(pathname):
+                yield pathname
+        elif os.path.isdir(dirname):  # a pattern ending with "/" matches folders only
+            yield pathname
+        return
+    if not dirname:
+        yield from _in_dir("", basename, dironly)
+        return
+    dirs: Iterable[str] = (
+        _iglob(dirname, dironly=True) if dirname != pathname and _GLOB_CHARS.search(dirname) else [dirname]
+    )
+    for d in dirs:
+        for name in _in_dir(d, basename, dironly):
+            yield os.path.join(d, name)
+
+
+def _in_dir(dirname: str, part: str, dironly: bool) -> Iterator[str]:
+    """The names in ``dirname`` ("": the working folder) that the pattern part ``part`` matches, as glob lists them:
+    ``**`` the folder itself ("") and everything below it (:func:`_rlist`), a part with a wildcard by
+    :func:`fnmatch.filter` (names starting with a dot only for a part that does), any other part by its existence."""
+    if part == "**":
+        yield ""
+        yield from _rlist(dirname, dironly)
+    elif _GLOB_CHARS.search(part):
+        names = _listdir(dirname, dironly)
+        if not part.startswith("."):
+            names = [n for n in names if not n.startswith(".")]
+        yield from fnmatch.filter(names, part)
+    elif part:
+        if os.path.lexists(os.path.join(dirname, part) if dirname else part):
+            yield part
+    elif os.path.isdir(dirname):
+        yield part
+
+
+def _listdir(dirname: str, dironly: bool) -> list[str]:
+    """The names in ``dirname`` (folders only with ``dironly``, links to folders included); [] when it cannot be
+    listed."""
+    try:
+        with os.scandir(dirname or os.curdir) as it:
+            return [e.name for e in it if not dironly or _is_dir(e)]
+    except OSError:
+        return []
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _rlist(dirname: str, dironly: bool) -> Iterator[str]:
+    """What ``**`` matches below ``dirname``, relative to it: every name that does not start with a dot, in folders
+    whose names do not (folders only with ``dironly``), walked with :func:`_follow`'s guard on links."""
+    top = dirname or os.curdir
     root_real = os.path.realpath(top)
     walked: set[str] = set()
     through_link: set[str] = set()
-    out = []
+    rels = {top: ""}
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        dirnames[:] = [d for d in sorted(dirnames) if _follow(Path(dirpath, d), root_real, walked, through_link)]
-        rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
-        rel = "" if rel == "." else rel + "/"
-        out += [os.path.join(dirpath, f) for f in (*dirnames, *filenames) if regex.fullmatch(rel + f)]
-    return [p[2:] if top == "." and p.startswith("./") else p for p in out]  # as glob names them
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex of ``/``-separated relative paths for a glob ``pattern`` as :func:`glob.glob` reads it with
-    ``recursive=True``: ``**`` alone in a part is any number of folders, ``*``, ``?`` and ``[...]`` stay in one
-    part, and a wildcard does not match a name that starts with a dot."""
-    parts = pattern.split("/")
-    out = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            out.append(r"(?:(?!\.)[^/]*/)*" + (r"(?:(?!\.)[^/]*)?" if last else ""))
-            continue
-        rx = r"(?!\.)" if part[:1] in ("*", "?", "[") else ""
-        j = 0
-        while j < len(part):
-            c = part[j]
-            if c == "*":
-                rx += "[^/]*"
-            elif c == "?":
-                rx += "[^/]"
-            elif c == "[" and (k := part.find("]", j + 2)) != -1:
-                body = part[j + 1 : k]
-                rx += "[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]"
-                j = k
-            else:
-                rx += re.escape(c)
-            j += 1
-        out.append(rx + ("" if last else "/"))
-    return re.compile("".join(out))
+        rel = rels.pop(dirpath)
+        dirnames[:] = [
+            d for d in sorted(dirnames)
+            if not d.startswith(".") and _follow(Path(dirpath, d), root_real, walked, through_link)
+        ]  # fmt: skip
+        for d in dirnames:
+            rels[os.path.join(dirpath, d)] = os.path.join(rel, d) if rel else d
+            yield rels[os.path.join(dirpath, d)]
+        if not dironly:
+            yield from (os.path.join(rel, f) if rel else f for f in sorted(filenames) if not f.startswith("."))
