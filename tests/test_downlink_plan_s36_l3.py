@@ -56,16 +56,6 @@ def test_every_budget_from_the_floor_sends_a_sample() -> None:
         logging.disable(logging.NOTSET)
 
 
-def test_first_keep_keeps_exactly_one_pixel() -> None:
-    from edgeae.ground.budget_downlink import first_keep
-    from edgeae.masks import make_mask
-
-    for seed in (0, 7, 99):
-        k = first_keep((40, 50), seed, block=333)  # blocks that do not divide the frame
-        assert make_mask(seed, (40, 50), k).sum() == 1
-        assert make_mask(seed, (40, 50), k - 2.0**-53).sum() == 0  # one hash step less
-
-
 def test_an_rgb_budget_under_one_sample_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
     """An RGB sample takes 3 B: 72 B passed the old floor (one packet + 1 B) and sent no sample."""
     from edgeae.cli import downlink_plan

@@ -124,12 +124,8 @@ def sparse_within(
     """The sparse frame (``samples`` of ``bits`` bits) with the largest keep whose packets fit ``budget`` wire
     bytes."""
     seed = cfg.mask_seed + frame_id
-    keep = keep_for_bytes(samples, bits, budget, cfg.wire, seed)
-    fr = sparse_from_samples(samples, bits, keep, seed, frame_id=frame_id)
-    if not fr.values.size and budget >= one_sample_bytes(samples, bits, cfg):
-        # the keep search missed the few-sample keeps of a budget just over one packet (its first try keeps
-        # budget/pixels, far over): the least keep whose mask keeps a pixel, one sample, which the budget holds
-        fr = sparse_from_samples(samples, bits, first_keep(samples.shape[:2], seed), seed, frame_id=frame_id)
+    fr = sparse_from_samples(samples, bits, keep_for_bytes(samples, bits, budget, cfg.wire, seed), seed,
+                             frame_id=frame_id)  # fmt: skip
     return fr, packetise(fr, config=cfg.wire, counters=counters)
 
 
@@ -144,22 +140,6 @@ def one_sample_bytes(samples: np.ndarray, bits: int, cfg: PlanConfig) -> int:
         0, 1, 1, c, bits, 1.0, "uniform", 0, PRNG_VERSION, np.ascontiguousarray(samples[:1, :1]).reshape(1, c)
     )
     return sum(map(len, packetise(one, config=cfg.wire)))
-
-
-def first_keep(shape: tuple[int, int], seed: int, block: int = 1 << 20) -> float:
-    """The least keep fraction whose uniform mask (``seed``) of a ``shape`` frame keeps a pixel: a pixel is kept
-    when the top 53 bits of its hash are under ceil(keep * 2**53) (:func:`edgeae.masks.uniform_threshold`), so
-    (least of them + 1) / 2**53 keeps exactly the pixel of the least hash. One pass over the pixels' hashes, a
-    block at a time (memory bounded whatever the frame's size)."""
-    from edgeae.masks import hash_counter, stream_key
-
-    h, w = shape
-    key = stream_key(seed, "uniform")
-    least = 2**53 - 1
-    for lo in range(0, h * w, block):
-        top = hash_counter(key, np.arange(lo, min(h * w, lo + block), dtype=np.uint64)) >> np.uint64(11)
-        least = min(least, int(top.min()))
-    return (least + 1) / 2.0**53
 
 
 def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: str, cfg: PlanConfig) -> Downlink:
