@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,91 @@ def test_a_glob_set_read_as_glob_reads_it_still_stops_at_a_link_loop(tmp_path) -
     (arc / "sub" / "up").symlink_to(arc, target_is_directory=True)  # a loop: glob.glob lists each image 40 times
     assert [e.name for e in walk_archive(f"{arc}/**/[^a]*.png")] == ["^x.png", "ay.png", "sub/^w.png"]
     assert [e.name for e in walk_archive(f"{arc}/**/[[]*.png")] == ["[v.png"]
+
+
+# -- scan.json: the model as a user can give it again ------------------------------------------------------------------
+def _strings(obj: object) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+def test_a_results_folder_moved_elsewhere_names_its_model_as_given_and_resumes(tmp_path, moon, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """scan.json held the model's absolute path (/home/alice/... or the site-packages of an installed edgeae): in a
+    folder moved to another machine it named a file that is not there."""
+    import json
+    import shutil
+
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.imageio import write_image
+    from edgeae.metadata import sha256_file
+    from edgeae.scan.config import ScanConfig
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    here = tmp_path / "alice" / "project"
+    for i in range(2):
+        write_image(here / "arc" / f"c{i}.png", moon[64 * i : 64 * i + 96, :96].copy())
+    (here / "models").mkdir()
+    zoo_file = Path(archive.__file__).parents[1] / "zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"
+    shutil.copy(zoo_file, here / "models" / "vae.onnx")  # a model file of the user's (onnxruntime: no torch import)
+    monkeypatch.chdir(here)
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    first = scan_archive("arc", "models/vae.onnx", "out", **kw)
+    saved = json.loads((here / "out" / "scan.json").read_text())
+    model = saved["config"]["model"]
+    assert model["given"] == "models/vae.onnx" and model["zoo"] is False and model["file"] == "vae.onnx"
+    assert model["artifact_hash"] == sha256_file(here / "models" / "vae.onnx")
+    assert model["options"] == "--model models/vae.onnx" and "path" not in model
+    assert not [s for s in _strings(saved) if str(tmp_path) in s]  # no absolute path of this machine
+    assert ScanConfig.from_dict(saved["config"]).model.given == "models/vae.onnx"  # read back
+
+    there = tmp_path / "bob" / "copy"
+    shutil.copytree(here, there, symlinks=True, copy_function=shutil.copy2)  # times kept: the images are unchanged
+    shutil.rmtree(tmp_path / "alice")
+    monkeypatch.chdir(there)
+    again = scan_archive("arc", "models/vae.onnx", "out", **kw)
+    assert again["images_scanned"] == 0 and again["done"] == first["done"] > 0  # resumed: nothing scanned again
+
+
+def test_a_zoo_model_is_kept_by_name_with_the_options_that_pick_its_file() -> None:
+    from edgeae.scan.scoring import ModelSpec, resolve_model
+
+    spec = resolve_model("orbital-gray-vae", runtime="onnx")
+    rec = spec.record()
+    assert rec["given"] == "orbital-gray-vae" and rec["zoo"] is True and rec["file"] == "orbital-gray-vae.int8.onnx"
+    assert rec["options"] == "--model orbital-gray-vae --runtime onnx" and "path" not in rec
+    assert not any(os.sep in s for s in _strings(rec))  # no site-packages path
+    back = ModelSpec.from_record(rec)
+    assert (back.given, back.zoo, back.artifact_hash) == ("orbital-gray-vae", True, spec.artifact_hash)
+    name = "orbital-gray-vae"
+    fp32 = ModelSpec(f"/s/{name}.pt", name, "0" * 64, "vae", 64, 1, given=name, zoo=True)
+    assert fp32.options() == "--model orbital-gray-vae --precision fp32"
+
+
+def test_a_scan_json_written_before_session_37_is_read_and_resumed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from edgeae.scan.config import ScanConfig
+    from edgeae.scan.scoring import ModelSpec
+    from edgeae.scan.state import ScanStore
+
+    old_model = {
+        "path": "/home/alice/edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.tflite",
+        "model_id": "orbital-gray-vae", "artifact_hash": "ab" * 32, "kind": "vae", "patch": 64, "channels": 1,
+        "latent": 256,
+    }  # fmt: skip
+    now = ModelSpec("/opt/x/orbital-gray-vae.int8.tflite", "orbital-gray-vae", "ab" * 32, "vae", 64, 1, 256,
+                    "orbital-gray-vae", True)  # fmt: skip
+    cfg = ScanConfig(now, stride=64)
+    (tmp_path / "scan.json").write_text(json.dumps({"config": {**cfg.to_dict(), "model": old_model}}))
+    old = ScanConfig.from_dict(json.loads((tmp_path / "scan.json").read_text())["config"])
+    assert old.model.given == old_model["path"] and old.result_fingerprint() == cfg.result_fingerprint()
+    ScanStore(tmp_path, cfg)  # resumed into, not refused
+    model = json.loads((tmp_path / "scan.json").read_text())["config"]["model"]
+    assert model["given"] == "orbital-gray-vae" and model["options"] == "--model orbital-gray-vae --runtime tflite"
+    assert "path" not in model and "/opt/x" not in json.dumps(model)

@@ -90,12 +90,16 @@ class ScanConfig:
         return self.model.patch
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What scan.json holds: the settings, the model as :meth:`ModelSpec.record` keeps it (no absolute path)."""
+        return {**asdict(self), "model": self.model.record()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanConfig:
-        d = {"pixels": 1, **d}  # a scan.json without it was written before session 28
-        return cls(**{**d, "model": ModelSpec(**d["model"]), "quality": QualityFilter.from_dict(d.get("quality"))})
+        """The settings of a scan.json (:meth:`to_dict`'s, or one an earlier version wrote: its model's absolute path
+        is read as what was given; one without ``pixels`` was written before session 28)."""
+        d = {"pixels": 1, **d}
+        model = ModelSpec.from_record(d["model"])
+        return cls(**{**d, "model": model, "quality": QualityFilter.from_dict(d.get("quality"))})
 
     def result_fingerprint(self) -> dict[str, Any]:
         """The fields that change the numbers in the results (not paths, not the engine)."""

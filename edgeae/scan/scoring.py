@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +24,63 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What every worker needs to rebuild the same scorer: the model file, its id and its hash."""
+    """What every worker needs to rebuild the same scorer: the model file, its id and its hash; and what the user
+    named (``given``, ``zoo``), which is what a results folder keeps (:meth:`record`)."""
 
-    path: str
+    path: str  # the file that scores, as this machine finds it (absolute); not kept in scan.json
     model_id: str
-    artifact_hash: str
+    artifact_hash: str  # sha256 of that file
     kind: str
     patch: int
     channels: int
     latent: int = 0  # a VAE's latent size D (0: unknown or not a VAE); bounds what local-z holds per image
+    given: str = ""  # --model as the user gave it: a zoo name, or the file's path (relative stays relative)
+    zoo: bool = False  # ``given`` names a zoo model (found again on any machine with edgeae), not a file
 
     def __post_init__(self) -> None:
         if self.patch <= 0 or self.channels not in (1, 3):
             raise ValueError(f"{self.path}: model input must be (C in 1|3, P, P), got C={self.channels} P={self.patch}")
+
+    def options(self) -> str:
+        """The ``edgeae scan`` options that score with this same file again: ``--model NAME`` with the precision or
+        runtime that picks the file for a zoo name (``--runtime tflite`` where ``auto`` picked LiteRT), else
+        ``--model PATH`` as given (the file's sha256, ``artifact_hash``, tells whether a file found there is it)."""
+        import shlex
+
+        from edgeae.printable import printable
+
+        given = self.given or self.path
+        opts = ["--model", printable(given)]
+        name = Path(self.path).name
+        if self.zoo and not given.startswith("zoo:"):
+            if name.endswith(".pt"):
+                opts += ["--precision", "fp32"]
+            elif ".int8." in name:
+                opts += ["--runtime", "tflite" if name.endswith(".tflite") else "onnx"]
+        return shlex.join(opts)
+
+    def record(self) -> dict[str, Any]:
+        """What scan.json keeps of the model: no absolute path (a results folder moved to another folder or machine
+        named a file that was not there, and an installed zoo model's site-packages path): ``given`` and ``zoo`` (what
+        the user named), ``file`` (the name of the file that scored), ``artifact_hash`` (its sha256), ``options``
+        (:meth:`options`), and the model's id, kind and input."""
+        d = asdict(self)
+        path = d.pop("path")
+        return {"given": self.given, "zoo": self.zoo, "file": Path(path).name, "options": self.options(), **d}
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> ModelSpec:
+        """A ModelSpec from scan.json's ``model``: :meth:`record`'s, whose ``path`` is then the file's name only (not a
+        file to load), or one written before session 37, with the absolute ``path`` it held (``given`` is then that
+        path)."""
+        d = dict(d)
+        d.pop("options", None)
+        if "path" not in d:
+            d["path"] = d.pop("file", "")
+        else:
+            d.pop("file", None)
+            d.setdefault("given", d["path"])
+        return cls(**d)
 
 
 def _input_geometry(meta: ModelMetadata, source: str) -> tuple[int, int]:
@@ -140,6 +184,8 @@ def resolve_model(
         patch=patch,
         channels=channels,
         latent=int((meta.architecture or {}).get("latent", 0) or 0) if meta.kind == "vae" else 0,
+        given=text,
+        zoo=text.startswith("zoo:") or not given.is_file(),  # not a file: a name resolve_model_path found in the zoo
     )
 
 
