@@ -41,7 +41,10 @@ METHODS = ("jpeg2000", "sparse", "prioritised", "prioritised-j2k")
 @dataclass(frozen=True)
 class PlanConfig:
     """How the budget is spent. ``budgets``: per-frame wire bytes as fractions of the raw frame's bytes.
-    ``patch_share``: the most of a budget the prioritised downlink spends on full-resolution patches.
+    ``patch_share``: the most of a budget the prioritised downlink spends on full-resolution patches; never the
+    bytes its context needs to send anything (:func:`context_floor`: one sparse packet with one sample, or the
+    smallest JPEG 2000 file of the frame), whatever the share (at 0.99-1 the patches left under one packet of
+    context before session 37: the sparse context went over the budget, the JPEG 2000 one raised).
     ``patch_copies``: each patch sent this many times (later copies after the context, so one burst does not
     take both); the ground keeps the first copy of each packet. ``codec_head_copies``: extra copies of the first
     packet of a codec file (the JPEG 2000 baseline and the prioritised-j2k context), sent last: it holds the
@@ -159,7 +162,7 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
         return Downlink(method, pk, keep=fr.keep)
     if scores is None:
         raise ValueError("the prioritised downlink needs the grid's anomaly scores")
-    chosen, first, used = _top_patches(frame, scores, budget, cfg, counters)
+    chosen, first, used = _top_patches(frame, scores, budget, cfg, counters, lambda: context_floor(frame, method, cfg))
     if method == "prioritised":
         fr, context = sparse_within(s, budget - used, cfg, counters, bits=bits)
         keep = fr.keep
@@ -179,31 +182,44 @@ def plan(frame: LabelledFrame, scores: np.ndarray | None, budget: int, method: s
 
 def budget_floor(frame: LabelledFrame, methods: tuple[str, ...], cfg: PlanConfig) -> tuple[int, str]:
     """The fewest wire bytes within which every method of ``methods`` can send ``frame`` with a sample (:func:`plan`
-    raises under it, or sends no sample), and why: one sparse packet with one sample (:func:`one_sample_bytes`), or
-    for the JPEG 2000 methods the codec's file at its lowest quality in its packets (with ``codec_head_copies``)."""
+    raises under it, or sends no sample), and why: the largest :func:`context_floor` of the methods."""
+    kinds = sorted({"jpeg2000" if m in ("jpeg2000", "prioritised-j2k") else "sparse" for m in methods})
+    return max((context_floor(frame, k, cfg) for k in kinds), key=lambda f: f[0])
+
+
+def context_floor(frame: LabelledFrame, method: str, cfg: PlanConfig) -> tuple[int, str]:
+    """The fewest wire bytes with which ``method`` sends anything of ``frame`` (for the prioritised methods: its
+    context; the patches never take them), and why: one sparse packet with one sample (:func:`one_sample_bytes`),
+    or for the JPEG 2000 methods the codec's file at its lowest quality in its packets (with ``codec_head_copies``;
+    one encoding of the frame)."""
     from edgeae.wire.layout import overhead
 
-    header = overhead("sparse")
-    one = one_sample_bytes(frame.samples, frame.bits, cfg)
-    floor, why = one, f"one packet with one sample ({one} B: {header} B of headers and {one - header} B of sample)"
-    if any(m in ("jpeg2000", "prioritised-j2k") for m in methods):
-        deep = frame.bits if frame.bits > 8 else None
-        size = len(baselines.encode(frame.samples, "jpeg2000", baselines.QUALITY_RANGE["jpeg2000"][0], deep))
-        per = cfg.max_packet - overhead("telemetry")
-        need = size + -(-size // per) * overhead("telemetry") + cfg.codec_head_copies * cfg.max_packet
-        if need > floor:
-            floor, why = need, f"the smallest JPEG 2000 file of the frame ({size:,} B, {need:,} B in its packets)"
-    return floor, why
+    if method not in ("jpeg2000", "prioritised-j2k"):
+        one = one_sample_bytes(frame.samples, frame.bits, cfg)
+        header = overhead("sparse")
+        return one, f"one packet with one sample ({one} B: {header} B of headers and {one - header} B of sample)"
+    deep = frame.bits if frame.bits > 8 else None
+    size = len(baselines.encode(frame.samples, "jpeg2000", baselines.QUALITY_RANGE["jpeg2000"][0], deep))
+    per = cfg.max_packet - overhead("telemetry")
+    need = size + -(-size // per) * overhead("telemetry") + cfg.codec_head_copies * cfg.max_packet
+    return need, f"the smallest JPEG 2000 file of the frame ({size:,} B, {need:,} B in its packets)"
 
 
 def _top_patches(
-    frame: LabelledFrame, scores: np.ndarray, budget: int, cfg: PlanConfig, counters: SequenceCounters
+    frame: LabelledFrame,
+    scores: np.ndarray,
+    budget: int,
+    cfg: PlanConfig,
+    counters: SequenceCounters,
+    floor: Callable[[], tuple[int, str]],
 ) -> tuple[list[AnomalyPatch], list[bytes], int]:
-    """The best-scoring grid patches whose packets (times ``patch_copies``) fit ``patch_share`` of the budget."""
+    """The best-scoring grid patches whose packets (times ``patch_copies``) fit ``patch_share`` of the budget and
+    leave the context its ``floor`` (:func:`context_floor`, asked for once a patch fits the share)."""
     grid, p, s = frame.grid(), frame.patch, frame.samples
     chosen: list[AnomalyPatch] = []
     packets: list[bytes] = []
     used = 0
+    room: int | None = None  # the bytes the patches may take: the share, less what the context needs
     for rank, k in enumerate(np.argsort(-scores, kind="stable")):
         if not np.isfinite(scores[k]):
             break
@@ -212,6 +228,10 @@ def _top_patches(
         pk = packetise(ap, config=cfg.wire)  # its size (sequence counts do not change it)
         cost = sum(map(len, pk)) * cfg.patch_copies
         if used + cost > cfg.patch_share * budget:
+            break
+        if room is None:
+            room = budget - floor()[0]
+        if used + cost > room:
             break
         packets += packetise(ap, config=cfg.wire, counters=counters)
         chosen.append(ap)
