@@ -8,6 +8,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgeae.scan.archive as archive
@@ -184,3 +185,38 @@ def test_a_scan_json_written_before_session_37_is_read_and_resumed(tmp_path) -> 
     model = json.loads((tmp_path / "scan.json").read_text())["config"]["model"]
     assert model["given"] == "orbital-gray-vae" and model["options"] == "--model orbital-gray-vae --runtime tflite"
     assert "path" not in model and "/opt/x" not in json.dumps(model)
+
+
+# -- georeferencing of real map-projected products under any name -----------------------------------------------------
+def test_scan_gives_lon_lat_of_a_real_geotiff_under_any_name(tmp_path, formats) -> None:  # type: ignore[no-untyped-def]
+    """A session-36 probe had georef_of give None for every name it tried; its TIFF's georeferencing was in sidecar
+    files only (.tfw, .aux.xml), which a plain TIFF does not read (docs/archive.md). On the real GeoTIFF basemap of
+    Mars (IAU_2015:49900, 0.3515625°/px from -180°, 90°) every patch row has the lon/lat of its centre, whatever the
+    file's name: UTF-8 with spaces and accents, bytes that are not UTF-8, a link."""
+    import contextlib
+    import shutil
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("rasterio")
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    src = formats / "geotiff" / "mars.tif"
+    arc = tmp_path / "arc"
+    (arc / "é ü").mkdir(parents=True)
+    (arc / "link.tif").symlink_to(src)
+    shutil.copy(src, arc / "é ü" / "mars é.tif")
+    with contextlib.suppress(OSError, UnicodeError):  # a file system that takes UTF-8 names only: left out
+        shutil.copy(src, arc / os.fsdecode(b"m\xfe.tif"))
+    zoo_file = Path(archive.__file__).parents[1] / "zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=64)
+    r = scan_archive(arc, zoo_file, tmp_path / "out", **kw)
+    assert r["failed"] == 0 and r["done"] == len(list(arc.rglob("*.tif")))
+    images = {i["file"]: i for i in pq.read_table(tmp_path / "out" / "images.parquet").to_pylist()}
+    assert all(i["map_projected"] and i["body"] == "MARS" for i in images.values()), images
+    t = pq.read_table(tmp_path / "out" / "results.parquet").to_pydict()
+    assert set(t["file"]) == set(images) and len(t["file"]) == 16 * 8 * len(images)  # 1024 x 512 at 64 px
+    x, y = np.asarray(t["x"]), np.asarray(t["y"])
+    np.testing.assert_allclose(t["lon"], -180 + (x + 32) * 0.3515625)
+    np.testing.assert_allclose(t["lat"], 90 - (y + 32) * 0.3515625)
