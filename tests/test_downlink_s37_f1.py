@@ -133,3 +133,41 @@ def test_the_default_share_is_not_moved_by_the_context_floor() -> None:
     for budget in (int(costs[1] * 2), int(costs[3] * 2) + 5, int(costs[5] * 2) + 3000):
         want = int((costs <= 0.5 * budget).sum())
         assert len(plan(frame, scores, budget, "prioritised", cfg).patches) == want
+
+
+# ------------------------------------------------------------------------------ 1: channels before any set is built
+def test_a_model_of_another_channel_count_is_refused_before_any_set_is_built(tmp_path, capsys, monkeypatch) -> None:
+    """A grey --model on grey + RGB sets was refused only after every --quick set was built (~1 s): the sets'
+    channels now come from feature_sets.SET_CHANNELS, checked before anything is built or written."""
+    from types import SimpleNamespace
+
+    import edgeae.predictor
+    from edgeae.cli import main
+    from edgeae.ground import feature_sets
+
+    def no_build(*a, **k):
+        raise AssertionError("a set was built before the refusal")
+
+    grey = SimpleNamespace(metadata=SimpleNamespace(channels=1))
+    monkeypatch.setattr(feature_sets, "build", no_build)
+    monkeypatch.setattr(edgeae.predictor, "load_predictor", lambda spec, threads=None: grey)
+    out = tmp_path / "plan"
+    argv = ["downlink", "plan", "--quick", "--set", "lroc-nac", "--set", "rover-planted", "--model", "grey-cae",
+            "--links", "perfect", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "--model grey-cae takes grey (1 channel) frames; --set rover-planted is RGB (3 channels)" in err[0]
+    assert not out.exists()  # nothing written, not even the folder
+
+
+def test_the_set_channel_table_is_what_the_sets_are_built_with() -> None:
+    from edgeae.ground.feature_sets import SET_CHANNELS, SETS, build
+
+    assert set(SET_CHANNELS) == set(SETS)
+    for name in SETS:
+        try:
+            frames = build(name, quick=True)
+        except (FileNotFoundError, OSError) as exc:
+            pytest.skip(f"the labelled sets' data is not here: {exc}")
+        assert {f.samples.shape[2] for f in frames} == {SET_CHANNELS[name]}, name

@@ -108,20 +108,20 @@ def _plan_image(args, cfg, links, methods, log, progress) -> tuple[list[dict], d
 
 
 def _plan_sets(args, cfg, links, methods, log, progress) -> tuple[list[dict], dict]:
-    """``plan`` on the labelled sets: their rows and the settings used. Every set is built first, so a --model or
-    --scorer of another channel count than a set's, or a budget under a frame's smallest send, is refused before
-    any set is planned."""
+    """``plan`` on the labelled sets: their rows and the settings used. A --model or --scorer of another channel
+    count than a set's (``feature_sets.SET_CHANNELS``) is refused before any set is built; every set is then built
+    first, so a budget under a frame's smallest send is refused before any set is planned."""
     from edgeae.ground import science
-    from edgeae.ground.feature_sets import SETS, build
+    from edgeae.ground.feature_sets import SET_CHANNELS, SETS, build
 
     sets = args.sets or list(SETS)
     unknown = [s for s in sets if s not in SETS]
     if unknown:
         raise CLIError(f"--set: unknown {unknown}; choose from {', '.join(SETS)}")
-    built = {name: build(name, quick=args.quick) for name in sets}
-    channels = {f"--set {name}": frames[0].samples.shape[2] for name, frames in built.items()}
-    if args.model or args.scorer:
+    channels = {f"--set {name}": SET_CHANNELS[name] for name in sets}
+    if args.model or args.scorer:  # until session 37 after the sets were built (~1 s of --quick work first)
         _check_channels(args.model, args.scorer, channels, args.threads)
+    built = {name: build(name, quick=args.quick) for name in sets}
     _check_budgets([f for frames in built.values() for f in frames], cfg, methods)
     over = {c: args.model for c in (1, 3)} if args.model else None
     sc = {c: args.scorer for c in (1, 3)} if args.scorer else None

@@ -28,6 +28,9 @@ from edgeae.tiling import axis_starts
 
 SETS = ("lroc-nac", "rover-planted", "hirise-landmarks")
 """Names of the labelled frame sets."""
+SET_CHANNELS = {"lroc-nac": 1, "rover-planted": 3, "hirise-landmarks": 1}
+"""The channels of each set's frames (grey 1, RGB 3), known before a set is built (:func:`build` checks its frames
+against it): ``downlink plan`` refuses a ``--model`` or ``--scorer`` of another channel count up front."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,15 +222,22 @@ def _has_data(crop: np.ndarray) -> bool:
 
 
 def build(name: str, quick: bool = False, seed: int = 0, root: str | Path | None = None) -> list[LabelledFrame]:
-    """The frames of set ``name`` (:data:`SETS`); ``quick``: one small frame per set."""
+    """The frames of set ``name`` (:data:`SETS`); ``quick``: one small frame per set. Their channels are
+    :data:`SET_CHANNELS`' (ValueError otherwise: the table would let a wrong model through)."""
     if name == "lroc-nac":
-        return lroc_nac(2, 512, root) if quick else lroc_nac(4, 800, root)
-    if name == "rover-planted":
-        return (
+        frames = lroc_nac(2, 512, root) if quick else lroc_nac(4, 800, root)
+    elif name == "rover-planted":
+        frames = (
             rover_planted(1, size=(512, 1024), seed=seed, root=root)
             if quick
             else rover_planted(3, seed=seed, root=root)
         )
-    if name == "hirise-landmarks":
-        return hirise_landmarks(1 if quick else 3, seed=seed, root=root)
-    raise KeyError(f"unknown feature set {name!r}; known: {', '.join(SETS)}")
+    elif name == "hirise-landmarks":
+        frames = hirise_landmarks(1 if quick else 3, seed=seed, root=root)
+    else:
+        raise KeyError(f"unknown feature set {name!r}; known: {', '.join(SETS)}")
+    for f in frames:
+        if f.samples.shape[2] != SET_CHANNELS[name]:
+            raise ValueError(f"feature set {name}: frame {f.name} has {f.samples.shape[2]} channel(s), "
+                             f"SET_CHANNELS says {SET_CHANNELS[name]}")  # fmt: skip
+    return frames
