@@ -44,7 +44,9 @@ LAYER_SUFFIXES = (".gpkg", ".geojson", ".json")
 
 
 def georef_of(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
-    """(GeoRef or None, product metadata) of an image; plain images and missing GDAL give (None, {})."""
+    """(GeoRef or None, product metadata) of an image; plain images and missing GDAL give (None, {}). A plain TIFF (no
+    GeoTIFF or GDAL no-data tags: :func:`edgeae.archive.formats.is_archive_path`) is a plain image, read by tifffile,
+    even with georeferencing in sidecar files (``.tfw``, ``.prj``, ``.aux.xml``): (None, {})."""
     from edgeae.archive.formats import is_archive_path
 
     p = Path(os.fspath(path))
