@@ -29,7 +29,7 @@ def _plan_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def fill(img: np.ndarray, known: np.ndarray, notes: dict | None = None) -> np.ndarray:
         return np.asarray(img, np.float32)
 
-    monkeypatch.setattr(science, "load_models", lambda model, scorer, threads=None: (fill, None))
+    monkeypatch.setattr(science, "load_models", lambda model, scorer, threads=None, loaded=None: (fill, None))
     return ["downlink", "plan", "--image", str(image), "--budgets", "0.1", "--links", "perfect", "--methods", "sparse"]
 
 

@@ -42,7 +42,7 @@ def test_simulate_compare_sends_codecs_at_the_same_bytes(tmp_path: Path, image: 
 def test_plan_on_an_image(tmp_path: Path, image: Path, monkeypatch, capsys) -> None:
     from edgeae.ground import science
 
-    def classical(model: str, scorer: str, threads=None):  # no model weights in a fast test
+    def classical(model: str, scorer: str, threads=None, loaded=None):  # no model weights in a fast test
         from edgeae.inpaint import inpaint
 
         def fill(img: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -63,7 +63,7 @@ def test_an_rgb_budget_under_one_sample_is_refused(tmp_path: Path, capsys, monke
     img = _image(tmp_path, (64, 64, 3))
     _no_work(monkeypatch)
     monkeypatch.setattr(downlink_plan, "_check_channels", lambda *a: None)
-    monkeypatch.setattr(science, "load_models", lambda *a: (None, None))
+    monkeypatch.setattr(science, "load_models", lambda *a, **k: (None, None))
     rc = main(_plan(img, "--budgets", repr(72 / 12288), "--methods", "sparse,prioritised"))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
@@ -79,7 +79,7 @@ def test_a_jpeg2000_budget_under_the_smallest_file_is_refused(tmp_path: Path, ca
     assert floor > 200  # well over one packet with a sample
     _no_work(monkeypatch)
     monkeypatch.setattr(downlink_plan, "_check_channels", lambda *a: None)
-    monkeypatch.setattr(science, "load_models", lambda *a: (None, None))
+    monkeypatch.setattr(science, "load_models", lambda *a, **k: (None, None))
     rc = main(_plan(img, "--budgets", repr(150 / 4096), "--methods", "jpeg2000"))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
@@ -128,7 +128,7 @@ def test_report_json_holds_the_run_config(tmp_path: Path, monkeypatch) -> None:
 
     img = _image(tmp_path, (64, 64))
     monkeypatch.setattr(downlink_plan, "_check_channels", lambda *a: None)
-    monkeypatch.setattr(science, "load_models", lambda *a: (None, None))
+    monkeypatch.setattr(science, "load_models", lambda *a, **k: (None, None))
     monkeypatch.setattr(science, "evaluate", lambda *a, **k: [])
     monkeypatch.setattr(science, "markdown", lambda rows: "| table |")
     out = tmp_path / "o"

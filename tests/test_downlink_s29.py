@@ -59,7 +59,7 @@ def test_simulate_never_overwrites_an_input_and_an_earlier_result_only_with_forc
 def test_plan_refuses_an_earlier_report_without_force(tmp_path: Path, image: Path, capsys, monkeypatch) -> None:
     from edgeae.ground import science
 
-    def classical(model: str, scorer: str, threads=None):  # no model weights in a fast test
+    def classical(model: str, scorer: str, threads=None, loaded=None):  # no model weights in a fast test
         from edgeae.inpaint import inpaint
 
         def fill(img: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -189,7 +189,7 @@ def test_plan_checks_its_options_up_front(tmp_path: Path, image: Path, capsys, m
     loaded: list[str] = []
     meta = SimpleNamespace(kind="vae", layout="NCHW", input_shape=(1, 3, 64, 64))
 
-    def vae64(model: str, scorer: str, threads=None):
+    def vae64(model: str, scorer: str, threads=None, **_):
         loaded.append(scorer)
         return (lambda img, known: img), SimpleNamespace(predictor=SimpleNamespace(metadata=meta))
 

@@ -138,7 +138,7 @@ def _fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
     def fill(image, known, notes=None):
         return image
 
-    monkeypatch.setattr(science, "load_models", lambda model, scorer, threads=None: (fill, lambda x: {}))
+    monkeypatch.setattr(science, "load_models", lambda model, scorer, threads=None, loaded=None: (fill, lambda x: {}))
 
 
 def test_plan_plans_a_12_bit_frame_at_its_depth_and_uses_the_file_seed(

@@ -14,14 +14,14 @@ def compare_filler(model: str | None, channels: int | None = None):
     that is not a CAE, or (``channels``: the frame's) takes another channel count, is refused (ValueError) before
     any work, not reported as a frame the ground could not rebuild."""
     from edgeae.ground.station import make_filler
+    from edgeae.predictor import load_predictor
 
     if not model:
         return make_filler(None, "telea")
-    filler = make_filler(model)  # refuses a VAE or a CAE half by its kind
+    predictor = load_predictor(model)  # loaded once: the filler fills with it, its metadata gives the channels
+    filler = make_filler(model, predictor=predictor)  # refuses a VAE or a CAE half by its kind
     if channels is not None:
-        from edgeae.predictor import load_predictor
-
-        takes = getattr(getattr(load_predictor(model), "metadata", None), "channels", channels)
+        takes = getattr(getattr(predictor, "metadata", None), "channels", channels)
         if takes != channels:
             raise ValueError(
                 f"--model {model} takes {takes} channel(s), the --image frame has {channels}: name a "

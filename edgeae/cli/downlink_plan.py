@@ -9,6 +9,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,8 +93,8 @@ def _plan_image(args, cfg, links, methods, log, progress) -> tuple[list[dict], d
     samples, bits = image_samples(args.image)
     c = samples.shape[2]
     model, scorer = science.models_for(c, args.model, args.scorer)
-    _check_channels(model, scorer, {f"--image {args.image.name}": c}, args.threads)
-    fill, score = science.load_models(model, scorer, args.threads)
+    loaded = _check_channels(model, scorer, {f"--image {args.image.name}": c}, args.threads)
+    fill, score = science.load_models(model, scorer, args.threads, loaded=loaded)  # the checked ones, not reloaded
     patch = _plan_patch(args.patch, score, scorer)
     frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-", bits=bits)
     _check_budgets([frame], cfg, methods)
@@ -119,15 +120,16 @@ def _plan_sets(args, cfg, links, methods, log, progress) -> tuple[list[dict], di
     if unknown:
         raise CLIError(f"--set: unknown {unknown}; choose from {', '.join(SETS)}")
     channels = {f"--set {name}": SET_CHANNELS[name] for name in sets}
+    loaded = {}
     if args.model or args.scorer:  # until session 37 after the sets were built (~1 s of --quick work first)
-        _check_channels(args.model, args.scorer, channels, args.threads)
+        loaded = _check_channels(args.model, args.scorer, channels, args.threads)
     built = {name: build(name, quick=args.quick) for name in sets}
     _check_budgets([f for frames in built.values() for f in frames], cfg, methods)
     over = {c: args.model for c in (1, 3)} if args.model else None
     sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
     rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
                             scorers=sc, methods=methods, threads=args.threads, log=log,
-                            score=args.score, progress=progress, built=built)  # fmt: skip
+                            score=args.score, progress=progress, built=built, loaded=loaded)  # fmt: skip
     used = {
         "sets": sets,
         "quick": args.quick,
@@ -138,18 +140,24 @@ def _plan_sets(args, cfg, links, methods, log, progress) -> tuple[list[dict], di
     return rows, used
 
 
-def _check_channels(model: str | None, scorer: str | None, inputs: dict[str, int], threads: int | None) -> None:
+def _check_channels(
+    model: str | None, scorer: str | None, inputs: dict[str, int], threads: int | None
+) -> dict[str, Any]:
     """Refuse (one line, before any work) a model or scorer whose channel count is not that of every input
-    (``inputs``: what the user named -> its channels): the run would stop at that input, its rows lost."""
+    (``inputs``: what the user named -> its channels): the run would stop at that input, its rows lost. Returns
+    the models it loaded, by name, for the run to use (each model is loaded once)."""
     from edgeae.ground.science import SCORERS
     from edgeae.predictor import load_predictor
     from edgeae.reconstruct import DEFAULT_MODELS
 
     kinds = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
+    loaded: dict[str, Any] = {}
     for flag, name, defaults in (("--model", model, DEFAULT_MODELS), ("--scorer", scorer, SCORERS)):
         if not name:
             continue
-        takes = getattr(getattr(load_predictor(name, threads=threads), "metadata", None), "channels", None)
+        if name not in loaded:
+            loaded[name] = load_predictor(name, threads=threads)
+        takes = getattr(getattr(loaded[name], "metadata", None), "channels", None)
         for what, c in inputs.items():
             if takes is not None and takes != c:
                 hint = f"use {defaults[c]}" if c in defaults else "name one of that channel count"
@@ -159,6 +167,7 @@ def _check_channels(model: str | None, scorer: str | None, inputs: dict[str, int
                     f"{flag} {name} takes {kinds.get(takes, f'{takes}-channel')} frames; {what} is "
                     f"{kinds.get(c, f'{c}-channel')}: {hint}"
                 )
+    return loaded
 
 
 def _check_budgets(frames, cfg, methods: tuple[str, ...]) -> None:

@@ -34,6 +34,7 @@ def make_filler(
     adapt_steps: int = 0,
     cross_check: str | None = None,
     progress: bool | None = None,
+    predictor: Any = None,
 ) -> tuple[Filler, str]:
     """A function that fills unknown pixels, and its name: the CAE of ``model`` or classical ``method``.
 
@@ -45,6 +46,7 @@ def make_filler(
     CAE with it region by region (:mod:`edgeae.crosscheck`, validated here); a frame where that fails is filled
     by the CAE alone, with a warning. ``progress``: ``None`` draws a bar per frame for the CAE's passes (its
     tiles, or the cross-check's fills, and the adaptation's steps) when stderr is a terminal; ``False`` none.
+    ``predictor``: ``model`` already loaded (:func:`edgeae.predictor.load_predictor`), used rather than loaded again.
     """
     try:
         from edgeae.reconstruct import ChannelMismatchError, reconstruct
@@ -60,7 +62,7 @@ def make_filler(
     if model:
         from edgeae.predictor import load_predictor
 
-        predictor = load_predictor(model, threads=threads)
+        predictor = load_predictor(model, threads=threads) if predictor is None else predictor
         kind = getattr(getattr(predictor, "metadata", None), "kind", "cae")
         if kind != "cae":  # known from its metadata now: refused before any frame, not frame by frame
             raise ModelKindError(

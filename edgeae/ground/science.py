@@ -292,18 +292,25 @@ def models_for(channels: int, model: str | None = None, scorer: str | None = Non
     return model or DEFAULT_MODELS[channels], scorer or SCORERS[channels]
 
 
-def load_models(model: str, scorer: str, threads: int | None = None) -> tuple[Filler, Callable[[np.ndarray], dict]]:
-    """A CAE fill (no progress bars) and a patch scorer, from zoo names or artifact paths."""
+def load_models(
+    model: str, scorer: str, threads: int | None = None, loaded: dict[str, Any] | None = None
+) -> tuple[Filler, Callable[[np.ndarray], dict]]:
+    """A CAE fill (no progress bars) and a patch scorer, from zoo names or artifact paths. ``loaded``: name ->
+    predictor already loaded (used, not loaded again); what is loaded here is added to it."""
     from edgeae.anomaly.score import make_scorer
     from edgeae.predictor import load_predictor
     from edgeae.reconstruct import reconstruct
 
-    predictor = load_predictor(model, threads=threads)
+    loaded = {} if loaded is None else loaded
+    for name in (model, scorer):
+        if name not in loaded:
+            loaded[name] = load_predictor(name, threads=threads)
+    predictor = loaded[model]
 
     def fill(image: np.ndarray, known: np.ndarray, notes: dict | None = None) -> np.ndarray:
         return np.asarray(reconstruct(image, known, "cae", predictor=predictor, progress=False), np.float32)
 
-    return fill, make_scorer(load_predictor(scorer, threads=threads))
+    return fill, make_scorer(loaded[scorer])
 
 
 def run_sets(
@@ -323,19 +330,22 @@ def run_sets(
     score: str | None = None,
     progress: bool = False,
     built: dict[str, list[LabelledFrame]] | None = None,
+    loaded: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
     for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
     labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`; ``progress``: a
-    progress bar per set, when stderr is a terminal; ``built``: set name -> its frames, already built)."""
+    progress bar per set, when stderr is a terminal; ``built``: set name -> its frames, already built; ``loaded``:
+    model name -> predictor already loaded; each model is loaded once, whatever the sets that use it)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
+    loaded = {} if loaded is None else loaded
     for name in sets:
         frames = (built or {}).get(name) or build(name, quick=quick, root=root)
         c = frames[0].samples.shape[2]
         model, scorer = models_for(c, (models or {}).get(c), (scorers or {}).get(c))
-        fill, scorer_fn = load_models(model, scorer, threads)
+        fill, scorer_fn = load_models(model, scorer, threads, loaded=loaded)
         mode = score or SCORES[c]
         bar = name if progress else None
         for r in evaluate(frames, scorer_fn, fill, cfg, links, seeds, methods, log, oracle, mode, progress=bar):
