@@ -14,8 +14,15 @@ library's entry points (README, "Using edgeae from Python"); each is loaded from
 
 from __future__ import annotations
 
+import os as _os  # not a public name of the package
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# onnxruntime starts Microsoft's 1DS telemetry when it is imported: a device id and an event database under
+# $HOME/.cache (uploaded once a network is reachable), and on a read-only HOME a warning on stderr. Off before any
+# path can import it (this package is imported first on every one; scan workers inherit the environment); a value
+# the user set is kept. onnxruntime's Privacy.md documents the variable.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from edgeae._version import __version__
 

@@ -22,3 +22,9 @@ finished items compacted into totals, crash-safe writes, CCSDS packets of the ne
 imports only the numpy-only modules listed in ``docs/firmware_sim.md`` ("What the flight runtime imports"; a test
 checks it). See ``docs/firmware_sim.md``.
 """
+
+import os as _os
+
+# onnxruntime's telemetry off before it can be imported (edgeae/__init__.py says why), also where this folder is
+# imported by its top-level name (tests, scripts run from the repository root); a value the user set is kept
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
