@@ -21,9 +21,11 @@ def add_zoo_args(parser: argparse.ArgumentParser) -> None:
         "--zoo-name",
         default=None,
         metavar="NAME",
-        help="when the run completes, also copy best.pt and metrics.json to edgeae/zoo/weights/NAME.pt/.json (NAME: "
-        "lower-case letters, digits, - and _); a registered zoo model is only replaced by one of the same kind, "
-        "channels and architecture; a new NAME is user-installed (usable by name, listed by edgeae zoo). Kept in "
+        help="when the run completes, also copy best.pt and metrics.json to the zoo as NAME.pt/.json (NAME: "
+        "lower-case letters, digits, - and _); a new NAME is user-installed into the user zoo folder ($EDGEAE_ZOO, "
+        "default ~/.local/share/edgeae/zoo; usable by name, listed by edgeae zoo); a registered zoo model "
+        "(edgeae/zoo/weights of the package) is only replaced by one of the same kind, channels and architecture. "
+        "Kept in "
         "the run: a stopped run resumed to completion is installed. With "
         "--resume of a complete run (no larger --epochs): install it as it is, without training",
     )
@@ -90,11 +92,12 @@ def install_complete_run(args: argparse.Namespace, kind: str) -> int | None:
 def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool) -> None:
     """``--zoo-name``: install a complete run's best.pt and metrics.json (:func:`edgeae.zoo.install`). The zoo's
     folder held by another install (:class:`~edgeae.folder_lock.FolderBusy`): a :class:`CLIError` that says the run
-    is complete and gives the command that installs it afterwards."""
+    is complete and gives the command that installs it afterwards; a folder that cannot be written
+    (:class:`~edgeae.zoo.ZooFolderError`): its line, and that the run is complete and kept."""
     if zoo_name and metrics.get("complete"):
         from edgeae.folder_lock import FolderBusy
         from edgeae.train.resume import resume_command, run_kind
-        from edgeae.zoo import install, installed_message
+        from edgeae.zoo import ZooFolderError, install, installed_message
 
         try:
             target = install(zoo_name, out / "best.pt", out / "metrics.json", force=force)
@@ -105,6 +108,9 @@ def install_into_zoo(metrics: dict[str, Any], out: Path, zoo_name: str | None, f
                 f"--zoo-name {zoo_name}: the run {out} is complete but was not installed ({busy}); install it once "
                 f"that one has finished: {later}"
             ) from None
+        except ZooFolderError as exc:  # the run is kept: say so, and how to install it once the folder is fixed
+            later = resume_command(run_kind(out) or "cae", out, zoo_name, force)
+            raise CLIError(f"{exc} (the run {out} is complete and kept; install it later with: {later})") from None
         print(installed_message(zoo_name, target))
     elif zoo_name:
         print(f"zoo: {zoo_name} not installed: the run is not complete")

@@ -3,20 +3,27 @@
 ``ZOO`` is a plain dict (:mod:`edgeae.zoo.registry`); shipping a model is one entry there plus its files in
 ``weights/``: ``NAME.pt`` (a checkpoint from :func:`edgeae.checkpoint.save_checkpoint`) and ``NAME.json`` (the
 validation metrics the training command wrote). A model installed with ``--zoo-name NAME`` under a name ``ZOO``
-does not register is *user-installed*: :func:`install` also writes ``NAME.entry.json`` (its entry, from the
-checkpoint's metadata) and every lookup here (:func:`models`) takes it by name like a shipped one, no source edit
-needed. Numpy-free and torch-free: listing the zoo imports nothing heavy.
+does not register is *user-installed*: :func:`install` writes it into the user zoo folder
+(:func:`edgeae.zoo.user.user_dir`: ``$EDGEAE_ZOO``, else ``~/.local/share/edgeae/zoo``), never into the
+installed package, with ``NAME.entry.json`` (its entry, from the checkpoint's metadata); every lookup here
+(:func:`models`) takes it by name after the shipped ones, no source edit needed. Numpy-free and torch-free:
+listing the zoo imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from edgeae.zoo.registry import ZOO as ZOO
+from edgeae.zoo.user import ENTRY_SUFFIX as ENTRY_SUFFIX
+from edgeae.zoo.user import ENV_VAR as ENV_VAR
+from edgeae.zoo.user import user_dir as user_dir
+from edgeae.zoo.user import user_entry as user_entry
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +56,23 @@ def _entry(name: str) -> dict[str, Any]:
     return known[name]
 
 
-# a zoo name becomes a file name in WEIGHTS_DIR: lower-case letters, digits, '-' and '_', no separators or dots
+# a zoo name becomes a file name in a zoo folder: lower-case letters, digits, '-' and '_', no separators or dots
 ZOO_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-ENTRY_SUFFIX = ".entry.json"  # WEIGHTS_DIR/NAME.entry.json: the entry of a user-installed model
 
 
 def user_models() -> dict[str, dict[str, Any]]:
-    """The user-installed models: each ``NAME.pt`` in :data:`WEIGHTS_DIR` whose NAME ``ZOO`` does not register,
-    with the entry :func:`install` recorded in ``NAME.entry.json`` (kind and channels ``"?"`` where there is none:
-    installed before entries were recorded) and ``user_installed`` True."""
-    out: dict[str, dict[str, Any]] = {}
-    if not WEIGHTS_DIR.is_dir():
-        return out
-    for pt in sorted(WEIGHTS_DIR.glob("*.pt")):
-        name = pt.stem
-        if name in ZOO or not ZOO_NAME.fullmatch(name):
-            continue
-        entry: dict[str, Any] = {
-            "kind": "?",
-            "channels": "?",
-            "training_data": "not recorded",
-            "description": "user-installed before its entry was recorded: install it again with --zoo-name and "
-            "--force to record its kind and channels",
-            "command": "not recorded",
-        }
-        try:
-            recorded = json.loads((WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}").read_text())
-        except (OSError, ValueError):
-            recorded = None
-        if isinstance(recorded, dict):
-            entry.update(recorded)
-        out[name] = {**entry, "file": pt.name, "user_installed": True}
-    return out
+    """The user-installed models: each ``NAME.pt`` whose NAME ``ZOO`` does not register, in :data:`WEIGHTS_DIR`
+    (installed there by a checkout before session 37) and then in the user zoo folder (:func:`user_dir`), which
+    wins for a name in both; with the entry :func:`install` recorded in ``NAME.entry.json`` (kind and channels
+    ``"?"`` where there is none), ``file`` the absolute path of ``NAME.pt`` and ``user_installed`` True
+    (:func:`edgeae.zoo.user.scan`)."""
+    from edgeae.zoo.user import scan
+
+    try:
+        folders = (WEIGHTS_DIR, user_dir())
+    except RuntimeError:  # no user folder to read (no home): the checkout's own user models only
+        folders = (WEIGHTS_DIR,)
+    return scan(folders, ZOO, ZOO_NAME)
 
 
 def models() -> dict[str, dict[str, Any]]:
@@ -99,6 +91,38 @@ ARCHITECTURE_KEYS: dict[str, dict[str, Any]] = {
 
 class ZooInstallError(ValueError):
     """A model may not be installed under that zoo name (unsafe name, incomplete run, another model's name)."""
+
+
+class ZooFolderError(ZooInstallError):
+    """The folder a zoo install writes (:func:`install_folder`) cannot be written; the message names it and says
+    what to do instead."""
+
+
+def weights_path(name: str) -> Path:
+    """Where the weights of zoo model ``name`` are (shipped: in :data:`WEIGHTS_DIR`; user-installed: the ``.pt``
+    its entry names), whether or not the file exists."""
+    return WEIGHTS_DIR / _entry(name)["file"]  # a user model's file is absolute: the join gives it unchanged
+
+
+def install_folder(name: str) -> Path:
+    """The folder an install under zoo name ``name`` writes: :data:`WEIGHTS_DIR` for a name ``ZOO`` registers
+    (it replaces shipped weights: a source checkout's job), else the user zoo folder (:func:`user_dir`)."""
+    return WEIGHTS_DIR if name in ZOO else user_dir()
+
+
+def check_folder(name: str, checkpoint: Path | str | None = None) -> Path:
+    """The folder an install under ``name`` writes (:func:`install_folder`), or a :class:`ZooFolderError` when it
+    cannot be written (one line naming it and what to do: ``$EDGEAE_ZOO``, the checkpoint itself as MODEL)."""
+    from edgeae.zoo.user import folder_message, unwritable
+
+    try:
+        folder = install_folder(name)
+    except RuntimeError as exc:  # no user zoo folder at all
+        raise ZooFolderError(f"--zoo-name {name}: {exc}") from None
+    reason = unwritable(folder)
+    if reason is not None:
+        raise ZooFolderError(folder_message(name, folder, reason, name in ZOO, checkpoint))
+    return folder
 
 
 def check_name(name: str) -> str:
@@ -135,11 +159,13 @@ def check_install(
     parameter count or architecture, never one of another kind or channel count: ``ZOO`` states those, and
     ``edgeae zoo``, the commands that pick a model by kind and the shipped artifacts would contradict the file.
     A user-installed model under ``name`` is replaced only by the run folder that made it (``run``; None: not
-    checked here) or with ``force`` (:func:`check_user_model`)."""
+    checked here) or with ``force`` (:func:`check_user_model`). Last, the folder the install writes must be
+    writable (:func:`check_folder`): checked before any training, as the rest."""
     check_name(name)
     if name not in ZOO:
         if run is not None:
             check_user_model(name, run, force)
+        check_folder(name, Path(run) / "best.pt" if run is not None else None)
         return
     entry = ZOO[name]
     fixed = []
@@ -152,8 +178,15 @@ def check_install(
             f"--zoo-name {name}: refusing to replace the shipped zoo model {name!r} with a model of "
             f"{'; '.join(fixed)}; --force does not change a registered model's kind or channels: choose another name"
         )
-    if force:
-        return
+    if not force:
+        _refuse_another_model(name, kind, architecture, parameters)
+    check_folder(name, Path(run) / "best.pt" if run is not None else None)
+
+
+def _refuse_another_model(name: str, kind: str, architecture: dict[str, Any] | None, parameters: int | None) -> None:
+    """:func:`check_install` of registered model ``name`` without ``force``: another parameter count or
+    architecture than the entry's and its shipped weights' is refused."""
+    entry = ZOO[name]
     diffs = []
     if parameters is not None and "parameters" in entry and int(parameters) != int(entry["parameters"]):
         diffs.append(f"{parameters:,} parameters (the zoo's: {entry['parameters']:,})")
@@ -180,9 +213,10 @@ def _made_by(entry: dict[str, Any]) -> str | None:
 def check_user_model(name: str, run: Path | str, force: bool = False) -> None:
     """Refuse (:class:`ZooInstallError`) to replace the user-installed zoo model ``name`` with a model of another
     run folder than ``run``, the one that made it, unless ``force``: a user's model is not replaced by chance."""
-    if force or name in ZOO or not (WEIGHTS_DIR / f"{name}.pt").is_file():
+    entry = user_models().get(name) if not force and name not in ZOO else None
+    if entry is None or not Path(entry["file"]).is_file():
         return
-    made = _made_by(user_models().get(name, {}))
+    made = _made_by(entry)
     if made is not None and Path(made) == Path(run).resolve():
         return
     by = f"run {made}" if made else "a run it does not record"
@@ -194,7 +228,7 @@ def check_user_model(name: str, run: Path | str, force: bool = False) -> None:
 
 def _shipped_architecture(name: str) -> dict[str, Any] | None:
     """The architecture in the metadata of zoo model ``name``'s installed weights, None when there are none."""
-    path = WEIGHTS_DIR / _entry(name)["file"]
+    path = weights_path(name)
     if not path.is_file():
         return None
     from edgeae.checkpoint import load_checkpoint
@@ -216,13 +250,10 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False, run
 
     Refused (:class:`ZooInstallError`, nothing written) for an unsafe name, a run that did not complete, a
     registered name whose model differs (:func:`check_install`; ``force`` replaces it anyway) and a user-installed
-    model of another run folder (:func:`check_user_model`; ``force`` replaces it). The zoo's folder is held
-    while the files are written (:func:`edgeae.folder_lock.hold`): a second install at the same time is refused
-    with :class:`~edgeae.folder_lock.FolderBusy`."""
-    import shutil
-
-    from edgeae.atomic import atomic_path
-
+    model of another run folder (:func:`check_user_model`; ``force`` replaces it); a :class:`ZooFolderError` when
+    the folder it writes (:func:`install_folder`: the user zoo for a new name) cannot be written. That folder is
+    held while the files are written (:func:`edgeae.folder_lock.hold`): a second install at the same time is
+    refused with :class:`~edgeae.folder_lock.FolderBusy`."""
     check_name(name)
     try:
         card = json.loads(Path(metrics).read_text())
@@ -235,64 +266,61 @@ def install(name: str, checkpoint: Path, metrics: Path, force: bool = False, run
             "with --resume first"
         )
     from edgeae.checkpoint import load_checkpoint
-    from edgeae.folder_lock import hold
+    from edgeae.folder_lock import FolderBusy
 
     ck = load_checkpoint(checkpoint)
     params = sum(int(p.numel()) for p in ck.model.parameters())
     run = Path(checkpoint).resolve().parent if run is None else Path(run).resolve()
+    folder = check_folder(name, checkpoint)
     check_install(name, ck.metadata.kind, ck.metadata.channels, dict(ck.metadata.architecture), params, force, run)
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    target = WEIGHTS_DIR / f"{name}.pt"
-    if target.resolve().parent != WEIGHTS_DIR.resolve():  # the pattern allows no separator; never write elsewhere
-        raise ZooInstallError(f"--zoo-name {name!r}: {target} is outside {WEIGHTS_DIR}")
-    with hold(WEIGHTS_DIR, "zoo install"):  # two installs at once: the second is refused, no mixed .pt/.json
-        check_user_model(name, run, force)  # again, held: another install may have come first
-        for src, dst in ((checkpoint, target), (metrics, target.with_suffix(".json"))):
-            with atomic_path(dst) as tmp:
-                shutil.copyfile(src, tmp)
-        if name not in ZOO:  # user-installed: its entry, so that every MODEL argument takes the name
-            entry = user_entry(ck.metadata, params, card, Path(checkpoint), run)
-            with atomic_path(WEIGHTS_DIR / f"{name}{ENTRY_SUFFIX}") as tmp:
-                Path(tmp).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    target = folder / f"{name}.pt"
+    try:
+        _write(name, folder, (checkpoint, metrics), force, run, (ck.metadata, params, card))
+    except FolderBusy:
+        raise
+    except OSError as exc:  # the folder, its lock or a file in it: one line naming the folder, not a bare errno
+        where = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+        if where is None or not (where == folder or where in folder.parents or where.parent == folder):
+            raise
+        from edgeae.zoo.user import folder_message, os_reason
+
+        raise ZooFolderError(folder_message(name, folder, os_reason(exc), name in ZOO, checkpoint)) from None
     stale = stale_artifacts_warning(name)
     if stale:
         log.warning(stale)
     return target
 
 
-def user_entry(
-    metadata: Any, parameters: int, card: dict[str, Any], checkpoint: Path, run: Path | str | None = None
-) -> dict[str, Any]:
-    """The zoo entry of a user-installed model, from its checkpoint's ``metadata`` (kind, channels, training data)
-    and its run's metrics ``card`` (the command, where recorded); ``run``: the training run folder that made it
-    (default: the checkpoint's folder)."""
-    extra = dict(metadata.extra)
-    counts = []
-    for key in ("train_files", "val_files"):
-        value = extra.get(key)
-        if isinstance(value, (int, list)):
-            counts.append(f"{len(value) if isinstance(value, list) else value} {key.replace('_', ' ')}")
-    data = str(extra.get("data", "not recorded"))
-    run = Path(checkpoint).resolve().parent if run is None else Path(run).resolve()
-    arch = dict(metadata.architecture)
-    shape = ", ".join(f"{k} {arch[k]}" for k in ("variant", "widths", "latent") if k in arch)
-    return {
-        "kind": metadata.kind,
-        "channels": int(metadata.channels),
-        "parameters": int(parameters),
-        "training_data": f"{data} ({', '.join(counts)})" if counts else data,
-        "training_data_hash": metadata.training_data_hash,
-        "description": f"user-installed {metadata.kind} ({shape}) from {Path(checkpoint).resolve()}",
-        "run": str(run),  # the run folder that made it: only it replaces the model without --force
-        "command": str(card.get("command") or f"not recorded; the run's settings: {run / 'config.json'}"),
-    }
+def _write(
+    name: str, folder: Path, files: tuple[Path, Path], force: bool, run: Path, made: tuple[Any, int, dict[str, Any]]
+) -> None:
+    """:func:`install`'s writes, the zoo ``folder`` held: ``NAME.pt`` and ``NAME.json`` from ``files`` (checkpoint,
+    metrics), and for a user model ``NAME.entry.json`` from ``made`` (metadata, parameter count, metrics card)."""
+    import shutil
+
+    from edgeae.atomic import atomic_path
+    from edgeae.folder_lock import hold
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.pt"
+    if target.resolve().parent != folder.resolve():  # the pattern allows no separator; never write elsewhere
+        raise ZooInstallError(f"--zoo-name {name!r}: {target} is outside {folder}")
+    with hold(folder, "zoo install"):  # two installs at once: the second is refused, no mixed .pt/.json
+        check_user_model(name, run, force)  # again, held: another install may have come first
+        for src, dst in ((files[0], target), (files[1], target.with_suffix(".json"))):
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        if name not in ZOO:  # user-installed: its entry, so that every MODEL argument takes the name
+            entry = user_entry(made[0], made[1], made[2], Path(files[0]), run)
+            with atomic_path(folder / f"{name}{ENTRY_SUFFIX}") as tmp:
+                Path(tmp).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
 
 
 def installed_message(name: str, target: Path) -> str:
     """The line a command prints after installing zoo model ``name`` at ``target``."""
     line = f"zoo: wrote {target} and .json"
     if name not in ZOO:
-        line += f"; user-installed: every MODEL argument takes {name} (edgeae zoo lists it)"
+        line += f"; user-installed: every MODEL argument takes {name} (edgeae zoo lists it; the user zoo: ${ENV_VAR})"
     return line
 
 
@@ -318,7 +346,7 @@ def stale_artifacts_warning(name: str) -> str | None:
 def resolve(name: str) -> Path:
     """Path of the weights of zoo model ``name`` (clear error for unknown names or missing files)."""
     entry = _entry(name)
-    path = WEIGHTS_DIR / entry["file"]
+    path = weights_path(name)
     if not path.is_file():
         raise FileNotFoundError(
             f"zoo model {name!r} is registered but its weights {path} are missing; "
@@ -329,8 +357,7 @@ def resolve(name: str) -> Path:
 
 def metrics(name: str) -> dict[str, Any]:
     """The validation metrics written beside the weights (``NAME.json``), or {} when absent."""
-    entry = _entry(name)
-    path = WEIGHTS_DIR / Path(entry["file"]).with_suffix(".json").name
+    path = weights_path(name).with_suffix(".json")
     if not path.is_file():
         return {}
     data: dict[str, Any] = json.loads(path.read_text())
@@ -339,7 +366,8 @@ def metrics(name: str) -> dict[str, Any]:
 
 def list_models() -> list[dict[str, Any]]:
     """One dict per zoo model, registered then user-installed: the entry plus ``name``, ``available``,
-    ``metrics`` and ``user_installed``."""
+    ``metrics`` and ``user_installed`` (a user model's ``file`` is the absolute path of its ``.pt``, ``folder``
+    its folder)."""
     out = []
     for name, entry in models().items():
         available = (WEIGHTS_DIR / entry["file"]).is_file()
