@@ -220,3 +220,37 @@ def test_scan_gives_lon_lat_of_a_real_geotiff_under_any_name(tmp_path, formats) 
     x, y = np.asarray(t["x"]), np.asarray(t["y"])
     np.testing.assert_allclose(t["lon"], -180 + (x + 32) * 0.3515625)
     np.testing.assert_allclose(t["lat"], 90 - (y + 32) * 0.3515625)
+
+
+# -- scripts/scan_finalize_cost.py -------------------------------------------------------------------------------------
+def test_the_finalize_cost_script_finalizes_k_copies_of_a_scans_parts(tmp_path, moon) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+    import json
+    import shutil
+
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.archive import walk_archive
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    root = Path(archive.__file__).parents[2]
+    spec = importlib.util.spec_from_file_location("scan_finalize_cost", root / "scripts" / "scan_finalize_cost.py")
+    assert spec is not None and spec.loader is not None
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+
+    arc = tmp_path / "arc"
+    for i in range(2):
+        write_image(arc / "sub" / f"c{i}.png", moon[64 * i : 64 * i + 128, :160].copy())
+    model = tmp_path / "vae.onnx"
+    shutil.copy(root / "edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx", model)
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=32)
+    base = scan_archive(arc, model, tmp_path / "base", **kw)
+    assert cost.build_copies(tmp_path / "base", tmp_path / "k3", 3) == 6
+    paths = {e.name: str(e.path) for e in walk_archive(arc)}
+    got = cost.finalize_once(tmp_path / "k3", paths)
+    assert got["parts"] == 6 and got["patches"] == 3 * base["patches_in_results"] > 0
+    assert got["peak_rss_mib"] >= got["rss_before_finalize_mib"] > 0 and got["seconds"] >= 0
+    report = json.loads((tmp_path / "k3" / "report.json").read_text())
+    assert report["done"] == 6 and {t["file"].split("/")[0] for t in report["top"]} <= {"c0000", "c0001", "c0002"}
