@@ -49,7 +49,9 @@ from edgeae.archive.pds3 import (
     image_bytes,
     int_value,
     parse_pointer,
+    qube_suffix,
     scan_label,
+    suffix_image,
 )
 from edgeae.archive.pointers import _in_label_dir, _pointer
 from edgeae.archive.vicar import _check_vicar, _vicar_extent
@@ -255,6 +257,9 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         if not data.is_file():
             raise ImageReadError(f"{p}: the data file {data.name} named by its COMPRESSED_FILE does not exist")
         return data, None
+    misread = qube_suffix(lab)
+    if misread is not None:
+        raise ImageReadError(f"{p}: {misread}")
     pointer = lab.pointer()
     if pointer is None:
         return p, None
@@ -285,6 +290,8 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
             data, offset, layout, f"the label also holds a ^IMAGE nested in {obj}, which GDAL would follow; the "
             f"top-level ^IMAGE is read (byte {offset + 1})"
         )  # fmt: skip
+    if moved is None:
+        moved = suffix_image(data, offset, layout)
     start = moved.offset if moved else offset
     if start + layout.nbytes > size:
         n = layout.lines

@@ -7,7 +7,7 @@ same quantity sits in different groups per mission. Values with units come as ``
 
 Special values (no-data and saturation markers) come from the label, not from GDAL's single no-data
 value: GDAL 3.10 reads a PDS3 based integer such as HiRISE's ``MISSING_CONSTANT = 16#FF#`` as 16 (it is
-255), which would mark 22,405 real pixels of the sample EDR invalid. ISIS3 cubes get ISIS's five special
+255), which would mark every real pixel of value 16 invalid. ISIS3 cubes get ISIS's five special
 pixel values for their pixel type (:data:`ISIS_SPECIALS`).
 """
 

@@ -9,6 +9,10 @@ products (``../shared/data/formats/pds3``):
 - the label also holds a ``^IMAGE`` nested in an object (``UNCOMPRESSED_FILE`` of ``ldem_4_cropped.img``),
   which GDAL follows instead of the top-level pointer.
 
+And in one where the start is right but the line length is not: GDAL skips an IMAGE's ``LINE_PREFIX_BYTES`` but
+ignores its ``LINE_SUFFIX_BYTES`` (GDAL 3.10), so each line after the first starts that many bytes per line too early
+(the HiRISE EDR ``PSP_001446_1790_BG12_0.IMG``: 18 + 256 + 16 bytes a line, read with a 274-byte stride).
+
 Then :class:`RawImage` says where the image really is and reads its rows with numpy; see
 :func:`edgeae.archive.formats.check_complete` for when a start is unambiguous (else the product is refused).
 """
@@ -22,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["OdlLabel", "RawImage", "image_bytes", "parse_pointer", "scan_label"]
+__all__ = ["OdlLabel", "RawImage", "image_bytes", "parse_pointer", "qube_suffix", "scan_label", "suffix_image"]
 
 # objects and pointers GDAL's PDS driver reads an image from
 IMAGE_OBJECTS = ("IMAGE", "QUBE", "SPECTRAL_QUBE", "UNCOMPRESSED_FILE", "COMPRESSED_FILE")
@@ -226,6 +230,7 @@ class RawImage:
     offset: int
     layout: ImageLayout
     note: str  # why the reader reads it itself (recorded in the product's metadata)
+    warn: bool = True  # the label misleads (a stale or nested pointer): the note is a warning, not just the route
 
     def dtype(self, gdal_dtype: np.dtype) -> np.dtype | str:
         """GDAL's sample type with the label's byte order, or the reason this layout is not read here."""
@@ -240,16 +245,65 @@ class RawImage:
         return gdal_dtype if order == "|" else gdal_dtype.newbyteorder(order)
 
     def read(self, y0: int, y1: int, bands: list[int], dtype: np.dtype) -> np.ndarray:
-        """Rows [y0, y1) of the 1-based ``bands`` as (rows, W, C) in native byte order."""
+        """Rows [y0, y1) of the 1-based ``bands`` as (rows, W, C) in native byte order.
+
+        Whole lines are read at once while their prefix and suffix are at most the samples' size (so a window reads
+        at most twice its samples); lines with longer ones are read sample run by sample run."""
         lay, rows = self.layout, y1 - y0
         width = lay.samples * dtype.itemsize
         planes = []
         with open(self.path, "rb") as fh:
             for b in bands:
-                fh.seek(self.offset + ((b - 1) * lay.lines + y0) * lay.line_bytes)
-                buf = fh.read(rows * lay.line_bytes)
-                if len(buf) != rows * lay.line_bytes:
-                    raise OSError(f"{len(buf)} of {rows * lay.line_bytes} bytes at the end of the file")
-                rec = np.frombuffer(buf, np.uint8).reshape(rows, lay.line_bytes)[:, lay.prefix : lay.prefix + width]
-                planes.append(np.ascontiguousarray(rec).view(dtype).reshape(rows, lay.samples))
+                start = self.offset + ((b - 1) * lay.lines + y0) * lay.line_bytes
+                if lay.line_bytes <= 2 * width:
+                    fh.seek(start)
+                    buf = fh.read(rows * lay.line_bytes)
+                    if len(buf) != rows * lay.line_bytes:
+                        raise OSError(f"{len(buf)} of {rows * lay.line_bytes} bytes at the end of the file")
+                    lines = np.frombuffer(buf, np.uint8).reshape(rows, lay.line_bytes)
+                    rec = np.ascontiguousarray(lines[:, lay.prefix : lay.prefix + width])
+                else:
+                    rec = np.empty((rows, width), np.uint8)
+                    for i in range(rows):
+                        fh.seek(start + i * lay.line_bytes + lay.prefix)
+                        got = fh.readinto(memoryview(rec[i]))
+                        if got != width:
+                            raise OSError(f"{got} of {width} bytes of line {y0 + i + 1} at the end of the file")
+                planes.append(rec.view(dtype).reshape(rows, lay.samples))
         return np.stack(planes, axis=-1).astype(dtype.newbyteorder("="), copy=False)
+
+
+def qube_suffix(label: OdlLabel) -> str | None:
+    """Why GDAL's PDS driver would misread the label's QUBE or SPECTRAL_QUBE, else None: suffix items (sideplanes,
+    backplanes) along its fastest axis, or along its middle one unless it is band-sequential, which GDAL does not
+    skip (it steps over suffix lines after a band's core only), so its lines would be read shifted."""
+    for name, _, kw in label.objects:
+        if name not in ("QUBE", "SPECTRAL_QUBE") or "SUFFIX_ITEMS" not in kw:
+            continue
+        items = [int(x) for x in re.findall(r"[+-]?\d+", kw["SUFFIX_ITEMS"])]
+        axes = [a.strip(" \"'").upper() for a in kw.get("AXIS_NAME", "").strip(" ()").split(",")]
+        bsq = axes == ["SAMPLE", "LINE", "BAND"]
+        if (items[:1] and items[0] > 0) or (len(items) > 1 and items[1] > 0 and not bsq):
+            fast = axes[0].lower() if axes[0] else "first"
+            return (
+                f"its {name} has SUFFIX_ITEMS = {kw['SUFFIX_ITEMS'].strip()} (suffix items after each {fast} run "
+                "of its core), which GDAL does not skip (its PDS driver reads them as samples), so its lines would "
+                "be read shifted: not read"
+            )
+    return None
+
+
+def suffix_image(data: Path, offset: int, layout: ImageLayout) -> RawImage | None:
+    """The image read here when its lines end in ``LINE_SUFFIX_BYTES``, which GDAL's PDS driver ignores (its line
+    stride is the prefix plus the samples), so it would start each line after the first ``suffix`` bytes per line too
+    early; None without a suffix (GDAL's layout is the label's)."""
+    if layout.suffix <= 0:
+        return None
+    size = layout.bits // 8
+    note = (
+        f"its IMAGE has LINE_SUFFIX_BYTES = {layout.suffix}, which GDAL's PDS driver ignores (it would read each line "
+        f"after the first {layout.suffix} bytes a line too early): read here from the label's layout, "
+        f"{layout.prefix} + {layout.samples} × {size} + {layout.suffix} = {layout.line_bytes} bytes a line from byte "
+        f"{offset + 1}"
+    )
+    return RawImage(data, offset, layout, note, warn=False)

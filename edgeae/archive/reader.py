@@ -29,7 +29,9 @@ or that is not a regular file, a PDS3 ``SAMPLE_TYPE`` GDAL would misread
 open because of bytes that are not UTF-8 is refused in one line naming it; a map projection PROJ cannot parse (an
 infinite parameter) is read without georeferencing, with a warning. At open only the last few samples are read.
 A PDS3 image that GDAL would read from the wrong offset (a stale or nested ``^IMAGE``, :mod:`edgeae.archive.pds3`)
-is read here with numpy from where it really starts, and ``extra["warnings"]`` says so.
+is read here with numpy from where it really starts, and ``extra["warnings"]`` says so; one whose lines end in
+``LINE_SUFFIX_BYTES``, which GDAL ignores (HiRISE EDRs), is read here with numpy line by line as its label lays it out.
+``extra["direct_read"]`` says why a product was read with numpy (None when GDAL read it).
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ class ProductReader:
             gdal, label = (self.height, self.width, self.count), (lay.lines, lay.samples, lay.bands)
             why = f"GDAL reads {' × '.join(map(str, gdal))} samples, the label says {' × '.join(map(str, label))}"
         if isinstance(why, str):
-            raise ImageReadError(f"{self.path}: {moved.note}; but it cannot be read from there: {why}")
+            raise ImageReadError(f"{self.path}: {moved.note}; but it cannot be read directly: {why}")
         return why
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -338,12 +340,13 @@ class ProductReader:
             "scaling": s.to_dict(), "offset": s.raw_lo, "bands_in_product": self.count, "bands_read": self.bands,
             "special_values": list(self.specials), "georef": self.geo.to_dict() if self.geo else None,
             "gdal_options": dict(self._opts), "warnings": self.warnings,
+            "direct_read": self._moved.note if self._moved is not None else None,
         }  # fmt: skip
 
     @property
     def warnings(self) -> list[str]:
         """What the reader did that the label did not say (e.g. a stale ``^IMAGE`` pointer relocated)."""
-        notes = [self._moved.note] if self._moved is not None else []
+        notes = [self._moved.note] if self._moved is not None and self._moved.warn else []
         return notes + [n for n in (self._band_note, getattr(self, "_geo_note", None)) if n]
 
 

@@ -1,5 +1,8 @@
 """The VICAR checks: the extent a VICAR label declares (LBLSIZE, RECSIZE, NL × NB records), refused when the label
-is larger than its LBLSIZE says or the file holds fewer bytes than it promises (:func:`.formats.check_complete`)."""
+is larger than its LBLSIZE says or the file holds fewer bytes than it promises (:func:`.formats.check_complete`), and
+a layout GDAL's VICAR driver misreads: binary prefixes (NBB) on a line-interleaved image of several bands, where GDAL
+skips one prefix a line instead of one a record (each band's line), so every line after the first reads shifted
+(GDAL 3.10; band-sequential and pixel-interleaved prefixes are read right, as on the Cassini samples)."""
 
 from __future__ import annotations
 
@@ -20,11 +23,19 @@ class _Vicar(NamedTuple):
     nl: int
     nb: int
     nlb: int
+    nbb: int = 0
+    org: str = "BSQ"
+    ns: int = 0
+
+    @property
+    def records(self) -> int:
+        """Image records (N2 × N3): a line of one band each (BSQ, BIL), or the bands of one pixel each (BIP)."""
+        return self.nl * (max(self.ns, 1) if self.org == "BIP" else self.nb)
 
     @property
     def end(self) -> int:
         """Byte offset just after the last image record the label promises."""
-        return self.start + self.lblsize + self.recsize * (self.nlb + self.nl * self.nb)
+        return self.start + self.lblsize + self.recsize * (self.nlb + self.records)
 
 
 def _vicar_extent(data: bytes, start: int) -> _Vicar | None:
@@ -40,7 +51,9 @@ def _vicar_extent(data: bytes, start: int) -> _Vicar | None:
     lblsize, recsize, nl, nb, nlb = num("LBLSIZE"), num("RECSIZE"), num("NL"), num("NB", 1), num("NLB")
     if not (lblsize and recsize and nl):
         return None
-    return _Vicar(start, lblsize, recsize, nl, max(nb, 1), nlb)
+    org = re.search(r"(?:^|\s)ORG=\s*'?\s*([A-Za-z]+)", text)
+    org_name = org.group(1).upper() if org else "BSQ"
+    return _Vicar(start, lblsize, recsize, nl, max(nb, 1), nlb, num("NBB"), org_name, num("NS"))
 
 
 # VICAR label items (KEY=VALUE, separated by two or more spaces): a value is a quoted string ('' inside it is a
@@ -81,11 +94,20 @@ def _check_vicar(p: Path, data_path: Path, head: bytes, v: _Vicar, size: int) ->
             f"({shown!r}…): the label is larger than it says, so its text would be read as image "
             "rows"
         )
+    if v.nbb > 0 and ((v.org == "BIL" and v.nb > 1) or v.org == "BIP"):
+        record = "band's line" if v.org == "BIL" else "pixel's bands"
+        raise ImageReadError(
+            f"{where}: its VICAR label says ORG='{v.org}', NB={v.nb}, with NBB={v.nbb} bytes of binary prefix before "
+            f"each record (each {record}); GDAL's VICAR driver skips one prefix a line, so its samples would be read "
+            "shifted: not read"
+        )
     if v.end > size:
         s = "s" if v.nl != 1 else ""
         lines = f"{v.nl} line{s}" + (f" × {v.nb} bands" if v.nb > 1 else "")
+        if v.org == "BIP":
+            lines = f"{v.nl} line{s} × {v.ns} pixels"
         full = max(0, (size - (v.start + v.lblsize + v.nlb * v.recsize)) // v.recsize)
-        unit = "lines" if v.nb == 1 else "records"
+        unit = "lines" if v.nb == 1 and v.org != "BIP" else "records"
         raise ImageReadError(
             f"{where} is truncated: its VICAR label promises {lines} of {v.recsize}-byte records ({v.end} "
             f"bytes), the file holds {size} bytes (about {full} complete {unit})"

@@ -1,0 +1,182 @@
+"""Session 37, audit a2: PDS3 line suffixes GDAL ignores (the HiRISE EDR read sheared), a detached label pointing
+into another file's own label, a ^IMAGE file name that is not UTF-8, and a truncated GeoTIFF listed as read.
+
+The expected pixels are always the label's numbers applied by numpy to the file's bytes, never GDAL's read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rasterio = pytest.importorskip("rasterio", reason="the archive extra is not installed: pip install 'edgeae[archive]'")
+
+from edgeae.archive.reader import ProductReader  # noqa: E402
+from edgeae.imageio import ImageReadError, read_image  # noqa: E402
+
+
+def _label_numbers(data: bytes, obj: str = "IMAGE") -> dict[str, int]:
+    """The ^IMAGE byte pointer and the IMAGE object's numbers, read from the label text with regexes only."""
+    text = data[: data.find(b"\nEND\r\n") + 1 if b"\nEND\r\n" in data else 65536].decode("latin-1")
+    ptr = re.search(r"^\^IMAGE\s*=\s*(\d+)\s*<BYTES>", text, re.M)
+    block = re.search(rf"^OBJECT\s*=\s*{obj}\s*$(.*?)^END_OBJECT\s*=\s*{obj}\s*$", text, re.M | re.S)
+    assert ptr is not None and block is not None
+    out = {"start": int(ptr.group(1)) - 1}
+    for key in ("LINES", "LINE_SAMPLES", "LINE_PREFIX_BYTES", "LINE_SUFFIX_BYTES", "SAMPLE_BITS"):
+        m = re.search(rf"^\s*{key}\s*=\s*(\d+)", block.group(1), re.M)
+        out[key] = int(m.group(1)) if m else 0
+    return out
+
+
+def _truth(data: bytes, n: dict[str, int]) -> np.ndarray:
+    """The 8-bit samples after each line's prefix, lines of prefix + samples + suffix bytes from the pointer."""
+    stride = n["LINE_PREFIX_BYTES"] + n["LINE_SAMPLES"] + n["LINE_SUFFIX_BYTES"]
+    raw = np.frombuffer(data, np.uint8, n["LINES"] * stride, n["start"]).reshape(n["LINES"], stride)
+    return raw[:, n["LINE_PREFIX_BYTES"] : n["LINE_PREFIX_BYTES"] + n["LINE_SAMPLES"]]
+
+
+# -- finding 1: LINE_SUFFIX_BYTES ---------------------------------------------------------------------------------
+
+
+def test_the_hirise_edr_is_the_bytes_after_each_line_prefix(formats: Path) -> None:
+    """GDAL's PDS driver skips the 18-byte prefix but ignores the 16-byte suffix: it stepped 274 bytes a line, not
+    290, so row k started 16·k bytes early (94 % of the pixels wrong, the prefix's 0xFF sync byte read as 4,430
+    no-data pixels). The right read has no 255 at all, so nothing is no-data."""
+    p = formats / "pds3/PSP_001446_1790_BG12_0.IMG"
+    data = p.read_bytes()
+    n = _label_numbers(data)
+    assert (n["LINES"], n["LINE_SAMPLES"], n["LINE_PREFIX_BYTES"], n["LINE_SUFFIX_BYTES"]) == (5000, 256, 18, 16)
+    truth = _truth(data, n)
+    im = read_image(p)
+    assert np.array_equal(np.rint(im.pixels[..., 0] * 255).astype(np.uint8), truth)
+    assert bool(im.valid.all()) and (int(truth.min()), int(truth.max())) == (129, 196)  # neither 16 nor 255
+    assert im.extra["label"]["misread_nodata"] == 16.0 and im.extra["special_values"] == [255.0]
+    assert "LINE_SUFFIX_BYTES = 16" in im.extra["direct_read"] and not im.extra["warnings"]
+    with ProductReader(p) as r:  # windowed reads give the same rows
+        assert np.array_equal(r.read_raw(4990, 5000)[..., 0], truth[4990:])
+        assert np.array_equal(r.read_raw(1, 3)[..., 0], truth[1:3])
+
+
+def _pds3_suffixed(path: Path, planes: np.ndarray, prefix: int, suffix: int, storage: str = "BAND_SEQUENTIAL") -> bytes:
+    """An attached-label PDS3 image of MSB 16-bit samples (bands, lines, samples), each line framed by ``prefix``
+    bytes of 0xFF and ``suffix`` bytes of 0xEE; returns the file's bytes."""
+    bands, lines, samples = planes.shape
+    obj = (
+        f"OBJECT = IMAGE\r\n  LINES = {lines}\r\n  LINE_SAMPLES = {samples}\r\n  BANDS = {bands}\r\n"
+        f"  BAND_STORAGE_TYPE = {storage}\r\n  SAMPLE_BITS = 16\r\n  SAMPLE_TYPE = MSB_INTEGER\r\n"
+        f"  LINE_PREFIX_BYTES = {prefix}\r\n  LINE_SUFFIX_BYTES = {suffix}\r\nEND_OBJECT = IMAGE\r\nEND\r\n"
+    )
+    head = f"PDS_VERSION_ID = PDS3\r\nRECORD_TYPE = UNDEFINED\r\n^IMAGE = 1025 <BYTES>\r\n{obj}".encode()
+    rows = [
+        b"\xff" * prefix + planes[b, y].astype(">i2").tobytes() + b"\xee" * suffix
+        for b in range(bands)
+        for y in range(lines)
+    ]
+    data = head.ljust(1024, b" ") + b"".join(rows)
+    path.write_bytes(data)
+    return data
+
+
+def test_a_suffixed_image_reads_right_in_every_window(tmp_path: Path) -> None:
+    """16-bit, 2 band-sequential bands, 6-byte prefix and 10-byte suffix: every window of every band is the
+    label's bytes, and read_image gives band 1's values (the prefix and suffix never become pixels)."""
+    rng = np.random.default_rng(0)
+    planes = rng.integers(-2000, 3000, (2, 40, 33)).astype(np.int16)
+    data = _pds3_suffixed(tmp_path / "s.img", planes, prefix=6, suffix=10)
+    stride = 6 + 33 * 2 + 10
+    body = np.frombuffer(data, np.uint8, 2 * 40 * stride, 1024).reshape(2, 40, stride)[:, :, 6 : 6 + 66]
+    truth = np.ascontiguousarray(body).view(">i2").reshape(2, 40, 33)  # from the bytes, not from `planes`
+    assert np.array_equal(truth, planes)
+    with ProductReader(tmp_path / "s.img", bands=[2]) as r:
+        assert np.array_equal(r.read_raw(0, 40)[..., 0], truth[1])
+        assert np.array_equal(r.read_raw(17, 23)[..., 0], truth[1, 17:23])
+    im = read_image(tmp_path / "s.img")
+    s = im.extra["scaling"]
+    assert (s["raw_lo"], s["raw_hi"]) == (float(truth[0].min()), float(truth[0].max()))
+    want = (truth[0].astype(np.float64) - s["raw_lo"]) / (s["raw_hi"] - s["raw_lo"])
+    assert np.allclose(im.pixels[..., 0], want, atol=1e-6) and bool(im.valid.all())
+
+
+def test_a_suffix_with_only_a_suffix_and_a_suffix_of_a_line_interleaved_image(tmp_path: Path) -> None:
+    """A suffix without a prefix is read right too; a line-interleaved multi-band image with a suffix (its layout
+    not one read directly) is refused in one line rather than read sheared."""
+    planes = np.arange(2 * 5 * 7, dtype=np.int16).reshape(1, 10, 7)
+    _pds3_suffixed(tmp_path / "a.img", planes, prefix=0, suffix=4)
+    with ProductReader(tmp_path / "a.img") as r:
+        assert np.array_equal(r.read_raw(0, 10)[..., 0], planes[0])
+    _pds3_suffixed(tmp_path / "b.img", planes.reshape(2, 5, 7), prefix=0, suffix=4, storage="LINE_INTERLEAVED")
+    with pytest.raises(ImageReadError, match=r"LINE_SUFFIX_BYTES = 4.*LINE_INTERLEAVED"):
+        read_image(tmp_path / "b.img")
+
+
+def test_a_suffix_of_a_detached_label_copy_of_the_hirise_edr(formats: Path, tmp_path: Path) -> None:
+    """The same product as a detached label (.lbl) beside its data: read through the data file named by ^IMAGE."""
+    data = (formats / "pds3/PSP_001446_1790_BG12_0.IMG").read_bytes()
+    n = _label_numbers(data)
+    end = re.search(rb"\r?\nEND\r?\n", data)
+    assert end is not None
+    pointer = b"^IMAGE                         = 61903 <BYTES>"
+    assert pointer in data[: end.end()]
+    label = data[: end.end()].replace(pointer, b'^IMAGE = ("E.DAT", 3 <BYTES>)')
+    (tmp_path / "e.lbl").write_bytes(label)
+    (tmp_path / "E.DAT").write_bytes(b"\0\0" + data[n["start"] :])
+    got = read_image(tmp_path / "e.lbl")
+    assert np.array_equal(np.rint(got.pixels[..., 0] * 255).astype(np.uint8), _truth(data, n))
+
+
+def _vicar(path: Path, org: str, core: np.ndarray, nbb: int) -> None:
+    """A VICAR file of big-endian 16-bit samples ``core`` (bands, lines, samples) in ``org``, each record (N1
+    samples: a band's line for BSQ and BIL, a pixel's bands for BIP) after ``nbb`` bytes of 0x7F prefix."""
+    nb, nl, ns = core.shape
+    if org == "BIP":
+        recs, n = [core[:, y, x] for y in range(nl) for x in range(ns)], (nb, ns, nl)
+    elif org == "BIL":
+        recs, n = [core[b, y] for y in range(nl) for b in range(nb)], (ns, nb, nl)
+    else:
+        recs, n = [core[b, y] for b in range(nb) for y in range(nl)], (ns, nl, nb)
+    recsize = nbb + n[0] * 2
+    lblsize = recsize * (-(-400 // recsize))
+    label = (
+        f"LBLSIZE={lblsize}  FORMAT='HALF'  TYPE='IMAGE'  BUFSIZ=20480  DIM=3  EOL=0  RECSIZE={recsize}  ORG='{org}'  "
+        f"NL={nl}  NS={ns}  NB={nb}  N1={n[0]}  N2={n[1]}  N3={n[2]}  N4=0  NBB={nbb}  NLB=0  HOST='SUN-SOLR'  "
+        "INTFMT='HIGH'  REALFMT='IEEE'  "
+    )
+    body = b"".join(b"\x7f" * nbb + r.astype(">i2").tobytes() for r in recs)
+    path.write_bytes(label.encode().ljust(lblsize, b"\0") + body)
+
+
+def test_vicar_binary_prefixes_read_right_or_refused(tmp_path: Path) -> None:
+    """GDAL skips NBB once a line: right for band-sequential records (the Cassini samples), wrong for a
+    line-interleaved image of several bands or a pixel-interleaved one (a prefix per band's line, per pixel), which
+    are refused; a pixel-interleaved image with more bands than samples and no prefix is not taken for truncated
+    (its records are N2 × N3 = lines × samples, not lines × bands)."""
+    core = (np.arange(2 * 4 * 5, dtype=np.int16) + 1).reshape(2, 4, 5)
+    _vicar(tmp_path / "bsq.vic", "BSQ", core, nbb=3)
+    with ProductReader(tmp_path / "bsq.vic", bands=[2]) as r:
+        assert np.array_equal(r.read_raw(0, 4)[..., 0], core[1])
+    for org in ("BIL", "BIP"):
+        _vicar(tmp_path / f"{org}.vic", org, core, nbb=3)
+        with pytest.raises(ImageReadError, match=rf"ORG='{org}', NB=2, with NBB=3 bytes of binary prefix"):
+            read_image(tmp_path / f"{org}.vic")
+    deep = (np.arange(6 * 3 * 2, dtype=np.int16) - 9).reshape(6, 3, 2)  # 6 bands, 3 lines, 2 samples
+    _vicar(tmp_path / "deep.vic", "BIP", deep, nbb=0)
+    with ProductReader(tmp_path / "deep.vic", bands=[5]) as r:
+        assert np.array_equal(r.read_raw(0, 3)[..., 0], deep[4])
+
+
+def test_a_spectral_qube_with_sideplanes_is_refused(tmp_path: Path) -> None:
+    """A SPECTRAL_QUBE whose lines end in suffix items (SUFFIX_ITEMS = (1,0,0)): GDAL's PDS driver read them as
+    samples (row 1 began with two suffix values); refused in one line naming the keyword."""
+    core = np.arange(2 * 4 * 5, dtype=">i2").reshape(2, 4, 5)
+    label = (
+        "PDS_VERSION_ID = PDS3\nRECORD_TYPE = FIXED_LENGTH\nRECORD_BYTES = 512\n^SPECTRAL_QUBE = 2\n"
+        "OBJECT = SPECTRAL_QUBE\n  AXES = 3\n  AXIS_NAME = (SAMPLE,LINE,BAND)\n  CORE_ITEMS = (5,4,2)\n"
+        "  CORE_ITEM_BYTES = 2\n  CORE_ITEM_TYPE = SUN_INTEGER\n  SUFFIX_BYTES = 4\n  SUFFIX_ITEMS = (1,0,0)\n"
+        "END_OBJECT = SPECTRAL_QUBE\nEND\n"
+    )
+    body = b"".join(core[b, y].tobytes() + b"\x7f" * 4 for b in range(2) for y in range(4))
+    (tmp_path / "q.img").write_bytes(label.encode().ljust(512, b" ") + body)
+    with pytest.raises(ImageReadError, match=r"SPECTRAL_QUBE has SUFFIX_ITEMS = \(1,0,0\).*not read"):
+        read_image(tmp_path / "q.img")
