@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,16 @@ def _first_sentence(text: str, limit: int = 160) -> str:
     return line
 
 
+def _zip_directory_readable(path: str | os.PathLike[str]) -> bool:
+    """Whether the zip archive ``path`` has a directory that lists its records (a cut-short file has none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
+    return True
+
+
 def load_error(path: str | os.PathLike[str], exc: BaseException, head: bytes) -> str:
     """One line saying why ``torch.load(..., weights_only=True)`` could not read ``path`` (whose first bytes are
     ``head``), for an ``exc`` it raised: a truncated or damaged file, not a PyTorch file, one that holds code."""
@@ -105,20 +117,71 @@ def load_error(path: str | os.PathLike[str], exc: BaseException, head: bytes) ->
     if "PytorchStreamReader failed" in first:  # a zip cut short (a kill or full disk mid-copy) or damaged
         reason = first.split("PytorchStreamReader failed", 1)[1].strip() or "unreadable zip archive"
         return f"{path} is not a complete checkpoint (truncated or damaged: {reason})"
+    if head.startswith(b"PK\x03\x04") and not _zip_directory_readable(path):  # cut short elsewhere: torch says
+        # "negative seek value -1848" or the like
+        return f"{path} is not a complete checkpoint (truncated or damaged: its zip directory cannot be read; {first})"
     if "weights only load failed" in first.lower():  # the rest of torch's message advises weights_only=False,
         # which would run any pickled code in the file (edgeae never loads a checkpoint that way)
         first = "not a PyTorch weights file, or one that holds code; edgeae loads weights only"
     return f"{path}: not a readable edgeae checkpoint ({type(exc).__name__}: {first})"
 
 
+def damaged_record(source: str | os.PathLike[str] | io.BytesIO) -> str | None:
+    """The first record of the zip archive ``source`` (a ``torch.save`` file) whose bytes fail its CRC-32 or whose
+    header does not match the archive's directory, with why (``"its record best/data/3 fails its CRC-32 check"``); None
+    when every record is intact, or when ``source`` is no zip archive or a cut-short one (``torch.load`` then says
+    so). ``torch.load`` never checks these CRCs: a byte flipped on disk or in a copy loads as a changed weight.
+    Reads the file once, a MiB at a time (memory bounded by that, time by one read of the file)."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as f:
+                        while f.read(1 << 20):
+                            pass
+                except zipfile.BadZipFile as exc:
+                    why = "fails its CRC-32 check" if "CRC" in str(exc) else f"has a damaged header ({exc})"
+                    return f"its record {info.filename} {why}"
+                except (EOFError, zlib.error) as exc:  # a deflated record cut short (torch stores, never deflates)
+                    return f"its record {info.filename} is damaged ({exc})"
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):  # no zip, cut short, an odd one
+        return None
+    return None
+
+
+def damage_line(path: str | os.PathLike[str], source: str | os.PathLike[str] | io.BytesIO | None = None) -> str | None:
+    """One line naming the checkpoint ``path`` and its damaged record (:func:`damaged_record` of ``source``, which
+    is ``path`` unless its bytes are already read); None when it is intact. What every load of a checkpoint (a
+    model, ``last.pt``, ``best_state.pt``) checks before ``torch.load``."""
+    record = damaged_record(path if source is None else source)
+    if record is None:
+        return None
+    return (
+        f"{path} is a damaged checkpoint: {record} (a byte changed on disk or in a copy); copy it again from an "
+        "intact source or use an earlier checkpoint"
+    )
+
+
+def check_intact(path: str | os.PathLike[str]) -> None:
+    """MetadataError (:func:`damage_line`) when a record of the checkpoint file ``path`` is damaged; the loads that
+    call ``torch.load`` themselves (``last.pt``, ``best_state.pt``) call this first."""
+    damaged = damage_line(path)
+    if damaged is not None:
+        raise MetadataError(damaged)
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> Checkpoint:
-    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing or foreign files and for
-    weights holding NaN or ±inf (MetadataError naming the tensor)."""
+    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for missing, foreign, cut-short or damaged
+    files (a record failing its CRC-32: :func:`damage_line`) and for weights holding NaN or ±inf (MetadataError
+    naming the tensor)."""
     torch = require("torch")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
+    damaged = damage_line(path, io.BytesIO(data)) if data.startswith(b"PK\x03\x04") else None
+    if damaged is not None:
+        raise MetadataError(damaged)
     try:
         blob = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:

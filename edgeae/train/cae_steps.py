@@ -127,8 +127,12 @@ def _val_loss(
 
 def _recorded_best_epoch(torch: Any, path: Any) -> int | None:
     """The best epoch ``path`` (``best.pt``) records in its metrics; None when it is missing, unreadable or records
-    none. Read memory-mapped: the weights are not read."""
+    none, or when it is damaged (a record failing its CRC-32: the trainer rewrites it where it can)."""
+    from edgeae.checkpoint import damaged_record
+
     try:
+        if damaged_record(path) is not None:
+            return None
         blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         epoch = blob["metrics"]["best_epoch"]
     except Exception:  # missing, cut short, not an edgeae checkpoint: it holds no best epoch

@@ -240,7 +240,8 @@ def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``folder/last.pt`` as a dict, read weights only (tensors, numbers, strings, containers: a pickled object
     that would run code is refused, not run); a ResumeError saying why it cannot be."""
     torch = require("torch")
-    from edgeae.checkpoint import load_error
+    from edgeae.checkpoint import check_intact, load_error
+    from edgeae.metadata import MetadataError
 
     path = Path(folder) / STATE_FILE
     if not path.is_file():
@@ -264,7 +265,10 @@ def _read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ResumeError(f"cannot resume {folder}: cannot read {path} ({exc.strerror or exc})") from exc
     try:
+        check_intact(path)  # torch.load never checks the records' CRC-32: a flipped byte would resume as a weight
         blob = torch.load(path, map_location="cpu", weights_only=True)
+    except MetadataError as exc:
+        raise ResumeError(f"cannot resume {folder}: {exc}") from exc
     except Exception as exc:
         raise ResumeError(f"cannot resume {folder}: {load_error(path, exc, head)}") from exc
     if not isinstance(blob, dict) or blob.get("version") != STATE_VERSION:

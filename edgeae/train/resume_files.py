@@ -130,7 +130,10 @@ def data_change(
 def _best_names(folder: Path) -> list[str]:
     """The train and val files the run's ``best.pt`` metadata lists (``extra``), [] when there is none."""
     torch = require("torch")
+    from edgeae.checkpoint import check_intact
+
     try:
+        check_intact(folder / "best.pt")  # a damaged one lists no names (the resume refuses it elsewhere)
         blob = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
         extra = json.loads(blob["edgeae"])["extra"]
         return [str(n) for key in ("train_files", "val_files") for n in extra.get(key, [])]

@@ -145,6 +145,7 @@ class RunStart:
         )
         self._read = None  # restored into the model: its copy of the weights is not held for the run
         self.was_complete, state.complete = state.complete, False  # a complete run resumes only to more epochs
+        self._check_best_weights(state)
         self.write_config()
         if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
             self.log.info("resumed %s: it stopped early after epoch %d; writing its final files", self.out,
@@ -153,6 +154,20 @@ class RunStart:
             self.log.info("resumed %s at epoch %d/%d, batch %d/%d", self.out, state.epoch, self.config.epochs,
                           state.batch, n_batches)  # fmt: skip
         return state
+
+    def _check_best_weights(self, state: TrainState) -> None:
+        """A resume whose best epoch's weights file (the CAE's ``best.pt``, the VAE's ``best_state.pt``) is damaged
+        (a record failing its CRC-32) is refused before it trains, unless it starts at that epoch's end, where the
+        trainer rewrites the file from the restored model: the run would otherwise end on the damaged weights."""
+        from edgeae.checkpoint import damage_line
+        from edgeae.train.resume import ResumeError
+
+        path = self.out / ("best.pt" if self.kind == "cae" else "best_state.pt")
+        if self.at_best_epoch_end(state) or not path.is_file():
+            return
+        damaged = damage_line(path)
+        if damaged is not None:
+            raise ResumeError(f"cannot resume {self.out}: {damaged}")
 
     def begin(self, state: TrainState, device: Any, bf16: bool, command: str | None) -> None:
         """Record the crops each epoch trains and this invocation's segment (:mod:`edgeae.train.run_record`)."""

@@ -39,6 +39,9 @@ def _save_best_weights(torch: Any, model: Any, path: Path) -> None:
 def _best_model(torch: Any, build: Any, path: Path) -> Any:
     """A new model (``build()``, on the CPU, in eval mode) holding the weights of ``path`` (``best_state.pt``); the
     throw-away initial weights leave the caller's RNG alone."""
+    from edgeae.checkpoint import check_intact
+
+    check_intact(path)  # torch.load never checks the records' CRC-32: a flipped byte would load as a weight
     with torch.random.fork_rng(devices=[]):
         best = build()
     best.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -47,8 +50,12 @@ def _best_model(torch: Any, build: Any, path: Path) -> Any:
 
 def _holds_weights_of(torch: Any, model: Any, path: Path) -> bool:
     """Whether ``path`` (``best_state.pt``) holds exactly the trained weights of ``model`` (λ aside: calibration sets
-    it, training does not); False when it is missing or unreadable. Read memory-mapped: only what is compared."""
+    it, training does not); False when it is missing, unreadable or damaged (a record failing its CRC-32)."""
+    from edgeae.checkpoint import damaged_record
+
     try:
+        if damaged_record(path) is not None:
+            return False
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # missing, cut short, not a state dict: not the weights
         return False
