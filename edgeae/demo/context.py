@@ -8,6 +8,7 @@ names and labels of the CAE variants (:data:`ADAPTED`, :data:`CROSS`) are shared
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +121,11 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
         data = read_image(config.image)
         return data.pixels, config.image.name, f"{config.image} ({data.bit_depth}-bit)", data.valid
     if config.source in ("auto", "rover"):
-        from edgeae.data import find_data_root
+        from edgeae.data import ENV_VAR, find_data_root
         from edgeae.datasets import DEMO_FRAME
 
         root = find_data_root(config.data_root)
+        env = os.environ.get(ENV_VAR) if config.data_root is None else None  # $EDGEAE_DATA: named on purpose too
         path = root / DEMO_FRAME if root is not None else None
         if path is not None and path.is_file():
             data = read_image(path)
@@ -134,11 +136,17 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
                 "(rover_rgb test split)",
                 data.valid,
             )
-        if config.data_root is not None:  # a folder named on purpose that does not hold the frame is a mistake
+        if config.data_root is not None or env:  # a folder named on purpose that does not hold the frame: a mistake
             where = "is not a folder" if root is None else f"has no {DEMO_FRAME}"
+            named = f"--data {config.data_root}" if config.data_root is not None else f"${ENV_VAR} {env}"
+            if config.source == "rover":
+                instead = ", or use --source moon"
+            elif config.data_root is not None:
+                instead = ", or leave it out"
+            else:
+                instead = ", or unset it for skimage's moon, or use --source moon"
             raise FileNotFoundError(
-                f"--data {config.data_root} {where}: point it at the shared data folder (the one holding "
-                "rover_rgb/)" + (", or use --source moon" if config.source == "rover" else ", or leave it out")
+                f"{named} {where}: point it at the shared data folder (the one holding rover_rgb/){instead}"
             )
         if config.source == "rover":
             raise FileNotFoundError(
