@@ -111,6 +111,17 @@ def test_a_suffix_with_only_a_suffix_and_a_suffix_of_a_line_interleaved_image(tm
         read_image(tmp_path / "b.img")
 
 
+def test_prefixes_and_suffixes_longer_than_the_samples_are_skipped_run_by_run(tmp_path: Path) -> None:
+    """A 14-byte line of samples framed by 50 + 100 bytes: a window reads the sample runs only (not the whole lines),
+    and gives the label's bytes."""
+    planes = (np.arange(3 * 9 * 7, dtype=np.int16) * 37 - 500).reshape(3, 9, 7)
+    data = _pds3_suffixed(tmp_path / "l.img", planes, prefix=50, suffix=100)
+    body = np.frombuffer(data, np.uint8, 3 * 9 * 164, 1024).reshape(3, 9, 164)[:, :, 50:64]
+    truth = np.ascontiguousarray(body).view(">i2").reshape(3, 9, 7)
+    with ProductReader(tmp_path / "l.img", bands=[1, 2, 3]) as r:
+        assert np.array_equal(r.read_raw(2, 8), np.moveaxis(truth[:, 2:8], 0, -1))
+
+
 def test_a_suffix_of_a_detached_label_copy_of_the_hirise_edr(formats: Path, tmp_path: Path) -> None:
     """The same product as a detached label (.lbl) beside its data: read through the data file named by ^IMAGE."""
     data = (formats / "pds3/PSP_001446_1790_BG12_0.IMG").read_bytes()
