@@ -2,7 +2,8 @@
 
 Shows what the scan will see: driver, shape, dtype, label facts, scaling, special values, georeferencing.
 Exit status: 0 every product was read, 1 some could not be (their ``error`` lines; stderr says how many) or no
-product was found, 2 a path that is not there.
+product was found, 2 a path that is not there or a package of the ``[archive]`` extra that is not installed (the
+pip line to run).
 """
 
 from __future__ import annotations
@@ -11,27 +12,46 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from edgeae._optional import MissingDependencyError, check_extras
 from edgeae.archive.formats import is_archive_path
+
+PROG = "python -m edgeae.archive"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgeae.archive", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", help="folders, products, manifests or globs (as for edgeae scan)")
     args = ap.parse_args(argv)
-    from edgeae.archive.reader import ProductReader
-    from edgeae.imageio import ImageReadError
     from edgeae.scan.archive import walk_archive
 
-    bad = n = 0
     try:
         entries = walk_archive(args.paths)
     except (FileNotFoundError, ValueError) as exc:  # a path that is not there: one line, not a traceback
-        print(f"python -m edgeae.archive: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if not any(is_archive_path(e.path) for e in entries):
-        print(f"python -m edgeae.archive: no planetary product under {', '.join(args.paths)}", file=sys.stderr)
+        print(f"{PROG}: no planetary product under {', '.join(args.paths)}", file=sys.stderr)
         return 1
+    try:  # GDAL (rasterio) reads every product: said before the first one, as the edgeae commands do
+        check_extras(PROG, {"rasterio": "archive"})
+        bad, n = _describe(entries)
+    except MissingDependencyError as exc:  # pyproj, met only by a map-projected product: one line too
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if bad:  # stdout may be a file or a pipe: the exit status 1 gets its reason where a terminal shows it
+        print(f"{PROG}: {bad} of {n} products could not be read (see their error lines)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe(entries: Sequence[Any]) -> tuple[int, int]:
+    """Print one JSON line per product of ``entries``; (products that could not be read, products)."""
+    from edgeae.archive.reader import ProductReader
+    from edgeae.imageio import ImageReadError
+
+    bad = n = 0
     for e in entries:
         if not is_archive_path(e.path):
             continue
@@ -52,13 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = {"file": e.name, "error": str(exc)}
             bad += 1
         print(json.dumps(out))
-    if bad:  # stdout may be a file or a pipe: the exit status 1 gets its reason where a terminal shows it
-        print(
-            f"python -m edgeae.archive: {bad} of {n} products could not be read (see their error lines)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return bad, n
 
 
 if __name__ == "__main__":  # pragma: no cover
