@@ -13,9 +13,12 @@ JPEG end-of-image marker, PNM payload size, TIFF segments inside the file), and 
 Every failure, whatever the decoder raised (``cv2.error``, ``RuntimeError``, ``MemoryError`` ...), becomes an
 :class:`~edgeae._headers.ImageReadError` naming the file and the reason; one the process's memory caused (a
 MemoryError, or a decoder failing while less memory is left than decoding takes, the file intact) is the subclass
-:class:`ImageMemoryError`, so a caller can take the file again instead of calling it damaged. Numpy at the core;
-decoders are imported lazily. ``edgeae.imageio.read_image`` (ground) and ``edgeae.firmware_sim.frames`` (flight) both
-decode through here.
+:class:`ImageMemoryError`, so a caller can take the file again instead of calling it damaged. A decoder that is not
+installed (or fails to import) is no fault of the file: its :class:`~edgeae._optional.MissingDependencyError`, with the
+pip line, passes through unchanged (until session 37 it became "the JPEG decoder refused the file", and the flight
+dropped every frame for good as ``unreadable``); :func:`missing_decoder` says so before any file is read. Numpy at the
+core; decoders are imported lazily. ``edgeae.imageio.read_image`` (ground) and ``edgeae.firmware_sim.frames``
+(flight) both decode through here.
 """
 
 from __future__ import annotations
@@ -31,9 +34,37 @@ import numpy as np
 
 from edgeae import _headers
 from edgeae._headers import HeaderInfo, ImageReadError
-from edgeae._optional import require
+from edgeae._optional import MissingDependencyError, require
 
-__all__ = ["ImageLimits", "ImageMemoryError", "check_band", "check_limits", "decode_file", "probe"]
+__all__ = [
+    "FORMAT_DECODERS",
+    "SUFFIX_FORMATS",
+    "ImageLimits",
+    "ImageMemoryError",
+    "check_band",
+    "check_limits",
+    "decode_file",
+    "decoder_of",
+    "missing_decoder",
+    "probe",
+]
+
+FORMAT_DECODERS: dict[str, tuple[str, ...]] = {
+    "png": ("pyspng", "cv2"),
+    "jpeg": ("simplejpeg", "cv2"),
+    "tiff": ("tifffile",),
+    "pnm": (),  # numpy
+}
+"""The modules that decode each format, the first installed of them used (OpenCV only where the flight's decoder is
+not installed)."""
+
+SUFFIX_FORMATS = {
+    ".png": "png",
+    **dict.fromkeys((".jpg", ".jpeg"), "jpeg"),
+    **dict.fromkeys((".tif", ".tiff"), "tiff"),
+    **dict.fromkeys((".pgm", ".ppm", ".pnm"), "pnm"),
+}
+"""The format of an image file by its suffix (lower case), for a check before the file is read."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +172,7 @@ def decode_file(path: str | os.PathLike[str], limits: ImageLimits | None = None)
                 arr = _jpeg(p, data, info)
             else:
                 arr = _pnm(p, data, info)
-    except ImageReadError:
+    except (ImageReadError, MissingDependencyError):  # a decoder not installed: the pip line, not a bad file
         raise
     except MemoryError:
         raise ImageMemoryError(f"{p}: out of memory decoding a {info.width}x{info.height} image{_room()}") from None
@@ -224,6 +255,26 @@ def _png_stream_intact(p: Path, info: HeaderInfo) -> bool:
     return inflate.eof and (got == want if not interlaced else got >= want)
 
 
+def decoder_of(fmt: str) -> str | None:
+    """The module :func:`decode_file` decodes ``fmt`` (a :data:`FORMAT_DECODERS` key) with here: the first of its
+    decoders installed, else the first (whose import then says what to install); None where numpy decodes it."""
+    names = FORMAT_DECODERS[fmt]
+    return next((n for n in names if _have(n)), names[0] if names else None)
+
+
+def missing_decoder(fmt: str) -> MissingDependencyError | None:
+    """Why ``fmt`` cannot be decoded here: the :class:`~edgeae._optional.MissingDependencyError` (its pip line) of a
+    decoder not installed, found without importing any; None when one is installed (or numpy decodes it)."""
+    name = decoder_of(fmt)
+    if name is None or _have(name):
+        return None
+    try:
+        require(name)  # not found: fails without importing anything, with the extra to install
+    except MissingDependencyError as exc:
+        return exc
+    return None
+
+
 def _have(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -249,7 +300,7 @@ def _check_png_crcs(p: Path, data: bytes) -> None:
 
 
 def _png(p: Path, data: bytes, info: HeaderInfo) -> np.ndarray:
-    if not _have("pyspng") and _have("cv2"):
+    if decoder_of("png") == "cv2":
         return _cv2(p, data)
     pyspng = require("pyspng")
     colour = data[25]
@@ -265,7 +316,7 @@ def _png(p: Path, data: bytes, info: HeaderInfo) -> np.ndarray:
 
 
 def _jpeg(p: Path, data: bytes, info: HeaderInfo) -> np.ndarray:
-    if not _have("simplejpeg") and _have("cv2"):
+    if decoder_of("jpeg") == "cv2":
         return _cv2(p, data)
     simplejpeg = require("simplejpeg")
     if info.bit_depth != 8:
