@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from edgeae.demo.context import ADAPTED, CROSS, LEARNED, DemoContext, _label
+from edgeae.demo.rebuild import psnr_scope
 from edgeae.reconstruct import Reconstruction
 from edgeae.report import Section
 
@@ -124,6 +125,13 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
         if r.method != "jpeg2000" and (math.isfinite(r.metrics["psnr"]) or r.metrics["psnr"] == math.inf)
     ]
     keep = keep_percent(ctx.config.keep)
+    scope = psnr_scope(ctx)
+    if scope and recon:  # every figure below leaves the no-data out, as edgeae reconstruct does
+        unused = int(ctx.extra.get("sampled_no_data", 0))
+        lines.append(
+            f"Every PSNR, SSIM and MAE here is{scope}, as edgeae reconstruct measures it"
+            + (f"; the {unused:,} sampled pixels that hold no data are not used." if unused else ".")
+        )
     if recon:
         ranked = sorted(recon, key=lambda r: -r.metrics["psnr"])  # stable: ties in the page's order
         exact = [r for r in ranked if r.metrics["psnr"] == math.inf]

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeae.demo.context import DemoContext, _label, _samples
+from edgeae.demo.rebuild import psnr_scope, psnr_valid
 from edgeae.masks import apply_mask
 from edgeae.reconstruct import Reconstruction
 from edgeae.report import Figure, Section, error_map
+
+if TYPE_CHECKING:
+    from edgeae.ground.pipeline import DownlinkResult
 
 # the link presets in the order the report shows them (any other preset follows, by name)
 LINK_ORDER = ("perfect", "loss5", "loss20", "burst", "mars_relay")
@@ -83,7 +88,7 @@ def stage_codec(ctx: DemoContext) -> Section | None:
     if not data:
         ctx.say(f"same bytes: JPEG 2000 cannot fit the frame in {wire:,} bytes")
         return None
-    metrics = compare(ctx.original, decoded)
+    metrics = compare(ctx.original, decoded, valid=psnr_valid(ctx))  # over the pixels with data, as every rebuild
     ctx.extra["codec"] = {
         "name": "jpeg2000",
         "bytes": len(data),
@@ -93,7 +98,9 @@ def stage_codec(ctx: DemoContext) -> Section | None:
     }
     cae = next((r for r in ctx.results if r.method == "cae"), None)
     vs = f" (CAE: {cae.metrics['psnr']:.2f} dB)" if cae else ""
-    ctx.say(f"same bytes: JPEG 2000 in {len(data):,} of {wire:,} bytes: PSNR {metrics['psnr']:.2f} dB{vs}")
+    ctx.say(
+        f"same bytes: JPEG 2000 in {len(data):,} of {wire:,} bytes: PSNR{psnr_scope(ctx)} {metrics['psnr']:.2f} dB{vs}"
+    )
     ctx.results.append(Reconstruction("jpeg2000", decoded, seconds, metrics))
     raw = ctx.original.size
     return Section(
@@ -121,6 +128,22 @@ def _link_names(ctx: DemoContext) -> list[str]:
 
     names = list(ctx.config.links) if ctx.config.links is not None else list(presets(LINKS_DIR))
     return sorted(names, key=lambda n: (LINK_ORDER.index(n) if n in LINK_ORDER else len(LINK_ORDER), n))
+
+
+def _over_data(ctx: DemoContext, samples: np.ndarray, res: DownlinkResult) -> dict[str, Any]:
+    """``res.report`` with its PSNR over the frame's pixels with data (:func:`edgeae.ground.outputs.psnr_fields`
+    against the original with its no-data marked: what ``edgeae ground decode --original`` reports), not over
+    every pixel. A frame lost or not rebuilt keeps its report."""
+    rep = res.report
+    if rep.get("frame_lost") or not rep.get("rebuilt", True) or "psnr" not in rep:
+        return rep
+    from edgeae.ground.outputs import psnr_fields
+    from edgeae.ground.sources import as_float
+    from edgeae.ground.validity import mark_no_data
+
+    original = mark_no_data(as_float(samples, 8), psnr_valid(ctx))
+    kept = {k: v for k, v in rep.items() if not k.startswith("psnr")}
+    return {**kept, **psnr_fields(original, res.recon, res.known)}
 
 
 def stage_downlink(ctx: DemoContext) -> Section | None:
@@ -152,7 +175,7 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             fill=lambda img, known, notes=None: reconstruct(img, known, "cae", predictor),
             fill_name=_label(ctx, "cae"),
         )
-        rep = res.report
+        rep = _over_data(ctx, samples, res) if psnr_valid(ctx) is not None else res.report
         received = float(rep.get("pixel_fraction_received") or 0.0)  # null: a mask that kept no pixel
         lost = bool(rep.get("frame_lost"))
         rebuilt = not lost and rep.get("rebuilt", True)  # arrived but not rebuilt: a decode or fill error
@@ -202,6 +225,12 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             "thins the samples there instead of leaving a hole: the ground regenerates the mask from the seed "
             f"and rebuilds everything it did not receive with {_label(ctx, 'cae')}. Each pair: the pixels "
             "that arrived (black = not received or never sent), then the ground's rebuild."
+            + (
+                f" The frame's no-data samples travel too (the flight software sends what it sampled); each PSNR is"
+                f"{psnr_scope(ctx)}, as edgeae ground decode --original reports it."
+                if psnr_valid(ctx) is not None
+                else ""
+            )
         ],
         figures=figures,
         columns=4,

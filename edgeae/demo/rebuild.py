@@ -2,6 +2,9 @@
 
 :func:`stage_frame` loads and samples the frame, :func:`stage_reconstruct` rebuilds it with every method (and
 the adapted and cross-checked CAE), :func:`stage_metrics` tabulates the numbers and records them for ``metrics.json``.
+A frame with no-data (a product's, NaN/inf samples, transparent pixels) is rebuilt and scored by the rule of ``edgeae
+reconstruct``: its no-data samples are not received (:mod:`edgeae.received`) and every metric covers the pixels with
+data (:func:`psnr_valid`, :mod:`edgeae.ground.validity`), so both commands give one rebuild the same figures.
 """
 
 from __future__ import annotations
@@ -13,32 +16,119 @@ from typing import Any
 
 import numpy as np
 
-from edgeae.demo.context import ADAPTED, CROSS, DemoContext, _label, load_frame
+from edgeae.demo.context import ADAPTED, CROSS, DemoConfig, DemoContext, _label, load_frame
 from edgeae.masks import PRNG_VERSION, MaskSpec, apply_mask
-from edgeae.reconstruct import DEFAULT_MODELS, Reconstruction, run_method
+from edgeae.printable import printable
+from edgeae.reconstruct import DEFAULT_MODELS, Reconstruction
 from edgeae.report import ERROR_MAP_MAX, Figure, Section, colour_bar, error_map
 
 
+def _load(cfg: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None, np.ndarray | None]:
+    """:func:`load_frame`'s (pixels, name, description, valid), then the pixels the file declares as holding data
+    (:func:`edgeae.received.declared_valid`: a guessed dark margin stays a sample, as in ``edgeae reconstruct``).
+    ``--image`` is read here for that mask; the bundled frames have no no-data."""
+    if cfg.image is None:
+        pixels, name, description, valid = load_frame(cfg)
+        return pixels, name, description, valid, valid
+    from edgeae.imageio import read_image
+    from edgeae.received import declared_valid
+
+    data = read_image(cfg.image)  # as load_frame reads it, its name and description as load_frame gives them
+    return data.pixels, cfg.image.name, f"{cfg.image} ({data.bit_depth}-bit)", data.valid, declared_valid(data)
+
+
+def psnr_valid(ctx: DemoContext) -> np.ndarray | None:
+    """The pixels every metric of the demo covers: the frame's ``valid`` pixels (:mod:`edgeae.ground.validity`,
+    the PSNR rule of ``edgeae reconstruct``), None when that is every pixel (the metrics of the whole frame)."""
+    valid: np.ndarray | None = ctx.extra.get("valid")
+    return None if valid is None or valid.all() else valid
+
+
+def psnr_scope(ctx: DemoContext) -> str:
+    """The metrics' scope as ``edgeae reconstruct`` says it (``" over the 69.9% of the pixels with data"``); an
+    empty string for the whole frame."""
+    valid = psnr_valid(ctx)
+    return "" if valid is None else f" over the {np.count_nonzero(valid) / valid.size:.1%} of the pixels with data"
+
+
+def measure(ctx: DemoContext, image: np.ndarray) -> dict[str, float]:
+    """:func:`edgeae.metrics.compare` of the rebuild ``image`` with the frame, over :func:`psnr_valid` (``*_destroyed``:
+    over the pixels not received, ``ctx.known``)."""
+    from edgeae.metrics import compare
+
+    return compare(ctx.original, image, ctx.known, valid=psnr_valid(ctx))
+
+
+def _fill(ctx: DemoContext, method: str, predictor: Any, seconds: float = 0.0) -> Reconstruction:
+    """The frame rebuilt from ``ctx.known`` by ``method``, timed (plus ``seconds`` spent before), measured
+    (:func:`measure`): :func:`edgeae.reconstruct.run_method` over the pixels with data."""
+    from edgeae.reconstruct import reconstruct  # looked up at each call, as run_method does
+
+    t0 = time.perf_counter()
+    out = reconstruct(ctx.original, ctx.known, method, predictor=predictor)
+    return Reconstruction(method, out, time.perf_counter() - t0 + seconds, measure(ctx, out))
+
+
+def _shown(ctx: DemoContext, res: Reconstruction) -> Reconstruction:
+    """``res`` with the frame's declared no-data at 0, as ``edgeae reconstruct`` writes it (not measured)."""
+    has_data = ctx.extra.get("has_data")
+    if has_data is None or has_data.all():
+        return res
+    return dataclasses.replace(res, image=np.where(has_data[..., None], res.image, np.float32(0.0)))
+
+
+def _no_data_text(ctx: DemoContext) -> str:
+    """What the frame line adds for a frame with no-data: the samples not used and the pixels measured."""
+    valid = psnr_valid(ctx)
+    unused = int(ctx.extra.get("sampled_no_data", 0))
+    parts = [f"{unused:,} sampled pixels hold no data: not used"] if unused else []
+    if valid is not None:
+        parts.append(f"metrics{psnr_scope(ctx)}")
+    return "".join(f"; {p}" for p in parts)
+
+
 def stage_frame(ctx: DemoContext) -> Section:
-    """Load the frame and sample it with the seeded mask."""
+    """Load the frame and sample it with the seeded mask. A sampled pixel that the frame declares missing is not
+    received (:func:`edgeae.received.received_pixels`, as in ``edgeae reconstruct``); a frame with no pixel of
+    data, or whose mask received none, is refused (ValueError, one line)."""
+    from edgeae.received import received_pixels
+
     cfg = ctx.config
     t0 = time.perf_counter()
-    ctx.original, ctx.name, ctx.description, ctx.extra["valid"] = load_frame(cfg)
-    ctx.known = MaskSpec(cfg.seed, cfg.keep, cfg.pattern).make(ctx.original.shape[:2])
+    ctx.original, ctx.name, ctx.description, valid, has_data = _load(cfg)
+    ctx.extra["valid"], ctx.extra["has_data"] = valid, has_data
+    sampled = MaskSpec(cfg.seed, cfg.keep, cfg.pattern).make(ctx.original.shape[:2])
+    where = printable(str(cfg.image if cfg.image is not None else ctx.name))
+    ctx.known = received_pixels(sampled, has_data, where, cfg.keep, cfg.seed)
+    if valid is not None and not valid.any():  # only guessed margins hold "data": nothing to measure against
+        raise ValueError(
+            f"{where}: none of its {valid.size:,} pixels holds data by the no-data margin rule (every "
+            "one read as a dark or saturated margin reaching the border, or declared no-data): nothing to measure "
+            "the rebuilds against"
+        )
+    kept, received = int(np.count_nonzero(sampled)), int(np.count_nonzero(ctx.known))
+    ctx.extra.update(sampled=kept, received=received, sampled_no_data=kept - received)
     ctx.timings["load_and_sample_s"] = time.perf_counter() - t0
     h, w, c = ctx.original.shape
-    kept = int(ctx.known.sum())
     ctx.say(
         f"frame: {ctx.name}, {w}×{h} {'RGB' if c == 3 else 'grey'}; keeping {kept:,} of {h * w:,} pixels "
-        f"({kept / (h * w):.1%}, {cfg.pattern}, seed {cfg.seed})"
+        f"({kept / (h * w):.1%}, {cfg.pattern}, seed {cfg.seed}){_no_data_text(ctx)}"
     )
+    no_data = ""
+    if valid is not None and not valid.all():
+        from edgeae.ground.validity import coverage
+
+        no_data = (
+            f" {kept - received} of the sampled pixels hold no data and are not used (black in the masked input); "
+            f"every metric below is over {coverage(valid)}."
+        )
     return Section(
         "Input",
         paragraphs=[
             ctx.description,
             f"{w}×{h} pixels, {c} channel(s). Mask: pattern {cfg.pattern}, seed {cfg.seed}, keep {cfg.keep} "
             f"(PRNG version {PRNG_VERSION}): {kept} of {h * w} pixels kept ({kept / (h * w):.2%}); the "
-            "ground regenerates the same mask from the seed alone.",
+            f"ground regenerates the same mask from the seed alone.{no_data}",
         ],
         figures=[
             Figure("original", ctx.original, "original"),
@@ -88,21 +178,19 @@ def stage_reconstruct(ctx: DemoContext) -> Section:
             report: dict[str, Any] = {}
             ctx.extra["adapt_report"] = report
             adapted = adapt_predictor(predictor, ctx.original, ctx.known, cfg_a, progress=ctx.progress, report=report)
-            spent = time.perf_counter() - t0
-            res = run_method(ctx.original, ctx.known, "cae", adapted)
-            res = dataclasses.replace(res, method=ADAPTED, seconds=res.seconds + spent)
+            res = dataclasses.replace(_fill(ctx, "cae", adapted, time.perf_counter() - t0), method=ADAPTED)
         elif step == CROSS:
             from edgeae.crosscheck import CrossCheckConfig, cross_checked_fill
-            from edgeae.metrics import compare
 
             t0 = time.perf_counter()
             xreport: dict[str, Any] = {}
             ctx.extra["cross_check_report"] = xreport
             xcfg = CrossCheckConfig(method=cfg.cross_check or "linear", seed=cfg.seed)
             filled = cross_checked_fill(ctx.original, ctx.known, predictor, xcfg, report=xreport, progress=False)
-            res = Reconstruction(CROSS, filled, time.perf_counter() - t0, compare(ctx.original, filled, ctx.known))
+            res = Reconstruction(CROSS, filled, time.perf_counter() - t0, measure(ctx, filled))
         else:
-            res = run_method(ctx.original, ctx.known, step, predictor if step == "cae" else None)
+            res = _fill(ctx, step, predictor if step == "cae" else None)
+        res = _shown(ctx, res)
         ctx.results.append(res)
         m = res.metrics
         ctx.say(
@@ -149,8 +237,17 @@ def metrics_rows(ctx: DemoContext) -> list[dict[str, Any]]:
     return rows
 
 
+def _psnr_over(ctx: DemoContext) -> str:
+    """Which pixels the metrics cover, in the ground reports' words (:func:`edgeae.ground.validity.coverage`)."""
+    from edgeae.ground.validity import coverage
+
+    valid = psnr_valid(ctx)
+    return f"all {ctx.original.shape[0] * ctx.original.shape[1]:,} pixels" if valid is None else coverage(valid)
+
+
 def stage_metrics(ctx: DemoContext) -> Section:
-    """The metrics table (whole image; MAE also over the pixels not sent) and the record of metrics.json."""
+    """The metrics table (over the pixels with data, :func:`psnr_valid`; MAE also over the pixels not received)
+    and the record of metrics.json."""
     out = ctx.config.out
     out.mkdir(parents=True, exist_ok=True)
     record = {
@@ -161,6 +258,8 @@ def stage_metrics(ctx: DemoContext) -> Section:
         "pattern": ctx.config.pattern,
         "prng_version": PRNG_VERSION,
         "model": ctx.model,
+        "psnr_over": _psnr_over(ctx),
+        **{k: int(ctx.extra.get(k, 0)) for k in ("sampled", "received", "sampled_no_data")},
         "results": {
             r.method: {
                 **{k: (v if np.isfinite(v) else None) for k, v in r.metrics.items()},
@@ -176,8 +275,8 @@ def stage_metrics(ctx: DemoContext) -> Section:
     return Section(
         "Metrics",
         paragraphs=[
-            f"Against the original frame, data range 1. Times are wall-clock on this machine ({os.cpu_count()} "
-            "CPU cores visible). Also in metrics.json."
+            f"Against the original frame, data range 1{psnr_scope(ctx)}. Times are wall-clock on this machine "
+            f"({os.cpu_count()} CPU cores visible). Also in metrics.json."
         ],
         tables=[metrics_rows(ctx)],
     )
