@@ -23,7 +23,8 @@ from edgeae.wire.packets import WireConfig
 from .bench_machine import machine_record
 from .budget import CostModel, patch_grid, scoring_batch, scoring_plan
 from .faults import FaultPlan, FaultSpecError, parse_faults
-from .frame_intake import check_fixed_camera, check_loaded_memory, preload_frame_path
+from .frame_decoders import check_decoders, preload_frame_path, reopen_decoder_drops
+from .frame_intake import check_fixed_camera, check_loaded_memory
 from .heap import apply_heap_policy
 from .memory_meter import MemoryMeter, rss_bytes
 from .memory_room import boot_out_of_memory, check_room, is_out_of_memory
@@ -70,6 +71,8 @@ def boot(
     rt.meter.start()
     gc.collect()  # garbage pending at boot would inflate the baseline and hide later growth
     rt.rss_boot = rss_bytes()  # before models and buffers: the Python + numpy baseline
+    # the frame types' decoders imported (counted over the baseline, as the preload's), before anything is written:
+    decoder_warnings = check_decoders(mission, rt.frame_types)  # a run's frames that cannot be decoded are refused
     rt.tm = TelemetryWriter(rt.out / "telemetry.jsonl")
     rt.queue = DownlinkQueue(rt.out / "queue", mission.budget.queue_capacity_bytes)
     rt.queue.sweep_stale_temps(rt.out / "downlink", held=rt.held)  # a power loss's half files
@@ -116,6 +119,7 @@ def boot(
             **({"leftover_item_files": len(rt.queue.leftover_files)} if rt.queue.leftover_files else {}),
         )
         queue_recovery_events(rt)
+        reopen_decoder_drops(rt)  # frames dropped for want of a decoder installed since: a run takes them again
     if not mission.anomaly.model:
         rt.tm.write("event", kind="no_anomaly_model", detail=NO_ANOMALY_MODEL)
     refusal: MissionError | None = None
@@ -132,7 +136,9 @@ def boot(
     rt.rss_loaded = rss_bytes()  # + interpreter libraries, sessions, arenas and model images
     check_fixed_camera(rt)
     over = [f"{rt.queue.root}: {rt.queue.over_capacity}"] if rt.queue.over_capacity else []
-    rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt), *check_room(rt), *over]
+    for w in decoder_warnings:  # told no frame types (check, the Python API): a decoder of the camera's missing
+        rt.tm.write("event", kind="boot_warning", detail=w)
+    rt.boot_warnings = [*rt.models.notes, *check_loaded_memory(rt), *check_room(rt), *over, *decoder_warnings]
     if rt.queue.lost_on_recovery:  # what the recovery found is saved now, whether or not this boot takes a frame
         quietly({}, rt.queue.save)  # (until session 36 a boot that took none left those items pending on disk, and
         # every later boot found them again); a failure is kept in queue.unsaved and tried again at the end of the run

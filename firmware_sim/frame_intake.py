@@ -10,14 +10,19 @@ Functions over the :class:`~.loop.FlightRuntime` whose frame they take in (as :m
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeae._optional import MissingDependencyError
+
 from .budget import LADDER, Level, MemoryPlan, plan_memory
 from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
+from .frame_decoders import CODE as DECODER_UNAVAILABLE
+from .frame_decoders import FRAME_PATH_MODULES as FRAME_PATH_MODULES
+from .frame_decoders import REOPENED, drop_detail
+from .frame_decoders import preload_frame_path as preload_frame_path
 from .frames import ArrayFrame, FrameError, FrameReader, open_frame
 from .memory_meter import rss_bytes
 from .memory_meter import trim_heap as trim_heap
@@ -78,14 +83,15 @@ def acquire(rt: FlightRuntime, frame: str | os.PathLike[str] | np.ndarray, frame
     old = take_retake(rt.retakes, source) if frame_id is None and source != "array" else None
     if old is not None:  # its earlier drop (memory_unavailable) is superseded: counted once, as this frame
         ledger[str(old)]["retaken_as"] = fid
+    reopened = frame_id is not None and ledger.get(str(fid), {}).get(REOPENED) is not None  # .frame_decoders
     ledger[str(fid)] = {"source": source, "status": "in_progress", "reason": "", "boot": rt.boot_no}
     rt.queue.save()
     if old is not None:  # the history stays in telemetry: the earlier frame's line, and this event
         rt.tm.write("event", kind="frame_retaken", frame_id=fid, retakes=old, code="memory_unavailable")
     rt._current = fid
     rec: dict[str, Any] = {"frame_id": fid, "frame_no": fno, "source": source, "flags": [], "events": []}
-    if frame_id is not None:
-        rec["flags"].append("retried_after_interrupt")
+    if frame_id is not None:  # a drop for want of a decoder reopened once it was installed, or an interrupted frame
+        rec["flags"].append("retried_after_missing_decoder" if reopened else "retried_after_interrupt")
     return rec
 
 
@@ -109,6 +115,9 @@ def open_reader(
     fid = rec["frame_id"]
     try:
         reader: FrameReader = ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
+    except MissingDependencyError as exc:  # its decoder is not installed: not the file's fault (.frame_decoders)
+        drop(rt, rec, DECODER_UNAVAILABLE, drop_detail(exc))
+        return None
     except (FrameError, OSError) as exc:
         drop(rt, rec, "unreadable", str(exc))
         return None
@@ -243,39 +252,6 @@ def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -
         rt.tm.write("event", kind="looks_like_bayer_mosaic", source=rec["source"],
                     hint='set [camera] bayer = "RGGB" (or the sensor\'s pattern) to demosaic it')  # fmt: skip
     return reader
-
-
-FRAME_PATH_MODULES = ("edgeae.firmware_sim.frame_work", "edgeae.firmware_sim.frame_outcome")
-DECODERS = {
-    "strips": ("tifffile", "edgeae.imagedecode"),
-    "files": ("edgeae.imagedecode", "pyspng", "simplejpeg", "tifffile"),
-}
-# the decoders a frame file of each type imports (edgeae.firmware_sim.frames.open_frame; .npy: numpy only)
-SUFFIX_DECODERS = {
-    **dict.fromkeys((".tif", ".tiff"), ("tifffile", "edgeae.imagedecode")),  # TiffFrame checks limits with it
-    ".png": ("edgeae.imagedecode", "pyspng"),
-    **dict.fromkeys((".jpg", ".jpeg"), ("edgeae.imagedecode", "simplejpeg")),
-    **dict.fromkeys((".pgm", ".ppm", ".pnm"), ("edgeae.imagedecode",)),
-}
-
-
-def preload_frame_path(mission: Mission, suffixes: Collection[str] | None = None) -> None:
-    """Import at boot the modules a frame imports when it first runs (the frame work, the decoders), so what they
-    hold is in the RSS the boot's memory checks start from, not the first frame's (an interpreter without an
-    optional decoder just lacks it: the frame that needs it says so). ``suffixes``: the frame file types the run
-    will read (``.png``...), when known at boot: only their decoders are imported (a PNG run holds no tifffile);
-    None: every decoder of the camera's source."""
-    import importlib
-
-    decoders = DECODERS.get(mission.camera.source, ())
-    if suffixes is not None:  # a strips mission given .npy frames reads no TIFF either
-        wanted = {m for s in suffixes for m in SUFFIX_DECODERS.get(s.lower(), ())}
-        decoders = tuple(m for m in decoders if m in wanted)
-    for name in (*FRAME_PATH_MODULES, *decoders):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
 
 
 def check_fixed_camera(rt: FlightRuntime) -> None:

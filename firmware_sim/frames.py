@@ -8,7 +8,9 @@ A real camera delivers raw arrays; the simulator reads them from files:
 - ``.png`` / ``.jpg`` / ``.pgm`` / ``.ppm``: the header is read first (size and memory checks run before any
   pixel is decoded), then the file is decoded whole through :mod:`edgeae.imagedecode`, the one decoding path
   of flight and ground (pyspng, simplejpeg and numpy, all in the flight extras; no OpenCV). A damaged file
-  or a decompression bomb raises :class:`FrameError` naming the file, and the loop drops that frame.
+  or a decompression bomb raises :class:`FrameError` naming the file, and the loop drops that frame. A decoder
+  that is not installed raises its ``MissingDependencyError`` (the pip line) when the frame is opened: the loop
+  drops it ``decoder_unavailable``, taken again once it is installed (:mod:`.frame_decoders`).
 
 Every reader yields ``(row0, strip)`` with ``strip`` shaped (rows, W, C) in the file's own dtype.
 """
@@ -23,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeae._optional import require
+from edgeae._optional import MissingDependencyError, require
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -209,7 +211,7 @@ class ImageFileFrame:
 
     def __init__(self, path: Path) -> None:
         from edgeae._headers import ImageReadError
-        from edgeae.imagedecode import probe
+        from edgeae.imagedecode import decoder_of, probe
 
         self.path = path
         try:
@@ -218,6 +220,9 @@ class ImageFileFrame:
             raise FrameError(str(exc)) from None
         dtype = np.dtype(np.uint8 if info.bit_depth <= 8 else np.uint16)
         self.header = FrameHeader(str(path), info.height, info.width, info.channels, dtype)
+        decoder = decoder_of(info.format)
+        if decoder is not None:  # not installed (or failing to import): MissingDependencyError, the pip line, now
+            require(decoder)  # before any check or buffer: the frame is dropped decoder_unavailable (.frame_decoders)
 
     def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         arr = self._decode()
@@ -247,6 +252,8 @@ class ImageFileFrame:
                 trim_heap()
             except ImageReadError as exc:
                 raise FrameError(str(exc)) from None
+            except MissingDependencyError as exc:  # checked when the frame was opened: its decoder went since
+                raise FrameError(f"{self.path}: cannot be decoded here (MissingDependencyError: {exc})") from None
         raise AssertionError("unreachable")
 
 
@@ -257,7 +264,8 @@ def read_image_frame(path: Path) -> ArrayFrame:
 
 
 def open_frame(path: str | os.PathLike[str]) -> FrameReader:
-    """Open one frame file; raises :class:`FrameError` (or FileNotFoundError) naming the file."""
+    """Open one frame file; raises :class:`FrameError` (or FileNotFoundError) naming the file, or the
+    :class:`~edgeae._optional.MissingDependencyError` of a decoder its type needs that is not installed."""
     p = Path(path)
     if p.is_dir():
         raise FrameError(f"{p} is a directory, not a frame file")
