@@ -5,6 +5,7 @@ The expected pixels are always the label's numbers applied by numpy to the file'
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -191,3 +192,33 @@ def test_a_spectral_qube_with_sideplanes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "q.img").write_bytes(label.encode().ljust(512, b" ") + body)
     with pytest.raises(ImageReadError, match=r"SPECTRAL_QUBE has SUFFIX_ITEMS = \(1,0,0\).*not read"):
         read_image(tmp_path / "q.img")
+
+
+# -- finding 8: a ^IMAGE file name that is not UTF-8 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label_name", [b"t\xe9.lbl", b"u.lbl"])
+def test_a_pointer_names_a_file_by_the_labels_own_bytes(tmp_path: Path, label_name: bytes) -> None:
+    """^IMAGE = ("t\\xe9.img", 1 <BYTES>) (Latin-1 é) names the file whose name is those bytes: it was looked up as
+    the UTF-8 "té.img" and said not to exist. Read through its label (of a name that is UTF-8 or not), the bytes of
+    the file are the pixels."""
+    pixels = (np.arange(32, dtype=np.uint8) * 7).reshape(4, 8)
+    folder = os.fsencode(tmp_path)
+    label = (
+        b'PDS_VERSION_ID = PDS3\nRECORD_TYPE = UNDEFINED\n^IMAGE = ("t\xe9.img", 1 <BYTES>)\nOBJECT = IMAGE\n'
+        b"  LINES = 4\n  LINE_SAMPLES = 8\n  SAMPLE_BITS = 8\n  SAMPLE_TYPE = MSB_UNSIGNED_INTEGER\n"
+        b"END_OBJECT = IMAGE\nEND\n"
+    )
+    with open(os.path.join(folder, label_name), "wb") as fh:
+        fh.write(label)
+    with open(os.path.join(folder, b"t\xe9.img"), "wb") as fh:
+        fh.write(pixels.tobytes())
+    lbl = Path(os.fsdecode(os.path.join(folder, label_name)))
+    im = read_image(lbl)
+    assert np.array_equal(np.rint(im.pixels[..., 0] * 255).astype(np.uint8), pixels)
+    if label_name == b"t\xe9.lbl":  # the data file, opened through the label of its stem
+        with ProductReader(Path(os.fsdecode(os.path.join(folder, b"t\xe9.img")))) as r:
+            assert np.array_equal(r.read_raw(0, 4)[..., 0], pixels)
+    os.remove(os.path.join(folder, b"t\xe9.img"))
+    with pytest.raises(ImageReadError, match=r"the data file t\\xe9\.img named by its \^IMAGE pointer does not exist"):
+        read_image(lbl)

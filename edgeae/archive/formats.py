@@ -55,6 +55,7 @@ from edgeae.archive.pds3 import (
 )
 from edgeae.archive.pointers import _in_label_dir, _pointer
 from edgeae.archive.vicar import _check_vicar, _vicar_extent
+from edgeae.printable import printable
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -266,9 +267,9 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
     name, offset = _pointer(p, "^IMAGE", pointer, int_value(lab.top, "RECORD_BYTES"))
     data = p if name is None else _in_label_dir(p, name, "^IMAGE pointer")
     if not data.exists():
-        raise ImageReadError(f"{p}: the data file {data.name} named by its ^IMAGE pointer does not exist")
+        raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer does not exist")
     if not data.is_file():
-        raise ImageReadError(f"{p}: the data file {data.name} named by its ^IMAGE pointer is not a file")
+        raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer is not a file")
     layout = image_bytes(lab)
     if layout is None:
         return data, None

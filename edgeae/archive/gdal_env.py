@@ -179,9 +179,20 @@ def dataset_message(ds: Any, exc: BaseException) -> str:
 
 
 def dataset_files(ds: Any) -> list[str]:
-    """The files GDAL reads for ``ds`` (``ds.files``), under their own paths where it was opened through links."""
+    """The files GDAL reads for ``ds`` (``ds.files``), under their own paths where it was opened through links.
+
+    A file a label names by bytes that are not UTF-8 (``^IMAGE = "t\\xe9.img"``) makes rasterio's ``ds.files`` fail
+    to decode GDAL's list; then the list is the label and the files it names (:func:`.formats.product_files`, each
+    already checked to be a regular file in the label's folder), the only ones a PDS3 label sends GDAL to."""
     alias = getattr(ds, "_edgeae_alias", None)
-    return [alias.original(f) if alias is not None else f for f in ds.files]
+    try:
+        files = ds.files
+    except UnicodeDecodeError:
+        from edgeae.archive.formats import product_files
+
+        label = alias.full if alias is not None else ds.name
+        return [label, *(os.fspath(f) for f in product_files(Path(label)))]
+    return [alias.original(f) if alias is not None else f for f in files]
 
 
 class _Alias:

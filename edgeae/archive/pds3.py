@@ -19,6 +19,7 @@ Then :class:`RawImage` says where the image really is and reads its rows with nu
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,11 @@ class OdlLabel:
         return next((v for _, k, v in self.nested_pointers if k == key), None)
 
     def compressed_file(self) -> str | None:
-        """FILE_NAME of a COMPRESSED_FILE object with an ENCODING_TYPE (HiRISE JP2 RDRs): what GDAL reads then."""
+        """FILE_NAME of a COMPRESSED_FILE object with an ENCODING_TYPE (HiRISE JP2 RDRs): what GDAL reads then (as
+        :func:`file_name` gives it)."""
         for name, _, kw in self.objects:
             if name == "COMPRESSED_FILE" and kw.get("ENCODING_TYPE") and kw.get("FILE_NAME"):
-                return kw["FILE_NAME"].strip().strip("\"'")
+                return file_name(kw["FILE_NAME"].strip().strip("\"'"))
         return None
 
     def has_image(self) -> bool:
@@ -142,8 +144,19 @@ def int_value(kw: dict[str, str], key: str, default: int = 0) -> int:
     return int(m.group(1)) if m else default
 
 
+def file_name(name: str) -> str:
+    """A file name from a label's text (decoded as Latin-1 by :func:`scan_label`) as the file system names it: the
+    label's own bytes, as GDAL takes them. A byte that is not UTF-8 (``t\\xe9.img``, Latin-1 é) stays that byte
+    (``os.fsdecode``: a lone surrogate), not the UTF-8 "té.img", which is another file; a UTF-8 name is itself."""
+    try:
+        return os.fsdecode(name.encode("latin-1"))
+    except UnicodeEncodeError:  # not text from scan_label: as given
+        return name
+
+
 def parse_pointer(value: str, record_bytes: int) -> tuple[str | None, int] | None:
-    """(file name or None for this file, byte offset) of a pointer value; quotes of either kind accepted.
+    """(file name or None for this file, byte offset) of a pointer value; quotes of either kind accepted; the name
+    as the file system names it (:func:`file_name`).
 
     ``("F.IMG", 12)`` (records), ``("F.IMG", 2905 <BYTES>)``, ``"F.IMG"``, ``F.IMG``, ``("F.IMG")`` (the start of
     the file, as GDAL reads it), ``12``, ``2905 <BYTES>``. None when the value is none of these.
@@ -163,7 +176,7 @@ def parse_pointer(value: str, record_bytes: int) -> tuple[str | None, int] | Non
                 return None
             name, where, in_bytes = (q.group(1) or q.group(2)).strip(), 1, True
     offset = max(where - 1, 0) if in_bytes else max(where - 1, 0) * record_bytes
-    return name, offset
+    return (None if name is None else file_name(name)), offset
 
 
 @dataclass(frozen=True)
