@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,51 @@ def test_a_spectral_qube_with_sideplanes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "q.img").write_bytes(label.encode().ljust(512, b" ") + body)
     with pytest.raises(ImageReadError, match=r"SPECTRAL_QUBE has SUFFIX_ITEMS = \(1,0,0\).*not read"):
         read_image(tmp_path / "q.img")
+
+
+# -- finding 5: a detached label whose pointer lands in another file's own label --------------------------------------
+
+
+def _detached(folder: Path, pointer: str, data: bytes, name: str = "o.img") -> Path:
+    """x.lbl: a detached PDS3 label of 4 × 8 uint8 samples whose ^IMAGE is ``pointer``, beside ``name`` = ``data``."""
+    (folder / "x.lbl").write_text(
+        f"PDS_VERSION_ID = PDS3\nRECORD_TYPE = UNDEFINED\n^IMAGE = {pointer}\nOBJECT = IMAGE\n  LINES = 4\n"
+        "  LINE_SAMPLES = 8\n  SAMPLE_BITS = 8\n  SAMPLE_TYPE = MSB_UNSIGNED_INTEGER\nEND_OBJECT = IMAGE\nEND\n"
+    )
+    (folder / name).write_bytes(data)
+    return folder / "x.lbl"
+
+
+OTHER_PDS3 = b"PDS_VERSION_ID = PDS3\r\nRECORD_TYPE = UNDEFINED\r\n^IMAGE = 101 <BYTES>\r\nEND\r\n".ljust(100, b" ")
+OTHER_VICAR = b"LBLSIZE=100             FORMAT='BYTE'  TYPE='IMAGE'  NL=4  NS=8  NB=1  RECSIZE=8".ljust(100, b"\0")
+
+
+@pytest.mark.parametrize(("head", "kind"), [(OTHER_PDS3, "PDS3"), (OTHER_VICAR, "VICAR")])
+def test_a_pointer_into_another_files_own_label_is_refused(tmp_path: Path, head: bytes, kind: str) -> None:
+    """^IMAGE = ("o.img", 1 <BYTES>) where o.img starts with a label of its own: its text was read as rows 0..n
+    (rc 0, raw_lo 2592 on the audit's LROC copy); refused naming both files and where the other label ends."""
+    pixels = np.arange(32, dtype=np.uint8).reshape(4, 8)
+    lbl = _detached(tmp_path, '("o.img", 1 <BYTES>)', head + pixels.tobytes())
+    end = 100 if kind == "VICAR" else len(head.rstrip(b" "))  # LBLSIZE; the END line's end
+    want = rf"x\.lbl: its \^IMAGE pointer names o\.img at byte 1, inside o\.img's own {kind} label \(which ends at "
+    want += rf"byte {end}\)"
+    with pytest.raises(ImageReadError, match=want):
+        read_image(lbl)
+    lbl = _detached(tmp_path, '("o.img", 101 <BYTES>)', head + pixels.tobytes())  # after that label: read
+    with ProductReader(lbl) as r:
+        assert np.array_equal(r.read_raw(0, 4)[..., 0], pixels)
+
+
+def test_the_audit_case_a_kaguya_label_pointing_at_an_lroc_edr(formats: Path, tmp_path: Path) -> None:
+    """The audit's hostile/p3_other_file: the Kaguya TC label with ^IMAGE = (OTHER.img, 1 <BYTES>), OTHER.img a copy of
+    nacl.img (LROC NAC EDR, attached label)."""
+    src = formats / "pds3/TC1S2B0_01_05186N225E0040_mini"
+    text, pointer = src.with_suffix(".lbl").read_bytes(), b"(TC1S2B0_01_05186N225E0040_mini.img, 1 <BYTES>)"
+    assert pointer in text
+    (tmp_path / "TC.lbl").write_bytes(text.replace(pointer, b"(OTHER.img, 1 <BYTES>)"))
+    shutil.copyfile(formats / "pds3/nacl.img", tmp_path / "OTHER.img")
+    with pytest.raises(ImageReadError, match=r"inside OTHER\.img's own PDS3 label"):
+        read_image(tmp_path / "TC.lbl")
 
 
 # -- finding 8: a ^IMAGE file name that is not UTF-8 -----------------------------------------------------------------

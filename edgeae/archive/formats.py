@@ -53,7 +53,7 @@ from edgeae.archive.pds3 import (
     scan_label,
     suffix_image,
 )
-from edgeae.archive.pointers import _in_label_dir, _pointer
+from edgeae.archive.pointers import _in_label_dir, _pointer, not_in_label
 from edgeae.archive.vicar import _check_vicar, _vicar_extent
 from edgeae.printable import printable
 
@@ -270,6 +270,8 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer does not exist")
     if not data.is_file():
         raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer is not a file")
+    if name is not None and not _same_file(data, p):
+        not_in_label(p, data, offset)
     layout = image_bytes(lab)
     if layout is None:
         return data, None

@@ -1,5 +1,6 @@
-"""Where a label's pointers may lead: a PDS3 pointer parsed (a malformed or negative one refused) and a named file
-kept to the label's own folder and to regular files (:func:`.formats.check_complete`, :func:`.formats.pds4_files`)."""
+"""Where a label's pointers may lead: a PDS3 pointer parsed (a malformed or negative one refused), a named file
+kept to the label's own folder and to regular files (:func:`.formats.check_complete`, :func:`.formats.pds4_files`),
+and never into the label another file carries at its start (:func:`not_in_label`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import re
 from pathlib import Path
 
 from edgeae._headers import ImageReadError
-from edgeae.archive.files import LINK_REMEDY, follow_links, not_regular
-from edgeae.archive.pds3 import parse_pointer
+from edgeae.archive.files import LINK_REMEDY, _head, follow_links, not_regular
+from edgeae.archive.pds3 import parse_pointer, scan_label
+from edgeae.printable import printable
 
 
 def _in_label_dir(label: Path, name: str, what: str) -> Path:
@@ -64,3 +66,27 @@ def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") ->
             "where the image starts is unknown"
         )
     return ptr
+
+
+def not_in_label(label: Path, data: Path, offset: int) -> None:
+    """Refuse a detached label's ``^IMAGE`` that lands inside the label its data file carries at its start (a PDS3
+    label up to its END line, a VICAR label up to LBLSIZE, or a VICAR label after the PDS3 one): that label's text
+    would be read as rows 0..n (a stale pointer, or a pointer naming another product's file). Names both files."""
+    head = _head(data, 65536)
+    text = head.lstrip()
+    start = len(head) - len(text)
+    kind, end = None, 0
+    if text.startswith((b"PDS_VERSION_ID", b"CCSD", b"ODL_VERSION_ID")):
+        kind, end = "PDS3", scan_label(head).end or len(head)  # no END in the first 64 KiB: all of it is label
+        vicar = re.compile(rb"LBLSIZE=\s*(\d+)").search(head, end)
+        if vicar and head[end : vicar.start()].strip(b" \t\r\n\0") == b"":
+            kind, end = "PDS3 and VICAR", vicar.start() + int(vicar.group(1))
+    elif text.startswith(b"LBLSIZE="):
+        m = re.match(rb"LBLSIZE=\s*(\d+)", text)
+        kind, end = "VICAR", start + (int(m.group(1)) if m else len(text))
+    if kind is not None and offset < end:
+        name = printable(data.name)
+        raise ImageReadError(
+            f"{label}: its ^IMAGE pointer names {name} at byte {offset + 1}, inside {name}'s own {kind} label (which "
+            f"ends at byte {end}): its text would be read as pixels (a stale pointer, or the file of another product)"
+        )
