@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeae.imageio import read_image
     from edgeae.masks import PRNG_VERSION, make_mask
     from edgeae.metrics import compare
+    from edgeae.received import NothingReceived, declared_valid, received_pixels
     from edgeae.reconstruct import METHODS, Reconstruction, reconstruct, show_progress
 
     if args.method not in METHODS:
@@ -143,19 +144,12 @@ def run(args: argparse.Namespace) -> int:
     # a sampled pixel the file declares missing (NaN/inf, transparent, a product's no-data, --margin) carries
     # nothing: it is not received. Guessed dark margins of a plain image stay samples (dark content is content);
     # the metrics still leave them out.
-    has_data = data.extra.get("declared_valid", data.valid)
-    known = sampled & has_data
+    has_data = declared_valid(data)
+    try:  # a frame with no pixel of data, a mask that sampled none, or no sampled pixel with data: one line each
+        known = received_pixels(sampled, has_data, str(args.image), args.keep, args.seed)
+    except NothingReceived as exc:
+        raise CLIError(str(exc)) from None
     sampled_no_data = int(np.count_nonzero(sampled)) - int(np.count_nonzero(known))
-    if not sampled.any():  # a tiny image at a small --keep: the mask kept no pixel at all
-        raise CLIError(
-            f"{args.image}: the mask sampled none of its {sampled.size} pixel(s) at --keep {args.keep:g} (seed "
-            f"{args.seed}): nothing to rebuild from (raise --keep or change --seed)"
-        )
-    if not known.any():
-        raise CLIError(
-            f"{args.image}: none of the {int(np.count_nonzero(sampled))} sampled pixels holds data (no-data or "
-            "non-finite): nothing to rebuild from (raise --keep or change --seed)"
-        )
     if known.all() and xcfg is not None:  # nothing to fill, so nothing to cross-check (4 CAE passes saved)
         xcfg = None
     predictor, model_name, model_source = None, None, None
