@@ -84,8 +84,7 @@ def check_pixels(strip: np.ndarray, camera: Camera) -> Verdict:
         bad = ~across_channels(strip, np.logical_and, np.isfinite)
         nan_frac = float(bad.sum()) / n
         if nan_frac > camera.max_nan_fraction:
-            count = int(bad.sum())  # a count, then a fraction that does not round one pixel to 0.0000
-            return Verdict(False, "nan", f"{count:,} pixel(s), {nan_frac:.3g} of them, are NaN/inf", nan_frac)
+            return Verdict(False, "nan", _nan_detail(int(bad.sum()), n), nan_frac)
         lo, hi = float(np.nanmin(strip)), float(np.nanmax(strip))
         if lo < 0.0 or hi > 1.0:
             return Verdict(False, "range", f"float samples span [{lo:.3g}, {hi:.3g}], want [0, 1]", nan_frac)
@@ -98,6 +97,16 @@ def check_pixels(strip: np.ndarray, camera: Camera) -> Verdict:
     if sat > camera.max_saturated_fraction:
         return Verdict(False, "saturated", f"{sat:.3f} of pixels saturated", nan_frac, sat)
     return Verdict(True, nan_fraction=nan_frac, saturated_fraction=sat)
+
+
+def _nan_detail(count: int, n: int) -> str:
+    """``count`` NaN/inf pixels of a strip of ``n``, said: "all 76,800 pixels (100%)" for a whole strip (its fraction,
+    1, read as "1 of them"); else the count, then a fraction that does not round one pixel to 0.0000, nor a strip
+    NaN but for one pixel to 1."""
+    if count == n:
+        return f"all {n:,} pixels (100%) are NaN/inf"
+    share = f"{count / n:.3g}"
+    return f"{count:,} pixel(s), {'>0.999' if float(share) >= 1 else share} of them, are NaN/inf"
 
 
 def to_samples(strip: np.ndarray, bit_depth: int) -> np.ndarray:
