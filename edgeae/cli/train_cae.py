@@ -116,22 +116,26 @@ def _run_cae(args: argparse.Namespace) -> int:
         zoo_name=zoo_name,
         zoo_force=force,
     )
-    _check_cae_zoo(cfg)
+    _check_cae_zoo(cfg, resume=False)
     check_out(args.out)  # made here, removed again if the run is refused
     metrics = train_cae(cfg, command=recorded_command(args))
     return _report(metrics, Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 
-def _check_cae_zoo(cfg: Any) -> None:
-    """``--zoo-name`` checks before training: the channels come from the data (a folder's first image)."""
+def _check_cae_zoo(cfg: Any, resume: bool = True) -> None:
+    """``--zoo-name`` checks before training: the channels come from the data (the one every image of a folder
+    has; ``resume``: a run started before that rule keeps its first image's)."""
     if not cfg.zoo_name:
         return
     from edgeae.train.cae import split_data
 
     channels = cfg.channels
     if channels is None:
-        train_files, _ = split_data(cfg)
-        channels = cfg.resolved_channels(train_files[0])
+        from edgeae.train.run_memory import read_headers
+
+        train_files, val_files = split_data(cfg)
+        files = [*train_files, *val_files]
+        channels = cfg.channels_for(files, read_headers(files), resume)[0]  # a mixed folder: refused here
     arch = {"variant": cfg.variant, "widths": list(cfg.widths), "tile": cfg.tile}
 
     def parameters() -> int:

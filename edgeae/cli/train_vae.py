@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,8 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 def _data_and_channels(args: argparse.Namespace) -> tuple[str, int | None]:
     """``--data`` as the config keeps it (a folder: its absolute path) and the channels (a folder: ``--channels``,
-    else its first training image's); the flags that apply to named data only are refused with a folder."""
+    else the one every image has: a folder that mixes grey and colour is refused); the flags that apply to named
+    data only are refused with a folder."""
     from edgeae.train.vae import DATASETS, VAETrainConfig
 
     if args.data in DATASETS:
@@ -211,13 +213,18 @@ def _data_and_channels(args: argparse.Namespace) -> tuple[str, int | None]:
     data = data_arg(args.data)
     if args.channels is not None:
         return data, args.channels
+    from edgeae.train.channels import folder_channels
     from edgeae.train.run_memory import read_headers
 
-    try:  # the CAE trainer's rule: 3 channels when its first training image is colour, else 1
+    try:  # the CAE trainer's rule: the channels every image has; a folder that mixes grey and colour is refused
         train, val = data_files(VAETrainConfig(out=args.out, data=data, channels=1, hirise=False), Path(data))
-        return data, 3 if read_headers([*train, *val])[0][2] >= 3 else 1  # every unreadable file named at once
+        files = [*train, *val]
+        shapes = read_headers(files)  # every unreadable file named at once
     except (OSError, ValueError) as exc:
         raise CLIError(f"--data {args.data}: {exc}") from exc
+    channels, why = folder_channels(data, files, shapes, None)  # the line names the folder
+    logging.getLogger("edgeae.train.vae").info("%s", why)  # the trainer's logger: its lines keep their name
+    return data, channels
 
 
 def _check_vae_zoo(cfg: Any) -> None:

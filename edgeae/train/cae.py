@@ -100,7 +100,9 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     train_files, val_files = split_data(config)
     start.check_new_out()
     shapes = read_headers([*train_files, *val_files])  # every unreadable file named at once, before any is read
-    channels = config.resolved_channels(train_files[0])
+    channels, why = config.channels_for([*train_files, *val_files], shapes, resume)  # a mixed folder: refused
+    if why:
+        log.info("%s", why)
     n_batches = config.crops_per_epoch // config.batch_size
     cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
     start.check_fits(device, lambda: build_cae(cae_cfg), (channels, config.tile), shapes, val_copies=3)
@@ -248,6 +250,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     best = load_checkpoint(best_path).model.to(device)
     metrics: dict[str, Any] = {
         **loop.metrics(count_parameters(best), device, use_bf16),
+        "channels": channels,
         "val_crops": config.val_crops,
         "complete": stopped is None,
         "stopped": stopped,

@@ -117,7 +117,8 @@ class CAETrainConfig:
         )
 
     def resolved_channels(self, first_file: str | os.PathLike[str] | None = None) -> int:
-        """``channels``, else the dataset's, else 3 when ``first_file`` is colour and 1 when grey."""
+        """``channels``, else the dataset's, else 3 when ``first_file`` is colour and 1 when grey (the rule before
+        session 37, which a run checks the whole folder against: :meth:`channels_for`)."""
         if self.channels is not None:
             return self.channels
         if self.data in DATASET_CHANNELS:
@@ -127,6 +128,19 @@ class CAETrainConfig:
 
             return 3 if image_shape(first_file)[2] >= 3 else 1
         raise ValueError(f"channels not given and {self.data!r} is not a named dataset: pass channels 1 or 3")
+
+    def channels_for(
+        self, files: list[Path], shapes: list[tuple[int, int, int]], resume: bool = False
+    ) -> tuple[int, str | None]:
+        """(channels, the line saying why; None for a named dataset) of a run on ``files`` (its train then val
+        files) whose headers give ``shapes``: ``channels``, the dataset's, else the one every image of the folder
+        has; a folder that mixes grey and colour images needs ``channels`` (:func:`edgeae.train.channels.
+        folder_channels`; ``resume``: a run started before that rule keeps its first image's count)."""
+        if self.data in DATASET_CHANNELS:
+            return self.resolved_channels(), None
+        from edgeae.train.channels import folder_channels
+
+        return folder_channels(self.data, files, shapes, self.channels, resume)
 
     @property
     def crops_per_epoch(self) -> int:

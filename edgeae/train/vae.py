@@ -112,6 +112,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     from edgeae.data import data_root
     from edgeae.metadata import ModelMetadata
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
+    from edgeae.train.channels import conversion_note
     from edgeae.train.common import progress, select_device, stderr_is_terminal, write_history, write_json
     from edgeae.train.crops import Augment, check_masters, load_masters, sample_crops, without_crops
     from edgeae.train.run_memory import read_headers
@@ -131,6 +132,9 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     root = data_root(config.data_root) if not config.is_folder else Path(config.data)
     train_files, val_files = data_files(config, root)
     shapes = read_headers([*train_files, *val_files])
+    converted = conversion_note(shapes, channels) if config.is_folder else None
+    if converted:  # --channels on a folder that mixes grey and colour images (without it: refused by the CLI)
+        log.info("channels: %d (--channels): %s", channels, converted)
     start.check_fits(device, lambda: VAE(vae_cfg), (channels, config.patch), shapes, model_flags="--widths, --latent")
     data = start.read_data([*train_files, *val_files])  # other data or config: refused before any image is decoded
     n_batches = config.crops_per_epoch // config.batch_size
@@ -275,6 +279,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
         metadata = metadata.replace(extra={**metadata.extra, "lambda_source": score["lambda_source"]})
     metrics: dict[str, Any] = {
         **loop.metrics(count_parameters(best), device, use_bf16),
+        "channels": channels,
         "macs_per_patch": count_macs(vae_cfg),
         "data": config.data,
         "train_files": len(train_files),
