@@ -17,7 +17,8 @@ finished items compacted into totals, crash-safe writes, CCSDS packets of the ne
 ``faults`` (model integrity, fault injection), ``telemetry`` / ``telemetry_lines``
 (the summary and frame accounting, the JSON lines), ``bench`` / ``bench_limits`` / ``bench_machine`` /
 ``bench_model`` (board benchmark, its limits, machine record and model file), ``cli`` / ``cli_preflight`` /
-``cli_overrides`` / ``cli_commands`` / ``cli_outputs`` / ``cli_advice`` (``firmware-sim``), ``runtime`` /
+``cli_overrides`` / ``cli_commands`` / ``cli_outputs`` / ``cli_advice`` / ``cli_dispatch`` / ``cli_console``
+(``firmware-sim``), ``runtime`` /
 ``artifact_file`` / ``interpreters`` (artifact loader), ``testing`` (tiny artifacts for tests). Of ``edgeae`` it
 imports only the numpy-only modules listed in ``docs/firmware_sim.md`` ("What the flight runtime imports"; a test
 checks it). See ``docs/firmware_sim.md``.

@@ -7,30 +7,34 @@
     firmware-sim missions
 
 Exit status: 0 done, 1 every frame was dropped (``check``: the mission boots degraded, without a model it
-names), 2 user error, 3 a simulated reboot stopped the run (run again with the same ``--out``), 130
-interrupted (Ctrl-C or SIGTERM; the summary and report of the frames so far are written and the same command goes
-on), 4 the run stopped on a write it cannot go on without (the queue index on a full or read-only disk: the file
-is named; the state is kept and the same command goes on). A file ``run`` cannot write at its end (report.html,
-summary.json) is a WARNING naming it, and the status stays the run's: the frames are in telemetry.jsonl and the
-queue.
+names) or stdout could not be written (one line says so), 2 user error, 3 a simulated reboot stopped the run (run
+again with the same ``--out``), 130 interrupted (Ctrl-C or SIGTERM, any command; ``run``: the summary and report of
+the frames so far are written and the same command goes on), 4 the run stopped on a write it cannot go on without
+(the queue index on a full or read-only disk: the file is named; the state is kept and the same command goes on). A
+file ``run`` cannot write at its end (report.html, summary.json) is a WARNING naming it, and the status stays the
+run's: the frames are in telemetry.jsonl and the queue. A signal after the result keeps that status.
 
-This module holds the parser, ``run`` and ``check``; the other commands are in :mod:`.cli_commands`, ``run``'s
-mission overrides in :mod:`.cli_overrides`, what it settles before the boot (``--inject``, ``--out``, SIGTERM) in
-:mod:`.cli_preflight`, what it prints and writes at the end in :mod:`.cli_outputs`.
+This module holds the parser, ``main``, ``run`` and ``check``; the other commands are in :mod:`.cli_commands`,
+``run``'s mission overrides in :mod:`.cli_overrides`, what it settles before the boot (``--inject``, ``--out``,
+SIGTERM) in :mod:`.cli_preflight`, what it prints and writes at the end in :mod:`.cli_outputs`, how a command ends
+(its status and one line) in :mod:`.cli_dispatch`, the console itself (stdout, encoding, signals) in
+:mod:`.cli_console`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeae.cli_conventions import DASH_REFUSED, VERBOSE_HELP, CommandParser, dash_given
-from edgeae.memory_probe import SOURCE_NAMES, tightest  # standard library only: the MemoryError line imports nothing
+from edgeae._version import __version__
+from edgeae.cli_conventions import VERBOSE_HELP, CommandParser
 
 from .cli_commands import _bench, _missions, _report
+from .cli_console import escape_unencodable, keep_status
+from .cli_dispatch import EXIT_INTERRUPTED, _dispatch, _how
 from .cli_outputs import (
     DROP_HINTS,
     _reasons,
@@ -39,12 +43,13 @@ from .cli_outputs import (
     check_lines,
     passes_skipped_lines,
     print_lines,
+    report_interrupted,
     say,
 )
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_for
 from .cli_preflight import _check_inject, _check_out_folder, _sigterm_as_ctrl_c
-from .faults import FaultSpecError, SimulatedReboot
+from .faults import SimulatedReboot
 from .mission import Mission, MissionError
 from .mission_sections import ARTIFACT_FORMATS
 
@@ -56,12 +61,14 @@ EXIT_ALL_DROPPED = 1
 EXIT_DEGRADED = 1  # check: the mission boots, but without a model it names (refused, or no interpreter for it)
 EXIT_REBOOT = 3
 EXIT_STORAGE = 4  # run: a write the loop cannot go on without failed (a full or read-only disk), after it began
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 def _run(args: argparse.Namespace) -> int:
-    received: list[str] = []
-    restore = _sigterm_as_ctrl_c(received)
+    received = getattr(args, "_received", None)  # main's SIGTERM handler records into it
+    if received is not None:
+        return _run_mission(args, received)
+    received = []
+    restore = _sigterm_as_ctrl_c(received)  # called without main (a test's Namespace)
     try:
         return _run_mission(args, received)
     finally:
@@ -140,7 +147,18 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
         )
         return EXIT_INTERRUPTED
     advice = advice_lines(summary, rt.records, mission, rt.rss_loaded - rt.rss_boot)
-    _write_outputs(summary, args.out, advice + passes_skipped_lines(rt.queue.passes_skipped), prune=rt.held)
+    not_written = _write_outputs(
+        summary, args.out, advice + passes_skipped_lines(rt.queue.passes_skipped), prune=rt.held
+    )
+    stopped = report_interrupted(not_written or {})
+    if stopped is not None:  # every frame is done; the page alone is missing (its WARNING said what writes it)
+        say(
+            f"firmware-sim: {stopped} while report.html was written, after every frame of this run; state kept in "
+            f"{args.out}: firmware-sim report {args.out} writes the page (the same command does too; no frame is "
+            "taken again)",
+            err=True,
+        )
+        return EXIT_INTERRUPTED
     f = summary["frames"]
     if f["acquired"] and f["dropped"] == f["acquired"]:
         hints = [DROP_HINTS[k] for k in f.get("drop_reasons") or {} if k in DROP_HINTS]
@@ -222,12 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="The flight-like runtime: run a mission's frame loop (sample, score, queue, downlink) within "
         "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
         "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
-        epilog="Exit status: 0 done, 1 every frame was dropped (check: boots degraded), 2 user error, 3 "
-        "a simulated reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C or SIGTERM "
-        "(state kept; the same command goes on), 4 run stopped on a storage error it cannot go on without (a full or "
-        "read-only disk; the file is named; state kept). A file run cannot write at its end (report.html, "
-        "summary.json) is a WARNING naming it; the status stays the run's.",
+        epilog="Exit status: 0 done, 1 every frame was dropped (check: boots degraded) or stdout closed or full "
+        "(one line says so: 'stdout closed' / 'cannot write to stdout'; run's files are written first), 2 user error, "
+        "3 a simulated reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C or "
+        "SIGTERM, any command (one 'interrupted' line; run: state kept, the same command goes on, and when it came "
+        "while report.html was written, firmware-sim report DIR writes it), 4 run stopped on a storage error it "
+        "cannot go on without (a full or read-only disk; the file is named; state kept). A file run cannot write at "
+        "its end (report.html, summary.json) is a WARNING naming it; the status stays the run's. A signal after the "
+        "command's result is decided ends it with that status.",
     )
+    p.add_argument("--version", action="version", version=f"firmware-sim (edgeae {__version__})")
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     r = sub.add_parser(
@@ -321,57 +343,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (``argv``: the arguments; None: this process's own, the console entry point, which keeps
+    the status once decided until the process ends: :func:`.cli_console.keep_status`)."""
+    escape_unencodable()  # before argparse prints any help (its text holds ×)
     parser = build_parser()
     args = parser.parse_args(argv)
     from edgeae import logs
 
-    with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
-        return _dispatch(parser, args)
-
-
-def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if not getattr(args, "_fn", None):
-        parser.print_help()
-        return 2
-    dash = dash_given(parser, args)
-    if dash:
-        say(f"firmware-sim {args.command}: error: {dash} -: {DASH_REFUSED}", err=True)
-        return 2
+    received: list[str] = []
+    restore = _sigterm_as_ctrl_c(received)  # every command: SIGTERM stops it as Ctrl-C does (130, one line)
+    args._received = received
+    keep: Callable[[], None] = lambda: None  # noqa: E731
+    code: int | None = None
     try:
-        return int(args._fn(args))
-    except BrokenPipeError:  # the output was piped into a reader that stopped (| head): nothing more to say
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
-        return 1  # as edgeae's own commands
-    except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
-        say(f"firmware-sim {args.command}: error: {exc}", err=True)
-        return 2
-    except MemoryError as exc:  # an allocation no check foresaw: one line naming what the board gives, no traceback
-        say(f"firmware-sim {args.command}: error: out of memory{_why(exc)}{_room_left()}", err=True)
-        return 2
-    except KeyboardInterrupt:  # before the frame loop started (loading models, calibrating): nothing to keep
-        say(f"firmware-sim {args.command}: interrupted", err=True)
-        return EXIT_INTERRUPTED
-
-
-def _why(exc: BaseException) -> str:
-    """`` (TEXT)`` of an error whose text says more than its type; '' for a bare ``MemoryError()``."""
-    text = str(exc).strip()
-    return f" ({text})" if text and text != type(exc).__name__ else ""
-
-
-def _room_left() -> str:
-    """``; this process can get N MiB (SOURCE) more``, read while memory is short: nothing imported (until review
-    r9 of session 36 the handler imported numpy-heavy modules, whose import failed too: a double traceback, exit
-    1), and any failure of the probe leaves the line without it."""
-    try:
-        found = tightest()
-        if found is None:
-            return ""
-        return f"; this process can get {found[0] / 1048576:,.1f} MiB ({SOURCE_NAMES.get(found[1], found[1])}) more"
-    except Exception:  # the error line itself must be printed whatever the probe does
-        return ""
+        with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
+            code = _dispatch(parser, args, received)
+            keep = keep_status(code)  # from here a signal ends the process with this status
+        return code
+    except KeyboardInterrupt:  # in the instant between the result and keep_status, or while an error line printed
+        if code is None:
+            say(f"firmware-sim {args.command}: interrupted{_how(received)}", err=True)
+            return EXIT_INTERRUPTED
+        return code
+    finally:
+        if argv is not None:  # called in-process (a test, a script): its own handlers back
+            keep()
+            restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,11 +56,12 @@ def _bench(args: argparse.Namespace) -> int:
         keep=args.keep,
         prefer=prefer,
     )
+    if args.json:  # before the table: a stdout that fails (| head, > /dev/full) loses only console lines
+        write_text(args.json, json.dumps(result, indent=2) + "\n")  # atomically: no half file on a full disk
     say(format_table(result))
     for line in warning_lines(result):  # under the table, on stderr (the table alone on stdout)
         say(line, err=True)
     if args.json:
-        write_text(args.json, json.dumps(result, indent=2) + "\n")  # atomically: no half file on a full disk
         say(f"JSON: {args.json}" + (" (replaced the file that was there)" if replaces else ""))
     return 0
 

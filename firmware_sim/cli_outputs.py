@@ -35,13 +35,29 @@ def _write_outputs(
         # 36 a UnicodeEncodeError, a frame name that is not UTF-8, ended the run with exit 2 and no console summary):
         # written atomically, so no partial report.html is left
         not_written[str(Path(out) / "report.html")] = str(exc)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM ("SIGTERM" in its text): the page is written all or
+        # nothing, so the summary and the WARNING naming what writes it still follow (until session 37 neither did)
+        not_written[str(Path(out) / "report.html")] = INTERRUPTED + (f" by {stop}" if str(stop) else "")
     _print_summary(summary, out)
     print_lines(advice)
     if report is not None:
         say(f"  report: {report}")
     for path, error in not_written.items():
-        say(f"WARNING: {path} was not written: {error}; {_not_written_means(Path(path), Path(out))}", err=True)
+        means = _not_written_means(Path(path), Path(out), error.startswith(INTERRUPTED))
+        say(f"WARNING: {path} was not written: {error}; {means}", err=True)
     return not_written
+
+
+INTERRUPTED = "interrupted"  # the error of report.html in _write_outputs' result when a signal stopped its writing
+
+
+def report_interrupted(not_written: dict[str, str]) -> str | None:
+    """``interrupted`` / ``interrupted by SIGTERM`` when a signal stopped the writing of report.html in
+    :func:`_write_outputs` (its result ``not_written``), else None."""
+    for path, error in not_written.items():
+        if Path(path).name == "report.html" and error.startswith(INTERRUPTED):
+            return error
+    return None
 
 
 def say(text: str, err: bool = False) -> None:
@@ -57,7 +73,7 @@ def print_lines(lines: Sequence[str]) -> None:
         say(line, err=line.startswith("WARNING:"))
 
 
-def _not_written_means(path: Path, out: Path) -> str:
+def _not_written_means(path: Path, out: Path, stopped: bool = False) -> str:
     """What a file the run could not write means for the user, and what writes it again."""
     telemetry, index = out / "telemetry.jsonl", out / "queue" / "index.json"
     if path == telemetry:
@@ -76,7 +92,8 @@ def _not_written_means(path: Path, out: Path) -> str:
         if path.name == "report.html"
         else "the same command run again writes it (no frame is taken twice)"
     )
-    return f"the run's frames, events and passes are in {telemetry} and {out / 'queue'} (once there is room, {again})"
+    when = "" if stopped else "once there is room, "
+    return f"the run's frames, events and passes are in {telemetry} and {out / 'queue'} ({when}{again})"
 
 
 def _reasons(f: dict[str, Any]) -> str:

@@ -53,3 +53,133 @@ def test_a_telemetry_setting_of_the_user_is_kept(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0 and done.stdout.strip() == "0", done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ firmware-sim
+@pytest.fixture
+def frame(tmp_path: Path) -> Path:
+    import numpy as np
+    from edgeae.firmware_sim.testing import textured_frame
+
+    path = tmp_path / "frame.npy"
+    np.save(path, textured_frame(h=128, w=128, spot=(32, 32)))
+    return path
+
+
+def _run_args(frame: Path, out: Path) -> list[str]:
+    return ["run", "--mission", "orbital_nac", "--frames", str(frame), "--set", "camera.height=0", "--set",
+            "camera.width=0", "--out", str(out)]  # fmt: skip
+
+
+class _DeadStdout:
+    """A stdout whose reader stopped (``| true``) or whose disk is full (``> /dev/full``)."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        self.errors = "strict"
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+    def flush(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [(BrokenPipeError(32, "Broken pipe"), "stdout closed"), (OSError(28, "No space left on device"), "cannot write")],
+)
+def test_firmware_sim_with_a_dead_stdout_says_so_in_one_line_with_status_1(
+    tmp_path: Path, frame: Path, capsys, monkeypatch, error: OSError, said: str
+) -> None:
+    """Until session 37 `check | true` gave 1 ("boots degraded") with nothing said, and `run > /dev/full` 2 (a user
+    error) after a complete run: now edgeae's one line and status for it; the run's files are written first."""
+    from edgeae.firmware_sim.cli import main
+
+    out = tmp_path / "fw"
+    monkeypatch.setattr(sys, "stdout", _DeadStdout(error))
+    assert main(_run_args(frame, out)) == 1
+    monkeypatch.setattr(sys, "stdout", _DeadStdout(error))
+    assert main(["missions"]) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(said in line for line in err), err
+    assert err[0].startswith("firmware-sim run: error: ") and err[1].startswith("firmware-sim missions: error: ")
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+
+
+def test_bench_json_is_written_before_its_table(tmp_path: Path, capsys, monkeypatch) -> None:
+    from edgeae.firmware_sim.cli import main
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(sys, "stdout", _DeadStdout(BrokenPipeError(32, "Broken pipe")))
+    argv = ["bench", "--model", str(ZOO_ONNX), "--threads", "1", "--iters", "1", "--frame-height", "64",
+            "--frame-width", "64", "--json", str(tmp_path / "b.json")]  # fmt: skip
+    assert main(argv) == 1
+    monkeypatch.undo()
+    assert (tmp_path / "b.json").is_file()
+    assert "stdout closed" in capsys.readouterr().err
+
+
+def test_an_interrupt_while_the_report_is_written_keeps_the_summary_and_names_the_command_that_writes_it(
+    tmp_path: Path, frame: Path, capsys, monkeypatch
+) -> None:
+    """Until session 37 a SIGTERM while report.html was written (every frame done) printed only "firmware-sim run:
+    interrupted", the pre-boot message: no console summary, no word of `firmware-sim report`."""
+    import edgeae.firmware_sim.report as report
+    from edgeae.firmware_sim.cli import main
+
+    real = report.write_report
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("SIGTERM")  # where the SIGTERM handler raises it
+
+    out = tmp_path / "fw"
+    monkeypatch.setattr(report, "write_report", stopped)
+    assert main(_run_args(frame, out)) == 130
+    got = capsys.readouterr()
+    assert "mission orbital_nac: 1 frame acquired" in got.out
+    err = got.err.strip().splitlines()
+    assert any(f"{out / 'report.html'} was not written: interrupted by SIGTERM" in line for line in err), err
+    assert err[-1].startswith("firmware-sim: interrupted by SIGTERM while report.html was written")
+    assert f"firmware-sim report {out} writes the page" in err[-1]
+    assert not (out / "report.html").exists() and (out / "summary.json").is_file()
+    monkeypatch.setattr(report, "write_report", real)
+    assert main(["report", str(out)]) == 0  # what the line says writes it
+    assert (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize("command", ["check", "bench"])
+def test_sigterm_stops_every_firmware_sim_command_as_ctrl_c_does(command: str, capsys, monkeypatch) -> None:
+    """Until session 37 only run turned SIGTERM into Ctrl-C: check and bench died silently with 143, where the
+    epilog promises 130 and the "interrupted" line."""
+    import signal
+
+    from edgeae.firmware_sim import cli
+
+    def killed(args) -> int:
+        signal.raise_signal(signal.SIGTERM)
+        return 0
+
+    def callers(signum, frame) -> None:  # without firmware-sim's own handler the signal would end pytest
+        raise AssertionError("SIGTERM reached the caller's handler")
+
+    before = signal.signal(signal.SIGTERM, callers)
+    try:
+        monkeypatch.setattr(cli, f"_{command}", killed)  # the parser takes it when built
+        argv = ["check", "--mission", "orbital_nac"] if command == "check" else ["bench", "--model", "orbital-gray-vae"]
+        assert cli.main(argv) == 130
+        assert capsys.readouterr().err.strip() == f"firmware-sim {command}: interrupted (SIGTERM)"
+        assert signal.getsignal(signal.SIGTERM) is callers  # in-process: the caller's handler back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_firmware_sim_version(capsys) -> None:
+    from edgeae.firmware_sim.cli import main
+
+    from edgeae._version import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"firmware-sim (edgeae {__version__})"
