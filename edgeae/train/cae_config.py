@@ -20,6 +20,7 @@ from edgeae.train.corrupt import MODES, Corruption
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
+FRAME_SUFFIXES = (".npy",)  # frames firmware-sim flies but training does not read: named in the warning too
 _WARNED: set[str] = set()  # folders whose unused images were named already
 DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1}
 
@@ -189,6 +190,26 @@ class CAETrainConfig:
         return cls(**d)
 
 
+def _not_used(files: list[Path], suffixes: tuple[str, ...], noun: str = "image") -> str:
+    """``files`` named (by suffix when they have several) as not used for training, what is, and what to do."""
+    by: dict[str, list[str]] = {}
+    for p in files:
+        by.setdefault(p.suffix.lower() or "no suffix", []).append(p.name)
+    groups = sorted(by.items(), key=lambda kv: -len(kv[1]))
+    if len(groups) == 1:
+        listing = ", ".join(files[i].name for i in range(min(5, len(files)))) + (" ..." if len(files) > 5 else "")
+    else:
+        listing = "; ".join(f"{len(n)} {sfx}: {', '.join(n[:3])}{' ...' if len(n) > 3 else ''}" for sfx, n in groups)
+    advice = "; rename them to train on them" if set(by) & set(READ_EXTENSIONS) else ""
+    if ".npy" in by:  # frames firmware-sim flies: say how to train on them
+        advice += "; .npy frames (which firmware-sim flies) are not read for training: write them as 16-bit PNG or TIFF"
+        advice += " with edgeae.write_image"
+    return (
+        f"{len(files)} {noun}(s) not used for training ({listing}): a folder's training images are "
+        f"{' '.join(suffixes)}{advice}"
+    )
+
+
 def split_data(config: CAETrainConfig, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
     """(train files, val files) for ``config.data``: a named dataset split or a folder split by file (the files
     with one of ``suffixes``)."""
@@ -202,18 +223,18 @@ def split_data(config: CAETrainConfig, suffixes: tuple[str, ...] = IMAGE_SUFFIXE
     folder = Path(config.data)
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {config.data!r} is neither a dataset ({sorted(SPLITS)}) nor a folder")
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (*suffixes, *READ_EXTENSIONS) and p.is_file())
-    files = [p for p in images if p.suffix.lower() in suffixes]
-    unread = [p.name for p in images if p.suffix.lower() not in suffixes]
+    every = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = [p for p in every if p.suffix.lower() in suffixes]
+    others = [p for p in every if p.suffix.lower() not in suffixes and not p.name.startswith(".")]
+    if len(files) < 2:  # every other file named: a folder of .npy frames was "found 0" without a word
+        why = (
+            f"; {_not_used(others, suffixes, 'file')}" if others else f"; its training images are {' '.join(suffixes)}"
+        )
+        raise ValueError(f"{folder}: need at least 2 images to split train/val by file, found {len(files)}{why}")
+    unread = [p for p in others if p.suffix.lower() in (*READ_EXTENSIONS, *FRAME_SUFFIXES)]
     if unread and str(folder.resolve()) not in _WARNED:  # once a folder and process (a run splits it twice)
         _WARNED.add(str(folder.resolve()))
-        log.warning(
-            "%s: %d image(s) not used for training (%s): a folder's training images are %s; rename them to train on "
-            "them", folder, len(unread), ", ".join(unread[:5]) + (" ..." if len(unread) > 5 else ""),
-            " ".join(suffixes),
-        )  # fmt: skip
-    if len(files) < 2:
-        raise ValueError(f"{folder}: need at least 2 images to split train/val by file, found {len(files)}")
+        log.warning("%s: %s", folder, _not_used(unread, suffixes))
     val = files[::5]
     train = [f for f in files if f not in val]
     return train, val

@@ -1,0 +1,139 @@
+"""Session 37, j1 (audit a3 findings 2, 4, 5, 7, 8): a folder that mixes grey and colour images needs --channels
+(the first file sorted used to decide, silently); the channels a run trains on are said and recorded."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from edgeae.cli import main  # noqa: E402
+from edgeae.train.cae import CAETrainConfig, train_cae  # noqa: E402
+from edgeae.train.channels import folder_channels  # noqa: E402
+
+
+def _images(folder: Path, colour: int = 3, grey: int = 0, side: int = 96, prefix: str = "im") -> Path:
+    """``colour`` RGB then ``grey`` grey PNGs (names sorting grey first: ``0_grey*`` before ``im*``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(colour + grey):
+        img = cv2.GaussianBlur(rng.random((side, side, 3)).astype(np.float32), (0, 0), 2)
+        img = (40 + 160 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
+        if i < colour:
+            cv2.imwrite(str(folder / f"{prefix}{i}.png"), img)
+        else:
+            cv2.imwrite(str(folder / f"0_grey{i}.png"), img[..., 1])
+    return folder
+
+
+def _cae(data: Path, out: Path, **kw: Any) -> CAETrainConfig:
+    base: dict[str, Any] = dict(
+        data=str(data), out=str(out), widths=(4, 8), tile=32, epochs=1, crops=8, val_crops=4, batch_size=4,
+        threads=1, progress=False, seed=3, bf16=False,
+    )  # fmt: skip
+    base.update(kw)
+    return CAETrainConfig(**base)
+
+
+# 2. mixed grey/colour folders
+
+
+def test_folder_channels_rules() -> None:
+    files = [Path(f"d/{n}") for n in ("a.png", "b.png", "c.png", "d.png")]
+    colour, grey = (10, 10, 3), (10, 10, 1)
+    assert folder_channels("d", files, [colour] * 4, None) == (
+        3,
+        "channels: 3 (every one of the 4 images is colour; --channels 1 for a grey model)",
+    )
+    assert folder_channels("d", files, [grey] * 4, None)[0] == 1
+    assert folder_channels("d", files, [(10, 10, 4)] * 4, None)[0] == 3  # RGBA trains as RGB
+    mixed = [grey, colour, colour, colour]
+    with pytest.raises(ValueError) as e:
+        folder_channels("d", files, mixed, None)
+    assert str(e.value) == (
+        "d mixes 3 colour and 1 grey images (colour: b.png, c.png, d.png; grey: a.png) and a model has one channel "
+        "count: pass --channels 3 (the grey ones replicated to 3 channels) or --channels 1 (the colour ones converted "
+        "to grey), or train on one kind"
+    )
+    assert folder_channels("d", files, mixed, 3) == (
+        3,
+        "channels: 3 (--channels): 1 of 4 images is grey, their grey replicated to 3 channels",
+    )
+    assert (
+        folder_channels("d", files, mixed, 1)[1]
+        == "channels: 1 (--channels): 3 of 4 images are colour, converted to grey"
+    )
+    # a run started when the first file decided keeps going with the model it has
+    assert folder_channels("d", files, mixed, None, resume=True) == (
+        1,
+        "channels: 1 (from the first image, a.png, as when this run started; the folder mixes grey and colour "
+        "images: 3 of 4 images are colour, converted to grey)",
+    )
+
+
+@pytest.mark.parametrize("kind", ["cae", "vae"])
+def test_a_mixed_folder_without_channels_is_refused_in_one_line(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _images(tmp_path / "data", colour=4, grey=2)  # the grey ones sort first: they used to decide
+    out = tmp_path / "run"
+    assert main(["train", kind, "--data", str(data), "--out", str(out), "--epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{data} mixes 4 colour and 2 grey images (colour: im0.png, im1.png, im2.png and 1 more; grey: " in err
+    assert "pass --channels 3" in err
+    assert not out.exists()
+
+
+def test_the_channels_are_said_and_recorded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = _images(tmp_path / "data", colour=4, grey=2)
+    with caplog.at_level(logging.INFO, logger="edgeae.train"):
+        metrics = train_cae(_cae(data, tmp_path / "run", channels=3))
+    lines = [r.getMessage() for r in caplog.records]
+    assert "channels: 3 (--channels): 2 of 6 images are grey, their grey replicated to 3 channels" in lines
+    assert metrics["channels"] == 3
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["channels"] == 3
+
+
+# 4. a folder of .npy frames (which firmware-sim flies) was "found 0" without naming them
+
+
+def test_a_folder_of_npy_frames_names_them_and_what_is_read(tmp_path: Path) -> None:
+    from edgeae.train.cae_config import split_data
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):
+        np.save(folder / f"a{i}.npy", np.zeros((8, 8), np.float32))
+    (folder / "notes.txt").write_text("x")
+    (folder / ".hidden").write_text("x")
+    with pytest.raises(ValueError) as e:
+        split_data(CAETrainConfig(data=str(folder), out=str(tmp_path / "o")))
+    assert str(e.value) == (
+        f"{folder}: need at least 2 images to split train/val by file, found 0; 7 file(s) not used for training (6 "
+        ".npy: a0.npy, a1.npy, a2.npy ...; 1 .txt: notes.txt): a folder's training images are .png .jpg .jpeg .tif "
+        ".tiff .pgm .ppm; .npy frames (which firmware-sim flies) are not read for training: write them as 16-bit PNG "
+        "or TIFF with edgeae.write_image"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"found 0; its training images are \.png .* \.ppm$"):
+        split_data(CAETrainConfig(data=str(empty), out=str(tmp_path / "o")))
+
+
+def test_npy_frames_beside_images_are_named_in_the_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edgeae.train.cae_config import split_data
+
+    folder = _images(tmp_path / "mixnpy", colour=3)
+    np.save(folder / "f.npy", np.zeros((8, 8), np.float32))
+    with caplog.at_level(logging.WARNING, logger="edgeae.train.cae_config"):
+        train, val = split_data(CAETrainConfig(data=str(folder), out=str(tmp_path / "o")))
+    assert len(train) + len(val) == 3
+    assert "1 image(s) not used for training (f.npy): " in caplog.text and "write them as 16-bit PNG" in caplog.text
