@@ -43,6 +43,12 @@ def base_missing(exc: BaseException) -> str | None:
     return None
 
 
+def source_ref(path: str, section: str = "") -> str:
+    """How a message cites a file of the edgeae source repository (``docs/export.md``, ``benchmarks/RESULTS.md``),
+    which an installed package does not hold: ``docs/export.md of the edgeae source, Zoo artifacts``."""
+    return f"{path} of the edgeae source" + (f", {section}" if section else "")
+
+
 class MissingDependencyError(ImportError):
     """An optional dependency is not installed, or is installed but fails to import; the message says which
     extra provides it, or why the import failed."""

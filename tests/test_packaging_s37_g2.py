@@ -1,13 +1,17 @@
 """Session 37 audit a1, findings 2 and 6: what a package user gets from the install instructions and the
 distributions. (2) The README said `torch==2.13.0` was "pinned exactly: any range pulls CUDA wheels", as if the pin
 kept CUDA out; on Linux PyPI's only torch==2.13.0 wheel is the CUDA one (several GB). The Install section now gives
-the command that takes the CPU build from the PyTorch CPU index first, for the version the extras pin."""
+the command that takes the CPU build from the PyTorch CPU index first, for the version the extras pin. (6) No licence
+text shipped (the metadata said Apache-2.0); the sdist carried tests/test_*.py that could not run from it (64
+collection errors: no conftest.py, benchmarks/, docs/); messages cited docs/ paths a package user does not have."""
 
 from __future__ import annotations
 
 import re
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,3 +36,32 @@ def test_the_readme_installs_the_cpu_build_of_the_pinned_torch_first() -> None:
     assert not re.search(r"any range pulls CUDA", install)  # the pin alone does not keep CUDA out
     comment = (ROOT / "pyproject.toml").read_text().split("\ntrain = ")[0].rsplit("]\n", 1)[1]
     assert "download.pytorch.org/whl/cpu" in comment and "not the" in comment
+
+
+def test_the_apache_licence_text_ships_with_both_distributions() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]  # the standard text, unchanged
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) == 202
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+
+
+def test_the_sdist_leaves_out_the_tests_it_cannot_run() -> None:
+    """Checked by hand (s37 g2): setuptools.build_meta.build_sdist of a git archive gives no tests/ file, LICENSE
+    and PKG-INFO's License-File; `pytest --co -q` in the unpacked copy against a wheel install collects nothing
+    (was: 64 errors); the sdist builds the same wheel plus .dist-info/licenses/LICENSE."""
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "MANIFEST.in").read_text().splitlines()]
+    assert "prune tests" in lines
+
+
+def test_messages_cite_docs_as_files_of_the_edgeae_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeae import zoo
+    from edgeae._optional import source_ref
+
+    assert source_ref("docs/export.md", "Zoo artifacts") == "docs/export.md of the edgeae source, Zoo artifacts"
+    assert source_ref("benchmarks/RESULTS.md") == "benchmarks/RESULTS.md of the edgeae source"
+    (tmp_path / "orbital-gray-vae").mkdir()
+    (tmp_path / "orbital-gray-vae" / "orbital-gray-vae.int8.onnx").write_bytes(b"x")
+    monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path)
+    line = zoo.stale_artifacts_warning("orbital-gray-vae")
+    assert line is not None and line.endswith("(docs/export.md of the edgeae source, Zoo artifacts)")

@@ -336,10 +336,13 @@ def stale_artifacts_warning(name: str) -> str | None:
     formats = "" if tflite else " --format onnx --precision all"  # no TFLite
     # the files the export accepted, by their exact names: *.int8.* would also copy NAME.int8.STALE.onnx and the like
     copy = " ".join(f"runs/export/{name}/*.int8.{ext}" for ext in ("onnx", "tflite") if ext == "onnx" or tflite)
+    from edgeae._optional import source_ref
+
     return (
         f"zoo model {name!r} was replaced: its shipped artifacts in {folder} ({', '.join(files)}) were exported from "
         f"the old weights and are now stale; re-export them: edgeae export {name}{formats} --no-latency --out "
-        f"runs/export/{name} && cp {copy} runs/export/{name}/parity.* {folder}/ (docs/export.md, Zoo artifacts)"
+        f"runs/export/{name} && cp {copy} runs/export/{name}/parity.* {folder}/ "
+        f"({source_ref('docs/export.md', 'Zoo artifacts')})"
     )
 
 
