@@ -183,3 +183,41 @@ def test_firmware_sim_version(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"firmware-sim (edgeae {__version__})"
+
+
+# ------------------------------------------------------------------------------------------------ both CLIs
+_AFTER_THE_RESULT = """
+import os, signal, sys, time
+from {module} import main
+sys.argv = [{prog!r}, {command!r}]
+code = main()
+print("decided", code, flush=True)
+os.kill(os.getpid(), signal.{sig})  # lands after the result: while the interpreter shuts down, say
+time.sleep(2)
+sys.exit(99)
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "prog", "command"),
+    [("edgeae.firmware_sim.cli", "firmware-sim", "missions"), ("edgeae.cli", "edgeae", "links")],
+)
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_after_the_result_keeps_the_status(tmp_path: Path, module: str, prog: str, command: str, sig: str):
+    """Until session 37 a signal after the work gave 130 with no line (SIGINT) or 143 (SIGTERM)."""
+    code = _AFTER_THE_RESULT.format(module=module, prog=prog, command=command, sig=sig)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "decided 0" in done.stdout
+    assert done.returncode == 0, (done.returncode, done.stderr)
+
+
+def test_an_ascii_console_writes_escapes(tmp_path: Path) -> None:
+    """Until session 37 `edgeae --help` (β) ended in a UnicodeEncodeError traceback on an ASCII console and
+    `firmware-sim missions` (×) exited 2."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for argv, escape in (
+        (["-m", "edgeae", "--help"], "\\u03b2"),
+        (["-m", "edgeae.firmware_sim.cli", "missions"], "\\xd7"),
+    ):
+        done = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0 and escape.encode() in done.stdout, done.stderr

@@ -22,6 +22,9 @@ from edgeae._version import __version__
 from edgeae.cli_conventions import DASH_REFUSED as DASH_REFUSED
 from edgeae.cli_conventions import VERBOSE_HELP as VERBOSE_HELP
 from edgeae.cli_conventions import CommandParser, dash_given
+from edgeae.firmware_sim.cli_console import GuardedStdout as _GuardedStdout
+from edgeae.firmware_sim.cli_console import StdoutError as StdoutError
+from edgeae.firmware_sim.cli_console import escape_unencodable, keep_status, silence_stdout, stdout_failure
 from edgeae.printable import printable
 
 # name -> module (a plain dict: easy to read and grep)
@@ -42,6 +45,11 @@ COMMANDS: dict[str, str] = {
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+class DataError(CLIError):
+    """An input whose content cannot be used (a packet file that holds no packet): one line, exit status 1, as an
+    image that cannot be read (README's table: a data error, not a usage error)."""
 
 
 def seed_arg(limit: int = 2**32 - 1) -> Callable[[str], int]:
@@ -174,14 +182,42 @@ def _err(line: str) -> None:
     print(printable(line), file=sys.stderr)
 
 
+def label(args: argparse.Namespace) -> str:
+    """``edgeae COMMAND`` or, for a command with actions, ``edgeae COMMAND ACTION`` (``edgeae downlink send``): the
+    prefix of its error and "interrupted" lines, the one argparse writes too (until session 37 a command's own lines
+    said ``edgeae downlink: error:`` where argparse said ``edgeae downlink send: error:``)."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"edgeae {args.command}" + (f" {action}" if isinstance(action, str) else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (``argv``: the arguments; None: this process's own, the console entry point, which keeps
+    the status once decided until the process ends: :func:`edgeae.firmware_sim.cli_console.keep_status`)."""
+    escape_unencodable()  # before argparse prints any help (β, λ): an ASCII console writes escapes, no traceback
     parser = build_parser()
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (train --resume checks)
     from edgeae import logs
 
-    with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
-        return _dispatch(parser, args)
+    args._sigterm = []  # "SIGTERM" once it came (the "interrupted" line names it)
+    restore = _sigterm_as_interrupt(args.command or "", args._sigterm)  # from the start to the result
+    keep: Callable[[], object] = lambda: None  # noqa: E731
+    code: int | None = None
+    try:
+        with logs.session(args.verbose):  # third-party warnings and logs hidden unless -v
+            code = _dispatch(parser, args)
+            keep = keep_status(code)  # from here a signal ends the process with this status, not 130 or 143
+        return code
+    except KeyboardInterrupt:  # the instant between the result and keep_status, or a cleanup after an error
+        if code is None:
+            how = f" ({args._sigterm[0]})" if args._sigterm else ""
+            _err(f"\n{label(args)}: interrupted{how}")
+            return 130
+        return code
+    finally:
+        if argv is not None:  # called in-process (a test, a script): its own handlers back
+            keep()
+            restore()
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -190,7 +226,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 2
     dash = dash_given(parser, args)
     if dash:
-        _err(f"edgeae {args.command}: error: {dash} -: {DASH_REFUSED}")
+        _err(f"{label(args)}: error: {dash} -: {DASH_REFUSED}")
         return 2
     try:
         return _run_command(args)
@@ -214,33 +250,6 @@ def _run_command(args: argparse.Namespace) -> int:
 SIGTERM_OWN = ("scan", "ground", "train")
 
 
-class StdoutError(Exception):
-    """A write to stdout failed (its reader stopped, a full disk behind ``>``): reported as such, not as a bare
-    errno that reads like a failed output file."""
-
-
-class _GuardedStdout:
-    """``sys.stdout`` while a command runs: a failed write or flush raises :class:`StdoutError`."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def write(self, text: str) -> int:
-        try:
-            return int(self._inner.write(text))
-        except OSError as exc:
-            raise StdoutError(exc) from exc
-
-    def flush(self) -> None:
-        try:
-            self._inner.flush()
-        except OSError as exc:
-            raise StdoutError(exc) from exc
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 def _sigterm_as_interrupt(command: str, got: list[str]) -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) interrupts the command as Ctrl-C does (its cleanup runs, the
     "interrupted" line, exit 130), but for the commands that handle it themselves; returns what puts the previous
@@ -258,22 +267,19 @@ def _sigterm_as_interrupt(command: str, got: list[str]) -> Callable[[], object]:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, old)
 
+    def put_back() -> None:
+        if signal.getsignal(signal.SIGTERM) is interrupt:  # not one set since (keep_status's, put back before this)
+            signal.signal(signal.SIGTERM, old)
 
-def _silence_stdout(stream: Any) -> None:
-    """Point descriptor 1 at /dev/null: no second error when Python flushes stdout at exit."""
-    import contextlib
-
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # a replaced stdout (tests) has no descriptor
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    return put_back
 
 
 def _run_guarded(args: argparse.Namespace) -> int:
     from edgeae._headers import ImageMissingError, ImageReadError
 
-    got: list[str] = []
-    restore = _sigterm_as_interrupt(args.command, got)
+    got: list[str] = getattr(args, "_sigterm", [])  # main's SIGTERM handler records into it
+    name = label(args)
     inner = sys.stdout
     guarded = inner is not None and not isinstance(inner, _GuardedStdout)
     if guarded:
@@ -282,47 +288,43 @@ def _run_guarded(args: argparse.Namespace) -> int:
         if getattr(args, "_needs", None):
             from edgeae._optional import check_extras
 
-            check_extras(f"edgeae {args.command}", args._needs(args))
+            check_extras(name, args._needs(args))
         code = int(args._run(args) or 0)
         sys.stdout.flush()  # its last lines: a stdout that cannot take them is reported here, not at exit
         return code
     except KeyboardInterrupt:  # Ctrl-C: a message, not a traceback (a scan keeps what it finished)
         again = " (run the same command again to resume)" if args.command == "scan" else ""
         how = f" ({got[0]})" if got else ""
-        _err(f"\nedgeae {args.command}: interrupted{how}{again}")
+        _err(f"\n{name}: interrupted{how}{again}")
         return 130
     except StdoutError as exc:  # stdout closed (| head, | true) or full (> /dev/full): the files it wrote stay
-        cause = exc.__cause__
-        what = (
-            "stdout closed (the program reading it stopped)"
-            if isinstance(cause, BrokenPipeError)
-            else f"cannot write to stdout: {getattr(cause, 'strerror', None) or cause}"
-        )
-        _err(f"edgeae {args.command}: error: {what}; its console output is cut short")
-        _silence_stdout(inner)
+        _err(f"{name}: error: {stdout_failure(exc)}; its console output is cut short")
+        silence_stdout(inner)
         return 1
     except BrokenExecutor as exc:  # a worker process died (killed, out of memory): no traceback, a way on
         again = "; run the same command again to resume" if args.command == "scan" else ""
-        _err(f"edgeae {args.command}: error: a worker process died ({exc}){again}")
+        _err(f"{name}: error: a worker process died ({exc}){again}")
         return 1
     except BrokenPipeError as exc:  # a pipe other than stdout (a stdout written past the guard: silenced too)
-        _err(f"edgeae {args.command}: error: a pipe it wrote to was closed ({exc})")
-        _silence_stdout(inner)
+        _err(f"{name}: error: a pipe it wrote to was closed ({exc})")
+        silence_stdout(inner)
         return 1
     except ImageReadError as exc:  # an input that cannot be read (corrupt, truncated, not an image): a data error
-        _err(f"edgeae {args.command}: error: {exc}")
+        _err(f"{name}: error: {exc}")
         if isinstance(exc, ImageMissingError):  # a wrong path: a usage error, refused before any work
             return 2
         return 2 if args.command == "train" else 1  # train: 2 for bad data (docs/training.md, its own statuses)
+    except DataError as exc:  # an input that holds nothing usable: a data error, as an unreadable image
+        _err(f"{name}: error: {exc}")
+        return 1
     except (CLIError, OSError, ValueError, ImportError) as exc:  # OSError: a missing file, a folder as a file, ...
         from edgeae._optional import base_missing
 
-        _err(f"edgeae {args.command}: error: {base_missing(exc) or exc}")
+        _err(f"{name}: error: {base_missing(exc) or exc}")
         return 2
     finally:
         if guarded and isinstance(sys.stdout, _GuardedStdout):
             sys.stdout = inner
-        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover
