@@ -221,3 +221,28 @@ def test_an_ascii_console_writes_escapes(tmp_path: Path) -> None:
     ):
         done = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, timeout=60)
         assert done.returncode == 0 and escape.encode() in done.stdout, done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ downlink, ground
+def test_a_packet_file_with_no_packet_is_a_data_error_in_downlink_and_ground(tmp_path: Path, capsys) -> None:
+    """README's table: a corrupt input is status 1; until session 37 downlink simulate gave 2, ground decode 1."""
+    from edgeae.cli import main
+
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"hello\n")
+    assert main(["downlink", "simulate", "--products", str(garbage), "--out", str(tmp_path / "rx.bin")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgeae downlink simulate: error: --products") and "no packets found" in err
+    assert not (tmp_path / "rx.bin").exists()
+    assert main(["ground", "decode", str(garbage), "--out", str(tmp_path / "g")]) == 1
+    assert "no product could be assembled" in capsys.readouterr().out
+
+
+def test_downlink_send_names_a_host_it_cannot_send_to(tmp_path: Path, capsys) -> None:
+    """Until session 37: "edgeae downlink: error: [Errno -2] Name or service not known" (neither the host nor the
+    option, and argparse's prefix for the same command is "edgeae downlink send")."""
+    from edgeae.cli import main
+
+    assert main(["downlink", "send", str(tmp_path / "p.bin"), "--port", "9", "--host", "::1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgeae downlink send: error: --host ::1: no IPv4 address") and "nothing sent" in err

@@ -189,6 +189,18 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
+def _address(host: str, port: int) -> str:
+    """The IPv4 address ``send`` sends to (its socket is IPv4): ``--host`` resolved once, or refused in one line
+    naming it (until session 37 "[Errno -2] Name or service not known", naming neither the host nor --host)."""
+    import socket
+
+    try:
+        return str(socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0])
+    except (OSError, UnicodeError) as exc:  # socket.gaierror; a name IDNA cannot encode
+        why = getattr(exc, "strerror", None) or exc
+        raise CLIError(f"--host {host}: no IPv4 address found for it ({why}); nothing sent") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeae.ground.link import simulate
 
@@ -198,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not (args.speed >= 0 and math.isfinite(args.speed)):
             raise CLIError(f"--speed must be a finite number >= 0 (0: no timing), got {args.speed}")
+        address = _address(args.host, args.port)  # before the file is read: a host that does not resolve, named
         recs, skipped = read_packets(args.packets)
         if not recs:  # nothing to send: say so rather than end a live station's session with an empty pass
             raise CLIError(
@@ -213,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{st.duplicated_packets} duplicates), {st.lost_packets} lost, {st.corrupted_packets} corrupted, "
                 f"{st.unsent_packets} unsent (no contact window left)"
             )
-        n = send_udp(recs, args.host, args.port, speed=args.speed)
+        n = send_udp(recs, address, args.port, speed=args.speed)  # resolved once, not for every datagram
         print(f"sent {n} packets to udp://{args.host}:{args.port}")
         return 0
 

@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from edgeae.cli import CLIError, check_writable
+from edgeae.cli import CLIError, DataError, check_writable
 
 from .downlink_compare import StepBar, compare, compare_filler, compare_table, strict_json
 
@@ -87,8 +87,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         recs, skipped = read_packets(args.products)
         packets = [p for _, p in recs]
-        if not packets:
-            raise CLIError(
+        if not packets:  # a corrupt input, as in ground decode: status 1 (until session 37 a usage error, 2)
+            raise DataError(
                 f"--products {args.products}: no packets found ({skipped:,} bytes formed no valid packet); "
                 "give the flight runtime's pass_*.bin files or a folder of them"
             )

@@ -325,7 +325,7 @@ def _write_final(station, report: dict) -> bool:
             else "the folder holds no stream.json"
         )
         print(
-            f"edgeae ground: error: {exc}: the session report was not written ({left}); the products' files and "
+            f"edgeae ground decode: error: {exc}: the session report was not written ({left}); the products' files and "
             "reports are written as they say",
             file=sys.stderr,
         )
