@@ -268,3 +268,43 @@ def test_a_pointer_names_a_file_by_the_labels_own_bytes(tmp_path: Path, label_na
     os.remove(os.path.join(folder, b"t\xe9.img"))
     with pytest.raises(ImageReadError, match=r"the data file t\\xe9\.img named by its \^IMAGE pointer does not exist"):
         read_image(lbl)
+
+
+# -- finding 6: a truncated GeoTIFF ----------------------------------------------------------------------------------
+
+
+def _geotiff(path: Path, tiled: bool, count: int = 1) -> bytes:
+    """A 300 × 200 uint8 GeoTIFF (EPSG:4326; striped or 64-px tiles), returned as its bytes."""
+    data = (np.arange(count * 300 * 200) % 251).astype(np.uint8).reshape(count, 300, 200)
+    extra = {"tiled": True, "blockxsize": 64, "blockysize": 64} if tiled else {}
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=300, count=count, dtype="uint8",
+                       crs="EPSG:4326", transform=rasterio.Affine(0.01, 0, 0, 0, -0.01, 0), **extra) as ds:  # fmt: skip
+        ds.write(data)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_a_truncated_geotiff_is_refused_at_open(tmp_path: Path, tiled: bool) -> None:
+    """A GeoTIFF cut in half opened, was listed as read by ``python -m edgeae.archive`` (rc 0), and failed only at
+    the first read of a missing strip (``TIFFReadEncodedStrip() failed``). Its strips or tiles must end inside the
+    file: refused at open with the byte counts; the whole file still reads."""
+    whole = _geotiff(tmp_path / "w.tif", tiled)
+    with ProductReader(tmp_path / "w.tif") as r:
+        assert r.read_raw(0, 300).shape == (300, 200, 1)
+    (tmp_path / "cut.tif").write_bytes(whole[: len(whole) // 2])
+    unit = "tile" if tiled else "strip"
+    with pytest.raises(ImageReadError, match=rf"cut\.tif: truncated: its TIFF {unit} \d+ of \d+ ends at byte \d+, the "
+                       rf"file holds {len(whole) // 2} bytes"):  # fmt: skip
+        ProductReader(tmp_path / "cut.tif")
+
+
+def test_python_m_edgeae_archive_exits_1_on_a_truncated_geotiff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.archive.__main__ import main
+
+    whole = _geotiff(tmp_path / "w.tif", tiled=False, count=3)
+    (tmp_path / "w.tif").write_bytes(whole[: len(whole) - 1000])
+    assert main([str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "truncated: its TIFF strip" in out and "1 of 1 products could not be read" in err

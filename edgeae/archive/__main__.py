@@ -1,6 +1,9 @@
 """``python -m edgeae.archive PATH...``: one JSON line per product (or refusal) found under the paths.
 
 Shows what the scan will see: driver, shape, dtype, label facts, scaling, special values, georeferencing.
+Each product is opened as a read opens it, which checks that its data are whole (a raw file's or JPEG 2000's last
+samples, a GeoTIFF's strips or tiles within the file), and its scaling is measured (a pass over its samples unless
+it is 8-bit).
 Exit status: 0 every product was read, 1 some could not be (their ``error`` lines; stderr says how many) or no
 product was found, 2 a path that is not there or a package of the ``[archive]`` extra that is not installed (the
 pip line to run).

@@ -1,6 +1,6 @@
 """The checks :class:`.reader.ProductReader` makes at open, before any pixel is read: every file GDAL reads stays in
 the label's folder and is a regular file, a PDS3 SAMPLE_TYPE is one GDAL reads right, a raw product's declared
-samples fit in its data file, and a JPEG 2000 file is not cut short."""
+samples fit in its data file, and a JPEG 2000 or GeoTIFF file is not cut short."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ __all__ = [
     "check_files",
     "check_jp2",
     "check_sample_type",
+    "check_tiff",
     "data_extent",
 ]
 
@@ -216,3 +217,32 @@ def check_jp2(path: Path, jp2: Path, max_parts: int = 1 << 20) -> None:
             if pos + psot > end:
                 raise cut(f"codestream tile-part {part}", pos + psot)
             pos += psot
+
+
+def check_tiff(r: ProductReader) -> None:
+    """Refuse a GeoTIFF cut short: every strip or tile of its first image (the one GDAL reads; sparse ones, of 0
+    bytes, aside) must end inside the file. GDAL opens such a file and fails only at the first read of a missing
+    block (``TIFFReadEncodedStrip() failed``), after a scan has listed the product as read. The offsets come from
+    the TIFF's directory (tifffile, no pixel decoded)."""
+    if r.driver != "GTiff":
+        return
+    import numpy as np
+    import tifffile
+
+    tif = Path(dataset_files(r.ds)[0])
+    size = tif.stat().st_size
+    try:
+        with tifffile.TiffFile(tif) as t:
+            page = t.pages.first
+            offsets, counts, tiled = page.dataoffsets, page.databytecounts, page.is_tiled
+    except Exception:  # a directory tifffile cannot parse: GDAL opened it, and its read errors say what is wrong
+        return
+    ends = np.asarray(offsets, np.int64) + np.asarray(counts, np.int64)
+    short = np.flatnonzero((ends > size) & (np.asarray(counts, np.int64) > 0))
+    if short.size:
+        i = int(short[0])
+        raise ImageReadError(
+            f"{r.path}: truncated: its TIFF {'tile' if tiled else 'strip'} {i + 1} of {len(ends)} ends at byte "
+            f"{int(ends[i])}, the file holds {size} bytes ({short.size} of its {'tiles' if tiled else 'strips'} "
+            "lie past its end)"
+        )

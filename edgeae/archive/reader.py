@@ -59,7 +59,7 @@ from edgeae.archive.label import (
     pds4_root,
 )
 from edgeae.archive.open_checks import PDS3_SAMPLE_TYPES as PDS3_SAMPLE_TYPES
-from edgeae.archive.open_checks import check_declared_size, check_files, check_sample_type
+from edgeae.archive.open_checks import check_declared_size, check_files, check_sample_type, check_tiff
 from edgeae.archive.pds3 import RawImage
 from edgeae.archive.read_limits import LAST_SAMPLES as LAST_SAMPLES
 from edgeae.archive.read_limits import check_decode_limits, check_last_line, check_window
@@ -156,6 +156,7 @@ class ProductReader:
             self.label: ProductLabel = label_from_dataset(ds, target, root)
             self.specials = self._special_values()
             check_last_line(self)
+            check_tiff(self)
             self._scaling: Scaling | None = None
             self.geo = None
             self._geo_note: str | None = None
