@@ -263,10 +263,18 @@ def test_any_file_gdal_opens_outside_the_label_folder_is_refused(tmp_path: Path)
 
 
 def test_gdal_read_errors_keep_gdal_words(formats: Path, tmp_path: Path) -> None:
-    src = (formats / "geotiff/ESP_037156_1800_RED.byte.tif").read_bytes()
-    (tmp_path / "cut.tif").write_bytes(src[:30000])
+    """A tile whose JPEG stream is garbage (the file whole: a file cut short is refused at open) fails in GDAL's
+    words, not rasterio's "See previous exception"."""
+    import tifffile
+
+    p = formats / "geotiff/ESP_037156_1800_RED.byte.tif"
+    src = bytearray(p.read_bytes())
+    with tifffile.TiffFile(p) as tif:
+        start, n = tif.pages.first.dataoffsets[0], tif.pages.first.databytecounts[0]
+    src[start : start + n] = (bytes(range(256)) * (n // 256 + 1))[:n]
+    (tmp_path / "garbled.tif").write_bytes(bytes(src))
     with pytest.raises(ImageReadError) as err:
-        read_image(tmp_path / "cut.tif")
+        read_image(tmp_path / "garbled.tif")
     assert "See previous exception" not in str(err.value) and "IReadBlock failed" in str(err.value)
 
 
