@@ -12,6 +12,7 @@ listing the zoo imports nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -68,10 +69,9 @@ def user_models() -> dict[str, dict[str, Any]]:
     (:func:`edgeae.zoo.user.scan`)."""
     from edgeae.zoo.user import scan
 
-    try:
-        folders = (WEIGHTS_DIR, user_dir())
-    except RuntimeError:  # no user folder to read (no home): the checkout's own user models only
-        folders = (WEIGHTS_DIR,)
+    folders = [WEIGHTS_DIR]
+    with contextlib.suppress(RuntimeError):  # no user folder to read (no home): the checkout's own user models only
+        folders.append(user_dir())
     return scan(folders, ZOO, ZOO_NAME)
 
 
