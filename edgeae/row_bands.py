@@ -30,6 +30,8 @@ from edgeae._optional import require
 from edgeae.imagedecode import check_band
 from edgeae.imageio import _split_samples, convert_channels, read_raw, to_float
 from edgeae.nodata import Margin, across_channels, margin_mask, nodata_mask, valid_mask
+from edgeae.stopping import Flag
+from edgeae.stopping import check as check_stop
 from edgeae.tiling import axis_starts
 
 log = logging.getLogger("edgeae.strips")  # the logger these warnings had before the module was split
@@ -270,12 +272,17 @@ def _iter_bands(
     channels: int | None,
     detect_nodata: bool,
     margin: Margin | None = None,
+    *,
+    stop: Flag | None = None,
 ) -> Iterator[Strip]:
-    """Decode each row range, normalise it and compute its validity, carrying no-data downwards."""
+    """Decode each row range, normalise it and compute its validity, carrying no-data downwards. ``stop`` (default:
+    the flag :func:`edgeae.stopping.current` gives on the thread it runs on) is checked before each band: once set,
+    :class:`edgeae.stopping.Stopped` is raised before the next band is read."""
     prev: tuple[int, int, np.ndarray, np.ndarray] | None = None  # y0, y1, raw, valid of the last band
     # the float32 band built (to_float, convert_channels), refused over the decode limits before any row is read
     built = max(getattr(reader, "channels", 0) or len(getattr(reader, "bands", (1,))), channels or 0)
     for y0, y1 in ranges:
+        check_stop(stop, f"{reader.path}: stopped before rows {y0}..{y1} of {reader.height} (asked to stop)")
         check_band(reader.path, y0, y1, reader.width, built)
         raw, alpha = reader.read_rows(y0, y1)
         if prev is None and not isinstance(reader, _BayerRows):  # the first band tells, as read_image's check does

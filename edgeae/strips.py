@@ -33,6 +33,7 @@ from edgeae.atomic import atomic_path
 from edgeae.imageio import read_image
 from edgeae.nodata import Margin, fill_patches
 from edgeae.row_bands import RowReader, Strip, _band_groups, _iter_bands, _open_reader, _row_ranges
+from edgeae.stopping import Flag
 from edgeae.tiling import axis_starts, pad_to_patch, valid_fraction
 
 __all__ = [
@@ -64,10 +65,13 @@ def iter_strips(
     *,
     channels: int | None = None,
     detect_nodata: bool = True,
+    stop: Flag | None = None,
 ) -> Iterator[Strip]:
     """Yield :class:`Strip` s of ``strip_rows`` rows (the last may be shorter), ``overlap`` rows shared.
 
-    TIFFs are read segment by segment (memory ~ one strip); PNG/JPEG/PNM are decoded once.
+    TIFFs are read segment by segment (memory ~ one strip); PNG/JPEG/PNM are decoded once. ``stop``: a flag (a
+    ``threading.Event``) checked before each strip, :class:`edgeae.stopping.Stopped` raised once it is set (default:
+    the flag of the :func:`edgeae.firmware_sim.score.background` thread this runs on, if any).
     """
     if strip_rows < 1 or not 0 <= overlap < strip_rows:
         raise ValueError(f"need strip_rows >= 1 and 0 <= overlap < strip_rows, got {strip_rows}, {overlap}")
@@ -75,7 +79,7 @@ def iter_strips(
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     with _open_reader(path) as reader:
         ranges = _row_ranges(reader.height, strip_rows, strip_rows - overlap)
-        yield from _iter_bands(reader, ranges, channels, detect_nodata)
+        yield from _iter_bands(reader, ranges, channels, detect_nodata, stop=stop)
 
 
 def iter_patches(
@@ -89,13 +93,15 @@ def iter_patches(
     detect_nodata: bool = True,
     bayer: str | None = None,
     margin: Margin | None = None,
+    stop: Flag | None = None,
 ) -> Iterator[Patch]:
     """Yield every ``patch``×``patch`` :class:`Patch` on the :func:`edgeae.tiling.tile_positions` grid.
 
     Row-major order; right/bottom edges are covered by flush patches; images smaller than the patch
     are reflect-padded. Patches with a valid fraction below ``min_valid`` are skipped. Rows are read
     in bands of about ``band_rows`` rows, so memory does not grow with the image height. ``bayer``:
-    demosaic a raw colour-filter mosaic first; ``margin``: a fixed margin counted as invalid.
+    demosaic a raw colour-filter mosaic first; ``margin``: a fixed margin counted as invalid; ``stop``: checked before
+    each band, as in :func:`iter_strips`.
     """
     stride = patch if stride is None else stride
     if not 0.0 <= min_valid <= 1.0:
@@ -106,7 +112,8 @@ def iter_patches(
         h, w = reader.height, reader.width
         xs = axis_starts(w, patch, stride)
         groups, ranges = _band_groups(h, patch, stride, band_rows)
-        for group, band in zip(groups, _iter_bands(reader, ranges, channels, detect_nodata, margin), strict=True):
+        bands = _iter_bands(reader, ranges, channels, detect_nodata, margin, stop=stop)
+        for group, band in zip(groups, bands, strict=True):
             pix, _ = pad_to_patch(band.pixels, patch)
             ok = _padded_valid(band.valid, patch)
             local = [(y - band.y0, x) for y in group for x in xs]
@@ -204,10 +211,11 @@ def iter_patch_blocks(
     detect_nodata: bool = True,
     bayer: str | None = None,
     margin: Margin | None = None,
+    stop: Flag | None = None,
 ) -> Iterator[PatchBlock]:
     """:func:`iter_patches` one band at a time, as arrays over a strided view instead of a Python object and
     a copy per patch: the same positions, order, pixels and valid fractions (tested), for scoring paths that
-    fill their batch buffers straight from the view."""
+    fill their batch buffers straight from the view; the same ``stop``."""
     stride = patch if stride is None else stride
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
@@ -216,7 +224,8 @@ def iter_patch_blocks(
         xs = axis_starts(w, patch, stride)
         groups, ranges = _band_groups(h, patch, stride, band_rows)
         xa = np.asarray(xs, np.int64)
-        for group, band in zip(groups, _iter_bands(reader, ranges, channels, detect_nodata, margin), strict=True):
+        bands = _iter_bands(reader, ranges, channels, detect_nodata, margin, stop=stop)
+        for group, band in zip(groups, bands, strict=True):
             pix, _ = pad_to_patch(band.pixels, patch)
             by = np.repeat(np.asarray(group, np.int64), len(xa))
             bx = np.tile(xa, len(group))

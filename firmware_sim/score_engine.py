@@ -112,9 +112,16 @@ class ScoreEngine:
 def background(items: Iterator[Any], depth: int = 2, name: str = "edgeae-tiling") -> Iterator[Any]:
     """Iterate ``items`` produced by a background thread, at most ``depth`` ahead (decoding and tiling
     overlap with scoring); the producer's exceptions are raised here, and closing stops the thread and then
-    closes ``items`` (a generator's ``finally`` blocks run, in the caller's thread)."""
+    closes ``items`` (a generator's ``finally`` blocks run, in the caller's thread).
+
+    Closing (Ctrl-C, SIGTERM, an error in the caller) sets the thread's stop flag and waits for the thread. The flag
+    is registered for that thread (:func:`edgeae.stopping.stop_on`), so a band iteration running in ``items``
+    (:mod:`edgeae.row_bands`) stops at its next band even when it has nothing to hand over: a scan of an all-no-data
+    product puts no item, and waited for the whole product before."""
     import queue
     import threading
+
+    from edgeae.stopping import stop_on
 
     q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
@@ -131,11 +138,12 @@ def background(items: Iterator[Any], depth: int = 2, name: str = "edgeae-tiling"
 
     def produce() -> None:
         try:
-            for item in items:
-                if not put(item):
-                    return
+            with stop_on(stop):
+                for item in items:
+                    if not put(item):
+                        return
             put(end)
-        except BaseException as exc:
+        except BaseException as exc:  # edgeae.stopping.Stopped once the caller has left: put gives up at once
             put(_Raised(exc))
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
