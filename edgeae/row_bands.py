@@ -274,16 +274,23 @@ def _iter_bands(
     margin: Margin | None = None,
     *,
     stop: Flag | None = None,
+    whole: bool = False,
 ) -> Iterator[Strip]:
     """Decode each row range, normalise it and compute its validity, carrying no-data downwards. ``stop`` (default:
     the flag :func:`edgeae.stopping.current` gives on the thread it runs on) is checked before each band: once set,
-    :class:`edgeae.stopping.Stopped` is raised before the next band is read."""
+    :class:`edgeae.stopping.Stopped` is raised before the next band is read. ``whole``: the ranges cover the whole
+    image, which must then pass :func:`edgeae.archive.read_limits.check_stream_pixels` (checked after the first
+    band's size, before any row is read)."""
     prev: tuple[int, int, np.ndarray, np.ndarray] | None = None  # y0, y1, raw, valid of the last band
     # the float32 band built (to_float, convert_channels), refused over the decode limits before any row is read
     built = max(getattr(reader, "channels", 0) or len(getattr(reader, "bands", (1,))), channels or 0)
     for y0, y1 in ranges:
         check_stop(stop, f"{reader.path}: stopped before rows {y0}..{y1} of {reader.height} (asked to stop)")
         check_band(reader.path, y0, y1, reader.width, built)
+        if whole and prev is None:  # a product declaring far more pixels than its file holds: not streamed for ever
+            from edgeae.archive.read_limits import check_stream_pixels
+
+            check_stream_pixels(reader)
         raw, alpha = reader.read_rows(y0, y1)
         if prev is None and not isinstance(reader, _BayerRows):  # the first band tells, as read_image's check does
             from edgeae.bayer import looks_like_mosaic

@@ -71,7 +71,8 @@ def iter_strips(
 
     TIFFs are read segment by segment (memory ~ one strip); PNG/JPEG/PNM are decoded once. ``stop``: a flag (a
     ``threading.Event``) checked before each strip, :class:`edgeae.stopping.Stopped` raised once it is set (default:
-    the flag of the :func:`edgeae.firmware_sim.score.background` thread this runs on, if any).
+    the flag of the :func:`edgeae.firmware_sim.score.background` thread this runs on, if any). A file declaring more
+    pixels than it can hold, or than ``EDGEAE_MAX_STREAM_PIXELS``, is refused before any strip is read (docs/io.md).
     """
     if strip_rows < 1 or not 0 <= overlap < strip_rows:
         raise ValueError(f"need strip_rows >= 1 and 0 <= overlap < strip_rows, got {strip_rows}, {overlap}")
@@ -79,7 +80,7 @@ def iter_strips(
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
     with _open_reader(path) as reader:
         ranges = _row_ranges(reader.height, strip_rows, strip_rows - overlap)
-        yield from _iter_bands(reader, ranges, channels, detect_nodata, stop=stop)
+        yield from _iter_bands(reader, ranges, channels, detect_nodata, stop=stop, whole=True)
 
 
 def iter_patches(
@@ -101,7 +102,7 @@ def iter_patches(
     are reflect-padded. Patches with a valid fraction below ``min_valid`` are skipped. Rows are read
     in bands of about ``band_rows`` rows, so memory does not grow with the image height. ``bayer``:
     demosaic a raw colour-filter mosaic first; ``margin``: a fixed margin counted as invalid; ``stop``: checked before
-    each band, as in :func:`iter_strips`.
+    each band, as in :func:`iter_strips` (which also says what is refused before any band is read).
     """
     stride = patch if stride is None else stride
     if not 0.0 <= min_valid <= 1.0:
@@ -112,7 +113,7 @@ def iter_patches(
         h, w = reader.height, reader.width
         xs = axis_starts(w, patch, stride)
         groups, ranges = _band_groups(h, patch, stride, band_rows)
-        bands = _iter_bands(reader, ranges, channels, detect_nodata, margin, stop=stop)
+        bands = _iter_bands(reader, ranges, channels, detect_nodata, margin, stop=stop, whole=True)
         for group, band in zip(groups, bands, strict=True):
             pix, _ = pad_to_patch(band.pixels, patch)
             ok = _padded_valid(band.valid, patch)
@@ -215,7 +216,7 @@ def iter_patch_blocks(
 ) -> Iterator[PatchBlock]:
     """:func:`iter_patches` one band at a time, as arrays over a strided view instead of a Python object and
     a copy per patch: the same positions, order, pixels and valid fractions (tested), for scoring paths that
-    fill their batch buffers straight from the view; the same ``stop``."""
+    fill their batch buffers straight from the view; the same refusals and ``stop``."""
     stride = patch if stride is None else stride
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
@@ -224,7 +225,7 @@ def iter_patch_blocks(
         xs = axis_starts(w, patch, stride)
         groups, ranges = _band_groups(h, patch, stride, band_rows)
         xa = np.asarray(xs, np.int64)
-        bands = _iter_bands(reader, ranges, channels, detect_nodata, margin, stop=stop)
+        bands = _iter_bands(reader, ranges, channels, detect_nodata, margin, stop=stop, whole=True)
         for group, band in zip(groups, bands, strict=True):
             pix, _ = pad_to_patch(band.pixels, patch)
             by = np.repeat(np.asarray(group, np.int64), len(xa))

@@ -3,12 +3,18 @@ over the read limit (``EDGEAE_MAX_IMAGE_BYTES``, :func:`edgeae.archive.gdal_env.
 product whose last samples cannot be read (a raw file or a JPEG 2000 file cut short) is refused at open, and a
 whole-product read obeys the decode limits (:class:`edgeae.imagedecode.ImageLimits`). Each check takes the open
 :class:`edgeae.archive.reader.ProductReader`.
+
+A read of a whole image band by band (:mod:`edgeae.strips`: ``edgeae scan``, ``edgeae score``), of an archive product
+or of any other image, is refused before its first band when the image declares more pixels than its files can hold
+or than a streaming cap (:func:`check_stream_pixels`, ``EDGEAE_MAX_STREAM_PIXELS``): a 4.9 MB sparse GeoTIFF declaring
+200,000 × 200,000 pixels was streamed band after band (781 bands of 2-5 s).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeae._headers import ImageReadError
 from edgeae._optional import require
@@ -20,6 +26,9 @@ if TYPE_CHECKING:
 
 _JP2_SUFFIXES = (".jp2", ".j2k", ".j2c", ".jpx", ".jpf")
 LAST_SAMPLES = 64  # samples of the last line read at open: enough to find a short file, bounded whatever the width
+STREAM_FLOOR = 1 << 28  # pixels any file may declare and stream (the decode limit's default: a NAC-size strip)
+STREAM_PIXELS_PER_BYTE = 1024  # deflate packs at most ~1,032 samples in a byte: only sparse tiles or zeros go past
+STREAM_CAP = 1 << 34  # pixels (17.2 G) no streamed image may declare by default, whatever its file size
 
 
 def _size(n: int) -> str:
@@ -80,4 +89,49 @@ def check_decode_limits(r: ProductReader) -> None:
             f"{r.path}: {r.height}×{r.width}×{len(r.bands)} is over the decode limits ({lim.max_pixels} pixels, "
             f"{lim.max_bytes} bytes; EDGEAE_MAX_IMAGE_PIXELS / EDGEAE_MAX_IMAGE_BYTES): stream it "
             "(edgeae.strips.iter_patches, edgeae scan, edgeae score) instead of reading it whole"
+        )
+
+
+def max_stream_pixels(file_bytes: int) -> int:
+    """The most pixels an image of ``file_bytes`` bytes may declare to be streamed: ``EDGEAE_MAX_STREAM_PIXELS`` when
+    set (``1e10``, ``20G``: then the one limit, whatever the file), else :data:`STREAM_PIXELS_PER_BYTE` a byte of its
+    files, at least :data:`STREAM_FLOOR` and at most :data:`STREAM_CAP`."""
+    text = os.environ.get("EDGEAE_MAX_STREAM_PIXELS", "").strip()
+    if text:
+        from edgeae.imagedecode import _parse_size
+
+        return _parse_size(text, "EDGEAE_MAX_STREAM_PIXELS")
+    return min(STREAM_CAP, max(STREAM_FLOOR, STREAM_PIXELS_PER_BYTE * max(0, int(file_bytes))))
+
+
+def data_bytes(reader: Any) -> int:
+    """Bytes of the files a row reader reads: a GDAL product's files (label and data), else the image file itself."""
+    inner = getattr(reader, "inner", reader)  # a demosaicing wrapper
+    ds = getattr(inner, "ds", None)
+    names = [os.fspath(inner.path)] + (dataset_files(ds) if ds is not None else [])
+    total = 0
+    for name in dict.fromkeys(os.path.abspath(n) for n in names):
+        try:
+            total += os.stat(name).st_size
+        except (OSError, ValueError):  # a /vsi path, a file gone: it holds nothing we can count
+            continue
+    return total
+
+
+def check_stream_pixels(reader: Any) -> None:
+    """Refuse, before any band is read, to stream an image (``reader``: a :mod:`edgeae.row_bands` row reader) that
+    declares more pixels than :func:`max_stream_pixels` allows for its files: a compressed bomb (sparse tiles) would
+    be streamed without end, a band of no-data after another."""
+    h, w = int(reader.height), int(reader.width)
+    nbytes = data_bytes(reader)
+    cap = max_stream_pixels(nbytes)
+    if h * w > cap:
+        rule = "EDGEAE_MAX_STREAM_PIXELS"
+        if not os.environ.get(rule, "").strip():
+            per = f"{STREAM_PIXELS_PER_BYTE:,} pixels a byte of its {_size(nbytes)} of files"
+            rule = f"{per}, within 2^28..2^34; {rule}"
+        raise ImageReadError(
+            f"{reader.path}: declares {w}×{h} = {h * w:,} pixels, over the streaming limit of {cap:,} pixels ({rule}): "
+            "a compressed bomb (sparse tiles) or an image too large to stream; set EDGEAE_MAX_STREAM_PIXELS to stream "
+            "it anyway"
         )
