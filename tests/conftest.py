@@ -20,6 +20,13 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True)
+def _user_zoo(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test installs a model into the real user zoo (~/.local/share/edgeae/zoo, edgeae.zoo.user): $EDGEAE_ZOO is
+    a fresh temporary folder for each test (and the commands it starts), unless the test sets its own."""
+    monkeypatch.setenv("EDGEAE_ZOO", str(tmp_path_factory.mktemp("user-zoo")))
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = find_data_root()

@@ -51,6 +51,7 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shipped artifacts: the artifacts folder moves to an empty temporary one too)."""
     w = tmp_path / "zoo-weights"
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
+    monkeypatch.setenv("EDGEAE_ZOO", str(w))  # user models too (edgeae.zoo.user)
     monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
     return w
 

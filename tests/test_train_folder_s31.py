@@ -36,6 +36,7 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The zoo's weights (and artifacts) folder, moved to a temporary one: no test writes into the real zoo."""
     w = tmp_path / "zoo-weights"
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
+    monkeypatch.setenv("EDGEAE_ZOO", str(w))  # user models too (edgeae.zoo.user)
     monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
     return w
 

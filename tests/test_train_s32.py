@@ -106,6 +106,7 @@ def test_a_refused_new_run_removes_the_folders_it_made(tmp_path: Path) -> None:
 def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     w = tmp_path / "zoo-weights"
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
+    monkeypatch.setenv("EDGEAE_ZOO", str(w))  # user models too (edgeae.zoo.user)
     monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
     return w
 

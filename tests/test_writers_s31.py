@@ -73,6 +73,7 @@ def test_an_interrupted_zoo_install_keeps_the_old_weights(tmp_path: Path, monkey
 
     weights = tmp_path / "weights"
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", weights)
+    monkeypatch.setenv("EDGEAE_ZOO", str(weights))  # a user model goes to the user zoo
     ckpt = save_checkpoint(tmp_path / "run" / "best.pt", _vae(), _meta())
     metrics = tmp_path / "run" / "metrics.json"
     metrics.write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))
