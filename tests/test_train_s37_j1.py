@@ -137,3 +137,32 @@ def test_npy_frames_beside_images_are_named_in_the_warning(tmp_path: Path, caplo
         train, val = split_data(CAETrainConfig(data=str(folder), out=str(tmp_path / "o")))
     assert len(train) + len(val) == 3
     assert "1 image(s) not used for training (f.npy): " in caplog.text and "write them as 16-bit PNG" in caplog.text
+
+
+# 5. too-small training and validation images refused together, with what removing files does to the split
+
+
+def test_small_training_and_validation_images_are_named_in_one_error(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data", colour=9, side=260)
+    small = np.full((100, 120, 3), 128, np.uint8)
+    cv2.imwrite(str(data / "0000_small.png"), small)  # sorted first: a validation file (every fifth, from the first)
+    cv2.imwrite(str(data / "0001_small.png"), small)  # a training file
+    with pytest.raises(ValueError) as e:
+        train_cae(_cae(data, tmp_path / "run", tile=128, widths=(4, 8, 8, 8)))
+    assert str(e.value) == (
+        "images too small for 128-pixel crops: 1 of 8 training images need at least 211 px a side with this "
+        "augmentation: 0001_small.png (120x100); 1 of 3 validation images need at least 131 px a side (validation "
+        "crops are not augmented): 0000_small.png (120x100); remove or replace them (a folder's validation files are "
+        "every fifth of its sorted files: removing or adding a file moves the files sorted after it between training "
+        "and validation; replacing one with a larger image of the same name keeps the split)"
+    )
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_check_sizes_of_a_named_split_says_nothing_of_folders() -> None:
+    from edgeae.train.crops import Augment, check_sizes
+
+    check_sizes([Path("a.png")], [Path("b.png")], [(300, 300, 1), (131, 131, 1)], 128, Augment(), folder=False)
+    with pytest.raises(ValueError) as e:
+        check_sizes([Path("a.png")], [Path("b.png")], [(210, 300, 1), (131, 131, 1)], 128, Augment(), folder=False)
+    assert str(e.value).endswith("a.png (300x210); remove or replace them")

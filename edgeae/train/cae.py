@@ -89,7 +89,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     from edgeae.models.cae import CAEConfig, count_parameters
     from edgeae.models.cae import build as build_cae
     from edgeae.train.common import plural, select_device, stderr_is_terminal, write_history, write_json
-    from edgeae.train.crops import check_masters, load_masters, sample_crops, without_crops
+    from edgeae.train.crops import check_masters, check_sizes, load_masters, sample_crops, without_crops
     from edgeae.train.run_memory import read_headers
     from edgeae.train.run_start import RunStart
 
@@ -103,6 +103,9 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     channels, why = config.channels_for([*train_files, *val_files], shapes, resume)  # a mixed folder: refused
     if why:
         log.info("%s", why)
+    aug = Augment() if config.augment else Augment.none()
+    # too-small training and validation images named together, before any is decoded
+    check_sizes(train_files, val_files, shapes, config.tile, aug, config.data not in DATASET_CHANNELS)
     n_batches = config.crops_per_epoch // config.batch_size
     cae_cfg = CAEConfig(channels=channels, widths=config.widths, tile=config.tile, variant=config.variant)
     start.check_fits(device, lambda: build_cae(cae_cfg), (channels, config.tile), shapes, val_copies=3)
@@ -110,7 +113,6 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     data = start.read_data([*train_files, *val_files])  # other data or config: refused before any image is decoded
 
     t0 = time.perf_counter()
-    aug = Augment() if config.augment else Augment.none()
     masters = load_masters(train_files, channels)
     check_masters(masters, config.tile, aug)  # before anything is written, not at the first epoch's crops
     vseed = config.resolved_val_seed

@@ -89,6 +89,46 @@ def without_crops(masters: Sequence[MasterImage]) -> list[Path]:
     return [mi.path for mi in masters if not mi.valid.any()]
 
 
+def check_sizes(
+    train: Sequence[Path],
+    val: Sequence[Path],
+    shapes: Sequence[tuple[int, int, int]],
+    size: int,
+    aug: Augment,
+    folder: bool,
+) -> None:
+    """Refuse, in one ValueError naming all of them, the ``train`` images too small for ``size``-pixel crops with
+    ``aug`` and the ``val`` images too small for ``size``-pixel crops (not augmented), from their headers' (H, W, C)
+    ``shapes`` (train then val), before any image is decoded: the validation ones used to be named only once the
+    training ones were removed, a second run later. ``folder``: the data is a folder split by file, whose split
+    removing a file changes (the message says so)."""
+    n = len(train)
+    roles = (
+        ("training", list(zip(train, shapes[:n], strict=True)), aug, " with this augmentation"),
+        (
+            "validation",
+            list(zip(val, shapes[n:], strict=True)),
+            Augment.none(),
+            " (validation crops are not augmented)",
+        ),
+    )
+    parts = []
+    for role, items, role_aug, how in roles:
+        need = 2 * _margin(size, role_aug) + 1
+        small = [f"{p.name} ({w}x{h})" for p, (h, w, _) in items if min(h, w) < need]
+        if small:
+            listed = f"{', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"
+            parts.append(f"{len(small)} of {len(items)} {role} images need at least {need} px a side{how}: {listed}")
+    if not parts:
+        return
+    split = (
+        " (a folder's validation files are every fifth of its sorted files: removing or adding a file moves the files "
+        "sorted after it between training and validation; replacing one with a larger image of the same name keeps "
+        "the split)" if folder else ""
+    )  # fmt: skip
+    raise ValueError(f"images too small for {size}-pixel crops: {'; '.join(parts)}; remove or replace them{split}")
+
+
 def check_masters(masters: Sequence[MasterImage], size: int, aug: Augment, role: str = "training") -> None:
     """Refuse images :func:`sample_crops` cannot crop from: none at all, any too small for ``size``-pixel crops
     with ``aug``, or no valid pixel in any of them (a ValueError naming them; ``role``: ``"training"`` or

@@ -114,7 +114,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     from edgeae.models.vae import VAE, VAEConfig, count_macs, count_parameters
     from edgeae.train.channels import conversion_note
     from edgeae.train.common import progress, select_device, stderr_is_terminal, write_history, write_json
-    from edgeae.train.crops import Augment, check_masters, load_masters, sample_crops, without_crops
+    from edgeae.train.crops import Augment, check_masters, check_sizes, load_masters, sample_crops, without_crops
     from edgeae.train.run_memory import read_headers
     from edgeae.train.run_start import RunStart
 
@@ -135,13 +135,15 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     converted = conversion_note(shapes, channels) if config.is_folder else None
     if converted:  # --channels on a folder that mixes grey and colour images (without it: refused by the CLI)
         log.info("channels: %d (--channels): %s", channels, converted)
+    aug = Augment() if config.augment else Augment.none()
+    # too-small training and validation images named together, before any is decoded
+    check_sizes(train_files, val_files, shapes, config.patch, aug, config.is_folder)
     start.check_fits(device, lambda: VAE(vae_cfg), (channels, config.patch), shapes, model_flags="--widths, --latent")
     data = start.read_data([*train_files, *val_files])  # other data or config: refused before any image is decoded
     n_batches = config.crops_per_epoch // config.batch_size
 
     t0 = time.perf_counter()
     masters = load_masters(train_files, channels)
-    aug = Augment() if config.augment else Augment.none()
     check_masters(masters, config.patch, aug)  # before anything is written, not at the first epoch's crops
     val_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x7A1]))
     val_masters = load_masters(val_files, channels)
