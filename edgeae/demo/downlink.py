@@ -146,6 +146,13 @@ def _over_data(ctx: DemoContext, samples: np.ndarray, res: DownlinkResult) -> di
     return {**kept, **psnr_fields(original, res.recon, res.known)}
 
 
+def _with_data(ctx: DemoContext, known: np.ndarray) -> np.ndarray:
+    """The received pixels ``known`` that hold data: the ground's rebuild leaves the no-data samples out, as the
+    demo's own rebuilds do (the flight software sends them: it sends what it sampled)."""
+    has_data = ctx.extra.get("has_data")
+    return known if has_data is None or has_data.all() else known & has_data
+
+
 def stage_downlink(ctx: DemoContext) -> Section | None:
     """The sampled frame as CCSDS packets over every link preset, rebuilt by the ground station."""
     from edgeae.ground.link import load_link
@@ -172,7 +179,7 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             seed=cfg.seed,
             pattern=cfg.pattern,
             link=load_link(name),
-            fill=lambda img, known, notes=None: reconstruct(img, known, "cae", predictor),
+            fill=lambda img, known, notes=None: reconstruct(img, _with_data(ctx, known), "cae", predictor),
             fill_name=_label(ctx, "cae"),
         )
         rep = _over_data(ctx, samples, res) if psnr_valid(ctx) is not None else res.report
@@ -226,8 +233,9 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             f"and rebuilds everything it did not receive with {_label(ctx, 'cae')}. Each pair: the pixels "
             "that arrived (black = not received or never sent), then the ground's rebuild."
             + (
-                f" The frame's no-data samples travel too (the flight software sends what it sampled); each PSNR is"
-                f"{psnr_scope(ctx)}, as edgeae ground decode --original reports it."
+                " The frame's no-data samples travel too (the flight software sends what it sampled); the ground "
+                f"leaves them out of its rebuild, as above, and each PSNR is{psnr_scope(ctx)}, as edgeae ground "
+                "decode --original reports it."
                 if psnr_valid(ctx) is not None
                 else ""
             )
