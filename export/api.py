@@ -25,6 +25,7 @@ import numpy as np
 from edgeae.metadata import ModelMetadata, sha256_file
 
 from . import calibration as cal
+from . import producer
 from .artifact_check import SUFFIX as SUFFIX
 from .artifact_check import _export_one, _inputs_for, _Run
 from .artifact_check import covers_unit_range as covers_unit_range
@@ -75,6 +76,7 @@ class ExportConfig:
     # the same way on every CPU; costs 0.8-4.8 dB of parity PSNR on a VNNI host (docs/export.md, measured with
     # edgeae.export.board). False: full 8-bit weights, for a board known to have VNNI (or Arm).
     reduce_range: bool = True
+    command: str | None = None  # the command line that ran the export (the CLI's), recorded in every artifact
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -158,6 +160,9 @@ def _export_checkpoint(
     out = outdir.ensure_writable(out_dir)
     outdir.refuse_other_model(out, name, outdir.Origin.of(metadata, source))
     prov = provenance or {}
+    # every artifact says what made it: this export's command and options and the code's revision (producer.py)
+    made = {**producer.export_facts(config), "code_revision": producer.code_revision()}
+    metadata = metadata.replace(extra={**metadata.extra, **made})
     report = ExportReport(
         model=name,
         out_dir=str(out),
@@ -249,7 +254,10 @@ def _export_model(
     out = outdir.ensure_writable(out_dir)
     checkpoint = sha256_file(path)
     ck = load_checkpoint(path)
-    meta = ck.metadata.replace(source_checkpoint_hash=checkpoint)
+    # what trained it, from its metrics (the command and settings; producer.training_facts): recorded in each file
+    meta = ck.metadata.replace(
+        source_checkpoint_hash=checkpoint, extra={**ck.metadata.extra, **producer.training_facts(ck.metrics)}
+    )
     outdir.refuse_other_model(out, name, outdir.Origin.of(meta, source))  # before minutes of work
     arch = meta.architecture
     side = int(arch.get("tile") or arch.get("patch") or meta.input_shape[-1])

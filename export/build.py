@@ -141,8 +141,11 @@ def artifact_metadata(
     reduce_range: bool,
 ) -> ModelMetadata:
     """The metadata embedded in one artifact: the graph's, with format, outputs and for int8 the calibration
-    facts (``calibration``: source, files_sha256, n_patches, tail share) and the weight width."""
-    extra = {**graph.metadata.extra, "format": fmt, "outputs": list(graph.output_names)}
+    facts (``calibration``: source, files_sha256, n_patches, tail share), the weight width and the versions of the
+    packages that built it (:func:`edgeae.export.producer.toolchain`)."""
+    from .producer import toolchain
+
+    extra = {**graph.metadata.extra, "format": fmt, "outputs": list(graph.output_names), "toolchain": toolchain(fmt)}
     if precision == "int8" and fmt in ("onnx", "ort"):  # an ORT file runs the same onnxruntime int8 kernels
         extra["int8_weights"] = INT8_WEIGHTS[reduce_range]
     if fmt == "tflite" and graph.tflite_static_batch:

@@ -99,7 +99,12 @@ def test_the_channels_are_said_and_recorded(tmp_path: Path, caplog: pytest.LogCa
     lines = [r.getMessage() for r in caplog.records]
     assert "channels: 3 (--channels): 2 of 6 images are grey, their grey replicated to 3 channels" in lines
     assert metrics["channels"] == 3
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["channels"] == 3
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["channels"] == 3
+    # what an export records in its artifacts (audit a3 #3): the settings that shape what it learned
+    hyper = saved["hyper_parameters"]
+    assert hyper["lr"] == 1e-3 and hyper["epochs"] == 1 and hyper["widths"] == [4, 8] and hyper["channels"] == 3
+    assert not {"out", "threads", "device", "progress", "time_budget"} & set(hyper)
 
 
 # 4. a folder of .npy frames (which firmware-sim flies) was "found 0" without naming them

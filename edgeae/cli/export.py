@@ -91,6 +91,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeae.export.api import ExportConfig, ExportFailed, export_model
+    from edgeae.train.run_record import command_line
 
     for flag, value in (("--calib", args.calib), ("--test", args.test)):
         if value is not None and not Path(value).exists():
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             latency_repeats=args.repeats,
             data_root=Path(args.data) if args.data else None,
             reduce_range=args.reduce_range,
+            command=command_line(args._argv) if isinstance(getattr(args, "_argv", None), list) else None,
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from exc

@@ -1,5 +1,6 @@
 """What a training run records about each of its invocations (``metrics.json``'s ``segments``) and says about
-the time it has left. Used by the CAE (:mod:`edgeae.train.cae`) and VAE (:mod:`edgeae.train.vae`) trainers.
+the time it has left, and the settings its artifacts record (:func:`hyper_parameters`). Used by the CAE
+(:mod:`edgeae.train.cae`) and VAE (:mod:`edgeae.train.vae`) trainers.
 
 A segment is one start or resumption: where it started (epoch, batch, time), the machine's settings it trained
 with (``device``, ``threads``, ``precision`` ``bf16`` or ``fp32``: decided again on each machine) and the
@@ -51,6 +52,15 @@ def first_command(segments: Sequence[dict[str, Any]]) -> str | None:
     ``metrics.json``'s ``command``, which the zoo entry of an installed run shows."""
     command = segments[0].get("command") if segments else None
     return command if isinstance(command, str) else None
+
+
+def hyper_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run's ``config`` (its ``config.json``) that shape what it learns: all but those a resume may
+    change without changing that (:data:`edgeae.train.resume.RESUMABLE_CHANGES` but ``epochs``: threads, device,
+    paths, time budget, progress, zoo)."""
+    from edgeae.train.resume import RESUMABLE_CHANGES
+
+    return {k: v for k, v in config.items() if k == "epochs" or k not in RESUMABLE_CHANGES}
 
 
 def time_left(epochs_left: int, epoch_seconds: Sequence[float], budget_left: float | None = None) -> str:

@@ -311,9 +311,10 @@ class RunLoop:
 
     def metrics(self, parameters: int, device: Any, bf16: bool) -> dict[str, Any]:
         """What both trainers' ``metrics.json`` says of the run: its best epoch and loss, epochs, the model's
-        ``parameters``, training seconds, ``device`` and precision of this invocation, crops an epoch, every segment
-        and the command that started the run."""
-        from edgeae.train.run_record import first_command
+        ``parameters``, training seconds, ``device`` and precision of this invocation, crops an epoch, every segment,
+        the command that started the run and the settings that shape what it learned (``hyper_parameters``: every
+        export records both in its artifacts)."""
+        from edgeae.train.run_record import first_command, hyper_parameters
 
         s = self.state
         return {
@@ -327,6 +328,7 @@ class RunLoop:
             "crops_per_epoch": self.start.config.crops_per_epoch,
             "segments": s.segments,
             **({"command": cmd} if (cmd := first_command(s.segments)) else {}),
+            "hyper_parameters": hyper_parameters(self.start.cfg_dict),
         }
 
     def _timed(self) -> list[float]:
