@@ -33,7 +33,7 @@ from edgeae._version import __version__
 from edgeae.cli_conventions import VERBOSE_HELP, CommandParser
 
 from .cli_commands import _bench, _missions, _report
-from .cli_console import escape_unencodable, keep_status
+from .cli_console import escape_unencodable, ignore_signals_at_exit, keep_status
 from .cli_dispatch import EXIT_INTERRUPTED, _dispatch, _how
 from .cli_outputs import (
     DROP_HINTS,
@@ -346,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line (``argv``: the arguments; None: this process's own, the console entry point, which keeps
     the status once decided until the process ends: :func:`.cli_console.keep_status`)."""
     escape_unencodable()  # before argparse prints any help (its text holds ×)
+    if argv is None:  # this process's command line: the status stays once the interpreter ends
+        ignore_signals_at_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     from edgeae import logs

@@ -1,7 +1,7 @@
 """The console of a command line, for ``firmware-sim`` and ``edgeae`` alike (standard library only, so the flight
 runtime can import it): a stdout whose failure is reported as such (:class:`GuardedStdout`, :func:`stdout_failure`),
 a console that cannot encode a character written with an escape (:func:`escape_unencodable`), and the status of a
-command kept once it is decided (:func:`keep_status`)."""
+command kept once it is decided (:func:`keep_status`, :func:`ignore_signals_at_exit`)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,26 @@ def escape_unencodable() -> None:
         if reconfigure is not None and getattr(stream, "errors", None) == "strict":
             with contextlib.suppress(ValueError, OSError):
                 reconfigure(errors="backslashreplace")
+
+
+def _ignore_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(sig) is not None:  # None: set outside Python, left alone
+                signal.signal(sig, signal.SIG_IGN)
+
+
+def ignore_signals_at_exit() -> None:
+    """For a console entry point, called as it starts: once the interpreter runs its exit functions, SIGINT and
+    SIGTERM are ignored. Python puts SIG_DFL back for every signal with a Python handler as it finalises (after the
+    exit functions), so a Ctrl-C landing there ended a finished command with a silent 130 (SIGTERM: 143); an ignored
+    signal stays ignored. Registered first, so it runs after the exit functions a command registers later (a Ray
+    shutdown, multiprocessing's joins), which :func:`keep_status`'s handler still lets a signal cut short."""
+    import atexit
+
+    atexit.register(_ignore_signals)
 
 
 def keep_status(code: int) -> Callable[[], None]:

@@ -211,6 +211,32 @@ def test_a_signal_after_the_result_keeps_the_status(tmp_path: Path, module: str,
     assert done.returncode == 0, (done.returncode, done.stderr)
 
 
+_AT_EXIT = """
+import atexit, signal, sys
+
+def last() -> None:  # runs after the CLI's own exit function, just before Python puts SIG_DFL back
+    ignored = [signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)]
+    print("ignored at exit", ignored, flush=True)
+
+atexit.register(last)
+from {module} import main
+sys.argv = [{prog!r}, {command!r}]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "prog", "command"),
+    [("edgeae.firmware_sim.cli", "firmware-sim", "missions"), ("edgeae.cli", "edgeae", "links")],
+)
+def test_signals_are_ignored_once_the_interpreter_ends(tmp_path: Path, module: str, prog: str, command: str) -> None:
+    """Python puts SIG_DFL back for a signal with a Python handler as it finalises: a Ctrl-C landing there ended a
+    finished `edgeae reconstruct` with a silent 130 (audit a4, sigrec/t6). An ignored signal stays ignored."""
+    code = _AT_EXIT.format(module=module, prog=prog, command=command)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "ignored at exit [True, True]" in done.stdout, done.stderr
+
+
 def test_an_ascii_console_writes_escapes(tmp_path: Path) -> None:
     """Until session 37 `edgeae --help` (β) ended in a UnicodeEncodeError traceback on an ASCII console and
     `firmware-sim missions` (×) exited 2."""

@@ -24,7 +24,13 @@ from edgeae.cli_conventions import VERBOSE_HELP as VERBOSE_HELP
 from edgeae.cli_conventions import CommandParser, dash_given
 from edgeae.firmware_sim.cli_console import GuardedStdout as _GuardedStdout
 from edgeae.firmware_sim.cli_console import StdoutError as StdoutError
-from edgeae.firmware_sim.cli_console import escape_unencodable, keep_status, silence_stdout, stdout_failure
+from edgeae.firmware_sim.cli_console import (
+    escape_unencodable,
+    ignore_signals_at_exit,
+    keep_status,
+    silence_stdout,
+    stdout_failure,
+)
 from edgeae.printable import printable
 
 # name -> module (a plain dict: easy to read and grep)
@@ -194,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line (``argv``: the arguments; None: this process's own, the console entry point, which keeps
     the status once decided until the process ends: :func:`edgeae.firmware_sim.cli_console.keep_status`)."""
     escape_unencodable()  # before argparse prints any help (β, λ): an ASCII console writes escapes, no traceback
+    if argv is None:  # this process's command line: the status stays once the interpreter ends
+        ignore_signals_at_exit()
     parser = build_parser()
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (train --resume checks)
