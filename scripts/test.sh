@@ -32,4 +32,4 @@ echo "== ruff"
 echo "== mypy"
 bash scripts/typecheck.sh
 echo "== pytest"
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=25 "$@"  # --durations: CI logs name the slowest tests
