@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeae import zoo
+from edgeae._optional import source_ref
 
 ZOO_PREFIX = "zoo:"
 CHECKPOINT_SUFFIX = ".pt"
@@ -117,7 +118,8 @@ def interpreter_missing(path: Path, flag: str = "") -> str | None:
             f"{need}; this install runs the shipped {runnable[0].name}: use {(flag + ' ') if flag else ''}{use}{whole}"
         )
     formats = ", ".join(sorted({p.suffix for p in siblings}))
-    return f"{need}, and zoo model {name} ships only {formats} (docs/export.md, Zoo artifacts): to fly it, run  {pip}"
+    docs = source_ref("docs/export.md", "Zoo artifacts")
+    return f"{need}, and zoo model {name} ships only {formats} ({docs}): to fly it, run  {pip}"
 
 
 def zoo_entry(name: str) -> dict:

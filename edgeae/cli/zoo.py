@@ -79,10 +79,22 @@ def run(args: argparse.Namespace) -> int:
     if not all(m["available"] for m in models):
         print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
     if any(m.get("user_installed") for m in models):
-        print("+ user-installed (--zoo-name): not shipped; its entry is weights/NAME.entry.json beside NAME.pt")
+        print(f"+ user-installed (--zoo-name): not shipped; NAME.pt and NAME.entry.json are in {_user_zoo()}")
     print("Every MODEL argument takes these names; --json for training data, metrics and file paths.")
     if args.commands:
         print()
         for m in models:
             print(f"{m['name']}: {m['command']}")
     return 0
+
+
+def _user_zoo() -> str:
+    """Where user-installed models live, for the listing's footer ($EDGEAE_ZOO or the user data folder; a checkout's
+    older installs stay in edgeae/zoo/weights)."""
+    from edgeae.zoo.user import ENV_VAR, user_dir
+
+    try:
+        where = str(user_dir())
+    except RuntimeError:
+        where = "no user zoo folder (no home folder)"
+    return f"the user zoo, ${ENV_VAR} ({where}; installs before session 37: edgeae/zoo/weights of the checkout)"
