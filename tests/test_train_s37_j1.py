@@ -171,3 +171,58 @@ def test_check_sizes_of_a_named_split_says_nothing_of_folders() -> None:
     with pytest.raises(ValueError) as e:
         check_sizes([Path("a.png")], [Path("b.png")], [(210, 300, 1), (131, 131, 1)], 128, Augment(), folder=False)
     assert str(e.value).endswith("a.png (300x210); remove or replace them")
+
+
+# 7. a collapsed U-Net recorded in loss.csv, metrics.json and the final summary, not only in a log line
+
+
+def test_a_collapsed_unet_is_recorded_and_summarised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import edgeae.train.cae as cae_module
+    from edgeae.cli.train_cae import _report
+
+    fractions = iter([0.41, 0.0043])  # alive in epoch 1, collapsed in epoch 2 (as the audit's unet2h at lr 1e-3)
+    monkeypatch.setattr(cae_module, "_active_fraction", lambda *a: next(fractions))
+    data = _images(tmp_path / "data", colour=3)
+    metrics = train_cae(_cae(data, tmp_path / "run", variant="unet2", epochs=2))
+    assert metrics["active_fraction"] == [0.41, 0.0043] and metrics["collapsed_epochs"] == [2]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["collapsed_epochs"] == [2]
+    header, *rows = (tmp_path / "run" / "loss.csv").read_text().splitlines()
+    assert "active_fraction" in header.split(",") and rows[1].split(",")[header.split(",").index("active_fraction")]
+    capsys.readouterr()
+    _report(metrics, tmp_path / "run", None)
+    out = capsys.readouterr().out
+    best = metrics["best_epoch"]
+    assert (
+        "warning: the U-Net collapsed to its fixed pre-fill (fewer than 1% of its last features active) in 1 epoch(s): "
+        f"2; the best epoch, {best}, {'is one of them' if best == 2 else 'is not'}: retrain with a lower --lr"
+    ) in out
+
+
+def test_collapse_record_of_histories_old_and_new() -> None:
+    from edgeae.train.cae_steps import collapse_record, collapse_summary
+
+    assert collapse_record([{"epoch": 1, "val_loss": 0.1}]) == {}  # a seed CAE: no residual head
+    old_then_new = [{"epoch": 1}, {"epoch": 2, "active_fraction": 0.002}, {"epoch": 3, "active_fraction": 0.3}]
+    record = collapse_record(old_then_new)  # epoch 1 from a last.pt of before session 37
+    assert record == {"active_fraction": [None, 0.002, 0.3], "collapsed_epochs": [2]}
+    assert collapse_summary({"best_epoch": 3, **record}).endswith(
+        "2; the best epoch, 3, is not: retrain with a lower --lr"
+    )
+    assert collapse_summary({"best_epoch": 3, "collapsed_epochs": []}) is None
+
+
+def test_loss_csv_takes_a_column_added_since(tmp_path: Path) -> None:
+    from edgeae.train.common import write_history
+
+    old = {"epoch": 1, "train_loss": 0.2, "val_loss": 0.3, "seconds": 1.0}  # a row from a last.pt of before
+    write_history(
+        [old, {"epoch": 2, "train_loss": 0.1, "val_loss": 0.2, "active_fraction": 0.5, "seconds": 1.0}], tmp_path
+    )
+    assert (tmp_path / "loss.csv").read_text().splitlines() == [
+        "epoch,train_loss,val_loss,seconds,active_fraction",
+        "1,0.2,0.3,1.0,",
+        "2,0.1,0.2,1.0,0.5",
+    ]

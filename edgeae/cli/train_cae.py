@@ -159,6 +159,7 @@ def _val_seed(args: argparse.Namespace) -> int | None:
 
 def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: bool = False) -> int:
     """Print the result; return 0 for a complete run, the stop's exit status (75, 130, 143) for a stopped one."""
+    from edgeae.train.cae_steps import collapse_summary
     from edgeae.train.resume import resume_command, stop_exit_status
 
     status = 0 if metrics.get("complete") else stop_exit_status(metrics.get("stop") or "budget")
@@ -177,5 +178,8 @@ def _report(metrics: dict[str, Any], out: Path, zoo_name: str | None, force: boo
     )
     for level, m in metrics.get("val_levels", {}).items():
         print(f"  val destroyed {float(level):.0%}: MAE {m['mae']:.4f}  PSNR {m['psnr']:.2f} dB")
+    collapsed = collapse_summary(metrics)
+    if collapsed:  # the epochs' warnings scroll away in a long log: said again at its end
+        print(collapsed)
     install_into_zoo(metrics, out, zoo_name, force)
     return status

@@ -43,6 +43,7 @@ from edgeae.train.cae_steps import (
     _progress,
     _recorded_best_epoch,
     _val_loss,
+    collapse_record,
 )
 from edgeae.train.cae_validation import EVAL_LEVELS as EVAL_LEVELS
 from edgeae.train.cae_validation import _psnr_of
@@ -212,11 +213,16 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
             if loop.stopped_in_epoch(n_batches):
                 break
             val = _val_loss(torch, model, val_in, val_clean, device, use_bf16, config.channels_last, loss_of)
-            row = loop.epoch_row(val, "lower the learning rate", lambda: {
-                "val_psnr": _psnr_of(model, val_in, val_clean, device, config.channels_last, val_keep),
-                "lr": float(optimizer.param_groups[0]["lr"]),
-            })  # fmt: skip
-            active = _active_fraction(torch, model, val_in, device, config.channels_last)
+            active = _active_fraction(torch, model, val_in, device, config.channels_last)  # None: no U-Net
+
+            def columns(active: float | None = active) -> dict[str, Any]:  # loss.csv's; the fraction: metrics.json
+                return {
+                    "val_psnr": _psnr_of(model, val_in, val_clean, device, config.channels_last, val_keep),
+                    "lr": float(optimizer.param_groups[0]["lr"]),
+                    **({"active_fraction": round(active, 6)} if active is not None else {}),
+                }
+
+            row = loop.epoch_row(val, "lower the learning rate", columns)
             if active is not None and active < COLLAPSE_ACTIVE:
                 log.warning(
                     "epoch %d: only %.3f%% of the U-Net's last features are active: its ReLUs died and the model has "
@@ -259,6 +265,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
         "stop": cause,
         **({"early_stop": True} if state.early_stop else {}),
         **({"init": init_info} if init_info else {}),
+        **collapse_record(state.history),  # a U-Net's active fraction each epoch; the collapsed epochs
     }
     no_crops = without_crops(masters)
     if no_crops:  # all no-data: read, hashed and counted, but never cropped from

@@ -83,6 +83,33 @@ def _active_fraction(torch: Any, model: Any, val_in: Any, device: Any, channels_
     return seen[0] if seen else None
 
 
+def collapse_record(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``metrics.json`` records of a U-Net's collapse from the epochs' ``history`` rows (their
+    ``active_fraction``): ``active_fraction``, one per epoch (None for an epoch of a run resumed from before it was
+    recorded), and ``collapsed_epochs``, those below :data:`COLLAPSE_ACTIVE`; {} for models without a residual head."""
+    fractions = [row.get("active_fraction") for row in history]
+    if all(f is None for f in fractions):
+        return {}
+    collapsed = [
+        row["epoch"] for row, f in zip(history, fractions, strict=True) if f is not None and f < COLLAPSE_ACTIVE
+    ]
+    return {"active_fraction": fractions, "collapsed_epochs": collapsed}
+
+
+def collapse_summary(metrics: dict[str, Any]) -> str | None:
+    """The final summary's warning for a run whose U-Net collapsed (``metrics``' ``collapsed_epochs``), None when it
+    did not."""
+    epochs = metrics.get("collapsed_epochs") or []
+    if not epochs:
+        return None
+    best = metrics.get("best_epoch")
+    which = "the best epoch, " + str(best) + ", is one of them" if best in epochs else f"the best epoch, {best}, is not"
+    return (
+        f"warning: the U-Net collapsed to its fixed pre-fill (fewer than {COLLAPSE_ACTIVE:.0%} of its last features "
+        f"active) in {len(epochs)} epoch(s): {', '.join(map(str, epochs))}; {which}: retrain with a lower --lr"
+    )
+
+
 def _loss_fn(name: str) -> Any:
     torch = require("torch")
     if name == "l1":

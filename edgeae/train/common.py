@@ -178,9 +178,9 @@ def write_history(history: list[dict[str, Any]], out_dir: str | os.PathLike[str]
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{name}.csv"
     if history:
-        keys = list(history[0])
+        keys = list(dict.fromkeys(k for row in history for k in row))  # a column added since: empty in older rows
         with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
+            w = csv.DictWriter(f, fieldnames=keys, restval="")
             w.writeheader()
             w.writerows(history)
         plot_history(history, out / f"{name}.png")
