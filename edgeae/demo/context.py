@@ -111,6 +111,17 @@ class DemoContext:
             yield from it
 
 
+def image_frame(path: Path) -> tuple[np.ndarray, str, str, np.ndarray | None, np.ndarray | None]:
+    """``--image``'s (pixels, short name, description, valid-pixel mask), then the pixels the file declares as
+    holding data (:func:`edgeae.received.declared_valid`: a guessed dark margin stays a sample, as in
+    ``edgeae reconstruct``)."""
+    from edgeae.imageio import read_image
+    from edgeae.received import declared_valid
+
+    data = read_image(path)
+    return data.pixels, path.name, f"{path} ({data.bit_depth}-bit)", data.valid, declared_valid(data)
+
+
 def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None]:
     """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame; the name
     as given, a byte that is not UTF-8 as Python holds it (``\\udcff``: the page and the console show ``\\xff``,
@@ -118,8 +129,7 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
     from edgeae.imageio import read_image
 
     if config.image is not None:
-        data = read_image(config.image)
-        return data.pixels, config.image.name, f"{config.image} ({data.bit_depth}-bit)", data.valid
+        return image_frame(config.image)[:4]
     if config.source in ("auto", "rover"):
         from edgeae.data import ENV_VAR, find_data_root
         from edgeae.datasets import DEMO_FRAME

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeae.demo.context import ADAPTED, CROSS, DemoConfig, DemoContext, _label, load_frame
+from edgeae.demo.context import ADAPTED, CROSS, DemoConfig, DemoContext, _label, image_frame, load_frame
 from edgeae.masks import PRNG_VERSION, MaskSpec, apply_mask
 from edgeae.printable import printable
 from edgeae.reconstruct import DEFAULT_MODELS, Reconstruction
@@ -26,15 +26,11 @@ from edgeae.report import ERROR_MAP_MAX, Figure, Section, colour_bar, error_map
 def _load(cfg: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None, np.ndarray | None]:
     """:func:`load_frame`'s (pixels, name, description, valid), then the pixels the file declares as holding data
     (:func:`edgeae.received.declared_valid`: a guessed dark margin stays a sample, as in ``edgeae reconstruct``).
-    ``--image`` is read here for that mask; the bundled frames have no no-data."""
+    The bundled frames have no no-data."""
     if cfg.image is None:
         pixels, name, description, valid = load_frame(cfg)
         return pixels, name, description, valid, valid
-    from edgeae.imageio import read_image
-    from edgeae.received import declared_valid
-
-    data = read_image(cfg.image)  # as load_frame reads it, its name and description as load_frame gives them
-    return data.pixels, cfg.image.name, f"{cfg.image} ({data.bit_depth}-bit)", data.valid, declared_valid(data)
+    return image_frame(cfg.image)
 
 
 def psnr_valid(ctx: DemoContext) -> np.ndarray | None:
