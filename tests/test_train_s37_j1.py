@@ -226,3 +226,33 @@ def test_loss_csv_takes_a_column_added_since(tmp_path: Path) -> None:
         "1,0.2,0.3,1.0,",
         "2,0.1,0.2,1.0,0.5",
     ]
+
+
+# 8. the resume counters: a run killed while writing its final files said "resumed RUN at epoch 4/3"
+
+
+def test_a_run_killed_in_its_final_writes_resumes_saying_all_epochs_are_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import edgeae.train.cae as cae_module
+
+    data = _images(tmp_path / "data", colour=3)
+    real = cae_module.level_metrics
+
+    def killed(*a: Any, **k: Any) -> Any:
+        raise KeyboardInterrupt  # a kill after the last epoch's last.pt, before metrics.json and the final best.pt
+
+    monkeypatch.setattr(cae_module, "level_metrics", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_cae(_cae(data, tmp_path / "run", epochs=2))
+    monkeypatch.setattr(cae_module, "level_metrics", real)
+    with caplog.at_level(logging.INFO, logger="edgeae.train"):
+        metrics = train_cae(_cae(data, tmp_path / "run", epochs=2), resume=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"resumed {tmp_path / 'run'}: all 2/2 epochs are done; writing its final files" in lines
+    assert not any("at epoch 3/2" in line for line in lines)
+    first, second = metrics["segments"]
+    # end_epoch/end_batch are a position (the epoch in progress, batches of it done); epochs_completed counts
+    assert (first["end_epoch"], first["end_batch"], first["epochs_completed"]) == (3, 0, 2)
+    assert (second["start_epoch"], second["epochs_completed"]) == (3, 2)
+    assert metrics["complete"] and metrics["epochs_run"] == 2

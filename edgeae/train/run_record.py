@@ -4,7 +4,9 @@ the time it has left, and the settings its artifacts record (:func:`hyper_parame
 
 A segment is one start or resumption: where it started (epoch, batch, time), the machine's settings it trained
 with (``device``, ``threads``, ``precision`` ``bf16`` or ``fp32``: decided again on each machine) and the
-``command`` that ran it; when it ends, where (``end_epoch``, ``end_batch``, ``ended``) and why (``end``:
+``command`` that ran it; when it ends, where (``end_epoch``, ``end_batch``: a position, as ``start_epoch`` and
+``start_batch``, the 1-based epoch in progress and the batches of it done, so a run of 3 epochs ends at epoch 4, batch
+0; ``epochs_completed``: the whole epochs done by then), when (``ended``) and why (``end``:
 ``epochs_done``, ``early_stop``, ``budget``, ``SIGINT`` or ``SIGTERM``; ``stop``: the stop in words, None when it
 was not one). A segment without ``ended`` was killed (SIGKILL, out of memory, a power cut) before it could say.
 """
@@ -44,7 +46,10 @@ def start_segment(state: Any, device: Any, bf16: bool, threads: int, command: st
 def end_segment(state: Any, stopped: str | None, cause: str | None) -> None:
     """Record where and why this invocation's segment ended (``cause``: the stop's, None when it was none)."""
     end = cause or ("early_stop" if state.early_stop else "epochs_done")
-    state.segments[-1].update(end_epoch=state.epoch, end_batch=state.batch, ended=time.time(), stop=stopped, end=end)
+    state.segments[-1].update(
+        end_epoch=state.epoch, end_batch=state.batch, epochs_completed=state.epochs_done, ended=time.time(),
+        stop=stopped, end=end,
+    )  # fmt: skip
 
 
 def first_command(segments: Sequence[dict[str, Any]]) -> str | None:

@@ -150,6 +150,10 @@ class RunStart:
         if state.early_stop:  # stopped early, then killed before its final files: write them, train no more
             self.log.info("resumed %s: it stopped early after epoch %d; writing its final files", self.out,
                           state.epochs_done)  # fmt: skip
+        elif state.epochs_done >= self.config.epochs:  # every epoch done, killed before its final files (it said
+            # "at epoch 4/3, batch 0/4")
+            self.log.info("resumed %s: all %d/%d epochs are done; writing its final files", self.out,
+                          state.epochs_done, self.config.epochs)  # fmt: skip
         else:
             self.log.info("resumed %s at epoch %d/%d, batch %d/%d", self.out, state.epoch, self.config.epochs,
                           state.batch, n_batches)  # fmt: skip
