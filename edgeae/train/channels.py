@@ -58,9 +58,9 @@ def folder_channels(
                 f"grey and colour images: {conversion_note(shapes, first)})"
             )
         raise ValueError(
-            f"{folder} mixes {len(colour)} colour and {len(grey)} grey images (colour: {_names(colour)}; grey: "
-            f"{_names(grey)}) and a model has one channel count: pass --channels 3 (the grey ones replicated to 3 "
-            "channels) or --channels 1 (the colour ones converted to grey), or train on one kind"
+            f"{folder} mixes {len(colour)} colour and {len(grey)} grey images (colour: {_names(sorted(colour))}; "
+            f"grey: {_names(sorted(grey))}) and a model has one channel count: pass --channels 3 (the grey ones "
+            "replicated to 3 channels) or --channels 1 (the colour ones converted to grey), or train on one kind"
         )
     channels = 3 if colour else 1
     kind, flip = ("colour", "--channels 1 for a grey model") if colour else ("grey", "--channels 3 for a colour model")
