@@ -301,7 +301,7 @@ def test_ports_outside_the_udp_range_are_refused(tmp_path: Path, capsys) -> None
         assert exc.value.code == 2 and "a UDP port is 0-65535" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
     (tmp_path / "empty.bin").write_bytes(b"")  # nothing to send: refused (it sent only end-of-transmission)
-    assert main(["downlink", "send", str(tmp_path / "empty.bin"), "--port", "9"]) == 2
+    assert main(["downlink", "send", str(tmp_path / "empty.bin"), "--port", "9"]) == 1  # a data error (s37)
     assert "holds no packets" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ import argparse
 import math
 from pathlib import Path
 
-from edgeae.cli import CLIError, positive_int, udp_port
+from edgeae.cli import CLIError, DataError, positive_int, udp_port
 
 from .downlink_simulate import IMAGE_OPTIONS as IMAGE_OPTIONS
 from .downlink_simulate import _link, run_simulate
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         address = _address(args.host, args.port)  # before the file is read: a host that does not resolve, named
         recs, skipped = read_packets(args.packets)
         if not recs:  # nothing to send: say so rather than end a live station's session with an empty pass
-            raise CLIError(
+            raise DataError(
                 f"{args.packets} holds no packets ({skipped:,} bytes formed none): nothing sent, no end of transmission"
             )
         if skipped:
