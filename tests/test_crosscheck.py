@@ -16,6 +16,9 @@ from edgeae.reconstruct import reconstruct
 
 TILE = 32
 PERIOD = 8  # the tiling stride (32 - 8 = 24) is a multiple of it, so every tile sees the same phase
+# the frames given to the zoo U-Nets: one 128-px CAE tile, so each of the cross-check's CAE passes (folds + 1) runs
+# one tile, not the four of a 160-px frame (this file took ~95 s of the default suite under load)
+ZOO_FRAME = 128
 
 
 class PatternPredictor:
@@ -152,8 +155,8 @@ def test_ground_filler_cross_checks_and_never_loses_a_frame(
 
     with pytest.raises(CrossCheckError, match="method must be"):
         make_filler("orbital-gray-unet2-ground", cross_check="cae")
-    img = gradient(160)
-    known = make_mask(2, (160, 160), 0.1)
+    img = gradient(ZOO_FRAME)
+    known = make_mask(2, (ZOO_FRAME, ZOO_FRAME), 0.1)
     fill, name = make_filler("orbital-gray-unet2-ground", threads=2, cross_check="linear")
     assert name == "cae:orbital-gray-unet2-ground+xcheck-linear"
     out = fill(img, known)
@@ -180,7 +183,7 @@ def test_reconstruct_cli_cross_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     from edgeae.imageio import write_image
 
     src = tmp_path / "ramp.png"
-    write_image(src, np.repeat(gradient(160), 3, axis=2))
+    write_image(src, np.repeat(gradient(ZOO_FRAME), 3, axis=2))
     out = tmp_path / "out.png"
     rc = main(["reconstruct", str(src), "-o", str(out), "--cross-check", "--metrics-json", str(out) + ".json"])
     assert rc == 0
@@ -205,7 +208,7 @@ def test_reconstruct_cli_cross_checks_by_default_up_to_a_size(
     from edgeae.imageio import read_image, write_image
 
     src = tmp_path / "ramp.png"
-    write_image(src, np.repeat(gradient(160), 3, axis=2))
+    write_image(src, np.repeat(gradient(ZOO_FRAME), 3, axis=2))
 
     def run(*extra: str) -> tuple[dict, np.ndarray, str]:
         out = tmp_path / f"out{len(extra)}.png"
