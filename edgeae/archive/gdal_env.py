@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgeae._headers import ImageReadError
 from edgeae._optional import require
+from edgeae.printable import printable
 
 _NOT_FINITE = re.compile(r'PARAMETER\["([^"]+)",\s*([+-]?(?:inf|nan)\w*)', re.IGNORECASE)  # in a WKT
 GDAL_CACHE_MB = 16  # GDAL's default is 5 % of RAM: RSS would grow with every block a stream reads
@@ -144,6 +146,7 @@ def _open(rasterio: Any, target: Path, opts: dict[str, Any]) -> Any:
         if alias is not None:
             alias.remove()
         raise
+    ds._edgeae_opts = dict(opts)  # for a second open of its own (:func:`_file_list_bytes`)
     if alias is not None:
         ds._edgeae_alias = alias
         weakref.finalize(ds, alias.remove)
@@ -181,18 +184,79 @@ def dataset_message(ds: Any, exc: BaseException) -> str:
 def dataset_files(ds: Any) -> list[str]:
     """The files GDAL reads for ``ds`` (``ds.files``), under their own paths where it was opened through links.
 
-    A file a label names by bytes that are not UTF-8 (``^IMAGE = "t\\xe9.img"``) makes rasterio's ``ds.files`` fail
-    to decode GDAL's list; then the list is the label and the files it names (:func:`.formats.product_files`, each
-    already checked to be a regular file in the label's folder), the only ones a PDS3 label sends GDAL to."""
+    A file a label names by bytes that are not UTF-8 (``^IMAGE = "t\\xe9.img"``, an ISIS3 ``^Core =
+    ../out/t\\xe9.core``) makes rasterio's ``ds.files`` fail to decode GDAL's list; the list is then GDAL's own, taken
+    as bytes (:func:`_file_list_bytes`), so each file is checked as any other. Where it cannot be had, the product is
+    refused: which files GDAL reads is unknown (a list made from the label had let an ISIS3 ``^Core`` leave the
+    label's folder)."""
     alias = getattr(ds, "_edgeae_alias", None)
     try:
         files = ds.files
     except UnicodeDecodeError:
-        from edgeae.archive.formats import product_files
-
-        label = alias.full if alias is not None else ds.name
-        return [label, *(os.fspath(f) for f in product_files(Path(label)))]
+        files = getattr(ds, "_edgeae_files", None)
+        if files is None:
+            raw = _file_list_bytes(ds, getattr(ds, "_edgeae_opts", {}))
+            if raw is None:
+                label = alias.full if alias is not None else ds.name
+                raise ImageReadError(
+                    f"{printable(label)}: GDAL reads a file whose name is not UTF-8: cannot check where it reads "
+                    "(its list of files could not be had as bytes); rename the product's files"
+                ) from None
+            files = ds._edgeae_files = [os.fsdecode(f) for f in raw]
     return [alias.original(f) if alias is not None else f for f in files]
+
+
+GDAL_OF_RASTER = 0x02  # GDALOpenEx flags (gdal.h): a raster, read-only (GDAL_OF_READONLY is 0)
+
+
+@functools.cache
+def _gdal_api() -> tuple[Any, Any, Any, Any] | None:
+    """GDAL's GDALOpenEx, GDALGetFileList, CSLDestroy and GDALClose in the libgdal rasterio was linked with; None where
+    the C API cannot be reached."""
+    try:
+        import ctypes
+
+        import rasterio._env
+
+        lib = ctypes.CDLL(rasterio._env.__file__)
+        open_ex, file_list, destroy, close = lib.GDALOpenEx, lib.GDALGetFileList, lib.CSLDestroy, lib.GDALClose
+    except (ImportError, OSError, AttributeError):
+        return None
+    strings = ctypes.POINTER(ctypes.c_char_p)
+    open_ex.argtypes = [ctypes.c_char_p, ctypes.c_uint, strings, strings, strings]
+    open_ex.restype = ctypes.c_void_p
+    file_list.argtypes, file_list.restype = [ctypes.c_void_p], strings
+    destroy.argtypes, destroy.restype = [strings], None
+    close.argtypes, close.restype = [ctypes.c_void_p], None
+    return open_ex, file_list, destroy, close
+
+
+def _file_list_bytes(ds: Any, opts: dict[str, Any]) -> list[bytes] | None:
+    """GDAL's list of the files it reads for ``ds``, as bytes (rasterio decodes it as UTF-8 and fails on a name that is
+    not): the path opened again by ``ds``'s driver alone through GDAL's C API, under the same options. None where the
+    API cannot be reached or that open fails."""
+    api = _gdal_api()
+    if api is None:
+        return None
+    import ctypes
+
+    open_ex, file_list, destroy, close = api
+    drivers = (ctypes.c_char_p * 2)(str(ds.driver).encode(), None)
+    with _open_env(**opts):
+        handle = open_ex(os.fsencode(ds.name), GDAL_OF_RASTER, drivers, None, None)
+        if not handle:
+            return None
+        try:
+            names = file_list(handle)
+            try:
+                out: list[bytes] = []
+                while names and names[len(out)] is not None:
+                    out.append(names[len(out)])
+                return out
+            finally:
+                destroy(names)
+        finally:
+            close(handle)
 
 
 class _Alias:

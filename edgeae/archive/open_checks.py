@@ -16,6 +16,7 @@ from edgeae.archive.files import LINK_REMEDY, _head, follow_links
 from edgeae.archive.gdal_env import dataset_files
 from edgeae.archive.label import _gdal_json, pds4_array
 from edgeae.archive.pds3 import scan_label
+from edgeae.printable import printable
 
 if TYPE_CHECKING:
     from edgeae.archive.reader import ProductReader
@@ -52,10 +53,11 @@ def check_files(r: ProductReader, target: Path) -> None:
     homes = {os.path.realpath(target.parent), os.path.dirname(os.path.realpath(target))}
     for f in dataset_files(r.ds):
         real = os.path.realpath(f)
+        said = printable(f)  # a name that is not UTF-8: \xe9, not \udce9
         try:
             mode = os.stat(real).st_mode
         except OSError as exc:
-            raise ImageReadError(f"{r.path}: its label points to {f}, which cannot be read ({exc})") from None
+            raise ImageReadError(f"{r.path}: its label points to {said}, which cannot be read ({exc})") from None
         kind = None
         if not stat.S_ISREG(mode):
             kinds = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
@@ -66,18 +68,18 @@ def check_files(r: ProductReader, target: Path) -> None:
             beside = os.path.dirname(os.path.abspath(f)) in {os.path.abspath(target.parent), *homes}
             if kind is None and linked and beside and follow_links():
                 continue
-            link = f" (a link to {real})" if linked else ""
+            link = f" (a link to {printable(real)})" if linked else ""
             why = ""
             if kind is not None:
                 why = f" (it is {kind}, not a regular file: never read)"
             elif linked and beside:
                 why = f" ({LINK_REMEDY})"
             raise ImageReadError(
-                f"{r.path}: its label points to {f}{link}, outside the label's folder: a pointer must stay in "
+                f"{r.path}: its label points to {said}{link}, outside the label's folder: a pointer must stay in "
                 f"the label's folder{why}"
             )
         if kind is not None:
-            raise ImageReadError(f"{r.path}: its label points to {f}, which is {kind}, not a regular file")
+            raise ImageReadError(f"{r.path}: its label points to {said}, which is {kind}, not a regular file")
 
 
 def check_sample_type(r: ProductReader, target: Path) -> None:
