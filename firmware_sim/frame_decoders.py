@@ -12,12 +12,21 @@ installed a rerun did not take the frames again: only ``--fresh``, which discard
 - a later boot on the state, once the decoder is installed, reopens those drops (:func:`reopen_decoder_drops`: and an
   older run's ``unreadable`` drops whose reason holds a ``MissingDependencyError``): marked ``interrupted``, so a run
   given the frame takes it again under its own id (:func:`.state.frames_to_take`), as a frame Ctrl-C stopped.
+
+A TIFF frame whose compression (LZW, JPEG, JPEG 2000, WebP, ...) or predictor (floating-point) tifffile decodes only
+with ``imagecodecs`` is the same fault where imagecodecs is not installed (no flight extra installs it: review r2 of
+session 37, such a frame was dropped ``unreadable`` for good, "requires the 'imagecodecs' package"): found from its
+TIFF tags when the frame is opened (:func:`tiff_codec_missing`), before any pixel is read, and dropped
+``decoder_unavailable`` with :data:`TIFF_CODECS_EXTRA`'s pip line. The boot does not refuse ``.tif`` frames for it:
+tifffile decodes uncompressed, deflate, PackBits and LZMA TIFFs itself.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeae._optional import MissingDependencyError, require
@@ -35,7 +44,15 @@ CODE = "decoder_unavailable"
 REOPENED = "reopened"
 """The ledger key of an entry :func:`reopen_decoder_drops` marked ``interrupted`` (its earlier drop code)."""
 
-DECODER_MODULES = frozenset(m for names in FORMAT_DECODERS.values() for m in names)
+TIFF_CODECS = "imagecodecs"
+TIFF_CODECS_EXTRA = "flight-ccsds121"
+"""The smallest extra that installs :data:`TIFF_CODECS` (~80 MB; ``ground`` brings it too)."""
+
+DECODER_MODULES = frozenset({*(m for names in FORMAT_DECODERS.values() for m in names), TIFF_CODECS})
+
+_NAMED = (re.compile(r"MissingDependencyError: '([\w.]+)'"), re.compile(r"requires the '([\w.]+)' package"))
+"""How an older drop's reason names the module it could not import: our ``MissingDependencyError``, or tifffile's
+``<COMPRESSION.LZW: 5> requires the 'imagecodecs' package``."""
 
 SOURCE_FORMATS = {"files": ("png", "jpeg", "tiff"), "strips": ("tiff",)}
 """The formats with a decoder of their own that a camera source's frames may come in (PNM and ``.npy``: numpy)."""
@@ -81,22 +98,67 @@ def check_decoders(mission: Mission, frame_types: Collection[str] | None) -> lis
     return []
 
 
+def tiff_codec_missing(path: str | os.PathLike[str]) -> MissingDependencyError | None:
+    """Why the first page of the TIFF ``path`` cannot be decoded here: the :class:`MissingDependencyError` (its pip
+    line) when tifffile says its compression or predictor requires :data:`TIFF_CODECS` and that is not installed,
+    read from the TIFF tags (tifffile's own codec tables, no pixel decoded); None otherwise (a file tifffile cannot
+    open: the reader's own error says so)."""
+    try:
+        tifffile = require("tifffile")
+    except MissingDependencyError as exc:
+        return exc
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            tags = (("compression", int(page.compression)), ("predictor", int(page.predictor)))
+    except Exception:  # tifffile raises many types for damaged files
+        return None
+    tables = {"compression": tifffile.TIFF.DECOMPRESSORS, "predictor": tifffile.TIFF.UNPREDICTORS}
+    for what, value in tags:
+        try:
+            tables[what][value]
+        except KeyError as exc:
+            named = _NAMED[1].search(str(exc))
+            if named is None or _installed(named.group(1)):  # not supported at all, or a codec imagecodecs lacks
+                continue
+            try:
+                label = getattr(tifffile, what.upper())(value).name  # COMPRESSION.LZW, PREDICTOR.FLOATINGPOINT
+            except ValueError:
+                label = str(value)
+            return MissingDependencyError(
+                f"{named.group(1)!r} is needed here to decode {Path(path).name}'s {label} {what} but is not "
+                f"installed: run  pip install 'edgeae[{TIFF_CODECS_EXTRA}]'"
+            )
+    return None
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def drop_detail(exc: MissingDependencyError) -> str:
     """The ledger detail of a frame dropped :data:`CODE`."""
     return f"{exc}; once it is installed, the same command run again takes this frame again"
 
 
-def _for_missing_decoder(entry: dict[str, Any]) -> bool:
-    """A ledger entry dropped for want of a decoder: :data:`CODE`, or an older run's ``unreadable`` (or
-    ``frame_error``) whose reason holds the ``MissingDependencyError`` the decoder's import raised."""
+def _for_missing_decoder(entry: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether a ledger entry was dropped for want of a decoder: :data:`CODE`, or an older run's ``unreadable`` (or
+    ``frame_error``) whose reason holds the ``MissingDependencyError`` the decoder's import raised or tifffile's
+    "requires the 'imagecodecs' package"; and the module its reason names (None: none named)."""
     if entry.get("status") != "dropped" or entry.get("retaken_as") is not None:
-        return False
+        return False, None
     reason = str(entry.get("reason") or "")
     code = entry.get("code") or reason.split(":", 1)[0]
-    if code == CODE:
-        return True
-    named = reason.partition("MissingDependencyError: '")[2].partition("'")[0]  # the module it could not import
-    return code in ("unreadable", "frame_error") and named in DECODER_MODULES
+    if code == CODE:  # its detail starts with the module: "'imagecodecs' is needed here ..."
+        named = re.match(r"'([\w.]+)'", reason.removeprefix(f"{CODE}: "))
+        return True, named.group(1) if named else None
+    found = next((m.group(1) for m in (p.search(reason) for p in _NAMED) if m), None)  # the module it could not import
+    return code in ("unreadable", "frame_error") and found in DECODER_MODULES, found
 
 
 def reopen_decoder_drops(rt: FlightRuntime) -> list[int]:
@@ -111,10 +173,11 @@ def reopen_decoder_drops(rt: FlightRuntime) -> list[int]:
         e = frames[key]
         suffix = os.path.splitext(str(e.get("source") or ""))[1].lower()
         fmt = SUFFIX_FORMATS.get(suffix)
-        if not _for_missing_decoder(e) or fmt is None or (told is not None and suffix not in told):
+        dropped, named = _for_missing_decoder(e)
+        if not dropped or fmt is None or (told is not None and suffix not in told):
             continue
-        if missing_decoder(fmt) is not None:  # still not installed: the drop stands (its detail says what to do)
-            continue
+        if missing_decoder(fmt) is not None or (named == TIFF_CODECS and not _installed(named)):
+            continue  # still not installed: the drop stands (its detail says what to do)
         frames[key] = {
             **boot_of(e),
             "source": e["source"],

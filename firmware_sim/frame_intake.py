@@ -21,9 +21,9 @@ from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
 from .frame_decoders import CODE as DECODER_UNAVAILABLE
 from .frame_decoders import FRAME_PATH_MODULES as FRAME_PATH_MODULES
-from .frame_decoders import REOPENED, drop_detail
+from .frame_decoders import REOPENED, drop_detail, tiff_codec_missing
 from .frame_decoders import preload_frame_path as preload_frame_path
-from .frames import ArrayFrame, FrameError, FrameReader, open_frame
+from .frames import ArrayFrame, FrameError, FrameReader, TiffFrame, open_frame
 from .memory_meter import rss_bytes
 from .memory_meter import trim_heap as trim_heap
 from .memory_room import address_margin, describe, room_cap, room_detail
@@ -115,6 +115,8 @@ def open_reader(
     fid = rec["frame_id"]
     try:
         reader: FrameReader = ArrayFrame(frame, "array") if isinstance(frame, np.ndarray) else open_frame(frame)
+        if isinstance(reader, TiffFrame) and (needs := tiff_codec_missing(reader.path)) is not None:
+            raise needs  # its compression needs imagecodecs: found from its tags, before any pixel is read
     except MissingDependencyError as exc:  # its decoder is not installed: not the file's fault (.frame_decoders)
         drop(rt, rec, DECODER_UNAVAILABLE, drop_detail(exc))
         return None
