@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,3 +78,73 @@ def test_without_gdals_file_list_a_name_that_is_not_utf8_is_refused(
     label = _write(tmp_path, b"in.cub", _isis3(b"t\xe9.core"))
     with pytest.raises(ImageReadError, match=r"in\.cub: GDAL reads a file whose name is not UTF-8: cannot check"):
         ProductReader(label)
+
+
+# -- finding 2: the quality filter's pass (and the scaling's) obeys the streaming limit ------------------------------
+
+
+def _sparse_tiff(path: Path, side: int, dtype: str) -> Path:
+    """A georeferenced deflate-tiled TIFF of ``side`` × ``side`` samples, one tile written (the audit's bomb)."""
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=1, dtype=dtype, tiled=True,
+                       compress="deflate", sparse_ok=True, crs="EPSG:4326",
+                       transform=from_origin(0, 0, 1e-3, 1e-3)) as ds:  # fmt: skip
+        ds.write(np.full((1, 256, 256), 7, dtype), window=Window(0, 0, 256, 256))
+    return path
+
+
+@pytest.fixture
+def no_window(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every window :class:`ProductReader` reads, recorded; the test fails at the first one."""
+    reads: list[tuple[int, int]] = []
+
+    def read_raw(self: Any, y0: int, y1: int) -> Any:
+        reads.append((y0, y1))
+        raise AssertionError(f"rows {y0}..{y1} of {self.path} read before the streaming limit was checked")
+
+    monkeypatch.setattr(ProductReader, "read_raw", read_raw)
+    monkeypatch.delenv("EDGEAE_MAX_STREAM_PIXELS", raising=False)
+    return reads
+
+
+def test_the_missing_data_filter_refuses_a_sparse_bomb_before_any_window(tmp_path: Path, no_window: list) -> None:
+    """``edgeae scan --max-missing 0.5`` counted the no-data of the bomb in a pass over all its windows (killed at
+    60 s) before the streaming limit of its tiling was reached: refused first, naming the variable."""
+    from edgeae.scan.quality import QualityFilter, check_product
+
+    bomb = _sparse_tiff(tmp_path / "bomb.tif", 20000, "uint8")  # 400 M pixels in ~50 KB
+    with pytest.raises(ImageReadError, match=r"bomb\.tif: declares 20000×20000 = 400,000,000 pixels, over the "
+                       r"streaming limit .*EDGEAE_MAX_STREAM_PIXELS"):  # fmt: skip
+        check_product(bomb, QualityFilter(max_missing=0.5))
+    assert no_window == []
+
+
+def test_python_m_edgeae_archive_refuses_a_16_bit_bomb_before_its_range_pass(
+    tmp_path: Path, no_window: list, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 16-bit product's scaling is measured in a pass over its samples: on the bomb it ran without end."""
+    from edgeae.archive.__main__ import main
+
+    _sparse_tiff(tmp_path / "bomb16.tif", 20000, "uint16")
+    assert main([str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "over the streaming limit" in out and "1 of 1 products could not be read" in err
+    assert no_window == []
+
+
+def test_an_honest_products_missing_fraction_is_still_counted(formats: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HRSC strip (16-bit, its no-data the label's): counted as before, far inside the limit."""
+    from edgeae.scan.quality import product_facts
+
+    monkeypatch.delenv("EDGEAE_MAX_STREAM_PIXELS", raising=False)
+    path = formats / "pds3/h2862_0006_sr2_cropped.img"
+    facts = product_facts(path, need_missing=True)
+    with ProductReader(path) as r:
+        raw = r.read_raw(0, r.height)
+        want = float(r.invalid(raw).sum()) / (r.height * r.width)
+    assert facts["missing_fraction"] == pytest.approx(want) and 0.0 <= want < 1.0
+    monkeypatch.setenv("EDGEAE_MAX_STREAM_PIXELS", "1000")  # set by the user: the one limit, for this pass too
+    with pytest.raises(ImageReadError, match=r"over the streaming limit of 1,000 pixels \(EDGEAE_MAX_STREAM_PIXELS"):
+        product_facts(path, need_missing=True)

@@ -7,7 +7,8 @@ whole-product read obeys the decode limits (:class:`edgeae.imagedecode.ImageLimi
 A read of a whole image band by band (:mod:`edgeae.strips`: ``edgeae scan``, ``edgeae score``), of an archive product
 or of any other image, is refused before its first band when the image declares more pixels than its files can hold
 or than a streaming cap (:func:`check_stream_pixels`, ``EDGEAE_MAX_STREAM_PIXELS``): a 4.9 MB sparse GeoTIFF declaring
-200,000 × 200,000 pixels was streamed band after band (781 bands of 2-5 s).
+200,000 × 200,000 pixels was streamed band after band (781 bands of 2-5 s). So is a pass over a whole product
+(:meth:`~edgeae.archive.reader.ProductReader.stats`: the scaling's range, a scan's missing-data count).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ from edgeae.archive.open_checks import PDS3_SAMPLE_TYPES as PDS3_SAMPLE_TYPES
 from edgeae.archive.open_checks import check_declared_size, check_files, check_sample_type, check_tiff
 from edgeae.archive.pds3 import RawImage
 from edgeae.archive.read_limits import LAST_SAMPLES as LAST_SAMPLES
-from edgeae.archive.read_limits import check_decode_limits, check_last_line, check_window
+from edgeae.archive.read_limits import check_decode_limits, check_last_line, check_stream_pixels, check_window
 from edgeae.archive.scaling import Scaling, choose_scaling, normalise, valid_range
 
 if TYPE_CHECKING:
@@ -272,7 +272,10 @@ class ProductReader:
         return max(1, min(self.height, PASS_BYTES // max(row, 1)))
 
     def stats(self) -> tuple[float | None, float | None, int]:
-        """(min, max) of the valid samples and the count of invalid pixels, in one windowed pass."""
+        """(min, max) of the valid samples and the count of invalid pixels, in one windowed pass: a pass over the whole
+        product (the scaling's range, a scan's ``--max-missing``), so refused before its first window where streaming
+        it would be (:func:`~edgeae.archive.read_limits.check_stream_pixels`: a sparse bomb was read without end)."""
+        check_stream_pixels(self)
         vmin = vmax = None
         n_bad = 0
         step = self._rows_per_pass()
