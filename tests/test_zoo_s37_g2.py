@@ -6,7 +6,6 @@ errno after the run was complete. User models now live in the user zoo folder ($
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +93,6 @@ def test_the_shipped_zoo_comes_first_and_older_checkout_installs_still_resolve(t
 
 
 def test_the_user_zoo_folder_defaults_to_the_user_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "platformdirs", None)  # as when platformdirs is not installed
     monkeypatch.delenv("EDGEAE_ZOO", raising=False)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
     if any(m.get("user_installed") for m in models):
         print(f"+ user-installed (--zoo-name): not shipped; NAME.pt and NAME.entry.json are in {_user_zoo()}")
+    unread = _user_zoo_unread()
+    if unread:
+        print(f"the user zoo was not read: {unread}")
     print("Every MODEL argument takes these names; --json for training data, metrics and file paths.")
     if args.commands:
         print()
@@ -96,5 +99,16 @@ def _user_zoo() -> str:
     try:
         where = str(user_dir())
     except RuntimeError:
-        where = "no user zoo folder (no home folder)"
-    return f"the user zoo, ${ENV_VAR} ({where}; installs before session 37: edgeae/zoo/weights of the checkout)"
+        where = "no user zoo folder"
+    return f"the user zoo, ${ENV_VAR} ({where}; older installs of a checkout: edgeae/zoo/weights)"
+
+
+def _user_zoo_unread() -> str:
+    """Why the user zoo folder was not read (a relative $EDGEAE_ZOO, no home folder), else ''."""
+    from edgeae.zoo.user import user_dir
+
+    try:
+        user_dir()
+    except RuntimeError as exc:
+        return str(exc)
+    return ""

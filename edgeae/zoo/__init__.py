@@ -4,10 +4,10 @@
 ``weights/``: ``NAME.pt`` (a checkpoint from :func:`edgeae.checkpoint.save_checkpoint`) and ``NAME.json`` (the
 validation metrics the training command wrote). A model installed with ``--zoo-name NAME`` under a name ``ZOO``
 does not register is *user-installed*: :func:`install` writes it into the user zoo folder
-(:func:`edgeae.zoo.user.user_dir`: ``$EDGEAE_ZOO``, else ``~/.local/share/edgeae/zoo``), never into the
-installed package, with ``NAME.entry.json`` (its entry, from the checkpoint's metadata); every lookup here
-(:func:`models`) takes it by name after the shipped ones, no source edit needed. Numpy-free and torch-free:
-listing the zoo imports nothing heavy.
+(:func:`edgeae.zoo.user.user_dir`: ``$EDGEAE_ZOO``, else ``$XDG_DATA_HOME/edgeae/zoo`` or
+``~/.local/share/edgeae/zoo``), never into the installed package, with ``NAME.entry.json`` (its entry, from the
+checkpoint's metadata); every lookup here (:func:`models`) takes it by name after the shipped ones, no source edit
+needed. Numpy-free and torch-free: listing the zoo imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ class UnknownModelError(KeyError):
 def _entry(name: str) -> dict[str, Any]:
     known = models()
     if name not in known:
-        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(known))}")
+        try:
+            user_dir()
+            why = ""
+        except RuntimeError as exc:  # a relative $EDGEAE_ZOO, no home folder: user models were not looked for
+            why = f"; the user zoo was not read: {exc}"
+        raise UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(known))}{why}")
     return known[name]
 
 

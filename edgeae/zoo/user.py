@@ -2,10 +2,12 @@
 
 They live in a folder of the user's, never in the installed package (whose folder pip owns: ``pip uninstall``
 left them behind, a new environment lost them, and a read-only install refused them with a bare errno):
-:func:`user_dir` is ``$EDGEAE_ZOO`` when set, else platformdirs' user data folder for edgeae plus ``zoo`` when
-platformdirs is installed, else ``$XDG_DATA_HOME/edgeae/zoo`` (``~/.local/share/edgeae/zoo``). Each model is
+:func:`user_dir` is ``$EDGEAE_ZOO`` when set (an absolute path: a relative one is refused), else
+``$XDG_DATA_HOME/edgeae/zoo`` when that is absolute, else ``~/.local/share/edgeae/zoo``: one rule on every
+platform (until review r2 of session 37 platformdirs' folder was used where some other package had installed
+platformdirs, another folder on macOS and Windows, so user models came and went with it). Each model is
 ``NAME.pt``, ``NAME.json`` (its run's metrics) and ``NAME.entry.json`` (its entry, :func:`user_entry`).
-User models that a checkout installed into the zoo's own ``weights/`` folder before session 37 still resolve:
+User models that an older install of a checkout put into the zoo's own ``weights/`` folder still resolve:
 :func:`scan` reads both folders. Standard library only, as :mod:`edgeae.zoo` is.
 """
 
@@ -23,18 +25,19 @@ ENTRY_SUFFIX = ".entry.json"  # FOLDER/NAME.entry.json: the entry of a user-inst
 
 def user_dir() -> Path:
     """The folder user-installed models go to and are read from (absolute; it may not exist yet). A RuntimeError
+    (one line) when ``$EDGEAE_ZOO`` is a relative path (it would name another folder from every working folder), or
     when it is not set and there is no home folder to put it in."""
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
-        return Path(env).expanduser().absolute()
-    try:
-        import platformdirs  # optional: where the platform keeps user data (macOS, Windows)
-    except ImportError:
-        platformdirs = None
-    if platformdirs is not None:
-        return Path(platformdirs.user_data_dir("edgeae", appauthor=False)).absolute() / "zoo"
+        path = Path(env).expanduser()
+        if not path.is_absolute():
+            raise RuntimeError(
+                f"${ENV_VAR}={env!r} is a relative path, which names another folder from every working folder: set "
+                f"it to an absolute one (from here: {path.absolute()})"
+            )
+        return path
     xdg = os.environ.get("XDG_DATA_HOME", "")
-    if xdg and Path(xdg).is_absolute():
+    if xdg and Path(xdg).is_absolute():  # a relative one is ignored, as the XDG Base Directory specification says
         return Path(xdg) / "edgeae" / "zoo"
     try:
         home = Path.home()
