@@ -7,42 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from edgeae.firmware_sim.cli import EXIT_REBOOT, main
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from edgeae.firmware_sim.testing import textured_frame as frame
-from edgeae.firmware_sim.testing import tiny_vae_onnx
-
-MISSION = """
-name = "cli-test"
-[camera]
-channels = 1
-strip_rows = 64
-[sampling]
-keep = 0.1
-[anomaly]
-model = "{model}"
-patch = 32
-stride = 32
-top_k = 3
-[budget]
-frame_ms = 5000.0
-downlink_bytes_per_pass = 100000
-"""
+from _helpers_firmware import save_frames, write_mission
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, list[str]]:
-    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
-    (tmp_path / "m.toml").write_text(MISSION.format(model=model))
-    frames = []
-    for i in range(3):
-        np.save(tmp_path / f"f{i}.npy", frame(i))
-        frames.append(str(tmp_path / f"f{i}.npy"))
-    return tmp_path, frames
+    write_mission(tmp_path, "cli-test", frame_ms=5000.0)
+    return tmp_path, [str(p) for p in save_frames(tmp_path, 3)]
 
 
 def test_run_writes_outputs(setup: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:

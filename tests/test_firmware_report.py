@@ -12,40 +12,16 @@ from edgeae.firmware_sim.cli import EXIT_ALL_DROPPED, main
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("spacepackets")
+from _helpers_firmware import run_frames, save_frames, write_mission
 from edgeae.firmware_sim.report import png_bytes, write_report
-from edgeae.firmware_sim.testing import textured_frame as frame
 from edgeae.firmware_sim.testing import tiny_vae_onnx
-
-MISSION = """
-name = "report-test"
-[camera]
-channels = 1
-strip_rows = 64
-height = {height}
-width = {width}
-[sampling]
-keep = 0.1
-[anomaly]
-model = "{model}"
-patch = 32
-stride = 32
-top_k = 3
-[budget]
-frame_ms = 5000.0
-downlink_bytes_per_pass = 100000
-"""
 
 
 def run_mission(tmp_path: Path, height: int = 0, width: int = 0, inject: str = "") -> tuple[int, Path]:
-    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
-    (tmp_path / "m.toml").write_text(MISSION.format(model=model, height=height, width=width))
-    frames = []
-    for i in range(3):
-        np.save(tmp_path / f"f{i}.npy", frame(i))
-        frames.append(str(tmp_path / f"f{i}.npy"))
+    camera = f"height = {height}\nwidth = {width}\n"
+    mission = write_mission(tmp_path, "report-test", frame_ms=5000.0, camera=camera)
     out = tmp_path / "out"
-    args = ["run", "--mission", str(tmp_path / "m.toml"), "--frames", *frames, "--out", str(out)]
-    return main([*args, *(["--inject", inject] if inject else [])]), out
+    return run_frames(mission, save_frames(tmp_path, 3), out, *(["--inject", inject] if inject else [])), out
 
 
 def test_report_has_every_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

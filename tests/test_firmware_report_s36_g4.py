@@ -18,41 +18,15 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("spacepackets")
+from _helpers_firmware import one_frame_run, run_frames, save_frames, write_mission
 from edgeae.firmware_sim import report, telemetry_lines
-from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.report import load_summary, write_report
 from edgeae.firmware_sim.report_html import _detail, _table
-from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
+from edgeae.firmware_sim.testing import textured_frame
 
 from edgeae.printable import printable
 
-MISSION = """
-name = "g4"
-[camera]
-channels = 1
-strip_rows = 64
-[sampling]
-keep = 0.1
-[anomaly]
-model = "{model}"
-patch = 32
-stride = 32
-top_k = 3
-[budget]
-frame_ms = 60000.0
-downlink_bytes_per_pass = 100000
-"""
 BAD = os.fsdecode(b"bad\xff\xfe.npy")  # a Linux file name that is not UTF-8, as Python hands it over
-
-
-def _mission(tmp_path: Path) -> Path:
-    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
-    (tmp_path / "m.toml").write_text(MISSION.format(model=model))
-    return tmp_path / "m.toml"
-
-
-def _run(mission: Path, frames: list[Path], out: Path, *extra: str) -> int:
-    return main(["run", "--mission", str(mission), "--frames", *map(str, frames), "--out", str(out), *extra])
 
 
 def _rows(html: str, section: str) -> list[list[str]]:
@@ -76,13 +50,13 @@ def test_a_frame_named_in_bytes_that_are_not_utf8_gets_its_report_and_console_su
 ) -> None:
     """Every frame ran, then report.html failed ('surrogates not allowed'): no page, no console summary, exit 2
     ("user error, nothing run"), and ``firmware-sim report`` failed the same way."""
-    mission = _mission(tmp_path)
+    mission = write_mission(tmp_path, "g4")
     frames = tmp_path / "frames"
     frames.mkdir()
     np.save(frames / "ok.npy", textured_frame(0))
     np.save(frames / BAD, textured_frame(1))
     out = tmp_path / os.fsdecode(b"out\xff")  # the --out folder's name is not UTF-8 either
-    assert _run(mission, [frames], out) == 0
+    assert run_frames(mission, [frames], out) == 0
     printed = capsys.readouterr().out  # strict UTF-8: a lone surrogate could not be printed
     assert "mission g4: 2 frames acquired: 2 downlinked" in printed and "report: " in printed
     assert "out\\xff" in printed
@@ -97,14 +71,14 @@ def test_a_report_that_cannot_be_written_is_a_warning_and_the_run_keeps_its_stat
 ) -> None:
     """A ValueError out of the page (the encoder's 'surrogates not allowed' was one) ended the run with exit 2 and
     no console summary; any such failure is now the not-written WARNING, after the summary."""
-    mission = _mission(tmp_path)
-    np.save(tmp_path / "f0.npy", textured_frame(0))
+    mission = write_mission(tmp_path, "g4")
+    save_frames(tmp_path, 1)
 
     def fails(*args: Any, **kwargs: Any) -> None:
         raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
 
     monkeypatch.setattr(report, "write_report", fails)
-    assert _run(mission, [tmp_path / "f0.npy"], tmp_path / "out") == 0
+    assert run_frames(mission, [tmp_path / "f0.npy"], tmp_path / "out") == 0
     cap = capsys.readouterr()
     assert "1 frame acquired: 1 downlinked" in cap.out and "report: " not in cap.out
     written = r"WARNING: \S*report.html was not written: .*surrogates not allowed; .*firmware-sim report"
@@ -118,11 +92,8 @@ def test_the_events_number_the_boots_and_show_the_recoveries(tmp_path: Path) -> 
     from edgeae.firmware_sim.loop import FlightRuntime
     from edgeae.firmware_sim.mission import load_mission
 
-    mission = _mission(tmp_path)
-    frames = []
-    for i in range(2):
-        np.save(tmp_path / f"f{i}.npy", textured_frame(i))
-        frames.append(tmp_path / f"f{i}.npy")
+    mission = write_mission(tmp_path, "g4")
+    frames = save_frames(tmp_path, 2)
     out = tmp_path / "out"
     rt = FlightRuntime(load_mission(mission), out)
     rt.process(str(frames[0]))
@@ -131,7 +102,7 @@ def test_the_events_number_the_boots_and_show_the_recoveries(tmp_path: Path) -> 
     rt.queue.state["frames"]["1"] = {"source": str(frames[1]), "status": "in_progress", "reason": ""}
     rt.queue.save()
     rt.close()
-    assert _run(mission, frames, out) == 0
+    assert run_frames(mission, frames, out) == 0
     rows = _rows((out / "report.html").read_text(), "Events")
     boots = [r for r in rows if r[2].startswith("boot ")]
     assert [(r[0], r[2]) for r in boots] == [("1", "boot 1 (a new state)"), ("2", "boot 2 (resumed)")]
@@ -210,10 +181,7 @@ def test_gallery_images_no_longer_shown_are_removed_once_the_page_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """report_img/ kept the image of every patch ever shown: those the page no longer shows are removed, after it."""
-    mission = _mission(tmp_path)
-    np.save(tmp_path / "f0.npy", textured_frame(0))
-    out = tmp_path / "out"
-    assert _run(mission, [tmp_path / "f0.npy"], out) == 0
+    out = one_frame_run(tmp_path, "g4")
     img = out / "report_img"
     shown = sorted(p.name for p in img.glob("anomaly_*.png"))
     assert len(shown) == 3

@@ -9,52 +9,21 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("spacepackets")
+from _helpers_firmware import one_frame_run, run_frames, save_frames, write_mission
 from edgeae.firmware_sim.cli import main
 from edgeae.firmware_sim.report import write_report
-from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
 
 from edgeae.folder_lock import hold
-
-MISSION = """
-name = "i2"
-[camera]
-channels = 1
-strip_rows = 64
-[sampling]
-keep = 0.1
-[anomaly]
-model = "{model}"
-patch = 32
-stride = 32
-top_k = 3
-[budget]
-frame_ms = 60000.0
-downlink_bytes_per_pass = 100000
-"""
-
-
-def _mission(tmp_path: Path) -> Path:
-    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
-    (tmp_path / "m.toml").write_text(MISSION.format(model=model))
-    return tmp_path / "m.toml"
-
-
-def _run(mission: Path, frames: list[Path], out: Path, *extra: str) -> int:
-    return main(["run", "--mission", str(mission), "--frames", *map(str, frames), "--out", str(out), *extra])
 
 
 @pytest.fixture
 def run_folder(tmp_path: Path) -> Path:
-    np.save(tmp_path / "f0.npy", textured_frame(0))
-    out = tmp_path / "out"
-    assert _run(_mission(tmp_path), [tmp_path / "f0.npy"], out) == 0
-    return out
+    return one_frame_run(tmp_path, "i2")
 
 
 def test_a_report_beside_a_run_that_holds_the_folder_is_refused_and_removes_nothing(
@@ -112,12 +81,11 @@ def test_a_reboot_into_an_out_that_is_not_utf8_exits_3_on_a_strict_console(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """r7 #2: the reboot line printed --out with plain print: UnicodeEncodeError, exit 2 instead of 3."""
-    mission = _mission(tmp_path)
-    np.save(tmp_path / "f0.npy", textured_frame(0))
-    np.save(tmp_path / "f1.npy", textured_frame(1))
+    mission = write_mission(tmp_path, "i2")
+    save_frames(tmp_path, 2)
     out = tmp_path / os.fsdecode(b"out\xff")
     raw_out, raw_err = _strict(monkeypatch)
-    rc = _run(mission, [tmp_path / "f0.npy", tmp_path / "f1.npy"], out, "--inject", "reboot@frame1")
+    rc = run_frames(mission, [tmp_path / "f0.npy", tmp_path / "f1.npy"], out, "--inject", "reboot@frame1")
     text = _text(raw_out) + _text(raw_err)
     assert rc == 3, text
     assert "out\\xff: run again with the same --out" in text

@@ -5,42 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("spacepackets")
+from _helpers_firmware import one_frame_run
 from edgeae.firmware_sim import report
 from edgeae.firmware_sim.cli import main
-from edgeae.firmware_sim.testing import textured_frame, tiny_vae_onnx
 
 from edgeae.folder_lock import FolderBusy, hold
-
-MISSION = """
-name = "i4"
-[camera]
-channels = 1
-strip_rows = 64
-[anomaly]
-model = "{model}"
-patch = 32
-stride = 32
-top_k = 3
-[budget]
-frame_ms = 60000.0
-"""
 
 
 @pytest.fixture
 def run_folder(tmp_path: Path) -> Path:
-    model = tiny_vae_onnx(tmp_path / "vae.onnx", 1, 32)
-    (tmp_path / "m.toml").write_text(MISSION.format(model=model))
-    np.save(tmp_path / "f0.npy", textured_frame(0))
-    out = tmp_path / "out"
-    args = ["run", "--mission", str(tmp_path / "m.toml"), "--frames", str(tmp_path / "f0.npy"), "--out", str(out)]
-    assert main(args) == 0
-    return out
+    return one_frame_run(tmp_path, "i4", sampling=False, downlink=False)
 
 
 def test_the_report_reads_the_summary_while_it_holds_the_folder(

@@ -1,0 +1,57 @@
+"""A small grey mission scored by a tiny VAE, its frames and a ``firmware-sim run`` of them: shared by the
+firmware-sim CLI and report tests (five test files wrote their own copy of each until session 37).
+
+Imports of the flight runtime stay inside the functions, so a test module's ``pytest.importorskip`` lines run first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def mission_text(
+    name: str, model: Path, frame_ms: float = 60000.0, camera: str = "", sampling: bool = True, downlink: bool = True
+) -> str:
+    """The mission's TOML: one grey channel in 64-row strips, keep 0.1 (``sampling``), the top 3 of the 32-px patches
+    that ``model`` scores, ``frame_ms`` a frame and 100,000 bytes a pass (``downlink``); ``camera``: more
+    ``[camera]`` lines (e.g. ``"height = 0\\nwidth = 0\\n"``)."""
+    text = f'\nname = "{name}"\n[camera]\nchannels = 1\nstrip_rows = 64\n{camera}'
+    text += "[sampling]\nkeep = 0.1\n" if sampling else ""
+    text += f'[anomaly]\nmodel = "{model}"\npatch = 32\nstride = 32\ntop_k = 3\n[budget]\nframe_ms = {frame_ms}\n'
+    return text + ("downlink_bytes_per_pass = 100000\n" if downlink else "")
+
+
+def write_mission(folder: Path, name: str, **kwargs: object) -> Path:
+    """``folder/m.toml`` (:func:`mission_text`'s keywords) scored by a tiny VAE written to ``folder/vae.onnx``."""
+    from edgeae.firmware_sim.testing import tiny_vae_onnx
+
+    model = tiny_vae_onnx(folder / "vae.onnx", 1, 32)
+    (folder / "m.toml").write_text(mission_text(name, model, **kwargs))  # type: ignore[arg-type]
+    return folder / "m.toml"
+
+
+def save_frames(folder: Path, n: int) -> list[Path]:
+    """``folder/f0.npy`` … ``f{n-1}.npy``: the textured test frames 0 … n-1."""
+    from edgeae.firmware_sim.testing import textured_frame
+
+    paths = [folder / f"f{i}.npy" for i in range(n)]
+    for i, path in enumerate(paths):
+        np.save(path, textured_frame(i))
+    return paths
+
+
+def run_frames(mission: Path, frames: list[Path], out: Path, *extra: str) -> int:
+    """``firmware-sim run --mission MISSION --frames FRAMES --out OUT EXTRA``: its exit status."""
+    from edgeae.firmware_sim.cli import main
+
+    return main(["run", "--mission", str(mission), "--frames", *map(str, frames), "--out", str(out), *extra])
+
+
+def one_frame_run(folder: Path, name: str, **kwargs: object) -> Path:
+    """``folder/out``: the run folder of frame 0 flown by :func:`write_mission`'s mission (which must exit 0)."""
+    mission = write_mission(folder, name, **kwargs)
+    out = folder / "out"
+    assert run_frames(mission, save_frames(folder, 1), out) == 0
+    return out
