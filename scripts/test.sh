@@ -10,7 +10,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $("$PY" --version 2>&1)"
   "$PY" -m venv .venv
 fi
-# torch==2.13.0 is pinned exactly (see pyproject.toml): an unpinned torch pulls CUDA wheels.
+# torch==2.13.0 is pinned exactly (pyproject.toml): the pin fixes the version, not the build. On Linux PyPI's wheel
+# is the CUDA one (several GB); put the CPU build into .venv first (README, Install), and this install keeps it.
 echo "== installing edgeae[dev] into .venv (minutes the first time; log: .venv/pip.log)"
 if ! {
   .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off --upgrade pip &&
