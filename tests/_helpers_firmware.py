@@ -7,6 +7,7 @@ Imports of the flight runtime stay inside the functions, so a test module's ``py
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,4 +55,28 @@ def one_frame_run(folder: Path, name: str, **kwargs: object) -> Path:
     mission = write_mission(folder, name, **kwargs)
     out = folder / "out"
     assert run_frames(mission, save_frames(folder, 1), out) == 0
+    return out
+
+
+def runs_refused_by_memory(
+    folder: Path, monkeypatch: Any, frames: list[Path], refused: list[bool]
+) -> list[tuple[dict[str, Any], Any]]:
+    """(summary, runtime) of runs of one command on ``frames`` into ``folder/out`` (the tiny models, no
+    reconstruction), one a flag of ``refused``: True, the board's memory refuses every frame (memory_unavailable)."""
+    from edgeae.firmware_sim import loop
+    from edgeae.firmware_sim.loop import FlightRuntime
+    from edgeae.firmware_sim.testing import small_mission, tiny_models
+
+    models = tiny_models(folder / "models")
+    real = loop.memory_fit
+    out = []
+    for no_room in refused:
+        fit = (
+            (lambda rt, reader, rec: (("memory_unavailable", "this process can get 1 MiB more"), None))
+            if no_room
+            else real
+        )
+        monkeypatch.setattr(loop, "memory_fit", fit)
+        rt = FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), folder / "out")
+        out.append((rt.run(frames), rt))
     return out

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from _helpers_firmware import runs_refused_by_memory, save_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "firmware_sim.md"
@@ -18,27 +18,7 @@ DOCS = ROOT / "docs" / "firmware_sim.md"
 # ------------------------------------------------------------ r10 #3: a retaken frame's earlier drop superseded
 def _runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: list[bool]) -> list[tuple[dict[str, Any], Any]]:
     """Runs of the same command on two frames into one folder, each under a room refusal or not."""
-    from edgeae.firmware_sim import loop
-    from edgeae.firmware_sim.loop import FlightRuntime
-    from edgeae.firmware_sim.testing import small_mission, textured_frame, tiny_models
-
-    models = tiny_models(tmp_path / "models")
-    frames = []
-    for i in range(2):
-        np.save(tmp_path / f"f{i}.npy", textured_frame(i))
-        frames.append(tmp_path / f"f{i}.npy")
-    real = loop.memory_fit
-    out = []
-    for no_room in refused:
-        fit = (
-            (lambda rt, reader, rec: (("memory_unavailable", "this process can get 1 MiB more"), None))
-            if no_room
-            else real
-        )
-        monkeypatch.setattr(loop, "memory_fit", fit)
-        rt = FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), tmp_path / "out")
-        out.append((rt.run(frames), rt))
-    return out
+    return runs_refused_by_memory(tmp_path, monkeypatch, save_frames(tmp_path, 2), refused)
 
 
 def test_a_frame_taken_again_is_counted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

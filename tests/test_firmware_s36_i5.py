@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import runs_refused_by_memory, save_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "firmware_sim.md"
@@ -16,25 +17,7 @@ DOCS = ROOT / "docs" / "firmware_sim.md"
 
 def _runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: list[bool]) -> list[tuple[dict[str, Any], Any]]:
     """Runs of ``--frames f0 f0`` into one folder, each under a room refusal or not."""
-    from edgeae.firmware_sim import loop
-    from edgeae.firmware_sim.loop import FlightRuntime
-    from edgeae.firmware_sim.testing import small_mission, textured_frame, tiny_models
-
-    models = tiny_models(tmp_path / "models")
-    np.save(tmp_path / "f0.npy", textured_frame(0))
-    frames = [tmp_path / "f0.npy"] * 2
-    real = loop.memory_fit
-    out = []
-    for no_room in refused:
-        fit = (
-            (lambda rt, reader, rec: (("memory_unavailable", "this process can get 1 MiB more"), None))
-            if no_room
-            else real
-        )
-        monkeypatch.setattr(loop, "memory_fit", fit)
-        rt = FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), tmp_path / "out")
-        out.append((rt.run(frames), rt))
-    return out
+    return runs_refused_by_memory(tmp_path, monkeypatch, save_frames(tmp_path, 1) * 2, refused)
 
 
 def test_one_source_given_twice_refused_then_fitting_counts_two_frames(
