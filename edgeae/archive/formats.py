@@ -36,7 +36,6 @@ from edgeae.archive.files import (
     MAX_LABEL_BYTES,
     _check_label_size,
     _head,
-    _open_regular,
     _read_at,
     _same_file,
     not_regular,
@@ -53,7 +52,7 @@ from edgeae.archive.pds3 import (
     scan_label,
     suffix_image,
 )
-from edgeae.archive.pointers import _in_label_dir, _pointer, not_in_label
+from edgeae.archive.pointers import _in_label_dir, _pointer, check_pds4, not_in_label, pds4_files
 from edgeae.archive.vicar import _check_vicar, _vicar_extent
 from edgeae.printable import printable
 
@@ -244,14 +243,17 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         found = [name for name, depth, _ in lab.objects if depth == 0]
         what = f" (it describes {', '.join(dict.fromkeys(found))})" if found else ""
         raise ImageReadError(f"{p}: the label has no IMAGE object{what}: not an image product")
+    record_bytes = int_value(lab.top, "RECORD_BYTES")
     for obj, key, value in [("", k, v) for k, v in lab.top.items()] + lab.nested_pointers:
         # every image pointer GDAL might follow (an ISIS3 detached label's ^Core too) stays in the label's folder
         if key == "^CORE":  # an ISIS3 detached label
             _check_core(p, value, obj)
         elif key[1:] in IMAGE_OBJECTS:
-            name = _pointer(p, key, value, 0, obj)[0]
-            if name is not None:
-                _in_label_dir(p, name, f"{key} pointer" + (f" (in {obj})" if obj else ""))
+            name, at = _pointer(p, key, value, record_bytes, obj)
+            what = f"{key} pointer" + (f" (in {obj})" if obj else "")
+            data = _in_label_dir(p, name, what) if name is not None else p
+            if key != "^IMAGE" and data.is_file() and not _same_file(data, p):  # ^IMAGE: below, as GDAL takes it
+                not_in_label(p, data, at, what)  # a ^QUBE into another file's own label
     packed = lab.compressed_file()
     if packed is not None:  # GDAL reads the compressed file (a JP2), not the IMAGE object's raw layout
         data = _in_label_dir(p, packed, "COMPRESSED_FILE FILE_NAME")
@@ -264,7 +266,7 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
     pointer = lab.pointer()
     if pointer is None:
         return p, None
-    name, offset = _pointer(p, "^IMAGE", pointer, int_value(lab.top, "RECORD_BYTES"))
+    name, offset = _pointer(p, "^IMAGE", pointer, record_bytes)
     data = p if name is None else _in_label_dir(p, name, "^IMAGE pointer")
     if not data.exists():
         raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer does not exist")
@@ -305,27 +307,6 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
     return data, moved
 
 
-def pds4_files(label: Path) -> list[Path]:
-    """The data files of a PDS4 label (``File/file_name``), each checked to be in the label's folder."""
-    import xml.etree.ElementTree as ET
-
-    _check_label_size(label)
-    try:
-        with _open_regular(label) as fh:
-            root = ET.parse(fh).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise ImageReadError(f"{label}: not a readable PDS4 label ({exc})") from exc
-    out = []
-    for el in root.iter():
-        ns, _, local = el.tag.rpartition("}")
-        if local != "File" or not (ns == "" or ns.startswith("{http://pds.nasa.gov/pds4/pds/")):
-            continue  # pds:File only (psa:file_name and the like name documents, not data GDAL reads)
-        for k in el:
-            if k.tag == (f"{ns}}}file_name" if ns else "file_name"):
-                out.append(_in_label_dir(label, (k.text or "").strip(), "<file_name>"))
-    return out
-
-
 def check_complete(p: Path) -> RawImage | None:
     """Refuse a truncated or misleading product with :class:`ImageReadError` naming the file and the bytes.
 
@@ -337,13 +318,7 @@ def check_complete(p: Path) -> RawImage | None:
     head = _head(p, 65536)
     data_path, data_head, is_pds3, moved = p, head, False, None
     if p.suffix.lower() in (".xml", ".lblx") and is_pds4_label(p):
-        for f in pds4_files(p):
-            if not f.exists():
-                raise ImageReadError(f"{p}: the data file {f.name} named by its <file_name> does not exist")
-            if _same_file(f, p):  # its own XML would be read as pixels
-                raise ImageReadError(
-                    f"{p}: its <file_name> names the label itself ({f.name}): a PDS4 label must name its data file"
-                )
+        check_pds4(p)
     elif b"PDS_VERSION_ID" in head[:1024] or p.suffix.lower() == ".lbl":  # after an SFDU header too, as GDAL
         is_pds3 = True
         data_path, moved = _pds3_checks(p, head)

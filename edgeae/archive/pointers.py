@@ -1,15 +1,26 @@
 """Where a label's pointers may lead: a PDS3 pointer parsed (a malformed or negative one refused), a named file
-kept to the label's own folder and to regular files (:func:`.formats.check_complete`, :func:`.formats.pds4_files`),
-and never into the label another file carries at its start (:func:`not_in_label`)."""
+kept to the label's own folder and to regular files (:func:`.formats.check_complete`, :func:`pds4_files`), and never
+into the label another file carries at its start (:func:`not_in_label`: a PDS3 image or qube pointer, a PDS4 array's
+``<offset>``)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from edgeae._headers import ImageReadError
-from edgeae.archive.files import LINK_REMEDY, _head, follow_links, not_regular
+from edgeae.archive.files import (
+    LINK_REMEDY,
+    _check_label_size,
+    _head,
+    _open_regular,
+    _same_file,
+    follow_links,
+    not_regular,
+)
 from edgeae.archive.pds3 import parse_pointer, scan_label
 from edgeae.printable import printable
 
@@ -68,10 +79,11 @@ def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") ->
     return ptr
 
 
-def not_in_label(label: Path, data: Path, offset: int) -> None:
-    """Refuse a detached label's ``^IMAGE`` that lands inside the label its data file carries at its start (a PDS3
-    label up to its END line, a VICAR label up to LBLSIZE, or a VICAR label after the PDS3 one): that label's text
-    would be read as rows 0..n (a stale pointer, or a pointer naming another product's file). Names both files."""
+def not_in_label(label: Path, data: Path, offset: int, what: str = "^IMAGE pointer") -> None:
+    """Refuse a detached label's pointer (``what``: ``^IMAGE pointer``, ``^QUBE pointer``, a PDS4 array) that lands
+    inside the label its data file carries at its start (a PDS3 label up to its END line, a VICAR label up to LBLSIZE,
+    or a VICAR label after the PDS3 one): that label's text would be read as rows 0..n (a stale pointer, or a pointer
+    naming another product's file). Names both files."""
     head = _head(data, 65536)
     text = head.lstrip()
     start = len(head) - len(text)
@@ -87,6 +99,67 @@ def not_in_label(label: Path, data: Path, offset: int) -> None:
     if kind is not None and offset < end:
         name = printable(data.name)
         raise ImageReadError(
-            f"{label}: its ^IMAGE pointer names {name} at byte {offset + 1}, inside {name}'s own {kind} label (which "
+            f"{label}: its {what} names {name} at byte {offset + 1}, inside {name}'s own {kind} label (which "
             f"ends at byte {end}): its text would be read as pixels (a stale pointer, or the file of another product)"
         )
+
+
+def _local(el: ET.Element) -> str:
+    return el.tag.rpartition("}")[2]
+
+
+def _pds4_root(label: Path) -> ET.Element:
+    """The root of a PDS4 label (refused over :data:`.files.MAX_LABEL_BYTES`, or when it is not XML)."""
+    _check_label_size(label)
+    try:
+        with _open_regular(label) as fh:
+            return ET.parse(fh).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise ImageReadError(f"{label}: not a readable PDS4 label ({exc})") from exc
+
+
+def _pds4_files(label: Path, root: ET.Element) -> list[Path]:
+    out = []
+    for el in root.iter():
+        ns, _, local = el.tag.rpartition("}")
+        if local != "File" or not (ns == "" or ns.startswith("{http://pds.nasa.gov/pds4/pds/")):
+            continue  # pds:File only (psa:file_name and the like name documents, not data GDAL reads)
+        for k in el:
+            if k.tag == (f"{ns}}}file_name" if ns else "file_name"):
+                out.append(_in_label_dir(label, (k.text or "").strip(), "<file_name>"))
+    return out
+
+
+def pds4_files(label: Path) -> list[Path]:
+    """The data files of a PDS4 label (``File/file_name``), each checked to be in the label's folder."""
+    return _pds4_files(label, _pds4_root(label))
+
+
+def check_pds4(label: Path) -> None:
+    """A PDS4 label's data files (:func:`pds4_files`) must exist and not be the label itself, and no array of a
+    ``File_Area_Observational`` may start inside the label its file carries at its start (:func:`not_in_label`: an
+    ``<offset>`` of 0 into a PDS3 product's file read its label's text as rows)."""
+    root = _pds4_root(label)
+    for f in _pds4_files(label, root):
+        if not f.exists():
+            raise ImageReadError(f"{label}: the data file {printable(f.name)} named by its <file_name> does not exist")
+        if _same_file(f, label):  # its own XML would be read as pixels
+            raise ImageReadError(
+                f"{label}: its <file_name> names the label itself ({printable(f.name)}): a PDS4 label must name its "
+                "data file"
+            )
+    for area in root.iter():
+        if not _local(area).startswith("File_Area_Observational"):
+            continue
+        names = [(k.text or "").strip() for f in area if _local(f) == "File" for k in f if _local(k) == "file_name"]
+        if not names:
+            continue
+        data = _in_label_dir(label, names[0], "<file_name>")
+        for arr in area:
+            offsets = [k.text for k in arr if _local(k) == "offset"] if _local(arr).startswith("Array") else []
+            try:
+                at = float((offsets[0] or "").strip()) if offsets else math.nan
+            except ValueError:
+                continue  # not a number: the declared-size check names the array's bytes
+            if math.isfinite(at) and data.is_file() and not _same_file(data, label):
+                not_in_label(label, data, int(at), f"{_local(arr)} (<offset> {int(at)})")
