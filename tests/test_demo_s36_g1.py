@@ -3,7 +3,6 @@ and a conclusion that ranks an exact rebuild (PSNR ∞) first."""
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -11,32 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers_demo import FAST, small_frame, write_png
+from _helpers_report import no_space_for_the_page
 
-from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
+from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame
 from edgeae.demo.rebuild import stage_reconstruct
 from edgeae.reconstruct import Reconstruction
 
 INF = math.inf
 
 
-def _write_png(path: Path, pixels: np.ndarray) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    ok, data = cv2.imencode(".png", pixels)
-    assert ok
-    path.write_bytes(data.tobytes())  # by bytes: OpenCV cannot open every name Python can
-    return path
-
-
-def _frame() -> np.ndarray:
-    y, x = np.mgrid[0:40, 0:48]
-    return np.stack([(x * 5 + y * 3) % 256, (x * 2) % 256, (y * 6) % 256], axis=2).astype(np.uint8)
-
-
-FAST = [stage_frame, stage_reconstruct, stage_metrics]  # no model, no codec: well under a second
-
-
 def test_demo_on_an_image_named_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
-    image = _write_png(tmp_path / os.fsdecode(b"t\xff.png"), _frame())
+    image = write_png(tmp_path / os.fsdecode(b"t\xff.png"), small_frame())
     said: list[str] = []
     cfg = DemoConfig(out=tmp_path / "demo", image=image, methods=("nearest",), cross_check=None)
     res = run_demo(cfg, FAST, say=said.append)
@@ -52,18 +37,11 @@ def test_a_failed_page_write_leaves_the_earlier_index_and_metrics_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "demo"
-    run_demo(DemoConfig(out=out, image=_write_png(tmp_path / "a.png", _frame()), methods=("nearest",)), FAST)
+    run_demo(DemoConfig(out=out, image=write_png(tmp_path / "a.png", small_frame()), methods=("nearest",)), FAST)
     before = {n: (out / n).read_bytes() for n in ("index.html", "metrics.json")}
     images = {p.name: p.read_bytes() for p in (out / "img").iterdir()}  # the earlier page's images (review s36 r3 #1)
-    real = Path.write_text
-
-    def full_disk(self: Path, data: str, *args: object, **kwargs: object) -> int:
-        if "index.html" in self.name:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "write_text", full_disk)
-    cfg = DemoConfig(out=out, image=_write_png(tmp_path / "b.png", 255 - _frame()), methods=("nearest", "linear"))
+    no_space_for_the_page(monkeypatch)
+    cfg = DemoConfig(out=out, image=write_png(tmp_path / "b.png", 255 - small_frame()), methods=("nearest", "linear"))
     with pytest.raises(OSError, match="No space left"):
         run_demo(cfg, FAST)
     monkeypatch.undo()
@@ -75,7 +53,7 @@ def test_a_failed_page_write_leaves_the_earlier_index_and_metrics_together(
 def test_conclusion_on_a_constant_frame_ranks_the_exact_rebuilds_first(tmp_path: Path) -> None:
     """A flat frame (a lens-cap or saturated frame): the classical fills rebuild it exactly, the CAE does not."""
     pytest.importorskip("onnxruntime")
-    image = _write_png(tmp_path / "flat.png", np.full((32, 32, 3), 77, np.uint8))
+    image = write_png(tmp_path / "flat.png", np.full((32, 32, 3), 77, np.uint8))
     cfg = DemoConfig(out=tmp_path / "d", image=image, methods=("cae", "nearest", "linear"), cross_check=None)
     ctx = DemoContext(cfg)
     stage_frame(ctx)

@@ -13,36 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers_demo import FAST, small_frame, write_png
+from _helpers_report import files
 
-from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
+from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo
 from edgeae.demo.context import CROSS
-from edgeae.demo.rebuild import stage_reconstruct
 from edgeae.reconstruct import Reconstruction
 
-FAST = [stage_frame, stage_reconstruct, stage_metrics]  # no model, no codec: well under a second
 INF = math.inf
-
-
-def _write_png(path: Path, pixels: np.ndarray) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    ok, data = cv2.imencode(".png", pixels)
-    assert ok
-    path.write_bytes(data.tobytes())  # by bytes: OpenCV cannot open every name Python can
-    return path
-
-
-def _frame() -> np.ndarray:
-    y, x = np.mgrid[0:40, 0:48]
-    return np.stack([(x * 5 + y * 3) % 256, (x * 2) % 256, (y * 6) % 256], axis=2).astype(np.uint8)
-
-
-def _tree(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (hidden ones too), by relative path, with a hash of its bytes."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 # ----------------------------------------------------------------------------- a failed run and the earlier images
@@ -52,8 +30,8 @@ def test_an_image_write_failing_part_way_leaves_the_earlier_report_whole(
     import edgeae.imageio
 
     out = tmp_path / "demo"
-    run_demo(DemoConfig(out=out, image=_write_png(tmp_path / "a.png", _frame()), methods=("nearest",)), FAST)
-    before = _tree(out)
+    run_demo(DemoConfig(out=out, image=write_png(tmp_path / "a.png", small_frame()), methods=("nearest",)), FAST)
+    before = files(out)
     real = edgeae.imageio.write_image
     calls = []
 
@@ -64,26 +42,26 @@ def test_an_image_write_failing_part_way_leaves_the_earlier_report_whole(
         return real(path, array, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(edgeae.imageio, "write_image", third_fails)
-    cfg = DemoConfig(out=out, image=_write_png(tmp_path / "b.png", 255 - _frame()), methods=("nearest",))
+    cfg = DemoConfig(out=out, image=write_png(tmp_path / "b.png", 255 - small_frame()), methods=("nearest",))
     with pytest.raises(OSError, match="No space left"):
         run_demo(cfg, FAST)
     assert len(calls) == 3
-    assert _tree(out) == before  # the page, metrics.json and every image: the earlier run's, no staged file left
+    assert files(out) == before  # the page, metrics.json and every image: the earlier run's, no staged file left
     assert sorted(p.name for p in (out / "img").iterdir()) == sorted(Path(n).name for n in before if "img/" in n)
 
 
 def test_a_rerun_shows_its_own_images_and_leaves_no_staging_folder(tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     out = tmp_path / "demo"
-    run_demo(DemoConfig(out=out, image=_write_png(tmp_path / "a.png", _frame()), methods=("nearest",)), FAST)
+    run_demo(DemoConfig(out=out, image=write_png(tmp_path / "a.png", small_frame()), methods=("nearest",)), FAST)
     stale = out / "img" / ".new-999999999"  # a staging folder that a killed run (no such process) left behind
     stale.mkdir()
     (stale / "00-original.png").write_bytes(b"half")
     said: list[str] = []
-    cfg = DemoConfig(out=out, image=_write_png(tmp_path / "b.png", 255 - _frame()), methods=("nearest",))
+    cfg = DemoConfig(out=out, image=write_png(tmp_path / "b.png", 255 - small_frame()), methods=("nearest",))
     res = run_demo(cfg, FAST, say=said.append)
     shown = cv2.imread(str(out / "img" / "00-original.png"), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(shown, 255 - _frame())  # the new frame under the new page
+    assert np.array_equal(shown, 255 - small_frame())  # the new frame under the new page
     assert sorted(p.name for p in (out / "img").iterdir() if p.name.startswith(".")) == []
     assert "index.html, metrics.json" in said[-1] and res.html.is_file()
 
@@ -108,7 +86,7 @@ def test_a_model_path_that_is_not_utf8_is_shown_escaped_and_recorded_exactly(
     _fake_cae(monkeypatch)
     model = tmp_path / os.fsdecode(b"m\xfd.pt")
     model.write_bytes(b"weights")
-    image = _write_png(tmp_path / os.fsdecode(b"t\xff.png"), _frame())
+    image = write_png(tmp_path / os.fsdecode(b"t\xff.png"), small_frame())
     said: list[bytes] = []
     cfg = DemoConfig(out=tmp_path / "demo", image=image, model=str(model), methods=("cae", "nearest"), cross_check=None)
     res = run_demo(cfg, FAST, say=lambda line: said.append(line.encode("utf-8")))  # strict, as a UTF-8 terminal
@@ -139,7 +117,7 @@ def test_the_cli_with_such_names_on_a_strict_utf8_console(
     monkeypatch.setattr(edgeae.demo, "SECTIONS", FAST)
     model = tmp_path / os.fsdecode(b"m\xfd.pt")
     model.write_bytes(b"weights")
-    image = _write_png(tmp_path / os.fsdecode(b"t\xff.png"), _frame())
+    image = write_png(tmp_path / os.fsdecode(b"t\xff.png"), small_frame())
     out = tmp_path / os.fsdecode(b"d\xfe")
     console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
     monkeypatch.setattr(sys, "stdout", console)

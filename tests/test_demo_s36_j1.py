@@ -5,7 +5,6 @@ last rename (an fsync error, Ctrl-C or SIGTERM there), the run holds its folder,
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -16,34 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_demo import FAST, small_frame, write_png
+from _helpers_report import files, no_space_for_the_page
 
-from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo, stage_frame, stage_metrics
-from edgeae.demo.rebuild import stage_reconstruct
+from edgeae.demo import DemoConfig, DemoContext, conclusion_lines, run_demo
 from edgeae.folder_lock import FolderBusy, hold
 from edgeae.reconstruct import Reconstruction
 
-FAST = [stage_frame, stage_reconstruct, stage_metrics]  # no model, no codec: well under a second
 ZERO = re.compile(r"(?<![\d.])0\.00 dB")  # a margin of 0.00 dB (not 30.00 dB)
 MAIN = threading.current_thread() is threading.main_thread()
-
-
-def _write_png(path: Path, pixels: np.ndarray) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    ok, data = cv2.imencode(".png", pixels)
-    assert ok
-    path.write_bytes(data.tobytes())
-    return path
-
-
-def _frame() -> np.ndarray:
-    y, x = np.mgrid[0:40, 0:48]
-    return np.stack([(x * 5 + y * 3) % 256, (x * 2) % 256, (y * 6) % 256], axis=2).astype(np.uint8)
-
-
-def _images(out: Path) -> dict[str, str]:
-    """The files under ``out/img`` (hidden ones too) with a hash of their bytes."""
-    img = out / "img"
-    return {str(p.relative_to(img)): hashlib.sha256(p.read_bytes()).hexdigest() for p in img.rglob("*") if p.is_file()}
 
 
 def _state(out: Path, refs: dict[str, dict[str, str]]) -> str:
@@ -52,7 +32,7 @@ def _state(out: Path, refs: dict[str, dict[str, str]]) -> str:
     page = "b" if "b.png" in (out / "index.html").read_text(encoding="utf-8") else "a"
     record = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     metrics = Path(record["image"]).name[0]
-    images = [k for k, v in refs.items() if v == _images(out)]
+    images = [k for k, v in refs.items() if v == files(out / "img")]
     extra = sorted(p.name for p in out.iterdir() if p.name not in ("img", "index.html", "metrics.json"))
     found = {page, metrics, *images}
     return found.pop() if len(found) == 1 and not extra else f"page {page}, metrics {metrics}, images {images} {extra}"
@@ -60,11 +40,11 @@ def _state(out: Path, refs: dict[str, dict[str, str]]) -> str:
 
 def _two_runs(tmp_path: Path) -> tuple[Path, DemoConfig, dict[str, dict[str, str]]]:
     """An earlier report of frame a in ``out``; the config of a run of frame b into it; each run's images."""
-    a, b = _write_png(tmp_path / "a.png", _frame()), _write_png(tmp_path / "b.png", 255 - _frame())
+    a, b = write_png(tmp_path / "a.png", small_frame()), write_png(tmp_path / "b.png", 255 - small_frame())
     refs = {}
     for name, image in (("a", a), ("b", b)):
         run_demo(DemoConfig(out=tmp_path / f"ref-{name}", image=image, methods=("nearest",)), FAST)
-        refs[name] = _images(tmp_path / f"ref-{name}")
+        refs[name] = files(tmp_path / f"ref-{name}" / "img")
     out = tmp_path / "out"
     run_demo(DemoConfig(out=out, image=a, methods=("nearest",)), FAST)
     return out, DemoConfig(out=out, image=b, methods=("nearest",)), refs
@@ -144,16 +124,9 @@ def test_a_failed_first_run_into_a_new_out_leaves_nothing(
     import edgeae.demo
     from edgeae.cli import main
 
-    image = _write_png(tmp_path / "a.png", _frame())
+    image = write_png(tmp_path / "a.png", small_frame())
     monkeypatch.setattr(edgeae.demo, "SECTIONS", FAST)
-    real = Path.write_text
-
-    def full_disk(self: Path, data: str, *args: object, **kwargs: object) -> int:
-        if "index.html" in self.name:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    no_space_for_the_page(monkeypatch)
     argv = ["demo", "--image", str(image), "--out", str(tmp_path / "new" / "deep"), "--methods", "nearest"]
     assert main([*argv, "--no-cross-check"]) == 2
     assert "No space left on device" in capsys.readouterr().err

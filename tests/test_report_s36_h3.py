@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
-import numpy as np
 import pytest
+from _helpers_report import files, no_space_for_the_page, sections
 
-from edgeae.report import Figure, Section, stage_images, write_report
-
-
-def _report(value: int) -> list[Section]:
-    pix = np.full((4, 6), value, np.uint8)
-    return [Section("S", figures=[Figure("a", pix, "a"), Figure("b", pix, "b")], images={"bar": pix})]
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+from edgeae.report import stage_images, write_report
 
 
 def test_a_failed_page_write_leaves_the_earlier_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_report(tmp_path, "earlier", _report(10))
-    before = _files(tmp_path)
+    write_report(tmp_path, "earlier", sections(10, ("a", "b")))
+    before = files(tmp_path)
     assert {"img/00-a.png", "img/00-b.png", "img/bar.png", "index.html"} == set(before)
-    real = Path.write_text
-
-    def full_disk(self: Path, data: str, *args: object, **kwargs: object) -> int:
-        if "index.html" in self.name:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    no_space_for_the_page(monkeypatch)
     with pytest.raises(OSError, match="No space left"):
-        write_report(tmp_path, "new", _report(200))
+        write_report(tmp_path, "new", sections(200, ("a", "b")))
     monkeypatch.undo()
-    assert _files(tmp_path) == before  # the earlier page with its own images, no staging folder left
+    assert files(tmp_path) == before  # the earlier page with its own images, no staging folder left
     assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["00-a.png", "00-b.png", "bar.png"]
 
-    write_report(tmp_path, "new", _report(200))  # and a write that succeeds replaces them all
-    after = _files(tmp_path)
+    write_report(tmp_path, "new", sections(200, ("a", "b")))  # and a write that succeeds replaces them all
+    after = files(tmp_path)
     assert set(after) == set(before) and all(after[n] != before[n] for n in before)
 
 

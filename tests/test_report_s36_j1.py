@@ -15,25 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_report import files, no_space_for_the_page, sections
 
 import edgeae.imageio
-from edgeae.report import Figure, Section, stage_images, write_report
+from edgeae.report import stage_images, write_report
 
 EARLIER, NEW = 10, 200
 
 
-def _report(value: int, names: tuple[str, ...] = ("a", "b", "c")) -> list[Section]:
-    pix = np.full((4, 6), value, np.uint8)
-    return [Section("S", figures=[Figure(n, pix, n) for n in names], images={"bar": pix})]
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _which(folder: Path, earlier: dict[str, bytes], new: dict[str, bytes]) -> str:
     """'earlier' or 'new' when ``folder`` holds exactly one whole report (nothing else), else what it holds."""
-    now = _files(folder)
+    now = files(folder)
     if now == earlier:
         return "earlier"
     page = now.get("index.html", b"")
@@ -44,10 +36,10 @@ def _which(folder: Path, earlier: dict[str, bytes], new: dict[str, bytes]) -> st
 
 def _reference(tmp_path: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
     ref = tmp_path / "ref"
-    write_report(ref, "new", _report(NEW))
-    new = _files(ref)
-    write_report(ref, "earlier", _report(EARLIER))
-    return _files(ref), new
+    write_report(ref, "new", sections(NEW))
+    new = files(ref)
+    write_report(ref, "earlier", sections(EARLIER))
+    return files(ref), new
 
 
 def _sweep(
@@ -64,7 +56,7 @@ def _sweep(
     seen: list[tuple[int, str, str]] = []
     for i in range(1, 200):
         out = tmp_path / f"run{i}"
-        write_report(out, "earlier", _report(EARLIER))
+        write_report(out, "earlier", sections(EARLIER))
         calls = [0]
 
         def wrapped(*args: Any, i: int = i, calls: list[int] = calls, **kwargs: Any) -> Any:
@@ -79,7 +71,7 @@ def _sweep(
         monkeypatch.setattr(os, name, wrapped)
         error = ""
         try:
-            write_report(out, "new", _report(NEW))
+            write_report(out, "new", sections(NEW))
         except (OSError, KeyboardInterrupt) as exc:
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -141,7 +133,7 @@ def test_two_writers_in_one_process_lose_no_image(tmp_path: Path, monkeypatch: p
 
     def second_writer() -> None:
         try:
-            write_report(tmp_path, "b", _report(NEW, ("b0", "b1")))
+            write_report(tmp_path, "b", sections(NEW, ("b0", "b1")))
         except BaseException as exc:  # reported below
             other.append(exc)
 
@@ -153,7 +145,7 @@ def test_two_writers_in_one_process_lose_no_image(tmp_path: Path, monkeypatch: p
         return real(path, array, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(edgeae.imageio, "write_image", write_image)
-    write_report(tmp_path, "a", _report(EARLIER, ("a0", "a1", "a2")))
+    write_report(tmp_path, "a", sections(EARLIER, ("a0", "a1", "a2")))
     assert other == []
     img = tmp_path / "img"
     assert sorted(p.name for p in img.iterdir()) == [
@@ -190,19 +182,12 @@ def test_a_staging_folder_of_this_process_is_kept_while_live_and_removed_once_le
 def test_a_failed_first_write_into_a_new_folder_leaves_no_empty_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = Path.write_text
-
-    def full_disk(self: Path, data: str, *args: object, **kwargs: object) -> int:
-        if "index.html" in self.name:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, data, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    no_space_for_the_page(monkeypatch)
     with pytest.raises(OSError, match="No space left"):
-        write_report(tmp_path / "new" / "deep", "new", _report(NEW))
+        write_report(tmp_path / "new" / "deep", "new", sections(NEW))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     kept = tmp_path / "kept"
     (kept / "img").mkdir(parents=True)  # folders that were there before stay, empty or not
     with pytest.raises(OSError, match="No space left"):
-        write_report(kept, "new", _report(NEW))
+        write_report(kept, "new", sections(NEW))
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["kept", "kept/img"]
