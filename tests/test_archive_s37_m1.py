@@ -18,7 +18,7 @@ rasterio = pytest.importorskip("rasterio", reason="the archive extra is not inst
 
 from edgeae.archive import gdal_env  # noqa: E402
 from edgeae.archive.reader import ProductReader  # noqa: E402
-from edgeae.imageio import ImageReadError  # noqa: E402
+from edgeae.imageio import ImageReadError, read_image  # noqa: E402
 
 CORE = np.arange(16, dtype=np.uint8).reshape(4, 4) * 9
 
@@ -215,3 +215,19 @@ def test_a_qube_or_pds4_array_inside_another_files_label_is_refused(
     with ProductReader(label) as r:
         want = np.frombuffer(other.read_bytes()[3650 : 3650 + 640], np.uint8).reshape(10, 64)
         assert np.array_equal(r.read_raw(0, 10)[..., 0], want)
+
+
+# -- finding 6: a refused name that is not UTF-8 is written as \xe9 ------------------------------------------------
+
+
+def test_a_pointer_refusal_writes_a_name_that_is_not_utf8_as_x_escapes(tmp_path: Path) -> None:
+    label = _write(
+        tmp_path, b"p.lbl",
+        b'PDS_VERSION_ID = PDS3\nRECORD_TYPE = UNDEFINED\n^IMAGE = ("../out/t\xe9.core", 1 <BYTES>)\nOBJECT = IMAGE\n'
+        b"  LINES = 4\n  LINE_SAMPLES = 4\n  SAMPLE_BITS = 8\n  SAMPLE_TYPE = MSB_UNSIGNED_INTEGER\n"
+        b"END_OBJECT = IMAGE\nEND\n",
+    )  # fmt: skip
+    with pytest.raises(ImageReadError) as err:
+        read_image(label)
+    assert r"its ^IMAGE pointer names '../out/t\xe9.core', not a file beside the label" in str(err.value)
+    assert "\\udc" not in str(err.value)

@@ -25,6 +25,12 @@ from edgeae.archive.pds3 import parse_pointer, scan_label
 from edgeae.printable import printable
 
 
+def _said(name: str) -> str:
+    """``name`` quoted as ``repr`` quotes it, but a byte that is not UTF-8 (a lone surrogate from ``os.fsdecode``) as
+    ``\\xe9`` (:func:`edgeae.printable.printable`), as the console and the scan's records write it, not ``\\udce9``."""
+    return "'" + "".join(printable(c) if "\udc80" <= c <= "\udcff" else repr(c)[1:-1] for c in name) + "'"
+
+
 def _in_label_dir(label: Path, name: str, what: str) -> Path:
     """The file ``name`` that ``label`` points to, in the label's own folder (as written, upper or lower case).
 
@@ -38,7 +44,7 @@ def _in_label_dir(label: Path, name: str, what: str) -> Path:
     """
     if not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
         raise ImageReadError(
-            f"{label}: its {what} names {name!r}, not a file beside the label: a pointer must stay in the "
+            f"{label}: its {what} names {_said(name)}, not a file beside the label: a pointer must stay in the "
             "label's folder (no path separators)"
         )
     for cand in dict.fromkeys((name, name.upper(), name.lower())):
@@ -51,12 +57,12 @@ def _in_label_dir(label: Path, name: str, what: str) -> Path:
             if os.path.dirname(real) not in homes and (kind is not None or not follow_links()):
                 why = LINK_REMEDY if kind is None else f"it is {kind}, not a regular file: never read"
                 raise ImageReadError(
-                    f"{label}: its {what} names {name!r}, a link to {real}, outside the label's folder: a pointer "
-                    f"must stay in the label's folder ({why})"
+                    f"{label}: its {what} names {_said(name)}, a link to {printable(real)}, outside the label's "
+                    f"folder: a pointer must stay in the label's folder ({why})"
                 )
             if kind is not None:
                 raise ImageReadError(
-                    f"{label}: its {what} names {name!r}, which is {kind}, not a regular file: not read"
+                    f"{label}: its {what} names {_said(name)}, which is {kind}, not a regular file: not read"
                 )
             return p
     return label.with_name(name)
@@ -69,11 +75,11 @@ def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") ->
     if ptr is None:
         why = "a negative position" if re.search(r"-\s*\d", value) else "not a pointer PDS3 defines"
         raise ImageReadError(
-            f"{p}: its {where} = {value.strip()!r} is {why}: where the image starts is unknown"
+            f"{p}: its {where} = {_said(value.strip())} is {why}: where the image starts is unknown"
         )  # fmt: skip
     if ptr[1] < 0:  # a record pointer times a negative RECORD_BYTES
         raise ImageReadError(
-            f"{p}: its {where} = {value.strip()!r} with RECORD_BYTES = {record_bytes} is a negative position: "
+            f"{p}: its {where} = {_said(value.strip())} with RECORD_BYTES = {record_bytes} is a negative position: "
             "where the image starts is unknown"
         )
     return ptr
