@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("pyarrow")
 
 import pyarrow.parquet as pq
-from test_scan_support import tiny_cae
+from test_scan_support import noise_archive, tiny_cae
 
 from edgeae.printable import printable
 from edgeae.scan.archive import entry_key, walk_archive
@@ -28,21 +28,6 @@ HOSTILE = "a <script>alert(1)<!--.png"
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_cae(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-def _archive(root: Path, names: list[str]) -> Path:
-    """Small random images under ``names``; skipped where the file system refuses a name that is not UTF-8."""
-    from edgeae.imageio import write_image
-
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for name in names:
-        img = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-        try:
-            write_image(root / name, img)
-        except (OSError, ValueError, UnicodeError) as exc:
-            pytest.skip(f"this file system does not take the file name {name!r}: {exc}")
-    return root
 
 
 # -- keys --------------------------------------------------------------------------------------------------------------
@@ -69,7 +54,7 @@ def test_a_name_that_is_not_utf8_is_keyed_by_its_bytes() -> None:
 
 def test_a_manifest_listing_a_name_that_is_not_utf8_lists_that_file(tmp_path: Path) -> None:
     """Before, reading such a manifest ended the scan with "'utf-8' codec can't decode byte 0xfe" naming no file."""
-    root = _archive(tmp_path / "arc", [BAD, "good.png"])
+    root = noise_archive(tmp_path / "arc", [BAD, "good.png"])
     (tmp_path / "list.txt").write_bytes(b"arc/x\xfe.png\narc/good.png\n")
     entries = walk_archive(tmp_path / "list.txt")
     assert [e.name for e in entries] == ["arc/good.png", "arc/" + BAD]
@@ -84,7 +69,7 @@ def test_a_scan_of_an_archive_holding_a_name_that_is_not_utf8_scans_every_image_
     scanned, no file named. Now the image is scanned and every output names it escaped; a rerun finds it done."""
     from edgeae.cli import main
 
-    arc = _archive(tmp_path / "arc", [BAD, "good.png"])
+    arc = noise_archive(tmp_path / "arc", [BAD, "good.png"])
     (arc / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")  # a failure naming such a file
     out = tmp_path / "out"
     argv = ["scan", str(arc), "--model", str(model), "--out", str(out), "--workers", "0", "--no-progress"]
@@ -155,7 +140,7 @@ def test_a_product_whose_path_is_not_utf8_is_scanned_and_named_escaped(
 
     from edgeae.scan.run import EngineOptions, scan_archive
 
-    arc = _archive(tmp_path / "arc", ["good.png"])
+    arc = noise_archive(tmp_path / "arc", ["good.png"])
     try:
         shutil.copy(formats / "isis3" / "ldem_4_reduced.cub", arc / os.fsdecode(b"z\xfe.cub"))
     except (OSError, UnicodeError) as exc:
@@ -239,7 +224,7 @@ def test_a_scan_whose_part_has_a_flipped_byte_stops_the_report_naming_the_part(t
     from edgeae.scan.run import EngineOptions, scan_archive
     from edgeae.scan.state import ScanStateError
 
-    arc, out = _archive(tmp_path / "arc", ["a.png", "b.png"]), tmp_path / "out"
+    arc, out = noise_archive(tmp_path / "arc", ["a.png", "b.png"]), tmp_path / "out"
     kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=8)
     first = scan_archive(arc, model, out, **kw)
     assert first["done"] == 2

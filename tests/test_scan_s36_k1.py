@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("pyarrow")
 
 import pyarrow.parquet as pq
-from test_scan_support import mean_scorer_factory, tiny_cae
+from test_scan_support import mean_scorer_factory, noise_archive, tiny_cae
 
 from edgeae.scan.archive import entry_key
 from edgeae.scan.report_text import report_markdown, report_summary
@@ -28,19 +28,6 @@ LITERAL = "x\\xfe.png"  # a UTF-8 name: a backslash, then 'xfe': written as the 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_cae(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-def _archive(root: Path, names: list[str]) -> Path:
-    from edgeae.imageio import write_image
-
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for name in names:
-        try:
-            write_image(root / name, rng.integers(0, 256, (64, 64), dtype=np.uint8))
-        except (OSError, ValueError, UnicodeError) as exc:
-            pytest.skip(f"this file system does not take the file name {name!r}: {exc}")
-    return root
 
 
 def _report(**kw: object) -> dict:
@@ -59,7 +46,7 @@ def test_an_out_that_is_not_utf8_is_refused_before_any_image_is_read(
     2, no file named), leaving a folder that claimed a scan (scan.json, parts/)."""
     from edgeae.cli import main
 
-    arc = _archive(tmp_path / "arc", ["a.png"])
+    arc = noise_archive(tmp_path / "arc", ["a.png"])
     out = tmp_path / os.fsdecode(b"o\xfe")
     argv = ["scan", str(arc), "--model", str(model), "--out", str(out), "--workers", "0", "--no-progress"]
     assert main(argv) == 2
@@ -72,7 +59,7 @@ def test_an_out_that_is_not_utf8_is_refused_before_any_image_is_read(
 def test_a_geo_layer_path_that_is_not_utf8_is_refused_before_scoring(tmp_path: Path, model: Path) -> None:
     from edgeae.scan.run import EngineOptions, scan_archive
 
-    arc = _archive(tmp_path / "arc", ["a.png"])
+    arc = noise_archive(tmp_path / "arc", ["a.png"])
     geo = tmp_path / os.fsdecode(b"l\xfe.geojson")
     with pytest.raises(ValueError, match=r"l\\xfe\.geojson.*not UTF-8"):
         scan_archive(arc, model, tmp_path / "out", engine=EngineOptions(workers=0), progress=False, geo=geo)
@@ -117,7 +104,7 @@ def test_the_console_takes_a_name_that_is_not_utf8_on_a_strict_stdout(
     """A terminal's stdout takes UTF-8 only: the summary (and ``-v``'s report.md) name such a file ``x\\xfe.png``."""
     from edgeae.cli import main
 
-    arc = _archive(tmp_path / "arc", [BAD])
+    arc = noise_archive(tmp_path / "arc", [BAD])
     raw = io.BytesIO()
     strict = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
     monkeypatch.setattr(sys, "stdout", strict)
@@ -134,7 +121,7 @@ def test_two_files_written_as_one_name_stay_apart_by_their_key(tmp_path: Path, m
     in the ``file`` column: a ``groupby('file')`` merged the two images. Each row now carries its image's ``key``."""
     from edgeae.scan.run import EngineOptions, scan_archive
 
-    arc = _archive(tmp_path / "arc", [BAD, LITERAL, "good.png"])
+    arc = noise_archive(tmp_path / "arc", [BAD, LITERAL, "good.png"])
     out = tmp_path / "out"
     kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=16)
     r = scan_archive(arc, model, out, **kw)
@@ -212,8 +199,8 @@ def test_a_recursive_glob_follows_folder_links_without_looping(
 
     from edgeae.scan.archive import walk_archive
 
-    arc = _archive(tmp_path / "arc", ["a.png", "sub/b.png", ".hidden/h.png", "sub/c.jpg"])
-    other = _archive(tmp_path / "other", ["o.png"])
+    arc = noise_archive(tmp_path / "arc", ["a.png", "sub/b.png", ".hidden/h.png", "sub/c.jpg"])
+    other = noise_archive(tmp_path / "other", ["o.png"])
     (arc / "sub" / "up").symlink_to(arc, target_is_directory=True)  # a loop
     (arc / "out").symlink_to(other, target_is_directory=True)  # a folder outside: named through the link
     (other / "back").symlink_to(other, target_is_directory=True)  # a loop outside
@@ -238,8 +225,8 @@ def test_a_warning_names_a_file_that_is_not_utf8_escaped(
 
     kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
     out = tmp_path / "out"
-    scan_archive(_archive(tmp_path / "one", [BAD]), model, out, **kw)
+    scan_archive(noise_archive(tmp_path / "one", [BAD]), model, out, **kw)
     with caplog.at_level(logging.WARNING):
-        scan_archive(_archive(tmp_path / "two", ["b.png"]), model, out, **kw)  # x\xfe.png: recorded, not given
+        scan_archive(noise_archive(tmp_path / "two", ["b.png"]), model, out, **kw)  # x\xfe.png: recorded, not given
     said = "\n".join(r.getMessage() for r in caplog.records)
     assert "that this archive does not give (x\\xfe.png)" in said and "\udcfe" not in said

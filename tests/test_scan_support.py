@@ -30,6 +30,23 @@ def build_small_archive(root: Path, moon: np.ndarray, n: int = 8, seed: int = 0)
     return names
 
 
+def noise_archive(root: Path, names: list[str]) -> Path:
+    """``root`` holding a random 64×64 grey image (seed 0) under each of ``names``; the test is skipped where the file
+    system refuses one of the names (one whose bytes are not UTF-8)."""
+    import pytest
+
+    from edgeae.imageio import write_image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        try:
+            write_image(root / name, rng.integers(0, 256, (64, 64), dtype=np.uint8))
+        except (OSError, ValueError, UnicodeError) as exc:
+            pytest.skip(f"this file system does not take the file name {name!r}: {exc}")
+    return root
+
+
 def tiny_cae(path: Path, patch: int = 32) -> Path:
     """A seeded, untrained grey CAE checkpoint with a small patch (fast to run)."""
     import torch
