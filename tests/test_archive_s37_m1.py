@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,17 @@ def test_a_pointer_refusal_writes_a_name_that_is_not_utf8_as_x_escapes(tmp_path:
         read_image(label)
     assert r"its ^IMAGE pointer names '../out/t\xe9.core', not a file beside the label" in str(err.value)
     assert "\\udc" not in str(err.value)
+
+
+# -- finding 7: an install with the [archive] extra only (no tifffile) ----------------------------------------------
+
+
+def test_a_geotiff_reads_without_tifffile(formats: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tifffile comes with [ground] and [scan], not [archive]: the strip-and-tile check is skipped without it (GDAL's
+    read error then names a missing block), and the GeoTIFF reads as with it."""
+    path = formats / "geotiff/mars.tif"
+    with ProductReader(path) as r:
+        want = r.read_raw(0, r.height)
+    monkeypatch.setitem(sys.modules, "tifffile", None)  # import tifffile raises ImportError
+    with ProductReader(path) as r:
+        assert np.array_equal(r.read_raw(0, r.height), want)
