@@ -1,8 +1,9 @@
 """The VICAR checks: the extent a VICAR label declares (LBLSIZE, RECSIZE, NL × NB records), refused when the label
 is larger than its LBLSIZE says or the file holds fewer bytes than it promises (:func:`.formats.check_complete`), and
-a layout GDAL's VICAR driver misreads: binary prefixes (NBB) on a line-interleaved image of several bands, where GDAL
-skips one prefix a line instead of one a record (each band's line), so every line after the first reads shifted
-(GDAL 3.10; band-sequential and pixel-interleaved prefixes are read right, as on the Cassini samples)."""
+a layout GDAL's VICAR driver misreads: binary prefixes (NBB) on a line-interleaved image of several bands or on a
+pixel-interleaved one, where GDAL skips one prefix a line instead of one a record (each band's line; each pixel's
+bands), so every line after the first reads shifted (GDAL 3.10; band-sequential prefixes are read right, as on the
+Cassini samples)."""
 
 from __future__ import annotations
 
