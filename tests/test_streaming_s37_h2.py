@@ -155,7 +155,8 @@ def test_a_signal_ends_a_scan_or_score_of_an_all_no_data_product_within_about_on
 ) -> None:
     """The main thread waits for the tiling thread; the signal raises there, and the tiling thread must stop at its
     next band. The scan hands over no chunk from an all-no-data product: it read the whole product first (the audit's
-    SIGTERM ignored for 8 minutes)."""
+    SIGTERM ignored for 8 minutes). The score case is a guard, not a reproduction: score hands over one block per band,
+    so its tiling thread saw the stop at the next band before d02306a too (it passes on that code; review r3 #5)."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals reach the main thread only")
     from edgeae.imageio import write_image
