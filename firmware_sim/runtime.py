@@ -194,10 +194,12 @@ def _warn_if_int8_saturates(source: str, meta: ModelMetadata) -> None:
     if not full_range or source in _WARNED_SATURATION or not int8_saturates():
         return
     _WARNED_SATURATION.add(source)
+    from edgeae._optional import source_ref
+
     logging.getLogger(__name__).warning(
         "%s: full-range int8 ONNX on an x86 CPU without VNNI: onnxruntime's int8 kernels can saturate here "
         "(scores may hit a ceiling and reorder); re-export it with `edgeae export` (7-bit weights, the default) "
-        "or use the fp32 artifact (docs/export.md)", source,
+        "or use the fp32 artifact (%s)", source, source_ref("docs/export.md", "int8 on different CPUs"),
     )  # fmt: skip
 
 

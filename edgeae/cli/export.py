@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edgeae._optional import source_ref
 from edgeae.cli import CLIError, check_writable, positive_int, seed_arg
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     rng.add_argument(
         "--reduce-range", dest="reduce_range", action="store_true", default=True,
         help="int8 ONNX weights in 7 bits (the default): the same parity on every x86 CPU; without VNNI "
-        "onnxruntime's int8 kernels saturate on 8-bit weights (docs/export.md)",
+        "onnxruntime's int8 kernels saturate on 8-bit weights "
+        f"({source_ref('docs/export.md', 'int8 on different CPUs')})",
     )  # fmt: skip
     rng.add_argument(
         "--full-range", dest="reduce_range", action="store_false",

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
+from edgeae._optional import source_ref
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 
 from .ground_originals import originals_of_captures, serve_originals
@@ -52,7 +53,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
         help="adapt a copy of the --model CAE to each frame's received samples for STEPS steps before filling "
-        "(edgeae.adapt; a .pt or zoo model; ~0.75 s a step on 2 cores, docs/ground.md; default 0 = off)",
+        "(edgeae.adapt; a .pt or zoo model; ~0.75 s a step on 2 cores, "
+        f"{source_ref('docs/ground.md', 'Filling the pixels that did not arrive')}; default 0 = off)",
     )  # fmt: skip
     p.add_argument(
         "--cross-check", nargs="?", const="linear", default=None, metavar="METHOD",
@@ -63,7 +65,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--limit",
         action="append",
         metavar="NAME=VALUE",
-        help="operator limit, repeatable, e.g. max_frame_pixels=1e8 or max_session_bytes=4G (docs/ground.md)",
+        help="operator limit, repeatable, e.g. max_frame_pixels=1e8 or max_session_bytes=4G "
+        f"({source_ref('docs/ground.md')})",
     )
 
 

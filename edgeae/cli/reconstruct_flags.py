@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgeae._optional import source_ref
 from edgeae.adapt import AdaptConfig
 from edgeae.cli import non_negative_int, positive_int
 from edgeae.reconstruct import DEFAULT_MODELS, METHODS
@@ -32,7 +33,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "image", type=Path, help="PNG, JPEG, PGM or TIFF, or a planetary product (docs/archive.md); grey or RGB"
+        "image",
+        type=Path,
+        help=f"PNG, JPEG, PGM or TIFF, or a planetary product ({source_ref('docs/archive.md')}); grey or RGB",
     )
     p.add_argument(
         "--model",
@@ -82,7 +85,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "rest, and each region takes the weighted mix that predicts its set-aside samples best "
         "(edgeae.crosscheck; 4 CAE passes). On by default (linear) for frames of up to "
         f"{AUTO_CROSS_CHECK_MAX_PIXELS / 1e6:.0f} Mpx: the CAE alone loses to linear interpolation on images unlike "
-        "its training frames (docs/training.md)",
+        f"its training frames ({source_ref('docs/training.md')})",
     )  # fmt: skip
     p.add_argument(
         "--no-cross-check", action="store_true",

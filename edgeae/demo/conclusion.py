@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from edgeae._optional import source_ref
 from edgeae.demo.context import ADAPTED, CROSS, LEARNED, DemoContext, _label
 from edgeae.demo.rebuild import psnr_scope
 from edgeae.reconstruct import Reconstruction
@@ -290,7 +291,7 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
                 f"Should you fly it? On a clean link, no: JPEG 2000 at the same bytes {better}. Sparse pixels only pay "
                 "where packets are lost without retransmission"
                 + (f": here {' and '.join(links)}, while {codec_loss}" if links else f", where {codec_loss}")
-                + " (benchmarks/RESULTS.md measures JPEG 2000 over the same links)."
+                + f" ({source_ref('benchmarks/RESULTS.md')} measures JPEG 2000 over the same links)."
             )
         else:
             won = (

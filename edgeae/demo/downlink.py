@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeae._optional import source_ref
 from edgeae.demo.context import DemoContext, _label, _samples
 from edgeae.demo.rebuild import psnr_scope, psnr_valid
 from edgeae.masks import apply_mask
@@ -110,8 +111,8 @@ def stage_codec(ctx: DemoContext) -> Section | None:
             f"CRCs; the raw 8-bit frame is {raw:,} bytes). Given the same budget, JPEG 2000 (OpenJPEG through "
             f"imagecodecs, one quality layer, target {target:.1f} dB) codes the whole frame in {len(data):,} "
             "bytes. Its row in the metrics table below is marked jpeg2000. Unlike the sparse sample, a "
-            "JPEG 2000 stream that loses a packet cannot be decoded past it (benchmarks/RESULTS.md, the link "
-            "stage, measures both over the same lossy links)."
+            "JPEG 2000 stream that loses a packet cannot be decoded past it; the benchmarks' link stage measures both "
+            f"over the same lossy links ({source_ref('benchmarks/RESULTS.md', 'Downlink over a lossy link')})."
         ],
         figures=[
             Figure(f"JPEG 2000, {len(data):,} bytes: PSNR {metrics['psnr']:.2f} dB", decoded, "recon-jpeg2000"),
@@ -226,8 +227,8 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
     return Section(
         f"Downlink: CCSDS packets over {title}, rebuilt on the ground",
         paragraphs=[
-            f"The kept pixels travel as CCSDS space packets (docs/wire-format.md) through each seeded link "
-            f"preset (edgeae links lists them; edgeae/ground/links/*.toml); raw frame: {raw:,} bytes. Each "
+            f"The kept pixels travel as CCSDS space packets ({source_ref('docs/wire-format.md')}) through each "
+            f"seeded link preset (edgeae links lists them; edgeae/ground/links/*.toml); raw frame: {raw:,} bytes. Each "
             "packet carries samples spread over its band of rows (interleaved, wire layout 2), so a lost packet "
             "thins the samples there instead of leaving a hole: the ground regenerates the mask from the seed "
             f"and rebuilds everything it did not receive with {_label(ctx, 'cae')}. Each pair: the pixels "

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeae._optional import source_ref
+
+_PACKED = f"the GPU fine-tune read JPEG q95 copies of the PNGs ({source_ref('scripts/gpu_pack.py')}"
+_CHECKOUT = f"in a source checkout ({source_ref('scripts/')})"
+"""The GPU steps of a command run scripts of the source repository."""
+
 ZOO: dict[str, dict[str, Any]] = {
     "rover-rgb-gtcae": {
         "kind": "cae",
@@ -86,8 +92,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "file": "rover-rgb-unet2-flight.pt",
         "parameters": 321_740,
         "training_data": (
-            "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas); the GPU "
-            "fine-tune read JPEG q95 copies of the PNGs (scripts/gpu_pack.py, 57-61 dB)"
+            "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas); "
+            f"{_PACKED}, 57-61 dB)"
         ),
         "description": (
             "flight-budget reconstruction CAE (unet2h, widths 24-32-64-64: pyramid normalised-convolution pre-fill + "
@@ -102,7 +108,8 @@ ZOO: dict[str, dict[str, Any]] = {
             "of training; a stopped run continues with: edgeae train cae --resume runs/i11/rover-flight-h24-32-64-64)"
             "  &&  python -m edgeae.train.gate runs/i11/rover-flight-h24-32-64-64/best.pt --data rover_rgb_v2 "
             "--out runs/i11/rover-flight-h24-32-64-64/gated.pt --threads 2 --zoo-name rover-rgb-unet2-flight"
-            "  (the zoo model of commit d2328c7)  &&  python scripts/gpu_pack.py rover_rgb_v2 orbital_gray_v2 --out "
+            f"  (the zoo model of commit d2328c7)  &&  {_CHECKOUT}: python scripts/gpu_pack.py rover_rgb_v2 "
+            "orbital_gray_v2 --out "
             ".gpu/data  &&  on a lent H200 (device run, carry .gpu): bash scripts/gpu_train.sh, job rover-flight-ft: "
             "EDGEAE_DATA=.gpu/data edgeae train cae --data rover_rgb_v2 --variant unet2h --widths 24,32,64,64 --init "
             "edgeae/zoo/weights/rover-rgb-unet2-flight.pt --lr 5e-4 --batch-size 64 --mode gt --destroy-range 0.6,0.97 "
@@ -143,7 +150,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "parameters": 1_095_529,
         "training_data": (
             "orbital_gray_v2 train split (5 pycda tiles, 3 HiRISE browse strips, 7 CTX tiles; val: 1 HiRISE, "
-            "Mercury, 2 CTX tiles); the GPU fine-tune read JPEG q95 copies of the PNGs (scripts/gpu_pack.py, 44-51 dB)"
+            f"Mercury, 2 CTX tiles); {_PACKED}, 44-51 dB)"
         ),
         "description": (
             "ground reconstruction CAE for grey frames (unet2, widths 24-48-96-192), gt 60-97%, 8 epochs at lr 5e-4 "
@@ -162,7 +169,8 @@ ZOO: dict[str, dict[str, Any]] = {
             "--time-budget 95m  (fine-tune on fresh crops: 12 epochs in 43 min of training)  &&  "
             "python -m edgeae.train.gate runs/i11/orbital-ground-ft/best.pt --data orbital_gray_v2 "
             "--out runs/i11/orbital-ground-ft/gated.pt --threads 1 --zoo-name orbital-gray-unet2-ground"
-            "  (the zoo model of commit d2328c7)  &&  python scripts/gpu_pack.py rover_rgb_v2 orbital_gray_v2 --out "
+            f"  (the zoo model of commit d2328c7)  &&  {_CHECKOUT}: python scripts/gpu_pack.py rover_rgb_v2 "
+            "orbital_gray_v2 --out "
             ".gpu/data  &&  on a lent H200 (device run, carry .gpu): bash scripts/gpu_train.sh, job gray-ground-ft: "
             "EDGEAE_DATA=.gpu/data edgeae train cae --data orbital_gray_v2 --variant unet2 --widths 24,48,96,192 "
             "--init edgeae/zoo/weights/orbital-gray-unet2-ground.pt --lr 2.5e-4 --batch-size 64 --mode gt "
