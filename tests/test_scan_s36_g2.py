@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("pyarrow")
 
 import pyarrow.parquet as pq
-from test_scan_support import noise_archive, tiny_cae
+from test_scan_support import noise_archive, scan_report, tiny_cae
 
 from edgeae.printable import printable
 from edgeae.scan.archive import entry_key, walk_archive
@@ -96,27 +96,19 @@ def test_a_scan_of_an_archive_holding_a_name_that_is_not_utf8_scans_every_image_
 
 
 # -- report.md: no raw Markdown/HTML -----------------------------------------------------------------------------------
-def _report(**kw: object) -> dict:
-    r = {
-        "out": "out", "model": "m", "artifact_hash": "0" * 64, "engine": "local", "images": 1, "done": 1,
-        "failed": 0, "pending": 0, "failures": [], "top": [],
-    }  # fmt: skip
-    return {**r, **kw}
-
-
 def test_report_md_writes_the_thumbnail_column_as_a_code_span() -> None:
     """Before: ``| topk/000_a <script>alert(1)<!--_x192_y128.png |`` raw: a viewer that passes inline HTML through
     ran the script, and ``<!--`` hid the rest of the report."""
     top = [{"rank": 0, "file": HOSTILE, "x": 192, "y": 128, "score": 1.5,
             "thumbnail": "000_a <script>alert(1)<!--|x_x192_y128.png"}]  # fmt: skip
-    md = report_markdown(_report(top=top))
+    md = report_markdown(scan_report(top=top))
     row = next(line for line in md.splitlines() if line.startswith("| 0 |"))
     assert row.endswith("| `topk/000_a <script>alert(1)<!--\\|x_x192_y128.png` |")
     assert row.count("`") == 4  # two code spans (file, thumbnail): no "<" outside them
 
 
 def test_report_md_escapes_html_in_errors_reasons_and_paths() -> None:
-    r = _report(
+    r = scan_report(
         out="o <b>ut", failed=1, failures=[{"file": HOSTILE, "error": "cannot read /a/<script>x.png"}],
         skipped_products=[{"file": "p.img", "reason": "label says <!-- x"}],
     )  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("pyarrow")
 
 import pyarrow.parquet as pq
-from test_scan_support import mean_scorer_factory, noise_archive, tiny_cae
+from test_scan_support import mean_scorer_factory, noise_archive, scan_report, tiny_cae
 
 from edgeae.scan.archive import entry_key
 from edgeae.scan.report_text import report_markdown, report_summary
@@ -28,14 +28,6 @@ LITERAL = "x\\xfe.png"  # a UTF-8 name: a backslash, then 'xfe': written as the 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_cae(tmp_path_factory.mktemp("model") / "tiny.pt")
-
-
-def _report(**kw: object) -> dict:
-    r = {
-        "out": "out", "model": "m", "artifact_hash": "0" * 64, "engine": "local", "images": 1, "done": 1,
-        "failed": 0, "pending": 0, "failures": [], "top": [],
-    }  # fmt: skip
-    return {**r, **kw}
 
 
 # -- an --out or --geo that is not UTF-8 -------------------------------------------------------------------------------
@@ -71,7 +63,7 @@ def test_report_md_writes_no_link_or_image_from_an_error_or_reason() -> None:
     """Before: a failing file named ``![x](https:evil.example/p.png).png`` put a live Markdown image in its error (only
     ``<`` was escaped): a viewer fetched it when report.md was previewed."""
     evil = "![x](https:evil.example/p.png).png"
-    r = _report(
+    r = scan_report(
         failed=1, failures=[{"file": evil, "error": f"ImageReadError: arc/{evil}: not a PNG *bold* `c` a\\b <i>"}],
         skipped_products=[{"file": "p.img", "reason": "[link](http://e.example) &amp; _u_"}],
         geo_note="layer [x](y) not written",
@@ -87,7 +79,7 @@ def test_report_md_writes_no_link_or_image_from_an_error_or_reason() -> None:
 # -- the console -------------------------------------------------------------------------------------------------------
 def test_the_console_summary_shows_layer_paths_and_notes_as_they_are() -> None:
     """Before: ``- map layer `anomalies_mars`: 3 detections -> maps/\\<site>.geojson`` (report.md's escape)."""
-    r = _report(
+    r = scan_report(
         geo_layers=[{"layer": "anomalies_mars", "features": 3, "path": "maps/<site>_[1].geojson"}],
         geo_note="2 products <not> map-projected",
     )

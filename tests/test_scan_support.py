@@ -47,6 +47,16 @@ def noise_archive(root: Path, names: list[str]) -> Path:
     return root
 
 
+def scan_report(**kw: object) -> dict[str, Any]:
+    """A finished scan's report of one image, what report.md and the console summary are written from; ``kw``
+    replaces or adds fields."""
+    r = {
+        "out": "out", "model": "m", "artifact_hash": "0" * 64, "engine": "local", "images": 1, "done": 1,
+        "failed": 0, "pending": 0, "failures": [], "top": [],
+    }  # fmt: skip
+    return {**r, **kw}
+
+
 def tiny_cae(path: Path, patch: int = 32) -> Path:
     """A seeded, untrained grey CAE checkpoint with a small patch (fast to run)."""
     import torch
