@@ -143,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         h, w = (int(v) for v in args.huge_shape.lower().split("x"))
     except ValueError:
         ap.error(f"--huge-shape must look like 16384x2560, got {args.huge_shape!r}")
+    if args.huge < 0 or args.corrupt < 0:
+        ap.error(f"--huge and --corrupt must be 0 or more, got {args.huge} and {args.corrupt}")
+    if args.n < args.huge + args.corrupt + 1:  # build_archive's own check, as a usage error (not a traceback)
+        ap.error(
+            f"--n {args.n} must be more than --huge + --corrupt = {args.huge + args.corrupt} (the rest are crops of "
+            "real images)"
+        )
     info = build_archive(
         args.out, args.n, data=args.data, seed=args.seed, n_huge=args.huge, huge_shape=(h, w),
         n_corrupt=args.corrupt,
