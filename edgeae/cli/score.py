@@ -154,6 +154,7 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from edgeae.anomaly.score import make_scorer, score_file
     from edgeae.predictor import load_predictor
+    from edgeae.scan.archive import link_loop
 
     files = [Path(f) for f in args.images]
     for f in files:
@@ -163,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
                 if f.is_dir()
                 else "is not a regular file (a FIFO, device or socket)"
                 if f.exists()
+                else f"is {loop}" if (loop := link_loop(f)) is not None  # "does not exist" until session 37
                 else "does not exist"
-            )
+            )  # fmt: skip
             raise CLIError(f"image {f} {what}")
     files = _once(files)
     if args.batch <= 0:

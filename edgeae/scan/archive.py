@@ -8,11 +8,14 @@ The list is sorted by name and de-duplicated, so two walks of the same archive g
 Planetary products (PDS3, PDS4, ISIS3, VICAR, JP2: :mod:`edgeae.archive`) are walked too; a product with a
 detached label appears once, by its label (its data file beside it is dropped), and an ``.xml`` counts
 only when it is a PDS4 label. Anything that is not a regular file (a FIFO, a socket, a link to a device) is
-never opened: the walk leaves it out and names it in a warning (a FIFO would block the scan forever).
+never opened: the walk leaves it out and names it in a warning (a FIFO would block the scan forever). A symbolic link
+loop (``M.IMG -> M.IMG``) is kept as an entry, which the scan records as failed with :func:`link_loop`'s reason
+(until session 37 its ``Path.resolve`` ended the whole walk in a RuntimeError traceback).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import logging
@@ -205,6 +208,8 @@ def walk_archive(
             entries.append(ArchiveEntry(p, p.name))
         elif _special(p) is not None:
             raise FileNotFoundError(f"archive {text!r} is {_special(p)}, not a regular file: not read")
+        elif (loop := link_loop(p)) is not None:
+            raise FileNotFoundError(f"archive {text!r} is {loop}: not read")
         elif _GLOB_CHARS.search(text):
             found = _glob(text, suffixes)
             if not found:
@@ -217,7 +222,7 @@ def walk_archive(
     def res(path: Path) -> Path:
         r = resolved.get(path)
         if r is None:
-            r = resolved[path] = path.resolve()
+            r = resolved[path] = _resolve(path)
         return r
 
     if skip:
@@ -281,11 +286,37 @@ def _results_folders(specs: list[str | os.PathLike[str]], out: str | os.PathLike
     it (the results written into the archive's own folder), the ``parts/`` and ``topk/`` the scan writes."""
     if out is None:
         return frozenset()
-    ex = Path(os.fspath(out)).resolve()
+    ex = _resolve(Path(os.fspath(out)))
     roots = [_GLOB_CHARS.split(os.fspath(s), 1)[0] or "." for s in specs]  # a glob by the folder it starts in
-    if any(Path(r).resolve().is_relative_to(ex) for r in roots):
+    if any(_resolve(Path(r)).is_relative_to(ex) for r in roots):
         return frozenset({ex / "parts", ex / "topk"})
     return frozenset({ex})
+
+
+def _resolve(p: Path) -> Path:
+    """``p.resolve()``, or, for a path that runs into a symbolic link loop (RuntimeError in Python 3.11, OSError
+    ELOOP in later ones), its absolute path as given: the loop is that entry's failure, not the walk's."""
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(p))
+
+
+def link_loop(p: Path) -> str | None:
+    """``'a symbolic link loop (M.IMG -> M.IMG)'`` when following ``p``'s links never ends (ELOOP), else None (a
+    missing file, a dangling link: said by whoever opens it)."""
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            return None
+        try:
+            return f"a symbolic link loop ({printable(p.name)} -> {printable(os.readlink(p))})"
+        except OSError:  # p is not a link itself: a folder on its path loops
+            return f"a path through a symbolic link loop ({printable(str(p))})"
+    except ValueError:  # a NUL in a manifest line: not a loop
+        return None
+    return None
 
 
 def _special(p: Path) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 from edgeae._optional import require
 from edgeae.printable import printable
-from edgeae.scan.archive import walk_archive
+from edgeae.scan.archive import link_loop, walk_archive
 from edgeae.scan.pipeline import ScanConfig, count_patches
 from edgeae.scan.quality import QualityFilter
 from edgeae.scan.report import RateClock, finalize, write_report
@@ -137,6 +138,12 @@ def scan_archive(
             # each file's stamp is taken before it is read: one that changes while it is scanned (a copy still being
             # written) no longer matches its record, and is scanned again on the next run
             stamps = {e.name: file_stamp(e.path) for e in todo}
+            # a symbolic link loop is never handed to an engine: recorded as failed with its reason, among the outcomes
+            loops: list[tuple[Any, Any, str]] = [
+                (e, None, f"{why}: not read") for e in todo if (why := link_loop(e.path)) is not None
+            ]
+            looped = {e.name for e, _, _ in loops}
+            todo = [e for e in todo if e.name not in looped]
             factory = scorer_factory or functools.partial(
                 load_scorer, spec, opts.threads, "cpu", config.terms, config.latents, config.views
             )
@@ -165,7 +172,7 @@ def scan_archive(
                 )  # fmt: skip
             scanned = failed = patches = skipped = 0
             moved: list[str] = []  # images that changed while they were scanned
-            for entry, result, error in outcomes:
+            for entry, result, error in itertools.chain(loops, outcomes):
                 stamp = stamps[entry.name]
                 now = file_stamp(entry.path)
                 if now != stamp:
