@@ -7,6 +7,7 @@ link preset and rebuilds it as the ground station does.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -147,11 +148,27 @@ def _over_data(ctx: DemoContext, samples: np.ndarray, res: DownlinkResult) -> di
     return {**kept, **psnr_fields(original, res.recon, res.known)}
 
 
-def _with_data(ctx: DemoContext, known: np.ndarray) -> np.ndarray:
-    """The received pixels ``known`` that hold data: the ground's rebuild leaves the no-data samples out, as the
-    demo's own rebuilds do (the flight software sends them: it sends what it sampled)."""
-    has_data = ctx.extra.get("has_data")
-    return known if has_data is None or has_data.all() else known & has_data
+def _no_data_note(ctx: DemoContext, results: dict[str, dict[str, Any]]) -> str:
+    """What the section's paragraph says of a frame with no-data: the no-data samples travel and the ground, which
+    cannot tell them from data, fills from them as ``edgeae ground decode`` does, so a link's figure is not the CAE
+    row's above (which leaves them out); every PSNR over the pixels with data. "" for a frame without no-data."""
+    if psnr_valid(ctx) is None:
+        return ""
+    scope = f" Each PSNR is{psnr_scope(ctx)}, as edgeae ground decode --original reports it."
+    unused = int(ctx.extra.get("sampled_no_data", 0))
+    if not unused:  # only guessed margins: the ground receives the samples the rebuilds above used
+        return scope
+    text = (
+        f" The frame's {unused:,} sampled pixels that hold no data travel too (the flight software sends what it "
+        "sampled) and arrive as counts of 0, which the ground cannot tell from data: it fills from them, as edgeae "
+        "ground decode does, where the CAE row above leaves them out"
+    )
+    cae = next((r.metrics["psnr"] for r in ctx.results if r.method == "cae"), None)
+    link = (results.get("perfect") or {}).get("psnr")
+    if cae is not None and link is not None and math.isfinite(cae) and math.isfinite(link):
+        how = "is the same as" if f"{link:.2f}" == f"{cae:.2f}" else f"sits {'below' if link < cae else 'above'}"
+        text += f", so the perfect link's rebuild ({link:.2f} dB) {how} that row's ({cae:.2f} dB)"
+    return text + "." + scope
 
 
 def stage_downlink(ctx: DemoContext) -> Section | None:
@@ -180,7 +197,8 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             seed=cfg.seed,
             pattern=cfg.pattern,
             link=load_link(name),
-            fill=lambda img, known, notes=None: reconstruct(img, _with_data(ctx, known), "cae", predictor),
+            # what arrived, the no-data samples among them: the ground never sees the file's no-data mask
+            fill=lambda img, known, notes=None: reconstruct(img, known, "cae", predictor),
             fill_name=_label(ctx, "cae"),
         )
         rep = _over_data(ctx, samples, res) if psnr_valid(ctx) is not None else res.report
@@ -233,13 +251,7 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             "thins the samples there instead of leaving a hole: the ground regenerates the mask from the seed "
             f"and rebuilds everything it did not receive with {_label(ctx, 'cae')}. Each pair: the pixels "
             "that arrived (black = not received or never sent), then the ground's rebuild."
-            + (
-                " The frame's no-data samples travel too (the flight software sends what it sampled); the ground "
-                f"leaves them out of its rebuild, as above, and each PSNR is{psnr_scope(ctx)}, as edgeae ground "
-                "decode --original reports it."
-                if psnr_valid(ctx) is not None
-                else ""
-            )
+            + _no_data_note(ctx, results)
         ],
         figures=figures,
         columns=4,
