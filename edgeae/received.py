@@ -23,6 +23,11 @@ class NothingReceived(ValueError):
     """No sampled pixel holds data: nothing to rebuild from. Its message is one line that says why."""
 
 
+class NoData(NothingReceived):
+    """No pixel of the frame holds data at all: no option can help, so the commands call it a data error (exit
+    status 1, ``edgeae.cli.DataError``), where a mask that missed the data (raise ``--keep``) is a usage error."""
+
+
 def declared_valid(data: ImageData) -> np.ndarray:
     """Bool (H, W): the pixels that ``data`` declares as holding data, its guessed dark or saturated margins
     included (they stay samples)."""
@@ -33,11 +38,11 @@ def declared_valid(data: ImageData) -> np.ndarray:
 def received_pixels(sampled: np.ndarray, has_data: np.ndarray | None, what: str, keep: float, seed: int) -> np.ndarray:
     """Bool (H, W): the ``sampled`` pixels that hold data (``has_data``; None: every pixel does), the pixels a
     rebuild of ``what`` (the frame's name, for the messages) receives. Raises :class:`NothingReceived` when
-    ``has_data`` holds no pixel at all, when the mask (``keep``, ``seed``: named in the message) sampled none, or
-    when no sampled pixel holds data."""
+    ``has_data`` holds no pixel at all (:class:`NoData`), when the mask (``keep``, ``seed``: named in the message)
+    sampled none, or when no sampled pixel holds data."""
     total = int(sampled.size)
     if has_data is not None and not has_data.any():  # no --keep or --seed can help: say so, not "raise --keep"
-        raise NothingReceived(
+        raise NoData(
             f"{what}: none of its {total:,} pixels holds data (all no-data, transparent or NaN/inf): nothing to "
             "rebuild from or to measure against"
         )

@@ -133,3 +133,22 @@ def test_the_perfect_link_gives_ground_decodes_figure_on_a_hirise_geotiff(
     assert theirs["psnr"] == pytest.approx(ours, abs=1e-9)
     assert theirs["psnr_over"] == ctx.extra["downlink"]["perfect"]["report"]["psnr_over"]
     capsys.readouterr()
+
+
+def test_a_frame_with_no_pixel_of_data_is_a_data_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``reconstruct`` exits 1 (``DataError``: an input with nothing usable), no longer 2 (usage); the demo's library
+    raises :class:`edgeae.received.NoData` for its command line to map the same way."""
+    tifffile = pytest.importorskip("tifffile")
+    from edgeae.demo import stage_frame
+    from edgeae.received import NoData
+
+    image = tmp_path / "nan.tif"
+    tifffile.imwrite(image, np.full((30, 50), np.nan, np.float32))
+    assert _cli("reconstruct", image, "--method", "linear", "-o", tmp_path / "r.tif") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"edgeae reconstruct: error: {image}: none of its 1,500 pixels holds data (all no-data, transparent or "
+        "NaN/inf): nothing to rebuild from or to measure against"
+    )
+    with pytest.raises(NoData, match=r"nan.tif: none of its 1,500 pixels holds data"):
+        stage_frame(DemoContext(DemoConfig(out=tmp_path / "d", image=image), say=lambda _: None))

@@ -24,7 +24,7 @@ def test_a_frame_with_no_pixel_of_data_says_so(
     image = tmp_path / "nan.tif"
     tifffile.imwrite(image, np.full((30, 50), value, np.float32))
     out = tmp_path / "r.tif"
-    assert _cli("reconstruct", image, "--method", "linear", "-o", out) == 2
+    assert _cli("reconstruct", image, "--method", "linear", "-o", out) == 1  # a data error (2 until review r5 #2)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"{image}: none of its 1,500 pixels holds data (all no-data, transparent or NaN/inf)" in err
@@ -49,19 +49,22 @@ def test_a_mask_that_misses_the_pixels_with_data_still_says_raise_keep(
 
 
 def test_received_pixels_names_each_reason() -> None:
-    from edgeae.received import NothingReceived, received_pixels
+    from edgeae.received import NoData, NothingReceived, received_pixels
 
     sampled = np.zeros((4, 4), bool)
     sampled[1, 1] = True
     has_data = np.ones((4, 4), bool)
     assert received_pixels(sampled, None, "f", 0.1, 0) is sampled
     assert received_pixels(sampled, has_data, "f", 0.1, 0) is sampled
-    with pytest.raises(NothingReceived, match=r"^f: none of its 16 pixels holds data"):
+    with pytest.raises(NoData, match=r"^f: none of its 16 pixels holds data"):
         received_pixels(sampled, ~has_data, "f", 0.1, 0)
-    with pytest.raises(NothingReceived, match=r"^f: the mask sampled none of its 16 pixel\(s\) at --keep 0.1 \(seed 0"):
+    with pytest.raises(
+        NothingReceived, match=r"^f: the mask sampled none of its 16 pixel\(s\) at --keep 0.1 \(seed 0"
+    ) as a:
         received_pixels(~has_data, has_data, "f", 0.1, 0)
     has_data[1, 1] = False
-    with pytest.raises(NothingReceived, match=r"^f: none of the 1 sampled pixels holds data"):
+    with pytest.raises(NothingReceived, match=r"^f: none of the 1 sampled pixels holds data") as b:
         received_pixels(sampled, has_data, "f", 0.1, 0)
+    assert not isinstance(a.value, NoData) and not isinstance(b.value, NoData)  # raise --keep: a usage error
     sampled[2, 2] = True
     assert np.array_equal(received_pixels(sampled, has_data, "f", 0.1, 0), sampled & has_data)

@@ -90,11 +90,11 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.cli import CLIError
+    from edgeae.cli import CLIError, DataError
     from edgeae.imageio import read_image
     from edgeae.masks import PRNG_VERSION, make_mask
     from edgeae.metrics import compare
-    from edgeae.received import NothingReceived, declared_valid, received_pixels
+    from edgeae.received import NoData, NothingReceived, declared_valid, received_pixels
     from edgeae.reconstruct import METHODS, Reconstruction, reconstruct, show_progress
 
     if args.method not in METHODS:
@@ -147,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     has_data = declared_valid(data)
     try:  # a frame with no pixel of data, a mask that sampled none, or no sampled pixel with data: one line each
         known = received_pixels(sampled, has_data, str(args.image), args.keep, args.seed)
-    except NothingReceived as exc:
+    except NoData as exc:  # nothing usable in the file, no option can help: a data error (README), status 1
+        raise DataError(str(exc)) from None
+    except NothingReceived as exc:  # raise --keep or change --seed: a usage error
         raise CLIError(str(exc)) from None
     sampled_no_data = int(np.count_nonzero(sampled)) - int(np.count_nonzero(known))
     if known.all() and xcfg is not None:  # nothing to fill, so nothing to cross-check (4 CAE passes saved)
