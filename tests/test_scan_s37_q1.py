@@ -74,3 +74,85 @@ def test_score_names_a_link_loop_instead_of_saying_it_does_not_exist(tmp_path: P
     err = capsys.readouterr().err
     assert f"image {arc / 'M.IMG'} is a symbolic link loop (M.IMG -> M.IMG)" in err, err
     assert not (tmp_path / "s.csv").exists()
+
+
+# -- planetary products without the [archive] extra -------------------------------------------------------------------
+def test_scan_refuses_products_without_rasterio_before_recording_anything(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # without the [archive] extra every product was recorded as failed (status 1, the reason in report.md only), and
+    # a plain rerun once it was installed scanned nothing: now one line, status 2, the pip line, no results folder
+    import sys
+
+    from test_scan_support import noise_archive
+
+    from edgeae.cli import main
+
+    arc = noise_archive(tmp_path / "arc", ["a.png"])
+    (arc / "sub").mkdir()
+    (arc / "sub" / "X.IMG").write_bytes(b"PDS_VERSION_ID = PDS3\r\nEND\r\n")
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # not installed, as find_spec and import see it
+    out = tmp_path / "out"
+    assert main(["scan", str(arc), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "edgeae scan: error: the archive holds planetary products, read through GDAL (e.g. sub/X.IMG): 'rasterio' is "
+        "needed here but is not installed: run  pip install 'edgeae[archive]'"
+    ), err
+    assert not out.exists()
+    (arc / "sub" / "X.IMG").unlink()  # images alone need no GDAL: scanned as before
+    assert main(["scan", str(arc), "--out", str(out), "--no-progress", "--workers", "0"]) == 0
+
+
+_DEP = "'rasterio' is needed here but is not installed: run  pip install 'edgeae[archive]'"
+
+
+def _white_needs_a_package(batch):  # type: ignore[no-untyped-def]
+    """The mean scorer, but a white image's batch fails as a product read without its package would."""
+    import numpy as np
+
+    from edgeae._optional import MissingDependencyError
+
+    if np.all(batch > 0.9):
+        raise MissingDependencyError(_DEP)
+    return batch.reshape(len(batch), -1).mean(axis=1).astype(np.float64)
+
+
+def _white_factory():  # type: ignore[no-untyped-def]
+    return _white_needs_a_package
+
+
+def test_a_failure_for_a_missing_package_is_taken_again_by_a_plain_rerun(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from test_scan_support import mean_scorer_factory, noise_archive
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc = noise_archive(tmp_path / "arc", ["a.png"])
+    write_image(arc / "w.png", np.full((64, 64), 240, np.uint8))
+    kw = dict(engine=EngineOptions(workers=0), progress=False)
+    first = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", scorer_factory=_white_factory, **kw)  # type: ignore[arg-type]
+    assert first["failures"] == [{"file": "w.png", "error": f"MissingDependencyError: {_DEP}"}]
+    again = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", scorer_factory=mean_scorer_factory, **kw)  # type: ignore[arg-type]
+    assert (again["images_scanned"], again["done"], again["failed"]) == (1, 2, 0)
+    assert "1 image(s) recorded as failed for a package that was not installed are scanned again (e.g. w.png)" in (
+        caplog.text
+    )
+    third = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", scorer_factory=mean_scorer_factory, **kw)  # type: ignore[arg-type]
+    assert third["images_scanned"] == 0 and third["done"] == 2
+
+
+def test_scan_says_on_the_console_when_failures_were_a_missing_package(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from test_scan_support import noise_archive, scan_report
+
+    import edgeae.scan.run as run
+    from edgeae.cli import main
+
+    failures = [{"file": "x.IMG", "error": f"MissingDependencyError: {_DEP}"}, {"file": "y.png", "error": "bad"}]
+    monkeypatch.setattr(run, "scan_archive", lambda *a, **k: scan_report(failed=2, done=0, images=2, failures=failures))
+    arc = noise_archive(tmp_path / "arc", ["a.png"])
+    assert main(["scan", str(arc), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "--retry-failed scans them again); 1 for a package not installed, which a plain rerun takes again: "
+        f"{_DEP}\n" in err
+    ), err

@@ -211,9 +211,15 @@ def run(args: argparse.Namespace) -> int:
     text = report_markdown(report) if getattr(args, "verbose", False) else report_summary(report, args.out)
     print(printable(text), end="")  # a stdout that takes UTF-8 only (report texts are escaped already)
     if report.get("failed"):  # the rest is scanned and recorded; a script still needs to see it
+        deps = [f["error"] for f in report.get("failures", []) if f["error"].startswith("MissingDependencyError: ")]
+        why = (  # the install's fault, not the files': said here, not in report.md only (a plain rerun retakes them)
+            f"; {len(deps)} for a package not installed, which a plain rerun takes again: {deps[0].split(': ', 1)[1]}"
+            if deps
+            else ""
+        )
         print(
             f"edgeae scan: {report['failed']} image(s) could not be read (listed in {Path(args.out) / 'report.md'}; "
-            "--retry-failed scans them again)",
+            f"--retry-failed scans them again){why}",
             file=sys.stderr,
         )
         return 1

@@ -48,3 +48,12 @@ def parse_record(line: bytes) -> Record:
         if not ok:
             raise ValueError(f"{k!r} is {v!r}")
     return Record(**fields)
+
+
+def missing_dependency(rec: Record) -> bool:
+    """A failure that was the install's, not the file's: an optional package the reader needed was not installed (its
+    :class:`~edgeae._optional.MissingDependencyError`, with the pip line). A plain rerun takes such an image again
+    (:meth:`edgeae.scan.state.ScanStore.pending`), as ``firmware-sim`` retakes a frame dropped ``decoder_unavailable``;
+    until session 37 a scan without the [archive] extra recorded every planetary product so, and only
+    ``--retry-failed`` scanned them once it was installed."""
+    return rec.status == "failed" and rec.error.startswith("MissingDependencyError:")

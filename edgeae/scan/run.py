@@ -114,6 +114,7 @@ def scan_archive(
     specs = archive if isinstance(archive, list) else [archive]
     if not entries:
         raise FileNotFoundError(f"archive {', '.join(os.fspath(a) for a in specs)} holds no image files")
+    _check_product_reader(entries)  # before the results folder is made: nothing recorded
     if config.score == "context-knn":  # the whole set's latents are held for its ranking: bounded before scoring
         from edgeae.scan.context import check_set_size
 
@@ -132,6 +133,11 @@ def scan_archive(
                 log.warning(
                     "%d image(s) changed since they were scanned and are scanned again: %s", len(store.changed), shown
                 )
+            if store.retaken:
+                log.warning(
+                    "%d image(s) recorded as failed for a package that was not installed are scanned again (e.g. %s)",
+                    len(store.retaken), printable(store.retaken[0]),
+                )  # fmt: skip
             if max_images is not None:
                 todo = todo[:max_images]
             todo = _apply_quality(store, todo, config.quality)
@@ -239,6 +245,28 @@ def scan_archive(
                 )
             report = write_report(store.out, report)
         return report
+
+
+def _check_product_reader(entries: list[Any]) -> None:
+    """:class:`~edgeae._optional.MissingDependencyError` (``edgeae scan``: one line, status 2, the pip line) when the
+    archive holds planetary products (:func:`edgeae.archive.formats.is_archive_path`) and rasterio, whose GDAL reads
+    them, is not installed; nothing is read when it is. Until session 37 each such product was recorded as failed
+    (status 1, the reason in report.md only), and a plain rerun once the extra was installed scanned nothing."""
+    from edgeae._optional import MissingDependencyError, missing, require
+
+    if not missing({"rasterio": "archive"}):
+        return
+    from edgeae.archive.formats import is_archive_path
+
+    first = next((e for e in entries if is_archive_path(e.path)), None)
+    if first is None:
+        return
+    try:
+        require("rasterio")
+    except MissingDependencyError as exc:
+        raise MissingDependencyError(
+            f"the archive holds planetary products, read through GDAL (e.g. {printable(first.name)}): {exc}"
+        ) from None
 
 
 def _warn_recorded_elsewhere(store: ScanStore, entries: list[Any]) -> None:

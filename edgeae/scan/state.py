@@ -40,6 +40,7 @@ from edgeae.printable import printable
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.manifest import STATUSES as STATUSES
 from edgeae.scan.manifest import Record as Record
+from edgeae.scan.manifest import missing_dependency
 from edgeae.scan.manifest import parse_record as parse_record
 from edgeae.scan.out_checks import (
     PartDamagedError,
@@ -99,6 +100,7 @@ class ScanStore:
         self.parts = self.out / "parts"
         self.manifest = self.out / "manifest.jsonl"
         self.changed: list[str] = []  # images found changed since their record by the last pending()
+        self.retaken: list[str] = []  # images it took again, failed for a missing dependency (an older run's)
         # keys whose part or best-patches file a checked reconcile found damaged: checked in every later reconcile
         # too, so a run that does not reach the image (--max-images) reports it pending, not done from that file
         self._damaged_keys: set[str] = set()
@@ -288,16 +290,20 @@ class ScanStore:
     def pending(self, entries: list[ArchiveEntry], retry_failed: bool = False) -> list[ArchiveEntry]:
         """Entries still to scan: new ones, failed ones when ``retry_failed``, any whose part is missing or damaged
         (:meth:`reconcile`), and any whose file or data file changed (size or modification time) since it was
-        recorded done or failed (:attr:`changed` lists those)."""
+        recorded done or failed (:attr:`changed` lists those); failed ones whose error was a missing dependency (the
+        install's fault, not the file's: :func:`~edgeae.scan.manifest.missing_dependency`) too (:attr:`retaken`)."""
         recs = self.reconcile(entries, check_parts=True)
         todo = []
-        self.changed = []
+        self.changed, self.retaken = [], []
         for e in entries:
             rec = recs.get(e.name)
             if rec is not None and rec.stamp and rec.status in ("done", "failed") and stamp_changed(rec.stamp, e.path):
                 self.changed.append(e.name)
                 todo.append(e)
             elif rec is None or (retry_failed and rec.status == "failed"):
+                todo.append(e)
+            elif missing_dependency(rec):  # until session 37 only --retry-failed took it again
+                self.retaken.append(e.name)
                 todo.append(e)
         return todo
 
@@ -354,17 +360,9 @@ class ScanStore:
             }
         )
         _atomic_write(self.part_path(entry.key), lambda p: write_part(table, p))  # a CRC per page
-        return self._append(
-            Record(
-                entry.name,
-                entry.key,
-                "done",
-                n,
-                result.n_skipped,
-                seconds=round(result.seconds, 4),
-                stamp=file_stamp(entry.path) if stamp is None else stamp,
-            )
-        )
+        stamp = file_stamp(entry.path) if stamp is None else stamp
+        return self._append(Record(entry.name, entry.key, "done", n, result.n_skipped, seconds=round(result.seconds, 4),
+                                   stamp=stamp))  # fmt: skip
 
     def mark_failed(self, entry: ArchiveEntry, error: str, stamp: str | None = None) -> Record:
         """Record ``entry`` as failed with ``error`` and ``stamp`` (as :meth:`write_result`: a file still being
