@@ -156,3 +156,40 @@ def test_scan_says_on_the_console_when_failures_were_a_missing_package(tmp_path:
         "--retry-failed scans them again); 1 for a package not installed, which a plain rerun takes again: "
         f"{_DEP}\n" in err
     ), err
+
+
+# -- a streamed bomb's declared patches ------------------------------------------------------------------------------
+def test_an_image_over_the_streaming_limit_counts_no_patch_and_fails_alone(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # a 4.9 MB sparse GeoTIFF declaring 200,000² px counted its 9.8 M patches in the progress total and in
+    # context-knn's set size (the whole set refused, naming it) though its read is refused by EDGEAE_MAX_STREAM_PIXELS
+    import numpy as np
+    from test_scan_support import mean_scorer_factory, noise_archive
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.archive import walk_archive
+    from edgeae.scan.context import check_set_size
+    from edgeae.scan.pipeline import ScanConfig, count_patches
+    from edgeae.scan.run import EngineOptions, scan_archive
+    from edgeae.scan.scoring import ModelSpec
+
+    arc = noise_archive(tmp_path / "arc", ["good.png"])  # 64² px: 16 patches of 16
+    write_image(arc / "big.png", np.random.default_rng(1).integers(0, 256, (128, 128), dtype=np.uint8))  # 64 patches
+    vae = ModelSpec(path="v.onnx", model_id="v", artifact_hash="1" * 64, kind="vae", patch=16, channels=1, latent=8)
+    config = ScanConfig(vae, 16, score="context-knn")
+    assert (count_patches(arc / "good.png", config), count_patches(arc / "big.png", config)) == (16, 64)
+    monkeypatch.setattr("edgeae.anomaly.baselines.KNN_MAX", 20)
+    with pytest.raises(ValueError, match=r"give 80 patches"):
+        check_set_size(walk_archive(arc), config)
+    monkeypatch.setenv("EDGEAE_MAX_STREAM_PIXELS", "5000")  # good.png's 4,096 px stream, big.png's 16,384 do not
+    assert (count_patches(arc / "good.png", config), count_patches(arc / "big.png", config)) == (16, 0)
+    check_set_size(walk_archive(arc), config)  # 16 patches: the set is not refused for the image that will fail
+    geo = Path("/work/shared/data/formats/geotiff/mars.tif")  # a real product, read through GDAL: the same rule
+    if geo.is_file():
+        assert count_patches(geo, config) == 0
+        monkeypatch.delenv("EDGEAE_MAX_STREAM_PIXELS")
+        assert count_patches(geo, config) > 0
+        monkeypatch.setenv("EDGEAE_MAX_STREAM_PIXELS", "5000")
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory, stride=16)
+    report = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", **kw)  # type: ignore[arg-type]
+    assert report["done"] == 1 and [f["file"] for f in report["failures"]] == ["big.png"]
+    assert "over the streaming limit of 5,000 pixels" in report["failures"][0]["error"]

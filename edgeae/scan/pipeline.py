@@ -248,7 +248,10 @@ def scan_image(
 def count_patches(path: str | os.PathLike[str], config: ScanConfig) -> int:
     """Patches an image will yield (from its header; 0 when the header cannot be read, and for a file the reader
     decodes whole, not a TIFF or a planetary product, whose header claims more than the reader's
-    :class:`~edgeae.imagedecode.ImageLimits`: it will fail as a decompression bomb, so it must not count)."""
+    :class:`~edgeae.imagedecode.ImageLimits`, or for any image that declares more pixels than the streaming limit
+    allows for its files, :func:`edgeae.archive.read_limits.check_stream_pixels`: it will fail as a decompression
+    bomb, so it must not count; until session 37 a 4.9 MB bomb counted its declared 9.8 M patches, and with
+    ``--score context-knn`` the whole set was refused naming it)."""
     try:
         from edgeae.tiling import axis_starts
 
@@ -264,23 +267,28 @@ def count_patches(path: str | os.PathLike[str], config: ScanConfig) -> int:
 def _shape_within_limits(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(height, width) from the header, read once; None for a file the scan's row reader decodes whole (PNG, JPEG,
     PNM: not a TIFF, read by segments, nor a planetary product, read by windows) whose header claims more than the
-    limits the reader applies: it will be recorded as failed with the reader's message."""
+    limits the reader applies, and for any image over the streaming limit (a compressed bomb): it will be recorded as
+    failed with the reader's message."""
     from pathlib import Path
+    from types import SimpleNamespace
 
     from edgeae import _headers
     from edgeae.archive.formats import is_archive_path
+    from edgeae.archive.read_limits import check_stream_pixels
     from edgeae.imagedecode import ImageLimits, check_limits
 
     p = Path(os.fspath(path))
-    if is_archive_path(p):
-        from edgeae.archive.reader import product_shape
+    try:
+        if is_archive_path(p):
+            from edgeae.archive.reader import ProductReader
 
-        h, w, _ = product_shape(p)
-        return h, w
-    info = _headers.probe(p)
-    if info.format != "tiff":
-        try:
+            with ProductReader(p) as r:
+                check_stream_pixels(r)  # the bytes of every file GDAL reads it with, as the streamed read counts them
+                return r.height, r.width
+        info = _headers.probe(p)
+        if info.format != "tiff":
             check_limits(info, p, ImageLimits.from_env())
-        except _headers.ImageReadError:
-            return None
+        check_stream_pixels(SimpleNamespace(path=p, height=info.height, width=info.width))  # the file's bytes
+    except _headers.ImageReadError:
+        return None
     return info.height, info.width
