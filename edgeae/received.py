@@ -60,3 +60,18 @@ def received_pixels(sampled: np.ndarray, has_data: np.ndarray | None, what: str,
             "non-finite): nothing to rebuild from (raise --keep or change --seed)"
         )
     return known
+
+
+def left_out(valid: np.ndarray, declared: np.ndarray) -> str:
+    """Which pixels the metrics leave out (not ``valid``: :mod:`edgeae.ground.validity`) and why, in the words of
+    ``edgeae reconstruct``: the share the file declares no-data or non-finite (not ``declared``) and the share the
+    no-data margin rule reads as a dark or saturated margin ("" when none)."""
+    size = valid.size
+    guessed = int(np.count_nonzero(declared & ~valid))
+    missing = size - int(np.count_nonzero(declared))
+    parts = []
+    if missing:
+        parts.append(f"{missing / size:.1%} of the frame declared no-data or non-finite")
+    if guessed:
+        parts.append(f"{guessed / size:.1%} read as a dark or saturated margin by the no-data margin rule")
+    return " and ".join(parts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,77 @@ def test_a_frame_with_no_pixel_of_data_is_a_data_error(tmp_path: Path, capsys: p
     )
     with pytest.raises(NoData, match=r"nan.tif: none of its 1,500 pixels holds data"):
         stage_frame(DemoContext(DemoConfig(out=tmp_path / "d", image=image), say=lambda _: None))
+
+
+@pytest.mark.parametrize("level", [0, 255])
+def test_a_lens_cap_frame_is_rebuilt_as_reconstruct_rebuilds_it(
+    level: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An all-black (all-white) PNG: every pixel reads as a guessed dark (saturated) margin, none is declared no-data.
+    ``reconstruct`` rebuilds it, status 0, "metrics not computed"; the demo refused it, status 2. Now both rebuild
+    it from the same samples and neither scores it."""
+    pytest.importorskip("cv2")
+    from tests._helpers_demo import write_png
+
+    image = write_png(tmp_path / "cap.png", np.full((64, 64), level, np.uint8))
+    js = tmp_path / "r.json"
+    assert _cli("reconstruct", image, "--method", "linear", "-o", tmp_path / "r.png", "--metrics-json", js) == 0
+    theirs = json.loads(js.read_text())
+    capsys.readouterr()
+    out = tmp_path / "demo"
+    argv = ("demo", "--image", image, "--out", out, "--methods", "linear,nearest", "--no-anomaly", "--no-cross-check")
+    assert _cli(*argv) == 0
+    printed = capsys.readouterr().out
+    assert not re.search(r"\b(nan|inf)\b", printed, re.IGNORECASE), printed
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["received"] == theirs["received"] == record["sampled"] and record["sampled_no_data"] == 0
+    assert record["metrics_note"] == theirs["metrics_note"] == "no pixel with data: metrics not computed"
+    for method in ("linear", "nearest"):
+        assert record["results"][method]["psnr"] is None and record["results"][method]["valid_fraction"] == 0.0
+    frame_line = next(line for line in printed.splitlines() if line.startswith("frame: "))
+    margin = "(100.0% read as a dark or saturated margin by the no-data margin rule)"
+    assert frame_line.endswith(f"; no pixel with data: metrics not computed {margin}")
+    assert "metrics not computed" in next(line for line in printed.splitlines() if line.startswith("  linear "))
+    assert record["conclusion"][0].startswith(f"No pixel of the frame holds data {margin}: the rebuilds are shown")
+    assert (
+        len(record["conclusion"]) == 1 and "same bytes: JPEG 2000 not run (no pixel of the frame holds data" in printed
+    )
+    page = (out / "index.html").read_text()
+    assert "PSNR nan" not in page and "metrics not computed" in page
+
+
+def test_a_lens_cap_frame_over_the_links_is_not_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The downlink of an all-black frame: rebuilt on the ground, no PSNR (it printed 'PSNR nan dB')."""
+    pytest.importorskip("cv2")
+    from edgeae.demo import stage_downlink
+    from tests._helpers_demo import write_png
+
+    lines: list[str] = []
+    ctx = _downlink_ctx(tmp_path, write_png(tmp_path / "cap.png", np.zeros((64, 64), np.uint8)))
+    ctx.say = lines.append
+    _linear_for_the_cae(monkeypatch, [])
+    section = stage_downlink(ctx)
+    assert ctx.extra["downlink"]["perfect"]["psnr"] is None and section is not None
+    assert lines[-1].endswith("ground rebuild, no pixel with data: metrics not computed"), lines
+    assert section.paragraphs[0].endswith(
+        "No pixel of the frame holds data (100.0% read as a dark or saturated margin by the no-data margin rule): "
+        "no pixel with data: metrics not computed."
+    )
+
+
+def test_the_input_paragraph_counts_the_unused_samples_only_when_there_are_some(tmp_path: Path) -> None:
+    """'0 of the sampled pixels hold no data and are not used' on a frame whose only no-data is a guessed margin; the
+    count without its thousands separator ('5402' beside the frame line's '5,402')."""
+    pytest.importorskip("cv2")
+    from edgeae.demo import stage_frame
+    from edgeae.imageio import write_image
+
+    frame = _texture(64, 64)
+    frame[:, :6] = 0.0
+    ctx = DemoContext(DemoConfig(out=tmp_path / "d", image=write_image(tmp_path / "e.png", frame)), say=print)
+    text = stage_frame(ctx).paragraphs[1]
+    assert "of the sampled pixels hold no data" not in text and " Every metric below is over the 3,648 pixels" in text
+    ctx = DemoContext(DemoConfig(out=tmp_path / "d", image=_nan_tif(tmp_path / "w.tif", 200, 200, 150)), say=print)
+    text = stage_frame(ctx).paragraphs[1]
+    unused = ctx.extra["sampled_no_data"]
+    assert unused >= 1000 and f" {unused:,} of the sampled pixels hold no data and are not used" in text

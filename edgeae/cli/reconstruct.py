@@ -64,17 +64,11 @@ def _left_out(data: Any, original: np.ndarray) -> str:
     """Which pixels the metrics leave out and why: the file's declared no-data, the margin rule's guessed dark or
     saturated margins, and the likely cause of a frame read as margin (12-bit counts in a 16-bit file, which
     :func:`edgeae.imageio.read_raw` warned about)."""
-    size = data.valid.size
-    declared = data.extra.get("declared_valid", data.valid)
-    guessed = int(np.count_nonzero(declared & ~data.valid))
-    missing = size - int(np.count_nonzero(declared))
-    parts = []
-    if missing:
-        parts.append(f"{missing / size:.1%} of the frame declared no-data or non-finite")
-    if guessed:
-        parts.append(f"{guessed / size:.1%} read as a dark or saturated margin by the no-data margin rule")
-    why = " and ".join(parts)
-    if guessed and data.raw_dtype == "uint16" and data.bit_depth == 16:
+    from edgeae.received import declared_valid, left_out
+
+    declared = declared_valid(data)
+    why = left_out(data.valid, declared)
+    if (declared & ~data.valid).any() and data.raw_dtype == "uint16" and data.bit_depth == 16:
         top = float(original.max(initial=0.0)) * data.scale
         if 0 < top < 4096:
             why += (

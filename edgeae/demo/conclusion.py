@@ -7,7 +7,7 @@ import math
 
 from edgeae._optional import source_ref
 from edgeae.demo.context import ADAPTED, CROSS, LEARNED, DemoContext, _label
-from edgeae.demo.rebuild import psnr_scope
+from edgeae.demo.rebuild import NOT_MEASURED, measured, psnr_scope
 from edgeae.reconstruct import Reconstruction
 from edgeae.report import Section
 
@@ -127,6 +127,11 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
     ]
     keep = keep_percent(ctx.config.keep)
     scope = psnr_scope(ctx)
+    if not measured(ctx):  # a lens cap: rebuilt, as by edgeae reconstruct, with nothing to measure against
+        lines.append(
+            f"No pixel of the frame holds data ({ctx.extra['left_out']}): the rebuilds are shown but not measured "
+            f"({NOT_MEASURED}, as edgeae reconstruct says), so no method is ranked."
+        )
     if scope and recon:  # every figure below leaves the no-data out, as edgeae reconstruct does
         unused = int(ctx.extra.get("sampled_no_data", 0))
         lines.append(

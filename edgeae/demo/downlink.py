@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeae._optional import source_ref
 from edgeae.demo.context import DemoContext, _label, _samples
-from edgeae.demo.rebuild import psnr_scope, psnr_valid
+from edgeae.demo.rebuild import NOT_MEASURED, measured, psnr_scope, psnr_valid
 from edgeae.masks import apply_mask
 from edgeae.reconstruct import Reconstruction
 from edgeae.report import Figure, Section, error_map
@@ -79,6 +79,10 @@ def stage_codec(ctx: DemoContext) -> Section | None:
     """JPEG 2000 of the whole frame in the bytes that the sparse sample takes on the wire."""
     if not ctx.config.codec:
         return None
+    if not measured(ctx):  # the codec is set against the rebuilds by PSNR: nothing to set it against
+        why = "no pixel of the frame holds data: nothing to measure it against"
+        ctx.say(f"same bytes: JPEG 2000 not run ({why})")
+        return Section("Same bytes, standard codec: not run", paragraphs=[f"Not run: {why}."])
     from edgeae.metrics import compare
 
     packets, wire = sparse_payload(ctx)
@@ -154,6 +158,8 @@ def _no_data_note(ctx: DemoContext, results: dict[str, dict[str, Any]]) -> str:
     row's above (which leaves them out); every PSNR over the pixels with data. "" for a frame without no-data."""
     if psnr_valid(ctx) is None:
         return ""
+    if not measured(ctx):
+        return f" No pixel of the frame holds data ({ctx.extra['left_out']}): {NOT_MEASURED}."
     scope = f" Each PSNR is{psnr_scope(ctx)}, as edgeae ground decode --original reports it."
     unused = int(ctx.extra.get("sampled_no_data", 0))
     if not unused:  # only guessed margins: the ground receives the samples the rebuilds above used
@@ -227,8 +233,10 @@ def stage_downlink(ctx: DemoContext) -> Section | None:
             outcome = "frame lost: no ground rebuild"
         elif not rebuilt:
             outcome = f"frame arrived but was not rebuilt ({rep.get('error', 'no image')})"
+        elif psnr is None:  # nothing to measure against (a lens cap), or a rebuild that could not be scored
+            outcome = f"ground rebuild, {NOT_MEASURED if not measured(ctx) else 'PSNR not measured'}"
         else:
-            outcome = f"ground rebuild PSNR {psnr if psnr is not None else float('nan'):6.2f} dB"
+            outcome = f"ground rebuild PSNR {psnr:6.2f} dB"
         ctx.say(
             f"  {name:12s} {rep.get('packets_received', 0):4d}/{res.packets} packets, {received:6.1%} of the "
             f"sampled pixels received, {outcome}"

@@ -33,6 +33,17 @@ def _load(cfg: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None, np.
     return image_frame(cfg.image)
 
 
+NOT_MEASURED = "no pixel with data: metrics not computed"  # in the words of edgeae reconstruct
+
+
+def measured(ctx: DemoContext) -> bool:
+    """Whether the metrics have a pixel to cover. Not on a frame none of whose pixels holds data by the no-data margin
+    rule though the file declares some (all black or all saturated, a lens cap: every pixel a guessed margin), which
+    is rebuilt from its samples and shown, as ``edgeae reconstruct`` rebuilds it, but not measured."""
+    valid: np.ndarray | None = ctx.extra.get("valid")
+    return valid is None or bool(valid.any())
+
+
 def psnr_valid(ctx: DemoContext) -> np.ndarray | None:
     """The pixels every metric of the demo covers: the frame's ``valid`` pixels (:mod:`edgeae.ground.validity`,
     the PSNR rule of ``edgeae reconstruct``), None when that is every pixel (the metrics of the whole frame)."""
@@ -74,20 +85,44 @@ def _shown(ctx: DemoContext, res: Reconstruction) -> Reconstruction:
 
 
 def _no_data_text(ctx: DemoContext) -> str:
-    """What the frame line adds for a frame with no-data: the samples not used and the pixels measured."""
+    """What the frame line adds for a frame with no-data: the samples not used and the pixels measured (none: why)."""
     valid = psnr_valid(ctx)
     unused = int(ctx.extra.get("sampled_no_data", 0))
     parts = [f"{unused:,} sampled pixels hold no data: not used"] if unused else []
-    if valid is not None:
+    if not measured(ctx):
+        parts.append(f"{NOT_MEASURED} ({ctx.extra['left_out']})")
+    elif valid is not None:
         parts.append(f"metrics{psnr_scope(ctx)}")
     return "".join(f"; {p}" for p in parts)
+
+
+def _input_text(ctx: DemoContext) -> str:
+    """What the Input paragraph adds for a frame with no-data: the sampled pixels not used (when there are some)
+    and which pixels the metrics cover (none: the rebuilds are not measured, and why)."""
+    from edgeae.ground.validity import coverage
+
+    valid = psnr_valid(ctx)
+    unused = int(ctx.extra.get("sampled_no_data", 0))
+    parts = [f"{unused:,} of the sampled pixels hold no data and are not used (black in the masked input)"]
+    parts = parts if unused else []
+    if not measured(ctx):
+        parts.append(
+            f"no pixel holds data ({ctx.extra['left_out']}): the rebuilds below are shown but not measured "
+            f"({NOT_MEASURED}, as edgeae reconstruct says)"
+        )
+    elif valid is not None:
+        parts.append(f"every metric below is over {coverage(valid)}")
+    text = "; ".join(parts)
+    return f" {text[:1].upper()}{text[1:]}." if text else ""
 
 
 def stage_frame(ctx: DemoContext) -> Section:
     """Load the frame and sample it with the seeded mask. A sampled pixel that the frame declares missing is not
     received (:func:`edgeae.received.received_pixels`, as in ``edgeae reconstruct``); a frame with no pixel of
-    data, or whose mask received none, is refused (ValueError, one line)."""
-    from edgeae.received import received_pixels
+    data (:class:`edgeae.received.NoData`), or whose mask received none, is refused (ValueError, one line). A frame
+    whose every pixel only the margin rule reads as no-data (a lens cap) is taken, and not measured (:func:`measured`).
+    """
+    from edgeae.received import left_out, received_pixels
 
     cfg = ctx.config
     t0 = time.perf_counter()
@@ -96,12 +131,8 @@ def stage_frame(ctx: DemoContext) -> Section:
     sampled = MaskSpec(cfg.seed, cfg.keep, cfg.pattern).make(ctx.original.shape[:2])
     where = printable(str(cfg.image if cfg.image is not None else ctx.name))
     ctx.known = received_pixels(sampled, has_data, where, cfg.keep, cfg.seed)
-    if valid is not None and not valid.any():  # only guessed margins hold "data": nothing to measure against
-        raise ValueError(
-            f"{where}: none of its {valid.size:,} pixels holds data by the no-data margin rule (every "
-            "one read as a dark or saturated margin reaching the border, or declared no-data): nothing to measure "
-            "the rebuilds against"
-        )
+    if valid is not None and not valid.all():
+        ctx.extra["left_out"] = left_out(valid, valid if has_data is None else has_data)
     kept, received = int(np.count_nonzero(sampled)), int(np.count_nonzero(ctx.known))
     ctx.extra.update(sampled=kept, received=received, sampled_no_data=kept - received)
     ctx.timings["load_and_sample_s"] = time.perf_counter() - t0
@@ -110,21 +141,13 @@ def stage_frame(ctx: DemoContext) -> Section:
         f"frame: {ctx.name}, {w}×{h} {'RGB' if c == 3 else 'grey'}; keeping {kept:,} of {h * w:,} pixels "
         f"({kept / (h * w):.1%}, {cfg.pattern}, seed {cfg.seed}){_no_data_text(ctx)}"
     )
-    no_data = ""
-    if valid is not None and not valid.all():
-        from edgeae.ground.validity import coverage
-
-        no_data = (
-            f" {kept - received} of the sampled pixels hold no data and are not used (black in the masked input); "
-            f"every metric below is over {coverage(valid)}."
-        )
     return Section(
         "Input",
         paragraphs=[
             ctx.description,
             f"{w}×{h} pixels, {c} channel(s). Mask: pattern {cfg.pattern}, seed {cfg.seed}, keep {cfg.keep} "
             f"(PRNG version {PRNG_VERSION}): {kept} of {h * w} pixels kept ({kept / (h * w):.2%}); the "
-            f"ground regenerates the same mask from the seed alone.{no_data}",
+            f"ground regenerates the same mask from the seed alone.{_input_text(ctx)}",
         ],
         figures=[
             Figure("original", ctx.original, "original"),
@@ -188,16 +211,15 @@ def stage_reconstruct(ctx: DemoContext) -> Section:
             res = _fill(ctx, step, predictor if step == "cae" else None)
         res = _shown(ctx, res)
         ctx.results.append(res)
-        m = res.metrics
-        ctx.say(
-            f"  {_label(ctx, step):28s} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.3f}  MAE {m['mae']:.4f}  "
-            f"{res.seconds:5.1f} s"
+        m, label = res.metrics, _label(ctx, step)
+        scores = (
+            f"PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.3f}  MAE {m['mae']:.4f}" if measured(ctx) else NOT_MEASURED
         )
-        label = _label(ctx, step)
-        figures.append(Figure(f"{label}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}", res.image, f"recon-{step}"))
-        figures.append(
-            Figure(f"{label}: error map (MAE {m['mae']:.4f})", error_map(ctx.original, res.image), f"error-{step}")
-        )
+        ctx.say(f"  {label:28s} {scores}  {res.seconds:5.1f} s")
+        shown = f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}" if measured(ctx) else "not measured"
+        figures.append(Figure(f"{label}: {shown}", res.image, f"recon-{step}"))
+        mae = f"MAE {m['mae']:.4f}" if measured(ctx) else "not measured"
+        figures.append(Figure(f"{label}: error map ({mae})", error_map(ctx.original, res.image), f"error-{step}"))
     bar_html, bar = _error_bar("colourbar-error")
     return Section(
         "Reconstructions",
@@ -264,6 +286,8 @@ def stage_metrics(ctx: DemoContext) -> Section:
             for r in ctx.results
         },
     }
+    if not measured(ctx):  # as edgeae reconstruct's --metrics-json: every metric null, and why
+        record["metrics_note"] = NOT_MEASURED
     if "codec" in ctx.extra:
         record["same_bytes_codec"] = {k: v for k, v in ctx.extra["codec"].items() if k != "metrics"}
     ctx.extra["metrics_record"] = record  # written to metrics.json by run_demo with the report, at the end: a
@@ -271,8 +295,12 @@ def stage_metrics(ctx: DemoContext) -> Section:
     return Section(
         "Metrics",
         paragraphs=[
-            f"Against the original frame, data range 1{psnr_scope(ctx)}. Times are wall-clock on this machine "
-            f"({os.cpu_count()} CPU cores visible). Also in metrics.json."
+            (
+                f"Against the original frame, data range 1{psnr_scope(ctx)}."
+                if measured(ctx)
+                else f"Not measured: {NOT_MEASURED} ({ctx.extra['left_out']}), as edgeae reconstruct says (–)."
+            )
+            + f" Times are wall-clock on this machine ({os.cpu_count()} CPU cores visible). Also in metrics.json."
         ],
         tables=[metrics_rows(ctx)],
     )
