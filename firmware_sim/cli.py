@@ -126,8 +126,8 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
         say(f"WARNING: {warning}", err=True)
     try:
         summary = rt.run(found.files, inputs=found.notes())
-    except SimulatedReboot as exc:
-        say(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover")
+    except SimulatedReboot as exc:  # on stderr, as every status line: a stdout closed or full cannot lose it
+        say(f"firmware-sim: {exc}; state kept in {args.out}: run again with the same --out to recover", err=True)
         return EXIT_REBOOT
     except StorageFailed as failed:  # the run began: not a user error
         _write_outputs(failed.summary, args.out, prune=rt.held)

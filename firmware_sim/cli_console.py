@@ -1,14 +1,15 @@
 """The console of a command line, for ``firmware-sim`` and ``edgeae`` alike (standard library only, so the flight
-runtime can import it): a stdout whose failure is reported as such (:class:`GuardedStdout`, :func:`stdout_failure`),
-a console that cannot encode a character written with an escape (:func:`escape_unencodable`), and the status of a
-command kept once it is decided (:func:`keep_status`, :func:`ignore_signals_at_exit`)."""
+runtime can import it): a stdout whose failure is reported as such and never replaces a status of the command's own
+(:class:`GuardedStdout`, :func:`stdout_failure`, :func:`status_line`), a stderr that cannot fail a command
+(:func:`err_line`), a console that cannot encode a character written with an escape (:func:`escape_unencodable`),
+and the status of a command kept once it is decided (:func:`keep_status`, :func:`ignore_signals_at_exit`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -18,25 +19,94 @@ class StdoutError(Exception):
 
 
 class GuardedStdout:
-    """``sys.stdout`` while a command runs: a failed write or flush raises :class:`StdoutError`."""
+    """``sys.stdout`` while a command runs: a failed write or flush raises :class:`StdoutError`, and the first
+    failure is kept (:attr:`failure`: the command's dispatcher says it in one line once the command has its status,
+    which stays the command's own when not 0). Inside :meth:`keep_going` a failure raises nothing and the rest is
+    written nowhere: what follows the console lines (WARNINGs on stderr, the line and status of an interrupted run)
+    is not cut short by them (until session 37 Ctrl-C on ``firmware-sim run ... | tee log``, which stops tee too,
+    exited 1, "stdout closed", without its "state kept" line)."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self.failure: StdoutError | None = None
+        self._going = 0
+
+    def _error(self, exc: BaseException | None = None) -> StdoutError:
+        """The error to raise for a failed write (``exc``; None: an earlier one), the first kept in :attr:`failure`."""
+        if self.failure is None:
+            self.failure = _stdout_error(exc)
+        return _stdout_error(self.failure.__cause__)
 
     def write(self, text: str) -> int:
-        try:
-            return int(self._inner.write(text))
-        except OSError as exc:
-            raise StdoutError(exc) from exc
+        error = self._error() if self.failure is not None else None
+        if error is None:
+            try:
+                return int(self._inner.write(text))
+            except OSError as exc:
+                error = self._error(exc)
+        if self._going:
+            return len(text)
+        raise error
 
     def flush(self) -> None:
+        error = self._error() if self.failure is not None else None
+        if error is None:
+            try:
+                self._inner.flush()
+                return
+            except OSError as exc:
+                error = self._error(exc)
+        if not self._going:
+            raise error
+
+    @contextlib.contextmanager
+    def keep_going(self) -> Iterator[None]:
+        """A failure in the block is kept, not raised; what is written after it goes nowhere."""
+        self._going += 1
         try:
-            self._inner.flush()
-        except OSError as exc:
-            raise StdoutError(exc) from exc
+            yield
+        finally:
+            self._going -= 1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+def _stdout_error(cause: BaseException | None) -> StdoutError:
+    error = StdoutError(cause)
+    error.__cause__ = cause
+    return error
+
+
+def console_keeps_going() -> contextlib.AbstractContextManager[None]:
+    """:meth:`GuardedStdout.keep_going` of ``sys.stdout`` while a command runs; else nothing changes."""
+    out = sys.stdout
+    return out.keep_going() if isinstance(out, GuardedStdout) else contextlib.nullcontext()
+
+
+def status_line(text: str) -> None:
+    """A command's closing line (what it did, what to do next) on stdout, where its console has it; on stderr when
+    stdout cannot take it (closed by the same Ctrl-C, a full disk): the line is not lost with the console output,
+    and stdout's failure does not replace the command's status (:class:`GuardedStdout`)."""
+    out = sys.stdout
+    if not isinstance(out, GuardedStdout):
+        print(text)
+        return
+    with out.keep_going():
+        print(text, file=out)
+        out.flush()
+    if out.failure is not None:
+        err_line(text)
+
+
+def err_line(text: str) -> None:
+    """One line on stderr. A stderr that cannot take it (``2>&1 | tee log`` and a Ctrl-C that stopped tee too) is
+    pointed at /dev/null: nothing is left to say it on, and the command's status, the one thing that can still
+    reach its caller, is not replaced by a traceback or Python's 120 at exit."""
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError):  # ValueError: a closed file
+        silence_stdout(sys.stderr)
 
 
 def stdout_failure(exc: StdoutError) -> str:
@@ -49,7 +119,8 @@ def stdout_failure(exc: StdoutError) -> str:
 
 
 def silence_stdout(stream: Any) -> None:
-    """Point descriptor 1 at /dev/null: no second error when Python flushes stdout at exit."""
+    """Point the stream's descriptor (1, or stderr's 2) at /dev/null: no second error when Python flushes it at
+    exit."""
     with contextlib.suppress(OSError, ValueError, AttributeError):  # a replaced stdout (tests) has no descriptor
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from edgeae.cli_conventions import DASH_REFUSED, dash_given
 from edgeae.memory_probe import SOURCE_NAMES, tightest  # standard library only: the MemoryError line imports nothing
 
-from .cli_console import GuardedStdout, StdoutError, silence_stdout, stdout_failure
+from .cli_console import GuardedStdout, StdoutError, console_keeps_going, silence_stdout, stdout_failure
 from .cli_outputs import say
 from .faults import FaultSpecError
 from .mission import MissionError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
-EXIT_STDOUT = 1  # stdout closed or full: edgeae's status for it (README), said in one line on stderr
+EXIT_STDOUT = 1  # stdout closed or full, the command otherwise done: edgeae's status for it (README), one line
 
 
 def _how(received: Sequence[str]) -> str:
@@ -32,20 +32,42 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, receive
         say(f"firmware-sim {args.command}: error: {dash} -: {DASH_REFUSED}", err=True)
         return 2
     inner = sys.stdout
-    guarded = inner is not None and not isinstance(inner, GuardedStdout)
-    if guarded:
-        sys.stdout = GuardedStdout(inner)
+    guard = GuardedStdout(inner) if inner is not None and not isinstance(inner, GuardedStdout) else None
+    if guard is not None:
+        sys.stdout = guard
+    try:
+        code = _status(args, received)
+    finally:
+        if guard is not None and sys.stdout is guard:
+            sys.stdout = inner
+    if guard is None or guard.failure is None:
+        return code
+    # | head, | tee that a Ctrl-C stopped too, > /dev/full: one line, and a status of the command's own (130, 4, 3,
+    # 2, check's 1) stays; 1 only where the command would have ended with 0 (until session 37 always 1)
+    say(
+        f"firmware-sim {args.command}: error: {stdout_failure(guard.failure)}; its console output is cut short",
+        err=True,
+    )
+    silence_stdout(inner)
+    return code or EXIT_STDOUT
+
+
+def _status(args: argparse.Namespace, received: Sequence[str]) -> int:
+    """The command's own status, or that of the error that stopped it (one line each)."""
     try:
         code = int(args._fn(args))
-        sys.stdout.flush()  # its last lines: a stdout that cannot take them is reported here, not at exit
+        with console_keeps_going():  # its last lines: a stdout that cannot take them is reported with the status
+            sys.stdout.flush()
         return code
-    except StdoutError as exc:  # | head, | true, > /dev/full: one line, not a verdict's status ("degraded", ...)
+    except StdoutError as exc:  # a guarded stdout kept the failure: said by _dispatch with the status
+        if isinstance(sys.stdout, GuardedStdout) and sys.stdout.failure is not None:
+            return 0
         say(f"firmware-sim {args.command}: error: {stdout_failure(exc)}; its console output is cut short", err=True)
-        silence_stdout(inner)
+        silence_stdout(sys.stdout)
         return EXIT_STDOUT
     except BrokenPipeError as exc:  # a pipe other than stdout
         say(f"firmware-sim {args.command}: error: a pipe it wrote to was closed ({exc})", err=True)
-        silence_stdout(inner)
+        silence_stdout(sys.stdout)
         return EXIT_STDOUT
     except (MissionError, FaultSpecError, OSError, ValueError, ImportError) as exc:
         say(f"firmware-sim {args.command}: error: {exc}", err=True)
@@ -56,9 +78,6 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, receive
     except KeyboardInterrupt:  # check, bench, or run before its frame loop (loading models): nothing to keep
         say(f"firmware-sim {args.command}: interrupted{_how(received)}", err=True)
         return EXIT_INTERRUPTED
-    finally:
-        if guarded and isinstance(sys.stdout, GuardedStdout):
-            sys.stdout = inner
 
 
 def _why(exc: BaseException) -> str:

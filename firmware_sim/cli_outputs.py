@@ -5,7 +5,6 @@ its names are importable from here as well."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from edgeae.printable import printable
 from .cli_advice import advice_lines as advice_lines
 from .cli_advice import check_lines as check_lines
 from .cli_advice import retaken_lines as retaken_lines
+from .cli_console import console_keeps_going, err_line
 
 
 def _write_outputs(
@@ -24,7 +24,9 @@ def _write_outputs(
     could not write at its end (report.html here, summary.json in the summary's ``not_written``) is a WARNING
     naming it, after the console summary: the run happened, its results are in telemetry.jsonl. ``prune``: the run
     holds the folder (its ``held``: false on a file system that cannot lock, where the report then removes nothing
-    of ``report_img/``; until review r16 of session 36 it pruned there too). Returns those files and their errors."""
+    of ``report_img/``; until review r16 of session 36 it pruned there too). A stdout that fails in the console lines
+    stops none of the lines on stderr (its one line and the status follow, :mod:`.cli_dispatch`). Returns those files
+    and their errors."""
     from .report import write_report
 
     not_written = dict(summary.get("not_written") or {})
@@ -38,13 +40,14 @@ def _write_outputs(
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM ("SIGTERM" in its text): the page is written all or
         # nothing, so the summary and the WARNING naming what writes it still follow (until session 37 neither did)
         not_written[str(Path(out) / "report.html")] = INTERRUPTED + (f" by {stop}" if str(stop) else "")
-    _print_summary(summary, out)
-    print_lines(advice)
-    if report is not None:
-        say(f"  report: {report}")
-    for path, error in not_written.items():
-        means = _not_written_means(Path(path), Path(out), error.startswith(INTERRUPTED))
-        say(f"WARNING: {path} was not written: {error}; {means}", err=True)
+    with console_keeps_going():
+        _print_summary(summary, out)
+        print_lines(advice)
+        if report is not None:
+            say(f"  report: {report}")
+        for path, error in not_written.items():
+            means = _not_written_means(Path(path), Path(out), error.startswith(INTERRUPTED))
+            say(f"WARNING: {path} was not written: {error}; {means}", err=True)
     return not_written
 
 
@@ -63,7 +66,10 @@ def report_interrupted(not_written: dict[str, str]) -> str | None:
 def say(text: str, err: bool = False) -> None:
     """Print one console line (on stderr when ``err``), with a name's bytes that are not UTF-8 as ``\\xff``
     (:func:`edgeae.printable.printable`): a console that is strict UTF-8 cannot print them as they are."""
-    print(printable(text), file=sys.stderr if err else sys.stdout)
+    if err:
+        err_line(printable(text))  # a stderr that cannot take it changes nothing else (cli_console.err_line)
+    else:
+        print(printable(text))
 
 
 def print_lines(lines: Sequence[str]) -> None:

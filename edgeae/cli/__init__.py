@@ -25,6 +25,8 @@ from edgeae.cli_conventions import CommandParser, dash_given
 from edgeae.firmware_sim.cli_console import GuardedStdout as _GuardedStdout
 from edgeae.firmware_sim.cli_console import StdoutError as StdoutError
 from edgeae.firmware_sim.cli_console import (
+    console_keeps_going,
+    err_line,
     escape_unencodable,
     ignore_signals_at_exit,
     keep_status,
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _err(line: str) -> None:
     """One error line on stderr, a file name's bytes that are not UTF-8 written as ``\\xff`` (as the pages and the
     console do), not as the ``\\udcff`` Python's stderr would print."""
-    print(printable(line), file=sys.stderr)
+    err_line(printable(line))  # a stderr that cannot take it (2>&1 | tee, stopped) leaves the status as it is
 
 
 def label(args: argparse.Namespace) -> str:
@@ -284,21 +286,38 @@ def _sigterm_as_interrupt(command: str, got: list[str]) -> Callable[[], object]:
 
 
 def _run_guarded(args: argparse.Namespace) -> int:
+    """The command's status; a stdout that failed is said in one line after it, and the status stays the command's
+    own when not 0 (``ground decode`` interrupted with its stdout closed by the same Ctrl-C: 130; until session 37
+    always 1); 1 where the command would have ended with 0."""
+    inner = sys.stdout
+    guard = _GuardedStdout(inner) if inner is not None and not isinstance(inner, _GuardedStdout) else None
+    if guard is not None:
+        sys.stdout = guard
+    try:
+        code = _status(args)
+    finally:
+        if guard is not None and sys.stdout is guard:
+            sys.stdout = inner
+    if guard is None or guard.failure is None:
+        return code
+    _err(f"{label(args)}: error: {stdout_failure(guard.failure)}; its console output is cut short")
+    silence_stdout(inner)
+    return code or 1
+
+
+def _status(args: argparse.Namespace) -> int:
     from edgeae._headers import ImageMissingError, ImageReadError
 
     got: list[str] = getattr(args, "_sigterm", [])  # main's SIGTERM handler records into it
     name = label(args)
-    inner = sys.stdout
-    guarded = inner is not None and not isinstance(inner, _GuardedStdout)
-    if guarded:
-        sys.stdout = _GuardedStdout(inner)
     try:
         if getattr(args, "_needs", None):
             from edgeae._optional import check_extras
 
             check_extras(name, args._needs(args))
         code = int(args._run(args) or 0)
-        sys.stdout.flush()  # its last lines: a stdout that cannot take them is reported here, not at exit
+        with console_keeps_going():  # its last lines: a stdout that cannot take them is reported with the status
+            sys.stdout.flush()
         return code
     except KeyboardInterrupt:  # Ctrl-C: a message, not a traceback (a scan keeps what it finished)
         again = " (run the same command again to resume)" if args.command == "scan" else ""
@@ -306,8 +325,10 @@ def _run_guarded(args: argparse.Namespace) -> int:
         _err(f"\n{name}: interrupted{how}{again}")
         return 130
     except StdoutError as exc:  # stdout closed (| head, | true) or full (> /dev/full): the files it wrote stay
+        if isinstance(sys.stdout, _GuardedStdout) and sys.stdout.failure is not None:
+            return 0  # said with the status by _run_guarded
         _err(f"{name}: error: {stdout_failure(exc)}; its console output is cut short")
-        silence_stdout(inner)
+        silence_stdout(sys.stdout)
         return 1
     except BrokenExecutor as exc:  # a worker process died (killed, out of memory): no traceback, a way on
         again = "; run the same command again to resume" if args.command == "scan" else ""
@@ -315,7 +336,7 @@ def _run_guarded(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError as exc:  # a pipe other than stdout (a stdout written past the guard: silenced too)
         _err(f"{name}: error: a pipe it wrote to was closed ({exc})")
-        silence_stdout(inner)
+        silence_stdout(sys.stdout)
         return 1
     except ImageReadError as exc:  # an input that cannot be read (corrupt, truncated, not an image): a data error
         _err(f"{name}: error: {exc}")
@@ -330,9 +351,6 @@ def _run_guarded(args: argparse.Namespace) -> int:
 
         _err(f"{name}: error: {base_missing(exc) or exc}")
         return 2
-    finally:
-        if guarded and isinstance(sys.stdout, _GuardedStdout):
-            sys.stdout = inner
 
 
 if __name__ == "__main__":  # pragma: no cover

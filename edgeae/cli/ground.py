@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgeae._optional import source_ref
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
+from edgeae.firmware_sim.cli_console import status_line
 
 from .ground_originals import originals_of_captures, serve_originals
 from .ground_out import OutClaim, check_out, check_session, create_out
@@ -293,7 +294,7 @@ def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
             report["stream"]["interrupted"] = signal_name[0]
             report["stream"]["bytes_outside_packets"] = cap.skipped
             written = _write_final(cap.station, report)
-            print(
+            status_line(  # on stderr when the same Ctrl-C closed stdout (| tee): the line and 130 stay
                 f"interrupted ({signal_name[0]}): {len(report['products'])} products written to {cap.station.out}, "
                 f"{report['stream']['products_not_decoded']} not decoded"
                 + (" (stream.json says which)" if written else "")
