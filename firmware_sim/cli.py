@@ -36,19 +36,19 @@ from .cli_commands import _bench, _missions, _report
 from .cli_console import escape_unencodable, ignore_signals_at_exit, keep_status
 from .cli_dispatch import EXIT_INTERRUPTED, _dispatch, _how
 from .cli_outputs import (
-    DROP_HINTS,
-    _reasons,
     _write_outputs,
     advice_lines,
     check_lines,
+    interrupted_by,
     passes_skipped_lines,
     print_lines,
-    report_interrupted,
     say,
 )
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_for
 from .cli_preflight import _check_inject, _check_out_folder, _sigterm_as_ctrl_c
+from .cli_run_end import EXIT_ALL_DROPPED as EXIT_ALL_DROPPED
+from .cli_run_end import run_status
 from .faults import SimulatedReboot
 from .mission import Mission, MissionError
 from .mission_sections import ARTIFACT_FORMATS
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from .frames import FrameList
     from .loop import FlightRuntime
 
-EXIT_ALL_DROPPED = 1
 EXIT_DEGRADED = 1  # check: the mission boots, but without a model it names (refused, or no interpreter for it)
 EXIT_REBOOT = 3
 EXIT_STORAGE = 4  # run: a write the loop cannot go on without failed (a full or read-only disk), after it began
@@ -146,26 +145,15 @@ def _fly(rt: FlightRuntime, args: argparse.Namespace, found: FrameList, mission:
             err=True,
         )
         return EXIT_INTERRUPTED
-    advice = advice_lines(summary, rt.records, mission, rt.rss_loaded - rt.rss_boot)
-    not_written = _write_outputs(
-        summary, args.out, advice + passes_skipped_lines(rt.queue.passes_skipped), prune=rt.held
-    )
-    stopped = report_interrupted(not_written or {})
-    if stopped is not None:  # every frame is done; the page alone is missing (its WARNING said what writes it)
-        say(
-            f"firmware-sim: {stopped} while report.html was written, after every frame of this run; state kept in "
-            f"{args.out}: firmware-sim report {args.out} writes the page (the same command does too; no frame is "
-            "taken again)",
-            err=True,
-        )
-        return EXIT_INTERRUPTED
-    f = summary["frames"]
-    if f["acquired"] and f["dropped"] == f["acquired"]:
-        hints = [DROP_HINTS[k] for k in f.get("drop_reasons") or {} if k in DROP_HINTS]
-        hint = f" ({'; '.join(hints)})" if hints else ""
-        say(f"firmware-sim: every frame was dropped ({_reasons(f)}); nothing to downlink{hint}", err=True)
-        return EXIT_ALL_DROPPED
-    return 0
+    stopped = None
+    try:
+        advice = advice_lines(summary, rt.records, mission, rt.rss_loaded - rt.rss_boot)
+        advice += passes_skipped_lines(rt.queue.passes_skipped)
+    except KeyboardInterrupt as stop:  # every frame done: the summary is printed, the page not written (named)
+        advice, stopped = [], interrupted_by(stop)
+    held: list[str] = []  # a signal while the console summary prints: it ends first
+    not_written = _write_outputs(summary, args.out, advice, prune=rt.held, stopped=stopped, held=held) or {}
+    return run_status(summary, args.out, not_written, early=stopped is not None, held=held)
 
 
 def _does(n: int) -> str:

@@ -2,7 +2,8 @@
 runtime can import it): a stdout whose failure is reported as such and never replaces a status of the command's own
 (:class:`GuardedStdout`, :func:`stdout_failure`, :func:`status_line`), a stderr that cannot fail a command
 (:func:`err_line`), a console that cannot encode a character written with an escape (:func:`escape_unencodable`),
-and the status of a command kept once it is decided (:func:`keep_status`, :func:`ignore_signals_at_exit`)."""
+signals held over a short step (:func:`signals_held`), and the status of a command kept once it is decided
+(:func:`keep_status`, :func:`ignore_signals_at_exit`)."""
 
 from __future__ import annotations
 
@@ -192,3 +193,38 @@ def keep_status(code: int) -> Callable[[], None]:
                 signal.signal(sig, handler)
 
     return put_back
+
+
+@contextlib.contextmanager
+def signals_held(got: list[str]) -> Iterator[None]:
+    """SIGINT and SIGTERM are recorded in ``got`` (``"SIGINT"``, ``"SIGTERM"``) while the block runs, not raised: a
+    short step that must not stop halfway (a run's console summary, after its files) ends first and the caller acts
+    on them. A second one raises ``KeyboardInterrupt`` at once (``"SIGTERM"`` in its text for that signal): a stdout
+    whose reader stalled cannot hold the process. The handlers are put back when the block ends; an ignored signal
+    stays ignored; off the main thread nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mine: list[str] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        mine.append(name)
+        got.append(name)
+        if len(mine) > 1:
+            raise KeyboardInterrupt("SIGTERM" if name == "SIGTERM" else "")
+
+    old: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler not in (signal.SIG_IGN, None):  # None: set outside Python, left alone
+            old[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            if signal.getsignal(sig) is hold:
+                signal.signal(sig, handler)

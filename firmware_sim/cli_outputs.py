@@ -14,33 +14,44 @@ from edgeae.printable import printable
 from .cli_advice import advice_lines as advice_lines
 from .cli_advice import check_lines as check_lines
 from .cli_advice import retaken_lines as retaken_lines
-from .cli_console import console_keeps_going, err_line
+from .cli_console import console_keeps_going, err_line, signals_held
 
 
 def _write_outputs(
-    summary: dict[str, Any], out: str, advice: Sequence[str] = (), *, prune: bool = True
+    summary: dict[str, Any],
+    out: str,
+    advice: Sequence[str] = (),
+    *,
+    prune: bool = True,
+    stopped: str | None = None,
+    held: list[str] | None = None,
 ) -> dict[str, str]:
     """report.html and the console summary of a run (``advice``: lines from :func:`advice_lines`). A file the run
     could not write at its end (report.html here, summary.json in the summary's ``not_written``) is a WARNING
     naming it, after the console summary: the run happened, its results are in telemetry.jsonl. ``prune``: the run
     holds the folder (its ``held``: false on a file system that cannot lock, where the report then removes nothing
-    of ``report_img/``; until review r16 of session 36 it pruned there too). A stdout that fails in the console lines
-    stops none of the lines on stderr (its one line and the status follow, :mod:`.cli_dispatch`). Returns those files
-    and their errors."""
+    of ``report_img/``; until review r16 of session 36 it pruned there too). ``stopped``: a signal came before the
+    page (:func:`interrupted_by`), which is then not written. The console lines are printed whole: SIGINT and SIGTERM
+    are held meanwhile (their names in ``held``, for the caller to act on), and a stdout that fails there stops
+    none of the lines on stderr (its one line and the status follow, :mod:`.cli_dispatch`). Returns the files not
+    written and their errors."""
     from .report import write_report
 
     not_written = dict(summary.get("not_written") or {})
     report = None
-    try:
-        report = write_report(out, summary, prune=prune)  # a run holds the folder until its report is written
-    except (OSError, ValueError) as exc:  # a full or read-only disk, or text the page could not hold (until session
-        # 36 a UnicodeEncodeError, a frame name that is not UTF-8, ended the run with exit 2 and no console summary):
-        # written atomically, so no partial report.html is left
-        not_written[str(Path(out) / "report.html")] = str(exc)
-    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM ("SIGTERM" in its text): the page is written all or
-        # nothing, so the summary and the WARNING naming what writes it still follow (until session 37 neither did)
-        not_written[str(Path(out) / "report.html")] = INTERRUPTED + (f" by {stop}" if str(stop) else "")
-    with console_keeps_going():
+    if stopped is not None:
+        not_written[str(Path(out) / "report.html")] = stopped
+    else:
+        try:
+            report = write_report(out, summary, prune=prune)  # a run holds the folder until its report is written
+        except (OSError, ValueError) as exc:  # a full or read-only disk, or text the page could not hold (until
+            # session 36 a UnicodeEncodeError, a frame name that is not UTF-8, ended the run with exit 2 and no console
+            # summary): written atomically, so no partial report.html is left
+            not_written[str(Path(out) / "report.html")] = str(exc)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the page is written all or nothing, so the summary
+            # and the WARNING naming what writes it still follow (until session 37 neither did)
+            not_written[str(Path(out) / "report.html")] = interrupted_by(stop)
+    with signals_held([] if held is None else held), console_keeps_going():
         _print_summary(summary, out)
         print_lines(advice)
         if report is not None:
@@ -52,6 +63,12 @@ def _write_outputs(
 
 
 INTERRUPTED = "interrupted"  # the error of report.html in _write_outputs' result when a signal stopped its writing
+
+
+def interrupted_by(stop: KeyboardInterrupt) -> str:
+    """``interrupted`` (Ctrl-C) or ``interrupted by SIGTERM`` (firmware-sim's SIGTERM handler puts its name in the
+    ``KeyboardInterrupt`` it raises)."""
+    return INTERRUPTED + (f" by {stop}" if str(stop) else "")
 
 
 def report_interrupted(not_written: dict[str, str]) -> str | None:

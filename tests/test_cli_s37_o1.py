@@ -6,6 +6,7 @@ README's exit-status table."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -203,3 +204,70 @@ def test_edgeae_keeps_a_command_s_own_status_when_stdout_fails(monkeypatch, caps
     assert main(["links"]) == 3
     monkeypatch.setattr(sys, "stdout", sys.__stdout__)
     assert capsys.readouterr().err.strip().startswith("edgeae links: error: cannot write to stdout")
+
+
+# ------------------------------------------------------------------------ 2. a signal at the end of a run
+def _signal_in(monkeypatch, module, name: str, sig: signal.Signals) -> None:
+    """``module.name`` gets ``sig`` (a real signal, to the handlers then in place) before it runs."""
+    real = getattr(module, name)
+
+    def signalled(*args, **kwargs):
+        signal.raise_signal(sig)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, signalled)
+
+
+@pytest.fixture
+def callers_sigterm():
+    """Without firmware-sim's own handler a SIGTERM would end pytest."""
+
+    def callers(signum, frame) -> None:
+        raise AssertionError("SIGTERM reached the caller's handler")
+
+    before = signal.signal(signal.SIGTERM, callers)
+    yield callers
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_advice_is_worked_out_gives_the_summary_and_names_firmware_sim_report(
+    tmp_path: Path, frames, capsys, monkeypatch, callers_sigterm, sig: signal.Signals
+) -> None:
+    """Review r4 #3: "firmware-sim run: interrupted", the line of a stop before the boot, 130, no summary, no
+    report.html and no word of what writes it."""
+    import edgeae.firmware_sim.cli as cli
+
+    out = tmp_path / "fw"
+    _signal_in(monkeypatch, cli, "advice_lines", sig)
+    assert cli.main(_run_args(frames, out)) == 130
+    got = capsys.readouterr()
+    assert "mission orbital_nac: 2 frames acquired" in got.out
+    by = " by SIGTERM" if sig == signal.SIGTERM else ""
+    err = got.err.strip().splitlines()
+    assert any(f"{out / 'report.html'} was not written: interrupted{by};" in line for line in err), err
+    assert err[-1].startswith(f"firmware-sim: interrupted{by} before report.html was written, after every frame")
+    assert f"firmware-sim report {out} writes the page" in err[-1]
+    assert not (out / "report.html").exists() and (out / "summary.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) is callers_sigterm
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_summary_prints_lets_it_end_and_says_every_output_is_written(
+    tmp_path: Path, frames, capsys, monkeypatch, callers_sigterm, sig: signal.Signals
+) -> None:
+    """Review r4 #3: a signal in the console summary (report.html written) cut it short with the plain line."""
+    import edgeae.firmware_sim.cli_outputs as co
+    from edgeae.firmware_sim.cli import main
+
+    out = tmp_path / "fw"
+    _signal_in(monkeypatch, co, "_print_summary", sig)
+    assert main(_run_args(frames, out)) == 130
+    got = capsys.readouterr()
+    assert "mission orbital_nac: 2 frames acquired" in got.out and f"  report: {out / 'report.html'}" in got.out
+    by = " by SIGTERM" if sig == signal.SIGTERM else ""
+    err = got.err.strip().splitlines()
+    assert err[-1].startswith(f"firmware-sim: interrupted{by} as the run ended, after every frame of this run"), err
+    assert "summary.json and report.html are written" in err[-1]
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) is callers_sigterm
