@@ -227,3 +227,23 @@ def test_the_input_paragraph_counts_the_unused_samples_only_when_there_are_some(
     text = stage_frame(ctx).paragraphs[1]
     unused = ctx.extra["sampled_no_data"]
     assert unused >= 1000 and f" {unused:,} of the sampled pixels hold no data and are not used" in text
+
+
+def test_a_bundled_frame_keeps_its_guessed_margin_as_samples(tmp_path: Path) -> None:
+    """The rover frame from a data folder: a dark margin the margin rule only guesses stays a sample (``has_data``
+    is the file's declared mask), as for ``--image``; ``_load`` took ``valid`` for both."""
+    cv2 = pytest.importorskip("cv2")
+    from edgeae.datasets import DEMO_FRAME
+    from edgeae.demo import stage_frame
+
+    rgb = np.repeat((_texture(64, 64)[..., None] * 255).astype(np.uint8), 3, axis=2)
+    rgb[:, :6] = 0
+    path = tmp_path / "data" / DEMO_FRAME
+    path.parent.mkdir(parents=True)
+    ok, data = cv2.imencode(".png", rgb)  # PNG bytes under the frame's .jpg name: read by content, losslessly
+    assert ok
+    path.write_bytes(data.tobytes())
+    ctx = DemoContext(DemoConfig(out=tmp_path / "d", data_root=tmp_path / "data"), say=lambda _: None)
+    stage_frame(ctx)
+    assert not ctx.extra["valid"].all() and ctx.extra["has_data"].all()
+    assert ctx.extra["sampled_no_data"] == 0 and ctx.known[:, :6].any()

@@ -126,10 +126,18 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
     """(pixels float32 (H, W, C), short name, description, valid-pixel mask or None) of the demo frame; the name
     as given, a byte that is not UTF-8 as Python holds it (``\\udcff``: the page and the console show ``\\xff``,
     metrics.json JSON's ``\\udcff`` escape, which ``json.loads`` and ``os.fsencode`` turn back into the bytes)."""
+    return frame_with_data(config)[:4]
+
+
+def frame_with_data(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None, np.ndarray | None]:
+    """:func:`load_frame`'s (pixels, name, description, valid), then the pixels the file declares as holding data
+    (:func:`edgeae.received.declared_valid`: a guessed dark margin stays a sample, as in ``edgeae reconstruct``),
+    for ``--image`` and the rover frame alike; None for the moon (every pixel holds data)."""
     from edgeae.imageio import read_image
+    from edgeae.received import declared_valid
 
     if config.image is not None:
-        return image_frame(config.image)[:4]
+        return image_frame(config.image)
     if config.source in ("auto", "rover"):
         from edgeae.data import ENV_VAR, find_data_root
         from edgeae.datasets import DEMO_FRAME
@@ -145,6 +153,7 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
                 f"Perseverance Mastcam-Z calibrated colour frame {path.name} from {root}; never trained on "
                 "(rover_rgb test split)",
                 data.valid,
+                declared_valid(data),
             )
         if config.data_root is not None or env:  # a folder named on purpose that does not hold the frame: a mistake
             where = "is not a folder" if root is None else f"has no {DEMO_FRAME}"
@@ -167,7 +176,7 @@ def load_frame(config: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | N
 
     moon = np.asarray(require("skimage.data").moon(), dtype=np.float32) / 255.0
     moon_text = "skimage.data.moon(): 512×512 8-bit lunar surface (bundled with scikit-image)"
-    return moon[..., None], "moon", moon_text, None
+    return moon[..., None], "moon", moon_text, None, None
 
 
 ADAPTED = "cae-adapted"  # the demo's name for the CAE adapted to the frame (DemoConfig.adapt)

@@ -16,22 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeae.demo.context import ADAPTED, CROSS, DemoConfig, DemoContext, _label, image_frame, load_frame
+from edgeae.demo.context import ADAPTED, CROSS, DemoContext, _label, frame_with_data
 from edgeae.masks import PRNG_VERSION, MaskSpec, apply_mask
 from edgeae.printable import printable
 from edgeae.reconstruct import DEFAULT_MODELS, Reconstruction
 from edgeae.report import ERROR_MAP_MAX, Figure, Section, colour_bar, error_map
-
-
-def _load(cfg: DemoConfig) -> tuple[np.ndarray, str, str, np.ndarray | None, np.ndarray | None]:
-    """:func:`load_frame`'s (pixels, name, description, valid), then the pixels the file declares as holding data
-    (:func:`edgeae.received.declared_valid`: a guessed dark margin stays a sample, as in ``edgeae reconstruct``).
-    The bundled frames have no no-data."""
-    if cfg.image is None:
-        pixels, name, description, valid = load_frame(cfg)
-        return pixels, name, description, valid, valid
-    return image_frame(cfg.image)
-
 
 NOT_MEASURED = "no pixel with data: metrics not computed"  # in the words of edgeae reconstruct
 
@@ -126,7 +115,7 @@ def stage_frame(ctx: DemoContext) -> Section:
 
     cfg = ctx.config
     t0 = time.perf_counter()
-    ctx.original, ctx.name, ctx.description, valid, has_data = _load(cfg)
+    ctx.original, ctx.name, ctx.description, valid, has_data = frame_with_data(cfg)
     ctx.extra["valid"], ctx.extra["has_data"] = valid, has_data
     sampled = MaskSpec(cfg.seed, cfg.keep, cfg.pattern).make(ctx.original.shape[:2])
     where = printable(str(cfg.image if cfg.image is not None else ctx.name))
