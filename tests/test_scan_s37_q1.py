@@ -193,3 +193,42 @@ def test_an_image_over_the_streaming_limit_counts_no_patch_and_fails_alone(tmp_p
     report = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", **kw)  # type: ignore[arg-type]
     assert report["done"] == 1 and [f["file"] for f in report["failures"]] == ["big.png"]
     assert "over the streaming limit of 5,000 pixels" in report["failures"][0]["error"]
+
+
+# -- an unwritable stderr ----------------------------------------------------------------------------------------------
+_ONNX = Path(__file__).parents[1] / "edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"  # no torch
+
+
+class _FullStream:
+    """A stderr on a full disk: every write fails with ENOSPC (no descriptor to point at /dev/null)."""
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_score_with_an_unwritable_stderr_keeps_its_csv_and_status(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # edgeae score good.png trunc.png -o s.csv 2>/dev/full: the "skipped:" line failed mid-run, the exception discarded
+    # every score (no CSV, no JSON) and the status was 2; now the CSV is written and the status is 1, as documented
+    import sys
+
+    from test_scan_support import noise_archive
+
+    from edgeae.cli import main
+
+    arc = noise_archive(tmp_path / "arc", ["good.png"])
+    (arc / "trunc.png").write_bytes((arc / "good.png").read_bytes()[:300])
+    monkeypatch.setattr(sys, "stderr", _FullStream())
+    out = tmp_path / "s.csv"
+    rc = main(["score", str(arc / "good.png"), str(arc / "trunc.png"), "--model", str(_ONNX), "-o", str(out),
+               "--no-progress"])  # fmt: skip
+    monkeypatch.undo()
+    assert rc == 1
+    assert out.is_file() and (tmp_path / "s.csv.json").is_file()
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("file,") and len(rows) > 1 and all("good.png" in r for r in rows[1:] if r)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeae.cli import positive_int
+from edgeae.cli import err_line, positive_int
 
 DEFAULT_MODEL = "orbital-gray-vae"
 DEFAULT_WORKERS = 2
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     except (ActorsDiedError, ClusterLostError) as exc:  # workers, or the cluster, lost: one line, status 1 (README)
         if not getattr(exc, "said", False):  # a lost cluster is said when found (Ray may block the driver after it)
-            print(f"edgeae scan: error: {exc}", file=sys.stderr)
+            err_line(f"edgeae scan: error: {exc}")
         return 1
     finally:
         restore()
@@ -217,10 +217,9 @@ def run(args: argparse.Namespace) -> int:
             if deps
             else ""
         )
-        print(
+        err_line(  # a stderr that fails (a log on a full disk) leaves the status as it is
             f"edgeae scan: {report['failed']} image(s) could not be read (listed in {Path(args.out) / 'report.md'}; "
-            f"--retry-failed scans them again){why}",
-            file=sys.stderr,
+            f"--retry-failed scans them again){why}"
         )
         return 1
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._headers import ImageReadError
-from edgeae.cli import CLIError, add_views_argument, positive_int, seed_arg
+from edgeae.cli import CLIError, add_views_argument, err_line, positive_int, seed_arg
 from edgeae.cli.score_checks import (
     DEFAULT_MODELS,
     _check_local_z_size,
@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         except ImageReadError as exc:  # one bad file does not lose the others' scores
             if len(files) == 1:
                 raise
-            print(f"skipped: {printable(str(exc))}", file=sys.stderr)
+            err_line(f"skipped: {printable(str(exc))}")  # a stderr that fails (a full disk) loses no result (s37)
             unread.append(str(f))
             continue
         kept.append(i)
@@ -338,10 +338,7 @@ def run(args: argparse.Namespace) -> int:
         print(printable(f"maps -> {maps[0]}" + (f" ... {maps[-1].name} ({len(maps)} files)" if len(maps) > 1 else "")))
     _print_top(results, SHOW_TOP)
     if unread:
-        print(
-            printable(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}"),
-            file=sys.stderr,
-        )
+        err_line(printable(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}"))
         return 1
     return 0
 

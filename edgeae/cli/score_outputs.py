@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from edgeae.cli import CLIError, check_writable
+from edgeae.cli import CLIError, check_writable, err_line
 from edgeae.printable import printable
 
 log = logging.getLogger("edgeae.cli.score")  # the command's logger, as before these helpers left edgeae.cli.score
@@ -125,7 +124,7 @@ def _remove_earlier(stale: list[Path], note: str) -> None:
     for m in stale:
         m.unlink(missing_ok=True)
     if note:
-        print(printable(note), file=sys.stderr)
+        err_line(printable(note))  # after the outputs: a stderr that fails (a full disk) does not change the status
 
 
 def _recorded_paths(args: argparse.Namespace, maps: list[Path]) -> dict[str, Any]:
