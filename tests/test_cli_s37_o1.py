@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -271,3 +272,53 @@ def test_a_signal_while_the_summary_prints_lets_it_end_and_says_every_output_is_
     assert "summary.json and report.html are written" in err[-1]
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
     assert signal.getsignal(signal.SIGTERM) is callers_sigterm
+
+
+# ------------------------------------------------------------------------ 3. an ignored SIGTERM stays ignored
+_IGNORED = """
+import os, signal, sys, time
+from {module} import main
+import {patched} as target
+
+def command(*args) -> int:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    print("went on", flush=True)
+    return 0
+
+target.{name} = command
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "patched", "name", "argv"),
+    [
+        ("edgeae.firmware_sim.cli", "edgeae.firmware_sim.cli", "_missions", ["missions"]),
+        (
+            "edgeae.firmware_sim.cli",
+            "edgeae.firmware_sim.cli",
+            "_run",
+            ["run", "--mission", "m", "--frames", "f", "--out", "o"],
+        ),
+        ("edgeae.cli", "edgeae.cli.ground", "_decode", ["ground", "decode", "p.bin", "--out", "g"]),
+    ],
+    ids=["firmware-sim missions", "firmware-sim run", "edgeae ground decode"],
+)
+def test_a_sigterm_the_caller_ignores_stays_ignored(tmp_path: Path, module, patched, name, argv) -> None:
+    """Review r4 #4: firmware-sim put its own SIGTERM handler over an inherited SIG_IGN (a supervisor's "ignore
+    SIGTERM" for its children): check and bench then stopped with 130; edgeae keeps it ignored."""
+    if name == "_decode":
+        from test_ground_storage_s31 import _frames
+
+        _frames(tmp_path / "p.bin", [(8, 8, 1)])
+    code = _IGNORED.format(module=module, patched=patched, name=name, argv=argv)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    assert done.returncode == 0 and "went on" in done.stdout, (done.returncode, done.stderr)

@@ -340,11 +340,14 @@ def _write_final(station, report: dict) -> bool:
 def _sigterm_as_interrupt(signal_name: list[str]):
     """SIGTERM (``kill``, a batch system's stop) stops ``ground decode`` as Ctrl-C does: the products decoded so far
     are kept and stream.json says the run was interrupted; ``signal_name[0]`` becomes ``"SIGTERM"``. Returns what
-    puts the previous handler back (a no-op off the main thread)."""
+    puts the previous handler back (a no-op off the main thread). A SIGTERM the caller set to be ignored stays
+    ignored, as in every other edgeae command (until session 37 decode put its handler over it)."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         return lambda: None
 
     def interrupt(signum: int, frame) -> None:
