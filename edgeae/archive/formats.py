@@ -52,7 +52,7 @@ from edgeae.archive.pds3 import (
     scan_label,
     suffix_image,
 )
-from edgeae.archive.pointers import _in_label_dir, _pointer, check_pds4, not_in_label, pds4_files
+from edgeae.archive.pointers import _in_label_dir, _pointer, check_pds4, not_in_label, pds4_files, unsized_record
 from edgeae.archive.vicar import _check_vicar, _vicar_extent
 from edgeae.printable import printable
 
@@ -249,11 +249,15 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         if key == "^CORE":  # an ISIS3 detached label
             _check_core(p, value, obj)
         elif key[1:] in IMAGE_OBJECTS:
-            name, at = _pointer(p, key, value, record_bytes, obj)
+            rb = next(
+                (int_value(kw, "RECORD_BYTES") for o, _, kw in lab.objects if o == obj and kw.get(key) == value), 0
+            )
+            rb = rb or record_bytes  # a nested pointer's records: its own object's RECORD_BYTES, else the label's
+            name, at = _pointer(p, key, value, rb, obj)
             what = f"{key} pointer" + (f" (in {obj})" if obj else "")
             data = _in_label_dir(p, name, what) if name is not None else p
             if key != "^IMAGE" and data.is_file() and not _same_file(data, p):  # ^IMAGE: below, as GDAL takes it
-                not_in_label(p, data, at, what)  # a ^QUBE into another file's own label
+                not_in_label(p, data, at, what, unsized_record(value, rb))  # a ^QUBE into another file's own label
     packed = lab.compressed_file()
     if packed is not None:  # GDAL reads the compressed file (a JP2), not the IMAGE object's raw layout
         data = _in_label_dir(p, packed, "COMPRESSED_FILE FILE_NAME")
@@ -273,7 +277,7 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
     if not data.is_file():
         raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer is not a file")
     if name is not None and not _same_file(data, p):
-        not_in_label(p, data, offset)
+        not_in_label(p, data, offset, at=unsized_record(pointer, record_bytes))
     layout = image_bytes(lab)
     if layout is None:
         return data, None

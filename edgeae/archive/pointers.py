@@ -5,7 +5,6 @@ into the label another file carries at its start (:func:`not_in_label`: a PDS3 i
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -85,11 +84,21 @@ def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") ->
     return ptr
 
 
-def not_in_label(label: Path, data: Path, offset: int, what: str = "^IMAGE pointer") -> None:
+def unsized_record(value: str, record_bytes: int) -> str:
+    """``record N with no RECORD_BYTES (so byte 1)`` for a pointer to record N > 1 where the label gives no
+    RECORD_BYTES (the position is then byte 1, not where the label's author meant), else ``""``: for
+    :func:`not_in_label`'s message."""
+    one = parse_pointer(value, 1)
+    if record_bytes or one is None or one == parse_pointer(value, 2):  # equal unless in records, past record 1
+        return ""
+    return f"record {one[1] + 1} with no RECORD_BYTES (so byte 1)"
+
+
+def not_in_label(label: Path, data: Path, offset: int, what: str = "^IMAGE pointer", at: str = "") -> None:
     """Refuse a detached label's pointer (``what``: ``^IMAGE pointer``, ``^QUBE pointer``, a PDS4 array) that lands
     inside the label its data file carries at its start (a PDS3 label up to its END line, a VICAR label up to LBLSIZE,
     or a VICAR label after the PDS3 one): that label's text would be read as rows 0..n (a stale pointer, or a pointer
-    naming another product's file). Names both files."""
+    naming another product's file). Names both files, and the position as ``at`` says it (default: ``byte N``)."""
     head = _head(data, 65536)
     text = head.lstrip()
     start = len(head) - len(text)
@@ -105,8 +114,9 @@ def not_in_label(label: Path, data: Path, offset: int, what: str = "^IMAGE point
     if kind is not None and offset < end:
         name = printable(data.name)
         raise ImageReadError(
-            f"{label}: its {what} names {name} at byte {offset + 1}, inside {name}'s own {kind} label (which "
-            f"ends at byte {end}): its text would be read as pixels (a stale pointer, or the file of another product)"
+            f"{label}: its {what} names {name} at {at or f'byte {offset + 1}'}, inside {name}'s own {kind} label "
+            f"(which ends at byte {end}): its text would be read as pixels (a stale pointer, or the file of another "
+            "product)"
         )
 
 
@@ -162,10 +172,22 @@ def check_pds4(label: Path) -> None:
             continue
         data = _in_label_dir(label, names[0], "<file_name>")
         for arr in area:
-            offsets = [k.text for k in arr if _local(k) == "offset"] if _local(arr).startswith("Array") else []
-            try:
-                at = float((offsets[0] or "").strip()) if offsets else math.nan
-            except ValueError:
-                continue  # not a number: the declared-size check names the array's bytes
-            if math.isfinite(at) and data.is_file() and not _same_file(data, label):
-                not_in_label(label, data, int(at), f"{_local(arr)} (<offset> {int(at)})")
+            if not _local(arr).startswith("Array"):
+                continue
+            at = pds4_offset(arr)
+            if at < 0:  # GDAL casts it to an unsigned offset, far past the file's end
+                text = next((k.text or "" for k in arr if _local(k) == "offset"), "").strip()
+                raise ImageReadError(
+                    f"{label}: its {_local(arr)} has <offset> {_said(text)}, a negative position: where the array "
+                    "starts is unknown"
+                )
+            if data.is_file() and not _same_file(data, label):
+                not_in_label(label, data, at, f"{_local(arr)} (<offset> {at})")
+
+
+def pds4_offset(arr: ET.Element) -> int:
+    """An array's ``<offset>`` as GDAL's PDS4 driver reads it (``CPLAtoGIntBig``): its leading integer, so ``4e3`` is
+    byte 4, ``0x10`` and an absent or empty ``<offset>`` byte 0, and ``1e400`` byte 1 (not 4000, 16 or infinity)."""
+    text = next((k.text or "" for k in arr if _local(k) == "offset"), "")
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0
