@@ -11,7 +11,7 @@ _EXTRA_FOR = {
     "tifffile": "ground",
     "pyspng": "flight-tflite",  # also in flight-onnx and ground
     "simplejpeg": "flight-tflite",  # also in flight-onnx and ground
-    "imagecodecs": "ground",
+    "imagecodecs": "flight-ccsds121",  # the smallest extra that brings it (imagecodecs alone); also in ground
     "scipy": "ground",
     "skimage": "ground",
     "sklearn": "ground",
