@@ -7,12 +7,15 @@
     firmware-sim missions
 
 Exit status: 0 done, 1 every frame was dropped (``check``: the mission boots degraded, without a model it
-names) or stdout could not be written (one line says so), 2 user error, 3 a simulated reboot stopped the run (run
-again with the same ``--out``), 130 interrupted (Ctrl-C or SIGTERM, any command; ``run``: the summary and report of
-the frames so far are written and the same command goes on), 4 the run stopped on a write it cannot go on without
-(the queue index on a full or read-only disk: the file is named; the state is kept and the same command goes on). A
-file ``run`` cannot write at its end (report.html, summary.json) is a WARNING naming it, and the status stays the
-run's: the frames are in telemetry.jsonl and the queue. A signal after the result keeps that status.
+names) or stdout could not be written in a command otherwise done (one line says so; a status of its own (3, 4,
+130) stays, its line on stderr), 2 user error, 3 a simulated reboot stopped the run (run again with the same
+``--out``), 130 interrupted (Ctrl-C or SIGTERM, any command; ``run``: the summary and report of the frames so far
+are written and the same command goes on; at its end the console summary comes first, and a report.html not written
+names ``firmware-sim report``), 4 the run stopped on a write it cannot go on without (the queue index on a full or
+read-only disk: the file is named; the state is kept and the same command goes on). A file ``run`` cannot write at
+its end (report.html, summary.json) is a WARNING naming it, and the status stays the run's: the frames are in
+telemetry.jsonl and the queue. A signal after the result keeps that status; a SIGTERM the caller ignores stays
+ignored.
 
 This module holds the parser, ``main``, ``run`` and ``check``; the other commands are in :mod:`.cli_commands`,
 ``run``'s mission overrides in :mod:`.cli_overrides`, what it settles before the boot (``--inject``, ``--out``,
@@ -241,13 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
         "its memory, time and downlink budgets, or benchmark a model artifact on this board. numpy and one "
         "interpreter (onnxruntime or ai-edge-litert); never PyTorch.",
         epilog="Exit status: 0 done, 1 every frame was dropped (check: boots degraded) or stdout closed or full "
-        "(one line says so: 'stdout closed' / 'cannot write to stdout'; run's files are written first), 2 user error, "
-        "3 a simulated reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C or "
-        "SIGTERM, any command (one 'interrupted' line; run: state kept, the same command goes on, and when it came "
-        "while report.html was written, firmware-sim report DIR writes it), 4 run stopped on a storage error it "
-        "cannot go on without (a full or read-only disk; the file is named; state kept). A file run cannot write at "
-        "its end (report.html, summary.json) is a WARNING naming it; the status stays the run's. A signal after the "
-        "command's result is decided ends it with that status.",
+        "in a command otherwise done (one line says so: 'stdout closed' / 'cannot write to stdout'; run's files are "
+        "written first; a status of its own (3, 4, 130) stays, its line on stderr), 2 user error, 3 a simulated "
+        "reboot stopped the run (run it again with the same --out), 130 interrupted by Ctrl-C or SIGTERM, any "
+        "command (one 'interrupted' line; run: state kept, the same command goes on; at the run's end the summary "
+        "is printed first, and when report.html is not written firmware-sim report DIR writes it), 4 run stopped on "
+        "a storage error it cannot go on without (a full or read-only disk; the file is named; state kept). A file "
+        "run cannot write at its end (report.html, summary.json) is a WARNING naming it; the status stays the run's. "
+        "A signal after the command's result is decided ends it with that status; a SIGTERM the caller ignores stays "
+        "ignored.",
     )
     p.add_argument("--version", action="version", version=f"firmware-sim (edgeae {__version__})")
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)

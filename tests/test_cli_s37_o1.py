@@ -322,3 +322,23 @@ def test_a_sigterm_the_caller_ignores_stays_ignored(tmp_path: Path, module, patc
         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
     )
     assert done.returncode == 0 and "went on" in done.stdout, (done.returncode, done.stderr)
+
+
+# ------------------------------------------------------------------------ 4. README's exit-status table
+def test_readme_s_status_table_names_downlink_send_and_check_s_stdout() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    row1 = next(line for line in text.splitlines() if line.startswith("| 1 | a data error"))
+    assert "`downlink send`" in row1, row1
+    check = next(line for line in text.splitlines() if line.startswith("| `firmware-sim check --mission"))
+    assert "1 boots degraded" in check and "stdout" in check, check
+
+
+def test_the_epilog_and_docs_say_the_command_s_status_comes_before_stdout_s() -> None:
+    from edgeae.firmware_sim.cli import build_parser
+
+    epilog = " ".join((build_parser().epilog or "").split())
+    assert "a status of its own (3, 4, 130) stays" in epilog, epilog
+    docs = " ".join((REPO / "docs" / "firmware_sim.md").read_text(encoding="utf-8").split())
+    assert "a status of its own (3, 4, 130) stays" in docs
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert readme.count("a status of its own (3, 4, 130) stays") >= 1
