@@ -232,3 +232,96 @@ def test_score_with_an_unwritable_stderr_keeps_its_csv_and_status(tmp_path: Path
     assert out.is_file() and (tmp_path / "s.csv.json").is_file()
     rows = out.read_text().splitlines()
     assert rows[0].startswith("file,") and len(rows) > 1 and all("good.png" in r for r in rows[1:] if r)
+
+
+# -- Ctrl-C on the local engine ----------------------------------------------------------------------------------------
+_SLOW = '''"""A scorer that sleeps: imported by the driver, and by each spawned worker as it unpickles its arguments
+(before the pool's initializer runs), and says each time how SIGINT is handled there."""
+import os
+import signal
+import time
+
+import numpy as np
+
+
+def _say(what):
+    with open(os.environ["Q1_MARK"], "a") as f:
+        f.write(f"{what} {int(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)}\\n")
+
+
+if os.environ["Q1_DRIVER"] != str(os.getpid()):
+    _say("import")
+
+
+def _score(batch):
+    _say("score")
+    time.sleep(1.0)
+    return batch.reshape(len(batch), -1).mean(axis=1).astype(np.float64)
+
+
+def load(*args, **kwargs):
+    return _score
+'''
+_DRIVE = """import os
+import signal
+import sys
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, whatever the test runner ignores
+    os.environ["Q1_DRIVER"] = str(os.getpid())
+    import q1_slow
+
+    import edgeae.scan.run as run
+    from edgeae.cli import main
+
+    run.load_scorer = q1_slow.load  # what the workers unpickle and call: the slow scorer
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_on_the_local_engine_prints_no_worker_traceback_and_resumes(tmp_path: Path) -> None:
+    # Ctrl-C signals the whole process group: workers kept the default SIGINT handler, and one waiting for work (or
+    # still importing) printed "Process SpawnProcess-1: Traceback ... KeyboardInterrupt" under the interrupted line
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_scan_support import mean_scorer_factory, noise_archive
+
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    if not hasattr(os, "killpg"):
+        pytest.skip("no process groups here")
+    arc = noise_archive(tmp_path / "arc", [f"i{i}.png" for i in range(6)])
+    (tmp_path / "q1_slow.py").write_text(_SLOW)
+    (tmp_path / "drive.py").write_text(_DRIVE)
+    mark = tmp_path / "mark"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "Q1_MARK": str(mark)}
+    argv = [sys.executable, str(tmp_path / "drive.py"), "scan", str(arc), "--out", str(tmp_path / "out"),
+            "--workers", "2", "--no-progress"]  # fmt: skip
+    # a session (and process group) of its own, as a terminal's foreground job: killpg reaches driver and workers
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        end = time.monotonic() + 60
+        while not (mark.exists() and "score" in mark.read_text()) and time.monotonic() < end:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip() == "edgeae scan: interrupted (run the same command again to resume)", err
+    seen = mark.read_text().split("\n")
+    # both workers ignored SIGINT from their first import on (inherited), and while they scored (the initializer)
+    assert sorted(line for line in seen if line.startswith("import")) == ["import 1", "import 1"], seen
+    assert {line for line in seen if line.startswith("score")} == {"score 1"}, seen
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    before = manifest.read_text().count('"status": "done"') if manifest.exists() else 0  # kept by the interrupted run
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    report = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", **kw)  # type: ignore[arg-type]
+    assert report["done"] == 6 and report["failed"] == 0 and report["images_scanned"] == 6 - before

@@ -7,14 +7,19 @@ of files does not queue millions of futures. Workers add to a shared counter aft
 drives a live progress bar even while a huge strip is being scanned. Each worker builds its models before its first
 image: a model it cannot load ends the scan (:class:`~edgeae.scan.errors.ModelLoadError`), as with the Ray engine, with
 no image recorded as failed for it (the images other workers, which loaded it, finished before are kept).
+Workers ignore SIGINT, from their first instruction (the disposition is inherited when they are started): Ctrl-C
+signals the whole process group, and the driver stops them itself (:func:`_stop_workers`); until session 37 a worker
+waiting for work printed a ``KeyboardInterrupt`` traceback under the command's "interrupted" line.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +40,8 @@ def _init_worker(
 ) -> None:
     from edgeae import logs
 
+    with contextlib.suppress(ValueError):  # off the main thread (never in a pool's worker): left as inherited
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     # a spawned process starts with no logging set up: third-party warnings (tifffile on a corrupt file) would
     # reach stderr through Python's last-resort handler; the parent's quiet (or -v) setting applies here too
     logs.setup(verbose)
@@ -155,6 +162,9 @@ def iter_local(
                                   initargs=(factory, counter, config, threads, verbose))  # fmt: skip
     running: set[cf.Future[Outcome]] = set()
     try:
+        with _sigint_ignored():  # the worker processes are started by the first submits: they inherit SIG_IGN
+            while len(running) < procs and todo:
+                running.add(pool.submit(_scan_one, todo.pop()))
         while True:
             while len(running) < 2 * procs and todo:
                 running.add(pool.submit(_scan_one, todo.pop()))
@@ -180,6 +190,21 @@ def iter_local(
         if running:
             _stop_workers(pool)
         pool.shutdown(wait=not running, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process meanwhile (the main thread only; elsewhere nothing changes): a process started
+    now inherits the disposition, so a Ctrl-C while it is still importing (before :func:`_init_worker` runs) prints no
+    traceback either. A Ctrl-C in those few milliseconds is not seen (press it again)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _stop_workers(pool: cf.ProcessPoolExecutor, timeout: float = 2.0) -> None:
