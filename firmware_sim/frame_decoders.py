@@ -13,12 +13,13 @@ installed a rerun did not take the frames again: only ``--fresh``, which discard
   older run's ``unreadable`` drops whose reason holds a ``MissingDependencyError``): marked ``interrupted``, so a run
   given the frame takes it again under its own id (:func:`.state.frames_to_take`), as a frame Ctrl-C stopped.
 
-A TIFF frame whose compression (LZW, JPEG, JPEG 2000, WebP, ...) or predictor (floating-point) tifffile decodes only
-with ``imagecodecs`` is the same fault where imagecodecs is not installed (no flight extra installs it: review r2 of
-session 37, such a frame was dropped ``unreadable`` for good, "requires the 'imagecodecs' package"): found from its
-TIFF tags when the frame is opened (:func:`tiff_codec_missing`), before any pixel is read, and dropped
-``decoder_unavailable`` with :data:`TIFF_CODECS_EXTRA`'s pip line. The boot does not refuse ``.tif`` frames for it:
-tifffile decodes uncompressed, deflate, PackBits and LZMA TIFFs itself.
+A TIFF frame whose compression (LZW, JPEG, JPEG 2000, WebP, ZSTD, ...) or predictor (floating-point) tifffile decodes
+only with ``imagecodecs`` is the same fault where imagecodecs is not installed (no flight extra installs it: review r2
+of session 37, such a frame was dropped ``unreadable`` for good, "requires the 'imagecodecs' package"), or is installed
+without that codec or fails to import: found from its TIFF tags when the frame is opened (:func:`tiff_codec_missing`),
+before any pixel is read, and dropped ``decoder_unavailable`` with the pip line; reopened only once its codec resolves
+(review r6 #3: an imagecodecs without the codec had the frame retaken and dropped at every boot). The boot does not
+refuse ``.tif`` frames for it: tifffile decodes uncompressed, deflate, PackBits and LZMA TIFFs itself.
 """
 
 from __future__ import annotations
@@ -50,9 +51,19 @@ TIFF_CODECS_EXTRA = "flight-ccsds121"
 
 DECODER_MODULES = frozenset({*(m for names in FORMAT_DECODERS.values() for m in names), TIFF_CODECS})
 
-_NAMED = (re.compile(r"MissingDependencyError: '([\w.]+)'"), re.compile(r"requires the '([\w.]+)' package"))
-"""How an older drop's reason names the module it could not import: our ``MissingDependencyError``, or tifffile's
-``<COMPRESSION.LZW: 5> requires the 'imagecodecs' package``."""
+_NAMED = (
+    re.compile(r"MissingDependencyError: '([\w.]+)'"),
+    re.compile(r"requires the '([\w.]+)' package"),
+    re.compile(r"No module named '(compression)[.']"),
+)
+"""How an older drop's reason names the module it could not import: our ``MissingDependencyError``, tifffile's
+``<COMPRESSION.LZW: 5> requires the 'imagecodecs' package``, or its ZSTD fallback's ``No module named 'compression'``
+(Python 3.14's module, standing for imagecodecs: :data:`_FALLBACKS`)."""
+
+_FALLBACKS = {"zstd_decode": "compression.zstd", "zlib_decode": "zlib", "lzma_decode": "lzma"}
+"""The module each of tifffile's pure-Python codec fallbacks (``tifffile._imagecodecs``, used without imagecodecs)
+needs: ZSTD's is Python 3.14's ``compression.zstd``, absent on the 3.11 this project runs on (review r6 #2: such a
+frame passed the check and was dropped ``unreadable`` for good, "No module named 'compression'")."""
 
 SOURCE_FORMATS = {"files": ("png", "jpeg", "tiff"), "strips": ("tiff",)}
 """The formats with a decoder of their own that a camera source's frames may come in (PNM and ``.npy``: numpy)."""
@@ -100,9 +111,11 @@ def check_decoders(mission: Mission, frame_types: Collection[str] | None) -> lis
 
 def tiff_codec_missing(path: str | os.PathLike[str]) -> MissingDependencyError | None:
     """Why the first page of the TIFF ``path`` cannot be decoded here: the :class:`MissingDependencyError` (its pip
-    line) when tifffile says its compression or predictor requires :data:`TIFF_CODECS` and that is not installed,
-    read from the TIFF tags (tifffile's own codec tables, no pixel decoded); None otherwise (a file tifffile cannot
-    open: the reader's own error says so)."""
+    line) when its compression or predictor needs :data:`TIFF_CODECS` and that is not installed, or is installed but
+    does not decode it (built without the codec, or failing to import); read from the TIFF tags (tifffile's own codec
+    tables, no pixel decoded). tifffile's pure-Python fallback counts only where the module it needs imports
+    (:data:`_FALLBACKS`: ZSTD's does not on Python < 3.14). None otherwise (a file tifffile cannot open: the reader's
+    own error says so)."""
     try:
         tifffile = require("tifffile")
     except MissingDependencyError as exc:
@@ -116,20 +129,53 @@ def tiff_codec_missing(path: str | os.PathLike[str]) -> MissingDependencyError |
     tables = {"compression": tifffile.TIFF.DECOMPRESSORS, "predictor": tifffile.TIFF.UNPREDICTORS}
     for what, value in tags:
         try:
-            tables[what][value]
+            codec = tables[what][value]
         except KeyError as exc:
             named = _NAMED[1].search(str(exc))
-            if named is None or _installed(named.group(1)):  # not supported at all, or a codec imagecodecs lacks
+            if named is None:  # not supported at all: the reader's error says so
                 continue
-            try:
-                label = getattr(tifffile, what.upper())(value).name  # COMPRESSION.LZW, PREDICTOR.FLOATINGPOINT
-            except ValueError:
-                label = str(value)
+            module = named.group(1)
+        else:
+            fn = getattr(codec, "func", codec)  # a functools.partial
+            need = _FALLBACKS.get(getattr(fn, "__name__", ""))
+            if getattr(fn, "__module__", "") != "tifffile._imagecodecs" or need is None or _installed(need):
+                continue
+            module = TIFF_CODECS
+        try:
+            label = getattr(tifffile, what.upper())(value).name  # COMPRESSION.LZW, PREDICTOR.FLOATINGPOINT
+        except ValueError:
+            label = str(value)
+        if _installed(module):  # installed, yet tifffile cannot take the codec from it
+            failed = _import_error(module)
+            why = "built without that codec" if failed == "it imports" else f"it fails to import: {failed}"
             return MissingDependencyError(
-                f"{named.group(1)!r} is needed here to decode {Path(path).name}'s {label} {what} but is not "
-                f"installed: run  pip install 'edgeae[{TIFF_CODECS_EXTRA}]'"
+                f"{module!r} is installed here but does not decode {Path(path).name}'s {label} {what} ({why}): "
+                f"run  pip install --force-reinstall {module}"
             )
+        return MissingDependencyError(
+            f"{module!r} is needed here to decode {Path(path).name}'s {label} {what} but is not installed: run  "
+            f"pip install 'edgeae[{TIFF_CODECS_EXTRA}]'"
+        )
     return None
+
+
+def _import_error(module: str) -> str:
+    """How importing ``module`` fails (``it imports`` when it does)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # an installed package may fail to import in any way
+        return f"{type(exc).__name__}: {exc}"
+    return "it imports"
+
+
+def _tiff_resolves(source: str) -> bool:
+    """Can a TIFF frame dropped for want of :data:`TIFF_CODECS` be decoded now? Its file's codec resolves
+    (:func:`tiff_codec_missing` finds nothing), or, the file gone, imagecodecs imports."""
+    if os.path.isfile(source):
+        return tiff_codec_missing(source) is None
+    return _import_error(TIFF_CODECS) == "it imports"
 
 
 def _installed(module: str) -> bool:
@@ -143,7 +189,7 @@ def _installed(module: str) -> bool:
 
 def drop_detail(exc: MissingDependencyError) -> str:
     """The ledger detail of a frame dropped :data:`CODE`."""
-    return f"{exc}; once it is installed, the same command run again takes this frame again"
+    return f"{exc}; once that is done, the same command run again takes this frame again"
 
 
 def _for_missing_decoder(entry: dict[str, Any]) -> tuple[bool, str | None]:
@@ -158,6 +204,7 @@ def _for_missing_decoder(entry: dict[str, Any]) -> tuple[bool, str | None]:
         named = re.match(r"'([\w.]+)'", reason.removeprefix(f"{CODE}: "))
         return True, named.group(1) if named else None
     found = next((m.group(1) for m in (p.search(reason) for p in _NAMED) if m), None)  # the module it could not import
+    found = TIFF_CODECS if found == "compression" else found  # tifffile's ZSTD fallback: imagecodecs decodes it
     return code in ("unreadable", "frame_error") and found in DECODER_MODULES, found
 
 
@@ -176,8 +223,8 @@ def reopen_decoder_drops(rt: FlightRuntime) -> list[int]:
         dropped, named = _for_missing_decoder(e)
         if not dropped or fmt is None or (told is not None and suffix not in told):
             continue
-        if missing_decoder(fmt) is not None or (named == TIFF_CODECS and not _installed(named)):
-            continue  # still not installed: the drop stands (its detail says what to do)
+        if missing_decoder(fmt) is not None or (named == TIFF_CODECS and not _tiff_resolves(str(e["source"]))):
+            continue  # still not installed, or installed without the codec: the drop stands (its detail says why)
         frames[key] = {
             **boot_of(e),
             "source": e["source"],
