@@ -113,7 +113,7 @@ def test_demo_sections_are_extensible(tmp_path: Path) -> None:
     cfg = DemoConfig(out=tmp_path / "d", source="moon", methods=("nearest",))
     res = run_demo(cfg, [*SECTIONS, extra])
     html = res.html.read_text()
-    assert "<h2>Downlink</h2>" in html and html.index("Metrics") < html.index("Downlink")
+    assert "<h2>Downlink</h2>" in html and html.index("<h2>Metrics</h2>") < html.index("<h2>Downlink</h2>")
     assert res.context.extra["seen"] == int(np.sum(res.context.known))
 
 
