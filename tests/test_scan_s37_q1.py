@@ -325,3 +325,72 @@ def test_ctrl_c_on_the_local_engine_prints_no_worker_traceback_and_resumes(tmp_p
     kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
     report = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", **kw)  # type: ignore[arg-type]
     assert report["done"] == 6 and report["failed"] == 0 and report["images_scanned"] == 6 - before
+
+
+# -- a product with no valid pixel -------------------------------------------------------------------------------------
+def _blank_archive(root: Path) -> Path:
+    """``nan.tif`` (128² float32, all NaN), ``part.png`` (a 128² image dark but for its last 24 columns: no patch of
+    64 reaches --min-valid 0.9, some hold valid pixels) and ``good.png`` (random grey)."""
+    import numpy as np
+    import tifffile
+    from test_scan_support import noise_archive
+
+    from edgeae.imageio import write_image
+
+    noise_archive(root, ["good.png"])
+    tifffile.imwrite(root / "nan.tif", np.full((128, 128), np.nan, np.float32))
+    part = np.zeros((128, 128), np.uint8)
+    part[:, 104:] = np.random.default_rng(2).integers(60, 256, (128, 24), dtype=np.uint8)
+    write_image(root / "part.png", part)
+    return root
+
+
+def test_scan_report_says_no_valid_pixel_instead_of_lower_min_valid(tmp_path: Path) -> None:
+    # an all-NaN product was reported as "Every patch had less than --min-valid 0.9 valid ...: Lower --min-valid to
+    # score them", which cannot help when no pixel is valid
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.scan.report_text import NO_VALID_PIXEL, report_summary
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    arc = _blank_archive(tmp_path / "arc")
+    kw = dict(engine=EngineOptions(workers=0), progress=False, scorer_factory=mean_scorer_factory)
+    report = scan_archive(arc, "orbital-gray-vae", tmp_path / "out", **kw)  # type: ignore[arg-type]
+    assert report["done"] == 3 and report["images_without_patches"] == ["nan.tif", "part.png"]
+    assert report["images_without_valid_pixels"] == ["nan.tif"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    blank = md.split("## 1 image with no valid pixel\n", 1)[1].split("\n## ", 1)[0]
+    assert f"No valid pixel ({NO_VALID_PIXEL}): nothing to score, whatever --min-valid." in blank
+    assert "`nan.tif`" in blank and "part.png" not in blank and "Lower --min-valid" not in blank
+    low = md.split("## 1 image without a scored patch\n", 1)[1].split("\n## ", 1)[0]
+    assert "Lower --min-valid" in low and "`part.png`" in low and "nan.tif" not in low
+    summary = report_summary(report, "out")
+    assert f"- 1 image with no valid pixel ({NO_VALID_PIXEL})\n" in summary
+    assert "- 1 image without a scored patch (below --min-valid)\n" in summary
+
+
+def test_the_chunks_largest_valid_fraction_is_the_same_on_both_tiling_paths(tmp_path: Path) -> None:
+    from edgeae.scan.pipeline import ScanConfig, tile_image, tile_image_reference
+    from edgeae.scan.scoring import ModelSpec
+
+    arc = _blank_archive(tmp_path / "arc")
+    spec = ModelSpec(path="m.pt", model_id="m", artifact_hash="0" * 64, kind="vae", patch=16, channels=1)
+    for name, want in (("part.png", 1.0), ("nan.tif", 0.0)):
+        cfg = ScanConfig(spec, stride=16, batch_size=3, min_valid=0.9)
+        fast = [c.valid_max for c in tile_image(arc / name, cfg)]
+        assert fast == [c.valid_max for c in tile_image_reference(arc / name, cfg)], name
+        assert max(fast) == want and len(fast) > (1 if want else 0), name  # several chunks where any is scored
+
+
+def test_score_says_no_valid_pixel_instead_of_lower_min_valid(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    from edgeae.cli import main
+    from edgeae.scan.report_text import NO_VALID_PIXEL
+
+    arc = _blank_archive(tmp_path / "arc")
+    argv = ["--model", str(_ONNX), "-o", str(tmp_path / "s.csv"), "--no-progress"]
+    assert main(["score", str(arc / "nan.tif"), *argv]) == 0
+    assert f"nan.tif: no valid pixel ({NO_VALID_PIXEL}): nothing to score" in caplog.text
+    assert "lower --min-valid" not in caplog.text
+    caplog.clear()
+    assert main(["score", str(arc / "part.png"), *argv]) == 0  # some valid pixels: the advice stays
+    assert "lower --min-valid to score it anyway" in caplog.text and "no valid pixel" not in caplog.text

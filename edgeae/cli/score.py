@@ -19,6 +19,7 @@ from edgeae.cli.score_checks import (
     _check_set_size,
     _default_model,
     _groups,
+    _no_valid_pixel,
     _warn_channels,
 )
 from edgeae.cli.score_outputs import MAP_SUFFIXES as MAP_SUFFIXES
@@ -270,7 +271,11 @@ def run(args: argparse.Namespace) -> int:
             from edgeae.imageio import image_shape
 
             h, w, _ = image_shape(f)
-            if min(h, w) >= patch:  # an image smaller than a patch: score_file has said so, with the min_valid
+            if min(h, w) >= patch and _no_valid_pixel(f, patch, stride, scorer.channels, args.bayer, margin):
+                from edgeae.scan.report_text import NO_VALID_PIXEL  # "lower --min-valid" until session 37
+
+                log.warning("%s: no valid pixel (%s): nothing to score", printable(f.name), NO_VALID_PIXEL)
+            elif min(h, w) >= patch:  # an image smaller than a patch: score_file has said so, with the min_valid
                 why = ("a blank or dark image (12-bit data stored as 16-bit without an sBIT chunk reads dark), mostly "
                        "no-data, or a wide --margin")  # fmt: skip
                 log.warning(

@@ -53,6 +53,7 @@ class ScoredChunk:
     scores: np.ndarray
     tops: tuple[TopK, ...]
     n_skipped: int
+    valid_max: float = 0.0  # the largest valid fraction in its span (:class:`edgeae.scan.pipeline.Chunk`)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ImageResult:
     seconds: float = 0.0
     terms: np.ndarray | None = None
     latents: np.ndarray | None = None  # context-knn: float32 (n, views, D), ranked with the set's once all are in
+    valid_max: float = -1.0  # the largest valid fraction of any patch (0: no valid pixel at all; -1: not known)
 
 
 class ImageAccumulator:
@@ -94,6 +96,7 @@ class ImageAccumulator:
         self.tops = [TopK.empty(config.model.channels, config.patch) for _ in range(n_tops)]
         self.parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.n_skipped = 0
+        self.valid_max = 0.0
         self.held_bytes = 0
 
     def add(self, index: int, scored: ScoredChunk) -> None:
@@ -110,6 +113,7 @@ class ImageAccumulator:
         if len(scored.xs):  # a chunk of skipped (no-data) patches only has nothing to rank
             self.tops = [a.merged(b, self.top_k) for a, b in zip(self.tops, scored.tops, strict=True)]
         self.n_skipped += scored.n_skipped
+        self.valid_max = max(self.valid_max, scored.valid_max)
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -140,7 +144,7 @@ class ImageAccumulator:
             scores, top = self._terms_ranking(xs, ys, terms)
         return ImageResult(
             name=self.name, xs=xs, ys=ys, valid=valid, scores=scores, top=top, n_skipped=self.n_skipped,
-            seconds=seconds, terms=terms, latents=latents,
+            seconds=seconds, terms=terms, latents=latents, valid_max=self.valid_max,
         )  # fmt: skip
 
     def _local_ranking(

@@ -20,6 +20,7 @@ class Record:
     seconds: float = 0.0
     reason: str = ""
     stamp: str = ""  # the files' sizes and modification times when recorded ("" in older manifests: not checked)
+    valid_max: float = -1.0  # done: the largest valid fraction of any patch, 0 when none is valid (-1: not recorded)
 
 
 _INT_FIELDS = ("n_patches", "n_skipped")
@@ -39,7 +40,7 @@ def parse_record(line: bytes) -> Record:
     for k, v in fields.items():
         if k in _INT_FIELDS:
             ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
-        elif k == "seconds":
+        elif k in ("seconds", "valid_max"):
             ok = isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN from an old writer: harmless
         elif k == "status":
             ok = v in STATUSES

@@ -58,6 +58,7 @@ class Chunk:
     valid: np.ndarray  # float32 (n,) valid-pixel fraction
     pixels: np.ndarray  # float32 (n, C, P, P) in [0, 1]
     n_skipped: int  # patches seen in this chunk's span but below min_valid
+    valid_max: float = 0.0  # the largest valid fraction of the patches in its span, scored or skipped (0: none valid)
 
 
 def _patch_source() -> Any:
@@ -91,31 +92,37 @@ def tile_image(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chu
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     pix = np.empty((b, c, p, p), np.float32)
     n = skipped = 0
+    vmax = 0.0  # of the positions counted in the chunk being filled
     for blk in iter_patch_blocks(path, p, config.stride, channels=c, **config.read_options()):
         kept = np.flatnonzero(blk.valid_frac >= config.min_valid)
         pos = 0  # next position of this band not yet counted
         while kept.size:
             take = kept[: b - n]
             skipped += int(take[-1]) + 1 - pos - take.size  # skipped positions count in the chunk they fall in
+            vmax = max(vmax, float(blk.valid_frac[pos : int(take[-1]) + 1].max()))
             pos = int(take[-1]) + 1
             blk.pixels(take, out=pix[n : n + take.size])
             parts.append((blk.xs[take], blk.ys[take], blk.valid_frac[take]))
             n += take.size
             kept = kept[take.size :]
             if n == b:
-                yield _chunk_from(parts, pix, n, skipped)
-                parts, pix, n, skipped = [], np.empty((b, c, p, p), np.float32), 0, 0
+                yield _chunk_from(parts, pix, n, skipped, vmax)
+                parts, pix, n, skipped, vmax = [], np.empty((b, c, p, p), np.float32), 0, 0, 0.0
+        if pos < blk.ys.size:
+            vmax = max(vmax, float(blk.valid_frac[pos:].max()))
         skipped += blk.ys.size - pos
     if n or skipped:
-        yield _chunk_from(parts, pix, n, skipped)
+        yield _chunk_from(parts, pix, n, skipped, vmax)
 
 
-def _chunk_from(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], pix: np.ndarray, n: int, skipped: int) -> Chunk:
+def _chunk_from(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], pix: np.ndarray, n: int, skipped: int, vmax: float
+) -> Chunk:
     def cat(i: int, dtype: Any) -> np.ndarray:
         return np.concatenate([q[i] for q in parts]).astype(dtype) if parts else np.zeros(0, dtype)
 
     return Chunk(xs=cat(0, np.int32), ys=cat(1, np.int32), valid=cat(2, np.float32), pixels=pix[:n],
-                 n_skipped=skipped)  # fmt: skip
+                 n_skipped=skipped, valid_max=vmax)  # fmt: skip
 
 
 def tile_image_reference(path: str | os.PathLike[str], config: ScanConfig) -> Iterator[Chunk]:
@@ -127,8 +134,9 @@ def tile_image_reference(path: str | os.PathLike[str], config: ScanConfig) -> It
     ys: list[int] = []
     valid: list[float] = []
     pix = np.empty((b, c, p, p), np.float32)
-    skipped = 0
+    skipped, vmax = 0, 0.0
     for patch in iter_patches(path, p, config.stride, channels=c, **config.read_options()):
+        vmax = max(vmax, float(patch.valid_frac))
         if patch.valid_frac < config.min_valid:
             skipped += 1
             continue
@@ -137,13 +145,13 @@ def tile_image_reference(path: str | os.PathLike[str], config: ScanConfig) -> It
         ys.append(patch.y)
         valid.append(patch.valid_frac)
         if len(xs) == b:
-            yield _chunk(xs, ys, valid, pix, skipped)
-            xs, ys, valid, skipped = [], [], [], 0
+            yield _chunk(xs, ys, valid, pix, skipped, vmax)
+            xs, ys, valid, skipped, vmax = [], [], [], 0, 0.0
     if xs or skipped:
-        yield _chunk(xs, ys, valid, pix, skipped)
+        yield _chunk(xs, ys, valid, pix, skipped, vmax)
 
 
-def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, skipped: int) -> Chunk:
+def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, skipped: int, vmax: float) -> Chunk:
     n = len(xs)
     return Chunk(
         xs=np.asarray(xs, np.int32),
@@ -151,6 +159,7 @@ def _chunk(xs: list[int], ys: list[int], valid: list[float], pix: np.ndarray, sk
         valid=np.asarray(valid, np.float32),
         pixels=pix[:n].copy(),
         n_skipped=skipped,
+        valid_max=vmax,
     )
 
 
@@ -178,7 +187,7 @@ def scored_chunk(chunk: Chunk, scores: np.ndarray | None, top_k: int, latents: b
             raise ValueError("scorer returned non-finite latents or errors")
         if n and (got[:, 0] < 0).any():
             raise ValueError("scorer returned a negative reconstruction error")
-        return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, got, (), chunk.n_skipped)
+        return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, got, (), chunk.n_skipped, chunk.valid_max)
     if n == 0 or scores is None:
         scores = np.zeros(0, np.float64)
     else:
@@ -194,7 +203,7 @@ def scored_chunk(chunk: Chunk, scores: np.ndarray | None, top_k: int, latents: b
         order = np.lexsort((chunk.xs, chunk.ys, -col))[:top_k]
         thumbs = np.round(np.clip(chunk.pixels[order], 0.0, 1.0) * 255).astype(np.uint8)
         tops.append(TopK(col[order], chunk.xs[order], chunk.ys[order], thumbs.reshape(len(order), c, p, p)))
-    return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, scores, tuple(tops), chunk.n_skipped)
+    return ScoredChunk(chunk.xs, chunk.ys, chunk.valid, scores, tuple(tops), chunk.n_skipped, chunk.valid_max)
 
 
 def scan_image(

@@ -229,8 +229,11 @@ def finalize(
     top = _write_gallery(store, done, merged.best_of, store.config.top_k) if write_gallery else []
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
-    # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames)
+    # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames); of those, the
+    # ones with no valid pixel at all (all NaN / no-data per the label), which no --min-valid would score
     empty = [p["file"] for p in per_image if p["status"] == "done" and p["n_patches"] == 0]
+    blank = [p["file"] for p, e in zip(per_image, entries, strict=True)
+             if p["status"] == "done" and p["n_patches"] == 0 and recs[e.name].valid_max == 0]  # fmt: skip
     rate, basis = projection_rate(run)
     report = {
         **run,
@@ -253,6 +256,7 @@ def finalize(
         "failures": failures,
         "skipped_products": skipped,
         "images_without_patches": empty,
+        "images_without_valid_pixels": blank,  # since session 37 (older records do not say: not listed)
         "min_valid": store.config.min_valid,
         "quality": store.config.quality.to_dict(),
         "top": top,  # every patch of topk/, best first (rank, file, x, y, score, thumbnail)

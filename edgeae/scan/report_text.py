@@ -182,10 +182,24 @@ def _facts(r: dict[str, Any], text: Callable[[object], str]) -> list[str]:
     return lines
 
 
+NO_VALID_PIXEL = "all NaN / no-data per its label, or dark throughout: read as a no-data margin"
+"""Why an image has no valid pixel at all (``edgeae scan``'s report, ``edgeae score``'s warning): no --min-valid
+scores it (until session 37 both advised lowering it)."""
+
+
 def _sections(r: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    if r.get("images_without_patches"):
-        empty = r["images_without_patches"]
+    blank = r.get("images_without_valid_pixels") or []
+    if blank:  # no --min-valid would score these: not told to lower it (until session 37)
+        lines += (
+            ["", f"## {_count(len(blank), 'image')} with no valid pixel", "",
+             f"No valid pixel ({NO_VALID_PIXEL}): nothing to score, whatever --min-valid.", ""]
+            + [f"- {_code(f)}" for f in blank[:50]]
+            + ([f"- ... and {len(blank) - 50} more"] if len(blank) > 50 else [])
+        )  # fmt: skip
+    said = set(blank)
+    empty = [f for f in r.get("images_without_patches") or [] if f not in said]
+    if empty:
         lines += (
             [
                 "",
@@ -232,10 +246,12 @@ def report_summary(r: dict[str, Any], out: str) -> str:
     if top:
         best = "; ".join(f"`{t['file']}` x {t['x']} y {t['y']} ({t['score']:.4g})" for t in top[:SUMMARY_TOP])
         lines.append(f"- best: {best}")
-    if r.get("images_without_patches"):
-        lines.append(
-            f"- {_count(len(r['images_without_patches']), 'image')} without a scored patch (below --min-valid)"
-        )
+    blank = r.get("images_without_valid_pixels") or []
+    if blank:
+        lines.append(f"- {_count(len(blank), 'image')} with no valid pixel ({NO_VALID_PIXEL})")
+    if len(r.get("images_without_patches") or []) > len(blank):
+        n = len(r["images_without_patches"]) - len(blank)
+        lines.append(f"- {_count(n, 'image')} without a scored patch (below --min-valid)")
     folder = Path(out)
     listed = ", ".join(
         m

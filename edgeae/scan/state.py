@@ -362,7 +362,7 @@ class ScanStore:
         _atomic_write(self.part_path(entry.key), lambda p: write_part(table, p))  # a CRC per page
         stamp = file_stamp(entry.path) if stamp is None else stamp
         return self._append(Record(entry.name, entry.key, "done", n, result.n_skipped, seconds=round(result.seconds, 4),
-                                   stamp=stamp))  # fmt: skip
+                                   stamp=stamp, valid_max=round(float(result.valid_max), 6)))  # fmt: skip
 
     def mark_failed(self, entry: ArchiveEntry, error: str, stamp: str | None = None) -> Record:
         """Record ``entry`` as failed with ``error`` and ``stamp`` (as :meth:`write_result`: a file still being
