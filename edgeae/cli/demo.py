@@ -63,8 +63,9 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.cli import CLIError, check_writable
+    from edgeae.cli import CLIError, DataError, check_writable
     from edgeae.demo import DemoConfig, run_demo
+    from edgeae.received import NoData
     from edgeae.zoo import UnknownModelError
 
     if args.image is not None:  # the frame is the image: a source or data folder would be ignored
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_demo(config, say=lambda line: print(line, flush=True), progress=True)
     except UnknownModelError as exc:
         raise CLIError(f"{exc} (train it, or pass --model PATH)") from None
+    except NoData as exc:  # no pixel of the frame holds data: a data error, status 1, as edgeae reconstruct
+        raise DataError(str(exc)) from None
     from edgeae.report import printable
 
     print(f"demo finished in {result.seconds:.0f} s; report: {printable(str(result.html.resolve()))}")
