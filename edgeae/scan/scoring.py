@@ -42,9 +42,10 @@ class ModelSpec:
             raise ValueError(f"{self.path}: model input must be (C in 1|3, P, P), got C={self.channels} P={self.patch}")
 
     def options(self) -> str:
-        """The ``edgeae scan`` options that score with this same file again: ``--model NAME`` with the precision or
-        runtime that picks the file for a zoo name (``--runtime tflite`` where ``auto`` picked LiteRT), else
-        ``--model PATH`` as given (the file's sha256, ``artifact_hash``, tells whether a file found there is it)."""
+        """The ``edgeae scan`` options that score with this same file again: ``--model NAME`` (or ``zoo:NAME``) with the
+        precision or runtime that picks the file for a zoo name (``--runtime tflite`` where ``auto`` picked LiteRT),
+        ``--model zoo:NAME/FILE`` alone (it names one file), else ``--model PATH`` as given (the file's sha256,
+        ``artifact_hash``, tells whether a file found there is it)."""
         import shlex
 
         from edgeae.printable import printable
@@ -52,7 +53,7 @@ class ModelSpec:
         given = self.given or self.path
         opts = ["--model", printable(given)]
         name = Path(self.path).name
-        if self.zoo and not given.startswith("zoo:"):
+        if self.zoo and "/" not in given.removeprefix("zoo:"):  # zoo:NAME/FILE is one file: nothing else picks it
             if name.endswith(".pt"):
                 opts += ["--precision", "fp32"]
             elif ".int8." in name:
