@@ -1,17 +1,20 @@
 """Time the end of an archive scan and take its peak memory over K copies of a real scan's parts.
 
     .venv/bin/python scripts/scan_finalize_cost.py [--data ../shared/data] [--archive orbital_gray] [--work DIR]
-        [--copies 1 4 8] [--stride 16]
+        [--copies 1 4 8] [--stride 16] [--runtime auto]
 
 The end of a run (``edgeae.scan.report.finalize``: results.parquet, images.parquet, topk/ and the reports, written
 from the parts) is what grows with the archive. This scans the real orbital images of the data folder
 (``orbital_gray/``: 12 LRO NAC mosaics, 3 HiRISE browse strips, the pycda tiles, Tycho; 23 images, ~149,000 patches
-at stride 16) once with the zoo ``orbital-gray-vae`` (int8, 2 local workers) into ``WORK/base`` (kept: a rerun with
-the same ``--work`` reuses it), then, for each K, makes a results folder of K copies of its parts (hard links under
-other names, ``c0000/...``) and runs ``finalize`` on it ``--repeat`` times, each in a fresh folder and process, which
-reports its seconds, its peak resident memory (``ru_maxrss``) and that peak before ``finalize`` (the imports). Prints
-one JSON object: the machine, versions, commit, and per K the parts, patches, each run's seconds and their median,
-the largest peaks, and the 1-minute load before each run. docs/scan.md quotes it.
+at stride 16) once with the zoo ``orbital-gray-vae`` (int8, ``--runtime auto`` unless given: onnxruntime on an
+``edgeae[scan]`` install; 2 local workers) into ``WORK/base`` (kept: a rerun with the same ``--work``, archive,
+stride and runtime reuses it, one with other settings scans it again), then, for each K, makes a results folder of K
+copies of its parts (hard links under other names, ``c0000/...``) and runs ``finalize`` on it ``--repeat`` times,
+each in a fresh folder and process, which reports its seconds, its peak resident memory (``ru_maxrss``) and that peak
+before ``finalize`` (the imports). Prints one JSON object: the machine, versions, commit (``git describe --dirty``),
+what the base was scanned with (the model file and the options that pick it again), and per K the parts, patches,
+each run's seconds and their median, the largest peaks, and the 1-minute load before each run. docs/scan.md quotes
+it.
 """
 
 from __future__ import annotations
@@ -32,17 +35,38 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def scan_base(archive: Path, work: Path, stride: int) -> Path:
-    """``WORK/base``: one scan of ``archive`` (made once; a finished one is reused as it is)."""
+def scan_base(
+    archive: Path, work: Path, stride: int, runtime: str = "auto", model: str = "orbital-gray-vae", **scan_kw: Any
+) -> Path:
+    """``WORK/base``: one scan of ``archive`` with ``model`` at ``stride``; ``runtime`` "auto" (the default): the zoo's
+    own choice, onnxruntime on an ``edgeae[scan]`` install (LiteRT comes only with the flight-tflite and export
+    extras). What it was made with is kept in ``WORK/base.json``: a finished base made with the same archive, stride,
+    model and runtime is reused as it is, one made with others (or before base.json) is scanned again (it reused
+    any base, and the JSON gave this run's stride and archive for the parts of another scan). ``scan_kw``: more
+    :func:`edgeae.scan.run.scan_archive` arguments (the tests' scorer and engine)."""
     from edgeae.scan.run import EngineOptions, scan_archive
 
-    base = work / "base"
+    base, record = work / "base", work / "base.json"
+    wanted = {"archive": str(Path(archive).resolve()), "stride": stride, "model": model, "runtime": runtime}
+    have = json.loads(record.read_text()) if record.is_file() else None
+    if base.exists() and (have is None or {k: have.get(k) for k in wanted} != wanted):
+        was = "unknown settings" if have is None else ", ".join(f"{k} {have.get(k)}" for k in wanted)
+        print(f"{base} was scanned with {was}; scanning again with " + ", ".join(f"{k} {v}" for k, v in wanted.items()),
+              file=sys.stderr)  # fmt: skip
+        shutil.rmtree(base)
+    work.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(wanted, indent=2) + "\n")
     if not (base / "report.json").exists():
-        scan_archive(
-            archive, "orbital-gray-vae", base, engine=EngineOptions(workers=2), stride=stride, progress=False,
-            runtime="tflite",
-        )  # fmt: skip
+        scan_kw.setdefault("engine", EngineOptions(workers=2))
+        scan_archive(archive, model, base, stride=stride, progress=False, runtime=runtime, **scan_kw)
     return base
+
+
+def base_settings(work: Path) -> dict[str, Any]:
+    """What ``WORK/base`` was scanned with (``WORK/base.json``) and the model file that scored and the options that
+    score with it again (its scan.json)."""
+    model = json.loads((work / "base" / "scan.json").read_text())["config"]["model"]
+    return {**json.loads((work / "base.json").read_text()), "file": model.get("file"), "options": model.get("options")}
 
 
 def build_copies(base: Path, out: Path, k: int) -> int:
@@ -103,12 +127,14 @@ def finalize_once(out: Path, paths: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def measure(archive: Path, work: Path, copies: list[int], stride: int, repeat: int = 3) -> dict[str, Any]:
+def measure(
+    archive: Path, work: Path, copies: list[int], stride: int, repeat: int = 3, runtime: str = "auto"
+) -> dict[str, Any]:
     """Scan ``archive`` once, then ``finalize`` over each number of copies ``repeat`` times, each in a fresh process;
     the JSON-ready result (the median of the seconds, the largest peak)."""
     from edgeae.scan.archive import walk_archive
 
-    base = scan_base(archive, work, stride)
+    base = scan_base(archive, work, stride, runtime)
     # each image's name in the base scan -> its file (the copies name the same files)
     paths = {e.name: str(e.path) for e in walk_archive(archive)}
     (work / "paths.json").write_text(json.dumps(paths))
@@ -142,6 +168,7 @@ def measure(archive: Path, work: Path, copies: list[int], stride: int, repeat: i
         "commit": _commit(),
         "archive": str(archive),
         "stride": stride,
+        "base": base_settings(work),  # what the parts were scanned with: the model file and the options that pick it
         "base_images": sum(1 for _ in (base / "parts").glob("*.parquet")),
         "runs": rows,
     }
@@ -160,7 +187,7 @@ def _cpu_name() -> str:
 def _commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=ROOT
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True, cwd=ROOT
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
@@ -173,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archive", default="orbital_gray", help="the folder of --data to scan (default orbital_gray)")
     p.add_argument("--copies", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--stride", type=int, default=16)
+    p.add_argument(
+        "--runtime", choices=("auto", "tflite", "onnx"), default="auto",
+        help="int8 runtime of the base scan (default auto: the zoo's choice; onnxruntime on an edgeae[scan] install)",
+    )  # fmt: skip
     p.add_argument("--repeat", type=int, default=3, help="finalize runs per number of copies (default 3)")
     p.add_argument("--finalize", type=Path, help=argparse.SUPPRESS)  # the child: one finalize, its JSON on stdout
     p.add_argument("--paths", type=Path, help=argparse.SUPPRESS)
@@ -186,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.work is None:
         with tempfile.TemporaryDirectory(prefix="scan_finalize_cost-") as tmp:
-            result = measure(archive, Path(tmp), args.copies, args.stride, args.repeat)
+            result = measure(archive, Path(tmp), args.copies, args.stride, args.repeat, args.runtime)
     else:
         args.work.mkdir(parents=True, exist_ok=True)
-        result = measure(archive, args.work, args.copies, args.stride, args.repeat)
+        result = measure(archive, args.work, args.copies, args.stride, args.repeat, args.runtime)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,72 @@ def test_the_recorded_options_of_a_zoo_prefixed_name_resume_the_same_folder(tmp_
     assert main(["scan", *common, *shlex.split(options)]) == 0  # accepted: resumes with the same file
     report = json.loads((out / "report.json").read_text())
     assert report["done"] == 2 and report["artifact"] == f"{name}.int8.{other}"
+
+
+# -- #4: scripts/scan_finalize_cost.py's base scan ---------------------------------------------------------------------
+def _cost_script(path: Path | None = None):  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    path = path or Path(__file__).resolve().parents[1] / "scripts" / "scan_finalize_cost.py"
+    spec = importlib.util.spec_from_file_location("scan_finalize_cost_t1", path)
+    assert spec is not None and spec.loader is not None
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+    return cost
+
+
+def test_the_finalize_cost_base_is_scanned_again_when_its_stride_or_archive_changed(tmp_path, moon) -> None:  # type: ignore[no-untyped-def]
+    """``WORK/base`` was reused whatever ``--stride``/``--archive`` this run had: the JSON then gave this run's
+    stride and archive for parts scanned with others."""
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.run import EngineOptions
+
+    cost = _cost_script()
+    for i in range(2):
+        write_image(tmp_path / "a1" / f"c{i}.png", moon[64 * i : 64 * i + 128, :128].copy())
+    write_image(tmp_path / "a2" / "d.png", moon[256:384, :128].copy())
+    model = Path(__file__).resolve().parents[1] / "edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"
+    kw = dict(model=str(model), engine=EngineOptions(workers=0), scorer_factory=mean_scorer_factory)
+    work = tmp_path / "work"
+
+    def base(archive: Path, stride: int) -> tuple[int, int]:
+        out = cost.scan_base(archive, work, stride, **kw)
+        report = json.loads((out / "report.json").read_text())
+        stride_now = json.loads((out / "scan.json").read_text())["config"]["stride"]
+        return report["done"], stride_now
+
+    assert base(tmp_path / "a1", 32) == (2, 32)
+    (work / "base" / "kept").write_text("")
+    assert base(tmp_path / "a1", 32) == (2, 32) and (work / "base" / "kept").exists()  # the same settings: reused
+    assert base(tmp_path / "a1", 64) == (2, 64)  # another stride: scanned again
+    assert not (work / "base" / "kept").exists()
+    assert base(tmp_path / "a2", 64) == (1, 64)  # another archive: scanned again, its image alone
+    assert cost.base_settings(work)["archive"] == str((tmp_path / "a2").resolve())
+    (work / "base.json").unlink()  # a base made before base.json: settings unknown, scanned again
+    (work / "base" / "kept").write_text("")
+    assert base(tmp_path / "a2", 64) == (1, 64) and not (work / "base" / "kept").exists()
+
+
+def test_the_finalize_cost_base_scans_with_the_runtime_an_edgeae_scan_install_has(tmp_path, moon, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """It asked for ``runtime="tflite"``: ai-edge-litert comes only with the flight-tflite and export extras, so on an
+    ``edgeae[scan]`` install (onnxruntime) the base scan ended in "no shipped int8 tflite artifact"."""
+    import importlib.util
+
+    from test_scan_support import mean_scorer_factory
+
+    from edgeae.imageio import write_image
+    from edgeae.scan.run import EngineOptions
+
+    pytest.importorskip("onnxruntime")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "ai_edge_litert" else find_spec(n, *a))
+    cost = _cost_script()
+    write_image(tmp_path / "arc" / "c.png", moon[:128, :128].copy())
+    out = cost.scan_base(tmp_path / "arc", tmp_path / "w", 64, engine=EngineOptions(workers=0),
+                         scorer_factory=mean_scorer_factory)  # fmt: skip
+    assert json.loads((out / "report.json").read_text())["done"] == 1
+    got = cost.base_settings(tmp_path / "w")
+    assert got["runtime"] == "auto" and got["file"] == "orbital-gray-vae.int8.onnx"
+    assert got["options"] == "--model orbital-gray-vae --runtime onnx"  # in the JSON: the file the parts came from
