@@ -251,11 +251,14 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 def _sigterm_as_interrupt() -> Any:
     """SIGTERM (``kill``, a batch system's stop) ends the scan as Ctrl-C does: finished images kept, queued ones
-    dropped, the "interrupted" line; returns what puts the previous handler back (a no-op off the main thread)."""
+    dropped, the "interrupted" line; returns what puts the previous handler back (a no-op off the main thread). A
+    SIGTERM the caller set to be ignored (``trap '' TERM``, inherited) stays ignored, as in firmware-sim."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
         return lambda: None
 
     def interrupt(signum: int, frame: Any) -> None:
