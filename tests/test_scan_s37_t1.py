@@ -122,3 +122,23 @@ def test_the_finalize_cost_base_scans_with_the_runtime_an_edgeae_scan_install_ha
     got = cost.base_settings(tmp_path / "w")
     assert got["runtime"] == "auto" and got["file"] == "orbital-gray-vae.int8.onnx"
     assert got["options"] == "--model orbital-gray-vae --runtime onnx"  # in the JSON: the file the parts came from
+
+
+# -- #2: a wildcard part between two ** and a link loop ----------------------------------------------------------------
+def test_a_wildcard_part_between_two_double_stars_does_not_name_files_through_a_link_loop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """In ``arc/**/*/**/*.png`` the ``*`` took the loop link ``a/up -> arc`` and a fresh walk listed the archive again
+    under ``a/up/...``: ``b/s/i.png`` was named ``a/up/b/s/i.png`` (the name that sorts first); ``**/**`` listed each
+    file three times (a "listed more than once" warning)."""
+    from edgeae.scan.archive import walk_archive
+    from edgeae.scan.archive_walk import _glob_tree
+
+    arc = tmp_path / "arc"
+    for d in "ab":
+        (arc / d / "s").mkdir(parents=True)
+        (arc / d / "s" / "i.png").write_bytes(b"x")
+    (arc / "top.png").write_bytes(b"x")
+    (arc / "a" / "up").symlink_to(arc, target_is_directory=True)
+    assert [e.name for e in walk_archive(f"{arc}/**/*/**/*.png")] == ["a/s/i.png", "b/s/i.png"]
+    assert [e.name for e in walk_archive(f"{arc}/*/**/*.png")] == ["a/s/i.png", "b/s/i.png"]
+    assert sorted(_glob_tree(f"{arc}/**/*/*.png")) == [f"{arc}/a/s/i.png", f"{arc}/b/s/i.png"]  # not a/up/top.png
+    assert sorted(_glob_tree(f"{arc}/**/**/*.png")) == [f"{arc}/{n}" for n in ("a/s/i.png", "b/s/i.png", "top.png")]

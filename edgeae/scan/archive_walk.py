@@ -48,13 +48,15 @@ def _glob_tree(pattern: str) -> list[str]:
     names; two such links, 2^40 names, and the walk never ended). A ``**`` walks the folders the parts before it name,
     each as its own tree (``arc*/**``: each folder ``arc*`` names, not the whole parent folder: review s36 r17 #2).
     Until session 37 the parts after the first ``**`` were matched by a regex of this module's own, which read ``[^a]``
-    as negation, warned on ``[[]`` (FutureWarning) and let a set match the ``/`` between two names."""
+    as negation, warned on ``[[]`` (FutureWarning) and let a set match the ``/`` between two names. A folder a
+    wildcard part matched is not looked into when it is a loop link (:func:`_loop_link`), and each path is listed once
+    (glob lists a file once for each way two ``**`` split its folders)."""
     if "**" not in pattern.split("/"):  # "**" inside a part is "*" there: no recursion
         return glob.glob(pattern)
     found = list(_iglob(pattern, dironly=False))
     if pattern[:2] == "**" and found and found[0] == "":  # as glob.iglob: the folder itself, named "", left out
         found.pop(0)
-    return found
+    return list(dict.fromkeys(found))  # each once: two ** list a file once for each folder level they can split at
 
 
 def _iglob(pathname: str, dironly: bool) -> Iterator[str]:
@@ -71,12 +73,27 @@ def _iglob(pathname: str, dironly: bool) -> Iterator[str]:
     if not dirname:
         yield from _in_dir("", basename, dironly)
         return
-    dirs: Iterable[str] = (
-        _iglob(dirname, dironly=True) if dirname != pathname and _GLOB_CHARS.search(dirname) else [dirname]
-    )
+    matched = dirname != pathname and _GLOB_CHARS.search(dirname)
+    dirs: Iterable[str] = _iglob(dirname, dironly=True) if matched else [dirname]
     for d in dirs:
+        if matched and _loop_link(d):
+            continue
         for name in _in_dir(d, basename, dironly):
             yield os.path.join(d, name)
+
+
+def _loop_link(folder: str) -> bool:
+    """Whether ``folder``, a folder a pattern part matched, is a link to a folder holding it (its own folder or one
+    above: a loop). Such a folder is not looked into: a ``**`` walk does not follow it (:func:`_follow`), and a part
+    with a wildcard between two ``**`` (``arc/**/*/**``) took it and walked the archive again under its name."""
+    path = folder.rstrip(os.sep) or folder
+    if not os.path.islink(path):
+        return False
+    real, parent = os.path.realpath(path), os.path.realpath(os.path.dirname(path) or os.curdir)
+    if parent == real or parent.startswith(real.rstrip(os.sep) + os.sep):
+        log.debug("%s leads to %s, a folder holding it (a loop): not looked into", folder, real)
+        return True
+    return False
 
 
 def _in_dir(dirname: str, part: str, dironly: bool) -> Iterator[str]:
