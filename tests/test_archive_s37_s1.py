@@ -77,7 +77,8 @@ END
 def test_a_nested_record_pointer_names_its_real_byte(other: Path) -> None:
     """``OBJECT = FILE; RECORD_BYTES = 64; ^QUBE = ("OTHER.img", 60)`` was refused "at byte 1": record 60 of 64 bytes
     is byte 3777, after OTHER.img's label, so the label check passes it; record 50 (byte 3137) is inside and named so;
-    with no RECORD_BYTES anywhere the refusal says the record and why byte 1."""
+    with no RECORD_BYTES in FILE (the top level's is not GDAL's) the refusal says the record and that GDAL counts 1-byte
+    records (byte 60)."""
     label = other.parent / "C.lbl"
     label.write_text(NESTED.format(rb="  RECORD_BYTES = 64\n", rec=60))
     with pytest.raises(ImageReadError) as err:  # GDAL itself cannot open this qube: any refusal but the label's
@@ -87,12 +88,12 @@ def test_a_nested_record_pointer_names_its_real_byte(other: Path) -> None:
     with pytest.raises(ImageReadError, match=r"its \^QUBE pointer \(in FILE\) names OTHER\.img at byte 3137, inside"):
         ProductReader(label)
     label.write_text(NESTED.format(rb="", rec=60))
-    with pytest.raises(ImageReadError, match=r"names OTHER\.img at record 60 with no RECORD_BYTES \(so byte 1\), "
-                       r"inside OTHER\.img's own PDS3 label"):  # fmt: skip
+    with pytest.raises(ImageReadError, match=r"names OTHER\.img at record 60 with no RECORD_BYTES in FILE \(GDAL "
+                       r"counts 1-byte records: byte 60\), inside OTHER\.img's own PDS3 label"):  # fmt: skip
         ProductReader(label)
 
 
-def test_a_nested_image_record_pointer_without_record_bytes_says_so(other: Path) -> None:
+def test_a_nested_image_record_pointer_counts_its_file_objects_record_bytes(other: Path) -> None:
     label = other.parent / "C2.lbl"
     text = NESTED.replace("^QUBE", "^IMAGE").split("OBJECT = QUBE")[0].format(rb="  RECORD_BYTES = 64\n", rec=60)
     label.write_text(
@@ -100,6 +101,6 @@ def test_a_nested_image_record_pointer_without_record_bytes_says_so(other: Path)
         + "OBJECT = IMAGE\n  LINES = 10\n  LINE_SAMPLES = 64\n  SAMPLE_BITS = 8\n  SAMPLE_TYPE = UNSIGNED_INTEGER\n"
         "END_OBJECT = IMAGE\nEND_OBJECT = FILE\nEND\n"
     )
-    with pytest.raises(ImageReadError, match=r"its \^IMAGE pointer names OTHER\.img at record 60 with no RECORD_BYTES "
-                       r"\(so byte 1\), inside OTHER\.img's own PDS3 label"):  # fmt: skip
-        ProductReader(label)
+    with ProductReader(label) as r:  # record 60 of FILE's 64 bytes: byte 3777, where GDAL reads it (was refused)
+        want = np.frombuffer(other.read_bytes()[3776 : 3776 + 640], np.uint8).reshape(10, 64)
+        assert np.array_equal(r.read_raw(0, 10)[..., 0], want)

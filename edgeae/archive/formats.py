@@ -46,13 +46,20 @@ from edgeae.archive.pds3 import (
     OdlLabel,
     RawImage,
     image_bytes,
-    int_value,
     parse_pointer,
     qube_suffix,
     scan_label,
     suffix_image,
 )
-from edgeae.archive.pointers import _in_label_dir, _pointer, check_pds4, not_in_label, pds4_files, unsized_record
+from edgeae.archive.pointers import (
+    _in_label_dir,
+    _pointer,
+    check_pds4,
+    not_in_label,
+    pds4_files,
+    record_bytes,
+    unsized_record,
+)
 from edgeae.archive.vicar import _check_vicar, _vicar_extent
 from edgeae.printable import printable
 
@@ -243,21 +250,17 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
         found = [name for name, depth, _ in lab.objects if depth == 0]
         what = f" (it describes {', '.join(dict.fromkeys(found))})" if found else ""
         raise ImageReadError(f"{p}: the label has no IMAGE object{what}: not an image product")
-    record_bytes = int_value(lab.top, "RECORD_BYTES")
     for obj, key, value in [("", k, v) for k, v in lab.top.items()] + lab.nested_pointers:
         # every image pointer GDAL might follow (an ISIS3 detached label's ^Core too) stays in the label's folder
         if key == "^CORE":  # an ISIS3 detached label
             _check_core(p, value, obj)
         elif key[1:] in IMAGE_OBJECTS:
-            rb = next(
-                (int_value(kw, "RECORD_BYTES") for o, _, kw in lab.objects if o == obj and kw.get(key) == value), 0
-            )
-            rb = rb or record_bytes  # a nested pointer's records: its own object's RECORD_BYTES, else the label's
-            name, at = _pointer(p, key, value, rb, obj)
+            rb = record_bytes(lab, obj, key, value)  # as GDAL counts them: never the top level's for a nested one
+            name, at = _pointer(p, key, value, rb or 1, obj)
             what = f"{key} pointer" + (f" (in {obj})" if obj else "")
             data = _in_label_dir(p, name, what) if name is not None else p
             if key != "^IMAGE" and data.is_file() and not _same_file(data, p):  # ^IMAGE: below, as GDAL takes it
-                not_in_label(p, data, at, what, unsized_record(value, rb))  # a ^QUBE into another file's own label
+                not_in_label(p, data, at, what, unsized_record(value, rb, obj))  # a ^QUBE into another file's own label
     packed = lab.compressed_file()
     if packed is not None:  # GDAL reads the compressed file (a JP2), not the IMAGE object's raw layout
         data = _in_label_dir(p, packed, "COMPRESSED_FILE FILE_NAME")
@@ -270,14 +273,16 @@ def _pds3_checks(p: Path, head: bytes) -> tuple[Path, RawImage | None]:
     pointer = lab.pointer()
     if pointer is None:
         return p, None
-    name, offset = _pointer(p, "^IMAGE", pointer, record_bytes)
+    obj = "" if "^IMAGE" in lab.top else next(o for o, k, _ in lab.nested_pointers if k == "^IMAGE")
+    rb = record_bytes(lab, obj, "^IMAGE", pointer)  # a ^IMAGE in OBJECT = FILE: FILE's RECORD_BYTES, as GDAL
+    name, offset = _pointer(p, "^IMAGE", pointer, rb or 1, obj)
     data = p if name is None else _in_label_dir(p, name, "^IMAGE pointer")
     if not data.exists():
         raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer does not exist")
     if not data.is_file():
         raise ImageReadError(f"{p}: the data file {printable(data.name)} named by its ^IMAGE pointer is not a file")
     if name is not None and not _same_file(data, p):
-        not_in_label(p, data, offset, at=unsized_record(pointer, record_bytes))
+        not_in_label(p, data, offset, at=unsized_record(pointer, rb, obj))
     layout = image_bytes(lab)
     if layout is None:
         return data, None

@@ -20,7 +20,7 @@ from edgeae.archive.files import (
     follow_links,
     not_regular,
 )
-from edgeae.archive.pds3 import parse_pointer, scan_label
+from edgeae.archive.pds3 import OdlLabel, int_value, parse_pointer, scan_label
 from edgeae.printable import printable
 
 
@@ -84,14 +84,35 @@ def _pointer(p: Path, key: str, value: str, record_bytes: int, obj: str = "") ->
     return ptr
 
 
-def unsized_record(value: str, record_bytes: int) -> str:
-    """``record N with no RECORD_BYTES (so byte 1)`` for a pointer to record N > 1 where the label gives no
-    RECORD_BYTES (the position is then byte 1, not where the label's author meant), else ``""``: for
+def record_bytes(lab: OdlLabel, obj: str = "", key: str = "^IMAGE", value: str | None = None) -> int:
+    """RECORD_BYTES as GDAL's PDS driver counts the records of a pointer (``pdsdataset.cpp`` ParseImage): the
+    RECORD_BYTES of the IMAGE object beside the pointer, else of the pointer's own object (``obj``, the one holding
+    ``key = value``; ``""``: the label's top level), else 0 (none given: GDAL counts 1-byte records). A pointer nested
+    in ``OBJECT = FILE`` never counts the top level's RECORD_BYTES (GDAL reads ``FILE.RECORD_BYTES``)."""
+    if not obj:
+        image = next((kw for name, depth, kw in lab.objects if name == "IMAGE" and depth == 0), {})
+        return int_value(image, "RECORD_BYTES") or int_value(lab.top, "RECORD_BYTES")
+    for i, (name, depth, kw) in enumerate(lab.objects):  # objects are listed at their END_OBJECT: children first
+        if name != obj or (value is not None and kw.get(key) != value):
+            continue
+        children, j = [], i - 1
+        while j >= 0 and lab.objects[j][1] > depth:
+            children.append(lab.objects[j])
+            j -= 1
+        image = next((k for n, d, k in children if n == "IMAGE" and d == depth + 1), {})
+        return int_value(image, "RECORD_BYTES") or int_value(kw, "RECORD_BYTES")
+    return 0
+
+
+def unsized_record(value: str, record_bytes: int, obj: str = "") -> str:
+    """``record N with no RECORD_BYTES (GDAL counts 1-byte records: byte N)`` for a pointer to record N > 1 where
+    :func:`record_bytes` finds none (``in OBJ`` for a pointer nested in an object), else ``""``: for
     :func:`not_in_label`'s message."""
     one = parse_pointer(value, 1)
     if record_bytes or one is None or one == parse_pointer(value, 2):  # equal unless in records, past record 1
         return ""
-    return f"record {one[1] + 1} with no RECORD_BYTES (so byte 1)"
+    where = f" in {obj}" if obj else ""
+    return f"record {one[1] + 1} with no RECORD_BYTES{where} (GDAL counts 1-byte records: byte {one[1] + 1})"
 
 
 def not_in_label(label: Path, data: Path, offset: int, what: str = "^IMAGE pointer", at: str = "") -> None:
