@@ -1,7 +1,7 @@
 """Session 37, review r9 of the archive fixes: a record pointer counts the RECORD_BYTES GDAL's PDS driver counts
 (``pdsdataset.cpp`` ParseImage: the IMAGE object's, else the pointer's own object's, else 1; never the top level's for
 a ``^IMAGE`` nested in ``OBJECT = FILE``), so a label no longer reads another file's PDS3 label as pixels nor is a
-valid one refused."""
+valid one refused; a PDS4 ``<offset>`` GDAL reads otherwise than written is named as written."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ pytest.importorskip("rasterio", reason="the archive extra is not installed: pip 
 
 from edgeae.archive.reader import ProductReader
 from edgeae.imageio import ImageReadError
+from tests.test_archive_s37_m1 import PDS4
 
 IMAGE = (
     "OBJECT = IMAGE\n{irb}  LINES = 10\n  LINE_SAMPLES = 64\n  SAMPLE_BITS = 8\n  SAMPLE_TYPE = UNSIGNED_INTEGER\n"
@@ -93,4 +94,22 @@ def test_a_record_pointer_gdal_reads_inside_another_files_label_is_refused(
     assert _gdal_start(label, other) == 59
     with pytest.raises(ImageReadError, match=rf"N\.lbl: its \^IMAGE pointer names OTHER\.img {said}, inside "
                        r"OTHER\.img's own PDS3 label \(which ends at byte 3650\)"):  # fmt: skip
+        ProductReader(label)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("<offset unit='byte'>0x10</offset>", r"<offset> '0x10', which GDAL reads as 0"),
+        ("<offset unit='byte'>abc</offset>", r"<offset> 'abc', which GDAL reads as 0"),
+        ("<offset unit='byte'></offset>", r"<offset> '', which GDAL reads as 0"),
+        ("", r"no <offset>, which GDAL reads as 0"),
+        ("<offset unit='byte'>0</offset>", r"<offset> 0"),
+    ],
+)
+def test_a_pds4_offset_is_named_as_the_label_writes_it(other: Path, text: str, said: str) -> None:
+    """``<offset> 0x10`` was named ``(<offset> 0)``, which the label does not say."""
+    label = other.parent / "P.xml"
+    label.write_text(PDS4.format(at="0").replace('<offset unit="byte">0</offset>', text))
+    with pytest.raises(ImageReadError, match=rf"P\.xml: its Array_2D_Image \({said}\) names OTHER\.img at byte 1, "):
         ProductReader(label)

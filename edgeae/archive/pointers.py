@@ -203,7 +203,17 @@ def check_pds4(label: Path) -> None:
                     "starts is unknown"
                 )
             if data.is_file() and not _same_file(data, label):
-                not_in_label(label, data, at, f"{_local(arr)} (<offset> {at})")
+                not_in_label(label, data, at, f"{_local(arr)} ({_offset_said(arr, at)})")
+
+
+def _offset_said(arr: ET.Element, at: int) -> str:
+    """The array's ``<offset>`` as the label writes it, and GDAL's reading where that differs: ``<offset> 3649``,
+    ``<offset> '0x10', which GDAL reads as 0``, ``no <offset>, which GDAL reads as 0``."""
+    el = next((k for k in arr if _local(k) == "offset"), None)
+    if el is None:
+        return f"no <offset>, which GDAL reads as {at}"
+    text = (el.text or "").strip()
+    return f"<offset> {at}" if text == str(at) else f"<offset> {_said(text)}, which GDAL reads as {at}"
 
 
 def pds4_offset(arr: ET.Element) -> int:
