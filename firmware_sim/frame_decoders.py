@@ -14,7 +14,8 @@ installed a rerun did not take the frames again: only ``--fresh``, which discard
   given the frame takes it again under its own id (:func:`.state.frames_to_take`), as a frame Ctrl-C stopped.
 
 A TIFF frame whose compression (LZW, JPEG, JPEG 2000, WebP, ZSTD, ...) or predictor (floating-point) tifffile decodes
-only with ``imagecodecs`` is the same fault where imagecodecs is not installed (no flight extra installs it: review r2
+only with ``imagecodecs`` is the same fault where imagecodecs is not installed (neither interpreter extra,
+``flight-tflite`` nor ``flight-onnx``, installs it; ``flight-ccsds121`` does: review r2
 of session 37, such a frame was dropped ``unreadable`` for good, "requires the 'imagecodecs' package"), or is installed
 without that codec or fails to import: found from its TIFF tags when the frame is opened (:func:`tiff_codec_missing`),
 before any pixel is read, and dropped ``decoder_unavailable`` with the pip line; reopened only once its codec resolves
