@@ -94,8 +94,9 @@ def test_scan_refuses_products_without_rasterio_before_recording_anything(tmp_pa
     assert main(["scan", str(arc), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "edgeae scan: error: the archive holds planetary products, read through GDAL (e.g. sub/X.IMG): 'rasterio' is "
-        "needed here but is not installed: run  pip install 'edgeae[archive]'"
+        "edgeae scan: error: the archive holds a planetary product, read through GDAL (e.g. sub/X.IMG): 'rasterio' is "
+        "needed here but is not installed: run  pip install 'edgeae[archive]'; to scan the other images without it, "
+        f"give a glob or manifest that leaves it out: '{arc}/**/*.png'"  # since s37 v1 (review r8 #4)
     ), err
     assert not out.exists()
     (arc / "sub" / "X.IMG").unlink()  # images alone need no GDAL: scanned as before
@@ -360,7 +361,8 @@ def test_scan_report_says_no_valid_pixel_instead_of_lower_min_valid(tmp_path: Pa
     assert report["images_without_valid_pixels"] == ["nan.tif"]
     md = (tmp_path / "out" / "report.md").read_text()
     blank = md.split("## 1 image with no valid pixel\n", 1)[1].split("\n## ", 1)[0]
-    assert f"No valid pixel ({NO_VALID_PIXEL}): nothing to score, whatever --min-valid." in blank
+    assert f"No valid pixel ({NO_VALID_PIXEL}): nothing to score (--min-valid 0 would give every patch" in blank
+    assert report["images_dark_throughout"] == []  # part.png has valid pixels: below --min-valid, not dark (s37 v1)
     assert "`nan.tif`" in blank and "part.png" not in blank and "Lower --min-valid" not in blank
     low = md.split("## 1 image without a scored patch\n", 1)[1].split("\n## ", 1)[0]
     assert "Lower --min-valid" in low and "`part.png`" in low and "nan.tif" not in low

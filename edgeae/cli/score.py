@@ -271,10 +271,21 @@ def run(args: argparse.Namespace) -> int:
             from edgeae.imageio import image_shape
 
             h, w, _ = image_shape(f)
-            if min(h, w) >= patch and _no_valid_pixel(f, patch, stride, scorer.channels, args.bayer, margin):
-                from edgeae.scan.report_text import NO_VALID_PIXEL  # "lower --min-valid" until session 37
+            kind = None
+            if min(h, w) >= patch:
+                kind = _no_valid_pixel(f, patch, stride, scorer.channels, args.bayer, margin)
+            if kind == "declared":  # "lower --min-valid" until session 37
+                from edgeae.scan.report_text import NO_VALID_PIXEL
 
                 log.warning("%s: no valid pixel (%s): nothing to score", printable(f.name), NO_VALID_PIXEL)
+            elif kind == "dark":  # said "no valid pixel ... nothing to score" in session 37 (review r8 #1)
+                from edgeae.scan.report_text import DARK_THROUGHOUT
+
+                log.warning(
+                    "%s: no patch holds a valid pixel (%s): --min-valid 0 scores it anyway",
+                    printable(f.name),
+                    DARK_THROUGHOUT,
+                )
             elif min(h, w) >= patch:  # an image smaller than a patch: score_file has said so, with the min_valid
                 why = ("a blank or dark image (12-bit data stored as 16-bit without an sBIT chunk reads dark), mostly "
                        "no-data, or a wide --margin")  # fmt: skip

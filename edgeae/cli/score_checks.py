@@ -124,16 +124,11 @@ def _default_model(first: Path, bayer: str | None) -> str:
     return DEFAULT_MODELS[3] if channels >= 3 else DEFAULT_MODELS[1]
 
 
-def _no_valid_pixel(path: Path, patch: int, stride: int, channels: int, bayer: str | None, margin: Any) -> bool:
-    """Whether no patch of ``path`` holds a valid pixel (all NaN, all no-data per its label, dark throughout): no
-    ``--min-valid`` makes it worth scoring. Asked only of an image of which no patch was scored; reads it again, up to
-    its first valid pixel (False when it cannot be read)."""
-    from edgeae.strips import iter_patch_blocks
+def _no_valid_pixel(path: Path, patch: int, stride: int, channels: int, bayer: str | None, margin: Any) -> str | None:
+    """Why no patch of ``path`` holds a valid pixel (:func:`edgeae.scan.blank.blank_kind`): ``"declared"`` (all NaN,
+    all no-data per its label: no ``--min-valid`` makes it worth scoring), ``"dark"`` (dark throughout, read as a
+    no-data margin: ``--min-valid 0`` scores it), None (some patch does, or it cannot be read). Asked only of an image
+    of which no patch was scored; reads it again, up to its first valid pixel."""
+    from edgeae.scan.blank import blank_kind
 
-    try:
-        for blk in iter_patch_blocks(path, patch, stride, channels=channels, bayer=bayer, margin=margin):
-            if blk.valid_frac.size and float(blk.valid_frac.max()) > 0:
-                return False
-    except Exception:
-        return False
-    return True
+    return blank_kind(path, patch, stride, channels=channels, bayer=bayer, margin=margin)

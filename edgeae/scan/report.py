@@ -194,6 +194,23 @@ def projection_rate(run: dict[str, Any]) -> tuple[float, str]:
     return float(rate or 0.0), basis
 
 
+def _blank_and_dark(store: ScanStore, entries: list[ArchiveEntry]) -> tuple[list[str], list[str]]:
+    """The names of ``entries`` (done, no patch holding a valid pixel as scanned) whose file declares every pixel
+    no-data, and those dark throughout (valid once the dark-margin detection is left out); each read again, up to its
+    first such pixel (one that cannot be read now is in neither)."""
+    from edgeae.scan.blank import no_valid_pixel
+
+    cfg = store.config
+    blank: list[str] = []
+    dark: list[str] = []
+    for e in entries:
+        declared = no_valid_pixel(e.path, cfg.patch, cfg.stride, channels=cfg.model.channels, detect_nodata=False,
+                                  **cfg.read_options())  # fmt: skip
+        if declared is not None:
+            (blank if declared else dark).append(e.name)
+    return blank, dark
+
+
 def finalize(
     store: ScanStore, entries: list[ArchiveEntry], run: dict[str, Any], *, write_gallery: bool = True
 ) -> dict[str, Any]:
@@ -230,10 +247,12 @@ def finalize(
     failures = [{"file": p["file"], "error": p["error"]} for p in per_image if p["status"] == "failed"]
     skipped = [{"file": p["file"], "reason": p["reason"]} for p in per_image if p["status"] == "skipped"]
     # done but nothing scored: every patch below --min-valid (small products with no-data, dark frames); of those, the
-    # ones with no valid pixel at all (all NaN / no-data per the label), which no --min-valid would score
+    # ones with no valid pixel at all (all NaN / no-data per the label), which no --min-valid would score, and the
+    # frames dark throughout (no valid pixel as read, some once the margin detection is left out: --min-valid 0 scores)
     empty = [p["file"] for p in per_image if p["status"] == "done" and p["n_patches"] == 0]
-    blank = [p["file"] for p, e in zip(per_image, entries, strict=True)
-             if p["status"] == "done" and p["n_patches"] == 0 and recs[e.name].valid_max == 0]  # fmt: skip
+    unseen = [e for p, e in zip(per_image, entries, strict=True)
+              if p["status"] == "done" and p["n_patches"] == 0 and recs[e.name].valid_max == 0]  # fmt: skip
+    blank, dark = _blank_and_dark(store, unseen)
     rate, basis = projection_rate(run)
     report = {
         **run,
@@ -257,6 +276,7 @@ def finalize(
         "skipped_products": skipped,
         "images_without_patches": empty,
         "images_without_valid_pixels": blank,  # since session 37 (older records do not say: not listed)
+        "images_dark_throughout": dark,  # since session 37 (r8 #1): in images_without_patches; --min-valid 0 scores
         "min_valid": store.config.min_valid,
         "quality": store.config.quality.to_dict(),
         "top": top,  # every patch of topk/, best first (rank, file, x, y, score, thumbnail)

@@ -182,9 +182,14 @@ def _facts(r: dict[str, Any], text: Callable[[object], str]) -> list[str]:
     return lines
 
 
-NO_VALID_PIXEL = "all NaN / no-data per its label, or dark throughout: read as a no-data margin"
-"""Why an image has no valid pixel at all (``edgeae scan``'s report, ``edgeae score``'s warning): no --min-valid
-scores it (until session 37 both advised lowering it)."""
+NO_VALID_PIXEL = "all NaN, transparent or no-data per its label, or inside --margin"
+"""Why an image has no valid pixel at all (``edgeae scan``'s report, ``edgeae score``'s warning): its file says so, and
+--min-valid 0 would only score filled pixels, the same for every patch. Until session 37 both advised lowering
+--min-valid; in session 37 a frame dark throughout was said so too (review r8 #1: --min-valid 0 scores it)."""
+
+DARK_THROUGHOUT = "dark throughout: every pixel read as a dark no-data margin"
+"""Why an image whose pixels all lie at or below the margin detection's darkness threshold has no valid pixel as read:
+``--min-valid 0`` scores it (its patches then score apart)."""
 
 
 def _sections(r: dict[str, Any]) -> list[str]:
@@ -193,12 +198,14 @@ def _sections(r: dict[str, Any]) -> list[str]:
     if blank:  # no --min-valid would score these: not told to lower it (until session 37)
         lines += (
             ["", f"## {_count(len(blank), 'image')} with no valid pixel", "",
-             f"No valid pixel ({NO_VALID_PIXEL}): nothing to score, whatever --min-valid.", ""]
+             f"No valid pixel ({NO_VALID_PIXEL}): nothing to score (--min-valid 0 would give every patch the "
+             "same score, of filled pixels only).", ""]
             + [f"- {_code(f)}" for f in blank[:50]]
             + ([f"- ... and {len(blank) - 50} more"] if len(blank) > 50 else [])
         )  # fmt: skip
     said = set(blank)
     empty = [f for f in r.get("images_without_patches") or [] if f not in said]
+    dark = set(r.get("images_dark_throughout") or [])  # since session 37 (r8 #1): told --min-valid 0 scores them
     if empty:
         lines += (
             [
@@ -210,9 +217,10 @@ def _sections(r: dict[str, Any]) -> list[str]:
                 "to score them.",
                 "",
             ]
-            + [f"- {_code(f)}" for f in empty[:50]]
+            + [f"- {_code(f)}" + (f" ({DARK_THROUGHOUT}: --min-valid 0 scores it)" if f in dark else "")
+               for f in empty[:50]]
             + ([f"- ... and {len(empty) - 50} more"] if len(empty) > 50 else [])
-        )
+        )  # fmt: skip
     if r.get("top"):
         lines += [
             "",
@@ -249,8 +257,13 @@ def report_summary(r: dict[str, Any], out: str) -> str:
     blank = r.get("images_without_valid_pixels") or []
     if blank:
         lines.append(f"- {_count(len(blank), 'image')} with no valid pixel ({NO_VALID_PIXEL})")
-    if len(r.get("images_without_patches") or []) > len(blank):
-        n = len(r["images_without_patches"]) - len(blank)
+    dark = r.get("images_dark_throughout") or []
+    if dark:
+        it = "it" if len(dark) == 1 else "them"
+        said = f"({DARK_THROUGHOUT}: --min-valid 0 scores {it})"
+        lines.append(f"- {_count(len(dark), 'image')} without a scored patch {said}")
+    if len(r.get("images_without_patches") or []) > len(blank) + len(dark):
+        n = len(r["images_without_patches"]) - len(blank) - len(dark)
         lines.append(f"- {_count(n, 'image')} without a scored patch (below --min-valid)")
     folder = Path(out)
     listed = ", ".join(
