@@ -6,6 +6,7 @@ it. :class:`edgeae.scan.state.ScanStore` appends and reads them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 
@@ -53,8 +54,27 @@ def parse_record(line: bytes) -> Record:
 
 def missing_dependency(rec: Record) -> bool:
     """A failure that was the install's, not the file's: an optional package the reader needed was not installed (its
-    :class:`~edgeae._optional.MissingDependencyError`, with the pip line). A plain rerun takes such an image again
-    (:meth:`edgeae.scan.state.ScanStore.pending`), as ``firmware-sim`` retakes a frame dropped ``decoder_unavailable``;
-    until session 37 a scan without the [archive] extra recorded every planetary product so, and only
-    ``--retry-failed`` scanned them once it was installed."""
+    :class:`~edgeae._optional.MissingDependencyError`, with the pip line). A plain rerun takes such an image again once
+    that package can be found (:func:`dependency_found`, :meth:`edgeae.scan.state.ScanStore.pending`), as
+    ``firmware-sim`` retakes a frame dropped ``decoder_unavailable``; until session 37 a scan without the [archive]
+    extra recorded every planetary product so, and only ``--retry-failed`` scanned them once it was installed."""
     return rec.status == "failed" and rec.error.startswith("MissingDependencyError:")
+
+
+_NEEDED = re.compile(r"^MissingDependencyError: '([A-Za-z_][\w.]*)' is needed here but is not installed")
+
+
+def dependency_found(rec: Record) -> bool:
+    """Whether the package ``rec`` failed for (:func:`missing_dependency`, named in its error: ``'rasterio' is
+    needed``) can now be found (``importlib.util.find_spec``, nothing imported): only then does a plain rerun take it
+    again. In session 37 before review r8 #2 it was read, failed and warned again at every rerun while still missing (a
+    package Ray's workers lack, pyproj); an error naming no package (installed but failing to import) is left failed."""
+    import importlib.util
+
+    m = _NEEDED.match(rec.error) if missing_dependency(rec) else None
+    if m is None:
+        return False
+    try:
+        return importlib.util.find_spec(m.group(1)) is not None
+    except (ImportError, ValueError):
+        return False

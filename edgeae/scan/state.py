@@ -40,7 +40,7 @@ from edgeae.printable import printable
 from edgeae.scan.archive import ArchiveEntry
 from edgeae.scan.manifest import STATUSES as STATUSES
 from edgeae.scan.manifest import Record as Record
-from edgeae.scan.manifest import missing_dependency
+from edgeae.scan.manifest import dependency_found
 from edgeae.scan.manifest import parse_record as parse_record
 from edgeae.scan.out_checks import (
     PartDamagedError,
@@ -291,7 +291,8 @@ class ScanStore:
         """Entries still to scan: new ones, failed ones when ``retry_failed``, any whose part is missing or damaged
         (:meth:`reconcile`), and any whose file or data file changed (size or modification time) since it was
         recorded done or failed (:attr:`changed` lists those); failed ones whose error was a missing dependency (the
-        install's fault, not the file's: :func:`~edgeae.scan.manifest.missing_dependency`) too (:attr:`retaken`)."""
+        install's fault, not the file's: :func:`~edgeae.scan.manifest.missing_dependency`) too once that package can be
+        found (:func:`~edgeae.scan.manifest.dependency_found`; :attr:`retaken`)."""
         recs = self.reconcile(entries, check_parts=True)
         todo = []
         self.changed, self.retaken = [], []
@@ -302,7 +303,7 @@ class ScanStore:
                 todo.append(e)
             elif rec is None or (retry_failed and rec.status == "failed"):
                 todo.append(e)
-            elif missing_dependency(rec):  # until session 37 only --retry-failed took it again
+            elif dependency_found(rec):  # until session 37 only --retry-failed took it again; once found (r8 #2)
                 self.retaken.append(e.name)
                 todo.append(e)
         return todo
