@@ -114,7 +114,7 @@ def scan_archive(
     specs = archive if isinstance(archive, list) else [archive]
     if not entries:
         raise FileNotFoundError(f"archive {', '.join(os.fspath(a) for a in specs)} holds no image files")
-    _check_product_reader(entries)  # before the results folder is made: nothing recorded
+    _check_product_reader(entries, specs)  # before the results folder is made: nothing recorded
     if config.score == "context-knn":  # the whole set's latents are held for its ranking: bounded before scoring
         from edgeae.scan.context import check_set_size
 
@@ -247,26 +247,44 @@ def scan_archive(
         return report
 
 
-def _check_product_reader(entries: list[Any]) -> None:
+def _check_product_reader(entries: list[Any], specs: list[Any] | None = None) -> None:
     """:class:`~edgeae._optional.MissingDependencyError` (``edgeae scan``: one line, status 2, the pip line) when the
     archive holds planetary products (:func:`edgeae.archive.formats.is_archive_path`) and rasterio, whose GDAL reads
-    them, is not installed; nothing is read when it is. Until session 37 each such product was recorded as failed
-    (status 1, the reason in report.md only), and a plain rerun once the extra was installed scanned nothing."""
+    them, is not installed; nothing is read when it is. The line counts them and names a glob of the other images
+    (``specs``: the ARCHIVE arguments) that scans the rest without them (review s37 r8 #4). Until session 37 each such
+    product was recorded as failed (status 1, the reason in report.md only), and a plain rerun once the extra was
+    installed scanned nothing."""
     from edgeae._optional import MissingDependencyError, missing, require
 
     if not missing({"rasterio": "archive"}):
         return
     from edgeae.archive.formats import is_archive_path
 
-    first = next((e for e in entries if is_archive_path(e.path)), None)
-    if first is None:
+    products = [e for e in entries if is_archive_path(e.path)]
+    if not products:
         return
     try:
         require("rasterio")
     except MissingDependencyError as exc:
+        n = len(products)
+        what = "a planetary product" if n == 1 else f"{n} planetary products"
         raise MissingDependencyError(
-            f"the archive holds planetary products, read through GDAL (e.g. {printable(first.name)}): {exc}"
+            f"the archive holds {what}, read through GDAL (e.g. {printable(products[0].name)}): {exc}"
+            + _without_products(entries, products, specs)
         ) from None
+
+
+def _without_products(entries: list[Any], products: list[Any], specs: list[Any] | None) -> str:
+    """How to scan the other images of ``entries`` without ``products``: a quoted glob a suffix (up to 3)."""
+    held = {id(e) for e in products}
+    suffixes = sorted({e.path.suffix for e in entries if id(e) not in held and e.path.suffix})
+    if not suffixes:
+        return ""
+    root = os.fspath(specs[0]) if specs and len(specs) == 1 and os.path.isdir(specs[0]) else "ARCHIVE"
+    globs = " ".join(f"'{printable(root.rstrip('/') or '/')}/**/*{x}'" for x in suffixes[:3])
+    more = " (and the other suffixes)" if len(suffixes) > 3 else ""
+    it = "it" if len(products) == 1 else "them"
+    return f"; to scan the other images without {it}, give a glob or manifest that leaves {it} out: {globs}{more}"
 
 
 def _warn_recorded_elsewhere(store: ScanStore, entries: list[Any]) -> None:
