@@ -129,12 +129,16 @@ def load_error(path: str | os.PathLike[str], exc: BaseException, head: bytes) ->
 def damaged_record(source: str | os.PathLike[str] | io.BytesIO) -> str | None:
     """The first record of the zip archive ``source`` (a ``torch.save`` file) whose bytes fail its CRC-32 or whose
     header does not match the archive's directory, with why (``"its record best/data/3 fails its CRC-32 check"``); None
-    when every record is intact, or when ``source`` is no zip archive or a cut-short one (``torch.load`` then says
-    so). ``torch.load`` never checks these CRCs: a byte flipped on disk or in a copy loads as a changed weight.
+    when every record is intact, when the file was saved without CRC-32s (``torch.serialization.set_crc32_options
+    (False)``: every stored CRC is 0), or when ``source`` is no zip archive or a cut-short one (``torch.load`` then
+    says so). ``torch.load`` never checks these CRCs: a byte flipped on disk or in a copy loads as a changed weight.
     Reads the file once, a MiB at a time (memory bounded by that, time by one read of the file)."""
     try:
         with zipfile.ZipFile(source) as archive:
-            for info in archive.infolist():
+            infos = archive.infolist()
+            if all(i.CRC == 0 for i in infos if i.file_size):  # saved with torch's set_crc32_options(False): no
+                return None  # CRC-32 to check (torch.load reads such a file); one flipped byte cannot zero them all
+            for info in infos:
                 try:
                     with archive.open(info) as f:
                         while f.read(1 << 20):

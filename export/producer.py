@@ -48,14 +48,16 @@ def toolchain(fmt: str) -> dict[str, str | None]:
 @functools.lru_cache(maxsize=1)
 def code_revision() -> str:
     """``git describe --always --dirty`` of the checkout edgeae runs from (``ad6e76d-dirty``: uncommitted changes),
-    else ``edgeae VERSION`` (an installed package, or git not there or not answering within 10 s)."""
+    else ``edgeae VERSION`` (an installed package, or git not there or not answering within 10 s). Takes no lock
+    (``--no-optional-locks``: ``--dirty`` would refresh the index under ``.git/index.lock``, failing a concurrent
+    ``git commit`` in the same checkout)."""
     from edgeae import __version__
 
     root = Path(__file__).resolve().parents[1]
     if (root / ".git").exists():
         try:
             done = subprocess.run(
-                ["git", "-C", str(root), "describe", "--always", "--dirty"],
+                ["git", "--no-optional-locks", "-C", str(root), "describe", "--always", "--dirty"],
                 capture_output=True, text=True, timeout=10, check=False,
             )  # fmt: skip
         except (OSError, subprocess.SubprocessError):
