@@ -206,7 +206,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--channels", type=int, choices=[1, 3], default=None,
-        help="1 grey or 3 RGB: the images are read as this many (default: the dataset's; a folder: its first image's)",
+        help="1 grey or 3 RGB: the images are read as this many (default: the dataset's; a folder: the one count "
+        "all its images share, a mixed folder is refused)",
     )  # fmt: skip
     c.add_argument("--batch-size", type=int, default=32, help="crops per optimiser step (default 32)")
     c.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")

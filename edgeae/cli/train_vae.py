@@ -72,7 +72,8 @@ def register_cli(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     v.add_argument(
         "--channels", type=int, choices=[1, 3], default=None,
-        help="folder data: 1 grey or 3 RGB (default: from the folder's first image); named data: its own",
+        help="folder data: 1 grey or 3 RGB (default: the one count all its images share; a mixed folder is refused); "
+        "named data: its own",
     )  # fmt: skip
     v.add_argument(
         "--lambda", dest="lambda", type=float, default=None, metavar="LAMBDA",
