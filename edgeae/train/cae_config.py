@@ -199,7 +199,9 @@ def _not_used(files: list[Path], suffixes: tuple[str, ...], noun: str = "image")
     if len(groups) == 1:
         listing = ", ".join(files[i].name for i in range(min(5, len(files)))) + (" ..." if len(files) > 5 else "")
     else:
-        listing = "; ".join(f"{len(n)} {sfx}: {', '.join(n[:3])}{' ...' if len(n) > 3 else ''}" for sfx, n in groups)
+        shown = "; ".join(f"{len(n)} {sfx}: {', '.join(n[:3])}{' ...' if len(n) > 3 else ''}" for sfx, n in groups[:6])
+        rest = sum(len(n) for _, n in groups[6:])  # 300 numbered suffixes (x.001 ...) made a 5 KB line
+        listing = shown + (f"; {rest} more with {len(groups) - 6} other suffixes" if rest else "")
     advice = "; rename them to train on them" if set(by) & set(READ_EXTENSIONS) else ""
     if ".npy" in by:  # frames firmware-sim flies: say how to train on them
         advice += "; .npy frames (which firmware-sim flies) are not read for training: write them as 16-bit PNG or TIFF"
