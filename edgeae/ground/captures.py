@@ -33,9 +33,10 @@ class Capture:
 
 
 def feed_captures(paths: Iterable[str | Path], station: GroundStation) -> list[Capture]:
-    """Hand the packets of ``paths`` (files, or folders of ``*.bin`` files in name order) to ``station``, except
-    those of a file that is another capture: it gets a station of its own (:meth:`GroundStation.sibling`,
-    writing into ``station.out / "capture_<k>"``), so two frames under one id in two captures are both rebuilt.
+    """Hand the packets of ``paths`` (files, or folders of ``*.bin`` files in the order the flight wrote them:
+    :func:`~.sources.packet_files`, by pass number) to ``station``, except those of a file that is another capture:
+    it gets a station of its own (:meth:`GroundStation.sibling`, writing into ``station.out / "capture_<k>"``), so
+    two frames under one id in two captures are both rebuilt.
 
     Each file is compared with the captures so far, in order, by its first :data:`CAPTURE_LOOKAHEAD` packets
     (:meth:`~edgeae.ground.reassembly.Receiver.clash`) and joins the one whose counts it continues most closely
