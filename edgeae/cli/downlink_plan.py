@@ -97,12 +97,13 @@ def _plan_image(args, cfg, links, methods, log, progress) -> tuple[list[dict], d
     fill, score = science.load_models(model, scorer, args.threads, loaded=loaded)  # the checked ones, not reloaded
     patch = _plan_patch(args.patch, score, scorer)
     frame = LabelledFrame(args.image.stem, "image", samples, patch, np.zeros((0, 2), np.int64), "-", bits=bits)
-    _check_budgets([frame], cfg, methods)
+    floors = _check_budgets([frame], cfg, methods)
     mode = args.score or science.SCORES[c]
     # PSNR over the pixels with data, by reconstruct's rule (transparent pixels and no-data margins left out)
     valid = {frame.name: file_valid(args.image)}
     rows = science.evaluate([frame], score, fill, cfg, links, args.seeds, methods, log, score=mode,
-                            progress=args.image.name if progress else None, valid=valid)  # fmt: skip
+                            progress=args.image.name if progress else None, valid=valid,
+                            floors=floors)  # fmt: skip
     # a deeper frame is planned at its own depth: budgets are fractions of its packed raw size, PSNR on its scale
     rows = [{**r, "bit_depth": bits, "input": f"{bits}-bit", "model": model, "scorer": scorer} for r in rows]
     return rows, {"image": str(args.image), "model": model, "scorer": scorer, "score": mode, "patch": patch}
@@ -124,12 +125,13 @@ def _plan_sets(args, cfg, links, methods, log, progress) -> tuple[list[dict], di
     if args.model or args.scorer:  # until session 37 after the sets were built (~1 s of --quick work first)
         loaded = _check_channels(args.model, args.scorer, channels, args.threads)
     built = {name: build(name, quick=args.quick) for name in sets}
-    _check_budgets([f for frames in built.values() for f in frames], cfg, methods)
+    floors = _check_budgets([f for frames in built.values() for f in frames], cfg, methods)
     over = {c: args.model for c in (1, 3)} if args.model else None
     sc = {c: args.scorer for c in (1, 3)} if args.scorer else None
     rows = science.run_sets(sets, quick=args.quick, cfg=cfg, links=links, seeds=args.seeds, models=over,
                             scorers=sc, methods=methods, threads=args.threads, log=log,
-                            score=args.score, progress=progress, built=built, loaded=loaded)  # fmt: skip
+                            score=args.score, progress=progress, built=built, loaded=loaded,
+                            floors=floors)  # fmt: skip
     used = {
         "sets": sets,
         "quick": args.quick,
@@ -170,13 +172,15 @@ def _check_channels(
     return loaded
 
 
-def _check_budgets(frames, cfg, methods: tuple[str, ...]) -> None:
-    """Refuse (one line, before any work) a budget under what every method needs to send a frame at all."""
-    from edgeae.ground.budget_downlink import budget_floor
+def _check_budgets(frames, cfg, methods: tuple[str, ...]) -> list:
+    """Refuse (one line, before any work) a budget under what every method needs to send a frame at all. Returns
+    the frames' :class:`~edgeae.ground.budget_downlink.ContextFloors`, for the plan to reuse."""
+    from edgeae.ground.budget_downlink import ContextFloors, budget_floor
     from edgeae.ground.science import budget_label
 
-    for frame in frames:
-        floor, why = budget_floor(frame, methods, cfg)
+    floors = [ContextFloors(frame, cfg) for frame in frames]
+    for frame, fl in zip(frames, floors, strict=True):
+        floor, why = budget_floor(frame, methods, cfg, fl)
         for frac in cfg.budgets:
             got = int(frac * frame.raw_bytes)
             if got < floor:
@@ -184,6 +188,7 @@ def _check_budgets(frames, cfg, methods: tuple[str, ...]) -> None:
                     f"--budgets {frac:g} ({budget_label(frac)}): {got:,} bytes per frame for {frame.name} "
                     f"({frame.raw_bytes:,} raw bytes), less than {why}; {_least_budget(floor, frame.raw_bytes)}"
                 )
+    return floors
 
 
 def _least_budget(floor: int, raw: int) -> str:

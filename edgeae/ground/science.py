@@ -20,6 +20,7 @@ import numpy as np
 from edgeae.metrics import psnr_db
 
 from .budget_downlink import METHODS as METHODS
+from .budget_downlink import ContextFloors
 from .budget_downlink import Downlink as Downlink
 from .budget_downlink import PlanConfig as PlanConfig
 from .budget_downlink import Received as Received
@@ -92,13 +93,16 @@ def evaluate(
     score: str = "a",
     progress: str | None = None,
     valid: dict[str, np.ndarray] | None = None,
+    floors: Iterable[ContextFloors] = (),
 ) -> list[dict[str, Any]]:
     """One row per (frame, budget, method, link, seed): bytes sent, what was sent and :func:`metrics`.
     ``score``: how a VAE scorer ranks the patches (:func:`score_grid`). ``progress``: a label for a progress
     bar over the (frame, budget, method) cells (drawn only when stderr is a terminal), or None for none.
     ``valid``: frame name -> its pixels with data (bool (H, W)); a frame not in it gets
     :func:`.validity.samples_valid` of its samples (the no-data rule of ``edgeae reconstruct``); the PSNRs cover
-    those pixels only (each row's ``psnr_valid_fraction`` says how many).
+    those pixels only (each row's ``psnr_valid_fraction`` says how many). ``floors``: context floors already
+    computed (:class:`~.budget_downlink.ContextFloors`, e.g. by ``downlink plan``'s budget check), used for their
+    frames; every other frame's are computed once for all its budgets.
 
     ``oracle``: rank the grid by the labels instead of ``scorer`` (feature patches first, in grid order): what the
     prioritised downlink would deliver with a perfect anomaly ranking, an upper bound for any scorer."""
@@ -107,6 +111,7 @@ def evaluate(
     cfg = cfg or PlanConfig()
     links = links or LINKS
     frames = list(frames)
+    known = {id(f.frame): f for f in floors}  # each holds its frame: no id is reused while this runs
     rows: list[dict[str, Any]] = []
     bar = None
     if progress is not None:
@@ -121,15 +126,20 @@ def evaluate(
         for n, frame in enumerate(frames):
             ok = (valid or {}).get(frame.name)
             ok = samples_valid(frame.samples, frame.bits) if ok is None else ok
-            rows += _frame_rows(n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle, score, ok, bar)
+            fl = known.get(id(frame))
+            fl = fl if fl is not None and fl.cfg == cfg else ContextFloors(frame, cfg)
+            rows += _frame_rows(n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle, score, ok, bar, fl)
     finally:
         if bar is not None:
             bar.close()
     return rows
 
 
-def _frame_rows(n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle, score, valid, bar) -> list[dict]:
-    """:func:`evaluate`'s rows of frame number ``n``; ``bar`` (or None) advances one cell per budget and method."""
+def _frame_rows(
+    n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle, score, valid, bar, floors
+) -> list[dict]:
+    """:func:`evaluate`'s rows of frame number ``n``; ``bar`` (or None) advances one cell per budget and method;
+    ``floors``: the frame's :class:`~.budget_downlink.ContextFloors` (one for all its budgets)."""
     rows: list[dict[str, Any]] = []
     if oracle:
         features = {(int(x), int(y)) for x, y in frame.features}
@@ -143,7 +153,7 @@ def _frame_rows(n, frame, scorer, fill, cfg, links, seeds, methods, log, oracle,
         for method in methods:
             if bar is not None:
                 bar.set_postfix_str(f"{frame.name} {budget_label(frac)} {method}", refresh=False)
-            sent = plan(frame, scores, budget, method, cfg)
+            sent = plan(frame, scores, budget, method, cfg, floors)
             base = {
                 "set": frame.set,
                 "frame": frame.name,
@@ -331,16 +341,19 @@ def run_sets(
     progress: bool = False,
     built: dict[str, list[LabelledFrame]] | None = None,
     loaded: dict[str, Any] | None = None,
+    floors: Iterable[ContextFloors] = (),
 ) -> list[dict[str, Any]]:
     """:func:`evaluate` on the labelled frame sets ``sets`` (``feature_sets.SETS``), each with the models
     for its channel count (``models`` / ``scorers`` override the defaults by channel count; ``oracle``: the
     labels rank the patches; ``score``: how a VAE scorer ranks them, default :data:`SCORES`; ``progress``: a
     progress bar per set, when stderr is a terminal; ``built``: set name -> its frames, already built; ``loaded``:
-    model name -> predictor already loaded; each model is loaded once, whatever the sets that use it)."""
+    model name -> predictor already loaded; each model is loaded once, whatever the sets that use it; ``floors``:
+    the context floors already computed for frames of ``built``)."""
     from .feature_sets import build
 
     rows: list[dict[str, Any]] = []
     loaded = {} if loaded is None else loaded
+    floors = list(floors)  # every set's evaluate looks in it
     for name in sets:
         frames = (built or {}).get(name) or build(name, quick=quick, root=root)
         c = frames[0].samples.shape[2]
@@ -348,7 +361,8 @@ def run_sets(
         fill, scorer_fn = load_models(model, scorer, threads, loaded=loaded)
         mode = score or SCORES[c]
         bar = name if progress else None
-        for r in evaluate(frames, scorer_fn, fill, cfg, links, seeds, methods, log, oracle, mode, progress=bar):
+        for r in evaluate(frames, scorer_fn, fill, cfg, links, seeds, methods, log, oracle, mode, progress=bar,
+                          floors=floors):  # fmt: skip
             label = "oracle (labels)" if oracle else scorer_label(scorer_fn, scorer, mode)
             rows.append({**r, "model": model, "scorer": label})
     return rows
