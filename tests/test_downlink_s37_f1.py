@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeae.ground.pipeline import _kept_hashes, keep_for_bytes
+from edgeae.ground.keep_frames import KeptPixels
+from edgeae.ground.keep_search import keep_for_bytes
 from edgeae.ground.sources import sparse_from_samples
 from edgeae.masks import hash_counter, make_mask, stream_key, unit_float
 from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
@@ -70,17 +71,19 @@ def test_keep_for_bytes_other_patterns_fit_the_budget() -> None:
         assert sum(map(len, packetise(fr, config=WIRE))) <= budget
 
 
-def test_kept_hashes_are_the_uniform_mask() -> None:
-    """The pixels and hashes the exact search packs from are those of ``make_mask`` (blocks that do not divide
-    the frame)."""
-    for seed, keep in ((0, 0.01), (7, 0.3), (99, 0.9)):
-        t = int(np.ceil(keep * 2.0**53))
-        idx, top = _kept_hashes(seed, 40 * 50, t, block=333)
-        mask = make_mask(seed, (40, 50), keep)
-        np.testing.assert_array_equal(idx, np.flatnonzero(mask))
-        assert (top < t).all()
-        for cut in np.sort(top)[[0, len(top) // 2, -1]]:
-            assert int((top < int(cut) + 1).sum()) == int(make_mask(seed, (40, 50), (int(cut) + 1) / 2.0**53).sum())
+def test_kept_pixels_are_the_uniform_masks_between_two_thresholds() -> None:
+    """The frames the exact search packs from are those of ``make_mask`` at each threshold between the two (strips
+    of rows and gathers that do not divide the frame: 100 x 5001 pixels, strips of 48 rows, gathers of 2**18 pixels)."""
+    samples = np.random.default_rng(3).integers(0, 256, (100, 5001, 2), dtype=np.uint8)
+    for seed, lo, hi in ((0, 0.01, 0.02), (7, 0.3, 0.31), (99, 0.001, 0.9)):
+        fits, over = int(np.ceil(lo * 2.0**53)), int(np.ceil(hi * 2.0**53))
+        kept = KeptPixels(samples, seed, fits, over)
+        assert kept.add.dtype == np.int32 and kept.threshold(0) == fits and kept.threshold(kept.steps) <= over
+        for k in sorted({0, 1, kept.steps // 3, kept.steps - 1, kept.steps}):
+            mask = make_mask(seed, (100, 5001), kept.threshold(k) / 2.0**53)
+            values, rows, _ = kept.values(k)
+            np.testing.assert_array_equal(values, samples[mask])
+            np.testing.assert_array_equal(rows, mask.sum(axis=1))
 
 
 # ------------------------------------------------------------------------------ 3: the prioritised split

@@ -6,7 +6,6 @@ through files (``edgeae downlink simulate`` then ``edgeae ground decode``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,9 +14,11 @@ import numpy as np
 
 from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
 from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
-from edgeae.wire.products import LATENT_SCALE_RANGE, LatentFrame, SparseFrame
+from edgeae.wire.products import LATENT_SCALE_RANGE, LatentFrame
 
 from .decode import longest_row_gap
+from .keep_search import KEEP_STEPS as KEEP_STEPS
+from .keep_search import keep_for_bytes as keep_for_bytes
 from .link import LinkConfig, LinkStats, simulate
 from .sources import as_float, sparse_from_samples
 from .station import Filler, GroundStation
@@ -101,140 +102,6 @@ def downlink_frame(
     known = gs.known[frame_id]
     rep = {**reports[name], "longest_row_gap": longest_row_gap(known)}
     return DownlinkResult(recon, known, rep, stats, sum(map(len, pkts)), len(pkts))
-
-
-KEEP_STEPS = 1 << 53
-"""Keeps are searched as ``t / 2**53`` for whole numbers t: a uniform mask keeps a pixel when the top 53 bits of its
-hash are under ``ceil(keep * 2**53)`` (:func:`edgeae.masks.uniform_threshold`), so these keeps give every uniform
-mask there is, and a larger t keeps the same pixels and more (masks nested in the keep)."""
-_Point = tuple[int, int, int]  # (t or sample count, wire bytes, samples)
-
-
-def keep_for_bytes(
-    samples: np.ndarray, bit_depth: int, budget: int, wire: WireConfig, seed: int, pattern: str = "uniform"
-) -> float:
-    """The largest keep fraction whose sparse frame of ``samples`` (H, W, C) takes at most ``budget`` wire bytes
-    under ``wire``. For the uniform mask (nested in the keep) its frame fits and the frame that also sends the next
-    pixel the mask would add does not, for every budget from a frame of no sample up (until session 37 the search
-    stopped within 1.5 % of the budget, and budgets just over one packet sent one sample where dozens fit). The size
-    is close to, not exactly, monotone in the samples kept (packet boundaries, the codec's blocks): a frame of a few
-    more samples may fit again; the search does not look past the first that does not.
-
-    Secant steps on the wire size over the thresholds ``t`` of :data:`KEEP_STEPS` (keep ``t / 2**53``; the size is
-    close to linear in the samples kept) until a keep that fits and one that does not are known; then, for the
-    uniform mask, the hashes of the pixels the larger one keeps (one pass over the frame, a block at a time) give
-    the exact keep of every sample count between the two, searched by false position on their sizes (halved when a
-    step moves the same end twice): each step packs the frame from those pixels without a pass over the frame
-    (memory: 16 bytes per sample the larger keep sends). About 7 packings a search where the search before session
-    37 made 2-3. Other patterns halve the thresholds between the two. ``ValueError`` when no keep fits: the budget
-    is under the smallest frame (a uniform mask's of no sample: its packet headers)."""
-    from edgeae.masks import PRNG_VERSION
-    from edgeae.wire.layout import overhead
-
-    h, w, c = samples.shape
-
-    def size(values: np.ndarray, t: int) -> int:
-        if not len(values):  # one packet of headers; not packed, as packetise warns of a frame sent with no sample
-            return overhead("sparse", wire.layout)
-        fr = SparseFrame(0, h, w, c, bit_depth, t / KEEP_STEPS, pattern, seed, PRNG_VERSION, values)
-        return sum(map(len, packetise(fr, config=wire)))
-
-    def at(t: int) -> _Point:
-        values = sparse_from_samples(samples, bit_depth, t / KEEP_STEPS, seed, pattern).values
-        return t, size(values, t), len(values)
-
-    fits, over = _bracket(at, budget, int(budget / max(samples.nbytes, 1) * KEEP_STEPS))
-    if over is None:
-        return 1.0
-    if pattern != "uniform":  # masks not nested in the keep: halve the thresholds between the two
-        while over[2] - fits[2] > 1 and over[0] - fits[0] > 1:
-            p = at((fits[0] + over[0]) // 2)
-            fits, over = (p, over) if p[1] <= budget else (fits, p)
-        return fits[0] / KEEP_STEPS
-    idx, top = _kept_hashes(seed, h * w, over[0])  # the pixels ``over`` keeps (raster order) and their hashes
-    order = np.sort(top[top >= fits[0]])  # n(fits) + j samples: the pixels whose hash is under order[j - 1] + 1
-    flat = samples.reshape(h * w, c)
-
-    def count(j: int) -> _Point:
-        t = int(order[j - 1]) + 1
-        values = flat[idx[top < t]]
-        return j, size(values, t), len(values)
-
-    lo, hi = (0, fits[1], fits[2]), (len(order), over[1], over[2])  # (j, bytes, samples)
-    last, twice = "", False
-    while hi[0] - lo[0] > 1:
-        p = count(_between(lo, hi, budget, bisect=twice))
-        side = "lo" if p[1] <= budget else "hi"
-        lo, hi = (p, hi) if side == "lo" else (lo, p)
-        last, twice = side, side == last
-    return (int(order[lo[0] - 1]) + 1) / KEEP_STEPS if lo[0] else fits[0] / KEEP_STEPS
-
-
-def _bracket(at: Callable[[int], _Point], budget: int, t: int) -> tuple[_Point, _Point | None]:
-    """A threshold whose frame fits ``budget`` and one whose frame does not (None: keep 1 fits), by secant steps
-    from ``t`` (:func:`_towards`; after 8 of them twice or half as far each step, so at most 54 more).
-    ``ValueError`` when t = 1 does not fit."""
-    fits: _Point | None = None
-    over: _Point | None = None
-    last: _Point | None = None
-    t = min(KEEP_STEPS, max(1, t))
-    for step in range(8 + 54):
-        p = at(t)
-        if p[1] <= budget:
-            if t == KEEP_STEPS:
-                return p, None
-            fits = p
-        else:
-            if t == 1:
-                raise ValueError(f"a budget of {budget:,} wire bytes is under the smallest sparse frame ({p[2]} "
-                                 f"sample(s), {p[1]:,} bytes in its packets)")  # fmt: skip
-            over = p
-        if fits is not None and over is not None:
-            return fits, over
-        t, last = _towards(p, last, budget, far=step >= 8), p
-    raise AssertionError("unreachable: halving or doubling t reaches 1 or 2**53 within 54 steps")
-
-
-def _between(lo: _Point, hi: _Point, budget: int, bisect: bool) -> int:
-    """The next x strictly between ``lo`` (fits) and ``hi`` (does not): false position on the wire bytes, or the
-    middle (``bisect``: the last two steps moved the same end)."""
-    (x0, b0, _), (x1, b1, _) = lo, hi
-    x = (x0 + x1) // 2 if bisect else x0 + int((x1 - x0) * (budget + 0.5 - b0) / (b1 - b0))
-    return min(x1 - 1, max(x0 + 1, x))
-
-
-def _towards(point: _Point, last: _Point | None, budget: int, far: bool = False) -> int:
-    """The next threshold while every keep tried so far fits (or none does): the secant through the last two
-    (t, bytes) points aimed 0.1 % past the budget, so the next one likely lands on the other side; from one point
-    the keep scaled by budget / bytes; twice (half) as far when the last two gave the same bytes, or ``far``."""
-    t, size, _ = point
-    target = budget * (1.001 if size <= budget else 0.999)
-    if far or (last is not None and last[1] == size):  # the same bytes twice (no sample either time)
-        nxt = 2 * t if size <= budget else t // 2
-    elif last is None:
-        nxt = int(t * target / max(size, 1))
-    else:
-        nxt = t + int((t - last[0]) * (target - size) / (size - last[1]))
-    if size <= budget:  # further up, at least one step
-        return min(KEEP_STEPS, max(t + 1, nxt))
-    return max(1, min(t - 1, nxt))
-
-
-def _kept_hashes(seed: int, n: int, t: int, block: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels of a frame of ``n`` that the uniform mask of threshold ``t`` keeps (flat raster indices, int64
-    ascending) and the top 53 bits of their hashes (a pixel is kept when they are under t,
-    :func:`edgeae.masks.uniform_threshold`): one pass over the pixels, a block at a time."""
-    from edgeae.masks import hash_counter, stream_key
-
-    key = stream_key(seed, "uniform")
-    idx, top = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
-    for lo in range(0, n, block):
-        i = np.arange(lo, min(n, lo + block), dtype=np.uint64)
-        tp = hash_counter(key, i) >> np.uint64(11)
-        kept = tp < np.uint64(t)
-        idx.append(i[kept].astype(np.int64))
-        top.append(tp[kept])
-    return np.concatenate(idx), np.concatenate(top)
 
 
 def encoder_id(encoder: Any) -> str:
