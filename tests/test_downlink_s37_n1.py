@@ -3,6 +3,7 @@
 1. ``keep_for_bytes`` packed up to 16 frames of a frame (3-9x the time of the search before session 37) and held
    16-20 bytes per pixel it kept: it now packs few, from estimates of each frame's packet count, and holds a bit
    per pixel, with the same guarantee (the frame fits, the one with the mask's next pixel does not);
+2. the jittered mask's search packed 45-50 frames (halving the keep to 2**-53): now one per grid it tries;
 3. a prioritised-j2k plan encoded its frame's smallest JPEG 2000 file at every budget: now once a frame."""
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import edgeae.wire.packets as packets
 from edgeae.ground.keep_frames import KeptPixels
 from edgeae.ground.keep_search import keep_for_bytes, wire_bytes
 from edgeae.ground.sources import sparse_from_samples
-from edgeae.masks import hash_counter, make_mask, stream_key, unit_float
+from edgeae.masks import hash_counter, jitter_grid, make_mask, stream_key, unit_float
 from edgeae.wire.packets import WireConfig, packetise
 from edgeae.wire.sparse import row_counts
 
 WIRE = WireConfig(1024, "ccsds121")
 
 
-def _sent(samples: np.ndarray, keep: float, seed: int) -> int:
-    return sum(map(len, packetise(sparse_from_samples(samples, 8, keep, seed), config=WIRE)))
+def _sent(samples: np.ndarray, keep: float, seed: int, pattern: str = "uniform", wire: WireConfig = WIRE) -> int:
+    return sum(map(len, packetise(sparse_from_samples(samples, 8, keep, seed, pattern), config=wire)))
 
 
 @pytest.fixture
@@ -59,6 +60,22 @@ def test_the_keep_search_packs_few_frames_and_holds_a_bit_per_pixel(packings: li
         assert peak < 8e6, (frac, peak)
         assert frac < 0.5 or packings[0] <= 6, packings[0]
         assert _sent(s, keep, 7) <= budget < _sent(s, float(np.nextafter(u[u >= keep].min(), 2.0)), 7)
+
+
+def test_the_jittered_search_packs_one_frame_per_grid_it_tries(packings: list[int]) -> None:
+    """512 x 512 at 3,000-100,000 B: 45-50 packings (the threshold halved down to 2**-53, as a jittered mask is the
+    same over a whole range of keeps), now at most 6; the frame of the next grid does not fit."""
+    s = np.random.default_rng(2).integers(0, 256, (512, 512, 1), dtype=np.uint8)
+    for budget in (3000, 20000, 100000):
+        packings[0] = 0
+        keep = keep_for_bytes(s, 8, budget, WIRE, 3, pattern="jittered")
+        assert packings[0] <= 6, (budget, packings[0])
+        assert _sent(s, keep, 3, "jittered") <= budget
+        lo, hi = keep, 1.0  # the least keep of another grid, by bisection on the grid (jitter_grid is monotone)
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if jitter_grid((512, 512), mid) == jitter_grid((512, 512), keep) else (lo, mid)
+        assert _sent(s, hi, 3, "jittered") > budget, budget
 
 
 @pytest.mark.parametrize(

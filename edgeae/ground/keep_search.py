@@ -47,7 +47,8 @@ def keep_for_bytes(
     budgets (6-17 in session 37's first exact search, 1-2 before it, which stopped within 1.5 % of the budget);
     memory: a bit per pixel, 4 bytes per pixel between the two keeps (28 while they are sorted and searched) and two
     copies of the frame's samples, besides the packing's own (10 MB at a 2048×2048 frame's 50 % budget, 85 MB in
-    the first exact search). Other patterns halve the thresholds between the two."""
+    the first exact search). The jittered mask: false position over the grids between the two
+    (:func:`_grid_steps`), ~3 packings."""
     from edgeae.masks import PRNG_VERSION, iter_mask_strips
 
     h, w, c = samples.shape
@@ -68,11 +69,14 @@ def keep_for_bytes(
     fits, over = _bracket(at, budget, int(budget / max(samples.nbytes, 1) * KEEP_STEPS))
     if over is None:
         return 1.0
-    if pattern != "uniform":  # masks not nested in the keep: halve the thresholds between the two
-        while over[2] - fits[2] > 1 and over[0] - fits[0] > 1:
-            p = at((fits[0] + over[0]) // 2)
-            fits, over = (p, over) if p[1] <= budget else (fits, p)
-        return fits[0] / KEEP_STEPS
+    if pattern != "uniform":  # jittered: one mask per grid, searched over the grids between the two
+        grids = [fits[0], *_grid_steps((h, w), fits[0], over[0])]  # the last one's mask is over's
+
+        def grid(i: int) -> _Point:
+            return (i, *at(grids[i])[1:]) if i < len(grids) - 1 else (i, over[1], over[2])
+
+        lo = _crossing(grid, (0, *fits[1:]), (len(grids) - 1, *over[1:]), budget, lambda a, b: b[0] - a[0] > 1)[0]
+        return grids[lo[0]] / KEEP_STEPS
     kept = KeptPixels(samples, seed, fits[0], over[0])
 
     def count(k: int) -> _Point:
@@ -189,6 +193,27 @@ def _crossing(
             hi, dhi = p, p[1] - budget - 0.5
             dlo, kept = (dlo / 2 if kept == "lo" else dlo), "lo"
     return lo, hi
+
+
+def _grid_steps(shape: tuple[int, int], lo: int, hi: int) -> list[int]:
+    """The thresholds in (``lo``, ``hi``] at which the jittered grid of a frame of ``shape`` (:func:`edgeae.masks.
+    jitter_grid`: ``floor(n * sqrt(keep) + 0.5)`` cells an axis) gains a cell row or column, ascending: where its
+    mask changes. Each is the least t (keep ``t / 2**53``) of that grid, from the formula then checked on it."""
+    from edgeae.masks import jitter_grid
+
+    def cells(t: int, axis: int) -> int:
+        return jitter_grid(shape, t / KEEP_STEPS)[axis]
+
+    steps = set()
+    for axis, n in enumerate(shape):
+        for m in range(cells(lo, axis) + 1, cells(hi, axis) + 1):
+            t = min(hi, max(lo + 1, int(np.ceil(((m - 0.5) / n) ** 2 * KEEP_STEPS))))
+            while t > lo + 1 and cells(t - 1, axis) >= m:
+                t -= 1
+            while cells(t, axis) < m:
+                t += 1
+            steps.add(t)
+    return sorted(steps)
 
 
 def _bracket(at: Callable[[int], _Point], budget: int, t: int) -> tuple[_Point, _Point | None]:
