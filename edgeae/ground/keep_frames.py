@@ -14,13 +14,11 @@ packed (the planner may still add packets when one does not fit, which the estim
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 import numpy as np
 
-from edgeae.wire import interleave as il
-from edgeae.wire.codec import CODECS, encode_samples
-from edgeae.wire.layout import MAX_PIECE_BYTES, WireConfig, overhead
+from edgeae.wire.layout import WireConfig
+from edgeae.wire.sparse_plan import first_packet_count
 
 KEEP_STEPS = 1 << 53
 """Keeps are searched as ``t / 2**53`` for whole numbers t: a uniform mask keeps a pixel when the top 53 bits of its
@@ -148,32 +146,13 @@ def planned_packets(
     take: Callable[[np.ndarray], np.ndarray], counts: np.ndarray, wire: WireConfig, bits: int, unit: int
 ) -> int:
     """The packets the layout-2 planner first plans for a frame with ``counts`` kept pixels per row (H,), whose
-    samples of numbers ``i`` (raster order) are ``take(i)`` ((n, C), ``unit`` bytes a pixel): per band, the raw
-    count when the samples are not coded, else the count from the worst compression of the packets it samples
-    (``_fit_band``'s first choice, with its 1 % margin)."""
-    codec = CODECS[wire.codec]
-    budget = wire.max_packet_size - overhead("sparse", 2)
-    cap = max(1, min(budget, MAX_PIECE_BYTES) // unit)
+    samples of numbers ``i`` (raster order) are ``take(i)`` ((n, C), ``unit`` bytes a pixel): the sum over its bands
+    of :func:`edgeae.wire.sparse_plan.first_packet_count`, the count the planner checks first."""
     cum = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
     band = wire.band_rows or len(counts)
     total = 0
     for r0 in range(0, len(counts), band):
         r1 = min(len(counts), r0 + band)
         n, v0 = int(cum[r1] - cum[r0]), int(cum[r0])
-        seg = il.segment_length(n, r1 - r0, cap)
-        t_count = il.segment_count(n, seg)
-        per_packet = max(1, cap // seg)
-        raw = -(-t_count // per_packet)
-        if codec == 0 or raw <= 1:
-            total += max(1, raw)  # a band of no pixel is one packet too
-            continue
-        step, ratio = _step(raw), float("inf")
-        for j in np.linspace(0, raw - 1, min(raw, 16)).astype(int):
-            samples = np.asarray(take(v0 + il.packet_indices(n, seg, raw, step, int(j))))
-            ratio = min(ratio, samples.nbytes / max(1, len(encode_samples(samples, codec, bits))))
-        least = max(1, -(-t_count // max(1, MAX_PIECE_BYTES // (seg * unit))))
-        total += min(raw, max(least, int(np.ceil(t_count / (per_packet * max(1.0, ratio) * 0.99)))))
+        total += first_packet_count(take, v0, n, r1 - r0, unit, wire, bits)[2]
     return total
-
-
-_step = lru_cache(maxsize=64)(il.interleave_step)  # ~1 ms a call; the frames a search estimates share a few

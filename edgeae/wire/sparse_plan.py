@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import IO
 
 import numpy as np
@@ -92,6 +93,39 @@ def _packet_body(
     return (0, encode_samples(samples, 0)) if raw_len <= budget else None
 
 
+def first_packet_count(
+    take: Callable[[np.ndarray], np.ndarray], v0: int, n_band: int, rows: int, unit: int, cfg: WireConfig, bits: int
+) -> tuple[int, int, int]:
+    """The planner's first choice for one band of ``n_band`` kept pixels over ``rows`` rows, whose samples of
+    numbers ``v0 + i`` are ``take(v0 + i)`` ((n, C), ``unit`` bytes a pixel): (segment length, raw packet count,
+    first packet count). The raw count when the samples are not coded (a band of no pixel: one packet), else the
+    count from the worst compression ratio of up to 16 packets it samples, with a 1 % margin (never above raw).
+    :func:`plan_sparse` checks that count on every packet; :func:`edgeae.ground.keep_frames.planned_packets`
+    estimates a frame's size from it."""
+    budget = cfg.max_packet_size - overhead("sparse", 2)
+    cap = max(1, min(budget, MAX_PIECE_BYTES) // unit)  # samples per raw packet
+    seg = il.segment_length(n_band, rows, cap)
+    t_count = il.segment_count(n_band, seg)
+    if t_count == 0:
+        return seg, 1, 1
+    per_packet = max(1, cap // seg)
+    raw_parts = -(-t_count // per_packet)
+    codec = CODECS[cfg.codec]
+    if codec == 0 or raw_parts == 1:
+        return seg, raw_parts, raw_parts
+    # every packet samples the whole band, so their coded sizes differ little
+    step, ratio = _step(raw_parts), float("inf")
+    for j in np.linspace(0, raw_parts - 1, min(raw_parts, 16)).astype(int):
+        samples = np.asarray(take(v0 + il.packet_indices(n_band, seg, raw_parts, step, int(j))))
+        ratio = min(ratio, samples.nbytes / max(1, len(encode_samples(samples, codec, bits))))
+    floor_parts = max(1, -(-t_count // max(1, MAX_PIECE_BYTES // (seg * unit))))  # a packet: <= ceil(T/P) segments
+    parts = max(floor_parts, int(np.ceil(t_count / (per_packet * max(1.0, ratio) * 0.99))))
+    return seg, raw_parts, min(raw_parts, parts)
+
+
+_step = lru_cache(maxsize=64)(il.interleave_step)  # ~1 ms a call; the frames a keep search estimates share a few
+
+
 def _fit_band(
     values: np.ndarray,
     row0: int,
@@ -104,44 +138,27 @@ def _fit_band(
 ) -> BandPlan:
     """Few packets for one band such that every packet fits (raw packets always do at the raw count).
 
-    With a codec the count comes from the worst of a few real packets' compression ratios, with a 1 % margin,
-    and is then checked on every packet (raised when one does not fit). Not searched further down: each try
-    codes every packet once more, for ~1 % fewer packets (NAC-size strip at keep 0.02: 5,526 packets at the
-    smallest count that fits, 5,581 with this estimate: +0.07 % bytes, for a third of the products CPU).
-    ``spool``: receives the checked packets' coded bytes (left empty when the band is sent raw).
+    With a codec the count starts at :func:`first_packet_count`'s (the worst of a few real packets' compression
+    ratios, with a 1 % margin) and is then checked on every packet (raised when one does not fit). Not searched
+    further down: each try codes every packet once more, for ~1 % fewer packets (NAC-size strip at keep 0.02: 5,526
+    packets at the smallest count that fits, 5,581 with this estimate: +0.07 % bytes, for a third of the products
+    CPU). ``spool``: receives the checked packets' coded bytes (left empty when the band is sent raw).
     """
-    unit = frame.channels * values.dtype.itemsize
     budget = cfg.max_packet_size - overhead("sparse", 2)
-    cap = max(1, min(budget, MAX_PIECE_BYTES) // unit)  # samples per raw packet
-    seg = il.segment_length(n_band, row1 - row0, cap)
-    t_count = il.segment_count(n_band, seg)
-    if t_count == 0:
-        return BandPlan(row0, row1, 0, v0, seg, 1, 1)
-    per_packet = max(1, cap // seg)
-    raw_parts = -(-t_count // per_packet)
+    unit = frame.channels * values.dtype.itemsize
+    seg, raw_parts, parts = first_packet_count(values.__getitem__, v0, n_band, row1 - row0, unit, cfg, frame.bit_depth)
     codec = CODECS[cfg.codec]
-    if codec == 0 or raw_parts == 1:
-        return BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
-    # every packet samples the whole band, so their coded sizes differ little
-    band = BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
-    ratio = float("inf")
-    for j in np.linspace(0, raw_parts - 1, min(raw_parts, 16)).astype(int):
-        idx = il.packet_indices(n_band, seg, raw_parts, band.step, int(j))
-        samples = np.asarray(values[v0 + idx])
-        ratio = min(ratio, samples.nbytes / max(1, len(encode_samples(samples, codec, frame.bit_depth))))
-    floor_parts = max(1, -(-t_count // max(1, MAX_PIECE_BYTES // (seg * unit))))  # a packet: <= ceil(T/P) segments
-    parts = max(floor_parts, int(np.ceil(t_count / (per_packet * max(1.0, ratio) * 0.99))))
     for _ in range(8):
         if parts >= raw_parts:
             break
-        band = BandPlan(row0, row1, n_band, v0, seg, parts, il.interleave_step(parts))
+        band = BandPlan(row0, row1, n_band, v0, seg, parts, _step(parts))
         worst = _worst(values, band, codec, frame.bit_depth, budget, spool)
         if worst == 0:  # every packet fits
             return band
         parts = max(parts + 1, int(np.ceil(parts * worst / budget * 1.01)))
     if spool is not None:
         spool.reset()
-    return BandPlan(row0, row1, n_band, v0, seg, raw_parts, il.interleave_step(raw_parts))
+    return BandPlan(row0, row1, n_band, v0, seg, raw_parts, _step(raw_parts))
 
 
 def _worst(
