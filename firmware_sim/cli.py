@@ -70,23 +70,11 @@ def _run(args: argparse.Namespace) -> int:
     if received is not None:
         return _run_mission(args, received)
     received = []
-    restore = _sigterm_handler(received)  # called without main (a test's Namespace)
+    restore = _sigterm_as_ctrl_c(received)  # called without main (a test's Namespace)
     try:
         return _run_mission(args, received)
     finally:
         restore()
-
-
-def _sigterm_handler(received: list[str]) -> Callable[[], object]:
-    """:func:`.cli_preflight._sigterm_as_ctrl_c`, but a SIGTERM the caller set to be ignored (a supervisor's, a
-    wrapper's ``trap '' TERM``, inherited as SIG_IGN) stays ignored, as in ``edgeae`` (until session 37 firmware-sim
-    put its own handler over it: ``bench`` and ``check`` under such a wrapper stopped with 130)."""
-    import signal
-
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
-        return lambda: None
-    restore: Callable[[], object] = _sigterm_as_ctrl_c(received)
-    return restore
 
 
 def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
@@ -358,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgeae import logs
 
     received: list[str] = []
-    restore = _sigterm_handler(received)  # every command: SIGTERM stops it as Ctrl-C does (130, one line)
+    restore = _sigterm_as_ctrl_c(received)  # every command: SIGTERM stops it as Ctrl-C does (130, one line)
     args._received = received
     keep: Callable[[], None] = lambda: None  # noqa: E731
     code: int | None = None

@@ -1,10 +1,12 @@
 """What ``firmware-sim run`` (and ``check``) settle before a boot: ``--inject`` parsed and ``--out`` checked, each
 refused in one line naming the option before anything is created (exit 2), and SIGTERM made to stop ``run`` as
-Ctrl-C does. ``run`` and ``check`` themselves are in :mod:`.cli`."""
+Ctrl-C does (every firmware-sim command's and ``edgeae scan``'s installer). ``run`` and ``check`` themselves are in
+:mod:`.cli`."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +14,21 @@ from .faults import FaultSpecError, parse_faults
 from .mission import MissionError
 
 
-def _sigterm_as_ctrl_c(received: list[str]) -> Any:
+def _sigterm_as_ctrl_c(received: list[str]) -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) stops ``run`` as Ctrl-C does: the frame in progress is marked
     interrupted (a rerun takes it again), the summary and report of the frames so far are written, status 130.
     Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set);
     ``received`` gets ``"SIGTERM"`` when it came. A power loss stays what ``--inject reboot@frameN`` or ``kill -9``
-    simulates."""
+    simulates. A SIGTERM the caller set to be ignored (a supervisor's, a wrapper's ``trap '' TERM``, inherited as
+    SIG_IGN) stays ignored, as in every ``edgeae`` command (until session 37 firmware-sim put its own handler over
+    it: ``bench`` and ``check`` under such a wrapper stopped with 130); an ignored SIGINT (a background shell's)
+    changes nothing: SIGTERM still stops the run. ``edgeae scan`` installs its handler here too."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         return lambda: None
 
     def stop(signum: int, frame: Any) -> None:

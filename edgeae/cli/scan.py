@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -249,20 +250,11 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr is not None and sys.stderr.isatty()
 
 
-def _sigterm_as_interrupt() -> Any:
+def _sigterm_as_interrupt() -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) ends the scan as Ctrl-C does: finished images kept, queued ones
     dropped, the "interrupted" line; returns what puts the previous handler back (a no-op off the main thread). A
-    SIGTERM the caller set to be ignored (``trap '' TERM``, inherited) stays ignored, as in firmware-sim."""
-    import signal
-    import threading
+    SIGTERM the caller set to be ignored (``trap '' TERM``, inherited) stays ignored: firmware-sim's installer
+    (:func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`), which holds that check for both."""
+    from edgeae.firmware_sim.cli_preflight import _sigterm_as_ctrl_c
 
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
-        return lambda: None
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    return _sigterm_as_ctrl_c([])
