@@ -3,7 +3,6 @@ nothing), and a user-installed zoo name is replaced only with --force."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
+
+from _helpers_zoo import move_zoo, vae_run  # noqa: E402
 
 from edgeae import zoo  # noqa: E402
 from edgeae.cli import main  # noqa: E402
@@ -105,24 +106,7 @@ def test_a_refused_new_run_removes_the_folders_it_made(tmp_path: Path) -> None:
 @pytest.fixture
 def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     w = tmp_path / "zoo-weights"
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
-    monkeypatch.setenv("EDGEAE_ZOO", str(w))  # user models too (edgeae.zoo.user)
-    monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
-    return w
-
-
-def _vae_run(run: Path, seed: int = 0) -> Path:
-    from edgeae.checkpoint import save_checkpoint
-    from edgeae.metadata import ModelMetadata
-    from edgeae.models.vae import VAE, VAEConfig
-
-    cfg = VAEConfig(channels=1, widths=(4, 4, 4, 4), latent=8, patch=64)
-    meta = ModelMetadata(kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1,
-                         training_data_hash=f"h{seed}", extra={"data": "/data/x"})  # fmt: skip
-    torch.manual_seed(seed)
-    ckpt = save_checkpoint(run / "best.pt", VAE(cfg), meta)
-    (run / "metrics.json").write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))
-    return ckpt
+    return move_zoo(monkeypatch, w, tmp_path / "zoo-artifacts", w)  # user models in the same folder
 
 
 def test_a_user_installed_model_is_replaced_only_by_its_own_run_or_with_force(
@@ -130,7 +114,7 @@ def test_a_user_installed_model_is_replaced_only_by_its_own_run_or_with_force(
 ) -> None:
     """install('myvae', tr2) then install('myvae', tr3) both succeeded: the second run silently replaced the
     first's model (a shipped name was protected, a user's not)."""
-    tr2, tr3 = _vae_run(tmp_path / "tr2", 2), _vae_run(tmp_path / "tr3", 3)
+    tr2, tr3 = vae_run(tmp_path / "tr2", 2), vae_run(tmp_path / "tr3", 3)
     target = zoo.install("myvae", tr2, tr2.parent / "metrics.json")
     assert zoo.install("myvae", tr2, tr2.parent / "metrics.json") == target  # its own run: replaced (retrained)
     assert zoo.models()["myvae"]["run"] == str(tr2.parent.resolve())
@@ -155,7 +139,7 @@ def test_a_user_installed_model_is_replaced_only_by_its_own_run_or_with_force(
 
 
 def test_a_zoo_install_holds_the_zoo_folder(tmp_path: Path, weights: Path) -> None:
-    tr2 = _vae_run(tmp_path / "tr2")
+    tr2 = vae_run(tmp_path / "tr2")
     weights.mkdir()
     with hold(weights, "zoo install"), pytest.raises(FolderBusy, match="in use by another zoo install"):
         zoo.install("myvae", tr2, tr2.parent / "metrics.json")
@@ -174,7 +158,7 @@ def test_a_gated_model_is_installed_as_its_training_runs_and_refused_before_tuni
     data = _images(tmp_path / "data")
     r1 = tmp_path / "r1"
     assert train_cae(_cae(data, r1))["complete"] is True
-    tr0 = _vae_run(tmp_path / "tr0")
+    tr0 = vae_run(tmp_path / "tr0")
     zoo.install("mygated", tr0, tr0.parent / "metrics.json")  # a user model of another run
     out = tmp_path / "gated" / "g.pt"
     argv = [str(r1 / "best.pt"), "--data", str(data), "--out", str(out), "--taus", "0,0.016", "--zoo-name", "mygated",
@@ -231,7 +215,7 @@ def test_a_gated_model_refused_by_a_busy_zoo_says_how_to_install_it_without_tuni
     out = tmp_path / "it's" / "g.pt"
     argv = [str(r1 / "best.pt"), "--data", str(data), "--out", str(out), "--taus", "0", "--zoo-name", "gbusy",
             "--threads", "1", "--force"]  # fmt: skip
-    tr0 = _vae_run(tmp_path / "tr0")
+    tr0 = vae_run(tmp_path / "tr0")
     zoo.install("gbusy", tr0, tr0.parent / "metrics.json")  # another run's: only --force replaces it
     weights.mkdir(exist_ok=True)
     with hold(weights, "zoo install"):

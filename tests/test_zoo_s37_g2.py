@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers_zoo import move_zoo, vae_run
 
 from edgeae import zoo
 from edgeae.cli import main
@@ -22,25 +23,8 @@ torch = pytest.importorskip("torch")
 def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The zoo's own folders, moved to temporary ones (as a package install's site-packages would be); the user
     zoo is $EDGEAE_ZOO = tmp/user-zoo. No test writes into the real zoo or the real user folder."""
-    w = tmp_path / "site-packages" / "weights"
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
-    monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "site-packages" / "artifacts")
-    monkeypatch.setenv("EDGEAE_ZOO", str(tmp_path / "user-zoo"))
-    return w
-
-
-def _vae_run(run: Path, seed: int = 0) -> Path:
-    from edgeae.checkpoint import save_checkpoint
-    from edgeae.metadata import ModelMetadata
-    from edgeae.models.vae import VAE, VAEConfig
-
-    cfg = VAEConfig(channels=1, widths=(4, 4, 4, 4), latent=8, patch=64)
-    meta = ModelMetadata(kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1,
-                         training_data_hash=f"h{seed}", extra={"data": "/data/x"})  # fmt: skip
-    torch.manual_seed(seed)
-    ckpt = save_checkpoint(run / "best.pt", VAE(cfg), meta)
-    (run / "metrics.json").write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))
-    return ckpt
+    site = tmp_path / "site-packages"
+    return move_zoo(monkeypatch, site / "weights", site / "artifacts", tmp_path / "user-zoo")
 
 
 def test_a_user_model_goes_to_the_user_zoo_and_resolves_by_name(
@@ -48,7 +32,7 @@ def test_a_user_model_goes_to_the_user_zoo_and_resolves_by_name(
 ) -> None:
     """It was written to site-packages/edgeae/zoo/weights/NAME.pt (outside the wheel's RECORD)."""
     user = tmp_path / "user-zoo"
-    ck = _vae_run(tmp_path / "run")
+    ck = vae_run(tmp_path / "run")
     target = zoo.install("my-vae", ck, ck.parent / "metrics.json")
     assert target == user / "my-vae.pt" and target.read_bytes() == ck.read_bytes()
     assert sorted(p.name for p in user.iterdir()) == ["my-vae.entry.json", "my-vae.json", "my-vae.pt"]
@@ -70,7 +54,7 @@ def test_a_user_model_goes_to_the_user_zoo_and_resolves_by_name(
 
 def test_the_shipped_zoo_comes_first_and_older_checkout_installs_still_resolve(tmp_path: Path, package: Path) -> None:
     user = tmp_path / "user-zoo"
-    ck = _vae_run(tmp_path / "run")
+    ck = vae_run(tmp_path / "run")
     # a model a checkout installed into edgeae/zoo/weights before session 37: still taken by name
     package.mkdir(parents=True)
     (package / "old-vae.pt").write_bytes(ck.read_bytes())
@@ -86,7 +70,7 @@ def test_the_shipped_zoo_comes_first_and_older_checkout_installs_still_resolve(t
     assert "user_installed" not in zoo.models()["orbital-gray-vae"]
     assert zoo.weights_path("orbital-gray-vae") == package / "orbital-gray-vae.pt"
     # the run that made the checkout's model is still the only one that replaces it without --force
-    other = _vae_run(tmp_path / "other", 1)
+    other = vae_run(tmp_path / "other", 1)
     (user / "old-vae.pt").unlink()
     with pytest.raises(zoo.ZooInstallError, match=r"made by run /r\)"):
         zoo.install("old-vae", other, other.parent / "metrics.json")
@@ -121,7 +105,7 @@ def test_an_unwritable_user_zoo_is_one_line_naming_it(
     with no advice."""
     from edgeae.zoo import user
 
-    ck = _vae_run(tmp_path / "run")
+    ck = vae_run(tmp_path / "run")
     (tmp_path / "a-file").write_text("x")
     bad = tmp_path / "a-file" / "zoo"
     monkeypatch.setenv("EDGEAE_ZOO", str(bad))
