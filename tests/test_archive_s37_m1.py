@@ -7,7 +7,6 @@ tifffile, which the ``[archive]`` extra does not install."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ import numpy as np
 import pytest
 
 rasterio = pytest.importorskip("rasterio", reason="the archive extra is not installed: pip install 'edgeae[archive]'")
+
+from _helpers_archive import PDS4, QUBE, copy_other, rows_after_the_label  # noqa: E402
 
 from edgeae.archive import gdal_env  # noqa: E402
 from edgeae.archive.reader import ProductReader  # noqa: E402
@@ -158,43 +159,7 @@ def test_an_honest_products_missing_fraction_is_still_counted(formats: Path, mon
 @pytest.fixture
 def other(formats: Path, tmp_path: Path) -> Path:
     """OTHER.img: a copy of the LROC NAC EDR (an attached PDS3 label whose END line ends at byte 3650)."""
-    shutil.copyfile(formats / "pds3/nacl.img", tmp_path / "OTHER.img")
-    return tmp_path / "OTHER.img"
-
-
-QUBE = """PDS_VERSION_ID = PDS3
-RECORD_TYPE = FIXED_LENGTH
-RECORD_BYTES = 64
-^QUBE = ("OTHER.img", {at} <BYTES>)
-OBJECT = QUBE
-  AXES = 3
-  AXIS_NAME = (SAMPLE, LINE, BAND)
-  CORE_ITEMS = (64, 10, 1)
-  CORE_ITEM_BYTES = 1
-  CORE_ITEM_TYPE = UNSIGNED_INTEGER
-  SUFFIX_ITEMS = (0,0,0)
-END_OBJECT = QUBE
-END
-"""
-
-PDS4 = """<?xml version="1.0" encoding="UTF-8"?>
-<Product_Observational xmlns="http://pds.nasa.gov/pds4/pds/v1">
-  <Identification_Area><logical_identifier>urn:nasa:pds:x:y:z</logical_identifier><version_id>1.0</version_id>
-    <title>t</title><information_model_version>1.11.0.0</information_model_version>
-    <product_class>Product_Observational</product_class></Identification_Area>
-  <File_Area_Observational>
-    <File><file_name>OTHER.img</file_name></File>
-    <Array_2D_Image>
-      <offset unit="byte">{at}</offset>
-      <axes>2</axes>
-      <axis_index_order>Last Index Fastest</axis_index_order>
-      <Element_Array><data_type>UnsignedByte</data_type></Element_Array>
-      <Axis_Array><axis_name>Line</axis_name><elements>10</elements><sequence_number>1</sequence_number></Axis_Array>
-      <Axis_Array><axis_name>Sample</axis_name><elements>64</elements><sequence_number>2</sequence_number></Axis_Array>
-    </Array_2D_Image>
-  </File_Area_Observational>
-</Product_Observational>
-"""
+    return copy_other(formats, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -214,8 +179,7 @@ def test_a_qube_or_pds4_array_inside_another_files_label_is_refused(
         ProductReader(label)
     label.write_text(text.format(at=3651 if name.endswith(".lbl") else 3650))  # the first byte after its END line
     with ProductReader(label) as r:
-        want = np.frombuffer(other.read_bytes()[3650 : 3650 + 640], np.uint8).reshape(10, 64)
-        assert np.array_equal(r.read_raw(0, 10)[..., 0], want)
+        assert np.array_equal(r.read_raw(0, 10)[..., 0], rows_after_the_label(other))
 
 
 # -- finding 6: a refused name that is not UTF-8 is written as \xe9 ------------------------------------------------

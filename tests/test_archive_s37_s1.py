@@ -5,7 +5,6 @@ pixels, and a nested ``^QUBE`` in records was refused as "at byte 1" whatever it
 from __future__ import annotations
 
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,17 +13,17 @@ import pytest
 
 pytest.importorskip("rasterio", reason="the archive extra is not installed: pip install 'edgeae[archive]'")
 
+from _helpers_archive import PDS4, QUBE_OBJECT, copy_other, rows_after_the_label
+
 from edgeae.archive.pointers import pds4_offset
 from edgeae.archive.reader import ProductReader
 from edgeae.imageio import ImageReadError
-from tests.test_archive_s37_m1 import PDS4
 
 
 @pytest.fixture
 def other(formats: Path, tmp_path: Path) -> Path:
     """OTHER.img: a copy of the LROC NAC EDR (an attached PDS3 label whose END line ends at byte 3650)."""
-    shutil.copyfile(formats / "pds3/nacl.img", tmp_path / "OTHER.img")
-    return tmp_path / "OTHER.img"
+    return copy_other(formats, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -56,28 +55,21 @@ def test_an_offset_after_the_label_still_reads_and_a_negative_one_is_refused(oth
     label = other.parent / "P.xml"
     label.write_text(PDS4.format(at="3650e0"))  # byte 3650 for GDAL: the first byte after the END line
     with ProductReader(label) as r:
-        want = np.frombuffer(other.read_bytes()[3650 : 3650 + 640], np.uint8).reshape(10, 64)
-        assert np.array_equal(r.read_raw(0, 10)[..., 0], want)
+        assert np.array_equal(r.read_raw(0, 10)[..., 0], rows_after_the_label(other))
     label.write_text(PDS4.format(at="-5"))
     with pytest.raises(ImageReadError, match=r"P\.xml: its Array_2D_Image has <offset> '-5', a negative position"):
         ProductReader(label)
 
 
-NESTED = """PDS_VERSION_ID = PDS3
+NESTED = (
+    """PDS_VERSION_ID = PDS3
 RECORD_TYPE = FIXED_LENGTH
 OBJECT = FILE
 {rb}  ^QUBE = ("OTHER.img", {rec})
-OBJECT = QUBE
-  AXES = 3
-  AXIS_NAME = (SAMPLE, LINE, BAND)
-  CORE_ITEMS = (64, 10, 1)
-  CORE_ITEM_BYTES = 1
-  CORE_ITEM_TYPE = UNSIGNED_INTEGER
-  SUFFIX_ITEMS = (0,0,0)
-END_OBJECT = QUBE
-END_OBJECT = FILE
-END
 """
+    + QUBE_OBJECT
+    + "END_OBJECT = FILE\nEND\n"
+)
 
 
 def test_a_nested_record_pointer_names_its_real_byte(other: Path) -> None:
