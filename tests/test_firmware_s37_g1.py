@@ -6,40 +6,13 @@ were not installed); OpenCV, the fallback decoder, is hidden with it."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _helpers_decoders import DECODER_PIP as PIP
+from _helpers_decoders import flight_mission, hide_decoders, jpeg_frame, ledger, mark_unreadable
 
 ROOT = Path(__file__).resolve().parents[1]
-PIP = "pip install 'edgeae[flight-tflite]'"
-
-
-def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """Imports of ``names`` fail as if they were not installed (undone by monkeypatch at the end of the test)."""
-    for name in (*names, "cv2"):
-        monkeypatch.setitem(sys.modules, name, None)
-
-
-def _jpeg(path: Path, seed: int = 0) -> Path:
-    from edgeae.firmware_sim.testing import textured_frame
-
-    from edgeae.imageio import write_image
-
-    write_image(path, textured_frame(seed))
-    return path
-
-
-def _mission(tmp_path: Path) -> Any:
-    from edgeae.firmware_sim.testing import small_mission, tiny_models
-
-    return small_mission(tiny_models(tmp_path / "models"), reconstruction={"mode": "off"})
-
-
-def _ledger(out: Path) -> dict[str, dict[str, Any]]:
-    return json.loads((out / "queue" / "index.json").read_text())["state"]["frames"]
 
 
 # ----------------------------------------------------------------------------------- the flight boot
@@ -49,8 +22,8 @@ def test_a_run_given_frames_without_their_decoder_is_refused_at_boot(
     """The audit's rover run: `1 dropped (unreadable x1)`, status 1, and the frame lost for good."""
     from edgeae.firmware_sim.cli import main
 
-    frame = _jpeg(tmp_path / "f.jpg")
-    _hide(monkeypatch, "simplejpeg")
+    frame = jpeg_frame(tmp_path / "f.jpg")
+    hide_decoders(monkeypatch, "simplejpeg")
     out = tmp_path / "fw"
     rc = main(["run", "--mission", "rover_mastcamz", "--frames", str(frame), "--out", str(out)])
     err = capsys.readouterr().err.strip()
@@ -62,8 +35,8 @@ def test_the_boot_refuses_only_the_frame_types_it_is_given(tmp_path: Path, monke
     from edgeae.firmware_sim.loop import FlightRuntime
     from edgeae.firmware_sim.mission import MissionError
 
-    mission = _mission(tmp_path)
-    _hide(monkeypatch, "pyspng", "tifffile")
+    mission = flight_mission(tmp_path)
+    hide_decoders(monkeypatch, "pyspng", "tifffile")
     with pytest.raises(MissionError, match=r"PNG frames \(\.png\).*TIFF frames \(\.tif, \.tiff\)") as info:
         FlightRuntime(mission, tmp_path / "a", frame_types={".png", ".npy", ".tif", ".TIFF"})
     assert str(info.value).count("pip install") == 2 and not (tmp_path / "a").exists()
@@ -78,8 +51,8 @@ def test_check_warns_of_a_missing_decoder_of_its_cameras_frames(
     from edgeae.firmware_sim.cli_advice import check_lines
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    _hide(monkeypatch, "simplejpeg")
-    rt = FlightRuntime(_mission(tmp_path), tmp_path / "out")
+    hide_decoders(monkeypatch, "simplejpeg")
+    rt = FlightRuntime(flight_mission(tmp_path), tmp_path / "out")
     try:
         warned = [w for w in check_lines(rt) if w.startswith("WARNING") and "JPEG" in w]
     finally:
@@ -96,29 +69,29 @@ def test_a_frame_without_its_decoder_is_taken_again_once_it_is_installed(
     once."""
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_jpeg(tmp_path / "a.jpg", 0), _jpeg(tmp_path / "b.jpg", 1)]
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [jpeg_frame(tmp_path / "a.jpg", 0), jpeg_frame(tmp_path / "b.jpg", 1)]
     with monkeypatch.context() as m:
-        _hide(m, "simplejpeg")
+        hide_decoders(m, "simplejpeg")
         s1 = FlightRuntime(mission, out).run(frames)
     assert (s1["frames"]["acquired"], s1["frames"]["drop_reasons"]) == (2, {"decoder_unavailable": 2})
-    entry = _ledger(out)["0"]
+    entry = ledger(out)["0"]
     assert entry["code"] == "decoder_unavailable" and PIP in entry["reason"]
     assert entry["reason"].endswith("the same command run again takes this frame again")
     rt = FlightRuntime(mission, out)
     s2 = rt.run(frames)
     f = s2["frames"]
     assert (f["acquired"], f["dropped"], f["processed"], f["accounted"]) == (2, 0, 2, True), f
-    assert sorted(_ledger(out)) == ["0", "1"] and rt.skipped_already_acquired == 0
+    assert sorted(ledger(out)) == ["0", "1"] and rt.skipped_already_acquired == 0
     assert all("retried_after_missing_decoder" in r["flags"] for r in rt.records)
 
 
 def test_a_frame_still_without_its_decoder_stays_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_jpeg(tmp_path / "a.jpg")]
-    _hide(monkeypatch, "simplejpeg")
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [jpeg_frame(tmp_path / "a.jpg")]
+    hide_decoders(monkeypatch, "simplejpeg")
     FlightRuntime(mission, out).run(frames)
     rt = FlightRuntime(mission, out)
     s = rt.run(frames)
@@ -132,17 +105,11 @@ def test_an_older_runs_drop_for_a_missing_decoder_is_taken_again(
     (MissingDependencyError: ...)". Taken again once the decoder is installed; a really bad file is not."""
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_jpeg(tmp_path / "a.jpg", 0), _jpeg(tmp_path / "b.jpg", 1)]
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [jpeg_frame(tmp_path / "a.jpg", 0), jpeg_frame(tmp_path / "b.jpg", 1)]
     FlightRuntime(mission, out).run(frames)
-    index = json.loads((out / "queue" / "index.json").read_text())
     old = f"MissingDependencyError: 'simplejpeg' is needed here but is not installed: run  {PIP}"
-    for key, why in (("0", f"the JPEG decoder refused the file ({old})"), ("1", "truncated JPEG")):
-        e = index["state"]["frames"][key]
-        reason = f"unreadable: {e['source']}: {why}"
-        index["state"]["frames"][key] = {"source": e["source"], "status": "dropped", "reason": reason,
-                                         "code": "unreadable", "boot": 1}  # fmt: skip
-    (out / "queue" / "index.json").write_text(json.dumps(index))
+    mark_unreadable(out, {"0": f"the JPEG decoder refused the file ({old})", "1": "truncated JPEG"})
     rt = FlightRuntime(mission, out)
     s = rt.run(frames)
     assert [r["frame_id"] for r in rt.records] == [0] and rt.skipped_already_acquired == 1

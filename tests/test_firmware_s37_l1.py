@@ -10,56 +10,30 @@ imported: the real hiding, before that import, is checked in a subprocess)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_decoders import TIFF_PIP as PIP
+from _helpers_decoders import (
+    boot_without_imagecodecs,
+    flight_mission,
+    hide_imagecodecs,
+    ledger,
+    mark_unreadable,
+    tiff_frame,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-PIP = "pip install 'edgeae[flight-ccsds121]'"
-
-
-def _hide(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """tifffile as it is where imagecodecs is not installed (undone with ``monkeypatch``). Frames are written before
-    (tifffile's LZW encoder is imagecodecs too)."""
-    import tifffile
-    import tifffile._imagecodecs as fallback
-    import tifffile.tifffile as tf
-
-    monkeypatch.setitem(sys.modules, "imagecodecs", None)
-    monkeypatch.setattr(tf, "imagecodecs", fallback)
-    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", tf.CompressionCodec(encode=False))
-    monkeypatch.setattr(tifffile.TIFF, "UNPREDICTORS", tf.PredictorCodec(encode=False))
-    return monkeypatch
-
-
-def _tiff(path: Path, compression: str | None, seed: int = 0) -> Path:
-    import tifffile
-    from edgeae.firmware_sim.testing import textured_frame
-
-    tifffile.imwrite(path, textured_frame(seed), compression=compression)
-    return path
-
-
-def _mission(tmp_path: Path) -> Any:
-    from edgeae.firmware_sim.testing import small_mission, tiny_models
-
-    return small_mission(tiny_models(tmp_path / "models"), reconstruction={"mode": "off"})
-
-
-def _ledger(out: Path) -> dict[str, dict[str, Any]]:
-    return json.loads((out / "queue" / "index.json").read_text())["state"]["frames"]
 
 
 def test_the_hiding_is_as_tifffile_sees_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tifffile
 
-    lzw, deflate = _tiff(tmp_path / "a.tif", "lzw"), _tiff(tmp_path / "b.tif", "zlib")
-    _hide(monkeypatch)
+    lzw, deflate = tiff_frame(tmp_path / "a.tif", "lzw"), tiff_frame(tmp_path / "b.tif", "zlib")
+    hide_imagecodecs(monkeypatch)
     with pytest.raises((KeyError, ValueError), match="requires the 'imagecodecs' package"):
         tifffile.imread(lzw)
     assert tifffile.imread(deflate).shape == (128, 192)
@@ -73,13 +47,11 @@ def test_an_lzw_frame_without_imagecodecs_is_taken_again_once_it_is_installed(
     itself, flies without it."""
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_tiff(tmp_path / "a.tif", "lzw", 0), _tiff(tmp_path / "b.tif", "zlib", 1)]
-    with monkeypatch.context() as m:
-        _hide(m)
-        s1 = FlightRuntime(mission, out).run(frames)
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [tiff_frame(tmp_path / "a.tif", "lzw", 0), tiff_frame(tmp_path / "b.tif", "zlib", 1)]
+    s1, _ = boot_without_imagecodecs(monkeypatch, mission, out, frames)
     assert (s1["frames"]["acquired"], s1["frames"]["drop_reasons"]) == (2, {"decoder_unavailable": 1}), s1["frames"]
-    entry = _ledger(out)["0"]
+    entry = ledger(out)["0"]
     assert entry["code"] == "decoder_unavailable" and PIP in entry["reason"], entry
     assert "'imagecodecs' is needed here" in entry["reason"] and "LZW" in entry["reason"], entry
     rt = FlightRuntime(mission, out)  # imagecodecs installed now
@@ -93,9 +65,9 @@ def test_an_lzw_frame_without_imagecodecs_is_taken_again_once_it_is_installed(
 def test_an_lzw_frame_still_without_imagecodecs_stays_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_tiff(tmp_path / "a.tif", "lzw")]
-    _hide(monkeypatch)
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [tiff_frame(tmp_path / "a.tif", "lzw")]
+    hide_imagecodecs(monkeypatch)
     FlightRuntime(mission, out).run(frames)
     rt = FlightRuntime(mission, out)
     s = rt.run(frames)
@@ -108,21 +80,13 @@ def test_an_older_runs_unreadable_lzw_frame_is_taken_again(tmp_path: Path, monke
     again once it is installed; a really damaged TIFF is not."""
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_tiff(tmp_path / "a.tif", "lzw", 0), _tiff(tmp_path / "b.tif", None, 1)]
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [tiff_frame(tmp_path / "a.tif", "lzw", 0), tiff_frame(tmp_path / "b.tif", None, 1)]
     FlightRuntime(mission, out).run(frames)
-    index = json.loads((out / "queue" / "index.json").read_text())
     needs = "TIFF data unreadable (ValueError: <COMPRESSION.LZW: 5> requires the 'imagecodecs' package)"
-    for key, why in (("0", needs), ("1", "TIFF data unreadable (ValueError: corrupted strip)")):
-        e = index["state"]["frames"][key]
-        index["state"]["frames"][key] = {"source": e["source"], "status": "dropped", "code": "unreadable",
-                                         "reason": f"unreadable: {e['source']}: {why}", "boot": 1}  # fmt: skip
-    (out / "queue" / "index.json").write_text(json.dumps(index))
-    with monkeypatch.context() as m:
-        _hide(m)
-        rt = FlightRuntime(mission, out)
-        rt.run(frames)
-        assert rt.records == [] and rt.skipped_already_acquired == 2
+    mark_unreadable(out, {"0": needs, "1": "TIFF data unreadable (ValueError: corrupted strip)"})
+    _, rt = boot_without_imagecodecs(monkeypatch, mission, out, frames)
+    assert rt.records == [] and rt.skipped_already_acquired == 2
     rt = FlightRuntime(mission, out)
     s = rt.run(frames)
     assert [r["frame_id"] for r in rt.records] == [0] and rt.skipped_already_acquired == 1
@@ -131,7 +95,7 @@ def test_an_older_runs_unreadable_lzw_frame_is_taken_again(tmp_path: Path, monke
 
 def test_imagecodecs_missing_before_tifffile_is_imported(tmp_path: Path) -> None:
     """The real case, in a fresh interpreter: imagecodecs cannot be imported when tifffile first is."""
-    lzw, raw = _tiff(tmp_path / "a.tif", "lzw"), _tiff(tmp_path / "b.tif", None)
+    lzw, raw = tiff_frame(tmp_path / "a.tif", "lzw"), tiff_frame(tmp_path / "b.tif", None)
     code = (
         "import sys; sys.modules['imagecodecs'] = None\n"
         "from edgeae.firmware_sim.frame_decoders import tiff_codec_missing\n"
@@ -153,6 +117,6 @@ def test_a_tiff_whose_predictor_needs_imagecodecs_is_found(tmp_path: Path, monke
     path = tmp_path / "f.tif"
     tifffile.imwrite(path, np.ones((16, 16), np.float32), compression="zlib", predictor=3)
     assert tiff_codec_missing(path) is None
-    _hide(monkeypatch)
+    hide_imagecodecs(monkeypatch)
     exc = tiff_codec_missing(path)
     assert exc is not None and "FLOATINGPOINT predictor" in str(exc) and str(exc).endswith(PIP), exc

@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.test_firmware_s37_l1 import PIP, _hide, _ledger, _mission, _tiff
+from _helpers_decoders import TIFF_PIP as PIP
+from _helpers_decoders import (
+    boot_without_imagecodecs,
+    flight_mission,
+    hide_imagecodecs,
+    ledger,
+    mark_unreadable,
+    tiff_frame,
+)
 
 pytest.importorskip("imagecodecs", reason="imagecodecs writes the LZW and ZSTD frames: pip install 'edgeae[ground]'")
 
@@ -38,14 +45,14 @@ def test_a_zstd_frame_without_imagecodecs_is_found_and_taken_again(tmp_path: Pat
     from edgeae.firmware_sim.frame_decoders import tiff_codec_missing
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_tiff(tmp_path / "z.tif", "zstd", 0)]
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [tiff_frame(tmp_path / "z.tif", "zstd", 0)]
     assert tiff_codec_missing(frames[0]) is None
     with monkeypatch.context() as m:
-        _hide(m)
+        hide_imagecodecs(m)
         exc = tiff_codec_missing(frames[0])
-        assert exc is not None and "z.tif's ZSTD compression" in str(exc) and str(exc).endswith(PIP), exc
-        s1 = FlightRuntime(mission, out).run(frames)
+    assert exc is not None and "z.tif's ZSTD compression" in str(exc) and str(exc).endswith(PIP), exc
+    s1, _ = boot_without_imagecodecs(monkeypatch, mission, out, frames)
     assert s1["frames"]["drop_reasons"] == {"decoder_unavailable": 1}, s1["frames"]
     rt = FlightRuntime(mission, out)  # imagecodecs installed now
     s2 = rt.run(frames)
@@ -57,20 +64,12 @@ def test_an_older_runs_unreadable_zstd_frame_is_taken_again_once_imagecodecs_is(
 ) -> None:
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_tiff(tmp_path / "z.tif", "zstd", 0)]
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [tiff_frame(tmp_path / "z.tif", "zstd", 0)]
     FlightRuntime(mission, out).run(frames)
-    index = json.loads((out / "queue" / "index.json").read_text())
-    e = index["state"]["frames"]["0"]
-    why = "TIFF data unreadable (ModuleNotFoundError: No module named 'compression')"
-    index["state"]["frames"]["0"] = {"source": e["source"], "status": "dropped", "code": "unreadable",
-                                     "reason": f"unreadable: {e['source']}: {why}", "boot": 1}  # fmt: skip
-    (out / "queue" / "index.json").write_text(json.dumps(index))
-    with monkeypatch.context() as m:
-        _hide(m)
-        rt = FlightRuntime(mission, out)
-        rt.run(frames)
-        assert rt.records == [] and rt.skipped_already_acquired == 1
+    mark_unreadable(out, {"0": "TIFF data unreadable (ModuleNotFoundError: No module named 'compression')"})
+    _, rt = boot_without_imagecodecs(monkeypatch, mission, out, frames)
+    assert rt.records == [] and rt.skipped_already_acquired == 1
     rt = FlightRuntime(mission, out)
     rt.run(frames)
     assert [r["frame_id"] for r in rt.records] == [0]
@@ -83,13 +82,13 @@ def test_an_imagecodecs_without_the_codec_does_not_retake_the_frame_at_every_boo
     ``decoder_unavailable`` saying imagecodecs lacks the codec, and stays so; taken again once the codec is there."""
     from edgeae.firmware_sim.loop import FlightRuntime
 
-    mission, out = _mission(tmp_path), tmp_path / "out"
-    frames = [_tiff(tmp_path / "a.tif", "lzw", 0)]
+    mission, out = flight_mission(tmp_path), tmp_path / "out"
+    frames = [tiff_frame(tmp_path / "a.tif", "lzw", 0)]
     with monkeypatch.context() as m:
         _without(m, "lzw")
         s1 = FlightRuntime(mission, out).run(frames)
         assert s1["frames"]["drop_reasons"] == {"decoder_unavailable": 1}, s1["frames"]
-        reason = _ledger(out)["0"]["reason"]
+        reason = ledger(out)["0"]["reason"]
         assert (
             "'imagecodecs' is installed here but does not decode a.tif's LZW compression (built without that codec)"
             in reason
@@ -99,7 +98,7 @@ def test_an_imagecodecs_without_the_codec_does_not_retake_the_frame_at_every_boo
             s = rt.run(frames)
             assert rt.records == [] and rt.skipped_already_acquired == 1, rt.records
             assert s["frames"]["drop_reasons"] == {"decoder_unavailable": 1}
-        assert _ledger(out)["0"]["reason"] == reason and _events(out, "frame_reopened") == []
+        assert ledger(out)["0"]["reason"] == reason and _events(out, "frame_reopened") == []
     rt = FlightRuntime(mission, out)
     rt.run(frames)
     assert [r["frame_id"] for r in rt.records] == [0] and len(_events(out, "frame_reopened")) == 1
@@ -109,8 +108,8 @@ def test_an_imagecodecs_that_fails_to_import_is_said_so(tmp_path: Path, monkeypa
     """Installed (found) but its import fails: tifffile falls back to its own codecs, LZW 'requires' it."""
     from edgeae.firmware_sim import frame_decoders
 
-    path = _tiff(tmp_path / "a.tif", "lzw", 0)
-    _hide(monkeypatch)
+    path = tiff_frame(tmp_path / "a.tif", "lzw", 0)
+    hide_imagecodecs(monkeypatch)
     monkeypatch.setattr(frame_decoders, "_installed", lambda module: True)
     exc = frame_decoders.tiff_codec_missing(path)
     assert exc is not None and "'imagecodecs' is installed here but does not decode a.tif's LZW" in str(exc), exc

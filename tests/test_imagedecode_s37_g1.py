@@ -5,27 +5,11 @@ simulated missing by putting None in ``sys.modules``; OpenCV, the fallback decod
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-PIP = "pip install 'edgeae[flight-tflite]'"
-
-
-def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """Imports of ``names`` fail as if they were not installed (undone by monkeypatch at the end of the test)."""
-    for name in (*names, "cv2"):
-        monkeypatch.setitem(sys.modules, name, None)
-
-
-def _jpeg(path: Path, seed: int = 0) -> Path:
-    from edgeae.firmware_sim.testing import textured_frame
-
-    from edgeae.imageio import write_image
-
-    write_image(path, textured_frame(seed))
-    return path
+from _helpers_decoders import DECODER_PIP as PIP
+from _helpers_decoders import hide_decoders, jpeg_frame
 
 
 # ----------------------------------------------------------------------------------- the decoder module
@@ -42,7 +26,7 @@ def test_decode_file_lets_a_missing_decoder_through_with_its_pip_line(
     from edgeae.imageio import write_image
 
     path = write_image(tmp_path / f"f{suffix}", textured_frame())
-    _hide(monkeypatch, module)
+    hide_decoders(monkeypatch, module)
     with pytest.raises(MissingDependencyError) as info:
         decode_file(path)
     assert not isinstance(info.value, ImageReadError)
@@ -53,7 +37,7 @@ def test_missing_decoder_names_the_pip_line_and_imports_nothing(monkeypatch: pyt
     from edgeae.imagedecode import decoder_of, missing_decoder
 
     assert missing_decoder("jpeg") is None and missing_decoder("pnm") is None and decoder_of("pnm") is None
-    _hide(monkeypatch, "simplejpeg")
+    hide_decoders(monkeypatch, "simplejpeg")
     assert decoder_of("jpeg") == "simplejpeg"
     assert str(missing_decoder("jpeg")).endswith(PIP)
     assert missing_decoder("png") is None  # pyspng is there
@@ -65,8 +49,8 @@ def test_edgeae_score_still_refuses_up_front_in_one_line(
 ) -> None:
     from edgeae.cli import main
 
-    frame = _jpeg(tmp_path / "f.jpg")
-    _hide(monkeypatch, "simplejpeg")
+    frame = jpeg_frame(tmp_path / "f.jpg")
+    hide_decoders(monkeypatch, "simplejpeg")
     rc = main(["score", str(frame), "--output", str(tmp_path / "s.csv")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "'cv2'" in err and "pip install 'edgeae[ground]'" in err, err
