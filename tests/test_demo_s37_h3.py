@@ -12,44 +12,24 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_demo import ESP, cli, downlink_ctx, float_tif, linear_for_the_cae, nan_tif, texture
 
 from edgeae.demo import DemoConfig, DemoContext
-
-ESP = Path("/work/shared/data/formats/geotiff/ESP_037156_1800_RED.byte.tif")
-
-
-def _cli(*argv: Any) -> int:
-    from edgeae.cli import main
-
-    return main([str(a) for a in argv])
-
-
-def _texture(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return (0.5 + 0.3 * np.sin(x / 3.0) * np.cos(y / 4.0)).astype(np.float32)
-
-
-def _float_tif(path: Path, frame: np.ndarray) -> Path:
-    tifffile = pytest.importorskip("tifffile")
-    tifffile.imwrite(path, frame.astype(np.float32))
-    return path
 
 
 def _nan_block(tmp_path: Path) -> Path:
     """A 64×64 float TIFF whose 20 left columns are NaN (no data); with the dark column beside them that the margin
     rule leaves out, 2,752 pixels (67.2%) hold data."""
-    frame = _texture(64, 64)
-    frame[:, :20] = np.nan
-    return _float_tif(tmp_path / "block.tif", frame)
+    return nan_tif(tmp_path / "block.tif", 64, 64, 20)
 
 
 def _demo(image: Path, out: Path, methods: str = "telea,linear") -> int:
-    return _cli("demo", "--image", image, "--out", out, "--methods", methods, "--no-anomaly", "--no-cross-check")
+    return cli("demo", "--image", image, "--out", out, "--methods", methods, "--no-anomaly", "--no-cross-check")
 
 
 def _reconstruct(image: Path, method: str, tmp_path: Path) -> dict[str, Any]:
     js = tmp_path / f"r-{method}.json"
-    assert _cli("reconstruct", image, "--method", method, "-o", tmp_path / f"r-{method}.tif", "--metrics-json", js) == 0
+    assert cli("reconstruct", image, "--method", method, "-o", tmp_path / f"r-{method}.tif", "--metrics-json", js) == 0
     record: dict[str, Any] = json.loads(js.read_text())
     return record
 
@@ -59,7 +39,7 @@ def test_a_frame_with_no_pixel_of_data_is_refused_in_one_line(
     value: float, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An all-NaN (all-inf) frame was 'telea PSNR inf dB ... rebuilds the frame exactly (PSNR ∞)', status 0."""
-    image = _float_tif(tmp_path / "nan.tif", np.full((40, 40), value, np.float32))
+    image = float_tif(tmp_path / "nan.tif", np.full((40, 40), value, np.float32))
     out = tmp_path / "demo"
     assert _demo(image, out) == 1  # a data error (since review s37 r5)
     captured = capsys.readouterr()
@@ -101,7 +81,7 @@ def test_a_guessed_dark_margin_stays_a_sample_as_in_reconstruct(tmp_path: Path) 
     pytest.importorskip("cv2")
     from edgeae.imageio import read_image, write_image
 
-    frame = _texture(64, 64)
+    frame = texture(64, 64)
     frame[:, :6] = 0.0
     image = write_image(tmp_path / "edge.png", frame)
     data = read_image(image)
@@ -121,7 +101,7 @@ def test_a_frame_with_every_pixel_valid_keeps_its_figures(tmp_path: Path) -> Non
     from edgeae.masks import MaskSpec
     from edgeae.reconstruct import run_method
 
-    image = write_image(tmp_path / "full.png", _texture(48, 40))
+    image = write_image(tmp_path / "full.png", texture(48, 40))
     lines: list[str] = []
     ctx = DemoContext(DemoConfig(out=tmp_path / "d", image=image, methods=("linear", "nearest")), say=lines.append)
     stage_frame(ctx)
@@ -141,21 +121,13 @@ def test_the_downlink_psnr_is_over_the_pixels_with_data(tmp_path: Path, monkeypa
     what arrived unchanged, the no-data samples among them (the flight sends what it sampled; the ground cannot tell
     their 0 counts from data): 22.94 dB on the HiRISE GeoTIFF, as ground decode, where the CAE's row is 23.43."""
     pytest.importorskip("cv2")
-    import edgeae.reconstruct
-    from edgeae.demo import stage_downlink, stage_frame
+    from edgeae.demo import stage_downlink
     from edgeae.ground.outputs import psnr_fields
     from edgeae.ground.validity import mark_no_data
+    from edgeae.reconstruct import reconstruct
 
-    real = edgeae.reconstruct.reconstruct
-
-    def linear(img: np.ndarray, known: np.ndarray, method: str, predictor: object = None, **kw: Any) -> np.ndarray:
-        return real(img, known, "linear")
-
-    monkeypatch.setattr(edgeae.reconstruct, "reconstruct", linear)  # the CAE's stand-in: the ground's fill
-    cfg = DemoConfig(out=tmp_path / "d", image=_nan_block(tmp_path), links=("perfect",), methods=("linear",))
-    ctx = DemoContext(cfg, say=lambda _: None)
-    stage_frame(ctx)
-    ctx.extra["predictor"] = object()
+    linear_for_the_cae(monkeypatch, [])  # the CAE's stand-in: the ground's fill
+    ctx = downlink_ctx(tmp_path, _nan_block(tmp_path))
     stage_downlink(ctx)
     got = ctx.extra["downlink"]["perfect"]
     assert got["report"]["psnr_over"].startswith("the 2,752 pixels with data (67.2%")
@@ -165,7 +137,7 @@ def test_the_downlink_psnr_is_over_the_pixels_with_data(tmp_path: Path, monkeypa
 
     samples = np.round(np.clip(ctx.original, 0, 1) * 255).astype(np.uint8)
     res = downlink_frame(
-        samples, 8, link=load_link("perfect"), fill=lambda img, known, notes=None: linear(img, known, "")
+        samples, 8, link=load_link("perfect"), fill=lambda img, known, notes=None: reconstruct(img, known, "linear")
     )
     want = psnr_fields(mark_no_data(as_float(samples, 8), ctx.extra["valid"]), res.recon, res.known)
     assert got["psnr"] == want["psnr"] != res.report["psnr"]  # not the PSNR over every pixel

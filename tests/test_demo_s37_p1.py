@@ -15,57 +15,12 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_demo import ESP, cli, downlink_ctx, linear_for_the_cae, nan_tif, texture, write_png
 
 from edgeae.demo import DemoConfig, DemoContext
-
-ESP = Path("/work/shared/data/formats/geotiff/ESP_037156_1800_RED.byte.tif")
-
-
-def _cli(*argv: Any) -> int:
-    from edgeae.cli import main
-
-    return main([str(a) for a in argv])
-
-
-def _texture(h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return (0.5 + 0.3 * np.sin(x / 3.0) * np.cos(y / 4.0)).astype(np.float32)
-
-
-def _nan_tif(path: Path, h: int, w: int, cols: int) -> Path:
-    """A float TIFF of ``h``×``w`` whose ``cols`` left columns are NaN (declared no-data)."""
-    tifffile = pytest.importorskip("tifffile")
-    frame = _texture(h, w)
-    frame[:, :cols] = np.nan
-    tifffile.imwrite(path, frame)
-    return path
-
-
-def _linear_for_the_cae(monkeypatch: pytest.MonkeyPatch, seen: list[np.ndarray]) -> None:
-    """The CAE's stand-in in the downlink's ground fill: linear interpolation; records each mask it is given."""
-    import edgeae.reconstruct
-
-    real = edgeae.reconstruct.reconstruct
-
-    def linear(img: np.ndarray, known: np.ndarray, method: str, predictor: object = None, **kw: Any) -> np.ndarray:
-        seen.append(known.copy())
-        return real(img, known, "linear")
-
-    monkeypatch.setattr(edgeae.reconstruct, "reconstruct", linear)
-
-
-def _downlink_ctx(tmp_path: Path, image: Path) -> DemoContext:
-    from edgeae.demo import stage_frame
-
-    cfg = DemoConfig(out=tmp_path / "d", image=image, links=("perfect",), methods=("linear",))
-    ctx = DemoContext(cfg, say=lambda _: None)
-    stage_frame(ctx)
-    ctx.extra["predictor"] = object()
-    return ctx
 
 
 def test_the_ground_fills_from_every_sample_it_received(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,8 +36,8 @@ def test_the_ground_fills_from_every_sample_it_received(tmp_path: Path, monkeypa
     from edgeae.reconstruct import reconstruct
 
     seen: list[np.ndarray] = []
-    ctx = _downlink_ctx(tmp_path, _nan_tif(tmp_path / "block.tif", 64, 64, 20))
-    _linear_for_the_cae(monkeypatch, seen)
+    ctx = downlink_ctx(tmp_path, nan_tif(tmp_path / "block.tif", 64, 64, 20))
+    linear_for_the_cae(monkeypatch, seen)
     stage_downlink(ctx)
     got = ctx.extra["downlink"]["perfect"]
     samples = np.round(np.clip(ctx.original, 0, 1) * 255).astype(np.uint8)
@@ -104,8 +59,8 @@ def test_no_received_sample_with_data_does_not_stop_the_downlink(
     from edgeae.demo import stage_downlink
 
     seen: list[np.ndarray] = []
-    ctx = _downlink_ctx(tmp_path, _nan_tif(tmp_path / "block.tif", 64, 64, 20))
-    _linear_for_the_cae(monkeypatch, seen)
+    ctx = downlink_ctx(tmp_path, nan_tif(tmp_path / "block.tif", 64, 64, 20))
+    linear_for_the_cae(monkeypatch, seen)
     ctx.extra["has_data"] = np.zeros_like(ctx.known)  # no received sample holds data
     stage_downlink(ctx)
     got = ctx.extra["downlink"]["perfect"]
@@ -123,13 +78,13 @@ def test_the_perfect_link_gives_ground_decodes_figure_on_a_hirise_geotiff(
     from edgeae.demo import stage_downlink
 
     seen: list[np.ndarray] = []
-    ctx = _downlink_ctx(tmp_path, ESP)
-    _linear_for_the_cae(monkeypatch, seen)
+    ctx = downlink_ctx(tmp_path, ESP)
+    linear_for_the_cae(monkeypatch, seen)
     stage_downlink(ctx)
     ours = ctx.extra["downlink"]["perfect"]["psnr"]
     rx, out = tmp_path / "rx.bin", tmp_path / "gd"
-    assert _cli("downlink", "simulate", "--image", ESP, "--link", "perfect", "--out", rx, "--no-progress") == 0
-    assert _cli("ground", "decode", rx, "--out", out, "--method", "linear", "--original", ESP, "--no-progress") == 0
+    assert cli("downlink", "simulate", "--image", ESP, "--link", "perfect", "--out", rx, "--no-progress") == 0
+    assert cli("ground", "decode", rx, "--out", out, "--method", "linear", "--original", ESP, "--no-progress") == 0
     theirs = json.loads(next(out.glob("frame_*.json")).read_text())
     assert theirs["psnr"] == pytest.approx(ours, abs=1e-9)
     assert theirs["psnr_over"] == ctx.extra["downlink"]["perfect"]["report"]["psnr_over"]
@@ -145,7 +100,7 @@ def test_a_frame_with_no_pixel_of_data_is_a_data_error(tmp_path: Path, capsys: p
 
     image = tmp_path / "nan.tif"
     tifffile.imwrite(image, np.full((30, 50), np.nan, np.float32))
-    assert _cli("reconstruct", image, "--method", "linear", "-o", tmp_path / "r.tif") == 1
+    assert cli("reconstruct", image, "--method", "linear", "-o", tmp_path / "r.tif") == 1
     err = capsys.readouterr().err.strip()
     assert err == (
         f"edgeae reconstruct: error: {image}: none of its 1,500 pixels holds data (all no-data, transparent or "
@@ -163,16 +118,15 @@ def test_a_lens_cap_frame_is_rebuilt_as_reconstruct_rebuilds_it(
     ``reconstruct`` rebuilds it, status 0, "metrics not computed"; the demo refused it, status 2. Now both rebuild
     it from the same samples and neither scores it."""
     pytest.importorskip("cv2")
-    from tests._helpers_demo import write_png
 
     image = write_png(tmp_path / "cap.png", np.full((64, 64), level, np.uint8))
     js = tmp_path / "r.json"
-    assert _cli("reconstruct", image, "--method", "linear", "-o", tmp_path / "r.png", "--metrics-json", js) == 0
+    assert cli("reconstruct", image, "--method", "linear", "-o", tmp_path / "r.png", "--metrics-json", js) == 0
     theirs = json.loads(js.read_text())
     capsys.readouterr()
     out = tmp_path / "demo"
     argv = ("demo", "--image", image, "--out", out, "--methods", "linear,nearest", "--no-anomaly", "--no-cross-check")
-    assert _cli(*argv) == 0
+    assert cli(*argv) == 0
     printed = capsys.readouterr().out
     assert not re.search(r"\b(nan|inf)\b", printed, re.IGNORECASE), printed
     record = json.loads((out / "metrics.json").read_text())
@@ -196,12 +150,11 @@ def test_a_lens_cap_frame_over_the_links_is_not_measured(tmp_path: Path, monkeyp
     """The downlink of an all-black frame: rebuilt on the ground, no PSNR (it printed 'PSNR nan dB')."""
     pytest.importorskip("cv2")
     from edgeae.demo import stage_downlink
-    from tests._helpers_demo import write_png
 
     lines: list[str] = []
-    ctx = _downlink_ctx(tmp_path, write_png(tmp_path / "cap.png", np.zeros((64, 64), np.uint8)))
+    ctx = downlink_ctx(tmp_path, write_png(tmp_path / "cap.png", np.zeros((64, 64), np.uint8)))
     ctx.say = lines.append
-    _linear_for_the_cae(monkeypatch, [])
+    linear_for_the_cae(monkeypatch, [])
     section = stage_downlink(ctx)
     assert ctx.extra["downlink"]["perfect"]["psnr"] is None and section is not None
     assert lines[-1].endswith("ground rebuild, no pixel with data: metrics not computed"), lines
@@ -218,12 +171,12 @@ def test_the_input_paragraph_counts_the_unused_samples_only_when_there_are_some(
     from edgeae.demo import stage_frame
     from edgeae.imageio import write_image
 
-    frame = _texture(64, 64)
+    frame = texture(64, 64)
     frame[:, :6] = 0.0
     ctx = DemoContext(DemoConfig(out=tmp_path / "d", image=write_image(tmp_path / "e.png", frame)), say=print)
     text = stage_frame(ctx).paragraphs[1]
     assert "of the sampled pixels hold no data" not in text and " Every metric below is over the 3,648 pixels" in text
-    ctx = DemoContext(DemoConfig(out=tmp_path / "d", image=_nan_tif(tmp_path / "w.tif", 200, 200, 150)), say=print)
+    ctx = DemoContext(DemoConfig(out=tmp_path / "d", image=nan_tif(tmp_path / "w.tif", 200, 200, 150)), say=print)
     text = stage_frame(ctx).paragraphs[1]
     unused = ctx.extra["sampled_no_data"]
     assert unused >= 1000 and f" {unused:,} of the sampled pixels hold no data and are not used" in text
@@ -236,7 +189,7 @@ def test_a_bundled_frame_keeps_its_guessed_margin_as_samples(tmp_path: Path) -> 
     from edgeae.datasets import DEMO_FRAME
     from edgeae.demo import stage_frame
 
-    rgb = np.repeat((_texture(64, 64)[..., None] * 255).astype(np.uint8), 3, axis=2)
+    rgb = np.repeat((texture(64, 64)[..., None] * 255).astype(np.uint8), 3, axis=2)
     rgb[:, :6] = 0
     path = tmp_path / "data" / DEMO_FRAME
     path.parent.mkdir(parents=True)
