@@ -37,6 +37,20 @@ def _plan(image: Path, *extra: str) -> list[str]:
     return ["downlink", "plan", "--image", str(image), "--links", "perfect", *extra]
 
 
+def _budget_refusal(monkeypatch, capsys, image: Path, budgets: str, methods: str) -> str:
+    """The one line of ``downlink plan --budgets BUDGETS --methods METHODS`` of ``image``, refused (exit 2) before
+    any planning or model loading (no models: load_models and the channel check stubbed out)."""
+    from edgeae.cli import downlink_plan
+
+    _no_work(monkeypatch)
+    monkeypatch.setattr(downlink_plan, "_check_channels", lambda *a: None)
+    monkeypatch.setattr(science, "load_models", lambda *a, **k: (None, None))
+    rc = main(_plan(image, "--budgets", budgets, "--methods", methods))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    return err[0]
+
+
 def test_every_budget_from_the_floor_sends_a_sample() -> None:
     """Budgets of 71-98 B sent one 70-B packet of no sample (the keep search missed the few-sample keeps)."""
     logging.disable(logging.WARNING)
@@ -58,32 +72,18 @@ def test_every_budget_from_the_floor_sends_a_sample() -> None:
 
 def test_an_rgb_budget_under_one_sample_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
     """An RGB sample takes 3 B: 72 B passed the old floor (one packet + 1 B) and sent no sample."""
-    from edgeae.cli import downlink_plan
-
     img = _image(tmp_path, (64, 64, 3))
-    _no_work(monkeypatch)
-    monkeypatch.setattr(downlink_plan, "_check_channels", lambda *a: None)
-    monkeypatch.setattr(science, "load_models", lambda *a, **k: (None, None))
-    rc = main(_plan(img, "--budgets", repr(72 / 12288), "--methods", "sparse,prioritised"))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1
-    assert "72 bytes per frame" in err[0] and "one packet with one sample (73 B" in err[0]
+    err = _budget_refusal(monkeypatch, capsys, img, repr(72 / 12288), "sparse,prioritised")
+    assert "72 bytes per frame" in err and "one packet with one sample (73 B" in err
 
 
 def test_a_jpeg2000_budget_under_the_smallest_file_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
-    from edgeae.cli import downlink_plan
-
     img = _image(tmp_path, (64, 64))
     frame = LabelledFrame("g", "image", cv2.imread(str(img), 0)[..., None], 64, np.zeros((0, 2), np.int64), "-")
     floor, _ = budget_floor(frame, ("jpeg2000",), PlanConfig())
     assert floor > 200  # well over one packet with a sample
-    _no_work(monkeypatch)
-    monkeypatch.setattr(downlink_plan, "_check_channels", lambda *a: None)
-    monkeypatch.setattr(science, "load_models", lambda *a, **k: (None, None))
-    rc = main(_plan(img, "--budgets", repr(150 / 4096), "--methods", "jpeg2000"))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1
-    assert "150 bytes per frame" in err[0] and "the smallest JPEG 2000 file of the frame" in err[0]
+    err = _budget_refusal(monkeypatch, capsys, img, repr(150 / 4096), "jpeg2000")
+    assert "150 bytes per frame" in err and "the smallest JPEG 2000 file of the frame" in err
 
 
 def _zoo(name: str) -> None:
