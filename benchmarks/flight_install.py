@@ -6,7 +6,9 @@ install added to a bare venv: venv total minus the bare venv's pip/setuptools), 
 torch came with it, then run both shipped missions on PNG, JPEG and TIFF frames and ``firmware-sim bench``
 inside that venv. Writes ``OUT/flight_install.json`` and ``OUT/flight_install.md``. A mission run that flew
 without a model it names (``summary.json`` ``models_refused``) is flagged; without its anomaly model it fails
-(exit status 1): its frames were processed but nothing was scored.
+(exit status 1): its frames were processed but nothing was scored. A boot the flight runtime refuses because the
+loaded models and a frame's buffers cannot fit the mission's memory budget (exit status 2, nothing written) fails
+too, except where it is a stated shortfall (``STATED_SHORTFALLS``: onnxruntime and the orbital mission's 64 MiB).
 
     python -m benchmarks.flight_install --out benchmarks/results/flight_install [--extras flight-tflite]
 
@@ -32,6 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_MB = 200.0
 ARTIFACT = {"flight-tflite": ".tflite", "flight-onnx": ".onnx"}
+# (extra, mission) pairs whose boot refusal for memory README and docs/firmware_sim.md state as a shortfall:
+# onnxruntime's sessions hold ~52 MiB of the orbital mission's 64 MiB, so not even sparse_only fits
+STATED_SHORTFALLS = {("flight-onnx", "orbital_nac")}
+BOOT_MEMORY_REFUSAL = "after the models loaded the process holds"  # firmware_sim/frame_intake.check_loaded_memory
 
 
 def du_mb(path: Path) -> float:
@@ -115,6 +121,9 @@ def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: floa
             }
         if r.returncode != 0:
             entry["stderr"] = r.stderr[-1500:]
+        if r.returncode == 2 and BOOT_MEMORY_REFUSAL in r.stderr:
+            entry["boot_refused"] = "memory"
+            entry["stated_shortfall"] = (extra, mission) in STATED_SHORTFALLS
         runs[mission] = entry
     res["missions"] = runs
     model = next((REPO / "edgeae" / "zoo" / "artifacts" / "orbital-gray-vae").glob(f"*{ARTIFACT[extra]}"))
@@ -141,12 +150,17 @@ def model_outcome(summary: dict[str, Any]) -> dict[str, Any]:
 def mission_ok(entry: dict[str, Any]) -> bool:
     """A mission run passes when it exited 0, wrote its summary and flew its anomaly model (a reconstruction
     model refused is flagged, not failed: the onboard check is optional, and a zoo model may ship for one
-    interpreter only)."""
+    interpreter only), or when its boot was refused for memory where that is a stated shortfall."""
+    if entry.get("boot_refused") == "memory" and entry.get("stated_shortfall"):
+        return True
     return entry["rc"] == 0 and "frames" in entry and "anomaly" not in entry.get("flew_without", [])
 
 
 def _mission_cell(m: str, e: dict[str, Any]) -> str:
     f = e.get("frames", {})
+    if e.get("boot_refused"):
+        stated = " (a stated shortfall)" if e.get("stated_shortfall") else ""
+        return f"{m}: rc {e['rc']}, boot REFUSED for {e['boot_refused']}{stated}, no frame taken"
     text = f"{m}: rc {e['rc']}, {f.get('downlinked', 0) + f.get('queued', 0)}/{f.get('acquired', 0)} processed"
     if "frames" not in e:
         text += ", NO summary"
@@ -188,6 +202,11 @@ def to_markdown(results: list[dict[str, Any]], bare_mb: float) -> str:
         lines.append("")
         lines.append("Models refused at boot (the run flew without them):")
         lines += [f"- {extra}, {m}: {x.get('role')}: {x.get('detail')}" for extra, m, x in refused]
+    boots = [(r["extra"], m, e) for r in results for m, e in r.get("missions", {}).items() if e.get("boot_refused")]
+    if boots:
+        lines.append("")
+        lines.append("Boots refused (no frame taken):")
+        lines += [f"- {extra}, {m}: {(e.get('stderr') or '').strip().splitlines()[-1]}" for extra, m, e in boots]
     return "\n".join(lines) + "\n"
 
 
