@@ -2,10 +2,11 @@
 ``.tflite`` on a board said ``edgeae_version 0.1.0``, the same through 37 sessions of changed behaviour, and nothing
 of its training or export command). Each artifact's metadata ``extra`` gets:
 
-- ``training_command`` and ``training_hyper_parameters``: the command that started the training run and the
-  settings that shape what it learned (its config without those a resume may change: threads, device, paths,
-  time budget), from the checkpoint's metrics (:func:`training_facts`; a checkpoint from before a trainer recorded
-  them records what it has);
+- ``training_command``, ``training_resume_commands`` and ``training_hyper_parameters``: the command that started
+  the training run, those that resumed it (absent when none did) and the settings that shape what it learned (its
+  config without those a resume may change: threads, device, paths, time budget; its last ``--epochs``, the epochs
+  it trained in all and the channels it trained on), from the checkpoint's metrics (:func:`training_facts`; a
+  checkpoint from before a trainer recorded them records what it has);
 - ``export_command`` (the command line, where the CLI ran it) and ``export_options`` (:func:`export_facts`);
 - ``toolchain``: the versions of the packages that built and checked this format (:func:`toolchain`);
 - ``code_revision``: ``git describe --always --dirty`` of the edgeae checkout that ran, else the installed package's
@@ -68,12 +69,29 @@ def code_revision() -> str:
 
 
 def training_facts(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``training_command`` and ``training_hyper_parameters`` of a checkpoint's ``metrics``, those it records."""
+    """``training_command``, ``training_resume_commands`` and ``training_hyper_parameters`` of a checkpoint's
+    ``metrics``, those it records. The resume commands are the metrics' ``resume_commands``, else (a run trained
+    before session 38) those its ``segments`` record after the first; the hyper-parameters get the metrics'
+    ``channels`` where they say None (the images decided it) and ``epochs_trained`` from ``epochs_run`` where they
+    lack it: recorded values only, nothing made up."""
     out: dict[str, Any] = {}
     if isinstance(metrics.get("command"), str):
         out["training_command"] = metrics["command"]
-    if isinstance(metrics.get("hyper_parameters"), dict):
-        out["training_hyper_parameters"] = metrics["hyper_parameters"]
+    resumes = metrics.get("resume_commands")
+    if not isinstance(resumes, list):
+        segments = metrics.get("segments")
+        resumes = [s.get("command") for s in segments[1:] if isinstance(s, dict)] if isinstance(segments, list) else []
+    resumes = [c for c in resumes if isinstance(c, str)]
+    if resumes:
+        out["training_resume_commands"] = resumes
+    hyper = metrics.get("hyper_parameters")
+    if isinstance(hyper, dict):
+        hyper = dict(hyper)
+        if hyper.get("channels") is None and isinstance(metrics.get("channels"), int):
+            hyper["channels"] = metrics["channels"]
+        if "epochs_trained" not in hyper and isinstance(metrics.get("epochs_run"), int):
+            hyper["epochs_trained"] = metrics["epochs_run"]
+        out["training_hyper_parameters"] = hyper
     return out
 
 

@@ -257,7 +257,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
 
     best = load_checkpoint(best_path).model.to(device)
     metrics: dict[str, Any] = {
-        **loop.metrics(count_parameters(best), device, use_bf16),
+        **loop.metrics(count_parameters(best), device, use_bf16, channels),
         "channels": channels,
         "val_crops": config.val_crops,
         "complete": stopped is None,

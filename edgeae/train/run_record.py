@@ -59,13 +59,29 @@ def first_command(segments: Sequence[dict[str, Any]]) -> str | None:
     return command if isinstance(command, str) else None
 
 
-def hyper_parameters(config: dict[str, Any]) -> dict[str, Any]:
+def resume_commands(segments: Sequence[dict[str, Any]]) -> list[str]:
+    """The commands that resumed the run, in order (every segment's after the first, where recorded):
+    ``metrics.json``'s ``resume_commands`` next to ``command``, so that a run started with ``--epochs 50`` and resumed
+    with ``--epochs 17`` says both (until session 38 only the first was recorded)."""
+    return [c for seg in segments[1:] if isinstance(c := seg.get("command"), str)]
+
+
+def hyper_parameters(
+    config: dict[str, Any], channels: int | None = None, epochs_trained: int | None = None
+) -> dict[str, Any]:
     """The settings of a run's ``config`` (its ``config.json``) that shape what it learns: all but those a resume may
     change without changing that (:data:`edgeae.train.resume.RESUMABLE_CHANGES` but ``epochs``: threads, device,
-    paths, time budget, progress, zoo)."""
+    paths, time budget, progress, zoo). ``epochs`` is the run's last ``--epochs`` (a resume may raise it: the cosine
+    schedule stretches to it); ``epochs_trained``, where given, the whole epochs it trained over all its invocations;
+    ``channels``, where given, the channels it trained on (the config's is None when the images decided it)."""
     from edgeae.train.resume import RESUMABLE_CHANGES
 
-    return {k: v for k, v in config.items() if k == "epochs" or k not in RESUMABLE_CHANGES}
+    out = {k: v for k, v in config.items() if k == "epochs" or k not in RESUMABLE_CHANGES}
+    if channels is not None:
+        out["channels"] = int(channels)
+    if epochs_trained is not None:
+        out["epochs_trained"] = int(epochs_trained)
+    return out
 
 
 def time_left(epochs_left: int, epoch_seconds: Sequence[float], budget_left: float | None = None) -> str:

@@ -313,12 +313,13 @@ class RunLoop:
                             resume_command(start.kind, start.out, c.zoo_name, c.zoo_force))  # fmt: skip
         return self.stopped, self.cause
 
-    def metrics(self, parameters: int, device: Any, bf16: bool) -> dict[str, Any]:
+    def metrics(self, parameters: int, device: Any, bf16: bool, channels: int) -> dict[str, Any]:
         """What both trainers' ``metrics.json`` says of the run: its best epoch and loss, epochs, the model's
         ``parameters``, training seconds, ``device`` and precision of this invocation, crops an epoch, every segment,
-        the command that started the run and the settings that shape what it learned (``hyper_parameters``: every
-        export records both in its artifacts)."""
-        from edgeae.train.run_record import first_command, hyper_parameters
+        the command that started the run and those that resumed it, and the settings that shape what it learned
+        (``hyper_parameters``, with the ``channels`` it trained on and the epochs it trained in all: every export
+        records these in its artifacts)."""
+        from edgeae.train.run_record import first_command, hyper_parameters, resume_commands
 
         s = self.state
         return {
@@ -332,7 +333,8 @@ class RunLoop:
             "crops_per_epoch": self.start.config.crops_per_epoch,
             "segments": s.segments,
             **({"command": cmd} if (cmd := first_command(s.segments)) else {}),
-            "hyper_parameters": hyper_parameters(self.start.cfg_dict),
+            **({"resume_commands": more} if (more := resume_commands(s.segments)) else {}),
+            "hyper_parameters": hyper_parameters(self.start.cfg_dict, channels, s.epochs_done),
         }
 
     def _timed(self) -> list[float]:

@@ -280,7 +280,7 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     if "lambda_source" in score:  # folder data: λ was given or defaulted, not tuned; the model says which
         metadata = metadata.replace(extra={**metadata.extra, "lambda_source": score["lambda_source"]})
     metrics: dict[str, Any] = {
-        **loop.metrics(count_parameters(best), device, use_bf16),
+        **loop.metrics(count_parameters(best), device, use_bf16, channels),
         "channels": channels,
         "macs_per_patch": count_macs(vae_cfg),
         "data": config.data,
