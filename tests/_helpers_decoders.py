@@ -82,7 +82,7 @@ def mark_unreadable(out: Path, whys: dict[str, str]) -> None:
     path.write_text(json.dumps(index))
 
 
-def boot_without_imagecodecs(monkeypatch: Any, mission: Any, out: Path, frames: list[Path]) -> tuple[Any, Any]:
+def boot_no_imagecodecs(monkeypatch: Any, mission: Any, out: Path, frames: list[Path]) -> tuple[Any, Any]:
     """One boot of the flight runtime of ``mission`` on ``frames`` into ``out`` while imagecodecs is hidden
     (:func:`hide_imagecodecs`, undone when it returns): its summary and the runtime."""
     from edgeae.firmware_sim.loop import FlightRuntime

@@ -17,14 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers_decoders import TIFF_PIP as PIP
-from _helpers_decoders import (
-    boot_without_imagecodecs,
-    flight_mission,
-    hide_imagecodecs,
-    ledger,
-    mark_unreadable,
-    tiff_frame,
-)
+from _helpers_decoders import boot_no_imagecodecs, flight_mission, hide_imagecodecs, ledger, mark_unreadable, tiff_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +42,7 @@ def test_an_lzw_frame_without_imagecodecs_is_taken_again_once_it_is_installed(
 
     mission, out = flight_mission(tmp_path), tmp_path / "out"
     frames = [tiff_frame(tmp_path / "a.tif", "lzw", 0), tiff_frame(tmp_path / "b.tif", "zlib", 1)]
-    s1, _ = boot_without_imagecodecs(monkeypatch, mission, out, frames)
+    s1, _ = boot_no_imagecodecs(monkeypatch, mission, out, frames)
     assert (s1["frames"]["acquired"], s1["frames"]["drop_reasons"]) == (2, {"decoder_unavailable": 1}), s1["frames"]
     entry = ledger(out)["0"]
     assert entry["code"] == "decoder_unavailable" and PIP in entry["reason"], entry
@@ -85,7 +78,7 @@ def test_an_older_runs_unreadable_lzw_frame_is_taken_again(tmp_path: Path, monke
     FlightRuntime(mission, out).run(frames)
     needs = "TIFF data unreadable (ValueError: <COMPRESSION.LZW: 5> requires the 'imagecodecs' package)"
     mark_unreadable(out, {"0": needs, "1": "TIFF data unreadable (ValueError: corrupted strip)"})
-    _, rt = boot_without_imagecodecs(monkeypatch, mission, out, frames)
+    _, rt = boot_no_imagecodecs(monkeypatch, mission, out, frames)
     assert rt.records == [] and rt.skipped_already_acquired == 2
     rt = FlightRuntime(mission, out)
     s = rt.run(frames)

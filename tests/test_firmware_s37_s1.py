@@ -13,14 +13,7 @@ from typing import Any
 
 import pytest
 from _helpers_decoders import TIFF_PIP as PIP
-from _helpers_decoders import (
-    boot_without_imagecodecs,
-    flight_mission,
-    hide_imagecodecs,
-    ledger,
-    mark_unreadable,
-    tiff_frame,
-)
+from _helpers_decoders import boot_no_imagecodecs, flight_mission, hide_imagecodecs, ledger, mark_unreadable, tiff_frame
 
 pytest.importorskip("imagecodecs", reason="imagecodecs writes the LZW and ZSTD frames: pip install 'edgeae[ground]'")
 
@@ -52,7 +45,7 @@ def test_a_zstd_frame_without_imagecodecs_is_found_and_taken_again(tmp_path: Pat
         hide_imagecodecs(m)
         exc = tiff_codec_missing(frames[0])
     assert exc is not None and "z.tif's ZSTD compression" in str(exc) and str(exc).endswith(PIP), exc
-    s1, _ = boot_without_imagecodecs(monkeypatch, mission, out, frames)
+    s1, _ = boot_no_imagecodecs(monkeypatch, mission, out, frames)
     assert s1["frames"]["drop_reasons"] == {"decoder_unavailable": 1}, s1["frames"]
     rt = FlightRuntime(mission, out)  # imagecodecs installed now
     s2 = rt.run(frames)
@@ -68,7 +61,7 @@ def test_an_older_runs_unreadable_zstd_frame_is_taken_again_once_imagecodecs_is(
     frames = [tiff_frame(tmp_path / "z.tif", "zstd", 0)]
     FlightRuntime(mission, out).run(frames)
     mark_unreadable(out, {"0": "TIFF data unreadable (ModuleNotFoundError: No module named 'compression')"})
-    _, rt = boot_without_imagecodecs(monkeypatch, mission, out, frames)
+    _, rt = boot_no_imagecodecs(monkeypatch, mission, out, frames)
     assert rt.records == [] and rt.skipped_already_acquired == 1
     rt = FlightRuntime(mission, out)
     rt.run(frames)
