@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._headers import ImageReadError
+from edgeae._optional import source_ref
 from edgeae.cli import CLIError, add_views_argument, err_line, positive_int, seed_arg
 from edgeae.cli.score_checks import (
     DEFAULT_MODELS,
@@ -108,13 +109,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
         "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast), or local-z = how "
         "far each patch's latents and reconstruction error stand from those of the patches within 96 px (or 2 "
-        "strides) around it, each image on its own (a ground ranking for features small against the frame; "
-        "docs/anomaly.md), or context-knn = the frame-z-knn distance plus the same distance with the latents "
+        "strides) around it, each image on its own (a ground ranking for features small against the frame), or "
+        "context-knn = the frame-z-knn distance plus the same distance with the latents "
         "scaled over all the images given (give the crops of one product together: a crater that fills its crop "
         "still stands out in the product; with --views 8 edgeae evaluate gives HiRISE crater vs other ROC AUC "
         "0.804 on the dev split, 0.805 with the int8 file, and a scan, which fills partial patches as this command "
-        "does, 0.814: docs/anomaly.md; a set of over 100,000 patches, up to 500,000, is measured against a seeded "
-        "sample of 100,000 of them)",
+        "does, 0.814; a set of over 100,000 patches, up to 500,000, is measured against a seeded sample of 100,000 "
+        f"of them). How each score works and what it measured: {source_ref('docs/anomaly.md')}",
     )
     p.add_argument(
         "--group",
