@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,11 @@ def scan(folders: Iterable[Path], registered: Iterable[str], valid_name: Any) ->
 
 
 def unwritable(folder: Path) -> str | None:
-    """Why ``folder`` (created when missing) cannot take a model's files, in a few words; None when it can (as far
-    as ``os.access`` tells: the install itself still reports the error it meets)."""
+    """Why ``folder`` (created when missing) cannot take a model's files, in a few words; None when it can. Asks
+    ``os.access``, then tries: creates the folder and an empty file in it, and removes both again (and the folders it
+    made above it), so a refused run leaves nothing behind. ``os.access`` alone says yes to root where a virtual
+    file system (/proc, /sys) refuses any folder: the run trained to its end and only then failed to install (until
+    session 38). The install itself still reports the error it meets."""
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -93,7 +97,37 @@ def unwritable(folder: Path) -> str | None:
         return f"{probe} is a file, not a folder"
     if not os.access(probe, os.W_OK | os.X_OK):
         return "read-only file system" if _read_only(probe) else "no write permission"
-    return None
+    return _try_writing(folder, probe)
+
+
+def _try_writing(folder: Path, existing: Path) -> str | None:
+    """Create ``folder`` (below ``existing``, its nearest folder that exists) and an empty file in it; remove what
+    was made. The reason it failed, or None."""
+    missing = [folder, *folder.parents][: len(folder.parts) - len(existing.parts)]
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:  # another process made it meanwhile: not ours to remove
+                continue
+            made.append(d)
+    except OSError as exc:
+        reason: str | None = f"creating it: {os_reason(exc)}"
+    else:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".edgeae-write-check-", dir=folder)
+            os.close(fd)
+            os.unlink(name)
+            reason = None
+        except OSError as exc:
+            reason = os_reason(exc)
+    for d in reversed(made):
+        try:
+            d.rmdir()
+        except OSError:  # no longer empty: another install wrote into it meanwhile
+            break
+    return reason
 
 
 def _read_only(path: Path) -> bool:
