@@ -1,6 +1,7 @@
 """What ``firmware-sim run`` (and ``check``) settle before a boot: ``--inject`` parsed and ``--out`` checked, each
 refused in one line naming the option before anything is created (exit 2), and SIGTERM made to stop ``run`` as
-Ctrl-C does (every firmware-sim command's and ``edgeae scan``'s installer). ``run`` and ``check`` themselves are in
+Ctrl-C does (the installer of every firmware-sim command and every ``edgeae`` command that takes SIGTERM as a stop;
+standard library only at import, as ``edgeae``'s main imports it). ``run`` and ``check`` themselves are in
 :mod:`.cli`."""
 
 from __future__ import annotations
@@ -10,19 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .faults import FaultSpecError, parse_faults
-from .mission import MissionError
 
-
-def _sigterm_as_ctrl_c(received: list[str]) -> Callable[[], object]:
+def _sigterm_as_ctrl_c(received: list[str], stop: type[BaseException] = KeyboardInterrupt) -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) stops ``run`` as Ctrl-C does: the frame in progress is marked
     interrupted (a rerun takes it again), the summary and report of the frames so far are written, status 130.
-    Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set);
-    ``received`` gets ``"SIGTERM"`` when it came. A power loss stays what ``--inject reboot@frameN`` or ``kill -9``
-    simulates. A SIGTERM the caller set to be ignored (a supervisor's, a wrapper's ``trap '' TERM``, inherited as
-    SIG_IGN) stays ignored, as in every ``edgeae`` command (until session 37 firmware-sim put its own handler over
+    Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set; where a
+    handler was set since, such as the console's ``keep_status``, that one stays); ``received`` gets ``"SIGTERM"``
+    when it came, and ``stop`` (KeyboardInterrupt or a subclass of it) is raised. A power loss stays what ``--inject
+    reboot@frameN`` or ``kill -9`` simulates. A SIGTERM the caller set to be ignored (a supervisor's, a wrapper's
+    ``trap '' TERM``, inherited as SIG_IGN) stays ignored (until session 37 firmware-sim put its own handler over
     it: ``bench`` and ``check`` under such a wrapper stopped with 130); an ignored SIGINT (a background shell's)
-    changes nothing: SIGTERM still stops the run. ``edgeae scan`` installs its handler here too."""
+    changes nothing: SIGTERM still stops the run. Every ``edgeae`` command that takes SIGTERM as a stop installs its
+    handler here too (its main, ``scan``, ``ground decode``, ``train``: until session 38 each held its own copy of
+    the SIG_IGN check)."""
     import signal
     import threading
 
@@ -31,17 +32,24 @@ def _sigterm_as_ctrl_c(received: list[str]) -> Callable[[], object]:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         return lambda: None
 
-    def stop(signum: int, frame: Any) -> None:
+    def stopping(signum: int, frame: Any) -> None:
         received.append("SIGTERM")
-        raise KeyboardInterrupt("SIGTERM")
+        raise stop("SIGTERM")
 
-    old = signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    old = signal.signal(signal.SIGTERM, stopping)
+
+    def put_back() -> None:
+        if signal.getsignal(signal.SIGTERM) is stopping:
+            signal.signal(signal.SIGTERM, old)
+
+    return put_back
 
 
 def _check_inject(args: argparse.Namespace) -> None:
     """``--inject`` parsed before anything else (``run`` and ``check`` alike), refused in one line naming it: a
     value no run could fly (``seu@frame1:nan``, ``late@frame1:1e300``) is a user error, not a failure mid-run."""
+    from .faults import FaultSpecError, parse_faults
+
     try:
         parse_faults(args.inject or ())
     except FaultSpecError as exc:
@@ -57,6 +65,8 @@ def _check_out_folder(out: Path) -> None:
     import os
 
     from edgeae.folder_lock import file_in_the_way
+
+    from .mission_sections import MissionError
 
     if out.exists() and not out.is_dir():
         raise MissionError(f"--out {out} is an existing file; name a folder for the run's output and state")

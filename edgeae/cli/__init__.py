@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor
-from typing import Any
 
 from edgeae._version import __version__
 from edgeae.cli_conventions import DASH_REFUSED as DASH_REFUSED
@@ -262,27 +261,15 @@ SIGTERM_OWN = ("scan", "ground", "train")
 
 def _sigterm_as_interrupt(command: str, got: list[str]) -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) interrupts the command as Ctrl-C does (its cleanup runs, the
-    "interrupted" line, exit 130), but for the commands that handle it themselves; returns what puts the previous
-    handler back. A SIGTERM the caller set to be ignored stays ignored."""
-    import signal
-    import threading
-
-    if command in SIGTERM_OWN or threading.current_thread() is not threading.main_thread():
+    "interrupted (SIGTERM)" line, exit 130), but for the commands that handle it themselves; returns what puts the
+    previous handler back (not over one set since: keep_status's). A SIGTERM the caller set to be ignored stays
+    ignored: the installer shared with firmware-sim and the commands of :data:`SIGTERM_OWN`
+    (:func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`) holds that check."""
+    if command in SIGTERM_OWN:
         return lambda: None
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
-        return lambda: None
+    from edgeae.firmware_sim import cli_preflight
 
-    def interrupt(signum: int, frame: Any) -> None:
-        got.append("SIGTERM")
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-
-    def put_back() -> None:
-        if signal.getsignal(signal.SIGTERM) is interrupt:  # not one set since (keep_status's, put back before this)
-            signal.signal(signal.SIGTERM, old)
-
-    return put_back
+    return cli_preflight._sigterm_as_ctrl_c(got)
 
 
 def _run_guarded(args: argparse.Namespace) -> int:

@@ -202,10 +202,10 @@ def run(args: argparse.Namespace) -> int:
         _check_original(args)
         with contextlib.ExitStack() as stack:  # --out held to the end: a second session into it is refused
             gs = _station(args, claim=OutClaim(args.out, stack))
-            signal_name = ["SIGINT"]  # which signal stopped the run, for stream.json
-            restore = _sigterm_as_interrupt(signal_name)
+            received = getattr(args, "_sigterm", [])  # "SIGTERM" once it came: stream.json and the line name it
+            restore = _sigterm_as_interrupt(received)
             try:
-                return _decode(args, gs, signal_name)
+                return _decode(args, gs, received)
             finally:
                 restore()
     with contextlib.ExitStack() as stack:
@@ -272,8 +272,9 @@ def _serve(args: argparse.Namespace, claim: OutClaim) -> int:
     return exit_status(report) if code is None else code
 
 
-def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
-    """``ground decode`` after its options are checked: every capture's products and ``stream.json``."""
+def _decode(args: argparse.Namespace, gs, received: list[str]) -> int:
+    """``ground decode`` after its options are checked: every capture's products and ``stream.json``; ``received``
+    holds ``"SIGTERM"`` once SIGTERM came (an interruption without it was Ctrl-C's SIGINT)."""
     from edgeae.ground.sources import feed_captures
 
     # streamed: packets go to the receivers as they are read, so a huge file costs no more memory than the
@@ -290,12 +291,13 @@ def _decode(args: argparse.Namespace, gs, signal_name: list[str]) -> int:
         try:
             report = cap.station.finish(write=False)  # written below, with what only this command knows
         except KeyboardInterrupt:  # the products decoded so far, and the stream totals, are kept
+            signal_name = received[0] if received else "SIGINT"
             report = cap.station.report()  # complete: false, and the products not decoded
-            report["stream"]["interrupted"] = signal_name[0]
+            report["stream"]["interrupted"] = signal_name
             report["stream"]["bytes_outside_packets"] = cap.skipped
             written = _write_final(cap.station, report)
             status_line(  # on stderr when the same Ctrl-C closed stdout (| tee): the line and 130 stay
-                f"interrupted ({signal_name[0]}): {len(report['products'])} products written to {cap.station.out}, "
+                f"interrupted ({signal_name}): {len(report['products'])} products written to {cap.station.out}, "
                 f"{report['stream']['products_not_decoded']} not decoded"
                 + (" (stream.json says which)" if written else "")
             )
@@ -337,22 +339,13 @@ def _write_final(station, report: dict) -> bool:
     return True
 
 
-def _sigterm_as_interrupt(signal_name: list[str]):
+def _sigterm_as_interrupt(received: list[str]):
     """SIGTERM (``kill``, a batch system's stop) stops ``ground decode`` as Ctrl-C does: the products decoded so far
-    are kept and stream.json says the run was interrupted; ``signal_name[0]`` becomes ``"SIGTERM"``. Returns what
-    puts the previous handler back (a no-op off the main thread). A SIGTERM the caller set to be ignored stays
-    ignored, as in every other edgeae command (until session 37 decode put its handler over it)."""
-    import signal
-    import threading
+    are kept and stream.json says the run was interrupted; ``received`` (the CLI's ``args._sigterm``, which its
+    "interrupted" line reads) gets ``"SIGTERM"``. Returns what puts the previous handler back (a no-op off the main
+    thread). A SIGTERM the caller set to be ignored stays ignored, as in every other edgeae command (until session 37
+    decode put its handler over it): the installer shared with them
+    (:func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`) holds that check."""
+    from edgeae.firmware_sim import cli_preflight
 
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
-        return lambda: None
-
-    def interrupt(signum: int, frame) -> None:
-        signal_name[0] = "SIGTERM"
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    return cli_preflight._sigterm_as_ctrl_c(received)

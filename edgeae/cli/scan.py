@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             Margin.parse(args.margin)
         except ValueError as exc:
             raise CLIError(f"--margin: {exc}") from None
-    restore = _sigterm_as_interrupt()
+    restore = _sigterm_as_interrupt(getattr(args, "_sigterm", None))
     try:
         opts = EngineOptions(
             engine=args.engine, workers=DEFAULT_WORKERS if args.workers is None else args.workers,
@@ -250,11 +250,13 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr is not None and sys.stderr.isatty()
 
 
-def _sigterm_as_interrupt() -> Callable[[], object]:
+def _sigterm_as_interrupt(received: list[str] | None = None) -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) ends the scan as Ctrl-C does: finished images kept, queued ones
-    dropped, the "interrupted" line; returns what puts the previous handler back (a no-op off the main thread). A
-    SIGTERM the caller set to be ignored (``trap '' TERM``, inherited) stays ignored: firmware-sim's installer
-    (:func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`), which holds that check for both."""
+    dropped, the "interrupted (SIGTERM)" line (``received``, the CLI's ``args._sigterm``, gets ``"SIGTERM"``: until
+    session 38 the line said only "interrupted", as for Ctrl-C); returns what puts the previous handler back (a no-op
+    off the main thread). A SIGTERM the caller set to be ignored (``trap '' TERM``, inherited) stays ignored:
+    firmware-sim's installer (:func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`), which holds that check
+    for every command."""
     from edgeae.firmware_sim.cli_preflight import _sigterm_as_ctrl_c
 
-    return _sigterm_as_ctrl_c([])
+    return _sigterm_as_ctrl_c([] if received is None else received)

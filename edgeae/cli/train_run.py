@@ -21,19 +21,14 @@ class _Terminated(KeyboardInterrupt):
 def stop_on_sigterm(kind: str, args: argparse.Namespace, command: Callable[[], int]) -> int:
     """Run ``command`` with SIGTERM handled from its start (``kill`` while the data is read, hashed or checked): one
     line, exit 143 as for a stop, the run folder's lock released and a refused new run's folders removed on the
-    way out. The training loop installs its own handler over this one (a clean stop with ``last.pt``)."""
-    import signal
-    import threading
-
+    way out. The training loop installs its own handler over this one (a clean stop with ``last.pt``). A SIGTERM the
+    caller set to be ignored stays ignored (:func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`, the
+    installer every command shares, holds that check)."""
+    from edgeae.firmware_sim import cli_preflight
     from edgeae.train.resume import EXIT_SIGTERM, resume_command
 
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
-        return command()
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise _Terminated
-
-    old = signal.signal(signal.SIGTERM, terminate)
+    # the installer shared by every command: a SIGTERM the caller ignores stays ignored, off the main thread nothing
+    restore = cli_preflight._sigterm_as_ctrl_c(getattr(args, "_sigterm", []), _Terminated)
     try:
         return command()
     except _Terminated:
@@ -46,7 +41,7 @@ def stop_on_sigterm(kind: str, args: argparse.Namespace, command: Callable[[], i
         print(f"edgeae train {kind}: stopped by SIGTERM outside the training loop; {how}")
         return EXIT_SIGTERM
     finally:
-        signal.signal(signal.SIGTERM, old)
+        restore()
 
 
 def recorded_command(args: argparse.Namespace) -> str | None:
