@@ -161,8 +161,8 @@ def user_entry(
     metadata: Any, parameters: int, card: dict[str, Any], checkpoint: Path, run: Path | str | None = None
 ) -> dict[str, Any]:
     """The zoo entry of a user-installed model, from its checkpoint's ``metadata`` (kind, channels, training data)
-    and its run's metrics ``card`` (the command, where recorded); ``run``: the training run folder that made it
-    (default: the checkpoint's folder)."""
+    and its run's metrics ``card`` (the command, where recorded, then those that resumed the run:
+    :func:`resume_commands`); ``run``: the training run folder that made it (default: the checkpoint's folder)."""
     extra = dict(metadata.extra)
     counts = []
     for key in ("train_files", "val_files"):
@@ -173,6 +173,7 @@ def user_entry(
     run = Path(checkpoint).resolve().parent if run is None else Path(run).resolve()
     arch = dict(metadata.architecture)
     shape = ", ".join(f"{k} {arch[k]}" for k in ("variant", "widths", "latent") if k in arch)
+    first = str(card.get("command") or f"not recorded; the run's settings: {run / 'config.json'}")
     return {
         "kind": metadata.kind,
         "channels": int(metadata.channels),
@@ -181,5 +182,18 @@ def user_entry(
         "training_data_hash": metadata.training_data_hash,
         "description": f"user-installed {metadata.kind} ({shape}) from {Path(checkpoint).resolve()}",
         "run": str(run),  # the run folder that made it: only it replaces the model without --force
-        "command": str(card.get("command") or f"not recorded; the run's settings: {run / 'config.json'}"),
+        "command": "; then: ".join([first, *resume_commands(card)]),
     }
+
+
+def resume_commands(card: dict[str, Any]) -> list[str]:
+    """The commands that resumed the run of metrics ``card``: its ``resume_commands`` (since session 38), else
+    those its ``segments`` record after the first (a run trained before); none recorded, none. The zoo entry shows
+    them after the first command, ``FIRST; then: SECOND`` as the shipped rover-rgb-vae entry does (until session
+    38 it showed the first alone: a run started with ``--epochs 50`` and resumed with ``--epochs 17`` read as a
+    50-epoch run)."""
+    found = card.get("resume_commands")
+    if not isinstance(found, list):
+        segments = card.get("segments")
+        found = [s.get("command") for s in segments[1:] if isinstance(s, dict)] if isinstance(segments, list) else []
+    return [c for c in found if isinstance(c, str) and c]
