@@ -5,7 +5,6 @@ valid one refused; a PDS4 ``<offset>`` GDAL reads otherwise than written is name
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
@@ -14,9 +13,10 @@ import pytest
 
 pytest.importorskip("rasterio", reason="the archive extra is not installed: pip install 'edgeae[archive]'")
 
+from _helpers_archive import PDS4, copy_other
+
 from edgeae.archive.reader import ProductReader
 from edgeae.imageio import ImageReadError
-from tests.test_archive_s37_m1 import PDS4
 
 IMAGE = (
     "OBJECT = IMAGE\n{irb}  LINES = 10\n  LINE_SAMPLES = 64\n  SAMPLE_BITS = 8\n  SAMPLE_TYPE = UNSIGNED_INTEGER\n"
@@ -38,8 +38,7 @@ def _label(top_rb: str = "", file_rb: str | None = None, image_rb: str = "", rec
 @pytest.fixture
 def other(formats: Path, tmp_path: Path) -> Path:
     """OTHER.img: a copy of the LROC NAC EDR (an attached PDS3 label whose END line ends at byte 3650)."""
-    shutil.copyfile(formats / "pds3/nacl.img", tmp_path / "OTHER.img")
-    return tmp_path / "OTHER.img"
+    return copy_other(formats, tmp_path)
 
 
 def _gdal_start(label: Path, other: Path) -> int:
