@@ -1,5 +1,5 @@
 """The zoo moved out of the way and a tiny finished VAE run to install into it: shared by the zoo and training tests
-(test_train_s32 and test_zoo_s37_g2 each wrote their own copy until session 38).
+(test_train_s32, test_zoo_s37_g2 and test_train_folder_s31 each wrote their own copy until session 38).
 
 torch is imported inside :func:`vae_run`, so a test module's ``pytest.importorskip("torch")`` runs first."""
 
@@ -22,9 +22,10 @@ def move_zoo(monkeypatch: Any, weights: Path, artifacts: Path, user: Path) -> Pa
     return weights
 
 
-def vae_run(run: Path, seed: int = 0) -> Path:
+def vae_run(run: Path, seed: int = 0, extra: dict[str, Any] | None = None) -> Path:
     """``run/best.pt``: a tiny grey VAE (64-px patches, latent 8) of torch seed ``seed``, trained on data hash
-    ``h{seed}``, beside a complete run's ``metrics.json`` (one epoch)."""
+    ``h{seed}``, beside a complete run's ``metrics.json`` (one epoch). ``extra``: its metadata's ``extra`` (default:
+    data ``/data/x``; a folder run also records ``train_files`` and ``val_files``)."""
     import torch
 
     from edgeae.checkpoint import save_checkpoint
@@ -33,7 +34,7 @@ def vae_run(run: Path, seed: int = 0) -> Path:
 
     cfg = VAEConfig(channels=1, widths=(4, 4, 4, 4), latent=8, patch=64)
     meta = ModelMetadata(kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1,
-                         training_data_hash=f"h{seed}", extra={"data": "/data/x"})  # fmt: skip
+                         training_data_hash=f"h{seed}", extra=extra or {"data": "/data/x"})  # fmt: skip
     torch.manual_seed(seed)
     ckpt = save_checkpoint(run / "best.pt", VAE(cfg), meta)
     (run / "metrics.json").write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))

@@ -12,10 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from _helpers_zoo import move_zoo, vae_run  # noqa: E402
+
 from edgeae import zoo  # noqa: E402
-from edgeae.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from edgeae.checkpoint import load_checkpoint  # noqa: E402
 from edgeae.cli import main  # noqa: E402
-from edgeae.metadata import ModelMetadata  # noqa: E402
 from edgeae.resolve import model_path  # noqa: E402
 
 
@@ -35,10 +36,7 @@ def _folder(root: Path, n: int = 5, side: int = 128, channels: int = 1) -> Path:
 def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The zoo's weights (and artifacts) folder, moved to a temporary one: no test writes into the real zoo."""
     w = tmp_path / "zoo-weights"
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", w)
-    monkeypatch.setenv("EDGEAE_ZOO", str(w))  # user models too (edgeae.zoo.user)
-    monkeypatch.setattr(zoo, "ARTIFACTS_DIR", tmp_path / "zoo-artifacts")
-    return w
+    return move_zoo(monkeypatch, w, tmp_path / "zoo-artifacts", w)  # user models in the same folder
 
 
 def _vae_cli(folder: Path, out: Path, *extra: str) -> list[str]:
@@ -153,16 +151,8 @@ def test_gate_tunes_tau_on_a_folders_val_split(tmp_path: Path, capsys: pytest.Ca
 
 
 def _vae_run(run: Path) -> Path:
-    from edgeae.models.vae import VAE, VAEConfig
-
-    cfg = VAEConfig(channels=1, widths=(4, 4, 4, 4), latent=8, patch=64)
-    meta = ModelMetadata(
-        kind="vae", architecture=cfg.to_dict(), input_shape=(-1, 1, 64, 64), channels=1, training_data_hash="abc",
-        extra={"data": "/data/mydata", "train_files": ["a.tif", "b.tif"], "val_files": ["c.tif"]},
-    )  # fmt: skip
-    ckpt = save_checkpoint(run / "best.pt", VAE(cfg), meta)
-    (run / "metrics.json").write_text(json.dumps({"complete": True, "epochs_run": 1, "best_epoch": 1}))
-    return ckpt
+    """A tiny VAE run trained on a folder: the checkpoint records its data and train/val files."""
+    return vae_run(run, extra={"data": "/data/mydata", "train_files": ["a.tif", "b.tif"], "val_files": ["c.tif"]})
 
 
 def test_a_new_zoo_name_is_usable_by_name_and_listed_as_user_installed(
