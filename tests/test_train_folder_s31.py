@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from _helpers_train import smooth_images  # noqa: E402
 from _helpers_zoo import move_zoo, vae_run  # noqa: E402
 
 from edgeae import zoo  # noqa: E402
@@ -22,14 +23,7 @@ from edgeae.resolve import model_path  # noqa: E402
 
 def _folder(root: Path, n: int = 5, side: int = 128, channels: int = 1) -> Path:
     """``n`` smooth textured PNGs (``f0.png`` ...): the CAE's split sends every fifth, f0, to validation."""
-    out = root / "mydata"
-    out.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(n):
-        img = cv2.GaussianBlur(rng.random((side, side, channels)).astype(np.float32), (0, 0), 2)
-        img = 20 + 200 * (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(out / f"f{i}.png"), img.astype(np.uint8))
-    return out
+    return smooth_images(root / "mydata", n, (side, side, channels), seed=3, prefix="f", low=20, span=200)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ curve of an uninterrupted run; resuming on other data or another config is refus
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -12,27 +13,18 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
-from edgeae.train.cae import CAETrainConfig, train_cae  # noqa: E402
+from _helpers_train import cae_config, smooth_images  # noqa: E402
+
+from edgeae.train.cae import train_cae  # noqa: E402
 from edgeae.train.resume import ResumeError, parse_duration  # noqa: E402
 
 
 def _images(folder: Path, n: int = 3) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        img = cv2.GaussianBlur(rng.random((96, 112, 3)).astype(np.float32), (0, 0), 2)
-        img = 40 + 160 * (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"im{i}.png"), img.astype(np.uint8))
-    return folder
+    return smooth_images(folder, n, (96, 112, 3))
 
 
-def _config(data: Path, out: Path, **kw: object) -> CAETrainConfig:
-    base = dict(
-        data=str(data), out=str(out), variant="unet2", widths=(4, 8), tile=32, epochs=2, crops=24,
-        val_crops=8, batch_size=8, threads=1, progress=False, seed=3,
-    )  # fmt: skip
-    base.update(kw)
-    return CAETrainConfig(**base)  # type: ignore[arg-type]
+# a unet2 CAE of 24 crops in batches of 8, two epochs (bfloat16 the config's default)
+_config = functools.partial(cae_config, variant="unet2", crops=24, val_crops=8, batch_size=8, bf16=None)
 
 
 def _weights(folder: Path) -> dict[str, np.ndarray]:

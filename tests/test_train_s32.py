@@ -3,47 +3,33 @@ nothing), and a user-installed zoo name is replaced only with --force."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from _helpers_train import cae_config, smooth_images, vae_config  # noqa: E402
 from _helpers_zoo import move_zoo, vae_run  # noqa: E402
 
 from edgeae import zoo  # noqa: E402
 from edgeae.cli import main  # noqa: E402
 from edgeae.folder_lock import LOCK_NAME, FolderBusy, hold  # noqa: E402
-from edgeae.train.cae import CAETrainConfig, train_cae  # noqa: E402
-from edgeae.train.vae import VAETrainConfig, train_vae  # noqa: E402
+from edgeae.train.cae import train_cae  # noqa: E402
+from edgeae.train.vae import train_vae  # noqa: E402
 
 
 def _images(folder: Path, n: int = 5, channels: int = 1) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        img = cv2.GaussianBlur(rng.random((128, 136, channels)).astype(np.float32), (0, 0), 2)
-        img = 40 + 160 * (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"im{i}.png"), img.astype(np.uint8))
-    return folder
+    return smooth_images(folder, n, (128, 136, channels))
 
 
-def _cae(data: Path, out: Path, **kw: object) -> CAETrainConfig:
-    base = dict(
-        data=str(data), out=str(out), variant="unet2", widths=(4, 8), tile=32, epochs=1, crops=16,
-        val_crops=8, batch_size=8, threads=1, progress=False, seed=3, channels=1,
-    )  # fmt: skip
-    return CAETrainConfig(**{**base, **kw})  # type: ignore[arg-type]
-
-
-def _vae(data: Path, out: Path, **kw: object) -> VAETrainConfig:
-    base = dict(
-        data=str(data), out=str(out), channels=1, widths=(4, 4, 4, 4), latent=8, epochs=1, crops=16, batch_size=16,
-        val_crops=16, threads=1, progress=False, hirise=False, bf16=False,
-    )  # fmt: skip
-    return VAETrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+# a unet2 CAE of 16 crops and a grey VAE, one epoch each (bfloat16 the CAE's default)
+_cae = functools.partial(
+    cae_config, variant="unet2", epochs=1, crops=16, val_crops=8, batch_size=8, channels=1, bf16=None
+)
+_vae = functools.partial(vae_config, channels=1, epochs=1, crops=16, seed=0)
 
 
 def _files(folder: Path) -> dict[str, bytes]:

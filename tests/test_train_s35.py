@@ -18,19 +18,15 @@ import pytest
 pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from _helpers_train import smooth_images  # noqa: E402
+
 from edgeae.cli import main  # noqa: E402
 from edgeae.train import common, crops, run_memory, run_record  # noqa: E402
 from edgeae.train.crops import Augment, MasterImage, sample_crops  # noqa: E402
 
 
 def _pngs(out: Path, n: int, size: int = 256) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    for i in range(n):
-        img = cv2.GaussianBlur(rng.random((size, size, 3)).astype(np.float32), (0, 0), 4)
-        img = 30 + 190 * (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(out / f"f{i}.png"), img.astype(np.uint8))
-    return out
+    return smooth_images(out, n, (size, size, 3), seed=1, prefix="f", sigma=4, low=30, span=190)
 
 
 @pytest.fixture

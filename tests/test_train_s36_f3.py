@@ -8,43 +8,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from _helpers_train import cae_config, smooth_images, vae_config  # noqa: E402
+
 from edgeae.train import resume, run_record  # noqa: E402
-from edgeae.train.cae import CAETrainConfig, train_cae  # noqa: E402
-from edgeae.train.vae import VAETrainConfig, train_vae  # noqa: E402
+from edgeae.train.cae import train_cae  # noqa: E402
+from edgeae.train.vae import train_vae  # noqa: E402
 
 
 def _images(folder: Path, n: int = 5, side: int = 96) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        img = cv2.GaussianBlur(rng.random((side, side, 3)).astype(np.float32), (0, 0), 2)
-        img = 40 + 160 * (img - img.min()) / (img.max() - img.min())
-        cv2.imwrite(str(folder / f"im{i}.png"), img.astype(np.uint8))
-    return folder
-
-
-def _cae(data: Path, out: Path, **kw: Any) -> CAETrainConfig:
-    base: dict[str, Any] = dict(
-        data=str(data), out=str(out), widths=(4, 8), tile=32, epochs=2, crops=8, val_crops=4, batch_size=4,
-        threads=1, progress=False, seed=3, bf16=False,
-    )  # fmt: skip
-    base.update(kw)
-    return CAETrainConfig(**base)
-
-
-def _vae(data: Path, out: Path, **kw: Any) -> VAETrainConfig:
-    base: dict[str, Any] = dict(
-        data=str(data), out=str(out), channels=3, widths=(4, 4, 4, 4), latent=8, epochs=2, crops=32, val_crops=16,
-        batch_size=16, threads=1, progress=False, seed=3, bf16=False, hirise=False,
-    )  # fmt: skip
-    base.update(kw)
-    return VAETrainConfig(**base)
+    return smooth_images(folder, n, (side, side, 3))
 
 
 # 3. a resume reads last.pt once: its checks (kind, epochs; data and config) and the restore share one read
@@ -53,7 +30,7 @@ def _vae(data: Path, out: Path, **kw: Any) -> VAETrainConfig:
 @pytest.mark.parametrize("kind", ["cae", "vae"])
 def test_a_resume_reads_last_pt_once(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _images(tmp_path / "data", side=96 if kind == "cae" else 256)
-    make, train = {"cae": (_cae, train_cae), "vae": (_vae, train_vae)}[kind]
+    make, train = {"cae": (cae_config, train_cae), "vae": (vae_config, train_vae)}[kind]
     cfg = make(data, tmp_path / "run", epochs=1)
     assert train(dataclasses.replace(cfg, time_budget=1e-9))["complete"] is False  # stopped after one batch
     reads: list[Path] = []
@@ -75,11 +52,11 @@ def test_a_resume_reads_last_pt_once(tmp_path: Path, kind: str, monkeypatch: pyt
 
 def test_a_resume_read_once_is_still_refused_for_its_kind_and_epochs(tmp_path: Path) -> None:
     data = _images(tmp_path / "data")
-    train_cae(_cae(data, tmp_path / "run", epochs=1))
+    train_cae(cae_config(data, tmp_path / "run", epochs=1))
     with pytest.raises(resume.ResumeError, match="already complete"):
-        train_cae(_cae(data, tmp_path / "run", epochs=1), resume=True)
+        train_cae(cae_config(data, tmp_path / "run", epochs=1), resume=True)
     with pytest.raises(resume.ResumeError, match="is a CAE run"):
-        train_vae(_vae(data, tmp_path / "run", epochs=3), resume=True)
+        train_vae(vae_config(data, tmp_path / "run", epochs=3), resume=True)
 
 
 # 2. the time left each epoch says when --time-budget stops the run, where that comes before its last epoch
@@ -116,7 +93,7 @@ def test_each_epoch_line_says_when_the_budget_stops_the_run(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = _images(tmp_path / "data", side=96 if kind == "cae" else 256)
-    make, train = {"cae": (_cae, train_cae), "vae": (_vae, train_vae)}[kind]
+    make, train = {"cae": (cae_config, train_cae), "vae": (vae_config, train_vae)}[kind]
     monkeypatch.setattr(resume, "Deadline", _SoonDeadline)
     if kind == "vae":
         from edgeae.train import vae

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
+from _helpers_train import cae_config, smooth_image  # noqa: E402
+
 from edgeae.cli import main  # noqa: E402
 from edgeae.train.cae import CAETrainConfig, train_cae  # noqa: E402
 from edgeae.train.channels import folder_channels  # noqa: E402
@@ -24,8 +27,7 @@ def _images(folder: Path, colour: int = 3, grey: int = 0, side: int = 96, prefix
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(colour + grey):
-        img = cv2.GaussianBlur(rng.random((side, side, 3)).astype(np.float32), (0, 0), 2)
-        img = (40 + 160 * (img - img.min()) / (img.max() - img.min())).astype(np.uint8)
+        img = smooth_image(rng, (side, side, 3))
         if i < colour:
             cv2.imwrite(str(folder / f"{prefix}{i}.png"), img)
         else:
@@ -33,13 +35,7 @@ def _images(folder: Path, colour: int = 3, grey: int = 0, side: int = 96, prefix
     return folder
 
 
-def _cae(data: Path, out: Path, **kw: Any) -> CAETrainConfig:
-    base: dict[str, Any] = dict(
-        data=str(data), out=str(out), widths=(4, 8), tile=32, epochs=1, crops=8, val_crops=4, batch_size=4,
-        threads=1, progress=False, seed=3, bf16=False,
-    )  # fmt: skip
-    base.update(kw)
-    return CAETrainConfig(**base)
+_cae = functools.partial(cae_config, epochs=1)  # one epoch unless a test asks for more
 
 
 # 2. mixed grey/colour folders
