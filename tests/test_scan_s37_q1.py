@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _helpers_scan import GRAY_ONNX, nan_archive, score_log
 
 from edgeae.scan.synth import main as synth_main
 
@@ -197,9 +198,6 @@ def test_an_image_over_the_streaming_limit_counts_no_patch_and_fails_alone(tmp_p
 
 
 # -- an unwritable stderr ----------------------------------------------------------------------------------------------
-_ONNX = Path(__file__).parents[1] / "edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"  # no torch
-
-
 class _FullStream:
     """A stderr on a full disk: every write fails with ENOSPC (no descriptor to point at /dev/null)."""
 
@@ -226,7 +224,7 @@ def test_score_with_an_unwritable_stderr_keeps_its_csv_and_status(tmp_path: Path
     (arc / "trunc.png").write_bytes((arc / "good.png").read_bytes()[:300])
     monkeypatch.setattr(sys, "stderr", _FullStream())
     out = tmp_path / "s.csv"
-    rc = main(["score", str(arc / "good.png"), str(arc / "trunc.png"), "--model", str(_ONNX), "-o", str(out),
+    rc = main(["score", str(arc / "good.png"), str(arc / "trunc.png"), "--model", str(GRAY_ONNX), "-o", str(out),
                "--no-progress"])  # fmt: skip
     monkeypatch.undo()
     assert rc == 1
@@ -333,13 +331,10 @@ def _blank_archive(root: Path) -> Path:
     """``nan.tif`` (128² float32, all NaN), ``part.png`` (a 128² image dark but for its last 24 columns: no patch of
     64 reaches --min-valid 0.9, some hold valid pixels) and ``good.png`` (random grey)."""
     import numpy as np
-    import tifffile
-    from test_scan_support import noise_archive
 
     from edgeae.imageio import write_image
 
-    noise_archive(root, ["good.png"])
-    tifffile.imwrite(root / "nan.tif", np.full((128, 128), np.nan, np.float32))
+    nan_archive(root)
     part = np.zeros((128, 128), np.uint8)
     part[:, 104:] = np.random.default_rng(2).integers(60, 256, (128, 24), dtype=np.uint8)
     write_image(root / "part.png", part)
@@ -385,14 +380,11 @@ def test_the_chunks_largest_valid_fraction_is_the_same_on_both_tiling_paths(tmp_
 
 
 def test_score_says_no_valid_pixel_instead_of_lower_min_valid(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
-    from edgeae.cli import main
     from edgeae.scan.report_text import NO_VALID_PIXEL
 
-    arc = _blank_archive(tmp_path / "arc")
-    argv = ["--model", str(_ONNX), "-o", str(tmp_path / "s.csv"), "--no-progress"]
-    assert main(["score", str(arc / "nan.tif"), *argv]) == 0
-    assert f"nan.tif: no valid pixel ({NO_VALID_PIXEL}): nothing to score" in caplog.text
-    assert "lower --min-valid" not in caplog.text
-    caplog.clear()
-    assert main(["score", str(arc / "part.png"), *argv]) == 0  # some valid pixels: the advice stays
-    assert "lower --min-valid to score it anyway" in caplog.text and "no valid pixel" not in caplog.text
+    arc, csv = _blank_archive(tmp_path / "arc"), tmp_path / "s.csv"
+    said = score_log(arc / "nan.tif", csv, caplog)
+    assert f"nan.tif: no valid pixel ({NO_VALID_PIXEL}): nothing to score" in said
+    assert "lower --min-valid" not in said
+    said = score_log(arc / "part.png", csv, caplog)  # some valid pixels: the advice stays
+    assert "lower --min-valid to score it anyway" in said and "no valid pixel" not in said

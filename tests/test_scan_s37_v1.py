@@ -8,21 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-_ONNX = Path(__file__).parents[1] / "edgeae/zoo/artifacts/orbital-gray-vae/orbital-gray-vae.int8.onnx"  # no torch
+from _helpers_scan import nan_archive, score_log
 
 
 def _dark_archive(root: Path) -> Path:
     """``dark.png`` (128² uint8 of values 1..3: all read as a dark no-data margin), ``nan.tif`` (all NaN) and
     ``good.png`` (random grey)."""
     import numpy as np
-    import tifffile
-    from test_scan_support import noise_archive
 
     from edgeae.imageio import write_image
 
-    noise_archive(root, ["good.png"])
-    tifffile.imwrite(root / "nan.tif", np.full((128, 128), np.nan, np.float32))
+    nan_archive(root)
     write_image(root / "dark.png", np.random.default_rng(3).integers(1, 4, (128, 128), dtype=np.uint8))
     return root
 
@@ -55,22 +51,18 @@ def test_scan_tells_a_dark_frame_that_min_valid_0_scores_it(tmp_path: Path) -> N
 
 
 def test_score_tells_a_dark_frame_that_min_valid_0_scores_it(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
-    from edgeae.cli import main
     from edgeae.scan.report_text import DARK_THROUGHOUT, NO_VALID_PIXEL
 
-    arc = _dark_archive(tmp_path / "arc")
-    argv = ["--model", str(_ONNX), "-o", str(tmp_path / "s.csv"), "--no-progress"]
-    assert main(["score", str(arc / "dark.png"), *argv]) == 0
-    assert f"dark.png: no patch holds a valid pixel ({DARK_THROUGHOUT}): --min-valid 0 scores it anyway" in caplog.text
-    assert "nothing to score" not in caplog.text
-    caplog.clear()
-    assert main(["score", str(arc / "nan.tif"), *argv]) == 0  # declared no-data: nothing to score
-    assert f"nan.tif: no valid pixel ({NO_VALID_PIXEL}): nothing to score" in caplog.text
-    assert "dark" not in NO_VALID_PIXEL and "min-valid" not in caplog.text
-    caplog.clear()
-    assert main(["score", str(arc / "dark.png"), *argv, "--min-valid", "0"]) == 0
-    rows = (tmp_path / "s.csv").read_text().splitlines()[1:]
-    assert len(rows) == 4 and "no patch" not in caplog.text
+    arc, csv = _dark_archive(tmp_path / "arc"), tmp_path / "s.csv"
+    said = score_log(arc / "dark.png", csv, caplog)
+    assert f"dark.png: no patch holds a valid pixel ({DARK_THROUGHOUT}): --min-valid 0 scores it anyway" in said
+    assert "nothing to score" not in said
+    said = score_log(arc / "nan.tif", csv, caplog)  # declared no-data: nothing to score
+    assert f"nan.tif: no valid pixel ({NO_VALID_PIXEL}): nothing to score" in said
+    assert "dark" not in NO_VALID_PIXEL and "min-valid" not in said
+    said = score_log(arc / "dark.png", csv, caplog, "--min-valid", "0")
+    rows = csv.read_text().splitlines()[1:]
+    assert len(rows) == 4 and "no patch" not in said
 
 
 _GONE = "edgeae_v1_no_such_package"
