@@ -77,3 +77,27 @@ def test_train_refuses_a_user_zoo_under_proc_before_training(
     assert err[-1].startswith(f"edgeae train: error: --zoo-name mine: the user zoo folder {bad} cannot be written (")
     assert "set $EDGEAE_ZOO to a folder you can write" in err[-1]
     assert not any(line.startswith("epoch ") for line in err) and not (tmp_path / "run").exists()
+
+
+def test_a_folder_another_check_removes_meanwhile_is_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs checking a user zoo that does not exist yet: one's check removes the folder it made while the
+    other's writes its file there (review r1, session 38). The vanished folder is checked again, not refused."""
+    folder = tmp_path / "zoo"
+    real, calls = user.tempfile.mkstemp, []
+
+    def vanish_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(*a, **k)
+
+    monkeypatch.setattr(user.tempfile, "mkstemp", vanish_once)
+    assert user.unwritable(folder) is None and len(calls) == 2 and not folder.exists()
+
+    def always_vanish(*a, **k):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(user.tempfile, "mkstemp", always_vanish)
+    assert "vanishing" in (user.unwritable(folder) or "")

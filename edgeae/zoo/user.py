@@ -97,7 +97,14 @@ def unwritable(folder: Path) -> str | None:
         return f"{probe} is a file, not a folder"
     if not os.access(probe, os.W_OK | os.X_OK):
         return "read-only file system" if _read_only(probe) else "no write permission"
-    return _try_writing(folder, probe)
+    for _ in range(3):  # another run's check may remove the folder it made between our mkdir and our file
+        reason = _try_writing(folder, probe)
+        if reason != _VANISHED:
+            return reason
+    return "it kept vanishing while being checked (another process removes it)"
+
+
+_VANISHED = "vanished"
 
 
 def _try_writing(folder: Path, existing: Path) -> str | None:
@@ -120,6 +127,8 @@ def _try_writing(folder: Path, existing: Path) -> str | None:
             os.close(fd)
             os.unlink(name)
             reason = None
+        except FileNotFoundError:
+            reason = _VANISHED
         except OSError as exc:
             reason = os_reason(exc)
     for d in reversed(made):
