@@ -3,7 +3,8 @@
 ``threads`` is the thread count the script itself used (None where it set none); ``thread_settings`` is what sets
 the count for the libraries underneath (the OMP/MKL/OpenBLAS variables as given, the CPU count and the CPUs this
 process may run on). ``python -m benchmarks`` computes the commit once, before it writes anything, and passes it to
-its stages in ``$EDGEAE_BENCHMARK_COMMIT`` (their own outputs would otherwise make the tree look dirty).
+its stages in ``$EDGEAE_BENCHMARK_COMMIT``. The commit's ``+dirty`` mark says that the code or docs differ from it:
+the benchmarks' own results (benchmarks/results/, benchmarks/RESULTS.md) are left out of that check.
 """
 
 from __future__ import annotations
@@ -50,20 +51,29 @@ def _cpu_flags() -> list[str]:
     return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")) or f == "avx512_vnni")
 
 
-def _commit() -> str:
+RESULT_PATHS = ("benchmarks/results", "benchmarks/RESULTS.md")
+"""What the benchmarks themselves write in the repository: left out of the ``+dirty`` check (a stage run after
+another on a clean checkout was marked dirty by the first one's results until session 38)."""
+
+
+def _commit(root: Path | None = None) -> str:
+    """The checkout's short commit, ``+dirty`` when a file other than the benchmarks' own results
+    (:data:`RESULT_PATHS`) differs from it or is untracked; ``$EDGEAE_BENCHMARK_COMMIT`` when set."""
     given = os.environ.get(COMMIT_ENV)
     if given:
         return given
+    repo = str(root or Path(__file__).resolve().parent.parent)
     try:
-        root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
+        # pathspecs relative to the repository's top (":/"), whichever folder it is run from
+        pathspec = [":/", *(f":(top,exclude){p}" for p in RESULT_PATHS)]
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=True
+            ["git", "-C", repo, "status", "--porcelain", "--", *pathspec], capture_output=True, text=True, check=True
         ).stdout.strip()
         return out + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
