@@ -23,6 +23,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from edgeae.train.run_record import recorded_resume_commands
+
 # the packages each format's files are built and checked with (onnxruntime: int8 quantisation, ORT conversion and
 # the parity check; litert-torch converts to TFLite, ai-edge-litert loads and checks it)
 TOOLCHAIN: dict[str, tuple[str, ...]] = {
@@ -77,11 +79,7 @@ def training_facts(metrics: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(metrics.get("command"), str):
         out["training_command"] = metrics["command"]
-    resumes = metrics.get("resume_commands")
-    if not isinstance(resumes, list):
-        segments = metrics.get("segments")
-        resumes = [s.get("command") for s in segments[1:] if isinstance(s, dict)] if isinstance(segments, list) else []
-    resumes = [c for c in resumes if isinstance(c, str)]
+    resumes = recorded_resume_commands(metrics)
     if resumes:
         out["training_resume_commands"] = resumes
     hyper = metrics.get("hyper_parameters")

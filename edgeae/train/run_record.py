@@ -63,7 +63,18 @@ def resume_commands(segments: Sequence[dict[str, Any]]) -> list[str]:
     """The commands that resumed the run, in order (every segment's after the first, where recorded):
     ``metrics.json``'s ``resume_commands`` next to ``command``, so that a run started with ``--epochs 50`` and resumed
     with ``--epochs 17`` says both (until session 38 only the first was recorded)."""
-    return [c for seg in segments[1:] if isinstance(c := seg.get("command"), str)]
+    return [c for seg in segments[1:] if isinstance(c := seg.get("command"), str) and c]
+
+
+def recorded_resume_commands(metrics: dict[str, Any]) -> list[str]:
+    """The commands that resumed the run whose ``metrics`` (``metrics.json``, a checkpoint's metrics) are given: its
+    ``resume_commands`` (since session 38), else those its ``segments`` record after the first (a run trained
+    before); none recorded, none. The one reading the export's ``training_resume_commands`` and the zoo entry use."""
+    found = metrics.get("resume_commands")
+    if isinstance(found, list):
+        return [c for c in found if isinstance(c, str) and c]
+    segments = metrics.get("segments")
+    return resume_commands([s for s in segments if isinstance(s, dict)]) if isinstance(segments, list) else []
 
 
 def hyper_parameters(

@@ -201,8 +201,6 @@ def resume_commands(card: dict[str, Any]) -> list[str]:
     them after the first command, ``FIRST; then: SECOND`` as the shipped rover-rgb-vae entry does (until session
     38 it showed the first alone: a run started with ``--epochs 50`` and resumed with ``--epochs 17`` read as a
     50-epoch run)."""
-    found = card.get("resume_commands")
-    if not isinstance(found, list):
-        segments = card.get("segments")
-        found = [s.get("command") for s in segments[1:] if isinstance(s, dict)] if isinstance(segments, list) else []
-    return [c for c in found if isinstance(c, str) and c]
+    from edgeae.train.run_record import recorded_resume_commands
+
+    return recorded_resume_commands(card)
