@@ -24,8 +24,9 @@ are they renamed into place, so an error while publishing (a full disk) leaves t
 failure of the run. A failed run leaves the folder and the good record as they were, adds to
 that record that the latest rerun failed (date, commit, exit status, commands, log: RESULTS.md shows it above the
 good tables) and exits 1; Ctrl-C leaves them as they were too and exits 130 (while a stage is being published it is
-held back until the stage is published whole). The staging folder of a run that was not published is left for
-inspection, named, and replaced by the stage's next run. One stage runs into one --out at a time (a lock).
+held back until the stage is published whole), and so does SIGTERM (``timeout``, ``kill``: the stage's command, in its
+own process group, gets SIGINT with whatever it started). The staging folder of a run that was not published is
+left for inspection, named, and replaced by the stage's next run. One stage runs into one --out at a time (a lock).
 
 A quick run never replaces a stage whose record is a good full-size run: a plain ``python -m benchmarks`` skips such
 stages with one line, and ``--only <stage>`` runs it but leaves its output in the staging folder (``--full``
@@ -148,14 +149,29 @@ def _failed_before(status: dict[str, Any], names: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; SIGTERM (``timeout``, ``kill``, a CI job's cancel) stops it as Ctrl-C does: the running stage's
+    command gets SIGINT, nothing of that stage is published, status 130 (until session 38 the command was left
+    running, orphaned). A SIGTERM the caller set to be ignored stays ignored (the installer every ``edgeae``
+    command shares, :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`)."""
+    from edgeae.firmware_sim import cli_preflight
+
+    received: list[str] = []  # "SIGTERM" once it came: the "interrupted" lines name it
+    restore = cli_preflight._sigterm_as_ctrl_c(received)
     try:
-        return _main(argv)
+        return _main(argv, received)
     except KeyboardInterrupt:  # outside a stage (its own Ctrl-C is handled there): nothing half-written
-        print("\ninterrupted: no stage was running; published results are unchanged", file=sys.stderr)
+        print(f"\ninterrupted{_how(received)}: no stage was running; published results are unchanged",
+              file=sys.stderr)  # fmt: skip
         return 130
+    finally:
+        restore()
 
 
-def _main(argv: list[str] | None) -> int:
+def _how(received: list[str]) -> str:
+    return f" ({received[0]})" if received else ""
+
+
+def _main(argv: list[str] | None, received: list[str]) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     # --report-only runs no stage: a stage choice or size would be silently ignored
@@ -214,12 +230,12 @@ def _main(argv: list[str] | None) -> int:
     path = write_results(out, results_md, shown_path(out))
     print(f"\nwrote {shown_path(path)}")
     if interrupted is not None:
-        print(f"interrupted during stage {interrupted.name}: its published results and record are unchanged "
-              f"(what it wrote so far is in {shown_path(interrupted.staging)})", file=sys.stderr)  # fmt: skip
+        print(f"interrupted{_how(received)} during stage {interrupted.name}: its published results and record are "
+              f"unchanged (what it wrote so far is in {shown_path(interrupted.staging)})", file=sys.stderr)  # fmt: skip
         return 130
     if run is not None and run.stopped_after:
-        print(f"interrupted while stage {run.stopped_after} was being published: it was published whole; the "
-              "stages after it were not run", file=sys.stderr)  # fmt: skip
+        print(f"interrupted{_how(received)} while stage {run.stopped_after} was being published: it was published "
+              "whole; the stages after it were not run", file=sys.stderr)  # fmt: skip
         return 130
     earlier = _failed_before(load_record(status_path, STAGES_REMEDY) if status_path.is_file() else status, names)
     if earlier:

@@ -242,8 +242,12 @@ def update_record(out: Path, name: str, change: Callable[[dict[str, Any] | None]
 
 def run_command(argv: list[str], log: IO[bytes], env: dict[str, str]) -> int:
     """Run one stage command in the repository, its output (stdout and stderr together) shown and written to
-    ``log``; returns its exit status. On Ctrl-C the command gets SIGINT (killed after 10 s) and this re-raises."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ``log``; returns its exit status. The command runs in its own process group, so what it starts (a worker, a
+    tool) is stopped with it. On Ctrl-C (or SIGTERM, which ``python -m benchmarks`` turns into it) the group gets
+    SIGINT once (killed after 10 s) and this re-raises; on any other way out a command still running is killed
+    with its group (until session 38 a SIGTERM'd harness left the command running, orphaned)."""
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, process_group=0)  # fmt: skip
     if proc.stdout is None:  # for the type checker: stdout=PIPE always gives one
         raise RuntimeError("no pipe from the stage command")
     decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
@@ -256,28 +260,45 @@ def run_command(argv: list[str], log: IO[bytes], env: dict[str, str]) -> int:
         return proc.wait()
     except KeyboardInterrupt:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            _signal_group(proc.pid, signal.SIGINT)
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
         raise
     finally:
         proc.stdout.close()
         if proc.poll() is None:
-            proc.kill()
+            _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to the stage command's process group (gone already: nothing to do)."""
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
 
 
 @contextmanager
 def sigint_deferred() -> Iterator[list[int]]:
     """Hold Ctrl-C back while the body runs (publishing a stage: its files and record go together); the list it
-    yields holds the signals that arrived meanwhile. Outside the main thread nothing can be held back."""
+    yields holds the signals that arrived meanwhile. SIGTERM is held back too where a Python handler takes it
+    (``python -m benchmarks`` turns it into Ctrl-C), and handed to that handler afterwards (the Ctrl-C it raises
+    is dropped: the list says to stop); one the caller ignores, or whose default ends the process, is left as it
+    is. Outside the main thread nothing can be held back."""
     got: list[int] = []
     try:
         old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
     except ValueError:  # not the main thread
         yield got
         return
+    old_term = signal.getsignal(signal.SIGTERM)
+    if callable(old_term):
+        signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
     try:
         yield got
     finally:
         signal.signal(signal.SIGINT, old)
+        if callable(old_term):
+            signal.signal(signal.SIGTERM, old_term)
+            if signal.SIGTERM in got:  # its handler records the signal; the stop it raises is what ``got`` says
+                with suppress(KeyboardInterrupt):
+                    old_term(signal.SIGTERM, None)
