@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeae.anomaly import baselines
+from edgeae.anomaly import baselines, classical
 from edgeae.anomaly.context import frames_local_novelty
 from edgeae.anomaly.multiscale import MultiScale, frame_normalise, multiscale_scores, score_windows
 from edgeae.anomaly.score import PatchScorer, PatchScores, score_array
@@ -21,7 +21,9 @@ NORMALISATION = {"lroc_nac_craters": "robust_z", "hirise_landmarks": "robust_z",
 # Windows chosen on validation (the two λ mosaics, craters >= 32 px, zoo orbital-gray-vae, AP over random):
 # 32+64 px 2.23x, 64 px alone 2.17x, 32+64+128 px 2.09x, 128 px alone 1.53x (mean of z; max: 2.12x, 1.91x).
 DEFAULT_SCORER = MultiScale(windows=(32, 64))
-BASELINES = ("patch std", "RX (patch features)", "isolation forest (mu)", "kNN (mu)")
+# the classical ones (no network): patch std, RX, and the candidates' own pipelines on classical patch features
+# (edgeae.anomaly.classical: the fair analogue of frame-z kNN (mu) and two-context kNN (mu)); then the VAE-latent ones
+BASELINES = ("patch std", "RX (patch features)", *classical.METHODS, "isolation forest (mu)", "kNN (mu)")
 FRAME_Z_KNN = "frame-z kNN (mu)"  # the candidate scorer of baselines.frame_z_knn: its own acceptance rows
 LOCAL_Z = "local z (mu, rec)"  # the candidate of edgeae.anomaly.context.local_novelty (spatial context)
 CONTEXT_KNN = "two-context kNN (mu)"  # the candidate of baselines.context_knn (frame and product contexts)
@@ -35,13 +37,17 @@ def default_scorer(dataset: str) -> MultiScale:
 
 @dataclass
 class Frame:
-    """One scored frame: the base-window scores, the per-window raw scores, and baseline features."""
+    """One scored frame: the base-window scores, the per-window raw scores, and baseline features (``rx_views``:
+    the block means of each patch's views, (N, V, D), when the scorer takes V > 1 views; ``stats``:
+    :func:`edgeae.anomaly.classical.patch_stats`)."""
 
     name: str
     result: PatchScores
     windows: dict[int, np.ndarray]
     std: np.ndarray
     rx_features: np.ndarray
+    stats: np.ndarray
+    rx_views: np.ndarray | None = None
 
 
 def score_frame(
@@ -82,6 +88,8 @@ def score_frame(
         windows={w: np.asarray(per[w]["score"], dtype=np.float64) for w in ms.windows},
         std=baselines.patch_std(tiles),
         rx_features=baselines.rx_features(tiles),
+        stats=classical.patch_stats(tiles),
+        rx_views=classical.block_views(tiles, scorer.views) if scorer.views > 1 else None,
     )
 
 
@@ -115,6 +123,11 @@ def _methods(
     methods["RX (patch features)"] = np.concatenate(baselines.rx([f.rx_features for f in frames]))
     norm = NORMALISATION.get(dataset, ms.normalise) if dataset else ms.normalise
     pooled = norm == "pooled"
+    # the candidates' pipelines on classical features: same groups, views, normalisation (no network)
+    rx_views = [f.rx_views for f in frames if f.rx_views is not None]
+    views = rx_views if len(rx_views) == len(frames) else None
+    blocks, stats = [f.rx_features for f in frames], [f.stats for f in frames]
+    methods |= classical.context_methods(blocks, stats, groups, pooled=pooled, views=views)
     if scorer.kind == "vae":
         methods["isolation forest (mu)"] = baselines.isolation_forest(cat["mu"], seed=seed)
         methods["kNN (mu)"] = baselines.knn_distance(baselines.robust_z(cat["mu"]))
