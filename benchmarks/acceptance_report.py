@@ -12,7 +12,7 @@ import numpy as np
 
 # rows derived from a model: adapted to each image, mixed by the cross-check, or both
 VARIANTS = ("", "+adapt", "+xcheck", "+adapt+xcheck")
-CLASSICAL = ("normconv", "linear", "telea", "ns", "nearest")
+CLASSICAL = ("normconv", "linear", "telea", "ns", "nearest", "normconv-wide", "blend")
 
 
 def summarise(per_image: dict[str, dict[str, dict[str, float]]], models: list[str]) -> dict[str, Any]:

@@ -6,10 +6,12 @@ The reconstruction acceptance measures grey frames at keep 0.1 only, but the ``o
 keep 0.02 (98 % destroyed), beyond the 60-97 % the grey models were trained on. For the ``orbital_gray`` test
 files (512-px centre crops, as the acceptance cuts them) and 512-px crops of the ``orbital_gray_v2`` validation
 files (centre and upper-left quarter), at keep 0.02, 0.05 and 0.1 (uniform masks, fixed seeds): mean PSNR of the
-model, normalised convolution and linear interpolation, and the model's margin over the better of the two per
-crop. ``--adapt-steps N --adapt-keeps 0.02`` adds the same model adapted to each crop's own samples first
-(:mod:`edgeae.adapt`, seeded by the mask seed) at those rates; ``--cross-check linear`` adds the model mixed with
-that classical fill by the held-out cross-check (:mod:`edgeae.crosscheck`, seeded by the mask seed) at every rate.
+model and of the classical fills :data:`CLASSICAL` (normalised convolution, the same with σ = 8 added, linear
+interpolation and blend, the mean of ``normconv-wide`` and ``linear``: ``edgeae.inpaint``), and the model's margin
+over the best of them per crop. ``--adapt-steps N --adapt-keeps 0.02`` adds the same model adapted to each crop's own
+samples first (:mod:`edgeae.adapt`, seeded by the mask seed) at those rates; ``--cross-check linear`` adds the
+model mixed with that classical fill by the held-out cross-check (:mod:`edgeae.crosscheck`, seeded by the mask seed)
+at every rate.
 Writes ``results.json`` and ``results.md``.
 """
 
@@ -28,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from benchmarks.machine import machine_info
 
 KEEPS = (0.02, 0.05, 0.1)
-CLASSICAL = ("normconv", "linear")
+CLASSICAL = ("normconv", "normconv-wide", "linear", "blend")
+CLASSICAL_BEFORE_S38 = ("normconv", "linear")  # the set of a results.json written before it recorded its own
 
 
 def crops(split: str, root: Any) -> list[tuple[str, np.ndarray]]:
@@ -138,20 +141,20 @@ def _variant_table(result: dict[str, Any], tag: str, what: str, columns: tuple[s
 
 
 def markdown(result: dict[str, Any]) -> str:
+    classical = tuple(result.get("classical", CLASSICAL_BEFORE_S38))
     lines = [
         f"Grey ground CAE `{result['model']}` vs classical fills by sampling rate (512-px crops; `orbital_nac` flies "
-        "keep 0.02). Mean PSNR (dB); margin = CAE minus the better classical fill per crop.",
+        f"keep 0.02). Mean PSNR (dB); margin = CAE minus the {'better' if len(classical) == 2 else 'best'} classical "
+        "fill per crop" + (" (`blend`: the mean of `normconv-wide` and `linear`)." if "blend" in classical else "."),
         "",
-        "| crops | keep | CAE | normconv | linear | margin | CAE ahead |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| crops | keep | CAE | " + " | ".join(classical) + " | margin | CAE ahead |",
+        "|---|---:|---:|" + "---:|" * len(classical) + "---:|---:|",
     ]
     for key, v in result["cells"].items():
         split, keep = key.split()
         what, m = _crops_label(split), v["mean"]
-        lines.append(
-            f"| {what} | {keep} | {m['cae']:.2f} | {m['normconv']:.2f} | {m['linear']:.2f} | {m['margin']:+.2f} "
-            f"| {v['wins']}/{v['n']} |"
-        )
+        fills = " | ".join(f"{m[c]:.2f}" for c in classical)
+        lines.append(f"| {what} | {keep} | {m['cae']:.2f} | {fills} | {m['margin']:+.2f} | {v['wins']}/{v['n']} |")
     adapted = f"adapted to each crop's own samples first ({result.get('adapt_steps')} steps, `edgeae.adapt`)"
     crossed = f"mixed with `{result.get('cross_check')}` by the held-out cross-check (`edgeae.crosscheck`)"
     columns = ("CAE adapted", "CAE as shipped", "margin adapted", "CAE adapted ahead")
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "adapt_steps": args.adapt_steps,
         "cross_check": args.cross_check,
+        "classical": list(CLASSICAL),
         "cells": measure(
             args.model, data_root(args.data), args.threads, args.adapt_steps, adapt_keeps, args.cross_check
         ),

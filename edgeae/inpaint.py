@@ -13,6 +13,13 @@
   at σ = 4, 2, 1 px, each finer scale taking over where its kernel saw about two or more samples. It is the
   fixed pre-fill layer inside the ``unet`` CAE variant (``edgeae.models.unet_cae``), reported here on its own
   so the learned part of that model is measured against it.
+- ``normconv-wide``: the same normalised convolution with one coarser scale, σ = 8, 4, 2, 1 px
+  (:data:`NORMCONV_WIDE_SIGMAS`): at keep 0.02 (about 7 px between samples) σ ≤ 4 leaves the holes far from any
+  sample at the image's global mean, σ = 8 fills them from their neighbourhood. A baseline only: the ``unet``
+  pre-fill keeps :data:`NORMCONV_SIGMAS`.
+- ``blend``: the pixelwise mean of the ``normconv-wide`` and ``linear`` fills (:data:`BLEND_OF`), no parameter. The
+  pair was picked on the validation splits (docs/reconstruction.md, "Classical fills"): it is the best classical
+  fill there at keep 0.05 and 0.1 on rover frames.
 
 All methods take float32 (H, W, C) or (H, W) in [0, 1] plus ``known`` bool (H, W) and return float32 of the
 same shape with the known pixels unchanged bit for bit. :func:`prepare` checks that contract for every fill (this
@@ -32,8 +39,10 @@ import numpy as np
 from edgeae._optional import require
 from edgeae.nodata import across_channels
 
-METHODS = ("telea", "ns", "linear", "nearest", "normconv")
+METHODS = ("telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend")
 NORMCONV_SIGMAS = (1.0, 2.0, 4.0)  # must match edgeae.models.unet_cae.SIGMAS
+NORMCONV_WIDE_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # the normconv-wide baseline only (not the unet pre-fill's)
+BLEND_OF = ("normconv-wide", "linear")  # the fills blend averages, picked on validation (module docstring)
 _TRI_CHUNK = 20_000  # triangles rasterised per step (bounds temporary memory)
 # how far known samples may stray outside [0, 1] (resampling overshoot, rounding) before the image is refused
 RANGE_SLACK = 0.01
@@ -192,12 +201,12 @@ def _linear(img: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normconv(img: np.ndarray, known: np.ndarray) -> np.ndarray:
+def _normconv(img: np.ndarray, known: np.ndarray, sigmas: tuple[float, ...] = NORMCONV_SIGMAS) -> np.ndarray:
     ndimage = require("scipy.ndimage")
     m = known.astype(np.float32)
     x = img * m[..., None]
     est = np.broadcast_to(x.sum((0, 1)) / max(float(m.sum()), 1e-6), img.shape).astype(np.float32)
-    for sigma in reversed(NORMCONV_SIGMAS):  # coarse to fine, as in the exported layer
+    for sigma in sorted(sigmas, reverse=True):  # coarse to fine, as in the exported layer
         opts = {"sigma": sigma, "mode": "nearest", "radius": max(1, math.ceil(3 * sigma))}
         den = ndimage.gaussian_filter(m, **opts)
         num = np.stack([ndimage.gaussian_filter(x[..., c], **opts) for c in range(img.shape[2])], axis=-1)
@@ -228,6 +237,11 @@ def fill_prepared(img: np.ndarray, k: np.ndarray, method: str, radius: int | Non
         out = _linear(img, k)
     elif method == "normconv":
         out = _normconv(img, k)
+    elif method == "normconv-wide":
+        out = _normconv(img, k, NORMCONV_WIDE_SIGMAS)
+    elif method == "blend":  # each fill is clipped and keeps the known samples: so does their mean
+        a, b = (fill_prepared(img, k, m, radius) for m in BLEND_OF)
+        return (a + b) * np.float32(0.5)
     else:
         out = _nearest(img, k)
     out = np.clip(out, 0.0, 1.0)

@@ -48,7 +48,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--method", default="cae", metavar="|".join(METHODS),
         help="cae (the CAE), telea or ns (OpenCV inpainting), linear (Delaunay), nearest, normconv (normalised "
-        "convolution); default cae",
+        "convolution), normconv-wide (the same with a coarser scale, for keep 0.02), blend (the mean of "
+        "normconv-wide and linear: the best classical fill on the validation frames); default cae",
     )  # fmt: skip
     p.add_argument("-o", "--output", type=Path, required=True, help="reconstructed image (PNG/TIFF/...)")
     p.add_argument("--metrics-json", type=Path, help="write metrics, settings and timing as JSON here")
