@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,6 +129,19 @@ def test_demo_and_ground_filler_take_the_new_fills() -> None:
     np.testing.assert_array_equal(fill(img, known), inpaint(img, known, "blend"))
 
 
+def test_memory_estimates_cover_the_new_fills() -> None:
+    from edgeae.cli.reconstruct_memory import FILL_BYTES_PER_PIXEL, fill_bytes
+    from edgeae.ground.limits import REBUILD_BYTES, rebuild_bytes
+
+    px = 4 * 10**6
+    for method in ("normconv-wide", "blend"):
+        assert method in FILL_BYTES_PER_PIXEL and method in REBUILD_BYTES
+        assert fill_bytes(method, px, 3, False) < fill_bytes("cae", px, 3, False)  # not the CAE's fallback
+    # blend runs linear (it triangulates the samples) and normconv-wide
+    assert fill_bytes("blend", px, 1, False, kept=px // 10) >= fill_bytes("linear", px, 1, False, kept=px // 10)
+    assert rebuild_bytes(2048, 2048, 1, "blend") > rebuild_bytes(2048, 2048, 1, "linear")
+
+
 def test_benchmarks_count_the_new_fills_as_classical() -> None:
     from benchmarks import acceptance_report, grey_rates
 
@@ -153,3 +167,17 @@ def test_grey_rates_table_shows_every_classical_fill_and_reads_an_old_result() -
     old = {"model": "g", "cells": {"test 0.02": {"mean": {"cae": 20.0, "normconv": 19.0, "linear": 19.5,
                                                           "margin": 0.5}, "wins": 5, "n": 5}}}  # fmt: skip
     assert "| test (orbital_gray) | 0.02 | 20.00 | 19.00 | 19.50 | +0.50 | 5/5 |" in markdown(old)
+
+
+def test_a_ground_memory_refusal_suggests_only_fills_ground_decode_offers() -> None:
+    from edgeae.cli import build_parser
+    from edgeae.ground import limits
+
+    def sub(p: Any, name: str) -> Any:
+        return next(a for a in p._actions if a.choices and name in a.choices).choices[name]
+
+    offered = next(a.choices for a in sub(sub(build_parser(), "ground"), "decode")._actions if a.dest == "method")
+    msg = limits._lighter(4096, 4096, 1, "cae:rover-rgb-unet2-ground")
+    named = msg.split("with --method ")[1].split(":")[0].split(" or ")
+    assert named and set(named) <= set(offered)
+    assert set(limits.NOT_A_GROUND_METHOD) == set(METHODS) - set(offered)  # drop it when ground decode offers them

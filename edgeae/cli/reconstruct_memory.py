@@ -16,12 +16,15 @@ import argparse
 # 89-135, RGB 142-188 B/px, rounded up) and adds ~650 MB for PyTorch and the model whatever the size; the
 # cross-check's extra fills add little (grey 110 B/px). Nearest on a float32 TIFF with a NaN margin takes more than
 # on a PNG (review s32: 35.1 B/px at 4 Mpx, 36.8 at 12 Mpx grey; the declared-valid masks and the masked copy):
-# its grey figure is 39 B/px.
+# its grey figure is 39 B/px. Session 38, the same way (a 4 Mpx grey HiRISE browse crop, a 2.4 Mpx RGB MarsScapes
+# frame): normconv-wide 46.1 / 122.1 as normconv (46.1 / 122.1 in the same run), blend 115.4 / 147.8 (linear 111.0 /
+# 135.3 in the same run: blend runs linear, then normconv-wide beside linear's output).
 FILL_BYTES_PER_PIXEL = {  # method: (bytes per pixel, bytes per pixel and channel)
     "cae": (130, 40), "linear": (132, 17), "nearest": (14, 25), "normconv": (14, 49), "telea": (12, 32),
-    "ns": (12, 28),
+    "ns": (12, 28), "normconv-wide": (14, 49), "blend": (132, 22),
 }  # fmt: skip
-FILL_BASE_BYTES = {"cae": 700 * 2**20, "linear": 80 * 2**20}  # scipy's Delaunay for linear
+FILL_BASE_BYTES = {"cae": 700 * 2**20, "linear": 80 * 2**20, "blend": 80 * 2**20}  # scipy's Delaunay for linear
+TRIANGULATED = ("linear", "blend")  # the fills that triangulate the kept samples
 CROSS_CHECK_FACTOR = 1.25
 # linear interpolation (and the cross-check, which runs it) triangulates the kept samples: ~1.8 KB more peak RSS
 # per kept sample (session 29 review: a 1000×1000 grey PNG, `/usr/bin/time -f %M edgeae reconstruct big.png
@@ -34,7 +37,7 @@ def fill_bytes(method: str, pixels: int, channels: int, cross_check: bool, kept:
     ``kept`` samples."""
     base, per_channel = FILL_BYTES_PER_PIXEL.get(method, FILL_BYTES_PER_PIXEL["cae"])
     per_pixel = (base + per_channel * max(channels, 1)) * pixels
-    triangulated = LINEAR_BYTES_PER_SAMPLE * kept if method == "linear" or cross_check else 0
+    triangulated = LINEAR_BYTES_PER_SAMPLE * kept if method in TRIANGULATED or cross_check else 0
     return int(per_pixel * (CROSS_CHECK_FACTOR if cross_check else 1.0)) + triangulated + FILL_BASE_BYTES.get(method, 0)
 
 

@@ -89,11 +89,20 @@ REBUILD_BYTES: dict[str, tuple[float, float]] = {
     "ns": (19.2, 15.0),
     "linear": (99.5, 13.0),
     "normconv": (14.3, 34.2),
+    "normconv-wide": (14.3, 34.2),
+    "blend": (113.8, 47.2),
     "cae": (41.3, 42.2),
 }
 """Peak memory of rebuilding a sparse frame, bytes per pixel: (a, b) gives a + b × channels. Measured in session 27
 with ``/usr/bin/time -v edgeae ground decode`` on 4096 × 4096 grey and RGB frames at keep 0.1 (peak RSS minus a
-63 MB process baseline; ``cae``: the ground U-Nets, torch included); 8192 × 8192 grey agreed within 8%."""
+63 MB process baseline; ``cae``: the ground U-Nets, torch included); 8192 × 8192 grey agreed within 8%.
+``normconv-wide`` (session 38) is normconv's figure: the same work arrays (``edgeae reconstruct``'s peak RSS of the
+two agreed within 0.1 %); ``blend``, which runs ``linear`` and then ``normconv-wide``, is not measured here: the sum
+of theirs, an upper bound (``edgeae reconstruct``: blend 4 % above linear grey, 9 % RGB)."""
+
+NOT_A_GROUND_METHOD = ("normconv-wide", "blend")
+"""Fills a memory refusal does not suggest: ``edgeae ground decode --method`` does not offer them yet (its choices
+in edgeae/cli/ground.py predate them); the API's fillers (:func:`edgeae.ground.filler.make_filler`) take them."""
 
 CAE_FIXED_BYTES = 180 << 20
 """What a CAE rebuild holds whatever the frame size: torch and the model loaded (peak RSS at batch 4 and 32 on
@@ -172,7 +181,7 @@ def _lighter(h: int, w: int, c: int, fill: str) -> str:
     """The end of a memory refusal: the classical ``--method`` fills lighter than ``fill`` for this frame
     (:data:`REBUILD_BYTES`), lightest first, or that none is."""
     need = rebuild_bytes(h, w, c, fill, model_loaded=True)
-    cost = {m: rebuild_bytes(h, w, c, m) for m in REBUILD_BYTES if m != "cae"}
+    cost = {m: rebuild_bytes(h, w, c, m) for m in REBUILD_BYTES if m != "cae" and m not in NOT_A_GROUND_METHOD}
     lighter = sorted((m for m, v in cost.items() if v < need), key=lambda m: (cost[m], m))
     if not lighter:
         return f"; no --method fill is lighter than {fill} for this frame"
