@@ -13,10 +13,11 @@ The acceptance table of issue 11, on images no model was trained on or selected 
 
 Masks are seeded (seed = image index), so every number is reproducible exactly. Results go to
 ``results.json`` and ``results.md`` under ``--out``; the acceptance verdicts are computed from the numbers.
+The default models are the shipped set of the README's table (``python -m benchmarks --only reconstruction``
+names them one by one): the ground and flight CAEs with their int8 files, the previous default and the seed CAE
+retrained, and the two grey CAEs; the ground CAE is judged as the default, the flight CAE at +1 dB::
 
-    python benchmarks/reconstruction_acceptance.py --out benchmarks/results/reconstruction_acceptance \\
-        --rover-models rover-rgb-unet2-ground,rover-rgb-unet2-flight,rover-rgb-gtunet \\
-        --gray-models orbital-gray-unet2-ground
+    python benchmarks/reconstruction_acceptance.py --out DIR
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ from benchmarks.machine import machine_info
 
 log = logging.getLogger("reconstruction_acceptance")
 KEEPS = (0.05, 0.1, 0.25)
+GROUND, FLIGHT = "rover-rgb-unet2-ground", "rover-rgb-unet2-flight"
+"""The shipped default ground CAE and the flight-budget CAE."""
+ROVER_MODELS = (GROUND, FLIGHT, "rover-rgb-gtunet", "rover-rgb-gtcae-v2", f"zoo:{GROUND}/{GROUND}.int8.onnx",
+                f"zoo:{FLIGHT}/{FLIGHT}.int8.onnx")  # fmt: skip
+"""The default ``--rover-models``: the models of the README's acceptance table (until session 38 the default was
+rover-rgb-gtunet alone, the previous default model, judged as the default)."""
+GRAY_MODELS = ("orbital-gray-unet2-ground", "orbital-gray-gtunet")
 SMOOTH_WINDOW = 128
 
 
@@ -136,12 +144,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks.reconstruction_acceptance", description=__doc__.splitlines()[0] if __doc__ else None
     )
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--rover-models", default="rover-rgb-gtunet", help="comma-separated zoo names / files (RGB)")
-    p.add_argument(
-        "--gray-models", default="orbital-gray-unet2-ground", help="comma-separated zoo names / files (grey)"
-    )
+    p.add_argument("--rover-models", default=",".join(ROVER_MODELS),
+                   help="comma-separated zoo names / files (RGB; default: the shipped set, %(default)s)")  # fmt: skip
+    p.add_argument("--gray-models", default=",".join(GRAY_MODELS),
+                   help="comma-separated zoo names / files (grey; default %(default)s; '' for none)")  # fmt: skip
     p.add_argument("--default-model", default=None, help="the default ground model (first rover model if unset)")
-    p.add_argument("--flight-model", default=None, help="the flight-budget model, judged at +1 dB separately")
+    p.add_argument("--flight-model", default=None,
+                   help=f"the flight-budget model, judged at +1 dB separately (if unset: {FLIGHT} when it is one "
+                   "of the rover models)")  # fmt: skip
     p.add_argument("--keeps", default=",".join(str(k) for k in KEEPS))
     p.add_argument("--crop", type=int, default=512)
     p.add_argument("--data", help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
@@ -162,6 +172,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def judged_models(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The default ground model and the flight-budget model the verdicts judge: as given, else the first rover
+    model and the shipped flight CAE when it is among the rover models (else none)."""
+    rover = [m for m in args.rover_models.split(",") if m]
+    default = args.default_model or (rover[0] if rover else None)
+    return default, args.flight_model or (FLIGHT if FLIGHT in rover else None)
+
+
 def _load(names: list[str], threads: int | None) -> dict[str, Any]:
     from edgeae.predictor import load_predictor
 
@@ -180,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rover_models = [m for m in args.rover_models.split(",") if m]
     gray_models = [m for m in args.gray_models.split(",") if m]
-    default = args.default_model or (rover_models[0] if rover_models else None)
+    default, args.flight_model = judged_models(args)
     keeps = [float(k) for k in args.keeps.split(",") if k]
     rover = _load(rover_models, args.threads)
     gray = _load(gray_models, args.threads)
