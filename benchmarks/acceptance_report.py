@@ -41,6 +41,21 @@ def summarise(per_image: dict[str, dict[str, dict[str, float]]], models: list[st
     }
 
 
+def prefill_copies(
+    per_image: dict[str, dict[str, dict[str, float]]], models: list[str], tol_db: float = 0.01
+) -> list[str]:
+    """The models whose PSNR is normconv's (their U-Net pre-fill) within ``tol_db`` on every image: a model that
+    collapsed to its pre-fill (dead ReLUs) and adds nothing learned, however it ranks."""
+    rows = list(per_image.values())
+    if not rows or any("normconv" not in r for r in rows):
+        return []
+    return [m for m in models if all(m in r and abs(r[m]["psnr"] - r["normconv"]["psnr"]) <= tol_db for r in rows)]
+
+
+def _named(m: str, collapsed: list[str]) -> str:
+    return f"{Path(m).name} (= its normconv pre-fill on every image: collapsed)" if m in collapsed else Path(m).name
+
+
 def verdicts(result: dict[str, Any], default: str | None, flight: str | None) -> list[dict[str, Any]]:
     """Each acceptance line of issue 11 with its measured number and whether it holds."""
     out: list[dict[str, Any]] = []
@@ -110,6 +125,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["| check | measured | holds |", "|---|---|---|"]
     lines += [f"| {v['check']} | {v['measured']} | {'yes' if v['ok'] else '**no**'} |" for v in result["acceptance"]]
     for keep, r in result["rover"].items():
+        collapsed = prefill_copies(r["per_image"], result["rover_models"])
         lines += ["", f"Rover test images (7, {result['crop']}-px crops), keep {keep}: mean over images", ""]
         lines += [
             "| method | PSNR (dB) | SSIM | margin over best classical (mean / worst) | wins |",
@@ -120,7 +136,7 @@ def markdown(result: dict[str, Any]) -> str:
             extra = (
                 f"{mg['mean_margin_db']:+.2f} / {mg['min_margin_db']:+.2f} dB | {mg['wins']}/{mg['n']}" if mg else " | "
             )
-            lines.append(f"| {Path(m).name} | {d['psnr']:.2f} | {d['ssim']:.4f} | {extra} |")
+            lines.append(f"| {_named(m, collapsed)} | {d['psnr']:.2f} | {d['ssim']:.4f} | {extra} |")
         lines.append(f"| best classical per image | {r['best_classical_mean_psnr']:.2f} | | | |")
     if "smooth" in result:
         s = result["smooth"]
@@ -140,10 +156,11 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     if "gray" in result:
         g = result["gray"]
+        collapsed = prefill_copies(g["per_image"], result["gray_models"])
         lines += ["", "Grey orbital test files (512-px crops, keep 0.1): mean PSNR", ""]
         lines += ["| method | PSNR (dB) | SSIM |", "|---|---|---|"]
         for m, d in sorted(g["mean"].items(), key=lambda kv: -kv[1]["psnr"]):
-            lines.append(f"| {m} | {d['psnr']:.2f} | {d['ssim']:.4f} |")
+            lines.append(f"| {_named(m, collapsed)} | {d['psnr']:.2f} | {d['ssim']:.4f} |")
         lines.append(f"| best classical per image | {g['best_classical_mean_psnr']:.2f} | |")
     picks = _held_out_picks(result)
     if picks:
