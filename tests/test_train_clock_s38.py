@@ -1,4 +1,4 @@
-"""A training run's clock leaves a signal the caller ignores ignored (nohup, a background shell's SIGINT)."""
+"""A training run's clock leaves a signal the caller ignores ignored (a background job's SIGINT, `trap '' TERM`)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def test_an_ignored_sigint_stays_ignored_while_training() -> None:
         d.close()
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_ground_serve_names_sigterm_in_its_interrupted_line(tmp_path) -> None:
+    """`ground serve` stopped by SIGTERM said only "interrupted" (review r2, session 38); stream.json named it."""
+    from edgeae.cli.ground_output import serve_stop
+
+    line, code = serve_stop({"stopped": "interrupted"}, 10, 600, tmp_path, "SIGTERM")
+    assert line.startswith("interrupted (SIGTERM): everything received so far") and code == 130
+    line, _ = serve_stop({"stopped": "interrupted"}, 10, 600, tmp_path, "SIGINT")
+    assert line.startswith("interrupted: everything received so far")
+    line, _ = serve_stop({"stopped": "interrupted", "reception_stopped": "idle_timeout"}, 10, 600, tmp_path, "SIGTERM")
+    assert line.startswith("interrupted (SIGTERM) during the final decode")

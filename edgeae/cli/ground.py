@@ -267,7 +267,8 @@ def _serve(args: argparse.Namespace, claim: OutClaim) -> int:
     warning = one_original.warning() if one_original is not None else None
     if warning:
         print(warning)
-    line, code = serve_stop(report["serve"], args.idle_timeout, args.max_time, args.out)
+    interrupted = report.get("stream", {}).get("interrupted")
+    line, code = serve_stop(report["serve"], args.idle_timeout, args.max_time, args.out, interrupted)
     print(line)
     return exit_status(report) if code is None else code
 

@@ -171,14 +171,18 @@ def exit_status(report: dict) -> int:
     return 1 if st.get("products_failed") or not report["products"] or refused else 0
 
 
-def serve_stop(serve: dict, idle_timeout: float, max_time: float, out: Path) -> tuple[str, int | None]:
+def serve_stop(
+    serve: dict, idle_timeout: float, max_time: float, out: Path, signal_name: str | None = None
+) -> tuple[str, int | None]:
     """The console line saying why ``ground serve`` stopped (stream.json ``serve.stopped``), and the exit status that
     reason sets (None: that of :func:`exit_status`). A pass cut by ``--max-time`` before the end-of-transmission
     packet is exit status 1: packets were still arriving (else ``--idle-timeout`` would have stopped it first), so
     the pass is likely incomplete; ``--idle-timeout`` is how a sender that sends no end-of-transmission packet ends.
     A receiver process that failed, ended without a status or was stopped by a signal to it alone is exit status 1
-    too (reception ended before the pass did)."""
+    too (reception ended before the pass did). ``signal_name`` (stream.json ``stream.interrupted``) names SIGTERM in
+    an interruption's line, as every other command's does (Ctrl-C's SIGINT reads plain "interrupted")."""
     why, secs, n = serve["stopped"], serve.get("seconds", "?"), serve.get("datagrams", 0)
+    stopped_by = "interrupted (SIGTERM)" if signal_name == "SIGTERM" else "interrupted"
     if why == "end_of_transmission":
         return f"stopped: end-of-transmission packet received after {secs} s ({n:,} datagrams)", None
     if why == "idle_timeout":
@@ -200,13 +204,13 @@ def serve_stop(serve: dict, idle_timeout: float, max_time: float, out: Path) -> 
     reception = serve.get("reception_stopped", "interrupted")
     if why == "interrupted" and reception != "interrupted":  # a signal during the final decode, after reception
         return (
-            f"interrupted during the final decode (reception had stopped: {reception}): the products not decoded are "
+            f"{stopped_by} during the final decode (reception had stopped: {reception}): the products not decoded are "
             f"named in {out / 'stream.json'}; to decode the whole pass run  edgeae ground decode "
             f"{out / 'received.bin'} --out NEW_FOLDER",
             130,
         )
     if why == "interrupted":
-        return f"interrupted: everything received so far is in {out} (stream.json, received.bin)", 130
+        return f"{stopped_by}: everything received so far is in {out} (stream.json, received.bin)", 130
     if why.startswith("error") and why == reception:  # the receiver process's own error (a full disk)
         return (
             f"stopped: the receiver process failed ({why.removeprefix('error: ')}) after {n:,} datagrams: nothing "

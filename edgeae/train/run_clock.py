@@ -95,7 +95,7 @@ class Deadline:
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(sig) is signal.SIG_IGN:
-                    continue  # the caller ignores it (nohup, a background shell's SIGINT): it stays ignored
+                    continue  # the caller ignores it (a background job's SIGINT, trap '' TERM): it stays ignored
                 with contextlib.suppress(ValueError):  # not the main thread: budget only
                     self._old[sig] = signal.signal(sig, self._on_signal)
 
