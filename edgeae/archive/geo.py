@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeae._optional import require
 
-__all__ = ["BODY_RADII", "GeoRef", "write_score_geotiff"]
+__all__ = ["BODY_RADII", "GeoRef", "body_of_target", "write_score_geotiff"]
 
 # equatorial radius in metres of the bodies we name when a CRS does not (IAU 2015 / PDS values)
 BODY_RADII: dict[str, tuple[float, ...]] = {
@@ -67,6 +67,12 @@ def _body_from_name(name: str) -> str | None:
         if re.search(rf"(^|[^A-Z]){body}([^A-Z]|$)", text):
             return body
     return None
+
+
+def body_of_target(target: str | None) -> str | None:
+    """The body (a :data:`BODY_RADII` name) a label's target names (``MARS``, ``Moon``, ``4 VESTA``), else None:
+    what the body of a product without georeferencing is taken from."""
+    return _body_from_name(target) if target else None
 
 
 MARS_AXES = (3396190.0, 3376200.0)  # IAU 2015 equatorial and polar radii (m)

@@ -44,10 +44,12 @@ LAYER_SUFFIXES = (".gpkg", ".geojson", ".json")
 
 
 def georef_of(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
-    """(GeoRef or None, product metadata) of an image; plain images and missing GDAL give (None, {}). A plain TIFF (no
+    """(GeoRef or None, product metadata) of an image; plain images and missing GDAL give (None, {}). The metadata's
+    ``body`` is the georeferencing's, else the one the label's target names (a frame without a map). A plain TIFF (no
     GeoTIFF or GDAL no-data tags: :func:`edgeae.archive.formats.is_archive_path`) is a plain image, read by tifffile,
     even with georeferencing in sidecar files (``.tfw``, ``.prj``, ``.aux.xml``): (None, {})."""
     from edgeae.archive.formats import is_archive_path
+    from edgeae.archive.geo import body_of_target
 
     p = Path(os.fspath(path))
     try:
@@ -60,7 +62,8 @@ def georef_of(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
             meta = {
                 "product_id": lab.product_id, "instrument": lab.instrument, "target": lab.target,
                 "format": lab.format, "incidence_deg": lab.incidence_deg, "emission_deg": lab.emission_deg,
-                "body": r.geo.body if r.geo else None, "georef": r.geo.to_dict() if r.geo else None,
+                "body": r.geo.body if r.geo else body_of_target(lab.target),
+                "georef": r.geo.to_dict() if r.geo else None,
             }  # fmt: skip
             return r.geo, meta
     except ImportError:
