@@ -227,10 +227,13 @@ def finalize(
     # streamed, one row group at a time: memory does not grow with the archive (until session 36: ~600 B a patch)
     merged = write_results(store, done, store.out / "results.parquet", no_rows, store.out / "images.parquet")
     per_image = []
+    corrected = []  # done products whose CRS the reader repaired (GeoRef.note): GDAL and a GIS read the file's own
     for e in entries:
         r = recs.get(e.name) or Record(e.name, e.key, "pending")
         meta_path = store.meta_path(e.key)  # a pending image's facts are an earlier scan's: none shown
         meta = json.loads(meta_path.read_text()) if r.status == "done" and meta_path.exists() else {}
+        if note := (meta.get("georef") or {}).get("note"):
+            corrected.append({"file": e.name, "note": note})
         per_image.append(
             {"file": e.name, "key": e.key, "status": r.status, "error": r.error if r.status == "failed" else "",
              "reason": r.reason if r.status == "skipped" else "",
@@ -274,6 +277,8 @@ def finalize(
         "patches_in_results": merged.rows,
         "failures": failures,
         "skipped_products": skipped,
+        # since session 38 (audit a3 #3): each done product whose CRS was repaired, with what was repaired
+        "georeferencing_corrected": corrected,
         "images_without_patches": empty,
         "images_without_valid_pixels": blank,  # since session 37 (older records do not say: not listed)
         "images_dark_throughout": dark,  # since session 37 (r8 #1): in images_without_patches; --min-valid 0 scores

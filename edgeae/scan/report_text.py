@@ -179,7 +179,19 @@ def _facts(r: dict[str, Any], text: Callable[[object], str]) -> list[str]:
         lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {text(layer['path'])}")
     if r.get("geo_note"):
         lines.append(f"- {text(r['geo_note'])}")
+    fixed = r.get("georeferencing_corrected") or []
+    if fixed:  # since session 38 (audit a3 #3): said in parts/*.meta.json only
+        first = f"{_code(fixed[0]['file'])}: {text(fixed[0]['note'])}" + (
+            f"; and {len(fixed) - 1} more, listed in report.md" if len(fixed) > 1 else ""
+        )
+        lines.append(f"- georeferencing corrected for {_count(len(fixed), 'product')} ({first}): {CORRECTED_USE}")
     return lines
+
+
+CORRECTED_USE = (
+    "map columns, layer features and score maps use the corrected CRS, while GDAL and QGIS place the product by the "
+    "file's own; give it the corrected CRS (e.g. a .aux.xml beside it: docs/archive.md) to overlay them"
+)
 
 
 NO_VALID_PIXEL = "all NaN, transparent or no-data per its label, or inside --margin"
@@ -220,6 +232,14 @@ def _sections(r: dict[str, Any]) -> list[str]:
             + [f"- {_code(f)}" + (f" ({DARK_THROUGHOUT}: --min-valid 0 scores it)" if f in dark else "")
                for f in empty[:50]]
             + ([f"- ... and {len(empty) - 50} more"] if len(empty) > 50 else [])
+        )  # fmt: skip
+    fixed = r.get("georeferencing_corrected") or []
+    if fixed:
+        lines += (
+            ["", f"## Georeferencing corrected for {_count(len(fixed), 'product')}", "",
+             f"The reader repaired the CRS each of these products gives GDAL: {CORRECTED_USE}.", ""]
+            + [f"- {_code(f['file'])}: {_text(f['note'])}" for f in fixed[:50]]
+            + ([f"- ... and {len(fixed) - 50} more (report.json lists them all)"] if len(fixed) > 50 else [])
         )  # fmt: skip
     if r.get("top"):
         lines += [
