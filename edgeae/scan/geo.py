@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "check_layer",
     "geo_columns",
     "georef_of",
+    "remove_stale_layer_files",
     "save_score_geotiff",
     "write_layer",
     "write_scores_csv",
@@ -225,7 +227,8 @@ def write_layer(
     ``layer_crs="body"``: one layer per body in its planetocentric lon/lat CRS (IAU 2015 sphere, e.g.
     ``IAU_2015:49900`` for Mars), products of any projection together; ``"product"``: one layer per
     product CRS in map x/y. ``k``: best patches per product (default: the scan's top_k). Products without
-    a map projection have no place on a map and are left out.
+    a map projection have no place on a map and are left out. Once something is written, what an earlier run wrote
+    beside it and this run did not (GeoJSON files of other layers, thumbnails) is removed.
     """
     p = check_layer(out, geometry, layer_crs)
     ext = p.suffix.lower()
@@ -250,7 +253,40 @@ def write_layer(
             }  # fmt: skip
             path.write_text(json.dumps(doc, allow_nan=False))
             written.append({"path": str(path), "layer": names[key], "features": len(groups[key])})
+    if written:
+        thumbnails = {Path(f["properties"]["thumbnail"]).name for feats in groups.values() for f in feats}
+        remove_stale_layer_files(p, {Path(w["path"]).name for w in written}, thumbs, thumbnails)
     return written
+
+
+_LAYER_THUMB = re.compile(r"^.+_\d{2,}_x-?\d+_y-?\d+\.png$")  # a layer thumbnail's name: parts key, rank, x, y
+
+
+def remove_stale_layer_files(p: Path, written: set[str], thumbs: Path, thumbnails: set[str]) -> list[str]:
+    """Remove what an earlier run wrote beside the layer ``p`` and this run did not write (``written``: file names;
+    ``thumbnails``: names in ``thumbs``): GeoJSON files of other layers, ``STEM_anomalies_*.geojson``, that begin as
+    this writer writes them (a FeatureCollection named as the layer in their name), and layer thumbnails. Other files
+    are kept. Returns the paths removed. (Until session 38 a rerun without the Moon products left the earlier
+    ``det_anomalies_moon.geojson`` beside the new ``det.geojson``: audit s38 a3 #5.)"""
+    removed: list[Path] = []
+    head = f"{p.stem}_anomalies_"
+    if p.suffix.lower() != ".gpkg":
+        for f in p.parent.iterdir():
+            if f.name in written or not (f.name.startswith(head) and f.name.endswith(p.suffix)) or not f.is_file():
+                continue
+            layer = f.name[len(p.stem) + 1 : len(f.name) - len(p.suffix)]
+            try:
+                with open(f, "rb") as fh:
+                    start = fh.read(200)
+            except OSError:
+                continue
+            if start.startswith(f'{{"type": "FeatureCollection", "name": "{layer}"'.encode("utf-8", "surrogateescape")):
+                removed.append(f)
+    if thumbs.is_dir():
+        removed += [f for f in thumbs.iterdir() if f.name not in thumbnails and _LAYER_THUMB.match(f.name)]
+    for f in removed:
+        f.unlink(missing_ok=True)
+    return [str(f) for f in removed]
 
 
 def _null_nan(props: dict[str, Any]) -> dict[str, Any]:
