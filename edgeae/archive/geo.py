@@ -218,14 +218,15 @@ class GeoRef:
     def _transformer(self, inverse: bool = False) -> Any:
         return _transformer_for(self.crs_wkt, inverse)
 
-    def map_to_lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def map_to_lonlat(self, x: np.ndarray, y: np.ndarray, *, centric: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Planetocentric east longitude [-180, 180) and latitude in degrees; NaN when the body is unknown and
-        where the point lies off the body (a latitude beyond ±90°, or none)."""
+        where the point lies off the body (a latitude beyond ±90°, or none). ``centric=False``: the latitude is
+        geodetic, on the CRS's own ellipsoid (what its geographic CRS holds; the same on a sphere)."""
         lon, lat = self._geodetic(x, y)
         off = ~np.isfinite(lat) | (np.abs(lat) > LAT_LIMIT) | ~np.isfinite(lon)
         if off.any():  # checked before the conversion below, which would fold 200° back into ±90°
             lon, lat = np.where(off, np.nan, lon), np.where(off, np.nan, lat)
-        if self.semi_minor != self.semi_major:
+        if centric and self.semi_minor != self.semi_major:
             ratio = (self.semi_minor / self.semi_major) ** 2
             lat = np.degrees(np.arctan(ratio * np.tan(np.radians(lat))))
         return (lon + 180.0) % 360.0 - 180.0, lat

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.printable import printable
+from edgeae.scan.layer_crs import BODY_CRS, Placement, placement
 from edgeae.scan.out_checks import check_utf8_path
 
 __all__ = [
@@ -88,15 +89,6 @@ def _wkb_polygon(ring: list[tuple[float, float]]) -> bytes:
     return struct.pack("<BIII", 1, 3, 1, len(ring)) + b"".join(struct.pack("<dd", x, y) for x, y in ring)
 
 
-# planetocentric longitude/latitude CRS of each body (IAU 2015 sphere, "ocentric"), for the per-body layers
-BODY_CRS = {
-    "MERCURY": "IAU_2015:19900", "VENUS": "IAU_2015:29900", "EARTH": "IAU_2015:39900", "MOON": "IAU_2015:30100",
-    "MARS": "IAU_2015:49900", "VESTA": "IAU_2015:200000400", "CERES": "IAU_2015:200000100",
-    "EUROPA": "IAU_2015:50200", "GANYMEDE": "IAU_2015:50300", "CALLISTO": "IAU_2015:50400",
-    "TITAN": "IAU_2015:60600",
-}  # fmt: skip
-
-
 def _georef(g: dict[str, Any]) -> Any:
     from edgeae.archive.geo import GeoRef
 
@@ -109,12 +101,15 @@ def _georef(g: dict[str, Any]) -> Any:
 
 def _features(
     store: Any, entries: list[Any], thumbs_dir: Path, geometry: str, k: int, layer_crs: str
-) -> dict[tuple[str, str], list[dict]]:
-    """Features grouped by layer: ("body", MARS) in planetocentric lon/lat, or ("crs", WKT) in map x/y."""
+) -> tuple[dict[tuple[str, str], list[dict]], dict[tuple[str, str], str]]:
+    """Features grouped by layer (:class:`edgeae.scan.layer_crs.Placement` keys: a body's planetocentric lon/lat, a
+    product's geographic CRS, or a product's CRS in map x/y), and what each layer's note says (its CRS, and why a
+    product went to its own CRS's layer; "" for none)."""
     from edgeae.imageio import write_image
 
     patch = store.config.patch
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    why: dict[tuple[str, str], list[str]] = {}
     for e in entries:
         meta_path = store.meta_path(e.key)
         if not meta_path.exists() or not store.top_path(e.key).exists():
@@ -128,25 +123,29 @@ def _features(
         if n == 0:
             continue
         cols = geo.patch_columns(top.xs[:n], top.ys[:n], patch)
+        place = placement(geo, cols["map_x"], cols["map_y"], layer_crs)
+        centric = place.kind == "body"
         outlines = [_ring(geo, int(top.xs[r]), int(top.ys[r]), patch) for r in range(n)] if geometry != "point" else []
-        # a product's detections go to its body's lon/lat layer only when every centre and outline vertex is on the
-        # body (else all of them to its CRS's layer): an outline past the pole has null (NaN) lon/lat there, which
-        # is invalid JSON and a broken GeoPackage polygon
-        by_body = layer_crs == "body" and geo.body in BODY_CRS and bool(np.isfinite(cols["lon"]).all())
-        if by_body and outlines:
-            lonlat = [geo.map_to_lonlat(mx, my) for mx, my in outlines]
-            by_body = all(np.isfinite(lon).all() and np.isfinite(lat).all() for lon, lat in lonlat)
-            if by_body:  # continuous across ±180°: a patch on the antimeridian spans 144..192°, not -168..144°
-                outlines = [(np.degrees(np.unwrap(np.radians(lon))), lat) for lon, lat in lonlat]
-        key = ("body", geo.body) if by_body else ("crs", geo.crs_wkt)
+        if place.lonlat and outlines:  # an outline vertex off the body (past a pole) has null lon/lat: not JSON, a
+            # broken GeoPackage polygon; then every outline of the product stays in map x/y
+            rings = [_lonlat_ring(geo, *o, float(cols["lon"][r]), centric) for r, o in enumerate(outlines)]
+            if any(r is None for r in rings):
+                place = Placement("crs", geo.crs_wkt, "a patch outline reaches past a pole, off the body")
+            else:
+                outlines = [r for r in rings if r is not None]
+        xy = (cols["map_x"], cols["map_y"]) if not place.lonlat else (cols["lon"], cols["lat"])
+        if place.kind == "geodetic":
+            xy = geo.map_to_lonlat(cols["map_x"], cols["map_y"], centric=False)
+        key = place.key
+        if place.why:
+            why.setdefault(key, []).append(f"{printable(e.name)}: {place.why}")
         for rank in range(n):
             x, y = int(top.xs[rank]), int(top.ys[rank])
             fn = f"{e.key}_{rank:02d}_x{x}_y{y}.png"
             thumbs_dir.mkdir(parents=True, exist_ok=True)
             write_image(thumbs_dir / fn, top.thumbs[rank].transpose(1, 2, 0))
             if geometry == "point":
-                xy = (cols["lon"][rank], cols["lat"][rank]) if by_body else (cols["map_x"][rank], cols["map_y"][rank])
-                shape: dict[str, Any] = {"type": "Point", "coordinates": [float(xy[0]), float(xy[1])]}
+                shape: dict[str, Any] = {"type": "Point", "coordinates": [float(xy[0][rank]), float(xy[1][rank])]}
             else:  # the patch's part on the product, as a ring
                 ring = [[float(a), float(b)] for a, b in zip(*outlines[rank], strict=True)]
                 shape = {"type": "Polygon", "coordinates": [ring]}
@@ -161,7 +160,34 @@ def _features(
             groups.setdefault(key, []).append({"geometry": shape, "properties": props})
     for feats in groups.values():
         feats.sort(key=lambda f: (-f["properties"]["score"], f["properties"]["product"], f["properties"]["y_px"]))
-    return groups
+    return groups, {key: _note(key, groups[key], why.get(key, [])) for key in groups}
+
+
+def _note(key: tuple[str, str], feats: list[dict], why: list[str]) -> str:
+    """What a layer's line in the report adds: a geodetic layer's CRS, a product-CRS layer's reasons."""
+    if key[0] == "geodetic":
+        body = feats[0]["properties"]["body"]
+        crs = m.group(1) if (m := re.match(r'GEOGCS\["([^"]+)"', key[1])) else "their ellipsoid's lon/lat CRS"
+        return (
+            f"longitude and geodetic latitude in {crs}: products on that ellipsoid, which PROJ would misplace from "
+            f"the {BODY_CRS[body]} sphere of anomalies_{body.lower()}; the lat field stays planetocentric"
+        )
+    if key[0] == "crs" and why:
+        more = f"; and {len(why) - 3} more products" if len(why) > 3 else ""
+        return "map x/y in the product's CRS: " + "; ".join(why[:3]) + more
+    return ""
+
+
+def _lonlat_ring(
+    geo: Any, mx: np.ndarray, my: np.ndarray, lon_centre: float, centric: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The outline at map (mx, my) in longitude/latitude (planetocentric when ``centric``, else geodetic), or None
+    when a vertex is off the body. Continuous across ±180° (a patch on the antimeridian spans 144..192°, not
+    -168..144°)."""
+    lon, lat = geo.map_to_lonlat(mx, my, centric=centric)
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        return None
+    return np.degrees(np.unwrap(np.radians(lon))), lat
 
 
 RING_STEPS = 8  # points per patch edge in polygon geometry
@@ -178,22 +204,23 @@ def _ring(geo: Any, x: int, y: int, patch: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _layer_names(groups: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], str]:
-    """``anomalies_<body>`` for body layers; ``anomalies_<body>_crs<i>`` (by best score) for product-CRS ones."""
+    """``anomalies_<body>`` for body layers; ``anomalies_<body>_geodetic<i>`` for products' geographic CRSs and
+    ``anomalies_<body>_crs<i>`` for product CRSs (each numbered by best score)."""
     names: dict[tuple[str, str], str] = {}
     order = sorted(groups, key=lambda key: -groups[key][0]["properties"]["score"])
-    i = 0
+    counts = {"geodetic": 0, "crs": 0}
     for key in order:
         body = (groups[key][0]["properties"]["body"] or "unknown").lower()
         if key[0] == "body":
             names[key] = f"anomalies_{body}"
         else:
-            names[key] = f"anomalies_{body}_crs{i}"
-            i += 1
+            names[key] = f"anomalies_{body}_{key[0]}{counts[key[0]]}"
+            counts[key[0]] += 1
     return names
 
 
 def _layer_crs(key: tuple[str, str]) -> str:
-    return BODY_CRS[key[1]] if key[0] == "body" else key[1]
+    return key[1]
 
 
 def check_layer(out: str | os.PathLike[str], geometry: str = "point", layer_crs: str = "body") -> Path:
@@ -225,15 +252,17 @@ def write_layer(
     writes nothing into the results folder).
 
     ``layer_crs="body"``: one layer per body in its planetocentric lon/lat CRS (IAU 2015 sphere, e.g.
-    ``IAU_2015:49900`` for Mars), products of any projection together; ``"product"``: one layer per
-    product CRS in map x/y. ``k``: best patches per product (default: the scan's top_k). Products without
+    ``IAU_2015:49900`` for Mars), products of any projection together, except those PROJ would misplace there
+    (:mod:`edgeae.scan.layer_crs`: a product on an ellipsoid goes to a layer in its own geographic CRS, one PROJ
+    cannot relate to the body's CRS to a layer in its own CRS, each said in its entry's ``note``); ``"product"``: one
+    layer per product CRS in map x/y. ``k``: best patches per product (default: the scan's top_k). Products without
     a map projection have no place on a map and are left out. Once something is written, what an earlier run wrote
     beside it and this run did not (GeoJSON files of other layers, thumbnails) is removed.
     """
     p = check_layer(out, geometry, layer_crs)
     ext = p.suffix.lower()
     thumbs = p.with_name(f"{p.stem}_thumbs")
-    groups = _features(store, entries, thumbs, geometry, store.config.top_k if k is None else k, layer_crs)
+    groups, notes = _features(store, entries, thumbs, geometry, store.config.top_k if k is None else k, layer_crs)
     names = _layer_names(groups)
     p.parent.mkdir(parents=True, exist_ok=True)
     written: list[dict[str, Any]] = []
@@ -253,6 +282,9 @@ def write_layer(
             }  # fmt: skip
             path.write_text(json.dumps(doc, allow_nan=False))
             written.append({"path": str(path), "layer": names[key], "features": len(groups[key])})
+    for w, key in zip(written, ordered, strict=True):
+        if notes[key]:
+            w["note"] = notes[key]
     if written:
         thumbnails = {Path(f["properties"]["thumbnail"]).name for feats in groups.values() for f in feats}
         remove_stale_layer_files(p, {Path(w["path"]).name for w in written}, thumbs, thumbnails)

@@ -176,7 +176,8 @@ def _facts(r: dict[str, Any], text: Callable[[object], str]) -> list[str]:
             f"{ex.get('rate_basis') or 'wall time'} ({ex['days_on_100_such_machines']:,} days on 100 machines)"
         )
     for layer in r.get("geo_layers") or []:
-        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {text(layer['path'])}")
+        note = f" ({text(layer['note'])})" if layer.get("note") else ""  # a layer not in the body's IAU CRS: why
+        lines.append(f"- map layer `{layer['layer']}`: {layer['features']} detections -> {text(layer['path'])}{note}")
     if r.get("geo_note"):
         lines.append(f"- {text(r['geo_note'])}")
     fixed = r.get("georeferencing_corrected") or []
