@@ -27,6 +27,9 @@ MARS_SPHERE = 'PROJCS["Equirectangular MARS",GEOGCS["GCS_MARS",DATUM["D_MARS",SP
 MARS_ELLIPSOID = 'PROJCS["Mercator MARS",GEOGCS["GCS_MARS",DATUM["D_MARS",SPHEROID["MARS",3396190,169.894447223612]],PRIMEM["Reference_Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Mercator_1SP"],PARAMETER["central_meridian",0],PARAMETER["scale_factor",1],PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["metre",1]]'  # noqa: E501
 VESTA_LOCAL = 'PROJCS["Equirectangular VESTA",GEOGCS["GCS_VESTA",DATUM["D_VESTA",SPHEROID["VESTA_localRadius",287858,0]],PRIMEM["Reference_Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Equirectangular"],PARAMETER["standard_parallel_1",0],PARAMETER["central_meridian",0],PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["metre",1]]'  # noqa: E501
 MOON_LONLAT = 'GEOGCS["GCS_Moon",DATUM["D_Moon",SPHEROID["Moon",1737400,0]],PRIMEM["Reference_Meridian",0],UNIT["degree",0.0174532925199433]]'  # noqa: E501
+# the global LOLA grids' CRS: equirectangular round 180° E, 0..360° across
+MOON_EQC_180 = 'PROJCS["Equirectangular Moon",GEOGCS["GCS_Moon",DATUM["D_Moon",SPHEROID["Moon",1737400,0]],PRIMEM["Reference_Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Equirectangular"],PARAMETER["standard_parallel_1",0],PARAMETER["central_meridian",180],PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["metre",1]]'  # noqa: E501
+MOON_DEG = 1737400 * np.pi / 180  # metres a degree
 # (CRS, geotransform): 1 km pixels near 45° N, where geodetic and planetocentric latitude differ by 0.34° (20 km)
 PRODUCTS = {
     "sphere": (MARS_SPHERE, (1000.0, 0, 500_000.0, 0, -1000.0, 2_700_000.0)),
@@ -171,6 +174,32 @@ def test_a_body_proj_cannot_relate_goes_to_a_product_crs_layer_and_the_report_sa
          "failures": [], "geo_layers": [w]}
     )  # fmt: skip
     assert f"- map layer `anomalies_vesta_crs0`: {len(SPOTS)} detections -> " in md and "PROJ cannot" in md
+
+
+def test_polygon_vertices_stay_within_the_poles_and_beside_their_point(tmp_path: Path) -> None:
+    """A global grid whose top row is written to the centimetre (90.0000284°) put ring vertices past the pole, which
+    PROJ turns into inf; a ring across the antimeridian was unwrapped to 174..198° while its point and ``lon`` said
+    -174°. Now: |lat| <= 90, and the ring lies round its centre's longitude in [-180, 180)."""
+    grid = (0.75 * MOON_DEG, 0, -30 * MOON_DEG, 0, -0.75 * MOON_DEG, 90.0000284 * MOON_DEG)  # 150..210° E
+    p = _tif(tmp_path / "moon.tif", MOON_EQC_180, grid, width=80, height=32)
+    store = _Store(tmp_path, spots=((32, 0), (0, 16)))
+    entries = _entries(store, {"moon": p})
+    out = tmp_path / "p.geojson"
+    (w,) = write_layer(store, entries, out, geometry="polygon")
+    doc = json.loads(out.read_text())
+    assert w["layer"] == "anomalies_moon"
+    eqc = pyproj.Transformer.from_crs("IAU_2015:30100", "+proj=eqc +R=1737400 +lon_0=180 +type=crs", always_xy=True)
+    for f in doc["features"]:
+        ring = np.array(f["geometry"]["coordinates"][0])
+        lon = f["properties"]["lon"]
+        assert -180 <= lon < 180 and np.abs(ring[:, 1]).max() <= 90.0
+        mid = (ring[:, 0].min() + ring[:, 0].max()) / 2
+        assert mid == pytest.approx(lon, abs=1e-6), (f["properties"]["x_px"], ring[:, 0].min(), ring[:, 0].max())
+        assert ring[:, 0].max() - ring[:, 0].min() == pytest.approx(PATCH * 0.75)
+        x, y = eqc.transform(ring[:, 0], ring[:, 1], errcheck=False)
+        assert np.isfinite(x).all() and np.isfinite(y).all()
+    top = next(f for f in doc["features"] if f["properties"]["y_px"] == 0)
+    assert np.array(top["geometry"]["coordinates"][0])[:, 1].max() == 90.0  # the pole row, clamped
 
 
 def test_a_lonlat_grid_past_180_degrees_goes_to_its_own_crs_layer(tmp_path: Path) -> None:

@@ -182,12 +182,16 @@ def _lonlat_ring(
     geo: Any, mx: np.ndarray, my: np.ndarray, lon_centre: float, centric: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The outline at map (mx, my) in longitude/latitude (planetocentric when ``centric``, else geodetic), or None
-    when a vertex is off the body. Continuous across ±180° (a patch on the antimeridian spans 144..192°, not
-    -168..144°)."""
+    when a vertex is off the body. Continuous across ±180° (a patch on the antimeridian spans 174..198°, not
+    -186..174°), shifted by 360° to lie round its centre's longitude ``lon_centre`` in [-180, 180), as its point and
+    ``lon`` field; latitudes within ±90° (the global LOLA grids' pole rows come out at 90.0000284°, rounding, and
+    PROJ gives inf for them)."""
     lon, lat = geo.map_to_lonlat(mx, my, centric=centric)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         return None
-    return np.degrees(np.unwrap(np.radians(lon))), lat
+    lon = np.degrees(np.unwrap(np.radians(lon)))
+    lon = lon - 360.0 * np.round(((lon.min() + lon.max()) / 2.0 - lon_centre) / 360.0)
+    return lon, np.clip(lat, -90.0, 90.0)
 
 
 RING_STEPS = 8  # points per patch edge in polygon geometry
