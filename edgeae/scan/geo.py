@@ -182,10 +182,10 @@ def _lonlat_ring(
     geo: Any, mx: np.ndarray, my: np.ndarray, lon_centre: float, centric: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The outline at map (mx, my) in longitude/latitude (planetocentric when ``centric``, else geodetic), or None
-    when a vertex is off the body. Continuous across ±180° (a patch on the antimeridian spans 174..198°, not
-    -186..174°), shifted by 360° to lie round its centre's longitude ``lon_centre`` in [-180, 180), as its point and
-    ``lon`` field; latitudes within ±90° (the global LOLA grids' pole rows come out at 90.0000284°, rounding, and
-    PROJ gives inf for them)."""
+    when a vertex is off the body. Continuous across ±180° (a 24° patch on the antimeridian spans 24°, not 336°
+    round the planet), shifted by 360° to lie round its centre's longitude ``lon_centre`` in [-180, 180), as its
+    point and ``lon`` field (174..198° is written -186..-162°); latitudes within ±90° (the global LOLA grids' pole
+    rows come out at 90.0000284°, rounding, and PROJ gives inf for them)."""
     lon, lat = geo.map_to_lonlat(mx, my, centric=centric)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         return None
