@@ -75,6 +75,15 @@ def body_of_target(target: str | None) -> str | None:
     return _body_from_name(target) if target else None
 
 
+# the warning for a product whose CRS was repaired (GeoRef.note; edgeae.archive.reader gives it once per product):
+# what edgeae writes of it uses the repaired CRS, what GDAL reads from the file does not (until session 38 said in
+# parts/*.meta.json only: audit s38 a3 #3)
+CORRECTED = (
+    "georeferencing corrected ({note}): its map x/y, lon/lat, layer features and score maps use the corrected CRS, "
+    "while GDAL and QGIS read the file's own; give the product the corrected CRS (e.g. a .aux.xml beside it: "
+    "docs/archive.md) to overlay them"
+)
+
 MARS_AXES = (3396190.0, 3376200.0)  # IAU 2015 equatorial and polar radii (m)
 # a latitude beyond this is off the body; the slack is rounding: the global LOLA grids' poles come out at
 # 90.0000284° (their pixel size is written to the centimetre)

@@ -81,15 +81,6 @@ NOTES_LOGGER = f"{__name__}.notes"
 _notes_log = logging.getLogger(NOTES_LOGGER)
 
 
-# a product whose CRS the reader repaired (edgeae.archive.geo.GeoRef.note): what it writes of it uses the repaired
-# CRS, what GDAL reads from the file does not (until session 38 said in parts/*.meta.json only: audit s38 a3 #3)
-CORRECTED = (
-    "georeferencing corrected ({note}): its map x/y, lon/lat, layer features and score maps use the corrected CRS, "
-    "while GDAL and QGIS read the file's own; give the product the corrected CRS (e.g. a .aux.xml beside it: "
-    "docs/archive.md) to overlay them"
-)
-
-
 def new_notes() -> None:
     """Forget which notes were given: a new scan (``edgeae.scan.run.scan_archive``) gives each once again, also in a
     process that ran a scan before (a notebook, a library user)."""
@@ -176,7 +167,7 @@ class ProductReader:
                 )
                 _warn_once(self.path, self._geo_note)
             if ds.crs is not None and not ds.transform.is_identity:
-                from edgeae.archive.geo import GeoRef
+                from edgeae.archive.geo import CORRECTED, GeoRef
 
                 self.geo, self._geo_note = GeoRef.read(ds, self.label.target, self.label.mapping)
                 if self._geo_note:
