@@ -316,14 +316,14 @@ def test_a_patch_outline_past_the_pole_goes_to_the_product_crs_layer(tmp_path: P
         doc = json.loads(Path(w["path"]).read_text(), parse_constant=no_nan)
         layers[doc["name"]] = {f["properties"]["product"]: f["geometry"]["coordinates"] for f in doc["features"]}
     if geometry == "point":
-        assert set(layers) == {"anomalies_mars"} and layers["anomalies_mars"]["polar.tif"][1] == pytest.approx(
-            89.98, abs=0.01
-        )
+        assert set(layers) == {"anomalies_mars_geodetic0"} and layers["anomalies_mars_geodetic0"]["polar.tif"][
+            1
+        ] == pytest.approx(89.98, abs=0.01)
         return
-    assert set(layers) == {"anomalies_mars", "anomalies_mars_crs0"}
+    assert set(layers) == {"anomalies_mars_geodetic0", "anomalies_mars_crs0"}
     ring = np.array(layers["anomalies_mars_crs0"]["polar.tif"][0])  # map x/y of the product's CRS (degrees here)
     assert ring.shape == (33, 2) and np.isfinite(ring).all() and ring[:, 1].max() == pytest.approx(90.3)
-    ring = np.array(layers["anomalies_mars"]["equator.tif"][0])  # a product on the body stays in lon/lat
+    ring = np.array(layers["anomalies_mars_geodetic0"]["equator.tif"][0])  # a product on the body stays in lon/lat
     assert np.isfinite(ring).all() and ring[:, 0].max() == pytest.approx(0.64) and 9 < ring[:, 1].min() < 10
 
 

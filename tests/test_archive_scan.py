@@ -120,7 +120,9 @@ def test_quality_filters_skip_and_record_the_reason(mixed, model, tmp_path: Path
 
 
 def test_geo_layer_points_fall_inside_their_products(mixed, model, scanned, tmp_path: Path) -> None:
-    """One layer per body in planetocentric lon/lat; every point maps back inside its product's footprint."""
+    """One layer per body in planetocentric lon/lat, the MOLA products (on the Mars ellipsoid) in a geodetic lon/lat
+    layer and the Vesta cube (a sphere PROJ cannot relate to IAU Vesta's) in map x/y of its CRS; every point maps back
+    inside its product's footprint."""
     pyogrio = pytest.importorskip("pyogrio")
     from edgeae.scan.archive import entry_key
     from edgeae.scan.geo import _georef
@@ -129,19 +131,25 @@ def test_geo_layer_points_fall_inside_their_products(mixed, model, scanned, tmp_
     r, base = scanned
     gpkg = base / "layer.gpkg"
     layers = {name for name, _ in pyogrio.list_layers(gpkg)}
-    assert (
-        layers == {lay["layer"] for lay in r["geo_layers"]} == {"anomalies_mars", "anomalies_moon", "anomalies_vesta"}
-    )
+    assert layers == {lay["layer"] for lay in r["geo_layers"]} == {
+        "anomalies_mars", "anomalies_mars_geodetic0", "anomalies_moon", "anomalies_vesta_crs0"
+    }  # fmt: skip
     assert 'AUTHORITY["IAU","49900"]' in pyogrio.read_info(gpkg, layer="anomalies_mars")["crs"]  # Mars 2015 ocentric
     n = 0
     for layer in layers:
         meta, _fids, wkb, field_data = pyogrio.raw.read(gpkg, layer=layer)
         cols = dict(zip(list(meta["fields"]), field_data, strict=True))
         for i, g in enumerate(wkb):
-            lon, lat = np.frombuffer(bytes(g)[-16:], "<f8")
-            assert (lon, lat) == pytest.approx((cols["lon"][i], cols["lat"][i]))  # x is longitude
+            x, y = np.frombuffer(bytes(g)[-16:], "<f8")
             m = json.loads((base / "out" / "parts" / f"{entry_key(cols['product'][i])}.meta.json").read_text())
             geo = _georef(m["georef"])
+            lon, lat = cols["lon"][i], cols["lat"][i]  # planetocentric, in every layer
+            if layer.endswith("_crs0"):  # map x/y
+                assert (x, y) == pytest.approx((cols["map_x"][i], cols["map_y"][i]))
+            else:  # x is longitude; y planetocentric latitude on the body's sphere, geodetic on the ellipsoid's
+                mx, my = cols["map_x"][i], cols["map_y"][i]
+                want = geo.map_to_lonlat(mx, my, centric=not layer.endswith("geodetic0"))
+                assert (x, y) == pytest.approx((lon, float(want[1]))) and want[0] == pytest.approx(lon)
             col, row = geo.map_to_pixel(*geo.lonlat_to_map(lon, lat))  # inside the product's footprint
             assert -0.5 <= col <= geo.width + 0.5 and -0.5 <= row <= geo.height + 0.5, (cols["product"][i], col, row)
             assert (base / cols["thumbnail"][i]).is_file()

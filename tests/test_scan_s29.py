@@ -303,5 +303,5 @@ def test_sigterm_ends_a_scan_as_ctrl_c_does(tmp_path, monkeypatch, capsys) -> No
     monkeypatch.setattr(scan_run, "scan_archive", terminated)
     (tmp_path / "a").mkdir()
     assert main(["scan", str(tmp_path / "a"), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
-    assert "interrupted (run the same command again to resume)" in capsys.readouterr().err
+    assert "interrupted (SIGTERM) (run the same command again to resume)" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
