@@ -24,8 +24,10 @@ are they renamed into place, so an error while publishing (a full disk) leaves t
 failure of the run. A failed run leaves the folder and the good record as they were, adds to
 that record that the latest rerun failed (date, commit, exit status, commands, log: RESULTS.md shows it above the
 good tables) and exits 1; Ctrl-C leaves them as they were too and exits 130 (while a stage is being published it is
-held back until the stage is published whole), and so does SIGTERM (``timeout``, ``kill``: the stage's command, in its
-own process group, gets SIGINT with whatever it started). The staging folder of a run that was not published is
+held back until the stage is published whole), and so do SIGTERM (``timeout``, ``kill``) and SIGHUP (the terminal
+closed, ssh dropped; ``nohup`` keeps ignoring it): the stage's command, in its own process group, gets SIGINT with
+whatever it started. Whatever the command left running when it ended is killed, and a harness killed outright
+(SIGKILL) takes the command's group with it. The staging folder of a run that was not published is
 left for inspection, named, and replaced by the stage's next run. One stage runs into one --out at a time (a lock).
 
 A quick run never replaces a stage whose record is a good full-size run: a plain ``python -m benchmarks`` skips such
@@ -48,7 +50,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     """The command; SIGTERM (``timeout``, ``kill``, a CI job's cancel) stops it as Ctrl-C does: the running stage's
     command gets SIGINT, nothing of that stage is published, status 130 (until session 38 the command was left
     running, orphaned). A SIGTERM the caller set to be ignored stays ignored (the installer every ``edgeae``
-    command shares, :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`)."""
+    command shares, :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`). SIGHUP stops it the same way
+    (:func:`_hang_up_as_sigterm`)."""
     from edgeae.firmware_sim import cli_preflight
 
-    received: list[str] = []  # "SIGTERM" once it came: the "interrupted" lines name it
+    received: list[str] = []  # "SIGTERM" / "SIGHUP" once it came: the "interrupted" lines name it
     restore = cli_preflight._sigterm_as_ctrl_c(received)
+    restore_hup = _hang_up_as_sigterm(received)
     try:
         return _main(argv, received)
     except KeyboardInterrupt:  # outside a stage (its own Ctrl-C is handled there): nothing half-written
@@ -164,7 +171,32 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 130
     finally:
+        restore_hup()
         restore()
+
+
+def _hang_up_as_sigterm(received: list[str]) -> Callable[[], object]:
+    """SIGHUP (a closed terminal, a dropped ssh: the shell hangs up its job's process group, which the stage's
+    command is not in) stops the run as SIGTERM does; until session 38 it killed the harness at once and left the
+    command running, orphaned. One the caller set to be ignored (``nohup``) stays ignored. Returns what puts the
+    previous handler back (a no-op off the main thread, where no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = signal.getsignal(signal.SIGHUP)
+    if old is signal.SIG_IGN or old is None:  # None: a handler not set from Python, left alone
+        return lambda: None
+
+    def stopping(signum: int, frame: object) -> None:
+        received.append("SIGHUP")
+        raise KeyboardInterrupt("SIGHUP")
+
+    signal.signal(signal.SIGHUP, stopping)
+
+    def put_back() -> None:
+        if signal.getsignal(signal.SIGHUP) is stopping:
+            signal.signal(signal.SIGHUP, old)
+
+    return put_back
 
 
 def _how(received: list[str]) -> str:

@@ -240,14 +240,36 @@ def update_record(out: Path, name: str, change: Callable[[dict[str, Any] | None]
         write_atomic(path, json.dumps(status, indent=2))
 
 
+GUARD = ("/bin/sh", "-c", "trap '' INT TERM HUP; read -r line; kill -s KILL 0")
+"""The stage command's process group is this guard's: it waits on a pipe whose only writer is the harness and,
+when that closes (the harness ended, even by SIGKILL), kills the group, itself with it."""
+
+
 def run_command(argv: list[str], log: IO[bytes], env: dict[str, str]) -> int:
     """Run one stage command in the repository, its output (stdout and stderr together) shown and written to
-    ``log``; returns its exit status. The command runs in its own process group, so what it starts (a worker, a
-    tool) is stopped with it. On Ctrl-C (or SIGTERM, which ``python -m benchmarks`` turns into it) the group gets
-    SIGINT once (killed after 10 s) and this re-raises; on any other way out a command still running is killed
-    with its group (until session 38 a SIGTERM'd harness left the command running, orphaned)."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, process_group=0)  # fmt: skip
+    ``log``; returns its exit status. The command runs in a process group of its own, so a terminal's Ctrl-C
+    reaches it once (through the harness) and what it starts (a worker, a tool) is stopped with it. On Ctrl-C (or
+    SIGTERM or SIGHUP, which ``python -m benchmarks`` turns into it) the group gets SIGINT once (killed after 10 s)
+    and this re-raises. Once the command has ended, however it ended, what is left of its group is killed (a child
+    that ignores SIGINT outlived its command until session 38). A harness that dies without a word (SIGKILL, as
+    ``kill -9 %1`` or ``timeout -s KILL`` send to the job's group, which the command is not in) takes the group with
+    it too: the group's first member is a :data:`GUARD` that kills it when the harness's end of a pipe closes
+    (``PR_SET_PDEATHSIG`` would take the command alone, not what it started)."""
+    r, w = os.pipe()  # both close on exec: the guard gets ``r`` as its stdin, nothing else gets either
+    try:
+        guard = subprocess.Popen(GUARD, stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 process_group=0)  # fmt: skip
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    try:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, process_group=guard.pid)  # fmt: skip
+    except BaseException:
+        _end_group(guard, w)
+        raise
     if proc.stdout is None:  # for the type checker: stdout=PIPE always gives one
         raise RuntimeError("no pipe from the stage command")
     decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
@@ -260,45 +282,53 @@ def run_command(argv: list[str], log: IO[bytes], env: dict[str, str]) -> int:
         return proc.wait()
     except KeyboardInterrupt:
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGINT)
+            _signal_group(guard.pid, signal.SIGINT)  # the guard ignores it
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
         raise
     finally:
         proc.stdout.close()
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _end_group(guard, w)
+        proc.wait()
+
+
+def _end_group(guard: subprocess.Popen[bytes], w: int) -> None:
+    """Kill what is left of the guard's group, the guard with it, and reap the guard."""
+    _signal_group(guard.pid, signal.SIGKILL)
+    os.close(w)
+    guard.wait()
 
 
 def _signal_group(pgid: int, signum: int) -> None:
     """Send ``signum`` to the stage command's process group (gone already: nothing to do)."""
-    with suppress(ProcessLookupError):
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
 
 
 @contextmanager
 def sigint_deferred() -> Iterator[list[int]]:
     """Hold Ctrl-C back while the body runs (publishing a stage: its files and record go together); the list it
-    yields holds the signals that arrived meanwhile. SIGTERM is held back too where a Python handler takes it
-    (``python -m benchmarks`` turns it into Ctrl-C), and handed to that handler afterwards (the Ctrl-C it raises
-    is dropped: the list says to stop); one the caller ignores, or whose default ends the process, is left as it
-    is. Outside the main thread nothing can be held back."""
+    yields holds the signals that arrived meanwhile. SIGTERM and SIGHUP are held back too where a Python handler
+    takes them (``python -m benchmarks`` turns each into Ctrl-C), and handed to that handler afterwards in the order
+    they came (the Ctrl-C it raises is dropped: the list says to stop); one the caller ignores (``nohup``'s SIGHUP),
+    or whose default ends the process, is left as it is. Outside the main thread nothing can be held back."""
     got: list[int] = []
     try:
         old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
     except ValueError:  # not the main thread
         yield got
         return
-    old_term = signal.getsignal(signal.SIGTERM)
-    if callable(old_term):
-        signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    handlers = {int(sig): signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    taken = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    for signum in taken:
+        signal.signal(signum, lambda signum, frame: got.append(signum))
     try:
         yield got
     finally:
         signal.signal(signal.SIGINT, old)
-        if callable(old_term):
-            signal.signal(signal.SIGTERM, old_term)
-            if signal.SIGTERM in got:  # its handler records the signal; the stop it raises is what ``got`` says
+        for signum, handler in taken.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(got):  # each handler records its signal; the stop it raises is what got says
+            if signum in taken:
                 with suppress(KeyboardInterrupt):
-                    old_term(signal.SIGTERM, None)
+                    taken[signum](signum, None)
