@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     command gets SIGINT, nothing of that stage is published, status 130 (until session 38 the command was left
     running, orphaned). A SIGTERM the caller set to be ignored stays ignored (the installer every ``edgeae``
     command shares, :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`). SIGHUP stops it the same way
-    (:func:`_hang_up_as_sigterm`)."""
+    (:func:`_hang_up_as_sigterm`). The signal is recorded as well as raised, and the record is what counts: a stop
+    lost inside a library (``import torch`` sometimes swallows it) still stops the run before the next stage, the
+    next command of a stage and any publishing (until session 38 such a run published its stage and exited 0)."""
     from edgeae.firmware_sim import cli_preflight
 
     received: list[str] = []  # "SIGTERM" / "SIGHUP" once it came: the "interrupted" lines name it
@@ -229,9 +231,12 @@ def _main(argv: list[str] | None, received: list[str]) -> int:
     names = [] if args.report_only else list(dict.fromkeys(args.only or STAGES))
     outcomes: dict[str, str] = {}
     interrupted: StageInterrupted | None = None
+    stopped_before: str | None = None
     run: Run | None = None
     if names:
         machine = machine_info()  # before anything is written: the commit is the checkout's as the run found it
+        if received:  # a SIGTERM whose Ctrl-C ``import torch`` swallowed
+            raise KeyboardInterrupt(received[0])
         # each stage keeps where it ran: machine.json is the last run's, and stages from other runs stay
         where = {k: machine[k] for k in ("date", "commit", "cpu", "logical_cores", "gpu")}
         flags = machine.get("cpu_flags") or []
@@ -246,9 +251,12 @@ def _main(argv: list[str] | None, received: list[str]) -> int:
             env["EDGEAE_DATA"] = str(Path(data_root).resolve())
         if env.get("EDGEAE_BENCH_ARTIFACTS"):  # a relative artifacts folder, as the caller meant it
             env["EDGEAE_BENCH_ARTIFACTS"] = os.path.abspath(env["EDGEAE_BENCH_ARTIFACTS"])
-        run = Run(out=out, full=args.full, only=bool(args.only), where=where, env=env)
+        run = Run(out=out, full=args.full, only=bool(args.only), where=where, env=env, received=received)
         try:
             for name in names:
+                if received:  # its Ctrl-C was lost in a library: the record is what counts
+                    stopped_before = name
+                    break
                 outcomes[name] = run_stage(run, name, STAGES[name])
                 if run.stopped_after:
                     break
@@ -264,6 +272,10 @@ def _main(argv: list[str] | None, received: list[str]) -> int:
     if interrupted is not None:
         print(f"interrupted{_how(received)} during stage {interrupted.name}: its published results and record are "
               f"unchanged (what it wrote so far is in {shown_path(interrupted.staging)})", file=sys.stderr)  # fmt: skip
+        return 130
+    if stopped_before is not None:
+        print(f"interrupted{_how(received)} before stage {stopped_before}: it and the stages after it were not run; "
+              "the stages before it are recorded as they ended", file=sys.stderr)  # fmt: skip
         return 130
     if run is not None and run.stopped_after:
         print(f"interrupted{_how(received)} while stage {run.stopped_after} was being published: it was published "

@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class Run:
     where: dict[str, Any]  # the machine each record keeps
     env: dict[str, str]  # the stage commands' environment
     stopped_after: str | None = None  # Ctrl-C while this stage was being published: no further stage runs
+    received: list[str] = field(default_factory=list)  # the stop signals that came (main's handlers append)
 
 
 def _now() -> str:
@@ -75,8 +76,10 @@ def _good(record: dict[str, Any] | None) -> bool:
 def run_stage(run: Run, name: str, stage: Stage) -> str:
     """Run one stage in its staging folder and publish it if every command succeeded. Returns what happened:
     'published', 'failed', 'skipped' (no data), 'kept' (a full-size record a quick run does not replace), 'busy'.
-    Ctrl-C before it is published raises :class:`StageInterrupted`; during publishing it is held back until the
-    stage is published, then ``run.stopped_after`` names the stage and no further stage runs."""
+    Ctrl-C before it is published raises :class:`StageInterrupted`, and so does a stop signal in
+    ``run.received`` whose Ctrl-C was lost (checked before each command and after the last); during publishing it
+    is held back until the stage is published, then ``run.stopped_after`` names the stage and no further stage
+    runs."""
     try:
         return _run_stage(run, name, stage)
     except KeyboardInterrupt:
@@ -124,6 +127,8 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
         shown = []
         with open(log_path, "wb") as log:
             for cmd in stage.full if run.full else stage.quick:
+                if run.received:  # a stop whose Ctrl-C a library swallowed (``import torch``): it still counts
+                    raise StageInterrupted(name, staging)
                 shown.append(" ".join(["python" if a == PY else a for a in _fill(cmd, shown_path(published))]))
                 print(f"\n== {name}: {shown[-1]}", flush=True)
                 log.write(f"== {shown[-1]}\n".encode())
@@ -132,6 +137,8 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
                     raise StageInterrupted(name, staging)
                 if rc != 0:
                     break
+        if run.received:  # the command's exit status comes from the stop; nothing of the stage is recorded
+            raise StageInterrupted(name, staging)
         record: dict[str, Any] = {
             "title": stage.title,
             "commands": shown,
