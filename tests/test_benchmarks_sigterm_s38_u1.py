@@ -110,7 +110,9 @@ WRITE = "import sys; from pathlib import Path; out = Path(sys.argv[1]); out.mkdi
 def test_sigterm_while_a_stage_is_published_publishes_it_whole_and_stops(
     tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """SIGTERM is held back while a stage is published, as Ctrl-C is: its files and record go together."""
+    """SIGTERM is held back while a stage is published, as Ctrl-C is: its files and record go together. The test
+    holds a guard on SIGTERM of its own, so a main that installs no handler fails this test instead of killing the
+    test run (review r3 #5: it ended with status 143 and no test listed as failed)."""
     real = bm.update_record
 
     def sigterm_first(*args: object) -> None:
@@ -120,9 +122,18 @@ def test_sigterm_while_a_stage_is_published_publishes_it_whole_and_stops(
     stages(demo=Stage("d", ((PY, "-c", WRITE, "{out}", "| t |"),), ()),
            later=Stage("l", ((PY, "-c", WRITE, "{out}", "| l |"),), ()))  # fmt: skip
     monkeypatch.setattr("benchmarks.stage_run.update_record", sigterm_first)
-    before = signal.getsignal(signal.SIGTERM)
-    assert main(["--out", str(tmp_path)]) == 130
-    assert signal.getsignal(signal.SIGTERM) is before  # main put the caller's handler back
+    hits: list[int] = []
+
+    def guard(signum: int, frame: object) -> None:
+        hits.append(signum)
+
+    old = signal.signal(signal.SIGTERM, guard)
+    try:
+        assert main(["--out", str(tmp_path)]) == 130
+        assert hits == []  # main's handler took the SIGTERM, not the test's guard
+        assert signal.getsignal(signal.SIGTERM) is guard  # main put the caller's handler back
+    finally:
+        signal.signal(signal.SIGTERM, old)
     assert capsys.readouterr().err.splitlines()[-1] == (
         "interrupted (SIGTERM) while stage demo was being published: it was published whole; the stages after it "
         "were not run"
