@@ -236,3 +236,18 @@ def test_a_geojson_rerun_removes_the_earlier_runs_other_layers_and_thumbnails(tm
     assert not list(thumbs.glob("moon_*.png")) and len(list(thumbs.glob("mars_*.png"))) == len(SPOTS)
     assert (tmp_path / "det_anomalies_notes.geojson").exists() and (thumbs / "notes.txt").exists()
     assert json.loads(out.read_text())["name"] == "anomalies_mars"
+
+
+def test_a_layer_in_the_other_format_keeps_the_thumbnails_both_share(tmp_path: Path) -> None:
+    """det.gpkg and det.geojson in one folder share det_thumbs/: writing one removed the other's thumbnails without a
+    word (review r4, session 38). With the other format's layer there, no thumbnail is pruned."""
+    moon = _tif(tmp_path / "moon.tif", MOON_LONLAT, (0.01, 0, 10.0, 0, -0.01, 5.0))
+    mars = _tif(tmp_path / "mars.tif", *PRODUCTS["sphere"])
+    store = _Store(tmp_path / "s")
+    store.folder.mkdir()
+    both = _entries(store, {"mars": mars, "moon": moon})
+    write_layer(store, both, tmp_path / "det.gpkg")
+    thumbs = tmp_path / "det_thumbs"
+    n = len(list(thumbs.glob("*.png")))
+    write_layer(store, both[:1], tmp_path / "det.geojson")  # the Mars product only: the gpkg still shows the Moon's
+    assert len(list(thumbs.glob("*.png"))) == n and list(thumbs.glob("moon_*.png"))

@@ -301,8 +301,9 @@ _LAYER_THUMB = re.compile(r"^.+_\d{2,}_x-?\d+_y-?\d+\.png$")  # a layer thumbnai
 def remove_stale_layer_files(p: Path, written: set[str], thumbs: Path, thumbnails: set[str]) -> list[str]:
     """Remove what an earlier run wrote beside the layer ``p`` and this run did not write (``written``: file names;
     ``thumbnails``: names in ``thumbs``): GeoJSON files of other layers, ``STEM_anomalies_*.geojson``, that begin as
-    this writer writes them (a FeatureCollection named as the layer in their name), and layer thumbnails. Other files
-    are kept. Returns the paths removed. (Until session 38 a rerun without the Moon products left the earlier
+    this writer writes them (a FeatureCollection named as the layer in their name), and layer thumbnails unless a
+    layer of the same stem in the other format is there (its thumbnails share the folder). Other files are kept.
+    Returns the paths removed. (Until session 38 a rerun without the Moon products left the earlier
     ``det_anomalies_moon.geojson`` beside the new ``det.geojson``: audit s38 a3 #5.)"""
     removed: list[Path] = []
     head = f"{p.stem}_anomalies_"
@@ -318,7 +319,9 @@ def remove_stale_layer_files(p: Path, written: set[str], thumbs: Path, thumbnail
                 continue
             if start.startswith(f'{{"type": "FeatureCollection", "name": "{layer}"'.encode("utf-8", "surrogateescape")):
                 removed.append(f)
-    if thumbs.is_dir():
+    # det.gpkg and det.geojson share det_thumbs/: with the other one there its thumbnails may be in use (review r4)
+    shared = any(p.with_suffix(s).exists() for s in (".gpkg", ".geojson", ".json") if s != p.suffix.lower())
+    if thumbs.is_dir() and not shared:
         removed += [f for f in thumbs.iterdir() if f.name not in thumbnails and _LAYER_THUMB.match(f.name)]
     for f in removed:
         f.unlink(missing_ok=True)
