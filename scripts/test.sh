@@ -1,9 +1,32 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (if needed) and run every check CI runs: ruff, mypy, pytest.
-# Usage: bash scripts/test.sh [extra pytest args]     (e.g. -m slow for the slow suite)
+# Usage: bash scripts/test.sh [extra pytest args]     (e.g. -m slow for the slow suite, tests/test_x.py -x for one file)
 # pip's output goes to .venv/pip.log (shown when the install fails).
+# pytest runs on EDGEAE_TEST_WORKERS pytest-xdist workers (default 2, one per core of a 2-core machine; 0: one
+# process, as plain pytest), --dist loadgroup: the tests that must not run at the same time as each other share a
+# group (tests/conftest.py, SERIAL_GROUPS). Your own -n N wins (it comes later); with -p no:xdist, --pdb / --trace
+# or -m speed (timing benchmarks: pytest-benchmark turns itself off under xdist) pytest runs in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# pytest's workers, checked before the install so that a wrong EDGEAE_TEST_WORKERS fails at once
+WORKERS=${EDGEAE_TEST_WORKERS:-2}
+case "$WORKERS" in
+  auto | logical | [0-9] | [0-9][0-9]) ;;
+  *)
+    echo "scripts/test.sh: EDGEAE_TEST_WORKERS must be a number of pytest-xdist workers (0: one process), auto or logical, not '$WORKERS'" >&2
+    exit 2 ;;
+esac
+xdist=(-n "$WORKERS" --dist loadgroup)
+[ "$WORKERS" != 0 ] || xdist=()
+prev=
+for arg in "$@"; do  # arguments that need one process: xdist would refuse them (--pdb) or spoil them (timings)
+  case "$prev/$arg" in
+    */-pno:xdist | -p/no:xdist | */--pdb | */--trace) xdist=() ;;
+    -m/*"not speed"* | */-m*"not speed"*) ;;
+    -m/*speed* | */-m*speed*) xdist=() ;;
+  esac
+  prev=$arg
+done
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
@@ -33,4 +56,4 @@ echo "== ruff"
 echo "== mypy"
 bash scripts/typecheck.sh
 echo "== pytest"
-.venv/bin/python -m pytest --durations=25 "$@"  # --durations: CI logs name the slowest tests
+.venv/bin/python -m pytest "${xdist[@]}" --durations=25 "$@"  # --durations: CI logs name the slowest tests
