@@ -140,7 +140,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--geo-geometry", choices=("point", "polygon"), default="point", help="layer geometry")
     p.add_argument(
         "--geo-crs", choices=("body", "product"), default="body",
-        help="layers in each body's planetocentric lon/lat (default) or in each product's own map CRS",
+        help="a layer per body in its planetocentric lon/lat (default; a product PROJ would misplace there goes to "
+        "a layer in its own geographic or map CRS, the report saying why) or a layer per product CRS in map x/y",
     )  # fmt: skip
     return p
 

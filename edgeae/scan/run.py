@@ -76,8 +76,10 @@ def scan_archive(
     the model's own scorer (tests, custom scores); it must be picklable for worker processes and actors.
     ``quality``: label thresholds; products outside them are recorded as skipped, with the reason, before
     any scoring. ``geo``: write the map-projected products' best patches as a layer (.gpkg or .geojson,
-    ``geo_geometry`` "point" or "polygon", ``geo_crs`` "body" (planetocentric lon/lat, one layer per body) or
-    "product" (map x/y, one layer per product CRS); see :mod:`edgeae.scan.geo`). ``score``: ``"a"`` (the
+    ``geo_geometry`` "point" or "polygon", ``geo_crs`` "body" (planetocentric lon/lat, one layer per body; a
+    product PROJ would misplace there goes to a layer in its own geographic CRS (geodetic lon/lat) or map CRS, the
+    report saying why: :mod:`edgeae.scan.layer_crs`) or "product" (map x/y, one layer per product CRS); see
+    :mod:`edgeae.scan.geo`). ``score``: ``"a"`` (the
     model's score) or ``"terms-max"`` (a VAE's two terms, each over its median in the image, the larger: the
     score the orbital mission flies; :mod:`edgeae.anomaly.terms`; a custom ``scorer_factory`` then returns
     (N, 2) terms) or ``"local-z"`` (a VAE's latents and error against the patches around each one on its image,
