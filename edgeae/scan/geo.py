@@ -209,17 +209,17 @@ def _ring(geo: Any, x: int, y: int, patch: int) -> tuple[np.ndarray, np.ndarray]
 
 def _layer_names(groups: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], str]:
     """``anomalies_<body>`` for body layers; ``anomalies_<body>_geodetic<i>`` for products' geographic CRSs and
-    ``anomalies_<body>_crs<i>`` for product CRSs (each numbered by best score)."""
+    ``anomalies_<body>_crs<i>`` for product CRSs, ``i`` from 0 for each body and kind, by best score."""
     names: dict[tuple[str, str], str] = {}
     order = sorted(groups, key=lambda key: -groups[key][0]["properties"]["score"])
-    counts = {"geodetic": 0, "crs": 0}
+    counts: dict[tuple[str, str], int] = {}
     for key in order:
         body = (groups[key][0]["properties"]["body"] or "unknown").lower()
         if key[0] == "body":
             names[key] = f"anomalies_{body}"
         else:
-            names[key] = f"anomalies_{body}_{key[0]}{counts[key[0]]}"
-            counts[key[0]] += 1
+            i = counts[(key[0], body)] = counts.get((key[0], body), -1) + 1
+            names[key] = f"anomalies_{body}_{key[0]}{i}"
     return names
 
 
