@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeae._optional import require
 from edgeae.printable import printable
-from edgeae.scan.layer_crs import BODY_CRS, Placement, placement
+from edgeae.scan.layer_crs import BODY_CRS, Placement, outline_placement, placement
 from edgeae.scan.out_checks import check_utf8_path
 
 __all__ = [
@@ -124,15 +124,8 @@ def _features(
             continue
         cols = geo.patch_columns(top.xs[:n], top.ys[:n], patch)
         place = placement(geo, cols["map_x"], cols["map_y"], layer_crs)
-        centric = place.kind == "body"
-        outlines = [_ring(geo, int(top.xs[r]), int(top.ys[r]), patch) for r in range(n)] if geometry != "point" else []
-        if place.lonlat and outlines:  # an outline vertex off the body (past a pole) has null lon/lat: not JSON, a
-            # broken GeoPackage polygon; then every outline of the product stays in map x/y
-            rings = [_lonlat_ring(geo, *o, float(cols["lon"][r]), centric) for r, o in enumerate(outlines)]
-            if any(r is None for r in rings):
-                place = Placement("crs", geo.crs_wkt, "a patch outline reaches past a pole, off the body")
-            else:
-                outlines = [r for r in rings if r is not None]
+        if geometry != "point":
+            place, outlines = _outlines(geo, top.xs[:n], top.ys[:n], patch, cols["lon"], place)
         xy = (cols["map_x"], cols["map_y"]) if not place.lonlat else (cols["lon"], cols["lat"])
         if place.kind == "geodetic":
             xy = geo.map_to_lonlat(cols["map_x"], cols["map_y"], centric=False)
@@ -194,16 +187,35 @@ def _lonlat_ring(
     return lon, np.clip(lat, -90.0, 90.0)
 
 
+def _outlines(
+    geo: Any, xs: np.ndarray, ys: np.ndarray, patch: int, lon: np.ndarray, place: Placement
+) -> tuple[Placement, list[tuple[np.ndarray, np.ndarray]]]:
+    """The layer and outlines of the patches at (xs, ys): lon/lat in ``place``'s layer when every vertex is on the
+    body (else null lon/lat: not JSON, a broken GeoPackage polygon) and PROJ puts each back on its outline
+    (:func:`edgeae.scan.layer_crs.outline_placement`), else map x/y in the product CRS's layer. A global grid past
+    ±180° by rounding (LOLA's, by 0.84 m) has its edge vertices put 360° away: its outlines 0.005 px inside fit."""
+    outlines = [_ring(geo, int(x), int(y), patch) for x, y in zip(xs, ys, strict=True)]
+    got = place
+    for inset in (0.0, 0.005) if place.lonlat else ():
+        rings = [_lonlat_ring(geo, *_ring(geo, int(x), int(y), patch, inset), float(c), place.kind == "body")
+                 for x, y, c in zip(xs, ys, lon, strict=True)]  # fmt: skip
+        if len(lonlat := [r for r in rings if r is not None]) < len(rings):
+            return Placement("crs", geo.crs_wkt, "a patch outline reaches past a pole, off the body"), outlines
+        if (got := outline_placement(place, geo, lonlat, outlines)).lonlat:
+            return got, lonlat
+    return got, outlines
+
+
 RING_STEPS = 8  # points per patch edge in polygon geometry
 
 
-def _ring(geo: Any, x: int, y: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Map x, y of the outline of the patch at (x, y)'s part on the product: RING_STEPS points along each edge
-    (a straight edge in map x/y is a curve in lon/lat), closed."""
-    x1, y1 = min(x + patch, geo.width), min(y + patch, geo.height)
+def _ring(geo: Any, x: int, y: int, patch: int, inset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Map x, y of the outline of the patch at (x, y)'s part on the product, ``inset`` px inside it: RING_STEPS
+    points along each edge (a straight edge in map x/y is a curve in lon/lat), closed."""
+    x0, y0, x1, y1 = x + inset, y + inset, min(x + patch, geo.width) - inset, min(y + patch, geo.height) - inset
     t = np.linspace(0.0, 1.0, RING_STEPS, endpoint=False)
-    cx = np.concatenate([x + (x1 - x) * t, np.full_like(t, x1), x1 - (x1 - x) * t, np.full_like(t, x), [x]])
-    cy = np.concatenate([np.full_like(t, y), y + (y1 - y) * t, np.full_like(t, y1), y1 - (y1 - y) * t, [y]])
+    cx = np.concatenate([x0 + (x1 - x0) * t, np.full_like(t, x1), x1 - (x1 - x0) * t, np.full_like(t, x0), [x0]])
+    cy = np.concatenate([np.full_like(t, y0), y0 + (y1 - y0) * t, np.full_like(t, y1), y1 - (y1 - y0) * t, [y0]])
     return geo.pixel_to_map(cx, cy)
 
 
@@ -221,10 +233,6 @@ def _layer_names(groups: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, s
             i = counts[(key[0], body)] = counts.get((key[0], body), -1) + 1
             names[key] = f"anomalies_{body}_{key[0]}{i}"
     return names
-
-
-def _layer_crs(key: tuple[str, str]) -> str:
-    return key[1]
 
 
 def check_layer(out: str | os.PathLike[str], geometry: str = "point", layer_crs: str = "body") -> Path:
@@ -274,14 +282,14 @@ def write_layer(
     if ext == ".gpkg" and ordered:  # an earlier layer file is replaced only when there is something to write
         p.unlink(missing_ok=True)
         for key in ordered:
-            _write_gpkg(p, names[key], _layer_crs(key), groups[key], geometry)
+            _write_gpkg(p, names[key], key[1], groups[key], geometry)
             written.append({"path": str(p), "layer": names[key], "features": len(groups[key])})
     else:
         for i, key in enumerate(ordered):
             path = p if i == 0 else p.with_name(f"{p.stem}_{names[key]}{p.suffix}")
             doc = {
                 "type": "FeatureCollection", "name": names[key],
-                "crs": {"type": "name", "properties": {"name": _layer_crs(key)}},
+                "crs": {"type": "name", "properties": {"name": key[1]}},
                 "features": [{"type": "Feature", **f, "properties": _null_nan(f["properties"])} for f in groups[key]],
             }  # fmt: skip
             path.write_text(json.dumps(doc, allow_nan=False))

@@ -3,7 +3,8 @@
 A GIS puts a layer's features on a product by reprojecting them with PROJ from the layer's CRS into the product's
 (QGIS on the fly). Each product's features go to the first of these that PROJ converts exactly, checked on the
 product's own patch centres (each must land back within :data:`LAYER_TOLERANCE_PX` of itself; one transformer per
-layer CRS and product CRS, cached, its refusal too):
+layer CRS and product CRS, cached, its refusal too), and in a polygon layer on every outline vertex
+(:func:`outline_placement`):
 
 1. a product on a sphere: its body's planetocentric longitude/latitude layer (the IAU 2015 sphere, e.g.
    ``IAU_2015:49900`` for Mars: ``anomalies_mars``), with the products of every projection on that body; on a sphere
@@ -18,7 +19,8 @@ layer CRS and product CRS, cached, its refusal too):
 3. otherwise map x/y in a layer of the product's own CRS (``anomalies_<body>_crs<i>``), with the reason: PROJ refuses
    (GDAL's local-radius Vesta sphere of ``dawnEqui1.cub`` is no body PROJ knows, so it will not relate it to the IAU
    Vesta sphere: "Source and target ellipsoid do not belong to the same celestial body"; audit s38 a3 #2) or misplaces
-   the centres, a centre or outline vertex lies off the body, or the body is unknown.
+   the centres or outline vertices (an outline across 180° E on a grid with central meridian 0: review s38 r4 #2),
+   a centre or outline vertex lies off the body, or the body is unknown. ``i`` counts from 0 for each body.
 
 ``--geo-crs product`` (``layer_crs="product"``) writes every product in its own CRS.
 """
@@ -34,7 +36,7 @@ import numpy as np
 
 from edgeae._optional import require
 
-__all__ = ["BODY_CRS", "LAYER_TOLERANCE_PX", "Placement", "placement"]
+__all__ = ["BODY_CRS", "LAYER_TOLERANCE_PX", "Placement", "outline_placement", "placement"]
 
 # planetocentric longitude/latitude CRS of each body (IAU 2015 sphere, "ocentric"), for the per-body layers
 BODY_CRS = {
@@ -99,31 +101,36 @@ def _transformer(layer: str, product_wkt: str) -> tuple[Any, str]:
         return None, text.rstrip(".")
 
 
-def _misplaced(layer: str, geo: Any, lon: np.ndarray, lat: np.ndarray, mx: np.ndarray, my: np.ndarray) -> str:
-    """Why PROJ does not put (lon, lat) in ``layer`` back at map (mx, my) of ``geo``'s CRS; "" when it does."""
+def _misplaced(
+    layer: str, geo: Any, lon: np.ndarray, lat: np.ndarray, mx: np.ndarray, my: np.ndarray, what: str = "patch centres"
+) -> str:
+    """Why PROJ does not put (lon, lat) in ``layer`` back at map (mx, my) of ``geo``'s CRS; "" when it does.
+    ``what`` the points are, for the reason."""
     t, refused = _transformer(layer, geo.crs_wkt)
     if t is None:
         return f"PROJ cannot relate its CRS to {layer} ({refused})"
     col0, row0 = geo.map_to_pixel(mx, my)
 
-    def worst(lon: np.ndarray) -> float:
+    def errors(lon: np.ndarray) -> np.ndarray:
         x, y = t.transform(lon, lat, errcheck=False)
         col, row = geo.map_to_pixel(np.asarray(x, np.float64), np.asarray(y, np.float64))
-        err = np.hypot(col - col0, row - row0)
-        return float(np.max(err)) if np.isfinite(err).all() else float("inf")
+        return np.where(np.isfinite(err := np.hypot(col - col0, row - row0)), err, np.inf)
 
-    off = worst(lon)
+    err = errors(lon)
+    off = float(np.max(err))
     if off <= LAYER_TOLERANCE_PX:
         return ""
-    if worst(np.where(lon < 0, lon + 360.0, lon)) <= LAYER_TOLERANCE_PX:  # a lon/lat grid of 0..360°
+    if float(np.max(errors(np.where(lon < 0, lon + 360.0, lon)))) <= LAYER_TOLERANCE_PX:  # a lon/lat grid of 0..360°
         return f"its grid runs past 180° E, where {layer}'s longitudes in [-180, 180) do not overlay it"
-    return f"PROJ puts its patch centres up to {off:.3g} px off through {layer}"
+    if (np.abs(lon[err > LAYER_TOLERANCE_PX]) >= 180.0).all():  # an outline round ±180° on a grid PROJ wraps there
+        return f"its grid runs past 180° E, where PROJ puts its {what} past ±180° in {layer} up to {off:.3g} px off"
+    return f"PROJ puts its {what} up to {off:.3g} px off through {layer}"
 
 
 def placement(geo: Any, mx: np.ndarray, my: np.ndarray, layer_crs: str = "body") -> Placement:
     """Where the features of the product ``geo`` (a :class:`edgeae.archive.geo.GeoRef`) with patch centres at map
     (mx, my) go (see the module docstring). Their outlines are checked by the caller: a vertex off the body sends
-    the product to its CRS's layer too."""
+    the product to its CRS's layer too, as does one :func:`outline_placement` finds PROJ misplaces."""
     own = Placement("crs", geo.crs_wkt)
     if layer_crs == "product":
         return own
@@ -140,3 +147,18 @@ def placement(geo: Any, mx: np.ndarray, my: np.ndarray, layer_crs: str = "body")
         return Placement("crs", geo.crs_wkt, "a patch centre lies off the body")
     why = _misplaced(cand.crs, geo, lon, lat, np.asarray(mx, np.float64), np.asarray(my, np.float64))
     return Placement("crs", geo.crs_wkt, why) if why else cand
+
+
+def outline_placement(
+    place: Placement,
+    geo: Any,
+    rings: list[tuple[np.ndarray, np.ndarray]],
+    outlines: list[tuple[np.ndarray, np.ndarray]],
+) -> Placement:
+    """``place`` (a lon/lat layer) when PROJ puts every vertex of the ``rings``, as written in that layer, back on
+    the map x/y ``outlines`` of ``geo``; else the product's CRS layer, saying why. A ring round ±180° on a grid
+    with central meridian 0 (150..210° E) misses: PROJ takes its 183° as -177°, 360° away (review s38 r4 #2)."""
+    lon, lat = (np.concatenate([r[i] for r in rings]).astype(np.float64) for i in (0, 1))
+    mx, my = (np.concatenate([o[i] for o in outlines]).astype(np.float64) for i in (0, 1))
+    why = _misplaced(place.crs, geo, lon, lat, mx, my, "outline vertices")
+    return Placement("crs", geo.crs_wkt, why) if why else place
