@@ -222,11 +222,14 @@ def _row(method: str, ap: float) -> dict[str, Any]:
 
 
 def test_a_summary_says_which_baselines_were_not_run_and_never_reads_as_all_met() -> None:
+    from edgeae.anomaly.classical import METHODS as CLASSICAL_KNN  # need no latents: a CAE run has them (session 38)
+
     rows = [_row("default (multi-scale z)", 0.5), _row("cae masked error", 0.3), _row("patch std", 0.2),
-            _row("RX (patch features)", 0.2)]  # fmt: skip
+            _row("RX (patch features)", 0.2)] + [_row(m, 0.2) for m in CLASSICAL_KNN]  # fmt: skip
     checks = acceptance("lroc_nac_craters", rows)
     assert [c["check"] for c in checks] == [
-        "AP vs patch std", "AP vs RX (patch features)", "AP vs isolation forest (mu), kNN (mu)",
+        "AP vs patch std", "AP vs RX (patch features)", *(f"AP vs {m}" for m in CLASSICAL_KNN),
+        "AP vs isolation forest (mu), kNN (mu)",
     ]  # fmt: skip
     assert (
         checks[-1]["passed"] is None and checks[-1]["detail"] == "not run: they rank VAE latents (mu); a CAE has none"
