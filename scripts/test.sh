@@ -5,7 +5,8 @@
 # pytest runs on EDGEAE_TEST_WORKERS pytest-xdist workers (default 2, one per core of a 2-core machine; 0: one
 # process, as plain pytest), --dist loadgroup: the tests that must not run at the same time as each other share a
 # group (tests/conftest.py, SERIAL_GROUPS). Your own -n N wins (it comes later); with -p no:xdist, --pdb / --trace
-# or -m speed (timing benchmarks: pytest-benchmark turns itself off under xdist) pytest runs in one process.
+# or -m speed (timing benchmarks: pytest-benchmark turns itself off under xdist) or -m slow (venv installs, kills
+# and load-sensitive bounds, not grouped for two workers) pytest runs in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # pytest's workers, checked before the install so that a wrong EDGEAE_TEST_WORKERS fails at once
@@ -22,8 +23,8 @@ prev=
 for arg in "$@"; do  # arguments that need one process: xdist would refuse them (--pdb) or spoil them (timings)
   case "$prev/$arg" in
     */-pno:xdist | -p/no:xdist | */--pdb | */--trace) xdist=() ;;
-    -m/*"not speed"* | */-m*"not speed"*) ;;
-    -m/*speed* | */-m*speed*) xdist=() ;;
+    -m/*"not speed"* | */-m*"not speed"* | -m/*"not slow"* | */-m*"not slow"*) ;;
+    -m/*speed* | */-m*speed* | -m/*slow* | */-m*slow*) xdist=() ;;
   esac
   prev=$arg
 done

@@ -100,14 +100,14 @@ def _pytest_argv(tmp_path: Path, *args: str, workers: str | None = None) -> tupl
 def test_test_sh_runs_two_workers_and_a_users_choice_wins(tmp_path: Path) -> None:
     xdist = ["-n", "2", "--dist", "loadgroup", "--durations=25"]
     assert _pytest_argv(tmp_path) == (0, xdist, "")
-    assert _pytest_argv(tmp_path, "-m", "slow")[1] == [*xdist, "-m", "slow"]
+    assert _pytest_argv(tmp_path, "-m", "not slow")[1] == [*xdist, "-m", "not slow"]
     assert _pytest_argv(tmp_path, "tests/test_x.py", "-x")[1] == [*xdist, "tests/test_x.py", "-x"]
     assert _pytest_argv(tmp_path, "-m", "not speed")[1] == [*xdist, "-m", "not speed"]
     assert _pytest_argv(tmp_path, "-n", "0")[1] == [*xdist, "-n", "0"]  # the last -n wins
     assert _pytest_argv(tmp_path, workers="3")[1] == ["-n", "3", "--dist", "loadgroup", "--durations=25"]
-    # one process: no worker asked for, xdist turned off, a debugger, or timing benchmarks
+    # one process: no worker asked for, xdist turned off, a debugger, timing benchmarks or the slow suite
     for args, workers in [((), "0"), (("-p", "no:xdist"), None), (("-pno:xdist",), None), (("--pdb",), None),
-                          (("-m", "speed"), None), (("-mspeed",), None)]:  # fmt: skip
+                          (("-m", "speed"), None), (("-mspeed",), None), (("-m", "slow"), None)]:  # fmt: skip
         assert _pytest_argv(tmp_path, *args, workers=workers)[1] == ["--durations=25", *args], args
     rc, argv, err = _pytest_argv(tmp_path, workers="two")
     assert rc == 2 and argv == [] and "EDGEAE_TEST_WORKERS must be a number" in err and "'two'" in err
