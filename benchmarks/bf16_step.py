@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,13 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     from edgeae.train.common import cpu_has_fast_bf16
 
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = [measure(name, args.rounds) for name in CASES]
-    result = {"machine": machine_info(args.threads), "cpu_has_fast_bf16": cpu_has_fast_bf16(), "rows": rows}
+    result = {"machine": machine_info(args.threads), "cpu_has_fast_bf16": cpu_has_fast_bf16(), "rows": rows,
+              "load_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}}  # fmt: skip
     for r in rows:
         m = r["median_s"]
         print(f"{r['model']}: float32 {m['float32']:.3f} s/step, bfloat16 {m['bfloat16']:.3f} s/step "
               f"(bf16 / fp32 = {r['bf16_over_fp32']})")  # fmt: skip
-    print(f"hardware bfloat16 on this CPU: {result['cpu_has_fast_bf16']}")
+    print(f"hardware bfloat16 on this CPU: {result['cpu_has_fast_bf16']}; 1-minute load {result['load_1min']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
