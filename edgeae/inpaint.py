@@ -18,8 +18,8 @@
   sample at the image's global mean, σ = 8 fills them from their neighbourhood. A baseline only: the ``unet``
   pre-fill keeps :data:`NORMCONV_SIGMAS`.
 - ``blend``: the pixelwise mean of the ``normconv-wide`` and ``linear`` fills (:data:`BLEND_OF`), no parameter. The
-  pair was picked on the validation splits (docs/reconstruction.md, "Classical fills"): it is the best classical
-  fill there at keep 0.05 and 0.1 on rover frames.
+  pair was picked on the validation files (``benchmarks/classical_validation.py``, docs/reconstruction.md): it is
+  the best classical fill there at keep 0.02, 0.05 and 0.1 on rover and grey frames.
 
 All methods take float32 (H, W, C) or (H, W) in [0, 1] plus ``known`` bool (H, W) and return float32 of the
 same shape with the known pixels unchanged bit for bit. :func:`prepare` checks that contract for every fill (this
