@@ -3,7 +3,8 @@
 The acceptance table of issue 11, on images no model was trained on or selected with:
 
 1. the 7 unseen rover test images (``rover_rgb`` test split), 512-px centre crops, keep 0.05 / 0.1 / 0.25:
-   PSNR and SSIM of every model and every classical method (normconv, linear, telea, ns, nearest), the best
+   PSNR and SSIM of every model and every classical method (normconv, linear, telea, ns, nearest, and since
+   session 38 normconv-wide and blend: ``acceptance_report.CLASSICAL``), the best
    classical method *per image*, each model's margin over it, and on how many images the model wins;
 2. "do no harm": the smoothest 128×128 window of each test image (sky, haze, shadow; chosen automatically by
    the lowest mean gradient magnitude, never by looking at results), keep 0.1: each model's PSNR minus the
