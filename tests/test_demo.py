@@ -48,7 +48,7 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
         "Conclusion",
     ):
         assert f"<h2>{title}</h2>" in html
-    for method in ("cae", "telea", "ns", "linear", "nearest", "normconv"):
+    for method in ("cae", "telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend"):
         assert (out / "img" / f"01-recon-{method}.png").is_file()
         assert (out / "img" / f"01-error-{method}.png").is_file()
         assert f">{method}" in html
@@ -61,7 +61,9 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     assert "jpeg2000 (whole frame in" in html
     m = json.loads((out / "metrics.json").read_text())
     assert m["image"] == "moon" and m["keep"] == 0.1 and m["shape"] == [512, 512, 1]
-    assert set(m["results"]) == {"cae", "cae-xcheck", "telea", "ns", "linear", "nearest", "normconv", "jpeg2000"}
+    assert set(m["results"]) == {
+        "cae", "cae-xcheck", "telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend", "jpeg2000"
+    }  # fmt: skip
     assert m["same_bytes_codec"]["bytes"] <= m["same_bytes_codec"]["budget"]
     assert 30 < m["results"]["linear"]["psnr"] < 45  # measured 36.9 dB (seed 0)
     # every number the page shows is in the JSON beside it: downlink per link, anomaly top patches, conclusion

@@ -180,4 +180,4 @@ def test_a_ground_memory_refusal_suggests_only_fills_ground_decode_offers() -> N
     msg = limits._lighter(4096, 4096, 1, "cae:rover-rgb-unet2-ground")
     named = msg.split("with --method ")[1].split(":")[0].split(" or ")
     assert named and set(named) <= set(offered)
-    assert set(limits.NOT_A_GROUND_METHOD) == set(METHODS) - set(offered)  # drop it when ground decode offers them
+    assert set(limits.NOT_A_GROUND_METHOD) == set(METHODS) - set(offered) == set()  # ground decode offers every fill

@@ -32,7 +32,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--pattern", default="uniform", help="mask pattern: uniform or jittered")
     p.add_argument("--model", help="CAE to use (zoo name or path); default: the zoo model for the frame")
     p.add_argument(
-        "--methods", default="cae,telea,ns,linear,nearest,normconv", help="comma-separated methods to compare"
+        "--methods",
+        default="cae,telea,ns,linear,nearest,normconv,normconv-wide,blend",
+        help="comma-separated methods to compare (normconv-wide, blend: the classical fills added in session 38)",
     )
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument("--data", type=Path, help="shared data folder (default $EDGEAE_DATA or ../shared/data)")

@@ -26,8 +26,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default="telea",
-        choices=("telea", "ns", "linear", "nearest", "normconv"),
-        help="classical fill without --model, and for a frame the --model cannot fill (default telea)",
+        choices=("telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend"),
+        help="classical fill without --model, and for a frame the --model cannot fill (default telea; blend: the mean "
+        "of normconv-wide and linear, the best classical fill on the validation frames: "
+        f"{source_ref('docs/reconstruction.md')})",
     )
     p.add_argument(
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"

@@ -100,9 +100,9 @@ with ``/usr/bin/time -v edgeae ground decode`` on 4096 × 4096 grey and RGB fram
 two agreed within 0.1 %); ``blend``, which runs ``linear`` and then ``normconv-wide``, is not measured here: the sum
 of theirs, an upper bound (``edgeae reconstruct``: blend 4 % above linear grey, 9 % RGB)."""
 
-NOT_A_GROUND_METHOD = ("normconv-wide", "blend")
-"""Fills a memory refusal does not suggest: ``edgeae ground decode --method`` does not offer them yet (its choices
-in edgeae/cli/ground.py predate them); the API's fillers (:func:`edgeae.ground.filler.make_filler`) take them."""
+NOT_A_GROUND_METHOD: tuple[str, ...] = ()
+"""Fills a memory refusal does not suggest because ``edgeae ground decode --method`` does not offer them (none since
+session 38 added normconv-wide and blend to its choices)."""
 
 CAE_FIXED_BYTES = 180 << 20
 """What a CAE rebuild holds whatever the frame size: torch and the model loaded (peak RSS at batch 4 and 32 on
