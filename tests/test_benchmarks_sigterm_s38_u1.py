@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers_benchmarks import WRITE, fake_stages
 
 import benchmarks.__main__ as bm
 from benchmarks.__main__ import PY, Stage, main
@@ -93,18 +94,7 @@ def test_sigterm_stops_the_running_stage_and_what_it_started(tmp_path: Path) -> 
 
 @pytest.fixture
 def stages(monkeypatch: pytest.MonkeyPatch):
-    fake = {"date": "2026-12-08T00:00:00+00:00", "commit": "abc1234", "cpu": "Test CPU", "logical_cores": 2,
-            "gpu": None, "cpu_flags": [], "versions": {}}  # fmt: skip
-    monkeypatch.setattr(bm, "machine_info", lambda: fake)
-
-    def make(**table: Stage) -> None:
-        monkeypatch.setattr(bm, "STAGES", table)
-
-    return make
-
-
-WRITE = "import sys; from pathlib import Path; out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True); " \
-        "(out / 'results.md').write_text(sys.argv[2])"  # fmt: skip
+    return fake_stages(monkeypatch)
 
 
 def test_sigterm_while_a_stage_is_published_publishes_it_whole_and_stops(
