@@ -101,3 +101,9 @@ def test_a_folder_another_check_removes_meanwhile_is_checked_again(
 
     monkeypatch.setattr(user.tempfile, "mkstemp", always_vanish)
     assert "vanishing" in (user.unwritable(folder) or "")
+
+
+def test_a_zoo_entry_says_a_repeated_resume_once_with_its_count() -> None:
+    """40 resumes with the same command made a 1,872-character zoo command (review r2, session 38)."""
+    assert user._runs_of(["a", "b", "b", "b", "a"]) == ["a", "b (3 times)", "a"]
+    assert user._runs_of([]) == []

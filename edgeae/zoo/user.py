@@ -191,8 +191,20 @@ def user_entry(
         "training_data_hash": metadata.training_data_hash,
         "description": f"user-installed {metadata.kind} ({shape}) from {Path(checkpoint).resolve()}",
         "run": str(run),  # the run folder that made it: only it replaces the model without --force
-        "command": "; then: ".join([first, *resume_commands(card)]),
+        "command": "; then: ".join([first, *_runs_of(resume_commands(card))]),
     }
+
+
+def _runs_of(commands: list[str]) -> list[str]:
+    """``commands`` with each run of the same command said once with its count (a run resumed 40 times with the
+    same ``--resume RUN`` reads ``... (40 times)``, not 40 copies: review r2, session 38)."""
+    out: list[tuple[str, int]] = []
+    for c in commands:
+        if out and out[-1][0] == c:
+            out[-1] = (c, out[-1][1] + 1)
+        else:
+            out.append((c, 1))
+    return [c if n == 1 else f"{c} ({n} times)" for c, n in out]
 
 
 def resume_commands(card: dict[str, Any]) -> list[str]:
