@@ -116,6 +116,13 @@ _ENTRY_POINTS = {  # name: (patched module, its function the command calls, argv
         130,
         "edgeae ground decode: interrupted (SIGTERM)\n",
     ),
+    "ground decode checks": (  # SIGTERM while the packet files and --original are checked (review r2, session 38)
+        "edgeae.cli.ground",
+        "_check_original",
+        ["ground", "decode", "p.bin", "--out", "g"],
+        130,
+        "edgeae ground decode: interrupted (SIGTERM)\n",
+    ),
     "train cae": (
         "edgeae.cli.train_cae",
         "_run_cae",
@@ -129,7 +136,7 @@ _ENTRY_POINTS = {  # name: (patched module, its function the command calls, argv
 
 def _run(tmp_path: Path, entry: str, sigterm: object) -> subprocess.CompletedProcess[str]:
     module, name, argv, _, _ = _ENTRY_POINTS[entry]
-    if entry == "ground decode":
+    if entry.startswith("ground decode"):
         from test_ground_storage_s31 import _frames
 
         _frames(tmp_path / "p.bin", [(8, 8, 1)])

@@ -187,31 +187,38 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeae.ground.sources import check_packet_files
-
     if args.ground_command == "decode":
-        for p in args.packets:  # every plain mistake before --out is created or a packet read
-            if not p.exists():
-                raise CLIError(f"packet file {p} does not exist")
-            if not p.is_file() and not p.is_dir():  # a pipe (cat x | ... /dev/stdin) or a device
-                raise CLIError(
-                    f"packet file {p} is not a regular file (a pipe or a device): packet files are read in windows, "
-                    "back and forth; save the stream to a file first (e.g. cat ... > rx.bin) and decode that"
-                )
-            if p.is_file() and p.stat().st_size == 0:
-                raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
-            check_packet_files(p)
-        _check_original(args)
-        with contextlib.ExitStack() as stack:  # --out held to the end: a second session into it is refused
-            gs = _station(args, claim=OutClaim(args.out, stack))
-            received = getattr(args, "_sigterm", [])  # "SIGTERM" once it came: stream.json and the line name it
-            restore = _sigterm_as_interrupt(received)
-            try:
-                return _decode(args, gs, received)
-            finally:
-                restore()
+        received = getattr(args, "_sigterm", [])  # "SIGTERM" once it came: stream.json and the line name it
+        restore = _sigterm_as_interrupt(received)  # from the start: a SIGTERM during the checks stops it as Ctrl-C
+        try:
+            return _decode_checked(args, received)
+        finally:
+            restore()
     with contextlib.ExitStack() as stack:
         return _serve(args, OutClaim(args.out, stack))
+
+
+def _decode_checked(args: argparse.Namespace, received: list[str]) -> int:
+    """``ground decode``: every plain mistake refused before --out is created or a packet read, then the decode
+    (until session 38 the SIGTERM handler came after these checks, and a SIGTERM during them ended the process
+    without a word: review r2)."""
+    from edgeae.ground.sources import check_packet_files
+
+    for p in args.packets:  # every plain mistake before --out is created or a packet read
+        if not p.exists():
+            raise CLIError(f"packet file {p} does not exist")
+        if not p.is_file() and not p.is_dir():  # a pipe (cat x | ... /dev/stdin) or a device
+            raise CLIError(
+                f"packet file {p} is not a regular file (a pipe or a device): packet files are read in windows, "
+                "back and forth; save the stream to a file first (e.g. cat ... > rx.bin) and decode that"
+            )
+        if p.is_file() and p.stat().st_size == 0:
+            raise CLIError(f"packet file {p} is empty (0 bytes): nothing was recorded")
+        check_packet_files(p)
+    _check_original(args)
+    with contextlib.ExitStack() as stack:  # --out held to the end: a second session into it is refused
+        gs = _station(args, claim=OutClaim(args.out, stack))
+        return _decode(args, gs, received)
 
 
 def _check_original(args: argparse.Namespace) -> None:
