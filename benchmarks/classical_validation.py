@@ -26,16 +26,13 @@ PAIRS = (("normconv", "linear"), ("normconv-wide", "linear"))
 
 
 def rover_crops(root: Any) -> list[tuple[str, np.ndarray]]:
+    from benchmarks.reconstruction_acceptance import centre_crop  # the acceptance's own 512-px crop
     from edgeae.datasets import split_files
     from edgeae.imageio import read_image
 
-    out = []
-    for p in split_files("rover_rgb_v2", "val", root):
-        img = read_image(p, channels=3).pixels
-        h, w = img.shape[:2]
-        y, x = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
-        out.append((p.name, img[y : y + 512, x : x + 512]))
-    return out
+    return [
+        (p.name, centre_crop(read_image(p, channels=3).pixels, 512)) for p in split_files("rover_rgb_v2", "val", root)
+    ]
 
 
 def measure(items: list[tuple[str, np.ndarray]], seed0: int, keep: float) -> dict[str, float]:
