@@ -7,7 +7,9 @@ The rover models are trained on full-resolution Mastcam/Mastcam-Z/Navcam frames.
 the camera's resolution, re-compressed. A ground station may well be handed such products. For every ``--step``-th
 image of the validation sols (:func:`edgeae.datasets.msl_split_of_sol`: validation data, never a test figure),
 a uniform mask keeping ``--keep`` of the pixels (seed = image index), then the whole image's PSNR (as in the
-reconstruction stage) of the five classical fills (the best per image is the baseline), the ground and flight
+reconstruction stage) of the classical fills of the acceptance benchmark
+(:data:`benchmarks.acceptance_report.CLASSICAL`, blend and normconv-wide included since session 39; the best per
+image is the baseline), the ground and flight
 CAEs alone, and each cross-checked against linear interpolation (:mod:`edgeae.crosscheck`, its defaults; what
 ``edgeae reconstruct`` does by default). Per-image PSNRs go to ``results.json``. Fixed seeds: exact on a rerun.
 About 18 min on 2 cores at ``--step 3`` (424 images; the cross-check is most of it).
@@ -23,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-CLASSICAL = ("normconv", "linear", "telea", "ns", "nearest")
+from benchmarks.acceptance_report import CLASSICAL
+
 MODELS = ("rover-rgb-unet2-ground", "rover-rgb-unet2-flight")
 
 
