@@ -6,10 +6,11 @@
         --keep 0.1 --configs 100:1e-4:0.2:0.5,200:1e-4:0.2:0.5,100:1e-4:0.1:0.3
 
 512-px centre crops of the first ``--limit`` files of the split, uniform masks seeded by the file index, the model
-as shipped, normconv and linear interpolation, then the model adapted with each ``STEPS:LR:DROP_LO:DROP_HI``
-config (seed = file index; CHECK is the held-out fraction of edgeae.adapt, 0 = the model after the last step is
-used whatever it does). Prints one JSON line per file and the means; the tables of docs/training.md
-("Per-frame adaptation") come from these commands.
+as shipped, the classical fills (normconv and linear interpolation; since session 39 also normconv-wide and blend,
+printed for reference: the configs are compared on the adapted model's own PSNR), then the model adapted with each
+``STEPS:LR:DROP_LO:DROP_HI`` config (seed = file index; CHECK is the held-out fraction of edgeae.adapt, 0 = the
+model after the last step is used whatever it does). Prints one JSON line per file and the means; the tables of
+docs/training.md ("Per-frame adaptation") come from these commands.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 
+from benchmarks.crops import centre_crop
 from edgeae.adapt import AdaptConfig, adapt_predictor
 from edgeae.datasets import split_files
 from edgeae.imageio import read_image
@@ -53,13 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     channels = base.metadata.channels
     rows = []
     for i, path in enumerate(split_files(dataset, split)[: args.limit]):
-        full = read_image(path, channels=channels).pixels
-        h, w = full.shape[:2]
-        y, x = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
-        img = full[y : y + 512, x : x + 512]
+        img = centre_crop(read_image(path, channels=channels).pixels, 512)
         known = make_mask(i, img.shape[:2], args.keep)
         row: dict[str, object] = {"file": path.name}
-        for m in ("normconv", "linear"):
+        for m in ("normconv", "linear", "normconv-wide", "blend"):
             row[m] = run_method(img, known, m).metrics["psnr"]
         row["shipped"] = run_method(img, known, "cae", base, progress=False).metrics["psnr"]
         for c in configs:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
+from benchmarks.crops import centre_crop
 from benchmarks.machine import machine_info
 
 KEEPS = (0.02, 0.05, 0.1)
@@ -41,10 +42,7 @@ def crops(split: str, root: Any) -> list[tuple[str, np.ndarray]]:
     out = []
     if split == "test":
         for p in split_files("orbital_gray", "test", root):
-            full = read_image(p, channels=1).pixels
-            h, w = full.shape[:2]
-            y, x = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
-            out.append((p.name, full[y : y + 512, x : x + 512]))
+            out.append((p.name, centre_crop(read_image(p, channels=1).pixels, 512)))
         return out
     for p in split_files("orbital_gray_v2", "val", root):
         full = read_image(p, channels=1).pixels

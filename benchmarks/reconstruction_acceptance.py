@@ -49,6 +49,7 @@ from benchmarks.acceptance_report import VARIANTS as VARIANTS
 from benchmarks.acceptance_report import markdown as markdown
 from benchmarks.acceptance_report import summarise as summarise
 from benchmarks.acceptance_report import verdicts as verdicts
+from benchmarks.crops import centre_crop as centre_crop
 from benchmarks.machine import machine_info
 
 log = logging.getLogger("reconstruction_acceptance")
@@ -61,12 +62,6 @@ ROVER_MODELS = (GROUND, FLIGHT, "rover-rgb-gtunet", "rover-rgb-gtcae-v2", f"zoo:
 rover-rgb-gtunet alone, the previous default model, judged as the default)."""
 GRAY_MODELS = ("orbital-gray-unet2-ground", "orbital-gray-gtunet")
 SMOOTH_WINDOW = 128
-
-
-def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[y : y + size, x : x + size]
 
 
 def smoothest_window(img: np.ndarray, size: int = SMOOTH_WINDOW, step: int = 32) -> tuple[int, int]:

@@ -31,18 +31,11 @@ from edgeae.masks import PRNG_VERSION, make_mask
 from edgeae.reconstruct import run_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
+from benchmarks.crops import centre_crop as centre_crop
 from benchmarks.machine import machine_info
 
 log = logging.getLogger("reconstruction_sweep")
 KEYS = ("psnr", "ssim", "mae", "error_variance", "mae_destroyed", "seconds")
-
-
-def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    if size <= 0:
-        return img
-    h, w = img.shape[:2]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[y : y + size, x : x + size]
 
 
 def _record(res: Any) -> dict[str, float]:
