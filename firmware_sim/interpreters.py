@@ -2,11 +2,13 @@
 session (``.onnx``/``.ort``) and an ai-edge-litert interpreter (``.tflite``, int8 inputs and outputs quantised
 with the TFLite affine rule, static batches run in chunks).
 
+Both are opened with an explicit thread count (:func:`interpreter_threads`: the caller's, else one).
 :class:`.runtime.ArtifactPredictor` wraps one of them; never imports torch.
 """
 
 from __future__ import annotations
 
+import numbers
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,15 +20,39 @@ from edgeae.metadata import METADATA_KEY
 
 from .artifact_file import ArtifactError, tflite_metadata_entries
 
+DEFAULT_THREADS = 1
+"""Threads an interpreter runs on where its caller names none (``load_artifact(path)``, ``threads=None``): one, as
+LiteRT runs (ai-edge-litert passes ``num_threads or 1`` to its interpreter). onnxruntime's own default is a thread
+per core of the machine, so every session opened without a count took all the cores: two pytest workers, or a
+board's other work, ran on oversubscribed cores. The flight names its count: each interpreter gets the mission's
+``[runtime] threads`` (the VAE scoring engine, by default, that many interpreters of one thread each, :mod:`.onboard`).
+"""
+
+
+def interpreter_threads(threads: int | None) -> int:
+    """The thread count an interpreter is opened with: ``threads``, or :data:`DEFAULT_THREADS` for None."""
+    if threads is None:
+        return DEFAULT_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError(f"interpreter threads must be a whole number >= 1 or None, got {threads!r}")
+    return int(threads)
+
+
+def session_options(threads: int | None) -> Any:
+    """onnxruntime session options with both thread pools sized: intra-op (the threads one node's kernel runs on)
+    :func:`interpreter_threads`, inter-op 1 (nodes run in sequence on the calling thread: no inter-op pool starts)."""
+    ort = require("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = interpreter_threads(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    return opts
+
 
 def _onnx_session(source: Path | bytes, threads: int | None, name: str) -> Any:
     ort = require("onnxruntime")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
+    opts = session_options(threads)
     try:
         arg = str(source) if isinstance(source, Path) else source
         return ort.InferenceSession(arg, sess_options=opts, providers=["CPUExecutionProvider"])
@@ -81,9 +107,10 @@ class _TFLiteRunner:
         litert = require("ai_edge_litert.interpreter")
         from edgeae.logs import native_stderr_to_log
 
+        n_threads = interpreter_threads(threads)  # refused here, not reported as a file LiteRT cannot load
         try:
             with native_stderr_to_log():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" INFO line
-                self.interp = litert.Interpreter(model_content=content, num_threads=int(threads) if threads else None)
+                self.interp = litert.Interpreter(model_content=content, num_threads=n_threads)
                 self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{path}: cannot be loaded by ai-edge-litert ({exc})") from exc

@@ -33,7 +33,7 @@ from .artifact_file import ArtifactError as ArtifactError
 from .artifact_file import check_artifact_file as check_artifact_file
 from .artifact_file import sniff as sniff
 from .artifact_file import tflite_metadata_entries as tflite_metadata_entries
-from .interpreters import _onnx_session
+from .interpreters import _onnx_session, interpreter_threads
 from .interpreters import _OnnxRunner as _OnnxRunner  # score.py reaches into the runners
 from .interpreters import _TFLiteRunner as _TFLiteRunner
 from .interpreters import dequantize as dequantize
@@ -83,7 +83,7 @@ class ArtifactPredictor:
         self.source = str(self.path)
         check_artifact_file(self.path)
         self.format = "tflite" if self.path.suffix in TFLITE_SUFFIXES else "onnx"
-        self.threads = threads
+        self.threads = interpreter_threads(threads)  # None: DEFAULT_THREADS, what the interpreter is opened with
         self._runner: _OnnxRunner | _TFLiteRunner
         if self.format == "tflite":
             self._runner = _TFLiteRunner(self.path, threads)
@@ -205,7 +205,8 @@ def _warn_if_int8_saturates(source: str, meta: ModelMetadata) -> None:
 
 def load_artifact(path: str | os.PathLike[str], threads: int | None = None) -> ArtifactPredictor:
     """Open an ``.onnx``/``.ort``/``.tflite`` artifact; refuses files without valid edgeae metadata.
-    ``threads``: the interpreter's thread count (a whole number >= 1; None: the runtime's default)."""
+    ``threads``: the interpreter's thread count (a whole number >= 1; None: :data:`.interpreters.DEFAULT_THREADS`,
+    one, in onnxruntime as in LiteRT; until session 39 onnxruntime then took a thread per core)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     return ArtifactPredictor(path, threads=threads)
