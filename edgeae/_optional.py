@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from types import ModuleType
 
 _EXTRA_FOR = {
@@ -79,6 +81,37 @@ def require(module: str) -> ModuleType:
         raise MissingDependencyError(
             f"{module!r} is needed here but is not installed: run  pip install 'edgeae[{extra}]'"
         ) from exc
+
+
+_TIFF_CODEC = re.compile(r"<(COMPRESSION|PREDICTOR)\.(\w+): \d+> requires the 'imagecodecs' package")
+_TIFF_ZSTD = "No module named 'compression"  # tifffile's ZSTD fallback: Python 3.14's compression.zstd
+
+
+def tiff_codec_error(path: str | os.PathLike[str], exc: BaseException) -> MissingDependencyError | None:
+    """The :class:`MissingDependencyError` (with the pip line) for a TIFF decode that failed because tifffile decodes
+    the file's compression (LZW, JPEG, JPEG 2000, WebP, ZSTD, ...) or predictor (floating-point) only with
+    ``imagecodecs``, read from tifffile's error ``exc``; None for any other error (the file's own). Until session 39
+    the ground read such a file as a damaged one ("not a readable TIFF (... requires the 'imagecodecs' package)"); the
+    flight finds it from the file's tags before decoding (``firmware_sim.frame_decoders.tiff_codec_missing``, the
+    same pip line)."""
+    text = str(exc)
+    named = _TIFF_CODEC.search(text)
+    if named is not None:
+        what = f"{named.group(2)} {named.group(1).lower()}"
+    elif _TIFF_ZSTD in text:
+        what = "ZSTD compression"
+    else:
+        return None
+    name = os.fspath(path)
+    if not missing({"imagecodecs": _EXTRA_FOR["imagecodecs"]}):  # installed, yet tifffile cannot take the codec from it
+        return MissingDependencyError(
+            f"'imagecodecs' is installed here but does not decode {name}'s {what} (built without that codec, or "
+            "failing to import): run  pip install --force-reinstall imagecodecs"
+        )
+    return MissingDependencyError(  # worded as require's, which a scan's plain rerun retakes once it is installed
+        f"'imagecodecs' is needed here but is not installed (to decode {name}'s {what}): run  pip install "
+        f"'edgeae[{_EXTRA_FOR['imagecodecs']}]' (imagecodecs alone; the ground extra brings it too)"
+    )
 
 
 def missing(modules: dict[str, str]) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from edgeae import _headers
 from edgeae._headers import HeaderInfo, ImageReadError
-from edgeae._optional import MissingDependencyError, require
+from edgeae._optional import MissingDependencyError, require, tiff_codec_error
 
 __all__ = [
     "FORMAT_DECODERS",
@@ -366,6 +366,9 @@ def _tiff(p: Path) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile raises many types for broken files
+        codec = tiff_codec_error(p, exc)  # a codec that needs imagecodecs: the pip line, not a bad file
+        if codec is not None:
+            raise codec from exc
         raise ImageReadError(f"{p}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
     if axes in ("YX", "YXS"):
         return arr

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeae import _headers
 from edgeae._headers import ImageReadError
-from edgeae._optional import require
+from edgeae._optional import require, tiff_codec_error
 from edgeae.imagedecode import check_band
 from edgeae.imageio import _split_samples, convert_channels, read_raw, to_float
 from edgeae.nodata import Margin, across_channels, margin_mask, nodata_mask, valid_mask
@@ -151,6 +151,9 @@ class RowReader:
                     try:
                         seg, (ps, _, py, px, _), _shape = page.decode(data, index, jpegtables=page.jpegtables)
                     except Exception as exc:
+                        codec = tiff_codec_error(self.path, exc)  # its codec needs imagecodecs: not a bad file
+                        if codec is not None:
+                            raise codec from exc
                         raise ImageReadError(f"{self.path}: cannot decode TIFF segment {index} ({exc})") from exc
                     if seg is None:
                         continue
