@@ -24,13 +24,13 @@ from benchmarks.publish import (
     earlier_runs,
     locked,
     promote,
-    run_command,
     shown_path,
     sigint_deferred,
     snapshot,
     update_record,
 )
 from benchmarks.report import STAGES_REMEDY, load_record
+from benchmarks.stage_command import run_command
 from benchmarks.stages import PY, Command, Stage
 from edgeae.data import find_data_root
 
@@ -125,6 +125,7 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
         load_before = [round(v, 2) for v in os.getloadavg()]
         rc = 0
         shown = []
+        leftovers: list[str] = []  # what the harness killed or stopped reading once a command ended
         with open(log_path, "wb") as log:
             for cmd in stage.full if run.full else stage.quick:
                 if run.received:  # a stop whose Ctrl-C a library swallowed (``import torch``): it still counts
@@ -132,7 +133,7 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
                 shown.append(" ".join(["python" if a == PY else a for a in _fill(cmd, shown_path(published))]))
                 print(f"\n== {name}: {shown[-1]}", flush=True)
                 log.write(f"== {shown[-1]}\n".encode())
-                rc = run_command(_fill(cmd, shown_path(staging)), log, run.env)  # relative: cwd is ROOT
+                rc = run_command(_fill(cmd, shown_path(staging)), log, run.env, leftovers)  # relative: cwd is ROOT
                 if rc == -signal.SIGINT:
                     raise StageInterrupted(name, staging)
                 if rc != 0:
@@ -149,10 +150,12 @@ def _run_stage(run: Run, name: str, stage: Stage) -> str:
             "machine": run.where,
             "log": shown_path(log_path),
             **extra,
+            **({"leftovers": leftovers} if leftovers else {}),
         }
         if rc != 0:
             fail = {"date": _now(), "commit": run.where.get("commit"), "size": size, "returncode": rc,
-                    "commands": shown, "log": record["log"], "staging": shown_path(staging)}  # fmt: skip
+                    "commands": shown, "log": record["log"], "staging": shown_path(staging),
+                    **({"leftovers": leftovers} if leftovers else {})}  # fmt: skip
 
             def failed(current: dict[str, Any] | None) -> dict[str, Any]:
                 if _good(current):  # keep the good run's record and tables; say that the rerun failed
