@@ -26,10 +26,11 @@ that record that the latest rerun failed (date, commit, exit status, commands, l
 good tables) and exits 1; Ctrl-C leaves them as they were too and exits 130 (while a stage is being published it is
 held back until the stage is published whole), and so do SIGTERM (``timeout``, ``kill``) and SIGHUP (the terminal
 closed, ssh dropped; ``nohup`` keeps ignoring it): the stage's command, in its own process group, gets SIGINT with
-whatever it started. Whatever the command left running in its group is killed the moment it ends (its output and
-its record's ``leftovers`` name it), and a process outside the group still holding its output (a daemon it started
-with ``setsid``) is named there and no longer read a second later; a harness killed outright (SIGKILL) takes the
-command's group with it. The staging folder of a run that was not published is
+whatever it started (SIGTERM when the command ignores SIGINT, as one started from a background shell does), and is
+given 10 s to end (killed at once when it ignores both). Whatever the command left running in its group is killed
+the moment it ends (its output and its record's ``leftovers`` name it), and a process outside the group still holding
+its output (a daemon it started with ``setsid``) is named there and no longer read a second later; a harness killed
+outright (SIGKILL) takes the command's group with it. The staging folder of a run that was not published is
 left for inspection, named, and replaced by the stage's next run. One stage runs into one --out at a time (a lock).
 
 A quick run never replaces a stage whose record is a good full-size run: a plain ``python -m benchmarks`` skips such

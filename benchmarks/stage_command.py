@@ -23,7 +23,7 @@ GUARD = ("/bin/sh", "-c", "trap '' INT TERM HUP; read -r line; kill -s KILL 0")
 when that closes (the harness ended, even by SIGKILL), kills the group, itself with it."""
 STOP_WAIT_S = 10.0
 """How long a stopped command may take to end (an ``edgeae`` command writes what it has, a summary of the frames so
-far) before its group is killed."""
+far) before its group is killed; it is waited for only when it can act on the signal it was sent."""
 LINGER_S = 1.0
 """Once the command ended and its group was killed: how long its output is still read while something outside the
 group (a daemon it started with ``setsid``) holds the pipe open."""
@@ -35,8 +35,9 @@ def run_command(argv: list[str], log: IO[bytes], env: dict[str, str], notes: lis
     """Run one stage command in the repository, its output (stdout and stderr together) shown and written to
     ``log``; returns its exit status. The command runs in a process group of its own, so a terminal's Ctrl-C
     reaches it once (through the harness) and what it starts (a worker, a tool) is stopped with it. On Ctrl-C (or
-    SIGTERM or SIGHUP, which ``python -m benchmarks`` turns into it) the group gets SIGINT and the command is given
-    :data:`STOP_WAIT_S` to end; then this re-raises. The moment the
+    SIGTERM or SIGHUP, which ``python -m benchmarks`` turns into it) the group gets SIGINT, or SIGTERM when the
+    command ignores SIGINT (a background shell's, inherited: until session 39 it sat out 10 s, then SIGKILL), and
+    the command is given :data:`STOP_WAIT_S` to end (none when it ignores both); then this re-raises. The moment the
     command ends, however it ended, what is left of its group is killed, named in ``notes`` (and the log and the
     output); until session 39 a leftover holding the output pipe kept the harness reading it until it ended by
     itself (~77 s after a failed planted_blocks run). A process outside the group holding the pipe is named too and
@@ -132,9 +133,17 @@ class _Tee:
 
 
 def _stop(proc: subprocess.Popen[bytes], pgid: int, tee: _Tee) -> None:
-    """Stop the running command's group with SIGINT and give it :data:`STOP_WAIT_S` to end (still showing and
-    logging what it says); its group is killed afterwards either way."""
-    _signal_group(pgid, signal.SIGINT)  # the guard ignores it
+    """Stop the running command's group with a signal the command acts on, and give it :data:`STOP_WAIT_S` to end
+    (still showing and logging what it says); its group is killed afterwards either way."""
+    ignored = _ignored(proc.pid)
+    if signal.SIGINT not in ignored:
+        _signal_group(pgid, signal.SIGINT)  # the guard ignores it
+    elif signal.SIGTERM not in ignored:
+        tee.say("the command ignores SIGINT (as started from a background shell): stopping it with SIGTERM")
+        _signal_group(pgid, signal.SIGTERM)
+    else:
+        tee.say("the command ignores SIGINT and SIGTERM: killing its process group")
+        return
     deadline = time.monotonic() + STOP_WAIT_S
     while proc.poll() is None and (wait := deadline - time.monotonic()) > 0:
         if tee.eof:
@@ -142,6 +151,17 @@ def _stop(proc: subprocess.Popen[bytes], pgid: int, tee: _Tee) -> None:
                 proc.wait(timeout=wait)
         else:
             tee.pump(min(wait, POLL_S))
+
+
+def _ignored(pid: int) -> set[int]:
+    """The stop signals (SIGINT, SIGTERM) process ``pid`` ignores: from /proc where there is one, else those the
+    harness ignores (which a command it started inherits)."""
+    try:
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("SigIgn:"))
+        mask = int(line.split()[1], 16)
+        return {s for s in (signal.SIGINT, signal.SIGTERM) if mask >> (s - 1) & 1}
+    except (OSError, StopIteration, IndexError, ValueError):
+        return {s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is signal.SIG_IGN}
 
 
 def _pids() -> list[int]:

@@ -1,15 +1,20 @@
 """Session 39, fixer h3: shortfalls of ``python -m benchmarks`` that the session-38 review found. (a) A process the
 stage's command started that kept the stage's output pipe open made the harness wait for it after the command had
-ended (15 s with a fake stage, ~77 s on a failing planted_blocks run). Fake stages, real subprocesses."""
+ended (15 s with a fake stage, ~77 s on a failing planted_blocks run); (b) a caller that ignores SIGINT (a background
+shell) left the stage command ignoring the SIGINT it was stopped with: 10 s of waiting, then SIGKILL. Fake stages,
+real subprocesses."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -108,3 +113,103 @@ def test_a_process_outside_the_group_holding_the_pipe_is_named_and_no_longer_rea
     assert f"== {note}" in capsys.readouterr().out
     assert json.loads((out / "stages.json").read_text())["demo"]["leftovers"] == [note]
     assert (out / "demo" / "results.md").read_text() == "| t |"
+
+
+# ------------------------------------------------------------------------------------------ harness subprocesses
+DRIVER = textwrap.dedent("""
+    import signal, sys
+    # as the shell that started it left it: a background shell's job ignores SIGINT, and so does what it starts
+    signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[1] == "ignore-sigint" else signal.default_int_handler)
+    import benchmarks.__main__ as bm
+    from benchmarks.stages import PY, Stage
+    fake = {"date": "2026-12-08T00:00:00+00:00", "commit": "abc1234", "cpu": "Test CPU", "logical_cores": 2,
+            "gpu": None, "cpu_flags": [], "versions": {}}
+    bm.machine_info = lambda: fake
+    cmd = (PY, "-c", sys.argv[2], "{out}", *sys.argv[4:])
+    bm.STAGES = {"demo": Stage("Demo stage", (cmd,), (cmd,))}
+    sys.exit(bm.main(["--only", "demo", "--out", sys.argv[3]]))
+""")
+
+
+@contextmanager
+def _harness(
+    tmp_path: Path, stage: str, *extra: str, sigint: str = "default", output: str = "pipe"
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path, int | None]]:
+    """The harness (in a session of its own) running ``stage``, which is given its folder, a file for its pid, a go
+    file and ``extra``; yields the harness, the stage's pid (once it wrote it), the go file, and the pty's master
+    (``output`` 'pty': the harness's stdout and stderr are a terminal) or None (pipes). The stage and the harness are
+    killed on the way out if still there."""
+    pid_file, go = tmp_path / "pid", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
+    argv = [sys.executable, "-c", DRIVER, sigint, stage, str(tmp_path / "out"), str(pid_file), str(go), *extra]
+    master = None
+    if output == "pty":
+        master, slave = os.openpty()
+        harness = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        os.set_blocking(master, False)
+    else:
+        harness = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)  # fmt: skip
+    pid = 0
+    try:
+        deadline = time.monotonic() + 10
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            assert harness.poll() is None
+            time.sleep(0.02)
+        pid = int(pid_file.read_text())
+        yield harness, pid, go, master
+    finally:
+        if master is not None:
+            with suppress(OSError):
+                os.close(master)
+        _kill([harness.pid, pid] if pid else [harness.pid])
+        harness.wait()
+
+
+def _ended(harness: subprocess.Popen[bytes], timeout: float = 15) -> tuple[int, float]:
+    """The harness's exit status and how long it took to end."""
+    t0 = time.monotonic()
+    harness.wait(timeout=timeout)
+    return harness.returncode, time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------------------------ (b)
+STOPPABLE = textwrap.dedent("""
+    import os, signal, sys, time
+    from pathlib import Path
+    out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+    if sys.argv[4] == "ignores-both":  # a command that takes no stop at all (a `trap '' INT TERM` wrapper)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:  # an edgeae command: SIGTERM stops it as Ctrl-C does, with its last words
+        def stop(signum, frame):
+            (out / "stopped-by").write_text(signal.Signals(signum).name)
+            os._exit(130)
+        signal.signal(signal.SIGTERM, stop)
+    Path(sys.argv[2]).write_text(str(os.getpid()))
+    time.sleep(60)
+""")
+
+
+def test_a_stage_that_inherited_an_ignored_sigint_is_stopped_with_sigterm_at_once(tmp_path: Path) -> None:
+    """`python -m benchmarks &` in a script, then `kill %1`: the stage ignored the SIGINT it was sent, was SIGKILLed
+    10 s later and never saw the stop."""
+    with _harness(tmp_path, STOPPABLE, "sigterm-stops", sigint="ignore-sigint") as (harness, pid, _, _):
+        harness.send_signal(signal.SIGTERM)
+        status, took = _ended(harness)
+        assert status == 130 and _gone(pid)
+        assert took < 3.0, f"{took:.1f} s: the harness waited out a SIGINT the stage ignores"
+    assert (tmp_path / "out" / ".work" / "staging" / "demo" / "stopped-by").read_text() == "SIGTERM"
+    log = next((tmp_path / "out" / ".work" / "logs").glob("demo-*.log")).read_text()
+    assert "== the command ignores SIGINT (as started from a background shell): stopping it with SIGTERM" in log
+    assert not (tmp_path / "out" / "stages.json").exists() and not (tmp_path / "out" / "demo").exists()
+
+
+def test_a_stage_that_ignores_every_stop_is_killed_without_a_pointless_wait(tmp_path: Path) -> None:
+    with _harness(tmp_path, STOPPABLE, "ignores-both", sigint="ignore-sigint") as (harness, pid, _, _):
+        harness.send_signal(signal.SIGTERM)
+        status, took = _ended(harness)
+        assert status == 130 and _gone(pid)
+        assert took < 3.0, f"{took:.1f} s: the harness waited for a stage that cannot act on any stop"
+    log = next((tmp_path / "out" / ".work" / "logs").glob("demo-*.log")).read_text()
+    assert "== the command ignores SIGINT and SIGTERM: killing its process group" in log
