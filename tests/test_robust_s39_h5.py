@@ -5,10 +5,19 @@
     decode TIFF segment 0 (...)" (a streamed one): a corrupt file, to the user and to every caller that skips
     unreadable files. It is now :class:`~edgeae._optional.MissingDependencyError` naming the package, the file's codec
     and the extra to install (the flight's own check, ``firmware_sim.frame_decoders``, is unchanged).
+(c) ``edgeae score --score frame-z-knn / context-knn / local-z`` counted a frame's declared patches by building the
+    list of every patch position (``tile_positions``): a 100-byte PNG claiming 2**31 × 2**31 pixels took all the
+    memory (MemoryError under a 4 GB address-space limit) before the set-size bound could refuse it.
 """
 
 from __future__ import annotations
 
+import resource
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +26,13 @@ from _helpers_decoders import TIFF_PIP, hide_imagecodecs
 
 tifffile = pytest.importorskip("tifffile")
 pytest.importorskip("imagecodecs")  # writes the LZW/JPEG/ZSTD files (its encoders) before it is hidden
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_LIMIT = 4_000_000 * 1024  # ulimit -v 4000000, as the hostile-header runs of the brief
+
+
+def _noise(shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
+    return np.random.default_rng(3).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
 
 
 # ------------------------------------------------------------------------------------------- (a) TIFF codecs
@@ -103,3 +119,87 @@ def test_edgeae_score_on_an_lzw_tiff_without_imagecodecs_says_what_to_install(
     assert "error: 'imagecodecs' is needed here but is not installed" in err and TIFF_PIP in err, err
     assert "Traceback" not in err, err
     assert "not a readable TIFF" not in err and "cannot decode TIFF segment" not in err, err
+
+
+# ------------------------------------------------------------------------------------------- (c) hostile headers
+def _png_header_only(path: Path, w: int, h: int) -> Path:
+    """A ~70-byte PNG whose IHDR claims ``w`` × ``h`` grey pixels (its IDAT holds next to nothing)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def _limited(code: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+    """``code`` in a child under a 4 GB address-space limit, killed after ``timeout`` s (as the brief's ulimit -v
+    4000000 and timeout -s KILL 60): a regression fails the test, not the machine."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=limit, cwd=ROOT)  # fmt: skip
+
+
+def test_header_patches_of_a_hostile_header_are_counted_without_allocating(tmp_path: Path) -> None:
+    """2**31 - 1 pixels a side at patch 64, stride 1: 4.6e18 patches, counted from the header in a few KB."""
+    bomb = _png_header_only(tmp_path / "bomb.png", 2**31 - 1, 2**31 - 1)
+    assert bomb.stat().st_size < 100
+    proc = _limited(f"""
+        import tracemalloc
+        from pathlib import Path
+        from edgeae.cli.score_checks import _header_patches
+        _header_patches(Path({str(bomb)!r}), 64, 64)  # its lazy imports, before the count is traced
+        tracemalloc.start()
+        n = _header_patches(Path({str(bomb)!r}), 64, 1)
+        print(n, tracemalloc.get_traced_memory()[1])
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    n, peak = map(int, proc.stdout.split())
+    assert n == (2**31 - 1 - 64 + 1) ** 2 and peak < 1 << 20, (n, peak)
+
+
+def test_score_knn_refuses_a_hostile_header_before_allocating(tmp_path: Path) -> None:
+    """The set's bound applies to the count, before any allocation: one line naming the hostile image and its size,
+    status 2 (was MemoryError and a traceback, or every byte of memory without the limit); ``local-z``'s per-image
+    bound too. The int8 ONNX artifact keeps torch out of the child (the checks come before any scoring)."""
+    from edgeae.imageio import write_image
+
+    ok = write_image(tmp_path / "ok.png", _noise((128, 128, 1)))
+    bomb = _png_header_only(tmp_path / "bomb.png", 2**31 - 1, 2**31 - 1)
+    model = "zoo:orbital-gray-vae/orbital-gray-vae.int8.onnx"
+    runs = {
+        score: ["score", str(ok), str(bomb), "--model", model, "--score", score, "-o", str(tmp_path / f"{score}.csv")]
+        for score in ("frame-z-knn", "context-knn", "local-z")
+    }
+    for argv in runs.values():
+        argv += ["--no-progress", "--threads", "1"]
+    proc = _limited(f"""
+        import sys
+        from edgeae.cli import main
+        for score, argv in {runs!r}.items():
+            print(score, main(argv), file=sys.stderr)
+    """)
+    err = proc.stderr
+    assert proc.returncode == 0 and "MemoryError" not in err and "Traceback" not in err, err[-3000:]
+    for score in ("frame-z-knn", "context-knn"):
+        assert f"\n{score} 2\n" in err, err
+        line = next(x for x in err.splitlines() if x.startswith(f"edgeae score: error: --score {score} ranks"))
+        assert "over the limit" in line and "bomb.png alone declares 2147483647x2147483647 pixels" in line, line
+        assert not (tmp_path / f"{score}.csv").exists()
+    assert "\nlocal-z 2\n" in err and "bomb.png" in err.split("context-knn 2\n")[1], err
+
+
+def test_the_count_is_the_positions_count(tmp_path: Path) -> None:
+    """:func:`_header_patches` counts the positions ``score_file`` scores, on ordinary sizes."""
+    from edgeae.cli.score_checks import _header_patches
+    from edgeae.imageio import write_image
+    from edgeae.tiling import tile_positions
+
+    for h, w, patch, stride in [(64, 64, 64, 64), (100, 300, 64, 32), (63, 500, 64, 64), (1000, 999, 128, 17)]:
+        path = write_image(tmp_path / f"{h}x{w}.png", np.zeros((h, w, 1), np.uint8))
+        assert _header_patches(path, patch, stride) == len(tile_positions(h, w, patch, stride)), (h, w, patch, stride)

@@ -61,15 +61,16 @@ def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, a
 
 def _header_patches(path: Path, patch: int, stride: int) -> int | None:
     """How many patches ``path`` gives on the scoring grid, from its header (None when the header cannot be read
-    here: the reader's own error comes later)."""
+    here: the reader's own error comes later). Counted, not listed: a 70-byte PNG may claim 2**31 pixels a side
+    (until session 39 the list of every position took all the memory before the bounds it feeds could refuse it)."""
     from edgeae.imageio import image_shape
-    from edgeae.tiling import tile_positions
+    from edgeae.tiling import axis_count
 
     try:
         h, w, _ = image_shape(path)
     except Exception:
         return None
-    return len(tile_positions(h, w, patch, stride))
+    return axis_count(h, patch, stride) * axis_count(w, patch, stride)
 
 
 def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views: int, score: str) -> None:
@@ -81,14 +82,31 @@ def _check_set_size(files: list[Path], meta: Any, patch: int, stride: int, views
     from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
 
     latent = int((meta.architecture or {}).get("latent", 0) or 0)
-    n = sum(_header_patches(f, patch, stride) or 0 for f in files)
+    counts = [_header_patches(f, patch, stride) or 0 for f in files]
+    n = sum(counts)
     nbytes = n * views * latent * 4
     if n > KNN_MAX or nbytes > LOCAL_Z_MAX_BYTES:
         raise CLIError(
             f"--score {score} ranks every patch of the {len(files)} images together: they give {n:,} patches "
             f"({nbytes / 2**20:,.0f} MiB of latents with --views {views}), over the limit of {KNN_MAX:,} patches and "
-            f"{LOCAL_Z_MAX_BYTES >> 20} MiB: use a larger --stride, fewer views or fewer images per run"
+            f"{LOCAL_Z_MAX_BYTES >> 20} MiB{_alone_over(files, counts, views * latent * 4)}: use a larger --stride, "
+            "fewer views or fewer images per run"
         )
+
+
+def _alone_over(files: list[Path], counts: list[int], per_patch: int) -> str:
+    """``; NAME alone declares HxW pixels (N patches)`` for the image of the most patches when it alone is over the
+    set's bounds (a hostile header, or an image to score alone with another score), else ''."""
+    from edgeae.anomaly.baselines import KNN_MAX
+    from edgeae.anomaly.context import LOCAL_Z_MAX_BYTES
+    from edgeae.imageio import image_shape
+
+    top = max(range(len(files)), key=counts.__getitem__)
+    if len(files) < 2 or (counts[top] <= KNN_MAX and counts[top] * per_patch <= LOCAL_Z_MAX_BYTES):
+        return ""
+    h, w, _ = image_shape(files[top])
+    name = _display_names([str(f) for f in files])[top]
+    return f"; {name} alone declares {w}x{h} pixels ({counts[top]:,} patches)"
 
 
 def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
