@@ -32,6 +32,9 @@ the moment it ends (its output and its record's ``leftovers`` name it), and a pr
 its output (a daemon it started with ``setsid``) is named there and no longer read a second later; a harness killed
 outright (SIGKILL) takes the command's group with it. The staging folder of a run that was not published is
 left for inspection, named, and replaced by the stage's next run. One stage runs into one --out at a time (a lock).
+Output that can no longer be shown (the terminal closed: EIO; the reader of a pipe gone: EPIPE) is dropped, never
+an error: the stage logs still get it, and the run ends with the status it would have had (a closed terminal's
+SIGHUP stops it as above: 130).
 
 A quick run never replaces a stage whose record is a good full-size run: a plain ``python -m benchmarks`` skips such
 stages with one line, and ``--only <stage>`` runs it but leaves its output in the staging folder (``--full``
@@ -60,6 +63,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.console import output_may_vanish
 from benchmarks.machine import COMMIT_ENV, machine_info, thread_settings
 from benchmarks.publish import ROOT, shown_path
 from benchmarks.publish import TEXT_SUFFIXES as TEXT_SUFFIXES
@@ -163,18 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     command shares, :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`). SIGHUP stops it the same way
     (:func:`_hang_up_as_sigterm`). The signal is recorded as well as raised, and the record is what counts: a stop
     lost inside a library (``import torch`` sometimes swallows it) still stops the run before the next stage, the
-    next command of a stage and any publishing (until session 38 such a run published its stage and exited 0)."""
+    next command of a stage and any publishing (until session 38 such a run published its stage and exited 0).
+    Its terminal going away (closed, or the reader of its pipe gone) does not end it: its output goes nowhere from
+    then on (:mod:`benchmarks.console`; until session 39 the next line it wrote ended it with a traceback, status 1,
+    even after it had stopped a stage for a SIGHUP), and it exits with the status it meant to."""
     from edgeae.firmware_sim import cli_preflight
 
     received: list[str] = []  # "SIGTERM" / "SIGHUP" once it came: the "interrupted" lines name it
     restore = cli_preflight._sigterm_as_ctrl_c(received)
     restore_hup = _hang_up_as_sigterm(received)
     try:
-        return _main(argv, received)
-    except KeyboardInterrupt:  # outside a stage (its own Ctrl-C is handled there): nothing half-written
-        print(f"\ninterrupted{_how(received)}: no stage was running; published results are unchanged",
-              file=sys.stderr)  # fmt: skip
-        return 130
+        with output_may_vanish():
+            try:
+                return _main(argv, received)
+            except KeyboardInterrupt:  # outside a stage (its own Ctrl-C is handled there): nothing half-written
+                print(f"\ninterrupted{_how(received)}: no stage was running; published results are unchanged",
+                      file=sys.stderr)  # fmt: skip
+                return 130
     finally:
         restore_hup()
         restore()

@@ -1,8 +1,9 @@
 """Session 39, fixer h3: shortfalls of ``python -m benchmarks`` that the session-38 review found. (a) A process the
 stage's command started that kept the stage's output pipe open made the harness wait for it after the command had
 ended (15 s with a fake stage, ~77 s on a failing planted_blocks run); (b) a caller that ignores SIGINT (a background
-shell) left the stage command ignoring the SIGINT it was stopped with: 10 s of waiting, then SIGKILL. Fake stages,
-real subprocesses."""
+shell) left the stage command ignoring the SIGINT it was stopped with: 10 s of waiting, then SIGKILL; (c) with its
+terminal gone (EPIPE, EIO) the harness died with a traceback, exit 1, whatever the stage did. Fake stages, real
+subprocesses."""
 
 from __future__ import annotations
 
@@ -213,3 +214,72 @@ def test_a_stage_that_ignores_every_stop_is_killed_without_a_pointless_wait(tmp_
         assert took < 3.0, f"{took:.1f} s: the harness waited for a stage that cannot act on any stop"
     log = next((tmp_path / "out" / ".work" / "logs").glob("demo-*.log")).read_text()
     assert "== the command ignores SIGINT and SIGTERM: killing its process group" in log
+
+
+# ------------------------------------------------------------------------------------------ (c)
+CHATTY = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+    Path(sys.argv[2]).write_text(str(os.getpid()))
+    (out / "results.md").write_text("| chatty |")
+    for i in range(600):  # progress lines, shown by the harness as they come
+        print(f"step {i}", flush=True)
+        time.sleep(0.01)
+        if Path(sys.argv[3]).exists():
+            sys.exit(int(Path(sys.argv[3]).read_text()))
+""")
+
+
+def _terminal_gone(harness: subprocess.Popen[bytes], master: int | None) -> None:
+    """The reader of the harness's output goes away: a closed terminal (EIO) or a pipe's reader (EPIPE)."""
+    if master is not None:
+        with suppress(OSError):
+            os.read(master, 1 << 16)
+        os.close(master)
+    else:
+        assert harness.stdout is not None and harness.stderr is not None
+        harness.stdout.close()
+        harness.stderr.close()
+    time.sleep(0.3)  # the stage's progress lines meet the closed terminal
+
+
+@pytest.mark.parametrize("output", ["pipe", "pty"])
+def test_a_stop_after_the_terminal_closed_exits_130_and_publishes_nothing(tmp_path: Path, output: str) -> None:
+    """The terminal closed: its output gone (EIO on a terminal, EPIPE on a pipe), then SIGHUP. The harness died on
+    the write with a traceback, exit 1."""
+    with _harness(tmp_path, CHATTY, output=output) as (harness, pid, _, master):
+        _terminal_gone(harness, master)
+        assert harness.poll() is None, "the harness died when its output went away"
+        assert os.readlink(f"/proc/{harness.pid}/fd/1") == os.devnull  # it met the closed terminal, and went on
+        harness.send_signal(signal.SIGHUP)
+        status, _ = _ended(harness)
+        assert status == 130 and _gone(pid)
+    out = tmp_path / "out"
+    assert not (out / "stages.json").exists() and not (out / "demo").exists()
+    assert (out / ".work" / "staging" / "demo" / "results.md").is_file()  # what it wrote, left for inspection
+
+
+@pytest.mark.parametrize("output", ["pipe", "pty"])
+def test_a_failed_stage_after_the_terminal_closed_is_recorded_and_exits_1(tmp_path: Path, output: str) -> None:
+    with _harness(tmp_path, CHATTY, output=output) as (harness, pid, go, master):
+        _terminal_gone(harness, master)
+        go.write_text("4")
+        status, _ = _ended(harness)
+        assert status == 1 and _gone(pid)
+    out = tmp_path / "out"
+    record = json.loads((out / "stages.json").read_text())["demo"]
+    assert record["returncode"] == 4 and record["files"] == [] and not (out / "demo").exists()
+    assert "step 1" in Path(record["log"]).read_text()  # the output went on into the log
+
+
+def test_a_good_stage_after_the_terminal_closed_is_published_and_exits_0(tmp_path: Path) -> None:
+    """No stop came (``nohup``, or a pipe's reader gone): the run goes on, its output into the log."""
+    with _harness(tmp_path, CHATTY) as (harness, _, go, master):
+        _terminal_gone(harness, master)
+        go.write_text("0")
+        status, _ = _ended(harness)
+        assert status == 0
+    out = tmp_path / "out"
+    assert (out / "demo" / "results.md").read_text() == "| chatty |"
+    assert json.loads((out / "stages.json").read_text())["demo"]["returncode"] == 0
