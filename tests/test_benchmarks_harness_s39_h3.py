@@ -2,8 +2,8 @@
 stage's command started that kept the stage's output pipe open made the harness wait for it after the command had
 ended (15 s with a fake stage, ~77 s on a failing planted_blocks run); (b) a caller that ignores SIGINT (a background
 shell) left the stage command ignoring the SIGINT it was stopped with: 10 s of waiting, then SIGKILL; (c) with its
-terminal gone (EPIPE, EIO) the harness died with a traceback, exit 1, whatever the stage did. Fake stages, real
-subprocesses."""
+terminal gone (EPIPE, EIO) the harness died with a traceback, exit 1, whatever the stage did; (e) a Ctrl-C that a
+library swallowed (``import torch``) was not recorded, so the run went on. Fake stages, real subprocesses."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from _helpers_benchmarks import fake_stages
+from _helpers_benchmarks import WRITE, fake_stages
 
+import benchmarks.__main__ as bm
 from benchmarks.__main__ import PY, Stage, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,3 +284,78 @@ def test_a_good_stage_after_the_terminal_closed_is_published_and_exits_0(tmp_pat
     out = tmp_path / "out"
     assert (out / "demo" / "results.md").read_text() == "| chatty |"
     assert json.loads((out / "stages.json").read_text())["demo"]["returncode"] == 0
+
+
+# ------------------------------------------------------------------------------------------ (e)
+def _swallowed_ctrl_c() -> None:
+    """What ``import torch`` sometimes does: the SIGINT handler runs, the KeyboardInterrupt it raises is lost. No
+    real signal: the handler in place is called as the signal would call it."""
+    handler = signal.getsignal(signal.SIGINT)
+    assert callable(handler)
+    with suppress(KeyboardInterrupt):
+        handler(signal.SIGINT, None)
+
+
+@pytest.fixture
+def ctrl_c_default():
+    """SIGINT as a terminal's shell leaves it (a background shell ignores it)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_a_ctrl_c_lost_while_the_machine_is_read_stops_before_any_stage(
+    tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ctrl_c_default
+) -> None:
+    fake = bm.machine_info()
+
+    def losing() -> dict:
+        _swallowed_ctrl_c()
+        return fake
+
+    stages(demo=Stage("d", ((PY, "-c", WRITE, "{out}", "| t |"),), ()))
+    monkeypatch.setattr(bm, "machine_info", losing)
+    assert main(["--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "interrupted: no stage was running; published results are unchanged"
+    )
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "stages.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_ctrl_c_lost_after_a_command_stops_the_stage_unpublished(
+    tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ctrl_c_default
+) -> None:
+    import benchmarks.stage_run as sr
+
+    real = sr.run_command
+
+    def losing(*args: object) -> int:
+        rc = real(*args)  # type: ignore[arg-type]
+        _swallowed_ctrl_c()
+        return rc
+
+    stages(demo=Stage("d", ((PY, "-c", WRITE, "{out}", "| t |"),), ()))
+    monkeypatch.setattr(sr, "run_command", losing)
+    assert main(["--out", str(tmp_path)]) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("interrupted during stage demo: its published results and record are unchanged")
+    assert not (tmp_path / "demo").exists() and not (tmp_path / "stages.json").exists()
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path: Path, stages, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+    real = bm.run_stage
+
+    def watching(*args: object) -> str:
+        seen.append(signal.getsignal(signal.SIGINT))
+        return real(*args)  # type: ignore[arg-type]
+
+    stages(demo=Stage("d", ((PY, "-c", WRITE, "{out}", "| t |"),), ()))
+    monkeypatch.setattr(bm, "run_stage", watching)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["--only", "demo", "--out", str(tmp_path)]) == 0
+        assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
