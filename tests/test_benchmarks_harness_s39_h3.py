@@ -99,7 +99,7 @@ def test_a_process_outside_the_group_holding_the_pipe_is_named_and_no_longer_rea
     tmp_path: Path, stages, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A daemon the command started in a session of its own (``setsid``) is not the harness's to kill; it stops
-    reading the pipe at once and says who holds it."""
+    reading the pipe a second (LINGER_S) after the command ended and says who holds it."""
     kid_file, out = tmp_path / "kid", tmp_path / "out"
     stages(demo=Stage("d", ((PY, "-c", KEEPS_THE_PIPE, "{out}", str(kid_file), "own-session", "0"),), ()))
     t0 = time.monotonic()
