@@ -58,8 +58,6 @@ import json
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     command gets SIGINT, nothing of that stage is published, status 130 (until session 38 the command was left
     running, orphaned). A SIGTERM the caller set to be ignored stays ignored (the installer every ``edgeae``
     command shares, :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`). SIGHUP stops it the same way
-    (:func:`_stop_on`). Each of them, Ctrl-C too, is recorded as well as raised, and the record is what counts: a
+    (the same installer). Each of them, Ctrl-C too, is recorded as well as raised, and the record is what counts: a
     stop lost inside a library (``import torch`` sometimes swallows it) still stops the run before the next stage,
     the next command of a stage and any publishing (until session 38 such a run published its stage and exited 0;
     until session 39 a lost Ctrl-C still did: only SIGTERM and SIGHUP were recorded). Ctrl-C's recorder is the first
@@ -173,15 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     Its terminal going away (closed, or the reader of its pipe gone) does not end it: its output goes nowhere from
     then on (:mod:`benchmarks.console`; until session 39 the next line it wrote ended it with a traceback, status 1,
     even after it had stopped a stage for a SIGHUP), and it exits with the status it meant to."""
+    from edgeae.firmware_sim import cli_preflight  # the standard library only
+
     received: list[str] = []  # "SIGINT" / "SIGTERM" / "SIGHUP" once it came: the "interrupted" lines name the last two
-    restores = [_stop_on(signal.SIGINT, received)]  # first: Ctrl-C's KeyboardInterrupt a library swallows counts too
+    # Ctrl-C first: its KeyboardInterrupt that a library swallows counts too
+    restores = [cli_preflight._sigterm_as_ctrl_c(received, signum=signal.SIGINT)]
     try:
         with output_may_vanish():
             try:
-                from edgeae.firmware_sim import cli_preflight
-
                 restores.append(cli_preflight._sigterm_as_ctrl_c(received))
-                restores.append(_stop_on(signal.SIGHUP, received))
+                restores.append(cli_preflight._sigterm_as_ctrl_c(received, signum=signal.SIGHUP))
                 return _main(argv, received)
             except KeyboardInterrupt:  # outside a stage (its own Ctrl-C is handled there): nothing half-written
                 print(f"\ninterrupted{_how(received)}: no stage was running; published results are unchanged",
@@ -190,35 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for put_back in reversed(restores):
             put_back()
-
-
-def _stop_on(signum: signal.Signals, received: list[str]) -> Callable[[], object]:
-    """``signum`` stops the run as SIGTERM does: its name is appended to ``received`` and KeyboardInterrupt raised.
-    For SIGHUP (a closed terminal, a dropped ssh: the shell hangs up its job's process group, which the stage's
-    command is not in; until session 38 it killed the harness at once and left the command running, orphaned) and
-    SIGINT (Ctrl-C, raised as Python does, and now recorded). One the caller set to be ignored (``nohup``'s SIGHUP,
-    a background shell's SIGINT) stays ignored. Returns what puts the previous handler back (a no-op off the main
-    thread, where no handler can be set). The shared installer,
-    :func:`edgeae.firmware_sim.cli_preflight._sigterm_as_ctrl_c`, does the same for SIGTERM only: this is its copy
-    until it takes the signal as a parameter."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old = signal.getsignal(signum)
-    if old is signal.SIG_IGN or old is None:  # None: a handler not set from Python, left alone
-        return lambda: None
-    name = signal.Signals(signum).name
-
-    def stopping(got: int, frame: object) -> None:
-        received.append(name)
-        raise KeyboardInterrupt(name)
-
-    signal.signal(signum, stopping)
-
-    def put_back() -> None:
-        if signal.getsignal(signum) is stopping:
-            signal.signal(signum, old)
-
-    return put_back
 
 
 def _how(received: list[str]) -> str:

@@ -1,22 +1,19 @@
 """Staging and publishing a stage's output: the staging copy's snapshot, moving what a run wrote into the published
-folder, the per-stage record in ``stages.json`` (updated under a lock), running one stage command with its output
-teed to a log, and holding Ctrl-C back while a stage is published (used by ``python -m benchmarks``)."""
+folder, the per-stage record in ``stages.json`` (updated under a lock) and holding Ctrl-C back while a stage is
+published (used by ``python -m benchmarks``; the stage's command itself runs from :mod:`benchmarks.stage_command`)."""
 
 from __future__ import annotations
 
-import codecs
 import errno
 import fcntl
 import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from benchmarks.report import STAGES_REMEDY, load_record, write_atomic
 
@@ -238,71 +235,6 @@ def update_record(out: Path, name: str, change: Callable[[dict[str, Any] | None]
         status = load_record(path, STAGES_REMEDY) if path.is_file() else {}
         status[name] = change(status.get(name))
         write_atomic(path, json.dumps(status, indent=2))
-
-
-GUARD = ("/bin/sh", "-c", "trap '' INT TERM HUP; read -r line; kill -s KILL 0")
-"""The stage command's process group is this guard's: it waits on a pipe whose only writer is the harness and,
-when that closes (the harness ended, even by SIGKILL), kills the group, itself with it."""
-
-
-def run_command(argv: list[str], log: IO[bytes], env: dict[str, str]) -> int:
-    """Run one stage command in the repository, its output (stdout and stderr together) shown and written to
-    ``log``; returns its exit status. The command runs in a process group of its own, so a terminal's Ctrl-C
-    reaches it once (through the harness) and what it starts (a worker, a tool) is stopped with it. On Ctrl-C (or
-    SIGTERM or SIGHUP, which ``python -m benchmarks`` turns into it) the group gets SIGINT once (killed after 10 s)
-    and this re-raises. Once the command has ended, however it ended, what is left of its group is killed (a child
-    that ignores SIGINT outlived its command until session 38). A harness that dies without a word (SIGKILL, as
-    ``kill -9 %1`` or ``timeout -s KILL`` send to the job's group, which the command is not in) takes the group with
-    it too: the group's first member is a :data:`GUARD` that kills it when the harness's end of a pipe closes
-    (``PR_SET_PDEATHSIG`` would take the command alone, not what it started)."""
-    r, w = os.pipe()  # both close on exec: the guard gets ``r`` as its stdin, nothing else gets either
-    try:
-        guard = subprocess.Popen(GUARD, stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 process_group=0)  # fmt: skip
-    except BaseException:
-        os.close(w)
-        raise
-    finally:
-        os.close(r)
-    try:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, process_group=guard.pid)  # fmt: skip
-    except BaseException:
-        _end_group(guard, w)
-        raise
-    if proc.stdout is None:  # for the type checker: stdout=PIPE always gives one
-        raise RuntimeError("no pipe from the stage command")
-    decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
-    try:
-        while chunk := os.read(proc.stdout.fileno(), 65536):  # what is there, at once (a tee)
-            log.write(chunk)
-            log.flush()
-            sys.stdout.write(decode(chunk))
-            sys.stdout.flush()
-        return proc.wait()
-    except KeyboardInterrupt:
-        if proc.poll() is None:
-            _signal_group(guard.pid, signal.SIGINT)  # the guard ignores it
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        raise
-    finally:
-        proc.stdout.close()
-        _end_group(guard, w)
-        proc.wait()
-
-
-def _end_group(guard: subprocess.Popen[bytes], w: int) -> None:
-    """Kill what is left of the guard's group, the guard with it, and reap the guard."""
-    _signal_group(guard.pid, signal.SIGKILL)
-    os.close(w)
-    guard.wait()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    """Send ``signum`` to the stage command's process group (gone already: nothing to do)."""
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 @contextmanager

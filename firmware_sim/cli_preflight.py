@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _sigterm_as_ctrl_c(received: list[str], stop: type[BaseException] = KeyboardInterrupt) -> Callable[[], object]:
+def _sigterm_as_ctrl_c(
+    received: list[str], stop: type[BaseException] = KeyboardInterrupt, signum: int | None = None
+) -> Callable[[], object]:
     """SIGTERM (``kill``, a batch system's stop) stops ``run`` as Ctrl-C does: the frame in progress is marked
     interrupted (a rerun takes it again), the summary and report of the frames so far are written, status 130.
     Returns what puts the previous handler back (a no-op off the main thread, where no handler can be set; where a
@@ -23,24 +25,27 @@ def _sigterm_as_ctrl_c(received: list[str], stop: type[BaseException] = Keyboard
     it: ``bench`` and ``check`` under such a wrapper stopped with 130); an ignored SIGINT (a background shell's)
     changes nothing: SIGTERM still stops the run. Every ``edgeae`` command that takes SIGTERM as a stop installs its
     handler here too (its main, ``scan``, ``ground decode``, ``train``: until session 38 each held its own copy of
-    the SIG_IGN check)."""
+    the SIG_IGN check). ``signum`` (default SIGTERM) takes another signal the same way, under its own name:
+    ``python -m benchmarks`` installs it for SIGHUP (a closed terminal) and SIGINT (so that a Ctrl-C a library
+    swallows is still recorded); a handler not set from Python is left alone too."""
     import signal
     import threading
 
+    sig = signal.Signals(signal.SIGTERM if signum is None else signum)
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    if signal.getsignal(sig) in (signal.SIG_IGN, None):
         return lambda: None
 
-    def stopping(signum: int, frame: Any) -> None:
-        received.append("SIGTERM")
-        raise stop("SIGTERM")
+    def stopping(got: int, frame: Any) -> None:
+        received.append(sig.name)
+        raise stop(sig.name)
 
-    old = signal.signal(signal.SIGTERM, stopping)
+    old = signal.signal(sig, stopping)
 
     def put_back() -> None:
-        if signal.getsignal(signal.SIGTERM) is stopping:
-            signal.signal(signal.SIGTERM, old)
+        if signal.getsignal(sig) is stopping:
+            signal.signal(sig, old)
 
     return put_back
 
