@@ -1,10 +1,14 @@
-"""Session-39 fixer h5: robustness gaps left from earlier reviews.
+"""Session-39 fixer h5: three robustness gaps left from earlier reviews.
 
 (a) An LZW-, JPEG-, ZSTD-compressed or floating-point-predicted TIFF read on the ground without ``imagecodecs`` failed
     with ``ImageReadError`` "not a readable TIFF (... requires the 'imagecodecs' package)" (a whole read) or "cannot
     decode TIFF segment 0 (...)" (a streamed one): a corrupt file, to the user and to every caller that skips
     unreadable files. It is now :class:`~edgeae._optional.MissingDependencyError` naming the package, the file's codec
     and the extra to install (the flight's own check, ``firmware_sim.frame_decoders``, is unchanged).
+(b) ``keep_for_bytes`` raised ``TooManyPackets`` from inside its search (its first probe) whenever a probed frame
+    needed 65,536 packets or more, also when the budget's own frame needs far fewer. A budget whose frame cannot be one
+    product is now refused before any frame is packed, in one line (frame size, packets needed, what helps); a probe
+    over the packet limit is a frame that does not fit, and the search goes on below it.
 (c) ``edgeae score --score frame-z-knn / context-knn / local-z`` counted a frame's declared patches by building the
     list of every patch position (``tile_positions``): a 100-byte PNG claiming 2**31 × 2**31 pixels took all the
     memory (MemoryError under a 4 GB address-space limit) before the set-size bound could refuse it.
@@ -113,12 +117,59 @@ def test_edgeae_score_on_an_lzw_tiff_without_imagecodecs_says_what_to_install(
     path = tmp_path / "lzw.tif"
     tifffile.imwrite(path, (np.random.default_rng(1).random((96, 96)) * 255).astype(np.uint8), compression="lzw")
     hide_imagecodecs(monkeypatch)
-    rc = main(["score", str(path), "--model", "orbital-gray-vae", "--no-progress", "-o", str(tmp_path / "s.csv")])
+    model = "zoo:orbital-gray-vae/orbital-gray-vae.int8.onnx"  # no torch to load: the read fails first
+    rc = main(["score", str(path), "--model", model, "--no-progress", "-o", str(tmp_path / "s.csv")])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "error: 'imagecodecs' is needed here but is not installed" in err and TIFF_PIP in err, err
     assert "Traceback" not in err, err
     assert "not a readable TIFF" not in err and "cannot decode TIFF segment" not in err, err
+
+
+# ------------------------------------------------------------------------------------------- (b) packet limit
+def test_a_budget_whose_frame_needs_too_many_packets_is_refused_before_any_packing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2304×2304 grey at 128-byte packets: 10,000,000 B fill at least 78,125 packets, over the 65,535 of a product.
+    Refused in one line that says the frame, the packets and what helps, before a single frame is packed."""
+    from edgeae.ground import keep_search
+    from edgeae.wire.layout import WireConfig
+    from edgeae.wire.sparse_plan import TooManyPackets
+
+    def never(*_a: object, **_k: object) -> None:
+        raise AssertionError("a frame was packed before the refusal")
+
+    monkeypatch.setattr(keep_search, "_packed", never)
+    samples = _noise((2304, 2304, 1))
+    with pytest.raises(TooManyPackets) as got:
+        keep_search.keep_for_bytes(samples, 8, 10_000_000, WireConfig(128), seed=1)
+    msg = str(got.value)
+    assert "\n" not in msg and "2304x2304x1" in msg and "78,125 packets" in msg and "65,535" in msg, msg
+    assert f"{65_535 * 128:,} B" in msg and "coarser keep" in msg and "2 tiles" in msg, msg
+
+
+def test_a_probe_over_the_packet_limit_does_not_stop_the_search() -> None:
+    """272×272 pixels of 16 bands of 16 bits at 128-byte packets (one pixel a packet): the budget's frame fits in
+    ~18,700 packets, the search's first probe (the whole frame, 73,984 packets) did not: TooManyPackets from inside the
+    search until now. The search now finds the keep whose frame fits, within two packets of the budget, in fewer
+    than 65,536 packets."""
+    from edgeae.ground.keep_search import _packed, keep_for_bytes
+    from edgeae.ground.sources import sparse_from_samples
+    from edgeae.wire.layout import WireConfig
+
+    samples, wire, budget = _noise((272, 272, 16), np.uint16), WireConfig(128), 2_400_000
+    keep = keep_for_bytes(samples, 16, budget, wire, seed=5)
+    size, packets = _packed(sparse_from_samples(samples, 16, keep, 5), wire)
+    assert size <= budget < size + 2 * 128 and packets < 2**16 and 0.2 < keep < 0.4, (size, packets, keep)
+
+
+def test_a_frame_that_compresses_under_a_large_budget_is_sent_whole() -> None:
+    """A budget over 65,535 packets' bytes is not refused when the whole frame, coded, fits it in fewer packets."""
+    from edgeae.ground.keep_search import keep_for_bytes
+    from edgeae.wire.layout import WireConfig
+
+    flat = np.full((1024, 1024, 1), 7, np.uint8)  # delta-deflate codes it to almost nothing
+    assert keep_for_bytes(flat, 8, 65_536 * 128 + 1, WireConfig(128, codec="delta-deflate"), seed=2) == 1.0
 
 
 # ------------------------------------------------------------------------------------------- (c) hostile headers

@@ -21,9 +21,12 @@ from .keep_frames import KEEP_STEPS as KEEP_STEPS
 from .keep_frames import KeptPixels, Window, planned_packets
 
 _Point = tuple[int, int, int]  # (t, or the number of pixels added to the smaller frame; wire bytes; samples)
+_Sized = tuple[int, int]  # a frame's wire bytes and packets
 _WINDOW = 1 << 18  # pixels between the two keeps past which packings narrow them first (a Window holds 24 B each)
 _ROUNDS = 6  # frames packed where the estimates point, at most
 _ESTIMATED = 256  # packets of the larger frame from which estimates (16 packets coded each) are worth their cost
+MAX_PARTS = 2**16 - 1
+"""Packets one product can have: its 16-bit part count (:func:`edgeae.wire.sparse_plan.too_many_packets`)."""
 
 
 def keep_for_bytes(
@@ -36,6 +39,12 @@ def keep_for_bytes(
     exactly, monotone in the samples kept (the planner's packet count, the codec's blocks): a frame of a few more
     samples may fit again; the search does not look past the first that does not. ``ValueError`` when no keep
     fits: the budget is under the smallest frame (a uniform mask's of no sample: its packet headers).
+    :class:`~edgeae.wire.sparse_plan.TooManyPackets` (a ValueError), in one line and before the search, when a frame
+    filling ``budget`` would need more than :data:`MAX_PARTS` packets of ``wire.max_packet_size`` bytes, unless the
+    whole frame fits under it in fewer (keep 1; a coded frame is packed once to find out): :func:`_too_many_for`.
+    A frame packed on the way that
+    needs more packets than that does not fit, whatever its bytes, and the search goes on below it (until session 39
+    either raised TooManyPackets from inside the search, also where the budget's own frame needs far fewer).
 
     Secant steps on the wire size over the thresholds ``t`` of :data:`KEEP_STEPS` (keep ``t / 2**53``; from the
     frame's raw bytes, then its bytes per sample) until a keep that fits and one that does not are known, usually
@@ -63,9 +72,19 @@ def keep_for_bytes(
             parts.append(samples[r0 : r0 + len(rows)][rows])
             counts[r0 : r0 + len(rows)] = np.count_nonzero(rows, axis=1)
         values = np.concatenate(parts)
-        size, packets["t", t] = _packed(frame(values, t), wire, counts)
+        size, packets["t", t] = _sendable(frame(values, t), wire, counts, budget)
         return t, size, len(values)
 
+    def whole() -> _Sized:  # the frame of keep 1
+        return at(KEEP_STEPS)[1], packets["t", KEEP_STEPS]
+
+    too_many = _too_many_for(samples.shape, samples.dtype.itemsize, budget, wire, bit_depth, whole)
+    if too_many is not None:
+        from edgeae.wire.sparse_plan import TooManyPackets
+
+        raise TooManyPackets(too_many)
+    if -(-budget // wire.max_packet_size) > MAX_PARTS:  # the whole frame fits, in fewer packets (_too_many_for)
+        return 1.0
     fits, over = _bracket(at, budget, int(budget / max(samples.nbytes, 1) * KEEP_STEPS))
     if over is None:
         return 1.0
@@ -81,7 +100,7 @@ def keep_for_bytes(
 
     def count(k: int) -> _Point:
         values, counts, _ = kept.values(k)
-        size, packets["k", k] = _packed(frame(values, kept.threshold(k)), wire, counts)
+        size, packets["k", k] = _sendable(frame(values, kept.threshold(k)), wire, counts, budget)
         return k, size, len(values)
 
     lo, hi = (0, fits[1], fits[2]), (kept.steps, over[1], over[2])
@@ -91,7 +110,7 @@ def keep_for_bytes(
 
     def near(k: int) -> _Point:  # a frame between the two, from the larger one's samples
         values, counts = win.frame(k)
-        size, packets["k", k] = _packed(frame(values, kept.threshold(k)), wire, counts)
+        size, packets["k", k] = _sendable(frame(values, kept.threshold(k)), wire, counts, budget)
         return k, size, len(values)
 
     if wire.layout == 2 and packets["k", hi[0]] >= _ESTIMATED:
@@ -173,6 +192,51 @@ def _packed(frame: SparseFrame, wire: WireConfig, counts: np.ndarray | None = No
         raise TooManyPackets(too_many_packets(kind, frame.frame_id, len(bodies)))
     fixed = PRIMARY_HEADER + COMMON.size + CRC_LEN
     return sum(fixed + len(head) + len(data) for _, head, data in bodies), len(bodies)
+
+
+def _sendable(frame: SparseFrame, wire: WireConfig, counts: np.ndarray | None, budget: int) -> _Sized:
+    """:func:`_packed`; a frame of more packets than one product can have cannot be sent whatever its bytes, so it
+    does not fit: a size over ``budget`` (at least its samples and 2**16 packets' headers, so false position steps
+    well below it) and 2**16 packets."""
+    from edgeae.wire.layout import overhead
+    from edgeae.wire.sparse_plan import TooManyPackets
+
+    try:
+        return _packed(frame, wire, counts)
+    except TooManyPackets:
+        return max(budget + 1, frame.values.nbytes + 2**16 * overhead("sparse", wire.layout)), 2**16
+
+
+def _too_many_for(
+    shape: tuple[int, ...], itemsize: int, budget: int, wire: WireConfig, bits: int, whole: Callable[[], _Sized]
+) -> str | None:
+    """Why no frame of ``shape`` can be sent within ``budget`` as one product (None: one may be). Filling the budget
+    takes at least ``budget / wire.max_packet_size`` packets; over :data:`MAX_PARTS` only the whole frame (keep 1:
+    ``whole()``, its wire bytes and packets) may fit, in fewer. Sent raw (codec ``none``) it needs at least its
+    samples over what a packet carries, and is not packed when that is over the limit too; coded, it is packed."""
+    from edgeae.wire.layout import MAX_PACKET, overhead
+
+    h, w, c = shape
+    need = -(-budget // wire.max_packet_size)
+    if need <= MAX_PARTS:
+        return None
+    per = max(1, (wire.max_packet_size - overhead("sparse", wire.layout)) // (c * itemsize))  # pixels a packet, raw
+    raw = -(-h * w // per)
+    if wire.codec != "none" or raw <= MAX_PARTS:
+        size, n = whole()
+        if size <= budget and n <= MAX_PARTS:
+            return None
+    if wire.codec == "none" and raw < need:  # the whole frame is under the budget: its own packets
+        need = max(raw, MAX_PARTS + 1)  # a raw count under the limit was packed, and was over it all the same
+        what = f"the whole frame, sent raw, needs at least {need:,} packets"
+    else:
+        what = f"filling a budget of {budget:,} wire bytes takes at least {need:,} packets"
+    return (
+        f"sparse frame of {h}x{w}x{c} ({bits}-bit samples): {what} of at most {wire.max_packet_size:,} B, over the "
+        f"{MAX_PARTS:,} one product can have: give a budget under {MAX_PARTS * wire.max_packet_size:,} B (a coarser "
+        f"keep), larger packets (up to {MAX_PACKET:,} B) or cut the frame into at least {-(-need // MAX_PARTS)} tiles, "
+        "each sent as a frame of its own"
+    )
 
 
 def _crossing(
