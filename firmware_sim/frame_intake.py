@@ -278,7 +278,8 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     held = max(0, rt.rss_loaded - rt.rss_boot)  # interpreter libraries, sessions, arenas, weight images
     fixed = bool(cam.width and (cam.height or cam.source == "strips"))
     width, height = (cam.width, cam.height) if fixed else (0, 0)  # any size: the size-independent buffers
-    least = level_plan(plan_memory(m, width, height, rt._model_bytes(), cam.channels), LADDER[-1])
+    plan = plan_memory(m, width, height, rt._model_bytes(), cam.channels)
+    least = level_plan(plan, LADDER[-1])
     budget = m.budget.memory_bytes
     rt.tm.write("event", kind="memory_loaded", held=held, sparse_only_plan=least.as_dict(), budget=budget)
     if held + least.total > budget:
@@ -290,7 +291,8 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
             f"{frame} buffers need {least.total:,} B even at sparse_only ({biggest_buffers(m, least)}): "
             f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
-            f"at least {mib_up(held + least.total)} MiB{fewer_threads(m.runtime.threads)}"
+            f"at least {mib_up(held + least.total)} MiB{scoring_need(held, plan, least, fixed)}"
+            f"{fewer_threads(m.runtime.threads)}"
         )
     warnings = []
     cores = usable_cores()
@@ -302,6 +304,20 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     for w in warnings:
         rt.tm.write("event", kind="boot_warning", detail=w)
     return warnings
+
+
+def scoring_need(held: int, plan: MemoryPlan, least: MemoryPlan, fixed: bool) -> str:
+    """What the boot's memory refusal adds to its sparse_only figure for a fixed camera: that figure is the floor for
+    a frame with no patch scored; scoring every patch needs the nominal plan beside what the models hold (``held`` was
+    measured after the interpreters ran, so it holds their working memory: docs/firmware_sim.md, "What the boot
+    predicts"). Until session 39 only the sparse_only figure was given: 66 MiB for onnxruntime on the orbital
+    mission, whose frames need 79 MiB to be scored."""
+    if not fixed or plan.total <= least.total:
+        return ""
+    return (
+        f" for frames with no patch scored (sparse_only), {mib_up(held + plan.total)} MiB to score every patch "
+        f"({plan.total:,} B of buffers at nominal)"
+    )
 
 
 def usable_cores() -> int | None:
