@@ -66,11 +66,26 @@ def resolve_model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
     return model_path(spec, want)
 
 
+def ground_threads() -> int:
+    """Threads a ground tool runs an artifact on when none is named: what torch would take (``OMP_NUM_THREADS``
+    where set, else the cores this process may run on), as onnxruntime's own default did on the ground until
+    session 39, when the flight runtime began to open every interpreter on an explicit count, one by default."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this OS
+        return max(1, os.cpu_count() or 1)
+
+
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
     """Load any model the user can name. ``threads`` sets the interpreter's thread count for an artifact, for that
     artifact alone; for a PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide: every
     torch model in the process, those loaded before too, then runs on that many threads (logged once as a
-    warning when it changes the count under a torch model loaded earlier). ``threads=None`` leaves it as it is."""
+    warning when it changes the count under a torch model loaded earlier). ``threads=None`` leaves torch as it is
+    and opens an artifact on :func:`ground_threads` (the ground's cores; the flight runtime's own default is one
+    thread, :data:`edgeae.firmware_sim.interpreters.DEFAULT_THREADS`)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)
@@ -81,7 +96,7 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
         failed = parity_failure(path)
         if failed:  # on the ground a rejected file may be studied; the flight runtime refuses it at boot
             log.warning("%s: used anyway (the flight runtime refuses it at boot)", failed)
-        return load_artifact(path, threads=threads)
+        return load_artifact(path, threads=threads if threads is not None else ground_threads())
     from edgeae.checkpoint import load_checkpoint
 
     torch = require("torch")
