@@ -6,10 +6,14 @@ sample codec unless ``--codec``/``--layout`` say otherwise), send over the simul
 ground (classical inpainting, or the CAE with ``--model``). Each codec compresses the same crop to a file
 whose packets (the same packet size, a flat product) take at most the sparse frame's wire bytes, and is sent
 over the same link with the same seed; :func:`edgeae.ground.baselines.over_link` decodes what arrived (the
-better of prefix and zero-fill, generous to the codecs). ``--compare-v1`` also sends the sparse frame in
-payload layout 1 (a packet per band of rows) with the CAE, to show what interleaving changes.
+better of prefix and zero-fill, generous to the codecs). JPEG 2000 is also sent as a mission would send it
+over a lossy link: independent ``--j2k-tile``-px tiles, each its own codestream in its own packets, the tiles'
+packets together within the same wire bytes, lost tiles concealed from their received neighbours with
+``--tile-fill`` (``benchmarks/tiled_j2k.py``). ``--compare-v1`` also sends the sparse frame in payload layout 1 (a
+packet per band of rows) with the CAE, to show what interleaving changes.
 
-Per row: PSNR, frames lost, and the longest run of image rows without any received sample.
+Per row: PSNR, frames lost, the longest run of image rows without any received sample (sparse rows), and the tiles
+lost (tiled JPEG 2000).
 
     .venv/bin/python benchmarks/link_comparison.py --out runs/link_comparison [--model MODEL] [--limit N]
 
@@ -34,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
 from benchmarks.machine import machine_info
+from benchmarks.tiled_j2k import FILL, MIN_TILE, TILE, at_wire_bytes, over_link_tiled
 from edgeae.datasets import split_files
 from edgeae.ground.baselines import at_bytes, file_budget, over_link
 from edgeae.ground.link import LinkConfig
@@ -52,6 +57,7 @@ LINKS: dict[str, LinkConfig] = {
     "burst (GE, ~9%)": LinkConfig(burst_p=0.02, burst_r=0.2),
 }
 CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp")
+TILED = "jpeg2000-tiles"  # the key of the tiled JPEG 2000 file in ``sizes``
 
 
 def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig, max_packet: int) -> dict:
@@ -59,6 +65,13 @@ def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig,
     p = float(psnr(as_float(orig, 8), as_float(r.image, 8)))
     return {"wire_bytes": r.wire_bytes, "packets": r.packets, "psnr": p, "lost": r.lost, "how": r.how,
             "bytes_received": r.bytes_received}  # fmt: skip
+
+
+def tiled_over_link(streams: list[bytes], img: np.ndarray, args: argparse.Namespace, link: LinkConfig) -> dict:
+    r = over_link_tiled(streams, img.shape, args.j2k_tile, link, args.max_packet, args.tile_fill)
+    p = float(psnr(as_float(img, 8), as_float(r.image, 8)))
+    return {"wire_bytes": r.wire_bytes, "packets": r.packets, "psnr": p, "lost": r.lost, "tiles": len(streams),
+            "tiles_lost": int(r.tiles_lost.sum())}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ sparse
@@ -155,6 +168,10 @@ def check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(
             f"--methods: unknown classical fill {', '.join(map(repr, bad))}; expected some of {', '.join(METHODS)}"
         )
+    if args.j2k_tile and args.j2k_tile < MIN_TILE:
+        ap.error(f"--j2k-tile must be 0 (no tiled JPEG 2000 row) or at least {MIN_TILE} px, got {args.j2k_tile}")
+    if args.tile_fill not in METHODS:
+        ap.error(f"--tile-fill: unknown classical fill {args.tile_fill!r}; expected one of {', '.join(METHODS)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codec", default=DEFAULT_SAMPLE_CODEC, help="lossless sample codec of the sparse frames")
     ap.add_argument("--layout", type=int, default=2, choices=(1, 2), help="payload layout of the sparse frames")
     ap.add_argument("--compare-v1", action="store_true", help="also send layout 1 (bands of rows) with the CAE")
+    ap.add_argument("--j2k-tile", type=int, default=TILE, help="tile side (px) of the tiled JPEG 2000 row (0: none)")
+    ap.add_argument("--tile-fill", default=FILL, help="classical fill that conceals lost JPEG 2000 tiles")
     ap.add_argument("--render", type=Path, help="only rewrite results.md from this results.json")
     args = ap.parse_args(argv)
     check_args(ap, args)
@@ -219,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         files_at = {c: at_bytes(img, c, budget) for c in CODECS}
         for c, (d, q) in files_at.items():
             sizes[-1][c] = {"bytes": len(d), "quality": q, "bpp": 8 * len(d) / (img.shape[0] * img.shape[1])}
+        tiles: list[bytes] = []
+        if args.j2k_tile:  # every tile's codestream and packet headers within the sparse frame's wire bytes
+            tiles, q, twb = at_wire_bytes(img, args.j2k_tile, wire, args.max_packet)
+            n = sum(map(len, tiles))
+            sizes[-1][TILED] = {"bytes": n, "quality": q, "bpp": 8 * n / (img.shape[0] * img.shape[1]),
+                                "wire_bytes": twb, "tiles": len(tiles), "tile": args.j2k_tile}  # fmt: skip
         for lname, base in LINKS.items():
             for s in range(args.seeds if lname != "perfect" else 1):
                 link = dataclasses.replace(base, seed=17 * i + s)
@@ -234,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                 for c, (d, _) in files_at.items():
                     r = codec_over_link(d, c, img, link, args.max_packet)
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": c, **r})
+                if tiles:
+                    r = tiled_over_link(tiles, img, args, link)
+                    meth = f"jpeg2000 {args.j2k_tile}-px tiles + {args.tile_fill} conceal"
+                    rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
         if enc is not None:
             rows += latent_rows(img, i, enc, dec, args, fills[-1], path.name)
         print(f"[{time.time() - t0:6.1f} s] {path.name} {img.shape} budget {budget} B", flush=True)
@@ -249,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         "max_packet": args.max_packet,
         "seeds": args.seeds,
         "fills": [n for _, n in fills],
+        "j2k_tile": args.j2k_tile,
+        "tile_fill": args.tile_fill,
         "links": {k: v.to_dict() for k, v in LINKS.items()},
         "machine": platform.platform(),
         "python": platform.python_version(),
@@ -272,7 +303,7 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
     out.write(f"Bytes per frame (mean of {n} crops, keep {meta['keep']}, {meta['max_packet']}-byte packets)\n\n")
     out.write("| | bytes | vs raw | \n|---|---|---|\n")
     out.write(f"| raw frame | {raw:,.0f} | 1.000 |\n| sampled values (payload) | {smp:,.0f} | {smp / raw:.3f} |\n")
-    for key in [k for k in sizes[0] if isinstance(sizes[0][k], dict) and "wire_bytes" in sizes[0][k]]:
+    for key in [k for k in sizes[0] if isinstance(sizes[0][k], dict) and "overhead_bytes" in sizes[0][k]]:
         wb = np.mean([s[key]["wire_bytes"] for s in sizes])
         oh = np.mean([s[key]["overhead_bytes"] for s in sizes])
         codec, layout = key.rsplit(" v", 1)
@@ -281,6 +312,11 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
     for c in CODECS:
         b = np.mean([s[c]["bytes"] for s in sizes])
         out.write(f"| {c} file at the sparse frame's wire bytes | {b:,.0f} | {b / raw:.3f} |\n")
+    if TILED in sizes[0]:
+        b = np.mean([s[TILED]["bytes"] for s in sizes])
+        t = sizes[0][TILED]
+        out.write(f"| jpeg2000 in {t['tile']}-px tiles ({t['tiles']} codestreams, their headers included) at the "
+                  f"sparse frame's wire bytes | {b:,.0f} | {b / raw:.3f} |\n")  # fmt: skip
     links = list(dict.fromkeys(r["link"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     codec = meta.get("codec", "none")
@@ -303,6 +339,17 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
             cells = [
                 str(max(r["longest_row_gap"] for r in rows if r["method"] == m and r["link"] == lk)) for lk in links
             ]
+            out.write(f"| {m} | " + " | ".join(cells) + " |\n")
+    tiled = [m for m in methods if any("tiles_lost" in r for r in rows if r["method"] == m)]
+    if tiled:
+        out.write("\nTiles lost (each concealed from the received tiles around it): lost of sent, over every crop and "
+                  "seed\n\n| method | " + " | ".join(links) + " |\n|---|" + "---|" * len(links) + "\n")  # fmt: skip
+        for m in tiled:
+            cells = []
+            for lk in links:
+                sel = [r for r in rows if r["method"] == m and r["link"] == lk]
+                lost, sent = sum(r["tiles_lost"] for r in sel), sum(r["tiles"] for r in sel)
+                cells.append(f"{lost}/{sent} ({lost / sent:.0%})")
             out.write(f"| {m} | " + " | ".join(cells) + " |\n")
     fills = ", ".join(meta.get("fills", []))
     out.write(f"\nfills {fills}; {meta['seconds']} s; commit {meta['commit']}; `{meta['command']}`\n")
