@@ -61,4 +61,7 @@ def output_may_vanish() -> Iterator[None]:
     try:
         yield
     finally:
+        for stream in (sys.stdout, sys.stderr):  # what is still buffered (a pipe's stdout): its reader may be gone
+            with suppress(OSError):
+                stream.flush()
         sys.stdout, sys.stderr = out, err

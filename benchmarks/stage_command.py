@@ -151,6 +151,8 @@ def _stop(proc: subprocess.Popen[bytes], pgid: int, tee: _Tee) -> None:
                 proc.wait(timeout=wait)
         else:
             tee.pump(min(wait, POLL_S))
+    while tee.pump(0):  # what it wrote before it ended: its last words
+        pass
 
 
 def _ignored(pid: int) -> set[int]:
