@@ -68,15 +68,17 @@ def resolve_model_path(spec: str | os.PathLike[str], want: str = "any") -> Path:
 
 def ground_threads() -> int:
     """Threads a ground tool runs an artifact on when none is named: what torch would take (``OMP_NUM_THREADS``
-    where set, else the cores this process may run on), as onnxruntime's own default did on the ground until
-    session 39, when the flight runtime began to open every interpreter on an explicit count, one by default."""
+    where set, at most the CPUs this process may run on; else those CPUs), as onnxruntime's own default did on the
+    ground until session 39, when the flight runtime began to open every interpreter on an explicit count, one by
+    default. Used for onnxruntime files only: a LiteRT file keeps its one thread, as before."""
+    try:
+        usable = max(1, len(os.sched_getaffinity(0)))  # logical CPUs (onnxruntime's own default counted physical ones)
+    except (AttributeError, OSError):  # no affinity on this OS
+        usable = max(1, os.cpu_count() or 1)
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this OS
-        return max(1, os.cpu_count() or 1)
+        return min(int(env), usable)  # OMP_NUM_THREADS=64 on 2 cores: 2, not 63 idle threads
+    return usable
 
 
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
@@ -84,8 +86,8 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
     artifact alone; for a PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide: every
     torch model in the process, those loaded before too, then runs on that many threads (logged once as a
     warning when it changes the count under a torch model loaded earlier). ``threads=None`` leaves torch as it is
-    and opens an artifact on :func:`ground_threads` (the ground's cores; the flight runtime's own default is one
-    thread, :data:`edgeae.firmware_sim.interpreters.DEFAULT_THREADS`)."""
+    and opens an onnxruntime artifact on :func:`ground_threads` (the ground's cores; the flight runtime's own default,
+    which a ``.tflite`` file keeps, is one thread: :data:`edgeae.firmware_sim.interpreters.DEFAULT_THREADS`)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
     path = resolve_model_path(spec)
@@ -96,7 +98,9 @@ def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, dev
         failed = parity_failure(path)
         if failed:  # on the ground a rejected file may be studied; the flight runtime refuses it at boot
             log.warning("%s: used anyway (the flight runtime refuses it at boot)", failed)
-        return load_artifact(path, threads=threads if threads is not None else ground_threads())
+        if threads is None and path.suffix != ".tflite":  # LiteRT ran on one thread without a count: it still does
+            threads = ground_threads()
+        return load_artifact(path, threads=threads)
     from edgeae.checkpoint import load_checkpoint
 
     torch = require("torch")
