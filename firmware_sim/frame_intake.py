@@ -263,6 +263,8 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
         return
     plan = plan_memory(mission, cam.width, cam.height, rt._model_bytes(), cam.channels)
     rt.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
+    if not cam.height:  # a strip camera of any height (0): a frame's packets are counted once its height is known
+        return  # (until session 39 the boot counted a 0-row frame's and stopped: "range() arg 3 must not be zero")
     too_many = packet_refusal(mission, cam.width, cam.height, worst_case=True)
     if too_many is not None:
         raise MissionError(f"{mission.source_path}: a full frame's {too_many} (planned on raw samples)")
