@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeae._headers import ImageReadError
-from edgeae._optional import source_ref
+from edgeae._optional import MissingDependencyError, source_ref
 from edgeae.cli import CLIError, add_views_argument, err_line, positive_int, seed_arg
 from edgeae.cli.score_checks import (
     DEFAULT_MODELS,
@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
     )
     results = []
     unread: list[str] = []
+    needed: list[MissingDependencyError] = []  # of the files in unread, those a package not installed here stopped
     kept: list[int] = []
     bars = _show_progress(args)
     many = len(files) > 1 and bars  # one bar over the images, each image's bar cleared when done
@@ -261,11 +262,12 @@ def run(args: argparse.Namespace) -> int:
                 progress=bars,
                 leave=not many,
             )
-        except ImageReadError as exc:  # one bad file does not lose the others' scores
-            if len(files) == 1:
+        except (ImageReadError, MissingDependencyError) as exc:  # one bad file does not lose the others' scores, nor
+            if len(files) == 1:  # one a package stops (an LZW TIFF's imagecodecs: exit 2 and no CSV, early in s39)
                 raise
             err_line(f"skipped: {printable(str(exc))}")  # a stderr that fails (a full disk) loses no result (s37)
             unread.append(str(f))
+            needed += [exc] if isinstance(exc, MissingDependencyError) else []
             continue
         kept.append(i)
         if not len(r):
@@ -313,8 +315,11 @@ def run(args: argparse.Namespace) -> int:
     if over is not None:
         over.update(1)
         over.close()
+    why = f"; {len(needed)} of them for a package not installed here: {needed[0]}" if needed else ""
     if not results:
-        raise CLIError(f"no image could be read ({len(unread)} skipped, reasons above)")
+        if len(needed) == len(unread):  # the install's fault only: its one line, status 2, as for one image
+            raise needed[0]
+        raise CLIError(f"no image could be read ({len(unread)} skipped, reasons above){why}")
     if unread:  # the set is what could be read; each kept image keeps the map name the whole list gave it
         files = [files[i] for i in kept]
         groups = None if groups is None else [groups[i] for i in kept]
@@ -355,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
         print(printable(f"maps -> {maps[0]}" + (f" ... {maps[-1].name} ({len(maps)} files)" if len(maps) > 1 else "")))
     _print_top(results, SHOW_TOP)
     if unread:
-        err_line(printable(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}"))
+        err_line(printable(f"{len(unread)} image(s) could not be read and were skipped: {', '.join(unread)}{why}"))
         return 1
     return 0
 

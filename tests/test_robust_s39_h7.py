@@ -1,0 +1,111 @@
+"""Session-39 fixer h7: four problems review r2 found in (or beside) 9970812, 272d43c and 80bed52.
+
+1. ``edgeae score`` over several files stopped with status 2 and wrote no CSV when one TIFF needed ``imagecodecs``
+   (9970812 made that a MissingDependencyError, which went past the per-file skip): every score was lost.
+2. ``keep_for_bytes`` near the packet limit packed 47-143 frames (22-27 s) instead of 5-11: a frame over the limit
+   was given the size ``budget + 1``, and false position crawled from it a sample at a time.
+3. At budgets between the largest frame one product can carry and 65,535 full packets it returned a frame up to
+   20 % under the budget without a word, and the refusal one byte above sent users into that range.
+4. ``edgeae score`` on a terminal listed every patch position of the header's size for its progress bar: a 130-byte
+   TIFF claiming 2**31 - 1 pixels a side ended in MemoryError.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _helpers_decoders import TIFF_PIP, hide_imagecodecs
+
+MODEL = "zoo:orbital-gray-vae/orbital-gray-vae.int8.onnx"  # no torch to load
+
+
+def _grey(shape: tuple[int, int], seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).random((*shape, 1)) * 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------ 1. a TIFF codec in a set of images
+def _set_with_an_lzw_tiff(folder: Path) -> list[Path]:
+    """a.png, b_lzw.tif (needs imagecodecs to decode), c.png: 128x128 grey noise each."""
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("imagecodecs")  # its LZW encoder writes the file before it is hidden
+    from edgeae.imageio import write_image
+
+    lzw = folder / "b_lzw.tif"
+    tifffile.imwrite(lzw, _grey((128, 128), 2)[..., 0], compression="lzw")
+    a, c = (write_image(folder / f"{n}.png", _grey((128, 128), seed)) for n, seed in (("a", 1), ("c", 3)))
+    return [a, lzw, c]
+
+
+def test_score_skips_a_tiff_that_needs_imagecodecs_and_keeps_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The other images are scored and written (status 1, as for any unreadable file); the skipped one is named with
+    the pip line, on its skip line, in the closing summary and in the settings' ``skipped``."""
+    from edgeae.cli import main
+
+    files = _set_with_an_lzw_tiff(tmp_path)
+    hide_imagecodecs(monkeypatch)
+    out = tmp_path / "s.csv"
+    rc = main(["score", *map(str, files), "--model", MODEL, "--no-progress", "--threads", "1", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert out.exists(), err
+    scored = {line.split(",")[0] for line in out.read_text().splitlines()[1:]}
+    assert scored == {str(files[0]), str(files[2])}, scored
+    skip = next(x for x in err.splitlines() if x.startswith("skipped: "))
+    assert str(files[1]) in skip and "'imagecodecs' is needed here but is not installed" in skip and TIFF_PIP in skip
+    summary = err.strip().splitlines()[-1]
+    assert "1 image(s) could not be read and were skipped" in summary and str(files[1]) in summary, summary
+    assert TIFF_PIP in summary, summary
+    assert json.loads(Path(f"{out}.json").read_text())["skipped"] == [str(files[1])]
+    assert "Traceback" not in err
+
+
+def test_score_of_images_that_all_need_imagecodecs_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing could be scored, for want of a package only: the one-line pip line and status 2, as for one image;
+    with a damaged file as well, the command's own line says how many, and the pip line."""
+    from edgeae.cli import main
+
+    lzw = _set_with_an_lzw_tiff(tmp_path)[1]
+    other = tmp_path / "d_lzw.tif"
+    other.write_bytes(lzw.read_bytes())
+    hide_imagecodecs(monkeypatch)
+    out = tmp_path / "s.csv"
+    rc = main(["score", str(lzw), str(other), "--model", MODEL, "--no-progress", "--threads", "1", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("edgeae score: error: 'imagecodecs' is needed here but is not installed"), last
+    assert TIFF_PIP in last and not out.exists(), err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a damaged file beside it: the count, and the pip line
+    rc = main(["score", str(bad), str(lzw), "--model", MODEL, "--no-progress", "--threads", "1", "-o", str(out)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and last.startswith("edgeae score: error: no image could be read (2 skipped"), last
+    assert "1 of them for a package not installed here: 'imagecodecs' is needed" in last and TIFF_PIP in last, last
+
+
+def test_scan_records_a_tiff_that_needs_imagecodecs_and_its_rerun_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``edgeae scan`` (local engine, in process): the TIFF is a failure for a missing package, the PNGs are scanned;
+    a plain rerun with imagecodecs back scans it (the manifest retakes it) and leaves the others."""
+    from edgeae.scan.run import EngineOptions, scan_archive
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _set_with_an_lzw_tiff(folder)
+    out = tmp_path / "o"
+    with monkeypatch.context() as m:
+        hide_imagecodecs(m)
+        first = scan_archive(folder, "orbital-gray-vae", out, engine=EngineOptions(workers=0), progress=False)
+    assert first["failed"] == 1, first
+    (why,) = [f["error"] for f in first["failures"]]
+    assert why.startswith("MissingDependencyError: 'imagecodecs' is needed here") and TIFF_PIP in why, why
+    again = scan_archive(folder, "orbital-gray-vae", out, engine=EngineOptions(workers=0), progress=False)
+    assert again["failed"] == 0, again
