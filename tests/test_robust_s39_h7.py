@@ -13,12 +13,19 @@
 from __future__ import annotations
 
 import json
+import resource
+import struct
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _helpers_decoders import TIFF_PIP, hide_imagecodecs
 
+ROOT = Path(__file__).resolve().parents[1]
+AS_LIMIT = 4_000_000 * 1024  # ulimit -v 4000000
 MODEL = "zoo:orbital-gray-vae/orbital-gray-vae.int8.onnx"  # no torch to load
 
 
@@ -109,3 +116,72 @@ def test_scan_records_a_tiff_that_needs_imagecodecs_and_its_rerun_takes_it(
     assert why.startswith("MissingDependencyError: 'imagecodecs' is needed here") and TIFF_PIP in why, why
     again = scan_archive(folder, "orbital-gray-vae", out, engine=EngineOptions(workers=0), progress=False)
     assert again["failed"] == 0, again
+
+
+# ------------------------------------------------------------------------------ 4. the progress bar's total
+def _tiff_header_only(path: Path, side: int) -> Path:
+    """A ~130-byte little-endian grey 8-bit TIFF of one strip whose tags claim ``side`` x ``side`` pixels."""
+    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0), (277, 3, 1),
+            (278, 4, side), (279, 4, 8)]  # fmt: skip
+    data_at = 8 + 2 + 12 * len(tags) + 4
+    out = b"II*\x00" + struct.pack("<IH", 8, len(tags))
+    for tag, kind, value in tags:
+        value = data_at if tag == 273 else value
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, kind, 1) + packed
+    path.write_bytes(out + struct.pack("<I", 0) + b"\0" * 8)
+    return path
+
+
+def test_score_file_progress_bar_of_a_hostile_header_allocates_nothing(tmp_path: Path) -> None:
+    """On a terminal, under a 4 GB address-space limit: the read's own one-line refusal, not MemoryError."""
+    pytest.importorskip("tqdm")
+    pytest.importorskip("tifffile")
+    bomb = _tiff_header_only(tmp_path / "bomb.tif", 2**31 - 1)
+    assert bomb.stat().st_size < 200
+    code = f"""
+        import types
+        from edgeae._headers import ImageReadError
+        from edgeae.anomaly import score
+        score._on_terminal = lambda: True
+        try:
+            score.score_file({str(bomb)!r}, types.SimpleNamespace(channels=1), 64, 64, progress=True)
+        except ImageReadError as exc:
+            print("refused:", exc)
+    """
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
+
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=limit, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0 and "MemoryError" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.startswith("refused: ") and "reading rows 0..1 takes" in proc.stdout, proc.stdout
+
+
+def test_score_file_progress_bar_total_is_the_patch_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar's total (counted, not listed) is the number of positions scored."""
+    tqdm = pytest.importorskip("tqdm")
+    from edgeae.anomaly import score
+    from edgeae.imageio import write_image
+    from edgeae.tiling import tile_positions
+
+    totals: list[int] = []
+
+    class Bar(tqdm.tqdm):  # type: ignore[misc]
+        def __init__(self, *a: object, total: int, **k: object) -> None:
+            totals.append(total)
+            super().__init__(*a, total=total, disable=True, **k)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setattr(score, "_on_terminal", lambda: True)
+
+    class Scorer:
+        channels = 1
+
+        def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+            return {"score": x.reshape(len(x), -1).mean(axis=1)}
+
+    path = write_image(tmp_path / "g.png", _grey((100, 300), 4))
+    r = score.score_file(path, Scorer(), 64, 40, progress=True)  # type: ignore[arg-type]
+    assert totals == [len(tile_positions(100, 300, 64, 40))] == [len(r)], (totals, len(r))

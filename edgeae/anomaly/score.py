@@ -287,10 +287,12 @@ def score_file(
         )
     bar = None
     if progress and _on_terminal():
-        from edgeae.tiling import tile_positions
+        from edgeae.tiling import axis_count
 
         tqdm = require("tqdm").tqdm
-        total = len(tile_positions(h, w, patch, stride))
+        # counted, not listed: (h, w) is the header's, before any read (a 130-byte TIFF claiming 2**31 - 1 pixels a
+        # side took all the memory here, on a terminal, until session 39; the read refuses it in one line)
+        total = axis_count(h, patch, stride) * axis_count(w, patch, stride)
         bar = tqdm(total=total, desc=os.path.basename(str(path)), unit="patch", leave=leave)
     # decoding and tiling run in a background thread; patches go from a zero-copy view of each band straight
     # into the batch buffer: the batches (and so the scores) of the per-patch iteration, without its copies
