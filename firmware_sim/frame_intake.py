@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeae._optional import MissingDependencyError
 
-from .budget import LADDER, Level, MemoryPlan, plan_memory
+from .budget import LADDER, Level
 from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
 from .frame_decoders import CODE as DECODER_UNAVAILABLE
@@ -26,8 +26,12 @@ from .frame_decoders import preload_frame_path as preload_frame_path
 from .frames import ArrayFrame, FrameError, FrameReader, TiffFrame, open_frame
 from .memory_meter import rss_bytes
 from .memory_meter import trim_heap as trim_heap
+from .memory_plan import MemoryPlan, camera_decode, plan_memory, whole_decode
 from .memory_room import address_margin, describe, room_cap, room_detail
 from .mission import Mission, MissionError
+from .packet_check import packet_advice as packet_advice
+from .packet_check import packet_refusal as packet_refusal
+from .packet_check import sparse_packet_estimate as sparse_packet_estimate
 from .reader_wrappers import Corrupted, Demosaiced
 from .state import take_retake
 from .validate import check_header
@@ -149,7 +153,7 @@ def level_plan(plan: MemoryPlan, level: Level) -> MemoryPlan:
         if name in ("patch_batch_f32", "top_k_patches", "nodata_mask") and level.score_every == 0:
             continue
         items.append((name, int(size * level.keep_factor) + 1 if name == "sparse_values_strip" else size))
-    return MemoryPlan(tuple(items))
+    return MemoryPlan(tuple(items), decode=plan.decode)  # a file decoded whole is decoded at every level
 
 
 def stored_layout(reader: Any) -> tuple[int, np.dtype[Any]]:
@@ -168,18 +172,21 @@ def sized_by(mission: Mission, name: str) -> str:
         "patch_batch_f32": "[anomaly] batch, [runtime] threads",
         "top_k_patches": "[anomaly] top_k",
         "recon_tiles_f32": "[reconstruction] check_tiles, tile",
+        "frame_decoded": "[camera] height and width: a PNG, JPEG or PNM frame is decoded whole",
     }.get(name, frame)
 
 
 def biggest_buffers(mission: Mission, plan: MemoryPlan, n: int = 3) -> str:
     """``name N B (sized by KEYS), ...``: the ``n`` largest items of a plan and the settings that size them."""
     top = sorted(plan.items, key=lambda kv: -kv[1])[:n]
-    return ", ".join(f"{name} {size:,} B ({sized_by(mission, name)})" for name, size in top) or "none"
+    whole = [f"decoding a file whole {plan.decode:,} B (its bytes and the image)"] * (plan.decode > plan.buffers)
+    return ", ".join(whole + [f"{name} {size:,} B ({sized_by(mission, name)})" for name, size in top]) or "none"
 
 
 def plan_text(plan: MemoryPlan) -> str:
-    """``name N B, ...``: a plan's items, for the messages that refuse it."""
-    return ", ".join(f"{name} {size:,} B" for name, size in plan.items)
+    """``name N B, ...``: a plan's items (and the peak of a file decoded whole), for the messages that refuse it."""
+    whole = f"; decoding its file whole peaks at {plan.decode:,} B" if plan.decode else ""
+    return ", ".join(f"{name} {size:,} B" for name, size in plan.items) + whole
 
 
 def memory_fit(
@@ -191,8 +198,7 @@ def memory_fit(
     its level goes down the ladder rather than being dropped: ``sparse_only`` needs no scoring buffers);
     ``((code, why), None)`` when not even at ``sparse_only``: ``memory_unavailable`` when the board's memory, not
     the budget, refused it (raising ``[budget] memory_bytes`` would not help), else ``memory_budget``."""
-    h, w = reader.header.height, reader.header.width
-    plan = plan_memory(rt.m, w, h, rt._model_bytes(), rt.m.camera.channels, stored_layout(reader), band_rows(reader))
+    plan = reader_plan(rt.m, reader, rt._model_bytes())
     rec["memory_plan"] = plan.total
     held = max(0, rss_bytes() - rt.rss_boot)  # what the process already holds beyond the boot baseline
     budget = rt.m.budget.memory_bytes
@@ -222,6 +228,14 @@ def memory_fit(
         f"({plan_text(plan)}), {least.total:,} B even at sparse_only: {held + least.total:,} B > [budget] "
         f"memory_bytes = {budget:,} B (raise it to at least {mib_up(held + least.total)} MiB)",
     ), None
+
+
+def reader_plan(mission: Mission, reader: FrameReader, model_bytes: int) -> MemoryPlan:
+    """The memory plan of the frame ``reader`` reads: at its file's sample type, by its reader's bands, or decoded whole
+    (a PNG, JPEG or PNM file, on a strip camera too: until session 39 planned by its strips, :mod:`.memory_plan`)."""
+    h, w = reader.header.height, reader.header.width
+    layout, bands = stored_layout(reader), band_rows(reader)
+    return plan_memory(mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole_decode(reader))
 
 
 def band_rows(reader: Any) -> int | None:
@@ -261,7 +275,7 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
     mission, cam = rt.m, rt.m.camera
     if not (cam.width and (cam.height or cam.source == "strips")):
         return
-    plan = plan_memory(mission, cam.width, cam.height, rt._model_bytes(), cam.channels)
+    plan = boot_plan(rt, cam.width, cam.height)[0]
     rt.tm.write("event", kind="memory_plan", plan=plan.as_dict(), budget=mission.budget.memory_bytes)
     if not cam.height:  # a strip camera of any height (0): a frame's packets are counted once its height is known
         return  # (until session 39 the boot counted a 0-row frame's and stopped: "range() arg 3 must not be zero")
@@ -280,11 +294,12 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     held = max(0, rt.rss_loaded - rt.rss_boot)  # interpreter libraries, sessions, arenas, weight images
     fixed = bool(cam.width and (cam.height or cam.source == "strips"))
     width, height = (cam.width, cam.height) if fixed else (0, 0)  # any size: the size-independent buffers
-    plan = plan_memory(m, width, height, rt._model_bytes(), cam.channels)
+    plan, whole = boot_plan(rt, width, height)
     least = level_plan(plan, LADDER[-1])
     budget = m.budget.memory_bytes
     rt.tm.write("event", kind="memory_loaded", held=held, sparse_only_plan=least.as_dict(), budget=budget)
     if held + least.total > budget:
+        scored = plan if whole is None or whole[1].total <= plan.total else whole[1]  # every type's frames scored
         frame = (
             f"a {cam.height or 'any'} x {cam.width} px (height x width) frame's" if fixed else "the size-independent"
         )
@@ -293,10 +308,17 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
             f"{frame} buffers need {least.total:,} B even at sparse_only ({biggest_buffers(m, least)}): "
             f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
-            f"at least {mib_up(held + least.total)} MiB{scoring_need(held, plan, least, fixed)}"
+            f"at least {mib_up(held + least.total)} MiB{scoring_need(held, scored, least, fixed)}"
             f"{fewer_threads(m.runtime.threads)}"
         )
     warnings = []
+    whole_least = level_plan(whole[1], LADDER[-1]).total if whole is not None else 0
+    if whole is not None and held + whole_least > budget:
+        warnings.append(
+            f"the {whole[0]} frames are decoded whole (a TIFF is read in strips): {whole_least:,} B even at "
+            f"sparse_only beside the {held:,} B the models hold, over [budget] memory_bytes = {budget:,} B: they will "
+            f"be dropped memory_budget (raise it to at least {mib_up(held + whole_least)} MiB)"
+        )
     cores = usable_cores()
     if cores and m.runtime.threads > cores:
         warnings.append(
@@ -306,6 +328,21 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     for w in warnings:
         rt.tm.write("event", kind="boot_warning", detail=w)
     return warnings
+
+
+def boot_plan(rt: FlightRuntime, width: int, height: int) -> tuple[MemoryPlan, tuple[str, MemoryPlan] | None]:
+    """The plan a ``height`` x ``width`` frame is checked by at boot, and where the run's frame types (``frame_types``)
+    mix types decoded whole (PNG, JPEG, PNM: :func:`.memory_plan.camera_decode`) with types read in strips, those
+    types and their plan: the boot plans on the strips (its refusal is for a mission no frame can fly) and warns of
+    them. Every type decoded whole: the plan of the one that takes least (its file's bytes are not known yet)."""
+    m = rt.m
+    args = (m, width, height, rt._model_bytes(), m.camera.channels)
+    types = sorted(getattr(rt, "frame_types", None) or ())
+    decodes = {s: d for s in types if (d := camera_decode(m, s)) is not None}
+    if not decodes:
+        return plan_memory(*args), None
+    whole = plan_memory(*args, whole=min(decodes.values(), key=lambda d: d.peak))
+    return (whole, None) if len(decodes) == len(types) else (plan_memory(*args), (", ".join(decodes), whole))
 
 
 def scoring_need(held: int, plan: MemoryPlan, least: MemoryPlan, fixed: bool) -> str:
@@ -328,53 +365,3 @@ def usable_cores() -> int | None:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count()
-
-
-def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool = False) -> str | None:
-    """Why a ``height`` × ``width`` frame's sparse pixels cannot fit the wire format's 65,535 packets per
-    product at the nominal keep fraction, naming the mission keys that help; None when they fit or may fit.
-
-    A frame (``worst_case`` False): only with ``[downlink] codec = "none"`` is the count known before sampling
-    (raw samples); a coding codec packs a compressible frame into fewer packets, so such a frame is sampled and
-    a packetiser refusal drops it afterwards (``too_many_packets`` all the same, :func:`packet_advice`). The
-    boot check of a fixed camera (``worst_case``) plans on raw samples whatever the codec: a mission whose
-    frames fit only when they compress well is refused while it can still be changed."""
-    if mission.downlink.codec != "none" and not worst_case:
-        return None
-    n = sparse_packet_estimate(mission, width, height)
-    if n < 2**16:
-        return None
-    dl, keep = mission.downlink, mission.sampling.keep
-    return (
-        f"sparse pixels ({height} x {width} px at keep {keep:g}) need about {n:,} packets, more than the wire "
-        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
-        + (
-            f", lower [sampling] keep (now {keep:g}) or code the samples ([downlink] codec, now 'none')"
-            if dl.codec == "none"
-            else f" or lower [sampling] keep (now {keep:g})"
-        )
-    )
-
-
-def packet_advice(mission: Mission, detail: str) -> str:
-    """The packetiser's too-many-packets refusal (``detail``: "KIND product N needs M packets, over the 65,535 a
-    product can have: ..."), with the mission keys that help that kind of product."""
-    dl, keep = mission.downlink, mission.sampling.keep
-    what = detail.split(":")[0]
-    helps = f"raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
-    if what.startswith("sparse"):
-        helps += f" or lower [sampling] keep (now {keep:g})"
-    return f"{what}, after coding ([downlink] codec {dl.codec!r}): {helps}"
-
-
-def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
-    """Packets a frame's sparse pixels need at the nominal keep fraction, sent raw, as the wire format plans them
-    (:func:`edgeae.wire.sparse.raw_packet_estimate`; until session 32 a per-row estimate of layout 1 about twice
-    too high, which refused missions that fit)."""
-    from edgeae.wire.packets import WireConfig
-    from edgeae.wire.sparse import raw_packet_estimate
-
-    dl = mission.downlink
-    cfg = WireConfig(dl.max_packet_bytes, band_rows=dl.band_rows)
-    item = 1 if mission.camera.bit_depth <= 8 else 2
-    return raw_packet_estimate(height, width, mission.sampling.keep, mission.camera.channels, item, cfg)

@@ -1,0 +1,58 @@
+"""Whether a frame's sparse pixels fit the wire format's 65,535 packets per product: planned before sampling (a
+fixed camera's frames at boot, a frame sent raw before it is sampled) and the packetiser's refusal afterwards, each
+naming the mission keys that help. Split out of :mod:`.frame_intake` in session 39 (which re-exports it).
+"""
+
+from __future__ import annotations
+
+from .mission import Mission
+
+
+def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool = False) -> str | None:
+    """Why a ``height`` × ``width`` frame's sparse pixels cannot fit the wire format's 65,535 packets per
+    product at the nominal keep fraction, naming the mission keys that help; None when they fit or may fit.
+
+    A frame (``worst_case`` False): only with ``[downlink] codec = "none"`` is the count known before sampling
+    (raw samples); a coding codec packs a compressible frame into fewer packets, so such a frame is sampled and
+    a packetiser refusal drops it afterwards (``too_many_packets`` all the same, :func:`packet_advice`). The
+    boot check of a fixed camera (``worst_case``) plans on raw samples whatever the codec: a mission whose
+    frames fit only when they compress well is refused while it can still be changed."""
+    if mission.downlink.codec != "none" and not worst_case:
+        return None
+    n = sparse_packet_estimate(mission, width, height)
+    if n < 2**16:
+        return None
+    dl, keep = mission.downlink, mission.sampling.keep
+    return (
+        f"sparse pixels ({height} x {width} px at keep {keep:g}) need about {n:,} packets, more than the wire "
+        f"format's 65,535 per product: raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
+        + (
+            f", lower [sampling] keep (now {keep:g}) or code the samples ([downlink] codec, now 'none')"
+            if dl.codec == "none"
+            else f" or lower [sampling] keep (now {keep:g})"
+        )
+    )
+
+
+def packet_advice(mission: Mission, detail: str) -> str:
+    """The packetiser's too-many-packets refusal (``detail``: "KIND product N needs M packets, over the 65,535 a
+    product can have: ..."), with the mission keys that help that kind of product."""
+    dl, keep = mission.downlink, mission.sampling.keep
+    what = detail.split(":")[0]
+    helps = f"raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
+    if what.startswith("sparse"):
+        helps += f" or lower [sampling] keep (now {keep:g})"
+    return f"{what}, after coding ([downlink] codec {dl.codec!r}): {helps}"
+
+
+def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
+    """Packets a frame's sparse pixels need at the nominal keep fraction, sent raw, as the wire format plans them
+    (:func:`edgeae.wire.sparse.raw_packet_estimate`; until session 32 a per-row estimate of layout 1 about twice
+    too high, which refused missions that fit)."""
+    from edgeae.wire.packets import WireConfig
+    from edgeae.wire.sparse import raw_packet_estimate
+
+    dl = mission.downlink
+    cfg = WireConfig(dl.max_packet_bytes, band_rows=dl.band_rows)
+    item = 1 if mission.camera.bit_depth <= 8 else 2
+    return raw_packet_estimate(height, width, mission.sampling.keep, mission.camera.channels, item, cfg)
