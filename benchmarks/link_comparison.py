@@ -38,13 +38,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from any folder
 from benchmarks.machine import machine_info
-from benchmarks.tiled_j2k import FILL, MIN_TILE, TILE, at_wire_bytes, over_link_tiled
 from edgeae.datasets import split_files
 from edgeae.ground.baselines import at_bytes, file_budget, over_link
 from edgeae.ground.link import LinkConfig
 from edgeae.ground.pipeline import downlink_frame, downlink_latents, encode_latents, keep_for_bytes
 from edgeae.ground.sources import as_float, image_samples, sparse_from_samples
 from edgeae.ground.station import make_filler
+from edgeae.ground.tiled_j2k import FILL, MIN_TILE, TILE, at_wire_bytes, over_link_tiled
 from edgeae.metrics import psnr
 from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
 from edgeae.wire.packets import WireConfig, overhead, packetise

@@ -78,8 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument(
         "--compare", metavar="CODECS",
-        help="--image: also send the image with these codecs (comma-separated: jpeg2000, jpeg, jpeg-rst, webp, "
-        "jpegxl), each at the sparse frame's wire bytes over the same link, and report every PSNR",
+        help="--image: also send the image with these codecs (comma-separated: jpeg2000, j2k-tiled, jpeg, "
+        "jpeg-rst, webp, jpegxl), each at the sparse frame's wire bytes over the same link, and report every PSNR; "
+        "jpeg2000 is one codestream (a lost packet truncates it), j2k-tiled JPEG 2000 as a mission sends it over a "
+        "lossy link: independent 64-px tiles, each its own codestream in its own packets, lost tiles concealed",
     )  # fmt: skip
     s.add_argument(
         "--model",

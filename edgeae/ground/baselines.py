@@ -1,7 +1,9 @@
 """Image-codec baselines at equal bytes: JPEG, JPEG 2000, WebP, JPEG XL, also over the simulated link.
 
 The shared part of ``edgeae downlink simulate --compare``, ``edgeae downlink plan`` and the rate-distortion
-and link benchmarks. A codec encodes a whole frame (H, W, C), C = 1 or 3, of 8-bit samples, or for
+and link benchmarks. :func:`same_bytes` also sends JPEG 2000 in independent tiles (``j2k-tiled``,
+:mod:`.tiled_j2k`: each tile its own codestream in its own packets, lost tiles concealed), as a mission would send
+it over a lossy link. A codec encodes a whole frame (H, W, C), C = 1 or 3, of 8-bit samples, or for
 :data:`DEEP_CODECS` of up to 16 bits; :func:`at_bytes` finds the best quality that fits a byte budget (of file
 bytes); :func:`over_link` sends the file as a flat product (telemetry APID,
 the same packet size as the sparse frame) over a :class:`~edgeae.ground.link.LinkConfig` and decodes what
@@ -27,10 +29,15 @@ from .decode import decode_flat
 from .link import LinkConfig, simulate
 from .reassembly import Receiver
 
-CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp", "jpegxl")
-"""``jpeg-rst``: baseline JPEG with a restart marker every MCU row, the standard way to let a JPEG decoder
-resynchronise after damage (costs a few bytes per row)."""
-DEEP_CODECS = ("jpeg2000", "jpegxl")
+FILE_CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp", "jpegxl")
+"""The codecs that code a frame as one file (:func:`encode`, :func:`at_bytes`, :func:`over_link`). ``jpeg-rst``:
+baseline JPEG with a restart marker every MCU row, the standard way to let a JPEG decoder resynchronise after
+damage (costs a few bytes per row)."""
+TILED = "j2k-tiled"
+"""JPEG 2000 in independent tiles (:mod:`.tiled_j2k`): a :func:`same_bytes` codec, not one file."""
+CODECS = (*FILE_CODECS, TILED)
+"""What :func:`same_bytes` (``downlink simulate --compare``) sends."""
+DEEP_CODECS = ("jpeg2000", "jpegxl", TILED)
 """The codecs that code samples of up to 16 bits (uint16; the others code 8-bit samples only): given a 12- or 16-bit
 frame as it is, where an 8-bit codec gets an 8-bit copy."""
 QUALITY_RANGE: dict[str, tuple[float, float]] = {
@@ -43,8 +50,10 @@ QUALITY_RANGE: dict[str, tuple[float, float]] = {
 
 
 def _check(codec: str) -> None:
-    if codec not in CODECS:
-        raise ValueError(f"unknown image codec {codec!r}; choose from {', '.join(CODECS)}")
+    if codec == TILED:
+        raise ValueError(f"{TILED} is sent as independent tiles, not one file: edgeae.ground.tiled_j2k or same_bytes")
+    if codec not in FILE_CODECS:
+        raise ValueError(f"unknown image codec {codec!r}; choose from {', '.join(FILE_CODECS)}")
 
 
 def encode(img: np.ndarray, codec: str, q: float, bits: int | None = None) -> bytes:
@@ -251,6 +260,7 @@ def same_bytes(
     max_packet: int,
     bits: int = 8,
     valid: np.ndarray | None = None,
+    tile: int | None = None,
 ) -> list[dict[str, Any]]:
     """Each codec's file at the best quality whose packets take at most ``wire_bytes``, sent over ``link``:
     one row per codec with the file and wire bytes, the quality, how it decoded and the PSNR (dB) against
@@ -261,7 +271,12 @@ def same_bytes(
     row's ``input`` says which). ``file_bytes`` is the codec's file, ``wire_bytes`` its packets with their headers
     (the budget is in wire bytes). A codec that cannot get that small is reported with ``error``. ``valid`` (bool
     (H, W); None: every pixel): the PSNR over those pixels only, as ``edgeae reconstruct`` scores a frame with no-data
-    margins (``downlink simulate --compare``)."""
+    margins (``downlink simulate --compare``).
+
+    ``j2k-tiled`` (:data:`TILED`): JPEG 2000 in independent ``tile``-px tiles (default
+    :data:`.tiled_j2k.TILE`), their packets together within ``wire_bytes``, lost tiles concealed from the received
+    ones (:func:`.tiled_j2k.over_link_tiled`); its row adds the tiles sent and lost, and is lost only when every tile
+    is."""
     if valid is not None and valid.all():
         valid = None
 
@@ -274,6 +289,9 @@ def same_bytes(
         deep = bits > 8 and codec in DEEP_CODECS
         src, sbits = (img, bits) if deep or bits <= 8 else (img8, 8)
         what = f"{bits}-bit" if sbits == bits else f"8-bit copy of {bits}-bit"
+        if codec == TILED:
+            rows.append(_tiled_row(src, sbits, what, wire_bytes, link, max_packet, tile, ref, valid))
+            continue
         try:
             data, q = at_bytes(src, codec, budget, bits if deep else None)
         except ValueError as exc:
@@ -294,6 +312,44 @@ def same_bytes(
             "psnr": None if r.lost else round(_psnr_over(ref, r.image / np.float32(2**sbits - 1), valid), 3),
         })  # fmt: skip
     return rows
+
+
+def _tiled_row(
+    src: np.ndarray,
+    bits: int,
+    what: str,
+    wire_bytes: int,
+    link: LinkConfig,
+    max_packet: int,
+    tile: int | None,
+    ref: np.ndarray,
+    valid: np.ndarray | None,
+) -> dict[str, Any]:
+    """:func:`same_bytes`' row of JPEG 2000 in independent tiles (:mod:`.tiled_j2k`)."""
+    from . import tiled_j2k as tj
+
+    tile = tj.TILE if tile is None else tile
+    row: dict[str, Any] = {"method": TILED, "input": what, "tile": tile}
+    try:
+        streams, q, _ = tj.at_wire_bytes(src, tile, wire_bytes, max_packet, bits if bits > 8 else None)
+    except ValueError as exc:
+        n = len(tj.tile_boxes(src.shape[0], src.shape[1], tile)) if tile >= tj.MIN_TILE else 0
+        return {**row, "error": f"{exc} ({n} tiles share the {wire_bytes:,} wire bytes)" if n else str(exc)}
+    r = tj.over_link_tiled(streams, src.shape, tile, link, max_packet, bits=bits)
+    lost = int(r.tiles_lost.sum())
+    done = f"{len(streams) - lost} of {len(streams)} tiles" + (f", {lost} concealed ({tj.FILL})" if lost else "")
+    return {
+        **row,
+        "tiles": len(streams),
+        "file_bytes": sum(map(len, streams)),
+        "quality": q,
+        "wire_bytes": r.wire_bytes,
+        "packets": r.packets,
+        "tiles_lost": lost,
+        "decoded": "every tile lost" if r.lost else done,
+        "lost": r.lost,
+        "psnr": None if r.lost else round(_psnr_over(ref, r.image / np.float32(2**bits - 1), valid), 3),
+    }
 
 
 def _psnr_over(ref: np.ndarray, got: np.ndarray, valid: np.ndarray | None) -> float:

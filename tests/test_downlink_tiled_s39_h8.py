@@ -1,0 +1,145 @@
+"""Session 39 (h8): JPEG 2000 sent as a mission would send it over a lossy link (independent tiles, each its own
+codestream in its own packets, lost tiles concealed) moved from the link benchmark into the ground package
+(edgeae.ground.tiled_j2k), bit for bit, and became a ``downlink simulate --compare`` codec (``j2k-tiled``), where
+the only JPEG 2000 until now was one codestream that a lost packet truncates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("imagecodecs")
+pytest.importorskip("cv2")
+
+from edgeae.ground import baselines
+from edgeae.ground import tiled_j2k as tj
+from edgeae.ground.link import LinkConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _scene(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """A smooth frame with some texture, uint8 (h, w, c)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    base = np.stack([0.3 + 0.1 * k + 0.3 * (x + y) / (h + w) + 0.05 * np.sin(x / 9 + y / 7) for k in range(c)], -1)
+    return np.clip((base + 0.03 * rng.standard_normal(base.shape)) * 255, 0, 255).astype(np.uint8)
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()[:16]
+
+
+# (h, w, c, tile, wire bytes, packet, loss, link seed) -> what benchmarks/tiled_j2k.py at 769797c gave (its copy ran in
+# this session before the move: mean target PSNR, wire bytes, codestreams' hash, tiles lost, image hash)
+BEFORE = [
+    ((96, 160, 3, 32, 15000, 512, 0.3, 5), 36.655598958333336, 14765, "a341d6ab0dc942a9",
+     [0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1], 30, "6d0e1073b35c57b3"),
+    ((120, 150, 1, 40, 6000, 256, 0.25, 2), 36.88232421875, 5750, "ee2651343d62d3b3",
+     [1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1], 24, "fc0b145c47569a33"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "q", "wire", "streams", "lost", "packets", "image"), BEFORE)
+def test_the_ground_coder_is_the_link_benchmarks_bit_for_bit(case, q, wire, streams, lost, packets, image) -> None:
+    from benchmarks import tiled_j2k as bench
+
+    h, w, c, tile, budget, mp, loss, seed = case
+    img = _scene(h, w, c)
+    got, gq, gwire = tj.at_wire_bytes(img, tile, budget, mp)
+    assert (gq, gwire, _sha(b"".join(got))) == (q, wire, streams)
+    r = tj.over_link_tiled(got, img.shape, tile, LinkConfig(seed=seed, loss=loss), mp)
+    sent = (r.tiles_lost.astype(int).tolist(), r.wire_bytes, r.packets, _sha(r.image.tobytes()))
+    assert sent == (lost, wire, packets, image)
+    assert bench.at_wire_bytes is tj.at_wire_bytes and bench.over_link_tiled is tj.over_link_tiled  # one coder
+
+
+@pytest.mark.skipif(not (DATA / "rover_rgb").is_dir(), reason="needs ../shared/data/rover_rgb")
+def test_the_link_stage_row_is_reproduced_from_the_ground_package() -> None:
+    """The committed link results (c617c05) for the first test crop at 20% loss: 62,394 wire bytes, 11 tiles lost,
+    27.4504 dB, reproduced exactly through the benchmark's own functions, which now import the ground module."""
+    from benchmarks.link_comparison import centre_crop, tiled_over_link
+    from edgeae.datasets import split_files
+    from edgeae.ground.sources import image_samples, sparse_from_samples
+    from edgeae.wire.packets import WireConfig, packetise
+
+    path = split_files("rover_rgb", "test")[0]
+    assert path.name == "416_1.png"
+    img = centre_crop(image_samples(path, channels=3)[0], 512)
+    frame = sparse_from_samples(img, 8, 0.1, seed=1000, frame_id=0)
+    wire = sum(map(len, packetise(frame, config=WireConfig(1024, "ccsds121", 2))))
+    streams, q, twb = tj.at_wire_bytes(img, 64, wire, 1024)
+    assert (wire, twb, sum(map(len, streams)), q) == (64543, 62394, 60474, 37.192344665527344)
+
+    class Args:
+        j2k_tile, max_packet, tile_fill = 64, 1024, "telea"
+
+    row = tiled_over_link(streams, img, Args(), LinkConfig(seed=0, loss=0.2))  # type: ignore[arg-type]
+    assert (row["psnr"], row["tiles_lost"], row["packets"]) == (27.45041481437831, 11, 64)
+
+
+def test_an_edge_tile_under_16_px_is_coded() -> None:
+    """A 100-row frame in 48-px tiles has 4-row edge tiles: the benchmark's coder stopped on them with 'JPEG 2000
+    tile side must be at least 16 px, got 6' (a tile was re-cut with its own side as the tile size)."""
+    img = _scene(100, 150, 1)
+    streams, _, wire = tj.at_wire_bytes(img, 48, 12000, 512)
+    assert len(streams) == 3 * 4 and wire <= 12000
+    out, lost = tj.rebuild(tj.tile_packets(streams, 512), img.shape, 48)
+    assert not lost.any() and out.shape == img.shape
+
+
+def test_same_bytes_sends_j2k_tiled_and_conceals_lost_tiles() -> None:
+    """``j2k-tiled`` beside ``jpeg2000`` at the same wire bytes over the same lossy link: within the bytes, some tiles
+    lost and concealed, the frame not lost, where the single codestream's file does not decode at all."""
+    img = _scene(192, 256, 3)
+    link = LinkConfig(seed=3, loss=0.2)
+    rows = {r["method"]: r for r in baselines.same_bytes(img, ["jpeg2000", "j2k-tiled"], 12 * 1000, link, 1024)}
+    t, j = rows["j2k-tiled"], rows["jpeg2000"]
+    assert t["wire_bytes"] <= 12000 and t["tiles"] == 12 and t["tile"] == 64 and t["input"] == "8-bit"
+    assert 0 < t["tiles_lost"] < 12 and not t["lost"]
+    assert t["decoded"] == f"{12 - t['tiles_lost']} of 12 tiles, {t['tiles_lost']} concealed (telea)"
+    assert j["lost"] and j["psnr"] is None and t["tiles_lost"] == 2 and t["psnr"] > 28  # 28.67 dB
+    perfect = baselines.same_bytes(img, ["j2k-tiled"], 12000, LinkConfig(), 1024, tile=32)[0]
+    assert perfect["tiles"] == 48 and perfect["tiles_lost"] == 0 and perfect["decoded"] == "48 of 48 tiles"
+    small = baselines.same_bytes(img, ["j2k-tiled"], 1200, LinkConfig(), 1024)[0]
+    assert "error" in small and "12 tiles share the 1,200 wire bytes" in small["error"]
+
+
+def test_same_bytes_codes_a_12_bit_frame_in_tiles_at_its_depth() -> None:
+    img = (_scene(128, 128, 1).astype(np.uint16) << 4) | 7  # 12-bit samples
+    row = baselines.same_bytes(img, ["j2k-tiled"], 20000, LinkConfig(), 1024, bits=12)[0]
+    assert row["input"] == "12-bit" and row["tiles_lost"] == 0 and row["psnr"] > 40
+    streams, _ = tj.within(img, 20000, 1024, 64, 12)
+    assert tj.rebuild(tj.tile_packets(streams, 1024), img.shape, 64, bits=12)[0].dtype == np.uint16
+
+
+def test_a_file_codec_call_refuses_j2k_tiled_in_one_line() -> None:
+    with pytest.raises(ValueError, match="j2k-tiled is sent as independent tiles, not one file"):
+        baselines.at_bytes(_scene(64, 64, 1), "j2k-tiled", 5000)
+    assert "j2k-tiled" in baselines.CODECS and "j2k-tiled" not in baselines.FILE_CODECS
+
+
+def test_compare_j2k_tiled_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from edgeae.cli import main
+
+    img = tmp_path / "scene.png"
+    Image.fromarray(_scene(128, 192, 3)).save(img)
+    out = tmp_path / "rx.bin"
+    argv = ["downlink", "simulate", "--image", str(img), "--keep", "0.3", "--link", "loss20", "--out", str(out),
+            "--compare", "jpeg2000,j2k-tiled", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    row = next(r for r in rep["compare"] if r["method"] == "j2k-tiled")
+    assert row["wire_bytes"] <= rep["wire_bytes"] and row["tiles"] == 6 and row["psnr"] is not None
+    assert "| j2k-tiled | 8-bit |" in capsys.readouterr().out
+    assert main(["downlink", "simulate", "--image", str(img), "--out", str(out), "--compare", "j2k"]) == 2
+    assert "choose from jpeg, jpeg-rst, jpeg2000, webp, jpegxl, j2k-tiled" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["downlink", "simulate", "--help"])
+    assert "j2k-tiled JPEG 2000 as a mission sends it" in " ".join(capsys.readouterr().out.split())
