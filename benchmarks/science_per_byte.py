@@ -6,7 +6,10 @@ rover frames with planted Curiosity hardware — validation figures: the hardwar
 validation sols — and strips of HiRISE landmark crops), compare on a perfect link, at 20% independent packet
 loss and under Gilbert-Elliott bursts (~9%):
 
-- ``jpeg2000``: the whole frame as one JPEG 2000 file;
+- ``jpeg2000``: the whole frame as one JPEG 2000 file (one codestream: its first lost packet truncates it);
+- ``j2k-tiled``: JPEG 2000 as a mission sends it over a lossy link: independent tiles, each its own codestream in
+  its own packets, lost tiles concealed from the received ones (``edgeae.ground.tiled_j2k``; tile side
+  ``--j2k-tile``, by default per frame and budget the largest whose share fits one packet);
 - ``sparse``: sparse samples (payload layout 2, ccsds121) rebuilt with the CAE;
 - ``prioritised``: the top-ranked anomaly patches at full resolution in up to ``--patch-share`` of the
   budget, sparse context in the rest (edgeae's flight runtime);
@@ -43,25 +46,40 @@ def markdown(result: dict) -> str:
         f"({cfg['max_packet']}-byte packets, headers and CRCs counted); sample codec {cfg['codec']}; the "
         f"prioritised downlink spends up to {cfg['patch_share']:.0%} of a budget on full-resolution patches "
         f"(each sent {cfg['patch_copies']}×); a codec file's first packet (its header) is sent "
-        f"{1 + cfg.get('codec_head_copies', 0)}× (out of the same bytes). Feature recall: labelled feature patches "
-        "that arrive whole at full "
-        "resolution; 'exact' = lossless. Models: "
+        f"{1 + cfg.get('codec_head_copies', 0)}× (out of the same bytes; j2k-tiled sends each tile once). Feature "
+        "recall: labelled feature patches that arrive whole at full resolution; 'exact' = lossless. Models: "
         + "; ".join(f"{s}: rebuild {m}, scorer {sc}" for s, (m, sc) in result["models"].items())
         + f". Size: {result['size']}, {result['seeds']} link seed(s) per lossy condition.",
         "",
         science.markdown(rows),
-        "Prioritised downlink vs JPEG 2000 on the feature patches' PSNR (dB) at equal bytes:",
+        *_tiles(rows),
+        "Prioritised downlink vs JPEG 2000 on the feature patches' PSNR (dB) at equal bytes, JPEG 2000 as one "
+        "codestream and in independent tiles (j2k-tiled; '-': not run):",
         "",
-        "| set | budget | link | method | feature PSNR | JPEG 2000 | beats JPEG 2000 |",
-        "|---|---|---|---|---|---|---|",
+        "| set | budget | link | method | feature PSNR | JPEG 2000 | beats JPEG 2000 | j2k-tiled | beats j2k-tiled |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for v in science.verdicts(rows):
+        tiled = "- | -" if v["j2k_tiled"] is None else f"{v['j2k_tiled']:.1f} | {'yes' if v['wins_tiled'] else 'no'}"
         lines.append(
             f"| {v['set']} | {v['budget']:.0%} | {v['link']} | {v['method']} | {v['feature_psnr']:.1f} | "
-            f"{v['jpeg2000']:.1f} | {'yes' if v['wins'] else 'no'} |"
+            f"{v['jpeg2000']:.1f} | {'yes' if v['wins'] else 'no'} | {tiled} |"
         )
     lines += ["", f"{result['seconds']} s; `{result['command']}`"]
     return "\n".join(lines) + "\n"
+
+
+def _tiles(rows: list[dict]) -> list[str]:
+    """The line that says which tile side each set's j2k-tiled rows were sent in, per budget (none without them)."""
+    sides: dict[str, dict[str, set[int]]] = {}
+    for r in rows:
+        if r["method"] == "j2k-tiled":
+            sides.setdefault(r["set"], {}).setdefault(science.budget_label(r["budget"]), set()).add(r["tile"])
+    if not sides:
+        return []
+    per = "; ".join(f"{st} " + ", ".join(f"{b} {'/'.join(map(str, sorted(t)))}" for b, t in bud.items())
+                    for st, bud in sides.items())  # fmt: skip
+    return [f"j2k-tiled tile sides (px) by budget: {per}.", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--copies", type=int, default=1, help="send each full-resolution patch this many times")
     ap.add_argument("--head-copies", type=int, default=0, help="extra copies of a codec file's first packet")
     ap.add_argument("--max-packet", type=int, default=1024)
+    ap.add_argument(
+        "--j2k-tile", type=int, default=0,
+        help="tile side (px) of j2k-tiled (default 0: per frame and budget, the largest whose share fits one packet)",
+    )  # fmt: skip
     ap.add_argument("--grey-model", help="rebuild model for grey frames (default: the reconstruct default)")
     ap.add_argument("--rgb-model", help="rebuild model for colour frames")
     ap.add_argument("--grey-scorer", help="anomaly scorer for grey frames (default orbital-gray-vae)")
@@ -100,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         patch_share=args.patch_share,
         patch_copies=args.copies,
         codec_head_copies=args.head_copies,
+        j2k_tile=args.j2k_tile,
     )
     seeds = args.seeds or (1 if args.quick else 2)
     models = {k: v for k, v in ((1, args.grey_model), (3, args.rgb_model)) if v}

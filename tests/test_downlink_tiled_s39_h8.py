@@ -1,7 +1,8 @@
 """Session 39 (h8): JPEG 2000 sent as a mission would send it over a lossy link (independent tiles, each its own
 codestream in its own packets, lost tiles concealed) moved from the link benchmark into the ground package
-(edgeae.ground.tiled_j2k), bit for bit, and became a ``downlink simulate --compare`` codec (``j2k-tiled``), where
-the only JPEG 2000 until now was one codestream that a lost packet truncates."""
+(edgeae.ground.tiled_j2k), bit for bit, and became a ``downlink simulate --compare`` codec (``j2k-tiled``) and a
+science-per-byte method (``downlink plan --methods j2k-tiled``, benchmarks/science_per_byte.py), where the only
+JPEG 2000 until now was one codestream that a lost packet truncates."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 pytest.importorskip("imagecodecs")
 pytest.importorskip("cv2")
 
-from edgeae.ground import baselines
+from edgeae.ground import baselines, science
 from edgeae.ground import tiled_j2k as tj
 from edgeae.ground.link import LinkConfig
 
@@ -143,3 +144,80 @@ def test_compare_j2k_tiled_from_the_command_line(tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit):
         main(["downlink", "simulate", "--help"])
     assert "j2k-tiled JPEG 2000 as a mission sends it" in " ".join(capsys.readouterr().out.split())
+
+
+# ------------------------------------------------------------------------------------------- science per byte
+def _frame(h: int = 192, w: int = 256, c: int = 1):
+    from edgeae.ground.feature_sets import LabelledFrame
+
+    return LabelledFrame("f", "test", _scene(h, w, c), 64, np.array([[64, 64]]), "test")
+
+
+def test_packet_tile_is_the_largest_whose_share_fits_a_packet() -> None:
+    assert tj.packet_tile(512, 512, 65216, 1024) == 64  # the link benchmark's budget: its 64-px tiles
+    for h, w, budget in ((1600, 512, 16384), (512, 1024, 157286), (768, 576, 8847)):
+        side = tj.packet_tile(h, w, budget, 1024)
+        n = len(tj.tile_boxes(h, w, side))
+        assert side % 16 == 0 and budget // n <= 1024 < budget // len(tj.tile_boxes(h, w, side + 16))
+    assert tj.packet_tile(100, 100, 500, 1024) == 112  # under a packet: the frame in one tile
+    assert tj.packet_tile(64, 64, 10**6, 1024) == 16  # no share fits a packet: the smallest tile
+
+
+def test_plan_sends_j2k_tiled_within_the_budget_and_the_ground_conceals_lost_tiles() -> None:
+    fr = _frame()
+    cfg = science.PlanConfig()
+    budget = int(0.2 * fr.raw_bytes)  # 9,830 B: 3 x 4 tiles of 80 px (a share of 819 B: a packet each; 96 px: 6)
+    sent = science.plan(fr, None, budget, "j2k-tiled", cfg)
+    assert sent.tile == 80 and len(sent.packets) == 12 and 0.9 * budget < sent.wire_bytes <= budget
+    ok = science.metrics(fr, science.receive(fr, sent, LinkConfig(), None))
+    assert ok["frame_psnr"] > 33 and ok["feature_recall"] == 0.0 and not ok["lost"]  # one codestream: 36.1 dB
+    lossy = LinkConfig(seed=2, loss=0.3)
+    got = science.receive(fr, sent, lossy, None)
+    m = science.metrics(fr, got)
+    assert not got.lost and not got.exact.any() and 25 < m["frame_psnr"] < ok["frame_psnr"]  # 27.1 dB
+    one = science.receive(fr, science.plan(fr, None, budget, "jpeg2000", cfg), lossy, None)
+    assert one.lost  # the same link loses the single codestream's frame
+    fixed = science.plan(fr, None, budget, "j2k-tiled", science.PlanConfig(j2k_tile=32))
+    assert fixed.tile == 32 and len(fixed.packets) == 48 and fixed.wire_bytes <= budget
+    with pytest.raises(ValueError, match=r"j2k_tile must be 0 \(one tile per packet\) or at least 16 px, got 8"):
+        science.PlanConfig(j2k_tile=8)
+
+
+def test_a_budget_under_the_tiled_floor_is_refused_and_the_floor_itself_plans() -> None:
+    from edgeae.cli import CLIError
+    from edgeae.cli.downlink_plan import _check_budgets
+    from edgeae.ground.budget_downlink import ContextFloors
+
+    fr = _frame()
+    cfg = science.PlanConfig(budgets=(0.003,))
+    floor, why = ContextFloors(fr, cfg)("j2k-tiled")
+    assert why.startswith("the frame as one JPEG 2000 tile at the lowest quality")
+    sent = science.plan(fr, None, floor, "j2k-tiled", cfg)
+    assert sent.tile == 256 and sent.wire_bytes <= floor  # doubled from the one-packet side up to one tile
+    with pytest.raises(ValueError, match="over its"):
+        science.plan(fr, None, floor - 1, "j2k-tiled", cfg)
+    with pytest.raises(CLIError, match="less than the frame as one JPEG 2000 tile"):
+        _check_budgets([fr], science.PlanConfig(budgets=(floor / fr.raw_bytes / 2,)), ("j2k-tiled",))
+
+
+def test_verdicts_and_the_benchmark_table_set_prioritised_against_both_jpeg2000_rows() -> None:
+    from benchmarks.science_per_byte import markdown
+
+    def row(method: str, psnr: float, tile: int = 0) -> dict:
+        return {"set": "s", "frame": "f", "split": "test", "budget": 0.02, "method": method, "link": "perfect",
+                "feature_psnr": psnr, "frame_psnr": psnr, "feature_recall": 0.0, "wire_bytes": 100,
+                "patches_sent": 0, "features_in_sent": 0, "features": 1, "lost": False,
+                **({"tile": tile} if tile else {})}  # fmt: skip
+
+    rows = [row("jpeg2000", 20.0), row("j2k-tiled", 30.0, 224), row("prioritised", 25.0)]
+    (v,) = science.verdicts(rows)
+    assert (v["wins"], v["j2k_tiled"], v["wins_tiled"]) == (True, 30.0, False)
+    result = {"config": {"budgets": [0.02], "max_packet": 1024, "codec": "ccsds121", "patch_share": 0.5,
+                         "patch_copies": 1}, "rows": rows, "models": {"s": ["m", "v"]}, "size": "quick",
+              "seeds": 1, "seconds": 1.0, "command": "x"}  # fmt: skip
+    md = markdown(result)
+    assert "| s | 2% | perfect | prioritised | 25.0 | 20.0 | yes | 30.0 | no |" in md
+    assert "j2k-tiled tile sides (px) by budget: s 2% 224." in md
+    (old,) = science.verdicts(rows[::2])  # a run without j2k-tiled rows (the oracle stage's methods)
+    assert old["j2k_tiled"] is None and old["wins_tiled"] is None
+    assert "| 20.0 | yes | - | - |" in markdown({**result, "rows": rows[::2]})

@@ -103,7 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "plan",
         help="science per byte: JPEG 2000 vs sparse + CAE vs prioritised patches at per-frame byte budgets",
         description="For per-frame downlink budgets (fractions of the raw frame, in wire bytes), compare sending "
-        "the whole frame as JPEG 2000, its sparse samples rebuilt with the CAE, and the prioritised downlink "
+        "the whole frame as JPEG 2000 (one codestream, jpeg2000; or independent tiles, each its own codestream in "
+        "its own packets, lost tiles concealed, j2k-tiled), its sparse samples rebuilt with the CAE, and the "
+        "prioritised downlink "
         "(top-ranked anomaly patches at full resolution plus sparse context), over each link: feature recall "
         "and PSNR on labelled feature patches (--set) and whole-frame PSNR.",
     )
@@ -126,8 +128,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "seed, 0 for the presets) + 1000n + 17s + 1",
     )  # fmt: skip
     pl.add_argument(
-        "--methods", default="jpeg2000,sparse,prioritised,prioritised-j2k",
-        help="comma-separated, of jpeg2000, sparse, prioritised, prioritised-j2k (default all four)",
+        "--methods", default="jpeg2000,j2k-tiled,sparse,prioritised,prioritised-j2k",
+        help="comma-separated, of jpeg2000, j2k-tiled, sparse, prioritised, prioritised-j2k (default all five); "
+        "j2k-tiled's tile side: per frame and budget, the largest whose share of the budget fits one packet",
     )  # fmt: skip
     pl.add_argument("--quick", action="store_true", help="one small frame per set")
     pl.add_argument("--model", help="CAE that rebuilds the frames (default: the reconstruct default per channels)")

@@ -1,8 +1,10 @@
 """The budgeted downlink of one frame: what each method sends within a byte budget, and what the ground rebuilds.
 
-Four ways to spend the same wire bytes on one frame (packets, headers and CRCs counted for all four):
+Five ways to spend the same wire bytes on one frame (packets, headers and CRCs counted for all five):
 
 - ``jpeg2000``: the whole frame as one JPEG 2000 file (:mod:`.baselines`), sent as a flat product.
+- ``j2k-tiled``: JPEG 2000 as a mission sends it over a lossy link (:mod:`.tiled_j2k`): independent tiles, each its
+  own codestream in its own packets (a tile per packet by default), lost tiles concealed from the received ones.
 - ``sparse``: the frame's sparse samples (payload layout 2, lossless sample codec) at the keep fraction that
   fills the budget, rebuilt on the ground with the CAE.
 - ``prioritised``: what edgeae's flight runtime sends: the top-ranked anomaly patches at full resolution
@@ -26,7 +28,7 @@ from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
 from edgeae.wire.packets import SequenceCounters, WireConfig, packetise
 from edgeae.wire.products import AnomalyPatch, SparseFrame
 
-from . import baselines
+from . import baselines, tiled_j2k
 from .decode import DecodeError, NothingReceived, decode_flat, decode_sparse
 from .feature_sets import LabelledFrame
 from .link import LinkConfig, simulate
@@ -34,8 +36,9 @@ from .pipeline import keep_for_bytes
 from .reassembly import Receiver
 from .sources import sparse_from_samples
 from .station import Filler
+from .tiled_j2k import MIN_TILE
 
-METHODS = ("jpeg2000", "sparse", "prioritised", "prioritised-j2k")
+METHODS = ("jpeg2000", "j2k-tiled", "sparse", "prioritised", "prioritised-j2k")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,10 @@ class PlanConfig:
     packet of a codec file (the JPEG 2000 baseline and the prioritised-j2k context), sent last: it holds the
     file's main header, without which nothing of the file decodes; the copies come out of the same budget.
     Default 0: one copy measured no gain over 8 link seeds at 20% loss (±1 dB either way; the file loses more
-    to truncation at the first lost packet than to a lost header, and the copy takes 1 KB of its bytes)."""
+    to truncation at the first lost packet than to a lost header, and the copy takes 1 KB of its bytes); not for
+    ``j2k-tiled``, whose every tile has its own header. ``j2k_tile``: the tile side of ``j2k-tiled`` (px); 0 (default):
+    per frame and budget, the largest whose share fits one packet (:func:`.tiled_j2k.packet_tile`, the rule the link
+    benchmark's 64 px follows), larger when a tile cannot fit its share at all."""
 
     budgets: tuple[float, ...] = (0.02, 0.05, 0.10)
     max_packet: int = 1024
@@ -59,6 +65,7 @@ class PlanConfig:
     patch_copies: int = 1
     codec_head_copies: int = 0
     mask_seed: int = 7
+    j2k_tile: int = 0
 
     def __post_init__(self) -> None:
         if not self.budgets or any(not 0.0 < b <= 1.0 for b in self.budgets):
@@ -69,6 +76,8 @@ class PlanConfig:
             raise ValueError(f"patch_copies must be >= 1, got {self.patch_copies}")
         if self.codec_head_copies < 0:
             raise ValueError(f"codec_head_copies must be >= 0, got {self.codec_head_copies}")
+        if self.j2k_tile and self.j2k_tile < MIN_TILE:
+            raise ValueError(f"j2k_tile must be 0 (one tile per packet) or at least {MIN_TILE} px, got {self.j2k_tile}")
 
     @property
     def wire(self) -> WireConfig:
@@ -83,6 +92,7 @@ class Downlink:
     packets: list[bytes]
     keep: float = 0.0
     patches: tuple[tuple[int, int], ...] = ()  # (x, y) of the full-resolution patches, in rank order
+    tile: int = 0  # j2k-tiled: the tile side (px)
 
     @property
     def wire_bytes(self) -> int:
@@ -165,6 +175,9 @@ def plan(
     if method == "jpeg2000":
         data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - head, cfg.max_packet), deep)
         return Downlink(method, _file_packets(data, cfg, counters) + _head_copies(data, cfg, counters))
+    if method == "j2k-tiled":
+        streams, tile = tiled_j2k.within(s, budget, cfg.max_packet, cfg.j2k_tile, deep)
+        return Downlink(method, tiled_j2k.tile_packets(streams, cfg.max_packet, counters), tile=tile)
     if method == "sparse":
         fr, pk = sparse_within(s, budget, cfg, counters, bits=bits)
         return Downlink(method, pk, keep=fr.keep)
@@ -200,7 +213,7 @@ def budget_floor(
 
 
 class ContextFloors:
-    """:func:`context_floor` of one frame under one config, each kind (JPEG 2000, sparse) computed once: the JPEG
+    """:func:`context_floor` of one frame under one config, each kind (JPEG 2000, tiled, sparse) computed once: the JPEG
     2000 floor encodes the whole frame (0.4 s on a 1200×1648 RGB frame), which a plan of several budgets asked for
     at each budget until session 37. Call it with a method."""
 
@@ -209,7 +222,7 @@ class ContextFloors:
         self._got: dict[str, tuple[int, str]] = {}
 
     def __call__(self, method: str) -> tuple[int, str]:
-        kind = "jpeg2000" if method in ("jpeg2000", "prioritised-j2k") else "sparse"
+        kind = {"prioritised-j2k": "jpeg2000", "jpeg2000": "jpeg2000", "j2k-tiled": "j2k-tiled"}.get(method, "sparse")
         if kind not in self._got:
             self._got[kind] = context_floor(self.frame, kind, self.cfg)
         return self._got[kind]
@@ -219,9 +232,12 @@ def context_floor(frame: LabelledFrame, method: str, cfg: PlanConfig) -> tuple[i
     """The fewest wire bytes with which ``method`` sends anything of ``frame`` (for the prioritised methods: its
     context; the patches never take them), and why: one sparse packet with one sample (:func:`one_sample_bytes`),
     or for the JPEG 2000 methods the codec's file at its lowest quality in its packets (with ``codec_head_copies``;
-    one encoding of the frame)."""
+    one encoding of the frame); for ``j2k-tiled`` its tiles at the lowest quality (:func:`.tiled_j2k.floor_bytes`)."""
     from edgeae.wire.layout import overhead
 
+    if method == "j2k-tiled":
+        deep = frame.bits if frame.bits > 8 else None
+        return tiled_j2k.floor_bytes(frame.samples, cfg.max_packet, cfg.j2k_tile, deep)
     if method not in ("jpeg2000", "prioritised-j2k"):
         one = one_sample_bytes(frame.samples, frame.bits, cfg)
         header = overhead("sparse")
@@ -312,6 +328,9 @@ def receive(frame: LabelledFrame, sent: Downlink, link: LinkConfig, fill: Filler
     rx = Receiver()
     for _, pkt in simulate(sent.packets, link)[0]:
         rx.receive(pkt)
+    if sent.method == "j2k-tiled":  # the tiles that arrived whole, the others concealed from them
+        tiled, lost = tiled_j2k.rebuild_products(rx.products, (h, w, c), sent.tile, bits=frame.bits)
+        return Received(tiled.astype(np.float32) / np.float32(frame.top), np.zeros((h, w), bool), (), bool(lost.all()))
     img = np.zeros((h, w, c), np.float32)
     known = np.zeros((h, w), bool)
     exact = np.zeros((h, w), bool)

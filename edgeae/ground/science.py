@@ -1,8 +1,8 @@
 """Science per byte: for a per-frame downlink budget, how much of a frame's science reaches the ground.
 
-Each method (``jpeg2000``, ``sparse``, ``prioritised``, ``prioritised-j2k``) spends the same wire bytes on one
-frame; :mod:`.budget_downlink` says what each sends and how the ground rebuilds it. This module measures the
-result and runs it over whole frame sets.
+Each method (``jpeg2000``, ``j2k-tiled``, ``sparse``, ``prioritised``, ``prioritised-j2k``) spends the same wire
+bytes on one frame; :mod:`.budget_downlink` says what each sends and how the ground rebuilds it. This module
+measures the result and runs it over whole frame sets.
 
 Measured per frame with labelled features (:mod:`.feature_sets`): feature recall (the fraction of labelled
 feature patches that arrive whole at full resolution), PSNR over the feature patches' pixels (pooled; 100 dB
@@ -167,6 +167,7 @@ def _frame_rows(
                 "patches_sent": len(sent.patches),
                 "features_in_sent": sum((int(x), int(y)) in set(sent.patches) for x, y in frame.features),
                 "psnr_valid_fraction": round(float(valid.mean()), 6),
+                **({"tile": sent.tile} if sent.tile else {}),  # j2k-tiled: the tile side it was sent in
             }
             for lname, lc in links.items():
                 for s in range(1 if lname == "perfect" else seeds):
@@ -266,7 +267,9 @@ def _mean(vals: list[float | None]) -> float | None:
 
 
 def verdicts(rows: list[dict[str, Any]], budgets: tuple[float, ...] = (0.02, 0.05)) -> list[dict[str, Any]]:
-    """For each set, budget and link: does the prioritised downlink's feature-patch PSNR beat JPEG 2000's?"""
+    """For each set, budget and link: does the prioritised downlink's feature-patch PSNR beat JPEG 2000's (one
+    codestream: ``jpeg2000``, ``wins``) and, where the rows have it, tiled JPEG 2000's (``j2k_tiled``,
+    ``wins_tiled``; None without a ``j2k-tiled`` row)?"""
     means: dict[tuple, list[float]] = {}
     for r in rows:
         if r["feature_psnr"] is not None:
@@ -276,8 +279,10 @@ def verdicts(rows: list[dict[str, Any]], budgets: tuple[float, ...] = (0.02, 0.0
         j = means.get((st, frac, lk, "jpeg2000"))
         if m.startswith("prioritised") and frac in budgets and j:
             p, q = float(np.mean(v)), float(np.mean(j))
+            t = means.get((st, frac, lk, "j2k-tiled"))
+            tq = float(np.mean(t)) if t else None
             out.append({"set": st, "budget": frac, "link": lk, "method": m, "feature_psnr": p, "jpeg2000": q,
-                        "wins": p > q})  # fmt: skip
+                        "wins": p > q, "j2k_tiled": tq, "wins_tiled": None if tq is None else p > tq})  # fmt: skip
     return out
 
 
