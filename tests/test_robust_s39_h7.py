@@ -118,6 +118,72 @@ def test_scan_records_a_tiff_that_needs_imagecodecs_and_its_rerun_takes_it(
     assert again["failed"] == 0, again
 
 
+# ------------------------------------------------------------------------------ 2-3. keep_for_bytes, packet limit
+LARGEST = 65_535 * 102  # 272x272x16 and 1040x1040x1 16-bit frames in 128-byte packets: 102 B a packet at the most
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of frames keep_for_bytes packs (over the packet limit or not), appended to as it packs them."""
+    from edgeae.ground import keep_search
+
+    packed: list[int] = []
+    real = keep_search._packed
+
+    def packing(*a: object, **k: object) -> tuple[int, int]:
+        packed.append(1)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keep_search, "_packed", packing)
+    return packed
+
+
+def test_a_budget_over_the_largest_frame_one_product_carries_is_refused_in_a_few_packings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1040x1040 grey 16-bit pixels in 128-byte packets: the planner puts 16 of them (102 B) in a packet where 29 fit,
+    so one product carries at most 6,684,570 B, under 65,535 x 128 = 8,388,480. A budget of 7,000,000 B returned that
+    frame, 4.5 % under, without a word, after 95 packings (the frames over the limit counted budget + 1); it is
+    refused in a few, naming that frame's size as the budget to give."""
+    from edgeae.ground.keep_search import keep_for_bytes
+    from edgeae.wire.layout import WireConfig
+    from edgeae.wire.sparse_plan import TooManyPackets
+
+    samples = np.random.default_rng(3).integers(0, 65535, (1040, 1040, 1), dtype=np.uint16)
+    packed = _counted(monkeypatch)
+    with pytest.raises(TooManyPackets) as got:
+        keep_for_bytes(samples, 16, 7_000_000, WireConfig(128), seed=5)
+    msg = str(got.value)
+    assert len(packed) <= 10, len(packed)
+    assert "\n" not in msg and "over the largest frame of it one product carries" in msg, msg
+    assert f"give a budget of at most {LARGEST:,} B" in msg and "65,535 packets" in msg, msg
+
+
+@pytest.mark.parametrize("over", [0, 101, 102, 129])
+def test_the_budget_the_refusal_gives_is_sent_and_a_next_frame_that_would_fit_is_refused(
+    monkeypatch: pytest.MonkeyPatch, over: int
+) -> None:
+    """272x272x16 16-bit (one 32-byte pixel a packet): the largest frame one product carries is 6,684,570 B. A budget
+    up to the next frame's bytes (a pixel and a packet's headers more, 102 B) gets it; from there the packet limit,
+    not the budget, stops the keep: refused (by the search, or before it when the budget is more than a packet over
+    65,535 full packets), in both cases with that frame's size. Until review r2 #3 every budget up to 8,388,480 B was
+    answered with this frame without a word, and one byte more was refused with "a budget under 8,388,480 B"."""
+    from edgeae.ground.keep_search import _packed, keep_for_bytes
+    from edgeae.ground.sources import sparse_from_samples
+    from edgeae.wire.layout import WireConfig
+    from edgeae.wire.sparse_plan import TooManyPackets
+
+    samples, wire = np.random.default_rng(3).integers(0, 65535, (272, 272, 16), dtype=np.uint16), WireConfig(128)
+    packed = _counted(monkeypatch)
+    if over < 102:
+        keep = keep_for_bytes(samples, 16, LARGEST + over, wire, seed=5)
+        assert _packed(sparse_from_samples(samples, 16, keep, 5), wire) == (LARGEST, 65_535), keep
+        assert len(packed) <= 8, len(packed)
+        return
+    with pytest.raises(TooManyPackets, match=f"at most {LARGEST:,} B") as got:
+        keep_for_bytes(samples, 16, LARGEST + over, wire, seed=5)
+    assert ("over the largest frame" in str(got.value)) == (over == 102) and bool(packed) == (over == 102), got.value
+
+
 # ------------------------------------------------------------------------------ 4. the progress bar's total
 def _tiff_header_only(path: Path, side: int) -> Path:
     """A ~130-byte little-endian grey 8-bit TIFF of one strip whose tags claim ``side`` x ``side`` pixels."""
