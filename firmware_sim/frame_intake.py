@@ -144,16 +144,21 @@ def open_reader(
 
 def level_plan(plan: MemoryPlan, level: Level) -> MemoryPlan:
     """The buffers of ``plan`` a frame run at ``level`` still needs: no reconstruction tiles when it skips the
-    reconstruction, no patch batch, top-k store or no-data mask when it scores nothing, fewer sparse values at a
-    lower keep."""
+    reconstruction, no patch batch, top-k store or no-data mask (nor its temporaries) when it scores nothing, fewer
+    sparse values at a lower keep."""
+
     items = []
     for name, size in plan.items:
         if name == "recon_tiles_f32" and not level.reconstruct:
             continue
-        if name in ("patch_batch_f32", "top_k_patches", "nodata_mask") and level.score_every == 0:
+        if name in UNSCORED and level.score_every == 0:
             continue
         items.append((name, int(size * level.keep_factor) + 1 if name == "sparse_values_strip" else size))
-    return MemoryPlan(tuple(items), decode=plan.decode)  # a file decoded whole is decoded at every level
+    # a file decoded whole is decoded at every level
+    return MemoryPlan(tuple(items), decode=plan.decode, steps=tuple(n for n in plan.steps if n in dict(items)))
+
+
+UNSCORED = ("patch_batch_f32", "top_k_patches", "nodata_mask", "nodata_temporaries")  # a frame scoring nothing
 
 
 def stored_layout(reader: Any) -> tuple[int, np.dtype[Any]]:
@@ -172,21 +177,29 @@ def sized_by(mission: Mission, name: str) -> str:
         "patch_batch_f32": "[anomaly] batch, [runtime] threads",
         "top_k_patches": "[anomaly] top_k",
         "recon_tiles_f32": "[reconstruction] check_tiles, tile",
+        "nodata_temporaries": f"{frame}; only when scoring",
         "frame_decoded": "[camera] height and width: a PNG, JPEG or PNM frame is decoded whole",
     }.get(name, frame)
 
 
 def biggest_buffers(mission: Mission, plan: MemoryPlan, n: int = 3) -> str:
-    """``name N B (sized by KEYS), ...``: the ``n`` largest items of a plan and the settings that size them."""
-    top = sorted(plan.items, key=lambda kv: -kv[1])[:n]
+    """``name N B (sized by KEYS), ...``: the ``n`` largest items of a plan (of its steps, live one at a time, the
+    largest only) and the settings that size them."""
+    peak = max((kv for kv in plan.items if kv[0] in plan.steps), key=lambda kv: kv[1], default=None)
+    counted = [kv for kv in plan.items if kv[0] not in plan.steps or kv == peak]
+    top = sorted(counted, key=lambda kv: -kv[1])[:n]
     whole = [f"decoding a file whole {plan.decode:,} B (its bytes and the image)"] * (plan.decode > plan.buffers)
     return ", ".join(whole + [f"{name} {size:,} B ({sized_by(mission, name)})" for name, size in top]) or "none"
 
 
 def plan_text(plan: MemoryPlan) -> str:
-    """``name N B, ...``: a plan's items (and the peak of a file decoded whole), for the messages that refuse it."""
+    """``name N B, ...``: a plan's items (its steps, live one at a time, last: the largest counts) and the peak of a
+    file decoded whole, for the messages that refuse it."""
+    held = ", ".join(f"{name} {size:,} B" for name, size in plan.items if name not in plan.steps)
+    steps = ", ".join(f"{name} {size:,} B" for name, size in plan.items if name in plan.steps and size)
+    one = f"; one at a time, the largest counted: {steps}" if steps else ""
     whole = f"; decoding its file whole peaks at {plan.decode:,} B" if plan.decode else ""
-    return ", ".join(f"{name} {size:,} B" for name, size in plan.items) + whole
+    return held + one + whole
 
 
 def memory_fit(

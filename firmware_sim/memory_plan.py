@@ -24,19 +24,31 @@ PREFETCH_STRIPS = 1  # strips decoded ahead of the one being processed (a thread
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Bytes a frame allocates beyond what the process holds before it, by purpose (``items``, summed in
-    :attr:`total`), and the buffers allocated at boot that a frame uses (``boot``: listed, never added: they are
-    in the RSS the frame check starts from). ``decode``: the peak while a frame file is decoded whole, before any
-    strip is worked (:attr:`WholeDecode.peak`; 0 for a frame read in strips): the total is the larger of the two."""
+    """Bytes a frame allocates beyond what the process holds before it, by purpose, and the buffers allocated at boot
+    that a frame uses (``boot``: listed, never added: they are in the RSS the frame check starts from).
+
+    ``items``: by purpose, held together while a strip is worked (the strips, the mask rows, the no-data mask a
+    strip is scored with, the scoring engine's batches, which its threads score while the loop works the next
+    strip) and summed, but for those named in ``steps``: what the loop's own thread allocates and frees one step at a
+    time (the pixel check's temporaries, the no-data mask's, the sequential scorer's batch, the reconstruction
+    tiles), of which only the largest is live at once. ``decode``: the peak while a frame file is decoded whole,
+    before any strip is worked (:attr:`WholeDecode.peak`; 0 for a frame read in strips). The total is the larger of
+    the decode and :attr:`buffers` (until session 39 the steps were summed as if all were live at once)."""
 
     items: tuple[tuple[str, int], ...]
     boot: tuple[tuple[str, int], ...] = ()
     decode: int = 0
+    steps: tuple[str, ...] = ()
+
+    @property
+    def step_peak(self) -> int:
+        """The largest step: what the loop's thread adds to the held items at its peak."""
+        return max((v for n, v in self.items if n in self.steps), default=0)
 
     @property
     def buffers(self) -> int:
-        """The items' sum: what the frame holds while its strips are worked."""
-        return sum(v for _, v in self.items)
+        """What the frame holds while its strips are worked: the held items and the largest step."""
+        return sum(v for n, v in self.items if n not in self.steps) + self.step_peak
 
     @property
     def total(self) -> int:
@@ -45,6 +57,7 @@ class MemoryPlan:
     def as_dict(self) -> dict[str, Any]:
         return {
             **dict(self.items),
+            **({"one_step_at_a_time": list(self.steps), "step_peak": self.step_peak} if self.steps else {}),
             **({"decode_peak": self.decode} if self.decode else {}),
             "total": self.total,
             **({"boot_held": dict(self.boot)} if self.boot else {}),
@@ -198,10 +211,15 @@ def plan_memory(
     image, no reader bands, and the decode's peak (:attr:`MemoryPlan.decode`).
 
     The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
-    than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). Besides the
-    buffers the frame keeps (the decoded strip, its demosaiced RGB and the mosaic plane it came from, the mask
-    rows, the sparse values, the no-data mask) the plan counts the largest temporaries of each step (measured
-    with tracemalloc on the 1200 × 1648 Mastcam-Z frame: docs/firmware_sim.md)."""
+    than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). What is live at
+    once, from the code a strip runs through (``FrameWork._strip``): held while the strip is worked (``items``)
+    the strip, its demosaiced RGB and the mosaic plane it came from, the mask rows, the sparse values, the no-data
+    mask it is scored with, the top-k store, and what other threads allocate meanwhile (a streamed frame's reader
+    and demosaic run on the prefetch thread, the VAE's batches on the scoring engine's threads, which score a strip
+    while the loop checks the next one and makes its no-data mask); one at a time on the loop's thread
+    (``steps``) the pixel check's and float conversion's temporaries, the no-data mask's, the sequential
+    PatchScorer's batch (``cae-masked``), the reconstruction tiles. Temporaries measured with tracemalloc
+    (docs/firmware_sim.md)."""
     cam, an, rc = mission.camera, mission.anomaly, mission.reconstruction
     streamed = cam.source == "strips"
     rows = (min(cam.strip_rows, height) if height > 0 else cam.strip_rows) if streamed else height
@@ -218,6 +236,7 @@ def plan_memory(
     if an.method == "vae" and an.score == "terms-max":  # two keepers (one per term) and 24 B per scored patch
         top_k = 2 * top_k + 24 * (grid or 0)
     score, scorer_boot = scoring_plan(mission, patch_channels, grid)
+    engine = an.method == "vae"  # scored on the ScoreEngine's threads (the fast path), else in the loop's thread
     copies = PREFETCH_STRIPS + (3 if whole is None else 2) if streamed else 1  # a decoded image's strips: views
     items = [  # a strip as stored (streamed: the reader's and the prefetch ring's copies)
         ("frame_strip_raw", px * s_channels * s_item * copies),
@@ -230,30 +249,40 @@ def plan_memory(
         # over the budget)
         band_px = (band_rows or rows) * width
         items.append(("reader_band", 4 * band_px * s_channels * s_item))
+    demosaic = px * (3 * item) if cam.bayer else 0  # its temporaries: the channel-equality check, a float32 block
     if cam.bayer:  # the mosaic plane copied out of the strip and the demosaiced RGB, both held while it runs
         items.append(("demosaic_rgb", px * (3 + 1) * item))
+        if streamed:  # on the prefetch thread, beside whatever step the loop's thread is in
+            items.append(("demosaic_temporaries", demosaic))
     if s_float or s_item != item:  # the strip converted to the wire's samples (to_samples)
         items.append(("samples", px * cam.channels * item))
-    # the largest temporaries before scoring: float conversion (to_samples: three copies of every sample at the
-    # stored float width, 8 B for float64), the demosaic's (the channel-equality check, one float32 block per
-    # colour), the pixel check's (2 B / px)
-    temps = max(px * s_channels * 3 * s_item if s_float else 0, px * (3 * item) if cam.bayer else 0, px * 2)
     items += [
-        ("frame_temporaries", temps),
         ("mask_rows", px + int(px * mission.sampling.keep) * 8),  # + the kept pixels' flat indices (int64)
-        # the no-data mask (1 B / px, kept while the strip is scored) and its temporaries (7 + item B / px at
-        # their peak), beyond the temporaries above, which are freed before it is made; only when scoring (a model)
-        ("nodata_mask", max(px, px * (7 + item) - temps) if an.model else 0),
+        # the no-data mask (1 B / px), kept while the strip is scored (and its reconstruction tiles are cut)
+        ("nodata_mask", px if an.model else 0),
         ("sparse_values_strip", int(px * mission.sampling.keep * cam.channels * item) + 1),
-        ("patch_batch_f32", score),
+        *([("patch_batch_f32", score)] if engine else []),
         ("top_k_patches", top_k),
+    ]
+    # one at a time on the loop's thread: float conversion (to_samples: three copies of every sample at the stored
+    # float width, 8 B for float64), the demosaic's when it runs here (a whole-file frame), the pixel check's
+    # (2 B / px); the no-data mask's beside the mask itself (edgeae.nodata.valid_mask on a strip with dark margins
+    # on every side: 7 B / px, the sample width more for the one value per pixel of several channels, 26-66 B per
+    # column in vectors as long as a row, 48 counted; tracemalloc: 8.1 px in all on a grey 256-row strip, 9.1 on an
+    # RGB one, 3 and 4 without margins); the sequential scorer's batch
+    steps = [
+        ("frame_temporaries", max(px * s_channels * 3 * s_item if s_float else 0, 0 if streamed else demosaic, 2 * px)),
+        ("nodata_temporaries", px * (7 + (item if cam.channels > 1 else 0)) + 48 * width + 2**16 if an.model else 0),
+        *([] if engine else [("patch_batch_f32", score)]),
     ]
     t2 = rc.tile * rc.tile * cam.channels
     if rc.mode == "check":  # truth, masked input, x_hat, |error| as float32 and the known mask
         tiles = rc.check_tiles if width <= 0 or rows <= 0 else recon_check_count(rows, width, rc.tile, rc.check_tiles)
-        items.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1)))
+        steps.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1)))
     elif rc.mode == "latent":  # one row of tiles in, the encoder's output of that row (at most as large)
         cols = axis_count(width, rc.tile, rc.tile) if width > 0 else 1
-        items.append(("recon_tiles_f32", cols * t2 * 4 * 2))
+        steps.append(("recon_tiles_f32", cols * t2 * 4 * 2))
     boot = (("model_image", model_bytes), ("patch_scorer_buffers", scorer_boot if an.model else 0))
-    return MemoryPlan(tuple(items), tuple((n, v) for n, v in boot if v), whole.peak if whole is not None else 0)
+    held = tuple((n, v) for n, v in boot if v)
+    decode = whole.peak if whole is not None else 0
+    return MemoryPlan(tuple(items + steps), held, decode, tuple(n for n, _ in steps))
