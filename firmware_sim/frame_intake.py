@@ -299,6 +299,15 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
     # level as for every frame: buffers that fit only lower on the ladder send frames down it, not the boot back
 
 
+HELD_RISE = 2**20
+"""What the RSS the loop holds between frames grows by over the first frames beyond the boot's (Python's heap: each
+frame's records and ledger entry, the allocator's free chunks), which the boot's figure for scoring every patch adds:
+with the sample codec started at boot (:func:`.packet_check.preload_sample_codec`), 0.6-0.7 MiB after the first
+frame of the orbital mission in onnxruntime, 0.9 after fifteen (0.01 MiB a frame by then), measured after the heap is
+trimmed as the frame check trims it. Until session 39 the figure was what the boot held and the nominal plan, and at
+it only the first frame was scored (review r3 #1)."""
+
+
 def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     """After the models loaded (and ran once): refuse a boot whose interpreters and one frame's buffers cannot
     fit the memory budget even at ``sparse_only`` (every frame would be dropped), with the numbers and the keys
@@ -362,12 +371,14 @@ def scoring_need(held: int, plan: MemoryPlan, least: MemoryPlan, fixed: bool) ->
     """What the boot's memory refusal adds to its sparse_only figure for a fixed camera: that figure is the floor for
     a frame with no patch scored; scoring every patch needs the nominal plan beside what the models hold (``held`` was
     measured after the interpreters ran, so it holds their working memory: docs/firmware_sim.md, "What the boot
-    predicts"). Until session 39 only the sparse_only figure was given: 66 MiB for onnxruntime on the orbital
-    mission, whose frames need 79 MiB to be scored."""
+    predicts") and what the loop's heap grows by over the first frames (:data:`HELD_RISE`). Until session 39 only the
+    sparse_only figure was given: 66 MiB for onnxruntime on the orbital mission, whose frames need 79 MiB to be
+    scored; then the figure named for scoring (79 MiB) scored the first frame only (review r3 #1)."""
     if not fixed or plan.total <= least.total:
         return ""
+    need = mib_up(held + HELD_RISE + plan.total)
     return (
-        f" for frames with no patch scored (sparse_only), {mib_up(held + plan.total)} MiB to score every patch "
+        f" for frames with no patch scored (sparse_only), {need} MiB to score every patch "
         f"({plan.total:,} B of buffers at nominal)"
     )
 

@@ -21,6 +21,7 @@ from .guard import GuardEvent, ModelGuard, ModelRefused
 from .memory_meter import rss_bytes
 from .memory_room import is_out_of_memory
 from .mission import Mission, MissionError
+from .packet_check import preload_sample_codec
 from .score import PatchScorer, ScoreEngine, check_model, model_lambda, resolve_threshold, score_runner
 from .telemetry import TelemetryWriter
 
@@ -131,6 +132,9 @@ class OnboardModels:
         self.suspect: set[str] = set()  # roles whose weights were hit and not yet scrubbed
         self.notes: list[str] = []  # for the console: a model refused at boot whose fallback copy was loaded
         self._load()
+        # built by the boot before it measures what the models hold (boot.load_models): the sample codec the first
+        # frame's packets would start (libaec) is started now too, in that figure (until session 39 the first frame's)
+        preload_sample_codec(mission)
 
     @property
     def nbytes(self) -> int:

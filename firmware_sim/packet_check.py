@@ -1,6 +1,7 @@
 """Whether a frame's sparse pixels fit the wire format's 65,535 packets per product: planned before sampling (a
 fixed camera's frames at boot, a frame sent raw before it is sampled) and the packetiser's refusal afterwards, each
-naming the mission keys that help. Split out of :mod:`.frame_intake` in session 39 (which re-exports it).
+naming the mission keys that help. Split out of :mod:`.frame_intake` in session 39 (which re-exports it). And what
+coding the first frame's packets starts (the sample codec's library), started at boot (:func:`preload_sample_codec`).
 """
 
 from __future__ import annotations
@@ -56,3 +57,31 @@ def sparse_packet_estimate(mission: Mission, width: int, height: int) -> int:
     cfg = WireConfig(dl.max_packet_bytes, band_rows=dl.band_rows)
     item = 1 if mission.camera.bit_depth <= 8 else 2
     return raw_packet_estimate(height, width, mission.sampling.keep, mission.camera.channels, item, cfg)
+
+
+FIRST_FRAME_MODULES = ("mmap", "edgeae.bayer")
+"""What the first frame imports beyond its decoders and the frame work (:func:`.frame_decoders.preload_frame_path`):
+the spool's memory map, the mosaic check of an unfiltered camera's frames (0.15 MiB; the prefetch thread's
+``edgeae.stopping``, 8 KiB, is left to a streamed frame: it is not among the modules docs/firmware_sim.md lists)."""
+
+
+def preload_sample_codec(mission: Mission) -> None:
+    """Import and start at boot what coding the first frame's packets takes (libaec through imagecodecs for
+    ``ccsds121``: its module and buffers, 0.4 MiB, start with the first block coded) and :data:`FIRST_FRAME_MODULES`,
+    so that the RSS the boot's memory checks start from holds them: until session 39 the held RSS rose 1.0-2.4 MiB
+    during the first frame (review r3 #1), and a budget set to the boot's "N MiB to score every patch" scored the
+    first frame only. A codec not installed is left to :func:`.boot.check_codec`, which refuses it."""
+    import contextlib
+    import importlib
+
+    import numpy as np
+
+    from edgeae.wire.codec import CODECS, CodecError, encode_samples, resolve_sample_codec
+
+    for name in FIRST_FRAME_MODULES:
+        importlib.import_module(name)
+    codec = resolve_sample_codec(mission.downlink.codec)
+    if codec in CODECS:  # a few samples of the camera's depth, coded as a frame's are
+        bits = mission.camera.bit_depth
+        with contextlib.suppress(CodecError):
+            encode_samples(np.zeros((64, 1), np.uint8 if bits <= 8 else np.uint16), CODECS[codec], bits)
