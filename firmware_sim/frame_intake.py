@@ -145,7 +145,7 @@ def open_reader(
 def level_plan(plan: MemoryPlan, level: Level) -> MemoryPlan:
     """The buffers of ``plan`` a frame run at ``level`` still needs: no reconstruction tiles when it skips the
     reconstruction, no patch batch, top-k store or no-data mask (nor its temporaries) when it scores nothing, fewer
-    sparse values at a lower keep."""
+    sparse values (and a jittered mask's temporaries) at a lower keep."""
 
     items = []
     for name, size in plan.items:
@@ -153,12 +153,13 @@ def level_plan(plan: MemoryPlan, level: Level) -> MemoryPlan:
             continue
         if name in UNSCORED and level.score_every == 0:
             continue
-        items.append((name, int(size * level.keep_factor) + 1 if name == "sparse_values_strip" else size))
+        items.append((name, int(size * level.keep_factor) + 1 if name in KEEP_SCALED else size))
     # a file decoded whole is decoded at every level
     return MemoryPlan(tuple(items), decode=plan.decode, steps=tuple(n for n in plan.steps if n in dict(items)))
 
 
 UNSCORED = ("patch_batch_f32", "top_k_patches", "nodata_mask", "nodata_temporaries")  # a frame scoring nothing
+KEEP_SCALED = ("sparse_values_strip", "mask_temporaries")  # by the kept pixels: fewer at a lower keep
 
 
 def stored_layout(reader: Any) -> tuple[int, np.dtype[Any]]:

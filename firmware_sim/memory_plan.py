@@ -237,6 +237,7 @@ def plan_memory(
         top_k = 2 * top_k + 24 * (grid or 0)
     score, scorer_boot = scoring_plan(mission, patch_channels, grid)
     engine = an.method == "vae"  # scored on the ScoreEngine's threads (the fast path), else in the loop's thread
+    kept = int(px * mission.sampling.keep)  # a strip's kept pixels
     copies = PREFETCH_STRIPS + (3 if whole is None else 2) if streamed else 1  # a decoded image's strips: views
     items = [  # a strip as stored (streamed: the reader's and the prefetch ring's copies)
         ("frame_strip_raw", px * s_channels * s_item * copies),
@@ -257,7 +258,7 @@ def plan_memory(
     if s_float or s_item != item:  # the strip converted to the wire's samples (to_samples)
         items.append(("samples", px * cam.channels * item))
     items += [
-        ("mask_rows", px + int(px * mission.sampling.keep) * 8),  # + the kept pixels' flat indices (int64)
+        ("mask_rows", px + kept * 8),  # + the kept pixels' flat indices (int64)
         # the no-data mask (1 B / px), kept while the strip is scored (and its reconstruction tiles are cut)
         ("nodata_mask", px if an.model else 0),
         ("sparse_values_strip", int(px * mission.sampling.keep * cam.channels * item) + 1),
@@ -269,9 +270,12 @@ def plan_memory(
     # (2 B / px); the no-data mask's beside the mask itself (edgeae.nodata.valid_mask on a strip with dark margins
     # on every side: 7 B / px, the sample width more for the one value per pixel of several channels, 26-66 B per
     # column in vectors as long as a row, 48 counted; tracemalloc: 8.1 px in all on a grey 256-row strip, 9.1 on an
-    # RGB one, 3 and 4 without margins); the sequential scorer's batch
+    # RGB one, 3 and 4 without margins); the sequential scorer's batch; a jittered mask's (edgeae.masks computes its
+    # kept pixels' rows, columns and indices cell row by cell row, then joins and sorts them: 65-78 B per kept pixel,
+    # 13 px of a strip at keep 0.2, where the uniform pattern's blocks take 256 KiB)
     steps = [
         ("frame_temporaries", max(px * s_channels * 3 * s_item if s_float else 0, 0 if streamed else demosaic, 2 * px)),
+        ("mask_temporaries", 80 * kept if mission.sampling.pattern == "jittered" else 2**18),
         ("nodata_temporaries", px * (7 + (item if cam.channels > 1 else 0)) + 48 * width + 2**16 if an.model else 0),
         *([] if engine else [("patch_batch_f32", score)]),
     ]

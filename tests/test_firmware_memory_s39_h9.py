@@ -57,7 +57,7 @@ def test_the_engines_batches_are_planned_beside_the_no_data_step_the_scorers_bat
     # the rover's PatchScorer scores in the loop's thread, after the no-data mask is made and before its tiles are cut
     rover = plan_memory(_mission("rover_mastcamz"), 1648, 1200, 0, 3)
     items = dict(rover.items)
-    assert {"frame_temporaries", "nodata_temporaries", "patch_batch_f32", "recon_tiles_f32"} == set(rover.steps)
+    assert {"frame_temporaries", "nodata_temporaries", "patch_batch_f32", "recon_tiles_f32"} <= set(rover.steps)
     held = sum(v for n, v in rover.items if n not in rover.steps)
     assert rover.total == held + max(items[n] for n in rover.steps) < sum(items.values()) - 10 * MIB
     assert rover.as_dict()["step_peak"] == items["nodata_temporaries"]
@@ -120,3 +120,33 @@ def test_a_real_frame_at_nominal_grows_no_more_than_predicted_and_within_a_few_m
     predicted, growth = int(rec["memory_predicted"]), int(rec["memory"]["rss_growth_peak"])
     # 1 MiB: the spread of repeated runs (review r3 #5)
     assert growth - MIB <= predicted < growth + over_mib * MIB, (growth / MIB, predicted / MIB)
+
+
+@pytest.mark.parametrize(("pattern", "keep"), [("jittered", 0.2), ("jittered", 0.02), ("uniform", 0.2)])
+def test_the_masks_temporaries_are_a_step_of_the_plan(pattern: str, keep: float) -> None:
+    """A jittered mask's kept pixels are computed cell row by cell row, joined and sorted: 13 px of temporaries on a
+    strip at keep 0.2 (65-78 B per kept pixel), unplanned until session 39, where a frame with no model (the pixel
+    check's 2 px its largest step) or at keep 0.2 (the no-data mask's 7 px) peaked over its plan."""
+    from edgeae.firmware_sim.budget import LADDER
+    from edgeae.firmware_sim.frame_intake import level_plan
+    from edgeae.firmware_sim.memory_plan import plan_memory
+
+    from edgeae.masks import mask_rows_and_indices
+
+    rows, width = 256, 2048
+    m = _mission("orbital_nac", f"camera.width={width}", f"sampling.keep={keep}", f"sampling.pattern={pattern}")
+    plan = plan_memory(m, width, 8 * rows, 0, 1)
+    out = np.empty((rows, width), bool)
+    for level in (LADDER[0], LADDER[-1]):
+        items = dict(level_plan(plan, level).items)
+        at = max(keep * level.keep_factor, m.sampling.min_keep)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            _, idx = mask_rows_and_indices(7, (8 * rows, width), at, pattern, rows, 2 * rows, out=out)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert peak - idx.nbytes <= items["mask_temporaries"], (level.name, peak / (rows * width))
+    if pattern == "jittered" and keep == 0.2:  # the largest step at nominal, above the no-data mask's
+        assert plan.step_peak == dict(plan.items)["mask_temporaries"] > dict(plan.items)["nodata_temporaries"]
