@@ -7,9 +7,11 @@ ground (classical inpainting, or the CAE with ``--model``). Each codec compresse
 whose packets (the same packet size, a flat product) take at most the sparse frame's wire bytes, and is sent
 over the same link with the same seed; :func:`edgeae.ground.baselines.over_link` decodes what arrived (the
 better of prefix and zero-fill, generous to the codecs). JPEG 2000 is also sent as a mission would send it
-over a lossy link: independent ``--j2k-tile``-px tiles, each its own codestream in its own packets, the tiles'
-packets together within the same wire bytes, lost tiles concealed from their received neighbours with
-``--tile-fill`` (``benchmarks/tiled_j2k.py``). ``--compare-v1`` also sends the sparse frame in payload layout 1 (a
+over a lossy link: independent tiles, each its own codestream in its own packet (by default a tile per packet:
+:func:`edgeae.ground.tiled_j2k.packet_tile`'s side per crop, 64 px at the default keep; ``--j2k-tile N`` fixes it),
+the tiles' packets together within the same wire bytes, lost tiles concealed from their received neighbours with
+``--tile-fill`` (``edgeae/ground/tiled_j2k.py``; how its side, share rule and fill were chosen:
+``benchmarks/tiled_j2k_choice.py``). ``--compare-v1`` also sends the sparse frame in payload layout 1 (a
 packet per band of rows) with the CAE, to show what interleaving changes.
 
 Per row: PSNR, frames lost, the longest run of image rows without any received sample (sparse rows), and the tiles
@@ -44,7 +46,7 @@ from edgeae.ground.link import LinkConfig
 from edgeae.ground.pipeline import downlink_frame, downlink_latents, encode_latents, keep_for_bytes
 from edgeae.ground.sources import as_float, image_samples, sparse_from_samples
 from edgeae.ground.station import make_filler
-from edgeae.ground.tiled_j2k import FILL, MIN_TILE, TILE, at_wire_bytes, over_link_tiled
+from edgeae.ground.tiled_j2k import FILL, MIN_TILE, over_link_tiled, tile_packets, within
 from edgeae.metrics import psnr
 from edgeae.wire.codec import DEFAULT_SAMPLE_CODEC
 from edgeae.wire.packets import WireConfig, overhead, packetise
@@ -58,6 +60,7 @@ LINKS: dict[str, LinkConfig] = {
 }
 CODECS = ("jpeg", "jpeg-rst", "jpeg2000", "webp")
 TILED = "jpeg2000-tiles"  # the key of the tiled JPEG 2000 file in ``sizes``
+PACKET = "packet"  # --j2k-tile: a tile per packet, the side per crop (edgeae.ground.tiled_j2k.packet_tile)
 
 
 def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig, max_packet: int) -> dict:
@@ -67,8 +70,11 @@ def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig,
             "bytes_received": r.bytes_received}  # fmt: skip
 
 
-def tiled_over_link(streams: list[bytes], img: np.ndarray, args: argparse.Namespace, link: LinkConfig) -> dict:
-    r = over_link_tiled(streams, img.shape, args.j2k_tile, link, args.max_packet, args.tile_fill)
+def tiled_over_link(
+    streams: list[bytes], img: np.ndarray, args: argparse.Namespace, link: LinkConfig, tile: int | None = None
+) -> dict:
+    """The tiled row over ``link``: ``tile``-px tiles (default ``args.j2k_tile``)."""
+    r = over_link_tiled(streams, img.shape, tile or args.j2k_tile, link, args.max_packet, args.tile_fill)
     p = float(psnr(as_float(img, 8), as_float(r.image, 8)))
     return {"wire_bytes": r.wire_bytes, "packets": r.packets, "psnr": p, "lost": r.lost, "tiles": len(streams),
             "tiles_lost": int(r.tiles_lost.sum())}  # fmt: skip
@@ -128,6 +134,30 @@ def latent_rows(img: np.ndarray, i: int, enc, dec, args: argparse.Namespace, fil
     return out
 
 
+def tiled_at(
+    ap: argparse.ArgumentParser, args: argparse.Namespace, img: np.ndarray, wire: int, name: str
+) -> tuple[list[bytes], int, float]:
+    """The crop's tiles within ``wire`` bytes, their side and mean target PSNR (:func:`edgeae.ground.tiled_j2k.within`:
+    a fixed ``--j2k-tile``, or a tile per packet, larger while a tile cannot fit its share); a crop they cannot fit
+    is refused in one line (exit 2), not a traceback."""
+    fixed = 0 if args.j2k_tile == PACKET else args.j2k_tile
+    try:
+        return within(img, wire, args.max_packet, fixed)
+    except ValueError as exc:
+        fix = "give a larger --j2k-tile, or leave it out (a tile per packet)" if fixed else "--j2k-tile 0 leaves it out"
+        ap.error(f"--j2k-tile {args.j2k_tile}: {name}: {exc} ({wire:,} wire bytes for the tiled row): {fix}")
+
+
+def tile_arg(text: str) -> str | int:
+    """argparse type of --j2k-tile: ``packet`` or a whole number of px."""
+    if text == PACKET:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {PACKET} or a tile side in px, got {text!r}") from None
+
+
 def centre_crop(a: np.ndarray, size: int) -> np.ndarray:
     h, w = a.shape[:2]
     ch, cw = min(size, h), min(size, w)
@@ -168,8 +198,9 @@ def check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(
             f"--methods: unknown classical fill {', '.join(map(repr, bad))}; expected some of {', '.join(METHODS)}"
         )
-    if args.j2k_tile and args.j2k_tile < MIN_TILE:
-        ap.error(f"--j2k-tile must be 0 (no tiled JPEG 2000 row) or at least {MIN_TILE} px, got {args.j2k_tile}")
+    if args.j2k_tile != PACKET and args.j2k_tile and args.j2k_tile < MIN_TILE:
+        ap.error(f"--j2k-tile must be {PACKET} (a tile per packet, the default), 0 (no tiled JPEG 2000 row) or at "
+                 f"least {MIN_TILE} px, got {args.j2k_tile}")  # fmt: skip
     if args.tile_fill not in METHODS:
         ap.error(f"--tile-fill: unknown classical fill {args.tile_fill!r}; expected one of {', '.join(METHODS)}")
 
@@ -195,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codec", default=DEFAULT_SAMPLE_CODEC, help="lossless sample codec of the sparse frames")
     ap.add_argument("--layout", type=int, default=2, choices=(1, 2), help="payload layout of the sparse frames")
     ap.add_argument("--compare-v1", action="store_true", help="also send layout 1 (bands of rows) with the CAE")
-    ap.add_argument("--j2k-tile", type=int, default=TILE, help="tile side (px) of the tiled JPEG 2000 row (0: none)")
+    ap.add_argument(
+        "--j2k-tile", type=tile_arg, default=PACKET,
+        help=f"tile side (px) of the tiled JPEG 2000 row; {PACKET} (default): a tile per packet, the side per crop; "
+        "0: no tiled row",
+    )  # fmt: skip
     ap.add_argument("--tile-fill", default=FILL, help="classical fill that conceals lost JPEG 2000 tiles")
     ap.add_argument("--render", type=Path, help="only rewrite results.md from this results.json")
     args = ap.parse_args(argv)
@@ -240,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
             sizes[-1][c] = {"bytes": len(d), "quality": q, "bpp": 8 * len(d) / (img.shape[0] * img.shape[1])}
         tiles: list[bytes] = []
         if args.j2k_tile:  # every tile's codestream and packet headers within the sparse frame's wire bytes
-            tiles, q, twb = at_wire_bytes(img, args.j2k_tile, wire, args.max_packet)
-            n = sum(map(len, tiles))
+            tiles, side, q = tiled_at(ap, args, img, wire, path.name)
+            n, pk = sum(map(len, tiles)), tile_packets(tiles, args.max_packet)
             sizes[-1][TILED] = {"bytes": n, "quality": q, "bpp": 8 * n / (img.shape[0] * img.shape[1]),
-                                "wire_bytes": twb, "tiles": len(tiles), "tile": args.j2k_tile}  # fmt: skip
+                                "wire_bytes": sum(map(len, pk)), "tiles": len(tiles), "tile": side,
+                                "packets": len(pk)}  # fmt: skip
         for lname, base in LINKS.items():
             for s in range(args.seeds if lname != "perfect" else 1):
                 link = dataclasses.replace(base, seed=17 * i + s)
@@ -260,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                     r = codec_over_link(d, c, img, link, args.max_packet)
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": c, **r})
                 if tiles:
-                    r = tiled_over_link(tiles, img, args, link)
-                    meth = f"jpeg2000 {args.j2k_tile}-px tiles + {args.tile_fill} conceal"
+                    r = tiled_over_link(tiles, img, args, link, side)
+                    what = "tiles (a packet each)" if args.j2k_tile == PACKET else f"{args.j2k_tile}-px tiles"
+                    meth = f"jpeg2000 {what} + {args.tile_fill} conceal"
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
         if enc is not None:
             rows += latent_rows(img, i, enc, dec, args, fills[-1], path.name)
@@ -314,8 +351,9 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
         out.write(f"| {c} file at the sparse frame's wire bytes | {b:,.0f} | {b / raw:.3f} |\n")
     if TILED in sizes[0]:
         b = np.mean([s[TILED]["bytes"] for s in sizes])
-        t = sizes[0][TILED]
-        out.write(f"| jpeg2000 in {t['tile']}-px tiles ({t['tiles']} codestreams, their headers included) at the "
+        side = "/".join(str(t) for t in dict.fromkeys(s[TILED]["tile"] for s in sizes))
+        n = np.mean([s[TILED]["tiles"] for s in sizes])
+        out.write(f"| jpeg2000 in {side}-px tiles ({n:.0f} codestreams, their headers included) at the "
                   f"sparse frame's wire bytes | {b:,.0f} | {b / raw:.3f} |\n")  # fmt: skip
     links = list(dict.fromkeys(r["link"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))

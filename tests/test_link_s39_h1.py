@@ -133,7 +133,9 @@ def test_link_benchmark_has_a_tiled_row_counting_lost_tiles(tmp_path: Path, monk
 
 @pytest.mark.parametrize(
     ("argv", "said"),
-    [(["--j2k-tile", "8"], "--j2k-tile must be 0 (no tiled JPEG 2000 row) or at least 16 px, got 8"),
+    [(["--j2k-tile", "8"], "--j2k-tile must be packet (a tile per packet, the default), 0 (no tiled JPEG 2000 row) or "
+      "at least 16 px, got 8"),
+     (["--j2k-tile", "big"], "--j2k-tile: expected packet or a tile side in px, got 'big'"),
      (["--tile-fill", "bogus"], "--tile-fill: unknown classical fill 'bogus'")],
 )  # fmt: skip
 def test_link_benchmark_refuses_bad_tile_option(argv: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -273,10 +273,11 @@ def same_bytes(
     (H, W); None: every pixel): the PSNR over those pixels only, as ``edgeae reconstruct`` scores a frame with no-data
     margins (``downlink simulate --compare``).
 
-    ``j2k-tiled`` (:data:`TILED`): JPEG 2000 in independent ``tile``-px tiles (default
-    :data:`.tiled_j2k.TILE`), their packets together within ``wire_bytes``, lost tiles concealed from the received
-    ones (:func:`.tiled_j2k.over_link_tiled`); its row adds the tiles sent and lost, and is lost only when every tile
-    is."""
+    ``j2k-tiled`` (:data:`TILED`): JPEG 2000 in independent ``tile``-px tiles (None or 0, the default: a tile per
+    packet, :func:`.tiled_j2k.packet_tile`'s side, larger while a tile cannot fit its share: :func:`.tiled_j2k.within`),
+    their packets together within ``wire_bytes``, lost tiles concealed from the received ones
+    (:func:`.tiled_j2k.over_link_tiled`); its row adds the tile side and the tiles sent and lost, and is lost only
+    when every tile is."""
     if valid is not None and valid.all():
         valid = None
 
@@ -328,13 +329,16 @@ def _tiled_row(
     """:func:`same_bytes`' row of JPEG 2000 in independent tiles (:mod:`.tiled_j2k`)."""
     from . import tiled_j2k as tj
 
-    tile = tj.TILE if tile is None else tile
-    row: dict[str, Any] = {"method": TILED, "input": what, "tile": tile}
+    row: dict[str, Any] = {"method": TILED, "input": what}
     try:
-        streams, q, _ = tj.at_wire_bytes(src, tile, wire_bytes, max_packet, bits if bits > 8 else None)
+        streams, tile, q = tj.within(src, wire_bytes, max_packet, tile or 0, bits if bits > 8 else None)
     except ValueError as exc:
+        if not tile:
+            return {**row, "error": f"{exc} (the frame in one tile: the {wire_bytes:,} wire bytes are too few)"}
         n = len(tj.tile_boxes(src.shape[0], src.shape[1], tile)) if tile >= tj.MIN_TILE else 0
-        return {**row, "error": f"{exc} ({n} tiles share the {wire_bytes:,} wire bytes)" if n else str(exc)}
+        why = f"{exc} ({n} tiles share the {wire_bytes:,} wire bytes)" if n else str(exc)
+        return {**row, "tile": tile, "error": why}
+    row["tile"] = tile
     r = tj.over_link_tiled(streams, src.shape, tile, link, max_packet, bits=bits)
     lost = int(r.tiles_lost.sum())
     done = f"{len(streams) - lost} of {len(streams)} tiles" + (f", {lost} concealed ({tj.FILL})" if lost else "")

@@ -55,8 +55,8 @@ class PlanConfig:
     Default 0: one copy measured no gain over 8 link seeds at 20% loss (±1 dB either way; the file loses more
     to truncation at the first lost packet than to a lost header, and the copy takes 1 KB of its bytes); not for
     ``j2k-tiled``, whose every tile has its own header. ``j2k_tile``: the tile side of ``j2k-tiled`` (px); 0 (default):
-    per frame and budget, the largest whose share fits one packet (:func:`.tiled_j2k.packet_tile`, the rule the link
-    benchmark's 64 px follows), larger when a tile cannot fit its share at all."""
+    per frame and budget, a tile per packet (:func:`.tiled_j2k.packet_tile`, the rule of the link benchmark's tiled
+    row too: 64 px there), larger when a tile cannot fit its share at all."""
 
     budgets: tuple[float, ...] = (0.02, 0.05, 0.10)
     max_packet: int = 1024
@@ -176,7 +176,7 @@ def plan(
         data, _ = baselines.at_bytes(s, "jpeg2000", baselines.file_budget(budget - head, cfg.max_packet), deep)
         return Downlink(method, _file_packets(data, cfg, counters) + _head_copies(data, cfg, counters))
     if method == "j2k-tiled":
-        streams, tile = tiled_j2k.within(s, budget, cfg.max_packet, cfg.j2k_tile, deep)
+        streams, tile, _ = tiled_j2k.within(s, budget, cfg.max_packet, cfg.j2k_tile, deep)
         return Downlink(method, tiled_j2k.tile_packets(streams, cfg.max_packet, counters), tile=tile)
     if method == "sparse":
         fr, pk = sparse_within(s, budget, cfg, counters, bits=bits)

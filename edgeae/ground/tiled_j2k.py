@@ -3,8 +3,10 @@
 One JPEG 2000 codestream (``jpeg2000`` in :mod:`.baselines`) is truncated by its first lost packet. Here the frame
 is cut into ``tile`` x ``tile`` tiles (the last row and column may be smaller), each coded as its own raw J2K
 codestream (``imagecodecs``/OpenJPEG, no JP2 boxes, its COM marker dropped) at the highest target PSNR that fits
-an equal share of the wire budget (all tiles' packets together, every packet and codestream header counted, take
-at most the budget; at the link benchmark's budget a 64-px tile fills one packet, so every packet decodes alone).
+an equal share of the wire budget, held to whole packets (:func:`share_budget`; all tiles' packets together, every
+packet and codestream header counted, take at most the budget). The tile side is by default a tile per packet
+(:func:`packet_tile`: 64 px at the link benchmark's budget), so a lost packet loses one tile and every packet
+decodes alone.
 Each tile travels as its own flat product (a telemetry record whose 32-bit product id is the tile index, in the
 packet headers already paid for; CCSDS packets of ``max_packet`` bytes, :func:`edgeae.wire.packets.packetise`),
 tiles sent in the golden-ratio order of :func:`edgeae.wire.interleave.interleave_step`, so that a burst hits tiles
@@ -41,11 +43,12 @@ from .reassembly import Receiver
 NAME = "j2k-tiled"
 """The name of tiled JPEG 2000 as a ``--compare`` codec and a ``downlink plan`` method."""
 TILE = 64
-"""Default tile side (px). At the link benchmark's budget (keep 0.1 of an RGB crop, ~2 bits per pixel) a 64-px
-tile's share is about one 1024-byte packet, so a lost packet loses one tile (1/64 of a 512-px crop). Chosen on the
-rover train and validation crops (5 crops, 3 link seeds; perfect / 20% loss / bursts, telea concealment): 32 px
-30.6 / 27.6 / 29.1 dB (a ~110-byte codestream header on every ~250-byte tile), 64 px 35.8 / 28.3 / 32.2, 128 px
-37.5 / 21.8 / 31.1 (a tile spans ~4 packets and is lost with any of them: 56% of tiles at 20% loss)."""
+"""The tile side :func:`packet_tile` gives at the link benchmark's budget (keep 0.1 of a 512-px RGB crop, ~2 bits
+per pixel: a 64-px tile's share is about one 1024-byte packet, so a lost packet loses 1/64 of the crop). On the
+rover train and validation crops (``benchmarks/tiled_j2k_choice.py``: 5 crops, 3 link seeds per lossy link, seeds
+disjoint from the link stage's; perfect / 20% loss / bursts, telea concealment): 32 px 30.61 / 27.58 / 29.20 dB (a
+~100-byte codestream header on every ~200-byte tile), 64 px 35.80 / 28.98 / 31.81, 128 px 35.86 / 23.65 / 31.20
+(three whole packets a tile, lost with any of them: 45% of tiles at 20% loss)."""
 FILL = "telea"
 """Default concealment of lost tiles (:data:`edgeae.inpaint.METHODS`), chosen on the same crops with 64-px tiles
 (20% loss / bursts): telea 28.3 / 32.2 dB at 0.15 s a frame; blend 28.5 / 32.4 but 5.6 s (its linear half
@@ -127,48 +130,96 @@ def tile_at_bytes(tile: np.ndarray, budget: int, bits: int | None = None) -> tup
     return best, q
 
 
+def share_budget(share: int, max_packet: int, whole_packets: bool = True) -> int:
+    """The codestream bytes one tile may take from its ``share`` of the wire bytes: the file whose packets fit the
+    share (:func:`edgeae.ground.baselines.file_budget`), held to whole packets (``whole_packets``): rounded down to
+    a whole number of packet payloads when it is over one, so that no tile ends in a partial packet. A tile is lost
+    when any of its packets is, and a truncated codestream does not decode: a share a little over one packet (the
+    link benchmark's img_336 crop: 1,079 wire bytes, 25 bytes past a packet) would otherwise send a 33-55-byte
+    second packet that doubles the tile's loss exposure for a few bytes of quality (24.59 dB at 20% loss against
+    26.86 held to one packet). ``whole_packets`` False: the share as it is (the rule until session 39 h10)."""
+    budget = file_budget(share, max_packet)
+    per = max_packet - overhead("telemetry")
+    return (budget // per) * per if whole_packets and budget > per else budget
+
+
 def at_wire_bytes(
-    img: np.ndarray, tile: int, wire_budget: int, max_packet: int, bits: int | None = None
+    img: np.ndarray, tile: int, wire_budget: int, max_packet: int, bits: int | None = None, whole_packets: bool = True
 ) -> tuple[list[bytes], float, int]:
     """Tiles of ``img`` (H, W, C; uint8, or uint16 of ``bits`` bits) whose packets take at most ``wire_budget``
-    bytes, packet and codestream headers included: each tile gets an equal share of the wire bytes (one packet per
-    tile when the share is under a packet, so that every packet decodes alone) and is coded at the highest quality
-    its share holds (:func:`edgeae.ground.baselines.file_budget` of it). (codestreams in raster order, mean target
-    PSNR, wire bytes); ValueError when a tile does not fit its share."""
+    bytes, packet and codestream headers included: each tile gets an equal share of the wire bytes, held to whole
+    packets (:func:`share_budget`: one packet per tile when the share is under two, so that every packet decodes
+    alone), and is coded at the highest quality its share holds. (codestreams in raster order, mean target PSNR,
+    wire bytes); ValueError when a tile does not fit its share."""
     h, w = img.shape[:2]
     boxes = tile_boxes(h, w, tile)
-    budget = file_budget(wire_budget // len(boxes), max_packet)
+    budget = share_budget(wire_budget // len(boxes), max_packet, whole_packets)
     coded = [tile_at_bytes(np.ascontiguousarray(img[y : y + th, x : x + tw]), budget, bits) for y, x, th, tw in boxes]
     streams = [c for c, _ in coded]
     return streams, float(np.mean([q for _, q in coded])), sum(map(len, tile_packets(streams, max_packet)))
 
 
 # ------------------------------------------------------------------------ tile size for a budget (downlink plan)
-def packet_tile(height: int, width: int, wire_budget: int, max_packet: int) -> int:
-    """The largest tile side (a multiple of :data:`MIN_TILE` px) whose equal share of ``wire_budget`` fits one packet
-    of ``max_packet`` bytes (the rule :data:`TILE` follows at the link benchmark's budget: a tile per packet, so a
-    lost packet loses one tile and no tile pays a header for a sliver of a packet); at most the frame in one tile;
-    :data:`MIN_TILE` when even its share is over a packet."""
+def header_bytes(height: int, width: int, channels: int, bits: int | None = None) -> int:
+    """The bytes of a (height, width, channels) tile's codestream before its coded data (main header, COM dropped,
+    and tile-part header up to SOD): 88-122 B, more with more resolution levels (a larger tile) and components."""
+    dtype = np.uint8 if bits is None or bits <= 8 else np.uint16
+    cs = encode_tile(np.zeros((height, width, channels), dtype), QUALITY_RANGE["jpeg2000"][0], bits)
+    i = 2
+    while cs[i : i + 2] != b"\xff\x93":  # marker segments (SOT's too) up to SOD
+        i += 2 + int.from_bytes(cs[i + 2 : i + 4], "big")
+    return i + 2
+
+
+def packet_tile(
+    height: int, width: int, wire_budget: int, max_packet: int, channels: int = 1, bits: int | None = None
+) -> int:
+    """The tile side (a multiple of :data:`MIN_TILE` px) for a tile per packet: of the largest side whose equal share
+    of ``wire_budget`` fits one packet of ``max_packet`` bytes, and the next larger side (fewer tiles), whose share
+    is over a packet and is held to one (:func:`share_budget`), the one whose tiles carry the more coded image bytes
+    (codestream bytes less each tile's own :func:`header_bytes`). A lost packet then loses one tile, and no tile
+    pays a second packet's loss for a sliver. Of the sides that cut the frame into as many tiles, the smallest
+    (the most even tiles); the frame in one tile when its share fits one packet; :data:`MIN_TILE` when even its
+    share is over a packet (every tile then fills its packet).
+
+    Chosen on the rover train and validation crops (``benchmarks/tiled_j2k_choice.py``): at shares 4-7% over a
+    packet, 64-px tiles held to one packet gave 29.05 dB at 20% loss, the 48-px tiles whose share fits one packet
+    28.58, 64-px tiles sending the rest in a second packet 27.79 (36.19 / 35.14 / 36.36 on a perfect link)."""
+    per = max_packet - overhead("telemetry")
     top = -(-max(height, width) // MIN_TILE) * MIN_TILE
-    best = MIN_TILE
+    count: dict[int, int] = {}  # tile count -> its smallest side
     for side in range(MIN_TILE, top + 1, MIN_TILE):
-        if wire_budget // (-(-height // side) * -(-width // side)) <= max_packet:
-            best = side
-    return best
+        count.setdefault(-(-height // side) * -(-width // side), side)
+    one = [n for n in count if file_budget(wire_budget // n, max_packet) <= per]
+    if not one:
+        return MIN_TILE
+    n1 = min(one)  # the fewest tiles whose share fits one packet
+    over = [n for n in count if n < n1]  # fewer, larger tiles: shares over a packet
+    if not over:
+        return count[n1]
+
+    def image_bytes(n: int) -> int:
+        side = count[n]
+        b = min(share_budget(wire_budget // n, max_packet), per)
+        return n * (b - header_bytes(min(side, height), min(side, width), channels, bits))
+
+    n2 = max(over)  # the next larger side's count
+    return count[n2] if image_bytes(n2) > image_bytes(n1) else count[n1]
 
 
 def within(
     img: np.ndarray, wire_budget: int, max_packet: int, tile: int = 0, bits: int | None = None
-) -> tuple[list[bytes], int]:
+) -> tuple[list[bytes], int, float]:
     """:func:`at_wire_bytes` at tile side ``tile``, or with ``tile`` 0 at :func:`packet_tile`'s side, doubled (up to
-    the frame in one tile) while a tile does not fit its share at its lowest quality: (codestreams, tile side).
-    ValueError when it does not fit (a fixed ``tile``, or the frame in one tile)."""
+    the frame in one tile) while a tile does not fit its share at its lowest quality: (codestreams, tile side, mean
+    target PSNR). ValueError when it does not fit (a fixed ``tile``, or the frame in one tile)."""
     h, w = img.shape[:2]
-    side = tile or packet_tile(h, w, wire_budget, max_packet)
+    side = tile or packet_tile(h, w, wire_budget, max_packet, img.shape[2], bits)
     whole = -(-max(h, w) // MIN_TILE) * MIN_TILE
     while True:
         try:
-            return at_wire_bytes(img, side, wire_budget, max_packet, bits)[0], side
+            streams, q, _ = at_wire_bytes(img, side, wire_budget, max_packet, bits)
+            return streams, side, q
         except ValueError:
             if tile or side >= whole:
                 raise
@@ -184,7 +235,8 @@ def floor_bytes(img: np.ndarray, max_packet: int, tile: int = 0, bits: int | Non
     lo = QUALITY_RANGE["jpeg2000"][0]
     size = max(len(encode_tile(np.ascontiguousarray(img[y : y + th, x : x + tw]), lo, bits)) for y, x, th, tw in boxes)
     per = max_packet - overhead("telemetry")
-    need = len(boxes) * (size + -(-size // per) * overhead("telemetry"))
+    # a share holds a codestream of ``size`` in one packet from size + its headers, in k > 1 only as k whole packets
+    need = len(boxes) * (size + overhead("telemetry") if size <= per else -(-size // per) * max_packet)
     what = f"{len(boxes)} {tile}-px JPEG 2000 tiles" if tile else "the frame as one JPEG 2000 tile"
     return need, f"{what} at the lowest quality ({size:,} B the largest, {need:,} B in their packets)"
 
