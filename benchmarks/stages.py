@@ -156,9 +156,9 @@ STAGES: dict[str, Stage] = {
     "science_oracle": Stage(
         "Science per byte with a perfect anomaly ranking (labels rank the patches): the bound for any scorer",
         ((PY, "benchmarks/science_per_byte.py", "--out", "{out}", "--quick", "--oracle",
-          "--methods", "jpeg2000,prioritised,prioritised-j2k"),),
+          "--methods", "jpeg2000,j2k-tiled,prioritised,prioritised-j2k"),),
         ((PY, "benchmarks/science_per_byte.py", "--out", "{out}", "--oracle",
-          "--methods", "jpeg2000,prioritised,prioritised-j2k"),),
+          "--methods", "jpeg2000,j2k-tiled,prioritised,prioritised-j2k"),),
         data=True,
     ),
     "quantisation": Stage(

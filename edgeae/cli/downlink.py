@@ -81,7 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="--image: also send the image with these codecs (comma-separated: jpeg2000, j2k-tiled, jpeg, "
         "jpeg-rst, webp, jpegxl), each at the sparse frame's wire bytes over the same link, and report every PSNR; "
         "jpeg2000 is one codestream (a lost packet truncates it), j2k-tiled JPEG 2000 as a mission sends it over a "
-        "lossy link: independent 64-px tiles, each its own codestream in its own packets, lost tiles concealed",
+        "lossy link: independent tiles, each its own codestream in its own packet (--j2k-tile), lost tiles concealed",
+    )  # fmt: skip
+    s.add_argument(
+        "--j2k-tile", type=int, metavar="PX",
+        help="--compare j2k-tiled: the tile side in px (at least 16); default a tile per packet, the side per frame "
+        "(64 px for a 512-px RGB frame at --keep 0.1)",
     )  # fmt: skip
     s.add_argument(
         "--model",
@@ -130,7 +135,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pl.add_argument(
         "--methods", default="jpeg2000,j2k-tiled,sparse,prioritised,prioritised-j2k",
         help="comma-separated, of jpeg2000, j2k-tiled, sparse, prioritised, prioritised-j2k (default all five); "
-        "j2k-tiled's tile side: per frame and budget, the largest whose share of the budget fits one packet",
+        "j2k-tiled sends a tile per packet, its side per frame and budget (--j2k-tile fixes it)",
+    )  # fmt: skip
+    pl.add_argument(
+        "--j2k-tile", type=int, metavar="PX",
+        help="j2k-tiled: the tile side in px (at least 16); default per frame and budget, a tile per packet",
     )  # fmt: skip
     pl.add_argument("--quick", action="store_true", help="one small frame per set")
     pl.add_argument("--model", help="CAE that rebuilds the frames (default: the reconstruct default per channels)")

@@ -121,8 +121,9 @@ def compare(
     rows[0]["psnr_over"] = rep.get("psnr_over", over)
     for codec in codecs:
         step(f"{codec}: the best quality within {wire_bytes:,} wire bytes")
-        rows += [{**r, "psnr_over": over} for r in same_bytes_over(samples, codec, wire_bytes, link, args.max_packet,
-                                                                   bits, valid)]  # fmt: skip
+        got = same_bytes_over(samples, codec, wire_bytes, link, args.max_packet, bits, valid,
+                              getattr(args, "j2k_tile", None))  # fmt: skip
+        rows += [{**r, "psnr_over": over} for r in got]
     for r in rows[1:]:
         if isinstance(r.get("psnr"), float) and math.isinf(r["psnr"]):
             r["psnr"], r["identical"] = PSNR_CAP_DB, True
@@ -130,13 +131,14 @@ def compare(
 
 
 def same_bytes_over(
-    samples, codec: str, wire_bytes: int, link, max_packet: int, bits: int, valid=None
+    samples, codec: str, wire_bytes: int, link, max_packet: int, bits: int, valid=None, tile: int | None = None
 ) -> list[dict[str, Any]]:
     """``edgeae.ground.baselines.same_bytes`` of one codec, its PSNR over the ``valid`` pixels only (None: every
-    pixel): the codecs' rows scored as the sparse frame's."""
+    pixel): the codecs' rows scored as the sparse frame's. ``tile``: j2k-tiled's tile side (``--j2k-tile``; None: a
+    tile per packet)."""
     from edgeae.ground import baselines
 
-    return baselines.same_bytes(samples, [codec], wire_bytes, link, max_packet, bits, valid=valid)
+    return baselines.same_bytes(samples, [codec], wire_bytes, link, max_packet, bits, valid=valid, tile=tile)
 
 
 def compare_table(rows: list[dict]) -> str:

@@ -36,6 +36,7 @@ def plan(args: argparse.Namespace) -> int:
             patch_share=args.patch_share,
             patch_copies=args.copies,
             codec_head_copies=args.head_copies,
+            j2k_tile=getattr(args, "j2k_tile", None) or 0,
         )
     except ValueError as exc:
         raise CLIError(f"{_PLAN_FLAGS.get(str(exc).split(' ')[0], 'downlink plan')}: {exc}") from None
@@ -45,6 +46,9 @@ def plan(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in science.METHODS]
     if bad:
         raise CLIError(f"--methods: unknown {bad}; choose from {', '.join(science.METHODS)}")
+    if getattr(args, "j2k_tile", None) is not None and "j2k-tiled" not in methods:
+        raise CLIError("--j2k-tile sets the tile side of the j2k-tiled method, which --methods does not name: add "
+                       "j2k-tiled to --methods, or leave --j2k-tile out")  # fmt: skip
     names = [n.strip() for n in args.links.split(",") if n.strip()]
     if not names:
         raise CLIError(f"--links {args.links!r} names no link; give presets (edgeae links) or TOML files")
@@ -262,6 +266,7 @@ _PLAN_FLAGS = {
     "patch_share": "--patch-share",
     "patch_copies": "--copies",
     "codec_head_copies": "--head-copies",
+    "j2k_tile": "--j2k-tile",
 }
 """The ``downlink plan`` flag of each :class:`PlanConfig` field, to name it in an error."""
 PLAN_FILES = ("report.json", "report.md")

@@ -188,6 +188,7 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
         if unknown or not codecs:
             what = f"unknown codec(s) {unknown}" if unknown else "names no codec"
             raise CLIError(f"--compare: {what}; choose from {', '.join(CODECS)}")
+    _check_tile(getattr(args, "j2k_tile", None), codecs)
     report = args.out.with_suffix(".json")
     if report == args.out:  # the report would overwrite the packets just written
         raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")
@@ -203,6 +204,20 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
         raise CLIError(f"{' and '.join(held)} already {verb}: give --force to overwrite, or name another --out")
     check_writable(args.out, "--out")
     return codecs
+
+
+def _check_tile(tile: int | None, codecs: list[str]) -> None:
+    """Refuse a --j2k-tile that nothing would use (no j2k-tiled in --compare) or under the coder's least side."""
+    from edgeae.ground.baselines import TILED
+    from edgeae.ground.tiled_j2k import MIN_TILE
+
+    if tile is None:
+        return
+    if TILED not in codecs:
+        raise CLIError(f"--j2k-tile sets the tile side of --compare {TILED}, which --compare does not name: add "
+                       f"{TILED} to --compare, or leave --j2k-tile out")  # fmt: skip
+    if tile < MIN_TILE:
+        raise CLIError(f"--j2k-tile {tile}: a JPEG 2000 tile side is at least {MIN_TILE} px")
 
 
 def _write_outputs(out: Path, records: list, report: Path, text: str) -> None:
