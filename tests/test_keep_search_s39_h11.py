@@ -38,6 +38,27 @@ def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return packed
 
 
+# ------------------------------------------------------------------------------ 2. ordinary budgets
+@pytest.mark.parametrize(("pattern", "frame"), [("uniform", (2_999_922, 29_411)), ("jittered", (2_982_582, 29_241))])
+def test_an_ordinary_budget_of_a_frame_over_the_packet_limit_takes_few_packings(
+    monkeypatch: pytest.MonkeyPatch, pattern: str, frame: tuple[int, int]
+) -> None:
+    """3 MB of 272x272 pixels of 16 bands, whose whole frame needs 73,984 128-byte packets (7.5 MB): 5 packings
+    before d31b05c, 7 (uniform mask) and 9 (jittered) after it: the whole frame counted 1.13 x the budget, so the
+    first step aimed near keep 0.88. The same frame all along (and the uniform mask's keep; 1040x1040 grey at 3 MB,
+    67,600 packets whole: 5, 7, now 6)."""
+    from edgeae.ground.keep_search import _packed, keep_for_bytes
+    from edgeae.ground.sources import sparse_from_samples
+    from edgeae.wire.layout import WireConfig
+
+    samples, wire = _noise((272, 272, 16)), WireConfig(128)
+    packed = _counted(monkeypatch)
+    keep = keep_for_bytes(samples, 16, 3_000_000, wire, seed=5, pattern=pattern)
+    assert len(packed) <= 5, len(packed)
+    assert _packed(sparse_from_samples(samples, 16, keep, 5, pattern=pattern), wire) == frame, keep
+    assert pattern != "uniform" or keep == 0.40027042354085074, keep
+
+
 # ------------------------------------------------------------------------------ 3. the count, not the words
 def _reworded(monkeypatch: pytest.MonkeyPatch) -> None:
     """too_many_packets without the words "needs N packets" (the count is still in the text), wherever it is used."""
