@@ -10,9 +10,9 @@ them:
   one full packet, not a packet and a sliver: :func:`edgeae.ground.tiled_j2k.share_budget`);
 - ``N-spill``: N-px tiles, each tile's share as it is (a tile may end in a partial packet; the rule until session
   39 h10);
-- ``packet``: per crop, :func:`edgeae.ground.tiled_j2k.packet_tile`'s side (a tile per packet: the largest side
-  whose share fits one packet, or the next larger one held to one packet where its tiles carry more image bytes);
-  the rule of every tiled row since session 39 h10;
+- ``packet``: per crop, :func:`edgeae.ground.tiled_j2k.packet_tile`'s side (a tile per packet: of every side, each
+  share held to one packet, the one whose full tile gets the most coded bytes per pixel); the rule of every tiled row
+  since session 39 h10 (64 px on every crop here at keep 0.1 and 0.11);
 - ``fit``: per crop, the largest side whose share fits one packet (the science stage's rule until session 39 h10).
 
 Every rule and ``--fills`` concealment is sent over the link benchmark's links (``--seeds`` seeds per lossy link)

@@ -92,7 +92,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, img: np.ndarray, argv:
 
 def test_link_benchmark_crop_200_codes_its_8_px_corner_tile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--crop 200 in 64-px tiles leaves an 8x8 corner tile (the run stopped: 'tile side must be at least 16')."""
-    assert _run(tmp_path, monkeypatch, _ramp(200), ["--crop", "200"]) == 0
+    assert _run(tmp_path, monkeypatch, _ramp(200), ["--crop", "200", "--j2k-tile", "64"]) == 0
     got = json.loads((tmp_path / "link" / "results.json").read_text())
     rows = [r for r in got["rows"] if "tiles" in r]
     assert len(rows) == 2 and all(r["tiles"] == 16 for r in rows) and rows[0]["tiles_lost"] == 0

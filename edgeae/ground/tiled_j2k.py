@@ -25,6 +25,7 @@ SEGMARK code-block modes): tiling is the resilience a mission can have with the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,9 +161,8 @@ def at_wire_bytes(
 
 
 # ------------------------------------------------------------------------ tile size for a budget (downlink plan)
-def header_bytes(height: int, width: int, channels: int, bits: int | None = None) -> int:
-    """The bytes of a (height, width, channels) tile's codestream before its coded data (main header, COM dropped,
-    and tile-part header up to SOD): 88-122 B, more with more resolution levels (a larger tile) and components."""
+@functools.lru_cache(maxsize=256)
+def _header_bytes(height: int, width: int, channels: int, bits: int | None) -> int:
     dtype = np.uint8 if bits is None or bits <= 8 else np.uint16
     cs = encode_tile(np.zeros((height, width, channels), dtype), QUALITY_RANGE["jpeg2000"][0], bits)
     i = 2
@@ -171,59 +171,58 @@ def header_bytes(height: int, width: int, channels: int, bits: int | None = None
     return i + 2
 
 
+def header_bytes(height: int, width: int, channels: int, bits: int | None = None) -> int:
+    """The bytes of a (height, width, channels) tile's codestream before its coded data (main header, COM dropped,
+    and tile-part header up to SOD): 88-122 B, 7 more for each resolution level a larger tile adds. Measured on a
+    tile of the same size class (the same power of two a side), so a frame's candidate sides cost a few encodes."""
+    h, w = 1 << (height.bit_length() - 1), 1 << (width.bit_length() - 1)
+    return _header_bytes(h, w, channels, bits)
+
+
 def packet_tile(
     height: int, width: int, wire_budget: int, max_packet: int, channels: int = 1, bits: int | None = None
 ) -> int:
-    """The tile side (a multiple of :data:`MIN_TILE` px) for a tile per packet: of the largest side whose equal share
-    of ``wire_budget`` fits one packet of ``max_packet`` bytes, and the next larger side (fewer tiles), whose share
-    is over a packet and is held to one (:func:`share_budget`), the one whose tiles carry the more coded image bytes
-    (codestream bytes less each tile's own :func:`header_bytes`). A lost packet then loses one tile, and no tile
-    pays a second packet's loss for a sliver. Of the sides that cut the frame into as many tiles, the smallest
-    (the most even tiles); the frame in one tile when its share fits one packet; :data:`MIN_TILE` when even its
-    share is over a packet (every tile then fills its packet).
+    """The tile side (a multiple of :data:`MIN_TILE` px) for a tile per packet: of every side, each tile's equal
+    share of ``wire_budget`` held to one packet of ``max_packet`` bytes (:func:`share_budget`), the one whose full
+    tile gets the most coded bytes per pixel (its codestream bytes less its :func:`header_bytes`, over its area). A
+    lost packet then loses one tile and no tile pays a second packet's loss for a sliver; a side that leaves slivers
+    at the frame's edge (a full share for a few rows) loses to one that cuts even tiles. Up to the frame in one tile
+    (when its share fits one packet); :data:`MIN_TILE` when every share is over a packet.
 
     Chosen on the rover train and validation crops (``benchmarks/tiled_j2k_choice.py``): at shares 4-7% over a
     packet, 64-px tiles held to one packet gave 29.05 dB at 20% loss, the 48-px tiles whose share fits one packet
     28.58, 64-px tiles sending the rest in a second packet 27.79 (36.19 / 35.14 / 36.36 on a perfect link)."""
     per = max_packet - overhead("telemetry")
     top = -(-max(height, width) // MIN_TILE) * MIN_TILE
-    count: dict[int, int] = {}  # tile count -> its smallest side
+    best, rate = MIN_TILE, -np.inf
     for side in range(MIN_TILE, top + 1, MIN_TILE):
-        count.setdefault(-(-height // side) * -(-width // side), side)
-    one = [n for n in count if file_budget(wire_budget // n, max_packet) <= per]
-    if not one:
-        return MIN_TILE
-    n1 = min(one)  # the fewest tiles whose share fits one packet
-    over = [n for n in count if n < n1]  # fewer, larger tiles: shares over a packet
-    if not over:
-        return count[n1]
-
-    def image_bytes(n: int) -> int:
-        side = count[n]
-        b = min(share_budget(wire_budget // n, max_packet), per)
-        return n * (b - header_bytes(min(side, height), min(side, width), channels, bits))
-
-    n2 = max(over)  # the next larger side's count
-    return count[n2] if image_bytes(n2) > image_bytes(n1) else count[n1]
+        th, tw = min(side, height), min(side, width)
+        b = min(share_budget(wire_budget // (-(-height // side) * -(-width // side)), max_packet), per)
+        r = (b - header_bytes(th, tw, channels, bits)) / (th * tw)
+        if r > rate:
+            best, rate = side, r
+    return best
 
 
 def within(
     img: np.ndarray, wire_budget: int, max_packet: int, tile: int = 0, bits: int | None = None
 ) -> tuple[list[bytes], int, float]:
-    """:func:`at_wire_bytes` at tile side ``tile``, or with ``tile`` 0 at :func:`packet_tile`'s side, doubled (up to
-    the frame in one tile) while a tile does not fit its share at its lowest quality: (codestreams, tile side, mean
-    target PSNR). ValueError when it does not fit (a fixed ``tile``, or the frame in one tile)."""
+    """:func:`at_wire_bytes` at tile side ``tile``, or with ``tile`` 0 at :func:`packet_tile`'s side, a packet a tile,
+    doubled (up to the frame in one tile; then in whole packets) while a tile does not fit its share at its lowest
+    quality: (codestreams, tile side, mean target PSNR). ValueError when it does not fit (a fixed ``tile``, or the
+    frame in one tile)."""
     h, w = img.shape[:2]
     side = tile or packet_tile(h, w, wire_budget, max_packet, img.shape[2], bits)
     whole = -(-max(h, w) // MIN_TILE) * MIN_TILE
+    budget = wire_budget if tile else min(wire_budget, len(tile_boxes(h, w, side)) * max_packet)  # a packet a tile
     while True:
         try:
-            streams, q, _ = at_wire_bytes(img, side, wire_budget, max_packet, bits)
+            streams, q, _ = at_wire_bytes(img, side, budget, max_packet, bits)
             return streams, side, q
         except ValueError:
             if tile or side >= whole:
                 raise
-            side = min(2 * side, whole)
+            side, budget = min(2 * side, whole), wire_budget  # larger tiles, in as many whole packets as fit
 
 
 def floor_bytes(img: np.ndarray, max_packet: int, tile: int = 0, bits: int | None = None) -> tuple[int, str]:
