@@ -250,14 +250,16 @@ def _full_packet(wire: WireConfig, channels: int, itemsize: int) -> int:
 def _packet_limited(
     shape: tuple[int, ...], bits: int, budget: int, wire: WireConfig, lo: _Sized, hi: _Sized, kept: _Sized, keep: float
 ) -> str | None:
-    """Why the search's answer is refused (None: it is not): the frame after it (``hi``: wire bytes, -1 where not
-    packed, and packets; ``kept``: the two frames' samples) is over the packet limit but its bytes would fit, so the
-    limit, not the budget, stopped the keep: the budget is over the largest frame one product carries, ``lo`` (keep
-    ``keep``), by more than the next frame adds, and the message gives that frame's size as the budget to give."""
+    """Why the search's answer is refused (None: it is not): the frame after it (``hi``: wire bytes and packets;
+    ``kept``: the two frames' samples) is over the packet limit but its bytes would fit, so the limit, not the
+    budget, stopped the keep: the budget is over the largest frame one product carries, ``lo`` (keep ``keep``), by
+    more than the next frame adds, and the message gives that frame's size as the budget to give. A frame over the
+    limit is never packed (:func:`_sendable`): its bytes are its packets' headers and ``lo``'s coded samples scaled
+    to its samples (exact raw, codec ``none``; coded, an estimate)."""
     (size, n), per = lo, overhead("sparse", wire.layout)
     if hi[1] <= MAX_PARTS:
         return None
-    after = hi[0] if hi[0] >= 0 else hi[1] * per + (size - n * per) * kept[1] // max(kept[0], 1)  # raw: exact
+    after = hi[1] * per + (size - n * per) * kept[1] // max(kept[0], 1)
     if after > budget:
         return None
     h, w, c = shape
