@@ -34,6 +34,7 @@ EDGES = ("top", "bottom", "left", "right")
 NEAR_BORDER = 4
 """Px from a side within which a dark pixel can, after :func:`nodata_mask`'s 3 × 3 closing and opening (at most
 2 px of growth), belong to a region on that side."""
+RUN_CHUNK = 2**16  # pixels valid_mask finds the dark runs of at a time (its temporaries: a few bytes per pixel of it)
 _FILLING, _KEEP, _DROP = 3, 1, 2  # nodata_mask's flood-fill mask values: being filled, no-data, not no-data
 
 
@@ -217,21 +218,25 @@ def valid_mask(
     if dark.any():
         need_rows = max(min(min_contact, h), min_side_fraction * h)
         need_cols = max(min(min_contact, w), min_side_fraction * w)
-        if "left" in sides or "right" in sides:
-            for side, view in (("left", dark), ("right", dark[:, ::-1])):
-                if side not in sides or view[:, 0].sum() < need_rows:
-                    continue
-                run = _edge_run(view)
+        # the runs are found a few rows (columns) at a time: _edge_run's temporaries are some 5 B per pixel of what
+        # it is given, so a whole strip's were 8 B / px at the peak with the mask and the dark pixels (session 39,
+        # fixer h12: 2 B / px and the chunks'); every row (column) is its own, so the mask is the same
+        for side, view, out in (("left", dark, valid), ("right", dark[:, ::-1], valid[:, ::-1])):
+            if side not in sides or view[:, 0].sum() < need_rows:
+                continue
+            step = max(1, RUN_CHUNK // w)
+            for a in range(0, h, step):
+                run = _edge_run(view[a : a + step])
                 run = np.where(run > 0, np.minimum(run + guard, w), 0)
-                cols = np.arange(w)[None, :] < run[:, None]
-                valid &= ~(cols if side == "left" else cols[:, ::-1])
-        for side, view in (("top", dark.T), ("bottom", dark[::-1].T)):
+                out[a : a + step] &= ~(np.arange(w)[None, :] < run[:, None])
+        for side, view, out in (("top", dark.T, valid.T), ("bottom", dark[::-1].T, valid[::-1].T)):
             if side not in sides or view[:, 0].sum() < need_cols:
                 continue
-            run = _edge_run(view)
-            run = np.where(run > 0, np.minimum(run + guard, h), 0)
-            rows = np.arange(h)[:, None] < run[None, :]
-            valid &= ~(rows if side == "top" else rows[::-1])
+            step = max(1, RUN_CHUNK // h)
+            for a in range(0, w, step):
+                run = _edge_run(view[a : a + step])
+                run = np.where(run > 0, np.minimum(run + guard, h), 0)
+                out[a : a + step] &= ~(np.arange(h)[None, :] < run[:, None])
     # border profiles: dark or saturated whole columns / rows, read from each edge inwards in chunks (a frame
     # without such a margin costs one chunk per side)
     sample = arr[:: max(1, h // 64), :: max(1, w // 64)]
