@@ -24,7 +24,7 @@ from .budget import LADDER, PREFETCH_STRIPS, Level, scoring_left_ms, selected_pe
 from .frames import FrameReader
 from .onboard_recon import recon_check, recon_skipped
 from .score_engine import background
-from .strip_scoring import _ms, score_flush, score_strip, score_strip_fast
+from .strip_scoring import _ms, score_flush, score_strip, score_strip_fast, score_wait
 from .topk import TermsTopK, TopK
 from .validate import check_pixels, to_samples
 
@@ -137,6 +137,8 @@ class FrameWork:
     def _strip(self, r0: int, strip: np.ndarray, bar: Any) -> bool:
         if bar is not None:
             bar.update(strip.shape[0])
+        if self.rt.engine is not None and self.m.anomaly.method == "vae":
+            score_wait(self)  # the engine's batches are done before the loop's temporaries (the plan's steps)
         t = time.perf_counter()
         v = check_pixels(strip, self.m.camera)
         self.t["validate"] += _ms(t)

@@ -262,7 +262,6 @@ def plan_memory(
         # the no-data mask (1 B / px), kept while the strip is scored (and its reconstruction tiles are cut)
         ("nodata_mask", px if an.model else 0),
         ("sparse_values_strip", int(px * mission.sampling.keep * cam.channels * item) + 1),
-        *([("patch_batch_f32", score)] if engine else []),
         ("top_k_patches", top_k),
     ]
     # one at a time on the loop's thread: float conversion (to_samples: three copies of every sample at the stored
@@ -270,22 +269,37 @@ def plan_memory(
     # (2 B / px); the no-data mask's beside the mask itself (edgeae.nodata.valid_mask on a strip with dark margins
     # on every side: 7 B / px, the sample width more for the one value per pixel of several channels, 26-66 B per
     # column in vectors as long as a row, 48 counted; tracemalloc: 8.1 px in all on a grey 256-row strip, 9.1 on an
-    # RGB one, 3 and 4 without margins); the sequential scorer's batch; a jittered mask's (edgeae.masks computes its
-    # kept pixels' rows, columns and indices cell row by cell row, then joins and sorts them: 65-78 B per kept pixel,
-    # 13 px of a strip at keep 0.2, where the uniform pattern's blocks take 256 KiB)
+    # RGB one. Since session 39, fixer h12, valid_mask finds the dark runs a chunk at a time and peaks at 3.0 and 4.0
+    # px with or without margins, but the plan keeps 7 B / px: planned at that, the Navcam and 5064-px TIFF frames
+    # grew 1.1-1.7 MiB over their plans, and the boot's figure for scoring fell under a PNG frame's decode, whose
+    # file's bytes the boot cannot know: room those need, not the mask's); the sequential scorer's batch; a jittered
+    # mask's (edgeae.masks computes its kept pixels' rows, columns and indices cell row by cell row, then joins and
+    # sorts them: 65-78 B per kept pixel, 13 px of a strip at keep 0.2, where the uniform pattern's blocks take 256 KiB)
+    # On the VAE's fast path the loop waits for the engine's batches before each strip's pixel check
+    # (strip_scoring.score_wait), so its batches are one more step; the batch being filled, one raw batch, stays
+    # across strips: it is added to the no-data step with the larger of the loop's other temporaries (it is live
+    # beside whichever of them runs, and is made only when scoring, as the no-data mask is). The reconstruction runs
+    # after a strip's patches are handed to the engine, its batches beside it (until session 39, fixer h12, the
+    # engine scored a strip while the loop checked the next and made its no-data mask: batches and the no-data step
+    # were summed, 3.7 MiB more on a 2048-px strip).
+    frame_t = max(px * s_channels * 3 * s_item if s_float else 0, 0 if streamed else demosaic, 2 * px)
+    mask_t = 80 * kept if mission.sampling.pattern == "jittered" else 2**18
+    nodata_t = px * (7 + (item if cam.channels > 1 else 0)) + 48 * width + 2**16 if an.model else 0
+    filling = min(an.batch, grid if grid is not None else an.batch) * pixels if engine and an.model else 0
     steps = [
-        ("frame_temporaries", max(px * s_channels * 3 * s_item if s_float else 0, 0 if streamed else demosaic, 2 * px)),
-        ("mask_temporaries", 80 * kept if mission.sampling.pattern == "jittered" else 2**18),
-        ("nodata_temporaries", px * (7 + (item if cam.channels > 1 else 0)) + 48 * width + 2**16 if an.model else 0),
-        *([] if engine else [("patch_batch_f32", score)]),
+        ("frame_temporaries", frame_t),
+        ("mask_temporaries", mask_t),
+        ("nodata_temporaries", max(nodata_t, frame_t, mask_t) + filling if an.model else 0),
+        ("patch_batch_f32", score),
     ]
     t2 = rc.tile * rc.tile * cam.channels
+    beside = score if engine else 0  # the engine's batches, scored while the loop reconstructs
     if rc.mode == "check":  # truth, masked input, x_hat, |error| as float32 and the known mask
         tiles = rc.check_tiles if width <= 0 or rows <= 0 else recon_check_count(rows, width, rc.tile, rc.check_tiles)
-        steps.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1)))
+        steps.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1) + beside))
     elif rc.mode == "latent":  # one row of tiles in, the encoder's output of that row (at most as large)
         cols = axis_count(width, rc.tile, rc.tile) if width > 0 else 1
-        steps.append(("recon_tiles_f32", cols * t2 * 4 * 2))
+        steps.append(("recon_tiles_f32", cols * t2 * 4 * 2 + beside))
     boot = (("model_image", model_bytes), ("patch_scorer_buffers", scorer_boot if an.model else 0))
     held = tuple((n, v) for n, v in boot if v)
     decode = whole.peak if whole is not None else 0

@@ -150,11 +150,32 @@ def score_flush(fw: FrameWork, final: bool = False) -> None:
         w = time.perf_counter()
         done += eng.drain()
         fw.t_wait += _ms(w)
+    _take(fw, done)
+    if final:  # otherwise called from score_strip_fast, which times itself
+        fw.t["score"] += _ms(t)
+
+
+def score_wait(fw: FrameWork) -> None:
+    """Wait for the batches the engine is scoring (the strips before) and take in their scores; the batch being
+    filled stays. Called before each strip's pixel check, so the engine's batches and the loop's temporaries (the
+    pixel check's, the mask's, the no-data mask's) are never live at once: the memory plan counts them one at a time
+    (:func:`.memory_plan.plan_memory`; until session 39 the engine scored a strip while the loop checked the next and
+    made its no-data mask, and the plan summed both)."""
+    eng = fw.rt.engine
+    if eng is None or not eng.pending:
+        return
+    t = time.perf_counter()
+    done = eng.drain()
+    fw.t_wait += _ms(t)
+    _take(fw, done)
+    fw.t["score"] += _ms(t)
+
+
+def _take(fw: FrameWork, done: list[tuple[Any, np.ndarray]]) -> None:
+    """Offer finished batches' scores to the frame's top-k keeper (the pixels as read)."""
     for (xs, ys, raw), scores in done:
         fw.topk.offer_batch(scores, xs, ys, raw)
         fw.n["scored"] += len(scores)
-    if final:  # otherwise called from score_strip_fast, which times itself
-        fw.t["score"] += _ms(t)
 
 
 def _flush(fw: FrameWork) -> None:

@@ -241,7 +241,9 @@ plan = plan_memory(m, reader.header.width, reader.header.height, rt._model_bytes
 del reader
 trim_heap()
 least = level_plan(plan, LADDER[-1]).total
-budget = rss_bytes() - rt.rss_boot + least + (3 << 20)  # sparse_only fits it, nominal does not
+# sparse_only fits it, nominal does not (3 MiB over sparse_only until fixer h12 of session 39 lowered the nominal plan
+# to 2.0 MiB over it on this strip: the engine's batches and the no-data step one at a time)
+budget = rss_bytes() - rt.rss_boot + least + min(3 << 20, plan.total - least - (1 << 18))
 rt.m = dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=budget))
 try:
     rec = rt.process(frame)
@@ -275,7 +277,7 @@ def test_a_frame_sent_down_the_ladder_to_sparse_only_stays_under_the_budget(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     rec, budget = got["rec"], got["budget"]
-    assert got["nominal"] - got["least"] > 3 << 20  # so the ladder had to go down
+    assert got["nominal"] - got["least"] > 1 << 20  # so the ladder had to go down
     assert rec["status"] == "processed" and rec["level"]["name"] == "sparse_only", rec
     assert "memory_degraded" in rec["flags"] and "memory_over_budget" not in rec["flags"], rec["flags"]
     assert int(rec["memory"]["rss_growth_peak"]) <= budget, (rec["memory"]["rss_growth_peak"], budget)

@@ -48,12 +48,13 @@ def _frames(tmp_path: Path) -> list[dict[str, Any]]:
 def test_the_engines_batches_are_planned_beside_the_no_data_step_the_scorers_batch_one_step_at_a_time() -> None:
     from edgeae.firmware_sim.memory_plan import plan_memory
 
-    # the VAE scores on the engine's threads while the loop checks the next strip and makes its no-data mask: summed
+    # the loop waits for the VAE's batches on the engine's threads before each strip's pixel check (fixer h12: until
+    # then the engine scored a strip while the loop checked the next and made its no-data mask, and both were summed)
     orbital = plan_memory(_mission("orbital_nac", "camera.width=2048", "camera.height=3190"), 2048, 3190, 0, 1)
     items = dict(orbital.items)
-    assert "patch_batch_f32" not in orbital.steps and {"frame_temporaries", "nodata_temporaries"} <= set(orbital.steps)
+    assert {"frame_temporaries", "nodata_temporaries", "patch_batch_f32"} <= set(orbital.steps)
     held = sum(v for n, v in orbital.items if n not in orbital.steps)
-    assert orbital.total == held + items["nodata_temporaries"] > held + items["frame_temporaries"]
+    assert orbital.total == held + items["patch_batch_f32"] > held + items["nodata_temporaries"]
     # the rover's PatchScorer scores in the loop's thread, after the no-data mask is made and before its tiles are cut
     rover = plan_memory(_mission("rover_mastcamz"), 1648, 1200, 0, 3)
     items = dict(rover.items)
@@ -95,19 +96,22 @@ def test_the_no_data_masks_peak_on_a_strip_with_margins_is_within_its_planned_st
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
-    planned = items["nodata_mask"] + items["nodata_temporaries"]  # 8.1 px of a 256-row grey strip, 9.1 of an RGB one
-    assert peak <= planned < peak + 0.4 * rows * width + 2**16, (peak / (rows * width), planned / (rows * width))
+    # 3.0 px of a 256-row grey strip, 4.0 of an RGB one since fixer h12 found the runs in chunks (8.1 and 9.1 before),
+    # planned at 8 and 9 still (memory_plan.plan_memory says why)
+    filling = m.anomaly.batch * patch * patch * channels * (1 if bits <= 8 else 2)  # the engine's batch being filled
+    planned = items["nodata_mask"] + items["nodata_temporaries"] - filling
+    assert peak <= planned < peak + 5.4 * rows * width + 2**18, (peak / (rows * width), planned / (rows * width))
 
 
-@pytest.mark.parametrize(("frame", "sets", "over_mib"), [(ROVER, (), 3.0), (MARGINS, ("camera.width=2048",
+@pytest.mark.parametrize(("frame", "sets", "over_mib"), [(ROVER, (), 11.0), (MARGINS, ("camera.width=2048",
                          "camera.height=2999"), 3.0)])  # fmt: skip
 def test_a_real_frame_at_nominal_grows_no_more_than_predicted_and_within_a_few_mib_of_it(
     tmp_path: Path, data_root: Path, frame: str, sets: tuple[str, ...], over_mib: float
 ) -> None:
     """The rover's Mastcam-Z frame (its plan counted the no-data step, the scorer's batch and the reconstruction tiles
-    together until session 39: 4.8 MiB over) and a map-projected HiRISE strip with black margins, where the no-data
-    mask's temporaries peak while the engine scores the strip before (measured 0.6-0.9 MiB under the prediction in
-    onnxruntime: a plan that counted them one at a time would under-predict by 2-3 MiB)."""
+    together until session 39: 4.8 MiB over; 9.7 MiB over since fixer h12's no-data mask peaks lower and the plan keeps
+    its figure) and a map-projected HiRISE strip with black margins (0.6-0.9 MiB under the prediction in onnxruntime
+    while the engine scored the strip before beside the no-data mask; 1.5 since fixer h12, which waits for it)."""
     pytest.importorskip("onnxruntime")
     path = data_root / frame
     if not path.is_file():
@@ -149,4 +153,7 @@ def test_the_masks_temporaries_are_a_step_of_the_plan(pattern: str, keep: float)
             tracemalloc.stop()
         assert peak - idx.nbytes <= items["mask_temporaries"], (level.name, peak / (rows * width))
     if pattern == "jittered" and keep == 0.2:  # the largest step at nominal, above the no-data mask's
-        assert plan.step_peak == dict(plan.items)["mask_temporaries"] > dict(plan.items)["nodata_temporaries"]
+        # with the batch being filled beside it (fixer h12: the engine's batches are a step, that one stays)
+        items, filling = dict(plan.items), m.anomaly.batch * m.anomaly.patch**2
+        assert plan.step_peak == items["nodata_temporaries"] == items["mask_temporaries"] + filling
+        assert items["mask_temporaries"] > items["patch_batch_f32"]
