@@ -9,7 +9,7 @@ loss and under Gilbert-Elliott bursts (~9%):
 - ``jpeg2000``: the whole frame as one JPEG 2000 file (one codestream: its first lost packet truncates it);
 - ``j2k-tiled``: JPEG 2000 as a mission sends it over a lossy link: independent tiles, each its own codestream in
   its own packets, lost tiles concealed from the received ones (``edgeae.ground.tiled_j2k``; tile side
-  ``--j2k-tile``, by default per frame and budget the largest whose share fits one packet);
+  ``--j2k-tile``, by default per frame and budget a tile per packet: ``tiled_j2k.packet_tile``);
 - ``sparse``: sparse samples (payload layout 2, ccsds121) rebuilt with the CAE;
 - ``prioritised``: the top-ranked anomaly patches at full resolution in up to ``--patch-share`` of the
   budget, sparse context in the rest (edgeae's flight runtime);
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-packet", type=int, default=1024)
     ap.add_argument(
         "--j2k-tile", type=int, default=0,
-        help="tile side (px) of j2k-tiled (default 0: per frame and budget, the largest whose share fits one packet)",
+        help="tile side (px) of j2k-tiled (default 0: per frame and budget, a tile per packet)",
     )  # fmt: skip
     ap.add_argument("--grey-model", help="rebuild model for grey frames (default: the reconstruct default)")
     ap.add_argument("--rgb-model", help="rebuild model for colour frames")

@@ -52,8 +52,9 @@ disjoint from the link stage's; perfect / 20% loss / bursts, telea concealment):
 (three whole packets a tile, lost with any of them: 45% of tiles at 20% loss)."""
 FILL = "telea"
 """Default concealment of lost tiles (:data:`edgeae.inpaint.METHODS`), chosen on the same crops with 64-px tiles
-(20% loss / bursts): telea 28.3 / 32.2 dB at 0.15 s a frame; blend 28.5 / 32.4 but 5.6 s (its linear half
-triangulates every received pixel), linear 27.9 / 32.1, normconv-wide 27.3 / 31.9."""
+(20% loss / bursts): telea 28.98 / 31.81 dB at 0.15 s a frame; blend 29.41 / 32.10 but 10.4 s (its linear half
+triangulates every received pixel), linear 28.92 / 31.87 (10.1 s), normconv-wide 28.10 / 31.29 (seconds on a
+loaded 2-core machine)."""
 MIN_TILE = 16
 
 
