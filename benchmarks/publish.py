@@ -242,11 +242,13 @@ def sigint_deferred() -> Iterator[list[int]]:
     """Hold Ctrl-C back while the body runs (publishing a stage: its files and record go together); the list it
     yields holds the signals that arrived meanwhile. SIGTERM and SIGHUP are held back too where a Python handler
     takes them (``python -m benchmarks`` turns each into Ctrl-C), and handed to that handler afterwards in the order
-    they came (the Ctrl-C it raises is dropped: the list says to stop); one the caller ignores (``nohup``'s SIGHUP),
-    or whose default ends the process, is left as it is. Outside the main thread nothing can be held back."""
+    they came (the Ctrl-C it raises is dropped: the list says to stop); one the caller ignores (``nohup``'s SIGHUP,
+    a background shell's SIGINT: until session 39 an ignored SIGINT was held back and then stopped the run), or whose
+    default ends the process, is left as it is. Outside the main thread nothing can be held back."""
     got: list[int] = []
     try:
-        old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a background shell's: it stays ignored
+        old = None if ignored else signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
     except ValueError:  # not the main thread
         yield got
         return
@@ -257,7 +259,8 @@ def sigint_deferred() -> Iterator[list[int]]:
     try:
         yield got
     finally:
-        signal.signal(signal.SIGINT, old)
+        if not ignored:
+            signal.signal(signal.SIGINT, old)
         for signum, handler in taken.items():
             signal.signal(signum, handler)
         for signum in dict.fromkeys(got):  # each handler records its signal; the stop it raises is what got says
