@@ -133,14 +133,17 @@ class _Tee:
 
 
 def _stop(proc: subprocess.Popen[bytes], pgid: int, tee: _Tee) -> None:
-    """Stop the running command's group with a signal the command acts on, and give it :data:`STOP_WAIT_S` to end
-    (still showing and logging what it says); its group is killed afterwards either way."""
+    """Stop the running command with a signal it acts on (SIGINT to its group, as a terminal's Ctrl-C; else SIGTERM
+    to the command alone, so a driver stops its own workers: until session 39 the whole group got it, review r1 #4),
+    and give it :data:`STOP_WAIT_S` to end (still showing and logging what it says); its group is killed afterwards
+    either way."""
     ignored = _ignored(proc.pid)
     if signal.SIGINT not in ignored:
         _signal_group(pgid, signal.SIGINT)  # the guard ignores it
     elif signal.SIGTERM not in ignored:
         tee.say("the command ignores SIGINT (as started from a background shell): stopping it with SIGTERM")
-        _signal_group(pgid, signal.SIGTERM)
+        with suppress(ProcessLookupError, PermissionError):  # the command alone, as `kill PID` does: its own
+            os.kill(proc.pid, signal.SIGTERM)  # workers are its to stop (their group is killed afterwards anyway)
     else:
         tee.say("the command ignores SIGINT and SIGTERM: killing its process group")
         return

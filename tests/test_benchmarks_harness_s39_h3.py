@@ -188,6 +188,14 @@ STOPPABLE = textwrap.dedent("""
             (out / "stopped-by").write_text(signal.Signals(signum).name)
             os._exit(130)
         signal.signal(signal.SIGTERM, stop)
+    if sys.argv[4] == "with-worker":  # a driver with a worker of its own (a pool), in its process group
+        import subprocess
+        worker = ("import signal, sys, time, pathlib; p = pathlib.Path(sys.argv[1]); "
+                  "signal.signal(signal.SIGTERM, lambda *a: (p / 'worker-got-SIGTERM').write_text('yes')); "
+                  "(p / 'worker-ready').write_text('1'); time.sleep(60)")
+        subprocess.Popen([sys.executable, "-c", worker, str(out)])
+        while not (out / "worker-ready").exists():
+            time.sleep(0.01)
     Path(sys.argv[2]).write_text(str(os.getpid()))
     time.sleep(60)
 """)
@@ -205,6 +213,18 @@ def test_a_stage_that_inherited_an_ignored_sigint_is_stopped_with_sigterm_at_onc
     log = next((tmp_path / "out" / ".work" / "logs").glob("demo-*.log")).read_text()
     assert "== the command ignores SIGINT (as started from a background shell): stopping it with SIGTERM" in log
     assert not (tmp_path / "out" / "stages.json").exists() and not (tmp_path / "out" / "demo").exists()
+
+
+def test_sigterm_goes_to_the_command_alone_so_its_workers_are_its_to_stop(tmp_path: Path) -> None:
+    """Review r1 #4 (session 39): the SIGTERM sent to a command that ignores SIGINT went to its whole process group,
+    so a driver's pool workers got it too; now the command alone gets it (its group is killed afterwards anyway)."""
+    with _harness(tmp_path, STOPPABLE, "with-worker", sigint="ignore-sigint") as (harness, pid, _, _):
+        harness.send_signal(signal.SIGTERM)
+        status, _took = _ended(harness)
+        assert status == 130 and _gone(pid)
+    staging = tmp_path / "out" / ".work" / "staging" / "demo"
+    assert (staging / "stopped-by").read_text() == "SIGTERM"
+    assert (staging / "worker-ready").exists() and not (staging / "worker-got-SIGTERM").exists()
 
 
 def test_a_stage_that_ignores_every_stop_is_killed_without_a_pointless_wait(tmp_path: Path) -> None:
