@@ -37,7 +37,7 @@ def _whole_strip_mask(monkeypatch: pytest.MonkeyPatch, raw: np.ndarray, edges: t
     import edgeae.nodata as nodata
 
     with monkeypatch.context() as mp:
-        mp.setattr(nodata, "RUN_CHUNK", 2**62)
+        mp.setattr(nodata, "RUN_CHUNK", 2**62, raising=False)  # raising=False: code before h12 has no chunk
         return nodata.valid_mask(raw, bit_depth=8, edges=edges)
 
 
@@ -70,7 +70,9 @@ def test_the_no_data_mask_found_in_chunks_is_the_whole_strips_and_peaks_at_3_px(
             tracemalloc.stop()
         assert np.array_equal(got, _whole_strip_mask(monkeypatch, a, edges)), edges
         assert not got.all() or h < 6
-        if h * w >= 2**19:  # the mask, the dark pixels and the sample width, beside a chunk's temporaries
+        # the mask, the dark pixels and the sample width, beside a chunk's temporaries: before fixer h12 8.1 px grey
+        # and 9.1 px RGB; the RGB 256 x 1648 case (0.42 Mpx) counts since review r6 (4.71 px allowed there)
+        if h * w >= 2**18:
             assert peak <= (2 + (c > 1)) * h * w + 6 * 2**16 + 200 * w, (edges, peak / (h * w))
 
 
