@@ -211,27 +211,29 @@ def memory_fit(
     ``(None, None)`` at any level; ``(None, level)`` only from that ladder level down (a frame that does not fit at
     its level goes down the ladder rather than being dropped: ``sparse_only`` needs no scoring buffers);
     ``((code, why), None)`` when not even at ``sparse_only``: ``memory_unavailable`` when the board's memory, not
-    the budget, refused it (raising ``[budget] memory_bytes`` would not help), else ``memory_budget``."""
+    the budget, refused it (raising ``[budget] memory_bytes`` would not help), else ``memory_budget``. A level fits
+    with the loop overlapping the engine or else waiting for it (:func:`.frame_work.needs_wait`)."""
     plan = reader_plan(rt.m, reader, rt._model_bytes())
-    rec["memory_plan"] = plan.total
+    lap = reader_plan(rt.m, reader, rt._model_bytes(), overlap=True) if fast_path(rt) else plan
+    rec["memory_plan"] = min(plan.total, lap.total)
     held = max(0, rss_bytes() - rt.rss_boot)  # what the process already holds beyond the boot baseline
     budget = rt.m.budget.memory_bytes
     capped = room_cap(rt.m, held)
-    if held + plan.total > (budget if capped is None else min(budget, capped[0])):  # memory freed by the last
-        trim_heap()  # frame may still be resident: return it first
+    if held + max(plan.total, lap.total) > (budget if capped is None else min(budget, capped[0])):  # memory freed
+        trim_heap()  # by the last frame may still be resident: return it first
         held = max(0, rss_bytes() - rt.rss_boot)
         capped = room_cap(rt.m, held)
     limit = budget if capped is None else min(budget, capped[0])
     if capped is not None and capped[0] < budget:
         describe(rec, capped[1], capped[0])
-    rec["memory_predicted"] = held + plan.total
-    for level in LADDER:
-        need = level_plan(plan, level).total
+    rec["memory_predicted"] = held + rec["memory_plan"]
+    for level in LADDER:  # the plan without the loop waiting for the engine (faster) where it fits, else with it
+        need = level_plan(lap, level).total
+        need = need if held + need <= limit else level_plan(plan, level).total
         if held + need <= limit:
-            if level.index == 0:
-                return None, None
-            rec.update(memory_plan=need, memory_plan_nominal=plan.total, memory_predicted=held + need)
-            return None, level
+            nominal = {"memory_plan_nominal": rec["memory_plan"]} if level.index else {}
+            rec.update(memory_plan=need, memory_predicted=held + need, **nominal)
+            return None, (level if level.index else None)
     least = level_plan(plan, LADDER[-1])
     if capped is not None and held + least.total <= budget:  # the board's memory refused it, not the budget
         describe(rec, capped[1], capped[0], refused=True)
@@ -244,12 +246,17 @@ def memory_fit(
     ), None
 
 
-def reader_plan(mission: Mission, reader: FrameReader, model_bytes: int) -> MemoryPlan:
+def reader_plan(mission: Mission, reader: FrameReader, model_bytes: int, overlap: bool = False) -> MemoryPlan:
     """The memory plan of the frame ``reader`` reads: at its file's sample type, by its reader's bands, or decoded whole
-    (a PNG, JPEG or PNM file, on a strip camera too: until session 39 planned by its strips, :mod:`.memory_plan`)."""
-    h, w = reader.header.height, reader.header.width
+    (a PNG, JPEG or PNM file, on a strip camera too: until session 39 planned by its strips, :mod:`.memory_plan`),
+    with the engine's batches held beside the loop's work when ``overlap`` (the loop does not wait for them)."""
+    h, w, whole = reader.header.height, reader.header.width, whole_decode(reader)
     layout, bands = stored_layout(reader), band_rows(reader)
-    return plan_memory(mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole_decode(reader))
+    return plan_memory(mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole, overlap)
+
+
+def fast_path(rt: FlightRuntime) -> bool:  # scored on the ScoreEngine (a VAE with an engine): the loop may wait
+    return getattr(rt, "engine", None) is not None and rt.m.anomaly.method == "vae"  # getattr: a runtime stand-in
 
 
 def band_rows(reader: Any) -> int | None:

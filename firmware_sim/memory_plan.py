@@ -201,6 +201,7 @@ def plan_memory(
     stored: tuple[int, np.dtype[Any] | type] | None = None,
     band_rows: int | None = None,
     whole: WholeDecode | None = None,
+    overlap: bool = False,
 ) -> MemoryPlan:
     """What a frame of ``width`` × ``height`` (0: unknown) allocates beyond the buffers the boot already holds
     (the model images and the PatchScorer's buffers, listed under ``boot``), on the mission's scoring path.
@@ -208,18 +209,21 @@ def plan_memory(
     sample type): a float32 ``.npy`` frame is read at 4 bytes per sample, not the camera's 1. ``band_rows``: the
     rows a streamed reader decodes at a time (a TIFF's tile height; default: a strip's), which its buffers hold.
     ``whole``: the frame's file is decoded whole (:func:`whole_decode`): a strip camera's plan counts the decoded
-    image, no reader bands, and the decode's peak (:attr:`MemoryPlan.decode`).
+    image, no reader bands, and the decode's peak (:attr:`MemoryPlan.decode`). ``overlap``: on the VAE's fast path,
+    the plan of a frame whose loop does not wait for the engine (``FrameWork.wait`` False): its batches are held
+    beside every step of the loop, as planned until session 39 (fixer h12); by default they are one more step.
 
     The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
     than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). What is live at
     once, from the code a strip runs through (``FrameWork._strip``): held while the strip is worked (``items``)
     the strip, its demosaiced RGB and the mosaic plane it came from, the mask rows, the sparse values, the no-data
     mask it is scored with, the top-k store, and what other threads allocate meanwhile (a streamed frame's reader
-    and demosaic run on the prefetch thread, the VAE's batches on the scoring engine's threads, which score a strip
-    while the loop checks the next one and makes its no-data mask); one at a time on the loop's thread
+    and demosaic run on the prefetch thread; with ``overlap`` the VAE's batches on the scoring engine's threads, which
+    score a strip while the loop checks the next one and makes its no-data mask); one at a time on the loop's thread
     (``steps``) the pixel check's and float conversion's temporaries, the no-data mask's, the sequential
-    PatchScorer's batch (``cae-masked``), the reconstruction tiles. Temporaries measured with tracemalloc
-    (docs/firmware_sim.md)."""
+    PatchScorer's batch (``cae-masked``), the VAE's batches on the engine (the loop waits for them before a strip's
+    pixel check, :func:`.strip_scoring.score_wait`, unless ``overlap``), the reconstruction tiles. Temporaries
+    measured with tracemalloc (docs/firmware_sim.md)."""
     cam, an, rc = mission.camera, mission.anomaly, mission.reconstruction
     streamed = cam.source == "strips"
     rows = (min(cam.strip_rows, height) if height > 0 else cam.strip_rows) if streamed else height
@@ -275,25 +279,29 @@ def plan_memory(
     # file's bytes the boot cannot know: room those need, not the mask's); the sequential scorer's batch; a jittered
     # mask's (edgeae.masks computes its kept pixels' rows, columns and indices cell row by cell row, then joins and
     # sorts them: 65-78 B per kept pixel, 13 px of a strip at keep 0.2, where the uniform pattern's blocks take 256 KiB)
-    # On the VAE's fast path the loop waits for the engine's batches before each strip's pixel check
-    # (strip_scoring.score_wait), so its batches are one more step; the batch being filled, one raw batch, stays
-    # across strips: it is added to the no-data step with the larger of the loop's other temporaries (it is live
-    # beside whichever of them runs, and is made only when scoring, as the no-data mask is). The reconstruction runs
-    # after a strip's patches are handed to the engine, its batches beside it (until session 39, fixer h12, the
-    # engine scored a strip while the loop checked the next and made its no-data mask: batches and the no-data step
-    # were summed, 3.7 MiB more on a 2048-px strip).
+    # On the VAE's fast path the loop waits for the engine's batches before each strip's pixel check when the frame
+    # needs it to fit (strip_scoring.score_wait, FrameWork.wait), so its batches are one more step; the batch being
+    # filled, one raw batch, stays across strips: it is added to the no-data step with the larger of the loop's other
+    # temporaries (it is live beside whichever of them runs, and is made only when scoring, as the no-data mask is).
+    # The reconstruction runs after a strip's patches are handed to the engine, its batches beside it (until session
+    # 39, fixer h12, the engine scored a strip while the loop checked the next and made its no-data mask: batches and
+    # the no-data step were summed, 3.7 MiB more on a 2048-px strip). A frame that fits without the wait keeps that
+    # overlap and that plan (``overlap``; the wait cost 4-25 % of the frame's time, review r6 of session 39).
     frame_t = max(px * s_channels * 3 * s_item if s_float else 0, 0 if streamed else demosaic, 2 * px)
     mask_t = 80 * kept if mission.sampling.pattern == "jittered" else 2**18
     nodata_t = px * (7 + (item if cam.channels > 1 else 0)) + 48 * width + 2**16 if an.model else 0
-    filling = min(an.batch, grid if grid is not None else an.batch) * pixels if engine and an.model else 0
+    lap = engine and overlap
+    if lap:  # the engine's batches held beside every step (the plan until fixer h12, kept as it was)
+        items.append(("patch_batch_f32", score))
+    filling = min(an.batch, grid if grid is not None else an.batch) * pixels if engine and an.model and not lap else 0
     steps = [
         ("frame_temporaries", frame_t),
         ("mask_temporaries", mask_t),
-        ("nodata_temporaries", max(nodata_t, frame_t, mask_t) + filling if an.model else 0),
-        ("patch_batch_f32", score),
+        ("nodata_temporaries", (nodata_t if lap else max(nodata_t, frame_t, mask_t) + filling) if an.model else 0),
+        *([] if lap else [("patch_batch_f32", score)]),
     ]
     t2 = rc.tile * rc.tile * cam.channels
-    beside = score if engine else 0  # the engine's batches, scored while the loop reconstructs
+    beside = score if engine and not lap else 0  # the engine's batches, scored while the loop reconstructs
     if rc.mode == "check":  # truth, masked input, x_hat, |error| as float32 and the known mask
         tiles = rc.check_tiles if width <= 0 or rows <= 0 else recon_check_count(rows, width, rc.tile, rc.check_tiles)
         steps.append(("recon_tiles_f32", tiles * t2 * (4 * 4 + 1) + beside))

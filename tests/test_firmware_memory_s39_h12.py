@@ -109,7 +109,8 @@ def test_the_engines_batches_and_the_no_data_step_are_planned_one_at_a_time() ->
 
 
 def test_the_loop_waits_for_the_engine_before_a_strips_temporaries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing is in flight on the engine when a strip's pixel check or no-data mask runs; every patch is scored."""
+    """Nothing is in flight on the engine when a strip's pixel check or no-data mask runs on a frame that waits (one
+    whose plan fits only with the wait, fixer h13: tests/test_firmware_wait_s39_h13.py); every patch is scored."""
     from edgeae.firmware_sim import frame_work, strip_scoring
 
     class Engine:
@@ -153,7 +154,7 @@ def test_the_loop_waits_for_the_engine_before_a_strips_temporaries(monkeypatch: 
         t={"read": 0.0, "validate": 0.0, "sample": 0.0, "nodata": 0.0, "score": 0.0}, t_wait=0.0, topk=TopK(),
         batch_raw=None, batch_xy=[], batch_fill=[], batch_n=0, submitted=0, streamed=False, spool=None, values=[],
         kept=0, row_counts=np.zeros(256, np.int64), mask_buf=None, seed=1, keep=0.02, reader=None, recon={},
-        level=argparse.Namespace(reconstruct=False), rss_peak=0, strips_done=0,
+        level=argparse.Namespace(reconstruct=False), rss_peak=0, strips_done=0, wait=True,
     )  # fmt: skip
     rng = np.random.default_rng(0)
     for r0 in range(0, 256, 64):
@@ -181,3 +182,4 @@ def test_the_hirise_strip_is_scored_within_the_missions_64_mib(tmp_path: Path, d
     (rec,) = [x for x in lines if "status" in x and "source" in x]
     assert rec["level"]["name"] == "nominal" and rec["patches"]["scored"] == rec["patches"]["grid"] > 0, rec["level"]
     assert int(rec["memory"]["rss_growth_peak"]) <= 64 * MIB and "memory_over_budget" not in rec["flags"]
+    assert rec["score_wait"] is True  # it fits only with the loop waiting for the engine (fixer h13)
