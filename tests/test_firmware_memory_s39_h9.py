@@ -104,14 +104,16 @@ def test_the_no_data_masks_peak_on_a_strip_with_margins_is_within_its_planned_st
 
 
 @pytest.mark.parametrize(("frame", "sets", "over_mib"), [(ROVER, (), 11.0), (MARGINS, ("camera.width=2048",
-                         "camera.height=2999"), 3.0)])  # fmt: skip
+                         "camera.height=2999"), 4.5)])  # fmt: skip
 def test_a_real_frame_at_nominal_grows_no_more_than_predicted_and_within_a_few_mib_of_it(
     tmp_path: Path, data_root: Path, frame: str, sets: tuple[str, ...], over_mib: float
 ) -> None:
     """The rover's Mastcam-Z frame (its plan counted the no-data step, the scorer's batch and the reconstruction tiles
     together until session 39: 4.8 MiB over; 9.7 MiB over since fixer h12's no-data mask peaks lower and the plan keeps
     its figure) and a map-projected HiRISE strip with black margins (0.6-0.9 MiB under the prediction in onnxruntime
-    while the engine scored the strip before beside the no-data mask; 1.5 since fixer h12, which waits for it)."""
+    while the engine scored the strip before beside the no-data mask; 1.5 since fixer h12, which waits for it; at this
+    256 MiB budget, since fixer h13, a frame waits only when its budget needs it, so the strip keeps the overlap and
+    its plan, which over-counts 4.2 MiB since the no-data mask peaks lower: hence 4.5 MiB here)."""
     pytest.importorskip("onnxruntime")
     path = data_root / frame
     if not path.is_file():
