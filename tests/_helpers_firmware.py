@@ -80,3 +80,26 @@ def runs_refused_by_memory(
         rt = FlightRuntime(small_mission(models, reconstruction={"mode": "off"}), folder / "out")
         out.append((rt.run(frames), rt))
     return out
+
+
+class DeferredEngine:
+    """A scoring engine that holds every submitted batch in flight until ``drain`` (what the loop's wait for the
+    engine, ``frame_work``'s ``score_wait``, is about): ``pending`` counts them, scores are the patch indices."""
+
+    batch = 4
+    ms_per_item = 1.0
+
+    def __init__(self) -> None:
+        self.inflight: list[tuple[Any, np.ndarray]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self.inflight)
+
+    def submit(self, raw: np.ndarray, tag: Any, fill: Any = None) -> list[tuple[Any, np.ndarray]]:
+        self.inflight.append((tag, np.arange(len(raw), dtype=np.float64)))  # scored later, on drain
+        return []
+
+    def drain(self) -> list[tuple[Any, np.ndarray]]:
+        done, self.inflight = self.inflight, []
+        return done

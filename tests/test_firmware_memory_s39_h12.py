@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import DeferredEngine
 
 MIB = 2**20
 HIRISE = "orbital_gray/hirise_browse/ESP_073435_1870_RED.NOMAP.browse.jpg"  # 2048 x 3190 JPEG, no margin
@@ -113,26 +114,8 @@ def test_the_loop_waits_for_the_engine_before_a_strips_temporaries(monkeypatch: 
     whose plan fits only with the wait, fixer h13: tests/test_firmware_wait_s39_h13.py); every patch is scored."""
     from edgeae.firmware_sim import frame_work, strip_scoring
 
-    class Engine:
-        batch = 4
-
-        def __init__(self) -> None:
-            self.inflight: list[tuple[Any, np.ndarray]] = []
-
-        @property
-        def pending(self) -> int:
-            return len(self.inflight)
-
-        def submit(self, raw: np.ndarray, tag: Any, fill: Any = None) -> list[tuple[Any, np.ndarray]]:
-            self.inflight.append((tag, np.arange(len(raw), dtype=np.float64)))  # scored later, on drain
-            return []
-
-        def drain(self) -> list[tuple[Any, np.ndarray]]:
-            done, self.inflight = self.inflight, []
-            return done
-
     seen: list[int] = []
-    eng = Engine()
+    eng = DeferredEngine()
     real_check, real_valid = frame_work.check_pixels, frame_work.valid_mask
     monkeypatch.setattr(frame_work, "check_pixels", lambda *a: (seen.append(eng.pending), real_check(*a))[1])
     monkeypatch.setattr(frame_work, "valid_mask", lambda *a, **k: (seen.append(eng.pending), real_valid(*a, **k))[1])

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import DeferredEngine
 
 MIB = 2**20
 
@@ -72,26 +73,6 @@ def test_a_frame_waits_only_when_the_overlap_plan_does_not_fit(monkeypatch: pyte
     assert not frame_work.needs_wait(_rt(m, object(), held), reader, LADDER[-1])
 
 
-class _Engine:
-    batch = 4
-    ms_per_item = 1.0
-
-    def __init__(self) -> None:
-        self.inflight: list[tuple[Any, np.ndarray]] = []
-
-    @property
-    def pending(self) -> int:
-        return len(self.inflight)
-
-    def submit(self, raw: np.ndarray, tag: Any, fill: Any = None) -> list[tuple[Any, np.ndarray]]:
-        self.inflight.append((tag, np.arange(len(raw), dtype=np.float64)))  # scored later, on drain
-        return []
-
-    def drain(self) -> list[tuple[Any, np.ndarray]]:
-        done, self.inflight = self.inflight, []
-        return done
-
-
 def _work(wait: bool, eng: Any, m: Any, **kw: Any) -> Any:
     from edgeae.firmware_sim import frame_work
 
@@ -121,7 +102,7 @@ _SMALL = ("camera.width=64", "camera.height=256", "camera.strip_rows=64", "anoma
 def test_the_loop_overlaps_the_engine_unless_the_frame_waits(monkeypatch: pytest.MonkeyPatch, wait: bool) -> None:
     from edgeae.firmware_sim import frame_work, strip_scoring
 
-    eng, seen = _Engine(), []
+    eng, seen = DeferredEngine(), []
     real_check = frame_work.check_pixels
     monkeypatch.setattr(frame_work, "check_pixels", lambda *a: (seen.append(eng.pending), real_check(*a))[1])
     fw = _work(wait, eng, _mission("orbital_nac", *_SMALL))
@@ -147,7 +128,7 @@ def test_the_deadline_projection_adds_the_loops_work_when_the_frame_waits(
     monkeypatch.setattr(frame_work, "_ms", lambda t0: 400.0)
     m = _mission("orbital_nac", *_SMALL, "budget.safety=0.9")
     products = argparse.Namespace(predict=lambda mpix: 0.0)
-    fw = _work(wait, _Engine(), m, available=960.0, strips_done=11, pace0=(0.0, 0.0, 0), h=512, streamed=True,
+    fw = _work(wait, DeferredEngine(), m, available=960.0, strips_done=11, pace0=(0.0, 0.0, 0), h=512, streamed=True,
                ys=list(range(0, 497, 16)), xs=list(range(0, 57, 8)))  # fmt: skip
     fw.rt.cost = argparse.Namespace(ms_per_patch=1.0, products=products)
     assert fw._scoring_left(256, 1.0) == 16 * 8  # 16 grid rows of 8 patches from row 256 on
