@@ -170,6 +170,9 @@ def test_a_codec_tie_as_printed_is_neither_better_nor_worse() -> None:
     assert "JPEG 2000 of the whole frame reaches 30.00 dB: the same as sparse pixels + CAE (30.00 dB)." in text
     assert "worse than" not in text and "beat JPEG 2000" not in text and " 0.00 dB" not in text
     assert "Should you fly it? On a clean link, no: JPEG 2000 at the same bytes matches sparse pixels + CAE" in text
+    # session 39: JPEG 2000 sent as tiles stayed ahead under loss too; the conclusion no longer says sparse pays there
+    assert "sent as independent tiles" in text and "even degradation, not a higher PSNR" in text
+    assert "only pay" not in text
 
 
 def test_every_method_does_not_count_a_failed_one() -> None:
