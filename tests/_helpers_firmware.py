@@ -6,6 +6,10 @@ Imports of the flight runtime stay inside the functions, so a test module's ``py
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +107,20 @@ class DeferredEngine:
     def drain(self) -> list[tuple[Any, np.ndarray]]:
         done, self.inflight = self.inflight, []
         return done
+
+
+def run_flight(tmp_path: Path, mission: str, frames: list[Path], *sets: str) -> subprocess.CompletedProcess[str]:
+    """``firmware-sim run`` of ``mission`` on ``frames`` into ``tmp_path/out`` in onnxruntime, with ``--set`` each of
+    ``sets`` (the session-39 flight-memory tests' run)."""
+    cmd = [sys.executable, "-m", "edgeae.firmware_sim.cli", "run", "--mission", mission, "--frames", *map(str, frames),
+           "--out", str(tmp_path / "out"), "--set", 'anomaly.prefer=["onnx"]']  # fmt: skip
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def frame_records(tmp_path: Path) -> list[dict[str, Any]]:
+    """The per-frame telemetry records of a :func:`run_flight` run."""
+    lines = [json.loads(x) for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
+    return [x for x in lines if "status" in x and "source" in x]

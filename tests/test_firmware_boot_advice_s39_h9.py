@@ -5,33 +5,19 @@ first decode's heap) and at the advised budget only the first frame was scored."
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import frame_records, run_flight
 
 MIB = 2**20
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 ROWS = 1024  # the NAC-like frames' height: 2048 in the flight-install benchmark (the same advice, 4 s more)
-
-
-def _run(tmp_path: Path, frames: list[Path], *sets: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "edgeae.firmware_sim.cli", "run", "--mission", "orbital_nac", "--frames",
-           *map(str, frames), "--out", str(tmp_path / "out"), "--set", 'anomaly.prefer=["onnx"]']  # fmt: skip
-    for s in sets:
-        cmd += ["--set", s]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
-
-
-def _frames(tmp_path: Path) -> list[dict[str, Any]]:
-    lines = [json.loads(x) for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
-    return [x for x in lines if "status" in x and "source" in x]
 
 
 def test_the_boot_starts_the_sample_codec_before_it_measures_what_the_models_hold(tmp_path: Path) -> None:
@@ -69,12 +55,12 @@ def test_at_the_budget_the_boot_advises_for_scoring_every_frame_is_scored(tmp_pa
     Image.fromarray(img).save(frames[0], quality=95)
     Image.fromarray(img).save(frames[1], compress_level=1)
     sets = (f"camera.height={ROWS}", "camera.width=5064")
-    refused = _run(tmp_path, frames, *sets, "budget.memory_bytes=40000000")
+    refused = run_flight(tmp_path, "orbital_nac", frames, *sets, "budget.memory_bytes=40000000")
     said = re.search(r"holds ([\d,]+) B over .* (\d+) MiB to score every patch \(([\d,]+) B of buffers", refused.stderr)
     assert refused.returncode == 2 and said, refused.stderr[-2000:]
     held, advised, plan = (int(v.replace(",", "")) for v in said.groups())
     assert advised * MIB - held - plan >= MIB  # the heap's rise over the first frames, whatever the rounding left
-    r = _run(tmp_path, frames, *sets, f"budget.memory_bytes={advised * MIB}")
+    r = run_flight(tmp_path, "orbital_nac", frames, *sets, f"budget.memory_bytes={advised * MIB}")
     assert r.returncode == 0, r.stderr[-2000:]
-    levels = [(f["status"], f.get("level", {}).get("name")) for f in _frames(tmp_path)]
+    levels = [(f["status"], f.get("level", {}).get("name")) for f in frame_records(tmp_path)]
     assert levels == [("processed", "nominal")] * 2, (advised, levels)

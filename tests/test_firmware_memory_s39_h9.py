@@ -7,19 +7,15 @@ planned 4.8-17 MiB over what it grew, and the no-data mask of an RGB strip with 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import frame_records, run_flight
 
 MIB = 2**20
-ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 ROVER = "rover_rgb/mars2020_raw/ZL0_0038_0670307360_057ECM_N0031392ZCAM08007_1100LUJ.png"  # 1648 x 1200 PNG
 MARGINS = "train_extra/hirise_browse_extra/Mars/ESP_072719_1970_RED.browse.jpg"  # 2999 x 2048, ~21 % black margin
 
@@ -30,19 +26,6 @@ def _mission(name: str, *sets: str) -> Any:
     ns = argparse.Namespace(mission=name, set=list(sets), anomaly_model=None, recon_model=None, threads=None,
                             frame_ms=None)  # fmt: skip
     return _mission_with_overrides(ns)
-
-
-def _run(tmp_path: Path, mission: str, frames: list[Path], *sets: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "edgeae.firmware_sim.cli", "run", "--mission", mission, "--frames", *map(str, frames),
-           "--out", str(tmp_path / "out"), "--set", 'anomaly.prefer=["onnx"]']  # fmt: skip
-    for s in sets:
-        cmd += ["--set", s]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
-
-
-def _frames(tmp_path: Path) -> list[dict[str, Any]]:
-    lines = [json.loads(x) for x in (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()]
-    return [x for x in lines if "status" in x and "source" in x]
 
 
 def test_the_engines_batches_are_planned_beside_the_no_data_step_the_scorers_batch_one_step_at_a_time() -> None:
@@ -119,9 +102,9 @@ def test_a_real_frame_at_nominal_grows_no_more_than_predicted_and_within_a_few_m
     if not path.is_file():
         pytest.skip(f"the frame is not in the data: {path}")
     mission = "rover_mastcamz" if frame == ROVER else "orbital_nac"
-    r = _run(tmp_path, mission, [path], *sets, "budget.memory_bytes=268435456", "budget.frame_ms=600000")
+    r = run_flight(tmp_path, mission, [path], *sets, "budget.memory_bytes=268435456", "budget.frame_ms=600000")
     assert r.returncode == 0, r.stderr[-2000:]
-    (rec,) = _frames(tmp_path)
+    (rec,) = frame_records(tmp_path)
     assert rec["status"] == "processed" and rec["level"]["name"] == "nominal", rec
     predicted, growth = int(rec["memory_predicted"]), int(rec["memory"]["rss_growth_peak"])
     # 1 MiB: the spread of repeated runs (review r3 #5)

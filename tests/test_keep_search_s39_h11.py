@@ -15,27 +15,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from _helpers_keep_search import count_packings
 
 LARGEST = 65_535 * 102  # 272x272x16 16-bit in 128-byte packets: one pixel (102 B) a packet, the most one product holds
 
 
 def _noise(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(3).integers(0, 65535, shape, dtype=np.uint16)
-
-
-def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The frames keep_for_bytes packs (over the packet limit or not), appended to as it packs them."""
-    from edgeae.ground import keep_search
-
-    packed: list[int] = []
-    real = keep_search._packed
-
-    def packing(*a: object, **k: object) -> tuple[int, int]:
-        packed.append(1)
-        return real(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(keep_search, "_packed", packing)
-    return packed
 
 
 # ------------------------------------------------------------------------------ 2. ordinary budgets
@@ -52,7 +38,7 @@ def test_an_ordinary_budget_of_a_frame_over_the_packet_limit_takes_few_packings(
     from edgeae.wire.layout import WireConfig
 
     samples, wire = _noise((272, 272, 16)), WireConfig(128)
-    packed = _counted(monkeypatch)
+    packed = count_packings(monkeypatch)
     keep = keep_for_bytes(samples, 16, 3_000_000, wire, seed=5, pattern=pattern)
     assert len(packed) <= 5, len(packed)
     assert _packed(sparse_from_samples(samples, 16, keep, 5, pattern=pattern), wire) == frame, keep
@@ -81,7 +67,7 @@ def test_a_reworded_refusal_does_not_slow_the_search(monkeypatch: pytest.MonkeyP
 
     _reworded(monkeypatch)
     samples, wire = _noise((272, 272, 16)), WireConfig(128)
-    packed = _counted(monkeypatch)
+    packed = count_packings(monkeypatch)
     keep = keep_for_bytes(samples, 16, LARGEST, wire, seed=5, pattern="jittered")
     assert len(packed) <= 6, len(packed)
     assert _packed(sparse_from_samples(samples, 16, keep, 5, pattern="jittered"), wire) == (6_632_550, 65_025), keep

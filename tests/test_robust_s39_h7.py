@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _helpers_decoders import TIFF_PIP, hide_imagecodecs
+from _helpers_keep_search import count_packings
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_LIMIT = 4_000_000 * 1024  # ulimit -v 4000000
@@ -122,21 +123,6 @@ def test_scan_records_a_tiff_that_needs_imagecodecs_and_its_rerun_takes_it(
 LARGEST = 65_535 * 102  # 272x272x16 and 1040x1040x1 16-bit frames in 128-byte packets: 102 B a packet at the most
 
 
-def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of frames keep_for_bytes packs (over the packet limit or not), appended to as it packs them."""
-    from edgeae.ground import keep_search
-
-    packed: list[int] = []
-    real = keep_search._packed
-
-    def packing(*a: object, **k: object) -> tuple[int, int]:
-        packed.append(1)
-        return real(*a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(keep_search, "_packed", packing)
-    return packed
-
-
 def test_a_budget_over_the_largest_frame_one_product_carries_is_refused_in_a_few_packings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -149,7 +135,7 @@ def test_a_budget_over_the_largest_frame_one_product_carries_is_refused_in_a_few
     from edgeae.wire.sparse_plan import TooManyPackets
 
     samples = np.random.default_rng(3).integers(0, 65535, (1040, 1040, 1), dtype=np.uint16)
-    packed = _counted(monkeypatch)
+    packed = count_packings(monkeypatch)
     with pytest.raises(TooManyPackets) as got:
         keep_for_bytes(samples, 16, 7_000_000, WireConfig(128), seed=5)
     msg = str(got.value)
@@ -173,7 +159,7 @@ def test_the_budget_the_refusal_gives_is_sent_and_a_next_frame_that_would_fit_is
     from edgeae.wire.sparse_plan import TooManyPackets
 
     samples, wire = np.random.default_rng(3).integers(0, 65535, (272, 272, 16), dtype=np.uint16), WireConfig(128)
-    packed = _counted(monkeypatch)
+    packed = count_packings(monkeypatch)
     if over < 102:
         keep = keep_for_bytes(samples, 16, LARGEST + over, wire, seed=5)
         assert _packed(sparse_from_samples(samples, 16, keep, 5), wire) == (LARGEST, 65_535), keep
