@@ -70,6 +70,25 @@ def codec_over_link(data: bytes, codec: str, orig: np.ndarray, link: LinkConfig,
             "bytes_received": r.bytes_received}  # fmt: skip
 
 
+def fit_codecs(img: np.ndarray, budget: int) -> tuple[dict[str, tuple[bytes, float]], dict[str, str]]:
+    """Each codec's best file within ``budget`` bytes, and for those whose lowest quality is over it, why."""
+    files_at, over = {}, {}
+    for c in CODECS:
+        try:
+            files_at[c] = at_bytes(img, c, budget)
+        except ValueError as exc:  # at_bytes: even the lowest quality does not fit
+            over[c] = str(exc)
+    return files_at, over
+
+
+def not_sent(orig: np.ndarray) -> dict:
+    """A codec that cannot fit the frame in the budget sends nothing: the ground has the mid-grey stand-in of a lost
+    frame (as :func:`edgeae.ground.baselines.over_link` gives for a file that never arrived), counted lost."""
+    grey = np.full(orig.shape, 128, np.uint8)
+    p = float(psnr(as_float(orig, 8), as_float(grey, 8)))
+    return {"wire_bytes": 0, "packets": 0, "psnr": p, "lost": True, "how": "over budget", "bytes_received": 0.0}
+
+
 def tiled_over_link(
     streams: list[bytes], img: np.ndarray, args: argparse.Namespace, link: LinkConfig, tile: int | None = None
 ) -> dict:
@@ -270,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         wire = sum(map(len, packetise(frame, config=wire_config(args))))
         budget = file_budget(wire, args.max_packet)  # codec files take the sparse frame's wire bytes
         sizes[-1]["sparse_wire_bytes"] = wire
-        files_at = {c: at_bytes(img, c, budget) for c in CODECS}
+        files_at, over = fit_codecs(img, budget)
         for c, (d, q) in files_at.items():
             sizes[-1][c] = {"bytes": len(d), "quality": q, "bpp": 8 * len(d) / (img.shape[0] * img.shape[1])}
+        for c, why in over.items():  # even its lowest quality is over the budget: it cannot send this frame
+            sizes[-1][c] = {"bytes": None, "fits": False, "why": why}
         tiles: list[bytes] = []
         if args.j2k_tile:  # every tile's codestream and packet headers within the sparse frame's wire bytes
             tiles, side, q = tiled_at(ap, args, img, wire, path.name)
@@ -294,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": meth, **r})
                 for c, (d, _) in files_at.items():
                     r = codec_over_link(d, c, img, link, args.max_packet)
+                    rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": c, **r})
+                for c in over:
+                    r = not_sent(img)
                     rows.append({"image": path.name, "link": lname, "seed": link.seed, "method": c, **r})
                 if tiles:
                     r = tiled_over_link(tiles, img, args, link, side)
@@ -347,8 +371,14 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
         note = f"payload {smp / (wb - oh):.2f}× smaller, headers {oh / (wb - oh):.1%}"
         out.write(f"| on the wire, {codec}, layout {layout} | {wb:,.0f} | {wb / raw:.3f} ({note}) |\n")
     for c in CODECS:
-        b = np.mean([s[c]["bytes"] for s in sizes])
-        out.write(f"| {c} file at the sparse frame's wire bytes | {b:,.0f} | {b / raw:.3f} |\n")
+        fit = [s[c]["bytes"] for s in sizes if s[c]["bytes"] is not None]
+        if not fit:
+            out.write(f"| {c} file at the sparse frame's wire bytes | its lowest quality is over the budget on every "
+                      f"crop: nothing sent, counted lost | - |\n")  # fmt: skip
+            continue
+        b = float(np.mean(fit))
+        note = "" if len(fit) == n else f" (the {len(fit)} of {n} crops it fits; the others nothing sent, counted lost)"
+        out.write(f"| {c} file at the sparse frame's wire bytes{note} | {b:,.0f} | {b / raw:.3f} |\n")
     if TILED in sizes[0]:
         b = np.mean([s[TILED]["bytes"] for s in sizes])
         side = "/".join(str(t) for t in dict.fromkeys(s[TILED]["tile"] for s in sizes))
@@ -358,11 +388,12 @@ def markdown(rows: list[dict], sizes: list[dict], meta: dict) -> str:
     links = list(dict.fromkeys(r["link"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     codec = meta.get("codec", "none")
-    out.write(f"\nMean PSNR (dB) over images and link seeds; in brackets: frames lost (undecodable). Sparse frames: "
-              f"codec {codec}, payload layout {meta.get('layout', 1)} unless the row says otherwise.\n\n")  # fmt: skip
+    out.write(f"\nMean PSNR (dB) over images and link seeds; in brackets: frames lost (undecodable, or not sent: a "
+              f"codec whose lowest quality is over the budget sends nothing). Sparse frames: codec {codec}, payload "
+              f"layout {meta.get('layout', 1)} unless the row says otherwise.\n\n")  # fmt: skip
     out.write("| method | wire bytes | " + " | ".join(links) + " |\n|---|---|" + "---|" * len(links) + "\n")
     for m in methods:
-        wb = [r["wire_bytes"] for r in rows if r["method"] == m and "wire_bytes" in r]
+        wb = [r["wire_bytes"] for r in rows if r["method"] == m and "wire_bytes" in r and r.get("how") != "over budget"]
         cells = [f"{np.mean(wb):,.0f}" if wb else "-"]
         for lk in links:
             sel = [r for r in rows if r["method"] == m and r["link"] == lk]
