@@ -29,6 +29,8 @@ LINGER_S = 1.0
 group (a daemon it started with ``setsid``) holds the pipe open."""
 POLL_S = 0.1
 """How often the harness looks whether the command ended while its output is quiet."""
+MOST_NAMED = 8
+"""Leftover processes named by pid and command line in a note; the rest are counted."""
 
 
 def run_command(argv: list[str], log: IO[bytes], env: dict[str, str], notes: list[str] | None = None) -> int:
@@ -195,8 +197,8 @@ def _members(pgid: int, but: int) -> str:
         except (OSError, IndexError):
             continue
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X") and pid != but:
-            found.append(_named(pid))
-    return ", ".join(found)
+            found.append(pid)
+    return _listed(found)
 
 
 def _holders(fd: int) -> str:
@@ -213,9 +215,16 @@ def _holders(fd: int) -> str:
         for n in fds:
             with suppress(OSError):
                 if os.readlink(f"/proc/{pid}/fd/{n}") == pipe:
-                    found.append(_named(pid))
+                    found.append(pid)
                     break
-    return ", ".join(found)
+    return _listed(found)
+
+
+def _listed(pids: list[int]) -> str:
+    """``pids`` named, the first :data:`MOST_NAMED` of them and a count of the rest, so a command that left a
+    thousand workers behind gives one short note in the stage record, not a thousand (review r1 of session 39)."""
+    shown = ", ".join(_named(pid) for pid in pids[:MOST_NAMED])
+    return shown + (f" and {len(pids) - MOST_NAMED} more" if len(pids) > MOST_NAMED else "")
 
 
 def _end_group(guard: subprocess.Popen[bytes], w: int) -> None:
