@@ -183,9 +183,12 @@ class TiffFrame:
             band: np.ndarray | None = None
             band_y = -1
             page = tf.pages[0]
-            # read about one band of tiles at a time (tifffile otherwise batches reads of many bands)
-            band_bytes = (page.tilelength or page.rowsperstrip or 1) * w * c * self.header.dtype.itemsize
-            for seg, idx, _shape in page.segments(sort=True, buffersize=max(band_bytes, 1 << 16)):
+            # one tile or strip read at a time (buffersize 1: tifffile reads segments until their bytes pass it): it
+            # holds the bytes it read last while it reads the next, and a read of more than one segment holds them
+            # twice, read and cut apart. Until session 40 (fixer h2) it read one band's bytes and more: two 256-row
+            # strips at a time, 7 bands held beside the strip (4 planned, reader_band), so a stripped TIFF at
+            # sparse_only grew 1.3-2.8 MiB over its plan; now 3 (an uncompressed strip), 1.5 (tiles), 3.1 (deflate)
+            for seg, idx, _shape in page.segments(sort=True, buffersize=1):
                 y, x = int(idx[2]), int(idx[3])
                 seg = seg.reshape(seg.shape[-3:])  # (th, tw, C)
                 if y != band_y:
@@ -197,6 +200,7 @@ class TiffFrame:
                 tw = min(seg.shape[1], w - x)
                 assert band is not None  # set on the first segment
                 band[:, x : x + tw] = seg[:, :tw, :c]
+                del seg  # not held while the next one is read and decoded
             if band is not None:
                 yield band[: h - band_y]
 

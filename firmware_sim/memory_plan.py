@@ -248,10 +248,11 @@ def plan_memory(
     ]
     if streamed and whole is not None:  # the image decoded whole, its strips taken from it (a whole frame: the strip)
         items.append(("frame_decoded", whole.decoded))
-    elif streamed:  # the TIFF reader's band of decoded tiles, the read buffer it is cut from, the next one and the
-        # tiles' bytes cut from it: four bands at the peak (tracemalloc, a NAC strip of 512-row tiles in 256-row
-        # strips; until session 36 two strips, 7.8 MiB short there: a frame sent down the ladder to sparse_only went
-        # over the budget)
+    elif streamed:  # the TIFF reader's band of decoded tiles, the segment it decodes and the bytes it read before:
+        # four bands planned (until session 36 two strips, 7.8 MiB short on a NAC strip of 512-row tiles in 256-row
+        # strips: a frame sent down the ladder to sparse_only went over the budget). Since session 40 (fixer h2) the
+        # reader reads one segment at a time: tracemalloc, 3.0-3.2 bands for strips (deflate included), 1.3-1.5 for
+        # tiles; until then a stripped TIFF's reader held 7 (tifffile read two strips at once and cut them apart)
         band_px = (band_rows or rows) * width
         items.append(("reader_band", 4 * band_px * s_channels * s_item))
     demosaic = px * (3 * item) if cam.bayer else 0  # its temporaries: the channel-equality check, a float32 block
