@@ -182,7 +182,7 @@ def _round_up(ms: float) -> int:
 
 def check_lines(rt: Any) -> list[str]:
     """What ``firmware-sim check`` prints of a booted runtime: models, memory at boot, the frame plan."""
-    from .budget import plan_memory
+    from .boot_memory import frame_plans
     from .frame_intake import sparse_packet_estimate
 
     m, cam, mib = rt.m, rt.m.camera, 2**20
@@ -205,11 +205,15 @@ def check_lines(rt: Any) -> list[str]:
         f"{m.budget.memory_bytes / mib:,.0f} MiB budget ([runtime] threads = {m.runtime.threads})"
     )
     if cam.width and (cam.height or cam.source == "strips"):
-        plan = plan_memory(m, cam.width, cam.height, rt._model_bytes(), cam.channels)
-        items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
         size = f"{cam.height or 'any'} x {cam.width} px (height x width)"
-        out.append(f"  a {size} frame's buffers: {plan.total:,} B ({items})")
-        out += _memory_level_lines(rt, plan, held)
+        for types, plan in frame_plans(rt, cam.width, cam.height):
+            items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
+            decode = f"; decoding it whole peaks at {plan.decode:,} B, its file's bytes not counted" * bool(plan.decode)
+            of = f"{types}: a {size} frame's" if types else f"a {size} frame's"
+            out.append(f"  {of} buffers: {plan.total:,} B ({items}{decode})")
+            out += _memory_level_lines(rt, plan, held, f"{types}: " if types else "")
+            if types and getattr(rt, "frame_types", None) is None:
+                out.append("  (held with every frame type's decoder loaded: a run loads only its frames' decoders)")
         if cam.height:
             n = sparse_packet_estimate(m, cam.width, cam.height)
             out.append(f"  sparse pixels of a full frame: about {n:,} packets of the 65,535 a product can have")
@@ -224,12 +228,16 @@ def check_lines(rt: Any) -> list[str]:
     return out
 
 
-def _memory_level_lines(rt: Any, plan: Any, held: int) -> list[str]:
-    """The ladder level a camera-size frame's buffers fit at (what the loaded models hold + its plan at that
-    level, as the frame check computes it: against the smaller of the budget and what this process can still get,
-    :func:`.memory_room.room_cap`), or a WARNING that every such frame would be dropped. Until session 36 the budget
-    alone: 'fits at nominal' under a WARNING that the board gives less than a frame needs."""
+def _memory_level_lines(rt: Any, plan: Any, held: int, types: str = "") -> list[str]:
+    """The ladder level a camera-size frame's buffers fit at (what the loaded models hold + what the loop's heap
+    grows by over the first frames, :data:`.boot_memory.HELD_RISE`, + its plan at that level, as the frame check
+    computes it: against the smaller of the budget and what this process can still get,
+    :func:`.memory_room.room_cap`), or a WARNING that every such frame would be dropped; ``types``: the frame types
+    the plan is for ("the PNG, JPEG or PNM frames (decoded whole): "). Until session 36 the budget alone: 'fits at
+    nominal' under a WARNING that the board gives less than a frame needs; until session 40 (fixer h1) without the
+    heap's rise, so a budget it advised for nominal or ``sparse_only`` flew the first frame and dropped the next."""
     from . import memory_room
+    from .boot_memory import HELD_RISE
     from .budget import LADDER
     from .frame_intake import biggest_buffers, level_plan, mib_up
 
@@ -238,28 +246,31 @@ def _memory_level_lines(rt: Any, plan: Any, held: int) -> list[str]:
     room = capped[1] if capped is not None and capped[0] < budget else None  # the board's memory is the limit
     limit = budget if room is None or capped is None else capped[0]
     more = f"give the process more memory (this process can get only {room.text} more)" if room is not None else ""
+    held += HELD_RISE  # what a frame after the first starts from
+    rise = f" (with {HELD_RISE / mib:.0f} MiB the loop's heap grows by over the first frames)"
     for level in LADDER:
         need = held + level_plan(plan, level).total
         if need <= limit:
             if level.index == 0:
-                return [f"  held + buffers: {need / mib:.1f} MiB: fits at nominal"]
+                return [f"  {types}held + buffers: {need / mib:.1f} MiB{rise}: fits at nominal"]
             nominal = held + plan.total
             raise_it = f"raise [budget] memory_bytes to at least {mib_up(nominal)} MiB"
             return [
-                f"  held + buffers: {nominal / mib:.1f} MiB: does not fit at nominal; frames of this size run at "
-                f"{level.name} ({need / mib:.1f} MiB) for memory: {more if nominal <= budget and more else raise_it} "
-                f"for nominal, or shrink the biggest buffers: {biggest_buffers(rt.m, plan, 2)}"
+                f"  {types}held + buffers: {nominal / mib:.1f} MiB{rise}: does not fit at nominal; frames of this size "
+                f"run at {level.name} ({need / mib:.1f} MiB) for memory: "
+                f"{more if nominal <= budget and more else raise_it} for nominal, or shrink the biggest buffers: "
+                f"{biggest_buffers(rt.m, plan, 2)}"
             ]
     least = held + level_plan(plan, LADDER[-1]).total
     if room is not None and least <= budget:
         return [
-            f"WARNING: held + buffers: {least / mib:.1f} MiB even at sparse_only, over what this process can get: "
-            f"every frame of this size would be dropped (memory_unavailable); {more}"
+            f"WARNING: {types}held + buffers: {least / mib:.1f} MiB{rise} even at sparse_only, over what this process "
+            f"can get: every frame of this size would be dropped (memory_unavailable); {more}"
         ]
     return [
-        f"WARNING: held + buffers: {least / mib:.1f} MiB even at sparse_only, over the {budget / mib:.0f} MiB "
-        f"budget: every frame of this size would be dropped (memory_budget); raise [budget] memory_bytes to at "
-        f"least {mib_up(least)} MiB"
+        f"WARNING: {types}held + buffers: {least / mib:.1f} MiB{rise} even at sparse_only, over the "
+        f"{budget / mib:.0f} MiB budget: every frame of this size would be dropped (memory_budget); raise [budget] "
+        f"memory_bytes to at least {mib_up(least)} MiB"
     ]
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from edgeae._optional import MissingDependencyError
 
+from .boot_memory import HELD_RISE as HELD_RISE
+from .boot_memory import boot_plan, scoring_need
 from .budget import LADDER, Level
 from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
@@ -26,7 +28,7 @@ from .frame_decoders import preload_frame_path as preload_frame_path
 from .frames import ArrayFrame, FrameError, FrameReader, TiffFrame, open_frame
 from .memory_meter import rss_bytes
 from .memory_meter import trim_heap as trim_heap
-from .memory_plan import MemoryPlan, camera_decode, plan_memory, whole_decode
+from .memory_plan import MemoryPlan, plan_memory, whole_decode
 from .memory_room import address_margin, describe, room_cap, room_detail
 from .mission import Mission, MissionError
 from .packet_check import packet_advice as packet_advice
@@ -307,15 +309,6 @@ def check_fixed_camera(rt: FlightRuntime) -> None:
     # level as for every frame: buffers that fit only lower on the ladder send frames down it, not the boot back
 
 
-HELD_RISE = 2**20
-"""What the RSS the loop holds between frames grows by over the first frames beyond the boot's (Python's heap: each
-frame's records and ledger entry, the allocator's free chunks), which the boot's figure for scoring every patch adds:
-with the sample codec started at boot (:func:`.packet_check.preload_sample_codec`), 0.6-0.7 MiB after the first
-frame of the orbital mission in onnxruntime, 0.9 after fifteen (0.01 MiB a frame by then), measured after the heap is
-trimmed as the frame check trims it. Until session 39 the figure was what the boot held and the nominal plan, and at
-it only the first frame was scored (review r3 #1)."""
-
-
 def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     """After the models loaded (and ran once): refuse a boot whose interpreters and one frame's buffers cannot
     fit the memory budget even at ``sparse_only`` (every frame would be dropped), with the numbers and the keys
@@ -338,16 +331,24 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
             f"{frame} buffers need {least.total:,} B even at sparse_only ({biggest_buffers(m, least)}): "
             f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
-            f"at least {mib_up(held + least.total)} MiB{scoring_need(held, scored, least, fixed)}"
+            f"at least {mib_up(held + HELD_RISE + least.total)} MiB{scoring_need(held, scored, least, fixed)}"
             f"{fewer_threads(m.runtime.threads)}"
         )
     warnings = []
     whole_least = level_plan(whole[1], LADDER[-1]).total if whole is not None else 0
-    if whole is not None and held + whole_least > budget:
+    if whole is not None and held + HELD_RISE + whole_least > budget:
         warnings.append(
             f"the {whole[0]} frames are decoded whole (a TIFF is read in strips): {whole_least:,} B even at "
-            f"sparse_only beside the {held:,} B the models hold, over [budget] memory_bytes = {budget:,} B: they will "
-            f"be dropped memory_budget (raise it to at least {mib_up(held + whole_least)} MiB)"
+            f"sparse_only beside the {held:,} B the models hold, over [budget] memory_bytes = {budget:,} B once the "
+            f"loop's heap has grown over the first frames: they will be dropped memory_budget (raise it to at least "
+            f"{mib_up(held + HELD_RISE + whole_least)} MiB)"
+        )
+    elif held + HELD_RISE + least.total > budget:  # the first frame fits, the heap's rise then drops the next
+        warnings.append(
+            f"held + buffers at sparse_only: {(held + least.total) / 2**20:.1f} MiB of the {budget / 2**20:,.0f} MiB "
+            f"budget, {HELD_RISE / 2**20:.0f} MiB more once the loop's heap has grown over the first frames: frames "
+            f"after the first may be dropped memory_budget (raise [budget] memory_bytes to at least "
+            f"{mib_up(held + HELD_RISE + least.total)} MiB)"
         )
     cores = usable_cores()
     if cores and m.runtime.threads > cores:
@@ -358,37 +359,6 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     for w in warnings:
         rt.tm.write("event", kind="boot_warning", detail=w)
     return warnings
-
-
-def boot_plan(rt: FlightRuntime, width: int, height: int) -> tuple[MemoryPlan, tuple[str, MemoryPlan] | None]:
-    """The plan a ``height`` x ``width`` frame is checked by at boot, and where the run's frame types (``frame_types``)
-    mix types decoded whole (PNG, JPEG, PNM: :func:`.memory_plan.camera_decode`) with types read in strips, those
-    types and their plan: the boot plans on the strips (its refusal is for a mission no frame can fly) and warns of
-    them. Every type decoded whole: the plan of the one that takes least (its file's bytes are not known yet)."""
-    m = rt.m
-    args = (m, width, height, rt._model_bytes(), m.camera.channels)
-    types = sorted(getattr(rt, "frame_types", None) or ())
-    decodes = {s: d for s in types if (d := camera_decode(m, s)) is not None}
-    if not decodes:
-        return plan_memory(*args), None
-    whole = plan_memory(*args, whole=min(decodes.values(), key=lambda d: d.peak))
-    return (whole, None) if len(decodes) == len(types) else (plan_memory(*args), (", ".join(decodes), whole))
-
-
-def scoring_need(held: int, plan: MemoryPlan, least: MemoryPlan, fixed: bool) -> str:
-    """What the boot's memory refusal adds to its sparse_only figure for a fixed camera: that figure is the floor for
-    a frame with no patch scored; scoring every patch needs the nominal plan beside what the models hold (``held`` was
-    measured after the interpreters ran, so it holds their working memory: docs/firmware_sim.md, "What the boot
-    predicts") and what the loop's heap grows by over the first frames (:data:`HELD_RISE`). Until session 39 only the
-    sparse_only figure was given: 66 MiB for onnxruntime on the orbital mission, whose frames need 79 MiB to be
-    scored; then the figure named for scoring (79 MiB) scored the first frame only (review r3 #1)."""
-    if not fixed or plan.total <= least.total:
-        return ""
-    need = mib_up(held + HELD_RISE + plan.total)
-    return (
-        f" for frames with no patch scored (sparse_only), {need} MiB to score every patch "
-        f"({plan.total:,} B of buffers at nominal)"
-    )
 
 
 def usable_cores() -> int | None:

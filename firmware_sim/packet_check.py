@@ -35,13 +35,23 @@ def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool =
     )
 
 
-def packet_advice(mission: Mission, detail: str) -> str:
-    """The packetiser's too-many-packets refusal (``detail``: "KIND product N needs M packets, over the 65,535 a
-    product can have: ..."), with the mission keys that help that kind of product."""
+def packet_advice(mission: Mission, refusal: BaseException | str) -> str:
+    """The packetiser's too-many-packets refusal (:class:`edgeae.wire.sparse_plan.TooManyPackets`, or its text:
+    "KIND product N needs M packets, over the 65,535 a product can have: ..."), with the mission keys that help that
+    kind of product. The count is the refusal's ``packets`` where it carries one (until session 40 the text up to its
+    first colon was quoted, so a front end's words before it, or a reworded message, lost the count); the kind is
+    the word before "product"."""
+    import re
+
     dl, keep = mission.downlink, mission.sampling.keep
-    what = detail.split(":")[0]
+    text, packets = str(refusal), getattr(refusal, "packets", None)
+    kind = (re.search(r"(\w+) product\b", text) or re.search(r"(\w+)", text) or [None, "a"])[1]
+    if isinstance(packets, int):
+        what = f"{kind} product needs {packets:,} packets, over the 65,535 a product can have"
+    else:
+        what = text.split(":")[0]
     helps = f"raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"
-    if what.startswith("sparse"):
+    if kind == "sparse":
         helps += f" or lower [sampling] keep (now {keep:g})"
     return f"{what}, after coding ([downlink] codec {dl.codec!r}): {helps}"
 

@@ -255,7 +255,7 @@ def test_check_says_the_level_a_camera_size_frame_runs_at() -> None:
     size = ["--set", "camera.height=2048", "--set", "camera.width=2048"]
     rc, out = _check(*size, "--set", f"budget.memory_bytes={1024 * MIB}")
     held = re.search(r"the loaded models hold ([0-9.]+) MiB", out)
-    nominal = re.search(r"held \+ buffers: ([0-9.]+) MiB: fits at nominal", out)
+    nominal = re.search(r"  held \+ buffers: ([0-9.]+) MiB [^:]*: fits at nominal", out)
     assert rc == 0 and held and nominal, out
     held_mib, nominal_mib = float(held.group(1)), float(nominal.group(1))
     assert nominal_mib - held_mib > 8  # the 2048 px frame's nominal buffers, 13.0 MiB (sparse_only's: 4.6)
@@ -278,7 +278,7 @@ def test_a_big_batch_sends_frames_down_the_ladder_not_the_boot_back() -> None:
     """The boot refused a fixed camera on its nominal buffers with a raw dict; sparse_only fits."""
     pytest.importorskip("ai_edge_litert")
     rc, out = _check("--set", "anomaly.batch=512", "--set", f"budget.memory_bytes={1024 * MIB}")
-    nominal = re.search(r"held \+ buffers: ([0-9.]+) MiB: fits at nominal", out)
+    nominal = re.search(r"  held \+ buffers: ([0-9.]+) MiB [^:]*: fits at nominal", out)
     assert rc == 0 and nominal, out
     # 1 MiB under nominal's need (97.0 MiB here, the models' share differs between machines): the 42 MiB batch
     # buffer does not fit, sparse_only does

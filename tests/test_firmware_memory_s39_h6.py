@@ -139,7 +139,7 @@ def test_the_boot_counts_the_decoded_frame_when_every_frame_is_decoded_whole(tmp
     assert any("they will be dropped memory_budget" in x for x in warnings), warnings
     whole = plan_memory(m, w, h, 0, 1, whole=camera_decode(m, ".jpg"))  # scoring them needs the larger plan
     poor = dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=MIB))
-    floor, scored = -(-(16 * MIB + strips) // MIB), -(-(16 * MIB + HELD_RISE + whole.total) // MIB)
+    floor, scored = -(-(16 * MIB + HELD_RISE + strips) // MIB), -(-(16 * MIB + HELD_RISE + whole.total) // MIB)
     refused = _boot(poor, {".tif", ".jpg"})[1]
     assert f"at least {floor} MiB for frames with no patch scored (sparse_only), {scored} MiB to score every" in refused
 
