@@ -182,14 +182,29 @@ def _check(args: argparse.Namespace) -> int:
     from .loop import FlightRuntime
 
     _check_inject(args)
+    types = _frame_types(args.frame_type)
     mission = _mission_for(args)
     with tempfile.TemporaryDirectory(prefix="firmware-sim-check-") as tmp:
-        rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or ())
+        rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or (), frame_types=types)
         try:
             print_lines(check_lines(rt))  # WARNING lines on stderr, the report on stdout
         finally:
             rt.close()
     return EXIT_DEGRADED if rt.models.refused else 0  # a run would fly, without the refused model
+
+
+def _frame_types(given: list[str] | None) -> set[str] | None:
+    """``check --frame-type`` values as the suffixes a run takes from its frames (``.jpg``; ``jpg`` and ``JPG`` too),
+    or None when none was given; an unknown type is a user error naming the known ones."""
+    from .frames import FRAME_SUFFIXES
+
+    if not given:
+        return None
+    types = {("" if t.startswith(".") else ".") + t.lower() for t in given}
+    unknown = sorted(t for t in types if t not in FRAME_SUFFIXES)
+    if unknown:
+        raise MissionError(f"--frame-type {', '.join(unknown)}: not a frame type; expected one of {FRAME_SUFFIXES}")
+    return types
 
 
 def _mission_arguments(r: argparse.ArgumentParser) -> None:
@@ -284,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folder).",
     )
     _mission_arguments(c)
+    c.add_argument(
+        "--frame-type", action="append", metavar="SUFFIX",
+        help="the frame file types the run will read, e.g. --frame-type .jpg (repeatable; a run takes them from "
+        "--frames): only their decoders load, as in the run, and the plan is theirs (PNG, JPEG and PNM frames are "
+        "decoded whole); default: every type, each verdict shown",
+    )  # fmt: skip
     c.set_defaults(_fn=_check)
     b = sub.add_parser(
         "bench",

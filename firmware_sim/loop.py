@@ -240,7 +240,7 @@ class FlightRuntime:
             rec = drop(self, rec, "unreadable", str(exc))
         except TooManyPackets as exc:  # its pixels compressed too little for the wire format (packetised last)
             release_traceback(exc)
-            advice = packet_advice(self.m, str(exc))
+            advice = packet_advice(self.m, exc)
             self.tm.write("event", kind="too_many_packets", frame_id=fid, detail=advice)
             withdraw(self, fid, rec)
             rec = drop(self, rec, "too_many_packets", advice)

@@ -1,0 +1,38 @@
+"""Session 40: ``firmware-sim check --frame-type`` tells the check the frame types a run will read (a run takes them
+from --frames): only their decoders load and the plan is theirs, so a JPEG strip camera's verdict is the decoded-whole
+plan the run will use, not the strips' plan (fixer h1 added both verdicts for a check told nothing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+SETS = ["--set", "camera.width=2048", "--set", "camera.height=4559", "--set", 'anomaly.prefer=["onnx"]',
+        "--set", "budget.board_memory=budget-only", "--set", f"budget.memory_bytes={2**30}"]  # fmt: skip
+
+
+def _check(*extra: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edgeae.firmware_sim.cli", "check", "--mission", "orbital_nac", *SETS, *extra]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_a_jpeg_run_is_checked_by_its_decoded_whole_plan_alone() -> None:
+    told, untold = _check("--frame-type", "JPG"), _check()
+    assert told.returncode == 0 and untold.returncode == 0, told.stderr + untold.stderr
+    assert "frame_decoded 9,336,832" in told.stdout and "reader_band" not in told.stdout, told.stdout
+    assert "PNG, JPEG or PNM frames (decoded whole)" not in told.stdout  # one verdict: the run's
+    assert "every frame type's decoder loaded" not in told.stdout + told.stderr
+    both = untold.stdout + untold.stderr
+    assert "reader_band" in both and "PNG, JPEG or PNM frames (decoded whole)" in both
+
+
+def test_an_unknown_frame_type_is_a_user_error_naming_the_known_ones() -> None:
+    r = _check("--frame-type", ".bmp", "--frame-type", "tif")
+    assert r.returncode == 2 and "--frame-type .bmp: not a frame type; expected one of" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and ".tif" in r.stderr
