@@ -152,7 +152,9 @@ def at_wire_bytes(
     bytes, packet and codestream headers included: each tile gets an equal share of the wire bytes, held to whole
     packets (:func:`share_budget`: one packet per tile when the share is under two, so that every packet decodes
     alone), and is coded at the highest quality its share holds. (codestreams in raster order, mean target PSNR,
-    wire bytes); ValueError when a tile does not fit its share."""
+    wire bytes); ValueError when a tile does not fit its share. Area-proportional shares and one target PSNR for
+    every tile were tried in session 40 (``benchmarks/tiled_j2k_choice.py``, docs/wire-format.md): neither won by
+    more than the seed-to-seed spread under loss, so the shares stay equal."""
     h, w = img.shape[:2]
     boxes = tile_boxes(h, w, tile)
     budget = share_budget(wire_budget // len(boxes), max_packet, whole_packets)
