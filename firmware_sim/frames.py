@@ -80,6 +80,7 @@ class ArrayFrame:
     """A frame already in memory (a decoded image, a memory-mapped ``.npy``, or a camera buffer)."""
 
     def __init__(self, array: np.ndarray, source: str = "array", alpha: bool = False) -> None:
+        self.mapped = isinstance(array, np.memmap)  # a memory-mapped .npy: its pages are read where they are used
         self.array = _as_hwc(np.asarray(array), source, alpha)
         h, w, c = self.array.shape
         self.header = FrameHeader(source, h, w, c, self.array.dtype)
@@ -259,6 +260,16 @@ class ImageFileFrame:
             except MissingDependencyError as exc:  # checked when the frame was opened: its decoder went since
                 raise FrameError(f"{self.path}: cannot be decoded here (MissingDependencyError: {exc})") from None
         raise AssertionError("unreachable")
+
+
+def strips_are_views(reader: Any) -> bool:
+    """Whether ``reader``'s strips are views of one array held for the whole frame, never overwritten, so a consumer
+    may hold them without a copy: a file decoded whole (:class:`ImageFileFrame`) or an array in memory, unwrapped.
+    Not a TIFF's (one output strip, refilled), a memory-mapped ``.npy``'s (its pages are read where they are used) or
+    a wrapper's (a demosaic, the ``bad-frame`` fault: what they yield is theirs)."""
+    if isinstance(reader, ImageFileFrame):
+        return True
+    return isinstance(reader, ArrayFrame) and not reader.mapped
 
 
 def read_image_frame(path: Path) -> ArrayFrame:

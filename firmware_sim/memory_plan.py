@@ -72,11 +72,14 @@ class WholeDecode:
     those bytes at the decode's peak: 2 for PNG (Python's and the one pyspng makes of them), 1 for JPEG and PNM.
     Measured on the 2048 x 5064 grey frame (peak RSS growth of ``edgeae.imagedecode.decode_file``, MiB): PNG file
     7.8, image 9.9, planned 25.5, measured 25.4; JPEG file 5.4, planned 15.3, measured 15.8; the 1648 x 1200 RGB
-    Mastcam-Z PNG 14.7 planned, 14.5 measured."""
+    Mastcam-Z PNG 14.7 planned, 14.5 measured. ``views``: its strips reach the loop as views of the image
+    (:func:`.frames.strips_are_views`: no reader wrapper), which the prefetch of a strip camera hands over as they are:
+    no ring copies planned (False: a wrapper's strips, a demosaic's or the ``bad-frame`` fault's, copied into it)."""
 
     decoded: int
     file: int = 0
     file_copies: int = 1
+    views: bool = False
 
     @property
     def peak(self) -> int:
@@ -94,8 +97,9 @@ def whole_decode(reader: Any) -> WholeDecode | None:
     decode then fails and drops the frame with why)."""
     from edgeae.imagedecode import probe
 
-    from .frames import ImageFileFrame
+    from .frames import ImageFileFrame, strips_are_views
 
+    views = strips_are_views(reader)
     while hasattr(reader, "inner"):
         reader = reader.inner
     if not isinstance(reader, ImageFileFrame):
@@ -105,8 +109,9 @@ def whole_decode(reader: Any) -> WholeDecode | None:
     try:
         info, size = probe(reader.path), reader.path.stat().st_size
     except (OSError, ValueError):  # ValueError: edgeae._headers.ImageReadError
-        return WholeDecode(px * h.channels)
-    return WholeDecode(px * (h.channels + (1 if info.has_alpha else 0)), size, 2 if info.format == "png" else 1)
+        return WholeDecode(px * h.channels, views=views)
+    alpha = 1 if info.has_alpha else 0
+    return WholeDecode(px * (h.channels + alpha), size, 2 if info.format == "png" else 1, views)
 
 
 def camera_decode(mission: Mission, suffix: str) -> WholeDecode | None:
@@ -116,7 +121,8 @@ def camera_decode(mission: Mission, suffix: str) -> WholeDecode | None:
     if suffix.lower() not in WHOLE_FILE_COPIES or cam.height <= 0 or cam.width <= 0:
         return None
     item = 1 if cam.bit_depth <= 8 else 2
-    return WholeDecode(cam.height * cam.width * cam.channels * item, 0, WHOLE_FILE_COPIES[suffix.lower()])
+    views = not cam.bayer  # a colour-filter camera's frames are demosaiced strip by strip, into the prefetch ring
+    return WholeDecode(cam.height * cam.width * cam.channels * item, 0, WHOLE_FILE_COPIES[suffix.lower()], views)
 
 
 def patch_grid(mission: Mission, width: int, height: int) -> int | None:
@@ -242,7 +248,11 @@ def plan_memory(
     score, scorer_boot = scoring_plan(mission, patch_channels, grid)
     engine = an.method == "vae"  # scored on the ScoreEngine's threads (the fast path), else in the loop's thread
     kept = int(px * mission.sampling.keep)  # a strip's kept pixels
-    copies = PREFETCH_STRIPS + (3 if whole is None else 2) if streamed else 1  # a decoded image's strips: views
+    # streamed: the reader's strip and the prefetch ring's; a decoded image's strips are views of it, which since
+    # session 40 (fixer h2) the prefetch hands over as they are (frame_work.prefetch; until then it copied them into
+    # its ring: 1.5 MiB on a 2048-px frame's 256-row strips, 3.7 on a 5064-px one's), a wrapper's into the ring
+    ring = 0 if whole is not None and whole.views else PREFETCH_STRIPS + 2
+    copies = ring + (1 if whole is None else 0) if streamed else 1
     items = [  # a strip as stored (streamed: the reader's and the prefetch ring's copies)
         ("frame_strip_raw", px * s_channels * s_item * copies),
     ]

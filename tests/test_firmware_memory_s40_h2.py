@@ -3,6 +3,8 @@ flies, goes down the ladder or is dropped: it must not under-predict).
 
 1. A stripped TIFF's reader held 7 bands beside the strip (tifffile read two strips' bytes at a time and cut them
    apart), 4 planned (``reader_band``): a TIFF frame at ``sparse_only`` grew 1.3-2.8 MiB over its plan.
+2. The strip prefetch copied the strips of a frame decoded whole (PNG, JPEG, PNM) into its ring of three strips,
+   though they are views of the image (1.5 MiB of a 2048-px frame's 256-row strips, 3.7 of a 5064-px one's).
 """
 
 from __future__ import annotations
@@ -64,3 +66,77 @@ def test_a_tiff_reader_holds_no_more_than_its_planned_bands(tmp_path: Path, layo
         tracemalloc.stop()
     assert np.array_equal(got, img)  # every row, as stored
     assert peak <= strip + plan["reader_band"], (peak / MIB, (strip + plan["reader_band"]) / MIB)
+
+
+# ------------------------------------------------ 2. a frame decoded whole: its strips are not copied into the ring
+def _strip_mission(tmp_path: Path, height: int, width: int) -> Any:
+    from edgeae.firmware_sim.testing import small_mission, tiny_models
+
+    camera = {"source": "strips", "height": height, "width": width}
+    m = small_mission(tiny_models(tmp_path / "models"), reconstruction={"mode": "off"}, runtime={"threads": 1},
+                      camera=camera)  # fmt: skip
+    return dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=256 * MIB))
+
+
+def _worked_strips(
+    tmp_path: Path, frame: Path, h: int, w: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], dict[str, Any]]:
+    """The arrays the strips the loop worked are views of (their ``base``), and the frame's record."""
+    from edgeae.firmware_sim import frame_work
+    from edgeae.firmware_sim.loop import FlightRuntime
+
+    bases: list[Any] = []
+    real = frame_work.FrameWork._strip
+
+    def strip(self: Any, r0: int, s: np.ndarray, bar: Any) -> bool:
+        bases.append(s.base if s.base is not None else s)
+        return bool(real(self, r0, s, bar))
+
+    monkeypatch.setattr(frame_work.FrameWork, "_strip", strip)
+    rt = FlightRuntime(_strip_mission(tmp_path, h, w), tmp_path / "out")
+    try:
+        rec = rt.process(frame)
+    finally:
+        rt.finish()
+    return bases, rec
+
+
+def test_the_strips_of_a_frame_decoded_whole_are_views_of_its_image_not_ring_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG on a strip camera is decoded whole and its strips are views of the image: the prefetch hands them over
+    as they are (until session 40 it copied each into its ring of three strips: 1.5 MiB for a 2048-px frame's 256-row
+    strips, 3.7 for a 5064-px one's). A TIFF's strips, one buffer refilled by its reader, are still copied."""
+    pytest.importorskip("onnx")
+    image = pytest.importorskip("PIL.Image")
+    tifffile = pytest.importorskip("tifffile")
+    h, w = 512, 256
+    img = (60 + 100 * np.random.default_rng(2).random((h, w))).astype(np.uint8)
+    png = tmp_path / "f.png"
+    image.fromarray(img).save(png)
+    bases, rec = _worked_strips(tmp_path, png, h, w, monkeypatch)
+    assert rec["status"] == "processed" and len(bases) == h // 64, rec
+    assert all(b is bases[0] for b in bases) and bases[0].shape[:2] == (h, w)  # one image, no ring copies
+    tif = tmp_path / "f.tif"
+    tifffile.imwrite(tif, img, rowsperstrip=64)
+    tif_bases, tif_rec = _worked_strips(tmp_path / "t", tif, h, w, monkeypatch)
+    assert len({id(b) for b in tif_bases}) == 3  # the prefetch ring: the reader refills one strip
+    assert tif_rec["anomaly"]["patches"] == rec["anomaly"]["patches"] and tif_rec["sparse"] == rec["sparse"]
+
+
+def test_the_plan_of_a_frame_decoded_whole_counts_no_ring_unless_a_wrapper_fills_it(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image")
+    from edgeae.firmware_sim.frame_intake import reader_plan
+    from edgeae.firmware_sim.frames import open_frame
+    from edgeae.firmware_sim.memory_plan import camera_decode, plan_memory
+    from edgeae.firmware_sim.reader_wrappers import Corrupted
+
+    h, w = 512, 256
+    png = tmp_path / "f.png"
+    image.fromarray(np.full((h, w), 90, np.uint8)).save(png)
+    m = _orbital(w, h)
+    assert dict(reader_plan(m, open_frame(png), 0).items)["frame_strip_raw"] == 0  # views of the image
+    wrapped = Corrupted(open_frame(png), "nan")  # the bad-frame fault: its strips are its own, copied into the ring
+    assert dict(reader_plan(m, wrapped, 0).items)["frame_strip_raw"] == 3 * 256 * w  # at the stored sample type
+    boot = dict(plan_memory(m, w, h, 0, 1, whole=camera_decode(m, ".png")).items)  # the boot plans as the frame
+    assert boot["frame_strip_raw"] == 0 and boot["frame_decoded"] == h * w
