@@ -153,6 +153,7 @@ def models_held(mission: str, *sets: str, frame_type: str = ".jpg") -> int:
 
 
 def orbital_budget(*sets: str) -> int:
-    """The orbital mission's 64 MiB, plus what this machine's interpreters hold beyond :data:`ORBITAL_ONNX_HELD`
-    (JPEG frames)."""
-    return 64 * 2**20 + max(0, models_held("orbital_nac", *sets) - ORBITAL_ONNX_HELD)
+    """The orbital mission's 64 MiB, plus (or less) what this machine's interpreters hold beyond (or below)
+    :data:`ORBITAL_ONNX_HELD` (JPEG frames): the frame's buffers get the room they get on the machine the budget was
+    sized on, which the tests' tight cases (down the ladder, waiting for the engine) need on a lighter machine too."""
+    return 64 * 2**20 + models_held("orbital_nac", *sets) - ORBITAL_ONNX_HELD

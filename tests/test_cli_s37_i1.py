@@ -67,8 +67,9 @@ def frame(tmp_path: Path) -> Path:
 
 
 def _run_args(frame: Path, out: Path) -> list[str]:
+    # one thread: on a 1-core machine the boot warns of threads = 2 (session 40 audit h5), a third stderr line
     return ["run", "--mission", "orbital_nac", "--frames", str(frame), "--set", "camera.height=0", "--set",
-            "camera.width=0", "--out", str(out)]  # fmt: skip
+            "camera.width=0", "--set", "runtime.threads=1", "--out", str(out)]  # fmt: skip
 
 
 class _DeadStdout:
