@@ -38,16 +38,18 @@ def packet_refusal(mission: Mission, width: int, height: int, worst_case: bool =
 def packet_advice(mission: Mission, refusal: BaseException | str) -> str:
     """The packetiser's too-many-packets refusal (:class:`edgeae.wire.sparse_plan.TooManyPackets`, or its text:
     "KIND product N needs M packets, over the 65,535 a product can have: ..."), with the mission keys that help that
-    kind of product. The count is the refusal's ``packets`` where it carries one (until session 40 the text up to its
-    first colon was quoted, so a front end's words before it, or a reworded message, lost the count); the kind is
-    the word before "product"."""
+    kind of product. The count, kind and frame id are the refusal's ``packets``, ``kind`` and ``frame_id`` where it
+    carries them (until session 40 the text up to its first colon was quoted, so a front end's words before it, or a
+    reworded message, lost the count); else the kind is the word before "product"."""
     import re
 
     dl, keep = mission.downlink, mission.sampling.keep
     text, packets = str(refusal), getattr(refusal, "packets", None)
-    kind = (re.search(r"(\w+) product\b", text) or re.search(r"(\w+)", text) or [None, "a"])[1]
+    kind = getattr(refusal, "kind", None) or (re.search(r"(\w+) product\b", text) or [None, "a"])[1]
+    frame_id = getattr(refusal, "frame_id", None)
     if isinstance(packets, int):
-        what = f"{kind} product needs {packets:,} packets, over the 65,535 a product can have"
+        which = f" {frame_id}" if isinstance(frame_id, int) else ""
+        what = f"{kind} product{which} needs {packets:,} packets, over the 65,535 a product can have"
     else:
         what = text.split(":")[0]
     helps = f"raise [downlink] max_packet_bytes (now {dl.max_packet_bytes})"

@@ -98,7 +98,9 @@ def sparse_packets(
         raise ValueError("layout 1 sparse packets stream with codec 'none' only")
     pieces = plan_pieces(frame, row_counts, cfg.max_packet_size)
     if len(pieces) >= 2**16:
-        raise TooManyPackets(too_many_packets("sparse", frame.frame_id, len(pieces)), packets=len(pieces))
+        raise TooManyPackets(
+            too_many_packets("sparse", frame.frame_id, len(pieces)), len(pieces), "sparse", frame.frame_id
+        )
     be = frame.values.dtype.newbyteorder(">")
     for i, (r0, r1, c0, c1, n, v0) in enumerate(pieces):
         head = sparse_header(frame, r0, r1, c0, c1, n)

@@ -36,3 +36,19 @@ def test_an_unknown_frame_type_is_a_user_error_naming_the_known_ones() -> None:
     r = _check("--frame-type", ".bmp", "--frame-type", "tif")
     assert r.returncode == 2 and "--frame-type .bmp: not a frame type; expected one of" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and ".tif" in r.stderr
+
+
+def test_packet_advice_names_the_product_from_the_refusal_itself() -> None:
+    """Review r1 of session 40: reading ``.packets`` lost the product's number ("sparse product needs ..."); the
+    refusal carries its kind and frame id too."""
+    from edgeae.firmware_sim.mission import load_mission
+    from edgeae.firmware_sim.packet_check import packet_advice
+
+    from edgeae.wire.sparse_plan import TooManyPackets, too_many_packets
+
+    m = load_mission("orbital_nac")
+    exc = TooManyPackets("front end: " + too_many_packets("sparse", 7, 70000), 70000, "sparse", 7)
+    got = packet_advice(m, exc)
+    assert got.startswith("sparse product 7 needs 70,000 packets, over the 65,535 a product can have, after coding")
+    assert "lower [sampling] keep" in got
+    assert packet_advice(m, too_many_packets("patch", 3, 66000)).startswith("patch product 3 needs 66,000 packets")

@@ -204,7 +204,7 @@ def _packed(frame: SparseFrame, wire: WireConfig, counts: np.ndarray | None = No
             for sp in spools:
                 sp.close()
     if len(bodies) >= 2**16:  # as packetise refuses it
-        raise TooManyPackets(too_many_packets(kind, frame.frame_id, len(bodies)), packets=len(bodies))
+        raise TooManyPackets(too_many_packets(kind, frame.frame_id, len(bodies)), len(bodies), kind, frame.frame_id)
     fixed = PRIMARY_HEADER + COMMON.size + CRC_LEN
     return sum(fixed + len(head) + len(data) for _, head, data in bodies), len(bodies)
 

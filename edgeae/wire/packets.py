@@ -211,7 +211,7 @@ def packetise(
     seq = counters if counters is not None else SequenceCounters()
     kind, bodies = packet_bodies(product, cfg)
     if len(bodies) >= 2**16:
-        raise TooManyPackets(too_many_packets(kind, product.frame_id, len(bodies)), packets=len(bodies))
+        raise TooManyPackets(too_many_packets(kind, product.frame_id, len(bodies)), len(bodies), kind, product.frame_id)
     wanted = range(len(bodies)) if parts is None else [int(i) for i in parts]
     bad = [i for i in wanted if not 0 <= i < len(bodies)]
     if bad:

@@ -220,18 +220,21 @@ def plan_sparse(
         shared.close()
     total = sum(b.parts for b in plan)
     if total >= 2**16:  # before a header packs a count into its 16-bit field (the caller closes ``spools``)
-        raise TooManyPackets(too_many_packets("sparse", frame.frame_id, total), packets=total)
+        raise TooManyPackets(too_many_packets("sparse", frame.frame_id, total), total, "sparse", frame.frame_id)
     return plan
 
 
 class TooManyPackets(ValueError):
     """A product that needs more packets than the 16-bit part count holds (a front end may add its own
-    option names to the message). ``packets``: how many it needs, where a product was planned (None for a refusal
-    of a budget, :func:`edgeae.ground.keep_search.keep_for_bytes`); read it, not the message's words."""
+    option names to the message). ``packets``: how many it needs, ``kind`` and ``frame_id``: which product, where a
+    product was planned (None for a refusal of a budget, :func:`edgeae.ground.keep_search.keep_for_bytes`); read
+    them, not the message's words."""
 
-    def __init__(self, message: str, packets: int | None = None) -> None:
+    def __init__(
+        self, message: str, packets: int | None = None, kind: str | None = None, frame_id: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.packets = packets
+        self.packets, self.kind, self.frame_id = packets, kind, frame_id
 
 
 def too_many_packets(kind: str, frame_id: int, n: int) -> str:
