@@ -141,6 +141,7 @@ class TiffFrame:
                     if filled == strip_rows:
                         yield row0, out
                         row0, filled = row0 + strip_rows, 0
+                del band  # not held while the next is read
         finally:  # stopped early (a dropped frame) or failed: the file is closed now, not when garbage is collected
             bands.close()
         if filled:
@@ -173,25 +174,38 @@ class TiffFrame:
                         raise FrameMemoryError(failure.replace("TIFF data unreadable", "out of memory reading a TIFF"))
                     raise FrameError(failure)
                 yield band
+                del band  # not held while the next is read (a strip is the decoded segment itself)
         finally:
             bands.close()
 
     def _bands(self) -> Generator[np.ndarray, None, None]:
-        """Complete rows of tiles (or strips), top to bottom, each (rows, W, C)."""
+        """Complete rows of tiles (or strips), top to bottom, each (rows, W, C). Each tile or strip is read and decoded
+        alone (file order), its bytes dropped before the next is read; a strip is handed over as decoded (the plan's
+        ``reader_band``). Until session 40 (fixer h2) ``page.segments`` read a band's bytes and more at a time and held
+        them while reading the next: 7 bands of a stripped TIFF (4 planned), 4.5-4.8 of a tiled one."""
         tifffile = require("tifffile")
         h, w, c = self.header.height, self.header.width, self.header.channels
         with tifffile.TiffFile(self.path) as tf:
             band: np.ndarray | None = None
             band_y = -1
-            page = tf.pages[0]
-            # one tile or strip read at a time (buffersize 1: tifffile reads segments until their bytes pass it): it
-            # holds the bytes it read last while it reads the next, and a read of more than one segment holds them
-            # twice, read and cut apart. Until session 40 (fixer h2) it read one band's bytes and more: two 256-row
-            # strips at a time, 7 bands held beside the strip (4 planned, reader_band), so a stripped TIFF at
-            # sparse_only grew 1.3-2.8 MiB over its plan; now 3 (an uncompressed strip), 1.5 (tiles), 3.1 (deflate)
-            for seg, idx, _shape in page.segments(sort=True, buffersize=1):
+            page, fh = tf.pages[0], tf.filehandle
+            decode, args = page.decode, {"_fullsize": bool(page.is_tiled)}
+            if page.compression in (6, 7, 33007, 34892):  # JPEG: the tables its segments share
+                args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
+            offsets, counts = page.dataoffsets, page.databytecounts
+            for i in sorted(range(min(len(offsets), len(counts))), key=lambda k: offsets[k]):
+                data = None
+                if offsets[i] > 0 and counts[i] > 0:
+                    fh.seek(offsets[i])
+                    data = fh.read(counts[i])
+                seg, idx, _shape = decode(data, i, **args)
+                data = None  # a decoded segment may be a view of it: dropped with the segment
                 y, x = int(idx[2]), int(idx[3])
                 seg = seg.reshape(seg.shape[-3:])  # (th, tw, C)
+                if not page.is_tiled:  # a strip spans the width: no band to assemble
+                    yield seg[: h - y, :w, :c]
+                    seg = None
+                    continue
                 if y != band_y:
                     if band is not None:
                         yield band[: h - band_y]
@@ -201,7 +215,7 @@ class TiffFrame:
                 tw = min(seg.shape[1], w - x)
                 assert band is not None  # set on the first segment
                 band[:, x : x + tw] = seg[:, :tw, :c]
-                del seg  # not held while the next one is read and decoded
+                seg = None
             if band is not None:
                 yield band[: h - band_y]
 

@@ -114,6 +114,13 @@ def whole_decode(reader: Any) -> WholeDecode | None:
     return WholeDecode(px * (h.channels + alpha), size, 2 if info.format == "png" else 1, views)
 
 
+def tiled_reader(reader: Any) -> bool:
+    """Whether ``reader`` (under any reader wrappers) reads a tiled TIFF: :func:`plan_memory`'s ``tiled``."""
+    while hasattr(reader, "inner"):
+        reader = reader.inner
+    return bool(getattr(reader, "tiled", False))
+
+
 def camera_decode(mission: Mission, suffix: str) -> WholeDecode | None:
     """What a frame file of ``suffix`` decoded whole takes on the mission's camera, its file's bytes not known
     (the boot): None for a type read in strips or a camera of any size (``height`` or ``width`` 0)."""
@@ -208,6 +215,7 @@ def plan_memory(
     band_rows: int | None = None,
     whole: WholeDecode | None = None,
     overlap: bool = False,
+    tiled: bool = False,
 ) -> MemoryPlan:
     """What a frame of ``width`` × ``height`` (0: unknown) allocates beyond the buffers the boot already holds
     (the model images and the PatchScorer's buffers, listed under ``boot``), on the mission's scoring path.
@@ -218,6 +226,8 @@ def plan_memory(
     image, no reader bands, and the decode's peak (:attr:`MemoryPlan.decode`). ``overlap``: on the VAE's fast path,
     the plan of a frame whose loop does not wait for the engine (``FrameWork.wait`` False): its batches are held
     beside every step of the loop, as planned until session 39 (fixer h12); by default they are one more step.
+    ``tiled``: a tiled TIFF (:attr:`.frames.TiffFrame.tiled`), whose reader holds its band and a tile or two, not the
+    2.5 bands of a stripped one (``reader_band``).
 
     The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
     than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). What is live at
@@ -258,13 +268,15 @@ def plan_memory(
     ]
     if streamed and whole is not None:  # the image decoded whole, its strips taken from it (a whole frame: the strip)
         items.append(("frame_decoded", whole.decoded))
-    elif streamed:  # the TIFF reader's band of decoded tiles, the segment it decodes and the bytes it read before:
-        # four bands planned (until session 36 two strips, 7.8 MiB short on a NAC strip of 512-row tiles in 256-row
-        # strips: a frame sent down the ladder to sparse_only went over the budget). Since session 40 (fixer h2) the
-        # reader reads one segment at a time: tracemalloc, 3.0-3.2 bands for strips (deflate included), 1.3-1.5 for
-        # tiles; until then a stripped TIFF's reader held 7 (tifffile read two strips at once and cut them apart)
-        band_px = (band_rows or rows) * width
-        items.append(("reader_band", 4 * band_px * s_channels * s_item))
+    elif streamed:  # the TIFF reader's band of decoded tiles (a strip: the segment decoded) and the bytes of the tile
+        # or strip it reads and decodes: 2.5 bands, 1.5 of a tiled TIFF (since session 40, fixer h2, frames.TiffFrame
+        # reads one segment at a time and drops its bytes before the next: tracemalloc, 1.0 band for uncompressed
+        # strips, 2.0-2.1 deflate, PackBits, LZMA, 2.4 LZW of noise, 1.37 times its samples; tiles 1.2-1.3, deflate
+        # and a predictor included. Until then 4 bands planned and a stripped TIFF's reader held 7: a frame at
+        # sparse_only grew 1.3-2.8 MiB over its plan; until session 36 two strips, 7.8 MiB short on a NAC strip of
+        # 512-row tiles: a frame at sparse_only went over the budget)
+        band_bytes = (band_rows or rows) * width * s_channels * s_item
+        items.append(("reader_band", (3 if tiled else 5) * band_bytes // 2))
     demosaic = px * (3 * item) if cam.bayer else 0  # its temporaries: the channel-equality check, a float32 block
     if cam.bayer:  # the mosaic plane copied out of the strip and the demosaiced RGB, both held while it runs
         items.append(("demosaic_rgb", px * (3 + 1) * item))

@@ -2,7 +2,8 @@
 flies, goes down the ladder or is dropped: it must not under-predict).
 
 1. A stripped TIFF's reader held 7 bands beside the strip (tifffile read two strips' bytes at a time and cut them
-   apart), 4 planned (``reader_band``): a TIFF frame at ``sparse_only`` grew 1.3-2.8 MiB over its plan.
+   apart, and kept them while reading the next), 4 planned (``reader_band``): a TIFF frame at ``sparse_only`` grew
+   1.3-2.8 MiB over its plan. It now reads and decodes one tile or strip at a time (2.5 bands planned, 1.5 tiled).
 2. The strip prefetch copied the strips of a frame decoded whole (PNG, JPEG, PNM) into its ring of three strips,
    though they are views of the image (1.5 MiB of a 2048-px frame's 256-row strips, 3.7 of a 5064-px one's).
 """
@@ -29,30 +30,38 @@ def _orbital(width: int, height: int) -> Any:
 
 
 @pytest.mark.parametrize(
-    "layout",
+    ("layout", "noise"),
     [
-        {"rowsperstrip": 256},  # the mission's strip rows: two strips read at a time, 7 bands held
-        {"rowsperstrip": 64},  # bands of a quarter strip
-        {"rowsperstrip": 256, "compression": "zlib"},  # decoded segments beside their compressed bytes
-        {"tile": (256, 256)},
+        ({"rowsperstrip": 256}, False),  # the mission's strip rows: two strips read at a time, 7 bands held
+        ({"rowsperstrip": 64}, False),  # bands of a quarter strip
+        ({"rowsperstrip": 256, "compression": "zlib"}, False),  # decoded samples beside their compressed bytes
+        ({"rowsperstrip": 256, "compression": "lzw"}, True),  # LZW of noise: 1.37 times its samples
+        ({"tile": (256, 256)}, False),
+        ({"tile": (256, 256), "compression": "zlib", "predictor": True}, False),
     ],
-    ids=["strips256", "strips64", "deflate256", "tiles256"],
+    ids=["strips256", "strips64", "deflate256", "lzw-noise", "tiles256", "tiles-deflate-predictor"],
 )
-def test_a_tiff_reader_holds_no_more_than_its_planned_bands(tmp_path: Path, layout: dict[str, Any]) -> None:
-    """Traced peak of reading a TIFF frame's strips: the reader's output strip and the bands it decodes, within the
-    plan's ``frame_strip_raw`` share for the reader (one strip) and its ``reader_band``. Before session 40 a TIFF of
-    256-row strips read in 256-row strips held strip + 7.0 bands (4 planned: 1.5 MiB over on this 2048-px frame)."""
+def test_a_tiff_reader_holds_no_more_than_its_planned_bands(
+    tmp_path: Path, layout: dict[str, Any], noise: bool
+) -> None:
+    """Traced peak of reading a TIFF frame's strips: the reader's output strip and what it reads and decodes, within
+    the plan's ``frame_strip_raw`` share for the reader (one strip) and its ``reader_band``. Before session 40 a TIFF
+    of 256-row strips read in 256-row strips held strip + 7.0 bands (4 planned: 1.5 MiB over on this 2048-px frame)."""
     tifffile = pytest.importorskip("tifffile")
+    if "compression" in layout:
+        pytest.importorskip("imagecodecs")
     from edgeae.firmware_sim.frame_intake import band_rows, stored_layout
     from edgeae.firmware_sim.frames import TiffFrame
     from edgeae.firmware_sim.memory_plan import plan_memory
 
     h, w = 1024, 2048
-    img = (80 + 60 * np.random.default_rng(1).random((h, w))).astype(np.uint8)
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (h, w), np.uint8) if noise else (80 + 60 * rng.random((h, w))).astype(np.uint8)
     path = tmp_path / "f.tif"
     tifffile.imwrite(path, img, **layout)
     reader = TiffFrame(path)
-    plan = dict(plan_memory(_orbital(w, 0), w, h, 0, 1, stored_layout(reader), band_rows(reader)).items)
+    m, layout_, bands = _orbital(w, 0), stored_layout(reader), band_rows(reader)
+    plan = dict(plan_memory(m, w, h, 0, 1, layout_, bands, tiled=reader.tiled).items)
     strip = 256 * w
     got = np.empty_like(img)
     tracemalloc.start()
@@ -66,6 +75,8 @@ def test_a_tiff_reader_holds_no_more_than_its_planned_bands(tmp_path: Path, layo
         tracemalloc.stop()
     assert np.array_equal(got, img)  # every row, as stored
     assert peak <= strip + plan["reader_band"], (peak / MIB, (strip + plan["reader_band"]) / MIB)
+    if reader.tiled:  # a band and a tile or two: 1.5 bands planned, 2.5 for strips
+        assert plan["reader_band"] == 3 * 256 * w // 2
 
 
 # ------------------------------------------------ 2. a frame decoded whole: its strips are not copied into the ring
