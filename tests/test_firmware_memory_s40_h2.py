@@ -151,3 +151,69 @@ def test_the_plan_of_a_frame_decoded_whole_counts_no_ring_unless_a_wrapper_fills
     assert dict(reader_plan(m, wrapped, 0).items)["frame_strip_raw"] == 3 * 256 * w  # at the stored sample type
     boot = dict(plan_memory(m, w, h, 0, 1, whole=camera_decode(m, ".png")).items)  # the boot plans as the frame
     assert boot["frame_strip_raw"] == 0 and boot["frame_decoded"] == h * w
+
+
+# ------------------------------------------------------------------ 3. a memory-mapped .npy frame on a strip camera
+def _rss_file() -> int:
+    """Bytes of files this process has mapped in memory (RssFile, Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    pytest.skip("no RssFile in /proc/self/status here")
+
+
+def test_a_memory_mapped_npy_frame_is_read_in_strips_without_mapping_its_pages(tmp_path: Path) -> None:
+    """A ``.npy`` frame on a strip camera was read through its memory map: every page read stayed mapped until the
+    frame ended (RSS over the frame: the whole file, 10 MiB of a 2048 x 5064 frame, beside strips planned), and the
+    mosaic check's central crop left ~6 MiB mapped before the frame's memory check, which counted it as held. Its strips
+    are now read from the file into one buffer, and :meth:`ArrayFrame.release` drops what a check mapped."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs /proc/self/status (Linux)")
+    from edgeae.firmware_sim.frames import ArrayFrame, open_frame, strips_are_views
+
+    from edgeae.bayer import looks_like_mosaic
+
+    h, w = 2048, 4096
+    img = np.random.default_rng(3).integers(0, 250, (h, w), np.uint8)
+    path = tmp_path / "f.npy"
+    np.save(path, img)
+    reader = open_frame(path)
+    assert isinstance(reader, ArrayFrame) and not strips_are_views(reader)
+    before = _rss_file()
+    looks_like_mosaic(reader.array)  # as the loop's colour check does, on the memory map
+    checked = _rss_file() - before
+    reader.release()
+    assert _rss_file() - before < MIB // 4 < checked, (checked / MIB, (_rss_file() - before) / MIB)
+    got, most = np.empty_like(img), 0
+    for r0, s in reader.strips(256):
+        got[r0 : r0 + s.shape[0]] = s[:, :, 0]
+        most = max(most, _rss_file() - before)
+    assert np.array_equal(got, img)  # every row, as stored
+    assert most < MIB, most / MIB  # not the 8 MiB file (before: all of it, mapped as it was read)
+
+
+def test_npy_frames_read_from_their_file_give_the_rows_of_their_map(tmp_path: Path) -> None:
+    """Read from the file only where the map is a whole C-order ``.npy``: a slice of a map, a Fortran-order array and a
+    file removed since it was mapped read through the map, as before; a file cut short since is a FrameError."""
+    from edgeae.firmware_sim.frames import ArrayFrame, FrameError, open_frame
+
+    img = np.arange(300 * 70 * 3, dtype=np.uint16).reshape(300, 70, 3)
+    path, fortran = tmp_path / "f.npy", tmp_path / "fortran.npy"
+    np.save(path, img)
+    np.save(fortran, np.asfortranarray(img))
+
+    def rows(reader: Any) -> np.ndarray:
+        return np.concatenate([s.copy() for _, s in reader.strips(64)])
+
+    assert np.array_equal(rows(open_frame(path)), img) and np.array_equal(rows(open_frame(fortran)), img)
+    sliced = ArrayFrame(np.load(path, mmap_mode="r")[100:200], "slice")
+    assert np.array_equal(rows(sliced), img[100:200])
+    gone = open_frame(path)
+    path.unlink()
+    assert np.array_equal(rows(gone), img)
+    np.save(path, img)
+    cut = open_frame(path)
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size - 70 * 3 * 2 * 10)  # ten rows short
+    with pytest.raises(FrameError, match=r"f\.npy: \.npy data ends within rows 256-300"):
+        rows(cut)
