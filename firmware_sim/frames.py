@@ -2,9 +2,9 @@
 
 A real camera delivers raw arrays; the simulator reads them from files:
 
-- ``.npy``: memory-mapped, so strips are read without loading the frame (numpy only);
-- ``.tif`` / ``.tiff`` (BigTIFF, tiled or stripped): streamed segment by segment with ``tifffile``; memory
-  holds one band of tiles plus one output strip, independent of the frame size;
+- ``.npy``: memory-mapped (header, checks), its strips read from the file one at a time (numpy only);
+- ``.tif`` / ``.tiff`` (BigTIFF, tiled or stripped): read and decoded a tile or strip at a time with ``tifffile``;
+  memory holds one band of tiles (or a strip) plus one output strip, independent of the frame size;
 - ``.png`` / ``.jpg`` / ``.pgm`` / ``.ppm``: the header is read first (size and memory checks run before any
   pixel is decoded), then the file is decoded whole through :mod:`edgeae.imagedecode`, the one decoding path
   of flight and ground (pyspng, simplejpeg and numpy, all in the flight extras; no OpenCV). A damaged file
