@@ -78,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
+    from .boot_memory import largest_files
     from .frames import collect_frames
     from .loop import FlightRuntime
     from .queue import IndexNotSaved
@@ -98,6 +99,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
         raise MissionError(f"no frames: --frames names no file that exists ({gone} {_does(n)} not exist)")
     try:  # the folder stays held until the report is written (rt.release below): no other run writes it meanwhile
         types = {Path(f).suffix.lower() for f in found.files}  # only their decoders are loaded at boot
+        largest = largest_files(found.files)  # their decode is planned with the largest file's bytes (stat only)
         rt = FlightRuntime(
             mission,
             args.out,
@@ -105,6 +107,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
             progress=args.progress,
             keep_held=True,
             frame_types=types,
+            frame_bytes=largest,
             fresh=args.fresh,  # the state removed once the boot holds the folder
         )
     except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error
@@ -179,13 +182,14 @@ def _check(args: argparse.Namespace) -> int:
     """``firmware-sim check``: boot the mission in a temporary folder, print the plan, keep nothing."""
     import tempfile
 
+    from .boot_memory import told_file_bytes
     from .loop import FlightRuntime
 
     _check_inject(args)
     types = _frame_types(args.frame_type)
-    mission = _mission_for(args)
+    sizes, mission = told_file_bytes(args.frame_bytes, types), _mission_for(args)
     with tempfile.TemporaryDirectory(prefix="firmware-sim-check-") as tmp:
-        rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or (), frame_types=types)
+        rt = FlightRuntime(mission, Path(tmp) / "out", inject=args.inject or (), frame_types=types, frame_bytes=sizes)
         try:
             print_lines(check_lines(rt))  # WARNING lines on stderr, the report on stdout
         finally:
@@ -294,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides, load and verify the models (golden hash, kind, channels, patch and tile size), measure what "
         "the loaded interpreters hold, and for a fixed-size camera check the buffers against [budget] "
         "memory_bytes and the packets a frame needs. Prints the plan; exit status 0 when the mission would "
-        "boot, 1 when it would boot degraded (a model it names refused, e.g. no installed interpreter runs it: "
-        "a run flies without it), 2 when it would be refused. Writes nothing (the boot runs in a temporary "
-        "folder).",
+        "boot (also under a WARNING that frames would be dropped), 1 when it would boot degraded (a model it "
+        "names refused, e.g. no installed interpreter runs it: a run flies without it), 2 when it would be "
+        "refused. Writes nothing (the boot runs in a temporary folder).",
     )
     _mission_arguments(c)
     c.add_argument(
@@ -304,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the frame file types the run will read, e.g. --frame-type .jpg (repeatable; a run takes them from "
         "--frames): only their decoders load, as in the run, and the plan is theirs (PNG, JPEG and PNM frames are "
         "decoded whole); default: every type, each verdict shown",
+    )  # fmt: skip
+    c.add_argument(
+        "--frame-bytes", type=int, metavar="N",
+        help="the largest PNG, JPEG or PNM frame file's bytes (a run takes them from --frames), held beside its "
+        "decoded image; default: that image's bytes + 1/64 + 64 KiB (no compression), as the plan says",
     )  # fmt: skip
     c.set_defaults(_fn=_check)
     b = sub.add_parser(

@@ -206,9 +206,9 @@ def check_lines(rt: Any) -> list[str]:
     )
     if cam.width and (cam.height or cam.source == "strips"):
         size = f"{cam.height or 'any'} x {cam.width} px (height x width)"
-        for types, plan in frame_plans(rt, cam.width, cam.height):
+        for types, plan, file_note in frame_plans(rt, cam.width, cam.height):
             items = ", ".join(f"{k} {v:,}" for k, v in plan.items)
-            decode = f"; decoding it whole peaks at {plan.decode:,} B, its file's bytes not counted" * bool(plan.decode)
+            decode = f"; decoding it whole peaks at {plan.decode:,} B, {file_note}" * bool(plan.decode)
             of = f"{types}: a {size} frame's" if types else f"a {size} frame's"
             out.append(f"  {of} buffers: {plan.total:,} B ({items}{decode})")
             out += _memory_level_lines(rt, plan, held, f"{types}: " if types else "")
@@ -247,7 +247,7 @@ def _memory_level_lines(rt: Any, plan: Any, held: int, types: str = "") -> list[
     limit = budget if room is None or capped is None else capped[0]
     more = f"give the process more memory (this process can get only {room.text} more)" if room is not None else ""
     held += HELD_RISE  # what a frame after the first starts from
-    rise = f" (with {HELD_RISE / mib:.0f} MiB the loop's heap grows by over the first frames)"
+    rise = f" (with {HELD_RISE / mib:.1f} MiB the loop's heap grows by over the first frames)"
     for level in LADDER:
         need = held + level_plan(plan, level).total
         if need <= limit:
@@ -262,6 +262,16 @@ def _memory_level_lines(rt: Any, plan: Any, held: int, types: str = "") -> list[
                 f"{biggest_buffers(rt.m, plan, 2)}"
             ]
     least = held + level_plan(plan, LADDER[-1]).total
+    # told nothing (check without --frame-type): held with every decoder loaded, more than a run of one type holds
+    guess = types and getattr(rt, "frame_types", None) is None
+    run_figure = " (held with every decoder loaded: check --frame-type .jpg, or the run's type, for the run's figure)"
+    if room is None and (least - HELD_RISE <= limit or guess):  # the first frame fits (no rise yet), or may
+        return [
+            f"WARNING: {types}held + buffers: {least / mib:.1f} MiB{rise} even at sparse_only, over the "
+            f"{budget / mib:.0f} MiB budget: frames of this size "
+            f"{'may be dropped' if guess else 'after the first may be dropped'} (memory_budget); raise [budget] "
+            f"memory_bytes to at least {mib_up(least)} MiB{run_figure * bool(guess)}"
+        ]
     if room is not None and least <= budget:
         return [
             f"WARNING: {types}held + buffers: {least / mib:.1f} MiB{rise} even at sparse_only, over what this process "

@@ -17,7 +17,7 @@ import numpy as np
 from edgeae._optional import MissingDependencyError
 
 from .boot_memory import HELD_RISE as HELD_RISE
-from .boot_memory import boot_plan, scoring_need
+from .boot_memory import boot_plan, least_plan, scoring_need
 from .budget import LADDER, Level
 from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
@@ -318,10 +318,11 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     fixed = bool(cam.width and (cam.height or cam.source == "strips"))
     width, height = (cam.width, cam.height) if fixed else (0, 0)  # any size: the size-independent buffers
     plan, whole = boot_plan(rt, width, height)
-    least = level_plan(plan, LADDER[-1])
+    least = level_plan(plan, LADDER[-1])  # the run's largest frames' (boot_plan); refused by its smallest's
+    floor = least_plan(rt, width, height)
     budget = m.budget.memory_bytes
     rt.tm.write("event", kind="memory_loaded", held=held, sparse_only_plan=least.as_dict(), budget=budget)
-    if held + least.total > budget:
+    if held + floor.total > budget:
         scored = plan if whole is None or whole[1].total <= plan.total else whole[1]  # every type's frames scored
         frame = (
             f"a {cam.height or 'any'} x {cam.width} px (height x width) frame's" if fixed else "the size-independent"
@@ -329,9 +330,9 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
         raise MissionError(
             f"{m.source_path}: after the models loaded the process holds {held:,} B over its boot baseline "
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
-            f"{frame} buffers need {least.total:,} B even at sparse_only ({biggest_buffers(m, least)}): "
-            f"{held + least.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
-            f"at least {mib_up(held + HELD_RISE + least.total)} MiB{scoring_need(held, scored, least, fixed)}"
+            f"{frame} buffers need {floor.total:,} B even at sparse_only ({biggest_buffers(m, floor)}): "
+            f"{held + floor.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
+            f"at least {mib_up(held + HELD_RISE + floor.total)} MiB{scoring_need(held, scored, floor, fixed)}"
             f"{fewer_threads(m.runtime.threads)}"
         )
     warnings = []
@@ -346,7 +347,7 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     elif held + HELD_RISE + least.total > budget:  # the first frame fits, the heap's rise then drops the next
         warnings.append(
             f"held + buffers at sparse_only: {(held + least.total) / 2**20:.1f} MiB of the {budget / 2**20:,.0f} MiB "
-            f"budget, {HELD_RISE / 2**20:.0f} MiB more once the loop's heap has grown over the first frames: frames "
+            f"budget, {HELD_RISE / 2**20:.1f} MiB more once the loop's heap has grown over the first frames: frames "
             f"after the first may be dropped memory_budget (raise [budget] memory_bytes to at least "
             f"{mib_up(held + HELD_RISE + least.total)} MiB)"
         )

@@ -22,7 +22,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,7 @@ class FlightRuntime:
         keep_held: bool = False,
         frame_types: Collection[str] | None = None,
         fresh: bool = False,
+        frame_bytes: Mapping[str, int] | None = None,
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
@@ -132,6 +133,9 @@ class FlightRuntime:
         self._lock = contextlib.ExitStack()
         self.keep_held = keep_held
         self.frame_types = frame_types  # the frame file suffixes run will read, when known: only their decoders load
+        # the largest file of each frame type decoded whole (PNG, JPEG, PNM) among them, when known: the boot plans
+        # its decode with those bytes (boot_memory.whole_decode_at_boot; else a stated bound)
+        self.frame_bytes = dict(frame_bytes) if frame_bytes is not None else None
         existed = self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         try:  # before any state is read: another run writing this folder refuses this one (FolderBusy), untouched

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeae.memory_probe import SOURCE_NAMES, tightest
 
-from .budget import LADDER, MemoryPlan
+from .budget import MemoryPlan
 from .cli_advice import fewer_threads
 from .mission import Mission, MissionError
 
@@ -108,18 +108,17 @@ def room_cap(mission: Mission, held: int) -> tuple[int, Room] | None:
 def _plans(rt: FlightRuntime) -> tuple[MemoryPlan, MemoryPlan]:
     """The frame plan at nominal and at ``sparse_only`` (a camera of any size: its size-independent buffers), of the
     run's frame types where known (:func:`.boot_memory.boot_plan`: a PNG, JPEG or PNM frame decoded whole; where
-    they mix with types read in strips, the larger nominal plan and the smaller ``sparse_only`` one). Until session
-    40 the strips' alone: the boot of a run of JPEG strips compared 10.5 MiB at nominal with the room, its frames
-    needing 16.9 MiB."""
-    from .boot_memory import boot_plan
-    from .frame_intake import level_plan
+    they mix, the largest nominal plan and the smallest ``sparse_only`` one, :func:`.boot_memory.least_plan`).
+    Until session 40 the strips' alone: the boot of a run of JPEG strips compared 10.5 MiB at nominal with the
+    room, its frames needing 16.9 MiB."""
+    from .boot_memory import boot_plan, least_plan
 
     cam = rt.m.camera
     fixed = bool(cam.width and (cam.height or cam.source == "strips"))
-    plan, mixed = boot_plan(rt, *((cam.width, cam.height) if fixed else (0, 0)))
+    size = (cam.width, cam.height) if fixed else (0, 0)
+    plan, mixed = boot_plan(rt, *size)
     plans = [plan] if mixed is None else [plan, mixed[1]]
-    least = min((level_plan(p, LADDER[-1]) for p in plans), key=lambda p: p.total)
-    return max(plans, key=lambda p: p.total), least
+    return max(plans, key=lambda p: p.total), least_plan(rt, *size)
 
 
 def check_room(rt: FlightRuntime) -> list[str]:

@@ -122,6 +122,7 @@ def _boot(m: Any, types: set[str] | None) -> tuple[list[str], str]:
 
 
 def test_the_boot_counts_the_decoded_frame_when_every_frame_is_decoded_whole(tmp_path: Path) -> None:
+    from edgeae.firmware_sim.boot_memory import assumed_file_bytes
     from edgeae.firmware_sim.budget import LADDER, plan_memory
     from edgeae.firmware_sim.frame_intake import HELD_RISE, level_plan
     from edgeae.firmware_sim.memory_plan import camera_decode
@@ -137,7 +138,10 @@ def test_the_boot_counts_the_decoded_frame_when_every_frame_is_decoded_whole(tmp
     warnings, refused = _boot(m, {".tif", ".png"})  # the TIFF frames can fly: a warning for the PNG ones
     assert refused == "" and any(x.startswith("the .png frames are decoded whole") for x in warnings), warnings
     assert any("they will be dropped memory_budget" in x for x in warnings), warnings
-    whole = plan_memory(m, w, h, 0, 1, whole=camera_decode(m, ".jpg"))  # scoring them needs the larger plan
+    jpeg = camera_decode(m, ".jpg")
+    assert jpeg is not None  # its file's bytes: the stated bound where the boot is not told them (session 40, h7)
+    jpeg = dataclasses.replace(jpeg, file=assumed_file_bytes(jpeg.decoded))
+    whole = plan_memory(m, w, h, 0, 1, whole=jpeg)  # scoring them needs the larger plan
     poor = dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=MIB))
     floor, scored = -(-(16 * MIB + HELD_RISE + strips) // MIB), -(-(16 * MIB + HELD_RISE + whole.total) // MIB)
     refused = _boot(poor, {".tif", ".jpg"})[1]
