@@ -28,7 +28,7 @@ from .frame_decoders import preload_frame_path as preload_frame_path
 from .frames import ArrayFrame, FrameError, FrameReader, TiffFrame, open_frame
 from .memory_meter import rss_bytes
 from .memory_meter import trim_heap as trim_heap
-from .memory_plan import MemoryPlan, plan_memory, whole_decode
+from .memory_plan import MemoryPlan, plan_memory, tiled_reader, whole_decode
 from .memory_room import address_margin, describe, room_cap, room_detail
 from .mission import Mission, MissionError
 from .packet_check import packet_advice as packet_advice
@@ -253,8 +253,8 @@ def reader_plan(mission: Mission, reader: FrameReader, model_bytes: int, overlap
     (a PNG, JPEG or PNM file, on a strip camera too: until session 39 planned by its strips, :mod:`.memory_plan`),
     with the engine's batches held beside the loop's work when ``overlap`` (the loop does not wait for them)."""
     h, w, whole = reader.header.height, reader.header.width, whole_decode(reader)
-    layout, bands = stored_layout(reader), band_rows(reader)
-    return plan_memory(mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole, overlap)
+    layout, bands, tiled = stored_layout(reader), band_rows(reader), tiled_reader(reader)
+    return plan_memory(mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole, overlap, tiled)
 
 
 def fast_path(rt: FlightRuntime) -> bool:  # scored on the ScoreEngine (a VAE with an engine): the loop may wait
@@ -285,7 +285,10 @@ def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -
         wrapped = Demosaiced(reader, pattern)  # the stored channels were checked (1 or 3)
         rec["camera"] = wrapped.info  # updated while streaming: demosaiced turns true when it is
         return wrapped
-    if isinstance(reader, ArrayFrame) and looks_like_mosaic(reader.array):
+    mosaic = isinstance(reader, ArrayFrame) and looks_like_mosaic(reader.array)
+    if isinstance(reader, ArrayFrame):
+        reader.release()  # what the check mapped of a .npy (4-6 MiB): not held by the frame's memory check (h2, s40)
+    if mosaic:
         rec["flags"].append("looks_like_bayer_mosaic")
         rec["camera"] = {"bayer": None, "demosaiced": False, "looks_like_mosaic": True}
         rt.tm.write("event", kind="looks_like_bayer_mosaic", source=rec["source"],

@@ -135,8 +135,10 @@ def test_a_float_npy_frame_over_the_budget_is_refused_before_its_pixels_are_read
     rec = _process_in_a_fresh_process(doc, path, tmp_path / "out")
     assert rec["status"] == "dropped" and rec["reason"] == "memory_budget"
     assert "frame_strip_raw 92,160,000 B" in rec["detail"]
-    held = int(rec["memory_predicted"]) - int(rec["memory_plan"])  # over boot when the frame came in
-    assert int(rec["memory"]["rss_growth_peak"]) - held < 16 * MIB  # not the 88 MiB frame
+    held = int(rec["memory_predicted"]) - int(rec["memory_plan"])  # over boot at the frame's memory check
+    # not the 88 MiB frame; since session 40 the mosaic check's mapped crop (~10 MB of this float frame) is released
+    # before the memory check, so it is in the peak but not in ``held`` (16 MiB before)
+    assert int(rec["memory"]["rss_growth_peak"]) - held < 32 * MIB
 
 
 def test_looks_like_mosaic_reads_only_its_crop(monkeypatch: pytest.MonkeyPatch) -> None:
