@@ -20,6 +20,7 @@ from edgeae.tiling import axis_count
 from .mission import Mission
 
 PREFETCH_STRIPS = 1  # strips decoded ahead of the one being processed (a thread; ring of PREFETCH + 2 buffers)
+NODATA_PX = 2  # B / px edgeae.nodata.valid_mask's temporaries take beside its mask (+ the sample width on RGB)
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,12 @@ def scoring_plan(mission: Mission, patch_channels: int, grid: int | None) -> tup
     ``2 × threads`` in flight and one being filled, and per scoring thread the float32 input it builds from one
     batch plus one layout or padding copy (an int8 model's input is a quarter of that); the PatchScorer's
     buffers are never filled on this path. ``cae-masked`` fills the PatchScorer's input, truth and weight buffers
-    (allocated at boot) and each call allocates the reconstruction, its error and the weighted squared error.
-    A batch never holds more patches than the frame's ``grid``."""
+    (allocated at boot) and each call allocates the reconstruction, its error and the weighted squared error, and an
+    NHWC artifact's layout copy (:mod:`.runtime`: LiteRT's input and output transposed; tracemalloc, the shipped
+    rover CAE: 4.0 batches in LiteRT, 3.0 in onnxruntime), and one more that a real frame's heap does not reuse (the
+    Mastcam-Z frame in LiteRT grew 1.1-1.3 MiB over 4 batches of 1.5 MiB, 0.2 at ``batch = 16``;
+    ``benchmarks/plan_residuals.py``): 5 planned, 3 until session 40 (fixer h8), when the no-data step, planned over
+    it at 7 B / px, hid the rest. A batch never holds more patches than the frame's ``grid``."""
     an, cam = mission.anomaly, mission.camera
     pp = an.patch * an.patch
     f32 = pp * patch_channels * 4  # one patch as float32
@@ -202,7 +207,7 @@ def scoring_plan(mission: Mission, patch_channels: int, grid: int | None) -> tup
         raw = raw if grid is None else min(raw, grid)
         item = 1 if cam.bit_depth <= 8 else 2
         return raw * pp * patch_channels * item + workers * slots * f32 * 2, boot
-    return slots * f32 * 3, boot
+    return slots * f32 * 5, boot
 
 
 def plan_memory(
@@ -296,10 +301,12 @@ def plan_memory(
     # (2 B / px); the no-data mask's beside the mask itself (edgeae.nodata.valid_mask on a strip with dark margins
     # on every side: 7 B / px, the sample width more for the one value per pixel of several channels, 26-66 B per
     # column in vectors as long as a row, 48 counted; tracemalloc: 8.1 px in all on a grey 256-row strip, 9.1 on an
-    # RGB one. Since session 39, fixer h12, valid_mask finds the dark runs a chunk at a time and peaks at 3.0 and 4.0
-    # px with or without margins, but the plan keeps 7 B / px: planned at that, the Navcam and 5064-px TIFF frames
-    # grew 1.1-1.7 MiB over their plans, and the boot's figure for scoring fell under a PNG frame's decode, whose
-    # file's bytes the boot cannot know: room those need, not the mask's); the sequential scorer's batch; a jittered
+    # RGB one). Since session 39, fixer h12, valid_mask finds the dark runs a chunk at a time and peaks at 3.0 and 4.0
+    # px with the mask, with or without margins: 2 B / px beside it, the sample width more on several channels, and
+    # 128 B per column (tracemalloc: 1.2 B / px and 127 B per column on 2048-px strips of 16 and 256 rows)
+    # (since session 40, fixer h8; 7 until then, kept while the Navcam and 5064-px TIFF frames grew 1.1-1.7 MiB over
+    # plans at the new figure: other items' under-counts, which session 40 fixed: benchmarks/plan_residuals.py,
+    # docs/firmware_sim.md); the sequential scorer's batch; a jittered
     # mask's (edgeae.masks computes its kept pixels' rows, columns and indices cell row by cell row, then joins and
     # sorts them: 65-78 B per kept pixel, 13 px of a strip at keep 0.2, where the uniform pattern's blocks take 256 KiB)
     # On the VAE's fast path the loop waits for the engine's batches before each strip's pixel check when the frame
@@ -312,7 +319,7 @@ def plan_memory(
     # overlap and that plan (``overlap``; the wait cost 4-25 % of the frame's time, review r6 of session 39).
     frame_t = max(px * s_channels * 3 * s_item if s_float else 0, 0 if streamed else demosaic, 2 * px)
     mask_t = 80 * kept if mission.sampling.pattern == "jittered" else 2**18
-    nodata_t = px * (7 + (item if cam.channels > 1 else 0)) + 48 * width + 2**16 if an.model else 0
+    nodata_t = px * (NODATA_PX + (item if cam.channels > 1 else 0)) + 128 * width + 2**16 if an.model else 0
     lap = engine and overlap
     if lap:  # the engine's batches held beside every step (the plan until fixer h12, kept as it was)
         items.append(("patch_batch_f32", score))

@@ -73,7 +73,9 @@ def test_rover_full_frame_plan_is_within_the_bound_of_its_measured_growth(data_r
     rec = _process_in_a_fresh_process(doc, frames[0], tmp_path / "out")
     assert rec["status"] == "processed" and rec["level"]["name"] == "nominal", rec.get("reason")
     assert -OVER <= _growth_gap(rec) <= UNDER, (rec["memory_predicted"], rec["memory"]["rss_growth_peak"])
-    assert rec["memory_plan"] > 30 * MIB  # the whole frame's buffers (was 14.2 MiB)
+    # the whole frame's buffers (was 14.2 MiB; 33.5 until session 40, fixer h8, planned the no-data step at what it
+    # measures, 25.8 since)
+    assert rec["memory_plan"] > 24 * MIB
 
 
 def test_orbital_strip_plan_is_within_the_bound_of_its_measured_growth(tmp_path: Path) -> None:
