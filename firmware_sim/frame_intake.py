@@ -17,7 +17,7 @@ import numpy as np
 from edgeae._optional import MissingDependencyError
 
 from .boot_memory import HELD_RISE as HELD_RISE
-from .boot_memory import boot_plan, least_plan, scoring_need
+from .boot_memory import _whole_plans, boot_plan, least_plan, scoring_need
 from .budget import LADDER, Level
 from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
@@ -335,8 +335,8 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
             f"(interpreters on [runtime] threads = {m.runtime.threads}, their arenas and weight images) and "
             f"{frame} buffers need {floor.total:,} B even at sparse_only ({biggest_buffers(m, floor)}): "
             f"{held + floor.total:,} B > [budget] memory_bytes = {budget:,} B; raise [budget] memory_bytes to "
-            f"at least {mib_up(held + HELD_RISE + floor.total)} MiB{scoring_need(held, scored, floor, fixed)}"
-            f"{fewer_threads(m.runtime.threads)}"
+            f"at least {mib_up(held + HELD_RISE + floor.total)} MiB{every_type(rt, held, floor, width, height)}"
+            f"{scoring_need(held, scored, floor, fixed)}{fewer_threads(m.runtime.threads)}"
         )
     warnings = []
     whole_least = level_plan(whole[1], LADDER[-1]).total if whole is not None else 0
@@ -346,6 +346,12 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
             f"sparse_only beside the {held:,} B the models hold, over [budget] memory_bytes = {budget:,} B once the "
             f"loop's heap has grown over the first frames: they will be dropped memory_budget (raise it to at least "
             f"{mib_up(held + HELD_RISE + whole_least)} MiB)"
+        )
+    elif held + least.total > budget:  # types decoded whole: the largest type's frames cannot fit, even the first
+        warnings.append(
+            f"the {largest_type(rt, width, height)} frames (decoded whole, the run's largest): {least.total:,} B even "
+            f"at sparse_only beside the {held:,} B the models hold, over [budget] memory_bytes = {budget:,} B: they "
+            f"will be dropped memory_budget (raise it to at least {mib_up(held + HELD_RISE + least.total)} MiB)"
         )
     elif held + HELD_RISE + least.total > budget:  # the first frame fits, the heap's rise then drops the next
         warnings.append(
@@ -363,6 +369,23 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     for w in warnings:
         rt.tm.write("event", kind="boot_warning", detail=w)
     return warnings
+
+
+def largest_type(rt: FlightRuntime, width: int, height: int) -> str:
+    """The run's frame type decoded whole whose plan is the largest (``.png`` of a PNG and JPEG run)."""
+    plans = _whole_plans(rt, width, height)
+    return max(plans, key=lambda s: plans[s].total) if plans else "largest"
+
+
+def every_type(rt: FlightRuntime, held: int, floor: MemoryPlan, width: int, height: int) -> str:
+    """The boot refusal's figure for every frame type of the run to fly at ``sparse_only``, where its floor is the
+    smallest type's (review r3 #2 of session 40: a PNG and JPEG run advised the JPEG's floor, where the PNG frames
+    are all dropped)."""
+    plan, mixed = boot_plan(rt, width, height)
+    most = max(level_plan(p, LADDER[-1]).total for p in [plan, *([] if mixed is None else [mixed[1]])])
+    if mib_up(held + HELD_RISE + most) <= mib_up(held + HELD_RISE + floor.total):
+        return ""
+    return f" ({mib_up(held + HELD_RISE + most)} MiB for every frame type of the run)"
 
 
 def usable_cores() -> int | None:

@@ -145,7 +145,11 @@ def test_the_boot_counts_the_decoded_frame_when_every_frame_is_decoded_whole(tmp
     poor = dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=MIB))
     floor, scored = -(-(16 * MIB + HELD_RISE + strips) // MIB), -(-(16 * MIB + HELD_RISE + whole.total) // MIB)
     refused = _boot(poor, {".tif", ".jpg"})[1]
-    assert f"at least {floor} MiB for frames with no patch scored (sparse_only), {scored} MiB to score every" in refused
+    every = -(-(16 * MIB + HELD_RISE + level_plan(whole, LADDER[-1]).total) // MIB)  # the JPEG frames' floor too
+    assert (
+        f"at least {floor} MiB ({every} MiB for every frame type of the run) for frames with no patch scored "
+        f"(sparse_only), {scored} MiB to score every" in refused
+    ), refused
 
 
 STRIP = "orbital_gray/hirise_browse/ESP_073496_0985_RED.NOMAP.browse.jpg"  # 4559 x 2048 grey JPEG, 3.4 MiB
@@ -187,3 +191,32 @@ def test_every_type_decoded_whole_is_planned_so_and_a_file_gone_since_it_was_ope
     png.unlink()  # its decode will fail and drop the frame unreadable; its plan is the image alone
     gone = whole_decode(reader)
     assert gone is not None and (gone.decoded, gone.file, gone.peak) == (64 * 96, 0, 64 * 96)
+
+
+def test_a_png_and_jpeg_run_is_told_its_png_frames_will_be_dropped(tmp_path: Path) -> None:
+    """Review r3 #2 of session 40: between the JPEG's floor and the PNG's, a PNG and JPEG run booted with 'frames after
+    the first may be dropped' though every PNG frame was; now the PNG frames are named, with their figure."""
+    from edgeae.firmware_sim.boot_memory import assumed_file_bytes
+    from edgeae.firmware_sim.budget import LADDER, plan_memory
+    from edgeae.firmware_sim.frame_intake import HELD_RISE, level_plan
+    from edgeae.firmware_sim.memory_plan import camera_decode
+
+    h, w = 4096, 2048
+    m = _mission(tmp_path, h, w)
+    plans = {}
+    for s in (".jpg", ".png"):
+        d = camera_decode(m, s)
+        assert d is not None
+        d = dataclasses.replace(d, file=assumed_file_bytes(d.decoded))
+        plans[s] = level_plan(plan_memory(m, w, h, 0, 1, whole=d), LADDER[-1]).total
+    assert plans[".png"] > plans[".jpg"] + HELD_RISE  # room for a budget between them
+    budget = 16 * MIB + HELD_RISE + plans[".jpg"] + MIB  # the JPEG frames fly (the boot holds 16 MiB: _boot)
+    m = dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=budget))
+    warnings, refused = _boot(m, {".png", ".jpg"})
+    assert refused == "", refused
+    png = -(-(16 * MIB + HELD_RISE + plans[".png"]) // MIB)
+    assert any(
+        x.startswith("the .png frames (decoded whole, the run's largest)") and f"at least {png} MiB" in x
+        for x in warnings
+    ), warnings
+    assert not any("frames after the first may be dropped" in x for x in warnings), warnings
