@@ -62,13 +62,26 @@ def largest_files(paths: Iterable[str | os.PathLike[str]]) -> dict[str, int]:
 def told_file_bytes(given: int | None, types: set[str] | None) -> dict[str, int] | None:
     """``check --frame-bytes N``: the largest PNG, JPEG or PNM frame file's bytes, for each such type (of
     ``--frame-type`` where given); None when not given (:func:`assumed_file_bytes` is planned)."""
+    from edgeae.imagedecode import ImageLimits
+
     from .mission import MissionError
 
     if given is None:
         return None
-    if given < 0:
-        raise MissionError(f"--frame-bytes {given}: a file's bytes cannot be negative")
-    return {s: given for s in (types if types is not None else WHOLE_FILE_COPIES) if s in WHOLE_FILE_COPIES}
+    if given <= 0:
+        raise MissionError(f"--frame-bytes {given}: a frame file's bytes, at least 1")
+    most = 2 * ImageLimits.from_env().max_bytes  # a frame file's samples decode within max_bytes (imagedecode)
+    if given > most:
+        raise MissionError(
+            f"--frame-bytes {given:,}: over {most:,} B, twice the most a frame decodes to (EDGEAE_MAX_IMAGE_BYTES)"
+        )
+    sizes = {s: given for s in (types if types is not None else WHOLE_FILE_COPIES) if s in WHOLE_FILE_COPIES}
+    if not sizes:  # (review r3 #5 of session 40: it was silently ignored)
+        raise MissionError(
+            f"--frame-bytes: only PNG, JPEG and PNM frames are decoded whole; the --frame-type "
+            f"{', '.join(sorted(types or ()))} frames are read in strips"
+        )
+    return sizes
 
 
 def whole_decode_at_boot(rt: FlightRuntime, suffix: str) -> tuple[WholeDecode, str] | None:

@@ -52,3 +52,17 @@ def test_packet_advice_names_the_product_from_the_refusal_itself() -> None:
     assert got.startswith("sparse product 7 needs 70,000 packets, over the 65,535 a product can have, after coding")
     assert "lower [sampling] keep" in got
     assert packet_advice(m, too_many_packets("patch", 3, 66000)).startswith("patch product 3 needs 66,000 packets")
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--frame-bytes", "0"], "--frame-bytes 0: a frame file's bytes, at least 1"),
+        (["--frame-bytes", str(10**14)], "twice the most a frame decodes to"),
+        (["--frame-type", ".tif", "--frame-bytes", "100"], "the --frame-type .tif frames are read in strips"),
+    ],
+)
+def test_frame_bytes_that_cannot_apply_are_refused(extra: list[str], says: str) -> None:
+    """Review r3 #5 of session 40: 0, absurd sizes and a TIFF-only run's --frame-bytes were taken silently."""
+    r = _check(*extra)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
