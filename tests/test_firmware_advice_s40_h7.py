@@ -131,7 +131,7 @@ def test_check_prints_the_file_bytes_it_plans(tmp_path: Path) -> None:
     assert "decoding it whole peaks at 21,102,776 B" in told.stdout  # 9,336,832 decoded + 2 x the file: the run's
     assert "its file's bytes assumed at most 9,548,256 B (the decoded image's + 1/64 + 64 KiB" in bound.stdout
     bad = _cli(*base, "--frame-bytes", "-1")
-    assert bad.returncode == 2 and "--frame-bytes -1: a file's bytes cannot be negative" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "--frame-bytes -1: a frame file's bytes, at least 1" in bad.stderr, bad.stderr
 
 
 def test_real_jpeg_frames_at_the_boots_sparse_only_floor_are_none_dropped(tmp_path: Path) -> None:
