@@ -120,7 +120,7 @@ def test_boot_refused_when_the_loaded_models_and_buffers_exceed_the_budget(
     msg = str(err.value)
     assert "after the models loaded the process holds 209,715,200 B" in msg
     assert "[runtime] threads = 2" in msg and "[budget] memory_bytes = 67,108,864 B" in msg
-    assert "frame_strip_raw" in msg and "raise [budget] memory_bytes to at least 203 MiB" in msg
+    assert "frame_strip_raw" in msg and "raise [budget] memory_bytes to at least 204 MiB" in msg  # 203 until s40 h8
     assert not out.exists()
 
 
