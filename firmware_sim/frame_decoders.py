@@ -20,7 +20,9 @@ of session 37, such a frame was dropped ``unreadable`` for good, "requires the '
 without that codec or fails to import: found from its TIFF tags when the frame is opened (:func:`tiff_codec_missing`),
 before any pixel is read, and dropped ``decoder_unavailable`` with the pip line; reopened only once its codec resolves
 (review r6 #3: an imagecodecs without the codec had the frame retaken and dropped at every boot). The boot does not
-refuse ``.tif`` frames for it: tifffile decodes uncompressed, deflate, PackBits and LZMA TIFFs itself.
+refuse ``.tif`` frames for it: tifffile decodes uncompressed, deflate, PackBits and LZMA TIFFs itself. A TIFF whose
+compression's decoded size its header does not bound (JPEG 2000, WebP, JPEG XL, LERC, ...) is refused when opened,
+whatever is installed: ``unreadable`` (:mod:`.frame_tiff`, since session 40, fixer h9).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A real camera delivers raw arrays; the simulator reads them from files:
 
 - ``.npy``: memory-mapped (header, checks), its strips read from the file one at a time (numpy only);
-- ``.tif`` / ``.tiff`` (BigTIFF, tiled or stripped): read and decoded a tile or strip at a time with ``tifffile``;
-  memory holds one band of tiles (or a strip) plus one output strip, independent of the frame size;
+- ``.tif`` / ``.tiff`` (BigTIFF, tiled or stripped): read and decoded a tile or strip at a time with ``tifffile``
+  (:mod:`.frame_tiff`: every size the file states bounded first, segments placed by their index);
 - ``.png`` / ``.jpg`` / ``.pgm`` / ``.ppm``: the header is read first (size and memory checks run before any
   pixel is decoded), then the file is decoded whole through :mod:`edgeae.imagedecode`, the one decoding path
   of flight and ground (pyspng, simplejpeg and numpy, all in the flight extras; no OpenCV). A damaged file
@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,33 +29,14 @@ import numpy as np
 
 from edgeae._optional import MissingDependencyError, require
 
+from .frame_tiff import TiffFrame as TiffFrame
+from .frame_types import FrameError as FrameError
+from .frame_types import FrameHeader as FrameHeader
+from .frame_types import FrameMemoryError as FrameMemoryError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm")
 TIFF_SUFFIXES = (".tif", ".tiff")
 FRAME_SUFFIXES = (".npy", *TIFF_SUFFIXES, *IMAGE_SUFFIXES)
-
-
-class FrameError(ValueError):
-    """A frame could not be read (unreadable file, unsupported layout)."""
-
-
-class FrameMemoryError(FrameError):
-    """An intact frame could not be read for want of memory (the decoder's allocation failed): not the file's
-    fault; the loop drops it ``memory_unavailable`` (:mod:`.frame_run`), not ``unreadable``."""
-
-
-@dataclass(frozen=True)
-class FrameHeader:
-    """Shape and sample type of a frame, known before any pixel is read."""
-
-    source: str
-    height: int
-    width: int
-    channels: int
-    dtype: np.dtype[Any]
-
-    @property
-    def nbytes(self) -> int:
-        return self.height * self.width * self.channels * self.dtype.itemsize
 
 
 class FrameReader(Protocol):
@@ -127,136 +108,6 @@ class ArrayFrame:
                         raise FrameError(f"{self.header.source}: .npy data ends within rows {r0}-{r0 + len(strip)}")
                     done += got
                 yield r0, strip
-
-
-class TiffFrame:
-    """Streams the first page of a (Big)TIFF in row strips without reading the whole image."""
-
-    def __init__(self, path: Path) -> None:
-        tifffile = require("tifffile")
-        self.path = path
-        try:
-            with tifffile.TiffFile(path) as tf:
-                page = tf.pages[0]
-                shape, dtype = page.shape, np.dtype(page.dtype)
-                self.tiled = bool(page.is_tiled)
-                # the rows a band of tiles (or a TIFF strip) holds: what :meth:`_bands` decodes at a time
-                self.band_rows = int(min(page.tilelength if page.is_tiled else page.rowsperstrip or 1 << 62, shape[0]))
-                # a pyramid's reduced levels (SubIFDs, reduced-resolution pages) are not frames
-                n_pages = sum(1 for pg in tf.pages if not getattr(pg, "is_reduced", False))
-        except Exception as exc:  # tifffile raises many types for damaged files
-            raise FrameError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
-        if n_pages != 1:  # page 0 alone would drop the others without a word
-            raise FrameError(f"{path}: a TIFF of {n_pages} pages; firmware-sim takes one frame per file")
-        if len(shape) == 2:
-            h, w, c = shape[0], shape[1], 1
-        elif len(shape) == 3 and shape[2] in (1, 3):
-            h, w, c = shape
-        else:
-            raise FrameError(f"{path}: unsupported TIFF layout {shape} (want H×W or H×W×C, contiguous)")
-        self.header = FrameHeader(str(path), int(h), int(w), int(c), dtype)
-        from edgeae.imagedecode import ImageLimits
-
-        limits = ImageLimits.from_env()
-        if h * w > limits.max_pixels:  # streamed, but a header claiming billions of pixels is still refused
-            raise FrameError(
-                f"{path}: {h} x {w} px (height x width) is over the limit of {limits.max_pixels:,} pixels "
-                "(EDGEAE_MAX_IMAGE_PIXELS)"
-            )
-
-    def strips(self, strip_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        h, w, c = self.header.height, self.header.width, self.header.channels
-        out = np.empty((strip_rows, w, c), self.header.dtype)
-        row0 = filled = 0
-        bands = self._read_bands()
-        try:
-            for band in bands:
-                done = 0
-                while done < band.shape[0]:
-                    take = min(strip_rows - filled, band.shape[0] - done)
-                    out[filled : filled + take] = band[done : done + take]
-                    filled += take
-                    done += take
-                    if filled == strip_rows:
-                        yield row0, out
-                        row0, filled = row0 + strip_rows, 0
-                del band  # not held while the next is read
-        finally:  # stopped early (a dropped frame) or failed: the file is closed now, not when garbage is collected
-            bands.close()
-        if filled:
-            yield row0, out[:filled]
-        if row0 + filled != h:
-            raise FrameError(f"{self.path}: TIFF delivered {row0 + filled} rows, header says {h}")
-
-    def _read_bands(self) -> Generator[np.ndarray, None, None]:
-        """:meth:`_bands`, a damaged file's read errors (truncated, corrupt tiles: tifffile raises many types)
-        raised as :class:`FrameError` naming the file, so the loop drops the frame as ``unreadable``; the
-        TiffFile is closed on every way out."""
-        bands = self._bands()
-        try:
-            while True:
-                failure, short = "", False
-                try:
-                    band = next(bands)
-                except StopIteration:
-                    return
-                except (FrameError, MemoryError):
-                    raise
-                except Exception as exc:
-                    from .memory_room import is_out_of_memory
-
-                    failure = f"{self.path}: TIFF data unreadable ({type(exc).__name__}: {exc})"
-                    short = is_out_of_memory(exc)  # tifffile's decoder threads that could not start, ...
-                if failure:  # raised outside the handler: chained to tifffile's error, its traceback would keep this
-                    # reader's frames (band buffers, TiffFile) alive after the drop
-                    if short:
-                        raise FrameMemoryError(failure.replace("TIFF data unreadable", "out of memory reading a TIFF"))
-                    raise FrameError(failure)
-                yield band
-                del band  # not held while the next is read (a strip is the decoded segment itself)
-        finally:
-            bands.close()
-
-    def _bands(self) -> Generator[np.ndarray, None, None]:
-        """Complete rows of tiles (or strips), top to bottom, each (rows, W, C). Each tile or strip is read and decoded
-        alone (file order), its bytes dropped before the next is read; a strip is handed over as decoded (the plan's
-        ``reader_band``). Until session 40 (fixer h2) ``page.segments`` read a band's bytes and more at a time and held
-        them while reading the next: 7 bands of a stripped TIFF (4 planned), 4.5-4.8 of a tiled one."""
-        tifffile = require("tifffile")
-        h, w, c = self.header.height, self.header.width, self.header.channels
-        with tifffile.TiffFile(self.path) as tf:
-            band: np.ndarray | None = None
-            band_y = -1
-            page, fh = tf.pages[0], tf.filehandle
-            decode, args = page.decode, {"_fullsize": bool(page.is_tiled)}
-            if page.compression in (6, 7, 33007, 34892):  # JPEG: the tables its segments share
-                args.update(jpegtables=page.jpegtables, jpegheader=page.jpegheader)
-            offsets, counts = page.dataoffsets, page.databytecounts
-            for i in sorted(range(min(len(offsets), len(counts))), key=lambda k: offsets[k]):
-                data = None
-                if offsets[i] > 0 and counts[i] > 0:
-                    fh.seek(offsets[i])
-                    data = fh.read(counts[i])
-                seg, idx, _shape = decode(data, i, **args)
-                data = None  # a decoded segment may be a view of it: dropped with the segment
-                y, x = int(idx[2]), int(idx[3])
-                seg = seg.reshape(seg.shape[-3:])  # (th, tw, C)
-                if not page.is_tiled:  # a strip spans the width: no band to assemble
-                    yield seg[: h - y, :w, :c]
-                    seg = None
-                    continue
-                if y != band_y:
-                    if band is not None:
-                        yield band[: h - band_y]
-                    band_y = y
-                    if band is None or band.shape[0] != seg.shape[0]:
-                        band = np.empty((seg.shape[0], w, c), self.header.dtype)
-                tw = min(seg.shape[1], w - x)
-                assert band is not None  # set on the first segment
-                band[:, x : x + tw] = seg[:, :tw, :c]
-                seg = None
-            if band is not None:
-                yield band[: h - band_y]
 
 
 class ImageFileFrame:
