@@ -64,10 +64,18 @@ class ArrayFrame:
     are read from its file into one buffer: read through the map, they stayed in the RSS (until session 40, fixer h2: a
     2048 x 5064 frame held its 10 MiB file by its end). :meth:`release` drops what a check read through the map."""
 
-    def __init__(self, array: np.ndarray, source: str = "array", alpha: bool = False) -> None:
+    def __init__(
+        self, array: np.ndarray, source: str = "array", alpha: bool = False, file_id: tuple[int, int] | None = None
+    ) -> None:
+        """``file_id``: (st_dev, st_ino) of a mapped ``.npy`` taken before it was mapped (:func:`open_frame`); else
+        taken now."""
         self._map: np.memmap[Any, Any] | None = None  # a whole .npy's map, not a slice of one
+        self._file_id = file_id
         if isinstance(array, np.memmap) and array.filename and array.base is getattr(array, "_mmap", None):
             self._map = array
+            if file_id is None:
+                with contextlib.suppress(OSError):  # gone: strips are read through the map
+                    self._file_id = _file_id(os.stat(array.filename))
         self.mapped = isinstance(array, np.memmap)
         self.array = _as_hwc(np.asarray(array), source, alpha)
         h, w, c = self.array.shape
@@ -78,6 +86,9 @@ class ArrayFrame:
             f = None
             with contextlib.suppress(OSError):  # the file gone since it was mapped: read through the map
                 f = open(str(self._map.filename), "rb", buffering=0)  # noqa: SIM115 (closed by _read_strips)
+            if f is not None and _file_id(os.fstat(f.fileno())) != self._file_id:  # another file under its name: one
+                f.close()  # that replaced it since it was mapped (until session 40, fixer h9, read as this frame)
+                f = None
             if f is not None:
                 yield from self._read_strips(f, int(self._map.offset), strip_rows)
                 return
@@ -166,6 +177,10 @@ class ImageFileFrame:
         raise AssertionError("unreachable")
 
 
+def _file_id(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def strips_are_views(reader: Any) -> bool:
     """Whether ``reader``'s strips are views of one array held for the frame, never refilled (a consumer may keep them
     uncopied): a file decoded whole or an array in memory, unwrapped; not a TIFF's, a ``.npy``'s or a wrapper's."""
@@ -190,8 +205,9 @@ def open_frame(path: str | os.PathLike[str]) -> FrameReader:
         raise FileNotFoundError(f"frame file {p} does not exist")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        try:
-            return ArrayFrame(np.load(p, mmap_mode="r", allow_pickle=False), str(p))
+        try:  # the file mapped is the file stat'ed or one that replaced it (then read through its map: ArrayFrame)
+            file_id = _file_id(os.stat(p))
+            return ArrayFrame(np.load(p, mmap_mode="r", allow_pickle=False), str(p), file_id=file_id)
         except ValueError as exc:
             raise FrameError(f"{p}: not a readable .npy array ({exc})") from exc
     if suffix in TIFF_SUFFIXES:

@@ -5,11 +5,13 @@ refused with a ``FrameError`` naming the file and what is wrong; no size a file 
 2. A strip stating 4 GiB of bytes, a tile of 65520 x 65520 px on a 16 x 16 image, a PNG or JPEG segment whose own
    header claims 2048 x 2048 px were allocated as stated (``MemoryError``: the frame dropped ``memory_unavailable``
    and retaken at every run, or a sub-MB file decoded to many MiB on a 64 MiB board).
-3. A planar-separate TIFF of width 3 raised a bare ``ValueError``; a sparse TIFF an ``AttributeError`` message.
+3. A ``.npy`` replaced (renamed over) after it was opened was read by name: another frame's bytes as this one's.
+4. A planar-separate TIFF of width 3 raised a bare ``ValueError``; a sparse TIFF an ``AttributeError`` message.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import tracemalloc
 from pathlib import Path
@@ -193,6 +195,24 @@ def test_a_planar_separate_tiff_is_refused_whatever_its_width(tmp_path: Path, wi
     tifffile.imwrite(path, np.zeros((3, 101, width), np.uint8), planarconfig="separate", photometric="rgb")
     with pytest.raises(FrameError, match=r"planar-separate \(3 planes\)"):
         TiffFrame(path)
+
+
+def test_a_npy_replaced_after_it_was_opened_is_read_as_the_file_opened(tmp_path: Path) -> None:
+    """Before: the strips were the new file's bytes read with the old header (silently another frame)."""
+    from edgeae.firmware_sim.frames import open_frame
+
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 4096, (101, 77), np.uint16), rng.integers(0, 4096, (101, 77), np.uint16)
+    path, new = tmp_path / "f.npy", tmp_path / "new.npy"
+    np.save(path, a)
+    np.save(new, b)
+    reader = open_frame(path)
+    os.replace(new, path)
+    got = np.concatenate([s.copy() for _, s in reader.strips(16)])
+    assert np.array_equal(got[:, :, 0], a)
+    np.save(tmp_path / "g.npy", a)  # not replaced: still read from the file, not the map
+    reader = open_frame(tmp_path / "g.npy")
+    assert np.array_equal(np.concatenate([s.copy() for _, s in reader.strips(16)])[:, :, 0], a)
 
 
 @pytest.mark.parametrize(
