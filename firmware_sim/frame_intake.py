@@ -28,7 +28,7 @@ from .frame_decoders import preload_frame_path as preload_frame_path
 from .frames import ArrayFrame, FrameError, FrameReader, TiffFrame, open_frame
 from .memory_meter import rss_bytes
 from .memory_meter import trim_heap as trim_heap
-from .memory_plan import MemoryPlan, plan_memory, tiled_reader, whole_decode
+from .memory_plan import MemoryPlan, plan_memory, reader_held, tiled_reader, whole_decode
 from .memory_room import address_margin, describe, room_cap, room_detail
 from .mission import Mission, MissionError
 from .packet_check import packet_advice as packet_advice
@@ -254,7 +254,9 @@ def reader_plan(mission: Mission, reader: FrameReader, model_bytes: int, overlap
     with the engine's batches held beside the loop's work when ``overlap`` (the loop does not wait for them)."""
     h, w, whole = reader.header.height, reader.header.width, whole_decode(reader)
     layout, bands, tiled = stored_layout(reader), band_rows(reader), tiled_reader(reader)
-    return plan_memory(mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole, overlap, tiled)
+    return plan_memory(
+        mission, w, h, model_bytes, mission.camera.channels, layout, bands, whole, overlap, tiled, reader_held(reader)
+    )
 
 
 def fast_path(rt: FlightRuntime) -> bool:  # scored on the ScoreEngine (a VAE with an engine): the loop may wait

@@ -115,6 +115,15 @@ def whole_decode(reader: Any) -> WholeDecode | None:
     return WholeDecode(px * (h.channels + alpha), size, 2 if info.format == "png" else 1, views)
 
 
+def reader_held(reader: Any) -> int | None:
+    """What ``reader`` (under any reader wrappers) states its TIFF reading holds (:func:`plan_memory`'s
+    ``reader_bytes``), None for another reader."""
+    while hasattr(reader, "inner"):
+        reader = reader.inner
+    held = getattr(reader, "reader_bytes", None)
+    return held if isinstance(held, int) and held >= 0 else None
+
+
 def tiled_reader(reader: Any) -> bool:
     """Whether ``reader`` (under any reader wrappers) reads a tiled TIFF: :func:`plan_memory`'s ``tiled``."""
     while hasattr(reader, "inner"):
@@ -221,6 +230,7 @@ def plan_memory(
     whole: WholeDecode | None = None,
     overlap: bool = False,
     tiled: bool = False,
+    reader_bytes: int | None = None,
 ) -> MemoryPlan:
     """What a frame of ``width`` × ``height`` (0: unknown) allocates beyond the buffers the boot already holds
     (the model images and the PatchScorer's buffers, listed under ``boot``), on the mission's scoring path.
@@ -232,7 +242,10 @@ def plan_memory(
     the plan of a frame whose loop does not wait for the engine (``FrameWork.wait`` False): its batches are held
     beside every step of the loop, as planned until session 39 (fixer h12); by default they are one more step.
     ``tiled``: a tiled TIFF (:attr:`.frames.TiffFrame.tiled`), whose reader holds its band and a tile or two, not the
-    2.5 bands of a stripped one (``reader_band``).
+    2.5 bands of a stripped one (``reader_band``). ``reader_bytes``: what the frame's TIFF reader states it holds
+    (:attr:`.frame_tiff.TiffFrame.reader_bytes`, from the file's own layout: its compression, byte order, predictor
+    and segment sizes), planned as its ``reader_band`` in place of those bands (since session 40, review r2 #3: a
+    big-endian 16-bit LZW TIFF's reader held 3.4 bands, a float one with the floating-point predictor 2.9-3.3).
 
     The patch batch, top-k store and reconstruction tiles are bounded by what the frame has: no more patches
     than its patch grid, no more check tiles than its tile grid (:func:`recon_check_positions`). What is live at
@@ -281,7 +294,9 @@ def plan_memory(
         # sparse_only grew 1.3-2.8 MiB over its plan; until session 36 two strips, 7.8 MiB short on a NAC strip of
         # 512-row tiles: a frame at sparse_only went over the budget)
         band_bytes = (band_rows or rows) * width * s_channels * s_item
-        items.append(("reader_band", (3 if tiled else 5) * band_bytes // 2))
+        items.append(
+            ("reader_band", reader_bytes if reader_bytes is not None else (3 if tiled else 5) * band_bytes // 2)
+        )
     demosaic = px * (3 * item) if cam.bayer else 0  # its temporaries: the channel-equality check, a float32 block
     if cam.bayer:  # the mosaic plane copied out of the strip and the demosaiced RGB, both held while it runs
         items.append(("demosaic_rgb", px * (3 + 1) * item))

@@ -73,7 +73,13 @@ def test_a_png_on_a_strip_camera_is_planned_decoded_whole_and_a_tiff_by_its_stri
     assert jpg.decode == (tmp_path / "f.jpg").stat().st_size + h * w  # simplejpeg reads the bytes where they are
     tif = _plan(m, _noise(tmp_path / "f.tif", h, w))
     assert tif.decode == 0 and "frame_decoded" not in dict(tif.items)
-    assert tif.as_dict() == plan_memory(m, w, h, 0, 1, (1, np.dtype(np.uint8)), 64, tiled=True).as_dict()  # tiled
+    from edgeae.firmware_sim.frames import open_frame
+
+    held = open_frame(tmp_path / "f.tif").reader_bytes  # type: ignore[union-attr]  # what its reader states (s40)
+    assert (
+        tif.as_dict()
+        == plan_memory(m, w, h, 0, 1, (1, np.dtype(np.uint8)), 64, tiled=True, reader_bytes=held).as_dict()
+    )
 
 
 def _fit(m: Any, frame: Path) -> tuple[Any, Any, dict[str, Any]]:
