@@ -179,7 +179,11 @@ def demosaic_strips(strips: Iterable[tuple[int, np.ndarray]], pattern: str) -> I
         yield pr0, demosaic_bilinear(pplane, shifted(p, pr0), above=above)
 
 
-def looks_like_mosaic(raw: np.ndarray, ratio: float = MOSAIC_RATIO, max_side: int = 512) -> bool:
+MOSAIC_SIDE = 512
+"""The side of the central crop :func:`looks_like_mosaic` tests (a caller may read that crop on its own)."""
+
+
+def looks_like_mosaic(raw: np.ndarray, ratio: float = MOSAIC_RATIO, max_side: int = MOSAIC_SIDE) -> bool:
     """Whether a grey (or equal-channel RGB) frame looks like an undemosaiced colour-filter mosaic.
 
     In a natural image neighbouring pixels differ less than pixels two apart; behind a colour filter

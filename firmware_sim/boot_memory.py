@@ -190,3 +190,23 @@ def scoring_need(held: int, plan: MemoryPlan, least: MemoryPlan, fixed: bool) ->
         f" for frames with no patch scored (sparse_only), {need} MiB to score every patch "
         f"({plan.total:,} B of buffers at nominal)"
     )
+
+
+def largest_type(rt: FlightRuntime, width: int, height: int) -> str:
+    """The run's frame type decoded whole whose plan is the largest (``.png`` of a PNG and JPEG run)."""
+    plans = _whole_plans(rt, width, height)
+    return max(plans, key=lambda s: plans[s].total) if plans else "largest"
+
+
+def every_type(rt: FlightRuntime, held: int, floor: MemoryPlan, width: int, height: int) -> str:
+    """The boot refusal's figure for every frame type of the run to fly at ``sparse_only``, where its floor is the
+    smallest type's (review r3 #2 of session 40: a PNG and JPEG run advised the JPEG's floor, where the PNG frames
+    are all dropped)."""
+    from .budget import LADDER
+    from .frame_intake import level_plan, mib_up
+
+    plan, mixed = boot_plan(rt, width, height)
+    most = max(level_plan(p, LADDER[-1]).total for p in [plan, *([] if mixed is None else [mixed[1]])])
+    if mib_up(held + HELD_RISE + most) <= mib_up(held + HELD_RISE + floor.total):
+        return ""
+    return f" ({mib_up(held + HELD_RISE + most)} MiB for every frame type of the run)"

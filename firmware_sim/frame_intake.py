@@ -17,7 +17,7 @@ import numpy as np
 from edgeae._optional import MissingDependencyError
 
 from .boot_memory import HELD_RISE as HELD_RISE
-from .boot_memory import _whole_plans, boot_plan, least_plan, scoring_need
+from .boot_memory import boot_plan, every_type, largest_type, least_plan, scoring_need
 from .budget import LADDER, Level
 from .cli_advice import fewer_threads
 from .faults import SimulatedReboot
@@ -287,15 +287,23 @@ def colour_filter(rt: FlightRuntime, reader: FrameReader, rec: dict[str, Any]) -
         wrapped = Demosaiced(reader, pattern)  # the stored channels were checked (1 or 3)
         rec["camera"] = wrapped.info  # updated while streaming: demosaiced turns true when it is
         return wrapped
-    mosaic = isinstance(reader, ArrayFrame) and looks_like_mosaic(reader.array)
-    if isinstance(reader, ArrayFrame):
-        reader.release()  # what the check mapped of a .npy (4-6 MiB): not held by the frame's memory check (h2, s40)
+    mosaic = isinstance(reader, ArrayFrame) and looks_like_mosaic(mosaic_crop(reader))
     if mosaic:
         rec["flags"].append("looks_like_bayer_mosaic")
         rec["camera"] = {"bayer": None, "demosaiced": False, "looks_like_mosaic": True}
         rt.tm.write("event", kind="looks_like_bayer_mosaic", source=rec["source"],
                     hint='set [camera] bayer = "RGGB" (or the sensor\'s pattern) to demosaic it')  # fmt: skip
     return reader
+
+
+def mosaic_crop(reader: ArrayFrame) -> np.ndarray:
+    """The central crop :func:`edgeae.bayer.looks_like_mosaic` tests, read on its own (a mapped ``.npy``'s from its
+    file: through the map it left 4-6 MiB resident, in no plan, review r3 #1 of session 40)."""
+    from edgeae.bayer import MOSAIC_SIDE
+
+    h, w = reader.header.height, reader.header.width
+    y0, x0 = max(0, (h - MOSAIC_SIDE) // 2) & ~1, max(0, (w - MOSAIC_SIDE) // 2) & ~1
+    return reader.crop(y0, y0 + MOSAIC_SIDE, x0, x0 + MOSAIC_SIDE)
 
 
 def check_fixed_camera(rt: FlightRuntime) -> None:
@@ -371,23 +379,6 @@ def check_loaded_memory(rt: FlightRuntime) -> list[str]:
     for w in warnings:
         rt.tm.write("event", kind="boot_warning", detail=w)
     return warnings
-
-
-def largest_type(rt: FlightRuntime, width: int, height: int) -> str:
-    """The run's frame type decoded whole whose plan is the largest (``.png`` of a PNG and JPEG run)."""
-    plans = _whole_plans(rt, width, height)
-    return max(plans, key=lambda s: plans[s].total) if plans else "largest"
-
-
-def every_type(rt: FlightRuntime, held: int, floor: MemoryPlan, width: int, height: int) -> str:
-    """The boot refusal's figure for every frame type of the run to fly at ``sparse_only``, where its floor is the
-    smallest type's (review r3 #2 of session 40: a PNG and JPEG run advised the JPEG's floor, where the PNG frames
-    are all dropped)."""
-    plan, mixed = boot_plan(rt, width, height)
-    most = max(level_plan(p, LADDER[-1]).total for p in [plan, *([] if mixed is None else [mixed[1]])])
-    if mib_up(held + HELD_RISE + most) <= mib_up(held + HELD_RISE + floor.total):
-        return ""
-    return f" ({mib_up(held + HELD_RISE + most)} MiB for every frame type of the run)"
 
 
 def usable_cores() -> int | None:
