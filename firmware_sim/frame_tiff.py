@@ -28,6 +28,46 @@ BOUNDED_COMPRESSIONS |= {50000: "ZSTD", 34926: "ZSTD", 7: "JPEG", 34933: "PNG"}
 _MIB = 1 << 20
 
 
+# Without imagecodecs (the flight extras do not install it) tifffile inflates deflate and LZMA with the standard library
+# and PackBits in Python, each to whatever the data holds: a 65 KB deflate strip held 142-566 MiB, a 2 MB one raised
+# MemoryError at 2 GiB (review r4 #1 of session 40); imagecodecs decodes into the segment's own buffer. Without it
+# each such segment's decoded size is found first, within the segment's bytes (``max_length``; PackBits by its run
+# headers), and a segment that would decode to more is refused. LZMA and PackBits are checked with imagecodecs too:
+# it decoded an LZMA bomb's first bytes into the segment's buffer and took the strip as good.
+_CAPPED = (8, 32946, 34925, 32773)
+LZMA_MEMLIMIT = 40 << 20
+
+
+def _has_imagecodecs() -> bool:
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_inflated(data: bytes, compression: int, limit: int, what: str) -> None:
+    """Refuse a deflate, LZMA or PackBits segment that decodes to more than ``limit`` bytes, holding at most ``limit``
+    + 1 of its output while finding out (PackBits: none, its run headers give the size)."""
+    import lzma
+    import zlib
+
+    if compression == 32773:
+        n, i, end = 0, 0, len(data)
+        while i < end and n <= limit:
+            b = data[i]
+            n, i = (n + b + 1, i + b + 2) if b < 128 else (n + 257 - b, i + 2) if b > 128 else (n, i + 1)
+    else:
+        try:
+            # LZMA's dictionary is the stream's to state: its decoder held to 40 MiB (presets 0-8; 9 needs 65 MiB)
+            d = zlib.decompressobj() if compression in (8, 32946) else lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT)
+            n = len(d.decompress(data, limit + 1))
+        except (zlib.error, lzma.LZMAError) as exc:
+            raise FrameError(f"{what}: its {len(data):,} bytes do not decompress ({exc})") from None
+    if n > limit:
+        raise FrameError(f"{what} decompresses to more than its {limit:,} bytes of samples (a damaged file)")
+
+
 def _up16(n: int) -> int:
     return -(-n // 16) * 16
 
@@ -188,6 +228,8 @@ class TiffFrame:
             raise FrameError(f"{what} starts at byte {offset:,}, past the end of the {self.file_size:,}-byte file")
         fh.seek(offset)
         data: bytes = fh.read(min(count, self.file_size - offset))  # read(n) allocates n bytes first
+        if self.compression in _CAPPED and (self.compression not in (8, 32946) or not _has_imagecodecs()):
+            _check_inflated(data, self.compression, self.segment_bytes, what)
         if self.compression in (7, 34933):  # JPEG, PNG: decoded to the size their own header states
             size, (rows, width) = _embedded_size(data, self.compression), self._seg
             bound = (rows if self.tiled else _up16(min(rows, self.header.height)), _up16(width))
