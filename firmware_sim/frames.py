@@ -94,7 +94,8 @@ class ArrayFrame:
         file, as its strips are, so no page of the map becomes resident (the mosaic check's central crop left 4-6 MiB
         of the map in the RSS, in no plan: review r3 #1 of session 40); else copied from :attr:`array`."""
         h, w, c = self.header.height, self.header.width, self.header.channels
-        y0, y1, x0, x1 = max(0, y0), min(y1, h), max(0, x0), min(x1, w)
+        y0, x0 = min(max(0, y0), h), min(max(0, x0), w)  # clipped alike on both paths (a negative end: empty)
+        y1, x1 = max(y0, min(y1, h)), max(x0, min(x1, w))
         f = self._file()
         if f is None or self._map is None:
             return np.array(self.array[y0:y1, x0:x1])

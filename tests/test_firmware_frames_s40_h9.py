@@ -226,6 +226,8 @@ def test_a_npy_replaced_after_it_was_opened_is_read_as_the_file_opened(tmp_path:
         {"rowsperstrip": 64, "compression": "lzw", "dtype": np.uint8},  # 2.4
         {"tile": (64, 512), "width": 300, "dtype": np.uint8},  # a tile wider than the image: 2.9 (1.5 planned)
         {"tile": (64, 64), "compression": "lzw", "predictor": True, "byteorder": ">"},  # 1.44
+        {"rowsperstrip": 64, "bitspersample": 12},  # bit-packed: unpacked into a new array (review r4 #2: 1.77x)
+        {"tile": (64, 64), "bitspersample": 12},
     ],
     ids=[
         "u16be-lzw",
@@ -236,6 +238,8 @@ def test_a_npy_replaced_after_it_was_opened_is_read_as_the_file_opened(tmp_path:
         "u8-lzw",
         "wide-tile",
         "tile",
+        "u12-packed",
+        "u12-packed-tile",
     ],
 )
 def test_a_tiff_reader_holds_no_more_than_its_reader_bytes(tmp_path: Path, kw: dict) -> None:
@@ -248,7 +252,8 @@ def test_a_tiff_reader_holds_no_more_than_its_reader_bytes(tmp_path: Path, kw: d
     kw = dict(kw)
     dtype, width = np.dtype(kw.pop("dtype", np.uint16)), kw.pop("width", 512)
     rng = np.random.default_rng(2)
-    img = rng.standard_normal((256, width)).astype(dtype) if dtype.kind == "f" else rng.integers(0, 255, (256, width))
+    top = 4096 if kw.get("bitspersample") == 12 else 255
+    img = rng.standard_normal((256, width)).astype(dtype) if dtype.kind == "f" else rng.integers(0, top, (256, width))
     img = img.astype(dtype)
     path = tmp_path / "f.tif"
     tifffile.imwrite(path, img, **kw)
@@ -265,4 +270,7 @@ def test_a_tiff_reader_holds_no_more_than_its_reader_bytes(tmp_path: Path, kw: d
     assert np.array_equal(got, img)
     band = reader.band_rows * img[0].nbytes
     assert peak <= reader.reader_bytes, (peak / band, reader.reader_bytes / band)
-    assert reader.reader_bytes <= peak + 0.25 * band + (1 << 16)  # not planned far over what is held
+    # not planned far over what is held; a big-endian float-predicted segment is counted as copied twice (once for
+    # each: a 1024 x 2048 LZW one held 1.01 times one copy, review r4 #2), which deflate's path does not need
+    slack = 1.25 if kw.get("byteorder") == ">" and kw.get("predictor") == 3 else 0.25
+    assert reader.reader_bytes <= peak + slack * band + (1 << 16)

@@ -19,9 +19,11 @@ def test_the_crop_read_from_the_file_is_the_arrays(tmp_path: Path, shape: tuple[
     reader = open_frame(tmp_path / "f.npy")
     assert isinstance(reader, ArrayFrame) and reader.mapped
     hwc = a.reshape(a.shape[0], a.shape[1], -1)
-    for y0, y1, x0, x1 in [(0, 512, 0, 512), (10, 20, 3, 400), (-4, 1000, 2, 2000), (7, 7, 0, 5)]:
+    for y0, y1, x0, x1 in [(0, 512, 0, 512), (10, 20, 3, 400), (-4, 1000, 2, 2000), (7, 7, 0, 5), (3, -2, 0, 4)]:
         got = reader.crop(y0, y1, x0, x1)
-        want = hwc[max(0, y0) : y1, max(0, x0) : x1]
+        want = hwc[max(0, y0) : max(max(0, y0), y1), max(0, x0) : x1]  # a negative end: nothing
+        mem = ArrayFrame(np.ascontiguousarray(hwc)).crop(y0, y1, x0, x1)  # the in-memory path, clipped alike
+        assert mem.shape == want.shape and np.array_equal(mem, want)
         assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
         assert not np.shares_memory(got, reader.array)
 
