@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUDGET_MB = 200.0
 ARTIFACT = {"flight-tflite": ".tflite", "flight-onnx": ".onnx"}
 # (extra, mission) pairs whose boot refusal for memory README and docs/firmware_sim.md state as a shortfall:
-# onnxruntime's sessions hold ~52 MiB of the orbital mission's 64 MiB, so not even sparse_only fits
+# onnxruntime's sessions hold ~52 MiB of the orbital mission's 64 MiB: a boot given too little for any frame is refused
 STATED_SHORTFALLS = {("flight-onnx", "orbital_nac")}
 BOOT_MEMORY_REFUSAL = "after the models loaded the process holds"  # firmware_sim/frame_intake.check_loaded_memory
 
