@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 BUDGET_MB = 200.0
 ARTIFACT = {"flight-tflite": ".tflite", "flight-onnx": ".onnx"}
 # (extra, mission) pairs whose boot refusal for memory README and docs/firmware_sim.md state as a shortfall:
-# onnxruntime's sessions hold ~52 MiB of the orbital mission's 64 MiB: a boot given too little for any frame is refused
+# onnxruntime's sessions hold ~52 MiB of the orbital mission's 64 MiB: the boot is refused where no frame fits (on a
+# machine whose interpreters hold more), else (session 40, this machine) the TIFF flies and the PNG and JPEG frames,
+# decoded whole, are dropped memory_budget under a boot WARNING naming the budget they need
 STATED_SHORTFALLS = {("flight-onnx", "orbital_nac")}
 BOOT_MEMORY_REFUSAL = "after the models loaded the process holds"  # firmware_sim/frame_intake.check_loaded_memory
 
@@ -119,6 +121,10 @@ def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: floa
                 for x in recs
                 if "status" in x and "source" in x
             }
+            entry["boot_warnings"] = [x.get("detail", "") for x in recs if x.get("kind") == "boot_warning"]
+        reasons = set(entry.get("drop_reasons") or {})
+        if r.returncode == 0 and reasons == {"memory_budget"} and (extra, mission) in STATED_SHORTFALLS:
+            entry["stated_shortfall"] = True  # since session 40 the boot flies what fits and warns of the rest
         if r.returncode != 0:
             entry["stderr"] = r.stderr[-1500:]
         if r.returncode == 2 and BOOT_MEMORY_REFUSAL in r.stderr:

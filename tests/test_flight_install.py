@@ -23,11 +23,19 @@ def test_flight_extra_runs_both_missions_without_opencv(tmp_path: Path, extra: s
     assert r["heavy_modules_present"] == []  # no OpenCV, torch or Pillow came with it
     for mission, run in r["missions"].items():
         if extra == "flight-onnx" and mission == "orbital_nac":
-            # a stated shortfall (README, docs/firmware_sim.md): onnxruntime's sessions hold ~52 MiB of the
-            # orbital mission's 64 MiB, so not even sparse_only fits beside a frame's buffers and the boot is
-            # refused (exit 2, one line naming the budget to raise, no frame taken); LiteRT flies all three
-            assert run["rc"] == 2 and run.get("boot_refused") == "memory" and run["stated_shortfall"], run
-            assert "raise [budget] memory_bytes to at least" in run["stderr"] and "frames" not in run, run
+            # a stated shortfall (README, docs/firmware_sim.md): onnxruntime's sessions hold ~52 MiB of the orbital
+            # mission's 64 MiB. Where no frame fits (a machine whose interpreters hold more: the CI machine's held 7 MiB
+            # more) the boot is refused (exit 2, one line naming the budget to raise, no frame taken); here since
+            # session 40 the TIFF flies sparse_only and the PNG and JPEG, decoded whole, are dropped memory_budget
+            # under a boot WARNING naming the budget they need. LiteRT flies all three
+            assert run["stated_shortfall"], run
+            if run["rc"] == 2:
+                assert run.get("boot_refused") == "memory" and "frames" not in run, run
+                assert "raise [budget] memory_bytes to at least" in run["stderr"], run
+            else:
+                assert run["rc"] == 0 and run["per_frame"]["orbital_nac.tif"] == "processed", run
+                assert run["drop_reasons"] == {"memory_budget": 2}, run
+                assert any("they will be dropped memory_budget" in w for w in run["boot_warnings"]), run
             continue
         assert run["rc"] == 0, (mission, run.get("stderr"))
         f = run["frames"]
@@ -36,7 +44,8 @@ def test_flight_extra_runs_both_missions_without_opencv(tmp_path: Path, extra: s
     assert r["bench"]["rc"] == 0, r["bench"]
     assert rc == 0
     # a stated shortfall (README, docs/firmware_sim.md): over the target by what session 38 measured (201.7-201.9 and
-    # 206.1-206.3 MB: a checkout and a clean clone differ by ~0.2 MB), plus 0.5 MB, and no more
+    # 206.1-206.3 MB: a checkout and a clean clone differ by ~0.2 MB), plus 0.5 MB, and no more (session 40: 202.1 and
+    # 206.5 MB)
     assert r["venv_mb"] <= {"flight-tflite": 202.4, "flight-onnx": 206.8}[extra], (r["venv_mb"], r["largest_mb"])
     if r["venv_mb"] > BUDGET_MB:
         pytest.xfail(
