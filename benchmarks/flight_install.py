@@ -170,6 +170,12 @@ def _mission_cell(m: str, e: dict[str, Any]) -> str:
     text = f"{m}: rc {e['rc']}, {f.get('downlinked', 0) + f.get('queued', 0)}/{f.get('acquired', 0)} processed"
     if "frames" not in e:
         text += ", NO summary"
+    dropped = {k: v for k, v in (e.get("drop_reasons") or {}).items() if v}
+    if dropped:
+        reasons = ", ".join(f"{k} x{v}" for k, v in sorted(dropped.items()))
+        text += f", dropped {reasons}" + (
+            " (a stated shortfall, under a boot WARNING)" if e.get("stated_shortfall") else ""
+        )
     if e.get("flew_without"):
         text += f", flew WITHOUT its {' and '.join(e['flew_without'])} model"
     return text
