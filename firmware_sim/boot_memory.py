@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .memory_plan import WHOLE_FILE_COPIES, MemoryPlan, WholeDecode, camera_decode, plan_memory
@@ -57,6 +58,27 @@ def largest_files(paths: Iterable[str | os.PathLike[str]]) -> dict[str, int]:
             with contextlib.suppress(OSError):
                 largest[suffix] = max(largest.get(suffix, 0), os.stat(p).st_size)
     return largest
+
+
+def tiff_reader_bytes(paths: Iterable[str | os.PathLike[str]], most: int = 16) -> int | None:
+    """The most that the readers of the run's TIFF frames state they hold (:attr:`.frame_tiff.TiffFrame.reader_bytes`,
+    from each file's header: its compression, byte order, predictor and segment sizes), over its ``most`` largest TIFF
+    files (a camera's frames share a layout); None when the run has none, or none opens (its frames are dropped when
+    they are reached). What ``run`` tells the boot (``FlightRuntime(reader_bytes=...)``): until session 40 the boot
+    planned a TIFF's reader at 2.5 bands (1.5 tiled), under what a big-endian LZW strip's holds (3.4)."""
+    from .frame_tiff import TiffFrame
+    from .frame_types import FrameError
+
+    sized = []
+    for p in paths:
+        if os.path.splitext(os.fspath(p))[1].lower() in (".tif", ".tiff"):
+            with contextlib.suppress(OSError):
+                sized.append((os.stat(p).st_size, os.fspath(p)))
+    held = []
+    for _, p in sorted(sized, reverse=True)[:most]:
+        with contextlib.suppress(FrameError, OSError, ImportError):
+            held.append(TiffFrame(Path(p)).reader_bytes)
+    return max(held) if held else None
 
 
 def told_file_bytes(given: int | None, types: set[str] | None) -> dict[str, int] | None:
@@ -126,12 +148,13 @@ def boot_plan(rt: FlightRuntime, width: int, height: int) -> tuple[MemoryPlan, t
     args = (m, width, height, rt._model_bytes(), m.camera.channels)
     types = sorted(getattr(rt, "frame_types", None) or ())
     plans = _whole_plans(rt, width, height)
+    held = getattr(rt, "reader_bytes", None)  # the run's TIFF readers' own figure (run: --frames)
     if not plans:
-        return plan_memory(*args), None
+        return plan_memory(*args, reader_bytes=held), None
     if len(plans) == len(types):
         return max(plans.values(), key=lambda p: p.total), None
     worst = max(plans, key=lambda s: plans[s].total)
-    return plan_memory(*args), (", ".join(plans), plans[worst])
+    return plan_memory(*args, reader_bytes=held), (", ".join(plans), plans[worst])
 
 
 def least_plan(rt: FlightRuntime, width: int, height: int) -> MemoryPlan:

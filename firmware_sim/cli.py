@@ -49,7 +49,7 @@ from .cli_outputs import (
 )
 from .cli_overrides import _check_named_model as _check_named_model  # tests call it from here
 from .cli_overrides import _mission_for
-from .cli_preflight import _check_inject, _check_out_folder, _sigterm_as_ctrl_c
+from .cli_preflight import _check_inject, _check_out_folder, _frame_types, _sigterm_as_ctrl_c
 from .cli_run_end import EXIT_ALL_DROPPED as EXIT_ALL_DROPPED
 from .cli_run_end import run_status
 from .faults import SimulatedReboot
@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
-    from .boot_memory import largest_files
+    from .boot_memory import largest_files, tiff_reader_bytes
     from .frames import collect_frames
     from .loop import FlightRuntime
     from .queue import IndexNotSaved
@@ -100,6 +100,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
     try:  # the folder stays held until the report is written (rt.release below): no other run writes it meanwhile
         types = {Path(f).suffix.lower() for f in found.files}  # only their decoders are loaded at boot
         largest = largest_files(found.files)  # their decode is planned with the largest file's bytes (stat only)
+        tiff_held = tiff_reader_bytes(found.files)  # a TIFF's reader as its header says (headers only)
         rt = FlightRuntime(
             mission,
             args.out,
@@ -108,6 +109,7 @@ def _run_mission(args: argparse.Namespace, signals: list[str]) -> int:
             keep_held=True,
             frame_types=types,
             frame_bytes=largest,
+            reader_bytes=tiff_held,
             fresh=args.fresh,  # the state removed once the boot holds the folder
         )
     except (IndexNotSaved, TelemetryNotWritten, StateNotSaved) as exc:  # the state cannot be written: not a user error
@@ -195,20 +197,6 @@ def _check(args: argparse.Namespace) -> int:
         finally:
             rt.close()
     return EXIT_DEGRADED if rt.models.refused else 0  # a run would fly, without the refused model
-
-
-def _frame_types(given: list[str] | None) -> set[str] | None:
-    """``check --frame-type`` values as the suffixes a run takes from its frames (``.jpg``; ``jpg`` and ``JPG`` too),
-    or None when none was given; an unknown type is a user error naming the known ones."""
-    from .frames import FRAME_SUFFIXES
-
-    if not given:
-        return None
-    types = {("" if t.startswith(".") else ".") + t.lower() for t in given}
-    unknown = sorted(t for t in types if t not in FRAME_SUFFIXES)
-    if unknown:
-        raise MissionError(f"--frame-type {', '.join(unknown)}: not a frame type; expected one of {FRAME_SUFFIXES}")
-    return types
 
 
 def _mission_arguments(r: argparse.ArgumentParser) -> None:

@@ -102,3 +102,18 @@ def _check_out_folder(out: Path) -> None:
             os.rmdir(made)
         except OSError:
             break
+
+
+def _frame_types(given: list[str] | None) -> set[str] | None:
+    """``check --frame-type`` values as the suffixes a run takes from its frames (``.jpg``; ``jpg`` and ``JPG`` too),
+    or None when none was given; an unknown type is a user error naming the known ones."""
+    from .frames import FRAME_SUFFIXES
+    from .mission_sections import MissionError
+
+    if not given:
+        return None
+    types = {("" if t.startswith(".") else ".") + t.lower() for t in given}
+    unknown = sorted(t for t in types if t not in FRAME_SUFFIXES)
+    if unknown:
+        raise MissionError(f"--frame-type {', '.join(unknown)}: not a frame type; expected one of {FRAME_SUFFIXES}")
+    return types

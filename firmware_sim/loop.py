@@ -125,6 +125,7 @@ class FlightRuntime:
         frame_types: Collection[str] | None = None,
         fresh: bool = False,
         frame_bytes: Mapping[str, int] | None = None,
+        reader_bytes: int | None = None,
     ) -> None:
         self.m = mission
         self.out = Path(out_dir)
@@ -136,6 +137,9 @@ class FlightRuntime:
         # the largest file of each frame type decoded whole (PNG, JPEG, PNM) among them, when known: the boot plans
         # its decode with those bytes (boot_memory.whole_decode_at_boot; else a stated bound)
         self.frame_bytes = dict(frame_bytes) if frame_bytes is not None else None
+        # what the run's TIFF frames' readers state they hold (boot_memory.tiff_reader_bytes), when known: the boot
+        # plans a TIFF's reader with it (else 2.5 bands, 1.5 tiled)
+        self.reader_bytes = reader_bytes
         existed = self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         try:  # before any state is read: another run writing this folder refuses this one (FolderBusy), untouched

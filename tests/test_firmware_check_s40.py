@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -66,3 +68,28 @@ def test_frame_bytes_that_cannot_apply_are_refused(extra: list[str], says: str) 
     """Review r3 #5 of session 40: 0, absurd sizes and a TIFF-only run's --frame-bytes were taken silently."""
     r = _check(*extra)
     assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_runs_boot_plans_a_tiffs_reader_by_what_its_header_states(tmp_path: Path) -> None:
+    """Since session 40 a frame's plan takes its TIFF reader's own figure (``reader_bytes``); the run's boot now does
+    too, from the headers of its largest TIFF frames (it planned 2.5 bands: under a big-endian LZW strip's 3.4)."""
+    import numpy as np
+    import tifffile
+    from edgeae.firmware_sim.boot_memory import boot_plan, tiff_reader_bytes
+    from edgeae.firmware_sim.frames import TiffFrame
+    from edgeae.firmware_sim.mission import load_mission
+
+    a = np.random.default_rng(0).integers(0, 255, (256, 512), np.uint16)
+    tifffile.imwrite(tmp_path / "raw.tif", a, rowsperstrip=64)
+    tifffile.imwrite(tmp_path / "be_lzw.tif", a, rowsperstrip=64, compression="lzw", byteorder=">")
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    (tmp_path / "f.png").write_bytes(b"not read")
+    paths = sorted(tmp_path.iterdir())
+    want = max(TiffFrame(tmp_path / n).reader_bytes for n in ("raw.tif", "be_lzw.tif"))
+    assert tiff_reader_bytes(paths) == want and tiff_reader_bytes([tmp_path / "f.png"]) is None
+    m = load_mission("orbital_nac")
+    rt = SimpleNamespace(m=m, _model_bytes=lambda: 0, frame_types={".tif"}, frame_bytes=None, reader_bytes=want)
+    plan, mixed = boot_plan(rt, 512, 256)  # type: ignore[arg-type]
+    assert mixed is None and dict(plan.items)["reader_band"] == want
+    rt.reader_bytes = None  # not told: the bands as before
+    assert dict(boot_plan(rt, 512, 256)[0].items)["reader_band"] != want  # type: ignore[arg-type]
