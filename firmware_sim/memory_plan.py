@@ -81,10 +81,18 @@ class WholeDecode:
     file: int = 0
     file_copies: int = 1
     views: bool = False
+    work: int = 0  # the decoder's own working memory at the peak (:data:`JPEG_WORK` for a JPEG)
 
     @property
     def peak(self) -> int:
-        return self.file_copies * self.file + self.decoded
+        return self.file_copies * self.file + self.decoded + self.work
+
+
+# libjpeg-turbo's working memory (simplejpeg) beside the file and the image: a JPEG frame at ``sparse_only``, whose
+# plan is its decode's peak, grew 0.46-0.71 MiB over it on the HiRISE browse strips and the 2048 x 5064 frame in
+# onnxruntime and LiteRT (benchmarks/plan_residuals.py, session 40), and at the orbital mission's 64 MiB in the
+# flight-onnx venv the JPEG flew 0.2 MiB over the budget; planned since session 40
+JPEG_WORK = 1 << 20
 
 
 # the frame types decoded whole (frames.IMAGE_SUFFIXES) and their file's copies at the decode's peak, for the boot
@@ -112,7 +120,8 @@ def whole_decode(reader: Any) -> WholeDecode | None:
     except (OSError, ValueError):  # ValueError: edgeae._headers.ImageReadError
         return WholeDecode(px * h.channels, views=views)
     alpha = 1 if info.has_alpha else 0
-    return WholeDecode(px * (h.channels + alpha), size, 2 if info.format == "png" else 1, views)
+    work = JPEG_WORK if info.format == "jpeg" else 0
+    return WholeDecode(px * (h.channels + alpha), size, 2 if info.format == "png" else 1, views, work)
 
 
 def reader_held(reader: Any) -> int | None:
@@ -139,7 +148,8 @@ def camera_decode(mission: Mission, suffix: str) -> WholeDecode | None:
         return None
     item = 1 if cam.bit_depth <= 8 else 2
     views = not cam.bayer  # a colour-filter camera's frames are demosaiced strip by strip, into the prefetch ring
-    return WholeDecode(cam.height * cam.width * cam.channels * item, 0, WHOLE_FILE_COPIES[suffix.lower()], views)
+    work = JPEG_WORK if suffix.lower() in (".jpg", ".jpeg") else 0
+    return WholeDecode(cam.height * cam.width * cam.channels * item, 0, WHOLE_FILE_COPIES[suffix.lower()], views, work)
 
 
 def patch_grid(mission: Mission, width: int, height: int) -> int | None:

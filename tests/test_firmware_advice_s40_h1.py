@@ -58,8 +58,11 @@ def _memory_lines(rt: Any) -> list[str]:
     ]
 
 
-def test_check_gives_frames_decoded_whole_their_own_verdict(tmp_path: Path) -> None:
+def test_check_gives_frames_decoded_whole_their_own_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeae.firmware_sim import memory_plan
     from edgeae.firmware_sim.boot_memory import HELD_RISE
+
+    monkeypatch.setattr(memory_plan, "JPEG_WORK", 0)  # the advice's logic, on plans without the decoder's 1 MiB
     from edgeae.firmware_sim.budget import LADDER
     from edgeae.firmware_sim.frame_intake import level_plan
 
@@ -117,8 +120,10 @@ def test_check_lines_print_both_verdicts_for_a_strip_camera(tmp_path: Path) -> N
 
 
 def test_the_room_check_plans_the_frame_types_it_is_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeae.firmware_sim import memory_room
+    from edgeae.firmware_sim import memory_plan, memory_room
     from edgeae.firmware_sim.mission import MissionError
+
+    monkeypatch.setattr(memory_plan, "JPEG_WORK", 0)  # a JPEG whose decode peak is under its buffers at nominal
 
     m = _mission(tmp_path, HELD)
     told = {".jpg": 64 * 1024}  # a small file: its decode peak under its buffers at nominal
