@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.machine import machine_info
 
 MIB = 2**20
 ROOMY = 256 * MIB
@@ -154,29 +155,6 @@ def row(label: str, runtime: str, level: str, rec: dict[str, Any]) -> dict[str, 
     return r
 
 
-def machine() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    versions: dict[str, str | None] = {}
-    for pkg in ("onnxruntime", "ai-edge-litert", "numpy"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "cpu": _cpu_model(), "load_1_5_15": os.getloadavg(), **versions}  # fmt: skip
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     def mib(v: Any) -> str:
         return "" if v is None else f"{v / MIB:+.2f}" if isinstance(v, int) and v < 0 else f"{v / MIB:.2f}"
@@ -202,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", nargs="+", default=["nominal", "sparse_only"], choices=["nominal", "sparse_only"])
     ap.add_argument("--only", nargs="*", default=[], help="frames whose label contains one of these")
     a = ap.parse_args(argv)
-    info = machine()
+    info = {**machine_info(), "load_1_5_15": os.getloadavg()}  # benchmarks/machine.py's record
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for mission, label, path in frame_set(a.data, a.work):

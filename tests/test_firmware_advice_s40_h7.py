@@ -21,28 +21,18 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _helpers_firmware import ADVICE_HELD, advice_mission, advice_runtime
 
 pytest.importorskip("onnx")
 
 MIB = 2**20
-HELD = 16 * MIB
+HELD = ADVICE_HELD
 
 
-def _mission(tmp_path: Path, budget: int, height: int = 4096, width: int = 2048) -> Any:
-    from edgeae.firmware_sim.testing import small_mission, tiny_models
-
-    m = small_mission(tiny_models(tmp_path / "models"), reconstruction={"mode": "off"}, runtime={"threads": 1},
-                      camera={"source": "strips", "height": height, "width": width}, anomaly={"batch": 8})  # fmt: skip
-    return dataclasses.replace(m, budget=dataclasses.replace(m.budget, memory_bytes=budget, board_memory="budget-only"))
-
-
-def _rt(m: Any, types: set[str] | None, sizes: dict[str, int] | None = None) -> Any:
-    return SimpleNamespace(m=m, rss_loaded=HELD, rss_boot=0, _model_bytes=lambda: 0, frame_types=types,
-                           frame_bytes=sizes, tm=SimpleNamespace(write=lambda *a, **k: None))  # fmt: skip
+_mission, _rt = advice_mission, advice_runtime  # tests/_helpers_firmware.py
 
 
 def _refusal(m: Any, types: set[str], sizes: dict[str, int] | None = None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import process_in_a_fresh_process
 from edgeae.firmware_sim.budget import plan_memory
 from edgeae.firmware_sim.cli_outputs import advice_lines
 from edgeae.firmware_sim.mission import MissionError, load_mission, mission_from_dict
@@ -35,32 +36,6 @@ def _growth_gap(rec: dict[str, Any]) -> int:
     return int(rec["memory"]["rss_growth_peak"]) - int(rec["memory_predicted"])
 
 
-_FRESH = """
-import json, sys
-from edgeae.firmware_sim.loop import FlightRuntime
-from edgeae.firmware_sim.mission import mission_from_dict
-doc, frame, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-rt = FlightRuntime(mission_from_dict(doc), out)
-try:
-    rec = rt.process(frame)
-finally:
-    rt.finish()
-print(json.dumps(rec, default=str))
-"""
-
-
-def _process_in_a_fresh_process(doc: dict[str, Any], frame: Path, out: Path) -> dict[str, Any]:
-    """One frame through a runtime booted in its own Python process: RSS growth is a process's, and in the
-    test session's process earlier tests have left freed memory the allocator hands back (a full suite measured
-    7.6 MB growth for a frame that grows 40 MB in a process of its own)."""
-    done = subprocess.run(
-        [sys.executable, "-c", _FRESH, json.dumps(doc), str(frame), str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 def test_rover_full_frame_plan_is_within_the_bound_of_its_measured_growth(data_root: Path, tmp_path: Path) -> None:
     """The shipped rover mission on the full 1200 x 1648 ZL0 Mastcam-Z frame: the plan left out the decoded file,
     the demosaic and the no-data mask and was 19.4 MiB under the measured growth (audit a5, item 1)."""
@@ -70,7 +45,7 @@ def test_rover_full_frame_plan_is_within_the_bound_of_its_measured_growth(data_r
         pytest.skip("no ZL0 Mastcam-Z frame under rover_rgb/mars2020_raw")
     doc = _toml("rover_mastcamz")
     doc = {**doc, "budget": {**doc["budget"], "frame_ms": 1e6}}  # nominal whatever the CPU
-    rec = _process_in_a_fresh_process(doc, frames[0], tmp_path / "out")
+    rec = process_in_a_fresh_process(doc, frames[0], tmp_path / "out")
     assert rec["status"] == "processed" and rec["level"]["name"] == "nominal", rec.get("reason")
     assert -OVER <= _growth_gap(rec) <= UNDER, (rec["memory_predicted"], rec["memory"]["rss_growth_peak"])
     # the whole frame's buffers (was 14.2 MiB; 33.5 until session 40, fixer h8, planned the no-data step at what it
@@ -89,7 +64,7 @@ def test_orbital_strip_plan_is_within_the_bound_of_its_measured_growth(tmp_path:
     path = tmp_path / "strip.tif"
     tifffile.imwrite(path, strip, tile=(256, 256))
     doc = _toml("orbital_nac")
-    rec = _process_in_a_fresh_process({**doc, "camera": {**doc["camera"], "height": 4096}}, path, tmp_path / "out")
+    rec = process_in_a_fresh_process({**doc, "camera": {**doc["camera"], "height": 4096}}, path, tmp_path / "out")
     assert rec["status"] == "processed", rec.get("reason")
     assert -OVER <= _growth_gap(rec) <= UNDER, (rec["memory_predicted"], rec["memory"]["rss_growth_peak"])
 
@@ -134,7 +109,7 @@ def test_a_float_npy_frame_over_the_budget_is_refused_before_its_pixels_are_read
     path = tmp_path / "f32.npy"
     np.save(path, np.full((2400, 3200, 3), 0.5, np.float32))
     doc = {**_toml("rover_mastcamz"), "camera": {**_toml("rover_mastcamz")["camera"], "bayer": ""}}
-    rec = _process_in_a_fresh_process(doc, path, tmp_path / "out")
+    rec = process_in_a_fresh_process(doc, path, tmp_path / "out")
     assert rec["status"] == "dropped" and rec["reason"] == "memory_budget"
     assert "frame_strip_raw 92,160,000 B" in rec["detail"]
     held = int(rec["memory_predicted"]) - int(rec["memory_plan"])  # over boot at the frame's memory check

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers_firmware import DeferredEngine, orbital_budget
+from _helpers_firmware import DeferredEngine, orbital_budget, stand_in_work
 
 MIB = 2**20
 HIRISE = "orbital_gray/hirise_browse/ESP_073435_1870_RED.NOMAP.browse.jpg"  # 2048 x 3190 JPEG, no margin
@@ -127,18 +127,7 @@ def test_the_loop_waits_for_the_engine_before_a_strips_temporaries(monkeypatch: 
 
     m = _mission("orbital_nac", "camera.width=64", "camera.height=256", "camera.strip_rows=64", "anomaly.patch=16",
                  "anomaly.stride=16", "anomaly.batch=4")  # fmt: skip
-    rt = argparse.Namespace(
-        m=m, engine=eng, scorer=object(), recon=None, meter=argparse.Namespace(rss=lambda: 0), progress=False
-    )
-    fw = frame_work.FrameWork.__new__(frame_work.FrameWork)
-    fw.__dict__.update(
-        rt=rt, m=m, h=256, w=64, c=1, every=1, cut=False, t0=0.0, available=1e12, ys=list(range(0, 241, 16)),
-        xs=list(range(0, 49, 16)), n={"selected": 0, "scored": 0, "nodata_skipped": 0, "cut_by_deadline": 0},
-        t={"read": 0.0, "validate": 0.0, "sample": 0.0, "nodata": 0.0, "score": 0.0}, t_wait=0.0, topk=TopK(),
-        batch_raw=None, batch_xy=[], batch_fill=[], batch_n=0, submitted=0, streamed=False, spool=None, values=[],
-        kept=0, row_counts=np.zeros(256, np.int64), mask_buf=None, seed=1, keep=0.02, reader=None, recon={},
-        level=argparse.Namespace(reconstruct=False), rss_peak=0, strips_done=0, wait=True,
-    )  # fmt: skip
+    fw = stand_in_work(True, eng, m, topk=TopK())  # tests/_helpers_firmware.py
     rng = np.random.default_rng(0)
     for r0 in range(0, 256, 64):
         assert fw._strip(r0, rng.integers(40, 120, (64, 64, 1)).astype(np.uint8), None)

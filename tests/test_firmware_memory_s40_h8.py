@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _helpers_firmware import process_in_a_fresh_process
 
 MIB = 2**20
 ROVER = "rover_rgb/mars2020_raw/ZL0_0038_0670307360_057ECM_N0031392ZCAM08007_1100LUJ.png"  # 1648 x 1200 PNG
@@ -93,25 +91,8 @@ def test_the_cae_scorers_step_covers_what_one_call_allocates(suffix: str) -> Non
     assert peak <= 4 * f32 + 2**16, peak / f32  # the fifth: what a real frame's heap did not reuse
 
 
-_FRESH = """
-import json, sys
-from edgeae.firmware_sim.loop import FlightRuntime
-from edgeae.firmware_sim.mission import mission_from_dict
-doc, frame, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-rt = FlightRuntime(mission_from_dict(doc), out)
-try:
-    rec = rt.process(frame)
-finally:
-    rt.finish()
-print(json.dumps(rec, default=str))
-"""
-
-
 def _fresh(doc: dict[str, Any], frame: Path, out: Path) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _FRESH, json.dumps(doc), str(frame), str(out)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    rec = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    rec = process_in_a_fresh_process(doc, frame, out)  # tests/_helpers_firmware.py
     assert rec["status"] == "processed" and rec["level"]["name"] == "nominal", rec.get("reason")
     return rec
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _helpers_firmware import DeferredEngine
+from _helpers_firmware import DeferredEngine, stand_in_work
 
 MIB = 2**20
 
@@ -74,25 +74,7 @@ def test_a_frame_waits_only_when_the_overlap_plan_does_not_fit(monkeypatch: pyte
     assert not frame_work.needs_wait(_rt(m, object(), held), reader, LADDER[-1])
 
 
-def _work(wait: bool, eng: Any, m: Any, **kw: Any) -> Any:
-    from edgeae.firmware_sim import frame_work
-
-    rt = argparse.Namespace(
-        m=m, engine=eng, scorer=object(), recon=None, meter=argparse.Namespace(rss=lambda: 0), progress=False
-    )
-    fw = frame_work.FrameWork.__new__(frame_work.FrameWork)
-    fw.__dict__.update(
-        rt=rt, m=m, h=256, w=64, c=1, every=1, cut=False, t0=0.0, available=1e12, ys=list(range(0, 241, 16)),
-        xs=list(range(0, 49, 16)), n={"selected": 0, "scored": 0, "nodata_skipped": 0, "cut_by_deadline": 0},
-        t={"read": 0.0, "validate": 0.0, "sample": 0.0, "nodata": 0.0, "score": 0.0}, t_wait=0.0,
-        topk=frame_work.TopK(4, None), batch_raw=None, batch_xy=[], batch_fill=[], batch_n=0, submitted=0,
-        streamed=False, spool=None, values=[],
-        kept=0, row_counts=np.zeros(256, np.int64), mask_buf=None, seed=1, keep=0.02, reader=None, recon={},
-        level=argparse.Namespace(reconstruct=False), rss_peak=0, strips_done=0, wait=wait, in_flight=[],
-        pace0=None, strip_rows=64,
-    )  # fmt: skip
-    fw.__dict__.update(kw)
-    return fw
+_work = stand_in_work  # tests/_helpers_firmware.py
 
 
 _SMALL = ("camera.width=64", "camera.height=256", "camera.strip_rows=64", "anomaly.patch=16", "anomaly.stride=16",
