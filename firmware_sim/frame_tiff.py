@@ -11,6 +11,7 @@ against the rows it should hold. A damaged file is refused with a :class:`FrameE
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ _CAPPED = (8, 32946, 34925, 32773)
 LZMA_MEMLIMIT = 40 << 20
 
 
+@functools.cache  # asked per segment: a failed import would search the path again each time
 def _has_imagecodecs() -> bool:
     try:
         import imagecodecs  # noqa: F401
