@@ -1,9 +1,11 @@
 """Can the flight install fly? A fresh venv with only ``edgeae[flight-tflite]`` (or ``[flight-onnx]``).
 
-For each extra: create a bare venv, ``pip install 'REPO[extra]'`` (non-editable, from this checkout; pip's own
-configuration decides the index), record the installed size (the whole venv, its site-packages, and what the
-install added to a bare venv: venv total minus the bare venv's pip/setuptools), check that neither OpenCV nor
-torch came with it, then run both shipped missions on PNG, JPEG and TIFF frames and ``firmware-sim bench``
+For each extra: create a bare venv, ``pip install 'SRC[extra]'`` (non-editable; SRC a copy of this checkout's
+tracked files as they are in the working tree, so that no ``build/`` leftover of an earlier build lands in the
+install; pip's own configuration decides the index), record the installed size (the whole venv, its site-packages,
+and what the install added to a bare venv: venv total minus the bare venv's pip/setuptools) and any PyTorch
+checkpoint in it (none since session 41: they are the ``edgeae-weights`` distribution), check that neither OpenCV
+nor torch came with it, then run both shipped missions on PNG, JPEG and TIFF frames and ``firmware-sim bench``
 inside that venv. Writes ``OUT/flight_install.json`` and ``OUT/flight_install.md``. A mission run that flew
 without a model it names (``summary.json`` ``models_refused``) is flagged; without its anomaly model it fails
 (exit status 1): its frames were processed but nothing was scored. A boot the flight runtime refuses because the
@@ -77,12 +79,26 @@ def make_frames(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: float) -> dict[str, Any]:
+def tracked_copy(dest: Path) -> Path:
+    """The tracked files of this checkout, as they are in the working tree, copied to ``dest`` (this checkout
+    itself when it is not a git checkout): setuptools builds in the source folder and puts what an earlier build
+    left in ``build/lib`` back into the wheel (removed checkpoints included)."""
+    listed = _run(["git", "ls-files", "-z"], cwd=REPO) if shutil.which("git") else None
+    if listed is None or listed.returncode != 0:
+        return REPO
+    for name in listed.stdout.split("\0"):
+        if name and (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: float, src: Path) -> dict[str, Any]:
     venv = work / extra
     res: dict[str, Any] = {"extra": extra}
     _run([sys.executable, "-m", "venv", str(venv)], check=True)
     t0 = time.perf_counter()
-    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{REPO}[{extra}]"], timeout=1800)
+    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{src}[{extra}]"], timeout=1800)
     res["pip_seconds"] = round(time.perf_counter() - t0, 1)
     res["pip_ok"] = pip.returncode == 0
     if pip.returncode != 0:
@@ -94,6 +110,7 @@ def measure(extra: str, work: Path, frames: dict[str, list[Path]], bare_mb: floa
     res["within_budget"] = res["venv_mb"] <= BUDGET_MB
     sizes = sorted(((du_mb(p), p.name) for p in _site(venv).iterdir() if p.is_dir()), reverse=True)[:8]
     res["largest_mb"] = {name: round(mb, 1) for mb, name in sizes}
+    res["checkpoints"] = sorted(str(p.relative_to(_site(venv))) for p in _site(venv).rglob("*.pt"))
     py = str(venv / "bin" / "python")
     probe = "import importlib.util as u; print(' '.join(m for m in ('cv2', 'torch', 'PIL') if u.find_spec(m)))"
     res["heavy_modules_present"] = _run([py, "-c", probe]).stdout.split()
@@ -208,6 +225,11 @@ def to_markdown(results: list[dict[str, Any]], bare_mb: float) -> str:
     for r in results:
         if r.get("pip_ok"):
             lines.append(f"- {r['extra']}: " + ", ".join(f"{k} {v}" for k, v in r["largest_mb"].items()))
+    lines.append("")
+    for r in results:  # the zoo's checkpoints are the edgeae-weights distribution: none belongs in a flight install
+        if r.get("pip_ok"):
+            found = ", ".join(r.get("checkpoints", [])) or "none"
+            lines.append(f"PyTorch checkpoints in the {r['extra']} install: {found}")
     refused = [(r["extra"], m, x) for r in results for m, e in r.get("missions", {}).items()
                for x in e.get("models_refused", [])]  # fmt: skip
     if refused:
@@ -237,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         frames = make_frames(work / "frames")
         bare = bare_venv_mb(work)
-        results = [measure(extra, work, frames, bare) for extra in args.extras]
+        src = tracked_copy(work / "src")
+        results = [measure(extra, work, frames, bare, src) for extra in args.extras]
     finally:
         if args.keep:
             print(f"venvs kept in {work}")

@@ -153,7 +153,7 @@ def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence
         return _check_kind(shipped, want, text)
     known = zoo.models()  # shipped and user-installed (--zoo-name) models
     if name in known:
-        weights = zoo.WEIGHTS_DIR / known[name]["file"]
+        weights = zoo.weights_path(name)
         if want == "artifact":
             return zoo_artifact(name, prefer=prefer)
         if want == "checkpoint" or _installed("torch"):

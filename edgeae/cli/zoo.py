@@ -58,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     models = list_models()
     if args.json:
         from edgeae.resolve import shipped_artifacts
-        from edgeae.zoo import WEIGHTS_DIR
+        from edgeae.zoo import weights_path
 
         for m in models:  # for machines: the weights' path and every shipped flight file (encoder/decoder parts too)
-            m["weights_path"] = str(WEIGHTS_DIR / m["file"])
+            m["weights_path"] = str(weights_path(m["name"]))
             m["flight_artifacts"] = [str(p) for p in shipped_artifacts(m["name"])]
         print(json.dumps(models, indent=2, sort_keys=True))
         return 0
@@ -77,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if any(m["kind"] == "vae" and "λ-tuning" in summary(m["metrics"]) for m in models):
         print("metrics: a CAE's on its validation split; a VAE's λ-tuning AP is in-sample (no validation figure)")
     if not all(m["available"] for m in models):
+        from edgeae.zoo.checkpoints import INSTALL_HINT, weights_package_dir
+
         print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
+        if weights_package_dir() is None and any(not m["available"] and not m.get("user_installed") for m in models):
+            print(f"  ({INSTALL_HINT})")
     if any(m.get("user_installed") for m in models):
         print(f"+ user-installed (--zoo-name): not shipped; NAME.pt and NAME.entry.json are in {_user_zoo()}")
     unread = _user_zoo_unread()

@@ -2,7 +2,8 @@
 
 ``ZOO`` is a plain dict (:mod:`edgeae.zoo.registry`); shipping a model is one entry there plus its files in
 ``weights/``: ``NAME.pt`` (a checkpoint from :func:`edgeae.checkpoint.save_checkpoint`) and ``NAME.json`` (the
-validation metrics the training command wrote). A model installed with ``--zoo-name NAME`` under a name ``ZOO``
+validation metrics the training command wrote; the edgeae wheel carries the metrics and leaves the checkpoints to
+the ``edgeae-weights`` distribution, :mod:`edgeae.zoo.checkpoints`). A model installed with ``--zoo-name NAME`` under a name ``ZOO``
 does not register is *user-installed*: :func:`install` writes it into the user zoo folder
 (:func:`edgeae.zoo.user.user_dir`: ``$EDGEAE_ZOO``, else ``$XDG_DATA_HOME/edgeae/zoo`` or
 ``~/.local/share/edgeae/zoo``), never into the installed package, with ``NAME.entry.json`` (its entry, from the
@@ -20,6 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edgeae.zoo.checkpoints import INSTALL_HINT
+from edgeae.zoo.checkpoints import WEIGHTS_DISTRIBUTION as WEIGHTS_DISTRIBUTION
+from edgeae.zoo.checkpoints import weights_package_dir as weights_package_dir
 from edgeae.zoo.registry import ZOO as ZOO
 from edgeae.zoo.user import ENTRY_SUFFIX as ENTRY_SUFFIX
 from edgeae.zoo.user import ENV_VAR as ENV_VAR
@@ -104,9 +108,16 @@ class ZooFolderError(ZooInstallError):
 
 
 def weights_path(name: str) -> Path:
-    """Where the weights of zoo model ``name`` are (shipped: in :data:`WEIGHTS_DIR`; user-installed: the ``.pt``
-    its entry names), whether or not the file exists."""
-    return WEIGHTS_DIR / _entry(name)["file"]  # a user model's file is absolute: the join gives it unchanged
+    """Where the weights of zoo model ``name`` are (shipped: in :data:`WEIGHTS_DIR`, else in the installed
+    ``edgeae-weights`` distribution, :func:`weights_package_dir`; user-installed: the ``.pt`` its entry names),
+    whether or not the file exists (:data:`WEIGHTS_DIR`'s path when neither has it)."""
+    file = _entry(name)["file"]
+    path = WEIGHTS_DIR / file  # a user model's file is absolute: the join gives it unchanged
+    if name in ZOO and not path.is_file():
+        other = weights_package_dir()
+        if other is not None and (other / file).is_file():
+            return other / file
+    return path
 
 
 def install_folder(name: str) -> Path:
@@ -356,16 +367,20 @@ def resolve(name: str) -> Path:
     entry = _entry(name)
     path = weights_path(name)
     if not path.is_file():
+        where = ""
+        if name in ZOO and weights_package_dir() is None:  # a wheel install: the checkpoints are their own package
+            where = f" ({INSTALL_HINT})"
         raise FileNotFoundError(
-            f"zoo model {name!r} is registered but its weights {path} are missing; "
+            f"zoo model {name!r} is registered but its weights {path} are missing{where}; "
             f"reproduce them with: {entry['command']}"
         )
     return path
 
 
 def metrics(name: str) -> dict[str, Any]:
-    """The validation metrics written beside the weights (``NAME.json``), or {} when absent."""
-    path = weights_path(name).with_suffix(".json")
+    """The validation metrics written beside the weights (``NAME.json``; a registered model's in :data:`WEIGHTS_DIR`,
+    which the edgeae wheel carries without the checkpoints), or {} when absent."""
+    path = (WEIGHTS_DIR / _entry(name)["file"]).with_suffix(".json")
     if not path.is_file():
         return {}
     data: dict[str, Any] = json.loads(path.read_text())
@@ -378,6 +393,6 @@ def list_models() -> list[dict[str, Any]]:
     its folder)."""
     out = []
     for name, entry in models().items():
-        available = (WEIGHTS_DIR / entry["file"]).is_file()
+        available = weights_path(name).is_file()
         out.append({"name": name, "user_installed": False, **entry, "available": available, "metrics": metrics(name)})
     return out
