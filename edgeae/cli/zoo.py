@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
         print("* weights not in this install yet: edgeae zoo --commands prints the command that trains each model")
         if weights_package_dir() is None and any(not m["available"] and not m.get("user_installed") for m in models):
-            print(f"  ({INSTALL_HINT})")
+            print(f"  ({INSTALL_HINT}; the flight files listed above need none of them)")
     if any(m.get("user_installed") for m in models):
         print(f"+ user-installed (--zoo-name): not shipped; NAME.pt and NAME.entry.json are in {_user_zoo()}")
     unread = _user_zoo_unread()
