@@ -3,8 +3,8 @@
 ``ZOO`` is a plain dict (:mod:`edgeae.zoo.registry`); shipping a model is one entry there plus its files in
 ``weights/``: ``NAME.pt`` (a checkpoint from :func:`edgeae.checkpoint.save_checkpoint`) and ``NAME.json`` (the
 validation metrics the training command wrote; the edgeae wheel carries the metrics and leaves the checkpoints to
-the ``edgeae-weights`` distribution, :mod:`edgeae.zoo.checkpoints`). A model installed with ``--zoo-name NAME`` under a name ``ZOO``
-does not register is *user-installed*: :func:`install` writes it into the user zoo folder
+the ``edgeae-weights`` distribution, :mod:`edgeae.zoo.checkpoints`). A model installed with ``--zoo-name NAME``
+under a name ``ZOO`` does not register is *user-installed*: :func:`install` writes it into the user zoo folder
 (:func:`edgeae.zoo.user.user_dir`: ``$EDGEAE_ZOO``, else ``$XDG_DATA_HOME/edgeae/zoo`` or
 ``~/.local/share/edgeae/zoo``), never into the installed package, with ``NAME.entry.json`` (its entry, from the
 checkpoint's metadata); every lookup here (:func:`models`) takes it by name after the shipped ones, no source edit
