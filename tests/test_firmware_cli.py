@@ -119,7 +119,7 @@ FLIGHT_IMPORTS_FROM_EDGEAE = {  # docs/firmware_sim.md, "What the flight runtime
     *("edgeae.masks", "edgeae.cae_input", "edgeae.nodata", "edgeae.tiling", "edgeae.bayer", "edgeae.logs"),
     *("edgeae.resolve", "edgeae.zoo", "edgeae.zoo.registry", "edgeae.anomaly", "edgeae.anomaly.terms"),
     *("edgeae.wire", "edgeae.atomic", "edgeae.folder_lock", "edgeae.cli_conventions", "edgeae.memory_probe"),
-    *("edgeae.printable", "edgeae.zoo.user"),
+    *("edgeae.printable", "edgeae.zoo.user", "edgeae.zoo.checkpoints"),
 }
 
 
