@@ -247,9 +247,17 @@ CHATTY = textwrap.dedent("""
     for i in range(600):  # progress lines, shown by the harness as they come
         print(f"step {i}", flush=True)
         time.sleep(0.01)
-        if Path(sys.argv[3]).exists():
+        if Path(sys.argv[3]).exists():  # written whole (_go): never read while still empty
             sys.exit(int(Path(sys.argv[3]).read_text()))
 """)
+
+
+def _go(go: Path, status: str) -> None:
+    """Tell the stage to end with ``status``: the go file appears whole (a plain write_text creates it empty first,
+    and a stage that read it in between exited 1 on int(''): session 41, a clean-clone run at a load of 5)."""
+    tmp = go.with_name(go.name + ".tmp")
+    tmp.write_text(status)
+    os.replace(tmp, go)
 
 
 def _terminal_gone(harness: subprocess.Popen[bytes], master: int | None) -> None:
@@ -285,7 +293,7 @@ def test_a_stop_after_the_terminal_closed_exits_130_and_publishes_nothing(tmp_pa
 def test_a_failed_stage_after_the_terminal_closed_is_recorded_and_exits_1(tmp_path: Path, output: str) -> None:
     with _harness(tmp_path, CHATTY, output=output) as (harness, pid, go, master):
         _terminal_gone(harness, master)
-        go.write_text("4")
+        _go(go, "4")
         status, _ = _ended(harness)
         assert status == 1 and _gone(pid)
     out = tmp_path / "out"
@@ -298,7 +306,7 @@ def test_a_good_stage_after_the_terminal_closed_is_published_and_exits_0(tmp_pat
     """No stop came (``nohup``, or a pipe's reader gone): the run goes on, its output into the log."""
     with _harness(tmp_path, CHATTY) as (harness, _, go, master):
         _terminal_gone(harness, master)
-        go.write_text("0")
+        _go(go, "0")
         status, _ = _ended(harness)
         assert status == 0
     out = tmp_path / "out"
