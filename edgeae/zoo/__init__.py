@@ -111,7 +111,11 @@ def weights_path(name: str) -> Path:
     """Where the weights of zoo model ``name`` are (shipped: in :data:`WEIGHTS_DIR`, else in the installed
     ``edgeae-weights`` distribution, :func:`weights_package_dir`; user-installed: the ``.pt`` its entry names),
     whether or not the file exists (:data:`WEIGHTS_DIR`'s path when neither has it)."""
-    file = _entry(name)["file"]
+    return _checkpoint(name, _entry(name)["file"])
+
+
+def _checkpoint(name: str, file: str) -> Path:
+    """:func:`weights_path` of model ``name`` whose entry names ``file``."""
     path = WEIGHTS_DIR / file  # a user model's file is absolute: the join gives it unchanged
     if name in ZOO and not path.is_file():
         other = weights_package_dir()
@@ -367,9 +371,8 @@ def resolve(name: str) -> Path:
     entry = _entry(name)
     path = weights_path(name)
     if not path.is_file():
-        where = ""
-        if name in ZOO and weights_package_dir() is None:  # a wheel install: the checkpoints are their own package
-            where = f" ({INSTALL_HINT})"
+        # a wheel install: the checkpoints are their own package
+        where = f" ({INSTALL_HINT})" if name in ZOO and weights_package_dir() is None else ""
         raise FileNotFoundError(
             f"zoo model {name!r} is registered but its weights {path} are missing{where}; "
             f"reproduce them with: {entry['command']}"
@@ -378,8 +381,7 @@ def resolve(name: str) -> Path:
 
 
 def metrics(name: str) -> dict[str, Any]:
-    """The validation metrics written beside the weights (``NAME.json``; a registered model's in :data:`WEIGHTS_DIR`,
-    which the edgeae wheel carries without the checkpoints), or {} when absent."""
+    """The validation metrics (``NAME.json``, in :data:`WEIGHTS_DIR` for a registered model), or {} when absent."""
     path = (WEIGHTS_DIR / _entry(name)["file"]).with_suffix(".json")
     if not path.is_file():
         return {}
@@ -393,6 +395,6 @@ def list_models() -> list[dict[str, Any]]:
     its folder)."""
     out = []
     for name, entry in models().items():
-        available = weights_path(name).is_file()
+        available = _checkpoint(name, entry["file"]).is_file()
         out.append({"name": name, "user_installed": False, **entry, "available": available, "metrics": metrics(name)})
     return out
