@@ -8,7 +8,6 @@ collection errors: no conftest.py, benchmarks/, docs/); messages cited docs/ pat
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -56,15 +55,11 @@ def test_the_sdist_leaves_out_the_tests_it_cannot_run(tmp_path: Path) -> None:
     tests/ file (they fail to collect from the unpacked sdist: no conftest.py, benchmarks/, docs/). Checked by hand
     too (s37 g2): `pytest --co -q` in the unpacked copy collects nothing, its wheel adds .dist-info/licenses/LICENSE.
     Until review r2 of session 37 this test read MANIFEST.in's text only."""
-    git = shutil.which("git")
-    listed = subprocess.run([git or "git", "ls-files", "-z"], cwd=ROOT, capture_output=True) if git else None
-    if listed is None or listed.returncode != 0:
-        pytest.skip("not a git checkout: the sdist is built from its tracked files")
+    from benchmarks.flight_install import tracked_copy
+
     src, out = tmp_path / "src", tmp_path / "dist"
-    for name in listed.stdout.decode().split("\0"):
-        if name and (ROOT / name).is_file():  # a tracked file deleted in the working tree is not in the sdist
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
+    if tracked_copy(src) != src:  # a tracked file deleted in the working tree is not in the sdist
+        pytest.skip("not a git checkout: the sdist is built from its tracked files")
     code = f"import setuptools.build_meta as b; print(b.build_sdist({str(out)!r}))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -27,15 +27,11 @@ WEIGHTS_PROJECT = ROOT / "packaging" / "edgeae-weights"
 
 def _tracked_copy(dest: Path) -> Path:
     """The tracked files of this checkout as they are in the working tree (no build/ or egg-info leftovers, which
-    setuptools would put back into a wheel)."""
-    git = shutil.which("git")
-    listed = subprocess.run([git or "git", "ls-files", "-z"], cwd=ROOT, capture_output=True) if git else None
-    if listed is None or listed.returncode != 0:
+    setuptools would put back into a wheel): the flight-install benchmark's copy."""
+    from benchmarks.flight_install import tracked_copy
+
+    if tracked_copy(dest) != dest:
         pytest.skip("not a git checkout: the wheels are built from its tracked files")
-    for name in listed.stdout.decode().split("\0"):
-        if name and (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
     return dest
 
 
