@@ -129,6 +129,36 @@ def msl_surface_items(
     return items
 
 
+# rover_rgb_msl: rover_rgb_v2 plus every other colour MSL browse image of the training sols whose short side is at
+# least MSL_MIX_MIN_SIDE px (room for a 128-px crop under the trainer's scale/rotation augmentation): 661 images of
+# 30 cameras and lighting the panoramas lack (issue 11: it lifts the ground CAE from -1.1 dB to +0.08 dB over the
+# best classical fill on the 424 validation-sol images). The listing is packaged (reading 2,474 image headers at
+# every import would be slow and needs the data); msl_colour_browse() is the rule that made it, and
+# tests/test_datasets_msl_mix.py checks they agree. Validation and test stay rover_rgb_v2's.
+MSL_MIX_MIN_SIDE = 211
+MSL_MIX_LISTING = Path(__file__).with_name("datasets_rover_rgb_msl.txt")
+
+
+def msl_colour_browse(split: str, root: str | os.PathLike[str] | None = None, every: int = 2) -> tuple[str, ...]:
+    """Every ``every``-th colour MSL browse image of ``split`` (name order) with short side >= MSL_MIX_MIN_SIDE."""
+    from PIL import Image
+
+    base = data_root(root)
+    keep = []
+    for path, _cls, _sol in msl_surface_items(split, root):
+        with Image.open(path) as im:  # the header only: no pixels decoded
+            if im.mode == "RGB" and min(im.size) >= MSL_MIX_MIN_SIDE:
+                keep.append(path.relative_to(base).as_posix())
+    return tuple(keep[::every])
+
+
+SPLITS["rover_rgb_msl"] = {
+    "train": SPLITS["rover_rgb_v2"]["train"] + tuple(MSL_MIX_LISTING.read_text().split()),
+    "val": SPLITS["rover_rgb_v2"]["val"],
+    "test": SPLITS["rover_rgb_v2"]["test"],
+}
+
+
 # The rover frame the demo shows: calibrated Mastcam-Z colour, never trained on.
 DEMO_FRAME = "rover_rgb/mars2020_raw/ZR0_0897_0746567741_568ECM_N0440820ZCAM08906_1100LMJ02-rjcal-rad.jpg"
 

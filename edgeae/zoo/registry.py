@@ -125,10 +125,15 @@ ZOO: dict[str, dict[str, Any]] = {
         "channels": 3,
         "file": "rover-rgb-unet2-ground.pt",
         "parameters": 1_096_395,
-        "training_data": "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas)",
+        "training_data": (
+            "rover_rgb_v2 train split (4 + 32 MarsScapes Curiosity Mastcam panoramas; val: 7 panoramas), then "
+            "rover_rgb_msl (those panoramas + 661 colour MSL Mastcam/MAHLI browse images of the training sols; "
+            "same val)"
+        ),
         "description": (
             "ground reconstruction CAE without a flight budget (unet2, widths 24-48-96-192), gt-trained at 60-97% "
-            "destroyed, bf16 on 2 CPU cores; do-no-harm gate (tau chosen on val)"
+            "destroyed, bf16 on 2 CPU cores, then fine-tuned on rover_rgb_msl (session 41: the panoramas alone left it "
+            "1.1 dB below the classical fills on other cameras' images); do-no-harm gate (tau chosen on val)"
         ),
         "command": (
             "edgeae train cae --data rover_rgb_v2 --out runs/i11/rover-ground --variant unet2 --widths 24,48,96,192 "
@@ -141,6 +146,14 @@ ZOO: dict[str, dict[str, Any]] = {
             "--time-budget 100m  (fine-tune on fresh crops: 14 epochs in 52 min of training)"
             "  &&  python -m edgeae.train.gate runs/i11/rover-ground-ft/best.pt --data rover_rgb_v2 "
             "--out runs/i11/rover-ground-ft/gated.pt --threads 1 --zoo-name rover-rgb-unet2-ground"
+            "  (the zoo model of commit 38de71a)  &&  edgeae train cae --data rover_rgb_msl --out "
+            "runs/i11/rover-ground-msl --init edgeae/zoo/weights/rover-rgb-unet2-ground.pt --variant unet2 "
+            "--widths 24,48,96,192 --mode gt --destroy-range 0.6,0.97 --epochs 24 --crops 3000 --val-crops 256 "
+            "--batch-size 16 --lr 2e-4 --seed 11 --val-seed 5 --threads 1 --time-budget 100m  (22 epochs in 100 "
+            "min)  &&  edgeae train cae --resume runs/i11/rover-ground-msl --time-budget 20m --threads 2  (the "
+            "last 2 epochs; best epoch 23)  &&  python -m edgeae.train.gate runs/i11/rover-ground-msl/best.pt "
+            "--data rover_rgb_msl --out runs/i11/rover-ground-msl/gated.pt --threads 1 --zoo-name "
+            "rover-rgb-unet2-ground"
         ),
     },
     "orbital-gray-unet2-ground": {
