@@ -83,7 +83,9 @@ def test_zoo_models_calibrate_on_their_own_dataset(data_root: Path) -> None:
     assert ground.calib_source == "orbital_gray_v2 val split" and len(ground.calib) == 4
     assert ground.tail == plan("orbital-gray-vae").tail  # the same 7 frames as before
     flight = plan("rover-rgb-unet2-flight")
-    assert flight.calib_source == "rover_rgb_v2 val split" and len(flight.calib) == 7
+    # fine-tuned on rover_rgb_msl (session 42), whose val split is rover_rgb_v2's 7 panoramas
+    assert flight.calib_source == "rover_rgb_msl val split" and len(flight.calib) == 7
+    assert flight.calib == cal.split_images(_meta(data="rover_rgb_v2"), "val", data_root)
     assert flight.test == plan("rover-rgb-gtcae").test
 
 
