@@ -130,11 +130,11 @@ def msl_surface_items(
 
 
 # rover_rgb_msl: rover_rgb_v2 plus every other colour MSL browse image of the training sols whose short side is at
-# least MSL_MIX_MIN_SIDE px (room for a 128-px crop under the trainer's scale/rotation augmentation): 661 images of
-# 30 cameras and lighting the panoramas lack (issue 11: it lifts the ground CAE from -1.1 dB to +0.08 dB over the
-# best classical fill on the 424 validation-sol images). The listing is packaged (reading 2,474 image headers at
-# every import would be slow and needs the data); msl_colour_browse() is the rule that made it, and
-# tests/test_datasets_msl_mix.py checks they agree. Validation and test stay rover_rgb_v2's.
+# least MSL_MIX_MIN_SIDE px (room for a 128-px crop under the trainer's scale/rotation augmentation): 661 Mastcam
+# and MAHLI images of scenes and lighting the panoramas lack (issue 11: it lifts the ground CAE from -1.1 dB to
+# +0.08 dB over the best classical fill on the 424 validation-sol images). The listing is packaged (reading 2,474
+# image headers at every import would be slow and needs the data); msl_colour_browse() is the rule that made it,
+# and tests/test_datasets_msl_mix.py checks they agree. Validation and test stay rover_rgb_v2's.
 MSL_MIX_MIN_SIDE = 211
 MSL_MIX_LISTING = Path(__file__).with_name("datasets_rover_rgb_msl.txt")
 

@@ -127,7 +127,9 @@ ZOO: dict[str, dict[str, Any]] = {
             "--batch-size 16 --lr 2e-4 --seed 11 --val-seed 5 --threads 1 --time-budget 65m --no-progress  "
             "(stopped with SIGTERM in epoch 34, 31 min of training, to fit the session)  &&  edgeae train cae "
             "--resume runs/i11/rover-flight-msl --epochs 34 --threads 1 --no-progress  (the rest of epoch 34, "
-            "the learning rate's cosine ending there; best epoch 34)  &&  python -m edgeae.train.gate "
+            "the learning rate's cosine ending there; best epoch 34; a stop at another batch of epoch 34 gives its "
+            "remaining batches other learning rates, so the weights reproduce only closely)  &&  python -m "
+            "edgeae.train.gate "
             "runs/i11/rover-flight-msl/best.pt --data rover_rgb_msl --out runs/i11/rover-flight-msl/gated.pt "
             "--threads 1 --zoo-name rover-rgb-unet2-flight"
         ),
@@ -144,7 +146,7 @@ ZOO: dict[str, dict[str, Any]] = {
         ),
         "description": (
             "ground reconstruction CAE without a flight budget (unet2, widths 24-48-96-192), gt-trained at 60-97% "
-            "destroyed, bf16 on 2 CPU cores, then fine-tuned on rover_rgb_msl (session 41: the panoramas alone left it "
+            "destroyed, bf16 on 2 CPU cores, then fine-tuned on rover_rgb_msl (session 42: the panoramas alone left it "
             "1.1 dB below the classical fills on other cameras' images); do-no-harm gate (tau chosen on val)"
         ),
         "command": (
