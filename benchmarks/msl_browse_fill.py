@@ -1,6 +1,7 @@
 """The rover CAEs on a kind of image they were not made for: MSL browse thumbnails (issue 11, do-no-harm check).
 
     python -m benchmarks.msl_browse_fill --out benchmarks/results/msl_browse_fill [--step 3] [--keep 0.1]
+    python -m benchmarks.msl_browse_fill --out DIR --models RUN/gated.pt --no-cross-check   # a candidate, alone
 
 The rover models are trained on full-resolution Mastcam/Mastcam-Z/Navcam frames. The MSL surface set
 (``train_extra/msl_surface_v1_train``) holds Curiosity *browse* images: ~256 × 192 JPEG thumbnails, about 1/6 of
@@ -36,9 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, default=3, help="every N-th validation image (default 3)")
     ap.add_argument("--keep", type=float, default=0.1, help="fraction of pixels received (default 0.1)")
     ap.add_argument("--limit", type=int, default=None, help="at most N images (a smoke run)")
+    ap.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help="comma-separated zoo names or checkpoints (a candidate's .pt: validation data, so a fair choice); "
+        "default the two shipped rover U-Nets",
+    )
+    ap.add_argument("--no-cross-check", action="store_true", help="the CAE alone, without the cross-checked rows")
     args = ap.parse_args(argv)
     if args.step < 1 or not 0 < args.keep < 1:
         ap.error("--step must be >= 1 and --keep in (0, 1)")
+    if not [m for m in args.models.split(",") if m]:
+        ap.error("--models names no model")
     from tqdm import tqdm
 
     from benchmarks.machine import machine_info
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     items = msl_surface_items("val")[:: args.step][: args.limit]
-    predictors = {m: load_predictor(m, threads=2) for m in MODELS}
+    predictors = {m: load_predictor(m, threads=2) for m in args.models.split(",") if m}
     psnr: dict[str, list[float]] = {}
     sizes: list[tuple[int, int]] = []
     for i, (path, _cls, _sol) in enumerate(tqdm(items, desc="MSL browse images", unit="image")):
@@ -62,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         fills = {name: reconstruct(img, known, name) for name in CLASSICAL}
         for m, pred in predictors.items():
             fills[m] = reconstruct(img, known, "cae", predictor=pred)
-            fills[f"{m} +xcheck"] = cross_checked_fill(img, known, pred)
+            if not args.no_cross_check:
+                fills[f"{m} +xcheck"] = cross_checked_fill(img, known, pred)
         for name, fill in fills.items():
             psnr.setdefault(name, []).append(float(compare(img, fill, known)["psnr"]))
     best = np.max([psnr[c] for c in CLASSICAL], axis=0)
