@@ -27,8 +27,10 @@ class Stage:
 SPEED: Command = (PY, "-m", "pytest", "benchmarks/test_speed.py", "-m", "speed", "-q", "-p", "no:cacheprovider",
                   "--benchmark-json={out}/benchmark.json", "--benchmark-columns=median,iqr,rounds")  # fmt: skip
 ZOO_ART = "edgeae/zoo/artifacts/rover-rgb-gtcae/rover-rgb-gtcae"
-LINK: Command = (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--methods", "telea,linear,normconv",
-                 "--model", "rover-rgb-gtunet", "--encoder", f"{ZOO_ART}-encoder.int8.onnx",
+# the sparse frame rebuilt by the default ground CAE and by classical fills, blend among them (the best classical
+# fill of the reconstruction stage on the same rover test images)
+LINK: Command = (PY, "benchmarks/link_comparison.py", "--out", "{out}", "--methods", "telea,linear,normconv,blend",
+                 "--model", "rover-rgb-unet2-ground", "--encoder", f"{ZOO_ART}-encoder.int8.onnx",
                  "--decoder", f"{ZOO_ART}-decoder.int8.onnx", "--compare-v1")  # fmt: skip
 RECON_MODELS = "rover-rgb-gtcae,rover-rgb-gtcae-v2,rover-rgb-gtunet,rover-rgb-unet2-flight,rover-rgb-unet2-ground"
 RECON_ACCEPT: Command = (

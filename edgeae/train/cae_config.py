@@ -22,7 +22,14 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
 FRAME_SUFFIXES = (".npy",)  # frames firmware-sim flies but training does not read: named in the warning too
 _WARNED: set[str] = set()  # folders whose unused images were named already
-DATASET_CHANNELS = {"rover_rgb": 3, "orbital_gray": 1, "rover_rgb_v2": 3, "orbital_gray_v2": 1, "rover_rgb_msl": 3}
+DATASET_CHANNELS = {
+    "rover_rgb": 3,
+    "orbital_gray": 1,
+    "rover_rgb_v2": 3,
+    "orbital_gray_v2": 1,
+    "rover_rgb_msl": 3,
+    "orbital_gray_lunar": 1,
+}
 
 
 @dataclass(frozen=True)
