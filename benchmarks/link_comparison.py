@@ -57,6 +57,10 @@ LINKS: dict[str, LinkConfig] = {
     "loss 9%": LinkConfig(loss=0.09),
     "loss 20%": LinkConfig(loss=0.20),
     "burst (GE, ~9%)": LinkConfig(burst_p=0.02, burst_r=0.2),
+    # heavier losses (session 43): where the tiles' lead over sparse pixels ends; measured only, nothing was chosen
+    # on them here (the tile side and share rule were chosen on training/validation crops, tiled_j2k_choice.py)
+    "loss 30%": LinkConfig(loss=0.30),
+    "loss 40%": LinkConfig(loss=0.40),
 }
 PACKET = "packet"  # --j2k-tile: a tile per packet, the side per crop (edgeae.ground.tiled_j2k.packet_tile)
 

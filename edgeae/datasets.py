@@ -161,9 +161,10 @@ SPLITS["rover_rgb_msl"] = {
 
 # orbital_gray_lunar: orbital_gray_v2 plus the two LROC NAC mosaics kept apart for the VAE's λ
 # (edgeae.train.vae_calibrate.LAMBDA_FILES; tests/test_datasets_lunar.py checks they are the same two files), the
-# only lunar NAC images outside every reported figure: the first trains, the second validates. No other training
-# file is lunar NAC (the grey test split is), so the training one is listed LUNAR_REPEAT times: crops are drawn in
-# proportion to valid area, and 16 copies make ~1/5 of the crops lunar. Test unchanged.
+# only lunar NAC images outside every test figure (validation figures only: λ, planted_blocks' val split): the first
+# trains the CAE, the second validates it. No other training file is lunar NAC (the grey test split is), so the
+# training one is listed LUNAR_REPEAT times: crops are drawn in proportion to valid area, and 16 copies make ~1/5 of
+# the crops lunar. Test unchanged.
 LUNAR_REPEAT = 16
 LUNAR_TRAIN = "orbital_gray/lroc_nac_craters/M1266003170_mosaic_train_small.png"
 LUNAR_VAL = "orbital_gray/lroc_nac_craters/M1275410097_mosaic_train_small.png"

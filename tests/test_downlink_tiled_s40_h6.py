@@ -34,8 +34,9 @@ def test_rules_parse_every_split_and_refuse_others() -> None:
             tc.parse_rule(bad)
 
 
-def test_links_add_30_and_40_percent_here_only() -> None:
-    assert list(LINKS) == ["perfect", "loss 5%", "loss 9%", "loss 20%", "burst (GE, ~9%)"]  # the link stage's
+def test_links_add_30_and_40_percent() -> None:
+    # the link stage's (30 % and 40 % since session 43), in the order its tables show them
+    assert list(LINKS) == ["perfect", "loss 5%", "loss 9%", "loss 20%", "burst (GE, ~9%)", "loss 30%", "loss 40%"]
     assert tc.CHOICE_LINKS["loss 30%"].loss == 0.30 and tc.CHOICE_LINKS["loss 40%"].loss == 0.40
     assert tc.parse_links("perfect,burst (GE, ~9%),loss 40%") == ["perfect", "burst (GE, ~9%)", "loss 40%"]
     assert tc.parse_links("all") == list(tc.CHOICE_LINKS)
