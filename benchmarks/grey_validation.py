@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.acceptance_report import CLASSICAL
 
-MODELS = ("orbital-gray-unet2-ground", "orbital-gray-unet2-lunar")
+MODELS = ("orbital-gray-unet2-ground",)
 
 
 def mask_seed(name: str, k: int) -> int:
