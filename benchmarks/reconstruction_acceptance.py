@@ -141,7 +141,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--rover-models", default=",".join(ROVER_MODELS),
-                   help="comma-separated zoo names / files (RGB; default: the shipped set, %(default)s)")  # fmt: skip
+                   help="comma-separated zoo names / files (RGB; default: the shipped set, %(default)s; '' for none: "
+                   "the grey files alone)")  # fmt: skip
     p.add_argument("--gray-models", default=",".join(GRAY_MODELS),
                    help="comma-separated zoo names / files (grey; default %(default)s; '' for none)")  # fmt: skip
     p.add_argument("--default-model", default=None, help="the default ground model (first rover model if unset)")
@@ -233,32 +234,33 @@ def main(argv: list[str] | None = None) -> int:
         "rover": {},
     }
 
-    files = split_files("rover_rgb", "test", root=args.data)
-    images = [(p.name, read_image(p, channels=3).pixels) for p in files]
-    for keep in keeps:
-        per: dict[str, Any] = {}
+    if rover_models:  # --rover-models '': the grey files alone
+        files = split_files("rover_rgb", "test", root=args.data)
+        images = [(p.name, read_image(p, channels=3).pixels) for p in files]
+        for keep in keeps:
+            per: dict[str, Any] = {}
+            for i, (name, full) in enumerate(images):
+                img = centre_crop(full, args.crop)
+                per[name] = evaluate(img, make_mask(i, img.shape[:2], keep, "uniform"), rgb_methods, seed=i)
+                log.info("rover keep %.2f %s: %s", keep, name, {m: round(v["psnr"], 2) for m, v in per[name].items()})
+            result["rover"][str(keep)] = {"per_image": per, **summarise(per, rover_models)}
+
+        smooth: dict[str, Any] = {}
         for i, (name, full) in enumerate(images):
-            img = centre_crop(full, args.crop)
-            per[name] = evaluate(img, make_mask(i, img.shape[:2], keep, "uniform"), rgb_methods, seed=i)
-            log.info("rover keep %.2f %s: %s", keep, name, {m: round(v["psnr"], 2) for m, v in per[name].items()})
-        result["rover"][str(keep)] = {"per_image": per, **summarise(per, rover_models)}
+            y, x = smoothest_window(full)
+            win = full[y : y + SMOOTH_WINDOW, x : x + SMOOTH_WINDOW]
+            smooth[name] = evaluate(win, make_mask(i, win.shape[:2], 0.1, "uniform"), rgb_methods, seed=i)
+            smooth[name]["window"] = {"y": y, "x": x, "size": SMOOTH_WINDOW}
+        smooth_per = {n: {m: v for m, v in d.items() if m != "window"} for n, d in smooth.items()}
+        result["smooth"] = {"per_image": smooth, **summarise(smooth_per, rover_models)}
 
-    smooth: dict[str, Any] = {}
-    for i, (name, full) in enumerate(images):
-        y, x = smoothest_window(full)
-        win = full[y : y + SMOOTH_WINDOW, x : x + SMOOTH_WINDOW]
-        smooth[name] = evaluate(win, make_mask(i, win.shape[:2], 0.1, "uniform"), rgb_methods, seed=i)
-        smooth[name]["window"] = {"y": y, "x": x, "size": SMOOTH_WINDOW}
-    smooth_per = {n: {m: v for m, v in d.items() if m != "window"} for n, d in smooth.items()}
-    result["smooth"] = {"per_image": smooth, **summarise(smooth_per, rover_models)}
+        if not args.skip_demo:
+            from edgeae.data import data_path
 
-    if not args.skip_demo:
-        from edgeae.data import data_path
-
-        demo = read_image(data_path(DEMO_FRAME, args.data), channels=3).pixels
-        known = make_mask(0, demo.shape[:2], 0.1, "uniform")  # edgeae demo's defaults: seed 0, keep 0.1, uniform
-        result["demo"] = evaluate(demo, known, rgb_methods)
-        log.info("demo frame: %s", {m: round(v["psnr"], 2) for m, v in result["demo"].items()})
+            demo = read_image(data_path(DEMO_FRAME, args.data), channels=3).pixels
+            known = make_mask(0, demo.shape[:2], 0.1, "uniform")  # edgeae demo's defaults: seed 0, keep 0.1, uniform
+            result["demo"] = evaluate(demo, known, rgb_methods)
+            log.info("demo frame: %s", {m: round(v["psnr"], 2) for m, v in result["demo"].items()})
 
     if gray_models:
         gper: dict[str, Any] = {}
