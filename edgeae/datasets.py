@@ -164,7 +164,7 @@ SPLITS["rover_rgb_msl"] = {
 # only lunar NAC images outside every test figure (validation figures only: λ, planted_blocks' val split): the first
 # trains the CAE, the second validates it. No other training file is lunar NAC (the grey test split is), so the
 # training one is listed LUNAR_REPEAT times: crops are drawn in proportion to valid area, and 16 copies make ~1/5 of
-# the crops lunar. Test unchanged.
+# the crops lunar. Test unchanged. A fine-tune on it (session 43) was tried and not shipped: docs/training.md.
 LUNAR_REPEAT = 16
 LUNAR_TRAIN = "orbital_gray/lroc_nac_craters/M1266003170_mosaic_train_small.png"
 LUNAR_VAL = "orbital_gray/lroc_nac_craters/M1275410097_mosaic_train_small.png"
