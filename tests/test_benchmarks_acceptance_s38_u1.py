@@ -43,3 +43,17 @@ def test_other_rover_models_keep_their_own_default_and_no_flight_model(tmp_path:
     assert ra.judged_models(args) == ("rover-rgb-gtunet", "rover-rgb-unet2-flight")
     args = ra.parse_args(["--out", str(tmp_path), "--rover-models", "a.pt,b.pt", "--flight-model", "b.pt"])
     assert ra.judged_models(args) == ("a.pt", "b.pt")
+
+
+def test_no_rover_models_runs_the_grey_files_alone(tmp_path: Path, data_root: Path) -> None:
+    """Session 43: `--rover-models ''` (a grey candidate measured alone) used to score every rover image with the
+    classical fills and then crash in the verdicts; now it runs the grey test files only."""
+    import json
+
+    args = ["--out", str(tmp_path), "--rover-models", "", "--gray-models", "orbital-gray-unet2-ground",
+            "--skip-demo", "--crop", "128", "--threads", "1", "--data", str(data_root)]  # fmt: skip
+    assert ra.main(args) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["rover"] == {} and "smooth" not in result and "demo" not in result
+    assert len(result["gray"]["per_image"]) == 5
+    assert [v["check"].split(":")[0] for v in result["acceptance"]] == ["orbital-gray-unet2-ground"]
