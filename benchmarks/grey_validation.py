@@ -8,7 +8,8 @@ reconstruction stage crops the test files), ``--masks`` uniform masks keeping ``
 the file's name, so a file's masks do not depend on the others listed), and each model's PSNR minus the best
 classical fill's (:data:`benchmarks.acceptance_report.CLASSICAL`, the best per mask), averaged over the masks. The
 models are used as given (a ``gated.pt`` with its gate, as the zoo ships them). Fixed seeds: exact on a rerun.
-Writes ``results.json`` and ``results.md`` under ``--out``; about 1 min per model and file on 2 cores.
+Writes ``results.json`` and ``results.md`` under ``--out``; about a minute for three models on the five files of
+``orbital_gray_lunar`` (2 cores).
 """
 
 from __future__ import annotations
