@@ -139,8 +139,11 @@ MSL_MIX_MIN_SIDE = 211
 MSL_MIX_LISTING = Path(__file__).with_name("datasets_rover_rgb_msl.txt")
 
 
-def msl_colour_browse(split: str, root: str | os.PathLike[str] | None = None, every: int = 2) -> tuple[str, ...]:
-    """Every ``every``-th colour MSL browse image of ``split`` (name order) with short side >= MSL_MIX_MIN_SIDE."""
+def msl_colour_browse(
+    split: str, root: str | os.PathLike[str] | None = None, every: int = 2, start: int = 0
+) -> tuple[str, ...]:
+    """Every ``every``-th colour MSL browse image of ``split`` (name order, from the ``start``-th) with short side >=
+    MSL_MIX_MIN_SIDE."""
     from PIL import Image
 
     base = data_root(root)
@@ -149,11 +152,21 @@ def msl_colour_browse(split: str, root: str | os.PathLike[str] | None = None, ev
         with Image.open(path) as im:  # the header only: no pixels decoded
             if im.mode == "RGB" and min(im.size) >= MSL_MIX_MIN_SIDE:
                 keep.append(path.relative_to(base).as_posix())
-    return tuple(keep[::every])
+    return tuple(keep[start::every])
 
 
 SPLITS["rover_rgb_msl"] = {
     "train": SPLITS["rover_rgb_v2"]["train"] + tuple(MSL_MIX_LISTING.read_text().split()),
+    "val": SPLITS["rover_rgb_v2"]["val"],
+    "test": SPLITS["rover_rgb_v2"]["test"],
+}
+
+# rover_rgb_msl_all: rover_rgb_msl plus the other half of those images (msl_colour_browse(start=1), packaged as
+# MSL_MIX_OTHER_LISTING): every colour browse image of the training sols with room for a crop, 1,322. Validation and
+# test stay rover_rgb_v2's.
+MSL_MIX_OTHER_LISTING = Path(__file__).with_name("datasets_rover_rgb_msl_other.txt")
+SPLITS["rover_rgb_msl_all"] = {
+    "train": SPLITS["rover_rgb_msl"]["train"] + tuple(MSL_MIX_OTHER_LISTING.read_text().split()),
     "val": SPLITS["rover_rgb_v2"]["val"],
     "test": SPLITS["rover_rgb_v2"]["test"],
 }

@@ -56,7 +56,8 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     assert html.index("01-recon-telea.png") < html.index("01-error-telea.png") < html.index("01-recon-ns.png")
     assert (out / "img" / "colourbar-error.png").is_file() and "0.25+" in html
     assert (out / "img" / "00-original.png").is_file() and (out / "img" / "00-masked.png").is_file()
-    for link in ("perfect", "loss5", "loss20", "burst", "mars_relay"):  # every preset, in the table and printed
+    # every preset, in the table and printed
+    for link in ("perfect", "loss5", "loss20", "loss40", "burst", "mars_relay"):
         assert f">{link}<" in html and link in printed
     assert "jpeg2000 (whole frame in" in html
     m = json.loads((out / "metrics.json").read_text())
@@ -67,7 +68,7 @@ def test_demo_cli_on_moon(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.
     assert m["same_bytes_codec"]["bytes"] <= m["same_bytes_codec"]["budget"]
     assert 30 < m["results"]["linear"]["psnr"] < 45  # measured 36.9 dB (seed 0)
     # every number the page shows is in the JSON beside it: downlink per link, anomaly top patches, conclusion
-    assert set(m["downlink"]) >= {"perfect", "loss5", "loss20", "burst", "mars_relay"}
+    assert set(m["downlink"]) >= {"perfect", "loss5", "loss20", "loss40", "burst", "mars_relay"}
     assert m["anomaly"]["top"] and m["anomaly"]["median"] > 0 and m["conclusion"]
     prov = m["provenance"]  # what else made the numbers: version, model file and hash, threads, machine
     assert prov["model_file"].endswith(".pt") and len(prov["model_sha256"]) == 64 and prov["edgeae_version"]

@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--link", type=Path, metavar="LINK",
-        help="a link preset name (perfect, loss5, loss20, burst, mars_relay; see edgeae links) or a link TOML "
+        help="a link preset name (perfect, loss5, loss20, loss40, burst, mars_relay; see edgeae links) or a link TOML "
         "file; default a perfect 2 Mbit/s link",
     )  # fmt: skip
     s.add_argument("--link-seed", type=int, help="override the link file's seed")

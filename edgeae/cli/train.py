@@ -113,8 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--data",
         default=None,
         help=(
-            "rover_rgb | rover_rgb_v2 | rover_rgb_msl | orbital_gray | orbital_gray_v2 | orbital_gray_lunar | a "
-            "folder of images (not with --resume)"
+            "rover_rgb | rover_rgb_v2 | rover_rgb_msl | rover_rgb_msl_all | orbital_gray | orbital_gray_v2 | "
+            "orbital_gray_lunar | a folder of images (not with --resume)"
         ),
     )
     c.add_argument(

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from edgeae.ground.pipeline import DownlinkResult
 
 # the link presets in the order the report shows them (any other preset follows, by name)
-LINK_ORDER = ("perfect", "loss5", "loss20", "burst", "mars_relay")
+LINK_ORDER = ("perfect", "loss5", "loss20", "loss40", "burst", "mars_relay")
 
 
 def sparse_payload(ctx: DemoContext) -> tuple[int, int]:

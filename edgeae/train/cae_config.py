@@ -28,6 +28,7 @@ DATASET_CHANNELS = {
     "rover_rgb_v2": 3,
     "orbital_gray_v2": 1,
     "rover_rgb_msl": 3,
+    "rover_rgb_msl_all": 3,
     "orbital_gray_lunar": 1,
 }
 
