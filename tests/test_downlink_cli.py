@@ -32,9 +32,9 @@ def test_simulate_compare_sends_codecs_at_the_same_bytes(tmp_path: Path, image: 
     rep = json.loads(out.with_suffix(".json").read_text())
     assert rep["product"]["codec"] == "ccsds121" and rep["product"]["layout"] == 2
     rows = {r["method"]: r for r in rep["compare"]}
-    assert set(rows) == {"sparse keep 0.2 + telea", "jpeg2000", "jpeg", "webp"}
+    assert set(rows) == {"sparse keep 0.2 + blend", "jpeg2000", "jpeg", "webp"}
     assert all(r["wire_bytes"] <= rep["wire_bytes"] for r in rows.values())
-    assert rows["sparse keep 0.2 + telea"]["psnr"] > 20 and rows["sparse keep 0.2 + telea"]["longest_row_gap"] <= 2
+    assert rows["sparse keep 0.2 + blend"]["psnr"] > 20 and rows["sparse keep 0.2 + blend"]["longest_row_gap"] <= 2
     assert "| jpeg2000 |" in capsys.readouterr().out
     assert main(["downlink", "simulate", "--image", str(image), "--out", str(out), "--compare", "gif"]) != 0
 
@@ -61,3 +61,30 @@ def test_plan_on_an_image(tmp_path: Path, image: Path, monkeypatch, capsys) -> N
     assert all(r["wire_bytes"] <= r["budget_bytes"] for r in rows)
     assert "| 20% | prioritised |" in capsys.readouterr().out
     assert main(["downlink", "plan", "--set", "moon"]) != 0
+
+
+def test_compare_fill_names_the_classical_fill_and_is_checked(tmp_path: Path, image: Path, capsys) -> None:
+    """--compare rebuilds the sparse frame with blend (the best classical fill) unless --fill names another; --fill
+    without --compare, or with --model, is refused before any work."""
+    from edgeae.inpaint import METHODS
+
+    out = tmp_path / "rx.bin"
+    base = ["downlink", "simulate", "--image", str(image), "--keep", "0.2", "--out", str(out)]
+    assert main([*base, "--compare", "jpeg", "--fill", "telea"]) == 0
+    rows = {r["method"]: r for r in json.loads(out.with_suffix(".json").read_text())["compare"]}
+    assert set(rows) == {"sparse keep 0.2 + telea", "jpeg"}
+    capsys.readouterr()
+    assert main([*base, "--force", "--fill", "linear"]) == 2
+    assert "--fill rebuilds the sparse frame for --compare" in capsys.readouterr().err
+    assert main([*base, "--force", "--compare", "jpeg", "--fill", "ns", "--model", "rgb-cae"]) == 2
+    assert "--fill ns and --model rgb-cae" in capsys.readouterr().err
+    # the parser's choices are the classical fills the ground station has
+    import argparse
+
+    from edgeae.cli import build_parser
+
+    def sub(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        return next(a.choices[name] for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    sim = sub(sub(build_parser(), "downlink"), "simulate")
+    assert tuple(next(a for a in sim._actions if "--fill" in a.option_strings).choices) == METHODS

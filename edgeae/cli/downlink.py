@@ -90,8 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument(
         "--model",
-        help="--compare: rebuild the sparse frame with this CAE (zoo name or artifact); default classical Telea",
+        help="--compare: rebuild the sparse frame with this CAE (zoo name or artifact); default the classical --fill",
     )
+    s.add_argument(
+        "--fill", choices=("telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend"),
+        help="--compare without --model: the classical fill that rebuilds the sparse frame (default blend, the "
+        "mean of the normconv-wide and linear fills: the best classical fill of the reconstruction benchmark)",
+    )  # fmt: skip
     s.add_argument(
         "--link", type=Path, metavar="LINK",
         help="a link preset name (perfect, loss5, loss20, loss40, burst, mars_relay; see edgeae links) or a link TOML "

@@ -9,15 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 
-def compare_filler(model: str | None, channels: int | None = None):
-    """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else classical Telea. A model
-    that is not a CAE, or (``channels``: the frame's) takes another channel count, is refused (ValueError) before
-    any work, not reported as a frame the ground could not rebuild."""
+def compare_filler(model: str | None, channels: int | None = None, fill: str = "blend"):
+    """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else the classical ``fill``
+    (``edgeae.inpaint.METHODS``; until session 44 always Telea, the weakest of them on the rover test images). A
+    model that is not a CAE, or (``channels``: the frame's) takes another channel count, is refused (ValueError)
+    before any work, not reported as a frame the ground could not rebuild."""
     from edgeae.ground.station import make_filler
     from edgeae.predictor import load_predictor
 
     if not model:
-        return make_filler(None, "telea")
+        return make_filler(None, fill)
     predictor = load_predictor(model)  # loaded once: the filler fills with it, its metadata gives the channels
     filler = make_filler(model, predictor=predictor)  # refuses a VAE or a CAE half by its kind
     if channels is not None:

@@ -59,7 +59,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         samples, bits = image_samples(args.image, args.channels, args.bayer)
         # loaded (and so checked, its kind and channels against the frame's) before any work
-        filler = compare_filler(args.model, samples.shape[2]) if codecs else None
+        fill = getattr(args, "fill", None) or "blend"
+        filler = compare_filler(args.model, samples.shape[2], fill) if codecs else None
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
         args.codec = resolve_sample_codec(args.codec)  # auto: the codec the packets carry, in the report too
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)
@@ -181,6 +182,11 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
         raise CLIError(f"--out {str(args.out)!r}: name the packet file to write (e.g. rx.bin)")
     if args.model and args.compare is None:
         raise CLIError("--model rebuilds the sparse frame for --compare; without --compare nothing is rebuilt")
+    if getattr(args, "fill", None):
+        if args.compare is None:
+            raise CLIError("--fill rebuilds the sparse frame for --compare; without --compare nothing is rebuilt")
+        if args.model:
+            raise CLIError(f"--fill {args.fill} and --model {args.model}: the sparse frame is rebuilt by one of them")
     codecs: list[str] = []
     if args.compare is not None:
         codecs = [c.strip() for c in args.compare.split(",") if c.strip()]
