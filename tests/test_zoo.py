@@ -82,3 +82,19 @@ def test_shipped_cae_weights_load_and_match_the_registry(name: str) -> None:
     assert metrics["parameters"] == entry["parameters"]
     assert 0 < metrics["val_loss"] < 0.05
     assert metrics["val_levels"]["0.5"]["mae"] < metrics["val_levels"]["0.99"]["mae"]
+
+
+def test_cli_zoo_names_each_cae_validation_split(capsys: pytest.CaptureFixture[str]) -> None:
+    """A CAE's PSNR is named with the dataset whose validation files gave it: the rover U-Nets (fine-tuned on
+    rover_rgb_msl, validated on rover_rgb_v2's panoramas) do not read as worse than rover-rgb-gtunet, whose figure
+    is on another split (rover_rgb's one panorama)."""
+    from edgeae.cli.zoo import val_split
+
+    assert val_split(zoo.ZOO["rover-rgb-gtunet"]["command"]) == "rover_rgb"
+    assert val_split(zoo.ZOO["rover-rgb-unet2-ground"]["command"]) == "rover_rgb_v2"  # its last step: rover_rgb_msl
+    assert val_split("edgeae train cae --data rover_rgb_msl_all --out r") == "rover_rgb_v2"
+    assert val_split("edgeae train cae --data ./my_images --out r") == "-" and val_split(None) == "-"
+    assert main(["zoo"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
+    assert lines["rover-rgb-gtunet"].endswith(", rover_rgb val")
+    assert lines["orbital-gray-unet2-ground"].endswith(", orbital_gray_v2 val")

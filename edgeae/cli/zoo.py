@@ -20,21 +20,38 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def summary(metrics: dict[str, Any]) -> str:
-    """A short metric string: validation PSNR/MAE at 90% destroyed (CAE), the in-sample AP of the λ tuning (VAE: λ
-    was chosen on those images, so it is no validation figure), else the validation loss."""
+def summary(metrics: dict[str, Any], split: str = "-") -> str:
+    """A short metric string: validation PSNR at 90% destroyed (CAE) and its validation ``split`` (:func:`val_split`;
+    the MAE is in ``--json``), the in-sample AP of the λ tuning (VAE: λ was chosen on those images, so it is no
+    validation figure), else the validation loss."""
     if not metrics:
         return "-"
     parts = []
     lv = metrics.get("val_levels", {}).get("0.9")
     if lv:
-        parts.append(f"PSNR {lv['psnr']:.1f} dB, MAE {lv['mae']:.3f} at 90% lost")
+        on = f", {split} val" if split != "-" else " (validation)"
+        parts.append(f"PSNR {lv['psnr']:.2f} dB{on}")
     ap = metrics.get("calibration", {}).get("lambda_ap")
     if isinstance(ap, float):
         parts.append(f"in-sample λ-tuning AP {ap:.3f}")
     if not parts and "val_loss" in metrics:
         parts.append(f"val loss {metrics['val_loss']:.4g}")
     return ", ".join(parts) or "-"
+
+
+def val_split(command: str | None) -> str:
+    """The validation files a CAE's metrics were measured on, named by the first registered dataset that holds them
+    (``rover_rgb_msl`` validates on ``rover_rgb_v2``'s): the ``--data`` of the last training step of the model's
+    command; "-" when the command names none (a folder, a VAE). Metrics compare only within one such split."""
+    import re
+
+    from edgeae.datasets import SPLITS
+
+    found = re.findall(r"edgeae train cae .*?--data (\S+)", command or "")
+    if not found or found[-1] not in SPLITS:
+        return "-"
+    val = SPLITS[found[-1]].get("val")
+    return next((name for name, split in SPLITS.items() if split.get("val") == val), found[-1])
 
 
 def _artifacts(name: str) -> str:
@@ -70,12 +87,15 @@ def run(args: argparse.Namespace) -> int:
         params = f"{m['parameters'] / 1000:.0f} k" if isinstance(m.get("parameters"), int) else "-"
         name = m["name"] if m["available"] else f"{m['name']} *"
         name += " +" if m.get("user_installed") else ""
-        rows.append((name, m["kind"], str(m["channels"]), params, _artifacts(m["name"]), summary(m["metrics"])))
+        split = val_split(m.get("command")) if m["kind"] == "cae" else "-"
+        rows.append((name, m["kind"], str(m["channels"]), params, _artifacts(m["name"]), summary(m["metrics"], split)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + _short(r[-1], 40))
-    if any(m["kind"] == "vae" and "λ-tuning" in summary(m["metrics"]) for m in models):
-        print("metrics: a CAE's on its validation split; a VAE's λ-tuning AP is in-sample (no validation figure)")
+    print(
+        "metrics: a CAE's PSNR with 90% of the pixels lost, on the validation files of the named dataset\n"
+        "(compare CAEs of one dataset only); a VAE's λ-tuning AP is in-sample (no validation figure)"
+    )
     if not all(m["available"] for m in models):
         from edgeae.zoo.checkpoints import INSTALL_HINT, weights_package_dir
 
