@@ -94,6 +94,9 @@ def test_cli_zoo_names_each_cae_validation_split(capsys: pytest.CaptureFixture[s
     assert val_split(zoo.ZOO["rover-rgb-unet2-ground"]["command"]) == "rover_rgb_v2"  # its last step: rover_rgb_msl
     assert val_split("edgeae train cae --data rover_rgb_msl_all --out r") == "rover_rgb_v2"
     assert val_split("edgeae train cae --data ./my_images --out r") == "-" and val_split(None) == "-"
+    # a resume names no --data: a later step's (the gate's) is not read as the run's
+    chain = "edgeae train cae --data rover_rgb --out r  &&  edgeae train cae --resume r  &&  gate --data orbital_gray"
+    assert val_split(chain) == "rover_rgb"
     assert main(["zoo"]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
     assert lines["rover-rgb-gtunet"].endswith(", rover_rgb val")

@@ -47,7 +47,8 @@ def val_split(command: str | None) -> str:
 
     from edgeae.datasets import SPLITS
 
-    found = re.findall(r"edgeae train cae .*?--data (\S+)", command or "")
+    # a training step's own --data: not one of a later step of the chain (steps are joined by "&&")
+    found = re.findall(r"edgeae train cae (?:(?!&&).)*?--data (\S+)", command or "")
     if not found or found[-1] not in SPLITS:
         return "-"
     val = SPLITS[found[-1]].get("val")
