@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-packet", type=int, default=1024)
     ap.add_argument("--seeds", type=int, default=3, help="link seeds per lossy link")
     ap.add_argument(
-        "--links", default=",".join(CHOICE_LINKS), help="links (comma-separated): " + ", ".join(CHOICE_LINKS)
+        "--links", default=",".join(CHOICE_LINKS), help="links (comma-separated): " + ", ".join(CHOICE_LINKS).replace("%", "%%")
     )
     ap.add_argument("--crop", type=int, default=512, help="centre crop side (px; the link benchmark's: 512)")
     ap.add_argument("--crops", type=int, default=0, help="the first N train + validation crops only (0: all)")
