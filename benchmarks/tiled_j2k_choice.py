@@ -291,9 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fills", default="telea", help="classical fills that conceal lost tiles (comma-separated)")
     ap.add_argument("--max-packet", type=int, default=1024)
     ap.add_argument("--seeds", type=int, default=3, help="link seeds per lossy link")
-    ap.add_argument(
-        "--links", default=",".join(CHOICE_LINKS), help="links (comma-separated): " + ", ".join(CHOICE_LINKS).replace("%", "%%")
-    )
+    names = ", ".join(CHOICE_LINKS).replace("%", "%%")  # argparse formats help with %: 'loss 20%' would break it
+    ap.add_argument("--links", default=",".join(CHOICE_LINKS), help="links (comma-separated): " + names)
     ap.add_argument("--crop", type=int, default=512, help="centre crop side (px; the link benchmark's: 512)")
     ap.add_argument("--crops", type=int, default=0, help="the first N train + validation crops only (0: all)")
     args = ap.parse_args(argv)
