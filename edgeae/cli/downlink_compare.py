@@ -9,16 +9,21 @@ from collections.abc import Callable
 from typing import Any
 
 
-def compare_filler(model: str | None, channels: int | None = None, fill: str = "blend"):
+DEFAULT_FILL = "blend"
+"""The classical fill --compare rebuilds with when no --model or --fill is given: the best of the reconstruction
+benchmark (until session 44 Telea, the weakest of them on the rover test images)."""
+
+
+def compare_filler(model: str | None, channels: int | None = None, fill: str | None = None):
     """(fill, name) that rebuilds the sparse frame for --compare: the CAE ``model``, else the classical ``fill``
-    (``edgeae.inpaint.METHODS``; until session 44 always Telea, the weakest of them on the rover test images). A
-    model that is not a CAE, or (``channels``: the frame's) takes another channel count, is refused (ValueError)
-    before any work, not reported as a frame the ground could not rebuild."""
+    (``edgeae.inpaint.METHODS``; None: :data:`DEFAULT_FILL`). A model that is not a CAE, or (``channels``: the
+    frame's) takes another channel count, is refused (ValueError) before any work, not reported as a frame the ground
+    could not rebuild."""
     from edgeae.ground.station import make_filler
     from edgeae.predictor import load_predictor
 
     if not model:
-        return make_filler(None, fill)
+        return make_filler(None, fill or DEFAULT_FILL)
     predictor = load_predictor(model)  # loaded once: the filler fills with it, its metadata gives the channels
     filler = make_filler(model, predictor=predictor)  # refuses a VAE or a CAE half by its kind
     if channels is not None:

@@ -59,8 +59,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         samples, bits = image_samples(args.image, args.channels, args.bayer)
         # loaded (and so checked, its kind and channels against the frame's) before any work
-        fill = getattr(args, "fill", None) or "blend"
-        filler = compare_filler(args.model, samples.shape[2], fill) if codecs else None
+        filler = compare_filler(args.model, samples.shape[2], getattr(args, "fill", None)) if codecs else None
         frame = sparse_from_samples(samples, bits, args.keep, args.seed, args.pattern, args.frame_id)
         args.codec = resolve_sample_codec(args.codec)  # auto: the codec the packets carry, in the report too
         wire = WireConfig(args.max_packet, args.codec, args.layout, args.band_rows)
