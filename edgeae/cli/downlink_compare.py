@@ -8,7 +8,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-
 DEFAULT_FILL = "blend"
 """The classical fill --compare rebuilds with when no --model or --fill is given: the best of the reconstruction
 benchmark (until session 44 Telea, the weakest of them on the rover test images)."""
