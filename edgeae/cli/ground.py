@@ -25,11 +25,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        default="telea",
-        choices=("telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend"),
-        help="classical fill without --model, and for a frame the --model cannot fill (default telea; blend: the mean "
-        "of normconv-wide and linear, the best classical fill on the validation frames: "
-        f"{source_ref('docs/reconstruction.md')})",
+        default="auto",
+        choices=("auto", "telea", "ns", "linear", "nearest", "normconv", "normconv-wide", "blend"),
+        help="classical fill without --model, and for a frame the --model cannot fill (default auto: per frame, "
+        "blend, the mean of normconv-wide and linear and the best classical fill on the validation frames, or where "
+        "its rebuild would not fit in the memory available the next best that fits, normconv-wide then telea; the "
+        f"frame's report says which in 'reconstruction' and why in 'fill_auto': {source_ref('docs/ground.md')})",
     )
     p.add_argument(
         "--decoder", help="decoder for latent frames: zoo:NAME/NAME-decoder.int8.onnx or a cae-decoder artifact"

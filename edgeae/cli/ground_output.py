@@ -112,6 +112,8 @@ def print_report(report: dict) -> None:
             line += f", no PSNR: {rep['psnr_error']}"
         if "fill_fallback" in rep:
             line += f" ({rep['fill_fallback']})"
+        if "fill_auto" in rep:  # --method auto could not afford its best fill for this frame
+            line += f" ({rep['fill_auto']})"
         if rep.get("image_note"):  # a latent frame missing values (lost, NaN or infinite): partial or unusable
             line += f" ({rep['image_note']})"
         elif rep.get("latent_nonfinite"):

@@ -4,6 +4,7 @@ against a classical fill) or a classical method, as one callable (:class:`Filler
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +55,8 @@ def make_filler(
         if model:
             raise
         from edgeae.inpaint import inpaint
+
+        method = "telea" if method == AUTO else method  # blend and normconv-wide are edgeae.reconstruct's
 
         def fill_inpaint(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
             return np.asarray(inpaint(image, known, method), dtype=np.float32)
@@ -120,7 +123,84 @@ def make_filler(
         suffix += f"+xcheck-{cross_check}" if cross_check else ""
         return fill_cae, f"cae:{Path(str(model)).name}{suffix}"
 
+    if method == AUTO:
+        return AutoFill(), AUTO
+
     def fill_classical(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
         return np.asarray(reconstruct(image, known, method), dtype=np.float32)
 
     return fill_classical, method
+
+
+AUTO = "auto"
+"""The ground's default classical fill: per frame, the first of :data:`AUTO_METHODS` whose rebuild fits the memory
+available (:class:`AutoFill`)."""
+
+AUTO_METHODS: tuple[str, ...] = ("blend", "normconv-wide", "telea")
+"""Best first (validation PSNR, ``docs/reconstruction.md``: blend leads in every rover and grey cell, normconv-wide
+leads telea in every cell), each lighter than the one before (``edgeae.ground.limits.REBUILD_BYTES``: 161 / 48.5 /
+36.8 bytes a grey pixel, 255 / 117 / 67 an RGB one)."""
+
+
+@dataclass
+class AutoChoice:
+    """The fill :meth:`AutoFill.choose` picked for one frame and, when it is not the first, why."""
+
+    method: str
+    note: str | None = None
+
+
+@dataclass
+class AutoFill:
+    """``--method auto``: fill each frame with the best classical method whose rebuild fits the memory available
+    (:func:`edgeae.ground.limits.check_memory` for each of ``methods`` in turn). The station picks before it builds
+    the frame (:meth:`choose`) and fills with :meth:`using`; called directly (the fallback of a CAE that cannot
+    fill a frame), it picks with the memory available then, which the frame's own arrays already take part of (so
+    it may pick a lighter fill than it needed to, never a heavier one)."""
+
+    methods: tuple[str, ...] = AUTO_METHODS
+
+    def choose(self, h: int, w: int, c: int, frame_id: int = 0, original: bool = False) -> AutoChoice:
+        """The first method whose rebuild fits; the last one's ``LimitError`` (reason ``memory``) when none does."""
+        from .limits import LimitError, check_memory
+
+        refused: list[str] = []
+        for i, m in enumerate(self.methods):
+            try:
+                check_memory("sparse", frame_id, h, w, c, m, original=original)
+            except LimitError:
+                if i == len(self.methods) - 1:
+                    raise
+                refused.append(m)
+                continue
+            note = None
+            if refused:
+                note = (
+                    f"{' and '.join(refused)} would not fit in the memory available (edgeae.ground.limits."
+                    f"REBUILD_BYTES): filled with {m}"
+                )
+            return AutoChoice(m, note)
+        raise AssertionError("AutoFill.methods is empty")  # pragma: no cover - the dataclass default has three
+
+    def using(self, method: str) -> Filler:
+        """The fill of ``method`` (one of :attr:`methods`)."""
+        from edgeae.reconstruct import reconstruct
+
+        def fill(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+            return np.asarray(reconstruct(image, known, method), dtype=np.float32)
+
+        return fill
+
+    def __call__(self, image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+        from .limits import LimitError
+
+        h, w, c = image.shape
+        try:
+            choice = self.choose(h, w, c)
+        except LimitError:  # the frame is built already: fill it with the lightest rather than lose it
+            choice = AutoChoice(self.methods[-1], "no fill fitted the memory available now: filled with the lightest")
+        if notes is not None:
+            notes["reconstruction"] = choice.method
+            if choice.note:
+                notes["fill_auto"] = choice.note
+        return self.using(choice.method)(image, known, notes)

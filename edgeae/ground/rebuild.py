@@ -24,6 +24,7 @@ from .decode import (
     place_sparse,
     telemetry_json,
 )
+from .filler import AutoChoice, AutoFill
 from .latent import rebuild_latent
 from .limits import GroundLimits, check_memory
 from .outputs import NAMES_LISTED, image_ext, patch_images, sample_scaling
@@ -91,14 +92,15 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
     # no sample is NothingReceived unless it has patches to paste (so a huge frame not received is reported so on a
     # small machine, not as ``memory``); only then is the whole mask made, and the frame-size arrays
     rebuild_empty = any(why is None for _, why in unusable)
+    chosen: list[AutoChoice] = []  # --method auto: the fill that fits this frame, picked by its memory check
+
+    def room() -> None:
+        choice = _check_memory(station, asm)
+        if choice is not None:
+            chosen.append(choice)
+
     try:
-        plan = check_sparse(
-            asm,
-            station.max_pixels,
-            station.limits,
-            rebuild_empty=rebuild_empty,
-            room=lambda: _check_memory(station, asm),
-        )
+        plan = check_sparse(asm, station.max_pixels, station.limits, rebuild_empty=rebuild_empty, room=room)
     except NothingReceived as exc:  # and none of its patches can be pasted (their headers say why)
         return nothing_received(station, asm, exc, [{"patch": i, "reason": why} for i, why in unusable], t0)
     res = place_sparse(plan)
@@ -129,17 +131,26 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
         return nothing_received(station, asm, gone, pasted.not_used, t0)
     notes: dict[str, Any] = {}
     recon = img
-    if station.fill is not None and known.any():
+    fill = station.fill
+    if isinstance(fill, AutoFill) and chosen:
+        fill = fill.using(chosen[0].method)
+        notes["reconstruction"] = chosen[0].method
+        if chosen[0].note:
+            notes["fill_auto"] = chosen[0].note
+    if fill is not None and known.any():
         try:
-            recon = station.fill(img, known, notes)
+            recon = fill(img, known, notes)
         except Exception as exc:  # e.g. a grey frame for an RGB CAE: the classical fill still rebuilds it
             if station.fallback is None:
                 raise
-            recon = station.fallback(img, known, {})
-            rep["reconstruction"] = station.fallback_name
+            used: dict[str, Any] = {}  # --method auto says which fill it picked
+            recon = station.fallback(img, known, used)
+            rep["reconstruction"] = used.get("reconstruction", station.fallback_name)
             rep["fill_fallback"] = (
-                f"{station.fill_name} could not fill this frame ({exc}); filled with {station.fallback_name}"
+                f"{station.fill_name} could not fill this frame ({exc}); filled with {rep['reconstruction']}"
             )
+            if "fill_auto" in used:
+                rep["fill_auto"] = used["fill_auto"]
             if not station.fallback_said:  # once a session, plainly; each frame's report and line say it too
                 station.fallback_said = True
                 log.warning(
@@ -240,10 +251,15 @@ def rebuild_latent_frame(station: GroundStation, asm: Assembly) -> dict:
     return rep
 
 
-def _check_memory(station: GroundStation, asm: Assembly) -> None:
-    """Refuse (``LimitError``, reason ``memory``) a sparse frame whose rebuild would not fit in the memory available."""
+def _check_memory(station: GroundStation, asm: Assembly) -> AutoChoice | None:
+    """Refuse (``LimitError``, reason ``memory``) a sparse frame whose rebuild would not fit in the memory available;
+    with ``--method auto`` (:class:`~.filler.AutoFill`), the best fill that fits it, refused when none does."""
     h = asm.header
+    if isinstance(station.fill, AutoFill):
+        original = station._has_original(asm.frame_id)
+        return station.fill.choose(h["height"], h["width"], h["channels"], asm.frame_id, original)
     check_memory(
         "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
         original=station._has_original(asm.frame_id),
     )  # fmt: skip
+    return None
