@@ -12,7 +12,9 @@ the two LROC NAC mosaics kept apart for λ (:data:`edgeae.train.vae.LAMBDA_FILES
   neighbours;
 - rank sums of local z with the isolation forest, the kNN and patch std;
 - the MAD floor (1e-3, 1e-2, 0.1) and μ pre-scaled by a robust z over all patches or within each mosaic;
-- a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (why the radius is at least 2 steps).
+- a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (why the radius is at least 2 steps);
+- (session 45) μ from windows of 32 / 128 / 256 px at the same centres, alone, concatenated or averaged, and
+  neighbour distances (k-th nearest μ within a radius, the local outlier factor) in place of the z score.
 
 Then the weight of the reconstruction error in :func:`edgeae.anomaly.context.local_novelty` (the shipped
 candidate ``local z (mu, rec)``), chosen as λ is: the AP above for each weight, and on the validation frames of
@@ -89,6 +91,62 @@ def coarse_grid(frames: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
         f"stride 64, radius {r} px": _per_frame(lambda m, c, r=r: local_z(m, c, radius=r), sub) for r in (96, 128, 192)
     }
     return keep, out
+
+
+def window_and_neighbour_variants(
+    scored: Any, scorer: Any, frames: list[tuple[np.ndarray, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Session 45 (tried, not adopted): local z of μ from windows of 32 / 128 / 256 px centred on each patch (the
+    multi-window scorer's windows, resampled to the model's 64 px), alone, concatenated with the 64-px μ or averaged
+    over the windows; and two ways of comparing a patch with its neighbours other than a z score: the distance to
+    its k-th nearest neighbour in μ (μ robust-z scaled over the frame) among the patches within 96 / 192 px, and the
+    local outlier factor of μ over the whole frame (scikit-learn, k = 20)."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from edgeae.anomaly.baselines import robust_z
+    from edgeae.anomaly.context import local_z
+    from edgeae.anomaly.multiscale import MultiScale, score_windows
+
+    ms = MultiScale(windows=(32, 128, 256))
+    mus = [
+        {64: m, **{w: np.asarray(v["mu"]) for w, v in score_windows(img, scorer, r, ms, r.patch).items()}}
+        for img, r, (m, _) in zip(scored.images, scored.patch_results, frames, strict=True)
+    ]
+    xys = [c for _, c in frames]
+
+    def lz(m: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return local_z(m, c) / np.sqrt(m.shape[1])
+
+    out: dict[str, np.ndarray] = {}
+    for w in (32, 128, 256):
+        out[f"local z of the {w}-px window's μ"] = np.concatenate([lz(m[w], c) for m, c in zip(mus, xys, strict=True)])
+    for ws in ((32, 64), (64, 128), (32, 64, 128), (32, 64, 128, 256)):
+        tag = "/".join(map(str, ws))
+        out[f"local z of μ concatenated over windows {tag}"] = np.concatenate(
+            [lz(np.concatenate([m[w] for w in ws], axis=1), c) for m, c in zip(mus, xys, strict=True)]
+        )
+        out[f"mean over windows {tag} of local z of μ"] = np.concatenate(
+            [np.mean([lz(m[w], c) for w in ws], axis=0) for m, c in zip(mus, xys, strict=True)]
+        )
+
+    def local_knn(m: np.ndarray, c: np.ndarray, radius: float, k: int) -> np.ndarray:
+        z, res = robust_z(np.asarray(m, np.float64)), np.zeros(len(m))
+        for i in range(len(m)):
+            near = np.flatnonzero((np.abs(c - c[i]) <= radius).all(axis=1))
+            d = np.sort(np.linalg.norm(z[near[near != i]] - z[i], axis=1))
+            res[i] = d[min(k, len(d)) - 1] if len(d) else 0.0
+        return res
+
+    for radius in (96, 192):
+        for k in (1, 3, 8):
+            out[f"distance to the nearest μ within {radius} px, k = {k}"] = np.concatenate(
+                [local_knn(m, c, radius, k) for m, c in frames]
+            )
+    out["local outlier factor of μ over the frame (k = 20)"] = np.concatenate(
+        [-LocalOutlierFactor(n_neighbors=20).fit(robust_z(np.asarray(m, np.float64))).negative_outlier_factor_
+         for m, _ in frames]
+    )  # fmt: skip
+    return out
 
 
 def planted_rows(model: str) -> list[dict[str, Any]]:
@@ -171,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     for w in REC_WEIGHTS:
         v = np.concatenate([local_novelty(m, r, c, rec_weight=w) for (m, c), r in zip(frames, recs, strict=True)])
         add("error weight (local z (mu, rec))", f"max(local z(mu) / sqrt D, {w:g} x local z(log rec))", v)
+    for name, v in window_and_neighbour_variants(scored, scorer, frames).items():
+        add("window sizes and neighbours (session 45)", name, v)
     keep, coarse = coarse_grid(frames)
     for name, v in coarse.items():
         add("every 2nd grid point", name, v, keep)
