@@ -130,6 +130,8 @@ def test_ground_decode_defaults_to_auto_and_says_so_per_frame(tmp_path: Path, mo
     assert main(["ground", "decode", str(rx), "--out", str(tmp_path / "g2"), "--no-progress"]) == 0
     rep = json.loads((tmp_path / "g2" / "frame_1.json").read_text())
     assert rep["reconstruction"] == "blend" and "fill_auto" not in rep
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("frame_1:")]
+    assert len(line) == 1 and line[0].endswith(", filled with blend"), line
     assert main(["ground", "decode", str(rx), "--out", str(tmp_path / "g3"), "--method", "telea"]) == 0
     assert json.loads((tmp_path / "g3" / "frame_1.json").read_text())["reconstruction"] == "telea"
 

@@ -104,6 +104,8 @@ def print_report(report: dict) -> None:
         if "pixel_fraction_received" in rep:
             frac = rep["pixel_fraction_received"]
             line += ", no pixels sampled" if frac is None else f", {100 * frac:.1f}% of sampled pixels"
+        if rep.get("reconstruction") and not ("fill_fallback" in rep or "fill_auto" in rep):  # those say it
+            line += f", filled with {rep['reconstruction']}"
         if rep.get("psnr") is not None:
             line += f", PSNR {rep['psnr']:.2f} dB" + (f" ({rep['psnr_note']})" if "psnr_note" in rep else "")
             if not str(rep.get("psnr_over", "all")).startswith("all"):  # no-data left out, as reconstruct does
