@@ -165,3 +165,12 @@ def test_the_fill_costs_benchmark_times_each_fill_and_its_psnr() -> None:
     md = markdown({"command": "x", "machine": {"cpu": "c", "logical_cores": 2}, "load_before": 0.1, "load_after": 0.2,
                    "frames": {"f": r}})  # fmt: skip
     assert md.count("| f | 40×56×1 |") == 3
+
+
+def test_the_rebuild_memory_benchmark_frames_are_seeded_and_shaped() -> None:
+    from benchmarks.rebuild_memory import frame
+
+    g, c = frame(64, 1), frame(64, 3)
+    assert g.shape == (64, 64, 1) and c.shape == (64, 64, 3) and g.dtype == c.dtype == np.uint8
+    np.testing.assert_array_equal(frame(64, 1), g)
+    np.testing.assert_array_equal(c[..., 0], g[..., 0])

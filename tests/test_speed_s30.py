@@ -177,7 +177,7 @@ def test_cae_rebuild_estimate_counts_torch_and_the_batch_of_tiles() -> None:
     limits.check_memory("sparse", 0, 591, 795, 3, fill, available=int(least * limits.MEMORY_MARGIN) + 1)
     assert limits.rebuild_bytes(100, 50, 3, fill, batch=32) == limits.rebuild_bytes(100, 50, 3, fill, batch=1)
     # classical fills are as before: per pixel only
-    assert limits.rebuild_bytes(10, 10, 1, "telea") == int(100 * (21.8 + 15.0))
+    assert limits.rebuild_bytes(10, 10, 1, "telea") == int(100 * sum(limits.REBUILD_BYTES["telea"]))
 
 
 def _fake_cgroup(root, v2: bool, limit: str, usage: int, inactive: int) -> None:  # type: ignore[no-untyped-def]

@@ -85,20 +85,23 @@ def parse_size(text: str, what: str = "size") -> int:
 
 REBUILD_BYTES: dict[str, tuple[float, float]] = {
     "nearest": (36.8, 9.1),
-    "telea": (21.8, 15.0),
+    "telea": (17.5, 19.3),
     "ns": (19.2, 15.0),
     "linear": (99.5, 13.0),
     "normconv": (14.3, 34.2),
     "normconv-wide": (14.3, 34.2),
-    "blend": (113.8, 47.2),
+    "blend": (99.5, 17.3),
     "cae": (41.3, 42.2),
 }
 """Peak memory of rebuilding a sparse frame, bytes per pixel: (a, b) gives a + b × channels. Measured in session 27
 with ``/usr/bin/time -v edgeae ground decode`` on 4096 × 4096 grey and RGB frames at keep 0.1 (peak RSS minus a
 63 MB process baseline; ``cae``: the ground U-Nets, torch included); 8192 × 8192 grey agreed within 8%.
 ``normconv-wide`` (session 38) is normconv's figure: the same work arrays (``edgeae reconstruct``'s peak RSS of the
-two agreed within 0.1 %); ``blend``, which runs ``linear`` and then ``normconv-wide``, is not measured here: the sum
-of theirs, an upper bound (``edgeae reconstruct``: blend 4 % above linear grey, 9 % RGB)."""
+two agreed within 0.1 %). Session 45 measured the ground's default, ``--method auto``'s fills, the same way (a
+synthetic 4096 × 4096 frame, grey and RGB, keep 0.1, less each method's RSS on a 16 × 16 frame; two runs agreed
+within 0.1 %): ``blend`` 116.8 / 151.4 bytes a grey / RGB pixel (it had been the sum of linear's and normconv's
+figures, 161 / 255, an upper bound never measured), ``linear`` 112.7 / 139.2, ``normconv-wide`` 47.2 / 119.0 (the
+figures above within 3 %), ``telea`` 36.8 / 75.4 (session 27: 36.8 / 66.8; the larger kept)."""
 
 NOT_A_GROUND_METHOD: tuple[str, ...] = ()
 """Fills a memory refusal does not suggest because ``edgeae ground decode --method`` does not offer them (none since
