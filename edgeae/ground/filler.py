@@ -139,7 +139,7 @@ available (:class:`AutoFill`)."""
 AUTO_METHODS: tuple[str, ...] = ("blend", "normconv-wide", "telea")
 """Best first (validation PSNR, ``docs/reconstruction.md``: blend leads in every rover and grey cell, normconv-wide
 leads telea in every cell), each lighter than the one before (``edgeae.ground.limits.REBUILD_BYTES``: 116.8 / 48.5 /
-36.8 bytes a grey pixel, 151.4 / 116.9 / 75.4 an RGB one)."""
+36.8 bytes a grey pixel, 151.4 / 116.9 / 83.1 an RGB one)."""
 
 
 @dataclass

@@ -85,7 +85,7 @@ def parse_size(text: str, what: str = "size") -> int:
 
 REBUILD_BYTES: dict[str, tuple[float, float]] = {
     "nearest": (36.8, 9.1),
-    "telea": (17.5, 19.3),
+    "telea": (13.8, 23.1),
     "ns": (19.2, 15.0),
     "linear": (99.5, 13.0),
     "normconv": (14.3, 34.2),
@@ -101,7 +101,8 @@ two agreed within 0.1 %). Session 45 measured the ground's default, ``--method a
 synthetic 4096 × 4096 frame, grey and RGB, keep 0.1, less each method's RSS on a 16 × 16 frame; two runs agreed
 within 0.1 %): ``blend`` 116.8 / 151.4 bytes a grey / RGB pixel (it had been the sum of linear's and normconv's
 figures, 161 / 255, an upper bound never measured), ``linear`` 112.7 / 139.2, ``normconv-wide`` 47.2 / 119.0 (the
-figures above within 3 %), ``telea`` 36.8 / 75.4 (session 27: 36.8 / 66.8; the larger kept)."""
+figures above within 3 %), ``telea`` 36.8 / 75.4 and 36.8 / 82.9 (two runs: Telea's RGB peak varies by 10 %;
+session 27: 36.8 / 66.8; the largest kept). ``python -m benchmarks.rebuild_memory --out DIR`` measures them."""
 
 NOT_A_GROUND_METHOD: tuple[str, ...] = ()
 """Fills a memory refusal does not suggest because ``edgeae ground decode --method`` does not offer them (none since
