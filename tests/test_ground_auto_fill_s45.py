@@ -114,7 +114,7 @@ def test_called_directly_it_picks_by_the_memory_available_then(monkeypatch) -> N
     monkeypatch.setattr(limits, "available_memory", lambda: 10)  # nothing fits: filled with the lightest, not lost
     notes = {}
     AutoFill()(np.where(known[..., None], img / 255.0, 0).astype(np.float32), known, notes)
-    assert notes["reconstruction"] == "telea" and "lightest" in notes["fill_auto"]
+    assert notes["reconstruction"] == "telea" and notes["fill_auto"].endswith("the lightest, telea")
 
 
 def test_ground_decode_defaults_to_auto_and_says_so_per_frame(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -140,14 +140,17 @@ def _no_cae(image: np.ndarray, known: np.ndarray, notes: dict | None = None) -> 
     raise ValueError(f"the model takes 1 channel, the frame has {image.shape[2]}")
 
 
-def test_a_frame_the_cae_cannot_fill_names_the_fill_auto_picked(monkeypatch) -> None:
+def test_a_frame_the_cae_cannot_fill_names_the_fill_auto_picked(monkeypatch, caplog) -> None:
     monkeypatch.setattr(limits, "available_memory", lambda: 64 << 20)  # the CAE's own check passes: 20 MiB
     fallback, fname = make_filler(None, "auto")
     gs = GroundStation(fill=_no_cae, fill_name="cae:grey.pt", fallback=fallback, fallback_name=fname)
     for p in _frame()[2]:
         gs.receive(p)
-    rep = gs.finish()["products"]["frame_1"]
+    with caplog.at_level("WARNING", logger="edgeae.ground.station"):
+        rep = gs.finish()["products"]["frame_1"]
     assert rep["reconstruction"] == "blend"  # 1.7 MiB fits it
+    said = [r.getMessage() for r in caplog.records if "cannot fill frame" in r.getMessage()]
+    assert len(said) == 1 and "filled with --method auto's fill (blend for this one) instead" in said[0]
     assert rep["fill_fallback"].endswith(f"filled with {rep['reconstruction']}") and "auto" not in rep["fill_fallback"]
 
 

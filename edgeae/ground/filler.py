@@ -198,7 +198,8 @@ class AutoFill:
         try:
             choice = self.choose(h, w, c)
         except LimitError:  # the frame is built already: fill it with the lightest rather than lose it
-            choice = AutoChoice(self.methods[-1], "no fill fitted the memory available now: filled with the lightest")
+            last = self.methods[-1]
+            choice = AutoChoice(last, f"no fill fitted the memory available now: filled with the lightest, {last}")
         if notes is not None:
             notes["reconstruction"] = choice.method
             if choice.note:

@@ -156,7 +156,9 @@ def rebuild_sparse(station: GroundStation, asm: Assembly) -> dict:
                 log.warning(
                     "--model %s cannot fill frame %d (%s): it and every other frame the model cannot fill are "
                     "filled with %s instead (their reports say so in fill_fallback)",
-                    station.fill_name.removeprefix("cae:"), asm.frame_id, exc, station.fallback_name,
+                    station.fill_name.removeprefix("cae:"), asm.frame_id, exc,
+                    f"--method auto's fill ({rep['reconstruction']} for this one)"
+                    if station.fallback_name == "auto" else station.fallback_name,
                 )  # fmt: skip
     rep.update(notes)
     rep["decode_s"] = round(time.perf_counter() - t0, 4)
