@@ -73,6 +73,7 @@ def measure(work: Path, size: int, methods: tuple[str, ...]) -> dict[str, Any]:
                 kb[n] = peak_rss_kb([sys.executable, "-m", "edgeae", "ground", "decode", str(bins[(n, c)]), "--out",
                                      str(out), "--method", m, "--no-progress"])  # fmt: skip
             per[c] = (kb["big"] - kb["tiny"]) * 1024 / (size * size)
+            print(f"{m}, {c} channel(s): {per[c]:.1f} B a pixel", file=sys.stderr, flush=True)  # minutes apart
             rows.setdefault(m, {})[f"peak_rss_kib_{c}ch"] = kb
         b = (per[3] - per[1]) / 2
         rows[m].update(bytes_per_pixel_grey=round(per[1], 1), bytes_per_pixel_rgb=round(per[3], 1),
