@@ -14,7 +14,8 @@ the two LROC NAC mosaics kept apart for λ (:data:`edgeae.train.vae.LAMBDA_FILES
 - the MAD floor (1e-3, 1e-2, 0.1) and μ pre-scaled by a robust z over all patches or within each mosaic;
 - a coarser grid: every 2nd grid point (stride 64), radius 96 / 128 / 192 px (why the radius is at least 2 steps);
 - (session 45) μ from windows of 32 / 128 / 256 px at the same centres, alone, concatenated or averaged, and
-  neighbour distances (k-th nearest μ within a radius, the local outlier factor) in place of the z score.
+  neighbour distances (k-th nearest μ within a radius, the local outlier factor) in place of the z score, and μ
+  over each patch's 8 rotations and flips.
 
 Then the weight of the reconstruction error in :func:`edgeae.anomaly.context.local_novelty` (the shipped
 candidate ``local z (mu, rec)``), chosen as λ is: the AP above for each weight, and on the validation frames of
@@ -100,7 +101,8 @@ def window_and_neighbour_variants(
     multi-window scorer's windows, resampled to the model's 64 px), alone, concatenated with the 64-px μ or averaged
     over the windows; and two ways of comparing a patch with its neighbours other than a z score: the distance to
     its k-th nearest neighbour in μ (μ robust-z scaled over the frame) among the patches within 96 / 192 px, and the
-    local outlier factor of μ over the whole frame (scikit-learn, k = 20)."""
+    local outlier factor of μ over the whole frame (scikit-learn, k = 20); and μ of each patch's 8 rotations and
+    flips (``edgeae.anomaly.views``) averaged, concatenated, or each view's local z averaged."""
     from sklearn.neighbors import LocalOutlierFactor
 
     from edgeae.anomaly.baselines import robust_z
@@ -142,6 +144,19 @@ def window_and_neighbour_variants(
             out[f"distance to the nearest μ within {radius} px, k = {k}"] = np.concatenate(
                 [local_knn(m, c, radius, k) for m, c in frames]
             )
+    from edgeae.anomaly.views import VIEWS, dihedral
+
+    viewed = []  # (V, N, D): μ of each patch's 8 rotations and flips
+    for img, r in zip(scored.images, scored.patch_results, strict=True):
+        p = r.patch
+        tiles = np.stack([img[y : y + p, x : x + p] for x, y in zip(r.x, r.y, strict=True)]).transpose(0, 3, 1, 2)
+        viewed.append(np.stack([scorer(np.ascontiguousarray(dihedral(tiles, g)))["mu"] for g in range(VIEWS)]))
+    for name, fn in (
+        ("local z of μ averaged over the 8 views", lambda m, c: lz(m.mean(axis=0), c)),
+        ("local z of μ concatenated over the 8 views", lambda m, c: lz(np.concatenate(list(m), axis=1), c)),
+        ("mean over the 8 views of local z of μ", lambda m, c: np.mean([lz(v, c) for v in m], axis=0)),
+    ):
+        out[name] = np.concatenate([fn(m, c) for m, c in zip(viewed, xys, strict=True)])
     out["local outlier factor of μ over the frame (k = 20)"] = np.concatenate(
         [-LocalOutlierFactor(n_neighbors=20).fit(robust_z(np.asarray(m, np.float64))).negative_outlier_factor_
          for m, _ in frames]
