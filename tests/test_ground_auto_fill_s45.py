@@ -177,3 +177,14 @@ def test_the_rebuild_memory_benchmark_frames_are_seeded_and_shaped() -> None:
     assert g.shape == (64, 64, 1) and c.shape == (64, 64, 3) and g.dtype == c.dtype == np.uint8
     np.testing.assert_array_equal(frame(64, 1), g)
     np.testing.assert_array_equal(c[..., 0], g[..., 0])
+
+
+def test_zoo_says_which_models_the_commands_use_without_model(capsys) -> None:
+    from edgeae.cli.scan import DEFAULT_MODEL
+    from edgeae.reconstruct import DEFAULT_MODELS
+
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    said = out[out.index("without --model:") : out.index("Every MODEL")]
+    for name in (*DEFAULT_MODELS.values(), DEFAULT_MODEL, "rover-rgb-vae", "--method auto"):
+        assert name in said

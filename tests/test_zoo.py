@@ -98,6 +98,9 @@ def test_cli_zoo_names_each_cae_validation_split(capsys: pytest.CaptureFixture[s
     chain = "edgeae train cae --data rover_rgb --out r  &&  edgeae train cae --resume r  &&  gate --data orbital_gray"
     assert val_split(chain) == "rover_rgb"
     assert main(["zoo"]) == 0
-    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
+    lines: dict[str, str] = {}
+    for ln in capsys.readouterr().out.splitlines():  # the table's rows first (the notes below may name models too)
+        if ln.strip():
+            lines.setdefault(ln.split()[0], ln)
     assert lines["rover-rgb-gtunet"].endswith(", rover_rgb val")
     assert lines["orbital-gray-unet2-ground"].endswith(", orbital_gray_v2 val")

@@ -20,7 +20,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="directory for images and reports")
     p.add_argument(
         "--model",
-        help="CAE to fill missing pixels: zoo name (rover-rgb-gtunet), .pt, .onnx, .ort or .tflite "
+        help="CAE to fill missing pixels: zoo name (rover-rgb-unet2-ground), .pt, .onnx, .ort or .tflite "
         "(default: classical inpainting)",
     )
     p.add_argument(

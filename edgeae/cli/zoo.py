@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     unread = _user_zoo_unread()
     if unread:
         print(f"the user zoo was not read: {unread}")
+    print(defaults_line())
     print("Every MODEL argument takes these names; --json for training data, metrics and file paths.")
     if args.commands:
         print()
@@ -137,3 +138,18 @@ def _user_zoo_unread() -> str:
     except RuntimeError as exc:
         return str(exc)
     return ""
+
+
+def defaults_line() -> str:
+    """Which zoo models the commands use when no --model is given (what a user picks by leaving it out)."""
+    import textwrap
+
+    from edgeae.cli.scan import DEFAULT_MODEL as SCANNER
+    from edgeae.cli.score_checks import DEFAULT_MODELS as SCORERS
+    from edgeae.reconstruct import DEFAULT_MODELS as REBUILDERS
+
+    text = (
+        f"without --model: reconstruct and demo rebuild with {REBUILDERS[3]} (colour) or {REBUILDERS[1]} (grey); "
+        f"score uses {SCORERS[3]} or {SCORERS[1]}, scan {SCANNER}; ground decode fills classically (--method auto)"
+    )
+    return textwrap.fill(text, width=100, subsequent_indent="  ", break_on_hyphens=False)
