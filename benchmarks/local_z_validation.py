@@ -108,6 +108,7 @@ def window_and_neighbour_variants(
     from edgeae.anomaly.baselines import robust_z
     from edgeae.anomaly.context import local_z
     from edgeae.anomaly.multiscale import MultiScale, score_windows
+    from edgeae.anomaly.views import VIEWS, dihedral
 
     ms = MultiScale(windows=(32, 128, 256))
     mus = [
@@ -144,8 +145,6 @@ def window_and_neighbour_variants(
             out[f"distance to the nearest μ within {radius} px, k = {k}"] = np.concatenate(
                 [local_knn(m, c, radius, k) for m, c in frames]
             )
-    from edgeae.anomaly.views import VIEWS, dihedral
-
     viewed = []  # (V, N, D): μ of each patch's 8 rotations and flips
     for img, r in zip(scored.images, scored.patch_results, strict=True):
         p = r.patch
