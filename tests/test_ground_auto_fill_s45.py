@@ -188,3 +188,23 @@ def test_zoo_says_which_models_the_commands_use_without_model(capsys) -> None:
     said = out[out.index("without --model:") : out.index("Every MODEL")]
     for name in (*DEFAULT_MODELS.values(), DEFAULT_MODEL, "rover-rgb-vae", "--method auto"):
         assert name in said
+
+
+def test_a_pass_of_frames_of_several_sizes_counts_its_frames_by_fill(tmp_path: Path, monkeypatch, capsys) -> None:
+    from edgeae.wire.packets import SequenceCounters
+
+    counters, pkts = SequenceCounters(), []
+    for fid, (h, w) in ((1, (H, W)), (2, (2 * H, 2 * W))):
+        img = np.random.default_rng(fid).integers(0, 256, (h, w, C)).astype(np.uint8)
+        m = make_mask(fid, (h, w), 0.2)
+        fr = SparseFrame(fid, h, w, C, 8, 0.2, "uniform", fid, 1, img[m])
+        pkts += packetise(fr, config=WireConfig(400), counters=counters)
+    rx = tmp_path / "rx.bin"
+    rx.write_bytes(b"".join(pkts))
+    big = int(limits.rebuild_bytes(2 * H, 2 * W, C, "normconv-wide", model_loaded=True) * limits.MEMORY_MARGIN) + 1
+    assert big < limits.rebuild_bytes(2 * H, 2 * W, C, "blend") * limits.MEMORY_MARGIN  # the large frame: not blend
+    monkeypatch.setattr(limits, "available_memory", lambda: big)  # the small one: blend fits
+    assert main(["ground", "decode", str(rx), "--out", str(tmp_path / "g"), "--no-progress"]) == 0
+    stream = json.loads((tmp_path / "g" / "stream.json").read_text())["stream"]
+    assert stream["frames_by_fill"] == {"blend": 1, "normconv-wide": 1}
+    assert "frames rebuilt by fill: blend 1, normconv-wide 1" in capsys.readouterr().out

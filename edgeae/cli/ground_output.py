@@ -79,6 +79,9 @@ def print_report(report: dict) -> None:
         )
     if st.get("products_failed"):
         print(f"products not rebuilt: {counts_text(st['products_failed'])}")
+    by_fill = st.get("frames_by_fill") or {}
+    if len(by_fill) > 1:  # one fill: each frame's line says it
+        print("frames rebuilt by fill: " + ", ".join(f"{name} {n:,}" for name, n in by_fill.items()))
     if st.get("frames_not_received"):  # their sample packets were all lost: nothing to rebuild, not a failure
         print(
             f"{st['frames_not_received']:,} frame(s) not received: none of their packets that arrived carried a "

@@ -227,6 +227,9 @@ class GroundStation:
         gone = sum(1 for rep in list(self.reports.values()) if rep.get("not_received"))
         if gone:  # every piece received carried no sample, no patch gave a pixel: lost on the link, not a failure
             stream["frames_not_received"] = gone
+        fills = Counter(str(rep["reconstruction"]) for rep in list(self.reports.values()) if rep.get("reconstruction"))
+        if fills:  # sparse frames rebuilt, by the fill that filled them (--method auto picks per frame)
+            stream["frames_by_fill"] = dict(sorted(fills.items()))
         announced = announced_not_received(self)
         if announced is not None:  # in a telemetry record, never a packet of them: lost whole, or not yet sent
             stream["patches_announced_not_received"] = announced
