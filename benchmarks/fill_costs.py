@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     results["load_after"] = round(os.getloadavg()[0], 2)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    md = markdown(results)
+    (args.out / "results.md").write_text(md)
+    print(md)
     return 0
 
 

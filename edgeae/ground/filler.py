@@ -125,11 +125,17 @@ def make_filler(
 
     if method == AUTO:
         return AutoFill(), AUTO
+    return classical_fill(method), method
 
-    def fill_classical(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
+
+def classical_fill(method: str) -> Filler:
+    """The fill of the classical ``method`` (``edgeae.reconstruct.reconstruct``), as a :class:`Filler`."""
+    from edgeae.reconstruct import reconstruct
+
+    def fill(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
         return np.asarray(reconstruct(image, known, method), dtype=np.float32)
 
-    return fill_classical, method
+    return fill
 
 
 AUTO = "auto"
@@ -184,12 +190,7 @@ class AutoFill:
 
     def using(self, method: str) -> Filler:
         """The fill of ``method`` (one of :attr:`methods`)."""
-        from edgeae.reconstruct import reconstruct
-
-        def fill(image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
-            return np.asarray(reconstruct(image, known, method), dtype=np.float32)
-
-        return fill
+        return classical_fill(method)
 
     def __call__(self, image: np.ndarray, known: np.ndarray, notes: dict[str, Any] | None = None) -> np.ndarray:
         from .limits import LimitError
