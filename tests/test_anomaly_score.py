@@ -204,3 +204,21 @@ def test_score_cli_without_model_uses_the_zoo_vae_for_the_images_channels(
         out = capsys.readouterr().out
         assert f"scored with vae {want} " in out and "highest 4 of 4:" in out  # the best patches, listed
         assert len(read_csv(tmp_path / "s.csv")) == 4
+
+
+def test_score_cli_without_model_is_not_chosen_by_an_unreadable_first_image(
+    moon: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated first image (its header cut) is skipped, and the default model comes from the first image that
+    can be read (session 46: a truncated colour PNG first made the colour images after it score as grey)."""
+    from edgeae.cli import main
+    from edgeae.imageio import write_image
+
+    rgb = write_image(tmp_path / "rgb.png", np.ascontiguousarray(np.stack([moon[:128, :128]] * 3, axis=-1)))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(rgb.read_bytes()[:300])
+    assert main(["score", str(cut), str(rgb), "-o", str(tmp_path / "s.csv"), "--no-progress"]) == 1  # one skipped
+    cap = capsys.readouterr()
+    assert "scored with vae rover-rgb-vae " in cap.out
+    assert "skipped" in cap.out + cap.err and "cut.png" in cap.out + cap.err
+    assert "scored as grey" not in cap.err

@@ -187,11 +187,11 @@ def run(args: argparse.Namespace) -> int:
     if args.cae_keep is not None and not 0.0 < args.cae_keep <= 1.0:
         raise CLIError(f"--cae-keep must be a fraction in (0, 1], got {args.cae_keep}")
     maps = _check_outputs(args, files)
-    auto = args.model is None
-    if auto:
-        args.model = _default_model(files[0], args.bayer)
+    chosen_by = None
+    if args.model is None:
+        args.model, chosen_by = _default_model(files, args.bayer)
         log.info(
-            "no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, printable(files[0].name)
+            "no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, printable(chosen_by.name)
         )
     predictor = load_predictor(args.model, threads=args.threads)
     meta = predictor.metadata
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     if args.group is not None and args.score != "context-knn":  # before the names are matched against it
         raise CLIError(f"--group sets the product context of --score context-knn only (got --score {args.score})")
     groups = _groups(files, args.group) if args.group is not None else None
-    _warn_channels(files, meta.channels, args, auto)
+    _warn_channels(files, meta.channels, args, chosen_by)
     knn = args.score in ("frame-z-knn", "context-knn")
     if knn:  # every image's latents are held until the set is ranked: bounded first
         _check_set_size(files, meta, patch, stride, args.views, args.score)

@@ -27,11 +27,11 @@ def _groups(files: list[Path], pattern: str) -> list[str]:
         raise CLIError(f"--{exc}" if str(exc).startswith("group ") else str(exc)) from None
 
 
-def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, auto: bool) -> None:
+def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, chosen_by: Path | None) -> None:
     """Warn (one line) when some images have other channels than the model: a grey model scores colour images as
     grey (their channels averaged), a colour one grey images copied to R, G, B (headers only; ``--bayer`` mosaics
-    are colour; an unreadable header is left to the reader's own error). ``auto``: the model was chosen by the first
-    image (no --model)."""
+    are colour; an unreadable header is left to the reader's own error). ``chosen_by``: the image that chose the
+    model (no --model), else None."""
     from edgeae.imageio import image_shape
 
     odd = []
@@ -50,7 +50,7 @@ def _warn_channels(files: list[Path], channels: int, args: argparse.Namespace, a
         if channels < 3
         else ("grey", "colour", "scored with the grey copied to R, G, B", DEFAULT_MODELS[1])
     )
-    chosen = f" (no --model: chosen by the first image, {printable(files[0].name)})" if auto else ""
+    chosen = f" (no --model: chosen by the first readable image, {printable(chosen_by.name)})" if chosen_by else ""
     one = len(odd) == 1
     log.warning(
         "%d of %d images %s %s and the model %s is %s%s; %s %s (for %s: --model %s): %s",
@@ -124,22 +124,25 @@ def _check_local_z_size(path: Path, meta: Any, patch: int, stride: int) -> None:
         raise CLIError(str(exc)) from None
 
 
-def _default_model(first: Path, bayer: str | None) -> str:
-    """The zoo VAE for ``first``: the RGB rover VAE for a colour image (or a raw colour mosaic), else the grey
-    orbital one (also when the header cannot be read here: the reader's own error comes later)."""
+def _default_model(files: list[Path], bayer: str | None) -> tuple[str, Path]:
+    """The zoo VAE for the first of ``files`` whose header can be read here, and that file: the RGB rover VAE for a
+    colour image (or a raw colour mosaic), else the grey orbital one (also when no header can be read: the reader's
+    own errors come later). A truncated or unreadable first file does not choose the model for the rest (until
+    session 46 a truncated colour PNG first made every colour image after it score with the grey model)."""
     if bayer:
-        return DEFAULT_MODELS[3]
+        return DEFAULT_MODELS[3], files[0]
     from edgeae.archive.formats import is_archive_path
     from edgeae.imageio import image_shape
 
-    if is_archive_path(first):  # a planetary product: the orbital model, as the help and edgeae scan say
-        return DEFAULT_MODELS[1]
-
-    try:
-        channels = image_shape(first)[2]
-    except Exception:
-        return DEFAULT_MODELS[1]
-    return DEFAULT_MODELS[3] if channels >= 3 else DEFAULT_MODELS[1]
+    for f in files:
+        if is_archive_path(f):  # a planetary product: the orbital model, as the help and edgeae scan say
+            return DEFAULT_MODELS[1], f
+        try:
+            channels = image_shape(f)[2]
+        except Exception:
+            continue
+        return (DEFAULT_MODELS[3] if channels >= 3 else DEFAULT_MODELS[1]), f
+    return DEFAULT_MODELS[1], files[0]
 
 
 def _no_valid_pixel(path: Path, patch: int, stride: int, channels: int, bayer: str | None, margin: Any) -> str | None:
