@@ -113,7 +113,7 @@ def test_missing_file_is_a_clean_error(tmp_path: Path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_udp_loopback_end_to_end(tmp_path: Path, image: Path) -> None:
+def test_udp_loopback_end_to_end(tmp_path: Path, image: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A ground-station server process, a sender through the lossy link, decode as packets arrive."""
     pk = tmp_path / "sent.bin"
     assert (
@@ -171,6 +171,8 @@ def test_udp_loopback_end_to_end(tmp_path: Path, image: Path) -> None:
         link = tmp_path / "l.toml"
         link.write_text("[link]\nseed = 1\nloss = 0.2\nreorder = 0.3\nreorder_delay_s = 0.001\n")
         assert main(["downlink", "send", str(pk), "--port", port, "--link", str(link)]) == 0
+        said = capsys.readouterr().out
+        assert ", 0 unsent\n" in said and "contact window" not in said  # no window in this link: nothing unsent
         stdout, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"link: {st.delivered_packets} of {st.offered_packets} packets delivered (of which "
                 f"{st.duplicated_packets} duplicates), {st.lost_packets} lost, {st.corrupted_packets} corrupted, "
-                f"{st.unsent_packets} unsent (no contact window left)"
+                f"{st.unsent_packets} unsent" + (" (no contact window left)" if st.unsent_packets else "")
             )
         n = send_udp(recs, address, args.port, speed=args.speed)  # resolved once, not for every datagram
         print(f"sent {n} packets to udp://{args.host}:{args.port}")

@@ -101,10 +101,12 @@ def run_simulate(args: argparse.Namespace) -> int:
         link_stats=stats.to_dict(),
     )
     if filler is not None:
-        from edgeae.ground.validity import file_valid
+        from edgeae.ground.validity import file_valid, original_valid
 
-        # every row's PSNR over the pixels with data, by reconstruct's rule (its report says which)
-        valid = file_valid(args.image, args.bayer)
+        # every row's PSNR over the pixels with data, by reconstruct's rule (its report says which); from the samples
+        # already read where they are the file's own (the file decoded once: no second warning, no second float copy)
+        as_read = args.channels is None
+        valid = original_valid(args.image, samples, bits, args.bayer) if as_read else file_valid(args.image, args.bayer)
         with StepBar(1 + len(codecs), not getattr(args, "no_progress", False)) as step:
             summary["compare"] = compare(
                 args, codecs, filler, samples, bits, out, summary["wire_bytes"], cfg, valid, step

@@ -1,0 +1,52 @@
+"""Session 46: what a new user tripped on (an audit from a clean clone), each checked here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeae.cli import main
+
+
+def _mosaic(tmp_path: Path) -> Path:
+    """A grey PNG with 2x2 repeating gains: what an undemosaiced colour-filter frame looks like."""
+    from edgeae.imageio import write_image
+
+    y, x = np.mgrid[0:96, 0:128]
+    g = 60 + 40 * np.sin(x / 9) + 30 * np.cos(y / 7)
+    m = (g * np.tile(np.array([[1.6, 0.9], [0.9, 0.5]]), (48, 64))).clip(0, 255).astype(np.uint8)
+    return write_image(tmp_path / "mosaic.png", m[:, :, None])
+
+
+def test_downlink_simulate_compare_warns_of_a_mosaic_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare scored its rows over the valid pixels by reading the image a second time, which warned a second time;
+    the mask now comes from the samples already read (the file decoded once)."""
+    img = _mosaic(tmp_path)
+    argv = ["downlink", "simulate", "--image", str(img), "--out", str(tmp_path / "rx.bin"), "--keep", "0.2"]
+    with caplog.at_level(logging.WARNING, logger="edgeae"):
+        assert main([*argv, "--compare", "jpeg", "--fill", "linear", "--no-progress"]) == 0
+    assert caplog.text.count("undemosaiced colour-filter mosaic") == 1
+    assert "jpeg" in capsys.readouterr().out
+
+
+def test_archive_listing_hides_the_readers_log_lines(data_root: Path) -> None:
+    """``python -m edgeae.archive`` (docs/archive.md step 1) printed tifffile's own line about a DTM's GDAL_NODATA tag
+    before its JSON; third-party log lines now show with -v only, as in every edgeae command. Run as a user runs it
+    (a process of its own: pytest's log capture would hide the line either way)."""
+    import subprocess
+    import sys
+
+    dtm = data_root / "formats" / "geotiff" / "DTEEC_017825_1760_018458_1760_A01.tif"
+    if not dtm.is_file():
+        pytest.skip(f"{dtm} not in the data folder")
+    run = [sys.executable, "-m", "edgeae.archive"]
+    quiet = subprocess.run([*run, str(dtm)], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert '"driver": "GTiff"' in quiet.stdout and "tifffile" not in quiet.stderr
+    loud = subprocess.run([*run, "-v", str(dtm)], capture_output=True, text=True, timeout=120)
+    assert loud.returncode == 0 and "GDAL_NODATA" in loud.stderr  # -v shows it
