@@ -46,7 +46,10 @@ def _model_geometry(predictor: Any, tile: int | None) -> tuple[int, int]:
     if meta is None:
         raise ValueError("the CAE predictor has no metadata; load it with edgeae.predictor.load_predictor")
     if meta.kind != "cae":
-        raise ValueError(f"{getattr(predictor, 'source', 'model')} is a {meta.kind!r} model, not a 'cae'")
+        raise ValueError(
+            f"{getattr(predictor, 'source', 'model')} is a {meta.kind!r} model, not a 'cae': it cannot fill missing "
+            "pixels; name a CAE (edgeae zoo lists them)"
+        )
     if meta.layout == "NCHW":
         h, w = meta.input_shape[2], meta.input_shape[3]
     else:

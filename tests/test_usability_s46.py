@@ -50,3 +50,44 @@ def test_archive_listing_hides_the_readers_log_lines(data_root: Path) -> None:
     assert '"driver": "GTiff"' in quiet.stdout and "tifffile" not in quiet.stderr
     loud = subprocess.run([*run, "-v", str(dtm)], capture_output=True, text=True, timeout=120)
     assert loud.returncode == 0 and "GDAL_NODATA" in loud.stderr  # -v shows it
+
+
+def test_ground_decode_reuses_a_folder_whose_session_assembled_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A decode of the wrong file (no packet in it) exits 1 and leaves a stream.json; rerunning into the same folder
+    was refused until the folder was moved away. Now reused; a folder with a real session is still refused."""
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(b"not packets " * 100)
+    out = tmp_path / "g"
+    assert main(["ground", "decode", str(junk), "--out", str(out)]) == 1
+    assert (out / "stream.json").is_file()
+    assert main(["ground", "decode", str(junk), "--out", str(out)]) == 1  # the same failure, not "already holds"
+    assert "already holds" not in capsys.readouterr().err
+    (out / "frame_0.png").write_bytes(b"x")  # something a session made: kept, so refused
+    assert main(["ground", "decode", str(junk), "--out", str(out)]) == 2
+    assert "already holds a ground session" in capsys.readouterr().err
+
+
+def test_reconstruct_names_what_a_vae_cannot_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeae.imageio import write_image
+
+    img = write_image(tmp_path / "a.png", np.full((64, 64, 1), 90, np.uint8))
+    assert main(["reconstruct", str(img), "--model", "orbital-gray-vae", "-o", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err
+    assert "is a 'vae' model, not a 'cae': it cannot fill missing pixels; name a CAE" in err
+
+
+def test_downlink_simulate_refuses_a_picture_name_for_the_packet_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgeae.imageio import write_image
+
+    img = write_image(tmp_path / "a.png", np.full((64, 64, 1), 90, np.uint8))
+    assert main(["downlink", "simulate", "--image", str(img), "--out", str(tmp_path / "rx.PNG")]) == 2
+    assert "this is the packet file" in capsys.readouterr().err and not (tmp_path / "rx.PNG").exists()
+
+
+def test_scan_says_a_missing_archive_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s")]) == 2
+    assert "'" + str(tmp_path / "nowhere") + "' does not exist" in capsys.readouterr().err

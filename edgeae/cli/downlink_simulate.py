@@ -129,6 +129,9 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".jp2", ".j2k", ".jxl", ".bmp", ".gif", ".pgm", ".ppm")
+
+
 def _check_simulate(args: argparse.Namespace) -> list[str]:
     """Refuse, before any work, options the run would ignore, unknown --compare codecs, missing inputs and outputs
     that would overwrite an input or (without --force) earlier results; fill in the --image defaults. Returns
@@ -196,6 +199,11 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
             what = f"unknown codec(s) {unknown}" if unknown else "names no codec"
             raise CLIError(f"--compare: {what}; choose from {', '.join(CODECS)}")
     _check_tile(getattr(args, "j2k_tile", None), codecs)
+    if args.out.suffix.lower() in PICTURE_SUFFIXES:  # a packet file under an image's name would fool every viewer
+        raise CLIError(
+            f"--out {args.out}: this is the packet file (CCSDS packets, not a picture); name it .bin (e.g. "
+            f"{args.out.with_suffix('.bin').name}); edgeae ground decode rebuilds the image from it"
+        )
     report = args.out.with_suffix(".json")
     if report == args.out:  # the report would overwrite the packets just written
         raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")

@@ -69,6 +69,8 @@ def check_session(out: Path) -> None:
     """Refuse an ``--out`` that holds a ground session already (:data:`SESSION_FILES`; ``.edgeae.lock``, the
     lock of a session running there, is not one)."""
     held = [n for n in SESSION_FILES if (out / n).exists()]
+    if held == ["stream.json"] and _assembled_nothing(out):  # nothing there to lose: the rerun replaces it
+        return
     if "stream.json" in held:
         unfinished = _unfinished(out)
     elif held:  # a serve session's recording and no report at all: stopped (killed) before its decode began
@@ -96,6 +98,21 @@ def check_session(out: Path) -> None:
 
 SESSION_FILES = ("stream.json", "received.bin")
 """Files that mark a folder as holding a ground session already."""
+
+
+def _assembled_nothing(out: Path) -> bool:
+    """Whether ``out`` holds only the report of a session that accepted no packet and assembled no product (a
+    decode of the wrong file: exit status 1, "no product could be assembled"), and nothing else but the lock: a
+    rerun into the same folder loses nothing (until session 46 it was refused until the folder was moved away)."""
+    import json
+
+    if {p.name for p in out.iterdir()} - {"stream.json", ".edgeae.lock"}:
+        return False
+    try:
+        stream = json.loads((out / "stream.json").read_text())["stream"]
+        return stream["packets_accepted"] == 0 and stream["products"] == 0 and stream.get("complete") is True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _unfinished(out: Path) -> str | None:
