@@ -43,7 +43,8 @@ def data_root(path: str | os.PathLike[str] | None = None) -> Path:
     if root is None:
         where = f"{path}" if path is not None else os.environ.get(ENV_VAR) or "../shared/data"
         raise DataNotFoundError(
-            f"planetary data folder not found at {where!r}: pass a path, or set ${ENV_VAR} "
+            f"planetary data folder not found at {where!r}: give the folder (--data-root on the command line), or "
+            f"set ${ENV_VAR} "
             "to the folder that holds rover_rgb/, orbital_gray/ and hirise_landmarks/"
         )
     return root

@@ -91,3 +91,31 @@ def test_downlink_simulate_refuses_a_picture_name_for_the_packet_file(
 def test_scan_says_a_missing_archive_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s")]) == 2
     assert "'" + str(tmp_path / "nowhere") + "' does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "want"),
+    [
+        (["ground", "decode", "p.bin", "--out", "g", "--model", "m", "--adapt"], "adapt", 100),  # as reconstruct
+        (["ground", "decode", "p.bin", "--out", "g"], "adapt", 0),
+        (["score", "a.png", "--out", "s.csv"], "output", "s.csv"),
+        (["score", "a.png", "-o", "s.csv", "--batch-size", "64"], "batch", 64),
+        (["reconstruct", "a.png", "--out", "r.png", "--batch-size", "4"], "batch", 4),
+        (["evaluate", "--dataset", "lroc_nac_craters", "--out", "e", "--batch-size", "32"], "batch", 32),
+        (["scan", "arch", "-o", "s"], "out", "s"),
+        (["demo", "--data-root", "d"], "data", Path("d")),
+        (["export", "orbital-gray-vae", "--out", "x", "--data-root", "d"], "data", "d"),
+    ],
+)
+def test_option_names_shared_between_commands(argv: list[str], dest: str, want: object) -> None:
+    """The same option under the same name in every command (an audit found --data vs --data-root, -o/--output vs
+    --out, --batch vs --batch-size, and --adapt taking an optional number in reconstruct but not in ground decode):
+    the other names are accepted as aliases."""
+    from edgeae.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    got = getattr(args, dest)
+    assert (str(got) if isinstance(want, str) else got) == want
+    from edgeae.adapt import AdaptConfig
+
+    assert AdaptConfig().steps == 100

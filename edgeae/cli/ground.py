@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from edgeae._optional import source_ref
+from edgeae.adapt import AdaptConfig
 from edgeae.cli import CLIError, positive_int, positive_seconds, udp_port
 from edgeae.firmware_sim.cli_console import status_line
 
@@ -55,9 +56,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         "fills and --adapt steps), and no serve status line on stderr every 10 s",
     )  # fmt: skip
     p.add_argument(
-        "--adapt", type=int, default=0, metavar="STEPS",
+        "--adapt", nargs="?", type=int, const=AdaptConfig().steps, default=0, metavar="STEPS",
         help="adapt a copy of the --model CAE to each frame's received samples for STEPS steps before filling "
-        "(edgeae.adapt; a .pt or zoo model; ~0.75 s a step on 2 cores, "
+        f"({AdaptConfig().steps} when given without a number, as for edgeae reconstruct; edgeae.adapt; a .pt or zoo "
+        "model; ~0.75 s a step on 2 cores, "
         f"{source_ref('docs/ground.md', 'Filling the pixels that did not arrive')}; default 0 = off)",
     )  # fmt: skip
     p.add_argument(

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"zoo name, .pt checkpoint or artifact (default {DEFAULT_MODEL})"
     )
-    p.add_argument("--out", required=True, help="results folder (created; reused to resume)")
+    p.add_argument("--out", "-o", required=True, help="results folder (created; reused to resume)")
     p.add_argument(
         "--engine",
         choices=("local", "ray"),

@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--stride", type=int, default=None, help="patch stride (default: the patch size)")
     p.add_argument(
-        "-o", "--output", required=True, metavar="OUT.csv",
+        "-o", "--output", "--out", dest="output", required=True, metavar="OUT.csv",
         help="output CSV (a .csv name); OUT.csv.json beside it records the model, --score, patch, stride, "
         "--min-valid, --views and the edgeae version",
     )  # fmt: skip
@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "given when stems repeat); a .tif name writes a float GeoTIFF aligned with the product instead "
         "(georeferenced when the product is)",
     )
-    p.add_argument("--batch", type=int, default=256, help="patches per model call")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=256, help="patches per model call")
     p.add_argument(
         "--min-valid",
         type=float,
