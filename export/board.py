@@ -203,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size check accepts, from the model's input size)",
     )  # fmt: skip
     b.add_argument("--seed", type=int, default=0, help="the export's --seed (default 0)")
-    b.add_argument("--data", "--data-root", dest="data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
+    b.add_argument(
+        "--data", "--data-root", dest="data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)"
+    )
     b.add_argument("--no-tail", action="store_true", help="parity patches only, no tail frames (small bundle)")
     b.add_argument("--test", default=None, metavar="DIR", help="parity and tail images (default: the export's)")
     c = sub.add_parser("check", help="check artifacts against a bundle (needs onnxruntime or ai-edge-litert only)")

@@ -88,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="zoo name or .pt checkpoint the artifacts were exported from")
     ap.add_argument("artifacts", nargs="+", help=".onnx/.ort/.tflite files")
-    ap.add_argument("--data", "--data-root", dest="data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
+    ap.add_argument(
+        "--data", "--data-root", dest="data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)"
+    )
     ap.add_argument("--test", default=None, metavar="DIR", help="tail frames of your own (default: the export's)")
     args = ap.parse_args(argv)
     from .filetype import check_artifact_file

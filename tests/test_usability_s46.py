@@ -119,3 +119,24 @@ def test_option_names_shared_between_commands(argv: list[str], dest: str, want: 
     from edgeae.adapt import AdaptConfig
 
     assert AdaptConfig().steps == 100
+
+
+def test_demo_says_the_cae_alone_where_the_cross_checked_cae_is_on_the_page() -> None:
+    """The audit's 256-px crop: "the best rebuild is cae (m) cross-checked with linear ... 0.43 dB ahead of blend",
+    then "The CAE loses to the best classical method (blend ...)": the second line is of the CAE without the
+    cross-check, and now says so."""
+    from edgeae.demo.conclusion import conclusion_lines
+    from edgeae.demo.context import CROSS, DemoConfig, DemoContext
+    from edgeae.reconstruct import Reconstruction
+
+    def r(method: str, psnr: float) -> Reconstruction:
+        return Reconstruction(method, np.zeros((2, 2, 1), np.float32), 1.0, {"psnr": psnr, "ssim": 0.9, "mae": 0.01})
+
+    ctx = DemoContext(DemoConfig(cross_check="linear"), model="m")
+    ctx.results = [r("cae", 29.91), r(CROSS, 30.43), r("blend", 30.00)]
+    ctx.extra["cross_check_report"] = {"alpha_mean": 0.5, "cae_share": 0.5}
+    lines = conclusion_lines(ctx)
+    assert lines[0].startswith("From 10% of the pixels, the best rebuild is cae (m) cross-checked with linear at 30.43")
+    assert lines[1].startswith("The CAE alone loses to the best classical method (blend, 30.00 dB) by 0.09 dB")
+    ctx.results = [r("cae", 29.91), r("blend", 30.00)]  # no other CAE on the page: plain "The CAE"
+    assert conclusion_lines(ctx)[1].startswith("The CAE loses to the best classical method")

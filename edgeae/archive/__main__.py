@@ -26,7 +26,9 @@ PROG = "python -m edgeae.archive"
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", help="folders, products, manifests or globs (as for edgeae scan)")
-    ap.add_argument("-v", "--verbose", action="store_true", help="also show the readers' own log lines (GDAL, tifffile)")
+    ap.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the readers' own log lines (GDAL, tifffile)"
+    )
     args = ap.parse_args(argv)
     from edgeae import logs
 

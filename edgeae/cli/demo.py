@@ -37,7 +37,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="comma-separated methods to compare (normconv-wide, blend: the classical fills added in session 38)",
     )
     p.add_argument("--threads", type=positive_int, help="inference threads")
-    p.add_argument("--data", "--data-root", dest="data", type=Path, help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
+    p.add_argument(
+        "--data",
+        "--data-root",
+        dest="data",
+        type=Path,
+        help="shared data folder (default $EDGEAE_DATA or ../shared/data)",
+    )
     p.add_argument(
         "--links", default=None,
         help="comma-separated link presets for the downlink section (default: every preset; see edgeae links)",

@@ -129,7 +129,21 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".jp2", ".j2k", ".jxl", ".bmp", ".gif", ".pgm", ".ppm")
+PICTURE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".jp2",
+    ".j2k",
+    ".jxl",
+    ".bmp",
+    ".gif",
+    ".pgm",
+    ".ppm",
+)
 
 
 def _check_simulate(args: argparse.Namespace) -> list[str]:

@@ -63,7 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="per-frame robust z (orbital default), pooled over all frames (MSL default), or none",
     )
     p.add_argument("--combine", choices=("mean", "max"), default=None, help="combine window scores (default mean)")
-    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=256, help="patches per model call (default 256)")
+    p.add_argument(
+        "--batch",
+        "--batch-size",
+        dest="batch",
+        type=positive_int,
+        default=256,
+        help="patches per model call (default 256)",
+    )
     p.add_argument(
         "--limit", type=positive_int, default=None, help="only the first N files (LROC) / N random crops or images"
     )

@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=10,
         help="timed runs per latency figure, their median reported (default 10)",
     )
-    p.add_argument("--data", "--data-root", dest="data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)")
+    p.add_argument(
+        "--data", "--data-root", dest="data", default=None, help="data root (default: $EDGEAE_DATA or ../shared/data)"
+    )
     rng = p.add_mutually_exclusive_group()
     rng.add_argument(
         "--reduce-range", dest="reduce_range", action="store_true", default=True,

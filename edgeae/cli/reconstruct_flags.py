@@ -51,7 +51,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "convolution), normconv-wide (the same with a coarser scale, for keep 0.02), blend (the mean of "
         "normconv-wide and linear: the best classical fill on the validation frames); default cae",
     )  # fmt: skip
-    p.add_argument("-o", "--output", "--out", dest="output", type=Path, required=True, help="reconstructed image (PNG/TIFF/...)")
+    p.add_argument(
+        "-o", "--output", "--out", dest="output", type=Path, required=True, help="reconstructed image (PNG/TIFF/...)"
+    )
     p.add_argument("--metrics-json", type=Path, help="write metrics, settings and timing as JSON here")
     p.add_argument(
         "--save-masked", nargs="?", type=Path, const=True, default=None, metavar="PATH",
@@ -65,7 +67,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--tile", type=positive_int, help="CAE tile size when the model does not fix it (default 128)")
     p.add_argument("--overlap", type=non_negative_int, help="CAE tile overlap in pixels (default tile/4: 32)")
-    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, help="CAE tiles per batch (default 8; lowered to fit the memory)")
+    p.add_argument(
+        "--batch",
+        "--batch-size",
+        dest="batch",
+        type=positive_int,
+        help="CAE tiles per batch (default 8; lowered to fit the memory)",
+    )
     p.add_argument("--threads", type=positive_int, help="inference threads (default: library default)")
     p.add_argument(
         "--bayer",

@@ -191,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None:
         args.model, chosen_by = _default_model(files, args.bayer)
         log.info(
-            "no --model: scoring with the zoo's %s (chosen by %s: kind, channels)", args.model, printable(chosen_by.name)
+            "no --model: scoring with the zoo's %s (chosen by %s: kind, channels)",
+            args.model,
+            printable(chosen_by.name),
         )
     predictor = load_predictor(args.model, threads=args.threads)
     meta = predictor.metadata

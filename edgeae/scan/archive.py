@@ -216,7 +216,9 @@ def walk_archive(
                 raise FileNotFoundError(f"archive glob {text!r} matches no image files")
             entries += found
         elif not os.path.lexists(p):  # the usual case: a typo, or a folder not made yet
-            raise FileNotFoundError(f"archive {text!r} does not exist (give a folder, a manifest file, an image or a glob)")
+            raise FileNotFoundError(
+                f"archive {text!r} does not exist (give a folder, a manifest file, an image or a glob)"
+            )
         else:
             raise FileNotFoundError(f"archive {text!r} is not a folder, a manifest file, an image or a glob")
     resolved: dict[Path, Path] = {}  # each path resolved once (a syscall per component: slow on big or NFS trees)

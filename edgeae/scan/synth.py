@@ -133,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgeae.scan.synth", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder to write the archive into (e.g. runs/archive)")
     ap.add_argument("--n", type=int, default=300, help="number of files in all (default 300)")
-    ap.add_argument("--data", "--data-root", dest="data", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)")
+    ap.add_argument(
+        "--data", "--data-root", dest="data", default=None, help="data folder (default: $EDGEAE_DATA or ../shared/data)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--huge", type=int, default=2, help="number of huge tiled BigTIFF strips (default 2)")
     ap.add_argument("--huge-shape", default="16384x2560", help="H x W of each huge strip (default 16384x2560)")
