@@ -44,6 +44,7 @@ __all__ = [
     "iter_patch_blocks",
     "iter_patches",
     "iter_strips",
+    "preview",
     "write_tiled_bigtiff",
 ]
 
@@ -81,6 +82,20 @@ def iter_strips(
     with _open_reader(path) as reader:
         ranges = _row_ranges(reader.height, strip_rows, strip_rows - overlap)
         yield from _iter_bands(reader, ranges, channels, detect_nodata, stop=stop, whole=True)
+
+
+def preview(path: str | os.PathLike[str], step: int, strip_rows: int = 512) -> np.ndarray:
+    """Every ``step``-th pixel of every ``step``-th row of ``path``: float32 (ceil(H/step), ceil(W/step), C) in [0, 1],
+    NaN where no data; read strip by strip (:func:`iter_strips`), so a TIFF never holds more than a strip and the
+    preview (the backdrop of ``edgeae score --map``)."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    rows = []
+    for s in iter_strips(path, strip_rows=max(strip_rows, step) // step * step):
+        pick = s.pixels[(-s.y0) % step :: step, ::step]
+        ok = s.valid[(-s.y0) % step :: step, ::step]
+        rows.append(np.where(ok[..., None], pick, np.float32(np.nan)))
+    return np.concatenate(rows) if rows else np.zeros((0, 0, 1), np.float32)
 
 
 def iter_patches(

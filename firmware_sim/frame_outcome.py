@@ -74,6 +74,9 @@ def telemetry_summary(rec: dict[str, Any]) -> dict[str, Any]:
     128-byte packets."""
     summary: dict[str, Any] = {k: rec[k] for k in ("frame_id", "level", "flags") if k in rec}
     summary["anomaly"] = rec.get("anomaly", {}).get("patches", [])  # until session 34 the first 16 only
+    cam = rec.get("camera") or {}
+    if cam.get("demosaiced") and cam.get("bayer"):  # the ground demosaics a raw --original the same way (s46)
+        summary["demosaiced"] = cam["bayer"]
     return summary
 
 

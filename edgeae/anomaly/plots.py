@@ -42,8 +42,12 @@ def save_score_map(
     max_side: int = 800,
     title: str | None = None,
     score_label: str = "anomaly score",
+    image_downsampled: bool = False,
 ) -> Path:
     """Whole-image anomaly map (max score of the patches covering each pixel), beside the image when given.
+
+    ``image_downsampled``: ``image`` is already every ``d``-th pixel (``d`` = ceil(max(H, W) / max_side), as
+    :func:`edgeae.strips.preview` reads it for ``edgeae score --map``), NaN where no data.
 
     ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined in
     cyan, and the map says so (how many, and the threshold).
@@ -61,7 +65,9 @@ def save_score_map(
     ax = axes[0]
     if image is not None:
         img = np.asarray(image, dtype=np.float32)
-        img = img[::d, ::d]
+        img = img if image_downsampled else img[::d, ::d]
+        if img.ndim == 3 and img.shape[2] == 3:
+            img = np.nan_to_num(img, nan=1.0)  # no data white, as on the map
         ax[0].imshow(img if img.ndim == 2 or img.shape[2] == 3 else img[..., 0], cmap="gray", vmin=0, vmax=1)
         ax[0].set_title("image")
     a = ax[-1]

@@ -15,8 +15,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="rebuild a real frame from 10%% of its pixels (zoo CAE vs classical inpainting), HTML report",
         description=(
             "Sample a real frame (the Mastcam-Z demo frame from the shared data when present, else "
-            "skimage's moon), rebuild it with the zoo CAE and the telea, ns, linear, nearest and normconv "
-            "baselines, compare with JPEG 2000 given the same bytes, send it over every simulated link preset, "
+            "skimage's moon), rebuild it with the zoo CAE (alone, and cross-checked with linear) and "
+            "seven classical fills (telea, ns, linear, nearest, normconv, normconv-wide, blend), compare with "
+            "JPEG 2000 given the same bytes, send it over every simulated link preset, "
             "score its patches for anomalies, and write an HTML report (OUT/index.html) that ends with a "
             "conclusion computed from the numbers."
         ),
@@ -34,7 +35,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default="cae,telea,ns,linear,nearest,normconv,normconv-wide,blend",
-        help="comma-separated methods to compare (normconv-wide, blend: the classical fills added in session 38)",
+        help="comma-separated methods to compare, some of cae, telea, ns, linear, nearest, normconv, normconv-wide and "
+        "blend (default: all of them)",
     )
     p.add_argument("--threads", type=positive_int, help="inference threads")
     p.add_argument(

@@ -47,7 +47,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         choices=["RGGB", "BGGR", "GRBG", "GBRG"],
         help="the --original images are raw colour-filter mosaics of this pattern: demosaic them (as the rover "
-        "mission does onboard) before comparing",
+        "mission does onboard) before comparing (without it, a frame whose telemetry names the pattern the flight "
+        "demosaiced it with has its original demosaiced so)",
     )
     p.add_argument("--threads", type=positive_int, help="interpreter threads")
     p.add_argument(

@@ -113,6 +113,8 @@ def print_report(report: dict) -> None:
             line += f", PSNR {rep['psnr']:.2f} dB" + (f" ({rep['psnr_note']})" if "psnr_note" in rep else "")
             if not str(rep.get("psnr_over", "all")).startswith("all"):  # no-data left out, as reconstruct does
                 line += f" over {rep['psnr_over']}"
+            if "original_demosaiced" in rep:  # a raw --original demosaiced as the frame's telemetry says (s46)
+                line += f", the original demosaiced {rep['original_demosaiced'].split(':')[0]} as on board"
         elif "psnr_error" in rep:
             line += f", no PSNR: {rep['psnr_error']}"
         if "fill_fallback" in rep:

@@ -76,9 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--map",
         default=None,
         metavar="OUT.png",
-        help="whole-image anomaly heat map (one image) or OUT_<stem>.png per image (numbered by place in the list "
-        "given when stems repeat); a .tif name writes a float GeoTIFF aligned with the product instead "
-        "(georeferenced when the product is)",
+        help="whole-image anomaly heat map beside the image (one image) or OUT_<stem>.png per image (numbered by "
+        "place in the list given when stems repeat); a .tif name writes a float GeoTIFF aligned with the product "
+        "instead (georeferenced when the product is)",
     )
     p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=256, help="patches per model call")
     p.add_argument(
@@ -104,18 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--score",
         default="a",
         choices=["a", "terms-max", "frame-z-knn", "local-z", "context-knn"],
-        help="VAE score: a(x), or terms-max = max(rec / median, ||mu||^2 / median) over each image's patches "
-        "(finds unusual texture as well as brightness), or frame-z-knn = each latent dimension robust-z scaled "
-        "within its image, then the mean distance to the 20 nearest patches of all the images given (a ground "
-        "ranking of a set of images; HiRISE craters 2.08x random AP vs 1.08x for patch contrast), or local-z = how "
-        "far each patch's latents and reconstruction error stand from those of the patches within 96 px (or 2 "
-        "strides) around it, each image on its own (a ground ranking for features small against the frame), or "
-        "context-knn = the frame-z-knn distance plus the same distance with the latents "
-        "scaled over all the images given (give the crops of one product together: a crater that fills its crop "
-        "still stands out in the product; with --views 8 edgeae evaluate gives HiRISE crater vs other ROC AUC "
-        "0.804 on the dev split, 0.805 with the int8 file, and a scan, which fills partial patches as this command "
-        "does, 0.814; a set of over 100,000 patches, up to 500,000, is measured against a seeded sample of 100,000 "
-        f"of them). How each score works and what it measured: {source_ref('docs/anomaly.md')}",
+        help="VAE score (default a): a = a(x), reconstruction error + lambda * ||mu||^2; terms-max = the larger of "
+        "the two terms, each over its image's median (texture as well as brightness; the orbital flight score); "
+        "frame-z-knn = distance to the 20 nearest patches of all the images given, latents scaled within each "
+        "image (a ranking of a set); local-z = how far a patch stands from its neighbours within 96 px (features "
+        "small against the frame); context-knn = frame-z-knn plus the distance with latents scaled over the set "
+        "(crops of one product; see --group, --views). What each measured, and the limits of the set-wide ones: "
+        f"{source_ref('docs/anomaly.md')}",
     )
     p.add_argument(
         "--group",

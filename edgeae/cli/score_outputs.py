@@ -160,8 +160,34 @@ def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: s
         else:
             from edgeae.anomaly.plots import save_score_map
 
-            out = save_score_map(where, r, threshold=threshold, title=f"{f.name}\nscore: {meaning}", score_label=label)
+            out = save_score_map(
+                where, r, image=_backdrop(f, r), threshold=threshold, title=f"{f.name}\nscore: {meaning}",
+                score_label=label, image_downsampled=True,
+            )  # fmt: skip
         log.info("map -> %s", printable(str(out)))
+
+
+def _backdrop(path: Path, scores: Any, max_side: int = 800) -> Any:
+    """The image beside its map, every d-th pixel as the map draws it (:func:`edgeae.strips.preview`, a strip at a
+    time), or None when it cannot be read now (the map is then drawn alone; until session 46 it always was)."""
+    import logging
+
+    import numpy as np
+
+    from edgeae.strips import preview
+
+    h, w = scores.shape
+    step = max(1, int(np.ceil(max(h, w) / max_side)))
+    quiet = logging.getLogger("edgeae.row_bands")  # its mosaic warning was said when the image was scored
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return preview(path, step)
+    except Exception as exc:  # a display only: the scores and the map are written either way
+        log.debug("no backdrop for the map of %s: %s", printable(str(path)), exc)
+        return None
+    finally:
+        quiet.setLevel(level)
 
 
 def _write_csv(

@@ -209,12 +209,28 @@ class GroundStation:
         return self.default_original is not None or frame_id in self.originals
 
     def _compare(self, frame_id: int, recon: np.ndarray, known: np.ndarray | None, rep: dict) -> None:
-        orig = self.originals.get(frame_id, self.default_original)
+        flight = self._flight_bayer(frame_id)
+        get_flight = getattr(self.originals, "get_flight", None)  # lazily read originals (edgeae ground --original)
+        if flight and get_flight is not None:
+            orig, used = get_flight(frame_id, flight, self.default_original)
+            if used:
+                rep["original_demosaiced"] = f"{used}: the frame's telemetry says the flight demosaiced it so"
+        else:
+            orig = self.originals.get(frame_id, self.default_original)
         if orig is None:
             if frame_id in self.original_notes:
                 rep["psnr_error"] = self.original_notes[frame_id]
             return
         rep.update(psnr_fields(orig, recon, known))
+
+    def _flight_bayer(self, frame_id: int) -> str | None:
+        """The colour-filter pattern this frame's telemetry record (received and decoded before it: the flight
+        sends telemetry ahead of sparse pixels) says the flight demosaiced it with, or None."""
+        from edgeae.bayer import PATTERNS
+
+        tel = self.reports.get(f"telemetry_{frame_id}", {}).get("telemetry")
+        pattern = tel.get("demosaiced") if isinstance(tel, dict) else None
+        return pattern if isinstance(pattern, str) and pattern in PATTERNS else None
 
     def report(self) -> dict:
         """The session report so far: stream totals (with products not rebuilt, by reason) and products.
