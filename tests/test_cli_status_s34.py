@@ -141,7 +141,7 @@ def test_a_closed_pipe_on_stdout_in_a_real_process(tmp_path: Path, tiny: Path) -
     ("argv", "flag"),
     [
         (["score", "-", "-o", "s.csv"], "IMAGE"),
-        (["score", "g.png", "-o", "-"], "-o/--output"),
+        (["score", "g.png", "-o", "-"], "-o/--output/--out"),
         (["reconstruct", "g.png", "--method", "nearest", "-o", "x.png", "--metrics-json", "-"], "--metrics-json"),
         (["reconstruct", "-", "-o", "x.png"], "IMAGE"),
         (["ground", "decode", "-", "--out", "d"], "PACKETS"),

@@ -213,11 +213,6 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
             what = f"unknown codec(s) {unknown}" if unknown else "names no codec"
             raise CLIError(f"--compare: {what}; choose from {', '.join(CODECS)}")
     _check_tile(getattr(args, "j2k_tile", None), codecs)
-    if args.out.suffix.lower() in PICTURE_SUFFIXES:  # a packet file under an image's name would fool every viewer
-        raise CLIError(
-            f"--out {args.out}: this is the packet file (CCSDS packets, not a picture); name it .bin (e.g. "
-            f"{args.out.with_suffix('.bin').name}); edgeae ground decode rebuilds the image from it"
-        )
     report = args.out.with_suffix(".json")
     if report == args.out:  # the report would overwrite the packets just written
         raise CLIError(f"--out {args.out}: name the packet file .bin (its report is written beside it as .json)")
@@ -227,6 +222,11 @@ def _check_simulate(args: argparse.Namespace) -> list[str]:
         for what, source in _inputs(args):
             if path.resolve() == source.resolve():
                 raise CLIError(f"{flag} {path} is the {what} {source}: it would be overwritten; name another file")
+    if args.out.suffix.lower() in PICTURE_SUFFIXES:  # a packet file under an image's name would fool every viewer
+        raise CLIError(
+            f"--out {args.out}: this is the packet file (CCSDS packets, not a picture); name it .bin (e.g. "
+            f"{args.out.with_suffix('.bin').name}); edgeae ground decode rebuilds the image from it"
+        )
     held = [str(p) for p in (args.out, report) if p.exists()]
     if held and not args.force:
         verb = "exists" if len(held) == 1 else "exist"

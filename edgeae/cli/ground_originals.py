@@ -78,10 +78,15 @@ class _LazyOriginals(dict):
             if self.folder is not None:
                 self.notes[key] = _no_file(self.folder, key)
             return default, None
-        return _read(path, self.bayer, self.notes, key, default, flight)
+        return _read_flight(path, self.bayer, self.notes, key, default, flight)
 
 
-def _read(path: Path, bayer: str | None, notes: dict[int, str], key: int, default, flight: str | None = None):
+def _read(path: Path, bayer: str | None, notes: dict[int, str], key: int, default):
+    """The original in ``path`` (:func:`_read_flight` without a flight pattern)."""
+    return _read_flight(path, bayer, notes, key, default)[0]
+
+
+def _read_flight(path: Path, bayer: str | None, notes: dict[int, str], key: int, default, flight: str | None = None):
     """(the original in ``path`` as float32 in [0, 1], NaN where it holds no data by ``edgeae reconstruct``'s rule
     (:mod:`edgeae.ground.validity`: the frame's PSNR leaves those pixels out, as reconstruct's does), or
     ``default`` when its pixels cannot be read (noted); the pattern ``flight`` when it was demosaiced with it).
@@ -150,7 +155,7 @@ class _PassOriginal(dict):
                 "a PSNR of every frame give a folder of originals whose names end in the frame id (frame_3.png)"
             )
             return default, None
-        return _read(self.path, self.bayer, self.gs.original_notes, key, default, flight)
+        return _read_flight(self.path, self.bayer, self.gs.original_notes, key, default, flight)
 
     def warning(self) -> str | None:
         """The console line when frames got no PSNR for this, or None."""
