@@ -6,6 +6,7 @@ Functions over the :class:`~.loop.FlightRuntime` that finishes the run.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeae.wire.codec import PIP_AEC
@@ -34,7 +35,8 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         "mission": rt.m.name,
         "machine": rt.machine,  # this boot's, as its start line says (CPU, cores, load at boot, versions)
         "warnings": ([NO_ANOMALY_MODEL] if not rt.m.anomaly.model else [])
-        + memory_warnings(records, rt.m.runtime.threads),
+        + memory_warnings(records, rt.m.runtime.threads)
+        + grey_warnings(processed),
         "colour_filter": {
             "bayer": rt.m.camera.bayer or None,
             "frames_demosaiced": sum(bool(r.get("camera", {}).get("demosaiced")) for r in processed),
@@ -89,6 +91,20 @@ def summary_sections(rt: FlightRuntime, history: History, records: list[dict[str
         **({"telemetry_lines_unreadable": history.unreadable_lines} if history.unreadable_lines else {}),
         "inputs": rt.inputs,
     }
+
+
+def grey_warnings(processed: list[dict[str, Any]]) -> list[str]:
+    """One warning when frames of one stored channel that were no colour-filter mosaic flew in a colour-filter
+    camera's three channels, grey copied to R, G, B (until session 46 said in each frame's telemetry only)."""
+    grey = [r for r in processed if (r.get("camera") or {}).get("channels_replicated")]
+    if not grey:
+        return []
+    names = ", ".join(Path(str(r.get("source", "?"))).name for r in grey[:3]) + (", ..." if len(grey) > 3 else "")
+    return [
+        f"{len(grey)} of {len(processed)} frames processed hold one grey channel and no colour-filter pattern "
+        f"({names}): they flew as grey copied to R, G and B of this colour camera (camera.channels_replicated in "
+        "their telemetry); a grey camera's frames belong in a grey mission"
+    ]
 
 
 def memory_warnings(records: list[dict[str, Any]], threads: int) -> list[str]:

@@ -212,3 +212,22 @@ def test_score_map_draws_the_image_beside_the_scores(
     from edgeae.strips import preview
 
     assert preview(img, 7).shape[:2] == (29, 43)  # ceil(200 / 7), ceil(300 / 7)
+
+
+def test_firmware_sim_says_when_grey_frames_fly_in_a_colour_camera(
+    tmp_path: Path, moon: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Grey frames given to the rover mission (a colour-filter camera) fly as grey copied to R, G, B; until session
+    46 only each frame's telemetry said so, now the run's console does (a WARNING line, and summary.json)."""
+    import json
+
+    from edgeae.firmware_sim.cli import main as fs_main
+    from edgeae.imageio import write_image
+
+    grey = write_image(tmp_path / "grey.png", np.ascontiguousarray(moon[:256, :384]))
+    out = tmp_path / "fw"
+    assert fs_main(["run", "--mission", "rover_mastcamz", "--frames", str(grey), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: 1 of 1 frames processed hold one grey channel" in err and "grey.png" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert any("copied to R, G and B" in w for w in summary["warnings"])
