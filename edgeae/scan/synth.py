@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -154,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     info = build_archive(
         args.out, args.n, data=args.data, seed=args.seed, n_huge=args.huge, huge_shape=(h, w),
-        n_corrupt=args.corrupt,
-    )  # fmt: skip
+        n_corrupt=args.corrupt, progress=sys.stderr is not None and sys.stderr.isatty(),
+    )  # fmt: skip  # a bar on a terminal only, as the edgeae commands draw theirs
     print(f"wrote {info['n']} files ({info['bytes']} bytes) to {args.out}")
     return 0
 
