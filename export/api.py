@@ -207,7 +207,9 @@ def _export_checkpoint(
             work, name, config, {**facts, "tail": config.calib_tail}, encoder, calib_patches, test_patches,
             gate, {g.kind: {} for g in graphs},
         )  # fmt: skip
-        for graph, fmt, precision in progress_bar(jobs, name):
+        bar = progress_bar(jobs, name)
+        run.note = getattr(bar, "set_postfix_str", run.note)  # each step's name beside a terminal's bar
+        for graph, fmt, precision in bar:
             if config.latency and graph.kind not in report.torch_latency:
                 test = _inputs_for(graph, encoder, test_patches)
                 report.torch_latency[graph.kind] = _torch_latency(graph, test, config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ class _Run:
     test_patches: np.ndarray
     gate: TailGate | None
     done: dict[str, dict[str, Path | str]]  # per graph kind: the ONNX files built (or why not), build.build
+    note: Callable[[str], object] = lambda _: None  # the step under way, beside the progress bar (a terminal's)
 
 
 def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> tuple[ArtifactRecord, Path | None]:
@@ -74,6 +76,7 @@ def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> tuple[Arti
         sha256="", checker=build.CHECKER[fmt], passed=False,
         parity={"passed": False, "budget": BUDGETS[precision], "main_output": MAIN_OUTPUT[graph.kind]},
     )  # fmt: skip
+    run.note(f"{record.name}: converting")
     try:  # the converters raise anything (JAX TypeErrors, RuntimeErrors, ...): this artifact's failure alone
         with native_stderr_to_log():  # the converters' C++ logs (TensorFlow/XNNPACK start-up lines); -v shows them
             built = build.build(
@@ -102,18 +105,22 @@ def _export_one(run: _Run, graph: Graph, fmt: str, precision: str) -> tuple[Arti
         failures.append(f"int8 input range {in_range} does not cover [0, 1]")
     if read_metadata(path) != meta:
         failures.append("embedded metadata does not read back identically")
+    run.note(f"{record.name}: parity with PyTorch")
     ref = torch_outputs_batched(graph, test)
     result = check_parity(graph.kind, precision, ref, run_batched(predictor, graph.kind, test), str(path), strict=False)
     if not result.passed:
         failures.append(result.summary())
     parity = {**result.to_dict(), "main_output": MAIN_OUTPUT[graph.kind], "input_range_covers_0_1": range_ok}
     if run.gate is not None and graph.kind in TAIL_KINDS:
+        run.note(f"{record.name}: the score's tail on real frames")
         tail, bad = run.gate.check(graph, predictor, precision)
         parity.update(tail)
         failures += bad
     parity["passed"] = not failures  # every check, not the PSNR budget alone
     record.parity, record.passed = parity, not failures
     record.input_range = list(in_range) if in_range else None
+    if run.config.latency:
+        run.note(f"{record.name}: latency")
     record.latency = _latency(path, test, run.config) if run.config.latency else []
     log.info("%s: %s", path.name, result.summary())
     return record, path

@@ -179,6 +179,26 @@ def test_int8_onnx_weights_are_7_bit_by_default_and_say_so(data_root: Path, tmp_
     assert read_metadata(art.path).extra["int8_weights"] == "8-bit (full range)"
 
 
+def test_a_terminal_bar_names_each_step(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export of one artifact drew a bar standing at 0 of 1 for a minute (session 46's audit); on a terminal the
+    bar now names the step under way (converting, parity, the tail, latency)."""
+    import edgeae.export.api as api
+
+    steps: list[str] = []
+
+    class Bar(list):
+        def set_postfix_str(self, text: str) -> None:
+            steps.append(text)
+
+    monkeypatch.setattr(api, "progress_bar", lambda jobs, name: Bar(jobs))
+    model, meta = _tiny_cae()
+    calib, test = _patches(meta, "val", 16, 0), _patches(meta, "test", 12, 1)
+    config = ExportConfig(kinds=("cae-encoder",), formats=("onnx",), precisions=("int8",), **FAST)
+    (art,) = export_checkpoint(model, meta, tmp_path / "bar", "tiny", calib, test, config).artifacts
+    name = Path(art.path).name
+    assert steps[:2] == [f"{name}: converting", f"{name}: parity with PyTorch"], steps
+
+
 def test_encoder_decoder_split_reproduces_the_cae(data_root: Path, tmp_path: Path) -> None:
     model, meta = _tiny_cae()
     config = ExportConfig(kinds=("cae-encoder", "cae-decoder"), formats=("onnx",), **FAST)
