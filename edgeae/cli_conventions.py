@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 VERBOSE_HELP = "show debug messages and the warnings and logs of third-party libraries (hidden by default)"
 DASH_REFUSED = "reading stdin or writing stdout is not supported: give a file (./- for a file named -)"
@@ -20,6 +20,14 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+
+    def error(self, message: str) -> NoReturn:
+        """A bad value of one option (``argument --threads: must be at least 1, got 0``) is one line, as the
+        commands' own checks say theirs (``--patch must be a positive number of pixels``); what the usage line
+        helps with (a missing or unknown argument) keeps it (until session 46 every error printed the usage)."""
+        if message.startswith("argument ") and "invalid choice" not in message:
+            self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+        super().error(message)
 
 
 def dash_given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:

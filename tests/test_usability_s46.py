@@ -231,3 +231,20 @@ def test_firmware_sim_says_when_grey_frames_fly_in_a_colour_camera(
     assert "WARNING: 1 of 1 frames processed hold one grey channel" in err and "grey.png" in err
     summary = json.loads((out / "summary.json").read_text())
     assert any("copied to R, G and B" in w for w in summary["warnings"])
+
+
+def test_a_bad_option_value_is_one_line_and_a_missing_argument_keeps_the_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--threads 0`` printed the whole usage block, ``--patch 0`` (the command's own check) one line; both are one
+    line now. A missing argument still shows the usage, which says what is required."""
+    with pytest.raises(SystemExit) as stop:
+        main(["score", "a.png", "-o", str(tmp_path / "s.csv"), "--threads", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "usage:" not in err
+    assert (
+        err.strip() == "edgeae score: error: argument --threads: must be at least 1, got 0 (--help lists the options)"
+    )
+    with pytest.raises(SystemExit):
+        main(["score", "a.png"])
+    assert "usage: edgeae score" in capsys.readouterr().err
