@@ -222,6 +222,7 @@ def test_firmware_sim_says_when_grey_frames_fly_in_a_colour_camera(
     import json
 
     from edgeae.firmware_sim.cli import main as fs_main
+
     from edgeae.imageio import write_image
 
     grey = write_image(tmp_path / "grey.png", np.ascontiguousarray(moon[:256, :384]))
