@@ -102,8 +102,8 @@ synthetic 4096 × 4096 frame, grey and RGB, keep 0.1, less each method's RSS on 
 within 0.1 %): ``blend`` 116.8 / 151.4 bytes a grey / RGB pixel (it had been the sum of linear's and normconv's
 figures, 161 / 255, an upper bound never measured), ``linear`` 112.7 / 139.2, ``normconv-wide`` 47.2 / 119.0 (the
 figures above within 3 %), ``telea`` 36.8 / 82.9 (session 27: 36.8 / 66.8; a hand run of the same commands this
-session gave ~75 an RGB pixel: Telea's RGB peak varies, the largest is kept). ``python -m benchmarks.rebuild_memory
---out DIR`` measures them."""
+session gave ~75 an RGB pixel, the benchmark's rerun in session 46 81.4: Telea's RGB peak varies, the largest is
+kept). ``python -m benchmarks.rebuild_memory --out DIR`` measures them."""
 
 NOT_A_GROUND_METHOD: tuple[str, ...] = ()
 """Fills a memory refusal does not suggest because ``edgeae ground decode --method`` does not offer them (none since
