@@ -208,3 +208,50 @@ def test_a_pass_of_frames_of_several_sizes_counts_its_frames_by_fill(tmp_path: P
     stream = json.loads((tmp_path / "g" / "stream.json").read_text())["stream"]
     assert stream["frames_by_fill"] == {"blend": 1, "normconv-wide": 1}
     assert "frames rebuilt by fill: blend 1, normconv-wide 1" in capsys.readouterr().out
+
+
+def test_auto_takes_the_faster_fill_while_the_live_decoder_is_behind() -> None:
+    """Session 46: blend takes ~1 s for the demo frame, about what a 2 Mbit/s link takes to deliver one; on a live
+    pass ``serve`` fell behind with it. From two sparse frames waiting, auto skips blend (normconv-wide: a quarter
+    of its time, 0.1-0.2 dB below it) and the frame's report says why."""
+    from edgeae.ground.filler import BEHIND, AutoFill
+
+    auto = AutoFill()
+    assert auto.choose(64, 64, 3, behind=BEHIND - 1).method == "blend"
+    hurried = auto.choose(64, 64, 3, behind=BEHIND)
+    assert hurried.method == "normconv-wide"
+    assert hurried.note == (
+        "blend skipped: the live decoder was 2 frames behind the link, so the faster fill keeps up: filled with "
+        "normconv-wide"
+    )
+    assert AutoFill(methods=("blend",)).choose(64, 64, 3, behind=9).method == "blend"  # nothing faster to take
+
+
+def test_the_live_decoder_tells_the_station_how_many_frames_wait() -> None:
+    import queue
+    import threading
+    import time
+
+    from edgeae.ground.transport import _decode_worker
+
+    seen: list[int] = []
+
+    class Station:
+        reports: dict = {}
+        behind = 0
+
+        def decode(self, keys):
+            seen.append(self.behind)
+            return {}
+
+    station, pending, stop = Station(), queue.Queue(), threading.Event()
+    for key in (("sparse", 1, 0), ("sparse", 2, 0), ("patch", 2, 0), ("sparse", 3, 0)):
+        pending.put(key)
+    worker = threading.Thread(target=_decode_worker, args=(station, pending, stop))
+    worker.start()
+    t0 = time.monotonic()
+    while len(seen) < 4 and time.monotonic() - t0 < 10:
+        time.sleep(0.01)
+    stop.set()
+    worker.join()
+    assert seen == [2, 1, 1, 0] and station.behind == 0  # sparse frames still queued at each decode; reset after

@@ -147,6 +147,15 @@ AUTO_METHODS: tuple[str, ...] = ("blend", "normconv-wide", "telea")
 leads telea in every cell), each lighter than the one before (``edgeae.ground.limits.REBUILD_BYTES``: 116.8 / 48.5 /
 36.8 bytes a grey pixel, 151.4 / 116.9 / 83.1 an RGB one)."""
 
+SLOW_METHODS: tuple[str, ...] = ("blend",)
+"""Fills :class:`AutoFill` skips while a live decoder is behind the link (``behind`` frames waiting): blend takes
+1.5-2.3x Telea's time and normconv-wide 0.26-0.37x (``python -m benchmarks.fill_costs``), for 0.10-0.18 dB more
+than normconv-wide on the demo frame and Tycho."""
+
+BEHIND = 2
+"""Sparse frames waiting for the live decoder (``edgeae ground serve``) from which it is behind the link: while one
+frame is decoded the next may arrive (that is keeping up), two waiting means the fill is slower than the link."""
+
 
 @dataclass
 class AutoChoice:
@@ -166,26 +175,36 @@ class AutoFill:
 
     methods: tuple[str, ...] = AUTO_METHODS
 
-    def choose(self, h: int, w: int, c: int, frame_id: int = 0, original: bool = False) -> AutoChoice:
-        """The first method whose rebuild fits; the last one's ``LimitError`` (reason ``memory``) when none does."""
+    def choose(self, h: int, w: int, c: int, frame_id: int = 0, original: bool = False, behind: int = 0) -> AutoChoice:
+        """The first method whose rebuild fits; the last one's ``LimitError`` (reason ``memory``) when none does.
+        ``behind``: sparse frames waiting for a live decoder; from :data:`BEHIND` on, :data:`SLOW_METHODS` are
+        skipped so that the decoder catches up with the link (``edgeae ground serve``; the report says so)."""
         from .limits import LimitError, check_memory
 
+        hurry = behind >= BEHIND and any(m not in SLOW_METHODS for m in self.methods)
+        methods = [m for m in self.methods if not (hurry and m in SLOW_METHODS)]
+        skipped = [m for m in self.methods if m not in methods]
         refused: list[str] = []
-        for i, m in enumerate(self.methods):
+        for i, m in enumerate(methods):
             try:
                 check_memory("sparse", frame_id, h, w, c, m, original=original)
             except LimitError:
-                if i == len(self.methods) - 1:
+                if i == len(methods) - 1:
                     raise
                 refused.append(m)
                 continue
-            note = None
-            if refused:
-                note = (
-                    f"{' and '.join(refused)} would not fit in the memory available (edgeae.ground.limits."
-                    f"REBUILD_BYTES): filled with {m}"
+            notes = []
+            if skipped:
+                notes.append(
+                    f"{' and '.join(skipped)} skipped: the live decoder was {behind} frames behind the link, so the "
+                    "faster fill keeps up"
                 )
-            return AutoChoice(m, note)
+            if refused:
+                notes.append(
+                    f"{' and '.join(refused)} would not fit in the memory available (edgeae.ground.limits."
+                    "REBUILD_BYTES)"
+                )
+            return AutoChoice(m, f"{'; '.join(notes)}: filled with {m}" if notes else None)
         raise AssertionError("AutoFill.methods is empty")  # pragma: no cover - the dataclass default has three
 
     def using(self, method: str) -> Filler:

@@ -259,7 +259,7 @@ def _check_memory(station: GroundStation, asm: Assembly) -> AutoChoice | None:
     h = asm.header
     if isinstance(station.fill, AutoFill):
         original = station._has_original(asm.frame_id)
-        return station.fill.choose(h["height"], h["width"], h["channels"], asm.frame_id, original)
+        return station.fill.choose(h["height"], h["width"], h["channels"], asm.frame_id, original, station.behind)
     check_memory(
         "sparse", asm.frame_id, h["height"], h["width"], h["channels"], station.fill_name,
         original=station._has_original(asm.frame_id),

@@ -69,6 +69,7 @@ class GroundStation:
     lock: Any = field(default_factory=threading.RLock)  # held while reading the receiver's state
     finished: bool = False  # finish() has decoded every product: stream.json says ``complete``
     fallback_said: bool = False  # the console was told once that the CAE could not fill a frame
+    behind: int = 0  # sparse frames waiting for the live decoder (serve): --method auto takes a faster fill from 2
     _patch_keys: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict, init=False, repr=False)
     _patch_keys_of: tuple[object, int] = field(default=(None, 0), init=False, repr=False)  # (products, count) indexed
     # product -> its pieces when it was decoded (:func:`_pieces_state`): one that changed since is decoded again

@@ -358,8 +358,13 @@ def _decode_worker(station: GroundStation, pending: queue.Queue, stop: threading
             continue
         if product_name(key) in station.reports:
             continue
-        for name, rep in station.decode([key]).items():  # never raises: failures are reported per product
-            log.info("decoded %s: %s/%s packets", name, rep.get("packets_received"), rep.get("packets_expected"))
+        with pending.mutex:  # the sparse frames still waiting: --method auto hurries when the link outruns it
+            station.behind = sum(1 for k in pending.queue if k[0] == "sparse")
+        try:
+            for name, rep in station.decode([key]).items():  # never raises: failures are reported per product
+                log.info("decoded %s: %s/%s packets", name, rep.get("packets_received"), rep.get("packets_expected"))
+        finally:
+            station.behind = 0  # finish() decodes what is left with nothing more arriving: the best fill again
 
 
 def _stop_on_signals(stop_signal: list[int], decoding: list[bool]) -> dict[int, Any]:
