@@ -9,7 +9,8 @@ patches and a telemetry record a frame); ``edgeae downlink send --link LINK --sp
 interleaved. Per run: the seconds from the end of sending (its end-of-transmission datagrams included) to the
 station's exit, which is the decode it still owed; the sparse frames by fill (``frames_by_fill``); the mean
 ``decode_s`` of the frames; the 1-minute load. Timings: a 2-core machine runs the sender, the receiver and the
-decoder at once, so read the ratios between methods of one run. Writes ``results.json`` and ``results.md``.
+decoder at once, so read the ratios between methods of one run. Writes ``results.json`` and ``results.md``; the
+frames, the pass and each station's folder and log go to a temporary folder (``--work DIR`` keeps them there).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="ground fills (default auto,blend,telea)")
     ap.add_argument("--link", default="perfect", help="link preset or TOML (default perfect: 2 Mbit/s)")
     ap.add_argument("--data", default=None, help="shared data folder (default $EDGEAE_DATA or ../shared/data)")
+    ap.add_argument("--work", type=Path, default=None, help="keep the frames, pass and station folders here")
     args = ap.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.frames < 1 or args.rounds < 1 or not methods:
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.machine import machine_info
     from edgeae.data import data_root
 
-    work = args.out / "work"
+    tmp = None if args.work else tempfile.TemporaryDirectory(prefix="edgeae-live-pass-")
+    work = args.work or Path(tmp.name)  # type: ignore[union-attr]
     work.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {
         "command": "python -m benchmarks.live_pass " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             r = one_pass(downlink, work, m, args.link, f"{m}_{rnd}")
             res["runs"].append({"round": rnd, **r})
             print(f"round {rnd} {m}: {r['after_send_s']} s after the send, {r['frames_by_fill']}", flush=True)
+    if tmp is not None:
+        tmp.cleanup()
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
     (args.out / "results.md").write_text(md)
