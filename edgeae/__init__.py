@@ -75,4 +75,9 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names and the package's submodules, not what this module imports for itself (``Any``,
+    ``import_module``, ... until session 46)."""
+    return sorted({n for n in globals() if not n.startswith("_") and n not in _PRIVATE} | set(_LAZY) | {"__version__"})
+
+
+_PRIVATE = frozenset({"annotations", "import_module", "TYPE_CHECKING", "Any"})

@@ -38,7 +38,9 @@ def find_data_root(path: str | os.PathLike[str] | None = None) -> Path | None:
 
 
 def data_root(path: str | os.PathLike[str] | None = None) -> Path:
-    """Return the data root or raise :class:`DataNotFoundError` explaining how to point at it."""
+    """The folder of the planetary data (``rover_rgb/``, ``orbital_gray/``, ...): ``path`` when given, else
+    ``$EDGEAE_DATA``, else the first ``shared/data`` holding a README.md beside or above the working folder or this
+    checkout (``../shared/data`` from a clone); :class:`DataNotFoundError` saying how to point at it when none is."""
     root = find_data_root(path)
     if root is None:
         where = f"{path}" if path is not None else os.environ.get(ENV_VAR) or "../shared/data"

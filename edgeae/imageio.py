@@ -72,6 +72,15 @@ class ImageData:
         h, w, c = self.pixels.shape
         return int(h), int(w), int(c)
 
+    def __repr__(self) -> str:
+        """One line, not every pixel (the dataclass's own repr printed the whole array until session 46)."""
+        h, w, c = self.shape
+        where = f"{self.path.name!r}, " if self.path is not None else ""
+        return (
+            f"ImageData({where}{h}x{w}x{c}, {self.bit_depth}-bit {self.raw_dtype}, "
+            f"{float(self.valid.mean()):.1%} valid)"
+        )
+
     @property
     def channels(self) -> int:
         return int(self.pixels.shape[2])

@@ -338,7 +338,13 @@ def mask_rows_and_indices(
 
 
 def make_mask(seed: int, shape: tuple[int, int], keep: float, pattern: str = "uniform") -> np.ndarray:
-    """The full bool (height, width) mask, True = pixel kept. A pure function of its arguments."""
+    """The full bool (height, width) mask, True = pixel kept. A pure function of its arguments: the flight runtime
+    and the ground make the same mask from the same four values, so it never crosses the link (docs/masks.md).
+
+    ``seed``: a whole number in [0, 2**64) (first, as on the wire); ``shape``: (height, width); ``keep``: the
+    fraction of pixels kept, in (0, 1] (0.1 keeps a tenth); ``pattern``: ``"uniform"`` (each pixel kept with
+    probability ``keep``) or ``"jittered"`` (one pixel in each cell of a grid whose cells hold 1 / keep pixels).
+    ``make_mask(seed=1, shape=(480, 640), keep=0.1)``."""
     return make_mask_rows(seed, shape, keep, pattern, 0, None)
 
 

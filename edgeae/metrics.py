@@ -225,9 +225,10 @@ def _check_range(name: str, lo: float, hi: float) -> None:
 def compare(
     original: np.ndarray, recon: np.ndarray, known: np.ndarray | None = None, valid: np.ndarray | None = None
 ) -> dict[str, float]:
-    """All metrics over the whole image; with ``known`` (bool (H, W), True = sampled pixel) also over the
-    destroyed pixels only (keys ``*_destroyed``) and the kept fraction (``keep_actual``). ``ssim`` is NaN for
-    an image under 3 pixels high or wide (a line scan), which SSIM's window does not fit.
+    """All metrics over the whole image: a dict with ``psnr`` (dB, data range 1), ``ssim``, ``mae`` and
+    ``error_variance``; with ``known`` (bool (H, W), True = sampled pixel) also over the destroyed pixels only
+    (``psnr_destroyed``, ``mae_destroyed``, ...) and the kept fraction (``keep_actual``). ``ssim`` is NaN for an
+    image under 3 pixels high or wide (a line scan), which SSIM's window does not fit.
 
     ``valid`` (bool (H, W), e.g. :attr:`edgeae.imageio.ImageData.valid`): every metric over the valid pixels only,
     so a product's no-data margins and NaN samples, whose "truth" is a fill value, do not count; adds

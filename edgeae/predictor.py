@@ -47,6 +47,10 @@ class TorchPredictor:
         self.adapt_losses: list[float] = []  # set by edgeae.adapt on a model adapted to one frame
         self.adapt_report: dict[str, Any] = {}  # ... with its held-out check (edgeae.adapt.adapt_predictor)
 
+    def __repr__(self) -> str:
+        m = self.metadata
+        return f"TorchPredictor({Path(self.source).name!r}, {m.kind}, {m.channels} channel(s), {self.device})"
+
     def __call__(self, batch: np.ndarray) -> Any:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         self.metadata.check_input(batch.shape, self.source)
@@ -82,7 +86,15 @@ def ground_threads() -> int:
 
 
 def load_predictor(spec: str | os.PathLike[str], threads: int | None = None, device: str = "cpu") -> Predictor:
-    """Load any model the user can name. ``threads`` sets the interpreter's thread count for an artifact, for that
+    """Load any model the user can name: a zoo name (``"orbital-gray-vae"``; ``edgeae zoo`` lists them), a zoo file
+    (``"zoo:orbital-gray-vae/orbital-gray-vae.int8.onnx"``), or a path to a ``.pt`` checkpoint or an ``.onnx``,
+    ``.ort`` or ``.tflite`` artifact. Returns a predictor: ``predictor(batch)`` on an (N, C, P, P) float32 batch in
+    [0, 1] gives a CAE's reconstruction as an array and a VAE's outputs as a dict (``score``, ``x_hat``, ``mu``);
+    ``predictor.metadata`` is the model's :class:`edgeae.metadata.ModelMetadata` (kind, channels, input shape,
+    normalisation, λ, ...). To score patches, wrap it: :func:`edgeae.make_scorer`. ``device``: a torch device for a
+    checkpoint (``"cuda"``), CPU by default; artifacts run on the CPU.
+
+    ``threads`` sets the interpreter's thread count for an artifact, for that
     artifact alone; for a PyTorch checkpoint it calls ``torch.set_num_threads``, which is process-wide: every
     torch model in the process, those loaded before too, then runs on that many threads (logged once as a
     warning when it changes the count under a torch model loaded earlier). ``threads=None`` leaves torch as it is

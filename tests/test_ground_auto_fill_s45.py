@@ -237,8 +237,9 @@ def test_the_live_decoder_tells_the_station_how_many_frames_wait() -> None:
     seen: list[int] = []
 
     class Station:
-        reports: dict = {}
-        behind = 0
+        def __init__(self) -> None:
+            self.reports: dict = {}
+            self.behind = 0
 
         def decode(self, keys):
             seen.append(self.behind)

@@ -192,12 +192,17 @@ def test_score_file_progress_bar_of_a_hostile_header_allocates_nothing(tmp_path:
     bomb = _tiff_header_only(tmp_path / "bomb.tif", 2**31 - 1)
     assert bomb.stat().st_size < 200
     code = f"""
-        import types
         from edgeae._headers import ImageReadError
         from edgeae.anomaly import score
         score._on_terminal = lambda: True
+        class Scorer:  # a scorer of one channel (score_file refuses what is not one: session 46)
+            channels = 1
+
+            def __call__(self, batch):
+                return {{"score": batch.sum(axis=(1, 2, 3))}}
+
         try:
-            score.score_file({str(bomb)!r}, types.SimpleNamespace(channels=1), 64, 64, progress=True)
+            score.score_file({str(bomb)!r}, Scorer(), 64, 64, progress=True)
         except ImageReadError as exc:
             print("refused:", exc)
     """

@@ -249,3 +249,27 @@ def test_a_bad_option_value_is_one_line_and_a_missing_argument_keeps_the_usage(
     with pytest.raises(SystemExit):
         main(["score", "a.png"])
     assert "usage: edgeae score" in capsys.readouterr().err
+
+
+def test_the_python_api_takes_a_name_or_a_model_where_a_scorer_goes_and_prints_briefly(data_root: Path) -> None:
+    """Session 46's API audit: ``score_array(img, "orbital-gray-vae")`` failed with "'str' object is not callable",
+    a CAE passed unwrapped with a patch-size error; ``print(frame)`` dumped every pixel, a model printed as
+    ``<... object at 0x...>``, ``dir(edgeae)`` listed ``Any`` and ``import_module``."""
+    import edgeae
+
+    tycho = data_root / "orbital_gray" / "misc" / "Tycho_LRO.png"
+    if not tycho.is_file():
+        pytest.skip(f"{tycho} not in the data folder")
+    frame = edgeae.read_image(tycho)
+    assert repr(frame) == "ImageData('Tycho_LRO.png', 1058x1058x1, 8-bit uint8, 100.0% valid)"
+    model = edgeae.load_predictor("orbital-gray-vae")
+    assert repr(model) == "TorchPredictor('orbital-gray-vae.pt', vae, 1 channel(s), cpu)"
+    crop = frame.pixels[:256, :256]
+    wrapped = edgeae.score_array(crop, edgeae.make_scorer(model))
+    for given in ("orbital-gray-vae", model):
+        got = edgeae.score_array(crop, given)
+        assert np.array_equal(got.score, wrapped.score) and set(got.extras) == set(wrapped.extras)
+    with pytest.raises(TypeError, match=r"scorer must be edgeae\.make_scorer"):
+        edgeae.score_array(crop, 5)
+    assert {"Any", "import_module", "TYPE_CHECKING", "annotations"}.isdisjoint(dir(edgeae))
+    assert "make_scorer" in dir(edgeae) and "__version__" in dir(edgeae)

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -165,6 +166,29 @@ def _on_terminal() -> bool:
         return False
 
 
+def as_scorer(scorer: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``scorer`` as :func:`score_array` calls it: :func:`edgeae.make_scorer`'s as it is, a loaded model
+    (:func:`edgeae.load_predictor`: it has ``metadata``) or a zoo name / model path wrapped by ``make_scorer``
+    (until session 46 a name failed with "'str' object is not callable" and a CAE passed unwrapped with a patch-size
+    error); anything else is refused saying what to give."""
+    from .scorer import PatchScorer, make_scorer
+
+    if isinstance(scorer, PatchScorer):
+        return scorer
+    if isinstance(scorer, str | os.PathLike):
+        from edgeae.predictor import load_predictor
+
+        return make_scorer(load_predictor(scorer))
+    if getattr(scorer, "metadata", None) is not None and hasattr(scorer.metadata, "kind"):
+        return make_scorer(scorer)
+    if callable(scorer):  # a batch -> {"score": ...} function of the caller's own
+        return scorer
+    raise TypeError(
+        f"scorer must be edgeae.make_scorer(model), a model from edgeae.load_predictor, or a zoo name; got "
+        f"{type(scorer).__name__}"
+    )
+
+
 def score_array(
     image: np.ndarray,
     scorer: Callable[[np.ndarray], dict[str, np.ndarray]],
@@ -185,11 +209,17 @@ def score_array(
 
     ``valid``: bool (H, W), True = data (:attr:`edgeae.imageio.ImageData.valid`). NaN/inf pixels are no-data
     too, whatever ``valid`` says: they are read as 0, as :func:`edgeae.imageio.read_image` reads them, and count
-    against ``min_valid`` (and are filled with ``fill``) like any other no-data pixel."""
+    against ``min_valid`` (and are filled with ``fill``) like any other no-data pixel.
+
+    ``scorer``: :func:`edgeae.make_scorer`'s, or a loaded model or a zoo name (wrapped by it: :func:`as_scorer`).
+    Returns :class:`PatchScores`: one entry per patch scored (``len``), its top-left ``x``, ``y``, ``score`` and
+    valid fraction, with ``shape`` the image's (H, W) (not the patch count) for maps. The image must have the
+    model's channel count (``score_file`` converts a file's channels, and logs it)."""
     from edgeae.nodata import across_channels
     from edgeae.tiling import tile_positions
 
     check_batch(batch)
+    scorer = as_scorer(scorer)
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[..., None]
@@ -235,7 +265,7 @@ def score_array(
 
 def score_file(
     path: str | os.PathLike[str],
-    scorer: PatchScorer,
+    scorer: PatchScorer | Any,
     patch: int = 64,
     stride: int = 64,
     *,
@@ -261,6 +291,10 @@ def score_file(
     check_batch(batch)
     if margin is not None and not isinstance(margin, Margin):  # "3", "3,3,0,0", (3, 3, 0, 0)
         margin = Margin.parse(margin)
+    wrapped: Any = as_scorer(scorer)  # a name or a loaded model too, as score_array takes
+    if not isinstance(getattr(wrapped, "channels", None), int):  # the streamed read converts to the scorer's channels
+        raise TypeError("score_file needs edgeae.make_scorer(model), a model from edgeae.load_predictor or a zoo name")
+    scorer = wrapped
 
     h, w, stored = image_shape(path)
     if min(h, w) < patch:  # score_array refuses this; the CLI scores it padded (--min-valid): said, not silent

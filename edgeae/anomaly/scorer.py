@@ -98,7 +98,16 @@ class PatchScorer:
 def make_scorer(
     predictor: Any, *, cae_keep: float = 0.5, cae_seed: int = 0, keep_latents: bool = False, views: int = 1
 ) -> PatchScorer:
-    """A :class:`PatchScorer` for a loaded predictor; the kind and channels come from its metadata."""
+    """A :class:`PatchScorer` for a loaded predictor (:func:`edgeae.load_predictor`); the kind and channels come from
+    its metadata. Call it on an (N, C, P, P) float32 batch in [0, 1]; it returns ``{"score": (N,), ...}``.
+
+    A VAE's score is a(x) = ||x − x̂||² + λ·||μ||² (sums over the patch's pixels and latent dimensions, λ from the
+    model's metadata: on an LROC NAC tile about 1,300 to 29,000 with the zoo's grey VAE), extras ``rec`` and
+    ``mu2``; a CAE's is its masked-reconstruction error, the summed squared error on the pixels it did not see when
+    ``cae_keep`` of them (default half, mask seed ``cae_seed``) were kept (grows with the patch's area; the flight
+    runtime's mean-squared form divides by it). ``keep_latents``: keep each patch's μ in the extras (the set-wide
+    rankings of ``edgeae score --score frame-z-knn`` need them); ``views``: average μ over the patch's first N
+    rotations and flips (1-8; N times the model calls). Scores compare within one model only."""
     meta = predictor.metadata
     side = int(meta.input_shape[2] if meta.layout == "NCHW" else meta.input_shape[1])
     return PatchScorer(
