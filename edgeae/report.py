@@ -189,10 +189,12 @@ def render_report(
     intro: str = "",
     *,
     img_dir: str | os.PathLike[str] | None = None,
+    lead: str = "",
 ) -> str:
     """Write the images to ``img_dir`` (default ``out_dir/img``; a staging folder, :func:`stage_images`) and return
     the page that shows them as ``img/NAME`` (for ``out_dir/index.html``): its text is UTF-8 clean, a name's bytes
-    that are not UTF-8 shown as ``\\xff`` (:func:`printable`)."""
+    that are not UTF-8 shown as ``\\xff`` (:func:`printable`). ``lead``: trusted HTML shown under the intro, before
+    the sections (the demo's verdict)."""
     from edgeae.imageio import write_image
 
     out = Path(out_dir)
@@ -205,6 +207,7 @@ def render_report(
     ]
     if intro:
         parts.append(f"<p>{html.escape(intro)}</p>")
+    parts.append(lead)  # trusted HTML under the intro: a page's answer before its evidence (the demo's verdict)
     used: set[str] = set()
     for si, sec in enumerate(sections):
         parts.append(f"<section id='{_slug(sec.title)}'><h2>{html.escape(sec.title)}</h2>")

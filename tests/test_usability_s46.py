@@ -273,3 +273,22 @@ def test_the_python_api_takes_a_name_or_a_model_where_a_scorer_goes_and_prints_b
         edgeae.score_array(crop, 5)
     assert {"Any", "import_module", "TYPE_CHECKING", "annotations"}.isdisjoint(dir(edgeae))
     assert "make_scorer" in dir(edgeae) and "__version__" in dir(edgeae)
+
+
+def test_the_demo_page_leads_with_its_verdict(tmp_path: Path) -> None:
+    """The audit: the demo's answer ("Should you fly it?") was the 7th line of a conclusion at the end of a ~9,000-px
+    page. It is now also under the intro, with how the CAE did against the best classical fill."""
+    from edgeae.demo.conclusion import verdict_html
+    from edgeae.report import Section, render_report
+
+    lines = [
+        "From 10% of the pixels, the best rebuild is cae (m) at 31.69 dB PSNR, 0.50 dB ahead of blend.",
+        "The CAE alone beats the best classical method (blend, 31.19 dB) by 0.50 dB PSNR.",
+        "Should you fly it? On a clean link, no: JPEG 2000 at the same bytes is 9.54 dB better than it <x>.",
+    ]
+    lead = verdict_html(lines)
+    assert "From 10%" not in lead and "The CAE alone beats" in lead and "&lt;x&gt;" in lead
+    page = render_report(tmp_path, "t", [Section("Input"), Section("Conclusion")], "intro", lead=lead)
+    assert page.index("Verdict") < page.index("<section id='input'>") < page.index("<section id='conclusion'>")
+    assert "href='#conclusion'" in page
+    assert verdict_html([]) == "" and verdict_html(lines[:1]) == ""

@@ -319,6 +319,20 @@ def conclusion_lines(ctx: DemoContext) -> list[str]:
     return lines
 
 
+def verdict_html(lines: list[str]) -> str:
+    """The page's answer, under its intro: the conclusion's "Should you fly it?" line and how the CAE did against the
+    best classical fill, with a link to the whole conclusion at the end of the page (until session 46 the answer was
+    only there, ~9,000 px down). Empty without a conclusion."""
+    picked = [x for x in lines if x.startswith(("Should you fly it?", "The CAE"))]
+    if not picked:
+        return ""
+    items = "".join(f"<li>{_escape(x)}</li>" for x in picked)
+    return (
+        f"<div class='conclusion'><b>Verdict</b><ul>{items}</ul>"
+        "<a href='#conclusion'>The whole conclusion, computed from the numbers below</a></div>"
+    )
+
+
 def stage_conclusion(ctx: DemoContext) -> Section | None:
     """Which method won and by how much, and where the CAE loses: computed from the numbers above."""
     lines = conclusion_lines(ctx)
