@@ -129,7 +129,7 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
                 _num(f.get("available_ms")),
                 ("yes" if f.get("deadline_missed") else "no") if processed else "–",
                 _num(f.get("keep"), 4),
-                f"{p.get('scored', '–')} / {p.get('grid', '–')}",
+                f"{p.get('scored', '–')} / {p.get('grid', '–')}" + _not_scored(p),
                 _e(", ".join(f.get("flags") or []) or "–"),
             ]
         )
@@ -147,6 +147,32 @@ def _timeline(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
         "the left.</p>"
     )
     return note + cut + "\n".join(svg) + legend + table
+
+
+def _not_scored(p: dict[str, Any]) -> str:
+    """Why patches of the grid were not scored, after "scored / grid" (the audit: "110 / 130" said nothing of the
+    20 margin patches): no-data, cut by the deadline, not selected at the degradation level."""
+    why = [
+        f"{n} {what}"
+        for n, what in (
+            (p.get("nodata_skipped"), "no-data"),
+            (p.get("cut_by_deadline"), "cut by the deadline"),
+            ((p.get("grid") or 0) - (p.get("selected") or 0) if p.get("selected") is not None else 0, "not selected"),
+        )
+        if isinstance(n, int) and n > 0
+    ]
+    return f" ({', '.join(why)})" if why else ""
+
+
+MEMORY_LABELS = {
+    "enforced_on": "budget enforced on",
+    "within_budget": "within budget (RSS growth over boot)",
+    "rss_frame_peak_bytes": "rss frame peak (whole process: boot baseline included, not the budgeted figure)",
+    "rss_peak_bytes": "rss peak (whole process, boot baseline included)",
+    "rss_growth_peak_bytes": "rss growth peak over boot (what the budget counts)",
+}
+"""The memory table's names for the summary's keys whose plain names read as contradicting the verdict (session 46's
+audit: "rss peak 128.9 MiB" above a 128 MiB budget, "within budget: yes", the budget counting growth over boot)."""
 
 
 def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
@@ -188,7 +214,7 @@ def _memory(frames: list[dict[str, Any]], s: dict[str, Any]) -> str:
     if mem:
         rows = [
             [
-                _e(k.removesuffix("_bytes").replace("_", " ")),  # the value is shown in MiB
+                _e(MEMORY_LABELS.get(k, k.removesuffix("_bytes").replace("_", " "))),  # the value is shown in MiB
                 _mib(v) if k.endswith("bytes") else _e(_policy(v)) if k == "heap" else _num(v),
             ]
             for k, v in mem.items()

@@ -270,7 +270,7 @@ def test_quiet_prints_one_line_per_dataset_and_the_verdicts(
     argv = ["evaluate", "--dataset", "msl_surface", "--out", str(tmp_path / "o"), "--data-root", str(tmp_path)]
     assert main([*argv, "-q"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == [f"msl_surface: 0 rows -> {tmp_path / 'o' / 'msl_surface'}",
+    assert out == [f"msl_surface: 0 table rows (score method × feature) -> {tmp_path / 'o' / 'msl_surface'}",
                    f"targets: 1 yes -> {tmp_path / 'o' / 'summary.md'}"]  # fmt: skip
     assert main(argv) == 0  # the default: every table and the summary, as before
     assert "### the table" in capsys.readouterr().out

@@ -275,6 +275,8 @@ def test_a_context_knn_resume_reports_and_projects_the_ranking_apart(
     per = 1000 * ctx["seconds"] / 45
     assert f"ranking the set's 45 patches together ({per:.3g} ms a ranked patch)" in line, line
     assert f"**{r['patches_per_s']:.1f} patches/s**" not in line  # the wall rate with the ranking is not this run's
+    projection = next(x for x in md.splitlines() if x.startswith("- full LRO NAC archive"))
+    assert "from only 9 patches this run: too few for a rate worth projecting" in projection  # session 46
 
 
 # -- g1-2: a read-only --out that is not a scan's: the refusal with its reason, not the lock file's errno -----------

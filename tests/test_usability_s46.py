@@ -292,3 +292,17 @@ def test_the_demo_page_leads_with_its_verdict(tmp_path: Path) -> None:
     assert page.index("Verdict") < page.index("<section id='input'>") < page.index("<section id='conclusion'>")
     assert "href='#conclusion'" in page
     assert verdict_html([]) == "" and verdict_html(lines[:1]) == ""
+
+
+def test_the_flight_report_says_why_patches_were_not_scored_and_what_the_budget_counts() -> None:
+    """The audit: "patches scored 110 / 130" with no reason, and "rss peak 128.9 MiB" above a 128 MiB budget in a
+    table that says "within budget: yes" (the budget counts RSS growth over boot)."""
+    from edgeae.firmware_sim.report_charts import MEMORY_LABELS, _not_scored
+
+    assert _not_scored({"grid": 130, "selected": 130, "scored": 110, "nodata_skipped": 20}) == " (20 no-data)"
+    assert _not_scored({"grid": 130, "selected": 65, "scored": 60, "nodata_skipped": 5, "cut_by_deadline": 0}) == (
+        " (5 no-data, 65 not selected)"
+    )
+    assert _not_scored({}) == ""
+    assert "boot baseline included" in MEMORY_LABELS["rss_peak_bytes"]
+    assert MEMORY_LABELS["within_budget"] == "within budget (RSS growth over boot)"

@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         data[ds] = data_note(ds, res["rows"], res["acceptance"], args.limit, sampled, res["info"]["settings"])
         if not args.quiet:
             print((out / ds / "table.md").read_text())
-        print(f"{ds}: {len(res['rows'])} rows -> {out / ds}")
+        print(f"{ds}: {len(res['rows'])} table rows (score method × feature) -> {out / ds}")
     run = f"--views {args.views}, --seed {args.seed}" + (f", --cae-keep {cae_keep:g}" if cae else "")
     (out / "summary.md").write_text(acceptance_markdown(checks, used, data, run))
     if args.quiet:

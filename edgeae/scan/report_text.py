@@ -15,6 +15,11 @@ from typing import Any
 # and let the rest of the name start a heading or an HTML block
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+PROJECTION_PATCHES = 10_000
+"""Patches scored in a run below which the archive projection says its rate is a rough one (start-up and the first
+batches weigh on a short run: 0.7 s of scoring on 6 small images gave 2,712 patches/s, a fifth of the NAC-size
+strip's 13,175 in the README; session 46's audit)."""
+
 
 def _one_line(text: object) -> str:
     """``text`` with each control character written as ``\\xNN`` (``bad\\x0a<script>.png``): one line of text."""
@@ -174,6 +179,12 @@ def _facts(r: dict[str, Any], text: Callable[[object], str]) -> list[str]:
             f"- full LRO NAC archive (~{ex['assumed_archive_patches']:.3g} patches, {ex['source']}): "
             f"**{ex['days']:,} days** at {ex['measured_patches_per_s']:,} patches/s, the rate over "
             f"{ex.get('rate_basis') or 'wall time'} ({ex['days_on_100_such_machines']:,} days on 100 machines)"
+            + (
+                f"; from only {r['patches']:,} patches this run: too few for a rate worth projecting (the README's "
+                "NAC-size strip: `python -m benchmarks --only nac --full`)"
+                if isinstance(r.get("patches"), int) and r["patches"] < PROJECTION_PATCHES
+                else ""
+            )
         )
     for layer in r.get("geo_layers") or []:
         note = f" ({text(layer['note'])})" if layer.get("note") else ""  # a layer not in the body's IAU CRS: why
