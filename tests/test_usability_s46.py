@@ -306,3 +306,9 @@ def test_the_flight_report_says_why_patches_were_not_scored_and_what_the_budget_
     assert _not_scored({}) == ""
     assert "boot baseline included" in MEMORY_LABELS["rss_peak_bytes"]
     assert MEMORY_LABELS["within_budget"] == "within budget (RSS growth over boot)"
+
+
+def test_demo_score_captions_keep_four_figures() -> None:
+    from edgeae.demo.anomaly import score_text
+
+    assert [score_text(v) for v in (52.6, 59.91, 0.015491, 28272.1)] == ["52.60", "59.91", "0.01549", "28,272"]
