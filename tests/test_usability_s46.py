@@ -312,3 +312,29 @@ def test_demo_score_captions_keep_four_figures() -> None:
     from edgeae.demo.anomaly import score_text
 
     assert [score_text(v) for v in (52.6, 59.91, 0.015491, 28272.1)] == ["52.60", "59.91", "0.01549", "28,272"]
+
+
+def test_score_maps_draw_labelled_features_to_their_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit: every labelled crater of an evaluation map was the same small circle (a 160-px crater like a 33-px
+    one); (x, y, diameter) points are now circles of their own size, (x, y) points small markers as before."""
+    pytest.importorskip("matplotlib")
+    import edgeae.anomaly.plots as plots
+    from edgeae.anomaly.score import PatchScores
+
+    radii: list[float] = []
+    plt = plots._plt()
+    real = plt.Circle
+
+    def circle(xy, radius, **kw):
+        radii.append(radius)
+        return real(xy, radius, **kw)
+
+    monkeypatch.setattr(plt, "Circle", circle)
+    xs, ys = np.meshgrid(np.arange(0, 256, 64), np.arange(0, 256, 64))
+    scores = PatchScores("m.png", xs.ravel(), ys.ravel(), np.arange(16.0), np.ones(16), 64, (256, 256))
+    img = np.zeros((256, 256, 1), np.float32)
+    plots.save_score_map(tmp_path / "a.png", scores, image=img, points=np.array([[40, 40, 160.0], [200, 200, 33.0]]))
+    assert radii == [80.0, 16.5, 80.0, 16.5]  # both panels, radius = diameter / 2 at full scale
+    radii.clear()
+    plots.save_score_map(tmp_path / "b.png", scores, image=img, points=np.array([[40, 40], [200, 200]]))
+    assert radii == [] and (tmp_path / "b.png").stat().st_size > 0

@@ -121,7 +121,7 @@ def score_lroc(
         frames.append(fr)
         images.append(pix)
         craters_all.append((fr.result, craters))
-        points.append(craters[craters[:, 2] >= PLOT_FEATURE_MIN, :2])
+        points.append(craters[craters[:, 2] >= PLOT_FEATURE_MIN, :3])  # x, y and diameter: circles drawn to size
         if n_out := craters_outside(craters, pix.shape):
             outside[f.name] = n_out
             log.warning(

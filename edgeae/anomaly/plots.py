@@ -49,8 +49,9 @@ def save_score_map(
     ``image_downsampled``: ``image`` is already every ``d``-th pixel (``d`` = ceil(max(H, W) / max_side), as
     :func:`edgeae.strips.preview` reads it for ``edgeae score --map``), NaN where no data.
 
-    ``points``: (K, 2) x, y of labelled features drawn as circles; patches above ``threshold`` are outlined in
-    cyan, and the map says so (how many, and the threshold).
+    ``points``: (K, 2) x, y of labelled features drawn as small circles, or (K, 3) x, y, diameter drawn to their
+    size (a 160-px crater no longer looks like a 33-px one); patches above ``threshold`` are outlined in
+    cyan, and the map says so (how many, and the threshold). The title is wrapped to the panel's width.
     ``score_label``: what the score is (the colour bar's label). ``max_side``: the image and map are drawn
     downsampled to at most this many pixels a side (the panels are ~500 px wide; the PNG's size does not depend
     on it). Pixels no scored patch covers are white, and the map says so; a map with no scored patch says "no
@@ -71,7 +72,9 @@ def save_score_map(
         ax[0].imshow(img if img.ndim == 2 or img.shape[2] == 3 else img[..., 0], cmap="gray", vmin=0, vmax=1)
         ax[0].set_title("image")
     a = ax[-1]
-    a.set_title(title or f"anomaly map: {Path(scores.file).name}", fontsize=9)
+    import textwrap
+
+    a.set_title(textwrap.fill(title or f"anomaly map: {Path(scores.file).name}", 70), fontsize=9)
     finite = heat[np.isfinite(heat)]
     notes = []
     if finite.size:
@@ -96,15 +99,15 @@ def save_score_map(
     if notes:
         a.set_xlabel("\n".join(notes), fontsize=7)
     if points is not None and len(points):
+        pts = np.asarray(points, dtype=np.float64)
         for axis in ax:
-            axis.scatter(
-                np.asarray(points)[:, 0] / d,
-                np.asarray(points)[:, 1] / d,
-                s=14,
-                facecolors="none",
-                edgecolors="lime",
-                linewidths=0.7,
-            )
+            if pts.shape[1] >= 3:  # each circle the feature's own size (at least 2 px on the panel)
+                for x, y, diameter in pts[:, :3]:
+                    axis.add_patch(
+                        plt.Circle((x / d, y / d), max(diameter / 2 / d, 2.0), fill=False, ec="lime", lw=0.7)
+                    )
+            else:
+                axis.scatter(pts[:, 0] / d, pts[:, 1] / d, s=14, facecolors="none", edgecolors="lime", linewidths=0.7)
     for axis in ax:
         axis.set_xticks([])
         axis.set_yticks([])
