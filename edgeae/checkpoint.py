@@ -166,6 +166,37 @@ def damage_line(path: str | os.PathLike[str], source: str | os.PathLike[str] | i
     )
 
 
+def _not_a_model(path: Path, blob: Any) -> str:
+    """Why the torch file ``path`` is no model: a run's training state or best weights (session 46's audit: "no edgeae
+    metadata; was it written by edgeae?" for the files edgeae train writes beside best.pt), or a foreign file."""
+    run = path.parent
+    if isinstance(blob, dict) and {"optimizer", "state", "model"} <= set(blob):
+        return (
+            f"{path} is a training state for --resume (edgeae train cae|vae --resume {run}), not a model: give "
+            f"{run / 'best.pt'}, the run's model"
+        )
+    if isinstance(blob, dict) and "score_lambda" in blob:
+        return (
+            f"{path} holds a VAE run's best weights while it trains, not a model: give {run / 'best.pt'}, written when "
+            "the run ends"
+        )
+    return f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?"
+
+
+def incomplete_line(path: str | os.PathLike[str]) -> str | None:
+    """One line naming the checkpoint file ``path`` when it is no whole ``torch.save`` archive (cut short: its zip
+    directory missing; or another file in its place), else None. Reads the archive's directory only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        return (
+            f"{path} is not a complete checkpoint (cut short, or not a checkpoint file: {exc}); copy it again from an "
+            "intact source or use an earlier checkpoint"
+        )
+    return None
+
+
 def check_intact(path: str | os.PathLike[str]) -> None:
     """MetadataError (:func:`damage_line`) when a record of the checkpoint file ``path`` is damaged; the loads that
     call ``torch.load`` themselves (``last.pt``, ``best_state.pt``) call this first."""
@@ -191,7 +222,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     except Exception as exc:
         raise MetadataError(load_error(path, exc, data[:4])) from exc
     if not isinstance(blob, dict) or METADATA_KEY not in blob or "state_dict" not in blob:
-        raise MetadataError(f"{path}: checkpoint has no edgeae metadata; was it written by edgeae?")
+        raise MetadataError(_not_a_model(path, blob))
     meta = ModelMetadata.from_json(blob[METADATA_KEY], source=str(path))
     _refuse_nonfinite(path, blob["state_dict"], torch)
     with torch.random.fork_rng(devices=[]):  # the throw-away initial weights must not move the caller's RNG

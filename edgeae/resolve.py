@@ -169,6 +169,8 @@ def model_path(spec: str | os.PathLike[str], want: str = "any", prefer: Sequence
             inside = sorted(q.name for q in p.iterdir() if q.suffix in MODEL_SUFFIXES)[:5]
         except OSError:  # an unreadable folder: the message still says what it is
             inside = []
+        if (p / "best.pt").is_file() and (p / "config.json").is_file():  # a training run: its model is best.pt
+            raise NameNotFound(f"model {text} is a training run's folder; its model is {p / 'best.pt'}")
         raise NameNotFound(
             f"model {text} is a folder, not a model file; give a .pt checkpoint or an .onnx / .ort / .tflite "
             f"artifact{' (in it: ' + ', '.join(inside) + ')' if inside else ''}, or a zoo model: "

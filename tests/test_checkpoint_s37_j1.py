@@ -136,3 +136,23 @@ def test_resume_with_a_damaged_best_pt_is_refused_before_training(tmp_path: Path
         f"{record} fails its CRC-32 check"
     )
     assert (tmp_path / "run" / "config.json").read_bytes() == config_before  # refused before anything was written
+
+
+@pytest.mark.parametrize("damage", ["cut", "text"])
+def test_resume_with_a_cut_short_or_foreign_best_pt_is_refused_before_training(tmp_path: Path, damage: str) -> None:
+    """Session 46's audit: a best.pt cut short (or replaced by another file) passed the CRC-32 check, which reads zip
+    archives only, and was found after every remaining epoch had trained; the run then could not be finished."""
+    pytest.importorskip("cv2")
+    from test_train_resume import _config, _images
+
+    from edgeae.train.cae import train_cae
+
+    data = _images(tmp_path / "data", n=2)
+    train_cae(_config(data, tmp_path / "run", epochs=1, crops=8, val_crops=4))
+    best = tmp_path / "run" / "best.pt"
+    best.write_bytes(best.read_bytes()[:700] if damage == "cut" else b"hello")
+    config_before = (tmp_path / "run" / "config.json").read_bytes()
+    with pytest.raises(ResumeError) as e:
+        train_cae(_config(data, tmp_path / "run", epochs=2, crops=8, val_crops=4), resume=True)
+    assert str(e.value).startswith(f"cannot resume {tmp_path / 'run'}: {best} is not a complete checkpoint")
+    assert (tmp_path / "run" / "config.json").read_bytes() == config_before

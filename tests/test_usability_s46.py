@@ -338,3 +338,53 @@ def test_score_maps_draw_labelled_features_to_their_size(tmp_path: Path, monkeyp
     radii.clear()
     plots.save_score_map(tmp_path / "b.png", scores, image=img, points=np.array([[40, 40], [200, 200]]))
     assert radii == [] and (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_init_takes_a_zoo_name_and_model_errors_name_the_run_files(tmp_path: Path) -> None:
+    """The training audit: ``--init rover-rgb-gtcae`` said "checkpoint ... does not exist" (a file path only, unlike
+    every other MODEL argument); a run's ``last.pt`` given as a model said "no edgeae metadata; was it written by
+    edgeae?"; a run folder listed last.pt beside best.pt as if either were the model."""
+    torch = pytest.importorskip("torch")
+    from edgeae.checkpoint import load_checkpoint
+    from edgeae.metadata import MetadataError
+    from edgeae.models.cae import CAEConfig
+    from edgeae.predictor import resolve_model_path
+    from edgeae.train.cae import _warm_start
+
+    zoo = load_checkpoint(resolve_model_path("orbital-gray-gtcae", want="checkpoint"))
+    cfg = CAEConfig.from_dict(zoo.metadata.architecture)
+    model = type(zoo.model)(cfg)
+    info = _warm_start(model, "orbital-gray-gtcae", cfg)
+    assert info["file"] == "orbital-gray-gtcae.pt"
+    for a, b in zip(model.state_dict().values(), zoo.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(MetadataError, match="--init no-such-model"):
+        _warm_start(model, "no-such-model", cfg)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"version": 1, "model": {}, "optimizer": {}, "scheduler": None, "state": {}}, run / "last.pt")
+    with pytest.raises(MetadataError, match=r"is a training state for --resume .*give .*best\.pt"):
+        load_checkpoint(run / "last.pt")
+    (run / "best.pt").write_bytes((resolve_model_path("orbital-gray-gtcae")).read_bytes())
+    (run / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"is a training run's folder; its model is .*best\.pt"):
+        resolve_model_path(str(run))
+
+
+@pytest.mark.parametrize("trainer", ["cae", "vae"])
+def test_a_run_is_not_written_inside_its_own_data_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trainer: str
+) -> None:
+    """The training audit: ``--data imgs --out imgs`` trained, and the run's loss.png then was a training image of
+    the next run on imgs (folders are read recursively), whose resume was refused as "the training data changed"."""
+    from edgeae.imageio import write_image
+
+    imgs = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(imgs / name, (rng.random((160, 160, 1)) * 255).astype(np.uint8))
+    for out in (imgs, imgs / "run"):
+        assert main(["train", trainer, "--data", str(imgs), "--out", str(out), "--epochs", "1"]) == 2
+        assert "is inside the --data folder" in capsys.readouterr().err
+    assert sorted(p.name for p in imgs.iterdir()) == ["a.png", "b.png", "c.png"]  # nothing written

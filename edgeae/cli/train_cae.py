@@ -117,7 +117,7 @@ def _run_cae(args: argparse.Namespace) -> int:
         zoo_force=force,
     )
     _check_cae_zoo(cfg, resume=False)
-    check_out(args.out)  # made here, removed again if the run is refused
+    check_out(args.out, args.data)  # made here, removed again if the run is refused
     metrics = train_cae(cfg, command=recorded_command(args))
     return _report(metrics, Path(args.out), cfg.zoo_name, cfg.zoo_force)
 

@@ -117,10 +117,20 @@ def check_counts(args: argparse.Namespace) -> None:
             raise CLIError(f"--{dest.replace('_', '-')} must be a positive whole number, got {value}")
 
 
-def check_out(out: str) -> None:
+def check_out(out: str, data: str | None = None) -> None:
     """A new run's ``--out``: refused with one line naming it when its folder cannot be made or written (``/proc/x``,
-    a read-only disk, a file); the folders made here are removed again if the command then fails."""
+    a read-only disk, a file), or when it is the ``--data`` folder or inside it (folders are read recursively: the
+    run's loss.png became a training image and the next resume was refused as "the training data changed"; session
+    46's audit); the folders made here are removed again if the command then fails."""
     from edgeae.cli import check_writable
+
+    if data is not None and Path(data).is_dir():
+        folder, target = Path(data).resolve(), Path(out).resolve()
+        if target == folder or folder in target.parents:
+            raise CLIError(
+                f"--out {out} is inside the --data folder {data}: the run's files (loss.png, ...) would be read as "
+                "training images; write the run elsewhere"
+            )
 
     try:
         check_writable(Path(out) / "config.json", "--out")

@@ -185,7 +185,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     if problems:
         raise CLIError(problems[0])
     _check_vae_zoo(cfg)
-    check_out(args.out)  # made here, removed again if the run is refused
+    check_out(args.out, getattr(args, "data", None))  # made here, removed again if the run is refused
     return _report(train_vae(cfg, command=recorded_command(args)), Path(args.out), cfg.zoo_name, cfg.zoo_force)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("edgeae.train.cae")  # the trainer's logger: its lines keep the name they always had
@@ -15,11 +14,18 @@ log = logging.getLogger("edgeae.train.cae")  # the trainer's logger: its lines k
 
 def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
     """Load the weights of checkpoint ``path`` into ``model`` (a fine-tune: optimiser and LR schedule start
-    afresh). The architecture must match exactly; returns what the new model's metadata records about it."""
+    afresh). The architecture must match exactly; returns what the new model's metadata records about it. ``path``:
+    a ``.pt`` file, or a zoo name as every other MODEL argument takes it (``rover-rgb-unet2-ground``; until session 46
+    a file path only)."""
     from edgeae.checkpoint import load_checkpoint
     from edgeae.metadata import MetadataError
+    from edgeae.predictor import resolve_model_path
 
-    ck = load_checkpoint(path)
+    try:
+        resolved = resolve_model_path(path, want="checkpoint")
+    except (FileNotFoundError, ValueError) as exc:
+        raise MetadataError(f"--init {path}: {exc}") from None
+    ck = load_checkpoint(resolved)
     if ck.metadata.kind != "cae":  # before the defaults below, which would describe it as a seed CAE
         raise MetadataError(f"--init {path}: this is a {ck.metadata.kind} checkpoint, not a cae")
     arch = {"variant": "seed", "tile": 128, **ck.metadata.architecture}  # absent = the defaults, as build() reads it
@@ -32,9 +38,9 @@ def _warm_start(model: Any, path: str, cae_cfg: Any) -> dict[str, Any]:
         model.load_state_dict(ck.model.state_dict())
     except RuntimeError as exc:
         raise MetadataError(f"--init {path}: its weights do not fit this run's model ({exc})") from exc
-    log.info("warm start from %s (its best epoch %s)", path, ck.metrics.get("best_epoch"))
+    log.info("warm start from %s (its best epoch %s)", resolved, ck.metrics.get("best_epoch"))
     return {
-        "file": Path(path).name,
+        "file": resolved.name,
         "training_data_hash": ck.metadata.training_data_hash,
         "val_loss": ck.metrics.get("val_loss"),
     }

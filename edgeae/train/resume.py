@@ -385,9 +385,10 @@ def read_resumable(folder: str | os.PathLike[str], kind: str, epochs: int) -> tu
             f"patience); more epochs would stop again: start a new run with --init {Path(folder) / 'best.pt'} instead"
         )
     if epochs < done:
+        least = f"more than {done}" if state.complete else f"{done} or more"  # --epochs done: "already complete"
         raise ResumeError(
-            f"cannot resume {folder} with epochs {epochs}: it has already trained {done} epochs; pass --epochs {done} "
-            "or more"
+            f"cannot resume {folder} with --epochs {epochs}: it has already trained {done} epochs; pass --epochs "
+            f"{least}"
         )
     if state.complete and epochs <= done:
         raise ResumeError(

@@ -161,15 +161,16 @@ class RunStart:
 
     def _check_best_weights(self, state: TrainState) -> None:
         """A resume whose best epoch's weights file (the CAE's ``best.pt``, the VAE's ``best_state.pt``) is damaged
-        (a record failing its CRC-32) is refused before it trains, unless it starts at that epoch's end, where the
-        trainer rewrites the file from the restored model: the run would otherwise end on the damaged weights."""
-        from edgeae.checkpoint import damage_line
+        (a record failing its CRC-32) or incomplete (cut short, or not a checkpoint at all: until session 46 found
+        only after every remaining epoch had trained) is refused before it trains, unless it starts at that epoch's
+        end, where the trainer rewrites the file from the restored model: the run would otherwise end on it."""
+        from edgeae.checkpoint import damage_line, incomplete_line
         from edgeae.train.resume import ResumeError
 
         path = self.out / ("best.pt" if self.kind == "cae" else "best_state.pt")
         if self.at_best_epoch_end(state) or not path.is_file():
             return
-        damaged = damage_line(path)
+        damaged = damage_line(path) or incomplete_line(path)
         if damaged is not None:
             raise ResumeError(f"cannot resume {self.out}: {damaged}")
 
