@@ -204,6 +204,13 @@ def _data_and_channels(args: argparse.Namespace) -> tuple[str, int | None]:
             raise CLIError(f"--msl-ground applies to RGB data (rover_*); --data {args.data} is grey")
         return args.data, args.channels
     if not Path(args.data).is_dir():
+        from edgeae.datasets import SPLITS
+
+        if args.data in SPLITS:  # a dataset, of another trainer: say so, not "neither a dataset nor a folder"
+            raise CLIError(
+                f"--data {args.data} is a dataset the VAE does not train on (its datasets: "
+                f"{', '.join(sorted(DATASETS))}; train cae takes it), or give a folder of images"
+            )
         raise CLIError(f"--data {args.data!r} is neither a dataset ({', '.join(sorted(DATASETS))}) nor a folder")
     for flag, given in (("--no-hirise", args.no_hirise), ("--msl-ground", "msl_ground" in given_flags(args))):
         if given:

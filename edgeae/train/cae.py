@@ -119,7 +119,7 @@ def _train_cae(config: CAETrainConfig, resume: bool, command: str | None = None)
     vseed = config.resolved_val_seed
     val_clean, val_in, val_keep = validation_set(config, val_files, channels)
     log.info(
-        "%d master images, %d val crops from %s in %.1fs", len(masters), len(val_clean),
+        "%s: %d master images, %d val crops from %s in %.1fs", config.data, len(masters), len(val_clean),
         plural(len(val_files), "file"), time.perf_counter() - t0,
     )  # fmt: skip
 

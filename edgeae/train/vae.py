@@ -149,7 +149,9 @@ def _train_vae(config: VAETrainConfig, resume: bool, command: str | None = None)
     val_masters = load_masters(val_files, channels)
     val = sample_crops(val_masters, config.val_crops, config.patch, val_rng, Augment.none(), role="validation")
     del val_masters
-    log.info("%d training images, %d val crops in %.1fs", len(masters), len(val), time.perf_counter() - t0)
+    log.info(
+        "%s: %d training images, %d val crops in %.1fs", config.data, len(masters), len(val), time.perf_counter() - t0
+    )
     if not resume:  # the data checks passed: a refused new run leaves no config.json (nor its folder)
         start.write_config()
 
