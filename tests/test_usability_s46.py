@@ -388,3 +388,15 @@ def test_a_run_is_not_written_inside_its_own_data_folder(
         assert main(["train", trainer, "--data", str(imgs), "--out", str(out), "--epochs", "1"]) == 2
         assert "is inside the --data folder" in capsys.readouterr().err
     assert sorted(p.name for p in imgs.iterdir()) == ["a.png", "b.png", "c.png"]  # nothing written
+
+
+def test_train_errors_name_the_flag_not_the_config_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The training audit: "destroy_range must satisfy ...", "data_workers must be a positive integer" named the
+    config's fields; the user typed --destroy-range and --data-workers."""
+    for flag, value, said in (
+        ("--destroy-range", "0.9,0.5", "--destroy-range must satisfy"),
+        ("--patience", "-1", "--patience must be >= 0"),
+    ):
+        argv = ["train", "cae", "--data", str(tmp_path), "--out", str(tmp_path / "o"), flag, value]
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err

@@ -247,12 +247,32 @@ def needs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "_kind_run", None):
-        with training_log():
-            return int(args._kind_run(args) or 0)
-    if args.kind != "cae":
-        raise CLIError("choose what to train: edgeae train cae ... or edgeae train vae ... (see their --help)")
-    from edgeae.cli.train_cae import run_cae
+    try:
+        if getattr(args, "_kind_run", None):
+            with training_log():
+                return int(args._kind_run(args) or 0)
+        if args.kind != "cae":
+            raise CLIError("choose what to train: edgeae train cae ... or edgeae train vae ... (see their --help)")
+        from edgeae.cli.train_cae import run_cae
 
-    with training_log():
-        return run_cae(args)
+        with training_log():
+            return run_cae(args)
+    except ValueError as exc:  # a config's own check names its field: the user typed the flag (same error type)
+        named = flag_names(str(exc), args)
+        if named != str(exc):
+            exc.args = (named,)
+        raise
+
+
+FIELD_FLAGS = {"score_lambda": "--lambda"}
+"""Config fields whose flag is not their name with dashes."""
+
+
+def flag_names(message: str, args: argparse.Namespace) -> str:
+    """``message`` with a leading config field name (``destroy_range must satisfy ...``) written as the flag that
+    sets it (``--destroy-range must satisfy ...``; session 46's audit), when the command has that flag."""
+    head, sep, rest = message.partition(" ")
+    if not sep:
+        return message
+    flag = FIELD_FLAGS.get(head) or (f"--{head.replace('_', '-')}" if head in vars(args) else None)
+    return f"{flag} {rest}" if flag else message
