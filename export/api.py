@@ -225,7 +225,9 @@ def _export_checkpoint(
     return report
 
 
-def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig) -> ExportReport:
+def export_model(
+    spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: ExportConfig, name: str | None = None
+) -> ExportReport:
     """Export a zoo model or ``.pt`` checkpoint with real calibration and test patches, chosen by the model's own
     training data (a dataset's val and test splits, a folder's val files and its other images:
     :func:`edgeae.export.calibration.plan_data`) unless ``config.calib`` / ``config.test`` name images.
@@ -234,14 +236,15 @@ def export_model(spec: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     the tail check (the report then no longer calls them held out) or the model's training images (recorded as
     ``training_overlaps``), and records the calibration folder's resolved path and a hash of the sampled files'
     contents (and of the others' names, sizes and times: :func:`edgeae.export.calibration.provenance`) in the
-    report and in each int8 artifact.
+    report and in each int8 artifact. ``name``: the artifacts' file-name stem (default: the zoo name, else the
+    checkpoint's stem: ``best`` for a training run's ``best.pt``).
     """
     from edgeae.predictor import resolve_model_path
 
     from . import outdir
 
     path = resolve_model_path(spec, want="checkpoint")
-    name = artifact_stem(spec, path)
+    name = artifact_stem(name or spec, path)
     with outdir.removed_if_failed(out_dir):  # as the CLI: a failed export leaves no empty --out behind
         return _export_model(path, name, out_dir, config, checkpoint_source(spec, path))
 

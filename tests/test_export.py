@@ -311,3 +311,17 @@ def test_zoo_export_full_size(name: str, data_root: Path, tmp_path: Path) -> Non
     assert all(
         covers_unit_range(a.input_range) for a in report.artifacts if a.precision == "int8" and a.kind != "cae-decoder"
     )
+
+
+def test_export_names_its_artifacts_after_name(data_root: Path, tmp_path: Path) -> None:
+    """``edgeae export RUN/best.pt`` named every file ``best.*`` (session 46's training audit): ``--name`` sets it."""
+    from edgeae.checkpoint import save_checkpoint
+    from edgeae.cli import main
+
+    model, meta = _tiny_cae()
+    ck = save_checkpoint(tmp_path / "run" / "best.pt", model, meta)
+    argv = ["export", str(ck), "--format", "onnx", "--precision", "fp32", "--kinds", "cae-encoder", "--no-latency",
+            "--n-calib", "8", "--n-test", "8", "--out", str(tmp_path / "x")]  # fmt: skip
+    assert main([*argv, "--name", "lander"]) == 0
+    assert [p.name for p in (tmp_path / "x").glob("*.onnx")] == ["lander-encoder.fp32.onnx"]
+    assert main([*argv, "--name", "a/b"]) == 2

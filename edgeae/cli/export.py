@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "its val files, with a warning that they are not unseen)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the artifacts' file-name stem (default: the zoo name, else the checkpoint's: 'best' for a run's best.pt)",
+    )
     p.add_argument("--kinds", default=None, help="comma list of cae,cae-encoder,cae-decoder (default: all)")
     p.add_argument("--n-calib", type=int, default=128, help="calibration patches (default 128)")
     p.add_argument("--n-test", type=int, default=64, help="held-out parity patches (default 64)")
@@ -125,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     failed: ExportFailed | None = None
     try:
-        report = export_model(args.model, args.out, config)
+        if args.name is not None and (not args.name.strip() or "/" in args.name or "\\" in args.name):
+            raise CLIError(f"--name {args.name!r}: a file-name stem, without a folder")
+        named = {"name": args.name} if args.name else {}
+        report = export_model(args.model, args.out, config, **named)
     except ExportFailed as exc:
         failed, report = exc, exc.report
     if report.calibration.get("source") or report.calibration.get("n_patches"):

@@ -41,6 +41,8 @@ def check_resume_kind(args: argparse.Namespace, kind: str) -> Path:
     from edgeae.train.resume import run_kind
 
     cfg_file = Path(args.resume) / "config.json"
+    if not Path(args.resume).exists():  # a typo: said as such (session 46's audit: "no config.json there")
+        raise CLIError(f"--resume {args.resume} does not exist (give the --out folder of the run to continue)")
     if not cfg_file.is_file():
         raise CLIError(f"--resume {args.resume}: no config.json there (not a training run folder)")
     found = run_kind(args.resume)
