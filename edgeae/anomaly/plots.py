@@ -30,6 +30,13 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def map_step(shape: tuple[int, int], max_side: int = 800) -> int:
+    """The pixel step a score map of an image of ``shape`` (H, W) is drawn at: at most ``max_side`` pixels a side
+    (:func:`save_score_map`; ``edgeae score --map`` reads its image backdrop at the same step)."""
+    h, w = shape
+    return max(1, int(np.ceil(max(h, w) / max_side)))
+
+
 NOT_SCORED = "white"  # map pixels no scored patch covers (no-data, below --min-valid)
 
 
@@ -59,7 +66,7 @@ def save_score_map(
     """
     plt = _plt()
     h, w = scores.shape
-    d = max(1, int(np.ceil(max(h, w) / max_side)))
+    d = map_step((h, w), max_side)
     heat = score_map(scores, "max", downsample=d)
     panels = 2 if image is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 5.5 * h / max(w, 1) + 0.6), dpi=110, squeeze=False)

@@ -8,6 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
+from edgeae._headers import READ_EXTENSIONS
 from edgeae.cli import CLIError, DataError, check_writable
 
 from .downlink_compare import StepBar, compare, compare_filler, compare_table, strict_json
@@ -129,21 +130,8 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-PICTURE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".jp2",
-    ".j2k",
-    ".jxl",
-    ".bmp",
-    ".gif",
-    ".pgm",
-    ".ppm",
-)
+PICTURE_SUFFIXES = (*READ_EXTENSIONS, ".webp", ".jp2", ".j2k", ".jxl", ".bmp", ".gif")
+"""Names an image would have (the ones edgeae reads, and the codecs' --compare writes): refused for the packet file."""
 
 
 def _check_simulate(args: argparse.Namespace) -> list[str]:

@@ -167,17 +167,15 @@ def _write_maps(files: list[Path], results: list[Any], maps: list[Path], kind: s
         log.info("map -> %s", printable(str(out)))
 
 
-def _backdrop(path: Path, scores: Any, max_side: int = 800) -> Any:
+def _backdrop(path: Path, scores: Any) -> Any:
     """The image beside its map, every d-th pixel as the map draws it (:func:`edgeae.strips.preview`, a strip at a
     time), or None when it cannot be read now (the map is then drawn alone; until session 46 it always was)."""
     import logging
 
-    import numpy as np
-
+    from edgeae.anomaly.plots import map_step
     from edgeae.strips import preview
 
-    h, w = scores.shape
-    step = max(1, int(np.ceil(max(h, w) / max_side)))
+    step = map_step(scores.shape)  # the map's own step: the two panels line up
     quiet = logging.getLogger("edgeae.row_bands")  # its mosaic warning was said when the image was scored
     level = quiet.level
     quiet.setLevel(logging.ERROR)
